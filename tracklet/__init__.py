@@ -1,0 +1,125 @@
+"""tracklet: a local-first ML experiment tracker that speaks W&B's Python API.
+
+    import tracklet
+    run = tracklet.init(project="mnist", config={"lr": 3e-4})
+    for step in range(1000):
+        tracklet.log({"loss": loss})
+    tracklet.finish()
+
+``import tracklet`` is kept light: it imports no ML framework, no numpy and no protobuf until a run
+starts. ``tracklet.run``, ``tracklet.config`` and ``tracklet.summary`` are the current run's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from tracklet.core.api import Api, RecordedRun
+    from tracklet.core.run import Config, Run, Summary
+    from tracklet.core.settings import Settings
+    from tracklet.core.values import Histogram
+
+_LAZY = {
+    "Api": ("tracklet.core.api", "Api"),
+    "RecordedRun": ("tracklet.core.api", "RecordedRun"),
+    "Run": ("tracklet.core.run", "Run"),
+    "Settings": ("tracklet.core.settings", "Settings"),
+    "Histogram": ("tracklet.core.values", "Histogram"),
+    "TrackletWarning": ("tracklet.core.encoder", "TrackletWarning"),
+}
+
+
+def init(*args: Any, **kwargs: Any) -> "Run":
+    from tracklet.core.start import init as _init
+
+    return _init(*args, **kwargs)
+
+
+init.__doc__ = "Start a run; see :func:`tracklet.core.start.init`."
+
+
+def _current() -> "Run":
+    from tracklet.core import lifecycle
+
+    run = lifecycle.current()
+    if run is None:
+        raise RuntimeError("tracklet: no run is active; call tracklet.init() first")
+    return run
+
+
+def log(data: Any, step: int | None = None, commit: bool | None = None) -> None:
+    """Log to the current run (see :meth:`tracklet.Run.log`)."""
+    _current().log(data, step=step, commit=commit)
+
+
+def define_metric(name: str, step_metric: str | None = None, summary: Any = None, hidden: bool = False) -> None:
+    _current().define_metric(name, step_metric=step_metric, summary=summary, hidden=hidden)
+
+
+def alert(title: str, text: str = "", level: str = "INFO") -> None:
+    _current().alert(title, text, level)
+
+
+def finish(exit_code: int | None = None) -> None:
+    """Finish the current run, if there is one."""
+    from tracklet.core import lifecycle
+
+    run = lifecycle.current()
+    if run is not None:
+        run.finish(exit_code)
+
+
+class _NoRun:
+    """Stands for ``tracklet.config``/``tracklet.summary`` before ``init()``: any use says so."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"tracklet.{self._what} needs an active run; call tracklet.init() first")
+
+    __getitem__ = __setitem__ = __iter__ = __len__ = __contains__ = update = _fail
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._fail()
+
+    def __repr__(self) -> str:
+        return f"<tracklet.{self._what}: no active run>"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run":
+        from tracklet.core import lifecycle
+
+        return lifecycle.current()
+    if name in ("config", "summary"):
+        from tracklet.core import lifecycle
+
+        run = lifecycle.current()
+        return getattr(run, name) if run is not None else _NoRun(name)
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'tracklet' has no attribute {name!r}")
+
+
+__all__ = [
+    "Api",
+    "Histogram",
+    "Run",
+    "Settings",
+    "TrackletWarning",
+    "__version__",
+    "alert",
+    "define_metric",
+    "finish",
+    "init",
+    "log",
+]

@@ -1,0 +1,250 @@
+"""``tracklet.Api``: read recorded runs from a data root, straight from their record logs.
+
+Cross-run queries and downsampling arrive with the store; this API reads one run at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from tracklet.core.layout import RunPaths, projects_dir
+from tracklet.core.reader import Alert, ConsoleLine, History, MetricDefinition, RunState, replay, run_state_label, warn_damage
+from tracklet.core.recordlog import LOG_FILE_NAME
+from tracklet.core.settings import check_name, data_root, resolve_settings
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+class RecordedRun:
+    """A run as its record log tells it. Read lazily on first use; :meth:`refresh` reads again."""
+
+    def __init__(self, paths: RunPaths) -> None:
+        self._paths = paths
+        self._state: RunState | None = None
+        self._label: str | None = None
+
+    # identity known without reading the log
+    @property
+    def id(self) -> str:
+        return self._paths.run_id
+
+    @property
+    def project(self) -> str:
+        return self._paths.project
+
+    @property
+    def path(self) -> str:
+        return f"{self.project}/{self.id}"
+
+    @property
+    def dir(self) -> str:
+        return str(self._paths.run_dir)
+
+    def refresh(self) -> "RecordedRun":
+        state = replay(self._paths.log_file)
+        label = run_state_label(state, self._paths.log_file)
+        warn_damage(state, self._paths.log_file, live=label == "running")
+        self._state, self._label = state, label
+        return self
+
+    @property
+    def _read(self) -> RunState:
+        if self._state is None:
+            self.refresh()
+        assert self._state is not None
+        return self._state
+
+    @property
+    def state(self) -> str:
+        """``running``, ``finished``, ``failed`` or ``crashed``."""
+        self._read
+        assert self._label is not None
+        return self._label
+
+    @property
+    def name(self) -> str:
+        start = self._read.start
+        return start.name if start is not None else self.id
+
+    @property
+    def tags(self) -> list[str]:
+        start = self._read.start
+        return list(start.tags) if start is not None else []
+
+    @property
+    def group(self) -> str:
+        start = self._read.start
+        return start.group if start is not None else ""
+
+    @property
+    def job_type(self) -> str:
+        start = self._read.start
+        return start.job_type if start is not None else ""
+
+    @property
+    def notes(self) -> str:
+        start = self._read.start
+        return start.notes if start is not None else ""
+
+    @property
+    def created_at(self) -> float | None:
+        """Start time, seconds since the epoch."""
+        start = self._read.start
+        return start.start_time if start is not None else None
+
+    @property
+    def exit_code(self) -> int | None:
+        end = self._read.exit
+        return end.exit_code if end is not None else None
+
+    @property
+    def error(self) -> str | None:
+        end = self._read.exit
+        return end.error or None if end is not None else None
+
+    @property
+    def traceback(self) -> str | None:
+        end = self._read.exit
+        return end.traceback or None if end is not None else None
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds from start to exit (or to the last record while running)."""
+        state = self._read
+        if state.start is None:
+            return None
+        if state.exit is not None:
+            return state.exit.end_time - state.start.start_time
+        if state.batches and state.batches[-1].times:
+            return state.batches[-1].times[-1] - state.start.start_time
+        return None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._read.config)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(self._read.summary)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Where and how the run ran: host, command, Python, git state, packages, hardware."""
+        state = self._read
+        info: dict[str, Any] = {}
+        start = state.start
+        if start is not None:
+            info.update(
+                host=start.host,
+                pid=start.pid,
+                python=start.python_version,
+                platform=start.platform,
+                command=list(start.command),
+                cwd=start.cwd,
+                tracklet_version=start.tracklet_version,
+                sessions=len(state.sessions),
+            )
+        env = state.environment
+        if env is not None:
+            info["git"] = {
+                "commit": env.git_commit,
+                "branch": env.git_branch,
+                "remote": env.git_remote,
+                "root": env.git_root,
+                "dirty": env.git_dirty,
+                "diff_sha256": env.git_diff_sha256,
+            } if env.git_root else None
+            info.update(
+                hostname=env.hostname,
+                os=env.os,
+                executable=env.executable,
+                cpu_model=env.cpu_model,
+                cpu_count=env.cpu_count,
+                memory_total_bytes=env.memory_total_bytes,
+                gpus=list(env.gpus),
+                packages={p.name: p.version for p in env.packages},
+            )
+        return info
+
+    @property
+    def console(self) -> list[ConsoleLine]:
+        return list(self._read.console)
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return list(self._read.alerts)
+
+    @property
+    def metric_definitions(self) -> list[MetricDefinition]:
+        return list(self._read.metric_definitions)
+
+    @property
+    def damaged(self) -> bool:
+        """True when reading stopped at damage before the end of the record log."""
+        damage = self._read.damage
+        return damage is not None and not (self.state == "running" and damage.torn_tail)
+
+    def keys(self) -> list[str]:
+        """Every key logged to the history, in first-use order."""
+        return [self._read.key_names[k] for k in sorted(self._read.key_names)]
+
+    def history(self, keys: Sequence[str] | None = None) -> History:
+        """Columns ``_step``, ``_timestamp``, ``_runtime`` and one per key (``None`` where missing)."""
+        return self._read.history(keys)
+
+    def files(self) -> list[str]:
+        """Captured files, relative to the run's ``files/`` directory."""
+        base = self._paths.files_dir
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+
+    def __repr__(self) -> str:
+        return f"<tracklet RecordedRun {self.path}>"
+
+
+class Api:
+    """Read access to the runs under a data root (default: ``TRACKLET_DIR`` or the per-user one)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else data_root(resolve_settings())
+
+    def projects(self) -> list[str]:
+        base = projects_dir(self.root)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / "runs").is_dir())
+
+    def runs(self, project: str) -> list[RecordedRun]:
+        """A project's runs, newest first."""
+        check_name("project", project)
+        runs_dir = projects_dir(self.root) / project / "runs"
+        if not runs_dir.is_dir():
+            return []
+        found = [
+            RecordedRun(RunPaths(self.root, project, d.name))
+            for d in runs_dir.iterdir()
+            if (d / LOG_FILE_NAME).is_file()
+        ]
+        found.sort(key=lambda r: (r._paths.log_file.stat().st_ctime, r.id), reverse=True)
+        return found
+
+    def run(self, path: str) -> RecordedRun:
+        """A run by ``project/run_id``, or by a run id (or name) that is unique under the root."""
+        if "/" in path:
+            project, _, run_id = path.partition("/")
+            paths = RunPaths(self.root, check_name("project", project), check_name("run id", run_id))
+            if not paths.log_file.is_file():
+                raise RunNotFound(f"no run {path} under {self.root}")
+            return RecordedRun(paths)
+        matches = [r for project in self.projects() for r in self.runs(project) if r.id == path]
+        if not matches:
+            matches = [r for project in self.projects() for r in self.runs(project) if r.name == path]
+        if not matches:
+            raise RunNotFound(f"no run with id or name {path!r} under {self.root}")
+        if len(matches) > 1:
+            raise RunNotFound(f"{path!r} matches {len(matches)} runs: " + ", ".join(r.path for r in matches))
+        return matches[0]

@@ -1,0 +1,90 @@
+"""Process-wide hooks that keep runs honest: finish at interpreter exit, remember an exception that
+escaped (so the run is marked failed with it), and disarm runs in a child created by fork."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracklet.core.run import Run
+
+_active: list["Run"] = []
+_lock = threading.Lock()
+_installed = False
+_escaped: BaseException | None = None
+_previous_excepthook = sys.excepthook
+
+
+def register(run: "Run") -> None:
+    _install()
+    with _lock:
+        _active.append(run)
+
+
+def unregister(run: "Run") -> None:
+    with _lock:
+        if run in _active:
+            _active.remove(run)
+
+
+def active_runs() -> list["Run"]:
+    with _lock:
+        return list(_active)
+
+
+def _install() -> None:
+    global _installed, _previous_excepthook
+    if _installed:
+        return
+    _installed = True
+    _previous_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    atexit.register(_finish_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _excepthook(kind: Any, error: BaseException, tb: Any) -> None:
+    global _escaped
+    _escaped = error
+    if error.__traceback__ is None:
+        error.__traceback__ = tb
+    _previous_excepthook(kind, error, tb)
+
+
+def _finish_at_exit() -> None:
+    owner = os.getpid()
+    for run in active_runs():
+        if run._pid != owner:
+            continue
+        error = _escaped
+        if error is None:
+            run.finish(0)
+        else:
+            run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
+
+
+def _after_fork_in_child() -> None:
+    global _active, _lock
+    _lock = threading.Lock()  # the parent may have held it while forking
+    for run in _active:
+        run._after_fork_in_child()
+    _active = []
+
+
+_current: "Run | None" = None
+
+
+def set_current(run: "Run | None") -> None:
+    global _current
+    _current = run
+
+
+def current() -> "Run | None":
+    """The run started last by ``tracklet.init()`` in this process, until it finishes."""
+    run = _current
+    return run if run is not None and not run.finished else None

@@ -1,0 +1,223 @@
+"""Replays a run's record log into what the read API shows: identity, config, summary, state,
+history columns, console output. Reading never modifies the log and works while it is written."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from tracklet.core.encoder import TrackletWarning, mode_names
+from tracklet.core.recordlog import Damage, read_log, writer_alive
+from tracklet.core.values import from_value_message, histogram_from_message
+from tracklet.proto import records_pb2 as pb
+
+STEP, TIMESTAMP, RUNTIME = "_step", "_timestamp", "_runtime"
+
+
+class History(dict):
+    """A run's history as columns: ``history["loss"]`` is a list aligned with ``history["_step"]``.
+
+    Columns ``_step`` (int), ``_timestamp`` (seconds since the epoch) and ``_runtime`` (seconds
+    since the run started), then one per logged key, with ``None`` where a row has no value for
+    that key. Rows logged at the same step are merged into one.
+    """
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """The history row by row, each without its missing keys."""
+        names = list(self)
+        for index in range(len(self.get(STEP, ()))):
+            yield {name: self[name][index] for name in names if self[name][index] is not None}
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.get(STEP, ()))
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(dict(self))
+
+
+@dataclasses.dataclass
+class ConsoleLine:
+    time: float
+    stream: str
+    text: str
+
+
+@dataclasses.dataclass
+class Alert:
+    time: float
+    title: str
+    text: str
+    level: str
+
+
+@dataclasses.dataclass
+class MetricDefinition:
+    name: str
+    step_metric: str
+    summary: list[str]
+    hidden: bool
+
+
+class RunState:
+    """Everything a record log says, folded record by record."""
+
+    def __init__(self) -> None:
+        self.start: pb.RunStart | None = None
+        self.sessions: list[pb.RunStart] = []
+        self.exit: pb.RunExit | None = None
+        self.environment: pb.Environment | None = None
+        self.config: dict[str, Any] = {}
+        self.summary: dict[str, Any] = {}
+        self.metric_definitions: list[MetricDefinition] = []
+        self.alerts: list[Alert] = []
+        self.console: list[ConsoleLine] = []
+        self.key_names: dict[int, str] = {}
+        self.batches: list[pb.HistoryBatch] = []
+        self.stats: list[pb.SystemStats] = []
+        self.last_step: int | None = None
+        self.record_count = 0
+        self.damage: Damage | None = None
+
+    def apply(self, record: pb.Record) -> None:
+        self.record_count += 1
+        kind = record.WhichOneof("kind")
+        if kind == "history":
+            batch = record.history
+            for definition in batch.new_keys:
+                self.key_names[definition.id] = definition.name
+            self.batches.append(batch)
+            if batch.steps:
+                self.last_step = batch.steps[-1]
+        elif kind == "config":
+            for entry in record.config.items:
+                self.config[entry.key] = from_value_message(entry.value)
+            for key in record.config.removed:
+                self.config.pop(key, None)
+        elif kind == "summary":
+            for entry in record.summary.items:
+                self.summary[entry.key] = from_value_message(entry.value)
+            for key in record.summary.removed:
+                self.summary.pop(key, None)
+        elif kind == "run_start":
+            if self.start is None:
+                self.start = record.run_start
+            self.sessions.append(record.run_start)
+            self.exit = None  # a resumed session reopens the run
+        elif kind == "exit":
+            self.exit = record.exit
+        elif kind == "environment":
+            self.environment = record.environment
+        elif kind == "console":
+            stream = "stderr" if record.console.stream == pb.ConsoleOutput.STREAM_STDERR else "stdout"
+            self.console.extend(ConsoleLine(line.time, stream, line.text) for line in record.console.lines)
+        elif kind == "metric_definition":
+            d = record.metric_definition
+            self.metric_definitions.append(MetricDefinition(d.name, d.step_metric, mode_names(d.summary), d.hidden))
+        elif kind == "alert":
+            a = record.alert
+            level = pb.Alert.Level.Name(a.level).removeprefix("LEVEL_")
+            self.alerts.append(Alert(a.time, a.title, a.text, level))
+        elif kind == "stats":
+            self.stats.append(record.stats)
+        # Unknown kinds (from a newer writer) are skipped.
+
+    @property
+    def key_ids(self) -> dict[str, int]:
+        return {name: key_id for key_id, name in self.key_names.items()}
+
+    @property
+    def next_step(self) -> int:
+        return 0 if self.last_step is None else self.last_step + 1
+
+    def history(self, keys: Sequence[str] | None = None) -> History:
+        """Merge the batches into columns (rows at one step become one row)."""
+        wanted_ids = None
+        if keys is not None:
+            by_name = self.key_ids
+            wanted_ids = {by_name[k] for k in keys if k in by_name}
+        steps: list[int] = []
+        times: list[float] = []
+        values: dict[int, list[Any]] = {}
+        for batch in self.batches:
+            positions = []
+            for step, when in zip(batch.steps, batch.times):
+                if steps and steps[-1] == step:
+                    times[-1] = when
+                else:
+                    steps.append(step)
+                    times.append(when)
+                positions.append(len(steps) - 1)
+            for column in batch.columns:
+                if wanted_ids is not None and column.key not in wanted_ids:
+                    continue
+                field = _filled_field(column)
+                if field is None:
+                    continue
+                data = getattr(column, field)
+                if field == "histograms":
+                    data = [histogram_from_message(h) for h in data]
+                target = values.setdefault(column.key, [])
+                rows = column.rows or range(len(data))
+                for row, value in zip(rows, data):
+                    index = positions[row]
+                    if len(target) <= index:
+                        target.extend([None] * (index + 1 - len(target)))
+                    target[index] = value
+        start = self.start.start_time if self.start is not None else (times[0] if times else 0.0)
+        history = History()
+        history[STEP] = steps
+        history[TIMESTAMP] = times
+        history[RUNTIME] = [t - start for t in times]
+        names = [(self.key_names[k], k) for k in values]
+        if keys is not None:
+            order = {name: i for i, name in enumerate(keys)}
+            names.sort(key=lambda pair: order.get(pair[0], 0))
+        for name, key_id in names:
+            column = values[key_id]
+            column.extend([None] * (len(steps) - len(column)))
+            history[name] = column
+        for name in keys or ():
+            if name not in history:
+                history[name] = [None] * len(steps)
+        return history
+
+
+def _filled_field(column: pb.Column) -> str | None:
+    for field in ("floats", "ints", "bools", "strings", "histograms"):
+        if len(getattr(column, field)):
+            return field
+    return None
+
+
+def replay(path: Path | str) -> RunState:
+    """Read a record log into a :class:`RunState`; ``state.damage`` says where reading stopped early."""
+    state = RunState()
+    result = read_log(path)
+    state.damage = result.damage
+    for _, payload in result.payloads:
+        record = pb.Record()
+        record.ParseFromString(payload)
+        state.apply(record)
+    return state
+
+
+def run_state_label(state: RunState, log_file: Path | str) -> str:
+    """``running``, ``finished``, ``failed`` or ``crashed`` (no exit record and no live writer)."""
+    if state.exit is not None:
+        return "finished" if state.exit.exit_code == 0 else "failed"
+    alive = writer_alive(log_file)
+    if alive is None:
+        return "running"
+    return "running" if alive else "crashed"
+
+
+def warn_damage(state: RunState, log_file: Path | str, live: bool) -> None:
+    damage = state.damage
+    if damage is None or (live and damage.torn_tail):
+        return  # a live writer's last frame may simply be half-written
+    warnings.warn("tracklet: " + damage.describe(log_file), TrackletWarning, stacklevel=3)

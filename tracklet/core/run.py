@@ -1,0 +1,562 @@
+"""The run API: ``Run.log``, ``Run.config``, ``Run.summary``, ``Run.define_metric``, ``Run.finish``.
+
+``log()`` is the hot path. It copies the caller's dict, stamps the wall time and the step, and
+appends one tuple to the sender's queue; nothing else happens on the caller's thread unless a value
+is unusual (a nested dict, a tensor, an array), in which case nested dicts are flattened into the
+copy. Conversion, encoding and disk I/O happen on the sender's worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import socket
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any, Iterator
+
+from tracklet.core import lifecycle
+from tracklet.core.console import ConsoleCapture
+from tracklet.core.encoder import SUMMARY_MODES, TrackletWarning, summary_modes
+from tracklet.core.environment import EnvironmentCapture
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import RecordLogWriter
+from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
+from tracklet.core.settings import Settings, check_name
+from tracklet.core.values import fill_entries, flatten, is_supported_type, to_plain, type_name
+from tracklet.proto import records_pb2 as pb
+
+_PLAIN_TYPES = frozenset({float, int, bool, str})
+# Key sets remembered as plain or not; a run logging ever-new key sets just starts over.
+_MAX_KEYSETS = 4096
+_time = time.time
+
+_ADJECTIVES = (
+    "amber", "bold", "brisk", "calm", "crisp", "dapper", "eager", "fancy", "gentle", "glad", "golden", "hazy",
+    "icy", "jolly", "keen", "lively", "lucky", "mellow", "misty", "noble", "proud", "quiet", "rapid", "royal",
+    "silent", "sleek", "solar", "steady", "swift", "tidy", "vivid", "warm", "wild", "witty", "young", "zesty",
+)
+_NOUNS = (
+    "aurora", "breeze", "brook", "canyon", "cedar", "cloud", "comet", "dawn", "delta", "dune", "ember", "fern",
+    "field", "forest", "frost", "glade", "grove", "harbor", "lake", "leaf", "meadow", "mesa", "moon", "night",
+    "ocean", "peak", "pine", "plains", "rain", "river", "shadow", "sky", "snow", "star", "sun", "wave",
+)
+
+
+def new_run_id() -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def new_run_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(1000)}"
+
+
+class Config(MutableMapping):
+    """The run's configuration: ``config["lr"]``, ``config.lr``, ``config.update({...})``.
+
+    Values are stored as plain data (see ``tracklet.core.values.to_plain``): dataclasses and
+    argparse Namespaces become dicts, nested dicts stay nested. Every change is recorded.
+    """
+
+    def __init__(self, run: "Run") -> None:
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_data", {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self._run._record_config({}, [key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def update(self, other: Any = None, /, allow_val_change: bool = True, **kwargs: Any) -> None:  # type: ignore[override]
+        """Set several keys at once from a dict, a dataclass, an argparse Namespace or keywords.
+
+        With ``allow_val_change=False`` a key that already has a different value raises ValueError.
+        """
+        items: dict[str, Any] = {}
+        if other is not None:
+            plain = to_plain(other)
+            if not isinstance(plain, dict):
+                raise TypeError(f"config.update() takes a dict, dataclass or Namespace; got {type_name(other)}")
+            items.update(plain)
+        items.update({str(k): to_plain(v) for k, v in kwargs.items()})
+        if not allow_val_change:
+            changed = [k for k, v in items.items() if k in self._data and self._data[k] != v]
+            if changed:
+                raise ValueError(
+                    f"config key(s) {', '.join(map(repr, changed))} already set to another value; "
+                    "pass allow_val_change=True to change them"
+                )
+        self._data.update(items)
+        if items:
+            self._run._record_config(items, [])
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+
+class Summary(MutableMapping):
+    """The run's summary: the last logged value of every key (or the ``define_metric`` aggregate),
+    overridable with ``summary[key] = value``. Reading waits for the sender to catch up, so it
+    reflects every ``log()`` call made before it."""
+
+    def __init__(self, run: "Run") -> None:
+        self._run = run
+
+    def _values(self) -> dict[str, Any]:
+        return self._run._summary_values()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._values():
+            raise KeyError(key)
+        self._run._set_summary({}, (key,))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._values()))
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def update(self, other: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:  # type: ignore[override]
+        items = {str(k): to_plain(v) for k, v in {**(other or {}), **kwargs}.items()}
+        self._run._set_summary(items, ())
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values())
+
+    def __repr__(self) -> str:
+        return f"Summary({self._values()!r})"
+
+
+_FORKED = (
+    "tracklet: this process was forked from the one that called tracklet.init(), and a run's "
+    "background sender does not survive fork (e.g. inside DataLoader workers). Log from the parent "
+    "process, return values to it, or call tracklet.init() in this process to start a run of its own."
+)
+_FINISHED = "tracklet: this run has finished; start a new one with tracklet.init()"
+
+
+class _NoQueue:
+    """Stands in for the sender's queue when there is none to take items: before start (items are
+    discarded), after finish and in a forked child (appending raises ``message``)."""
+
+    def __init__(self, message: str | None) -> None:
+        self._message = message
+
+    def append(self, item: Any) -> None:
+        if self._message is not None:
+            raise RuntimeError(self._message)
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _no_backlog() -> None:
+    pass
+
+
+class Run:
+    """One tracked run. Create it with :func:`tracklet.init`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        project: str,
+        run_id: str,
+        name: str,
+        paths: RunPaths | None,
+        tags: list[str],
+        group: str,
+        job_type: str,
+        notes: str,
+    ) -> None:
+        self.settings = settings
+        self.project = project
+        self.id = run_id
+        self.name = name
+        self.tags = tags
+        self.group = group
+        self.job_type = job_type
+        self.notes = notes
+        self._paths = paths
+        self.start_time = _time()
+        self._step = 0
+        self._strict = settings.strict
+        self._finished = False
+        self._pid = os.getpid()
+        self.config = Config(self)
+        self.summary = Summary(self)
+        self.resumed = False
+        self._sender: BatchSender | None = None
+        self._console: ConsoleCapture | None = None
+        self._environment: EnvironmentCapture | None = None
+        self._warned: set[Any] = set()
+        self._plain_keysets: dict[tuple, bool] = {}
+        self._queue: Any = _NoQueue(None)
+        self._batch_size = settings.batch_size
+        self._backlog = _no_backlog
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def path(self) -> str:
+        """``project/run_id``: what :meth:`tracklet.Api.run` and the CLI take."""
+        return f"{self.project}/{self.id}"
+
+    @property
+    def dir(self) -> str | None:
+        """The run's directory (record log and ``files/``); None in disabled mode."""
+        return str(self._paths.run_dir) if self._paths else None
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` without ``step=`` records at."""
+        return self._step
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def __repr__(self) -> str:
+        return f"<tracklet.Run {self.path} name={self.name!r}>"
+
+    # ------------------------------------------------------------ recording
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        """Record ``data`` (``{name: value}``) at ``step``.
+
+        Without ``step`` the row goes to the current step and, unless ``commit=False``, the step
+        then advances. With ``step`` the row goes to that step and the step advances only with
+        ``commit=True``; several calls at one step merge into one row. A step lower than the
+        current one is refused with a warning (steps never go back).
+        """
+        if step is None:
+            step = self._step
+            advance = commit is not False
+        else:
+            if type(step) is not int:
+                step = self._check_step(step)
+            if step != self._step:
+                if step < self._step:
+                    self._warn_step(step)
+                    return
+                self._step = step
+            advance = commit is True
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise TypeError(f"log() takes a dict of {{name: value}}; got {type_name(data)}")
+        row = dict(data)
+        keys = tuple(row)
+        plain = self._plain_keysets.get(keys)
+        if plain is None or self._strict:
+            plain, keys, row = self._classify(keys, row)
+        elif not plain:
+            row = self._prepare(row)
+            keys = tuple(row)
+        queue = self._queue
+        queue.append((step, _time(), row, keys))
+        if len(queue) >= self._batch_size:
+            self._backlog()
+        if advance:
+            self._step = step + 1
+
+    def _classify(self, keys: tuple, row: dict) -> tuple[bool, tuple, dict]:
+        """First sight of a key set: are its values plain builtins? Plain key sets skip the type
+        scan on later calls; others take :meth:`_prepare` every time."""
+        plain = _PLAIN_TYPES.issuperset(map(type, row.values()))
+        if not self._strict:
+            if len(self._plain_keysets) >= _MAX_KEYSETS:
+                self._plain_keysets.clear()
+            self._plain_keysets[keys] = plain
+        if not plain or self._strict:
+            row = self._prepare(row)
+            keys = tuple(row)
+        return plain, keys, row
+
+    def _prepare(self, row: dict) -> dict:
+        """The caller-side slow path: flatten nested mappings (copying them) and, in strict mode,
+        reject unsupported values before anything from this call is queued."""
+        if any(isinstance(v, Mapping) for v in row.values()):
+            row = flatten(row)
+        if self._strict:
+            bad = [(k, v) for k, v in row.items() if not is_supported_type(v) or not isinstance(k, str)]
+            if bad:
+                key, value = bad[0]
+                what = f"key {key!r} has a value of type {type_name(value)}" if isinstance(key, str) else (
+                    f"key {key!r} is a {type_name(key)}, not a str"
+                )
+                raise TypeError(f"tracklet (strict mode): {what}, which can't be logged; nothing from this call was recorded")
+        return row
+
+    def _check_step(self, step: Any) -> int:
+        try:
+            return int(step.__index__())
+        except (AttributeError, TypeError):
+            raise TypeError(f"step must be an int; got {type_name(step)} {step!r}") from None
+
+    def _warn_step(self, step: int) -> None:
+        if "step" not in self._warned:
+            self._warned.add("step")
+            warnings.warn(
+                f"tracklet: log(step={step}) is lower than the current step {self._step}; steps must not "
+                "decrease, so this call was not recorded (further such calls are dropped silently)",
+                TrackletWarning,
+                stacklevel=3,
+            )
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        summary: str | list[str] | None = None,
+        hidden: bool = False,
+    ) -> None:
+        """Say how a metric (or a glob like ``"val/*"``) is summarised and which key is its x axis.
+
+        ``summary`` is ``"min"``, ``"max"``, ``"mean"``, ``"last"`` or ``"none"``, or several joined
+        with commas. With one mode, ``summary[name]`` holds that aggregate; with several, a dict
+        ``{mode: value}``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("define_metric() needs a metric name or glob pattern")
+        modes = summary_modes(summary)
+        record = pb.Record()
+        definition = record.metric_definition
+        definition.name = name
+        definition.step_metric = step_metric or ""
+        definition.summary.extend(SUMMARY_MODES[m] for m in modes)
+        definition.hidden = hidden
+        self._enqueue(DefineMetric(record, name, modes))
+
+    def alert(self, title: str, text: str = "", level: str = "INFO") -> None:
+        """Record an alert (shown on the run's page)."""
+        levels = {"INFO": pb.Alert.LEVEL_INFO, "WARN": pb.Alert.LEVEL_WARN, "ERROR": pb.Alert.LEVEL_ERROR}
+        if level.upper() not in levels:
+            raise ValueError(f"alert level must be one of {', '.join(levels)}; got {level!r}")
+        record = pb.Record()
+        record.alert.title = str(title)
+        record.alert.text = str(text)
+        record.alert.level = levels[level.upper()]
+        record.alert.time = _time()
+        self._enqueue(record)
+
+    def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
+        """Wait until everything logged so far is in the record log. False on timeout."""
+        if self._sender is None or self._finished:
+            return True
+        return self._sender.force_flush(timeout, fsync=fsync)
+
+    def _record_config(self, items: dict[str, Any], removed: list[str]) -> None:
+        record = pb.Record()
+        update = record.config
+        update.SetInParent()
+        fill_entries(update.items, items)
+        update.removed.extend(removed)
+        self._enqueue(record)
+
+    def _set_summary(self, items: dict[str, Any], removed: tuple[str, ...]) -> None:
+        self._enqueue(SummarySet(items, removed))
+
+    def _summary_values(self) -> dict[str, Any]:
+        if self._sender is None:
+            return {}
+        if not self._finished:
+            self._sender.force_flush(self.settings.finish_timeout)
+        return dict(self._sender.summary.values)
+
+    def _enqueue(self, item: Any) -> None:
+        """Queue a non-history item (config, summary, alert, console lines, records)."""
+        queue = self._queue
+        queue.append(item)
+        if len(queue) >= self._batch_size:
+            self._backlog()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _start(self, config: Any, resume_state: Any = None) -> None:
+        assert self._paths is not None
+        paths = self._paths
+        paths.files_dir.mkdir(parents=True, exist_ok=True)
+        writer = RecordLogWriter(paths.log_file, resume=resume_state is not None)
+        if writer.recovered_damage is not None:
+            warnings.warn(
+                "tracklet: resuming " + writer.recovered_damage.describe(paths.log_file) + "; appending after it",
+                TrackletWarning,
+                stacklevel=3,
+            )
+        key_ids = None
+        if resume_state is not None:
+            self.resumed = True
+            self._step = resume_state.next_step
+            self.config._data.update(resume_state.config)
+            key_ids = resume_state.key_ids
+        self._sender = BatchSender(
+            [writer],
+            flush_interval=self.settings.flush_interval,
+            max_queue=self.settings.max_queue,
+            batch_size=self.settings.batch_size,
+            key_ids=key_ids,
+            name=f"tracklet-sender-{self.id}",
+        )
+        if resume_state is not None:
+            self._sender.summary.values.update(resume_state.summary)
+        self._queue = self._sender.queue
+        self._backlog = self._sender.backlog
+        self._enqueue(self._run_start_record())
+        if config is not None:
+            self.config.update(config)
+        if self.settings.console == "wrap":
+            self._console = ConsoleCapture(self._sender.put, ConsoleChunk)
+            self._console.start()
+        if self.settings.capture_environment:
+            self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put, self._sender.warn)
+            self._environment.start()
+        lifecycle.register(self)
+
+    def _run_start_record(self) -> pb.Record:
+        from tracklet import __version__
+
+        record = pb.Record()
+        start = record.run_start
+        start.schema_version = pb.SCHEMA_VERSION_1
+        start.run_id = self.id
+        start.project = self.project
+        start.name = self.name
+        start.tags.extend(self.tags)
+        start.group = self.group
+        start.job_type = self.job_type
+        start.notes = self.notes
+        start.start_time = self.start_time
+        start.host = socket.gethostname()
+        start.pid = os.getpid()
+        start.python_version = platform.python_version()
+        start.platform = platform.platform()
+        start.command.extend([sys.executable, *sys.argv])
+        start.cwd = os.getcwd()
+        start.tracklet_version = __version__
+        start.resumed = self.resumed
+        return record
+
+    def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
+        """End the run: record its exit, write everything queued, fsync the record log.
+
+        ``exit_code`` 0 (the default) marks the run finished, anything else failed. Waits at most
+        ``settings.finish_timeout`` seconds for the background sender.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        if exit_code is None:
+            exit_code = 0 if error is None else 1
+        lifecycle.unregister(self)
+        if self._sender is None:
+            return
+        deadline = time.monotonic() + self.settings.finish_timeout
+        if self._console is not None:
+            self._console.stop()
+        if self._environment is not None:
+            self._environment.join(max(0.0, min(5.0, deadline - time.monotonic())))
+        record = pb.Record()
+        end = record.exit
+        end.exit_code = int(exit_code)
+        end.end_time = _time()
+        end.runtime = end.end_time - self.start_time
+        if error is not None:
+            end.error = f"{type(error).__name__}: {error}"
+            end.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self._sender.put(record)
+        self._queue = _NoQueue(_FINISHED)
+        self._sender.shutdown(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        if error is None:
+            self.finish()
+        else:
+            self.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
+
+    def _after_fork_in_child(self) -> None:
+        self._queue = _NoQueue(_FORKED)
+        self._finished = True
+        if self._console is not None:
+            self._console.disable()
+        if self._sender is not None:
+            self._sender.abandon_after_fork()
+            for sink in self._sender.sinks:
+                abandon = getattr(sink, "abandon_after_fork", None)
+                if abandon is not None:
+                    abandon()
+
+
+class DisabledRun(Run):
+    """``mode="disabled"``: every call returns at once; config and summary live in memory only."""
+
+    def __init__(self, settings: Settings, **identity: Any) -> None:
+        super().__init__(settings, paths=None, **identity)
+        self._summary: dict[str, Any] = {}
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        return None
+
+    def _set_summary(self, items: dict[str, Any], removed: tuple[str, ...]) -> None:
+        self._summary.update(items)
+        for key in removed:
+            self._summary.pop(key, None)
+
+    def _summary_values(self) -> dict[str, Any]:
+        return self._summary
+
+    def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
+        self._finished = True
+        lifecycle.unregister(self)
+
+
+def run_paths(root: Path, project: str, run_id: str) -> RunPaths:
+    return RunPaths(root, check_name("project", project), check_name("run id", run_id))

@@ -1,0 +1,294 @@
+"""The background sender: a bounded queue drained by one worker thread into record sinks.
+
+Modelled on OpenTelemetry's ``BatchSpanProcessor``. The caller's side (``put``) appends to a deque
+and, only when a batch has built up, wakes the worker. The worker wakes on that signal or on a
+timer (half the flush interval), drains everything queued, encodes history rows as column
+batches, and hands each serialized record to every sink. ``force_flush`` and ``shutdown`` wait
+with timeouts. A failure inside the worker is reported once and contained: it never reaches the
+training loop.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from typing import Any, Callable, Protocol
+
+from tracklet.core.encoder import HistoryEncoder, SummaryTracker, WarnOnce
+from tracklet.proto import records_pb2 as pb
+
+# The most rows one HistoryBatch record holds; bigger drains become several records.
+MAX_ROWS_PER_RECORD = 10_000
+
+
+class RecordSink(Protocol):
+    """Where encoded records go. The record log is the first sink; an HTTP sink comes later."""
+
+    def write(self, payload: bytes) -> None:
+        """Take one serialized ``Record``; may buffer."""
+
+    def flush(self, fsync: bool = False) -> None:
+        """Hand buffered records on (to the OS); with ``fsync``, make them durable."""
+
+    def close(self) -> None:
+        """Flush durably and release resources."""
+
+
+class ConsoleChunk:
+    """Lines written to stdout (stream 1) or stderr (stream 2), queued by the console capture."""
+
+    __slots__ = ("stream", "time", "lines")
+
+    def __init__(self, stream: int, when: float, lines: list[str]) -> None:
+        self.stream = stream
+        self.time = when
+        self.lines = lines
+
+
+class SummarySet:
+    __slots__ = ("items", "removed")
+
+    def __init__(self, items: dict[str, Any], removed: tuple[str, ...] = ()) -> None:
+        self.items = items
+        self.removed = removed
+
+
+class DefineMetric:
+    __slots__ = ("record", "pattern", "modes")
+
+    def __init__(self, record: pb.Record, pattern: str, modes: list[str]) -> None:
+        self.record = record
+        self.pattern = pattern
+        self.modes = modes
+
+
+class _Flush:
+    __slots__ = ("done", "fsync")
+
+    def __init__(self, fsync: bool) -> None:
+        self.done = threading.Event()
+        self.fsync = fsync
+
+
+class _Stop:
+    __slots__ = ()
+
+
+class SenderStopped(RuntimeError):
+    pass
+
+
+class BatchSender:
+    """Owns the queue, the worker thread, the encoder and the sinks of one run."""
+
+    def __init__(
+        self,
+        sinks: list[RecordSink],
+        *,
+        flush_interval: float = 1.0,
+        max_queue: int = 20_000,
+        batch_size: int = 2_000,
+        summary: SummaryTracker | None = None,
+        key_ids: dict[str, int] | None = None,
+        name: str = "tracklet-sender",
+    ) -> None:
+        self.sinks = sinks
+        self.warn = WarnOnce()
+        self.summary = summary or SummaryTracker()
+        self.encoder = HistoryEncoder(self.summary, self.warn, key_ids)
+        # A plain list: producers only ever append; the worker takes a prefix with one slice and
+        # one slice deletion, each atomic under the GIL, instead of popping item by item.
+        self.queue: list[Any] = []
+        self._tick = flush_interval / 2
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._wake = threading.Event()
+        self._space = threading.Event()
+        self._stopped = False
+        self._woken = False
+        self._warned_full = False
+        self.records_written = 0
+        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------ caller side
+
+    def put(self, item: Any) -> None:
+        """Queue one item. Cheap unless a batch has built up (then it wakes the worker).
+
+        ``Run.log`` inlines this (``queue.append`` then the length check) to save a call."""
+        queue = self.queue
+        queue.append(item)
+        if len(queue) >= self._batch_size:
+            self.backlog()
+
+    def backlog(self) -> None:
+        """Called by producers once ``batch_size`` items are queued: wake the worker, and wait
+        (never drop) while the queue is at ``max_queue``."""
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
+        if len(self.queue) < self._max_queue:
+            return
+        if not self._worker.is_alive():
+            return  # shutdown already reported what is left; never block a training loop on a dead worker
+        if not self._warned_full:
+            self._warned_full = True
+            self.warn(
+                "queue-full",
+                f"tracklet: log() is waiting for the background sender, which is {len(self.queue)} records "
+                f"behind (max_queue={self._max_queue}); nothing is dropped. Log less often or raise max_queue.",
+            )
+        while len(self.queue) >= self._max_queue and self._worker.is_alive():
+            self._space.clear()
+            self._wake.set()
+            self._space.wait(0.05)
+
+    def force_flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
+        """Write everything queued so far to every sink. False if that didn't finish in ``timeout``."""
+        if not self._worker.is_alive():
+            return not self.queue
+        request = _Flush(fsync)
+        self.queue.append(request)
+        self._wake.set()
+        return request.done.wait(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Write everything queued, close the sinks (durably), stop the worker.
+
+        Returns False when that didn't finish within ``timeout``; what was still queued then is
+        reported on stderr as not recorded.
+        """
+        if self._stopped:
+            return True
+        self._stopped = True
+        self.queue.append(_Stop())
+        self._wake.set()
+        self._worker.join(timeout)
+        if self._worker.is_alive():
+            pending = sum(1 for item in list(self.queue) if type(item) is tuple)
+            print(
+                f"tracklet: the background sender did not finish within {timeout}s; "
+                f"{pending} queued history rows were not recorded",
+                file=sys.stderr,
+            )
+            return False
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive()
+
+    # ------------------------------------------------------------ worker side
+
+    def _run(self) -> None:
+        queue = self.queue
+        while True:
+            self._wake.wait(self._tick)
+            self._wake.clear()
+            self._woken = False
+            count = len(queue)
+            items = queue[:count]
+            del queue[:count]
+            self._space.set()
+            stop = self._process(items)
+            if stop:
+                break
+        self._close_sinks()
+
+    def _process(self, items: list[Any]) -> bool:
+        if set(map(type, items)) == {tuple}:  # only history rows: the common case
+            for start in range(0, len(items), MAX_ROWS_PER_RECORD):
+                self._write_rows(items[start : start + MAX_ROWS_PER_RECORD])
+            self._write_summary()
+            self._flush_sinks(False)
+            return False
+        rows: list[tuple] = []
+        stop = False
+        for item in items:
+            if type(item) is tuple:
+                rows.append(item)
+                if len(rows) >= MAX_ROWS_PER_RECORD:
+                    self._write_rows(rows)
+                    rows = []
+                continue
+            if rows:
+                self._write_rows(rows)
+                rows = []
+            if type(item) is _Flush:
+                self._write_summary()
+                self._flush_sinks(item.fsync)
+                item.done.set()
+            elif type(item) is _Stop:
+                stop = True
+            else:
+                self._guarded(self._handle, item)
+        if rows:
+            self._write_rows(rows)
+        self._write_summary()
+        self._flush_sinks(False)
+        return stop
+
+    def _handle(self, item: Any) -> None:
+        kind = type(item)
+        if kind is pb.Record:
+            self._write(item)
+        elif kind is ConsoleChunk:
+            record = pb.Record()
+            output = record.console
+            output.stream = item.stream
+            for text in item.lines:
+                line = output.lines.add()
+                line.time = item.time
+                line.text = text
+            self._write(record)
+        elif kind is SummarySet:
+            self.summary.set(item.items, item.removed)
+        elif kind is DefineMetric:
+            self.summary.define(item.pattern, item.modes)
+            self._write(item.record)
+        elif callable(item):
+            record = item()
+            if record is not None:
+                self._write(record)
+        else:
+            raise TypeError(f"unexpected item on the sender queue: {item!r}")
+
+    def _write_rows(self, rows: list[tuple]) -> None:
+        self._guarded(lambda: self._write(self.encoder.encode(rows)))
+
+    def _write_summary(self) -> None:
+        self._guarded(lambda: self._write(self.summary.take_update()))
+
+    def _write(self, record: pb.Record | None) -> None:
+        if record is None:
+            return
+        payload = record.SerializeToString()
+        for sink in self.sinks:
+            self._guarded(sink.write, payload)
+        self.records_written += 1
+
+    def _flush_sinks(self, fsync: bool) -> None:
+        for sink in self.sinks:
+            self._guarded(sink.flush, fsync)
+
+    def _close_sinks(self) -> None:
+        for sink in self.sinks:
+            self._guarded(sink.close)
+
+    def _guarded(self, function: Callable[..., Any], *args: Any) -> None:
+        try:
+            function(*args)
+        except Exception as error:  # contained: the training loop must never see this
+            where = getattr(function, "__qualname__", repr(function))
+            self.warn(
+                ("worker-error", where, type(error)),
+                f"tracklet: recording failed in {where}: {error!r}; the run goes on. "
+                f"{''.join(traceback.format_exception_only(type(error), error)).strip()}",
+            )
+
+    def abandon_after_fork(self) -> None:
+        """In a forked child the worker thread does not exist: drop the queue, don't wait for it."""
+        self.queue.clear()
+        self._stopped = True

@@ -1,0 +1,135 @@
+"""Run settings: explicit arguments win, then ``TRACKLET_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+MODES = ("offline", "online", "disabled")
+CONSOLE_MODES = ("wrap", "off")
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything that changes how a run records, with the environment variable that sets each.
+
+    Attributes:
+        mode: ``"offline"`` records to the local data root; ``"disabled"`` makes every call a
+            no-op; ``"online"`` streams to a tracking server (not available in this version).
+            ``TRACKLET_MODE``.
+        dir: the data root. Default: a per-user data directory. ``TRACKLET_DIR``.
+        project: project used when ``init(project=None)``. ``TRACKLET_PROJECT``.
+        flush_interval: seconds within which a logged record reaches the operating system
+            (survives the process being killed). ``TRACKLET_FLUSH_INTERVAL``.
+        max_queue: rows the background sender may hold before ``log()`` waits for it.
+            ``TRACKLET_MAX_QUEUE``.
+        batch_size: rows that wake the sender before its timer does. ``TRACKLET_BATCH_SIZE``.
+        strict: raise ``TypeError`` in ``log()`` for an unsupported value instead of warning
+            and dropping that key. ``TRACKLET_STRICT``.
+        console: ``"wrap"`` records stdout/stderr lines (still shown on the terminal);
+            ``"off"`` records none. ``TRACKLET_CONSOLE``.
+        capture_environment: record git state, installed packages and hardware.
+            ``TRACKLET_CAPTURE_ENVIRONMENT``.
+        finish_timeout: seconds ``finish()`` waits for the sender before giving up (records
+            not written by then are reported as lost). ``TRACKLET_FINISH_TIMEOUT``.
+    """
+
+    mode: str = "offline"
+    dir: str | None = None
+    project: str | None = None
+    flush_interval: float = 1.0
+    max_queue: int = 20_000
+    batch_size: int = 2_000
+    strict: bool = False
+    console: str = "wrap"
+    capture_environment: bool = True
+    finish_timeout: float = 30.0
+
+    def validate(self) -> "Settings":
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.console not in CONSOLE_MODES:
+            raise ValueError(f"console must be one of {', '.join(CONSOLE_MODES)}; got {self.console!r}")
+        if not self.flush_interval > 0:
+            raise ValueError(f"flush_interval must be a positive number of seconds; got {self.flush_interval!r}")
+        if self.max_queue < 1 or self.batch_size < 1:
+            raise ValueError("max_queue and batch_size must be at least 1")
+        if self.finish_timeout < 0:
+            raise ValueError(f"finish_timeout must be >= 0; got {self.finish_timeout!r}")
+        return self
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"environment variable {name} must be true or false; got {text!r}")
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(Settings):
+        name = "TRACKLET_" + field.name.upper()
+        if name not in environ:
+            continue
+        text = environ[name]
+        try:
+            if field.type in ("bool",):
+                values[field.name] = _parse_bool(name, text)
+            elif field.type in ("int",):
+                values[field.name] = int(text)
+            elif field.type in ("float",):
+                values[field.name] = float(text)
+            else:
+                values[field.name] = text
+        except ValueError as error:
+            raise ValueError(f"environment variable {name}={text!r} is not valid: {error}") from None
+    return values
+
+
+def resolve_settings(
+    settings: "Settings | Mapping[str, Any] | None" = None,
+    environ: Mapping[str, str] | None = None,
+    **arguments: Any,
+) -> Settings:
+    """Merge, by priority: keyword ``arguments`` and ``settings`` (explicit), the environment, defaults."""
+    merged = _from_environment(os.environ if environ is None else environ)
+    if isinstance(settings, Settings):
+        explicit = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)}
+        defaults = Settings()
+        merged.update({k: v for k, v in explicit.items() if v != getattr(defaults, k)})
+    elif settings is not None:
+        unknown = set(settings) - {f.name for f in dataclasses.fields(Settings)}
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        merged.update(settings)
+    merged.update({k: v for k, v in arguments.items() if v is not None})
+    return Settings(**merged).validate()
+
+
+def default_data_root() -> Path:
+    """The per-user data directory (``~/.local/share/tracklet`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tracklet", appauthor=False))
+
+
+def data_root(settings: Settings) -> Path:
+    return Path(settings.dir).expanduser() if settings.dir else default_data_root()
+
+
+def check_name(kind: str, value: str) -> str:
+    """Projects and run ids become directory names, so only a safe character set is allowed."""
+    if not isinstance(value, str) or not _NAME_PATTERN.match(value):
+        raise ValueError(
+            f"{kind} {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value

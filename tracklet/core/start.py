@@ -1,0 +1,100 @@
+"""``tracklet.init()``: resolve settings, pick or resume the run directory, start recording."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tracklet.core import lifecycle
+from tracklet.core.layout import RunPaths
+from tracklet.core.reader import replay
+from tracklet.core.run import DisabledRun, Run, new_run_id, new_run_name
+from tracklet.core.settings import Settings, check_name, data_root, resolve_settings
+
+DEFAULT_PROJECT = "default"
+_RESUME_VALUES = (None, False, True, "allow", "must", "never")
+
+
+def init(
+    project: str | None = None,
+    name: str | None = None,
+    config: Any = None,
+    tags: Sequence[str] | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    notes: str | None = None,
+    dir: str | None = None,
+    id: str | None = None,
+    resume: bool | str | None = None,
+    mode: str | None = None,
+    settings: Settings | dict[str, Any] | None = None,
+) -> Run:
+    """Start a run and make it the current one (``tracklet.run``).
+
+    Arguments win over ``TRACKLET_*`` environment variables, which win over defaults. ``config``
+    may be a dict, a dataclass or an argparse Namespace. ``resume``: ``"allow"``/``True`` continues
+    run ``id`` if it exists, ``"must"`` requires it to, ``"never"`` (and the default) refuses an
+    existing ``id``. A run started while another is current finishes that one first.
+    """
+    resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
+    project_name = check_name("project", resolved.project or DEFAULT_PROJECT)
+    run_id = check_name("run id", id) if id is not None else new_run_id()
+    if resume not in _RESUME_VALUES:
+        raise ValueError(f"resume must be one of {', '.join(map(repr, _RESUME_VALUES))}; got {resume!r}")
+    if tags is not None and (isinstance(tags, str) or not all(isinstance(t, str) for t in tags)):
+        raise TypeError(f"tags must be a list of strings; got {tags!r}")
+    identity = dict(
+        project=project_name,
+        run_id=run_id,
+        name=name,
+        tags=list(tags) if tags is not None else None,
+        group=group,
+        job_type=job_type,
+        notes=notes,
+    )
+
+    previous = lifecycle.current()
+    if previous is not None:
+        previous.finish()
+
+    if resolved.mode == "disabled":
+        run: Run = DisabledRun(resolved, **_fill_identity(identity, None))
+        if config is not None:
+            run.config.update(config)
+        lifecycle.set_current(run)
+        return run
+    if resolved.mode == "online":
+        raise ValueError(
+            "mode='online' needs a tracklet tracking server, which this version does not include yet; "
+            "use mode='offline' (the default): runs are recorded locally"
+        )
+
+    paths = RunPaths(data_root(resolved), project_name, run_id)
+    state = None
+    if paths.log_file.exists():
+        if resume in (None, False, "never"):
+            raise ValueError(
+                f"run {project_name}/{run_id} already exists in {paths.root}; pass resume='allow' to continue "
+                "it, or leave id unset for a new run"
+            )
+        state = replay(paths.log_file)
+    elif resume == "must":
+        raise ValueError(f"resume='must' but there is no run {project_name}/{run_id} in {paths.root}")
+
+    run = Run(resolved, paths=paths, **_fill_identity(identity, state))
+    run._start(config, resume_state=state)
+    lifecycle.set_current(run)
+    return run
+
+
+def _fill_identity(identity: dict[str, Any], state: Any) -> dict[str, Any]:
+    """Unset identity fields take the resumed run's values, else defaults."""
+    start = state.start if state is not None else None
+    filled = dict(identity)
+    if filled["name"] is None:
+        filled["name"] = start.name if start is not None else new_run_name()
+    if filled["tags"] is None:
+        filled["tags"] = list(start.tags) if start is not None else []
+    for field in ("group", "job_type", "notes"):
+        if filled[field] is None:
+            filled[field] = getattr(start, field) if start is not None else ""
+    return filled

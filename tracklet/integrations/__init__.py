@@ -1,0 +1,1 @@
+"""Framework integrations (Lightning, Hugging Face, Keras, JAX, autolog) arrive here; see issue #4."""

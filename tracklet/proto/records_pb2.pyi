@@ -1,0 +1,333 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SchemaVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEMA_VERSION_UNSPECIFIED: _ClassVar[SchemaVersion]
+    SCHEMA_VERSION_1: _ClassVar[SchemaVersion]
+
+class NullValue(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NULL_VALUE: _ClassVar[NullValue]
+
+class SummaryMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUMMARY_MODE_UNSPECIFIED: _ClassVar[SummaryMode]
+    SUMMARY_MODE_LAST: _ClassVar[SummaryMode]
+    SUMMARY_MODE_MIN: _ClassVar[SummaryMode]
+    SUMMARY_MODE_MAX: _ClassVar[SummaryMode]
+    SUMMARY_MODE_MEAN: _ClassVar[SummaryMode]
+    SUMMARY_MODE_NONE: _ClassVar[SummaryMode]
+SCHEMA_VERSION_UNSPECIFIED: SchemaVersion
+SCHEMA_VERSION_1: SchemaVersion
+NULL_VALUE: NullValue
+SUMMARY_MODE_UNSPECIFIED: SummaryMode
+SUMMARY_MODE_LAST: SummaryMode
+SUMMARY_MODE_MIN: SummaryMode
+SUMMARY_MODE_MAX: SummaryMode
+SUMMARY_MODE_MEAN: SummaryMode
+SUMMARY_MODE_NONE: SummaryMode
+
+class Record(_message.Message):
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment")
+    RUN_START_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_FIELD_NUMBER: _ClassVar[int]
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    METRIC_DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    run_start: RunStart
+    config: ConfigUpdate
+    history: HistoryBatch
+    summary: SummaryUpdate
+    stats: SystemStats
+    console: ConsoleOutput
+    alert: Alert
+    exit: RunExit
+    metric_definition: MetricDefinition
+    environment: Environment
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ...) -> None: ...
+
+class Value(_message.Message):
+    __slots__ = ("float_value", "int_value", "bool_value", "string_value", "bytes_value", "list_value", "map_value", "null_value", "histogram_value")
+    FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAP_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NULL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_VALUE_FIELD_NUMBER: _ClassVar[int]
+    float_value: float
+    int_value: int
+    bool_value: bool
+    string_value: str
+    bytes_value: bytes
+    list_value: ValueList
+    map_value: ValueMap
+    null_value: NullValue
+    histogram_value: Histogram
+    def __init__(self, float_value: _Optional[float] = ..., int_value: _Optional[int] = ..., bool_value: _Optional[bool] = ..., string_value: _Optional[str] = ..., bytes_value: _Optional[bytes] = ..., list_value: _Optional[_Union[ValueList, _Mapping]] = ..., map_value: _Optional[_Union[ValueMap, _Mapping]] = ..., null_value: _Optional[_Union[NullValue, str]] = ..., histogram_value: _Optional[_Union[Histogram, _Mapping]] = ...) -> None: ...
+
+class ValueList(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, items: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
+
+class ValueMap(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[MapEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ...) -> None: ...
+
+class MapEntry(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: Value
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+
+class Histogram(_message.Message):
+    __slots__ = ("edges", "counts", "nan_count", "inf_count")
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    NAN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INF_COUNT_FIELD_NUMBER: _ClassVar[int]
+    edges: _containers.RepeatedScalarFieldContainer[float]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    nan_count: int
+    inf_count: int
+    def __init__(self, edges: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ..., nan_count: _Optional[int] = ..., inf_count: _Optional[int] = ...) -> None: ...
+
+class RunStart(_message.Message):
+    __slots__ = ("schema_version", "run_id", "project", "name", "tags", "group", "job_type", "notes", "start_time", "host", "pid", "python_version", "platform", "command", "cwd", "tracklet_version", "resumed")
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    TRACKLET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    schema_version: SchemaVersion
+    run_id: str
+    project: str
+    name: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    group: str
+    job_type: str
+    notes: str
+    start_time: float
+    host: str
+    pid: int
+    python_version: str
+    platform: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    cwd: str
+    tracklet_version: str
+    resumed: bool
+    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[float] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tracklet_version: _Optional[str] = ..., resumed: _Optional[bool] = ...) -> None: ...
+
+class RunExit(_message.Message):
+    __slots__ = ("exit_code", "end_time", "runtime", "error", "traceback")
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    exit_code: int
+    end_time: float
+    runtime: float
+    error: str
+    traceback: str
+    def __init__(self, exit_code: _Optional[int] = ..., end_time: _Optional[float] = ..., runtime: _Optional[float] = ..., error: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
+
+class ConfigUpdate(_message.Message):
+    __slots__ = ("items", "removed")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[MapEntry]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SummaryUpdate(_message.Message):
+    __slots__ = ("items", "removed")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[MapEntry]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MetricDefinition(_message.Message):
+    __slots__ = ("name", "step_metric", "summary", "hidden")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STEP_METRIC_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    step_metric: str
+    summary: _containers.RepeatedScalarFieldContainer[SummaryMode]
+    hidden: bool
+    def __init__(self, name: _Optional[str] = ..., step_metric: _Optional[str] = ..., summary: _Optional[_Iterable[_Union[SummaryMode, str]]] = ..., hidden: _Optional[bool] = ...) -> None: ...
+
+class HistoryBatch(_message.Message):
+    __slots__ = ("new_keys", "steps", "times", "columns")
+    NEW_KEYS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TIMES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    new_keys: _containers.RepeatedCompositeFieldContainer[KeyDefinition]
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    times: _containers.RepeatedScalarFieldContainer[float]
+    columns: _containers.RepeatedCompositeFieldContainer[Column]
+    def __init__(self, new_keys: _Optional[_Iterable[_Union[KeyDefinition, _Mapping]]] = ..., steps: _Optional[_Iterable[int]] = ..., times: _Optional[_Iterable[float]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
+
+class KeyDefinition(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Column(_message.Message):
+    __slots__ = ("key", "rows", "floats", "ints", "bools", "strings", "histograms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    FLOATS_FIELD_NUMBER: _ClassVar[int]
+    INTS_FIELD_NUMBER: _ClassVar[int]
+    BOOLS_FIELD_NUMBER: _ClassVar[int]
+    STRINGS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    key: int
+    rows: _containers.RepeatedScalarFieldContainer[int]
+    floats: _containers.RepeatedScalarFieldContainer[float]
+    ints: _containers.RepeatedScalarFieldContainer[int]
+    bools: _containers.RepeatedScalarFieldContainer[bool]
+    strings: _containers.RepeatedScalarFieldContainer[str]
+    histograms: _containers.RepeatedCompositeFieldContainer[Histogram]
+    def __init__(self, key: _Optional[int] = ..., rows: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., ints: _Optional[_Iterable[int]] = ..., bools: _Optional[_Iterable[bool]] = ..., strings: _Optional[_Iterable[str]] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ...) -> None: ...
+
+class SystemStats(_message.Message):
+    __slots__ = ("time", "values")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    values: _containers.RepeatedCompositeFieldContainer[StatValue]
+    def __init__(self, time: _Optional[float] = ..., values: _Optional[_Iterable[_Union[StatValue, _Mapping]]] = ...) -> None: ...
+
+class StatValue(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: float
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+
+class ConsoleOutput(_message.Message):
+    __slots__ = ("stream", "lines")
+    class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STREAM_UNSPECIFIED: _ClassVar[ConsoleOutput.Stream]
+        STREAM_STDOUT: _ClassVar[ConsoleOutput.Stream]
+        STREAM_STDERR: _ClassVar[ConsoleOutput.Stream]
+    STREAM_UNSPECIFIED: ConsoleOutput.Stream
+    STREAM_STDOUT: ConsoleOutput.Stream
+    STREAM_STDERR: ConsoleOutput.Stream
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    stream: ConsoleOutput.Stream
+    lines: _containers.RepeatedCompositeFieldContainer[ConsoleLine]
+    def __init__(self, stream: _Optional[_Union[ConsoleOutput.Stream, str]] = ..., lines: _Optional[_Iterable[_Union[ConsoleLine, _Mapping]]] = ...) -> None: ...
+
+class ConsoleLine(_message.Message):
+    __slots__ = ("time", "text")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    text: str
+    def __init__(self, time: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("title", "text", "level", "time")
+    class Level(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        LEVEL_UNSPECIFIED: _ClassVar[Alert.Level]
+        LEVEL_INFO: _ClassVar[Alert.Level]
+        LEVEL_WARN: _ClassVar[Alert.Level]
+        LEVEL_ERROR: _ClassVar[Alert.Level]
+    LEVEL_UNSPECIFIED: Alert.Level
+    LEVEL_INFO: Alert.Level
+    LEVEL_WARN: Alert.Level
+    LEVEL_ERROR: Alert.Level
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    text: str
+    level: Alert.Level
+    time: float
+    def __init__(self, title: _Optional[str] = ..., text: _Optional[str] = ..., level: _Optional[_Union[Alert.Level, str]] = ..., time: _Optional[float] = ...) -> None: ...
+
+class Environment(_message.Message):
+    __slots__ = ("git_commit", "git_branch", "git_remote", "git_root", "git_dirty", "git_diff_sha256", "hostname", "os", "cpu_model", "cpu_count", "memory_total_bytes", "gpus", "packages", "executable")
+    GIT_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    GIT_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    GIT_REMOTE_FIELD_NUMBER: _ClassVar[int]
+    GIT_ROOT_FIELD_NUMBER: _ClassVar[int]
+    GIT_DIRTY_FIELD_NUMBER: _ClassVar[int]
+    GIT_DIFF_SHA256_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    CPU_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    PACKAGES_FIELD_NUMBER: _ClassVar[int]
+    EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
+    git_commit: str
+    git_branch: str
+    git_remote: str
+    git_root: str
+    git_dirty: bool
+    git_diff_sha256: str
+    hostname: str
+    os: str
+    cpu_model: str
+    cpu_count: int
+    memory_total_bytes: float
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    packages: _containers.RepeatedCompositeFieldContainer[Package]
+    executable: str
+    def __init__(self, git_commit: _Optional[str] = ..., git_branch: _Optional[str] = ..., git_remote: _Optional[str] = ..., git_root: _Optional[str] = ..., git_dirty: _Optional[bool] = ..., git_diff_sha256: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[float] = ..., gpus: _Optional[_Iterable[str]] = ..., packages: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., executable: _Optional[str] = ...) -> None: ...
+
+class Package(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tracklet.core.api import Api, RecordedRun
-    from tracklet.core.run import Config, Run, Summary
+    from tracklet.core.run import Run
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
 
@@ -113,6 +113,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Api",
     "Histogram",
+    "RecordedRun",
     "Run",
     "Settings",
     "TrackletWarning",

@@ -5,13 +5,15 @@ Cross-run queries and downsampling arrive with the store; this API reads one run
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from tracklet.core.layout import RunPaths, projects_dir
 from tracklet.core.reader import Alert, ConsoleLine, History, MetricDefinition, RunState, replay, run_state_label, warn_damage
-from tracklet.core.recordlog import LOG_FILE_NAME
-from tracklet.core.settings import check_name, data_root, resolve_settings
+from tracklet.core.recordlog import LOG_FILE_NAME, read_first_payload
+from tracklet.core.settings import check_name, default_data_root
+from tracklet.proto import records_pb2 as pb
 
 
 class RunNotFound(LookupError):
@@ -25,6 +27,20 @@ class RecordedRun:
         self._paths = paths
         self._state: RunState | None = None
         self._label: str | None = None
+        self._first: pb.RunStart | None = None
+
+    def _start_record(self) -> pb.RunStart | None:
+        """The run's first ``RunStart``: from the full read if done, else from the log's first frame
+        alone (cheap, for listing and sorting many runs)."""
+        if self._state is not None:
+            return self._state.start
+        if self._first is None:
+            payload = read_first_payload(self._paths.log_file)
+            record = pb.Record()
+            if payload is not None:
+                record.ParseFromString(payload)
+            self._first = record.run_start if record.WhichOneof("kind") == "run_start" else pb.RunStart()
+        return self._first if self._first.run_id else None
 
     # identity known without reading the log
     @property
@@ -66,7 +82,7 @@ class RecordedRun:
 
     @property
     def name(self) -> str:
-        start = self._read.start
+        start = self._start_record()
         return start.name if start is not None else self.id
 
     @property
@@ -92,8 +108,13 @@ class RecordedRun:
     @property
     def created_at(self) -> float | None:
         """Start time, seconds since the epoch."""
-        start = self._read.start
+        start = self._start_record()
         return start.start_time if start is not None else None
+
+    @property
+    def last_step(self) -> int | None:
+        """The last step in the history (None when nothing was logged)."""
+        return self._read.last_step
 
     @property
     def exit_code(self) -> int | None:
@@ -210,7 +231,9 @@ class Api:
     """Read access to the runs under a data root (default: ``TRACKLET_DIR`` or the per-user one)."""
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root).expanduser() if root is not None else data_root(resolve_settings())
+        if root is None:
+            root = os.environ.get("TRACKLET_DIR") or default_data_root()
+        self.root = Path(root).expanduser()
 
     def projects(self) -> list[str]:
         base = projects_dir(self.root)
@@ -229,7 +252,7 @@ class Api:
             for d in runs_dir.iterdir()
             if (d / LOG_FILE_NAME).is_file()
         ]
-        found.sort(key=lambda r: (r._paths.log_file.stat().st_ctime, r.id), reverse=True)
+        found.sort(key=lambda r: (r.created_at or 0.0, r.id), reverse=True)
         return found
 
     def run(self, path: str) -> RecordedRun:

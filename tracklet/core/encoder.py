@@ -193,7 +193,9 @@ class HistoryEncoder:
                     group = groups[keys] = ([], [])
                 group[0].append(index)
                 group[1].append(values)
-            for keys, (indices, members) in groups.items():
+            # Groups whose last row comes later are encoded later, so that the summary's "last"
+            # value of a key is the one from the latest row that has it.
+            for keys, (indices, members) in sorted(groups.items(), key=lambda item: item[1][0][-1]):
                 self._encode_group(batch, keys, indices, members)
         return record
 

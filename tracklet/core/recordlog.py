@@ -16,7 +16,6 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Iterator
 
 try:
     import fcntl
@@ -107,9 +106,19 @@ def read_log(path: Path | str) -> ScanResult:
         return scan(file.read())
 
 
-def iter_frames(path: Path | str) -> Iterator[bytes]:
-    for _, payload in read_log(path).payloads:
-        yield payload
+def read_first_payload(path: Path | str) -> bytes | None:
+    """The first record's bytes (a run's ``RunStart``), reading no more of the file than needed."""
+    with open(path, "rb") as file:
+        head = file.read(len(MAGIC) + FRAME_HEADER.size)
+        if len(head) < len(MAGIC) + FRAME_HEADER.size or head[: len(MAGIC)] != MAGIC:
+            return None
+        length, checksum = FRAME_HEADER.unpack_from(head, len(MAGIC))
+        if length > MAX_RECORD_BYTES:
+            return None
+        payload = file.read(length)
+    if len(payload) != length or zlib.crc32(payload) != checksum:
+        return None
+    return payload
 
 
 def writer_alive(path: Path | str) -> bool | None:

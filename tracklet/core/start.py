@@ -36,7 +36,7 @@ def init(
     existing ``id``. A run started while another is current finishes that one first.
     """
     resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
-    project_name = check_name("project", resolved.project or DEFAULT_PROJECT)
+    project_name = check_name("project", DEFAULT_PROJECT if resolved.project is None else resolved.project)
     run_id = check_name("run id", id) if id is not None else new_run_id()
     if resume not in _RESUME_VALUES:
         raise ValueError(f"resume must be one of {', '.join(map(repr, _RESUME_VALUES))}; got {resume!r}")

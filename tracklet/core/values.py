@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 from pathlib import PurePath
 from typing import Any, Iterable, Mapping
 
@@ -103,8 +102,20 @@ class Unsupported(TypeError):
     """A value tracklet cannot record."""
 
 
+_FRAMEWORKS = ("numpy", "torch", "jax", "jaxlib")
+_framework_of_type: dict[type, str] = {}
+
+
 def _module_root(value: Any) -> str:
-    return type(value).__module__.partition(".")[0]
+    """``numpy``, ``torch``, ``jax`` or ``jaxlib`` when the value's class or a base class comes from
+    there (so tensor subclasses count), else the top-level module of its class."""
+    kind = type(value)
+    root = _framework_of_type.get(kind)
+    if root is None:
+        roots = [c.__module__.partition(".")[0] for c in kind.__mro__]
+        root = next((r for r in roots if r in _FRAMEWORKS), roots[0])
+        _framework_of_type[kind] = root
+    return root
 
 
 def _numpy_scalar(value: Any) -> Any:
@@ -340,10 +351,6 @@ def fill_entries(entries: Any, items: Mapping[str, Any]) -> None:
         entry = entries.add()
         entry.key = key
         to_value_message(value, entry.value)
-
-
-def is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 __all__ = [

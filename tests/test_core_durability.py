@@ -1,0 +1,297 @@
+"""The record log survives kill -9, damage, concurrency and fork; the sender never stalls or crashes
+the training loop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import tracklet
+from tracklet.core.recordlog import MAGIC, RecordLogWriter, read_log
+from tracklet.core.sender import BatchSender
+
+from conftest import REPO, read, run_script
+
+KILL_SCRIPT = """
+import sys, time, tracklet
+run = tracklet.init(project="killed", settings={"flush_interval": 0.2, "capture_environment": False})
+print(run.path, flush=True)
+step = 0
+while True:
+    now = time.time()
+    run.log({"step_time": now, "value": step * 0.5})
+    if step % 500 == 0:
+        print(step, now, flush=True)
+    step += 1
+"""
+
+
+def test_sigkill_keeps_every_record_logged_a_flush_interval_before_the_kill(root):
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        path = child.stdout.readline().strip()
+        progress = []
+        for line in child.stdout:
+            step, when = line.split()
+            progress.append((int(step), float(when)))
+            if progress[-1][1] - progress[0][1] >= 1.0:  # it has been logging for a second
+                break
+        killed_at = time.time()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    recorded = tracklet.Api(root).run(path)
+    assert recorded.state == "crashed"
+    history = recorded.history()
+    steps = history["_step"]
+    assert steps == list(range(len(steps))), "the recorded steps have a gap"
+    # Every step logged more than one flush interval (0.2 s) before the kill is there.
+    due = max(step for step, when in progress if when < killed_at - 0.2)
+    print(f"recorded {steps[-1]} steps, due {due}, logged {progress[-1][0]}+")
+    assert steps[-1] >= due
+    assert history["value"][due] == due * 0.5
+
+
+def _write_run(start, steps: int = 200) -> tracklet.Run:
+    run = start()
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1), "step": step})
+        if step % 50 == 49:
+            run.flush()  # several history records, so damage can fall between them
+    run.finish()
+    return run
+
+
+def test_a_truncated_log_reads_up_to_the_tear_with_a_warning(start):
+    run = _write_run(start)
+    log_file = Path(run.dir) / "run.tlog"
+    data = log_file.read_bytes()
+    frames = read_log(log_file).payloads
+    cut = frames[3][0] + 5  # inside the fourth frame
+    log_file.write_bytes(data[:cut])
+    with pytest.warns(tracklet.TrackletWarning, match=f"damaged at byte {frames[3][0]}.*incomplete"):
+        recorded = read(run)
+        history = recorded.history()
+    assert recorded.state == "crashed" and recorded.damaged
+    steps = history["_step"]
+    assert steps == list(range(len(steps))) and 0 < len(steps) < 200
+
+
+def test_a_bit_flip_stops_reading_at_the_damaged_record(start):
+    run = _write_run(start)
+    log_file = Path(run.dir) / "run.tlog"
+    data = bytearray(log_file.read_bytes())
+    frames = read_log(log_file).payloads
+    history_frames = [offset for offset, payload in frames if len(payload) > 500]
+    target = history_frames[2]
+    data[target + 20] ^= 0x10
+    log_file.write_bytes(bytes(data))
+    with pytest.warns(tracklet.TrackletWarning, match=f"damaged at byte {target} \\(checksum mismatch\\)"):
+        history = read(run).history()
+    assert history["_step"] == list(range(100))  # the first two batches of 50 rows
+
+
+def test_garbage_is_not_a_record_log(tmp_path):
+    bogus = tmp_path / "run.tlog"
+    bogus.write_bytes(b"hello world, not a log")
+    from tracklet.core.recordlog import RecordLogError
+
+    with pytest.raises(RecordLogError, match="bad header"):
+        read_log(bogus)
+
+
+def test_resume_after_a_torn_tail_appends_after_the_intact_part(start):
+    run = start(id="torn")
+    for step in range(10):
+        run.log({"a": step})
+    run.finish()
+    log_file = Path(run.dir) / "run.tlog"
+    with open(log_file, "ab") as handle:
+        handle.write(b"\x40\x00\x00\x00garbage")  # a frame header announcing more than is there
+    with pytest.warns(tracklet.TrackletWarning, match="resuming"):
+        again = start(id="torn", resume="allow")
+    again.log({"a": 10})
+    again.finish()
+    assert read_log(log_file).damage is None
+    assert read(again).history()["a"] == list(range(11))
+
+
+def test_a_second_writer_is_refused(start):
+    run = start(id="busy")
+    from tracklet.core.recordlog import RecordLogError
+
+    with pytest.raises(RecordLogError, match="being written by another process"):
+        RecordLogWriter(Path(run.dir) / "run.tlog", resume=True)
+    assert read(run).state == "running"
+    run.finish()
+
+
+WORKER_SCRIPT = """
+import sys, tracklet
+index = int(sys.argv[1])
+run = tracklet.init(project="crowd", name=f"worker-{index}", config={"index": index},
+                    settings={"capture_environment": False})
+for step in range(5000):
+    run.log({"loss": index + step / 5000, "step": step})
+print(f"worker {index} done")
+"""
+
+
+def test_eight_processes_logging_into_one_project_all_land_intact(root):
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER_SCRIPT, str(index)],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(8)
+    ]
+    for child in children:
+        out, _ = child.communicate(timeout=120)
+        assert child.returncode == 0
+    runs = tracklet.Api(root).runs("crowd")
+    assert sorted(r.name for r in runs) == [f"worker-{i}" for i in range(8)]
+    for recorded in runs:
+        index = recorded.config["index"]
+        history = recorded.history()
+        assert recorded.state == "finished" and not recorded.damaged
+        assert history["step"] == list(range(5000))
+        assert history["loss"] == [index + step / 5000 for step in range(5000)]
+        assert [line.text for line in recorded.console] == [f"worker {index} done"]
+
+
+FORK_SCRIPT = """
+import os, sys, tracklet
+run = tracklet.init(project="forks", settings={"capture_environment": False})
+run.log({"before": 1})
+pid = os.fork()
+if pid == 0:
+    print("child prints still show")
+    try:
+        run.log({"from_child": 1})
+    except RuntimeError as error:
+        print("CHILD ERROR:", error)
+    sys.exit(0)  # a normal exit: atexit and finalizers run in the child
+os.waitpid(pid, 0)
+run.log({"after": 2})
+print("parent done")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_clear_error_and_cannot_damage_the_parents_run(root):
+    done = run_script(FORK_SCRIPT)
+    assert done.returncode == 0, done.stderr
+    assert "CHILD ERROR: tracklet: this process was forked" in done.stdout
+    assert "call tracklet.init() in this process" in done.stdout
+    assert "child prints still show" in done.stdout
+    (recorded,) = tracklet.Api(root).runs("forks")
+    assert recorded.state == "finished" and not recorded.damaged
+    history = recorded.history()
+    assert history["before"] == [1, None] and history["after"] == [None, 2]
+    assert "from_child" not in history
+    lines = [line.text for line in recorded.console]
+    assert lines == ["parent done"]  # the child's output is not in the parent's run
+    frames = read_log(Path(recorded.dir) / "run.tlog").payloads
+    assert sum(1 for _, p in frames if p[:1] == b"\x42") == 1  # one exit record (field 8, length-delimited)
+
+
+class _SlowSink:
+    def __init__(self, release: threading.Event):
+        self.release = release
+        self.payloads: list[bytes] = []
+
+    def write(self, payload: bytes) -> None:
+        self.release.wait()
+        self.payloads.append(payload)
+
+    def flush(self, fsync: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_force_flush_and_shutdown_honour_their_timeouts():
+    release = threading.Event()
+    sender = BatchSender([_SlowSink(release)], flush_interval=0.05)
+    sender.put((0, 0.0, {"a": 1}, ("a",)))
+    assert sender.force_flush(timeout=0.05) is False
+    release.set()
+    assert sender.force_flush(timeout=10) is True
+    assert sender.shutdown(timeout=10) is True
+
+
+def test_shutdown_timeout_reports_what_was_not_recorded(capfd):
+    release = threading.Event()
+    sender = BatchSender([_SlowSink(release)], flush_interval=0.05)
+    sender.put((0, 0.0, {"a": 1}, ("a",)))
+    sender.force_flush(timeout=0.2)
+    for step in range(1, 4):
+        sender.put((step, 0.0, {"a": 1}, ("a",)))
+    assert sender.shutdown(timeout=0.1) is False
+    assert "3 queued history rows were not recorded" in capfd.readouterr().err
+    release.set()
+
+
+def test_a_full_queue_makes_log_wait_and_drops_nothing(start):
+    run = start(settings={"max_queue": 50, "batch_size": 10})
+    writer = run._sender.sinks[0]
+    original = writer.write
+    gate = threading.Event()
+
+    def slow_write(payload):
+        gate.wait()
+        return original(payload)
+
+    writer.write = slow_write
+    threading.Timer(0.3, gate.set).start()
+    with pytest.warns(tracklet.TrackletWarning, match="log\\(\\) is waiting for the background sender"):
+        for step in range(500):
+            run.log({"x": step})
+    run.finish()
+    assert read(run).history()["x"] == list(range(500))
+
+
+def test_a_failing_sink_is_reported_and_training_goes_on(start):
+    run = start()
+
+    class Broken:
+        def write(self, payload):
+            raise OSError(28, "No space left on device")
+
+        def flush(self, fsync=False):
+            pass
+
+        def close(self):
+            pass
+
+    run._sender.sinks.append(Broken())
+    with pytest.warns(tracklet.TrackletWarning, match="No space left on device"):
+        for step in range(100):
+            run.log({"x": step})
+        run.flush()
+    run.finish()
+    assert read(run).history()["x"] == list(range(100))  # the record log sink still got everything
+
+
+def test_finish_fsyncs_and_the_log_starts_with_the_magic(start):
+    run = start()
+    run.log({"a": 1})
+    run.finish()
+    assert (Path(run.dir) / "run.tlog").read_bytes()[: len(MAGIC)] == MAGIC

@@ -1,0 +1,268 @@
+"""The run API: steps, config, summary, define_metric, lifecycle, settings, resume, disabled mode."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+import pytest
+
+import tracklet
+from tracklet.core.settings import Settings, resolve_settings
+
+from conftest import QUIET, read, run_script
+
+
+def test_steps_advance_and_commit_false_merges_into_one_row(start):
+    run = start()
+    run.log({"a": 1})
+    run.log({"b": 2}, commit=False)
+    run.log({"c": 3})  # same row as b
+    run.log({"d": 4}, step=10)  # explicit step: row stays open
+    run.log({"e": 5}, step=10)
+    run.log({"f": 6})  # joins step 10, then advances
+    assert run.step == 11
+    run.finish()
+    history = read(run).history()
+    assert history["_step"] == [0, 1, 10]
+    assert history["b"] == [None, 2, None] and history["c"] == [None, 3, None]
+    assert history["d"] == [None, None, 4] and history["e"] == [None, None, 5] and history["f"] == [None, None, 6]
+
+
+def test_a_decreasing_step_is_refused_with_one_warning(start):
+    run = start()
+    run.log({"a": 1}, step=5)
+    with pytest.warns(tracklet.TrackletWarning, match="step=2.*lower than the current step 5"):
+        run.log({"a": 2}, step=2)
+    run.log({"a": 3}, step=1)  # silently dropped after the first warning
+    run.log({"a": 4}, step=6)
+    run.finish()
+    history = read(run).history()
+    assert history["_step"] == [5, 6] and history["a"] == [1, 4]
+
+
+def test_step_must_be_an_integer(start):
+    run = start()
+    import numpy as np
+
+    run.log({"a": 1}, step=np.int64(3))
+    with pytest.raises(TypeError, match="step must be an int"):
+        run.log({"a": 1}, step=1.5)
+    run.finish()
+    assert read(run).history()["_step"] == [3]
+
+
+def test_config_dict_and_attribute_style(start):
+    @dataclasses.dataclass
+    class Optim:
+        name: str = "adam"
+        betas: tuple = (0.9, 0.999)
+
+    args = argparse.Namespace(batch_size=32, seed=1)
+    run = start(config={"lr": 3e-4, "model": {"layers": 2}})
+    run.config.epochs = 10
+    run.config["optim"] = Optim()
+    run.config.update(args)
+    run.config.update({"lr": 1e-3})
+    with pytest.raises(ValueError, match="'lr' already set"):
+        run.config.update({"lr": 5.0}, allow_val_change=False)
+    del run.config.seed
+    assert run.config.lr == 1e-3 and run.config["epochs"] == 10
+    with pytest.raises(AttributeError):
+        run.config.missing
+    run.finish()
+    config = read(run).config
+    assert config == {
+        "lr": 1e-3,
+        "model": {"layers": 2},
+        "epochs": 10,
+        "optim": {"name": "adam", "betas": [0.9, 0.999]},
+        "batch_size": 32,
+    }
+    assert list(config) == ["lr", "model", "epochs", "optim", "batch_size"]
+
+
+def test_summary_is_the_last_value_unless_defined_otherwise(start):
+    run = start()
+    run.define_metric("val/loss", summary="min")
+    run.define_metric("val/*", summary="max")  # later definition wins for val/acc only... and val/loss
+    run.define_metric("val/loss", summary="min")
+    run.define_metric("grad", summary="min,max,mean")
+    run.define_metric("hidden", summary="none")
+    for step, (loss, acc, val) in enumerate([(3.0, 0.1, 2.0), (1.0, 0.5, float("nan")), (2.0, 0.3, 1.5)]):
+        run.log({"train/loss": loss, "val/acc": acc, "val/loss": val, "grad": float(step), "hidden": 1})
+    assert run.summary["train/loss"] == 2.0
+    assert run.summary["val/acc"] == 0.5
+    assert run.summary["val/loss"] == 1.5  # NaN ignored by min
+    assert run.summary["grad"] == {"min": 0.0, "max": 2.0, "mean": 1.0}
+    assert "hidden" not in run.summary
+    run.summary["best_epoch"] = 7
+    run.summary.update({"note": "ok"})
+    del run.summary["note"]
+    run.finish()
+    summary = read(run).summary
+    assert summary["train/loss"] == 2.0 and summary["val/loss"] == 1.5 and summary["best_epoch"] == 7
+    assert summary["grad"] == {"min": 0.0, "max": 2.0, "mean": 1.0}
+    assert "note" not in summary and "hidden" not in summary
+    definitions = {d.name: d.summary for d in read(run).metric_definitions}
+    assert definitions["grad"] == ["min", "max", "mean"]
+
+
+def test_define_metric_rejects_an_unknown_mode(start):
+    run = start()
+    with pytest.raises(ValueError, match="'best'"):
+        run.define_metric("loss", summary="best")
+
+
+def test_module_level_api_follows_the_current_run(root):
+    with pytest.raises(RuntimeError, match="init"):
+        tracklet.log({"a": 1})
+    with pytest.raises(RuntimeError, match="init"):
+        tracklet.config["x"] = 1
+    run = tracklet.init(project="m", config={"x": 1}, settings=QUIET)
+    assert tracklet.run is run and tracklet.config.x == 1
+    tracklet.log({"a": 1.0})
+    tracklet.summary["s"] = 2
+    tracklet.define_metric("a", summary="max")
+    tracklet.alert("look", "something happened", level="WARN")
+    tracklet.finish()
+    assert tracklet.run is None
+    recorded = read(run)
+    assert recorded.state == "finished" and recorded.summary["s"] == 2
+    assert [(a.title, a.level) for a in recorded.alerts] == [("look", "WARN")]
+
+
+def test_init_finishes_the_previous_run(start):
+    first = start()
+    second = start()
+    assert first.finished and not second.finished
+    assert read(first).state == "finished"
+
+
+def test_context_manager_marks_failure_with_the_exception(start):
+    with pytest.raises(ZeroDivisionError):
+        with start() as run:
+            run.log({"a": 1})
+            1 / 0
+    recorded = read(run)
+    assert recorded.state == "failed" and recorded.exit_code == 1
+    assert recorded.error == "ZeroDivisionError: division by zero"
+    assert "1 / 0" in recorded.traceback
+
+
+def test_log_after_finish_is_an_error(start):
+    run = start()
+    run.finish()
+    run.finish()  # idempotent
+    with pytest.raises(RuntimeError, match="finished"):
+        run.log({"a": 1})
+
+
+def test_disabled_mode_records_nothing_and_keeps_config(root):
+    run = tracklet.init(project="d", mode="disabled", config={"lr": 0.1})
+    run.log({"a": 1})
+    run.log("not even a dict")
+    run.config.batch = 4
+    run.summary["x"] = 1
+    run.define_metric("a", summary="min")
+    assert run.config.lr == 0.1 and run.summary["x"] == 1 and run.dir is None
+    run.finish()
+    assert not root.exists()
+
+
+def test_disabled_mode_from_the_environment(root, monkeypatch):
+    monkeypatch.setenv("TRACKLET_MODE", "disabled")
+    run = tracklet.init(project="d")
+    run.log({"a": 1})
+    run.finish()
+    assert not root.exists()
+
+
+def test_settings_priority_arguments_then_environment_then_defaults():
+    environ = {"TRACKLET_FLUSH_INTERVAL": "0.25", "TRACKLET_STRICT": "yes", "TRACKLET_PROJECT": "envp"}
+    resolved = resolve_settings({"strict": False}, environ=environ, project="argp")
+    assert resolved.flush_interval == 0.25 and resolved.strict is False and resolved.project == "argp"
+    assert resolve_settings(environ={}).flush_interval == Settings().flush_interval
+    with pytest.raises(ValueError, match="TRACKLET_MAX_QUEUE"):
+        resolve_settings(environ={"TRACKLET_MAX_QUEUE": "lots"})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        resolve_settings(environ={}, mode="cloud")
+    with pytest.raises(ValueError, match="unknown setting"):
+        resolve_settings({"flush_intervall": 1}, environ={})
+
+
+@pytest.mark.parametrize("project", ["../escape", "a/b", "", "with space", "x" * 200])
+def test_bad_project_names_are_refused(root, project):
+    with pytest.raises(ValueError, match="project .* is not valid"):
+        tracklet.init(project=project, settings=QUIET)
+
+
+def test_online_mode_says_it_is_not_available_yet(root):
+    with pytest.raises(ValueError, match="online"):
+        tracklet.init(project="p", mode="online")
+
+
+def test_resume_continues_steps_config_and_summary(start):
+    run = start(id="resumable", config={"lr": 0.1}, name="first-name", tags=["a"])
+    run.log({"loss": 1.0})
+    run.log({"loss": 0.5})
+    run.finish()
+    with pytest.raises(ValueError, match="already exists"):
+        start(id="resumable")
+    again = start(id="resumable", resume="allow")
+    assert again.step == 2 and again.config.lr == 0.1 and again.name == "first-name" and again.tags == ["a"]
+    assert again.summary["loss"] == 0.5
+    again.log({"loss": 0.25, "new": 1})
+    again.finish()
+    recorded = read(again)
+    history = recorded.history()
+    assert history["_step"] == [0, 1, 2] and history["loss"] == [1.0, 0.5, 0.25] and history["new"] == [None, None, 1]
+    assert recorded.metadata["sessions"] == 2 and recorded.state == "finished"
+
+
+def test_resume_must_needs_an_existing_run(start):
+    with pytest.raises(ValueError, match="resume='must'"):
+        start(id="nothere", resume="must")
+
+
+def test_exit_status_of_a_script(root):
+    script = """
+        import tracklet
+        run = tracklet.init(project="exit", name="{name}", settings={{"capture_environment": False}})
+        run.log({{"a": 1.0}})
+        {tail}
+    """
+    cases = {
+        "clean": ("pass", "finished", 0, None),
+        "raises": ("raise ValueError('bad things')", "failed", 1, "ValueError: bad things"),
+        "interrupted": ("raise KeyboardInterrupt", "failed", 130, "KeyboardInterrupt: "),
+    }
+    for name, (tail, state, code, error) in cases.items():
+        run_script(script.format(name=name, tail=tail))
+    api = tracklet.Api(root)
+    by_name = {r.name: r for r in api.runs("exit")}
+    for name, (_, state, code, error) in cases.items():
+        recorded = by_name[name]
+        assert (recorded.state, recorded.exit_code, recorded.error) == (state, code, error), name
+        assert recorded.history()["a"] == [1.0]
+    assert "ValueError: bad things" in by_name["raises"].traceback
+
+
+def test_summary_reads_reflect_every_log_call_before_them(start):
+    run = start()
+    for i in range(5000):
+        run.log({"x": i})
+    assert run.summary["x"] == 4999
+    assert math.isclose(run.summary.as_dict()["x"], 4999)
+    run.finish()
+
+
+def test_summary_last_follows_row_order_when_key_sets_differ(start):
+    run = start()
+    run.log({"loss": 1.0})
+    run.log({"loss": 2.0, "eval/acc": 0.5})
+    run.log({"loss": 3.0})
+    assert run.summary["loss"] == 3.0
+    run.finish()
+    assert read(run).summary["loss"] == 3.0

@@ -1,0 +1,532 @@
+"""The ``tracklet`` command line.
+
+    tracklet projects                      projects and their run counts
+    tracklet runs [PROJECT] [--json]       runs, newest first (all projects without PROJECT)
+    tracklet show RUN [--json]             one run: identity, state, host, git, config, summary, ...
+    tracklet export RUN -f csv|jsonl|parquet [-o FILE] [--keys a,b]
+    tracklet demo [--project demo] [--steps 300] [--name NAME]
+
+``RUN`` is ``project/run_id``, or a run id or run name that is unique under the data root.
+``--dir PATH`` (before the command) picks the data root; the default is ``$TRACKLET_DIR`` or the
+per-user data directory, as for ``tracklet.Api()``. Expected failures (no such run, an ambiguous
+name, a bad format, pyarrow missing) print one line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import functools
+import json
+import math
+import shlex
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+
+from tracklet import __version__
+
+ERROR_EXIT_CODE = 2
+_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_STATE_STYLES = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "magenta"}
+
+
+class CliError(click.ClickException):
+    """An expected failure: one line on stderr, exit status 2."""
+
+    exit_code = ERROR_EXIT_CODE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"tracklet: error: {self.format_message()}", err=True)
+
+
+def _as_cli_error(error: Exception) -> CliError | None:
+    """The one-line error for a failure a user can cause; None for anything else (a bug)."""
+    from tracklet.core.api import RunNotFound
+    from tracklet.core.export import MissingDependency
+
+    if isinstance(error, (RunNotFound, MissingDependency, ValueError)):
+        return CliError(str(error))
+    if isinstance(error, KeyError):
+        return CliError(str(error.args[0]) if error.args else repr(error))
+    if isinstance(error, OSError) and error.errno != errno.EPIPE:  # click exits quietly on a closed pipe
+        where = f": {error.filename}" if error.filename else ""
+        return CliError(f"{error.strerror or error}{where}")
+    return None
+
+
+def _handle_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into :class:`CliError` (one line, exit 2, no traceback)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except Exception as error:
+            translated = _as_cli_error(error)
+            if translated is None:
+                raise
+            raise translated from None
+
+    return wrapper
+
+
+class _State:
+    """What the group's options decide, shared with every command."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root_option = root
+        self._api: Any = None
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            from tracklet.core.api import Api
+
+            self._api = Api(self.root_option)
+        return self._api
+
+    def command_prefix(self) -> str:
+        """How to call tracklet again with the same data root (for hints we print)."""
+        if self.root_option is None:
+            return "tracklet"
+        return f"tracklet --dir {shlex.quote(str(self.root_option))}"
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    text = str(message)
+    if not text.startswith("tracklet"):
+        text = f"tracklet: warning: {text}"
+    click.echo(text, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data root to read and write runs in. Default: $TRACKLET_DIR, else the per-user data directory.",
+)
+@click.version_option(__version__, prog_name="tracklet")
+@click.pass_context
+def main(ctx: click.Context, root: Path | None) -> None:
+    """tracklet: list, inspect and export locally recorded runs."""
+    ctx.obj = _State(root)
+    # Reader warnings (e.g. a damaged record log) become one line each on stderr, not a source dump.
+    ctx.with_resource(warnings.catch_warnings())
+    warnings.showwarning = _show_warning
+
+
+def _state(ctx: click.Context) -> _State:
+    state = ctx.find_object(_State)
+    return state if state is not None else _State(None)
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+
+def _console() -> Any:
+    import os
+
+    from rich.console import Console
+
+    width = None
+    if "COLUMNS" not in os.environ and not sys.stdout.isatty():
+        width = 200  # piped or captured: do not squeeze tables into 80 columns
+    return Console(file=sys.stdout, highlight=False, width=width)
+
+
+def _text(value: Any, style: str = "") -> Any:
+    """User data as rich Text: never parsed as markup."""
+    from rich.text import Text
+
+    return Text(str(value), style=style)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc).isoformat()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    from tracklet.core.values import Histogram
+
+    kind = type(value)
+    if kind is float:
+        text = f"{value:.6g}"
+    elif kind is bool:
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, Histogram):
+        text = repr(value)
+    elif isinstance(value, (bytes, bytearray)):
+        text = f"<{len(value)} bytes>"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_short(v, limit)}" for k, v in value.items()) + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_short(v, limit) for v in value) + "]"
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _echo_json(data: Any) -> None:
+    from tracklet.core.export import json_safe
+
+    click.echo(json.dumps(json_safe(data), indent=2, ensure_ascii=False, allow_nan=False))
+
+
+def _scalar_summary(summary: dict[str, Any], count: int) -> list[tuple[str, Any]]:
+    """A few summary values worth a glance: scalars, keys that look like metrics first."""
+    scalars = [
+        (k, v) for k, v in summary.items() if not k.startswith("_") and type(v) in (int, float, bool, str)
+    ]
+    scalars.sort(key=lambda kv: 0 if any(w in kv[0].lower() for w in ("loss", "acc", "score", "metric")) else 1)
+    return scalars[:count]
+
+
+def _step_info(run: Any) -> tuple[int, int | None]:
+    """(history rows, last step) without building any value column."""
+    steps = run.history([])["_step"]
+    return len(steps), (steps[-1] if steps else None)
+
+
+def _run_overview(run: Any) -> dict[str, Any]:
+    rows, last_step = _step_info(run)
+    return {
+        "path": run.path,
+        "project": run.project,
+        "id": run.id,
+        "name": run.name,
+        "state": run.state,
+        "exit_code": run.exit_code,
+        "created_at": run.created_at,
+        "created": _iso(run.created_at),
+        "runtime": run.runtime,
+        "rows": rows,
+        "last_step": last_step,
+        "tags": run.tags,
+        "group": run.group,
+        "job_type": run.job_type,
+        "summary": run.summary,
+    }
+
+
+def _log_mtime(run: Any) -> float | None:
+    from tracklet.core.recordlog import LOG_FILE_NAME
+
+    try:
+        return (Path(run.dir) / LOG_FILE_NAME).stat().st_mtime
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------- commands
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@_handle_errors
+def projects(ctx: click.Context, as_json: bool) -> None:
+    """List projects with their run counts."""
+    api = _state(ctx).api
+    found = []
+    for project in api.projects():
+        runs = api.runs(project)
+        times = [t for t in map(_log_mtime, runs) if t is not None]
+        found.append({"project": project, "runs": len(runs), "last_activity": max(times) if times else None})
+    if as_json:
+        _echo_json([{**p, "last_activity": _iso(p["last_activity"])} for p in found])
+        return
+    if not found:
+        click.echo(f"No projects under {api.root}")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Projects in {api.root}", title_justify="left")
+    table.add_column("Project")
+    table.add_column("Runs", justify="right")
+    table.add_column("Last activity")
+    for p in found:
+        table.add_row(_text(p["project"]), str(p["runs"]), _when(p["last_activity"]))
+    _console().print(table)
+
+
+@main.command()
+@click.argument("project", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per run) instead of a table.")
+@click.pass_context
+@_handle_errors
+def runs(ctx: click.Context, project: str | None, as_json: bool) -> None:
+    """List runs, newest first: those of PROJECT, or of every project."""
+    api = _state(ctx).api
+    if project is not None:
+        known = api.projects()
+        if project not in known:
+            listing = ", ".join(known) if known else "none"
+            raise CliError(f"no project {project!r} under {api.root} (projects: {listing})")
+        selected = api.runs(project)
+    else:
+        selected = [run for name in api.projects() for run in api.runs(name)]
+        selected.sort(key=lambda r: r.created_at or 0.0, reverse=True)
+    overviews = [_run_overview(run) for run in selected]
+    if as_json:
+        _echo_json(overviews)
+        return
+    if not overviews:
+        click.echo(f"No runs under {api.root}")
+        return
+    from rich.table import Table
+
+    title = f"Runs in {project}" if project else f"Runs in {api.root}"
+    table = Table(title=title, title_justify="left")
+    if project is None:
+        table.add_column("Project")
+    for name, justify in (("ID", "left"), ("Name", "left"), ("State", "left"), ("Created", "left"),
+                          ("Runtime", "right"), ("Steps", "right"), ("Summary", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for o in overviews:
+        summary = "  ".join(f"{k}={_short(v, 24)}" for k, v in _scalar_summary(o["summary"], 3))
+        state = o["state"] if o["exit_code"] in (None, 0) else f"{o['state']} ({o['exit_code']})"
+        cells = [
+            _text(o["id"]),
+            _text(o["name"]),
+            _text(state, _STATE_STYLES.get(o["state"], "")),
+            _when(o["created_at"]),
+            _duration(o["runtime"]),
+            str(o["rows"]),
+            _text(summary),
+        ]
+        if project is None:
+            cells.insert(0, _text(o["project"]))
+        table.add_row(*cells)
+    _console().print(table)
+
+
+@main.command()
+@click.argument("run_path", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--lines", "-n", default=10, show_default=True, type=click.IntRange(0), help="Console lines to show.")
+@click.pass_context
+@_handle_errors
+def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
+    """Show one run: RUN is project/run_id, or a run id or name unique under the data root."""
+    run = _state(ctx).api.run(run_path)
+    overview = _run_overview(run)
+    metadata = run.metadata
+    console_lines = run.console[-lines:] if lines else []
+    keys = run.keys()
+    if as_json:
+        data = {
+            **overview,
+            "notes": run.notes,
+            "error": run.error,
+            "traceback": run.traceback,
+            "dir": run.dir,
+            "damaged": run.damaged,
+            "metadata": metadata,
+            "config": run.config,
+            "history": {"rows": overview["rows"], "last_step": overview["last_step"], "keys": keys},
+            "metric_definitions": [vars(d) for d in run.metric_definitions],
+            "alerts": [vars(a) for a in run.alerts],
+            "console": [vars(line) for line in console_lines],
+            "files": run.files(),
+        }
+        _echo_json(data)
+        return
+
+    from rich.table import Table
+
+    out = _console()
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column()
+
+    def field(label: str, value: Any, style: str = "") -> None:
+        if value not in (None, "", []):
+            info.add_row(label, value if not isinstance(value, str) else _text(value, style))
+
+    state_text = overview["state"]
+    if run.exit_code is not None:
+        state_text += f" (exit code {run.exit_code})"
+    field("Run", run.path)
+    field("Name", run.name)
+    field("State", state_text, _STATE_STYLES.get(overview["state"], ""))
+    field("Error", run.error, "red")
+    field("Created", _when(run.created_at))
+    field("Runtime", _duration(run.runtime))
+    field("Tags", ", ".join(run.tags))
+    field("Group", run.group)
+    field("Job type", run.job_type)
+    field("Notes", run.notes)
+    field("Host", metadata.get("hostname") or metadata.get("host"))
+    command = metadata.get("command")
+    field("Command", shlex.join(command) if command else None)
+    field("Working dir", metadata.get("cwd"))
+    field("Python", metadata.get("python"))
+    git = metadata.get("git")
+    if git:
+        described = git.get("commit") or "(no commit)"
+        if git.get("branch"):
+            described += f" on {git['branch']}"
+        if git.get("dirty"):
+            described += " (uncommitted changes: files/diff.patch)"
+        field("Git", described)
+        field("Git remote", git.get("remote"))
+    field("Directory", run.dir)
+    if run.damaged:
+        field("Record log", "damaged: reading stopped early (see the warning above)", "red")
+    out.print(info)
+
+    if run.traceback:
+        out.print()
+        out.print(_text("Traceback", "bold red"))
+        out.print(_text(run.traceback.rstrip()))
+
+    config = dict(_flatten(run.config))
+    if config:
+        table = Table(title="Config", title_justify="left")
+        table.add_column("Key")
+        table.add_column("Value")
+        for key, value in config.items():
+            table.add_row(_text(key), _text(_short(value)))
+        out.print()
+        out.print(table)
+
+    summary = run.summary
+    if summary:
+        table = Table(title="Summary", title_justify="left")
+        table.add_column("Key")
+        table.add_column("Value")
+        for key, value in summary.items():
+            table.add_row(_text(key), _text(_short(value)))
+        out.print()
+        out.print(table)
+
+    out.print()
+    if overview["rows"]:
+        steps = f"last step {overview['last_step']}"
+        out.print(_text(f"History: {overview['rows']} rows ({steps}), {len(keys)} keys"), style="bold")
+        if keys:
+            out.print(_text("  " + ", ".join(keys)))
+    else:
+        out.print(_text("History: no rows"), style="bold")
+
+    if run.alerts:
+        out.print()
+        out.print(_text(f"Alerts ({len(run.alerts)})", "bold"))
+        for alert in run.alerts:
+            out.print(_text(f"  {_when(alert.time)} [{alert.level}] {alert.title}: {alert.text}".rstrip(": ")))
+
+    if console_lines:
+        from rich.text import Text
+
+        total = len(run.console)
+        out.print()
+        out.print(_text(f"Console (last {len(console_lines)} of {total} lines)", "bold"))
+        for line in console_lines:
+            text = Text("  ")
+            text.append(Text.from_ansi(line.text, style="red" if line.stream == "stderr" else ""))
+            out.print(text)
+
+
+@main.command()
+@click.argument("run_path", metavar="RUN")
+@click.option("--format", "-f", "fmt", metavar="csv|jsonl|parquet",
+              help="Output format. Default: from -o's suffix (.csv, .jsonl/.ndjson, .parquet), else csv.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (replaced atomically). Default: stdout (csv and jsonl only).")
+@click.option("--keys", "-k", "key_lists", multiple=True, metavar="K1,K2",
+              help="Only these keys, in this order (comma-separated; may be repeated).")
+@click.pass_context
+@_handle_errors
+def export(ctx: click.Context, run_path: str, fmt: str | None, output: Path | None, key_lists: tuple[str, ...]) -> None:
+    """Export a run's history (_step, _timestamp, _runtime and one column per key).
+
+    CSV: empty cell = missing, floats at full precision, nan/inf/-inf, histograms as JSON text.
+    JSON Lines: one object per row without its missing keys, NaN/infinities as the strings
+    "NaN"/"Infinity"/"-Infinity". Parquet (needs pyarrow): typed columns, null = missing.
+    """
+    from tracklet.core.export import check_format, export_history
+
+    to_stdout = output is None or str(output) == "-"
+    if fmt is None:
+        fmt = "csv" if to_stdout else _SUFFIX_FORMATS.get(output.suffix.lower(), "csv")  # type: ignore[union-attr]
+    fmt = check_format(fmt)
+    if fmt == "parquet" and to_stdout:
+        raise CliError("parquet output is binary: write it to a file with -o FILE")
+    keys = [k.strip() for text in key_lists for k in text.split(",") if k.strip()] or None
+    run = _state(ctx).api.run(run_path)
+    if to_stdout:
+        export_history(run, fmt, sys.stdout, keys=keys)
+        sys.stdout.flush()
+        return
+    rows = export_history(run, fmt, output, keys=keys)  # type: ignore[arg-type]
+    click.echo(f"Wrote {rows} rows of {run.path} to {output} ({fmt})", err=True)
+
+
+# ---------------------------------------------------------------- demo
+
+
+@main.command()
+@click.option("--project", default="demo", show_default=True, help="Project to record the run in.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 1_000_000), help="Training steps.")
+@click.option("--name", default=None, help="Run name (default: a generated one).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed for the fake training.")
+@click.pass_context
+@_handle_errors
+def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: int) -> None:
+    """Record a realistic demo training run, then say how to inspect it."""
+    from tracklet.cli.demo import record_demo
+
+    state = _state(ctx)
+    run = record_demo(state.api.root, project=project, steps=steps, name=name, seed=seed)
+    prefix = state.command_prefix()
+    click.echo(f"Recorded demo run {run.path} ({run.name!r}): {steps} steps")
+    click.echo(f"Stored in {run.dir}")
+    click.echo("Inspect it with:")
+    click.echo(f"  {prefix} show {run.path}")
+    click.echo(f"  {prefix} export {run.path} --format csv -o {shlex.quote(run.id + '.csv')}")
+    click.echo(f"  {prefix} runs {shlex.quote(project)}")
+
+
+if __name__ == "__main__":
+    main(prog_name="tracklet")

@@ -230,7 +230,7 @@ class _SlowSink:
 def test_force_flush_and_shutdown_honour_their_timeouts():
     release = threading.Event()
     sender = BatchSender([_SlowSink(release)], flush_interval=0.05)
-    sender.put((0, 0.0, {"a": 1}, ("a",)))
+    sender.put((0, 0.0, ("a",), (1,)))
     assert sender.force_flush(timeout=0.05) is False
     release.set()
     assert sender.force_flush(timeout=10) is True
@@ -240,10 +240,10 @@ def test_force_flush_and_shutdown_honour_their_timeouts():
 def test_shutdown_timeout_reports_what_was_not_recorded(capfd):
     release = threading.Event()
     sender = BatchSender([_SlowSink(release)], flush_interval=0.05)
-    sender.put((0, 0.0, {"a": 1}, ("a",)))
+    sender.put((0, 0.0, ("a",), (1,)))
     sender.force_flush(timeout=0.2)
     for step in range(1, 4):
-        sender.put((step, 0.0, {"a": 1}, ("a",)))
+        sender.put((step, 0.0, ("a",), (1,)))
     assert sender.shutdown(timeout=0.1) is False
     assert "3 queued history rows were not recorded" in capfd.readouterr().err
     release.set()

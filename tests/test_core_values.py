@@ -174,3 +174,13 @@ def test_log_rejects_a_non_mapping():
     run.log([1, 2])  # disabled: a no-op, even for bad input
     with pytest.raises(TypeError, match="dict"):
         tracklet.Run.log(run, [1, 2])  # the real method names the problem
+
+
+def test_a_key_that_later_holds_a_dict_is_flattened(start):
+    run = start()
+    run.log({"a": 1.0, "b": 2})
+    run.log({"a": {"x": 3.0, "y": {"z": 4}}, "b": 5})
+    run.finish()
+    history = read(run).history()
+    assert history["a"] == [1.0, None] and history["a/x"] == [None, 3.0] and history["a/y/z"] == [None, 4]
+    assert history["b"] == [2, 5]

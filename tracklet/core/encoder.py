@@ -11,13 +11,13 @@ from __future__ import annotations
 import fnmatch
 import math
 import warnings
-from itertools import chain
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
-from tracklet.core.values import Histogram, Unsupported, fill_histogram, to_scalar, type_name
+from tracklet.core.values import Histogram, Unsupported, fill_histogram, flatten, to_scalar, type_name
 from tracklet.proto import records_pb2 as pb
 
-Row = tuple  # (step: int, time: float, values: dict)
+Row = tuple  # (step: int, time: float, keys: tuple, values: tuple)
 
 RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
 
@@ -175,19 +175,19 @@ class HistoryEncoder:
         return key_id
 
     def encode(self, rows: Sequence[Row]) -> pb.Record:
-        """Rows are ``(step, time, values, keys)``; ``keys`` is ``tuple(values)``, computed by the
-        caller (which needs it anyway) and usually the very same tuple object row after row."""
+        """Rows are ``(step, time, keys, values)``: two tuples per row, the same keys tuple object
+        row after row in the usual case (then the key-set check below is an identity compare)."""
         record = pb.Record()
         batch = record.history
-        steps, times, dicts, keysets = zip(*rows)
+        steps, times, keysets, valuesets = zip(*rows)
         batch.steps.extend(steps)
         batch.times.extend(times)
         first = keysets[0]
         if keysets.count(first) == len(keysets):
-            self._encode_group(batch, first, (), dicts)
+            self._encode_group(batch, first, (), valuesets)
         else:
-            groups: dict[tuple, tuple[list[int], list[dict]]] = {}
-            for index, (keys, values) in enumerate(zip(keysets, dicts)):
+            groups: dict[tuple, tuple[list[int], list[tuple]]] = {}
+            for index, (keys, values) in enumerate(zip(keysets, valuesets)):
                 group = groups.get(keys)
                 if group is None:
                     group = groups[keys] = ([], [])
@@ -199,13 +199,10 @@ class HistoryEncoder:
                 self._encode_group(batch, keys, indices, members)
         return record
 
-    def _encode_group(self, batch: pb.HistoryBatch, keys: tuple, indices: Sequence[int], dicts: Sequence[dict]) -> None:
-        width = len(keys)
-        if not width:
-            return
-        flat = list(chain.from_iterable(map(dict.values, dicts)))
-        for position, key in enumerate(keys):
-            column = flat[position::width]
+    def _encode_group(
+        self, batch: pb.HistoryBatch, keys: tuple, indices: Sequence[int], valuesets: Sequence[tuple]
+    ) -> None:
+        for key, column in zip(keys, zip(*valuesets)):
             field = _FIELD_FOR_TYPE.get(type(column[0]))
             if field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently
@@ -228,8 +225,29 @@ class HistoryEncoder:
                     continue
             self._encode_slow(batch, key, indices, column)
 
+    def _encode_nested(self, batch: pb.HistoryBatch, key: Any, indices: list[int], column: list[Any]) -> None:
+        """Flatten mapping values (``{"train": {"loss": ...}}`` → ``train/loss``) and encode them."""
+        prefix = key if type(key) is str else str(key)
+        sub: dict[tuple, tuple[list[int], list[tuple]]] = {}
+        for row, value in zip(indices, column):
+            values = flatten(value, prefix + "/")
+            group = sub.setdefault(tuple(values), ([], []))
+            group[0].append(row)
+            group[1].append(tuple(values.values()))
+        for sub_keys, (sub_rows, members) in sub.items():
+            self._encode_group(batch, sub_keys, sub_rows, members)
+
     def _encode_slow(self, batch: pb.HistoryBatch, key: Any, indices: Sequence[int], column: Sequence[Any]) -> None:
         """Per-value conversion: numpy, tensors, histograms, None, mixed types, unsupported values."""
+        nested = [position for position, value in enumerate(column) if isinstance(value, Mapping)]
+        if nested:  # a key set first seen with scalars, now with a dict under one key
+            rows = list(indices) if indices else list(range(len(column)))
+            self._encode_nested(batch, key, [rows[p] for p in nested], [column[p] for p in nested])
+            taken = set(nested)
+            kept = [p for p in range(len(column)) if p not in taken]
+            if not kept:
+                return
+            indices, column = [rows[p] for p in kept], [column[p] for p in kept]
         by_type: dict[type, tuple[list[int], list[Any]]] = {}
         name = key if type(key) is str else str(key)
         for position, value in enumerate(column):

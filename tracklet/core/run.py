@@ -290,33 +290,32 @@ class Run:
             advance = commit is True
         if type(data) is not dict and not isinstance(data, Mapping):
             raise TypeError(f"log() takes a dict of {{name: value}}; got {type_name(data)}")
-        row = dict(data)
-        keys = tuple(row)
+        keys = tuple(data)
+        values = tuple(data.values())  # the copy: two tuples, which the worker transposes as they are
         plain = self._plain_keysets.get(keys)
         if plain is None or self._strict:
-            plain, keys, row = self._classify(keys, row)
-        elif not plain:
-            row = self._prepare(row)
-            keys = tuple(row)
+            plain = self._classify(keys, values)
+        if not plain:
+            row = self._prepare(dict(zip(keys, values)))
+            keys, values = tuple(row), tuple(row.values())
         queue = self._queue
-        queue.append((step, _time(), row, keys))
+        queue.append((step, _time(), keys, values))
         if len(queue) >= self._batch_size:
             self._backlog()
         if advance:
             self._step = step + 1
 
-    def _classify(self, keys: tuple, row: dict) -> tuple[bool, tuple, dict]:
+    def _classify(self, keys: tuple, values: tuple) -> bool:
         """First sight of a key set: are its values plain builtins? Plain key sets skip the type
-        scan on later calls; others take :meth:`_prepare` every time."""
-        plain = _PLAIN_TYPES.issuperset(map(type, row.values()))
-        if not self._strict:
-            if len(self._plain_keysets) >= _MAX_KEYSETS:
-                self._plain_keysets.clear()
-            self._plain_keysets[keys] = plain
-        if not plain or self._strict:
-            row = self._prepare(row)
-            keys = tuple(row)
-        return plain, keys, row
+        scan on later calls (a key whose value later becomes a dict is still flattened, on the
+        worker); others take :meth:`_prepare` every time. Strict mode always checks."""
+        plain = _PLAIN_TYPES.issuperset(map(type, values))
+        if self._strict:
+            return False
+        if len(self._plain_keysets) >= _MAX_KEYSETS:
+            self._plain_keysets.clear()
+        self._plain_keysets[keys] = plain
+        return plain
 
     def _prepare(self, row: dict) -> dict:
         """The caller-side slow path: flatten nested mappings (copying them) and, in strict mode,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable, Protocol
 
@@ -20,6 +21,8 @@ from tracklet.proto import records_pb2 as pb
 
 # The most rows one HistoryBatch record holds; bigger drains become several records.
 MAX_ROWS_PER_RECORD = 10_000
+# A live run's summary record is rewritten at most this often (and on every flush and at the end).
+SUMMARY_INTERVAL = 5.0
 
 
 class RecordSink(Protocol):
@@ -109,6 +112,7 @@ class BatchSender:
         self._woken = False
         self._warned_full = False
         self.records_written = 0
+        self._summary_written = 0.0
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
@@ -201,7 +205,7 @@ class BatchSender:
         if set(map(type, items)) == {tuple}:  # only history rows: the common case
             for start in range(0, len(items), MAX_ROWS_PER_RECORD):
                 self._write_rows(items[start : start + MAX_ROWS_PER_RECORD])
-            self._write_summary()
+            self._write_summary(force=False)
             self._flush_sinks(False)
             return False
         rows: list[tuple] = []
@@ -226,7 +230,7 @@ class BatchSender:
                 self._guarded(self._handle, item)
         if rows:
             self._write_rows(rows)
-        self._write_summary()
+        self._write_summary(force=stop)
         self._flush_sinks(False)
         return stop
 
@@ -258,7 +262,11 @@ class BatchSender:
     def _write_rows(self, rows: list[tuple]) -> None:
         self._guarded(lambda: self._write(self.encoder.encode(rows)))
 
-    def _write_summary(self) -> None:
+    def _write_summary(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self._summary_written < SUMMARY_INTERVAL:
+            return
+        self._summary_written = now
         self._guarded(lambda: self._write(self.summary.take_update()))
 
     def _write(self, record: pb.Record | None) -> None:

@@ -7,7 +7,8 @@
 (b) throughput: points per second until 100k steps x 10 floats are durable (finish() returned).
 (c) ``init()`` and ``finish()`` latency (finish after 20k steps).
 (d) slowdown of a ~200 us numpy training step that logs 10 floats every step, against the same
-    loop without tracklet, interleaved in the same process (ratio, not wall-clock).
+    loop without tracklet, interleaved in the same process (ratio, not wall-clock); a naive
+    synchronous JSON-lines writer is measured in the same rounds as a reference.
 (e) ``import tracklet`` time and whether it imported an ML framework; peak RSS overhead of a
     process that logs 100k steps against one that runs the same loop without tracklet.
 """
@@ -117,40 +118,53 @@ def _make_step(target_us: float):
     return step, repeats, per_step
 
 
-def step_slowdown(root: str, steps: int, pairs: int, target_us: float = 200.0) -> dict[str, float]:
-    """Alternate blocks without and with tracklet; the median of the per-pair cost ratios.
+def step_slowdown(root: str, steps: int, rounds: int, target_us: float = 200.0) -> dict[str, float]:
+    """Rounds of three blocks, each ``steps`` training steps: without tracking, with tracklet, and
+    with a naive synchronous JSON-lines writer (a reference point measured in the same run). The
+    slowdowns are medians of per-round ratios against the untracked block.
 
     Cost is the process's CPU time (all threads: the caller's ``log()`` and the worker's encoding
     and I/O both count), which, unlike wall time, the steal time of a busy virtual machine does
     not inflate; the wall-time ratio is reported beside it. A tracked block ends with
-    ``run.flush()`` so the worker's work for its rows is paid inside it; blocks are long enough
-    (~0.2-0.5 s) that this is about the worker's natural rate of one drain per half second.
+    ``run.flush()`` so the worker's work for its rows is paid inside it.
     """
     step, repeats, _ = _make_step(target_us)
-    plain_times, cpu_ratios, wall_ratios = [], [], []
+    plain_times: list[float] = []
+    ratios: dict[str, list[float]] = {"cpu": [], "wall": [], "jsonl": []}
     run = tracklet.init(project="bench", dir=root, settings=QUIET)
     log = run.log
     cpu, wall = time.process_time, time.perf_counter
-    for _ in range(pairs):
-        start_cpu, start_wall = cpu(), wall()
-        for i in range(steps):
-            value = step(repeats)
-            {name: value * (j + 1) for j, name in enumerate(METRICS)}  # the same dict work, not logged
-        plain_cpu, plain_wall = cpu() - start_cpu, wall() - start_wall
-        start_cpu, start_wall = cpu(), wall()
-        for i in range(steps):
-            value = step(repeats)
-            log({name: value * (j + 1) for j, name in enumerate(METRICS)})
-        run.flush()
-        tracked_cpu, tracked_wall = cpu() - start_cpu, wall() - start_wall
-        plain_times.append(plain_wall / steps)
-        cpu_ratios.append(tracked_cpu / plain_cpu)
-        wall_ratios.append(tracked_wall / plain_wall)
+    with open(os.path.join(root, "naive.jsonl"), "w") as naive:
+        for _ in range(rounds):
+            start_cpu, start_wall = cpu(), wall()
+            for i in range(steps):
+                value = step(repeats)
+                {name: value * (j + 1) for j, name in enumerate(METRICS)}  # the same dict work, not logged
+            plain_cpu, plain_wall = cpu() - start_cpu, wall() - start_wall
+            start_cpu, start_wall = cpu(), wall()
+            for i in range(steps):
+                value = step(repeats)
+                log({name: value * (j + 1) for j, name in enumerate(METRICS)})
+            run.flush()
+            tracked_cpu, tracked_wall = cpu() - start_cpu, wall() - start_wall
+            start_cpu = cpu()
+            for i in range(steps):
+                value = step(repeats)
+                row = {name: value * (j + 1) for j, name in enumerate(METRICS)}
+                naive.write(json.dumps({"_step": i, "_timestamp": time.time(), **row}) + "\n")
+            naive.flush()
+            naive_cpu = cpu() - start_cpu
+            plain_times.append(plain_wall / steps)
+            ratios["cpu"].append(tracked_cpu / plain_cpu)
+            ratios["wall"].append(tracked_wall / plain_wall)
+            ratios["jsonl"].append(naive_cpu / plain_cpu)
     run.finish()
+    pct = {name: (statistics.median(values) - 1) * 100 for name, values in ratios.items()}
     return {
         "step_us": statistics.median(plain_times) * 1e6,
-        "slowdown_pct": (statistics.median(cpu_ratios) - 1) * 100,
-        "wall_slowdown_pct": (statistics.median(wall_ratios) - 1) * 100,
+        "slowdown_pct": pct["cpu"],
+        "wall_slowdown_pct": pct["wall"],
+        "naive_jsonl_slowdown_pct": pct["jsonl"],
     }
 
 
@@ -171,7 +185,13 @@ for step in range(100_000):
         run.log(row)
 if tracked:
     run.finish()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's peak RSS. ru_maxrss would also count the parent's, which Linux carries
+# across fork and exec.
+try:
+    with open("/proc/self/status") as status:
+        print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -225,6 +245,11 @@ def main() -> int:
             "<= 1 %",
         ),
         ("step slowdown, wall time", f"{results['slowdown']['wall_slowdown_pct']:.2f} %", "(noisy on a shared VM)"),
+        (
+            "  reference: naive sync JSON-lines writer",
+            f"{results['slowdown']['naive_jsonl_slowdown_pct']:.2f} %",
+            "(same run, CPU)",
+        ),
     ]
     if "process" in results:
         rows += [

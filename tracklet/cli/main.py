@@ -421,25 +421,15 @@ def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
         out.print(_text("Traceback", "bold red"))
         out.print(_text(run.traceback.rstrip()))
 
-    config = dict(_flatten(run.config))
-    if config:
-        table = Table(title="Config", title_justify="left")
-        table.add_column("Key")
-        table.add_column("Value")
-        for key, value in config.items():
-            table.add_row(_text(key), _text(_short(value)))
-        out.print()
-        out.print(table)
-
-    summary = run.summary
-    if summary:
-        table = Table(title="Summary", title_justify="left")
-        table.add_column("Key")
-        table.add_column("Value")
-        for key, value in summary.items():
-            table.add_row(_text(key), _text(_short(value)))
-        out.print()
-        out.print(table)
+    for title, mapping in (("Config", dict(_flatten(run.config))), ("Summary", run.summary)):
+        if mapping:
+            table = Table(title=title, title_justify="left")
+            table.add_column("Key")
+            table.add_column("Value")
+            for key, value in mapping.items():
+                table.add_row(_text(key), _text(_short(value)))
+            out.print()
+            out.print(table)
 
     out.print()
     if overview["rows"]:

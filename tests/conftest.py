@@ -14,7 +14,7 @@ import tracklet
 from tracklet.core import lifecycle
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET = {"console": "off", "capture_environment": False}
+QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
 
 
 @pytest.fixture

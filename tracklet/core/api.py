@@ -216,6 +216,31 @@ class RecordedRun:
         """Columns ``_step``, ``_timestamp``, ``_runtime`` and one per key (``None`` where missing)."""
         return self._read.history(keys)
 
+    def system_metrics(self, stat: str = "mean") -> History:
+        """System metrics (GPU, CPU, memory, disk, network) per stats window: ``_timestamp``,
+        ``_runtime`` and one column per metric (names and units: docs/system-metrics.md), holding
+        the window's mean, or its max with ``stat="max"``."""
+        return self._read.system_metrics(stat)
+
+    @property
+    def system_info(self) -> dict[str, Any]:
+        """What the system monitor found at start: visible GPUs, driver versions, notes."""
+        info = self._read.system_info
+        if info is None:
+            return {}
+        return {
+            "gpus": [
+                {"index": g.index, "nvml_index": g.nvml_index, "name": g.name, "uuid": g.uuid,
+                 "memory_total_bytes": g.memory_total_bytes}
+                for g in info.gpus
+            ],
+            "driver_version": info.driver_version,
+            "cuda_driver_version": info.cuda_driver_version,
+            "physical_gpu_count": info.physical_gpu_count,
+            "cuda_visible_devices": info.cuda_visible_devices,
+            "notes": list(info.notes),
+        }
+
     def files(self) -> list[str]:
         """Captured files, relative to the run's ``files/`` directory."""
         base = self._paths.files_dir

@@ -79,31 +79,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _gpu_names() -> list[str]:
-    """Model names of the visible NVIDIA GPUs, when nvidia-ml-py and a driver are present."""
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return []
-    try:
-        names = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(index))
-            names.append(name.decode() if isinstance(name, bytes) else str(name))
-        return names
-    except Exception:
-        return []
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
-
-
 def capture_environment(cwd: str, files_dir: Path) -> pb.Record:
     record = pb.Record()
     environment = record.environment
@@ -119,7 +94,9 @@ def capture_environment(cwd: str, files_dir: Path) -> pb.Record:
         environment.memory_total_bytes = float(psutil.virtual_memory().total)
     except Exception:
         pass
-    environment.gpus.extend(_gpu_names())
+    from tracklet.core.system.nvidia import gpu_names
+
+    environment.gpus.extend(gpu_names())
     files_dir.mkdir(parents=True, exist_ok=True)
     capture_git(environment, cwd, files_dir)
     capture_packages(environment, files_dir)

@@ -32,7 +32,7 @@ class History(dict):
 
     @property
     def num_rows(self) -> int:
-        return len(self.get(STEP, ()))
+        return len(next(iter(self.values()), ()))
 
     def to_pandas(self) -> Any:
         import pandas as pd
@@ -79,6 +79,7 @@ class RunState:
         self.key_names: dict[int, str] = {}
         self.batches: list[pb.HistoryBatch] = []
         self.stats: list[pb.SystemStats] = []
+        self.system_info: pb.SystemInfo | None = None
         self.last_step: int | None = None
         self.record_count = 0
         self.damage: Damage | None = None
@@ -124,6 +125,8 @@ class RunState:
             self.alerts.append(Alert(a.time, a.title, a.text, level))
         elif kind == "stats":
             self.stats.append(record.stats)
+        elif kind == "system_info":
+            self.system_info = record.system_info
         # Unknown kinds (from a newer writer) are skipped.
 
     @property
@@ -184,6 +187,28 @@ class RunState:
         for name in keys or ():
             if name not in history:
                 history[name] = [None] * len(steps)
+        return history
+
+
+    def system_metrics(self, stat: str = "mean") -> History:
+        """One row per stats window: ``_timestamp`` (window end), ``_runtime``, then one column per
+        metric with its mean (``stat="mean"``) or max (``stat="max"``) in that window."""
+        if stat not in ("mean", "max"):
+            raise ValueError(f"stat must be 'mean' or 'max'; got {stat!r}")
+        start = self.start.start_time if self.start is not None else 0.0
+        times = [window.time for window in self.stats]
+        columns: dict[str, list[Any]] = {}
+        for row, window in enumerate(self.stats):
+            for entry in window.values:
+                column = columns.get(entry.name)
+                if column is None:
+                    column = columns[entry.name] = [None] * len(self.stats)
+                column[row] = entry.value if stat == "mean" else entry.max
+        history = History()
+        history[TIMESTAMP] = times
+        history[RUNTIME] = [t - start for t in times]
+        for name in sorted(columns):
+            history[name] = columns[name]
         return history
 
 

@@ -236,6 +236,7 @@ class Run:
         self._sender: BatchSender | None = None
         self._console: ConsoleCapture | None = None
         self._environment: EnvironmentCapture | None = None
+        self._monitor: Any = None
         self._warned: set[Any] = set()
         self._plain_keysets: dict[tuple, bool] = {}
         self._queue: Any = _NoQueue(None)
@@ -455,6 +456,18 @@ class Run:
         if self.settings.capture_environment:
             self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put, self._sender.warn)
             self._environment.start()
+        if self.settings.system_metrics:
+            from tracklet.core.system import SystemMonitor, default_samplers
+
+            samplers = default_samplers(paths.run_dir, per_core=self.settings.system_per_core, report=self._sender.warn)
+            self._monitor = SystemMonitor(
+                samplers,
+                self._sender.put,
+                interval=self.settings.system_interval,
+                window=self.settings.system_window,
+                report=self._sender.warn,
+            )
+            self._monitor.start()
         lifecycle.register(self)
 
     def _run_start_record(self) -> pb.Record:
@@ -498,6 +511,8 @@ class Run:
         deadline = time.monotonic() + self.settings.finish_timeout
         if self._console is not None:
             self._console.stop()
+        if self._monitor is not None:
+            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
         if self._environment is not None:
             self._environment.join(max(0.0, min(5.0, deadline - time.monotonic())))
         record = pb.Record()

@@ -37,6 +37,12 @@ class Settings:
             ``TRACKLET_CAPTURE_ENVIRONMENT``.
         finish_timeout: seconds ``finish()`` waits for the sender before giving up (records
             not written by then are reported as lost). ``TRACKLET_FINISH_TIMEOUT``.
+        system_metrics: sample GPU (NVML) and host (psutil) metrics on a thread of their own.
+            ``TRACKLET_SYSTEM_METRICS``.
+        system_interval: seconds between samples. ``TRACKLET_SYSTEM_INTERVAL``.
+        system_window: seconds aggregated (mean and max) into one stats record.
+            ``TRACKLET_SYSTEM_WINDOW``.
+        system_per_core: also record every CPU core's utilisation. ``TRACKLET_SYSTEM_PER_CORE``.
     """
 
     mode: str = "offline"
@@ -49,6 +55,10 @@ class Settings:
     console: str = "wrap"
     capture_environment: bool = True
     finish_timeout: float = 30.0
+    system_metrics: bool = True
+    system_interval: float = 2.0
+    system_window: float = 10.0
+    system_per_core: bool = False
 
     def validate(self) -> "Settings":
         if self.mode not in MODES:
@@ -59,6 +69,11 @@ class Settings:
             raise ValueError(f"flush_interval must be a positive number of seconds; got {self.flush_interval!r}")
         if self.max_queue < 1 or self.batch_size < 1:
             raise ValueError("max_queue and batch_size must be at least 1")
+        if not 0 < self.system_interval <= self.system_window:
+            raise ValueError(
+                "system_interval must be positive and at most system_window; "
+                f"got {self.system_interval!r} and {self.system_window!r}"
+            )
         if self.finish_timeout < 0:
             raise ValueError(f"finish_timeout must be >= 0; got {self.finish_timeout!r}")
         return self

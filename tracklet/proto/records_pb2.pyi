@@ -35,7 +35,7 @@ SUMMARY_MODE_MEAN: SummaryMode
 SUMMARY_MODE_NONE: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "system_info")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class Record(_message.Message):
     EXIT_FIELD_NUMBER: _ClassVar[int]
     METRIC_DEFINITION_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
     run_start: RunStart
     config: ConfigUpdate
     history: HistoryBatch
@@ -56,7 +57,8 @@ class Record(_message.Message):
     exit: RunExit
     metric_definition: MetricDefinition
     environment: Environment
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ...) -> None: ...
+    system_info: SystemInfo
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("float_value", "int_value", "bool_value", "string_value", "bytes_value", "list_value", "map_value", "null_value", "histogram_value")
@@ -231,20 +233,56 @@ class Column(_message.Message):
     def __init__(self, key: _Optional[int] = ..., rows: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., ints: _Optional[_Iterable[int]] = ..., bools: _Optional[_Iterable[bool]] = ..., strings: _Optional[_Iterable[str]] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ...) -> None: ...
 
 class SystemStats(_message.Message):
-    __slots__ = ("time", "values")
+    __slots__ = ("time", "values", "window_start")
     TIME_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
     time: float
     values: _containers.RepeatedCompositeFieldContainer[StatValue]
-    def __init__(self, time: _Optional[float] = ..., values: _Optional[_Iterable[_Union[StatValue, _Mapping]]] = ...) -> None: ...
+    window_start: float
+    def __init__(self, time: _Optional[float] = ..., values: _Optional[_Iterable[_Union[StatValue, _Mapping]]] = ..., window_start: _Optional[float] = ...) -> None: ...
 
 class StatValue(_message.Message):
-    __slots__ = ("name", "value")
+    __slots__ = ("name", "value", "max", "samples")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
     name: str
     value: float
-    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    max: float
+    samples: int
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., max: _Optional[float] = ..., samples: _Optional[int] = ...) -> None: ...
+
+class SystemInfo(_message.Message):
+    __slots__ = ("gpus", "driver_version", "cuda_driver_version", "physical_gpu_count", "cuda_visible_devices", "notes")
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUDA_DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VISIBLE_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    gpus: _containers.RepeatedCompositeFieldContainer[GpuDevice]
+    driver_version: str
+    cuda_driver_version: str
+    physical_gpu_count: int
+    cuda_visible_devices: str
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, gpus: _Optional[_Iterable[_Union[GpuDevice, _Mapping]]] = ..., driver_version: _Optional[str] = ..., cuda_driver_version: _Optional[str] = ..., physical_gpu_count: _Optional[int] = ..., cuda_visible_devices: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GpuDevice(_message.Message):
+    __slots__ = ("index", "nvml_index", "name", "uuid", "memory_total_bytes")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NVML_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    nvml_index: int
+    name: str
+    uuid: str
+    memory_total_bytes: float
+    def __init__(self, index: _Optional[int] = ..., nvml_index: _Optional[int] = ..., name: _Optional[str] = ..., uuid: _Optional[str] = ..., memory_total_bytes: _Optional[float] = ...) -> None: ...
 
 class ConsoleOutput(_message.Message):
     __slots__ = ("stream", "lines")

@@ -1,0 +1,242 @@
+"""The system monitor: aggregation, timing, shutdown, psutil for real, and NVML without a driver."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+import tracklet
+from tracklet.core.system import Sampler, SamplerInfo, SystemMonitor
+from tracklet.core.system.host import HostSampler
+from tracklet.core.system.nvidia import NvidiaGpuSampler, visible_devices
+
+from conftest import read
+
+HOST_METRICS = {
+    "cpu.percent", "memory.percent", "memory.available_bytes", "process.cpu_percent", "process.rss_bytes",
+    "process.threads", "disk.percent", "disk.read_bytes_per_s", "disk.write_bytes_per_s",
+    "network.sent_bytes_per_s", "network.received_bytes_per_s",
+}
+
+
+class ScriptedSampler(Sampler):
+    """A source whose readings the test chooses (the monitor, not the source, is under test)."""
+
+    name = "scripted"
+
+    def __init__(self, readings, fail_at=None):
+        super().__init__()
+        self.readings = list(readings)
+        self.fail_at = fail_at
+        self.calls = 0
+        self.closed = False
+
+    def start(self):
+        return SamplerInfo(notes=["scripted source"])
+
+    def sample(self):
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError("sensor on fire")
+        return self.readings.pop(0) if self.readings else {}
+
+    def close(self):
+        self.closed = True
+
+
+class Collector:
+    def __init__(self):
+        self.records = []
+        self.warnings = []
+
+    def put(self, record):
+        self.records.append(record)
+
+    def report(self, token, message):
+        self.warnings.append(message)
+
+    def stats(self):
+        return [r.stats for r in self.records if r.WhichOneof("kind") == "stats"]
+
+
+def test_windows_hold_mean_and_max_and_stop_emits_the_partial_window():
+    readings = [{"gpu.0.utilization_percent": v, "only_once": 5.0} if v == 10 else {"gpu.0.utilization_percent": v}
+                for v in (10.0, 90.0, 20.0, 40.0, 60.0)]
+    source = ScriptedSampler(readings)
+    out = Collector()
+    ticks = iter([0.0, 0.01, 0.02, 0.03, 0.04, 0.05])  # the wall clock read at the start and after each sample
+
+    def wall_clock():
+        return 1000.0 + next(ticks, 0.05)
+
+    monitor = SystemMonitor([source], out.put, interval=0.01, window=0.035, clock=wall_clock, report=out.report)
+    monitor.start()
+    deadline = time.monotonic() + 10
+    while source.calls < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)  # waiting for the monitor's own timer, which is what is under test
+    monitor.stop(timeout=5)
+    info = out.records[0].system_info
+    assert list(info.notes) == ["scripted source"]
+    windows = out.stats()
+    assert len(windows) >= 2 and source.closed
+    first = {v.name: v for v in windows[0].values}
+    assert first["gpu.0.utilization_percent"].value == pytest.approx((10 + 90 + 20 + 40) / 4)
+    assert first["gpu.0.utilization_percent"].max == 90.0
+    assert first["gpu.0.utilization_percent"].samples == 4
+    assert first["only_once"].samples == 1 and first["only_once"].value == 5.0
+    assert windows[0].window_start == 1000.0 and windows[0].time == 1000.04
+    assert sum(v.samples for w in windows for v in w.values if v.name == "gpu.0.utilization_percent") == 5
+
+
+def test_stop_is_prompt_even_with_a_long_interval():
+    source = ScriptedSampler([{"a": 1.0}, {"a": 3.0}])
+    out = Collector()
+    monitor = SystemMonitor([source], out.put, interval=60.0, window=600.0)
+    monitor.start()
+    started = time.monotonic()
+    while source.calls < 1:
+        time.sleep(0.001)
+    monitor.stop(timeout=10)
+    assert time.monotonic() - started < 5  # a generous bound: the point is not waiting out 60 s
+    (window,) = out.stats()
+    (value,) = window.values
+    assert (value.value, value.max, value.samples) == (2.0, 3.0, 2)  # the first sample and the last one
+
+
+def test_a_failing_sampler_is_reported_once_and_the_others_go_on():
+    broken = ScriptedSampler([{"x": 1.0}] * 10, fail_at=2)
+    healthy = ScriptedSampler([{"y": float(i)} for i in range(100)])
+    out = Collector()
+    monitor = SystemMonitor([broken, healthy], out.put, interval=0.005, window=0.02, report=out.report)
+    monitor.start()
+    while healthy.calls < 6:
+        time.sleep(0.002)
+    monitor.stop(timeout=5)
+    assert broken.calls == 2 and not broken.enabled
+    assert len([w for w in out.warnings if "sensor on fire" in w]) == 1
+    names = {v.name for w in out.stats() for v in w.values}
+    assert names == {"x", "y"}
+
+
+def test_interval_must_fit_in_the_window():
+    with pytest.raises(ValueError, match="interval"):
+        SystemMonitor([], lambda r: None, interval=5, window=1)
+    with pytest.raises(ValueError, match="system_interval"):
+        tracklet.init(mode="offline", settings={"system_interval": 20, "system_window": 10})
+
+
+def test_host_sampler_reads_real_psutil_values(tmp_path):
+    sampler = HostSampler(tmp_path)
+    sampler.start()
+    first = sampler.sample()
+    burn = time.process_time() + 0.05
+    while time.process_time() < burn:
+        pass
+    second = sampler.sample()
+    assert "disk.read_bytes_per_s" not in first  # rates need two samples
+    assert HOST_METRICS <= set(second)
+    assert 0 <= second["cpu.percent"] <= 100 and 0 < second["memory.percent"] < 100
+    assert second["process.rss_bytes"] > 10_000_000 and second["process.threads"] >= 1
+    assert second["process.cpu_percent"] > 0
+    assert second["memory.available_bytes"] > 0 and 0 < second["disk.percent"] < 100
+
+
+def test_per_core_cpu_is_opt_in(tmp_path):
+    sampler = HostSampler(tmp_path, per_core=True)
+    sampler.start()
+    values = sampler.sample()
+    cores = os.cpu_count()
+    assert {f"cpu.{k}.percent" for k in range(cores)} <= set(values)
+
+
+def test_process_tree_includes_children(tmp_path):
+    import subprocess
+    import sys
+
+    sampler = HostSampler(tmp_path)
+    sampler.start()
+    alone = sampler.sample()["process.rss_bytes"]
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        with_child = sampler.sample()["process.rss_bytes"]
+    finally:
+        child.communicate(b"")
+    assert with_child > alone + 1_000_000
+
+
+def test_without_a_driver_gpu_metrics_are_off_with_one_note():
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        pytest.skip("this machine has an NVIDIA driver")
+    except pynvml.NVMLError:
+        pass
+    sampler = NvidiaGpuSampler()
+    info = sampler.start()
+    assert not sampler.enabled
+    (note,) = info.notes
+    assert note.startswith("GPU metrics off: no usable NVIDIA driver (NVMLError_LibraryNotFound")
+
+
+@pytest.mark.parametrize(
+    "spec, expected, note",
+    [
+        (None, [0, 1, 2, 3], None),
+        ("", [], None),
+        ("2,0", [2, 0], None),
+        (" 1 , 3 ", [1, 3], None),
+        ("1,7,2", [1], "'7' matches no GPU"),
+        ("1,-1,2", [1], "'-1' matches no GPU"),
+        ("GPU-cccc,0", [2, 0], None),
+        ("GPU-c", [2], None),
+        ("GPU-a", [], "'GPU-a' matches no GPU"),  # ambiguous prefix
+        ("0,0", [0], "twice"),
+        ("MIG-1234", [], "MIG"),
+    ],
+)
+def test_cuda_visible_devices_follows_cuda_rules(spec, expected, note):
+    uuids = ["GPU-aaaa-1", "GPU-aaab-2", "GPU-cccc-3", "GPU-dddd-4"]
+    chosen, notes = visible_devices(spec, uuids)
+    assert chosen == expected
+    if note is None:
+        assert notes == []
+    else:
+        assert any(note in n for n in notes)
+
+
+def test_a_run_records_system_metrics_and_info(start):
+    run = start(settings={"system_metrics": True, "system_interval": 0.05, "system_window": 0.1})
+    for step in range(5):
+        run.log({"x": step})
+    run.finish()
+    recorded = read(run)
+    metrics = recorded.system_metrics()
+    assert metrics.num_rows >= 1 and HOST_METRICS - {"disk.read_bytes_per_s", "disk.write_bytes_per_s",
+                                                      "network.sent_bytes_per_s", "network.received_bytes_per_s"} <= set(metrics)
+    assert all(t > recorded.created_at for t in metrics["_timestamp"])
+    peaks = recorded.system_metrics(stat="max")
+    for name in ("cpu.percent", "process.rss_bytes"):
+        assert all(p >= m for p, m in zip(peaks[name], metrics[name]))
+    assert recorded.system_info["gpus"] == [] or recorded.system_info["physical_gpu_count"] >= 1
+
+
+def test_system_metrics_off_records_none(start):
+    run = start(settings={"system_metrics": False})
+    run.finish()
+    recorded = read(run)
+    assert recorded.system_metrics().num_rows == 0 and recorded.system_info == {}
+    assert not [t for t in threading.enumerate() if t.name == "tracklet-system-monitor"]
+
+
+def test_finish_does_not_wait_out_the_interval(start):
+    run = start(settings={"system_metrics": True, "system_interval": 30, "system_window": 60})
+    run.log({"x": 1})
+    started = time.monotonic()
+    run.finish()
+    assert time.monotonic() - started < 10
+    windows = read(run).system_metrics()
+    assert windows.num_rows == 1  # the partial window, recorded at finish

@@ -1,0 +1,176 @@
+"""The system monitor thread: samples every ``interval`` seconds, emits one ``SystemStats`` record
+per ``window`` holding each metric's mean and max.
+
+Why 2 s and 10 s by default: a 2 s sample sees a GPU that idles for a few seconds while the input
+pipeline catches up (the mean drops, the max does not), which a single reading every 15 s (W&B's
+default) mostly misses; a 10 s record keeps a day-long run at 8,640 records. Each sample costs
+about a millisecond of CPU on this thread, never on the training thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tracklet.core.system.host import HostSampler
+from tracklet.core.system.nvidia import NvidiaGpuSampler
+from tracklet.core.system.sampler import Sampler, SamplerInfo
+from tracklet.proto import records_pb2 as pb
+
+
+def default_samplers(run_dir: str | Path, *, per_core: bool, report: Callable[[Any, str], None]) -> list[Sampler]:
+    return [HostSampler(run_dir, per_core=per_core, report=report), NvidiaGpuSampler(report=report)]
+
+
+class _Window:
+    """Running mean and max of every metric since the window started."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.sums: dict[str, float] = {}
+        self.maxima: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, float]) -> None:
+        sums, maxima, counts = self.sums, self.maxima, self.counts
+        for name, value in values.items():
+            if name in sums:
+                sums[name] += value
+                counts[name] += 1
+                if value > maxima[name]:
+                    maxima[name] = value
+            else:
+                sums[name] = value
+                maxima[name] = value
+                counts[name] = 1
+
+    def record(self, end: float) -> pb.Record | None:
+        if not self.sums:
+            return None
+        record = pb.Record()
+        stats = record.stats
+        stats.time = end
+        stats.window_start = self.start
+        for name in sorted(self.sums):
+            entry = stats.values.add()
+            entry.name = name
+            entry.value = self.sums[name] / self.counts[name]
+            entry.max = self.maxima[name]
+            entry.samples = self.counts[name]
+        return record
+
+
+class SystemMonitor:
+    """Owns the sampling thread. ``put`` takes the records it produces (the run's sender queue)."""
+
+    def __init__(
+        self,
+        samplers: list[Sampler],
+        put: Callable[[Any], None],
+        *,
+        interval: float = 2.0,
+        window: float = 10.0,
+        report: Callable[[Any, str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if interval <= 0 or window < interval:
+            raise ValueError(f"system metrics need 0 < interval <= window; got interval={interval}, window={window}")
+        self.samplers = samplers
+        self._put = put
+        self._interval = interval
+        self._window_length = window
+        self._report = report or (lambda token, message: None)
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tracklet-system-monitor", daemon=True)
+        self.samples_taken = 0
+        self.sample_cpu_seconds = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop now (not at the next interval): take a last sample and emit the partial window."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._put(self._info_record(self._start_samplers()))
+            window = _Window(self._clock())
+            next_sample = time.monotonic()
+            while True:
+                stopping = self._stop.wait(max(0.0, next_sample - time.monotonic()))
+                window.add(self._sample())
+                now = self._clock()
+                if stopping or now - window.start >= self._window_length:
+                    record = window.record(now)
+                    if record is not None:
+                        self._put(record)
+                    window = _Window(now)
+                if stopping:
+                    break
+                next_sample += self._interval
+                if next_sample < time.monotonic():  # fell behind (a suspended VM): don't catch up in a burst
+                    next_sample = time.monotonic() + self._interval
+        except Exception as error:  # contained: system metrics must never take the run down
+            self._report(("system-monitor", type(error)), f"tracklet: the system monitor stopped: {error!r}")
+        finally:
+            for sampler in self.samplers:
+                try:
+                    sampler.close()
+                except Exception:
+                    pass
+
+    def _start_samplers(self) -> list[SamplerInfo]:
+        infos = []
+        for sampler in self.samplers:
+            try:
+                info = sampler.start()
+            except Exception as error:
+                sampler.enabled = False
+                info = SamplerInfo(notes=[f"{sampler.name} metrics off: starting failed ({error!r})"])
+            if info is not None:
+                infos.append(info)
+        return infos
+
+    def _info_record(self, infos: list[SamplerInfo]) -> pb.Record:
+        record = pb.Record()
+        info = record.system_info
+        info.SetInParent()
+        for part in infos:
+            info.notes.extend(part.notes)
+            for key in ("driver_version", "cuda_driver_version", "cuda_visible_devices"):
+                if part.fields.get(key):
+                    setattr(info, key, part.fields[key])
+            if "physical_gpu_count" in part.fields:
+                info.physical_gpu_count = part.fields["physical_gpu_count"]
+            for gpu in part.gpus:
+                device = info.gpus.add()
+                device.index = gpu["index"]
+                device.nvml_index = gpu["nvml_index"]
+                device.name = gpu["name"]
+                device.uuid = gpu["uuid"]
+                device.memory_total_bytes = gpu["memory_total_bytes"]
+        return record
+
+    def _sample(self) -> dict[str, float]:
+        started = time.thread_time()
+        values: dict[str, float] = {}
+        for sampler in self.samplers:
+            if not sampler.enabled:
+                continue
+            try:
+                values.update(sampler.sample())
+            except Exception as error:
+                sampler.enabled = False
+                self._report(
+                    ("sampler", sampler.name),
+                    f"tracklet: {sampler.name} system metrics failed and are off for this run: {error!r}",
+                )
+        self.samples_taken += 1
+        self.sample_cpu_seconds += time.thread_time() - started
+        return values

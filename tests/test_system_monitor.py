@@ -12,6 +12,7 @@ import tracklet
 from tracklet.core.system import Sampler, SamplerInfo, SystemMonitor
 from tracklet.core.system.host import HostSampler
 from tracklet.core.system.nvidia import NvidiaGpuSampler, visible_devices
+from tracklet.core.system.processes import forget_process_tree
 
 from conftest import read
 
@@ -161,6 +162,8 @@ def test_process_tree_includes_children(tmp_path):
     alone = sampler.sample()["process.rss_bytes"]
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
+        assert sampler.sample()["process.rss_bytes"] < alone + 1_000_000  # the tree is listed every 10 s...
+        forget_process_tree()  # ...or now
         with_child = sampler.sample()["process.rss_bytes"]
     finally:
         child.communicate(b"")

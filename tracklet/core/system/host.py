@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.core.system.processes import process_tree
 from tracklet.core.system.sampler import Sampler, SamplerInfo
 
 
@@ -57,16 +58,17 @@ class HostSampler(Sampler):
         return None
 
     def _tree(self) -> list[Any]:
-        """This process and its children (recursively), reusing Process objects so that
+        """``psutil.Process`` objects for this process tree, kept across samples so that
         ``cpu_percent`` measures since the previous sample."""
-        current = [self._root]
-        try:
-            current += self._root.children(recursive=True)
-        except self._psutil.Error:
-            pass
         known = {}
-        for process in current:
-            known[process.pid] = self._processes.get(process.pid, process)
+        for pid in process_tree():
+            process = self._processes.get(pid)
+            if process is None:
+                try:
+                    process = self._root if pid == self._root.pid else self._psutil.Process(pid)
+                except self._psutil.Error:
+                    continue
+            known[pid] = process
         self._processes = known
         return list(known.values())
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping
 
+from tracklet.core.system.processes import process_tree
 from tracklet.core.system.sampler import Sampler, SamplerInfo
 
 # NVML errors after which a device is gone for good (rather than a metric being unavailable).
@@ -180,7 +181,7 @@ class NvidiaGpuSampler(Sampler):
     def sample(self) -> dict[str, float]:
         nvml = self._nvml
         values: dict[str, float] = {}
-        tree: set[int] | None = None
+        tree: frozenset[int] | None = None
         for device in self._devices:
             if device.lost:
                 continue
@@ -204,7 +205,7 @@ class NvidiaGpuSampler(Sampler):
                 found["power_percent"] = 100.0 * found["power_watts"] / found["power_limit_watts"]
             if "processes" not in device.unsupported:
                 if tree is None:
-                    tree = _process_tree()
+                    tree = process_tree()
                 used = self._process_memory(device, tree)
                 if used is not None:
                     found["process_memory_used_bytes"] = used
@@ -212,7 +213,7 @@ class NvidiaGpuSampler(Sampler):
                 values[prefix + suffix] = value
         return values
 
-    def _process_memory(self, device: _Device, tree: set[int]) -> float | None:
+    def _process_memory(self, device: _Device, tree: frozenset[int]) -> float | None:
         """GPU memory used by this process and its children on ``device``."""
         nvml = self._nvml
         used: dict[int, float] = {}
@@ -250,18 +251,6 @@ class NvidiaGpuSampler(Sampler):
             except self._nvml.NVMLError:
                 pass
             self._nvml = None
-
-
-def _process_tree() -> set[int]:
-    import psutil
-
-    me = psutil.Process(os.getpid())
-    pids = {me.pid}
-    try:
-        pids.update(child.pid for child in me.children(recursive=True))
-    except psutil.Error:
-        pass
-    return pids
 
 
 def gpu_names() -> list[str]:

@@ -170,6 +170,24 @@ def test_process_tree_includes_children(tmp_path):
     assert with_child > alone + 1_000_000
 
 
+def test_without_a_driver_a_run_logs_one_info_line(start, caplog):
+    import logging
+
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        pytest.skip("this machine has an NVIDIA driver")
+    except pynvml.NVMLError:
+        pass
+    with caplog.at_level(logging.INFO, logger="tracklet"):
+        run = start(settings={"system_metrics": True})
+        run.finish()
+    lines = [r.getMessage() for r in caplog.records if "GPU metrics off" in r.getMessage()]
+    assert len(lines) == 1 and "no usable NVIDIA driver" in lines[0]
+    assert read(run).state == "finished"
+
+
 def test_without_a_driver_gpu_metrics_are_off_with_one_note():
     pynvml = pytest.importorskip("pynvml")
     try:

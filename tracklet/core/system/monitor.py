@@ -9,6 +9,7 @@ about a millisecond of CPU on this thread, never on the training thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from tracklet.core.system.host import HostSampler
 from tracklet.core.system.nvidia import NvidiaGpuSampler
 from tracklet.core.system.sampler import Sampler, SamplerInfo
 from tracklet.proto import records_pb2 as pb
+
+logger = logging.getLogger("tracklet")
 
 
 def default_samplers(run_dir: str | Path, *, per_core: bool, report: Callable[[Any, str], None]) -> list[Sampler]:
@@ -135,6 +138,8 @@ class SystemMonitor:
                 info = SamplerInfo(notes=[f"{sampler.name} metrics off: starting failed ({error!r})"])
             if info is not None:
                 infos.append(info)
+                for note in info.notes:  # e.g. "GPU metrics off: no usable NVIDIA driver (...)": one line each
+                    logger.info("tracklet: %s", note)
         return infos
 
     def _info_record(self, infos: list[SamplerInfo]) -> pb.Record:

@@ -266,3 +266,33 @@ def test_summary_last_follows_row_order_when_key_sets_differ(start):
     assert run.summary["loss"] == 3.0
     run.finish()
     assert read(run).summary["loss"] == 3.0
+
+
+def test_checkpoints_are_recorded_with_digest_size_and_score(start, tmp_path):
+    import hashlib
+
+    weights = tmp_path / "epoch=1.ckpt"
+    weights.write_bytes(b"\x00weights" * 1000)
+    folder = tmp_path / "checkpoint-500"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"tensor bytes")
+    (folder / "config.json").write_text("{}")
+    gone = tmp_path / "deleted.ckpt"
+    run = start()
+    run.log({"loss": 1.0})
+    run.log_checkpoint(weights, score=0.25, monitor="val/loss", metadata={"epoch": 1})
+    run.log_checkpoint(folder, step=500)
+    run.log_checkpoint(gone)
+    run.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        run.log_checkpoint(weights)
+    first, second, third = read(run).checkpoints
+    assert first.path == str(weights) and first.step == 1 and first.score == 0.25 and first.monitor == "val/loss"
+    assert first.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest() and first.size_bytes == 8000
+    assert first.metadata == {"epoch": 1} and first.error == ""
+    assert second.step == 500 and second.size_bytes == len(b"tensor bytes") + 2 and second.score is None
+    (folder / "config.json").write_text("{} ")
+    from tracklet.core.checkpoints import digest
+
+    assert digest(folder)[0] != second.sha256  # the directory digest covers every file
+    assert third.error.startswith("FileNotFoundError") and third.sha256 == ""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tracklet.core.layout import RunPaths, projects_dir
-from tracklet.core.reader import Alert, ConsoleLine, History, MetricDefinition, RunState, replay, run_state_label, warn_damage
+from tracklet.core.reader import Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, replay, run_state_label, warn_damage
 from tracklet.core.recordlog import LOG_FILE_NAME, read_first_payload
 from tracklet.core.settings import check_name, default_data_root
 from tracklet.proto import records_pb2 as pb
@@ -197,6 +197,11 @@ class RecordedRun:
     @property
     def alerts(self) -> list[Alert]:
         return list(self._read.alerts)
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoints recorded with ``log_checkpoint`` (or by an integration), in order."""
+        return list(self._read.checkpoints)
 
     @property
     def metric_definitions(self) -> list[MetricDefinition]:

@@ -56,6 +56,19 @@ class Alert:
 
 
 @dataclasses.dataclass
+class Checkpoint:
+    path: str
+    sha256: str
+    size_bytes: int
+    step: int
+    score: float | None
+    monitor: str
+    time: float
+    metadata: dict[str, Any]
+    error: str
+
+
+@dataclasses.dataclass
 class MetricDefinition:
     name: str
     step_metric: str
@@ -80,6 +93,7 @@ class RunState:
         self.batches: list[pb.HistoryBatch] = []
         self.stats: list[pb.SystemStats] = []
         self.system_info: pb.SystemInfo | None = None
+        self.checkpoints: list[Checkpoint] = []
         self.last_step: int | None = None
         self.record_count = 0
         self.damage: Damage | None = None
@@ -127,6 +141,12 @@ class RunState:
             self.stats.append(record.stats)
         elif kind == "system_info":
             self.system_info = record.system_info
+        elif kind == "checkpoint":
+            c = record.checkpoint
+            self.checkpoints.append(Checkpoint(
+                c.path, c.sha256, c.size_bytes, c.step, c.score if c.has_score else None, c.monitor, c.time,
+                {entry.key: from_value_message(entry.value) for entry in c.metadata}, c.error,
+            ))
         # Unknown kinds (from a newer writer) are skipped.
 
     @property

@@ -237,6 +237,7 @@ class Run:
         self._console: ConsoleCapture | None = None
         self._environment: EnvironmentCapture | None = None
         self._monitor: Any = None
+        self._checkpoints: Any = None
         self._warned: set[Any] = set()
         self._plain_keysets: dict[tuple, bool] = {}
         self._queue: Any = _NoQueue(None)
@@ -385,6 +386,28 @@ class Run:
         record.alert.time = _time()
         self._enqueue(record)
 
+    def log_checkpoint(
+        self,
+        path: str | os.PathLike,
+        *,
+        step: int | None = None,
+        score: float | None = None,
+        monitor: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a checkpoint file (or directory): path, size and SHA-256, computed off this
+        thread, with the step (default: the current one) and the monitored score when known."""
+        if self._finished:
+            raise RuntimeError(_FINISHED)
+        if self._checkpoints is None:
+            from tracklet.core.checkpoints import CheckpointRecorder
+
+            self._checkpoints = CheckpointRecorder(self._enqueue)
+        self._checkpoints.submit(
+            path, step=self._step if step is None else int(step), score=score, monitor=monitor,
+            metadata=dict(metadata) if metadata else None,
+        )
+
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
         """Wait until everything logged so far is in the record log. False on timeout."""
         if self._sender is None or self._finished:
@@ -515,6 +538,8 @@ class Run:
             self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
         if self._environment is not None:
             self._environment.join(max(0.0, min(5.0, deadline - time.monotonic())))
+        if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
+            print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
         record = pb.Record()
         end = record.exit
         end.exit_code = int(exit_code)
@@ -557,6 +582,9 @@ class DisabledRun(Run):
         self._summary: dict[str, Any] = {}
 
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        return None
+
+    def log_checkpoint(self, path: Any, **kwargs: Any) -> None:
         return None
 
     def _set_summary(self, items: dict[str, Any], removed: tuple[str, ...]) -> None:

@@ -35,7 +35,7 @@ SUMMARY_MODE_MEAN: SummaryMode
 SUMMARY_MODE_NONE: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "system_info")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "system_info", "checkpoint")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class Record(_message.Message):
     METRIC_DEFINITION_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     run_start: RunStart
     config: ConfigUpdate
     history: HistoryBatch
@@ -58,7 +59,8 @@ class Record(_message.Message):
     metric_definition: MetricDefinition
     environment: Environment
     system_info: SystemInfo
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ...) -> None: ...
+    checkpoint: Checkpoint
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("float_value", "int_value", "bool_value", "string_value", "bytes_value", "list_value", "map_value", "null_value", "histogram_value")
@@ -231,6 +233,30 @@ class Column(_message.Message):
     strings: _containers.RepeatedScalarFieldContainer[str]
     histograms: _containers.RepeatedCompositeFieldContainer[Histogram]
     def __init__(self, key: _Optional[int] = ..., rows: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., ints: _Optional[_Iterable[int]] = ..., bools: _Optional[_Iterable[bool]] = ..., strings: _Optional[_Iterable[str]] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ...) -> None: ...
+
+class Checkpoint(_message.Message):
+    __slots__ = ("path", "sha256", "size_bytes", "step", "has_score", "score", "monitor", "time", "metadata", "error")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    HAS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    MONITOR_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    sha256: str
+    size_bytes: int
+    step: int
+    has_score: bool
+    score: float
+    monitor: str
+    time: float
+    metadata: _containers.RepeatedCompositeFieldContainer[MapEntry]
+    error: str
+    def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., step: _Optional[int] = ..., has_score: _Optional[bool] = ..., score: _Optional[float] = ..., monitor: _Optional[str] = ..., time: _Optional[float] = ..., metadata: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SystemStats(_message.Message):
     __slots__ = ("time", "values", "window_start")

@@ -237,6 +237,9 @@ def test_exit_status_of_a_script(root):
         "clean": ("pass", "finished", 0, None),
         "raises": ("raise ValueError('bad things')", "failed", 1, "ValueError: bad things"),
         "interrupted": ("raise KeyboardInterrupt", "failed", 130, "KeyboardInterrupt: "),
+        "exits_2": ("import sys; sys.exit(2)", "failed", 2, None),
+        "exits_0": ("import sys; sys.exit(0)", "finished", 0, None),
+        "argparse": ("import argparse; argparse.ArgumentParser().parse_args(['--nope'])", "failed", 2, None),
     }
     for name, (tail, state, code, error) in cases.items():
         run_script(script.format(name=name, tail=tail))

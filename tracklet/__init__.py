@@ -41,6 +41,14 @@ def init(*args: Any, **kwargs: Any) -> "Run":
 init.__doc__ = "Start a run; see :func:`tracklet.core.start.init`."
 
 
+def autolog(frameworks: Any = None, *, disable: bool = False) -> None:
+    """Attach tracklet to Lightning, Hugging Face, Keras and JAX when they are used; see
+    :mod:`tracklet.integrations.autolog`. Imports no framework itself."""
+    from tracklet.integrations.autolog import autolog as _autolog
+
+    _autolog(frameworks, disable=disable)
+
+
 def _current() -> "Run":
     from tracklet.core import lifecycle
 
@@ -119,6 +127,7 @@ __all__ = [
     "TrackletWarning",
     "__version__",
     "alert",
+    "autolog",
     "define_metric",
     "finish",
     "init",

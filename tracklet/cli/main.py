@@ -5,6 +5,7 @@
     tracklet show RUN [--json]             one run: identity, state, host, git, config, summary, ...
     tracklet export RUN -f csv|jsonl|parquet [-o FILE] [--keys a,b]
     tracklet demo [--project demo] [--steps 300] [--name NAME]
+    tracklet run [--project P] [--name N] -- python train.py ARGS   record an unmodified script
 
 ``RUN`` is ``project/run_id``, or a run id or run name that is unique under the data root.
 ``--dir PATH`` (before the command) picks the data root; the default is ``$TRACKLET_DIR`` or the
@@ -116,7 +117,7 @@ def _show_warning(message: Any, category: Any, filename: str, lineno: int, file:
 @click.version_option(__version__, prog_name="tracklet")
 @click.pass_context
 def main(ctx: click.Context, root: Path | None) -> None:
-    """tracklet: list, inspect and export locally recorded runs."""
+    """tracklet: record runs (tracklet run, demo) and list, inspect and export them."""
     ctx.obj = _State(root)
     # Reader warnings (e.g. a damaged record log) become one line each on stderr, not a source dump.
     ctx.with_resource(warnings.catch_warnings())
@@ -491,6 +492,37 @@ def export(ctx: click.Context, run_path: str, fmt: str | None, output: Path | No
         return
     rows = export_history(run, fmt, output, keys=keys)  # type: ignore[arg-type]
     click.echo(f"Wrote {rows} rows of {run.path} to {output} ({fmt})", err=True)
+
+
+# ---------------------------------------------------------------- run
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--project", "-p", default=None, help="Project to record the run in (default: $TRACKLET_PROJECT or 'default').")
+@click.option("--name", "-n", default=None, help="Run name (default: a generated one).")
+@click.option("--job-type", default=None, help="Job type, e.g. train or eval.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def run(ctx: click.Context, project: str | None, name: str | None, job_type: str | None,
+        command: tuple[str, ...]) -> None:
+    """Run COMMAND (e.g. python train.py ARGS) with tracking on, without changing the script.
+
+    Lightning, Hugging Face, Keras and JAX are recorded automatically (tracklet.autolog); the
+    run records the command line, console, environment and system metrics. Exits with the
+    command's exit code. Put -- before the command: tracklet run -- python train.py --lr 3e-4
+    """
+    import os
+
+    from tracklet.cli.launch import run_command
+
+    state = _state(ctx)
+    if state.root_option is not None:
+        os.environ["TRACKLET_DIR"] = str(state.root_option)
+    try:
+        code = run_command(command, project=project, name=name, job_type=job_type)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    ctx.exit(code)
 
 
 # ---------------------------------------------------------------- demo

@@ -16,7 +16,9 @@ _active: list["Run"] = []
 _lock = threading.Lock()
 _installed = False
 _escaped: BaseException | None = None
+_exit_status: int | None = None
 _previous_excepthook = sys.excepthook
+_original_exit = sys.exit
 
 
 def register(run: "Run") -> None:
@@ -43,6 +45,7 @@ def _install() -> None:
     _installed = True
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
+    sys.exit = _exit
     atexit.register(_finish_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -56,16 +59,27 @@ def _excepthook(kind: Any, error: BaseException, tb: Any) -> None:
     _previous_excepthook(kind, error, tb)
 
 
+def _exit(status: Any = None) -> None:
+    """``sys.exit`` that remembers the status, so a run ended by ``sys.exit(2)`` (argparse errors
+    included) is recorded as failed with exit code 2. Atexit handlers can't see it otherwise."""
+    global _exit_status
+    if status is None or isinstance(status, int):
+        _exit_status = status or 0
+    else:
+        _exit_status = 1  # sys.exit("message") exits with 1 after printing the message
+    _original_exit(status)
+
+
 def _finish_at_exit() -> None:
     owner = os.getpid()
     for run in active_runs():
         if run._pid != owner:
             continue
         error = _escaped
-        if error is None:
-            run.finish(0)
-        else:
+        if error is not None:
             run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
+        else:
+            run.finish(_exit_status or 0)
 
 
 def _after_fork_in_child() -> None:

@@ -1,0 +1,66 @@
+"""``tracklet run -- COMMAND``: run a script with tracking on, without changing the script.
+
+The command runs as a child process whose ``PYTHONPATH`` starts with a directory holding
+tracklet's ``sitecustomize``: in that child, it starts a run (recording the script's command
+line, console, environment and system metrics) and turns on :func:`tracklet.autolog`. The exit
+code is the command's; the run is finished with it when the script's interpreter exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+LAUNCH_DIR = Path(__file__).resolve().parents[1] / "integrations" / "_launch"
+
+
+def launch_environment(project: str | None, name: str | None, job_type: str | None,
+                       base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    existing = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LAUNCH_DIR), existing) if p)
+    env["TRACKLET_LAUNCHER_PID"] = str(os.getpid())
+    for key, value in (("TRACKLET_LAUNCH_PROJECT", project), ("TRACKLET_LAUNCH_NAME", name),
+                       ("TRACKLET_LAUNCH_JOB_TYPE", job_type)):
+        if value:
+            env[key] = value
+        else:
+            env.pop(key, None)
+    return env
+
+
+def run_command(command: Sequence[str], *, project: str | None = None, name: str | None = None,
+                job_type: str | None = None) -> int:
+    """Run ``command`` with tracking on; return its exit code (128 + N when killed by signal N)."""
+    if not command:
+        raise ValueError("tracklet run needs a command, e.g. tracklet run -- python train.py")
+    try:
+        child = subprocess.Popen(list(command), env=launch_environment(project, name, job_type))
+    except FileNotFoundError:
+        raise ValueError(f"command not found: {command[0]}") from None
+    forwarded = {}
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    # Ctrl-C reaches the child through the terminal's process group; SIGTERM (a scheduler stopping
+    # the job) is passed on so the child's run is finished rather than left running.
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            forwarded[signum] = signal.signal(signum, forward)
+    previous_int = signal.signal(signal.SIGINT, lambda s, f: None)
+    try:
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        for signum, handler in forwarded.items():
+            signal.signal(signum, handler)
+    return 128 - code if code < 0 else code
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - thin wrapper for `python -m`
+    return run_command(list(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,53 @@
+"""Put on PYTHONPATH by ``tracklet run``: starts a run and turns on autolog in the script's process.
+
+Only the process ``tracklet run`` started directly does this (its parent PID is in
+``TRACKLET_LAUNCHER_PID``); processes the script starts in turn (DataLoader workers, helpers)
+are left alone. Any ``sitecustomize`` this one shadows is run afterwards.
+"""
+
+import os
+import sys
+
+
+def _start() -> None:
+    if os.environ.get("TRACKLET_LAUNCHER_PID") != str(os.getppid()):
+        return
+    try:
+        import tracklet
+
+        tracklet.init(
+            project=os.environ.get("TRACKLET_LAUNCH_PROJECT") or None,
+            name=os.environ.get("TRACKLET_LAUNCH_NAME") or None,
+            job_type=os.environ.get("TRACKLET_LAUNCH_JOB_TYPE") or None,
+        )
+        tracklet.autolog()
+        _exit_on_sigterm()
+    except Exception as error:  # the script must run even when tracking can't start
+        print(f"tracklet run: tracking is off for this process: {error!r}", file=sys.stderr)
+
+
+def _exit_on_sigterm() -> None:
+    """A job scheduler stopping the script (SIGTERM) ends it through sys.exit(143), so the run is
+    finished and marked failed instead of being left to read as crashed. Only when the script
+    hasn't set a SIGTERM handler of its own (it can still set one later)."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def _chain() -> None:
+    """Run the ``sitecustomize`` that would have run without this one, if any."""
+    import importlib.machinery
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+
+_start()
+_chain()

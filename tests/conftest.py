@@ -64,3 +64,69 @@ def run_script(code: str, *, env: dict | None = None, cwd: Path | None = None, c
         check=check,
         timeout=timeout,
     )
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster (Debian's postgresql package) on a free loopback port,
+    started for real and removed after the session; one fresh database per test via `pg_url`."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    initdb = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    if initdb is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    bin_dir = initdb.parent
+    # Not under pytest's tmp dir: that is private to root, and the server runs as user postgres.
+    base = Path(tempfile.mkdtemp(prefix="tracklet-pg-"))
+    data = base / "data"
+    base.chmod(0o777)
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(data)],
+                   check=True, capture_output=True)
+    port = _free_port()
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c fsync=off -c unix_socket_directories={base}"
+    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
+                    str(base / "log"), "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(postgres_url):
+    """A new, empty database in the session's PostgreSQL cluster."""
+    import sqlalchemy as sa
+
+    name = f"t{next(_databases)}"
+    admin = sa.create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return f"{postgres_url}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """Each store test runs on both backends."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return request.getfixturevalue("pg_url")

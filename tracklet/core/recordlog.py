@@ -73,32 +73,46 @@ def scan(data: bytes) -> ScanResult:
         raise RecordLogError("not a tracklet record log (bad header)")
     if data[: len(MAGIC)] != MAGIC:
         raise RecordLogError("not a tracklet record log (bad header)")
+    return scan_frames(data, len(MAGIC))
+
+
+def scan_frames(data: bytes, offset: int, base: int = 0) -> ScanResult:
+    """Frames in ``data`` from ``offset`` on (offsets reported as ``base + offset``): how an
+    incremental reader continues from where it stopped."""
     payloads: list[tuple[int, bytes]] = []
-    offset = len(MAGIC)
     size = len(data)
     unpack = FRAME_HEADER.unpack_from
     crc32 = zlib.crc32
     damage = None
     while offset < size:
         if offset + FRAME_HEADER.size > size:
-            damage = Damage(offset, size, "incomplete frame header")
+            damage = Damage(base + offset, base + size, "incomplete frame header")
             break
         length, checksum = unpack(data, offset)
         start = offset + FRAME_HEADER.size
         if length > MAX_RECORD_BYTES:
-            damage = Damage(offset, size, f"implausible frame length {length}")
+            damage = Damage(base + offset, base + size, f"implausible frame length {length}")
             break
         end = start + length
         if end > size:
-            damage = Damage(offset, size, f"incomplete frame: {length} byte(s) announced, {size - start} present")
+            damage = Damage(base + offset, base + size, f"incomplete frame: {length} byte(s) announced, {size - start} present")
             break
         payload = data[start:end]
         if crc32(payload) != checksum:
-            damage = Damage(offset, size, "checksum mismatch")
+            damage = Damage(base + offset, base + size, "checksum mismatch")
             break
-        payloads.append((offset, payload))
+        payloads.append((base + offset, payload))
         offset = end
-    return ScanResult(payloads, offset, damage)
+    return ScanResult(payloads, base + offset, damage)
+
+
+def read_log_from(path: Path | str, offset: int) -> ScanResult:
+    """The intact frames after byte ``offset`` (which must be a frame boundary, or 0)."""
+    with open(path, "rb") as file:
+        if offset <= 0:
+            return scan(file.read())
+        file.seek(offset)
+        return scan_frames(file.read(), 0, base=offset)
 
 
 def read_log(path: Path | str) -> ScanResult:

@@ -1,0 +1,11 @@
+"""The store: every run indexed for cross-run queries, metric histories in compact blocks with a
+min/max/last/count pyramid so a chart's query reads O(buckets) data, not O(points).
+
+Filled only by ingesting record logs (``Indexer``), by exactly one writer process; training
+processes never write it. SQLite (the embedded default, in the data root) and PostgreSQL share
+one schema through SQLAlchemy Core.
+"""
+
+from tracklet.store.store import Store
+
+__all__ = ["Store"]

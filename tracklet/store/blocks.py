@@ -1,0 +1,114 @@
+"""Binary blocks of a metric series, and the min/max/last/count pyramid built over them.
+
+A numeric series is stored at several levels. Level 0 holds the points: blocks of up to
+``BLOCK_SIZE`` (step, value) pairs, steps delta-encoded and compressed, values raw float64.
+Level L >= 1 holds one summary *entry* per ``FANOUT ** L`` consecutive points: first and last
+step, min and max of the finite values, the last value, the point count and how many were
+NaN or +-inf (so one NaN never poisons a bucket's min or max). A query for B buckets reads the
+coarsest level that still has at least B entries in its window: between B and FANOUT * B
+entries, whatever the series length.
+
+Entries always start at a multiple of ``FANOUT ** L`` points, and ``BLOCK_SIZE`` is a multiple of
+``FANOUT``, so appending points only ever rewrites the last (partial) block of each level.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+FANOUT = 16
+BLOCK_SIZE = 1024  # points per level-0 block, entries per summary block
+
+ENTRY = np.dtype(
+    [
+        ("first_step", "<i8"),
+        ("last_step", "<i8"),
+        ("min", "<f8"),
+        ("max", "<f8"),
+        ("last", "<f8"),
+        ("count", "<u4"),
+        ("nonfinite", "<u4"),
+    ]
+)
+
+_POINTS_HEADER = struct.Struct("<IqI")  # point count, first step, compressed deltas length
+
+
+def encode_points(steps: np.ndarray, values: np.ndarray) -> bytes:
+    count = len(steps)
+    deltas = np.diff(steps.astype("<i8")).tobytes()
+    packed = zlib.compress(deltas, 1)
+    return _POINTS_HEADER.pack(count, int(steps[0]) if count else 0, len(packed)) + packed + values.astype("<f8").tobytes()
+
+
+def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    count, first, packed_length = _POINTS_HEADER.unpack_from(data)
+    start = _POINTS_HEADER.size
+    deltas = np.frombuffer(zlib.decompress(data[start : start + packed_length]), dtype="<i8")
+    steps = np.empty(count, dtype=np.int64)
+    if count:
+        steps[0] = first
+        np.cumsum(deltas, out=steps[1:])
+        steps[1:] += first
+    values = np.frombuffer(data, dtype="<f8", count=count, offset=start + packed_length)
+    return steps, values
+
+
+def encode_entries(entries: np.ndarray) -> bytes:
+    return entries.astype(ENTRY, copy=False).tobytes()
+
+
+def decode_entries(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=ENTRY)
+
+
+def point_entries(steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Points as one-point entries, so every level merges the same way."""
+    entries = np.empty(len(steps), dtype=ENTRY)
+    finite = np.isfinite(values)
+    entries["first_step"] = steps
+    entries["last_step"] = steps
+    entries["min"] = np.where(finite, values, np.nan)
+    entries["max"] = entries["min"]
+    entries["last"] = values
+    entries["count"] = 1
+    entries["nonfinite"] = ~finite
+    return entries
+
+
+def merge(entries: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Merge runs of consecutive entries (run i is ``entries[starts[i]:starts[i+1]]``) into one
+    entry each. Min and max skip entries without a finite value (stored as NaN)."""
+    if len(entries) == 0:
+        return np.empty(0, dtype=ENTRY)
+    ends = np.append(starts[1:], len(entries)) - 1
+    merged = np.empty(len(starts), dtype=ENTRY)
+    merged["first_step"] = entries["first_step"][starts]
+    merged["last_step"] = entries["last_step"][ends]
+    with np.errstate(invalid="ignore"):
+        merged["min"] = np.fmin.reduceat(entries["min"], starts)
+        merged["max"] = np.fmax.reduceat(entries["max"], starts)
+    merged["last"] = entries["last"][ends]
+    merged["count"] = np.add.reduceat(entries["count"], starts)
+    merged["nonfinite"] = np.add.reduceat(entries["nonfinite"], starts)
+    return merged
+
+
+def summarize(entries: np.ndarray) -> np.ndarray:
+    """The next level up: one entry per ``FANOUT`` entries (the last one may be partial)."""
+    return merge(entries, np.arange(0, len(entries), FANOUT))
+
+
+def bucketize(entries: np.ndarray, start: int, end: int, buckets: int) -> np.ndarray:
+    """Merge entries into at most ``buckets`` equal step ranges over [start, end], by the step of
+    each entry's first point. Empty buckets are left out."""
+    if len(entries) == 0:
+        return np.empty(0, dtype=ENTRY)
+    span = max(end - start + 1, 1)
+    index = ((entries["first_step"] - start) * buckets) // span
+    index = np.clip(index, 0, buckets - 1)
+    starts = np.flatnonzero(np.diff(index, prepend=-1))
+    return merge(entries, starts)

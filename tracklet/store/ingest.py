@@ -1,0 +1,377 @@
+"""Ingesting record logs into the store, incrementally, by file offset.
+
+``Indexer.index()`` walks the data root's runs; for each it reads the record log from the offset
+stored last time to the end of its last complete frame, folds the new records into the run's row
+(identity, state, config, summary, keys) and appends the new history points to each series'
+blocks, all in one transaction, so a reader sees a run either before or after a batch, never
+half of it. Only one process indexes a data root at a time (an exclusive lock file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import sqlalchemy as sa
+
+from tracklet.core.layout import RunPaths, projects_dir
+from tracklet.core.recordlog import LOG_FILE_NAME, read_log_from, writer_alive
+from tracklet.core.values import Histogram, from_value_message
+from tracklet.proto import records_pb2 as pb
+from tracklet.store import blocks as B
+from tracklet.store.schema import blocks, projects, runs, series
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+TIMESTAMP_KEY = "_timestamp"
+LOCK_FILE = "store.lock"
+
+
+class IndexerBusy(RuntimeError):
+    """Another process is indexing this data root."""
+
+
+def json_safe(value: Any) -> Any:
+    """JSON for the store: NaN and +-inf become null (PostgreSQL's JSONB refuses them; the record
+    log keeps the real values), histograms become dicts."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Histogram):
+        return json_safe(value.to_dict())
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+@dataclasses.dataclass
+class IndexReport:
+    runs_seen: int = 0
+    runs_updated: int = 0
+    points: int = 0
+    bytes_read: int = 0
+
+
+class _Points:
+    """New points of one key collected during an ingest pass."""
+
+    __slots__ = ("steps", "values")
+
+    def __init__(self) -> None:
+        self.steps: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def add(self, steps: np.ndarray, values: np.ndarray) -> None:
+        self.steps.append(steps)
+        self.values.append(values)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        steps = np.concatenate(self.steps)
+        values = np.concatenate(self.values)
+        # Several values of one key at one step (commit=False rows, a repeated log): keep the last.
+        keep = np.append(steps[1:] != steps[:-1], True) if len(steps) else np.ones(0, dtype=bool)
+        return steps[keep], values[keep]
+
+
+class _RunFold:
+    """What the new records of one run change."""
+
+    def __init__(self, row: Any) -> None:
+        self.fields: dict[str, Any] = {}
+        self.config: dict[str, Any] = dict(row.config) if row is not None else {}
+        self.summary: dict[str, Any] = dict(row.summary) if row is not None else {}
+        self.keys: list[str] = list(row.keys) if row is not None else []
+        self.points: dict[str, _Points] = {}
+        self.exit: pb.RunExit | None = None
+        self.reopened = False
+        self.last_time: float | None = None
+        self.last_step: int | None = row.last_step if row is not None else None
+        self.config_changed = self.summary_changed = self.keys_changed = False
+
+    def apply(self, record: pb.Record) -> None:
+        kind = record.WhichOneof("kind")
+        if kind == "history":
+            self._history(record.history)
+        elif kind == "config":
+            for entry in record.config.items:
+                self.config[entry.key] = json_safe(from_value_message(entry.value))
+            for key in record.config.removed:
+                self.config.pop(key, None)
+            self.config_changed = True
+        elif kind == "summary":
+            for entry in record.summary.items:
+                self.summary[entry.key] = json_safe(from_value_message(entry.value))
+            for key in record.summary.removed:
+                self.summary.pop(key, None)
+            self.summary_changed = True
+        elif kind == "run_start":
+            start = record.run_start
+            if not start.resumed or "created_at" not in self.fields:
+                self.fields.update(
+                    name=start.name, tags=list(start.tags), group_name=start.group, job_type=start.job_type,
+                    notes=start.notes, host=start.host,
+                )
+                if not start.resumed:
+                    self.fields["created_at"] = start.start_time
+            self.exit = None
+            self.reopened = True
+            self.last_time = start.start_time
+        elif kind == "exit":
+            self.exit = record.exit
+            self.last_time = record.exit.end_time
+
+    def _history(self, batch: pb.HistoryBatch) -> None:
+        for definition in batch.new_keys:
+            while len(self.keys) <= definition.id:
+                self.keys.append("")
+            self.keys[definition.id] = definition.name
+            self.keys_changed = True
+        if not batch.steps:
+            return
+        steps = np.array(batch.steps, dtype=np.int64)
+        times = np.array(batch.times, dtype=np.float64)
+        self._add(TIMESTAMP_KEY, steps, times)
+        self.last_step = int(steps[-1])
+        self.last_time = float(times[-1])
+        for column in batch.columns:
+            if column.floats:
+                values = np.array(column.floats, dtype=np.float64)
+            elif column.ints:
+                values = np.array(column.ints, dtype=np.float64)
+            elif column.bools:
+                values = np.array(column.bools, dtype=np.float64)
+            else:
+                continue  # strings and histograms stay in the record log (Api.history reads them)
+            rows = np.array(column.rows, dtype=np.int64) if column.rows else None
+            self._add(self.keys[column.key], steps if rows is None else steps[rows], values)
+
+    def _add(self, key: str, steps: np.ndarray, values: np.ndarray) -> None:
+        points = self.points.get(key)
+        if points is None:
+            points = self.points[key] = _Points()
+        points.add(steps, values)
+
+
+class Indexer:
+    """The one writer of a store. ``index()`` ingests every run under ``root`` that has new bytes."""
+
+    def __init__(self, engine: sa.Engine, root: str | Path) -> None:
+        self.engine = engine
+        self.root = Path(root)
+        self._project_ids: dict[str, int] = {}
+
+    def _locked(self) -> Any:
+        if fcntl is None:
+            return None
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise IndexerBusy(f"another process is indexing {self.root}") from None
+        return handle
+
+    def run_dirs(self) -> Iterator[RunPaths]:
+        base = projects_dir(self.root)
+        if not base.is_dir():
+            return
+        for project in sorted(p for p in base.iterdir() if (p / "runs").is_dir()):
+            for run_dir in sorted((project / "runs").iterdir()):
+                if (run_dir / LOG_FILE_NAME).is_file():
+                    yield RunPaths(self.root, project.name, run_dir.name)
+
+    def index(self) -> IndexReport:
+        report = IndexReport()
+        lock = self._locked()
+        try:
+            for paths in self.run_dirs():
+                report.runs_seen += 1
+                points, read = self.index_run(paths)
+                if read or points:
+                    report.runs_updated += 1
+                report.points += points
+                report.bytes_read += read
+        finally:
+            if lock is not None:
+                lock.close()
+        return report
+
+    def _project_id(self, connection: sa.Connection, name: str) -> int:
+        project_id = self._project_ids.get(name)
+        if project_id is None:
+            project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar()
+            if project_id is None:
+                project_id = connection.execute(projects.insert().values(name=name)).inserted_primary_key[0]
+            self._project_ids[name] = project_id
+        return project_id
+
+    def index_run(self, paths: RunPaths) -> tuple[int, int]:
+        """Ingest one run's new records; returns (points added, bytes read)."""
+        log_file = paths.log_file
+        with self.engine.begin() as connection:
+            project_id = self._project_id(connection, paths.project)
+            row = connection.execute(
+                sa.select(runs).where(runs.c.project_id == project_id, runs.c.run_id == paths.run_id)
+            ).first()
+            offset = row.log_offset if row is not None else 0
+            size = log_file.stat().st_size
+            if row is not None and size == offset:
+                self._refresh_liveness(connection, row, log_file)
+                return 0, 0
+            if row is not None and size < offset:  # the log was replaced: start over
+                forget_run(connection, row.id)
+                row, offset = None, 0
+            result = read_log_from(log_file, offset)
+            fold = _RunFold(row)
+            for _, payload in result.payloads:
+                record = pb.Record()
+                record.ParseFromString(payload)
+                fold.apply(record)
+            run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset)
+            points = self._write_series(connection, run_pk, fold)
+        return points, result.end_offset - offset
+
+    def _state(self, fold: _RunFold, row: Any, log_file: Path) -> dict[str, Any]:
+        if fold.exit is not None:
+            return {"state": "finished" if fold.exit.exit_code == 0 else "failed", "exit_code": fold.exit.exit_code}
+        if row is not None and not fold.reopened and row.state in ("finished", "failed"):
+            return {}
+        alive = writer_alive(log_file)
+        return {"state": "running" if alive in (True, None) else "crashed", "exit_code": None}
+
+    def _refresh_liveness(self, connection: sa.Connection, row: Any, log_file: Path) -> None:
+        """A run whose writer died without an exit record is crashed, though its log didn't grow."""
+        if row.state == "running" and writer_alive(log_file) is False:
+            connection.execute(runs.update().where(runs.c.id == row.id).values(state="crashed"))
+
+    def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,
+                   fold: _RunFold, end_offset: int) -> int:
+        values: dict[str, Any] = dict(fold.fields)
+        values.update(self._state(fold, row, paths.log_file))
+        values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
+        if fold.last_time is not None:
+            values["updated_at"] = fold.last_time
+        if fold.config_changed or row is None:
+            values["config"] = fold.config
+        if fold.summary_changed or row is None:
+            values["summary"] = fold.summary
+        if fold.keys_changed or row is None:
+            values["keys"] = fold.keys
+        if row is None:
+            defaults = dict(name=paths.run_id, tags=[], group_name="", job_type="", notes="", host="",
+                            state="running", deleted=False)
+            return connection.execute(
+                runs.insert().values(
+                    {**defaults, **values, "project_id": project_id, "run_id": paths.run_id,
+                     "log_path": str(paths.log_file)}
+                )
+            ).inserted_primary_key[0]
+        connection.execute(runs.update().where(runs.c.id == row.id).values(values))
+        return row.id
+
+    def _write_series(self, connection: sa.Connection, run_pk: int, fold: _RunFold) -> int:
+        total = 0
+        existing = {
+            r.key: r for r in connection.execute(
+                sa.select(series).where(series.c.run_pk == run_pk, series.c.key.in_(list(fold.points)))
+            )
+        } if fold.points else {}
+        for key, points in fold.points.items():
+            steps, values = points.arrays()
+            if not len(steps):
+                continue
+            current = existing.get(key)
+            if current is None:
+                series_id = connection.execute(
+                    series.insert().values(run_pk=run_pk, key=key, kind="number", count=0)
+                ).inserted_primary_key[0]
+                old_count, first_step = 0, int(steps[0])
+            else:
+                series_id, old_count, first_step = current.id, current.count, current.first_step
+            append_points(connection, series_id, old_count, steps, values)
+            connection.execute(
+                series.update().where(series.c.id == series_id).values(
+                    count=old_count + len(steps), first_step=first_step, last_step=int(steps[-1])
+                )
+            )
+            total += len(steps) if key != TIMESTAMP_KEY else 0
+        return total
+
+
+
+def forget_run(connection: sa.Connection, run_pk: int) -> None:
+    """Delete a run and everything indexed for it."""
+    ids = sa.select(series.c.id).where(series.c.run_pk == run_pk)
+    connection.execute(blocks.delete().where(blocks.c.series_id.in_(ids)))
+    connection.execute(series.delete().where(series.c.run_pk == run_pk))
+    connection.execute(runs.delete().where(runs.c.id == run_pk))
+
+
+def _load(connection: sa.Connection, series_id: int, level: int, seq: int) -> bytes | None:
+    return connection.execute(
+        sa.select(blocks.c.data).where(blocks.c.series_id == series_id, blocks.c.level == level, blocks.c.seq == seq)
+    ).scalar()
+
+
+def _store(connection: sa.Connection, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]]) -> None:
+    connection.execute(
+        blocks.delete().where(blocks.c.series_id == series_id, blocks.c.level == level, blocks.c.seq >= first_seq)
+    )
+    if rows:
+        connection.execute(blocks.insert(), rows)
+
+
+def append_points(connection: sa.Connection, series_id: int, old_count: int, steps: np.ndarray,
+                  values: np.ndarray) -> None:
+    """Append points to a series: rewrite its last level-0 block and, level by level, the summary
+    entries the new points change (only ever the last block of each level)."""
+    size = B.BLOCK_SIZE
+    seq = old_count // size
+    if old_count % size:
+        tail_steps, tail_values = B.decode_points(_load(connection, series_id, 0, seq))
+        steps = np.concatenate([tail_steps, steps])
+        values = np.concatenate([tail_values, values])
+    rows = []
+    for index, start in enumerate(range(0, len(steps), size)):
+        chunk_steps, chunk_values = steps[start : start + size], values[start : start + size]
+        rows.append(dict(series_id=series_id, level=0, seq=seq + index, first_step=int(chunk_steps[0]),
+                         last_step=int(chunk_steps[-1]), count=len(chunk_steps),
+                         data=B.encode_points(chunk_steps, chunk_values)))
+    _store(connection, series_id, 0, seq, rows)
+
+    below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
+    below_base = seq * size
+    below_old, below_new = old_count, below_base + len(below)
+    level = 1
+    while below_new > 1:
+        affected = below_old // B.FANOUT  # first entry at this level that the new points change
+        fresh = B.summarize(below[affected * B.FANOUT - below_base :])
+        seq = affected // size
+        base = seq * size
+        if affected > base:
+            kept = B.decode_entries(_load(connection, series_id, level, seq))[: affected - base]
+            current = np.concatenate([kept, fresh])
+        else:
+            current = fresh
+        rows = []
+        for index, start in enumerate(range(0, len(current), size)):
+            chunk = current[start : start + size]
+            rows.append(dict(series_id=series_id, level=level, seq=seq + index,
+                             first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
+                             count=len(chunk), data=B.encode_entries(chunk)))
+        _store(connection, series_id, level, seq, rows)
+        below, below_base = current, base
+        below_old, below_new = -(-below_old // B.FANOUT), base + len(current)
+        level += 1

@@ -1,0 +1,272 @@
+"""Reading the store: runs with filters and sorts, and metric histories at a chosen resolution.
+
+A history query for B buckets over a window reads the coarsest pyramid level that still has at
+least B entries in the window, so its cost follows B, not the number of points; a window with
+no more points than buckets returns the exact points instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+
+from tracklet.store import blocks as B
+from tracklet.store.ingest import TIMESTAMP_KEY
+from tracklet.store.schema import blocks, projects, runs, series
+
+X_AXES = ("step", "time", "relative_time")
+
+
+@dataclasses.dataclass
+class SeriesHistory:
+    """One run's one key over the window.
+
+    Exact (``exact`` is True): ``x``, ``steps`` and ``values`` per point. Bucketed: per bucket,
+    ``x`` and ``steps`` at the bucket's last point, ``min``/``max`` over its finite values (NaN
+    when it has none), ``last``, ``count`` (points) and ``nonfinite`` (NaN/inf points).
+    """
+
+    run: str
+    key: str
+    exact: bool
+    x: np.ndarray
+    steps: np.ndarray
+    values: np.ndarray | None = None
+    first_steps: np.ndarray | None = None
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+    last: np.ndarray | None = None
+    count: np.ndarray | None = None
+    nonfinite: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+class RunNotIndexed(LookupError):
+    pass
+
+
+def _levels(count: int) -> list[int]:
+    """Entries per level for a series of ``count`` points (level 0 = points)."""
+    sizes = [count]
+    while sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // B.FANOUT))
+    return sizes
+
+
+class HistoryReader:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def series_rows(self, run_pks: Sequence[int], keys: Sequence[str]) -> list[Any]:
+        return list(self.connection.execute(
+            sa.select(series).where(series.c.run_pk.in_(list(run_pks)), series.c.key.in_(list(keys)))
+        ))
+
+    def _blocks(self, series_id: int, level: int, start: int, end: int) -> list[Any]:
+        return list(self.connection.execute(
+            sa.select(blocks.c.data, blocks.c.count)
+            .where(blocks.c.series_id == series_id, blocks.c.level == level,
+                   blocks.c.last_step >= start, blocks.c.first_step <= end)
+            .order_by(blocks.c.seq)
+        ))
+
+    def _window_count(self, series_id: int, start: int, end: int) -> int:
+        """Points in the window, counting its two edge blocks whole (an upper bound)."""
+        total = self.connection.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(blocks.c.count), 0))
+            .where(blocks.c.series_id == series_id, blocks.c.level == 0,
+                   blocks.c.last_step >= start, blocks.c.first_step <= end)
+        ).scalar()
+        return int(total)
+
+    def points(self, series_id: int, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        found = [B.decode_points(row.data) for row in self._blocks(series_id, 0, start, end)]
+        if not found:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        steps = np.concatenate([f[0] for f in found])
+        values = np.concatenate([f[1] for f in found])
+        inside = (steps >= start) & (steps <= end)
+        return steps[inside], values[inside]
+
+    def entries(self, series_id: int, level: int, start: int, end: int) -> np.ndarray:
+        """Entries at ``level`` that summarize exactly the points in [start, end]: entries wholly
+        inside come from ``level``; the (at most two) that straddle an edge are replaced by the
+        finer entries under them, recursively, down to single points. The edges cost a few small
+        reads per level, and a spike just outside the window can't leak into it."""
+        if level == 0:
+            return B.point_entries(*self.points(series_id, start, end))
+        found = [B.decode_entries(row.data) for row in self._blocks(series_id, level, start, end)]
+        if not found:
+            return np.empty(0, dtype=B.ENTRY)
+        entries = np.concatenate(found)
+        entries = entries[(entries["last_step"] >= start) & (entries["first_step"] <= end)]
+        if not len(entries):
+            return entries
+        parts = []
+        head, tail = entries[0], entries[-1]
+        body = entries
+        if head["first_step"] < start:
+            parts.append(self.entries(series_id, level - 1, start, min(end, int(head["last_step"]))))
+            body = body[1:]
+        straddles_end = tail["last_step"] > end and (len(entries) > 1 or head["first_step"] >= start)
+        if straddles_end and len(body):
+            body = body[:-1]
+        parts.append(body)
+        if straddles_end:
+            parts.append(self.entries(series_id, level - 1, max(start, int(tail["first_step"])), end))
+        return np.concatenate(parts)
+
+    def read(self, row: Any, start: int | None, end: int | None, buckets: int | None) -> tuple[bool, Any]:
+        """(exact, (steps, values)) or (bucketed, merged entries) for one series row."""
+        if row.count == 0:
+            return True, (np.empty(0, dtype=np.int64), np.empty(0))
+        start = row.first_step if start is None else start
+        end = row.last_step if end is None else end
+        if buckets is None:
+            return True, self.points(row.id, start, end)
+        in_window = self._window_count(row.id, start, end)
+        sizes = _levels(row.count)
+        level = 0
+        # The coarsest level whose entries in the window still number at least `buckets`.
+        while level + 1 < len(sizes) and in_window // (B.FANOUT ** (level + 1)) >= buckets:
+            level += 1
+        if level == 0:
+            steps, values = self.points(row.id, start, end)
+            if len(steps) <= buckets:
+                return True, (steps, values)
+            level_entries = B.point_entries(steps, values)
+        else:
+            level_entries = self.entries(row.id, level, start, end)
+        return False, B.bucketize(level_entries, start, end, buckets)
+
+
+def _as_history(run: str, key: str, exact: bool, data: Any) -> SeriesHistory:
+    if exact:
+        steps, values = data
+        return SeriesHistory(run, key, True, steps.astype(np.float64), steps, values=values)
+    return SeriesHistory(
+        run, key, False, data["last_step"].astype(np.float64), data["last_step"].copy(),
+        first_steps=data["first_step"].copy(), min=data["min"].copy(), max=data["max"].copy(),
+        last=data["last"].copy(), count=data["count"].astype(np.int64), nonfinite=data["nonfinite"].astype(np.int64),
+    )
+
+
+class StoreQueries:
+    """The query side of a store (``tracklet.store.Store`` mixes it in)."""
+
+    engine: sa.Engine
+
+    def _run_pks(self, connection: sa.Connection, paths: Sequence[str]) -> dict[str, tuple[int, float | None]]:
+        wanted = [tuple(p.split("/", 1)) for p in paths]
+        found: dict[str, tuple[int, float | None]] = {}
+        for project, run_id in wanted:
+            row = connection.execute(
+                sa.select(runs.c.id, runs.c.created_at).join(projects, projects.c.id == runs.c.project_id)
+                .where(projects.c.name == project, runs.c.run_id == run_id, runs.c.deleted.is_(False))
+            ).first()
+            if row is None:
+                raise RunNotIndexed(f"run {project}/{run_id} is not in the store (run `tracklet index`)")
+            found[f"{project}/{run_id}"] = (row.id, row.created_at)
+        return found
+
+    def history(
+        self,
+        runs_: Sequence[str] | str,
+        keys: Sequence[str] | str,
+        *,
+        x: str = "step",
+        start: float | None = None,
+        end: float | None = None,
+        buckets: int | None = 1000,
+    ) -> list[SeriesHistory]:
+        """Histories of ``keys`` for each run (``project/run_id``) over the step window
+        [``start``, ``end``] (whole series by default): ``buckets`` buckets of min/max/last/count,
+        or the exact points when the window holds no more points than buckets, or all points with
+        ``buckets=None``. ``x`` says what ``SeriesHistory.x`` holds: ``step``, ``time`` (epoch
+        seconds) or ``relative_time`` (seconds since the run started); time axes take ``start``
+        and ``end`` in the same unit."""
+        if x not in X_AXES:
+            raise ValueError(f"x must be one of {', '.join(X_AXES)}; got {x!r} (a metric as x axis is not supported yet)")
+        if buckets is not None and buckets < 1:
+            raise ValueError(f"buckets must be a positive number or None; got {buckets!r}")
+        paths = [runs_] if isinstance(runs_, str) else list(runs_)
+        names = [keys] if isinstance(keys, str) else list(keys)
+        results: list[SeriesHistory] = []
+        with self.engine.connect() as connection:
+            pks = self._run_pks(connection, paths)
+            reader = HistoryReader(connection)
+            wanted = names + ([TIMESTAMP_KEY] if x != "step" else [])
+            rows = {(r.run_pk, r.key): r for r in reader.series_rows([pk for pk, _ in pks.values()], wanted)}
+            for path, (pk, created) in pks.items():
+                clock = rows.get((pk, TIMESTAMP_KEY))
+                step_start, step_end = self._step_window(reader, clock, x, created, start, end)
+                for key in names:
+                    row = rows.get((pk, key))
+                    if row is None:
+                        continue
+                    exact, data = reader.read(row, step_start, step_end, buckets)
+                    result = _as_history(path, key, exact, data)
+                    if x != "step" and clock is not None:
+                        result.x = self._times(reader, clock, result.steps, created if x == "relative_time" else None)
+                    results.append(result)
+        return results
+
+    def _time_curve(self, reader: HistoryReader, clock: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, wall times) of the run at up to 4096 points: enough to map steps and times both
+        ways by interpolation without reading every row."""
+        exact, data = reader.read(clock, None, None, 4096)
+        if exact:
+            return data
+        return data["last_step"], data["last"]
+
+    def _times(self, reader: HistoryReader, clock: Any, steps: np.ndarray, created: float | None) -> np.ndarray:
+        curve_steps, curve_times = self._time_curve(reader, clock)
+        times = np.interp(steps, curve_steps, curve_times)
+        return times - created if created is not None else times
+
+    def _step_window(self, reader: HistoryReader, clock: Any, x: str, created: float | None,
+                     start: float | None, end: float | None) -> tuple[int | None, int | None]:
+        if x == "step" or (start is None and end is None) or clock is None:
+            return (None if start is None else int(np.ceil(start)), None if end is None else int(np.floor(end)))
+        curve_steps, curve_times = self._time_curve(reader, clock)
+        offset = created if x == "relative_time" and created is not None else 0.0
+        low = None if start is None else int(np.floor(np.interp(start + offset, curve_times, curve_steps)))
+        high = None if end is None else int(np.ceil(np.interp(end + offset, curve_times, curve_steps)))
+        return low, high
+
+    def history_pages(self, run: str, key: str, *, start: int | None = None, end: int | None = None,
+                      page_size: int = 100_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every point of one series, in pages of about ``page_size`` points (full fidelity
+        without holding a long series in memory)."""
+        with self.engine.connect() as connection:
+            (pk, _), = self._run_pks(connection, [run]).values()
+            reader = HistoryReader(connection)
+            (row,) = reader.series_rows([pk], [key]) or [None]
+            if row is None or row.count == 0:
+                return
+            low = row.first_step if start is None else start
+            high = row.last_step if end is None else end
+            stmt = (
+                sa.select(blocks.c.data).where(blocks.c.series_id == row.id, blocks.c.level == 0,
+                                                blocks.c.last_step >= low, blocks.c.first_step <= high)
+                .order_by(blocks.c.seq)
+            )
+            pending_steps: list[np.ndarray] = []
+            pending_values: list[np.ndarray] = []
+            pending = 0
+            for block in connection.execute(stmt):
+                steps, values = B.decode_points(block.data)
+                inside = (steps >= low) & (steps <= high)
+                pending_steps.append(steps[inside])
+                pending_values.append(values[inside])
+                pending += int(inside.sum())
+                if pending >= page_size:
+                    yield np.concatenate(pending_steps), np.concatenate(pending_values)
+                    pending_steps, pending_values, pending = [], [], 0
+            if pending:
+                yield np.concatenate(pending_steps), np.concatenate(pending_values)

@@ -1,0 +1,78 @@
+"""The store's tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+``runs`` holds one row per run with its identity, state, config and summary (JSON), and how far
+its record log has been ingested. ``series`` is one (run, key) metric history; ``blocks`` holds
+its data: level 0 blocks are the points themselves, level L >= 1 blocks are summaries of
+``FANOUT ** L`` points each (see ``tracklet/store/blocks.py``).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# JSON on SQLite (text + json_extract), JSONB on PostgreSQL (indexable, ->> operators).
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False, default=""),
+    sa.Column("state", sa.String(16), nullable=False, default="running"),
+    sa.Column("tags", Json, nullable=False, default=list),
+    sa.Column("group_name", sa.String(512), nullable=False, default=""),
+    sa.Column("job_type", sa.String(128), nullable=False, default=""),
+    sa.Column("notes", sa.Text, nullable=False, default=""),
+    sa.Column("host", sa.String(256), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=True),  # time of the last record ingested
+    sa.Column("heartbeat_at", sa.Float, nullable=True),  # when the store last saw the log grow
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("config", Json, nullable=False, default=dict),
+    sa.Column("summary", Json, nullable=False, default=dict),
+    sa.Column("keys", Json, nullable=False, default=list),
+    sa.Column("last_step", sa.BigInteger, nullable=True),
+    sa.Column("log_path", sa.Text, nullable=False),
+    sa.Column("log_offset", sa.BigInteger, nullable=False, default=0),  # bytes of the log ingested
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
+    sa.Index("ix_runs_project_created", "project_id", "created_at"),
+)
+
+series = sa.Table(
+    "series",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", sa.String(1024), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "number" (pyramid) or "other" (JSON points)
+    sa.Column("count", sa.BigInteger, nullable=False, default=0),
+    sa.Column("first_step", sa.BigInteger, nullable=True),
+    sa.Column("last_step", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("run_pk", "key", name="uq_series_run_key"),
+)
+
+blocks = sa.Table(
+    "blocks",
+    metadata,
+    sa.Column("series_id", sa.Integer, sa.ForeignKey("series.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("first_step", sa.BigInteger, nullable=False),
+    sa.Column("last_step", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),  # entries in the block
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Index("ix_blocks_range", "series_id", "level", "last_step"),
+)

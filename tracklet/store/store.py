@@ -1,0 +1,95 @@
+"""``Store``: open (and migrate) a store, ingest the data root into it, query it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.store.engine import create_engine, migrate, store_url
+from tracklet.store.ingest import IndexReport, Indexer
+from tracklet.store.query import StoreQueries
+from tracklet.store.schema import projects, runs
+
+RUN_FIELDS = (
+    "run_id", "name", "state", "tags", "group_name", "job_type", "notes", "host", "created_at", "updated_at",
+    "heartbeat_at", "exit_code", "config", "summary", "keys", "last_step",
+)
+
+
+class Store(StoreQueries):
+    """The runs of one data root, indexed. ``url`` picks the database (default ``$TRACKLET_STORE``,
+    else SQLite at ``<root>/store.sqlite``); ``root`` is the data root whose record logs feed it."""
+
+    def __init__(self, url: str | None = None, *, root: str | Path | None = None) -> None:
+        if root is None:
+            from tracklet.core.settings import default_data_root
+
+            root = os.environ.get("TRACKLET_DIR") or default_data_root()
+        self.root = Path(root).expanduser()
+        self.url = url or os.environ.get("TRACKLET_STORE") or store_url(self.root)
+        self.engine = create_engine(self.url)
+        migrate(self.engine)
+
+    def index(self) -> IndexReport:
+        """Ingest every record log under the data root that grew since the last time."""
+        return Indexer(self.engine, self.root).index()
+
+    def runs(
+        self,
+        project: str,
+        *,
+        filter: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """A project's runs (dicts of ``RUN_FIELDS`` plus ``path``), newest first unless
+        ``order_by`` says otherwise; ``filter`` is an expression (``tracklet/store/filters.py``)."""
+        stmt = (
+            sa.select(runs).join(projects, projects.c.id == runs.c.project_id)
+            .where(projects.c.name == project, runs.c.deleted.is_(False))
+        )
+        if filter:
+            from tracklet.store.filters import compile_filter, parse_filter
+
+            stmt = stmt.where(compile_filter(parse_filter(filter), runs))
+        if order_by:
+            from tracklet.store.filters import compile_sort, parse_sort
+
+            stmt = stmt.order_by(*compile_sort(parse_sort(order_by), runs))
+        else:
+            stmt = stmt.order_by(runs.c.created_at.desc(), runs.c.run_id)
+        stmt = stmt.offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as connection:
+            return [
+                {"path": f"{project}/{row.run_id}", **{field: getattr(row, field) for field in RUN_FIELDS}}
+                for row in connection.execute(stmt)
+            ]
+
+    def gc(self) -> int:
+        """Remove runs whose record logs are gone from the data root (and their series and
+        blocks). Returns how many were removed."""
+        from tracklet.store.ingest import forget_run
+        from tracklet.store.schema import runs as runs_table
+
+        removed = 0
+        with self.engine.begin() as connection:
+            for row in connection.execute(sa.select(runs_table.c.id, runs_table.c.log_path)).all():
+                if not Path(row.log_path).is_file():
+                    forget_run(connection, row.id)
+                    removed += 1
+        return removed
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

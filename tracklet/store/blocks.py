@@ -58,11 +58,22 @@ def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def encode_entries(entries: np.ndarray) -> bytes:
-    return entries.astype(ENTRY, copy=False).tobytes()
+    """Column by column, then compressed: steps and counts are regular and shrink to almost
+    nothing, so a summary level costs ~1.7 bytes per point instead of 3."""
+    columns = b"".join(np.ascontiguousarray(entries[name]).tobytes() for name in ENTRY.names)
+    return struct.pack("<I", len(entries)) + zlib.compress(columns, 1)
 
 
 def decode_entries(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype=ENTRY)
+    (count,) = struct.unpack_from("<I", data)
+    columns = zlib.decompress(data[4:])
+    entries = np.empty(count, dtype=ENTRY)
+    offset = 0
+    for name in ENTRY.names:
+        field = ENTRY.fields[name][0]
+        entries[name] = np.frombuffer(columns, dtype=field, count=count, offset=offset)
+        offset += field.itemsize * count
+    return entries
 
 
 def point_entries(steps: np.ndarray, values: np.ndarray) -> np.ndarray:

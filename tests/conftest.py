@@ -66,9 +66,6 @@ def run_script(code: str, *, env: dict | None = None, cwd: Path | None = None, c
     )
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
 def _free_port() -> int:
     import socket
 
@@ -79,33 +76,53 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL cluster (Debian's postgresql package) on a free loopback port,
-    started for real and removed after the session; one fresh database per test via `pg_url`."""
+    """A throwaway PostgreSQL cluster (Debian's postgresql package: trust auth, fsync off, C
+    locale) on a free loopback port, started for real once per session and removed after it.
+    Yields the server URL without a database; `pg_url` gives each test a fresh database."""
+    import pwd
     import shutil
     import subprocess
     import tempfile
 
-    initdb = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    initdb = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
     if initdb is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     bin_dir = initdb.parent
+    as_user: list[str] = []
+    owner = None
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
+        as_user = ["runuser", "-u", "postgres", "--"]
     # Not under pytest's tmp dir: that is private to root, and the server runs as user postgres.
     base = Path(tempfile.mkdtemp(prefix="tracklet-pg-"))
-    data = base / "data"
-    base.chmod(0o777)
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(data)],
-                   check=True, capture_output=True)
+    data, log = base / "data", base / "server.log"
+    if owner is not None:
+        os.chown(base, owner.pw_uid, owner.pw_gid)
     port = _free_port()
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c fsync=off -c unix_socket_directories={base}"
-    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
-                    str(base / "log"), "start"], check=True, capture_output=True)
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, text=True, timeout=60)
+
+    try:
+        pg(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+           "--locale=C", "--no-sync")
+        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+           f"-c listen_addresses=127.0.0.1 -c port={port} -c fsync=off -c unix_socket_directories={base}",
+           "start")
+    except subprocess.CalledProcessError as error:
+        server_log = log.read_text() if log.exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"could not start PostgreSQL: {error.stderr}\n{server_log}")
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 _databases = iter(range(1, 1_000_000))

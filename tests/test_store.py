@@ -206,3 +206,51 @@ def test_the_pyramid_levels_merge_correctly():
     assert top["last"] == values[-1] and top["first_step"] == 0 and top["last_step"] == 9999
     decoded_steps, decoded_values = B.decode_points(B.encode_points(steps, values))
     assert np.array_equal(decoded_steps, steps) and np.array_equal(decoded_values, values)
+
+
+def test_api_queries_go_through_the_store(root):
+    made = []
+    for index, lr in enumerate([1e-2, 1e-3, 1e-4]):
+        run = tracklet.init(project="q", dir=str(root), name=f"lr{index}", config={"lr": lr}, settings=QUIET)
+        for step in range(100):
+            run.log({"val/loss": lr * 100 + 1.0 / (step + 1)})
+        run.finish()
+        made.append(run)
+    api = tracklet.Api(root)
+    best = api.runs("q", filter="config.lr < 5e-3", order_by="summary.val/loss")
+    assert [r.name for r in best] == ["lr2", "lr1"]
+    assert [r.name for r in api.runs("q", order_by="-config.lr", limit=2)] == ["lr0", "lr1"]
+    curves = api.history(best, "val/loss", buckets=10)
+    assert [c.run for c in curves] == [best[0].path, best[1].path] and all(c.count.sum() == 100 for c in curves)
+    late = tracklet.init(project="q", dir=str(root), name="late", config={"lr": 1e-5}, settings=QUIET)
+    late.finish()
+    assert "late" not in [r.name for r in api.runs("q", filter="config.lr < 5e-3")]  # indexed once per Api...
+    api.index()
+    assert "late" in [r.name for r in api.runs("q", filter="config.lr < 5e-3")]  # ...until index()
+    with pytest.raises(ValueError, match="column"):
+        api.runs("q", filter="config.lr >> 1")
+
+
+def test_cli_filter_sort_index_and_gc(root):
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    for index in range(3):
+        run = tracklet.init(project="c", dir=str(root), name=f"run{index}", config={"depth": index}, settings=QUIET)
+        run.log({"acc": index / 10})
+        run.finish()
+    runner = CliRunner()
+    indexed = runner.invoke(main, ["--dir", str(root), "index"])
+    assert indexed.exit_code == 0 and "Indexed 3 of 3 runs" in indexed.output
+    listed = runner.invoke(main, ["--dir", str(root), "runs", "c", "--filter", "config.depth >= 1", "--sort",
+                                  "-summary.acc", "--json"])
+    assert listed.exit_code == 0, listed.output
+    import json
+
+    assert [r["name"] for r in json.loads(listed.output)] == ["run2", "run1"]
+    bad = runner.invoke(main, ["--dir", str(root), "runs", "c", "--filter", "config.depth >> 1"])
+    assert bad.exit_code == 2 and "column" in bad.output
+    shutil.rmtree(run.dir)
+    collected = runner.invoke(main, ["--dir", str(root), "gc"])
+    assert collected.exit_code == 0 and "Removed 1" in collected.output

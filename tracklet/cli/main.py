@@ -6,6 +6,8 @@
     tracklet export RUN -f csv|jsonl|parquet [-o FILE] [--keys a,b]
     tracklet demo [--project demo] [--steps 300] [--name NAME]
     tracklet run [--project P] [--name N] -- python train.py ARGS   record an unmodified script
+    tracklet runs PROJECT --filter EXPR --sort KEYS [--limit N]      query the store
+    tracklet index | gc                    ingest new records into the store | drop deleted runs
 
 ``RUN`` is ``project/run_id``, or a run id or run name that is unique under the data root.
 ``--dir PATH`` (before the command) picks the data root; the default is ``$TRACKLET_DIR`` or the
@@ -50,6 +52,8 @@ def _as_cli_error(error: Exception) -> CliError | None:
     from tracklet.core.export import MissingDependency
 
     if isinstance(error, (RunNotFound, MissingDependency, ValueError)):
+        return CliError(str(error))
+    if type(error).__name__ in ("IndexerBusy", "RunNotIndexed"):  # tracklet.store's; not imported here
         return CliError(str(error))
     if isinstance(error, KeyError):
         return CliError(str(error.args[0]) if error.args else repr(error))
@@ -294,17 +298,27 @@ def projects(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.argument("project", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per run) instead of a table.")
+@click.option("--filter", "filter_text", default=None, help="A filter expression (see docs/store.md).")
+@click.option("--sort", default=None, help="Sort keys, comma-separated; '-' for descending, e.g. -summary.acc,created.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many runs.")
 @click.pass_context
 @_handle_errors
-def runs(ctx: click.Context, project: str | None, as_json: bool) -> None:
-    """List runs, newest first: those of PROJECT, or of every project."""
+def runs(ctx: click.Context, project: str | None, as_json: bool, filter_text: str | None,
+         sort: str | None, limit: int | None) -> None:
+    """List runs, newest first: those of PROJECT, or of every project.
+
+    --filter and --sort (which need PROJECT) query the store, e.g.
+    tracklet runs mnist --filter 'config.lr < 1e-3 and state = "finished"' --sort -summary.val/loss
+    """
     api = _state(ctx).api
+    if (filter_text or sort) and project is None:
+        raise CliError("--filter and --sort need a PROJECT")
     if project is not None:
         known = api.projects()
         if project not in known:
             listing = ", ".join(known) if known else "none"
             raise CliError(f"no project {project!r} under {api.root} (projects: {listing})")
-        selected = api.runs(project)
+        selected = api.runs(project, filter=filter_text, order_by=sort, limit=limit)
     else:
         selected = [run for name in api.projects() for run in api.runs(name)]
         selected.sort(key=lambda r: r.created_at or 0.0, reverse=True)
@@ -492,6 +506,41 @@ def export(ctx: click.Context, run_path: str, fmt: str | None, output: Path | No
         return
     rows = export_history(run, fmt, output, keys=keys)  # type: ignore[arg-type]
     click.echo(f"Wrote {rows} rows of {run.path} to {output} ({fmt})", err=True)
+
+
+# ---------------------------------------------------------------- store
+
+
+@main.command()
+@click.pass_context
+@_handle_errors
+def index(ctx: click.Context) -> None:
+    """Ingest new records from every run's record log into the store now."""
+    import time
+
+    from tracklet.store import Store
+
+    api = _state(ctx).api
+    started = time.perf_counter()
+    with Store(root=api.root) as store:
+        report = store.index()
+    elapsed = time.perf_counter() - started
+    click.echo(
+        f"Indexed {report.runs_updated} of {report.runs_seen} runs: {report.points:,} points, "
+        f"{report.bytes_read:,} bytes in {elapsed:.2f}s ({store.url})"
+    )
+
+
+@main.command()
+@click.pass_context
+@_handle_errors
+def gc(ctx: click.Context) -> None:
+    """Remove from the store the runs whose directories were deleted."""
+    from tracklet.store import Store
+
+    with Store(root=_state(ctx).api.root) as store:
+        removed = store.gc()
+    click.echo(f"Removed {removed} deleted run(s) from the store")
 
 
 # ---------------------------------------------------------------- run

@@ -260,10 +260,27 @@ class RecordedRun:
 class Api:
     """Read access to the runs under a data root (default: ``TRACKLET_DIR`` or the per-user one)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, store_url: str | None = None) -> None:
         if root is None:
             root = os.environ.get("TRACKLET_DIR") or default_data_root()
         self.root = Path(root).expanduser()
+        self._store_url = store_url
+        self._store: Any = None
+
+    @property
+    def store(self) -> Any:
+        """The store for cross-run queries (``tracklet.store.Store``), indexed on first use;
+        :meth:`index` brings it up to date again."""
+        if self._store is None:
+            from tracklet.store import Store
+
+            self._store = Store(self._store_url, root=self.root)
+            self._store.index()
+        return self._store
+
+    def index(self) -> Any:
+        """Ingest what the record logs gained since the last index into the store."""
+        return self.store.index()
 
     def projects(self) -> list[str]:
         base = projects_dir(self.root)
@@ -271,9 +288,21 @@ class Api:
             return []
         return sorted(p.name for p in base.iterdir() if (p / "runs").is_dir())
 
-    def runs(self, project: str) -> list[RecordedRun]:
-        """A project's runs, newest first."""
+    def runs(
+        self,
+        project: str,
+        filter: str | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RecordedRun]:
+        """A project's runs, newest first. With ``filter`` (e.g. ``config.lr < 1e-3 and state =
+        "finished"``), ``order_by`` (e.g. ``-summary.val/loss``), ``limit`` or ``offset`` the
+        store answers (see docs/store.md for the expression syntax)."""
         check_name("project", project)
+        if filter or order_by or limit is not None or offset:
+            rows = self.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset)
+            return [RecordedRun(RunPaths(self.root, project, row["run_id"])) for row in rows]
         runs_dir = projects_dir(self.root) / project / "runs"
         if not runs_dir.is_dir():
             return []
@@ -284,6 +313,23 @@ class Api:
         ]
         found.sort(key=lambda r: (r.created_at or 0.0, r.id), reverse=True)
         return found
+
+    def history(
+        self,
+        runs: Sequence[str | RecordedRun] | str | RecordedRun,
+        keys: Sequence[str] | str,
+        *,
+        x: str = "step",
+        start: float | None = None,
+        end: float | None = None,
+        buckets: int | None = 1000,
+    ) -> list[Any]:
+        """Cross-run history from the store: per run and key, ``buckets`` buckets of min, max,
+        last and count over the window (exact points when the window holds fewer), or every
+        point with ``buckets=None``. See ``tracklet.store.query.SeriesHistory``."""
+        items = [runs] if isinstance(runs, (str, RecordedRun)) else list(runs)
+        paths = [r.path if isinstance(r, RecordedRun) else r for r in items]
+        return self.store.history(paths, keys, x=x, start=start, end=end, buckets=buckets)
 
     def run(self, path: str) -> RecordedRun:
         """A run by ``project/run_id``, or by a run id (or name) that is unique under the root."""

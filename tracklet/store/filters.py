@@ -1,0 +1,932 @@
+"""A small filter and sort language for runs, compiled to SQLAlchemy Core on SQLite and PostgreSQL.
+
+Filters
+=======
+::
+
+    state = finished and config.lr < 1e-3
+    summary."val/loss" <= 0.25 or not (tags contains "broken")
+    created > -7d and name ~ "resnet" and config.optimizer in ["adam", "adamw"]
+    group exists and exit_code != 0
+
+A filter is conditions joined by ``and``, ``or`` and ``not`` (tightest first: ``not``, then ``and``,
+then ``or``) and grouped with parentheses. An empty filter matches every run. Keywords are
+case-insensitive; field names are not. The grammar::
+
+    filter    := [or_expr]
+    or_expr   := and_expr ("or" and_expr)*
+    and_expr  := not_expr ("and" not_expr)*
+    not_expr  := "not" not_expr | "(" or_expr ")" | condition
+    condition := FIELD OP VALUE                                     OP: = == != < <= > >= ~
+               | FIELD ["not"] "in" "[" [VALUE ("," VALUE)* [","]] "]"
+               | FIELD ["not"] "exists"
+               | "tags" ["not"] "contains" STRING
+
+``~`` is a case-insensitive substring match (``name ~ "res"``); ``==`` is the same as ``=``.
+``FIELD not in [...]``, ``FIELD not exists`` and ``tags not contains "x"`` are ``not`` applied to
+the condition.
+
+FIELDs
+------
+- text: ``name``, ``state``, ``group``, ``job_type``, ``host``, ``notes``, ``run_id``. Values are
+  strings; a bare word (ASCII letters, digits and ``_``: ``state in [finished, failed]``) or a
+  number (``run_id = 20260101``) is read as the text as written; quote anything else
+  (``group = "sweep-a"``). ``exists`` means "not empty". ``=`` is case-sensitive; ``<``/``>``
+  follow the database's collation (binary on SQLite, the database locale on PostgreSQL); ``~``
+  lowercases only ASCII letters on SQLite.
+- numbers: ``exit_code``, ``last_step``. ``exists`` means "is set".
+- times: ``created``, ``updated`` (epoch seconds). Values: a number of epoch seconds, a date or
+  datetime either bare or quoted (``2026-11-01``, ``2026-11-01T12:00``, ``"2026-11-01 12:00:30Z"``,
+  ``2026-11-01T12:00+02:00``; without an offset it is local time, a date alone is its midnight),
+  or a relative time ``-30s``, ``-15m``, ``-3h``, ``-7d``, ``-2w`` meaning that long before now
+  (now is taken when the filter is compiled). ``created_at``, ``updated_at`` and ``group_name``
+  are accepted as aliases.
+- JSON: ``config.KEY.KEY...`` and ``summary.KEY...`` walk nested objects (keys only; no array
+  indexes). A bare key is letters, digits and ``_ / -`` (``summary.val/loss``,
+  ``summary.train-acc``); any other key is quoted with ``"..."``, ``'...'`` or backticks:
+  ``config."batch size"``, ``config.model."n.layers"``, or summary.`eval.acc` (backticks take
+  the text as is). On SQLite a key containing ``"`` cannot be addressed (its JSON path syntax has
+  no escape): compiling such a filter for SQLite raises ``sqlalchemy.exc.CompileError``.
+  A comparison only matches values of the literal's JSON type: numbers compare numerically with
+  numbers, strings with strings, ``true``/``false`` with booleans (``=`` and ``!=`` only). So
+  ``config.lr < 0.1`` never matches a config whose lr is the string ``"0.01"`` (nor errors), and
+  ``config.lr = "0.1"`` never matches the number 0.1. Numbers compare as double precision
+  (``1`` equals ``1.0``). ``exists`` means "present and not null".
+- ``tags``: only ``tags contains "x"`` (exact tag) and ``tags exists`` (at least one tag).
+
+VALUEs: numbers (``3``, ``-2``, ``0.5``, ``.5``, ``1e-4``, ``+7``), strings in double or single
+quotes with JSON escapes (``\\" \\' \\\\ \\n \\t \\r \\b \\f \\/ \\uXXXX``), ``true``, ``false``,
+``null``; for time fields also dates and relative times as above.
+
+Every condition is either true or false for a run, never unknown (no SQL three-valued logic):
+a missing key, a SQL NULL or a value of another type simply makes the comparison false. So
+``not X`` is exactly the runs that ``X`` leaves out, ``A != v`` is ``not A = v`` (it also matches
+runs where ``A`` is missing or of another type; use ``A exists and A != v`` to exclude those),
+``A = null`` is ``not A exists`` and ``A != null`` is ``A exists``.
+
+Sorts
+=====
+A comma-separated list of fields, each optionally prefixed with ``-`` (descending) or ``+``
+(ascending, the default): ``-summary.val/loss,created``. Missing values sort last in either
+direction. A JSON field sorts its numbers (numerically), then its strings, then everything else.
+``tags`` cannot be sorted on.
+
+Python API
+==========
+``parse_filter(text) -> FilterExpr`` (``Compare``, ``In``, ``Exists``, ``Contains``, ``Not``,
+``And``, ``Or``; ``str()`` of a node gives filter text that parses back to it),
+``compile_filter(expr_or_text, runs_table, now=None) -> ColumnElement[bool]``,
+``parse_sort(text) -> list[(Field, descending)]`` and
+``compile_sort(keys_or_text, runs_table) -> list of ORDER BY clauses``. Syntax and type errors
+raise ``FilterSyntaxError`` (a ``ValueError``) naming the problem and its column, with a caret.
+
+All values are bound parameters; nothing from the text is ever evaluated or pasted into SQL.
+Statements that contain a JSON condition are not kept in SQLAlchemy's compiled-statement cache
+(the JSON accessors render per dialect at compile time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+import time
+from dataclasses import dataclass
+from dataclasses import field as _dc_field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement
+
+__all__ = [
+    "FIELDS",
+    "Ago",
+    "And",
+    "Compare",
+    "Contains",
+    "Exists",
+    "Field",
+    "FilterExpr",
+    "FilterSyntaxError",
+    "In",
+    "Not",
+    "Or",
+    "compile_filter",
+    "compile_sort",
+    "parse_filter",
+    "parse_sort",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class FilterSyntaxError(ValueError):
+    """A filter or sort that cannot be parsed: ``str()`` names the problem, its column and a caret.
+
+    Attributes: ``problem`` (the first part of the message), ``text``, ``pos`` (0-based index into
+    ``text``), ``column`` (``pos + 1``) and ``hint`` (extra advice or None).
+    """
+
+    def __init__(self, problem: str, text: str, pos: int, hint: str | None = None):
+        self.problem, self.text, self.pos, self.hint = problem, text, pos, hint
+        self.column = pos + 1
+        shown = re.sub(r"[\r\n\t\f\v]", " ", text)
+        head = f"{problem} at column {self.column}: "
+        lines = [head + shown, " " * (len(head) + pos) + "^"]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self):
+        return (type(self), (self.problem, self.text, self.pos, self.hint))
+
+
+# --------------------------------------------------------------------------------------------
+# Fields
+
+# field name -> (column in the runs table, kind); kinds: text, int, time, json, tags
+FIELDS: dict[str, tuple[str, str]] = {
+    "name": ("name", "text"),
+    "state": ("state", "text"),
+    "group": ("group_name", "text"),
+    "job_type": ("job_type", "text"),
+    "host": ("host", "text"),
+    "notes": ("notes", "text"),
+    "run_id": ("run_id", "text"),
+    "exit_code": ("exit_code", "int"),
+    "last_step": ("last_step", "int"),
+    "created": ("created_at", "time"),
+    "updated": ("updated_at", "time"),
+    "config": ("config", "json"),
+    "summary": ("summary", "json"),
+    "tags": ("tags", "tags"),
+}
+_ALIASES = {"group_name": "group", "created_at": "created", "updated_at": "updated"}
+_FIELD_LIST = ", ".join(n for n in FIELDS if FIELDS[n][1] != "json") + ", config.KEY, summary.KEY"
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_/\-]+")
+
+
+def _fmt_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field: ``name`` is one of ``FIELDS``; ``path`` holds the keys under config/summary."""
+
+    name: str
+    path: tuple[str, ...] = ()
+    pos: int = _dc_field(default=0, compare=False, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return FIELDS[self.name][1]
+
+    @property
+    def column(self) -> str:
+        return FIELDS[self.name][0]
+
+    def __str__(self) -> str:
+        return self.name + "".join("." + _fmt_key(k) for k in self.path)
+
+
+# --------------------------------------------------------------------------------------------
+# AST
+
+
+@dataclass(frozen=True)
+class Ago:
+    """A relative time: ``seconds`` before now (``-7d`` is ``Ago(604800)``)."""
+
+    seconds: float
+    text: str = _dc_field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return self.text or f"-{self.seconds:g}s"
+
+
+Value = str | int | float | bool | None | Ago
+
+
+def _fmt_value(v: Value) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``field op value``; op is one of ``= != < <= > >= ~``. Time values are epoch seconds or Ago."""
+
+    field: Field
+    op: str
+    value: Value
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.op} {_fmt_value(self.value)}"
+
+
+@dataclass(frozen=True)
+class In:
+    field: Field
+    values: tuple[Value, ...]
+
+    def __str__(self) -> str:
+        return f"{self.field} in [{', '.join(_fmt_value(v) for v in self.values)}]"
+
+
+@dataclass(frozen=True)
+class Exists:
+    field: Field
+
+    def __str__(self) -> str:
+        return f"{self.field} exists"
+
+
+@dataclass(frozen=True)
+class Contains:
+    """``tags contains value``."""
+
+    field: Field
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.field} contains {_fmt_value(self.value)}"
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: FilterExpr
+
+    def __str__(self) -> str:
+        inner = str(self.operand)
+        return f"not ({inner})" if isinstance(self.operand, (And, Or)) else f"not {inner}"
+
+
+@dataclass(frozen=True)
+class And:
+    """All operands hold; ``And(())`` (the empty filter) matches every run."""
+
+    operands: tuple[FilterExpr, ...]
+
+    def __str__(self) -> str:
+        return " and ".join(f"({o})" if isinstance(o, (And, Or)) else str(o) for o in self.operands)
+
+
+@dataclass(frozen=True)
+class Or:
+    operands: tuple[FilterExpr, ...]
+
+    def __str__(self) -> str:
+        return " or ".join(f"({o})" if isinstance(o, Or) else str(o) for o in self.operands)
+
+
+FilterExpr = Compare | In | Exists | Contains | Not | And | Or
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+@dataclass
+class _Tok:
+    kind: str  # path, str, num, date, ago, op, punct, end
+    value: Any
+    pos: int
+    text: str
+
+
+_KEYWORDS = {"and", "or", "not", "in", "exists", "contains", "true", "false", "null"}
+_OPS = ("<=", ">=", "!=", "==", "=", "<", ">", "~")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WS = re.compile(r"\s+")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_INT = re.compile(r"[+-]?\d+")
+_AGO = re.compile(r"-(\d+(?:\.\d+)?)([smhdw])")
+_AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?",
+    re.IGNORECASE,
+)
+_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+_WORD_TAIL = re.compile(r"[A-Za-z0-9_.:+\-]*")
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_MAX_DEPTH = 64
+_VALUE_HINT = 'expected a value: a number, a "string", true, false or null'
+
+
+def _iso_epoch(text: str) -> float | None:
+    """Epoch seconds of an ISO date/datetime (local time without an offset), or None if invalid."""
+    m = _ISO.fullmatch(text.strip())
+    if not m:
+        return None
+    y, mo, d, hh, mm, ss, frac, tz = m.groups()
+    try:
+        micro = int((frac or "0").ljust(6, "0")[:6])
+        tzinfo = None
+        if tz:
+            if tz.upper() == "Z":
+                tzinfo = timezone.utc
+            else:
+                digits = tz[1:].replace(":", "")
+                delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+                tzinfo = timezone(-delta if tz[0] == "-" else delta)
+        dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0), micro, tzinfo)
+        return dt.timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _continues(text: str, j: int) -> bool:
+    return j < len(text) and (text[j].isalnum() or text[j] in "_.:")
+
+
+def _read_string(text: str, i: int) -> tuple[str, int]:
+    quote, j, out = text[i], i + 1, []
+    while True:
+        if j >= len(text):
+            raise FilterSyntaxError("unterminated string", text, i, f"close it with {quote}")
+        c = text[j]
+        if c == quote:
+            return "".join(out), j + 1
+        if c == "\\":
+            e = text[j + 1 : j + 2]
+            if e in _ESCAPES:
+                out.append(_ESCAPES[e])
+                j += 2
+                continue
+            if e == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", text[j + 2 : j + 6]):
+                out.append(chr(int(text[j + 2 : j + 6], 16)))
+                j += 6
+                continue
+            raise FilterSyntaxError(f"invalid escape {text[j:j + 2]!r}", text, j,
+                                    "escapes: \\\" \\' \\\\ \\n \\t \\r \\b \\f \\/ \\uXXXX")
+        out.append(c)
+        j += 1
+
+
+def _read_path(text: str, i: int) -> tuple[list[str], int]:
+    m = _IDENT.match(text, i)
+    segs, j = [m.group()], m.end()
+    while j < len(text) and text[j] == ".":
+        k = j + 1
+        c = text[k : k + 1]
+        if c in ('"', "'"):
+            key, j = _read_string(text, k)
+        elif c == "`":
+            end = text.find("`", k + 1)
+            if end < 0:
+                raise FilterSyntaxError("unterminated key", text, k, "close it with `")
+            key, j = text[k + 1 : end], end + 1
+        else:
+            km = _BARE_KEY.match(text, k)
+            if not km:
+                raise FilterSyntaxError("expected a key after '.'", text, k,
+                                        'quote keys with other characters: summary."val loss"')
+            key, j = km.group(), km.end()
+        segs.append(key)
+    return segs, j
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    toks: list[_Tok] = []
+    i, n = 0, len(text)
+    while True:
+        m = _WS.match(text, i)
+        if m:
+            i = m.end()
+        if i >= n:
+            toks.append(_Tok("end", None, n, ""))
+            return toks
+        c = text[i]
+        if c in "()[],":
+            toks.append(_Tok("punct", c, i, c))
+            i += 1
+        elif c in "<>=!~":
+            op = next((o for o in _OPS if text.startswith(o, i)), None)
+            if op is None:
+                raise FilterSyntaxError(f"unexpected character {c!r}", text, i,
+                                        "use != for 'not equal', or 'not' before a condition")
+            toks.append(_Tok("op", op, i, op))
+            i += len(op)
+        elif c in "\"'":
+            s, j = _read_string(text, i)
+            toks.append(_Tok("str", s, i, text[i:j]))
+            i = j
+        elif _IDENT.match(text, i):
+            segs, j = _read_path(text, i)
+            toks.append(_Tok("path", tuple(segs), i, text[i:j]))
+            i = j
+        elif c.isdigit() or c in "+-.":
+            tok = _read_number(text, i)
+            toks.append(tok)
+            i = tok.pos + len(tok.text)
+        elif c == "`":
+            raise FilterSyntaxError("unexpected character '`'", text, i,
+                                    "backticks quote a key after a '.', e.g. summary.`val loss`")
+        else:
+            hint = {"&": "use 'and'", "|": "use 'or'"}.get(c)
+            raise FilterSyntaxError(f"unexpected character {c!r}", text, i, hint)
+
+
+def _read_number(text: str, i: int) -> _Tok:
+    m = _BARE_DATE.match(text, i)
+    if m and not _continues(text, m.end()):
+        epoch = _iso_epoch(m.group())
+        if epoch is None:
+            raise FilterSyntaxError(f"invalid date {m.group()!r}", text, i)
+        return _Tok("date", epoch, i, m.group())
+    m = _AGO.match(text, i)
+    if m and not _continues(text, m.end()):
+        return _Tok("ago", Ago(float(m.group(1)) * _AGO_UNITS[m.group(2)], m.group()), i, m.group())
+    if _DATE_START.match(text, i):
+        word = text[i : _WORD_TAIL.match(text, i).end()]
+        raise FilterSyntaxError(f"invalid date {word!r}", text, i,
+                                'dates look like 2026-11-01, 2026-11-01T12:00 or "2026-11-01 12:00:00+02:00"')
+    m = _NUMBER.match(text, i)
+    if m is None:
+        if text[i] in "+-":
+            return _Tok("punct", text[i], i, text[i])
+        raise FilterSyntaxError(f"unexpected character {text[i]!r}", text, i)
+    if _continues(text, m.end()):
+        word = text[i : _WORD_TAIL.match(text, m.end()).end()]
+        raise FilterSyntaxError(f"invalid number {word!r}", text, i,
+                                f'quote text: "{word}"; relative times are written -7d, -3h, -15m, -30s, -2w')
+    s = m.group()
+    value: int | float = int(s) if _INT.fullmatch(s) else float(s)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterSyntaxError(f"number out of range {s!r}", text, i)
+    return _Tok("num", value, i, s)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+
+
+def _describe(tok: _Tok) -> str:
+    return "end of filter" if tok.kind == "end" else f"token {tok.text!r}"
+
+
+class _Parser:
+    def __init__(self, text: str):
+        if not isinstance(text, str):
+            raise TypeError(f"expected filter text, got {type(text).__name__}")
+        self.text = text
+        self.toks = _tokenize(text)
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        if tok.kind != "end":
+            self.i += 1
+        return tok
+
+    def fail(self, problem: str, pos: int, hint: str | None = None):
+        raise FilterSyntaxError(problem, self.text, pos, hint)
+
+    def unexpected(self, tok: _Tok, expected: str | None = None):
+        if tok.kind == "punct" and tok.value in "+-":
+            expected = f"quote text that contains '{tok.value}', e.g. group = \"sweep-a\""
+        self.fail(f"unexpected {_describe(tok)}", tok.pos, expected)
+
+    @staticmethod
+    def is_kw(tok: _Tok, *words: str) -> bool:
+        return tok.kind == "path" and len(tok.value) == 1 and tok.value[0].lower() in words
+
+    @staticmethod
+    def is_punct(tok: _Tok, c: str) -> bool:
+        return tok.kind == "punct" and tok.value == c
+
+    # filter := or_expr; or_expr := and_expr ("or" and_expr)*
+    def parse_or(self) -> FilterExpr:
+        items = [self.parse_and()]
+        while self.is_kw(self.peek(), "or"):
+            self.take()
+            items.append(self.parse_and())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def parse_and(self) -> FilterExpr:
+        items = [self.parse_not()]
+        while self.is_kw(self.peek(), "and"):
+            self.take()
+            items.append(self.parse_not())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def parse_not(self) -> FilterExpr:
+        tok = self.peek()
+        if self.is_kw(tok, "not") or self.is_punct(tok, "("):
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                self.fail("filter nested too deeply", tok.pos, f"at most {_MAX_DEPTH} levels of 'not' and '('")
+        if self.is_kw(tok, "not"):
+            self.take()
+            node = Not(self.parse_not())
+            self.depth -= 1
+            return node
+        tok = self.take()
+        if self.is_punct(tok, "("):
+            inner = self.parse_or()
+            self.depth -= 1
+            close = self.take()
+            if not self.is_punct(close, ")"):
+                self.unexpected(close, f"expected 'and', 'or' or ')' to close the '(' at column {tok.pos + 1}")
+            return inner
+        if tok.kind == "path" and not self.is_kw(tok, *_KEYWORDS):
+            return self.parse_condition(self.field(tok))
+        self.unexpected(tok, "expected a condition (FIELD OP VALUE), 'not' or '('")
+
+    def field(self, tok: _Tok) -> Field:
+        name, *keys = tok.value
+        canon = _ALIASES.get(name, name)
+        if canon not in FIELDS:
+            self.fail(f"unknown field {name!r}", tok.pos, f"fields: {_FIELD_LIST}")
+        kind = FIELDS[canon][1]
+        if kind == "json" and not keys:
+            self.fail(f"{canon} needs a key", tok.pos, f"e.g. {canon}.lr or {canon}.\"val/loss\"")
+        if kind != "json" and keys:
+            self.fail(f"{canon} has no keys", tok.pos + len(name), "only config and summary have keys")
+        return Field(canon, tuple(keys), tok.pos)
+
+    def parse_condition(self, field: Field) -> FilterExpr:
+        tok = self.take()
+        negate = False
+        if self.is_kw(tok, "not"):
+            negate, tok = True, self.take()
+            if not self.is_kw(tok, "in", "exists", "contains"):
+                self.unexpected(tok, "expected 'in', 'exists' or 'contains' after 'not'")
+        if field.kind == "tags" and not self.is_kw(tok, "contains", "exists"):
+            self.unexpected(tok, "tags take 'contains' or 'exists', e.g. tags contains \"baseline\"")
+        if tok.kind == "op":
+            op = "=" if tok.value == "==" else tok.value
+            node: FilterExpr = Compare(field, op, self.value(field, op, tok))
+        elif self.is_kw(tok, "in"):
+            node = In(field, self.value_list(field, tok))
+        elif self.is_kw(tok, "exists"):
+            node = Exists(field)
+        elif self.is_kw(tok, "contains"):
+            if field.kind != "tags":
+                self.fail("'contains' works on tags only", tok.pos, "use ~ for a substring match")
+            vtok = self.take()
+            if vtok.kind == "str" or (vtok.kind == "path" and len(vtok.value) == 1
+                                      and not self.is_kw(vtok, *_KEYWORDS)):
+                value = vtok.value if vtok.kind == "str" else vtok.value[0]
+            else:
+                self.unexpected(vtok, 'expected a tag, e.g. tags contains "baseline"')
+            node = Contains(field, value)
+        else:
+            self.unexpected(tok, f"expected an operator after {field}: = != < <= > >= ~ in exists")
+        return Not(node) if negate else node
+
+    def value_list(self, field: Field, in_tok: _Tok) -> tuple[Value, ...]:
+        open_ = self.take()
+        if not self.is_punct(open_, "["):
+            self.unexpected(open_, "expected '[' after 'in', e.g. state in [finished, failed]")
+        values: list[Value] = []
+        while True:
+            tok = self.peek()
+            if self.is_punct(tok, "]"):
+                self.take()
+                return tuple(values)
+            values.append(self.value(field, "=", self.take()))
+            sep = self.take()
+            if self.is_punct(sep, "]"):
+                return tuple(values)
+            if not self.is_punct(sep, ","):
+                self.unexpected(sep, f"expected ',' or ']' to close the '[' at column {open_.pos + 1}")
+
+    def value(self, field: Field, op: str, op_tok: _Tok) -> Value:
+        """Read the value after op_tok (or inside a list when op_tok is a value) and check its type."""
+        tok = op_tok if op_tok.kind != "op" else self.take()
+        kind, name = field.kind, str(field)
+        if tok.kind == "str":
+            src, v = "quoted", tok.value
+        elif tok.kind in ("num", "date", "ago"):
+            src, v = tok.kind, tok.value
+        elif tok.kind == "path" and len(tok.value) == 1 and tok.value[0].lower() in ("true", "false"):
+            src, v = "bool", tok.value[0].lower() == "true"
+        elif self.is_kw(tok, "null"):
+            src, v = "null", None
+        elif tok.kind == "path" and len(tok.value) == 1 and not self.is_kw(tok, *_KEYWORDS):
+            src, v = "word", tok.value[0]
+        elif tok.kind == "path" and not self.is_kw(tok, *_KEYWORDS):
+            self.unexpected(tok, "expected a value; comparing two fields is not supported (quote a string "
+                                 "that contains '.')")
+        else:
+            self.unexpected(tok, _VALUE_HINT)
+
+        if src == "null":
+            if op not in ("=", "!="):
+                self.fail("null only compares with = and !=", tok.pos, f"use '{name} exists'")
+            return None
+        if op == "~" and kind not in ("text", "json"):
+            self.fail("'~' (substring) needs a text field", op_tok.pos, f"{name} is not text")
+        if kind == "text":
+            if src in ("quoted", "word"):
+                return v
+            if src in ("num", "date"):
+                return tok.text
+            self.fail(f"{name} is text", tok.pos, f'quote the value, e.g. {name} = "{tok.text}"')
+        if kind == "int":
+            if src == "num":
+                return v
+            self.fail(f"{name} is a number", tok.pos, "compare it with a number, e.g. 0, -9 or 1e3")
+        if kind == "time":
+            if src in ("num", "date"):
+                return float(v)
+            if src == "ago":
+                return v
+            if src == "quoted":
+                epoch = _iso_epoch(v)
+                if epoch is None:
+                    self.fail(f"invalid date {v!r}", tok.pos,
+                              'dates look like 2026-11-01, "2026-11-01T12:00" or "2026-11-01 12:00:00+02:00"')
+                return epoch
+            self.fail(f"{name} is a time", tok.pos, "compare it with a date, a relative time or epoch seconds, "
+                                                    "e.g. 2026-11-01, \"2026-11-01T12:00\", -7d, -3h or 1793491200")
+        # json
+        if src == "ago":
+            self.fail("relative times work with created and updated only", tok.pos)
+        if src == "date":
+            v = tok.text
+        if op == "~" and not isinstance(v, str):
+            self.fail("'~' (substring) needs a string", tok.pos)
+        if src == "bool" and op not in ("=", "!="):
+            self.fail("true and false only compare with = and !=", op_tok.pos)
+        return v
+
+
+def parse_filter(text: str) -> FilterExpr:
+    """Parse filter text (see the module docstring) into its AST; raise FilterSyntaxError if invalid.
+
+    An empty or blank filter gives ``And(())``, which matches every run.
+    """
+    p = _Parser(text)
+    if p.peek().kind == "end":
+        return And(())
+    expr = p.parse_or()
+    tok = p.peek()
+    if tok.kind != "end":
+        p.unexpected(tok, "expected 'and', 'or' or the end of the filter")
+    return expr
+
+
+def parse_sort(text: str) -> list[tuple[Field, bool]]:
+    """Parse ``-summary.val/loss,created`` into ``[(Field, descending), ...]``; blank gives []."""
+    p = _Parser(text)
+    keys: list[tuple[Field, bool]] = []
+    if p.peek().kind == "end":
+        return keys
+    while True:
+        tok = p.take()
+        descending = False
+        if tok.kind == "punct" and tok.value in "+-":
+            descending, tok = tok.value == "-", p.take()
+        if tok.kind != "path":
+            p.unexpected(tok, "expected a field to sort by, e.g. -summary.val/loss,created")
+        field = p.field(tok)
+        if field.kind == "tags":
+            p.fail("cannot sort by tags", tok.pos)
+        keys.append((field, descending))
+        sep = p.take()
+        if sep.kind == "end":
+            return keys
+        if not p.is_punct(sep, ","):
+            p.unexpected(sep, "expected ',' between sort fields")
+
+
+# --------------------------------------------------------------------------------------------
+# JSON access, rendered per dialect
+
+
+class _Json(ColumnElement):
+    """A JSON value or test, rendered per dialect (SQLite json_* functions, PostgreSQL jsonb operators).
+
+    kinds: ``number`` / ``string`` / ``boolean``: the value at ``keys`` when it has that JSON type,
+    else NULL; ``present``: true when the value at ``keys`` exists and is not JSON null;
+    ``nonempty``: the column is a non-empty array; ``has``: the column is an array holding the
+    string ``arg``.
+    """
+
+    # Keys and tags become bound parameters made while compiling, which a cached statement would
+    # replay with their first values: so no cache key (no _traverse_internals either, since
+    # SQLAlchemy would build a cache key from it that leaves the keys out).
+    inherit_cache = False
+
+    def __init__(self, column, keys: tuple[str, ...], kind: str, arg: str | None = None):
+        self.column = column
+        self.keys = tuple(keys)
+        self.kind = kind
+        self.arg = arg
+        self.type = {"number": sa.Float, "string": sa.String}.get(kind, sa.Boolean)()
+
+    @property
+    def _from_objects(self):
+        return self.column._from_objects
+
+
+_SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false")}
+_PG_TYPES = {"number": "number", "string": "string", "boolean": "boolean"}
+
+
+def _as(elem, kind: str):
+    return {"number": elem.as_float, "string": elem.as_string, "boolean": elem.as_boolean}[kind]()
+
+
+@compiles(_Json)
+def _json_compile(el: _Json, compiler, **kw) -> str:
+    name = compiler.dialect.name
+    if name == "postgresql":
+        return _json_pg(el, compiler, **kw)
+    if name in ("sqlite", "default"):  # "default": str() of a statement, for debugging
+        return _json_sqlite(el, compiler, **kw)
+    raise sa.exc.CompileError(f"run filters support SQLite and PostgreSQL, not {name}")
+
+
+def _json_sqlite(el: _Json, compiler, **kw) -> str:
+    col = el.column
+    if el.kind == "has":
+        tag = compiler.process(sa.literal(el.arg, sa.String()), **kw)
+        return (f"EXISTS (SELECT 1 FROM json_each({compiler.process(col, **kw)}) AS _tag "
+                f"WHERE _tag.type = 'text' AND _tag.value = {tag})")
+    if el.kind == "nonempty":
+        return compiler.process(sa.func.coalesce(sa.func.json_array_length(col), 0) > 0, **kw)
+    bad = next((k for k in el.keys if '"' in k), None)
+    if bad is not None:
+        raise sa.exc.CompileError(f"SQLite JSON paths cannot address a key containing '\"': {bad!r}")
+    # Same path text as SQLAlchemy's own SQLite JSONPathType renders for col[keys].
+    path = sa.literal("$" + "".join(f'."{k}"' for k in el.keys), sa.String())
+    jtype = sa.func.json_type(col, path)
+    if el.kind == "present":
+        expr = sa.func.coalesce(jtype, "null") != "null"
+    else:
+        expr = sa.case((jtype.in_(_SQLITE_TYPES[el.kind]), _as(col[el.keys], el.kind)))
+    return compiler.process(expr, **kw)
+
+
+def _json_pg(el: _Json, compiler, **kw) -> str:
+    col = el.column
+    if el.kind == "has":
+        return compiler.process(sa.type_coerce(col, postgresql.JSONB()).has_key(el.arg), **kw)
+    if el.kind == "nonempty":
+        expr = sa.case((sa.func.jsonb_typeof(col) == "array", sa.func.jsonb_array_length(col) > 0),
+                       else_=sa.false())
+        return compiler.process(expr, **kw)
+    # Chained "->" with one bound key each: any key text is safe (SQLAlchemy's tuple path renders a
+    # '{a, b}' array literal without quoting, which breaks on keys with commas, braces or quotes).
+    elem = col
+    for key in el.keys:
+        elem = elem[key]
+    jtype = sa.func.jsonb_typeof(elem)
+    if el.kind == "present":
+        expr = sa.func.coalesce(jtype, "null") != "null"
+    else:
+        # CASE guarantees the cast only runs on values of the right type ('abc'::float would fail).
+        expr = sa.case((jtype == _PG_TYPES[el.kind], _as(elem, el.kind)))
+    return compiler.process(expr, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Compilation
+
+_CMP = {"=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+class _Compiler:
+    def __init__(self, table, now: float):
+        self.t = table
+        self.now = now
+
+    def visit(self, node: FilterExpr) -> sa.ColumnElement[bool]:
+        if isinstance(node, And):
+            return sa.and_(*map(self.visit, node.operands)) if node.operands else sa.true()
+        if isinstance(node, Or):
+            return sa.or_(*map(self.visit, node.operands)) if node.operands else sa.false()
+        if isinstance(node, Not):
+            return sa.not_(self.visit(node.operand))
+        if isinstance(node, Exists):
+            return self.exists(node.field)
+        if isinstance(node, Contains):
+            return _Json(self.t.c[node.field.column], (), "has", node.value)
+        if isinstance(node, Compare):
+            if node.op == "!=":
+                return sa.not_(self.compare(node.field, "=", node.value))
+            return self.compare(node.field, node.op, node.value)
+        if isinstance(node, In):
+            return self.in_(node.field, node.values)
+        raise TypeError(f"not a filter node: {node!r}")
+
+    def exists(self, field: Field):
+        col = self.t.c[field.column]
+        kind = field.kind
+        if kind == "text":
+            return col != ""
+        if kind in ("int", "time"):
+            return col.is_not(None)
+        if kind == "json":
+            return _Json(col, field.path, "present")
+        return _Json(col, (), "nonempty")
+
+    def _literal(self, field: Field, v: Value):
+        if field.kind == "time":
+            return self.now - v.seconds if isinstance(v, Ago) else float(v)
+        if isinstance(v, Ago):
+            raise TypeError(f"relative time {v} on {field}")
+        return v
+
+    def _json_value(self, field: Field, v: Value):
+        kind = "boolean" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
+        return _Json(self.t.c[field.column], field.path, kind)
+
+    def compare(self, field: Field, op: str, v: Value):
+        if v is None:
+            if op != "=":
+                raise ValueError(f"null only compares with = and != ({field} {op} null)")
+            return sa.not_(self.exists(field))
+        if field.kind == "tags":
+            raise ValueError("tags take 'contains' or 'exists'")
+        v = self._literal(field, v)
+        if field.kind == "json":
+            x = self._json_value(field, v)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = float(v)
+            cond = x.icontains(v, autoescape=True) if op == "~" else _CMP[op](x, v)
+            return sa.func.coalesce(cond, sa.false())
+        col = self.t.c[field.column]
+        if op == "~":
+            cond = col.icontains(str(v), autoescape=True)
+        else:
+            if field.kind == "int" and isinstance(v, float):
+                v = sa.literal(v, sa.Float())  # keep 2.5 from being bound (and cast) as an integer
+            cond = _CMP[op](col, v)
+        return sa.and_(col.is_not(None), cond) if col.nullable else cond
+
+    def in_(self, field: Field, values: tuple[Value, ...]):
+        parts = []
+        if any(v is None for v in values):
+            parts.append(sa.not_(self.exists(field)))
+        present = [self._literal(field, v) for v in values if v is not None]
+        if field.kind == "json":
+            groups: dict[str, list] = {}
+            for v in present:
+                kind = "boolean" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
+                groups.setdefault(kind, []).append(float(v) if kind == "number" else v)
+            for kind, vals in groups.items():
+                x = _Json(self.t.c[field.column], field.path, kind)
+                parts.append(sa.func.coalesce(x.in_(vals), sa.false()))
+        elif present:
+            col = self.t.c[field.column]
+            if field.kind == "int" and any(isinstance(v, float) for v in present):
+                cond = sa.or_(*(self.compare(field, "=", v) for v in present))
+            else:
+                cond = col.in_(present)
+            parts.append(sa.and_(col.is_not(None), cond) if col.nullable else cond)
+        return sa.or_(*parts) if parts else sa.false()
+
+
+def compile_filter(expr: FilterExpr | str, runs_table: sa.Table, *, now: float | None = None
+                   ) -> sa.ColumnElement[bool]:
+    """The WHERE clause for a filter (an AST from parse_filter, or filter text) on ``runs_table``.
+
+    ``now`` (epoch seconds, default ``time.time()``) anchors relative times like ``-7d``. The result
+    is two-valued (never NULL) and renders on SQLite and PostgreSQL.
+    """
+    if isinstance(expr, str):
+        expr = parse_filter(expr)
+    return _Compiler(runs_table, time.time() if now is None else now).visit(expr)
+
+
+def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table) -> list:
+    """ORDER BY clauses for parse_sort's keys (or sort text), missing values last on both dialects.
+
+    A JSON field gives two clauses: its numeric values, then its string values.
+    """
+    if isinstance(keys, str):
+        keys = parse_sort(keys)
+    clauses = []
+    for field, descending in keys:
+        col = runs_table.c[field.column]
+        if field.kind == "tags":
+            raise ValueError("cannot sort by tags")
+        exprs = [_Json(col, field.path, "number"), _Json(col, field.path, "string")] if field.kind == "json" \
+            else [col]
+        for x in exprs:
+            clauses.append((x.desc() if descending else x.asc()).nulls_last())
+    return clauses

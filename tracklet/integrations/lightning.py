@@ -1,0 +1,580 @@
+"""PyTorch Lightning: ``Trainer(logger=TrackletLogger(project="mnist"))``; Fabric:
+``Fabric(loggers=[TrackletFabricLogger(project="mnist")])``.
+
+What the logger records (docs/integrations/lightning.md has the whole contract):
+
+- config: ``log_hyperparams`` (what ``save_hyperparameters()`` saved: dicts, nested dicts,
+  argparse Namespaces, dataclasses) goes to ``run.config``; only keys whose value changed are
+  recorded again on a later call.
+- history: ``log_metrics(metrics, step)`` logs one row at the Lightning step with
+  ``trainer/global_step`` beside it, so train, validation and epoch metrics logged at one step are
+  one row. Where Lightning's step is lower than the run's (``test()`` after ``fit()``, a run
+  resumed from an older checkpoint) rows go to the run's next free step instead, steps never go
+  back, and ``trainer/global_step`` keeps Lightning's value.
+- checkpoints (``log_model``): what ``ModelCheckpoint`` saved, through ``run.log_checkpoint``
+  (path, size, SHA-256 off the training thread) with the global step, the monitored score,
+  ``metadata={"epoch": ..., "best": ...}``. ``True``: the best and the last checkpoint when a
+  Trainer call ends; ``"all"``: every checkpoint as it is saved.
+- ``watch(model)``: histograms of gradients and/or parameters every ``log_freq`` steps, from
+  per-parameter hooks that only clone tensors; the histograms are built on tracklet's thread.
+
+Which run: the active one (``tracklet.run``) if there is one when the logger first needs a run
+(then the logger never finishes it), else a run of its own, started lazily on global rank zero
+only, so a DDP job records one run. ``finalize(status)`` finishes a run the logger started:
+exit code 0 for ``"success"`` (and the SLURM requeue's ``"finished"``); for ``"failed"``, with the
+exception Lightning is handling (it calls ``finalize`` inside its ``except`` block): exit code 130
+and the ``KeyboardInterrupt`` for Ctrl+C, else exit code 1 and the exception. The next Trainer call
+with the same logger (``fit()`` then ``test()``) resumes that run as a new session and finishes it
+again, so a run always reads ``finished`` or ``failed`` between calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import sys
+import warnings
+import weakref
+from collections.abc import Mapping
+from typing import Any, Sequence
+
+try:
+    from lightning.fabric.loggers.logger import rank_zero_experiment
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from lightning.pytorch.loggers.logger import Logger
+except ImportError:  # the standalone pytorch_lightning / lightning_fabric packages
+    try:
+        from lightning_fabric.loggers.logger import rank_zero_experiment
+        from lightning_fabric.utilities.rank_zero import rank_zero_only
+        from pytorch_lightning.loggers.logger import Logger
+    except ImportError as error:
+        raise ImportError(
+            "tracklet.integrations.lightning needs PyTorch Lightning: pip install 'tracklet[lightning]'"
+        ) from error
+
+import tracklet
+from tracklet.core import lifecycle
+from tracklet.core.encoder import TrackletWarning
+from tracklet.core.layout import RunPaths
+from tracklet.core.run import new_run_id
+from tracklet.core.settings import Settings, check_name, data_root, resolve_settings
+from tracklet.core.values import to_plain
+
+GLOBAL_STEP = "trainer/global_step"
+_LOG_MODEL_VALUES = (False, True, "all")
+_WATCH_VALUES = ("gradients", "parameters", "all", None)
+_MISSING = object()
+
+
+@dataclasses.dataclass
+class _Saved:
+    """What was known about a checkpoint when ``ModelCheckpoint`` reported it saved."""
+
+    step: int | None
+    epoch: int | None
+    score: float | None
+    monitor: str | None
+
+
+def _number(value: Any) -> float | None:
+    """A score as a float (tensors included); None when there is none."""
+    if value is None:
+        return None
+    try:
+        return float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+class TrackletLogger(Logger):
+    """A Lightning logger that records to tracklet; see the module docstring.
+
+    Args:
+        project, name, id, resume, config, tags, group, job_type, notes, dir, mode, settings: as
+            in :func:`tracklet.init`, used when the logger starts its own run. ``name`` is the
+            run's name; the ``name`` property (Lightning's "experiment name") is the project.
+        log_model: ``False`` (default), ``True`` (best and last checkpoint when a Trainer call
+            ends) or ``"all"`` (every checkpoint as ``ModelCheckpoint`` saves it).
+
+    ``experiment`` is the :class:`tracklet.Run` on global rank zero (a no-op object elsewhere);
+    ``version`` is its id, ``save_dir`` and ``log_dir`` its directory.
+    """
+
+    _tracklet_integration = True  # autolog: a tracklet integration is already attached
+    _step_key: str | None = GLOBAL_STEP
+
+    def __init__(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        resume: bool | str | None = None,
+        config: Any = None,
+        tags: Sequence[str] | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        notes: str | None = None,
+        dir: str | os.PathLike | None = None,
+        mode: str | None = None,
+        settings: Settings | Mapping[str, Any] | None = None,
+        log_model: bool | str = False,
+    ) -> None:
+        super().__init__()
+        if project is not None:
+            check_name("project", project)  # fail here, not once the model is built
+        if id is not None:
+            check_name("run id", id)
+        if log_model not in _LOG_MODEL_VALUES:
+            raise ValueError(f"log_model must be False, True or 'all'; got {log_model!r}")
+        self._project = project
+        self._init_args: dict[str, Any] = dict(
+            name=name, config=config, tags=tags, group=group, job_type=job_type, notes=notes,
+            dir=None if dir is None else os.fspath(dir), mode=mode, settings=settings,
+        )
+        # The id is fixed now, so every process (DDP ranks, ddp_spawn workers) agrees on version
+        # and on the run directory before the run exists; only rank zero ever starts it.
+        self._user_id = id
+        self._id = id if id is not None else new_run_id()
+        # our own id: a later process (a ddp_spawn worker, say) continues the same run
+        self._resume = resume if id is not None or resume is not None else "allow"
+        self._log_model = log_model
+        self._run: Any = None
+        self._owned = False
+        self._offset = 0  # run step = Lightning step + offset (see _log_at)
+        self._last_run_step: int | None = None  # the run step of the last row the logger wrote
+        self._last_epoch: int | None = None
+        self._module: Any = None  # weakref to the LightningModule (log_graph), for the trainer
+        self._checkpoint_callbacks: dict[int, Any] = {}
+        self._saved: dict[str, _Saved] = {}
+        self._recorded: dict[str, float] = {}  # checkpoint path -> mtime when recorded
+        self._watches: list[_Watch] = []
+        self._warned: set[str] = set()
+
+    # ---------------------------------------------------------------- identity
+
+    @property
+    def name(self) -> str:
+        """The project (Lightning's experiment name)."""
+        run = self._run if self._run is not None else self._reusable()
+        if run is not None:
+            return run.project
+        project = self._resolved().project
+        return project if project is not None else "default"
+
+    @property
+    def version(self) -> str:
+        """The run id."""
+        run = self._run if self._run is not None else self._reusable()
+        return run.id if run is not None else self._id
+
+    @property
+    def root_dir(self) -> str | None:
+        """The project's runs directory (``log_dir`` is ``root_dir/version``)."""
+        log_dir = self.log_dir
+        return os.path.dirname(log_dir) if log_dir is not None else None
+
+    @property
+    def log_dir(self) -> str | None:
+        """The run's directory (None in disabled mode). Known before the run starts."""
+        run = self._run if self._run is not None else self._reusable()
+        if run is not None:
+            return run.dir
+        settings = self._resolved()
+        if settings.mode == "disabled":
+            return None
+        return str(RunPaths(data_root(settings), self.name, self._id).run_dir)
+
+    @property
+    def save_dir(self) -> str | None:
+        """The run's directory: ``trainer.log_dir``; ``ModelCheckpoint`` without ``dirpath`` saves
+        to ``<save_dir>/<name>/<version>/checkpoints`` (Lightning's layout) inside it."""
+        return self.log_dir
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> "tracklet.Run":
+        """The run (started or attached on first use). After a Trainer call ended, it is the
+        finished run, readable as it is, until the next Trainer call resumes it."""
+        run = self._run
+        if run is None:
+            return self._attach()
+        if run.finished and self._trainer_running():
+            return self._writable()
+        return run
+
+    # ---------------------------------------------------------------- Logger API
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        plain = to_plain(params) if params is not None else {}
+        if not isinstance(plain, dict):
+            raise TypeError(f"log_hyperparams() takes a dict, Namespace or dataclass; got {type(params).__name__}")
+        try:
+            config = self._writable().config
+            changed = {k: v for k, v in plain.items() if not _same(config.get(k, _MISSING), v)}
+            if changed:
+                config.update(changed)
+        except Exception as error:
+            self._failed("hyperparameters", error)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        try:
+            run = self._writable()
+            epoch = metrics.get("epoch")
+            if type(epoch) is int:
+                self._last_epoch = epoch
+            if step is None:
+                run.log(dict(metrics))
+                return
+            row = dict(metrics)
+            if self._step_key is not None:
+                row[self._step_key] = int(step)
+            self._log_at(run, int(step), row)
+        except Exception as error:
+            self._failed("metrics", error)
+
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """Lightning calls this with the LightningModule at the start of every Trainer call; the
+        logger keeps a weak reference to reach the Trainer (epoch and monitored value of a
+        checkpoint). No graph is recorded."""
+        try:
+            self._module = weakref.ref(model)
+        except TypeError:
+            self._module = None
+
+    def save(self) -> None:
+        """Nothing to do: rows reach the record log within ``flush_interval`` on their own.
+        (Lightning calls this after every batch.)"""
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """``ModelCheckpoint`` saved a file: remember it, and record it now with ``log_model="all"``."""
+        try:
+            self._checkpoint_saved(checkpoint_callback)
+        except Exception as error:
+            self._failed("a checkpoint", error)
+
+    def _checkpoint_saved(self, checkpoint_callback: Any) -> None:
+        path = getattr(checkpoint_callback, "_last_checkpoint_saved", None) or _newest(checkpoint_callback)
+        if not path:
+            return
+        self._checkpoint_callbacks[id(checkpoint_callback)] = checkpoint_callback
+        trainer = self._trainer()
+        monitor = getattr(checkpoint_callback, "monitor", None)
+        score = None
+        if monitor:
+            best_k = getattr(checkpoint_callback, "best_k_models", None) or {}
+            if path in best_k:
+                score = _number(best_k[path])
+            elif trainer is not None:
+                score = _number(trainer.callback_metrics.get(monitor))
+        step = getattr(checkpoint_callback, "_last_global_step_saved", None)
+        if step is None and trainer is not None:
+            step = trainer.global_step
+        epoch = trainer.current_epoch if trainer is not None else self._last_epoch
+        saved = _Saved(step=step, epoch=epoch, score=score, monitor=monitor or None)
+        self._saved[path] = saved
+        if self._log_model == "all":
+            best = os.path.abspath(path) == os.path.abspath(getattr(checkpoint_callback, "best_model_path", "") or "")
+            self._record_checkpoint(self._writable(), path, saved, best=best)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """End of a Trainer call: record the best and last checkpoints (``log_model=True``), then
+        finish a run the logger started, by ``status`` and the exception being handled."""
+        if self._run is None:
+            return
+        error = sys.exc_info()[1] if status not in ("success", "finished") else None
+        interrupted = isinstance(error, KeyboardInterrupt)
+        try:
+            if self._log_model is True and not interrupted:
+                # not on Ctrl+C: digesting a large checkpoint would hold up the exit it asked for
+                self._record_final_checkpoints()
+        except Exception as failure:
+            self._failed("the final checkpoints", failure)
+        run = self._run
+        if run.finished:
+            return
+        try:
+            if not self._owned:
+                run.flush()
+            elif status in ("success", "finished"):
+                run.finish(0)
+            elif interrupted:
+                run.finish(130, error=error)
+            else:
+                run.finish(1, error=error or RuntimeError(f"Lightning ended with status {status!r}"))
+        except Exception as failure:
+            self._failed("the end of the run", failure)
+
+    # ---------------------------------------------------------------- watch
+
+    @rank_zero_only
+    def watch(self, model: Any, log: str | None = "gradients", log_freq: int = 100) -> None:
+        """Histograms of ``model``'s gradients (``log="gradients"``), parameter values
+        (``"parameters"``) or both (``"all"``) every ``log_freq`` steps.
+
+        Under a Trainer, at every step ``s`` with ``(s + 1) % log_freq == 0`` (where Lightning
+        logs with ``log_every_n_steps=log_freq``), in that step's row: ``gradients/<name>`` and
+        ``parameters/<name>`` (the values the step's backward used). Elsewhere (Fabric, a plain
+        module) every ``log_freq``-th backward pass of each parameter, at the run's current step.
+        Hooks clone the tensors (``detach().clone()``); histograms are built off the training
+        thread. Watching a model again replaces its earlier watch; :meth:`unwatch` removes it.
+        """
+        if log not in _WATCH_VALUES:
+            raise ValueError(f"log must be 'gradients', 'parameters', 'all' or None; got {log!r}")
+        if isinstance(log_freq, bool) or not isinstance(log_freq, int) or log_freq < 1:
+            raise ValueError(f"log_freq must be a positive int; got {log_freq!r}")
+        self.unwatch(model)
+        if log is None:
+            return
+        self._watches.append(_Watch(self, model, gradients=log in ("gradients", "all"),
+                                    parameters=log in ("parameters", "all"), log_freq=log_freq))
+
+    def unwatch(self, model: Any = None) -> None:
+        """Remove the hooks of ``watch(model)`` (of every watched model when ``model`` is None)."""
+        keep = []
+        for watch in self._watches:
+            if model is None or model is watch.module or model is watch.given:
+                watch.remove()
+            else:
+                keep.append(watch)
+        self._watches = keep
+
+    # ---------------------------------------------------------------- pickling (ddp_spawn)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        # A spawned worker starts (or resumes) the run itself; the process-local parts stay here.
+        if self._run is not None:
+            state.update(_id=self._run.id, _user_id=self._run.id, _resume="allow")
+        state.update(_run=None, _owned=False, _module=None, _checkpoint_callbacks={}, _watches=[])
+        return state
+
+    # ---------------------------------------------------------------- internals
+
+    def _resolved(self) -> Settings:
+        args = self._init_args
+        return resolve_settings(args["settings"], mode=args["mode"], dir=args["dir"], project=self._project)
+
+    def _reusable(self) -> Any:
+        """The active run the logger would attach to, before it has a run."""
+        if rank_zero_only.rank != 0:
+            return None
+        active = lifecycle.current()
+        return active if active is not None and self._user_id in (None, active.id) else None
+
+    def _attach(self) -> Any:
+        """First use: the active run (when no other id was asked for), else a run of our own."""
+        active = self._reusable()
+        if active is not None:
+            self._use(active, owned=False)
+            if self._project is not None and active.project != self._project:
+                self._warn_once("project", f"tracklet: TrackletLogger(project={self._project!r}) records to the "
+                                           f"active run {active.path}, in project {active.project!r}")
+            config = self._init_args["config"]
+            if config is not None:
+                active.config.update(config)
+            return active
+        run = _start_quietly(project=self._project, id=self._id, resume=self._resume, **self._init_args)
+        self._use(run, owned=True)
+        if self._step_key is not None:
+            # W&B's convention: the Trainer's step is every metric's x axis. Only on our own run:
+            # a definition without summary= would replace a summary mode set on the user's run.
+            run.define_metric("*", step_metric=self._step_key)
+        return run
+
+    def _use(self, run: Any, *, owned: bool) -> None:
+        self._run, self._owned = run, owned
+        self._offset, self._last_run_step = 0, None
+
+    def _writable(self) -> Any:
+        """The run to write to: attached on first use; a finished run of ours resumed."""
+        run = self._run
+        if run is None:
+            return self._attach()
+        if run.finished and run.dir is not None:
+            settings = dataclasses.asdict(run.settings)
+            settings.pop("project", None)
+            settings["capture_environment"] = False  # the first session captured it
+            run = _start_quietly(project=run.project, id=run.id, resume="allow", settings=settings)
+            self._use(run, owned=True)
+        return run
+
+    def _log_at(self, run: Any, step: int, row: dict[str, Any]) -> None:
+        """Log ``row`` at Lightning step ``step`` (plus the offset, 0 until a Lightning step is lower
+        than the run's: then rows continue at the run's next free step, spacing kept)."""
+        target = step + self._offset
+        current = run.step
+        if target < current:
+            self._offset = current + (1 if self._last_run_step == current else 0) - step
+            target = step + self._offset
+        run.log(row, step=target)
+        self._last_run_step = target
+
+    def _trainer(self) -> Any:
+        module = self._module() if self._module is not None else None
+        return getattr(module, "_trainer", None) if module is not None else None
+
+    def _trainer_running(self) -> bool:
+        trainer = self._trainer()
+        return trainer is not None and getattr(getattr(trainer, "state", None), "status", None) == "running"
+
+    def _failed(self, what: str, error: Exception) -> None:
+        """A recording failure warns (once per kind) and never stops training."""
+        self._warn_once(what, f"tracklet: the Lightning logger could not record {what}: {error!r}; training goes on")
+
+    def _record_checkpoint(self, run: Any, path: str, saved: _Saved, *, best: bool) -> None:
+        metadata: dict[str, Any] = {"best": best}
+        if saved.epoch is not None:
+            metadata["epoch"] = int(saved.epoch)
+        run.log_checkpoint(path, step=saved.step, score=saved.score, monitor=saved.monitor, metadata=metadata)
+        try:
+            self._recorded[path] = os.path.getmtime(path)
+        except OSError:
+            self._recorded[path] = math.nan
+
+    def _record_final_checkpoints(self) -> None:
+        for callback in list(self._checkpoint_callbacks.values()):
+            try:
+                best_path = getattr(callback, "best_model_path", "") or ""
+                last_path = getattr(callback, "last_model_path", "") or ""
+                best_score = _number(getattr(callback, "best_model_score", None))
+                monitor = getattr(callback, "monitor", None) or None
+            except ReferenceError:  # the callback (a weak proxy) is gone
+                continue
+            for path, best in ((best_path, True), (last_path, False)):
+                if not path or not os.path.exists(path) or (best is False and path == best_path):
+                    continue
+                if self._recorded.get(path) == os.path.getmtime(path):
+                    continue
+                saved = self._saved.get(path) or _Saved(step=None, epoch=None, score=None, monitor=monitor)
+                if best and saved.score is None:
+                    saved = dataclasses.replace(saved, score=best_score)
+                self._record_checkpoint(self._writable(), path, saved, best=best)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, TrackletWarning, stacklevel=3)
+
+
+class TrackletFabricLogger(TrackletLogger):
+    """The logger for Lightning Fabric: ``Fabric(loggers=[TrackletFabricLogger(project=...)])``
+    and ``fabric.log_dict(metrics, step=...)``. The same as :class:`TrackletLogger` (which Fabric
+    accepts too) without the ``trainer/global_step`` column: Fabric has no Trainer, and the step
+    is the row's step already. Fabric never calls ``finalize``: the run finishes at interpreter
+    exit (failed if an exception escaped), or call ``logger.finalize("success")``."""
+
+    _step_key = None
+
+
+class _Watch:
+    """Per-parameter hooks that clone gradients and/or values every ``log_freq`` steps."""
+
+    def __init__(self, logger: TrackletLogger, module: Any, *, gradients: bool, parameters: bool,
+                 log_freq: int) -> None:
+        self.given = module
+        # Fabric's wrapper (fabric.setup(model)): parameter names as the user's module has them
+        original = getattr(module, "_original_module", None)
+        self.module = module = original if original is not None else module
+        self._logger = logger
+        self._gradients = gradients
+        self._parameters = parameters
+        self._log_freq = log_freq
+        self._handles: list[Any] = []
+        self._counts: dict[str, int] = {}
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            self._counts[name] = 0
+            hook = functools.partial(self._on_grad, name)
+            if hasattr(param, "register_post_accumulate_grad_hook"):
+                self._handles.append(param.register_post_accumulate_grad_hook(hook))
+            else:  # torch < 2.1: the hook sees the gradient before it is accumulated
+                self._handles.append(param.register_hook(functools.partial(self._on_tensor_grad, name, param)))
+
+    def _on_tensor_grad(self, name: str, param: Any, grad: Any) -> None:
+        self._collect(name, param, grad)
+
+    def _on_grad(self, name: str, param: Any) -> None:
+        self._collect(name, param, param.grad)
+
+    def _collect(self, name: str, param: Any, grad: Any) -> None:
+        trainer = getattr(self.module, "_trainer", None)
+        if trainer is not None:
+            loop = trainer.fit_loop.epoch_loop
+            step = getattr(loop, "_batches_that_stepped", None)
+            if step is None:
+                step = trainer.global_step
+        else:
+            step = self._counts[name]
+            self._counts[name] = step + 1
+        if (step + 1) % self._log_freq:
+            return
+        row: dict[str, Any] = {}
+        if self._gradients and grad is not None:
+            row["gradients/" + name] = grad.detach().clone()
+        if self._parameters:
+            row["parameters/" + name] = param.detach().clone()
+        if not row:
+            return
+        logger = self._logger
+        try:
+            run = logger._writable()
+            if trainer is not None:
+                if logger._step_key is not None:
+                    row[logger._step_key] = step
+                logger._log_at(run, step, row)
+            else:
+                run.log(row, commit=False)
+        except Exception as error:  # never break the backward pass
+            logger._warn_once("watch", f"tracklet: watch() could not record {name}: {error!r}; training goes on")
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        if a == b:
+            return True
+    except Exception:
+        return False
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+
+
+def _newest(checkpoint_callback: Any) -> str | None:
+    """The checkpoint a callback saved last, by modification time (for callbacks without
+    ``_last_checkpoint_saved``)."""
+    paths: list[str] = []
+    for attribute in ("last_model_path", "best_model_path"):
+        path = getattr(checkpoint_callback, attribute, None)
+        if path:
+            paths.append(path)
+    paths.extend(getattr(checkpoint_callback, "best_k_models", None) or {})
+    existing = [p for p in paths if os.path.isfile(p)]
+    return max(existing, key=os.path.getmtime) if existing else None
+
+
+def _start_quietly(**init_args: Any) -> Any:
+    """``tracklet.init`` that leaves another active run alone: init would finish the current run;
+    here it stays current and running, and the new run is simply another live run."""
+    other = lifecycle.current()
+    if other is not None:
+        lifecycle.set_current(None)
+    try:
+        return tracklet.init(**init_args)
+    finally:
+        if other is not None:
+            lifecycle.set_current(other)
+
+
+__all__ = ["GLOBAL_STEP", "TrackletFabricLogger", "TrackletLogger"]

@@ -57,22 +57,34 @@ def decode_points(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return steps, values
 
 
+_INT_FIELDS = ("first_step", "last_step", "count", "nonfinite")
+_FLOAT_FIELDS = ("min", "max", "last")
+_ENTRIES_HEADER = struct.Struct("<II")  # entry count, compressed integer columns length
+
+
 def encode_entries(entries: np.ndarray) -> bytes:
-    """Column by column, then compressed: steps and counts are regular and shrink to almost
-    nothing, so a summary level costs ~1.7 bytes per point instead of 3."""
-    columns = b"".join(np.ascontiguousarray(entries[name]).tobytes() for name in ENTRY.names)
-    return struct.pack("<I", len(entries)) + zlib.compress(columns, 1)
+    """Column by column: the integer columns (steps, counts: regular) compressed, the float
+    columns raw (incompressible, and decoding them costs nothing). ~1.8 bytes per point at level 1
+    instead of 3, without paying to decompress the values."""
+    integers = zlib.compress(b"".join(np.ascontiguousarray(entries[name]).tobytes() for name in _INT_FIELDS), 1)
+    floats = b"".join(np.ascontiguousarray(entries[name]).tobytes() for name in _FLOAT_FIELDS)
+    return _ENTRIES_HEADER.pack(len(entries), len(integers)) + integers + floats
 
 
 def decode_entries(data: bytes) -> np.ndarray:
-    (count,) = struct.unpack_from("<I", data)
-    columns = zlib.decompress(data[4:])
+    count, packed = _ENTRIES_HEADER.unpack_from(data)
+    start = _ENTRIES_HEADER.size
+    integers = zlib.decompress(data[start : start + packed])
     entries = np.empty(count, dtype=ENTRY)
     offset = 0
-    for name in ENTRY.names:
+    for name in _INT_FIELDS:
         field = ENTRY.fields[name][0]
-        entries[name] = np.frombuffer(columns, dtype=field, count=count, offset=offset)
+        entries[name] = np.frombuffer(integers, dtype=field, count=count, offset=offset)
         offset += field.itemsize * count
+    offset = start + packed
+    for name in _FLOAT_FIELDS:
+        entries[name] = np.frombuffer(data, dtype="<f8", count=count, offset=offset)
+        offset += 8 * count
     return entries
 
 

@@ -129,7 +129,8 @@ class HistoryReader:
         end = row.last_step if end is None else end
         if buckets is None:
             return True, self.points(row.id, start, end)
-        in_window = self._window_count(row.id, start, end)
+        whole = start <= row.first_step and end >= row.last_step
+        in_window = row.count if whole else self._window_count(row.id, start, end)
         sizes = _levels(row.count)
         level = 0
         # The coarsest level whose entries in the window still number at least `buckets`.
@@ -162,16 +163,22 @@ class StoreQueries:
     engine: sa.Engine
 
     def _run_pks(self, connection: sa.Connection, paths: Sequence[str]) -> dict[str, tuple[int, float | None]]:
+        """Store keys of runs given as ``project/run_id``, in the order given; one query."""
         wanted = [tuple(p.split("/", 1)) for p in paths]
+        if any(len(pair) != 2 for pair in wanted):
+            raise ValueError(f"runs are given as project/run_id; got {paths!r}")
+        rows = connection.execute(
+            sa.select(projects.c.name, runs.c.run_id, runs.c.id, runs.c.created_at)
+            .join(projects, projects.c.id == runs.c.project_id)
+            .where(runs.c.run_id.in_({run_id for _, run_id in wanted}),
+                   projects.c.name.in_({project for project, _ in wanted}), runs.c.deleted.is_(False))
+        )
+        known = {(row.name, row.run_id): (row.id, row.created_at) for row in rows}
         found: dict[str, tuple[int, float | None]] = {}
         for project, run_id in wanted:
-            row = connection.execute(
-                sa.select(runs.c.id, runs.c.created_at).join(projects, projects.c.id == runs.c.project_id)
-                .where(projects.c.name == project, runs.c.run_id == run_id, runs.c.deleted.is_(False))
-            ).first()
-            if row is None:
+            if (project, run_id) not in known:
                 raise RunNotIndexed(f"run {project}/{run_id} is not in the store (run `tracklet index`)")
-            found[f"{project}/{run_id}"] = (row.id, row.created_at)
+            found[f"{project}/{run_id}"] = known[(project, run_id)]
         return found
 
     def history(

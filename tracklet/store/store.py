@@ -17,6 +17,8 @@ RUN_FIELDS = (
     "run_id", "name", "state", "tags", "group_name", "job_type", "notes", "host", "created_at", "updated_at",
     "heartbeat_at", "exit_code", "config", "summary", "keys", "last_step",
 )
+# What a listing returns unless asked for more: everything but the (possibly long) key list.
+LIST_FIELDS = tuple(field for field in RUN_FIELDS if field != "keys")
 
 
 class Store(StoreQueries):
@@ -45,11 +47,16 @@ class Store(StoreQueries):
         order_by: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        fields: tuple[str, ...] = LIST_FIELDS,
     ) -> list[dict[str, Any]]:
-        """A project's runs (dicts of ``RUN_FIELDS`` plus ``path``), newest first unless
-        ``order_by`` says otherwise; ``filter`` is an expression (``tracklet/store/filters.py``)."""
+        """A project's runs as dicts of ``fields`` (any of ``RUN_FIELDS``) plus ``path``, newest
+        first unless ``order_by`` says otherwise; ``filter`` is an expression (docs/store.md)."""
+        unknown = set(fields) - set(RUN_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
+        columns = [runs.c[field] for field in dict.fromkeys(("run_id", *fields))]
         stmt = (
-            sa.select(runs).join(projects, projects.c.id == runs.c.project_id)
+            sa.select(*columns).join(projects, projects.c.id == runs.c.project_id)
             .where(projects.c.name == project, runs.c.deleted.is_(False))
         )
         if filter:
@@ -65,11 +72,12 @@ class Store(StoreQueries):
         stmt = stmt.offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
+        prefix = project + "/"
         with self.engine.connect() as connection:
-            return [
-                {"path": f"{project}/{row.run_id}", **{field: getattr(row, field) for field in RUN_FIELDS}}
-                for row in connection.execute(stmt)
-            ]
+            listed = [dict(row) for row in connection.execute(stmt).mappings()]
+        for row in listed:
+            row["path"] = prefix + row["run_id"]
+        return listed
 
     def gc(self) -> int:
         """Remove runs whose record logs are gone from the data root (and their series and

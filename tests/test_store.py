@@ -44,7 +44,7 @@ def test_ingest_is_incremental_and_matches_the_record_log(root, store_url):
     report = store.index()
     assert report.runs_updated == 1
     assert store.index().runs_updated == 0  # nothing new: nothing read
-    (row,) = store.runs("p")
+    (row,) = store.runs("p", fields=("state", "config", "summary", "keys"))
     assert row["state"] == "finished" and row["config"] == {"lr": 0.1} and row["summary"]["best"] == 3
     assert row["summary"]["loss"] == 2999.0 and row["keys"] == ["loss"]
     (history,) = store.history(run.path, "loss", buckets=None)

@@ -28,7 +28,7 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
 from tracklet.core.settings import Settings, check_name
-from tracklet.core.values import fill_entries, flatten, is_supported_type, to_plain, type_name
+from tracklet.core.values import fill_entries, flatten, is_mapping, is_supported_type, to_plain, type_name
 from tracklet.proto import records_pb2 as pb
 
 _PLAIN_TYPES = frozenset({float, int, bool, str})
@@ -322,7 +322,7 @@ class Run:
     def _prepare(self, row: dict) -> dict:
         """The caller-side slow path: flatten nested mappings (copying them) and, in strict mode,
         reject unsupported values before anything from this call is queued."""
-        if any(isinstance(v, Mapping) for v in row.values()):
+        if any(map(is_mapping, row.values())):
             row = flatten(row)
         if self._strict:
             bad = [(k, v) for k, v in row.items() if not is_supported_type(v) or not isinstance(k, str)]

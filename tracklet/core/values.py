@@ -119,22 +119,21 @@ def _module_root(value: Any) -> str:
 
 
 def _numpy_scalar(value: Any) -> Any:
-    kind = value.dtype.kind
-    if kind == "b":
-        return bool(value)
-    if kind in "iu":
-        number = int(value)
-        return number if INT64_MIN <= number <= INT64_MAX else float(number)
-    if kind == "f":
-        return float(value)
-    if kind in "US":
-        return str(value)
-    raise Unsupported(f"numpy dtype {value.dtype}")
+    """A numpy scalar or one-element array as a builtin (``item()`` is exact for every real dtype:
+    float16/32 widen to float64 exactly)."""
+    if value.dtype.kind not in "biufUS":
+        raise Unsupported(f"numpy dtype {value.dtype}")
+    item = value.item()
+    if type(item) is bytes:
+        item = item.decode("utf-8", errors="replace")
+    if type(item) is int and not INT64_MIN <= item <= INT64_MAX:
+        return float(item)
+    return item
 
 
 def _from_array(array: Any) -> Any:
     if array.size == 1:
-        return _numpy_scalar(array.reshape(())[()])
+        return _numpy_scalar(array)
     if array.dtype.kind not in "biuf":
         raise Unsupported(f"array of dtype {array.dtype}")
     return histogram_of(array)
@@ -214,6 +213,19 @@ def is_supported_type(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return bool(value) and all(type(v) in (int, float) for v in value)
     return False
+
+
+_mapping_types: dict[type, bool] = {}
+
+
+def is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, cached per type: the ABC check costs far more than a dict
+    lookup, and ``log()`` asks it for every tensor and array it is given."""
+    kind = type(value)
+    known = _mapping_types.get(kind)
+    if known is None:
+        known = _mapping_types[kind] = isinstance(value, Mapping)
+    return known
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -299,3 +299,13 @@ def test_checkpoints_are_recorded_with_digest_size_and_score(start, tmp_path):
 
     assert digest(folder)[0] != second.sha256  # the directory digest covers every file
     assert third.error.startswith("FileNotFoundError") and third.sha256 == ""
+
+
+def test_define_metric_without_summary_keeps_an_earlier_summary_mode(start):
+    run = start()
+    run.define_metric("eval/*", summary="min")
+    run.define_metric("eval/*", step_metric="train/global_step")  # only the x axis
+    for value in (3.0, 1.0, 2.0):
+        run.log({"eval/loss": value})
+    assert run.summary["eval/loss"] == 1.0
+    run.finish()

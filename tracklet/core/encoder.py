@@ -62,6 +62,10 @@ class SummaryTracker:
         self._stats: dict[str, list[float]] = {}  # key -> [min, max, sum, count]
 
     def define(self, pattern: str, modes: Sequence[str]) -> None:
+        """A ``define_metric`` without ``summary=`` (only a step metric, say) leaves the summary
+        of matching keys as earlier definitions set it, as W&B does."""
+        if not modes:
+            return
         self._definitions.append((pattern, tuple(modes)))
         self._modes.clear()
 
@@ -69,7 +73,7 @@ class SummaryTracker:
         modes = ("last",)
         for pattern, defined in self._definitions:  # later definitions win
             if pattern == key or fnmatch.fnmatchcase(key, pattern):
-                modes = defined or ("last",)
+                modes = defined
         self._modes[key] = modes
         return modes
 

@@ -1,0 +1,472 @@
+"""Hugging Face Trainer integration: a tiny BERT built from a config (no downloads) trains for a few
+steps on random tokens, and the run is read back through the public Api."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+import tracklet  # noqa: E402
+from tracklet.core import lifecycle  # noqa: E402
+from tracklet.core.checkpoints import digest  # noqa: E402
+from tracklet.integrations import huggingface as hf  # noqa: E402
+from tracklet.integrations.huggingface import TrackletCallback, TrainingIncomplete  # noqa: E402
+
+from conftest import QUIET, REPO, read, run_script  # noqa: E402
+
+# A recording failure inside the callback is a TrackletWarning (training goes on): here it fails the test.
+pytestmark = pytest.mark.filterwarnings("error::tracklet.core.encoder.TrackletWarning")
+
+MAX_STEPS = 8
+
+
+class RandomTokens(torch.utils.data.Dataset):
+    def __init__(self, size: int = 32, length: int = 8, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.randint(1, 100, (size, length), generator=generator)
+        self.labels = torch.randint(0, 2, (size,), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {
+            "input_ids": self.input_ids[index],
+            "attention_mask": torch.ones_like(self.input_ids[index]),
+            "labels": self.labels[index],
+        }
+
+
+class ExplodingBert(transformers.BertForSequenceClassification):
+    """Raises ``self.error`` in the forward of training step ``self.fail_at`` (1-based)."""
+
+    fail_at: int | None = None
+    error: BaseException | None = None
+    calls = 0
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.fail_at and self.error is not None:
+                raise self.error
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+
+
+def tiny_config() -> transformers.BertConfig:
+    return transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+
+
+def tiny_model(cls=transformers.BertForSequenceClassification):
+    torch.manual_seed(0)
+    return cls(tiny_config())
+
+
+def make_trainer(output_dir, callback, model=None, **overrides) -> transformers.Trainer:
+    arguments = dict(
+        output_dir=str(output_dir),
+        max_steps=MAX_STEPS,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        logging_steps=2,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_strategy="steps",
+        save_steps=4,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    arguments.update(overrides)
+    return transformers.Trainer(
+        model=model if model is not None else tiny_model(),
+        args=transformers.TrainingArguments(**arguments),
+        train_dataset=RandomTokens(),
+        eval_dataset=RandomTokens(size=8, seed=1),
+        callbacks=[callback] if callback is not None else None,
+    )
+
+
+def quiet_callback(**kwargs) -> TrackletCallback:
+    return TrackletCallback(project=kwargs.pop("project", "hf"), settings=QUIET, **kwargs)
+
+
+def only_run(root: Path, project: str = "hf") -> tracklet.RecordedRun:
+    (recorded,) = tracklet.Api(root).runs(project)
+    return recorded
+
+
+def logged(trainer, key: str) -> dict[int, float]:
+    """{global_step: value} of one key of the Trainer's own log history."""
+    return {entry["step"]: entry[key] for entry in trainer.state.log_history if key in entry}
+
+
+def column(history, key: str) -> dict[int, object]:
+    return {step: value for step, value in zip(history["train/global_step"], history[key]) if value is not None}
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_a_training_run_records_config_history_summary_checkpoints_and_finishes(root, tmp_path):
+    callback = quiet_callback(config={"dataset": "random-tokens"})
+    trainer = make_trainer(tmp_path / "out", callback, load_best_model_at_end=True, metric_for_best_model="loss")
+    trainer.train()
+    run = callback.run
+    assert run.finished and lifecycle.current() is None
+
+    recorded = only_run(root)
+    assert recorded.path == run.path
+    assert (recorded.state, recorded.exit_code, recorded.error) == ("finished", 0, None)
+
+    # config: the model config at the top level, TrainingArguments under "training_args", counts, ours
+    config = recorded.config
+    assert (config["model_type"], config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) == (
+        "bert", 32, 2, 100
+    )
+    assert config["id2label"] == {"0": "LABEL_0", "1": "LABEL_1"}
+    args = config["training_args"]
+    assert (args["per_device_train_batch_size"], args["logging_steps"], args["max_steps"]) == (4, 2, MAX_STEPS)
+    assert args["eval_strategy"] == "steps" and args["output_dir"] == str(tmp_path / "out")
+    total = sum(p.numel() for p in trainer.model.parameters())
+    assert config["model/num_parameters"] == total == config["model/num_trainable_parameters"]
+    assert config["dataset"] == "random-tokens"
+    assert "peft_config" not in config
+
+    # history: the run's step is the Trainer's global step, also in train/global_step
+    history = recorded.history()
+    assert history["_step"] == history["train/global_step"] == [2, 4, 6, 8]
+    assert column(history, "train/loss") == pytest.approx(logged(trainer, "loss"))
+    assert sorted(column(history, "train/loss")) == [2, 4, 6, 8]
+    assert column(history, "train/learning_rate") == pytest.approx(logged(trainer, "learning_rate"))
+    assert column(history, "train/grad_norm") == pytest.approx(logged(trainer, "grad_norm"))
+    assert column(history, "train/epoch")[8] == 1.0
+    assert column(history, "eval/loss") == pytest.approx(logged(trainer, "eval_loss"))
+    assert sorted(column(history, "eval/loss")) == [4, 8]
+    assert set(column(history, "eval/runtime")) == {4, 8}
+    assert not any(k.startswith("train/train_") or k == "train/total_flos" for k in recorded.keys())  # noqa: SIM118
+    definitions = {d.name: d.step_metric for d in recorded.metric_definitions}
+    assert definitions == {"train/*": "train/global_step", "eval/*": "train/global_step", "test/*": "train/global_step"}
+
+    # summary: the Trainer's final totals under its own names, and the last value of every key
+    final = trainer.state.log_history[-1]
+    summary = recorded.summary
+    for key in ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"):
+        assert summary[key] == pytest.approx(final[key]), key
+    assert summary["train/global_step"] == MAX_STEPS
+    assert summary["eval/loss"] == pytest.approx(logged(trainer, "eval_loss")[8])
+    best = trainer.state.best_model_checkpoint
+    assert summary["best_model_checkpoint"] == best and summary["best_metric"] == pytest.approx(trainer.state.best_metric)
+
+    # checkpoints: one per save, matching the directories on disk, then the best one flagged
+    saved = sorted((tmp_path / "out").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in saved] == ["checkpoint-4", "checkpoint-8"]
+    *per_save, best_record = recorded.checkpoints
+    assert [Path(c.path) for c in per_save] == [p.absolute() for p in saved]
+    eval_loss = logged(trainer, "eval_loss")
+    for record, folder in zip(per_save, saved):
+        step = int(folder.name.split("-")[1])
+        assert (record.sha256, record.size_bytes) == digest(folder) and record.error == ""
+        assert record.step == step and record.monitor == "eval/loss"
+        assert record.score == pytest.approx(eval_loss[step])
+        assert record.metadata["global_step"] == step and record.metadata["metric_for_best_model"] == "loss"
+    assert per_save[0].metadata["best_so_far"] is True
+    assert Path(best_record.path) == Path(best).absolute()
+    assert best_record.metadata["best"] is True and best_record.monitor == "eval/loss"
+    assert best_record.score == pytest.approx(trainer.state.best_metric)
+    assert best_record.sha256 == digest(Path(best))[0]
+
+
+def test_peft_config_and_trainable_parameter_counts(root, tmp_path):
+    @dataclasses.dataclass
+    class LoraConfig:  # stands for peft.LoraConfig: peft need not be installed
+        r: int = 8
+        target_modules: set = dataclasses.field(default_factory=lambda: {"query", "value"})
+
+    model = tiny_model()
+    model.peft_config = {"default": LoraConfig()}
+    for parameter in model.bert.parameters():
+        parameter.requires_grad_(False)
+    callback = quiet_callback()
+    make_trainer(tmp_path / "out", callback, model=model, max_steps=1, eval_strategy="no", save_strategy="no").train()
+
+    config = only_run(root).config
+    assert config["peft_config"] == {"default": {"r": 8, "target_modules": ["query", "value"]}}
+    head = sum(p.numel() for p in model.classifier.parameters())
+    assert config["model/num_trainable_parameters"] == head
+    assert config["model/num_parameters"] == sum(p.numel() for p in model.parameters()) > head
+    assert only_run(root).checkpoints == []
+
+
+def test_an_active_run_is_reused_and_left_running(start, root, tmp_path):
+    run = start(project="mine")
+    run.define_metric("eval/loss", summary="min")
+    for step in range(3):
+        run.log({"user/prepare": step})
+    callback = TrackletCallback(project="ignored")  # an active run wins over project=
+    trainer = make_trainer(tmp_path / "out", callback)
+    trainer.train()
+    assert callback.run is run and not run.finished and tracklet.run is run
+    trainer.evaluate()  # outside training: still the same run, still not finished
+    assert not run.finished
+    run.log({"user/after": 1})
+    run.finish()
+
+    assert tracklet.Api(root).projects() == ["mine"]
+    recorded = read(run)
+    assert recorded.state == "finished"
+    assert recorded.config["hidden_size"] == 32 and recorded.config["training_args"]["logging_steps"] == 2
+    history = recorded.history()
+    # steps never go back: the Trainer's rows follow the user's, train/global_step keeps its steps
+    global_steps = [s for s in history["train/global_step"] if s is not None]
+    assert global_steps == [2, 4, 6, 8]  # evaluate() after training joins the row of global step 8
+    assert history["_step"][:3] == [0, 1, 2] and history["_step"][3] > 2
+    assert history["_step"] == sorted(set(history["_step"]))
+    assert column(history, "eval/loss") == pytest.approx(logged(trainer, "eval_loss"))
+    # the user's own definition still holds: no definitions are added to a run the callback did not start
+    assert [d.name for d in recorded.metric_definitions] == ["eval/loss"]
+    assert recorded.summary["eval/loss"] == pytest.approx(min(logged(trainer, "eval_loss").values()))
+    assert len(recorded.checkpoints) == 2
+
+
+def test_a_given_run_is_used_and_left_running(start, tmp_path):
+    run = start(project="given")
+    callback = TrackletCallback(run=run, id="ignored")
+    make_trainer(tmp_path / "out", callback, max_steps=2, eval_strategy="no", save_strategy="no").train()
+    assert callback.run is run and not run.finished
+    run.finish()
+    assert read(run).history()["train/global_step"] == [2]
+
+
+def test_autolog_attaches_the_callback_to_a_trainer(start, root, tmp_path):
+    run = start(project="auto")
+    tracklet.autolog("huggingface")
+    try:
+        trainer = make_trainer(tmp_path / "out", None, max_steps=4, eval_strategy="no", save_strategy="no")
+        (callback,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, TrackletCallback)]
+        trainer.train()
+    finally:
+        tracklet.autolog(disable=True)
+    assert callback.run is run and not run.finished
+    run.finish()
+    recorded = read(run)
+    assert recorded.history()["train/global_step"] == [2, 4] and recorded.config["model_type"] == "bert"
+
+
+def test_evaluate_and_predict_after_training_resume_the_run_and_finish_it(root, tmp_path):
+    callback = quiet_callback()
+    trainer = make_trainer(tmp_path / "out", callback, save_strategy="no")
+    trainer.train()
+    assert callback.run.finished
+    metrics = trainer.evaluate()
+    assert callback.run.finished
+    trainer.predict(RandomTokens(size=8, seed=2))
+    assert callback.run.finished and lifecycle.current() is None
+
+    recorded = only_run(root)  # one run, three sessions
+    assert recorded.state == "finished" and recorded.metadata["sessions"] == 3
+    assert len(recorded.metric_definitions) == 3  # defined once, not again in each session
+    history = recorded.history()
+    rows = list(history.rows())
+    assert rows[-2]["eval/loss"] == pytest.approx(metrics["eval_loss"]) and rows[-2]["train/global_step"] == MAX_STEPS
+    assert "test/loss" in rows[-1] and rows[-1]["train/global_step"] == MAX_STEPS
+    assert history["_step"] == sorted(set(history["_step"]))
+
+
+def test_evaluate_without_training_records_a_run(root, tmp_path):
+    callback = quiet_callback()
+    trainer = make_trainer(tmp_path / "out", callback)
+    metrics = trainer.evaluate()
+    recorded = only_run(root)
+    assert recorded.state == "finished"
+    assert recorded.config["model_type"] == "bert" and "training_args" in recorded.config
+    (row,) = recorded.history().rows()
+    assert row["eval/loss"] == pytest.approx(metrics["eval_loss"]) and row["train/global_step"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- failure
+
+FAILING_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_integration_huggingface import ExplodingBert, make_trainer, tiny_model
+from tracklet.integrations.huggingface import TrackletCallback
+
+model = tiny_model(ExplodingBert)
+model.fail_at, model.error = 6, {error}
+trainer = make_trainer({out!r}, TrackletCallback(project="hf"), model=model)
+{call}
+print("after train()")
+"""
+
+
+def _failing(tmp_path, error: str, call: str = "trainer.train()"):
+    code = FAILING_SCRIPT.format(tests=str(REPO / "tests"), out=str(tmp_path / "out"), error=error, call=call)
+    env = {"TRACKLET_CONSOLE": "off", "TRACKLET_SYSTEM_METRICS": "false", "TRACKLET_CAPTURE_ENVIRONMENT": "false"}
+    return run_script(code, env=env, timeout=120)
+
+
+def _assert_recorded_up_to_the_failure(recorded, tmp_path):
+    history = recorded.history()
+    assert history["_step"] == history["train/global_step"] == [2, 4]  # step 6 never completed
+    assert set(column(history, "train/loss")) == {2, 4} and set(column(history, "eval/loss")) == {4}
+    (checkpoint,) = recorded.checkpoints
+    assert Path(checkpoint.path) == (tmp_path / "out" / "checkpoint-4").absolute()
+    assert checkpoint.sha256 == digest(Path(checkpoint.path))[0]
+    assert not any(key in recorded.summary for key in ("train_runtime", "total_flos"))
+
+
+def test_an_exception_escaping_train_fails_the_run_at_process_exit(root, tmp_path):
+    done = _failing(tmp_path, 'RuntimeError("loss diverged")')
+    assert done.returncode == 1, done.stderr
+    assert "RuntimeError: loss diverged" in done.stderr and "after train()" not in done.stdout
+    recorded = only_run(root)
+    assert (recorded.state, recorded.exit_code, recorded.error) == ("failed", 1, "RuntimeError: loss diverged")
+    assert "ExplodingBert" not in recorded.error and "in forward" in recorded.traceback
+    _assert_recorded_up_to_the_failure(recorded, tmp_path)
+
+
+def test_keyboard_interrupt_during_train_fails_the_run_with_130(root, tmp_path):
+    done = _failing(tmp_path, "KeyboardInterrupt()")
+    assert done.returncode in (130, -2), (done.returncode, done.stderr)
+    recorded = only_run(root)
+    assert (recorded.state, recorded.exit_code, recorded.error) == ("failed", 130, "KeyboardInterrupt: ")
+    _assert_recorded_up_to_the_failure(recorded, tmp_path)
+
+
+def test_an_exception_caught_by_the_caller_fails_the_run_at_exit(root, tmp_path, monkeypatch):
+    # as in a process that ends normally (other tests may have left these set in this one)
+    monkeypatch.setattr(lifecycle, "_escaped", None)
+    monkeypatch.setattr(lifecycle, "_exit_status", None, raising=False)
+    model = tiny_model(ExplodingBert)
+    model.fail_at, model.error = 3, RuntimeError("out of memory")
+    callback = quiet_callback()
+    trainer = make_trainer(tmp_path / "out", callback, model=model, save_strategy="no")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.train()
+    assert not callback.run.finished
+    hf._finish_abandoned_at_exit()  # what atexit runs before tracklet's own exit hook
+    recorded = only_run(root)
+    assert (recorded.state, recorded.exit_code) == ("failed", 1)
+    assert recorded.error.startswith("TrainingIncomplete: trainer.train() stopped before on_train_end")
+    assert "the process exited" in recorded.error
+    assert recorded.history()["train/global_step"] == [2]
+
+
+def test_the_context_manager_fails_the_run_with_the_exception_itself(root, tmp_path):
+    model = tiny_model(ExplodingBert)
+    model.fail_at, model.error = 3, ValueError("bad batch")
+    callback = quiet_callback()
+    trainer = make_trainer(tmp_path / "out", callback, model=model)
+    with pytest.raises(ValueError, match="bad batch"), callback:
+        trainer.train()
+    assert callback.run.finished
+    recorded = only_run(root)
+    assert (recorded.state, recorded.exit_code, recorded.error) == ("failed", 1, "ValueError: bad batch")
+    assert recorded.history()["train/global_step"] == [2]
+
+
+def test_a_caught_failure_is_finished_as_failed_when_train_is_called_again(root, tmp_path):
+    model = tiny_model(ExplodingBert)
+    model.fail_at, model.error = 3, RuntimeError("flaky")
+    callback = quiet_callback()
+    trainer = make_trainer(tmp_path / "out", callback, model=model, save_strategy="no")
+    with pytest.raises(RuntimeError, match="flaky"):
+        trainer.train()
+    first = callback.run
+    assert not first.finished  # nothing told the callback: still running
+    trainer.train()  # the model fails only once
+    second = callback.run
+    assert first.finished and second.finished and second is not first
+    api = tracklet.Api(root)
+    failed, finished = api.run(first.path), api.run(second.path)
+    assert (failed.state, failed.exit_code) == ("failed", 1)
+    assert failed.error.startswith("TrainingIncomplete:") and "a new trainer.train() call began" in failed.error
+    assert finished.state == "finished" and finished.history()["train/global_step"] == [2, 4, 6, 8]
+
+
+# ---------------------------------------------------------------------------------------------- units
+
+
+class _State:
+    def __init__(self, zero: bool) -> None:
+        self.is_world_process_zero = zero
+        self.global_step = 4
+        self.epoch = 0.5
+        self.best_metric = None
+        self.best_global_step = None
+        self.best_model_checkpoint = None
+        self.trial_name = None
+
+
+def test_only_world_process_zero_records(root, tmp_path):
+    callback = quiet_callback()
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    state, model = _State(zero=False), tiny_model()
+    callback.on_train_begin(args, state, None, model=model)
+    callback.on_log(args, state, None, logs={"loss": 1.0}, model=model)
+    callback.on_evaluate(args, state, None, metrics={"eval_loss": 1.0}, model=model)
+    callback.on_predict(args, state, None, metrics={"test_loss": 1.0}, model=model)
+    callback.on_save(args, state, None)
+    callback.on_train_end(args, state, None)
+    assert callback.run is None and lifecycle.current() is None and not root.exists()
+
+
+def test_rewrite_logs_and_the_monitored_key():
+    assert hf.rewrite_logs({"loss": 1, "eval_loss": 2, "test_f1": 3, "epoch": 1.0, "eval/acc": 4, "train/x": 5}) == {
+        "train/loss": 1, "eval/loss": 2, "test/f1": 3, "train/epoch": 1.0, "eval/acc": 4, "train/x": 5,
+    }
+    assert hf.monitored_key("loss") == hf.monitored_key("eval_loss") == "eval/loss"
+    assert hf.monitored_key("accuracy") == "eval/accuracy" and hf.monitored_key(None) is None
+
+
+def test_checkpoint_dir_finds_a_hyperparameter_search_trial_folder(tmp_path):
+    assert hf.checkpoint_dir(str(tmp_path), 4) == os.path.join(str(tmp_path), "checkpoint-4")
+    trial = tmp_path / "run-3" / "checkpoint-4"
+    trial.mkdir(parents=True)
+    assert hf.checkpoint_dir(str(tmp_path), 4) == str(trial)
+
+
+def test_a_recording_failure_warns_once_and_training_goes_on(root, tmp_path, monkeypatch):
+    def broken(model):
+        raise RuntimeError("config exploded")
+
+    monkeypatch.setattr(hf, "model_config", broken)
+    callback = quiet_callback()
+    trainer = make_trainer(tmp_path / "out", callback, max_steps=2, eval_strategy="no", save_strategy="no")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    messages = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
+    assert len(messages) == 1 and "could not record on_train_begin" in messages[0] and "config exploded" in messages[0]
+    recorded = only_run(root)
+    assert recorded.state == "finished" and recorded.history()["train/global_step"] == [2]
+
+
+def test_bad_arguments_fail_when_the_callback_is_made():
+    with pytest.raises(TypeError, match="config"):
+        TrackletCallback(config=["not", "a", "dict"])
+    with pytest.raises(ValueError, match="project"):
+        TrackletCallback(project="no spaces/allowed")
+
+
+def test_training_incomplete_is_a_runtime_error():
+    assert issubclass(TrainingIncomplete, RuntimeError)
+
+
+def test_disabled_mode_trains_and_writes_nothing(root, tmp_path):
+    callback = TrackletCallback(project="hf", mode="disabled")
+    trainer = make_trainer(tmp_path / "out", callback, max_steps=4)
+    trainer.train()
+    trainer.evaluate()
+    assert callback.run.finished and isinstance(callback.run, tracklet.Run)
+    assert not root.exists() and (tmp_path / "out" / "checkpoint-4").is_dir()

@@ -1,0 +1,524 @@
+"""Hugging Face Transformers: ``Trainer(callbacks=[TrackletCallback(project="nlp")])``.
+
+What the callback records (docs/integrations/huggingface.md has the whole contract):
+
+- config, at ``on_train_begin``: the model config (``model.config.to_dict()``) at the top level,
+  as W&B's callback does; ``TrainingArguments.to_dict()`` under ``"training_args"``; PEFT adapter
+  configs under ``"peft_config"`` when the model has a ``peft_config`` (duck-typed: peft need not
+  be installed); ``"model/num_parameters"`` and ``"model/num_trainable_parameters"``; then the
+  ``config=`` given to the callback, which wins.
+- history, at ``on_log``: ``eval_*`` keys as ``eval/*``, ``test_*`` as ``test/*``, the rest as
+  ``train/*``, each row at step ``state.global_step`` with ``train/global_step`` beside it. The
+  Trainer's last log (``train_runtime``, ``train_samples_per_second``, ``total_flos``,
+  ``train_loss`` ...) goes to ``run.summary`` under the Trainer's own names instead.
+- ``on_evaluate`` and ``on_predict`` metrics (the ones ``on_log`` did not already record).
+- checkpoints, at ``on_save``: ``<output_dir>/checkpoint-<global_step>`` through
+  ``run.log_checkpoint`` (path, size, SHA-256 off-thread) with the monitored eval metric as its
+  score; at ``on_train_end`` the Trainer's best checkpoint once more, with ``metadata["best"]``.
+
+Which run: ``TrackletCallback(run=...)``, else the active one (``tracklet.run``) if there is one,
+and then the callback never finishes it; otherwise the callback starts its own at ``on_train_begin`` and finishes it (exit 0)
+at ``on_train_end``. An ``evaluate()``/``predict()`` after training resumes that run for the call
+and finishes it again. Only the world's process zero records anything.
+
+An exception escaping ``trainer.train()`` never reaches a callback. Uncaught, it reaches
+tracklet's ``sys.excepthook`` and the run is finished at interpreter exit as ``failed`` with that
+exception (exit code 130 for ``KeyboardInterrupt``). Caught by the caller, the run is finished as
+``failed`` (``TrainingIncomplete``) when the next ``train()`` begins or at interpreter exit. Use
+the callback as a context manager (``with callback: trainer.train()``) to have it finished at once,
+with the exception itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import glob
+import math
+import os
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from transformers import TrainerCallback
+
+import tracklet
+from tracklet.core import lifecycle
+from tracklet.core.encoder import TrackletWarning
+from tracklet.core.settings import Settings, check_name
+from tracklet.core.values import to_plain
+
+GLOBAL_STEP = "train/global_step"
+TRAINING_ARGS_KEY = "training_args"
+PEFT_KEY = "peft_config"
+NUM_PARAMETERS_KEY = "model/num_parameters"
+NUM_TRAINABLE_KEY = "model/num_trainable_parameters"
+# Only the Trainer's last log (the totals of a train() call) has this key.
+_FINAL_LOG_KEY = "total_flos"
+_PREFIXES = (("eval_", "eval/"), ("test_", "test/"))
+_KEPT_PREFIXES = ("train/", "eval/", "test/")
+_CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR
+
+
+class TrainingIncomplete(RuntimeError):
+    """Why a run the callback started is ``failed`` when ``trainer.train()`` never reached
+    ``on_train_end`` and the exception that stopped it was caught by the caller."""
+
+
+def _rewrite_key(key: Any) -> str:
+    key = str(key)
+    for prefix, group in _PREFIXES:
+        if key.startswith(prefix):
+            return group + key[len(prefix):]
+    return key if key.startswith(_KEPT_PREFIXES) else "train/" + key
+
+
+_rewritten: dict[Any, str] = {}  # the Trainer logs the same few keys over and over
+
+
+def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """``eval_loss`` -> ``eval/loss``, ``test_f1`` -> ``test/f1``, ``loss`` -> ``train/loss``.
+
+    Keys that already start with ``train/``, ``eval/`` or ``test/`` are kept as they are."""
+    names = _rewritten
+    try:
+        return {names[key]: value for key, value in logs.items()}
+    except KeyError:
+        if len(names) > 10_000:
+            names.clear()
+        for key in logs:
+            if key not in names:
+                names[key] = _rewrite_key(key)
+        return {names[key]: value for key, value in logs.items()}
+
+
+def monitored_key(metric_for_best_model: str | None) -> str | None:
+    """The Trainer's ``metric_for_best_model`` as the key it is logged under: ``loss`` and
+    ``eval_loss`` both become ``eval/loss``."""
+    if not metric_for_best_model:
+        return None
+    return "eval/" + metric_for_best_model.removeprefix("eval_")
+
+
+def parameter_counts(model: Any) -> tuple[int, int] | None:
+    """(total, trainable) parameters; ``ds_numel`` for DeepSpeed ZeRO-3 partitioned ones."""
+    parameters = getattr(model, "parameters", None)
+    if not callable(parameters):
+        return None
+    total = trainable = 0
+    for parameter in parameters():  # torch deduplicates shared (tied) parameters
+        count = int(getattr(parameter, "ds_numel", 0) or parameter.numel())
+        total += count
+        if getattr(parameter, "requires_grad", False):
+            trainable += count
+    return total, trainable
+
+
+def _plain_config(config: Any) -> Any:
+    to_dict = getattr(config, "to_dict", None)
+    return to_plain(to_dict() if callable(to_dict) else config)
+
+
+def model_config(model: Any) -> dict[str, Any]:
+    """The model's config (top-level keys), its PEFT configs and its parameter counts."""
+    config: dict[str, Any] = {}
+    model_settings = getattr(model, "config", None)
+    if model_settings is not None:
+        plain = _plain_config(model_settings)
+        if isinstance(plain, dict):
+            config.update(plain)
+    peft = getattr(model, "peft_config", None)
+    if peft:
+        if isinstance(peft, Mapping):  # peft: {adapter name: PeftConfig}
+            config[PEFT_KEY] = {str(name): _plain_config(value) for name, value in peft.items()}
+        else:
+            config[PEFT_KEY] = _plain_config(peft)
+    counts = parameter_counts(model)
+    if counts is not None:
+        config[NUM_PARAMETERS_KEY], config[NUM_TRAINABLE_KEY] = counts
+    return config
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal plain values (NaN equals NaN); anything else only when it is the same object."""
+    if a is b:
+        return True
+    if type(a) not in (int, float, bool, str) or type(b) not in (int, float, bool, str):
+        return False
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+# Callbacks inside a train() call whose run they started; see _finish_abandoned_at_exit. Strong
+# references: a callback whose Trainer was dropped after a caught exception must still be found.
+_training: set[TrackletCallback] = set()
+_exit_guard_lock = threading.Lock()
+_exit_guard_installed = False
+
+
+def _install_exit_guard() -> None:
+    """Registered after tracklet's own exit hook (atexit runs the later one first)."""
+    global _exit_guard_installed
+    with _exit_guard_lock:
+        if not _exit_guard_installed:
+            _exit_guard_installed = True
+            atexit.register(_finish_abandoned_at_exit)
+
+
+def _finish_abandoned_at_exit() -> None:
+    if getattr(lifecycle, "_escaped", None) is not None or getattr(lifecycle, "_exit_status", None):
+        return  # tracklet's exit hook records the exception or exit code that ended the process
+    for callback in list(_training):
+        callback._finish_abandoned("the process exited")
+
+
+class TrackletCallback(TrainerCallback):
+    """Records a ``transformers.Trainer``'s training to tracklet; see the module docstring.
+
+    ``run``: a run to record to (the callback never finishes it); otherwise the active run, else
+    one the callback starts, with the other arguments but ``config`` and ``log_checkpoints`` going
+    to :func:`tracklet.init`; its name defaults to ``TrainingArguments.run_name`` (or the
+    hyperparameter-search trial's name). ``config`` is added to the run's config last.
+    ``log_checkpoints=False`` records no checkpoints.
+    """
+
+    _tracklet_integration = True
+
+    def __init__(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        config: Any = None,
+        tags: Sequence[str] | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        notes: str | None = None,
+        dir: str | os.PathLike | None = None,
+        id: str | None = None,
+        resume: bool | str | None = None,
+        mode: str | None = None,
+        settings: Settings | Mapping[str, Any] | None = None,
+        run: Any = None,
+        log_checkpoints: bool = True,
+    ) -> None:
+        if project is not None:
+            check_name("project", project)  # a bad name fails here, not after the model has loaded
+        if id is not None:
+            check_name("run id", id)
+        self._init_args: dict[str, Any] = dict(
+            project=project, tags=tags, group=group, job_type=job_type, notes=notes,
+            dir=os.fspath(dir) if dir is not None else None, id=id, resume=resume, mode=mode, settings=settings,
+        )
+        self._given = run  # a run to record to; never finished by the callback
+        self._name = name
+        self._config = to_plain(config) if config is not None else None
+        if self._config is not None and not isinstance(self._config, dict):
+            raise TypeError(f"TrackletCallback(config=...) takes a dict, dataclass or Namespace; got {type(config).__name__}")
+        self._log_checkpoints = log_checkpoints
+        self._run: Any = None
+        self._owned = False  # True for a run this callback started (or resumed): it finishes it
+        self._configured: Any = None  # the run the config was recorded to
+        self._offset = 0  # run step = global_step + offset (0 for a run the callback started)
+        self._in_train = False
+        self._last_row: tuple[Any, int, dict[str, Any]] = (None, -1, {})
+        self._last_eval: tuple[int, dict[str, Any]] = (-1, {})
+        self._warned: set[str] = set()
+
+    @property
+    def run(self) -> tracklet.Run | None:
+        """The run this callback records to (None before the first event)."""
+        return self._run
+
+    # ---------------------------------------------------------------- Trainer events
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        self._finish_abandoned("a new trainer.train() call began")
+        run = self._attach(args, state, model, fresh=True)
+        self._in_train = True
+        if self._owned:
+            _training.add(self)
+        with self._recording("on_train_begin"):
+            self._record_config(run, args, model)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
+               model: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        run = self._attach(args, state, model, fresh=False)
+        try:  # the hot path: try/except costs nothing, a context manager ~1 us
+            if _FINAL_LOG_KEY in logs:  # the totals of the train() call: summary, not history
+                run.summary.update({k: v for k, v in logs.items() if k != "epoch"})
+                row = {"train/epoch": logs["epoch"]} if "epoch" in logs else {}
+            else:
+                row = rewrite_logs(logs)
+            self._log_row(run, row, state.global_step)
+        except Exception as error:
+            self._failed("on_log", error)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
+                    model: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        self._last_eval = (state.global_step, dict(metrics or {}))
+        if metrics:
+            run = self._attach(args, state, model, fresh=False)
+            with self._recording("on_evaluate"):
+                row = rewrite_logs(metrics)
+                last_run, last_step, last_row = self._last_row
+                already = last_run is run and last_step == state.global_step and all(
+                    key in last_row and _same(last_row[key], value) for key, value in row.items()
+                )
+                if not already:  # Trainer.evaluate() passes the metrics to on_log first
+                    self._log_row(run, row, state.global_step)
+        if not self._in_train:
+            self._end_call()
+
+    def on_predict(self, args: Any, state: Any, control: Any, metrics: Mapping[str, Any] | None = None,
+                   model: Any = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        if metrics:
+            run = self._attach(args, state, model, fresh=False)
+            with self._recording("on_predict"):
+                self._log_row(run, rewrite_logs(metrics), state.global_step)
+        if not self._in_train:
+            self._end_call()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        run = self._run
+        if not state.is_world_process_zero or not self._log_checkpoints or run is None or run.finished:
+            return
+        with self._recording("on_save"):
+            step = state.global_step
+            monitor = monitored_key(args.metric_for_best_model)
+            score = None
+            eval_step, metrics = self._last_eval
+            if monitor is not None and eval_step == step:
+                value = rewrite_logs(metrics).get(monitor)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    score = float(value)
+            best_step = _best_step(state)
+            metadata = {
+                "global_step": step,
+                "epoch": state.epoch,
+                "best_so_far": best_step is not None and best_step == step,
+                "best_metric": state.best_metric,
+                "metric_for_best_model": args.metric_for_best_model,
+                "greater_is_better": args.greater_is_better,
+            }
+            run.log_checkpoint(
+                checkpoint_dir(args.output_dir, step), step=step + self._offset, score=score,
+                monitor=monitor, metadata=metadata,
+            )
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        self._in_train = False
+        _training.discard(self)
+        run = self._run
+        if run is None or run.finished:
+            return
+        with self._recording("on_train_end"):
+            best = state.best_model_checkpoint
+            if best:
+                best_step = _best_step(state)
+                if best_step is None:
+                    best_step = state.global_step
+                run.summary.update({
+                    "best_model_checkpoint": str(best),
+                    "best_metric": state.best_metric,
+                    "best_global_step": best_step,
+                })
+                if self._log_checkpoints:
+                    run.log_checkpoint(
+                        best, step=best_step + self._offset, score=state.best_metric,
+                        monitor=monitored_key(args.metric_for_best_model),
+                        metadata={
+                            "best": True,
+                            "global_step": best_step,
+                            "metric_for_best_model": args.metric_for_best_model,
+                            "greater_is_better": args.greater_is_better,
+                        },
+                    )
+        if self._owned:
+            run.finish(0)
+
+    # ---------------------------------------------------------------- context manager
+
+    def __enter__(self) -> TrackletCallback:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        """Finish the run this callback started: ``failed`` with ``error`` if one is escaping
+        (exit code 130 for ``KeyboardInterrupt``), else finished. A run it did not start is
+        left as it is."""
+        self._in_train = False
+        _training.discard(self)
+        run = self._run
+        if run is None or not self._owned or run.finished:
+            return
+        if error is None:
+            run.finish(0)
+        else:
+            run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
+
+    # ---------------------------------------------------------------- internals
+
+    def _attach(self, args: Any, state: Any, model: Any, *, fresh: bool) -> Any:
+        """The run to record to: the one in use, else the active run, else (outside a ``train()``
+        call, ``fresh=False``) this callback's last run resumed, else a new run."""
+        run = self._run
+        if run is not None and not run.finished:
+            if not (fresh and self._owned):
+                return run
+            run.finish(0)  # left open by an event after the last train() call: a new call, a new run
+        given = self._given
+        current = given if given is not None and not given.finished else lifecycle.current()
+        if current is not None:
+            self._use(current, owned=False)
+            if self._configured is not current and not fresh:
+                with self._recording("config"):
+                    self._record_config(current, args, model)
+            return current
+        if run is not None and self._owned and not fresh:
+            try:
+                resumed = self._resume(run)
+            except Exception as error:  # e.g. its directory was removed: record to a new run instead
+                self._failed("resume", error)
+            else:
+                self._use(resumed, owned=True, define=False)  # the log has the definitions
+                self._configured = resumed
+                return resumed
+        trial = getattr(state, "trial_name", None)
+        name = self._name or (str(trial) if trial else None) or _run_name(args)
+        run = tracklet.init(name=name, **self._init_args)
+        self._use(run, owned=True)
+        if not fresh:
+            with self._recording("config"):
+                self._record_config(run, args, model)
+        return run
+
+    def _use(self, run: Any, *, owned: bool, define: bool = True) -> None:
+        if run is self._run:
+            return
+        self._run, self._owned, self._offset = run, owned, 0
+        self._last_row = (None, -1, {})
+        if owned:
+            _install_exit_guard()
+        if owned and define:
+            with self._recording("define_metric"):
+                # Only on runs the callback starts: a definition without summary= would replace
+                # a summary mode the user set on their own run.
+                for pattern in ("train/*", "eval/*", "test/*"):
+                    run.define_metric(pattern, step_metric=GLOBAL_STEP)
+
+    @staticmethod
+    def _resume(run: Any) -> Any:
+        settings = dataclasses.asdict(run.settings)
+        settings.pop("project", None)
+        settings["capture_environment"] = False  # the first session captured it
+        return tracklet.init(project=run.project, id=run.id, resume="allow", settings=settings)
+
+    def _record_config(self, run: Any, args: Any, model: Any) -> None:
+        self._configured = run
+        config = model_config(model) if model is not None else {}
+        to_dict = getattr(args, "to_dict", None)
+        if callable(to_dict):
+            config[TRAINING_ARGS_KEY] = to_dict()
+        if self._config is not None:
+            config.update(self._config)
+        run.config.update(config)
+
+    def _run_step(self, run: Any, global_step: int) -> int:
+        """The run step for a Trainer step. A run the callback started uses ``global_step``
+        itself; on a run that is already further along (the user's own run, a resumed one, a
+        second ``train()`` call) rows go to the run's current step and on from there, since steps
+        never go back; ``train/global_step`` always holds the Trainer's step."""
+        step = global_step + self._offset
+        if step < run.step:
+            self._offset = run.step - global_step
+            step = run.step
+        return step
+
+    def _log_row(self, run: Any, row: dict[str, Any], global_step: int) -> None:
+        row[GLOBAL_STEP] = global_step
+        run.log(row, step=self._run_step(run, global_step))
+        self._last_row = (run, global_step, row)
+
+    def _end_call(self) -> None:
+        """After an ``evaluate()``/``predict()`` call outside training: finish the run again if it
+        is this callback's."""
+        run = self._run
+        if run is not None and self._owned and not run.finished:
+            run.finish(0)
+
+    def _finish_abandoned(self, why: str) -> None:
+        """A ``train()`` call that never reached ``on_train_end``: its exception was caught."""
+        if not self._in_train:
+            return
+        self._in_train = False
+        _training.discard(self)
+        run = self._run
+        if run is None or not self._owned or run.finished:
+            return
+        error = TrainingIncomplete(
+            f"trainer.train() stopped before on_train_end (an exception was raised in it and caught by the caller); "
+            f"{why}"
+        )
+        run.finish(1, error=error)
+
+    @contextlib.contextmanager
+    def _recording(self, where: str) -> Iterator[None]:
+        """Recording failures warn (once per event) and never stop training."""
+        try:
+            yield
+        except Exception as error:
+            self._failed(where, error)
+
+    def _failed(self, where: str, error: Exception) -> None:
+        if where not in self._warned:
+            self._warned.add(where)
+            warnings.warn(
+                f"tracklet: the Hugging Face callback could not record {where}: {error!r}; training goes on",
+                TrackletWarning,
+                stacklevel=4,
+            )
+
+
+def checkpoint_dir(output_dir: str, global_step: int) -> str:
+    """Where the Trainer saved the checkpoint of ``global_step``: ``<output_dir>/checkpoint-<N>``,
+    or ``<output_dir>/<trial run>/checkpoint-<N>`` during a hyperparameter search."""
+    folder = f"{_CHECKPOINT_PREFIX}-{global_step}"
+    path = os.path.join(output_dir, folder)
+    if not os.path.isdir(path):
+        nested = [p for p in glob.glob(os.path.join(glob.escape(output_dir), "*", folder)) if os.path.isdir(p)]
+        if nested:
+            return max(nested, key=os.path.getmtime)
+    return path
+
+
+def _best_step(state: Any) -> int | None:
+    """The global step of the best checkpoint: ``state.best_global_step`` (newer transformers),
+    else the ``-<N>`` of ``state.best_model_checkpoint``."""
+    step = getattr(state, "best_global_step", None)
+    if step is not None:
+        return int(step)
+    best = getattr(state, "best_model_checkpoint", None)
+    if not best:
+        return None
+    tail = os.path.basename(os.path.normpath(str(best))).rpartition("-")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+def _run_name(args: Any) -> str | None:
+    name = getattr(args, "run_name", None)
+    if not name or name == getattr(args, "output_dir", None):
+        return None  # older transformers default run_name to output_dir
+    return str(name)
+
+
+__all__ = ["TrackletCallback", "TrainingIncomplete", "rewrite_logs"]

@@ -110,8 +110,8 @@ def test_many_runs_and_time_axes(root, store_url):
     assert np.all(np.diff(relative.x) >= 0) and 0 <= relative.x[0] < relative.x[-1] < 60
     (absolute,) = store.history(made[0].path, "acc", x="time", buckets=10)
     assert absolute.x[0] > 1.7e9
-    with pytest.raises(ValueError, match="x must be one of"):
-        store.history(made[0].path, "acc", x="epoch")
+    with pytest.raises(ValueError, match="x must be step, time, relative_time or a metric"):
+        store.history(made[0].path, "acc", x="")
     with pytest.raises(RunNotIndexed, match="tracklet index"):
         store.history("p/nope", "acc")
 
@@ -254,3 +254,41 @@ def test_cli_filter_sort_index_and_gc(root):
     shutil.rmtree(run.dir)
     collected = runner.invoke(main, ["--dir", str(root), "gc"])
     assert collected.exit_code == 0 and "Removed 1" in collected.output
+
+
+def test_another_metric_as_the_x_axis(root, store_url):
+    run = tracklet.init(project="p", dir=str(root), settings=QUIET)
+    for step in range(1000):
+        row = {"loss": 1000.0 - step, "tokens": step * 512.0}
+        if step % 100 == 99:
+            row["epoch"] = (step + 1) // 100
+        run.log(row)
+    run.finish()
+    store = Store(store_url, root=root)
+    store.index()
+    (by_tokens,) = store.history(run.path, "loss", x="tokens", buckets=None)
+    assert np.array_equal(by_tokens.x, by_tokens.steps * 512.0)
+    (window,) = store.history(run.path, "loss", x="tokens", start=512 * 100, end=512 * 199, buckets=None)
+    assert window.steps[0] == 100 and window.steps[-1] == 199
+    (by_epoch,) = store.history(run.path, "loss", x="epoch", start=2, end=3, buckets=None)
+    assert by_epoch.steps[0] == 199 and by_epoch.steps[-1] == 299  # epochs 2..3 were logged at steps 199..299
+    assert by_epoch.x[0] == 2.0 and by_epoch.x[-1] == 3.0
+    (missing,) = store.history(run.path, "loss", x="no_such_metric", buckets=10)
+    assert np.all(np.isnan(missing.x))
+
+
+def test_points_logged_with_changing_key_sets_stay_in_row_order(root, store_url):
+    run = tracklet.init(project="p", dir=str(root), settings=QUIET)
+    for step in range(300):
+        if step % 10 == 9:
+            run.log({"loss": float(step), "eval/acc": step / 300})
+        else:
+            run.log({"loss": float(step)})
+    run.log({"loss": -1.0}, step=300)
+    run.log({"loss": -2.0, "extra": 1}, step=300)  # the same key twice at one step: the later value wins
+    run.finish()
+    store = Store(store_url, root=root)
+    store.index()
+    (loss,) = store.history(run.path, "loss", buckets=None)
+    assert loss.steps.tolist() == list(range(301)) and loss.values[:300].tolist() == [float(s) for s in range(300)]
+    assert loss.values[-1] == -2.0

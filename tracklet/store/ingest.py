@@ -63,21 +63,29 @@ class IndexReport:
 
 
 class _Points:
-    """New points of one key collected during an ingest pass."""
+    """New points of one key collected during an ingest pass, with the order they were logged in
+    (batch number, row in the batch): a batch stores a key once per key set, so rows with and
+    without an eval metric arrive as two groups, not in row order."""
 
-    __slots__ = ("steps", "values")
+    __slots__ = ("steps", "values", "order")
 
     def __init__(self) -> None:
         self.steps: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
+        self.order: list[np.ndarray] = []
 
-    def add(self, steps: np.ndarray, values: np.ndarray) -> None:
+    def add(self, steps: np.ndarray, values: np.ndarray, order: np.ndarray) -> None:
         self.steps.append(steps)
         self.values.append(values)
+        self.order.append(order)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         steps = np.concatenate(self.steps)
         values = np.concatenate(self.values)
+        order = np.concatenate(self.order)
+        if len(order) > 1 and np.any(order[1:] < order[:-1]):
+            by_row = np.argsort(order, kind="stable")
+            steps, values = steps[by_row], values[by_row]
         # Several values of one key at one step (commit=False rows, a repeated log): keep the last.
         keep = np.append(steps[1:] != steps[:-1], True) if len(steps) else np.ones(0, dtype=bool)
         return steps[keep], values[keep]
@@ -97,6 +105,7 @@ class _RunFold:
         self.last_time: float | None = None
         self.last_step: int | None = row.last_step if row is not None else None
         self.config_changed = self.summary_changed = self.keys_changed = False
+        self.batches = 0
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")
@@ -140,7 +149,9 @@ class _RunFold:
             return
         steps = np.array(batch.steps, dtype=np.int64)
         times = np.array(batch.times, dtype=np.float64)
-        self._add(TIMESTAMP_KEY, steps, times)
+        order = np.arange(len(steps), dtype=np.int64) + (self.batches << 32)  # (batch, row) as one number
+        self.batches += 1
+        self._add(TIMESTAMP_KEY, steps, times, order)
         self.last_step = int(steps[-1])
         self.last_time = float(times[-1])
         for column in batch.columns:
@@ -153,13 +164,16 @@ class _RunFold:
             else:
                 continue  # strings and histograms stay in the record log (Api.history reads them)
             rows = np.array(column.rows, dtype=np.int64) if column.rows else None
-            self._add(self.keys[column.key], steps if rows is None else steps[rows], values)
+            if rows is None:
+                self._add(self.keys[column.key], steps, values, order)
+            else:
+                self._add(self.keys[column.key], steps[rows], values, order[rows])
 
-    def _add(self, key: str, steps: np.ndarray, values: np.ndarray) -> None:
+    def _add(self, key: str, steps: np.ndarray, values: np.ndarray, order: np.ndarray) -> None:
         points = self.points.get(key)
         if points is None:
             points = self.points[key] = _Points()
-        points.add(steps, values)
+        points.add(steps, values, order)
 
 
 class Indexer:

@@ -17,7 +17,7 @@ from tracklet.store import blocks as B
 from tracklet.store.ingest import TIMESTAMP_KEY
 from tracklet.store.schema import blocks, projects, runs, series
 
-X_AXES = ("step", "time", "relative_time")
+X_AXES = ("step", "time", "relative_time")  # or the name of a metric
 
 
 @dataclasses.dataclass
@@ -191,59 +191,66 @@ class StoreQueries:
         end: float | None = None,
         buckets: int | None = 1000,
     ) -> list[SeriesHistory]:
-        """Histories of ``keys`` for each run (``project/run_id``) over the step window
-        [``start``, ``end``] (whole series by default): ``buckets`` buckets of min/max/last/count,
-        or the exact points when the window holds no more points than buckets, or all points with
-        ``buckets=None``. ``x`` says what ``SeriesHistory.x`` holds: ``step``, ``time`` (epoch
-        seconds) or ``relative_time`` (seconds since the run started); time axes take ``start``
-        and ``end`` in the same unit."""
-        if x not in X_AXES:
-            raise ValueError(f"x must be one of {', '.join(X_AXES)}; got {x!r} (a metric as x axis is not supported yet)")
+        """Histories of ``keys`` for each run (``project/run_id``) over the window [``start``,
+        ``end``] (whole series by default): ``buckets`` buckets of min/max/last/count, or the
+        exact points when the window holds no more points than buckets, or all points with
+        ``buckets=None``.
+
+        ``x`` says what ``SeriesHistory.x`` holds and what unit ``start``/``end`` are in:
+        ``step``; ``time`` (epoch seconds) or ``relative_time`` (seconds since the run started),
+        through the run's timestamps; or the name of another metric (``epoch``, ``tokens``), which
+        should grow with the step: its value at each point's step, interpolated between the
+        steps it was logged at. Buckets are always equal step ranges."""
         if buckets is not None and buckets < 1:
             raise ValueError(f"buckets must be a positive number or None; got {buckets!r}")
+        if not isinstance(x, str) or not x:
+            raise ValueError(f"x must be step, time, relative_time or a metric name; got {x!r}")
+        axis_key = None if x == "step" else TIMESTAMP_KEY if x in ("time", "relative_time") else x
         paths = [runs_] if isinstance(runs_, str) else list(runs_)
         names = [keys] if isinstance(keys, str) else list(keys)
         results: list[SeriesHistory] = []
         with self.engine.connect() as connection:
             pks = self._run_pks(connection, paths)
             reader = HistoryReader(connection)
-            wanted = names + ([TIMESTAMP_KEY] if x != "step" else [])
+            wanted = names + ([axis_key] if axis_key else [])
             rows = {(r.run_pk, r.key): r for r in reader.series_rows([pk for pk, _ in pks.values()], wanted)}
             for path, (pk, created) in pks.items():
-                clock = rows.get((pk, TIMESTAMP_KEY))
-                step_start, step_end = self._step_window(reader, clock, x, created, start, end)
+                axis = rows.get((pk, axis_key)) if axis_key else None
+                curve = self._curve(reader, axis) if axis is not None else None
+                offset = (created or 0.0) if x == "relative_time" else 0.0
+                step_start, step_end = self._step_window(curve, offset, start, end, by_step=axis_key is None)
                 for key in names:
                     row = rows.get((pk, key))
                     if row is None:
                         continue
                     exact, data = reader.read(row, step_start, step_end, buckets)
                     result = _as_history(path, key, exact, data)
-                    if x != "step" and clock is not None:
-                        result.x = self._times(reader, clock, result.steps, created if x == "relative_time" else None)
+                    if axis_key is not None:
+                        result.x = (np.interp(result.steps, *curve) - offset if curve is not None
+                                    else np.full(len(result.steps), np.nan))
                     results.append(result)
         return results
 
-    def _time_curve(self, reader: HistoryReader, clock: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(steps, wall times) of the run at up to 4096 points: enough to map steps and times both
-        ways by interpolation without reading every row."""
-        exact, data = reader.read(clock, None, None, 4096)
-        if exact:
-            return data
-        return data["last_step"], data["last"]
+    @staticmethod
+    def _curve(reader: HistoryReader, axis: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(steps, axis values) at up to 4096 points: enough to map steps to the axis and back by
+        interpolation without reading every row. NaN values (no finite point in a bucket) are
+        left out."""
+        exact, data = reader.read(axis, None, None, 4096)
+        steps, values = data if exact else (data["last_step"], data["last"])
+        keep = np.isfinite(values)
+        if not keep.any():
+            return None
+        return steps[keep].astype(np.float64), values[keep]
 
-    def _times(self, reader: HistoryReader, clock: Any, steps: np.ndarray, created: float | None) -> np.ndarray:
-        curve_steps, curve_times = self._time_curve(reader, clock)
-        times = np.interp(steps, curve_steps, curve_times)
-        return times - created if created is not None else times
-
-    def _step_window(self, reader: HistoryReader, clock: Any, x: str, created: float | None,
-                     start: float | None, end: float | None) -> tuple[int | None, int | None]:
-        if x == "step" or (start is None and end is None) or clock is None:
+    @staticmethod
+    def _step_window(curve: tuple[np.ndarray, np.ndarray] | None, offset: float, start: float | None,
+                     end: float | None, *, by_step: bool) -> tuple[int | None, int | None]:
+        if by_step or curve is None or (start is None and end is None):
             return (None if start is None else int(np.ceil(start)), None if end is None else int(np.floor(end)))
-        curve_steps, curve_times = self._time_curve(reader, clock)
-        offset = created if x == "relative_time" and created is not None else 0.0
-        low = None if start is None else int(np.floor(np.interp(start + offset, curve_times, curve_steps)))
-        high = None if end is None else int(np.ceil(np.interp(end + offset, curve_times, curve_steps)))
+        steps, values = curve
+        low = None if start is None else int(np.floor(np.interp(start + offset, values, steps)))
+        high = None if end is None else int(np.ceil(np.interp(end + offset, values, steps)))
         return low, high
 
     def history_pages(self, run: str, key: str, *, start: int | None = None, end: int | None = None,

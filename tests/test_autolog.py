@@ -54,6 +54,29 @@ model.fit(np.random.rand(64, 4), np.random.rand(64, 1), epochs=2, batch_size=16,
 print("weights:", float(sum(w.sum() for w in model.get_weights())))
 """
 
+HF_SCRIPT = """
+import sys, torch
+from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+class Tokens(torch.utils.data.Dataset):
+    def __init__(self):
+        generator = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(0, 100, (32, 8), generator=generator)
+        self.labels = torch.randint(0, 2, (32,), generator=generator)
+    def __len__(self):
+        return len(self.ids)
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones(8, dtype=torch.long), "labels": self.labels[i]}
+
+torch.manual_seed(0)
+config = BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+args = TrainingArguments(output_dir=sys.argv[1], max_steps=4, per_device_train_batch_size=8, logging_steps=2,
+                         report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no", seed=0)
+trainer = Trainer(model=BertForSequenceClassification(config), args=args, train_dataset=Tokens())
+trainer.train()
+print("callbacks:", sorted(type(c).__name__ for c in trainer.callback_handler.callbacks if "Tracklet" in type(c).__name__))
+"""
+
 JAX_SCRIPT = """
 import jax, jax.numpy as jnp
 @jax.jit
@@ -124,6 +147,18 @@ def test_an_unmodified_keras_script_is_recorded(root, tmp_path):
     assert len(losses) == 2
     plain = _plain(KERAS_SCRIPT, tmp_path, env=env)
     assert _line(done.stdout, "weights:") == _line(plain.stdout, "weights:")
+
+
+def test_an_unmodified_hugging_face_script_is_recorded(root, tmp_path):
+    pytest.importorskip("transformers")
+    done = _launch(root, "hf", HF_SCRIPT, tmp_path, str(tmp_path / "out"))
+    assert _line(done.stdout, "callbacks:") == "callbacks: ['TrackletCallback']"
+    (run,) = tracklet.Api(root).runs("hf")
+    assert run.state == "finished" and run.config["hidden_size"] == 16
+    history = run.history(["train/loss", "train/global_step"])
+    logged = [(s, v) for s, v in zip(history["train/global_step"], history["train/loss"]) if v is not None]
+    assert [s for s, _ in logged] == [2, 4]
+    assert "train_runtime" in run.summary
 
 
 def test_an_unmodified_jax_script_gets_compile_metrics(root, tmp_path):

@@ -55,8 +55,9 @@ TRAINING_ARGS_KEY = "training_args"
 PEFT_KEY = "peft_config"
 NUM_PARAMETERS_KEY = "model/num_parameters"
 NUM_TRAINABLE_KEY = "model/num_trainable_parameters"
-# Only the Trainer's last log (the totals of a train() call) has this key.
-_FINAL_LOG_KEY = "total_flos"
+# Only train()'s closing log (its totals) has it (total_flos is missing there when the model can't count its
+# floating point operations, as in transformers 5 for some models).
+_FINAL_LOG_KEY = "train_runtime"
 _PREFIXES = (("eval_", "eval/"), ("test_", "test/"))
 _KEPT_PREFIXES = ("train/", "eval/", "test/")
 _CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR

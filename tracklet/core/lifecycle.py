@@ -70,6 +70,12 @@ def _exit(status: Any = None) -> None:
     _original_exit(status)
 
 
+def exit_reason() -> tuple[BaseException | None, int | None]:
+    """Why the process is ending, as far as tracklet saw: the exception that escaped (or None)
+    and the status given to ``sys.exit`` (or None)."""
+    return _escaped, _exit_status
+
+
 def _finish_at_exit() -> None:
     owner = os.getpid()
     for run in active_runs():

@@ -265,6 +265,14 @@ class Run:
     def finished(self) -> bool:
         return self._finished
 
+    def set_step(self, step: int) -> None:
+        """Move the current step forward to ``step`` without logging anything (never back): what
+        a framework hook does so later ``log()`` calls land in its step's row."""
+        if type(step) is not int:
+            step = self._check_step(step)
+        if step > self._step:
+            self._step = step
+
     def __repr__(self) -> str:
         return f"<tracklet.Run {self.path} name={self.name!r}>"
 

@@ -168,7 +168,8 @@ def _install_exit_guard() -> None:
 
 
 def _finish_abandoned_at_exit() -> None:
-    if getattr(lifecycle, "_escaped", None) is not None or getattr(lifecycle, "_exit_status", None):
+    escaped, status = lifecycle.exit_reason()
+    if escaped is not None or status:
         return  # tracklet's exit hook records the exception or exit code that ended the process
     for callback in list(_training):
         callback._finish_abandoned("the process exited")

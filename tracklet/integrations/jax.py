@@ -139,7 +139,7 @@ class TrackedStep:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         run = self._run
-        if run is None or run._finished or (self._follow and lifecycle._current is not run):
+        if run is None or run.finished or (self._follow and lifecycle.current() is not run):
             run = self._resolve()
             if run is None:  # nothing to log to (a finished run of its own): just run the step
                 return self._fn(*args, **kwargs)
@@ -149,11 +149,11 @@ class TrackedStep:
         # recorded during the call and log() calls without step= made after it land in this
         # call's row (what log(step=N) does too).
         step = self._next
-        current = run._step
+        current = run.step
         if step is None or step < current:
             step = current
         elif step > current:
-            run._step = step
+            run.set_step(step)
         out = self._fn(*args, **kwargs)  # an exception propagates as it is; nothing is counted
         self._next = step + 1
         calls = self.calls
@@ -211,7 +211,7 @@ class TrackedStep:
         """The slow path of ``__call__``: find (or start) the run to log to, or None."""
         run = self._run
         if self._bound is not None:
-            if run._finished:
+            if run.finished:
                 self._warn_once(
                     "finished",
                     f"tracklet.track_step: the run {run.path} has finished; {self._name} goes on "
@@ -224,7 +224,7 @@ class TrackedStep:
             if current is None and not self._started:
                 current = self._start_run({})
             if current is None:
-                if run is not None and run._finished:
+                if run is not None and run.finished:
                     self._warn_once(
                         "finished",
                         f"tracklet.track_step: the run {run.path} has finished and no other run is active; "
@@ -240,7 +240,7 @@ class TrackedStep:
         # started from init_kwargs, on the first call
         if not self._started:
             return self._start_run(self._init_kwargs or {})
-        if run is not None and run._finished:
+        if run is not None and run.finished:
             self._warn_once(
                 "finished",
                 f"tracklet.track_step: the run {run.path} that {self._name} started has finished; "
@@ -442,7 +442,7 @@ class CompilationWatcher:
     @property
     def active(self) -> bool:
         """False once stopped, or once the run it was given has finished."""
-        return not self._stopped and not (self._run is not None and self._run._finished)
+        return not self._stopped and not (self._run is not None and self._run.finished)
 
     def stats(self, run: Any = None) -> dict[str, Any]:
         """What it has seen for ``run`` (default: :attr:`run`): ``compile_count``, ``compile_seconds``,
@@ -482,7 +482,7 @@ class CompilationWatcher:
         entry = self._stats.get(id(run))
         if entry is None or entry[0] is not run:
             if len(self._stats) > 64:  # a long-lived follower of many runs keeps the live ones only
-                self._stats = {k: v for k, v in self._stats.items() if not v[0]._finished}
+                self._stats = {k: v for k, v in self._stats.items() if not v[0].finished}
             entry = (run, _RunCompileStats())
             self._stats[id(run)] = entry
         return entry[1]
@@ -497,7 +497,7 @@ class CompilationWatcher:
         compiled = stats.functions.get(fun_name, 0) + 1
         stats.functions[fun_name] = compiled
         # At the run's current step: inside a tracked step call, that call's step.
-        run.log(dict(zip(self._keys, (stats.count, stats.seconds, seconds, stats.trace_seconds))), step=run._step)
+        run.log(dict(zip(self._keys, (stats.count, stats.seconds, seconds, stats.trace_seconds))), step=run.step)
         limit = self.warn_after
         if limit is not None and compiled > limit and fun_name not in stats.alerted and not _is_primitive(fun_name):
             stats.alerted.add(fun_name)
@@ -567,7 +567,7 @@ def _on_duration_event(event: str, duration_secs: float, **kwargs: Any) -> None:
         for watcher in watchers:
             if watcher._run is not None:
                 run = watcher._run
-                if run._finished:
+                if run.finished:
                     dead = True
                     continue
                 targets[id(run)] = (run, watcher)  # a watcher given this run wins over a follower

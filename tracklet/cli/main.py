@@ -599,5 +599,116 @@ def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: i
     click.echo(f"  {prefix} runs {shlex.quote(project)}")
 
 
+# ---------------------------------------------------------------- server and sync
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only for now).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--dir", "server_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The server's data root (its copies of uploaded runs, and its SQLite store). "
+              "Default: 'server' inside the data root, apart from the runs recorded on this machine.")
+@click.option("--store", "store_url", default=None, metavar="URL",
+              help="The server's store: sqlite:///PATH or postgresql://... (default: SQLite in the server's data root).")
+@click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="Largest request body accepted, in MiB (before and after decompression).")
+@click.option("--dev", is_flag=True, help="Development mode: loopback, no API keys (the only mode for now).")
+@click.pass_context
+@_handle_errors
+def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
+           dev: bool) -> None:
+    """Run the tracking server: clients upload runs with `tracklet sync`; a JSON read API serves them.
+
+    The server keeps its copies of uploaded record logs and its store in its own data root (--dir).
+    No authentication yet, so it listens on loopback only (--dev, the default).
+    """
+    if not _is_loopback(host):
+        raise CliError(
+            f"refusing to listen on {host}: authentication (API keys) is not implemented yet, so the "
+            "server only listens on a loopback address (127.0.0.1, ::1, localhost)"
+        )
+    try:
+        import uvicorn
+
+        from tracklet.server.app import create_app
+    except ImportError as error:
+        raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
+    root = server_dir if server_dir is not None else Path(_state(ctx).api.root) / "server"
+    app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20)
+    click.echo(f"tracklet server on http://{host}:{port} (data root {root})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.argument("run_paths", metavar="[RUN ...]", nargs=-1)
+@click.option("--all", "sync_all", is_flag=True, help="Upload every run in the data root.")
+@click.option("--url", default=None, envvar="TRACKLET_BASE_URL", metavar="URL",
+              help="The server, e.g. http://127.0.0.1:8080 (default: $TRACKLET_BASE_URL).")
+@click.option("--chunk-mb", default=4.0, show_default=True, type=click.FloatRange(0.001, 64),
+              help="Largest upload request, in MiB of record log (whole frames).")
+@click.option("--backoff-cap", default=30.0, show_default=True, type=click.FloatRange(0.01),
+              help="Longest wait between retries, in seconds.")
+@click.option("--give-up-after", default=300.0, show_default=True, type=click.FloatRange(0),
+              help="Stop retrying a request after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_handle_errors
+def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: str | None, chunk_mb: float,
+         backoff_cap: float, give_up_after: float, quiet: bool) -> None:
+    """Upload runs (project/run_id or run directories, or --all) to a tracking server.
+
+    Sends only what the server doesn't have yet, so it is safe to repeat; finished, crashed and
+    still-running runs upload their complete records.
+    """
+    try:
+        from tracklet.server.client import SyncClient, SyncError, local_runs, resolve_run
+    except ImportError as error:
+        raise CliError(f"tracklet sync needs httpx: pip install 'tracklet[server]' ({error})") from None
+
+    root = _state(ctx).api.root
+    if sync_all == bool(run_paths):
+        raise CliError("name the runs to upload (project/run_id or a run directory), or pass --all")
+    if not url:
+        raise CliError("no server URL: pass --url or set TRACKLET_BASE_URL")
+    targets = local_runs(root) if sync_all else [resolve_run(root, spec) for spec in run_paths]
+    if not targets:
+        click.echo(f"No runs in {root}")
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    failures: list[str] = []
+    total_sent = 0
+    with SyncClient(url, chunk_bytes=max(1, int(chunk_mb * (1 << 20))), backoff_cap=backoff_cap,
+                    give_up_after=give_up_after) as client, \
+            Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                     console=Console(stderr=True), disable=quiet, transient=False) as bar:
+        for paths in targets:
+            task = bar.add_task(f"{paths.project}/{paths.run_id}", total=None)
+
+            def report(offset: int, total: int, task: Any = task) -> None:
+                bar.update(task, completed=offset, total=total)
+
+            try:
+                result = client.sync_run(paths, progress=report)
+            except SyncError as error:
+                failures.append(f"{paths.project}/{paths.run_id}: {error}")
+                continue
+            total_sent += result.sent_bytes
+    click.echo(f"Synced {len(targets) - len(failures)} of {len(targets)} run(s) to {url}: {total_sent:,} new bytes")
+    if failures:
+        raise CliError("; ".join(failures))
+
+
 if __name__ == "__main__":
     main(prog_name="tracklet")

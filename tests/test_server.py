@@ -1,0 +1,406 @@
+"""The tracking server as a real process (`python -m tracklet server`) and `tracklet sync`:
+byte-identical copies, idempotent resends, 409 on gaps, concurrent clients, a server killed with
+SIGKILL mid-sync, malformed and oversized bodies, unsafe names, loopback only; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import QUIET, REPO
+
+import tracklet
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import MAGIC, frame, read_log
+from tracklet.server.client import SyncClient, SyncError
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A `tracklet server` subprocess on a free loopback port."""
+
+    def __init__(self, root: Path, *, store: str | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [sys.executable, "-m", "tracklet", "server", "--dir", str(root), "--port", str(self.port),
+                     *(["--store", store] if store else []), *extra]
+        self.proc: subprocess.Popen | None = None
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to answer."""
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self) -> Server:
+        self.spawn()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/projects", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # readiness polling only
+        raise RuntimeError("server did not answer in time")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Start servers with ``servers(**kwargs)``; every one is killed at teardown."""
+    started: list[Server] = []
+
+    def _start(root: Path | None = None, **kwargs) -> Server:
+        server = Server(root or tmp_path / f"server{len(started)}", **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+def _record(root: Path, project: str, run_id: str, steps: int = 500, flush_every: int | None = None,
+            exit_code: int | None = 0, **init) -> tracklet.Run:
+    run = tracklet.init(project=project, id=run_id, dir=str(root), settings=QUIET, **init)
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1), "acc": step / steps, "nan": float("nan") if step == 3 else 0.0})
+        if flush_every and step % flush_every == flush_every - 1:
+            run.flush()
+    if exit_code is not None:
+        run.finish(exit_code=exit_code)
+    return run
+
+
+def _sync(url: str, root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
+    return subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", url, "-q", *args],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _copy(server: Server, project: str, run_id: str) -> bytes:
+    path = RunPaths(server.root, project, run_id).log_file
+    return path.read_bytes() if path.exists() else b""
+
+
+def _local(root: Path, project: str, run_id: str) -> bytes:
+    return RunPaths(root, project, run_id).log_file.read_bytes()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_store(request):
+    """The server's store: SQLite in its data root, or a fresh PostgreSQL database."""
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def test_sync_copies_logs_byte_identical_and_serves_them(root, servers, server_store):
+    server = servers(store=server_store)
+    _record(root, "vision", "fin", steps=700, config={"lr": 0.01, "model": {"depth": 4}})
+    _record(root, "vision", "bad", steps=50, exit_code=1, config={"lr": 0.1})
+    _record(root, "text", "t1", steps=20)
+    live = _record(root, "text", "live", steps=300, flush_every=100, exit_code=None)
+    live.flush()
+
+    result = _sync(server.url, root, "--all")
+    assert result.returncode == 0, result.stderr
+    assert "Synced 4 of 4" in result.stdout
+    for project, run_id in [("vision", "fin"), ("vision", "bad"), ("text", "t1"), ("text", "live")]:
+        assert _copy(server, project, run_id) == _local(root, project, run_id)
+
+    with httpx.Client(base_url=server.url) as http:
+        projects = http.get("/api/v1/projects").json()["projects"]
+        assert {(p["name"], p["runs"]) for p in projects} == {("vision", 2), ("text", 2)}
+        rows = http.get("/api/v1/projects/vision/runs", params={"filter": "config.lr < 0.05"}).json()["runs"]
+        assert [(r["run_id"], r["state"], r["path"]) for r in rows] == [("fin", "finished", "vision/fin")]
+        rows = http.get("/api/v1/projects/vision/runs", params={"order_by": "-config.lr"}).json()["runs"]
+        assert [(r["run_id"], r["state"], r["exit_code"]) for r in rows] == [("bad", "failed", 1), ("fin", "finished", 0)]
+        detail = http.get("/api/v1/runs/vision/fin").json()["run"]
+        assert detail["config"] == {"lr": 0.01, "model": {"depth": 4}}
+        assert detail["summary"]["loss"] == pytest.approx(1 / 700) and detail["last_step"] == 699
+        assert set(detail["keys"]) >= {"loss", "acc", "nan"}
+        history = http.get("/api/v1/runs/vision/fin/history", params={"keys": "loss,nan", "buckets": 1000}).json()
+        by_key = {s["key"]: s for s in history["series"]}
+        assert by_key["loss"]["exact"] and by_key["loss"]["steps"] == list(range(700))
+        assert by_key["loss"]["values"] == pytest.approx([1.0 / (s + 1) for s in range(700)])
+        assert by_key["nan"]["values"][3] is None and by_key["nan"]["values"][4] == 0.0
+        bucketed = http.get("/api/v1/runs/vision/fin/history", params={"keys": "loss", "buckets": 7}).json()
+        (series,) = bucketed["series"]
+        assert not series["exact"] and sum(series["count"]) == 700 and max(series["max"]) == 1.0
+
+    # A second sync sends nothing.
+    again = _sync(server.url, root, "--all")
+    assert again.returncode == 0 and "0 new bytes" in again.stdout
+    with SyncClient(server.url) as client:
+        assert client.sync_run(RunPaths(root, "vision", "fin")).requests == 0
+
+    # The live run goes on; the next sync sends only its new frames.
+    before = len(_copy(server, "text", "live"))
+    for step in range(300, 400):
+        live.log({"loss": 0.5}, step=step)
+    live.finish()
+    with SyncClient(server.url) as client:
+        result = client.sync_run(RunPaths(root, "text", "live"))
+    assert result.sent_bytes == len(_local(root, "text", "live")) - before
+    assert _copy(server, "text", "live") == _local(root, "text", "live")
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/api/v1/runs/text/live").json()["run"]["state"] == "finished"
+        (loss,) = http.get("/api/v1/runs/text/live/history", params={"keys": "loss", "buckets": 0}).json()["series"]
+        assert loss["steps"] == list(range(400))
+
+
+def _frames(path: Path) -> list[int]:
+    """Offsets of every frame boundary in a log (header end, each frame's end)."""
+    result = read_log(path)
+    return [offset for offset, _ in result.payloads] + [result.end_offset]
+
+
+def test_resends_are_idempotent_and_gaps_answer_409(root, servers):
+    server = servers()
+    _record(root, "p", "r", steps=3000, flush_every=500)
+    log_file = RunPaths(root, "p", "r").log_file
+    data = log_file.read_bytes()
+    bounds = _frames(log_file)
+    assert len(bounds) > 5
+    a, b, c = bounds[1], bounds[3], bounds[5]
+    url = "/api/v1/runs/p/r/log"
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get(url + "/offset").json() == {"offset": 0}
+        first = http.put(url, params={"offset": 0}, content=data[:b])
+        assert first.status_code == 200 and first.json() == {"offset": b, "appended": b}
+        # The same request again, and a resend from an earlier frame: nothing new.
+        assert http.put(url, params={"offset": 0}, content=data[:b]).json() == {"offset": b, "appended": 0}
+        assert http.put(url, params={"offset": a}, content=data[a:b]).json() == {"offset": b, "appended": 0}
+        # A resend that reaches further appends only the tail.
+        grown = http.put(url, params={"offset": a}, content=gzip.compress(data[a:c]), headers={"Content-Encoding": "gzip"})
+        assert grown.json() == {"offset": c, "appended": c - b}
+        # A gap: 409 with where to resend from, nothing stored.
+        gap = http.put(url, params={"offset": bounds[6]}, content=data[bounds[6]:bounds[7]])
+        assert gap.status_code == 409 and gap.json()["offset"] == c
+        # An overlap that differs from what is stored: 409.
+        other = frame(b"not the same record")
+        mismatch = http.put(url, params={"offset": bounds[4]}, content=other + data[c:bounds[6]])
+        assert mismatch.status_code == 409 and "differs" in mismatch.json()["detail"]
+        assert http.get(url + "/offset").json() == {"offset": c}
+    assert _copy(server, "p", "r") == data[:c]
+
+    # A client whose idea of the server's offset is ahead of it recovers from the 409.
+    class Confused(SyncClient):
+        asked = 0
+
+        def server_offset(self, paths):
+            self.asked += 1
+            return bounds[7] if self.asked == 1 else super().server_offset(paths)
+
+    with Confused(server.url, chunk_bytes=4096) as client:
+        result = client.sync_run(RunPaths(root, "p", "r"))
+    assert result.offset == len(data) and _copy(server, "p", "r") == data
+
+
+def test_four_clients_sync_different_runs_at_once(root, servers):
+    server = servers()
+    ids = [f"run{i}" for i in range(4)]
+    for run_id in ids:
+        _record(root, "team", run_id, steps=4000, flush_every=200)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), "TRACKLET_BASE_URL": server.url}
+    procs = [subprocess.Popen([sys.executable, "-m", "tracklet", "sync", "-q", "--chunk-mb", "0.01", f"team/{run_id}"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run_id in ids]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    for run_id in ids:
+        assert _copy(server, "team", run_id) == _local(root, "team", run_id)
+    rows = httpx.get(f"{server.url}/api/v1/projects/team/runs").json()["runs"]
+    assert sorted(r["run_id"] for r in rows) == ids and {r["last_step"] for r in rows} == {3999}
+
+
+def _assert_every_step_once(server: Server, project: str, run_id: str, steps: int) -> None:
+    response = httpx.get(f"{server.url}/api/v1/runs/{project}/{run_id}/history", params={"keys": "loss", "buckets": 0})
+    (loss,) = response.json()["series"]
+    assert loss["steps"] == list(range(steps))
+
+
+def test_server_killed_mid_sync_then_a_second_sync_completes_exactly(root, servers, tmp_path):
+    steps = 60_000
+    _record(root, "long", "r", steps=steps, flush_every=500)
+    local = _local(root, "long", "r")
+    server = servers()
+    killed = []
+
+    def kill_partway(offset: int, total: int) -> None:
+        if not killed and offset > total // 3:
+            server.kill()
+            killed.append(offset)
+
+    with SyncClient(server.url, chunk_bytes=32 << 10, backoff_base=0.05, give_up_after=1.0) as client, \
+            pytest.raises(SyncError, match="gave up"):
+        client.sync_run(RunPaths(root, "long", "r"), progress=kill_partway)
+    copy = RunPaths(server.root, "long", "r").log_file
+    assert killed and 0 < copy.stat().st_size < len(local)
+    # A server killed inside a write leaves a torn frame: the restarted server cuts it off.
+    with open(copy, "ab") as handle:
+        handle.write(local[copy.stat().st_size:][:100])
+    server.start()
+    assert httpx.get(f"{server.url}/api/v1/runs/long/r/log/offset").json()["offset"] == killed[0]
+
+    with SyncClient(server.url, chunk_bytes=32 << 10) as client:
+        client.sync_run(RunPaths(root, "long", "r"))
+    assert _copy(server, "long", "r") == local
+    _assert_every_step_once(server, "long", "r", steps)
+
+
+def test_sync_retries_until_a_restarted_server_is_back(root, servers):
+    steps = 30_000
+    _record(root, "long", "r", steps=steps, flush_every=500)
+    server = servers()
+    restarted = []
+
+    def kill_and_restart(offset: int, total: int) -> None:
+        if not restarted and offset > total // 2:
+            server.kill()
+            server.spawn()  # comes up while the client is backing off
+            restarted.append(offset)
+
+    with SyncClient(server.url, chunk_bytes=32 << 10, backoff_base=0.05, backoff_cap=0.5, give_up_after=60) as client:
+        result = client.sync_run(RunPaths(root, "long", "r"), progress=kill_and_restart)
+    assert restarted and result.offset == len(_local(root, "long", "r"))
+    assert _copy(server, "long", "r") == _local(root, "long", "r")
+    _assert_every_step_once(server, "long", "r", steps)
+
+
+def test_malformed_bodies_are_refused_and_nothing_is_stored(servers):
+    server = servers()
+    record = frame(b"\x0a\x00")
+    cases = [
+        (0, b"definitely not a record log", "header"),
+        (0, MAGIC + record[:-1], "incomplete frame"),
+        (0, MAGIC + record + record[:5], "incomplete frame"),
+        (0, MAGIC + record[:4] + b"\x00\x00\x00\x00" + record[8:], "checksum"),
+        (3, b"abc", "inside the record log header"),
+    ]
+    with httpx.Client(base_url=server.url) as http:
+        for offset, body, message in cases:
+            response = http.put("/api/v1/runs/p/r/log", params={"offset": offset}, content=body)
+            assert response.status_code == 400, (body, response.text)
+            assert message in response.json()["detail"]
+        bad_gzip = http.put("/api/v1/runs/p/r/log", params={"offset": 0}, content=b"\x1f\x8b nope",
+                            headers={"Content-Encoding": "gzip"})
+        assert bad_gzip.status_code == 400 and "gzip" in bad_gzip.json()["detail"]
+        assert http.put("/api/v1/runs/p/r/log", params={"offset": -1}, content=MAGIC).status_code == 422
+        assert http.get("/api/v1/runs/p/r/log/offset").json() == {"offset": 0}
+    assert not (server.root / "projects").exists()
+
+
+def test_unsafe_names_are_refused(servers):
+    server = servers()
+    with httpx.Client(base_url=server.url) as http:
+        for project, run_id in [("p", "%2E%2E"), ("%2E%2E", "r"), ("p", ".hidden"), ("a%20b", "r"), ("p", "x" * 200)]:
+            put = http.put(f"/api/v1/runs/{project}/{run_id}/log", params={"offset": 0}, content=MAGIC)
+            assert put.status_code == 400 and "is not valid" in put.json()["detail"], put.text
+            assert http.get(f"/api/v1/runs/{project}/{run_id}/log/offset").status_code == 400
+            assert http.get(f"/api/v1/runs/{project}/{run_id}").status_code == 400
+        # A slash never reaches a handler as part of a name.
+        assert http.put("/api/v1/runs/p/..%2F..%2Fx/log", params={"offset": 0}, content=MAGIC).status_code == 404
+    assert not (server.root / "projects").exists()
+    assert sorted(p.name for p in server.root.parent.iterdir()) == [server.root.name]
+
+
+def test_oversized_bodies_get_413(servers):
+    server = servers(extra=("--max-body-mb", "1"))
+    big = MAGIC + frame(b"x" * (1 << 20))
+    with httpx.Client(base_url=server.url) as http:
+        response = http.put("/api/v1/runs/p/r/log", params={"offset": 0}, content=big)
+        assert response.status_code == 413 and "too large" in response.json()["detail"]
+        bomb = gzip.compress(big)  # small on the wire, too big decompressed
+        assert len(bomb) < 1 << 20
+        response = http.put("/api/v1/runs/p/r/log", params={"offset": 0}, content=bomb,
+                            headers={"Content-Encoding": "gzip"})
+        assert response.status_code == 413 and "decompressed" in response.json()["detail"]
+        assert http.get("/api/v1/runs/p/r/log/offset").json() == {"offset": 0}
+
+
+def test_read_api_errors_and_openapi(root, servers):
+    server = servers()
+    _record(root, "p", "r", steps=10)
+    _record(root, "p", "by-dir", steps=10)
+    assert _sync(server.url, root, "p/r").returncode == 0
+    assert _sync(server.url, root, str(RunPaths(root, "p", "by-dir").run_dir)).returncode == 0  # a directory
+    assert _copy(server, "p", "by-dir") == _local(root, "p", "by-dir")
+    with httpx.Client(base_url=server.url) as http:
+        bad_filter = http.get("/api/v1/projects/p/runs", params={"filter": "config.lr >> 1"})
+        assert bad_filter.status_code == 400 and "unexpected token" in bad_filter.json()["detail"]
+        assert http.get("/api/v1/projects/p/runs", params={"order_by": "-nonsense"}).status_code == 400
+        assert http.get("/api/v1/projects/nope/runs").status_code == 404
+        assert http.get("/api/v1/runs/p/nope").status_code == 404
+        assert http.get("/api/v1/runs/p/nope/history", params={"keys": "loss"}).status_code == 404
+        assert http.get("/api/v1/runs/p/r/history", params={"keys": ","}).status_code == 400
+        assert http.get("/api/v1/runs/p/r/history", params={"keys": "loss", "x": "time"}).status_code == 200
+        schema = http.get("/openapi.json").json()
+    assert {
+        "/api/v1/runs/{project}/{run_id}/log", "/api/v1/runs/{project}/{run_id}/log/offset", "/api/v1/projects",
+        "/api/v1/projects/{project}/runs", "/api/v1/runs/{project}/{run_id}", "/api/v1/runs/{project}/{run_id}/history",
+    } <= set(schema["paths"])
+    put = schema["paths"]["/api/v1/runs/{project}/{run_id}/log"]["put"]
+    assert "application/octet-stream" in put["requestBody"]["content"] and {"400", "409", "413"} <= set(put["responses"])
+
+
+def test_sync_command_errors(root, tmp_path):
+    _record(root, "p", "r", steps=5)
+    unreachable = f"http://127.0.0.1:{_free_port()}"
+    result = _sync(unreachable, root, "p/r", "--give-up-after", "0.3", "--backoff-cap", "0.05")
+    assert result.returncode == 2 and "gave up" in result.stderr and "tracklet sync" in result.stderr
+    assert "no run" in _sync(unreachable, root, "p/missing").stderr
+    assert "--all" in _sync(unreachable, root).stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "::"])
+def test_server_refuses_non_loopback_hosts(tmp_path, host):
+    result = subprocess.run([sys.executable, "-m", "tracklet", "server", "--dir", str(tmp_path), "--host", host],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "authentication" in result.stderr and "not implemented" in result.stderr
+
+
+def test_a_crashed_runs_torn_tail_is_not_sent(root, servers):
+    server = servers()
+    run = _record(root, "p", "crashed", steps=2000, flush_every=100, exit_code=None)
+    run.flush()
+    intact = _local(root, "p", "crashed")
+    with open(RunPaths(root, "p", "crashed").log_file, "ab") as handle:  # a writer killed mid-frame
+        handle.write(frame(b"\x0a" * 100)[:50])
+    with SyncClient(server.url, chunk_bytes=1024) as client:  # frames bigger than a chunk go whole
+        result = client.sync_run(RunPaths(root, "p", "crashed"))
+        assert result.offset == len(intact) and _copy(server, "p", "crashed") == intact
+        assert client.sync_run(RunPaths(root, "p", "crashed")).requests == 0
+    run.finish()

@@ -1,0 +1,78 @@
+"""``create_app``: the tracking server's FastAPI application.
+
+The server keeps its own data root, laid out like a client's (``projects/<p>/runs/<id>/run.tlog``
+holds its copy of each uploaded record log), and a ``Store`` over it (SQLite in the root by
+default, or PostgreSQL). Uploads append to the copies (``routes_ingest``); reads go to the store
+(``routes_read``). No authentication yet: serve it on loopback only (``tracklet server``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tracklet import __version__
+from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
+from tracklet.server.indexing import StoreIndexer
+from tracklet.server.logs import BadRequest, LogCopies
+from tracklet.store import Store
+
+
+@dataclasses.dataclass
+class ServerState:
+    """What the routes share (``app.state.tracklet``)."""
+
+    root: Path
+    store: Store
+    copies: LogCopies
+    indexer: StoreIndexer
+    max_body_bytes: int
+
+
+def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               index_on_start: bool = True) -> FastAPI:
+    """The server over data root ``root`` (created if missing); ``store_url`` picks the store
+    (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
+    bodies over ``max_body_bytes`` (on the wire or decompressed) get 413."""
+    from tracklet.server import routes_ingest, routes_read
+
+    root = Path(root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    # An explicit default: the server's store must not follow a TRACKLET_STORE meant for clients.
+    store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
+    state = ServerState(root=root, store=store, copies=LogCopies(root), indexer=StoreIndexer(store, root),
+                        max_body_bytes=max_body_bytes)
+    if index_on_start:
+        state.indexer.index_all()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="tracklet server",
+        version=__version__,
+        description="Uploads of record logs by byte offset, and a read API over the server's store. "
+        "See docs/server.md.",
+    )
+    app.state.tracklet = state
+    app.include_router(routes_ingest.router)
+    app.include_router(routes_read.router)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": str(error)})
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, error: ValueError) -> JSONResponse:
+        # Bad filters, sorts, axes and buckets from the store's query side.
+        return JSONResponse(status_code=400, content={"detail": str(error)})
+
+    return app

@@ -1,0 +1,51 @@
+"""Reading a request body with a size limit, before and after gzip decoding."""
+
+from __future__ import annotations
+
+import zlib
+
+from fastapi import HTTPException, Request
+
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+
+
+def _too_large(limit: int, what: str) -> HTTPException:
+    return HTTPException(
+        status_code=413,
+        detail=f"request body too large: {what} more than the server's limit of {limit} bytes; "
+        "send smaller chunks (whole frames) instead",
+    )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, decoded if ``Content-Encoding: gzip``; 413 past ``limit`` bytes
+    (checked on the wire and again after decompression), 415 for other encodings."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", ""):
+        raise HTTPException(status_code=415, detail=f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, f"Content-Length {declared} is")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit, "the body is")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if encoding != "gzip":
+        return raw
+    decoder = zlib.decompressobj(wbits=31)
+    try:
+        data = decoder.decompress(raw, limit + 1)
+        if len(data) > limit or decoder.unconsumed_tail:
+            raise _too_large(limit, "the decompressed body is")
+        data += decoder.flush()
+    except zlib.error as error:
+        raise HTTPException(status_code=400, detail=f"body is not valid gzip: {error}") from None
+    if not decoder.eof:
+        raise HTTPException(status_code=400, detail="body is not valid gzip: truncated stream")
+    if len(data) > limit:
+        raise _too_large(limit, "the decompressed body is")
+    return data

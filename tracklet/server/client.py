@@ -1,0 +1,216 @@
+"""``SyncClient``: upload record logs to a tracking server by byte offset (docs/server.md).
+
+For each run: ask the server where its copy ends, then send the local log's whole, intact frames
+after that point in gzip-compressed chunks of up to ``chunk_bytes``. Connection errors, timeouts
+and 5xx answers are retried with bounded, jittered exponential backoff until ``give_up_after``
+seconds pass without progress; a 409 carries the server's offset, and sending resumes from there.
+Only complete frames are sent, so a run that is still being written (or whose writer crashed
+mid-frame) uploads what is intact now and the rest on the next sync. The future online mode's
+sender is meant to reuse this class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import MAGIC, RecordLogError, scan, scan_frames
+from tracklet.core.settings import check_name
+
+DEFAULT_CHUNK_BYTES = 4 << 20
+BASE_URL_ENV = "TRACKLET_BASE_URL"
+
+
+class SyncError(RuntimeError):
+    """A run could not be uploaded (server unreachable for too long, or a refusal)."""
+
+
+@dataclasses.dataclass
+class SyncResult:
+    path: str  # project/run_id
+    sent_bytes: int  # log bytes the server newly stored
+    requests: int  # PUT requests made (0 when the server already had everything)
+    offset: int  # the server's copy size at the end
+
+
+def local_runs(root: Path) -> list[RunPaths]:
+    """Every run with a record log under data root ``root``."""
+    base = Path(root) / "projects"
+    found: list[RunPaths] = []
+    if base.is_dir():
+        for project in sorted(base.iterdir()):
+            if (project / "runs").is_dir():
+                for run_dir in sorted((project / "runs").iterdir()):
+                    if (run_dir / "run.tlog").is_file():
+                        found.append(RunPaths(Path(root), project.name, run_dir.name))
+    return found
+
+
+def resolve_run(root: Path, spec: str) -> RunPaths:
+    """A run given as ``project/run_id`` (under ``root``) or as a run directory or its run.tlog."""
+    candidate = Path(spec).expanduser()
+    if candidate.name == "run.tlog":
+        candidate = candidate.parent
+    if (candidate / "run.tlog").is_file() and candidate.parent.name == "runs":
+        return RunPaths(candidate.parents[3], candidate.parents[1].name, candidate.name)
+    parts = spec.split("/")
+    if len(parts) == 2:
+        check_name("project", parts[0])
+        check_name("run id", parts[1])
+        paths = RunPaths(Path(root), parts[0], parts[1])
+        if paths.log_file.is_file():
+            return paths
+    raise ValueError(f"no run {spec!r}: give project/run_id (under {root}) or a run directory")
+
+
+def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:
+    """Whole, intact frames of the log at ``path`` from ``start`` (a frame boundary or 0; from 0
+    the header comes first), up to about ``max_bytes`` (more when one frame is bigger) and never
+    past ``limit``; empty when no complete frame is there (yet)."""
+    available = limit - start
+    header = len(MAGIC) if start == 0 else 0
+    window = min(max(max_bytes, header + 1), available)
+    with open(path, "rb") as handle:
+        while True:
+            handle.seek(start)
+            data = handle.read(window)
+            try:
+                result = scan(data) if start == 0 else scan_frames(data, 0)
+            except RecordLogError as error:
+                raise SyncError(f"{path}: {error}") from None
+            end = result.end_offset if result.end_offset >= header else 0
+            if end > header or (end and window >= available):
+                return data[:end]
+            if result.damage is not None and result.damage.torn_tail and window < available:
+                window = min(window * 2, available)  # one frame bigger than the window: read it whole
+                continue
+            return data[:end]  # nothing complete (yet), or a damaged frame: stop here
+
+
+class SyncClient:
+    """Uploads record logs to the server at ``base_url`` (default ``$TRACKLET_BASE_URL``)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        give_up_after: float = 300.0,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        base_url = base_url or os.environ.get(BASE_URL_ENV)
+        if not base_url:
+            raise ValueError(f"no server URL: pass --url or set {BASE_URL_ENV}")
+        self.base_url = base_url.rstrip("/")
+        self.chunk_bytes = chunk_bytes
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.give_up_after = give_up_after
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests with retries
+
+    def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+        """One request, retried on connection errors, timeouts and 5xx with full-jitter
+        exponential backoff (capped at ``backoff_cap``) until ``give_up_after`` seconds passed."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
+                if response.status_code < 500:
+                    return response
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+            elapsed = time.monotonic() - started
+            if elapsed >= self.give_up_after:
+                raise SyncError(
+                    f"gave up on {self.base_url} after {elapsed:.1f}s and {attempt + 1} attempt(s): {problem}; "
+                    "run `tracklet sync` again when the server is reachable (it resumes where it stopped)"
+                )
+            delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** attempt))
+            time.sleep(min(delay, max(0.0, self.give_up_after - elapsed)))
+            attempt += 1
+
+    @staticmethod
+    def _url(paths: RunPaths, suffix: str) -> str:
+        return f"/api/v1/runs/{paths.project}/{paths.run_id}/log{suffix}"
+
+    @staticmethod
+    def _refused(response: httpx.Response) -> SyncError:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        return SyncError(f"server refused the upload (HTTP {response.status_code}): {detail}")
+
+    def server_offset(self, paths: RunPaths) -> int:
+        """Where the server's copy of the run ends (0 when it has none)."""
+        response = self._request("GET", self._url(paths, "/offset"))
+        if response.status_code != 200:
+            raise self._refused(response)
+        return int(response.json()["offset"])
+
+    # ------------------------------------------------------------------ sync
+
+    def sync_run(self, paths: RunPaths, *, progress: Callable[[int, int], None] | None = None) -> SyncResult:
+        """Upload the run's intact frames the server doesn't have yet. ``progress(offset, total)``
+        is called after each acknowledged chunk (and once at the start)."""
+        log_file = paths.log_file
+        total = log_file.stat().st_size  # a live run's later frames go on the next sync
+        offset = self.server_offset(paths)
+        path = f"{paths.project}/{paths.run_id}"
+        if offset > total:
+            raise SyncError(
+                f"{path}: the server has {offset} bytes but the local log has {total}: "
+                "was the local run recorded again from scratch?"
+            )
+        sent = requests = conflicts = 0
+        if progress:
+            progress(offset, total)
+        while offset < total:
+            body = _chunk(log_file, offset, total, self.chunk_bytes)
+            if not body:
+                break  # an incomplete last frame (a live or crashed writer): next time
+            requests += 1
+            response = self._request(
+                "PUT", self._url(paths, ""), params={"offset": offset}, content=gzip.compress(body, 1),
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"},
+            )
+            if response.status_code == 409:
+                conflicts += 1
+                new_offset = int(response.json()["offset"])
+                if conflicts > 3 or new_offset > total:
+                    raise SyncError(f"{path}: the server's copy doesn't match the local log: {response.json().get('detail')}")
+                offset = new_offset
+                continue
+            if response.status_code != 200:
+                raise self._refused(response)
+            data = response.json()
+            sent += int(data.get("appended", 0))
+            offset = int(data["offset"])
+            conflicts = 0
+            if progress:
+                progress(offset, total)
+        return SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset)

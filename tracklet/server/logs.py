@@ -1,0 +1,173 @@
+"""The server's copies of record logs: validated, serialized, durable appends by offset.
+
+A copy lives where a client's log would (``<root>/projects/<project>/runs/<run_id>/run.tlog``)
+so the ordinary ``Indexer`` reads it. Every append to one run holds that run's lock, writes the
+new bytes after the current end and fsyncs before it is acknowledged. The first time a process
+touches a copy it cuts a torn tail (a server killed inside a write) back to the last intact frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import MAGIC, RecordLogError, read_log, scan, scan_frames
+from tracklet.core.settings import check_name
+
+
+class BadRequest(ValueError):
+    """The request can't be applied as sent (HTTP 400)."""
+
+
+class OffsetConflict(Exception):
+    """The request doesn't fit what is stored (HTTP 409); ``offset`` is where to resend from."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclasses.dataclass
+class AppendResult:
+    offset: int  # the copy's size after the append: where the next request starts
+    appended: int  # new bytes written (0 for a pure resend)
+
+
+def run_paths(root: Path, project: str, run_id: str) -> RunPaths:
+    """``RunPaths`` for client-supplied names, checked before they become path parts."""
+    try:
+        check_name("project", project)
+        check_name("run id", run_id)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    return RunPaths(root, project, run_id)
+
+
+def check_frames(body: bytes, offset: int) -> None:
+    """Raise ``BadRequest`` unless ``body`` is whole, intact frames (after the header at offset 0)."""
+    if offset == 0:
+        if len(body) < len(MAGIC) or body[: len(MAGIC)] != MAGIC:
+            raise BadRequest(
+                f"a body at offset 0 must start with the record log header {MAGIC!r}; got {body[:8]!r}"
+            )
+        try:
+            result = scan(body)
+        except RecordLogError as error:
+            raise BadRequest(str(error)) from None
+    elif 0 < offset < len(MAGIC):
+        raise BadRequest(f"offset {offset} is inside the record log header; use 0 or a frame boundary")
+    else:
+        result = scan_frames(body, 0)
+    if result.damage is not None:
+        raise BadRequest(
+            f"body is not whole, intact frames: {result.damage.reason} at body byte {result.damage.offset} "
+            f"(request offset {offset} + {result.damage.offset}); nothing was stored"
+        )
+
+
+class LogCopies:
+    """All record log copies under one data root, with a lock per run."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._verified: set[tuple[str, str]] = set()
+
+    def _lock(self, paths: RunPaths) -> threading.Lock:
+        key = (paths.project, paths.run_id)
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = threading.Lock()
+            return lock
+
+    def _size(self, paths: RunPaths) -> int:
+        """The copy's intact size (0 when there is none); call with the run's lock held."""
+        key = (paths.project, paths.run_id)
+        log_file = paths.log_file
+        if not log_file.is_file():
+            return 0
+        if key not in self._verified:
+            self._recover(log_file)
+            self._verified.add(key)
+        return log_file.stat().st_size
+
+    @staticmethod
+    def _recover(log_file: Path) -> None:
+        try:
+            result = read_log(log_file)
+        except RecordLogError as error:  # never written by this server: don't guess, don't delete
+            raise RuntimeError(f"the server's copy {log_file} is not a record log: {error}") from None
+        if result.damage is not None:
+            end = 0 if result.end_offset < len(MAGIC) else result.end_offset
+            with open(log_file, "r+b") as handle:
+                handle.truncate(end)
+                os.fsync(handle.fileno())
+
+    def offset(self, project: str, run_id: str) -> int:
+        """Where the client resumes: the size of the stored copy, 0 when the run is unknown."""
+        paths = run_paths(self.root, project, run_id)
+        with self._lock(paths):
+            return self._size(paths)
+
+    def append(self, project: str, run_id: str, offset: int, body: bytes) -> AppendResult:
+        """Apply ``body`` (the client's log bytes from ``offset``): append, accept a resend, or
+        raise ``OffsetConflict`` on a gap or a mismatch."""
+        paths = run_paths(self.root, project, run_id)
+        if offset < 0:
+            raise BadRequest(f"offset must be 0 or more; got {offset}")
+        if body:
+            check_frames(body, offset)
+        with self._lock(paths):
+            size = self._size(paths)
+            if offset > size:
+                raise OffsetConflict(f"gap: the server has {size} byte(s) of this run, the body starts at {offset}", size)
+            tail = body
+            if offset < size:  # a resend: what overlaps must be what is stored
+                overlap = min(len(body), size - offset)
+                with open(paths.log_file, "rb") as handle:
+                    handle.seek(offset)
+                    stored = handle.read(overlap)
+                if stored != body[:overlap]:
+                    raise OffsetConflict(
+                        f"the body differs from the stored bytes at offset {offset}: the log was replaced?", size
+                    )
+                tail = body[overlap:]
+                if tail:
+                    try:
+                        check_frames(tail, size)
+                    except BadRequest:
+                        raise OffsetConflict(f"offset {size} is not a frame boundary of the body", size) from None
+            if tail:
+                self._write(paths, size, tail)
+            return AppendResult(offset=size + len(tail), appended=len(tail))
+
+    @staticmethod
+    def _write(paths: RunPaths, at: int, data: bytes) -> None:
+        run_dir = paths.run_dir
+        created = not run_dir.is_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            os.lseek(fd, at, os.SEEK_SET)
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:  # disk full, I/O error: leave the copy as it was acknowledged
+                os.ftruncate(fd, at)
+                raise
+        finally:
+            os.close(fd)
+        if created:  # make the new directory entries durable too
+            for directory in (run_dir, run_dir.parent, run_dir.parent.parent):
+                dir_fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)

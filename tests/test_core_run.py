@@ -198,8 +198,8 @@ def test_bad_project_names_are_refused(root, project):
         tracklet.init(project=project, settings=QUIET)
 
 
-def test_online_mode_says_it_is_not_available_yet(root):
-    with pytest.raises(ValueError, match="online"):
+def test_online_mode_needs_a_server_url(root):
+    with pytest.raises(ValueError, match="mode='online' needs the tracking server's URL.*TRACKLET_BASE_URL"):
         tracklet.init(project="p", mode="online")
 
 

@@ -404,3 +404,89 @@ def test_a_crashed_runs_torn_tail_is_not_sent(root, servers):
         assert result.offset == len(intact) and _copy(server, "p", "crashed") == intact
         assert client.sync_run(RunPaths(root, "p", "crashed")).requests == 0
     run.finish()
+
+
+# ---------------------------------------------------------------- online mode
+
+
+def _online(root: Path, url: str, run_id: str, **settings) -> tracklet.Run:
+    return tracklet.init(project="live", id=run_id, dir=str(root), mode="online",
+                         settings={**QUIET, "base_url": url, "upload_interval": 0.05, **settings})
+
+
+def test_an_online_run_streams_to_the_server_as_it_goes(root, servers):
+    server = servers()
+    run = _online(root, server.url, "streamed")
+    for step in range(2000):
+        run.log({"loss": 1.0 / (step + 1)})
+    run.flush()
+    deadline = time.monotonic() + 30
+    while len(_copy(server, "live", "streamed")) < 1000 and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the server's copy while the run is still live
+    assert len(_copy(server, "live", "streamed")) > 1000  # arrived before finish()
+    run.finish()
+    assert _copy(server, "live", "streamed") == _local(root, "live", "streamed")
+    detail = httpx.get(f"{server.url}/api/v1/runs/live/streamed", timeout=10).json()
+    assert detail["run"]["state"] == "finished"
+
+
+def test_an_unreachable_server_never_blocks_training(root, servers, tmp_path):
+    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    run = _online(root, dead, "outage", upload_timeout=0.5)
+    started = time.monotonic()
+    for step in range(3000):
+        run.log({"loss": float(step)})
+    run.finish()
+    assert time.monotonic() - started < 20  # bounded by upload_timeout, not by retries
+    assert tracklet.Api(root).run("live/outage").history()["loss"] == [float(s) for s in range(3000)]
+    server = servers()
+    done = _sync(server.url, root, "live/outage")
+    assert done.returncode == 0, done.stderr
+    assert _copy(server, "live", "outage") == _local(root, "live", "outage")
+
+
+def test_an_online_run_catches_up_after_the_server_restarts(root, servers):
+    server = servers()
+    run = _online(root, server.url, "restart")
+    for step in range(1000):
+        run.log({"loss": float(step)})
+    run.flush()
+    server.kill()
+    for step in range(1000, 2000):
+        run.log({"loss": float(step)})
+    server.start()
+    run.finish()
+    assert _copy(server, "live", "restart") == _local(root, "live", "restart")
+    _assert_every_step_once(server, "live", "restart", 2000)
+
+
+def test_a_run_whose_client_dies_shows_as_crashed_after_its_heartbeat_lapses(root, servers):
+    server = servers(extra=("--heartbeat-lapse", "4", "--sweep-interval", "0.2"))
+    script = f"""
+import os, tracklet
+run = tracklet.init(project="live", id="dies", mode="online", settings={{
+    "base_url": "{server.url}", "upload_interval": 0.05, "console": "off", "capture_environment": False,
+    "system_metrics": False}})
+for step in range(500):
+    run.log({{"loss": float(step)}})
+run.flush()
+import time
+deadline = time.time() + 30
+while not os.path.exists("{server.root}/projects/live/runs/dies/run.tlog") and time.time() < deadline:
+    time.sleep(0.05)
+time.sleep(0.5)  # let the uploader send what was flushed
+os._exit(9)  # killed: no exit record, no more uploads
+"""
+    from conftest import run_script
+
+    run_script(script)
+    states = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{server.url}/api/v1/runs/live/dies", timeout=5)
+        if response.status_code == 200:
+            states.append(response.json()["run"]["state"])
+            if states[-1] == "crashed":
+                break
+        time.sleep(0.1)  # polling the server's periodic sweep
+    assert states[0] == "running" and states[-1] == "crashed"

@@ -622,11 +622,15 @@ def _is_loopback(host: str) -> bool:
               help="The server's store: sqlite:///PATH or postgresql://... (default: SQLite in the server's data root).")
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Largest request body accepted, in MiB (before and after decompression).")
+@click.option("--heartbeat-lapse", default=120.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds a run's uploads may pause before it shows as crashed (no exit record).")
+@click.option("--sweep-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between passes that index everything and mark quiet runs crashed.")
 @click.option("--dev", is_flag=True, help="Development mode: loopback, no API keys (the only mode for now).")
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
-           dev: bool) -> None:
+           heartbeat_lapse: float, sweep_interval: float, dev: bool) -> None:
     """Run the tracking server: clients upload runs with `tracklet sync`; a JSON read API serves them.
 
     The server keeps its copies of uploaded record logs and its store in its own data root (--dir).
@@ -644,7 +648,8 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     except ImportError as error:
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
     root = server_dir if server_dir is not None else Path(_state(ctx).api.root) / "server"
-    app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20)
+    app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
+                     heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval)
     click.echo(f"tracklet server on http://{host}:{port} (data root {root})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -238,6 +238,7 @@ class Run:
         self._environment: EnvironmentCapture | None = None
         self._monitor: Any = None
         self._checkpoints: Any = None
+        self._uploader: Any = None
         self._warned: set[Any] = set()
         self._plain_keysets: dict[tuple, bool] = {}
         self._queue: Any = _NoQueue(None)
@@ -499,6 +500,13 @@ class Run:
                 report=self._sender.warn,
             )
             self._monitor.start()
+        if self.settings.mode == "online":
+            from tracklet.core.uploader import Uploader
+
+            assert self.settings.base_url is not None
+            self._uploader = Uploader(paths, self.settings.base_url, interval=self.settings.upload_interval,
+                                      report=self._sender.warn)
+            self._uploader.start()
         lifecycle.register(self)
 
     def _run_start_record(self) -> pb.Record:
@@ -559,6 +567,8 @@ class Run:
         self._sender.put(record)
         self._queue = _NoQueue(_FINISHED)
         self._sender.shutdown(max(0.0, deadline - time.monotonic()))
+        if self._uploader is not None:
+            self._uploader.finish(max(0.0, min(self.settings.upload_timeout, deadline - time.monotonic())))
 
     def __enter__(self) -> "Run":
         return self

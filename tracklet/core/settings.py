@@ -19,9 +19,9 @@ class Settings:
     """Everything that changes how a run records, with the environment variable that sets each.
 
     Attributes:
-        mode: ``"offline"`` records to the local data root; ``"disabled"`` makes every call a
-            no-op; ``"online"`` streams to a tracking server (not available in this version).
-            ``TRACKLET_MODE``.
+        mode: ``"offline"`` records to the local data root; ``"online"`` also streams the record
+            log to the tracking server at ``base_url`` as the run goes; ``"disabled"`` makes
+            every call a no-op. ``TRACKLET_MODE``.
         dir: the data root. Default: a per-user data directory. ``TRACKLET_DIR``.
         project: project used when ``init(project=None)``. ``TRACKLET_PROJECT``.
         flush_interval: seconds within which a logged record reaches the operating system
@@ -43,6 +43,13 @@ class Settings:
         system_window: seconds aggregated (mean and max) into one stats record.
             ``TRACKLET_SYSTEM_WINDOW``.
         system_per_core: also record every CPU core's utilisation. ``TRACKLET_SYSTEM_PER_CORE``.
+        base_url: the tracking server for ``mode="online"``. ``TRACKLET_BASE_URL``.
+        api_key: the key to present to it (authentication arrives with the server's next
+            release; accepted now so scripts needn't change). ``TRACKLET_API_KEY``.
+        upload_interval: seconds between uploads of a live run's new records.
+            ``TRACKLET_UPLOAD_INTERVAL``.
+        upload_timeout: seconds ``finish()`` waits for the last upload before leaving the rest
+            to ``tracklet sync``. ``TRACKLET_UPLOAD_TIMEOUT``.
     """
 
     mode: str = "offline"
@@ -59,6 +66,10 @@ class Settings:
     system_interval: float = 2.0
     system_window: float = 10.0
     system_per_core: bool = False
+    base_url: str | None = None
+    api_key: str | None = None
+    upload_interval: float = 2.0
+    upload_timeout: float = 30.0
 
     def validate(self) -> "Settings":
         if self.mode not in MODES:
@@ -74,6 +85,10 @@ class Settings:
                 "system_interval must be positive and at most system_window; "
                 f"got {self.system_interval!r} and {self.system_window!r}"
             )
+        if self.mode == "online" and not self.base_url:
+            raise ValueError("mode='online' needs the tracking server's URL: settings base_url or TRACKLET_BASE_URL")
+        if not self.upload_interval > 0 or self.upload_timeout < 0:
+            raise ValueError("upload_interval must be positive and upload_timeout at least 0")
         if self.finish_timeout < 0:
             raise ValueError(f"finish_timeout must be >= 0; got {self.finish_timeout!r}")
         return self

@@ -62,11 +62,6 @@ def init(
             run.config.update(config)
         lifecycle.set_current(run)
         return run
-    if resolved.mode == "online":
-        raise ValueError(
-            "mode='online' needs a tracklet tracking server, which this version does not include yet; "
-            "use mode='offline' (the default): runs are recorded locally"
-        )
 
     paths = RunPaths(data_root(resolved), project_name, run_id)
     state = None

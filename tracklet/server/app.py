@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from tracklet import __version__
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
-from tracklet.server.indexing import StoreIndexer
+from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
 from tracklet.server.logs import BadRequest, LogCopies
 from tracklet.store import Store
 
@@ -35,24 +36,37 @@ class ServerState:
 
 
 def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               index_on_start: bool = True) -> FastAPI:
+               index_on_start: bool = True, sweep_interval: float = 30.0,
+               heartbeat_lapse: float = HEARTBEAT_LAPSE) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
-    bodies over ``max_body_bytes`` (on the wire or decompressed) get 413."""
+    bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
+    seconds the store is brought up to date and runs silent for ``heartbeat_lapse`` seconds
+    without an exit record become ``crashed``."""
     from tracklet.server import routes_ingest, routes_read
 
     root = Path(root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     # An explicit default: the server's store must not follow a TRACKLET_STORE meant for clients.
     store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
-    state = ServerState(root=root, store=store, copies=LogCopies(root), indexer=StoreIndexer(store, root),
+    state = ServerState(root=root, store=store, copies=LogCopies(root),
+                        indexer=StoreIndexer(store, root, heartbeat_lapse=heartbeat_lapse),
                         max_body_bytes=max_body_bytes)
     if index_on_start:
         state.indexer.index_all()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+
+        def sweep() -> None:
+            while not stop.wait(sweep_interval):
+                state.indexer.index_all()
+
+        sweeper = threading.Thread(target=sweep, name="tracklet-server-sweep", daemon=True)
+        sweeper.start()
         yield
+        stop.set()
         store.close()
 
     app = FastAPI(

@@ -13,7 +13,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import sqlalchemy as sa
@@ -176,12 +176,31 @@ class _RunFold:
         points.add(steps, values, order)
 
 
-class Indexer:
-    """The one writer of a store. ``index()`` ingests every run under ``root`` that has new bytes."""
+def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:
+    """Liveness for logs no local process writes (a server's copies): alive while the log grew
+    within the last ``lapse`` seconds. A live run's log grows at least every system-stats window
+    (10 s by default), so a lapse of a minute or more marks only dead clients' runs crashed."""
 
-    def __init__(self, engine: sa.Engine, root: str | Path) -> None:
+    def alive(log_file: Path) -> bool:
+        try:
+            return time.time() - log_file.stat().st_mtime < lapse
+        except FileNotFoundError:
+            return False
+
+    return alive
+
+
+class Indexer:
+    """The one writer of a store. ``index()`` ingests every run under ``root`` that has new bytes.
+
+    ``liveness(log_file)`` tells a running run from a crashed one when the log has no exit record:
+    by default whether a process holds the writer's lock (a local data root)."""
+
+    def __init__(self, engine: sa.Engine, root: str | Path,
+                 liveness: Callable[[Path], bool | None] = writer_alive) -> None:
         self.engine = engine
         self.root = Path(root)
+        self._liveness = liveness
         self._project_ids: dict[str, int] = {}
 
     def _locked(self) -> Any:
@@ -261,12 +280,12 @@ class Indexer:
             return {"state": "finished" if fold.exit.exit_code == 0 else "failed", "exit_code": fold.exit.exit_code}
         if row is not None and not fold.reopened and row.state in ("finished", "failed"):
             return {}
-        alive = writer_alive(log_file)
+        alive = self._liveness(log_file)
         return {"state": "running" if alive in (True, None) else "crashed", "exit_code": None}
 
     def _refresh_liveness(self, connection: sa.Connection, row: Any, log_file: Path) -> None:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
-        if row.state == "running" and writer_alive(log_file) is False:
+        if row.state == "running" and self._liveness(log_file) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(state="crashed"))
 
     def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,

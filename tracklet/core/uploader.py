@@ -1,0 +1,68 @@
+"""Online mode: a run's record log streamed to a tracking server while the run goes on.
+
+The run records locally exactly as offline (the record log stays the source of truth); this
+thread tails the log every ``upload_interval`` seconds and sends the server the complete frames
+it doesn't have yet, with ``SyncClient`` (the same code as ``tracklet sync``: by byte offset,
+resumable, jittered bounded backoff while the server is unreachable). Training never waits for
+it: ``finish()`` gives it at most ``upload_timeout`` seconds after the log is closed, then leaves
+the rest to ``tracklet sync``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable
+
+from tracklet.core.layout import RunPaths
+
+
+class Uploader:
+    def __init__(self, paths: RunPaths, base_url: str, *, interval: float,
+                 report: Callable[[Any, str], None]) -> None:
+        self._paths = paths
+        self._base_url = base_url
+        self._interval = interval
+        self._report = report
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self.offset = 0
+        self._thread = threading.Thread(target=self._run, name="tracklet-uploader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            from tracklet.server.client import SyncClient, SyncError
+        except ImportError as error:
+            self._report("uploader-import", f"tracklet: online mode needs the server extra "
+                                            f"(pip install 'tracklet[server]'): {error}; the run is recorded locally")
+            return
+        # Retry for as long as the process lives: an outage only delays the upload.
+        with SyncClient(self._base_url, give_up_after=float("inf")) as client:
+            while True:
+                stopping = self._stop.wait(self._interval)
+                try:
+                    self.offset = client.sync_run(self._paths).offset
+                except SyncError as error:  # the server refused (not unreachable): say so once
+                    self._report(("uploader-refused", str(error)[:80]), f"tracklet: upload to {self._base_url} "
+                                 f"refused: {error}; the run is recorded locally")
+                except Exception as error:  # contained: uploading must never take the run down
+                    self._report(("uploader", type(error)), f"tracklet: uploading failed: {error!r}")
+                if stopping:
+                    break
+        self._done.set()
+
+    def finish(self, timeout: float) -> bool:
+        """Send what the closed log holds, waiting at most ``timeout``; False if not all of it."""
+        self._stop.set()
+        if self._done.wait(timeout):
+            return True
+        print(
+            f"tracklet: the upload to {self._base_url} did not finish within {timeout:.0f}s; the run is complete "
+            f"locally, and `tracklet sync {self._paths.project}/{self._paths.run_id} --url {self._base_url}` "
+            "finishes the upload",
+            file=sys.stderr,
+        )
+        return False

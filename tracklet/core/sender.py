@@ -78,10 +78,6 @@ class _Stop:
     __slots__ = ()
 
 
-class SenderStopped(RuntimeError):
-    pass
-
-
 class BatchSender:
     """Owns the queue, the worker thread, the encoder and the sinks of one run."""
 
@@ -111,7 +107,6 @@ class BatchSender:
         self._stopped = False
         self._woken = False
         self._warned_full = False
-        self.records_written = 0
         self._summary_written = 0.0
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
@@ -275,7 +270,6 @@ class BatchSender:
         payload = record.SerializeToString()
         for sink in self.sinks:
             self._guarded(sink.write, payload)
-        self.records_written += 1
 
     def _flush_sinks(self, fsync: bool) -> None:
         for sink in self.sinks:

@@ -17,7 +17,6 @@ from tracklet.store import blocks as B
 from tracklet.store.ingest import TIMESTAMP_KEY
 from tracklet.store.schema import blocks, projects, runs, series
 
-X_AXES = ("step", "time", "relative_time")  # or the name of a metric
 
 
 @dataclasses.dataclass

@@ -170,16 +170,21 @@ def test_process_tree_includes_children(tmp_path):
     assert with_child > alone + 1_000_000
 
 
-def test_without_a_driver_a_run_logs_one_info_line(start, caplog):
-    import logging
-
+@pytest.fixture
+def no_driver():
+    """The real pynvml on a machine without an NVIDIA driver (this one and CI)."""
     pynvml = pytest.importorskip("pynvml")
     try:
         pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-        pytest.skip("this machine has an NVIDIA driver")
     except pynvml.NVMLError:
-        pass
+        return
+    pynvml.nvmlShutdown()
+    pytest.skip("this machine has an NVIDIA driver")
+
+
+def test_without_a_driver_a_run_logs_one_info_line(start, caplog, no_driver):
+    import logging
+
     with caplog.at_level(logging.INFO, logger="tracklet"):
         run = start(settings={"system_metrics": True})
         run.finish()
@@ -188,14 +193,7 @@ def test_without_a_driver_a_run_logs_one_info_line(start, caplog):
     assert read(run).state == "finished"
 
 
-def test_without_a_driver_gpu_metrics_are_off_with_one_note():
-    pynvml = pytest.importorskip("pynvml")
-    try:
-        pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-        pytest.skip("this machine has an NVIDIA driver")
-    except pynvml.NVMLError:
-        pass
+def test_without_a_driver_gpu_metrics_are_off_with_one_note(no_driver):
     sampler = NvidiaGpuSampler()
     info = sampler.start()
     assert not sampler.enabled

@@ -1,0 +1,35 @@
+"""The server's HTTP API fuzzed from its own OpenAPI schema (schemathesis): whatever a client
+sends, the answer is never a 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+pytest.importorskip("fastapi")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+import tracklet  # noqa: E402
+from tracklet.server.app import create_app  # noqa: E402
+
+from conftest import QUIET  # noqa: E402
+
+
+def test_no_request_gets_a_server_error(tmp_path):
+    root = tmp_path / "server"
+    run = tracklet.init(project="fuzz", id="known", dir=str(root), config={"lr": 0.1}, settings=QUIET)
+    for step in range(200):
+        run.log({"loss": 1.0 / (step + 1), "acc": step / 200})
+    run.finish()
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(root))  # indexes the run at start
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 6
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def call(case):
+            case.call_and_validate(checks=[schemathesis.checks.not_a_server_error])
+
+        call()

@@ -25,7 +25,6 @@ callback, not those features (see benchmarks/overhead.py and benchmarks/system_m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import print_table, write_json  # noqa: E402
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -271,12 +272,9 @@ def main() -> int:
         ("  slowdown, CPU (best of the rounds)", f"{training['slowdown_pct']:+.2f} %"),
         ("  slowdown, wall time", f"{training['wall_slowdown_pct']:+.2f} %"),
     ]
-    width = max(len(name) for name, _ in rows)
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, tracklet {tracklet.__version__}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    if options.json:
-        options.json.write_text(json.dumps(results, indent=2))
+    print_table(rows)
+    write_json(options.json, results)
     return 0
 
 

@@ -21,7 +21,6 @@ far more, since the Python loop then stops running ahead of the device at every 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import print_table, write_json  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -238,12 +239,9 @@ def main() -> int:
         ("(d) one compile event, watched", f"{results['compile_event_us']:.2f} µs"),
         ("(d) one other jax.monitoring duration event", f"{results['other_event_us']:.2f} µs"),
     ]
-    width = max(len(name) for name, _ in rows)
     print(f"jax {jax.__version__}, backend {backend}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>12}")
-    if args.json:
-        args.json.write_text(json.dumps({"backend": backend, "jax": jax.__version__, **results}, indent=2))
+    print_table(rows)
+    write_json(args.json, {"backend": backend, "jax": jax.__version__, **results})
     return 0
 
 

@@ -17,7 +17,6 @@ Targets: log_metrics <= 10 us; fit slowdown with TrackletLogger <= 5 %; watch <=
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import print_table, write_json  # noqa: E402
 
 import torch  # noqa: E402
 import lightning as L  # noqa: E402
@@ -171,11 +172,8 @@ def main() -> int:
          f"{results['watch']['logging_step_us']:.0f} us" if results["watch"]["logging_step_us"] else "-", ""),
         ("resume + finalize('success')", f"{results['fit']['reopen_and_finish_ms']:.1f} ms", ""),
     ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>12}  {target}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    print_table(rows)
+    write_json(args.json, results)
     return 0
 
 

@@ -35,6 +35,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import print_table, write_json  # noqa: E402
+
 import tracklet  # noqa: E402
 
 QUIET = {"console": "off", "capture_environment": False}
@@ -257,12 +259,8 @@ def main() -> int:
             ("frameworks imported by it", results["process"]["import_loads"], "[]"),
             ("peak RSS overhead, 100k steps", f"{results['process']['rss_overhead_mb']:.1f} MB", "<= 20 MB"),
         ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>16}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>16}  {target}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    print_table(rows, header=("measure", "result", "target"))
+    write_json(args.json, results)
     if args.max_slowdown is not None:
         # This machine kind is a shared VM (steal time): one noisy attempt is retried, a real
         # regression fails every attempt.

@@ -25,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import print_table  # noqa: E402
+
 from tracklet.core.layout import RunPaths  # noqa: E402
 from tracklet.core.recordlog import RecordLogWriter  # noqa: E402
 from tracklet.proto import records_pb2 as pb  # noqa: E402
@@ -144,10 +146,7 @@ def main() -> int:
                         "<= 100 ms" if listed == 10_000 else ""))
         store.close()
 
-    width = max(len(r[0]) for r in results)
-    print(f"{'measure':<{width}}  {'result':>18}  target")
-    for name, value, target in results:
-        print(f"{name:<{width}}  {value:>18}  {target}")
+    print_table(results, header=("measure", "result", "target"))
     return 0
 
 

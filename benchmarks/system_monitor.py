@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from benchmarks.report import print_table  # noqa: E402
 from tracklet.core.system.host import HostSampler  # noqa: E402
 from tracklet.core.system.nvidia import NvidiaGpuSampler  # noqa: E402
 
@@ -83,10 +84,8 @@ def main() -> int:
     else:
         rows.append(("NVML, real driver", None))
 
-    width = max(len(name) for name, _ in rows)
-    print(f"{'sampler':<{width}}  CPU per sample")
-    for name, cost in rows:
-        print(f"{name:<{width}}  {'n/a (no driver)' if cost is None else f'{cost:.3f} ms'}")
+    print_table([(name, "n/a (no driver)" if cost is None else f"{cost:.3f} ms") for name, cost in rows],
+                header=("sampler", "CPU per sample"))
     print("target: full sample with 8 GPUs <= 2 ms")
     return 0
 

@@ -240,7 +240,7 @@ class Run:
         self._checkpoints: Any = None
         self._uploader: Any = None
         self._warned: set[Any] = set()
-        self._plain_keysets: dict[tuple, bool] = {}
+        self._keysets: dict[tuple, tuple[bool, tuple]] = {}
         self._queue: Any = _NoQueue(None)
         self._batch_size = settings.batch_size
         self._backlog = _no_backlog
@@ -303,9 +303,10 @@ class Run:
             raise TypeError(f"log() takes a dict of {{name: value}}; got {type_name(data)}")
         keys = tuple(data)
         values = tuple(data.values())  # the copy: two tuples, which the worker transposes as they are
-        plain = self._plain_keysets.get(keys)
-        if plain is None or self._strict:
-            plain = self._classify(keys, values)
+        known = self._keysets.get(keys)
+        if known is None or self._strict:
+            known = self._classify(keys, values)
+        plain, keys = known  # the key set's first tuple, shared by every row: the worker compares identities
         if not plain:
             row = self._prepare(dict(zip(keys, values)))
             keys, values = tuple(row), tuple(row.values())
@@ -316,17 +317,18 @@ class Run:
         if advance:
             self._step = step + 1
 
-    def _classify(self, keys: tuple, values: tuple) -> bool:
+    def _classify(self, keys: tuple, values: tuple) -> tuple[bool, tuple]:
         """First sight of a key set: are its values plain builtins? Plain key sets skip the type
         scan on later calls (a key whose value later becomes a dict is still flattened, on the
-        worker); others take :meth:`_prepare` every time. Strict mode always checks."""
+        worker); others take :meth:`_prepare` every time. Strict mode always checks. Returns
+        (plain, the tuple later rows with these keys reuse)."""
         plain = _PLAIN_TYPES.issuperset(map(type, values))
         if self._strict:
-            return False
-        if len(self._plain_keysets) >= _MAX_KEYSETS:
-            self._plain_keysets.clear()
-        self._plain_keysets[keys] = plain
-        return plain
+            return False, keys
+        if len(self._keysets) >= _MAX_KEYSETS:
+            self._keysets.clear()
+        self._keysets[keys] = known = (plain, keys)
+        return known
 
     def _prepare(self, row: dict) -> dict:
         """The caller-side slow path: flatten nested mappings (copying them) and, in strict mode,

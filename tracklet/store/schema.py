@@ -76,3 +76,36 @@ blocks = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Index("ix_blocks_range", "series_id", "level", "last_step"),
 )
+
+# Who may use a tracking server (tracklet/server/auth.py). Unused by the embedded store.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),  # a server admin: every project
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),  # the key's public part, for lookup
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),  # SHA-256 hex of the secret part
+    sa.Column("label", sa.String(256), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_api_keys_user", "user_id"),
+)
+
+project_members = sa.Table(
+    "project_members",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # "read", "write" or "admin"
+)

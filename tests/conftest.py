@@ -13,6 +13,9 @@ import pytest
 import tracklet
 from tracklet.core import lifecycle
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serverproc import Server  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
 
@@ -47,7 +50,7 @@ def start(root):
     return _start
 
 
-def read(run: tracklet.Run) -> "tracklet.RecordedRun":
+def read(run: tracklet.Run) -> tracklet.RecordedRun:
     return tracklet.Api(Path(run.dir).parents[3]).run(run.path)
 
 
@@ -147,3 +150,18 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Start servers with ``servers(**kwargs)``; every one is killed at teardown."""
+    started: list[Server] = []
+
+    def _start(root: Path | None = None, **kwargs) -> Server:
+        server = Server(root or tmp_path / f"server{len(started)}", **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield _start
+    for server in started:
+        server.stop()

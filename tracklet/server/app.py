@@ -80,6 +80,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     app.include_router(routes_ingest.router)
     app.include_router(routes_read.router)
 
+    @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": str(error)})

@@ -1,0 +1,75 @@
+"""A real `tracklet server` process for tests (the ``servers`` fixture in conftest.py starts them).
+
+``Server(root, dev=True)`` starts ``--dev`` (loopback, no keys); ``dev=False`` needs API keys
+(``admin_key`` is an admin user's key, created with ``tracklet server users create`` before start).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A `tracklet server` subprocess on a free loopback port."""
+
+    def __init__(self, root: Path, *, store: str | None = None, extra: tuple[str, ...] = (), dev: bool = True) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.store = store
+        self.dev = dev
+        self.args = [sys.executable, "-m", "tracklet", "server", "--dir", str(root), "--port", str(self.port),
+                     *(["--store", store] if store else []), *(["--dev"] if dev else []), *extra]
+        self.proc: subprocess.Popen | None = None
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to answer."""
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self) -> Server:
+        self.spawn()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # readiness polling only
+        raise RuntimeError("server did not answer in time")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()

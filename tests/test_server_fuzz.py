@@ -16,20 +16,26 @@ from tracklet.server.app import create_app  # noqa: E402
 from conftest import QUIET  # noqa: E402
 
 
-def test_no_request_gets_a_server_error(tmp_path):
+@pytest.mark.parametrize("auth", [False, True], ids=["dev", "admin-key"])
+def test_no_request_gets_a_server_error(tmp_path, auth):
     root = tmp_path / "server"
     run = tracklet.init(project="fuzz", id="known", dir=str(root), config={"lr": 0.1}, settings=QUIET)
     for step in range(200):
         run.log({"loss": 1.0 / (step + 1), "acc": step / 200})
     run.finish()
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(root))  # indexes the run at start
+    app = create_app(root, auth=auth)  # indexes the run at start
+    headers = {}
+    if auth:
+        key = app.state.tracklet.authorizer.accounts.create_user("root", admin=True).key
+        headers = {"Authorization": f"Bearer {key}"}
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 6
+    assert len(operations) >= 12
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def call(case):
-            case.call_and_validate(checks=[schemathesis.checks.not_a_server_error])
+            case.call_and_validate(headers=headers, checks=[schemathesis.checks.not_a_server_error])
 
         call()

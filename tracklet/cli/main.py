@@ -53,7 +53,7 @@ def _as_cli_error(error: Exception) -> CliError | None:
 
     if isinstance(error, (RunNotFound, MissingDependency, ValueError)):
         return CliError(str(error))
-    if type(error).__name__ in ("IndexerBusy", "RunNotIndexed"):  # tracklet.store's; not imported here
+    if type(error).__name__ in ("IndexerBusy", "RunNotIndexed", "AuthError"):  # not imported here
         return CliError(str(error))
     if isinstance(error, KeyError):
         return CliError(str(error.args[0]) if error.args else repr(error))
@@ -612,34 +612,43 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _server_root(ctx: click.Context, server_dir: Path | None) -> Path:
+    return server_dir if server_dir is not None else Path(_state(ctx).api.root) / "server"
+
+
+_SERVER_DIR_HELP = ("The server's data root (its copies of uploaded runs, and its SQLite store). "
+                    "Default: 'server' inside the data root, apart from the runs recorded on this machine.")
+_SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (default: SQLite in the server's data root)."
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only for now).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; beyond loopback only with API keys (not --dev). Serve it behind HTTPS.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--dir", "server_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The server's data root (its copies of uploaded runs, and its SQLite store). "
-              "Default: 'server' inside the data root, apart from the runs recorded on this machine.")
-@click.option("--store", "store_url", default=None, metavar="URL",
-              help="The server's store: sqlite:///PATH or postgresql://... (default: SQLite in the server's data root).")
+              help=_SERVER_DIR_HELP)
+@click.option("--store", "store_url", default=None, metavar="URL", help=_SERVER_STORE_HELP)
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Largest request body accepted, in MiB (before and after decompression).")
 @click.option("--heartbeat-lapse", default=120.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds a run's uploads may pause before it shows as crashed (no exit record).")
 @click.option("--sweep-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
               help="Seconds between passes that index everything and mark quiet runs crashed.")
-@click.option("--dev", is_flag=True, help="Development mode: loopback, no API keys (the only mode for now).")
+@click.option("--dev", is_flag=True, help="Development mode: no API keys, anyone may do anything; loopback only.")
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
            heartbeat_lapse: float, sweep_interval: float, dev: bool) -> None:
-    """Run the tracking server: clients upload runs with `tracklet sync`; a JSON read API serves them.
+    """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
-    The server keeps its copies of uploaded record logs and its store in its own data root (--dir).
-    No authentication yet, so it listens on loopback only (--dev, the default).
+    Every request needs an API key (create the first admin with `tracklet admin create-user NAME
+    --admin`); --dev needs none and listens on loopback only. The server keeps its copies of
+    uploaded record logs and its store in its own data root (--dir).
     """
-    if not _is_loopback(host):
+    if dev and not _is_loopback(host):
         raise CliError(
-            f"refusing to listen on {host}: authentication (API keys) is not implemented yet, so the "
-            "server only listens on a loopback address (127.0.0.1, ::1, localhost)"
+            f"refusing to listen on {host} with --dev: a server without API keys listens on a loopback "
+            "address only (127.0.0.1, ::1, localhost); drop --dev to require keys"
         )
     try:
         import uvicorn
@@ -647,11 +656,169 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         from tracklet.server.app import create_app
     except ImportError as error:
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
-    root = server_dir if server_dir is not None else Path(_state(ctx).api.root) / "server"
+    root = _server_root(ctx, server_dir)
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
-                     heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval)
-    click.echo(f"tracklet server on http://{host}:{port} (data root {root})", err=True)
+                     heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval, auth=not dev)
+    mode = "--dev: no API keys" if dev else "API keys required"
+    click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)
+    if not dev and not app.state.tracklet.authorizer.accounts.users():
+        click.echo("No users yet: create the first admin with `tracklet admin create-user NAME --admin"
+                   + (f" --dir {shlex.quote(str(server_dir))}" if server_dir else "")
+                   + (" --store URL" if store_url else "") + "`", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+# ---------------------------------------------------------------- accounts (on the server's machine)
+
+@main.group()
+@click.option("--dir", "server_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help=_SERVER_DIR_HELP)
+@click.option("--store", "store_url", default=None, metavar="URL", help=_SERVER_STORE_HELP)
+@click.pass_context
+def admin(ctx: click.Context, server_dir: Path | None, store_url: str | None) -> None:
+    """Manage a tracking server's users, API keys and project members, in its store directly.
+
+    Run it where the server runs, with the server's --dir and --store. Remotely, server admins use
+    the HTTP API (/api/v1/users, /api/v1/keys, /api/v1/projects/{project}/members).
+    """
+    ctx.obj = (_server_root(ctx, server_dir), store_url)
+
+
+def _accounts(ctx: click.Context) -> Any:
+    from tracklet.server.auth import Accounts
+    from tracklet.store import Store
+
+    root, store_url = ctx.obj
+    store = Store(store_url or f"sqlite:///{Path(root) / 'store.sqlite'}", root=root)
+    ctx.call_on_close(store.close)
+    return Accounts(store.engine)
+
+
+def _show_new_key(new: Any) -> None:
+    click.echo(f"API key for {new.user} (id {new.key_id}); it is shown only now:", err=True)
+    click.echo(new.key)
+
+
+@admin.command("create-user")
+@click.argument("name")
+@click.option("--admin", "is_admin", is_flag=True, help="A server admin: every role on every project.")
+@click.pass_context
+@_handle_errors
+def admin_create_user(ctx: click.Context, name: str, is_admin: bool) -> None:
+    """Create a user and print their first API key (once)."""
+    _show_new_key(_accounts(ctx).create_user(name, admin=is_admin))
+
+
+@admin.command("users")
+@click.pass_context
+@_handle_errors
+def admin_users(ctx: click.Context) -> None:
+    """List users."""
+    for user in _accounts(ctx).users():
+        flags = [flag for flag, on in (("admin", user["is_admin"]), ("disabled", user["disabled"])) if on]
+        click.echo(f"{user['name']}\t{','.join(flags)}\tcreated {_iso(user['created_at'])}")
+
+
+@admin.command("disable-user")
+@click.argument("name")
+@click.pass_context
+@_handle_errors
+def admin_disable_user(ctx: click.Context, name: str) -> None:
+    """Disable a user and revoke all their keys."""
+    _accounts(ctx).disable_user(name)
+    click.echo(f"Disabled {name} and revoked their keys")
+
+
+@admin.command("create-key")
+@click.argument("user")
+@click.option("--label", default="", help="What the key is for, e.g. 'laptop' or 'ci'.")
+@click.pass_context
+@_handle_errors
+def admin_create_key(ctx: click.Context, user: str, label: str) -> None:
+    """Make another API key for a user and print it (once)."""
+    _show_new_key(_accounts(ctx).create_key(user, label=label))
+
+
+@admin.command("keys")
+@click.argument("user", required=False)
+@click.pass_context
+@_handle_errors
+def admin_keys(ctx: click.Context, user: str | None) -> None:
+    """List API keys (ids and labels, never secrets), of one user or all."""
+    for key in _accounts(ctx).keys(user):
+        state = f"revoked {_iso(key['revoked_at'])}" if key["revoked_at"] else "active"
+        click.echo(f"{key['key_id']}\t{key['user']}\t{key['label']}\t{state}\tlast used {_iso(key['last_used_at'])}")
+
+
+@admin.command("revoke-key")
+@click.argument("key_id")
+@click.pass_context
+@_handle_errors
+def admin_revoke_key(ctx: click.Context, key_id: str) -> None:
+    """Revoke an API key by its id: requests with it get 401 from now on."""
+    _accounts(ctx).revoke_key(key_id)
+    click.echo(f"Revoked {key_id}")
+
+
+@admin.command("add-member")
+@click.argument("project")
+@click.argument("user")
+@click.argument("role", type=click.Choice(["read", "write", "admin"]))
+@click.pass_context
+@_handle_errors
+def admin_add_member(ctx: click.Context, project: str, user: str, role: str) -> None:
+    """Give USER ROLE in PROJECT (creating the project if needed)."""
+    _accounts(ctx).set_member(project, user, role)
+    click.echo(f"{user} has {role} access to {project}")
+
+
+@admin.command("remove-member")
+@click.argument("project")
+@click.argument("user")
+@click.pass_context
+@_handle_errors
+def admin_remove_member(ctx: click.Context, project: str, user: str) -> None:
+    """Take USER's access to PROJECT away (server admins keep theirs)."""
+    _accounts(ctx).remove_member(project, user)
+    click.echo(f"{user} is no longer a member of {project}")
+
+
+@main.command()
+@click.option("--url", default=None, envvar="TRACKLET_BASE_URL", metavar="URL",
+              help="The server, e.g. https://tracklet.example.com (default: $TRACKLET_BASE_URL).")
+@click.option("--key", default=None, metavar="KEY", help="The API key (default: asked for, without echo).")
+@_handle_errors
+def login(url: str | None, key: str | None) -> None:
+    """Check an API key against a tracking server and save it for that server.
+
+    Online runs, `tracklet sync` and `tracklet.Api(base_url=...)` then use it when
+    TRACKLET_API_KEY is not set. The key is saved readable by you only.
+    """
+    try:
+        import httpx
+    except ImportError as error:
+        raise CliError(f"tracklet login needs httpx: pip install 'tracklet[server]' ({error})") from None
+    from tracklet.core.credentials import save_key
+
+    if not url:
+        raise CliError("no server URL: pass --url or set TRACKLET_BASE_URL")
+    if key is None:
+        key = click.prompt("API key", hide_input=True)
+    key = key.strip()
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    except httpx.HTTPError as error:
+        raise CliError(f"cannot reach {url}: {error}") from None
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise CliError(f"{url} refused the key (HTTP {response.status_code}): {detail}")
+    me = response.json()
+    path = save_key(url, key)
+    role = ", server admin" if me.get("is_admin") else ""
+    click.echo(f"Logged in to {url} as {me.get('user')}{role}; key saved in {path}")
 
 
 @main.command()

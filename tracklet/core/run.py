@@ -507,7 +507,7 @@ class Run:
 
             assert self.settings.base_url is not None
             self._uploader = Uploader(paths, self.settings.base_url, interval=self.settings.upload_interval,
-                                      report=self._sender.warn)
+                                      report=self._sender.warn, api_key=self.settings.api_key)
             self._uploader.start()
         lifecycle.register(self)
 

@@ -44,8 +44,8 @@ class Settings:
             ``TRACKLET_SYSTEM_WINDOW``.
         system_per_core: also record every CPU core's utilisation. ``TRACKLET_SYSTEM_PER_CORE``.
         base_url: the tracking server for ``mode="online"``. ``TRACKLET_BASE_URL``.
-        api_key: the key to present to it (authentication arrives with the server's next
-            release; accepted now so scripts needn't change). ``TRACKLET_API_KEY``.
+        api_key: the API key to present to it. ``TRACKLET_API_KEY``; else the key that
+            ``tracklet login`` saved for ``base_url``.
         upload_interval: seconds between uploads of a live run's new records.
             ``TRACKLET_UPLOAD_INTERVAL``.
         upload_timeout: seconds ``finish()`` waits for the last upload before leaving the rest

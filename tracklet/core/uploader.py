@@ -19,9 +19,10 @@ from tracklet.core.layout import RunPaths
 
 class Uploader:
     def __init__(self, paths: RunPaths, base_url: str, *, interval: float,
-                 report: Callable[[Any, str], None]) -> None:
+                 report: Callable[[Any, str], None], api_key: str | None = None) -> None:
         self._paths = paths
         self._base_url = base_url
+        self._api_key = api_key
         self._interval = interval
         self._report = report
         self._stop = threading.Event()
@@ -38,9 +39,17 @@ class Uploader:
         except ImportError as error:
             self._report("uploader-import", f"tracklet: online mode needs the server extra "
                                             f"(pip install 'tracklet[server]'): {error}; the run is recorded locally")
+            self._done.set()
             return
         # Retry for as long as the process lives: an outage only delays the upload.
-        with SyncClient(self._base_url, give_up_after=float("inf")) as client:
+        try:
+            client = SyncClient(self._base_url, give_up_after=float("inf"), api_key=self._api_key)
+        except Exception as error:  # e.g. an unreadable credentials file
+            self._report("uploader-setup", f"tracklet: cannot upload to {self._base_url}: {error}; "
+                                           "the run is recorded locally")
+            self._done.set()
+            return
+        with client:
             while True:
                 stopping = self._stop.wait(self._interval)
                 try:

@@ -3,7 +3,8 @@
 The server keeps its own data root, laid out like a client's (``projects/<p>/runs/<id>/run.tlog``
 holds its copy of each uploaded record log), and a ``Store`` over it (SQLite in the root by
 default, or PostgreSQL). Uploads append to the copies (``routes_ingest``); reads go to the store
-(``routes_read``). No authentication yet: serve it on loopback only (``tracklet server``).
+(``routes_read``). Every API route requires an API key (``auth.py``) unless the app is made
+with ``auth=False`` (``tracklet server --dev``, loopback only).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from tracklet import __version__
+from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
 from tracklet.server.logs import BadRequest, LogCopies
@@ -33,17 +36,36 @@ class ServerState:
     copies: LogCopies
     indexer: StoreIndexer
     max_body_bytes: int
+    authorizer: Authorizer | None  # None: a --dev server, no keys
+
+
+async def require_access(request: Request) -> None:
+    """Every API route's gate: the sender must present a valid key, and on a route with a
+    ``{project}`` hold ``read`` (GET, HEAD) or ``write`` (other methods) there. An upload
+    (``PUT /api/v1/runs/...``) to a project that doesn't exist yet creates it for the sender."""
+    authorizer: Authorizer | None = request.app.state.tracklet.authorizer
+    if authorizer is None:
+        request.state.principal = DEV_PRINCIPAL
+        return
+    project = request.path_params.get("project")
+    if project is None:
+        await run_in_threadpool(authorizer.principal, request)
+        return
+    reading = request.method in ("GET", "HEAD")
+    creating = not reading and request.url.path.startswith("/api/v1/runs/")
+    await run_in_threadpool(authorizer.check, request, project, "read" if reading else "write", create=creating)
 
 
 def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                index_on_start: bool = True, sweep_interval: float = 30.0,
-               heartbeat_lapse: float = HEARTBEAT_LAPSE) -> FastAPI:
+               heartbeat_lapse: float = HEARTBEAT_LAPSE, auth: bool = True) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
     seconds the store is brought up to date and runs silent for ``heartbeat_lapse`` seconds
-    without an exit record become ``crashed``."""
-    from tracklet.server import routes_ingest, routes_read
+    without an exit record become ``crashed``. With ``auth`` (the default) every API request
+    needs a user's API key and project role; ``auth=False`` lets anyone do anything."""
+    from tracklet.server import routes_auth, routes_ingest, routes_read
 
     root = Path(root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -51,7 +73,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
     state = ServerState(root=root, store=store, copies=LogCopies(root),
                         indexer=StoreIndexer(store, root, heartbeat_lapse=heartbeat_lapse),
-                        max_body_bytes=max_body_bytes)
+                        max_body_bytes=max_body_bytes,
+                        authorizer=Authorizer(Accounts(store.engine)) if auth else None)
     if index_on_start:
         state.indexer.index_all()
 
@@ -77,8 +100,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         "See docs/server.md.",
     )
     app.state.tracklet = state
-    app.include_router(routes_ingest.router)
-    app.include_router(routes_read.router)
+    guarded = [Depends(require_access)]
+    app.include_router(routes_ingest.router, dependencies=guarded)
+    app.include_router(routes_read.router, dependencies=guarded)
+    app.include_router(routes_auth.router, dependencies=guarded)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
     async def health() -> dict[str, str]:

@@ -108,16 +108,21 @@ class SyncClient:
         give_up_after: float = 300.0,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
+        from tracklet.core.credentials import resolve_key
+
         base_url = base_url or os.environ.get(BASE_URL_ENV)
         if not base_url:
             raise ValueError(f"no server URL: pass --url or set {BASE_URL_ENV}")
         self.base_url = base_url.rstrip("/")
+        key = resolve_key(self.base_url, api_key)
         self.chunk_bytes = chunk_bytes
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.give_up_after = give_up_after
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {key}"} if key else None)
 
     def close(self) -> None:
         self._http.close()
@@ -157,13 +162,15 @@ class SyncClient:
     def _url(paths: RunPaths, suffix: str) -> str:
         return f"/api/v1/runs/{paths.project}/{paths.run_id}/log{suffix}"
 
-    @staticmethod
-    def _refused(response: httpx.Response) -> SyncError:
+    def _refused(self, response: httpx.Response) -> SyncError:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
-        return SyncError(f"server refused the upload (HTTP {response.status_code}): {detail}")
+        hint = ""
+        if response.status_code == 401:
+            hint = f"; set TRACKLET_API_KEY or run `tracklet login --url {self.base_url}`"
+        return SyncError(f"server refused the upload (HTTP {response.status_code}): {detail}{hint}")
 
     def server_offset(self, paths: RunPaths) -> int:
         """Where the server's copy of the run ends (0 when it has none)."""

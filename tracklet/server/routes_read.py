@@ -71,8 +71,14 @@ def _list_projects(store: Any) -> list[Project]:
 
 @router.get("/projects", response_model=ProjectsResponse, summary="Projects and their run counts")
 async def list_projects(request: Request) -> ProjectsResponse:
-    store = request.app.state.tracklet.store
-    return ProjectsResponse(projects=await run_in_threadpool(_list_projects, store))
+    """The projects the sender may read."""
+    app = request.app.state.tracklet
+    found = await run_in_threadpool(_list_projects, app.store)
+    if app.authorizer is not None:
+        readable = await run_in_threadpool(app.authorizer.accounts.readable_projects, request.state.principal)
+        if readable is not None:
+            found = [project for project in found if project.name in readable]
+    return ProjectsResponse(projects=found)
 
 
 @router.get("/projects/{project}/runs", response_model=RunsResponse, responses=_ERRORS, summary="A project's runs")

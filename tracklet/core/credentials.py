@@ -1,0 +1,58 @@
+"""API keys saved by ``tracklet login``, one per server URL.
+
+``<user config dir>/tracklet/credentials.json`` (``~/.config/tracklet`` on Linux) maps a server's
+base URL to the key for it. The file is created readable by its owner only, and written whole
+through a temporary file so a crash never leaves half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+API_KEY_ENV = "TRACKLET_API_KEY"
+
+
+def credentials_file() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("tracklet", appauthor=False)) / "credentials.json"
+
+
+def _normalize(base_url: str) -> str:
+    return base_url.strip().rstrip("/")
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a tracklet credentials file ({error}); delete it and run `tracklet login`") from None
+    return {str(url): str(key) for url, key in data.items()} if isinstance(data, dict) else {}
+
+
+def saved_key(base_url: str) -> str | None:
+    """The key ``tracklet login`` saved for ``base_url``, if any."""
+    return _read(credentials_file()).get(_normalize(base_url))
+
+
+def save_key(base_url: str, key: str) -> Path:
+    """Remember ``key`` for ``base_url`` (replacing an older one); returns the file."""
+    path = credentials_file()
+    data = _read(path)
+    data[_normalize(base_url)] = key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    os.replace(temporary, path)
+    return path
+
+
+def resolve_key(base_url: str, explicit: str | None = None) -> str | None:
+    """The key to send to ``base_url``: ``explicit``, else ``$TRACKLET_API_KEY``, else the saved one."""
+    return explicit or os.environ.get(API_KEY_ENV) or saved_key(base_url)

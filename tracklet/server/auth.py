@@ -1,0 +1,323 @@
+"""Who may do what on a tracking server: users, API keys and project roles.
+
+A key is ``tlk_<key id>_<secret>``. The server keeps the key id (to find the key) and the SHA-256
+of the secret, never the secret itself, so a key is shown once, when it is made. Keys are 256-bit
+random secrets, so a fast hash is enough: there is nothing to brute-force. A revoked key stays
+in the table (so its id keeps identifying it in listings) and never authenticates again.
+
+Roles are per project, ordered ``read`` < ``write`` < ``admin``; a server admin (``users.is_admin``)
+holds every role on every project. Any authenticated user may create a project by uploading the
+first run to it and becomes its admin. ``Authorizer.check`` is what every route relies on: it is
+applied to the project-scoped routers in ``app.py`` (GET and HEAD need ``read``, other methods
+``write``) and called directly where a route needs more (managing members needs ``admin``).
+
+``--dev`` servers have no ``Authorizer``: every request acts as the server admin, and the CLI
+allows that on loopback addresses only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import HTTPException, Request
+
+from tracklet.core.settings import check_name
+from tracklet.store.schema import api_keys, project_members, projects, users
+
+KEY_PREFIX = "tlk_"
+ROLES = ("read", "write", "admin")
+LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used_at
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """Who sent a request."""
+
+    user_id: int | None  # None for the --dev server's implicit admin
+    name: str
+    is_admin: bool
+    key_id: str | None = None
+
+
+DEV_PRINCIPAL = Principal(user_id=None, name="dev", is_admin=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewKey:
+    """A key as made: ``key`` is the only time its secret exists outside the client."""
+
+    key: str
+    key_id: str
+    user: str
+    label: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _split_key(key: str) -> tuple[str, str] | None:
+    if not key.startswith(KEY_PREFIX):
+        return None
+    key_id, sep, secret = key[len(KEY_PREFIX):].partition("_")
+    if not sep or not key_id or not secret or len(key_id) > 32:
+        return None
+    return key_id, secret
+
+
+def role_at_least(role: str | None, needed: str) -> bool:
+    return role is not None and ROLES.index(role) >= ROLES.index(needed)
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    return role
+
+
+class AuthError(LookupError):
+    """An administrative request that names a user or key that doesn't exist (HTTP 404)."""
+
+
+class Accounts:
+    """Users, keys and project members in a store's database (the server's and the CLI's view)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ users and keys
+
+    def create_user(self, name: str, *, admin: bool = False, label: str = "initial") -> NewKey:
+        """A new user with a first key; ``ValueError`` if the name is taken or not a valid name."""
+        check_name("user name", name)
+        with self.engine.begin() as connection:
+            if connection.execute(sa.select(users.c.id).where(users.c.name == name)).first():
+                raise ValueError(f"user {name!r} exists already")
+            user_id = connection.execute(
+                users.insert().values(name=name, is_admin=admin, created_at=time.time(), disabled=False)
+            ).inserted_primary_key[0]
+            return self._insert_key(connection, user_id, name, label)
+
+    def create_key(self, user: str, *, label: str = "") -> NewKey:
+        with self.engine.begin() as connection:
+            row = connection.execute(sa.select(users.c.id).where(users.c.name == user, users.c.disabled.is_(False))).first()
+            if row is None:
+                raise AuthError(f"no active user {user!r}")
+            return self._insert_key(connection, row.id, user, label)
+
+    @staticmethod
+    def _insert_key(connection: sa.Connection, user_id: int, user: str, label: str) -> NewKey:
+        if len(label) > 256:
+            raise ValueError("a key label is at most 256 characters")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        connection.execute(api_keys.insert().values(
+            key_id=key_id, user_id=user_id, secret_hash=_hash(secret), label=label, created_at=time.time(),
+        ))
+        return NewKey(key=f"{KEY_PREFIX}{key_id}_{secret}", key_id=key_id, user=user, label=label)
+
+    def users(self) -> list[dict[str, Any]]:
+        stmt = sa.select(users.c.name, users.c.is_admin, users.c.created_at, users.c.disabled).order_by(users.c.name)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(stmt)]
+
+    def disable_user(self, name: str) -> None:
+        """Disable a user and revoke all their keys (their runs and memberships stay)."""
+        with self.engine.begin() as connection:
+            row = connection.execute(sa.select(users.c.id).where(users.c.name == name)).first()
+            if row is None:
+                raise AuthError(f"no user {name!r}")
+            connection.execute(users.update().where(users.c.id == row.id).values(disabled=True))
+            connection.execute(api_keys.update().where(api_keys.c.user_id == row.id, api_keys.c.revoked_at.is_(None))
+                               .values(revoked_at=time.time()))
+
+    def keys(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Keys (never their secrets): all, or one user's."""
+        stmt = (sa.select(api_keys.c.key_id, users.c.name.label("user"), api_keys.c.label, api_keys.c.created_at,
+                          api_keys.c.last_used_at, api_keys.c.revoked_at)
+                .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
+                .order_by(api_keys.c.created_at))
+        if user is not None:
+            stmt = stmt.where(users.c.name == user)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(stmt)]
+
+    def revoke_key(self, key_id: str, *, owner: str | None = None) -> None:
+        """Revoke a key (``owner``: only if it is that user's); ``AuthError`` if there is no such key."""
+        with self.engine.begin() as connection:
+            stmt = sa.select(api_keys.c.id).select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
+            stmt = stmt.where(api_keys.c.key_id == key_id)
+            if owner is not None:
+                stmt = stmt.where(users.c.name == owner)
+            row = connection.execute(stmt).first()
+            if row is None:
+                raise AuthError(f"no key {key_id!r}" + (f" of user {owner!r}" if owner else ""))
+            connection.execute(api_keys.update().where(api_keys.c.id == row.id, api_keys.c.revoked_at.is_(None))
+                               .values(revoked_at=time.time()))
+
+    def authenticate(self, key: str) -> tuple[Principal | None, str]:
+        """The key's owner, or None and why not."""
+        parts = _split_key(key)
+        if parts is None:
+            return None, f"malformed API key: keys look like {KEY_PREFIX}<id>_<secret>"
+        key_id, secret = parts
+        stmt = (sa.select(api_keys.c.secret_hash, api_keys.c.revoked_at, users.c.id, users.c.name, users.c.is_admin,
+                          users.c.disabled)
+                .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
+                .where(api_keys.c.key_id == key_id))
+        with self.engine.connect() as connection:
+            row = connection.execute(stmt).first()
+        if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+            return None, "invalid API key"
+        if row.revoked_at is not None:
+            return None, f"API key {key_id} was revoked"
+        if row.disabled:
+            return None, f"user {row.name!r} is disabled"
+        return Principal(user_id=row.id, name=row.name, is_admin=row.is_admin, key_id=key_id), ""
+
+    def touch(self, key_id: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(last_used_at=time.time()))
+
+    # ------------------------------------------------------------------ projects and members
+
+    def _project_id(self, connection: sa.Connection, project: str) -> int | None:
+        row = connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).first()
+        return None if row is None else row.id
+
+    def role(self, principal: Principal, project: str) -> tuple[bool, str | None]:
+        """(whether the project exists, the principal's role in it)."""
+        with self.engine.connect() as connection:
+            project_id = self._project_id(connection, project)
+            if project_id is None:
+                return False, "admin" if principal.is_admin else None
+            if principal.is_admin:
+                return True, "admin"
+            row = connection.execute(sa.select(project_members.c.role).where(
+                project_members.c.project_id == project_id, project_members.c.user_id == principal.user_id)).first()
+        return True, None if row is None else row.role
+
+    def create_project(self, project: str, owner: Principal) -> str:
+        """Create ``project`` with ``owner`` as its admin; if someone created it meanwhile, the
+        owner's role in it (or None)."""
+        check_name("project", project)
+        try:
+            with self.engine.begin() as connection:
+                project_id = connection.execute(projects.insert().values(name=project)).inserted_primary_key[0]
+                if owner.user_id is not None:
+                    connection.execute(project_members.insert().values(
+                        project_id=project_id, user_id=owner.user_id, role="admin"))
+            return "admin"
+        except sa.exc.IntegrityError:  # a concurrent first upload won
+            return self.role(owner, project)[1]  # type: ignore[return-value]
+
+    def readable_projects(self, principal: Principal) -> set[str] | None:
+        """Names of the projects the principal may read; None means all of them."""
+        if principal.is_admin:
+            return None
+        stmt = (sa.select(projects.c.name)
+                .select_from(projects.join(project_members, project_members.c.project_id == projects.c.id))
+                .where(project_members.c.user_id == principal.user_id))
+        with self.engine.connect() as connection:
+            return {row.name for row in connection.execute(stmt)}
+
+    def members(self, project: str) -> list[dict[str, str]]:
+        stmt = (sa.select(users.c.name.label("user"), project_members.c.role)
+                .select_from(project_members.join(users, users.c.id == project_members.c.user_id)
+                             .join(projects, projects.c.id == project_members.c.project_id))
+                .where(projects.c.name == project).order_by(users.c.name))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(stmt)]
+
+    def set_member(self, project: str, user: str, role: str) -> None:
+        """Give ``user`` ``role`` in ``project`` (creating the project if needed)."""
+        check_role(role)
+        check_name("project", project)
+        with self.engine.begin() as connection:
+            user_row = connection.execute(sa.select(users.c.id).where(users.c.name == user)).first()
+            if user_row is None:
+                raise AuthError(f"no user {user!r}")
+            project_id = self._project_id(connection, project)
+            if project_id is None:
+                project_id = connection.execute(projects.insert().values(name=project)).inserted_primary_key[0]
+            where = (project_members.c.project_id == project_id, project_members.c.user_id == user_row.id)
+            if connection.execute(sa.select(project_members.c.role).where(*where)).first():
+                connection.execute(project_members.update().where(*where).values(role=role))
+            else:
+                connection.execute(project_members.insert().values(project_id=project_id, user_id=user_row.id, role=role))
+
+    def remove_member(self, project: str, user: str) -> None:
+        with self.engine.begin() as connection:
+            project_id = self._project_id(connection, project)
+            user_row = connection.execute(sa.select(users.c.id).where(users.c.name == user)).first()
+            if project_id is None or user_row is None:
+                raise AuthError(f"{user!r} is not a member of {project!r}")
+            connection.execute(project_members.delete().where(
+                project_members.c.project_id == project_id, project_members.c.user_id == user_row.id))
+
+
+class Authorizer:
+    """Checks each request's ``Authorization: Bearer <key>`` against ``Accounts``."""
+
+    def __init__(self, accounts: Accounts) -> None:
+        self.accounts = accounts
+        self._touched: dict[str, float] = {}
+        self._guard = threading.Lock()
+
+    def principal(self, request: Request) -> Principal:
+        """The request's sender; 401 when the key is missing, malformed, wrong or revoked."""
+        cached = getattr(request.state, "principal", None)
+        if cached is not None:
+            return cached
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if not header:
+            self._unauthorized("missing API key: send 'Authorization: Bearer <key>' (or run `tracklet login`)")
+        if scheme.lower() != "bearer" or not key.strip():
+            self._unauthorized("the Authorization header must be 'Bearer <API key>'")
+        principal, reason = self.accounts.authenticate(key.strip())
+        if principal is None:
+            self._unauthorized(reason)
+        assert principal is not None and principal.key_id is not None
+        self._note_use(principal.key_id)
+        request.state.principal = principal
+        return principal
+
+    def _note_use(self, key_id: str) -> None:
+        now = time.monotonic()
+        with self._guard:
+            if now - self._touched.get(key_id, -LAST_USED_EVERY) < LAST_USED_EVERY:
+                return
+            self._touched[key_id] = now
+        self.accounts.touch(key_id)
+
+    @staticmethod
+    def _unauthorized(detail: str) -> None:
+        raise HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+    def check(self, request: Request, project: str, needed: str, *, create: bool = False) -> Principal:
+        """The sender, if they hold ``needed`` on ``project``; 403 otherwise. A project that
+        doesn't exist yet may be read by anyone (there is nothing in it) and, with ``create``, is
+        created for a write, with the sender as its admin (an upload)."""
+        principal = self.principal(request)
+        check_name("project", project)
+        exists, role = self.accounts.role(principal, project)
+        if not exists:
+            if needed == "read":  # nothing to see: the route answers 404 (or offset 0)
+                return principal
+            if create:
+                role = self.accounts.create_project(project, principal)
+        if not role_at_least(role, needed):
+            raise HTTPException(
+                status_code=403,
+                detail=f"user {principal.name!r} needs {needed} access to project {project!r}"
+                + (f" (has {role})" if role else " (not a member; a project admin can add them)"),
+            )
+        return principal

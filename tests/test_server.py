@@ -331,8 +331,8 @@ def test_a_crashed_runs_torn_tail_is_not_sent(root, servers):
 # ---------------------------------------------------------------- online mode
 
 
-def _online(root: Path, url: str, run_id: str, **settings) -> tracklet.Run:
-    return tracklet.init(project="live", id=run_id, dir=str(root), mode="online",
+def _online(root: Path, url: str, run_id: str, resume: str | None = None, **settings) -> tracklet.Run:
+    return tracklet.init(project="live", id=run_id, dir=str(root), mode="online", resume=resume,
                          settings={**QUIET, "base_url": url, "upload_interval": 0.05, **settings})
 
 
@@ -412,3 +412,14 @@ os._exit(9)  # killed: no exit record, no more uploads
                 break
         time.sleep(0.1)  # polling the server's periodic sweep
     assert states[0] == "running" and states[-1] == "crashed"
+
+    # Resumed, it streams on from where the server's copy ends and finishes there.
+    run = _online(root, server.url, "dies", resume="allow")
+    assert run.step == 500
+    for step in range(500, 700):
+        run.log({"loss": float(step)})
+    run.finish()
+    row = httpx.get(f"{server.url}/api/v1/runs/live/dies", timeout=5).json()["run"]
+    assert (row["state"], row["exit_code"], row["last_step"]) == ("finished", 0, 699)
+    assert _copy(server, "live", "dies") == _local(root, "live", "dies")
+    _assert_every_step_once(server, "live", "dies", 700)

@@ -258,9 +258,23 @@ class RecordedRun:
 
 
 class Api:
-    """Read access to the runs under a data root (default: ``TRACKLET_DIR`` or the per-user one)."""
+    """Read access to the runs under a data root (default: ``TRACKLET_DIR`` or the per-user one).
 
-    def __init__(self, root: str | Path | None = None, *, store_url: str | None = None) -> None:
+    ``Api(base_url="https://tracklet.example.com")`` reads a tracking server instead and returns a
+    ``tracklet.core.remote.RemoteApi`` with the same calls (``projects``, ``runs``, ``run``,
+    ``history``), authenticated with ``api_key``, ``$TRACKLET_API_KEY`` or ``tracklet login``.
+    """
+
+    def __new__(cls, root: str | Path | None = None, *, store_url: str | None = None, base_url: str | None = None,
+                api_key: str | None = None) -> Any:
+        if base_url is not None:
+            from tracklet.core.remote import RemoteApi
+
+            return RemoteApi(base_url, api_key=api_key)
+        return super().__new__(cls)
+
+    def __init__(self, root: str | Path | None = None, *, store_url: str | None = None, base_url: str | None = None,
+                 api_key: str | None = None) -> None:
         if root is None:
             root = os.environ.get("TRACKLET_DIR") or default_data_root()
         self.root = Path(root).expanduser()

@@ -65,7 +65,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     seconds the store is brought up to date and runs silent for ``heartbeat_lapse`` seconds
     without an exit record become ``crashed``. With ``auth`` (the default) every API request
     needs a user's API key and project role; ``auth=False`` lets anyone do anything."""
-    from tracklet.server import routes_auth, routes_ingest, routes_read
+    from tracklet.server import routes_auth, routes_ingest, routes_read, routes_run_data
 
     root = Path(root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -103,6 +103,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     guarded = [Depends(require_access)]
     app.include_router(routes_ingest.router, dependencies=guarded)
     app.include_router(routes_read.router, dependencies=guarded)
+    app.include_router(routes_run_data.router, dependencies=guarded)
     app.include_router(routes_auth.router, dependencies=guarded)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

@@ -24,6 +24,8 @@ def floats(array: np.ndarray | None) -> list[Any] | None:
 def series_json(history: SeriesHistory) -> dict[str, Any]:
     """One ``SeriesHistory`` as a dict; arrays that don't apply (exact vs bucketed) are left out."""
     data: dict[str, Any] = {"run": history.run, "key": history.key, "exact": history.exact}
+    if history.stat is not None:
+        data["stat"] = history.stat
     for name in _ARRAYS:
         array = getattr(history, name)
         if array is not None:

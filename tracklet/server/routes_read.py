@@ -39,7 +39,8 @@ class RunsResponse(BaseModel):
 
 
 class RunResponse(BaseModel):
-    """One run's row, with its config, summary and metric keys."""
+    """One run's row, with its config, summary, metric keys and metadata (command, cwd, pid, python,
+    platform, git, cpu, memory, gpu: what the run page's overview shows)."""
 
     run: dict[str, Any]
 
@@ -106,7 +107,8 @@ async def list_runs(
 
 @router.get("/runs/{project}/{run_id}", response_model=RunResponse, responses=_ERRORS, summary="One run")
 async def get_run(request: Request, project: str, run_id: str) -> RunResponse:
-    """The run's store row: identity, state, config, summary and metric keys."""
+    """The run's store row: identity, state, config, summary, metric keys and `metadata` (how and
+    where it ran: command, git commit, GPUs...)."""
     app = request.app.state.tracklet
     run_paths(app.root, project, run_id)  # names are checked, so quoting below is safe
     rows = await run_in_threadpool(

@@ -2,8 +2,9 @@
 
 ``Indexer.index()`` walks the data root's runs; for each it reads the record log from the offset
 stored last time to the end of its last complete frame, folds the new records into the run's row
-(identity, state, config, summary, keys) and appends the new history points to each series'
-blocks, all in one transaction, so a reader sees a run either before or after a batch, never
+(identity, state, config, summary, keys, metadata), appends the new history points to each
+series' blocks and the new console lines and system metric windows (``run_data.py``) to theirs,
+all in one transaction, so a reader sees a run either before or after a batch, never
 half of it. Only one process indexes a data root at a time (an exclusive lock file).
 """
 
@@ -13,7 +14,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import sqlalchemy as sa
@@ -23,7 +24,8 @@ from tracklet.core.recordlog import LOG_FILE_NAME, read_log_from, writer_alive
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
-from tracklet.store.schema import blocks, projects, runs, series
+from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_console
+from tracklet.store.schema import blocks, console_lines, projects, runs, series
 
 try:
     import fcntl
@@ -106,6 +108,7 @@ class _RunFold:
         self.last_step: int | None = row.last_step if row is not None else None
         self.config_changed = self.summary_changed = self.keys_changed = False
         self.batches = 0
+        self.data = RunDataFold(row.metadata if row is not None else None)
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")
@@ -135,9 +138,12 @@ class _RunFold:
             self.exit = None
             self.reopened = True
             self.last_time = start.start_time
+            self.data.run_start(start)
         elif kind == "exit":
             self.exit = record.exit
             self.last_time = record.exit.end_time
+        elif kind in RUN_DATA_KINDS:
+            self.data.apply(kind, record)
 
     def _history(self, batch: pb.HistoryBatch) -> None:
         for definition in batch.new_keys:
@@ -272,7 +278,13 @@ class Indexer:
                 record.ParseFromString(payload)
                 fold.apply(record)
             run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset)
-            points = self._write_series(connection, run_pk, fold)
+            points = self._write_series(connection, run_pk, "number", fold.points)
+            if fold.data.console:
+                write_console(connection, run_pk, fold.data.console)
+            if fold.data.window_times:
+                system = fold.data.system_series(last_system_step(connection, run_pk))
+                for kind, by_name in system.items():
+                    self._write_series(connection, run_pk, kind, by_name)
         return points, result.end_offset - offset
 
     def _state(self, fold: _RunFold, row: Any, log_file: Path) -> dict[str, Any]:
@@ -301,6 +313,8 @@ class Indexer:
             values["summary"] = fold.summary
         if fold.keys_changed or row is None:
             values["keys"] = fold.keys
+        if fold.data.metadata_changed or row is None:
+            values["metadata"] = fold.data.metadata
         if row is None:
             defaults = dict(name=paths.run_id, tags=[], group_name="", job_type="", notes="", host="",
                             state="running", deleted=False)
@@ -313,34 +327,39 @@ class Indexer:
         connection.execute(runs.update().where(runs.c.id == row.id).values(values))
         return row.id
 
-    def _write_series(self, connection: sa.Connection, run_pk: int, fold: _RunFold) -> int:
-        total = 0
+    def _write_series(self, connection: sa.Connection, run_pk: int, kind: str, new: Mapping[str, Any]) -> int:
+        """Append new points (``new[key].arrays()``: steps, values) to the run's series of ``kind``;
+        returns the number of points, not counting ``_timestamp``. A handful of statements per
+        call, however many series (a run's system metrics are a few hundred)."""
+        if not new:
+            return 0
         existing = {
             r.key: r for r in connection.execute(
-                sa.select(series).where(series.c.run_pk == run_pk, series.c.key.in_(list(fold.points)))
+                sa.select(series).where(series.c.run_pk == run_pk, series.c.kind == kind,
+                                        series.c.key.in_(list(new)))
             )
-        } if fold.points else {}
-        for key, points in fold.points.items():
+        }
+        missing = [key for key in new if key not in existing]
+        if missing:
+            connection.execute(series.insert(), [{"run_pk": run_pk, "key": key, "kind": kind, "count": 0}
+                                                 for key in missing])
+            existing.update((r.key, r) for r in connection.execute(
+                sa.select(series).where(series.c.run_pk == run_pk, series.c.kind == kind,
+                                        series.c.key.in_(missing))
+            ))
+        writer = BlockWriter(connection, [(existing[key].id, existing[key].count or 0) for key in new])
+        total = 0
+        for key, points in new.items():
             steps, values = points.arrays()
             if not len(steps):
                 continue
-            current = existing.get(key)
-            if current is None:
-                series_id = connection.execute(
-                    series.insert().values(run_pk=run_pk, key=key, kind="number", count=0)
-                ).inserted_primary_key[0]
-                old_count, first_step = 0, int(steps[0])
-            else:
-                series_id, old_count, first_step = current.id, current.count, current.first_step
-            append_points(connection, series_id, old_count, steps, values)
-            connection.execute(
-                series.update().where(series.c.id == series_id).values(
-                    count=old_count + len(steps), first_step=first_step, last_step=int(steps[-1])
-                )
-            )
+            current = existing[key]
+            old_count = current.count or 0
+            first_step = current.first_step if old_count else int(steps[0])
+            writer.append(current.id, old_count, steps, values, first_step)
             total += len(steps) if key != TIMESTAMP_KEY else 0
+        writer.flush()
         return total
-
 
 
 def forget_run(connection: sa.Connection, run_pk: int) -> None:
@@ -348,62 +367,113 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     ids = sa.select(series.c.id).where(series.c.run_pk == run_pk)
     connection.execute(blocks.delete().where(blocks.c.series_id.in_(ids)))
     connection.execute(series.delete().where(series.c.run_pk == run_pk))
+    connection.execute(console_lines.delete().where(console_lines.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 
-def _load(connection: sa.Connection, series_id: int, level: int, seq: int) -> bytes | None:
-    return connection.execute(
-        sa.select(blocks.c.data).where(blocks.c.series_id == series_id, blocks.c.level == level, blocks.c.seq == seq)
-    ).scalar()
-
-
-def _store(connection: sa.Connection, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]]) -> None:
-    connection.execute(
-        blocks.delete().where(blocks.c.series_id == series_id, blocks.c.level == level, blocks.c.seq >= first_seq)
-    )
-    if rows:
-        connection.execute(blocks.insert(), rows)
-
-
-def append_points(connection: sa.Connection, series_id: int, old_count: int, steps: np.ndarray,
-                  values: np.ndarray) -> None:
-    """Append points to a series: rewrite its last level-0 block and, level by level, the summary
-    entries the new points change (only ever the last block of each level)."""
+def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
+    """The (level, seq) of the partial last block of each level that appending to a series of
+    ``old_count`` points rewrites (what ``BlockWriter.append`` loads)."""
     size = B.BLOCK_SIZE
-    seq = old_count // size
-    if old_count % size:
-        tail_steps, tail_values = B.decode_points(_load(connection, series_id, 0, seq))
-        steps = np.concatenate([tail_steps, steps])
-        values = np.concatenate([tail_values, values])
-    rows = []
-    for index, start in enumerate(range(0, len(steps), size)):
-        chunk_steps, chunk_values = steps[start : start + size], values[start : start + size]
-        rows.append(dict(series_id=series_id, level=0, seq=seq + index, first_step=int(chunk_steps[0]),
-                         last_step=int(chunk_steps[-1]), count=len(chunk_steps),
-                         data=B.encode_points(chunk_steps, chunk_values)))
-    _store(connection, series_id, 0, seq, rows)
+    needed = [(0, old_count // size)] if old_count % size else []
+    below, level = old_count, 1
+    while below > 1:
+        affected = below // B.FANOUT
+        if affected % size:
+            needed.append((level, affected // size))
+        below, level = -(-below // B.FANOUT), level + 1
+    return needed
 
-    below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
-    below_base = seq * size
-    below_old, below_new = old_count, below_base + len(below)
-    level = 1
-    while below_new > 1:
-        affected = below_old // B.FANOUT  # first entry at this level that the new points change
-        fresh = B.summarize(below[affected * B.FANOUT - below_base :])
-        seq = affected // size
-        base = seq * size
-        if affected > base:
-            kept = B.decode_entries(_load(connection, series_id, level, seq))[: affected - base]
-            current = np.concatenate([kept, fresh])
-        else:
-            current = fresh
+
+class BlockWriter:
+    """Appends points to many series of one store in a few statements: the blocks that appends
+    rewrite (the last of each level) are read in one query up front, and the rewritten blocks
+    and series counts are written with executemany, flushed every ``FLUSH_BYTES`` of blocks."""
+
+    FLUSH_BYTES = 64 << 20
+    _delete = blocks.delete().where(blocks.c.series_id == sa.bindparam("sid"), blocks.c.level == sa.bindparam("lvl"),
+                                    blocks.c.seq >= sa.bindparam("from_seq"))
+    _update = series.update().where(series.c.id == sa.bindparam("sid")).values(
+        count=sa.bindparam("new_count"), first_step=sa.bindparam("first"), last_step=sa.bindparam("last"))
+
+    def __init__(self, connection: sa.Connection, targets: list[tuple[int, int]]) -> None:
+        """``targets``: (series id, current point count) of every series that will be appended to."""
+        self.connection = connection
+        self.tails: dict[tuple[int, int, int], bytes] = {}
+        wanted = [(series_id, level, seq) for series_id, count in targets for level, seq in _tail_blocks(count)]
+        key = sa.tuple_(blocks.c.series_id, blocks.c.level, blocks.c.seq)
+        for start in range(0, len(wanted), 300):
+            rows = connection.execute(
+                sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.data)
+                .where(key.in_(wanted[start : start + 300]))
+            )
+            self.tails.update(((r.series_id, r.level, r.seq), r.data) for r in rows)
+        self.deletes: list[dict[str, int]] = []
+        self.inserts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, int]] = []
+        self.pending_bytes = 0
+
+    def _load(self, series_id: int, level: int, seq: int) -> bytes:
+        return self.tails[(series_id, level, seq)]
+
+    def _store(self, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]]) -> None:
+        self.deletes.append({"sid": series_id, "lvl": level, "from_seq": first_seq})
+        self.inserts.extend(rows)
+        self.pending_bytes += sum(len(row["data"]) for row in rows)
+
+    def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int) -> None:
+        """Append points to a series: rewrite its last level-0 block and, level by level, the
+        summary entries the new points change (only ever the last block of each level)."""
+        self.updates.append({"sid": series_id, "new_count": old_count + len(steps), "first": first_step,
+                             "last": int(steps[-1])})
+        size = B.BLOCK_SIZE
+        seq = old_count // size
+        if old_count % size:
+            tail_steps, tail_values = B.decode_points(self._load(series_id, 0, seq))
+            steps = np.concatenate([tail_steps, steps])
+            values = np.concatenate([tail_values, values])
         rows = []
-        for index, start in enumerate(range(0, len(current), size)):
-            chunk = current[start : start + size]
-            rows.append(dict(series_id=series_id, level=level, seq=seq + index,
-                             first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
-                             count=len(chunk), data=B.encode_entries(chunk)))
-        _store(connection, series_id, level, seq, rows)
-        below, below_base = current, base
-        below_old, below_new = -(-below_old // B.FANOUT), base + len(current)
-        level += 1
+        for index, start in enumerate(range(0, len(steps), size)):
+            chunk_steps, chunk_values = steps[start : start + size], values[start : start + size]
+            rows.append(dict(series_id=series_id, level=0, seq=seq + index, first_step=int(chunk_steps[0]),
+                             last_step=int(chunk_steps[-1]), count=len(chunk_steps),
+                             data=B.encode_points(chunk_steps, chunk_values)))
+        self._store(series_id, 0, seq, rows)
+
+        below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
+        below_base = seq * size
+        below_old, below_new = old_count, below_base + len(below)
+        level = 1
+        while below_new > 1:
+            affected = below_old // B.FANOUT  # first entry at this level that the new points change
+            fresh = B.summarize(below[affected * B.FANOUT - below_base :])
+            seq = affected // size
+            base = seq * size
+            if affected > base:
+                kept = B.decode_entries(self._load(series_id, level, seq))[: affected - base]
+                current = np.concatenate([kept, fresh])
+            else:
+                current = fresh
+            rows = []
+            for index, start in enumerate(range(0, len(current), size)):
+                chunk = current[start : start + size]
+                rows.append(dict(series_id=series_id, level=level, seq=seq + index,
+                                 first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
+                                 count=len(chunk), data=B.encode_entries(chunk)))
+            self._store(series_id, level, seq, rows)
+            below, below_base = current, base
+            below_old, below_new = -(-below_old // B.FANOUT), base + len(current)
+            level += 1
+        if self.pending_bytes >= self.FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending: old tail blocks out, rewritten blocks in, series counts."""
+        if self.deletes:
+            self.connection.execute(self._delete, self.deletes)
+        if self.inserts:
+            self.connection.execute(blocks.insert(), self.inserts)
+        if self.updates:
+            self.connection.execute(self._update, self.updates)
+        self.deletes, self.inserts, self.updates, self.pending_bytes = [], [], [], 0
+

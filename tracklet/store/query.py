@@ -26,6 +26,8 @@ class SeriesHistory:
     Exact (``exact`` is True): ``x``, ``steps`` and ``values`` per point. Bucketed: per bucket,
     ``x`` and ``steps`` at the bucket's last point, ``min``/``max`` over its finite values (NaN
     when it has none), ``last``, ``count`` (points) and ``nonfinite`` (NaN/inf points).
+    ``stat`` is None for a metric; for a system metric, ``"mean"`` or ``"max"`` says which of the
+    window's statistics the points are (``StoreQueries.system_history``).
     """
 
     run: str
@@ -40,6 +42,7 @@ class SeriesHistory:
     last: np.ndarray | None = None
     count: np.ndarray | None = None
     nonfinite: np.ndarray | None = None
+    stat: str | None = None
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -61,9 +64,12 @@ class HistoryReader:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
 
-    def series_rows(self, run_pks: Sequence[int], keys: Sequence[str]) -> list[Any]:
+    def series_rows(self, run_pks: Sequence[int], keys: Sequence[str], kind: str = "number") -> list[Any]:
+        """Series of ``kind`` (a run's metrics by default; ``system``/``system_max``: its system
+        metrics) for these runs and keys."""
         return list(self.connection.execute(
-            sa.select(series).where(series.c.run_pk.in_(list(run_pks)), series.c.key.in_(list(keys)))
+            sa.select(series).where(series.c.run_pk.in_(list(run_pks)), series.c.kind == kind,
+                                    series.c.key.in_(list(keys)))
         ))
 
     def _blocks(self, series_id: int, level: int, start: int, end: int) -> list[Any]:

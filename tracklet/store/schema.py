@@ -3,7 +3,10 @@
 ``runs`` holds one row per run with its identity, state, config and summary (JSON), and how far
 its record log has been ingested. ``series`` is one (run, key) metric history; ``blocks`` holds
 its data: level 0 blocks are the points themselves, level L >= 1 blocks are summaries of
-``FANOUT ** L`` points each (see ``tracklet/store/blocks.py``).
+``FANOUT ** L`` points each (see ``tracklet/store/blocks.py``). A series' ``kind`` keeps a run's
+metrics (``number``) apart from its system metrics (``system``: window means, ``system_max``:
+window maxima, with the window end in integer milliseconds as the step), so no metric name can
+collide with a system metric's. ``console_lines`` holds the run's console output, one row per line.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ runs = sa.Table(
     sa.Column("log_path", sa.Text, nullable=False),
     sa.Column("log_offset", sa.BigInteger, nullable=False, default=0),  # bytes of the log ingested
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    # Where and how it ran (command, git, Python, GPUs...): tracklet/store/run_data.py.
+    sa.Column("metadata", Json, nullable=False, default=dict, server_default="{}"),
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
     sa.Index("ix_runs_project_created", "project_id", "created_at"),
 )
@@ -57,11 +62,11 @@ series = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("key", sa.String(1024), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),  # "number" (pyramid) or "other" (JSON points)
+    sa.Column("kind", sa.String(16), nullable=False),  # "number", "system" or "system_max" (all pyramids)
     sa.Column("count", sa.BigInteger, nullable=False, default=0),
     sa.Column("first_step", sa.BigInteger, nullable=True),
     sa.Column("last_step", sa.BigInteger, nullable=True),
-    sa.UniqueConstraint("run_pk", "key", name="uq_series_run_key"),
+    sa.UniqueConstraint("run_pk", "kind", "key", name="uq_series_run_kind_key"),
 )
 
 blocks = sa.Table(
@@ -75,6 +80,17 @@ blocks = sa.Table(
     sa.Column("count", sa.Integer, nullable=False),  # entries in the block
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Index("ix_blocks_range", "series_id", "level", "last_step"),
+)
+
+# A run's console output: one row per line, numbered from 1 in the order the log has them.
+console_lines = sa.Table(
+    "console_lines",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("stream", sa.String(8), nullable=False),  # "stdout" or "stderr"
+    sa.Column("text", sa.Text, nullable=False),  # at most MAX_LINE_CHARS characters (run_data.py)
 )
 
 # Who may use a tracking server (tracklet/server/auth.py). Unused by the embedded store.

@@ -10,18 +10,19 @@ import sqlalchemy as sa
 
 from tracklet.store.engine import create_engine, migrate, store_url
 from tracklet.store.ingest import IndexReport, Indexer
-from tracklet.store.query import StoreQueries
+from tracklet.store.run_data_queries import RunDataQueries
 from tracklet.store.schema import projects, runs
 
 RUN_FIELDS = (
     "run_id", "name", "state", "tags", "group_name", "job_type", "notes", "host", "created_at", "updated_at",
-    "heartbeat_at", "exit_code", "config", "summary", "keys", "last_step",
+    "heartbeat_at", "exit_code", "config", "summary", "keys", "last_step", "metadata",
 )
-# What a listing returns unless asked for more: everything but the (possibly long) key list.
-LIST_FIELDS = tuple(field for field in RUN_FIELDS if field != "keys")
+# What a listing returns unless asked for more: everything but the (possibly long) key list and
+# the run's metadata (command, git, GPUs...: the run page's).
+LIST_FIELDS = tuple(field for field in RUN_FIELDS if field not in ("keys", "metadata"))
 
 
-class Store(StoreQueries):
+class Store(RunDataQueries):
     """The runs of one data root, indexed. ``url`` picks the database (default ``$TRACKLET_STORE``,
     else SQLite at ``<root>/store.sqlite``); ``root`` is the data root whose record logs feed it."""
 

@@ -601,6 +601,23 @@ def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: i
 
 # ---------------------------------------------------------------- server and sync
 
+def _files_options(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``--files-option KEY=VALUE`` pairs as fsspec options; a VALUE that parses as JSON
+    (true, 3, {"a": 1}) is that value, anything else the string."""
+    import json
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--files-option {pair!r}: use KEY=VALUE, e.g. endpoint_url=http://127.0.0.1:9000")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -628,6 +645,12 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.option("--dir", "server_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help=_SERVER_DIR_HELP)
 @click.option("--store", "store_url", default=None, metavar="URL", help=_SERVER_STORE_HELP)
+@click.option("--files", "files_url", default=None, metavar="DIR|URL",
+              help="Where run files go: a directory or an fsspec URL such as s3://bucket/prefix "
+              "(default: 'files' in the server's data root). S3: docs/server.md#files.")
+@click.option("--files-option", "files_options", multiple=True, metavar="KEY=VALUE",
+              help="An fsspec option for --files, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable; "
+              "true, false, numbers and JSON are parsed).")
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Largest request body accepted, in MiB (before and after decompression).")
 @click.option("--heartbeat-lapse", default=120.0, show_default=True, type=click.FloatRange(0.1),
@@ -638,6 +661,7 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
+           files_url: str | None, files_options: tuple[str, ...],
            heartbeat_lapse: float, sweep_interval: float, dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
@@ -658,6 +682,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
     root = _server_root(ctx, server_dir)
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
+                     files_url=files_url, files_options=_files_options(files_options),
                      heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval, auth=not dev)
     mode = "--dev: no API keys" if dev else "API keys required"
     click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from tracklet import __version__
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
+from tracklet.server.files import RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
 from tracklet.server.logs import BadRequest, LogCopies
 from tracklet.store import Store
@@ -36,6 +37,7 @@ class ServerState:
     copies: LogCopies
     indexer: StoreIndexer
     max_body_bytes: int
+    files: RunFiles  # run files (files.py): <root>/files, or any fsspec URL such as s3://bucket/prefix
     authorizer: Authorizer | None  # None: a --dev server, no keys
 
 
@@ -58,6 +60,7 @@ async def require_access(request: Request) -> None:
 
 def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                index_on_start: bool = True, sweep_interval: float = 30.0,
+               files_url: str | None = None, files_options: dict[str, object] | None = None,
                heartbeat_lapse: float = HEARTBEAT_LAPSE, auth: bool = True) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
@@ -65,7 +68,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     seconds the store is brought up to date and runs silent for ``heartbeat_lapse`` seconds
     without an exit record become ``crashed``. With ``auth`` (the default) every API request
     needs a user's API key and project role; ``auth=False`` lets anyone do anything."""
-    from tracklet.server import routes_auth, routes_ingest, routes_read, routes_run_data
+    from tracklet.server import routes_auth, routes_files, routes_ingest, routes_read, routes_run_data
 
     root = Path(root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -74,6 +77,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     state = ServerState(root=root, store=store, copies=LogCopies(root),
                         indexer=StoreIndexer(store, root, heartbeat_lapse=heartbeat_lapse),
                         max_body_bytes=max_body_bytes,
+                        files=RunFiles.connect(files_url or root / "files", files_options),
                         authorizer=Authorizer(Accounts(store.engine)) if auth else None)
     if index_on_start:
         state.indexer.index_all()
@@ -105,6 +109,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     app.include_router(routes_read.router, dependencies=guarded)
     app.include_router(routes_run_data.router, dependencies=guarded)
     app.include_router(routes_auth.router, dependencies=guarded)
+    app.include_router(routes_files.router, dependencies=guarded)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
     async def health() -> dict[str, str]:

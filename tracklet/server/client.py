@@ -24,6 +24,7 @@ import httpx
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import MAGIC, RecordLogError, scan, scan_frames
 from tracklet.core.settings import check_name
+from tracklet.server.client_files import FileSync
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 BASE_URL_ENV = "TRACKLET_BASE_URL"
@@ -39,6 +40,7 @@ class SyncResult:
     sent_bytes: int  # log bytes the server newly stored
     requests: int  # PUT requests made (0 when the server already had everything)
     offset: int  # the server's copy size at the end
+    files_sent: int = 0  # run files (files/) uploaded because the server lacked them or held others
 
 
 def local_runs(root: Path) -> list[RunPaths]:
@@ -121,6 +123,7 @@ class SyncClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.give_up_after = give_up_after
+        self._files = FileSync(self._request)  # the run's files/, after its log (client_files.py)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {key}"} if key else None)
 
@@ -220,4 +223,21 @@ class SyncClient:
             conflicts = 0
             if progress:
                 progress(offset, total)
-        return SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset)
+        files_sent = self._sync_files(paths) if offset > 0 else 0  # files of a run the server knows
+        return SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent)
+
+    def _sync_files(self, paths: RunPaths) -> int:
+        """Upload the run's changed files; a failure other than the server staying unreachable
+        (``SyncError``) is a warning, never an exception: the log is already uploaded."""
+        try:
+            return self._files.sync(paths)
+        except SyncError:
+            raise
+        except Exception as error:
+            import warnings
+
+            from tracklet.core.encoder import TrackletWarning
+
+            warnings.warn(f"tracklet: uploading the files of {paths.project}/{paths.run_id} failed: {error!r}",
+                          TrackletWarning, stacklevel=3)
+            return 0

@@ -1,0 +1,314 @@
+"""Run files on the server (``diff.patch``, ``requirements.txt``, ...) through fsspec.
+
+One location holds every run's files, keyed ``<project>/<run_id>/<name>``: a local directory
+(``<server --dir>/files`` by default) or any fsspec URL, e.g. ``s3://bucket/prefix`` with s3fs.
+Every name is checked before it becomes part of a key (``check_file_name``). Writes are atomic:
+on a local directory the body goes to a hidden temporary file that is renamed into place; on an
+object store one PUT of the whole body creates the object at once. A reader never sees half a
+file, and a re-upload of identical content writes nothing.
+
+Listings report each file's sha256. Object stores don't keep one, so it is computed on first
+sight and cached per object version (size + ETag, or size + mtime + inode on a local disk);
+an upload caches the digest of the bytes it wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import mimetypes
+import os
+import posixpath
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec.core
+from fsspec.implementations.local import LocalFileSystem
+
+from tracklet.core.settings import check_name
+from tracklet.server.logs import BadRequest
+
+MAX_NAME_CHARS = 512
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_READ_CHUNK = 1 << 20
+_MAX_CACHED_DIGESTS = 100_000
+
+
+class NameConflict(Exception):
+    """The name can't be stored beside an existing one (a file where a directory is needed, or
+    the reverse, on a local directory): HTTP 409."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    name: str  # relative to the run, '/'-separated
+    size: int
+    sha256: str
+    updated_at: str | None  # ISO 8601 UTC, when the backend says
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check_file_name(name: str) -> str:
+    """Return ``name`` if it is a safe relative file name, else raise ``BadRequest`` saying why:
+    '/'-separated parts of 1-128 letters, digits, '.', '_' or '-', each starting with a letter or
+    digit (so no '..', no hidden or empty parts), at most ``MAX_NAME_CHARS`` in all."""
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = "it is empty"
+    elif len(name) > MAX_NAME_CHARS:
+        problem = f"it is longer than {MAX_NAME_CHARS} characters"
+    elif "\x00" in name:
+        problem = "it contains a NUL character"
+    elif "\\" in name:
+        problem = "it contains a backslash (use '/' between parts)"
+    elif name.startswith("/"):
+        problem = "it is absolute (names are relative to the run)"
+    else:
+        for part in name.split("/"):
+            if part in ("", ".", ".."):
+                problem = f"it has a {part!r} part" if part else "it has an empty part ('//' or a trailing '/')"
+                break
+            if not _PART.match(part):
+                problem = (f"part {part!r} must be 1-128 letters, digits, '.', '_' or '-', "
+                           "starting with a letter or digit")
+                break
+    if problem:
+        raise BadRequest(f"file name {name!r} is not valid: {problem}")
+    return name
+
+
+_TYPES = mimetypes.MimeTypes()  # Python's built-in table only: the same answer on every host
+for _extension in (".log", ".patch", ".diff", ".out", ".err", ".cfg", ".ini", ".toml", ".yaml", ".yml", ".md"):
+    _TYPES.add_type("text/plain", _extension)
+
+
+def content_type(name: str) -> str:
+    """The media type to serve ``name`` with (text as UTF-8; unknown: application/octet-stream)."""
+    guessed, encoding = _TYPES.guess_type(name, strict=False)
+    if guessed is None or encoding is not None:  # .gz and friends: the bytes as stored
+        return "application/octet-stream"
+    return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
+
+
+def _updated_at(info: Mapping[str, Any]) -> str | None:
+    stamp = info.get("LastModified") or info.get("mtime")
+    if isinstance(stamp, (int, float)):
+        stamp = dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+    if isinstance(stamp, dt.datetime):
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.timezone.utc)
+        return stamp.astimezone(dt.timezone.utc).isoformat()
+    return None
+
+
+def _version(info: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What changes whenever the object's content may have: the key of the digest cache."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return (info.get("size"), etag)
+    return (info.get("size"), info.get("mtime"), info.get("ino"))
+
+
+class RunFiles:
+    """Every run's files in one fsspec location (``url`` plus fsspec ``options``)."""
+
+    def __init__(self, url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> None:
+        self.url = str(url)
+        self.fs, base = fsspec.core.url_to_fs(self.url, **dict(options or {}))
+        self.local = isinstance(self.fs, LocalFileSystem)
+        if self.local:  # created by the first upload, not before
+            base = str(Path(base).expanduser().resolve())
+        self.base = base.rstrip("/")
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._digests: dict[tuple[str, tuple[Any, ...]], str] = {}
+
+    @classmethod
+    def connect(cls, url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> RunFiles:
+        """``RunFiles(url, options)``, checked at server start rather than at the first upload:
+        ``ValueError`` naming the location when its backend is missing or it can't be listed
+        (wrong endpoint, credentials or bucket)."""
+        try:
+            files = cls(url, options)
+        except ImportError as error:
+            raise ValueError(f"the files location {url} needs a package that is not installed: {error} "
+                             "(for s3://: pip install 'tracklet[s3]')") from None
+        if files.local and Path(files.base).exists() and not Path(files.base).is_dir():
+            raise ValueError(f"the files location {url} is not a directory")
+        try:
+            try:
+                files.fs.ls(files.base, detail=False)
+            except FileNotFoundError:  # an empty prefix is fine, a missing bucket is not
+                bucket = files.base.split("/", 1)[0]
+                if not files.local and not files.fs.exists(bucket):
+                    raise ValueError(f"bucket {bucket!r} does not exist (create it first)") from None
+        except Exception as error:
+            raise ValueError(f"cannot use the files location {url}: {type(error).__name__}: {error}") from None
+        return files
+
+    # ------------------------------------------------------------------ keys
+
+    def _run_prefix(self, project: str, run_id: str) -> str:
+        try:
+            check_name("project", project)
+            check_name("run id", run_id)
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        return f"{self.base}/{project}/{run_id}"
+
+    def _key(self, project: str, run_id: str, name: str) -> str:
+        return f"{self._run_prefix(project, run_id)}/{check_file_name(name)}"
+
+    def _lock(self, project: str, run_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((project, run_id), threading.Lock())
+
+    # ------------------------------------------------------------------ digests
+
+    def _digest(self, key: str, info: Mapping[str, Any]) -> str | None:
+        """The sha256 of the object ``info`` describes; None if it changed while being read."""
+        version = _version(info)
+        cached = self._digests.get((key, version))
+        if cached is not None:
+            return cached
+        digest = hashlib.sha256()
+        with self.fs.open(key, "rb") as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                digest.update(chunk)
+        self.fs.invalidate_cache(key)
+        if _version(self.fs.info(key)) != version:
+            return None
+        self._remember(key, version, digest.hexdigest())
+        return digest.hexdigest()
+
+    def _remember(self, key: str, version: tuple[Any, ...], sha256: str) -> None:
+        if len(self._digests) >= _MAX_CACHED_DIGESTS:
+            self._digests.clear()
+        self._digests[(key, version)] = sha256
+
+    def _file_info(self, name: str, key: str, info: Mapping[str, Any]) -> FileInfo | None:
+        for _ in range(3):  # rewritten while we hashed it: describe the newer version
+            sha256 = self._digest(key, info)
+            if sha256 is not None:
+                return FileInfo(name=name, size=int(info["size"]), sha256=sha256, updated_at=_updated_at(info))
+            info = self.fs.info(key)
+        return None
+
+    # ------------------------------------------------------------------ operations
+
+    def list(self, project: str, run_id: str) -> list[FileInfo]:
+        """The run's files, sorted by name (empty when it has none). Anything under the run's
+        prefix that isn't a valid name (a temporary file of a write in progress) is left out."""
+        prefix = self._run_prefix(project, run_id)
+        self.fs.invalidate_cache(prefix)
+        found: list[FileInfo] = []
+        for path, info in sorted(self.fs.find(prefix, detail=True).items()):
+            name = path[len(prefix) + 1:] if path.startswith(prefix + "/") else None
+            if not name or info.get("type", "file") != "file":
+                continue
+            try:
+                check_file_name(name)
+            except BadRequest:
+                continue
+            try:
+                described = self._file_info(name, path, info)
+            except FileNotFoundError:  # deleted since the listing
+                continue
+            if described is not None:
+                found.append(described)
+        return found
+
+    def info(self, project: str, run_id: str, name: str) -> FileInfo:
+        """One file's description; ``FileNotFoundError`` when there is none."""
+        key = self._key(project, run_id, name)
+        self.fs.invalidate_cache(key)
+        info = self.fs.info(key)
+        if info.get("type") != "file":
+            raise FileNotFoundError(name)
+        described = self._file_info(name, key, info)
+        if described is None:
+            raise FileNotFoundError(f"{name} keeps changing")
+        return described
+
+    def open(self, project: str, run_id: str, name: str) -> tuple[IO[bytes], int]:
+        """The file opened for reading and its size; ``FileNotFoundError`` when there is none."""
+        key = self._key(project, run_id, name)
+        self.fs.invalidate_cache(key)
+        handle = self.fs.open(key, "rb")  # a directory: IsADirectoryError or FileNotFoundError
+        try:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(0)
+        except BaseException:
+            handle.close()
+            raise
+        return handle, size
+
+    def put(self, project: str, run_id: str, name: str, data: bytes) -> tuple[FileInfo, bool]:
+        """Store ``data`` as the run's file ``name`` atomically; ``(info, written)``, where
+        ``written`` is False when the same bytes were already stored."""
+        key = self._key(project, run_id, name)
+        sha256 = hashlib.sha256(data).hexdigest()
+        with self._lock(project, run_id):
+            try:
+                current = self.info(project, run_id, name)
+            except (FileNotFoundError, NotADirectoryError):
+                current = None
+            if current is not None and current.size == len(data) and current.sha256 == sha256:
+                return current, False
+            try:
+                version = self._write_local(key, data) if self.local else self._write_object(key, data)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise NameConflict(
+                    f"file name {name!r} conflicts with a stored file: one name can't be both a file "
+                    "and a directory"
+                ) from None
+            if version is not None:
+                self._remember(key, version, sha256)
+            return self.info(project, run_id, name), True
+
+    def _write_local(self, key: str, data: bytes) -> tuple[Any, ...]:
+        """Write a hidden temporary file beside ``key``, fsync it and ``os.replace`` it into place
+        (atomic on one file system), then fsync the directory."""
+        parent, base = posixpath.split(key)
+        os.makedirs(parent, exist_ok=True)
+        temp = f"{parent}/.{base}.{uuid.uuid4().hex}.tmp"  # never a valid name: never listed
+        try:
+            with open(temp, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            version = _version(self.fs.info(temp))  # a rename keeps size, mtime and inode
+            os.replace(temp, key)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        dir_fd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return version
+
+    def _write_object(self, key: str, data: bytes) -> tuple[Any, ...] | None:
+        """One PUT of the whole body: the object appears complete or not at all."""
+        response = self.fs.pipe_file(key, data)
+        etag = response.get("ETag") if isinstance(response, Mapping) else None
+        return (len(data), etag) if etag else None
+
+
+def iter_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    """Read ``handle`` to the end in chunks, closing it at the end (a streamed download)."""
+    try:
+        while chunk := handle.read(_READ_CHUNK):
+            yield chunk
+    finally:
+        handle.close()

@@ -1,0 +1,120 @@
+"""Run files over HTTP: upload (atomic, idempotent), list with sha256, download (docs/server.md).
+
+Files belong to a run the server knows (one whose record log was uploaded); the run's project and
+id and every file name are checked before they become part of a storage key (``files.py``).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+
+from tracklet.server.body import read_body
+from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
+from tracklet.server.logs import run_paths
+
+router = APIRouter(prefix="/api/v1/runs", tags=["files"])
+
+_NAME = Path(..., description="The file's name relative to the run, e.g. `requirements.txt` or `media/a.txt`: "
+             "'/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")
+
+
+class FileEntry(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    updated_at: str | None  # ISO 8601, UTC
+
+
+class FileList(BaseModel):
+    files: list[FileEntry]
+
+
+class PutFileResponse(FileEntry):
+    written: bool  # False: the same bytes were already stored, nothing was written
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The file's bytes, whole. Optionally `Content-Encoding: gzip`.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def _known_run(request: Request, project: str, run_id: str) -> None:
+    """400 for unsafe names, 404 unless the server has the run's record log."""
+    paths = run_paths(request.app.state.tracklet.root, project, run_id)
+    if not paths.log_file.is_file():
+        raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server: upload its record "
+                            "log first (tracklet sync)")
+
+
+def _no_file(project: str, run_id: str, name: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"run {project}/{run_id} has no file {name!r}")
+
+
+@router.put(
+    "/{project}/{run_id}/files/{name:path}",
+    response_model=PutFileResponse,
+    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
+               413: {"model": ErrorResponse}},
+    openapi_extra=_RAW_BODY,
+    summary="Store a run file (whole body, atomic)",
+)
+async def put_file(request: Request, project: str, run_id: str, name: str = _NAME) -> JSONResponse:
+    """Replace the run's file `name` with the body; readers see the old file or the new one, never
+    part of one. Sending the bytes already stored writes nothing (`written: false`)."""
+    state = request.app.state.tracklet
+    check_file_name(name)  # 400 before reading the body
+    _known_run(request, project, run_id)
+    body = await read_body(request, state.max_body_bytes)
+    try:
+        info, written = await run_in_threadpool(state.files.put, project, run_id, name, body)
+    except NameConflict as conflict:
+        raise HTTPException(status_code=409, detail=str(conflict)) from None
+    return JSONResponse({**info.as_dict(), "written": written})
+
+
+@router.get(
+    "/{project}/{run_id}/files",
+    response_model=FileList,
+    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    summary="List a run's files",
+)
+async def list_files(request: Request, project: str, run_id: str) -> FileList:
+    """Name, size, sha256 and last update of each of the run's files, by name."""
+    _known_run(request, project, run_id)
+    found = await run_in_threadpool(request.app.state.tracklet.files.list, project, run_id)
+    return FileList(files=[FileEntry(**info.as_dict()) for info in found])
+
+
+@router.get(
+    "/{project}/{run_id}/files/{name:path}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, 400: {"model": ErrorResponse},
+               404: {"model": ErrorResponse}},
+    summary="Download a run file",
+)
+async def get_file(request: Request, project: str, run_id: str, name: str = _NAME) -> StreamingResponse:
+    """The file's bytes as stored, streamed, with a content type from its extension."""
+    check_file_name(name)
+    _known_run(request, project, run_id)
+    try:
+        handle, size = await run_in_threadpool(request.app.state.tracklet.files.open, project, run_id, name)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise _no_file(project, run_id, name) from None
+    headers = {
+        "Content-Length": str(size),
+        # Served bytes are whatever a client uploaded: never sniffed, never run as a page.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+    }
+    return StreamingResponse(iter_chunks(handle), media_type=content_type(name), headers=headers)

@@ -8,6 +8,7 @@
     tracklet run [--project P] [--name N] -- python train.py ARGS   record an unmodified script
     tracklet runs PROJECT --filter EXPR --sort KEYS [--limit N]      query the store
     tracklet index | gc                    ingest new records into the store | drop deleted runs
+    tracklet ui [--port 8765] [--no-open]  the dashboard over this data root, in a browser
 
 ``RUN`` is ``project/run_id``, or a run id or run name that is unique under the data root.
 ``--dir PATH`` (before the command) picks the data root; the default is ``$TRACKLET_DIR`` or the
@@ -648,8 +649,12 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.option("--files", "files_url", default=None, metavar="DIR|URL",
               help="Where run files go: a directory or an fsspec URL such as s3://bucket/prefix "
               "(default: 'files' in the server's data root). S3: docs/server.md#files.")
+@click.option("--logs", "logs_url", default=None, metavar="DIR|URL",
+              help="Keep record log copies as segments at this fsspec URL (e.g. s3://bucket/logs), indexed in a "
+              "PostgreSQL --store, so several server processes can serve one deployment (docs/deployment.md). "
+              "Default: files in the server's data root (one process).")
 @click.option("--files-option", "files_options", multiple=True, metavar="KEY=VALUE",
-              help="An fsspec option for --files, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable; "
+              help="An fsspec option for --files and --logs, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable; "
               "true, false, numbers and JSON are parsed).")
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Largest request body accepted, in MiB (before and after decompression).")
@@ -661,7 +666,7 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
-           files_url: str | None, files_options: tuple[str, ...],
+           files_url: str | None, files_options: tuple[str, ...], logs_url: str | None,
            heartbeat_lapse: float, sweep_interval: float, dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
@@ -682,7 +687,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
     root = _server_root(ctx, server_dir)
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
-                     files_url=files_url, files_options=_files_options(files_options),
+                     files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
                      heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval, auth=not dev)
     mode = "--dev: no API keys" if dev else "API keys required"
     click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)
@@ -691,6 +696,32 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
                    + (f" --dir {shlex.quote(str(server_dir))}" if server_dir else "")
                    + (" --store URL" if store_url else "") + "`", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+# ---------------------------------------------------------------- the local dashboard
+
+@main.command()
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Loopback port to serve on (0: any free port).")
+@click.option("--no-open", "no_open", is_flag=True, help="Don't open a browser; just print the URL.")
+@click.option("--dir", "ui_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data root to show (default: the one `tracklet --dir` or $TRACKLET_DIR picks).")
+@click.pass_context
+@_handle_errors
+def ui(ctx: click.Context, port: int, no_open: bool, ui_dir: Path | None) -> None:
+    """Open the dashboard over the runs recorded on this machine (loopback, no key needed).
+
+    Runs show up and update live while they are logged. Stop it with Ctrl-C.
+    """
+    from tracklet.cli.ui import serve
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise CliError(f"tracklet ui needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
+    root = ui_dir if ui_dir is not None else Path(_state(ctx).api.root)
+    serve(root, port=port, open_browser=not no_open, announce=lambda line: click.echo(line))
 
 
 # ---------------------------------------------------------------- accounts (on the server's machine)

@@ -13,13 +13,21 @@ whose clients went quiet.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
+from typing import Callable, Iterator
 
 from tracklet.core.layout import RunPaths
 from tracklet.store import Store
-from tracklet.store.ingest import Indexer, heartbeat_liveness
+from tracklet.store.ingest import LOCK_FILE, Indexer, heartbeat_liveness
+from tracklet.store.logsource import LogSource
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("tracklet.server")
 
@@ -29,17 +37,40 @@ HEARTBEAT_LAPSE = 120.0
 class StoreIndexer:
     """Serialized ingestion of record log copies into ``store``."""
 
-    def __init__(self, store: Store, root: Path, *, heartbeat_lapse: float = HEARTBEAT_LAPSE) -> None:
+    def __init__(self, store: Store, root: Path, *, heartbeat_lapse: float = HEARTBEAT_LAPSE,
+                 liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
+                 source: LogSource | None = None) -> None:
+        """``liveness`` overrides the heartbeat rule (``tracklet ui`` over a local data root passes
+        ``writer_alive``: there, the writer's lock says whether a run is alive). ``shared_root``:
+        other processes index this root too (``tracklet index``, ``tracklet.Api``), so each
+        ``index_all`` pass takes the root's ``store.lock`` and is skipped while another holds it."""
         self.store = store
-        self._indexer = Indexer(store.engine, root, liveness=heartbeat_liveness(heartbeat_lapse))
+        self._root_lock = Path(root) / LOCK_FILE if shared_root else None
+        self._indexer = Indexer(store.engine, root, liveness=liveness or heartbeat_liveness(heartbeat_lapse),
+                                source=source)  # source: segments in shared storage (segments.py)
         self._lock = threading.Lock()
 
     def index_all(self) -> None:
         """Ingest everything new under the data root, and mark runs whose clients went quiet
         crashed (at startup, then periodically)."""
-        with self._lock:
+        with self._lock, self._root_locked() as held:
+            if not held:
+                return  # another process is indexing this root right now; the next pass catches up
             for paths in self._indexer.run_dirs():
                 self._index(paths)
+
+    @contextlib.contextmanager
+    def _root_locked(self) -> Iterator[bool]:
+        if self._root_lock is None or fcntl is None:
+            yield True
+            return
+        with open(self._root_lock, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True  # closing the file releases the lock
 
     def index_run(self, paths: RunPaths) -> None:
         with self._lock:

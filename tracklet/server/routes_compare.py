@@ -1,0 +1,138 @@
+"""Reads across many runs of one project at once: what the dashboard's charts need.
+
+``GET /api/v1/projects/{project}/history?runs=a,b&keys=loss`` answers every (run, key) series in
+one request and one store query (``Store.history`` takes many runs), so overlaying N runs costs
+one round trip rather than N. ``GET /api/v1/projects/{project}/keys`` lists the metric keys that
+the given runs (or all the project's runs) logged, which is what the charts workspace makes
+panels from. Both are ``{project}`` routes, so ``app.py``'s guard asks for ``read`` there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from tracklet.server.logs import run_paths
+from tracklet.store.query import RunNotIndexed, SeriesHistory
+from tracklet.store.schema import projects, series
+from tracklet.store.schema import runs as runs_table
+
+router = APIRouter(prefix="/api/v1/projects", tags=["read"])
+
+MAX_RUNS = 1000
+MAX_KEYS = 200
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class CompareHistoryResponse(BaseModel):
+    """One entry per (run, key) that has points, compact: `run` (the run id), `key`, `exact`;
+    `x` per point or bucket (in the unit of the request's `x`); `steps` too unless `x` is `step`
+    (then it equals `x`); exact points have `values`, buckets have `min`, `max` (over the
+    bucket's finite values) and `last`. NaN and ±inf are null."""
+
+    series: list[dict[str, Any]]
+
+
+class KeysResponse(BaseModel):
+    """Metric keys with numeric points, sorted (`_timestamp` and other `_` keys left out)."""
+
+    keys: list[str]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
+
+
+def _names(text: str, what: str, most: int, example: str) -> list[str]:
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names:
+        raise HTTPException(status_code=400, detail=f"{what} must name at least one, e.g. {what}={example}")
+    if len(names) > most:
+        raise HTTPException(status_code=400, detail=f"at most {most} {what} per request; got {len(names)}")
+    return names
+
+
+def _floats(array: np.ndarray) -> list[Any]:
+    if array.dtype.kind in "iu":
+        return array.tolist()
+    return [value if math.isfinite(value) else None for value in array.astype(np.float64).tolist()]
+
+
+def compact_series(history: SeriesHistory, by_step: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"run": history.run.split("/", 1)[1], "key": history.key, "exact": history.exact,
+                            "x": _floats(np.asarray(history.x))}
+    if not by_step:
+        data["steps"] = np.asarray(history.steps).tolist()
+    if history.exact:
+        data["values"] = _floats(np.asarray(history.values))
+    else:
+        for name in ("min", "max", "last"):
+            data[name] = _floats(np.asarray(getattr(history, name)))
+    return data
+
+
+@router.get("/{project}/history", response_model=CompareHistoryResponse, responses=_ERRORS,
+            summary="Metric histories of many runs at once")
+async def compare_history(
+    request: Request,
+    project: str,
+    runs: str = Query(..., max_length=140_000, description="Comma-separated run ids of this project"),
+    keys: str = Query(..., max_length=100_000, description="Comma-separated metric keys, e.g. loss,val/acc"),
+    x: str = Query("step", description="step, time, relative_time or a metric name"),
+    start: float | None = Query(None, description="Window start, in the unit of x"),
+    end: float | None = Query(None, description="Window end, in the unit of x"),
+    buckets: int = Query(1000, ge=0, le=100_000, description="Buckets per series (0: every point)"),
+) -> CompareHistoryResponse:
+    """For each run and key, min/max/last per bucket over equal step ranges of the window, or the
+    exact points when the window holds no more than `buckets`. Give every run the same `start`
+    and `end` to get buckets over the same step ranges. 404 when a run is unknown."""
+    app = request.app.state.tracklet
+    run_ids = _names(runs, "runs", MAX_RUNS, "3k2j9x,8fh2k1")
+    names = _names(keys, "keys", MAX_KEYS, "loss,val/acc")
+    for run_id in run_ids:
+        run_paths(app.root, project, run_id)  # 400 for a bad name
+    paths = [f"{project}/{run_id}" for run_id in run_ids]
+
+    def query() -> list[dict[str, Any]]:
+        histories = app.store.history(paths, names, x=x, start=start, end=end, buckets=buckets or None)
+        return [compact_series(history, x == "step") for history in histories if len(history)]
+
+    try:
+        return CompareHistoryResponse(series=await run_in_threadpool(query))
+    except RunNotIndexed as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+
+
+@router.get("/{project}/keys", response_model=KeysResponse, responses=_ERRORS,
+            summary="The numeric metric keys some runs logged")
+async def metric_keys(
+    request: Request,
+    project: str,
+    runs: str | None = Query(None, max_length=140_000, description="Comma-separated run ids (default: every run)"),
+) -> KeysResponse:
+    """The union of the metric keys with numeric points (what can be charted) that the runs logged."""
+    app = request.app.state.tracklet
+    run_paths(app.root, project, "x")
+    run_ids = _names(runs, "runs", MAX_RUNS, "3k2j9x,8fh2k1") if runs is not None else None
+    for run_id in run_ids or ():
+        run_paths(app.root, project, run_id)
+
+    def query() -> list[str]:
+        chosen = (sa.select(runs_table.c.id).join(projects, projects.c.id == runs_table.c.project_id)
+                  .where(projects.c.name == project, runs_table.c.deleted.is_(False)))
+        if run_ids is not None:
+            chosen = chosen.where(runs_table.c.run_id.in_(run_ids))
+        stmt = (sa.select(series.c.key).distinct()
+                .where(series.c.run_pk.in_(chosen.scalar_subquery()), series.c.kind == "number"))
+        with app.store.engine.connect() as connection:
+            return sorted(key for (key,) in connection.execute(stmt) if not key.startswith("_"))
+
+    return KeysResponse(keys=await run_in_threadpool(query))

@@ -1,0 +1,50 @@
+"""Serving the dashboard: the built front-end (``web/``, built into ``tracklet/server/static``).
+
+The bundle is a single-page app: ``/assets/*`` are its content-hashed files (cached for good),
+and each of its pages (``/``, ``/projects/<p>``, ``/projects/<p>/runs/<id>``) answers
+``index.html``, whose script routes on the client. The JSON API under ``/api/v1`` and FastAPI's
+``/docs`` and ``/openapi.json`` are registered first and are untouched. The bundle needs no key:
+it holds no data; the browser sends its key with each API request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGES = ("/", "/projects/{project}", "/projects/{project}/runs/{run_id}")
+
+_MISSING = """<!doctype html><title>tracklet</title>
+<p>The dashboard's bundle is missing from this installation ({where}). Build it with
+<code>npm ci &amp;&amp; npm run build</code> in <code>web/</code>; the JSON API is at
+<a href="/docs">/docs</a>.</p>"""
+
+
+def mount_dashboard(app: FastAPI, static_dir: Path = STATIC_DIR) -> None:
+    """Serve the dashboard from ``static_dir`` at ``/``."""
+    index = static_dir / "index.html"
+    assets = static_dir / "assets"
+    if assets.is_dir():
+        app.mount("/assets", _ImmutableFiles(directory=assets), name="dashboard-assets")
+
+    async def dashboard() -> FileResponse | HTMLResponse:
+        if not index.is_file():
+            return HTMLResponse(_MISSING.format(where=static_dir), status_code=503)
+        return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    # The client's routes (web/src/router.ts), and nothing else: other paths stay the API's 404/405.
+    for path in PAGES:
+        app.add_api_route(path, dashboard, methods=["GET"], include_in_schema=False, response_model=None)
+
+
+class _ImmutableFiles(StaticFiles):
+    """Content-hashed assets: a changed file gets a new name, so a browser may keep them forever."""
+
+    def file_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response

@@ -1,0 +1,332 @@
+// One chart: a metric's series for the selected runs, drawn with uPlot. Lines are each run's exact
+// values (or each bucket's last value); the band between each bucket's min and max is drawn under
+// them, so a one-step spike shows at any zoom. Drag selects an x range to zoom into (the workspace
+// re-queries the server for it); double-click zooms out; hovering lists every run's value.
+
+import uPlot from "uplot";
+
+import { withAlpha } from "../colors";
+import { registerChart } from "../debug";
+import { h } from "../dom";
+import { fmtDuration, fmtValue } from "../format";
+import { ema, join, nearest, type RunSeries } from "./data";
+
+export type XMode = "step" | "relative_time" | "time";
+
+export interface RunInfo {
+  name: string;
+  color: string;
+}
+
+export interface PanelOptions {
+  xMode: XMode;
+  log: boolean;
+  smoothing: number;
+  zoom: [number, number] | null;
+  runInfo: (run: string) => RunInfo;
+  onZoom?: (range: [number, number] | null) => void;
+  onToggleLog?: () => void;
+  height?: number;
+}
+
+export function fmtX(x: number, mode: XMode): string {
+  if (mode === "step") return `step ${Math.round(x)}`;
+  if (mode === "relative_time") return fmtDuration(x);
+  return new Date(x * 1000).toLocaleString();
+}
+
+/** An axis tick: compact (1.5k, 2.3G, 1e-5), so large and tiny values fit the axis. */
+export function fmtTick(v: number): string {
+  const abs = Math.abs(v);
+  if (abs === 0) return "0";
+  if (abs >= 1e4) {
+    const units = ["", "k", "M", "G", "T", "P"];
+    const power = Math.min(units.length - 1, Math.floor(Math.log10(abs) / 3));
+    return `${Number((v / 10 ** (3 * power)).toPrecision(3))}${units[power]}`;
+  }
+  if (abs < 1e-3) return v.toExponential(1);
+  return String(Number(v.toPrecision(4)));
+}
+
+export class ChartPanel {
+  readonly el: HTMLElement;
+  runs: RunSeries[] = [];
+  loads = 0; // data loads drawn, ever (tests wait on it)
+  stale = true; // its data must be asked for (again) when it is on screen
+  private readonly plotEl: HTMLElement;
+  private readonly tooltip: HTMLElement;
+  private readonly legend: HTMLElement;
+  private readonly status: HTMLElement;
+  private readonly logButton: HTMLButtonElement;
+  private plot: uPlot | null = null;
+  private signature = "";
+  private hovered = false;
+  private drawnAt = 0;
+  private readonly unregister: () => void;
+  private readonly resize: ResizeObserver;
+
+  constructor(
+    readonly id: string,
+    readonly title: string,
+    private options: PanelOptions,
+  ) {
+    this.logButton = h("button.small", { title: "Log scale (y)", text: "log" });
+    this.logButton.addEventListener("click", () => this.options.onToggleLog?.());
+    this.status = h("span.panel-status");
+    this.plotEl = h("div.plot");
+    this.tooltip = h("div.tooltip", { hidden: true });
+    this.legend = h("div.legend");
+    this.el = h(
+      "section.panel",
+      { "data-key": id },
+      h("header", {}, h("h3", { text: title, title }), this.status, options.onToggleLog ? this.logButton : null),
+      this.plotEl,
+      this.legend,
+    );
+    this.plotEl.append(this.tooltip);
+    this.plotEl.addEventListener("mouseenter", () => (this.hovered = true));
+    this.plotEl.addEventListener("mouseleave", () => {
+      this.hovered = false;
+      this.tooltip.hidden = true;
+    });
+    this.plotEl.addEventListener("dblclick", () => this.options.onZoom?.(null));
+    this.resize = new ResizeObserver(() => {
+      if (this.plot && this.plotWidth() !== this.plot.width) this.plot.setSize({ width: this.plotWidth(), height: this.height() });
+    });
+    this.resize.observe(this.el);
+    this.unregister = registerChart(id, () => this.probe());
+  }
+
+  setOptions(options: Partial<PanelOptions>): void {
+    this.options = { ...this.options, ...options };
+    this.logButton.classList.toggle("on", this.options.log);
+    this.draw();
+  }
+
+  setRuns(runs: RunSeries[]): void {
+    this.runs = runs;
+    this.draw();
+  }
+
+  setStatus(text: string): void {
+    this.status.textContent = text;
+  }
+
+  /** Buckets to ask for: about one per horizontal pixel. */
+  buckets(): number {
+    return Math.max(100, Math.min(2000, Math.round(this.plotWidth())));
+  }
+
+  destroy(): void {
+    this.resize.disconnect();
+    this.unregister();
+    this.plot?.destroy();
+    this.el.remove();
+  }
+
+  private plotWidth(): number {
+    return Math.max(200, this.el.clientWidth - 16);
+  }
+
+  private height(): number {
+    return this.options.height ?? 220;
+  }
+
+  private draw(): void {
+    const { smoothing, log, xMode } = this.options;
+    const positive = (v: number | null) => (v !== null && (!log || v > 0) ? v : null);
+    const columns: (number | null)[][] = [];
+    const owners: RunSeries[] = [];
+    const series: uPlot.Series[] = [{}];
+    for (const run of this.runs) {
+      const { color, name } = this.options.runInfo(run.run);
+      const raw = run.line.map(positive);
+      columns.push(raw);
+      owners.push(run);
+      series.push({ label: name, stroke: smoothing > 0 ? withAlpha(color, 0.3) : color, width: smoothing > 0 ? 1 : 1.5, spanGaps: true, points: { show: false } });
+      if (smoothing > 0) {
+        columns.push(ema(run.line, smoothing).map(positive));
+        owners.push(run);
+        series.push({ label: `${name} (smoothed)`, stroke: color, width: 1.5, spanGaps: true, points: { show: false } });
+      }
+    }
+    const { xs, aligned } = join(owners, columns);
+    const data = [xs, ...aligned] as uPlot.AlignedData;
+    const signature = [this.runs.map((r) => r.run).join(","), smoothing > 0, log, xMode, this.height()].join("|");
+    if (this.plot && signature === this.signature) {
+      this.plot.setData(data, true);
+    } else {
+      this.plot?.destroy();
+      this.signature = signature;
+      this.plot = new uPlot(this.plotOptions(series), data, this.plotEl);
+    }
+    this.drawLegend();
+    this.drawnAt = performance.now();
+    this.el.dataset.points = String(xs.length);
+  }
+
+  private plotOptions(series: uPlot.Series[]): uPlot.Options {
+    const { xMode, log } = this.options;
+    const xValues =
+      xMode === "relative_time"
+        ? (_u: uPlot, ticks: number[]) => ticks.map((t) => fmtDuration(t))
+        : undefined;
+    return {
+      width: this.plotWidth(),
+      height: this.height(),
+      legend: { show: false },
+      series,
+      scales: {
+        x: { time: xMode === "time", range: (_u, min, max) => this.xRange(min, max) },
+        y: { distr: log ? 3 : 1, range: () => this.yRange() },
+      },
+      axes: [
+        { values: xValues, stroke: "#555", grid: { stroke: "#eee" } },
+        { size: 56, stroke: "#555", grid: { stroke: "#eee" }, values: (_u, ticks) => ticks.map(fmtTick) },
+      ],
+      cursor: {
+        drag: { x: true, y: false, setScale: false },
+        sync: { key: "tracklet-x" },
+        points: { show: false },
+      },
+      hooks: {
+        drawAxes: [(u) => this.drawBands(u)],
+        setSelect: [(u) => this.selected(u)],
+        setCursor: [(u) => this.showTooltip(u)],
+      },
+    };
+  }
+
+  private xRange(min: number | null, max: number | null): uPlot.Range.MinMax {
+    if (this.options.zoom) return this.options.zoom;
+    if (min === null || max === null) return [0, 1];
+    return min === max ? [min - 1, max + 1] : [min, max];
+  }
+
+  /** y limits from everything drawn in the x window, band included, so spikes are never cut off. */
+  private yRange(): uPlot.Range.MinMax {
+    const [x0, x1] = this.options.zoom ?? [-Infinity, Infinity];
+    let lo = Infinity;
+    let hi = -Infinity;
+    const log = this.options.log;
+    const take = (v: number | null) => {
+      if (v === null || !isFinite(v) || (log && v <= 0)) return;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    };
+    for (const run of this.runs) {
+      for (let i = 0; i < run.x.length; i++) {
+        if (run.x[i] < x0 || run.x[i] > x1) continue;
+        take(run.line[i]);
+        if (run.min) take(run.min[i]);
+        if (run.max) take(run.max[i]);
+      }
+    }
+    if (lo === Infinity) return log ? [1, 10] : [0, 1];
+    if (log) return [lo / 1.2, hi * 1.2];
+    const pad = (hi - lo) * 0.05 || Math.abs(hi) * 0.05 || 1;
+    return [lo - pad, hi + pad];
+  }
+
+  private drawBands(u: uPlot): void {
+    const ctx = u.ctx;
+    const { left, top, width, height } = u.bbox;
+    const log = this.options.log;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(left, top, width, height);
+    ctx.clip();
+    for (const run of this.runs) {
+      if (!run.min || !run.max) continue;
+      ctx.fillStyle = withAlpha(this.options.runInfo(run.run).color, 0.22);
+      // One polygon per stretch of buckets that have finite bounds.
+      let start = -1;
+      const flush = (end: number) => {
+        if (start < 0) return;
+        ctx.beginPath();
+        for (let i = start; i < end; i++) ctx.lineTo(u.valToPos(run.x[i], "x", true), u.valToPos(run.max![i]!, "y", true));
+        for (let i = end - 1; i >= start; i--) ctx.lineTo(u.valToPos(run.x[i], "x", true), u.valToPos(run.min![i]!, "y", true));
+        ctx.closePath();
+        ctx.fill();
+        // A lone bucket (or a spike) still shows as a vertical tick.
+        ctx.strokeStyle = ctx.fillStyle;
+        ctx.stroke();
+        start = -1;
+      };
+      for (let i = 0; i < run.x.length; i++) {
+        const ok = run.min[i] !== null && run.max[i] !== null && (!log || run.min[i]! > 0);
+        if (ok && start < 0) start = i;
+        if (!ok) flush(i);
+      }
+      flush(run.x.length);
+    }
+    ctx.restore();
+  }
+
+  private selected(u: uPlot): void {
+    const { left, width } = u.select;
+    if (width < 3) return;
+    const range: [number, number] = [u.posToVal(left, "x"), u.posToVal(left + width, "x")];
+    u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+    this.options.onZoom?.(range);
+  }
+
+  private showTooltip(u: uPlot): void {
+    const left = u.cursor.left ?? -1;
+    if (!this.hovered || left < 0 || !this.runs.length) {
+      this.tooltip.hidden = true;
+      return;
+    }
+    const x = u.posToVal(left, "x");
+    const smoothing = this.options.smoothing;
+    const rows = this.runs.map((run) => {
+      const i = nearest(run.x, x);
+      if (i < 0) return null;
+      const { name, color } = this.options.runInfo(run.run);
+      const value = run.line[i];
+      const smooth = smoothing > 0 ? ema(run.line.slice(0, i + 1), smoothing)[i] : null;
+      const range = run.min && run.max ? ` [${fmtValue(run.min[i])} – ${fmtValue(run.max[i])}]` : "";
+      return h(
+        "div.tip-row",
+        { "data-run": run.run, "data-value": value === null ? "" : String(value), "data-step": String(run.steps[i]) },
+        h("i.swatch", { style: `background:${color}` }),
+        h("span.tip-name", { text: name }),
+        h("b", { text: fmtValue(value) + (smooth !== null ? ` (${fmtValue(smooth)})` : "") + range }),
+      );
+    });
+    this.tooltip.replaceChildren(h("div.tip-x", { text: fmtX(x, this.options.xMode) }), ...rows.filter((r) => r !== null));
+    this.tooltip.hidden = false;
+    const flip = left > u.bbox.width / devicePixelRatio / 2;
+    this.tooltip.style.left = flip ? "" : `${left + 70}px`;
+    this.tooltip.style.right = flip ? `${this.plotEl.clientWidth - left - 40}px` : "";
+  }
+
+  private drawLegend(): void {
+    const shown = this.runs.slice(0, 12).map((run) => {
+      const { name, color } = this.options.runInfo(run.run);
+      return h("span.legend-item", {}, h("i.swatch", { style: `background:${color}` }), name);
+    });
+    const more = this.runs.length > 12 ? h("span.legend-more", { text: `+${this.runs.length - 12} more` }) : null;
+    this.legend.replaceChildren(...shown, more ?? "");
+  }
+
+  private probe() {
+    const u = this.plot;
+    return {
+      key: this.id,
+      runs: this.runs.map((r) => ({ run: r.run, exact: r.exact, x: r.x, line: r.line, min: r.min, max: r.max })),
+      scales: {
+        xMin: u?.scales.x.min ?? null,
+        xMax: u?.scales.x.max ?? null,
+        yMin: u?.scales.y.min ?? null,
+        yMax: u?.scales.y.max ?? null,
+      },
+      loads: this.loads,
+      drawnAt: this.drawnAt,
+      pagePoint: (x: number, y: number) => {
+        const rect = u!.over.getBoundingClientRect();
+        return { x: rect.left + u!.valToPos(x, "x"), y: rect.top + u!.valToPos(y, "y") };
+      },
+    };
+  }
+}

@@ -1,0 +1,41 @@
+// window.__tracklet: what the browser tests (tests/test_dashboard.py) and benchmarks read instead
+// of pixels: each chart's data as drawn (lines, min/max band), its scales, and how to hover a point.
+
+export interface ChartProbe {
+  key: string;
+  runs: { run: string; exact: boolean; x: number[]; line: (number | null)[]; min: (number | null)[] | null; max: (number | null)[] | null }[];
+  scales: { xMin: number | null; xMax: number | null; yMin: number | null; yMax: number | null };
+  loads: number; // history requests answered and drawn for this chart
+  drawnAt: number; // performance.now() of the last draw
+  /** Page coordinates of (x, y) on the plot, for mouse moves in tests. */
+  pagePoint(x: number, y: number): { x: number; y: number };
+}
+
+const charts = new Map<string, () => ChartProbe>();
+const requests: string[] = [];
+const marks: Record<string, number> = {};
+
+export function registerChart(id: string, probe: () => ChartProbe): () => void {
+  charts.set(id, probe);
+  return () => {
+    if (charts.get(id) === probe) charts.delete(id);
+  };
+}
+
+export function noteRequest(url: string): void {
+  requests.push(url);
+  if (requests.length > 1000) requests.splice(0, requests.length - 1000);
+}
+
+/** performance.now() when something first happened (first rows drawn, first chart drawn...). */
+export function mark(name: string): void {
+  marks[name] ??= performance.now();
+  performance.mark(`tracklet:${name}`);
+}
+
+(window as unknown as { __tracklet: unknown }).__tracklet = {
+  chart: (id: string) => charts.get(id)?.() ?? null,
+  charts: () => Array.from(charts.keys()),
+  requests,
+  marks,
+};

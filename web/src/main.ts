@@ -1,0 +1,45 @@
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+
+import { ApiError } from "./api";
+import { h } from "./dom";
+import { projectPage } from "./pages/project";
+import { projectsPage } from "./pages/projects";
+import { runPage } from "./pages/run";
+import { parseRoute, projectHref, startRouter } from "./router";
+
+const app = document.getElementById("app")!;
+const crumbs = document.getElementById("crumbs")!;
+let cleanup: () => void = () => {};
+let current = 0;
+
+async function render(): Promise<void> {
+  cleanup();
+  cleanup = () => {};
+  const mine = ++current;
+  const route = parseRoute(location.pathname);
+  crumbs.replaceChildren(
+    ...(route.page === "project" || route.page === "run"
+      ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
+      : []),
+    ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
+  );
+  try {
+    let stop: () => void;
+    if (route.page === "projects") stop = await projectsPage(app);
+    else if (route.page === "project") stop = await projectPage(app, route.project);
+    else if (route.page === "run") stop = await runPage(app, route.project, route.runId);
+    else {
+      app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));
+      stop = () => {};
+    }
+    if (mine === current) cleanup = stop;
+    else stop();
+  } catch (error) {
+    if (mine !== current) return;
+    const message = error instanceof ApiError ? `${error.message} (HTTP ${error.status})` : String(error);
+    app.replaceChildren(h("p.error", { text: message }));
+  }
+}
+
+startRouter(() => void render());

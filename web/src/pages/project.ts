@@ -1,0 +1,244 @@
+// A project: its runs table (filter, search, sort, columns, selection) beside the charts workspace
+// of the selected runs. Everything that defines the view is in the query string, so a link
+// reproduces it: filter, q, sort, cols, sel, x, smooth, zoom, log, panels.
+
+import { api, ApiError, type RunRow } from "../api";
+import { ChartsWorkspace, POLL_MS, type ViewState } from "../charts/workspace";
+import type { XMode } from "../charts/panel";
+import { debounce, h } from "../dom";
+import { flatten } from "../format";
+import { readQuery, setQuery } from "../router";
+import { RunsTable } from "../runs/table";
+
+const DEFAULT_SELECTION = 5;
+
+export function readView(params: URLSearchParams): ViewState {
+  const zoom = (params.get("zoom") ?? "").split(",").map(Number);
+  return {
+    xMode: (["step", "relative_time", "time"].includes(params.get("x") ?? "") ? params.get("x") : "step") as XMode,
+    smoothing: Math.min(0.99, Math.max(0, Number(params.get("smooth") ?? 0) || 0)),
+    zoom: zoom.length === 2 && zoom.every(isFinite) && params.get("zoom") ? [zoom[0], zoom[1]] : null,
+    log: new Set((params.get("log") ?? "").split(",").filter(Boolean)),
+    panelFilter: params.get("panels") ?? "",
+  };
+}
+
+export function writeView(view: ViewState): void {
+  setQuery({
+    x: view.xMode === "step" ? null : view.xMode,
+    smooth: view.smoothing ? String(view.smoothing) : null,
+    zoom: view.zoom ? view.zoom.map((v) => String(Number(v.toPrecision(10)))).join(",") : null,
+    log: [...view.log].join(","),
+    panels: view.panelFilter,
+  });
+}
+
+/** Config and summary columns worth showing by default: config values that differ between runs, and summaries. */
+function defaultColumns(rows: RunRow[]): string[] {
+  const sample = rows.slice(0, 200);
+  const configValues = new Map<string, Set<string>>();
+  const summaryKeys = new Set<string>();
+  for (const row of sample) {
+    for (const [key, value] of flatten(row.config)) {
+      if (!configValues.has(key)) configValues.set(key, new Set());
+      configValues.get(key)!.add(JSON.stringify(value));
+    }
+    for (const [key, value] of flatten(row.summary)) if (typeof value === "number" && !key.startsWith("_")) summaryKeys.add(key);
+  }
+  const varying = [...configValues].filter(([, values]) => values.size > 1).map(([key]) => `config.${key}`);
+  return [...varying.slice(0, 3), ...[...summaryKeys].sort().slice(0, 3).map((k) => `summary.${k}`)];
+}
+
+function availableColumns(rows: RunRow[]): string[] {
+  const found = new Set<string>();
+  for (const row of rows.slice(0, 200)) {
+    for (const [key, value] of flatten(row.config)) if (typeof value !== "object" || value === null) found.add(`config.${key}`);
+    for (const [key, value] of flatten(row.summary)) if (typeof value !== "object" || value === null) found.add(`summary.${key}`);
+  }
+  return [...found].sort().slice(0, 300);
+}
+
+export async function projectPage(root: HTMLElement, project: string): Promise<() => void> {
+  const params = readQuery();
+  let filter = params.get("filter") ?? "";
+  let search = params.get("q") ?? "";
+  let sort = params.get("sort") ?? "";
+  let columns = params.get("cols") !== null ? params.get("cols")!.split(",").filter((c) => c && c !== "-") : null;
+  const selected = new Set((params.get("sel") ?? "").split(",").filter(Boolean));
+  let explicitSelection = params.has("sel");
+  const known = new Map<string, RunRow>(); // every row seen, so a selected run filtered out of the table still charts
+  let rows: RunRow[] = [];
+  let pollTimer: number | undefined;
+  let stopped = false;
+
+  const count = h("span.count");
+  const filterInput = h("input.filter", { type: "text", name: "filter", placeholder: 'Filter, e.g. config.lr < 1e-3 and state = "finished"', value: filter, spellcheck: "false" });
+  const searchInput = h("input.search", { type: "search", name: "q", placeholder: "Search names", value: search });
+  const filterError = h("pre.filter-error", { hidden: true });
+  const columnsMenu = h("details.columns", {}, h("summary", { text: "Columns" }), h("div.column-list"));
+  const selectTop = h("button", { text: `Top ${DEFAULT_SELECTION}`, title: "Select the first runs of the table" });
+  const selectNone = h("button", { text: "None", title: "Clear the selection" });
+
+  const workspace = new ChartsWorkspace(project, readView(params), writeView);
+  const table = new RunsTable({
+    project,
+    selected,
+    onToggle: (runId, on) => {
+      if (on) selected.add(runId);
+      else selected.delete(runId);
+      explicitSelection = true;
+      selectionChanged();
+    },
+    onSort: (next) => {
+      sort = next;
+      setQuery({ sort });
+      void refresh();
+    },
+  });
+
+  root.replaceChildren(
+    h(
+      "div.project",
+      {},
+      h(
+        "section.runs-pane",
+        {},
+        h("div.pane-head", {}, h("h1", { text: project }), count),
+        h("div.toolbar", {}, searchInput, filterInput, columnsMenu),
+        filterError,
+        h("div.toolbar.selection", {}, h("span", { text: "Charts show:" }), selectTop, selectNone),
+        table.el,
+      ),
+      h("section.charts-pane", {}, workspace.el),
+    ),
+  );
+
+  function selectionChanged(): void {
+    setQuery({ sel: [...selected].join(",") || (explicitSelection ? "-" : null) });
+    table.refreshSelection();
+    void updateWorkspace();
+  }
+
+  async function updateWorkspace(): Promise<void> {
+    const ids = [...selected].filter((id) => id !== "-");
+    const missing = ids.filter((id) => !known.has(id));
+    if (missing.length) {
+      const found = await api.runs(project, { filter: `run_id in [${missing.map((id) => JSON.stringify(id)).join(", ")}]` });
+      for (const row of found.runs) known.set(row.run_id, row);
+    }
+    workspace.setRuns(ids.filter((id) => known.has(id)).map((id) => known.get(id)!));
+  }
+
+  function effectiveFilter(): string {
+    const parts = [];
+    if (filter.trim()) parts.push(`(${filter})`);
+    const term = search.trim().replace(/["\\]/g, "");
+    if (term) parts.push(`name ~ "${term}"`);
+    return parts.join(" and ");
+  }
+
+  function drawColumnsMenu(): void {
+    const list = columnsMenu.querySelector(".column-list")!;
+    const chosen = columns ?? [];
+    list.replaceChildren(
+      ...availableColumns(rows).map((id) => {
+        const box = h("input", { type: "checkbox", value: id });
+        box.checked = chosen.includes(id);
+        box.addEventListener("change", () => {
+          columns = box.checked ? [...chosen.filter((c) => c !== id), id] : chosen.filter((c) => c !== id);
+          setQuery({ cols: columns.join(",") || "-" });
+          table.setColumns(columns, sort);
+          drawColumnsMenu();
+        });
+        return h("label", {}, box, id);
+      }),
+    );
+  }
+
+  async function refresh(): Promise<void> {
+    let response;
+    try {
+      response = await api.runs(project, { filter: effectiveFilter(), order_by: sort || undefined });
+      filterError.hidden = true;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 400) {
+        filterError.textContent = error.message;
+        filterError.hidden = false;
+        return;
+      }
+      throw error;
+    }
+    rows = response.runs;
+    for (const row of rows) known.set(row.run_id, row);
+    count.textContent = `${rows.length} run${rows.length === 1 ? "" : "s"}`;
+    if (columns === null) columns = defaultColumns(rows);
+    table.setColumns(columns, sort);
+    table.setRows(rows);
+    drawColumnsMenu();
+    if (!explicitSelection && selected.size === 0 && rows.length) {
+      for (const row of rows.slice(0, DEFAULT_SELECTION)) selected.add(row.run_id);
+      table.refreshSelection();
+    }
+    await updateWorkspace();
+  }
+
+  /** Every 2 s: only the runs that are running or new since the newest we have. */
+  async function poll(): Promise<void> {
+    if (stopped) return;
+    try {
+      const newest = Math.max(0, ...rows.map((r) => r.created_at ?? 0));
+      const base = effectiveFilter();
+      const live = `(state = "running" or created > ${newest})`;
+      const { runs: changed } = await api.runs(project, { filter: base ? `${base} and ${live}` : live, order_by: sort || undefined });
+      const wasRunning = rows.filter((r) => r.state === "running").map((r) => r.run_id);
+      const byId = new Map(changed.map((r) => [r.run_id, r]));
+      const appeared = changed.some((r) => !rows.some((old) => old.run_id === r.run_id));
+      const ended = wasRunning.some((id) => !byId.has(id));
+      if (appeared || ended) await refresh();
+      else if (changed.length) {
+        rows = rows.map((r) => byId.get(r.run_id) ?? r);
+        for (const row of changed) known.set(row.run_id, row);
+        table.setRows(rows);
+        await updateWorkspace();
+      }
+    } catch {
+      /* the next poll tries again */
+    }
+    if (!stopped) pollTimer = window.setTimeout(() => void poll(), POLL_MS);
+  }
+
+  filterInput.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    filter = filterInput.value;
+    setQuery({ filter });
+    void refresh();
+  });
+  searchInput.addEventListener(
+    "input",
+    debounce(() => {
+      search = searchInput.value;
+      setQuery({ q: search });
+      void refresh();
+    }, 200),
+  );
+  selectTop.addEventListener("click", () => {
+    selected.clear();
+    for (const row of rows.slice(0, DEFAULT_SELECTION)) selected.add(row.run_id);
+    explicitSelection = true;
+    selectionChanged();
+  });
+  selectNone.addEventListener("click", () => {
+    selected.clear();
+    explicitSelection = true;
+    selectionChanged();
+  });
+
+  selected.delete("-");
+  await refresh();
+  pollTimer = window.setTimeout(() => void poll(), POLL_MS);
+  return () => {
+    stopped = true;
+    clearTimeout(pollTimer);
+    workspace.destroy();
+  };
+}

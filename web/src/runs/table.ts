@@ -1,0 +1,171 @@
+// The runs table: virtualised rows (only the rows in view exist in the DOM, so thousands of runs
+// scroll smoothly), a checkbox and a stable colour per run, sortable columns (sorted by the server,
+// with the API's sort syntax), and chosen config and summary columns.
+
+import type { RunRow } from "../api";
+import { runColor } from "../colors";
+import { mark } from "../debug";
+import { h } from "../dom";
+import { fmtDuration, fmtTime, fmtValue, lookup, runtime } from "../format";
+import { runHref } from "../router";
+
+export const ROW_HEIGHT = 30;
+
+interface Column {
+  id: string; // what the header shows and what a sort names (name, state, created, config.lr, ...)
+  label: string;
+  width: number;
+  sort: string | null; // the API's sort field, or null when the server can't sort by it
+  cell: (row: RunRow) => string | HTMLElement;
+}
+
+/** `config.a.b` as a sort/filter field: bare when the key is plain, quoted otherwise. */
+export function fieldName(section: "config" | "summary", dotted: string): string {
+  const parts = dotted.split(".");
+  const plain = parts.every((p) => /^[A-Za-z_][A-Za-z0-9_/-]*$/.test(p));
+  return plain ? `${section}.${dotted}` : `${section}.${parts.map((p) => JSON.stringify(p)).join(".")}`;
+}
+
+export interface TableOptions {
+  project: string;
+  selected: Set<string>;
+  onToggle: (runId: string, on: boolean) => void;
+  onSort: (sort: string) => void;
+}
+
+export class RunsTable {
+  readonly el: HTMLElement;
+  private readonly body: HTMLElement;
+  private readonly spacer: HTMLElement;
+  private readonly header: HTMLElement;
+  private rows: RunRow[] = [];
+  private columns: Column[] = [];
+  private sort = "";
+  private frame = 0;
+
+  constructor(private readonly options: TableOptions) {
+    this.header = h("div.thead");
+    this.spacer = h("div.spacer");
+    this.body = h("div.tbody", {}, this.spacer);
+    this.body.addEventListener("scroll", () => {
+      this.header.scrollLeft = this.body.scrollLeft;
+      this.schedule();
+    });
+    new ResizeObserver(() => this.schedule()).observe(this.body);
+    this.body.addEventListener("change", (event) => {
+      const box = event.target as HTMLInputElement;
+      if (box.matches("input.select")) this.options.onToggle(box.dataset.run!, box.checked);
+    });
+    this.el = h("div.runs-table", {}, this.header, this.body);
+  }
+
+  setColumns(extra: string[], sort: string): void {
+    this.sort = sort;
+    const base: Column[] = [
+      { id: "name", label: "Name", width: 170, sort: "name", cell: (r) => this.nameCell(r) },
+      { id: "state", label: "State", width: 80, sort: "state", cell: (r) => h("span.state", { "data-state": r.state, text: r.state }) },
+      { id: "created", label: "Created", width: 122, sort: "created", cell: (r) => fmtTime(r.created_at) },
+      { id: "runtime", label: "Runtime", width: 72, sort: null, cell: (r) => fmtDuration(runtime(r)) },
+      { id: "tags", label: "Tags", width: 90, sort: null, cell: (r) => (r.tags ?? []).join(", ") },
+    ];
+    const chosen = extra.map((id): Column => {
+      const [section, ...rest] = id.split(".");
+      const dotted = rest.join(".");
+      const sectionName = section === "summary" ? "summary" : "config";
+      return {
+        id,
+        label: id,
+        width: 110,
+        sort: fieldName(sectionName, dotted),
+        cell: (r) => fmtValue(lookup(sectionName === "summary" ? r.summary : r.config, dotted)),
+      };
+    });
+    this.columns = [...base, ...chosen];
+    this.drawHeader();
+    this.render(true);
+  }
+
+  setRows(rows: RunRow[]): void {
+    this.rows = rows;
+    this.spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
+    this.render(true);
+    mark("first-rows");
+  }
+
+  /** Redraw checkboxes after the selection changed elsewhere. */
+  refreshSelection(): void {
+    this.render(true);
+  }
+
+  private template(): string {
+    return `28px ${this.columns.map((c) => `${c.width}px`).join(" ")}`;
+  }
+
+  private drawHeader(): void {
+    const cells = this.columns.map((column) => {
+      const active = this.sort === column.sort || this.sort === `-${column.sort}`;
+      const arrow = active ? (this.sort.startsWith("-") ? " ▼" : " ▲") : "";
+      const cell = h("div.th", { "data-col": column.id, title: column.sort ? `Sort by ${column.sort}` : column.label }, column.label + arrow);
+      if (column.sort) {
+        cell.classList.add("sortable");
+        cell.addEventListener("click", () => {
+          const next = this.sort === column.sort ? `-${column.sort}` : column.sort!;
+          this.options.onSort(next);
+        });
+      }
+      return cell;
+    });
+    this.header.style.gridTemplateColumns = this.template();
+    this.spacer.style.width = `${28 + this.columns.reduce((sum, c) => sum + c.width, 0)}px`;
+    this.header.replaceChildren(h("div.th"), ...cells);
+  }
+
+  private schedule(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.render(false);
+    });
+  }
+
+  private drawn = { first: -1, last: -1 };
+
+  private render(force: boolean): void {
+    const top = this.body.scrollTop;
+    const height = this.body.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - 8);
+    const last = Math.min(this.rows.length, Math.ceil((top + height) / ROW_HEIGHT) + 8);
+    if (!force && first === this.drawn.first && last === this.drawn.last) return;
+    this.drawn = { first, last };
+    const template = this.template();
+    const rows: HTMLElement[] = [];
+    for (let i = first; i < last; i++) {
+      const run = this.rows[i];
+      const box = h("input.select", { type: "checkbox", "data-run": run.run_id, title: "Show in charts" });
+      box.checked = this.options.selected.has(run.run_id);
+      const row = h(
+        "div.tr",
+        { "data-run": run.run_id, style: `transform:translateY(${i * ROW_HEIGHT}px);grid-template-columns:${template}` },
+        h("div.td", {}, box),
+        ...this.columns.map((column) => {
+          const value = column.cell(run);
+          const cell = h("div.td", { "data-col": column.id }, value);
+          if (typeof value === "string") cell.title = value;
+          return cell;
+        }),
+      );
+      if (box.checked) row.classList.add("selected");
+      rows.push(row);
+    }
+    this.body.replaceChildren(this.spacer, ...rows);
+  }
+
+  private nameCell(run: RunRow): HTMLElement {
+    return h(
+      "span.name",
+      {},
+      h("i.swatch", { style: `background:${runColor(run.run_id)}` }),
+      h("a", { href: runHref(this.options.project, run.run_id), "data-link": true, text: run.name || run.run_id }),
+    );
+  }
+}

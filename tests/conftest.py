@@ -14,6 +14,7 @@ import tracklet
 from tracklet.core import lifecycle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from s3server import s3rver  # noqa: E402,F401  (the session fixture)
 from serverproc import Server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,63 +10,21 @@ import gzip
 import hashlib
 import http.client
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import QUIET, REPO, run_script
-from serverproc import Server, _free_port
+from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
+from serverproc import Server
 
 import tracklet
 from tracklet.core.layout import RunPaths
 from tracklet.server.client import SyncClient
-
-S3RVER = REPO / "tests" / "s3" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
-BUCKET = "tracklet"
-S3_KEY = S3_SECRET = "S3RVER"  # s3rver's built-in credentials
-
-
-# ---------------------------------------------------------------- an S3-speaking server
-
-@pytest.fixture(scope="session")
-def s3rver() -> Iterator[str]:
-    """A real s3rver process (npm, tests/s3) on a free loopback port with a fresh directory and
-    the bucket ``tracklet``; yields its endpoint URL."""
-    node = shutil.which("node")
-    if not S3RVER.is_file() or node is None:
-        pytest.skip("s3rver is not installed: run `npm ci --prefix tests/s3` (needs Node.js)")
-    pytest.importorskip("s3fs", reason="S3 needs s3fs: pip install 'tracklet[s3]'")
-    storage = Path(tempfile.mkdtemp(prefix="tracklet-s3rver-"))
-    port = _free_port()
-    proc = subprocess.Popen([node, str(S3RVER), "-d", str(storage), "-a", "127.0.0.1", "-p", str(port), "-s",
-                             "--configure-bucket", BUCKET],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # readiness: the bucket answers
-            if proc.poll() is not None:
-                pytest.fail(f"s3rver exited: {proc.stderr.read().decode()}")
-            try:
-                if httpx.get(f"{endpoint}/{BUCKET}", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("s3rver did not answer in time")
-            time.sleep(0.05)
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(storage, ignore_errors=True)
 
 
 @dataclasses.dataclass
@@ -77,13 +35,6 @@ class Backend:
     extra: tuple[str, ...]  # tracklet server arguments
     read: Callable[[str], bytes]  # key "<project>/<run_id>/<name>" → the stored bytes
     keys: Callable[[], list[str]]  # every stored key (relative to the location)
-
-
-def _s3_direct(endpoint: str):
-    import s3fs
-
-    return s3fs.S3FileSystem(endpoint_url=endpoint, key=S3_KEY, secret=S3_SECRET, skip_instance_cache=True,
-                             use_listings_cache=False)
 
 
 @pytest.fixture(params=["local", "s3-env", "s3-options"])
@@ -113,7 +64,7 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
     else:
         extra = ("--files", f"s3://{prefix}", "--files-option", f"endpoint_url={endpoint}",
                  "--files-option", f"key={S3_KEY}", "--files-option", f"secret={S3_SECRET}")
-    direct = _s3_direct(endpoint)
+    direct = s3_filesystem(endpoint)
     return Backend(request.param, extra, lambda key: direct.cat_file(f"{prefix}/{key}"),
                    lambda: sorted(path[len(prefix) + 1:] for path in direct.find(prefix)))
 

@@ -595,6 +595,7 @@ def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: i
     click.echo(f"Recorded demo run {run.path} ({run.name!r}): {steps} steps")
     click.echo(f"Stored in {run.dir}")
     click.echo("Inspect it with:")
+    click.echo(f"  {prefix} ui                 # the dashboard, in a browser")
     click.echo(f"  {prefix} show {run.path}")
     click.echo(f"  {prefix} export {run.path} --format csv -o {shlex.quote(run.id + '.csv')}")
     click.echo(f"  {prefix} runs {shlex.quote(project)}")
@@ -649,8 +650,12 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.option("--files", "files_url", default=None, metavar="DIR|URL",
               help="Where run files go: a directory or an fsspec URL such as s3://bucket/prefix "
               "(default: 'files' in the server's data root). S3: docs/server.md#files.")
+@click.option("--logs", "logs_url", default=None, metavar="DIR|URL",
+              help="Keep record log copies as segments at this fsspec URL (e.g. s3://bucket/logs), indexed in a "
+              "PostgreSQL --store, so several server processes can serve one deployment (docs/deployment.md). "
+              "Default: files in the server's data root (one process).")
 @click.option("--files-option", "files_options", multiple=True, metavar="KEY=VALUE",
-              help="An fsspec option for --files, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable; "
+              help="An fsspec option for --files and --logs, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable; "
               "true, false, numbers and JSON are parsed).")
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Largest request body accepted, in MiB (before and after decompression).")
@@ -662,7 +667,7 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
-           files_url: str | None, files_options: tuple[str, ...],
+           files_url: str | None, files_options: tuple[str, ...], logs_url: str | None,
            heartbeat_lapse: float, sweep_interval: float, dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
@@ -683,7 +688,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
     root = _server_root(ctx, server_dir)
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
-                     files_url=files_url, files_options=_files_options(files_options),
+                     files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
                      heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval, auth=not dev)
     mode = "--dev: no API keys" if dev else "API keys required"
     click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)

@@ -25,6 +25,7 @@ from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
 from tracklet.server.logs import BadRequest, LogCopies
+from tracklet.server.segments import SegmentCopies
 from tracklet.store import Store
 
 
@@ -34,7 +35,7 @@ class ServerState:
 
     root: Path
     store: Store
-    copies: LogCopies
+    copies: LogCopies | SegmentCopies
     indexer: StoreIndexer
     max_body_bytes: int
     files: RunFiles  # run files (files.py): <root>/files, or any fsspec URL such as s3://bucket/prefix
@@ -62,7 +63,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                index_on_start: bool = True, sweep_interval: float = 30.0,
                files_url: str | None = None, files_options: dict[str, object] | None = None,
                heartbeat_lapse: float = HEARTBEAT_LAPSE, auth: bool = True,
-               liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False) -> FastAPI:
+               liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
+               logs_url: str | None = None) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -71,7 +73,9 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     needs a user's API key and project role; ``auth=False`` lets anyone do anything. ``liveness``
     replaces the heartbeat rule (``tracklet ui`` passes the writer's lock, ``writer_alive``), and
     ``shared_root`` says other processes index ``root`` too (a local data root). The dashboard
-    (``web.py``) is served at ``/``."""
+    (``web.py``) is served at ``/``. ``logs_url`` (an fsspec URL such as ``s3://bucket/logs``,
+    opened with ``files_options``) keeps the record log copies there as segments indexed in the
+    PostgreSQL store (``segments.py``), so several server processes can share one deployment."""
     from tracklet.server import routes_auth, routes_compare, routes_files, routes_ingest, routes_read, routes_run_data
     from tracklet.server.web import mount_dashboard
 
@@ -79,9 +83,14 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     root.mkdir(parents=True, exist_ok=True)
     # An explicit default: the server's store must not follow a TRACKLET_STORE meant for clients.
     store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
-    state = ServerState(root=root, store=store, copies=LogCopies(root),
+    copies: LogCopies | SegmentCopies = LogCopies(root)
+    if logs_url is not None:
+        location = RunFiles.connect(logs_url, files_options)
+        copies = SegmentCopies(store.engine, location.fs, location.base, root, heartbeat_lapse=heartbeat_lapse)
+    state = ServerState(root=root, store=store, copies=copies,
                         indexer=StoreIndexer(store, root, heartbeat_lapse=heartbeat_lapse, liveness=liveness,
-                                             shared_root=shared_root),
+                                             shared_root=shared_root,
+                                             source=copies if isinstance(copies, SegmentCopies) else None),
                         max_body_bytes=max_body_bytes,
                         files=RunFiles.connect(files_url or root / "files", files_options),
                         authorizer=Authorizer(Accounts(store.engine)) if auth else None)

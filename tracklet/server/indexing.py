@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 from tracklet.core.layout import RunPaths
 from tracklet.store import Store
 from tracklet.store.ingest import LOCK_FILE, Indexer, heartbeat_liveness
+from tracklet.store.logsource import LogSource
 
 try:
     import fcntl
@@ -37,14 +38,16 @@ class StoreIndexer:
     """Serialized ingestion of record log copies into ``store``."""
 
     def __init__(self, store: Store, root: Path, *, heartbeat_lapse: float = HEARTBEAT_LAPSE,
-                 liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False) -> None:
+                 liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
+                 source: LogSource | None = None) -> None:
         """``liveness`` overrides the heartbeat rule (``tracklet ui`` over a local data root passes
         ``writer_alive``: there, the writer's lock says whether a run is alive). ``shared_root``:
         other processes index this root too (``tracklet index``, ``tracklet.Api``), so each
         ``index_all`` pass takes the root's ``store.lock`` and is skipped while another holds it."""
         self.store = store
         self._root_lock = Path(root) / LOCK_FILE if shared_root else None
-        self._indexer = Indexer(store.engine, root, liveness=liveness or heartbeat_liveness(heartbeat_lapse))
+        self._indexer = Indexer(store.engine, root, liveness=liveness or heartbeat_liveness(heartbeat_lapse),
+                                source=source)  # source: segments in shared storage (segments.py)
         self._lock = threading.Lock()
 
     def index_all(self) -> None:

@@ -11,6 +11,7 @@ half of it. Only one process indexes a data root at a time (an exclusive lock fi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import sqlalchemy as sa
 
-from tracklet.core.layout import RunPaths, projects_dir
-from tracklet.core.recordlog import LOG_FILE_NAME, read_log_from, writer_alive
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import writer_alive
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
+from tracklet.store.logsource import LocalLogs, LogSource
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_console
 from tracklet.store.schema import blocks, console_lines, projects, runs, series
 
@@ -199,14 +201,17 @@ def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:
 class Indexer:
     """The one writer of a store. ``index()`` ingests every run under ``root`` that has new bytes.
 
-    ``liveness(log_file)`` tells a running run from a crashed one when the log has no exit record:
-    by default whether a process holds the writer's lock (a local data root)."""
+    The logs come from ``source`` (``tracklet/store/logsource.py``): by default the files under
+    ``root``, where ``liveness(log_file)`` tells a running run from a crashed one when the log has
+    no exit record (by default whether a process holds the writer's lock). On PostgreSQL each
+    run's transaction holds an advisory lock on the run, so server processes that share a store
+    may index the same run at once without ingesting a byte twice."""
 
     def __init__(self, engine: sa.Engine, root: str | Path,
-                 liveness: Callable[[Path], bool | None] = writer_alive) -> None:
+                 liveness: Callable[[Path], bool | None] = writer_alive, *, source: LogSource | None = None) -> None:
         self.engine = engine
         self.root = Path(root)
-        self._liveness = liveness
+        self.source: LogSource = source if source is not None else LocalLogs(self.root, liveness)
         self._project_ids: dict[str, int] = {}
 
     def _locked(self) -> Any:
@@ -222,13 +227,8 @@ class Indexer:
         return handle
 
     def run_dirs(self) -> Iterator[RunPaths]:
-        base = projects_dir(self.root)
-        if not base.is_dir():
-            return
-        for project in sorted(p for p in base.iterdir() if (p / "runs").is_dir()):
-            for run_dir in sorted((project / "runs").iterdir()):
-                if (run_dir / LOG_FILE_NAME).is_file():
-                    yield RunPaths(self.root, project.name, run_dir.name)
+        """Every run the source has a log of."""
+        return self.source.runs()
 
     def index(self) -> IndexReport:
         report = IndexReport()
@@ -251,27 +251,39 @@ class Indexer:
         if project_id is None:
             project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar()
             if project_id is None:
-                project_id = connection.execute(projects.insert().values(name=name)).inserted_primary_key[0]
+                try:
+                    with connection.begin_nested():  # another process may create it at the same moment
+                        project_id = connection.execute(projects.insert().values(name=name)).inserted_primary_key[0]
+                except sa.exc.IntegrityError:
+                    project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar_one()
             self._project_ids[name] = project_id
         return project_id
 
+    @staticmethod
+    def _lock_run(connection: sa.Connection, paths: RunPaths) -> None:
+        """Serialize the indexing of one run across processes (PostgreSQL; SQLite has one writer)."""
+        if connection.dialect.name == "postgresql":
+            digest = hashlib.blake2b(f"{paths.project}/{paths.run_id}".encode(), digest_size=8).digest()
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": int.from_bytes(digest, "big", signed=True)})
+
     def index_run(self, paths: RunPaths) -> tuple[int, int]:
         """Ingest one run's new records; returns (points added, bytes read)."""
-        log_file = paths.log_file
         with self.engine.begin() as connection:
+            self._lock_run(connection, paths)
             project_id = self._project_id(connection, paths.project)
             row = connection.execute(
                 sa.select(runs).where(runs.c.project_id == project_id, runs.c.run_id == paths.run_id)
             ).first()
             offset = row.log_offset if row is not None else 0
-            size = log_file.stat().st_size
+            size = self.source.size(paths)
             if row is not None and size == offset:
-                self._refresh_liveness(connection, row, log_file)
+                self._refresh_liveness(connection, row, paths)
                 return 0, 0
             if row is not None and size < offset:  # the log was replaced: start over
                 forget_run(connection, row.id)
                 row, offset = None, 0
-            result = read_log_from(log_file, offset)
+            result = self.source.read_from(paths, offset)
             fold = _RunFold(row)
             for _, payload in result.payloads:
                 record = pb.Record()
@@ -287,23 +299,23 @@ class Indexer:
                     self._write_series(connection, run_pk, kind, by_name)
         return points, result.end_offset - offset
 
-    def _state(self, fold: _RunFold, row: Any, log_file: Path) -> dict[str, Any]:
+    def _state(self, fold: _RunFold, row: Any, paths: RunPaths) -> dict[str, Any]:
         if fold.exit is not None:
             return {"state": "finished" if fold.exit.exit_code == 0 else "failed", "exit_code": fold.exit.exit_code}
         if row is not None and not fold.reopened and row.state in ("finished", "failed"):
             return {}
-        alive = self._liveness(log_file)
+        alive = self.source.alive(paths)
         return {"state": "running" if alive in (True, None) else "crashed", "exit_code": None}
 
-    def _refresh_liveness(self, connection: sa.Connection, row: Any, log_file: Path) -> None:
+    def _refresh_liveness(self, connection: sa.Connection, row: Any, paths: RunPaths) -> None:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
-        if row.state == "running" and self._liveness(log_file) is False:
+        if row.state == "running" and self.source.alive(paths) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(state="crashed"))
 
     def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,
                    fold: _RunFold, end_offset: int) -> int:
         values: dict[str, Any] = dict(fold.fields)
-        values.update(self._state(fold, row, paths.log_file))
+        values.update(self._state(fold, row, paths))
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
             values["updated_at"] = fold.last_time
@@ -321,7 +333,7 @@ class Indexer:
             return connection.execute(
                 runs.insert().values(
                     {**defaults, **values, "project_id": project_id, "run_id": paths.run_id,
-                     "log_path": str(paths.log_file)}
+                     "log_path": self.source.location(paths)}
                 )
             ).inserted_primary_key[0]
         connection.execute(runs.update().where(runs.c.id == row.id).values(values))

@@ -125,3 +125,23 @@ project_members = sa.Table(
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),  # "read", "write" or "admin"
 )
+
+# A scaled-out server's record log copies (tracklet/server/segments.py): each run's size, moved
+# under a row lock, and its segments, each one immutable object in shared storage.
+log_heads = sa.Table(
+    "log_heads",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),  # when the copy last grew: the run's heartbeat
+)
+
+log_segments = sa.Table(
+    "log_segments",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("offset", sa.BigInteger, primary_key=True),  # the segment's first byte in the log
+    sa.Column("length", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,146 @@
+"""The scale-out deployment: several `tracklet server` processes, each with its own empty --dir,
+sharing one PostgreSQL store and one S3 bucket (a real s3rver) for log segments and files. Any
+process takes any request: online runs spread over them, a run uploaded half through one and
+half through another, the same run synced through two at once, a process killed mid-sync; every
+copy ends byte-identical with every step stored exactly once, and every process reads the same."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import QUIET, REPO
+from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
+
+import tracklet
+from tracklet.core.layout import RunPaths
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+@pytest.fixture
+def deployment(tmp_path, servers, pg_url, s3rver):
+    """Three keyed server processes on one PostgreSQL and one bucket prefix; yields
+    (servers, admin key, S3 prefix)."""
+    prefix = f"{BUCKET}/{uuid.uuid4().hex}"
+    shared = ("--logs", f"s3://{prefix}/logs", "--files", f"s3://{prefix}/files",
+              "--files-option", f"endpoint_url={s3rver}", "--files-option", f"key={S3_KEY}",
+              "--files-option", f"secret={S3_SECRET}", "--heartbeat-lapse", "600")
+    made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--store", pg_url, "--dir", str(tmp_path / "adm"),
+                           "create-user", "root", "--admin"], env=_env(), capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    started = [servers(tmp_path / f"api{index}", store=pg_url, dev=False, extra=shared) for index in range(3)]
+    return started, made.stdout.strip(), prefix
+
+
+def _record(root: Path, run_id: str, steps: range, **init) -> None:
+    run = tracklet.init(project="team", id=run_id, dir=str(root), settings=QUIET, **init)
+    for step in steps:
+        run.log({"loss": float(step)})
+        if step % 500 == 499:
+            run.flush()
+    run.finish()
+
+
+def _sync(url: str, root: Path, key: str, *runs: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", url, "-q", "--chunk-mb", "0.01", *runs],
+                          env=_env(TRACKLET_DIR=str(root), TRACKLET_API_KEY=key), capture_output=True, text=True,
+                          timeout=180)
+
+
+def _steps(url: str, key: str, run_id: str) -> list[int]:
+    response = httpx.get(f"{url}/api/v1/runs/team/{run_id}/history", params={"keys": "loss", "buckets": 0},
+                         headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    (loss,) = response.json()["series"]
+    return loss["steps"]
+
+
+def _segments_joined(prefix: str, endpoint: str, run_id: str) -> bytes:
+    fs = s3_filesystem(endpoint)
+    keys = sorted(fs.find(f"{prefix}/logs/team/{run_id}/"))
+    return b"".join(fs.cat_file(key) for key in keys)
+
+
+def test_any_process_takes_any_request(deployment, root, s3rver):
+    apis, key, prefix = deployment
+    online = """
+import sys, tracklet
+run = tracklet.init(project="team", id=sys.argv[1], mode="online", settings={
+    "base_url": sys.argv[2], "upload_interval": 0.05, "console": "off", "system_metrics": False,
+    "capture_environment": False})
+for step in range(3000):
+    run.log({"loss": float(step)})
+    if step % 300 == 299:
+        run.flush()
+run.finish()
+"""
+    # Four online runs at once, spread over the three processes.
+    clients = [subprocess.Popen([sys.executable, "-c", online, f"online{index}", apis[index % 3].url],
+                                env=_env(TRACKLET_DIR=str(root), TRACKLET_API_KEY=key), stderr=subprocess.PIPE)
+               for index in range(4)]
+    for client in clients:
+        _, err = client.communicate(timeout=180)
+        assert client.returncode == 0 and b"refused" not in err, err.decode()
+
+    # One run uploaded half through one process and half through another.
+    _record(root, "halves", range(0, 4000))
+    assert _sync(apis[0].url, root, key, "team/halves").returncode == 0
+    _record(root, "halves", range(4000, 8000), resume="allow")
+    assert _sync(apis[1].url, root, key, "team/halves").returncode == 0
+
+    # The same run synced through two processes at once: appends serialize on the run's head row.
+    _record(root, "twice", range(0, 20_000))
+    results: list[subprocess.CompletedProcess] = []
+    threads = [threading.Thread(target=lambda url=api.url: results.append(_sync(url, root, key, "team/twice")))
+               for api in apis[:2]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+
+    # A process killed mid-sync; another finishes the run.
+    _record(root, "killed", range(0, 30_000))
+    proc = subprocess.Popen([sys.executable, "-m", "tracklet", "sync", "--url", apis[2].url, "-q", "--chunk-mb", "0.01",
+                             "team/killed"], env=_env(TRACKLET_DIR=str(root), TRACKLET_API_KEY=key),
+                            stderr=subprocess.PIPE)
+    deadline_steps = 0
+    while proc.poll() is None and deadline_steps < 400:
+        offset = httpx.get(f"{apis[0].url}/api/v1/runs/team/killed/log/offset",
+                           headers={"Authorization": f"Bearer {key}"}, timeout=10).json()["offset"]
+        if offset > 0:
+            break
+        deadline_steps += 1
+        threading.Event().wait(0.05)  # polling the shared offset through another process
+    apis[2].kill()
+    proc.kill()
+    proc.wait(timeout=10)
+    assert _sync(apis[0].url, root, key, "team/killed").returncode == 0
+
+    expected = {**{f"online{i}": 3000 for i in range(4)}, "halves": 8000, "twice": 20_000, "killed": 30_000}
+    for run_id, steps in expected.items():
+        local = RunPaths(root, "team", run_id).log_file.read_bytes()
+        assert _segments_joined(prefix, s3rver, run_id) == local, run_id
+        for api in apis[:2]:  # every live process reads the same, every step exactly once
+            assert _steps(api.url, key, run_id) == list(range(steps)), (run_id, api.url)
+    states = {row["run_id"]: row["state"] for row in httpx.get(
+        f"{apis[1].url}/api/v1/projects/team/runs", headers={"Authorization": f"Bearer {key}"}).json()["runs"]}
+    assert states == dict.fromkeys(expected, "finished")
+    for api in apis:  # nothing lives in a process's own directory
+        assert not (api.root / "projects").exists()
+
+
+def test_shared_logs_need_postgresql(tmp_path, s3rver):
+    result = subprocess.run([sys.executable, "-m", "tracklet", "server", "--dev", "--dir", str(tmp_path),
+                             "--logs", str(tmp_path / "segments")], env=_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "need a PostgreSQL store" in result.stderr

@@ -41,7 +41,7 @@ def wait_ready(url: str, server: subprocess.Popen, timeout: float = 60.0) -> Non
         if server.poll() is not None:
             raise RuntimeError("the server exited before it answered")
         try:
-            if httpx.get(f"{url}/api/v1/projects", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -62,7 +62,7 @@ def main() -> int:
         size = sum(p.stat().st_size for p in client_root.rglob("run.tlog"))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "tracklet", "server", "--dir", str(server_root), "--port", str(port)]
+        command = [sys.executable, "-m", "tracklet", "server", "--dev", "--dir", str(server_root), "--port", str(port)]
         if args.store:
             command += ["--store", args.store]
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -8,6 +8,7 @@ import gzip
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -210,20 +211,25 @@ def test_server_killed_mid_sync_then_a_second_sync_completes_exactly(root, serve
     _assert_every_step_once(server, "long", "r", steps)
 
 
-def test_sync_retries_until_a_restarted_server_is_back(root, servers):
+def test_sync_outlasts_an_outage_longer_than_the_backoff_cap(root, servers):
     steps = 30_000
     _record(root, "long", "r", steps=steps, flush_every=500)
     server = servers()
-    restarted = []
+    restarted: list[int] = []
+    backoff_cap, outage = 0.2, 3.0
 
     def kill_and_restart(offset: int, total: int) -> None:
         if not restarted and offset > total // 2:
             server.kill()
-            server.spawn()  # comes up while the client is backing off
             restarted.append(offset)
+            # Back after 15 backoff caps (plus its start-up time) while the client keeps retrying.
+            threading.Timer(outage, server.spawn).start()
 
-    with SyncClient(server.url, chunk_bytes=32 << 10, backoff_base=0.05, backoff_cap=0.5, give_up_after=60) as client:
+    started = time.monotonic()
+    with SyncClient(server.url, chunk_bytes=32 << 10, backoff_base=0.05, backoff_cap=backoff_cap,
+                    give_up_after=60) as client:
         result = client.sync_run(RunPaths(root, "long", "r"), progress=kill_and_restart)
+    assert time.monotonic() - started > outage > 10 * backoff_cap
     assert restarted and result.offset == len(_local(root, "long", "r"))
     assert _copy(server, "long", "r") == _local(root, "long", "r")
     _assert_every_step_once(server, "long", "r", steps)

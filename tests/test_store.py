@@ -4,7 +4,11 @@ points for small windows, NaN/inf handling, rebuilds, deletion and concurrent re
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -15,7 +19,7 @@ from tracklet.store import Store
 from tracklet.store import blocks as B
 from tracklet.store.query import RunNotIndexed
 
-from conftest import QUIET
+from conftest import QUIET, REPO
 
 
 def _record(root, project="p", steps=1000, spike_at=None, name=None, **extra):
@@ -292,3 +296,14 @@ def test_points_logged_with_changing_key_sets_stay_in_row_order(root, store_url)
     (loss,) = store.history(run.path, "loss", buckets=None)
     assert loss.steps.tolist() == list(range(301)) and loss.values[:300].tolist() == [float(s) for s in range(300)]
     assert loss.values[-1] == -2.0
+
+
+def test_server_processes_starting_at_once_migrate_an_empty_postgresql_once(pg_url):
+    """Several processes opening one empty PostgreSQL store at the same moment: one migrates,
+    the rest wait for it; none fails on a table another is creating."""
+    code = "import sys; from tracklet.store import Store; Store(sys.argv[1], root=sys.argv[2]).close()"
+    with tempfile.TemporaryDirectory() as scratch:
+        procs = [subprocess.Popen([sys.executable, "-c", code, pg_url, scratch], stderr=subprocess.PIPE,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)}) for _ in range(4)]
+        errors = [proc.communicate(timeout=120)[1].decode() for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors

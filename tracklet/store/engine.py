@@ -9,6 +9,7 @@ from sqlalchemy import event
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILE = "store.sqlite"
+MIGRATION_LOCK = 0x747261636B6C6574  # "tracklet": the advisory lock a migration holds on PostgreSQL
 
 
 def store_url(root: str | Path) -> str:
@@ -47,5 +48,8 @@ def migrate(engine: sa.Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Server processes of one deployment may start at once: one migrates, the others wait.
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

@@ -9,6 +9,7 @@
     tracklet runs PROJECT --filter EXPR --sort KEYS [--limit N]      query the store
     tracklet index | gc                    ingest new records into the store | drop deleted runs
     tracklet ui [--port 8765] [--no-open]  the dashboard over this data root, in a browser
+    tracklet import wandb DIR | tensorboard LOGDIR [--project P]   other trackers' runs, idempotently
 
 ``RUN`` is ``project/run_id``, or a run id or run name that is unique under the data root.
 ``--dir PATH`` (before the command) picks the data root; the default is ``$TRACKLET_DIR`` or the
@@ -937,6 +938,11 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     click.echo(f"Synced {len(targets) - len(failures)} of {len(targets)} run(s) to {url}: {total_sent:,} new bytes")
     if failures:
         raise CliError("; ".join(failures))
+
+
+from tracklet.cli.importing import import_group  # noqa: E402  (it reaches back into this module only when run)
+
+main.add_command(import_group)
 
 
 if __name__ == "__main__":

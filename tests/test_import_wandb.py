@@ -1,0 +1,207 @@
+"""`tracklet import wandb`: an offline run written by the real `wandb` package imports with the
+values its script logged, point by point; importing again changes nothing; a truncated file
+imports its intact prefix with a warning."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("wandb", reason="the wandb package (test extra) is needed to write a real offline run")
+
+import tracklet  # noqa: E402
+from tracklet.cli.main import main  # noqa: E402
+from tracklet.core.values import Histogram  # noqa: E402
+from tracklet.importers import import_wandb, leveldblog  # noqa: E402
+from tracklet.proto import wandb_import_pb2 as wpb  # noqa: E402
+
+# The script logs with wandb and writes down, as JSON, exactly what it logged: the expectation.
+SCRIPT = textwrap.dedent(
+    """
+    import json, math, sys
+    import numpy as np
+    import wandb
+
+    expected = {"rows": {}, "config": {"lr": 0.001, "layers": [64, 32], "optimizer": {"name": "adam", "beta": 0.9}}}
+    run = wandb.init(project="imported", name="real-run", config=expected["config"], tags=["a", "b"],
+                     group="grp", job_type="train", notes="written by wandb offline")
+
+    def log(row, **kwargs):
+        run.log(row, **kwargs)
+        step = kwargs.get("step", run.step if kwargs.get("commit") is False else run.step - 1)
+        expected["rows"].setdefault(str(step), {}).update(row)
+
+    for i in range(300):
+        log({"loss": 1.0 / (i + 1), "epoch": i // 100, "accuracy": min(1.0, i / 200),
+             "phase": "warmup" if i < 50 else "main"})
+    log({"partial": 1.5}, commit=False)                        # accumulates into the next row
+    log({"partial_b": 7})
+    log({"explicit": 2.5}, step=400)                           # an explicit step leaves a gap
+    log({"explicit": float("nan"), "big": 2**40}, step=401)
+    log({"flag": True}, step=402)
+    hist_values = np.linspace(-1.0, 1.0, 101)
+    run.log({"weights": wandb.Histogram(hist_values, num_bins=8)}, step=403)
+    counts, edges = np.histogram(hist_values, bins=8)
+    expected["histogram"] = {"step": 403, "counts": counts.tolist(), "edges": edges.tolist()}
+    print("hello from the script")
+    print("second line", file=sys.stderr)
+    run.summary["best_accuracy"] = 0.99                        # a summary override
+    run.summary["loss"] = 0.0001                               # overrides the last logged value
+    run.config.update({"late_key": "set after init"})
+    expected["config"]["late_key"] = "set after init"
+    expected["run_id"] = run.id
+    expected["summary"] = {"best_accuracy": 0.99, "loss": 0.0001}
+    run.finish()
+    json.dump(expected, open(sys.argv[1], "w"))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A W&B offline run directory written by the real wandb package, and what it logged."""
+    where = tmp_path_factory.mktemp("wandb-source")
+    script = where / "train.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(where), "WANDB_SILENT": "true",
+           "WANDB_DISABLE_GIT": "true", "WANDB_API_KEY": "", "NO_PROXY": "*", "WANDB_CONSOLE": "wrap"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, str(script), str(where / "expected.json")], env=env, cwd=where,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return where / "wandb", json.loads((where / "expected.json").read_text())
+
+
+def _same(got: object, want: object) -> bool:
+    if isinstance(want, float) and math.isnan(want):
+        return isinstance(got, float) and math.isnan(got)
+    return got == want and type(got) is type(want) or (type(want) is float and type(got) is float and got == want)
+
+
+def test_offline_run_imports_with_identical_values(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    source, expected = offline_run
+    results = import_wandb(source, root=tmp_path)
+    assert [r.status for r in results] == ["imported"]
+    run = tracklet.Api(tmp_path).run(results[0].path)
+    assert run.id == expected["run_id"] and run.project == "imported"
+    assert (run.name, run.tags, run.group, run.job_type, run.notes) == (
+        "real-run", ["a", "b"], "grp", "train", "written by wandb offline")
+    assert run.state == "finished"
+    assert run.config == expected["config"]
+
+    history = run.history()
+    steps = history["_step"]
+    rows = expected["rows"]
+    assert steps == sorted(int(s) for s in rows) + [expected["histogram"]["step"]]
+    for index, step in enumerate(steps[:-1]):
+        logged = rows[str(step)]
+        imported = {k: v[index] for k, v in history.items() if not k.startswith("_") and v[index] is not None}
+        assert set(imported) == set(logged), step
+        for key, value in logged.items():
+            got = imported[key]
+            # W&B stores 1.0 as 1; a key that holds floats elsewhere reads back as floats throughout
+            want = float(value) if key in ("accuracy", "loss") else value
+            assert _same(got, want), (step, key, got, want)
+    histogram = history["weights"][-1]
+    assert histogram == Histogram._raw(expected["histogram"]["edges"], expected["histogram"]["counts"])
+    assert all(type(v) is float for v in history["accuracy"] if v is not None)
+    assert all(type(v) is int for v in history["epoch"] if v is not None)
+
+    # original wall times, increasing, around when the script ran
+    times = history["_timestamp"]
+    assert times == sorted(times) and run.created_at <= times[0] < run.created_at + 120
+
+    summary = run.summary
+    for key, value in expected["summary"].items():
+        assert summary[key] == value
+    assert summary["epoch"] == 2 and summary["phase"] == "main"
+    assert not any(key.startswith("_") for key in summary)
+
+    console = run.console
+    texts = {(line.stream, line.text) for line in console}
+    assert ("stdout", "hello from the script") in texts
+    assert ("stderr", "second line") in texts
+
+
+def test_importing_twice_is_a_no_op(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    source, _ = offline_run
+    first = import_wandb(source, root=tmp_path)
+    log = tmp_path / "projects" / "imported" / "runs" / first[0].path.split("/")[1] / "run.tlog"
+    before = (log.read_bytes(), log.stat().st_mtime_ns)
+    second = import_wandb(source, root=tmp_path)
+    assert [r.status for r in second] == ["unchanged"]
+    assert (log.read_bytes(), log.stat().st_mtime_ns) == before
+    assert len(tracklet.Api(tmp_path).runs("imported")) == 1
+
+
+def test_cli_imports_and_says_so_the_second_time(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    source, expected = offline_run
+    runner = CliRunner()
+    first = runner.invoke(main, ["--dir", str(tmp_path), "import", "wandb", str(source), "--project", "moved", "-q"])
+    assert first.exit_code == 0, first.output
+    assert f"imported moved/{expected['run_id']}" in first.output
+    again = runner.invoke(main, ["--dir", str(tmp_path), "import", "wandb", str(source), "--project", "moved", "-q"])
+    assert again.exit_code == 0 and "unchanged, nothing to do" in again.output
+    missing = runner.invoke(main, ["--dir", str(tmp_path), "import", "wandb", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such file or directory" in missing.output
+    assert "Traceback" not in missing.output
+
+
+def test_truncated_file_imports_its_intact_prefix_with_a_warning(offline_run: tuple[Path, dict],
+                                                                 tmp_path: Path) -> None:
+    source, expected = offline_run
+    original = next(source.glob("offline-run-*/run-*.wandb"))
+    data = original.read_bytes()
+    scanned = leveldblog.scan(data)
+    assert scanned.damage is None
+    # cut inside the record that holds step 150's history row
+    def is_row_150(payload: bytes) -> bool:
+        record = wpb.Record.FromString(payload)
+        return record.WhichOneof("record_type") == "history" and record.history.step.num == 150
+
+    cut_at = next(offset for offset, payload in scanned.payloads if is_row_150(payload)) + 20
+    damaged_dir = tmp_path / "src" / "offline-run-cut"
+    damaged_dir.mkdir(parents=True)
+    (damaged_dir / original.name).write_bytes(data[:cut_at])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = import_wandb(damaged_dir, root=tmp_path / "root")
+    assert any("damaged at byte" in str(w.message) for w in caught)
+    assert results[0].warnings and "incomplete" in results[0].warnings[0]
+    run = tracklet.Api(tmp_path / "root").run(results[0].path)
+    history = run.history(["loss"])
+    assert history["_step"] == list(range(len(history["_step"])))
+    assert 100 < len(history["_step"]) <= 150
+    assert history["loss"] == [1.0 / (i + 1) for i in history["_step"]]
+    assert run.state == "crashed"  # no exit record survived: as W&B shows such a run
+
+
+def test_corrupt_checksum_stops_at_that_record(offline_run: tuple[Path, dict]) -> None:
+    source, _ = offline_run
+    data = bytearray(next(source.glob("offline-run-*/run-*.wandb")).read_bytes())
+    scanned = leveldblog.scan(bytes(data))
+    offset, _ = scanned.payloads[10]
+    data[offset + 9] ^= 0xFF  # a byte of that record's data
+    damaged = leveldblog.scan(bytes(data))
+    assert damaged.damage is not None and damaged.damage.reason == "checksum mismatch"
+    assert damaged.damage.offset == offset and len(damaged.payloads) == 10
+
+
+def test_not_a_wandb_file_is_a_clear_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    bogus = tmp_path / "run-x.wandb"
+    bogus.write_bytes(b"this is not a W&B file at all")
+    result = CliRunner().invoke(main, ["--dir", str(tmp_path / "root"), "import", "wandb", str(bogus)])
+    assert result.exit_code == 2 and "not a W&B run file" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,84 @@
+"""``tracklet import wandb DIR`` and ``tracklet import tensorboard LOGDIR``: other trackers' runs
+into this data root (tracklet/importers/, docs/import.md), with a progress bar per run."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import runs from other trackers into the data root (importing again changes nothing)."""
+
+
+def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, int, int], None]], list[Any]],
+                quiet: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tracklet.cli.main import CliError
+    from tracklet.importers.writer import ImportError_
+
+    console = Console(stderr=True)
+    tasks: dict[Any, Any] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=quiet, transient=False) as bar:
+
+        def report(source: Any, done: int, total: int) -> None:
+            task = tasks.get(source)
+            if task is None:
+                task = tasks[source] = bar.add_task(f"{label} {Path(str(source)).name}", total=total)
+            bar.update(task, completed=done, total=total)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # each run's warnings are printed below, once
+            try:
+                results = call(report)
+            except ImportError_ as error:
+                raise CliError(str(error)) from None
+    counts = {"imported": 0, "unchanged": 0, "changed": 0}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+        for message in result.warnings:
+            click.echo(f"tracklet: warning: {result.path}: {message}", err=True)
+        if result.status == "imported":
+            click.echo(f"imported {result.path} ({result.name}): {result.rows:,} rows, {result.points:,} points")
+        elif result.status == "unchanged":
+            click.echo(f"already imported {result.path} ({result.name}): unchanged, nothing to do")
+        else:
+            click.echo(f"already imported {result.path} ({result.name}): the source changed since; "
+                       f"delete that run's directory to import it again")
+    click.echo(f"{counts['imported']} run(s) imported, {counts['unchanged'] + counts['changed']} already there")
+
+
+@import_group.command("wandb")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--project", default=None, help="Project for the runs (default: each W&B run's own project).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def import_wandb_command(ctx: click.Context, path: Path, project: str | None, quiet: bool) -> None:
+    """Import W&B offline runs: a wandb/ directory, one run directory, or one run-*.wandb file."""
+    from tracklet.cli.main import _handle_errors, _state
+    from tracklet.importers.wandb import import_wandb
+
+    root = _state(ctx).api.root
+    _handle_errors(_run_import)(ctx, "wandb", lambda report: import_wandb(path, root, project, progress=report), quiet)
+
+
+@import_group.command("tensorboard")
+@click.argument("logdir", type=click.Path(path_type=Path))
+@click.option("--project", default=None, help="Project for the runs (default: tensorboard).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.pass_context
+def import_tensorboard_command(ctx: click.Context, logdir: Path, project: str | None, quiet: bool) -> None:
+    """Import TensorBoard logs: every directory under LOGDIR holding event files is a run."""
+    from tracklet.cli.main import _handle_errors, _state
+    from tracklet.importers.tensorboard import import_tensorboard
+
+    root = _state(ctx).api.root
+    _handle_errors(_run_import)(ctx, "tensorboard", lambda report: import_tensorboard(logdir, root, project,
+                                                                                       progress=report), quiet)

@@ -1,0 +1,527 @@
+"""``tracklet import wandb``: W&B offline runs (``wandb/offline-run-*/run-*.wandb``) → tracklet runs.
+
+A ``.wandb`` file is W&B's own record of a run: framed (see :mod:`.leveldblog`) protobuf records
+whose schema subset lives in ``proto/tracklet/proto/wandb_import.proto``. What is mapped:
+
+- ``run``: id (the tracklet run id when it is a valid one), name, project, tags, group, job
+  type, notes, start time, host; ``environment``: OS, Python, program and arguments, working
+  directory, executable, git commit and remote, CPU model and count, memory.
+- ``config`` (the run record's and later updates): plain values, ``_wandb`` dropped. A config in
+  W&B's upload shape (``{"key": {"value": ..., "desc": ...}}``) is unwrapped.
+- ``history``: one tracklet row per W&B row at its ``_step``, with its ``_timestamp``; numbers,
+  bools and strings as logged, nested dicts flattened with ``/`` as ``run.log`` does,
+  ``wandb.Histogram`` as a tracklet histogram. Media (images, tables, ...) are dropped, counted.
+  W&B writes a float with an integral value as an integer (``1.0`` → ``1``); a key with float
+  values elsewhere gets floats throughout.
+- ``summary``: W&B's final summary over the history's last values; ``_wandb``, ``_step``,
+  ``_runtime`` and ``_timestamp`` dropped.
+- ``output_raw``/``output``: console lines per stream with their times; ``stats``: system
+  metrics (:mod:`.wandb_stats`); ``alert``: alerts; ``exit``: exit code and end time (a run
+  without an exit record stays ``crashed``, as W&B shows it).
+
+Not imported: files, artifacts, telemetry, metric definitions, the sweep id and entity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from tracklet.core.encoder import TrackletWarning
+from tracklet.core.values import Histogram, flatten
+from tracklet.importers import leveldblog
+from tracklet.importers.wandb_stats import stats_records
+from tracklet.importers.writer import (
+    ImportedRun,
+    ImportError_,
+    RunWriter,
+    SourceIdentity,
+    base_run_start,
+    check_existing,
+    exit_record,
+    run_paths_for,
+)
+from tracklet.proto import records_pb2 as pb
+from tracklet.proto import wandb_import_pb2 as wpb
+
+RESERVED = ("_step", "_timestamp", "_runtime")
+DEFAULT_PROJECT = "uncategorized"  # what W&B calls a run's project when none was given
+_STDOUT = wpb.OutputRecord.STDOUT
+
+Progress = Callable[[int, int], None]
+
+
+# ---------------------------------------------------------------- finding runs
+
+
+def find_run_files(path: Path) -> list[Path]:
+    """The ``.wandb`` files under ``path``: the file itself, a run directory, a ``wandb/``
+    directory of run directories, or a directory holding ``wandb/``."""
+    path = Path(path)
+    if not path.exists():
+        raise ImportError_(f"{path}: no such file or directory")
+    if path.is_file():
+        if path.suffix != ".wandb":
+            raise ImportError_(f"{path} is not a .wandb file (W&B offline runs are wandb/offline-run-*/run-*.wandb)")
+        return [path]
+    found = sorted(path.glob("*.wandb"))
+    if not found:
+        found = sorted(path.glob("*/*.wandb"))
+    if not found and (path / "wandb").is_dir():
+        found = sorted((path / "wandb").glob("*/*.wandb"))
+    if not found:
+        raise ImportError_(f"no W&B run files (run-*.wandb) in {path} or its run directories")
+    unique: dict[Path, Path] = {}
+    for file in found:  # wandb/latest-run is a link to one of the run directories
+        unique.setdefault(file.resolve(), file)
+    return sorted(unique.values())
+
+
+# ---------------------------------------------------------------- reading one run
+
+
+def _path(item: Any) -> tuple[str, ...]:
+    return tuple(item.nested_key) or (item.key,)
+
+
+def _set_nested(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = target[part] = {}
+        target = child
+    target[path[-1]] = value
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text) if text else None
+
+
+def wandb_histogram(value: dict[str, Any]) -> Histogram | None:
+    """A W&B histogram (``{"_type": "histogram", "values": counts, "bins": edges}``), or None
+    when its shape is not one tracklet can hold (then the key is dropped, counted)."""
+    counts, edges = value.get("values"), value.get("bins")
+    if not isinstance(counts, list) or not isinstance(edges, list) or len(edges) != len(counts) + 1:
+        return None
+    try:
+        return Histogram._raw([float(e) for e in edges], [max(0, int(round(c))) for c in counts])
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+class _Layout:
+    """What one distinct sequence of history item paths means: where ``_step`` and
+    ``_timestamp`` are, which items are metrics, and whether any path is nested."""
+
+    __slots__ = ("step", "time", "keys", "pick", "nested", "kinds")
+
+    def __init__(self, paths: tuple[tuple[str, ...], ...]) -> None:
+        heads = [p[0] if len(p) == 1 else None for p in paths]
+        self.step = heads.index("_step") if "_step" in heads else -1
+        self.time = heads.index("_timestamp") if "_timestamp" in heads else -1
+        self.nested = any(len(p) != 1 for p in paths)
+        positions = [i for i, head in enumerate(heads) if head not in RESERVED]
+        self.keys = tuple(heads[i] for i in positions)
+        self.pick = operator.itemgetter(*positions) if len(positions) > 1 else (
+            (lambda values, i=positions[0]: (values[i],)) if positions else (lambda values: ())
+        )
+        self.kinds: set[tuple] = set()
+
+
+class WandbRun:
+    """Everything one ``.wandb`` file says, folded record by record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run: wpb.RunRecord | None = None
+        self.environment = wpb.EnvironmentRecord()
+        self.config: dict[tuple[str, ...], str] = {}
+        self.summary: dict[tuple[str, ...], str] = {}
+        self.rows: list[tuple] = []
+        self.console: dict[int, list[tuple[float, str]]] = {}
+        self.stats: list[tuple[float, dict[str, float]]] = []
+        self.alerts: list[wpb.AlertRecord] = []
+        self.exit: wpb.RunExitRecord | None = None
+        self.last_time = 0.0
+        self.dropped: dict[str, str] = {}  # key -> why
+        self.damage: leveldblog.Damage | None = None
+        self.sha256 = ""
+        self._layouts: dict[tuple, _Layout] = {}
+        self._keysets: dict[tuple, tuple] = {}
+        self._slow_types: dict[str, set[type]] = {}
+
+    # ------------------------------------------------------------ reading
+
+    def read(self, progress: Progress | None = None) -> "WandbRun":
+        data = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        try:
+            result = leveldblog.scan(data)
+        except leveldblog.NotAWandbFile as error:
+            raise ImportError_(f"{self.path}: {error}") from None
+        self.damage = result.damage
+        total = len(result.payloads)
+        for index, (_, payload) in enumerate(result.payloads):
+            record = wpb.Record()
+            try:
+                record.ParseFromString(payload)
+            except Exception:  # a checksummed record that isn't a W&B record: not ours to guess at
+                self.dropped[f"record {index}"] = "unreadable record"
+                continue
+            self._apply(record)
+            if progress is not None and index % 4096 == 0:
+                progress(index, total)
+        if progress is not None:
+            progress(total, total)
+        return self
+
+    def _apply(self, record: wpb.Record) -> None:
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            self._history(record.history)
+        elif kind == "summary":
+            self._fold(self.summary, record.summary)
+        elif kind == "output_raw":
+            self._output(record.output_raw, raw=True)
+        elif kind == "output":
+            self._output(record.output, raw=False)
+        elif kind == "config":
+            self._fold(self.config, record.config)
+        elif kind == "stats":
+            self._stats(record.stats)
+        elif kind == "run":
+            if self.run is None:
+                self.run = record.run
+            self._fold(self.config, record.run.config)
+            self._fold(self.summary, record.run.summary)
+        elif kind == "environment":
+            self.environment.MergeFrom(record.environment)
+        elif kind == "exit":
+            self.exit = record.exit
+        elif kind == "alert":
+            self.alerts.append(record.alert)
+
+    @staticmethod
+    def _fold(target: dict[tuple[str, ...], str], update: Any) -> None:
+        for item in update.update:
+            path = _path(item)
+            if item.value_json[:1] == "{":  # a whole dict replaces what was set below it
+                for key in [k for k in target if k[: len(path)] == path and len(k) > len(path)]:
+                    del target[key]
+            target[path] = item.value_json
+        for item in update.remove:
+            path = _path(item)
+            for key in [k for k in target if k[: len(path)] == path]:
+                del target[key]
+
+    def _history(self, history: wpb.HistoryRecord) -> None:
+        items = history.item
+        paths = tuple([tuple(item.nested_key) or (item.key,) for item in items])
+        layout = self._layouts.get(paths)
+        if layout is None:
+            layout = self._layouts[paths] = _Layout(paths)
+        texts = [item.value_json for item in items]
+        if "" in texts:  # typed values (newer writers) or an empty value
+            values = [_typed_value(item) for item in items]
+        else:
+            values = json.loads("[" + ",".join(texts) + "]")
+        step = values[layout.step] if layout.step >= 0 else history.step.num
+        when = values[layout.time] if layout.time >= 0 else self.last_time
+        if type(when) in (int, float):
+            self.last_time = float(when)
+        if layout.nested:
+            self._nested_row(int(step), self.last_time, paths, values)
+            return
+        picked = layout.pick(values)
+        kinds = tuple(map(type, picked))
+        layout.kinds.add(kinds)
+        if dict in kinds or list in kinds:
+            row = self._convert(dict(zip(layout.keys, picked)))
+            keys = tuple(row)
+            self._add_row(int(step), self.last_time, self._keysets.setdefault(keys, keys), tuple(row.values()))
+        else:
+            self.rows.append((int(step), self.last_time, layout.keys, picked))
+
+    def _nested_row(self, step: int, when: float, paths: tuple, values: list[Any]) -> None:
+        row: dict[str, Any] = {}
+        for path, value in zip(paths, values):
+            if path[0] not in RESERVED:
+                _set_nested(row, path, value)
+        row = self._convert(row)
+        keys = tuple(row)
+        self._add_row(step, when, self._keysets.setdefault(keys, keys), tuple(row.values()))
+
+    def _add_row(self, step: int, when: float, keys: tuple, values: tuple) -> None:
+        """A row that took the per-value path (nested, histograms): its types are noted here."""
+        for key, value in zip(keys, values):
+            self._slow_types.setdefault(key, set()).add(type(value))
+        self.rows.append((step, when, keys, values))
+
+    def _convert(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Histograms and nested dicts to what tracklet logs; media dropped (and counted)."""
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if isinstance(value, dict):
+                kind = value.get("_type")
+                if kind == "histogram":
+                    histogram = wandb_histogram(value)
+                    if histogram is not None:
+                        out[key] = histogram
+                    else:
+                        self.dropped.setdefault(key, "histogram of an unexpected shape")
+                elif isinstance(kind, str):
+                    self.dropped.setdefault(key, f"W&B {kind} (media is not imported)")
+                else:
+                    out.update(self._convert(flatten(value, key + "/")))
+            else:
+                out[key] = value
+        return out
+
+    def _output(self, output: Any, raw: bool) -> None:
+        when = output.timestamp.seconds + output.timestamp.nanos / 1e9
+        stream = pb.ConsoleOutput.STREAM_STDOUT if output.output_type == _STDOUT else pb.ConsoleOutput.STREAM_STDERR
+        text = output.line if raw else output.line + "\n"
+        self.console.setdefault(stream, []).append((when, text))
+
+    def _stats(self, stats: wpb.StatsRecord) -> None:
+        when = stats.timestamp.seconds + stats.timestamp.nanos / 1e9
+        values = {}
+        for item in stats.item:
+            try:
+                value = float(json.loads(item.value_json))
+            except (ValueError, TypeError):
+                continue
+            values[item.key] = value
+        self.stats.append((when, values))
+
+    # ------------------------------------------------------------ results
+
+    def history_rows(self) -> list[tuple]:
+        """The rows, with integral values of float keys made floats again (see the module doc)."""
+        types = {key: set(kinds) for key, kinds in self._slow_types.items()}
+        for layout in self._layouts.values():
+            for kinds in layout.kinds:
+                for key, kind in zip(layout.keys, kinds):
+                    types.setdefault(key, set()).add(kind)
+        mixed = {key for key, kinds in types.items() if int in kinds and float in kinds}
+        if not mixed:
+            return self.rows
+        positions: dict[tuple, tuple[int, ...]] = {}
+        rows = []
+        for row in self.rows:
+            keys = row[2]
+            where = positions.get(keys)
+            if where is None:
+                where = positions[keys] = tuple(i for i, key in enumerate(keys) if key in mixed)
+            if where and any(type(row[3][i]) is int for i in where):
+                values = list(row[3])
+                for i in where:
+                    if type(values[i]) is int:
+                        values[i] = float(values[i])
+                row = (row[0], row[1], keys, tuple(values))
+            rows.append(row)
+        return rows
+
+    def config_dict(self) -> dict[str, Any]:
+        config = _unflatten(self.config)
+        config.pop("_wandb", None)
+        if config and all(isinstance(v, dict) and "value" in v and set(v) <= {"value", "desc"}
+                          for v in config.values()):
+            config = {key: value["value"] for key, value in config.items()}  # W&B's upload shape
+        return config
+
+    def summary_dict(self) -> dict[str, Any]:
+        summary = _unflatten(self.summary)
+        for key in ("_wandb", *RESERVED):
+            summary.pop(key, None)
+        return self._convert(summary)
+
+    def console_lines(self, stream: int) -> list[tuple[float, str]]:
+        """The stream's text split into lines, each with the time its first character was
+        written; a carriage return keeps what follows it (a progress bar's last state)."""
+        lines: list[tuple[float, str]] = []
+        pending, since = "", None
+        for when, text in self.console.get(stream, ()):
+            if since is None:
+                since = when
+            parts = (pending + text).split("\n")
+            for part in parts[:-1]:
+                lines.append((since, part[part.rfind("\r") + 1 :] if "\r" in part else part))
+                since = when
+            pending = parts[-1]
+            if not pending:
+                since = None
+        if pending:
+            lines.append((since if since is not None else 0.0, pending[pending.rfind("\r") + 1 :]))
+        return lines
+
+    @property
+    def start_time(self) -> float:
+        if self.run is not None and self.run.HasField("start_time"):
+            return self.run.start_time.seconds + self.run.start_time.nanos / 1e9
+        if self.environment.HasField("started_at"):
+            return self.environment.started_at.seconds + self.environment.started_at.nanos / 1e9
+        return self.rows[0][1] if self.rows else 0.0
+
+    @property
+    def end_time(self) -> float:
+        latest = [self.last_time, self.start_time]
+        latest += [chunks[-1][0] for chunks in self.console.values() if chunks]
+        if self.stats:
+            latest.append(self.stats[-1][0])
+        if self.exit is not None and self.exit.runtime > 0:
+            latest.append(self.start_time + self.exit.runtime)
+        return max(latest)
+
+
+def _typed_value(item: Any) -> Any:
+    which = item.WhichOneof("value")
+    if which is None:
+        return _loads(item.value_json)
+    if which == "none":
+        return None
+    if which == "json":
+        return _loads(item.json)
+    return getattr(item, which)
+
+
+def _unflatten(raw: dict[tuple[str, ...], str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted(raw, key=len):  # whole dicts first, then what was set inside them
+        try:
+            value = _loads(raw[path])
+        except ValueError:
+            continue
+        _set_nested(out, path, value)
+    return out
+
+
+# ---------------------------------------------------------------- writing one run
+
+
+def tracklet_run_id(wandb_id: str) -> str:
+    """The W&B run id when it is a valid tracklet run id (W&B's generated ids always are),
+    else a stable digest of it."""
+    from tracklet.core.settings import _NAME_PATTERN
+
+    if _NAME_PATTERN.match(wandb_id):
+        return wandb_id
+    return "wandb-" + hashlib.sha256(wandb_id.encode()).hexdigest()[:12]
+
+
+def _run_start(source: WandbRun, run_id: str, project: str) -> pb.Record:
+    info = source.run or wpb.RunRecord()
+    env = source.environment
+    record = base_run_start(run_id, project, info.display_name or run_id, source.start_time)
+    start = record.run_start
+    start.tags.extend(info.tags)
+    start.group = info.run_group
+    start.job_type = info.job_type
+    start.notes = info.notes
+    start.host = info.host or env.host
+    start.python_version = env.python.split()[-1] if env.python else ""
+    start.platform = env.os
+    program = [p for p in (env.executable, env.program or env.code_path) if p]
+    if program or env.args:
+        start.command.extend([*program, *env.args])
+    start.cwd = env.root
+    return record
+
+
+def _environment(source: WandbRun) -> pb.Record | None:
+    env = source.environment
+    git = env.git if env.HasField("git") else (source.run.git if source.run is not None else wpb.GitRepoRecord())
+    record = pb.Record()
+    out = record.environment
+    out.hostname = env.host or (source.run.host if source.run is not None else "")
+    out.os = env.os
+    out.cpu_model = env.cpu.model
+    out.cpu_count = env.cpu_count_logical or env.cpu.count_logical or env.cpu_count
+    out.memory_total_bytes = float(env.memory.total)
+    out.executable = env.executable
+    out.git_commit = git.commit
+    out.git_remote = git.remote_url
+    if env.gpu_type:
+        out.gpus.extend([env.gpu_type] * max(1, env.gpu_count))
+    return record if out.ByteSize() else None
+
+
+def import_run_file(path: Path, root: Path, project: str | None = None,
+                    progress: Progress | None = None) -> ImportedRun:
+    """Import one ``.wandb`` file into the data root; a no-op when it was imported before."""
+    source = WandbRun(path).read(progress)
+    if source.run is None:
+        raise ImportError_(f"{path}: no run record in the first intact records; is this a W&B run file?")
+    wandb_id = source.run.run_id or path.stem.removeprefix("run-")
+    run_id = tracklet_run_id(wandb_id)
+    target_project = project or source.run.project or DEFAULT_PROJECT
+    paths = run_paths_for(root, target_project, run_id)
+    identity = SourceIdentity("wandb", f"{source.run.entity}/{source.run.project}/{wandb_id}".lstrip("/"),
+                              (str(path.resolve()),), source.sha256)
+    name = source.run.display_name or run_id
+    result = ImportedRun(f"{target_project}/{run_id}", name, str(path), "imported")
+    if source.damage is not None:
+        message = "W&B run file " + source.damage.describe(path)
+        result.warnings.append(message)
+        warnings.warn("tracklet: " + message, TrackletWarning, stacklevel=2)
+    existing = check_existing(paths, identity)
+    if existing is not None:
+        result.status = existing
+        return result
+    writer = RunWriter(paths)
+    try:
+        _write(writer, source, run_id, target_project)
+        writer.commit(identity)
+    except BaseException:
+        writer.abort()
+        raise
+    result.points, result.rows = writer.points, writer.rows
+    for key, why in source.dropped.items():
+        result.warnings.append(f"{key}: {why}; not imported")
+    return result
+
+
+def _write(writer: RunWriter, source: WandbRun, run_id: str, project: str) -> None:
+    writer.record(_run_start(source, run_id, project))
+    environment = _environment(source)
+    if environment is not None:
+        writer.record(environment)
+    writer.config(source.config_dict())
+    writer.history(source.history_rows())
+    for stream in sorted(source.console):
+        writer.console(stream, source.console_lines(stream))
+    for record in stats_records(source.stats):
+        writer.record(record)
+    levels = {"INFO": pb.Alert.LEVEL_INFO, "WARN": pb.Alert.LEVEL_WARN, "ERROR": pb.Alert.LEVEL_ERROR}
+    for alert in source.alerts:
+        record = pb.Record()
+        record.alert.title, record.alert.text = alert.title, alert.text
+        record.alert.level = levels.get(alert.level.upper(), pb.Alert.LEVEL_INFO)
+        record.alert.time = source.last_time
+        writer.record(record)
+    writer.finish_summary(source.summary_dict())
+    if source.exit is not None:
+        writer.record(exit_record(source.exit.exit_code, source.end_time, source.start_time))
+
+
+def import_wandb(path: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
+                 progress: Callable[[Path, int, int], None] | None = None) -> list[ImportedRun]:
+    """Import every W&B offline run under ``path`` (see :func:`find_run_files`) into the data
+    root (default: ``$TRACKLET_DIR`` or the per-user one). Returns one :class:`ImportedRun` per
+    run file, ``status="unchanged"`` for those imported before."""
+    from tracklet.importers import data_root
+
+    target = data_root(root)
+    results = []
+    for file in find_run_files(Path(path)):
+        report = None if progress is None else (lambda done, total, file=file: progress(file, done, total))
+        results.append(import_run_file(file, target, project, report))
+    return results
+
+
+__all__ = ["WandbRun", "find_run_files", "import_run_file", "import_wandb", "tracklet_run_id"]

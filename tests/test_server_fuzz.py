@@ -39,3 +39,21 @@ def test_no_request_gets_a_server_error(tmp_path, auth):
             case.call_and_validate(headers=headers, checks=[schemathesis.checks.not_a_server_error])
 
         call()
+
+
+def test_out_of_range_windows_and_offsets_are_client_errors_or_empty(tmp_path):
+    """Regressions the fuzzer found: numbers past 64-bit integers reached SQLite (500)."""
+    from fastapi.testclient import TestClient
+
+    root = tmp_path / "server"
+    run = tracklet.init(project="p", id="r", dir=str(root), settings=QUIET)
+    for step in range(10):
+        run.log({"loss": float(step)})
+    run.finish()
+    with TestClient(create_app(root, auth=False)) as client:
+        assert client.get("/api/v1/projects/p/runs", params={"offset": 2**63}).status_code == 422
+        for x in ("step", "time", "relative_time"):
+            huge = client.get("/api/v1/runs/p/r/history", params={"keys": "loss", "x": x, "start": 1e300, "end": 1e301})
+            assert huge.status_code == 200 and huge.json()["series"][0]["steps"] == [], huge.text
+            wide = client.get("/api/v1/runs/p/r/history", params={"keys": "loss", "x": x, "start": -1e300, "end": 1e300})
+            assert wide.json()["series"][0]["steps"] == list(range(10)), x

@@ -189,8 +189,9 @@ def test_a_crashing_nvml_wrapper_never_reaches_the_training_loop(start, monkeypa
         raise OSError("ctypes blew up")
 
     monkeypatch.setattr(pynvml, "nvmlDeviceGetUtilizationRates", broken)
-    run = start(settings={"system_metrics": True, "system_interval": 0.02, "system_window": 0.04})
+    # The monitor thread may sample (and warn) as soon as the run starts: catch from before that.
     with pytest.warns(tracklet.TrackletWarning, match="nvidia system metrics failed.*ctypes blew up"):
+        run = start(settings={"system_metrics": True, "system_interval": 0.02, "system_window": 0.04})
         for step in range(3):
             run.log({"x": step})
         run.finish()

@@ -89,7 +89,7 @@ async def list_runs(
     filter: str | None = Query(None, description='Filter expression (docs/store.md), e.g. config.lr < 1e-3 and state = "finished"'),
     order_by: str | None = Query(None, description="Sort keys, comma-separated; '-' for descending"),
     limit: int | None = Query(None, ge=1, le=10_000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**62),
 ) -> RunsResponse:
     """Runs newest first unless `order_by` says otherwise; 400 for a bad filter or sort, 404 for
     an unknown project."""

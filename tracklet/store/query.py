@@ -8,6 +8,7 @@ no more points than buckets returns the exact points instead.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -151,6 +152,13 @@ class HistoryReader:
         return False, B.bucketize(level_entries, start, end, buckets)
 
 
+STEP_LIMIT = 2**62  # beyond any step; keeps window bounds inside the databases' 64-bit integers
+
+
+def _clamp_step(value: float) -> int:
+    return int(min(max(value, -STEP_LIMIT), STEP_LIMIT))
+
+
 def _as_history(run: str, key: str, exact: bool, data: Any) -> SeriesHistory:
     if exact:
         steps, values = data
@@ -251,11 +259,18 @@ class StoreQueries:
     @staticmethod
     def _step_window(curve: tuple[np.ndarray, np.ndarray] | None, offset: float, start: float | None,
                      end: float | None, *, by_step: bool) -> tuple[int | None, int | None]:
+        for name, value in (("start", start), ("end", end)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number; got {value!r}")
         if by_step or curve is None or (start is None and end is None):
-            return (None if start is None else int(np.ceil(start)), None if end is None else int(np.floor(end)))
+            low = None if start is None else _clamp_step(np.ceil(start))
+            return low, None if end is None else _clamp_step(np.floor(end))
         steps, values = curve
-        low = None if start is None else int(np.floor(np.interp(start + offset, values, steps)))
-        high = None if end is None else int(np.ceil(np.interp(end + offset, values, steps)))
+        # A window wholly after (before) the run's times holds no step: one past the last (first).
+        low = None if start is None else _clamp_step(np.floor(np.interp(start + offset, values, steps,
+                                                                         right=steps[-1] + 1)))
+        high = None if end is None else _clamp_step(np.ceil(np.interp(end + offset, values, steps,
+                                                                       left=steps[0] - 1)))
         return low, high
 
     def history_pages(self, run: str, key: str, *, start: int | None = None, end: int | None = None,

@@ -4,6 +4,11 @@ The command runs as a child process whose ``PYTHONPATH`` starts with a directory
 tracklet's ``sitecustomize``: in that child, it starts a run (recording the script's command
 line, console, environment and system metrics) and turns on :func:`tracklet.autolog`. The exit
 code is the command's; the run is finished with it when the script's interpreter exits.
+
+With ``wandb=True`` (``tracklet run --wandb``) the child and every Python process it starts get
+``TRACKLET_WANDB_COMPAT=1``: their ``sitecustomize`` makes ``import wandb`` resolve to
+``tracklet.compat.wandb``, and the run starts at the script's own ``wandb.init()`` (with the
+launcher's project, name and job type) instead of at startup.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ LAUNCH_DIR = Path(__file__).resolve().parents[1] / "integrations" / "_launch"
 
 
 def launch_environment(project: str | None, name: str | None, job_type: str | None,
-                       base: dict[str, str] | None = None) -> dict[str, str]:
+                       base: dict[str, str] | None = None, wandb: bool = False) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
+    if wandb:
+        env["TRACKLET_WANDB_COMPAT"] = "1"
     existing = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LAUNCH_DIR), existing) if p)
     env["TRACKLET_LAUNCHER_PID"] = str(os.getpid())
@@ -34,12 +41,12 @@ def launch_environment(project: str | None, name: str | None, job_type: str | No
 
 
 def run_command(command: Sequence[str], *, project: str | None = None, name: str | None = None,
-                job_type: str | None = None) -> int:
+                job_type: str | None = None, wandb: bool = False) -> int:
     """Run ``command`` with tracking on; return its exit code (128 + N when killed by signal N)."""
     if not command:
         raise ValueError("tracklet run needs a command, e.g. tracklet run -- python train.py")
     try:
-        child = subprocess.Popen(list(command), env=launch_environment(project, name, job_type))
+        child = subprocess.Popen(list(command), env=launch_environment(project, name, job_type, wandb=wandb))
     except FileNotFoundError:
         raise ValueError(f"command not found: {command[0]}") from None
     forwarded = {}

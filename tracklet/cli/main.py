@@ -552,9 +552,12 @@ def gc(ctx: click.Context) -> None:
 @click.option("--project", "-p", default=None, help="Project to record the run in (default: $TRACKLET_PROJECT or 'default').")
 @click.option("--name", "-n", default=None, help="Run name (default: a generated one).")
 @click.option("--job-type", default=None, help="Job type, e.g. train or eval.")
+@click.option("--wandb", "wandb", is_flag=True, default=False,
+              help="Run a script written for W&B: `import wandb` resolves to tracklet.compat.wandb "
+                   "(also in its subprocesses); the run starts at its wandb.init(). See docs/wandb-compat.md.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 @click.pass_context
-def run(ctx: click.Context, project: str | None, name: str | None, job_type: str | None,
+def run(ctx: click.Context, project: str | None, name: str | None, job_type: str | None, wandb: bool,
         command: tuple[str, ...]) -> None:
     """Run COMMAND (e.g. python train.py ARGS) with tracking on, without changing the script.
 
@@ -570,7 +573,7 @@ def run(ctx: click.Context, project: str | None, name: str | None, job_type: str
     if state.root_option is not None:
         os.environ["TRACKLET_DIR"] = str(state.root_option)
     try:
-        code = run_command(command, project=project, name=name, job_type=job_type)
+        code = run_command(command, project=project, name=name, job_type=job_type, wandb=wandb)
     except ValueError as error:
         raise CliError(str(error)) from None
     ctx.exit(code)

@@ -38,8 +38,15 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, TrackletWarning, stacklevel=3)
 
 
+# The frameworks' own W&B integrations: under tracklet's W&B compatibility layer they record to
+# tracklet already, so autolog adds nothing next to them.
+_WANDB_INTEGRATIONS = frozenset({"WandbLogger", "WandbCallback"})
+
+
 def _is_tracklet(obj: Any) -> bool:
-    return bool(getattr(type(obj), "_tracklet_integration", False))
+    if getattr(type(obj), "_tracklet_integration", False):
+        return True
+    return type(obj).__name__ in _WANDB_INTEGRATIONS and getattr(sys.modules.get("wandb"), "_tracklet_compat", False)
 
 
 # ---------------------------------------------------------------- safe patching
@@ -194,7 +201,9 @@ def autolog(frameworks: Iterable[str] | str | None = None, *, disable: bool = Fa
     """Attach tracklet to the given frameworks (default: all of ``FRAMEWORKS``) when they are used.
 
     The integrations log into the active run (``tracklet.run``), or start one when there is
-    none. ``autolog(disable=True)`` removes every patch and pending hook.
+    none. ``autolog(disable=True)`` removes every patch and pending hook. With the environment
+    switch ``TRACKLET_WANDB_COMPAT=1``, ``import wandb`` also resolves to ``tracklet.compat.wandb``
+    from here on (see docs/wandb-compat.md).
     """
     global _finder
     if disable:
@@ -207,6 +216,10 @@ def autolog(frameworks: Iterable[str] | str | None = None, *, disable: bool = Fa
                 sys.meta_path.remove(_finder)
             _finder = None
         return
+    from tracklet.compat import install_wandb, wandb_switch_on
+
+    if wandb_switch_on():
+        install_wandb()
     if frameworks is None:
         chosen = list(FRAMEWORKS)
     else:

@@ -3,23 +3,43 @@
 Only the process ``tracklet run`` started directly does this (its parent PID is in
 ``TRACKLET_LAUNCHER_PID``); processes the script starts in turn (DataLoader workers, helpers)
 are left alone. Any ``sitecustomize`` this one shadows is run afterwards.
+
+With ``TRACKLET_WANDB_COMPAT=1`` (``tracklet run --wandb``), every process that has this on its
+path, the script's subprocesses included, makes ``import wandb`` resolve to
+``tracklet.compat.wandb``; the script's own ``wandb.init()`` then starts the run, so none is
+started here.
 """
 
 import os
 import sys
 
 
+def _wandb_compat() -> bool:
+    """Turn on the ``import wandb`` redirect when ``TRACKLET_WANDB_COMPAT`` is set; True if so."""
+    if os.environ.get("TRACKLET_WANDB_COMPAT", "").strip().lower() not in ("1", "true", "yes", "on"):
+        return False
+    try:
+        from tracklet.compat.redirect import install
+
+        install(propagate=False)  # the environment already carries the switch to subprocesses
+    except Exception as error:
+        print(f"tracklet run: import wandb is not redirected to tracklet: {error!r}", file=sys.stderr)
+    return True
+
+
 def _start() -> None:
+    compat = _wandb_compat()
     if os.environ.get("TRACKLET_LAUNCHER_PID") != str(os.getppid()):
         return
     try:
         import tracklet
 
-        tracklet.init(
-            project=os.environ.get("TRACKLET_LAUNCH_PROJECT") or None,
-            name=os.environ.get("TRACKLET_LAUNCH_NAME") or None,
-            job_type=os.environ.get("TRACKLET_LAUNCH_JOB_TYPE") or None,
-        )
+        if not compat:
+            tracklet.init(
+                project=os.environ.get("TRACKLET_LAUNCH_PROJECT") or None,
+                name=os.environ.get("TRACKLET_LAUNCH_NAME") or None,
+                job_type=os.environ.get("TRACKLET_LAUNCH_JOB_TYPE") or None,
+            )
         tracklet.autolog()
         _exit_on_sigterm()
     except Exception as error:  # the script must run even when tracking can't start

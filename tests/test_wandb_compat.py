@@ -1,0 +1,360 @@
+"""W&B compatibility (tracklet.compat.wandb): unmodified wandb scripts and the frameworks' own W&B
+integrations record tracklet runs, read back through ``tracklet.Api`` and ``wandb.Api``.
+
+Every script runs in a fresh interpreter under ``tracklet run --wandb`` (or the environment switch),
+exactly as a user would run it, with the real ``wandb`` package installed alongside when it is (the
+scripts assert that ``import wandb`` is tracklet's anyway). Frameworks are imported only in those
+subprocesses: one each for Lightning, Hugging Face and Keras.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import REPO
+
+import tracklet
+
+QUIET_ENV = {"TRACKLET_CONSOLE": "off", "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"}
+COMPAT_DIR = str(REPO / "tracklet" / "compat" / "wandb")
+
+
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def tracklet_run(tmp_path, script: str, *args: str, env: dict | None = None, timeout: float = 300) -> dict:
+    """Run ``script`` under ``tracklet run --wandb ARGS -- python``; return the JSON line it printed last."""
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent(script))
+    done = subprocess.run(
+        [sys.executable, "-m", "tracklet", "run", "--wandb", *args, "--", sys.executable, str(path)],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV, **(env or {})},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# A wandb script as people write it, plus the checks only a test makes (printed as one JSON line).
+PLAIN = """
+import json, subprocess, sys, warnings
+warnings.simplefilter("always")
+caught = []
+warnings.showwarning = lambda message, *rest: caught.append(str(message))
+
+import wandb
+
+run = wandb.init(project="plain", name="loop", config={"lr": 0.1, "layers": [4, 4]}, tags=["a", "b"],
+                 group="g1", job_type="train", notes="first try", entity="team")
+wandb.config.update({"batch_size": 32})
+wandb.config.epochs = 2
+wandb.define_metric("epoch")
+wandb.define_metric("val/*", step_metric="epoch", summary="min")
+wandb.define_metric("train/acc", summary="max")
+
+for step in range(6):
+    wandb.log({"train/loss": 1.0 / (step + 1)}, commit=False)   # accumulates ...
+    wandb.log({"train/acc": step / 10})                          # ... into one row, then commits
+wandb.log({"epoch": 1})                                          # step 6
+wandb.log({"val/loss": 0.5})                                     # step 7: epoch filled in (step_sync)
+wandb.log({"val/loss": 0.7, "epoch": 2}, step=10)                # explicit step; no commit yet
+wandb.log({"extra": 1}, step=10, commit=True)                    # same row, then the step moves on
+wandb.log({"late": 1}, step=3)                                   # backwards: warned and dropped
+wandb.log({"late": 2}, step=4)                                   # dropped silently
+wandb.log({"hist": wandb.Histogram([1, 2, 2, 3]), "img": wandb.Image(None), "table": wandb.Table(columns=["a"])})
+wandb.log({"pics": [wandb.Image(None), wandb.Image(None)], "plot": wandb.plot.line(None, "x", "y")})
+wandb.summary["best"] = 0.25
+run.summary.update({"note": "ok"})
+
+# accepted with one warning each, never raising
+for _ in range(2):
+    artifact = wandb.Artifact("model", type="model")
+    artifact.add_file(__file__)
+    run.log_artifact(artifact)
+    run.log_code()
+    wandb.log({"img": wandb.Image(None)})
+wandb.alert(title="done soon", text="almost", level=wandb.AlertLevel.WARN)
+open("weights.txt", "w").write("w")
+saved = wandb.save("weights.txt")
+
+child = subprocess.run([sys.executable, "-c", "import wandb; print(wandb.__file__, wandb.run)"],
+                       capture_output=True, text=True, check=True).stdout.split()
+info = dict(
+    file=wandb.__file__, version=wandb.__version__, child=child, path=run.path, id=run.id, dir=run.dir,
+    saved=saved, step=run.step,
+)
+wandb.finish()
+info["run_after_finish"] = wandb.run is None
+info["warnings"] = caught
+print(json.dumps(info))
+"""
+
+
+def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
+    out = tracklet_run(tmp_path, PLAIN)
+    assert out["file"].startswith(COMPAT_DIR) and out["version"] == "0.21.0"
+    assert out["child"][0].startswith(COMPAT_DIR) and out["child"][1] == "None"  # subprocesses get it too
+    assert out["run_after_finish"] is True
+
+    (recorded,) = tracklet.Api(root).runs("plain")
+    assert (recorded.name, recorded.state, recorded.id) == ("loop", "finished", out["id"])
+    assert out["path"] == f"team/plain/{out['id']}"
+    assert recorded.config == {"lr": 0.1, "layers": [4, 4], "batch_size": 32, "epochs": 2}
+    assert (recorded.tags, recorded.group, recorded.job_type, recorded.notes) == (
+        ["a", "b"], "g1", "train", "first try")
+
+    rows = {row["_step"]: {k: v for k, v in row.items() if not k.startswith("_")} for row in recorded.history().rows()}
+    for step in range(6):
+        assert rows[step] == {"train/loss": 1.0 / (step + 1), "train/acc": step / 10}
+    assert rows[6] == {"epoch": 1}
+    assert rows[7] == {"val/loss": 0.5, "epoch": 1}               # step_sync filled the step metric in
+    assert rows[10] == {"val/loss": 0.7, "epoch": 2, "extra": 1}
+    assert not any("late" in row for row in rows.values())
+    assert rows[11]["hist"].counts[0] == 1 and sum(rows[11]["hist"].counts) == 4
+    assert "img" not in rows[11] and "table" not in rows[11]  # media left out of the row
+    assert max(rows) == 11 and out["step"] == 15  # rows of media alone move the step, as in W&B, and write nothing
+
+    summary = recorded.summary
+    assert summary["val/loss"] == 0.5 and summary["train/acc"] == 0.5 and summary["train/loss"] == 1 / 6
+    assert (summary["best"], summary["note"]) == (0.25, "ok")
+    definitions = {d.name: d for d in recorded.metric_definitions}
+    assert definitions["val/*"].step_metric == "epoch"
+    assert [(a.title, a.level) for a in recorded.alerts] == [("done soon", "WARN")]
+    assert out["dir"] == os.path.join(recorded.dir, "files") and "weights.txt" in recorded.files()
+
+    warned = out["warnings"]
+    for fragment in ("entity= is accepted", "lower than the current step", "logging wandb.Image",
+                     "logging wandb.Table", "logging wandb.plot.line", "run.log_artifact()", "run.log_code()"):
+        assert sum(fragment in w for w in warned) == 1, (fragment, warned)
+
+
+def test_the_environment_switch_with_autolog_and_in_script_install(root, tmp_path):
+    script = tmp_path / "switch.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        import tracklet
+        tracklet.autolog()                     # with TRACKLET_WANDB_COMPAT=1: import wandb is tracklet's
+        import wandb
+        from importlib.metadata import version
+        run = wandb.init(project="switch", config={"seed": 1})
+        wandb.log({"x": 1.5})
+        wandb.finish()
+        print(json.dumps({"file": wandb.__file__, "metadata": version("wandb"), "lazy": "tracklet.compat" in sys.argv}))
+    """))
+    env = {**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV, "TRACKLET_WANDB_COMPAT": "1"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["file"].startswith(COMPAT_DIR) and out["metadata"] == "0.21.0"
+    (recorded,) = tracklet.Api(root).runs("switch")
+    assert recorded.config == {"seed": 1} and recorded.history(["x"])["x"] == [1.5]
+
+    # import tracklet stays light: the compat layer is imported only when asked for
+    light = subprocess.run([sys.executable, "-c", "import sys, tracklet; print(sorted(m for m in sys.modules if "
+                            "m.startswith('tracklet.compat') or m == 'wandb'))"],
+                           capture_output=True, text=True, env={**env, "TRACKLET_WANDB_COMPAT": ""}, timeout=60)
+    assert light.stdout.strip() == "[]", light.stderr
+
+
+@pytest.mark.skipif(not (_have("lightning") and _have("torch")), reason="lightning is not installed")
+def test_lightning_wandb_logger(root, tmp_path):
+    out = tracklet_run(tmp_path, """
+        import json, warnings
+        import torch
+        import lightning as L
+        from lightning.pytorch.loggers import WandbLogger
+
+        class Model(L.LightningModule):
+            def __init__(self, lr=0.05, hidden=8):
+                super().__init__()
+                self.save_hyperparameters()
+                self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+            def training_step(self, batch, batch_idx):
+                x, y = batch
+                loss = torch.nn.functional.mse_loss(self.net(x), y)
+                self.log("train_loss", loss)
+                return loss
+            def validation_step(self, batch, batch_idx):
+                x, y = batch
+                self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+        torch.manual_seed(0)
+        data = torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randn(32, 1))
+        loader = torch.utils.data.DataLoader(data, batch_size=8)
+        logger = WandbLogger(project="lit", name="wandb-logger", log_model=False)
+        model = Model()
+        logger.watch(model, log="all", log_freq=2)
+        trainer = L.Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(model, loader, loader)
+        import wandb
+        print(json.dumps({"experiment": type(logger.experiment).__module__, "id": logger.version,
+                          "loggers": [type(l).__name__ for l in trainer.loggers]}))
+        wandb.finish()
+    """, timeout=300)
+    assert out["experiment"].startswith("tracklet.compat.wandb")
+    assert out["loggers"] == ["WandbLogger"]  # autolog added no second logger next to it
+    (recorded,) = tracklet.Api(root).runs("lit")
+    assert (recorded.id, recorded.name, recorded.state) == (out["id"], "wandb-logger", "finished")
+    assert recorded.config["lr"] == 0.05 and recorded.config["hidden"] == 8
+    history = recorded.history(["train_loss", "trainer/global_step", "epoch", "val_loss"])
+    steps = [s for s, loss in zip(history["trainer/global_step"], history["train_loss"]) if loss is not None]
+    assert steps == list(range(8))  # 4 batches x 2 epochs, each step logged once
+    assert [v for v in history["val_loss"] if v is not None] and recorded.summary["epoch"] == 1
+    definitions = {d.name: d.step_metric for d in recorded.metric_definitions}
+    assert definitions["*"] == "trainer/global_step"
+    keys = recorded.keys()
+    assert "gradients/net.0.weight" in keys and "parameters/net.2.bias" in keys  # watch(log="all", log_freq=2)
+
+
+@pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
+def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
+    out = tracklet_run(tmp_path, """
+        import json
+        import torch
+        import transformers
+
+        class RandomTokens(torch.utils.data.Dataset):
+            def __init__(self):
+                g = torch.Generator().manual_seed(0)
+                self.ids = torch.randint(1, 100, (24, 8), generator=g)
+                self.labels = torch.randint(0, 2, (24,), generator=g)
+            def __len__(self):
+                return len(self.labels)
+            def __getitem__(self, i):
+                return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]),
+                        "labels": self.labels[i]}
+
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64)
+        model = transformers.BertForSequenceClassification(config)
+        args = transformers.TrainingArguments(
+            output_dir="out", max_steps=6, logging_steps=2, per_device_train_batch_size=4, report_to="wandb",
+            run_name="hf-run", save_strategy="no", use_cpu=True, disable_tqdm=True, learning_rate=1e-3)
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=RandomTokens())
+        trainer.train()
+        names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
+        print(json.dumps({"callbacks": names}))
+    """, env={"WANDB_PROJECT": "hf"}, timeout=300)
+    assert "WandbCallback" in out["callbacks"] and "TrackletCallback" not in out["callbacks"]
+    (recorded,) = tracklet.Api(root).runs("hf")
+    assert (recorded.name, recorded.state) == ("hf-run", "finished")
+    config = recorded.config
+    assert config["learning_rate"] == 1e-3 and config["num_hidden_layers"] == 2 and config["model/num_parameters"] > 0
+    history = recorded.history(["train/loss", "train/global_step"])
+    logged = [s for s, loss in zip(history["train/global_step"], history["train/loss"]) if loss is not None]
+    assert logged == [2, 4, 6]
+    assert recorded.summary["train_runtime"] > 0 and "train_loss" in recorded.summary
+    assert {d.name: d.step_metric for d in recorded.metric_definitions}["*"] == "train/global_step"
+
+
+@pytest.mark.skipif(not (_have("keras") and _have("torch")), reason="keras 3 (torch backend) is not installed")
+def test_keras_wandb_metrics_logger(root, tmp_path):
+    tracklet_run(tmp_path, """
+        import json
+        import numpy as np
+        import keras
+        import wandb
+        from wandb.integration.keras import WandbMetricsLogger
+
+        wandb.init(project="keras", config={"epochs": 3})
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 4)).astype("float32")
+        y = x.sum(axis=1, keepdims=True).astype("float32")
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+        history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.25, verbose=0,
+                            callbacks=[WandbMetricsLogger(log_freq=2)])
+        wandb.finish()
+        print(json.dumps({"loss": history.history["loss"]}))
+    """, env={"KERAS_BACKEND": "torch"}, timeout=300)
+    (recorded,) = tracklet.Api(root).runs("keras")
+    history = recorded.history(["epoch/epoch", "epoch/loss", "epoch/val_mae", "epoch/learning_rate"])
+    epochs = [(e, lr) for e, lr in zip(history["epoch/epoch"], history["epoch/learning_rate"]) if e is not None]
+    assert epochs == [(0, pytest.approx(0.01)), (1, pytest.approx(0.01)), (2, pytest.approx(0.01))]
+    assert len([v for v in history["epoch/val_mae"] if v is not None]) == 3
+    batches = [b for b in recorded.history(["batch/batch_step"])["batch/batch_step"] if b is not None]
+    assert batches == [0, 2, 4, 6, 8, 10]  # 3 batches per epoch, logged at batches 0 and 2 of each, as W&B counts
+    definitions = {d.name: d.step_metric for d in recorded.metric_definitions}
+    assert definitions["batch/*"] == "batch/batch_step" and recorded.config == {"epochs": 3}
+
+
+def test_wandb_api_reads_the_recorded_runs(root):
+    pd = pytest.importorskip("pandas")
+    import tracklet.compat.wandb as wandb
+
+    settings = {"console": "off", "x_disable_stats": True, "disable_git": True}
+    ids = []
+    for index, lr in enumerate([0.1, 0.01, 0.001]):
+        run = wandb.init(project="sweep", name=f"lr-{lr}", config={"lr": lr, "opt": "adam" if index else "sgd"},
+                         tags=["base"] if index == 0 else ["tuned"], settings=settings, reinit="finish_previous")
+        for step in range(10):
+            wandb.log({"loss": lr * (10 - step)} if step % 2 else {"loss": lr * (10 - step), "acc": step / 10})
+        ids.append(run.id)
+        wandb.finish()
+
+    api = wandb.Api()
+    assert [r.name for r in api.runs("someone/sweep")] == ["lr-0.1", "lr-0.01", "lr-0.001"]  # oldest first
+    assert [r.name for r in api.runs("sweep", order="-created_at")][0] == "lr-0.001"
+    tuned = api.runs("sweep", filters={"config.lr": {"$lt": 0.05}, "tags": {"$in": ["tuned"]}}, order="-config.lr")
+    assert [r.name for r in tuned] == ["lr-0.01", "lr-0.001"]
+    assert [r.name for r in api.runs("sweep", filters={"$or": [{"config.opt": "sgd"}, {"display_name": "lr-0.001"}]})] \
+        == ["lr-0.1", "lr-0.001"]
+
+    run = api.run(f"someone/sweep/{ids[0]}")
+    assert (run.id, run.name, run.state, run.config["lr"], run.summary["loss"], run.summary.acc) == (
+        ids[0], "lr-0.1", "finished", 0.1, pytest.approx(0.1), 0.8)
+    assert api.run(f"sweep/runs/{ids[0]}").id == ids[0] and run.lastHistoryStep == 9
+
+    frame = run.history(keys=["acc"])
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["_step", "acc"]
+    assert frame["_step"].tolist() == [0, 2, 4, 6, 8]  # only rows holding every key asked for
+    sampled = run.history(samples=4)
+    assert sampled["_step"].tolist() == [0, 3, 6, 9]
+    assert {"_runtime", "_timestamp", "loss", "acc"} <= set(sampled.columns)
+    scanned = list(run.scan_history(keys=["loss"], min_step=7))
+    assert [(row["_step"], row["loss"]) for row in scanned] == [(7, pytest.approx(0.3)), (8, pytest.approx(0.2)),
+                                                                 (9, pytest.approx(0.1))]
+    with pytest.raises(wandb.errors.CommError):
+        api.run("sweep/nosuchrun")
+
+
+def test_run_objects_config_rules_and_disabled_mode(root):
+    import tracklet.compat.wandb as wandb
+
+    with pytest.raises(wandb.Error):
+        wandb.log({"x": 1})  # as in W&B: no run yet
+    run = wandb.init(project="rules", config={"lr": 0.1}, settings={"console": "off", "x_disable_stats": True},
+                     config_exclude_keys=["secret"])
+    assert wandb.run is run and isinstance(run, wandb.wandb_run.Run)
+    assert wandb.init(project="other") is run  # W&B's default: the active run comes back
+    with pytest.raises(wandb.sdk.lib.config_util.ConfigError):
+        wandb.config.lr = 0.2
+    wandb.config.update({"lr": 0.2}, allow_val_change=True)
+    wandb.config.setdefaults({"lr": 9, "wd": 0.01})
+    import argparse
+
+    wandb.config.update(argparse.Namespace(batch=8, secret="x"))
+    assert wandb.config.as_dict() == {"lr": 0.2, "wd": 0.01, "batch": 8, "secret": "x"}
+    assert (wandb.config.lr, wandb.config["wd"], "batch" in wandb.config) == (0.2, 0.01, True)
+    wandb.summary.best = 3
+    assert wandb.summary["best"] == 3 and dict(run.summary) == {"best": 3}
+    run.finish()
+    assert wandb.run is None
+
+    disabled = wandb.init(project="rules", mode="disabled", config={"a": 1})
+    assert isinstance(disabled, wandb.sdk.lib.RunDisabled) and os.path.isdir(disabled.dir)
+    disabled.log({"x": 1})
+    disabled.finish()
+    assert [r.name for r in tracklet.Api(root).runs("rules")] == [run.name]

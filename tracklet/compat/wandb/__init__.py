@@ -1,0 +1,170 @@
+"""W&B's public Python API on top of tracklet: ``import tracklet.compat.wandb as wandb``.
+
+Under ``tracklet run --wandb`` (or ``tracklet.compat.install_wandb()``) a plain ``import wandb``
+resolves to this package, so unmodified scripts and the frameworks' own W&B integrations
+(Lightning's ``WandbLogger``, Hugging Face ``report_to="wandb"``, Keras ``WandbMetricsLogger``)
+record tracklet runs. Every call is either mapped onto what tracklet records or accepted with one
+"not yet supported" warning; docs/wandb-compat.md lists them all.
+
+``wandb.run``, ``wandb.config`` and ``wandb.summary`` are the current run's (``None`` and
+pre-init placeholders before ``wandb.init()``). As in W&B, ``wandb.log()`` and the other run
+calls before ``wandb.init()`` raise :class:`wandb.Error`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from tracklet.compat.redirect import WANDB_VERSION
+from tracklet.compat.wandb import errors, plot, sdk, util, wandb_run
+from tracklet.compat.wandb._init import current as _current_run
+from tracklet.compat.wandb._init import finish, init
+from tracklet.compat.wandb._messages import not_supported as _not_supported
+from tracklet.compat.wandb._messages import termerror, termlog, termwarn
+from tracklet.compat.wandb.data_types import (
+    Artifact,
+    Audio,
+    Graph,
+    Histogram,
+    Html,
+    Image,
+    Molecule,
+    Object3D,
+    Plotly,
+    Table,
+    Video,
+)
+from tracklet.compat.wandb.errors import Error
+from tracklet.compat.wandb.wandb_run import Run
+from tracklet.compat.wandb.wandb_settings import Settings
+
+__version__ = WANDB_VERSION
+_tracklet_compat = True  # how tracklet (autolog, the redirect) recognises this module as ``wandb``
+
+
+class AlertLevel(enum.Enum):
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+
+
+def _run_for(call: str) -> Run:
+    run = _current_run()
+    if run is None:
+        raise Error(f"You must call wandb.init() before {call}()")
+    return run
+
+
+def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None, sync: bool | None = None) -> None:
+    """Log to the current run (``wandb.run.log``)."""
+    _run_for("wandb.log").log(data, step=step, commit=commit, sync=sync)
+
+
+def define_metric(name: str, step_metric: Any = None, step_sync: bool | None = None, hidden: bool | None = None,
+                  summary: str | None = None, goal: str | None = None, overwrite: bool | None = None) -> Any:
+    return _run_for("wandb.define_metric").define_metric(name, step_metric, step_sync, hidden, summary, goal, overwrite)
+
+
+def watch(models: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
+          idx: int | None = None, log_graph: bool = False) -> None:
+    _run_for("wandb.watch").watch(models, criterion, log, log_freq, idx, log_graph)
+
+
+def unwatch(models: Any = None) -> None:
+    run = _current_run()
+    if run is not None:
+        run.unwatch(models)
+
+
+def alert(title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
+    _run_for("wandb.alert").alert(title, text, level, wait_duration)
+
+
+def save(glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+    return _run_for("wandb.save").save(glob_str, base_path, policy)
+
+
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None,
+                 tags: Any = None) -> Any:
+    return _run_for("wandb.log_artifact").log_artifact(artifact_or_path, name, type, aliases, tags)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None, aliases: Any = None, use_as: str | None = None) -> Any:
+    return _run_for("wandb.use_artifact").use_artifact(artifact_or_name, type, aliases, use_as)
+
+
+def log_model(path: Any, name: str | None = None, aliases: Any = None) -> None:
+    _run_for("wandb.log_model").log_model(path, name, aliases)
+
+
+def mark_preempting() -> None:
+    _run_for("wandb.mark_preempting").mark_preempting()
+
+
+def restore(name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> None:
+    _not_supported("wandb.restore()", "it returns None")
+
+
+def login(key: str | None = None, relogin: bool | None = None, host: str | None = None, anonymous: Any = None,
+          timeout: Any = None, verify: bool = False, **kwargs: Any) -> bool:
+    """Nothing to log in to: tracklet records locally (``tracklet login`` is for a tracklet server)."""
+    termlog("tracklet records runs locally; wandb.login() is not needed (for a tracklet server, use "
+            "`tracklet login`)", repeat=False)
+    return True
+
+
+def require(requirement: str | None = None, experiment: Any = None) -> None:
+    """W&B feature flags (``wandb.require("service")``): nothing to turn on."""
+
+
+def setup(settings: Any = None) -> None:
+    """W&B's service setup: nothing to set up."""
+
+
+def teardown(exit_code: int | None = None) -> None:
+    finish(exit_code)
+
+
+def sweep(sweep: Any, entity: str | None = None, project: str | None = None, prior_runs: Any = None) -> str:
+    _not_supported("wandb.sweep()", "no sweep is created (the returned id is a placeholder)")
+    return "tracklet-no-sweep"
+
+
+def agent(sweep_id: str, function: Any = None, entity: str | None = None, project: str | None = None,
+          count: int | None = None) -> None:
+    _not_supported("wandb.agent()", "no sweep runs are started")
+
+
+def controller(*args: Any, **kwargs: Any) -> None:
+    _not_supported("wandb.controller()", "it returns None")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run":
+        return _current_run()
+    if name in ("config", "summary"):
+        run = _current_run()
+        if run is not None:
+            return getattr(run, name)
+        from tracklet.compat.wandb._config import PreInitConfig
+
+        return PreInitConfig() if name == "config" else {}
+    if name == "Api":
+        from tracklet.compat.wandb.apis.public import Api
+
+        return Api
+    if name in ("apis", "integration"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'wandb' (tracklet's W&B compatibility layer) has no attribute {name!r}")
+
+
+__all__ = [
+    "AlertLevel", "Api", "Artifact", "Audio", "Error", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D",
+    "Plotly", "Run", "Settings", "Table", "Video", "__version__", "agent", "alert", "controller", "define_metric",
+    "errors", "finish", "init", "log", "log_artifact", "log_model", "login", "mark_preempting", "plot", "require",
+    "restore", "save", "sdk", "setup", "sweep", "teardown", "termerror", "termlog", "termwarn", "unwatch",
+    "use_artifact", "util", "wandb_run", "watch",
+]

@@ -1,0 +1,223 @@
+"""``wandb.init`` mapped onto ``tracklet.init``.
+
+What is recorded: project, name, id, config (with ``config_include_keys``/``config_exclude_keys``),
+tags, group, job_type, notes, resume, mode (``disabled`` records nothing; ``offline``, ``online``
+and ``dryrun`` record under tracklet's data root, streaming to a tracklet server when one is
+configured), console and stats settings. W&B's ``WANDB_*`` environment variables fill arguments
+left unset; ``tracklet run --project/--name/--job-type`` override them (the command line is where
+the user chose). Everything else is accepted with one warning. A run that cannot start becomes a
+disabled run with a warning, so training goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Sequence
+
+from tracklet.compat.wandb import wandb_settings
+from tracklet.compat.wandb._config import parse_config
+from tracklet.compat.wandb._messages import not_supported, warn_once
+from tracklet.compat.wandb.errors import UsageError
+from tracklet.compat.wandb.wandb_run import Run, RunDisabled
+
+_MODES = {
+    "online": None, "run": None, "shared": None, "offline": "offline", "dryrun": "offline", "disabled": "disabled",
+}
+_REINIT = (None, True, False, "default", "return_previous", "finish_previous", "create_new")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSUPPORTED_ARGS = {
+    "resume_from": "the run is not rewound",
+    "fork_from": "a new run starts instead",
+    "sync_tensorboard": "TensorBoard logs are not synced (tracklet import tensorboard reads them)",
+    "tensorboard": "TensorBoard logs are not synced",
+    "monitor_gym": "gym videos are not recorded",
+    "magic": "it is ignored",
+}
+
+_current: Run | None = None
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _safe_name(kind: str, value: Any) -> str | None:
+    """Project names and run ids become directories in tracklet; other characters become '-'."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    safe = _SAFE.sub("-", text).strip("-._")[:128] or None
+    if safe != text:
+        warn_once(f"rename-{kind}-{text}", f"{kind} {text!r} is recorded as {safe!r} (tracklet allows letters, "
+                  "digits, '.', '_' and '-')", stacklevel=4)
+    return safe
+
+
+def wrap(tracklet_run: Any, **kwargs: Any) -> Run:
+    """The W&B run object for a tracklet run (a :class:`RunDisabled` in disabled mode)."""
+    cls = RunDisabled if tracklet_run.settings.mode == "disabled" else Run
+    return cls(tracklet_run, **kwargs)
+
+
+def current() -> Run | None:
+    """The W&B run for tracklet's current run (one started by ``tracklet.init`` is adopted)."""
+    global _current
+    from tracklet.core import lifecycle
+
+    active = lifecycle.current()
+    if active is None or active.finished:
+        return None
+    if _current is None or _current._run is not active:
+        _current = wrap(active)
+    return _current
+
+
+def init(
+    job_type: str | None = None,
+    dir: str | os.PathLike | None = None,
+    config: Any = None,
+    project: str | None = None,
+    entity: str | None = None,
+    reinit: bool | str | None = None,
+    tags: Sequence[str] | None = None,
+    group: str | None = None,
+    name: str | None = None,
+    notes: str | None = None,
+    magic: Any = None,
+    config_exclude_keys: Sequence[str] | None = None,
+    config_include_keys: Sequence[str] | None = None,
+    anonymous: str | None = None,
+    mode: str | None = None,
+    allow_val_change: bool | None = None,
+    resume: bool | str | None = None,
+    force: bool | None = None,
+    tensorboard: bool | None = None,
+    sync_tensorboard: bool | None = None,
+    monitor_gym: bool | None = None,
+    save_code: bool | None = None,
+    id: str | None = None,
+    fork_from: Any = None,
+    resume_from: Any = None,
+    settings: Any = None,
+    **unknown: Any,
+) -> Run:
+    """Start a run (W&B's ``wandb.init``); see the module docstring for what maps to what."""
+    global _current
+    env = os.environ
+    given = wandb_settings.as_dict(settings)
+    for key in unknown:
+        not_supported(f"wandb.init({key}=...)", "it is ignored")
+    for key, instead in _UNSUPPORTED_ARGS.items():
+        if locals()[key] not in (None, False):
+            not_supported(f"wandb.init({key}=...)", instead)
+    if save_code:
+        not_supported("wandb.init(save_code=True)", "tracklet records the git commit and diff of tracked changes, "
+                      "not a copy of the script")
+    if entity or given.get("entity") or env.get("WANDB_ENTITY"):
+        warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
+    if dir is not None or given.get("root_dir"):
+        warn_once("dir", "wandb.init(dir=...) is ignored: runs are recorded under tracklet's data root "
+                  "(TRACKLET_DIR); run.dir is the run's files directory")
+    unknown_settings = sorted(k for k in given if k not in wandb_settings.MAPPED and k not in wandb_settings.IGNORED)
+    if unknown_settings:
+        not_supported(f"wandb.Settings({', '.join(unknown_settings)})", "these settings are ignored")
+
+    reinit = given.get("reinit", reinit) if reinit is None else reinit
+    if reinit not in _REINIT:
+        warn_once("reinit", f"reinit={reinit!r} is not a W&B value; using 'default'")
+        reinit = None
+    previous = current()
+    if previous is not None:
+        if reinit in (None, False, "default", "return_previous"):
+            warn_once("return-previous", "wandb.init() called while a run is active: returning that run, as W&B "
+                      "does by default (its arguments are ignored); pass reinit='finish_previous' for a new run")
+            return previous
+        if reinit == "create_new":
+            not_supported("wandb.init(reinit='create_new')", "the previous run is finished first (one run at a time)")
+        previous.finish()
+
+    def pick(argument: Any, setting: str, variable: str, launch: str | None = None) -> Any:
+        if launch and env.get(launch):
+            return env[launch]
+        if argument is not None:
+            return argument
+        if given.get(setting) is not None:
+            return given[setting]
+        return env.get(variable) or None
+
+    wandb_mode = mode if mode is not None else given.get("mode") or env.get("WANDB_MODE")
+    if _flag(env.get("WANDB_DISABLED")):
+        wandb_mode = "disabled"
+    if wandb_mode is not None and wandb_mode not in _MODES:
+        warn_once("mode", f"mode={wandb_mode!r} is not one of {', '.join(_MODES)}; recording as usual")
+        wandb_mode = None
+    tracklet_settings: dict[str, Any] = {}
+    console = given.get("console") or env.get("WANDB_CONSOLE")
+    if console == "off":
+        tracklet_settings["console"] = "off"
+    if given.get("x_disable_stats") or given.get("_disable_stats") or _flag(env.get("WANDB_X_DISABLE_STATS")):
+        tracklet_settings["system_metrics"] = False
+    if given.get("disable_git") or given.get("x_disable_meta") or given.get("_disable_meta") \
+            or _flag(env.get("WANDB_DISABLE_GIT")):
+        tracklet_settings["capture_environment"] = False
+
+    tag_list = pick(tags, "run_tags", "WANDB_TAGS")
+    if isinstance(tag_list, str):
+        tag_list = [t.strip() for t in tag_list.split(",") if t.strip()]
+    if resume is None:
+        resume = given.get("resume") or env.get("WANDB_RESUME") or None
+    if resume == "auto":
+        resume = "allow"
+    if resume not in (None, True, False, "allow", "must", "never"):
+        warn_once("resume", f"resume={resume!r} is not a W&B value; starting a new run")
+        resume = None
+    run_id = _safe_name("run id", pick(id, "run_id", "WANDB_RUN_ID"))
+    allow = bool(allow_val_change if allow_val_change is not None else given.get("allow_val_change"))
+    config_items = None
+    if config is not None:
+        config_items = parse_config(config, exclude=config_exclude_keys, include=config_include_keys)
+
+    from tracklet import init as tracklet_init
+
+    arguments = dict(
+        project=_safe_name("project", pick(project, "project", "WANDB_PROJECT", "TRACKLET_LAUNCH_PROJECT")),
+        name=pick(name, "run_name", "WANDB_NAME", "TRACKLET_LAUNCH_NAME"),
+        tags=[str(t) for t in tag_list] if tag_list else None,
+        group=pick(group, "run_group", "WANDB_RUN_GROUP"),
+        job_type=pick(job_type, "run_job_type", "WANDB_JOB_TYPE", "TRACKLET_LAUNCH_JOB_TYPE"),
+        notes=pick(notes, "run_notes", "WANDB_NOTES"),
+        id=run_id,
+        resume=resume,
+        mode=_MODES.get(wandb_mode) if wandb_mode else None,
+        settings=tracklet_settings or None,
+    )
+    try:
+        started = tracklet_init(config=config_items, **arguments)
+    except ValueError as error:
+        if "resume" in str(error) or "already exists" in str(error):
+            raise UsageError(str(error)) from None
+        started = _fall_back(arguments, config_items, error)
+    except Exception as error:  # e.g. the data root is not writable: training must still run
+        started = _fall_back(arguments, config_items, error)
+    _current = wrap(started, entity=pick(entity, "entity", "WANDB_ENTITY"), allow_val_change=allow,
+                    settings=wandb_settings.Settings(**given) if given else None)
+    return _current
+
+
+def _fall_back(arguments: dict[str, Any], config: Any, error: Exception) -> Any:
+    from tracklet import init as tracklet_init
+
+    warn_once("init-failed", f"wandb.init() could not start a tracklet run ({error!r}); this run records nothing "
+              "and training goes on")
+    arguments = {**arguments, "mode": "disabled", "resume": None, "settings": None}
+    for key in ("project", "id"):
+        arguments[key] = None
+    return tracklet_init(config=config, **arguments)
+
+
+def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
+    """Finish the current run, if any (``wandb.finish``)."""
+    run = current()
+    if run is not None:
+        run.finish(exit_code, quiet)

@@ -1,0 +1,1 @@
+"""``wandb.integration``: framework callbacks (``wandb.integration.keras``)."""

@@ -1,0 +1,141 @@
+"""``wandb.integration.keras`` for Keras 3 (any backend): ``WandbMetricsLogger`` logs the metrics
+Keras reports, as W&B's does (``epoch/*`` against ``epoch/epoch``, or ``batch/*`` against
+``batch/batch_step`` every ``log_freq`` batches, plus the learning rate); ``WandbModelCheckpoint``
+is Keras's ``ModelCheckpoint`` that also records each saved file as a tracklet checkpoint;
+``WandbCallback`` (W&B's legacy callback) logs epoch metrics. Importing this module imports keras.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from tracklet.compat.wandb._messages import not_supported, warn_once
+from tracklet.compat.wandb.errors import Error
+
+
+def _wandb() -> Any:
+    import tracklet.compat.wandb as wandb
+
+    return wandb
+
+
+def _learning_rate(model: Any) -> float | None:
+    try:
+        rate = model.optimizer.learning_rate
+        return float(keras.ops.convert_to_numpy(rate))
+    except Exception:
+        return None
+
+
+def _scalars(logs: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
+    return {f"{prefix}{k}": v for k, v in (logs or {}).items()}
+
+
+class WandbMetricsLogger(keras.callbacks.Callback):
+    """Log ``model.fit``'s metrics to the current run: per epoch (default), or per batch with
+    ``log_freq="batch"`` or every ``log_freq`` batches."""
+
+    _tracklet_integration = True  # autolog adds no TrackletCallback next to it
+
+    def __init__(self, log_freq: str | int = "epoch", initial_global_step: int = 0, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        wandb = _wandb()
+        if wandb.run is None:
+            raise Error("You must call `wandb.init()` before WandbMetricsLogger()")
+        if log_freq == "batch":
+            log_freq = 1
+        self.logging_batch_wise = isinstance(log_freq, int)
+        self.log_freq: int | None = int(log_freq) if self.logging_batch_wise else None
+        self.global_batch = 0
+        self.global_step = initial_global_step
+        if self.logging_batch_wise:
+            wandb.define_metric("batch/batch_step")
+            wandb.define_metric("batch/*", step_metric="batch/batch_step")
+        else:
+            wandb.define_metric("epoch/epoch")
+            wandb.define_metric("epoch/*", step_metric="epoch/epoch")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        row = _scalars(logs, "epoch/")
+        row["epoch/epoch"] = epoch
+        rate = _learning_rate(self.model)
+        if rate is not None:
+            row["epoch/learning_rate"] = rate
+        _wandb().log(row)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.global_step += 1
+        if self.logging_batch_wise and self.log_freq and batch % self.log_freq == 0:
+            row = _scalars(logs, "batch/")
+            row["batch/batch_step"] = self.global_batch
+            rate = _learning_rate(self.model)
+            if rate is not None:
+                row["batch/learning_rate"] = rate
+            _wandb().log(row)
+            self.global_batch += self.log_freq
+
+
+class WandbModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras's ``ModelCheckpoint`` (same arguments); each file it saves is also recorded with
+    ``run.log_checkpoint`` (path, size, SHA-256) instead of being uploaded as an artifact."""
+
+    _tracklet_integration = True
+
+    def __init__(self, filepath: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(filepath, *args, **kwargs)
+        if _wandb().run is None:
+            raise Error("You must call `wandb.init()` before WandbModelCheckpoint()")
+
+    def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
+        super()._save_model(epoch, batch, logs)
+        try:
+            import os
+
+            path = self._get_file_path(epoch, batch, logs)
+            run = _wandb().run
+            if run is not None and os.path.exists(path):
+                current = (logs or {}).get(self.monitor)
+                run.tracklet_run.log_checkpoint(path, score=None if current is None else float(current),
+                                                monitor=self.monitor)
+        except Exception as error:
+            warn_once("keras-checkpoint", f"WandbModelCheckpoint could not record a checkpoint: {error!r}")
+
+
+class WandbCallback(keras.callbacks.Callback):
+    """W&B's legacy Keras callback: epoch metrics logged under their Keras names with ``epoch``.
+    Its model saving, gradient, graph and prediction options are not supported (one warning)."""
+
+    _tracklet_integration = True
+
+    def __init__(self, monitor: str = "val_loss", verbose: int = 0, mode: str = "auto", save_weights_only: bool = False,
+                 log_weights: bool = False, log_gradients: bool = False, save_model: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__()
+        if _wandb().run is None:
+            raise Error("You must call wandb.init() before WandbCallback()")
+        if log_weights or log_gradients or kwargs.get("generator") is not None or kwargs.get("log_evaluation"):
+            not_supported("WandbCallback's weights, gradients and evaluation logging",
+                          "only the epoch metrics are recorded")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        _wandb().log({"epoch": epoch, **(logs or {})})
+
+
+class WandbEvalCallback(keras.callbacks.Callback):
+    """Accepted for code that subclasses it; builds no tables (tracklet records no tables yet)."""
+
+    def __init__(self, data_table_columns: list[str] | None = None, pred_table_columns: list[str] | None = None,
+                 *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        not_supported("WandbEvalCallback", "no evaluation tables are recorded")
+
+    def add_ground_truth(self, logs: dict[str, Any] | None = None) -> None:
+        pass
+
+    def add_model_predictions(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        pass
+
+
+__all__ = ["WandbCallback", "WandbEvalCallback", "WandbMetricsLogger", "WandbModelCheckpoint"]

@@ -1,0 +1,482 @@
+"""``wandb.Run``: W&B's run object over a :class:`tracklet.Run`.
+
+``log`` keeps W&B's step and commit rules (tracklet's ``Run.log`` follows them: ``commit=False``
+accumulates into the current step, ``step=N`` moves to N, a step lower than the current one is
+dropped with a warning), leaves out W&B media it cannot record yet with one warning per type, and
+fills in ``step_sync`` metrics. Nothing here raises into training: a failure inside tracklet is
+reported once and the call returns.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tracklet.compat.wandb import data_types
+from tracklet.compat.wandb._config import Config
+from tracklet.compat.wandb._messages import not_supported, warn_once
+from tracklet.compat.wandb._summary import Summary
+from tracklet.compat.wandb.errors import Error
+
+_SUMMARY_OPS = {"min", "max", "mean", "last", "none"}
+_ALERT_LEVELS = {"INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR"}
+
+
+class Metric:
+    """What ``define_metric`` returns (W&B's ``wandb_metric.Metric``): the definition's fields."""
+
+    def __init__(self, name: str, step_metric: str | None, step_sync: bool | None, hidden: bool | None,
+                 summary: list[str] | None) -> None:
+        self.name = name
+        self.step_metric = step_metric
+        self.step_sync = step_sync
+        self.hidden = hidden
+        self.summary = summary
+
+    def __repr__(self) -> str:
+        return f"Metric(name={self.name!r}, step_metric={self.step_metric!r}, summary={self.summary!r})"
+
+
+class _StepSync:
+    """``define_metric(..., step_metric=S, step_sync=True)``: a logged row with a matching key but
+    no ``S`` gets the last logged value of ``S`` added, as W&B does. Per key set the answer is
+    cached, so rows pay one dict lookup."""
+
+    def __init__(self) -> None:
+        self.definitions: list[tuple[str, str]] = []  # (name or glob, step metric), in definition order
+        self.step_metrics: set[str] = set()
+        self.last: dict[str, Any] = {}
+        self._needed: dict[tuple, tuple[str, ...]] = {}
+
+    def define(self, name: str, step_metric: str) -> None:
+        self.definitions = [d for d in self.definitions if d[0] != name] + [(name, step_metric)]
+        self.step_metrics.add(step_metric)
+        self._needed.clear()
+
+    def _step_metric_of(self, key: str) -> str | None:
+        for name, step_metric in self.definitions:
+            if name == key:
+                return step_metric
+        for name, step_metric in reversed(self.definitions):
+            if "*" in name and fnmatch.fnmatchcase(key, name) and key not in self.step_metrics:
+                return step_metric
+        return None
+
+    def apply(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        keys = tuple(row)
+        needed = self._needed.get(keys)
+        if needed is None:
+            found = {self._step_metric_of(k) for k in keys} - {None} - set(keys)
+            needed = self._needed[keys] = tuple(sorted(found))  # type: ignore[arg-type]
+            if len(self._needed) > 4096:
+                self._needed.clear()
+        for name in self.step_metrics.intersection(keys):
+            self.last[name] = row[name]
+        missing = [name for name in needed if name in self.last]
+        if not missing:
+            return row
+        filled = dict(row)
+        for name in missing:
+            filled[name] = self.last[name]
+        return filled
+
+
+def _strip_unrecorded(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The row without W&B media, tables and plots (one warning per type), nested dicts included;
+    W&B histograms become tracklet histograms."""
+    row: dict[str, Any] = {}
+    for key, value in data.items():
+        if data_types.is_unrecorded(value):
+            label = data_types.type_label(value)
+            warn_once(f"log-{label}", f"logging {label} is not yet supported; key {key!r} (and any later "
+                      f"{label} values) are left out of the row, the rest is recorded", stacklevel=5)
+        elif isinstance(value, data_types.Histogram):
+            row[key] = value.to_tracklet()
+        elif isinstance(value, Mapping):
+            row[key] = _strip_unrecorded(value)
+        else:
+            row[key] = value
+    return row
+
+
+def _needs_stripping(data: Mapping[str, Any]) -> bool:
+    for value in data.values():
+        kind = type(value)
+        if kind is float or kind is int:
+            continue
+        if isinstance(value, (data_types.WBValue, Mapping)) or (kind in (list, tuple) and value
+                                                                 and isinstance(value[0], data_types.WBValue)):
+            return True
+    return False
+
+
+class Run:
+    """A W&B run backed by a tracklet run: ``wandb.init()`` returns one, ``wandb.run`` is the current one."""
+
+    def __init__(self, run: Any, *, entity: str | None = None, allow_val_change: bool = False,
+                 settings: Any = None) -> None:
+        self._run = run
+        self._entity = entity
+        self._config = Config(run.config, allow_val_change)
+        self._summary = Summary(run.summary)
+        self._step_sync = _StepSync()
+        self._watcher: Any = None
+        self._saved: list[tuple[str, str | None]] = []  # save(policy="live"/"end") globs, copied again at finish
+        self._settings = settings
+        self._scratch_dir: str | None = None
+
+    # ---------------------------------------------------------------- identity
+
+    @property
+    def id(self) -> str:
+        return self._run.id
+
+    @property
+    def name(self) -> str:
+        return self._run.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        not_supported("renaming a run after init (run.name = ...)", "the run keeps the name it started with")
+
+    @property
+    def display_name(self) -> str:
+        return self._run.name
+
+    @property
+    def project(self) -> str:
+        return self._run.project
+
+    def project_name(self) -> str:
+        return self._run.project
+
+    @property
+    def entity(self) -> str:
+        return self._entity or ""
+
+    @property
+    def path(self) -> str:
+        """``entity/project/id`` (``project/id`` without an entity); ``wandb.Api().run`` takes either."""
+        return f"{self._entity}/{self.project}/{self.id}" if self._entity else f"{self.project}/{self.id}"
+
+    @property
+    def dir(self) -> str:
+        """The run's files directory (tracklet's ``<run>/files``): files written here stay with the run."""
+        run_dir = self._run.dir
+        if run_dir is None:  # disabled mode: somewhere writable that is thrown away
+            if self._scratch_dir is None:
+                self._scratch_dir = tempfile.mkdtemp(prefix="tracklet-wandb-disabled-")
+            return self._scratch_dir
+        return str(Path(run_dir) / "files")
+
+    @property
+    def url(self) -> str | None:
+        """A ``file://`` URL of the run's directory (there is no web page per run offline)."""
+        return Path(self._run.dir).as_uri() if self._run.dir else None
+
+    def get_url(self) -> str | None:
+        return self.url
+
+    def get_project_url(self) -> str | None:
+        return Path(self._run.dir).parents[1].as_uri() if self._run.dir else None
+
+    def get_sweep_url(self) -> None:
+        return None
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def summary(self) -> Summary:
+        return self._summary
+
+    @property
+    def step(self) -> int:
+        return self._run.step
+
+    @property
+    def starting_step(self) -> int:
+        return self._run.step if self._run.resumed else 0
+
+    @property
+    def resumed(self) -> bool:
+        return self._run.resumed
+
+    @property
+    def start_time(self) -> float:
+        return self._run.start_time
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self._run.tags)
+
+    @tags.setter
+    def tags(self, value: Sequence[str]) -> None:
+        not_supported("changing tags after init (run.tags = ...)", "the run keeps the tags it started with")
+
+    @property
+    def notes(self) -> str:
+        return self._run.notes
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        not_supported("changing notes after init (run.notes = ...)", "the run keeps the notes it started with")
+
+    @property
+    def group(self) -> str:
+        return self._run.group
+
+    @property
+    def job_type(self) -> str:
+        return self._run.job_type
+
+    @property
+    def sweep_id(self) -> None:
+        return None
+
+    @property
+    def offline(self) -> bool:
+        return self._run.settings.mode != "online"
+
+    @property
+    def disabled(self) -> bool:
+        return self._run.settings.mode == "disabled"
+
+    @property
+    def settings(self) -> Any:
+        from tracklet.compat.wandb.wandb_settings import Settings
+
+        return self._settings if self._settings is not None else Settings(mode=self._run.settings.mode)
+
+    @property
+    def tracklet_run(self) -> Any:
+        """The underlying :class:`tracklet.Run`."""
+        return self._run
+
+    def __repr__(self) -> str:
+        return f"<wandb compat Run {self.path} (tracklet)>"
+
+    # ---------------------------------------------------------------- recording
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None,
+            sync: bool | None = None) -> None:
+        """Log ``data`` with W&B's step rules (see the module docstring)."""
+        try:
+            if sync is not None:
+                not_supported("log(sync=...)", "it is ignored (tracklet always writes in the background)")
+            if not isinstance(data, Mapping):
+                warn_once("log-not-a-dict",
+                          f"wandb.log() takes a dict; got {type(data).__name__}, which was not recorded")
+                return
+            if _needs_stripping(data):
+                stripped = _strip_unrecorded(data)
+                if data and not stripped:  # only media: the step moves as in W&B, no empty row is written
+                    self._advance(step, commit)
+                    return
+                data = stripped
+            if self._step_sync.definitions:
+                data = self._step_sync.apply(data)
+            self._run.log(data, step=step, commit=commit)
+        except Exception as error:  # the tracker never stops training
+            warn_once(f"log-failed-{type(error).__name__}",
+                      f"wandb.log() failed and this call was not recorded: {error!r} (training goes on)")
+
+    def _advance(self, step: int | None, commit: bool | None) -> None:
+        """Move the step as ``log(row, step, commit)`` would, recording nothing."""
+        current = self._run.step
+        if step is None:
+            if commit is not False:
+                self._run.set_step(current + 1)
+        elif step >= current:
+            self._run.set_step(step + 1 if commit is True else step)
+
+    def define_metric(self, name: str, step_metric: Any = None, step_sync: bool | None = None,
+                      hidden: bool | None = None, summary: str | None = None, goal: str | None = None,
+                      overwrite: bool | None = None, **kwargs: Any) -> Metric | None:
+        """Record how ``name`` (or a glob like ``"val/*"``) is summarised and plotted."""
+        try:
+            if isinstance(step_metric, Metric):
+                step_metric = step_metric.name
+            if not name or not isinstance(name, str):
+                warn_once("define-no-name", "define_metric() needs a metric name; the call was ignored")
+                return None
+            modes: list[str] = []
+            for op in (s.strip().lower() for s in (summary or "").split(",") if s.strip()):
+                if op == "best" and goal in ("minimize", "min", "maximize", "max"):
+                    op = "min" if goal.startswith("min") else "max"
+                if op in _SUMMARY_OPS:
+                    modes.append(op)
+                else:
+                    not_supported(f"define_metric(summary={op!r})", "the summary keeps the last value instead",
+                                  stacklevel=5)
+            for arg, value in (("overwrite", overwrite), ("goal", goal if "best" not in (summary or "") else None)):
+                if value is not None:
+                    not_supported(f"define_metric({arg}=...)", "it is ignored", stacklevel=5)
+            if step_sync is None:
+                step_sync = step_metric is not None
+            self._run.define_metric(name, step_metric=step_metric, summary=modes or None, hidden=bool(hidden))
+            if step_metric and step_sync:
+                self._step_sync.define(name, step_metric)
+            return Metric(name, step_metric, step_sync, hidden, modes or None)
+        except Exception as error:
+            warn_once(f"define-failed-{type(error).__name__}", f"define_metric({name!r}) failed: {error!r}")
+            return None
+
+    def alert(self, title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
+        """Record an alert (tracklet shows it on the run's page; it sends no notification)."""
+        try:
+            label = str(getattr(level, "value", level) or "INFO").upper()
+            if wait_duration is not None:
+                not_supported("alert(wait_duration=...)", "every alert is recorded")
+            self._run.alert(title, text, _ALERT_LEVELS.get(label, "INFO"))
+        except Exception as error:
+            warn_once("alert-failed", f"wandb.alert() failed: {error!r}")
+
+    def save(self, glob_str: str | os.PathLike | None = None, base_path: str | os.PathLike | None = None,
+             policy: str = "live") -> list[str]:
+        """Copy files matching ``glob_str`` into the run's ``files/`` (keeping their layout below
+        ``base_path``, default the glob's directory). ``policy="live"`` or ``"end"``: copied again
+        at finish, so the last version is kept."""
+        if glob_str is None:
+            return []
+        try:
+            copied = self._copy_files(os.fspath(glob_str), None if base_path is None else os.fspath(base_path))
+            if policy in ("live", "end"):
+                self._saved.append((os.fspath(glob_str), None if base_path is None else os.fspath(base_path)))
+            return copied
+        except Exception as error:
+            warn_once("save-failed", f"wandb.save({glob_str!r}) failed: {error!r}")
+            return []
+
+    def _copy_files(self, pattern: str, base_path: str | None) -> list[str]:
+        if self._run.dir is None:
+            return []
+        files_dir = Path(self.dir)
+        absolute = os.path.abspath(pattern)
+        base = os.path.abspath(base_path) if base_path is not None else os.path.dirname(absolute.split("*")[0] + "x")
+        copied = []
+        for source in glob.glob(absolute, recursive=True):
+            if not os.path.isfile(source):
+                continue
+            relative = os.path.relpath(source, base)
+            if relative.startswith(".."):
+                relative = os.path.basename(source)
+            target = files_dir / relative
+            if Path(source).resolve() == target.resolve():
+                copied.append(str(target))
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            copied.append(str(target))
+        return copied
+
+    def watch(self, models: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
+              idx: int | None = None, log_graph: bool = False) -> None:
+        """Histograms of gradients and/or parameters every ``log_freq`` steps (PyTorch modules)."""
+        from tracklet.compat.wandb.watch import watch_models
+
+        try:
+            self._watcher = watch_models(self, models, log=log, log_freq=log_freq, idx=idx, log_graph=log_graph,
+                                         previous=self._watcher)
+        except Exception as error:
+            warn_once("watch-failed", f"wandb.watch() failed and nothing is watched: {error!r} (training goes on)")
+
+    def unwatch(self, models: Any = None) -> None:
+        """Stop watching ``models`` (default: every watched model)."""
+        if self._watcher is not None:
+            self._watcher.remove(models)
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """Finish the run: ``exit_code`` 0 (default) marks it finished, anything else failed."""
+        try:
+            if self._watcher is not None:
+                self._watcher.remove(None)
+            for pattern, base in self._saved:
+                self._copy_files(pattern, base)
+            self._saved.clear()
+            self._run.finish(exit_code)
+        except Exception as error:
+            warn_once("finish-failed", f"wandb.finish() failed: {error!r}")
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        if error is None:
+            self.finish()
+        else:
+            self._run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
+        return False
+
+    # ---------------------------------------------------------------- accepted, not recorded
+
+    def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                     aliases: Any = None, tags: Any = None) -> Any:
+        not_supported("run.log_artifact()",
+                      "nothing is uploaded or recorded (checkpoints stay where they were written)")
+        return artifact_or_path if isinstance(artifact_or_path, data_types.Artifact) else None
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None,
+                     use_as: str | None = None) -> Any:
+        not_supported("run.use_artifact()", "the returned artifact has no files")
+        if isinstance(artifact_or_name, data_types.Artifact):
+            return artifact_or_name
+        return data_types.Artifact(str(artifact_or_name), type or "unspecified")
+
+    def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> None:
+        not_supported("run.log_model()", "nothing is uploaded")
+
+    def link_model(self, *args: Any, **kwargs: Any) -> None:
+        not_supported("run.link_model()", "nothing is linked")
+
+    def link_artifact(self, *args: Any, **kwargs: Any) -> None:
+        not_supported("run.link_artifact()", "nothing is linked")
+
+    def use_model(self, name: str) -> str:
+        raise Error("tracklet does not store models as artifacts yet (run.use_model)")
+
+    def log_code(self, *args: Any, **kwargs: Any) -> None:
+        not_supported("run.log_code()", "tracklet records the git commit and the diff of tracked changes instead")
+        return None
+
+    def restore(self, *args: Any, **kwargs: Any) -> None:
+        not_supported("wandb.restore()", "it returns None")
+        return None
+
+    def mark_preempting(self) -> None:
+        not_supported("run.mark_preempting()", "it is ignored")
+
+    def status(self) -> None:
+        not_supported("run.status()", "it returns None")
+
+    def display(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def to_html(self, *args: Any, **kwargs: Any) -> str:
+        return ""
+
+    def _label(self, *args: Any, **kwargs: Any) -> None:
+        """W&B's telemetry label (called by integrations); nothing to record."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def unsupported(*args: Any, **kwargs: Any) -> None:
+            not_supported(f"run.{name}()", "it does nothing and returns None")
+
+        return unsupported
+
+
+class RunDisabled(Run):
+    """The run ``wandb.init(mode="disabled")`` returns: every call is accepted and records nothing."""
+
+
+__all__ = ["Metric", "Run", "RunDisabled"]

@@ -265,7 +265,7 @@ def test_keras_wandb_metrics_logger(root, tmp_path):
         import numpy as np
         import keras
         import wandb
-        from wandb.integration.keras import WandbMetricsLogger
+        from wandb.integration.keras import WandbMetricsLogger, WandbModelCheckpoint
 
         wandb.init(project="keras", config={"epochs": 3})
         rng = np.random.default_rng(0)
@@ -275,7 +275,7 @@ def test_keras_wandb_metrics_logger(root, tmp_path):
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
         model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
         history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.25, verbose=0,
-                            callbacks=[WandbMetricsLogger(log_freq=2)])
+                            callbacks=[WandbMetricsLogger(log_freq=2), WandbModelCheckpoint("model.keras")])
         wandb.finish()
         print(json.dumps({"loss": history.history["loss"]}))
     """, env={"KERAS_BACKEND": "torch"}, timeout=300)
@@ -288,6 +288,9 @@ def test_keras_wandb_metrics_logger(root, tmp_path):
     assert batches == [0, 2, 4, 6, 8, 10]  # 3 batches per epoch, logged at batches 0 and 2 of each, as W&B counts
     definitions = {d.name: d.step_metric for d in recorded.metric_definitions}
     assert definitions["batch/*"] == "batch/batch_step" and recorded.config == {"epochs": 3}
+    checkpoints = recorded.checkpoints  # WandbModelCheckpoint: Keras saved, tracklet recorded each file
+    assert len(checkpoints) == 3 and checkpoints[-1].path.endswith("model.keras")
+    assert checkpoints[-1].monitor == "val_loss"
 
 
 def test_wandb_api_reads_the_recorded_runs(root):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import google_crc32c
 
-_MASK_DELTA = 0xA282EAD8
+MASK_DELTA = 0xA282EAD8
+crc32c_value = google_crc32c.value  # the unmasked checksum, for loops that mask inline
 
 
 def crc32c(data: bytes) -> int:
@@ -18,7 +19,7 @@ def crc32c(data: bytes) -> int:
 def mask(crc: int) -> int:
     """Rotate right by 15 bits and add a constant: what LevelDB and TFRecord store, so that a
     checksum computed over data that itself holds checksums stays well-distributed."""
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
 def masked_crc32c(data: bytes) -> int:

@@ -35,8 +35,11 @@ class NotAWandbFile(ValueError):
     """The file doesn't start with W&B's datastore header."""
 
 
+_TYPE_CRC = [zlib.crc32(bytes((kind,))) for kind in range(256)]  # CRC-32 of the type byte, to seed with
+
+
 def _ieee(data: bytes, kind: int) -> int:
-    return zlib.crc32(data, zlib.crc32(bytes((kind,))))
+    return zlib.crc32(data, _TYPE_CRC[kind])
 
 
 def _castagnoli(data: bytes, kind: int) -> int:
@@ -55,6 +58,8 @@ def scan(data: bytes) -> ScanResult:
         raise NotAWandbFile("not a W&B run file (bad header)")
     payloads: list[tuple[int, bytes]] = []
     checksum: Callable[[bytes, int], int] | None = None
+    ieee = False
+    crc32, seeds = zlib.crc32, _TYPE_CRC
     unpack = RECORD_HEADER.unpack_from
     header_size = RECORD_HEADER.size
     offset = FILE_HEADER.size
@@ -85,11 +90,16 @@ def scan(data: bytes) -> ScanResult:
         if kind == 0 and length == 0 and expected == 0:  # zeroed space a writer preallocated
             offset += left_in_block
             continue
-        if checksum is None:
+        if ieee:  # W&B's checksum, inline: a record per logged row
+            if crc32(fragment, seeds[kind]) != expected:
+                damage = Damage(offset, size, "checksum mismatch")
+                break
+        elif checksum is None:
             checksum = next((f for f in (_ieee, _castagnoli) if f(fragment, kind) == expected), None)
             if checksum is None:
                 damage = Damage(offset, size, "checksum mismatch")
                 break
+            ieee = checksum is _ieee
         elif checksum(fragment, kind) != expected:
             damage = Damage(offset, size, "checksum mismatch")
             break

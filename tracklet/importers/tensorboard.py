@@ -85,18 +85,21 @@ class TensorBoardRun:
         self.last_time = 0.0
         self.dropped: dict[str, str] = {}
         self.damaged: list[str] = []
-        self.digest = hashlib.sha256()
         self.has_hparams = False
 
-    def read_file(self, path: Path, key_for: Callable[[str], str] = str, progress: Progress | None = None) -> None:
-        data = path.read_bytes()
+    def read_file(self, path: Path, key_for: Callable[[str], str] = str, progress: Progress | None = None,
+                  data: bytes | None = None) -> None:
+        if data is None:
+            data = path.read_bytes()
         self.files.append(path)
-        self.digest.update(path.name.encode() + b"\0" + data)
         result = tfrecord.scan(data)
         if result.damage is not None:
             self.damaged.append("TensorBoard event file " + result.damage.describe(path))
         total = len(result.payloads)
         parse = tbpb.Event.FromString
+        first, last = self.first_time, self.last_time
+        points, times = self.points, self.times
+        keys: dict[str, dict[int, Any]] = {}  # tag -> that key's points, for this file
         for index, (_, payload) in enumerate(result.payloads):
             try:
                 event = parse(payload)
@@ -104,39 +107,44 @@ class TensorBoardRun:
                 self.dropped[f"{path.name} record {index}"] = "not an Event"
                 continue
             when = event.wall_time
-            if self.first_time is None or when < self.first_time:
-                self.first_time = when
-            if when > self.last_time:
-                self.last_time = when
-            if event.HasField("summary"):
-                self._summary(event.step, when, event.summary, key_for)
+            if first is None or when < first:
+                first = when
+            if when > last:
+                last = when
+            step = event.step
+            for value in event.summary.value:
+                if value.WhichOneof("value") == "simple_value":  # the common case, inline
+                    converted: Any = value.simple_value
+                else:
+                    converted = self._other(value)
+                    if converted is None:
+                        continue
+                target = keys.get(value.tag)
+                if target is None:
+                    target = keys[value.tag] = points.setdefault(key_for(value.tag), {})
+                target[step] = converted
+                if when > times.get(step, -1.0):
+                    times[step] = when
             if progress is not None and index % 8192 == 0:
                 progress(index, total)
+        self.first_time, self.last_time = first, last
         if progress is not None:
             progress(total, total)
 
-    def _summary(self, step: int, when: float, summary: Any, key_for: Callable[[str], str]) -> None:
-        for value in summary.value:
-            kind = value.WhichOneof("value")
-            plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
-            if kind == "simple_value":
-                converted: Any = value.simple_value
-            elif plugin == "hparams":
-                self._hparams(value.metadata.plugin_data.content)
-                continue
-            elif kind == "histo":
-                converted = histogram_from_proto(value.histo)
-            elif kind == "tensor":
-                converted = self._tensor(value.tag, value.tensor, plugin)
-            else:
-                converted = None
-                self.dropped.setdefault(value.tag, f"{kind or plugin or 'empty'} summaries are not imported")
-            if converted is None:
-                continue
-            key = key_for(value.tag)
-            self.points.setdefault(key, {})[step] = converted
-            if when > self.times.get(step, -1.0):
-                self.times[step] = when
+    def _other(self, value: Any) -> Any:
+        """A summary value other than ``simple_value``: its tracklet value, or None (hparams
+        are taken into the config; what isn't imported is counted in ``dropped``)."""
+        kind = value.WhichOneof("value")
+        plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
+        if plugin == "hparams":
+            self._hparams(value.metadata.plugin_data.content)
+            return None
+        if kind == "histo":
+            return histogram_from_proto(value.histo)
+        if kind == "tensor":
+            return self._tensor(value.tag, value.tensor, plugin)
+        self.dropped.setdefault(value.tag, f"{kind or plugin or 'empty'} summaries are not imported")
+        return None
 
     def _tensor(self, tag: str, tensor: Any, plugin: str) -> Any:
         array = tensor_array(tensor)
@@ -270,12 +278,10 @@ def import_run_dir(logdir: Path, directory: Path, parts: list[tuple[Path, Callab
     source = TensorBoardRun(directory)
     files = [(path, key_for) for part, key_for in parts
              for path in sorted(p for p in part.iterdir() if is_event_file(p))]
-    for number, (path, key_for) in enumerate(files):
-        report = None
-        if progress is not None:  # per mille of each file, files one after another
-            def report(done: int, total: int, n: int = number) -> None:
-                progress(n * 1000 + done * 1000 // max(1, total), len(files) * 1000)
-        source.read_file(path, key_for, report)
+    contents = [path.read_bytes() for path, _ in files]
+    digest = hashlib.sha256()
+    for (path, _), data in zip(files, contents):
+        digest.update(path.name.encode() + b"\0" + data)
     name = run_name(logdir, directory)
     # The first event file's name holds its creation time, host and pid: the run's identity,
     # whichever directory the log was moved to.
@@ -284,14 +290,20 @@ def import_run_dir(logdir: Path, directory: Path, parts: list[tuple[Path, Callab
     target_project = project or DEFAULT_PROJECT
     paths = run_paths_for(root, target_project, run_id)
     result = ImportedRun(f"{target_project}/{run_id}", name, str(directory), "imported")
-    for message in source.damaged:
-        result.warnings.append(message)
-        warnings.warn("tracklet: " + message, TrackletWarning, stacklevel=2)
-    sha = SourceIdentity("tensorboard", identity, tuple(str(p.resolve()) for p, _ in files), source.digest.hexdigest())
+    sha = SourceIdentity("tensorboard", identity, tuple(str(p.resolve()) for p, _ in files), digest.hexdigest())
     existing = check_existing(paths, sha)
     if existing is not None:
         result.status = existing
         return result
+    for number, ((path, key_for), data) in enumerate(zip(files, contents)):
+        report = None
+        if progress is not None:  # per mille of each file, files one after another
+            def report(done: int, total: int, n: int = number) -> None:
+                progress(n * 1000 + done * 1000 // max(1, total), len(files) * 1000)
+        source.read_file(path, key_for, report, data)
+    for message in source.damaged:
+        result.warnings.append(message)
+        warnings.warn("tracklet: " + message, TrackletWarning, stacklevel=2)
     start_time = source.first_time or 0.0
     writer = RunWriter(paths)
     try:

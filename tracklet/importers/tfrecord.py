@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from tracklet.core.recordlog import MAX_RECORD_BYTES, Damage, ScanResult
-from tracklet.importers.crc32c import masked_crc32c
+from tracklet.importers.crc32c import MASK_DELTA, crc32c_value, masked_crc32c
 
 HEADER = struct.Struct("<QI")
 FOOTER = struct.Struct("<I")
@@ -25,13 +25,17 @@ def scan(data: bytes) -> ScanResult:
     damage = None
     unpack_header = HEADER.unpack_from
     unpack_footer = FOOTER.unpack_from
-    checksum = masked_crc32c
+    crc = crc32c_value
+    delta = MASK_DELTA
+    # The checksum is masked inline (rotate right 15, add a constant): one call per check, as
+    # event files hold a record per logged value.
     while offset < size:
         if offset + HEADER.size > size:
             damage = Damage(offset, size, "incomplete record header")
             break
         length, length_crc = unpack_header(data, offset)
-        if checksum(data[offset : offset + 8]) != length_crc:
+        c = crc(data[offset : offset + 8])
+        if ((((c >> 15) | (c << 17)) + delta) & 0xFFFFFFFF) != length_crc:
             damage = Damage(offset, size, "length checksum mismatch")
             break
         if length > MAX_RECORD_BYTES:
@@ -44,7 +48,8 @@ def scan(data: bytes) -> ScanResult:
             damage = Damage(offset, size, f"incomplete record: {length} byte(s) announced, {present} present")
             break
         payload = data[start:end]
-        if checksum(payload) != unpack_footer(data, end)[0]:
+        c = crc(payload)
+        if ((((c >> 15) | (c << 17)) + delta) & 0xFFFFFFFF) != unpack_footer(data, end)[0]:
             damage = Damage(offset, size, "data checksum mismatch")
             break
         payloads.append((offset, payload))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import operator
 import os
 import warnings
 from pathlib import Path
@@ -85,8 +84,13 @@ def find_run_files(path: Path) -> list[Path]:
 # ---------------------------------------------------------------- reading one run
 
 
-def _path(item: Any) -> tuple[str, ...]:
-    return tuple(item.nested_key) or (item.key,)
+def _path(item: Any) -> str | tuple[str, ...]:
+    parts = tuple(item.nested_key) or (item.key,)
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _parts(path: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (path,) if isinstance(path, str) else path
 
 
 def _set_nested(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -102,6 +106,12 @@ def _loads(text: str) -> Any:
     return json.loads(text) if text else None
 
 
+def _plain_items(items: wpb.MergedItems) -> bool:
+    """Whether merged items pair up: each had one ``nested_key`` and one ``value_json``."""
+    return not (items.key or items.none or items.boolean or items.integer or items.number or items.text
+                or items.json) and len(items.nested_key) == len(items.value_json)
+
+
 def wandb_histogram(value: dict[str, Any]) -> Histogram | None:
     """A W&B histogram (``{"_type": "histogram", "values": counts, "bins": edges}``), or None
     when its shape is not one tracklet can hold (then the key is dropped, counted)."""
@@ -114,34 +124,20 @@ def wandb_histogram(value: dict[str, Any]) -> Histogram | None:
         return None
 
 
-class _Layout:
-    """What one distinct sequence of history item paths means: where ``_step`` and
-    ``_timestamp`` are, which items are metrics, and whether any path is nested."""
-
-    __slots__ = ("step", "time", "keys", "pick", "nested", "kinds")
-
-    def __init__(self, paths: tuple[tuple[str, ...], ...]) -> None:
-        heads = [p[0] if len(p) == 1 else None for p in paths]
-        self.step = heads.index("_step") if "_step" in heads else -1
-        self.time = heads.index("_timestamp") if "_timestamp" in heads else -1
-        self.nested = any(len(p) != 1 for p in paths)
-        positions = [i for i, head in enumerate(heads) if head not in RESERVED]
-        self.keys = tuple(heads[i] for i in positions)
-        self.pick = operator.itemgetter(*positions) if len(positions) > 1 else (
-            (lambda values, i=positions[0]: (values[i],)) if positions else (lambda values: ())
-        )
-        self.kinds: set[tuple] = set()
-
-
 class WandbRun:
-    """Everything one ``.wandb`` file says, folded record by record."""
+    """Everything one ``.wandb`` file says, folded record by record.
+
+    History and summary records, nearly all of a file, are read through the merged views of
+    ``wandb_import.proto`` (one C-level parse per record, no Python object per item); a record
+    those can't pair up (nested keys, typed values) is read item by item through ``Record``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.run: wpb.RunRecord | None = None
         self.environment = wpb.EnvironmentRecord()
-        self.config: dict[tuple[str, ...], str] = {}
-        self.summary: dict[tuple[str, ...], str] = {}
+        self.config: dict[Any, str] = {}
+        self.summary: dict[Any, str] = {}
         self.rows: list[tuple] = []
         self.console: dict[int, list[tuple[float, str]]] = {}
         self.stats: list[tuple[float, dict[str, float]]] = []
@@ -151,33 +147,62 @@ class WandbRun:
         self.dropped: dict[str, str] = {}  # key -> why
         self.damage: leveldblog.Damage | None = None
         self.sha256 = ""
-        self._layouts: dict[tuple, _Layout] = {}
         self._keysets: dict[tuple, tuple] = {}
+        self._kinds: set[tuple[tuple, tuple]] = set()  # (keys, value types) of fast-path rows
         self._slow_types: dict[str, set[type]] = {}
+        self._summary_memo: dict[bytes, list[tuple[Any, str]]] = {}
+        self._payloads: list[bytes] = []
 
     # ------------------------------------------------------------ reading
 
     def read(self, progress: Progress | None = None) -> "WandbRun":
-        data = self.path.read_bytes()
+        """Read and fold the whole file."""
+        return self.load(self.path.read_bytes()).fold(progress)
+
+    def load(self, data: bytes) -> "WandbRun":
+        """Check the framing and find the run record, without folding the rest: enough to tell
+        whether this file was imported before."""
         self.sha256 = hashlib.sha256(data).hexdigest()
         try:
             result = leveldblog.scan(data)
         except leveldblog.NotAWandbFile as error:
             raise ImportError_(f"{self.path}: {error}") from None
         self.damage = result.damage
-        total = len(result.payloads)
-        for index, (_, payload) in enumerate(result.payloads):
-            record = wpb.Record()
+        self._payloads = [payload for _, payload in result.payloads]
+        view = wpb.RecordView()
+        for payload in self._payloads[:64]:  # the run record comes right after the header
+            view.ParseFromString(payload)
+            if view.WhichOneof("record_type") is None:
+                try:
+                    record = wpb.Record.FromString(payload)
+                except Exception:
+                    continue
+                if record.WhichOneof("record_type") == "run":
+                    self.run = record.run
+                    break
+        return self
+
+    def fold(self, progress: Progress | None = None) -> "WandbRun":
+        total = len(self._payloads)
+        view = wpb.RecordView()
+        for index, payload in enumerate(self._payloads):
             try:
-                record.ParseFromString(payload)
+                view.ParseFromString(payload)
+                kind = view.WhichOneof("record_type")
+                if kind == "history" and self._history_fast(view.history):
+                    pass
+                elif kind == "summary" and self._summary_fast(view.summary, payload):
+                    pass
+                else:
+                    self._apply(wpb.Record.FromString(payload))
             except Exception:  # a checksummed record that isn't a W&B record: not ours to guess at
                 self.dropped[f"record {index}"] = "unreadable record"
                 continue
-            self._apply(record)
-            if progress is not None and index % 4096 == 0:
+            if progress is not None and index % 8192 == 0:
                 progress(index, total)
         if progress is not None:
             progress(total, total)
+        self._payloads = []
         return self
 
     def _apply(self, record: wpb.Record) -> None:
@@ -195,7 +220,7 @@ class WandbRun:
         elif kind == "stats":
             self._stats(record.stats)
         elif kind == "run":
-            if self.run is None:
+            if self.run is None or not self.run.run_id:
                 self.run = record.run
             self._fold(self.config, record.run.config)
             self._fold(self.summary, record.run.summary)
@@ -207,60 +232,91 @@ class WandbRun:
             self.alerts.append(record.alert)
 
     @staticmethod
-    def _fold(target: dict[tuple[str, ...], str], update: Any) -> None:
+    def _fold(target: dict[Any, str], update: Any) -> list[tuple[Any, str]] | None:
+        """Apply a config or summary update; returns its (path, json) pairs when replaying them
+        alone is equivalent (no removals, no whole dicts), so an identical record can be."""
+        pairs: list[tuple[Any, str]] | None = []
         for item in update.update:
             path = _path(item)
             if item.value_json[:1] == "{":  # a whole dict replaces what was set below it
-                for key in [k for k in target if k[: len(path)] == path and len(k) > len(path)]:
+                parts = _parts(path)
+                for key in [k for k in target if len(_parts(k)) > len(parts) and _parts(k)[: len(parts)] == parts]:
                     del target[key]
+                pairs = None
             target[path] = item.value_json
+            if pairs is not None:
+                pairs.append((path, item.value_json))
         for item in update.remove:
-            path = _path(item)
-            for key in [k for k in target if k[: len(path)] == path]:
+            parts = _parts(_path(item))
+            for key in [k for k in target if _parts(k)[: len(parts)] == parts]:
                 del target[key]
+            pairs = None
+        return pairs
+
+    def _summary_fast(self, view: wpb.SummaryView, payload: bytes) -> bool:
+        """Fold a summary record; False when it must be read through ``Record`` instead."""
+        update = view.update
+        if len(view.remove.nested_key) or len(view.remove.key) or not _plain_items(update):
+            if len(payload) >= 512:
+                return False
+            # W&B repeats some small summary records (its own runtime) row after row: fold each
+            # distinct one once, then replay its pairs
+            content = view.SerializeToString()
+            memo = self._summary_memo.get(content)
+            if memo is not None:
+                self.summary.update(memo)
+                return True
+            pairs = self._fold(self.summary, wpb.Record.FromString(payload).summary)
+            if pairs is not None:
+                if len(self._summary_memo) >= 1024:
+                    self._summary_memo.clear()
+                self._summary_memo[content] = pairs
+            return True
+        texts = "\n".join(update.value_json)  # JSON text never holds a raw newline
+        if texts.startswith("{") or "\n{" in texts:
+            return False
+        self.summary.update(zip(update.nested_key, update.value_json))
+        return True
+
+    def _history_fast(self, view: wpb.HistoryView) -> bool:
+        items = view.item
+        if not _plain_items(items):
+            return False
+        try:
+            values = json.loads("[" + ",".join(items.value_json) + "]")
+        except ValueError:
+            return False
+        row = dict(zip(items.nested_key, values))
+        if len(row) != len(values):
+            return False
+        self._finish_row(row, view.step.num)
+        return True
 
     def _history(self, history: wpb.HistoryRecord) -> None:
-        items = history.item
-        paths = tuple([tuple(item.nested_key) or (item.key,) for item in items])
-        layout = self._layouts.get(paths)
-        if layout is None:
-            layout = self._layouts[paths] = _Layout(paths)
-        texts = [item.value_json for item in items]
-        if "" in texts:  # typed values (newer writers) or an empty value
-            values = [_typed_value(item) for item in items]
-        else:
-            values = json.loads("[" + ",".join(texts) + "]")
-        step = values[layout.step] if layout.step >= 0 else history.step.num
-        when = values[layout.time] if layout.time >= 0 else self.last_time
+        """The general path: nested keys, typed values."""
+        row: dict[str, Any] = {}
+        for item in history.item:
+            _set_nested(row, _parts(_path(item)), _typed_value(item))
+        self._finish_row(row, history.step.num)
+
+    def _finish_row(self, row: dict[str, Any], step_num: int) -> None:
+        step = row.pop("_step", None)
+        when = row.pop("_timestamp", None)
+        row.pop("_runtime", None)
         if type(when) in (int, float):
             self.last_time = float(when)
-        if layout.nested:
-            self._nested_row(int(step), self.last_time, paths, values)
-            return
-        picked = layout.pick(values)
-        kinds = tuple(map(type, picked))
-        layout.kinds.add(kinds)
+        step = int(step) if type(step) in (int, float) else step_num
+        keys = tuple(sorted(row))
+        values = tuple(map(row.__getitem__, keys))
+        kinds = tuple(map(type, values))
         if dict in kinds or list in kinds:
-            row = self._convert(dict(zip(layout.keys, picked)))
-            keys = tuple(row)
-            self._add_row(int(step), self.last_time, self._keysets.setdefault(keys, keys), tuple(row.values()))
+            row = self._convert({key: row[key] for key in keys})
+            keys, values = tuple(row), tuple(row.values())
+            for key, value in zip(keys, values):
+                self._slow_types.setdefault(key, set()).add(type(value))
         else:
-            self.rows.append((int(step), self.last_time, layout.keys, picked))
-
-    def _nested_row(self, step: int, when: float, paths: tuple, values: list[Any]) -> None:
-        row: dict[str, Any] = {}
-        for path, value in zip(paths, values):
-            if path[0] not in RESERVED:
-                _set_nested(row, path, value)
-        row = self._convert(row)
-        keys = tuple(row)
-        self._add_row(step, when, self._keysets.setdefault(keys, keys), tuple(row.values()))
-
-    def _add_row(self, step: int, when: float, keys: tuple, values: tuple) -> None:
-        """A row that took the per-value path (nested, histograms): its types are noted here."""
-        for key, value in zip(keys, values):
-            self._slow_types.setdefault(key, set()).add(type(value))
-        self.rows.append((step, when, keys, values))
+            self._kinds.add((self._keysets.setdefault(keys, keys), kinds))
+        self.rows.append((step, self.last_time, self._keysets.setdefault(keys, keys), values))
 
     def _convert(self, row: dict[str, Any]) -> dict[str, Any]:
         """Histograms and nested dicts to what tracklet logs; media dropped (and counted)."""
@@ -304,10 +360,9 @@ class WandbRun:
     def history_rows(self) -> list[tuple]:
         """The rows, with integral values of float keys made floats again (see the module doc)."""
         types = {key: set(kinds) for key, kinds in self._slow_types.items()}
-        for layout in self._layouts.values():
-            for kinds in layout.kinds:
-                for key, kind in zip(layout.keys, kinds):
-                    types.setdefault(key, set()).add(kind)
+        for keys, kinds in self._kinds:
+            for key, kind in zip(keys, kinds):
+                types.setdefault(key, set()).add(kind)
         mixed = {key for key, kinds in types.items() if int in kinds and float in kinds}
         if not mixed:
             return self.rows
@@ -390,14 +445,14 @@ def _typed_value(item: Any) -> Any:
     return getattr(item, which)
 
 
-def _unflatten(raw: dict[tuple[str, ...], str]) -> dict[str, Any]:
+def _unflatten(raw: dict[Any, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for path in sorted(raw, key=len):  # whole dicts first, then what was set inside them
+    for path in sorted(raw, key=lambda p: len(_parts(p))):  # whole dicts first, then what was set inside
         try:
             value = _loads(raw[path])
         except ValueError:
             continue
-        _set_nested(out, path, value)
+        _set_nested(out, _parts(path), value)
     return out
 
 
@@ -454,7 +509,7 @@ def _environment(source: WandbRun) -> pb.Record | None:
 def import_run_file(path: Path, root: Path, project: str | None = None,
                     progress: Progress | None = None) -> ImportedRun:
     """Import one ``.wandb`` file into the data root; a no-op when it was imported before."""
-    source = WandbRun(path).read(progress)
+    source = WandbRun(path).load(path.read_bytes())
     if source.run is None:
         raise ImportError_(f"{path}: no run record in the first intact records; is this a W&B run file?")
     wandb_id = source.run.run_id or path.stem.removeprefix("run-")
@@ -473,6 +528,7 @@ def import_run_file(path: Path, root: Path, project: str | None = None,
     if existing is not None:
         result.status = existing
         return result
+    source.fold(progress)
     writer = RunWriter(paths)
     try:
         _write(writer, source, run_id, target_project)

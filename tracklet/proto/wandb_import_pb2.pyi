@@ -276,3 +276,49 @@ class CpuInfo(_message.Message):
     count_logical: int
     model: str
     def __init__(self, count: _Optional[int] = ..., count_logical: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+
+class RecordView(_message.Message):
+    __slots__ = ("history", "summary")
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    history: HistoryView
+    summary: SummaryView
+    def __init__(self, history: _Optional[_Union[HistoryView, _Mapping]] = ..., summary: _Optional[_Union[SummaryView, _Mapping]] = ...) -> None: ...
+
+class HistoryView(_message.Message):
+    __slots__ = ("item", "step")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    item: MergedItems
+    step: HistoryStep
+    def __init__(self, item: _Optional[_Union[MergedItems, _Mapping]] = ..., step: _Optional[_Union[HistoryStep, _Mapping]] = ...) -> None: ...
+
+class SummaryView(_message.Message):
+    __slots__ = ("update", "remove")
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    update: MergedItems
+    remove: MergedItems
+    def __init__(self, update: _Optional[_Union[MergedItems, _Mapping]] = ..., remove: _Optional[_Union[MergedItems, _Mapping]] = ...) -> None: ...
+
+class MergedItems(_message.Message):
+    __slots__ = ("key", "nested_key", "none", "boolean", "integer", "number", "text", "json", "value_json")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    NESTED_KEY_FIELD_NUMBER: _ClassVar[int]
+    NONE_FIELD_NUMBER: _ClassVar[int]
+    BOOLEAN_FIELD_NUMBER: _ClassVar[int]
+    INTEGER_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    key: _containers.RepeatedScalarFieldContainer[str]
+    nested_key: _containers.RepeatedScalarFieldContainer[str]
+    none: _containers.RepeatedScalarFieldContainer[int]
+    boolean: _containers.RepeatedScalarFieldContainer[bool]
+    integer: _containers.RepeatedScalarFieldContainer[int]
+    number: _containers.RepeatedScalarFieldContainer[float]
+    text: _containers.RepeatedScalarFieldContainer[str]
+    json: _containers.RepeatedScalarFieldContainer[str]
+    value_json: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[_Iterable[str]] = ..., nested_key: _Optional[_Iterable[str]] = ..., none: _Optional[_Iterable[int]] = ..., boolean: _Optional[_Iterable[bool]] = ..., integer: _Optional[_Iterable[int]] = ..., number: _Optional[_Iterable[float]] = ..., text: _Optional[_Iterable[str]] = ..., json: _Optional[_Iterable[str]] = ..., value_json: _Optional[_Iterable[str]] = ...) -> None: ...

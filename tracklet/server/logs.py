@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tracklet.core.layout import RunPaths
@@ -66,6 +67,27 @@ def check_frames(body: bytes, offset: int) -> None:
             f"body is not whole, intact frames: {result.damage.reason} at body byte {result.damage.offset} "
             f"(request offset {offset} + {result.damage.offset}); nothing was stored"
         )
+
+
+def new_tail(body: bytes, offset: int, size: int, stored: Callable[[int, int], bytes]) -> bytes:
+    """What of ``body`` (the client's bytes from ``offset``) to append to a copy of ``size``
+    bytes: all of it when ``offset == size``; for a resend, the part past ``size`` once the
+    overlap equals ``stored(offset, ...)``; ``OffsetConflict`` on a gap, a mismatch or a tail
+    that doesn't start on a frame boundary. The rules of every copy store (local or segments)."""
+    if offset > size:
+        raise OffsetConflict(f"gap: the server has {size} byte(s) of this run, the body starts at {offset}", size)
+    if offset == size:
+        return body
+    overlap = min(len(body), size - offset)
+    if stored(offset, offset + overlap) != body[:overlap]:
+        raise OffsetConflict(f"the body differs from the stored bytes at offset {offset}: the log was replaced?", size)
+    tail = body[overlap:]
+    if tail:
+        try:
+            check_frames(tail, size)
+        except BadRequest:
+            raise OffsetConflict(f"offset {size} is not a frame boundary of the body", size) from None
+    return tail
 
 
 class LogCopies:
@@ -124,24 +146,13 @@ class LogCopies:
             check_frames(body, offset)
         with self._lock(paths):
             size = self._size(paths)
-            if offset > size:
-                raise OffsetConflict(f"gap: the server has {size} byte(s) of this run, the body starts at {offset}", size)
-            tail = body
-            if offset < size:  # a resend: what overlaps must be what is stored
-                overlap = min(len(body), size - offset)
+
+            def stored(start: int, end: int) -> bytes:
                 with open(paths.log_file, "rb") as handle:
-                    handle.seek(offset)
-                    stored = handle.read(overlap)
-                if stored != body[:overlap]:
-                    raise OffsetConflict(
-                        f"the body differs from the stored bytes at offset {offset}: the log was replaced?", size
-                    )
-                tail = body[overlap:]
-                if tail:
-                    try:
-                        check_frames(tail, size)
-                    except BadRequest:
-                        raise OffsetConflict(f"offset {size} is not a frame boundary of the body", size) from None
+                    handle.seek(start)
+                    return handle.read(end - start)
+
+            tail = new_tail(body, offset, size, stored)
             if tail:
                 self._write(paths, size, tail)
             return AppendResult(offset=size + len(tail), appended=len(tail))

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql
 
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
-from tracklet.server.logs import AppendResult, BadRequest, OffsetConflict, check_frames, run_paths
+from tracklet.server.logs import AppendResult, BadRequest, check_frames, new_tail, run_paths
 from tracklet.store.schema import log_heads, log_segments
 
 
@@ -76,20 +76,8 @@ class SegmentCopies:
                 project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
             size = connection.execute(
                 sa.select(log_heads.c.size).where(self._head(project, run_id)).with_for_update()).scalar_one()
-            if offset > size:
-                raise OffsetConflict(f"gap: the server has {size} byte(s) of this run, the body starts at {offset}", size)
-            tail = body
-            if offset < size:  # a resend: what overlaps must be what is stored
-                overlap = min(len(body), size - offset)
-                if self._read(connection, project, run_id, offset, offset + overlap) != body[:overlap]:
-                    raise OffsetConflict(
-                        f"the body differs from the stored bytes at offset {offset}: the log was replaced?", size)
-                tail = body[overlap:]
-                if tail:
-                    try:
-                        check_frames(tail, size)
-                    except BadRequest:
-                        raise OffsetConflict(f"offset {size} is not a frame boundary of the body", size) from None
+            tail = new_tail(body, offset, size,
+                            lambda start, end: self._read(connection, project, run_id, start, end))
             if tail:
                 self.fs.pipe_file(self._key(project, run_id, size), tail)  # durable before the commit
                 connection.execute(log_segments.insert().values(

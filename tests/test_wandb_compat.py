@@ -341,7 +341,8 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     run = wandb.init(project="rules", config={"lr": 0.1}, settings={"console": "off", "x_disable_stats": True},
                      config_exclude_keys=["secret"])
     assert wandb.run is run and isinstance(run, wandb.wandb_run.Run)
-    assert wandb.init(project="other") is run  # W&B's default: the active run comes back
+    with pytest.warns(tracklet.TrackletWarning, match="returning that run"):
+        assert wandb.init(project="other") is run  # W&B's default: the active run comes back
     with pytest.raises(wandb.sdk.lib.config_util.ConfigError):
         wandb.config.lr = 0.2
     wandb.config.update({"lr": 0.2}, allow_val_change=True)

@@ -205,3 +205,24 @@ def test_not_a_wandb_file_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--dir", str(tmp_path / "root"), "import", "wandb", str(bogus)])
     assert result.exit_code == 2 and "not a W&B run file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_system_metrics_get_tracklet_names_units_and_rates() -> None:
+    from tracklet.importers.wandb_stats import stats_records
+
+    # names as wandb 0.31 writes them (one sample each), 10 s apart
+    samples = [
+        (100.0, {"memory_percent": 9.5, "proc.memory.rssMB": 62.0, "cpu": 12.0, "gpu.0.gpu": 80.0,
+                 "gpu.0.memoryAllocatedBytes": 1e9, "network.sent": 1000.0, "disk.vda.in": 1.0,
+                 "disk./.usagePercent": 27.0, "network.tcpRetransmits": 0.0}),
+        (110.0, {"memory_percent": 10.0, "proc.memory.rssMB": 64.0, "cpu": 14.0, "gpu.0.gpu": 90.0,
+                 "gpu.0.memoryAllocatedBytes": 2e9, "network.sent": 21000.0, "disk.vda.in": 11.0,
+                 "disk./.usagePercent": 27.0, "network.tcpRetransmits": 0.0}),
+    ]
+    first, second = (dict((v.name, v.value) for v in r.stats.values) for r in stats_records(samples))
+    assert first == {"memory.percent": 9.5, "process.rss_bytes": 62.0 * 2**20, "process.cpu_percent": 12.0,
+                     "gpu.0.utilization_percent": 80.0, "gpu.0.memory_used_bytes": 1e9, "disk.percent": 27.0,
+                     "wandb.network.tcpRetransmits": 0.0}  # rates need two samples, as in tracklet
+    assert second["network.sent_bytes_per_s"] == 2000.0
+    assert second["disk.read_bytes_per_s"] == 1.0 * 2**20
+    assert second["gpu.0.memory_used_bytes"] == 2e9

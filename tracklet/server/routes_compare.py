@@ -61,9 +61,13 @@ def _names(text: str, what: str, most: int, example: str) -> list[str]:
 
 
 def _floats(array: np.ndarray) -> list[Any]:
+    """JSON numbers; NaN and ±inf become null (one pass over the values only when there are any)."""
     if array.dtype.kind in "iu":
         return array.tolist()
-    return [value if math.isfinite(value) else None for value in array.astype(np.float64).tolist()]
+    values = array.astype(np.float64, copy=False)
+    if np.isfinite(values).all():
+        return values.tolist()
+    return [value if math.isfinite(value) else None for value in values.tolist()]
 
 
 def compact_series(history: SeriesHistory, by_step: bool) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from tracklet.store import blocks as B
 from tracklet.store.ingest import TIMESTAMP_KEY
 from tracklet.store.schema import blocks, projects, runs, series
-
+from tracklet.store.windows import WindowReader, WindowRequest
 
 
 @dataclasses.dataclass
@@ -53,17 +53,10 @@ class RunNotIndexed(LookupError):
     pass
 
 
-def _levels(count: int) -> list[int]:
-    """Entries per level for a series of ``count`` points (level 0 = points)."""
-    sizes = [count]
-    while sizes[-1] > 1:
-        sizes.append(-(-sizes[-1] // B.FANOUT))
-    return sizes
-
-
 class HistoryReader:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
+        self.windows = WindowReader(connection)
 
     def series_rows(self, run_pks: Sequence[int], keys: Sequence[str], kind: str = "number") -> list[Any]:
         """Series of ``kind`` (a run's metrics by default; ``system``/``system_max``: its system
@@ -73,83 +66,14 @@ class HistoryReader:
                                     series.c.key.in_(list(keys)))
         ))
 
-    def _blocks(self, series_id: int, level: int, start: int, end: int) -> list[Any]:
-        return list(self.connection.execute(
-            sa.select(blocks.c.data, blocks.c.count)
-            .where(blocks.c.series_id == series_id, blocks.c.level == level,
-                   blocks.c.last_step >= start, blocks.c.first_step <= end)
-            .order_by(blocks.c.seq)
-        ))
-
-    def _window_count(self, series_id: int, start: int, end: int) -> int:
-        """Points in the window, counting its two edge blocks whole (an upper bound)."""
-        total = self.connection.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(blocks.c.count), 0))
-            .where(blocks.c.series_id == series_id, blocks.c.level == 0,
-                   blocks.c.last_step >= start, blocks.c.first_step <= end)
-        ).scalar()
-        return int(total)
-
-    def points(self, series_id: int, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        found = [B.decode_points(row.data) for row in self._blocks(series_id, 0, start, end)]
-        if not found:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        steps = np.concatenate([f[0] for f in found])
-        values = np.concatenate([f[1] for f in found])
-        inside = (steps >= start) & (steps <= end)
-        return steps[inside], values[inside]
-
-    def entries(self, series_id: int, level: int, start: int, end: int) -> np.ndarray:
-        """Entries at ``level`` that summarize exactly the points in [start, end]: entries wholly
-        inside come from ``level``; the (at most two) that straddle an edge are replaced by the
-        finer entries under them, recursively, down to single points. The edges cost a few small
-        reads per level, and a spike just outside the window can't leak into it."""
-        if level == 0:
-            return B.point_entries(*self.points(series_id, start, end))
-        found = [B.decode_entries(row.data) for row in self._blocks(series_id, level, start, end)]
-        if not found:
-            return np.empty(0, dtype=B.ENTRY)
-        entries = np.concatenate(found)
-        entries = entries[(entries["last_step"] >= start) & (entries["first_step"] <= end)]
-        if not len(entries):
-            return entries
-        parts = []
-        head, tail = entries[0], entries[-1]
-        body = entries
-        if head["first_step"] < start:
-            parts.append(self.entries(series_id, level - 1, start, min(end, int(head["last_step"]))))
-            body = body[1:]
-        straddles_end = tail["last_step"] > end and (len(entries) > 1 or head["first_step"] >= start)
-        if straddles_end and len(body):
-            body = body[:-1]
-        parts.append(body)
-        if straddles_end:
-            parts.append(self.entries(series_id, level - 1, max(start, int(tail["first_step"])), end))
-        return np.concatenate(parts)
-
     def read(self, row: Any, start: int | None, end: int | None, buckets: int | None) -> tuple[bool, Any]:
         """(exact, (steps, values)) or (bucketed, merged entries) for one series row."""
-        if row.count == 0:
-            return True, (np.empty(0, dtype=np.int64), np.empty(0))
-        start = row.first_step if start is None else start
-        end = row.last_step if end is None else end
-        if buckets is None:
-            return True, self.points(row.id, start, end)
-        whole = start <= row.first_step and end >= row.last_step
-        in_window = row.count if whole else self._window_count(row.id, start, end)
-        sizes = _levels(row.count)
-        level = 0
-        # The coarsest level whose entries in the window still number at least `buckets`.
-        while level + 1 < len(sizes) and in_window // (B.FANOUT ** (level + 1)) >= buckets:
-            level += 1
-        if level == 0:
-            steps, values = self.points(row.id, start, end)
-            if len(steps) <= buckets:
-                return True, (steps, values)
-            level_entries = B.point_entries(steps, values)
-        else:
-            level_entries = self.entries(row.id, level, start, end)
-        return False, B.bucketize(level_entries, start, end, buckets)
+        (answer,) = self.windows.read([WindowRequest(row, start, end)], buckets)
+        return answer
+
+    def read_many(self, requests: Sequence[WindowRequest], buckets: int | None) -> list[tuple[bool, Any]]:
+        """``read`` for many series at once, in a few statements (store/windows.py)."""
+        return self.windows.read(requests, buckets)
 
 
 STEP_LIMIT = 2**62  # beyond any step; keeps window bounds inside the databases' 64-bit integers
@@ -227,34 +151,39 @@ class StoreQueries:
             reader = HistoryReader(connection)
             wanted = names + ([axis_key] if axis_key else [])
             rows = {(r.run_pk, r.key): r for r in reader.series_rows([pk for pk, _ in pks.values()], wanted)}
+            axes = {pk: rows.get((pk, axis_key)) for pk, _ in pks.values()} if axis_key else {}
+            curves = self._curves(reader, {pk: row for pk, row in axes.items() if row is not None})
+            requests: list[WindowRequest] = []
+            owners: list[tuple[str, str, tuple[np.ndarray, np.ndarray] | None, float]] = []
             for path, (pk, created) in pks.items():
-                axis = rows.get((pk, axis_key)) if axis_key else None
-                curve = self._curve(reader, axis) if axis is not None else None
+                curve = curves.get(pk)
                 offset = (created or 0.0) if x == "relative_time" else 0.0
                 step_start, step_end = self._step_window(curve, offset, start, end, by_step=axis_key is None)
                 for key in names:
                     row = rows.get((pk, key))
-                    if row is None:
-                        continue
-                    exact, data = reader.read(row, step_start, step_end, buckets)
-                    result = _as_history(path, key, exact, data)
-                    if axis_key is not None:
-                        result.x = (np.interp(result.steps, *curve) - offset if curve is not None
-                                    else np.full(len(result.steps), np.nan))
-                    results.append(result)
+                    if row is not None:
+                        requests.append(WindowRequest(row, step_start, step_end))
+                        owners.append((path, key, curve, offset))
+            for (path, key, curve, offset), (exact, data) in zip(owners, reader.read_many(requests, buckets)):
+                result = _as_history(path, key, exact, data)
+                if axis_key is not None:
+                    result.x = (np.interp(result.steps, *curve) - offset if curve is not None
+                                else np.full(len(result.steps), np.nan))
+                results.append(result)
         return results
 
     @staticmethod
-    def _curve(reader: HistoryReader, axis: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        """(steps, axis values) at up to 4096 points: enough to map steps to the axis and back by
-        interpolation without reading every row. NaN values (no finite point in a bucket) are
-        left out."""
-        exact, data = reader.read(axis, None, None, 4096)
-        steps, values = data if exact else (data["last_step"], data["last"])
-        keep = np.isfinite(values)
-        if not keep.any():
-            return None
-        return steps[keep].astype(np.float64), values[keep]
+    def _curves(reader: HistoryReader, axes: dict[int, Any]) -> dict[int, tuple[np.ndarray, np.ndarray] | None]:
+        """Per run, (steps, axis values) at up to 4096 points: enough to map steps to the axis and
+        back by interpolation without reading every row. NaN values (no finite point in a bucket)
+        are left out; None when none is left."""
+        answers = reader.read_many([WindowRequest(row, None, None) for row in axes.values()], 4096)
+        curves: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        for pk, (exact, data) in zip(axes, answers):
+            steps, values = data if exact else (data["last_step"], data["last"])
+            keep = np.isfinite(values)
+            curves[pk] = (steps[keep].astype(np.float64), values[keep]) if keep.any() else None
+        return curves
 
     @staticmethod
     def _step_window(curve: tuple[np.ndarray, np.ndarray] | None, offset: float, start: float | None,

@@ -296,3 +296,178 @@ def test_a_server_with_keys_asks_for_one(servers, three_runs, page, allowed_erro
     page.click("dialog button[value='ok']")
     page.wait_for_selector("ul.projects a:text('cmp')")
     assert page.evaluate("() => localStorage.getItem('tracklet.apiKey')").startswith("tlk_")
+
+
+SWEEP = [  # run id -> config; `seed` is the same everywhere, so it is no difference
+    ("s0", {"opt": "adam", "lr": 0.1, "width": 64, "seed": 7}),
+    ("s1", {"opt": "adam", "lr": 0.01, "width": 128, "seed": 7}),
+    ("s2", {"opt": "sgd", "lr": 0.001, "width": 64, "seed": 7}),
+    ("s3", {"opt": "adam", "lr": 0.001, "width": 256, "seed": 7}),
+    ("s4", {"opt": "sgd", "lr": 0.1, "width": 128, "seed": 7}),
+]
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """Five finished runs of a small sweep: `train/loss` and `epoch` (step / 8) for 24 steps,
+    summary `best` = 1.5 × the run's index."""
+    root = tmp_path / "srv"
+    for index, (run_id, config) in enumerate(SWEEP):
+        run = tracklet.init(project="sweep", id=run_id, name=f"run-{run_id}", dir=str(root), config=config,
+                            settings=QUIET)
+        for step in range(24):
+            run.log({"train/loss": loss(index, step), "epoch": step / 8})
+        run.summary["best"] = 1.5 * index
+        run.finish()
+    return root
+
+
+def probe(tab, name: str) -> dict:
+    return tab.evaluate("name => { const p = window.__tracklet.probe(name); "
+                        "return p && JSON.parse(JSON.stringify(p)) }", name)
+
+
+def test_compare_diffs_configs_and_draws_parallel_coordinates(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep?sel=s0,s2&tab=compare")
+    page.wait_for_selector("table.diff")
+    diff = page.eval_on_selector_all(
+        "table.diff tbody tr", "rows => rows.map(r => [r.dataset.key, [...r.querySelectorAll('td')]"
+        ".map(c => [c.textContent, c.classList.contains('differs')])])")
+    # only the keys that differ between s0 and s2 (not seed, not width: 64 both), s2's cells marked
+    assert diff == [["lr", [["0.1", False], ["0.001", True]]], ["opt", [["adam", False], ["sgd", True]]]]
+    assert page.text_content(".config-diff p.muted").startswith("2 of 4 config keys differ")
+    assert page.is_hidden(".workspace")
+
+    page.wait_for_function("() => { const p = window.__tracklet.probe('parcoords'); return p && p.lines.length === 5 }")
+    drawn = probe(page, "parcoords")
+    assert [(a["key"], a["kind"]) for a in drawn["axes"]] == [
+        ("config.lr", "log"), ("config.opt", "category"), ("config.width", "number"), ("summary.best", "number")]
+    assert drawn["axes"][1]["categories"] == ["adam", "sgd"] and drawn["metric"] == "best"
+    lines = {line["run"]: line["t"] for line in drawn["lines"]}
+    assert lines["s2"] == [0, 1, 0, 0.5] and lines["s0"] == [1, 0, 0, 0]
+    assert lines["s1"][0] == pytest.approx(0.5) and lines["s3"][2] == 1 and lines["s4"][3] == 1
+    assert drawn["highlighted"] == ["s0", "s1", "s2", "s3", "s4"]
+
+    # brushing the top of the opt axis (sgd) leaves the sgd runs highlighted
+    top = page.evaluate("() => window.__tracklet.probe('parcoords').pagePoint(1, 1.0)")
+    low = page.evaluate("() => window.__tracklet.probe('parcoords').pagePoint(1, 0.8)")
+    page.mouse.move(low["x"], low["y"])
+    page.mouse.down()
+    page.mouse.move(top["x"], top["y"] - 5, steps=4)
+    page.mouse.up()
+    assert probe(page, "parcoords")["highlighted"] == ["s2", "s4"]
+    page.mouse.click(low["x"], low["y"])  # a click clears the axis' brush
+    assert len(probe(page, "parcoords")["highlighted"]) == 5
+
+    page.select_option("select[name='pc-metric']", "train/loss")
+    drawn = probe(page, "parcoords")
+    assert drawn["metric"] == "train/loss" and drawn["axes"][-1]["key"] == "summary.train/loss"
+    assert "pc=train%2Floss" in page.url
+    page.reload()  # the tab and the metric are in the URL
+    page.wait_for_function("() => { const p = window.__tracklet.probe('parcoords'); return p && p.lines.length === 5 }")
+    assert probe(page, "parcoords")["metric"] == "train/loss" and page.is_visible("table.diff")
+
+
+def test_runs_table_groups_by_a_config_key_and_charts_colour_by_group(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep")
+    wait_chart(page, "train/loss", runs=5)
+    page.select_option("select[name='group']", "opt")
+    page.wait_for_selector(".tr.group-row")
+    table = probe(page, "table")
+    assert table["groupBy"] == "opt"
+    groups = {g["label"]: sorted(g["runs"]) for g in table["groups"]}
+    assert groups == {"opt = adam": ["s0", "s1", "s3"], "opt = sgd": ["s2", "s4"]}
+    assert page.locator(".group-row .group-count").all_text_contents() == ["3 runs", "2 runs"]
+    assert "group=opt" in page.url and page.is_hidden(".compare")
+
+    legend = page.eval_on_selector_all(
+        ".panel[data-key='train/loss'] .legend-group",
+        "items => items.map(i => [i.textContent, i.querySelector('.swatch').style.background])")
+    colors = {g["label"]: g["color"] for g in table["groups"]}
+    assert [text for text, _ in legend] == ["opt = adam (3)", "opt = sgd (2)"]
+    swatch = page.eval_on_selector(".tr[data-run='s2'] .swatch", "s => s.style.background")
+    assert swatch == legend[1][1] and colors["opt = sgd"] != colors["opt = adam"]
+
+    page.click(".group-toggle[data-group='\"adam\"']")  # collapse adam: only sgd's runs are rows
+    page.wait_for_function("() => document.querySelectorAll('.tr[data-run]').length === 2")
+    shown = page.eval_on_selector_all(".tr[data-run]", "rows => rows.map(r => r.dataset.run).sort()")
+    assert shown == ["s2", "s4"]
+    assert probe(page, "table")["groups"][0]["collapsed"] is True
+    page.reload()
+    page.wait_for_selector(".tr.group-row")
+    assert probe(page, "table")["groupBy"] == "opt"
+
+
+def test_x_axis_can_be_another_metric(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep?sel=s1")
+    wait_chart(page, "train/loss", runs=1)
+    options = page.eval_on_selector_all("select[name='x'] option", "os => os.map(o => o.value)")
+    assert options[:3] == ["step", "relative_time", "time"] and "epoch" in options
+    with page.expect_request(lambda r: "/history" in r.url and "x=epoch" in r.url):
+        page.select_option("select[name='x']", "epoch")
+    drawn = wait_chart(page, "train/loss", runs=1, loads=2)
+    (series,) = drawn["runs"]
+    assert series["x"] == [step / 8 for step in range(24)]
+    assert series["line"] == [loss(1, step) for step in range(24)]
+    assert "x=epoch" in page.url
+    point = page.evaluate("() => window.__tracklet.chart('train/loss').pagePoint(1.5, 3)")
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_selector(".panel[data-key='train/loss'] .tooltip:not([hidden])")
+    tip_x = page.text_content(".panel[data-key='train/loss'] .tip-x")  # the cursor's x, in epochs
+    assert tip_x.startswith("epoch ") and float(tip_x.split()[1]) == pytest.approx(1.5, abs=0.02)
+    step = page.eval_on_selector(".panel[data-key='train/loss'] .tip-row", "r => r.dataset.step")
+    assert step == "12"
+
+
+def test_panel_size_is_chosen_and_kept_in_the_url(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep?sel=s0")
+    wait_chart(page, "train/loss", runs=1)
+    plot = ".panel[data-key='train/loss'] .u-over"
+    before = page.locator(plot).bounding_box()
+    page.select_option("select[name='size']", "l")
+    page.wait_for_function("h => document.querySelector(\".panel[data-key='train/loss'] .u-over\")"
+                           ".getBoundingClientRect().height > h + 100", arg=before["height"])
+    after = page.locator(plot).bounding_box()
+    assert after["width"] > before["width"] and "size=l" in page.url
+    page.reload()
+    wait_chart(page, "train/loss", runs=1)
+    assert page.locator(plot).bounding_box()["height"] == pytest.approx(after["height"], abs=1)
+    page.select_option("select[name='size']", "s")
+    page.wait_for_function("h => document.querySelector(\".panel[data-key='train/loss'] .u-over\")"
+                           ".getBoundingClientRect().height < h - 40", arg=before["height"])
+
+
+def start_ui(root: Path) -> tuple[subprocess.Popen, str]:
+    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    return ui, re.search(r"http://127\.0\.0\.1:\d+/", ui.stdout.readline()).group()
+
+
+def test_run_page_lists_and_downloads_run_files(root, page):
+    run = tracklet.init(project="files", id="withfiles", dir=str(root), settings=QUIET)
+    run.log({"loss": 1.0})
+    run.finish()
+    files = Path(run.dir) / "files"
+    (files / "logs").mkdir(parents=True, exist_ok=True)
+    (files / "notes.txt").write_text("hello files\n")
+    (files / "logs" / "epoch-1.txt").write_bytes(bytes(range(256)) * 8)
+    ui, url = start_ui(root)
+    try:
+        page.goto(url + "projects/files/runs/withfiles")
+        page.wait_for_selector(".files tr[data-name='notes.txt']")
+        listed = dict(page.eval_on_selector_all(".files tr", "rows => rows.map(r => [r.dataset.name, "
+                                                "r.querySelector('.size').textContent])"))
+        assert listed["notes.txt"] == "12 B" and listed["logs/epoch-1.txt"] == "2.0 kB"
+        for name, content in (("notes.txt", b"hello files\n"), ("logs/epoch-1.txt", bytes(range(256)) * 8)):
+            with page.expect_download() as download:
+                page.click(f".files a[data-name='{name}']")
+            assert download.value.suggested_filename == name.split("/")[-1]
+            assert Path(download.value.path()).read_bytes() == content
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

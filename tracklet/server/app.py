@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from tracklet import __version__
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
-from tracklet.server.files import RunFiles
+from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
 from tracklet.server.logs import BadRequest, LogCopies
 from tracklet.server.segments import SegmentCopies
@@ -72,7 +72,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     without an exit record become ``crashed``. With ``auth`` (the default) every API request
     needs a user's API key and project role; ``auth=False`` lets anyone do anything. ``liveness``
     replaces the heartbeat rule (``tracklet ui`` passes the writer's lock, ``writer_alive``), and
-    ``shared_root`` says other processes index ``root`` too (a local data root). The dashboard
+    ``shared_root`` says other processes index ``root`` too (a local data root, whose runs' files
+    are served from beside their logs unless ``files_url`` says otherwise). The dashboard
     (``web.py``) is served at ``/``. ``logs_url`` (an fsspec URL such as ``s3://bucket/logs``,
     opened with ``files_options``) keeps the record log copies there as segments indexed in the
     PostgreSQL store (``segments.py``), so several server processes can share one deployment."""
@@ -92,7 +93,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                              shared_root=shared_root,
                                              source=copies if isinstance(copies, SegmentCopies) else None),
                         max_body_bytes=max_body_bytes,
-                        files=RunFiles.connect(files_url or root / "files", files_options),
+                        files=(RunFiles.connect(files_url, files_options) if files_url is not None
+                               # a data root's runs keep their files beside their logs
+                               else RunFiles.connect(root, layout=DATA_ROOT_LAYOUT) if shared_root
+                               else RunFiles.connect(root / "files", files_options)),
                         authorizer=Authorizer(Accounts(store.engine)) if auth else None)
     if index_on_start:
         state.indexer.index_all()

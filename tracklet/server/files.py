@@ -117,11 +117,18 @@ def _version(info: Mapping[str, Any]) -> tuple[Any, ...]:
     return (info.get("size"), info.get("mtime"), info.get("ino"))
 
 
-class RunFiles:
-    """Every run's files in one fsspec location (``url`` plus fsspec ``options``)."""
+SERVER_LAYOUT = "{project}/{run_id}"  # a server's files location
+DATA_ROOT_LAYOUT = "projects/{project}/runs/{run_id}/files"  # a client's data root (``tracklet ui``)
 
-    def __init__(self, url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> None:
+
+class RunFiles:
+    """Every run's files in one fsspec location (``url`` plus fsspec ``options``); ``layout``
+    places a run's files under it (a server's own location, or a client's data root)."""
+
+    def __init__(self, url: str | os.PathLike[str], options: Mapping[str, Any] | None = None,
+                 layout: str = SERVER_LAYOUT) -> None:
         self.url = str(url)
+        self.layout = layout
         self.fs, base = fsspec.core.url_to_fs(self.url, **dict(options or {}))
         self.local = isinstance(self.fs, LocalFileSystem)
         if self.local:  # created by the first upload, not before
@@ -132,12 +139,13 @@ class RunFiles:
         self._digests: dict[tuple[str, tuple[Any, ...]], str] = {}
 
     @classmethod
-    def connect(cls, url: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> RunFiles:
+    def connect(cls, url: str | os.PathLike[str], options: Mapping[str, Any] | None = None,
+                layout: str = SERVER_LAYOUT) -> RunFiles:
         """``RunFiles(url, options)``, checked at server start rather than at the first upload:
         ``ValueError`` naming the location when its backend is missing or it can't be listed
         (wrong endpoint, credentials or bucket)."""
         try:
-            files = cls(url, options)
+            files = cls(url, options, layout)
         except ImportError as error:
             raise ValueError(f"the files location {url} needs a package that is not installed: {error} "
                              "(for s3://: pip install 'tracklet[s3]')") from None
@@ -162,7 +170,7 @@ class RunFiles:
             check_name("run id", run_id)
         except ValueError as error:
             raise BadRequest(str(error)) from None
-        return f"{self.base}/{project}/{run_id}"
+        return f"{self.base}/{self.layout.format(project=project, run_id=run_id)}"
 
     def _key(self, project: str, run_id: str, name: str) -> str:
         return f"{self._run_prefix(project, run_id)}/{check_file_name(name)}"

@@ -45,6 +45,13 @@ export interface ConsoleLine {
   text: string;
 }
 
+export interface RunFile {
+  name: string;
+  size: number;
+  sha256: string;
+  updated_at: string | null;
+}
+
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
@@ -85,6 +92,17 @@ export async function get<T>(path: string, query: Query = {}, signal?: AbortSign
 
 const enc = encodeURIComponent;
 
+/** A run file's bytes, with the key header a plain link could not send. */
+export async function fileBlob(project: string, runId: string, name: string): Promise<Blob> {
+  const key = storedKey();
+  const path = name.split("/").map(enc).join("/");
+  const response = await fetch(`/api/v1/runs/${enc(project)}/${enc(runId)}/files/${path}`, {
+    headers: key ? { Authorization: `Bearer ${key}` } : {},
+  });
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  return response.blob();
+}
+
 export const api = {
   projects: () => get<{ projects: { name: string; runs: number }[] }>("/projects"),
   runs: (project: string, query: { filter?: string; order_by?: string; limit?: number }, signal?: AbortSignal) =>
@@ -107,6 +125,7 @@ export const api = {
       `/runs/${enc(project)}/${enc(runId)}/system`,
       query,
     ),
+  files: (project: string, runId: string) => get<{ files: RunFile[] }>(`/runs/${enc(project)}/${enc(runId)}/files`),
   console: (project: string, runId: string, query: { after?: number; limit?: number; q?: string; tail?: boolean }) =>
     get<{ lines: ConsoleLine[]; next_after: number; last_seq: number }>(
       `/runs/${enc(project)}/${enc(runId)}/console`,

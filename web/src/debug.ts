@@ -12,6 +12,7 @@ export interface ChartProbe {
 }
 
 const charts = new Map<string, () => ChartProbe>();
+const probes = new Map<string, () => unknown>();
 const requests: string[] = [];
 const marks: Record<string, number> = {};
 
@@ -19,6 +20,14 @@ export function registerChart(id: string, probe: () => ChartProbe): () => void {
   charts.set(id, probe);
   return () => {
     if (charts.get(id) === probe) charts.delete(id);
+  };
+}
+
+/** Any other view's state for tests (the parallel coordinates, the grouped table...). */
+export function registerProbe(name: string, probe: () => unknown): () => void {
+  probes.set(name, probe);
+  return () => {
+    if (probes.get(name) === probe) probes.delete(name);
   };
 }
 
@@ -36,6 +45,7 @@ export function mark(name: string): void {
 (window as unknown as { __tracklet: unknown }).__tracklet = {
   chart: (id: string) => charts.get(id)?.() ?? null,
   charts: () => Array.from(charts.keys()),
+  probe: (name: string) => probes.get(name)?.() ?? null,
   requests,
   marks,
 };

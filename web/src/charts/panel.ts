@@ -11,11 +11,15 @@ import { h } from "../dom";
 import { fmtDuration, fmtValue } from "../format";
 import { ema, join, nearest, type RunSeries } from "./data";
 
-export type XMode = "step" | "relative_time" | "time";
+/** step, relative_time, time, or the name of a metric (its value at each point's step). */
+export type XMode = string;
+
+export const TIME_MODES = ["step", "relative_time", "time"];
 
 export interface RunInfo {
   name: string;
   color: string;
+  group?: { id: string; label: string; color: string; order: number }; // set when the runs table is grouped
 }
 
 export interface PanelOptions {
@@ -32,7 +36,8 @@ export interface PanelOptions {
 export function fmtX(x: number, mode: XMode): string {
   if (mode === "step") return `step ${Math.round(x)}`;
   if (mode === "relative_time") return fmtDuration(x);
-  return new Date(x * 1000).toLocaleString();
+  if (mode === "time") return new Date(x * 1000).toLocaleString();
+  return `${mode} ${fmtValue(x)}`;
 }
 
 /** An axis tick: compact (1.5k, 2.3G, 1e-5), so large and tiny values fit the axis. */
@@ -302,6 +307,22 @@ export class ChartPanel {
   }
 
   private drawLegend(): void {
+    const infos = this.runs.map((run) => this.options.runInfo(run.run));
+    if (infos.some((info) => info.group)) {
+      const groups = new Map<string, { label: string; color: string; count: number; order: number }>();
+      for (const { group } of infos) {
+        if (!group) continue;
+        const entry = groups.get(group.id) ?? { label: group.label, color: group.color, count: 0, order: group.order };
+        entry.count++;
+        groups.set(group.id, entry);
+      }
+      this.legend.replaceChildren(
+        ...[...groups.values()].sort((a, b) => a.order - b.order).map(({ label, color, count }) =>
+          h("span.legend-item.legend-group", {}, h("i.swatch", { style: `background:${color}` }), `${label} (${count})`),
+        ),
+      );
+      return;
+    }
     const shown = this.runs.slice(0, 12).map((run) => {
       const { name, color } = this.options.runInfo(run.run);
       return h("span.legend-item", {}, h("i.swatch", { style: `background:${color}` }), name);

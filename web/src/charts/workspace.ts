@@ -9,9 +9,17 @@ import { runColor } from "../colors";
 import { mark, noteRequest } from "../debug";
 import { debounce, h } from "../dom";
 import { append, fromApi, type RunSeries } from "./data";
-import { ChartPanel, type XMode } from "./panel";
+import { ChartPanel, TIME_MODES, type RunInfo, type XMode } from "./panel";
 
 export const POLL_MS = 2000;
+
+/** Panel sizes: the narrowest a panel gets in the grid, and its plot's height. */
+export const PANEL_SIZES = {
+  s: { label: "Small", minWidth: 300, height: 150 },
+  m: { label: "Medium", minWidth: 380, height: 220 },
+  l: { label: "Large", minWidth: 620, height: 360 },
+} as const;
+export type PanelSize = keyof typeof PANEL_SIZES;
 
 export interface ViewState {
   xMode: XMode;
@@ -19,6 +27,7 @@ export interface ViewState {
   zoom: [number, number] | null;
   log: Set<string>;
   panelFilter: string;
+  size: PanelSize;
 }
 
 export function groupOf(key: string): string {
@@ -39,15 +48,19 @@ export class ChartsWorkspace {
   private generation = 0; // bumps on every change that makes loaded data stale
   private liveTimer: number | undefined;
   private pending = new Map<string, AbortController>();
+  private readonly xSelect: HTMLSelectElement;
+  private runStyle: (runId: string) => Omit<RunInfo, "name"> = (runId) => ({ color: runColor(runId) });
 
   constructor(
     private readonly project: string,
     private view: ViewState,
     private readonly onViewChange: (view: ViewState) => void,
   ) {
+    this.xSelect = h("select", { name: "x", title: "x axis: step, time, or a metric's value at each step" });
     this.groupsEl = h("div.groups");
     this.emptyEl = h("p.empty", { text: "Select runs to chart them." });
     this.el = h("div.workspace", {}, this.toolbar(), this.emptyEl, this.groupsEl);
+    this.applySize();
     this.observer = new IntersectionObserver((entries) => {
       for (const entry of entries) {
         const key = (entry.target as HTMLElement).dataset.key!;
@@ -80,16 +93,45 @@ export class ChartsWorkspace {
     for (const controller of this.pending.values()) controller.abort();
   }
 
-  private toolbar(): HTMLElement {
-    const xSelect = h(
-      "select",
-      { name: "x", title: "x axis" },
+  /** Colours (and groups) of runs: their own colour unless the page groups them. Redraws. */
+  setRunStyle(style: (runId: string) => Omit<RunInfo, "name">): void {
+    this.runStyle = style;
+    for (const panel of this.panels.values()) panel.setOptions({});
+  }
+
+  /** The x choices: step, relative and wall time, then every metric key (its value at each step). */
+  private fillXOptions(): void {
+    const metrics = this.keys.includes(this.view.xMode) || TIME_MODES.includes(this.view.xMode) ? this.keys : [...this.keys, this.view.xMode];
+    this.xSelect.replaceChildren(
       h("option", { value: "step", text: "Step" }),
       h("option", { value: "relative_time", text: "Relative time" }),
       h("option", { value: "time", text: "Wall time" }),
+      ...(metrics.length ? [h("optgroup", { label: "Metric" }, ...metrics.map((key) => h("option", { value: key, text: key })))] : []),
     );
-    xSelect.value = this.view.xMode;
-    xSelect.addEventListener("change", () => this.change({ xMode: xSelect.value as XMode, zoom: null }));
+    this.xSelect.value = this.view.xMode;
+  }
+
+  private applySize(): void {
+    const size = PANEL_SIZES[this.view.size];
+    this.groupsEl.style.setProperty("--panel-min", `${size.minWidth}px`);
+    for (const panel of this.panels.values()) panel.setOptions({ height: size.height });
+  }
+
+  private toolbar(): HTMLElement {
+    const xSelect = this.xSelect;
+    this.fillXOptions();
+    xSelect.addEventListener("change", () => this.change({ xMode: xSelect.value, zoom: null }));
+    const sizeSelect = h(
+      "select",
+      { name: "size", title: "Panel size" },
+      ...Object.entries(PANEL_SIZES).map(([value, { label }]) => h("option", { value, text: label })),
+    );
+    sizeSelect.value = this.view.size;
+    sizeSelect.addEventListener("change", () => {
+      this.view = { ...this.view, size: sizeSelect.value as PanelSize };
+      this.onViewChange(this.view);
+      this.applySize();
+    });
     const smooth = h("input", { type: "range", name: "smoothing", min: 0, max: 0.99, step: 0.01, value: this.view.smoothing });
     const smoothValue = h("span.smooth-value", { text: this.view.smoothing.toFixed(2) });
     smooth.addEventListener("input", () => {
@@ -106,6 +148,7 @@ export class ChartsWorkspace {
       {},
       h("label", {}, "x ", xSelect),
       h("label", {}, "Smoothing ", smooth, smoothValue),
+      h("label", {}, "Size ", sizeSelect),
       search,
       reset,
     );
@@ -121,6 +164,15 @@ export class ChartsWorkspace {
     this.onViewChange(this.view);
     if (this.resetButton) this.resetButton.hidden = !this.view.zoom;
     if (changes.panelFilter !== undefined) this.layout();
+    if (reload) {
+      // Ask first: the requests are under way while the panels redraw what they have.
+      this.generation++;
+      for (const panel of this.panels.values()) panel.stale = true;
+      for (const key of this.visible) {
+        const panel = this.panels.get(key);
+        if (panel) void this.load(panel);
+      }
+    }
     for (const [key, panel] of this.panels) {
       panel.setOptions({
         xMode: this.view.xMode,
@@ -128,14 +180,6 @@ export class ChartsWorkspace {
         zoom: this.view.zoom,
         log: this.view.log.has(key),
       });
-    }
-    if (reload) {
-      this.generation++;
-      for (const panel of this.panels.values()) panel.stale = true;
-      for (const key of this.visible) {
-        const panel = this.panels.get(key);
-        if (panel) void this.load(panel);
-      }
     }
   }
 
@@ -152,6 +196,7 @@ export class ChartsWorkspace {
     if (this.runs.map((r) => r.run_id).join(",") !== wanted) return; // the selection moved on
     this.keys = keys;
     this.keysFor = wanted;
+    this.fillXOptions();
     this.layout();
     for (const panel of this.panels.values()) panel.stale = true;
     for (const key of this.visible) {
@@ -189,6 +234,7 @@ export class ChartsWorkspace {
             smoothing: this.view.smoothing,
             zoom: this.view.zoom,
             log: this.view.log.has(key),
+            height: PANEL_SIZES[this.view.size].height,
             runInfo: (run) => this.runInfo(run),
             onZoom: (range) => this.change({ zoom: range }),
             onToggleLog: () => this.toggleLog(key),
@@ -212,9 +258,9 @@ export class ChartsWorkspace {
     this.panels.get(key)?.setOptions({ log: log.has(key) });
   }
 
-  private runInfo(run: string): { name: string; color: string } {
+  private runInfo(run: string): RunInfo {
     const row = this.runs.find((r) => r.run_id === run);
-    return { name: row?.name || run, color: runColor(run) };
+    return { name: row?.name || run, ...this.runStyle(run) };
   }
 
   /** The step window every run is asked for: the same one for all, so their buckets line up. */
@@ -266,6 +312,7 @@ export class ChartsWorkspace {
       const { keys } = await api.keys(this.project, this.runs.map((r) => r.run_id)).catch(() => ({ keys: this.keys }));
       if (generation === this.generation && keys.join("\n") !== this.keys.join("\n")) {
         this.keys = keys;
+        this.fillXOptions();
         this.layout();
       }
     }

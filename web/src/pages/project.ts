@@ -1,10 +1,12 @@
-// A project: its runs table (filter, search, sort, columns, selection) beside the charts workspace
-// of the selected runs. Everything that defines the view is in the query string, so a link
-// reproduces it: filter, q, sort, cols, sel, x, smooth, zoom, log, panels.
+// A project: its runs table (filter, search, sort, columns, grouping, selection) beside the charts
+// workspace of the selected runs, or the Compare tab (config diff, parallel coordinates).
+// Everything that defines the view is in the query string, so a link reproduces it: filter, q,
+// sort, cols, group, sel, tab, pc, x, smooth, zoom, log, panels, size.
 
 import { api, ApiError, type RunRow } from "../api";
-import { ChartsWorkspace, POLL_MS, type ViewState } from "../charts/workspace";
-import type { XMode } from "../charts/panel";
+import { runColor } from "../colors";
+import { CompareView } from "../compare/view";
+import { ChartsWorkspace, PANEL_SIZES, POLL_MS, type PanelSize, type ViewState } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten } from "../format";
 import { readQuery, setQuery } from "../router";
@@ -15,11 +17,12 @@ const DEFAULT_SELECTION = 5;
 export function readView(params: URLSearchParams): ViewState {
   const zoom = (params.get("zoom") ?? "").split(",").map(Number);
   return {
-    xMode: (["step", "relative_time", "time"].includes(params.get("x") ?? "") ? params.get("x") : "step") as XMode,
+    xMode: params.get("x") || "step",
     smoothing: Math.min(0.99, Math.max(0, Number(params.get("smooth") ?? 0) || 0)),
     zoom: zoom.length === 2 && zoom.every(isFinite) && params.get("zoom") ? [zoom[0], zoom[1]] : null,
     log: new Set((params.get("log") ?? "").split(",").filter(Boolean)),
     panelFilter: params.get("panels") ?? "",
+    size: (Object.keys(PANEL_SIZES).includes(params.get("size") ?? "") ? params.get("size") : "m") as PanelSize,
   };
 }
 
@@ -30,6 +33,7 @@ export function writeView(view: ViewState): void {
     zoom: view.zoom ? view.zoom.map((v) => String(Number(v.toPrecision(10)))).join(",") : null,
     log: [...view.log].join(","),
     panels: view.panelFilter,
+    size: view.size === "m" ? null : view.size,
   });
 }
 
@@ -78,11 +82,29 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   const columnsMenu = h("details.columns", {}, h("summary", { text: "Columns" }), h("div.column-list"));
   const selectTop = h("button", { text: `Top ${DEFAULT_SELECTION}`, title: "Select the first runs of the table" });
   const selectNone = h("button", { text: "None", title: "Clear the selection" });
+  let groupBy = params.get("group") || null;
+  const groupSelect = h("select.group-by", { name: "group", title: "Group runs by a config key" });
+  let tab = params.get("tab") === "compare" ? "compare" : "charts";
 
   const workspace = new ChartsWorkspace(project, readView(params), writeView);
+  /** A run's colour: its group's while the table is grouped, else its own. */
+  const style = (runId: string) => {
+    const group = table.groupOf(runId);
+    return group ? { color: group.color, group: { id: group.id, label: group.label, color: group.color, order: group.order } } : { color: runColor(runId) };
+  };
+  const compare = new CompareView(params.get("pc"), (metric) => setQuery({ pc: metric }), (runId) => ({
+    name: known.get(runId)?.name || runId,
+    color: style(runId).color,
+  }));
+  const tabs = (["charts", "compare"] as const).map((name) => {
+    const button = h("button.tab", { "data-tab": name, text: name === "charts" ? "Charts" : "Compare" });
+    button.addEventListener("click", () => showTab(name));
+    return button;
+  });
   const table = new RunsTable({
     project,
     selected,
+    color: (runId) => style(runId).color,
     onToggle: (runId, on) => {
       if (on) selected.add(runId);
       else selected.delete(runId);
@@ -104,14 +126,41 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
         "section.runs-pane",
         {},
         h("div.pane-head", {}, h("h1", { text: project }), count),
-        h("div.toolbar", {}, searchInput, filterInput, columnsMenu),
+        h("div.toolbar", {}, searchInput, filterInput, columnsMenu, groupSelect),
         filterError,
         h("div.toolbar.selection", {}, h("span", { text: "Charts show:" }), selectTop, selectNone),
         table.el,
       ),
-      h("section.charts-pane", {}, workspace.el),
+      h("section.charts-pane", {}, h("nav.tabs", {}, ...tabs), workspace.el, compare.el),
     ),
   );
+
+  function showTab(name: "charts" | "compare"): void {
+    tab = name;
+    setQuery({ tab: name === "charts" ? null : name });
+    for (const button of tabs) button.classList.toggle("on", button.dataset.tab === name);
+    workspace.el.hidden = name !== "charts";
+    compare.el.hidden = name !== "compare";
+  }
+
+  function drawGroupMenu(): void {
+    const keys = availableColumns(rows).filter((c) => c.startsWith("config.")).map((c) => c.slice("config.".length));
+    if (groupBy && !keys.includes(groupBy)) keys.unshift(groupBy);
+    groupSelect.replaceChildren(h("option", { value: "", text: "No grouping" }), ...keys.map((key) => h("option", { value: key, text: `Group: ${key}` })));
+    groupSelect.value = groupBy ?? "";
+  }
+
+  groupSelect.addEventListener("change", () => {
+    groupBy = groupSelect.value || null;
+    setQuery({ group: groupBy });
+    table.setGroupBy(groupBy);
+    workspace.setRunStyle(style);
+    compare.setSelected(selectedRows());
+  });
+
+  function selectedRows(): RunRow[] {
+    return [...selected].filter((id) => known.has(id)).map((id) => known.get(id)!);
+  }
 
   function selectionChanged(): void {
     setQuery({ sel: [...selected].join(",") || (explicitSelection ? "-" : null) });
@@ -127,6 +176,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
       for (const row of found.runs) known.set(row.run_id, row);
     }
     workspace.setRuns(ids.filter((id) => known.has(id)).map((id) => known.get(id)!));
+    compare.setSelected(selectedRows());
   }
 
   function effectiveFilter(): string {
@@ -173,8 +223,12 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
     count.textContent = `${rows.length} run${rows.length === 1 ? "" : "s"}`;
     if (columns === null) columns = defaultColumns(rows);
     table.setColumns(columns, sort);
+    table.setGroupBy(groupBy);
     table.setRows(rows);
+    workspace.setRunStyle(style);
+    compare.setRows(rows);
     drawColumnsMenu();
+    drawGroupMenu();
     if (!explicitSelection && selected.size === 0 && rows.length) {
       for (const row of rows.slice(0, DEFAULT_SELECTION)) selected.add(row.run_id);
       table.refreshSelection();
@@ -234,11 +288,13 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   });
 
   selected.delete("-");
+  showTab(tab as "charts" | "compare");
   await refresh();
   pollTimer = window.setTimeout(() => void poll(), POLL_MS);
   return () => {
     stopped = true;
     clearTimeout(pollTimer);
     workspace.destroy();
+    compare.destroy();
   };
 }

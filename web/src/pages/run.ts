@@ -1,7 +1,8 @@
 // A run: overview (state, command, git, host, GPUs, runtime), config and summary, its metric
-// charts, system-metric charts and console output (searchable; tailed while the run is live).
+// charts, system-metric charts, console output (searchable; tailed while the run is live) and
+// files (listed with size and time; downloaded through the API with the key, if any).
 
-import { api, type ConsoleLine, type RunRow } from "../api";
+import { api, fileBlob, type ConsoleLine, type RunFile, type RunRow } from "../api";
 import { runColor } from "../colors";
 import { fromApi, append, type RunSeries } from "../charts/data";
 import { ChartPanel } from "../charts/panel";
@@ -150,6 +151,55 @@ class ConsoleView {
   }
 }
 
+function fmtBytes(size: number): string {
+  if (size < 1024) return `${size} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = size / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** The run's files: name (click to download), size, last update. */
+async function filesList(project: string, runId: string): Promise<HTMLElement> {
+  let files: RunFile[];
+  try {
+    ({ files } = await api.files(project, runId));
+  } catch (error) {
+    return h("p.empty", { text: `Files are not available: ${(error as Error).message}` });
+  }
+  if (!files.length) return h("p.empty", { text: "No files." });
+  const download = async (file: RunFile) => {
+    const url = URL.createObjectURL(await fileBlob(project, runId, file.name));
+    const link = h("a", { href: url, download: file.name.split("/").pop()! });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  };
+  return h(
+    "table.files",
+    {},
+    ...files.map((file) => {
+      const link = h("a.file-link", { href: "#", "data-name": file.name, title: `sha256 ${file.sha256}`, text: file.name });
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        void download(file);
+      });
+      return h(
+        "tr",
+        { "data-name": file.name },
+        h("td", {}, link),
+        h("td.size", { text: fmtBytes(file.size) }),
+        h("td.muted", { text: file.updated_at ? file.updated_at.replace("T", " ").slice(0, 19) : "" }),
+      );
+    }),
+  );
+}
+
 export async function runPage(root: HTMLElement, project: string, runId: string): Promise<() => void> {
   root.replaceChildren(h("p.loading", { text: "Loading run…" }));
   let { run } = await api.run(project, runId);
@@ -159,6 +209,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   const consoleView = new ConsoleView(project, runId);
   const workspace = new ChartsWorkspace(project, readView(new URLSearchParams(location.search)), writeView);
   const configEl = h("div");
+  const filesEl = h("div", {}, h("p.muted", { text: "Loading files…" }));
   const summaryEl = h("div");
   const draw = () => {
     overviewEl.replaceChildren(overview(run));
@@ -185,8 +236,10 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       h("section.card.wide", {}, h("h2", { text: "Charts" }), workspace.el),
       h("section.card.wide", {}, h("h2", { text: "System" }), system.el),
       h("section.card.wide", {}, h("h2", { text: "Console" }), consoleView.el),
+      h("section.card.wide", {}, h("h2", { text: "Files" }), filesEl),
     ),
   );
+  void filesList(project, runId).then((list) => filesEl.replaceChildren(list));
   workspace.setRuns([run]);
   await Promise.all([system.load(), consoleView.load()]);
 

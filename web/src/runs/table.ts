@@ -1,13 +1,15 @@
 // The runs table: virtualised rows (only the rows in view exist in the DOM, so thousands of runs
 // scroll smoothly), a checkbox and a stable colour per run, sortable columns (sorted by the server,
-// with the API's sort syntax), and chosen config and summary columns.
+// with the API's sort syntax), chosen config and summary columns, and optionally groups by a
+// config key (a collapsible header row per value, with its count; runs keep the server's order).
 
 import type { RunRow } from "../api";
 import { runColor } from "../colors";
-import { mark } from "../debug";
+import { mark, registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtDuration, fmtTime, fmtValue, lookup, runtime } from "../format";
 import { runHref } from "../router";
+import { groupRuns, type RunGroup } from "./groups";
 
 export const ROW_HEIGHT = 30;
 
@@ -31,7 +33,11 @@ export interface TableOptions {
   selected: Set<string>;
   onToggle: (runId: string, on: boolean) => void;
   onSort: (sort: string) => void;
+  /** A run's colour (its own, or its group's when grouped). */
+  color?: (runId: string) => string;
 }
+
+type Item = { group: RunGroup; run?: undefined } | { run: RunRow; group?: undefined };
 
 export class RunsTable {
   readonly el: HTMLElement;
@@ -39,6 +45,10 @@ export class RunsTable {
   private readonly spacer: HTMLElement;
   private readonly header: HTMLElement;
   private rows: RunRow[] = [];
+  private items: Item[] = [];
+  private groups: RunGroup[] = [];
+  private groupKey: string | null = null;
+  private readonly collapsed = new Set<string>();
   private columns: Column[] = [];
   private sort = "";
   private frame = 0;
@@ -56,7 +66,43 @@ export class RunsTable {
       const box = event.target as HTMLInputElement;
       if (box.matches("input.select")) this.options.onToggle(box.dataset.run!, box.checked);
     });
+    this.body.addEventListener("click", (event) => {
+      const toggle = (event.target as HTMLElement).closest(".group-toggle") as HTMLElement | null;
+      if (!toggle) return;
+      const id = toggle.dataset.group!;
+      if (this.collapsed.has(id)) this.collapsed.delete(id);
+      else this.collapsed.add(id);
+      this.layoutItems();
+    });
     this.el = h("div.runs-table", {}, this.header, this.body);
+    registerProbe("table", () => ({
+      groupBy: this.groupKey,
+      groups: this.groups.map((g) => ({ id: g.id, label: g.label, color: g.color, runs: g.runs.map((r) => r.run_id), collapsed: this.collapsed.has(g.id) })),
+    }));
+  }
+
+  /** Group rows by a config key (dotted, without `config.`), or not at all (null). */
+  setGroupBy(key: string | null): void {
+    if (key !== this.groupKey) this.collapsed.clear();
+    this.groupKey = key;
+    this.layoutItems();
+  }
+
+  /** The group of a run in the table (undefined when not grouped or not in the table). */
+  groupOf(runId: string): RunGroup | undefined {
+    return this.groupByRun.get(runId);
+  }
+
+  private groupByRun = new Map<string, RunGroup>();
+
+  private layoutItems(): void {
+    this.groups = this.groupKey ? groupRuns(this.rows, this.groupKey) : [];
+    this.groupByRun = new Map(this.groups.flatMap((group) => group.runs.map((run) => [run.run_id, group] as [string, RunGroup])));
+    this.items = this.groupKey
+      ? this.groups.flatMap((group): Item[] => [{ group }, ...(this.collapsed.has(group.id) ? [] : group.runs.map((run) => ({ run })))])
+      : this.rows.map((run) => ({ run }));
+    this.spacer.style.height = `${this.items.length * ROW_HEIGHT}px`;
+    this.render(true);
   }
 
   setColumns(extra: string[], sort: string): void {
@@ -87,8 +133,7 @@ export class RunsTable {
 
   setRows(rows: RunRow[]): void {
     this.rows = rows;
-    this.spacer.style.height = `${rows.length * ROW_HEIGHT}px`;
-    this.render(true);
+    this.layoutItems();
     mark("first-rows");
   }
 
@@ -134,13 +179,18 @@ export class RunsTable {
     const top = this.body.scrollTop;
     const height = this.body.clientHeight || 600;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - 8);
-    const last = Math.min(this.rows.length, Math.ceil((top + height) / ROW_HEIGHT) + 8);
+    const last = Math.min(this.items.length, Math.ceil((top + height) / ROW_HEIGHT) + 8);
     if (!force && first === this.drawn.first && last === this.drawn.last) return;
     this.drawn = { first, last };
     const template = this.template();
     const rows: HTMLElement[] = [];
     for (let i = first; i < last; i++) {
-      const run = this.rows[i];
+      const item = this.items[i];
+      if (item.group) {
+        rows.push(this.groupRow(item.group, i));
+        continue;
+      }
+      const run = item.run;
       const box = h("input.select", { type: "checkbox", "data-run": run.run_id, title: "Show in charts" });
       box.checked = this.options.selected.has(run.run_id);
       const row = h(
@@ -160,11 +210,27 @@ export class RunsTable {
     this.body.replaceChildren(this.spacer, ...rows);
   }
 
+  private groupRow(group: RunGroup, index: number): HTMLElement {
+    const open = !this.collapsed.has(group.id);
+    return h(
+      "div.tr.group-row",
+      { "data-group": group.id, style: `transform:translateY(${index * ROW_HEIGHT}px)` },
+      h(
+        "button.group-toggle",
+        { "data-group": group.id, title: open ? "Collapse" : "Expand", "aria-expanded": String(open) },
+        h("span.caret", { text: open ? "▾" : "▸" }),
+        h("i.swatch", { style: `background:${group.color}` }),
+        h("span.group-label", { text: group.label }),
+        h("span.group-count", { text: `${group.runs.length} run${group.runs.length === 1 ? "" : "s"}` }),
+      ),
+    );
+  }
+
   private nameCell(run: RunRow): HTMLElement {
     return h(
       "span.name",
       {},
-      h("i.swatch", { style: `background:${runColor(run.run_id)}` }),
+      h("i.swatch", { style: `background:${(this.options.color ?? runColor)(run.run_id)}` }),
       h("a", { href: runHref(this.options.project, run.run_id), "data-link": true, text: run.name || run.run_id }),
     );
   }

@@ -1,11 +1,13 @@
 """Ingest rate of one `tracklet server` process with 8 concurrent clients (issue #6).
 
-    python benchmarks/server.py [--clients 8] [--steps 100000] [--store URL]
+    python benchmarks/server.py [--clients 8] [--steps 100000] [--store URL] [--keys]
 
 Writes one run per client (``--steps`` rows of 10 floats, as large history records), starts a
 real server process on a free loopback port, then runs ``tracklet sync`` for every run at once,
 each in its own process, and reports the points per second acknowledged (durable on the server
-and indexed into its store) from the first request to the last acknowledgement.
+and indexed into its store) from the first request to the last acknowledgement. ``--keys``
+runs the server with API keys (an admin made with ``tracklet admin``) instead of ``--dev``, to
+show what authenticating every request costs.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--store", default=None, help="the server's store URL (default: SQLite in its data root)")
+    parser.add_argument("--keys", action="store_true", help="require API keys (default: --dev, no keys)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as scratch:
@@ -62,9 +65,16 @@ def main() -> int:
         size = sum(p.stat().st_size for p in client_root.rglob("run.tlog"))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "tracklet", "server", "--dev", "--dir", str(server_root), "--port", str(port)]
+        command = [sys.executable, "-m", "tracklet", "server", "--dir", str(server_root), "--port", str(port)]
         if args.store:
             command += ["--store", args.store]
+        if args.keys:
+            admin = [sys.executable, "-m", "tracklet", "admin", "--dir", str(server_root),
+                     *(["--store", args.store] if args.store else []), "create-user", "bench", "--admin"]
+            made = subprocess.run(admin, env=env, capture_output=True, text=True, check=True)
+            env = {**env, "TRACKLET_API_KEY": made.stdout.strip()}
+        else:
+            command.append("--dev")
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_ready(url, server)
@@ -89,7 +99,9 @@ def main() -> int:
             (server_root / p.relative_to(client_root)).read_bytes() == p.read_bytes()
             for p in client_root.rglob("run.tlog")
         )
-    print(f"{args.clients} clients x {args.steps:,} steps x {KEYS} floats = {points:,} points, {size / 2**20:.1f} MiB of record log")
+    mode = "API keys" if args.keys else "--dev, no keys"
+    print(f"{args.clients} clients x {args.steps:,} steps x {KEYS} floats = {points:,} points, "
+          f"{size / 2**20:.1f} MiB of record log ({mode})")
     print(f"acknowledged (durable and indexed) in {elapsed:.2f} s: {points / elapsed:,.0f} points/s, "
           f"{size / 2**20 / elapsed:.1f} MiB/s; server copies byte-identical: {identical}")
     return 0 if identical else 1

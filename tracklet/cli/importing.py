@@ -21,7 +21,7 @@ def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, i
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tracklet.cli.main import CliError
-    from tracklet.importers.writer import ImportError_
+    from tracklet.importers.writer import SourceError
 
     console = Console(stderr=True)
     tasks: dict[Any, Any] = {}
@@ -38,7 +38,7 @@ def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, i
             warnings.simplefilter("ignore")  # each run's warnings are printed below, once
             try:
                 results = call(report)
-            except ImportError_ as error:
+            except SourceError as error:
                 raise CliError(str(error)) from None
     counts = {"imported": 0, "unchanged": 0, "changed": 0}
     for result in results:

@@ -15,9 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tracklet.importers.writer import ImportedRun, ImportError_
-
-SourceError = ImportError_
+from tracklet.importers.writer import ImportedRun, SourceError
 
 
 def data_root(root: str | os.PathLike | None) -> Path:

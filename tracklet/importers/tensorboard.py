@@ -34,8 +34,8 @@ from tracklet.core.values import Histogram
 from tracklet.importers import tfrecord
 from tracklet.importers.writer import (
     ImportedRun,
-    ImportError_,
     RunWriter,
+    SourceError,
     SourceIdentity,
     base_run_start,
     check_existing,
@@ -60,15 +60,15 @@ def find_run_dirs(logdir: Path) -> list[Path]:
     """Directories under ``logdir`` (itself included) that hold event files, sorted."""
     logdir = Path(logdir)
     if not logdir.exists():
-        raise ImportError_(f"{logdir}: no such directory")
+        raise SourceError(f"{logdir}: no such directory")
     if logdir.is_file():
-        raise ImportError_(f"{logdir} is a file; pass the log directory that holds event files")
+        raise SourceError(f"{logdir} is a file; pass the log directory that holds event files")
     found = set()
     for directory, _, files in os.walk(logdir, followlinks=False):
         if any(EVENT_FILE.search(name) for name in files):
             found.add(Path(directory))
     if not found:
-        raise ImportError_(f"no TensorBoard event files (events.out.tfevents.*) under {logdir}")
+        raise SourceError(f"no TensorBoard event files (events.out.tfevents.*) under {logdir}")
     return sorted(found)
 
 

@@ -37,8 +37,8 @@ from tracklet.importers import leveldblog
 from tracklet.importers.wandb_stats import stats_records
 from tracklet.importers.writer import (
     ImportedRun,
-    ImportError_,
     RunWriter,
+    SourceError,
     SourceIdentity,
     base_run_start,
     check_existing,
@@ -63,10 +63,10 @@ def find_run_files(path: Path) -> list[Path]:
     directory of run directories, or a directory holding ``wandb/``."""
     path = Path(path)
     if not path.exists():
-        raise ImportError_(f"{path}: no such file or directory")
+        raise SourceError(f"{path}: no such file or directory")
     if path.is_file():
         if path.suffix != ".wandb":
-            raise ImportError_(f"{path} is not a .wandb file (W&B offline runs are wandb/offline-run-*/run-*.wandb)")
+            raise SourceError(f"{path} is not a .wandb file (W&B offline runs are wandb/offline-run-*/run-*.wandb)")
         return [path]
     found = sorted(path.glob("*.wandb"))
     if not found:
@@ -74,7 +74,7 @@ def find_run_files(path: Path) -> list[Path]:
     if not found and (path / "wandb").is_dir():
         found = sorted((path / "wandb").glob("*/*.wandb"))
     if not found:
-        raise ImportError_(f"no W&B run files (run-*.wandb) in {path} or its run directories")
+        raise SourceError(f"no W&B run files (run-*.wandb) in {path} or its run directories")
     unique: dict[Path, Path] = {}
     for file in found:  # wandb/latest-run is a link to one of the run directories
         unique.setdefault(file.resolve(), file)
@@ -166,7 +166,7 @@ class WandbRun:
         try:
             result = leveldblog.scan(data)
         except leveldblog.NotAWandbFile as error:
-            raise ImportError_(f"{self.path}: {error}") from None
+            raise SourceError(f"{self.path}: {error}") from None
         self.damage = result.damage
         self._payloads = [payload for _, payload in result.payloads]
         view = wpb.RecordView()
@@ -511,7 +511,7 @@ def import_run_file(path: Path, root: Path, project: str | None = None,
     """Import one ``.wandb`` file into the data root; a no-op when it was imported before."""
     source = WandbRun(path).load(path.read_bytes())
     if source.run is None:
-        raise ImportError_(f"{path}: no run record in the first intact records; is this a W&B run file?")
+        raise SourceError(f"{path}: no run record in the first intact records; is this a W&B run file?")
     wandb_id = source.run.run_id or path.stem.removeprefix("run-")
     run_id = tracklet_run_id(wandb_id)
     target_project = project or source.run.project or DEFAULT_PROJECT

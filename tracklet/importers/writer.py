@@ -28,9 +28,8 @@ MARKER_NAME = "import.json"
 ROWS_PER_RECORD = 10_000
 
 
-class ImportError_(Exception):
-    """A source that can't be imported (not found, not the expected format, a run id conflict).
-    Named with a trailing underscore so it never shadows the builtin ``ImportError``."""
+class SourceError(Exception):
+    """A source that can't be imported (not found, not the expected format, a run id conflict)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +84,7 @@ def check_existing(paths: RunPaths, source: SourceIdentity) -> str | None:
         return None
     marker = read_marker(paths)
     if marker is None or marker.get("source") != source.kind or marker.get("identity") != source.identity:
-        raise ImportError_(
+        raise SourceError(
             f"run {paths.project}/{paths.run_id} already exists and was not imported from this "
             f"{source.kind} run ({source.identity}); pass --project to import it into another project"
         )

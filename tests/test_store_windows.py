@@ -38,7 +38,7 @@ def _values(name: str) -> np.ndarray:
 def recorded(tmp_path_factory):
     root = tmp_path_factory.mktemp("windows")
     for name, (steps, _) in SHAPES.items():
-        run = tracklet.init(project="w", id=name, dir=str(root), settings=QUIET)
+        run = tracklet.init(project="w", id=name, dir=str(root), settings={**QUIET, "max_queue": 100_000})
         for step, value in zip(steps.tolist(), _values(name).tolist()):
             run.log({"m": value}, step=step)
         run.finish()

@@ -441,6 +441,43 @@ def test_panel_size_is_chosen_and_kept_in_the_url(servers, sweep, page):
                            ".getBoundingClientRect().height < h - 40", arg=before["height"])
 
 
+def test_a_panel_is_resized_by_dragging_its_corner(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep?sel=s0")
+    wait_chart(page, "train/loss", runs=1)
+    wait_chart(page, "epoch", runs=1)
+    before = {key: chart(page, key) for key in ("train/loss", "epoch")}
+    assert before["train/loss"]["height"] == before["epoch"]["height"] == 220  # the size selector's medium
+    handle = page.locator(".panel[data-key='train/loss'] .resize-handle")
+    handle.scroll_into_view_if_needed()
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x, y + 60, steps=4)
+    page.mouse.move(x, y + 150, steps=4)
+    page.mouse.up()
+    page.wait_for_function("() => location.search.includes('psize=')")
+    after = {key: chart(page, key) for key in ("train/loss", "epoch")}
+    assert after["train/loss"]["height"] == pytest.approx(370, abs=2)  # redrawn at the new size
+    assert after["train/loss"]["width"] == before["train/loss"]["width"] and after["train/loss"]["span"] == 1
+    assert after["epoch"]["height"] == 220 and after["epoch"]["width"] == before["epoch"]["width"]
+    assert after["train/loss"]["runs"] == before["train/loss"]["runs"]  # the same data, only resized
+    plot = page.locator(".panel[data-key='train/loss'] .u-over").bounding_box()
+    assert plot["height"] > 250
+    height = after["train/loss"]["height"]
+    assert f"psize=train%252Floss%3A{height}" in page.url or f"psize=train%2Floss%3A{height}" in page.url
+
+    page.reload()  # the link reproduces it; the other panel keeps the default
+    wait_chart(page, "train/loss", runs=1)
+    wait_chart(page, "epoch", runs=1)
+    assert chart(page, "train/loss")["height"] == height and chart(page, "epoch")["height"] == 220
+
+    page.dblclick(".panel[data-key='train/loss'] .resize-handle")  # back to the default size
+    page.wait_for_function("() => !location.search.includes('psize=')")
+    assert chart(page, "train/loss")["height"] == 220
+
+
 def start_ui(root: Path) -> tuple[subprocess.Popen, str]:
     ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
                           env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

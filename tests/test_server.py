@@ -429,3 +429,59 @@ os._exit(9)  # killed: no exit record, no more uploads
     assert (row["state"], row["exit_code"], row["last_step"]) == ("finished", 0, 699)
     assert _copy(server, "live", "dies") == _local(root, "live", "dies")
     _assert_every_step_once(server, "live", "dies", 700)
+
+
+def test_an_index_pass_skips_unchanged_runs_but_still_sees_a_writer_die(root, monkeypatch):
+    """`tracklet ui`'s pass every second: a run indexed up to its log's size and not running costs a
+    stat, no index_run; a running run is still checked, so a writer killed without its log growing
+    turns the run crashed."""
+    from tracklet.core.recordlog import writer_alive
+    from tracklet.server.indexing import StoreIndexer
+    from tracklet.store import Store
+    from tracklet.store.ingest import Indexer
+
+    _record(root, "p", "done", steps=20)
+    script = ("import sys, time, tracklet\n"
+              f"run = tracklet.init(project='p', id='live', dir={str(root)!r}, settings={QUIET!r})\n"
+              "run.log({'loss': 1.0}); run.flush(); print('ok', flush=True); time.sleep(120)\n")
+    writer = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ok"
+        calls: list[str] = []
+        index_run = Indexer.index_run
+        monkeypatch.setattr(Indexer, "index_run",
+                            lambda self, paths: calls.append(paths.run_id) or index_run(self, paths))
+        store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+        indexer = StoreIndexer(store, root, liveness=writer_alive, shared_root=True)
+
+        indexer.index_all()
+        assert sorted(calls) == ["done", "live"] and _states(store) == {"done": "finished", "live": "running"}
+        calls.clear()
+        indexer.index_all()
+        assert calls == ["live"]  # the finished run is skipped; the running one is checked
+        log_size = RunPaths(root, "p", "live").log_file.stat().st_size
+        writer.kill()
+        writer.wait()
+        assert RunPaths(root, "p", "live").log_file.stat().st_size == log_size
+        calls.clear()
+        indexer.index_all()
+        assert calls == ["live"] and _states(store) == {"done": "finished", "live": "crashed"}
+        calls.clear()
+        indexer.index_all()
+        assert calls == []  # nothing changed: no index_run at all
+        _record(root, "p", "new", steps=5)
+        indexer.index_all()
+        assert calls == ["new"] and _states(store)["new"] == "finished"
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def _states(store) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    from tracklet.store.schema import runs
+
+    with store.engine.connect() as connection:
+        return {row.run_id: row.state for row in connection.execute(sa.select(runs.c.run_id, runs.c.state))}

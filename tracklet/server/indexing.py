@@ -19,10 +19,13 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
+import sqlalchemy as sa
+
 from tracklet.core.layout import RunPaths
 from tracklet.store import Store
 from tracklet.store.ingest import LOCK_FILE, Indexer, heartbeat_liveness
 from tracklet.store.logsource import LogSource
+from tracklet.store.schema import projects, runs
 
 try:
     import fcntl
@@ -56,8 +59,34 @@ class StoreIndexer:
         with self._lock, self._root_locked() as held:
             if not held:
                 return  # another process is indexing this root right now; the next pass catches up
+            known = self._known_runs()
             for paths in self._indexer.run_dirs():
+                if self._unchanged(paths, known):
+                    continue
                 self._index(paths)
+
+    def _known_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """Every indexed run's (log offset, state), by (project, run id): one query per pass."""
+        query = sa.select(projects.c.name, runs.c.run_id, runs.c.log_offset, runs.c.state).join(
+            projects, projects.c.id == runs.c.project_id)
+        try:
+            with self.store.engine.connect() as connection:
+                return {(row.name, row.run_id): (row.log_offset, row.state) for row in connection.execute(query)}
+        except Exception:  # index every run, as without this shortcut
+            log.exception("listing indexed runs failed")
+            return {}
+
+    def _unchanged(self, paths: RunPaths, known: dict[tuple[str, str], tuple[int, str]]) -> bool:
+        """Whether ``index_run`` would do nothing: the run is indexed up to its log's size and isn't
+        ``running`` (a running run's writer may have died without the log growing: ``index_run``
+        checks its liveness). Costs a ``stat`` instead of a transaction per run."""
+        entry = known.get((paths.project, paths.run_id))
+        if entry is None or entry[1] == "running":
+            return False
+        try:
+            return self._indexer.source.size(paths) == entry[0]
+        except Exception:
+            return False
 
     @contextlib.contextmanager
     def _root_locked(self) -> Iterator[bool]:

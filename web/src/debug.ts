@@ -7,6 +7,9 @@ export interface ChartProbe {
   scales: { xMin: number | null; xMax: number | null; yMin: number | null; yMax: number | null };
   loads: number; // history requests answered and drawn for this chart
   drawnAt: number; // performance.now() of the last draw
+  width: number | null; // the uPlot's size in CSS pixels (null before the first draw)
+  height: number | null;
+  span: number; // grid columns the panel spans
   /** Page coordinates of (x, y) on the plot, for mouse moves in tests. */
   pagePoint(x: number, y: number): { x: number; y: number };
 }

@@ -31,7 +31,14 @@ export interface PanelOptions {
   onZoom?: (range: [number, number] | null) => void;
   onToggleLog?: () => void;
   height?: number;
+  /** Columns of the grid the panel spans (1 unless its corner was dragged wider). */
+  span?: number;
+  /** Its corner was dragged to this plot height and span (null: double-click, back to the default). */
+  onResize?: (size: { height: number; span: number } | null) => void;
 }
+
+export const MIN_PLOT_HEIGHT = 80;
+export const MAX_PLOT_HEIGHT = 1200;
 
 export function fmtX(x: number, mode: XMode): string {
   if (mode === "step") return `step ${Math.round(x)}`;
@@ -89,6 +96,8 @@ export class ChartPanel {
       this.legend,
     );
     this.plotEl.append(this.tooltip);
+    if (options.onResize) this.el.append(this.resizeHandle());
+    this.applySpan();
     this.plotEl.addEventListener("mouseenter", () => (this.hovered = true));
     this.plotEl.addEventListener("mouseleave", () => {
       this.hovered = false;
@@ -96,7 +105,7 @@ export class ChartPanel {
     });
     this.plotEl.addEventListener("dblclick", () => this.options.onZoom?.(null));
     this.resize = new ResizeObserver(() => {
-      if (this.plot && this.plotWidth() !== this.plot.width) this.plot.setSize({ width: this.plotWidth(), height: this.height() });
+      if (this.plot && this.plotWidth() !== this.plot.width) this.fit();
     });
     this.resize.observe(this.el);
     this.unregister = registerChart(id, () => this.probe());
@@ -105,7 +114,63 @@ export class ChartPanel {
   setOptions(options: Partial<PanelOptions>): void {
     this.options = { ...this.options, ...options };
     this.logButton.classList.toggle("on", this.options.log);
+    this.applySpan();
     this.draw();
+  }
+
+  private applySpan(): void {
+    const span = this.options.span ?? 1;
+    this.el.style.gridColumn = span > 1 ? `span ${span}` : "";
+  }
+
+  /** The bottom-right corner: drag to set the plot's height (and how many grid columns it spans). */
+  private resizeHandle(): HTMLElement {
+    const handle = h("div.resize-handle", { title: "Drag to resize; double-click for the default size" });
+    handle.addEventListener("pointerdown", (down: PointerEvent) => {
+      if (down.button !== 0) return;
+      down.preventDefault();
+      down.stopPropagation();
+      handle.setPointerCapture(down.pointerId);
+      const startHeight = this.height();
+      const startSpan = this.options.span ?? 1;
+      const startWidth = this.el.getBoundingClientRect().width;
+      const grid = this.el.parentElement;
+      const columns = grid ? getComputedStyle(grid).gridTemplateColumns.split(" ").filter(Boolean).length : 1;
+      const column = startWidth / startSpan;
+      let size = { height: startHeight, span: startSpan };
+      this.el.classList.add("resizing");
+      const move = (event: PointerEvent) => {
+        const height = Math.round(Math.min(MAX_PLOT_HEIGHT, Math.max(MIN_PLOT_HEIGHT, startHeight + event.clientY - down.clientY)));
+        const span = Math.min(Math.max(1, columns), Math.max(1, Math.round((startWidth + event.clientX - down.clientX) / column)));
+        if (height === size.height && span === size.span) return;
+        size = { height, span };
+        this.options = { ...this.options, height, span };
+        this.applySpan();
+        this.fit();
+      };
+      const up = () => {
+        handle.removeEventListener("pointermove", move);
+        handle.removeEventListener("pointerup", up);
+        handle.removeEventListener("pointercancel", up);
+        this.el.classList.remove("resizing");
+        if (size.height !== startHeight || size.span !== startSpan) this.options.onResize?.(size);
+      };
+      handle.addEventListener("pointermove", move);
+      handle.addEventListener("pointerup", up);
+      handle.addEventListener("pointercancel", up);
+    });
+    handle.addEventListener("dblclick", (event) => {
+      event.stopPropagation();
+      this.options.onResize?.(null);
+    });
+    return handle;
+  }
+
+  /** Give the plot the panel's current width and the chosen height, without redrawing it from scratch. */
+  private fit(): void {
+    if (this.plot && (this.plot.width !== this.plotWidth() || this.plot.height !== this.height())) {
+      this.plot.setSize({ width: this.plotWidth(), height: this.height() });
+    }
   }
 
   setRuns(runs: RunSeries[]): void {
@@ -157,8 +222,9 @@ export class ChartPanel {
     }
     const { xs, aligned } = join(owners, columns);
     const data = [xs, ...aligned] as uPlot.AlignedData;
-    const signature = [this.runs.map((r) => r.run).join(","), smoothing > 0, log, xMode, this.height()].join("|");
+    const signature = [this.runs.map((r) => r.run).join(","), smoothing > 0, log, xMode].join("|");
     if (this.plot && signature === this.signature) {
+      this.fit(); // a new height (size selector, dragged corner) is a resize, not a new plot
       this.plot.setData(data, true);
     } else {
       this.plot?.destroy();
@@ -343,6 +409,9 @@ export class ChartPanel {
         yMax: u?.scales.y.max ?? null,
       },
       loads: this.loads,
+      width: u?.width ?? null,
+      height: u?.height ?? null,
+      span: this.options.span ?? 1,
       drawnAt: this.drawnAt,
       pagePoint: (x: number, y: number) => {
         const rect = u!.over.getBoundingClientRect();

@@ -28,6 +28,13 @@ export interface ViewState {
   log: Set<string>;
   panelFilter: string;
   size: PanelSize;
+  /** Panels resized by dragging their corner: plot height and grid columns spanned, by key. */
+  panelSizes: Map<string, PanelOwnSize>;
+}
+
+export interface PanelOwnSize {
+  height: number;
+  span: number;
 }
 
 export function groupOf(key: string): string {
@@ -114,7 +121,21 @@ export class ChartsWorkspace {
   private applySize(): void {
     const size = PANEL_SIZES[this.view.size];
     this.groupsEl.style.setProperty("--panel-min", `${size.minWidth}px`);
-    for (const panel of this.panels.values()) panel.setOptions({ height: size.height });
+    for (const [key, panel] of this.panels) panel.setOptions(this.panelSize(key));
+  }
+
+  /** A panel's plot height and span: its own (dragged) size, else the size selector's. */
+  private panelSize(key: string): PanelOwnSize {
+    return this.view.panelSizes.get(key) ?? { height: PANEL_SIZES[this.view.size].height, span: 1 };
+  }
+
+  private resized(key: string, size: PanelOwnSize | null): void {
+    const panelSizes = new Map(this.view.panelSizes);
+    if (size) panelSizes.set(key, size);
+    else panelSizes.delete(key);
+    this.view = { ...this.view, panelSizes };
+    this.onViewChange(this.view);
+    this.panels.get(key)?.setOptions(this.panelSize(key));
   }
 
   private toolbar(): HTMLElement {
@@ -128,7 +149,8 @@ export class ChartsWorkspace {
     );
     sizeSelect.value = this.view.size;
     sizeSelect.addEventListener("change", () => {
-      this.view = { ...this.view, size: sizeSelect.value as PanelSize };
+      // The selector sizes every panel: it replaces the sizes panels were dragged to.
+      this.view = { ...this.view, size: sizeSelect.value as PanelSize, panelSizes: new Map() };
       this.onViewChange(this.view);
       this.applySize();
     });
@@ -234,7 +256,8 @@ export class ChartsWorkspace {
             smoothing: this.view.smoothing,
             zoom: this.view.zoom,
             log: this.view.log.has(key),
-            height: PANEL_SIZES[this.view.size].height,
+            ...this.panelSize(key),
+            onResize: (size) => this.resized(key, size),
             runInfo: (run) => this.runInfo(run),
             onZoom: (range) => this.change({ zoom: range }),
             onToggleLog: () => this.toggleLog(key),

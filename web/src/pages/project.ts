@@ -1,12 +1,13 @@
 // A project: its runs table (filter, search, sort, columns, grouping, selection) beside the charts
 // workspace of the selected runs, or the Compare tab (config diff, parallel coordinates).
 // Everything that defines the view is in the query string, so a link reproduces it: filter, q,
-// sort, cols, group, sel, tab, pc, x, smooth, zoom, log, panels, size.
+// sort, cols, group, sel, tab, pc, x, smooth, zoom, log, panels, size, psize.
 
 import { api, ApiError, type RunRow } from "../api";
 import { runColor } from "../colors";
 import { CompareView } from "../compare/view";
-import { ChartsWorkspace, PANEL_SIZES, POLL_MS, type PanelSize, type ViewState } from "../charts/workspace";
+import { MAX_PLOT_HEIGHT, MIN_PLOT_HEIGHT } from "../charts/panel";
+import { ChartsWorkspace, PANEL_SIZES, POLL_MS, type PanelOwnSize, type PanelSize, type ViewState } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten } from "../format";
 import { readQuery, setQuery } from "../router";
@@ -23,7 +24,35 @@ export function readView(params: URLSearchParams): ViewState {
     log: new Set((params.get("log") ?? "").split(",").filter(Boolean)),
     panelFilter: params.get("panels") ?? "",
     size: (Object.keys(PANEL_SIZES).includes(params.get("size") ?? "") ? params.get("size") : "m") as PanelSize,
+    panelSizes: readPanelSizes(params.get("psize") ?? ""),
   };
+}
+
+/** `psize`: panels resized by dragging, `<key>:<plot height>[:<columns>]` joined by commas (keys URI-encoded). */
+export function readPanelSizes(text: string): Map<string, PanelOwnSize> {
+  const sizes = new Map<string, PanelOwnSize>();
+  for (const entry of text.split(",")) {
+    const [key, height, span] = entry.split(":");
+    const h = Number(height);
+    if (!key || !Number.isFinite(h)) continue;
+    let name: string;
+    try {
+      name = decodeURIComponent(key);
+    } catch {
+      continue;
+    }
+    const columns = Math.round(Number(span ?? 1));
+    sizes.set(name, {
+      height: Math.round(Math.min(MAX_PLOT_HEIGHT, Math.max(MIN_PLOT_HEIGHT, h))),
+      span: Number.isFinite(columns) ? Math.min(12, Math.max(1, columns)) : 1,
+    });
+  }
+  return sizes;
+}
+
+function writePanelSizes(sizes: Map<string, PanelOwnSize>): string | null {
+  if (!sizes.size) return null;
+  return [...sizes].map(([key, { height, span }]) => `${encodeURIComponent(key)}:${height}${span > 1 ? `:${span}` : ""}`).join(",");
 }
 
 export function writeView(view: ViewState): void {
@@ -34,6 +63,7 @@ export function writeView(view: ViewState): void {
     log: [...view.log].join(","),
     panels: view.panelFilter,
     size: view.size === "m" ? null : view.size,
+    psize: writePanelSizes(view.panelSizes),
   });
 }
 

@@ -871,11 +871,9 @@ def login(url: str | None, key: str | None) -> None:
     except httpx.HTTPError as error:
         raise CliError(f"cannot reach {url}: {error}") from None
     if response.status_code != 200:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise CliError(f"{url} refused the key (HTTP {response.status_code}): {detail}")
+        from tracklet.core.remote import response_detail
+
+        raise CliError(f"{url} refused the key (HTTP {response.status_code}): {response_detail(response)}")
     me = response.json()
     path = save_key(url, key)
     role = ", server admin" if me.get("is_admin") else ""

@@ -53,6 +53,11 @@ def save_key(base_url: str, key: str) -> Path:
     return path
 
 
+def unauthorized_hint(base_url: str) -> str:
+    """What to add to a 401's message: how to give the client a key for ``base_url``."""
+    return f"; set TRACKLET_API_KEY or run `tracklet login --url {base_url}`"
+
+
 def resolve_key(base_url: str, explicit: str | None = None) -> str | None:
     """The key to send to ``base_url``: ``explicit``, else ``$TRACKLET_API_KEY``, else the saved one."""
     return explicit or os.environ.get(API_KEY_ENV) or saved_key(base_url)

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
 from tracklet.core.reader import STEP, ConsoleLine, History
 from tracklet.core.settings import check_name
 
@@ -26,6 +24,14 @@ class RemoteError(RuntimeError):
     """The server refused a request or could not be reached."""
 
 
+def response_detail(response: Any) -> str:
+    """A refusal's reason: the server's JSON ``detail``, else the start of the body."""
+    try:
+        return str(response.json().get("detail", response.text))
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
 def _split(path: str) -> tuple[str, str]:
     project, sep, run_id = path.partition("/")
     if not sep:
@@ -33,7 +39,9 @@ def _split(path: str) -> tuple[str, str]:
     return check_name("project", project), check_name("run id", run_id)
 
 
-def _array(values: list[Any], integer: bool) -> np.ndarray:
+def _array(values: list[Any], integer: bool) -> Any:
+    import numpy as np  # not at import: the sync client uses response_detail and needs no numpy
+
     if integer:
         return np.asarray(values, dtype=np.int64)
     return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -53,7 +61,9 @@ class _Http:
     def __init__(self, base_url: str, api_key: str | None, timeout: float) -> None:
         import httpx
 
-        from tracklet.core.credentials import resolve_key
+        from tracklet.core.credentials import resolve_key, unauthorized_hint
+
+        self._hint = unauthorized_hint
 
         self.base_url = base_url.rstrip("/")
         key = resolve_key(self.base_url, api_key)
@@ -69,13 +79,10 @@ class _Http:
             raise RemoteError(f"cannot reach {self.base_url}: {error}") from None
         if response.status_code == 200:
             return response.json()
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
+        detail = response_detail(response)
         if response.status_code == 404 and missing is not None:
-            raise missing(str(detail))
-        hint = f"; set TRACKLET_API_KEY or run `tracklet login --url {self.base_url}`" if response.status_code == 401 else ""
+            raise missing(detail)
+        hint = self._hint(self.base_url) if response.status_code == 401 else ""
         raise RemoteError(f"{self.base_url}{url}: HTTP {response.status_code}: {detail}{hint}")
 
     def close(self) -> None:

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import httpx
 
+from tracklet.core.credentials import unauthorized_hint
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import MAGIC, RecordLogError, scan, scan_frames
+from tracklet.core.remote import response_detail
 from tracklet.core.settings import check_name
 from tracklet.server.client_files import FileSync
 
@@ -166,14 +168,8 @@ class SyncClient:
         return f"/api/v1/runs/{paths.project}/{paths.run_id}/log{suffix}"
 
     def _refused(self, response: httpx.Response) -> SyncError:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        hint = ""
-        if response.status_code == 401:
-            hint = f"; set TRACKLET_API_KEY or run `tracklet login --url {self.base_url}`"
-        return SyncError(f"server refused the upload (HTTP {response.status_code}): {detail}{hint}")
+        hint = unauthorized_hint(self.base_url) if response.status_code == 401 else ""
+        return SyncError(f"server refused the upload (HTTP {response.status_code}): {response_detail(response)}{hint}")
 
     def server_offset(self, paths: RunPaths) -> int:
         """Where the server's copy of the run ends (0 when it has none)."""

@@ -23,6 +23,7 @@ import httpx
 
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.layout import RunPaths
+from tracklet.core.remote import response_detail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +51,6 @@ def _warn(message: str) -> None:
     warnings.warn(f"tracklet: {message}", TrackletWarning, stacklevel=3)
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail", response.text))
-    except ValueError:
-        return response.text[:200]
-
-
 class FileSync:
     """Uploads run files through ``request(method, url, **kwargs)``: ``SyncClient._request``,
     which retries connection errors, timeouts and 5xx (and raises ``SyncError`` at the end)."""
@@ -78,7 +72,7 @@ class FileSync:
         run = f"{paths.project}/{paths.run_id}"
         response = self._request("GET", self._url(paths))
         if response.status_code != 200:
-            _warn(f"could not list the server's files of {run} (HTTP {response.status_code}: {_detail(response)}); "
+            _warn(f"could not list the server's files of {run} (HTTP {response.status_code}: {response_detail(response)}); "
                   "its files were not uploaded")
             return 0
         remote = {entry["name"]: (entry["size"], entry["sha256"]) for entry in response.json()["files"]}
@@ -114,5 +108,5 @@ class FileSync:
             return 1
         if after.st_size == len(data):
             self._seen[path] = dataclasses.replace(version, refused=True)  # not again until it changes
-        _warn(f"the server refused file {name!r} of {run} (HTTP {response.status_code}): {_detail(response)}")
+        _warn(f"the server refused file {name!r} of {run} (HTTP {response.status_code}): {response_detail(response)}")
         return 0

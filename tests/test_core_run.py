@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import time
+from pathlib import Path
 
 import pytest
 
@@ -299,6 +301,38 @@ def test_checkpoints_are_recorded_with_digest_size_and_score(start, tmp_path):
 
     assert digest(folder)[0] != second.sha256  # the directory digest covers every file
     assert third.error.startswith("FileNotFoundError") and third.sha256 == ""
+
+
+def test_a_checkpoint_logged_again_unchanged_is_not_read_again(start, tmp_path, monkeypatch):
+    from tracklet.core import checkpoints
+
+    folder = tmp_path / "checkpoint-100"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights" * 1000)
+    (folder / "config.json").write_text("{}")
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if "b" in mode and str(file).startswith(str(folder)):
+            opened.append(Path(file).name)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "open", counting_open, raising=False)
+    run = start()
+    run.log_checkpoint(folder, step=100)
+    run.log_checkpoint(folder, step=200, metadata={"best": True})  # the same files: no second read
+    deadline = time.monotonic() + 30
+    while len(read(run).checkpoints) < 2 and time.monotonic() < deadline:
+        run.flush()
+        time.sleep(0.02)  # waiting for the checkpoint thread, not timing it
+    (folder / "config.json").write_text('{"changed": true}')
+    run.log_checkpoint(folder, step=300)  # only the changed file is read again
+    run.finish()
+    first, second, third = read(run).checkpoints
+    assert sorted(opened) == ["config.json", "config.json", "model.safetensors"]
+    assert (second.sha256, second.size_bytes) == (first.sha256, first.size_bytes)
+    assert (third.sha256, third.size_bytes) == checkpoints.digest(folder) != (first.sha256, first.size_bytes)
 
 
 def test_define_metric_without_summary_keeps_an_earlier_summary_mode(start):

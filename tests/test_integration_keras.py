@@ -408,3 +408,27 @@ def test_import_tracklet_does_not_import_keras():
     result = run_script("import sys, tracklet, tracklet.integrations; print('keras' in sys.modules)", check=True)
     assert result.stdout.strip() == "False"
 
+
+
+@pytest.mark.skipif(_have("tensorflow"), reason="tensorflow is installed: Keras's default backend works")
+def test_keras_without_a_backend_says_how_to_choose_one(tmp_path):
+    """`pip install tracklet[keras]` alone gives a Keras that defaults to tensorflow: importing the
+    callback then says what to install and set, instead of a bare ModuleNotFoundError."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path)  # no keras.json choosing a backend
+    code = """
+import os
+os.environ.pop("KERAS_BACKEND", None)
+try:
+    from tracklet.integrations.keras import TrackletCallback
+except ImportError as error:
+    print(type(error).__name__, error)
+"""
+    import subprocess
+    import sys
+    from conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.startswith("ImportError "), done.stdout + done.stderr
+    assert "KERAS_BACKEND=jax" in done.stdout and "tensorflow" in done.stdout

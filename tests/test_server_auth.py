@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import QUIET, REPO
+from serverproc import Server
 
 import tracklet
 from tracklet.core.layout import RunPaths
@@ -213,3 +214,45 @@ def test_an_online_run_with_a_wrong_key_trains_on_and_says_why(keyed_server, roo
 def test_dev_mode_is_loopback_only(tmp_path, host):
     result = _cli("server", "--dir", str(tmp_path), "--host", host, "--dev")
     assert result.returncode == 2 and "loopback" in result.stderr and "drop --dev" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_first_run_hint_is_a_command_that_works(backend, request, tmp_path):
+    """An empty keyed server prints how to make its first admin; running exactly that line works."""
+    import shlex
+
+    store = None if backend == "sqlite" else request.getfixturevalue("pg_url")
+    server = Server(tmp_path / "fresh", store=store, dev=False)
+    server.spawn()
+    try:
+        hint = None
+        for _ in range(50):  # the hint is one of the first lines the server prints
+            line = server.proc.stderr.readline().decode()
+            if not line or "No users yet" in line:
+                hint = line
+                break
+        assert hint and "`" in hint, hint
+        command = shlex.split(hint.split("`")[1].replace("NAME", "first"))
+        assert command[:2] == ["tracklet", "admin"]
+        made = _cli(*command[1:])
+        assert made.returncode == 0, made.stderr
+        server.wait_ready()
+        key = made.stdout.strip()
+        me = httpx.get(f"{server.url}/api/v1/me", headers=_bearer(key), timeout=10)
+        assert me.status_code == 200 and me.json()["user"] == "first" and me.json()["is_admin"] is True
+    finally:
+        server.stop()
+
+
+def test_store_url_without_its_driver_is_one_line_naming_the_extra(tmp_path):
+    """psycopg missing (blocked in this process): a one-line error naming the extra, no traceback."""
+    code = ("import sys; sys.modules['psycopg'] = None\n"
+            "from tracklet.cli.main import main\n"
+            "main(['admin', '--dir', sys.argv[1], '--store', 'postgresql://u:secret@127.0.0.1:1/db', 'users'])")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "psycopg" in lines[0] and "pip install 'tracklet[postgres]'" in lines[0]
+    assert "secret" not in lines[0]

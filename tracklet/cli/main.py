@@ -55,7 +55,7 @@ def _as_cli_error(error: Exception) -> CliError | None:
 
     if isinstance(error, (RunNotFound, MissingDependency, ValueError)):
         return CliError(str(error))
-    if type(error).__name__ in ("IndexerBusy", "RunNotIndexed", "AuthError"):  # not imported here
+    if type(error).__name__ in ("IndexerBusy", "RunNotIndexed", "AuthError", "MissingDriver"):  # not imported here
         return CliError(str(error))
     if isinstance(error, KeyError):
         return CliError(str(error.args[0]) if error.args else repr(error))
@@ -697,10 +697,29 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     mode = "--dev: no API keys" if dev else "API keys required"
     click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)
     if not dev and not app.state.tracklet.authorizer.accounts.users():
-        click.echo("No users yet: create the first admin with `tracklet admin create-user NAME --admin"
-                   + (f" --dir {shlex.quote(str(server_dir))}" if server_dir else "")
-                   + (" --store URL" if store_url else "") + "`", err=True)
+        click.echo(f"No users yet: create the first admin with `{first_admin_command(root, store_url)}`",
+                   err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def first_admin_command(server_dir: Path | None, store_url: str | None) -> str:
+    """The `tracklet admin` command line that creates a server's first admin (its --dir and --store
+    are options of the `admin` group, so they come before the subcommand)."""
+    words = ["tracklet", "admin"]
+    if server_dir:
+        words += ["--dir", str(server_dir)]
+    if store_url:
+        words += ["--store", _hide_password(store_url)]
+    return shlex.join(words + ["create-user", "NAME", "--admin"])
+
+
+def _hide_password(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: print nothing secret
+        return "URL"
 
 
 # ---------------------------------------------------------------- the local dashboard

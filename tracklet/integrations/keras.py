@@ -49,7 +49,17 @@ import weakref
 from collections import deque
 from typing import Any, Iterable, Mapping
 
-import keras
+try:
+    import keras
+except ModuleNotFoundError as _error:  # Keras 3 imports its backend at import time
+    if _error.name and _error.name.split(".")[0] in {"tensorflow", "jax", "torch"}:
+        raise ImportError(
+            f"Keras could not load its backend ({_error.name} is not installed; KERAS_BACKEND="
+            f"{os.environ.get('KERAS_BACKEND', 'unset, so tensorflow')}). Install one and select it before Keras "
+            "is imported, e.g. pip install 'tracklet[keras,jax]' and KERAS_BACKEND=jax, or torch==2.13.0 "
+            "and KERAS_BACKEND=torch, or install tensorflow"
+        ) from _error
+    raise
 
 import tracklet
 from tracklet.core import lifecycle

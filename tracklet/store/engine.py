@@ -12,6 +12,10 @@ SQLITE_FILE = "store.sqlite"
 MIGRATION_LOCK = 0x747261636B6C6574  # "tracklet": the advisory lock a migration holds on PostgreSQL
 
 
+class MissingDriver(ImportError):
+    """The database driver a store URL needs is not installed."""
+
+
 def store_url(root: str | Path) -> str:
     """The embedded default: SQLite in the data root."""
     return f"sqlite:///{Path(root) / SQLITE_FILE}"
@@ -37,7 +41,14 @@ def create_engine(url: str) -> sa.Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return sa.create_engine(url, pool_pre_ping=True)
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as error:  # SQLAlchemy imports the dialect's driver here
+        extra = " (pip install 'tracklet[postgres]')" if url.startswith("postgresql") else ""
+        raise MissingDriver(
+            f"the store URL {sa.engine.make_url(url).render_as_string(hide_password=True)} needs the database "
+            f"driver {error.name!r}, which is not installed{extra}"
+        ) from None
 
 
 def migrate(engine: sa.Engine) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -106,3 +108,88 @@ def test_environment_outside_git_has_no_git_section(root, tmp_path):
     )
     (recorded,) = tracklet.Api(root).runs("nogit")
     assert recorded.metadata["git"] is None
+
+
+def _packages_of_new_run(root: Path, site: Path, project: str) -> dict[str, str]:
+    run_script(
+        f"""
+        import sys
+        sys.path.append({str(site)!r})
+        import tracklet
+        tracklet.init(project={project!r}, settings={{"console": "off", "system_metrics": False}}).finish()
+        """,
+        check=True,
+    )
+    (recorded,) = tracklet.Api(root).runs(project)
+    assert "environment_incomplete" not in recorded.metadata
+    requirements = (Path(recorded.dir) / "files" / "requirements.txt").read_text()
+    packages = recorded.metadata["packages"]
+    assert sorted(requirements.splitlines()) == sorted(f"{n}=={v}" for n, v in packages.items())
+    return packages
+
+
+def _install_fake_distribution(site: Path, name: str, version: str) -> Path:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return info
+
+
+def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp_path):
+    """The inventory is read from a cache under the data root while the directories packages live
+    in are unchanged; installing, upgrading or removing a package is seen by the next run."""
+    import shutil
+
+    site = tmp_path / "extra" / "site-packages"
+    site.mkdir(parents=True)
+    first = _packages_of_new_run(root, site, "inv1")
+    assert "protobuf" in {name.lower() for name in first} and "tracklet-fake-pkg" not in first
+    (cache,) = (root / "cache").glob("packages-*.json")
+
+    info = _install_fake_distribution(site, "tracklet-fake-pkg", "1.0")
+    assert _packages_of_new_run(root, site, "inv2")["tracklet-fake-pkg"] == "1.0"
+
+    shutil.rmtree(info)  # an upgrade: the old dist-info goes, a new one comes
+    _install_fake_distribution(site, "tracklet-fake-pkg", "2.0")
+    assert _packages_of_new_run(root, site, "inv3")["tracklet-fake-pkg"] == "2.0"
+
+    # A cache that says something else is believed only while nothing changed: prove the runs above
+    # read it by planting a marker in it and seeing it come back, then remove the package.
+    data = json.loads(cache.read_text())
+    data["packages"].append(["planted-marker", "9"])
+    cache.write_text(json.dumps(data))
+    assert _packages_of_new_run(root, site, "inv4")["planted-marker"] == "9"
+    shutil.rmtree(site / "tracklet_fake_pkg-2.0.dist-info" if (site / "tracklet_fake_pkg-2.0.dist-info").exists()
+                  else site / "tracklet-fake-pkg-2.0.dist-info")
+    after = _packages_of_new_run(root, site, "inv5")
+    assert "tracklet-fake-pkg" not in after and "planted-marker" not in after
+
+    cache.write_text("{ damaged")  # a damaged cache is a miss, never an error
+    assert "protobuf" in {name.lower() for name in _packages_of_new_run(root, site, "inv6")}
+
+
+def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root, tmp_path):
+    """A git that hangs (a network file system, a huge repository) must not hold up finish():
+    after capture_wait the record is written with the host part and names what is missing."""
+    slow_bin = tmp_path / "bin"
+    slow_bin.mkdir()
+    git = slow_bin / "git"
+    git.write_text("#!/bin/sh\nsleep 60\n")
+    git.chmod(0o755)
+    done = run_script(
+        """
+        import tracklet
+        run = tracklet.init(project="slow", settings={"console": "off", "system_metrics": False,
+                                                       "capture_wait": 0.2})
+        run.log({"a": 1})
+        run.finish()
+        """,
+        env={"PATH": f"{slow_bin}:{os.environ['PATH']}"},
+        timeout=30,  # GIT_TIMEOUT is 10 s: waiting for the capture would take longer than this
+    )
+    assert done.returncode == 0, done.stderr
+    (recorded,) = tracklet.Api(root).runs("slow")
+    assert recorded.state == "finished" and recorded.history()["a"] == [1]
+    meta = recorded.metadata
+    assert meta["environment_incomplete"] == ["git", "packages"]
+    assert meta["hostname"] and meta["cpu_count"] >= 1 and meta["git"] is None

@@ -259,3 +259,28 @@ def test_finish_does_not_wait_out_the_interval(start):
     assert time.monotonic() - started < 10
     windows = read(run).system_metrics()
     assert windows.num_rows == 1  # the partial window, recorded at finish
+
+
+def test_finish_does_not_wait_for_a_monitor_still_starting(root):
+    """A driver whose nvmlInit hangs (a GPU in a bad state) must not hold up finish(): the monitor
+    still starting is waited for at most capture_wait; the run is finished and its history whole."""
+    from conftest import REPO, run_script
+
+    done = run_script(f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        import pytest, tracklet
+        from fake_nvml import fake_nvml, h100_sxm
+        fake_nvml(pytest.MonkeyPatch(), [h100_sxm(0)], latency={{"nvmlInit": 3, "nvmlInitWithFlags": 3}})
+        run = tracklet.init(project="hung", settings={{"console": "off", "capture_environment": False,
+                                                       "capture_wait": 0.2}})
+        for step in range(100):
+            run.log({{"loss": 1.0 / (step + 1)}})
+        run.finish()
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (recorded,) = tracklet.Api(root).runs("hung")
+    assert recorded.state == "finished" and len(recorded.history()["loss"]) == 100
+    # finish() returned before the driver answered (3 s, far beyond capture_wait): no SystemInfo.
+    # Waiting for the monitor, as finish() did before, records the GPU after those 3 s.
+    assert recorded.system_info == {}

@@ -185,9 +185,11 @@ class RecordedRun:
                 cpu_model=env.cpu_model,
                 cpu_count=env.cpu_count,
                 memory_total_bytes=env.memory_total_bytes,
-                gpus=list(env.gpus),
+                gpus=list(env.gpus) or _monitored_gpu_names(state),
                 packages={p.name: p.version for p in env.packages},
             )
+            if env.incomplete:
+                info["environment_incomplete"] = list(env.incomplete)
         return info
 
     @property
@@ -255,6 +257,11 @@ class RecordedRun:
 
     def __repr__(self) -> str:
         return f"<tracklet RecordedRun {self.path}>"
+
+
+def _monitored_gpu_names(state: RunState) -> list[str]:
+    """With system metrics on, the monitor's SystemInfo names the GPUs (NVML is opened once)."""
+    return [gpu.name for gpu in state.system_info.gpus] if state.system_info is not None else []
 
 
 class Api:

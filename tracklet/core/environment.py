@@ -3,27 +3,34 @@ thread by a short-lived daemon thread that queues one ``Environment`` record whe
 
 Files written to the run's ``files/`` directory: ``diff.patch`` (``git diff HEAD``, tracked changes
 only) when the working tree is dirty, and ``requirements.txt`` (``name==version`` per package).
+
+The package inventory (reading every installed distribution's metadata: 100-250 ms in a venv with
+100+ packages) is cached under the data root (``cache/``) per interpreter and ``sys.path``, and
+used while the directories the packages live in keep their modification times (installing or
+removing a package changes them). ``finish()``
+waits at most ``Settings.capture_wait`` for the capture; parts not captured by then are named in
+the record's ``incomplete`` field instead of holding up the end of the run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import platform
-import socket
-import subprocess
 import sys
 import threading
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.core import hostinfo
 from tracklet.proto import records_pb2 as pb
 
 GIT_TIMEOUT = 10.0
 
 
 def _git(args: list[str], cwd: str) -> str | None:
+    import subprocess
+
     try:
         done = subprocess.run(
             ["git", *args],
@@ -45,8 +52,10 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
     if root is None:
         return
     environment.git_root = root.strip()
-    environment.git_commit = (_git(["rev-parse", "HEAD"], cwd) or "").strip()
-    environment.git_branch = (_git(["rev-parse", "--abbrev-ref", "HEAD"], cwd) or "").strip()
+    # One call for both; it fails (None) in a repository without commits.
+    commit, _, branch = (_git(["rev-parse", "HEAD", "--abbrev-ref", "HEAD"], cwd) or "").strip().partition("\n")
+    environment.git_commit = commit.strip()
+    environment.git_branch = branch.strip()
     environment.git_remote = (_git(["config", "--get", "remote.origin.url"], cwd) or "").strip()
     diff = _git(["diff", "HEAD", "--binary"], cwd) if environment.git_commit else None
     if diff:
@@ -56,16 +65,83 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
         (files_dir / "diff.patch").write_bytes(data)
 
 
-def capture_packages(environment: pb.Environment, files_dir: Path) -> None:
-    seen: dict[str, str] = {}
+def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None) -> None:
+    """Every installed distribution as ``name==version`` (first on ``sys.path`` wins, as imports do)."""
+    packages = _cached_inventory(cache_dir) if cache_dir is not None else None
+    if packages is None:
+        packages, sources = _scan_packages()
+        if cache_dir is not None:
+            _save_inventory(cache_dir, packages, sources)
+    for name, version in packages:
+        package = environment.packages.add()
+        package.name = name
+        package.version = version
+    lines = sorted((f"{name}=={version}" for name, version in packages), key=str.lower)
+    (files_dir / "requirements.txt").write_text("".join(line + "\n" for line in lines))
+
+
+def _scan_packages() -> tuple[list[tuple[str, str]], set[str]]:
+    """The distributions, and the ``sys.path`` entries they were found in."""
+    from importlib import metadata
+
+    seen: dict[str, tuple[str, str]] = {}
+    sources: set[str] = set()
     for distribution in metadata.distributions():
         name = distribution.metadata.get("Name")
         if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={distribution.version}"
-            package = environment.packages.add()
-            package.name = name
-            package.version = distribution.version or ""
-    (files_dir / "requirements.txt").write_text("".join(line + "\n" for line in sorted(seen.values(), key=str.lower)))
+            seen[name.lower()] = (name, distribution.version or "")
+            where = getattr(distribution, "_path", None)  # PathDistribution: its .dist-info directory
+            if where is not None:
+                sources.add(os.path.abspath(os.path.dirname(str(where))))
+    return list(seen.values()), sources
+
+
+def _cache_file(cache_dir: Path) -> Path:
+    """One cache file per interpreter and ``sys.path``."""
+    text = "\0".join([sys.executable, sys.version, *(os.path.abspath(entry or ".") for entry in sys.path)])
+    return cache_dir / f"packages-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}.json"
+
+
+def _watched(sources: set[str]) -> dict[str, int]:
+    """Modification times of the directories whose contents decide the inventory: those packages
+    were found in, plus every ``site-packages``/``dist-packages`` directory on ``sys.path`` (where a
+    first install lands). Installing or removing a package adds or removes a ``*.dist-info``
+    entry there, which changes the directory's mtime. Other ``sys.path`` entries (a script's own
+    directory, say /tmp) change all the time and hold no packages, so they are not watched."""
+    paths = set(sources)
+    for entry in sys.path:
+        if os.path.basename(entry.rstrip("/\\")) in ("site-packages", "dist-packages"):
+            paths.add(os.path.abspath(entry))
+    times = {}
+    for path in sorted(paths):
+        try:
+            times[path] = os.stat(path).st_mtime_ns
+        except OSError:
+            times[path] = -1
+    return times
+
+
+def _cached_inventory(cache_dir: Path) -> list[tuple[str, str]] | None:
+    try:
+        data = json.loads(_cache_file(cache_dir).read_text(encoding="utf-8"))
+        watched = {str(path): int(mtime) for path, mtime in data["watched"].items()}
+        packages = [(str(name), str(version)) for name, version in data["packages"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, or damaged: scan again
+        return None
+    if _watched(set(watched)) != watched:
+        return None
+    return packages
+
+
+def _save_inventory(cache_dir: Path, packages: list[tuple[str, str]], sources: set[str]) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        target = _cache_file(cache_dir)
+        temporary = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary.write_text(json.dumps({"packages": packages, "watched": _watched(sources)}), encoding="utf-8")
+        os.replace(temporary, target)  # readers see the whole file or none
+    except OSError:
+        pass  # a read-only data root: scan every time
 
 
 def _cpu_model() -> str:
@@ -76,52 +152,93 @@ def _cpu_model() -> str:
                     return line.partition(":")[2].strip()
     except OSError:
         pass
+    import platform
+
     return platform.processor() or platform.machine()
 
 
-def capture_environment(cwd: str, files_dir: Path) -> pb.Record:
-    record = pb.Record()
-    environment = record.environment
-    environment.SetInParent()
-    environment.hostname = socket.gethostname()
-    environment.os = platform.platform()
-    environment.executable = sys.executable
-    environment.cpu_model = _cpu_model()
-    environment.cpu_count = os.cpu_count() or 0
-    try:
-        import psutil
-
-        environment.memory_total_bytes = float(psutil.virtual_memory().total)
-    except Exception:
-        pass
-    from tracklet.core.system.nvidia import gpu_names
-
-    environment.gpus.extend(gpu_names())
-    files_dir.mkdir(parents=True, exist_ok=True)
-    capture_git(environment, cwd, files_dir)
-    capture_packages(environment, files_dir)
-    return record
-
-
 class EnvironmentCapture:
-    """Runs :func:`capture_environment` on a daemon thread and queues the record it returns."""
+    """Captures the environment on a daemon thread and queues one ``Environment`` record.
 
-    def __init__(self, cwd: str, files_dir: Path, put: Callable[[Any], None], report: Callable[[Any, str], None]):
+    The host part is captured first, then git, then the package inventory. ``finish(timeout)``
+    waits up to ``timeout`` for the whole; if the thread is still busy then, it queues what is
+    ready, names the missing parts in ``incomplete``, and the thread's later results are dropped.
+    """
+
+    PARTS = ("host", "git", "packages")
+
+    def __init__(self, cwd: str, files_dir: Path, put: Callable[[Any], None], report: Callable[[Any, str], None],
+                 cache_dir: Path | None = None, gpu_names: bool = True):
         self._cwd = cwd
+        self._gpu_names = gpu_names
         self._files_dir = files_dir
         self._put = put
         self._report = report
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._done: list[str] = []
+        self._queued = False
+        self._record = pb.Record()
+        self._record.environment.SetInParent()
         self._thread = threading.Thread(target=self._run, name="tracklet-environment", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
+        steps = {"host": self._capture_host, "git": self._capture_git, "packages": self._capture_packages}
         try:
-            self._put(capture_environment(self._cwd, self._files_dir))
+            self._files_dir.mkdir(parents=True, exist_ok=True)
+            for part in self.PARTS:
+                partial = pb.Environment()
+                try:
+                    steps[part](partial)
+                except Exception as error:
+                    self._report(("environment", part), f"tracklet: capturing the environment ({part}) failed: {error!r}")
+                with self._lock:
+                    if self._queued:
+                        return
+                    self._record.environment.MergeFrom(partial)
+                    self._done.append(part)
+            self._queue_once()
         except Exception as error:
             self._report("environment", f"tracklet: capturing the environment failed: {error!r}")
 
-    def join(self, timeout: float) -> None:
+    def _capture_host(self, environment: pb.Environment) -> None:
+        import socket
+
+        environment.hostname = socket.gethostname()
+        environment.os = hostinfo.platform_string()
+        environment.executable = sys.executable
+        environment.cpu_model = _cpu_model()
+        environment.cpu_count = os.cpu_count() or 0
+        try:
+            environment.memory_total_bytes = hostinfo.memory_total_bytes()
+        except Exception:
+            pass
+        if self._gpu_names:  # else the system monitor records the GPUs (SystemInfo), NVML opened once
+            from tracklet.core.system.nvidia import gpu_names
+
+            environment.gpus.extend(gpu_names())
+
+    def _capture_git(self, environment: pb.Environment) -> None:
+        capture_git(environment, self._cwd, self._files_dir)
+
+    def _capture_packages(self, environment: pb.Environment) -> None:
+        capture_packages(environment, self._files_dir, self._cache_dir)
+
+    def _queue_once(self) -> None:
+        with self._lock:
+            if self._queued:
+                return
+            self._queued = True
+            missing = [part for part in self.PARTS if part not in self._done]
+            self._record.environment.incomplete.extend(missing)
+        self._put(self._record)
+
+    def finish(self, timeout: float) -> None:
+        """Make sure the record is queued: complete if the capture ends within ``timeout``."""
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._queue_once()

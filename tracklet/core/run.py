@@ -9,7 +9,6 @@ copy. Conversion, encoding and disk I/O happen on the sender's worker thread.
 from __future__ import annotations
 
 import os
-import platform
 import secrets
 import socket
 import sys
@@ -20,10 +19,9 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Iterator
 
-from tracklet.core import lifecycle
+from tracklet.core import hostinfo, lifecycle
 from tracklet.core.console import ConsoleCapture
 from tracklet.core.encoder import SUMMARY_MODES, TrackletWarning, summary_modes
-from tracklet.core.environment import EnvironmentCapture
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
@@ -235,7 +233,7 @@ class Run:
         self.resumed = False
         self._sender: BatchSender | None = None
         self._console: ConsoleCapture | None = None
-        self._environment: EnvironmentCapture | None = None
+        self._environment: Any = None  # an EnvironmentCapture
         self._monitor: Any = None
         self._checkpoints: Any = None
         self._uploader: Any = None
@@ -488,7 +486,11 @@ class Run:
             self._console = ConsoleCapture(self._sender.put, ConsoleChunk)
             self._console.start()
         if self.settings.capture_environment:
-            self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put, self._sender.warn)
+            from tracklet.core.environment import EnvironmentCapture
+
+            self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put, self._sender.warn,
+                                                   cache_dir=paths.root / "cache",
+                                                   gpu_names=not self.settings.system_metrics)
             self._environment.start()
         if self.settings.system_metrics:
             from tracklet.core.system import SystemMonitor, default_samplers
@@ -527,8 +529,8 @@ class Run:
         start.start_time = self.start_time
         start.host = socket.gethostname()
         start.pid = os.getpid()
-        start.python_version = platform.python_version()
-        start.platform = platform.platform()
+        start.python_version = hostinfo.python_version()
+        start.platform = hostinfo.platform_string()
         start.command.extend([sys.executable, *sys.argv])
         start.cwd = os.getcwd()
         start.tracklet_version = __version__
@@ -553,9 +555,10 @@ class Run:
         if self._console is not None:
             self._console.stop()
         if self._monitor is not None:
-            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
+            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())),
+                               startup_timeout=max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
         if self._environment is not None:
-            self._environment.join(max(0.0, min(5.0, deadline - time.monotonic())))
+            self._environment.finish(max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
         record = pb.Record()

@@ -35,6 +35,11 @@ class Settings:
             ``"off"`` records none. ``TRACKLET_CONSOLE``.
         capture_environment: record git state, installed packages and hardware.
             ``TRACKLET_CAPTURE_ENVIRONMENT``.
+        capture_wait: seconds ``finish()`` waits for capture still running in the background: the
+            environment (host, git, then the package inventory, cached per environment; parts not
+            captured by then are listed in the record's ``incomplete``) and the system monitor's
+            start (a run that ends before it has started has no system metrics).
+            ``TRACKLET_CAPTURE_WAIT``.
         finish_timeout: seconds ``finish()`` waits for the sender before giving up (records
             not written by then are reported as lost). ``TRACKLET_FINISH_TIMEOUT``.
         system_metrics: sample GPU (NVML) and host (psutil) metrics on a thread of their own.
@@ -61,6 +66,7 @@ class Settings:
     strict: bool = False
     console: str = "wrap"
     capture_environment: bool = True
+    capture_wait: float = 1.0
     finish_timeout: float = 30.0
     system_metrics: bool = True
     system_interval: float = 2.0
@@ -89,6 +95,8 @@ class Settings:
             raise ValueError("mode='online' needs the tracking server's URL: settings base_url or TRACKLET_BASE_URL")
         if not self.upload_interval > 0 or self.upload_timeout < 0:
             raise ValueError("upload_interval must be positive and upload_timeout at least 0")
+        if not self.capture_wait >= 0:
+            raise ValueError(f"capture_wait must be >= 0 seconds; got {self.capture_wait!r}")
         if self.finish_timeout < 0:
             raise ValueError(f"finish_timeout must be >= 0; got {self.finish_timeout!r}")
         return self

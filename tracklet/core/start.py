@@ -6,7 +6,6 @@ from typing import Any, Sequence
 
 from tracklet.core import lifecycle
 from tracklet.core.layout import RunPaths
-from tracklet.core.reader import replay
 from tracklet.core.run import DisabledRun, Run, new_run_id, new_run_name
 from tracklet.core.settings import Settings, check_name, data_root, resolve_settings
 
@@ -71,6 +70,8 @@ def init(
                 f"run {project_name}/{run_id} already exists in {paths.root}; pass resume='allow' to continue "
                 "it, or leave id unset for a new run"
             )
+        from tracklet.core.reader import replay
+
         state = replay(paths.log_file)
     elif resume == "must":
         raise ValueError(f"resume='must' but there is no run {project_name}/{run_id} in {paths.root}")

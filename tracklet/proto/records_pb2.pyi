@@ -357,7 +357,7 @@ class Alert(_message.Message):
     def __init__(self, title: _Optional[str] = ..., text: _Optional[str] = ..., level: _Optional[_Union[Alert.Level, str]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class Environment(_message.Message):
-    __slots__ = ("git_commit", "git_branch", "git_remote", "git_root", "git_dirty", "git_diff_sha256", "hostname", "os", "cpu_model", "cpu_count", "memory_total_bytes", "gpus", "packages", "executable")
+    __slots__ = ("git_commit", "git_branch", "git_remote", "git_root", "git_dirty", "git_diff_sha256", "hostname", "os", "cpu_model", "cpu_count", "memory_total_bytes", "gpus", "packages", "executable", "incomplete")
     GIT_COMMIT_FIELD_NUMBER: _ClassVar[int]
     GIT_BRANCH_FIELD_NUMBER: _ClassVar[int]
     GIT_REMOTE_FIELD_NUMBER: _ClassVar[int]
@@ -372,6 +372,7 @@ class Environment(_message.Message):
     GPUS_FIELD_NUMBER: _ClassVar[int]
     PACKAGES_FIELD_NUMBER: _ClassVar[int]
     EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
     git_commit: str
     git_branch: str
     git_remote: str
@@ -386,7 +387,8 @@ class Environment(_message.Message):
     gpus: _containers.RepeatedScalarFieldContainer[str]
     packages: _containers.RepeatedCompositeFieldContainer[Package]
     executable: str
-    def __init__(self, git_commit: _Optional[str] = ..., git_branch: _Optional[str] = ..., git_remote: _Optional[str] = ..., git_root: _Optional[str] = ..., git_dirty: _Optional[bool] = ..., git_diff_sha256: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[float] = ..., gpus: _Optional[_Iterable[str]] = ..., packages: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., executable: _Optional[str] = ...) -> None: ...
+    incomplete: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, git_commit: _Optional[str] = ..., git_branch: _Optional[str] = ..., git_remote: _Optional[str] = ..., git_root: _Optional[str] = ..., git_dirty: _Optional[bool] = ..., git_diff_sha256: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[float] = ..., gpus: _Optional[_Iterable[str]] = ..., packages: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., executable: _Optional[str] = ..., incomplete: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Package(_message.Message):
     __slots__ = ("name", "version")

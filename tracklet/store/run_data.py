@@ -127,6 +127,8 @@ class RunDataFold:
             hostname=env.hostname, os=env.os, executable=env.executable, cpu_model=env.cpu_model,
             cpu_count=env.cpu_count, memory_total_bytes=env.memory_total_bytes,
         )
+        if env.incomplete:
+            self.metadata["environment_incomplete"] = list(env.incomplete)
         if "gpu" not in self.metadata:  # the system monitor's SystemInfo says more, when there is one
             self.metadata["gpu"] = {"count": len(env.gpus), "names": list(env.gpus)}
         self.metadata_changed = True

@@ -87,6 +87,7 @@ class SystemMonitor:
         self._report = report or (lambda token, message: None)
         self._clock = clock
         self._stop = threading.Event()
+        self._started = threading.Event()  # the samplers are started and the SystemInfo queued
         self._thread = threading.Thread(target=self._run, name="tracklet-system-monitor", daemon=True)
         self.samples_taken = 0
         self.sample_cpu_seconds = 0.0
@@ -94,15 +95,23 @@ class SystemMonitor:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop now (not at the next interval): take a last sample and emit the partial window."""
+    def stop(self, timeout: float | None = None, startup_timeout: float | None = None) -> None:
+        """Stop now (not at the next interval): take a last sample and emit the partial window.
+
+        A monitor still starting its samplers (importing psutil and NVML, opening the driver) is
+        waited for at most ``startup_timeout``: a run that ends that soon is not held up for
+        system metrics; what the thread finds later is dropped with the run's queue."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            return
+        if startup_timeout is not None and not self._started.wait(startup_timeout):
+            return
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
             self._put(self._info_record(self._start_samplers()))
+            self._started.set()
             window = _Window(self._clock())
             next_sample = time.monotonic()
             while True:

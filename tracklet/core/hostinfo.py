@@ -1,0 +1,44 @@
+"""Cheap facts about the host for the records a run starts with.
+
+``platform.platform()`` costs 10-20 ms on Linux (it reads the interpreter binary to find the libc
+version) and importing ``platform`` a few more; ``init()`` pays neither. These give the same strings
+from ``os.uname()`` and ``os.confstr()``, and fall back to ``platform`` where those don't exist.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+
+@functools.lru_cache(maxsize=1)
+def platform_string() -> str:
+    """What ``platform.platform()`` returns, e.g. ``Linux-6.1.0-x86_64-with-glibc2.36``."""
+    try:
+        uname = os.uname()
+        if uname.sysname == "Linux":
+            libc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"
+            name, _, version = libc.partition(" ")
+            suffix = f"-with-{name}{version}" if name and version else ""
+            return f"{uname.sysname}-{uname.release}-{uname.machine}{suffix}"
+    except (AttributeError, OSError, ValueError):
+        pass
+    import platform
+
+    return platform.platform()
+
+
+def python_version() -> str:
+    """``platform.python_version()``: e.g. ``3.11.7``."""
+    return sys.version.split()[0]
+
+
+def memory_total_bytes() -> float:
+    """Physical memory, without importing psutil where ``sysconf`` knows it."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        import psutil
+
+        return float(psutil.virtual_memory().total)

@@ -4,6 +4,13 @@ Runs on the sender's worker thread. Rows arrive as ``(step, wall_time, {key: val
 share one key set (the usual case: the same keys every step) are transposed with ``zip`` at C
 level, and a column whose values all have one builtin type is handed to protobuf's packed
 ``extend`` in one call. Only unusual values (numpy, tensors, mixed types) take a per-value path.
+
+Encoding is total: whatever one value does (a conversion that raises, a string protobuf refuses, a
+dict that contains itself), the failure is contained to that value of that key, reported once per
+key with its step, and every other value of the batch is recorded. A key's number is *defined* in
+the record that first uses it, and the encoder only treats it as known once the caller has
+:meth:`HistoryEncoder.commit`-ted that record (written it); a record that was never written leaves
+its keys to be defined again, with the same numbers, in the next record that uses them.
 """
 
 from __future__ import annotations
@@ -14,14 +21,28 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
-from tracklet.core.values import Histogram, Unsupported, fill_histogram, flatten, to_scalar, type_name
+from tracklet.core.values import (
+    INT64_MAX,
+    INT64_MIN,
+    Histogram,
+    Unsupported,
+    fill_entries,
+    fill_histogram,
+    flatten,
+    to_plain,
+    to_scalar,
+    type_name,
+)
 from tracklet.proto import records_pb2 as pb
 
 Row = tuple  # (step: int, time: float, keys: tuple, values: tuple)
 
 RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
 
-_FIELD_FOR_TYPE = {float: "floats", int: "ints", bool: "bools", str: "strings"}
+_FIELD_FOR_TYPE: dict[Any, str] = {float: "floats", int: "ints", bool: "bools", str: "strings"}
+# The kind under which ints outside int64 are bucketed (a str, so never a value's type).
+_BIG_INT = "big_int"
+_FLOAT_ONLY = {float}
 
 SUMMARY_MODES = {
     "last": pb.SUMMARY_MODE_LAST,
@@ -52,14 +73,21 @@ class WarnOnce:
 
 class SummaryTracker:
     """The run's summary: the last value of every logged key unless ``define_metric`` says otherwise,
-    plus values set explicitly with ``run.summary[key] = value``."""
+    plus values set explicitly with ``run.summary[key] = value``.
 
-    def __init__(self) -> None:
+    Never raises. Aggregates follow IEEE arithmetic where exact summing can't: ``min``/``max``
+    skip NaN; ``mean`` is the exact mean of the values while it is finite, ``+inf``/``-inf`` when
+    the values include only that infinity or their sum overflows a double, and NaN when they
+    include both ``+inf`` and ``-inf``.
+    """
+
+    def __init__(self, warn: Callable[[Any, str], None] | None = None) -> None:
         self.values: dict[str, Any] = {}
         self.dirty: dict[str, None] = {}  # insertion-ordered set
+        self.warn = warn or WarnOnce()
         self._definitions: list[tuple[str, tuple[str, ...]]] = []
         self._modes: dict[str, tuple[str, ...]] = {}
-        self._stats: dict[str, list[float]] = {}  # key -> [min, max, sum, count]
+        self._stats: dict[str, list[Any]] = {}  # key -> [min, max, sum, count]
 
     def define(self, pattern: str, modes: Sequence[str]) -> None:
         """A ``define_metric`` without ``summary=`` (only a step metric, say) leaves the summary
@@ -89,13 +117,13 @@ class SummaryTracker:
         numbers = [v for v in column if type(v) in (float, int, bool) and not (type(v) is float and math.isnan(v))]
         stats = self._stats.get(key)
         if numbers:
-            low, high, total = min(numbers), max(numbers), math.fsum(numbers)
+            low, high, total = min(numbers), max(numbers), _sum(numbers)
             if stats is None:
                 stats = self._stats[key] = [low, high, total, len(numbers)]
             else:
                 stats[0] = min(stats[0], low)
                 stats[1] = max(stats[1], high)
-                stats[2] += total
+                stats[2] += total  # two floats: overflows to inf, inf + -inf is nan; never raises
                 stats[3] += len(numbers)
         result: dict[str, Any] = {}
         for mode in modes:
@@ -116,19 +144,42 @@ class SummaryTracker:
             self.dirty[key] = None
 
     def take_update(self) -> pb.Record | None:
-        """A ``SummaryUpdate`` with every key changed since the last call, or None."""
+        """A ``SummaryUpdate`` with every key changed since the last call, or None. A value that
+        can't be encoded is left out with a warning naming its key; the other keys are written."""
         if not self.dirty:
             return None
-        from tracklet.core.values import fill_entries, to_plain
-
         record = pb.Record()
         update = record.summary
         update.SetInParent()
-        present = {k: to_plain(self.values[k]) for k in self.dirty if k in self.values}
-        fill_entries(update.items, present)
+        present = {k: to_plain(self.values[k], self._cut_reporter(k)) for k in self.dirty if k in self.values}
+        fill_entries(update.items, present, self._failed)
         update.removed.extend(sorted(k for k in self.dirty if k not in self.values))
         self.dirty.clear()
         return record
+
+    def _cut_reporter(self, key: str) -> Callable[[str, str], None]:
+        def report(where: str, why: str) -> None:
+            self.warn(("summary-cut", key), f"tracklet: summary key {key!r}: {why} (at {where!r})")
+
+        return report
+
+    def _failed(self, key: str, error: Exception) -> None:
+        self.warn(("summary-error", key), f"tracklet: summary key {key!r} could not be recorded ({error!r}); left out")
+
+
+def _sum(numbers: list[Any]) -> float:
+    """The exact sum as a float (``math.fsum``), or IEEE's answer where fsum raises: ``inf`` with
+    the overflow's sign, NaN for ``inf + -inf``."""
+    try:
+        return math.fsum(numbers)
+    except (OverflowError, ValueError):
+        total = 0.0
+        for number in numbers:
+            try:
+                total += number
+            except OverflowError:  # an int beyond the double range
+                total += math.inf if number > 0 else -math.inf
+        return total
 
 
 def summary_modes(summary: str | Sequence[str] | None) -> list[str]:
@@ -148,44 +199,105 @@ def mode_names(numbers: Iterable[int]) -> list[str]:
 
 
 class HistoryEncoder:
-    """Encodes rows into ``HistoryBatch`` records, interning key names once per run."""
+    """Encodes rows into ``HistoryBatch`` records, interning key names once per run.
+
+    Call :meth:`commit` once the record :meth:`encode` returned has been written, :meth:`rollback`
+    if it wasn't: the summary and the set of defined keys follow only what was written.
+    """
 
     def __init__(self, summary: SummaryTracker, warn: Callable[[Any, str], None], key_ids: dict[str, int] | None = None):
         self.summary = summary
         self._warn = warn
+        # Keys whose definition is in the log (or that are dropped: -1), by key object and by name.
         self._key_ids: dict[Any, int] = dict(key_ids or {})
-        self._next_id = max(self._key_ids.values(), default=-1) + 1
+        # Every number ever given out, by name, so a definition written again reuses its number.
+        self._assigned: dict[str, int] = dict(key_ids or {})
+        self._next_id = max(self._assigned.values(), default=-1) + 1
+        # What the record being built adds: key definitions, and (name, column) for the summary.
+        self._pending: dict[Any, int] = {}
+        self._observed: list[tuple[str, Sequence[Any]]] = []
+        self._steps: Sequence[int] = ()
+
+    # ------------------------------------------------------------ keys
 
     def _key_id(self, key: Any, batch: pb.HistoryBatch) -> int:
         """The key's number, defining it in this batch if new; -1 for a key that can't be recorded."""
         key_id = self._key_ids.get(key)
         if key_id is not None:
             return key_id
-        name = key if type(key) is str else str(key)
+        key_id = self._pending.get(key)
+        if key_id is not None:
+            return key_id
+        try:
+            name = key if type(key) is str else str(key)
+        except Exception as error:
+            self._warn(
+                ("key-name", type(key)),
+                f"tracklet: a key of type {type_name(key)} has no str() ({error!r}); its values are dropped",
+            )
+            self._key_ids[key] = -1
+            return -1
         if name in RESERVED_KEYS:
             self._warn(("reserved", name), f"tracklet: key {name!r} is reserved for the history's own columns; dropped")
             self._key_ids[key] = -1
             return -1
-        if name != key and name in self._key_ids:
-            key_id = self._key_ids[name]
-        else:
-            key_id = self._next_id
-            self._next_id += 1
+        key_id = self._key_ids.get(name)
+        if key_id is not None:  # a non-str key whose name is already defined
+            self._pending[key] = key_id
+            return key_id
+        key_id = self._pending.get(name)
+        if key_id is None:
+            key_id = self._assigned.get(name)
+            if key_id is None:
+                key_id = self._assigned[name] = self._next_id
+                self._next_id += 1
             definition = batch.new_keys.add()
             definition.id = key_id
             definition.name = name
-            self._key_ids[name] = key_id
-        self._key_ids[key] = key_id
+            self._pending[name] = key_id
+        self._pending[key] = key_id
         return key_id
 
-    def encode(self, rows: Sequence[Row]) -> pb.Record:
+    def commit(self) -> None:
+        """The last encoded record was written: its keys are defined, its values count in the summary."""
+        self._key_ids.update(self._pending)
+        self._pending.clear()
+        observed, self._observed = self._observed, []
+        for name, column in observed:
+            try:
+                self.summary.observe(name, column)
+            except Exception as error:  # SummaryTracker is total; this guards against what it can't foresee
+                self._warn(("summary-observe", name), f"tracklet: the summary of key {name!r} failed ({error!r})")
+
+    def rollback(self) -> None:
+        """The last encoded record was not written: forget what it defined and observed."""
+        self._pending.clear()
+        self._observed.clear()
+
+    # ------------------------------------------------------------ rows
+
+    def encode(self, rows: Sequence[Row]) -> pb.Record | None:
         """Rows are ``(step, time, keys, values)``: two tuples per row, the same keys tuple object
-        row after row in the usual case (then the key-set check below is an identity compare)."""
+        row after row in the usual case (then the key-set check below is an identity compare).
+
+        Returns None when no row could be recorded. Raises only on a defect of this module (the
+        caller then retries smaller parts of the batch); a bad value never makes it raise."""
+        self.rollback()  # a record encoded before and never committed was not written
         record = pb.Record()
         batch = record.history
         steps, times, keysets, valuesets = zip(*rows)
-        batch.steps.extend(steps)
-        batch.times.extend(times)
+        try:
+            batch.steps.extend(steps)
+            batch.times.extend(times)
+        except Exception:  # a step outside int64 or a time that is no number: drop those rows
+            rows = self._recordable_rows(rows)
+            if not rows:
+                return None
+            steps, times, keysets, valuesets = zip(*rows)
+            del batch.steps[:], batch.times[:]
+            batch.steps.extend(steps)
+            batch.times.extend(times)
+        self._steps = steps
         first = keysets[0]
         if keysets.count(first) == len(keysets):
             self._encode_group(batch, first, (), valuesets)
@@ -203,46 +315,111 @@ class HistoryEncoder:
                 self._encode_group(batch, keys, indices, members)
         return record
 
+    def _recordable_rows(self, rows: Sequence[Row]) -> list[Row]:
+        kept = []
+        probe = pb.HistoryBatch()
+        for row in rows:
+            try:
+                probe.steps.append(row[0])
+                probe.times.append(row[1])
+            except Exception as error:
+                self._warn(
+                    ("bad-step", type(error)),
+                    f"tracklet: a row at step {row[0]!r} (time {row[1]!r}) can't be recorded ({error!r}); "
+                    "that row is dropped, the others are recorded",
+                )
+            else:
+                kept.append(row)
+        return kept
+
     def _encode_group(
         self, batch: pb.HistoryBatch, keys: tuple, indices: Sequence[int], valuesets: Sequence[tuple]
     ) -> None:
+        columns, observed = batch.columns, self._observed
         for key, column in zip(keys, zip(*valuesets)):
             field = _FIELD_FOR_TYPE.get(type(column[0]))
-            if field == "bools" and set(map(type, column)) != {bool}:
+            if field == "floats":
+                if set(map(type, column)) != _FLOAT_ONLY:
+                    field = None  # the floats field would take ints (rounding those past 2**53) and bools
+            elif field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently
             if field is not None:
                 key_id = self._key_id(key, batch)
                 if key_id < 0:
                     continue
-                target = batch.columns.add()
+                target = columns.add()
                 target.key = key_id
                 try:
-                    # Fails as a whole (nothing added) on a value of another kind: a float field
-                    # takes ints and numpy numbers as floats, and refuses str, None, arrays, tensors.
+                    # Fails as a whole (nothing added) on a value it refuses: a str with a lone
+                    # surrogate, an int outside int64.
                     getattr(target, field).extend(column)
-                except (TypeError, ValueError):
-                    del batch.columns[-1]
+                except Exception:
+                    del columns[-1]
                 else:
                     if indices:
                         target.rows.extend(indices)
-                    self.summary.observe(key if type(key) is str else str(key), column)
+                    observed.append((key if type(key) is str else str(key), column))
                     continue
-            self._encode_slow(batch, key, indices, column)
+            marks = len(columns), len(observed)
+            try:
+                self._encode_slow(batch, key, indices, column)
+            except Exception as error:
+                del columns[marks[0] :], observed[marks[1] :]
+                self._encode_each(batch, key, indices, column, error)
+
+    def _encode_each(
+        self, batch: pb.HistoryBatch, key: Any, indices: Sequence[int], column: Sequence[Any], error: Exception
+    ) -> None:
+        """A column failed as a whole: record it value by value, dropping only the values that fail."""
+        columns, observed = batch.columns, self._observed
+        rows = indices or range(len(column))
+        dropped: list[tuple[int, Any, Exception]] = []
+        for row, value in zip(rows, column):
+            marks = len(columns), len(observed)
+            try:
+                self._encode_slow(batch, key, [row], [value])
+            except Exception as failure:
+                del columns[marks[0] :], observed[marks[1] :]
+                dropped.append((row, value, failure))
+        if dropped:
+            row, value, failure = dropped[0]
+            self._warn(
+                ("value-error", self._safe_name(key)),
+                f"tracklet: key {self._safe_name(key)!r} at step {self._steps[row]}: a {type_name(value)} value "
+                f"could not be recorded ({failure!r}); that value is dropped (and {len(dropped) - 1} more in "
+                "this batch), the rest of its row and batch are recorded",
+            )
+
+    def _safe_name(self, key: Any) -> str:
+        try:
+            return key if type(key) is str else str(key)
+        except Exception:
+            return f"<{type_name(key)}>"
 
     def _encode_nested(self, batch: pb.HistoryBatch, key: Any, indices: list[int], column: list[Any]) -> None:
         """Flatten mapping values (``{"train": {"loss": ...}}`` → ``train/loss``) and encode them."""
         prefix = key if type(key) is str else str(key)
         sub: dict[tuple, tuple[list[int], list[tuple]]] = {}
         for row, value in zip(indices, column):
-            values = flatten(value, prefix + "/")
+            values = flatten(value, prefix + "/", report=self._cut_reporter(prefix, row))
             group = sub.setdefault(tuple(values), ([], []))
             group[0].append(row)
             group[1].append(tuple(values.values()))
         for sub_keys, (sub_rows, members) in sub.items():
-            self._encode_group(batch, sub_keys, sub_rows, members)
+            if sub_keys:
+                self._encode_group(batch, sub_keys, sub_rows, members)
+
+    def _cut_reporter(self, key: str, row: int) -> Callable[[str, str], None]:
+        def report(where: str, why: str) -> None:
+            self._warn(
+                ("nesting", key),
+                f"tracklet: key {key!r} at step {self._steps[row]}: {why} at {where!r}; cut there, the rest is recorded",
+            )
+
+        return report
 
     def _encode_slow(self, batch: pb.HistoryBatch, key: Any, indices: Sequence[int], column: Sequence[Any]) -> None:
-        """Per-value conversion: numpy, tensors, histograms, None, mixed types, unsupported values."""
+        """Per-value conversion: numpy, tensors, histograms, None, mixed types, big ints, unsupported values."""
         nested = [position for position, value in enumerate(column) if isinstance(value, Mapping)]
         if nested:  # a key set first seen with scalars, now with a dict under one key
             rows = list(indices) if indices else list(range(len(column)))
@@ -252,7 +429,7 @@ class HistoryEncoder:
             if not kept:
                 return
             indices, column = [rows[p] for p in kept], [column[p] for p in kept]
-        by_type: dict[type, tuple[list[int], list[Any]]] = {}
+        by_type: dict[Any, tuple[list[int], list[Any]]] = {}
         name = key if type(key) is str else str(key)
         for position, value in enumerate(column):
             if value is None:
@@ -273,6 +450,8 @@ class HistoryEncoder:
                 )
                 continue
             kind = type(converted)
+            if kind is int and not INT64_MIN <= converted <= INT64_MAX:
+                kind = _BIG_INT
             bucket = by_type.get(kind)
             if bucket is None:
                 bucket = by_type[kind] = ([], [])
@@ -292,6 +471,8 @@ class HistoryEncoder:
             if kind is Histogram:
                 for histogram in values:
                     fill_histogram(target.histograms.add(), histogram)
+            elif kind is _BIG_INT:
+                target.big_ints.extend(map(str, values))  # exact; ValueError past int's digit limit
             else:
                 getattr(target, _FIELD_FOR_TYPE[kind]).extend(values)
         if len(by_type) == 1:
@@ -302,4 +483,4 @@ class HistoryEncoder:
                 key=lambda pair: pair[0],
             )
             observed = [value for _, value in pairs]
-        self.summary.observe(name, observed)
+        self._observed.append((name, observed))

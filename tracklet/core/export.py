@@ -33,12 +33,13 @@ those texts is indistinguishable from them. Histograms are objects, ``Histogram.
 row; a missing value is null. Each key's column gets its type from its values:
 
 * all ``float`` → ``double`` (NaN and infinities kept as such, not null);
-* all ``int`` → ``int64``; all ``bool`` → ``bool``; all ``str`` → ``string``;
+* all ``int`` within int64 → ``int64``; all ``bool`` → ``bool``; all ``str`` → ``string``;
 * ints and floats mixed, every int within ±2**53 → ``double`` (the numbers are exact; only the
   int/float distinction is lost);
 * all histograms → ``struct<edges: list<double>, counts: list<int64>, nan_count: int64,
   inf_count: int64>``;
-* any other mix (e.g. ``int`` and ``str``, ``bool`` and ``float``, huge ints with floats) →
+* any other mix (e.g. ``int`` and ``str``, ``bool`` and ``float``, huge ints with floats, ints
+  outside int64) →
   ``string``, each cell the JSON text of its value (``1``, ``2.5``, ``"text"``, ``true``,
   ``NaN``/``Infinity``/``-Infinity``, a histogram object), which ``json.loads`` reads back exactly.
   Such fields carry the field metadata ``tracklet.encoding = json``.
@@ -66,6 +67,7 @@ FORMATS = ("csv", "jsonl", "parquet")
 INDEX_COLUMNS = (STEP, TIMESTAMP, RUNTIME)
 PARQUET_INSTALL_HINT = "pip install 'tracklet[parquet]'"
 _EXACT_FLOAT_INT = 1 << 53
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class MissingDependency(ImportError):
@@ -244,7 +246,7 @@ def _parquet_column(pa: Any, name: str, values: list[Any]) -> tuple[Any, Any]:
         return pa.field(name, pa.null()), pa.nulls(len(values))
     if kinds == {float}:
         return pa.field(name, pa.float64()), pa.array(values, type=pa.float64())
-    if kinds == {int}:
+    if kinds == {int} and all(v is None or _INT64_MIN <= v <= _INT64_MAX for v in values):
         return pa.field(name, pa.int64()), pa.array(values, type=pa.int64())
     if kinds == {bool}:
         return pa.field(name, pa.bool_()), pa.array(values, type=pa.bool_())

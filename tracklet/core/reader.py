@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence
 
 from tracklet.core.encoder import TrackletWarning, mode_names
 from tracklet.core.recordlog import Damage, read_log, writer_alive
-from tracklet.core.values import from_value_message, histogram_from_message
+from tracklet.core.values import from_value_message, histogram_from_message, parse_big_int
 from tracklet.proto import records_pb2 as pb
 
 STEP, TIMESTAMP, RUNTIME = "_step", "_timestamp", "_runtime"
@@ -184,6 +184,8 @@ class RunState:
                 data = getattr(column, field)
                 if field == "histograms":
                     data = [histogram_from_message(h) for h in data]
+                elif field == "big_ints":
+                    data = [parse_big_int(text) for text in data]
                 target = values.setdefault(column.key, [])
                 rows = column.rows or range(len(data))
                 for row, value in zip(rows, data):
@@ -233,7 +235,7 @@ class RunState:
 
 
 def _filled_field(column: pb.Column) -> str | None:
-    for field in ("floats", "ints", "bools", "strings", "histograms"):
+    for field in ("floats", "ints", "bools", "strings", "histograms", "big_ints"):
         if len(getattr(column, field)):
             return field
     return None

@@ -26,7 +26,15 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
 from tracklet.core.settings import Settings, check_name
-from tracklet.core.values import fill_entries, flatten, is_mapping, is_supported_type, to_plain, type_name
+from tracklet.core.values import (
+    INT64_MAX,
+    fill_entries,
+    flatten,
+    is_mapping,
+    is_supported_type,
+    to_plain,
+    type_name,
+)
 from tracklet.proto import records_pb2 as pb
 
 _PLAIN_TYPES = frozenset({float, int, bool, str})
@@ -108,12 +116,13 @@ class Config(MutableMapping):
         With ``allow_val_change=False`` a key that already has a different value raises ValueError.
         """
         items: dict[str, Any] = {}
+        report = self._run._cut_reporter("config")
         if other is not None:
-            plain = to_plain(other)
+            plain = to_plain(other, report)
             if not isinstance(plain, dict):
                 raise TypeError(f"config.update() takes a dict, dataclass or Namespace; got {type_name(other)}")
             items.update(plain)
-        items.update({str(k): to_plain(v) for k, v in kwargs.items()})
+        items.update({str(k): to_plain(v, _under(report, str(k))) for k, v in kwargs.items()})
         if not allow_val_change:
             changed = [k for k, v in items.items() if k in self._data and self._data[k] != v]
             if changed:
@@ -161,7 +170,8 @@ class Summary(MutableMapping):
         return len(self._values())
 
     def update(self, other: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:  # type: ignore[override]
-        items = {str(k): to_plain(v) for k, v in {**(other or {}), **kwargs}.items()}
+        report = self._run._cut_reporter("summary")
+        items = {str(k): to_plain(v, _under(report, str(k))) for k, v in {**(other or {}), **kwargs}.items()}
         self._run._set_summary(items, ())
 
     def as_dict(self) -> dict[str, Any]:
@@ -169,6 +179,11 @@ class Summary(MutableMapping):
 
     def __repr__(self) -> str:
         return f"Summary({self._values()!r})"
+
+
+def _under(report: Any, key: str) -> Any:
+    """A cut report for a value stored under ``key``: paths then start with the key."""
+    return lambda where, why: report(f"{key}/{where}" if where != "(the value)" else key, why)
 
 
 _FORKED = (
@@ -269,6 +284,9 @@ class Run:
         a framework hook does so later ``log()`` calls land in its step's row."""
         if type(step) is not int:
             step = self._check_step(step)
+        if step > INT64_MAX:
+            self._refuse_step(step)
+            return
         if step > self._step:
             self._step = step
 
@@ -294,6 +312,9 @@ class Run:
             if step != self._step:
                 if step < self._step:
                     self._warn_step(step)
+                    return
+                if step > INT64_MAX:
+                    self._refuse_step(step)
                     return
                 self._step = step
             advance = commit is True
@@ -329,10 +350,19 @@ class Run:
         return known
 
     def _prepare(self, row: dict) -> dict:
-        """The caller-side slow path: flatten nested mappings (copying them) and, in strict mode,
-        reject unsupported values before anything from this call is queued."""
+        """The caller-side slow path: flatten nested mappings (copying them; a dict that contains
+        itself or nests too deep is cut there, with a warning) and, in strict mode, reject
+        unsupported values before anything from this call is queued."""
         if any(map(is_mapping, row.values())):
-            row = flatten(row)
+            cuts: list[tuple[str, str]] = []
+            row = flatten(row, report=lambda where, why: cuts.append((where, why)))
+            for where, why in cuts:
+                key = where.partition("/")[0]
+                if self._strict:
+                    raise ValueError(
+                        f"tracklet (strict mode): key {key!r}: {why} at {where!r}; nothing from this call was recorded"
+                    )
+                self._warn_once(("cut", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded")
         if self._strict:
             bad = [(k, v) for k, v in row.items() if not is_supported_type(v) or not isinstance(k, str)]
             if bad:
@@ -342,6 +372,30 @@ class Run:
                 )
                 raise TypeError(f"tracklet (strict mode): {what}, which can't be logged; nothing from this call was recorded")
         return row
+
+    def _refuse_step(self, step: int) -> None:
+        message = (
+            f"tracklet: log(step={step}) is beyond the largest step a run can record (2**63 - 1); "
+            "this call was not recorded"
+        )
+        if self._strict:
+            raise ValueError(message)
+        self._warn_once("step-range", message + " (further such calls are dropped silently)")
+
+    def _warn_once(self, token: Any, message: str) -> None:
+        """A ``TrackletWarning`` on the caller's thread, once per ``token`` for this run."""
+        if token not in self._warned:
+            self._warned.add(token)
+            warnings.warn(message, TrackletWarning, stacklevel=4)
+
+    def _cut_reporter(self, what: str) -> Any:
+        """A cut report (see ``values.to_plain``) that warns once per top-level key of ``what``."""
+
+        def report(where: str, why: str) -> None:
+            key = where.partition("/")[0]
+            self._warn_once((what, "cut", key), f"tracklet: {what} key {key!r}: {why} (at {where!r})")
+
+        return report
 
     def _check_step(self, step: Any) -> int:
         try:
@@ -427,9 +481,14 @@ class Run:
         record = pb.Record()
         update = record.config
         update.SetInParent()
-        fill_entries(update.items, items)
+        fill_entries(update.items, items, self._config_failed)
         update.removed.extend(removed)
         self._enqueue(record)
+
+    def _config_failed(self, key: str, error: Exception) -> None:
+        self._warn_once(
+            ("config-error", key), f"tracklet: config key {key!r} could not be recorded ({error!r}); left out"
+        )
 
     def _set_summary(self, items: dict[str, Any], removed: tuple[str, ...]) -> None:
         self._enqueue(SummarySet(items, removed))

@@ -94,7 +94,7 @@ class BatchSender:
     ) -> None:
         self.sinks = sinks
         self.warn = WarnOnce()
-        self.summary = summary or SummaryTracker()
+        self.summary = summary or SummaryTracker(self.warn)
         self.encoder = HistoryEncoder(self.summary, self.warn, key_ids)
         # A plain list: producers only ever append; the worker takes a prefix with one slice and
         # one slice deletion, each atomic under the GIL, instead of popping item by item.
@@ -255,7 +255,31 @@ class BatchSender:
             raise TypeError(f"unexpected item on the sender queue: {item!r}")
 
     def _write_rows(self, rows: list[tuple]) -> None:
-        self._guarded(lambda: self._write(self.encoder.encode(rows)))
+        """Encode and write rows. A bad value never fails a batch (the encoder contains it); should
+        encoding fail anyway, each half is retried on its own, so only the row at fault is lost."""
+        encoder = self.encoder
+        try:
+            record = encoder.encode(rows)
+            payload = None if record is None else record.SerializeToString()
+        except Exception as error:
+            encoder.rollback()
+            if len(rows) > 1:
+                middle = len(rows) // 2
+                self._write_rows(rows[:middle])
+                self._write_rows(rows[middle:])
+            else:
+                self.warn(
+                    ("row-error", type(error)),
+                    f"tracklet: the row at step {rows[0][0]!r} could not be recorded ({error!r}); the run goes on. "
+                    f"{''.join(traceback.format_exception(type(error), error, error.__traceback__)[-3:]).strip()}",
+                )
+            return
+        if payload is None:
+            return
+        if self._deliver(payload):
+            encoder.commit()
+        else:  # its key definitions are not in the log: define them again in the next record
+            encoder.rollback()
 
     def _write_summary(self, force: bool = True) -> None:
         now = time.monotonic()
@@ -265,11 +289,15 @@ class BatchSender:
         self._guarded(lambda: self._write(self.summary.take_update()))
 
     def _write(self, record: pb.Record | None) -> None:
-        if record is None:
-            return
-        payload = record.SerializeToString()
+        if record is not None:
+            self._deliver(record.SerializeToString())
+
+    def _deliver(self, payload: bytes) -> bool:
+        """Hand one record to every sink; True if every sink took it."""
+        delivered = True
         for sink in self.sinks:
-            self._guarded(sink.write, payload)
+            delivered = self._guarded(sink.write, payload) and delivered
+        return delivered
 
     def _flush_sinks(self, fsync: bool) -> None:
         for sink in self.sinks:
@@ -279,9 +307,11 @@ class BatchSender:
         for sink in self.sinks:
             self._guarded(sink.close)
 
-    def _guarded(self, function: Callable[..., Any], *args: Any) -> None:
+    def _guarded(self, function: Callable[..., Any], *args: Any) -> bool:
+        """Call ``function``; True if it returned, False (after one warning per kind) if it raised."""
         try:
             function(*args)
+            return True
         except Exception as error:  # contained: the training loop must never see this
             where = getattr(function, "__qualname__", repr(function))
             self.warn(
@@ -289,6 +319,7 @@ class BatchSender:
                 f"tracklet: recording failed in {where}: {error!r}; the run goes on. "
                 f"{''.join(traceback.format_exception_only(type(error), error)).strip()}",
             )
+            return False
 
     def abandon_after_fork(self) -> None:
         """In a forked child the worker thread does not exist: drop the queue, don't wait for it."""

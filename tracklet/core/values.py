@@ -1,6 +1,7 @@
 """What a logged value may be, and how it becomes something the wire format can hold.
 
-Scalars are ``bool``, ``int`` (int64), ``float`` (NaN and +-inf kept) and ``str``. numpy scalars,
+Scalars are ``bool``, ``int`` (any size: ints outside int64 are kept exact, as decimal text on
+the wire), ``float`` (NaN and +-inf kept) and ``str``. numpy scalars,
 0-d or one-element numpy arrays and torch/jax tensors are scalars too; larger arrays and tensors,
 lists and tuples of numbers, and :class:`Histogram` become histograms. ``None`` means "no value
 for this key in this row" and is skipped.
@@ -10,6 +11,9 @@ a reference and this module reads it later. That is what keeps ``log()`` from fo
 sync, and it implies the lifetime rule: do not modify a tensor or array in place after logging
 it until the run has been flushed (log ``t.detach().clone()`` or ``t.item()`` if you must).
 
+Nested values are cut where they contain themselves or nest deeper than :data:`MAX_NESTING`
+levels (a record parser refuses deeper messages); the cut part is reported, never raised.
+
 Nothing here imports numpy, torch or jax: a value of those types means the user already did.
 """
 
@@ -18,11 +22,18 @@ from __future__ import annotations
 import dataclasses
 import enum
 from pathlib import PurePath
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 DEFAULT_BINS = 64
+# The deepest nesting a logged dict or a config/summary value keeps. Protobuf parsers refuse
+# messages nested more than 100 deep, and each level of a ``Value`` tree takes three (Value,
+# ValueMap, MapEntry) under the four of Record > ConfigUpdate > MapEntry > Value.
+MAX_NESTING = 30
+
+# ``report(where, why)``: where a nested value was cut (``a/b/c``) and why.
+CutReport = Callable[[str, str], None]
 
 
 class Histogram:
@@ -126,8 +137,6 @@ def _numpy_scalar(value: Any) -> Any:
     item = value.item()
     if type(item) is bytes:
         item = item.decode("utf-8", errors="replace")
-    if type(item) is int and not INT64_MIN <= item <= INT64_MAX:
-        return float(item)
     return item
 
 
@@ -154,7 +163,7 @@ def to_scalar(value: Any) -> Any:
     if kind is float or kind is bool or kind is str:
         return value
     if kind is int:
-        return value if INT64_MIN <= value <= INT64_MAX else float(value)
+        return value
     if isinstance(value, Histogram):
         return value
     root = _module_root(value)
@@ -228,51 +237,109 @@ def is_mapping(value: Any) -> bool:
     return known
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Nested mappings become ``a/b`` keys; the result is a new dict (a copy at every level)."""
+def flatten(
+    data: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None, report: CutReport | None = None
+) -> dict[str, Any]:
+    """Nested mappings become ``a/b`` keys; the result is a new dict (a copy at every level).
+
+    A mapping that contains itself, one nested deeper than :data:`MAX_NESTING` levels, or one that
+    fails to be read (a key whose ``str()`` raises, a broken ``items()``) is cut there: nothing
+    under it is kept and ``report(where, why)`` is called. Never raises for its input's content.
+    """
     if out is None:
         out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}" if isinstance(key, str) else f"{prefix}{key!s}"
-        if isinstance(value, Mapping):
-            flatten(value, name + "/", out)
-        else:
-            out[name] = value
+    _flatten(data, prefix, out, report, {id(data)}, 1)
     return out
+
+
+def _flatten(
+    data: Mapping[str, Any], prefix: str, out: dict[str, Any], report: CutReport | None, active: set[int], depth: int
+) -> None:
+    try:
+        items = list(data.items())
+    except Exception as error:
+        _cut(report, prefix.rstrip("/") or "?", f"reading it failed ({error!r})")
+        return
+    for key, value in items:
+        try:
+            name = f"{prefix}{key}" if isinstance(key, str) else f"{prefix}{key!s}"
+        except Exception as error:
+            _cut(report, prefix + "?", f"a key of type {type_name(key)} has no str() ({error!r})")
+            continue
+        if not isinstance(value, Mapping):
+            out[name] = value
+        elif id(value) in active:
+            _cut(report, name, "the value contains itself")
+        elif depth >= MAX_NESTING:
+            _cut(report, name, f"nested deeper than {MAX_NESTING} levels")
+        else:
+            active.add(id(value))
+            _flatten(value, name + "/", out, report, active, depth + 1)
+            active.discard(id(value))
+
+
+def _cut(report: CutReport | None, where: str, why: str) -> None:
+    if report is not None:
+        report(where, why)
 
 
 # ---------------------------------------------------------------- structured values (config, summary)
 
 
-def to_plain(value: Any) -> Any:
+def to_plain(value: Any, report: CutReport | None = None) -> Any:
     """Turn a config value into plain data: dicts, lists, scalars, None, Histogram.
 
     Mappings, dataclasses and argparse Namespaces become dicts; sequences and sets become lists;
     enums become their value; paths become strings; numpy/torch/jax values become scalars or
-    lists. Anything else is stored as ``str(value)``, which keeps a config readable.
+    lists; ints keep their exact value whatever their size. Anything else is stored as
+    ``str(value)``, which keeps a config readable.
+
+    Never raises for a value's content: a part that contains itself, nests deeper than
+    :data:`MAX_NESTING` levels or fails to convert becomes ``None`` and is reported with
+    ``report(where, why)`` (``where`` is the path to it, like ``model/layers/0``).
     """
+    return _plain(value, report, "", set(), 0)
+
+
+def _plain(value: Any, report: CutReport | None, path: str, active: set[int], depth: int) -> Any:
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
-        if kind is int and not INT64_MIN <= value <= INT64_MAX:
-            return float(value)
         return value
-    if isinstance(value, Histogram):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if kind.__name__ == "Namespace" and hasattr(value, "__dict__"):
-        return {str(k): to_plain(v) for k, v in vars(value).items()}
-    if isinstance(value, enum.Enum):
-        return to_plain(value.value)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [to_plain(v) for v in items]
-    if isinstance(value, bytes):
+    if isinstance(value, (Histogram, bytes)):
         return value
     if isinstance(value, PurePath):
         return str(value)
+    if id(value) in active:
+        _cut(report, path or "(the value)", "the value contains itself; recorded as null")
+        return None
+    if depth >= MAX_NESTING:
+        _cut(report, path or "(the value)", f"nested deeper than {MAX_NESTING} levels; recorded as null")
+        return None
+    active.add(id(value))
+    try:
+        return _plain_container(value, report, path, active, depth)
+    except Exception as error:  # a broken __iter__, __str__, dataclass field, tensor...
+        _cut(report, path or "(the value)", f"converting a {type_name(value)} failed ({error!r}); recorded as null")
+        return None
+    finally:
+        active.discard(id(value))
+
+
+def _plain_container(value: Any, report: CutReport | None, path: str, active: set[int], depth: int) -> Any:
+    def child(item: Any, name: Any) -> Any:
+        return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1)
+
+    if isinstance(value, Mapping):
+        return {str(k): child(v, k) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: child(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+    if type(value).__name__ == "Namespace" and hasattr(value, "__dict__"):
+        return {str(k): child(v, k) for k, v in vars(value).items()}
+    if isinstance(value, enum.Enum):
+        return _plain(value.value, report, path, active, depth)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return [child(v, i) for i, v in enumerate(items)]
     root = _module_root(value)
     if root == "numpy" or (root in ("torch", "jax", "jaxlib") and hasattr(value, "shape")):
         try:
@@ -284,7 +351,7 @@ def to_plain(value: Any) -> Any:
                 value = np.asarray(value)
             if getattr(value, "ndim", 0) == 0:
                 return _numpy_scalar(value)
-            return to_plain(value.tolist())
+            return _plain(value.tolist(), report, path, active, depth)
         except (Unsupported, TypeError, ValueError, RuntimeError):
             return str(value)
     if isinstance(value, (int, float, str)):
@@ -298,7 +365,10 @@ def to_value_message(value: Any, message: Any) -> None:
     if kind is bool:
         message.bool_value = value
     elif kind is int:
-        message.int_value = value
+        if INT64_MIN <= value <= INT64_MAX:
+            message.int_value = value
+        else:
+            message.big_int_value = str(value)  # ValueError past sys.get_int_max_str_digits() digits
     elif kind is float:
         message.float_value = value
     elif kind is str:
@@ -354,15 +424,38 @@ def from_value_message(message: Any) -> Any:
         return message.bytes_value
     if which == "histogram_value":
         return histogram_from_message(message.histogram_value)
+    if which == "big_int_value":
+        return parse_big_int(message.big_int_value)
     return None
 
 
-def fill_entries(entries: Any, items: Mapping[str, Any]) -> None:
-    """Append ``MapEntry`` messages for already-plain ``items``."""
+def parse_big_int(text: str) -> int | None:
+    """A ``big_int_value`` or ``Column.big_ints`` entry as an int; None if it isn't one (a record
+    log from disk is untrusted input: bounded by ``int()``'s digit limit, never raises)."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def fill_entries(
+    entries: Any, items: Mapping[str, Any], report: Callable[[str, Exception], None] | None = None
+) -> None:
+    """Append ``MapEntry`` messages for already-plain ``items``.
+
+    With ``report``, an item that can't be encoded (a lone surrogate in a string, an int too long
+    to write in decimal) is left out and ``report(key, error)`` called; without, the error is raised.
+    """
     for key, value in items.items():
         entry = entries.add()
-        entry.key = key
-        to_value_message(value, entry.value)
+        try:
+            entry.key = key
+            to_value_message(value, entry.value)
+        except Exception as error:
+            del entries[-1]
+            if report is None:
+                raise
+            report(key, error)
 
 
 __all__ = [
@@ -375,4 +468,6 @@ __all__ = [
     "to_plain",
     "to_scalar",
     "to_value_message",
+    "MAX_NESTING",
+    "parse_big_int",
 ]

@@ -130,8 +130,11 @@ class RunWriter:
         for start in range(0, len(rows), ROWS_PER_RECORD):
             chunk = rows[start : start + ROWS_PER_RECORD]
             record = self._encoder.encode(chunk)
+            if record is None:  # no row of the chunk could be recorded (warned)
+                continue
             self.points += sum(len(column.rows) or len(_column_values(column)) for column in record.history.columns)
             self.record(record)
+            self._encoder.commit()
             self.rows += len(chunk)
             if self._writer._pending_bytes > (8 << 20):
                 self._writer.flush()
@@ -177,7 +180,7 @@ class RunWriter:
 
 
 def _column_values(column: pb.Column) -> Any:
-    for field in ("floats", "ints", "bools", "strings", "histograms"):
+    for field in ("floats", "ints", "bools", "strings", "histograms", "big_ints"):
         values = getattr(column, field)
         if len(values):
             return values

@@ -63,7 +63,7 @@ class Record(_message.Message):
     def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ...) -> None: ...
 
 class Value(_message.Message):
-    __slots__ = ("float_value", "int_value", "bool_value", "string_value", "bytes_value", "list_value", "map_value", "null_value", "histogram_value")
+    __slots__ = ("float_value", "int_value", "bool_value", "string_value", "bytes_value", "list_value", "map_value", "null_value", "histogram_value", "big_int_value")
     FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
     INT_VALUE_FIELD_NUMBER: _ClassVar[int]
     BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class Value(_message.Message):
     MAP_VALUE_FIELD_NUMBER: _ClassVar[int]
     NULL_VALUE_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BIG_INT_VALUE_FIELD_NUMBER: _ClassVar[int]
     float_value: float
     int_value: int
     bool_value: bool
@@ -82,7 +83,8 @@ class Value(_message.Message):
     map_value: ValueMap
     null_value: NullValue
     histogram_value: Histogram
-    def __init__(self, float_value: _Optional[float] = ..., int_value: _Optional[int] = ..., bool_value: _Optional[bool] = ..., string_value: _Optional[str] = ..., bytes_value: _Optional[bytes] = ..., list_value: _Optional[_Union[ValueList, _Mapping]] = ..., map_value: _Optional[_Union[ValueMap, _Mapping]] = ..., null_value: _Optional[_Union[NullValue, str]] = ..., histogram_value: _Optional[_Union[Histogram, _Mapping]] = ...) -> None: ...
+    big_int_value: str
+    def __init__(self, float_value: _Optional[float] = ..., int_value: _Optional[int] = ..., bool_value: _Optional[bool] = ..., string_value: _Optional[str] = ..., bytes_value: _Optional[bytes] = ..., list_value: _Optional[_Union[ValueList, _Mapping]] = ..., map_value: _Optional[_Union[ValueMap, _Mapping]] = ..., null_value: _Optional[_Union[NullValue, str]] = ..., histogram_value: _Optional[_Union[Histogram, _Mapping]] = ..., big_int_value: _Optional[str] = ...) -> None: ...
 
 class ValueList(_message.Message):
     __slots__ = ("items",)
@@ -217,7 +219,7 @@ class KeyDefinition(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Column(_message.Message):
-    __slots__ = ("key", "rows", "floats", "ints", "bools", "strings", "histograms")
+    __slots__ = ("key", "rows", "floats", "ints", "bools", "strings", "histograms", "big_ints")
     KEY_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     FLOATS_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +227,7 @@ class Column(_message.Message):
     BOOLS_FIELD_NUMBER: _ClassVar[int]
     STRINGS_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    BIG_INTS_FIELD_NUMBER: _ClassVar[int]
     key: int
     rows: _containers.RepeatedScalarFieldContainer[int]
     floats: _containers.RepeatedScalarFieldContainer[float]
@@ -232,7 +235,8 @@ class Column(_message.Message):
     bools: _containers.RepeatedScalarFieldContainer[bool]
     strings: _containers.RepeatedScalarFieldContainer[str]
     histograms: _containers.RepeatedCompositeFieldContainer[Histogram]
-    def __init__(self, key: _Optional[int] = ..., rows: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., ints: _Optional[_Iterable[int]] = ..., bools: _Optional[_Iterable[bool]] = ..., strings: _Optional[_Iterable[str]] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ...) -> None: ...
+    big_ints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[int] = ..., rows: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., ints: _Optional[_Iterable[int]] = ..., bools: _Optional[_Iterable[bool]] = ..., strings: _Optional[_Iterable[str]] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., big_ints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
     __slots__ = ("path", "sha256", "size_bytes", "step", "has_score", "score", "monitor", "time", "metadata", "error")

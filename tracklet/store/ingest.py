@@ -169,6 +169,8 @@ class _RunFold:
                 values = np.array(column.ints, dtype=np.float64)
             elif column.bools:
                 values = np.array(column.bools, dtype=np.float64)
+            elif column.big_ints:  # ints outside int64: charted as doubles (the record log keeps them exact)
+                values = np.array([_as_double(text) for text in column.big_ints], dtype=np.float64)
             else:
                 continue  # strings and histograms stay in the record log (Api.history reads them)
             rows = np.array(column.rows, dtype=np.int64) if column.rows else None
@@ -182,6 +184,13 @@ class _RunFold:
         if points is None:
             points = self.points[key] = _Points()
         points.add(steps, values, order)
+
+
+def _as_double(text: str) -> float:
+    try:
+        return float(int(text))
+    except (ValueError, OverflowError):
+        return math.nan if not text.lstrip("-").isdigit() else math.copysign(math.inf, -1 if text.startswith("-") else 1)
 
 
 def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:

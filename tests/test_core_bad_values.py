@@ -264,12 +264,15 @@ def test_ints_beyond_int64_stay_exact_in_history_config_and_summary(start, tmp_p
 
 def test_ints_in_a_key_that_also_holds_floats_keep_their_value_and_type(start):
     run = start()
-    values = [0.5, 2**53 + 1, True, 1.5, -(2**63), 2**70 + 1, 2.5]
+    values = [2**53 + 1, 0.5, True, 2**70 + 1, -(2**63), 1.5]  # one batch, one column of mixed types
     for value in values:
         run.log({"x": value})
+    run.log({"y": 0.5})
+    run.log({"y": 10**400})  # beyond the double range: protobuf's floats field raises for it
     run.finish()
-    history = read(run).history()["x"]
-    assert history == values and [type(v) for v in history] == [type(v) for v in values]
+    history = read(run).history()
+    assert history["x"][:6] == values and [type(v) for v in history["x"][:6]] == [type(v) for v in values]
+    assert history["y"][6:] == [0.5, 10**400]
 
 
 # ---------------------------------------------------------------- item 15: cycles and depth never raise

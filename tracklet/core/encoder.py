@@ -63,11 +63,11 @@ class WarnOnce:
     def __init__(self) -> None:
         self._seen: set[Any] = set()
 
-    def __call__(self, token: Any, message: str) -> None:
+    def __call__(self, token: Any, message: str, stacklevel: int = 2) -> None:
         if token in self._seen:
             return
         self._seen.add(token)
-        warnings.warn(message, TrackletWarning, stacklevel=2)
+        warnings.warn(message, TrackletWarning, stacklevel=stacklevel)
 
 
 class SummaryTracker:

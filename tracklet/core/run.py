@@ -116,13 +116,15 @@ class Config(MutableMapping):
         With ``allow_val_change=False`` a key that already has a different value raises ValueError.
         """
         items: dict[str, Any] = {}
-        report = self._run._cut_reporter("config")
+        cuts: list[tuple[str, str]] = []
+        report = _collector(cuts)
         if other is not None:
             plain = to_plain(other, report)
             if not isinstance(plain, dict):
                 raise TypeError(f"config.update() takes a dict, dataclass or Namespace; got {type_name(other)}")
             items.update(plain)
         items.update({str(k): to_plain(v, _under(report, str(k))) for k, v in kwargs.items()})
+        self._run._report_cuts("config", cuts)
         if not allow_val_change:
             changed = [k for k, v in items.items() if k in self._data and self._data[k] != v]
             if changed:
@@ -170,8 +172,10 @@ class Summary(MutableMapping):
         return len(self._values())
 
     def update(self, other: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:  # type: ignore[override]
-        report = self._run._cut_reporter("summary")
+        cuts: list[tuple[str, str]] = []
+        report = _collector(cuts)
         items = {str(k): to_plain(v, _under(report, str(k))) for k, v in {**(other or {}), **kwargs}.items()}
+        self._run._report_cuts("summary", cuts)
         self._run._set_summary(items, ())
 
     def as_dict(self) -> dict[str, Any]:
@@ -179,6 +183,11 @@ class Summary(MutableMapping):
 
     def __repr__(self) -> str:
         return f"Summary({self._values()!r})"
+
+
+def _collector(cuts: list[tuple[str, str]]) -> Any:
+    """A cut report (see ``values.to_plain``) that keeps ``(where, why)`` for one warning later."""
+    return lambda where, why: cuts.append((where, why))
 
 
 def _under(report: Any, key: str) -> Any:
@@ -362,7 +371,7 @@ class Run:
                     raise ValueError(
                         f"tracklet (strict mode): key {key!r}: {why} at {where!r}; nothing from this call was recorded"
                     )
-                self._warn_once(("cut", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded")
+                self._warn_once(("nesting", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded")
         if self._strict:
             bad = [(k, v) for k, v in row.items() if not is_supported_type(v) or not isinstance(k, str)]
             if bad:
@@ -383,19 +392,19 @@ class Run:
         self._warn_once("step-range", message + " (further such calls are dropped silently)")
 
     def _warn_once(self, token: Any, message: str) -> None:
-        """A ``TrackletWarning`` on the caller's thread, once per ``token`` for this run."""
-        if token not in self._warned:
+        """A ``TrackletWarning`` on the caller's thread, once per ``token`` for this run (shared with
+        the sender's warnings, so a problem seen on either side is reported once)."""
+        if self._sender is not None:
+            self._sender.warn(token, message, stacklevel=5)
+        elif token not in self._warned:
             self._warned.add(token)
             warnings.warn(message, TrackletWarning, stacklevel=4)
 
-    def _cut_reporter(self, what: str) -> Any:
-        """A cut report (see ``values.to_plain``) that warns once per top-level key of ``what``."""
-
-        def report(where: str, why: str) -> None:
+    def _report_cuts(self, what: str, cuts: list[tuple[str, str]]) -> None:
+        """One warning per top-level key of ``what`` (config, summary) where a value was cut."""
+        for where, why in cuts:
             key = where.partition("/")[0]
             self._warn_once((what, "cut", key), f"tracklet: {what} key {key!r}: {why} (at {where!r})")
-
-        return report
 
     def _check_step(self, step: Any) -> int:
         try:

@@ -95,7 +95,17 @@ def test_a_summary_value_that_cannot_be_encoded_leaves_the_other_keys_written(st
 # ---------------------------------------------------------------- item 1: one bad value costs itself
 
 
+class _LostTensor:
+    """Looks like a torch tensor to tracklet; converting it raises, as a tensor on a lost device does."""
+
+    __module__ = "torch"
+
+    def detach(self):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+
 BAD_VALUES = {
+    "tensor whose conversion raises": _LostTensor,
     "lone surrogate in a str key": lambda: "bad \ud800",
     "int too long to write": lambda: 10**5000,
     "histogram protobuf refuses": lambda: Histogram(np_histogram=([-1], [0.0, 1.0])),

@@ -389,6 +389,13 @@ class HistoryEncoder:
                 "this batch), the rest of its row and batch are recorded",
             )
 
+    def _step_at(self, indices: Sequence[int], position: int) -> Any:
+        """The step of the value at ``position`` of a column whose rows are ``indices`` (or all)."""
+        try:
+            return self._steps[indices[position] if indices else position]
+        except IndexError:
+            return "?"
+
     def _safe_name(self, key: Any) -> str:
         try:
             return key if type(key) is str else str(key)
@@ -438,14 +445,15 @@ class HistoryEncoder:
             except Unsupported as error:
                 self._warn(
                     ("unsupported", name),
-                    f"tracklet: key {name!r} has a value of type {error} that can't be logged; "
-                    "that key is dropped from this call, the rest is recorded",
+                    f"tracklet: key {name!r} at step {self._step_at(indices, position)} has a value of type {error} "
+                    "that can't be logged; that key is dropped from this call, the rest is recorded",
                 )
                 continue
             except Exception as error:  # a tensor that fails to convert must not stop the run
                 self._warn(
                     ("conversion", name),
-                    f"tracklet: key {name!r}: converting a {type_name(value)} failed ({error!r}); dropped",
+                    f"tracklet: key {name!r} at step {self._step_at(indices, position)}: converting a "
+                    f"{type_name(value)} failed ({error!r}); that value is dropped, the rest is recorded",
                 )
                 continue
             kind = type(converted)

@@ -350,3 +350,24 @@ def test_strict_mode_refuses_a_self_referencing_dict_with_a_clear_error(start):
     run.log({"b": 2.0})
     run.finish()
     assert read(run).history()["b"] == [2.0]
+
+
+def test_the_store_indexes_big_ints_and_cut_values(root, store_url):
+    from tracklet.store import Store
+
+    looped: dict = {"lr": 0.1}
+    looped["self"] = looped
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tracklet.TrackletWarning)
+        run = tracklet.init(project="p", dir=str(root), config={"seed": 2**70 + 1, "opt": looped},
+                            settings={"console": "off", "capture_environment": False, "system_metrics": False})
+        for step in range(3):
+            run.log({"n": [2**64, -(2**70), 7][step], "loss": float(step)})
+        run.finish()
+    store = Store(store_url, root=root)
+    store.index()
+    (row,) = store.runs("p", fields=("state", "config", "summary", "keys"))
+    assert row["state"] == "finished" and row["config"] == {"seed": 2**70 + 1, "opt": {"lr": 0.1, "self": None}}
+    assert row["summary"]["n"] == 7 and sorted(row["keys"]) == ["loss", "n"]
+    (history,) = store.history(run.path, "n", buckets=None)
+    assert history.values.tolist() == [float(2**64), float(-(2**70)), 7.0]

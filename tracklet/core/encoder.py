@@ -315,6 +315,8 @@ class HistoryEncoder:
         return record
 
     def _recordable_rows(self, rows: Sequence[Row]) -> list[Row]:
+        """The rows whose step and time protobuf takes (a step past int64 reaches here only from an
+        importer or a run advanced past 2**63 - 1; ``log()`` refuses explicit ones)."""
         kept = []
         probe = pb.HistoryBatch()
         for row in rows:
@@ -419,7 +421,8 @@ class HistoryEncoder:
         def report(where: str, why: str) -> None:
             self._warn(
                 ("nesting", key),
-                f"tracklet: key {key!r} at step {self._steps[row]}: {why} at {where!r}; cut there, the rest is recorded",
+                f"tracklet: key {key!r} at step {self._steps[row]}: {why} at {where!r}; "
+                "cut there, the rest is recorded",
             )
 
         return report

@@ -371,7 +371,9 @@ class Run:
                     raise ValueError(
                         f"tracklet (strict mode): key {key!r}: {why} at {where!r}; nothing from this call was recorded"
                     )
-                self._warn_once(("nesting", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded")
+                self._warn_once(
+                    ("nesting", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded"
+                )
         if self._strict:
             bad = [(k, v) for k, v in row.items() if not is_supported_type(v) or not isinstance(k, str)]
             if bad:

@@ -187,10 +187,15 @@ class _RunFold:
 
 
 def _as_double(text: str) -> float:
+    """A ``Column.big_ints`` entry as a double: +-inf past the double range, NaN if it isn't an int."""
     try:
-        return float(int(text))
-    except (ValueError, OverflowError):
-        return math.nan if not text.lstrip("-").isdigit() else math.copysign(math.inf, -1 if text.startswith("-") else 1)
+        number = int(text)
+    except ValueError:
+        return math.nan
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
 
 
 def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:

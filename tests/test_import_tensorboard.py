@@ -148,3 +148,23 @@ def test_tfrecord_round_trip_and_truncation() -> None:
     assert [p for _, p in tfrecord.scan(data).payloads] == payloads
     cut = tfrecord.scan(data[:-5])
     assert [p for _, p in cut.payloads] == payloads[:2] and cut.damage is not None and cut.damage.torn_tail
+
+
+@pytest.mark.parametrize("source", ["wandb", "tensorboard"])
+def test_import_without_its_extra_is_one_line_naming_it(source: str, tmp_path: Path) -> None:
+    """google-crc32c is the `import` extra, not a core dependency: without it (blocked here),
+    `tracklet import` says what to install in one line, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys; sys.modules['google_crc32c'] = None\n"
+            "from tracklet.cli.main import main\n"
+            "main(['--dir', sys.argv[1], 'import', sys.argv[2], sys.argv[1]])")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), source], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'tracklet[import]'" in lines[0], done.stderr

@@ -63,10 +63,15 @@ def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, i
 def import_wandb_command(ctx: click.Context, path: Path, project: str | None, quiet: bool) -> None:
     """Import W&B offline runs: a wandb/ directory, one run directory, or one run-*.wandb file."""
     from tracklet.cli.main import _handle_errors, _state
-    from tracklet.importers.wandb import import_wandb
 
     root = _state(ctx).api.root
-    _handle_errors(_run_import)(ctx, "wandb", lambda report: import_wandb(path, root, project, progress=report), quiet)
+
+    def run(report: Any) -> Any:
+        from tracklet.importers.wandb import import_wandb  # inside: a missing extra is a one-line error
+
+        return import_wandb(path, root, project, progress=report)
+
+    _handle_errors(_run_import)(ctx, "wandb", run, quiet)
 
 
 @import_group.command("tensorboard")
@@ -77,8 +82,12 @@ def import_wandb_command(ctx: click.Context, path: Path, project: str | None, qu
 def import_tensorboard_command(ctx: click.Context, logdir: Path, project: str | None, quiet: bool) -> None:
     """Import TensorBoard logs: every directory under LOGDIR holding event files is a run."""
     from tracklet.cli.main import _handle_errors, _state
-    from tracklet.importers.tensorboard import import_tensorboard
 
     root = _state(ctx).api.root
-    _handle_errors(_run_import)(ctx, "tensorboard", lambda report: import_tensorboard(logdir, root, project,
-                                                                                       progress=report), quiet)
+
+    def run(report: Any) -> Any:
+        from tracklet.importers.tensorboard import import_tensorboard
+
+        return import_tensorboard(logdir, root, project, progress=report)
+
+    _handle_errors(_run_import)(ctx, "tensorboard", run, quiet)

@@ -6,7 +6,15 @@ instruction, with its own pure-Python fallback); this module only adds the maski
 
 from __future__ import annotations
 
-import google_crc32c
+try:
+    import google_crc32c
+except ImportError as error:
+    from tracklet.core.export import MissingDependency
+
+    raise MissingDependency(
+        "tracklet import needs google-crc32c (the checksums of W&B and TensorBoard files): "
+        "pip install 'tracklet[import]'"
+    ) from error
 
 MASK_DELTA = 0xA282EAD8
 crc32c_value = google_crc32c.value  # the unmasked checksum, for loops that mask inline

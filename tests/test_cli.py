@@ -130,7 +130,7 @@ def test_runs_unknown_project(runs_root):
 # ---------------------------------------------------------------- show
 
 
-@pytest.mark.parametrize("reference", ["alpha/one", "one", "first-run"])
+@pytest.mark.parametrize("reference", ["alpha/one", "one", "first-run", "alpha/first-run"])
 def test_show_by_path_id_or_name(runs_root, reference):
     result = invoke(runs_root, "show", reference)
     assert result.exit_code == 0, result.output
@@ -161,9 +161,26 @@ def test_show_failed_run(runs_root):
     assert data["error"] == "RuntimeError: boom" and "Traceback" in data["traceback"]
 
 
+def test_a_run_name_is_taken_wherever_a_run_id_is(runs_root):
+    from tracklet.server.client import resolve_run
+
+    # the name "twin" is shared across projects, but unique within each: project/name picks one
+    assert tracklet.Api(runs_root).run("beta/twin").id == "three"
+    assert tracklet.Api(runs_root).run("alpha/twin").id == "two"
+    assert _strict_json(invoke(runs_root, "show", "beta/twin", "--json").stdout)["path"] == "beta/three"
+    exported = invoke(runs_root, "export", "alpha/first-run", "-f", "jsonl")
+    assert exported.exit_code == 0 and exported.stdout.count("\n") == 5, exported.output
+    paths = resolve_run(runs_root, "alpha/first-run")  # tracklet sync's lookup
+    assert (paths.project, paths.run_id) == ("alpha", "one")
+    assert (resolve_run(runs_root, "first-run").run_id, resolve_run(runs_root, "three").run_id) == ("one", "three")
+    with pytest.raises(ValueError, match="matches 2 runs"):
+        resolve_run(runs_root, "twin")
+
+
 def test_show_errors(runs_root):
     assert_clean_error(invoke(runs_root, "show", "nope"), "no run", "'nope'")
     assert_clean_error(invoke(runs_root, "show", "alpha/nope"), "no run alpha/nope")
+    assert_clean_error(invoke(runs_root, "show", "alpha/not a name"), "no run alpha/not a name")
     assert_clean_error(invoke(runs_root, "show", "twin"), "matches 2 runs", "alpha/two", "beta/three")
     assert_clean_error(invoke(runs_root, "show", "bad name!/x"), "not valid")
 

@@ -194,6 +194,19 @@ def test_settings_priority_arguments_then_environment_then_defaults():
         resolve_settings({"flush_intervall": 1}, environ={})
 
 
+def test_a_settings_object_wins_over_the_environment_even_with_default_values():
+    environ = {"TRACKLET_CONSOLE": "off", "TRACKLET_STRICT": "yes", "TRACKLET_FLUSH_INTERVAL": "0.25"}
+    given = Settings(console="wrap", strict=False)  # both equal the defaults: still the caller's choice
+    resolved = resolve_settings(given, environ=environ)
+    assert (resolved.console, resolved.strict) == ("wrap", False)
+    assert resolved.flush_interval == 0.25  # not given: the environment's
+    assigned = Settings()
+    assigned.console = "wrap"  # set after construction: given too
+    assert resolve_settings(assigned, environ=environ).console == "wrap"
+    assert resolve_settings(Settings(), environ=environ).console == "off"  # nothing given: the environment wins
+    assert resolve_settings(Settings("offline"), environ={"TRACKLET_MODE": "disabled"}).mode == "offline"
+
+
 @pytest.mark.parametrize("project", ["../escape", "a/b", "", "with space", "x" * 200])
 def test_bad_project_names_are_refused(root, project):
     with pytest.raises(ValueError, match="project .* is not valid"):

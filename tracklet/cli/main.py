@@ -11,7 +11,8 @@
     tracklet ui [--port 8765] [--no-open]  the dashboard over this data root, in a browser
     tracklet import wandb DIR | tensorboard LOGDIR [--project P]   other trackers' runs, idempotently
 
-``RUN`` is ``project/run_id``, or a run id or run name that is unique under the data root.
+``RUN`` is ``project/run_id`` or ``project/run_name``, or a run id or run name that is unique under
+the data root (``tracklet sync`` takes the same, or a run directory).
 ``--dir PATH`` (before the command) picks the data root; the default is ``$TRACKLET_DIR`` or the
 per-user data directory, as for ``tracklet.Api()``. Expected failures (no such run, an ambiguous
 name, a bad format, pyarrow missing) print one line to stderr and exit with status 2.
@@ -365,7 +366,7 @@ def runs(ctx: click.Context, project: str | None, as_json: bool, filter_text: st
 @click.pass_context
 @_handle_errors
 def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
-    """Show one run: RUN is project/run_id, or a run id or name unique under the data root."""
+    """Show one run: RUN is project/run_id or project/run_name, or a run id or name unique under the data root."""
     run = _state(ctx).api.run(run_path)
     overview = _run_overview(run)
     metadata = run.metadata

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from tracklet.core.layout import RunPaths, projects_dir
 from tracklet.core.reader import Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, replay, run_state_label, warn_damage
 from tracklet.core.recordlog import LOG_FILE_NAME, read_first_payload
-from tracklet.core.settings import check_name, default_data_root
+from tracklet.core.settings import check_name, default_data_root, is_valid_name
 from tracklet.proto import records_pb2 as pb
 
 
@@ -353,18 +353,30 @@ class Api:
         return self.store.history(paths, keys, x=x, start=start, end=end, buckets=buckets)
 
     def run(self, path: str) -> RecordedRun:
-        """A run by ``project/run_id``, or by a run id (or name) that is unique under the root."""
+        """A run by ``project/run_id`` or ``project/run_name``, or by a run id (or name) that is
+        unique under the root. An id wins over a name; a name several runs share is refused,
+        naming them."""
         if "/" in path:
-            project, _, run_id = path.partition("/")
-            paths = RunPaths(self.root, check_name("project", project), check_name("run id", run_id))
-            if not paths.log_file.is_file():
-                raise RunNotFound(f"no run {path} under {self.root}")
-            return RecordedRun(paths)
+            project, _, reference = path.partition("/")
+            check_name("project", project)
+            if is_valid_name(reference):
+                paths = RunPaths(self.root, project, reference)
+                if paths.log_file.is_file():
+                    return RecordedRun(paths)
+            matches = [r for r in self.runs(project) if r.name == reference]
+            if not matches:
+                raise RunNotFound(f"no run {path} under {self.root} (no run id or name {reference!r} in "
+                                  f"project {project!r})")
+            return _only(path, matches)
         matches = [r for project in self.projects() for r in self.runs(project) if r.id == path]
         if not matches:
             matches = [r for project in self.projects() for r in self.runs(project) if r.name == path]
         if not matches:
             raise RunNotFound(f"no run with id or name {path!r} under {self.root}")
-        if len(matches) > 1:
-            raise RunNotFound(f"{path!r} matches {len(matches)} runs: " + ", ".join(r.path for r in matches))
-        return matches[0]
+        return _only(path, matches)
+
+
+def _only(reference: str, matches: list[RecordedRun]) -> RecordedRun:
+    if len(matches) > 1:
+        raise RunNotFound(f"{reference!r} matches {len(matches)} runs: " + ", ".join(r.path for r in matches))
+    return matches[0]

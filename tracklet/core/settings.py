@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -77,6 +79,22 @@ class Settings:
     upload_interval: float = 2.0
     upload_timeout: float = 30.0
 
+    def __post_init__(self) -> None:
+        # Which fields were given (to the constructor, or set afterwards): those win over the
+        # environment in resolve_settings, even when they equal the default.
+        given = _CONSTRUCTOR_ARGUMENTS.given
+        object.__setattr__(self, "_explicit", set(given) if given is not None else set())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        explicit = self.__dict__.get("_explicit")
+        if explicit is not None:
+            explicit.add(name)
+
+    def explicit_fields(self) -> dict[str, Any]:
+        """The settings given explicitly (constructor arguments and later assignments)."""
+        return {name: getattr(self, name) for name in _FIELD_NAMES if name in self._explicit}
+
     def validate(self) -> "Settings":
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
@@ -100,6 +118,29 @@ class Settings:
         if self.finish_timeout < 0:
             raise ValueError(f"finish_timeout must be >= 0; got {self.finish_timeout!r}")
         return self
+
+
+_FIELD_NAMES = tuple(field.name for field in dataclasses.fields(Settings))
+
+
+class _ConstructorArguments(threading.local):
+    given: tuple[str, ...] | None = None
+
+
+_CONSTRUCTOR_ARGUMENTS = _ConstructorArguments()
+_dataclass_init = Settings.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init_recording_arguments(self: Settings, *args: Any, **kwargs: Any) -> None:
+    _CONSTRUCTOR_ARGUMENTS.given = (*_FIELD_NAMES[: len(args)], *kwargs)
+    try:
+        _dataclass_init(self, *args, **kwargs)
+    finally:
+        _CONSTRUCTOR_ARGUMENTS.given = None
+
+
+Settings.__init__ = _init_recording_arguments  # type: ignore[method-assign]
 
 
 def _parse_bool(name: str, text: str) -> bool:
@@ -140,9 +181,7 @@ def resolve_settings(
     """Merge, by priority: keyword ``arguments`` and ``settings`` (explicit), the environment, defaults."""
     merged = _from_environment(os.environ if environ is None else environ)
     if isinstance(settings, Settings):
-        explicit = {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)}
-        defaults = Settings()
-        merged.update({k: v for k, v in explicit.items() if v != getattr(defaults, k)})
+        merged.update(settings.explicit_fields())
     elif settings is not None:
         unknown = set(settings) - {f.name for f in dataclasses.fields(Settings)}
         if unknown:
@@ -163,9 +202,14 @@ def data_root(settings: Settings) -> Path:
     return Path(settings.dir).expanduser() if settings.dir else default_data_root()
 
 
+def is_valid_name(value: Any) -> bool:
+    """Whether ``value`` may be a project name or run id (see :func:`check_name`)."""
+    return isinstance(value, str) and _NAME_PATTERN.match(value) is not None
+
+
 def check_name(kind: str, value: str) -> str:
     """Projects and run ids become directory names, so only a safe character set is allowed."""
-    if not isinstance(value, str) or not _NAME_PATTERN.match(value):
+    if not is_valid_name(value):
         raise ValueError(
             f"{kind} {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"

@@ -25,7 +25,6 @@ from tracklet.core.credentials import unauthorized_hint
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import MAGIC, RecordLogError, scan, scan_frames
 from tracklet.core.remote import response_detail
-from tracklet.core.settings import check_name
 from tracklet.server.client_files import FileSync
 
 DEFAULT_CHUNK_BYTES = 4 << 20
@@ -59,20 +58,21 @@ def local_runs(root: Path) -> list[RunPaths]:
 
 
 def resolve_run(root: Path, spec: str) -> RunPaths:
-    """A run given as ``project/run_id`` (under ``root``) or as a run directory or its run.tlog."""
+    """A run given as a run directory or its run.tlog, or as ``tracklet show`` takes it:
+    ``project/run_id``, ``project/run_name``, or a run id or name unique under ``root``."""
+    from tracklet.core.api import Api, RunNotFound
+
     candidate = Path(spec).expanduser()
     if candidate.name == "run.tlog":
         candidate = candidate.parent
     if (candidate / "run.tlog").is_file() and candidate.parent.name == "runs":
         return RunPaths(candidate.parents[3], candidate.parents[1].name, candidate.name)
-    parts = spec.split("/")
-    if len(parts) == 2:
-        check_name("project", parts[0])
-        check_name("run id", parts[1])
-        paths = RunPaths(Path(root), parts[0], parts[1])
-        if paths.log_file.is_file():
-            return paths
-    raise ValueError(f"no run {spec!r}: give project/run_id (under {root}) or a run directory")
+    try:
+        found = Api(root).run(spec)
+    except RunNotFound as error:
+        raise ValueError(f"{error}: give project/run_id, project/run_name, a run id or name, or a run "
+                         "directory") from None
+    return RunPaths(Path(root), found.project, found.id)
 
 
 def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:

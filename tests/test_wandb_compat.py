@@ -119,10 +119,12 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     assert not any("late" in row for row in rows.values())
     assert rows[11]["hist"].counts[0] == 1 and sum(rows[11]["hist"].counts) == 4
     assert "img" not in rows[11] and "table" not in rows[11]  # media left out of the row
-    assert max(rows) == 11 and out["step"] == 15  # rows of media alone move the step, as in W&B, and write nothing
+    # rows of media alone stay rows (with nothing tracklet records yet), so row counts match W&B's
+    assert max(rows) == 14 and out["step"] == 15 and rows[12] == rows[13] == rows[14] == {}
 
     summary = recorded.summary
-    assert summary["val/loss"] == 0.5 and summary["train/acc"] == 0.5 and summary["train/loss"] == 1 / 6
+    # define_metric(summary=...) in W&B's shape
+    assert summary["val/loss"] == {"min": 0.5} and summary["train/acc"] == {"max": 0.5} and summary["train/loss"] == 1 / 6
     assert (summary["best"], summary["note"]) == (0.25, "ok")
     definitions = {d.name: d for d in recorded.metric_definitions}
     assert definitions["val/*"].step_metric == "epoch"
@@ -362,3 +364,147 @@ def test_run_objects_config_rules_and_disabled_mode(root):
     disabled.log({"x": 1})
     disabled.finish()
     assert [r.name for r in tracklet.Api(root).runs("rules")] == [run.name]
+
+
+# The same script under the real wandb (offline, then imported) and under tracklet's compat layer:
+# a script's runs must look the same whichever way they were recorded.
+SIDE_BY_SIDE = """
+import json, sys
+import numpy as np
+import wandb
+
+run = wandb.init(config={"seed": 1})                       # no project: W&B's "uncategorized"
+wandb.define_metric("loss", summary="min")
+wandb.define_metric("acc", summary="max")
+wandb.define_metric("avg", summary="mean")
+wandb.define_metric("last", summary="last")
+wandb.define_metric("span", summary="min,max")
+wandb.define_metric("hidden_from_summary", summary="none")
+wandb.define_metric("trainer/global_step")
+wandb.define_metric("*", step_metric="trainer/global_step", step_sync=True)  # as Lightning's WandbLogger
+for i in range(4):
+    wandb.log({"loss": 1.0 / (i + 1), "acc": i / 10, "avg": float(i), "last": i, "span": i * 2,
+               "hidden_from_summary": i, "plain": i, "trainer/global_step": 10 * i})
+    wandb.log({"samples": [wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8))]})  # media alone: a row still
+    run.log({"table": wandb.Table(columns=["a"], data=[[i]])})
+info = {"project": run.project, "id": run.id}
+run.finish()
+print(json.dumps(info))
+"""
+
+
+@pytest.mark.skipif(not _have("wandb"), reason="the real wandb package is needed for the side-by-side run")
+def test_a_script_records_the_same_under_real_wandb_and_the_compat_layer(root, tmp_path):
+    from tracklet.importers import import_wandb
+
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    (real_dir / "train.py").write_text(textwrap.dedent(SIDE_BY_SIDE))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(real_dir), "WANDB_SILENT": "true",
+           "WANDB_DISABLE_GIT": "true", "WANDB_API_KEY": "", "NO_PROXY": "*", "WANDB_X_DISABLE_STATS": "true"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, "train.py"], env=env, cwd=real_dir, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    real_info = json.loads(done.stdout.strip().splitlines()[-1])
+    (imported,) = import_wandb(real_dir / "wandb", root=root)
+    real = tracklet.Api(root).run(imported.path)
+
+    compat_info = tracklet_run(tmp_path, SIDE_BY_SIDE)
+    compat = tracklet.Api(root).run(f"{compat_info['project']}/{compat_info['id']}")
+
+    assert real_info["project"] == compat_info["project"] == real.project == compat.project == "uncategorized"
+    want = {"loss": {"min": 0.25}, "acc": {"max": 0.3}, "avg": {"mean": 1.5}, "last": {"last": 3},
+            "span": {"min": 0, "max": 6}, "plain": 3, "trainer/global_step": 30}
+    for recorded in (real, compat):
+        summary = {k: v for k, v in recorded.summary.items() if k in want or k == "hidden_from_summary"}
+        assert summary == want, recorded.path
+    # media-only rows are kept, with the step metric step_sync fills in, as W&B writes them
+    real_rows, compat_rows = list(real.history().rows()), list(compat.history().rows())
+    assert len(real_rows) == len(compat_rows) == 12
+    assert [r.get("trainer/global_step") for r in compat_rows] == [r.get("trainer/global_step") for r in real_rows] \
+        == [0, 0, 0, 10, 10, 10, 20, 20, 20, 30, 30, 30]
+    assert [r["_step"] for r in compat_rows] == [r["_step"] for r in real_rows] == list(range(12))
+
+
+def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
+    import warnings
+
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb import _messages
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
+        run.log({"table": wandb.Table(columns=["a"])}); table = _line()         # was sys:1
+        wandb.log({"img": wandb.Image(None)}); image = _line()
+        wandb.log_artifact(wandb.Artifact("model", "model")); artifact = _line()  # was compat/__init__.py
+        wandb.alert("t", "x", wait_duration="soon"); alert = _line()
+        run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
+        wandb.finish()
+    where = {str(w.message).split(":")[1].strip()[:20]: (w.filename, w.lineno) for w in caught}
+    assert sorted(line for _, line in where.values()) == [table, image, artifact, alert, backwards], where
+    assert {filename for filename, _ in where.values()} == {__file__}, where
+    assert first < table
+
+
+def _line() -> int:
+    import sys
+
+    return sys._getframe(1).f_lineno
+
+
+def test_alert_wait_duration_and_init_dir_are_honoured(root, tmp_path, monkeypatch):
+    import datetime
+    import time
+
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb import _messages
+
+    monkeypatch.setattr(_messages, "_warned", set())
+    elsewhere = tmp_path / "elsewhere"
+    with warnings_recorded() as caught:
+        run = wandb.init(project="honour", dir=str(elsewhere), settings={"console": "off", "x_disable_stats": True})
+        for text in ("a", "b"):
+            wandb.alert("loss spike", text)                   # W&B's default: one per title per minute
+        wandb.alert("other", "c", wait_duration=0.01)
+        time.sleep(0.05)                                      # longer than the wait: recorded again
+        wandb.alert("other", "d", wait_duration=datetime.timedelta(seconds=0.01))
+        wandb.alert("other", "not again", wait_duration=0)    # 0 is W&B's default too: a minute
+        wandb.alert("slow", "e", wait_duration=3600)
+        wandb.alert("slow", "f", wait_duration=3600)
+        wandb.finish()
+    assert not [str(w.message) for w in caught if "dir" in str(w.message) or "wait_duration" in str(w.message)]
+    recorded = tracklet.Api(elsewhere).run(f"honour/{run.id}")  # dir= is the data root, as tracklet.init(dir=)
+    assert [(a.title, a.text) for a in recorded.alerts] == [("loss spike", "a"), ("other", "c"), ("other", "d"),
+                                                           ("slow", "e")]
+    assert tracklet.Api(root).runs("honour") == []
+    # W&B's default dir (the working directory; Lightning's WandbLogger passes save_dir=".") is tracklet's data root
+    monkeypatch.chdir(tmp_path)
+    run = wandb.init(project="honour", dir=".", settings={"console": "off", "x_disable_stats": True})
+    wandb.finish()
+    assert [r.id for r in tracklet.Api(root).runs("honour")] == [run.id]
+
+
+def warnings_recorded():
+    import warnings
+
+    class Recorded(warnings.catch_warnings):
+        def __enter__(self):
+            caught = super().__enter__()
+            warnings.simplefilter("always")
+            return caught
+
+    return Recorded(record=True)
+
+
+def test_sweeps_refuse_to_run_nothing(root):
+    import tracklet.compat.wandb as wandb
+
+    for call in (lambda: wandb.sweep({"method": "grid", "parameters": {"lr": {"values": [0.1]}}}),
+                 lambda: wandb.agent("abc", function=lambda: None, count=3), lambda: wandb.controller("abc")):
+        with pytest.raises(wandb.errors.UnsupportedError, match="sweeps are not supported"):
+            call()
+    # a script that relies on a sweep fails loudly instead of exiting 0 having run nothing
+    assert issubclass(wandb.errors.UnsupportedError, wandb.Error)

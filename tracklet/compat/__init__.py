@@ -14,6 +14,8 @@ Importing this package is cheap: it imports neither the compat module nor any fr
 from __future__ import annotations
 
 ENV_SWITCH = "TRACKLET_WANDB_COMPAT"
+# The project of a W&B run started without one (W&B's own name), in the compat layer and the importer.
+WANDB_DEFAULT_PROJECT = "uncategorized"
 
 
 def install_wandb(*, propagate: bool = True) -> None:

@@ -84,30 +84,35 @@ class SummaryTracker:
         self.values: dict[str, Any] = {}
         self.dirty: dict[str, None] = {}  # insertion-ordered set
         self.warn = warn or WarnOnce()
-        self._definitions: list[tuple[str, tuple[str, ...]]] = []
+        self._definitions: list[tuple[str, tuple[str, ...], bool]] = []
         self._modes: dict[str, tuple[str, ...]] = {}
+        self._as_dict: set[str] = set()  # keys whose definition asked for {mode: value} even with one mode
         self._stats: dict[str, list[Any]] = {}  # key -> [min, max, sum, count]
 
-    def define(self, pattern: str, modes: Sequence[str]) -> None:
+    def define(self, pattern: str, modes: Sequence[str], as_dict: bool = False) -> None:
         """A ``define_metric`` without ``summary=`` (only a step metric, say) leaves the summary
-        of matching keys as earlier definitions set it, as W&B does."""
+        of matching keys as earlier definitions set it, as W&B does. ``as_dict``: the summary
+        is ``{mode: value}`` even with one mode (W&B's shape)."""
         if not modes:
             return
-        self._definitions.append((pattern, tuple(modes)))
+        self._definitions.append((pattern, tuple(modes), as_dict))
         self._modes.clear()
+        self._as_dict.clear()
 
     def _modes_for(self, key: str) -> tuple[str, ...]:
-        modes = ("last",)
-        for pattern, defined in self._definitions:  # later definitions win
+        modes, as_dict = ("last",), False
+        for pattern, defined, shape in self._definitions:  # later definitions win
             if pattern == key or fnmatch.fnmatchcase(key, pattern):
-                modes = defined
+                modes, as_dict = defined, shape
         self._modes[key] = modes
+        if as_dict:
+            self._as_dict.add(key)
         return modes
 
     def observe(self, key: str, column: Sequence[Any]) -> None:
         modes = self._modes.get(key) or self._modes_for(key)
         self.dirty[key] = None
-        if modes == ("last",):
+        if modes == ("last",) and key not in self._as_dict:
             self.values[key] = column[-1]
             return
         if "none" in modes:
@@ -133,7 +138,7 @@ class SummaryTracker:
                     mode
                 ]
         if result:
-            self.values[key] = result[modes[0]] if len(modes) == 1 else result
+            self.values[key] = result[modes[0]] if len(modes) == 1 and key not in self._as_dict else result
 
     def set(self, items: dict[str, Any], removed: Iterable[str] = ()) -> None:
         self.values.update(items)

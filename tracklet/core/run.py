@@ -26,6 +26,7 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
 from tracklet.core.settings import Settings, check_name
+from tracklet.core.stack import user_stacklevel
 from tracklet.core.values import (
     INT64_MAX,
     fill_entries,
@@ -421,7 +422,7 @@ class Run:
                 f"tracklet: log(step={step}) is lower than the current step {self._step}; steps must not "
                 "decrease, so this call was not recorded (further such calls are dropped silently)",
                 TrackletWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
 
     def define_metric(
@@ -430,12 +431,15 @@ class Run:
         step_metric: str | None = None,
         summary: str | list[str] | None = None,
         hidden: bool = False,
+        *,
+        summary_as_dict: bool = False,
     ) -> None:
         """Say how a metric (or a glob like ``"val/*"``) is summarised and which key is its x axis.
 
         ``summary`` is ``"min"``, ``"max"``, ``"mean"``, ``"last"`` or ``"none"``, or several joined
         with commas. With one mode, ``summary[name]`` holds that aggregate; with several, a dict
-        ``{mode: value}``.
+        ``{mode: value}``. ``summary_as_dict=True`` gives the dict even with one mode
+        (``{"min": 0.02}``: W&B's shape, which the W&B compatibility layer and importer use).
         """
         if not isinstance(name, str) or not name:
             raise ValueError("define_metric() needs a metric name or glob pattern")
@@ -446,7 +450,7 @@ class Run:
         definition.step_metric = step_metric or ""
         definition.summary.extend(SUMMARY_MODES[m] for m in modes)
         definition.hidden = hidden
-        self._enqueue(DefineMetric(record, name, modes))
+        self._enqueue(DefineMetric(record, name, modes, summary_as_dict))
 
     def alert(self, title: str, text: str = "", level: str = "INFO") -> None:
         """Record an alert (shown on the run's page)."""
@@ -529,7 +533,7 @@ class Run:
             warnings.warn(
                 "tracklet: resuming " + writer.recovered_damage.describe(paths.log_file) + "; appending after it",
                 TrackletWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         key_ids = None
         if resume_state is not None:

@@ -58,12 +58,13 @@ class SummarySet:
 
 
 class DefineMetric:
-    __slots__ = ("record", "pattern", "modes")
+    __slots__ = ("record", "pattern", "modes", "as_dict")
 
-    def __init__(self, record: pb.Record, pattern: str, modes: list[str]) -> None:
+    def __init__(self, record: pb.Record, pattern: str, modes: list[str], as_dict: bool = False) -> None:
         self.record = record
         self.pattern = pattern
         self.modes = modes
+        self.as_dict = as_dict
 
 
 class _Flush:
@@ -245,7 +246,7 @@ class BatchSender:
         elif kind is SummarySet:
             self.summary.set(item.items, item.removed)
         elif kind is DefineMetric:
-            self.summary.define(item.pattern, item.modes)
+            self.summary.define(item.pattern, item.modes, item.as_dict)
             self._write(item.record)
         elif callable(item):
             record = item()

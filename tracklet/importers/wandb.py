@@ -19,11 +19,16 @@ whose schema subset lives in ``proto/tracklet/proto/wandb_import.proto``. What i
   metrics (:mod:`.wandb_stats`); ``alert``: alerts; ``exit``: exit code and end time (a run
   without an exit record stays ``crashed``, as W&B shows it).
 
-Not imported: files, artifacts, telemetry, metric definitions, the sweep id and entity.
+- ``metric``: ``define_metric`` definitions (key or glob, step metric, hidden, the summary modes
+  tracklet keeps: min, max, mean, last, none); a defined key's summary keeps W&B's shape
+  (``{"min": 0.02}``), as the W&B compatibility layer records it.
+
+Not imported: files, artifacts, telemetry, the sweep id and entity.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -31,6 +36,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.values import Histogram, flatten
 from tracklet.importers import leveldblog
@@ -49,7 +55,9 @@ from tracklet.proto import records_pb2 as pb
 from tracklet.proto import wandb_import_pb2 as wpb
 
 RESERVED = ("_step", "_timestamp", "_runtime")
-DEFAULT_PROJECT = "uncategorized"  # what W&B calls a run's project when none was given
+_SUMMARY_MODES = ("min", "max", "mean", "last", "none")  # W&B's modes that tracklet's summary tracker keeps
+_WANDB_SUMMARY_FIELDS = ("min", "max", "mean", "best", "last", "first", "copy")  # those that give {mode: value}
+DEFAULT_PROJECT = WANDB_DEFAULT_PROJECT  # what W&B calls a run's project when none was given
 _STDOUT = wpb.OutputRecord.STDOUT
 
 Progress = Callable[[int, int], None]
@@ -142,6 +150,7 @@ class WandbRun:
         self.console: dict[int, list[tuple[float, str]]] = {}
         self.stats: list[tuple[float, dict[str, float]]] = []
         self.alerts: list[wpb.AlertRecord] = []
+        self.metrics: list[wpb.MetricRecord] = []  # define_metric() calls, in order
         self.exit: wpb.RunExitRecord | None = None
         self.last_time = 0.0
         self.dropped: dict[str, str] = {}  # key -> why
@@ -230,6 +239,9 @@ class WandbRun:
             self.exit = record.exit
         elif kind == "alert":
             self.alerts.append(record.alert)
+        elif kind == "metric":
+            if (record.metric.name or record.metric.glob_name) and not record.metric.expanded_from_glob:
+                self.metrics.append(record.metric)
 
     @staticmethod
     def _fold(target: dict[Any, str], update: Any) -> list[tuple[Any, str]] | None:
@@ -390,11 +402,32 @@ class WandbRun:
             config = {key: value["value"] for key, value in config.items()}  # W&B's upload shape
         return config
 
+    def metric_definitions(self) -> list[tuple[str, str, list[str], bool]]:
+        """``(name or glob, step metric, summary modes tracklet keeps, hidden)`` per definition."""
+        found = []
+        for metric in self.metrics:
+            modes = [mode for mode in _SUMMARY_MODES if getattr(metric.summary, mode)]
+            found.append((metric.name or metric.glob_name, metric.step_metric, modes, metric.options.hidden))
+        return found
+
+    def _summarised(self, key: str) -> bool:
+        """Whether ``define_metric(summary=...)`` covers ``key`` (the last matching definition)."""
+        covered = False
+        for metric in self.metrics:
+            pattern = metric.name or metric.glob_name
+            if pattern == key or (metric.glob_name and fnmatch.fnmatchcase(key, metric.glob_name)):
+                covered = any(getattr(metric.summary, mode) for mode in _WANDB_SUMMARY_FIELDS)
+        return covered
+
     def summary_dict(self) -> dict[str, Any]:
+        """W&B's final summary; a ``define_metric(summary=...)`` key keeps W&B's shape
+        (``{"min": 0.02}``), other nested dicts are flattened as ``run.log`` does."""
         summary = _unflatten(self.summary)
         for key in ("_wandb", *RESERVED):
             summary.pop(key, None)
-        return self._convert(summary)
+        shaped = {key: summary.pop(key) for key in list(summary)
+                  if isinstance(summary[key], dict) and "_type" not in summary[key] and self._summarised(key)}
+        return {**self._convert(summary), **shaped}
 
     def console_lines(self, stream: int) -> list[tuple[float, str]]:
         """The stream's text split into lines, each with the time its first character was
@@ -548,6 +581,8 @@ def _write(writer: RunWriter, source: WandbRun, run_id: str, project: str) -> No
     if environment is not None:
         writer.record(environment)
     writer.config(source.config_dict())
+    for name, step_metric, modes, hidden in source.metric_definitions():
+        writer.define_metric(name, step_metric, modes, hidden)
     writer.history(source.history_rows())
     for stream in sorted(source.console):
         writer.console(stream, source.console_lines(stream))

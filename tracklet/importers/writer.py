@@ -124,6 +124,20 @@ class RunWriter:
         fill_entries(record.config.items, {key: to_plain(value) for key, value in items.items()})
         self.record(record)
 
+    def define_metric(self, name: str, step_metric: str, modes: Sequence[str], hidden: bool) -> None:
+        """A metric definition, applied to the summary of the history written after it in W&B's
+        shape (``{mode: value}``)."""
+        from tracklet.core.encoder import SUMMARY_MODES
+
+        record = pb.Record()
+        definition = record.metric_definition
+        definition.name = name
+        definition.step_metric = step_metric
+        definition.summary.extend(SUMMARY_MODES[mode] for mode in modes)
+        definition.hidden = hidden
+        self.record(record)
+        self.summary.define(name, list(modes), as_dict=True)
+
     def history(self, rows: Sequence[tuple]) -> None:
         """Rows are ``(step, time, keys, values)`` as ``Run.log`` queues them (rows sharing one
         keys tuple object take the encoder's fast path), in non-decreasing step order."""

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Record(_message.Message):
-    __slots__ = ("num", "history", "summary", "output", "config", "stats", "alert", "output_raw", "run", "exit", "header", "environment")
+    __slots__ = ("num", "history", "summary", "output", "config", "stats", "alert", "metric", "output_raw", "run", "exit", "header", "environment")
     NUM_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class Record(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     ALERT_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_RAW_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
@@ -28,12 +29,13 @@ class Record(_message.Message):
     config: ConfigRecord
     stats: StatsRecord
     alert: AlertRecord
+    metric: MetricRecord
     output_raw: OutputRawRecord
     run: RunRecord
     exit: RunExitRecord
     header: HeaderRecord
     environment: EnvironmentRecord
-    def __init__(self, num: _Optional[int] = ..., history: _Optional[_Union[HistoryRecord, _Mapping]] = ..., summary: _Optional[_Union[SummaryRecord, _Mapping]] = ..., output: _Optional[_Union[OutputRecord, _Mapping]] = ..., config: _Optional[_Union[ConfigRecord, _Mapping]] = ..., stats: _Optional[_Union[StatsRecord, _Mapping]] = ..., alert: _Optional[_Union[AlertRecord, _Mapping]] = ..., output_raw: _Optional[_Union[OutputRawRecord, _Mapping]] = ..., run: _Optional[_Union[RunRecord, _Mapping]] = ..., exit: _Optional[_Union[RunExitRecord, _Mapping]] = ..., header: _Optional[_Union[HeaderRecord, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentRecord, _Mapping]] = ...) -> None: ...
+    def __init__(self, num: _Optional[int] = ..., history: _Optional[_Union[HistoryRecord, _Mapping]] = ..., summary: _Optional[_Union[SummaryRecord, _Mapping]] = ..., output: _Optional[_Union[OutputRecord, _Mapping]] = ..., config: _Optional[_Union[ConfigRecord, _Mapping]] = ..., stats: _Optional[_Union[StatsRecord, _Mapping]] = ..., alert: _Optional[_Union[AlertRecord, _Mapping]] = ..., metric: _Optional[_Union[MetricRecord, _Mapping]] = ..., output_raw: _Optional[_Union[OutputRawRecord, _Mapping]] = ..., run: _Optional[_Union[RunRecord, _Mapping]] = ..., exit: _Optional[_Union[RunExitRecord, _Mapping]] = ..., header: _Optional[_Union[HeaderRecord, _Mapping]] = ..., environment: _Optional[_Union[EnvironmentRecord, _Mapping]] = ...) -> None: ...
 
 class Timestamp(_message.Message):
     __slots__ = ("seconds", "nanos")
@@ -200,6 +202,50 @@ class RunExitRecord(_message.Message):
     exit_code: int
     runtime: int
     def __init__(self, exit_code: _Optional[int] = ..., runtime: _Optional[int] = ...) -> None: ...
+
+class MetricRecord(_message.Message):
+    __slots__ = ("name", "glob_name", "step_metric", "options", "summary", "expanded_from_glob")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GLOB_NAME_FIELD_NUMBER: _ClassVar[int]
+    STEP_METRIC_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    EXPANDED_FROM_GLOB_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    glob_name: str
+    step_metric: str
+    options: MetricOptions
+    summary: MetricSummary
+    expanded_from_glob: bool
+    def __init__(self, name: _Optional[str] = ..., glob_name: _Optional[str] = ..., step_metric: _Optional[str] = ..., options: _Optional[_Union[MetricOptions, _Mapping]] = ..., summary: _Optional[_Union[MetricSummary, _Mapping]] = ..., expanded_from_glob: _Optional[bool] = ...) -> None: ...
+
+class MetricOptions(_message.Message):
+    __slots__ = ("step_sync", "hidden")
+    STEP_SYNC_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    step_sync: bool
+    hidden: bool
+    def __init__(self, step_sync: _Optional[bool] = ..., hidden: _Optional[bool] = ...) -> None: ...
+
+class MetricSummary(_message.Message):
+    __slots__ = ("min", "max", "mean", "best", "last", "none", "copy", "first")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    BEST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    NONE_FIELD_NUMBER: _ClassVar[int]
+    COPY_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    min: bool
+    max: bool
+    mean: bool
+    best: bool
+    last: bool
+    none: bool
+    copy: bool
+    first: bool
+    def __init__(self, min: _Optional[bool] = ..., max: _Optional[bool] = ..., mean: _Optional[bool] = ..., best: _Optional[bool] = ..., last: _Optional[bool] = ..., none: _Optional[bool] = ..., copy: _Optional[bool] = ..., first: _Optional[bool] = ...) -> None: ...
 
 class AlertRecord(_message.Message):
     __slots__ = ("title", "text", "level")

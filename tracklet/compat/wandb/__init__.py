@@ -43,6 +43,11 @@ __version__ = WANDB_VERSION
 _tracklet_compat = True  # how tracklet (autolog, the redirect) recognises this module as ``wandb``
 
 
+_NO_SWEEPS = ("{call}: W&B sweeps are not supported by tracklet yet (no sweep is created and no sweep run "
+              "is started); run your hyperparameter search with another tool (e.g. Optuna) and record each "
+              "trial with wandb.init()/tracklet.init()")
+
+
 class AlertLevel(enum.Enum):
     INFO = "INFO"
     WARN = "WARN"
@@ -127,17 +132,19 @@ def teardown(exit_code: int | None = None) -> None:
 
 
 def sweep(sweep: Any, entity: str | None = None, project: str | None = None, prior_runs: Any = None) -> str:
-    _not_supported("wandb.sweep()", "no sweep is created (the returned id is a placeholder)")
-    return "tracklet-no-sweep"
+    """Refused: tracklet has no sweeps yet, and a job that ran nothing must not look successful."""
+    raise errors.UnsupportedError(_NO_SWEEPS.format(call="wandb.sweep()"))
 
 
 def agent(sweep_id: str, function: Any = None, entity: str | None = None, project: str | None = None,
           count: int | None = None) -> None:
-    _not_supported("wandb.agent()", "no sweep runs are started")
+    """Refused, as :func:`sweep` (no runs would be started)."""
+    raise errors.UnsupportedError(_NO_SWEEPS.format(call="wandb.agent()"))
 
 
 def controller(*args: Any, **kwargs: Any) -> None:
-    _not_supported("wandb.controller()", "it returns None")
+    """Refused, as :func:`sweep`."""
+    raise errors.UnsupportedError(_NO_SWEEPS.format(call="wandb.controller()"))
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ import os
 import re
 from typing import Any, Sequence
 
+from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.compat.wandb import wandb_settings
 from tracklet.compat.wandb._config import parse_config
 from tracklet.compat.wandb._messages import not_supported, warn_once
@@ -42,6 +43,16 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _data_root(directory: Any) -> str | None:
+    """``init(dir=D)``: the run is recorded under the data root ``D``, as ``tracklet.init(dir=D)``
+    does. W&B's default ``dir`` is the working directory (Lightning's ``WandbLogger`` passes
+    ``save_dir="."``); that default maps to tracklet's usual data root (``TRACKLET_DIR``)."""
+    if directory is None or directory == "":
+        return None
+    path = os.path.abspath(os.path.expanduser(os.fspath(directory)))
+    return None if path == os.path.abspath(os.getcwd()) else path
+
+
 def _safe_name(kind: str, value: Any) -> str | None:
     """Project names and run ids become directories in tracklet; other characters become '-'."""
     if value is None or value == "":
@@ -50,7 +61,7 @@ def _safe_name(kind: str, value: Any) -> str | None:
     safe = _SAFE.sub("-", text).strip("-._")[:128] or None
     if safe != text:
         warn_once(f"rename-{kind}-{text}", f"{kind} {text!r} is recorded as {safe!r} (tracklet allows letters, "
-                  "digits, '.', '_' and '-')", stacklevel=4)
+                  "digits, '.', '_' and '-')")
     return safe
 
 
@@ -116,9 +127,7 @@ def init(
                       "not a copy of the script")
     if entity or given.get("entity") or env.get("WANDB_ENTITY"):
         warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
-    if dir is not None or given.get("root_dir"):
-        warn_once("dir", "wandb.init(dir=...) is ignored: runs are recorded under tracklet's data root "
-                  "(TRACKLET_DIR); run.dir is the run's files directory")
+    data_root = _data_root(dir if dir is not None else given.get("root_dir"))
     unknown_settings = sorted(k for k in given if k not in wandb_settings.MAPPED and k not in wandb_settings.IGNORED)
     if unknown_settings:
         not_supported(f"wandb.Settings({', '.join(unknown_settings)})", "these settings are ignored")
@@ -181,7 +190,8 @@ def init(
     from tracklet import init as tracklet_init
 
     arguments = dict(
-        project=_safe_name("project", pick(project, "project", "WANDB_PROJECT", "TRACKLET_LAUNCH_PROJECT")),
+        project=_safe_name("project", pick(project, "project", "WANDB_PROJECT", "TRACKLET_LAUNCH_PROJECT"))
+        or env.get("TRACKLET_PROJECT") or WANDB_DEFAULT_PROJECT,
         name=pick(name, "run_name", "WANDB_NAME", "TRACKLET_LAUNCH_NAME"),
         tags=[str(t) for t in tag_list] if tag_list else None,
         group=pick(group, "run_group", "WANDB_RUN_GROUP"),
@@ -190,6 +200,7 @@ def init(
         id=run_id,
         resume=resume,
         mode=_MODES.get(wandb_mode) if wandb_mode else None,
+        dir=data_root,
         settings=tracklet_settings or None,
     )
     try:
@@ -211,7 +222,7 @@ def _fall_back(arguments: dict[str, Any], config: Any, error: Exception) -> Any:
     warn_once("init-failed", f"wandb.init() could not start a tracklet run ({error!r}); this run records nothing "
               "and training goes on")
     arguments = {**arguments, "mode": "disabled", "resume": None, "settings": None}
-    for key in ("project", "id"):
+    for key in ("project", "id", "dir"):
         arguments[key] = None
     return tracklet_init(config=config, **arguments)
 

@@ -11,6 +11,7 @@ import threading
 import warnings
 
 from tracklet.core.encoder import TrackletWarning
+from tracklet.core.stack import user_stacklevel
 
 PREFIX = "wandb: "
 _lock = threading.Lock()
@@ -49,15 +50,17 @@ def termerror(string: str, newline: bool = True, repeat: bool = True, prefix: bo
     _emit(string, newline=newline, repeat=repeat, prefix=prefix, label="ERROR ")
 
 
-def warn_once(key: str, message: str, *, stacklevel: int = 3) -> None:
-    """Warn with ``message`` the first time ``key`` comes up in this process."""
+def warn_once(key: str, message: str) -> None:
+    """Warn with ``message`` the first time ``key`` comes up in this process. The warning points
+    at the first frame outside tracklet (the user's line, or the framework's), however many
+    compat-layer frames lie between."""
     with _lock:
         if key in _warned:
             return
         _warned.add(key)
-    warnings.warn(f"tracklet (wandb compat): {message}", TrackletWarning, stacklevel=stacklevel)
+    warnings.warn(f"tracklet (wandb compat): {message}", TrackletWarning, stacklevel=user_stacklevel())
 
 
-def not_supported(call: str, instead: str = "it is ignored", *, stacklevel: int = 4) -> None:
+def not_supported(call: str, instead: str = "it is ignored") -> None:
     """The standard once-per-process warning for a W&B call or argument tracklet doesn't support."""
-    warn_once(call, f"{call} is not yet supported; {instead}", stacklevel=stacklevel)
+    warn_once(call, f"{call} is not yet supported; {instead}")

@@ -14,6 +14,7 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,6 +27,7 @@ from tracklet.compat.wandb.errors import Error
 
 _SUMMARY_OPS = {"min", "max", "mean", "last", "none"}
 _ALERT_LEVELS = {"INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR"}
+_ALERT_WAIT_DEFAULT = 60.0  # seconds; W&B's default wait_duration
 
 
 class Metric:
@@ -68,21 +70,26 @@ class _StepSync:
                 return step_metric
         return None
 
-    def apply(self, row: Mapping[str, Any]) -> Mapping[str, Any]:
-        keys = tuple(row)
+    def apply(self, row: Mapping[str, Any], keys: tuple | None = None) -> Mapping[str, Any]:
+        """``row`` with the step metrics its keys call for filled in. ``keys`` are the keys the
+        caller logged, when some (media) were left out of ``row``: they count, as in W&B."""
+        if keys is None:
+            keys = tuple(row)
         needed = self._needed.get(keys)
         if needed is None:
             found = {self._step_metric_of(k) for k in keys} - {None} - set(keys)
             needed = self._needed[keys] = tuple(sorted(found))  # type: ignore[arg-type]
             if len(self._needed) > 4096:
                 self._needed.clear()
-        for name in self.step_metrics.intersection(keys):
+        for name in self.step_metrics.intersection(row):
             self.last[name] = row[name]
         missing = [name for name in needed if name in self.last]
         if not missing:
             return row
         filled = dict(row)
         for name in missing:
+            if name in filled:
+                continue
             filled[name] = self.last[name]
         return filled
 
@@ -95,7 +102,7 @@ def _strip_unrecorded(data: Mapping[str, Any]) -> dict[str, Any]:
         if data_types.is_unrecorded(value):
             label = data_types.type_label(value)
             warn_once(f"log-{label}", f"logging {label} is not yet supported; key {key!r} (and any later "
-                      f"{label} values) are left out of the row, the rest is recorded", stacklevel=5)
+                      f"{label} values) are left out of the row, the rest is recorded")
         elif isinstance(value, data_types.Histogram):
             row[key] = value.to_tracklet()
         elif isinstance(value, Mapping):
@@ -116,6 +123,21 @@ def _needs_stripping(data: Mapping[str, Any]) -> bool:
     return False
 
 
+def _wait_seconds(wait_duration: Any) -> float:
+    """``alert(wait_duration=)`` in seconds: a number or a ``timedelta``; W&B's default (one
+    minute) when unset, or, with a warning, when it is neither."""
+    if not wait_duration:
+        return _ALERT_WAIT_DEFAULT
+    if isinstance(wait_duration, (int, float)) and not isinstance(wait_duration, bool):
+        return float(wait_duration)
+    total_seconds = getattr(wait_duration, "total_seconds", None)
+    if callable(total_seconds):
+        return float(total_seconds())
+    warn_once("alert-wait-duration", f"alert(wait_duration={wait_duration!r}) must be seconds or a timedelta; "
+              "waiting one minute, as by default")
+    return _ALERT_WAIT_DEFAULT
+
+
 class Run:
     """A W&B run backed by a tracklet run: ``wandb.init()`` returns one, ``wandb.run`` is the current one."""
 
@@ -130,6 +152,7 @@ class Run:
         self._saved: list[tuple[str, str | None]] = []  # save(policy="live"/"end") globs, copied again at finish
         self._settings = settings
         self._scratch_dir: str | None = None
+        self._alerted: dict[str, float] = {}  # alert title -> when it was last recorded (monotonic)
 
     # ---------------------------------------------------------------- identity
 
@@ -275,27 +298,18 @@ class Run:
                 warn_once("log-not-a-dict",
                           f"wandb.log() takes a dict; got {type(data).__name__}, which was not recorded")
                 return
+            logged_keys = None
             if _needs_stripping(data):
-                stripped = _strip_unrecorded(data)
-                if data and not stripped:  # only media: the step moves as in W&B, no empty row is written
-                    self._advance(step, commit)
-                    return
-                data = stripped
+                logged_keys = tuple(data)
+                # A row of media alone stays a row (W&B keeps its step's row, with the step
+                # metrics step_sync fills in), so row counts match W&B's.
+                data = _strip_unrecorded(data)
             if self._step_sync.definitions:
-                data = self._step_sync.apply(data)
+                data = self._step_sync.apply(data, logged_keys)
             self._run.log(data, step=step, commit=commit)
         except Exception as error:  # the tracker never stops training
             warn_once(f"log-failed-{type(error).__name__}",
                       f"wandb.log() failed and this call was not recorded: {error!r} (training goes on)")
-
-    def _advance(self, step: int | None, commit: bool | None) -> None:
-        """Move the step as ``log(row, step, commit)`` would, recording nothing."""
-        current = self._run.step
-        if step is None:
-            if commit is not False:
-                self._run.set_step(current + 1)
-        elif step >= current:
-            self._run.set_step(step + 1 if commit is True else step)
 
     def define_metric(self, name: str, step_metric: Any = None, step_sync: bool | None = None,
                       hidden: bool | None = None, summary: str | None = None, goal: str | None = None,
@@ -314,14 +328,15 @@ class Run:
                 if op in _SUMMARY_OPS:
                     modes.append(op)
                 else:
-                    not_supported(f"define_metric(summary={op!r})", "the summary keeps the last value instead",
-                                  stacklevel=5)
+                    not_supported(f"define_metric(summary={op!r})", "the summary keeps the last value instead")
             for arg, value in (("overwrite", overwrite), ("goal", goal if "best" not in (summary or "") else None)):
                 if value is not None:
-                    not_supported(f"define_metric({arg}=...)", "it is ignored", stacklevel=5)
+                    not_supported(f"define_metric({arg}=...)", "it is ignored")
             if step_sync is None:
                 step_sync = step_metric is not None
-            self._run.define_metric(name, step_metric=step_metric, summary=modes or None, hidden=bool(hidden))
+            # W&B's summary shape: {"min": 0.02} for summary="min", as wandb.Api() reads it back
+            self._run.define_metric(name, step_metric=step_metric, summary=modes or None, hidden=bool(hidden),
+                                    summary_as_dict=True)
             if step_metric and step_sync:
                 self._step_sync.define(name, step_metric)
             return Metric(name, step_metric, step_sync, hidden, modes or None)
@@ -330,11 +345,17 @@ class Run:
             return None
 
     def alert(self, title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
-        """Record an alert (tracklet shows it on the run's page; it sends no notification)."""
+        """Record an alert (tracklet shows it on the run's page; it sends no notification). As in
+        W&B, an alert whose title was alerted less than ``wait_duration`` ago (seconds or a
+        ``timedelta``; default one minute) is not sent again: here, not recorded."""
         try:
             label = str(getattr(level, "value", level) or "INFO").upper()
-            if wait_duration is not None:
-                not_supported("alert(wait_duration=...)", "every alert is recorded")
+            wait = _wait_seconds(wait_duration)
+            now = time.monotonic()
+            last = self._alerted.get(title)
+            if last is not None and now - last < wait:
+                return
+            self._alerted[title] = now
             self._run.alert(title, text, _ALERT_LEVELS.get(label, "INFO"))
         except Exception as error:
             warn_once("alert-failed", f"wandb.alert() failed: {error!r}")

@@ -508,3 +508,68 @@ def test_sweeps_refuse_to_run_nothing(root):
             call()
     # a script that relies on a sweep fails loudly instead of exiting 0 having run nothing
     assert issubclass(wandb.errors.UnsupportedError, wandb.Error)
+
+
+def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
+    import tracklet.compat.wandb as wandb
+    from tracklet.core.values import Histogram
+
+    settings = {"console": "off", "x_disable_stats": True, "disable_git": True}
+    run = wandb.init(project="export", name="first", config={"lr": 0.1, "_private": 1}, settings=settings)
+    for step in range(3):
+        wandb.log({"loss": 1.0 / (step + 1), "weights": wandb.Histogram([1, 2, 2, 3], num_bins=2)})
+    run.summary["best"] = float("nan")
+    with open(os.path.join(run.dir, "notes.txt"), "w") as handle:
+        handle.write("kept with the run")
+    run_id = run.id
+    wandb.finish()
+    log_file = os.path.join(tracklet.Api(root).run(f"export/{run_id}").dir, "run.tlog")
+    recorded_bytes = open(log_file, "rb").read()
+
+    # the W&B docs' export-to-CSV snippet
+    api = wandb.Api()
+    summary_list, config_list, name_list = [], [], []
+    for found in api.runs("someone/export"):
+        summary_list.append(found.summary._json_dict)
+        config_list.append({k: v for k, v in found.config.items() if not k.startswith("_")})
+        name_list.append(found.name)
+    assert name_list == ["first"] and config_list == [{"lr": 0.1}]
+    (exported,) = summary_list
+    assert exported["loss"] == pytest.approx(1 / 3) and exported["best"] != exported["best"]  # NaN kept
+    assert exported["weights"] == {"_type": "histogram", "values": [1, 3], "bins": [1.0, 2.0, 3.0]}
+    json.dumps(exported)  # JSON data, as in W&B
+
+    found = api.run(f"export/{run_id}")
+    assert [f.name for f in found.files()] == ["notes.txt"]
+    with found.file("notes.txt").download(root=str(tmp_path / "down")) as handle:
+        assert handle.read() == "kept with the run"
+    assert [row["loss"] for row in found.scan_history(keys=["loss"])] == [1.0, 0.5, pytest.approx(1 / 3)]
+    assert len(found.history(pandas=False)) == 3
+
+    # run.update() saves config and summary edits: appended to the record log, nothing rewritten
+    found.config["lr"] = 0.2
+    found.config["batch"] = 64
+    del found.config["_private"]
+    found.summary["best"] = 0.25
+    found.summary.verdict = "good"
+    found.update()
+    assert open(log_file, "rb").read().startswith(recorded_bytes)
+    again = wandb.Api().run(f"export/{run_id}")
+    assert again.config == {"lr": 0.2, "batch": 64}
+    assert (again.summary["best"], again.summary.verdict) == (0.25, "good")
+    assert isinstance(again.summary["weights"], Histogram) and again.state == "finished"
+    assert tracklet.Api(root).run(f"export/{run_id}").config == {"lr": 0.2, "batch": 64}
+    # derived stores see the edit like any record (the store indexes from the log)
+    assert [r.id for r in tracklet.Api(root).runs("export", filter="summary.best = 0.25 and config.batch = 64")] \
+        == [run_id]
+
+    # a run still being recorded belongs to its writer: refused, nothing lost
+    live = wandb.init(project="export", name="live", settings=settings, reinit="finish_previous")
+    live.log({"x": 1})
+    live.tracklet_run.flush()
+    reading = wandb.Api().run(f"export/{live.id}")
+    reading.config["lr"] = 1
+    with pytest.raises(wandb.errors.CommError, match="being written"):
+        reading.update()
+    wandb.finish()
+    assert tracklet.Api(root).run(f"export/{live.id}").history(["x"])["x"] == [1]

@@ -24,13 +24,40 @@ def _parts(path: str) -> list[str]:
 
 
 class HTTPSummary(dict):
-    """A run's summary: a dict with attribute access (W&B's ``HTTPSummary``)."""
+    """A run's summary: a dict with attribute access (W&B's ``HTTPSummary``). Edits (item or
+    attribute assignment, ``update``, ``del``) are saved by ``run.update()``."""
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    @property
+    def _json_dict(self) -> dict[str, Any]:
+        """The summary as JSON data, as W&B's export snippets read it: histograms become W&B's
+        ``{"_type": "histogram", "values": counts, "bins": edges}``."""
+        return {key: _json_value(value) for key, value in self.items()}
+
+
+def _json_value(value: Any) -> Any:
+    from tracklet.core.values import Histogram
+
+    if isinstance(value, Histogram):
+        return {"_type": "histogram", "values": list(value.counts), "bins": list(value.edges)}
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    return value
+
+
+_EDITABLE = ("name", "tags", "notes", "group", "job_type")
 
 
 class Run:
@@ -39,6 +66,9 @@ class Run:
     def __init__(self, recorded: Any, entity: str | None = None) -> None:
         self._recorded = recorded
         self.entity = entity
+        self._config: dict[str, Any] | None = None
+        self._summary: HTTPSummary | None = None
+        self._edited: dict[str, Any] = {}  # name, tags, notes, group, job_type set on this object
 
     # identity and metadata
     @property
@@ -47,7 +77,11 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self._recorded.name
+        return self._edited.get("name", self._recorded.name)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._edited["name"] = value
 
     display_name = name
 
@@ -70,27 +104,56 @@ class Run:
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self._recorded.config)
+        """The run's config, one dict per ``Run`` object: edits to it are saved by :meth:`update`."""
+        if self._config is None:
+            self._config = dict(self._recorded.config)
+        return self._config
 
     @property
     def summary(self) -> HTTPSummary:
-        return HTTPSummary(self._recorded.summary)
+        """The run's summary, one per ``Run`` object: edits to it are saved by :meth:`update`."""
+        if self._summary is None:
+            self._summary = HTTPSummary(self._recorded.summary)
+        return self._summary
 
     @property
     def tags(self) -> list[str]:
-        return list(self._recorded.tags)
+        if "tags" not in self._edited:
+            self._edited["tags"] = list(self._recorded.tags)  # the list W&B scripts append to
+        return self._edited["tags"]
+
+    @tags.setter
+    def tags(self, value: Sequence[str]) -> None:
+        self._edited["tags"] = list(value)
 
     @property
     def group(self) -> str | None:
-        return self._recorded.group or None
+        return self._edited["group"] if "group" in self._edited else self._recorded.group or None
+
+    @group.setter
+    def group(self, value: str | None) -> None:
+        self._edited["group"] = value
 
     @property
     def job_type(self) -> str | None:
-        return self._recorded.job_type or None
+        return self._edited["job_type"] if "job_type" in self._edited else self._recorded.job_type or None
+
+    @job_type.setter
+    def job_type(self, value: str | None) -> None:
+        self._edited["job_type"] = value
 
     @property
     def notes(self) -> str | None:
-        return self._recorded.notes or None
+        return self._edited["notes"] if "notes" in self._edited else self._recorded.notes or None
+
+    @notes.setter
+    def notes(self, value: str | None) -> None:
+        self._edited["notes"] = value
+
+    @property
+    def sweep(self) -> None:
+        """tracklet has no sweeps: always None."""
+        return None
 
     @property
     def created_at(self) -> str | None:
@@ -175,7 +238,32 @@ class Run:
         return File(self._recorded, name)
 
     def update(self) -> None:
-        not_supported("wandb.Api run.update()", "recorded runs are read-only in tracklet")
+        """Save edits to ``config`` and ``summary``: appended to the run's record log as the
+        same config and summary records a live run writes, so every reader, the store and a
+        server copy (``tracklet sync``) see them and nothing already recorded is rewritten.
+        A run still being recorded is refused (its writer owns the log). Edits to ``name``,
+        ``tags``, ``notes``, ``group`` and ``job_type`` are not saved yet (one warning)."""
+        from tracklet.core.api import RecordedRun
+
+        if not isinstance(self._recorded, RecordedRun):
+            raise CommError("run.update() is not supported for runs read from a tracklet server yet; update the "
+                            "local copy and `tracklet sync` it")
+        recorded = self._recorded.refresh()
+        changed = [field for field in _EDITABLE if field in self._edited
+                   and self._edited[field] != _recorded_field(recorded, field)]
+        if changed:
+            not_supported(f"saving {', '.join(changed)} with wandb.Api run.update()",
+                          "only config and summary edits are saved")
+        config_set, config_removed = _changes(recorded.config, self._config)
+        summary_set, summary_removed = _changes(recorded.summary, self._summary)
+        if not (config_set or config_removed or summary_set or summary_removed):
+            return
+        try:
+            append_updates(recorded, config_set, config_removed, summary_set, summary_removed)
+        except Exception as error:
+            raise CommError(f"run.update() could not save {recorded.path}: {error}") from error
+        self._config = self._summary = None
+        recorded.refresh()
 
     def delete(self, delete_artifacts: bool = False) -> None:
         not_supported("wandb.Api run.delete()", "nothing is deleted (remove the run's directory to delete it)")
@@ -193,6 +281,55 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {'/'.join(p for p in self.path if p)} ({self.state})>"
+
+
+def _recorded_field(recorded: Any, field: str) -> Any:
+    value = getattr(recorded, field)
+    return list(value) if field == "tags" else (value or None) if field != "name" else value
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """What to write so ``before`` becomes ``after``: the keys set (new or changed) and removed."""
+    if after is None:
+        return {}, []
+    changed = {key: value for key, value in after.items() if key not in before or not _same(before[key], value)}
+    return changed, [key for key in before if key not in after]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and (a == b or (a != a and b != b))  # NaN equals NaN here
+
+
+def append_updates(recorded: Any, config_set: dict[str, Any], config_removed: list[str],
+                   summary_set: dict[str, Any], summary_removed: list[str]) -> None:
+    """Append a ``ConfigUpdate`` and/or ``SummaryUpdate`` to a run's record log. Refused while a
+    writer holds the log, and when the log is damaged before its end (appending would cut what
+    follows the damage); a torn last frame (a killed writer's) is cut, as resuming does."""
+    from pathlib import Path
+
+    from tracklet.core.recordlog import LOG_FILE_NAME, RecordLogWriter
+    from tracklet.core.values import fill_entries, to_plain
+    from tracklet.proto import records_pb2 as pb
+
+    damage = recorded._read.damage
+    log_file = Path(recorded.dir) / LOG_FILE_NAME
+    if damage is not None and not damage.torn_tail:
+        raise UsageError(f"{damage.describe(log_file)}; not appending to it")
+    records = []
+    for kind, items, removed in (("config", config_set, config_removed), ("summary", summary_set, summary_removed)):
+        if items or removed:
+            record = pb.Record()
+            update = getattr(record, kind)
+            update.SetInParent()
+            fill_entries(update.items, {key: to_plain(value) for key, value in items.items()})
+            update.removed.extend(removed)
+            records.append(record.SerializeToString())
+    writer = RecordLogWriter(log_file, resume=True)  # takes the writer's lock, or refuses: the run is live
+    try:
+        for payload in records:
+            writer.write(payload)
+    finally:
+        writer.close()
 
 
 class File:

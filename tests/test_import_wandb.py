@@ -226,3 +226,54 @@ def test_system_metrics_get_tracklet_names_units_and_rates() -> None:
     assert second["network.sent_bytes_per_s"] == 2000.0
     assert second["disk.read_bytes_per_s"] == 1.0 * 2**20
     assert second["gpu.0.memory_used_bytes"] == 2e9
+
+
+RESUMED = textwrap.dedent(
+    """
+    import sys
+    import wandb
+
+    session = int(sys.argv[1])
+    run = wandb.init(project="resumed", id="resume01", resume="allow", group="grp",
+                     config={"session": session, f"only_{session}": True})
+    for i in range(3):
+        run.log({"loss": session + i / 10})
+    run.summary["last_session"] = session
+    run.finish()
+    """
+)
+
+
+def _write_sessions(where: Path, sessions: range) -> None:
+    (where / "resume.py").write_text(RESUMED)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(where), "WANDB_SILENT": "true",
+           "WANDB_DISABLE_GIT": "true", "WANDB_API_KEY": "", "NO_PROXY": "*", "WANDB_X_DISABLE_STATS": "true"}
+    env.pop("PYTHONPATH", None)
+    for session in sessions:
+        done = subprocess.run([sys.executable, "resume.py", str(session)], env=env, cwd=where, capture_output=True,
+                              text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_resumed_offline_run_imports_as_one_run_in_order(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    _write_sessions(source, range(3))
+    assert len(list((source / "wandb").glob("offline-run-*-resume01"))) == 3  # W&B: one directory per session
+
+    results = import_wandb(source / "wandb", root=tmp_path / "root")
+    assert [(r.path, r.status) for r in results] == [("resumed/resume01", "imported")]
+    assert "latest-run" not in results[0].source
+    run = tracklet.Api(tmp_path / "root").run("resumed/resume01")
+    assert run.metadata["sessions"] == 3 and run.state == "finished" and run.group == "grp"
+    history = run.history(["loss"])
+    # W&B restarts each offline session at step 0; the sessions follow one another, as a tracklet resume does
+    assert history["_step"] == list(range(9))
+    assert history["loss"] == [0.0, 0.1, 0.2, 1.0, 1.1, 1.2, 2.0, 2.1, 2.2]
+    assert history["_timestamp"] == sorted(history["_timestamp"])
+    assert run.config == {"session": 2, "only_0": True, "only_1": True, "only_2": True}
+    assert (run.summary["loss"], run.summary["last_session"]) == (2.2, 2)
+
+    assert [r.status for r in import_wandb(source / "wandb", root=tmp_path / "root")] == ["unchanged"]
+    _write_sessions(source, range(3, 4))  # resumed once more since: said so, not half-merged
+    assert [r.status for r in import_wandb(source / "wandb", root=tmp_path / "root")] == ["changed"]

@@ -84,7 +84,7 @@ def find_run_files(path: Path) -> list[Path]:
     if not found:
         raise SourceError(f"no W&B run files (run-*.wandb) in {path} or its run directories")
     unique: dict[Path, Path] = {}
-    for file in found:  # wandb/latest-run is a link to one of the run directories
+    for file in sorted(found, key=lambda f: f.parent.is_symlink()):  # wandb/latest-run links to a run directory
         unique.setdefault(file.resolve(), file)
     return sorted(unique.values())
 
@@ -539,80 +539,146 @@ def _environment(source: WandbRun) -> pb.Record | None:
     return record if out.ByteSize() else None
 
 
-def import_run_file(path: Path, root: Path, project: str | None = None,
-                    progress: Progress | None = None) -> ImportedRun:
-    """Import one ``.wandb`` file into the data root; a no-op when it was imported before."""
+def _load(path: Path) -> WandbRun:
     source = WandbRun(path).load(path.read_bytes())
     if source.run is None:
         raise SourceError(f"{path}: no run record in the first intact records; is this a W&B run file?")
-    wandb_id = source.run.run_id or path.stem.removeprefix("run-")
+    return source
+
+
+def _wandb_id(source: WandbRun) -> str:
+    assert source.run is not None
+    return source.run.run_id or source.path.stem.removeprefix("run-")
+
+
+def import_run_file(path: Path, root: Path, project: str | None = None,
+                    progress: Progress | None = None) -> ImportedRun:
+    """Import one ``.wandb`` file into the data root; a no-op when it was imported before."""
+    report = None if progress is None else (lambda _file, done, total: progress(done, total))
+    return import_sessions([_load(path)], root, project, report)
+
+
+def _session_order(source: WandbRun) -> tuple[float, str]:
+    return (source.start_time, str(source.path))
+
+
+def import_sessions(sessions: list[WandbRun], root: Path, project: str | None = None,
+                    progress: Callable[[Path, int, int], None] | None = None) -> ImportedRun:
+    """Import the sessions of one W&B run (loaded, not yet folded) as one tracklet run.
+
+    W&B writes one offline run directory per ``wandb.init(id=..., resume=...)`` session, all with
+    the run's id. They become one run, one tracklet session each, in the order they started.
+    W&B restarts the step at 0 in each offline session (it cannot know the last step offline); a
+    session whose first step is not past the previous session's last step continues after it, as
+    a resumed tracklet run does."""
+    sessions = sorted(sessions, key=_session_order)
+    first = sessions[0]
+    assert first.run is not None
+    wandb_id = _wandb_id(first)
     run_id = tracklet_run_id(wandb_id)
-    target_project = project or source.run.project or DEFAULT_PROJECT
+    target_project = project or first.run.project or DEFAULT_PROJECT
     paths = run_paths_for(root, target_project, run_id)
-    identity = SourceIdentity("wandb", f"{source.run.entity}/{source.run.project}/{wandb_id}".lstrip("/"),
-                              (str(path.resolve()),), source.sha256)
-    name = source.run.display_name or run_id
-    result = ImportedRun(f"{target_project}/{run_id}", name, str(path), "imported")
-    if source.damage is not None:
-        message = "W&B run file " + source.damage.describe(path)
-        result.warnings.append(message)
-        warnings.warn("tracklet: " + message, TrackletWarning, stacklevel=2)
+    digest = first.sha256 if len(sessions) == 1 else hashlib.sha256(
+        "\n".join(source.sha256 for source in sessions).encode()).hexdigest()
+    identity = SourceIdentity("wandb", f"{first.run.entity}/{first.run.project}/{wandb_id}".lstrip("/"),
+                              tuple(str(source.path.resolve()) for source in sessions), digest)
+    name = next((s.run.display_name for s in reversed(sessions) if s.run is not None and s.run.display_name), run_id)
+    result = ImportedRun(f"{target_project}/{run_id}", name, ", ".join(str(s.path) for s in sessions), "imported")
+    for source in sessions:
+        if source.damage is not None:
+            message = "W&B run file " + source.damage.describe(source.path)
+            result.warnings.append(message)
+            warnings.warn("tracklet: " + message, TrackletWarning, stacklevel=2)
     existing = check_existing(paths, identity)
     if existing is not None:
         result.status = existing
         return result
-    source.fold(progress)
+    for source in sessions:
+        report = None if progress is None else (lambda done, total, file=source.path: progress(file, done, total))
+        source.fold(report)
     writer = RunWriter(paths)
     try:
-        _write(writer, source, run_id, target_project)
+        _write(writer, sessions, run_id, target_project)
         writer.commit(identity)
     except BaseException:
         writer.abort()
         raise
     result.points, result.rows = writer.points, writer.rows
-    for key, why in source.dropped.items():
+    dropped: dict[str, str] = {}
+    for source in sessions:
+        for key, why in source.dropped.items():
+            dropped.setdefault(key, why)
+    for key, why in dropped.items():
         result.warnings.append(f"{key}: {why}; not imported")
     return result
 
 
-def _write(writer: RunWriter, source: WandbRun, run_id: str, project: str) -> None:
-    writer.record(_run_start(source, run_id, project))
-    environment = _environment(source)
-    if environment is not None:
-        writer.record(environment)
-    writer.config(source.config_dict())
-    for name, step_metric, modes, hidden in source.metric_definitions():
-        writer.define_metric(name, step_metric, modes, hidden)
-    writer.history(source.history_rows())
-    for stream in sorted(source.console):
-        writer.console(stream, source.console_lines(stream))
-    for record in stats_records(source.stats):
-        writer.record(record)
+def _continue_steps(rows: list[tuple], last_step: int | None) -> list[tuple]:
+    """A later session's rows, moved past ``last_step`` when they start at or before it."""
+    if last_step is None or not rows or rows[0][0] > last_step:
+        return rows
+    offset = last_step + 1 - rows[0][0]
+    return [(step + offset, when, keys, values) for step, when, keys, values in rows]
+
+
+def _write(writer: RunWriter, sessions: list[WandbRun], run_id: str, project: str) -> None:
     levels = {"INFO": pb.Alert.LEVEL_INFO, "WARN": pb.Alert.LEVEL_WARN, "ERROR": pb.Alert.LEVEL_ERROR}
-    for alert in source.alerts:
-        record = pb.Record()
-        record.alert.title, record.alert.text = alert.title, alert.text
-        record.alert.level = levels.get(alert.level.upper(), pb.Alert.LEVEL_INFO)
-        record.alert.time = source.last_time
-        writer.record(record)
-    writer.finish_summary(source.summary_dict())
-    if source.exit is not None:
-        writer.record(exit_record(source.exit.exit_code, source.end_time, source.start_time))
+    defined: set[tuple] = set()
+    last_step: int | None = None
+    for index, source in enumerate(sessions):
+        start = _run_start(source, run_id, project)
+        start.run_start.resumed = index > 0
+        writer.record(start)
+        environment = _environment(source)
+        if environment is not None:
+            writer.record(environment)
+        writer.config(source.config_dict())
+        for definition in source.metric_definitions():
+            key = (definition[0], definition[1], tuple(definition[2]), definition[3])
+            if key not in defined:
+                defined.add(key)
+                writer.define_metric(*definition)
+        rows = _continue_steps(source.history_rows(), last_step)
+        if rows:
+            last_step = rows[-1][0]
+        writer.history(rows)
+        for stream in sorted(source.console):
+            writer.console(stream, source.console_lines(stream))
+        for record in stats_records(source.stats):
+            writer.record(record)
+        for alert in source.alerts:
+            record = pb.Record()
+            record.alert.title, record.alert.text = alert.title, alert.text
+            record.alert.level = levels.get(alert.level.upper(), pb.Alert.LEVEL_INFO)
+            record.alert.time = source.last_time
+            writer.record(record)
+        writer.finish_summary(source.summary_dict())
+        if source.exit is not None:
+            writer.record(exit_record(source.exit.exit_code, source.end_time, source.start_time))
 
 
 def import_wandb(path: str | os.PathLike, root: str | os.PathLike | None = None, project: str | None = None,
                  progress: Callable[[Path, int, int], None] | None = None) -> list[ImportedRun]:
     """Import every W&B offline run under ``path`` (see :func:`find_run_files`) into the data
-    root (default: ``$TRACKLET_DIR`` or the per-user one). Returns one :class:`ImportedRun` per
-    run file, ``status="unchanged"`` for those imported before."""
+    root (default: ``$TRACKLET_DIR`` or the per-user one). The run directories of one resumed
+    run (same run id and project) become one run (:func:`import_sessions`). Returns one
+    :class:`ImportedRun` per run, ``status="unchanged"`` for those imported before."""
     from tracklet.importers import data_root
 
     target = data_root(root)
-    results = []
+    by_name: dict[str, list[Path]] = {}
     for file in find_run_files(Path(path)):
-        report = None if progress is None else (lambda done, total, file=file: progress(file, done, total))
-        results.append(import_run_file(file, target, project, report))
+        by_name.setdefault(file.stem, []).append(file)  # run-<id>.wandb: one run's sessions share the name
+    results = []
+    for files in by_name.values():
+        runs: dict[tuple[str, str, str], list[WandbRun]] = {}
+        for file in files:
+            source = _load(file)
+            assert source.run is not None
+            runs.setdefault((source.run.entity, source.run.project, _wandb_id(source)), []).append(source)
+        for sessions in sorted(runs.values(), key=lambda found: _session_order(min(found, key=_session_order))):
+            results.append(import_sessions(sessions, target, project, progress))
     return results
 
 
-__all__ = ["WandbRun", "find_run_files", "import_run_file", "import_wandb", "tracklet_run_id"]
+__all__ = ["WandbRun", "find_run_files", "import_run_file", "import_sessions", "import_wandb", "tracklet_run_id"]

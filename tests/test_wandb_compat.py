@@ -562,6 +562,12 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     # derived stores see the edit like any record (the store indexes from the log)
     assert [r.id for r in tracklet.Api(root).runs("export", filter="summary.best = 0.25 and config.batch = 64")] \
         == [run_id]
+    # what can't be saved yet is refused whole, never dropped quietly
+    again.config["lr"] = 0.3
+    again.tags.append("reviewed")
+    with pytest.raises(wandb.errors.UnsupportedError, match="tags"):
+        again.update()
+    assert wandb.Api().run(f"export/{run_id}").config["lr"] == 0.2
 
     # a run still being recorded belongs to its writer: refused, nothing lost
     live = wandb.init(project="export", name="live", settings=settings, reinit="finish_previous")

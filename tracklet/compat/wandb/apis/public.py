@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb.apis.filters import to_filter, to_order
-from tracklet.compat.wandb.errors import CommError, UsageError
+from tracklet.compat.wandb.errors import CommError, UnsupportedError, UsageError
 
 _INTERNAL = ("_step", "_timestamp", "_runtime")
 
@@ -242,7 +242,8 @@ class Run:
         same config and summary records a live run writes, so every reader, the store and a
         server copy (``tracklet sync``) see them and nothing already recorded is rewritten.
         A run still being recorded is refused (its writer owns the log). Edits to ``name``,
-        ``tags``, ``notes``, ``group`` and ``job_type`` are not saved yet (one warning)."""
+        ``tags``, ``notes``, ``group`` and ``job_type`` cannot be saved yet: ``UnsupportedError``,
+        and nothing of this update is saved."""
         from tracklet.core.api import RecordedRun
 
         if not isinstance(self._recorded, RecordedRun):
@@ -252,8 +253,8 @@ class Run:
         changed = [field for field in _EDITABLE if field in self._edited
                    and self._edited[field] != _recorded_field(recorded, field)]
         if changed:
-            not_supported(f"saving {', '.join(changed)} with wandb.Api run.update()",
-                          "only config and summary edits are saved")
+            raise UnsupportedError(f"run.update() cannot save edits to {', '.join(changed)} yet (tracklet saves "
+                                   "config and summary edits); nothing was saved")
         config_set, config_removed = _changes(recorded.config, self._config)
         summary_set, summary_removed = _changes(recorded.summary, self._summary)
         if not (config_set or config_removed or summary_set or summary_removed):

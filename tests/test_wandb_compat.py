@@ -198,6 +198,8 @@ def test_lightning_wandb_logger(root, tmp_path):
         trainer = L.Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(model, loader, loader)
+        logger.log_table("samples", columns=["x"], data=[[1.0]])           # rows of media alone, as W&B
+        logger.log_image("pictures", images=[torch.zeros(3, 4, 4)])        # keeps them (with step_sync)
         import wandb
         print(json.dumps({"experiment": type(logger.experiment).__module__, "id": logger.version,
                           "loggers": [type(l).__name__ for l in trainer.loggers]}))
@@ -212,6 +214,10 @@ def test_lightning_wandb_logger(root, tmp_path):
     steps = [s for s, loss in zip(history["trainer/global_step"], history["train_loss"]) if loss is not None]
     assert steps == list(range(8))  # 4 batches x 2 epochs, each step logged once
     assert [v for v in history["val_loss"] if v is not None] and recorded.summary["epoch"] == 1
+    rows = list(recorded.history().rows())
+    media_rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows[-2:]]
+    last_step = [r["trainer/global_step"] for r in rows[:-2] if r.get("trainer/global_step") is not None][-1]
+    assert media_rows == [{"trainer/global_step": last_step}] * 2  # step_sync fills it in, as W&B does
     definitions = {d.name: d.step_metric for d in recorded.metric_definitions}
     assert definitions["*"] == "trainer/global_step"
     keys = recorded.keys()
@@ -538,6 +544,7 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     assert exported["loss"] == pytest.approx(1 / 3) and exported["best"] != exported["best"]  # NaN kept
     assert exported["weights"] == {"_type": "histogram", "values": [1, 3], "bins": [1.0, 2.0, 3.0]}
     json.dumps(exported)  # JSON data, as in W&B
+    assert api.run(f"export/{run_id}").summary_metrics["weights"] == exported["weights"]
 
     found = api.run(f"export/{run_id}")
     assert [f.name for f in found.files()] == ["notes.txt"]

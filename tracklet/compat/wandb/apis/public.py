@@ -151,6 +151,11 @@ class Run:
         self._edited["notes"] = value
 
     @property
+    def summary_metrics(self) -> dict[str, Any]:
+        """The summary as JSON data (W&B's ``run.summary_metrics``)."""
+        return self.summary._json_dict
+
+    @property
     def sweep(self) -> None:
         """tracklet has no sweeps: always None."""
         return None

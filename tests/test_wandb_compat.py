@@ -124,7 +124,8 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
 
     summary = recorded.summary
     # define_metric(summary=...) in W&B's shape
-    assert summary["val/loss"] == {"min": 0.5} and summary["train/acc"] == {"max": 0.5} and summary["train/loss"] == 1 / 6
+    assert summary["val/loss"] == {"min": 0.5} and summary["train/acc"] == {"max": 0.5}
+    assert summary["train/loss"] == 1 / 6
     assert (summary["best"], summary["note"]) == (0.25, "ok")
     definitions = {d.name: d for d in recorded.metric_definitions}
     assert definitions["val/*"].step_metric == "epoch"

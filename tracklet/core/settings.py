@@ -20,6 +20,11 @@ _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 class Settings:
     """Everything that changes how a run records, with the environment variable that sets each.
 
+    A field passed to the constructor (or set on the object later) is an explicit argument: it
+    wins over its ``TRACKLET_*`` variable even when it equals the default, so
+    ``Settings(console="wrap")`` records the console under ``TRACKLET_CONSOLE=off``. Fields left
+    out take the environment's value, then the default.
+
     Attributes:
         mode: ``"offline"`` records to the local data root; ``"online"`` also streams the record
             log to the tracking server at ``base_url`` as the run goes; ``"disabled"`` makes

@@ -522,7 +522,8 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     from tracklet.core.values import Histogram
 
     settings = {"console": "off", "x_disable_stats": True, "disable_git": True}
-    run = wandb.init(project="export", name="first", config={"lr": 0.1, "_private": 1}, settings=settings)
+    run = wandb.init(project="export", name="first", config={"lr": 0.1, "_private": 1, "opt": {"beta": 0.9}},
+                     settings=settings)
     for step in range(3):
         wandb.log({"loss": 1.0 / (step + 1), "weights": wandb.Histogram([1, 2, 2, 3], num_bins=2)})
     run.summary["best"] = float("nan")
@@ -540,7 +541,7 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
         summary_list.append(found.summary._json_dict)
         config_list.append({k: v for k, v in found.config.items() if not k.startswith("_")})
         name_list.append(found.name)
-    assert name_list == ["first"] and config_list == [{"lr": 0.1}]
+    assert name_list == ["first"] and config_list == [{"lr": 0.1, "opt": {"beta": 0.9}}]
     (exported,) = summary_list
     assert exported["loss"] == pytest.approx(1 / 3) and exported["best"] != exported["best"]  # NaN kept
     assert exported["weights"] == {"_type": "histogram", "values": [1, 3], "bins": [1.0, 2.0, 3.0]}
@@ -558,15 +559,16 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     found.config["lr"] = 0.2
     found.config["batch"] = 64
     del found.config["_private"]
+    found.config["opt"]["beta"] = 0.99  # a nested value changed in place
     found.summary["best"] = 0.25
     found.summary.verdict = "good"
     found.update()
     assert open(log_file, "rb").read().startswith(recorded_bytes)
     again = wandb.Api().run(f"export/{run_id}")
-    assert again.config == {"lr": 0.2, "batch": 64}
+    assert again.config == {"lr": 0.2, "batch": 64, "opt": {"beta": 0.99}}
     assert (again.summary["best"], again.summary.verdict) == (0.25, "good")
     assert isinstance(again.summary["weights"], Histogram) and again.state == "finished"
-    assert tracklet.Api(root).run(f"export/{run_id}").config == {"lr": 0.2, "batch": 64}
+    assert tracklet.Api(root).run(f"export/{run_id}").config == {"lr": 0.2, "batch": 64, "opt": {"beta": 0.99}}
     # derived stores see the edit like any record (the store indexes from the log)
     assert [r.id for r in tracklet.Api(root).runs("export", filter="summary.best = 0.25 and config.batch = 64")] \
         == [run_id]

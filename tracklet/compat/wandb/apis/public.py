@@ -8,6 +8,7 @@ pandas DataFrame as W&B does (a list of dicts with ``pandas=False`` or without p
 
 from __future__ import annotations
 
+import copy
 import datetime
 from collections.abc import Mapping
 from typing import Any, Iterator, Sequence
@@ -106,14 +107,14 @@ class Run:
     def config(self) -> dict[str, Any]:
         """The run's config, one dict per ``Run`` object: edits to it are saved by :meth:`update`."""
         if self._config is None:
-            self._config = dict(self._recorded.config)
+            self._config = copy.deepcopy(self._recorded.config)  # edits in place stay here until update()
         return self._config
 
     @property
     def summary(self) -> HTTPSummary:
         """The run's summary, one per ``Run`` object: edits to it are saved by :meth:`update`."""
         if self._summary is None:
-            self._summary = HTTPSummary(self._recorded.summary)
+            self._summary = HTTPSummary(copy.deepcopy(self._recorded.summary))
         return self._summary
 
     @property

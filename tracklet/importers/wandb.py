@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.core.encoder import TrackletWarning
+from tracklet.core.stack import user_stacklevel
 from tracklet.core.values import Histogram, flatten
 from tracklet.importers import leveldblog
 from tracklet.importers.wandb_stats import stats_records
@@ -588,7 +589,7 @@ def import_sessions(sessions: list[WandbRun], root: Path, project: str | None = 
         if source.damage is not None:
             message = "W&B run file " + source.damage.describe(source.path)
             result.warnings.append(message)
-            warnings.warn("tracklet: " + message, TrackletWarning, stacklevel=2)
+            warnings.warn("tracklet: " + message, TrackletWarning, stacklevel=user_stacklevel())
     existing = check_existing(paths, identity)
     if existing is not None:
         result.status = existing

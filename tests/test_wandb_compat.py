@@ -432,6 +432,11 @@ def test_a_script_records_the_same_under_real_wandb_and_the_compat_layer(root, t
     assert [r.get("trainer/global_step") for r in compat_rows] == [r.get("trainer/global_step") for r in real_rows] \
         == [0, 0, 0, 10, 10, 10, 20, 20, 20, 30, 30, 30]
     assert [r["_step"] for r in compat_rows] == [r["_step"] for r in real_rows] == list(range(12))
+    # W&B's filter on a define_metric summary finds both
+    import tracklet.compat.wandb as wandb
+
+    found = wandb.Api().runs("uncategorized", filters={"summary_metrics.loss.min": {"$lt": 0.3}})
+    assert sorted(r.id for r in found) == sorted([real.id, compat.id])
 
 
 def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):

@@ -88,8 +88,6 @@ class _StepSync:
             return row
         filled = dict(row)
         for name in missing:
-            if name in filled:
-                continue
             filled[name] = self.last[name]
         return filled
 

@@ -454,9 +454,10 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         wandb.log_artifact(wandb.Artifact("model", "model")); artifact = _line()  # was compat/__init__.py
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
+        wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one
         wandb.finish()
     where = {str(w.message).split(":")[1].strip()[:20]: (w.filename, w.lineno) for w in caught}
-    assert sorted(line for _, line in where.values()) == [table, image, artifact, alert, backwards], where
+    assert sorted(line for _, line in where.values()) == [table, image, artifact, alert, backwards, too_far], where
     assert {filename for filename, _ in where.values()} == {__file__}, where
     assert first < table
 

@@ -398,10 +398,10 @@ class Run:
         """A ``TrackletWarning`` on the caller's thread, once per ``token`` for this run (shared with
         the sender's warnings, so a problem seen on either side is reported once)."""
         if self._sender is not None:
-            self._sender.warn(token, message, stacklevel=5)
+            self._sender.warn(token, message, stacklevel=user_stacklevel() + 1)  # + the sender's warn frame
         elif token not in self._warned:
             self._warned.add(token)
-            warnings.warn(message, TrackletWarning, stacklevel=4)
+            warnings.warn(message, TrackletWarning, stacklevel=user_stacklevel())
 
     def _report_cuts(self, what: str, cuts: list[tuple[str, str]]) -> None:
         """One warning per top-level key of ``what`` (config, summary) where a value was cut."""

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tracklet.core.layout import RunPaths, projects_dir
-from tracklet.core.reader import Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, replay, run_state_label, warn_damage
-from tracklet.core.recordlog import LOG_FILE_NAME, read_first_payload
+from tracklet.core.reader import (
+    Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
+    warn_damage,
+)
+from tracklet.core.recordlog import LOG_FILE_NAME, Damage, read_first_payload
 from tracklet.core.settings import check_name, default_data_root, is_valid_name
 from tracklet.proto import records_pb2 as pb
 
@@ -35,10 +38,13 @@ class RecordedRun:
         if self._state is not None:
             return self._state.start
         if self._first is None:
-            payload = read_first_payload(self._paths.log_file)
             record = pb.Record()
-            if payload is not None:
-                record.ParseFromString(payload)
+            try:  # a damaged or unreadable log lists under its id; reading it says what is wrong
+                payload = read_first_payload(self._paths.log_file)
+                if payload is not None:
+                    record.ParseFromString(payload)
+            except Exception:
+                record = pb.Record()
             self._first = record.run_start if record.WhichOneof("kind") == "run_start" else pb.RunStart()
         return self._first if self._first.run_id else None
 
@@ -60,7 +66,17 @@ class RecordedRun:
         return str(self._paths.run_dir)
 
     def refresh(self) -> "RecordedRun":
-        state = replay(self._paths.log_file)
+        try:
+            state = replay(self._paths.log_file)
+        except OSError as error:  # unreadable (permissions, I/O error): a damaged run, not a failed listing
+            state = RunState()
+            size = 0
+            try:
+                size = self._paths.log_file.stat().st_size
+            except OSError:
+                pass
+            state.damage = Damage(0, size, f"unreadable: {error.strerror or error}")
+            state.damages = [state.damage]
         label = run_state_label(state, self._paths.log_file)
         warn_damage(state, self._paths.log_file, live=label == "running")
         self._state, self._label = state, label
@@ -211,9 +227,15 @@ class RecordedRun:
 
     @property
     def damaged(self) -> bool:
-        """True when reading stopped at damage before the end of the record log."""
-        damage = self._read.damage
-        return damage is not None and not (self.state == "running" and damage.torn_tail)
+        """True when part of the record log could not be read (see :attr:`damage`)."""
+        return self.damage is not None
+
+    @property
+    def damage(self) -> str | None:
+        """What of the record log could not be read, in one line (damaged regions skipped, invalid
+        records skipped); ``None`` when every byte was read. A running run's half-written last
+        frame is not damage."""
+        return damage_summary(self._read, live=self.state == "running")
 
     def keys(self) -> list[str]:
         """Every key logged to the history, in first-use order."""

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from tracklet.core.decode import InvalidRecord, RecordDecoder
 from tracklet.core.encoder import TrackletWarning, mode_names
 from tracklet.core.recordlog import Damage, read_log, writer_alive
 from tracklet.core.values import from_value_message, histogram_from_message, parse_big_int
@@ -96,7 +97,11 @@ class RunState:
         self.checkpoints: list[Checkpoint] = []
         self.last_step: int | None = None
         self.record_count = 0
-        self.damage: Damage | None = None
+        self.damage: Damage | None = None  # the first damaged region of the log
+        self.damages: list[Damage] = []  # every damaged region, each skipped to the next intact frame
+        self.invalid_records: list[InvalidRecord] = []  # intact frames that could not (all) be used
+        self.invalid_count = 0  # records skipped whole
+        self.partial_count = 0  # records kept without some history columns
 
     def apply(self, record: pb.Record) -> None:
         self.record_count += 1
@@ -135,7 +140,7 @@ class RunState:
             self.metric_definitions.append(MetricDefinition(d.name, d.step_metric, mode_names(d.summary), d.hidden))
         elif kind == "alert":
             a = record.alert
-            level = pb.Alert.Level.Name(a.level).removeprefix("LEVEL_")
+            level = _enum_name(pb.Alert.Level, a.level).removeprefix("LEVEL_")
             self.alerts.append(Alert(a.time, a.title, a.text, level))
         elif kind == "stats":
             self.stats.append(record.stats)
@@ -242,15 +247,69 @@ def _filled_field(column: pb.Column) -> str | None:
 
 
 def replay(path: Path | str) -> RunState:
-    """Read a record log into a :class:`RunState`; ``state.damage`` says where reading stopped early."""
+    """Read a record log into a :class:`RunState`: every intact, valid record, in order.
+
+    Damaged regions are skipped to the next intact frame (``state.damages``); frames that pass
+    their checksum but don't hold a usable record are skipped and counted
+    (``state.invalid_records``); :func:`damage_summary` says it all in one line."""
     state = RunState()
-    result = read_log(path)
+    result = read_log(path, resync=True)
     state.damage = result.damage
-    for _, payload in result.payloads:
-        record = pb.Record()
-        record.ParseFromString(payload)
-        state.apply(record)
+    state.damages = result.damages
+    decoder = RecordDecoder()
+    for offset, payload in result.payloads:
+        record = decoder.decode(offset, payload)
+        if record is None:
+            continue
+        try:
+            state.apply(record)
+        except Exception as error:  # never let one record stop the rest from being read
+            decoder.skipped(offset, error)
+    state.invalid_records = decoder.invalid
+    state.invalid_count = decoder.invalid_count
+    state.partial_count = decoder.partial_count
     return state
+
+
+def _enum_name(enum: Any, number: int) -> str:
+    """An enum value's name; a number a newer writer added reads as ``UNKNOWN_<n>``."""
+    try:
+        return enum.Name(number)
+    except ValueError:
+        return f"UNKNOWN_{number}"
+
+
+def damage_summary(state: RunState, live: bool = False) -> str | None:
+    """What of the log could not be read, in one line starting with "damaged", or ``None`` when
+    all of it was. A live writer's incomplete last frame is not damage (it is being written)."""
+    damages = [d for d in state.damages if not (live and d.torn_tail)]
+    parts = []
+    if damages:
+        first = damages[0]
+        text = f"at byte {first.offset} ({first.reason})"
+        if len(damages) > 1:
+            text += f" and {len(damages) - 1} more region(s) (" + ", ".join(
+                f"byte {d.offset}: {d.reason}" for d in damages[1:4]) + (", ..." if len(damages) > 4 else "") + ")"
+        text += f": {sum(d.length for d in damages)} byte(s) skipped"
+        resumed = [d.end for d in damages if d.end is not None]
+        if resumed:
+            text += f", reading resumed at the next intact frame (byte {resumed[0]}" + (", ..." if len(resumed) > 1 else "") + ")"
+        if damages[-1].end is None:
+            text += f", nothing readable from byte {damages[-1].offset} to the end"
+        parts.append(text)
+    if state.invalid_count:
+        details = "; ".join(r.describe() for r in state.invalid_records if r.whole)
+        parts.append(f"{state.invalid_count} invalid record(s) skipped ({_clip(details)})")
+    if state.partial_count:
+        details = "; ".join(r.describe() for r in state.invalid_records if not r.whole)
+        parts.append(f"{state.partial_count} record(s) read without some history columns ({_clip(details)})")
+    if not parts:
+        return None
+    return "damaged " + "; ".join(parts) if damages else "damaged: " + "; ".join(parts)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_state_label(state: RunState, log_file: Path | str) -> str:
@@ -264,7 +323,8 @@ def run_state_label(state: RunState, log_file: Path | str) -> str:
 
 
 def warn_damage(state: RunState, log_file: Path | str, live: bool) -> None:
-    damage = state.damage
-    if damage is None or (live and damage.torn_tail):
+    summary = damage_summary(state, live)
+    if summary is None:
         return  # a live writer's last frame may simply be half-written
-    warnings.warn("tracklet: " + damage.describe(log_file), TrackletWarning, stacklevel=3)
+    warnings.warn(f"tracklet: record log {log_file} is {summary}; every other record was read",
+                  TrackletWarning, stacklevel=3)

@@ -16,6 +16,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -39,85 +40,236 @@ def frame(payload: bytes) -> bytes:
 
 @dataclasses.dataclass
 class Damage:
-    """Where and why reading stopped before the end of the file."""
+    """Bytes of a record log that hold no readable frame: from ``offset`` to ``end`` (the next
+    intact frame, where reading resumed), or to the end of the file when ``end`` is ``None``."""
 
     offset: int
     file_size: int
     reason: str
+    end: int | None = None
 
     @property
     def torn_tail(self) -> bool:
         """True when the damage is an incomplete last frame (what a killed writer leaves)."""
-        return self.reason.startswith("incomplete")
+        return self.end is None and self.reason.startswith("incomplete")
 
-    def describe(self, path: Path | str) -> str:
-        lost = self.file_size - self.offset
+    @property
+    def length(self) -> int:
+        """How many bytes were skipped."""
+        return (self.file_size if self.end is None else self.end) - self.offset
+
+    def describe(self, path: Path | str | None = None) -> str:
+        where = f"record log {path} is damaged" if path is not None else "damaged"
+        if self.end is None:
+            return (
+                f"{where} at byte {self.offset} ({self.reason}); "
+                f"read every record before it, {self.length} byte(s) after it were skipped"
+            )
         return (
-            f"record log {path} is damaged at byte {self.offset} ({self.reason}); "
-            f"read every record before it, {lost} byte(s) after it were skipped"
+            f"{where} at byte {self.offset} ({self.reason}); skipped {self.length} byte(s) "
+            f"and resumed reading at the next intact frame, byte {self.end}"
         )
 
 
 @dataclasses.dataclass
 class ScanResult:
     payloads: list[tuple[int, bytes]]  # (offset of the frame, payload)
-    end_offset: int  # where the intact part ends
-    damage: Damage | None
+    end_offset: int  # where the last intact frame read ends
+    damage: Damage | None  # the first damaged region, if any
+    damages: list[Damage] = dataclasses.field(default_factory=list)  # every damaged region, in order
+
+    def __post_init__(self) -> None:
+        if self.damage is not None and not self.damages:
+            self.damages = [self.damage]
 
 
-def scan(data: bytes) -> ScanResult:
-    """Split a record log's bytes into payloads, stopping at the first damaged frame."""
+BAD_HEADER = "bad header: not a tracklet record log, or its first bytes are damaged (zero-filled?)"
+
+
+def scan(data: bytes, *, resync: bool = False) -> ScanResult:
+    """Split a record log's bytes into payloads.
+
+    Strict (the default): stop at the first damaged frame, and raise ``RecordLogError`` when the
+    header is wrong; what uploads and copies use, since they move an intact prefix byte for byte.
+    ``resync=True`` (what readers use): a bad header or a damaged frame is recorded as a
+    :class:`Damage` and reading goes on at the next intact frame (see :func:`scan_frames`)."""
     if len(data) < len(MAGIC):
         if MAGIC.startswith(data):
             return ScanResult([], len(data), Damage(0, len(data), "incomplete header") if data else None)
-        raise RecordLogError("not a tracklet record log (bad header)")
+        if not resync:
+            raise RecordLogError("not a tracklet record log (bad header)")
+        return ScanResult([], 0, Damage(0, len(data), BAD_HEADER))
     if data[: len(MAGIC)] != MAGIC:
-        raise RecordLogError("not a tracklet record log (bad header)")
-    return scan_frames(data, len(MAGIC))
+        if not resync:
+            raise RecordLogError("not a tracklet record log (bad header)")
+        budget = _ResyncBudget(len(data))
+        resume = _next_frame(data, 0, len(data), budget)
+        bad = Damage(0, len(data), BAD_HEADER + budget.note(), resume)
+        if resume is None:
+            return ScanResult([], 0, bad)
+        rest = scan_frames(data, resume, resync=True, budget=budget)
+        return ScanResult(rest.payloads, rest.end_offset, bad, [bad, *rest.damages])
+    return scan_frames(data, len(MAGIC), resync=resync)
 
 
-def scan_frames(data: bytes, offset: int, base: int = 0) -> ScanResult:
+def _frame_problem(data: bytes, offset: int, size: int) -> str | None:
+    """Why the frame at ``offset`` is not intact, or ``None`` when it is."""
+    if offset + FRAME_HEADER.size > size:
+        return "incomplete frame header"
+    length, checksum = FRAME_HEADER.unpack_from(data, offset)
+    if length == 0:
+        return "empty frame (zeroed bytes?)"  # a writer never frames an empty record
+    if length > MAX_RECORD_BYTES:
+        return f"implausible frame length {length}"
+    start = offset + FRAME_HEADER.size
+    if start + length > size:
+        return f"incomplete frame: {length} byte(s) announced, {size - start} present"
+    if zlib.crc32(data[start : start + length]) != checksum:
+        return "checksum mismatch"
+    return None
+
+
+def scan_frames(data: bytes, offset: int, base: int = 0, *, resync: bool = False,
+                budget: "_ResyncBudget | None" = None) -> ScanResult:
     """Frames in ``data`` from ``offset`` on (offsets reported as ``base + offset``): how an
-    incremental reader continues from where it stopped."""
+    incremental reader continues from where it stopped.
+
+    Strict by default: stop at the first damaged frame. With ``resync=True``, a damaged frame
+    starts a :class:`Damage` region that ends at the next intact frame, and reading goes on from
+    there; ``end_offset`` is then the end of the last intact frame read. The search is bounded
+    (see ``_ResyncBudget``): on hostile input it costs a few passes over the bytes at most."""
     payloads: list[tuple[int, bytes]] = []
+    damages: list[Damage] = []
     size = len(data)
     unpack = FRAME_HEADER.unpack_from
     crc32 = zlib.crc32
-    damage = None
+    header = FRAME_HEADER.size
+    end_offset = offset
     while offset < size:
-        if offset + FRAME_HEADER.size > size:
-            damage = Damage(base + offset, base + size, "incomplete frame header")
+        if offset + header <= size:
+            length, checksum = unpack(data, offset)
+            end = offset + header + length
+            if 0 < length <= MAX_RECORD_BYTES and end <= size:
+                payload = data[offset + header : end]
+                if crc32(payload) == checksum:
+                    payloads.append((base + offset, payload))
+                    offset = end_offset = end
+                    continue
+        problem = _frame_problem(data, offset, size) or "damaged frame"
+        if not resync:
+            damages.append(Damage(base + offset, base + size, problem))
             break
-        length, checksum = unpack(data, offset)
-        start = offset + FRAME_HEADER.size
-        if length > MAX_RECORD_BYTES:
-            damage = Damage(base + offset, base + size, f"implausible frame length {length}")
+        if budget is None:
+            budget = _ResyncBudget(size)
+        resume = _next_frame(data, offset, size, budget)
+        damages.append(Damage(base + offset, base + size, problem + budget.note(),
+                              None if resume is None else base + resume))
+        if resume is None:
             break
-        end = start + length
+        offset = resume
+    return ScanResult(payloads, base + end_offset, damages[0] if damages else None, damages)
+
+
+class _ResyncBudget:
+    """Bounds the search for the next intact frame on hostile input: at most ``candidates``
+    positions examined one by one, and at most ``crc_bytes`` checksummed, per scan."""
+
+    def __init__(self, size: int) -> None:
+        self.candidates = 1_000_000 + size // 64
+        self.crc_bytes = 4 * size + (64 << 20)
+        self.spent = False
+
+    def note(self) -> str:
+        return "; gave up looking for an intact frame after it (search limit reached)" if self.spent else ""
+
+
+_RESYNC_CHUNK = 1 << 22
+
+
+def _candidates(data: bytes, start: int, size: int) -> Any:
+    """Offsets from ``start`` on where an intact frame could begin: a length below 16 MiB (its
+    high byte zero) and a payload whose first byte is a length-delimited field's tag, as every
+    ``Record`` begins (each kind is a message). Found with numpy, a chunk at a time."""
+    import numpy as np
+
+    tag_ok = _tag_table()
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    last = size - FRAME_HEADER.size - 1  # the payload's first byte must be there
+    position = start
+    while position <= last:
+        stop = min(last + 1, position + _RESYNC_CHUNK)
+        high = buffer[position + 3 : stop + 3]
+        first = buffer[position + 8 : stop + 8]
+        hits = np.flatnonzero((high == 0) & tag_ok[first])
+        for hit in hits.tolist():
+            yield position + hit
+        position = stop
+
+
+_TAG_TABLE: Any = None
+
+
+def _tag_table() -> Any:
+    global _TAG_TABLE
+    if _TAG_TABLE is None:
+        import numpy as np
+
+        _TAG_TABLE = np.array([byte & 7 == 2 for byte in range(256)], dtype=bool)
+    return _TAG_TABLE
+
+
+def _plausible_header(data: bytes, offset: int, size: int) -> bool:
+    """Whether a frame could start at ``offset``: the end of the data, a header cut short by the
+    end, or a length below 16 MiB followed by a tag byte (the cheap test before a checksum)."""
+    if offset + FRAME_HEADER.size >= size:
+        return True
+    return data[offset + 3] == 0 and data[offset + 8] & 7 == 2
+
+
+def _next_frame(data: bytes, damaged: int, size: int, budget: _ResyncBudget) -> int | None:
+    """The offset of the next intact frame after the damaged one at ``damaged``, or ``None``.
+
+    First the common case, one frame whose payload (or checksum) took a bit flip: its length is
+    plausible and an intact frame (or the end) follows it. Otherwise every candidate position
+    after ``damaged`` is tried in order; a candidate is checksummed only when what follows it
+    could be a frame too, or it is small, which keeps garbage from costing a checksum per byte."""
+    unpack = FRAME_HEADER.unpack_from
+    header = FRAME_HEADER.size
+    if damaged + header <= size:
+        length, _ = unpack(data, damaged)
+        after = damaged + header + length
+        if 0 < length <= MAX_RECORD_BYTES and after < size and _frame_problem(data, after, size) is None:
+            return after
+    for candidate in _candidates(data, damaged + 1, size):
+        budget.candidates -= 1
+        if budget.candidates < 0 or budget.crc_bytes < 0:
+            budget.spent = True
+            return None
+        length, checksum = unpack(data, candidate)
+        end = candidate + header + length
         if end > size:
-            damage = Damage(base + offset, base + size, f"incomplete frame: {length} byte(s) announced, {size - start} present")
-            break
-        payload = data[start:end]
-        if crc32(payload) != checksum:
-            damage = Damage(base + offset, base + size, "checksum mismatch")
-            break
-        payloads.append((base + offset, payload))
-        offset = end
-    return ScanResult(payloads, base + offset, damage)
+            continue
+        if length > 65536 and not _plausible_header(data, end, size):
+            continue
+        budget.crc_bytes -= length
+        if zlib.crc32(data[candidate + header : end]) == checksum:
+            return candidate
+    return None
 
 
-def read_log_from(path: Path | str, offset: int) -> ScanResult:
-    """The intact frames after byte ``offset`` (which must be a frame boundary, or 0)."""
+def read_log_from(path: Path | str, offset: int, *, resync: bool = False) -> ScanResult:
+    """The intact frames after byte ``offset`` (which must be a frame boundary, or 0); with
+    ``resync``, also those after damaged regions (see :func:`scan_frames`)."""
     with open(path, "rb") as file:
         if offset <= 0:
-            return scan(file.read())
+            return scan(file.read(), resync=resync)
         file.seek(offset)
-        return scan_frames(file.read(), 0, base=offset)
+        return scan_frames(file.read(), 0, base=offset, resync=resync)
 
 
-def read_log(path: Path | str) -> ScanResult:
+def read_log(path: Path | str, *, resync: bool = False) -> ScanResult:
     with open(path, "rb") as file:
-        return scan(file.read())
+        return scan(file.read(), resync=resync)
 
 
 def read_first_payload(path: Path | str) -> bytes | None:
@@ -154,6 +306,51 @@ def writer_alive(path: Path | str) -> bool | None:
     return False
 
 
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass
+class Recovery:
+    """What a resumed writer found in the existing log, and what it did about it."""
+
+    path: Path
+    damages: list[Damage]
+    records: int  # intact records in the log
+    size: int  # the log's size before anything was moved
+    sidecar: Path | None = None  # where the unreadable tail went
+    moved_bytes: int = 0
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.damages)
+
+    def describe(self) -> str:
+        """Exactly what was kept and where, for the resume warning."""
+        kept = [d for d in self.damages if d.end is not None]
+        parts = [f"resuming {self.path}: it holds {self.records} intact record(s) in {self.size} byte(s)"]
+        if kept:
+            regions = ", ".join(f"bytes {d.offset}-{d.end} ({d.reason})" for d in kept[:5])
+            more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+            parts.append(f"damaged region(s) {regions}{more} stay in place and readers skip them; "
+                         "every intact record after them is still read")
+        if self.sidecar is not None:
+            tail = self.damages[-1]
+            parts.append(f"the unreadable last {self.moved_bytes} byte(s) from byte {tail.offset} ({tail.reason}) "
+                         f"were moved to {self.sidecar}; nothing was deleted")
+        parts.append("new records are appended after the last intact one")
+        return "; ".join(parts)
+
+
 class RecordLogWriter:
     """Appends frames to a run's record log. Used by one thread (the sender's worker).
 
@@ -164,6 +361,7 @@ class RecordLogWriter:
 
     def __init__(self, path: Path | str, *, resume: bool = False) -> None:
         self.path = Path(path)
+        self.recovery: Recovery | None = None  # what resuming found and did (damage, a sidecar)
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self.path, flags, 0o644)
         try:
@@ -182,7 +380,6 @@ class RecordLogWriter:
             raise
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self.recovered_damage: Damage | None = getattr(self, "recovered_damage", None)
 
     def _lock(self) -> None:
         if fcntl is None:
@@ -193,17 +390,55 @@ class RecordLogWriter:
             raise RecordLogError(f"{self.path} is being written by another process") from None
 
     def _recover_tail(self) -> int:
-        """Cut a torn or damaged tail off an existing log so new frames follow intact ones."""
-        result = read_log(self.path)
-        self.recovered_damage = result.damage
-        if result.damage is not None:
-            os.ftruncate(self._fd, result.end_offset)
-        if result.end_offset < len(MAGIC):
+        """Prepare an existing log for appending without destroying any byte of it.
+
+        Every region the readers can't read stays where it is when intact frames follow it (the
+        readers skip it and read on). Only unreadable bytes at the very end (a torn last frame, a
+        zero-filled tail, garbage) are moved out of the way, into a sidecar file
+        ``run.tlog.damaged-<offset>`` next to the log, so new frames follow an intact one."""
+        result = read_log(self.path, resync=True)
+        size = os.fstat(self._fd).st_size
+        tail = result.damages[-1] if result.damages and result.damages[-1].end is None else None
+        self.recovery = Recovery(self.path, result.damages, len(result.payloads), size)
+        if tail is None:
+            return size
+        self.recovery.sidecar = self._move_aside(tail.offset, size)
+        self.recovery.moved_bytes = size - tail.offset
+        cut = tail.offset if tail.offset >= len(MAGIC) or result.payloads else 0
+        os.ftruncate(self._fd, cut)
+        os.fsync(self._fd)
+        if cut < len(MAGIC):  # nothing readable at all: the log starts again with a fresh header
             os.ftruncate(self._fd, 0)
             os.lseek(self._fd, 0, os.SEEK_SET)
             os.write(self._fd, MAGIC)
             return len(MAGIC)
-        return result.end_offset
+        return cut
+
+    def _move_aside(self, offset: int, size: int) -> Path:
+        """Copy bytes ``offset..size`` of the log into a new sidecar file, on disk before the log
+        is cut; returns its path."""
+        for attempt in range(1000):
+            suffix = f".damaged-{offset}" + (f".{attempt}" if attempt else "")
+            sidecar = self.path.with_name(self.path.name + suffix)
+            try:
+                fd = os.open(sidecar, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise RecordLogError(f"cannot create a sidecar file for the damaged tail of {self.path}")
+        try:
+            with open(self.path, "rb") as source:
+                source.seek(offset)
+                while chunk := source.read(1 << 20):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(self.path.parent)
+        return sidecar
 
     def write(self, payload: bytes) -> int:
         """Queue one record's bytes; returns the offset its frame will have in the file."""

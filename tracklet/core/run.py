@@ -529,12 +529,8 @@ class Run:
         paths = self._paths
         paths.files_dir.mkdir(parents=True, exist_ok=True)
         writer = RecordLogWriter(paths.log_file, resume=resume_state is not None)
-        if writer.recovered_damage is not None:
-            warnings.warn(
-                "tracklet: resuming " + writer.recovered_damage.describe(paths.log_file) + "; appending after it",
-                TrackletWarning,
-                stacklevel=user_stacklevel(),
-            )
+        if writer.recovery is not None and writer.recovery.damaged:
+            warnings.warn("tracklet: " + writer.recovery.describe(), TrackletWarning, stacklevel=user_stacklevel())
         key_ids = None
         if resume_state is not None:
             self.resumed = True

@@ -1,0 +1,120 @@
+"""Decoding a record log's frames into records every reader can fold without raising.
+
+A frame that passes its checksum can still hold bytes that are not a ``Record`` (a bug, a
+mutated file with a recomputed CRC, a hostile upload), or a ``HistoryBatch`` whose columns don't
+fit its rows (a key id that no ``KeyDefinition`` named, a row index past the batch, more values
+than rows). :class:`RecordDecoder` parses each payload, drops what can't be read and counts it:
+
+* a payload that doesn't parse, or a history batch whose steps and times disagree or that
+  defines an absurd key id, is skipped whole (an :class:`InvalidRecord`);
+* a column that doesn't fit its batch, or whose key was never defined (its definition may have
+  been in a damaged frame), is removed from the batch and counted; the batch's other columns
+  are kept.
+
+Unknown fields and record kinds (from a newer writer) are not damage: protobuf keeps or skips
+them, and readers skip kinds they don't know. Both the replaying reader (``core/reader.py``) and
+the store's indexer (``store/ingest.py``) decode through this, so they agree on what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+from tracklet.proto import records_pb2 as pb
+
+# Key ids are assigned 0, 1, 2, ... as keys first appear; one beyond this is damage, not data.
+MAX_KEY_ID = (1 << 20) - 1
+# Details kept per reader; beyond this only the count grows (a hostile file can hold millions).
+MAX_DETAILS = 100
+_VALUE_FIELDS = ("floats", "ints", "bools", "strings", "histograms")
+
+
+@dataclasses.dataclass
+class InvalidRecord:
+    """A frame with an intact checksum whose content could not be (fully) used."""
+
+    offset: int  # the frame's offset in the record log
+    reason: str
+    whole: bool = True  # False when only part of the record (some columns) was dropped
+
+    def describe(self) -> str:
+        return f"byte {self.offset}: {self.reason}"
+
+
+class RecordDecoder:
+    """Parses payloads in log order, keeping the key ids defined so far to check columns."""
+
+    def __init__(self, known_key_ids: Iterable[int] = ()) -> None:
+        self.known_keys: set[int] = set(known_key_ids)
+        self.invalid: list[InvalidRecord] = []  # the first MAX_DETAILS
+        self.invalid_count = 0  # records skipped whole
+        self.partial_count = 0  # records kept without some of their columns
+
+    def _note(self, offset: int, reason: str, whole: bool = True) -> None:
+        if whole:
+            self.invalid_count += 1
+        else:
+            self.partial_count += 1
+        if len(self.invalid) < MAX_DETAILS:
+            self.invalid.append(InvalidRecord(offset, reason, whole))
+
+    def skipped(self, offset: int, error: BaseException) -> None:
+        """Count a record that decoded but that a reader failed to fold (a bug's safety net)."""
+        self._note(offset, f"could not be read: {type(error).__name__}: {error}")
+
+    def decode(self, offset: int, payload: bytes) -> pb.Record | None:
+        """The record in ``payload`` (the frame at ``offset``), or ``None`` when it is invalid."""
+        record = pb.Record()
+        try:
+            record.ParseFromString(payload)
+        except Exception as error:  # DecodeError, or a nesting too deep for the parser
+            self._note(offset, f"not a valid record ({type(error).__name__}: {error})")
+            return None
+        if record.WhichOneof("kind") == "history":
+            problem = self._check_history(offset, record.history)
+            if problem is not None:
+                self._note(offset, problem)
+                return None
+        return record
+
+    def _check_history(self, offset: int, batch: pb.HistoryBatch) -> str | None:
+        rows = len(batch.steps)
+        if len(batch.times) != rows:
+            return f"history batch with {rows} step(s) but {len(batch.times)} time(s)"
+        defined = [definition.id for definition in batch.new_keys]
+        if defined and max(defined) > MAX_KEY_ID:
+            return f"history batch defines key id {max(defined)}, beyond {MAX_KEY_ID}"
+        self.known_keys.update(defined)
+        dropped: list[int] = []
+        reasons: list[str] = []
+        for index, column in enumerate(batch.columns):
+            problem = self._column_problem(column, rows)
+            if problem is not None:
+                dropped.append(index)
+                reasons.append(problem)
+        if dropped:
+            for index in reversed(dropped):
+                del batch.columns[index]
+            more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+            self._note(offset, f"dropped {len(dropped)} column(s) of a history batch: "
+                               + "; ".join(reasons[:3]) + more, whole=False)
+        return None
+
+    def _column_problem(self, column: pb.Column, rows: int) -> str | None:
+        if column.key not in self.known_keys:
+            return f"key id {column.key} was never defined"
+        filled = [(name, len(getattr(column, name))) for name in _VALUE_FIELDS if len(getattr(column, name))]
+        if len(filled) > 1:
+            return f"key id {column.key} has values of several types ({', '.join(name for name, _ in filled)})"
+        count = filled[0][1] if filled else 0
+        if column.rows:
+            if count != len(column.rows):
+                return f"key id {column.key} has {count} value(s) for {len(column.rows)} row(s)"
+            if max(column.rows) >= rows:
+                return f"key id {column.key} points at row {max(column.rows)} of a batch of {rows}"
+        elif count > rows:
+            return f"key id {column.key} has {count} value(s) for a batch of {rows} row(s)"
+        elif count and count < rows:
+            return f"key id {column.key} has {count} value(s) for a batch of {rows} row(s)"
+        return None

@@ -254,6 +254,7 @@ def _run_overview(run: Any) -> dict[str, Any]:
         "group": run.group,
         "job_type": run.job_type,
         "summary": run.summary,
+        "damage": run.damage,
     }
 
 
@@ -344,6 +345,8 @@ def runs(ctx: click.Context, project: str | None, as_json: bool, filter_text: st
     for o in overviews:
         summary = "  ".join(f"{k}={_short(v, 24)}" for k, v in _scalar_summary(o["summary"], 3))
         state = o["state"] if o["exit_code"] in (None, 0) else f"{o['state']} ({o['exit_code']})"
+        if o["damage"]:
+            state += ", damaged"
         cells = [
             _text(o["id"]),
             _text(o["name"]),
@@ -430,8 +433,8 @@ def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
         field("Git", described)
         field("Git remote", git.get("remote"))
     field("Directory", run.dir)
-    if run.damaged:
-        field("Record log", "damaged: reading stopped early (see the warning above)", "red")
+    if run.damage:
+        field("Record log", f"{run.damage}; every other record was read", "red")
     out.print(info)
 
     if run.traceback:
@@ -532,6 +535,11 @@ def index(ctx: click.Context) -> None:
         f"Indexed {report.runs_updated} of {report.runs_seen} runs: {report.points:,} points, "
         f"{report.bytes_read:,} bytes in {elapsed:.2f}s ({store.url})"
     )
+    for line in report.damaged:
+        click.echo(f"tracklet: warning: damaged record log, every intact record indexed: {line}", err=True)
+    if report.failed:
+        raise CliError(f"{len(report.failed)} run(s) could not be indexed (the others were): "
+                       + "; ".join(report.failed))
 
 
 @main.command()
@@ -922,7 +930,7 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     still-running runs upload their complete records.
     """
     try:
-        from tracklet.server.client import SyncClient, SyncError, local_runs, resolve_run
+        from tracklet.server.client import SyncClient, SyncError, local_damage, local_runs, resolve_run
     except ImportError as error:
         raise CliError(f"tracklet sync needs httpx: pip install 'tracklet[server]' ({error})") from None
 
@@ -939,6 +947,7 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     failures: list[str] = []
+    damaged: list[str] = []
     total_sent = 0
     with SyncClient(url, chunk_bytes=max(1, int(chunk_mb * (1 << 20))), backoff_cap=backoff_cap,
                     give_up_after=give_up_after) as client, \
@@ -956,9 +965,19 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
                 failures.append(f"{paths.project}/{paths.run_id}: {error}")
                 continue
             total_sent += result.sent_bytes
-    click.echo(f"Synced {len(targets) - len(failures)} of {len(targets)} run(s) to {url}: {total_sent:,} new bytes")
-    if failures:
-        raise CliError("; ".join(failures))
+            damage = local_damage(paths, result.offset)
+            if damage is not None and damage.torn_tail:
+                click.echo(f"tracklet: note: {damage.describe()}", err=True)
+            elif damage is not None:
+                damaged.append(damage.describe())
+    whole = len(targets) - len(failures) - len(damaged)
+    click.echo(f"Synced {whole} of {len(targets)} run(s) to {url}: {total_sent:,} new bytes"
+               + (f"; {len(damaged)} damaged run(s) only partly uploaded" if damaged else ""))
+    for line in damaged:
+        click.echo(f"tracklet: damaged: {line}", err=True)
+    if failures or damaged:
+        raise CliError("; ".join(failures) if failures else f"{len(damaged)} run(s) are damaged locally and were "
+                       "not uploaded whole (see above)")
 
 
 from tracklet.cli.importing import import_group  # noqa: E402  (it reaches back into this module only when run)

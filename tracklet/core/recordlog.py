@@ -175,7 +175,7 @@ class _ResyncBudget:
     positions examined one by one, and at most ``crc_bytes`` checksummed, per scan."""
 
     def __init__(self, size: int) -> None:
-        self.candidates = 1_000_000 + size // 64
+        self.candidates = 1_000_000 + size // 1024
         self.crc_bytes = 4 * size + (64 << 20)
         self.spent = False
 
@@ -240,16 +240,39 @@ def _next_frame(data: bytes, damaged: int, size: int, budget: _ResyncBudget) -> 
         after = damaged + header + length
         if 0 < length <= MAX_RECORD_BYTES and after < size and _frame_problem(data, after, size) is None:
             return after
+    deferred: list[int] = []  # big candidates not followed by a plausible header: checked last
     for candidate in _candidates(data, damaged + 1, size):
         budget.candidates -= 1
         if budget.candidates < 0 or budget.crc_bytes < 0:
             budget.spent = True
-            return None
+            break
         length, checksum = unpack(data, candidate)
         end = candidate + header + length
         if end > size:
             continue
-        if length > 65536 and not _plausible_header(data, end, size):
+        if length > _SMALL_FRAME and not _plausible_header(data, end, size):
+            if len(deferred) < _MAX_DEFERRED:
+                deferred.append(candidate)  # an intact frame that more damage follows, perhaps
+            continue
+        budget.crc_bytes -= length
+        if zlib.crc32(data[candidate + header : end]) == checksum:
+            return _first_intact(data, deferred, candidate, budget) or candidate
+    return _first_intact(data, deferred, size, budget)
+
+
+_SMALL_FRAME = 1 << 16
+_MAX_DEFERRED = 4096
+
+
+def _first_intact(data: bytes, candidates: list[int], before: int, budget: _ResyncBudget) -> int | None:
+    """The first of ``candidates`` that is an intact frame ending by ``before``, within budget."""
+    header = FRAME_HEADER.size
+    for candidate in candidates:
+        if candidate >= before or budget.crc_bytes < 0:
+            break
+        length, checksum = FRAME_HEADER.unpack_from(data, candidate)
+        end = candidate + header + length
+        if end > before:
             continue
         budget.crc_bytes -= length
         if zlib.crc32(data[candidate + header : end]) == checksum:

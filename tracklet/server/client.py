@@ -23,7 +23,7 @@ import httpx
 
 from tracklet.core.credentials import unauthorized_hint
 from tracklet.core.layout import RunPaths
-from tracklet.core.recordlog import MAGIC, RecordLogError, scan, scan_frames
+from tracklet.core.recordlog import MAGIC, RecordLogError, read_log_from, scan, scan_frames, writer_alive
 from tracklet.core.remote import response_detail
 from tracklet.server.client_files import FileSync
 
@@ -42,6 +42,48 @@ class SyncResult:
     requests: int  # PUT requests made (0 when the server already had everything)
     offset: int  # the server's copy size at the end
     files_sent: int = 0  # run files (files/) uploaded because the server lacked them or held others
+
+
+@dataclasses.dataclass
+class LocalDamage:
+    """Why a run's local log could not be uploaded whole: what the server has, what it doesn't."""
+
+    path: str  # project/run_id
+    uploaded: int  # bytes of the log the server holds (the intact prefix)
+    size: int  # the local log's size
+    reason: str  # the first damage after the uploaded prefix
+    records_left: int  # intact records after the damage, which could not be uploaded
+    torn_tail: bool  # only an incomplete last frame: what kill -9 leaves; nothing intact was left out
+
+    def describe(self) -> str:
+        left = self.size - self.uploaded
+        if self.torn_tail:
+            return (f"{self.path}: uploaded {self.uploaded:,} of {self.size:,} bytes; the last {left:,} byte(s) are "
+                    f"an incomplete last record ({self.reason}), what a killed writer leaves; not uploaded")
+        records = f", holding {self.records_left} intact record(s)," if self.records_left else ""
+        return (f"{self.path}: the local record log is damaged at byte {self.uploaded:,} ({self.reason}): "
+                f"uploaded bytes 0-{self.uploaded:,} of {self.size:,}; the other {left:,} byte(s){records} "
+                "were NOT uploaded (the server keeps an exact copy and takes only intact frames)")
+
+
+def local_damage(paths: RunPaths, uploaded: int) -> LocalDamage | None:
+    """What keeps the local log from being uploaded past byte ``uploaded`` (the server's copy
+    size after a sync), or ``None``: all of it is uploaded, or the rest is a live writer's
+    half-written frame. Reads the log from ``uploaded`` on, once."""
+    log_file = paths.log_file
+    size = log_file.stat().st_size
+    if uploaded >= size:
+        return None
+    result = read_log_from(log_file, uploaded, resync=True)
+    if result.damage is None:
+        return None  # the log grew while syncing: the next sync sends the rest
+    if result.damage.offset > uploaded:
+        return None  # intact frames after what was uploaded: the log grew
+    torn = result.damage.torn_tail and not result.payloads
+    if torn and writer_alive(log_file):
+        return None
+    return LocalDamage(f"{paths.project}/{paths.run_id}", uploaded, size, result.damage.reason,
+                       len(result.payloads), torn)
 
 
 def local_runs(root: Path) -> list[RunPaths]:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import sqlalchemy as sa
 
+from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import writer_alive
 from tracklet.core.values import Histogram, from_value_message
@@ -64,6 +65,10 @@ class IndexReport:
     runs_updated: int = 0
     points: int = 0
     bytes_read: int = 0
+    # "project/run_id: what was skipped" for each run whose new bytes held damage or invalid records
+    damaged: list[str] = dataclasses.field(default_factory=list)
+    # "project/run_id: error" for each run that could not be indexed (the others were)
+    failed: list[str] = dataclasses.field(default_factory=list)
 
 
 class _Points:
@@ -227,6 +232,7 @@ class Indexer:
         self.root = Path(root)
         self.source: LogSource = source if source is not None else LocalLogs(self.root, liveness)
         self._project_ids: dict[str, int] = {}
+        self.damaged: list[str] = []  # what index_run found damaged since the last index() began
 
     def _locked(self) -> Any:
         if fcntl is None:
@@ -247,10 +253,15 @@ class Indexer:
     def index(self) -> IndexReport:
         report = IndexReport()
         lock = self._locked()
+        self.damaged = report.damaged
         try:
             for paths in self.run_dirs():
                 report.runs_seen += 1
-                points, read = self.index_run(paths)
+                try:
+                    points, read = self.index_run(paths)
+                except Exception as error:  # one run that can't be indexed must not stop the others
+                    report.failed.append(f"{paths.project}/{paths.run_id}: {type(error).__name__}: {error}")
+                    continue
                 if read or points:
                     report.runs_updated += 1
                 report.points += points
@@ -299,10 +310,16 @@ class Indexer:
                 row, offset = None, 0
             result = self.source.read_from(paths, offset)
             fold = _RunFold(row)
-            for _, payload in result.payloads:
-                record = pb.Record()
-                record.ParseFromString(payload)
-                fold.apply(record)
+            decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
+            for frame_offset, payload in result.payloads:
+                record = decoder.decode(frame_offset, payload)
+                if record is None:
+                    continue
+                try:
+                    fold.apply(record)
+                except Exception as error:  # one bad record never stops the rest of the run
+                    decoder.skipped(frame_offset, error)
+            self._note_damage(paths, result, decoder)
             run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset)
             points = self._write_series(connection, run_pk, "number", fold.points)
             if fold.data.console:
@@ -312,6 +329,19 @@ class Indexer:
                 for kind, by_name in system.items():
                     self._write_series(connection, run_pk, kind, by_name)
         return points, result.end_offset - offset
+
+    def _note_damage(self, paths: RunPaths, result: Any, decoder: RecordDecoder) -> None:
+        """Say what of the new bytes was skipped (a damaged region, an invalid record); a torn
+        last frame is not damage (a live writer's next pass reads it whole)."""
+        parts = [d.describe() for d in result.damages if not d.torn_tail]
+        if decoder.invalid_count:
+            parts.append(f"{decoder.invalid_count} invalid record(s) skipped")
+        if decoder.partial_count:
+            parts.append(f"{decoder.partial_count} record(s) indexed without some history columns")
+        if decoder.invalid:
+            parts.append("first: " + decoder.invalid[0].describe())
+        if parts:
+            self.damaged.append(f"{paths.project}/{paths.run_id}: " + "; ".join(parts))
 
     def _state(self, fold: _RunFold, row: Any, paths: RunPaths) -> dict[str, Any]:
         if fold.exit is not None:

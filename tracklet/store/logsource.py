@@ -24,7 +24,8 @@ class LogSource(Protocol):
         """The log's size in bytes (0 when it has none)."""
 
     def read_from(self, paths: RunPaths, offset: int) -> ScanResult:
-        """The intact frames after ``offset`` (a frame boundary, or 0 for the whole log)."""
+        """The intact frames after ``offset`` (a frame boundary, or 0 for the whole log); a
+        source may skip damaged regions to the next intact frame (``ScanResult.damages``)."""
 
     def alive(self, paths: RunPaths) -> bool | None:
         """Whether the run's writer is alive; None when that can't be known."""
@@ -58,7 +59,7 @@ class LocalLogs:
             return 0
 
     def read_from(self, paths: RunPaths, offset: int) -> ScanResult:
-        return read_log_from(paths.log_file, offset)
+        return read_log_from(paths.log_file, offset, resync=True)  # every intact frame, past damage
 
     def alive(self, paths: RunPaths) -> bool | None:
         return self._liveness(paths.log_file)

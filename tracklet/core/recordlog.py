@@ -2,8 +2,11 @@
 
 Layout: an 8-byte header (``MAGIC``), then frames. A frame is a little-endian ``uint32`` payload
 length, a ``uint32`` CRC-32 of the payload, and the payload: one serialized ``tracklet.v1.Record``.
-A reader stops at the first frame that is incomplete (a torn tail after ``kill -9`` or power loss)
-or fails its checksum, and reports where. Everything before that point is intact.
+The strict scanner (uploads, server copies) stops at the first frame that is incomplete (a torn
+tail after ``kill -9`` or power loss) or fails its checksum, and reports where. Readers scan with
+``resync=True``: each damaged region is reported and reading goes on at the next intact frame.
+A resumed writer never deletes bytes; an unreadable tail is moved to a sidecar file first.
+docs/architecture.md ("The record log format, damage and recovery") has the rules and bounds.
 
 The writer owns its file through an exclusive ``flock``: a reader that can take the lock knows no
 process is writing the run any more.

@@ -422,6 +422,9 @@ def test_resuming_a_zero_filled_log_starts_it_again_and_keeps_the_bytes(root):
 def test_sync_reports_local_damage_and_exits_non_zero(pristine, root, servers):
     damaged = _flip(pristine, len(pristine) // 5, 0)
     _write(root, damaged)
+    torn = root / "projects" / PROJECT / "runs" / "torn" / "run.tlog"  # a killed writer's last frame
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(pristine + frame(b"\x0a" * 100)[:50])
     server = servers()
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
     done = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "--all"],
@@ -432,6 +435,8 @@ def test_sync_reports_local_damage_and_exits_non_zero(pristine, root, servers):
     assert f"damaged at byte {damage.offset:,} (checksum mismatch)" in done.stderr
     assert f"uploaded bytes 0-{damage.offset:,} of {len(damaged):,}" in done.stderr
     assert "were NOT uploaded" in done.stderr and "intact record(s)" in done.stderr
+    assert f"note: {PROJECT}/torn: uploaded {len(pristine):,} of {len(pristine) + 50:,} bytes" in done.stderr
+    assert "Synced 1 of 2 run(s)" in done.stdout  # the torn run is whole: nothing intact was left
 
 
 # ---------------------------------------------------------------- kill harness
@@ -502,3 +507,44 @@ def test_the_frame_scanner_and_replay_survive_a_bounded_fuzz_run(pristine, tmp_p
     )
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Done 2000 runs" in done.stderr, done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- the resync search itself
+
+
+def _record_payload(size: int, seed: int) -> bytes:
+    record = pb.Record()
+    record.console.lines.add().text = random.Random(seed).randbytes(size).hex()[:size]
+    return record.SerializeToString()
+
+
+def test_resync_finds_intact_frames_across_garbage_and_next_to_other_damage():
+    small = [_record_payload(100, seed) for seed in range(3)]
+    big = _record_payload(200_000, 9)  # beyond the size checksummed without a plausible follower
+    garbage = random.Random(SEED).randbytes(1 << 20)
+    data = (MAGIC + frame(small[0]) + garbage + frame(big) + b"\x00" * 100 + frame(small[1])
+            + garbage[:5000] + frame(small[2]))
+    result = scan(data, resync=True)
+    assert [payload for _, payload in result.payloads] == [small[0], big, small[1], small[2]]
+    assert [d.offset for d in result.damages] == [
+        8 + len(frame(small[0])),
+        8 + len(frame(small[0])) + len(garbage) + len(frame(big)),
+        len(data) - len(frame(small[2])) - 5000,
+    ]
+    assert all(d.end is not None for d in result.damages)
+
+
+def test_resync_gives_up_within_its_budget_on_hostile_input():
+    """Every ninth byte starts a candidate frame announcing 1 MiB: the search stops when its
+    checksum budget is spent and says so, instead of checksumming a MiB at every position."""
+    unit = (1 << 20).to_bytes(4, "little") + bytes(4) + b"\x0a"
+    data = MAGIC + unit * ((2 << 20) // len(unit))
+    result = scan(data, resync=True)
+    assert result.payloads == [] and len(result.damages) == 1
+    assert result.damages[0].end is None and "search limit reached" in result.damages[0].reason
+
+
+def test_a_zero_filled_tail_is_damage_not_empty_records(pristine):
+    result = scan(pristine + bytes(4096), resync=True)
+    assert len(result.payloads) == len(_frames(pristine))
+    assert result.damage.offset == len(pristine) and result.damage.reason.startswith("empty frame")

@@ -251,7 +251,7 @@ def _next_frame(data: bytes, damaged: int, size: int, budget: _ResyncBudget) -> 
             break
         length, checksum = unpack(data, candidate)
         end = candidate + header + length
-        if end > size:
+        if end > size or length == 0:
             continue
         if length > _SMALL_FRAME and not _plausible_header(data, end, size):
             if len(deferred) < _MAX_DEFERRED:
@@ -271,7 +271,10 @@ def _first_intact(data: bytes, candidates: list[int], before: int, budget: _Resy
     """The first of ``candidates`` that is an intact frame ending by ``before``, within budget."""
     header = FRAME_HEADER.size
     for candidate in candidates:
-        if candidate >= before or budget.crc_bytes < 0:
+        if candidate >= before:
+            break
+        if budget.crc_bytes < 0:
+            budget.spent = True
             break
         length, checksum = FRAME_HEADER.unpack_from(data, candidate)
         end = candidate + header + length

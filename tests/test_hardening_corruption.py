@@ -439,6 +439,21 @@ def test_sync_reports_local_damage_and_exits_non_zero(pristine, root, servers):
     assert "Synced 1 of 2 run(s)" in done.stdout  # the torn run is whole: nothing intact was left
 
 
+def test_an_online_run_stalled_behind_local_damage_says_so(pristine, root, servers):
+    damaged = _flip(pristine, len(pristine) // 5, 0)
+    _write(root, damaged)
+    server = servers()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = tracklet.init(project=PROJECT, id=RUN_ID, dir=str(root), mode="online", resume="allow",
+                            settings={**QUIET, "base_url": server.url, "upload_interval": 0.05})
+        run.log({"loss": 0.001})
+        run.finish()
+    messages = [str(w.message) for w in caught]
+    damage = scan(damaged, resync=True).damage
+    assert any("online upload" in m and f"damaged at byte {damage.offset:,}" in m for m in messages), messages
+
+
 # ---------------------------------------------------------------- kill harness
 
 

@@ -35,7 +35,7 @@ class Uploader:
 
     def _run(self) -> None:
         try:
-            from tracklet.server.client import SyncClient, SyncError
+            from tracklet.server.client import SyncClient, SyncError, local_damage
         except ImportError as error:
             self._report("uploader-import", f"tracklet: online mode needs the server extra "
                                             f"(pip install 'tracklet[server]'): {error}; the run is recorded locally")
@@ -49,11 +49,19 @@ class Uploader:
                                            "the run is recorded locally")
             self._done.set()
             return
+        damage_reported = False
         with client:
             while True:
                 stopping = self._stop.wait(self._interval)
                 try:
-                    self.offset = client.sync_run(self._paths).offset
+                    offset = client.sync_run(self._paths).offset
+                    if (offset == self.offset or stopping) and not damage_reported:  # behind local damage?
+                        damage = local_damage(self._paths, offset)
+                        if damage is not None and not damage.torn_tail:
+                            damage_reported = True
+                            self._report("uploader-damage", f"tracklet: online upload to {self._base_url} stopped "
+                                         f"at local damage: {damage.describe()}; the run is recorded locally")
+                    self.offset = offset
                 except SyncError as error:  # the server refused (not unreachable): say so once
                     self._report(("uploader-refused", str(error)[:80]), f"tracklet: upload to {self._base_url} "
                                  f"refused: {error}; the run is recorded locally")

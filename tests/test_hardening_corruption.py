@@ -176,6 +176,11 @@ def crafted_cases(original: bytes, rng: random.Random, count: int) -> list[Case]
     alert = pb.Record()
     alert.alert.title, alert.alert.level = "from a newer writer", 42
     specs.append(("unknown alert level", alert.SerializeToString(), alert.SerializeToString()))
+    console = pb.Record()
+    console.console.stream = 7  # a stream this reader doesn't know: read as stdout
+    line = console.console.lines.add()
+    line.time, line.text = 1.7e9, "hello from a newer writer"
+    specs.append(("unknown console stream", console.SerializeToString(), console.SerializeToString()))
     unknown_kind = b"\xfa\x01\x03abc"  # field 31, length-delimited: a kind this reader doesn't know
     specs.append(("unknown record kind", unknown_kind, unknown_kind))
     specs.append(("not protobuf", b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", None))
@@ -244,6 +249,7 @@ def _view(state: RunState) -> dict:
         "config": state.config,
         "summary": state.summary,
         "alerts": [vars(a) for a in state.alerts],
+        "console": [vars(line) for line in state.console],
         "metrics": [vars(m) for m in state.metric_definitions],
         "exit": state.exit.exit_code if state.exit is not None else None,
         "start": state.start.run_id if state.start is not None else None,
@@ -305,6 +311,8 @@ def test_the_reported_damage_says_what_and_where(pristine, tmp_path):
     assert dropped.partial_count == 1 and "key id 9999 was never defined" in damage_summary(dropped)
     alert = _state(next(c for c in crafted if c.name == "unknown alert level").data, tmp_path)
     assert "UNKNOWN_42" in [a.level for a in alert.alerts] and damage_summary(alert) is None
+    console = _state(next(c for c in crafted if c.name == "unknown console stream").data, tmp_path)
+    assert [(line.stream, line.text) for line in console.console] == [("stdout", "hello from a newer writer")]
 
 
 # ---------------------------------------------------------------- the Api, the CLI and the store

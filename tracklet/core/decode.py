@@ -27,7 +27,8 @@ from tracklet.proto import records_pb2 as pb
 MAX_KEY_ID = (1 << 20) - 1
 # Details kept per reader; beyond this only the count grows (a hostile file can hold millions).
 MAX_DETAILS = 100
-_VALUE_FIELDS = ("floats", "ints", "bools", "strings", "histograms")
+# The value fields of a history Column: exactly one is filled.
+COLUMNCOLUMN_VALUE_FIELDS = ("floats", "ints", "bools", "strings", "histograms", "big_ints")
 
 
 @dataclasses.dataclass
@@ -104,7 +105,7 @@ class RecordDecoder:
     def _column_problem(self, column: pb.Column, rows: int) -> str | None:
         if column.key not in self.known_keys:
             return f"key id {column.key} was never defined"
-        filled = [(name, len(getattr(column, name))) for name in _VALUE_FIELDS if len(getattr(column, name))]
+        filled = [(name, len(getattr(column, name))) for name in COLUMN_VALUE_FIELDS if len(getattr(column, name))]
         if len(filled) > 1:
             return f"key id {column.key} has values of several types ({', '.join(name for name, _ in filled)})"
         count = filled[0][1] if filled else 0

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from tracklet.core.decode import InvalidRecord, RecordDecoder
+from tracklet.core.decode import COLUMN_VALUE_FIELDS, InvalidRecord, RecordDecoder
 from tracklet.core.encoder import TrackletWarning, mode_names
 from tracklet.core.recordlog import Damage, read_log, writer_alive
 from tracklet.core.values import from_value_message, histogram_from_message, parse_big_int
@@ -240,7 +240,7 @@ class RunState:
 
 
 def _filled_field(column: pb.Column) -> str | None:
-    for field in ("floats", "ints", "bools", "strings", "histograms", "big_ints"):
+    for field in COLUMN_VALUE_FIELDS:
         if len(getattr(column, field)):
             return field
     return None

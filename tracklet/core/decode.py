@@ -28,7 +28,7 @@ MAX_KEY_ID = (1 << 20) - 1
 # Details kept per reader; beyond this only the count grows (a hostile file can hold millions).
 MAX_DETAILS = 100
 # The value fields of a history Column: exactly one is filled.
-COLUMNCOLUMN_VALUE_FIELDS = ("floats", "ints", "bools", "strings", "histograms", "big_ints")
+COLUMN_VALUE_FIELDS = ("floats", "ints", "bools", "strings", "histograms", "big_ints")
 
 
 @dataclasses.dataclass

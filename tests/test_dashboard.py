@@ -259,12 +259,9 @@ def test_tracklet_ui_shows_a_live_run_growing_without_reload(root, tmp_path, pag
     """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
-    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ui, url, token = start_ui(root)
     try:
-        line = ui.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group()
-        page.goto(url + "projects/live")
+        page.goto(url + "projects/live?token=" + token)  # the cookie it sets carries the dashboard's requests
         page.wait_for_selector(".tr[data-run='growing'] .state[data-state='running']")
         page.wait_for_function("() => { const c = window.__tracklet.chart('loss'); "
                                "return c && c.runs.length === 1 && c.runs[0].x.length === 10 }")
@@ -478,11 +475,13 @@ def test_a_panel_is_resized_by_dragging_its_corner(servers, sweep, page):
     assert chart(page, "train/loss")["height"] == 220
 
 
-def start_ui(root: Path) -> tuple[subprocess.Popen, str]:
+def start_ui(root: Path) -> tuple[subprocess.Popen, str, str]:
+    """A `tracklet ui` process, its base URL and the token in the URL it printed."""
     ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
                           env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
-    return ui, re.search(r"http://127\.0\.0\.1:\d+/", ui.stdout.readline()).group()
+    found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.stdout.readline())
+    return ui, found.group(1), found.group(2)
 
 
 def test_run_page_lists_and_downloads_run_files(root, page):
@@ -493,10 +492,11 @@ def test_run_page_lists_and_downloads_run_files(root, page):
     (files / "logs").mkdir(parents=True, exist_ok=True)
     (files / "notes.txt").write_text("hello files\n")
     (files / "logs" / "epoch-1.txt").write_bytes(bytes(range(256)) * 8)
-    ui, url = start_ui(root)
+    ui, url, token = start_ui(root)
     try:
-        page.goto(url + "projects/files/runs/withfiles")
+        page.goto(url + "projects/files/runs/withfiles?token=" + token)
         page.wait_for_selector(".files tr[data-name='notes.txt']")
+        assert page.url == url + "projects/files/runs/withfiles"  # the token left the address bar
         listed = dict(page.eval_on_selector_all(".files tr", "rows => rows.map(r => [r.dataset.name, "
                                                 "r.querySelector('.size').textContent])"))
         assert listed["notes.txt"] == "12 B" and listed["logs/epoch-1.txt"] == "2.0 kB"

@@ -703,6 +703,10 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
                      files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
                      heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval, auth=not dev)
+    if dev:  # no keys: only this machine's own pages and programs, never a page by DNS rebinding
+        from tracklet.server.localaccess import LoopbackHostCheck
+
+        app.add_middleware(LoopbackHostCheck, port=port or None, bound=host)
     mode = "--dev: no API keys" if dev else "API keys required"
     click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)
     if not dev and not app.state.tracklet.authorizer.accounts.users():
@@ -739,14 +743,18 @@ def _hide_password(url: str) -> str:
 @click.option("--no-open", "no_open", is_flag=True, help="Don't open a browser; just print the URL.")
 @click.option("--dir", "ui_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data root to show (default: the one `tracklet --dir` or $TRACKLET_DIR picks).")
+@click.option("--no-token", "no_token", is_flag=True,
+              help="Don't ask for the token: any user or process on this machine can then read every run.")
 @click.pass_context
 @_handle_errors
-def ui(ctx: click.Context, port: int, no_open: bool, ui_dir: Path | None) -> None:
-    """Open the dashboard over the runs recorded on this machine (loopback, no key needed).
+def ui(ctx: click.Context, port: int, no_open: bool, ui_dir: Path | None, no_token: bool) -> None:
+    """Open the dashboard over the runs recorded on this machine (loopback, read-only).
 
+    The URL it prints and opens carries a token made at each start (fixed by $TRACKLET_UI_TOKEN);
+    requests without it are refused, so other users of this machine can't read your runs.
     Runs show up and update live while they are logged. Stop it with Ctrl-C.
     """
-    from tracklet.cli.ui import serve
+    from tracklet.cli.ui import serve, ui_token
 
     try:
         import fastapi  # noqa: F401
@@ -754,7 +762,11 @@ def ui(ctx: click.Context, port: int, no_open: bool, ui_dir: Path | None) -> Non
     except ImportError as error:
         raise CliError(f"tracklet ui needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
     root = ui_dir if ui_dir is not None else Path(_state(ctx).api.root)
-    serve(root, port=port, open_browser=not no_open, announce=lambda line: click.echo(line))
+    if no_token:
+        click.echo("tracklet ui: --no-token: any user or process on this machine can read every run "
+                   "in the data root", err=True)
+    serve(root, port=port, open_browser=not no_open, announce=lambda line: click.echo(line),
+          token=ui_token(not no_token))
 
 
 # ---------------------------------------------------------------- accounts (on the server's machine)

@@ -5,17 +5,25 @@ with what a local root needs: no API keys (loopback only), a run is alive while 
 the log's lock (``writer_alive``, as ``tracklet runs`` judges it), a sweep every second so new
 runs and new points show up while they are logged, and the root's ``store.lock`` taken for each
 pass so ``tracklet index`` and ``tracklet.Api`` never write the store at the same time.
+
+Loopback keeps other machines out, not other users of this one nor web pages (DNS rebinding):
+every request must name the bound address in its ``Host`` header and carry the token made at
+start (printed in the URL, ``?token=``; then a cookie), and nothing but reads is answered
+(``server/localaccess.py``).
 """
 
 from __future__ import annotations
 
 import errno
+import html
 import os
 import socket
+import tempfile
 import threading
 import webbrowser
 from pathlib import Path
 from typing import Callable
+from urllib.parse import quote
 
 SWEEP_INTERVAL = 1.0  # seconds between index passes: the dashboard polls every 2 s
 
@@ -37,27 +45,63 @@ def bind_loopback(host: str, port: int) -> socket.socket:
     return sock
 
 
+def ui_token(use_token: bool = True) -> str | None:
+    """The token for this start: ``$TRACKLET_UI_TOKEN`` when set (a fixed one, as Jupyter's
+    ``JUPYTER_TOKEN``), else a fresh random one; None with ``use_token=False`` (``--no-token``)."""
+    from tracklet.server.localaccess import TOKEN_ENV, new_token
+
+    if not use_token:
+        return None
+    fixed = os.environ.get(TOKEN_ENV, "").strip()
+    return fixed or new_token()
+
+
 def serve(root: Path, *, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True,
-          announce: Callable[[str], None] = print) -> None:
-    """Serve the dashboard over ``root`` until interrupted; ``announce`` gets the URL line."""
+          announce: Callable[[str], None] = print, token: str | None = None) -> None:
+    """Serve the dashboard over ``root`` until interrupted; ``announce`` gets the URL line.
+
+    ``token`` (see :func:`ui_token`) is required of every request; None lets any local user read."""
     import uvicorn
 
     from tracklet.core.recordlog import writer_alive
     from tracklet.server.app import create_app
+    from tracklet.server.localaccess import LoopbackHostCheck, UiAccess
 
     app = create_app(root, store_url=os.environ.get("TRACKLET_STORE"), auth=False, liveness=writer_alive,
                      shared_root=True, sweep_interval=SWEEP_INTERVAL)
     sock = bind_loopback(host, port)
     bound = sock.getsockname()[1]
+    app.add_middleware(UiAccess, token=token, port=bound)
+    app.add_middleware(LoopbackHostCheck, port=bound, bound=host)  # outermost: a foreign Host is refused first
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/"
+    if token is not None:
+        url += "?token=" + quote(token, safe="")
     announce(f"tracklet ui: {url} (data root {Path(root).expanduser().resolve()}; Ctrl-C to stop)")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    opener = redirect_file(url) if open_browser and token is not None else None
     if open_browser:
         def open_when_started() -> None:
             while not server.started and not server.should_exit:
                 threading.Event().wait(0.05)
             if server.started:
-                webbrowser.open(url)
+                webbrowser.open(opener.as_uri() if opener is not None else url)
 
         threading.Thread(target=open_when_started, name="tracklet-ui-open", daemon=True).start()
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if opener is not None:
+            opener.unlink(missing_ok=True)
+
+
+def redirect_file(url: str) -> Path:
+    """A page only this user can read that sends the browser on to ``url``.
+
+    The browser is started with this file's path, not the URL: a command line is visible to every
+    user of the machine (``ps``), and the URL holds the token (Jupyter opens such a file too)."""
+    descriptor, name = tempfile.mkstemp(prefix="tracklet-ui-", suffix=".html")  # mode 0600
+    target = html.escape(url, quote=True)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as page:
+        page.write(f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={target}">'
+                   f'<title>tracklet ui</title><p><a href="{target}">Open tracklet ui</a></p>\n')
+    return Path(name)

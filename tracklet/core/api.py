@@ -15,6 +15,7 @@ from tracklet.core.reader import (
     warn_damage,
 )
 from tracklet.core.recordlog import LOG_FILE_NAME, Damage, read_first_payload
+from tracklet.core.redact import redact_command, redact_url
 from tracklet.core.settings import check_name, default_data_root, is_valid_name
 from tracklet.proto import records_pb2 as pb
 
@@ -179,7 +180,7 @@ class RecordedRun:
                 pid=start.pid,
                 python=start.python_version,
                 platform=start.platform,
-                command=list(start.command),
+                command=redact_command(start.command),  # logs recorded before redaction too
                 cwd=start.cwd,
                 tracklet_version=start.tracklet_version,
                 sessions=len(state.sessions),
@@ -189,7 +190,7 @@ class RecordedRun:
             info["git"] = {
                 "commit": env.git_commit,
                 "branch": env.git_branch,
-                "remote": env.git_remote,
+                "remote": redact_url(env.git_remote),
                 "root": env.git_root,
                 "dirty": env.git_dirty,
                 "diff_sha256": env.git_diff_sha256,

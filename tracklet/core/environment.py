@@ -10,6 +10,7 @@ used while the directories the packages live in keep their modification times (i
 removing a package changes them). ``finish()``
 waits at most ``Settings.capture_wait`` for the capture; parts not captured by then are named in
 the record's ``incomplete`` field instead of holding up the end of the run.
+The git remote is recorded without credentials (``core/redact.py``); the diff is recorded as is.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tracklet.core import hostinfo
+from tracklet.core.redact import redact_url
 from tracklet.proto import records_pb2 as pb
 
 GIT_TIMEOUT = 10.0
@@ -56,7 +58,8 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
     commit, _, branch = (_git(["rev-parse", "HEAD", "--abbrev-ref", "HEAD"], cwd) or "").strip().partition("\n")
     environment.git_commit = commit.strip()
     environment.git_branch = branch.strip()
-    environment.git_remote = (_git(["config", "--get", "remote.origin.url"], cwd) or "").strip()
+    # https://user:token@host/... would reach every reader of the project: never record userinfo.
+    environment.git_remote = redact_url((_git(["config", "--get", "remote.origin.url"], cwd) or "").strip())
     diff = _git(["diff", "HEAD", "--binary"], cwd) if environment.git_commit else None
     if diff:
         data = diff.encode("utf-8")

@@ -24,6 +24,7 @@ from tracklet.core.console import ConsoleCapture
 from tracklet.core.encoder import SUMMARY_MODES, TrackletWarning, summary_modes
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
+from tracklet.core.redact import redact_command
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
 from tracklet.core.settings import Settings, check_name
 from tracklet.core.stack import user_stacklevel
@@ -601,7 +602,7 @@ class Run:
         start.pid = os.getpid()
         start.python_version = hostinfo.python_version()
         start.platform = hostinfo.platform_string()
-        start.command.extend([sys.executable, *sys.argv])
+        start.command.extend(redact_command([sys.executable, *sys.argv]))  # no --api-key X, no tokens
         start.cwd = os.getcwd()
         start.tracklet_version = __version__
         start.resumed = self.resumed

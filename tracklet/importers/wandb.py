@@ -40,6 +40,7 @@ from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.stack import user_stacklevel
 from tracklet.core.values import Histogram, flatten
+from tracklet.core.redact import redact_command, redact_url
 from tracklet.importers import leveldblog
 from tracklet.importers.wandb_stats import stats_records
 from tracklet.importers.writer import (
@@ -517,7 +518,7 @@ def _run_start(source: WandbRun, run_id: str, project: str) -> pb.Record:
     start.platform = env.os
     program = [p for p in (env.executable, env.program or env.code_path) if p]
     if program or env.args:
-        start.command.extend([*program, *env.args])
+        start.command.extend(redact_command([*program, *env.args]))
     start.cwd = env.root
     return record
 
@@ -534,7 +535,7 @@ def _environment(source: WandbRun) -> pb.Record | None:
     out.memory_total_bytes = float(env.memory.total)
     out.executable = env.executable
     out.git_commit = git.commit
-    out.git_remote = git.remote_url
+    out.git_remote = redact_url(git.remote_url)
     if env.gpu_type:
         out.gpus.extend([env.gpu_type] * max(1, env.gpu_count))
     return record if out.ByteSize() else None

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
 from tracklet.store.schema import console_lines, series
 
@@ -87,7 +88,7 @@ class RunDataFold:
             self.metadata["sessions"] = int(self.metadata.get("sessions", 1)) + 1
         else:  # the first session says how the run was started
             self.metadata.update(
-                command=list(start.command), cwd=start.cwd, pid=start.pid, python=start.python_version,
+                command=redact_command(start.command), cwd=start.cwd, pid=start.pid, python=start.python_version,
                 platform=start.platform, host=start.host, tracklet_version=start.tracklet_version, sessions=1,
             )
         self.metadata_changed = True
@@ -120,7 +121,7 @@ class RunDataFold:
 
     def _environment(self, env: pb.Environment) -> None:
         self.metadata["git"] = {
-            "commit": env.git_commit, "branch": env.git_branch, "remote": env.git_remote, "root": env.git_root,
+            "commit": env.git_commit, "branch": env.git_branch, "remote": redact_url(env.git_remote), "root": env.git_root,
             "dirty": env.git_dirty, "diff_sha256": env.git_diff_sha256,
         } if env.git_root else None
         self.metadata.update(

@@ -12,7 +12,15 @@ export default defineConfig({
     target: "es2022",
     reportCompressedSize: false,
   },
+  // `npm run dev` asks a running `tracklet ui` (started with the same TRACKLET_UI_TOKEN) for the
+  // API: it answers only its own Host name and requests that carry its token.
   server: {
-    proxy: { "/api": process.env.TRACKLET_API ?? "http://127.0.0.1:8765" },
+    proxy: {
+      "/api": {
+        target: process.env.TRACKLET_API ?? "http://127.0.0.1:8765",
+        changeOrigin: true,
+        headers: process.env.TRACKLET_UI_TOKEN ? { Authorization: `Bearer ${process.env.TRACKLET_UI_TOKEN}` } : {},
+      },
+    },
   },
 });

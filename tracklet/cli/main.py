@@ -8,7 +8,7 @@
     tracklet run [--project P] [--name N] -- python train.py ARGS   record an unmodified script
     tracklet runs PROJECT --filter EXPR --sort KEYS [--limit N]      query the store
     tracklet index | gc                    ingest new records into the store | drop deleted runs
-    tracklet ui [--port 8765] [--no-open]  the dashboard over this data root, in a browser
+    tracklet ui [--port 8765] [--no-open] [--no-token]  the dashboard over this data root, in a browser
     tracklet import wandb DIR | tensorboard LOGDIR [--project P]   other trackers' runs, idempotently
 
 ``RUN`` is ``project/run_id`` or ``project/run_name``, or a run id or run name that is unique under

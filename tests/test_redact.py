@@ -184,3 +184,17 @@ def test_runs_recorded_before_redaction_are_shown_redacted(root, tmp_path):
     (row,) = store.runs("old", fields=("metadata",))
     store.close()
     assert _leaks(repr(row["metadata"]).encode()) == []
+
+
+def test_tracklet_run_records_an_unmodified_script_without_its_secrets(root, tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text("print('training')\n")  # never imports tracklet: the launcher starts the run
+    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--project", "launched", "--", sys.executable,
+                           str(script), *ARGV[1:]], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    (run,) = tracklet.Api(root).runs("launched")
+    assert run.metadata["command"][-4:] == ["--lr", "3e-4", "--max_tokens", "512"]
+    for path in Path(run.dir).rglob("*"):
+        if path.is_file():
+            assert _leaks(path.read_bytes()) == [], path

@@ -170,9 +170,7 @@ def test_no_secret_reaches_the_run_directory_the_store_or_tracklet_show(root, tm
 
 def test_runs_recorded_before_redaction_are_shown_redacted(root, tmp_path):
     """A log written by an older tracklet holds the secrets; readers and the store redact them."""
-    unpatched = ("import tracklet.core.run, tracklet.core.environment as e\n"
-                 "tracklet.core.run.redact_command = list\n"
-                 "e.redact_url = str")
+    unpatched = "import tracklet.core.redact as r\nr.redact_command = list\nr.redact_url = str"
     run_dir = _record_in_credentialed_repo(root, tmp_path, "old", patch=unpatched)
     assert _leaks((run_dir / "run.tlog").read_bytes())  # the old log does hold them
 

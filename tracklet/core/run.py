@@ -24,7 +24,6 @@ from tracklet.core.console import ConsoleCapture
 from tracklet.core.encoder import SUMMARY_MODES, TrackletWarning, summary_modes
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
-from tracklet.core.redact import redact_command
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
 from tracklet.core.settings import Settings, check_name
 from tracklet.core.stack import user_stacklevel
@@ -586,6 +585,7 @@ class Run:
 
     def _run_start_record(self) -> pb.Record:
         from tracklet import __version__
+        from tracklet.core.redact import redact_command  # imported by the first init(), not by import tracklet
 
         record = pb.Record()
         start = record.run_start

@@ -41,6 +41,11 @@ class Ui:
         self.client = httpx.Client(base_url=self.url, timeout=10,
                                    cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
 
+    def cookie_value(self) -> str:
+        """The cookie a valid ``?token=`` sets."""
+        response = self.client.get("/api/v1/projects", params={"token": self.token})
+        return response.cookies[f"tracklet-ui-{self.port}"]
+
     def stop(self) -> str:
         self.client.close()
         self.proc.terminate()
@@ -112,7 +117,8 @@ def test_a_wrong_token_is_refused(ui):
     for request in ({"params": {"token": ui.token[:-1] + "x"}}, {"params": {"token": ""}},
                     {"headers": {"Authorization": "Bearer nope"}},
                     {"headers": {"Cookie": f"tracklet-ui-{ui.port}=nope"}},
-                    {"headers": {"Cookie": f"tracklet-ui-{ui.port + 1}={ui.token}"}}):  # another port's cookie name
+                    {"headers": {"Cookie": f"tracklet-ui-{ui.port}={ui.token}"}},  # the cookie isn't the token
+                    {"headers": {"Cookie": f"tracklet-ui-{ui.port + 1}={ui.cookie_value()}"}}):  # another port's name
         response = ui.client.get("/api/v1/projects", **request)
         assert response.status_code == 401, request
         assert "projects" not in response.json()
@@ -126,7 +132,9 @@ def test_the_token_sets_a_strict_http_only_cookie_and_leaves_the_url(ui):
     assert cookie.startswith(f"tracklet-ui-{ui.port}=")
     assert {"HttpOnly", "SameSite=Strict", "Path=/"} <= {part.strip() for part in cookie.split(";")}
     with httpx.Client(base_url=ui.url, timeout=10) as browser:
-        browser.cookies.set(f"tracklet-ui-{ui.port}", response.cookies[f"tracklet-ui-{ui.port}"])
+        value = response.cookies[f"tracklet-ui-{ui.port}"]
+        assert ui.token not in value  # a digest: the token itself never sits in the browser's cookie store
+        browser.cookies.set(f"tracklet-ui-{ui.port}", value)
         assert browser.get("/projects/p").status_code == 200
         assert browser.get("/api/v1/projects").json()["projects"] == [{"name": "p", "runs": 1}]
         assert browser.get("/api/v1/runs/p/r1/files/requirements.txt").text == "numpy==1.0\n"
@@ -163,6 +171,18 @@ def test_the_token_can_be_fixed_by_the_environment(data):
         assert fixed.client.get("/api/v1/projects").status_code == 401
     finally:
         fixed.stop()
+    odd = Ui(data, env={"TRACKLET_UI_TOKEN": "two words; é"})  # quoted in the URL, a digest in the cookie
+    try:
+        printed = odd.line.split()[2]
+        assert printed.endswith("/?token=two%20words%3B%20%C3%A9")
+        first = odd.client.get("/api/v1/projects?" + printed.partition("?")[2])
+        assert first.status_code == 200
+        cookie = {"Cookie": f"tracklet-ui-{odd.port}={first.cookies[f'tracklet-ui-{odd.port}']}"}
+        assert odd.client.get("/api/v1/projects", headers=cookie).status_code == 200
+        assert odd.client.get("/api/v1/projects", headers={"Authorization": "Bearer two words; é".encode()}
+                              ).status_code == 200
+    finally:
+        odd.stop()
 
 
 def test_no_token_is_an_explicit_opt_out_that_still_checks_host_and_reads_only(data):

@@ -19,10 +19,11 @@ Both are plain ASGI middleware (no buffering: file downloads stream through).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
@@ -69,14 +70,14 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
-                   headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+                   headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                             (b"cache-control", b"no-store"), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _json_error(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+async def _json_error(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await _respond(send, status, json.dumps({"detail": detail}).encode(), b"application/json", headers)
 
 
@@ -119,6 +120,8 @@ class UiAccess:
         self.port = port
         # Cookies ignore the port: one name per port keeps two `tracklet ui`s from clobbering each other.
         self.cookie = f"tracklet-ui-{port}"
+        # The cookie holds a digest of the token: always a valid cookie value, whatever TRACKLET_UI_TOKEN is.
+        self.cookie_value = hashlib.sha256(b"tracklet-ui-cookie\0" + self.token).hexdigest() if self.token else None
 
     def _valid(self, presented: str | None) -> bool:
         return (self.token is not None and presented is not None
@@ -144,7 +147,10 @@ class UiAccess:
                 return
             await self._accept_token(scope, receive, send)
             return
-        if self._valid(self._cookie(scope)) or self._valid(self._bearer(scope)):
+        cookie = self._cookie(scope)
+        if (cookie is not None and self.cookie_value is not None
+                and hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"), self.cookie_value.encode())) \
+                or self._valid(self._bearer(scope)):
             await self.app(scope, receive, send)
             return
         await self._unauthorized(scope, send, "none was given")
@@ -166,12 +172,11 @@ class UiAccess:
         raw = _header(scope, b"authorization")
         if raw is None:
             return None
-        scheme, _, value = raw.decode("latin-1").partition(" ")
+        scheme, _, value = raw.decode("utf-8", "surrogateescape").partition(" ")
         return value.strip() if scheme.lower() in ("bearer", "token") else None
 
     def _set_cookie(self) -> tuple[bytes, bytes]:
-        assert self.token is not None
-        return (b"set-cookie", f"{self.cookie}={self.token.decode()}; Path=/; HttpOnly; SameSite=Strict".encode())
+        return (b"set-cookie", f"{self.cookie}={self.cookie_value}; Path=/; HttpOnly; SameSite=Strict".encode())
 
     async def _accept_token(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A valid ``?token=``: set the cookie; a page is reloaded without the token in its URL

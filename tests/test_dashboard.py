@@ -508,3 +508,198 @@ def test_run_page_lists_and_downloads_run_files(root, page):
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+# --- issue #13: the dashboard as a person sees it -------------------------------------------------------------
+
+
+def drawn_series(tab, key: str) -> list[dict]:
+    """uPlot's own series of a chart (label, stroke colour, marker), as it draws them."""
+    return chart(tab, key)["series"]
+
+
+def test_a_table_filter_removes_its_runs_from_the_charts(servers, three_runs, page):
+    server = servers(three_runs, dev=True)
+    page.goto(server.url + "/projects/cmp")
+    assert sorted(r["run"] for r in wait_chart(page, "train/loss", runs=3)["runs"]) == ["r0", "r1", "r2"]
+    page.fill("input.filter", "config.lr < 0.05")
+    page.press("input.filter", "Enter")
+    page.wait_for_function("() => window.__tracklet.chart('train/loss').runs.length === 2")
+    drawn = chart(page, "train/loss")
+    assert sorted(r["run"] for r in drawn["runs"]) == ["r1", "r2"]
+    assert sorted(s["label"] for s in drawn["series"]) == ["beta", "gamma"]  # no line left for alpha
+    legend = page.locator(".panel[data-key='train/loss'] .legend-item").all_text_contents()
+    assert sorted(legend) == ["beta", "gamma"]
+    page.fill("input.search", "gam")  # the name search hides runs from the charts too
+    page.wait_for_function("() => window.__tracklet.chart('train/loss').runs.length === 1")
+    assert [s["label"] for s in drawn_series(page, "train/loss")] == ["gamma"]
+    page.fill("input.search", "")
+    page.fill("input.filter", "")
+    page.press("input.filter", "Enter")  # the runs are still selected: they come back
+    page.wait_for_function("() => window.__tracklet.chart('train/loss').runs.length === 3")
+
+
+def test_grouping_recolours_the_chart_lines_without_a_reload(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep")
+    wait_chart(page, "train/loss", runs=5)
+    own = {s["label"]: s["stroke"] for s in drawn_series(page, "train/loss")}
+    assert len(set(own.values())) > 2  # per-run colours before grouping
+    page.select_option("select[name='group']", "opt")
+    page.wait_for_selector(".tr.group-row")
+    colors = {g["label"]: g["color"] for g in probe(page, "table")["groups"]}
+    expected = {f"run-{run_id}": colors[f"opt = {config['opt']}"] for run_id, config in SWEEP}
+    page.wait_for_function("expected => { const s = window.__tracklet.chart('train/loss').series; "
+                           "return s.every(x => x.stroke === expected[x.label]) }", arg=expected)
+    assert {s["label"]: s["stroke"] for s in drawn_series(page, "train/loss")} == expected
+    page.select_option("select[name='group']", "")  # ungrouped: each run's own colour again
+    page.wait_for_function("own => window.__tracklet.chart('train/loss').series.every(x => x.stroke === own[x.label])",
+                           arg=own)
+
+
+def _hex_rgb(color: str) -> list[int]:
+    return [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+
+
+def test_a_single_point_is_a_marker_and_short_runtimes_have_distinct_ticks(servers, tmp_path, page):
+    root = tmp_path / "srv"
+    code = f"""
+        import tracklet
+        run = tracklet.init(project="one", id="single", dir={str(root)!r},
+                            settings={{"console": "off", "capture_environment": False, "system_interval": 0.02,
+                                       "system_window": 60}})
+        run.log({{"loss": 0.5}})
+        run.finish()  # one system window: the partial one at finish
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/one/runs/single")
+    page.wait_for_function("() => { const c = window.__tracklet.chart('system:cpu.percent'); return c && c.loads > 0 }")
+    cpu = chart(page, "system:cpu.percent")
+    assert len(cpu["runs"][0]["x"]) == 1  # one window
+    assert cpu["series"][0]["points"] is True  # drawn as a marker, not left as a faint band
+    x, y = cpu["runs"][0]["x"][0], cpu["runs"][0]["line"][0]
+    rgba = page.evaluate("([x, y]) => window.__tracklet.chart('system:cpu.percent').pixel(x, y)", [x, y])
+    color = page.evaluate("() => window.__tracklet.chart('system:cpu.percent').series[0].stroke")
+    assert rgba[3] > 200 and all(abs(a - b) < 40 for a, b in zip(rgba, _hex_rgb(color)))  # opaque, the run's colour
+    ticks = cpu["xTicks"]
+    assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks  # not "0.1s 0.1s 0.1s"
+    assert all(re.fullmatch(r"\d+(\.\d+)?s", t) for t in ticks), ticks  # short runtimes in seconds, never negative
+    loss = wait_chart(page, "loss", runs=1)  # a metric with one point: a marker too
+    assert loss["series"][0]["points"] is True
+
+
+def test_runs_table_columns_fit_and_the_split_is_resizable(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep?cols=config.opt,config.width,summary.best,summary.train/loss")
+    page.wait_for_selector(".tr[data-run='s0']")
+    wait_chart(page, "train/loss", runs=5)
+    cut = page.evaluate("""() => [...document.querySelectorAll('.th[data-col], .tr .td[data-col]')]
+        .filter(c => ['created', 'runtime', 'name', 'state'].includes(c.dataset.col) || c.dataset.col.includes('.'))
+        .filter(c => c.scrollWidth > c.clientWidth).map(c => c.dataset.col + ': ' + c.textContent)""")
+    assert cut == []  # nothing truncated: dates, runtimes, config/summary headers
+    headers = page.eval_on_selector_all(".th[data-col]", "cells => cells.map(c => c.textContent)")
+    assert "config.width" in headers and "summary.train/loss" in headers
+    # a wide table takes about half the width (it scrolls sideways); a narrower one is shown whole
+    pane = page.locator(".runs-pane").bounding_box()
+    assert pane["width"] == pytest.approx(0.55 * page.locator(".project").bounding_box()["width"], abs=3)
+    page.goto(server.url + "/projects/sweep?cols=config.opt,summary.best")
+    page.wait_for_selector(".tr[data-run='s0']")
+    pane = page.locator(".runs-pane").bounding_box()
+    table = page.evaluate("() => document.querySelector('.tbody .spacer').getBoundingClientRect().width")
+    assert pane["width"] >= table
+    before = chart(page, "train/loss")["width"]
+    handle = page.locator(".splitter").bounding_box()
+    x, y = handle["x"] + handle["width"] / 2, handle["y"] + 200
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x - 150, y, steps=5)
+    page.mouse.up()
+    after = page.locator(".runs-pane").bounding_box()
+    assert after["width"] == pytest.approx(pane["width"] - 150, abs=3)
+    page.wait_for_function("w => window.__tracklet.chart('train/loss').width > w + 100", arg=before)
+    page.reload()  # the split is kept
+    page.wait_for_selector(".tr[data-run='s0']")
+    assert page.locator(".runs-pane").bounding_box()["width"] == pytest.approx(after["width"], abs=3)
+    page.dblclick(".splitter")  # back to the table's width
+    assert page.locator(".runs-pane").bounding_box()["width"] == pytest.approx(pane["width"], abs=3)
+
+
+def test_chart_rows_have_no_empty_columns(servers, tmp_path, page):
+    root = tmp_path / "srv"
+    run = tracklet.init(project="grid", id="g", dir=str(root), settings=QUIET)
+    for step in range(5):
+        run.log({f"m/{name}": float(step) for name in "abcde"})
+    run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/grid?size=s")
+    for name in "abcde":
+        wait_chart(page, f"m/{name}", runs=1)
+    rows: dict[float, list[dict]] = {}
+    for box in page.eval_on_selector_all(".group[data-group='m'] .panel", "ps => ps.map(p => { "
+                                         "const r = p.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width} })"):
+        rows.setdefault(round(box["y"]), []).append(box)
+    grid = page.locator(".group[data-group='m'] .grid").bounding_box()
+    assert len(rows) >= 2  # five small panels take more than one row here
+    for panels in rows.values():  # every row, the last included, spans the grid's width
+        right = max(p["x"] + p["w"] for p in panels)
+        assert right == pytest.approx(grid["x"] + grid["width"], abs=2)
+
+
+def test_tooltip_shows_whole_run_names(servers, tmp_path, page):
+    root = tmp_path / "srv"
+    names = ["adam-lr3e-4-warmup", "sgd-momentum-0.9-cosine", "adamw-wd0.1"]
+    for index, name in enumerate(names):
+        run = tracklet.init(project="tips", id=f"t{index}", name=name, dir=str(root), settings=QUIET)
+        for step in range(5000):  # bucketed: every row also shows its bucket's [min – max]
+            run.log({"loss": 1.0 / (step + 1) + index + (step % 13) / 1000})
+        run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/tips?smooth=0.5")
+    drawn = wait_chart(page, "loss", runs=3)
+    assert not drawn["runs"][0]["exact"]
+    point = page.evaluate("() => window.__tracklet.chart('loss').pagePoint(2500, 1.5)")
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_selector(".panel[data-key='loss'] .tooltip:not([hidden])")
+    shown = page.eval_on_selector_all(
+        ".panel[data-key='loss'] .tip-name",
+        "cells => cells.map(c => [c.textContent, c.scrollWidth <= c.clientWidth, c.clientWidth])")
+    assert sorted(text for text, _, _ in shown) == sorted(names)  # every entry named...
+    assert all(whole and width > 0 for _, whole, width in shown), shown  # ...in full
+    tip = page.locator(".panel[data-key='loss'] .tooltip").bounding_box()
+    panel = page.locator(".panel[data-key='loss']").bounding_box()
+    assert panel["x"] <= tip["x"] and tip["x"] + tip["width"] <= panel["x"] + panel["width"]  # not cut by the edge
+
+
+def test_parallel_coordinates_default_to_the_metric_that_varies(servers, sweep, page):
+    server = servers(sweep, dev=True)
+    page.goto(server.url + "/projects/sweep?tab=compare")
+    page.wait_for_function("() => { const p = window.__tracklet.probe('parcoords'); return p && p.lines.length === 5 }")
+    drawn = probe(page, "parcoords")
+    # epoch is 2.875 in every run (and first by name); best spans 0..6, train/loss 4.875..8.875
+    assert drawn["metric"] == "best" and drawn["axes"][-1]["key"] == "summary.best"
+    assert page.eval_on_selector("select[name='pc-metric']", "s => s.value") == "best"
+
+
+def test_a_histogram_summary_is_one_entry(servers, tmp_path, page):
+    import numpy as np
+
+    root = tmp_path / "srv"
+    run = tracklet.init(project="hist", id="h", dir=str(root), settings=QUIET)
+    run.log({"loss": 0.25, "weights": tracklet.Histogram(np.array([1.0, 2.0, 2.0, np.nan, np.inf]))})
+    run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/hist/runs/h")
+    page.wait_for_selector("table.summary")
+    summary = dict(page.eval_on_selector_all(
+        "table.summary tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
+    assert set(summary) == {"loss", "weights"}  # no weights.nan_count / weights.inf_count rows
+    assert summary["weights"].startswith("Histogram(") and "1 NaN" in summary["weights"]
+    assert "1 inf" in summary["weights"] and "3 values" in summary["weights"]
+    page.goto(server.url + "/projects/hist")
+    page.wait_for_selector(".tr[data-run='h']")
+    page.click("details.columns > summary")
+    offered = page.eval_on_selector_all(".column-list input", "boxes => boxes.map(b => b.value)")
+    assert not [c for c in offered if "nan_count" in c or "inf_count" in c], offered

@@ -10,6 +10,10 @@ export interface ChartProbe {
   width: number | null; // the uPlot's size in CSS pixels (null before the first draw)
   height: number | null;
   span: number; // grid columns the panel spans
+  series: { label: string; stroke: string; points: boolean }[]; // uPlot's series as drawn (markers: points)
+  xTicks: string[]; // the x axis' tick labels (relative time)
+  /** The canvas colour [r, g, b, a] at data point (x, y). */
+  pixel(x: number, y: number): number[];
   /** Page coordinates of (x, y) on the plot, for mouse moves in tests. */
   pagePoint(x: number, y: number): { x: number; y: number };
 }

@@ -10,6 +10,7 @@ export function fmtTime(epoch: number | null | undefined): string {
 export function fmtDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
   seconds = Math.max(0, seconds);
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`; // not "0.0s"
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)}s`;
   const m = Math.floor(seconds / 60);
   if (m < 60) return `${m}m ${Math.floor(seconds % 60)}s`;
@@ -18,9 +19,38 @@ export function fmtDuration(seconds: number | null | undefined): string {
   return `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
+/** A histogram as the store keeps it in a summary (tracklet.Histogram: bin edges, counts, and how
+ * many NaN and infinite values were left out of the bins). */
+export interface HistogramValue {
+  edges: number[];
+  counts: number[];
+  nan_count: number;
+  inf_count: number;
+}
+
+export function isHistogram(value: unknown): value is HistogramValue {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return false;
+  const v = value as Record<string, unknown>;
+  const keys = Object.keys(v).filter((k) => k !== "_type");
+  return (
+    keys.length === 4 && Array.isArray(v.edges) && Array.isArray(v.counts) &&
+    typeof v.nan_count === "number" && typeof v.inf_count === "number"
+  );
+}
+
+/** "Histogram(64 bins over [1, 2], 2 values, 1 NaN, 1 inf)", like `tracklet show`. */
+export function fmtHistogram(histogram: HistogramValue): string {
+  const { edges, counts, nan_count: nan, inf_count: inf } = histogram;
+  const total = counts.reduce((sum, c) => sum + (Number(c) || 0), 0);
+  const range = edges.length ? ` over [${fmtValue(edges[0])}, ${fmtValue(edges[edges.length - 1])}]` : "";
+  const extra = [nan ? `${nan} NaN` : "", inf ? `${inf} inf` : ""].filter(Boolean);
+  return `Histogram(${counts.length} bins${range}, ${total} value${total === 1 ? "" : "s"}${extra.map((e) => `, ${e}`).join("")})`;
+}
+
 /** A number for a table cell or tooltip: up to 6 significant digits, no trailing noise. */
 export function fmtValue(value: unknown): string {
   if (value === null || value === undefined) return "";
+  if (isHistogram(value)) return fmtHistogram(value);
   if (typeof value === "number") {
     if (Number.isInteger(value)) return String(value);
     const abs = Math.abs(value);
@@ -31,12 +61,13 @@ export function fmtValue(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** Nested config/summary dicts as dotted keys (what the API's filter syntax calls config.a.b). */
+/** Nested config/summary dicts as dotted keys (what the API's filter syntax calls config.a.b); a
+ * histogram is one value, not its parts. */
 export function flatten(data: Record<string, unknown> | null | undefined, prefix = ""): [string, unknown][] {
   const out: [string, unknown][] = [];
   for (const [key, value] of Object.entries(data ?? {})) {
     const name = prefix ? `${prefix}.${key}` : key;
-    if (value && typeof value === "object" && !Array.isArray(value)) out.push(...flatten(value as Record<string, unknown>, name));
+    if (value && typeof value === "object" && !Array.isArray(value) && !isHistogram(value)) out.push(...flatten(value as Record<string, unknown>, name));
     else out.push([name, value]);
   }
   return out;

@@ -47,6 +47,24 @@ export function fmtX(x: number, mode: XMode): string {
   return `${mode} ${fmtValue(x)}`;
 }
 
+/** Tick labels of a duration axis (seconds): as many decimals as the tick spacing needs, so ticks
+ * 0.05 s apart don't all read "0.1s"; minutes and hours past 60 s. */
+export function durationTicks(ticks: number[], step: number): string[] {
+  const decimals = step > 0 && step < 1 ? Math.min(3, Math.ceil(-Math.log10(step) - 1e-9)) : 0;
+  return ticks.map((t) => {
+    const sign = t < 0 ? "-" : "";
+    let rest = Math.abs(t);
+    if (rest < 60) return `${sign}${rest.toFixed(decimals)}s`;
+    if (step >= 60 && rest < 3600 * 48) return sign + fmtDuration(rest);
+    const hours = Math.floor(rest / 3600);
+    rest -= hours * 3600;
+    const minutes = Math.floor(rest / 60);
+    const seconds = rest - minutes * 60;
+    const s = step < 60 ? ` ${seconds.toFixed(decimals)}s` : "";
+    return `${sign}${hours ? `${hours}h ` : ""}${minutes}m${s}`;
+  });
+}
+
 /** An axis tick: compact (1.5k, 2.3G, 1e-5), so large and tiny values fit the axis. */
 export function fmtTick(v: number): string {
   const abs = Math.abs(v);
@@ -73,6 +91,7 @@ export class ChartPanel {
   private plot: uPlot | null = null;
   private signature = "";
   private hovered = false;
+  private xTicks: string[] = []; // the x axis' tick labels as last drawn
   private drawnAt = 0;
   private readonly unregister: () => void;
   private readonly resize: ResizeObserver;
@@ -119,9 +138,18 @@ export class ChartPanel {
   }
 
   private applySpan(): void {
-    const span = this.options.span ?? 1;
+    const span = (this.options.span ?? 1) + this.fill;
     this.el.style.gridColumn = span > 1 ? `span ${span}` : "";
   }
+
+  /** Columns added to the panel's own span so it fills the rest of its grid row (the last panel of a group). */
+  setFill(columns: number): void {
+    if (columns === this.fill) return;
+    this.fill = columns;
+    this.applySpan();
+  }
+
+  private fill = 0;
 
   /** The bottom-right corner: drag to set the plot's height (and how many grid columns it spans). */
   private resizeHandle(): HTMLElement {
@@ -136,7 +164,8 @@ export class ChartPanel {
       const startWidth = this.el.getBoundingClientRect().width;
       const grid = this.el.parentElement;
       const columns = grid ? getComputedStyle(grid).gridTemplateColumns.split(" ").filter(Boolean).length : 1;
-      const column = startWidth / startSpan;
+      const column = startWidth / (startSpan + this.fill);
+      this.fill = 0;
       let size = { height: startHeight, span: startSpan };
       this.el.classList.add("resizing");
       const move = (event: PointerEvent) => {
@@ -208,21 +237,26 @@ export class ChartPanel {
     const columns: (number | null)[][] = [];
     const owners: RunSeries[] = [];
     const series: uPlot.Series[] = [{}];
+    const styles: string[] = [];
     for (const run of this.runs) {
       const { color, name } = this.options.runInfo(run.run);
       const raw = run.line.map(positive);
+      // A line needs two points: a lone one (a run's first point, a system chart's first window) is a marker.
+      const marker = { show: raw.filter((v) => v !== null).length === 1, size: 7, fill: color, stroke: color };
       columns.push(raw);
       owners.push(run);
-      series.push({ label: name, stroke: smoothing > 0 ? withAlpha(color, 0.3) : color, width: smoothing > 0 ? 1 : 1.5, spanGaps: true, points: { show: false } });
+      styles.push(`${name}:${color}:${marker.show}`);
+      series.push({ label: name, stroke: smoothing > 0 ? withAlpha(color, 0.3) : color, width: smoothing > 0 ? 1 : 1.5, spanGaps: true, points: marker });
       if (smoothing > 0) {
         columns.push(ema(run.line, smoothing).map(positive));
         owners.push(run);
-        series.push({ label: `${name} (smoothed)`, stroke: color, width: 1.5, spanGaps: true, points: { show: false } });
+        series.push({ label: `${name} (smoothed)`, stroke: color, width: 1.5, spanGaps: true, points: marker });
       }
     }
     const { xs, aligned } = join(owners, columns);
     const data = [xs, ...aligned] as uPlot.AlignedData;
-    const signature = [this.runs.map((r) => r.run).join(","), smoothing > 0, log, xMode].join("|");
+    // Colours and names are uPlot series options: when they change (the table was grouped), rebuild the plot.
+    const signature = [this.runs.map((r) => r.run).join(","), styles.join(","), smoothing > 0, log, xMode].join("|");
     if (this.plot && signature === this.signature) {
       this.fit(); // a new height (size selector, dragged corner) is a resize, not a new plot
       this.plot.setData(data, true);
@@ -240,7 +274,7 @@ export class ChartPanel {
     const { xMode, log } = this.options;
     const xValues =
       xMode === "relative_time"
-        ? (_u: uPlot, ticks: number[]) => ticks.map((t) => fmtDuration(t))
+        ? (_u: uPlot, ticks: number[], _axis: number, _space: number, step: number) => (this.xTicks = durationTicks(ticks, step))
         : undefined;
     return {
       width: this.plotWidth(),
@@ -271,7 +305,10 @@ export class ChartPanel {
   private xRange(min: number | null, max: number | null): uPlot.Range.MinMax {
     if (this.options.zoom) return this.options.zoom;
     if (min === null || max === null) return [0, 1];
-    return min === max ? [min - 1, max + 1] : [min, max];
+    if (min !== max) return [min, max];
+    // One x: centre it, without going below 0 where x can't (steps, durations).
+    const pad = Math.max(1, Math.abs(min) * 0.05);
+    return this.options.xMode === "time" || min - pad >= 0 || min < 0 ? [min - pad, max + pad] : [0, 2 * min || 1];
   }
 
   /** y limits from everything drawn in the x window, band included, so spikes are never cut off. */
@@ -357,19 +394,25 @@ export class ChartPanel {
       const value = run.line[i];
       const smooth = smoothing > 0 ? ema(run.line.slice(0, i + 1), smoothing)[i] : null;
       const range = run.min && run.max ? ` [${fmtValue(run.min[i])} – ${fmtValue(run.max[i])}]` : "";
+      // A row is the tooltip grid's name and value cells: names get the width the longest needs.
       return h(
         "div.tip-row",
         { "data-run": run.run, "data-value": value === null ? "" : String(value), "data-step": String(run.steps[i]) },
-        h("i.swatch", { style: `background:${color}` }),
-        h("span.tip-name", { text: name }),
-        h("b", { text: fmtValue(value) + (smooth !== null ? ` (${fmtValue(smooth)})` : "") + range }),
+        h("span.tip-name", { title: name }, h("i.swatch", { style: `background:${color}` }), name),
+        h("b.tip-value", { text: fmtValue(value) + (smooth !== null ? ` (${fmtValue(smooth)})` : "") + range }),
       );
     });
     this.tooltip.replaceChildren(h("div.tip-x", { text: fmtX(x, this.options.xMode) }), ...rows.filter((r) => r !== null));
     this.tooltip.hidden = false;
-    const flip = left > u.bbox.width / devicePixelRatio / 2;
-    this.tooltip.style.left = flip ? "" : `${left + 70}px`;
-    this.tooltip.style.right = flip ? `${this.plotEl.clientWidth - left - 40}px` : "";
+    // Beside the cursor, on the side it fits, and never past the panel's edges.
+    const cursor = left + u.bbox.left / uPlot.pxRatio;
+    const width = this.tooltip.offsetWidth;
+    const room = this.plotEl.clientWidth;
+    let at = cursor + 16;
+    if (at + width > room) at = cursor - 16 - width;
+    if (at < 0) at = Math.max(0, room - width);
+    this.tooltip.style.left = `${at}px`;
+    this.tooltip.style.right = "";
   }
 
   private drawLegend(): void {
@@ -412,7 +455,22 @@ export class ChartPanel {
       width: u?.width ?? null,
       height: u?.height ?? null,
       span: this.options.span ?? 1,
+      fill: this.fill,
       drawnAt: this.drawnAt,
+      // uPlot's own series (after the x one), as it draws them: label, stroke colour, marker shown
+      series: (u?.series.slice(1) ?? []).map((s, i) => ({
+        label: String(s.label ?? ""),
+        stroke: typeof s.stroke === "function" ? String(s.stroke(u!, i + 1)) : String(s.stroke ?? ""),
+        points: Boolean(s.points?.show),
+      })),
+      xTicks: [...this.xTicks],
+      /** The colour (r, g, b, a) the plot's canvas has at data point (x, y). */
+      pixel: (x: number, y: number) => {
+        const ratio = uPlot.pxRatio;
+        const left = u!.bbox.left + u!.valToPos(x, "x") * ratio;
+        const top = u!.bbox.top + u!.valToPos(y, "y") * ratio;
+        return [...u!.ctx.getImageData(Math.round(left), Math.round(top), 1, 1).data];
+      },
       pagePoint: (x: number, y: number) => {
         const rect = u!.over.getBoundingClientRect();
         return { x: rect.left + u!.valToPos(x, "x"), y: rect.top + u!.valToPos(y, "y") };

@@ -78,6 +78,12 @@ export class ChartsWorkspace {
         } else this.visible.delete(key);
       }
     }, { rootMargin: "200px" });
+    let width = 0;
+    new ResizeObserver(() => {
+      if (this.groupsEl.clientWidth === width) return;
+      width = this.groupsEl.clientWidth;
+      this.fillRows();
+    }).observe(this.groupsEl);
   }
 
   /** The selected runs, in legend order (the caller keeps each run's state current for live polling). */
@@ -122,6 +128,7 @@ export class ChartsWorkspace {
     const size = PANEL_SIZES[this.view.size];
     this.groupsEl.style.setProperty("--panel-min", `${size.minWidth}px`);
     for (const [key, panel] of this.panels) panel.setOptions(this.panelSize(key));
+    this.fillRows();
   }
 
   /** A panel's plot height and span: its own (dragged) size, else the size selector's. */
@@ -136,6 +143,7 @@ export class ChartsWorkspace {
     this.view = { ...this.view, panelSizes };
     this.onViewChange(this.view);
     this.panels.get(key)?.setOptions(this.panelSize(key));
+    this.fillRows();
   }
 
   private toolbar(): HTMLElement {
@@ -270,6 +278,23 @@ export class ChartsWorkspace {
       sections.push(h("details.group", { open: true, "data-group": group }, h("summary", { text: `${group} (${keys.length})` }), grid));
     }
     this.groupsEl.replaceChildren(...sections);
+    this.fillRows();
+  }
+
+  /** Widen each group's last panel over the empty columns at the end of its row, so no row ends in a gap. */
+  private fillRows(): void {
+    for (const grid of this.groupsEl.querySelectorAll<HTMLElement>(".grid")) {
+      const tracks = getComputedStyle(grid).gridTemplateColumns.split(" ").filter((t) => parseFloat(t) > 0).length;
+      const panels = [...grid.children].map((el) => this.panels.get((el as HTMLElement).dataset.key ?? "")).filter((p): p is ChartPanel => !!p);
+      let used = 0;
+      for (const panel of panels) {
+        const span = Math.min(tracks, this.panelSize(panel.id).span);
+        used = used + span > tracks ? span : used + span;
+        panel.setFill(0);
+      }
+      const last = panels[panels.length - 1];
+      if (last && tracks > 0 && used < tracks) last.setFill(tracks - used);
+    }
   }
 
   private toggleLog(key: string): void {

@@ -37,6 +37,26 @@ export function metricKeys(rows: RunRow[]): string[] {
   return [...keys].sort();
 }
 
+/** The metric whose values differ most between the runs (range over magnitude), so the metric axis
+ * says something by default: a summary the same for every run (`epoch`) comes last. Ties go to the
+ * key more runs have, then by name. */
+export function mostSpreadMetric(rows: RunRow[], metrics: string[]): string | null {
+  let best: { key: string; spread: number; count: number } | null = null;
+  for (const key of metrics) {
+    const values = rows.map((row) => lookup(row.summary, key)).filter((v): v is number => typeof v === "number" && isFinite(v));
+    let spread = 0;
+    if (values.length > 1) {
+      const min = Math.min(...values);
+      const max = Math.max(...values);
+      const scale = Math.max(Math.abs(min), Math.abs(max));
+      spread = scale > 0 ? (max - min) / scale : 0;
+    }
+    const better = !best || spread > best.spread + 1e-12 || (Math.abs(spread - best.spread) <= 1e-12 && values.length > best.count);
+    if (better) best = { key, spread, count: values.length };
+  }
+  return best?.key ?? null;
+}
+
 function valueOf(row: RunRow, axisKey: string): unknown {
   const [section, ...rest] = axisKey.split(".");
   return lookup(section === "summary" ? row.summary : row.config, rest.join("."));
@@ -150,7 +170,7 @@ export class ParallelCoordinates {
   setRows(rows: RunRow[]): void {
     this.rows = rows;
     const metrics = metricKeys(rows);
-    if (!this.metric || !metrics.includes(this.metric)) this.metric = metrics[0] ?? null;
+    if (!this.metric || !metrics.includes(this.metric)) this.metric = mostSpreadMetric(rows.slice(0, 500), metrics);
     this.select.replaceChildren(...metrics.map((key) => h("option", { value: key, text: key })));
     if (this.metric) this.select.value = this.metric;
     this.update();

@@ -14,6 +14,10 @@ import { readQuery, setQuery } from "../router";
 import { RunsTable } from "../runs/table";
 
 const DEFAULT_SELECTION = 5;
+const SPLIT_KEY = "tracklet.runsWidth"; // the runs pane's dragged width, for every project
+const MIN_RUNS_WIDTH = 300;
+const MIN_CHARTS_WIDTH = 360;
+const PANE_CHROME = 40; // the runs pane's padding and border, and the table's scrollbar
 
 export function readView(params: URLSearchParams): ViewState {
   const zoom = (params.get("zoom") ?? "").split(",").map(Number);
@@ -100,7 +104,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   let columns = params.get("cols") !== null ? params.get("cols")!.split(",").filter((c) => c && c !== "-") : null;
   const selected = new Set((params.get("sel") ?? "").split(",").filter(Boolean));
   let explicitSelection = params.has("sel");
-  const known = new Map<string, RunRow>(); // every row seen, so a selected run filtered out of the table still charts
+  const known = new Map<string, RunRow>(); // the rows of the table, by id
   let rows: RunRow[] = [];
   let pollTimer: number | undefined;
   let stopped = false;
@@ -148,8 +152,8 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
     },
   });
 
-  root.replaceChildren(
-    h(
+  const splitter = h("div.splitter", { role: "separator", "aria-orientation": "vertical", title: "Drag to share the width between the runs and the charts; double-click to fit the table" });
+  const layout = h(
       "div.project",
       {},
       h(
@@ -161,9 +165,44 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
         h("div.toolbar.selection", {}, h("span", { text: "Charts show:" }), selectTop, selectNone),
         table.el,
       ),
+      splitter,
       h("section.charts-pane", {}, h("nav.tabs", {}, ...tabs), workspace.el, compare.el),
-    ),
-  );
+    );
+  root.replaceChildren(layout);
+
+  /** The runs pane's width: the one dragged to (kept in localStorage), else the table's fitted width,
+   * within what leaves the charts room. */
+  function fitSplit(): void {
+    const total = layout.clientWidth || window.innerWidth;
+    const chosen = Number(localStorage.getItem(SPLIT_KEY));
+    const natural = table.naturalWidth() + PANE_CHROME;
+    const width = chosen > 0 ? chosen : Math.min(natural, total * 0.55);
+    layout.style.setProperty("--runs-width", `${Math.round(Math.max(MIN_RUNS_WIDTH, Math.min(width, total - MIN_CHARTS_WIDTH)))}px`);
+  }
+  splitter.addEventListener("pointerdown", (down: PointerEvent) => {
+    if (down.button !== 0) return;
+    down.preventDefault();
+    splitter.setPointerCapture(down.pointerId);
+    const start = (layout.firstElementChild as HTMLElement).getBoundingClientRect().width;
+    layout.classList.add("resizing");
+    const move = (event: PointerEvent) => {
+      localStorage.setItem(SPLIT_KEY, String(Math.round(start + event.clientX - down.clientX)));
+      fitSplit();
+    };
+    const up = () => {
+      splitter.removeEventListener("pointermove", move);
+      splitter.removeEventListener("pointerup", up);
+      layout.classList.remove("resizing");
+    };
+    splitter.addEventListener("pointermove", move);
+    splitter.addEventListener("pointerup", up);
+  });
+  splitter.addEventListener("dblclick", () => {
+    localStorage.removeItem(SPLIT_KEY);
+    fitSplit();
+  });
+  const onResize = debounce(() => fitSplit(), 100);
+  window.addEventListener("resize", onResize);
 
   function showTab(name: "charts" | "compare"): void {
     tab = name;
@@ -189,7 +228,8 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   });
 
   function selectedRows(): RunRow[] {
-    return [...selected].filter((id) => known.has(id)).map((id) => known.get(id)!);
+    const inTable = new Set(rows.map((row) => row.run_id));
+    return [...selected].filter((id) => inTable.has(id)).map((id) => known.get(id)!);
   }
 
   function selectionChanged(): void {
@@ -198,14 +238,11 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
     void updateWorkspace();
   }
 
+  /** Chart the selected runs that the table shows: a filter or search hides runs from the charts too
+   * (they stay selected, so clearing the filter brings them back). */
   async function updateWorkspace(): Promise<void> {
-    const ids = [...selected].filter((id) => id !== "-");
-    const missing = ids.filter((id) => !known.has(id));
-    if (missing.length) {
-      const found = await api.runs(project, { filter: `run_id in [${missing.map((id) => JSON.stringify(id)).join(", ")}]` });
-      for (const row of found.runs) known.set(row.run_id, row);
-    }
-    workspace.setRuns(ids.filter((id) => known.has(id)).map((id) => known.get(id)!));
+    const inTable = new Set(rows.map((row) => row.run_id));
+    workspace.setRuns([...selected].filter((id) => inTable.has(id)).map((id) => known.get(id)!));
     compare.setSelected(selectedRows());
   }
 
@@ -228,6 +265,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
           columns = box.checked ? [...chosen.filter((c) => c !== id), id] : chosen.filter((c) => c !== id);
           setQuery({ cols: columns.join(",") || "-" });
           table.setColumns(columns, sort);
+          fitSplit();
           drawColumnsMenu();
         });
         return h("label", {}, box, id);
@@ -255,6 +293,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
     table.setColumns(columns, sort);
     table.setGroupBy(groupBy);
     table.setRows(rows);
+    fitSplit();
     workspace.setRunStyle(style);
     compare.setRows(rows);
     drawColumnsMenu();
@@ -324,6 +363,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   return () => {
     stopped = true;
     clearTimeout(pollTimer);
+    window.removeEventListener("resize", onResize);
     workspace.destroy();
     compare.destroy();
   };

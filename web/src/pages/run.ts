@@ -8,7 +8,7 @@ import { fromApi, append, type RunSeries } from "../charts/data";
 import { ChartPanel } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { debounce, h } from "../dom";
-import { flatten, fmtDuration, fmtTime, fmtValue, runtime } from "../format";
+import { flatten, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
 import { projectHref } from "../router";
 import { readView, writeView } from "./project";
 
@@ -216,7 +216,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
     stateEl.textContent = run.state;
     stateEl.dataset.state = run.state;
     configEl.replaceChildren(table(flatten(run.config), "config"));
-    summaryEl.replaceChildren(table(flatten(run.summary).filter(([, v]) => typeof v !== "object" || v === null), "summary"));
+    summaryEl.replaceChildren(table(flatten(run.summary).filter(([, v]) => typeof v !== "object" || v === null || isHistogram(v)), "summary"));
   };
   draw();
   root.replaceChildren(

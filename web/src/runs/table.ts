@@ -12,6 +12,24 @@ import { runHref } from "../router";
 import { groupRuns, type RunGroup } from "./groups";
 
 export const ROW_HEIGHT = 30;
+const SELECT_COLUMN = 28; // the checkbox column
+const CELL_PADDING = 12 + 6; // .td's padding, and a little room for rounding between canvas and layout
+const MIN_COLUMN = 48;
+
+/** Width in CSS pixels of a text in a CSS font (a canvas' measureText: no layout). */
+function textMeasurer(font: string): (text: string) => number {
+  const context = document.createElement("canvas").getContext("2d")!;
+  context.font = font;
+  const cache = new Map<string, number>();
+  return (text) => {
+    let width = cache.get(text);
+    if (width === undefined) {
+      width = context.measureText(text).width;
+      if (cache.size < 5000) cache.set(text, width);
+    }
+    return width;
+  };
+}
 
 interface Column {
   id: string; // what the header shows and what a sort names (name, state, created, config.lr, ...)
@@ -105,6 +123,35 @@ export class RunsTable {
     this.render(true);
   }
 
+  /** Each column as wide as its header and the widest of the first rows' cells (measured in the
+   * table's own font), between MIN and MAX, so dates, runtimes and config/summary names aren't cut. */
+  private fitColumns(): void {
+    const style = getComputedStyle(this.el);
+    const family = style.fontFamily || "system-ui, sans-serif";
+    const size = style.fontSize || "13px";
+    const measure = textMeasurer(`${size} ${family}`);
+    const bold = textMeasurer(`600 ${size} ${family}`);
+    const small = textMeasurer(`11px ${family}`);
+    const sample = this.rows.slice(0, 200);
+    for (const column of this.columns) {
+      let width = bold(`${column.label} ▼`) + CELL_PADDING;
+      for (const row of sample) {
+        const value = column.cell(row);
+        const text = typeof value === "string" ? value : value.textContent ?? "";
+        if (column.id === "state") width = Math.max(width, small(text) + 12 + CELL_PADDING);
+        else if (column.id === "name") width = Math.max(width, measure(text) + 16 + CELL_PADDING);
+        else width = Math.max(width, measure(text) + CELL_PADDING);
+      }
+      const max = column.id === "name" ? 320 : 260;
+      column.width = Math.ceil(Math.min(max, Math.max(MIN_COLUMN, width)));
+    }
+  }
+
+  /** The table's width with every column as fitted (what the runs pane needs to show it whole). */
+  naturalWidth(): number {
+    return SELECT_COLUMN + this.columns.reduce((sum, c) => sum + c.width, 0);
+  }
+
   setColumns(extra: string[], sort: string): void {
     this.sort = sort;
     const base: Column[] = [
@@ -127,12 +174,15 @@ export class RunsTable {
       };
     });
     this.columns = [...base, ...chosen];
+    this.fitColumns();
     this.drawHeader();
     this.render(true);
   }
 
   setRows(rows: RunRow[]): void {
     this.rows = rows;
+    this.fitColumns();
+    this.drawHeader();
     this.layoutItems();
     mark("first-rows");
   }
@@ -143,7 +193,7 @@ export class RunsTable {
   }
 
   private template(): string {
-    return `28px ${this.columns.map((c) => `${c.width}px`).join(" ")}`;
+    return `${SELECT_COLUMN}px ${this.columns.map((c) => `${c.width}px`).join(" ")}`;
   }
 
   private drawHeader(): void {
@@ -161,7 +211,7 @@ export class RunsTable {
       return cell;
     });
     this.header.style.gridTemplateColumns = this.template();
-    this.spacer.style.width = `${28 + this.columns.reduce((sum, c) => sum + c.width, 0)}px`;
+    this.spacer.style.width = `${this.naturalWidth()}px`;
     this.header.replaceChildren(h("div.th"), ...cells);
   }
 

@@ -429,7 +429,7 @@ def test_panel_size_is_chosen_and_kept_in_the_url(servers, sweep, page):
     page.wait_for_function("h => document.querySelector(\".panel[data-key='train/loss'] .u-over\")"
                            ".getBoundingClientRect().height > h + 100", arg=before["height"])
     after = page.locator(plot).bounding_box()
-    assert after["width"] > before["width"] and "size=l" in page.url
+    assert after["width"] >= before["width"] and "size=l" in page.url  # a group's lone panel fills its row at any size
     page.reload()
     wait_chart(page, "train/loss", runs=1)
     assert page.locator(plot).bounding_box()["height"] == pytest.approx(after["height"], abs=1)
@@ -587,8 +587,11 @@ def test_a_single_point_is_a_marker_and_short_runtimes_have_distinct_ticks(serve
     ticks = cpu["xTicks"]
     assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks  # not "0.1s 0.1s 0.1s"
     assert all(re.fullmatch(r"\d+(\.\d+)?s", t) for t in ticks), ticks  # short runtimes in seconds, never negative
-    loss = wait_chart(page, "loss", runs=1)  # a metric with one point: a marker too
+    assert_rows_filled(page, ".grid.system")
+    loss = wait_chart(page, "loss", runs=1)  # a metric with one point: a marker too, in the middle
     assert loss["series"][0]["points"] is True
+    assert loss["scales"]["xMin"] < 0 < loss["scales"]["xMax"] and loss["scales"]["xMax"] - loss["scales"]["xMin"] <= 2
+    assert cpu["scales"]["xMin"] == 0 and cpu["scales"]["xMax"] == pytest.approx(2 * x)
 
 
 def test_runs_table_columns_fit_and_the_split_is_resizable(servers, sweep, page):
@@ -637,15 +640,20 @@ def test_chart_rows_have_no_empty_columns(servers, tmp_path, page):
     page.goto(server.url + "/projects/grid?size=s")
     for name in "abcde":
         wait_chart(page, f"m/{name}", runs=1)
+    assert_rows_filled(page, ".group[data-group='m'] .grid")
+
+
+def assert_rows_filled(tab, grid: str) -> None:
+    """Every row of panels in `grid`, the last included, reaches the grid's right edge."""
     rows: dict[float, list[dict]] = {}
-    for box in page.eval_on_selector_all(".group[data-group='m'] .panel", "ps => ps.map(p => { "
-                                         "const r = p.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width} })"):
+    for box in tab.eval_on_selector_all(grid + " > .panel", "ps => ps.map(p => { "
+                                        "const r = p.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width} })"):
         rows.setdefault(round(box["y"]), []).append(box)
-    grid = page.locator(".group[data-group='m'] .grid").bounding_box()
-    assert len(rows) >= 2  # five small panels take more than one row here
-    for panels in rows.values():  # every row, the last included, spans the grid's width
+    frame = tab.locator(grid).bounding_box()
+    assert len(rows) >= 2  # more panels than fit in one row
+    for panels in rows.values():
         right = max(p["x"] + p["w"] for p in panels)
-        assert right == pytest.approx(grid["x"] + grid["width"], abs=2)
+        assert right == pytest.approx(frame["x"] + frame["width"], abs=2)
 
 
 def test_tooltip_shows_whole_run_names(servers, tmp_path, page):
@@ -703,3 +711,25 @@ def test_a_histogram_summary_is_one_entry(servers, tmp_path, page):
     page.click("details.columns > summary")
     offered = page.eval_on_selector_all(".column-list input", "boxes => boxes.map(b => b.value)")
     assert not [c for c in offered if "nan_count" in c or "inf_count" in c], offered
+
+
+def test_run_page_shows_alerts(servers, tmp_path, page):
+    root = tmp_path / "srv"
+    run = tracklet.init(project="al", id="a", dir=str(root), settings=QUIET)
+    run.log({"loss": 1.0})
+    run.alert("loss is NaN", "at step 3: check the learning rate", "ERROR")
+    run.alert("slow epoch", level="WARN")
+    run.finish()
+    quiet = tracklet.init(project="al", id="quiet", dir=str(root), settings=QUIET)
+    quiet.log({"loss": 1.0})
+    quiet.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/al/runs/a")
+    page.wait_for_selector(".alerts .alert")
+    shown = page.eval_on_selector_all(".alerts .alert", "rows => rows.map(r => [r.dataset.level, "
+                                      "r.querySelector('.title').textContent, r.querySelector('.text')?.textContent ?? ''])")
+    assert shown == [["ERROR", "loss is NaN", "at step 3: check the learning rate"], ["WARN", "slow epoch", ""]]
+    assert page.text_content(".alerts-card h2") == "Alerts (2)"
+    page.goto(server.url + "/projects/al/runs/quiet")  # a run without alerts has no alerts card
+    wait_chart(page, "loss", runs=1)
+    assert page.is_hidden(".alerts-card")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tracklet.core.reader import STEP, ConsoleLine, History
+from tracklet.core.reader import STEP, Alert, ConsoleLine, History
 from tracklet.core.settings import check_name
 
 PAGE = 10_000  # the server's largest page of runs
@@ -156,6 +156,18 @@ class RemoteRun:
         containing ``search`` (any case) or from one ``stream``."""
         data = self._http.get(f"/api/v1/runs/{self.path}/console", after=after, limit=limit, q=search, stream=stream)
         return [ConsoleLine(line["time"], line["stream"], line["text"]) for line in data["lines"]]
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The run's alerts, oldest first, like the local ``RecordedRun.alerts``."""
+        found: list[Alert] = []
+        after = 0
+        while True:
+            page = self._http.get(f"/api/v1/runs/{self.path}/alerts", after=after, limit=10_000)["alerts"]
+            found.extend(Alert(item["time"], item["title"], item["text"], item["level"]) for item in page)
+            if len(page) < 10_000:
+                return found
+            after = page[-1]["seq"]
 
     def system_metrics(self, names: Sequence[str] | None = None, *, buckets: int = 1000,
                        x: str = "time") -> list[Any]:

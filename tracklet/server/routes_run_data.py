@@ -1,7 +1,8 @@
-"""Read API for a run page's live data: console output and system metrics, from the store.
+"""Read API for a run page's live data: console output, alerts and system metrics, from the store.
 
 ``GET .../console`` pages a run's console lines by number, so a live run is tailed by asking for
-what comes after the last line seen (``next_after``); ``GET .../system`` answers system-metric
+what comes after the last line seen (``next_after``); ``GET .../alerts`` lists the run's alerts
+(``after``: only newer ones); ``GET .../system`` answers system-metric
 charts (mean and max per window, bucketed like metric histories); ``GET .../system/names`` lists
 what the run recorded. Names are checked before anything else (400), unknown runs are 404.
 """
@@ -41,6 +42,20 @@ class ConsoleResponse(BaseModel):
     lines: list[ConsoleLine]
     next_after: int
     last_seq: int
+
+
+class Alert(BaseModel):
+    seq: int
+    time: float
+    level: str
+    title: str
+    text: str
+
+
+class AlertsResponse(BaseModel):
+    """Alerts oldest first (`seq` from 1); pass the last `seq` as `after` to get only newer ones."""
+
+    alerts: list[Alert]
 
 
 class SystemNamesResponse(BaseModel):
@@ -95,6 +110,28 @@ async def get_console(
         lines=[ConsoleLine(seq=line.seq, time=line.time, stream=line.stream, text=line.text) for line in page.lines],
         next_after=page.next_after, last_seq=page.last_seq,
     )
+
+
+@router.get("/{project}/{run_id}/alerts", response_model=AlertsResponse, responses=_ERRORS,
+            summary="A run's alerts (run.alert)")
+async def get_alerts(
+    request: Request,
+    project: str,
+    run_id: str,
+    after: int = Query(0, ge=0, le=_INT_LIMIT, description="Only alerts numbered above this"),
+    limit: int = Query(1000, ge=1, le=10_000, description="Alerts at most"),
+) -> AlertsResponse:
+    """The alerts the run recorded with `run.alert(title, text, level)`: time, level (INFO, WARN,
+    ERROR), title and text (a title past 1,024 or a text past 8,192 characters is cut; the record
+    log keeps them whole)."""
+    app = request.app.state.tracklet
+    run_paths(app.root, project, run_id)
+    try:
+        found = await run_in_threadpool(app.store.alerts, f"{project}/{run_id}", after=after, limit=limit)
+    except RunNotIndexed:
+        raise _not_found(project, run_id) from None
+    return AlertsResponse(alerts=[Alert(seq=a.seq, time=a.time, level=a.level, title=a.title, text=a.text)
+                                  for a in found])
 
 
 @router.get("/{project}/{run_id}/system/names", response_model=SystemNamesResponse, responses=_ERRORS,

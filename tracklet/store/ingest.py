@@ -27,8 +27,8 @@ from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
 from tracklet.store.logsource import LocalLogs, LogSource
-from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_console
-from tracklet.store.schema import blocks, console_lines, projects, runs, series
+from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
+from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
 
 try:
     import fcntl
@@ -324,6 +324,8 @@ class Indexer:
             points = self._write_series(connection, run_pk, "number", fold.points)
             if fold.data.console:
                 write_console(connection, run_pk, fold.data.console)
+            if fold.data.alerts:
+                write_alerts(connection, run_pk, fold.data.alerts)
             if fold.data.window_times:
                 system = fold.data.system_series(last_system_step(connection, run_pk))
                 for kind, by_name in system.items():
@@ -424,6 +426,7 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(blocks.delete().where(blocks.c.series_id.in_(ids)))
     connection.execute(series.delete().where(series.c.run_pk == run_pk))
     connection.execute(console_lines.delete().where(console_lines.c.run_pk == run_pk))
+    connection.execute(alerts.delete().where(alerts.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 

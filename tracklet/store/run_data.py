@@ -11,6 +11,9 @@ writes what it collected in the same transaction as the run's row and series:
   metric, kind ``system`` (the window's mean) and ``system_max`` (its max), whose step is the
   window's end in integer milliseconds since the epoch. Time queries then read O(buckets)
   entries like step queries do, and a one-sample spike survives in ``system_max`` at any zoom.
+- **Alerts**: each ``Alert`` becomes an ``alerts`` row (time, level, title, text), numbered on
+  from the run's last stored one like console lines; a title or text past ``MAX_ALERT_TITLE`` /
+  ``MAX_ALERT_TEXT`` characters is cut (with a note; the record log keeps it whole).
 - **Metadata**: command, cwd, pid, Python, platform, git state, CPU, memory and GPUs, from
   ``RunStart``, ``Environment`` and ``SystemInfo``: the ``runs.metadata`` JSON column.
 """
@@ -25,12 +28,14 @@ import sqlalchemy as sa
 
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
-from tracklet.store.schema import console_lines, series
+from tracklet.store.schema import alerts, console_lines, series
 
 SYSTEM_KIND = "system"  # series of window means
 SYSTEM_MAX_KIND = "system_max"  # series of window maxima
 MAX_LINE_CHARS = 8192  # a console line's stored text (a screenful of a long line); the log has all
-RUN_DATA_KINDS = frozenset({"console", "stats", "system_info", "environment"})
+MAX_ALERT_TITLE = 1024
+MAX_ALERT_TEXT = 8192
+RUN_DATA_KINDS = frozenset({"console", "stats", "system_info", "environment", "alert"})
 _LATEST_MS = 10**13 * 1000  # window times are clipped to [0, year ~318,000] before they become steps
 
 
@@ -38,14 +43,21 @@ def stream_name(stream: int) -> str:
     return "stderr" if stream == pb.ConsoleOutput.STREAM_STDERR else "stdout"
 
 
-def stored_line(text: str) -> str:
-    """A console line as the store keeps it: at most ``MAX_LINE_CHARS`` characters plus a note
-    of the cut, without NUL characters."""
+def stored_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """A console line (or an alert's text) as the store keeps it: at most ``limit`` characters
+    plus a note of the cut, without NUL characters."""
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
-    if len(text) > MAX_LINE_CHARS:
-        text = f"{text[:MAX_LINE_CHARS]} [… {len(text) - MAX_LINE_CHARS} more characters in the record log]"
+    if len(text) > limit:
+        text = f"{text[:limit]} [… {len(text) - limit} more characters in the record log]"
     return text
+
+
+def alert_level(level: int) -> str:
+    """INFO, WARN or ERROR, as ``tracklet show`` says it (UNSPECIFIED: unset, or a number this
+    version doesn't know)."""
+    name = pb.Alert.Level.Name(level) if level in pb.Alert.Level.values() else "LEVEL_UNSPECIFIED"
+    return name.removeprefix("LEVEL_")
 
 
 class FixedPoints:
@@ -79,6 +91,7 @@ class RunDataFold:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.metadata_changed = False
         self.console: list[tuple[float, str, str]] = []  # (time, stream, text)
+        self.alerts: list[tuple[float, str, str, str]] = []  # (time, level, title, text)
         self.window_times: list[float] = []
         # per metric: the windows it appears in (index into window_times), means, maxima
         self.system: dict[str, tuple[list[int], list[float], list[float]]] = {}
@@ -101,6 +114,10 @@ class RunDataFold:
                 (line.time if math.isfinite(line.time) else 0.0, stream, stored_line(line.text))
                 for line in record.console.lines
             )
+        elif kind == "alert":
+            alert = record.alert
+            self.alerts.append((alert.time if math.isfinite(alert.time) else 0.0, alert_level(alert.level),
+                                stored_line(alert.title, MAX_ALERT_TITLE), stored_line(alert.text, MAX_ALERT_TEXT)))
         elif kind == "stats":
             self._stats(record.stats)
         elif kind == "system_info":
@@ -180,4 +197,14 @@ def write_console(connection: sa.Connection, run_pk: int, lines: list[tuple[floa
         console_lines.insert(),
         [{"run_pk": run_pk, "seq": last + number, "time": when, "stream": stream, "text": text}
          for number, (when, stream, text) in enumerate(lines, start=1)],
+    )
+
+
+def write_alerts(connection: sa.Connection, run_pk: int, found: list[tuple[float, str, str, str]]) -> None:
+    """Append alerts after the run's last stored one."""
+    last = connection.execute(sa.select(sa.func.max(alerts.c.seq)).where(alerts.c.run_pk == run_pk)).scalar() or 0
+    connection.execute(
+        alerts.insert(),
+        [{"run_pk": run_pk, "seq": last + number, "time": when, "level": level, "title": title, "text": text}
+         for number, (when, level, title, text) in enumerate(found, start=1)],
     )

@@ -1,4 +1,4 @@
-"""Reading a run's console output and system metrics from the store (what a run page shows).
+"""Reading a run's console output, alerts and system metrics from the store (what a run page shows).
 
 Console lines are read by their number (``seq``), so a page of a live run's new lines costs an
 index range scan from ``after``, however long the run's output. System metrics are pyramid
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tracklet.store.query import HistoryReader, SeriesHistory, StoreQueries, _as_history
 from tracklet.store.run_data import SYSTEM_KIND, SYSTEM_MAX_KIND
-from tracklet.store.schema import console_lines, series
+from tracklet.store.schema import alerts, console_lines, series
 
 STREAMS = ("stdout", "stderr")
 SYSTEM_STATS = {"mean": SYSTEM_KIND, "max": SYSTEM_MAX_KIND}
@@ -55,8 +55,38 @@ def _milliseconds(seconds: float | None, name: str, rounding: str) -> int | None
     return int(math.ceil(scaled) if rounding == "ceil" else math.floor(scaled))
 
 
+@dataclasses.dataclass
+class StoredAlert:
+    """One alert: its number in the run (from 1), wall time, level (INFO, WARN, ERROR), title, text."""
+
+    seq: int
+    time: float
+    level: str
+    title: str
+    text: str
+
+
+MAX_ALERTS_PAGE = 10_000
+
+
 class RunDataQueries(StoreQueries):
-    """Console and system-metric queries (``tracklet.store.Store`` has them)."""
+    """Console, alert and system-metric queries (``tracklet.store.Store`` has them)."""
+
+    def alerts(self, run: str, *, after: int = 0, limit: int = 1000) -> list[StoredAlert]:
+        """Alerts of ``run`` (``project/run_id``) numbered above ``after``, oldest first, at most
+        ``limit``; a live run's new alerts are those above the last ``seq`` seen."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_ALERTS_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_ALERTS_PAGE}; got {limit!r}")
+        if after < 0:
+            raise ValueError(f"after must be 0 or an alert number; got {after!r}")
+        a = alerts.c
+        with self.engine.connect() as connection:
+            (pk, _), = self._run_pks(connection, [run]).values()
+            rows = connection.execute(
+                sa.select(a.seq, a.time, a.level, a.title, a.text).where(a.run_pk == pk, a.seq > after)
+                .order_by(a.seq).limit(limit)
+            ).all()
+        return [StoredAlert(row.seq, row.time, row.level, row.title, row.text) for row in rows]
 
     def console(
         self,

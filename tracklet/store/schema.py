@@ -6,7 +6,8 @@ its data: level 0 blocks are the points themselves, level L >= 1 blocks are summ
 ``FANOUT ** L`` points each (see ``tracklet/store/blocks.py``). A series' ``kind`` keeps a run's
 metrics (``number``) apart from its system metrics (``system``: window means, ``system_max``:
 window maxima, with the window end in integer milliseconds as the step), so no metric name can
-collide with a system metric's. ``console_lines`` holds the run's console output, one row per line.
+collide with a system metric's. ``console_lines`` holds the run's console output, one row per line,
+and ``alerts`` its alerts, one row each.
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ console_lines = sa.Table(
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("stream", sa.String(8), nullable=False),  # "stdout" or "stderr"
     sa.Column("text", sa.Text, nullable=False),  # at most MAX_LINE_CHARS characters (run_data.py)
+)
+
+# A run's alerts (run.alert(...)): one row per alert, numbered from 1 in log order.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),  # INFO, WARN, ERROR (or UNSPECIFIED)
+    sa.Column("title", sa.Text, nullable=False),  # at most MAX_ALERT_TITLE characters (run_data.py)
+    sa.Column("text", sa.Text, nullable=False),  # at most MAX_ALERT_TEXT characters
 )
 
 # Who may use a tracking server (tracklet/server/auth.py). Unused by the embedded store.

@@ -45,6 +45,14 @@ export interface ConsoleLine {
   text: string;
 }
 
+export interface RunAlert {
+  seq: number;
+  time: number;
+  level: string; // INFO, WARN, ERROR
+  title: string;
+  text: string;
+}
+
 export interface RunFile {
   name: string;
   size: number;
@@ -125,6 +133,8 @@ export const api = {
       `/runs/${enc(project)}/${enc(runId)}/system`,
       query,
     ),
+  alerts: (project: string, runId: string, after = 0) =>
+    get<{ alerts: RunAlert[] }>(`/runs/${enc(project)}/${enc(runId)}/alerts`, { after, limit: 10000 }),
   files: (project: string, runId: string) => get<{ files: RunFile[] }>(`/runs/${enc(project)}/${enc(runId)}/files`),
   console: (project: string, runId: string, query: { after?: number; limit?: number; q?: string; tail?: boolean }) =>
     get<{ lines: ConsoleLine[]; next_after: number; last_seq: number }>(

@@ -1,10 +1,9 @@
-export function fmtTime(epoch: number | null | undefined): string {
+export function fmtTime(epoch: number | null | undefined, seconds = false): string {
   if (epoch === null || epoch === undefined) return "";
   const date = new Date(epoch * 1000);
   const pad = (n: number) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(
-    date.getMinutes(),
-  )}`;
+  const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  return `${day} ${pad(date.getHours())}:${pad(date.getMinutes())}${seconds ? `:${pad(date.getSeconds())}` : ""}`;
 }
 
 export function fmtDuration(seconds: number | null | undefined): string {

@@ -78,6 +78,20 @@ export function fmtTick(v: number): string {
   return String(Number(v.toPrecision(4)));
 }
 
+/** Widen the last of a grid's panels over the empty columns at the end of its row (`span`: each
+ * panel's own columns), so a grid of panels never ends in a gap. */
+export function fillGridRows(grid: HTMLElement, panels: ChartPanel[], span: (panel: ChartPanel) => number = () => 1): void {
+  const tracks = getComputedStyle(grid).gridTemplateColumns.split(" ").filter((t) => parseFloat(t) > 0).length;
+  let used = 0;
+  for (const panel of panels) {
+    const own = Math.min(tracks, span(panel));
+    used = used + own > tracks ? own : used + own;
+    panel.setFill(0);
+  }
+  const last = panels[panels.length - 1];
+  if (last && tracks > 0 && used < tracks) last.setFill(tracks - used);
+}
+
 export class ChartPanel {
   readonly el: HTMLElement;
   runs: RunSeries[] = [];
@@ -305,10 +319,15 @@ export class ChartPanel {
   private xRange(min: number | null, max: number | null): uPlot.Range.MinMax {
     if (this.options.zoom) return this.options.zoom;
     if (min === null || max === null) return [0, 1];
-    if (min !== max) return [min, max];
-    // One x: centre it, without going below 0 where x can't (steps, durations).
-    const pad = Math.max(1, Math.abs(min) * 0.05);
-    return this.options.xMode === "time" || min - pad >= 0 || min < 0 ? [min - pad, max + pad] : [0, 2 * min || 1];
+    // uPlot widens a single x to a "nice" range itself (0 → 0..100): centre one x on a small one.
+    const xs = this.runs.flatMap((r) => (r.x.length ? [r.x[0], r.x[r.x.length - 1]] : []));
+    if (!xs.length || Math.min(...xs) !== Math.max(...xs)) return [min, max];
+    const x = xs[0];
+    const { xMode } = this.options;
+    if (xMode === "time") return [x - 60, x + 60];
+    if (xMode === "relative_time" && x >= 0) return x > 0 ? [0, 2 * x] : [0, 1]; // a duration is never negative
+    const pad = Math.max(1, Math.abs(x) * 0.05);
+    return [x - pad, x + pad];
   }
 
   /** y limits from everything drawn in the x window, band included, so spikes are never cut off. */

@@ -9,7 +9,7 @@ import { runColor } from "../colors";
 import { mark, noteRequest } from "../debug";
 import { debounce, h } from "../dom";
 import { append, fromApi, type RunSeries } from "./data";
-import { ChartPanel, TIME_MODES, type RunInfo, type XMode } from "./panel";
+import { ChartPanel, fillGridRows, TIME_MODES, type RunInfo, type XMode } from "./panel";
 
 export const POLL_MS = 2000;
 
@@ -284,16 +284,8 @@ export class ChartsWorkspace {
   /** Widen each group's last panel over the empty columns at the end of its row, so no row ends in a gap. */
   private fillRows(): void {
     for (const grid of this.groupsEl.querySelectorAll<HTMLElement>(".grid")) {
-      const tracks = getComputedStyle(grid).gridTemplateColumns.split(" ").filter((t) => parseFloat(t) > 0).length;
       const panels = [...grid.children].map((el) => this.panels.get((el as HTMLElement).dataset.key ?? "")).filter((p): p is ChartPanel => !!p);
-      let used = 0;
-      for (const panel of panels) {
-        const span = Math.min(tracks, this.panelSize(panel.id).span);
-        used = used + span > tracks ? span : used + span;
-        panel.setFill(0);
-      }
-      const last = panels[panels.length - 1];
-      if (last && tracks > 0 && used < tracks) last.setFill(tracks - used);
+      fillGridRows(grid, panels, (panel) => this.panelSize(panel.id).span);
     }
   }
 

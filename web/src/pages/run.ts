@@ -1,11 +1,11 @@
-// A run: overview (state, command, git, host, GPUs, runtime), config and summary, its metric
-// charts, system-metric charts, console output (searchable; tailed while the run is live) and
+// A run: overview (state, command, git, host, GPUs, runtime), config and summary, alerts, its
+// metric charts, system-metric charts, console output (searchable; tailed while the run is live) and
 // files (listed with size and time; downloaded through the API with the key, if any).
 
-import { api, fileBlob, type ConsoleLine, type RunFile, type RunRow } from "../api";
+import { api, fileBlob, type ConsoleLine, type RunAlert, type RunFile, type RunRow } from "../api";
 import { runColor } from "../colors";
 import { fromApi, append, type RunSeries } from "../charts/data";
-import { ChartPanel } from "../charts/panel";
+import { ChartPanel, fillGridRows } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
@@ -53,7 +53,11 @@ class SystemCharts {
   private data = new Map<string, RunSeries>();
   private lastX: number | null = null;
 
-  constructor(private readonly project: string, private readonly runId: string) {}
+  private readonly resize = new ResizeObserver(() => fillGridRows(this.el, [...this.panels.values()]));
+
+  constructor(private readonly project: string, private readonly runId: string) {
+    this.resize.observe(this.el);
+  }
 
   async load(live = false): Promise<void> {
     const { series } = await api.system(this.project, this.runId, {
@@ -99,9 +103,11 @@ class SystemCharts {
       panel.setRuns([this.data.get(name)!]);
     }
     if (!this.panels.size) this.el.replaceChildren(h("p.empty", { text: "No system metrics recorded." }));
+    fillGridRows(this.el, [...this.panels.values()]);
   }
 
   destroy(): void {
+    this.resize.disconnect();
     for (const panel of this.panels.values()) panel.destroy();
   }
 }
@@ -148,6 +154,40 @@ class ConsoleView {
     this.lines.append(...page.lines.map((line) => this.row(line)));
     this.info.textContent = `${this.lines.childElementCount} of ${page.last_seq} lines${this.query ? " match" : ""}`;
     if (atBottom) this.lines.scrollTop = this.lines.scrollHeight;
+  }
+}
+
+/** The run's alerts (run.alert): time, level, title and text, oldest first; new ones appended while
+ * live. The card shows once the run has any. */
+class AlertsView {
+  readonly el = h("div.alerts");
+  readonly heading = h("h2", { text: "Alerts" });
+  readonly card = h("section.card.wide.alerts-card", { hidden: true }, this.heading, this.el); // shown once there are alerts
+  private after = 0;
+  private count = 0;
+
+  constructor(private readonly project: string, private readonly runId: string) {}
+
+  private row(alert: RunAlert): HTMLElement {
+    return h(
+      "div.alert",
+      { "data-seq": alert.seq, "data-level": alert.level },
+      h("span.level", { text: alert.level }),
+      h("span.when.muted", { text: fmtTime(alert.time, true) }),
+      h("b.title", { text: alert.title }),
+      alert.text ? h("span.text", { text: alert.text }) : null,
+    );
+  }
+
+  async load(): Promise<void> {
+    const { alerts } = await api.alerts(this.project, this.runId, this.after);
+    if (!alerts.length) return;
+    if (!this.count) this.el.replaceChildren();
+    this.el.append(...alerts.map((alert) => this.row(alert)));
+    this.after = alerts[alerts.length - 1].seq;
+    this.count += alerts.length;
+    this.heading.textContent = `Alerts (${this.count})`;
+    this.card.hidden = false;
   }
 }
 
@@ -207,6 +247,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   const stateEl = h("span.state");
   const system = new SystemCharts(project, runId);
   const consoleView = new ConsoleView(project, runId);
+  const alertsView = new AlertsView(project, runId);
   const workspace = new ChartsWorkspace(project, readView(new URLSearchParams(location.search)), writeView);
   const configEl = h("div");
   const filesEl = h("div", {}, h("p.muted", { text: "Loading files…" }));
@@ -233,6 +274,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
         h("a", { href: projectHref(project), "data-link": true, text: `← ${project}` }),
       ),
       h("div.columns", {}, h("section.card", {}, h("h2", { text: "Overview" }), overviewEl), h("section.card", {}, h("h2", { text: "Config" }), configEl), h("section.card", {}, h("h2", { text: "Summary" }), summaryEl)),
+      alertsView.card,
       h("section.card.wide", {}, h("h2", { text: "Charts" }), workspace.el),
       h("section.card.wide", {}, h("h2", { text: "System" }), system.el),
       h("section.card.wide", {}, h("h2", { text: "Console" }), consoleView.el),
@@ -241,7 +283,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   );
   void filesList(project, runId).then((list) => filesEl.replaceChildren(list));
   workspace.setRuns([run]);
-  await Promise.all([system.load(), consoleView.load()]);
+  await Promise.all([system.load(), consoleView.load(), alertsView.load()]);
 
   let stopped = false;
   let timer: number | undefined;
@@ -251,7 +293,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       ({ run } = await api.run(project, runId));
       draw();
       workspace.setRuns([run]);
-      await Promise.all([system.load(true), consoleView.tail()]);
+      await Promise.all([system.load(true), consoleView.tail(), alertsView.load()]);
     } catch {
       /* try again next time */
     }

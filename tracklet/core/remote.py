@@ -3,7 +3,7 @@ tracking server's read API (docs/server.md) instead of a data root.
 
 Runs come from the server's store, so what a ``RemoteRun`` knows is what the store holds: identity,
 state, config, summary, metadata, numeric histories (at full resolution or bucketed), console
-output, system metrics and files. NaN and ±inf travel as JSON null and come back as NaN.
+output, alerts, system metrics and files. NaN and ±inf travel as JSON null and come back as NaN.
 Requests carry the API key from ``api_key``, ``$TRACKLET_API_KEY`` or ``tracklet login``.
 """
 

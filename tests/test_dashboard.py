@@ -681,14 +681,20 @@ def test_tooltip_shows_whole_run_names(servers, tmp_path, page):
     assert panel["x"] <= tip["x"] and tip["x"] + tip["width"] <= panel["x"] + panel["width"]  # not cut by the edge
 
 
-def test_parallel_coordinates_default_to_the_metric_that_varies(servers, sweep, page):
-    server = servers(sweep, dev=True)
-    page.goto(server.url + "/projects/sweep?tab=compare")
-    page.wait_for_function("() => { const p = window.__tracklet.probe('parcoords'); return p && p.lines.length === 5 }")
+def test_parallel_coordinates_default_to_the_metric_that_varies(servers, tmp_path, page):
+    root = tmp_path / "srv"
+    for index in range(4):  # epoch: the same for all (and first by name); loss: nearly; val_acc: spread out
+        run = tracklet.init(project="pc", id=f"p{index}", dir=str(root), config={"lr": 10.0 ** -index}, settings=QUIET)
+        run.log({"x": 1.0})
+        run.summary.update({"epoch": 3, "loss": 1.0 + index / 100, "val_acc": 0.5 + index / 10})
+        run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/pc?tab=compare")
+    page.wait_for_function("() => { const p = window.__tracklet.probe('parcoords'); return p && p.lines.length === 4 }")
     drawn = probe(page, "parcoords")
-    # epoch is 2.875 in every run (and first by name); best spans 0..6, train/loss 4.875..8.875
-    assert drawn["metric"] == "best" and drawn["axes"][-1]["key"] == "summary.best"
-    assert page.eval_on_selector("select[name='pc-metric']", "s => s.value") == "best"
+    assert drawn["metric"] == "val_acc" and drawn["axes"][-1]["key"] == "summary.val_acc"
+    assert page.eval_on_selector("select[name='pc-metric']", "s => s.value") == "val_acc"
+    assert "pc=" not in page.url  # a default, not a choice: a link doesn't pin it
 
 
 def test_a_histogram_summary_is_one_entry(servers, tmp_path, page):

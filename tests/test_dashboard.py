@@ -114,6 +114,8 @@ def test_project_page_lists_sorts_and_filters_runs(servers, three_runs, page, al
 
     page.click(".th[data-col='config.lr']")  # ascending lr
     page.wait_for_function("() => location.search.includes('sort=config.lr')")
+    # gamma (the newest) is first before the sort too: wait for the sorted header, not for gamma
+    page.wait_for_selector(".th[data-col='config.lr']:text('config.lr ▲')")
     page.wait_for_function("() => document.querySelector('.tr .name a').textContent === 'gamma'")
     assert row_names(page) == ["gamma", "beta", "alpha"]
     page.click(".th[data-col='config.lr']")  # descending

@@ -136,11 +136,12 @@ export class RunsTable {
     for (const column of this.columns) {
       let width = bold(`${column.label} ▼`) + CELL_PADDING;
       for (const row of sample) {
-        const value = column.cell(row);
-        const text = typeof value === "string" ? value : value.textContent ?? "";
-        if (column.id === "state") width = Math.max(width, small(text) + 12 + CELL_PADDING);
-        else if (column.id === "name") width = Math.max(width, measure(text) + 16 + CELL_PADDING);
-        else width = Math.max(width, measure(text) + CELL_PADDING);
+        if (column.id === "state") width = Math.max(width, small(row.state) + 12 + CELL_PADDING);
+        else if (column.id === "name") width = Math.max(width, measure(row.name || row.run_id) + 16 + CELL_PADDING);
+        else {
+          const value = column.cell(row);
+          width = Math.max(width, measure(typeof value === "string" ? value : value.textContent ?? "") + CELL_PADDING);
+        }
       }
       const max = column.id === "name" ? 320 : 260;
       column.width = Math.ceil(Math.min(max, Math.max(MIN_COLUMN, width)));

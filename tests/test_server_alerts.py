@@ -126,9 +126,11 @@ def test_tracklet_ui_serves_alerts(root):
                           env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
     try:
-        url = re.search(r"http://127\.0\.0\.1:\d+/", ui.stdout.readline()).group()
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", ui.stdout.readline())
+        url, auth = found.group(1), {"Authorization": f"Bearer {found.group(2)}"}
         deadline = time.monotonic() + 30
-        while (answer := httpx.get(url + "api/v1/runs/ui/withalerts/alerts", timeout=10)).status_code == 404:
+        while (answer := httpx.get(url + "api/v1/runs/ui/withalerts/alerts", headers=auth,
+                                   timeout=10)).status_code == 404:
             assert time.monotonic() < deadline, "tracklet ui never indexed the run"
             time.sleep(0.1)
         assert answer.status_code == 200

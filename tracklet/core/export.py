@@ -68,6 +68,13 @@ INDEX_COLUMNS = (STEP, TIMESTAMP, RUNTIME)
 PARQUET_INSTALL_HINT = "pip install 'tracklet[parquet]'"
 _EXACT_FLOAT_INT = 1 << 53
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+# CSV rows are assembled about this many cells (rows x columns) at a time.
+CSV_CHUNK_CELLS = 262_144
+# A Parquet row group holds about this many cells (rows x columns), at least this many rows,
+# and a file at most about this many column chunks (row groups x columns).
+PARQUET_GROUP_CELLS = 1_000_000
+PARQUET_MIN_GROUP_ROWS = 256
+PARQUET_MAX_COLUMN_CHUNKS = 16_384
 
 
 class MissingDependency(ImportError):
@@ -117,7 +124,8 @@ def check_format(fmt: str) -> str:
 
 
 def history_for_export(run: Any, keys: Sequence[str] | None = None) -> History:
-    """The run's history with the index columns first; ``KeyError`` for keys the run never logged."""
+    """The run's history with the index columns first; ``KeyError`` for keys the run never logged.
+    Columns stay as the run gave them (sparse): the writers stream rows without building lists."""
     if keys is None:
         return run.history()
     wanted = [k for k in dict.fromkeys(keys) if k not in INDEX_COLUMNS]
@@ -127,10 +135,9 @@ def history_for_export(run: Any, keys: Sequence[str] | None = None) -> History:
         available = ", ".join(run.keys()) or "(none)"
         raise KeyError(f"run {run.path} has no key(s) {', '.join(map(repr, unknown))}; its keys: {available}")
     history = run.history(wanted)
-    ordered = History()
-    for name in (*INDEX_COLUMNS, *wanted):
-        ordered[name] = history[name]
-    return ordered
+    if not isinstance(history, History):
+        history = History(history)
+    return history.select([*INDEX_COLUMNS, *wanted])
 
 
 # ---------------------------------------------------------------- JSON helpers (also used by the CLI)
@@ -195,9 +202,12 @@ def _write_csv(history: History, out: IO[Any], meta: dict[str, str]) -> None:
         writer = csv.writer(text, lineterminator="\n")
         names = list(history)
         writer.writerow(names)
-        columns = [history[name] for name in names]
-        for row in zip(*columns):
-            writer.writerow([_csv_cell(value) for value in row])
+        for start, stop, parts in history.chunks(names, size=max(1, CSV_CHUNK_CELLS // len(names))):
+            cells = [[""] * len(names) for _ in range(stop - start)]
+            for slot, rows, values in parts:
+                for row, value in zip(rows, values):
+                    cells[row - start][slot] = _csv_cell(value)
+            writer.writerows(cells)
 
 
 # ---------------------------------------------------------------- JSON Lines
@@ -206,12 +216,14 @@ def _write_csv(history: History, out: IO[Any], meta: dict[str, str]) -> None:
 def _write_jsonl(history: History, out: IO[Any], meta: dict[str, str]) -> None:
     with _text(out) as text:
         names = list(history)
-        columns = [history[name] for name in names]
         dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-        for row in zip(*columns):
-            record = {name: json_safe(value) for name, value in zip(names, row) if value is not None}
-            text.write(dumps(record))
-            text.write("\n")
+        for start, stop, parts in history.chunks(names):
+            records: list[dict[str, Any]] = [{} for _ in range(stop - start)]
+            for slot, rows, values in parts:
+                name = names[slot]
+                for row, value in zip(rows, values):
+                    records[row - start][name] = json_safe(value)
+            text.write("".join(dumps(record) + "\n" for record in records))
 
 
 # ---------------------------------------------------------------- Parquet
@@ -239,50 +251,116 @@ def _histogram_type(pa: Any) -> Any:
     )
 
 
-def _parquet_column(pa: Any, name: str, values: list[Any]) -> tuple[Any, Any]:
-    """(field, array) for one history column, typed by the values it holds."""
-    kinds = {type(v) for v in values if v is not None}
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _parquet_field(pa: Any, name: str, values: Any) -> tuple[Any, Any]:
+    """(field, converter) for one history column, typed by the values it holds (``values``:
+    its present values, a numpy array or a list)."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is not None:
+        kinds = {{"f": float, "i": int, "b": bool}[dtype.kind]} if len(values) else set()
+    else:
+        kinds = {type(v) for v in values}
     if not kinds:
-        return pa.field(name, pa.null()), pa.nulls(len(values))
+        return pa.field(name, pa.null()), _identity
     if kinds == {float}:
-        return pa.field(name, pa.float64()), pa.array(values, type=pa.float64())
-    if kinds == {int} and all(v is None or _INT64_MIN <= v <= _INT64_MAX for v in values):
-        return pa.field(name, pa.int64()), pa.array(values, type=pa.int64())
+        return pa.field(name, pa.float64()), _identity
+    if kinds == {int} and (dtype is not None or all(_INT64_MIN <= v <= _INT64_MAX for v in values)):
+        return pa.field(name, pa.int64()), _identity
     if kinds == {bool}:
-        return pa.field(name, pa.bool_()), pa.array(values, type=pa.bool_())
+        return pa.field(name, pa.bool_()), _identity
     if kinds == {str}:
-        return pa.field(name, pa.string()), pa.array(values, type=pa.string())
+        return pa.field(name, pa.string()), _identity
     if kinds == {float, int} and all(
         type(v) is not int or -_EXACT_FLOAT_INT <= v <= _EXACT_FLOAT_INT for v in values
     ):
-        floats = [None if v is None else float(v) for v in values]
-        return pa.field(name, pa.float64()), pa.array(floats, type=pa.float64())
+        return pa.field(name, pa.float64()), float
     if all(issubclass(kind, Histogram) for kind in kinds):
-        data = [None if v is None else v.to_dict() for v in values]
-        kind = _histogram_type(pa)
-        return pa.field(name, kind), pa.array(data, type=kind)
-    texts = [None if v is None else to_json_text(v) for v in values]
-    field = pa.field(name, pa.string(), metadata={"tracklet.encoding": "json"})
-    return field, pa.array(texts, type=pa.string())
+        return pa.field(name, _histogram_type(pa)), Histogram.to_dict
+    return pa.field(name, pa.string(), metadata={"tracklet.encoding": "json"}), to_json_text
 
 
 def _write_parquet(history: History, out: Any, meta: dict[str, str]) -> None:
+    """Row groups of at most ``PARQUET_GROUP_CELLS`` cells, built one at a time from the sparse
+    columns, so memory follows the group, not the whole table."""
     pa = _import_pyarrow()
     import pyarrow.parquet as pq
 
-    fields, arrays = [], []
-    for name, values in history.items():
+    names = list(history)
+    fields, converters = [], []
+    for name in names:
         if name == STEP:
-            field, array = pa.field(name, pa.int64(), nullable=False), pa.array(values, type=pa.int64())
+            field, convert = pa.field(name, pa.int64(), nullable=False), _identity
         elif name in (TIMESTAMP, RUNTIME):
-            field, array = pa.field(name, pa.float64(), nullable=False), pa.array(values, type=pa.float64())
+            field, convert = pa.field(name, pa.float64(), nullable=False), _identity
         else:
-            field, array = _parquet_column(pa, name, values)
+            field, convert = _parquet_field(pa, name, history.entries(name)[1])
         fields.append(field)
-        arrays.append(array)
+        converters.append(convert)
     schema = pa.schema(fields, metadata=meta)
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    pq.write_table(table, out)
+    group_rows = _parquet_group_rows(history.num_rows, len(names))
+    with pq.ParquetWriter(out, schema) as writer:
+        for start, stop, parts in history.chunks(names, size=group_rows, plain=False):
+            present = {slot: (rows, values) for slot, rows, values in parts}
+            arrays = []
+            for slot, field in enumerate(fields):
+                part = present.get(slot)
+                if part is None:
+                    arrays.append(pa.nulls(stop - start, type=field.type))
+                else:
+                    arrays.append(_arrow_part(pa, field.type, converters[slot], start, stop, *part))
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+
+def _parquet_group_rows(rows: int, columns: int) -> int:
+    """Rows per row group: about ``PARQUET_GROUP_CELLS`` cells each (what one group costs to
+    build), but no more than ``PARQUET_MAX_COLUMN_CHUNKS`` column chunks in the file (the writer
+    keeps ~1.5 kB of metadata per chunk until it closes)."""
+    columns = max(1, columns)
+    wanted = -(-rows * columns // PARQUET_GROUP_CELLS)
+    groups = max(1, min(wanted, PARQUET_MAX_COLUMN_CHUNKS // columns))
+    return max(PARQUET_MIN_GROUP_ROWS, -(-rows // groups))
+
+
+_NUMPY_FOR_ARROW = {"double": "float64", "int64": "int64", "bool": "bool"}
+
+
+def _arrow_part(pa: Any, kind: Any, convert: Any, start: int, stop: int, rows: Any, values: Any) -> Any:
+    """Rows ``start..stop`` of one column as an Arrow array, from its values at ``rows``.
+    Numbers go through numpy buffers (``pa.array`` on Python data would import pandas, ~50 MB)."""
+    import numpy as np
+
+    length = stop - start
+    dtype = _NUMPY_FOR_ARROW.get(str(kind))
+    full = isinstance(rows, range) and len(rows) == length
+    if dtype is None:  # strings, histograms, JSON text: rare, through Python values
+        plain = values.tolist() if hasattr(values, "tolist") else list(values)
+        if convert is not _identity:
+            plain = [convert(v) for v in plain]
+        if full:
+            return pa.array(plain, type=kind)
+        column: list[Any] = [None] * length
+        for row, value in zip(rows, plain):
+            column[row - start] = value
+        return pa.array(column, type=kind)
+    present = np.asarray(values if convert is _identity else [convert(v) for v in values], dtype=dtype)
+    if full:
+        data, validity, nulls = present, None, 0
+    else:
+        offsets = np.asarray(rows, dtype=np.int64) - start
+        data = np.zeros(length, dtype=dtype)
+        data[offsets] = present
+        valid = np.zeros(length, dtype=bool)
+        valid[offsets] = True
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        nulls = length - len(offsets)
+    if dtype == "bool":
+        buffer = pa.py_buffer(np.packbits(data, bitorder="little"))
+    else:
+        buffer = pa.py_buffer(np.ascontiguousarray(data))
+    return pa.Array.from_buffers(kind, length, [validity, buffer], null_count=nulls)
 
 
 # ---------------------------------------------------------------- file handling

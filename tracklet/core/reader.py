@@ -8,37 +8,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from tracklet.core.decode import COLUMN_VALUE_FIELDS, InvalidRecord, RecordDecoder
+from tracklet.core.decode import InvalidRecord, RecordDecoder
 from tracklet.core.encoder import TrackletWarning, mode_names
+from tracklet.core.history import RUNTIME, STEP, TIMESTAMP, History, StepIndex, build_history
 from tracklet.core.recordlog import Damage, read_log, writer_alive
-from tracklet.core.values import from_value_message, histogram_from_message, parse_big_int
+from tracklet.core.summary_fold import SummaryFold
+from tracklet.core.values import from_value_message
 from tracklet.proto import records_pb2 as pb
-
-STEP, TIMESTAMP, RUNTIME = "_step", "_timestamp", "_runtime"
-
-
-class History(dict):
-    """A run's history as columns: ``history["loss"]`` is a list aligned with ``history["_step"]``.
-
-    Columns ``_step`` (int), ``_timestamp`` (seconds since the epoch) and ``_runtime`` (seconds
-    since the run started), then one per logged key, with ``None`` where a row has no value for
-    that key. Rows logged at the same step are merged into one.
-    """
-
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """The history row by row, each without its missing keys."""
-        names = list(self)
-        for index in range(len(self.get(STEP, ()))):
-            yield {name: self[name][index] for name in names if self[name][index] is not None}
-
-    @property
-    def num_rows(self) -> int:
-        return len(next(iter(self.values()), ()))
-
-    def to_pandas(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(dict(self))
 
 
 @dataclasses.dataclass
@@ -86,7 +62,7 @@ class RunState:
         self.exit: pb.RunExit | None = None
         self.environment: pb.Environment | None = None
         self.config: dict[str, Any] = {}
-        self.summary: dict[str, Any] = {}
+        self._summary = SummaryFold()
         self.metric_definitions: list[MetricDefinition] = []
         self.alerts: list[Alert] = []
         self.console: list[ConsoleLine] = []
@@ -102,10 +78,20 @@ class RunState:
         self.invalid_records: list[InvalidRecord] = []  # intact frames that could not (all) be used
         self.invalid_count = 0  # records skipped whole
         self.partial_count = 0  # records kept without some history columns
+        self._index: StepIndex | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary as the run's live tracker had it after the last record read: its last
+        written summary for a run that ended cleanly; for a crashed or running run, also what
+        the history logged after that implies (``tracklet.core.summary_fold``)."""
+        return self._summary.values
 
     def apply(self, record: pb.Record) -> None:
         self.record_count += 1
         kind = record.WhichOneof("kind")
+        if kind in ("history", "summary", "metric_definition", "run_start"):
+            self._summary.apply(record)
         if kind == "history":
             batch = record.history
             for definition in batch.new_keys:
@@ -118,11 +104,6 @@ class RunState:
                 self.config[entry.key] = from_value_message(entry.value)
             for key in record.config.removed:
                 self.config.pop(key, None)
-        elif kind == "summary":
-            for entry in record.summary.items:
-                self.summary[entry.key] = from_value_message(entry.value)
-            for key in record.summary.removed:
-                self.summary.pop(key, None)
         elif kind == "run_start":
             if self.start is None:
                 self.start = record.run_start
@@ -163,59 +144,13 @@ class RunState:
         return 0 if self.last_step is None else self.last_step + 1
 
     def history(self, keys: Sequence[str] | None = None) -> History:
-        """Merge the batches into columns (rows at one step become one row)."""
-        wanted_ids = None
-        if keys is not None:
-            by_name = self.key_ids
-            wanted_ids = {by_name[k] for k in keys if k in by_name}
-        steps: list[int] = []
-        times: list[float] = []
-        values: dict[int, list[Any]] = {}
-        for batch in self.batches:
-            positions = []
-            for step, when in zip(batch.steps, batch.times):
-                if steps and steps[-1] == step:
-                    times[-1] = when
-                else:
-                    steps.append(step)
-                    times.append(when)
-                positions.append(len(steps) - 1)
-            for column in batch.columns:
-                if wanted_ids is not None and column.key not in wanted_ids:
-                    continue
-                field = _filled_field(column)
-                if field is None:
-                    continue
-                data = getattr(column, field)
-                if field == "histograms":
-                    data = [histogram_from_message(h) for h in data]
-                elif field == "big_ints":
-                    data = [parse_big_int(text) for text in data]
-                target = values.setdefault(column.key, [])
-                rows = column.rows or range(len(data))
-                for row, value in zip(rows, data):
-                    index = positions[row]
-                    if len(target) <= index:
-                        target.extend([None] * (index + 1 - len(target)))
-                    target[index] = value
-        start = self.start.start_time if self.start is not None else (times[0] if times else 0.0)
-        history = History()
-        history[STEP] = steps
-        history[TIMESTAMP] = times
-        history[RUNTIME] = [t - start for t in times]
-        names = [(self.key_names[k], k) for k in values]
-        if keys is not None:
-            order = {name: i for i, name in enumerate(keys)}
-            names.sort(key=lambda pair: order.get(pair[0], 0))
-        for name, key_id in names:
-            column = values[key_id]
-            column.extend([None] * (len(steps) - len(column)))
-            history[name] = column
-        for name in keys or ():
-            if name not in history:
-                history[name] = [None] * len(steps)
-        return history
-
+        """The history of ``keys`` (default: every key), rows at one step merged into one. Only
+        the columns of ``keys`` are read, and they are kept sparse (see ``core/history.py``)."""
+        index = self._index
+        if index is None or index.batch_count != len(self.batches):
+            index = self._index = StepIndex(self.batches)
+        start = self.start.start_time if self.start is not None else None
+        return build_history(self.batches, self.key_names, index, start, keys)
 
     def system_metrics(self, stat: str = "mean") -> History:
         """One row per stats window: ``_timestamp`` (window end), ``_runtime``, then one column per
@@ -237,13 +172,6 @@ class RunState:
         for name in sorted(columns):
             history[name] = columns[name]
         return history
-
-
-def _filled_field(column: pb.Column) -> str | None:
-    for field in COLUMN_VALUE_FIELDS:
-        if len(getattr(column, field)):
-            return field
-    return None
 
 
 def replay(path: Path | str) -> RunState:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import writer_alive
+from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
@@ -356,12 +357,27 @@ class Indexer:
     def _refresh_liveness(self, connection: sa.Connection, row: Any, paths: RunPaths) -> None:
         """A run whose writer died without an exit record is crashed, though its log didn't grow."""
         if row.state == "running" and self.source.alive(paths) is False:
-            connection.execute(runs.update().where(runs.c.id == row.id).values(state="crashed"))
+            connection.execute(runs.update().where(runs.c.id == row.id).values(
+                state="crashed", summary=self._summary_from_log(paths)))
+
+    def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
+        """A crashed run's summary as its live tracker had it at the kill: its last written
+        summary can be seconds older than its history (``core/summary_fold.py``). Reads the
+        whole log once, when the run is found crashed."""
+        fold = SummaryFold()
+        for _, payload in self.source.read_from(paths, 0).payloads:
+            record = pb.Record()
+            record.ParseFromString(payload)
+            fold.apply(record)
+        return {key: json_safe(value) for key, value in fold.values.items()}
 
     def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,
                    fold: _RunFold, end_offset: int) -> int:
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths))
+        if values.get("state") == "crashed":
+            fold.summary = self._summary_from_log(paths)
+            fold.summary_changed = True
         values.update(log_offset=end_offset, heartbeat_at=time.time(), last_step=fold.last_step)
         if fold.last_time is not None:
             values["updated_at"] = fold.last_time

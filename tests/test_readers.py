@@ -19,7 +19,7 @@ import tracklet
 from tracklet.core.encoder import SUMMARY_MODES, HistoryEncoder, SummaryTracker, WarnOnce
 from tracklet.core.export import export_history
 from tracklet.core.layout import RunPaths
-from tracklet.core.recordlog import RecordLogWriter
+from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.core.values import fill_entries
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import Store
@@ -208,6 +208,62 @@ def test_console_lines_printed_a_flush_interval_before_a_kill_are_recorded(root)
     assert len(old_enough) > 20
     assert [line for line in old_enough if line not in logged] == []
     assert any(text.startswith("err ") for text in logged)
+
+
+PARTIAL_SCRIPT = """
+import sys, time, tracklet
+run = tracklet.init(project="killed", settings={"flush_interval": 0.2, "capture_environment": False,
+                                                "system_metrics": False})
+print(run.path, flush=True)
+sys.stderr.write("epoch 1: ")  # a line not ended yet
+for percent in range(0, 101, 10):
+    sys.stderr.write(f"\\rprogress {percent}%")  # a progress bar's redraws
+    time.sleep(0.02)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_line_still_being_written_reaches_the_log_within_the_flush_interval(root):
+    """Text without its newline yet (a progress bar, print(end="")) is recorded as it stands
+    once it has waited a flush interval, instead of being lost with the process."""
+    child = subprocess.Popen([sys.executable, "-c", PARTIAL_SCRIPT], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        path = child.stdout.readline().strip()
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.6)  # three flush intervals after the bar's last redraw
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    recorded = tracklet.Api(root).run(path)
+    texts = [line.text for line in recorded.console if line.stream == "stderr"]
+    assert texts and texts[-1] == "progress 100%"
+
+
+def test_a_partial_line_is_replaced_by_the_rest_of_it(start, root):
+    run = start(settings={"console": "wrap", "flush_interval": 0.1})
+    sys.stdout.write("epoch 1: ")
+    time.sleep(0.4)  # long enough for the worker to record "epoch 1: " as a partial line
+    sys.stdout.write("loss 0.5")
+    time.sleep(0.4)
+    print(" done")
+    for percent in (10, 50):
+        sys.stdout.write(f"\r{percent}%")
+        time.sleep(0.4)
+    print()
+    print("next")
+    run.finish()
+    records = [pb.Record.FromString(payload) for _, payload in read_log(Path(run.dir) / "run.tlog").payloads]
+    recorded = [line.text for r in records if r.WhichOneof("kind") == "console" for line in r.console.lines
+                if line.partial]
+    assert recorded and set(recorded) <= {"epoch 1: ", "epoch 1: loss 0.5", "10%", "50%"}
+    texts = [(line.text, line.partial) for line in read(run).console if line.stream == "stdout"]
+    assert texts == [("epoch 1: loss 0.5 done", False), ("50%", False), ("next", False)]
+    page = tracklet.Api(root).store.console(run.path, stream="stdout")  # indexed in one pass
+    assert [line.text for line in page.lines] == [text for text, _ in texts]
 
 
 # ---------------------------------------------------------------- sparse history

@@ -22,6 +22,7 @@ class ConsoleLine:
     time: float
     stream: str
     text: str
+    partial: bool = False  # not ended when recorded (the process stopped before its newline)
 
 
 @dataclasses.dataclass
@@ -66,6 +67,7 @@ class RunState:
         self.metric_definitions: list[MetricDefinition] = []
         self.alerts: list[Alert] = []
         self.console: list[ConsoleLine] = []
+        self._open_lines: dict[str, int] = {}  # stream -> index of its partial line in console
         self.key_names: dict[int, str] = {}
         self.batches: list[pb.HistoryBatch] = []
         self.stats: list[pb.SystemStats] = []
@@ -115,7 +117,16 @@ class RunState:
             self.environment = record.environment
         elif kind == "console":
             stream = "stderr" if record.console.stream == pb.ConsoleOutput.STREAM_STDERR else "stdout"
-            self.console.extend(ConsoleLine(line.time, stream, line.text) for line in record.console.lines)
+            for line in record.console.lines:
+                entry = ConsoleLine(line.time, stream, line.text, line.partial)
+                open_line = self._open_lines.pop(stream, None)
+                if open_line is None:  # the usual case; else this line replaces the stream's partial one
+                    open_line = len(self.console)
+                    self.console.append(entry)
+                else:
+                    self.console[open_line] = entry
+                if line.partial:
+                    self._open_lines[stream] = open_line
         elif kind == "metric_definition":
             d = record.metric_definition
             self.metric_definitions.append(MetricDefinition(d.name, d.step_metric, mode_names(d.summary), d.hidden))

@@ -555,6 +555,8 @@ class Run:
         if self.settings.console == "wrap":
             self._console = ConsoleCapture(self._sender.put, ConsoleChunk)
             self._console.start()
+            console, age = self._console, self.settings.flush_interval / 2
+            self._sender.add_tick_hook(lambda: console.stale_chunks(age))
         if self.settings.capture_environment:
             from tracklet.core.environment import EnvironmentCapture
 

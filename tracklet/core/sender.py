@@ -39,14 +39,16 @@ class RecordSink(Protocol):
 
 
 class ConsoleChunk:
-    """Lines written to stdout (stream 1) or stderr (stream 2), queued by the console capture."""
+    """Lines written to stdout (stream 1) or stderr (stream 2), queued by the console capture;
+    ``partial``: one line not ended yet, as it stands (the stream's next line replaces it)."""
 
-    __slots__ = ("stream", "time", "lines")
+    __slots__ = ("stream", "time", "lines", "partial")
 
-    def __init__(self, stream: int, when: float, lines: list[str]) -> None:
+    def __init__(self, stream: int, when: float, lines: list[str], partial: bool = False) -> None:
         self.stream = stream
         self.time = when
         self.lines = lines
+        self.partial = partial
 
 
 class SummarySet:
@@ -109,6 +111,7 @@ class BatchSender:
         self._woken = False
         self._warned_full = False
         self._summary_written = 0.0
+        self._tick_hooks: list[Callable[[], list[Any]]] = []
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
@@ -176,6 +179,11 @@ class BatchSender:
             return False
         return True
 
+    def add_tick_hook(self, hook: Callable[[], list[Any]]) -> None:
+        """Call ``hook`` on the worker at every wake-up; the items it returns are processed with
+        what was queued (so a producer need not wake the worker, nor wait on a full queue)."""
+        self._tick_hooks.append(hook)
+
     @property
     def alive(self) -> bool:
         return self._worker.is_alive()
@@ -192,6 +200,11 @@ class BatchSender:
             items = queue[:count]
             del queue[:count]
             self._space.set()
+            for hook in self._tick_hooks:
+                try:
+                    items.extend(hook())
+                except Exception as error:  # contained like every worker failure
+                    self.warn(("tick-hook", type(error)), f"tracklet: a sender tick hook failed: {error!r}")
             stop = self._process(items)
             if stop:
                 break
@@ -242,6 +255,8 @@ class BatchSender:
                 line = output.lines.add()
                 line.time = item.time
                 line.text = text
+                if item.partial:
+                    line.partial = True
             self._write(record)
         elif kind is SummarySet:
             self.summary.set(item.items, item.removed)

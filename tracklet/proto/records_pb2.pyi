@@ -331,12 +331,14 @@ class ConsoleOutput(_message.Message):
     def __init__(self, stream: _Optional[_Union[ConsoleOutput.Stream, str]] = ..., lines: _Optional[_Iterable[_Union[ConsoleLine, _Mapping]]] = ...) -> None: ...
 
 class ConsoleLine(_message.Message):
-    __slots__ = ("time", "text")
+    __slots__ = ("time", "text", "partial")
     TIME_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     time: float
     text: str
-    def __init__(self, time: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
+    partial: bool
+    def __init__(self, time: _Optional[float] = ..., text: _Optional[str] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class Alert(_message.Message):
     __slots__ = ("title", "text", "level", "time")

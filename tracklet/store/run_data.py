@@ -92,6 +92,7 @@ class RunDataFold:
         self.metadata_changed = False
         self.console: list[tuple[float, str, str]] = []  # (time, stream, text)
         self.alerts: list[tuple[float, str, str, str]] = []  # (time, level, title, text)
+        self._open_lines: dict[str, int] = {}  # stream -> index of its partial line in console
         self.window_times: list[float] = []
         # per metric: the windows it appears in (index into window_times), means, maxima
         self.system: dict[str, tuple[list[int], list[float], list[float]]] = {}
@@ -110,10 +111,18 @@ class RunDataFold:
         """One record of a kind in ``RUN_DATA_KINDS``."""
         if kind == "console":
             stream = stream_name(record.console.stream)
-            self.console.extend(
-                (line.time if math.isfinite(line.time) else 0.0, stream, stored_line(line.text))
-                for line in record.console.lines
-            )
+            for line in record.console.lines:
+                entry = (line.time if math.isfinite(line.time) else 0.0, stream, stored_line(line.text))
+                # A partial line (not ended yet) is replaced by the stream's next line when both
+                # arrive in one pass; one indexed in an earlier pass stays a line of its own.
+                open_line = self._open_lines.pop(stream, None)
+                if open_line is None:
+                    open_line = len(self.console)
+                    self.console.append(entry)
+                else:
+                    self.console[open_line] = entry
+                if line.partial:
+                    self._open_lines[stream] = open_line
         elif kind == "alert":
             alert = record.alert
             self.alerts.append((alert.time if math.isfinite(alert.time) else 0.0, alert_level(alert.level),

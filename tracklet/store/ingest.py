@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import sqlalchemy as sa
+from google.protobuf.message import DecodeError
 
 from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
@@ -367,7 +368,10 @@ class Indexer:
         fold = SummaryFold()
         for _, payload in self.source.read_from(paths, 0).payloads:
             record = pb.Record()
-            record.ParseFromString(payload)
+            try:
+                record.ParseFromString(payload)
+            except DecodeError:
+                continue  # that record alone; the ingest pass reports what it can't read
             fold.apply(record)
         return {key: json_safe(value) for key, value in fold.values.items()}
 

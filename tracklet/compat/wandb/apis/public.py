@@ -192,11 +192,8 @@ class Run:
         else:
             wanted = None if keys is None else [k for k in dict.fromkeys([*keys, x_axis]) if k not in _INTERNAL]
             columns = self._recorded.history(wanted)
-        names = list(columns)
-        length = len(columns.get("_step", columns.get("_timestamp", ())))
         rows = []
-        for index in range(length):
-            row = {name: columns[name][index] for name in names}
+        for row in columns.rows():  # row by row, without a list per column (a sparse run stays small)
             step = row.get("_step")
             if step is not None and ((min_step is not None and step < min_step) or
                                      (max_step is not None and step >= max_step)):

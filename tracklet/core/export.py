@@ -46,6 +46,12 @@ row; a missing value is null. Each key's column gets its type from its values:
 * a key with no values at all → a column of type ``null``.
 
 The file's schema metadata holds ``tracklet.run`` (``project/run_id``) and ``tracklet.format``.
+The file is written in row groups of about a million cells (rows x columns; fewer, larger groups
+for very wide histories), each built from the sparse columns only when it is written.
+
+Every format is written a chunk of rows at a time from the run's sparse history
+(``tracklet.core.history``), so memory follows the values logged and one chunk, never
+keys x rows.
 """
 
 from __future__ import annotations

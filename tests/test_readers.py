@@ -4,9 +4,11 @@ tracker would have had, and history is read sparsely, with memory following the 
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import signal
+import pickle
 import subprocess
 import sys
 import time
@@ -338,6 +340,10 @@ def test_sparse_history_reads_like_dense_columns(start):
     assert history.num_rows == 4 and len(history) == 6
     assert list(history.rows())[1] == {"_step": 1, "_timestamp": history["_timestamp"][1],
                                        "_runtime": history["_runtime"][1], "a": 2.5, "c": True}
+    # Still a dict to everything that takes one: built columns, whichever way it is read.
+    fresh = read(run).history()
+    assert json.loads(json.dumps(fresh)) == {**fresh} == dict(fresh.items()) == history
+    assert pickle.loads(pickle.dumps(fresh)) == history and isinstance(fresh, dict)
     assert dict(history) == {k: history[k] for k in history} and history == dict(history)
     frame = history.to_pandas()
     assert list(frame.columns) == list(history) and frame["a"].tolist() == [1.0, 2.5, 3.0, 4.0]

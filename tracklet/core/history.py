@@ -10,7 +10,7 @@ someone asks for. Memory is bounded by the values present, not by keys x rows.
 from __future__ import annotations
 
 import heapq
-from collections.abc import ItemsView, KeysView, Mapping, MutableMapping, ValuesView
+from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from tracklet.core.decode import COLUMN_VALUE_FIELDS
@@ -26,6 +26,8 @@ STEP, TIMESTAMP, RUNTIME = "_step", "_timestamp", "_runtime"
 ROW_CHUNK = 4096
 
 _DTYPES = {"floats": "float64", "ints": "int64", "bools": "bool"}
+
+_NOT_BUILT = object()  # a column's value in the dict until its list is built
 
 # A column's entries: the ascending row positions that hold a value (None: every row), and the
 # values (a numpy array for one numeric type, else a list); never a None value.
@@ -47,8 +49,9 @@ class History(dict):
     def __init__(self, columns: Mapping[str, Sequence[Any]] | Iterable[tuple[str, Sequence[Any]]] | None = None,
                  **named: Sequence[Any]) -> None:
         super().__init__()
-        self._names: dict[str, None] = {}  # every column, in order (an ordered set)
-        self._sparse: dict[str, Entries] = {}  # columns not built as lists yet
+        # A column not built yet is held here; the dict itself maps its name to _NOT_BUILT, so the
+        # dict's own keys, length and order are always the history's.
+        self._sparse: dict[str, Entries] = {}
         self._length: int | None = None
         if columns is not None:
             self.update(columns)
@@ -61,43 +64,30 @@ class History(dict):
         history = cls()
         history._length = length
         for name, entries in columns:
-            history._names[name] = None
+            dict.__setitem__(history, name, _NOT_BUILT)
             history._sparse[name] = entries
         return history
 
     # ------------------------------------------------------------ mapping protocol
 
     def __getitem__(self, name: str) -> list[Any]:
-        try:
-            return dict.__getitem__(self, name)
-        except KeyError:
-            entries = self._sparse.pop(name, None)
-            if entries is None:
-                raise
-        column = _dense(entries, self.num_rows)
-        dict.__setitem__(self, name, column)
+        column = dict.__getitem__(self, name)
+        if column is _NOT_BUILT:
+            column = _dense(self._sparse.pop(name), self.num_rows)
+            dict.__setitem__(self, name, column)
         return column
 
     def __setitem__(self, name: str, column: Sequence[Any]) -> None:
         self._sparse.pop(name, None)
-        self._names[name] = None
         dict.__setitem__(self, name, column)
 
     def __delitem__(self, name: str) -> None:
-        if name not in self._names:
-            raise KeyError(name)
-        del self._names[name]
-        if self._sparse.pop(name, None) is None:
-            dict.__delitem__(self, name)
+        dict.__delitem__(self, name)
+        self._sparse.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
+        # Defined here so that dict(history) and {**history} go through __getitem__.
+        return dict.__iter__(self)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mapping):
@@ -111,13 +101,10 @@ class History(dict):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<History {self.num_rows} rows: {', '.join(self._names)}>"
+        return f"<History {self.num_rows} rows: {', '.join(self)}>"
 
     def __reduce__(self) -> Any:
         return (History, (dict(self.items()),))
-
-    def keys(self) -> KeysView[str]:  # type: ignore[override]
-        return KeysView(self)
 
     def values(self) -> ValuesView[list[Any]]:  # type: ignore[override]
         return ValuesView(self)
@@ -126,17 +113,10 @@ class History(dict):
         return ItemsView(self)
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self[name] if name in self._names else default
+        return self[name] if name in self else default
 
     def copy(self) -> "History":  # type: ignore[override]
-        copied = History.from_entries(self.num_rows, ())
-        for name in self._names:
-            copied._names[name] = None
-            if name in self._sparse:
-                copied._sparse[name] = self._sparse[name]
-            else:
-                dict.__setitem__(copied, name, dict.__getitem__(self, name))
-        return copied
+        return self.select(list(self))
 
     pop = MutableMapping.pop
     popitem = MutableMapping.popitem
@@ -145,7 +125,6 @@ class History(dict):
 
     def clear(self) -> None:
         dict.clear(self)
-        self._names.clear()
         self._sparse.clear()
         self._length = None
 
@@ -155,23 +134,18 @@ class History(dict):
     def num_rows(self) -> int:
         if self._length is not None:
             return self._length
-        for name in self._names:
-            if name in self._sparse:
-                continue
-            return len(dict.__getitem__(self, name))
+        for name in self:
+            if name not in self._sparse:
+                return len(dict.__getitem__(self, name))
         return 0
 
     def select(self, names: Sequence[str]) -> "History":
         """These columns, in this order, sharing this history's data (nothing is built)."""
         selected = History.from_entries(self.num_rows, ())
         for name in names:
-            if name not in self._names:
-                raise KeyError(name)
-            selected._names[name] = None
+            dict.__setitem__(selected, name, dict.__getitem__(self, name))
             if name in self._sparse:
                 selected._sparse[name] = self._sparse[name]
-            else:
-                dict.__setitem__(selected, name, dict.__getitem__(self, name))
         return selected
 
     def entries(self, name: str) -> Entries:
@@ -183,8 +157,6 @@ class History(dict):
         entries = self._sparse.get(name)
         if entries is not None:
             return entries
-        if name not in self._names:
-            raise KeyError(name)
         column = dict.__getitem__(self, name)
         rows = [index for index, value in enumerate(column) if value is not None]
         if len(rows) == len(column):
@@ -201,7 +173,7 @@ class History(dict):
         the number of columns."""
         import numpy as np
 
-        names = list(self._names) if names is None else list(names)
+        names = list(self) if names is None else list(names)
         columns = [self.entries(name) for name in names]
         heap: list[tuple[int, int]] = []
         for slot, (rows, values) in enumerate(columns):
@@ -233,7 +205,7 @@ class History(dict):
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """The history row by row, each without its missing keys (no column list is built)."""
-        names = list(self._names)
+        names = list(self)
         for start, stop, parts in self.chunks(names):
             chunk: list[dict[str, Any]] = [{} for _ in range(stop - start)]
             for slot, rows, values in parts:
@@ -245,7 +217,7 @@ class History(dict):
     def to_pandas(self) -> Any:
         import pandas as pd
 
-        return pd.DataFrame({name: self._column(name) for name in self._names})
+        return pd.DataFrame({name: self._column(name) for name in self})
 
     def _column(self, name: str) -> list[Any]:
         """The column as a list, without keeping it."""

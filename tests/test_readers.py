@@ -354,3 +354,17 @@ def test_sparse_history_reads_like_dense_columns(start):
             history["_step"], history["_timestamp"], history["_runtime"], ["1", "2.5", "3.0", "4.0"],
             ["x", "", "", "y"], ["", "true", "", ""])
     ]
+
+
+def test_sparse_history_and_summary_keep_ints_beyond_int64(start):
+    run = start()
+    run.log({"big": 2**70, "x": 1.0})
+    run.log({"x": 2.0})
+    run.log({"big": -(2**65)})
+    run.finish()
+    recorded = read(run)
+    assert recorded.history(["big"])["big"] == [2**70, None, -(2**65)]
+    assert recorded.summary["big"] == -(2**65)
+    out = io.StringIO()
+    export_history(recorded, "jsonl", out, keys=["big"])
+    assert [json.loads(line).get("big") for line in out.getvalue().splitlines()] == [2**70, None, -(2**65)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from tracklet.core.encoder import SummaryTracker, mode_names
-from tracklet.core.values import from_value_message, histogram_from_message
+from tracklet.core.values import from_value_message, histogram_from_message, parse_big_int
 from tracklet.proto import records_pb2 as pb
 
 _NUMERIC_FIELDS = ("floats", "ints", "bools")
@@ -85,17 +85,23 @@ def _observed(column: pb.Column) -> Any:
     if len(column.histograms):
         # Only a "last" summary can hold a histogram: the aggregates ignore non-numbers.
         return [histogram_from_message(column.histograms[-1])]
+    if len(column.big_ints):
+        return [value for value in map(parse_big_int, column.big_ints) if value is not None]
     return ()
 
 
 def _merged(columns: list[pb.Column]) -> list[Any]:
     pairs: list[tuple[int, Any]] = []
     for column in columns:
-        values = _observed(column)
         if len(column.histograms):
+            values: Any = [histogram_from_message(column.histograms[-1])]
             rows = [column.rows[-1] if column.rows else len(column.histograms) - 1]
-        else:
+        elif len(column.big_ints):
+            values = list(map(parse_big_int, column.big_ints))
             rows = list(column.rows) if column.rows else list(range(len(values)))
-        pairs.extend(zip(rows, values))
+        else:
+            values = _observed(column)
+            rows = list(column.rows) if column.rows else list(range(len(values)))
+        pairs.extend((row, value) for row, value in zip(rows, values) if value is not None)
     pairs.sort(key=lambda pair: pair[0])
     return [value for _, value in pairs]

@@ -24,6 +24,8 @@ STEP, TIMESTAMP, RUNTIME = "_step", "_timestamp", "_runtime"
 
 # Rows assembled at a time when iterating rows (``History.rows``, exports).
 ROW_CHUNK = 4096
+# A column with at most this many values is kept as two lists rather than two numpy arrays.
+SMALL_COLUMN = 16
 
 _DTYPES = {"floats": "float64", "ints": "int64", "bools": "bool"}
 
@@ -150,8 +152,8 @@ class History(dict):
 
     def entries(self, name: str) -> Entries:
         """The column's present values: ``(rows, values)`` with ``rows`` the ascending row
-        positions (``None`` when every row has a value) and ``values`` a numpy array (one numeric
-        type) or a list, never holding ``None``."""
+        positions (a numpy array or a list; ``None`` when every row has a value) and ``values`` a
+        numpy array (one numeric type) or a list, never holding ``None``."""
         import numpy as np
 
         entries = self._sparse.get(name)
@@ -194,7 +196,7 @@ class History(dict):
                     part_rows: Any = range(first, last)
                 else:
                     last = int(np.searchsorted(rows, stop, side="left"))
-                    part_rows = rows[first:last].tolist() if plain else rows[first:last]
+                    part_rows = _plain(rows[first:last]) if plain else rows[first:last]
                 part_values = values[first:last]
                 parts.append((slot, part_rows, _plain(part_values) if plain else part_values))
                 cursors[slot] = last
@@ -406,6 +408,8 @@ def _merge(parts: list[tuple[Any, Any]], length: int) -> Entries:
         values = _take(values, np.flatnonzero(keep))
     if len(rows) == length and (length == 0 or int(rows[-1]) == length - 1):
         return None, values
+    if len(rows) <= SMALL_COLUMN:  # a key logged a few times: lists cost less than two arrays
+        return rows.tolist(), _plain(values)
     return np.array(rows, dtype=np.int64), values
 
 

@@ -73,6 +73,7 @@ class SummaryFold:
                 values = _merged(columns)
             if values:
                 self.tracker.observe(name, values)
+        self.tracker.dirty.clear()  # what a live sender would write next: nothing to a reader
 
 
 def _observed(column: pb.Column) -> Any:

@@ -48,10 +48,11 @@ def _crashed_log(root: Path) -> RunPaths:
     def start(message: pb.Record) -> None:
         message.run_start.run_id, message.run_start.project, message.run_start.start_time = "crashed", "p", 1e9
 
-    def define(name: str, modes: list[str]):
+    def define(name: str, modes: list[str], as_dict: bool = False):
         def fill(message: pb.Record) -> None:
             message.metric_definition.name = name
             message.metric_definition.summary.extend(SUMMARY_MODES[m] for m in modes)
+            message.metric_definition.summary_as_dict = as_dict
         return fill
 
     def summary(items: dict):
@@ -64,11 +65,12 @@ def _crashed_log(root: Path) -> RunPaths:
     record(start)
     record(define("acc", ["max"]))
     record(define("val", ["min", "mean"]))
-    history([(0, {"loss": 3.0, "acc": 0.1, "val": 4.0}), (1, {"loss": 2.0, "acc": 0.5, "val": 2.0}),
+    record(define("lr", ["min"], as_dict=True))
+    history([(0, {"loss": 3.0, "acc": 0.1, "val": 4.0, "lr": 0.1}), (1, {"loss": 2.0, "acc": 0.5, "val": 2.0}),
              (2, {"loss": 1.0, "acc": 0.3, "val": 6.0})])
     # What the live tracker wrote after those rows, with an explicit summary["best"] = 7.
     record(summary({"loss": 1.0, "acc": 0.5, "val": {"min": 2.0, "mean": 4.0}, "best": 7}))
-    history([(3, {"loss": 0.5, "acc": 0.2, "val": 1.0, "mixed": 1}),
+    history([(3, {"loss": 0.5, "acc": 0.2, "val": 1.0, "mixed": 1, "lr": 0.05}),
              (4, {"loss": 0.25, "acc": 0.9, "val": 3.0, "mixed": 2.5})])
     # Explicit sets later than the history: summary["loss"] = -1.0 and summary["best"] = 8.
     record(summary({"loss": -1.0, "best": 8}))
@@ -84,6 +86,7 @@ EXPECTED_CRASHED_SUMMARY = {
     "best": 8,
     "mixed": 2.5,  # last value, whatever its type
     "text": "last words",
+    "lr": {"min": 0.05},  # define_metric(summary_as_dict=True): W&B's shape, as live
 }
 
 

@@ -450,6 +450,7 @@ class Run:
         definition.step_metric = step_metric or ""
         definition.summary.extend(SUMMARY_MODES[m] for m in modes)
         definition.hidden = hidden
+        definition.summary_as_dict = bool(summary_as_dict)
         self._enqueue(DefineMetric(record, name, modes, summary_as_dict))
 
     def alert(self, title: str, text: str = "", level: str = "INFO") -> None:

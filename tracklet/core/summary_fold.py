@@ -39,7 +39,7 @@ class SummaryFold:
             self.summary(record.summary)
         elif kind == "metric_definition":
             definition = record.metric_definition
-            self.tracker.define(definition.name, mode_names(definition.summary))
+            self.tracker.define(definition.name, mode_names(definition.summary), definition.summary_as_dict)
         elif kind == "run_start":
             self.session(record.run_start)
 

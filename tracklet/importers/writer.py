@@ -135,6 +135,7 @@ class RunWriter:
         definition.step_metric = step_metric
         definition.summary.extend(SUMMARY_MODES[mode] for mode in modes)
         definition.hidden = hidden
+        definition.summary_as_dict = True
         self.record(record)
         self.summary.define(name, list(modes), as_dict=True)
 

@@ -187,16 +187,18 @@ class SummaryUpdate(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MetricDefinition(_message.Message):
-    __slots__ = ("name", "step_metric", "summary", "hidden")
+    __slots__ = ("name", "step_metric", "summary", "hidden", "summary_as_dict")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STEP_METRIC_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_AS_DICT_FIELD_NUMBER: _ClassVar[int]
     name: str
     step_metric: str
     summary: _containers.RepeatedScalarFieldContainer[SummaryMode]
     hidden: bool
-    def __init__(self, name: _Optional[str] = ..., step_metric: _Optional[str] = ..., summary: _Optional[_Iterable[_Union[SummaryMode, str]]] = ..., hidden: _Optional[bool] = ...) -> None: ...
+    summary_as_dict: bool
+    def __init__(self, name: _Optional[str] = ..., step_metric: _Optional[str] = ..., summary: _Optional[_Iterable[_Union[SummaryMode, str]]] = ..., hidden: _Optional[bool] = ..., summary_as_dict: _Optional[bool] = ...) -> None: ...
 
 class HistoryBatch(_message.Message):
     __slots__ = ("new_keys", "steps", "times", "columns")

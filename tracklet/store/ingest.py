@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import sqlalchemy as sa
-from google.protobuf.message import DecodeError
 
 from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
@@ -366,13 +365,15 @@ class Indexer:
         summary can be seconds older than its history (``core/summary_fold.py``). Reads the
         whole log once, when the run is found crashed."""
         fold = SummaryFold()
-        for _, payload in self.source.read_from(paths, 0).payloads:
-            record = pb.Record()
+        decoder = RecordDecoder()  # what the ingest pass reads, and it reports what it can't
+        for frame_offset, payload in self.source.read_from(paths, 0).payloads:
+            record = decoder.decode(frame_offset, payload)
+            if record is None:
+                continue
             try:
-                record.ParseFromString(payload)
-            except DecodeError:
-                continue  # that record alone; the ingest pass reports what it can't read
-            fold.apply(record)
+                fold.apply(record)
+            except Exception as error:  # that record alone
+                decoder.skipped(frame_offset, error)
         return {key: json_safe(value) for key, value in fold.values.items()}
 
     def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,

@@ -7,15 +7,13 @@ import io
 import json
 import math
 import os
-import signal
 import pickle
+import signal
 import subprocess
 import sys
 import time
 import tracemalloc
 from pathlib import Path
-
-import pytest
 
 import tracklet
 from tracklet.core.encoder import SUMMARY_MODES, HistoryEncoder, SummaryTracker, WarnOnce

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from tracklet.core.decode import InvalidRecord, RecordDecoder
 from tracklet.core.encoder import TrackletWarning, mode_names
-from tracklet.core.history import RUNTIME, STEP, TIMESTAMP, History, StepIndex, build_history
+from tracklet.core.history import RUNTIME, STEP, TIMESTAMP, History, StepIndex, build_history  # noqa: F401 (re-exported)
 from tracklet.core.recordlog import Damage, read_log, writer_alive
 from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import from_value_message
@@ -92,8 +92,6 @@ class RunState:
     def apply(self, record: pb.Record) -> None:
         self.record_count += 1
         kind = record.WhichOneof("kind")
-        if kind in ("history", "summary", "metric_definition", "run_start"):
-            self._summary.apply(record)
         if kind == "history":
             batch = record.history
             for definition in batch.new_keys:
@@ -145,6 +143,8 @@ class RunState:
                 {entry.key: from_value_message(entry.value) for entry in c.metadata}, c.error,
             ))
         # Unknown kinds (from a newer writer) are skipped.
+        if kind in ("history", "summary", "metric_definition", "run_start"):
+            self._summary.apply(record)  # last: should it fail, the record's own effect is kept
 
     @property
     def key_ids(self) -> dict[str, int]:

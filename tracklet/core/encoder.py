@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import warnings
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
@@ -33,6 +32,7 @@ from tracklet.core.values import (
     to_scalar,
     type_name,
 )
+from tracklet.core.warn import TrackletWarning, WarnOnce  # noqa: F401  (re-exported: their old home)
 from tracklet.proto import records_pb2 as pb
 
 Row = tuple  # (step: int, time: float, keys: tuple, values: tuple)
@@ -51,23 +51,6 @@ SUMMARY_MODES = {
     "none": pb.SUMMARY_MODE_NONE,
 }
 _MODE_NAMES = {number: name for name, number in SUMMARY_MODES.items()}
-
-
-class TrackletWarning(UserWarning):
-    """Something tracklet could not record as asked; the run goes on."""
-
-
-class WarnOnce:
-    """Emits each distinct warning once per run."""
-
-    def __init__(self) -> None:
-        self._seen: set[Any] = set()
-
-    def __call__(self, token: Any, message: str, stacklevel: int = 2) -> None:
-        if token in self._seen:
-            return
-        self._seen.add(token)
-        warnings.warn(message, TrackletWarning, stacklevel=stacklevel)
 
 
 class SummaryTracker:

@@ -15,17 +15,16 @@ The git remote is recorded without credentials (``core/redact.py``); the diff is
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tracklet.core import hostinfo
-from tracklet.core.redact import redact_url
-from tracklet.proto import records_pb2 as pb
+
+if TYPE_CHECKING:  # imported on the capture thread, not by init() (see EnvironmentCapture._new_record)
+    from tracklet.proto import records_pb2 as pb
 
 GIT_TIMEOUT = 10.0
 
@@ -59,11 +58,15 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
     environment.git_commit = commit.strip()
     environment.git_branch = branch.strip()
     # https://user:token@host/... would reach every reader of the project: never record userinfo.
+    from tracklet.core.redact import redact_url  # on the capture thread: its regexes cost init() nothing
+
     environment.git_remote = redact_url((_git(["config", "--get", "remote.origin.url"], cwd) or "").strip())
     diff = _git(["diff", "HEAD", "--binary"], cwd) if environment.git_commit else None
     if diff:
         data = diff.encode("utf-8")
         environment.git_dirty = True
+        import hashlib
+
         environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
         (files_dir / "diff.patch").write_bytes(data)
 
@@ -101,6 +104,8 @@ def _scan_packages() -> tuple[list[tuple[str, str]], set[str]]:
 
 def _cache_file(cache_dir: Path) -> Path:
     """One cache file per interpreter and ``sys.path``."""
+    import hashlib
+
     text = "\0".join([sys.executable, sys.version, *(os.path.abspath(entry or ".") for entry in sys.path)])
     return cache_dir / f"packages-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}.json"
 
@@ -125,6 +130,8 @@ def _watched(sources: set[str]) -> dict[str, int]:
 
 
 def _cached_inventory(cache_dir: Path) -> list[tuple[str, str]] | None:
+    import json
+
     try:
         data = json.loads(_cache_file(cache_dir).read_text(encoding="utf-8"))
         watched = {str(path): int(mtime) for path, mtime in data["watched"].items()}
@@ -137,6 +144,8 @@ def _cached_inventory(cache_dir: Path) -> list[tuple[str, str]] | None:
 
 
 def _save_inventory(cache_dir: Path, packages: list[tuple[str, str]], sources: set[str]) -> None:
+    import json
+
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         target = _cache_file(cache_dir)
@@ -181,16 +190,25 @@ class EnvironmentCapture:
         self._lock = threading.Lock()
         self._done: list[str] = []
         self._queued = False
-        self._record = pb.Record()
-        self._record.environment.SetInParent()
+        self._record: pb.Record | None = None  # created on the thread, which imports protobuf
         self._thread = threading.Thread(target=self._run, name="tracklet-environment", daemon=True)
+        self._gate: threading.Event | None = None
 
-    def start(self) -> None:
+    def start(self, gate: threading.Event | None = None) -> None:
+        """Start the thread; with ``gate``, it begins capturing once the gate is set (``init()``
+        sets it as it returns, so the capture's imports don't compete with it for the GIL)."""
+        self._gate = gate
         self._thread.start()
 
     def _run(self) -> None:
         steps = {"host": self._capture_host, "git": self._capture_git, "packages": self._capture_packages}
+        if self._gate is not None:
+            self._gate.wait()
         try:
+            from tracklet.proto import records_pb2 as pb
+
+            with self._lock:
+                record = self._new_record()
             self._files_dir.mkdir(parents=True, exist_ok=True)
             for part in self.PARTS:
                 partial = pb.Environment()
@@ -201,7 +219,7 @@ class EnvironmentCapture:
                 with self._lock:
                     if self._queued:
                         return
-                    self._record.environment.MergeFrom(partial)
+                    record.environment.MergeFrom(partial)
                     self._done.append(part)
             self._queue_once()
         except Exception as error:
@@ -230,14 +248,24 @@ class EnvironmentCapture:
     def _capture_packages(self, environment: pb.Environment) -> None:
         capture_packages(environment, self._files_dir, self._cache_dir)
 
+    def _new_record(self) -> pb.Record:
+        """The record parts are merged into (call with the lock held)."""
+        if self._record is None:
+            from tracklet.proto import records_pb2 as pb
+
+            self._record = pb.Record()
+            self._record.environment.SetInParent()
+        return self._record
+
     def _queue_once(self) -> None:
         with self._lock:
             if self._queued:
                 return
             self._queued = True
+            record = self._new_record()
             missing = [part for part in self.PARTS if part not in self._done]
-            self._record.environment.incomplete.extend(missing)
-        self._put(self._record)
+            record.environment.incomplete.extend(missing)
+        self._put(record)
 
     def finish(self, timeout: float) -> None:
         """Make sure the record is queued: complete if the capture ends within ``timeout``."""

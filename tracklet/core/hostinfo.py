@@ -29,6 +29,16 @@ def platform_string() -> str:
     return platform.platform()
 
 
+def hostname() -> str:
+    """``socket.gethostname()``, without importing ``socket`` where ``os.uname()`` knows it."""
+    try:
+        return os.uname().nodename
+    except AttributeError:  # Windows
+        import socket
+
+        return socket.gethostname()
+
+
 def python_version() -> str:
     """``platform.python_version()``: e.g. ``3.11.7``."""
     return sys.version.split()[0]

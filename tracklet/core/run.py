@@ -4,40 +4,37 @@
 appends one tuple to the sender's queue; nothing else happens on the caller's thread unless a value
 is unusual (a nested dict, a tensor, an array), in which case nested dicts are flattened into the
 copy. Conversion, encoding and disk I/O happen on the sender's worker thread.
+
+Starting a run is kept cheap too: this module imports neither protobuf nor the encoder, and the
+records a run starts with (``RunStart``, the config) are built on the worker, which imports them
+(``init()`` then costs a run directory, a file and a few threads). ``tracklet.core.values`` is
+imported on first need (a config, an unusual value, an error message).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import sys
+import threading
 import time
-import traceback
 import warnings
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from tracklet.core import hostinfo, lifecycle
 from tracklet.core.console import ConsoleCapture
-from tracklet.core.encoder import SUMMARY_MODES, TrackletWarning, summary_modes
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
 from tracklet.core.settings import Settings, check_name
 from tracklet.core.stack import user_stacklevel
-from tracklet.core.values import (
-    INT64_MAX,
-    fill_entries,
-    flatten,
-    is_mapping,
-    is_supported_type,
-    to_plain,
-    type_name,
-)
-from tracklet.proto import records_pb2 as pb
+from tracklet.core.warn import TrackletWarning
 
+if TYPE_CHECKING:
+    from tracklet.proto import records_pb2 as pb
+
+INT64_MAX = 2**63 - 1  # the largest step a record can hold (tracklet.core.values.INT64_MAX)
 _PLAIN_TYPES = frozenset({float, int, bool, str})
 # Key sets remembered as plain or not; a run logging ever-new key sets just starts over.
 _MAX_KEYSETS = 4096
@@ -55,13 +52,36 @@ _NOUNS = (
 )
 
 
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _random_digits(bases: tuple[int, ...]) -> list[int]:
+    """One random digit per base, from 64 bits of ``os.urandom`` (``secrets`` costs an import of
+    ``hashlib`` and ``random`` that ``init()`` need not pay). Bias: below 1e-6 for the bases used."""
+    number = int.from_bytes(os.urandom(8), "big")
+    digits = []
+    for base in bases:
+        number, digit = divmod(number, base)
+        digits.append(digit)
+    return digits
+
+
 def new_run_id() -> str:
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "".join(secrets.choice(alphabet) for _ in range(8))
+    """8 random characters from ``[a-z0-9]``."""
+    return "".join(_ID_ALPHABET[digit] for digit in _random_digits((len(_ID_ALPHABET),) * 8))
 
 
 def new_run_name() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(1000)}"
+    """``adjective-noun-number``, e.g. ``swift-river-42``."""
+    adjective, noun, number = _random_digits((len(_ADJECTIVES), len(_NOUNS), 1000))
+    return f"{_ADJECTIVES[adjective]}-{_NOUNS[noun]}-{number}"
+
+
+def _values() -> Any:
+    """``tracklet.core.values``, imported on first need rather than with this module."""
+    from tracklet.core import values
+
+    return values
 
 
 class Config(MutableMapping):
@@ -119,12 +139,13 @@ class Config(MutableMapping):
         items: dict[str, Any] = {}
         cuts: list[tuple[str, str]] = []
         report = _collector(cuts)
+        values = _values()
         if other is not None:
-            plain = to_plain(other, report)
+            plain = values.to_plain(other, report)
             if not isinstance(plain, dict):
-                raise TypeError(f"config.update() takes a dict, dataclass or Namespace; got {type_name(other)}")
+                raise TypeError(f"config.update() takes a dict, dataclass or Namespace; got {values.type_name(other)}")
             items.update(plain)
-        items.update({str(k): to_plain(v, _under(report, str(k))) for k, v in kwargs.items()})
+        items.update({str(k): values.to_plain(v, _under(report, str(k))) for k, v in kwargs.items()})
         self._run._report_cuts("config", cuts)
         if not allow_val_change:
             changed = [k for k, v in items.items() if k in self._data and self._data[k] != v]
@@ -175,6 +196,7 @@ class Summary(MutableMapping):
     def update(self, other: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:  # type: ignore[override]
         cuts: list[tuple[str, str]] = []
         report = _collector(cuts)
+        to_plain = _values().to_plain
         items = {str(k): to_plain(v, _under(report, str(k))) for k, v in {**(other or {}), **kwargs}.items()}
         self._run._report_cuts("summary", cuts)
         self._run._set_summary(items, ())
@@ -329,7 +351,7 @@ class Run:
                 self._step = step
             advance = commit is True
         if type(data) is not dict and not isinstance(data, Mapping):
-            raise TypeError(f"log() takes a dict of {{name: value}}; got {type_name(data)}")
+            raise TypeError(f"log() takes a dict of {{name: value}}; got {_values().type_name(data)}")
         keys = tuple(data)
         values = tuple(data.values())  # the copy: two tuples, which the worker transposes as they are
         known = self._keysets.get(keys)
@@ -363,9 +385,10 @@ class Run:
         """The caller-side slow path: flatten nested mappings (copying them; a dict that contains
         itself or nests too deep is cut there, with a warning) and, in strict mode, reject
         unsupported values before anything from this call is queued."""
-        if any(map(is_mapping, row.values())):
+        values = _values()
+        if any(map(values.is_mapping, row.values())):
             cuts: list[tuple[str, str]] = []
-            row = flatten(row, report=lambda where, why: cuts.append((where, why)))
+            row = values.flatten(row, report=lambda where, why: cuts.append((where, why)))
             for where, why in cuts:
                 key = where.partition("/")[0]
                 if self._strict:
@@ -376,9 +399,10 @@ class Run:
                     ("nesting", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded"
                 )
         if self._strict:
-            bad = [(k, v) for k, v in row.items() if not is_supported_type(v) or not isinstance(k, str)]
+            bad = [(k, v) for k, v in row.items() if not values.is_supported_type(v) or not isinstance(k, str)]
             if bad:
                 key, value = bad[0]
+                type_name = values.type_name
                 what = f"key {key!r} has a value of type {type_name(value)}" if isinstance(key, str) else (
                     f"key {key!r} is a {type_name(key)}, not a str"
                 )
@@ -413,7 +437,7 @@ class Run:
         try:
             return int(step.__index__())
         except (AttributeError, TypeError):
-            raise TypeError(f"step must be an int; got {type_name(step)} {step!r}") from None
+            raise TypeError(f"step must be an int; got {_values().type_name(step)} {step!r}") from None
 
     def _warn_step(self, step: int) -> None:
         if "step" not in self._warned:
@@ -443,6 +467,9 @@ class Run:
         """
         if not isinstance(name, str) or not name:
             raise ValueError("define_metric() needs a metric name or glob pattern")
+        from tracklet.core.encoder import SUMMARY_MODES, summary_modes
+        from tracklet.proto import records_pb2 as pb
+
         modes = summary_modes(summary)
         record = pb.Record()
         definition = record.metric_definition
@@ -455,6 +482,8 @@ class Run:
 
     def alert(self, title: str, text: str = "", level: str = "INFO") -> None:
         """Record an alert (shown on the run's page)."""
+        from tracklet.proto import records_pb2 as pb
+
         levels = {"INFO": pb.Alert.LEVEL_INFO, "WARN": pb.Alert.LEVEL_WARN, "ERROR": pb.Alert.LEVEL_ERROR}
         if level.upper() not in levels:
             raise ValueError(f"alert level must be one of {', '.join(levels)}; got {level!r}")
@@ -494,12 +523,18 @@ class Run:
         return self._sender.force_flush(timeout, fsync=fsync)
 
     def _record_config(self, items: dict[str, Any], removed: list[str]) -> None:
+        """Queue a ``ConfigUpdate`` of already-plain ``items``; the worker builds the record."""
+        self._enqueue(lambda: self._config_record(items, removed))
+
+    def _config_record(self, items: dict[str, Any], removed: list[str]) -> pb.Record:
+        from tracklet.proto import records_pb2 as pb
+
         record = pb.Record()
         update = record.config
         update.SetInParent()
-        fill_entries(update.items, items, self._config_failed)
+        _values().fill_entries(update.items, items, self._config_failed)
         update.removed.extend(removed)
-        self._enqueue(record)
+        return record
 
     def _config_failed(self, key: str, error: Exception) -> None:
         self._warn_once(
@@ -532,25 +567,38 @@ class Run:
         writer = RecordLogWriter(paths.log_file, resume=resume_state is not None)
         if writer.recovery is not None and writer.recovery.damaged:
             warnings.warn("tracklet: " + writer.recovery.describe(), TrackletWarning, stacklevel=user_stacklevel())
-        key_ids = None
+        key_ids = summary = None
         if resume_state is not None:
             self.resumed = True
             self._step = resume_state.next_step
             self.config._data.update(resume_state.config)
-            key_ids = resume_state.key_ids
+            key_ids, summary = resume_state.key_ids, resume_state.summary
         self._sender = BatchSender(
             [writer],
             flush_interval=self.settings.flush_interval,
             max_queue=self.settings.max_queue,
             batch_size=self.settings.batch_size,
             key_ids=key_ids,
+            summary_values=summary,
             name=f"tracklet-sender-{self.id}",
         )
-        if resume_state is not None:
-            self._sender.summary.values.update(resume_state.summary)
         self._queue = self._sender.queue
         self._backlog = self._sender.backlog
-        self._enqueue(self._run_start_record())
+        # The first record of the log (readers take a run's identity from it): queued first.
+        self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
+        # Capture threads start their heavy imports (protobuf, psutil, NVML) once this is set, as
+        # init() returns, instead of taking the GIL from it while it still runs.
+        gate = threading.Event()
+        try:
+            self._start_capture(config, gate)
+            lifecycle.register(self)
+        finally:
+            gate.set()
+
+    def _start_capture(self, config: Any, gate: threading.Event) -> None:
+        """The rest of ``_start``: the config, console capture, environment, system monitor, uploader."""
+        paths = self._paths
+        assert paths is not None and self._sender is not None
         if config is not None:
             self.config.update(config)
         if self.settings.console == "wrap":
@@ -564,7 +612,7 @@ class Run:
             self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put, self._sender.warn,
                                                    cache_dir=paths.root / "cache",
                                                    gpu_names=not self.settings.system_metrics)
-            self._environment.start()
+            self._environment.start(gate)
         if self.settings.system_metrics:
             from tracklet.core.system import SystemMonitor, default_samplers
 
@@ -576,7 +624,7 @@ class Run:
                 window=self.settings.system_window,
                 report=self._sender.warn,
             )
-            self._monitor.start()
+            self._monitor.start(gate)
         if self.settings.mode == "online":
             from tracklet.core.uploader import Uploader
 
@@ -584,32 +632,29 @@ class Run:
             self._uploader = Uploader(paths, self.settings.base_url, interval=self.settings.upload_interval,
                                       report=self._sender.warn, api_key=self.settings.api_key)
             self._uploader.start()
-        lifecycle.register(self)
 
-    def _run_start_record(self) -> pb.Record:
+    def _run_start_fields(self) -> dict[str, Any]:
+        """What the ``RunStart`` record says, taken now (on the caller's thread)."""
         from tracklet import __version__
-        from tracklet.core.redact import redact_command  # imported by the first init(), not by import tracklet
 
-        record = pb.Record()
-        start = record.run_start
-        start.schema_version = pb.SCHEMA_VERSION_1
-        start.run_id = self.id
-        start.project = self.project
-        start.name = self.name
-        start.tags.extend(self.tags)
-        start.group = self.group
-        start.job_type = self.job_type
-        start.notes = self.notes
-        start.start_time = self.start_time
-        start.host = socket.gethostname()
-        start.pid = os.getpid()
-        start.python_version = hostinfo.python_version()
-        start.platform = hostinfo.platform_string()
-        start.command.extend(redact_command([sys.executable, *sys.argv]))  # no --api-key X, no tokens
-        start.cwd = os.getcwd()
-        start.tracklet_version = __version__
-        start.resumed = self.resumed
-        return record
+        return dict(
+            run_id=self.id,
+            project=self.project,
+            name=self.name,
+            tags=list(self.tags),
+            group=self.group,
+            job_type=self.job_type,
+            notes=self.notes,
+            start_time=self.start_time,
+            host=hostinfo.hostname(),
+            pid=os.getpid(),
+            python_version=hostinfo.python_version(),
+            platform=hostinfo.platform_string(),
+            command=[sys.executable, *sys.argv],
+            cwd=os.getcwd(),
+            tracklet_version=__version__,
+            resumed=self.resumed,
+        )
 
     def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
         """End the run: record its exit, write everything queued, fsync the record log.
@@ -635,15 +680,14 @@ class Run:
             self._environment.finish(max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
-        record = pb.Record()
-        end = record.exit
-        end.exit_code = int(exit_code)
-        end.end_time = _time()
-        end.runtime = end.end_time - self.start_time
+        end_time = _time()
+        fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time, runtime=end_time - self.start_time)
         if error is not None:
-            end.error = f"{type(error).__name__}: {error}"
-            end.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        self._sender.put(record)
+            import traceback
+
+            fields["error"] = f"{type(error).__name__}: {error}"
+            fields["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self._sender.put(_deferred(_exit_record, fields))
         self._queue = _NoQueue(_FINISHED)
         self._sender.shutdown(max(0.0, deadline - time.monotonic()))
         if self._uploader is not None:
@@ -669,6 +713,38 @@ class Run:
                 abandon = getattr(sink, "abandon_after_fork", None)
                 if abandon is not None:
                     abandon()
+
+
+def _deferred(build: Callable[[dict[str, Any]], pb.Record], fields: dict[str, Any]) -> Callable[[], pb.Record]:
+    """A queue item the sender's worker calls to get the record (see ``BatchSender._handle``)."""
+    return lambda: build(fields)
+
+
+def _run_start_record(fields: dict[str, Any]) -> pb.Record:
+    """The ``RunStart`` record, built on the worker from ``Run._run_start_fields``."""
+    from tracklet.core.redact import redact_command
+    from tracklet.proto import records_pb2 as pb
+
+    record = pb.Record()
+    start = record.run_start
+    start.schema_version = pb.SCHEMA_VERSION_1
+    for name in ("run_id", "project", "name", "group", "job_type", "notes", "start_time", "host", "pid",
+                 "python_version", "platform", "cwd", "tracklet_version", "resumed"):
+        setattr(start, name, fields[name])
+    start.tags.extend(fields["tags"])
+    start.command.extend(redact_command(fields["command"]))  # no --api-key X, no tokens
+    return record
+
+
+def _exit_record(fields: dict[str, Any]) -> pb.Record:
+    """The ``RunExit`` record, built on the worker from what ``Run.finish`` took."""
+    from tracklet.proto import records_pb2 as pb
+
+    record = pb.Record()
+    end = record.exit
+    for name, value in fields.items():
+        setattr(end, name, value)
+    return record
 
 
 class DisabledRun(Run):

@@ -1,11 +1,20 @@
 """The background sender: a bounded queue drained by one worker thread into record sinks.
 
-Modelled on OpenTelemetry's ``BatchSpanProcessor``. The caller's side (``put``) appends to a deque
+Modelled on OpenTelemetry's ``BatchSpanProcessor``. The caller's side (``put``) appends to a list
 and, only when a batch has built up, wakes the worker. The worker wakes on that signal or on a
-timer (half the flush interval), drains everything queued, encodes history rows as column
-batches, and hands each serialized record to every sink. ``force_flush`` and ``shutdown`` wait
-with timeouts. A failure inside the worker is reported once and contained: it never reaches the
+timer (half the flush interval), drains what is queued, encodes history rows as column batches,
+and hands each serialized record to every sink. ``force_flush`` and ``shutdown`` wait with
+timeouts. A failure inside the worker is reported once and contained: it never reaches the
 training loop.
+
+The worker shares the GIL with the training thread, and a single C call (transposing rows, a
+packed ``extend``, ``SerializeToString``, freeing drained rows) holds it for as long as it runs:
+a ``log()`` call that needs the GIL then waits that long. So the worker takes the queue a slice
+of ``DRAIN_SLICE`` items at a time, encodes at most ``MAX_ROWS_PER_RECORD`` rows per record,
+frees each slice's rows before taking the next, and hands the GIL to the caller between slices.
+
+This module, like ``tracklet.core.run``, imports neither protobuf nor the encoder: the worker
+imports them on its own thread at its first drain, so ``init()`` returns without paying for them.
 """
 
 from __future__ import annotations
@@ -13,14 +22,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import traceback
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from tracklet.core.encoder import HistoryEncoder, SummaryTracker, WarnOnce
-from tracklet.proto import records_pb2 as pb
+from tracklet.core.warn import WarnOnce
 
-# The most rows one HistoryBatch record holds; bigger drains become several records.
-MAX_ROWS_PER_RECORD = 10_000
+if TYPE_CHECKING:
+    from tracklet.core.encoder import HistoryEncoder, SummaryTracker
+    from tracklet.proto import records_pb2 as pb
+
+# The most rows one HistoryBatch record holds; bigger drains become several records. Every C call
+# the worker makes on rows covers at most this many (about a millisecond on a small machine).
+MAX_ROWS_PER_RECORD = 2_000
+# The most queued items the worker takes (and later frees) at a time; between slices it lets the
+# producers run.
+DRAIN_SLICE = 2_000
 # A live run's summary record is rewritten at most this often (and on every flush and at the end).
 SUMMARY_INTERVAL = 5.0
 
@@ -93,12 +108,19 @@ class BatchSender:
         batch_size: int = 2_000,
         summary: SummaryTracker | None = None,
         key_ids: dict[str, int] | None = None,
+        summary_values: dict[str, Any] | None = None,
         name: str = "tracklet-sender",
     ) -> None:
+        """``key_ids`` and ``summary_values``: a resumed run's key numbers and summary."""
         self.sinks = sinks
         self.warn = WarnOnce()
-        self.summary = summary or SummaryTracker(self.warn)
-        self.encoder = HistoryEncoder(self.summary, self.warn, key_ids)
+        # Built on first use (by the worker, at its first drain): see ``_build``.
+        self._summary = summary
+        self._encoder: HistoryEncoder | None = None
+        self._key_ids = key_ids
+        self._summary_values = summary_values
+        self._build_lock = threading.Lock()
+        self._record_type: Any = None
         # A plain list: producers only ever append; the worker takes a prefix with one slice and
         # one slice deletion, each atomic under the GIL, instead of popping item by item.
         self.queue: list[Any] = []
@@ -188,6 +210,41 @@ class BatchSender:
     def alive(self) -> bool:
         return self._worker.is_alive()
 
+    @property
+    def summary(self) -> SummaryTracker:
+        """The run's summary, kept by the worker (read it after a ``force_flush``)."""
+        if self._summary is None or self._encoder is None:
+            self._build()
+        assert self._summary is not None
+        return self._summary
+
+    @property
+    def encoder(self) -> HistoryEncoder:
+        if self._encoder is None:
+            self._build()
+        assert self._encoder is not None
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, encoder: HistoryEncoder) -> None:
+        self._build()
+        self._encoder = encoder
+
+    def _build(self) -> None:
+        """Import the encoder (and with it protobuf) and create the summary and encoder. The worker
+        does this at its first drain; any thread asking for them earlier builds them itself."""
+        with self._build_lock:
+            if self._encoder is not None:
+                return
+            from tracklet.core.encoder import HistoryEncoder, SummaryTracker
+            from tracklet.proto import records_pb2
+
+            self._record_type = records_pb2.Record
+            if self._summary is None:
+                self._summary = SummaryTracker(self.warn)
+                self._summary.values.update(self._summary_values or {})
+            self._encoder = HistoryEncoder(self._summary, self.warn, self._key_ids)
+
     # ------------------------------------------------------------ worker side
 
     def _run(self) -> None:
@@ -196,26 +253,71 @@ class BatchSender:
             self._wake.wait(self._tick)
             self._wake.clear()
             self._woken = False
-            count = len(queue)
-            items = queue[:count]
-            del queue[:count]
-            self._space.set()
+            if self._encoder is None and not self._start_encoding():
+                self._discard()
+                return
             for hook in self._tick_hooks:
                 try:
-                    items.extend(hook())
+                    queue.extend(hook())  # after what is queued, so in this drain
                 except Exception as error:  # contained like every worker failure
                     self.warn(("tick-hook", type(error)), f"tracklet: a sender tick hook failed: {error!r}")
-            stop = self._process(items)
-            if stop:
+            if self._drain(len(queue)):
                 break
         self._close_sinks()
 
+    def _start_encoding(self) -> bool:
+        """Build the encoder at the first drain (so ``init()`` does not wait for its imports)."""
+        try:
+            self._build()
+            return True
+        except Exception as error:  # e.g. a broken protobuf install: report it, never block the caller
+            self.warn(
+                "worker-start",
+                f"tracklet: the background sender could not start ({error!r}); nothing of this run is recorded",
+            )
+            return False
+
+    def _drain(self, count: int) -> bool:
+        """Process the ``count`` items queued when the worker woke, a slice at a time, then write
+        the summary (when due) and flush the sinks. True once the stop item was processed."""
+        queue = self.queue
+        stop = False
+        while count > 0:
+            size = min(count, DRAIN_SLICE)
+            items = queue[:size]
+            del queue[:size]
+            count -= size
+            self._space.set()
+            stop = self._process(items) or stop
+            del items  # this slice's rows are freed now, not a whole drain's at once
+            if count:
+                time.sleep(0)  # lets a producer waiting for the GIL run before the next slice
+        self._write_summary(force=stop)
+        self._flush_sinks(False)
+        return stop
+
+    def _discard(self) -> None:
+        """The worker could not start: drop what is queued (answering flushes) until the stop."""
+        queue = self.queue
+        while True:
+            items = queue[: len(queue)]
+            del queue[: len(items)]
+            self._space.set()
+            for item in items:
+                if type(item) is _Flush:
+                    item.done.set()
+            if any(type(item) is _Stop for item in items):
+                break
+            self._wake.wait(self._tick)
+            self._wake.clear()
+            self._woken = False
+        self._close_sinks()
+
     def _process(self, items: list[Any]) -> bool:
+        """Encode and write ``items`` in order; True if the stop item was among them."""
         if set(map(type, items)) == {tuple}:  # only history rows: the common case
             for start in range(0, len(items), MAX_ROWS_PER_RECORD):
                 self._write_rows(items[start : start + MAX_ROWS_PER_RECORD])
-            self._write_summary(force=False)
-            self._flush_sinks(False)
             return False
         rows: list[tuple] = []
         stop = False
@@ -239,16 +341,14 @@ class BatchSender:
                 self._guarded(self._handle, item)
         if rows:
             self._write_rows(rows)
-        self._write_summary(force=stop)
-        self._flush_sinks(False)
         return stop
 
     def _handle(self, item: Any) -> None:
         kind = type(item)
-        if kind is pb.Record:
+        if kind is self._record_type:
             self._write(item)
         elif kind is ConsoleChunk:
-            record = pb.Record()
+            record = self._record_type()
             output = record.console
             output.stream = item.stream
             for text in item.lines:
@@ -284,6 +384,8 @@ class BatchSender:
                 self._write_rows(rows[:middle])
                 self._write_rows(rows[middle:])
             else:
+                import traceback
+
                 self.warn(
                     ("row-error", type(error)),
                     f"tracklet: the row at step {rows[0][0]!r} could not be recorded ({error!r}); the run goes on. "
@@ -329,6 +431,8 @@ class BatchSender:
             function(*args)
             return True
         except Exception as error:  # contained: the training loop must never see this
+            import traceback
+
             where = getattr(function, "__qualname__", repr(function))
             self.warn(
                 ("worker-error", where, type(error)),

@@ -9,18 +9,17 @@ about a millisecond of CPU on this thread, never on the training thread.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tracklet.core.system.host import HostSampler
 from tracklet.core.system.nvidia import NvidiaGpuSampler
 from tracklet.core.system.sampler import Sampler, SamplerInfo
-from tracklet.proto import records_pb2 as pb
 
-logger = logging.getLogger("tracklet")
+if TYPE_CHECKING:  # protobuf and logging are imported on the monitor's thread, not by init()
+    from tracklet.proto import records_pb2 as pb
 
 
 def default_samplers(run_dir: str | Path, *, per_core: bool, report: Callable[[Any, str], None]) -> list[Sampler]:
@@ -52,6 +51,8 @@ class _Window:
     def record(self, end: float) -> pb.Record | None:
         if not self.sums:
             return None
+        from tracklet.proto import records_pb2 as pb
+
         record = pb.Record()
         stats = record.stats
         stats.time = end
@@ -89,10 +90,14 @@ class SystemMonitor:
         self._stop = threading.Event()
         self._started = threading.Event()  # the samplers are started and the SystemInfo queued
         self._thread = threading.Thread(target=self._run, name="tracklet-system-monitor", daemon=True)
+        self._gate: threading.Event | None = None
         self.samples_taken = 0
         self.sample_cpu_seconds = 0.0
 
-    def start(self) -> None:
+    def start(self, gate: threading.Event | None = None) -> None:
+        """Start the thread; with ``gate``, it starts the samplers once the gate is set (``init()``
+        sets it as it returns, so importing psutil and NVML doesn't compete with it for the GIL)."""
+        self._gate = gate
         self._thread.start()
 
     def stop(self, timeout: float | None = None, startup_timeout: float | None = None) -> None:
@@ -109,6 +114,8 @@ class SystemMonitor:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        if self._gate is not None:
+            self._gate.wait()
         try:
             self._put(self._info_record(self._start_samplers()))
             self._started.set()
@@ -138,6 +145,9 @@ class SystemMonitor:
                     pass
 
     def _start_samplers(self) -> list[SamplerInfo]:
+        import logging
+
+        logger = logging.getLogger("tracklet")
         infos = []
         for sampler in self.samplers:
             try:
@@ -152,6 +162,8 @@ class SystemMonitor:
         return infos
 
     def _info_record(self, infos: list[SamplerInfo]) -> pb.Record:
+        from tracklet.proto import records_pb2 as pb
+
         record = pb.Record()
         info = record.system_info
         info.SetInParent()

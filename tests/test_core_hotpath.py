@@ -1,0 +1,158 @@
+"""The recording hot path's costs, tested by structure rather than by the clock.
+
+``init()`` leaves protobuf, the encoder, psutil and NVML to background threads, so the calling
+thread pays for a run directory, a file and a few threads. The sender's worker takes the queue a
+slice at a time and writes bounded records, so none of its single C calls (which hold the GIL, and
+so stall ``log()`` on the training thread) covers more than a slice of rows.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tracklet.core.recordlog import read_log
+from tracklet.core.sender import DRAIN_SLICE, MAX_ROWS_PER_RECORD, BatchSender
+from tracklet.core.warn import TrackletWarning
+from tracklet.proto import records_pb2 as pb
+
+from conftest import read, run_script
+
+
+class _RecordingSink:
+    """Keeps every record, and how many items were still queued when each was written."""
+
+    def __init__(self) -> None:
+        self.queue: list = []
+        self.payloads: list[bytes] = []
+        self.queued_at_write: list[int] = []
+
+    def write(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+        self.queued_at_write.append(len(self.queue))
+
+    def flush(self, fsync: bool = False) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _histories(payloads: list[bytes]) -> list[tuple[pb.HistoryBatch, int]]:
+    found = []
+    for index, payload in enumerate(payloads):
+        record = pb.Record.FromString(payload)
+        if record.WhichOneof("kind") == "history":
+            found.append((record.history, index))
+    return found
+
+
+def test_a_big_backlog_is_taken_in_slices_and_written_as_bounded_records():
+    rows = 25_000
+    sink = _RecordingSink()
+    # Nothing wakes the worker before shutdown(): it finds all 25,000 rows queued at once.
+    sender = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
+    sink.queue = sender.queue
+    keys = ("loss", "acc")
+    for step in range(rows):
+        sender.put((step, float(step), keys, (step * 0.5, 1.0)))
+    assert sender.shutdown(timeout=60)
+
+    histories = _histories(sink.payloads)
+    steps = [step for history, _ in histories for step in history.steps]
+    assert steps == list(range(rows))  # every row, in order
+    assert max(len(history.steps) for history, _ in histories) <= min(MAX_ROWS_PER_RECORD, DRAIN_SLICE)
+    assert len(histories) >= rows // MAX_ROWS_PER_RECORD
+    # The first record was written while the rest still waited in the queue: the worker took one
+    # slice (and frees it before the next), not the whole backlog.
+    queued = [sink.queued_at_write[index] for _, index in histories]
+    assert queued[0] >= rows - DRAIN_SLICE
+    assert queued == sorted(queued, reverse=True) and queued[-1] == 0
+
+
+@pytest.mark.filterwarnings("ignore:.*is waiting for the background sender")
+def test_a_worker_that_cannot_load_the_encoder_warns_and_never_blocks_the_caller(monkeypatch):
+    def broken(self):
+        raise ImportError("no protobuf here")
+
+    monkeypatch.setattr(BatchSender, "_build", broken)
+    sink = _RecordingSink()
+    sender = BatchSender([sink], flush_interval=0.05, batch_size=5, max_queue=10)
+    with pytest.warns(TrackletWarning, match="could not start.*no protobuf here"):
+        for step in range(100):  # ten times max_queue: a producer must never wait on a dead end
+            sender.put((step, 0.0, ("x",), (1.0,)))
+        assert sender.force_flush(timeout=30)
+    assert sender.shutdown(timeout=30)
+    assert sink.payloads == []
+
+
+def test_the_run_api_imports_neither_protobuf_nor_the_encoder():
+    done = run_script(
+        """
+        import sys
+        import tracklet, tracklet.core.start, tracklet.core.run, tracklet.core.sender
+        import tracklet.core.environment, tracklet.core.system
+        heavy = ("google.protobuf", "tracklet.proto", "tracklet.core.encoder", "tracklet.core.values", "psutil",
+                 "pynvml", "secrets", "socket")
+        print(sorted(name for name in sys.modules if name.startswith(heavy)))
+        """,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_init_leaves_protobuf_psutil_and_nvml_to_background_threads(tmp_path):
+    """Default settings (console, environment capture, system metrics) and a config: the calling
+    thread imports none of them during ``init()``; the run is recorded all the same."""
+    done = run_script(
+        f"""
+        import json, sys, threading
+        importers = {{}}
+
+        class Watch:
+            def find_spec(self, name, path=None, target=None):
+                if name in ("google.protobuf", "tracklet.core.encoder", "psutil", "pynvml"):
+                    importers.setdefault(name, threading.current_thread().name)
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        import tracklet
+        run = tracklet.init(project="p", dir={str(tmp_path)!r}, config={{"lr": 0.1}})
+        during_init = dict(importers)
+        run.log({{"loss": 1.0}})
+        run.finish()
+        print(json.dumps([during_init, importers, run.path]))
+        """,
+        check=True,
+    )
+    during_init, importers, path = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "MainThread" not in during_init.values(), during_init
+    assert importers.get("tracklet.core.encoder", "").startswith("tracklet-sender"), importers
+
+    records = [pb.Record.FromString(payload) for _, payload in read_log(tmp_path / "projects" / "p" / "runs" /
+                                                                        path.split("/")[1] / "run.tlog").payloads]
+    kinds = [record.WhichOneof("kind") for record in records]
+    assert kinds[0] == "run_start" and records[0].run_start.run_id == path.split("/")[1]
+    assert {"config", "history", "exit"} <= set(kinds) and kinds.index("config") < kinds.index("history")
+
+
+def test_run_start_stays_the_first_record_and_a_resumed_run_keeps_its_keys_and_summary(start):
+    run = start(id="again", config={"lr": 0.1})
+    run.log({"loss": 2.0, "acc": 0.5})
+    run.finish()
+    resumed = start(id="again", resume="allow", config={"batch": 8})
+    resumed.log({"loss": 1.0})
+    assert resumed.summary["acc"] == 0.5 and resumed.summary["loss"] == 1.0
+    resumed.finish()
+    recorded = read(resumed)
+    assert recorded.config == {"lr": 0.1, "batch": 8}
+    assert recorded.history()["loss"] == [2.0, 1.0]
+    records = [pb.Record.FromString(payload) for _, payload in read_log(resumed.dir + "/run.tlog").payloads]
+    assert records[0].WhichOneof("kind") == "run_start" and not records[0].run_start.resumed
+    starts = [index for index, record in enumerate(records) if record.WhichOneof("kind") == "run_start"]
+    assert len(starts) == 2 and records[starts[1]].run_start.resumed
+    # the resumed part defines no key again: "loss" keeps the number the first part gave it
+    defined = [key.name for record in records if record.WhichOneof("kind") == "history"
+               for key in record.history.new_keys]
+    assert sorted(defined) == ["acc", "loss"]

@@ -28,7 +28,7 @@ _LAZY = {
     "Run": ("tracklet.core.run", "Run"),
     "Settings": ("tracklet.core.settings", "Settings"),
     "Histogram": ("tracklet.core.values", "Histogram"),
-    "TrackletWarning": ("tracklet.core.encoder", "TrackletWarning"),
+    "TrackletWarning": ("tracklet.core.warn", "TrackletWarning"),
 }
 
 

@@ -19,6 +19,21 @@ from tracklet.core.redact import redact_command, redact_url
 from tracklet.core.settings import check_name, default_data_root, is_valid_name
 from tracklet.proto import records_pb2 as pb
 
+# Seconds a query waits for another process's index pass (``tracklet ui`` runs one every second)
+# before answering from what that process committed; see ``Api.store``.
+READER_INDEX_WAIT = 2.0
+
+
+def _warn_failed(report: Any) -> None:
+    """One warning per run the store could not index (queries leave it out until it can be)."""
+    import warnings
+
+    from tracklet.core.encoder import TrackletWarning
+
+    for failure in report.failed:
+        warnings.warn(f"tracklet: could not index {failure}; store queries leave this run out",
+                      TrackletWarning, stacklevel=4)
+
 
 class RunNotFound(LookupError):
     pass
@@ -314,17 +329,21 @@ class Api:
     @property
     def store(self) -> Any:
         """The store for cross-run queries (``tracklet.store.Store``), indexed on first use;
-        :meth:`index` brings it up to date again."""
+        :meth:`index` brings it up to date again. A query never fails because another process
+        (``tracklet ui``, ``tracklet index``) is indexing: after waiting up to
+        ``READER_INDEX_WAIT`` seconds for it, the store answers from what that process committed."""
         if self._store is None:
             from tracklet.store import Store
 
             self._store = Store(self._store_url, root=self.root)
-            self._store.index()
+            _warn_failed(self._store.index(wait=READER_INDEX_WAIT))
         return self._store
 
-    def index(self) -> Any:
-        """Ingest what the record logs gained since the last index into the store."""
-        return self.store.index()
+    def index(self, *, wait: float = READER_INDEX_WAIT) -> Any:
+        """Ingest what the record logs gained since the last index into the store; an
+        ``IndexReport`` (``busy`` if another process was indexing for all of ``wait`` seconds,
+        ``failed``: the runs that could not be indexed, and why)."""
+        return self.store.index(wait=wait)
 
     def projects(self) -> list[str]:
         base = projects_dir(self.root)

@@ -45,13 +45,15 @@ FIELDs
   indexes). A bare key is letters, digits and ``_ / -`` (``summary.val/loss``,
   ``summary.train-acc``); any other key is quoted with ``"..."``, ``'...'`` or backticks:
   ``config."batch size"``, ``config.model."n.layers"``, or summary.`eval.acc` (backticks take
-  the text as is). On SQLite a key containing ``"`` cannot be addressed (its JSON path syntax has
-  no escape): compiling such a filter for SQLite raises ``sqlalchemy.exc.CompileError``.
+  the text as is). Any key can be addressed, as written (``config."a\\"b"``, a key with a
+  newline or non-ASCII letters), on both databases; NUL in a key or a string matches the U+FFFD
+  the store holds in its place (``tracklet/store/text.py``).
   A comparison only matches values of the literal's JSON type: numbers compare numerically with
   numbers, strings with strings, ``true``/``false`` with booleans (``=`` and ``!=`` only). So
   ``config.lr < 0.1`` never matches a config whose lr is the string ``"0.01"`` (nor errors), and
   ``config.lr = "0.1"`` never matches the number 0.1. Numbers compare as double precision
-  (``1`` equals ``1.0``). ``exists`` means "present and not null".
+  (``1`` equals ``1.0``); an integer beyond 64 bits is read as a double, and a number beyond a
+  double's range is a syntax error. ``exists`` means "present and not null".
 - ``tags``: only ``tags contains "x"`` (exact tag) and ``tags exists`` (at least one tag).
 
 VALUEs: numbers (``3``, ``-2``, ``0.5``, ``.5``, ``1e-4``, ``+7``), strings in double or single
@@ -101,6 +103,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+
+from tracklet.store.text import store_text
 
 __all__ = [
     "FIELDS",
@@ -326,6 +330,7 @@ _DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WORD_TAIL = re.compile(r"[A-Za-z0-9_.:+\-]*")
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _MAX_DEPTH = 64
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _VALUE_HINT = 'expected a value: a number, a "string", true, false or null'
 
 
@@ -467,9 +472,14 @@ def _read_number(text: str, i: int) -> _Tok:
         raise FilterSyntaxError(f"invalid number {word!r}", text, i,
                                 f'quote text: "{word}"; relative times are written -7d, -3h, -15m, -30s, -2w')
     s = m.group()
-    value: int | float = int(s) if _INT.fullmatch(s) else float(s)
+    # An integer beyond 64 bits is read as a float (it compares as one); past a double's range, or
+    # too long to be a number at all, it is an error.
+    value: int | float = int(s) if _INT.fullmatch(s) and len(s) <= 20 else float(s)
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        value = float(value)
     if isinstance(value, float) and not math.isfinite(value):
-        raise FilterSyntaxError(f"number out of range {s!r}", text, i)
+        raise FilterSyntaxError(f"number out of range {s if len(s) <= 40 else s[:40] + '…'!r}", text, i,
+                                "numbers are double precision: at most about 1.8e308")
     return _Tok("num", value, i, s)
 
 
@@ -732,9 +742,9 @@ class _Json(ColumnElement):
 
     def __init__(self, column, keys: tuple[str, ...], kind: str, arg: str | None = None):
         self.column = column
-        self.keys = tuple(keys)
+        self.keys = tuple(store_text(key) for key in keys)  # as the store holds them (text.py)
         self.kind = kind
-        self.arg = arg
+        self.arg = None if arg is None else store_text(arg)
         self.type = {"number": sa.Float, "string": sa.String}.get(kind, sa.Boolean)()
 
     @property
@@ -768,9 +778,8 @@ def _json_sqlite(el: _Json, compiler, **kw) -> str:
                 f"WHERE _tag.type = 'text' AND _tag.value = {tag})")
     if el.kind == "nonempty":
         return compiler.process(sa.func.coalesce(sa.func.json_array_length(col), 0) > 0, **kw)
-    bad = next((k for k in el.keys if '"' in k), None)
-    if bad is not None:
-        raise sa.exc.CompileError(f"SQLite JSON paths cannot address a key containing '\"': {bad!r}")
+    if not all(_PATH_SAFE.fullmatch(key) for key in el.keys):
+        return _json_sqlite_each(el, compiler, **kw)
     # Same path text as SQLAlchemy's own SQLite JSONPathType renders for col[keys].
     path = sa.literal("$" + "".join(f'."{k}"' for k in el.keys), sa.String())
     jtype = sa.func.json_type(col, path)
@@ -779,6 +788,34 @@ def _json_sqlite(el: _Json, compiler, **kw) -> str:
     else:
         expr = sa.case((jtype.in_(_SQLITE_TYPES[el.kind]), _as(col[el.keys], el.kind)))
     return compiler.process(expr, **kw)
+
+
+# Keys a SQLite JSON path can address: SQLite compares a path's key with the key's JSON text as
+# stored, escapes included, and the store's JSON text escapes '"', '\\', control characters and
+# everything past ASCII ('\u00e9'); its path syntax has no escapes at all.
+_PATH_SAFE = re.compile(r'[ !#-\[\]-~]*')
+_SQLITE_EACH = {
+    "number": "CASE WHEN {t}.type IN ('integer', 'real') THEN CAST({t}.value AS REAL) END",
+    "string": "CASE WHEN {t}.type = 'text' THEN {t}.value END",
+    "boolean": "CASE WHEN {t}.type IN ('true', 'false') THEN {t}.value END",
+    "present": "{t}.type",
+}
+
+
+def _json_sqlite_each(el: _Json, compiler, **kw) -> str:
+    """The value at any keys on SQLite: ``json_each`` decodes each object's keys, so they are
+    compared as written, one nesting level per join (one bound parameter per key)."""
+    source = compiler.process(el.column, **kw)
+    froms, conditions = [], []
+    for depth, key in enumerate(el.keys):
+        alias = f"_key{depth}"
+        froms.append(f"json_each({source}) AS {alias}")
+        conditions.append(f"{alias}.key = {compiler.process(sa.literal(key, sa.String()), **kw)}")
+        # Only an object has keys: anything else is walked as an empty one (never parsed as JSON).
+        source = f"CASE WHEN {alias}.type = 'object' THEN {alias}.value ELSE '{{}}' END"
+    found = _SQLITE_EACH[el.kind].format(t=f"_key{len(el.keys) - 1}")
+    lookup = f"(SELECT {found} FROM {', '.join(froms)} WHERE {' AND '.join(conditions)})"
+    return f"(COALESCE({lookup}, 'null') != 'null')" if el.kind == "present" else lookup
 
 
 def _json_pg(el: _Json, compiler, **kw) -> str:
@@ -849,6 +886,10 @@ class _Compiler:
             return self.now - v.seconds if isinstance(v, Ago) else float(v)
         if isinstance(v, Ago):
             raise TypeError(f"relative time {v} on {field}")
+        if isinstance(v, str):
+            return store_text(v)  # text as the store holds it (text.py)
+        if isinstance(v, int) and not isinstance(v, bool) and not _INT64_MIN <= v <= _INT64_MAX:
+            return float(v)  # an AST built by hand: beyond the databases' integers
         return v
 
     def _json_value(self, field: Field, v: Value):

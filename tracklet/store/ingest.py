@@ -10,8 +10,10 @@ half of it. Only one process indexes a data root at a time (an exclusive lock fi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import logging
 import math
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ from tracklet.store import blocks as B
 from tracklet.store.logsource import LocalLogs, LogSource
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
 from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
+from tracklet.store.text import store_json, store_text
 
 try:
     import fcntl
@@ -38,6 +41,9 @@ except ImportError:  # pragma: no cover - Windows
 
 TIMESTAMP_KEY = "_timestamp"
 LOCK_FILE = "store.lock"
+LOCK_POLL = 0.05  # seconds between tries while waiting for another process's indexing lock
+
+log = logging.getLogger("tracklet.store")
 
 
 class IndexerBusy(RuntimeError):
@@ -62,6 +68,11 @@ def json_safe(value: Any) -> Any:
 
 @dataclasses.dataclass
 class IndexReport:
+    """What one ``index()`` pass did. ``failed``: ``"project/run_id: reason"`` for each run that
+    could not be indexed (its transaction rolled back; the other runs were indexed, and the run is
+    tried again next pass). ``busy``: another process held the data root's indexing lock
+    throughout, so this pass indexed nothing (``Store.index``; that process is indexing)."""
+
     runs_seen: int = 0
     runs_updated: int = 0
     points: int = 0
@@ -70,6 +81,18 @@ class IndexReport:
     damaged: list[str] = dataclasses.field(default_factory=list)
     # "project/run_id: error" for each run that could not be indexed (the others were)
     failed: list[str] = dataclasses.field(default_factory=list)
+    busy: bool = False
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line saying why indexing a run failed: the database's own message for a database
+    error (SQLAlchemy's adds the whole statement and its parameters), else the exception."""
+    cause = getattr(error, "orig", None) if isinstance(error, sa.exc.DBAPIError) else None
+    shown = cause if cause is not None else error
+    text = " ".join(str(shown).split())
+    if len(text) > 300:
+        text = text[:300] + "…"
+    return f"{type(shown).__name__}: {text}" if text else type(shown).__name__
 
 
 class _Points:
@@ -157,7 +180,7 @@ class _RunFold:
         for definition in batch.new_keys:
             while len(self.keys) <= definition.id:
                 self.keys.append("")
-            self.keys[definition.id] = definition.name
+            self.keys[definition.id] = store_text(definition.name)  # as its series' key is stored
             self.keys_changed = True
         if not batch.steps:
             return
@@ -232,36 +255,53 @@ class Indexer:
         self.engine = engine
         self.root = Path(root)
         self.source: LogSource = source if source is not None else LocalLogs(self.root, liveness)
-        self._project_ids: dict[str, int] = {}
+        self._project_ids: dict[str, int] = {}  # committed projects' ids, by name
+        self._uncommitted: dict[str, int] = {}  # ids the current run's transaction created
         self.damaged: list[str] = []  # what index_run found damaged since the last index() began
 
-    def _locked(self) -> Any:
+    def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
+        """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
+        seconds for another process to release it (``on_wait`` is called once if it must wait);
+        ``IndexerBusy`` if it is still held then."""
         if fcntl is None:
             return None
         self.root.mkdir(parents=True, exist_ok=True)
         handle = open(self.root / LOCK_FILE, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise IndexerBusy(f"another process is indexing {self.root}") from None
-        return handle
+        deadline = time.monotonic() + wait
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return handle
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise IndexerBusy(f"another process is indexing {self.root}") from None
+            if not waited and on_wait is not None:
+                on_wait()
+            waited = True
+            time.sleep(min(LOCK_POLL, max(0.0, deadline - time.monotonic())))
 
     def run_dirs(self) -> Iterator[RunPaths]:
         """Every run the source has a log of."""
         return self.source.runs()
 
-    def index(self) -> IndexReport:
+    def index(self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None) -> IndexReport:
+        """Ingest every run with new bytes, under the data root's lock (waiting up to ``wait``
+        seconds for another process to release it, else ``IndexerBusy``). A run that fails is
+        reported in ``IndexReport.failed`` and doesn't stop the others."""
         report = IndexReport()
-        lock = self._locked()
+        lock = self._locked(wait, on_wait)
         self.damaged = report.damaged
         try:
             for paths in self.run_dirs():
                 report.runs_seen += 1
                 try:
                     points, read = self.index_run(paths)
-                except Exception as error:  # one run that can't be indexed must not stop the others
-                    report.failed.append(f"{paths.project}/{paths.run_id}: {type(error).__name__}: {error}")
+                except Exception as error:  # this run's transaction rolled back; index the others
+                    reason = failure_reason(error)
+                    log.warning("indexing %s/%s failed: %s", paths.project, paths.run_id, reason)
+                    report.failed.append(f"{paths.project}/{paths.run_id}: {reason}")
                     continue
                 if read or points:
                     report.runs_updated += 1
@@ -271,6 +311,19 @@ class Indexer:
             if lock is not None:
                 lock.close()
         return report
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """One run's transaction. Ids it creates (a new project's) are cached only once it
+        commits: an id from a rolled-back insert names nothing, and caching it would fail every
+        later run of that project (a foreign key violation) until the process restarts."""
+        self._uncommitted = {}
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+            self._project_ids.update(self._uncommitted)
+        finally:
+            self._uncommitted = {}
 
     def _project_id(self, connection: sa.Connection, name: str) -> int:
         project_id = self._project_ids.get(name)
@@ -282,7 +335,7 @@ class Indexer:
                         project_id = connection.execute(projects.insert().values(name=name)).inserted_primary_key[0]
                 except sa.exc.IntegrityError:
                     project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar_one()
-            self._project_ids[name] = project_id
+            self._uncommitted[name] = project_id  # cached when the transaction commits
         return project_id
 
     @staticmethod
@@ -294,8 +347,8 @@ class Indexer:
                                {"key": int.from_bytes(digest, "big", signed=True)})
 
     def index_run(self, paths: RunPaths) -> tuple[int, int]:
-        """Ingest one run's new records; returns (points added, bytes read)."""
-        with self.engine.begin() as connection:
+        """Ingest one run's new records, in one transaction; returns (points added, bytes read)."""
+        with self._transaction() as connection:
             self._lock_run(connection, paths)
             project_id = self._project_id(connection, paths.project)
             row = connection.execute(
@@ -394,6 +447,7 @@ class Indexer:
             values["keys"] = fold.keys
         if fold.data.metadata_changed or row is None:
             values["metadata"] = fold.data.metadata
+        values = store_json(values)  # NUL in any text (name, tags, JSON keys and strings): text.py
         if row is None:
             defaults = dict(name=paths.run_id, tags=[], group_name="", job_type="", notes="", host="",
                             state="running", deleted=False)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from tracklet.store import blocks as B
 from tracklet.store.ingest import TIMESTAMP_KEY
 from tracklet.store.schema import blocks, projects, runs, series
+from tracklet.store.text import store_text
 from tracklet.store.windows import WindowReader, WindowRequest
 
 
@@ -101,7 +102,7 @@ class StoreQueries:
 
     def _run_pks(self, connection: sa.Connection, paths: Sequence[str]) -> dict[str, tuple[int, float | None]]:
         """Store keys of runs given as ``project/run_id``, in the order given; one query."""
-        wanted = [tuple(p.split("/", 1)) for p in paths]
+        wanted = [tuple(store_text(p).split("/", 1)) for p in paths]
         if any(len(pair) != 2 for pair in wanted):
             raise ValueError(f"runs are given as project/run_id; got {paths!r}")
         rows = connection.execute(
@@ -142,9 +143,9 @@ class StoreQueries:
             raise ValueError(f"buckets must be a positive number or None; got {buckets!r}")
         if not isinstance(x, str) or not x:
             raise ValueError(f"x must be step, time, relative_time or a metric name; got {x!r}")
-        axis_key = None if x == "step" else TIMESTAMP_KEY if x in ("time", "relative_time") else x
+        axis_key = None if x == "step" else TIMESTAMP_KEY if x in ("time", "relative_time") else store_text(x)
         paths = [runs_] if isinstance(runs_, str) else list(runs_)
-        names = [keys] if isinstance(keys, str) else list(keys)
+        names = [store_text(key) for key in ([keys] if isinstance(keys, str) else keys)]  # as stored: text.py
         results: list[SeriesHistory] = []
         with self.engine.connect() as connection:
             pks = self._run_pks(connection, paths)
@@ -209,7 +210,7 @@ class StoreQueries:
         with self.engine.connect() as connection:
             (pk, _), = self._run_pks(connection, [run]).values()
             reader = HistoryReader(connection)
-            (row,) = reader.series_rows([pk], [key]) or [None]
+            (row,) = reader.series_rows([pk], [store_text(key)]) or [None]
             if row is None or row.count == 0:
                 return
             low = row.first_step if start is None else start

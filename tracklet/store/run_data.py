@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
 from tracklet.store.schema import alerts, console_lines, series
+from tracklet.store.text import store_text
 
 SYSTEM_KIND = "system"  # series of window means
 SYSTEM_MAX_KIND = "system_max"  # series of window maxima
@@ -46,8 +47,7 @@ def stream_name(stream: int) -> str:
 def stored_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
     """A console line (or an alert's text) as the store keeps it: at most ``limit`` characters
     plus a note of the cut, without NUL characters."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
+    text = store_text(text)
     if len(text) > limit:
         text = f"{text[:limit]} [… {len(text) - limit} more characters in the record log]"
     return text
@@ -138,9 +138,10 @@ class RunDataFold:
         window = len(self.window_times)
         self.window_times.append(stats.time)
         for entry in stats.values:
-            found = self.system.get(entry.name)
+            name = store_text(entry.name)
+            found = self.system.get(name)
             if found is None:
-                found = self.system[entry.name] = ([], [], [])
+                found = self.system[name] = ([], [], [])
             found[0].append(window)
             found[1].append(entry.value)
             found[2].append(entry.max)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 
 from tracklet.store.engine import create_engine, migrate, store_url
-from tracklet.store.ingest import IndexReport, Indexer
+from tracklet.store.ingest import IndexerBusy, IndexReport, Indexer
 from tracklet.store.run_data_queries import RunDataQueries
 from tracklet.store.schema import projects, runs
 
@@ -36,9 +36,17 @@ class Store(RunDataQueries):
         self.engine = create_engine(self.url)
         migrate(self.engine)
 
-    def index(self) -> IndexReport:
-        """Ingest every record log under the data root that grew since the last time."""
-        return Indexer(self.engine, self.root).index()
+    def index(self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None) -> IndexReport:
+        """Ingest every record log under the data root that grew since the last time.
+
+        Only one process indexes a data root at a time: if another holds the lock, wait up to
+        ``wait`` seconds for it (``on_wait()`` is called once when waiting starts), then give up
+        with ``report.busy`` set; the other process is bringing the store up to date, and queries
+        answer from what it has committed. Runs that fail to index are in ``report.failed``."""
+        try:
+            return Indexer(self.engine, self.root).index(wait=wait, on_wait=on_wait)
+        except IndexerBusy:
+            return IndexReport(busy=True)
 
     def runs(
         self,

@@ -1,0 +1,33 @@
+"""Text as the store keeps it: NUL (U+0000) becomes U+FFFD everywhere.
+
+PostgreSQL's ``text`` refuses NUL and its ``jsonb`` refuses the escape ``\\u0000``, so one NUL in a
+run name, a tag, a config key or value, a metric key or a console line would fail the run's whole
+transaction there. Every text that reaches the store (plain columns, JSON keys and string values,
+series keys, console lines) and every key or string a query binds goes through these functions,
+on SQLite too, so both backends hold, and find, the same thing. The record log keeps the original
+characters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def store_text(text: str) -> str:
+    """``text`` with every NUL replaced by U+FFFD."""
+    return text.replace(NUL, REPLACEMENT) if NUL in text else text
+
+
+def store_json(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, scalars) with ``store_text`` applied to every string and
+    every dict key; containers are copied."""
+    if isinstance(value, str):
+        return store_text(value)
+    if isinstance(value, dict):
+        return {store_text(k) if isinstance(k, str) else k: store_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [store_json(v) for v in value]
+    return value

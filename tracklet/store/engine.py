@@ -23,11 +23,12 @@ def store_url(root: str | Path) -> str:
 
 def _sqlite_pragmas(connection: object, record: object) -> None:
     cursor = connection.cursor()  # type: ignore[attr-defined]
+    # First, so that the pragmas below wait for (rather than fail on) another process's write.
+    cursor.execute("PRAGMA busy_timeout=10000")
     # WAL: readers never block the one writer and never see a half-written transaction.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 

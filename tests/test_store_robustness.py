@@ -1,0 +1,433 @@
+"""The store under bad input and contention, on SQLite and a real PostgreSQL: NUL in any text a
+run records, a run whose transaction fails (others index, ids of rolled-back inserts are never
+reused, after restarts too, and through a ``--dev`` server), readers while another process holds
+the indexing lock, and filters fuzzed (only ``FilterSyntaxError``, any key found as written)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tracklet
+from tracklet.core import api as api_module
+from tracklet.store import Store
+from tracklet.store.filters import Field, FilterSyntaxError, compile_filter, compile_sort, parse_filter, parse_sort
+from tracklet.store.schema import runs as runs_table
+from tracklet.store.store import RUN_FIELDS
+from tracklet.store.text import store_text
+
+from conftest import QUIET, REPO
+
+R = "\ufffd"  # what the store holds in place of NUL
+
+
+def _record(root: Path, project: str, run_id: str, steps: int = 20, **init) -> tracklet.Run:
+    settings_ = {**QUIET, **init.pop("settings", {})}
+    run = tracklet.init(project=project, id=run_id, dir=str(root), settings=settings_, **init)
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1)})
+    run.finish()
+    return run
+
+
+def _ids(store: Store, project: str, filter: str | None = None) -> list[str]:
+    return sorted(row["run_id"] for row in store.runs(project, filter=filter))
+
+
+def _cli(root: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tracklet", *args], env=full_env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# NUL in every text a run records
+
+
+def _record_nul_run(root: Path, project: str = "p", run_id: str = "nul") -> tracklet.Run:
+    run = tracklet.init(
+        project=project, id=run_id, dir=str(root), settings={**QUIET, "console": "wrap"},
+        name="na\x00me", tags=["t\x00ag", "plain"], group="gr\x00oup", job_type="jo\x00b", notes="no\x00tes",
+        config={"k\x00ey": "va\x00lue", "nested": {"in\x00ner": 2}, "list": ["a\x00", 1]},
+    )
+    print("li\x00ne")
+    run.log({"me\x00tric": 1.0, "text": "lo\x00gged"})
+    run.log({"me\x00tric": 2.0})
+    run.summary["su\x00m"] = "ma\x00ry"
+    run.finish()
+    return run
+
+
+def test_nul_in_any_text_is_stored_as_u_fffd_and_found_on_both_backends(root, store_url):
+    _record_nul_run(root)
+    _record(root, "p", "good")
+    store = Store(store_url, root=root)
+    report = store.index()
+    assert report.failed == [] and report.runs_updated == 2
+    rows = {row["run_id"]: row for row in store.runs("p", fields=RUN_FIELDS)}
+    row = rows["nul"]
+    assert (row["name"], row["group_name"], row["job_type"], row["notes"]) == (
+        f"na{R}me", f"gr{R}oup", f"jo{R}b", f"no{R}tes")
+    assert row["tags"] == [f"t{R}ag", "plain"]
+    assert row["config"] == {f"k{R}ey": f"va{R}lue", "nested": {f"in{R}ner": 2}, "list": [f"a{R}", 1]}
+    assert row["summary"][f"su{R}m"] == f"ma{R}ry"
+    assert f"me{R}tric" in row["keys"]
+    # A filter finds it by the text as written (with \u0000) or as stored (with \ufffd).
+    for text in ('config."k\\u0000ey" = "va\\u0000lue"', 'config."k\\ufffdey" = "va\\ufffdlue"',
+                 'config.nested."in\\u0000ner" = 2', 'name = "na\\u0000me"', 'name ~ "A\\u0000M"',
+                 'tags contains "t\\u0000ag"', 'group in ["gr\\u0000oup"]', 'summary."su\\u0000m" ~ "a\\u0000r"',
+                 'summary."me\\u0000tric" = 2'):
+        assert _ids(store, "p", text) == ["nul"], text
+    assert [r["run_id"] for r in store.runs("p", order_by='-config.nested."in\\u0000ner"')][0] == "nul"
+    (history,) = store.history("p/nul", "me\x00tric", buckets=None)
+    assert history.values.tolist() == [1.0, 2.0]
+    page = store.console("p/nul", search="li\x00ne")
+    assert [line.text for line in page.lines] == [f"li{R}ne"]
+
+
+# ------------------------------------------------------------------------------------------------
+# A run whose transaction fails
+
+
+def _reject_run(engine: sa.Engine, run_id: str) -> None:
+    """A real database trigger that makes inserting this run's row fail, as bad data would."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text(
+                "CREATE FUNCTION reject_run() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'rejected by the test trigger'; END $$ LANGUAGE plpgsql"))
+            connection.execute(sa.text(
+                f"CREATE TRIGGER reject_run BEFORE INSERT ON runs FOR EACH ROW "
+                f"WHEN (NEW.run_id = '{run_id}') EXECUTE FUNCTION reject_run()"))
+        else:
+            connection.execute(sa.text(
+                f"CREATE TRIGGER reject_run BEFORE INSERT ON runs WHEN NEW.run_id = '{run_id}' "
+                "BEGIN SELECT RAISE(ABORT, 'rejected by the test trigger'); END"))
+
+
+def _accept_runs(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("DROP TRIGGER reject_run ON runs"))
+        else:
+            connection.execute(sa.text("DROP TRIGGER reject_run"))
+
+
+def test_a_run_that_fails_to_index_blocks_no_other_run(root, store_url):
+    """The failing run is the first of a new project: its rolled-back transaction created the
+    project, whose id must not be reused by the project's other runs (in this process or after a
+    restart)."""
+    store = Store(store_url, root=root)
+    _reject_run(store.engine, "a-bad")
+    for run_id in ("a-bad", "b-good", "c-good"):
+        _record(root, "fresh", run_id)
+    report = store.index()
+    assert [path for path, _ in report.failed] == ["fresh/a-bad"]
+    assert "rejected by the test trigger" in report.failed[0][1] and "\n" not in report.failed[0][1]
+    assert _ids(store, "fresh") == ["b-good", "c-good"]
+    _record(root, "fresh", "d-good")
+    assert [path for path, _ in store.index().failed] == ["fresh/a-bad"]
+    assert _ids(store, "fresh") == ["b-good", "c-good", "d-good"]
+
+    restarted = Store(store_url, root=root)
+    _record(root, "fresh", "e-good")
+    assert [path for path, _ in restarted.index().failed] == ["fresh/a-bad"]
+    assert _ids(restarted, "fresh") == ["b-good", "c-good", "d-good", "e-good"]
+
+    cli = _cli(root, "index", env={"TRACKLET_STORE": store_url})
+    assert cli.returncode == 1, cli.stderr
+    assert "could not index fresh/a-bad: " in cli.stderr and "rejected by the test trigger" in cli.stderr
+    assert "Traceback" not in cli.stderr
+
+    _accept_runs(restarted.engine)
+    assert restarted.index().failed == []
+    assert _ids(restarted, "fresh") == ["a-bad", "b-good", "c-good", "d-good", "e-good"]
+    cli = _cli(root, "index", env={"TRACKLET_STORE": store_url})
+    assert cli.returncode == 0 and "Indexed 0 of 5 runs" in cli.stdout, cli.stdout + cli.stderr
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server_store(request):
+    return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def _server_engine(server) -> sa.Engine:
+    from tracklet.store.engine import create_engine, store_url
+
+    return create_engine(server.store or store_url(server.root))
+
+
+def _listed(server, project: str, **params) -> list[str]:
+    answer = httpx.get(f"{server.url}/api/v1/projects/{project}/runs", params=params, timeout=30)
+    if answer.status_code == 404:
+        return []
+    assert answer.status_code == 200, answer.text
+    return sorted(run["run_id"] for run in answer.json()["runs"])
+
+
+def test_dev_server_indexes_good_runs_after_a_bad_one_and_after_restarts(root, servers, server_store, tmp_path):
+    server = servers(tmp_path / "server", store=server_store)
+    engine = _server_engine(server)
+    _reject_run(engine, "a-bad")
+    _record(root, "fresh", "a-bad")
+    _record_nul_run(root, "fresh", "b-nul")
+    _record(root, "fresh", "c-good")
+    first = _cli(root, "sync", "--url", server.url, "-q", "fresh/a-bad")  # the project's first run fails
+    assert first.returncode == 0, first.stderr  # the copy is acknowledged (durable); indexing is retried
+    synced = _cli(root, "sync", "--url", server.url, "-q", "--all")
+    assert synced.returncode == 0, synced.stderr
+    assert _listed(server, "fresh") == ["b-nul", "c-good"]
+    assert _listed(server, "fresh", filter='name = "na\\u0000me"') == ["b-nul"]
+
+    server.stop()
+    server = servers(tmp_path / "server", store=server_store)  # restarted: indexes at start
+    _record(root, "fresh", "d-good")
+    assert _cli(root, "sync", "--url", server.url, "-q", "fresh/d-good").returncode == 0
+    assert _listed(server, "fresh") == ["b-nul", "c-good", "d-good"]
+
+    _accept_runs(engine)
+    server.stop()
+    server = servers(tmp_path / "server", store=server_store)
+    assert _listed(server, "fresh") == ["a-bad", "b-nul", "c-good", "d-good"]
+    engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------------
+# Readers while another process indexes
+
+HOLD_LOCK = """
+import fcntl, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+INDEX_LOOP = """
+import sys, time
+from tracklet.store import Store
+store = Store(root=sys.argv[1])
+print("indexing", flush=True)
+while True:
+    store.index()
+    time.sleep(0.005)
+"""
+
+
+def _spawn(code: str, *args: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", code, *args], env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.PIPE, text=True)
+    process.stdout.readline()  # it holds the lock / has started
+    return process
+
+
+def test_readers_never_fail_while_another_process_holds_the_index_lock(root, monkeypatch):
+    _record(root, "p", "r1", config={"lr": 0.1})
+    assert not tracklet.Api(root).index().busy
+    _record(root, "p", "r2", config={"lr": 0.2})  # not indexed while the lock is held
+    monkeypatch.setattr(api_module, "READER_INDEX_WAIT", 0.02)
+    holder = _spawn(HOLD_LOCK, str(root / "store.lock"))
+    try:
+        for _ in range(20):
+            api = tracklet.Api(root)
+            assert [run.id for run in api.runs("p", filter="config.lr < 1")] == ["r1"]  # what is committed
+            assert [h.run for h in api.history(["p/r1"], ["loss"])] == ["p/r1"]
+            assert api.index(wait=0.0).busy
+        listed = _cli(root, "runs", "p", "--filter", "config.lr < 1", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [run["id"] for run in json.loads(listed.stdout)] == ["r1"]
+        indexed = _cli(root, "index", "--wait", "0.2")
+        assert indexed.returncode == 0, indexed.stderr
+        assert "Skipped: another process is still indexing" in indexed.stdout
+        assert "waiting up to 0.2s" in indexed.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(run.id for run in tracklet.Api(root).runs("p", filter="config.lr < 1")) == ["r1", "r2"]
+
+
+def test_queries_never_fail_while_another_process_indexes_a_live_run(root):
+    run = tracklet.init(project="p", id="live", dir=str(root), config={"lr": 0.1}, settings=QUIET)
+    run.log({"loss": 1.0})
+    run.flush()
+    indexer = _spawn(INDEX_LOOP, str(root))
+    failures: list[BaseException] = []
+    try:
+        for step in range(40):
+            run.log({"loss": 1.0 / (step + 2)})
+            run.flush()
+            try:
+                api = tracklet.Api(root)
+                assert [r.id for r in api.runs("p", filter="config.lr exists")] == ["live"]
+                api.history(["p/live"], ["loss"])
+            except Exception as error:  # collected: the assertion below shows every one
+                failures.append(error)
+    finally:
+        indexer.kill()
+        indexer.wait()
+        run.finish()
+    assert failures == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Filters fuzzed
+
+TOKENS = [
+    "config.a", "summary.b", 'config."a\\"b"', "config.`x y`", 'config."\\u0000"', "config.a.b", "state", "name",
+    "exit_code", "last_step", "created", "updated", "tags", "group", "=", "==", "!=", "<", "<=", ">", ">=", "~",
+    "and", "or", "not", "in", "exists", "contains", "(", ")", "[", "]", ",", "1", "-2", ".5", "1e400", "1e308",
+    "99999999999999999999999", "-99999999999999999999999", "9223372036854775807", "-9223372036854775809",
+    "-7d", "2026-01-01", '"2026-01-01T12:00"', '"x"', '"a\\u0000b"', "'q'", "null", "true", "false", "finished",
+    "+", "-", "-summary.b", "+config.a",
+]
+
+
+def _queries(engine: sa.Engine):
+    def run(where=None, order_by=None):
+        stmt = sa.select(runs_table.c.run_id)
+        if where is not None:
+            stmt = stmt.where(where)
+        if order_by is not None:
+            stmt = stmt.order_by(*order_by)
+        with engine.connect() as connection:
+            return connection.execute(stmt).scalars().all()
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory):
+    """A SQLite store with a few runs whose config and summary have awkward keys."""
+    root = tmp_path_factory.mktemp("fuzz")
+    for index, config in enumerate([{"a": 1, 'a"b': 2, "x y": "s"}, {"a": {"b": 3}, "\x00": "z"}, {}]):
+        _record(root, "p", f"r{index}", config=config)
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    store.index()
+    yield store
+    store.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=st.one_of(st.text(max_size=60), st.lists(st.sampled_from(TOKENS), max_size=12).map(" ".join)))
+def test_any_text_parses_or_raises_filter_syntax_error_and_runs(fuzz_store, text):
+    query = _queries(fuzz_store.engine)
+    try:
+        expr = parse_filter(text)
+    except FilterSyntaxError:
+        pass
+    else:
+        query(where=compile_filter(expr, runs_table))
+        assert parse_filter(str(expr)) == expr  # str() gives filter text that parses back
+    try:
+        keys = parse_sort(text)
+    except FilterSyntaxError:
+        pass
+    else:
+        query(order_by=compile_sort(keys, runs_table))
+
+
+def test_fuzzed_filters_run_on_postgresql(pg_url, tmp_path):
+    root = tmp_path / "data"
+    _record(root, "p", "r0", config={"a": 1, 'a"b': 2, "\x00": "z"})
+    store = Store(pg_url, root=root)
+    store.index()
+    query = _queries(store.engine)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(text=st.lists(st.sampled_from(TOKENS), max_size=10).map(" ".join))
+    def check(text):
+        try:
+            query(where=compile_filter(parse_filter(text), runs_table))
+        except FilterSyntaxError:
+            pass
+        try:
+            query(order_by=compile_sort(parse_sort(text), runs_table))
+        except FilterSyntaxError:
+            pass
+
+    check()
+    store.close()
+
+
+_counter = itertools.count()
+KEY = st.text(min_size=1, max_size=6).filter(lambda key: not key.startswith("_"))
+
+
+def test_any_config_key_is_found_as_written(store_url, tmp_path):
+    """For any keys, a run logged with them is found by the filter that Field's quoting writes
+    (one level and nested), and sorts by them."""
+    root = tmp_path / "data"
+    store = Store(store_url, root=root)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(keys=st.lists(KEY, min_size=1, max_size=5, unique_by=store_text), inner=KEY)
+    def check(keys, inner):
+        project = f"k{next(_counter)}"
+        config = {key: index for index, key in enumerate(keys)}
+        config[keys[0]] = {inner: -1}
+        _record(root, project, "run", steps=0, config=config)
+        assert store.index().failed == []
+        for index, key in enumerate(keys[1:], start=1):
+            field = str(Field("config", (key,)))
+            assert _ids(store, project, f"{field} = {index}") == ["run"], field
+            assert _ids(store, project, f"{field} != {index}") == []
+            assert [r["run_id"] for r in store.runs(project, order_by=f"-{field}")] == ["run"]
+        nested = str(Field("config", (keys[0], inner)))
+        assert _ids(store, project, f"{nested} = -1") == ["run"], nested
+        assert _ids(store, project, f"{nested} exists") == ["run"], nested
+
+    check()
+    store.close()
+
+
+def test_bad_filters_are_400s_and_awkward_keys_200s_over_http(root, store_url):
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+
+    _record(root, "p", "r", config={'a"b': 1, "a\\b": 2, "a\nb": 3, "\x00": 4})
+    with TestClient(create_app(root, store_url=store_url, auth=False)) as client:
+        def ask(**params):
+            return client.get("/api/v1/projects/p/runs", params=params)
+
+        for text, found in [('config."a\\"b" = 1', ["r"]), ('config."a\\\\b" = 2', ["r"]),
+                            ('config."a\\nb" = 3', ["r"]), ('config."\\u0000" = 4', ["r"]),
+                            ('config."\\u0000" = 5', []), ("exit_code = 99999999999999999999999", []),
+                            ("exit_code < 99999999999999999999999", ["r"])]:
+            answer = ask(filter=text)
+            assert answer.status_code == 200, (text, answer.text)
+            assert [run["run_id"] for run in answer.json()["runs"]] == found, text
+        for sort in ('config."a\\"b"', '-config."\\u0000"', "-config.`a\\b`"):
+            assert ask(order_by=sort).status_code == 200, sort
+        for text, problem in [("config.a = 1e400", "number out of range"), ("exit_code = " + "9" * 5000,
+                              "number out of range"), ("config.a >> 1", "unexpected token")]:
+            answer = ask(filter=text)
+            assert answer.status_code == 400 and problem in answer.json()["detail"], answer.text
+            assert ask(order_by=text.split()[0] + " x").status_code == 400
+
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(text=st.lists(st.sampled_from(TOKENS), max_size=10).map(" ".join))
+        def never_500(text):
+            assert ask(filter=text).status_code in (200, 400)
+            assert ask(order_by=text).status_code in (200, 400)
+
+        never_500()
+
+
+def test_integers_beyond_64_bits_compare_as_doubles():
+    assert parse_filter("exit_code = 99999999999999999999999").value == 1e23
+    assert parse_filter("last_step > -9223372036854775809").value == -9223372036854775809.0
+    assert isinstance(parse_filter("last_step > 9223372036854775807").value, int)
+    with pytest.raises(FilterSyntaxError, match="number out of range"):
+        parse_filter("config.a = " + "1" * 400)
+

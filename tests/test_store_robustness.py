@@ -95,6 +95,21 @@ def test_nul_in_any_text_is_stored_as_u_fffd_and_found_on_both_backends(root, st
     assert [line.text for line in page.lines] == [f"li{R}ne"]
 
 
+def test_texts_longer_than_their_columns_are_cut_on_both_backends(root, store_url):
+    """PostgreSQL refuses a varchar(n) value past n characters, which failed the whole run."""
+    run = tracklet.init(project="p", id="long", dir=str(root), settings=QUIET, name="n" * 600, group="g" * 600,
+                        job_type="j" * 200)
+    run.log({"k" * 1100: 1.0, "short": 2.0})
+    run.finish()
+    store = Store(store_url, root=root)
+    assert store.index().failed == []
+    (row,) = store.runs("p", fields=RUN_FIELDS)
+    assert (row["name"], row["group_name"], row["job_type"]) == ("n" * 512, "g" * 512, "j" * 128)
+    assert row["keys"] == ["k" * 1024, "short"]
+    (history,) = store.history("p/long", "k" * 1100, buckets=None)  # a longer key still names it
+    assert history.values.tolist() == [1.0]
+
+
 # ------------------------------------------------------------------------------------------------
 # A run whose transaction fails
 

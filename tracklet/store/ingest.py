@@ -32,7 +32,7 @@ from tracklet.store import blocks as B
 from tracklet.store.logsource import LocalLogs, LogSource
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
 from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
-from tracklet.store.text import store_json, store_text
+from tracklet.store.text import fit, store_json, stored_key
 
 try:
     import fcntl
@@ -44,6 +44,10 @@ LOCK_FILE = "store.lock"
 LOCK_POLL = 0.05  # seconds between tries while waiting for another process's indexing lock
 
 log = logging.getLogger("tracklet.store")
+# Plain text columns of the runs table with a length (name, group, job type, host): longer texts
+# are cut to fit (the record log keeps them whole).
+_SIZED_COLUMNS = tuple(column.name for column in runs.columns
+                       if isinstance(column.type, sa.String) and column.type.length and column.name != "run_id")
 
 
 class IndexerBusy(RuntimeError):
@@ -180,7 +184,7 @@ class _RunFold:
         for definition in batch.new_keys:
             while len(self.keys) <= definition.id:
                 self.keys.append("")
-            self.keys[definition.id] = store_text(definition.name)  # as its series' key is stored
+            self.keys[definition.id] = stored_key(definition.name)  # as its series' key is stored
             self.keys_changed = True
         if not batch.steps:
             return
@@ -448,6 +452,9 @@ class Indexer:
         if fold.data.metadata_changed or row is None:
             values["metadata"] = fold.data.metadata
         values = store_json(values)  # NUL in any text (name, tags, JSON keys and strings): text.py
+        for name in _SIZED_COLUMNS:
+            if isinstance(values.get(name), str):
+                values[name] = fit(values[name], runs.c[name].type.length)
         if row is None:
             defaults = dict(name=paths.run_id, tags=[], group_name="", job_type="", notes="", host="",
                             state="running", deleted=False)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from tracklet.store import blocks as B
 from tracklet.store.ingest import TIMESTAMP_KEY
 from tracklet.store.schema import blocks, projects, runs, series
-from tracklet.store.text import store_text
+from tracklet.store.text import store_text, stored_key
 from tracklet.store.windows import WindowReader, WindowRequest
 
 
@@ -143,9 +143,9 @@ class StoreQueries:
             raise ValueError(f"buckets must be a positive number or None; got {buckets!r}")
         if not isinstance(x, str) or not x:
             raise ValueError(f"x must be step, time, relative_time or a metric name; got {x!r}")
-        axis_key = None if x == "step" else TIMESTAMP_KEY if x in ("time", "relative_time") else store_text(x)
+        axis_key = None if x == "step" else TIMESTAMP_KEY if x in ("time", "relative_time") else stored_key(x)
         paths = [runs_] if isinstance(runs_, str) else list(runs_)
-        names = [store_text(key) for key in ([keys] if isinstance(keys, str) else keys)]  # as stored: text.py
+        names = [stored_key(key) for key in ([keys] if isinstance(keys, str) else keys)]  # as stored: text.py
         results: list[SeriesHistory] = []
         with self.engine.connect() as connection:
             pks = self._run_pks(connection, paths)
@@ -210,7 +210,7 @@ class StoreQueries:
         with self.engine.connect() as connection:
             (pk, _), = self._run_pks(connection, [run]).values()
             reader = HistoryReader(connection)
-            (row,) = reader.series_rows([pk], [store_text(key)]) or [None]
+            (row,) = reader.series_rows([pk], [stored_key(key)]) or [None]
             if row is None or row.count == 0:
                 return
             low = row.first_step if start is None else start

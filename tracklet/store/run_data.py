@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
 from tracklet.store.schema import alerts, console_lines, series
-from tracklet.store.text import store_text
+from tracklet.store.text import store_text, stored_key
 
 SYSTEM_KIND = "system"  # series of window means
 SYSTEM_MAX_KIND = "system_max"  # series of window maxima
@@ -138,7 +138,7 @@ class RunDataFold:
         window = len(self.window_times)
         self.window_times.append(stats.time)
         for entry in stats.values:
-            name = store_text(entry.name)
+            name = stored_key(entry.name)
             found = self.system.get(name)
             if found is None:
                 found = self.system[name] = ([], [], [])

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from tracklet.store.query import HistoryReader, SeriesHistory, StoreQueries, _as_history
 from tracklet.store.run_data import SYSTEM_KIND, SYSTEM_MAX_KIND
 from tracklet.store.schema import alerts, console_lines, series
-from tracklet.store.text import store_text
+from tracklet.store.text import store_text, stored_key
 
 STREAMS = ("stdout", "stderr")
 SYSTEM_STATS = {"mean": SYSTEM_KIND, "max": SYSTEM_MAX_KIND}
@@ -172,7 +172,7 @@ class RunDataQueries(StoreQueries):
         unknown = [stat for stat in stats if stat not in SYSTEM_STATS]
         if unknown or not stats:
             raise ValueError(f"stats must be mean and/or max; got {list(stats)!r}")
-        wanted = None if names is None else [store_text(name) for name in ([names] if isinstance(names, str) else names)]
+        wanted = None if names is None else [stored_key(n) for n in ([names] if isinstance(names, str) else names)]
         results: list[SeriesHistory] = []
         with self.engine.connect() as connection:
             (pk, created), = self._run_pks(connection, [run]).values()

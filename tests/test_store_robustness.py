@@ -147,21 +147,22 @@ def test_a_run_that_fails_to_index_blocks_no_other_run(root, store_url):
     for run_id in ("a-bad", "b-good", "c-good"):
         _record(root, "fresh", run_id)
     report = store.index()
-    assert [path for path, _ in report.failed] == ["fresh/a-bad"]
-    assert "rejected by the test trigger" in report.failed[0][1] and "\n" not in report.failed[0][1]
+    assert [line.split(": ")[0] for line in report.failed] == ["fresh/a-bad"]
+    assert "rejected by the test trigger" in report.failed[0] and "\n" not in report.failed[0]
     assert _ids(store, "fresh") == ["b-good", "c-good"]
     _record(root, "fresh", "d-good")
-    assert [path for path, _ in store.index().failed] == ["fresh/a-bad"]
+    assert [line.split(": ")[0] for line in store.index().failed] == ["fresh/a-bad"]
     assert _ids(store, "fresh") == ["b-good", "c-good", "d-good"]
 
     restarted = Store(store_url, root=root)
     _record(root, "fresh", "e-good")
-    assert [path for path, _ in restarted.index().failed] == ["fresh/a-bad"]
+    assert [line.split(": ")[0] for line in restarted.index().failed] == ["fresh/a-bad"]
     assert _ids(restarted, "fresh") == ["b-good", "c-good", "d-good", "e-good"]
 
     cli = _cli(root, "index", env={"TRACKLET_STORE": store_url})
-    assert cli.returncode == 1, cli.stderr
-    assert "could not index fresh/a-bad: " in cli.stderr and "rejected by the test trigger" in cli.stderr
+    assert cli.returncode == 2, cli.stderr
+    assert "could not be indexed" in cli.stderr and "fresh/a-bad: " in cli.stderr
+    assert "rejected by the test trigger" in cli.stderr and "Indexed 0 of 5 runs" in cli.stdout
     assert "Traceback" not in cli.stderr
 
     _accept_runs(restarted.engine)

@@ -159,12 +159,17 @@ class BatchSender:
             return
         if not self._worker.is_alive():
             return  # shutdown already reported what is left; never block a training loop on a dead worker
-        if not self._warned_full:
+        # A worker still loading the encoder (its first drain, right after init) is no reason to
+        # warn: the wait ends once it has, and it happens once per process.
+        if not self._warned_full and self._encoder is not None:
             self._warned_full = True
+            from tracklet.core.stack import user_stacklevel
+
             self.warn(
                 "queue-full",
                 f"tracklet: log() is waiting for the background sender, which is {len(self.queue)} records "
                 f"behind (max_queue={self._max_queue}); nothing is dropped. Log less often or raise max_queue.",
+                stacklevel=user_stacklevel(),
             )
         while len(self.queue) >= self._max_queue and self._worker.is_alive():
             self._space.clear()

@@ -49,14 +49,16 @@ def _git(args: list[str], cwd: str) -> str | None:
 
 
 def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
-    root = _git(["rev-parse", "--show-toplevel"], cwd)
-    if root is None:
-        return
-    environment.git_root = root.strip()
-    # One call for both; it fails (None) in a repository without commits.
-    commit, _, branch = (_git(["rev-parse", "HEAD", "--abbrev-ref", "HEAD"], cwd) or "").strip().partition("\n")
-    environment.git_commit = commit.strip()
-    environment.git_branch = branch.strip()
+    # One call for root, commit and branch; in a repository without commits it fails, and the
+    # root alone is asked for.
+    found = _git(["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"], cwd)
+    lines = found.splitlines() if found is not None else []
+    if len(lines) != 3:
+        root = _git(["rev-parse", "--show-toplevel"], cwd)
+        if root is None:
+            return
+        lines = [root.strip(), "", ""]
+    environment.git_root, environment.git_commit, environment.git_branch = (line.strip() for line in lines)
     # https://user:token@host/... would reach every reader of the project: never record userinfo.
     from tracklet.core.redact import redact_url  # on the capture thread: its regexes cost init() nothing
 

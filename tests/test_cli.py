@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -297,3 +298,41 @@ def test_python_dash_m(runs_root):
     )
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines() == [f"tracklet: error: no run with id or name 'ghost' under {runs_root}"]
+
+
+def test_demo_with_ui_records_then_serves_the_dashboard(tmp_path):
+    """README's quick start: `tracklet demo --ui` records the demo run, then serves the dashboard
+    (token URL printed) with that run in it."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    from conftest import REPO
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracklet", "--dir", str(tmp_path), "demo", "--steps", "50", "--name", "quick",
+         "--ui", "--port", "0", "--no-open"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", line)
+            if found:
+                break
+        assert found, "".join(lines) + process.stderr.read() if process.poll() is not None else "".join(lines)
+        assert any("Recorded demo run demo/" in line for line in lines)
+        auth = {"Authorization": f"Bearer {found.group(2)}"}
+        for _ in range(300):  # the ui indexes the data root every second
+            answer = httpx.get(found.group(1) + "api/v1/projects/demo/runs", headers=auth, timeout=10)
+            if answer.status_code == 200 and answer.json()["runs"]:
+                break
+            threading.Event().wait(0.1)
+        assert [run["name"] for run in answer.json()["runs"]] == ["quick"]
+        assert httpx.get(found.group(1) + "api/v1/projects/demo/runs", timeout=10).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -610,12 +610,19 @@ def run(ctx: click.Context, project: str | None, name: str | None, job_type: str
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 1_000_000), help="Training steps.")
 @click.option("--name", default=None, help="Run name (default: a generated one).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed for the fake training.")
+@click.option("--ui", "open_ui", is_flag=True, help="Then serve the dashboard (`tracklet ui`) and open it in a browser.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="With --ui: the dashboard's loopback port (0: any free port).")
+@click.option("--no-open", "no_open", is_flag=True, help="With --ui: don't open a browser; just print the URL.")
 @click.pass_context
 @_handle_errors
-def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: int) -> None:
-    """Record a realistic demo training run, then say how to inspect it."""
+def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: int, open_ui: bool, port: int,
+         no_open: bool) -> None:
+    """Record a realistic demo training run, then say how to inspect it (with --ui: open the dashboard)."""
     from tracklet.cli.demo import record_demo
 
+    if open_ui:
+        _require_server_extra("tracklet demo --ui")
     state = _state(ctx)
     run = record_demo(state.api.root, project=project, steps=steps, name=name, seed=seed)
     prefix = state.command_prefix()
@@ -626,6 +633,8 @@ def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: i
     click.echo(f"  {prefix} show {run.path}")
     click.echo(f"  {prefix} export {run.path} --format csv -o {shlex.quote(run.id + '.csv')}")
     click.echo(f"  {prefix} runs {shlex.quote(project)}")
+    if open_ui:
+        ctx.invoke(ui, port=port, no_open=no_open, ui_dir=None, no_token=False)
 
 
 # ---------------------------------------------------------------- server and sync
@@ -751,6 +760,14 @@ def _hide_password(url: str) -> str:
 
 # ---------------------------------------------------------------- the local dashboard
 
+def _require_server_extra(what: str) -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise CliError(f"{what} needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
+
+
 @main.command()
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Loopback port to serve on (0: any free port).")
@@ -770,11 +787,7 @@ def ui(ctx: click.Context, port: int, no_open: bool, ui_dir: Path | None, no_tok
     """
     from tracklet.cli.ui import serve, ui_token
 
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as error:
-        raise CliError(f"tracklet ui needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
+    _require_server_extra("tracklet ui")
     root = ui_dir if ui_dir is not None else Path(_state(ctx).api.root)
     if no_token:
         click.echo("tracklet ui: --no-token: any user or process on this machine can read every run "

@@ -369,3 +369,19 @@ def test_sparse_history_and_summary_keep_ints_beyond_int64(start):
     out = io.StringIO()
     export_history(recorded, "jsonl", out, keys=["big"])
     assert [json.loads(line).get("big") for line in out.getvalue().splitlines()] == [2**70, None, -(2**65)]
+
+
+def test_rows_at_one_step_over_several_records_merge_into_one(start):
+    """Several records each holding only rows of the step before (a framework logging one step's
+    metrics from several hooks, flushed in between) merge into that step's one row."""
+    run = start()
+    run.log({"a": 1.0}, step=5)
+    for key in ("b", "c", "d"):
+        run.flush()
+        run.log({key: 2.0}, step=5)
+    run.flush()
+    run.log({"e": 3.0}, step=6)
+    run.finish()
+    history = read(run).history()
+    assert history["_step"] == [5, 6]
+    assert [history[k] for k in "abcde"] == [[1.0, None], [2.0, None], [2.0, None], [2.0, None], [None, 3.0]]

@@ -278,8 +278,9 @@ class StepIndex:
                 times[-1] = times[-1].copy()
                 times[-1][-1] = row_times[0]
                 row_times = row_times[1:]
-            steps.append(batch_steps[new])
-            times.append(row_times)
+            if len(row_times):  # a batch wholly merged into the last row adds none (times[-1] stays that row's)
+                steps.append(batch_steps[new])
+                times.append(row_times)
             self.positions.append(positions)
             count = int(positions[-1]) + 1
             last_step = int(batch_steps[-1])

@@ -24,7 +24,7 @@ from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
-from tracklet.server.logs import BadRequest, LogCopies
+from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
 from tracklet.server.segments import SegmentCopies
 from tracklet.store import Store
 
@@ -84,7 +84,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     root.mkdir(parents=True, exist_ok=True)
     # An explicit default: the server's store must not follow a TRACKLET_STORE meant for clients.
     store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
-    copies: LogCopies | SegmentCopies = LogCopies(root)
+    copies: LogCopies | SegmentCopies = LogCopies(root, KeyCounts(store.engine))
     if logs_url is not None:
         location = RunFiles.connect(logs_url, files_options)
         copies = SegmentCopies(store.engine, location.fs, location.base, root, heartbeat_lapse=heartbeat_lapse)

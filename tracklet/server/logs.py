@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from tracklet.core.layout import RunPaths
-from tracklet.core.recordlog import MAGIC, RecordLogError, read_log, scan, scan_frames
+from tracklet.core.recordlog import FRAME_HEADER, MAGIC, RecordLogError, read_log, scan, scan_frames
 from tracklet.core.settings import check_name
+from tracklet.core.validate import InvalidRecord, check_record, decode_record
 
 
 class BadRequest(ValueError):
@@ -69,6 +72,100 @@ def check_frames(body: bytes, offset: int) -> None:
         )
 
 
+def check_records(tail: bytes, at: int, known_keys: int) -> int:
+    """Raise ``BadRequest`` naming the first frame of ``tail`` (whole frames that will be stored
+    at byte ``at`` of a copy whose records defined ``known_keys`` key ids) that isn't a record
+    every consumer can fold (``core/validate.py``); return the key count after the tail."""
+    skip = len(MAGIC) if at == 0 else 0  # a copy's first bytes are the header
+    for offset, payload in scan_frames(tail, skip, base=at).payloads:
+        try:
+            known_keys = check_record(decode_record(payload), known_keys)
+        except InvalidRecord as error:
+            raise BadRequest(f"the frame at byte {offset} of the log is not a valid record: {error}; "
+                             "nothing of this request was stored") from None
+    return known_keys
+
+
+def iter_payloads(read: Callable[[int, int], bytes], start: int, end: int,
+                  chunk_bytes: int = 16 << 20) -> Iterator[bytes]:
+    """The payloads of a stored copy's frames in bytes [start, end) (start: 0 or a frame
+    boundary), read through ``read(start, end)`` about ``chunk_bytes`` at a time."""
+    position = max(start, len(MAGIC))
+    while position < end:
+        data = read(position, min(end, position + chunk_bytes))
+        result = scan_frames(data, 0, base=position)
+        if not result.payloads:
+            if result.damage is None or not result.damage.torn_tail or len(data) < FRAME_HEADER.size:
+                return  # a damaged stored copy: nothing more to count
+            length = FRAME_HEADER.unpack_from(data)[0]  # one frame bigger than the chunk
+            result = scan_frames(read(position, min(end, position + FRAME_HEADER.size + length)), 0, base=position)
+            if not result.payloads:
+                return
+        for _, payload in result.payloads:
+            yield payload
+        position = result.end_offset
+
+
+def _count_keys(payload: bytes, known: int) -> int:
+    """The key count after a stored record (lenient: copies stored before validation existed
+    may hold anything; this never allocates per id)."""
+    try:
+        record = decode_record(payload)
+    except InvalidRecord:
+        return known
+    if record.WhichOneof("kind") == "history":
+        for definition in record.history.new_keys:
+            known = max(known, definition.id + 1)
+    return known
+
+
+class KeyCounts:
+    """How many key ids each run's copy defines: the state ``check_records`` needs.
+
+    Cached per run with the copy size it belongs to. When the size moved (after a restart, or
+    another server process appended), counting starts from what the store indexed (the run's
+    ``log_offset`` and ``keys``) or from the cache, whichever is further, and reads on from there."""
+
+    def __init__(self, engine: sa.Engine | None = None) -> None:
+        self.engine = engine
+        self._cache: dict[tuple[str, str], tuple[int, int]] = {}
+        self._guard = threading.Lock()
+
+    def _indexed(self, project: str, run_id: str) -> tuple[int, int] | None:
+        """(log offset, key count) as the store has the run, or None."""
+        if self.engine is None:
+            return None
+        from tracklet.store.schema import projects, runs
+
+        query = (sa.select(runs.c.log_offset, runs.c["keys"]).join(projects, projects.c.id == runs.c.project_id)
+                 .where(projects.c.name == project, runs.c.run_id == run_id))
+        try:
+            with self.engine.connect() as connection:
+                row = connection.execute(query).first()
+        except Exception:  # no store tables yet, or the store is unreachable: count from the copy
+            return None
+        return None if row is None else (row[0] or 0, len(row[1] or ()))
+
+    def at(self, project: str, run_id: str, size: int, read: Callable[[int, int], bytes]) -> int:
+        """The key count of the copy's first ``size`` bytes; call with the run's append lock held."""
+        with self._guard:
+            cached = self._cache.get((project, run_id))
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        start, count = 0, 0
+        for candidate in (cached, self._indexed(project, run_id)):
+            if candidate is not None and start < candidate[0] <= size:
+                start, count = candidate
+        for payload in iter_payloads(read, start, size):
+            count = _count_keys(payload, count)
+        self.set(project, run_id, size, count)
+        return count
+
+    def set(self, project: str, run_id: str, size: int, count: int) -> None:
+        with self._guard:
+            self._cache[(project, run_id)] = (size, count)
+
+
 def new_tail(body: bytes, offset: int, size: int, stored: Callable[[int, int], bytes]) -> bytes:
     """What of ``body`` (the client's bytes from ``offset``) to append to a copy of ``size``
     bytes: all of it when ``offset == size``; for a resend, the part past ``size`` once the
@@ -93,8 +190,9 @@ def new_tail(body: bytes, offset: int, size: int, stored: Callable[[int, int], b
 class LogCopies:
     """All record log copies under one data root, with a lock per run."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, key_counts: KeyCounts | None = None) -> None:
         self.root = Path(root)
+        self.key_counts = key_counts if key_counts is not None else KeyCounts()
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._verified: set[tuple[str, str]] = set()
@@ -154,7 +252,9 @@ class LogCopies:
 
             tail = new_tail(body, offset, size, stored)
             if tail:
+                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored))
                 self._write(paths, size, tail)
+                self.key_counts.set(project, run_id, size + len(tail), keys)
             return AppendResult(offset=size + len(tail), appended=len(tail))
 
     @staticmethod

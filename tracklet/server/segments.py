@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql
 
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
-from tracklet.server.logs import AppendResult, BadRequest, check_frames, new_tail, run_paths
+from tracklet.server.logs import AppendResult, BadRequest, KeyCounts, check_frames, check_records, new_tail, run_paths
 from tracklet.store.schema import log_heads, log_segments
 
 
@@ -46,6 +46,7 @@ class SegmentCopies:
         self.base = base.rstrip("/")
         self.root = Path(root)
         self.heartbeat_lapse = heartbeat_lapse
+        self.key_counts = KeyCounts(engine)
 
     def _key(self, project: str, run_id: str, offset: int) -> str:
         return f"{self.base}/{project}/{run_id}/{offset:016d}.seg"
@@ -76,15 +77,21 @@ class SegmentCopies:
                 project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
             size = connection.execute(
                 sa.select(log_heads.c.size).where(self._head(project, run_id)).with_for_update()).scalar_one()
-            tail = new_tail(body, offset, size,
-                            lambda start, end: self._read(connection, project, run_id, start, end))
+
+            def stored(start: int, end: int) -> bytes:
+                return self._read(connection, project, run_id, start, end)
+
+            tail = new_tail(body, offset, size, stored)
             if tail:
+                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored))
                 self.fs.pipe_file(self._key(project, run_id, size), tail)  # durable before the commit
                 connection.execute(log_segments.insert().values(
                     project=project, run_id=run_id, offset=size, length=len(tail)))
                 connection.execute(log_heads.update().where(self._head(project, run_id)).values(
                     size=size + len(tail), updated_at=time.time()))
-            return AppendResult(offset=size + len(tail), appended=len(tail))
+        if tail:  # committed
+            self.key_counts.set(project, run_id, size + len(tail), keys)
+        return AppendResult(offset=size + len(tail), appended=len(tail))
 
     def _read(self, connection: sa.Connection, project: str, run_id: str, start: int, end: int) -> bytes:
         """The stored bytes [start, end) of a run's copy."""

@@ -20,6 +20,7 @@ from serverproc import Server, _free_port
 import tracklet
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import MAGIC, frame, read_log
+from tracklet.proto import records_pb2 as pb
 from tracklet.server.client import SyncClient, SyncError
 
 
@@ -256,6 +257,88 @@ def test_malformed_bodies_are_refused_and_nothing_is_stored(servers):
         assert http.put("/api/v1/runs/p/r/log", params={"offset": -1}, content=MAGIC).status_code == 422
         assert http.get("/api/v1/runs/p/r/log/offset").json() == {"offset": 0}
     assert not (server.root / "projects").exists()
+
+
+def _batch(*, define: tuple[int, ...] = (), key: int | None = None, steps: int = 1, rows: tuple[int, ...] = (),
+           values: int | None = None, times: int | None = None) -> bytes:
+    """One framed HistoryBatch built with the real proto classes: ``define`` key ids (named
+    ``k<id>``), a float column for ``key`` with ``values`` values (default: one per row)."""
+    record = pb.Record()
+    batch = record.history
+    for key_id in define:
+        batch.new_keys.add(id=key_id, name=f"k{key_id}")
+    batch.steps.extend(range(steps))
+    batch.times.extend([1.0] * (steps if times is None else times))
+    if key is not None:
+        column = batch.columns.add(key=key, rows=rows)
+        column.floats.extend([0.5] * (values if values is not None else len(rows) or steps))
+    return frame(record.SerializeToString())
+
+
+def test_a_huge_key_id_gets_400_without_the_server_growing(servers, server_store):
+    """Issue #12 item 5: one small frame with a valid CRC and KeyDefinition.id = 50,000,000 made
+    ingest pad a 50M-entry list (29 s of CPU, 1.9 GB of RSS)."""
+    import psutil
+
+    server = servers(store=server_store)
+    upload = MAGIC + _batch(define=(50_000_000,), key=50_000_000)
+    assert len(upload) < 100
+    process = psutil.Process(server.proc.pid)
+    before = process.memory_info().rss
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        response = http.put("/api/v1/runs/p/r/log", params={"offset": 0}, content=upload)
+        assert response.status_code == 400, response.text
+        assert "frame at byte 8" in response.json()["detail"] and "key id 50000000" in response.json()["detail"]
+        assert http.get("/api/v1/runs/p/r/log/offset").json() == {"offset": 0}
+        assert http.get("/api/v1/runs/p/r").status_code == 404
+        grown = process.memory_info().rss - before
+        assert grown < 50 << 20, f"the server grew by {grown >> 20} MiB"
+        # The run can still be uploaded properly.
+        good = MAGIC + _batch(define=(0,), key=0)
+        assert http.put("/api/v1/runs/p/r/log", params={"offset": 0}, content=good).status_code == 200
+        assert http.get("/api/v1/runs/p/r").json()["run"]["keys"] == ["k0"]
+
+
+def test_records_that_consumers_cant_fold_are_refused_with_their_offset(root, servers, server_store):
+    """The class behind the huge key id: every record is checked against the run's key table
+    before any byte is kept (core/validate.py), and the table survives a server restart."""
+    server = servers(store=server_store)
+    _record(root, "p", "r", steps=50)  # defines keys 0, 1 and 2 (loss, acc, nan)
+    data = _local(root, "p", "r")
+    end = len(data)
+    alert = pb.Record()
+    alert.alert.level = 9
+    cases = [
+        (frame(b"\xff\xff\xff\xff"), "not a tracklet.v1.Record"),  # passes the CRC, isn't protobuf
+        (_batch(define=(5,), key=5), "key ids must be dense"),
+        (_batch(define=(4, 6)), "key ids must be dense"),
+        (_batch(key=4), "not defined"),
+        (_batch(key=0, steps=2, rows=(0, 7)), "row index 7"),
+        (_batch(key=0, steps=3, values=2), "2 value(s) for a batch of 3"),
+        (_batch(key=0, steps=3, rows=(0, 1), values=1), "lists 2 row(s) but has 1"),
+        (_batch(steps=3, times=2), "3 step(s) but 2 time(s)"),
+        (frame(alert.SerializeToString()), "unknown level 9"),
+    ]
+    url = "/api/v1/runs/p/r/log"
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert http.put(url, params={"offset": 0}, content=data).json() == {"offset": end, "appended": end}
+        for bad, message in cases:
+            for prefix in (b"", _batch(define=(3,), key=3)):  # the bad frame first, or after a good one
+                response = http.put(url, params={"offset": end}, content=prefix + bad)
+                assert response.status_code == 400, (message, response.text)
+                detail = response.json()["detail"]
+                assert message in detail and f"frame at byte {end + len(prefix)}" in detail, detail
+                assert "nothing of this request was stored" in detail
+        assert http.get(url + "/offset").json() == {"offset": end}
+    assert _copy(server, "p", "r") == data
+
+    server.stop()
+    server.start()  # the key table is rebuilt from the store and the copy
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert http.put(url, params={"offset": end}, content=_batch(define=(4,), key=4)).status_code == 400
+        ok = http.put(url, params={"offset": end}, content=_batch(define=(3,), key=3, steps=1))
+        assert ok.status_code == 200, ok.text
+        assert http.get("/api/v1/runs/p/r").json()["run"]["keys"] == ["loss", "acc", "nan", "k3"]
 
 
 def test_unsafe_names_are_refused(servers):

@@ -1,0 +1,113 @@
+"""``core/validate.py``: what every consumer of a record log may rely on. Logs tracklet writes
+always pass (no false refusals at a server); the store indexer skips records that don't, even
+from a log on disk, instead of padding a key list to a hostile size."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import tracklet
+from tracklet.core.encoder import TrackletWarning
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import MAGIC, frame, read_log
+from tracklet.core.validate import InvalidRecord, check_record, decode_record
+from tracklet.proto import records_pb2 as pb
+from tracklet.store import Store
+
+from conftest import QUIET
+
+
+def _key_count(log_file) -> int:
+    """Every record of the log through the validator, in order; the run's key count at the end."""
+    known = 0
+    for _, payload in read_log(log_file).payloads:
+        known = check_record(decode_record(payload), known)
+    return known
+
+
+def test_every_record_tracklet_writes_passes(root):
+    run = tracklet.init(project="p", id="r", dir=str(root), config={"lr": 0.1, "layers": [1, 2]},
+                        settings={**QUIET, "console": "wrap"})
+    run.define_metric("val/*", summary="max")
+    run.define_metric("loss", summary=["min", "mean", "last"])
+    for step in range(300):
+        row = {"loss": 1.0 / (step + 1), "epoch": step // 10, "ok": step % 2 == 0}
+        if step % 3 == 0:
+            row["val/acc"] = np.float32(step / 300)  # a sparse key, a numpy value
+        if step % 50 == 0:
+            row["weights"] = tracklet.Histogram(np.arange(step + 10))
+            row["note"] = f"step {step}"
+            row["nested"] = {"a": step, "b": {"c": float(step)}}
+        if step == 100:
+            row["loss"] = "diverged?"  # a key whose type changes
+            row["maybe"] = None
+        run.log(row, commit=step % 7 != 0)
+    print("to the console", file=sys.stdout)
+    print("and its errors", file=sys.stderr)
+    for level in ("INFO", "WARN", "ERROR"):
+        run.alert("an alert", level=level)
+    run.summary["best"] = 1
+    run.finish()
+    resumed = tracklet.init(project="p", id="r", dir=str(root), resume="must", settings=QUIET)
+    resumed.log({"loss": 0.5, "after_resume": 1})
+    resumed.finish(exit_code=3)
+
+    names = tracklet.Api(root).run("p/r").history().keys() - {"_step", "_timestamp", "_runtime"}
+    assert _key_count(RunPaths(root, "p", "r").log_file) == len(names) >= 9
+
+
+def _batch(define: tuple[int, ...] = (), key: int | None = None) -> pb.Record:
+    record = pb.Record()
+    for key_id in define:
+        record.history.new_keys.add(id=key_id, name=f"k{key_id}")
+    record.history.steps.append(0)
+    record.history.times.append(1.0)
+    if key is not None:
+        record.history.columns.add(key=key).floats.append(2.0)
+    return record
+
+
+def test_key_ids_are_dense_and_bounded_by_what_is_defined():
+    assert check_record(_batch(define=(0, 1), key=1), 0) == 2
+    assert check_record(_batch(define=(1, 0), key=0), 0) == 2  # any order within a batch
+    assert check_record(_batch(define=(0,), key=0), 3) == 3  # redefining a known id
+    assert check_record(_batch(key=2), 3) == 3
+    for record, known in [(_batch(define=(2**32 - 1,)), 0), (_batch(define=(0, 2)), 0), (_batch(define=(4,)), 3),
+                          (_batch(key=3), 3), (_batch(define=(3,), key=4), 3)]:
+        with pytest.raises(InvalidRecord):
+            check_record(record, known)
+    long_name = _batch()
+    long_name.history.new_keys.add(id=0, name="x" * 1025)
+    with pytest.raises(InvalidRecord, match="1025 characters"):
+        check_record(long_name, 0)
+    with pytest.raises(InvalidRecord, match="not a tracklet.v1.Record"):
+        decode_record(b"\xff\xff\xff")
+
+
+def test_the_indexer_skips_a_hostile_record_in_a_log_on_disk(root, store_url):
+    """A log file on disk is a trust boundary too: a record with KeyDefinition.id 50,000,000 (or
+    rows past its batch) is skipped with a warning; the records around it are indexed."""
+    paths = RunPaths(root, "p", "hostile")
+    paths.run_dir.mkdir(parents=True)
+    sparse = _batch(define=(1,))
+    sparse.history.columns.add(key=1, rows=[5]).floats.append(1.0)
+    later = _batch(define=(1,), key=1)
+    later.history.steps[0] = 1
+    paths.log_file.write_bytes(MAGIC + b"".join(frame(r.SerializeToString()) for r in (
+        _batch(define=(0,), key=0), _batch(define=(50_000_000,), key=50_000_000), sparse, later)))
+    store = Store(store_url, root=root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store.index()
+    assert [str(w.message) for w in caught if issubclass(w.category, TrackletWarning)] == [
+        "tracklet: run p/hostile: skipped a record the store can't index (history batch defines key id 50000000 "
+        "but the run has 1 key(s) and the batch 1 new one(s): key ids must be dense (1..1)); further ones in "
+        "this pass are skipped silently"]
+    (row,) = store.runs("p", fields=("keys", "last_step"))
+    assert row["keys"] == ["k0", "k1"] and row["last_step"] == 1
+    (k1,) = store.history("p/hostile", "k1", buckets=None)
+    assert k1.steps.tolist() == [1] and k1.values.tolist() == [2.0]

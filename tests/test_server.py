@@ -441,6 +441,38 @@ def test_an_online_run_streams_to_the_server_as_it_goes(root, servers):
     assert detail["run"]["state"] == "finished"
 
 
+def test_sync_while_the_online_uploader_sends_the_same_run(root, servers):
+    """Issue #12 item 17: `tracklet sync --all` next to a live online run warned "recorded again
+    from scratch?" when the run's uploader moved the server past the size sync had read. Here the
+    uploader sends new frames exactly between sync's look at the log and its question to the
+    server (a transport that lets it run first), which is where the two used to race."""
+    server = servers()
+    run = _online(root, server.url, "both")
+    paths = RunPaths(root, "live", "both")
+
+    def uploader_catches_up() -> None:
+        for step in range(200):
+            run.log({"loss": float(step)})
+        run.flush()
+        deadline = time.monotonic() + 30
+        while len(_copy(server, "live", "both")) < paths.log_file.stat().st_size and time.monotonic() < deadline:
+            time.sleep(0.02)  # the online uploader sends what was flushed
+
+    class UploaderFirst(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/log/offset"):
+                uploader_catches_up()
+            return super().handle_request(request)
+
+    with SyncClient(server.url, transport=UploaderFirst()) as client:
+        for _ in range(3):
+            result = client.sync_run(paths)
+            assert result.offset == len(_copy(server, "live", "both"))
+    run.finish()
+    assert _copy(server, "live", "both") == _local(root, "live", "both")
+    _assert_every_step_once(server, "live", "both", 600)
+
+
 def test_an_unreachable_server_never_blocks_training(root, servers, tmp_path):
     dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     run = _online(root, dead, "outage", upload_timeout=0.5)

@@ -226,8 +226,11 @@ class SyncClient:
         """Upload the run's intact frames the server doesn't have yet. ``progress(offset, total)``
         is called after each acknowledged chunk (and once at the start)."""
         log_file = paths.log_file
-        total = log_file.stat().st_size  # a live run's later frames go on the next sync
         offset = self.server_offset(paths)
+        # Read the size after asking the server: another uploader of this run (a live run's own
+        # online uploader, another `tracklet sync`) may move the server on at any moment, but only
+        # to bytes already in the log. A live run's later frames go on the next sync.
+        total = log_file.stat().st_size
         path = f"{paths.project}/{paths.run_id}"
         if offset > total:
             raise SyncError(

@@ -28,8 +28,11 @@ def _free_port() -> int:
 class Server:
     """A `tracklet server` subprocess on a free loopback port."""
 
-    def __init__(self, root: Path, *, store: str | None = None, extra: tuple[str, ...] = (), dev: bool = True) -> None:
+    def __init__(self, root: Path, *, store: str | None = None, extra: tuple[str, ...] = (), dev: bool = True,
+                 nofile: int | None = None) -> None:
+        """``nofile``: the process's open-file limit (soft and hard), as a small ``ulimit -n``."""
         self.root = root
+        self.nofile = nofile
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.store = store
@@ -41,7 +44,15 @@ class Server:
     def spawn(self) -> None:
         """Start the process without waiting for it to answer."""
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        limit = self.nofile
+
+        def limit_files() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=limit_files if limit else None)
 
     def start(self) -> Server:
         self.spawn()

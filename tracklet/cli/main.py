@@ -699,12 +699,23 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
               help="Seconds a run's uploads may pause before it shows as crashed (no exit record).")
 @click.option("--sweep-interval", default=30.0, show_default=True, type=click.FloatRange(0.05),
               help="Seconds between passes that index everything and mark quiet runs crashed.")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds a client has to send a complete request head (headers); then 408 and closed.")
+@click.option("--idle-timeout", default=60.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds an upload's body, or a response the client doesn't read, may stall before the "
+              "connection is closed.")
+@click.option("--keep-alive", default=5, show_default=True, type=click.IntRange(1),
+              help="Seconds an idle kept-alive connection stays open.")
+@click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1),
+              help="Open connections at once (lowered to fit the open-file limit); past it, the oldest connection "
+              "without a request in progress is closed, or the newcomer gets 503.")
 @click.option("--dev", is_flag=True, help="Development mode: no API keys, anyone may do anything; loopback only.")
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
            files_url: str | None, files_options: tuple[str, ...], logs_url: str | None,
-           heartbeat_lapse: float, sweep_interval: float, dev: bool) -> None:
+           heartbeat_lapse: float, sweep_interval: float, header_timeout: float, idle_timeout: float,
+           keep_alive: int, max_connections: int, dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
     Every request needs an API key (create the first admin with `tracklet admin create-user NAME
@@ -720,8 +731,14 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         import uvicorn
 
         from tracklet.server.app import create_app
+        from tracklet.server.connections import ConnectionLimits, fit_descriptor_limit, uvicorn_options
     except ImportError as error:
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
+    max_connections, lowered = fit_descriptor_limit(max_connections)
+    if lowered:
+        click.echo(f"tracklet server: {lowered}", err=True)
+    limits = ConnectionLimits(header_timeout=header_timeout, idle_timeout=idle_timeout, keep_alive=keep_alive,
+                              max_connections=max_connections)
     root = _server_root(ctx, server_dir)
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
                      files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
@@ -735,7 +752,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     if not dev and not app.state.tracklet.authorizer.accounts.users():
         click.echo(f"No users yet: create the first admin with `{first_admin_command(root, store_url)}`",
                    err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options(limits))
 
 
 def first_admin_command(server_dir: Path | None, store_url: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 
 from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
 
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 
@@ -28,11 +29,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit, f"Content-Length {declared} is")
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise _too_large(limit, "the body is")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(limit, "the body is")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone, or closed by the server's idle timeout (connections.py)
+        raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
     raw = b"".join(chunks)
     if encoding != "gzip":
         return raw

@@ -139,6 +139,45 @@ run.finish()
         assert not (api.root / "projects").exists()
 
 
+def _define(key_id: int) -> bytes:
+    """A frame defining key ``key_id`` with one value, built with the real proto classes."""
+    from tracklet.core.recordlog import frame
+    from tracklet.proto import records_pb2 as pb
+
+    record = pb.Record()
+    record.history.new_keys.add(id=key_id, name=f"k{key_id}")
+    record.history.steps.append(10_000 + key_id)
+    record.history.times.append(1.0)
+    record.history.columns.add(key=key_id).floats.append(1.0)
+    return frame(record.SerializeToString())
+
+
+def test_every_process_checks_uploads_against_the_runs_shared_key_table(deployment, root, s3rver):
+    """Record validation (docs/server.md) with the run's key count known to whichever process
+    takes the request: from the shared store and segments, not from what that process saw."""
+    apis, key, prefix = deployment
+    _record(root, "checked", range(0, 100))  # defines key 0 (loss)
+    assert _sync(apis[0].url, root, key, "team/checked").returncode == 0
+    url = "/api/v1/runs/team/checked/log"
+    clients = [httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) for api in apis]
+    try:
+        size = clients[0].get(url + "/offset").json()["offset"]
+        for client, key_id, status in [(clients[1], 50_000_000, 400), (clients[1], 2, 400), (clients[2], 1, 200),
+                                       (clients[0], 3, 400), (clients[0], 2, 200)]:
+            response = client.put(url, params={"offset": size}, content=_define(key_id))
+            assert response.status_code == status, (key_id, response.text)
+            if status == 400:
+                assert f"frame at byte {size}" in response.json()["detail"]
+            else:
+                size = response.json()["offset"]
+        keys = clients[1].get("/api/v1/runs/team/checked").json()["run"]["keys"]
+    finally:
+        for client in clients:
+            client.close()
+    assert keys == ["loss", "k1", "k2"]
+    assert len(_segments_joined(prefix, s3rver, "checked")) == size
+
+
 def test_shared_logs_need_postgresql(tmp_path, s3rver):
     result = subprocess.run([sys.executable, "-m", "tracklet", "server", "--dev", "--dir", str(tmp_path),
                              "--logs", str(tmp_path / "segments")], env=_env(), capture_output=True, text=True,

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
 from tracklet.server.logs import AppendResult, BadRequest, KeyCounts, check_frames, check_records, new_tail, run_paths
+from tracklet.store.logsource import read_window
 from tracklet.store.schema import log_heads, log_segments
 
 
@@ -123,10 +124,14 @@ class SegmentCopies:
     def size(self, paths: RunPaths) -> int:
         return self.offset(paths.project, paths.run_id)
 
-    def read_from(self, paths: RunPaths, offset: int) -> ScanResult:
+    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None) -> ScanResult:
         with self.engine.connect() as connection:
-            size = connection.execute(sa.select(log_heads.c.size).where(self._head(paths.project, paths.run_id))).scalar()
-            data = self._read(connection, paths.project, paths.run_id, offset, size or 0)
+            size = connection.execute(
+                sa.select(log_heads.c.size).where(self._head(paths.project, paths.run_id))).scalar() or 0
+            if limit is not None:
+                return read_window(lambda start, end: self._read(connection, paths.project, paths.run_id,
+                                                                 start, min(end, size)), offset, offset + limit, size)
+            data = self._read(connection, paths.project, paths.run_id, offset, size)
         return scan(data) if offset <= 0 else scan_frames(data, 0, base=offset)
 
     def alive(self, paths: RunPaths) -> bool:

@@ -4,8 +4,9 @@
 stored last time to the end of its last complete frame, folds the new records into the run's row
 (identity, state, config, summary, keys, metadata), appends the new history points to each
 series' blocks and the new console lines and system metric windows (``run_data.py``) to theirs,
-all in one transaction, so a reader sees a run either before or after a batch, never
-half of it. Only one process indexes a data root at a time (an exclusive lock file).
+``INDEX_CHUNK_BYTES`` of log per transaction, so a reader sees a run either before or after a
+frame, never half of it, and memory stays bounded however long the log. Only one process
+indexes a data root at a time (an exclusive lock file).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ log = logging.getLogger("tracklet.store")
 # are cut to fit (the record log keeps them whole).
 _SIZED_COLUMNS = tuple(column.name for column in runs.columns
                        if isinstance(column.type, sa.String) and column.type.length and column.name != "run_id")
+# Log bytes folded per transaction. Folding costs up to ~30 bytes of memory per byte of log (a
+# packed bool becomes a float64 value, an int64 step and order), so this bounds an indexing job.
+INDEX_CHUNK_BYTES = 8 << 20
 
 
 class IndexerBusy(RuntimeError):
@@ -262,6 +266,7 @@ class Indexer:
         self._project_ids: dict[str, int] = {}  # committed projects' ids, by name
         self._uncommitted: dict[str, int] = {}  # ids the current run's transaction created
         self.damaged: list[str] = []  # what index_run found damaged since the last index() began
+        self.chunk_bytes = INDEX_CHUNK_BYTES
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
         """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
@@ -351,7 +356,19 @@ class Indexer:
                                {"key": int.from_bytes(digest, "big", signed=True)})
 
     def index_run(self, paths: RunPaths) -> tuple[int, int]:
-        """Ingest one run's new records, in one transaction; returns (points added, bytes read)."""
+        """Ingest one run's new records, ``chunk_bytes`` of log per transaction (so memory stays
+        bounded however much is new: a long log's first indexing, a server's backlog); returns
+        (points added, bytes read)."""
+        points = read = 0
+        while True:
+            added, chunk = self._index_chunk(paths)
+            points, read = points + added, read + chunk
+            if not chunk:
+                return points, read
+
+    def _index_chunk(self, paths: RunPaths) -> tuple[int, int]:
+        """Ingest up to ``chunk_bytes`` of one run's new records (at least one whole frame) in one
+        transaction; returns (points added, bytes read), (0, 0) when there was nothing new."""
         with self._transaction() as connection:
             self._lock_run(connection, paths)
             project_id = self._project_id(connection, paths.project)
@@ -366,7 +383,7 @@ class Indexer:
             if row is not None and size < offset:  # the log was replaced: start over
                 forget_run(connection, row.id)
                 row, offset = None, 0
-            result = self.source.read_from(paths, offset)
+            result = self.source.read_from(paths, offset, self.chunk_bytes)
             fold = _RunFold(row)
             decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
             for frame_offset, payload in result.payloads:

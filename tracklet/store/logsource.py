@@ -8,12 +8,14 @@ in object storage indexed in PostgreSQL (``tracklet/server/segments.py``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from tracklet.core.layout import RunPaths, projects_dir
-from tracklet.core.recordlog import LOG_FILE_NAME, ScanResult, read_log_from, writer_alive
+from tracklet.core.recordlog import (FRAME_HEADER, LOG_FILE_NAME, MAGIC, MAX_RECORD_BYTES, ScanResult, read_log_from,
+                                     scan, scan_frames, writer_alive)
 
 
 class LogSource(Protocol):
@@ -23,15 +25,45 @@ class LogSource(Protocol):
     def size(self, paths: RunPaths) -> int:
         """The log's size in bytes (0 when it has none)."""
 
-    def read_from(self, paths: RunPaths, offset: int) -> ScanResult:
+    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None) -> ScanResult:
         """The intact frames after ``offset`` (a frame boundary, or 0 for the whole log); a
-        source may skip damaged regions to the next intact frame (``ScanResult.damages``)."""
+        source may skip damaged regions to the next intact frame (``ScanResult.damages``). With
+        ``limit``, only the frames within ``limit`` bytes of ``offset``, or more when no intact
+        frame fits in that (``read_window``)."""
 
     def alive(self, paths: RunPaths) -> bool | None:
         """Whether the run's writer is alive; None when that can't be known."""
 
     def location(self, paths: RunPaths) -> str:
         """Where the log is, for people (the store's ``runs.log_path``)."""
+
+
+def read_window(read: Callable[[int, int], bytes], start: int, end: int, size: int, *,
+                resync: bool = False) -> ScanResult:
+    """The intact frames of a log of ``size`` bytes in [start, end) (``start``: 0 or a frame
+    boundary), read through ``read(start, end)``; with ``resync``, past damaged regions as
+    ``scan_frames`` does. A frame cut by the window's end is left for the next window. When no
+    intact frame lies within the window: the first frame alone if it is bigger than the window,
+    else (damage longer than the window) everything to the log's end, as an unbounded read."""
+
+    def frames(data: bytes) -> ScanResult:
+        return scan(data, resync=resync) if start <= 0 else scan_frames(data, 0, base=start, resync=resync)
+
+    if end >= size:
+        return frames(read(start, size))
+    result = frames(read(start, end))
+    if result.payloads:
+        kept = [damage for damage in result.damages if damage.offset < result.end_offset]
+        return ScanResult(result.payloads, result.end_offset, kept[0] if kept else None, kept)
+    at = max(start, len(MAGIC))  # the first frame (after the header, from 0)
+    head = read(at, at + FRAME_HEADER.size)
+    if len(head) == FRAME_HEADER.size:
+        length = FRAME_HEADER.unpack(head)[0]
+        if 0 < length <= MAX_RECORD_BYTES and at + FRAME_HEADER.size + length > end:
+            whole = frames(read(start, at + FRAME_HEADER.size + length))
+            if whole.payloads:
+                return whole
+    return frames(read(start, size))
 
 
 class LocalLogs:
@@ -58,8 +90,17 @@ class LocalLogs:
         except FileNotFoundError:
             return 0
 
-    def read_from(self, paths: RunPaths, offset: int) -> ScanResult:
-        return read_log_from(paths.log_file, offset, resync=True)  # every intact frame, past damage
+    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None) -> ScanResult:
+        if limit is None:
+            return read_log_from(paths.log_file, offset, resync=True)  # every intact frame, past damage
+        with open(paths.log_file, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+
+            def read(start: int, end: int) -> bytes:
+                handle.seek(start)
+                return handle.read(max(0, min(end, size) - start))
+
+            return read_window(read, offset, offset + limit, size, resync=True)
 
     def alive(self, paths: RunPaths) -> bool | None:
         return self._liveness(paths.log_file)

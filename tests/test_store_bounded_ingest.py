@@ -1,0 +1,50 @@
+"""Indexing folds a log's new bytes a chunk per transaction (issue #12 item 5: bound memory per
+indexing job): a long log's first indexing takes memory for a chunk, not for the whole log, and
+ends with the same store as one pass."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+import tracklet
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import read_log
+from tracklet.store import Store, ingest
+
+from conftest import QUIET
+
+
+@pytest.mark.filterwarnings("ignore:.*waiting for the background sender")
+def test_a_long_log_is_indexed_chunk_by_chunk_in_bounded_memory(root, store_url, monkeypatch):
+    run = tracklet.init(project="p", id="long", dir=str(root), settings=QUIET)
+    steps = 300_000
+    for step in range(steps):
+        run.log({"a": float(step), "b": step, "c": step % 2 == 0, "d": 0.5})
+    run.finish()
+    log_file = RunPaths(root, "p", "long").log_file
+    frames = read_log(log_file).payloads
+    chunk = 256 << 10
+    assert len(frames) > 3 and max(len(payload) for _, payload in frames) > chunk  # some frame outgrows a chunk
+
+    monkeypatch.setattr(ingest, "INDEX_CHUNK_BYTES", chunk)
+    store = Store(store_url, root=root)
+    tracemalloc.start()
+    try:
+        report = store.index()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.bytes_read == log_file.stat().st_size
+    # One pass over the whole log peaks at ~7 times the log's size; a chunk at ~10 times a frame's.
+    assert peak < log_file.stat().st_size / 2, (peak, log_file.stat().st_size)
+
+    (row,) = store.runs("p", fields=("state", "last_step", "summary", "keys"))
+    assert (row["state"], row["last_step"]) == ("finished", steps - 1)
+    assert row["summary"] == {"a": steps - 1.0, "b": steps - 1, "c": False, "d": 0.5}
+    assert row["keys"] == ["a", "b", "c", "d"]
+    for key in ("a", "b"):
+        (series,) = store.history("p/long", key, buckets=None)
+        assert series.steps.tolist() == list(range(steps)) and series.values.tolist() == [float(s) for s in range(steps)]
+    assert store.index().bytes_read == 0

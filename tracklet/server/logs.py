@@ -131,29 +131,35 @@ class KeyCounts:
         self._cache: dict[tuple[str, str], tuple[int, int]] = {}
         self._guard = threading.Lock()
 
-    def _indexed(self, project: str, run_id: str) -> tuple[int, int] | None:
+    def _indexed(self, project: str, run_id: str, connection: sa.Connection | None) -> tuple[int, int] | None:
         """(log offset, key count) as the store has the run, or None."""
-        if self.engine is None:
+        if self.engine is None and connection is None:
             return None
         from tracklet.store.schema import projects, runs
 
         query = (sa.select(runs.c.log_offset, runs.c["keys"]).join(projects, projects.c.id == runs.c.project_id)
                  .where(projects.c.name == project, runs.c.run_id == run_id))
         try:
-            with self.engine.connect() as connection:
-                row = connection.execute(query).first()
+            if connection is not None:
+                with connection.begin_nested():  # a failure must not end the caller's transaction
+                    row = connection.execute(query).first()
+            else:
+                with self.engine.connect() as own:
+                    row = own.execute(query).first()
         except Exception:  # no store tables yet, or the store is unreachable: count from the copy
             return None
         return None if row is None else (row[0] or 0, len(row[1] or ()))
 
-    def at(self, project: str, run_id: str, size: int, read: Callable[[int, int], bytes]) -> int:
-        """The key count of the copy's first ``size`` bytes; call with the run's append lock held."""
+    def at(self, project: str, run_id: str, size: int, read: Callable[[int, int], bytes],
+           connection: sa.Connection | None = None) -> int:
+        """The key count of the copy's first ``size`` bytes; call with the run's append lock held
+        (``connection``: the store connection that holds it, if any, to read the store through)."""
         with self._guard:
             cached = self._cache.get((project, run_id))
         if cached is not None and cached[0] == size:
             return cached[1]
         start, count = 0, 0
-        for candidate in (cached, self._indexed(project, run_id)):
+        for candidate in (cached, self._indexed(project, run_id, connection)):
             if candidate is not None and start < candidate[0] <= size:
                 start, count = candidate
         for payload in iter_payloads(read, start, size):

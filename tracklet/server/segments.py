@@ -84,7 +84,7 @@ class SegmentCopies:
 
             tail = new_tail(body, offset, size, stored)
             if tail:
-                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored))
+                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored, connection))
                 self.fs.pipe_file(self._key(project, run_id, size), tail)  # durable before the commit
                 connection.execute(log_segments.insert().values(
                     project=project, run_id=run_id, offset=size, length=len(tail)))

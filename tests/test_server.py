@@ -306,8 +306,8 @@ def test_records_that_consumers_cant_fold_are_refused_with_their_offset(root, se
     _record(root, "p", "r", steps=50)  # defines keys 0, 1 and 2 (loss, acc, nan)
     data = _local(root, "p", "r")
     end = len(data)
-    alert = pb.Record()
-    alert.alert.level = 9
+    future = pb.Record()
+    future.run_start.schema_version = 7
     cases = [
         (frame(b"\xff\xff\xff\xff"), "not a tracklet.v1.Record"),  # passes the CRC, isn't protobuf
         (_batch(define=(5,), key=5), "key ids must be dense"),
@@ -317,7 +317,7 @@ def test_records_that_consumers_cant_fold_are_refused_with_their_offset(root, se
         (_batch(key=0, steps=3, values=2), "2 value(s) for a batch of 3"),
         (_batch(key=0, steps=3, rows=(0, 1), values=1), "lists 2 row(s) but has 1"),
         (_batch(steps=3, times=2), "3 step(s) but 2 time(s)"),
-        (frame(alert.SerializeToString()), "unknown level 9"),
+        (frame(future.SerializeToString()), "schema version 7"),
     ]
     url = "/api/v1/runs/p/r/log"
     with httpx.Client(base_url=server.url, timeout=60) as http:

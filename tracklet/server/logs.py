@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, RecordLogError, read_log, scan, scan_frames
 from tracklet.core.settings import check_name
-from tracklet.core.validate import InvalidRecord, check_record, decode_record
+from tracklet.core.validate import RecordRejected, check_record, decode_record
 
 
 class BadRequest(ValueError):
@@ -80,7 +80,7 @@ def check_records(tail: bytes, at: int, known_keys: int) -> int:
     for offset, payload in scan_frames(tail, skip, base=at).payloads:
         try:
             known_keys = check_record(decode_record(payload), known_keys)
-        except InvalidRecord as error:
+        except RecordRejected as error:
             raise BadRequest(f"the frame at byte {offset} of the log is not a valid record: {error}; "
                              "nothing of this request was stored") from None
     return known_keys
@@ -111,7 +111,7 @@ def _count_keys(payload: bytes, known: int) -> int:
     may hold anything; this never allocates per id)."""
     try:
         record = decode_record(payload)
-    except InvalidRecord:
+    except RecordRejected:
         return known
     if record.WhichOneof("kind") == "history":
         for definition in record.history.new_keys:

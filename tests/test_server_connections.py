@@ -11,7 +11,9 @@ import httpx
 
 from tracklet.core.recordlog import MAGIC
 
-PARTIAL_HEAD = b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Stalling: "
+def _partial_head(port: int) -> bytes:
+    """A request head cut off in the middle of a header line."""
+    return f"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Stalling: ".encode()
 
 
 def _closed_by_server(sock: socket.socket, deadline: float) -> bytes | None:
@@ -48,16 +50,16 @@ def test_stalled_connections_are_closed_and_never_lock_out_a_client(servers):
     try:
         for _ in range(300):  # more than the server has descriptors for
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            sock.sendall(PARTIAL_HEAD)
+            sock.sendall(_partial_head(server.port))
             stalled.append(sock)
         body = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        body.sendall(b"PUT /api/v1/runs/p/r/log?offset=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Content-Length: 1000\r\n\r\n" + MAGIC)  # 8 of the 1,000 bytes announced
+        body.sendall(f"PUT /api/v1/runs/p/r/log?offset=0 HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                     "Content-Length: 1000\r\n\r\n".encode() + MAGIC)  # 8 of the 1,000 bytes announced
         stalled.append(body)
         kept_alive = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        kept_alive.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        kept_alive.sendall(f"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
         assert _response(kept_alive).startswith(b"HTTP/1.1 200")
-        kept_alive.sendall(PARTIAL_HEAD)  # its next request stalls
+        kept_alive.sendall(_partial_head(server.port))  # its next request stalls
         stalled.append(kept_alive)
 
         # A client is served while they stall.
@@ -87,7 +89,8 @@ def test_a_slow_upload_that_keeps_going_is_not_cut_off(servers):
     server = servers(extra=("--header-timeout", "2", "--idle-timeout", "2"))
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     try:
-        sock.sendall(b"PUT /api/v1/runs/p/r/log?offset=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 8\r\n\r\n")
+        sock.sendall(f"PUT /api/v1/runs/p/r/log?offset=0 HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                     "Content-Length: 8\r\n\r\n".encode())
         for byte in MAGIC[:4]:
             time.sleep(1)  # 4 s of upload in all, never 2 s silent
             sock.sendall(bytes([byte]))

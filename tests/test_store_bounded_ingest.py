@@ -46,5 +46,33 @@ def test_a_long_log_is_indexed_chunk_by_chunk_in_bounded_memory(root, store_url,
     assert row["keys"] == ["a", "b", "c", "d"]
     for key in ("a", "b"):
         (series,) = store.history("p/long", key, buckets=None)
-        assert series.steps.tolist() == list(range(steps)) and series.values.tolist() == [float(s) for s in range(steps)]
+        assert series.steps.tolist() == list(range(steps))
+        assert series.values.tolist() == [float(s) for s in range(steps)]
     assert store.index().bytes_read == 0
+
+
+def test_a_crashed_runs_log_indexed_in_chunks_settles_its_state_once(root, monkeypatch):
+    """The chunks before the last read as `running`; the last finds the writer dead, and the
+    crashed run's summary is folded from the whole log once, not once per chunk."""
+    from conftest import run_script
+
+    done = run_script(f"""
+import os, tracklet
+run = tracklet.init(project="p", id="dies", dir={str(root)!r}, settings={QUIET!r})
+for step in range(60_000):
+    run.log({{"loss": float(step)}})
+run.flush()
+os._exit(9)
+""")
+    assert done.returncode == 9, done.stderr
+    monkeypatch.setattr(ingest, "INDEX_CHUNK_BYTES", 64 << 10)
+    folds = []
+    whole_log_fold = ingest.Indexer._summary_from_log
+    monkeypatch.setattr(ingest.Indexer, "_summary_from_log",
+                        lambda self, paths: folds.append(paths) or whole_log_fold(self, paths))
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    report = store.index()
+    assert report.bytes_read > 4 * (64 << 10)  # several chunks
+    (row,) = store.runs("p", fields=("state", "last_step", "summary"))
+    assert (row["state"], row["last_step"], row["summary"]["loss"]) == ("crashed", 59_999, 59_999.0)
+    assert len(folds) == 1

@@ -395,7 +395,10 @@ class Indexer:
                 except Exception as error:  # one bad record never stops the rest of the run
                     decoder.skipped(frame_offset, error)
             self._note_damage(paths, result, decoder)
-            run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset)
+            # More chunks follow this pass: the last one (even one that reads nothing) settles
+            # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
+            more = offset < result.end_offset < size and offset + self.chunk_bytes < size
+            run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset, final=not more)
             points = self._write_series(connection, run_pk, "number", fold.points)
             if fold.data.console:
                 write_console(connection, run_pk, fold.data.console)
@@ -420,11 +423,13 @@ class Indexer:
         if parts:
             self.damaged.append(f"{paths.project}/{paths.run_id}: " + "; ".join(parts))
 
-    def _state(self, fold: _RunFold, row: Any, paths: RunPaths) -> dict[str, Any]:
+    def _state(self, fold: _RunFold, row: Any, paths: RunPaths, final: bool = True) -> dict[str, Any]:
         if fold.exit is not None:
             return {"state": "finished" if fold.exit.exit_code == 0 else "failed", "exit_code": fold.exit.exit_code}
         if row is not None and not fold.reopened and row.state in ("finished", "failed"):
             return {}
+        if not final:  # a chunk with more to come: the run reads as being recorded
+            return {"state": "running", "exit_code": None} if row is None or fold.reopened else {}
         alive = self.source.alive(paths)
         return {"state": "running" if alive in (True, None) else "crashed", "exit_code": None}
 
@@ -451,9 +456,9 @@ class Indexer:
         return {key: json_safe(value) for key, value in fold.values.items()}
 
     def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,
-                   fold: _RunFold, end_offset: int) -> int:
+                   fold: _RunFold, end_offset: int, final: bool = True) -> int:
         values: dict[str, Any] = dict(fold.fields)
-        values.update(self._state(fold, row, paths))
+        values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
             fold.summary = self._summary_from_log(paths)
             fold.summary_changed = True

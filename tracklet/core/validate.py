@@ -17,7 +17,6 @@ again. So ``check_record`` refuses everything ``RecordDecoder`` would skip or dr
 - a column's key is a defined id, at most one of its value fields is filled, its row indices are
   within the batch, and it has one value per row (per listed row when ``rows`` is set);
 - a batch has one time per step;
-- key names fit the store (``MAX_KEY_NAME_CHARS``);
 - a ``RunStart``'s schema version is one this version knows.
 
 ``check_record(record, known_keys)`` is a pure function: ``known_keys`` is how many key ids the
@@ -33,9 +32,6 @@ from google.protobuf.message import DecodeError
 
 from tracklet.core.decode import COLUMN_VALUE_FIELDS, MAX_KEY_ID
 from tracklet.proto import records_pb2 as pb
-
-# The store's ``series.key`` column (``store/schema.py``): a longer name can't be indexed.
-MAX_KEY_NAME_CHARS = 1024
 
 _SCHEMA_VERSIONS = frozenset(pb.SchemaVersion.values())
 
@@ -73,9 +69,6 @@ def _check_history(batch: pb.HistoryBatch, known_keys: int) -> int:
         raise RecordRejected(f"history batch has {steps} step(s) but {len(batch.times)} time(s)")
     new_ids: set[int] = set()
     for definition in batch.new_keys:
-        if len(definition.name) > MAX_KEY_NAME_CHARS:
-            raise RecordRejected(f"key id {definition.id} has a name of {len(definition.name)} characters; "
-                                 f"at most {MAX_KEY_NAME_CHARS} are allowed")
         if definition.id >= known_keys:
             new_ids.add(definition.id)
     defined = known_keys + len(new_ids)

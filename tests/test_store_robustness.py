@@ -450,3 +450,29 @@ def test_integers_beyond_64_bits_compare_as_doubles():
     with pytest.raises(FilterSyntaxError, match="number out of range"):
         parse_filter("config.a = " + "1" * 400)
 
+
+
+@pytest.mark.parametrize("more_steps", [0, 700])
+def test_a_log_recorded_again_from_scratch_is_indexed_anew_whatever_its_size(root, store_url, more_steps):
+    """The run directory deleted and the same id recorded anew: the new log may be exactly as long
+    as the old one or longer, so its size can't tell; its first record (another start time) does."""
+    import shutil
+
+    def record(steps: int, scale: float) -> tracklet.Run:
+        run = tracklet.init(project="again", id="same", dir=str(root), settings=QUIET)
+        for step in range(steps):
+            run.log({"loss": scale * step}, step=step)
+        run.finish()
+        return run
+
+    store = Store(store_url, root=root)
+    first = record(1000, 1.0)
+    store.index()
+    shutil.rmtree(first.dir)
+    again = record(1000 + more_steps, 2.0)
+    store.index()
+    (series,) = store.history(again.path, "loss", start=0, end=10_000, buckets=50)
+    assert series.count.sum() == 1000 + more_steps
+    assert series.max.max() == 2.0 * (999 + more_steps)
+    (row,) = store.runs("again")
+    assert row["created_at"] == tracklet.Api(root).run(again.path).created_at

@@ -366,6 +366,16 @@ class Indexer:
             if not chunk:
                 return points, read
 
+    def _replaced(self, paths: RunPaths, row: Any) -> bool:
+        """A log recorded again from scratch under the same id (the run directory deleted, the same
+        id started anew) can be as long as the old one or longer: its first record's start time
+        tells it apart. Sources that can't read a log's head cheaply (segments) skip the check."""
+        started_at = getattr(self.source, "started_at", None)
+        if started_at is None or row.created_at is None or not row.log_offset:
+            return False
+        started = started_at(paths)
+        return started is not None and started != row.created_at
+
     def _index_chunk(self, paths: RunPaths) -> tuple[int, int]:
         """Ingest up to ``chunk_bytes`` of one run's new records (at least one whole frame) in one
         transaction; returns (points added, bytes read), (0, 0) when there was nothing new."""
@@ -377,12 +387,12 @@ class Indexer:
             ).first()
             offset = row.log_offset if row is not None else 0
             size = self.source.size(paths)
+            if row is not None and (size < offset or self._replaced(paths, row)):  # start over
+                forget_run(connection, row.id)
+                row, offset = None, 0
             if row is not None and size == offset:
                 self._refresh_liveness(connection, row, paths)
                 return 0, 0
-            if row is not None and size < offset:  # the log was replaced: start over
-                forget_run(connection, row.id)
-                row, offset = None, 0
             result = self.source.read_from(paths, offset, self.chunk_bytes)
             fold = _RunFold(row)
             decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)

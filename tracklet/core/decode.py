@@ -19,7 +19,7 @@ the store's indexer (``store/ingest.py``) decode through this, so they agree on 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from tracklet.proto import records_pb2 as pb
 
@@ -63,6 +63,18 @@ class RecordDecoder:
     def skipped(self, offset: int, error: BaseException) -> None:
         """Count a record that decoded but that a reader failed to fold (a bug's safety net)."""
         self._note(offset, f"could not be read: {type(error).__name__}: {error}")
+
+    def fold(self, payloads: Iterable[tuple[int, bytes]], apply: Callable[[pb.Record], Any]) -> None:
+        """Decode every ``(offset, payload)`` frame and hand each valid record to ``apply``; a
+        record ``apply`` fails on is counted (``skipped``) and never stops the ones after it."""
+        for offset, payload in payloads:
+            record = self.decode(offset, payload)
+            if record is None:
+                continue
+            try:
+                apply(record)
+            except Exception as error:
+                self.skipped(offset, error)
 
     def decode(self, offset: int, payload: bytes) -> pb.Record | None:
         """The record in ``payload`` (the frame at ``offset``), or ``None`` when it is invalid."""

@@ -54,6 +54,20 @@ class MetricDefinition:
     hidden: bool
 
 
+def add_console_line(lines: list[Any], open_lines: dict[str, int], stream: str, entry: Any, partial: bool) -> None:
+    """Append ``entry`` to ``lines``, or, when the stream's last line was recorded partial (text not
+    ended by a newline yet), put it in that line's place; ``open_lines`` maps a stream to the index
+    of its partial line. Shared by the reader and the store's ingest, so both show one line."""
+    index = open_lines.pop(stream, None)
+    if index is None:  # the usual case
+        index = len(lines)
+        lines.append(entry)
+    else:
+        lines[index] = entry
+    if partial:
+        open_lines[stream] = index
+
+
 class RunState:
     """Everything a record log says, folded record by record."""
 
@@ -116,15 +130,8 @@ class RunState:
         elif kind == "console":
             stream = "stderr" if record.console.stream == pb.ConsoleOutput.STREAM_STDERR else "stdout"
             for line in record.console.lines:
-                entry = ConsoleLine(line.time, stream, line.text, line.partial)
-                open_line = self._open_lines.pop(stream, None)
-                if open_line is None:  # the usual case; else this line replaces the stream's partial one
-                    open_line = len(self.console)
-                    self.console.append(entry)
-                else:
-                    self.console[open_line] = entry
-                if line.partial:
-                    self._open_lines[stream] = open_line
+                add_console_line(self.console, self._open_lines, stream,
+                                 ConsoleLine(line.time, stream, line.text, line.partial), line.partial)
         elif kind == "metric_definition":
             d = record.metric_definition
             self.metric_definitions.append(MetricDefinition(d.name, d.step_metric, mode_names(d.summary), d.hidden))
@@ -196,14 +203,7 @@ def replay(path: Path | str) -> RunState:
     state.damage = result.damage
     state.damages = result.damages
     decoder = RecordDecoder()
-    for offset, payload in result.payloads:
-        record = decoder.decode(offset, payload)
-        if record is None:
-            continue
-        try:
-            state.apply(record)
-        except Exception as error:  # never let one record stop the rest from being read
-            decoder.skipped(offset, error)
+    decoder.fold(result.payloads, state.apply)
     state.invalid_records = decoder.invalid
     state.invalid_count = decoder.invalid_count
     state.partial_count = decoder.partial_count

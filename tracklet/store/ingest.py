@@ -396,14 +396,7 @@ class Indexer:
             result = self.source.read_from(paths, offset, self.chunk_bytes)
             fold = _RunFold(row)
             decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
-            for frame_offset, payload in result.payloads:
-                record = decoder.decode(frame_offset, payload)
-                if record is None:
-                    continue
-                try:
-                    fold.apply(record)
-                except Exception as error:  # one bad record never stops the rest of the run
-                    decoder.skipped(frame_offset, error)
+            decoder.fold(result.payloads, fold.apply)
             self._note_damage(paths, result, decoder)
             # More chunks follow this pass: the last one (even one that reads nothing) settles
             # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
@@ -455,14 +448,7 @@ class Indexer:
         whole log once, when the run is found crashed."""
         fold = SummaryFold()
         decoder = RecordDecoder()  # what the ingest pass reads, and it reports what it can't
-        for frame_offset, payload in self.source.read_from(paths, 0).payloads:
-            record = decoder.decode(frame_offset, payload)
-            if record is None:
-                continue
-            try:
-                fold.apply(record)
-            except Exception as error:  # that record alone
-                decoder.skipped(frame_offset, error)
+        decoder.fold(self.source.read_from(paths, 0).payloads, fold.apply)
         return {key: json_safe(value) for key, value in fold.values.items()}
 
     def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,

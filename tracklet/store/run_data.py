@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from tracklet.core.reader import add_console_line
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
 from tracklet.store.schema import alerts, console_lines, series
@@ -115,14 +116,7 @@ class RunDataFold:
                 entry = (line.time if math.isfinite(line.time) else 0.0, stream, stored_line(line.text))
                 # A partial line (not ended yet) is replaced by the stream's next line when both
                 # arrive in one pass; one indexed in an earlier pass stays a line of its own.
-                open_line = self._open_lines.pop(stream, None)
-                if open_line is None:
-                    open_line = len(self.console)
-                    self.console.append(entry)
-                else:
-                    self.console[open_line] = entry
-                if line.partial:
-                    self._open_lines[stream] = open_line
+                add_console_line(self.console, self._open_lines, stream, entry, line.partial)
         elif kind == "alert":
             alert = record.alert
             self.alerts.append((alert.time if math.isfinite(alert.time) else 0.0, alert_level(alert.level),

@@ -166,3 +166,18 @@ def servers(tmp_path):
     yield _start
     for server in started:
         server.stop()
+
+
+# Files whose tests train real frameworks, drive Chromium, start several servers or fuzz: marked
+# `slow`, so `python -m pytest -m "not slow"` is a fast subset for the edit-test loop (README).
+SLOW_FILES = frozenset({
+    "test_autolog.py", "test_dashboard.py", "test_integration_huggingface.py", "test_integration_jax.py",
+    "test_integration_keras.py", "test_integration_lightning.py", "test_server_connections.py",
+    "test_server_deployment.py", "test_server_fuzz.py", "test_wandb_compat.py", "test_import_wandb.py",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

@@ -28,7 +28,8 @@ _LAZY = {
     "Run": ("tracklet.core.run", "Run"),
     "Settings": ("tracklet.core.settings", "Settings"),
     "Histogram": ("tracklet.core.values", "Histogram"),
-    "TrackletWarning": ("tracklet.core.warn", "TrackletWarning"),
+    "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
+    "TrackletError": ("tracklet.errors", "TrackletError"),
 }
 
 
@@ -124,6 +125,7 @@ __all__ = [
     "RecordedRun",
     "Run",
     "Settings",
+    "TrackletError",
     "TrackletWarning",
     "__version__",
     "alert",

@@ -18,6 +18,7 @@ from tracklet.core.recordlog import LOG_FILE_NAME, Damage, read_first_payload
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.core.settings import check_name, default_data_root, is_valid_name
 from tracklet.proto import records_pb2 as pb
+from tracklet.errors import RunNotFound  # noqa: F401  (defined there; imported from here too)
 
 # Seconds a query waits for another process's index pass (``tracklet ui`` runs one every second)
 # before answering from what that process committed; see ``Api.store``.
@@ -33,10 +34,6 @@ def _warn_failed(report: Any) -> None:
     for failure in report.failed:
         warnings.warn(f"tracklet: could not index {failure}; store queries leave this run out",
                       TrackletWarning, stacklevel=4)
-
-
-class RunNotFound(LookupError):
-    pass
 
 
 class RecordedRun:

@@ -68,6 +68,7 @@ from typing import IO, Any, Sequence
 
 from tracklet.core.reader import RUNTIME, STEP, TIMESTAMP, History
 from tracklet.core.values import Histogram
+from tracklet.errors import MissingDependency  # noqa: F401  (defined there; imported from here too)
 
 FORMATS = ("csv", "jsonl", "parquet")
 INDEX_COLUMNS = (STEP, TIMESTAMP, RUNTIME)
@@ -81,10 +82,6 @@ CSV_CHUNK_CELLS = 262_144
 PARQUET_GROUP_CELLS = 1_000_000
 PARQUET_MIN_GROUP_ROWS = 256
 PARQUET_MAX_COLUMN_CHUNKS = 16_384
-
-
-class MissingDependency(ImportError):
-    """An optional dependency an export format needs is not installed."""
 
 
 __all__ = ["FORMATS", "MissingDependency", "export_history", "history_for_export", "json_safe", "to_json_text"]

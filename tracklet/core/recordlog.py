@@ -20,6 +20,7 @@ import struct
 import zlib
 from pathlib import Path
 from typing import Any
+from tracklet.errors import RecordLogError  # noqa: F401  (defined there; imported from here too)
 
 try:
     import fcntl
@@ -31,10 +32,6 @@ FRAME_HEADER = struct.Struct("<II")
 # A length beyond this is damage, not data: no single record is allowed to be this big.
 MAX_RECORD_BYTES = 1 << 30
 LOG_FILE_NAME = "run.tlog"
-
-
-class RecordLogError(Exception):
-    """The file is not a tracklet record log, or is already being written."""
 
 
 def frame(payload: bytes) -> bytes:

@@ -14,14 +14,11 @@ from typing import Any
 
 from tracklet.core.reader import STEP, Alert, ConsoleLine, History
 from tracklet.core.settings import check_name
+from tracklet.errors import RemoteError  # noqa: F401  (defined there; imported from here too)
 
 PAGE = 10_000  # the server's largest page of runs
 _ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
 _INTEGER_ARRAYS = ("steps", "first_steps", "count", "nonfinite")
-
-
-class RemoteError(RuntimeError):
-    """The server refused a request or could not be reached."""
 
 
 def response_detail(response: Any) -> str:

@@ -32,12 +32,9 @@ from google.protobuf.message import DecodeError
 
 from tracklet.core.decode import COLUMN_VALUE_FIELDS, MAX_KEY_ID
 from tracklet.proto import records_pb2 as pb
+from tracklet.errors import RecordRejected  # noqa: F401  (defined there; imported from here too)
 
 _SCHEMA_VERSIONS = frozenset(pb.SchemaVersion.values())
-
-
-class RecordRejected(ValueError):
-    """A record that consumers of the log must not fold: the message says what is wrong."""
 
 
 def decode_record(payload: bytes) -> pb.Record:

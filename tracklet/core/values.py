@@ -23,6 +23,7 @@ import dataclasses
 import enum
 from pathlib import PurePath
 from typing import Any, Callable, Iterable, Mapping
+from tracklet.errors import Unsupported  # noqa: F401  (defined there; imported from here too)
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -107,10 +108,6 @@ def histogram_of(values: Any, bins: int = DEFAULT_BINS) -> Histogram:
         return Histogram._raw([], [], nan_count, inf_count)
     counts, edges = np.histogram(finite, bins=bins)
     return Histogram._raw(edges.tolist(), counts.tolist(), nan_count, inf_count)
-
-
-class Unsupported(TypeError):
-    """A value tracklet cannot record."""
 
 
 _FRAMEWORKS = ("numpy", "torch", "jax", "jaxlib")

@@ -1,14 +1,13 @@
-"""``TrackletWarning`` and the once-per-run warning filter: in a module of their own so that the
-caller's side of a run (``init``, ``log``) can warn without importing the encoder or protobuf."""
+"""The once-per-run warning filter (``TrackletWarning`` itself lives in :mod:`tracklet.errors`): in a
+module of its own so that the caller's side of a run (``init``, ``log``) can warn without importing the
+encoder or protobuf."""
 
 from __future__ import annotations
 
 import warnings
 from typing import Any
 
-
-class TrackletWarning(UserWarning):
-    """Something tracklet could not record as asked; the run goes on."""
+from tracklet.errors import TrackletWarning  # noqa: F401  (defined in tracklet.errors; imported from here too)
 
 
 class WarnOnce:

@@ -22,6 +22,7 @@ from typing import Callable
 
 from tracklet.core.recordlog import Damage, ScanResult
 from tracklet.importers.crc32c import masked_crc32c
+from tracklet.errors import NotAWandbFile  # noqa: F401  (defined there; imported from here too)
 
 FILE_HEADER = struct.Struct("<4sHB")
 IDENT = b":W&B"
@@ -29,10 +30,6 @@ MAGIC = 0xBEE1
 BLOCK_SIZE = 32 * 1024
 RECORD_HEADER = struct.Struct("<IHB")
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-class NotAWandbFile(ValueError):
-    """The file doesn't start with W&B's datastore header."""
 
 
 _TYPE_CRC = [zlib.crc32(bytes((kind,))) for kind in range(256)]  # CRC-32 of the type byte, to seed with

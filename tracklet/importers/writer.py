@@ -22,14 +22,11 @@ from tracklet.core.recordlog import LOG_FILE_NAME, RecordLogWriter
 from tracklet.core.settings import check_name
 from tracklet.core.values import fill_entries, to_plain
 from tracklet.proto import records_pb2 as pb
+from tracklet.errors import SourceError  # noqa: F401  (defined there; imported from here too)
 
 MARKER_NAME = "import.json"
 # Rows per HistoryBatch record, as the live sender writes at most.
 ROWS_PER_RECORD = 10_000
-
-
-class SourceError(Exception):
-    """A source that can't be imported (not found, not the expected format, a run id conflict)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,6 +49,7 @@ from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.settings import Settings, check_name
 from tracklet.core.values import to_plain
+from tracklet.errors import TrainingIncomplete  # noqa: F401  (defined there; imported from here too)
 
 GLOBAL_STEP = "train/global_step"
 TRAINING_ARGS_KEY = "training_args"
@@ -61,11 +62,6 @@ _FINAL_LOG_KEY = "train_runtime"
 _PREFIXES = (("eval_", "eval/"), ("test_", "test/"))
 _KEPT_PREFIXES = ("train/", "eval/", "test/")
 _CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR
-
-
-class TrainingIncomplete(RuntimeError):
-    """Why a run the callback started is ``failed`` when ``trainer.train()`` never reached
-    ``on_train_end`` and the exception that stopped it was caught by the caller."""
 
 
 def _rewrite_key(key: Any) -> str:

@@ -30,6 +30,7 @@ from fastapi import HTTPException, Request
 
 from tracklet.core.settings import check_name
 from tracklet.store.schema import api_keys, project_members, projects, users
+from tracklet.errors import AuthError  # noqa: F401  (defined there; imported from here too)
 
 KEY_PREFIX = "tlk_"
 ROLES = ("read", "write", "admin")
@@ -80,10 +81,6 @@ def check_role(role: str) -> str:
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
     return role
-
-
-class AuthError(LookupError):
-    """An administrative request that names a user or key that doesn't exist (HTTP 404)."""
 
 
 class Accounts:

@@ -26,13 +26,10 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import MAGIC, RecordLogError, read_log_from, scan, scan_frames, writer_alive
 from tracklet.core.remote import response_detail
 from tracklet.server.client_files import FileSync
+from tracklet.errors import SyncError  # noqa: F401  (defined there; imported from here too)
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 BASE_URL_ENV = "TRACKLET_BASE_URL"
-
-
-class SyncError(RuntimeError):
-    """A run could not be uploaded (server unreachable for too long, or a refusal)."""
 
 
 @dataclasses.dataclass

@@ -33,16 +33,12 @@ from fsspec.implementations.local import LocalFileSystem
 
 from tracklet.core.settings import check_name
 from tracklet.server.logs import BadRequest
+from tracklet.errors import NameConflict  # noqa: F401  (defined there; imported from here too)
 
 MAX_NAME_CHARS = 512
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _READ_CHUNK = 1 << 20
 _MAX_CACHED_DIGESTS = 100_000
-
-
-class NameConflict(Exception):
-    """The name can't be stored beside an existing one (a file where a directory is needed, or
-    the reverse, on a local directory): HTTP 409."""
 
 
 @dataclasses.dataclass(frozen=True)

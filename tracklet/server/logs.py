@@ -20,18 +20,7 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, RecordLogError, read_log, scan, scan_frames
 from tracklet.core.settings import check_name
 from tracklet.core.validate import RecordRejected, check_record, decode_record
-
-
-class BadRequest(ValueError):
-    """The request can't be applied as sent (HTTP 400)."""
-
-
-class OffsetConflict(Exception):
-    """The request doesn't fit what is stored (HTTP 409); ``offset`` is where to resend from."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(message)
-        self.offset = offset
+from tracklet.errors import BadRequest, OffsetConflict  # noqa: F401  (defined there; imported from here too)
 
 
 @dataclasses.dataclass

@@ -6,14 +6,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from tracklet.errors import MissingDriver  # noqa: F401  (defined there; imported from here too)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILE = "store.sqlite"
 MIGRATION_LOCK = 0x747261636B6C6574  # "tracklet": the advisory lock a migration holds on PostgreSQL
-
-
-class MissingDriver(ImportError):
-    """The database driver a store URL needs is not installed."""
 
 
 def store_url(root: str | Path) -> str:

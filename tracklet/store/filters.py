@@ -105,6 +105,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 
 from tracklet.store.text import store_text
+from tracklet.errors import FilterSyntaxError  # noqa: F401  (defined there; imported from here too)
 
 __all__ = [
     "FIELDS",
@@ -124,31 +125,6 @@ __all__ = [
     "parse_filter",
     "parse_sort",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-class FilterSyntaxError(ValueError):
-    """A filter or sort that cannot be parsed: ``str()`` names the problem, its column and a caret.
-
-    Attributes: ``problem`` (the first part of the message), ``text``, ``pos`` (0-based index into
-    ``text``), ``column`` (``pos + 1``) and ``hint`` (extra advice or None).
-    """
-
-    def __init__(self, problem: str, text: str, pos: int, hint: str | None = None):
-        self.problem, self.text, self.pos, self.hint = problem, text, pos, hint
-        self.column = pos + 1
-        shown = re.sub(r"[\r\n\t\f\v]", " ", text)
-        head = f"{problem} at column {self.column}: "
-        lines = [head + shown, " " * (len(head) + pos) + "^"]
-        if hint:
-            lines.append(hint)
-        super().__init__("\n".join(lines))
-
-    def __reduce__(self):
-        return (type(self), (self.problem, self.text, self.pos, self.hint))
 
 
 # --------------------------------------------------------------------------------------------

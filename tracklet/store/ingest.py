@@ -34,6 +34,7 @@ from tracklet.store.logsource import LocalLogs, LogSource
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
 from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
 from tracklet.store.text import fit, store_json, stored_key
+from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
 
 try:
     import fcntl
@@ -52,10 +53,6 @@ _SIZED_COLUMNS = tuple(column.name for column in runs.columns
 # Log bytes folded per transaction. Folding costs up to ~30 bytes of memory per byte of log (a
 # packed bool becomes a float64 value, an int64 step and order), so this bounds an indexing job.
 INDEX_CHUNK_BYTES = 8 << 20
-
-
-class IndexerBusy(RuntimeError):
-    """Another process is indexing this data root."""
 
 
 def json_safe(value: Any) -> Any:

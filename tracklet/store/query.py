@@ -19,6 +19,7 @@ from tracklet.store.ingest import TIMESTAMP_KEY
 from tracklet.store.schema import blocks, projects, runs, series
 from tracklet.store.text import store_text, stored_key
 from tracklet.store.windows import WindowReader, WindowRequest
+from tracklet.errors import RunNotIndexed  # noqa: F401  (defined there; imported from here too)
 
 
 @dataclasses.dataclass
@@ -48,10 +49,6 @@ class SeriesHistory:
 
     def __len__(self) -> int:
         return len(self.steps)
-
-
-class RunNotIndexed(LookupError):
-    pass
 
 
 class HistoryReader:

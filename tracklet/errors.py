@@ -1,0 +1,154 @@
+"""Every exception and warning tracklet raises for a user to see, with one common base.
+
+``except tracklet.TrackletError`` catches any of them. Each class keeps the standard base it
+had before this module existed (``LookupError``, ``ValueError``, ``ImportError``, ...), so
+``except LookupError`` and the like keep working, and each is still importable from the module
+that raises it (``tracklet.core.api.RunNotFound``, ``tracklet.store.query.RunNotIndexed``, ...).
+
+This module imports only the standard library: the CLI matches errors against these classes
+without importing the store, the server or protobuf. The W&B compatibility layer's
+``wandb.errors`` classes (``tracklet/compat/wandb/errors.py``) keep W&B's own hierarchy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "FilterSyntaxError",
+    "IndexerBusy",
+    "MissingDependency",
+    "MissingDriver",
+    "NameConflict",
+    "NotAWandbFile",
+    "OffsetConflict",
+    "RecordLogError",
+    "RecordRejected",
+    "RemoteError",
+    "RunNotFound",
+    "RunNotIndexed",
+    "SourceError",
+    "SyncError",
+    "TrackletError",
+    "TrackletWarning",
+    "TrainingIncomplete",
+    "Unsupported",
+]
+
+
+class TrackletError(Exception):
+    """The base of every error tracklet raises on purpose (as opposed to a bug)."""
+
+
+class TrackletWarning(UserWarning):
+    """Something tracklet could not record as asked; the run goes on."""
+
+
+# ---------------------------------------------------------------- recording (tracklet.core)
+
+
+class Unsupported(TrackletError, TypeError):
+    """A value tracklet cannot record."""
+
+
+class RecordLogError(TrackletError):
+    """The file is not a tracklet record log, or is already being written."""
+
+
+class RecordRejected(TrackletError, ValueError):
+    """A record that consumers of the log must not fold: the message says what is wrong."""
+
+
+# ---------------------------------------------------------------- reading (Api, export, store)
+
+
+class RunNotFound(TrackletError, LookupError):
+    """No run matches the path, id or name asked for (or more than one does)."""
+
+
+class MissingDependency(TrackletError, ImportError):
+    """An optional dependency an export format needs is not installed."""
+
+
+class MissingDriver(TrackletError, ImportError):
+    """The database driver a store URL needs is not installed."""
+
+
+class IndexerBusy(TrackletError, RuntimeError):
+    """Another process is indexing this data root."""
+
+
+class RunNotIndexed(TrackletError, LookupError):
+    """The store has no row for the run asked for."""
+
+
+class FilterSyntaxError(TrackletError, ValueError):
+    """A filter or sort that cannot be parsed: ``str()`` names the problem, its column and a caret.
+
+    Attributes: ``problem`` (the first part of the message), ``text``, ``pos`` (0-based index into
+    ``text``), ``column`` (``pos + 1``) and ``hint`` (extra advice or None).
+    """
+
+    def __init__(self, problem: str, text: str, pos: int, hint: str | None = None):
+        self.problem, self.text, self.pos, self.hint = problem, text, pos, hint
+        self.column = pos + 1
+        shown = re.sub(r"[\r\n\t\f\v]", " ", text)
+        head = f"{problem} at column {self.column}: "
+        lines = [head + shown, " " * (len(head) + pos) + "^"]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.problem, self.text, self.pos, self.hint))
+
+
+# ---------------------------------------------------------------- server and client
+
+
+class RemoteError(TrackletError, RuntimeError):
+    """The server refused a request or could not be reached."""
+
+
+class SyncError(TrackletError, RuntimeError):
+    """A run could not be uploaded (server unreachable for too long, or a refusal)."""
+
+
+class AuthError(TrackletError, LookupError):
+    """An administrative request that names a user or key that doesn't exist (HTTP 404)."""
+
+
+class BadRequest(TrackletError, ValueError):
+    """The request can't be applied as sent (HTTP 400)."""
+
+
+class OffsetConflict(TrackletError):
+    """The request doesn't fit what is stored (HTTP 409); ``offset`` is where to resend from."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class NameConflict(TrackletError):
+    """The name can't be stored beside an existing one (a file where a directory is needed, or
+    the reverse, on a local directory): HTTP 409."""
+
+
+# ---------------------------------------------------------------- importers and integrations
+
+
+class SourceError(TrackletError):
+    """A source that can't be imported (not found, not the expected format, a run id conflict)."""
+
+
+class NotAWandbFile(TrackletError, ValueError):
+    """The file doesn't start with W&B's datastore header."""
+
+
+class TrainingIncomplete(TrackletError, RuntimeError):
+    """Why a run the callback started is ``failed`` when ``trainer.train()`` never reached
+    ``on_train_end`` and the exception that stopped it was caught by the caller."""

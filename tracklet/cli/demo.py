@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+import click
+
+from tracklet.cli.common import _handle_errors, _require_server_extra, _state
+from tracklet.cli.serve import ui
 
 
 def record_demo(
@@ -90,3 +96,36 @@ def record_demo(
                 print(line)
         print("demo: done")
     return run
+
+
+# ---------------------------------------------------------------- the command
+
+
+@click.command()
+@click.option("--project", default="demo", show_default=True, help="Project to record the run in.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1, 1_000_000), help="Training steps.")
+@click.option("--name", default=None, help="Run name (default: a generated one).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed for the fake training.")
+@click.option("--ui", "open_ui", is_flag=True, help="Then serve the dashboard (`tracklet ui`) and open it in a browser.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="With --ui: the dashboard's loopback port (0: any free port).")
+@click.option("--no-open", "no_open", is_flag=True, help="With --ui: don't open a browser; just print the URL.")
+@click.pass_context
+@_handle_errors
+def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: int, open_ui: bool, port: int,
+         no_open: bool) -> None:
+    """Record a realistic demo training run, then say how to inspect it (with --ui: open the dashboard)."""
+    if open_ui:
+        _require_server_extra("tracklet demo --ui")
+    state = _state(ctx)
+    run = record_demo(state.api.root, project=project, steps=steps, name=name, seed=seed)
+    prefix = state.command_prefix()
+    click.echo(f"Recorded demo run {run.path} ({run.name!r}): {steps} steps")
+    click.echo(f"Stored in {run.dir}")
+    click.echo("Inspect it with:")
+    click.echo(f"  {prefix} ui                 # the dashboard, in a browser")
+    click.echo(f"  {prefix} show {run.path}")
+    click.echo(f"  {prefix} export {run.path} --format csv -o {shlex.quote(run.id + '.csv')}")
+    click.echo(f"  {prefix} runs {shlex.quote(project)}")
+    if open_ui:
+        ctx.invoke(ui, port=port, no_open=no_open, ui_dir=None, no_token=False)

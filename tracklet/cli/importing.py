@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import click
 
+from tracklet.cli.common import CliError, _handle_errors, _state
+
 
 @click.group("import")
 def import_group() -> None:
@@ -20,7 +22,6 @@ def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, i
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tracklet.cli.main import CliError
     from tracklet.importers.writer import SourceError
 
     console = Console(stderr=True)
@@ -62,8 +63,6 @@ def _run_import(ctx: click.Context, label: str, call: Callable[[Callable[[Any, i
 @click.pass_context
 def import_wandb_command(ctx: click.Context, path: Path, project: str | None, quiet: bool) -> None:
     """Import W&B offline runs: a wandb/ directory, one run directory, or one run-*.wandb file."""
-    from tracklet.cli.main import _handle_errors, _state
-
     root = _state(ctx).api.root
 
     def run(report: Any) -> Any:
@@ -81,8 +80,6 @@ def import_wandb_command(ctx: click.Context, path: Path, project: str | None, qu
 @click.pass_context
 def import_tensorboard_command(ctx: click.Context, logdir: Path, project: str | None, quiet: bool) -> None:
     """Import TensorBoard logs: every directory under LOGDIR holding event files is a run."""
-    from tracklet.cli.main import _handle_errors, _state
-
     root = _state(ctx).api.root
 
     def run(report: Any) -> Any:

@@ -14,11 +14,13 @@ launcher's project, name and job type) instead of at startup.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
+
+import click
+
+from tracklet.cli.common import CliError, _state
 
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "integrations" / "_launch"
 
@@ -43,6 +45,9 @@ def launch_environment(project: str | None, name: str | None, job_type: str | No
 def run_command(command: Sequence[str], *, project: str | None = None, name: str | None = None,
                 job_type: str | None = None, wandb: bool = False) -> int:
     """Run ``command`` with tracking on; return its exit code (128 + N when killed by signal N)."""
+    import signal  # here, not at the top: every `tracklet` command imports this module
+    import subprocess
+
     if not command:
         raise ValueError("tracklet run needs a command, e.g. tracklet run -- python train.py")
     try:
@@ -71,3 +76,35 @@ def run_command(command: Sequence[str], *, project: str | None = None, name: str
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - thin wrapper for `python -m`
     return run_command(list(sys.argv[1:] if argv is None else argv))
+
+
+# ---------------------------------------------------------------- the command
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--project", "-p", default=None, help="Project to record the run in (default: $TRACKLET_PROJECT or 'default').")
+@click.option("--name", "-n", default=None, help="Run name (default: a generated one).")
+@click.option("--job-type", default=None, help="Job type, e.g. train or eval.")
+@click.option("--wandb", "wandb", is_flag=True, default=False,
+              help="Run a script written for W&B: `import wandb` resolves to tracklet.compat.wandb "
+                   "(also in its subprocesses); the run starts at its wandb.init(). See docs/wandb-compat.md.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@click.pass_context
+def run(ctx: click.Context, project: str | None, name: str | None, job_type: str | None, wandb: bool,
+        command: tuple[str, ...]) -> None:
+    """Run COMMAND (e.g. python train.py ARGS) with tracking on, without changing the script.
+
+    Lightning, Hugging Face, Keras and JAX are recorded automatically (tracklet.autolog); the
+    run records the command line, console, environment and system metrics. Exits with the
+    command's exit code. Put -- before the command: tracklet run -- python train.py --lr 3e-4
+    """
+    import os
+
+    state = _state(ctx)
+    if state.root_option is not None:
+        os.environ["TRACKLET_DIR"] = str(state.root_option)
+    try:
+        code = run_command(command, project=project, name=name, job_type=job_type, wandb=wandb)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    ctx.exit(code)

@@ -20,7 +20,7 @@ from tracklet.errors import TrackletError
 ERROR_EXIT_CODE = 2
 
 
-class CliError(click.ClickException):
+class CliError(click.ClickException, TrackletError):
     """An expected failure: one line on stderr, exit status 2."""
 
     exit_code = ERROR_EXIT_CODE

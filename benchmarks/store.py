@@ -2,6 +2,7 @@
 
     python benchmarks/store.py            # full (a few minutes; builds ~40M points)
     python benchmarks/store.py --quick    # smaller sizes, same measurements
+    python benchmarks/store.py --runs 10000 --steps 50   # only: index that many small runs
 
 (a) ingest rate from record logs; (b) a 1,000-bucket query of one run at 10k / 1M / 10M steps
 (and how its time grows); (c) 200 runs x 100k steps of one metric at 1,000 buckets each;
@@ -73,6 +74,27 @@ def write_run(root: Path, project: str, run_id: str, steps: int, keys: int, seed
     return steps * keys
 
 
+def write_small_runs(root: Path, runs_count: int, steps: int, keys: int = 2) -> int:
+    """``runs_count`` finished runs of ``steps`` rows of ``keys`` floats (a sweep of small runs:
+    what ``tracklet index`` meets on a fresh data root); returns points."""
+    return sum(write_run(root, "sweep", f"r{n:06d}", steps, keys, seed=n) for n in range(runs_count))
+
+
+def index_small_runs(url: str | None, runs_count: int, steps: int) -> list[tuple[str, str, str]]:
+    """Seconds to index ``runs_count`` small runs into an empty store, and runs per second."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        points = write_small_runs(root, runs_count, steps)
+        store = Store(url, root=root)
+        started = time.perf_counter()
+        report = store.index()
+        seconds = time.perf_counter() - started
+        store.close()
+    assert report.runs_updated == runs_count and not report.failed, report
+    return [(f"index {runs_count:,} runs x {steps} steps ({points:,} points)", f"{seconds:.2f} s "
+             f"({seconds / runs_count * 1000:.2f} ms/run)", "<= 10 s" if runs_count == 10_000 else "")]
+
+
 def timed(function, repeats: int = 7) -> float:
     function()  # warm caches and connections
     times = []
@@ -87,7 +109,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--url", default=None, help="a store URL (default: SQLite in a temporary data root)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="only measure indexing this many small runs (with --steps) into an empty store")
+    parser.add_argument("--steps", type=int, default=50, help="steps per run with --runs (2 floats per step)")
     args = parser.parse_args()
+    if args.runs:
+        print_table(index_small_runs(args.url, args.runs, args.steps), header=("measure", "result", "target"))
+        return 0
     sizes = [10_000, 1_000_000] + ([] if args.quick else [10_000_000])
     many_runs, many_steps = (20, 100_000) if args.quick else (200, 100_000)
     listed = 2_000 if args.quick else 10_000

@@ -53,6 +53,9 @@ _SIZED_COLUMNS = tuple(column.name for column in runs.columns
 # Log bytes folded per transaction. Folding costs up to ~30 bytes of memory per byte of log (a
 # packed bool becomes a float64 value, an int64 step and order), so this bounds an indexing job.
 INDEX_CHUNK_BYTES = 8 << 20
+# Runs whose new records one transaction of ``Indexer.index()`` folds (at most INDEX_CHUNK_BYTES
+# of log in all): a commit per run was most of the time spent indexing a sweep of small runs.
+INDEX_GROUP_RUNS = 256
 
 
 def json_safe(value: Any) -> Any:
@@ -264,6 +267,9 @@ class Indexer:
         self._uncommitted: dict[str, int] = {}  # ids the current run's transaction created
         self.damaged: list[str] = []  # what index_run found damaged since the last index() began
         self.chunk_bytes = INDEX_CHUNK_BYTES
+        self.group_runs = INDEX_GROUP_RUNS
+        self._block_writer: BlockWriter | None = None  # the group transaction's, flushed at its end
+        self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
         """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
@@ -300,23 +306,84 @@ class Indexer:
         lock = self._locked(wait, on_wait)
         self.damaged = report.damaged
         try:
+            group: list[RunPaths] = []
             for paths in self.run_dirs():
                 report.runs_seen += 1
-                try:
-                    points, read = self.index_run(paths)
-                except Exception as error:  # this run's transaction rolled back; index the others
-                    reason = failure_reason(error)
-                    log.warning("indexing %s/%s failed: %s", paths.project, paths.run_id, reason)
-                    report.failed.append(f"{paths.project}/{paths.run_id}: {reason}")
-                    continue
-                if read or points:
-                    report.runs_updated += 1
-                report.points += points
-                report.bytes_read += read
+                group.append(paths)
+                if len(group) >= self.group_runs:
+                    self._index_group(group, report)
+                    group = []
+            if group:
+                self._index_group(group, report)
         finally:
             if lock is not None:
                 lock.close()
         return report
+
+    def _index_group(self, group: list[RunPaths], report: IndexReport) -> None:
+        """Index the first chunk of each run of ``group`` in one transaction (what makes a sweep
+        of thousands of small runs fast: one commit, not one per run), then each run's remaining
+        chunks on its own. If any run fails, the group's transaction rolls back and its runs are
+        indexed one by one, so the failure stays with the run at fault."""
+        group = sorted(group, key=lambda p: (p.project, p.run_id))  # one lock order in every process
+        damaged_before = len(self.damaged)
+        done: list[tuple[RunPaths, int, int, bool]] = []
+        try:
+            with self._transaction() as connection, self._group_writer(connection):
+                read_total = 0
+                for at, paths in enumerate(group):
+                    if read_total >= self.chunk_bytes:  # the transaction's share of log is folded
+                        group = group[at:]
+                        break
+                    points, read, more = self._fold_chunk(connection, paths)
+                    read_total += read
+                    done.append((paths, points, read, more))
+                else:
+                    group = []
+        except Exception:  # retry this group run by run: only the run at fault fails
+            del self.damaged[damaged_before:]
+            group = [paths for paths, *_ in done] + group
+            done = []
+        for paths, points, read, more in done:
+            if more:
+                self._index_one(paths, report, points, read)
+            else:
+                self._tally(report, points, read)
+        if group and not done:
+            for paths in group:
+                self._index_one(paths, report)
+        elif group:  # the transaction's log budget ran out: the rest as a group of their own
+            self._index_group(group, report)
+
+    def _index_one(self, paths: RunPaths, report: IndexReport, points: int = 0, read: int = 0) -> None:
+        """Index one run to the end of its log, chunk by chunk; a failure is reported in
+        ``report.failed`` (that chunk's transaction rolled back) and doesn't stop the others."""
+        try:
+            added, more_read = self.index_run(paths)
+        except Exception as error:  # this run's transaction rolled back; index the others
+            reason = failure_reason(error)
+            log.warning("indexing %s/%s failed: %s", paths.project, paths.run_id, reason)
+            report.failed.append(f"{paths.project}/{paths.run_id}: {reason}")
+            added = more_read = 0
+        self._tally(report, points + added, read + more_read)
+
+    @staticmethod
+    def _tally(report: IndexReport, points: int, read: int) -> None:
+        if read or points:
+            report.runs_updated += 1
+        report.points += points
+        report.bytes_read += read
+
+    @contextlib.contextmanager
+    def _group_writer(self, connection: sa.Connection) -> Iterator[None]:
+        """One ``BlockWriter`` for every run of a group transaction, so their blocks and series
+        counts are written in a few statements at its end, not a few per run."""
+        self._block_writer = BlockWriter(connection, [])
+        try:
+            yield
+            self._block_writer.flush()
+        finally:
+            self._block_writer = None
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
@@ -324,12 +391,14 @@ class Indexer:
         commits: an id from a rolled-back insert names nothing, and caching it would fail every
         later run of that project (a foreign key violation) until the process restarts."""
         self._uncommitted = {}
+        self._new_runs = set()
         try:
             with self.engine.begin() as connection:
                 yield connection
             self._project_ids.update(self._uncommitted)
         finally:
             self._uncommitted = {}
+            self._new_runs = set()
 
     def _project_id(self, connection: sa.Connection, name: str) -> int:
         project_id = self._project_ids.get(name)
@@ -358,9 +427,9 @@ class Indexer:
         (points added, bytes read)."""
         points = read = 0
         while True:
-            added, chunk = self._index_chunk(paths)
+            added, chunk, more = self._index_chunk(paths)
             points, read = points + added, read + chunk
-            if not chunk:
+            if not more:
                 return points, read
 
     def _replaced(self, paths: RunPaths, row: Any) -> bool:
@@ -373,42 +442,47 @@ class Indexer:
         started = started_at(paths)
         return started is not None and started != row.created_at
 
-    def _index_chunk(self, paths: RunPaths) -> tuple[int, int]:
-        """Ingest up to ``chunk_bytes`` of one run's new records (at least one whole frame) in one
-        transaction; returns (points added, bytes read), (0, 0) when there was nothing new."""
+    def _index_chunk(self, paths: RunPaths) -> tuple[int, int, bool]:
+        """Ingest up to ``chunk_bytes`` of one run's new records in a transaction of its own."""
         with self._transaction() as connection:
-            self._lock_run(connection, paths)
-            project_id = self._project_id(connection, paths.project)
-            row = connection.execute(
-                sa.select(runs).where(runs.c.project_id == project_id, runs.c.run_id == paths.run_id)
-            ).first()
-            offset = row.log_offset if row is not None else 0
-            size = self.source.size(paths)
-            if row is not None and (size < offset or self._replaced(paths, row)):  # start over
-                forget_run(connection, row.id)
-                row, offset = None, 0
-            if row is not None and size == offset:
-                self._refresh_liveness(connection, row, paths)
-                return 0, 0
-            result = self.source.read_from(paths, offset, self.chunk_bytes)
-            fold = _RunFold(row)
-            decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
-            decoder.fold(result.payloads, fold.apply)
-            self._note_damage(paths, result, decoder)
-            # More chunks follow this pass: the last one (even one that reads nothing) settles
-            # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
-            more = offset < result.end_offset < size and offset + self.chunk_bytes < size
-            run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset, final=not more)
-            points = self._write_series(connection, run_pk, "number", fold.points)
-            if fold.data.console:
-                write_console(connection, run_pk, fold.data.console)
-            if fold.data.alerts:
-                write_alerts(connection, run_pk, fold.data.alerts)
-            if fold.data.window_times:
-                system = fold.data.system_series(last_system_step(connection, run_pk))
-                for kind, by_name in system.items():
-                    self._write_series(connection, run_pk, kind, by_name)
-        return points, result.end_offset - offset
+            return self._fold_chunk(connection, paths)
+
+    def _fold_chunk(self, connection: sa.Connection, paths: RunPaths) -> tuple[int, int, bool]:
+        """Ingest up to ``chunk_bytes`` of one run's new records (at least one whole frame) in
+        ``connection``'s transaction; returns (points added, bytes read, whether more chunks
+        follow), (0, 0, False) when there was nothing new."""
+        self._lock_run(connection, paths)
+        project_id = self._project_id(connection, paths.project)
+        row = connection.execute(
+            sa.select(runs).where(runs.c.project_id == project_id, runs.c.run_id == paths.run_id)
+        ).first()
+        offset = row.log_offset if row is not None else 0
+        size = self.source.size(paths)
+        if row is not None and (size < offset or self._replaced(paths, row)):  # start over
+            forget_run(connection, row.id)
+            row, offset = None, 0
+        if row is not None and size == offset:
+            self._refresh_liveness(connection, row, paths)
+            return 0, 0, False
+        result = self.source.read_from(paths, offset, self.chunk_bytes)
+        fold = _RunFold(row)
+        decoder = RecordDecoder(key_id for key_id, name in enumerate(fold.keys) if name)
+        decoder.fold(result.payloads, fold.apply)
+        self._note_damage(paths, result, decoder)
+        # More chunks follow this pass: the last one (even one that reads nothing) settles
+        # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
+        more = offset < result.end_offset < size and offset + self.chunk_bytes < size
+        run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset, final=not more)
+        points = self._write_series(connection, run_pk, "number", fold.points)
+        if fold.data.console:
+            write_console(connection, run_pk, fold.data.console)
+        if fold.data.alerts:
+            write_alerts(connection, run_pk, fold.data.alerts)
+        if fold.data.window_times:
+            system = fold.data.system_series(last_system_step(connection, run_pk))
+            for kind, by_name in system.items():
+                self._write_series(connection, run_pk, kind, by_name)
+        return points, result.end_offset - offset, more
 
     def _note_damage(self, paths: RunPaths, result: Any, decoder: RecordDecoder) -> None:
         """Say what of the new bytes was skipped (a damaged region, an invalid record); a torn
@@ -473,13 +547,14 @@ class Indexer:
         if row is None:
             defaults = dict(name=paths.run_id, tags=[], group_name="", job_type="", notes="", host="",
                             state="running", deleted=False)
-            return connection.execute(
-                runs.insert().values(
-                    {**defaults, **values, "project_id": project_id, "run_id": paths.run_id,
-                     "log_path": self.source.location(paths)}
-                )
-            ).inserted_primary_key[0]
-        connection.execute(runs.update().where(runs.c.id == row.id).values(values))
+            run_pk = connection.execute(
+                runs.insert().returning(runs.c.id),
+                {**defaults, **values, "project_id": project_id, "run_id": paths.run_id,
+                 "log_path": self.source.location(paths)},
+            ).scalar_one()
+            self._new_runs.add(run_pk)
+            return run_pk
+        connection.execute(runs.update().where(runs.c.id == sa.bindparam("run_pk")), {**values, "run_pk": row.id})
         return row.id
 
     def _write_series(self, connection: sa.Connection, run_pk: int, kind: str, new: Mapping[str, Any]) -> int:
@@ -488,21 +563,26 @@ class Indexer:
         call, however many series (a run's system metrics are a few hundred)."""
         if not new:
             return 0
-        existing = {
-            r.key: r for r in connection.execute(
-                sa.select(series).where(series.c.run_pk == run_pk, series.c.kind == kind,
-                                        series.c.key.in_(list(new)))
-            )
-        }
+        if run_pk in self._new_runs:  # inserted by this transaction: no series yet
+            existing: dict[str, Any] = {}
+        else:
+            existing = {
+                r.key: r for r in connection.execute(
+                    sa.select(series).where(series.c.run_pk == run_pk, series.c.kind == kind,
+                                            series.c.key.in_(list(new)))
+                )
+            }
         missing = [key for key in new if key not in existing]
         if missing:
-            connection.execute(series.insert(), [{"run_pk": run_pk, "key": key, "kind": kind, "count": 0}
-                                                 for key in missing])
-            existing.update((r.key, r) for r in connection.execute(
-                sa.select(series).where(series.c.run_pk == run_pk, series.c.kind == kind,
-                                        series.c.key.in_(missing))
-            ))
-        writer = BlockWriter(connection, [(existing[key].id, existing[key].count or 0) for key in new])
+            inserted = connection.execute(
+                series.insert().returning(series.c.id, series.c.key, series.c.count, series.c.first_step,
+                                          sort_by_parameter_order=True),
+                [{"run_pk": run_pk, "key": key, "kind": kind, "count": 0} for key in missing])
+            existing.update((r.key, r) for r in inserted)
+        targets = [(existing[key].id, existing[key].count or 0) for key in new]
+        shared = self._block_writer
+        writer = shared if shared is not None else BlockWriter(connection, [])
+        writer.load(targets)
         total = 0
         for key, points in new.items():
             steps, values = points.arrays()
@@ -513,7 +593,8 @@ class Indexer:
             first_step = current.first_step if old_count else int(steps[0])
             writer.append(current.id, old_count, steps, values, first_step)
             total += len(steps) if key != TIMESTAMP_KEY else 0
-        writer.flush()
+        if shared is None:
+            writer.flush()
         return total
 
 
@@ -556,24 +637,31 @@ class BlockWriter:
         """``targets``: (series id, current point count) of every series that will be appended to."""
         self.connection = connection
         self.tails: dict[tuple[int, int, int], bytes] = {}
-        wanted = [(series_id, level, seq) for series_id, count in targets for level, seq in _tail_blocks(count)]
-        key = sa.tuple_(blocks.c.series_id, blocks.c.level, blocks.c.seq)
-        for start in range(0, len(wanted), 300):
-            rows = connection.execute(
-                sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.data)
-                .where(key.in_(wanted[start : start + 300]))
-            )
-            self.tails.update(((r.series_id, r.level, r.seq), r.data) for r in rows)
         self.deletes: list[dict[str, int]] = []
         self.inserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, int]] = []
         self.pending_bytes = 0
+        self.load(targets)
+
+    def load(self, targets: list[tuple[int, int]]) -> None:
+        """Read the tail blocks that appending to ``targets`` ((series id, current point count)
+        each) rewrites; more series may be appended to after each ``load``."""
+        wanted = [(series_id, level, seq) for series_id, count in targets for level, seq in _tail_blocks(count)]
+        key = sa.tuple_(blocks.c.series_id, blocks.c.level, blocks.c.seq)
+        for start in range(0, len(wanted), 300):
+            rows = self.connection.execute(
+                sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.data)
+                .where(key.in_(wanted[start : start + 300]))
+            )
+            self.tails.update(((r.series_id, r.level, r.seq), r.data) for r in rows)
 
     def _load(self, series_id: int, level: int, seq: int) -> bytes:
         return self.tails[(series_id, level, seq)]
 
-    def _store(self, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]]) -> None:
-        self.deletes.append({"sid": series_id, "lvl": level, "from_seq": first_seq})
+    def _store(self, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]],
+               replaces: bool = True) -> None:
+        if replaces:  # a series' first points have no old blocks to take out
+            self.deletes.append({"sid": series_id, "lvl": level, "from_seq": first_seq})
         self.inserts.extend(rows)
         self.pending_bytes += sum(len(row["data"]) for row in rows)
 
@@ -594,7 +682,7 @@ class BlockWriter:
             rows.append(dict(series_id=series_id, level=0, seq=seq + index, first_step=int(chunk_steps[0]),
                              last_step=int(chunk_steps[-1]), count=len(chunk_steps),
                              data=B.encode_points(chunk_steps, chunk_values)))
-        self._store(series_id, 0, seq, rows)
+        self._store(series_id, 0, seq, rows, replaces=old_count > 0)
 
         below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
         below_base = seq * size
@@ -616,7 +704,7 @@ class BlockWriter:
                 rows.append(dict(series_id=series_id, level=level, seq=seq + index,
                                  first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
                                  count=len(chunk), data=B.encode_entries(chunk)))
-            self._store(series_id, level, seq, rows)
+            self._store(series_id, level, seq, rows, replaces=old_count > 0)
             below, below_base = current, base
             below_old, below_new = -(-below_old // B.FANOUT), base + len(current)
             level += 1

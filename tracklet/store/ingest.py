@@ -56,6 +56,9 @@ INDEX_CHUNK_BYTES = 8 << 20
 # Runs whose new records one transaction of ``Indexer.index()`` folds (at most INDEX_CHUNK_BYTES
 # of log in all): a commit per run was most of the time spent indexing a sweep of small runs.
 INDEX_GROUP_RUNS = 256
+# One run's row, built once (building a statement per run costs more than running it).
+_RUN_ROW = sa.select(runs).where(runs.c.project_id == sa.bindparam("project_id"),
+                                 runs.c.run_id == sa.bindparam("run_id"))
 
 
 def json_safe(value: Any) -> Any:
@@ -401,7 +404,7 @@ class Indexer:
             self._new_runs = set()
 
     def _project_id(self, connection: sa.Connection, name: str) -> int:
-        project_id = self._project_ids.get(name)
+        project_id = self._project_ids.get(name) or self._uncommitted.get(name)
         if project_id is None:
             project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar()
             if project_id is None:
@@ -453,9 +456,7 @@ class Indexer:
         follow), (0, 0, False) when there was nothing new."""
         self._lock_run(connection, paths)
         project_id = self._project_id(connection, paths.project)
-        row = connection.execute(
-            sa.select(runs).where(runs.c.project_id == project_id, runs.c.run_id == paths.run_id)
-        ).first()
+        row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
         offset = row.log_offset if row is not None else 0
         size = self.source.size(paths)
         if row is not None and (size < offset or self._replaced(paths, row)):  # start over

@@ -11,14 +11,18 @@ from tracklet.cli.common import CliError, _handle_errors, _state
 @click.command()
 @click.option("--wait", type=click.FloatRange(0), default=60.0, show_default=True,
               help="Seconds to wait while another process (tracklet ui, another index) is indexing.")
+@click.option("--rebuild", is_flag=True,
+              help="Empty the tables derived from record logs (runs, metrics, console, alerts) and index every "
+                   "log from the start. Users, API keys and project members are kept.")
 @click.pass_context
 @_handle_errors
-def index(ctx: click.Context, wait: float) -> None:
+def index(ctx: click.Context, wait: float, rebuild: bool) -> None:
     """Ingest new records from every run's record log into the store now.
 
     A run that cannot be indexed is named with the reason on stderr and the others are indexed;
     the exit status is then 2. If another process keeps indexing for --wait seconds, nothing is
     done (that process is bringing the store up to date) and the exit status is 0.
+    --rebuild re-derives the store from the record logs (docs/store.md says what is kept).
     """
     import time
 
@@ -31,7 +35,7 @@ def index(ctx: click.Context, wait: float) -> None:
         click.echo(f"Another process is indexing {api.root}; waiting up to {wait:g}s for it...", err=True)
 
     with Store(root=api.root) as store:
-        report = store.index(wait=wait, on_wait=waiting)
+        report = store.index(wait=wait, on_wait=waiting, rebuild=rebuild)
     elapsed = time.perf_counter() - started
     if report.busy:
         click.echo(f"Skipped: another process is still indexing {api.root} (it brings the store up to date)")

@@ -32,7 +32,8 @@ from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
 from tracklet.store.logsource import LocalLogs, LogSource
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
-from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
+from tracklet.store.schema import (alerts, api_keys, blocks, console_lines, log_heads, log_segments, project_members,
+                                   projects, runs, series, users)
 from tracklet.store.text import fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
 
@@ -59,6 +60,12 @@ INDEX_GROUP_RUNS = 256
 # One run's row, built once (building a statement per run costs more than running it).
 _RUN_ROW = sa.select(runs).where(runs.c.project_id == sa.bindparam("project_id"),
                                  runs.c.run_id == sa.bindparam("run_id"))
+
+
+# What ``index(rebuild=True)`` empties and re-derives from the record logs, children first.
+DERIVED_TABLES = (blocks, series, console_lines, alerts, runs)
+# What only a tracking server writes (and no record log holds): a rebuild never touches these.
+SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments)
 
 
 def json_safe(value: Any) -> Any:
@@ -301,14 +308,19 @@ class Indexer:
         """Every run the source has a log of."""
         return self.source.runs()
 
-    def index(self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None) -> IndexReport:
+    def index(self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None,
+              rebuild: bool = False) -> IndexReport:
         """Ingest every run with new bytes, under the data root's lock (waiting up to ``wait``
         seconds for another process to release it, else ``IndexerBusy``). A run that fails is
-        reported in ``IndexReport.failed`` and doesn't stop the others."""
+        reported in ``IndexReport.failed`` and doesn't stop the others. With ``rebuild``, first
+        empty the tables derived from the record logs (``DERIVED_TABLES``), so every log is
+        indexed from its first byte."""
         report = IndexReport()
         lock = self._locked(wait, on_wait)
         self.damaged = report.damaged
         try:
+            if rebuild:
+                self.drop_derived()
             group: list[RunPaths] = []
             for paths in self.run_dirs():
                 report.runs_seen += 1
@@ -322,6 +334,14 @@ class Indexer:
             if lock is not None:
                 lock.close()
         return report
+
+    def drop_derived(self) -> None:
+        """Delete every row of the tables derived from record logs, in one transaction. Projects
+        stay (the server's project members refer to them; a project's runs come back from its
+        logs), and so do the server's own tables (``SERVER_TABLES``)."""
+        with self.engine.begin() as connection:
+            for table in DERIVED_TABLES:
+                connection.execute(table.delete())
 
     def _index_group(self, group: list[RunPaths], report: IndexReport) -> None:
         """Index the first chunk of each run of ``group`` in one transaction (what makes a sweep

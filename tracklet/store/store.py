@@ -36,15 +36,20 @@ class Store(RunDataQueries):
         self.engine = create_engine(self.url)
         migrate(self.engine)
 
-    def index(self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None) -> IndexReport:
+    def index(self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None,
+              rebuild: bool = False) -> IndexReport:
         """Ingest every record log under the data root that grew since the last time.
 
         Only one process indexes a data root at a time: if another holds the lock, wait up to
         ``wait`` seconds for it (``on_wait()`` is called once when waiting starts), then give up
         with ``report.busy`` set; the other process is bringing the store up to date, and queries
-        answer from what it has committed. Runs that fail to index are in ``report.failed``."""
+        answer from what it has committed. Runs that fail to index are in ``report.failed``.
+
+        ``rebuild``: empty the tables derived from the record logs (runs, series, blocks, console
+        lines, alerts) and index every log from its first byte; users, API keys, project members
+        and a server's segment tables are left as they are (docs/store.md)."""
         try:
-            return Indexer(self.engine, self.root).index(wait=wait, on_wait=on_wait)
+            return Indexer(self.engine, self.root).index(wait=wait, on_wait=on_wait, rebuild=rebuild)
         except IndexerBusy:
             return IndexReport(busy=True)
 

@@ -1,0 +1,204 @@
+"""``tracklet index --rebuild``: the store is derived from the record logs. A rebuilt store (on
+SQLite and a real PostgreSQL) answers every query as the incrementally indexed one did, and the
+tables no record log holds (users, API keys, project members, segment tables) survive it."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from conftest import QUIET
+from test_cli import invoke
+
+import tracklet
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import RecordLogWriter, read_log
+from tracklet.proto import records_pb2 as pb
+from tracklet.server.auth import Accounts
+from tracklet.store import Store
+from tracklet.store.ingest import SERVER_TABLES
+from tracklet.store.store import RUN_FIELDS
+from tracklet.store.schema import blocks, log_heads, log_segments, runs, series
+
+LOUD = {**QUIET, "console": "wrap"}
+MONITORED = {**LOUD, "system_metrics": True, "system_interval": 0.02, "system_window": 0.05}
+
+
+def _data_root(root: Path) -> list[str]:
+    """Runs of every kind the store derives something from; returns their paths."""
+    paths = []
+    full = tracklet.init(project="p", dir=str(root), id="full", name="full", tags=["a", "b"], group="g",
+                         config={"lr": 0.01, "layers": 3, "opt": {"name": "adam"}}, settings=MONITORED)
+    for step in range(3000):
+        full.log({"loss": 1.0 / (step + 1), "acc": step / 3000, **({"val/loss": 0.5} if step % 100 == 0 else {})})
+        if step % 1000 == 0:
+            print(f"step {step}")
+            print(f"warning at {step}", file=sys.stderr)
+            time.sleep(0.06)  # a few system metric windows
+    full.alert("diverging", "loss went up", level="WARN")
+    full.alert("done", level="INFO")
+    full.summary["best"] = 0.25
+    full.finish()
+    paths.append(full.path)
+
+    failed = tracklet.init(project="p", dir=str(root), id="failed", config={"lr": 0.1}, settings=QUIET)
+    failed.log({"loss": float("nan")})
+    failed.log({"loss": float("inf")})
+    failed.finish(exit_code=1)
+    paths.append(failed.path)
+
+    other = tracklet.init(project="q", dir=str(root), id="other", settings=QUIET)
+    other.log({"x": 1})
+    other.finish()
+    paths.append(other.path)
+
+    # A crashed run: its writer is gone and the log has no exit record.
+    crashed = RunPaths(root, "p", "crashed")
+    crashed.run_dir.mkdir(parents=True)
+    writer = RecordLogWriter(crashed.log_file)
+    record = pb.Record()
+    record.run_start.run_id, record.run_start.project, record.run_start.start_time = "crashed", "p", 1.8e9
+    writer.write(record.SerializeToString())
+    record = pb.Record()
+    record.history.new_keys.add(id=0, name="loss")
+    record.history.steps.extend(range(10))
+    record.history.times.extend([1.8e9 + i for i in range(10)])
+    record.history.columns.add(key=0, floats=[float(i) for i in range(10)])
+    writer.write(record.SerializeToString())
+    writer.close()
+    paths.append("p/crashed")
+
+    # A damaged run: one history record's checksum broken in the middle of its log.
+    damaged = tracklet.init(project="p", dir=str(root), id="damaged", settings=QUIET)
+    for step in range(200):
+        damaged.log({"loss": float(step)})
+        if step % 50 == 49:
+            damaged.flush()
+    damaged.finish()
+    log_file = Path(damaged.dir) / "run.tlog"
+    frames = [offset for offset, payload in read_log(log_file).payloads if len(payload) > 200]
+    data = bytearray(log_file.read_bytes())
+    data[frames[1] + 20] ^= 0x10
+    log_file.write_bytes(bytes(data))
+    paths.append(damaged.path)
+    return paths
+
+
+def _plain(value: Any) -> Any:
+    """Query answers as comparable plain data (arrays as lists; NaN compares by its repr)."""
+    if dataclasses.is_dataclass(value):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return repr(value.tolist())
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _answers(store: Store, paths: list[str]) -> dict[str, Any]:
+    """What the dashboard and Api ask the store, for every run."""
+    fields = tuple(field for field in RUN_FIELDS if field != "heartbeat_at")  # when the store last saw it grow
+    answers: dict[str, Any] = {
+        "p": store.runs("p", fields=fields),
+        "q": store.runs("q", fields=fields),
+        "filtered": store.runs("p", filter='config.lr < 0.05 and state = "finished"', order_by="-summary.loss",
+                               fields=fields),
+        "sorted": store.runs("p", order_by="name", limit=2, offset=1, fields=fields),
+        "states": {row["run_id"]: row["state"] for row in store.runs("p")},
+    }
+    for path in paths:
+        keys = [key for key in ("loss", "acc", "val/loss", "x") if key in store.runs(
+            path.split("/")[0], fields=("keys",), filter=f'run_id = "{path.split("/")[1]}"')[0]["keys"]]
+        answers[path] = {
+            "history": store.history(path, keys, buckets=None),
+            "buckets": store.history(path, keys, buckets=50),
+            "window": store.history(path, keys, start=100, end=2500, buckets=20),
+            "console": store.console(path, limit=2),
+            "console_rest": store.console(path, after=2),
+            "errors": store.console(path, stream="stderr"),
+            "alerts": store.alerts(path),
+            "system": store.system_history(path, buckets=10),
+            "system_names": store.system_names(path),
+        }
+    return _plain(answers)
+
+
+def test_a_rebuilt_store_answers_every_query_as_before(root, store_url):
+    paths = _data_root(root)
+    store = Store(store_url, root=root)
+    first = store.index()
+    assert first.runs_updated == len(paths) and not first.failed
+    assert any(line.startswith("p/damaged:") for line in first.damaged)
+    before = _answers(store, paths)
+    assert before["states"] == {"full": "finished", "failed": "failed", "crashed": "crashed", "damaged": "finished"}
+    full = before["p/full"]
+    assert len(full["alerts"]) == 2 and full["console"]["lines"] and full["system_names"]
+
+    rebuilt = store.index(rebuild=True)
+    assert rebuilt.runs_updated == len(paths) and not rebuilt.failed
+    assert [line.split(":")[0] for line in rebuilt.damaged] == ["p/damaged"]
+    assert _answers(store, paths) == before
+    assert store.index().runs_updated == 0  # nothing left to ingest after a rebuild
+    store.close()
+
+
+def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
+    _data_root_small(root)
+    store = Store(pg_url, root=root)
+    store.index()
+    accounts = Accounts(store.engine)
+    key = accounts.create_user("alice").key
+    accounts.create_user("bob", admin=True)
+    accounts.create_key("alice", label="laptop")
+    accounts.set_member("p", "alice", "write")
+    with store.engine.begin() as connection:
+        connection.execute(log_heads.insert().values(project="p", run_id="r", size=10, updated_at=1.0))
+        connection.execute(log_segments.insert().values(project="p", run_id="r", offset=0, length=10))
+
+    def kept() -> dict[str, list]:
+        with store.engine.connect() as connection:
+            return {table.name: sorted(map(tuple, connection.execute(sa.select(table)).all()), key=repr)
+                    for table in SERVER_TABLES}
+
+    before = kept()
+    assert all(before.values())
+    store.index(rebuild=True)
+    assert kept() == before
+    assert accounts.authenticate(key)[0] is not None
+    assert accounts.members("p") and store.runs("p")
+    store.close()
+
+
+def _data_root_small(root: Path) -> None:
+    run = tracklet.init(project="p", dir=str(root), id="r", settings=QUIET)
+    run.log({"loss": 1.0})
+    run.finish()
+
+
+def test_rebuild_drops_runs_whose_logs_are_gone_and_the_cli_says_what_it_did(root):
+    """The derived tables really are emptied: a run whose log was deleted is not in the rebuilt store."""
+    _data_root_small(root)
+    gone = tracklet.init(project="p", dir=str(root), id="gone", settings=QUIET)
+    gone.log({"loss": 2.0})
+    gone.finish()
+    assert invoke(root, "index").exit_code == 0
+    (Path(gone.dir) / "run.tlog").unlink()
+    result = invoke(root, "index", "--rebuild")
+    assert result.exit_code == 0, result.output
+    assert "Indexed 1 of 1 runs" in result.output
+    with Store(root=root) as store:
+        assert [row["run_id"] for row in store.runs("p")] == ["r"]
+        with store.engine.connect() as connection:  # no series or blocks left of the gone run
+            run_pks = {row.id for row in connection.execute(sa.select(runs.c.id))}
+            assert {row.run_pk for row in connection.execute(sa.select(series.c.run_pk))} == run_pks
+            orphans = sa.select(sa.func.count()).select_from(blocks).where(blocks.c.series_id.not_in(sa.select(series.c.id)))
+            assert connection.execute(orphans).scalar() == 0

@@ -81,7 +81,8 @@ def _data_root(root: Path) -> list[str]:
             damaged.flush()
     damaged.finish()
     log_file = Path(damaged.dir) / "run.tlog"
-    frames = [offset for offset, payload in read_log(log_file).payloads if len(payload) > 200]
+    frames = [offset for offset, payload in read_log(log_file).payloads
+              if pb.Record.FromString(payload).WhichOneof("kind") == "history"]
     data = bytearray(log_file.read_bytes())
     data[frames[1] + 20] ^= 0x10
     log_file.write_bytes(bytes(data))

@@ -476,3 +476,54 @@ def test_a_log_recorded_again_from_scratch_is_indexed_anew_whatever_its_size(roo
     assert series.max.max() == 2.0 * (999 + more_steps)
     (row,) = store.runs("again")
     assert row["created_at"] == tracklet.Api(root).run(again.path).created_at
+
+
+def _damaged_run(root: Path, project: str, run_id: str) -> None:
+    """A finished run whose second history record's checksum is broken."""
+    from tracklet.core.recordlog import read_log
+
+    run = tracklet.init(project=project, id=run_id, dir=str(root), settings=QUIET)
+    for step in range(60):
+        run.log({"loss": float(step)})
+        if step % 20 == 19:
+            run.flush()
+    run.finish()
+    log_file = Path(run.dir) / "run.tlog"
+    from tracklet.proto import records_pb2 as pb
+
+    frames = [offset for offset, payload in read_log(log_file).payloads
+              if pb.Record.FromString(payload).WhichOneof("kind") == "history"]
+    data = bytearray(log_file.read_bytes())
+    data[frames[1] + 20] ^= 0x10
+    log_file.write_bytes(bytes(data))
+
+
+def test_runs_indexed_in_groups_equal_runs_indexed_one_by_one(root, store_url, tmp_path):
+    """Several runs per transaction: a run that fails rolls back its group, whose other runs (a
+    damaged one, one longer than a chunk) are then indexed alone; each damage is reported once
+    and the store equals one indexed a run per transaction."""
+    from tracklet.store.ingest import Indexer
+
+    _damaged_run(root, "g", "a-damaged")
+    _record(root, "g", "b-bad")
+    _record(root, "g", "c-long", steps=3000)
+    for run_id in ("d-good", "e-good", "f-good"):
+        _record(root, "g", run_id)
+    stores = {}
+    for group_runs, url in ((3, store_url), (1, f"sqlite:///{tmp_path / 'one-by-one.sqlite'}")):
+        store = stores[group_runs] = Store(url, root=root)
+        _reject_run(store.engine, "b-bad")
+        indexer = Indexer(store.engine, root)
+        indexer.group_runs, indexer.chunk_bytes = group_runs, 4096
+        report = indexer.index()
+        assert [line.split(": ")[0] for line in report.failed] == ["g/b-bad"]
+        assert [line.split(": ")[0] for line in report.damaged] == ["g/a-damaged"]
+        assert report.runs_updated == 5 and report.runs_seen == 6
+    fields = tuple(field for field in RUN_FIELDS if field != "heartbeat_at")
+    grouped, alone = (stores[n].runs("g", fields=fields, order_by="run_id") for n in (3, 1))
+    assert [row["run_id"] for row in grouped] == ["a-damaged", "c-long", "d-good", "e-good", "f-good"]
+    assert grouped == alone
+    for row in grouped:
+        path = f"g/{row['run_id']}"
+        (mine,), (theirs,) = (stores[n].history(path, "loss", buckets=None) for n in (3, 1))
+        assert mine.steps.tolist() == theirs.steps.tolist() and mine.values.tolist() == theirs.values.tolist()

@@ -280,6 +280,7 @@ class Indexer:
         self.group_runs = INDEX_GROUP_RUNS
         self._block_writer: BlockWriter | None = None  # the group transaction's, flushed at its end
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
+        self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
         """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
@@ -353,6 +354,7 @@ class Indexer:
         done: list[tuple[RunPaths, int, int, bool]] = []
         try:
             with self._transaction() as connection, self._group_writer(connection):
+                self._prefetch_rows(connection, group)
                 read_total = 0
                 for at, paths in enumerate(group):
                     if read_total >= self.chunk_bytes:  # the transaction's share of log is folded
@@ -377,6 +379,22 @@ class Indexer:
                 self._index_one(paths, report)
         elif group:  # the transaction's log budget ran out: the rest as a group of their own
             self._index_group(group, report)
+
+    def _prefetch_rows(self, connection: sa.Connection, group: list[RunPaths]) -> None:
+        """Lock the group's runs and read their rows in a few queries, not one per run."""
+        for paths in group:
+            self._lock_run(connection, paths)
+        by_project: dict[str, list[str]] = {}
+        for paths in group:
+            by_project.setdefault(paths.project, []).append(paths.run_id)
+        found: dict[tuple[str, str], Any] = {(paths.project, paths.run_id): None for paths in group}
+        for project, run_ids in by_project.items():
+            project_id = self._project_id(connection, project)
+            for start in range(0, len(run_ids), 500):
+                for row in connection.execute(sa.select(runs).where(
+                        runs.c.project_id == project_id, runs.c.run_id.in_(run_ids[start : start + 500]))):
+                    found[(project, row.run_id)] = row
+        self._prefetched = found
 
     def _index_one(self, paths: RunPaths, report: IndexReport, points: int = 0, read: int = 0) -> None:
         """Index one run to the end of its log, chunk by chunk; a failure is reported in
@@ -422,6 +440,7 @@ class Indexer:
         finally:
             self._uncommitted = {}
             self._new_runs = set()
+            self._prefetched = {}
 
     def _project_id(self, connection: sa.Connection, name: str) -> int:
         project_id = self._project_ids.get(name) or self._uncommitted.get(name)
@@ -474,9 +493,12 @@ class Indexer:
         """Ingest up to ``chunk_bytes`` of one run's new records (at least one whole frame) in
         ``connection``'s transaction; returns (points added, bytes read, whether more chunks
         follow), (0, 0, False) when there was nothing new."""
-        self._lock_run(connection, paths)
         project_id = self._project_id(connection, paths.project)
-        row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
+        if (paths.project, paths.run_id) in self._prefetched:  # locked and read with its group
+            row = self._prefetched[(paths.project, paths.run_id)]
+        else:
+            self._lock_run(connection, paths)
+            row = connection.execute(_RUN_ROW, {"project_id": project_id, "run_id": paths.run_id}).first()
         offset = row.log_offset if row is not None else 0
         size = self.source.size(paths)
         if row is not None and (size < offset or self._replaced(paths, row)):  # start over

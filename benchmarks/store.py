@@ -86,13 +86,14 @@ def index_small_runs(url: str | None, runs_count: int, steps: int) -> list[tuple
         root = Path(scratch)
         points = write_small_runs(root, runs_count, steps)
         store = Store(url, root=root)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         report = store.index()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         store.close()
     assert report.runs_updated == runs_count and not report.failed, report
-    return [(f"index {runs_count:,} runs x {steps} steps ({points:,} points)", f"{seconds:.2f} s "
-             f"({seconds / runs_count * 1000:.2f} ms/run)", "<= 10 s" if runs_count == 10_000 else "")]
+    # CPU seconds beside wall seconds: on a shared machine the wall time includes other tenants' turns.
+    return [(f"index {runs_count:,} runs x {steps} steps ({points:,} points)", f"{seconds:.2f} s wall, "
+             f"{cpu:.2f} s CPU ({seconds / runs_count * 1000:.2f} ms/run)", "<= 10 s" if runs_count == 10_000 else "")]
 
 
 def timed(function, repeats: int = 7) -> float:

@@ -208,7 +208,10 @@ def _record_with_console_and_system(root: Path) -> None:
             run.log({{"train/loss": 1.0 / (step + 1)}})
             print(f"step {{step}}: training")
         print("a needle in the console")
-        import time; time.sleep(0.6)
+        import time
+        deadline = time.monotonic() + 30  # a loaded machine starts the monitor late: wait for 3+ windows
+        while run._monitor.samples_taken < 7 and time.monotonic() < deadline:
+            time.sleep(0.05)
         run.finish()
     """
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -572,7 +572,7 @@ def test_a_single_point_is_a_marker_and_short_runtimes_have_distinct_ticks(serve
         import tracklet
         run = tracklet.init(project="one", id="single", dir={str(root)!r},
                             settings={{"console": "off", "capture_environment": False, "system_interval": 0.02,
-                                       "system_window": 60}})
+                                       "system_window": 60, "capture_wait": 60}})
         run.log({{"loss": 0.5}})
         run.finish()  # one system window: the partial one at finish
     """

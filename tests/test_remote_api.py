@@ -95,7 +95,7 @@ def test_console_system_and_files_through_the_remote_api(tmp_path, servers, root
     server = servers(tmp_path / "srv")  # --dev: no key
     code = """
 import tracklet
-run = tracklet.init(project="live", id="page", settings={"system_interval": 0.05, "system_window": 0.2})
+run = tracklet.init(project="live", id="page", settings={"system_interval": 0.05, "system_window": 0.2, "capture_wait": 60})
 for step in range(5):
     print(f"epoch {step} done")
     run.log({"loss": step})

@@ -26,7 +26,7 @@ from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, log_heads, log_segments, runs, series
 
 LOUD = {**QUIET, "console": "wrap"}
-MONITORED = {**LOUD, "system_metrics": True, "system_interval": 0.02, "system_window": 0.05}
+MONITORED = {**LOUD, "system_metrics": True, "system_interval": 0.02, "system_window": 0.05, "capture_wait": 60}
 
 
 def _data_root(root: Path) -> list[str]:

@@ -32,7 +32,8 @@ from tracklet.store.run_data import MAX_LINE_CHARS
 from tracklet.store.schema import metadata
 
 LOUD = {**QUIET, "console": "wrap"}
-MONITORED = {**QUIET, "system_metrics": True, "system_interval": 0.02, "system_window": 0.05}
+# capture_wait: these runs are short, and their tests read the monitor's records: finish() waits for it to start.
+MONITORED = {**QUIET, "system_metrics": True, "system_interval": 0.02, "system_window": 0.05, "capture_wait": 60}
 GiB = 2**30
 
 CONSOLE_LINES = [
@@ -365,7 +366,8 @@ def test_run_metadata_has_command_git_python_and_gpus(root, store_url, tmp_path)
         from fake_nvml import fake_nvml, h100_sxm, rtx_4090
         fake_nvml(pytest.MonkeyPatch(), [h100_sxm(0), rtx_4090(1)])
         run = tracklet.init(project="p", id="meta", dir={str(root)!r},
-                            settings={{"console": "off", "system_interval": 0.02, "system_window": 0.05}})
+                            settings={{"console": "off", "system_interval": 0.02, "system_window": 0.05,
+                                       "capture_wait": 60}})
         run.log({{"loss": 1.0}})
         run.finish()
         print(os.getpid())

@@ -186,7 +186,7 @@ def test_without_a_driver_a_run_logs_one_info_line(start, caplog, no_driver):
     import logging
 
     with caplog.at_level(logging.INFO, logger="tracklet"):
-        run = start(settings={"system_metrics": True})
+        run = start(settings={"system_metrics": True, "capture_wait": 60})
         run.finish()
     lines = [r.getMessage() for r in caplog.records if "GPU metrics off" in r.getMessage()]
     assert len(lines) == 1 and "no usable NVIDIA driver" in lines[0]
@@ -228,7 +228,7 @@ def test_cuda_visible_devices_follows_cuda_rules(spec, expected, note):
 
 
 def test_a_run_records_system_metrics_and_info(start):
-    run = start(settings={"system_metrics": True, "system_interval": 0.05, "system_window": 0.1})
+    run = start(settings={"system_metrics": True, "system_interval": 0.05, "system_window": 0.1, "capture_wait": 60})
     for step in range(5):
         run.log({"x": step})
     run.finish()
@@ -252,7 +252,7 @@ def test_system_metrics_off_records_none(start):
 
 
 def test_finish_does_not_wait_out_the_interval(start):
-    run = start(settings={"system_metrics": True, "system_interval": 30, "system_window": 60})
+    run = start(settings={"system_metrics": True, "system_interval": 30, "system_window": 60, "capture_wait": 60})
     run.log({"x": 1})
     started = time.monotonic()
     run.finish()

@@ -163,7 +163,7 @@ def test_a_run_records_gpu_metrics_and_gpu_info(start, monkeypatch):
     nvml = fake_nvml(monkeypatch, [h100_sxm(0, gpu_util=97), rtx_4090(1, gpu_util=40)])
     nvml.gpus[0].processes = [(os.getpid(), 5 * GiB)]
     run = start(settings={"system_metrics": True, "system_interval": 0.05, "system_window": 0.1,
-                          "capture_environment": True})
+                          "capture_environment": True, "capture_wait": 60})
     for step in range(3):
         run.log({"loss": 1.0 / (step + 1)})
     with warnings.catch_warnings():
@@ -191,7 +191,8 @@ def test_a_crashing_nvml_wrapper_never_reaches_the_training_loop(start, monkeypa
     monkeypatch.setattr(pynvml, "nvmlDeviceGetUtilizationRates", broken)
     # The monitor thread may sample (and warn) as soon as the run starts: catch from before that.
     with pytest.warns(tracklet.TrackletWarning, match="nvidia system metrics failed.*ctypes blew up"):
-        run = start(settings={"system_metrics": True, "system_interval": 0.02, "system_window": 0.04})
+        run = start(settings={"system_metrics": True, "system_interval": 0.02, "system_window": 0.04,
+                              "capture_wait": 60})
         for step in range(3):
             run.log({"x": step})
         run.finish()

@@ -11,6 +11,7 @@ import re
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -234,3 +235,42 @@ def test_a_server_with_keys_answers_any_host_name(tmp_path):
         assert response.status_code == 401  # asks for a key, not refused for its name
     finally:
         server.stop()
+
+
+def test_stalled_connections_never_lock_the_ui_out(root):
+    """`tracklet ui` has the team server's connection guards: with fewer descriptors than stalled
+    connections (a local process opening them), the dashboard still answers, and the stalled
+    connections are closed."""
+    import resource
+    import socket
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, preexec_fn=low_fd_limit)
+    stalled = []
+    try:
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", ui.stdout.readline())
+        port, token = int(found.group(1)), found.group(2)
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(f"GET /api/v1/projects HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Stalling: ".encode())
+            stalled.append(sock)
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/projects", headers={"Authorization": f"Bearer {token}"},
+                           timeout=10)
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 30  # the header timeout is 10 s
+        for sock in stalled:
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                while sock.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass  # closed: what matters
+    finally:
+        for sock in stalled:
+            sock.close()
+        ui.terminate()
+        ui.wait(timeout=10)

@@ -77,7 +77,13 @@ def serve(root: Path, *, host: str = "127.0.0.1", port: int = 8765, open_browser
     if token is not None:
         url += "?token=" + quote(token, safe="")
     announce(f"tracklet ui: {url} (data root {Path(root).expanduser().resolve()}; Ctrl-C to stop)")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    from tracklet.server.connections import ConnectionLimits, fit_descriptor_limit, uvicorn_options
+
+    # The team server's guards against connections that stall (header and idle timeouts, a cap
+    # that fits the open-file limit): a local process could otherwise lock the dashboard out.
+    max_connections, _ = fit_descriptor_limit(ConnectionLimits.max_connections)
+    limits = ConnectionLimits(max_connections=max_connections)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **uvicorn_options(limits)))
     opener = redirect_file(url) if open_browser and token is not None else None
     if open_browser:
         def open_when_started() -> None:

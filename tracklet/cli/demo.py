@@ -123,7 +123,8 @@ def demo(ctx: click.Context, project: str, steps: int, name: str | None, seed: i
     click.echo(f"Recorded demo run {run.path} ({run.name!r}): {steps} steps")
     click.echo(f"Stored in {run.dir}")
     click.echo("Inspect it with:")
-    click.echo(f"  {prefix} ui                 # the dashboard, in a browser")
+    if not open_ui:  # with --ui the dashboard comes next
+        click.echo(f"  {prefix} ui                 # the dashboard, in a browser")
     click.echo(f"  {prefix} show {run.path}")
     click.echo(f"  {prefix} export {run.path} --format csv -o {shlex.quote(run.id + '.csv')}")
     click.echo(f"  {prefix} runs {shlex.quote(project)}")

@@ -76,3 +76,37 @@ os._exit(9)
     (row,) = store.runs("p", fields=("state", "last_step", "summary"))
     assert (row["state"], row["last_step"], row["summary"]["loss"]) == ("crashed", 59_999, 59_999.0)
     assert len(folds) == 1
+
+
+@pytest.mark.filterwarnings("ignore:.*waiting for the background sender")
+def test_a_crashed_runs_summary_fold_reads_its_log_in_bounded_memory(root, monkeypatch):
+    """Finding a run crashed folds its summary from the whole log: a window at a time, so a
+    long crashed log takes memory for a chunk, like the ingest pass, and the summary still
+    covers every step."""
+    from conftest import run_script
+
+    done = run_script(f"""
+import os, tracklet
+run = tracklet.init(project="p", id="dies", dir={str(root)!r}, settings={QUIET!r})
+for step in range(200_000):
+    run.log({{"loss": float(step), "acc": step % 7, "flag": step % 2 == 0}})
+run.flush()
+os._exit(9)
+""")
+    assert done.returncode == 9, done.stderr
+    log_file = RunPaths(root, "p", "dies").log_file
+    frames = read_log(log_file).payloads
+    chunk = max(len(payload) for _, payload in frames) // 2
+    assert len(frames) > 10
+    monkeypatch.setattr(ingest, "INDEX_CHUNK_BYTES", chunk)
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    tracemalloc.start()
+    try:
+        store.index()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < log_file.stat().st_size / 2, (peak, log_file.stat().st_size)
+    (row,) = store.runs("p", fields=("state", "last_step", "summary"))
+    assert (row["state"], row["last_step"]) == ("crashed", 199_999)
+    assert row["summary"] == {"loss": 199_999.0, "acc": 199_999 % 7, "flag": False}

@@ -559,10 +559,17 @@ class Indexer:
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
         """A crashed run's summary as its live tracker had it at the kill: its last written
         summary can be seconds older than its history (``core/summary_fold.py``). Reads the
-        whole log once, when the run is found crashed."""
+        whole log once, when the run is found crashed, a window of ``chunk_bytes`` at a time, so
+        memory follows the window, not the log."""
         fold = SummaryFold()
         decoder = RecordDecoder()  # what the ingest pass reads, and it reports what it can't
-        decoder.fold(self.source.read_from(paths, 0).payloads, fold.apply)
+        offset, size = 0, self.source.size(paths)
+        while offset < size:
+            result = self.source.read_from(paths, offset, self.chunk_bytes)
+            decoder.fold(result.payloads, fold.apply)
+            if result.end_offset <= offset:  # nothing intact past here
+                break
+            offset = result.end_offset
         return {key: json_safe(value) for key, value in fold.values.items()}
 
     def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,

@@ -92,8 +92,13 @@ def test_summary_is_the_last_value_unless_defined_otherwise(start):
     run.define_metric("val/loss", summary="min")
     run.define_metric("grad", summary="min,max,mean")
     run.define_metric("hidden", summary="none")
+    run.define_metric("lr", summary="first")
+    run.define_metric("span", summary="first,last")
     for step, (loss, acc, val) in enumerate([(3.0, 0.1, 2.0), (1.0, 0.5, float("nan")), (2.0, 0.3, 1.5)]):
-        run.log({"train/loss": loss, "val/acc": acc, "val/loss": val, "grad": float(step), "hidden": 1})
+        run.log({"train/loss": loss, "val/acc": acc, "val/loss": val, "grad": float(step), "hidden": 1,
+                 "lr": 0.1 / (step + 1), "span": step})
+    assert run.summary["lr"] == 0.1
+    assert run.summary["span"] == {"first": 0, "last": 2}
     assert run.summary["train/loss"] == 2.0
     assert run.summary["val/acc"] == 0.5
     assert run.summary["val/loss"] == 1.5  # NaN ignored by min
@@ -107,6 +112,7 @@ def test_summary_is_the_last_value_unless_defined_otherwise(start):
     assert summary["train/loss"] == 2.0 and summary["val/loss"] == 1.5 and summary["best_epoch"] == 7
     assert summary["grad"] == {"min": 0.0, "max": 2.0, "mean": 1.0}
     assert "note" not in summary and "hidden" not in summary
+    assert summary["lr"] == 0.1 and summary["span"] == {"first": 0, "last": 2}
     definitions = {d.name: d.summary for d in read(run).metric_definitions}
     assert definitions["grad"] == ["min", "max", "mean"]
 

@@ -386,11 +386,12 @@ wandb.define_metric("acc", summary="max")
 wandb.define_metric("avg", summary="mean")
 wandb.define_metric("last", summary="last")
 wandb.define_metric("span", summary="min,max")
+wandb.define_metric("opening", summary="first")
 wandb.define_metric("hidden_from_summary", summary="none")
 wandb.define_metric("trainer/global_step")
 wandb.define_metric("*", step_metric="trainer/global_step", step_sync=True)  # as Lightning's WandbLogger
 for i in range(4):
-    wandb.log({"loss": 1.0 / (i + 1), "acc": i / 10, "avg": float(i), "last": i, "span": i * 2,
+    wandb.log({"loss": 1.0 / (i + 1), "acc": i / 10, "avg": float(i), "last": i, "span": i * 2, "opening": 5 - i,
                "hidden_from_summary": i, "plain": i, "trainer/global_step": 10 * i})
     wandb.log({"samples": [wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8))]})  # media alone: a row still
     run.log({"table": wandb.Table(columns=["a"], data=[[i]])})
@@ -422,7 +423,7 @@ def test_a_script_records_the_same_under_real_wandb_and_the_compat_layer(root, t
 
     assert real_info["project"] == compat_info["project"] == real.project == compat.project == "uncategorized"
     want = {"loss": {"min": 0.25}, "acc": {"max": 0.3}, "avg": {"mean": 1.5}, "last": {"last": 3},
-            "span": {"min": 0, "max": 6}, "plain": 3, "trainer/global_step": 30}
+            "span": {"min": 0, "max": 6}, "opening": {"first": 5}, "plain": 3, "trainer/global_step": 30}
     for recorded in (real, compat):
         summary = {k: v for k, v in recorded.summary.items() if k in want or k == "hidden_from_summary"}
         assert summary == want, recorded.path

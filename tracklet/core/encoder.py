@@ -49,6 +49,7 @@ SUMMARY_MODES = {
     "max": pb.SUMMARY_MODE_MAX,
     "mean": pb.SUMMARY_MODE_MEAN,
     "none": pb.SUMMARY_MODE_NONE,
+    "first": pb.SUMMARY_MODE_FIRST,
 }
 _MODE_NAMES = {number: name for name, number in SUMMARY_MODES.items()}
 
@@ -71,6 +72,7 @@ class SummaryTracker:
         self._modes: dict[str, tuple[str, ...]] = {}
         self._as_dict: set[str] = set()  # keys whose definition asked for {mode: value} even with one mode
         self._stats: dict[str, list[Any]] = {}  # key -> [min, max, sum, count]
+        self._first: dict[str, Any] = {}  # key -> its first value, for keys summarised by "first"
 
     def define(self, pattern: str, modes: Sequence[str], as_dict: bool = False) -> None:
         """A ``define_metric`` without ``summary=`` (only a step metric, say) leaves the summary
@@ -101,6 +103,8 @@ class SummaryTracker:
         if "none" in modes:
             self.values.pop(key, None)
             return
+        if "first" in modes and key not in self._first:
+            self._first[key] = column[0]
         numbers = [v for v in column if type(v) in (float, int, bool) and not (type(v) is float and math.isnan(v))]
         stats = self._stats.get(key)
         if numbers:
@@ -116,6 +120,8 @@ class SummaryTracker:
         for mode in modes:
             if mode == "last":
                 result[mode] = column[-1]
+            elif mode == "first":
+                result[mode] = self._first[key]
             elif stats is not None:
                 result[mode] = {"min": stats[0], "max": stats[1], "mean": stats[2] / stats[3] if stats[3] else math.nan}[
                     mode

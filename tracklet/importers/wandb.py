@@ -57,7 +57,7 @@ from tracklet.proto import records_pb2 as pb
 from tracklet.proto import wandb_import_pb2 as wpb
 
 RESERVED = ("_step", "_timestamp", "_runtime")
-_SUMMARY_MODES = ("min", "max", "mean", "last", "none")  # W&B's modes that tracklet's summary tracker keeps
+_SUMMARY_MODES = ("min", "max", "mean", "last", "first", "none")  # W&B's modes that tracklet's summary tracker keeps
 _WANDB_SUMMARY_FIELDS = ("min", "max", "mean", "best", "last", "first", "copy")  # those that give {mode: value}
 DEFAULT_PROJECT = WANDB_DEFAULT_PROJECT  # what W&B calls a run's project when none was given
 _STDOUT = wpb.OutputRecord.STDOUT

@@ -24,6 +24,7 @@ class SummaryMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SUMMARY_MODE_MAX: _ClassVar[SummaryMode]
     SUMMARY_MODE_MEAN: _ClassVar[SummaryMode]
     SUMMARY_MODE_NONE: _ClassVar[SummaryMode]
+    SUMMARY_MODE_FIRST: _ClassVar[SummaryMode]
 SCHEMA_VERSION_UNSPECIFIED: SchemaVersion
 SCHEMA_VERSION_1: SchemaVersion
 NULL_VALUE: NullValue
@@ -33,6 +34,7 @@ SUMMARY_MODE_MIN: SummaryMode
 SUMMARY_MODE_MAX: SummaryMode
 SUMMARY_MODE_MEAN: SummaryMode
 SUMMARY_MODE_NONE: SummaryMode
+SUMMARY_MODE_FIRST: SummaryMode
 
 class Record(_message.Message):
     __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "system_info", "checkpoint")

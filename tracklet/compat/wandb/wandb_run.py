@@ -25,7 +25,7 @@ from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb._summary import Summary
 from tracklet.compat.wandb.errors import Error
 
-_SUMMARY_OPS = {"min", "max", "mean", "last", "none"}
+_SUMMARY_OPS = {"min", "max", "mean", "last", "first", "none"}
 _ALERT_LEVELS = {"INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR"}
 _ALERT_WAIT_DEFAULT = 60.0  # seconds; W&B's default wait_duration
 

@@ -242,6 +242,23 @@ def test_resume_continues_steps_config_and_summary(start):
     assert recorded.metadata["sessions"] == 2 and recorded.state == "finished"
 
 
+def test_a_first_summary_survives_a_resume(start):
+    run = start(id="warmup")
+    run.define_metric("lr", summary="first")
+    run.define_metric("loss", summary="first,min")
+    run.log({"lr": 0.1, "loss": 2.0})
+    run.log({"lr": 0.2, "loss": 1.0})
+    run.finish()
+    again = start(id="warmup", resume="allow")
+    again.define_metric("lr", summary="first")
+    again.define_metric("loss", summary="first,min")
+    again.log({"lr": 0.3, "loss": 1.5})
+    assert again.summary["lr"] == 0.1 and again.summary["loss"]["first"] == 2.0
+    again.finish()
+    summary = read(again).summary
+    assert summary["lr"] == 0.1 and summary["loss"]["first"] == 2.0
+
+
 def test_resume_must_needs_an_existing_run(start):
     with pytest.raises(ValueError, match="resume='must'"):
         start(id="nothere", resume="must")

@@ -73,6 +73,7 @@ class SummaryTracker:
         self._as_dict: set[str] = set()  # keys whose definition asked for {mode: value} even with one mode
         self._stats: dict[str, list[Any]] = {}  # key -> [min, max, sum, count]
         self._first: dict[str, Any] = {}  # key -> its first value, for keys summarised by "first"
+        self._restored: dict[str, Any] = {}  # a resumed run's summary as it was written
 
     def define(self, pattern: str, modes: Sequence[str], as_dict: bool = False) -> None:
         """A ``define_metric`` without ``summary=`` (only a step metric, say) leaves the summary
@@ -104,7 +105,7 @@ class SummaryTracker:
             self.values.pop(key, None)
             return
         if "first" in modes and key not in self._first:
-            self._first[key] = column[0]
+            self._first[key] = self._restored_first(key, modes, column[0])
         numbers = [v for v in column if type(v) in (float, int, bool) and not (type(v) is float and math.isnan(v))]
         stats = self._stats.get(key)
         if numbers:
@@ -128,6 +129,20 @@ class SummaryTracker:
                 ]
         if result:
             self.values[key] = result[modes[0]] if len(modes) == 1 and key not in self._as_dict else result
+
+    def restore(self, values: dict[str, Any]) -> None:
+        """A resumed run's summary as it was written: a ``first`` value recorded before the
+        resume stays the first."""
+        self.values.update(values)
+        self._restored = dict(values)
+
+    def _restored_first(self, key: str, modes: tuple[str, ...], fallback: Any) -> Any:
+        previous = self._restored.get(key)
+        if isinstance(previous, dict):
+            return previous.get("first", fallback)
+        if previous is not None and modes == ("first",):
+            return previous
+        return fallback
 
     def set(self, items: dict[str, Any], removed: Iterable[str] = ()) -> None:
         self.values.update(items)

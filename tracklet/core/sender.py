@@ -248,7 +248,7 @@ class BatchSender:
             self._record_type = records_pb2.Record
             if self._summary is None:
                 self._summary = SummaryTracker(self.warn)
-                self._summary.values.update(self._summary_values or {})
+                self._summary.restore(self._summary_values or {})
             self._encoder = HistoryEncoder(self._summary, self.warn, self._key_ids)
 
     # ------------------------------------------------------------ worker side

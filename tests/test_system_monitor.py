@@ -284,3 +284,32 @@ def test_finish_does_not_wait_for_a_monitor_still_starting(root):
     # finish() returned before the driver answered (3 s, far beyond capture_wait): no SystemInfo.
     # Waiting for the monitor, as finish() did before, records the GPU after those 3 s.
     assert recorded.system_info == {}
+
+
+def test_a_machine_with_no_nvidia_driver_never_imports_pynvml(tmp_path):
+    """No driver device or proc entry (a laptop, CPU CI): GPU metrics are off with one note, and
+    pynvml (~50 ms of a short run's startup) is never imported. Where one of them exists, NVML
+    itself is asked."""
+    import subprocess
+    import sys
+    import textwrap
+
+    present = tmp_path / "nvidiactl"
+    present.touch()
+    script = textwrap.dedent(f"""
+        import sys
+        from tracklet.core.system.nvidia import NvidiaGpuSampler
+        sampler = NvidiaGpuSampler(driver_signs=[{str(tmp_path / 'absent')!r}, "/nonexistent/dxg"])
+        (note,) = sampler.start().notes
+        print(note)
+        print(sampler.enabled, "pynvml" in sys.modules)
+        sampler = NvidiaGpuSampler(driver_signs=[{str(present)!r}])
+        print(sampler.start().notes[0][:40], "pynvml" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    note, state, asked = done.stdout.splitlines()
+    assert note.startswith("GPU metrics off: no NVIDIA driver on this machine (none of ") and "absent" in note
+    assert state == "False False"
+    # with a sign of a driver, pynvml is imported and NVML asked (here it finds no library)
+    assert asked.endswith(" True")

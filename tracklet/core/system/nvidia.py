@@ -11,13 +11,29 @@ this process use are sampled, keyed by their visible index (what ``torch.cuda`` 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping
+import sys
+from typing import Any, Callable, Mapping, Sequence
 
 from tracklet.core.system.processes import process_tree
 from tracklet.core.system.sampler import Sampler, SamplerInfo
 
 # NVML errors after which a device is gone for good (rather than a metric being unavailable).
 _DEVICE_GONE = ("NVMLError_GpuIsLost", "NVMLError_NotFound", "NVMLError_Uninitialized", "NVMLError_LostDevice")
+
+
+# What a Linux machine with a loaded NVIDIA driver has: the control device (bare metal and
+# containers run with the NVIDIA runtime), WSL2's GPU device, or the driver's proc entry.
+DRIVER_SIGNS = ("/dev/nvidiactl", "/dev/dxg", "/proc/driver/nvidia")
+
+
+def no_driver_in_sight(signs: Sequence[str] = DRIVER_SIGNS) -> bool:
+    """True on Linux when none of ``signs`` exists: NVML can't work there, so importing pynvml
+    (~50 ms of a short run's startup, ctypes and subprocess included) and asking it would only
+    confirm that. False where pynvml is already imported (the user's code or a test's fake
+    NVML), and on other systems, where NVML itself is asked."""
+    if "pynvml" in sys.modules or not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(sign) for sign in signs)
 
 
 def visible_devices(spec: str | None, uuids: list[str]) -> tuple[list[int], list[str]]:
@@ -77,15 +93,21 @@ class NvidiaGpuSampler(Sampler):
     name = "nvidia"
 
     def __init__(self, report: Callable[[Any, str], None] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, driver_signs: Sequence[str] = DRIVER_SIGNS) -> None:
         super().__init__(report)
         self._environ = os.environ if environ is None else environ
+        self._driver_signs = driver_signs
         self._devices: list[_Device] = []
         self._nvml: Any = None
         self._queries: list[tuple[str, Callable[[Any], dict[str, float]]]] = []
 
     def start(self) -> SamplerInfo:
         info = SamplerInfo()
+        if no_driver_in_sight(self._driver_signs):
+            self.enabled = False
+            info.notes.append("GPU metrics off: no NVIDIA driver on this machine (none of "
+                              + ", ".join(self._driver_signs) + " exists)")
+            return info
         try:
             import pynvml
         except ImportError:

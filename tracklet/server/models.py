@@ -1,0 +1,308 @@
+"""The server's JSON contract: one pydantic model per response body, and the one error body.
+
+Every JSON route declares its model here (``response_model`` or its return annotation), so
+``/openapi.json`` describes what goes over the wire and the dashboard's TypeScript types are
+generated from it (``scripts/gen_api_types.sh`` writes ``web/src/api-types.ts``). Field order
+is the order of the JSON objects. Numbers: NaN and ±inf never appear; they are ``null``
+(``jsonable.py``), which is why metric arrays are ``list[int | float | None]``; an integer stays
+an integer (``3``, not ``3.0``), which is why numbers that may be either are ``int | float``.
+
+Fields with a default are left out of the body when the route has nothing for them (routes that
+set ``response_model_exclude_unset``; the series models' optional arrays): TypeScript reads them
+as optional properties.
+
+``ErrorResponse`` is every error's body (``{"detail": "..."}``), declared per route with
+``errors(...)``; a 409 on an upload adds the stored ``offset``. The one exception is FastAPI's
+own 422 for a request that doesn't match the route's parameters (``HTTPValidationError``, whose
+``detail`` is a list of problems).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+Number = int | float
+Numbers = list[int | float | None]  # a metric array: NaN and ±inf are null
+
+
+class ErrorResponse(BaseModel):
+    """Every error's body: what went wrong and, where it helps, what to do instead."""
+
+    detail: str
+
+
+class OffsetConflictResponse(ErrorResponse):
+    """409 on an upload: the body doesn't continue the server's copy; resume at ``offset``."""
+
+    offset: int
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request: an invalid name, filter, sort, parameter or body",
+    401: "Missing, malformed, wrong or revoked API key",
+    403: "The key's user lacks the role this needs",
+    404: "No such project, run, file, user or key",
+    409: "Conflicts with what the server holds",
+    413: "Request body too large (on the wire or decompressed)",
+    415: "Unsupported Content-Encoding",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, each an ``ErrorResponse``."""
+    return {status: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses}
+
+
+# ---------------------------------------------------------------------------------- server
+
+
+class HealthResponse(BaseModel):
+    status: str  # "ok"
+    version: str  # the server's tracklet version
+
+
+# ---------------------------------------------------------------------------------- ingest
+
+
+class OffsetResponse(BaseModel):
+    """Where the server's copy of the run's record log ends: the next request starts here."""
+
+    offset: int
+
+
+class AppendResponse(OffsetResponse):
+    appended: int = Field(description="Bytes newly stored by this request (0 for a pure resend)")
+
+
+# ---------------------------------------------------------------------------------- read
+
+
+class Project(BaseModel):
+    name: str
+    runs: int
+
+
+class ProjectsResponse(BaseModel):
+    projects: list[Project]
+
+
+class RunRow(BaseModel):
+    """A run's store row. A listing leaves out `keys` and `metadata`; one run's row has them."""
+
+    run_id: str
+    name: str
+    state: str  # running, finished, failed, crashed
+    tags: list[str]
+    group_name: str
+    job_type: str
+    notes: str
+    host: str
+    created_at: float | None
+    updated_at: float | None  # time of the last record ingested
+    heartbeat_at: float | None  # when the store last saw the log grow
+    exit_code: int | None
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    keys: list[str] = Field(default_factory=list, description="The keys the run logged (one run's row only)")
+    last_step: int | None
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How and where it ran: command, cwd, pid, python, platform, git, cpu, memory, gpu "
+        "(one run's row only)")
+    path: str  # project/run_id
+
+
+class RunsResponse(BaseModel):
+    runs: list[RunRow]
+
+
+class RunResponse(BaseModel):
+    run: RunRow
+
+
+class Series(BaseModel):
+    """One (run, key) series of a run's history or system metrics: exact points (`x`, `steps`,
+    `values`) or buckets (`x`, `steps`, `first_steps`, `min`, `max`, `last`, `count`,
+    `nonfinite`). `run` is the run's path (project/run_id). NaN and ±inf are null."""
+
+    run: str
+    key: str
+    exact: bool
+    stat: str | None = Field(None, description="System metrics only: mean or max (of each window)")
+    x: Numbers
+    steps: list[int]
+    values: Numbers | None = None
+    first_steps: list[int] | None = None
+    min: Numbers | None = None
+    max: Numbers | None = None
+    last: Numbers | None = None
+    count: list[int] | None = None
+    nonfinite: list[int] | None = None
+
+
+class HistoryResponse(BaseModel):
+    series: list[Series]
+
+
+class CompareSeries(BaseModel):
+    """One (run, key) series of many runs' histories, compact: `run` is the run id; `x` per
+    point or bucket (in the unit of the request's `x`); `steps` too unless `x` is `step` (then
+    it equals `x`); exact points have `values`, buckets `min`, `max` (over the bucket's finite
+    values) and `last`. NaN and ±inf are null."""
+
+    run: str
+    key: str
+    exact: bool
+    x: Numbers
+    steps: list[int] | None = None
+    values: Numbers | None = None
+    min: Numbers | None = None
+    max: Numbers | None = None
+    last: Numbers | None = None
+
+
+class CompareHistoryResponse(BaseModel):
+    """One entry per (run, key) that has points."""
+
+    series: list[CompareSeries]
+
+
+class MetricKeysResponse(BaseModel):
+    """Metric keys with numeric points, sorted (`_timestamp` and other `_` keys left out)."""
+
+    keys: list[str]
+
+
+# ---------------------------------------------------------------------------------- run data
+
+
+class ConsoleLine(BaseModel):
+    seq: int
+    time: float
+    stream: str  # stdout or stderr
+    text: str
+
+
+class ConsoleResponse(BaseModel):
+    """Lines oldest first. `next_after`: pass it as `after` to get only newer lines (every line up
+    to it was considered); `last_seq`: the run's last line so far (0: none)."""
+
+    lines: list[ConsoleLine]
+    next_after: int
+    last_seq: int
+
+
+class Alert(BaseModel):
+    seq: int
+    time: float
+    level: str  # INFO, WARN, ERROR
+    title: str
+    text: str
+
+
+class AlertsResponse(BaseModel):
+    """Alerts oldest first (`seq` from 1); pass the last `seq` as `after` to get only newer ones."""
+
+    alerts: list[Alert]
+
+
+class SystemNamesResponse(BaseModel):
+    """The system metrics the run recorded (docs/system-metrics.md)."""
+
+    names: list[str]
+
+
+class SystemResponse(BaseModel):
+    """`names`: every system metric the run has. `series`: per requested name and stat, `x` in
+    seconds (`time`: since the epoch, `relative_time`: since the run started), `steps` in
+    milliseconds since the epoch."""
+
+    names: list[str]
+    series: list[Series]
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+class FileEntry(BaseModel):
+    name: str
+    size: int
+    sha256: str
+    updated_at: str | None  # ISO 8601, UTC
+
+
+class FileList(BaseModel):
+    files: list[FileEntry]
+
+
+class PutFileResponse(FileEntry):
+    written: bool = Field(description="False: the same bytes were already stored, nothing was written")
+
+
+# ---------------------------------------------------------------------------------- accounts
+
+
+class Me(BaseModel):
+    user: str
+    is_admin: bool
+    auth: bool = Field(description="False on a --dev server (no keys)")
+    key_id: str | None = None
+
+
+class KeyRequest(BaseModel):
+    label: str = Field("", max_length=256, description="What the key is for, e.g. 'laptop' or 'ci'")
+
+
+class NewKeyResponse(BaseModel):
+    """The key itself appears here once and is never shown again."""
+
+    key: str
+    key_id: str
+    user: str
+    label: str
+
+
+class ApiKey(BaseModel):
+    """An API key as listed: never its secret."""
+
+    key_id: str
+    user: str
+    label: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+class ApiKeysResponse(BaseModel):
+    keys: list[ApiKey]
+
+
+class UserRequest(BaseModel):
+    name: str = Field(..., min_length=1, max_length=128)
+    admin: bool = False
+
+
+class User(BaseModel):
+    name: str
+    is_admin: bool
+    created_at: float
+    disabled: bool
+
+
+class UsersResponse(BaseModel):
+    users: list[User]
+
+
+class RoleRequest(BaseModel):
+    role: str = Field(..., pattern="^(read|write|admin)$")
+
+
+class Member(BaseModel):
+    user: str
+    role: str  # read, write or admin
+
+
+class MembersResponse(BaseModel):
+    members: list[Member]

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from tracklet import __version__
@@ -25,6 +24,7 @@ from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
 from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
+from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
 from tracklet.store import Store
 
@@ -42,7 +42,7 @@ class ServerState:
     authorizer: Authorizer | None  # None: a --dev server, no keys
 
 
-async def require_access(request: Request) -> None:
+def require_access(request: Request) -> None:
     """Every API route's gate: the sender must present a valid key, and on a route with a
     ``{project}`` hold ``read`` (GET, HEAD) or ``write`` (other methods) there. An upload
     (``PUT /api/v1/runs/...``) to a project that doesn't exist yet creates it for the sender."""
@@ -52,11 +52,11 @@ async def require_access(request: Request) -> None:
         return
     project = request.path_params.get("project")
     if project is None:
-        await run_in_threadpool(authorizer.principal, request)
+        authorizer.principal(request)
         return
     reading = request.method in ("GET", "HEAD")
     creating = not reading and request.url.path.startswith("/api/v1/runs/")
-    await run_in_threadpool(authorizer.check, request, project, "read" if reading else "write", create=creating)
+    authorizer.check(request, project, "read" if reading else "write", create=creating)
 
 
 def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -124,25 +124,23 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     )
     app.state.tracklet = state
     guarded = [Depends(require_access)]
-    app.include_router(routes_ingest.router, dependencies=guarded)
-    app.include_router(routes_read.router, dependencies=guarded)
-    app.include_router(routes_compare.router, dependencies=guarded)
-    app.include_router(routes_run_data.router, dependencies=guarded)
-    app.include_router(routes_auth.router, dependencies=guarded)
-    app.include_router(routes_files.router, dependencies=guarded)
+    # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
+    guard_errors = errors(400, 401, 403)
+    for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files):
+        app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    async def health() -> HealthResponse:
+        return HealthResponse(status="ok", version=__version__)
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(error)})
+        return JSONResponse(status_code=400, content=ErrorResponse(detail=str(error)).model_dump())
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, error: ValueError) -> JSONResponse:
         # Bad filters, sorts, axes and buckets from the store's query side.
-        return JSONResponse(status_code=400, content={"detail": str(error)})
+        return JSONResponse(status_code=400, content=ErrorResponse(detail=str(error)).model_dump())
 
     mount_dashboard(app)  # the single-page app at / (its pages and /assets)
     return app

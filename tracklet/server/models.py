@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, TypeAdapter
 
-Number = int | float
 Numbers = list[int | float | None]  # a metric array: NaN and ±inf are null
 
 
@@ -48,6 +48,18 @@ _ERROR_DESCRIPTIONS = {
     413: "Request body too large (on the wire or decompressed)",
     415: "Unsupported Content-Encoding",
 }
+
+
+_UNTYPED = TypeAdapter(dict[str, Any])
+
+
+def json_response(content: dict[str, Any]) -> Response:
+    """``content`` serialised as it is, not validated against the route's model: for the big
+    bodies (metric histories, run listings), where checking millions of numbers against
+    ``Numbers`` costs several times the serialising (docs/server.md has the figures). The bytes
+    are the ones FastAPI writes for a validated model (pydantic-core's JSON, non-finite as null);
+    tests validate real responses of these routes against their models."""
+    return Response(_UNTYPED.dump_json(content), media_type="application/json")
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

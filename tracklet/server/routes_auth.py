@@ -7,66 +7,18 @@ admin). On a ``--dev`` server there are no accounts: these routes answer 404 exc
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, AuthError, Principal
+from tracklet.server.models import (
+    ApiKey, ApiKeysResponse, Me, Member, MembersResponse, NewKeyResponse, User, UsersResponse, KeyRequest,
+    RoleRequest, UserRequest, errors,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 
-class ErrorResponse(BaseModel):
-    detail: str
-
-
-class Me(BaseModel):
-    user: str
-    is_admin: bool
-    auth: bool  # False on a --dev server (no keys)
-    key_id: str | None = None
-
-
-class KeyRequest(BaseModel):
-    label: str = Field("", max_length=256, description="What the key is for, e.g. 'laptop' or 'ci'")
-
-
-class NewKeyResponse(BaseModel):
-    """The key itself appears here once and is never shown again."""
-
-    key: str
-    key_id: str
-    user: str
-    label: str
-
-
-class KeysResponse(BaseModel):
-    keys: list[dict[str, Any]]
-
-
-class UserRequest(BaseModel):
-    name: str = Field(..., min_length=1, max_length=128)
-    admin: bool = False
-
-
-class UsersResponse(BaseModel):
-    users: list[dict[str, Any]]
-
-
-class RoleRequest(BaseModel):
-    role: str = Field(..., pattern="^(read|write|admin)$")
-
-
-class MembersResponse(BaseModel):
-    members: list[dict[str, str]]
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-}
+_ERRORS = errors(400, 401, 403, 404)
 
 
 def _accounts(request: Request) -> Accounts:
@@ -98,85 +50,85 @@ async def me(request: Request) -> Me:
               key_id=principal.key_id)
 
 
-@router.get("/keys", response_model=KeysResponse, responses=_ERRORS, summary="Your API keys (never their secrets)")
-async def list_keys(request: Request) -> KeysResponse:
+@router.get("/keys", response_model=ApiKeysResponse, responses=_ERRORS, summary="Your API keys (never their secrets)")
+def list_keys(request: Request) -> ApiKeysResponse:
     accounts = _accounts(request)
-    return KeysResponse(keys=await run_in_threadpool(accounts.keys, _principal(request).name))
+    return ApiKeysResponse(keys=[ApiKey(**key) for key in accounts.keys(_principal(request).name)])
 
 
 @router.post("/keys", response_model=NewKeyResponse, responses=_ERRORS, summary="Make yourself a new API key")
-async def create_key(request: Request, body: KeyRequest) -> NewKeyResponse:
+def create_key(request: Request, body: KeyRequest) -> NewKeyResponse:
     accounts = _accounts(request)
-    new = await run_in_threadpool(lambda: accounts.create_key(_principal(request).name, label=body.label))
+    new = accounts.create_key(_principal(request).name, label=body.label)
     return NewKeyResponse(key=new.key, key_id=new.key_id, user=new.user, label=new.label)
 
 
 @router.delete("/keys/{key_id}", status_code=204, responses=_ERRORS, summary="Revoke one of your keys (admins: any)")
-async def revoke_key(request: Request, key_id: str) -> None:
+def revoke_key(request: Request, key_id: str) -> None:
     accounts = _accounts(request)
     principal = _principal(request)
     owner = None if principal.is_admin else principal.name
     try:
-        await run_in_threadpool(lambda: accounts.revoke_key(key_id, owner=owner))
+        accounts.revoke_key(key_id, owner=owner)
     except AuthError as error:
         raise _not_found(error) from None
 
 
 @router.get("/users", response_model=UsersResponse, responses=_ERRORS, summary="Users (server admins)")
-async def list_users(request: Request) -> UsersResponse:
+def list_users(request: Request) -> UsersResponse:
     accounts = _accounts(request)
     _require_admin(request)
-    return UsersResponse(users=await run_in_threadpool(accounts.users))
+    return UsersResponse(users=[User(**user) for user in accounts.users()])
 
 
 @router.post("/users", response_model=NewKeyResponse, responses=_ERRORS,
              summary="Create a user and their first API key (server admins)")
-async def create_user(request: Request, body: UserRequest) -> NewKeyResponse:
+def create_user(request: Request, body: UserRequest) -> NewKeyResponse:
     accounts = _accounts(request)
     _require_admin(request)
-    new = await run_in_threadpool(lambda: accounts.create_user(body.name, admin=body.admin))
+    new = accounts.create_user(body.name, admin=body.admin)
     return NewKeyResponse(key=new.key, key_id=new.key_id, user=new.user, label=new.label)
 
 
 @router.delete("/users/{name}", status_code=204, responses=_ERRORS,
                summary="Disable a user and revoke their keys (server admins)")
-async def disable_user(request: Request, name: str) -> None:
+def disable_user(request: Request, name: str) -> None:
     accounts = _accounts(request)
     _require_admin(request)
     try:
-        await run_in_threadpool(accounts.disable_user, name)
+        accounts.disable_user(name)
     except AuthError as error:
         raise _not_found(error) from None
 
 
-async def _require_project_admin(request: Request, project: str) -> Accounts:
+def _require_project_admin(request: Request, project: str) -> Accounts:
     accounts = _accounts(request)
-    await run_in_threadpool(request.app.state.tracklet.authorizer.check, request, project, "admin")
+    request.app.state.tracklet.authorizer.check(request, project, "admin")
     return accounts
 
 
 @router.get("/projects/{project}/members", response_model=MembersResponse, responses=_ERRORS,
             summary="A project's members and their roles")
-async def list_members(request: Request, project: str) -> MembersResponse:
+def list_members(request: Request, project: str) -> MembersResponse:
     accounts = _accounts(request)
-    return MembersResponse(members=await run_in_threadpool(accounts.members, project))
+    return MembersResponse(members=[Member(**member) for member in accounts.members(project)])
 
 
 @router.put("/projects/{project}/members/{user}", status_code=204, responses=_ERRORS,
             summary="Give a user a role in a project (project admins)")
-async def set_member(request: Request, project: str, user: str, body: RoleRequest) -> None:
-    accounts = await _require_project_admin(request, project)
+def set_member(request: Request, project: str, user: str, body: RoleRequest) -> None:
+    accounts = _require_project_admin(request, project)
     try:
-        await run_in_threadpool(accounts.set_member, project, user, body.role)
+        accounts.set_member(project, user, body.role)
     except AuthError as error:
         raise _not_found(error) from None
 
 
 @router.delete("/projects/{project}/members/{user}", status_code=204, responses=_ERRORS,
                summary="Remove a user from a project (project admins)")
-async def remove_member(request: Request, project: str, user: str) -> None:
-    accounts = await _require_project_admin(request, project)
+def remove_member(request: Request, project: str, user: str) -> None:
+    accounts = _require_project_admin(request, project)
     try:
-        await run_in_threadpool(accounts.remove_member, project, user)
+        accounts.remove_member(project, user)
     except AuthError as error:
         raise _not_found(error) from None

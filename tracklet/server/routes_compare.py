@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from fastapi.responses import Response
 
 from tracklet.server.logs import run_paths
+from tracklet.server.models import CompareHistoryResponse, MetricKeysResponse, errors, json_response
 from tracklet.store.query import RunNotIndexed, SeriesHistory
 from tracklet.store.schema import projects, series
 from tracklet.store.schema import runs as runs_table
@@ -29,26 +29,7 @@ MAX_RUNS = 1000
 MAX_KEYS = 200
 
 
-class ErrorResponse(BaseModel):
-    detail: str
-
-
-class CompareHistoryResponse(BaseModel):
-    """One entry per (run, key) that has points, compact: `run` (the run id), `key`, `exact`;
-    `x` per point or bucket (in the unit of the request's `x`); `steps` too unless `x` is `step`
-    (then it equals `x`); exact points have `values`, buckets have `min`, `max` (over the
-    bucket's finite values) and `last`. NaN and ±inf are null."""
-
-    series: list[dict[str, Any]]
-
-
-class KeysResponse(BaseModel):
-    """Metric keys with numeric points, sorted (`_timestamp` and other `_` keys left out)."""
-
-    keys: list[str]
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
+_ERRORS = errors(400, 404)
 
 
 def _names(text: str, what: str, most: int, example: str) -> list[str]:
@@ -85,7 +66,7 @@ def compact_series(history: SeriesHistory, by_step: bool) -> dict[str, Any]:
 
 @router.get("/{project}/history", response_model=CompareHistoryResponse, responses=_ERRORS,
             summary="Metric histories of many runs at once")
-async def compare_history(
+def compare_history(
     request: Request,
     project: str,
     runs: str = Query(..., max_length=140_000, description="Comma-separated run ids of this project"),
@@ -94,7 +75,7 @@ async def compare_history(
     start: float | None = Query(None, description="Window start, in the unit of x"),
     end: float | None = Query(None, description="Window end, in the unit of x"),
     buckets: int = Query(1000, ge=0, le=100_000, description="Buckets per series (0: every point)"),
-) -> CompareHistoryResponse:
+) -> Response:
     """For each run and key, min/max/last per bucket over equal step ranges of the window, or the
     exact points when the window holds no more than `buckets`. Give every run the same `start`
     and `end` to get buckets over the same step ranges. 404 when a run is unknown."""
@@ -110,18 +91,19 @@ async def compare_history(
         return [compact_series(history, x == "step") for history in histories if len(history)]
 
     try:
-        return CompareHistoryResponse(series=await run_in_threadpool(query))
+        # Millions of numbers at most: serialised as they are, not validated (models.json_response).
+        return json_response({"series": query()})
     except RunNotIndexed as error:
         raise HTTPException(status_code=404, detail=str(error)) from None
 
 
-@router.get("/{project}/keys", response_model=KeysResponse, responses=_ERRORS,
+@router.get("/{project}/keys", response_model=MetricKeysResponse, responses=_ERRORS,
             summary="The numeric metric keys some runs logged")
-async def metric_keys(
+def metric_keys(
     request: Request,
     project: str,
     runs: str | None = Query(None, max_length=140_000, description="Comma-separated run ids (default: every run)"),
-) -> KeysResponse:
+) -> MetricKeysResponse:
     """The union of the metric keys with numeric points (what can be charted) that the runs logged."""
     app = request.app.state.tracklet
     run_paths(app.root, project, "x")
@@ -139,4 +121,4 @@ async def metric_keys(
         with app.store.engine.connect() as connection:
             return sorted(key for (key,) in connection.execute(stmt) if not key.startswith("_"))
 
-    return KeysResponse(keys=await run_in_threadpool(query))
+    return MetricKeysResponse(keys=query())

@@ -8,36 +8,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from fastapi.responses import StreamingResponse
 
 from tracklet.server.body import read_body
 from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
 from tracklet.server.logs import run_paths
+from tracklet.server.models import FileEntry, FileList, PutFileResponse, errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["files"])
 
 _NAME = Path(..., description="The file's name relative to the run, e.g. `requirements.txt` or `media/a.txt`: "
              "'/'-separated parts of letters, digits, '.', '_', '-', each starting with a letter or digit")
-
-
-class FileEntry(BaseModel):
-    name: str
-    size: int
-    sha256: str
-    updated_at: str | None  # ISO 8601, UTC
-
-
-class FileList(BaseModel):
-    files: list[FileEntry]
-
-
-class PutFileResponse(FileEntry):
-    written: bool  # False: the same bytes were already stored, nothing was written
-
-
-class ErrorResponse(BaseModel):
-    detail: str
 
 
 _RAW_BODY = {
@@ -64,51 +45,50 @@ def _no_file(project: str, run_id: str, name: str) -> HTTPException:
 @router.put(
     "/{project}/{run_id}/files/{name:path}",
     response_model=PutFileResponse,
-    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
-               413: {"model": ErrorResponse}},
+    responses=errors(400, 404, 409, 413, 415),
     openapi_extra=_RAW_BODY,
     summary="Store a run file (whole body, atomic)",
 )
-async def put_file(request: Request, project: str, run_id: str, name: str = _NAME) -> JSONResponse:
+async def put_file(request: Request, project: str, run_id: str, name: str = _NAME) -> PutFileResponse:
     """Replace the run's file `name` with the body; readers see the old file or the new one, never
     part of one. Sending the bytes already stored writes nothing (`written: false`)."""
     state = request.app.state.tracklet
     check_file_name(name)  # 400 before reading the body
     _known_run(request, project, run_id)
-    body = await read_body(request, state.max_body_bytes)
+    body = await read_body(request, state.max_body_bytes)  # why this route is async: it streams the body
     try:
         info, written = await run_in_threadpool(state.files.put, project, run_id, name, body)
     except NameConflict as conflict:
         raise HTTPException(status_code=409, detail=str(conflict)) from None
-    return JSONResponse({**info.as_dict(), "written": written})
+    return PutFileResponse(**info.as_dict(), written=written)
 
 
 @router.get(
     "/{project}/{run_id}/files",
     response_model=FileList,
-    responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+    responses=errors(400, 404),
     summary="List a run's files",
 )
-async def list_files(request: Request, project: str, run_id: str) -> FileList:
+def list_files(request: Request, project: str, run_id: str) -> FileList:
     """Name, size, sha256 and last update of each of the run's files, by name."""
     _known_run(request, project, run_id)
-    found = await run_in_threadpool(request.app.state.tracklet.files.list, project, run_id)
+    found = request.app.state.tracklet.files.list(project, run_id)
     return FileList(files=[FileEntry(**info.as_dict()) for info in found])
 
 
 @router.get(
     "/{project}/{run_id}/files/{name:path}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 400: {"model": ErrorResponse},
-               404: {"model": ErrorResponse}},
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
+               **errors(400, 404)},
     summary="Download a run file",
 )
-async def get_file(request: Request, project: str, run_id: str, name: str = _NAME) -> StreamingResponse:
+def get_file(request: Request, project: str, run_id: str, name: str = _NAME) -> StreamingResponse:
     """The file's bytes as stored, streamed, with a content type from its extension."""
     check_file_name(name)
     _known_run(request, project, run_id)
     try:
-        handle, size = await run_in_threadpool(request.app.state.tracklet.files.open, project, run_id, name)
+        handle, size = request.app.state.tracklet.files.open(project, run_id, name)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise _no_file(project, run_id, name) from None
     headers = {

@@ -5,31 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from tracklet.server.body import read_body
 from tracklet.server.logs import OffsetConflict, run_paths
+from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["ingest"])
-
-
-class OffsetResponse(BaseModel):
-    """Where the server's copy of the run's record log ends: the next request starts here."""
-
-    offset: int
-
-
-class AppendResponse(OffsetResponse):
-    appended: int  # bytes newly stored by this request (0 for a pure resend)
-
-
-class ConflictResponse(BaseModel):
-    offset: int
-    detail: str
-
-
-class ErrorResponse(BaseModel):
-    detail: str
 
 
 _RAW_BODY = {
@@ -45,7 +26,8 @@ _RAW_BODY = {
 @router.put(
     "/{project}/{run_id}/log",
     response_model=AppendResponse,
-    responses={400: {"model": ErrorResponse}, 409: {"model": ConflictResponse}, 413: {"model": ErrorResponse}},
+    responses={**errors(400, 413, 415),
+               409: {"model": OffsetConflictResponse, "description": "A gap or a mismatch: resume at `offset`"}},
     openapi_extra=_RAW_BODY,
     summary="Append record log bytes at an offset",
 )
@@ -54,29 +36,30 @@ async def put_log(
     project: str,
     run_id: str,
     offset: int = Query(..., ge=0, description="Byte offset of the body's first byte in the client's log"),
-) -> JSONResponse:
+) -> AppendResponse | JSONResponse:
     """Append if `offset` is the stored size; accept a resend (offset below it) idempotently when
     the overlap matches; 409 with the stored size on a gap or a mismatch."""
     app = request.app.state.tracklet
     paths = run_paths(app.root, project, run_id)  # 400 before reading the body
-    body = await read_body(request, app.max_body_bytes)
+    body = await read_body(request, app.max_body_bytes)  # why this route is async: it streams the body
     try:
         result = await run_in_threadpool(app.copies.append, project, run_id, offset, body)
     except OffsetConflict as conflict:
+        # (offset first, as ever: built by hand rather than from OffsetConflictResponse's field order)
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
     if result.appended:
         await run_in_threadpool(app.indexer.index_run, paths)
-    return JSONResponse({"offset": result.offset, "appended": result.appended})
+    return AppendResponse(offset=result.offset, appended=result.appended)
 
 
 @router.get(
     "/{project}/{run_id}/log/offset",
     response_model=OffsetResponse,
-    responses={400: {"model": ErrorResponse}},
+    responses=errors(400),
     summary="Where a client resumes uploading",
 )
-async def get_offset(request: Request, project: str, run_id: str) -> OffsetResponse:
+def get_offset(request: Request, project: str, run_id: str) -> OffsetResponse:
     """The size of the server's copy of the run's record log (0 when the run is unknown)."""
     app = request.app.state.tracklet
-    return OffsetResponse(offset=await run_in_threadpool(app.copies.offset, project, run_id))
+    return OffsetResponse(offset=app.copies.offset(project, run_id))
 

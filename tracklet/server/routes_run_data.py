@@ -9,14 +9,16 @@ what the run recorded. Names are checked before anything else (400), unknown run
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from fastapi.responses import Response
 
 from tracklet.server.jsonable import series_json
 from tracklet.server.logs import run_paths
+from tracklet.server.models import (
+    Alert, AlertsResponse, ConsoleLine, ConsoleResponse, SystemNamesResponse, SystemResponse, errors, json_response,
+)
 from tracklet.store.query import RunNotIndexed
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
@@ -24,58 +26,7 @@ router = APIRouter(prefix="/api/v1/runs", tags=["read"])
 _INT_LIMIT = 2**62  # line numbers beyond any run's, and within every database's integers
 
 
-class ErrorResponse(BaseModel):
-    detail: str
-
-
-class ConsoleLine(BaseModel):
-    seq: int
-    time: float
-    stream: str
-    text: str
-
-
-class ConsoleResponse(BaseModel):
-    """Lines oldest first. `next_after`: pass it as `after` to get only newer lines (every line up
-    to it was considered); `last_seq`: the run's last line so far (0: none)."""
-
-    lines: list[ConsoleLine]
-    next_after: int
-    last_seq: int
-
-
-class Alert(BaseModel):
-    seq: int
-    time: float
-    level: str
-    title: str
-    text: str
-
-
-class AlertsResponse(BaseModel):
-    """Alerts oldest first (`seq` from 1); pass the last `seq` as `after` to get only newer ones."""
-
-    alerts: list[Alert]
-
-
-class SystemNamesResponse(BaseModel):
-    """The system metrics the run recorded (docs/system-metrics.md)."""
-
-    names: list[str]
-
-
-class SystemResponse(BaseModel):
-    """`names`: every system metric the run has. `series`: per requested name and stat (`stat`:
-    `mean` or `max` of each window), exact windows (`x`, `steps`, `values`) or buckets (`x`,
-    `steps`, `first_steps`, `min`, `max`, `last`, `count`, `nonfinite`); `x` in seconds (`time`:
-    since the epoch, `relative_time`: since the run started), `steps` in milliseconds since the
-    epoch; NaN and ±inf are null."""
-
-    names: list[str]
-    series: list[dict[str, Any]]
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
+_ERRORS = errors(400, 404)
 
 
 def _not_found(project: str, run_id: str) -> HTTPException:
@@ -84,7 +35,7 @@ def _not_found(project: str, run_id: str) -> HTTPException:
 
 @router.get("/{project}/{run_id}/console", response_model=ConsoleResponse, responses=_ERRORS,
             summary="Console output, paged by line number")
-async def get_console(
+def get_console(
     request: Request,
     project: str,
     run_id: str,
@@ -100,10 +51,8 @@ async def get_console(
     app = request.app.state.tracklet
     run_paths(app.root, project, run_id)
     try:
-        page = await run_in_threadpool(
-            app.store.console, f"{project}/{run_id}", after=after, before=before, limit=limit, search=q or None,
-            stream=stream, tail=tail,
-        )
+        page = app.store.console(f"{project}/{run_id}", after=after, before=before, limit=limit, search=q or None,
+                                 stream=stream, tail=tail)
     except RunNotIndexed:
         raise _not_found(project, run_id) from None
     return ConsoleResponse(
@@ -114,7 +63,7 @@ async def get_console(
 
 @router.get("/{project}/{run_id}/alerts", response_model=AlertsResponse, responses=_ERRORS,
             summary="A run's alerts (run.alert)")
-async def get_alerts(
+def get_alerts(
     request: Request,
     project: str,
     run_id: str,
@@ -127,7 +76,7 @@ async def get_alerts(
     app = request.app.state.tracklet
     run_paths(app.root, project, run_id)
     try:
-        found = await run_in_threadpool(app.store.alerts, f"{project}/{run_id}", after=after, limit=limit)
+        found = app.store.alerts(f"{project}/{run_id}", after=after, limit=limit)
     except RunNotIndexed:
         raise _not_found(project, run_id) from None
     return AlertsResponse(alerts=[Alert(seq=a.seq, time=a.time, level=a.level, title=a.title, text=a.text)
@@ -136,12 +85,12 @@ async def get_alerts(
 
 @router.get("/{project}/{run_id}/system/names", response_model=SystemNamesResponse, responses=_ERRORS,
             summary="The system metrics a run recorded")
-async def get_system_names(request: Request, project: str, run_id: str) -> SystemNamesResponse:
+def get_system_names(request: Request, project: str, run_id: str) -> SystemNamesResponse:
     """Names such as `gpu.0.utilization_percent` or `cpu.percent`, sorted."""
     app = request.app.state.tracklet
     run_paths(app.root, project, run_id)
     try:
-        names = await run_in_threadpool(app.store.system_names, f"{project}/{run_id}")
+        names = app.store.system_names(f"{project}/{run_id}")
     except RunNotIndexed:
         raise _not_found(project, run_id) from None
     return SystemNamesResponse(names=names)
@@ -149,7 +98,7 @@ async def get_system_names(request: Request, project: str, run_id: str) -> Syste
 
 @router.get("/{project}/{run_id}/system", response_model=SystemResponse, responses=_ERRORS,
             summary="System metrics at a resolution")
-async def get_system(
+def get_system(
     request: Request,
     project: str,
     run_id: str,
@@ -160,7 +109,7 @@ async def get_system(
     end: float | None = Query(None, description="Window end, in the unit of x"),
     buckets: int = Query(1000, ge=0, le=100_000, description="Buckets (0: every window)"),
     stats: str = Query("mean,max", description="mean and/or max, comma-separated"),
-) -> SystemResponse:
+) -> Response:
     """Per name, the windows' means (`stat: mean`) and maxima (`stat: max`): min/max/last/count
     per bucket over equal time ranges, or the exact windows when there are no more than
     `buckets`. In the `max` series a bucket's `max` is the highest sample of its windows, so a
@@ -171,12 +120,11 @@ async def get_system(
     chosen = [stat for stat in (part.strip() for part in stats.split(",")) if stat]
     path = f"{project}/{run_id}"
 
-    def query() -> SystemResponse:
+    try:
         histories = app.store.system_history(path, wanted, x=x, start=start, end=end,
                                              buckets=buckets or None, stats=chosen)
-        return SystemResponse(names=app.store.system_names(path), series=[series_json(h) for h in histories])
-
-    try:
-        return await run_in_threadpool(query)
+        names_recorded = app.store.system_names(path)
     except RunNotIndexed:
         raise _not_found(project, run_id) from None
+    # Many windows of many metrics: serialised as they are, not validated (models.json_response).
+    return json_response({"names": names_recorded, "series": [series_json(h) for h in histories]})

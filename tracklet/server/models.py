@@ -7,9 +7,9 @@ is the order of the JSON objects. Numbers: NaN and ±inf never appear; they are 
 (``jsonable.py``), which is why metric arrays are ``list[int | float | None]``; an integer stays
 an integer (``3``, not ``3.0``), which is why numbers that may be either are ``int | float``.
 
-Fields with a default are left out of the body when the route has nothing for them (routes that
-set ``response_model_exclude_unset``; the series models' optional arrays): TypeScript reads them
-as optional properties.
+A field typed ``T | Absent`` is left out of the body when it doesn't apply (a run listing's rows
+have no ``keys``; exact points have no ``min``), never sent as ``null``: the schema says it is
+optional, and TypeScript reads ``name?: T``.
 
 ``ErrorResponse`` is every error's body (``{"detail": "..."}``), declared per route with
 ``errors(...)``; a 409 on an upload adds the stored ``offset``. The one exception is FastAPI's
@@ -23,8 +23,11 @@ from typing import Any
 
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter
+from pydantic.json_schema import SkipJsonSchema
 
 Numbers = list[int | float | None]  # a metric array: NaN and ±inf are null
+# A field that is left out of the body when it doesn't apply (never sent as null): `name?: T` in TypeScript.
+Absent = SkipJsonSchema[None]
 
 
 class ErrorResponse(BaseModel):
@@ -117,10 +120,10 @@ class RunRow(BaseModel):
     exit_code: int | None
     config: dict[str, Any]
     summary: dict[str, Any]
-    keys: list[str] = Field(default_factory=list, description="The keys the run logged (one run's row only)")
+    keys: list[str] | Absent = Field(None, description="The keys the run logged (one run's row only)")
     last_step: int | None
-    metadata: dict[str, Any] = Field(
-        default_factory=dict,
+    metadata: dict[str, Any] | Absent = Field(
+        None,
         description="How and where it ran: command, cwd, pid, python, platform, git, cpu, memory, gpu "
         "(one run's row only)")
     path: str  # project/run_id
@@ -142,16 +145,16 @@ class Series(BaseModel):
     run: str
     key: str
     exact: bool
-    stat: str | None = Field(None, description="System metrics only: mean or max (of each window)")
+    stat: str | Absent = Field(None, description="System metrics only: mean or max (of each window)")
     x: Numbers
     steps: list[int]
-    values: Numbers | None = None
-    first_steps: list[int] | None = None
-    min: Numbers | None = None
-    max: Numbers | None = None
-    last: Numbers | None = None
-    count: list[int] | None = None
-    nonfinite: list[int] | None = None
+    values: Numbers | Absent = None
+    first_steps: list[int] | Absent = None
+    min: Numbers | Absent = None
+    max: Numbers | Absent = None
+    last: Numbers | Absent = None
+    count: list[int] | Absent = None
+    nonfinite: list[int] | Absent = None
 
 
 class HistoryResponse(BaseModel):
@@ -168,11 +171,11 @@ class CompareSeries(BaseModel):
     key: str
     exact: bool
     x: Numbers
-    steps: list[int] | None = None
-    values: Numbers | None = None
-    min: Numbers | None = None
-    max: Numbers | None = None
-    last: Numbers | None = None
+    steps: list[int] | Absent = None
+    values: Numbers | Absent = None
+    min: Numbers | Absent = None
+    max: Numbers | Absent = None
+    last: Numbers | Absent = None
 
 
 class CompareHistoryResponse(BaseModel):

@@ -1,64 +1,29 @@
 // The JSON API (/api/v1) as the dashboard uses it. A server with API keys answers 401 without
 // one: the key prompt (auth.ts) stores a key in localStorage and every request sends it.
 
+import type { components, paths } from "./api-types";
 import { askForKey, storedKey } from "./auth";
 
-export interface RunRow {
-  run_id: string;
-  path: string;
-  name: string | null;
-  state: string;
-  tags: string[] | null;
-  group_name: string | null;
-  job_type: string | null;
-  notes: string | null;
-  host: string | null;
-  created_at: number | null;
-  updated_at: number | null;
-  heartbeat_at: number | null;
-  exit_code: number | null;
-  config: Record<string, unknown> | null;
-  summary: Record<string, unknown> | null;
-  last_step: number | null;
-  keys?: string[];
-  metadata?: Record<string, unknown>;
-}
+// The shapes come from the server's OpenAPI schema: api-types.ts is generated from it
+// (scripts/gen_api_types.sh), so a change on the server that the dashboard doesn't follow fails
+// `tsc` here, and CI fails when api-types.ts is stale.
+type Schemas = components["schemas"];
 
+export type RunRow = Schemas["RunRow"];
 /** One (run, key) series from the batch history endpoint: exact points or buckets. */
-export interface Series {
-  run: string;
-  key: string;
-  exact: boolean;
-  x: (number | null)[];
-  steps?: number[];
-  values?: (number | null)[];
-  min?: (number | null)[];
-  max?: (number | null)[];
-  last?: (number | null)[];
-  stat?: string;
-}
+export type Series = Schemas["CompareSeries"];
+/** One system metric's series (a run's path as `run`; `stat`: mean or max). */
+export type SystemSeries = Schemas["Series"];
+export type ConsoleLine = Schemas["ConsoleLine"];
+export type RunAlert = Schemas["Alert"];
+export type RunFile = Schemas["FileEntry"];
 
-export interface ConsoleLine {
-  seq: number;
-  time: number;
-  stream: string;
-  text: string;
+/** The JSON body a GET of `P` answers with, per the server's schema. */
+type Body<P extends keyof paths> = paths[P] extends {
+  get: { responses: { 200: { content: { "application/json": infer T } } } };
 }
-
-export interface RunAlert {
-  seq: number;
-  time: number;
-  level: string; // INFO, WARN, ERROR
-  title: string;
-  text: string;
-}
-
-export interface RunFile {
-  name: string;
-  size: number;
-  sha256: string;
-  updated_at: string | null;
-}
+  ? T
+  : never;
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
@@ -112,33 +77,32 @@ export async function fileBlob(project: string, runId: string, name: string): Pr
 }
 
 export const api = {
-  projects: () => get<{ projects: { name: string; runs: number }[] }>("/projects"),
+  projects: () => get<Body<"/api/v1/projects">>("/projects"),
   runs: (project: string, query: { filter?: string; order_by?: string; limit?: number }, signal?: AbortSignal) =>
-    get<{ runs: RunRow[] }>(`/projects/${enc(project)}/runs`, { limit: 10000, ...query }, signal),
-  run: (project: string, runId: string) => get<{ run: RunRow }>(`/runs/${enc(project)}/${enc(runId)}`),
+    get<Body<"/api/v1/projects/{project}/runs">>(`/projects/${enc(project)}/runs`, { limit: 10000, ...query }, signal),
+  run: (project: string, runId: string) =>
+    get<Body<"/api/v1/runs/{project}/{run_id}">>(`/runs/${enc(project)}/${enc(runId)}`),
   keys: (project: string, runs: string[]) =>
-    get<{ keys: string[] }>(`/projects/${enc(project)}/keys`, { runs: runs.join(",") }),
+    get<Body<"/api/v1/projects/{project}/keys">>(`/projects/${enc(project)}/keys`, { runs: runs.join(",") }),
   history: (
     project: string,
     query: { runs: string[]; keys: string[]; x: string; start?: number | null; end?: number | null; buckets: number },
     signal?: AbortSignal,
   ) =>
-    get<{ series: Series[] }>(
+    get<Body<"/api/v1/projects/{project}/history">>(
       `/projects/${enc(project)}/history`,
       { ...query, runs: query.runs.join(","), keys: query.keys.join(",") },
       signal,
     ),
   system: (project: string, runId: string, query: { x: string; buckets: number; start?: number | null }) =>
-    get<{ names: string[]; series: (Series & { stat: string; steps: number[] })[] }>(
-      `/runs/${enc(project)}/${enc(runId)}/system`,
-      query,
-    ),
+    get<Body<"/api/v1/runs/{project}/{run_id}/system">>(`/runs/${enc(project)}/${enc(runId)}/system`, query),
   alerts: (project: string, runId: string, after = 0) =>
-    get<{ alerts: RunAlert[] }>(`/runs/${enc(project)}/${enc(runId)}/alerts`, { after, limit: 10000 }),
-  files: (project: string, runId: string) => get<{ files: RunFile[] }>(`/runs/${enc(project)}/${enc(runId)}/files`),
+    get<Body<"/api/v1/runs/{project}/{run_id}/alerts">>(`/runs/${enc(project)}/${enc(runId)}/alerts`, {
+      after,
+      limit: 10000,
+    }),
+  files: (project: string, runId: string) =>
+    get<Body<"/api/v1/runs/{project}/{run_id}/files">>(`/runs/${enc(project)}/${enc(runId)}/files`),
   console: (project: string, runId: string, query: { after?: number; limit?: number; q?: string; tail?: boolean }) =>
-    get<{ lines: ConsoleLine[]; next_after: number; last_seq: number }>(
-      `/runs/${enc(project)}/${enc(runId)}/console`,
-      query,
-    ),
+    get<Body<"/api/v1/runs/{project}/{run_id}/console">>(`/runs/${enc(project)}/${enc(runId)}/console`, query),
 };

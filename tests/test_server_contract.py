@@ -197,7 +197,7 @@ def _error(response, status: int) -> ErrorResponse:
 
 
 def test_error_bodies_are_error_responses(served, tmp_path):
-    app, client, reader = served
+    _, client, reader = served
     _error(client.get("/api/v1/projects", headers={"Authorization": ""}), 401)
     assert "missing API key" in _error(client.get("/api/v1/projects", headers={"Authorization": ""}), 401).detail
     _error(client.get("/api/v1/projects", headers={"Authorization": "Bearer tlk_nope_nope"}), 401)

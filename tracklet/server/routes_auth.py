@@ -11,8 +11,18 @@ from fastapi import APIRouter, HTTPException, Request
 
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, AuthError, Principal
 from tracklet.server.models import (
-    ApiKey, ApiKeysResponse, Me, Member, MembersResponse, NewKeyResponse, User, UsersResponse, KeyRequest,
-    RoleRequest, UserRequest, errors,
+    ApiKey,
+    ApiKeysResponse,
+    KeyRequest,
+    Me,
+    Member,
+    MembersResponse,
+    NewKeyResponse,
+    RoleRequest,
+    User,
+    UserRequest,
+    UsersResponse,
+    errors,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])

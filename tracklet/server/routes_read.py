@@ -11,7 +11,14 @@ from fastapi.responses import Response
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
-    HistoryResponse, Project, ProjectsResponse, RunResponse, RunRow, RunsResponse, errors, json_response,
+    HistoryResponse,
+    Project,
+    ProjectsResponse,
+    RunResponse,
+    RunRow,
+    RunsResponse,
+    errors,
+    json_response,
 )
 from tracklet.store.query import RunNotIndexed
 from tracklet.store.schema import projects, runs

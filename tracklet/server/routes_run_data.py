@@ -17,7 +17,14 @@ from fastapi.responses import Response
 from tracklet.server.jsonable import series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
-    Alert, AlertsResponse, ConsoleLine, ConsoleResponse, SystemNamesResponse, SystemResponse, errors, json_response,
+    Alert,
+    AlertsResponse,
+    ConsoleLine,
+    ConsoleResponse,
+    SystemNamesResponse,
+    SystemResponse,
+    errors,
+    json_response,
 )
 from tracklet.store.query import RunNotIndexed
 

@@ -1,0 +1,592 @@
+"""Packs: content-defined chunks stored in files of ~64 MiB, an index of where each chunk lives,
+and the rebuilding of a file from its recipe.
+
+A pack is the concatenated bytes of its chunks, then an index of ``(chunk id, offset, length)``
+entries, then a fixed footer (layout in docs/artifacts.md, "Chunk-level dedupe"). Its id is the
+blake3 digest of its index and footer: the index names every chunk by its own blake3 digest, so
+the id commits to every byte of the pack, and is computed without hashing the data a second time.
+Packs live under ``<root>/packs/<id[:2]>/<id>.pack`` on any fsspec filesystem (a local directory,
+S3, ...). A pack is written under a temporary name in ``<root>/packs/tmp/`` and renamed once
+complete, so a reader never sees a partial pack; a writer killed mid-pack leaves only a temporary
+file behind (:meth:`PackStore.remove_stale_temporaries` sweeps them).
+
+:class:`ChunkIndex` (SQLite) maps chunk ids to ``(pack, offset, length)``. It is derived data: a
+pack is renamed into place before its chunks are indexed, and :meth:`ChunkIndex.rebuild` re-reads
+every pack's index. The two tables are plain SQL meant to move to the server's PostgreSQL as is.
+
+:class:`PackWriter` stores the chunks a store lacks (one pass over the file), and
+:func:`reassemble` rebuilds a file byte for byte, verifying every chunk's blake3 and the file's
+sha256 before the file appears under its name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import struct
+import uuid
+from collections.abc import Collection, Container, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracklet.artifacts.chunking import (
+    CHUNK_ID_SIZE,
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_PARAMS,
+    ChunkingParams,
+    FileChunker,
+    FileRecipe,
+)
+from tracklet.errors import TrackletError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
+
+__all__ = [
+    "DEFAULT_PACK_SIZE",
+    "ChunkCorrupt",
+    "ChunkIndex",
+    "ChunkMissing",
+    "ChunkStoreError",
+    "DigestMismatch",
+    "PackCorrupt",
+    "PackInfo",
+    "PackReader",
+    "PackStore",
+    "PackWriter",
+    "reassemble",
+]
+
+#: A pack is sealed once its chunk bytes reach this size (a pack never splits a chunk).
+DEFAULT_PACK_SIZE = 64 * 1024 * 1024
+
+PACK_MAGIC = b"TKLTPK01"
+#: One index entry: chunk id (32 bytes), offset of the chunk in the pack (u64), length (u32).
+ENTRY = struct.Struct("<32sQI")
+#: The footer, the last bytes of a pack: offset of the index (u64), entry count (u32), magic.
+FOOTER = struct.Struct("<QI8s")
+#: Reads of adjacent chunks of one pack are merged up to this many bytes.
+MAX_READ = 4 * 1024 * 1024
+#: The largest chunk a pack may hold (pyfastcdc's own ceiling for max_size).
+MAX_CHUNK = 16 * 1024 * 1024
+
+
+class ChunkStoreError(TrackletError):
+    """A chunk or a pack can't be stored or read back as asked."""
+
+
+class ChunkMissing(ChunkStoreError, LookupError):
+    """No pack holds a chunk a recipe needs."""
+
+
+class ChunkCorrupt(ChunkStoreError, ValueError):
+    """A chunk's bytes in its pack don't hash to its id."""
+
+
+class PackCorrupt(ChunkStoreError, ValueError):
+    """A pack's footer or index is malformed, or its content doesn't match its id."""
+
+
+class DigestMismatch(ChunkStoreError, ValueError):
+    """A rebuilt file's sha256 (or size) isn't the recipe's."""
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    """A sealed pack: its id, total size in bytes and its chunks ``(id, offset, length)``."""
+
+    pack_id: str
+    size: int
+    entries: tuple[tuple[bytes, int, int], ...]
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(length for _, _, length in self.entries)
+
+
+def _blake3(data: bytes | bytearray | memoryview) -> bytes:
+    import blake3
+
+    return blake3.blake3(data).digest()
+
+
+def encode_trailer(entries: Sequence[tuple[bytes, int, int]], data_size: int) -> bytes:
+    """The index and footer that end a pack whose chunk bytes take ``data_size`` bytes."""
+    parts = [ENTRY.pack(cid, offset, length) for cid, offset, length in entries]
+    parts.append(FOOTER.pack(data_size, len(entries), PACK_MAGIC))
+    return b"".join(parts)
+
+
+def pack_id_of(trailer: bytes) -> str:
+    """A pack's id: the hex blake3 of its index and footer (which name every chunk by its hash)."""
+    return _blake3(trailer).hex()
+
+
+def decode_trailer(trailer: bytes, pack_size: int, where: str) -> list[tuple[bytes, int, int]]:
+    """The entries of a pack's index, checked against its size: every chunk inside the data part,
+    in order and without overlap. ``trailer`` is the index plus footer; ``where`` names the pack."""
+    if len(trailer) < FOOTER.size:
+        raise PackCorrupt(f"pack {where}: {len(trailer)} bytes is too short for a footer")
+    index_offset, count, magic = FOOTER.unpack_from(trailer, len(trailer) - FOOTER.size)
+    if magic != PACK_MAGIC:
+        raise PackCorrupt(f"pack {where}: not a tracklet pack (bad magic {magic!r})")
+    if index_offset + count * ENTRY.size + FOOTER.size != pack_size:
+        raise PackCorrupt(f"pack {where}: footer says {count} entries at {index_offset}, pack is {pack_size} bytes")
+    if len(trailer) != count * ENTRY.size + FOOTER.size:
+        raise PackCorrupt(f"pack {where}: index is {len(trailer)} bytes, footer says {count} entries")
+    entries = []
+    expected = 0
+    for i in range(count):
+        cid, offset, length = ENTRY.unpack_from(trailer, i * ENTRY.size)
+        if offset != expected or not 0 < length <= MAX_CHUNK or offset + length > index_offset:
+            raise PackCorrupt(f"pack {where}: index entry {i} ({offset}, {length}) is out of place")
+        expected = offset + length
+        entries.append((cid, offset, length))
+    if expected != index_offset:
+        raise PackCorrupt(f"pack {where}: chunks end at {expected}, index starts at {index_offset}")
+    return entries
+
+
+class PackStore:
+    """Packs under ``<root>/packs/`` on an fsspec filesystem (a local directory when ``fs`` is
+    omitted)."""
+
+    def __init__(self, root: str | os.PathLike[str], fs: AbstractFileSystem | None = None) -> None:
+        if fs is None:
+            from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+
+            fs = LocalFileSystem()
+        self.fs = fs
+        self.root = os.fspath(root).rstrip("/")
+        self.packs_dir = f"{self.root}/packs"
+        self.tmp_dir = f"{self.packs_dir}/tmp"
+
+    @property
+    def is_local(self) -> bool:
+        from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+
+        return isinstance(self.fs, LocalFileSystem)
+
+    def pack_path(self, pack_id: str) -> str:
+        if len(pack_id) != 64 or not all(c in "0123456789abcdef" for c in pack_id):
+            raise ValueError(f"not a pack id: {pack_id!r:.80}")
+        return f"{self.packs_dir}/{pack_id[:2]}/{pack_id}.pack"
+
+    def list_packs(self) -> list[str]:
+        """Ids of the complete packs (temporaries are not listed)."""
+        if not self.fs.exists(self.packs_dir):
+            return []
+        ids = []
+        for path in self.fs.find(self.packs_dir):
+            folder, _, name = path.rstrip("/").rpartition("/")
+            pack_id = name[: -len(".pack")]
+            # Only <id[:2]>/<id>.pack: temporaries and anything else there are not packs.
+            if name.endswith(".pack") and len(pack_id) == 64 and folder.endswith(f"/{pack_id[:2]}"):
+                ids.append(pack_id)
+        return sorted(ids)
+
+    def read_entries(self, pack_id: str) -> list[tuple[bytes, int, int]]:
+        """A pack's index, read from its tail and checked (size, layout, and its id)."""
+        path = self.pack_path(pack_id)
+        size = self.fs.size(path)
+        if size < FOOTER.size:
+            raise PackCorrupt(f"pack {path}: {size} bytes is too short for a footer")
+        footer = self.fs.cat_file(path, start=size - FOOTER.size, end=size)
+        _, count, _ = FOOTER.unpack(footer)
+        trailer_size = count * ENTRY.size + FOOTER.size
+        if trailer_size > size:
+            raise PackCorrupt(f"pack {path}: footer says {count} entries, more than the pack holds")
+        trailer = self.fs.cat_file(path, start=size - trailer_size, end=size)
+        entries = decode_trailer(trailer, size, path)
+        if pack_id_of(trailer) != pack_id:
+            raise PackCorrupt(f"pack {path}: its index doesn't hash to its name")
+        return entries
+
+    def read_range(self, pack_id: str, offset: int, length: int) -> bytes:
+        path = self.pack_path(pack_id)
+        data = self.fs.cat_file(path, start=offset, end=offset + length)
+        if len(data) != length:
+            raise PackCorrupt(f"pack {path}: wanted {length} bytes at {offset}, got {len(data)}")
+        return data
+
+    def verify(self, pack_id: str) -> PackInfo:
+        """Read a whole pack back: index, id and every chunk's hash. Raises on any difference."""
+        entries = self.read_entries(pack_id)
+        path = self.pack_path(pack_id)
+        with self.fs.open(path, "rb") as f:
+            for cid, offset, length in entries:
+                f.seek(offset)
+                if _blake3(f.read(length)) != cid:
+                    raise ChunkCorrupt(f"pack {path}: chunk {cid.hex()} at {offset} doesn't match its id")
+        return PackInfo(pack_id, self.fs.size(path), tuple(entries))
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete what writers that died left in ``packs/tmp/``; returns how many. Only for when no
+        writer is running (a live writer's temporary looks the same)."""
+        if not self.fs.exists(self.tmp_dir):
+            return 0
+        paths = self.fs.ls(self.tmp_dir, detail=False)
+        for path in paths:
+            self.fs.rm(path)
+        return len(paths)
+
+
+class ChunkIndex:
+    """Which pack holds which chunk: a SQLite database of two tables (schema in ``SCHEMA``).
+
+    Safe to share between processes (SQLite locking, WAL); one connection per instance, used from
+    one thread at a time."""
+
+    SCHEMA = (
+        (
+            "CREATE TABLE IF NOT EXISTS packs ("
+            " pack_id TEXT PRIMARY KEY, size INTEGER NOT NULL, chunk_count INTEGER NOT NULL,"
+            " data_bytes INTEGER NOT NULL)"
+        ),
+        (
+            "CREATE TABLE IF NOT EXISTS chunks ("
+            " chunk_id BLOB PRIMARY KEY, pack_id TEXT NOT NULL, pack_offset INTEGER NOT NULL,"
+            " length INTEGER NOT NULL) WITHOUT ROWID"
+        ),
+    )
+    #: SQLite's default limit on host parameters is 999 in old builds; stay under it.
+    BATCH = 500
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._db:
+            for statement in self.SCHEMA:
+                self._db.execute(statement)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ChunkIndex:  # noqa: PYI034 - final class
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_pack(self, info: PackInfo) -> None:
+        """Record a sealed pack and its chunks (a chunk already held by another pack keeps that
+        one)."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO packs (pack_id, size, chunk_count, data_bytes) VALUES (?, ?, ?, ?)",
+                (info.pack_id, info.size, len(info.entries), info.data_bytes),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO chunks (chunk_id, pack_id, pack_offset, length) VALUES (?, ?, ?, ?)",
+                [(cid, info.pack_id, offset, length) for cid, offset, length in info.entries],
+            )
+
+    def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """``chunk id -> (pack id, offset, length)`` for those of ``chunk_ids`` that are stored."""
+        found: dict[bytes, tuple[str, int, int]] = {}
+        ids = list(dict.fromkeys(chunk_ids))
+        for i in range(0, len(ids), self.BATCH):
+            part = ids[i : i + self.BATCH]
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(
+                f"SELECT chunk_id, pack_id, pack_offset, length FROM chunks WHERE chunk_id IN ({marks})", part
+            )
+            for cid, pack_id, offset, length in rows:
+                found[bytes(cid)] = (pack_id, offset, length)
+        return found
+
+    def present(self, chunk_ids: Iterable[bytes]) -> set[bytes]:
+        """The subset of ``chunk_ids`` that some pack holds (one query per 500 ids)."""
+        return set(self.locate(chunk_ids))
+
+    def __contains__(self, chunk_id: object) -> bool:
+        if not isinstance(chunk_id, bytes):
+            return False
+        row = self._db.execute("SELECT 1 FROM chunks WHERE chunk_id = ?", (chunk_id,)).fetchone()
+        return row is not None
+
+    def stats(self) -> dict[str, int]:
+        packs, size, data = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(data_bytes), 0) FROM packs"
+        ).fetchone()
+        (chunks,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
+        return {"packs": packs, "pack_bytes": size, "data_bytes": data, "chunks": chunks}
+
+    def rebuild(self, store: PackStore) -> int:
+        """Add every complete pack of ``store`` that the index lacks (after a crash between a
+        pack's rename and its indexing, or for a new index); returns how many were added. A pack
+        whose index is damaged is skipped and named in the ``PackCorrupt`` raised at the end."""
+        known = {row[0] for row in self._db.execute("SELECT pack_id FROM packs")}
+        added, damaged = 0, []
+        for pack_id in store.list_packs():
+            if pack_id in known:
+                continue
+            try:
+                entries = store.read_entries(pack_id)
+            except (PackCorrupt, ValueError):
+                damaged.append(pack_id)
+                continue
+            size = store.fs.size(store.pack_path(pack_id))
+            self.add_pack(PackInfo(pack_id, size, tuple(entries)))
+            added += 1
+        if damaged:
+            raise PackCorrupt(f"{len(damaged)} damaged pack(s) left out of the index: {', '.join(damaged[:10])}")
+        return added
+
+
+@dataclass
+class _OpenPack:
+    path: str
+    handle: Any
+    entries: list[tuple[bytes, int, int]] = field(default_factory=list)
+    data_size: int = 0
+
+
+class PackWriter:
+    """Writes chunks into packs of about ``pack_size`` bytes in ``store``, skipping chunks that are
+    already stored: those in ``index`` (when given), in the ``have`` set passed per file, and those
+    this writer has written. Sealed packs are renamed into place, then added to ``index``.
+
+    Use as a context manager: leaving it normally seals the last pack; leaving it by an exception
+    deletes the unfinished pack. ``durable`` fsyncs a local pack before its rename, so it is never
+    visible with missing bytes even after a power cut.
+    """
+
+    def __init__(
+        self,
+        store: PackStore,
+        index: ChunkIndex | None = None,
+        *,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        durable: bool = True,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.pack_size = pack_size
+        self.durable = durable
+        self.packs: list[PackInfo] = []
+        self.new_bytes = 0
+        self._written: set[bytes] = set()
+        self._open: _OpenPack | None = None
+
+    def __enter__(self) -> PackWriter:  # noqa: PYI034 - final class
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write_file(
+        self,
+        path: str | os.PathLike[str],
+        have: Container[bytes] = frozenset(),
+        params: ChunkingParams = DEFAULT_PARAMS,
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> FileRecipe:
+        """Chunk ``path`` in one pass, store the chunks not already stored, return its recipe."""
+        chunker = FileChunker(path, params, block_size=block_size)
+        chunks: list[tuple[bytes, int]] = []
+        for batch in chunker:
+            ids = [cid for cid, _ in batch]
+            stored = self._stored(ids, have)
+            for cid, data in batch:
+                chunks.append((cid, len(data)))
+                if cid not in stored and cid not in self._written:
+                    self.add_chunk(cid, data)
+        return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=params)
+
+    def write_missing(self, path: str | os.PathLike[str], recipe: FileRecipe, missing: Collection[bytes]) -> int:
+        """Second pass of a two-pass upload: read from ``path`` only the chunks of ``recipe`` named
+        in ``missing`` (e.g. what a server said it lacks) and store them; returns bytes stored.
+        Each chunk is checked against its id, so a file changed since it was chunked is an error."""
+        wanted = set(missing)
+        stored = 0
+        with open(path, "rb") as f:
+            for cid, offset, length in recipe.offsets():
+                if cid not in wanted or cid in self._written:
+                    continue
+                f.seek(offset)
+                data = f.read(length)
+                if len(data) != length or _blake3(data) != cid:
+                    raise ChunkCorrupt(f"{os.fspath(path)} changed since it was chunked (at byte {offset})")
+                self.add_chunk(cid, data)
+                stored += length
+        return stored
+
+    def _stored(self, ids: list[bytes], have: Container[bytes]) -> set[bytes]:
+        stored = {cid for cid in ids if cid in have} if have else set()
+        if self.index is not None:
+            stored |= self.index.present(cid for cid in ids if cid not in stored)
+        return stored
+
+    def add_chunk(self, chunk_id: bytes, data: bytes | bytearray | memoryview) -> None:
+        """Append one chunk to the open pack (opening one if needed), sealing the pack when full.
+        The caller vouches that ``chunk_id`` is the blake3 of ``data``."""
+        if len(chunk_id) != CHUNK_ID_SIZE or not 0 < len(data) <= MAX_CHUNK:
+            raise ValueError(f"bad chunk: id of {len(chunk_id)} bytes, {len(data)} bytes of data")
+        if self._open is None:
+            self._open = self._start_pack()
+        pack = self._open
+        pack.handle.write(data)
+        pack.entries.append((chunk_id, pack.data_size, len(data)))
+        pack.data_size += len(data)
+        self._written.add(chunk_id)
+        self.new_bytes += len(data)
+        if pack.data_size >= self.pack_size:
+            self.seal()
+
+    def _start_pack(self) -> _OpenPack:
+        self.store.fs.makedirs(self.store.tmp_dir, exist_ok=True)
+        path = f"{self.store.tmp_dir}/{uuid.uuid4().hex}.partial"
+        return _OpenPack(path=path, handle=self.store.fs.open(path, "wb"))
+
+    def seal(self) -> PackInfo | None:
+        """Finish the open pack: write its index, rename it to its id, index its chunks."""
+        pack, self._open = self._open, None
+        if pack is None:
+            return None
+        try:
+            trailer = encode_trailer(pack.entries, pack.data_size)
+            pack.handle.write(trailer)
+            if self.durable and self.store.is_local:
+                pack.handle.flush()
+                os.fsync(pack.handle.fileno())
+            pack.handle.close()
+            pack_id = pack_id_of(trailer)
+            final = self.store.pack_path(pack_id)
+            fs = self.store.fs
+            if fs.exists(final):  # the same chunks in the same order: already stored
+                fs.rm(pack.path)
+            else:
+                fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                fs.mv(pack.path, final)
+                if self.durable and self.store.is_local:
+                    _fsync_dir(os.path.dirname(final))
+        except BaseException:
+            self._discard(pack)
+            raise
+        info = PackInfo(pack_id, pack.data_size + len(trailer), tuple(pack.entries))
+        self.packs.append(info)
+        if self.index is not None:
+            self.index.add_pack(info)
+        return info
+
+    def close(self) -> None:
+        """Seal the last pack."""
+        self.seal()
+
+    def abort(self) -> None:
+        """Drop the unfinished pack (its chunks are not stored; sealed packs stay)."""
+        pack, self._open = self._open, None
+        if pack is not None:
+            for cid, _, _ in pack.entries:
+                self._written.discard(cid)
+            self._discard(pack)
+
+    def _discard(self, pack: _OpenPack) -> None:
+        with contextlib.suppress(Exception):  # removing the temporary is what matters
+            pack.handle.close()
+        try:
+            self.store.fs.rm(pack.path)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PackReader:
+    """Reads chunks back through ``index``, merging reads of adjacent chunks of one pack and
+    checking each chunk's bytes against its id."""
+
+    def __init__(self, store: PackStore, index: ChunkIndex) -> None:
+        self.store = store
+        self.index = index
+
+    def iter_chunks(self, chunk_ids: Sequence[bytes], *, name: str = "") -> Iterator[memoryview]:
+        """The bytes of each of ``chunk_ids``, in order. ``name`` (the file being rebuilt) goes
+        into error messages."""
+        where = f" (for {name})" if name else ""
+        lookup_batch = 4096
+        for start in range(0, len(chunk_ids), lookup_batch):
+            ids = chunk_ids[start : start + lookup_batch]
+            places = self.index.locate(ids)
+            run: list[tuple[bytes, int]] = []  # (chunk id, length) of adjacent chunks in one pack
+            run_pack, run_start, run_end = "", 0, 0
+            for cid in ids:
+                place = places.get(cid)
+                if place is None:
+                    yield from self._read_run(run_pack, run_start, run, where)
+                    raise ChunkMissing(f"chunk {cid.hex()} is in no pack{where}")
+                pack_id, offset, length = place
+                if run and (pack_id != run_pack or offset != run_end or run_end - run_start + length > MAX_READ):
+                    yield from self._read_run(run_pack, run_start, run, where)
+                    run = []
+                if not run:
+                    run_pack, run_start, run_end = pack_id, offset, offset
+                run.append((cid, length))
+                run_end += length
+            yield from self._read_run(run_pack, run_start, run, where)
+
+    def _read_run(self, pack_id: str, start: int, run: list[tuple[bytes, int]], where: str) -> Iterator[memoryview]:
+        if not run:
+            return
+        total = sum(length for _, length in run)
+        try:
+            data = memoryview(self.store.read_range(pack_id, start, total))
+        except FileNotFoundError:
+            raise ChunkMissing(f"pack {pack_id} is indexed but missing{where}") from None
+        pos = 0
+        for cid, length in run:
+            piece = data[pos : pos + length]
+            if _blake3(piece) != cid:
+                raise ChunkCorrupt(f"chunk {cid.hex()} in pack {pack_id} doesn't match its id{where}")
+            pos += length
+            yield piece
+
+
+def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[str], *, durable: bool = True) -> Path:
+    """Rebuild the file ``recipe`` describes at ``dest``, byte for byte.
+
+    The bytes go to a temporary file next to ``dest`` and are checked against the recipe's size and
+    sha256; only then is the file renamed to ``dest`` (replacing what was there). On any error
+    (a chunk missing or corrupt, a digest mismatch, a full disk) the temporary file is removed and
+    an error naming ``dest`` is raised: nothing partial is left visible.
+    """
+    dest_path = Path(dest)
+    tmp = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex[:12]}.partial")
+    sha = hashlib.sha256()
+    size = 0
+    try:
+        with open(tmp, "xb") as f:
+            for piece in reader.iter_chunks(recipe.chunk_ids, name=str(dest_path)):
+                sha.update(piece)
+                f.write(piece)
+                size += len(piece)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        if size != recipe.size or sha.hexdigest() != recipe.sha256:
+            raise DigestMismatch(
+                f"{dest_path}: rebuilt {size} bytes with sha256 {sha.hexdigest()}, "
+                f"expected {recipe.size} bytes with sha256 {recipe.sha256}"
+            )
+        os.replace(tmp, dest_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest_path

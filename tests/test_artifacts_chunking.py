@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -214,8 +213,10 @@ def test_an_unchanged_file_stores_nothing_and_repeated_chunks_are_stored_once(tm
     block = random.Random(3).randbytes(3 * MiB)
     path.write_bytes(block + bytes(4 * MiB) + block)  # a repeated tensor and a zero tensor
     store, index = make_store(tmp_path)
-    with PackWriter(store, index, durable=False) as writer:
+    sealed = []
+    with PackWriter(store, index, durable=False, on_pack=sealed.append) as writer:
         recipe = writer.write_file(path)
+    assert sealed == writer.packs and len(sealed) == 1
     assert writer.new_bytes == recipe.unique_bytes() < 4 * MiB  # of 10 MiB: each repeat stored once
     with PackWriter(store, index, durable=False) as writer:
         assert writer.write_file(path) == recipe
@@ -250,22 +251,20 @@ def test_memory_stays_bounded_on_a_64_mib_file(tmp_path: Path):
 
 CRASH_WRITER = textwrap.dedent(
     """
-    import os, random, sys
+    import random, sys, time
     import blake3
     from tracklet.artifacts.packs import PackStore, PackWriter, ChunkIndex
     root = sys.argv[1]
-    store = PackStore(root)
-    index = ChunkIndex(root + "/chunks.sqlite")
+    writer = PackWriter(PackStore(root), ChunkIndex(root + "/chunks.sqlite"), pack_size=1 << 20)
     rng = random.Random(0)
-    writer = PackWriter(store, index, pack_size=1 << 20)
     written = 0
-    while True:
+    while written < 2_500_000 or writer._open is None or len(writer._open.entries) < 5:
         data = rng.randbytes(rng.randint(1000, 70000))
         writer.add_chunk(blake3.blake3(data).digest(), data)
         written += len(data)
-        if written > 2_500_000 and writer._open is not None and writer._open.entries:
-            print("mid-pack", flush=True)  # two packs sealed, a third half written
-            written = -10**12
+    writer._open.handle.flush()
+    print("mid-pack", flush=True)  # two packs sealed, a third half written
+    time.sleep(60)
     """
 )
 
@@ -277,7 +276,6 @@ def test_kill_9_mid_pack_leaves_no_visible_partial_pack(tmp_path: Path):
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == b"mid-pack"
-        time.sleep(0.2)  # let it write on into the open pack (and maybe seal more)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -287,7 +285,8 @@ def test_kill_9_mid_pack_leaves_no_visible_partial_pack(tmp_path: Path):
     for pack_id in packs:  # every visible pack is whole: index, id and every chunk check out
         store.verify(pack_id)
     # The pack being written when the process died is only a temporary, invisible to readers.
-    assert len(list((root / "packs" / "tmp").iterdir())) == 1
+    (partial,) = (root / "packs" / "tmp").iterdir()
+    assert partial.stat().st_size > 0
     # The index never names a pack that isn't complete, and a rebuild finds any it missed.
     with ChunkIndex(root / "chunks.sqlite") as index:
         indexed = {row[0] for row in index._db.execute("SELECT pack_id FROM packs")}
@@ -296,6 +295,16 @@ def test_kill_9_mid_pack_leaves_no_visible_partial_pack(tmp_path: Path):
         assert index.stats()["packs"] == len(packs)
     assert store.remove_stale_temporaries() == 1
     assert store.list_packs() == packs
+
+
+def test_a_missing_file_is_a_clear_error_and_stores_nothing(tmp_path: Path):
+    store, index = make_store(tmp_path)
+    with pytest.raises(FileNotFoundError, match="gone.bin"):
+        chunk_file(tmp_path / "gone.bin")
+    with pytest.raises(FileNotFoundError, match="gone.bin"), PackWriter(store, index) as writer:
+        writer.add_chunk(blake3.blake3(b"earlier file").digest(), b"earlier file")
+        writer.write_file(tmp_path / "gone.bin")
+    assert store.list_packs() == [] and index.stats()["chunks"] == 0
 
 
 def test_an_exception_mid_pack_removes_the_unfinished_pack(tmp_path: Path):

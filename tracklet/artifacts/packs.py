@@ -27,7 +27,7 @@ import os
 import sqlite3
 import struct
 import uuid
-from collections.abc import Collection, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -354,7 +354,8 @@ class PackWriter:
     this writer has written. Sealed packs are renamed into place, then added to ``index``.
 
     Use as a context manager: leaving it normally seals the last pack; leaving it by an exception
-    deletes the unfinished pack. ``durable`` fsyncs a local pack before its rename, so it is never
+    deletes the unfinished pack. ``on_pack`` is called with each sealed pack (to upload it while
+    the next one fills, say). ``durable`` fsyncs a local pack before its rename, so it is never
     visible with missing bytes even after a power cut.
     """
 
@@ -365,11 +366,13 @@ class PackWriter:
         *,
         pack_size: int = DEFAULT_PACK_SIZE,
         durable: bool = True,
+        on_pack: Callable[[PackInfo], None] | None = None,
     ) -> None:
         self.store = store
         self.index = index
         self.pack_size = pack_size
         self.durable = durable
+        self.on_pack = on_pack
         self.packs: list[PackInfo] = []
         self.new_bytes = 0
         self._written: set[bytes] = set()
@@ -478,6 +481,8 @@ class PackWriter:
         self.packs.append(info)
         if self.index is not None:
             self.index.add_pack(info)
+        if self.on_pack is not None:
+            self.on_pack(info)
         return info
 
     def close(self) -> None:

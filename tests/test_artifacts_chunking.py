@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from tracklet.artifacts.chunking import (
     ChunkingParams,
+    FileChunker,
     FileRecipe,
     RecipeError,
     chunk_file,
@@ -130,6 +131,22 @@ def test_every_edited_version_reassembles_byte_exact(tmp_path: Path, seed: int, 
     unique = {cid: length for recipe in recipes for cid, length in recipe.chunks}
     assert index.stats()["data_bytes"] == sum(unique.values())
     index.close()
+
+
+def test_chunk_bytes_kept_by_the_caller_stay_intact(tmp_path: Path):
+    """Blocks are reused for reading, except those the caller still holds views into."""
+    data = random.Random(4).randbytes(300_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    kept = [chunk for batch in FileChunker(path, SMALL, block_size=SMALL_BLOCK) for _, chunk in batch]
+    assert b"".join(kept) == data
+    every_other = []
+    for i, batch in enumerate(FileChunker(path, SMALL, block_size=SMALL_BLOCK)):
+        if i % 2:
+            every_other.append(b"".join(bytes(chunk) for _, chunk in batch))
+            every_other.append(batch)
+    for copied, batch in zip(every_other[::2], every_other[1::2]):
+        assert b"".join(chunk for _, chunk in batch) == copied
 
 
 def test_recipe_round_trips_through_json_and_rejects_malformed_input(tmp_path: Path):

@@ -213,11 +213,12 @@ class FileChunker:
     """One streaming pass over a file: iterate for batches of ``(chunk id, chunk bytes)``, one
     batch per block read, in file order; after the last batch ``size`` and ``sha256`` are set.
 
-    The chunk bytes are memoryviews into read-only blocks that are never reused, so a consumer may
-    keep them as long as it likes (memory then grows with what it keeps). Cut points are exactly
-    those of FastCDC over the whole file at once: a chunk is cut in a block only when at least
-    ``max_size`` bytes follow its start there (or the file ends), else its bytes are carried over
-    to the front of the next block.
+    The chunk bytes are read-only memoryviews into the block they were read in. Blocks are reused
+    two batches later unless a consumer still holds a view into one (then a fresh block replaces
+    it), so keeping chunk bytes is safe, it only costs memory. Cut points are exactly those of
+    FastCDC over the whole file at once: a chunk is cut in a block only when at least ``max_size``
+    bytes follow its start there (or the file ends), else its bytes are carried over to the front
+    of the next block.
     """
 
     def __init__(
@@ -256,23 +257,22 @@ class FileChunker:
         headroom = p.max_size  # the carried-over tail (< max_size) is copied in front of the new bytes
         reader = _BlockReader(self.path, self.block_size, headroom)
         carry: memoryview = memoryview(b"")
+        done: list[bytearray] = []  # blocks already cut, oldest first; recycled two batches on
         try:
             while True:
                 block, count, eof = reader.next_block()
                 start = headroom - len(carry)
                 block[start:headroom] = carry
                 view = memoryview(block)[start : headroom + count].toreadonly()
-                carry = memoryview(b"")
-                batch: list[tuple[bytes, memoryview]] = []
-                end = len(view)
-                for chunk in cdc.cut_buf(view):
-                    if not eof and end - chunk.offset < p.max_size:
-                        carry = view[chunk.offset :]
-                        break
-                    data = view[chunk.offset : chunk.offset + chunk.length]
-                    batch.append((blake3.blake3(data).digest(), data))
+                batch, carry = _cut(cdc, blake3.blake3, view, p.max_size, eof)
+                del view
+                done.append(block)
+                del block
+                if len(done) > 2:  # the caller has moved past that block's batch: reuse it
+                    reader.recycle(done.pop(0))
                 if batch:
                     yield batch
+                del batch
                 if eof:
                     break
         finally:
@@ -280,10 +280,25 @@ class FileChunker:
         self.size, self.sha256 = reader.size, reader.hexdigest()
 
 
+def _cut(
+    cdc: Any, hasher: Any, view: memoryview, max_size: int, eof: bool
+) -> tuple[list[tuple[bytes, memoryview]], memoryview]:
+    """The chunks of ``view`` that are final, with their ids, and the tail to carry over."""
+    batch: list[tuple[bytes, memoryview]] = []
+    end = len(view)
+    for chunk in cdc.cut_buf(view):
+        if not eof and end - chunk.offset < max_size:
+            return batch, view[chunk.offset :]
+        data = view[chunk.offset : chunk.offset + chunk.length]
+        batch.append((hasher(data).digest(), data))
+    return batch, memoryview(b"")
+
+
 class _BlockReader:
     """Reads a file in blocks on a thread of its own, hashing each with sha256 as it goes (both
-    release the GIL, so they overlap the caller's chunking). Each block is a fresh bytearray with
-    ``headroom`` free bytes in front; at most ``READ_AHEAD`` filled blocks wait in the queue."""
+    release the GIL, so they overlap the caller's chunking). Each block is a bytearray with
+    ``headroom`` free bytes in front; at most ``READ_AHEAD`` filled blocks wait in the queue. Blocks
+    handed back through ``recycle`` are filled again (no new allocation, no page faults)."""
 
     def __init__(self, path: str, block_size: int, headroom: int) -> None:
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
@@ -292,6 +307,7 @@ class _BlockReader:
         self._sha = hashlib.sha256()
         self.size = 0
         self._queue: queue.Queue[tuple[bytearray, int, bool] | BaseException] = queue.Queue(READ_AHEAD)
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tracklet-chunk-reader", daemon=True)
         self._thread.start()
@@ -300,7 +316,10 @@ class _BlockReader:
         try:
             eof = False
             while not eof and not self._stop.is_set():
-                block = bytearray(self._headroom + self._block_size)
+                try:
+                    block = self._free.get_nowait()
+                except queue.Empty:
+                    block = bytearray(self._headroom + self._block_size)
                 view = memoryview(block)
                 count = 0
                 while count < self._block_size:
@@ -329,6 +348,17 @@ class _BlockReader:
         if isinstance(item, BaseException):
             raise item
         return item
+
+    def recycle(self, block: bytearray) -> None:
+        """Take ``block`` back for reading into, unless something still holds a view into it."""
+        try:
+            # Resizing a bytearray that has live views raises BufferError; a shrink by one byte
+            # and back never reallocates.
+            last = block.pop()
+        except BufferError:
+            return
+        block.append(last)
+        self._free.put(block)
 
     def hexdigest(self) -> str:
         return self._sha.hexdigest()

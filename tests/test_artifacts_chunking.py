@@ -324,6 +324,45 @@ def test_a_missing_file_is_a_clear_error_and_stores_nothing(tmp_path: Path):
     assert store.list_packs() == [] and index.stats()["chunks"] == 0
 
 
+CONCURRENT_WRITER = textwrap.dedent(
+    """
+    import sys
+    from tracklet.artifacts.chunking import ChunkingParams
+    from tracklet.artifacts.packs import PackStore, PackWriter, ChunkIndex
+    root, path = sys.argv[1:]
+    params = ChunkingParams(avg_size=1024, min_size=256, max_size=4096)
+    with PackWriter(PackStore(root), ChunkIndex(root + "/chunks.sqlite"), pack_size=48 * 1024) as writer:
+        print(writer.write_file(path, params=params, block_size=8192).to_json())
+    """
+)
+
+
+def test_two_processes_storing_the_same_file_at_once(tmp_path: Path):
+    data = random.Random(8).randbytes(1_500_000)
+    path = tmp_path / "same.bin"
+    path.write_bytes(data)
+    root = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_WRITER, str(root), str(path)], stdout=subprocess.PIPE, env=env
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=120)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    recipes = [FileRecipe.from_json(out) for out in outputs]
+    assert recipes[0] == recipes[1]
+    store = PackStore(root)
+    for pack_id in store.list_packs():
+        store.verify(pack_id)
+    with ChunkIndex(root / "chunks.sqlite") as index:
+        assert index.present(recipes[0].chunk_ids) == set(recipes[0].chunk_ids)
+        out = reassemble(recipes[0], PackReader(store, index), tmp_path / "out.bin")
+    assert out.read_bytes() == data
+    assert not list((root / "packs" / "tmp").iterdir())
+
+
 def test_an_exception_mid_pack_removes_the_unfinished_pack(tmp_path: Path):
     store, index = make_store(tmp_path)
     with pytest.raises(RuntimeError, match="boom"), PackWriter(store, index) as writer:

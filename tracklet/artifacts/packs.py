@@ -279,11 +279,11 @@ class ChunkIndex:
         one)."""
         with self._db:
             self._db.execute(
-                "INSERT OR IGNORE INTO packs (pack_id, size, chunk_count, data_bytes) VALUES (?, ?, ?, ?)",
+                "INSERT INTO packs (pack_id, size, chunk_count, data_bytes) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (info.pack_id, info.size, len(info.entries), info.data_bytes),
             )
             self._db.executemany(
-                "INSERT OR IGNORE INTO chunks (chunk_id, pack_id, pack_offset, length) VALUES (?, ?, ?, ?)",
+                "INSERT INTO chunks (chunk_id, pack_id, pack_offset, length) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(cid, info.pack_id, offset, length) for cid, offset, length in info.entries],
             )
 

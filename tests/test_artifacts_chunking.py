@@ -170,6 +170,59 @@ def test_recipe_round_trips_through_json_and_rejects_malformed_input(tmp_path: P
         FileRecipe.from_json("{")
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
+    max_leaves=20,
+)
+
+
+@given(
+    mutation=st.dictionaries(
+        st.sampled_from(["format", "size", "sha256", "chunker", "chunks", "other"]), json_values, max_size=3
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_a_malformed_recipe_only_ever_raises_recipe_error(mutation):
+    good = {
+        "format": "tracklet.recipe.v1",
+        "size": 10,
+        "sha256": "ab" * 32,
+        "chunker": SMALL.to_dict(),
+        "chunks": [["cd" * 32, 4], ["ef" * 32, 6]],
+    }
+    try:
+        recipe = FileRecipe.from_dict({**good, **mutation})
+    except RecipeError:
+        return
+    assert sum(length for _, length in recipe.chunks) == recipe.size
+
+
+@given(
+    lengths=st.lists(st.integers(min_value=1, max_value=5000), max_size=6),
+    flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), max_size=3),
+    size_delta=st.integers(min_value=-50, max_value=50),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_damaged_pack_index_only_ever_raises_pack_corrupt(lengths, flips, size_delta):
+    from tracklet.artifacts.packs import decode_trailer, encode_trailer
+
+    offsets = [sum(lengths[:i]) for i in range(len(lengths))]
+    entries = [(bytes([i]) * 32, offset, length) for i, (offset, length) in enumerate(zip(offsets, lengths))]
+    trailer = bytearray(encode_trailer(entries, sum(lengths)))
+    for position, value in flips:
+        trailer[position % len(trailer)] = value
+    pack_size = sum(lengths) + len(trailer) + size_delta
+    try:
+        decoded = decode_trailer(bytes(trailer), pack_size, "p")
+    except PackCorrupt:
+        return
+    # Whatever passes the checks describes chunks that tile the data part exactly.
+    data_size = pack_size - len(trailer)
+    assert sum(length for _, _, length in decoded) == data_size
+    assert all(offset + length <= data_size for _, offset, length in decoded)
+
+
 def test_threshold_decides_which_files_are_chunked():
     assert should_chunk(64 * MiB) and not should_chunk(64 * MiB - 1)
     assert should_chunk(10, threshold=10) and not should_chunk(9, threshold=10)

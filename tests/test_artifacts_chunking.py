@@ -529,6 +529,36 @@ def test_packs_on_a_non_local_fsspec_filesystem(tmp_path: Path):
     fs.rm(store.root, recursive=True)
 
 
+def test_a_pack_that_fails_to_seal_leaves_nothing_and_its_chunks_are_written_again(tmp_path: Path):
+    """A rename that fails (a full disk, a lost connection) can't be provoked for real as root, so
+    the filesystem's ``mv`` fails once; everything else is fsspec's real in-memory filesystem."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class RenameFailsOnce(MemoryFileSystem):
+        failed = False
+
+        def mv(self, *args, **kwargs):
+            if not self.failed:
+                self.failed = True
+                raise OSError(28, "No space left on device")
+            return super().mv(*args, **kwargs)
+
+    fs = RenameFailsOnce()
+    store = PackStore(f"/seal-test-{os.getpid()}", fs=fs)
+    index = ChunkIndex(tmp_path / "chunks.sqlite")
+    data = random.Random(6).randbytes(100_000)
+    (tmp_path / "f.bin").write_bytes(data)
+    writer = PackWriter(store, index, pack_size=SMALL_PACK)
+    with pytest.raises(OSError, match="No space"):
+        writer.write_file(tmp_path / "f.bin", params=SMALL)
+    writer.abort()
+    assert store.list_packs() == [] and not fs.ls(store.tmp_dir) and index.stats()["chunks"] == 0
+    recipe = writer.write_file(tmp_path / "f.bin", params=SMALL)
+    writer.close()
+    assert reassemble(recipe, PackReader(store, index), tmp_path / "out.bin").read_bytes() == data
+    fs.rm(store.root, recursive=True)
+
+
 def test_importing_the_chunking_modules_does_not_load_pyfastcdc_or_blake3():
     code = (
         "import sys, tracklet.artifacts.chunking, tracklet.artifacts.packs;"

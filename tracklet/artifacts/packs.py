@@ -493,11 +493,11 @@ class PackWriter:
         """Drop the unfinished pack (its chunks are not stored; sealed packs stay)."""
         pack, self._open = self._open, None
         if pack is not None:
-            for cid, _, _ in pack.entries:
-                self._written.discard(cid)
             self._discard(pack)
 
     def _discard(self, pack: _OpenPack) -> None:
+        for cid, _, _ in pack.entries:  # not stored after all: write them again if asked
+            self._written.discard(cid)
         with contextlib.suppress(Exception):  # removing the temporary is what matters
             pack.handle.close()
         try:

@@ -18,6 +18,10 @@ from typing import Any
 __all__ = [
     "AuthError",
     "BadRequest",
+    "ChunkCorrupt",
+    "ChunkMissing",
+    "ChunkStoreError",
+    "DigestMismatch",
     "FilterSyntaxError",
     "IndexerBusy",
     "MissingDependency",
@@ -25,6 +29,8 @@ __all__ = [
     "NameConflict",
     "NotAWandbFile",
     "OffsetConflict",
+    "PackCorrupt",
+    "RecipeError",
     "RecordLogError",
     "RecordRejected",
     "RemoteError",
@@ -152,3 +158,31 @@ class NotAWandbFile(TrackletError, ValueError):
 class TrainingIncomplete(TrackletError, RuntimeError):
     """Why a run the callback started is ``failed`` when ``trainer.train()`` never reached
     ``on_train_end`` and the exception that stopped it was caught by the caller."""
+
+
+# ---------------------------------------------------------------- artifacts: chunk-level dedupe
+# (tracklet.artifacts.chunking, tracklet.artifacts.packs)
+
+
+class RecipeError(TrackletError, ValueError):
+    """A file recipe (from a manifest, a server, a file) is malformed: names the field at fault."""
+
+
+class ChunkStoreError(TrackletError):
+    """A chunk or a pack can't be stored or read back as asked."""
+
+
+class ChunkMissing(ChunkStoreError, LookupError):
+    """No pack holds a chunk a recipe needs (or the pack the index names is gone)."""
+
+
+class ChunkCorrupt(ChunkStoreError, ValueError):
+    """A chunk's bytes don't hash to its id (in a pack, or in a file changed since it was cut)."""
+
+
+class PackCorrupt(ChunkStoreError, ValueError):
+    """A pack's footer or index is malformed, or its index doesn't hash to its name."""
+
+
+class DigestMismatch(ChunkStoreError, ValueError):
+    """A file rebuilt from chunks doesn't have the recipe's size and sha256."""

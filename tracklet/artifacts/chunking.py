@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tracklet.errors import RecipeError
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -51,10 +53,6 @@ READ_AHEAD = 2
 
 RECIPE_FORMAT = "tracklet.recipe.v1"
 CHUNK_ID_SIZE = 32  # blake3's default digest length
-
-
-class RecipeError(ValueError):
-    """A recipe (from a manifest, a server, a file) is malformed: names the field at fault."""
 
 
 @dataclass(frozen=True)

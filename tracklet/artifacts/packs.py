@@ -40,7 +40,7 @@ from tracklet.artifacts.chunking import (
     FileChunker,
     FileRecipe,
 )
-from tracklet.errors import TrackletError
+from tracklet.errors import ChunkCorrupt, ChunkMissing, ChunkStoreError, DigestMismatch, PackCorrupt
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
@@ -72,26 +72,6 @@ FOOTER = struct.Struct("<QI8s")
 MAX_READ = 4 * 1024 * 1024
 #: The largest chunk a pack may hold (pyfastcdc's own ceiling for max_size).
 MAX_CHUNK = 16 * 1024 * 1024
-
-
-class ChunkStoreError(TrackletError):
-    """A chunk or a pack can't be stored or read back as asked."""
-
-
-class ChunkMissing(ChunkStoreError, LookupError):
-    """No pack holds a chunk a recipe needs."""
-
-
-class ChunkCorrupt(ChunkStoreError, ValueError):
-    """A chunk's bytes in its pack don't hash to its id."""
-
-
-class PackCorrupt(ChunkStoreError, ValueError):
-    """A pack's footer or index is malformed, or its content doesn't match its id."""
-
-
-class DigestMismatch(ChunkStoreError, ValueError):
-    """A rebuilt file's sha256 (or size) isn't the recipe's."""
 
 
 @dataclass(frozen=True)

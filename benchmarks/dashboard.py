@@ -145,7 +145,7 @@ def main() -> None:
         ["zoom: mouse released → re-queried window drawn", cell("zoom"), "target ≤ 300 ms"],
         ["  … the same window again (decoded blocks cached)", cell("zoom_again"), ""],
     ]
-    print_table(rows, header=["measure (median of %d page loads)" % args.repeat, "time", "target"])
+    print_table(rows, header=[f"measure (median of {args.repeat} page loads)", "time", "target"])
     write_json(args.json, {"runs": runs, "wide": args.wide, "long": args.long, "steps": args.steps})
 
 

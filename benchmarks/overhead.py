@@ -184,12 +184,12 @@ def step_slowdown(root: str, steps: int, rounds: int, target_us: float = 200.0) 
     with open(os.path.join(root, "naive.jsonl"), "w") as naive:
         for _ in range(rounds):
             start_cpu, start_wall = cpu(), wall()
-            for i in range(steps):
+            for _ in range(steps):
                 value = step(repeats)
                 {name: value * (j + 1) for j, name in enumerate(METRICS)}  # the same dict work, not logged
             plain_cpu, plain_wall = cpu() - start_cpu, wall() - start_wall
             start_cpu, start_wall = cpu(), wall()
-            for i in range(steps):
+            for _ in range(steps):
                 value = step(repeats)
                 log({name: value * (j + 1) for j, name in enumerate(METRICS)})
             run.flush()

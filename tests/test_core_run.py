@@ -72,7 +72,7 @@ def test_config_dict_and_attribute_style(start):
     del run.config.seed
     assert run.config.lr == 1e-3 and run.config["epochs"] == 10
     with pytest.raises(AttributeError):
-        run.config.missing
+        _ = run.config.missing
     run.finish()
     config = read(run).config
     assert config == {
@@ -152,7 +152,7 @@ def test_context_manager_marks_failure_with_the_exception(start):
     with pytest.raises(ZeroDivisionError):
         with start() as run:
             run.log({"a": 1})
-            1 / 0
+            _ = 1 / 0
     recorded = read(run)
     assert recorded.state == "failed" and recorded.exit_code == 1
     assert recorded.error == "ZeroDivisionError: division by zero"
@@ -279,7 +279,7 @@ def test_exit_status_of_a_script(root):
         "exits_0": ("import sys; sys.exit(0)", "finished", 0, None),
         "argparse": ("import argparse; argparse.ArgumentParser().parse_args(['--nope'])", "failed", 2, None),
     }
-    for name, (tail, state, code, error) in cases.items():
+    for name, (tail, _state, _code, _error) in cases.items():
         run_script(script.format(name=name, tail=tail))
     api = tracklet.Api(root)
     by_name = {r.name: r for r in api.runs("exit")}

@@ -183,7 +183,7 @@ def test_jsonl_round_trip(recorded, tmp_path):
 def test_jsonl_to_binary_stream_is_utf8(recorded):
     out = io.BytesIO()
     export_history(recorded, "jsonl", out)
-    assert "ünï/κey".encode("utf-8") in out.getvalue()
+    assert "ünï/κey".encode() in out.getvalue()
 
 
 # ---------------------------------------------------------------- Parquet

@@ -194,7 +194,7 @@ def crafted_cases(original: bytes, rng: random.Random, count: int) -> list[Case]
              payloads[:where] + ([used] if used is not None else []) + payloads[where:], used != bad)
         for name, bad, used in specs
     ]
-    for index in range(count):  # random byte changes under a recomputed checksum
+    for _ in range(count):  # random byte changes under a recomputed checksum
         target = rng.randrange(1, len(payloads))
         mutated = bytearray(payloads[target])
         for _ in range(rng.choice([1, 2, 8])):
@@ -480,7 +480,7 @@ while True:
 
 def test_killed_and_resumed_runs_lose_nothing_logged_a_second_before_each_kill(root):
     kills = []
-    for round_ in range(3):  # kill, resume, kill, resume, ...: each resume meets a torn tail or none
+    for _ in range(3):  # kill, resume, kill, resume, ...: each resume meets a torn tail or none
         child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT], stdout=subprocess.PIPE, text=True,
                                  env={**os.environ, "PYTHONPATH": str(REPO)})
         try:

@@ -286,7 +286,7 @@ def _sparse_run(start, steps: int, keys: int, every: int, name: str) -> tracklet
 
 def _read_peak(recorded: tracklet.RecordedRun, keys=None) -> int:
     """tracemalloc's peak while building the history, iterating its rows and exporting it."""
-    recorded._read  # the record log itself, read first: not what is measured here
+    _ = recorded._read  # the record log itself, read first: not what is measured here
     tracemalloc.start()
     try:
         history = recorded.history(keys)

@@ -25,7 +25,7 @@ def _closed_by_server(sock: socket.socket, deadline: float) -> bytes | None:
             chunk = sock.recv(4096)
         except ConnectionResetError:
             return received
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return None
         if not chunk:
             return received

@@ -183,7 +183,7 @@ def test_queries_while_ingest_runs(root, store_url):
     reader = threading.Thread(target=read_forever)
     reader.start()
     try:
-        for chunk in range(5):
+        for _ in range(5):
             for step in range(2000):
                 live.log({"loss": float(step)})
             live.flush()

@@ -36,6 +36,8 @@ from tracklet.compat import ENV_SWITCH
 WANDB_VERSION = "0.21.0"
 TARGET = "tracklet.compat.wandb"
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "integrations" / "_launch"
+# importlib's default for find_distributions: a query for every distribution.
+_ALL_DISTRIBUTIONS = importlib.metadata.DistributionFinder.Context()
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -96,7 +98,7 @@ class WandbRedirect(importlib.abc.MetaPathFinder):
             fullname, _AliasLoader(alias), is_package=found.submodule_search_locations is not None
         )
 
-    def find_distributions(self, context: Any = importlib.metadata.DistributionFinder.Context()) -> Iterator[Any]:
+    def find_distributions(self, context: Any = _ALL_DISTRIBUTIONS) -> Iterator[Any]:
         if _is_wandb_name(getattr(context, "name", None)):
             yield _CompatDistribution()
 

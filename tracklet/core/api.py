@@ -105,7 +105,8 @@ class RecordedRun:
     @property
     def state(self) -> str:
         """``running``, ``finished``, ``failed`` or ``crashed``."""
-        self._read
+        if self._label is None:
+            self.refresh()
         assert self._label is not None
         return self._label
 

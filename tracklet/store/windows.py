@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict, defaultdict
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -48,7 +48,7 @@ class _Piece:
     level: int
     start: int
     end: int
-    parts: list[Union[np.ndarray, "_Piece"]] = dataclasses.field(default_factory=list)
+    parts: list[np.ndarray | _Piece] = dataclasses.field(default_factory=list)
     points: Points | None = None  # level 0: the points themselves
 
     def entries(self) -> np.ndarray:

@@ -141,11 +141,11 @@ class NvidiaGpuSampler(Sampler):
         for visible_index, nvml_index in enumerate(chosen):
             handle = handles[nvml_index]
             self._devices.append(_Device(visible_index, nvml_index, handle, uuids[nvml_index]))
-            memory = self._guarded_static(lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
+            memory = self._guarded_static(pynvml.nvmlDeviceGetMemoryInfo, handle)
             info.gpus.append({
                 "index": visible_index,
                 "nvml_index": nvml_index,
-                "name": self._guarded_static(lambda: _text(pynvml.nvmlDeviceGetName(handle))) or "",
+                "name": self._guarded_static(lambda h: _text(pynvml.nvmlDeviceGetName(h)), handle) or "",
                 "uuid": uuids[nvml_index],
                 "memory_total_bytes": float(memory.total) if memory is not None else 0.0,
             })
@@ -154,9 +154,9 @@ class NvidiaGpuSampler(Sampler):
             self.enabled = False
         return info
 
-    def _guarded_static(self, function: Callable[[], Any]) -> Any:
+    def _guarded_static(self, function: Callable[..., Any], *args: Any) -> Any:
         try:
-            return function()
+            return function(*args)
         except self._nvml.NVMLError:
             return None
 

@@ -78,7 +78,7 @@ def decode_entries(data: bytes) -> np.ndarray:
     entries = np.empty(count, dtype=ENTRY)
     offset = 0
     for name in _INT_FIELDS:
-        field = ENTRY.fields[name][0]
+        field = ENTRY[name]
         entries[name] = np.frombuffer(integers, dtype=field, count=count, offset=offset)
         offset += field.itemsize * count
     offset = start + packed

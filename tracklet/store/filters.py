@@ -97,7 +97,7 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as _dc_field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -337,7 +337,8 @@ def _continues(text: str, j: int) -> bool:
 
 
 def _read_string(text: str, i: int) -> tuple[str, int]:
-    quote, j, out = text[i], i + 1, []
+    quote, j = text[i], i + 1
+    out: list[str] = []
     while True:
         if j >= len(text):
             raise FilterSyntaxError("unterminated string", text, i, f"close it with {quote}")
@@ -362,6 +363,8 @@ def _read_string(text: str, i: int) -> tuple[str, int]:
 
 def _read_path(text: str, i: int) -> tuple[list[str], int]:
     m = _IDENT.match(text, i)
+    if m is None:
+        raise FilterSyntaxError(f"expected a field name at {text[i:i + 1]!r}", text, i)
     segs, j = [m.group()], m.end()
     while j < len(text) and text[j] == ".":
         k = j + 1
@@ -424,6 +427,12 @@ def _tokenize(text: str) -> list[_Tok]:
             raise FilterSyntaxError(f"unexpected character {c!r}", text, i, hint)
 
 
+def _word_end(text: str, i: int) -> int:
+    """Where the word-like run of characters from ``i`` ends (for quoting it in an error)."""
+    m = _WORD_TAIL.match(text, i)
+    return m.end() if m is not None else i
+
+
 def _read_number(text: str, i: int) -> _Tok:
     m = _BARE_DATE.match(text, i)
     if m and not _continues(text, m.end()):
@@ -435,7 +444,7 @@ def _read_number(text: str, i: int) -> _Tok:
     if m and not _continues(text, m.end()):
         return _Tok("ago", Ago(float(m.group(1)) * _AGO_UNITS[m.group(2)], m.group()), i, m.group())
     if _DATE_START.match(text, i):
-        word = text[i : _WORD_TAIL.match(text, i).end()]
+        word = text[i : _word_end(text, i)]
         raise FilterSyntaxError(f"invalid date {word!r}", text, i,
                                 'dates look like 2026-11-01, 2026-11-01T12:00 or "2026-11-01 12:00:00+02:00"')
     m = _NUMBER.match(text, i)
@@ -444,7 +453,7 @@ def _read_number(text: str, i: int) -> _Tok:
             return _Tok("punct", text[i], i, text[i])
         raise FilterSyntaxError(f"unexpected character {text[i]!r}", text, i)
     if _continues(text, m.end()):
-        word = text[i : _WORD_TAIL.match(text, m.end()).end()]
+        word = text[i : _word_end(text, m.end())]
         raise FilterSyntaxError(f"invalid number {word!r}", text, i,
                                 f'quote text: "{word}"; relative times are written -7d, -3h, -15m, -30s, -2w')
     s = m.group()
@@ -485,10 +494,10 @@ class _Parser:
             self.i += 1
         return tok
 
-    def fail(self, problem: str, pos: int, hint: str | None = None):
+    def fail(self, problem: str, pos: int, hint: str | None = None) -> NoReturn:
         raise FilterSyntaxError(problem, self.text, pos, hint)
 
-    def unexpected(self, tok: _Tok, expected: str | None = None):
+    def unexpected(self, tok: _Tok, expected: str | None = None) -> NoReturn:
         if tok.kind == "punct" and tok.value in "+-":
             expected = f"quote text that contains '{tok.value}', e.g. group = \"sweep-a\""
         self.fail(f"unexpected {_describe(tok)}", tok.pos, expected)
@@ -798,6 +807,7 @@ def _json_pg(el: _Json, compiler, **kw) -> str:
     col = el.column
     if el.kind == "has":
         return compiler.process(sa.type_coerce(col, postgresql.JSONB()).has_key(el.arg), **kw)
+    expr: sa.ColumnElement[Any]
     if el.kind == "nonempty":
         expr = sa.case((sa.func.jsonb_typeof(col) == "array", sa.func.jsonb_array_length(col) > 0),
                        else_=sa.false())
@@ -857,7 +867,10 @@ class _Compiler:
             return _Json(col, field.path, "present")
         return _Json(col, (), "nonempty")
 
-    def _literal(self, field: Field, v: Value):
+    def _literal(self, field: Field, v: Value) -> Any:
+        """``v`` as the value bound against ``field``'s column."""
+        if v is None:
+            raise TypeError(f"null is not a literal ({field})")
         if field.kind == "time":
             return self.now - v.seconds if isinstance(v, Ago) else float(v)
         if isinstance(v, Ago):
@@ -879,20 +892,20 @@ class _Compiler:
             return sa.not_(self.exists(field))
         if field.kind == "tags":
             raise ValueError("tags take 'contains' or 'exists'")
-        v = self._literal(field, v)
+        bound = self._literal(field, v)
         if field.kind == "json":
-            x = self._json_value(field, v)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                v = float(v)
-            cond = x.icontains(v, autoescape=True) if op == "~" else _CMP[op](x, v)
+            x = self._json_value(field, bound)
+            if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+                bound = float(bound)
+            cond = x.icontains(bound, autoescape=True) if op == "~" else _CMP[op](x, bound)
             return sa.func.coalesce(cond, sa.false())
         col = self.t.c[field.column]
         if op == "~":
-            cond = col.icontains(str(v), autoescape=True)
+            cond = col.icontains(str(bound), autoescape=True)
         else:
-            if field.kind == "int" and isinstance(v, float):
-                v = sa.literal(v, sa.Float())  # keep 2.5 from being bound (and cast) as an integer
-            cond = _CMP[op](col, v)
+            if field.kind == "int" and isinstance(bound, float):
+                bound = sa.literal(bound, sa.Float())  # keep 2.5 from being bound (and cast) as an integer
+            cond = _CMP[op](col, bound)
         return sa.and_(col.is_not(None), cond) if col.nullable else cond
 
     def in_(self, field: Field, values: tuple[Value, ...]):

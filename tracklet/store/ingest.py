@@ -34,7 +34,7 @@ from tracklet.store.logsource import LocalLogs, LogSource
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
 from tracklet.store.schema import (alerts, api_keys, blocks, console_lines, log_heads, log_segments, project_members,
                                    projects, runs, series, users)
-from tracklet.store.text import fit, store_json, stored_key
+from tracklet.store.text import column_length, fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
 
 try:
@@ -49,8 +49,8 @@ LOCK_POLL = 0.05  # seconds between tries while waiting for another process's in
 log = logging.getLogger("tracklet.store")
 # Plain text columns of the runs table with a length (name, group, job type, host): longer texts
 # are cut to fit (the record log keeps them whole).
-_SIZED_COLUMNS = tuple(column.name for column in runs.columns
-                       if isinstance(column.type, sa.String) and column.type.length and column.name != "run_id")
+_SIZED_COLUMNS = {column.name: length for column in runs.columns
+                  if (length := column_length(column)) and column.name != "run_id"}
 # Log bytes folded per transaction. Folding costs up to ~30 bytes of memory per byte of log (a
 # packed bool becomes a float64 value, an int64 step and order), so this bounds an indexing job.
 INDEX_CHUNK_BYTES = 8 << 20
@@ -449,7 +449,9 @@ class Indexer:
             if project_id is None:
                 try:
                     with connection.begin_nested():  # another process may create it at the same moment
-                        project_id = connection.execute(projects.insert().values(name=name)).inserted_primary_key[0]
+                        inserted = connection.execute(projects.insert().values(name=name)).inserted_primary_key
+                        assert inserted is not None  # projects has a primary key
+                        project_id = inserted[0]
                 except sa.exc.IntegrityError:
                     project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar_one()
             self._uncommitted[name] = project_id  # cached when the transaction commits
@@ -591,9 +593,9 @@ class Indexer:
         if fold.data.metadata_changed or row is None:
             values["metadata"] = fold.data.metadata
         values = store_json(values)  # NUL in any text (name, tags, JSON keys and strings): text.py
-        for name in _SIZED_COLUMNS:
+        for name, length in _SIZED_COLUMNS.items():
             if isinstance(values.get(name), str):
-                values[name] = fit(values[name], runs.c[name].type.length)
+                values[name] = fit(values[name], length)
         if row is None:
             defaults = dict(name=paths.run_id, tags=[], group_name="", job_type="", notes="", host="",
                             state="running", deleted=False)

@@ -128,7 +128,7 @@ class RunDataQueries(StoreQueries):
             stmt = stmt.order_by(c.seq.desc() if tail else c.seq).limit(limit)
             rows = connection.execute(stmt).all()
         if tail:
-            rows.reverse()
+            rows = rows[::-1]
         lines = [StoredConsoleLine(row.seq, row.time, row.stream, row.text) for row in rows]
         full = len(lines) == limit and not tail
         next_after = lines[-1].seq if full else max(after, upto)

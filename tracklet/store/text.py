@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
 from tracklet.store.schema import series
 
 NUL = "\x00"
@@ -30,9 +32,17 @@ def fit(text: str, length: int | None) -> str:
     return text if length is None or len(text) <= length else text[:length]
 
 
+def column_length(column: sa.Column[Any]) -> int | None:
+    """A text column's declared length (``varchar(n)``); None when it has none or is not text."""
+    return column.type.length if isinstance(column.type, sa.String) else None
+
+
+_KEY_LENGTH = column_length(series.c.key)
+
+
 def stored_key(name: str) -> str:
     """A metric's or system metric's name as its series' key is stored (and looked up)."""
-    return fit(store_text(name), series.c.key.type.length)
+    return fit(store_text(name), _KEY_LENGTH)
 
 
 def store_json(value: Any) -> Any:

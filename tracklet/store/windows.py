@@ -115,6 +115,11 @@ def _overlapping(windows: Iterable[tuple[int, int, int]]) -> sa.ColumnElement[bo
     ))
 
 
+def _nbytes(decoded: tuple[np.ndarray, ...] | np.ndarray) -> int:
+    """Memory held by a decoded block: its points' (steps, values) arrays or its entries array."""
+    return sum(part.nbytes for part in decoded) if isinstance(decoded, tuple) else decoded.nbytes
+
+
 class DecodedBlocks:
     """The decoded form of recently read blocks, least recently used dropped first, up to
     ``limit`` bytes. Keyed by the stored bytes themselves, so a block rewritten by an append (or
@@ -135,7 +140,7 @@ class DecodedBlocks:
                 self._entries.move_to_end(key)
                 return found
         decoded = B.decode_points(key[1]) if level == 0 else B.decode_entries(key[1])
-        size = len(key[1]) + (decoded[0].nbytes + decoded[1].nbytes if level == 0 else decoded.nbytes)
+        size = len(key[1]) + _nbytes(decoded)
         with self._lock:
             if key not in self._entries:
                 self._entries[key] = decoded

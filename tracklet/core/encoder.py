@@ -51,7 +51,7 @@ SUMMARY_MODES = {
     "none": pb.SUMMARY_MODE_NONE,
     "first": pb.SUMMARY_MODE_FIRST,
 }
-_MODE_NAMES = {number: name for name, number in SUMMARY_MODES.items()}
+_MODE_NAMES: dict[int, str] = {number: name for name, number in SUMMARY_MODES.items()}
 
 
 class SummaryTracker:
@@ -86,7 +86,8 @@ class SummaryTracker:
         self._as_dict.clear()
 
     def _modes_for(self, key: str) -> tuple[str, ...]:
-        modes, as_dict = ("last",), False
+        modes: tuple[str, ...] = ("last",)
+        as_dict = False
         for pattern, defined, shape in self._definitions:  # later definitions win
             if pattern == key or fnmatch.fnmatchcase(key, pattern):
                 modes, as_dict = defined, shape
@@ -388,9 +389,9 @@ class HistoryEncoder:
             marks = len(columns), len(observed)
             try:
                 self._encode_slow(batch, key, [row], [value])
-            except Exception as failure:
+            except Exception as value_error:
                 del columns[marks[0] :], observed[marks[1] :]
-                dropped.append((row, value, failure))
+                dropped.append((row, value, value_error))
         if dropped:
             row, value, failure = dropped[0]
             self._warn(
@@ -468,7 +469,7 @@ class HistoryEncoder:
                     f"{type_name(value)} failed ({error!r}); that value is dropped, the rest is recorded",
                 )
                 continue
-            kind = type(converted)
+            kind: type | str = type(converted)
             if kind is int and not INT64_MIN <= converted <= INT64_MAX:
                 kind = _BIG_INT
             bucket = by_type.get(kind)

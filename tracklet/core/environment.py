@@ -95,7 +95,8 @@ def _scan_packages() -> tuple[list[tuple[str, str]], set[str]]:
     seen: dict[str, tuple[str, str]] = {}
     sources: set[str] = set()
     for distribution in metadata.distributions():
-        name = distribution.metadata.get("Name")
+        # An email.message.Message at runtime; typeshed's PackageMetadata declares get() from 3.12.
+        name = distribution.metadata.get("Name")  # type: ignore[attr-defined]
         if name and name.lower() not in seen:
             seen[name.lower()] = (name, distribution.version or "")
             where = getattr(distribution, "_path", None)  # PathDistribution: its .dist-info directory

@@ -100,7 +100,7 @@ class History(dict):
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return f"<History {self.num_rows} rows: {', '.join(self)}>"
@@ -114,16 +114,16 @@ class History(dict):
     def items(self) -> ItemsView[str, list[Any]]:  # type: ignore[override]
         return ItemsView(self)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name in self else default
 
-    def copy(self) -> "History":  # type: ignore[override]
+    def copy(self) -> "History":
         return self.select(list(self))
 
     pop = MutableMapping.pop
     popitem = MutableMapping.popitem
     setdefault = MutableMapping.setdefault
-    update = MutableMapping.update  # type: ignore[assignment]
+    update = MutableMapping.update
 
     def clear(self) -> None:
         dict.clear(self)

@@ -7,7 +7,7 @@ import atexit
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from tracklet.core.run import Run
@@ -59,7 +59,7 @@ def _excepthook(kind: Any, error: BaseException, tb: Any) -> None:
     _previous_excepthook(kind, error, tb)
 
 
-def _exit(status: Any = None) -> None:
+def _exit(status: Any = None) -> NoReturn:
     """``sys.exit`` that remembers the status, so a run ended by ``sys.exit(2)`` (argparse errors
     included) is recorded as failed with exit code 2. Atexit handlers can't see it otherwise."""
     global _exit_status

@@ -131,7 +131,7 @@ class Config(MutableMapping):
         except KeyError:
             raise AttributeError(name) from None
 
-    def update(self, other: Any = None, /, allow_val_change: bool = True, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = None, /, allow_val_change: bool = True, **kwargs: Any) -> None:
         """Set several keys at once from a dict, a dataclass, an argparse Namespace or keywords.
 
         With ``allow_val_change=False`` a key that already has a different value raises ValueError.

@@ -44,8 +44,9 @@ SUMMARY_INTERVAL = 5.0
 class RecordSink(Protocol):
     """Where encoded records go. The record log is the first sink; an HTTP sink comes later."""
 
-    def write(self, payload: bytes) -> None:
-        """Take one serialized ``Record``; may buffer."""
+    def write(self, payload: bytes) -> object:
+        """Take one serialized ``Record``; may buffer. What it returns is not used (the record
+        log's writer returns the record's offset, for its own callers)."""
 
     def flush(self, fsync: bool = False) -> None:
         """Hand buffered records on (to the OS); with ``fsync``, make them durable."""

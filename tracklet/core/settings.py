@@ -98,7 +98,8 @@ class Settings:
 
     def explicit_fields(self) -> dict[str, Any]:
         """The settings given explicitly (constructor arguments and later assignments)."""
-        return {name: getattr(self, name) for name in _FIELD_NAMES if name in self._explicit}
+        explicit = self.__dict__["_explicit"]  # set by __post_init__, not a dataclass field
+        return {name: getattr(self, name) for name in _FIELD_NAMES if name in explicit}
 
     def validate(self) -> "Settings":
         if self.mode not in MODES:

@@ -33,7 +33,11 @@ class HostSampler(Sampler):
         self._psutil = psutil
         self._root = psutil.Process(os.getpid())
         self._disk_name = self._disk_for(self._run_dir)
-        psutil.cpu_percent(percpu=self._per_core)  # primes the CPU counters: the next call measures since now
+        # Primes the CPU counters: the next call measures since now.
+        if self._per_core:
+            psutil.cpu_percent(percpu=True)
+        else:
+            psutil.cpu_percent()
         info = SamplerInfo(fields={"cpu_count": psutil.cpu_count() or 0})
         if self._disk_name is None:
             info.notes.append(f"disk I/O: no per-disk counters for {self._run_dir}; system-wide totals used")

@@ -47,7 +47,7 @@ import threading
 import warnings
 import weakref
 from collections import deque
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 try:
     import keras
@@ -150,7 +150,7 @@ class TrackletCallback(keras.callbacks.Callback):
         self._managed = True
         return self
 
-    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> Literal[False]:
         """Finish a run this callback started: failed with ``error`` (exit code 130 for
         KeyboardInterrupt, else 1) when the block raised, else finished. Never swallows the error."""
         self._managed = False

@@ -60,6 +60,13 @@ class NewKey:
     label: str
 
 
+def _new_id(connection: sa.Connection, insert: sa.Insert) -> Any:
+    """The primary key of the row that ``insert`` adds."""
+    key = connection.execute(insert).inserted_primary_key
+    assert key is not None  # every table inserted into here has a primary key
+    return key[0]
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -97,9 +104,9 @@ class Accounts:
         with self.engine.begin() as connection:
             if connection.execute(sa.select(users.c.id).where(users.c.name == name)).first():
                 raise ValueError(f"user {name!r} exists already")
-            user_id = connection.execute(
-                users.insert().values(name=name, is_admin=admin, created_at=time.time(), disabled=False)
-            ).inserted_primary_key[0]
+            user_id = _new_id(
+                connection, users.insert().values(name=name, is_admin=admin, created_at=time.time(), disabled=False)
+            )
             return self._insert_key(connection, user_id, name, label)
 
     def create_key(self, user: str, *, label: str = "") -> NewKey:
@@ -207,7 +214,7 @@ class Accounts:
         check_name("project", project)
         try:
             with self.engine.begin() as connection:
-                project_id = connection.execute(projects.insert().values(name=project)).inserted_primary_key[0]
+                project_id = _new_id(connection, projects.insert().values(name=project))
                 if owner.user_id is not None:
                     connection.execute(project_members.insert().values(
                         project_id=project_id, user_id=owner.user_id, role="admin"))
@@ -243,7 +250,7 @@ class Accounts:
                 raise AuthError(f"no user {user!r}")
             project_id = self._project_id(connection, project)
             if project_id is None:
-                project_id = connection.execute(projects.insert().values(name=project)).inserted_primary_key[0]
+                project_id = _new_id(connection, projects.insert().values(name=project))
             where = (project_members.c.project_id == project_id, project_members.c.user_id == user_row.id)
             if connection.execute(sa.select(project_members.c.role).where(*where)).first():
                 connection.execute(project_members.update().where(*where).values(role=role))

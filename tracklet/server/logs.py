@@ -133,6 +133,7 @@ class KeyCounts:
                 with connection.begin_nested():  # a failure must not end the caller's transaction
                     row = connection.execute(query).first()
             else:
+                assert self.engine is not None  # checked on entry
                 with self.engine.connect() as own:
                     row = own.execute(query).first()
         except Exception:  # no store tables yet, or the store is unreachable: count from the copy

@@ -10,9 +10,10 @@ it holds no data; the browser sends its key with each API request.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -44,7 +45,7 @@ def mount_dashboard(app: FastAPI, static_dir: Path = STATIC_DIR) -> None:
 class _ImmutableFiles(StaticFiles):
     """Content-hashed assets: a changed file gets a new name, so a browser may keep them forever."""
 
-    def file_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
         response = super().file_response(*args, **kwargs)
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response

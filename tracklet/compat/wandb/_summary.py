@@ -42,7 +42,7 @@ class Summary(MutableMapping):
         else:
             self[name] = value
 
-    def update(self, d: Any = None, /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, d: Any = None, /, **kwargs: Any) -> None:
         self._target.update({**dict(d or {}), **kwargs})
 
     def _as_dict(self) -> dict[str, Any]:

@@ -33,8 +33,8 @@ def _histogram(tensor: Any) -> Any:
     flat = flat[torch.isfinite(flat)]
     if flat.numel() == 0:
         return None
-    low, high = torch.aminmax(flat)
-    low, high = float(low), float(high)
+    bounds = torch.aminmax(flat)
+    low, high = float(bounds.min), float(bounds.max)
     if low == high:
         return Histogram(np_histogram=([int(flat.numel())], [low, high]))
     counts = torch.histc(flat, bins=BINS, min=low, max=high)

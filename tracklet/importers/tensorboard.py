@@ -170,7 +170,7 @@ class TensorBoardRun:
         self.has_hparams = True
         for name, value in data.session_start_info.hparams.items():
             which = value.WhichOneof("kind")
-            converted = None if which in (None, "null_value") else getattr(value, which)
+            converted: Any = None if which in (None, "null_value") else getattr(value, which)
             if which == "number_value" and converted.is_integer() and abs(converted) < 2**53:
                 converted = int(converted)  # hparams hold every number as a double; 32 was logged as 32
             self.config[name] = converted
@@ -242,6 +242,11 @@ def _scalar_tags(directory: Path) -> tuple[set[str], bool]:
     return set(probe.points), probe.has_hparams
 
 
+def _suffixed(suffix: str) -> Callable[[str], str]:
+    """Tag → key for a run directory named after its one tag: ``tag/suffix``."""
+    return lambda tag: f"{tag}/{suffix}"
+
+
 def plan_runs(logdir: Path) -> dict[Path, list[tuple[Path, Callable[[str], str]]]]:
     """Which directories make one run: run directory → [(directory, tag → key)], itself first."""
     directories = find_run_dirs(logdir)
@@ -260,7 +265,7 @@ def plan_runs(logdir: Path) -> dict[Path, list[tuple[Path, Callable[[str], str]]
             prefix = tag.replace("/", "_") + "_"
             if directory.name.startswith(prefix) and len(directory.name) > len(prefix):
                 suffix = directory.name[len(prefix):]
-                plan[parent].append((directory, lambda t, suffix=suffix: f"{t}/{suffix}"))
+                plan[parent].append((directory, _suffixed(suffix)))
                 del plan[directory]
     return plan
 

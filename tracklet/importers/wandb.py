@@ -149,7 +149,7 @@ class WandbRun:
         self.config: dict[Any, str] = {}
         self.summary: dict[Any, str] = {}
         self.rows: list[tuple] = []
-        self.console: dict[int, list[tuple[float, str]]] = {}
+        self.console: dict[pb.ConsoleOutput.Stream, list[tuple[float, str]]] = {}
         self.stats: list[tuple[float, dict[str, float]]] = []
         self.alerts: list[wpb.AlertRecord] = []
         self.metrics: list[wpb.MetricRecord] = []  # define_metric() calls, in order
@@ -431,7 +431,7 @@ class WandbRun:
                   if isinstance(summary[key], dict) and "_type" not in summary[key] and self._summarised(key)}
         return {**self._convert(summary), **shaped}
 
-    def console_lines(self, stream: int) -> list[tuple[float, str]]:
+    def console_lines(self, stream: pb.ConsoleOutput.Stream) -> list[tuple[float, str]]:
         """The stream's text split into lines, each with the time its first character was
         written; a carriage return keeps what follows it (a progress bar's last state)."""
         lines: list[tuple[float, str]] = []

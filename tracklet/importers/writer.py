@@ -151,7 +151,7 @@ class RunWriter:
             if self._writer._pending_bytes > (8 << 20):
                 self._writer.flush()
 
-    def console(self, stream: int, lines: Iterable[tuple[float, str]]) -> None:
+    def console(self, stream: pb.ConsoleOutput.Stream, lines: Iterable[tuple[float, str]]) -> None:
         """Lines of one stream (``pb.ConsoleOutput.STREAM_STDOUT``/``STREAM_STDERR``), in order."""
         record = pb.Record()
         output = record.console

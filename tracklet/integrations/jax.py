@@ -518,13 +518,11 @@ def _caller_level() -> int:
     tracklet: the user's line whose call compiled."""
     import os
     import sys
+    from types import FrameType
 
-    prefixes = tuple(
-        os.path.dirname(module.__file__) + os.sep
-        for module in (sys.modules.get(name) for name in ("jax", "jaxlib", "flax", "tracklet"))
-        if module is not None and getattr(module, "__file__", None)
-    )
-    frame = sys._getframe(1)
+    files = (getattr(sys.modules.get(name), "__file__", None) for name in ("jax", "jaxlib", "flax", "tracklet"))
+    prefixes = tuple(os.path.dirname(file) + os.sep for file in files if file)
+    frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(prefixes):
         frame = frame.f_back

@@ -102,6 +102,11 @@ class TrackletCallback(keras.callbacks.Callback):
     # Keras may dispatch this callback's batch hooks on a worker thread (see the module docstring).
     async_safe = True
 
+    # Per-fit state that _reset_fit_state sets (declared here: the batch hooks above it read it).
+    _epoch_base: int
+    _last_end: int
+    _pending_epoch: tuple[int, int, dict[str, Any]] | None
+
     def __init__(
         self,
         project: str | None = None,
@@ -175,7 +180,7 @@ class TrackletCallback(keras.callbacks.Callback):
         self._offset = run.step
         model = self.model
         callbacks, fit_arguments = _inspect_fit(self, sys._getframe(1))
-        self._record_config(model, fit_arguments)
+        self._record_config(run, model, fit_arguments)
         self._watch_checkpoints(callbacks)
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -206,7 +211,7 @@ class TrackletCallback(keras.callbacks.Callback):
                 return
             heapq.heappush(self._ends, batch)
             self._batch_logs[batch] = logs
-            self._drain()
+            self._drain(self._every)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         with self._lock:  # Keras has waited for every batch hook of this epoch
@@ -215,7 +220,7 @@ class TrackletCallback(keras.callbacks.Callback):
                     self._batches = self._epoch_base + self._completed(self._last_end)
                 self._last_end = -1
             else:
-                self._drain()
+                self._drain(self._every)
             self._epoch_base = self._batches
             self._begins.clear()
             self._ends.clear()
@@ -309,16 +314,17 @@ class TrackletCallback(keras.callbacks.Callback):
         self._ends: list[int] = []  # a heap of end steps whose hooks ran
         self._batch_logs: dict[int, Any] = {}
         self._last_end = -1  # log_freq="epoch": the highest batch index seen this epoch
-        self._pending_epoch: tuple[int, int, dict] | None = None
+        self._pending_epoch = None
         self._watches: list[_CheckpointWatch] = []
         self._variable_index: dict[int, int] = {}
         self._steps_per_execution = 1
         self._epoch_steps: int | None = None
 
-    def _drain(self) -> None:
+    def _drain(self, every: int) -> None:
         """Match finished batch hooks to their begins in call order and log the rows that end a
-        ``log_freq`` interval. A hook that ran early waits for the earlier ones. Holds the lock."""
-        begins, ends, every = self._begins, self._ends, self._every
+        ``log_freq`` interval (``every`` batches). A hook that ran early waits for the earlier ones.
+        Holds the lock."""
+        begins, ends = self._begins, self._ends
         while begins and ends:
             end = ends[0]
             if len(begins) > 1 and end >= begins[1][0]:
@@ -415,7 +421,7 @@ class TrackletCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ config
 
-    def _record_config(self, model: Any, fit_arguments: dict[str, Any]) -> None:
+    def _record_config(self, run: tracklet.Run, model: Any, fit_arguments: dict[str, Any]) -> None:
         info: dict[str, Any] = {"backend": keras.backend.backend(), "version": keras.__version__}
         params = dict(self.params or {})
         try:
@@ -448,7 +454,7 @@ class TrackletCallback(keras.callbacks.Callback):
         loss = getattr(model, "loss", None)
         if loss is not None:
             info["loss"] = _describe(loss)
-        self._run.config.update({"keras": info})
+        run.config.update({"keras": info})
 
     # ------------------------------------------------------------------ checkpoints
 

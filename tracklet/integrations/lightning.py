@@ -48,7 +48,8 @@ except ImportError:  # the standalone pytorch_lightning / lightning_fabric packa
     try:
         from lightning_fabric.loggers.logger import rank_zero_experiment
         from lightning_fabric.utilities.rank_zero import rank_zero_only
-        from pytorch_lightning.loggers.logger import Logger
+        # The same class under the standalone package's name.
+        from pytorch_lightning.loggers.logger import Logger  # type: ignore[assignment]
     except ImportError as error:
         raise ImportError(
             "tracklet.integrations.lightning needs PyTorch Lightning: pip install 'tracklet[lightning]'"
@@ -362,7 +363,7 @@ class TrackletLogger(Logger):
 
     def _reusable(self) -> Any:
         """The active run the logger would attach to, before it has a run."""
-        if rank_zero_only.rank != 0:
+        if rank_zero_only.rank != 0:  # type: ignore[attr-defined]  # Lightning sets it on the function
             return None
         active = lifecycle.current()
         return active if active is not None and self._user_id in (None, active.id) else None

@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import print_table, write_json
-from tracklet.artifacts.chunking import chunk_file
-from tracklet.artifacts.packs import ChunkIndex, PackReader, PackStore, PackWriter, reassemble
+from benchmarks.report import print_table, write_json  # noqa: E402
+from tracklet.artifacts.chunking import chunk_file  # noqa: E402
+from tracklet.artifacts.packs import ChunkIndex, PackReader, PackStore, PackWriter, reassemble  # noqa: E402
 
 MiB = 1024 * 1024
 TENSORS = 400
@@ -149,7 +149,10 @@ def main() -> None:
         index.close()
 
     load_after = os.getloadavg()
-    gbps = lambda seconds: f"{size / seconds / 1e9:.2f} GB/s"
+
+    def gbps(seconds: float) -> str:
+        return f"{size / seconds / 1e9:.2f} GB/s"
+
     ratio = copy_s / pack_s
     cpu_copy, cpu_pack = statistics.median(CPU_SECONDS["copy"]), statistics.median(CPU_SECONDS["pack"])
     print(

@@ -43,7 +43,7 @@ from tracklet.artifacts.chunking import (
 from tracklet.errors import ChunkCorrupt, ChunkMissing, ChunkStoreError, DigestMismatch, PackCorrupt
 
 if TYPE_CHECKING:
-    from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
+    from fsspec import AbstractFileSystem
 
 __all__ = [
     "DEFAULT_PACK_SIZE",
@@ -136,7 +136,7 @@ class PackStore:
 
     def __init__(self, root: str | os.PathLike[str], fs: AbstractFileSystem | None = None) -> None:
         if fs is None:
-            from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+            from fsspec.implementations.local import LocalFileSystem
 
             fs = LocalFileSystem()
         self.fs = fs
@@ -146,7 +146,7 @@ class PackStore:
 
     @property
     def is_local(self) -> bool:
-        from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
+        from fsspec.implementations.local import LocalFileSystem
 
         return isinstance(self.fs, LocalFileSystem)
 

@@ -14,9 +14,10 @@ import pytest
 from conftest import QUIET, REPO
 
 import tracklet
-from tracklet.core import remote
-from tracklet.core.api import RunNotFound
-from tracklet.core.remote import RemoteApi, RemoteError
+from tracklet.api import remote
+from tracklet.api.local import LocalApi
+from tracklet.api.remote import RemoteApi
+from tracklet.errors import RemoteError, RunNotFound
 
 
 @pytest.fixture

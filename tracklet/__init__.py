@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from tracklet.core.api import Api, RecordedRun
+    from tracklet.api import Api
+    from tracklet.core.api import RecordedRun
     from tracklet.core.run import Run
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
 
 _LAZY = {
-    "Api": ("tracklet.core.api", "Api"),
+    "Api": ("tracklet.api", "Api"),
     "RecordedRun": ("tracklet.core.api", "RecordedRun"),
     "Run": ("tracklet.core.run", "Run"),
     "Settings": ("tracklet.core.settings", "Settings"),
@@ -36,7 +37,14 @@ _LAZY = {
 def init(*args: Any, **kwargs: Any) -> "Run":
     from tracklet.core.start import init as _init
 
-    return _init(*args, **kwargs)
+    return _init(*args, uploader=_online_uploader, **kwargs)
+
+
+def _online_uploader(paths: Any, settings: Any, report: Any) -> Any:
+    """An online run's uploader, from the client package (imported only by online runs)."""
+    from tracklet.client.uploader import online_uploader
+
+    return online_uploader(paths, settings, report)
 
 
 init.__doc__ = "Start a run; see :func:`tracklet.core.start.init`."

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from tracklet.core import hostinfo, lifecycle
 from tracklet.core.console import ConsoleCapture
@@ -245,6 +245,20 @@ def _no_backlog() -> None:
     pass
 
 
+class RunUploader(Protocol):
+    """What streams a live run's record log to a tracking server in online mode."""
+
+    def start(self) -> None: ...
+
+    def finish(self, timeout: float) -> bool: ...
+
+
+# Makes an online run's uploader from its paths, settings and warning reporter. The layer above
+# the core injects it (``tracklet.init`` passes ``tracklet.client.uploader.online_uploader``), so
+# recording imports no HTTP client.
+UploaderFactory = Callable[[RunPaths, Settings, Callable[[Any, str], None]], RunUploader]
+
+
 class Run:
     """One tracked run. Create it with :func:`tracklet.init`."""
 
@@ -260,6 +274,7 @@ class Run:
         group: str,
         job_type: str,
         notes: str,
+        uploader: UploaderFactory | None = None,
     ) -> None:
         self.settings = settings
         self.project = project
@@ -283,7 +298,8 @@ class Run:
         self._environment: Any = None  # an EnvironmentCapture
         self._monitor: Any = None
         self._checkpoints: Any = None
-        self._uploader: Any = None
+        self._uploader_factory = uploader
+        self._uploader: RunUploader | None = None
         self._warned: set[Any] = set()
         self._keysets: dict[tuple, tuple[bool, tuple]] = {}
         self._queue: Any = _NoQueue(None)
@@ -626,11 +642,8 @@ class Run:
             )
             self._monitor.start(gate)
         if self.settings.mode == "online":
-            from tracklet.core.uploader import Uploader
-
-            assert self.settings.base_url is not None
-            self._uploader = Uploader(paths, self.settings.base_url, interval=self.settings.upload_interval,
-                                      report=self._sender.warn, api_key=self.settings.api_key)
+            assert self._uploader_factory is not None  # init() refuses online mode without one
+            self._uploader = self._uploader_factory(paths, self.settings, self._sender.warn)
             self._uploader.start()
 
     def _run_start_fields(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from tracklet.core import lifecycle
 from tracklet.core.layout import RunPaths
-from tracklet.core.run import DisabledRun, Run, new_run_id, new_run_name
+from tracklet.core.run import DisabledRun, Run, UploaderFactory, new_run_id, new_run_name
 from tracklet.core.settings import Settings, check_name, data_root, resolve_settings
 
 DEFAULT_PROJECT = "default"
@@ -26,6 +26,8 @@ def init(
     resume: bool | str | None = None,
     mode: str | None = None,
     settings: Settings | dict[str, Any] | None = None,
+    *,
+    uploader: UploaderFactory | None = None,
 ) -> Run:
     """Start a run and make it the current one (``tracklet.run``).
 
@@ -33,6 +35,9 @@ def init(
     may be a dict, a dataclass or an argparse Namespace. ``resume``: ``"allow"``/``True`` continues
     run ``id`` if it exists, ``"must"`` requires it to, ``"never"`` (and the default) refuses an
     existing ``id``. A run started while another is current finishes that one first.
+
+    ``uploader`` makes an online run's uploader; ``tracklet.init`` passes the client package's
+    (``tracklet.client.uploader.online_uploader``), so the core imports no HTTP client.
     """
     resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
     project_name = check_name("project", DEFAULT_PROJECT if resolved.project is None else resolved.project)
@@ -50,6 +55,9 @@ def init(
         job_type=job_type,
         notes=notes,
     )
+
+    if resolved.mode == "online" and uploader is None:
+        raise ValueError("mode='online' needs an uploader: start online runs with tracklet.init()")
 
     previous = lifecycle.current()
     if previous is not None:
@@ -76,7 +84,7 @@ def init(
     elif resume == "must":
         raise ValueError(f"resume='must' but there is no run {project_name}/{run_id} in {paths.root}")
 
-    run = Run(resolved, paths=paths, **_fill_identity(identity, state))
+    run = Run(resolved, paths=paths, uploader=uploader, **_fill_identity(identity, state))
     run._start(config, resume_state=state)
     lifecycle.set_current(run)
     return run

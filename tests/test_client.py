@@ -176,7 +176,7 @@ def test_refusals_become_tracklet_errors_with_the_servers_reason(scripted):
             client.get_json("/api/v1/projects/p/runs")
         response = client.request("GET", "/api/v1/projects/q/runs")
     error = refusal(response, base_url=client.base_url, error=SyncError, what="the upload")
-    assert isinstance(error, SyncError) and isinstance(error, TrackletError)
+    assert isinstance(error, SyncError) and isinstance(error, RemoteError)  # `except RemoteError` covers uploads
     assert str(error) == f"{client.base_url} refused the upload (HTTP 404): no project"
 
 

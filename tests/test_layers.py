@@ -150,8 +150,8 @@ def test_the_checker_finds_a_planted_violation(module, source, is_package):
 
 
 @pytest.mark.parametrize("module, source", [
-    ("tracklet.core.run", "from tracklet.core.layout import RunPaths\nfrom tracklet import errors\n"
-                          "from tracklet.proto import records_pb2\nfrom . import lifecycle\n"),
+    ("tracklet.core.run", ("from tracklet.core.layout import RunPaths\nfrom tracklet import errors\n"
+                           "from tracklet.proto import records_pb2\nfrom . import lifecycle\n")),
     ("tracklet.core.run", "from tracklet import __version__\nimport numpy\n"),
     ("tracklet.api.local", "from tracklet.store import Store\nfrom tracklet.core.api import RecordedRun\n"),
     ("tracklet.api.remote", "def f():\n    from tracklet.client.http import HttpClient\n"),

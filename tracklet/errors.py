@@ -119,7 +119,7 @@ class RemoteError(TrackletError, RuntimeError):
     """The server refused a request or could not be reached."""
 
 
-class SyncError(TrackletError, RuntimeError):
+class SyncError(RemoteError):
     """A run could not be uploaded (server unreachable for too long, or a refusal)."""
 
 

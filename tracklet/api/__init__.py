@@ -34,16 +34,17 @@ class Api(abc.ABC):
 
     def __new__(cls, root: str | Path | None = None, *, store_url: str | None = None, base_url: str | None = None,
                 api_key: str | None = None) -> Any:
-        if cls is Api:
-            if base_url is not None:
-                if root is not None or store_url is not None:
-                    raise ValueError("tracklet.Api reads a data root (root, store_url) or a server (base_url), "
-                                     "not both")
-                from tracklet.api.remote import RemoteApi as implementation
-            else:
-                from tracklet.api.local import LocalApi as implementation  # type: ignore[assignment]
-            cls = implementation
-        return super().__new__(cls)
+        if cls is not Api:  # LocalApi(...), RemoteApi(...)
+            return super().__new__(cls)
+        if base_url is None:
+            from tracklet.api.local import LocalApi
+
+            return super().__new__(LocalApi)
+        if root is not None or store_url is not None:
+            raise ValueError("tracklet.Api reads a data root (root, store_url) or a server (base_url), not both")
+        from tracklet.api.remote import RemoteApi
+
+        return super().__new__(RemoteApi)
 
     @abc.abstractmethod
     def projects(self) -> list[str]:

@@ -202,7 +202,7 @@ class RemoteApi(Api):
         count over the window, or exact points), from the server's store."""
         items = [runs] if isinstance(runs, (str, RemoteRun)) else list(runs)
         names = [keys] if isinstance(keys, str) else list(keys)
-        found = []
+        found: list[Any] = []
         for item in items:
             path = item.path if isinstance(item, RemoteRun) else "/".join(_split(item))
             data = self._http.get_json(f"/api/v1/runs/{path}/history", keys=",".join(names), x=x, start=start, end=end,

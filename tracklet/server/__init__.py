@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["SyncClient", "SyncError", "create_app"]
 
 if TYPE_CHECKING:
-    from tracklet.server.app import create_app
     from tracklet.client.sync import SyncClient, SyncError
+    from tracklet.server.app import create_app
 
 
 def __getattr__(name: str) -> Any:

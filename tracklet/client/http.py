@@ -158,7 +158,8 @@ class HttpClient:
                 unreachable = False
             elapsed = time.monotonic() - started
             if self.retry.exhausted(attempts, elapsed):
-                where = f"cannot reach {self.base_url}" if unreachable else f"{self.base_url} kept failing {method} {url}"
+                where = (f"cannot reach {self.base_url}" if unreachable
+                         else f"{self.base_url} kept failing {method} {url}")
                 raise self.error(f"{where}: gave up after {elapsed:.1f}s and {attempts} attempt(s): "
                                  f"{problem}{self._advice}")
             delay = self.retry.backoff(attempts - 1) if wait is None else wait

@@ -23,6 +23,7 @@ LAYERS = {
     "errors": 0, "proto": 0,  # the error classes, the generated wire format: standard library only
     "core": 1,  # recording, the record log, reading one run's log
     "client": 2, "store": 2,  # the HTTP client of a server; the derived SQL store
+    "artifacts": 2,  # the content-addressed chunk store (chunking, packs)
     "api": 3,  # tracklet.Api: LocalApi (core + store), RemoteApi (client)
     "server": 4, "compat": 4,  # the tracking server; the W&B API over the run and read APIs
     "importers": 5, "integrations": 5,  # W&B/TensorBoard importers; framework integrations
@@ -86,6 +87,8 @@ def imports_of(module: str, source: str, *, is_package: bool = False) -> list[tu
 def violations(module: str, source: str, *, is_package: bool = False) -> list[str]:
     """Each import in ``source`` (the text of ``module``) that points up or sideways."""
     importer = layer_of(module)
+    if importer not in LAYERS:
+        return [f"{module}: in no layer (add tracklet.{importer} to LAYERS)"]
     problems = []
     for line, target, names in imports_of(module, source, is_package=is_package):
         if target == "tracklet":
@@ -143,6 +146,7 @@ def test_core_imports_nothing_from_store_server_client_api_or_cli():
     ("tracklet.server.app", "from tracklet.cli.common import CliError\n", False),
     ("tracklet.core.api", "from tracklet import Api\n", False),  # the facade, from the library
     ("tracklet.core.run", "from tracklet.nowhere import x\n", False),  # a part with no layer
+    ("tracklet.nowhere.thing", "from tracklet.core import run\n", False),  # a module in no layer
 ])
 def test_the_checker_finds_a_planted_violation(module, source, is_package):
     (problem,) = violations(module, source, is_package=is_package)

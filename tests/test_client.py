@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tracklet.client.http import HttpClient, RetryPolicy, refusal, retry_after
-from tracklet.errors import RemoteError, RunNotFound, SyncError, TrackletError
+from tracklet.errors import RemoteError, RunNotFound, SyncError
 
 
 class Scripted:

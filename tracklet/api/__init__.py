@@ -12,7 +12,6 @@ imports neither: each implementation loads what it needs.
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["Api", "LocalApi", "RemoteApi"]
 
 
-class Api(abc.ABC):
+class Api:
     """Read access to recorded runs: those under a data root (default: ``TRACKLET_DIR`` or the
     per-user one, with the store at ``store_url``), or with ``base_url`` those on a tracking server,
     authenticated with ``api_key``, ``$TRACKLET_API_KEY`` or the key ``tracklet login`` saved.
 
-    ``Api(...)`` returns a ``LocalApi`` or a ``RemoteApi``; both are instances of ``Api``.
+    ``Api(...)`` returns a ``LocalApi`` or a ``RemoteApi``; both are instances of ``Api``. (Not an
+    ``abc.ABC``: type checkers would then refuse the ``Api(...)`` call users write.)
     """
 
     def __new__(cls, root: str | Path | None = None, *, store_url: str | None = None, base_url: str | None = None,
@@ -46,27 +46,27 @@ class Api(abc.ABC):
 
         return super().__new__(RemoteApi)
 
-    @abc.abstractmethod
     def projects(self) -> list[str]:
         """The projects there are runs of (on a server: that the key may read)."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def runs(self, project: str, filter: str | None = None, order_by: str | None = None,
              limit: int | None = None, offset: int = 0) -> list[Any]:
         """A project's runs, newest first unless ``order_by`` says otherwise (e.g.
         ``-summary.val/loss``), those matching ``filter`` (e.g. ``config.lr < 1e-3 and state =
         "finished"``; syntax: docs/store.md), at most ``limit`` after skipping ``offset``."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def run(self, path: str) -> Any:
         """A run by ``project/run_id``; ``RunNotFound`` when there is none."""
+        raise NotImplementedError
 
-    @abc.abstractmethod
     def history(self, runs: Sequence[Any] | str | Any, keys: Sequence[str] | str, *, x: str = "step",
                 start: float | None = None, end: float | None = None, buckets: int | None = 1000) -> list[Any]:
         """Cross-run history: per run and key a ``tracklet.store.query.SeriesHistory``, ``buckets``
         buckets of min, max, last and count over the window ``start``..``end`` of ``x`` (exact
         points when the window holds fewer, or with ``buckets=None``)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release what this ``Api`` holds open (a store's connections, an HTTP client)."""

@@ -24,6 +24,7 @@ __all__ = [
     "DigestMismatch",
     "FilterSyntaxError",
     "IndexerBusy",
+    "InvalidName",
     "MissingDependency",
     "MissingDriver",
     "NameConflict",
@@ -58,6 +59,11 @@ class TrackletWarning(UserWarning):
 
 class Unsupported(TrackletError, TypeError):
     """A value tracklet cannot record."""
+
+
+class InvalidName(TrackletError, ValueError):
+    """A project name or run id that cannot become a directory name (``..``, a ``/``, a NUL, empty,
+    too long...): the message names the problem."""
 
 
 class RecordLogError(TrackletError):

@@ -14,9 +14,8 @@ from typing import Any
 
 from tracklet.api import Api
 from tracklet.core.api import RecordedRun
-from tracklet.core.layout import RunPaths, projects_dir
-from tracklet.core.recordlog import LOG_FILE_NAME
-from tracklet.core.settings import check_name, default_data_root, is_valid_name
+from tracklet.core.layout import RunPaths, check_name, is_valid_name, iter_runs, projects_dir
+from tracklet.core.settings import default_data_root
 from tracklet.errors import RunNotFound, TrackletWarning
 
 # Seconds a query waits for another process's index pass (``tracklet ui`` runs one every second)
@@ -77,7 +76,7 @@ class LocalApi(Api):
         base = projects_dir(self.root)
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if (p / "runs").is_dir())
+        return sorted(p.name for p in base.iterdir() if is_valid_name(p.name) and (p / "runs").is_dir())
 
     def runs(
         self,
@@ -94,14 +93,7 @@ class LocalApi(Api):
         if filter or order_by or limit is not None or offset:
             rows = self.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset)
             return [RecordedRun(RunPaths(self.root, project, row["run_id"])) for row in rows]
-        runs_dir = projects_dir(self.root) / project / "runs"
-        if not runs_dir.is_dir():
-            return []
-        found = [
-            RecordedRun(RunPaths(self.root, project, d.name))
-            for d in runs_dir.iterdir()
-            if (d / LOG_FILE_NAME).is_file()
-        ]
+        found = [RecordedRun(paths) for paths in iter_runs(self.root, project)]
         found.sort(key=lambda r: (r.created_at or 0.0, r.id), reverse=True)
         return found
 

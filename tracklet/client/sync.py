@@ -22,7 +22,7 @@ import httpx
 
 from tracklet.client.files import FileSync
 from tracklet.client.http import HttpClient, RetryPolicy
-from tracklet.core.layout import RunPaths
+from tracklet.core.layout import RunPaths, iter_runs
 from tracklet.core.recordlog import MAGIC, RecordLogError, read_log_from, scan, scan_frames, writer_alive
 from tracklet.errors import SyncError
 
@@ -83,15 +83,7 @@ def local_damage(paths: RunPaths, uploaded: int) -> LocalDamage | None:
 
 def local_runs(root: Path) -> list[RunPaths]:
     """Every run with a record log under data root ``root``."""
-    base = Path(root) / "projects"
-    found: list[RunPaths] = []
-    if base.is_dir():
-        for project in sorted(base.iterdir()):
-            if (project / "runs").is_dir():
-                for run_dir in sorted((project / "runs").iterdir()):
-                    if (run_dir / "run.tlog").is_file():
-                        found.append(RunPaths(Path(root), project.name, run_dir.name))
-    return found
+    return list(iter_runs(Path(root)))
 
 
 def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:

@@ -1,27 +1,80 @@
-"""Where a run's files live under the data root.
+"""Where a run's files live under the data root, and which names may become path parts.
 
 ``<root>/projects/<project>/runs/<run_id>/run.tlog`` is the record log; ``files/`` beside it holds
-captured files (``diff.patch``, ``requirements.txt``). Project names and run ids are checked
-(``settings.check_name``) before they become path parts.
+captured files (``diff.patch``, ``requirements.txt``). Project names and run ids become directory
+names, so they are checked (:func:`check_name`) before they become path parts: constructing a
+:class:`RunPaths` checks both, so no path is ever built from an unchecked name. Every layer (the
+run, the readers, the store, the server, ``sync``, the importers, the integrations) builds run
+paths through :class:`RunPaths` and lists them with :func:`iter_runs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
+from typing import Any, Iterator
 
 from tracklet.core.recordlog import LOG_FILE_NAME
+from tracklet.errors import InvalidName
+
+__all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_name", "iter_runs", "name_problem",
+           "project_dir", "projects_dir"]
+
+MAX_NAME_CHARS = 128
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_NAME_CHARS - 1))
+_ALLOWED = re.compile(r"[A-Za-z0-9._-]*")
+_RULE = f"use 1-{MAX_NAME_CHARS} letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def is_valid_name(value: Any) -> bool:
+    """Whether ``value`` may be a project name or run id (see :func:`check_name`)."""
+    return isinstance(value, str) and _NAME_PATTERN.fullmatch(value) is not None
+
+
+def name_problem(value: Any) -> str | None:
+    """What keeps ``value`` from being a project name or run id, in words; None when it may be one."""
+    if is_valid_name(value):
+        return None
+    if not isinstance(value, str):
+        return f"it is a {type(value).__name__}, not a string"
+    if not value:
+        return "it is empty"
+    if len(value) > MAX_NAME_CHARS:
+        return f"it is {len(value)} characters long (at most {MAX_NAME_CHARS})"
+    if not value[0].isascii() or not value[0].isalnum():
+        return f"it starts with {value[0]!r}"
+    bad = value[_ALLOWED.match(value).end()]  # type: ignore[union-attr]  # ``*`` always matches
+    return f"it contains {bad!r}"
+
+
+def check_name(kind: str, value: Any) -> str:
+    """``value`` if it may be a ``kind`` (project, run id); else ``InvalidName`` naming the problem.
+
+    Only a safe character set is allowed, so no name is ``..``, holds a separator (``/``, ``\\``),
+    a NUL or a newline, or is absolute, empty or longer than a directory name may safely be."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise InvalidName(f"{kind} {value!r} is not valid: {problem}; {_RULE}")
+    return value  # type: ignore[no-any-return]
 
 
 @dataclasses.dataclass(frozen=True)
 class RunPaths:
+    """A run's paths under data root ``root``; the constructor checks ``project`` and ``run_id``
+    (``InvalidName``, a ``ValueError``)."""
+
     root: Path
     project: str
     run_id: str
 
+    def __post_init__(self) -> None:
+        check_name("project", self.project)
+        check_name("run id", self.run_id)
+
     @property
     def project_dir(self) -> Path:
-        return project_dir(self.root, self.project)
+        return projects_dir(self.root) / self.project
 
     @property
     def run_dir(self) -> Path:
@@ -37,8 +90,29 @@ class RunPaths:
 
 
 def projects_dir(root: Path) -> Path:
-    return root / "projects"
+    return Path(root) / "projects"
 
 
 def project_dir(root: Path, project: str) -> Path:
-    return projects_dir(root) / project
+    return projects_dir(root) / check_name("project", project)
+
+
+def iter_runs(root: Path, project: str | None = None) -> Iterator[RunPaths]:
+    """Every run with a record log under data root ``root`` (of one ``project``, or of all), in
+    name order. Directories whose names are not valid names (left by hand or by an older version)
+    are skipped: they are not runs, and one of them must not break a listing."""
+    root = Path(root)
+    base = projects_dir(root)
+    if project is not None:
+        projects = [project_dir(root, project)]
+    elif base.is_dir():
+        projects = sorted(p for p in base.iterdir() if is_valid_name(p.name))
+    else:
+        return
+    for directory in projects:
+        runs = directory / "runs"
+        if not runs.is_dir():
+            continue
+        for run_dir in sorted(runs.iterdir()):
+            if is_valid_name(run_dir.name) and (run_dir / LOG_FILE_NAME).is_file():
+                yield RunPaths(root, directory.name, run_dir.name)

@@ -19,7 +19,6 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping, MutableMapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from tracklet.core import hostinfo, lifecycle
@@ -27,7 +26,7 @@ from tracklet.core.console import ConsoleCapture
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
-from tracklet.core.settings import Settings, check_name
+from tracklet.core.settings import Settings
 from tracklet.core.stack import user_stacklevel
 from tracklet.core.warn import TrackletWarning
 
@@ -785,6 +784,3 @@ class DisabledRun(Run):
         self._finished = True
         lifecycle.unregister(self)
 
-
-def run_paths(root: Path, project: str, run_id: str) -> RunPaths:
-    return RunPaths(root, check_name("project", project), check_name("run id", run_id))

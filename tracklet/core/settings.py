@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from tracklet.core.layout import check_name, is_valid_name  # noqa: F401  (defined there; imported from here too)
+
 MODES = ("offline", "online", "disabled")
 CONSOLE_MODES = ("wrap", "off")
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclasses.dataclass
@@ -206,18 +206,3 @@ def default_data_root() -> Path:
 
 def data_root(settings: Settings) -> Path:
     return Path(settings.dir).expanduser() if settings.dir else default_data_root()
-
-
-def is_valid_name(value: Any) -> bool:
-    """Whether ``value`` may be a project name or run id (see :func:`check_name`)."""
-    return isinstance(value, str) and _NAME_PATTERN.match(value) is not None
-
-
-def check_name(kind: str, value: str) -> str:
-    """Projects and run ids become directory names, so only a safe character set is allowed."""
-    if not is_valid_name(value):
-        raise ValueError(
-            f"{kind} {value!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return value

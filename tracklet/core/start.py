@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tracklet.core import lifecycle
-from tracklet.core.layout import RunPaths
+from tracklet.core.layout import RunPaths, check_name
 from tracklet.core.run import DisabledRun, Run, UploaderFactory, new_run_id, new_run_name
-from tracklet.core.settings import Settings, check_name, data_root, resolve_settings
+from tracklet.core.settings import Settings, data_root, resolve_settings
 
 DEFAULT_PROJECT = "default"
 _RESUME_VALUES = (None, False, True, "allow", "must", "never")
@@ -41,7 +41,7 @@ def init(
     """
     resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
     project_name = check_name("project", DEFAULT_PROJECT if resolved.project is None else resolved.project)
-    run_id = check_name("run id", id) if id is not None else new_run_id()
+    run_id = check_name("run id", id) if id is not None else new_run_id()  # both before a run is finished
     if resume not in _RESUME_VALUES:
         raise ValueError(f"resume must be one of {', '.join(map(repr, _RESUME_VALUES))}; got {resume!r}")
     if tags is not None and (isinstance(tags, str) or not all(isinstance(t, str) for t in tags)):

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tracklet.core.encoder import TrackletWarning
+from tracklet.core.layout import RunPaths, check_name
 from tracklet.core.values import Histogram
 from tracklet.importers import tfrecord
 from tracklet.importers.writer import (
@@ -40,7 +41,6 @@ from tracklet.importers.writer import (
     base_run_start,
     check_existing,
     exit_record,
-    run_paths_for,
 )
 from tracklet.proto import tensorboard_import_pb2 as tbpb
 
@@ -293,7 +293,7 @@ def import_run_dir(logdir: Path, directory: Path, parts: list[tuple[Path, Callab
     identity = f"{name}/{files[0][0].name}"
     run_id = "tb-" + hashlib.sha256(identity.encode()).hexdigest()[:12]
     target_project = project or DEFAULT_PROJECT
-    paths = run_paths_for(root, target_project, run_id)
+    paths = RunPaths(root, target_project, run_id)
     result = ImportedRun(f"{target_project}/{run_id}", name, str(directory), "imported")
     sha = SourceIdentity("tensorboard", identity, tuple(str(p.resolve()) for p, _ in files), digest.hexdigest())
     existing = check_existing(paths, sha)
@@ -336,6 +336,8 @@ def import_tensorboard(path: str | os.PathLike, root: str | os.PathLike | None =
     ``status="unchanged"`` for those imported before."""
     from tracklet.importers import data_root
 
+    if project is not None:
+        check_name("project", project)  # before reading anything
     logdir = Path(path)
     target = data_root(root)
     results = []

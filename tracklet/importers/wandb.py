@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from tracklet.compat import WANDB_DEFAULT_PROJECT
 from tracklet.core.encoder import TrackletWarning
+from tracklet.core.layout import RunPaths, check_name, is_valid_name
 from tracklet.core.stack import user_stacklevel
 from tracklet.core.values import Histogram, flatten
 from tracklet.core.redact import redact_command, redact_url
@@ -51,7 +52,6 @@ from tracklet.importers.writer import (
     base_run_start,
     check_existing,
     exit_record,
-    run_paths_for,
 )
 from tracklet.proto import records_pb2 as pb
 from tracklet.proto import wandb_import_pb2 as wpb
@@ -497,9 +497,7 @@ def _unflatten(raw: dict[Any, str]) -> dict[str, Any]:
 def tracklet_run_id(wandb_id: str) -> str:
     """The W&B run id when it is a valid tracklet run id (W&B's generated ids always are),
     else a stable digest of it."""
-    from tracklet.core.settings import _NAME_PATTERN
-
-    if _NAME_PATTERN.match(wandb_id):
+    if is_valid_name(wandb_id):
         return wandb_id
     return "wandb-" + hashlib.sha256(wandb_id.encode()).hexdigest()[:12]
 
@@ -579,7 +577,7 @@ def import_sessions(sessions: list[WandbRun], root: Path, project: str | None = 
     wandb_id = _wandb_id(first)
     run_id = tracklet_run_id(wandb_id)
     target_project = project or first.run.project or DEFAULT_PROJECT
-    paths = run_paths_for(root, target_project, run_id)
+    paths = RunPaths(root, target_project, run_id)
     digest = first.sha256 if len(sessions) == 1 else hashlib.sha256(
         "\n".join(source.sha256 for source in sessions).encode()).hexdigest()
     identity = SourceIdentity("wandb", f"{first.run.entity}/{first.run.project}/{wandb_id}".lstrip("/"),
@@ -667,6 +665,8 @@ def import_wandb(path: str | os.PathLike, root: str | os.PathLike | None = None,
     :class:`ImportedRun` per run, ``status="unchanged"`` for those imported before."""
     from tracklet.importers import data_root
 
+    if project is not None:
+        check_name("project", project)  # before reading anything
     target = data_root(root)
     by_name: dict[str, list[Path]] = {}
     for file in find_run_files(Path(path)):

@@ -13,13 +13,11 @@ import dataclasses
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from tracklet.core.encoder import HistoryEncoder, SummaryTracker, WarnOnce
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import LOG_FILE_NAME, RecordLogWriter
-from tracklet.core.settings import check_name
 from tracklet.core.values import fill_entries, to_plain
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import SourceError  # noqa: F401  (defined there; imported from here too)
@@ -86,10 +84,6 @@ def check_existing(paths: RunPaths, source: SourceIdentity) -> str | None:
             f"{source.kind} run ({source.identity}); pass --project to import it into another project"
         )
     return "unchanged" if marker.get("sha256") == source.sha256 else "changed"
-
-
-def run_paths_for(root: Path, project: str, run_id: str) -> RunPaths:
-    return RunPaths(root, check_name("project", project), check_name("run id", run_id))
 
 
 class RunWriter:

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
 
-from tracklet.core.settings import check_name
+from tracklet.core.layout import check_name
 from tracklet.store.schema import api_keys, project_members, projects, users
 from tracklet.errors import AuthError  # noqa: F401  (defined there; imported from here too)
 

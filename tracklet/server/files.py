@@ -31,8 +31,7 @@ from typing import IO, Any
 import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
-from tracklet.core.settings import check_name
-from tracklet.server.logs import BadRequest
+from tracklet.server.logs import BadRequest, run_paths
 from tracklet.errors import NameConflict  # noqa: F401  (defined there; imported from here too)
 
 MAX_NAME_CHARS = 512
@@ -161,11 +160,7 @@ class RunFiles:
     # ------------------------------------------------------------------ keys
 
     def _run_prefix(self, project: str, run_id: str) -> str:
-        try:
-            check_name("project", project)
-            check_name("run id", run_id)
-        except ValueError as error:
-            raise BadRequest(str(error)) from None
+        run_paths(Path(), project, run_id)  # BadRequest unless both are valid names
         return f"{self.base}/{self.layout.format(project=project, run_id=run_id)}"
 
     def _key(self, project: str, run_id: str, name: str) -> str:

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tracklet.core.layout import RunPaths
+from tracklet.core.layout import InvalidName, RunPaths
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, RecordLogError, read_log, scan, scan_frames
-from tracklet.core.settings import check_name
 from tracklet.core.validate import RecordRejected, check_record, decode_record
 from tracklet.errors import BadRequest, OffsetConflict  # noqa: F401  (defined there; imported from here too)
 
@@ -30,13 +29,12 @@ class AppendResult:
 
 
 def run_paths(root: Path, project: str, run_id: str) -> RunPaths:
-    """``RunPaths`` for client-supplied names, checked before they become path parts."""
+    """``RunPaths`` for client-supplied names: ``BadRequest`` (HTTP 400) naming the problem when
+    either is not a valid name."""
     try:
-        check_name("project", project)
-        check_name("run id", run_id)
-    except ValueError as error:
+        return RunPaths(root, project, run_id)
+    except InvalidName as error:
         raise BadRequest(str(error)) from None
-    return RunPaths(root, project, run_id)
 
 
 def check_frames(body: bytes, offset: int) -> None:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from tracklet.core.layout import RunPaths, projects_dir
-from tracklet.core.recordlog import (FRAME_HEADER, LOG_FILE_NAME, MAGIC, MAX_RECORD_BYTES, ScanResult, read_log_from,
+from tracklet.core.layout import RunPaths, iter_runs
+from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, MAX_RECORD_BYTES, ScanResult, read_log_from,
                                      scan, scan_frames, writer_alive)
 
 
@@ -76,13 +76,7 @@ class LocalLogs:
         self._liveness = liveness
 
     def runs(self) -> Iterator[RunPaths]:
-        base = projects_dir(self.root)
-        if not base.is_dir():
-            return
-        for project in sorted(p for p in base.iterdir() if (p / "runs").is_dir()):
-            for run_dir in sorted((project / "runs").iterdir()):
-                if (run_dir / LOG_FILE_NAME).is_file():
-                    yield RunPaths(self.root, project.name, run_dir.name)
+        return iter_runs(self.root)
 
     def size(self, paths: RunPaths) -> int:
         try:

@@ -74,7 +74,7 @@ def test_remote_runs_match_the_local_ones(synced, root, monkeypatch):
     assert remote_history["loss"] == ours["loss"] and remote_history["eval/score"] == ours["eval/score"]
     assert remote_history["_timestamp"] == pytest.approx(ours["_timestamp"], abs=1e-6)
     spiky = theirs.history(["spiky"])["spiky"]
-    assert spiky[7] is None and spiky[8] == 0.5  # NaN travels as null
+    assert math.isnan(spiky[7]) and spiky[8] == 0.5  # NaN travels as "NaN" (strict JSON) and reads back as NaN
 
     (bucketed,) = api.history("cmp/r2", "loss", buckets=10)
     (exact,) = local.history("cmp/r2", "loss", buckets=10)

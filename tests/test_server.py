@@ -86,7 +86,7 @@ def test_sync_copies_logs_byte_identical_and_serves_them(root, servers, server_s
         by_key = {s["key"]: s for s in history["series"]}
         assert by_key["loss"]["exact"] and by_key["loss"]["steps"] == list(range(700))
         assert by_key["loss"]["values"] == pytest.approx([1.0 / (s + 1) for s in range(700)])
-        assert by_key["nan"]["values"][3] is None and by_key["nan"]["values"][4] == 0.0
+        assert by_key["nan"]["values"][3] == "NaN" and by_key["nan"]["values"][4] == 0.0
         bucketed = http.get("/api/v1/runs/vision/fin/history", params={"keys": "loss", "buckets": 7}).json()
         (series,) = bucketed["series"]
         assert not series["exact"] and sum(series["count"]) == 700 and max(series["max"]) == 1.0

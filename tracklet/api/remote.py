@@ -3,7 +3,8 @@ answered by a tracking server's read API (docs/server.md) instead of a data root
 
 Runs come from the server's store, so what a ``RemoteRun`` knows is what the store holds: identity,
 state, config, summary, metadata, numeric histories (at full resolution or bucketed), console
-output, alerts, system metrics and files. NaN and ±inf travel as JSON null and come back as NaN.
+output, alerts, system metrics and files. NaN and ±inf travel as the strings "NaN", "Infinity",
+"-Infinity" (strict JSON, core/jsonsafe.py) and come back as floats.
 Requests go through the client package's ``HttpClient`` (``tracklet.client.http``): the API key
 from ``api_key``, ``$TRACKLET_API_KEY`` or ``tracklet login``, a few retries of what can't reach
 the server (``read_retry``), and refusals as ``RemoteError`` (``RunNotFound`` for an unknown run).
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracklet.api import Api
+from tracklet.core.jsonsafe import float_from_json
 from tracklet.core.reader import STEP, Alert, ConsoleLine, History
 from tracklet.core.settings import check_name
 from tracklet.errors import RemoteError, RunNotFound
@@ -41,7 +43,7 @@ def _array(values: list[Any], integer: bool) -> Any:
 
     if integer:
         return np.asarray(values, dtype=np.int64)
-    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.asarray([float_from_json(v) for v in values], dtype=np.float64)  # "NaN" etc.: core/jsonsafe.py
 
 
 def series_from_json(data: dict[str, Any]) -> Any:
@@ -114,7 +116,9 @@ class RemoteRun:
         history = History()
         history[STEP] = steps
         for name in wanted:
-            by_step = dict(zip(series[name]["steps"], series[name]["values"])) if name in series else {}
+            by_step = ({step: value if not isinstance(value, str) else float_from_json(value)
+                        for step, value in zip(series[name]["steps"], series[name]["values"])}
+                       if name in series else {})
             history[name] = [by_step.get(step) for step in steps]
         return history
 

@@ -4,7 +4,6 @@ the data root."""
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import shlex
 import sys
@@ -90,9 +89,9 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]
 
 
 def _echo_json(data: Any) -> None:
-    from tracklet.core.export import json_safe
+    from tracklet.core.jsonsafe import dumps
 
-    click.echo(json.dumps(json_safe(data), indent=2, ensure_ascii=False, allow_nan=False))
+    click.echo(dumps(data, indent=2))
 
 
 def _scalar_summary(summary: dict[str, Any], count: int) -> list[tuple[str, Any]]:

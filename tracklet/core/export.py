@@ -15,8 +15,8 @@ that order. Values come back exactly as :meth:`tracklet.RecordedRun.history` giv
 * ``str``: the text itself;
 * :class:`~tracklet.Histogram`: JSON text of ``Histogram.to_dict()``
   (``{"edges": [...], "counts": [...], "nan_count": 0, "inf_count": 0}``; a non-finite edge,
-  possible only with ``Histogram(np_histogram=...)``, is the token ``NaN``/``Infinity``/``-Infinity``,
-  which Python's ``json.loads`` reads).
+  possible only with ``Histogram(np_histogram=...)``, is the string ``"NaN"``/``"Infinity"``/
+  ``"-Infinity"``: strict JSON, tracklet's one policy, ``tracklet.core.jsonsafe``).
 
 CSV has no types, so a cell alone cannot tell ``"1"`` (a string) from ``1``: use JSON Lines or
 Parquet when types matter.
@@ -27,7 +27,8 @@ are always present). Numbers, strings and booleans are JSON's own; int64 extreme
 exactly (Python's ``json`` reads them back exactly; JavaScript's ``JSON.parse`` does not beyond
 2**53). NaN and infinities, which strict JSON has no literal for, are the *strings* ``"NaN"``,
 ``"Infinity"`` and ``"-Infinity"`` (``float(text)`` reads them back); a logged string with one of
-those texts is indistinguishable from them. Histograms are objects, ``Histogram.to_dict()``.
+those texts is indistinguishable from them. (The same policy as every JSON tracklet writes:
+``tracklet.core.jsonsafe``.) Histograms are objects, ``Histogram.to_dict()``.
 
 **Parquet** (``parquet``; needs pyarrow: ``pip install 'tracklet[parquet]'``). One row per history
 row; a missing value is null. Each key's column gets its type from its values:
@@ -40,8 +41,9 @@ row; a missing value is null. Each key's column gets its type from its values:
   inf_count: int64>``;
 * any other mix (e.g. ``int`` and ``str``, ``bool`` and ``float``, huge ints with floats, ints
   outside int64) →
-  ``string``, each cell the JSON text of its value (``1``, ``2.5``, ``"text"``, ``true``,
-  ``NaN``/``Infinity``/``-Infinity``, a histogram object), which ``json.loads`` reads back exactly.
+  ``string``, each cell the strict JSON text of its value (``1``, ``2.5``, ``"text"``, ``true``,
+  a histogram object; NaN and infinities as the strings ``"NaN"``/``"Infinity"``/``"-Infinity"``,
+  which ``float()`` reads back), which ``json.loads`` reads back.
   Such fields carry the field metadata ``tracklet.encoding = json``.
 * a key with no values at all → a column of type ``null``.
 
@@ -60,12 +62,13 @@ import csv
 import errno
 import io
 import json
-import math
 import os
 import secrets
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from tracklet.core.jsonsafe import dumps as to_json_text
+from tracklet.core.jsonsafe import json_safe
 from tracklet.core.reader import RUNTIME, STEP, TIMESTAMP, History
 from tracklet.core.values import Histogram
 from tracklet.errors import MissingDependency  # noqa: F401  (defined there; imported from here too)
@@ -146,40 +149,8 @@ def history_for_export(run: Any, keys: Sequence[str] | None = None) -> History:
 # ---------------------------------------------------------------- JSON helpers (also used by the CLI)
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` as strict-JSON-ready data: non-finite floats become ``"NaN"``, ``"Infinity"``,
-    ``"-Infinity"``; histograms become ``Histogram.to_dict()``; bytes become
-    ``{"_type": "bytes", "base64": ...}``; tuples become lists."""
-    kind = type(value)
-    if kind is float:
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if value is None or kind in (int, bool, str):
-        return value
-    if isinstance(value, Histogram):
-        return json_safe(value.to_dict())
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bytes, bytearray)):
-        import base64
-
-        return {"_type": "bytes", "base64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, float):
-        return json_safe(float(value))
-    if isinstance(value, int):
-        return int(value)
-    return str(value)
-
-
-def to_json_text(value: Any) -> str:
-    """JSON text of one value; non-finite floats as the tokens ``NaN``/``Infinity``/``-Infinity``
-    (which Python's ``json.loads`` reads back), histograms as objects."""
-    if isinstance(value, Histogram):
-        value = value.to_dict()
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+# ``json_safe`` and ``to_json_text`` (strict JSON, non-finite floats as "NaN"/"Infinity"/"-Infinity")
+# live in ``tracklet.core.jsonsafe``, the one JSON policy; imported here for the CLI and old callers.
 
 
 # ---------------------------------------------------------------- CSV
@@ -219,7 +190,7 @@ def _write_csv(history: History, out: IO[Any], meta: dict[str, str]) -> None:
 def _write_jsonl(history: History, out: IO[Any], meta: dict[str, str]) -> None:
     with _text(out) as text:
         names = list(history)
-        dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+        dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode  # after json_safe
         for start, stop, parts in history.chunks(names):
             records: list[dict[str, Any]] = [{} for _ in range(stop - start)]
             for slot, rows, values in parts:

@@ -1,24 +1,21 @@
-"""Turning store results into JSON: arrays as lists, NaN and ±inf as null."""
+"""Turning store results into JSON under tracklet's one policy (``tracklet.core.jsonsafe``):
+arrays as lists, NaN and ±inf as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from tracklet.core.jsonsafe import json_floats, json_safe
 from tracklet.store.query import SeriesHistory
 
 _ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
 
 
 def floats(array: np.ndarray | None) -> list[Any] | None:
-    """A numeric array as a JSON list; NaN and ±inf become null."""
-    if array is None:
-        return None
-    if array.dtype.kind in "iub":
-        return array.tolist()
-    return [value if math.isfinite(value) else None for value in array.astype(np.float64).tolist()]
+    """A numeric array as a JSON list (see ``json_floats``)."""
+    return None if array is None else json_floats(array)
 
 
 def series_json(history: SeriesHistory) -> dict[str, Any]:
@@ -34,11 +31,5 @@ def series_json(history: SeriesHistory) -> dict[str, Any]:
 
 
 def json_value(value: Any) -> Any:
-    """A store value (config, summary, times) made strictly JSON: non-finite floats become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    return value
+    """A store value (a run row: config, summary, times) as strict JSON (see ``json_safe``)."""
+    return json_safe(value)

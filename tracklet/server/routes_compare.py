@@ -9,7 +9,6 @@ panels from. Both are ``{project}`` routes, so ``app.py``'s guard asks for ``rea
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from tracklet.core.jsonsafe import json_floats
 from tracklet.server.logs import run_paths
 from tracklet.server.models import CompareHistoryResponse, MetricKeysResponse, errors, json_response
 from tracklet.store.query import RunNotIndexed, SeriesHistory
@@ -41,26 +41,16 @@ def _names(text: str, what: str, most: int, example: str) -> list[str]:
     return names
 
 
-def _floats(array: np.ndarray) -> list[Any]:
-    """JSON numbers; NaN and ±inf become null (one pass over the values only when there are any)."""
-    if array.dtype.kind in "iu":
-        return array.tolist()
-    values = array.astype(np.float64, copy=False)
-    if np.isfinite(values).all():
-        return values.tolist()
-    return [value if math.isfinite(value) else None for value in values.tolist()]
-
-
 def compact_series(history: SeriesHistory, by_step: bool) -> dict[str, Any]:
     data: dict[str, Any] = {"run": history.run.split("/", 1)[1], "key": history.key, "exact": history.exact,
-                            "x": _floats(np.asarray(history.x))}
+                            "x": json_floats(np.asarray(history.x))}
     if not by_step:
         data["steps"] = np.asarray(history.steps).tolist()
     if history.exact:
-        data["values"] = _floats(np.asarray(history.values))
+        data["values"] = json_floats(np.asarray(history.values))
     else:
         for name in ("min", "max", "last"):
-            data[name] = _floats(np.asarray(getattr(history, name)))
+            data[name] = json_floats(np.asarray(getattr(history, name)))
     return data
 
 

@@ -11,9 +11,9 @@ type Schemas = components["schemas"];
 
 export type RunRow = Schemas["RunRow"];
 /** One (run, key) series from the batch history endpoint: exact points or buckets. */
-export type Series = Schemas["CompareSeries"];
+export type Series = Plotted<Schemas["CompareSeries"]>;
 /** One system metric's series (a run's path as `run`; `stat`: mean or max). */
-export type SystemSeries = Schemas["Series"];
+export type SystemSeries = Plotted<Schemas["Series"]>;
 export type ConsoleLine = Schemas["ConsoleLine"];
 export type RunAlert = Schemas["Alert"];
 export type RunFile = Schemas["FileEntry"];
@@ -65,15 +65,22 @@ export async function get<T>(path: string, query: Query = {}, signal?: AbortSign
 
 const enc = encodeURIComponent;
 
-/** A run file's bytes, with the key header a plain link could not send. */
-export async function fileBlob(project: string, runId: string, name: string): Promise<Blob> {
-  const key = storedKey();
-  const path = name.split("/").map(enc).join("/");
-  const response = await fetch(`/api/v1/runs/${enc(project)}/${enc(runId)}/files/${path}`, {
-    headers: key ? { Authorization: `Bearer ${key}` } : {},
-  });
-  if (!response.ok) throw new ApiError(response.status, response.statusText);
-  return response.blob();
+const PLOTTED = ["x", "values", "min", "max", "last"] as const;
+type PlottedName = (typeof PLOTTED)[number];
+/** A series with its plotted arrays as numbers or null (no point), as the charts take them. */
+type Plotted<S> = { [K in keyof S]: K extends PlottedName ? Exclude<S[K], unknown[]> | (number | null)[] : S[K] };
+
+/** Series arrays as numbers for the charts. The server writes NaN and ±inf as the strings "NaN",
+ * "Infinity" and "-Infinity" (strict JSON, docs/server.md); a chart has no point for them, so
+ * they become null, a gap, like a missing value. */
+function plottable<B extends { series: object[] }>(data: B): Omit<B, "series"> & { series: Plotted<B["series"][number]>[] } {
+  for (const series of data.series as Record<string, unknown>[]) {
+    for (const name of PLOTTED) {
+      const values = series[name] as unknown[] | undefined;
+      if (values) series[name] = values.map((v) => (typeof v === "number" ? v : null));
+    }
+  }
+  return data as unknown as Omit<B, "series"> & { series: Plotted<B["series"][number]>[] };
 }
 
 export const api = {
@@ -93,9 +100,9 @@ export const api = {
       `/projects/${enc(project)}/history`,
       { ...query, runs: query.runs.join(","), keys: query.keys.join(",") },
       signal,
-    ),
+    ).then(plottable),
   system: (project: string, runId: string, query: { x: string; buckets: number; start?: number | null }) =>
-    get<Body<"/api/v1/runs/{project}/{run_id}/system">>(`/runs/${enc(project)}/${enc(runId)}/system`, query),
+    get<Body<"/api/v1/runs/{project}/{run_id}/system">>(`/runs/${enc(project)}/${enc(runId)}/system`, query).then(plottable),
   alerts: (project: string, runId: string, after = 0) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/alerts">>(`/runs/${enc(project)}/${enc(runId)}/alerts`, {
       after,

@@ -399,7 +399,7 @@ class Run:
     def watch(self, models: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
               idx: int | None = None, log_graph: bool = False) -> None:
         """Histograms of gradients and/or parameters every ``log_freq`` steps (PyTorch modules)."""
-        from tracklet.compat.wandb.watch import watch_models
+        from tracklet.compat.wandb._watch import watch_models  # not .watch: that would shadow wandb.watch
 
         try:
             self._watcher = watch_models(self, models, log=log, log_freq=log_freq, idx=idx, log_graph=log_graph,

@@ -470,3 +470,18 @@ def test_disabled_mode_trains_and_writes_nothing(root, tmp_path):
     trainer.evaluate()
     assert callback.run.finished and isinstance(callback.run, tracklet.Run)
     assert not root.exists() and (tmp_path / "out" / "checkpoint-4").is_dir()
+
+
+def test_init_arguments_reach_the_run_and_an_unknown_one_fails_at_once(root, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    callback = TrackletCallback(project="hf", dir=elsewhere, settings=QUIET, name="named", tags=["a", "b"],
+                                notes="a note", group="sweep-1", job_type="train", id="hf-run")
+    make_trainer(tmp_path / "out", callback).train()
+    run = tracklet.Api(elsewhere).run("hf/hf-run")  # dir= (a PathLike) is the data root
+    assert (run.name, run.tags, run.notes, run.group, run.job_type) == ("named", ["a", "b"], "a note", "sweep-1",
+                                                                       "train")
+    assert run.state == "finished" and not (root / "projects").exists()
+    with pytest.raises(TypeError, match="TrackletCallback\\(\\) got an unexpected keyword argument 'tgas'"):
+        TrackletCallback(tgas=["a"])
+    with pytest.raises(ValueError, match="run id 'a/b' is not valid"):
+        TrackletCallback(id="a/b")

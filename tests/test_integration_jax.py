@@ -458,3 +458,17 @@ def test_the_example_runs_as_a_script(root):
     (run,) = tracklet.Api(root).runs("flax-nnx-demo")
     assert f"recorded {run.path}" in result.stdout
     assert run.state == "finished" and run.history()["_step"] == [0, 1, 2, 3, 4]
+
+
+def test_init_arguments_reach_the_run_and_an_unknown_one_fails_at_once(root, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    step = track_step(lambda x: {"loss": x}, project="jx", dir=elsewhere, settings=QUIET, name="named",
+                      tags=["a", "b"], notes="a note", group="sweep-1", job_type="train")
+    step(0.5)
+    step.finish()
+    run = tracklet.Api(elsewhere).run(f"jx/{step.run.id}")  # dir= (a PathLike) is the data root
+    assert (run.name, run.tags, run.notes, run.group, run.job_type) == ("named", ["a", "b"], "a note", "sweep-1",
+                                                                       "train")
+    assert run.history()["train/loss"] == [0.5] and not (root / "projects").exists()
+    with pytest.raises(TypeError, match="track_step\\(\\) got an unexpected keyword argument 'tgas'"):
+        track_step(lambda x: x, tgas=["a"])  # at once, not at the first call

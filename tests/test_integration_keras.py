@@ -432,3 +432,28 @@ except ImportError as error:
                           text=True, timeout=120)
     assert done.stdout.startswith("ImportError "), done.stdout + done.stderr
     assert "KERAS_BACKEND=jax" in done.stdout and "tensorflow" in done.stdout
+
+
+INIT_ARGUMENTS = """
+out = {}
+try:
+    TrackletCallback(project="kp", tgas=["a"])
+except TypeError as error:
+    out["unknown"] = str(error)
+from pathlib import Path
+callback = TrackletCallback(project="kp", dir=Path.cwd() / "elsewhere", name="named", tags=["a", "b"],
+                            notes="a note", group="sweep-1", job_type="train", id="keras-run")
+model = mlp("sgd")
+model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[callback])
+print(json.dumps(out))
+"""
+
+
+@needs_jax
+def test_init_arguments_reach_the_run_and_an_unknown_one_fails_at_once(root, tmp_path):
+    out = _run_keras(INIT_ARGUMENTS, "jax", tmp_path)
+    assert out["unknown"].startswith("TrackletCallback() got an unexpected keyword argument 'tgas'")
+    run = tracklet.Api(tmp_path / "elsewhere").run("kp/keras-run")  # dir= (a PathLike) is the data root
+    assert (run.name, run.tags, run.notes, run.group, run.job_type) == ("named", ["a", "b"], "a note", "sweep-1",
+                                                                       "train")
+    assert run.state == "finished" and not (root / "projects").exists()

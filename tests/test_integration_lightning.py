@@ -579,3 +579,21 @@ def test_ddp_records_one_run_from_rank_zero(root, tmp_path):
     assert [c.metadata["best"] for c in run.checkpoints] == [True]
     assert Path(run.checkpoints[0].path).is_relative_to(run.dir)
     assert f"RANK 0 VERSION {run.id}" in result.stdout
+
+
+# ---------------------------------------------------------------- tracklet.init arguments
+
+
+def test_init_arguments_reach_the_run_and_an_unknown_one_fails_at_once(root, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    logger = TrackletLogger(project="lit", dir=elsewhere, settings=QUIET, name="named", tags=["a", "b"],
+                            notes="a note", group="sweep-1", job_type="train", config={"extra": 1})
+    trainer(tmp_path, logger).fit(model(), loader(), loader(1))
+    run = tracklet.Api(elsewhere).run(f"lit/{logger.version}")  # dir= (a PathLike) is the data root
+    assert (run.name, run.tags, run.notes, run.group, run.job_type) == ("named", ["a", "b"], "a note", "sweep-1",
+                                                                       "train")
+    assert run.config["extra"] == 1 and not (root / "projects").exists()
+    with pytest.raises(TypeError, match="TrackletLogger\\(\\) got an unexpected keyword argument 'tgas'"):
+        TrackletLogger(project="lit", tgas=["a"])
+    with pytest.raises(ValueError, match="project '../x' is not valid"):
+        TrackletLogger(project="../x")

@@ -102,3 +102,32 @@ def _fill_identity(identity: dict[str, Any], state: Any) -> dict[str, Any]:
         if filled[field] is None:
             filled[field] = getattr(start, field) if start is not None else ""
     return filled
+
+
+def init_arguments(owner: str, kwargs: dict[str, Any], *, own: Sequence[str] = ()) -> dict[str, Any]:
+    """``kwargs`` an integration forwards to :func:`init`, checked when the integration is built
+    (not when it starts its run, after the model is built or loaded).
+
+    A keyword ``init()`` doesn't take is a ``TypeError`` naming it, ``owner`` and what it takes
+    (``own``: the integration's own arguments, for the message); a bad ``project`` or ``id`` is
+    ``InvalidName``; ``dir`` becomes a ``str``. Integrations take ``**init_kwargs`` rather than
+    copying ``init()``'s signature, so a new ``init()`` argument reaches every one of them.
+    """
+    import inspect
+    import os
+
+    # the user's arguments: ``uploader`` is how tracklet.init plugs in the client package
+    accepted = [name for name in inspect.signature(init).parameters if name != "uploader"]
+    unknown = [name for name in kwargs if name not in accepted]
+    if unknown:
+        takes = ", ".join([*own, *accepted])
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}; it takes {takes} "
+                        "(all but its own go to tracklet.init)")
+    checked = dict(kwargs)
+    if checked.get("project") is not None:
+        check_name("project", checked["project"])
+    if checked.get("id") is not None:
+        check_name("run id", checked["id"])
+    if checked.get("dir") is not None:
+        checked["dir"] = os.fspath(checked["dir"])
+    return checked

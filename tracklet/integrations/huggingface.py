@@ -39,7 +39,7 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from transformers import TrainerCallback
@@ -47,7 +47,7 @@ from transformers import TrainerCallback
 import tracklet
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
-from tracklet.core.settings import Settings, check_name
+from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
 from tracklet.errors import TrainingIncomplete  # noqa: F401  (defined there; imported from here too)
 
@@ -175,8 +175,8 @@ class TrackletCallback(TrainerCallback):
     """Records a ``transformers.Trainer``'s training to tracklet; see the module docstring.
 
     ``run``: a run to record to (the callback never finishes it); otherwise the active run, else
-    one the callback starts, with the other arguments but ``config`` and ``log_checkpoints`` going
-    to :func:`tracklet.init`; its name defaults to ``TrainingArguments.run_name`` (or the
+    one the callback starts, with ``project`` and ``**init_kwargs`` (checked now: an unknown keyword
+    is a ``TypeError``) but ``config`` going to :func:`tracklet.init`; its name defaults to ``TrainingArguments.run_name`` (or the
     hyperparameter-search trial's name). ``config`` is added to the run's config last.
     ``log_checkpoints=False`` records no checkpoints.
     """
@@ -186,28 +186,17 @@ class TrackletCallback(TrainerCallback):
     def __init__(
         self,
         project: str | None = None,
-        name: str | None = None,
-        config: Any = None,
-        tags: Sequence[str] | None = None,
-        group: str | None = None,
-        job_type: str | None = None,
-        notes: str | None = None,
-        dir: str | os.PathLike | None = None,
-        id: str | None = None,
-        resume: bool | str | None = None,
-        mode: str | None = None,
-        settings: Settings | Mapping[str, Any] | None = None,
+        *,
         run: Any = None,
         log_checkpoints: bool = True,
+        **init_kwargs: Any,
     ) -> None:
-        if project is not None:
-            check_name("project", project)  # a bad name fails here, not after the model has loaded
-        if id is not None:
-            check_name("run id", id)
-        self._init_args: dict[str, Any] = dict(
-            project=project, tags=tags, group=group, job_type=job_type, notes=notes,
-            dir=os.fspath(dir) if dir is not None else None, id=id, resume=resume, mode=mode, settings=settings,
-        )
+        # checked here, not after the model has loaded
+        init_kwargs = init_arguments("TrackletCallback", {"project": project, **init_kwargs},
+                                     own=("run", "log_checkpoints"))
+        name = init_kwargs.pop("name", None)
+        config = init_kwargs.pop("config", None)
+        self._init_args: dict[str, Any] = init_kwargs  # the rest of tracklet.init's arguments
         self._given = run  # a run to record to; never finished by the callback
         self._name = name
         self._config = to_plain(config) if config is not None else None

@@ -104,6 +104,10 @@ class TrackedStep:
                 "track_step() takes either run= (log to that run) or tracklet.init() arguments "
                 f"(start a run on the first call), not both; got run= and {', '.join(sorted(init_kwargs))}"
             )
+        if init_kwargs:  # checked now, not at the first call
+            from tracklet.core.start import init_arguments
+
+            init_kwargs = init_arguments("track_step", init_kwargs, own=("run", "prefix", "every", "metrics"))
         if metrics is None:
             select: MetricsSelector = default_metrics
         elif type(metrics) is int:

@@ -64,7 +64,7 @@ except ModuleNotFoundError as _error:  # Keras 3 imports its backend at import t
 import tracklet
 from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
-from tracklet.core.settings import check_name
+from tracklet.core.start import init_arguments
 
 __all__ = ["TrackletCallback"]
 
@@ -129,9 +129,10 @@ class TrackletCallback(keras.callbacks.Callback):
             self._find_checkpoints = True
         if run is not None and not isinstance(run, tracklet.Run):
             raise TypeError(f"run= takes a tracklet.Run; got {type(run).__name__}")
-        if project is not None:
-            check_name("project", project)  # a bad name fails here, not after the model is built
-        self._project = project
+        # checked here, not after the model is built
+        init_kwargs = init_arguments("TrackletCallback", {"project": project, **init_kwargs},
+                                     own=("log_freq", "checkpoints", "run"))
+        self._project = init_kwargs.pop("project")
         self._init_kwargs = init_kwargs
         self._run_argument = run
         self._run: tracklet.Run | None = None

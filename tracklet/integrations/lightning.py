@@ -31,14 +31,13 @@ again, so a run always reads ``finished`` or ``failed`` between calls.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import sys
 import warnings
 import weakref
 from collections.abc import Mapping
-from typing import Any, Sequence
+from typing import Any
 
 try:
     from lightning.fabric.loggers.logger import rank_zero_experiment
@@ -60,12 +59,12 @@ from tracklet.core import lifecycle
 from tracklet.core.encoder import TrackletWarning
 from tracklet.core.layout import RunPaths
 from tracklet.core.run import new_run_id
-from tracklet.core.settings import Settings, check_name, data_root, resolve_settings
+from tracklet.core.settings import Settings, data_root, resolve_settings
+from tracklet.core.start import init_arguments
 from tracklet.core.values import to_plain
 
 GLOBAL_STEP = "trainer/global_step"
 _LOG_MODEL_VALUES = (False, True, "all")
-_WATCH_VALUES = ("gradients", "parameters", "all", None)
 _MISSING = object()
 
 
@@ -93,9 +92,11 @@ class TrackletLogger(Logger):
     """A Lightning logger that records to tracklet; see the module docstring.
 
     Args:
-        project, name, id, resume, config, tags, group, job_type, notes, dir, mode, settings: as
-            in :func:`tracklet.init`, used when the logger starts its own run. ``name`` is the
-            run's name; the ``name`` property (Lightning's "experiment name") is the project.
+        project, **init_kwargs: :func:`tracklet.init`'s arguments (``name``, ``id``, ``resume``,
+            ``config``, ``tags``, ``group``, ``job_type``, ``notes``, ``dir``, ``mode``,
+            ``settings``, ...), used when the logger starts its own run; checked now (an unknown
+            keyword is a ``TypeError``). ``name`` is the run's name; the ``name`` property
+            (Lightning's "experiment name") is the project.
         log_model: ``False`` (default), ``True`` (best and last checkpoint when a Trainer call
             ends) or ``"all"`` (every checkpoint as ``ModelCheckpoint`` saves it).
 
@@ -109,31 +110,19 @@ class TrackletLogger(Logger):
     def __init__(
         self,
         project: str | None = None,
-        name: str | None = None,
-        id: str | None = None,
-        resume: bool | str | None = None,
-        config: Any = None,
-        tags: Sequence[str] | None = None,
-        group: str | None = None,
-        job_type: str | None = None,
-        notes: str | None = None,
-        dir: str | os.PathLike | None = None,
-        mode: str | None = None,
-        settings: Settings | Mapping[str, Any] | None = None,
+        *,
         log_model: bool | str = False,
+        **init_kwargs: Any,
     ) -> None:
         super().__init__()
-        if project is not None:
-            check_name("project", project)  # fail here, not once the model is built
-        if id is not None:
-            check_name("run id", id)
+        # checked here, not once the model is built
+        init_kwargs = init_arguments(type(self).__name__, {"project": project, **init_kwargs}, own=("log_model",))
         if log_model not in _LOG_MODEL_VALUES:
             raise ValueError(f"log_model must be False, True or 'all'; got {log_model!r}")
-        self._project = project
-        self._init_args: dict[str, Any] = dict(
-            name=name, config=config, tags=tags, group=group, job_type=job_type, notes=notes,
-            dir=None if dir is None else os.fspath(dir), mode=mode, settings=settings,
-        )
+        self._project = init_kwargs.pop("project")
+        id = init_kwargs.pop("id", None)
+        resume = init_kwargs.pop("resume", None)
+        self._init_args: dict[str, Any] = init_kwargs  # the rest of tracklet.init's arguments
         # The id is fixed now, so every process (DDP ranks, ddp_spawn workers) agrees on version
         # and on the run directory before the run exists; only rank zero ever starts it.
         self._user_id = id
@@ -150,7 +139,7 @@ class TrackletLogger(Logger):
         self._checkpoint_callbacks: dict[int, Any] = {}
         self._saved: dict[str, _Saved] = {}
         self._recorded: dict[str, float] = {}  # checkpoint path -> mtime when recorded
-        self._watches: list[_Watch] = []
+        self._watches: list[Any] = []  # torch_watch.ModelWatch
         self._warned: set[str] = set()
 
     # ---------------------------------------------------------------- identity
@@ -322,24 +311,26 @@ class TrackletLogger(Logger):
         logs with ``log_every_n_steps=log_freq``), in that step's row: ``gradients/<name>`` and
         ``parameters/<name>`` (the values the step's backward used). Elsewhere (Fabric, a plain
         module) every ``log_freq``-th backward pass of each parameter, at the run's current step.
-        Hooks clone the tensors (``detach().clone()``); histograms are built off the training
-        thread. Watching a model again replaces its earlier watch; :meth:`unwatch` removes it.
+        CPU tensors are cloned and binned off the training thread; accelerator tensors are binned
+        where they live. Watching a model again replaces its earlier watch; :meth:`unwatch` removes
+        it. The hooks are tracklet's one ``watch`` (``tracklet/integrations/torch_watch.py``).
         """
-        if log not in _WATCH_VALUES:
-            raise ValueError(f"log must be 'gradients', 'parameters', 'all' or None; got {log!r}")
-        if isinstance(log_freq, bool) or not isinstance(log_freq, int) or log_freq < 1:
-            raise ValueError(f"log_freq must be a positive int; got {log_freq!r}")
+        from tracklet.integrations.torch_watch import ModelWatch, check_arguments
+
+        check_arguments(log, log_freq)
         self.unwatch(model)
         if log is None:
             return
-        self._watches.append(_Watch(self, model, gradients=log in ("gradients", "all"),
-                                    parameters=log in ("parameters", "all"), log_freq=log_freq))
+        watch = ModelWatch(model, log=log, log_freq=log_freq, record=self._record_watched,
+                           warn=lambda message: self._warn_once("watch", f"tracklet: {message}"),
+                           trainer_step=_trainer_step)
+        self._watches.append(watch)
 
     def unwatch(self, model: Any = None) -> None:
         """Remove the hooks of ``watch(model)`` (of every watched model when ``model`` is None)."""
         keep = []
         for watch in self._watches:
-            if model is None or model is watch.module or model is watch.given:
+            if model is None or watch.watches(model):
                 watch.remove()
             else:
                 keep.append(watch)
@@ -359,7 +350,7 @@ class TrackletLogger(Logger):
 
     def _resolved(self) -> Settings:
         args = self._init_args
-        return resolve_settings(args["settings"], mode=args["mode"], dir=args["dir"], project=self._project)
+        return resolve_settings(args.get("settings"), mode=args.get("mode"), dir=args.get("dir"), project=self._project)
 
     def _reusable(self) -> Any:
         """The active run the logger would attach to, before it has a run."""
@@ -376,7 +367,7 @@ class TrackletLogger(Logger):
             if self._project is not None and active.project != self._project:
                 self._warn_once("project", f"tracklet: TrackletLogger(project={self._project!r}) records to the "
                                            f"active run {active.path}, in project {active.project!r}")
-            config = self._init_args["config"]
+            config = self._init_args.get("config")
             if config is not None:
                 active.config.update(config)
             return active
@@ -457,6 +448,16 @@ class TrackletLogger(Logger):
                     saved = dataclasses.replace(saved, score=best_score)
                 self._record_checkpoint(self._writable(), path, saved, best=best)
 
+    def _record_watched(self, row: dict[str, Any], step: int | None) -> None:
+        """A ``watch`` row: into the Trainer's step's row, or (no Trainer) the run's current step."""
+        run = self._writable()
+        if step is None:
+            run.log(row, commit=False)
+            return
+        if self._step_key is not None:
+            row[self._step_key] = step
+        self._log_at(run, step, row)
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -473,72 +474,13 @@ class TrackletFabricLogger(TrackletLogger):
     _step_key = None
 
 
-class _Watch:
-    """Per-parameter hooks that clone gradients and/or values every ``log_freq`` steps."""
-
-    def __init__(self, logger: TrackletLogger, module: Any, *, gradients: bool, parameters: bool,
-                 log_freq: int) -> None:
-        self.given = module
-        # Fabric's wrapper (fabric.setup(model)): parameter names as the user's module has them
-        original = getattr(module, "_original_module", None)
-        self.module = module = original if original is not None else module
-        self._logger = logger
-        self._gradients = gradients
-        self._parameters = parameters
-        self._log_freq = log_freq
-        self._handles: list[Any] = []
-        self._counts: dict[str, int] = {}
-        for name, param in module.named_parameters():
-            if not param.requires_grad:
-                continue
-            self._counts[name] = 0
-            hook = functools.partial(self._on_grad, name)
-            if hasattr(param, "register_post_accumulate_grad_hook"):
-                self._handles.append(param.register_post_accumulate_grad_hook(hook))
-            else:  # torch < 2.1: the hook sees the gradient before it is accumulated
-                self._handles.append(param.register_hook(functools.partial(self._on_tensor_grad, name, param)))
-
-    def _on_tensor_grad(self, name: str, param: Any, grad: Any) -> None:
-        self._collect(name, param, grad)
-
-    def _on_grad(self, name: str, param: Any) -> None:
-        self._collect(name, param, param.grad)
-
-    def _collect(self, name: str, param: Any, grad: Any) -> None:
-        trainer = getattr(self.module, "_trainer", None)
-        if trainer is not None:
-            loop = trainer.fit_loop.epoch_loop
-            step = getattr(loop, "_batches_that_stepped", None)
-            if step is None:
-                step = trainer.global_step
-        else:
-            step = self._counts[name]
-            self._counts[name] = step + 1
-        if (step + 1) % self._log_freq:
-            return
-        row: dict[str, Any] = {}
-        if self._gradients and grad is not None:
-            row["gradients/" + name] = grad.detach().clone()
-        if self._parameters:
-            row["parameters/" + name] = param.detach().clone()
-        if not row:
-            return
-        logger = self._logger
-        try:
-            run = logger._writable()
-            if trainer is not None:
-                if logger._step_key is not None:
-                    row[logger._step_key] = step
-                logger._log_at(run, step, row)
-            else:
-                run.log(row, commit=False)
-        except Exception as error:  # never break the backward pass
-            logger._warn_once("watch", f"tracklet: watch() could not record {name}: {error!r}; training goes on")
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+def _trainer_step(module: Any) -> int | None:
+    """The step of the Trainer driving ``module`` (the optimizer steps taken), None without one."""
+    trainer = getattr(module, "_trainer", None)
+    if trainer is None:
+        return None
+    step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", None)
+    return trainer.global_step if step is None else step
 
 
 def _same(a: Any, b: Any) -> bool:

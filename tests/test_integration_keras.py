@@ -323,7 +323,7 @@ for kwargs in ({"log_freq": 0}, {"log_freq": "step"}, {"log_freq": True}, {"chec
     try:
         TrackletCallback(**kwargs)
     except (ValueError, TypeError) as error:
-        errors.append(type(error).__name__)
+        errors.append("ValueError" if isinstance(error, ValueError) else type(error).__name__)  # InvalidName is one
 out["errors"] = errors
 out["batch"] = TrackletCallback(log_freq="batch")._every
 

@@ -579,12 +579,23 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     # derived stores see the edit like any record (the store indexes from the log)
     assert [r.id for r in tracklet.Api(root).runs("export", filter="summary.best = 0.25 and config.batch = 64")] \
         == [run_id]
-    # what can't be saved yet is refused whole, never dropped quietly
+    # name, tags, notes, group and job type edits are saved too (a RunUpdate record), with the config
     again.config["lr"] = 0.3
     again.tags.append("reviewed")
-    with pytest.raises(wandb.errors.UnsupportedError, match="tags"):
-        again.update()
-    assert wandb.Api().run(f"export/{run_id}").config["lr"] == 0.2
+    again.name, again.notes, again.group, again.job_type = "renamed", "checked by hand", "g1", "eval"
+    again.update()
+    saved = wandb.Api().run(f"export/{run_id}")
+    assert (saved.config["lr"], saved.name, saved.tags, saved.notes, saved.group, saved.job_type) == (
+        0.3, "renamed", [*again.tags], "checked by hand", "g1", "eval")
+    mine = tracklet.Api(root).run(f"export/{run_id}")
+    assert (mine.name, mine.notes, mine.group, mine.job_type) == ("renamed", "checked by hand", "g1", "eval")
+    assert "reviewed" in mine.tags and open(log_file, "rb").read().startswith(recorded_bytes)
+    assert [r.id for r in tracklet.Api(root).runs("export", filter='name = "renamed" and group = "g1"')] \
+        == [run_id]  # the store applies it too
+    saved.tags = ["fine", 3]
+    with pytest.raises(wandb.errors.UsageError, match="tags must be a list of strings"):
+        saved.update()  # refused whole: nothing of it is saved
+    assert wandb.Api().run(f"export/{run_id}").tags == [*again.tags]
 
     # a run still being recorded belongs to its writer: refused, nothing lost
     live = wandb.init(project="export", name="live", settings=settings, reinit="finish_previous")

@@ -92,30 +92,27 @@ class RecordedRun:
         assert self._label is not None
         return self._label
 
+    # Name, tags, notes, group and job type: the RunStart's, changed by any RunUpdate after it.
+
     @property
     def name(self) -> str:
-        start = self._start_record()
-        return start.name if start is not None else self.id
+        return self._read.identity["name"] or self.id
 
     @property
     def tags(self) -> list[str]:
-        start = self._read.start
-        return list(start.tags) if start is not None else []
+        return list(self._read.identity["tags"])
 
     @property
     def group(self) -> str:
-        start = self._read.start
-        return start.group if start is not None else ""
+        return str(self._read.identity["group"])
 
     @property
     def job_type(self) -> str:
-        start = self._read.start
-        return start.job_type if start is not None else ""
+        return str(self._read.identity["job_type"])
 
     @property
     def notes(self) -> str:
-        start = self._read.start
-        return start.notes if start is not None else ""
+        return str(self._read.identity["notes"])
 
     @property
     def created_at(self) -> float | None:

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from tracklet.core import identity
 from tracklet.core.decode import InvalidRecord, RecordDecoder
 from tracklet.core.encoder import TrackletWarning, mode_names
 from tracklet.core.history import RUNTIME, STEP, TIMESTAMP, History, StepIndex, build_history  # noqa: F401 (re-exported)
@@ -74,6 +75,8 @@ class RunState:
     def __init__(self) -> None:
         self.start: pb.RunStart | None = None
         self.sessions: list[pb.RunStart] = []
+        # name, tags, notes, group, job_type: the first RunStart's, then each RunUpdate's changes
+        self.identity: dict[str, Any] = {"name": "", "tags": [], "notes": "", "group": "", "job_type": ""}
         self.exit: pb.RunExit | None = None
         self.environment: pb.Environment | None = None
         self.config: dict[str, Any] = {}
@@ -121,8 +124,11 @@ class RunState:
         elif kind == "run_start":
             if self.start is None:
                 self.start = record.run_start
+                self.identity = identity.of_start(record.run_start)
             self.sessions.append(record.run_start)
             self.exit = None  # a resumed session reopens the run
+        elif kind == "run_update":
+            self.identity.update(identity.changes_of(record.run_update))
         elif kind == "exit":
             self.exit = record.exit
         elif kind == "environment":

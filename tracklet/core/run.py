@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
-from tracklet.core import hostinfo, lifecycle
+from tracklet.core import hostinfo, identity, lifecycle
 from tracklet.core.console import ConsoleCapture
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
@@ -278,11 +278,8 @@ class Run:
         self.settings = settings
         self.project = project
         self.id = run_id
-        self.name = name
-        self.tags = tags
-        self.group = group
-        self.job_type = job_type
-        self.notes = notes
+        self._identity: dict[str, Any] = {"name": name, "tags": list(tags), "group": group, "job_type": job_type,
+                                          "notes": notes}
         self._paths = paths
         self.start_time = _time()
         self._step = 0
@@ -306,6 +303,32 @@ class Run:
         self._backlog = _no_backlog
 
     # ------------------------------------------------------------ identity
+
+    def _get_identity(self, field: str) -> Any:
+        value = self._identity[field]
+        return list(value) if field == "tags" else value
+
+    def _set_identity(self, field: str, value: Any) -> None:
+        """``run.name = ...`` (and tags, notes, group, job_type) after ``init()``: recorded in the
+        log as a ``RunUpdate``, which readers, the store and the dashboard apply."""
+        changes = identity.checked_changes({field: value})
+        self._identity.update(changes)
+        if self._sender is None or self._finished:
+            return  # disabled mode, or a finished run: nothing records any more
+        at = _time()
+        self._enqueue(lambda: identity.update_record(changes, at))
+
+    name = property(lambda self: self._get_identity("name"), lambda self, v: self._set_identity("name", v),
+                    doc="The run's display name; assigning it records the change.")
+    tags = property(lambda self: self._get_identity("tags"), lambda self, v: self._set_identity("tags", v),
+                    doc="The run's tags (a copy); assigning a list records the change.")
+    group = property(lambda self: self._get_identity("group"), lambda self, v: self._set_identity("group", v),
+                     doc="The run's group; assigning it records the change.")
+    job_type = property(lambda self: self._get_identity("job_type"),
+                        lambda self, v: self._set_identity("job_type", v),
+                        doc="The run's job type; assigning it records the change.")
+    notes = property(lambda self: self._get_identity("notes"), lambda self, v: self._set_identity("notes", v),
+                     doc="The run's notes; assigning them records the change.")
 
     @property
     def path(self) -> str:

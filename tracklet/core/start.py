@@ -91,16 +91,17 @@ def init(
 
 
 def _fill_identity(identity: dict[str, Any], state: Any) -> dict[str, Any]:
-    """Unset identity fields take the resumed run's values, else defaults."""
-    start = state.start if state is not None else None
+    """Unset identity fields take the resumed run's values (as changed by ``RunUpdate``s), else
+    defaults."""
+    known = state.identity if state is not None and state.start is not None else None
     filled = dict(identity)
     if filled["name"] is None:
-        filled["name"] = start.name if start is not None else new_run_name()
+        filled["name"] = known["name"] if known is not None else new_run_name()
     if filled["tags"] is None:
-        filled["tags"] = list(start.tags) if start is not None else []
+        filled["tags"] = list(known["tags"]) if known is not None else []
     for field in ("group", "job_type", "notes"):
         if filled[field] is None:
-            filled[field] = getattr(start, field) if start is not None else ""
+            filled[field] = known[field] if known is not None else ""
     return filled
 
 

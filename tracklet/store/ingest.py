@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import sqlalchemy as sa
 
+from tracklet.core import identity
 from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import writer_alive
@@ -188,6 +189,11 @@ class _RunFold:
             self.reopened = True
             self.last_time = start.start_time
             self.data.run_start(start)
+        elif kind == "run_update":
+            changes = identity.changes_of(record.run_update)
+            if "group" in changes:
+                changes["group_name"] = changes.pop("group")
+            self.fields.update(changes)
         elif kind == "exit":
             self.exit = record.exit
             self.last_time = record.exit.end_time

@@ -164,7 +164,7 @@ class Run:
 
     @name.setter
     def name(self, value: str) -> None:
-        not_supported("renaming a run after init (run.name = ...)", "the run keeps the name it started with")
+        self._run.name = value  # recorded (a RunUpdate), as W&B saves it
 
     @property
     def display_name(self) -> str:
@@ -240,7 +240,7 @@ class Run:
 
     @tags.setter
     def tags(self, value: Sequence[str]) -> None:
-        not_supported("changing tags after init (run.tags = ...)", "the run keeps the tags it started with")
+        self._run.tags = list(value)
 
     @property
     def notes(self) -> str:
@@ -248,7 +248,7 @@ class Run:
 
     @notes.setter
     def notes(self, value: str) -> None:
-        not_supported("changing notes after init (run.notes = ...)", "the run keeps the notes it started with")
+        self._run.notes = value
 
     @property
     def group(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb.apis.filters import to_filter, to_order
-from tracklet.compat.wandb.errors import CommError, UnsupportedError, UsageError
+from tracklet.compat.wandb.errors import CommError, UsageError
 
 _INTERNAL = ("_step", "_timestamp", "_runtime")
 
@@ -245,28 +245,31 @@ class Run:
         same config and summary records a live run writes, so every reader, the store and a
         server copy (``tracklet sync``) see them and nothing already recorded is rewritten.
         A run still being recorded is refused (its writer owns the log). Edits to ``name``,
-        ``tags``, ``notes``, ``group`` and ``job_type`` cannot be saved yet: ``UnsupportedError``,
-        and nothing of this update is saved."""
+        ``tags``, ``notes``, ``group`` and ``job_type`` are appended as one ``RunUpdate`` record,
+        which readers, the store and the dashboard apply over the run's start."""
         from tracklet.core.api import RecordedRun
 
         if not isinstance(self._recorded, RecordedRun):
             raise CommError("run.update() is not supported for runs read from a tracklet server yet; update the "
                             "local copy and `tracklet sync` it")
         recorded = self._recorded.refresh()
-        changed = [field for field in _EDITABLE if field in self._edited
-                   and self._edited[field] != _recorded_field(recorded, field)]
-        if changed:
-            raise UnsupportedError(f"run.update() cannot save edits to {', '.join(changed)} yet (tracklet saves "
-                                   "config and summary edits); nothing was saved")
+        from tracklet.core.identity import checked_changes
+
+        try:
+            renamed = checked_changes({field: self._edited[field] for field in _EDITABLE if field in self._edited
+                                       and self._edited[field] != _recorded_field(recorded, field)})
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"run.update(): {error}; nothing was saved") from None
         config_set, config_removed = _changes(recorded.config, self._config)
         summary_set, summary_removed = _changes(recorded.summary, self._summary)
-        if not (config_set or config_removed or summary_set or summary_removed):
+        if not (renamed or config_set or config_removed or summary_set or summary_removed):
             return
         try:
-            append_updates(recorded, config_set, config_removed, summary_set, summary_removed)
+            append_updates(recorded, config_set, config_removed, summary_set, summary_removed, renamed)
         except Exception as error:
             raise CommError(f"run.update() could not save {recorded.path}: {error}") from error
         self._config = self._summary = None
+        self._edited = {}
         recorded.refresh()
 
     def delete(self, delete_artifacts: bool = False) -> None:
@@ -305,8 +308,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def append_updates(recorded: Any, config_set: dict[str, Any], config_removed: list[str],
-                   summary_set: dict[str, Any], summary_removed: list[str]) -> None:
-    """Append a ``ConfigUpdate`` and/or ``SummaryUpdate`` to a run's record log. Refused while a
+                   summary_set: dict[str, Any], summary_removed: list[str],
+                   renamed: dict[str, Any] | None = None) -> None:
+    """Append a ``ConfigUpdate``, ``SummaryUpdate`` and/or ``RunUpdate`` (``renamed``: checked
+    name, tags, notes, group, job_type changes) to a run's record log. Refused while a
     writer holds the log, and when the log is damaged before its end (appending would cut what
     follows the damage); a torn last frame (a killed writer's) is cut, as resuming does."""
     from pathlib import Path
@@ -328,6 +333,12 @@ def append_updates(recorded: Any, config_set: dict[str, Any], config_removed: li
             fill_entries(update.items, {key: to_plain(value) for key, value in items.items()})
             update.removed.extend(removed)
             records.append(record.SerializeToString())
+    if renamed:
+        import time
+
+        from tracklet.core.identity import update_record
+
+        records.append(update_record(renamed, time.time()).SerializeToString())
     writer = RecordLogWriter(log_file, resume=True)  # takes the writer's lock, or refuses: the run is live
     try:
         for payload in records:

@@ -3,9 +3,11 @@
 Every JSON route declares its model here (``response_model`` or its return annotation), so
 ``/openapi.json`` describes what goes over the wire and the dashboard's TypeScript types are
 generated from it (``scripts/gen_api_types.sh`` writes ``web/src/api-types.ts``). Field order
-is the order of the JSON objects. Numbers: NaN and ±inf never appear; they are ``null``
-(``jsonable.py``), which is why metric arrays are ``list[int | float | None]``; an integer stays
-an integer (``3``, not ``3.0``), which is why numbers that may be either are ``int | float``.
+is the order of the JSON objects. Numbers: the JSON is strict, so NaN and ±inf are the strings
+``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (tracklet's one policy, ``core/jsonsafe.py``), and
+``null`` in a metric array is "no value", which is why metric arrays are
+``list[int | float | NonFinite | None]``; an integer stays an integer (``3``, not ``3.0``), which
+is why numbers that may be either are ``int | float``.
 
 A field typed ``T | Absent`` is left out of the body when it doesn't apply (a run listing's rows
 have no ``keys``; exact points have no ``min``), never sent as ``null``: the schema says it is
@@ -19,13 +21,14 @@ own 422 for a request that doesn't match the route's parameters (``HTTPValidatio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
 
-Numbers = list[int | float | None]  # a metric array: NaN and ±inf are null
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]  # NaN, +inf, -inf in strict JSON (core/jsonsafe.py)
+Numbers = list[int | float | NonFinite | None]  # a metric array: null is no value (an empty bucket)
 # A field that is left out of the body when it doesn't apply (never sent as null): `name?: T` in TypeScript.
 Absent = SkipJsonSchema[None]
 
@@ -60,7 +63,8 @@ def json_response(content: dict[str, Any]) -> Response:
     """``content`` serialised as it is, not validated against the route's model: for the big
     bodies (metric histories, run listings), where checking millions of numbers against
     ``Numbers`` costs several times the serialising (docs/server.md has the figures). The bytes
-    are the ones FastAPI writes for a validated model (pydantic-core's JSON, non-finite as null);
+    are the ones FastAPI writes for a validated model (pydantic-core's JSON; non-finite numbers are
+    already their strings, ``jsonsafe.json_floats``);
     tests validate real responses of these routes against their models."""
     return Response(_UNTYPED.dump_json(content), media_type="application/json")
 
@@ -140,7 +144,8 @@ class RunResponse(BaseModel):
 class Series(BaseModel):
     """One (run, key) series of a run's history or system metrics: exact points (`x`, `steps`,
     `values`) or buckets (`x`, `steps`, `first_steps`, `min`, `max`, `last`, `count`,
-    `nonfinite`). `run` is the run's path (project/run_id). NaN and ±inf are null."""
+    `nonfinite`). `run` is the run's path (project/run_id). NaN and ±inf are "NaN", "Infinity",
+    "-Infinity"."""
 
     run: str
     key: str
@@ -165,7 +170,7 @@ class CompareSeries(BaseModel):
     """One (run, key) series of many runs' histories, compact: `run` is the run id; `x` per
     point or bucket (in the unit of the request's `x`); `steps` too unless `x` is `step` (then
     it equals `x`); exact points have `values`, buckets `min`, `max` (over the bucket's finite
-    values) and `last`. NaN and ±inf are null."""
+    values) and `last`. NaN and ±inf are "NaN", "Infinity", "-Infinity"."""
 
     run: str
     key: str

@@ -514,7 +514,7 @@ export interface components {
          * @description One (run, key) series of many runs' histories, compact: `run` is the run id; `x` per
          *     point or bucket (in the unit of the request's `x`); `steps` too unless `x` is `step` (then
          *     it equals `x`); exact points have `values`, buckets `min`, `max` (over the bucket's finite
-         *     values) and `last`. NaN and ±inf are null.
+         *     values) and `last`. NaN and ±inf are "NaN", "Infinity", "-Infinity".
          */
         CompareSeries: {
             /** Run */
@@ -524,17 +524,17 @@ export interface components {
             /** Exact */
             exact: boolean;
             /** X */
-            x: (number | null)[];
+            x: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Steps */
             steps?: number[];
             /** Values */
-            values?: (number | null)[];
+            values?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Min */
-            min?: (number | null)[];
+            min?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Max */
-            max?: (number | null)[];
+            max?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Last */
-            last?: (number | null)[];
+            last?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
         };
         /** ConsoleLine */
         ConsoleLine: {
@@ -776,7 +776,8 @@ export interface components {
          * Series
          * @description One (run, key) series of a run's history or system metrics: exact points (`x`, `steps`,
          *     `values`) or buckets (`x`, `steps`, `first_steps`, `min`, `max`, `last`, `count`,
-         *     `nonfinite`). `run` is the run's path (project/run_id). NaN and ±inf are null.
+         *     `nonfinite`). `run` is the run's path (project/run_id). NaN and ±inf are "NaN", "Infinity",
+         *     "-Infinity".
          */
         Series: {
             /** Run */
@@ -791,19 +792,19 @@ export interface components {
              */
             stat?: string;
             /** X */
-            x: (number | null)[];
+            x: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Steps */
             steps: number[];
             /** Values */
-            values?: (number | null)[];
+            values?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** First Steps */
             first_steps?: number[];
             /** Min */
-            min?: (number | null)[];
+            min?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Max */
-            max?: (number | null)[];
+            max?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Last */
-            last?: (number | null)[];
+            last?: (number | ("NaN" | "Infinity" | "-Infinity") | null)[];
             /** Count */
             count?: number[];
             /** Nonfinite */

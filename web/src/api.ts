@@ -83,6 +83,17 @@ function plottable<B extends { series: object[] }>(data: B): Omit<B, "series"> &
   return data as unknown as Omit<B, "series"> & { series: Plotted<B["series"][number]>[] };
 }
 
+/** A run file's bytes, with the key header a plain link could not send. */
+export async function fileBlob(project: string, runId: string, name: string): Promise<Blob> {
+  const key = storedKey();
+  const path = name.split("/").map(enc).join("/");
+  const response = await fetch(`/api/v1/runs/${enc(project)}/${enc(runId)}/files/${path}`, {
+    headers: key ? { Authorization: `Bearer ${key}` } : {},
+  });
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  return response.blob();
+}
+
 export const api = {
   projects: () => get<Body<"/api/v1/projects">>("/projects"),
   runs: (project: string, query: { filter?: string; order_by?: string; limit?: number }, signal?: AbortSignal) =>

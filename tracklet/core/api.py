@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from tracklet.core import identity
 from tracklet.core.layout import RunPaths
 from tracklet.core.reader import (
     Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
@@ -26,6 +27,7 @@ class RecordedRun:
         self._state: RunState | None = None
         self._label: str | None = None
         self._first: pb.RunStart | None = None
+        self._known: dict[str, Any] | None = None  # name, tags...: see _identity
 
     def _start_record(self) -> pb.RunStart | None:
         """The run's first ``RunStart``: from the full read if done, else from the log's first frame
@@ -61,6 +63,7 @@ class RecordedRun:
         return str(self._paths.run_dir)
 
     def refresh(self) -> "RecordedRun":
+        self._known = None
         try:
             state = replay(self._paths.log_file)
         except OSError as error:  # unreadable (permissions, I/O error): a damaged run, not a failed listing
@@ -94,25 +97,38 @@ class RecordedRun:
 
     # Name, tags, notes, group and job type: the RunStart's, changed by any RunUpdate after it.
 
+    def _identity(self) -> dict[str, Any]:
+        if self._state is not None:
+            return self._state.identity
+        if self._known is None:  # not read yet: the first frame and the RunUpdates only
+            start = self._start_record()
+            self._known = {"name": "", "tags": [], "notes": "", "group": "", "job_type": ""}
+            if start is not None:
+                try:
+                    self._known = identity.read_identity(self._paths.log_file, start)
+                except OSError:  # unreadable now: the start's values; reading the run says what is wrong
+                    self._known = identity.of_start(start)
+        return self._known
+
     @property
     def name(self) -> str:
-        return self._read.identity["name"] or self.id
+        return self._identity()["name"] or self.id
 
     @property
     def tags(self) -> list[str]:
-        return list(self._read.identity["tags"])
+        return list(self._identity()["tags"])
 
     @property
     def group(self) -> str:
-        return str(self._read.identity["group"])
+        return str(self._identity()["group"])
 
     @property
     def job_type(self) -> str:
-        return str(self._read.identity["job_type"])
+        return str(self._identity()["job_type"])
 
     @property
     def notes(self) -> str:
-        return str(self._read.identity["notes"])
+        return str(self._identity()["notes"])
 
     @property
     def created_at(self) -> float | None:

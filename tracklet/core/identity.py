@@ -54,6 +54,47 @@ def update_record(changes: Mapping[str, Any], time: float) -> Any:
     return record
 
 
+# A serialized Record whose kind is ``run_update`` (field 22, length-delimited) starts with this tag.
+_UPDATE_TAG = bytes([(22 << 3) | 2, 1])
+
+
+def read_identity(log_file: Any, start: Any) -> dict[str, Any]:
+    """A run's identity from its log without reading the whole log: the ``RunStart``'s values, then
+    every ``RunUpdate``. Only frame headers are read (a seek past each other frame), and only the
+    updates are checksummed and parsed, so listings and name lookups cost what the number of
+    frames costs, not the size of the histories. A frame that doesn't check out ends the walk
+    (reading the run fully reports the damage and resynchronizes)."""
+    import zlib
+
+    from tracklet.core.recordlog import FRAME_HEADER, MAGIC, MAX_RECORD_BYTES
+    from tracklet.proto import records_pb2 as pb
+
+    known = of_start(start)
+    with open(log_file, "rb") as file:
+        if file.read(len(MAGIC)) != MAGIC:
+            return known
+        while True:
+            head = file.read(FRAME_HEADER.size + len(_UPDATE_TAG))
+            if len(head) < FRAME_HEADER.size + len(_UPDATE_TAG):
+                return known
+            length, crc = FRAME_HEADER.unpack_from(head)
+            if not len(_UPDATE_TAG) <= length <= MAX_RECORD_BYTES:
+                return known
+            if head[FRAME_HEADER.size:] != _UPDATE_TAG:
+                file.seek(length - len(_UPDATE_TAG), 1)
+                continue
+            payload = head[FRAME_HEADER.size:] + file.read(length - len(_UPDATE_TAG))
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                return known
+            record = pb.Record()
+            try:
+                record.ParseFromString(payload)
+            except Exception:  # not a record after all: the full read reports it
+                return known
+            if record.WhichOneof("kind") == "run_update":
+                known.update(changes_of(record.run_update))
+
+
 def changes_of(update: Any) -> dict[str, Any]:
     """What a ``RunUpdate`` changes."""
     changes: dict[str, Any] = {field: getattr(update, field) for field in ("name", "notes", "group", "job_type")

@@ -744,3 +744,21 @@ def test_run_page_shows_alerts(servers, tmp_path, page):
     page.goto(server.url + "/projects/al/runs/quiet")  # a run without alerts has no alerts card
     wait_chart(page, "loss", runs=1)
     assert page.is_hidden(".alerts-card")
+
+
+def test_nan_and_infinities_are_gaps_in_a_chart(servers, tmp_path, page):
+    """The server writes NaN/±inf as the strings "NaN"/"Infinity"/"-Infinity" (strict JSON): the
+    chart draws them as gaps, never as points, and the finite points around them as logged."""
+    root = tmp_path / "srv"
+    run = tracklet.init(project="nf", id="r", dir=str(root), settings=QUIET)
+    values = [1.0, float("nan"), 2.0, float("inf"), 3.0, float("-inf"), 4.0]
+    for value in values:
+        run.log({"loss": value})
+    run.summary["best"] = float("inf")
+    run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/nf/runs/r")
+    drawn = wait_chart(page, "loss", runs=1)
+    assert drawn["runs"][0]["x"] == list(range(7))
+    assert drawn["runs"][0]["line"] == [1.0, None, 2.0, None, 3.0, None, 4.0]
+    assert drawn["scales"]["yMin"] <= 1.0 and 4.0 <= drawn["scales"]["yMax"] < 100

@@ -82,7 +82,7 @@ def test_two_models_are_prefixed_and_the_lightning_logger_records_the_same(root)
 
     assert lightning
     logger = TrackletFabricLogger(project="w", id="fabric", dir=str(root), settings=QUIET)
-    logger.experiment  # starts the run, the current one, which train() logs to
+    assert logger.experiment is tracklet.run  # started now: the current run, which train() logs to
     model = net()
     logger.watch(model, log="all", log_freq=3)
     train(model)

@@ -71,10 +71,10 @@ def json_floats(array: Any) -> list[Any]:
 
     values = np.asarray(array)
     if values.dtype.kind in "iub":
-        return values.tolist()  # type: ignore[no-any-return]
+        return values.tolist()
     values = values.astype(np.float64, copy=False)
     if np.isfinite(values).all():
-        return values.tolist()  # type: ignore[no-any-return]
+        return values.tolist()
     return [v if math.isfinite(v) else nonfinite_text(v) for v in values.tolist()]
 
 

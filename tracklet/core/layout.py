@@ -22,7 +22,7 @@ __all__ = ["MAX_NAME_CHARS", "InvalidName", "RunPaths", "check_name", "is_valid_
            "project_dir", "projects_dir"]
 
 MAX_NAME_CHARS = 128
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,%d}" % (MAX_NAME_CHARS - 1))
+_NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
 _ALLOWED = re.compile(r"[A-Za-z0-9._-]*")
 _RULE = f"use 1-{MAX_NAME_CHARS} letters, digits, '.', '_' or '-', starting with a letter or digit"
 
@@ -56,7 +56,7 @@ def check_name(kind: str, value: Any) -> str:
     problem = name_problem(value)
     if problem is not None:
         raise InvalidName(f"{kind} {value!r} is not valid: {problem}; {_RULE}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

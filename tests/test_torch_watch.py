@@ -1,4 +1,4 @@
-"""tracklet's one torch ``watch`` (``tracklet/integrations/torch_watch.py``): W&B's ``wandb.watch``
+"""tracklet's one torch ``watch`` (``tracklet/core/torch_watch.py``): W&B's ``wandb.watch``
 and the Lightning logger's ``watch`` are the same hooks, recording the same histograms."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 import tracklet  # noqa: E402
 import tracklet.compat.wandb as wandb  # noqa: E402
-from tracklet.integrations.torch_watch import check_arguments  # noqa: E402
+from tracklet.core.torch_watch import check_arguments  # noqa: E402
 
 from conftest import QUIET  # noqa: E402
 

@@ -313,9 +313,9 @@ class TrackletLogger(Logger):
         module) every ``log_freq``-th backward pass of each parameter, at the run's current step.
         CPU tensors are cloned and binned off the training thread; accelerator tensors are binned
         where they live. Watching a model again replaces its earlier watch; :meth:`unwatch` removes
-        it. The hooks are tracklet's one ``watch`` (``tracklet/integrations/torch_watch.py``).
+        it. The hooks are tracklet's one ``watch`` (``tracklet/core/torch_watch.py``).
         """
-        from tracklet.integrations.torch_watch import ModelWatch, check_arguments
+        from tracklet.core.torch_watch import ModelWatch, check_arguments
 
         check_arguments(log, log_freq)
         self.unwatch(model)

@@ -1,5 +1,5 @@
 """``wandb.watch``: histograms of a PyTorch model's gradients and/or parameters every ``log_freq``
-steps, through tracklet's one ``watch`` (``tracklet/integrations/torch_watch.py``).
+steps, through tracklet's one ``watch`` (``tracklet/core/torch_watch.py``).
 
 Every ``log_freq``-th backward pass of each parameter records ``gradients/<name>`` and (with
 ``log="parameters"`` or ``"all"``) ``parameters/<name>`` into the current step with
@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
-from tracklet.integrations.torch_watch import LOG_VALUES, ModelWatch
+from tracklet.core.torch_watch import LOG_VALUES, ModelWatch
 
 
 class Watcher:

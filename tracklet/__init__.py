@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from tracklet.artifacts import Artifact
     from tracklet.core.api import Api, RecordedRun
     from tracklet.core.run import Run
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
 
 _LAZY = {
+    "Artifact": ("tracklet.artifacts.artifact", "Artifact"),
     "Api": ("tracklet.core.api", "Api"),
     "RecordedRun": ("tracklet.core.api", "RecordedRun"),
     "Run": ("tracklet.core.run", "Run"),
@@ -70,6 +72,17 @@ def define_metric(name: str, step_metric: str | None = None, summary: Any = None
 
 def alert(title: str, text: str = "", level: str = "INFO") -> None:
     _current().alert(title, text, level)
+
+
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                 aliases: list[str] | None = None) -> Any:
+    """Log an artifact to the current run (see :meth:`tracklet.Run.log_artifact`)."""
+    return _current().log_artifact(artifact_or_path, name=name, type=type, aliases=aliases)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None) -> Any:
+    """Record the current run's use of an artifact version (see :meth:`tracklet.Run.use_artifact`)."""
+    return _current().use_artifact(artifact_or_name, type=type)
 
 
 def finish(exit_code: int | None = None) -> None:
@@ -121,6 +134,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Api",
+    "Artifact",
     "Histogram",
     "RecordedRun",
     "Run",
@@ -134,4 +148,6 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "log_artifact",
+    "use_artifact",
 ]

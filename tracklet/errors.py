@@ -16,6 +16,10 @@ import re
 from typing import Any
 
 __all__ = [
+    "ArtifactError",
+    "ArtifactNameError",
+    "ArtifactNotFound",
+    "ArtifactVerifyError",
     "AuthError",
     "BadRequest",
     "ChunkCorrupt",
@@ -42,6 +46,7 @@ __all__ = [
     "TrackletWarning",
     "TrainingIncomplete",
     "Unsupported",
+    "UnsupportedReference",
 ]
 
 
@@ -142,6 +147,39 @@ class OffsetConflict(TrackletError):
 class NameConflict(TrackletError):
     """The name can't be stored beside an existing one (a file where a directory is needed, or
     the reverse, on a local directory): HTTP 409."""
+
+
+# ---------------------------------------------------------------- artifacts (tracklet.artifacts)
+
+
+class ArtifactError(TrackletError):
+    """An artifact could not be built, stored, found or materialized: the message names the
+    artifact and the file at fault."""
+
+
+class ArtifactNameError(ArtifactError, ValueError):
+    """An artifact name, alias or a path inside an artifact that is not allowed (``/`` or ``..``
+    in an artifact name; ``..``, an absolute path or NUL in a file's name)."""
+
+
+class ArtifactNotFound(ArtifactError, LookupError):
+    """No artifact version matches the name, alias or version asked for."""
+
+
+class ArtifactVerifyError(ArtifactError):
+    """Files that don't match the manifest: ``problems`` maps each file's path in the artifact
+    to what is wrong with it (``digest mismatch``, ``missing``, ``not in the manifest``)."""
+
+    def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = dict(problems or {})
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.problems))
+
+
+class UnsupportedReference(ArtifactError, NotImplementedError):
+    """``add_reference`` with a URI scheme this version cannot record (only ``file://`` so far)."""
 
 
 # ---------------------------------------------------------------- importers and integrations

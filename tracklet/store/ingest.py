@@ -30,6 +30,7 @@ from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
+from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, write_edges
 from tracklet.store.logsource import LocalLogs, LogSource
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
 from tracklet.store.schema import (alerts, api_keys, blocks, console_lines, log_heads, log_segments, project_members,
@@ -63,7 +64,7 @@ _RUN_ROW = sa.select(runs).where(runs.c.project_id == sa.bindparam("project_id")
 
 
 # What ``index(rebuild=True)`` empties and re-derives from the record logs, children first.
-DERIVED_TABLES = (blocks, series, console_lines, alerts, runs)
+DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, runs)
 # What only a tracking server writes (and no record log holds): a rebuild never touches these.
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments)
 
@@ -158,6 +159,7 @@ class _RunFold:
         self.config_changed = self.summary_changed = self.keys_changed = False
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
+        self.artifact_edges: list[Any] = []
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")
@@ -193,6 +195,8 @@ class _RunFold:
             self.last_time = record.exit.end_time
         elif kind in RUN_DATA_KINDS:
             self.data.apply(kind, record)
+        elif kind in EDGE_KINDS:
+            self.artifact_edges.append(edge_of(kind, record))
 
     def _history(self, batch: pb.HistoryBatch) -> None:
         for definition in batch.new_keys:
@@ -523,6 +527,8 @@ class Indexer:
             write_console(connection, run_pk, fold.data.console)
         if fold.data.alerts:
             write_alerts(connection, run_pk, fold.data.alerts)
+        if fold.artifact_edges:
+            write_edges(connection, run_pk, fold.artifact_edges)
         if fold.data.window_times:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
@@ -657,6 +663,7 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(series.delete().where(series.c.run_pk == run_pk))
     connection.execute(console_lines.delete().where(console_lines.c.run_pk == run_pk))
     connection.execute(alerts.delete().where(alerts.c.run_pk == run_pk))
+    connection.execute(artifact_edges.delete().where(artifact_edges.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 

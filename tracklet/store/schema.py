@@ -158,3 +158,6 @@ log_segments = sa.Table(
     sa.Column("offset", sa.BigInteger, primary_key=True),  # the segment's first byte in the log
     sa.Column("length", sa.BigInteger, nullable=False),
 )
+
+# Artifact lineage (``artifact_edges``) is defined beside its queries, on this ``metadata``.
+from tracklet.store import lineage as _lineage  # noqa: E402,F401

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
-from tracklet.artifacts.names import check_artifact_name, check_entry_path
+from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
 from tracklet.artifacts.storage import (
     ArtifactStore,
     CommitResult,
@@ -271,9 +271,13 @@ class Artifact:
         self._check_draft()
         if not self._pending:
             raise ArtifactError(f"artifact {self._name!r} has no files; add some before logging it")
+        requested = list(dict.fromkeys([*self._requested_aliases, *aliases]))
+        for alias in requested:
+            if alias != "latest":
+                check_alias(alias)
         self._state = PENDING
         self.project = project
-        self._requested_aliases = list(dict.fromkeys([*self._requested_aliases, *aliases]))
+        self._requested_aliases = requested
         return dict(self._pending)
 
     def _commit_with(self, store: ArtifactStore, pending: dict[str, Pending], logged_by: str | None,

@@ -1,0 +1,465 @@
+"""Artifacts in local mode (tracklet/artifacts/, docs/artifacts.md): real files, real processes.
+
+Round trips are byte-exact; re-logging unchanged content writes nothing and reads nothing (the
+hasher's counter, not timing); versions and aliases stay consistent with two processes logging one
+collection at once and after a ``kill -9`` mid-store; bad input fails with errors naming the file
+while the run goes on; lineage is visible through ``tracklet.Api`` after indexing and a rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+import tracklet
+from tracklet.artifacts import hashing
+from tracklet.errors import (ArtifactError, ArtifactNameError, ArtifactNotFound, ArtifactVerifyError, TrackletError,
+                             TrackletWarning, UnsupportedReference)
+
+
+def _tree(base: Path) -> dict[str, bytes]:
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+def _blobs(root: Path) -> dict[str, tuple[int, int]]:
+    """Every visible blob: name -> (size, mtime_ns)."""
+    base = root / "artifacts" / "blobs" / "sha256"
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in base.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    base = tmp_path / "dataset"
+    (base / "images" / "deep").mkdir(parents=True)
+    (base / "labels.csv").write_text("id,label\n1,cat\n2,dog\n")
+    (base / "images" / "a.bin").write_bytes(os.urandom(300_000))
+    (base / "images" / "deep" / "b.bin").write_bytes(os.urandom(1000))
+    (base / "images" / "empty").write_bytes(b"")
+    return base
+
+
+def test_round_trip_is_byte_exact(start, root, dataset, tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(os.urandom(50_000))
+    run = start()
+    artifact = tracklet.Artifact("mnist", type="dataset", description="digits", metadata={"rows": 2})
+    artifact.add_dir(dataset, name="data")
+    artifact.add_file(model, name="weights/model.pt")
+    artifact.add_file(model)
+    with artifact.new_file("notes/readme.txt") as handle:
+        handle.write("héllo\n")
+    with artifact.new_file("raw.bin", mode="wb") as handle:
+        handle.write(b"\x00\x01")
+    returned = run.log_artifact(artifact, aliases=["best"])
+    assert returned is artifact
+    artifact.wait()
+    run.finish()
+    assert artifact.version == "v0" and artifact.aliases == ["latest", "best"]
+    assert artifact.qualified_name == "test/mnist:v0"
+    expected = {f"data/{k}": v for k, v in _tree(dataset).items()}
+    expected.update({"weights/model.pt": model.read_bytes(), "model.pt": model.read_bytes(),
+                     "notes/readme.txt": "héllo\n".encode(), "raw.bin": b"\x00\x01"})
+    manifest = artifact.manifest
+    assert {entry.path: entry.digest for entry in manifest} == {k: hashlib.sha256(v).hexdigest()
+                                                                for k, v in expected.items()}
+    lines = "".join(f"{path}:{hashlib.sha256(expected[path]).hexdigest()}\n" for path in sorted(expected))
+    assert artifact.digest == hashlib.sha256(lines.encode()).hexdigest()
+
+    again = tracklet.Api(root).artifact("test/mnist:best")
+    assert again.version == "v0" and again.type == "dataset" and again.metadata == {"rows": 2}
+    assert again.description == "digits"
+    target = Path(again.download(tmp_path / "out"))
+    assert _tree(target) == expected
+    again.verify(target)
+    # The manifest keeps W&B's shape.
+    document = json.loads(manifest.to_bytes())
+    assert set(document["contents"]["model.pt"]) == {"digest", "size"}
+
+
+def test_relogging_unchanged_content_returns_the_version_and_writes_and_reads_nothing(start, root, dataset):
+    run = start()
+    first = tracklet.Artifact("ds", "dataset")
+    first.add_dir(dataset)
+    run.log_artifact(first).wait()
+    assert first.bytes_written > 300_000 and not first.reused
+    blobs = _blobs(root)
+    hashed = hashing.files_hashed()
+
+    second = tracklet.Artifact("ds", "dataset")
+    second.add_dir(dataset)
+    run.log_artifact(second).wait()
+    assert second.version == "v0" and second.reused
+    assert second.bytes_written == 0
+    assert hashing.files_hashed() == hashed  # every file a stat-cache hit: none read again
+    assert _blobs(root) == blobs  # nothing rewritten
+    # A changed file gives a new version, and only that file is read.
+    (dataset / "labels.csv").write_text("id,label\n1,cat\n")
+    third = tracklet.Artifact("ds", "dataset")
+    third.add_dir(dataset)
+    run.log_artifact(third).wait()
+    assert third.version == "v1" and hashing.files_hashed() == hashed + 1
+    assert third.bytes_written < 1000
+    run.finish()
+
+
+def test_new_draft_keeps_stored_files_and_adds_changes(start, root, dataset, tmp_path):
+    run = start()
+    base = tracklet.Artifact("ds", "dataset")
+    base.add_dir(dataset)
+    run.log_artifact(base).wait()
+    draft = base.new_draft()
+    extra = tmp_path / "extra.txt"
+    extra.write_text("more")
+    draft.add_file(extra)
+    draft.remove("images/deep")
+    run.log_artifact(draft).wait()
+    run.finish()
+    assert draft.version == "v1"
+    assert sorted(e.path for e in draft.files()) == ["extra.txt", "images/a.bin", "images/empty", "labels.csv"]
+    out = Path(draft.download(tmp_path / "v1"))
+    assert (out / "images" / "a.bin").read_bytes() == (dataset / "images" / "a.bin").read_bytes()
+    with pytest.raises(ArtifactError, match="can't change"):
+        base.add_file(extra)
+
+
+def test_aliases_move_and_are_unique_per_collection(start, root, tmp_path):
+    run = start()
+    versions = []
+    for number, aliases in enumerate([["best", "prod"], ["best"], []]):
+        path = tmp_path / f"m{number}.bin"
+        path.write_bytes(f"model {number}".encode())
+        artifact = tracklet.Artifact("model", "model")
+        artifact.add_file(path, name="model.bin")
+        versions.append(run.log_artifact(artifact, aliases=aliases))
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"x")
+    unrelated = tracklet.Artifact("other", "model")
+    unrelated.add_file(other)
+    run.log_artifact(unrelated, aliases=["best"]).wait()
+    for artifact in versions:
+        artifact.wait()
+    run.finish()
+    api = tracklet.Api(root)
+    assert [a.version for a in versions] == ["v0", "v1", "v2"]
+    assert api.artifact("test/model:best").version == "v1"
+    assert api.artifact("test/model:prod").version == "v0"
+    assert api.artifact("test/model").version == "v2"
+    assert api.artifact("test/model:latest").aliases == ["latest"]
+    assert api.artifact("test/other:best").version == "v0"  # aliases are per collection
+    assert [a.aliases for a in api.artifact_versions("test/model")] == [["prod"], ["best"], ["latest"]]
+    assert api.artifact_collections("test") == [
+        {"name": "model", "type": "model", "versions": 3, "latest": "v2"},
+        {"name": "other", "type": "model", "versions": 1, "latest": "v0"},
+    ]
+    with pytest.raises(ArtifactNotFound, match="no alias 'staging'"):
+        api.artifact("test/model:staging")
+    with pytest.raises(ArtifactNotFound):
+        api.artifact("test/model:v9")
+    with pytest.raises(ArtifactNameError, match="assigned automatically"):
+        run2 = start()
+        artifact = tracklet.Artifact("model", "model")
+        artifact.add_file(other)
+        run2.log_artifact(artifact, aliases=["v7"])
+
+
+_LOGGER = """
+import os, sys, time
+import tracklet
+root, tag, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+run = tracklet.init(project="race", dir=root, settings={"console": "off", "capture_environment": False,
+                                                       "system_metrics": False})
+while time.time() < start_at:
+    time.sleep(0.001)
+logged = []
+for index in range(6):
+    path = os.path.join(root, f"{tag}-{index}.txt")
+    with open(path, "w") as handle:
+        handle.write(f"{tag} {index}")
+    artifact = tracklet.Artifact("shared", "dataset")
+    artifact.add_file(path, name="content.txt")
+    logged.append(run.log_artifact(artifact))
+for artifact in logged:
+    artifact.wait()
+    print(artifact.version, artifact.manifest["content.txt"].digest)
+run.finish()
+"""
+
+
+def test_two_processes_logging_one_collection_get_distinct_versions(root):
+    root.mkdir(parents=True)
+    start_at = str(time.time() + 1.5)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    processes = [subprocess.Popen([sys.executable, "-c", _LOGGER, str(root), tag, start_at], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
+    lines = [line.split() for out, _ in outputs for line in out.splitlines()]
+    versions = [version for version, _ in lines]
+    assert sorted(versions, key=lambda v: int(v[1:])) == [f"v{n}" for n in range(12)]
+    api = tracklet.Api(root)
+    for version, digest in lines:  # each version holds what its process logged
+        assert api.artifact(f"race/shared:{version}").manifest["content.txt"].digest == digest
+    assert api.artifact("race/shared").version == "v11"
+
+
+_SLOW_STORE = """
+import os, sys, time
+import tracklet
+from tracklet.artifacts import blobs
+
+marker = sys.argv[2]
+original_open = blobs.FsspecBlobStore.put_file
+
+
+def slow_put(self, path, digest, on_bytes=None):
+    def progress(count):
+        open(marker, "w").close()  # a partial blob is being written: the test kills us now
+        time.sleep(60)
+    return original_open(self, path, digest, progress)
+
+
+if sys.argv[3] == "slow":
+    blobs.FsspecBlobStore.put_file = slow_put
+    blobs._CHUNK = 1 << 16
+run = tracklet.init(project="kill", dir=sys.argv[1], settings={"console": "off", "capture_environment": False,
+                                                               "system_metrics": False})
+artifact = tracklet.Artifact("big", "model")
+artifact.add_file(os.path.join(sys.argv[1], "..", "big.bin"), name="big.bin")
+run.log_artifact(artifact).wait()
+print(artifact.version)
+run.finish()
+"""
+
+
+def test_kill_9_mid_store_leaves_no_partial_blob_visible_and_a_rerun_completes(root, tmp_path):
+    root.mkdir(parents=True)
+    payload = os.urandom(3 << 20)
+    (tmp_path / "big.bin").write_bytes(payload)
+    marker = tmp_path / "writing"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_STORE, str(root), str(marker), "slow"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    assert marker.exists(), process.communicate()
+    partials = list((root / "artifacts" / "blobs" / "tmp").iterdir())
+    assert partials and 0 < partials[0].stat().st_size < len(payload)  # killed mid-write
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+    assert hashlib.sha256(payload).hexdigest() not in _blobs(root)
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(root).artifact("kill/big")
+    for name in _blobs(root):  # whatever is visible is whole and correct
+        blob = next((root / "artifacts" / "blobs" / "sha256").rglob(name))
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == name
+
+    done = subprocess.run([sys.executable, "-c", _SLOW_STORE, str(root), str(marker), "fast"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["v0"]
+    out = Path(tracklet.Api(root).artifact("kill/big:v0").download(tmp_path / "out"))
+    assert (out / "big.bin").read_bytes() == payload
+
+
+def test_bad_names_are_refused_with_clear_errors(tmp_path):
+    for name in ("a/b", "..", "a..b", "", ".hidden", "x" * 129, "nul\0"):
+        with pytest.raises(ArtifactNameError, match="artifact name"):
+            tracklet.Artifact(name, "dataset")
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    artifact = tracklet.Artifact("ok", "dataset")
+    for name in ("../escape", "a/../../b", "/etc/passwd", "a\0b", "a//b", "dir/", ""):
+        with pytest.raises(ArtifactNameError):
+            artifact.add_file(path, name=name)
+    assert artifact.add_file(path, name="./sub/./f.txt") == "sub/f.txt"
+    with pytest.raises(ArtifactError, match="both a file and a directory"):
+        artifact.add_file(path, name="sub/f.txt/inner")
+    with pytest.raises(ArtifactError, match=r"missing\.txt.*does not exist"):
+        artifact.add_file(tmp_path / "missing.txt")
+    with pytest.raises(ArtifactError, match="is a directory"):
+        artifact.add_file(tmp_path)
+    with pytest.raises(UnsupportedReference, match="'s3'"):
+        artifact.add_reference("s3://bucket/key")
+    with pytest.raises(ArtifactError, match="can't be reached"):
+        artifact.add_reference((tmp_path / "gone").as_uri())
+    assert isinstance(UnsupportedReference("x"), (TrackletError, NotImplementedError))
+
+
+def test_a_file_gone_before_storing_fails_that_artifact_only_and_the_run_goes_on(start, root, tmp_path):
+    run = start()
+    doomed = tmp_path / "doomed.bin"
+    doomed.write_bytes(b"soon gone")
+    artifact = tracklet.Artifact("fragile", "dataset")
+    artifact.add_file(doomed)
+    doomed.unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.log_artifact(artifact)
+        with pytest.raises(ArtifactError, match=r"doomed\.bin"):
+            artifact.wait()
+    assert artifact.state == "failed"
+    assert any(issubclass(w.category, TrackletWarning) and "doomed.bin" in str(w.message) for w in caught)
+    run.log({"loss": 1.0})
+    fine = tmp_path / "fine.txt"
+    fine.write_text("ok")
+    good = tracklet.Artifact("fine", "dataset")
+    good.add_file(fine)
+    assert run.log_artifact(good).wait().version == "v0"
+    run.finish()
+    recorded = tracklet.Api(root).run(run.path)
+    assert recorded.state == "finished" and recorded.summary["loss"] == 1.0
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(root).artifact("test/fragile")
+
+
+def test_verify_and_download_name_every_mismatching_file(start, root, dataset, tmp_path):
+    run = start()
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_dir(dataset)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    copy = Path(artifact.download(tmp_path / "copy", link=False))
+    artifact.verify(copy)
+    (copy / "labels.csv").write_text("tampered")
+    (copy / "images" / "deep" / "b.bin").unlink()
+    (copy / "stray.txt").write_text("?")
+    with pytest.raises(ArtifactVerifyError) as failure:
+        artifact.verify(copy)
+    assert failure.value.problems.keys() == {"labels.csv", "images/deep/b.bin", "stray.txt"}
+    assert "digest mismatch" in failure.value.problems["labels.csv"]
+    assert "labels.csv" in str(failure.value)
+
+    # A damaged blob is found on download (its stat changed: it is hashed again), named.
+    blob = root / "artifacts" / "blobs" / "sha256" / artifact.manifest["labels.csv"].digest[:2] / \
+        artifact.manifest["labels.csv"].digest
+    assert blob.stat().st_mode & 0o222 == 0  # blobs are read-only
+    os.chmod(blob, 0o644)
+    blob.write_text("corrupt")
+    with pytest.raises(ArtifactVerifyError, match=r"labels\.csv: digest mismatch") as failure:
+        tracklet.Api(root).artifact("test/ds").download(tmp_path / "again")
+    assert list(failure.value.problems) == ["labels.csv"]
+
+
+def test_download_links_read_only_blobs_and_skips_files_already_in_place(start, root, dataset, tmp_path):
+    run = start()
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_dir(dataset)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    out = Path(artifact.download(tmp_path / "out"))
+    labels = out / "labels.csv"
+    blob = root / "artifacts" / "blobs" / "sha256" / artifact.manifest["labels.csv"].digest[:2] / \
+        artifact.manifest["labels.csv"].digest
+    # Reflink or hard link: never a writable alias of the blob.
+    assert labels.stat().st_mode & 0o222 == 0 or labels.stat().st_ino != blob.stat().st_ino
+    before = {p: p.stat().st_ino for p in out.rglob("*") if p.is_file()}
+    hashed = hashing.files_hashed()
+    artifact.download(out)  # everything in place already: nothing read, nothing replaced
+    assert hashing.files_hashed() == hashed
+    assert {p: p.stat().st_ino for p in out.rglob("*") if p.is_file()} == before
+    # A file replaced locally is put back.
+    labels.unlink()
+    labels.write_text("mine")
+    artifact.download(out)
+    assert labels.read_text() == (dataset / "labels.csv").read_text()
+
+
+def test_file_references_record_size_mtime_and_digest_without_copying(start, root, dataset, tmp_path):
+    run = start()
+    artifact = tracklet.Artifact("refs", "dataset")
+    names = artifact.add_reference(dataset.as_uri(), name="data")
+    assert "data/labels.csv" in names
+    artifact.add_reference((dataset / "labels.csv").as_uri(), name="nosum.csv", checksum=False)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    entry = artifact.manifest["data/labels.csv"]
+    assert entry.ref == (dataset / "labels.csv").as_uri()
+    assert entry.digest == hashlib.sha256((dataset / "labels.csv").read_bytes()).hexdigest()
+    assert entry.extra["mtime_ns"] == (dataset / "labels.csv").stat().st_mtime_ns
+    assert entry.digest not in _blobs(root)  # not copied
+    out = Path(artifact.download(tmp_path / "out"))
+    assert (out / "data" / "images" / "a.bin").read_bytes() == (dataset / "images" / "a.bin").read_bytes()
+    (dataset / "labels.csv").write_text("changed")
+    with pytest.raises(ArtifactVerifyError, match=r"data/labels\.csv"):
+        artifact.download(tmp_path / "out2")
+
+
+def test_lineage_is_visible_through_api_after_indexing_and_a_rebuild(start, root, dataset, tmp_path):
+    producer = start(name="producer")
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_dir(dataset)
+    producer.log_artifact(artifact)
+    producer.finish()  # waits for the artifact
+    assert artifact.state == "committed"
+    consumers = []
+    for name in ("consumer-1", "consumer-2"):
+        consumer = start(name=name)
+        used = consumer.use_artifact("ds:latest")
+        assert used.version == "v0"
+        consumer.finish()
+        consumers.append(consumer.id)
+    api = tracklet.Api(root)
+    version = api.artifact("test/ds:v0")
+    assert version.logged_by().id == producer.id
+    assert [run.id for run in version.used_by()] == consumers
+    done = subprocess.run([sys.executable, "-m", "tracklet", "index", "--rebuild"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = tracklet.Api(root).artifact("test/ds:v0")
+    assert again.logged_by().id == producer.id
+    assert [run.id for run in again.used_by()] == consumers
+
+
+def test_using_an_artifact_logged_by_the_same_run_records_both_edges(start, root, tmp_path):
+    run = start()
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    artifact = run.log_artifact(path, type="dataset")  # a path: name from the file
+    used = run.use_artifact(artifact)
+    run.finish()
+    assert used.qualified_name == "test/f.txt:v0"
+    version = tracklet.Api(root).artifact("test/f.txt")
+    assert version.logged_by().id == run.id and [r.id for r in version.used_by()] == [run.id]
+
+
+def test_log_artifact_after_finish_and_types_that_clash_are_refused(start, tmp_path):
+    run = start()
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    first = run.log_artifact(path, name="thing", type="dataset")
+    first.wait()
+    other = tmp_path / "g.txt"
+    other.write_text("y")
+    clash = run.log_artifact(other, name="thing", type="model")
+    with pytest.raises(ArtifactError, match="has type 'dataset'"):
+        clash.wait()
+    run.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        run.log_artifact(path)
+
+
+def test_core_does_not_import_artifacts_at_module_level():
+    code = textwrap.dedent("""
+        import sys, tracklet
+        run = tracklet.init(project="p", dir=sys.argv[1], settings={"console": "off",
+                            "capture_environment": False, "system_metrics": False})
+        run.log({"x": 1})
+        run.finish()
+        print(sorted(m for m in sys.modules if m.startswith("tracklet.artifacts")))
+    """)
+    done = subprocess.run([sys.executable, "-c", code, "/tmp/tracklet-artifacts-import-check"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

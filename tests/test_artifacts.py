@@ -463,3 +463,34 @@ def test_core_does_not_import_artifacts_at_module_level():
                           text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, ["--dir", str(root), *args], catch_exceptions=False)
+
+    stored = invoke("artifact", "put", str(dataset), "-p", "proj", "-n", "images", "-a", "best", "-q")
+    assert stored.exit_code == 0, stored.output
+    assert "stored as proj/images:v0 (4 files" in stored.stdout
+    again = invoke("artifact", "put", str(dataset), "-p", "proj", "-n", "images", "-q")
+    assert "unchanged: same content as proj/images:v0" in again.stdout and "0 bytes written" in again.stdout
+    listed = invoke("artifact", "ls", "--json")
+    assert [json.loads(line) for line in listed.stdout.splitlines()] == [
+        {"project": "proj", "name": "images", "type": "dataset", "versions": 1, "latest": "v0"}]
+    versions = invoke("artifact", "ls", "proj/images")
+    assert "v0" in versions.stdout and "latest,best" in versions.stdout
+    shown = json.loads(invoke("artifact", "show", "proj/images:best", "--json").stdout)
+    assert {item["path"] for item in shown["files"]} == set(_tree(dataset))
+    target = tmp_path / "got"
+    got = invoke("artifact", "get", "proj/images:v0", "--root", str(target), "--copy", "-q")
+    assert got.exit_code == 0 and _tree(target) == _tree(dataset)
+    assert invoke("artifact", "verify", "proj/images", "--root", str(target)).exit_code == 0
+    (target / "labels.csv").write_text("changed")
+    bad = invoke("artifact", "verify", "proj/images", "--root", str(target))
+    assert bad.exit_code == 2 and "labels.csv: digest mismatch" in bad.stderr
+    missing = invoke("artifact", "get", "proj/nothing")
+    assert missing.exit_code == 2 and "no artifact proj/nothing" in missing.stderr

@@ -494,3 +494,83 @@ def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
     assert bad.exit_code == 2 and "labels.csv: digest mismatch" in bad.stderr
     missing = invoke("artifact", "get", "proj/nothing")
     assert missing.exit_code == 2 and "no artifact proj/nothing" in missing.stderr
+
+
+_WANDB_PRODUCER = """
+import json, os
+import wandb
+
+run = wandb.init(project="wb", job_type="prepare")
+os.makedirs("samples/train", exist_ok=True)
+for index in range(3):
+    with open(f"samples/train/{index}.txt", "w") as handle:
+        handle.write(f"sample {index}\\n")
+dataset = wandb.Artifact("mnist", type="dataset", description="toy", metadata={"samples": 3})
+dataset.add_dir("samples")
+with dataset.new_file("meta/classes.json") as handle:
+    json.dump(["a", "b"], handle)
+run.log_artifact(dataset, aliases=["train"])
+with open("model.pt", "wb") as handle:
+    handle.write(b"weights" * 1000)
+model = wandb.Artifact("classifier", type="model")
+model.add_file("model.pt")
+logged = wandb.log_artifact(model, aliases=["best"])
+logged.wait()
+print(json.dumps({"id": run.id, "dataset": dataset.wait().version, "model": logged.version,
+                  "is_wandb": isinstance(logged, wandb.Artifact)}))
+wandb.finish()
+"""
+
+_WANDB_CONSUMER = """
+import json, os
+import wandb
+
+run = wandb.init(project="wb", job_type="evaluate")
+dataset = run.use_artifact("mnist:train")
+data_dir = dataset.download()
+model_dir = wandb.use_artifact("wb/classifier:best", type="model").download(root="model")
+with open(os.path.join(model_dir, "model.pt"), "rb") as handle:
+    weights = handle.read()
+files = sorted(os.path.relpath(os.path.join(base, name), data_dir)
+               for base, _, names in os.walk(data_dir) for name in names)
+api_model = wandb.Api().artifact("wb/classifier:latest")
+print(json.dumps({"id": run.id, "files": files, "weights": len(weights), "version": dataset.version,
+                  "metadata": dataset.metadata, "api": api_model.version, "type": api_model.type}))
+wandb.finish()
+"""
+
+
+def _wandb_script(tmp_path: Path, code: str) -> dict:
+    path = tmp_path / "script.py"
+    path.write_text(code)
+    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--wandb", "--", sys.executable, str(path)],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_CONSOLE": "off",
+                               "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "not yet supported" not in done.stderr, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_unmodified_wandb_script_logs_a_dataset_and_a_model_and_a_second_run_uses_them(root, tmp_path):
+    produced = _wandb_script(tmp_path, _WANDB_PRODUCER)
+    assert produced == {"id": produced["id"], "dataset": "v0", "model": "v0", "is_wandb": True}
+    consumer_dir = tmp_path / "consumer"
+    consumer_dir.mkdir()
+    used = _wandb_script(consumer_dir, _WANDB_CONSUMER)
+    assert used["files"] == ["meta/classes.json", "train/0.txt", "train/1.txt", "train/2.txt"]
+    assert used["weights"] == 7000 and used["version"] == "v0" and used["metadata"] == {"samples": 3}
+    assert (used["api"], used["type"]) == ("v0", "model")
+    assert (consumer_dir / "artifacts" / "mnist:v0" / "train" / "0.txt").read_text() == "sample 0\n"
+
+    api = tracklet.Api(root)
+    for name in ("wb/mnist:train", "wb/classifier:best"):
+        version = api.artifact(name)
+        assert version.logged_by().id == produced["id"]
+        assert [run.id for run in version.used_by()] == [used["id"]]
+    import tracklet.compat.wandb as wandb
+
+    consumer = wandb.Api().run(f"wb/{used['id']}")
+    assert sorted(a.qualified_name for a in consumer.used_artifacts()) == ["wb/classifier:v0", "wb/mnist:v0"]
+    producer = wandb.Api().run(f"wb/{produced['id']}")
+    assert sorted(a.qualified_name for a in producer.logged_artifacts()) == ["wb/classifier:v0", "wb/mnist:v0"]

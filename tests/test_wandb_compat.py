@@ -73,7 +73,7 @@ wandb.log({"pics": [wandb.Image(None), wandb.Image(None)], "plot": wandb.plot.li
 wandb.summary["best"] = 0.25
 run.summary.update({"note": "ok"})
 
-# accepted with one warning each, never raising
+# accepted with one warning each, never raising (artifacts are recorded: tests/test_artifacts.py)
 for _ in range(2):
     artifact = wandb.Artifact("model", type="model")
     artifact.add_file(__file__)
@@ -104,6 +104,7 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     assert out["run_after_finish"] is True
 
     (recorded,) = tracklet.Api(root).runs("plain")
+    assert tracklet.Api(root).artifact("plain/model").version == "v0"  # logged twice, same content: one version
     assert (recorded.name, recorded.state, recorded.id) == ("loop", "finished", out["id"])
     assert out["path"] == f"team/plain/{out['id']}"
     assert recorded.config == {"lr": 0.1, "layers": [4, 4], "batch_size": 32, "epochs": 2}
@@ -134,8 +135,9 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
 
     warned = out["warnings"]
     for fragment in ("entity= is accepted", "lower than the current step", "logging wandb.Image",
-                     "logging wandb.Table", "logging wandb.plot.line", "run.log_artifact()", "run.log_code()"):
+                     "logging wandb.Table", "logging wandb.plot.line", "run.log_code()"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
+    assert not any("log_artifact" in w or "artifact" in w.lower() for w in warned), warned
 
 
 def test_the_environment_switch_with_autolog_and_in_script_install(root, tmp_path):
@@ -452,7 +454,7 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
         run.log({"table": wandb.Table(columns=["a"])}); table = _line()         # was sys:1
         wandb.log({"img": wandb.Image(None)}); image = _line()
-        wandb.log_artifact(wandb.Artifact("model", "model")); artifact = _line()  # was compat/__init__.py
+        wandb.Artifact("model", "model").add(wandb.Table(columns=["a"]), "t"); artifact = _line()
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one

@@ -16,20 +16,15 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
-from tracklet.artifacts.storage import (
-    ArtifactStore,
-    CommitResult,
-    FileReference,
-    LocalFile,
-    Pending,
-    default_download_root,
-    uri_path,
-)
 from tracklet.errors import ArtifactError, UnsupportedReference
+
+if TYPE_CHECKING:
+    from tracklet.artifacts.storage import ArtifactStore, CommitResult
 
 DRAFT, PENDING, COMMITTED, FAILED = "draft", "pending", "committed", "failed"
 
@@ -269,8 +264,6 @@ class Artifact:
     def _freeze(self, project: str, aliases: list[str]) -> dict[str, Pending]:
         """Called by ``log_artifact`` on the caller's thread: no more changes; what to store."""
         self._check_draft()
-        if not self._pending:
-            raise ArtifactError(f"artifact {self._name!r} has no files; add some before logging it")
         requested = list(dict.fromkeys([*self._requested_aliases, *aliases]))
         for alias in requested:
             if alias != "latest":
@@ -342,6 +335,8 @@ class Artifact:
         """Materialize the version's files under ``root`` (default ``./artifacts/<name>:vN``)
         and return that directory. Files are reflinked, else hard-linked to the store's read-only
         blobs, else copied (``link=False``: always copied); each is checked against its digest."""
+        from tracklet.artifacts.storage import default_download_root
+
         self.wait()
         assert self._store is not None
         target = Path(root) if root is not None else default_download_root(self._info)
@@ -350,7 +345,7 @@ class Artifact:
     def verify(self, root: str | os.PathLike | None = None) -> None:
         """Re-hash the files under ``root`` (default: where ``download()`` puts them); raise
         ``ArtifactVerifyError`` naming every file that is missing, differs or is extra."""
-        from tracklet.artifacts.storage import verify_tree
+        from tracklet.artifacts.storage import default_download_root, verify_tree
 
         self.wait()
         verify_tree(self._info, self.manifest, Path(root) if root is not None else default_download_root(self._info))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
+from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
 from tracklet.artifacts.hashing import STAT_CACHE_FILE, Hasher, StatCache, sha256_file, stat_key
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
@@ -51,25 +52,6 @@ class CommitResult:
     reused: bool  # the latest version had the same content: it was returned, not a new one
     bytes_written: int
     files_written: int
-
-
-@dataclasses.dataclass(frozen=True)
-class LocalFile:
-    """A draft's file, read when the draft is committed."""
-
-    path: str
-
-
-@dataclasses.dataclass(frozen=True)
-class FileReference:
-    """A ``file://`` reference: recorded (size, mtime, sha256 if ``checksum``), never copied."""
-
-    uri: str
-    path: str
-    checksum: bool
-
-
-Pending = LocalFile | FileReference | ManifestEntry
 
 
 def artifact_dir(data_root: Path) -> Path:
@@ -282,16 +264,6 @@ def verify_tree(info: VersionInfo, manifest: Manifest, root: Path) -> None:
         raise ArtifactVerifyError(
             f"{root} does not match artifact {info.qualified_name}: {len(problems)} problem(s): "
             + "; ".join(f"{path}: {why}" for path, why in sorted(problems.items())[:20]), problems)
-
-
-def uri_path(uri: str) -> str:
-    """The local path of a ``file://`` URI."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    if parsed.netloc not in ("", "localhost"):
-        raise ArtifactError(f"file URI {uri!r} names host {parsed.netloc!r}; only local files can be referenced")
-    return unquote(parsed.path)
 
 
 def default_download_root(info: VersionInfo) -> Path:

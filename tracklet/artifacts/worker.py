@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
-from tracklet.artifacts.storage import ArtifactStore, Pending
+from tracklet.artifacts.entries import Pending
+from tracklet.artifacts.storage import ArtifactStore
 
 
 def version_ref(target: Any, info: Any) -> None:

@@ -14,11 +14,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.entries import Pending
-from tracklet.artifacts.storage import ArtifactStore
+
+if TYPE_CHECKING:
+    from tracklet.artifacts.storage import ArtifactStore
 
 
 def version_ref(target: Any, info: Any) -> None:
@@ -50,14 +53,20 @@ def used_record(info: Any, when: float) -> Any:
 class ArtifactWorker:
     """One daemon thread per run that commits logged artifacts in the order they were logged."""
 
-    def __init__(self, store: Callable[[], ArtifactStore], put: Callable[[Any], None],
-                 warn: Callable[[Any, str], None], run_path: str) -> None:
-        self._store = store
+    def __init__(self, root: Path, put: Callable[[Any], None], warn: Callable[[Any, str], None],
+                 run_path: str) -> None:
+        self._root = root
         self._put = put
         self._warn = warn
         self._run_path = run_path
         self._jobs: queue.Queue[tuple | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+
+    def _store(self) -> ArtifactStore:
+        """The data root's store, opened (fsspec, SQLite) on this thread, not the caller's."""
+        from tracklet.artifacts.storage import open_store
+
+        return open_store(self._root)
 
     def _submit(self, job: tuple) -> None:
         self._jobs.put(job)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,8 +41,7 @@ class _Bar:
 
 def _progress(label: str, quiet: bool) -> Iterator[_Bar]:
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), disable=quiet) as bar:
@@ -81,8 +80,8 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
     for project in projects:
         for row in api.artifact_collections(project):
             row = {"project": project, **row}
-            click.echo(json.dumps(row) if as_json else
-                       f"{project}/{row['name']}  type={row['type']}  versions={row['versions']}  latest={row['latest']}")
+            text = f"{project}/{row['name']}  type={row['type']}  versions={row['versions']}  latest={row['latest']}"
+            click.echo(json.dumps(row) if as_json else text)
 
 
 def _version_row(artifact: Any) -> dict[str, Any]:

@@ -556,12 +556,10 @@ class Run:
 
     def _artifact_worker(self) -> Any:
         if self._artifacts is None:
-            from tracklet.artifacts.storage import open_store
             from tracklet.artifacts.worker import ArtifactWorker
 
             assert self._paths is not None and self._sender is not None
-            root = self._paths.root
-            self._artifacts = ArtifactWorker(lambda: open_store(root), self._enqueue, self._sender.warn, self.path)
+            self._artifacts = ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path)
         return self._artifacts
 
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:

@@ -442,9 +442,10 @@ def test_log_artifact_after_finish_and_types_that_clash_are_refused(start, tmp_p
     first.wait()
     other = tmp_path / "g.txt"
     other.write_text("y")
-    clash = run.log_artifact(other, name="thing", type="model")
-    with pytest.raises(ArtifactError, match="has type 'dataset'"):
-        clash.wait()
+    with pytest.warns(TrackletWarning, match="could not be stored"):
+        clash = run.log_artifact(other, name="thing", type="model")
+        with pytest.raises(ArtifactError, match="has type 'dataset'"):
+            clash.wait()
     run.finish()
     with pytest.raises(RuntimeError, match="finished"):
         run.log_artifact(path)
@@ -494,6 +495,24 @@ def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
     assert bad.exit_code == 2 and "labels.csv: digest mismatch" in bad.stderr
     missing = invoke("artifact", "get", "proj/nothing")
     assert missing.exit_code == 2 and "no artifact proj/nothing" in missing.stderr
+    with_bar = invoke("artifact", "get", "proj/images:best", "--root", str(tmp_path / "bar"))
+    assert with_bar.exit_code == 0 and "4/4 files" in with_bar.stderr
+
+
+def test_damaged_registry_files_are_reported_not_followed(start, root, tmp_path):
+    run = start()
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    run.log_artifact(path, name="thing", type="dataset").wait()
+    run.finish()
+    version_file = root / "artifacts" / "projects" / "test" / "thing" / "versions" / "v0.json"
+    document = json.loads(version_file.read_text())
+    version_file.write_text(json.dumps({**document, "manifest": "../../../../etc/passwd"}))
+    with pytest.raises(ArtifactError, match=r"v0\.json is damaged"):
+        tracklet.Api(root).artifact("test/thing")
+    version_file.write_text("{not json")
+    with pytest.raises(ArtifactError, match="is damaged"):
+        tracklet.Api(root).artifact("test/thing:v0")
 
 
 _WANDB_PRODUCER = """

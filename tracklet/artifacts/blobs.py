@@ -175,10 +175,19 @@ class FsspecBlobStore:
 FICLONE = 0x40049409  # Linux ioctl: share a file's extents (btrfs, XFS, bcachefs)
 
 
+_NO_REFLINK: set[int] = set()  # devices where a reflink failed once: not tried again
+
+
 def _reflink(source: Path, target: Path) -> bool:
     try:
         import fcntl
     except ImportError:  # not on Windows
+        return False
+    try:
+        device = os.stat(target.parent).st_dev
+    except OSError:
+        return False
+    if device in _NO_REFLINK:
         return False
     try:
         with open(source, "rb") as src, open(target, "xb") as dst:
@@ -186,7 +195,7 @@ def _reflink(source: Path, target: Path) -> bool:
                 fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
                 return True
             except OSError:
-                pass
+                _NO_REFLINK.add(device)
         target.unlink()
     except OSError:
         try:

@@ -22,8 +22,21 @@ def _edges(root: Path, info: Any, direction: str) -> list[Any]:
 
 
 def logged_by(root: Path, info: Any) -> Any:
+    """From the store; else (a run not indexed yet, or whose log lacks the record because it
+    finished before the version was committed) the run the version file names, if its log exists."""
     found = _edges(root, info, "logged")
-    return found[0] if found else None
+    if found:
+        return found[0]
+    if info.logged_by and info.logged_by.count("/") == 1:
+        from tracklet.core.api import RecordedRun
+        from tracklet.core.layout import RunPaths
+        from tracklet.core.settings import is_valid_name
+
+        project, run_id = info.logged_by.split("/")
+        paths = RunPaths(root, project, run_id)
+        if is_valid_name(project) and is_valid_name(run_id) and paths.log_file.is_file():
+            return RecordedRun(paths)
+    return None
 
 
 def used_by(root: Path, info: Any) -> list[Any]:

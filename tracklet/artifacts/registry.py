@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tracklet.artifacts.manifest import is_sha256
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
 from tracklet.errors import ArtifactError, ArtifactNotFound
 
@@ -114,7 +115,9 @@ class LocalRegistry:
             return {}
         except ValueError as error:
             raise ArtifactError(f"{directory / 'aliases.json'} is damaged: {error}") from None
-        return {str(alias): int(number) for alias, number in document.items()}
+        if not isinstance(document, dict) or not all(type(n) is int for n in document.values()):
+            raise ArtifactError(f"{directory / 'aliases.json'} is damaged: not a map of aliases to versions")
+        return {str(alias): number for alias, number in document.items()}
 
     def _read(self, directory: Path, project: str, name: str, number: int, aliases: dict[str, int],
               latest: int) -> VersionInfo:
@@ -126,6 +129,9 @@ class LocalRegistry:
             raise ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist") from None
         except ValueError as error:
             raise ArtifactError(f"{path} is damaged: {error}") from None
+        if not isinstance(document, dict) or document.get("version") != number or not all(
+                is_sha256(document.get(key)) for key in ("digest", "manifest")):
+            raise ArtifactError(f"{path} is damaged: not a version file of v{number}")
         names = [alias for alias, target in sorted(aliases.items()) if target == number]
         if number == latest:
             names.insert(0, LATEST)

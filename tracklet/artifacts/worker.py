@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,13 +92,20 @@ class ArtifactWorker:
                 if kind == "log":
                     result = artifact._commit_with(self._store(), pending, self._run_path)
                     aliases = ["latest", *[a for a in artifact._requested_aliases if a != "latest"]]
-                    self._put(lambda info=result.info, r=result, a=aliases, t=when:
-                              logged_record(info, a, r.reused, r.bytes_written, t))
+                    record: Any = partial(logged_record, result.info, aliases, result.reused, result.bytes_written,
+                                          when)
                 elif artifact.state == "committed":
-                    self._put(lambda info=artifact._info, t=when: used_record(info, t))
+                    record = partial(used_record, artifact._info, when)
+                else:
+                    continue
             except Exception as error:  # contained to this artifact: wait() raises it
                 self._warn(("artifact", artifact.name, id(artifact)),
                            f"tracklet: artifact {artifact.name!r} could not be stored: {error}")
+                continue
+            try:
+                self._put(record)
+            except RuntimeError:  # the run finished before this version was committed (finish says so)
+                pass
 
     def close(self, timeout: float) -> bool:
         """Store what is pending (within ``timeout``) and stop the thread. False on timeout."""

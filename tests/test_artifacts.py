@@ -358,7 +358,9 @@ def test_download_links_read_only_blobs_and_skips_files_already_in_place(start, 
     artifact.add_dir(dataset)
     run.log_artifact(artifact).wait()
     run.finish()
+    hashed = hashing.files_hashed()
     out = Path(artifact.download(tmp_path / "out"))
+    assert hashing.files_hashed() == hashed  # blobs were hashed as they were written: not read again
     labels = out / "labels.csv"
     blob = root / "artifacts" / "blobs" / "sha256" / artifact.manifest["labels.csv"].digest[:2] / \
         artifact.manifest["labels.csv"].digest

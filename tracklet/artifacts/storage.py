@@ -141,16 +141,29 @@ class ArtifactStore:
             skipped = [entry for entry in manifest if not isinstance(pending[entry.path], LocalFile)]
             progress.advance(len(skipped), sum(entry.size for entry in skipped))
         if len(jobs) <= 1:
-            return [one(job) for job in jobs]
-        with ThreadPoolExecutor(self.hasher.workers, thread_name_prefix="tracklet-store") as pool:
-            return list(pool.map(one, jobs))
+            written = [one(job) for job in jobs]
+        else:
+            with ThreadPoolExecutor(self.hasher.workers, thread_name_prefix="tracklet-store") as pool:
+                written = list(pool.map(one, jobs))
+        # New blobs were hashed as they were written: remember them, so a download needn't read them.
+        learned = {}
+        for (entry, _), count in zip(jobs, written):
+            blob = self.blobs.local_path(entry.digest)
+            if (count or entry.size == 0) and blob is not None:  # any empty file has an empty file's digest
+                try:
+                    learned[stat_key(str(blob), os.stat(blob))] = entry.digest
+                except OSError:
+                    pass
+        self.hasher.cache.put_many(learned)
+        return written
 
     def _store_entry(self, name: str, entry: ManifestEntry, local_path: str) -> int:
         # Chunking seam: files of LARGE_FILE_BYTES and more will be stored as chunk lists here.
         try:
-            return self.blobs.put_file(local_path, entry.digest)
+            written = self.blobs.put_file(local_path, entry.digest)
         except OSError as error:
             raise _os_error(name, error) from None
+        return written
 
     # ------------------------------------------------------------ reading
 

@@ -227,7 +227,7 @@ class Artifact:
             return [check_entry_path(entry_name)]
         if not os.path.isdir(path):
             raise ArtifactError(f"artifact {self._name!r}: reference {uri} can't be reached: {path} does not exist")
-        added = []
+        added: list[str] = []
         prefix = check_entry_path(name) + "/" if name else ""
         for base, directories, file_names in os.walk(path):
             directories.sort()

@@ -227,6 +227,36 @@ def test_lightning_wandb_logger(root, tmp_path):
     assert "gradients/net.0.weight" in keys and "parameters/net.2.bias" in keys  # watch(log="all", log_freq=2)
 
 
+def test_lightning_wandb_logger_log_model_stores_checkpoints_as_artifacts(root, tmp_path):
+    out = tracklet_run(tmp_path, """
+        import json
+        import torch
+        import lightning as L
+        from lightning.pytorch.loggers import WandbLogger
+
+        class Model(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = torch.nn.Linear(4, 1)
+            def training_step(self, batch, batch_idx):
+                loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+                self.log("train_loss", loss)
+                return loss
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
+        logger = WandbLogger(project="litmodel", log_model=True)
+        trainer = L.Trainer(max_epochs=1, logger=logger, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(Model(), torch.utils.data.DataLoader(data, batch_size=8))
+        print(json.dumps({"id": logger.version}))
+    """, timeout=300)
+    version = tracklet.Api(root).artifact(f"litmodel/model-{out['id']}:best")
+    assert version.type == "model" and [e.path for e in version.files()] == ["model.ckpt"]
+    assert version.metadata["original_filename"].endswith(".ckpt")
+    assert version.logged_by().id == out["id"]
+
+
 @pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
 def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
     out = tracklet_run(tmp_path, """

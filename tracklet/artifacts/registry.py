@@ -208,7 +208,8 @@ class LocalRegistry:
         versions = directory / "versions"
         versions.mkdir(parents=True, exist_ok=True)
         temporary = versions / f".v{info.version}.{uuid.uuid4().hex}.tmp"
-        temporary.write_bytes(json.dumps(info.to_json(), sort_keys=True, indent=1).encode())
+        # Metadata is the user's: a value JSON can't hold (a tensor, a path) is kept as its str().
+        temporary.write_bytes(json.dumps(info.to_json(), sort_keys=True, indent=1, default=str).encode())
         try:
             os.link(temporary, versions / f"v{info.version}.json")  # fails if that version exists
         except FileExistsError:

@@ -286,8 +286,11 @@ def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
         trainer.train()
         names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
         print(json.dumps({"callbacks": names}))
-    """, env={"WANDB_PROJECT": "hf"}, timeout=300)
+    """, env={"WANDB_PROJECT": "hf", "WANDB_LOG_MODEL": "end"}, timeout=300)
     assert "WandbCallback" in out["callbacks"] and "TrackletCallback" not in out["callbacks"]
+    (collection,) = tracklet.Api(root).artifact_collections("hf")  # WANDB_LOG_MODEL=end: the final model
+    model = tracklet.Api(root).artifact(f"hf/{collection['name']}")
+    assert model.type == "model" and "config.json" in [entry.path for entry in model.files()]
     (recorded,) = tracklet.Api(root).runs("hf")
     assert (recorded.name, recorded.state) == ("hf-run", "finished")
     config = recorded.config

@@ -50,15 +50,22 @@ def blob_key(digest: str) -> str:
 
 
 class FsspecBlobStore:
-    """Blobs under ``url`` (a directory path or any fsspec URL) at ``blobs/sha256/ab/<digest>``."""
+    """Blobs under ``url`` at ``blobs/sha256/ab/<digest>``: any fsspec URL (``s3://...``), or a
+    local directory, which is written with the OS's calls directly (what fsspec's local file
+    system does anyway, without importing fsspec: a run finished at interpreter exit may not
+    import it any more, since fsspec registers an exit hook when it is first imported)."""
 
     def __init__(self, url: str | os.PathLike) -> None:
-        import fsspec
-
         self.url = str(url)
-        self.fs, base = fsspec.core.url_to_fs(self.url)
+        self.local = "://" not in self.url or self.url.startswith("file://")
+        self.fs: Any = None
+        if self.local:
+            base = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+        else:
+            import fsspec
+
+            self.fs, base = fsspec.core.url_to_fs(self.url)
         self.base = base.rstrip("/") + "/blobs"
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         self._tmp_dir = self.base + "/tmp"
         self._made_dirs: set[str] = set()
         self._swept = False
@@ -68,8 +75,14 @@ class FsspecBlobStore:
 
     def _makedirs(self, path: str) -> None:
         if path not in self._made_dirs:
-            self.fs.makedirs(path, exist_ok=True)
+            if self.local:
+                os.makedirs(path, exist_ok=True)
+            else:
+                self.fs.makedirs(path, exist_ok=True)
             self._made_dirs.add(path)
+
+    def _open(self, path: str, mode: str) -> Any:
+        return open(path, mode) if self.local else self.fs.open(path, mode)
 
     def has(self, digest: str) -> bool:
         if self.local:
@@ -110,8 +123,11 @@ class FsspecBlobStore:
 
     def _discard(self, temporary: str) -> None:
         try:
-            self.fs.rm(temporary)
-        except (OSError, FileNotFoundError):
+            if self.local:
+                os.unlink(temporary)
+            else:
+                self.fs.rm(temporary)
+        except OSError:
             pass
 
     def put_file(self, path: str, digest: str, on_bytes: Callable[[int], None] | None = None) -> int:
@@ -124,7 +140,7 @@ class FsspecBlobStore:
         hasher = hashlib.sha256()
         written = 0
         try:
-            with open(path, "rb") as source, self.fs.open(temporary, "wb") as target:
+            with open(path, "rb") as source, self._open(temporary, "wb") as target:
                 while chunk := source.read(_CHUNK):
                     hasher.update(chunk)
                     target.write(chunk)
@@ -147,7 +163,7 @@ class FsspecBlobStore:
             return digest, 0
         temporary = self._temporary()
         try:
-            with self.fs.open(temporary, "wb") as target:
+            with self._open(temporary, "wb") as target:
                 target.write(data)
             self._publish(temporary, digest)
         except BaseException:
@@ -158,7 +174,7 @@ class FsspecBlobStore:
     def read_bytes(self, digest: str) -> bytes:
         """A blob's bytes, checked against its digest."""
         try:
-            with self.fs.open(self._path(digest), "rb") as handle:
+            with self._open(self._path(digest), "rb") as handle:
                 data = handle.read()
         except FileNotFoundError:
             raise ArtifactError(f"blob {digest} is missing from {self.url}") from None
@@ -167,7 +183,7 @@ class FsspecBlobStore:
         return data
 
     def open(self, digest: str) -> Any:
-        return self.fs.open(self._path(digest), "rb")
+        return self._open(self._path(digest), "rb")
 
 
 # ---------------------------------------------------------------- materializing files

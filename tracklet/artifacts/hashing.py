@@ -16,12 +16,14 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 CHUNK = 1 << 20
 STAT_CACHE_FILE = "artifact-digests.sqlite"
 StatKey = tuple[str, int, int, int]
+T = TypeVar("T")
+R = TypeVar("R")
 
 _counter_lock = threading.Lock()
 _files_hashed = 0
@@ -36,6 +38,26 @@ def _count() -> None:
     global _files_hashed
     with _counter_lock:
         _files_hashed += 1
+
+
+def parallel_map(function: Callable[[T], R], items: list[T], workers: int, name: str) -> list[R]:
+    """``[function(item) for item in items]`` on ``workers`` threads, in order. While the
+    interpreter shuts down (a run finished by ``atexit`` storing its last artifact),
+    ``concurrent.futures`` takes no new work (and can't even be imported): then the items are
+    done on this thread."""
+    if len(items) <= 1 or workers <= 1:
+        return [function(item) for item in items]
+    try:
+        from concurrent.futures import ThreadPoolExecutor  # its first import registers an exit hook
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        futures = [pool.submit(function, item) for item in items]
+    except RuntimeError:
+        return [function(item) for item in items]
+    try:
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def stat_key(path: str, stat: os.stat_result) -> StatKey:
@@ -144,11 +166,7 @@ class Hasher:
                 learned[after] = digest
             return path, (digest, size)
 
-        if len(todo) == 1:
-            result.update([one(todo[0])])
-        else:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="tracklet-hash") as pool:
-                result.update(pool.map(one, todo))
+        result.update(parallel_map(one, todo, self.workers, "tracklet-hash"))
         self.cache.put_many(learned)
         return result
 

@@ -22,13 +22,12 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
-from tracklet.artifacts.hashing import STAT_CACHE_FILE, Hasher, StatCache, sha256_file, stat_key
+from tracklet.artifacts.hashing import STAT_CACHE_FILE, Hasher, StatCache, parallel_map, sha256_file, stat_key
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.errors import ArtifactError, ArtifactVerifyError
@@ -140,11 +139,7 @@ class ArtifactStore:
         if progress is not None:
             skipped = [entry for entry in manifest if not isinstance(pending[entry.path], LocalFile)]
             progress.advance(len(skipped), sum(entry.size for entry in skipped))
-        if len(jobs) <= 1:
-            written = [one(job) for job in jobs]
-        else:
-            with ThreadPoolExecutor(self.hasher.workers, thread_name_prefix="tracklet-store") as pool:
-                written = list(pool.map(one, jobs))
+        written = parallel_map(one, jobs, self.hasher.workers, "tracklet-store")
         # New blobs were hashed as they were written: remember them, so a download needn't read them.
         learned = {}
         for (entry, _), count in zip(jobs, written):

@@ -46,6 +46,8 @@ def dataset(tmp_path) -> Path:
     (base / "images" / "a.bin").write_bytes(os.urandom(300_000))
     (base / "images" / "deep" / "b.bin").write_bytes(os.urandom(1000))
     (base / "images" / "empty").write_bytes(b"")
+    for path in base.rglob("*"):  # written a minute ago: not "racily" recent (hashing.RACY_NS)
+        os.utime(path, (time.time() - 60, time.time() - 60))
     return base
 
 
@@ -111,6 +113,24 @@ def test_relogging_unchanged_content_returns_the_version_and_writes_and_reads_no
     assert third.version == "v1" and hashing.files_hashed() == hashed + 1
     assert third.bytes_written < 1000
     run.finish()
+
+
+def test_a_same_size_rewrite_within_the_mtime_granularity_is_not_taken_for_unchanged(start, root, tmp_path):
+    # File systems stamp mtimes coarsely: a rewrite right after hashing can keep size, mtime and
+    # inode. Such a file's digest is not remembered, so logging it again reads it again.
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"A" * 1000)
+    run = start()
+    first = run.log_artifact(path, type="model").wait()
+    stamp = path.stat()
+    with open(path, "r+b") as handle:  # in place: same inode, same size
+        handle.write(b"B" * 1000)
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the same coarse mtime
+    assert path.stat().st_ino == stamp.st_ino
+    second = run.log_artifact(path, type="model").wait()
+    run.finish()
+    assert (first.version, second.version) == ("v0", "v1")
+    assert second.manifest["weights.bin"].digest == hashlib.sha256(b"B" * 1000).hexdigest()
 
 
 def test_new_draft_keeps_stored_files_and_adds_changes(start, root, dataset, tmp_path):

@@ -4,7 +4,8 @@
 training thread keeps running. The stat cache maps ``(path, size, mtime_ns, inode)`` to a digest
 in SQLite (``<data root>/cache/artifact-digests.sqlite``), shared by every run and command of the
 data root: re-logging an unchanged artifact costs a ``stat`` and a lookup per file. A file is only
-remembered if its ``stat`` is the same before and after it was read (it was not being written).
+remembered if its ``stat`` is the same before and after it was read (it was not being written)
+and it was last modified more than ``RACY_NS`` before (see there).
 
 ``files_hashed()`` counts the files this process actually read: tests assert cache hits with it.
 """
@@ -15,12 +16,17 @@ import hashlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 CHUNK = 1 << 20
 STAT_CACHE_FILE = "artifact-digests.sqlite"
+# A file modified this close to when it was hashed is not remembered: file systems stamp mtimes
+# coarsely (a kernel tick, 2 s on FAT), so a rewrite of the same size right after could keep the
+# same stat and be taken for unchanged (git's "racily clean" entries). It is hashed again next time.
+RACY_NS = 2_000_000_000
 StatKey = tuple[str, int, int, int]
 T = TypeVar("T")
 R = TypeVar("R")
@@ -160,9 +166,10 @@ class Hasher:
         learned: dict[StatKey, str] = {}
 
         def one(path: str) -> tuple[str, tuple[str, int]]:
+            started = time.time_ns()
             digest, size = sha256_file(path, on_bytes)
             after = stat_key(path, os.stat(path))
-            if after == stats[path] and size == after[1]:
+            if after == stats[path] and size == after[1] and started - after[2] > RACY_NS:
                 learned[after] = digest
             return path, (digest, size)
 

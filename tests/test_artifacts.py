@@ -306,6 +306,10 @@ def test_bad_names_are_refused_with_clear_errors(tmp_path):
     assert artifact.add_file(path, name="./sub/./f.txt") == "sub/f.txt"
     with pytest.raises(ArtifactError, match="both a file and a directory"):
         artifact.add_file(path, name="sub/f.txt/inner")
+    with pytest.raises(ArtifactError, match="both a file and a directory"):
+        artifact.add_file(path, name="sub")
+    artifact.remove("sub")
+    assert artifact.add_file(path, name="sub") == "sub"  # free again once its files are removed
     with pytest.raises(ArtifactError, match=r"missing\.txt.*does not exist"):
         artifact.add_file(tmp_path / "missing.txt")
     with pytest.raises(ArtifactError, match="is a directory"):

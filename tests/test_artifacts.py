@@ -561,6 +561,7 @@ model = wandb.Artifact("classifier", type="model")
 model.add_file("model.pt")
 logged = wandb.log_artifact(model, aliases=["best"])
 logged.wait()
+wandb.log_model("model.pt", name="weights-file", aliases=["prod"]).wait()
 print(json.dumps({"id": run.id, "dataset": dataset.wait().version, "model": logged.version,
                   "is_wandb": isinstance(logged, wandb.Artifact)}))
 wandb.finish()
@@ -579,8 +580,10 @@ with open(os.path.join(model_dir, "model.pt"), "rb") as handle:
 files = sorted(os.path.relpath(os.path.join(base, name), data_dir)
                for base, _, names in os.walk(data_dir) for name in names)
 api_model = wandb.Api().artifact("wb/classifier:latest")
+model_path = run.use_model("weights-file:prod")
 print(json.dumps({"id": run.id, "files": files, "weights": len(weights), "version": dataset.version,
-                  "metadata": dataset.metadata, "api": api_model.version, "type": api_model.type}))
+                  "metadata": dataset.metadata, "api": api_model.version, "type": api_model.type,
+                  "use_model": sorted(os.listdir(model_path))}))
 wandb.finish()
 """
 
@@ -606,6 +609,7 @@ def test_an_unmodified_wandb_script_logs_a_dataset_and_a_model_and_a_second_run_
     assert used["files"] == ["meta/classes.json", "train/0.txt", "train/1.txt", "train/2.txt"]
     assert used["weights"] == 7000 and used["version"] == "v0" and used["metadata"] == {"samples": 3}
     assert (used["api"], used["type"]) == ("v0", "model")
+    assert used["use_model"] == ["model.pt"]
     assert (consumer_dir / "artifacts" / "mnist:v0" / "train" / "0.txt").read_text() == "sample 0\n"
 
     api = tracklet.Api(root)
@@ -616,9 +620,11 @@ def test_an_unmodified_wandb_script_logs_a_dataset_and_a_model_and_a_second_run_
     import tracklet.compat.wandb as wandb
 
     consumer = wandb.Api().run(f"wb/{used['id']}")
-    assert sorted(a.qualified_name for a in consumer.used_artifacts()) == ["wb/classifier:v0", "wb/mnist:v0"]
+    assert sorted(a.qualified_name for a in consumer.used_artifacts()) == [
+        "wb/classifier:v0", "wb/mnist:v0", "wb/weights-file:v0"]
     producer = wandb.Api().run(f"wb/{produced['id']}")
-    assert sorted(a.qualified_name for a in producer.logged_artifacts()) == ["wb/classifier:v0", "wb/mnist:v0"]
+    assert sorted(a.qualified_name for a in producer.logged_artifacts()) == [
+        "wb/classifier:v0", "wb/mnist:v0", "wb/weights-file:v0"]
 
 
 def test_an_artifact_logged_just_before_the_script_ends_is_stored_at_exit(root, tmp_path):

@@ -99,8 +99,8 @@ def use_artifact(artifact_or_name: Any, type: str | None = None, aliases: Any = 
     return _run_for("wandb.use_artifact").use_artifact(artifact_or_name, type, aliases, use_as)
 
 
-def log_model(path: Any, name: str | None = None, aliases: Any = None) -> None:
-    _run_for("wandb.log_model").log_model(path, name, aliases)
+def log_model(path: Any, name: str | None = None, aliases: Any = None) -> Any:
+    return _run_for("wandb.log_model").log_model(path, name, aliases)
 
 
 def mark_preempting() -> None:

@@ -456,6 +456,11 @@ def test_using_an_artifact_logged_by_the_same_run_records_both_edges(start, root
     used = run.use_artifact(artifact)
     run.finish()
     assert used.qualified_name == "test/f.txt:v0"
+    odd = tmp_path / "..my model...v2 (final).pt"
+    odd.write_text("y")
+    from tracklet.artifacts.worker import prepare  # a path's base name is made a valid artifact name
+
+    assert prepare(odd, None, None).name == "my-model.v2--final-.pt"
     version = tracklet.Api(root).artifact("test/f.txt")
     assert version.logged_by().id == run.id and [r.id for r in version.used_by()] == [run.id]
 

@@ -127,8 +127,8 @@ def prepare(artifact_or_path: Any, name: str | None, type: str | None) -> Artifa
     if isinstance(artifact_or_path, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(artifact_or_path))
         if name is None:
-            name = re.sub(r"[^A-Za-z0-9._-]", "-", os.path.basename(path.rstrip(os.sep))).lstrip(".-_") or "artifact"
-            name = name.replace("..", ".")
+            base = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]", "-", os.path.basename(path.rstrip(os.sep))))
+            name = base.lstrip(".-_")[:128] or "artifact"
         artifact = Artifact(name, type or "unspecified")
         if os.path.isdir(path):
             artifact.add_dir(path)

@@ -293,6 +293,19 @@ def test_kill_9_mid_store_leaves_no_partial_blob_visible_and_a_rerun_completes(r
     assert (out / "big.bin").read_bytes() == payload
 
 
+def test_a_draft_dropped_unlogged_leaves_no_staged_files():
+    import gc
+
+    draft = tracklet.Artifact("scratch", "dataset")
+    with draft.new_file("notes.txt") as handle:
+        handle.write("x")
+    staging = Path(draft._staging)
+    assert (staging / "notes.txt").read_text() == "x"
+    del draft
+    gc.collect()
+    assert not staging.exists()
+
+
 def test_bad_names_are_refused_with_clear_errors(tmp_path):
     for name in ("a/b", "..", "a..b", "", ".hidden", "x" * 129, "nul\0"):
         with pytest.raises(ArtifactNameError, match="artifact name"):

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -219,6 +220,8 @@ class Artifact:
             raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
         if self._staging is None:
             self._staging = tempfile.mkdtemp(prefix="tracklet-artifact-")
+            # A draft dropped without being logged doesn't leave its new files behind.
+            weakref.finalize(self, shutil.rmtree, self._staging, True)
         path = os.path.join(self._staging, *entry_name.split("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         binary = "b" in mode

@@ -6,6 +6,7 @@ the row with one warning per type: tracklet does not record media or tables yet.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
@@ -136,9 +137,11 @@ class Artifact(_TrackletArtifact, WBValue):
     def add(self, obj: Any, name: str, **kwargs: Any) -> None:
         not_supported("Artifact.add()", f"{name!r} is not stored (tracklet does not record W&B media or tables yet)")
 
-    def download(self, root: str | None = None, allow_missing_references: bool = False, skip_cache: Any = None,
-                 path_prefix: Any = None, **kwargs: Any) -> str:
-        return super().download(root)
+    def download(self, root: str | os.PathLike | None = None, allow_missing_references: bool = False,
+                 skip_cache: Any = None, path_prefix: Any = None, *, link: bool = True, progress: Any = None,
+                 **kwargs: Any) -> str:
+        """W&B's signature (its extra options are accepted and ignored) over ``tracklet.Artifact.download``."""
+        return super().download(root, link=link, progress=progress)
 
     def save(self, project: str | None = None, settings: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
         """With a run active, log this artifact to it; else store it as a version of ``project``."""

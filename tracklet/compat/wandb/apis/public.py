@@ -290,7 +290,7 @@ class Run:
         root = recorded._paths.root
         api = TrackletApi(root)
         edges = edges_of_run(api.store.engine, recorded.project, recorded.id, direction)
-        found = []
+        found: list[Any] = []
         for edge in edges:
             reference = f"{edge['project']}/{edge['name']}:v{edge['version']}"
             if all(a.qualified_name != reference for a in found):

@@ -342,6 +342,18 @@ class LocalController:
             self._save_leases(leases)
             return result
 
+    def release(self, lease: Lease, reason: str) -> None:
+        """Give a trial back unfinished (the agent was interrupted): it is treated as a lapsed
+        lease at once: failed, and in a grid sweep its point is run again."""
+        with self._locked():
+            leases = self._leases()
+            record = leases.get(str(lease.trial))
+            if record is None or record["agent"] != lease.agent:
+                return
+            record["expires"] = 0.0
+            record["reason"] = reason
+            self._reap(self._study(), leases)
+
     # ------------------------------------------------------------ control
 
     def set_state(self, state: str) -> None:
@@ -426,8 +438,11 @@ class LocalController:
             trial = optuna.trial.Trial(study, frozen._trial_id)
             holder = f"agent {record['agent']}" if record else "no agent"
             trial.set_user_attr(LAPSED, True)
-            trial.set_user_attr("error", f"the lease lapsed ({holder} stopped renewing it): the agent or its "
-                                         "machine died; the trial was marked failed")
+            if record is not None and record.get("reason"):
+                trial.set_user_attr("error", f"given back by {holder}: {record['reason']}")
+            else:
+                trial.set_user_attr("error", f"the lease lapsed ({holder} stopped renewing it): the agent or its "
+                                             "machine died; the trial was marked failed")
             study.tell(number, state=optuna.trial.TrialState.FAIL)
             if self._spec.method == "grid":
                 study.enqueue_trial(dict(frozen.params))

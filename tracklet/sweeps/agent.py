@@ -24,10 +24,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tracklet.errors import SweepError
 from tracklet.sweeps.command import build_command
@@ -68,17 +68,29 @@ def gpu_slices(gpus: list[str] | None, per_trial: int) -> list[str | None]:
     return [",".join(gpus[i:i + per_trial]) for i in range(0, len(gpus) - per_trial + 1, per_trial)]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the trial gets SIGTERM when the agent thread that started it dies (even by kill -9)."""
+def _prctl() -> Any:
+    """libc's ``prctl``, looked up in the agent (the child, between fork and exec, only calls it)."""
+    if sys.platform != "linux":
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the agent died before prctl: don't run orphaned
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent(prctl: Any) -> Any:
+    """A ``preexec_fn``: the trial gets SIGTERM when the agent thread that started it dies (even by
+    kill -9), so no orphaned trial keeps running after its lease lapsed."""
+    parent = os.getpid()
+
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the agent died before prctl took effect
             os._exit(1)
-    except Exception:
-        pass
+
+    return preexec
 
 
 @dataclasses.dataclass
@@ -113,6 +125,7 @@ class Agent:
         self._last_failure = ""
         self._stop = threading.Event()
         self._processes: dict[int, subprocess.Popen] = {}
+        self._prctl = _prctl()
 
     # ------------------------------------------------------------ entry points
 
@@ -223,7 +236,7 @@ class Agent:
         while not done.wait(interval):
             try:
                 alive = self.controller.heartbeat(lease)
-            except Exception as error:  # a transient failure: the next beat tries again
+            except Exception as error:  # noqa: BLE001 - a failed beat must not end the trial; the next one retries
                 self.log(f"trial {lease.trial}: heartbeat failed ({error!r}); retrying")
                 continue
             if not alive:
@@ -259,7 +272,9 @@ class Agent:
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
         try:
-            process = subprocess.Popen(line, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            # The child only calls prctl (resolved here) before exec: safe with the agent's threads.
+            preexec = _die_with_parent(self._prctl) if self._prctl is not None else None
+            process = subprocess.Popen(line, env=env, preexec_fn=preexec)  # noqa: PLW1509
         except OSError as error:
             return 127, f"the command could not start: {error.strerror or error}: {line[0]}"
         self._processes[lease.trial] = process
@@ -282,7 +297,7 @@ class Agent:
         code, error = 0, None
         try:
             function()
-        except Exception as failure:
+        except Exception as failure:  # noqa: BLE001 - the user's function failing fails its trial, not the agent
             traceback.print_exc()
             code, error = 1, f"the function raised {type(failure).__name__}: {failure}"
         finally:

@@ -36,8 +36,9 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Union
+from typing import Any, Protocol
 
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import SweepError, SweepNotFound
@@ -90,7 +91,7 @@ class TrialResult:
     message: str
 
 
-Next = Union[Lease, Wait, Finished]
+Next = Lease | Wait | Finished
 
 
 class SweepController(Protocol):

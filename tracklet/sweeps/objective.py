@@ -36,10 +36,11 @@ def read_objective(root: Path, project: str, run_id: str, metric: Metric | None)
         return None, None
     run = RecordedRun(paths)
     candidates = _numbers([run.summary.get(metric.name)])
-    if metric.name in run.keys():
+    logged_keys = run.keys()
+    if metric.name in logged_keys:
         candidates += _numbers(run.history([metric.name])[metric.name])
     if not candidates:
-        logged = ", ".join(run.keys()[:10]) or "nothing"
+        logged = ", ".join(logged_keys[:10]) or "nothing"
         return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
                       f"(it logged: {logged})")
     return (max if metric.maximize else min)(candidates), None

@@ -105,7 +105,7 @@ def decode_value(param: Param, engine_value: Any, method: str) -> Any:
         return _quantize(math.exp(low + u * (high - low)), f["q"])
     if kind == "q_log_uniform":
         return _quantize(math.exp(f["min"] + u * (f["max"] - f["min"])), f["q"])
-    from scipy import stats
+    from scipy import stats  # type: ignore[import-untyped]
 
     if kind in ("normal", "q_normal"):
         value = float(stats.norm.ppf(u, loc=f["mu"], scale=f["sigma"]))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from tracklet.errors import SweepSpecError
 
@@ -143,7 +144,7 @@ def grid_values(param: Param) -> list[Any]:
         return list(range(f["min"], f["max"] + 1))
     if param.distribution == "q_uniform":
         count = (f["max"] - f["min"]) / f["q"]
-        return [_quantize(f["min"] + i * f["q"], f["q"]) for i in range(int(round(count)) + 1)]
+        return [_quantize(f["min"] + i * f["q"], f["q"]) for i in range(round(count) + 1)]
     raise ValueError(f"{param.name}: {param.distribution} has no finite grid")
 
 
@@ -269,7 +270,7 @@ def parse(config: Any) -> SweepSpec:
 
 def load_text(text: str | bytes) -> Any:
     """A YAML (or JSON) document as Python data; a syntax error names its line."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     try:
         return yaml.safe_load(text)
@@ -299,7 +300,7 @@ def _metric(value: Any, problems: _Problems) -> Metric | None:
                          ("impute_while_running", ("latest", "best", "worst", "false", False))):
         if key in value and value[key] not in allowed:
             problems.add(f"metric.{key}", f"must be one of {', '.join(map(str, allowed))}; got {value[key]!r}")
-    return Metric(name, goal, float(target) if target is not None else None) if ok else None
+    return Metric(str(name), str(goal), float(target) if target is not None else None) if ok else None
 
 
 def _parameters(value: Any, prefix: tuple[str, ...], problems: _Problems, out: list[Param]) -> None:

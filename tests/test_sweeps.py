@@ -266,6 +266,46 @@ def test_run_cap_and_stop(root):
     assert controller.finish(lease, 1).state == "failed"  # a running trial still reports after a stop
 
 
+def test_the_journal_survives_a_torn_write_and_optuna_reads_it(root):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    controller.tell(controller.next_trial("a"), 1.0)
+    journal = root / "sweeps" / sweep_id / "journal.log"
+    with open(journal, "ab") as handle:  # a writer killed mid-line
+        handle.write(b'{"op_code":5,"worker_id":"x","trial_id":0,"par')
+    fresh = LocalController(root, sweep_id)  # another process: replays the file, skips the torn line
+    lease = fresh.next_trial("b")
+    fresh.tell(lease, 2.0)
+    assert journal.read_bytes().endswith(b"\n")
+    study = optuna.load_study(study_name=sweep_id, storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert [t.value for t in study.trials] == [1.0, 2.0]
+    assert [r["value"] for r in controller.status()["trials"]] == [1.0, 2.0]
+
+
+def test_a_controller_failing_mid_operation_loses_no_grid_point(root, monkeypatch):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    journal = root / "sweeps" / sweep_id / "journal.log"
+    before = journal.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("tracklet.sweeps.controller._write_json", broken)
+    with pytest.raises(OSError):
+        controller.next_trial("a")
+    monkeypatch.undo()
+    assert journal.read_bytes() != before  # the trial was asked and flushed before its files were written
+    lease = controller.next_trial("a")  # its trial has no lease: reaped, its point handed out again
+    rows = controller.status()["trials"]
+    assert rows[0]["state"] == "lapsed" and rows[1]["state"] == "running"
+    assert (lease.trial, lease.config) == (1, rows[0]["config"])
+
+
 def test_unknown_sweep_id(root):
     with pytest.raises(SweepNotFound, match="no sweep 'nosuch1' under"):
         LocalController(root, "nosuch1")

@@ -108,6 +108,10 @@ class SweepController(Protocol):
 
     def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult: ...
 
+    def tell(self, lease: Lease, value: float | None, error: str | None = None) -> TrialResult: ...
+
+    def release(self, lease: Lease, reason: str) -> None: ...
+
 
 def sweeps_dir(root: Path) -> Path:
     return Path(root) / "sweeps"
@@ -140,7 +144,9 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
     (directory / "trials").mkdir()
     optuna = _optuna()
     direction = "maximize" if spec.metric is not None and spec.metric.maximize else "minimize"
-    optuna.create_study(storage=_storage(directory), study_name=sweep_id, direction=direction)
+    storage = _storage(directory)
+    optuna.create_study(storage=storage, study_name=sweep_id, direction=direction)
+    storage._backend.flush()
     _write_json(directory / "state.json", {"state": "running"})
     _write_json(directory / "sweep.json", {"id": sweep_id, "project": project_name, "config": spec.config,
                                            "created": time.time()})
@@ -171,21 +177,23 @@ def _optuna() -> Any:
 
 
 def _storage(directory: Path) -> Any:
+    """Optuna's ``JournalStorage`` over the sweep's journal file (written once per operation)."""
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    path = str(directory / "journal.log")
-    # Every operation already holds the sweep's flock; the backend's own lock (an O_EXCL file)
-    # guards appends by anything else.
-    return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+    from tracklet.sweeps.journal import BatchedJournalFile
+
+    return JournalStorage(BatchedJournalFile(str(directory / "journal.log")))
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_json(path: Path, data: Any, *, durable: bool = True) -> None:
+    """Replace ``path`` atomically. ``durable=False`` skips the fsync, for files whose loss in a
+    power cut is recovered from (the leases: a trial without one is reaped as lapsed)."""
     temporary = path.with_name(path.name + f".tmp-{os.getpid()}")
     with open(temporary, "w") as handle:
         json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
@@ -216,6 +224,7 @@ class LocalController:
         self._spec = parse(self.info["config"])
         self.project: str = self.info["project"]
         self._storage_obj: Any = None
+        self._cached_sampler: tuple[int, Any] | None = None
 
     @property
     def spec(self) -> SweepSpec:
@@ -225,12 +234,24 @@ class LocalController:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """The sweep's lock, for one operation: what it appended to the journal is written (one
+        fsync) before the lock is released; an operation that fails writes nothing."""
         with open(self.dir / "lock", "a+") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
+                self._flush()
+            except BaseException:
+                if self._storage_obj is not None:
+                    self._storage_obj._backend.discard()
+                    self._storage_obj = None  # its memory holds what was discarded: read the file again
+                raise
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _flush(self) -> None:
+        if self._storage_obj is not None:
+            self._storage_obj._backend.flush()
 
     def _study(self, sampler: Any = None) -> Any:
         optuna = _optuna()
@@ -245,7 +266,7 @@ class LocalController:
         return _read_json(self.dir / "leases.json", {})
 
     def _save_leases(self, leases: dict[str, Any]) -> None:
-        _write_json(self.dir / "leases.json", leases)
+        _write_json(self.dir / "leases.json", leases, durable=False)
 
     def run_cap(self) -> int | None:
         return self._state().get("run_cap", self._spec.run_cap)
@@ -289,9 +310,10 @@ class LocalController:
             run_id = trial_run_id(self.sweep_id, trial.number)
             trial.set_user_attr("run_id", run_id)
             trial.set_user_attr("agent", agent)
+            self._flush()  # the trial is on disk before anything refers to it
             _write_json(self.dir / "trials" / f"{trial.number}.json",
                         {"sweep_id": self.sweep_id, "trial": trial.number, "run_id": run_id,
-                         "project": self.project, "config": config})
+                         "project": self.project, "config": config}, durable=False)
             leases[str(trial.number)] = self._lease_record(agent, ttl)
             self._save_leases(leases)
             return Lease(self.sweep_id, trial.number, run_id, self.project, config, agent, ttl)
@@ -312,13 +334,18 @@ class LocalController:
         from its record log), or that the trial failed and why."""
         from tracklet.sweeps.objective import read_objective
 
-        metric = self._spec.metric
-        value, problem = (None, None)
-        if exit_code == 0 and error is None:
-            value, problem = read_objective(self.root, self.project, lease.run_id, metric)
+        value = None
+        if exit_code == 0 and error is None:  # read before taking the lock: a long log takes a while
+            value, error = read_objective(self.root, self.project, lease.run_id, self._spec.metric)
         elif error is None:
             error = f"the command exited with status {exit_code}"
+        return self.tell(lease, value, error)
+
+    def tell(self, lease: Lease, value: float | None, error: str | None = None) -> TrialResult:
+        """Record how trial ``lease`` ended: its objective ``value``, or ``error`` (failed). A
+        lease that lapsed meanwhile keeps the trial failed and the result is discarded."""
         optuna = _optuna()
+        metric = self._spec.metric
         with self._locked():
             study = self._study()
             leases = self._reap(study, self._leases())
@@ -329,11 +356,12 @@ class LocalController:
             del leases[str(lease.trial)]
             trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
                 study._study_id, lease.trial))
-            message = error or problem
-            if message is not None:
-                trial.set_user_attr("error", message)
+            if error is None and metric is not None and (value is None or not math.isfinite(value)):
+                error = f"the objective {metric.name} is {value!r}, not a finite number"
+            if error is not None:
+                trial.set_user_attr("error", error)
                 study.tell(lease.trial, state=optuna.trial.TrialState.FAIL)
-                result = TrialResult(lease.trial, "failed", None, message)
+                result = TrialResult(lease.trial, "failed", None, error)
             else:
                 if metric is None:
                     trial.set_user_attr("no_metric", True)
@@ -472,12 +500,23 @@ class LocalController:
         return set(space.grid_points(self._spec)) - taken
 
     def _sampler(self, agents: int, trials: int) -> Any:
-        """A sampler for this ask. Samplers are built per ask (cheap: the study is their state);
-        a seeded sweep derives the seed from the trial count, so asks don't repeat a sequence."""
+        """The sampler for this ask. An unseeded sweep keeps one per startup count (samplers cache
+        what they derive from the study, e.g. TPE's search space). A seeded sweep builds one per ask
+        with a seed derived from the trial count, so neither two asks nor two agent processes
+        repeat a random sequence."""
+        spec = self._spec
+        startup = max(MIN_STARTUP_TRIALS, BASE_STARTUP_TRIALS - (agents - 1))
+        seeded = spec.seed is not None or (spec.sampler or {}).get("seed") is not None
+        if seeded:
+            return self._new_sampler(startup, trials)
+        if self._cached_sampler is None or self._cached_sampler[0] != startup:
+            self._cached_sampler = (startup, self._new_sampler(startup, trials))
+        return self._cached_sampler[1]
+
+    def _new_sampler(self, startup: int, trials: int) -> Any:
         optuna = _optuna()
         spec = self._spec
-        seed = None if spec.seed is None else spec.seed + trials
-        startup = max(MIN_STARTUP_TRIALS, BASE_STARTUP_TRIALS - (agents - 1))
+        seed = None if spec.seed is None else _derived_seed(spec.seed, trials)
         samplers = optuna.samplers
         if spec.method == "grid":
             return samplers.GridSampler(space.grid_search_space(spec), seed=seed)
@@ -490,7 +529,7 @@ class LocalController:
         options = dict(spec.sampler or {"type": "tpe"})
         kind = options.pop("type")
         if options.get("seed") is not None:
-            options["seed"] = options["seed"] + trials
+            options["seed"] = _derived_seed(options["seed"], trials)
         elif seed is not None:
             options["seed"] = seed
         if kind in ("tpe", "gp"):
@@ -523,6 +562,14 @@ class LocalController:
                 "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None,
             })
         return rows
+
+
+def _derived_seed(seed: int, trials: int) -> int:
+    """The seed of the sampler built for the ask after ``trials`` trials: distinct per (seed,
+    trials), so neither two asks nor two seeds share a random sequence."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{trials}".encode(), digest_size=4).digest(), "big")
 
 
 def open_controller(root: Path | str, sweep_id: str) -> LocalController:

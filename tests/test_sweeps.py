@@ -306,11 +306,57 @@ def test_a_controller_failing_mid_operation_loses_no_grid_point(root, monkeypatc
     assert (lease.trial, lease.config) == (1, rows[0]["config"])
 
 
+def test_a_restarted_job_takes_its_running_trial_back(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    first = controller.next_trial("job-1")
+    again = controller.next_trial("job-1-requeued", resume_trial=first.trial)
+    assert again.resumed and (again.trial, again.run_id, again.config) == (first.trial, first.run_id, first.config)
+    assert not controller.heartbeat(first)  # the old holder lost it
+    assert controller.finish(again, 1).state == "failed"
+    fresh = controller.next_trial("job-1-requeued", resume_trial=first.trial)  # finished: a new trial instead
+    assert not fresh.resumed and fresh.trial != first.trial
+
+
+def test_heartbeats_keep_a_long_trial_alive(root):
+    sweep_id = create_sweep(root, {"method": "random", "metric": {"name": "f"},
+                                   "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    controller = LocalController(root, sweep_id)
+    seen = []
+
+    def slow():
+        run = tracklet.init(settings=QUIET)
+        time.sleep(4.0)  # longer than the lease: only heartbeats keep it
+        seen.append(LocalController(root, sweep_id).status()["counts"])  # another process would reap here
+        run.log({"f": run.config["x"]})
+
+    report = Agent(controller, count=1, ttl=1.5, log=lambda line: None).run_function(slow)
+    assert seen == [{"running": 1}] and [r.state for r in report.results] == ["complete"]
+    assert controller.status()["state"] == "running"  # random search has no end but the run cap
+
+
+def test_status_says_finished_when_the_grid_is_done(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    while not isinstance(lease := controller.next_trial("a"), Finished):
+        controller.tell(lease, 1.0)
+    assert controller.status()["state"] == "finished"
+
+
 def test_unknown_sweep_id(root):
     with pytest.raises(SweepNotFound, match="no sweep 'nosuch1' under"):
         LocalController(root, "nosuch1")
     result = CliRunner().invoke(main, ["--dir", str(root), "agent", "nosuch1"])
     assert result.exit_code == 2 and "no sweep 'nosuch1'" in result.output
+    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "show", "nosuch1"])
+    assert result.exit_code == 2 and "no sweep 'nosuch1'" in result.output
+
+
+def test_an_agent_for_a_sweep_with_nothing_to_run(root):
+    sweep_id = create_sweep(root, {"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    result = CliRunner().invoke(main, ["--dir", str(root), "agent", sweep_id])
+    assert result.exit_code == 2 and "the sweep has no program: to run" in result.output
+    assert LocalController(root, sweep_id).status()["trials"] == []  # no trial was taken
 
 
 def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path):

@@ -411,12 +411,20 @@ class LocalController:
         counts: dict[str, int] = {}
         for row in trials:
             counts[row["state"]] = counts.get(row["state"], 0) + 1
+        run_state = state.get("state", "running")
+        cap = state.get("run_cap", self._spec.run_cap)
+        if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
+            settled = sum(n for s, n in counts.items() if s != "lapsed")
+            if (cap is not None and settled >= cap) or (
+                    self._spec.method == "grid" and counts.get("complete", 0) + counts.get("failed", 0)
+                    >= self._spec.grid_size()):
+                run_state = "finished"
         scored = [row for row in trials if row["state"] == "complete" and row["value"] is not None]
         maximize = self._spec.metric is not None and self._spec.metric.maximize
         best = (max if maximize else min)(scored, key=lambda row: row["value"]) if scored else None
         return {
             "id": self.sweep_id, "project": self.project, "method": self._spec.method,
-            "state": state.get("state", "running"), "run_cap": state.get("run_cap", self._spec.run_cap),
+            "state": run_state, "run_cap": cap,
             "metric": dataclasses.asdict(self._spec.metric) if self._spec.metric else None,
             "grid_size": self._spec.grid_size() if self._spec.method == "grid" else None,
             "counts": counts, "best": best, "trials": trials,

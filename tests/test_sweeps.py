@@ -406,6 +406,7 @@ def _complete_points(controller):
     return [(r["config"]["a"], r["config"]["b"]) for r in rows if r["state"] == "complete"], rows
 
 
+@pytest.mark.slow  # real agent processes
 def test_grid_is_complete_with_four_agents_started_at_once(root, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)
     config = _grid(tmp_path)
@@ -428,6 +429,7 @@ def test_grid_is_complete_with_four_agents_started_at_once(root, tmp_path):
         assert f"sweep:{sweep_id}" in run.tags and run.state == "finished"
 
 
+@pytest.mark.slow  # real agent processes
 def test_kill_9_of_an_agent_mid_trial_lapses_its_lease_and_the_point_is_retried(root, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)
     sweep_id = create_sweep(root, _grid(tmp_path), project="p")
@@ -456,6 +458,7 @@ def test_kill_9_of_an_agent_mid_trial_lapses_its_lease_and_the_point_is_retried(
     assert len(log.read_text().splitlines()) == 4
 
 
+@pytest.mark.slow  # real agent processes
 def test_an_agent_stops_after_failures_in_a_row(root, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)
     config = {"method": "random", "metric": {"name": "loss"}, "program": str(tmp_path / "train.py"),
@@ -469,6 +472,7 @@ def test_an_agent_stops_after_failures_in_a_row(root, tmp_path):
     assert len(LocalController(root, sweep_id).status()["trials"]) == 3
 
 
+@pytest.mark.slow  # real agent processes
 def test_run_cap_holds_across_agents(root, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)
     config = {"method": "random", "run_cap": 5, "metric": {"name": "loss"}, "program": str(tmp_path / "train.py"),
@@ -504,6 +508,7 @@ def _search(root, method: str, budget: int, **extra) -> list[float]:
     return [r["value"] for r in rows]
 
 
+@pytest.mark.slow  # two searches of 16 trials
 @pytest.mark.parametrize("method, extra", [("bayes", {}), ("optuna", {"sampler": {"type": "tpe",
                                                                                   "n_startup_trials": 5}})])
 def test_the_search_beats_a_random_baseline_with_the_same_budget(root, method, extra):
@@ -517,6 +522,7 @@ def test_the_search_beats_a_random_baseline_with_the_same_budget(root, method, e
 # ---------------------------------------------------------------- W&B's API
 
 
+@pytest.mark.slow  # real agent processes
 def test_wandb_sweep_and_agent_script(root, tmp_path):
     script = tmp_path / "sweep_script.py"
     script.write_text(textwrap.dedent("""

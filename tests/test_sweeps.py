@@ -387,7 +387,8 @@ if marker and not os.path.exists(marker):  # the first trial to get here hangs u
     open(marker, "w").write(str(os.getpid()))
     time.sleep(120)
 with open(os.environ["TRIAL_LOG"], "a") as log:
-    log.write(f"{run.config['a']},{run.config['b']},{os.environ['TRACKLET_SWEEP_TRIAL']}\\n")
+    log.write(f"{run.config['a']},{run.config['b']},{os.environ['TRACKLET_SWEEP_TRIAL']},"
+              f"{os.environ.get('CUDA_VISIBLE_DEVICES', '-').replace(',', '+')}\\n")
 run.log({"loss": float(run.config["a"]) + (0.5 if run.config["b"] == "y" else 0.0)})
 run.finish()
 if os.environ.get("FAIL_ALWAYS"):
@@ -427,6 +428,19 @@ def test_grid_is_complete_with_four_agents_started_at_once(root, tmp_path):
         run = tracklet.Api(root).run(row["run"])
         assert (run.config["a"], run.config["b"], run.config["k"]) == (*[row["config"][k] for k in "ab"], 7)
         assert f"sweep:{sweep_id}" in run.tags and run.state == "finished"
+
+
+@pytest.mark.slow  # real agent processes
+def test_gpus_are_pinned_per_worker(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    sweep_id = create_sweep(root, _grid(tmp_path), project="p")
+    log = tmp_path / "trials.log"
+    agent = _agent(root, sweep_id, "--gpus", "0-3", "--gpus-per-trial", "2",
+                   env={"TRIAL_LOG": str(log), "CUDA_VISIBLE_DEVICES": "7"})
+    _out, err = agent.communicate(timeout=240)
+    assert agent.returncode == 0, err
+    devices = [line.split(",")[3] for line in log.read_text().splitlines()]
+    assert len(devices) == 4 and set(devices) == {"0+1", "2+3"}  # two workers, each with its own pair
 
 
 @pytest.mark.slow  # real agent processes

@@ -374,6 +374,30 @@ def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path):
     assert result.exit_code == 2 and "parameters.lr.min: must be < max" in result.output
 
 
+def test_cli_controls_a_sweep(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+
+    def cli(*args):
+        result = CliRunner().invoke(main, ["--dir", str(root), "sweep", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    cli("pause", sweep_id)
+    assert isinstance(controller.next_trial("a"), Wait)
+    cli("resume", sweep_id)
+    lease = controller.next_trial("a")
+    controller.tell(lease, 0.25)
+    cli("stop", sweep_id)
+    assert isinstance(controller.next_trial("a"), Finished)
+    cli("extend", f"p/{sweep_id}", "--run-cap", "2")
+    shown = json.loads(cli("show", sweep_id, "--json"))
+    assert (shown["state"], shown["run_cap"], shown["counts"]) == ("running", 2, {"complete": 1})
+    assert shown["best"]["value"] == 0.25 and shown["best"]["run"] == f"p/{sweep_id}-0"
+    text = cli("show", sweep_id)
+    assert "best: trial 0" in text and "1 complete of 4 grid points, run cap 2" in text
+
+
 # ---------------------------------------------------------------- real agent processes
 
 

@@ -406,6 +406,9 @@ import os, sys, time
 import tracklet
 
 run = tracklet.init(config={"a": 0, "b": "none"})
+if os.environ.get("HANG_ALWAYS"):  # a directory: say this trial started, then hang until stopped
+    open(os.path.join(os.environ["HANG_ALWAYS"], os.environ["TRACKLET_SWEEP_TRIAL"]), "w").close()
+    time.sleep(120)
 marker = os.environ.get("HANG_MARKER")
 if marker and not os.path.exists(marker):  # the first trial to get here hangs until killed
     open(marker, "w").write(str(os.getpid()))
@@ -494,6 +497,27 @@ def test_kill_9_of_an_agent_mid_trial_lapses_its_lease_and_the_point_is_retried(
     assert len(lapsed) == 1 and "lease lapsed" in lapsed[0]["error"]
     assert (lapsed[0]["config"]["a"], lapsed[0]["config"]["b"]) in points  # its point was run again
     assert len(log.read_text().splitlines()) == 4
+
+
+@pytest.mark.slow  # real agent processes
+def test_ctrl_c_gives_running_trials_back(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    sweep_id = create_sweep(root, _grid(tmp_path), project="p")
+    controller = LocalController(root, sweep_id)
+    started = tmp_path / "started"
+    started.mkdir()
+    agent = _agent(root, sweep_id, "--gpus", "0,1", env={"TRIAL_LOG": str(tmp_path / "log"),
+                                                         "HANG_ALWAYS": str(started)})
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2:  # both trials' programs are running
+        assert time.monotonic() < deadline and agent.poll() is None, agent.communicate()
+        time.sleep(0.2)
+    agent.send_signal(signal.SIGINT)
+    agent.communicate(timeout=60)
+    rows = controller.status()["trials"]
+    assert [r["state"] for r in rows].count("lapsed") == 2
+    assert all("the agent was interrupted" in r["error"] for r in rows if r["state"] == "lapsed")
+    assert [r["state"] for r in rows].count("waiting") == 2  # both grid points queued again
 
 
 @pytest.mark.slow  # real agent processes

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +125,8 @@ class Agent:
         self._failures_in_row = 0
         self._last_failure = ""
         self._stop = threading.Event()
+        self._interrupted = False
+        self._errors: list[BaseException] = []
         self._processes: dict[int, subprocess.Popen] = {}
         self._prctl = _prctl()
 
@@ -147,20 +150,27 @@ class Agent:
         if len(self.slices) == 1:
             self._worker(f"{host}-{os.getpid()}", self.slices[0], 0, execute)
         else:
-            threads = [threading.Thread(target=self._worker, args=(f"{host}-{os.getpid()}-{i}", devices, i, execute),
+            # Each worker sets its event when it ends. The main thread waits on the events, not on
+            # Thread.join: a join interrupted by Ctrl-C can return early afterwards (CPython 3.11).
+            done = [threading.Event() for _ in self.slices]
+            threads = [threading.Thread(target=self._guarded_worker,
+                                        args=(done[i], f"{host}-{os.getpid()}-{i}", devices, i, execute),
                                         name=f"tracklet-agent-{i}", daemon=True)
                        for i, devices in enumerate(self.slices)]
             for thread in threads:
                 thread.start()
             try:
-                for thread in threads:
-                    while thread.is_alive():
-                        thread.join(0.5)
+                for event in done:
+                    while not event.wait(0.5):
+                        pass
             except KeyboardInterrupt:
-                self._interrupt()
-                for thread in threads:
-                    thread.join(KILL_DELAY + 5)
+                self._interrupt()  # trials stop, and each worker gives its trial back before it ends
+                deadline = time.monotonic() + KILL_DELAY + 5
+                for event in done:
+                    event.wait(max(0.0, deadline - time.monotonic()))
                 raise
+            if self._errors:
+                raise self._errors[0]
         if self._failures_in_row >= self.max_failures:
             raise SweepError(f"stopping: {self._failures_in_row} trials failed in a row (last: {self._last_failure}); "
                              "fix the command or the program, then start the agent again")
@@ -176,6 +186,16 @@ class Agent:
     def _unclaim_slot(self) -> None:
         with self._lock:
             self._started -= 1
+
+    def _guarded_worker(self, done: threading.Event, *args: Any) -> None:
+        """A worker thread: its failure stops the other workers and is raised by the agent."""
+        try:
+            self._worker(*args)
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
+            self._errors.append(error)
+            self._interrupt()
+        finally:
+            done.set()
 
     def _worker(self, agent: str, devices: str | None, index: int,
                 execute: Callable[[Lease, str | None, int], tuple[int, str | None]]) -> None:
@@ -215,6 +235,9 @@ class Agent:
             finally:
                 beating.set()
                 heart.join()
+            if self._interrupted:  # the agent is stopping: the trial goes back (a grid point is rerun)
+                self.controller.release(lease, "the agent was interrupted")
+                return
             if lost.is_set():
                 self.log(f"trial {lease.trial}: its lease was lost (the agent could not renew it in time); "
                          "the trial was stopped and marked failed")
@@ -247,8 +270,11 @@ class Agent:
                 return
 
     def _interrupt(self) -> None:
-        self._stop.set()
-        for process in list(self._processes.values()):
+        with self._lock:
+            self._interrupted = True
+            self._stop.set()
+            processes = list(self._processes.values())
+        for process in processes:
             _stop_process(process)
 
     # ------------------------------------------------------------ executing a trial
@@ -271,13 +297,16 @@ class Agent:
         env = {**os.environ, **self._trial_env(lease)}
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
-        try:
-            # The child only calls prctl (resolved here) before exec: safe with the agent's threads.
-            preexec = _die_with_parent(self._prctl) if self._prctl is not None else None
-            process = subprocess.Popen(line, env=env, preexec_fn=preexec)  # noqa: PLW1509
-        except OSError as error:
-            return 127, f"the command could not start: {error.strerror or error}: {line[0]}"
-        self._processes[lease.trial] = process
+        with self._lock:  # an interrupt either sees this process or stops it starting
+            if self._interrupted:
+                return 130, "the agent was interrupted"
+            try:
+                # The child only calls prctl (resolved here) before exec: safe with the agent's threads.
+                preexec = _die_with_parent(self._prctl) if self._prctl is not None else None
+                process = subprocess.Popen(line, env=env, preexec_fn=preexec)  # noqa: PLW1509
+            except OSError as error:
+                return 127, f"the command could not start: {error.strerror or error}: {line[0]}"
+            self._processes[lease.trial] = process
         try:
             code = process.wait()
         except KeyboardInterrupt:

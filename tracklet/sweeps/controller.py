@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.core.settings import check_name, is_valid_name
-from tracklet.errors import SweepError, SweepNotFound
+from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
 from tracklet.sweeps.spec import SweepSpec, parse
 
@@ -170,7 +170,10 @@ def list_sweeps(root: Path) -> list[dict[str, Any]]:
 
 
 def _optuna() -> Any:
-    import optuna
+    try:
+        import optuna
+    except ImportError as error:
+        raise MissingDependency(f"sweeps need Optuna 5: pip install 'tracklet[sweeps]' ({error})") from None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna

@@ -270,7 +270,12 @@ def parse(config: Any) -> SweepSpec:
 
 def load_text(text: str | bytes) -> Any:
     """A YAML (or JSON) document as Python data; a syntax error names its line."""
-    import yaml  # type: ignore[import-untyped]
+    try:
+        import yaml  # type: ignore[import-untyped]
+    except ImportError as error:
+        from tracklet.errors import MissingDependency
+
+        raise MissingDependency(f"reading a sweep config needs PyYAML: pip install 'tracklet[sweeps]' ({error})") from None
 
     try:
         return yaml.safe_load(text)

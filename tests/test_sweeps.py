@@ -359,6 +359,16 @@ def test_an_agent_for_a_sweep_with_nothing_to_run(root):
     assert LocalController(root, sweep_id).status()["trials"] == []  # no trial was taken
 
 
+def test_a_bad_lease_ttl_is_refused(root, monkeypatch):
+    sweep_id = create_sweep(root, {"method": "random", "program": "train.py",
+                                   "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    monkeypatch.setenv("TRACKLET_SWEEP_LEASE_TTL", "soon")
+    result = CliRunner().invoke(main, ["--dir", str(root), "agent", sweep_id])
+    assert result.exit_code == 2 and "TRACKLET_SWEEP_LEASE_TTL='soon'" in result.output
+    result = CliRunner().invoke(main, ["--dir", str(root), "agent", sweep_id, "--lease-ttl", "0"])
+    assert result.exit_code == 2 and "--lease-ttl" in result.output
+
+
 def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path):
     good = tmp_path / "sweep.yaml"
     good.write_text((DATA / "grid.yaml").read_text())

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from tracklet.cli.common import CliError, _handle_errors, _iso, _state
+from tracklet.cli.common import _handle_errors, _iso, _state
 
 
 def _root(ctx: click.Context) -> Path:
@@ -179,14 +179,8 @@ def agent(ctx: click.Context, sweep_id: str, count: int | None, gpus: str | None
     first resumes that trial if it is still running.
     """
     from tracklet.sweeps.agent import Agent, parse_gpus
-    from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, LocalController
+    from tracklet.sweeps.controller import LocalController
 
-    if lease_ttl is None:
-        text = os.environ.get("TRACKLET_SWEEP_LEASE_TTL")
-        try:
-            lease_ttl = float(text) if text else DEFAULT_LEASE_TTL
-        except ValueError:
-            raise CliError(f"TRACKLET_SWEEP_LEASE_TTL={text!r} is not a number of seconds") from None
     resume = os.environ.get("TRACKLET_SWEEP_TRIAL")
     resume_trial = int(resume) if resume and resume.isdigit() and os.environ.get("TRACKLET_SWEEP_ID") in (
         None, sweep_id.rsplit("/", 1)[-1]) else None

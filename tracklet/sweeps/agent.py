@@ -38,6 +38,20 @@ DEFAULT_MAX_FAILURES = 5
 KILL_DELAY = 10.0  # seconds between SIGTERM and SIGKILL when a trial must stop
 
 
+def lease_ttl_from_env() -> float:
+    """``$TRACKLET_SWEEP_LEASE_TTL`` (seconds), else the default (60)."""
+    text = os.environ.get("TRACKLET_SWEEP_LEASE_TTL")
+    if not text:
+        return DEFAULT_LEASE_TTL
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = -1.0
+    if not ttl > 0:
+        raise ValueError(f"TRACKLET_SWEEP_LEASE_TTL={text!r} is not a positive number of seconds")
+    return ttl
+
+
 def parse_gpus(text: str) -> list[str]:
     """``"0-3"``, ``"0,2,5"``, ``"0-1,4"`` → device ids, in order, no repeats."""
     found: list[str] = []
@@ -103,7 +117,7 @@ class AgentReport:
 class Agent:
     """Runs trials of one sweep; see the module docstring."""
 
-    def __init__(self, controller: LocalController, *, count: int | None = None, ttl: float = DEFAULT_LEASE_TTL,
+    def __init__(self, controller: LocalController, *, count: int | None = None, ttl: float | None = None,
                  max_failures: int = DEFAULT_MAX_FAILURES, poll_interval: float = 1.0,
                  gpus: list[str] | None = None, gpus_per_trial: int = 1,
                  log: Callable[[str], None] | None = None, resume_trial: int | None = None) -> None:
@@ -113,7 +127,7 @@ class Agent:
             raise ValueError(f"max failures must be >= 1; got {max_failures}")
         self.controller = controller
         self.count = count
-        self.ttl = ttl
+        self.ttl = lease_ttl_from_env() if ttl is None else ttl
         self.max_failures = max_failures
         self.poll_interval = poll_interval
         self.slices = gpu_slices(gpus, gpus_per_trial)

@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import print_table, write_json
-from tracklet.sweeps.controller import Lease, LocalController, create_sweep
+from benchmarks.report import print_table, write_json  # noqa: E402
+from tracklet.sweeps.controller import Lease, LocalController, create_sweep  # noqa: E402
 
 BRANIN_MIN = 0.397887
 HARTMANN6_MIN = -3.32237

@@ -25,6 +25,7 @@ LAYERS = {
     "client": 2, "store": 2,  # the HTTP client of a server; the derived SQL store
     "artifacts": 2,  # the content-addressed chunk store (chunking, packs)
     "api": 3,  # tracklet.Api: LocalApi (core + store), RemoteApi (client)
+    "sweeps": 3,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
     "server": 4, "compat": 4,  # the tracking server; the W&B API over the run and read APIs
     "importers": 5, "integrations": 5,  # W&B/TensorBoard importers; framework integrations
     "cli": 6,  # the command line

@@ -30,7 +30,7 @@ from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
-from tracklet.store.logsource import LocalLogs, LogSource
+from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
 from tracklet.store.schema import (alerts, api_keys, blocks, console_lines, log_heads, log_segments, project_members,
                                    projects, runs, series, users)
@@ -243,20 +243,6 @@ def _as_double(text: str) -> float:
         return float(number)
     except OverflowError:
         return math.inf if number > 0 else -math.inf
-
-
-def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:
-    """Liveness for logs no local process writes (a server's copies): alive while the log grew
-    within the last ``lapse`` seconds. A live run's log grows at least every system-stats window
-    (10 s by default), so a lapse of a minute or more marks only dead clients' runs crashed."""
-
-    def alive(log_file: Path) -> bool:
-        try:
-            return time.time() - log_file.stat().st_mtime < lapse
-        except FileNotFoundError:
-            return False
-
-    return alive
 
 
 class Indexer:

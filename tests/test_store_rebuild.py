@@ -20,10 +20,10 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.proto import records_pb2 as pb
 from tracklet.server.auth import Accounts
+from tracklet.server.schema import SERVER_TABLES, log_heads, log_segments
 from tracklet.store import Store
-from tracklet.store.ingest import SERVER_TABLES
 from tracklet.store.store import RUN_FIELDS
-from tracklet.store.schema import blocks, log_heads, log_segments, runs, series
+from tracklet.store.schema import blocks, runs, series
 
 LOUD = {**QUIET, "console": "wrap"}
 MONITORED = {**LOUD, "system_metrics": True, "system_interval": 0.02, "system_window": 0.05, "capture_wait": 60}
@@ -117,8 +117,8 @@ def _answers(store: Store, paths: list[str]) -> dict[str, Any]:
         "states": {row["run_id"]: row["state"] for row in store.runs("p")},
     }
     for path in paths:
-        keys = [key for key in ("loss", "acc", "val/loss", "x") if key in store.runs(
-            path.split("/")[0], fields=("keys",), filter=f'run_id = "{path.split("/")[1]}"')[0]["keys"]]
+        project, run_id = path.split("/")
+        keys = [key for key in ("loss", "acc", "val/loss", "x") if key in store.run(project, run_id)["keys"]]
         answers[path] = {
             "history": store.history(path, keys, buckets=None),
             "buckets": store.history(path, keys, buckets=50),
@@ -156,7 +156,7 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
     _data_root_small(root)
     store = Store(pg_url, root=root)
     store.index()
-    accounts = Accounts(store.engine)
+    accounts = Accounts(store)
     key = accounts.create_user("alice").key
     accounts.create_user("bob", admin=True)
     accounts.create_key("alice", label="laptop")

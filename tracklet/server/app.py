@@ -98,7 +98,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                # a data root's runs keep their files beside their logs
                                else RunFiles.connect(root, layout=DATA_ROOT_LAYOUT) if shared_root
                                else RunFiles.connect(root / "files", files_options)),
-                        authorizer=Authorizer(Accounts(store.engine)) if auth else None)
+                        authorizer=Authorizer(Accounts(store)) if auth else None)
     if index_on_start:
         state.indexer.index_all()
 

@@ -31,7 +31,7 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
 from tracklet.server.logs import AppendResult, BadRequest, KeyCounts, check_frames, check_records, new_tail, run_paths
 from tracklet.store.logsource import read_window
-from tracklet.store.schema import log_heads, log_segments
+from tracklet.server.schema import log_heads, log_segments, migrate
 
 
 class SegmentCopies:
@@ -43,6 +43,7 @@ class SegmentCopies:
         if engine.dialect.name != "postgresql":
             raise ValueError("log copies in shared storage (--logs) need a PostgreSQL store (--store postgresql://...): "
                              "its row locks are what serializes appends across server processes")
+        migrate(engine)
         self.engine = engine
         self.fs = fs
         self.base = base.rstrip("/")

@@ -117,8 +117,39 @@ class Store(RunDataQueries):
 
     def project_exists(self, project: str) -> bool:
         """Whether the store knows ``project`` (it may have no runs)."""
+        return self.project_id(project) is not None
+
+    def project_id(self, project: str) -> int | None:
+        """The project's id (what a server's project members refer to), or None if unknown."""
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).first() is not None
+            return connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
+
+    def add_project(self, project: str,
+                    with_project: Callable[[sa.Connection, int], None] | None = None) -> tuple[int, bool]:
+        """The project's id, creating the project if it is unknown; and whether this call created
+        it (of several processes creating one project at once, exactly one does). ``with_project
+        (connection, id)`` runs in the creating transaction, so what it writes (a server's first
+        project member) commits with the project or not at all."""
+        try:
+            with self.engine.begin() as connection:
+                project_id = connection.execute(projects.insert().values(name=project)).inserted_primary_key[0]
+                if with_project is not None:
+                    with_project(connection, project_id)
+            return project_id, True
+        except sa.exc.IntegrityError:  # it exists (perhaps created a moment ago by another process)
+            existing = self.project_id(project)
+            if existing is None:  # a constraint other than the name's failed
+                raise
+            return existing, False
+
+    def project_names(self, ids: list[int]) -> dict[int, str]:
+        """Project names by id, for the ids that name a project."""
+        found: dict[int, str] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                stmt = sa.select(projects.c.id, projects.c.name).where(projects.c.id.in_(ids[start : start + 500]))
+                found.update({row.id: row.name for row in connection.execute(stmt)})
+        return found
 
     def projects(self) -> list[tuple[str, int]]:
         """Every project's name and number of (not deleted) runs, by name."""

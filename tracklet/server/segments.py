@@ -47,6 +47,8 @@ class SegmentCopies:
         self.engine = engine
         self.fs = fs
         self.base = base.rstrip("/")
+        protocol = getattr(fs, "protocol", ())
+        self._local = "file" in ((protocol,) if isinstance(protocol, str) else protocol)
         self.root = Path(root)
         self.heartbeat_lapse = heartbeat_lapse
         self.key_counts = key_counts if key_counts is not None else KeyCounts()
@@ -90,6 +92,8 @@ class SegmentCopies:
             tail = new_tail(body, offset, size, stored)
             if tail:
                 keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored, lambda: indexed))
+                if self._local:  # a mounted directory: a new run's directory must exist (object stores have none)
+                    self.fs.makedirs(f"{self.base}/{project}/{run_id}", exist_ok=True)
                 self.fs.pipe_file(self._key(project, run_id, size), tail)  # durable before the commit
                 connection.execute(log_segments.insert().values(
                     project=project, run_id=run_id, offset=size, length=len(tail)))

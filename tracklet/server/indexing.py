@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tracklet.core.layout import RunPaths
-from tracklet.store import Store
+from tracklet.store import LOCK_FILE, Store
 from tracklet.store.logsource import LogSource, heartbeat_liveness
-from tracklet.store.store import LOCK_FILE
 
 try:
     import fcntl

@@ -16,9 +16,10 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from tracklet.errors import RunNotIndexed
 from tracklet.server.logs import run_paths
 from tracklet.server.models import CompareHistoryResponse, MetricKeysResponse, errors, json_response
-from tracklet.store.query import RunNotIndexed, SeriesHistory
+from tracklet.store import SeriesHistory
 
 router = APIRouter(prefix="/api/v1/projects", tags=["read"])
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from tracklet.errors import RunNotIndexed
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
@@ -19,7 +20,6 @@ from tracklet.server.models import (
     errors,
     json_response,
 )
-from tracklet.store.query import RunNotIndexed
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
 

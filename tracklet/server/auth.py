@@ -29,8 +29,8 @@ import sqlalchemy as sa
 from fastapi import HTTPException, Request
 
 from tracklet.core.settings import check_name
-from tracklet.server.schema import api_keys, migrate, project_members, users
 from tracklet.errors import AuthError  # noqa: F401  (defined there; imported from here too)
+from tracklet.server.schema import api_keys, migrate, project_members, users
 
 KEY_PREFIX = "tlk_"
 ROLES = ("read", "write", "admin")

@@ -84,7 +84,7 @@ log_segments = sa.Table(
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments)
 
-_migrated: "weakref.WeakSet[sa.Engine]" = weakref.WeakSet()
+_migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()
 
 

@@ -30,8 +30,8 @@ from sqlalchemy.dialects import postgresql
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
 from tracklet.server.logs import AppendResult, BadRequest, KeyCounts, check_frames, check_records, new_tail, run_paths
-from tracklet.store.logsource import read_window
 from tracklet.server.schema import log_heads, log_segments, migrate
+from tracklet.store.logsource import read_window
 
 
 class SegmentCopies:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from tracklet.store.engine import create_engine, migrate, store_url
-from tracklet.store.ingest import LOCK_FILE, IndexerBusy, IndexReport, Indexer
+from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
 from tracklet.store.logsource import LogSource
 from tracklet.store.run_data_queries import RunDataQueries
 from tracklet.store.schema import projects, runs, series
@@ -132,7 +132,8 @@ class Store(RunDataQueries):
         project member) commits with the project or not at all."""
         try:
             with self.engine.begin() as connection:
-                project_id = connection.execute(projects.insert().values(name=project)).inserted_primary_key[0]
+                insert = projects.insert().values(name=project).returning(projects.c.id)
+                project_id = connection.execute(insert).scalar_one()
                 if with_project is not None:
                     with_project(connection, project_id)
             return project_id, True

@@ -23,7 +23,7 @@ import hmac
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
@@ -31,6 +31,9 @@ from fastapi import HTTPException, Request
 from tracklet.core.settings import check_name
 from tracklet.errors import AuthError  # noqa: F401  (defined there; imported from here too)
 from tracklet.server.schema import api_keys, migrate, project_members, users
+
+if TYPE_CHECKING:
+    from tracklet.store import Store
 
 KEY_PREFIX = "tlk_"
 ROLES = ("read", "write", "admin")
@@ -95,7 +98,7 @@ class Accounts:
     database (the server's and the CLI's view). Projects are the store's: members refer to a
     project by its id, which ``store`` gives (and creates for a project's first upload)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.engine: sa.Engine = store.engine
         migrate(self.engine)

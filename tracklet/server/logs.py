@@ -13,13 +13,16 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, RecordLogError, read_log, scan, scan_frames
 from tracklet.core.settings import check_name
 from tracklet.core.validate import RecordRejected, check_record, decode_record
 from tracklet.errors import BadRequest, OffsetConflict  # noqa: F401  (defined there; imported from here too)
+
+if TYPE_CHECKING:
+    from tracklet.store import Store
 
 
 @dataclasses.dataclass
@@ -114,7 +117,7 @@ class KeyCounts:
     another server process appended), counting starts from what the store indexed (the run's
     ``log_offset`` and ``keys``) or from the cache, whichever is further, and reads on from there."""
 
-    def __init__(self, store: Any = None) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         """``store``: the ``Store`` whose ``indexed_keys`` give a starting point (None: count from
         the copy's first byte)."""
         self.store = store

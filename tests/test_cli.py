@@ -163,7 +163,7 @@ def test_show_failed_run(runs_root):
 
 
 def test_a_run_name_is_taken_wherever_a_run_id_is(runs_root):
-    from tracklet.server.client import resolve_run
+    from tracklet.cli.serve import resolve_run
 
     # the name "twin" is shared across projects, but unique within each: project/name picks one
     assert tracklet.Api(runs_root).run("beta/twin").id == "three"

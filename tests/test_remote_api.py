@@ -4,6 +4,7 @@ system metrics and files; clear errors for unknown runs and bad keys."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import subprocess
@@ -14,9 +15,10 @@ import pytest
 from conftest import QUIET, REPO
 
 import tracklet
-from tracklet.core import remote
-from tracklet.core.api import RunNotFound
-from tracklet.core.remote import RemoteApi, RemoteError
+from tracklet.api import remote
+from tracklet.api.local import LocalApi
+from tracklet.api.remote import RemoteApi
+from tracklet.errors import RemoteError, RunNotFound
 
 
 @pytest.fixture
@@ -48,9 +50,13 @@ def synced(tmp_path, servers, root):
 def test_remote_runs_match_the_local_ones(synced, root, monkeypatch):
     server, key = synced
     api = tracklet.Api(base_url=server.url, api_key=key)
-    assert isinstance(api, RemoteApi)
     local = tracklet.Api(root)
-    assert api.projects() == ["cmp"]
+    # one public type: both are Apis, the remote one answering from the server
+    assert isinstance(api, tracklet.Api) and isinstance(api, RemoteApi) and api.base_url == server.url
+    assert isinstance(local, tracklet.Api) and isinstance(local, LocalApi)
+    assert api.projects() == local.projects() == ["cmp"]
+    assert [r.id for r in api.runs("cmp", filter="config.seed >= 3", order_by="config.seed")] == [
+        r.id for r in local.runs("cmp", filter="config.seed >= 3", order_by="config.seed")] == ["r3", "r4"]
     assert [r.id for r in api.runs("cmp", order_by="config.lr")] == ["r4", "r3", "r2", "r1", "r0"]
     assert [r.id for r in api.runs("cmp", filter='config.seed >= 2 and state = "finished"', order_by="-config.seed")] == [
         "r4", "r3", "r2"]
@@ -75,6 +81,25 @@ def test_remote_runs_match_the_local_ones(synced, root, monkeypatch):
     assert not bucketed.exact and np.array_equal(bucketed.max, exact.max) and np.array_equal(bucketed.count, exact.count)
     (window,) = api.history([theirs], ["spiky"], start=5, end=9, buckets=None)
     assert window.steps.tolist() == [5, 6, 7, 8, 9] and math.isnan(window.values[2])
+
+
+def _parameters(function) -> list[tuple[str, object, object]]:
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def test_local_and_remote_apis_have_the_same_calls(tmp_path):
+    # The interface is Api's abstract methods; both implementations take the same parameters.
+    interface = {name for name in dir(tracklet.Api) if not name.startswith("_")}
+    assert {"projects", "runs", "run", "history", "close"} <= interface
+    for name in interface:
+        assert _parameters(getattr(LocalApi, name)) == _parameters(getattr(RemoteApi, name)) == _parameters(
+            getattr(tracklet.Api, name)), name
+    assert not inspect.isabstract(LocalApi) and not inspect.isabstract(RemoteApi)
+    assert type(tracklet.Api(tmp_path)) is LocalApi and type(tracklet.Api(base_url="http://127.0.0.1:9")) is RemoteApi
+    with pytest.raises(ValueError, match="not both"):
+        tracklet.Api(tmp_path, base_url="http://127.0.0.1:9")
+    with tracklet.Api(tmp_path) as local, tracklet.Api(base_url="http://127.0.0.1:9") as remote_api:
+        assert local.projects() == [] and remote_api.base_url == "http://127.0.0.1:9"
 
 
 def test_remote_errors_are_clear(synced):

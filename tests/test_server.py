@@ -21,7 +21,7 @@ import tracklet
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import MAGIC, frame, read_log
 from tracklet.proto import records_pb2 as pb
-from tracklet.server.client import SyncClient, SyncError
+from tracklet.client.sync import SyncClient, SyncError
 
 
 def _record(root: Path, project: str, run_id: str, steps: int = 500, flush_every: int | None = None,

@@ -19,7 +19,7 @@ from serverproc import Server
 
 import tracklet
 from tracklet.core.layout import RunPaths
-from tracklet.server.client import SyncClient, SyncError
+from tracklet.client.sync import SyncClient, SyncError
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from serverproc import Server
 
 import tracklet
 from tracklet.core.layout import RunPaths
-from tracklet.server.client import SyncClient
+from tracklet.client.sync import SyncClient
 
 
 @dataclasses.dataclass
@@ -248,6 +248,6 @@ def test_a_bad_s3_location_stops_the_server_at_start(servers, s3rver, tmp_path, 
 
 
 def test_importing_tracklet_and_its_sync_client_loads_no_storage_library():
-    result = run_script("import sys, tracklet, tracklet.server.client; "
+    result = run_script("import sys, tracklet, tracklet.client.sync; "
                         "print(sorted(m for m in ('fsspec', 's3fs', 'fastapi') if m in sys.modules))", check=True)
     assert result.stdout.strip() == "[]"

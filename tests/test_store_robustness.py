@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tracklet
-from tracklet.core import api as api_module
+from tracklet.api import local as api_module
 from tracklet.store import Store
 from tracklet.store.filters import Field, FilterSyntaxError, compile_filter, compile_sort, parse_filter, parse_sort
 from tracklet.store.schema import runs as runs_table
@@ -254,7 +254,7 @@ def test_readers_never_fail_while_another_process_holds_the_index_lock(root, mon
     _record(root, "p", "r1", config={"lr": 0.1})
     tracklet.Api(root).index()
     _record(root, "p", "r2", config={"lr": 0.2})  # not indexed while the lock is held
-    monkeypatch.setattr(api_module, "READER_INDEX_WAIT", 0.02, raising=False)
+    monkeypatch.setattr(api_module, "READER_INDEX_WAIT", 0.02)
     holder = _spawn(HOLD_LOCK, str(root / "store.lock"))
     try:
         for _ in range(20):

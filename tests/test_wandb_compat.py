@@ -548,17 +548,6 @@ def warnings_recorded():
     return Recorded(record=True)
 
 
-def test_sweeps_refuse_to_run_nothing(root):
-    import tracklet.compat.wandb as wandb
-
-    for call in (lambda: wandb.sweep({"method": "grid", "parameters": {"lr": {"values": [0.1]}}}),
-                 lambda: wandb.agent("abc", function=lambda: None, count=3), lambda: wandb.controller("abc")):
-        with pytest.raises(wandb.errors.UnsupportedError, match="sweeps are not supported"):
-            call()
-    # a script that relies on a sweep fails loudly instead of exiting 0 having run nothing
-    assert issubclass(wandb.errors.UnsupportedError, wandb.Error)
-
-
 def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
     import tracklet.compat.wandb as wandb
     from tracklet.core.values import Histogram

@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from tracklet.api import Api
     from tracklet.artifacts import Artifact
-    from tracklet.core.api import Api, RecordedRun
+    from tracklet.core.api import RecordedRun
     from tracklet.core.run import Run
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
 
 _LAZY = {
     "Artifact": ("tracklet.artifacts.artifact", "Artifact"),
-    "Api": ("tracklet.core.api", "Api"),
+    "Api": ("tracklet.api", "Api"),
     "RecordedRun": ("tracklet.core.api", "RecordedRun"),
     "Run": ("tracklet.core.run", "Run"),
     "Settings": ("tracklet.core.settings", "Settings"),
@@ -38,10 +39,33 @@ _LAZY = {
 def init(*args: Any, **kwargs: Any) -> "Run":
     from tracklet.core.start import init as _init
 
-    return _init(*args, **kwargs)
+    return _init(*args, uploader=_online_uploader, **kwargs)
+
+
+def _online_uploader(paths: Any, settings: Any, report: Any) -> Any:
+    """An online run's uploader, from the client package (imported only by online runs)."""
+    from tracklet.client.uploader import online_uploader
+
+    return online_uploader(paths, settings, report)
 
 
 init.__doc__ = "Start a run; see :func:`tracklet.core.start.init`."
+
+
+def _artifact_hooks() -> Any:
+    """What ``Run.log_artifact``/``use_artifact`` call: the core can't import the artifacts package."""
+    from tracklet.artifacts import run_hooks
+
+    return run_hooks
+
+
+def _plug_in() -> None:
+    from tracklet.core.extensions import provide
+
+    provide("artifacts", _artifact_hooks)
+
+
+_plug_in()
 
 
 def autolog(frameworks: Any = None, *, disable: bool = False) -> None:

@@ -41,6 +41,9 @@ __all__ = [
     "RunNotFound",
     "RunNotIndexed",
     "SourceError",
+    "SweepError",
+    "SweepNotFound",
+    "SweepSpecError",
     "SyncError",
     "TrackletError",
     "TrackletWarning",
@@ -124,7 +127,7 @@ class RemoteError(TrackletError, RuntimeError):
     """The server refused a request or could not be reached."""
 
 
-class SyncError(TrackletError, RuntimeError):
+class SyncError(RemoteError):
     """A run could not be uploaded (server unreachable for too long, or a refusal)."""
 
 
@@ -224,3 +227,27 @@ class PackCorrupt(ChunkStoreError, ValueError):
 
 class DigestMismatch(ChunkStoreError, ValueError):
     """A file rebuilt from chunks doesn't have the recipe's size and sha256."""
+
+
+# ---------------------------------------------------------------- sweeps (tracklet.sweeps)
+
+
+class SweepError(TrackletError, RuntimeError):
+    """A sweep can't go on as asked (an agent whose command keeps failing, a trial that can't start)."""
+
+
+class SweepSpecError(TrackletError, ValueError):
+    """A sweep configuration that doesn't validate; each line names the field at fault
+    (``parameters.lr.min: must be < max``). ``problems`` holds the lines."""
+
+    def __init__(self, problems: "list[str] | str") -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("invalid sweep config:\n  " + "\n  ".join(self.problems) if len(self.problems) > 1
+                         else f"invalid sweep config: {self.problems[0]}")
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.problems,))
+
+
+class SweepNotFound(TrackletError, LookupError):
+    """No sweep with that id under the data root."""

@@ -6,18 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+INDEX_WAIT = 2.0  # seconds a lineage read waits for another process's indexing (as tracklet.Api does)
+
 
 def _edges(root: Path, info: Any, direction: str) -> list[Any]:
-    from tracklet.core.api import Api, RecordedRun
+    from tracklet.core.api import RecordedRun
     from tracklet.core.layout import RunPaths
+    from tracklet.store import Store
     from tracklet.store.lineage import runs_with_edge
 
-    api = Api(root)
+    store = Store(None, root=root)
     try:
-        paths = runs_with_edge(api.store.engine, info.project, info.name, info.version, direction)
+        store.index(wait=INDEX_WAIT)  # what the logs gained; another process indexing: what it committed
+        paths = runs_with_edge(store.engine, info.project, info.name, info.version, direction)
     finally:
-        if api._store is not None:
-            api._store.close()
+        store.close()
     return [RecordedRun(RunPaths(root, project, run_id)) for project, run_id in paths]
 
 

@@ -74,9 +74,9 @@ class _State:
     @property
     def api(self) -> Any:
         if self._api is None:
-            from tracklet.core.api import Api
+            from tracklet.api.local import LocalApi
 
-            self._api = Api(self.root_option)
+            self._api = LocalApi(self.root_option)
         return self._api
 
     def command_prefix(self) -> str:

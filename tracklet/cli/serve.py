@@ -201,7 +201,7 @@ def _accounts(ctx: click.Context) -> Any:
     root, store_url = ctx.obj
     store = Store(store_url or f"sqlite:///{Path(root) / 'store.sqlite'}", root=root)
     ctx.call_on_close(store.close)
-    return Accounts(store.engine)
+    return Accounts(store)
 
 
 def _show_new_key(new: Any) -> None:
@@ -306,7 +306,7 @@ def login(url: str | None, key: str | None) -> None:
     TRACKLET_API_KEY is not set. The key is saved readable by you only.
     """
     try:
-        import httpx
+        from tracklet.client.http import HttpClient, RetryPolicy
     except ImportError as error:
         raise CliError(f"tracklet login needs httpx: pip install 'tracklet[server]' ({error})") from None
     from tracklet.core.credentials import save_key
@@ -316,14 +316,13 @@ def login(url: str | None, key: str | None) -> None:
     if key is None:
         key = click.prompt("API key", hide_input=True)
     key = key.strip()
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v1/me", headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    except httpx.HTTPError as error:
-        raise CliError(f"cannot reach {url}: {error}") from None
-    if response.status_code != 200:
-        from tracklet.core.remote import response_detail
-
-        raise CliError(f"{url} refused the key (HTTP {response.status_code}): {response_detail(response)}")
+    if not key:
+        raise CliError("the API key is empty")
+    with HttpClient(url, api_key=key, timeout=30, retry=RetryPolicy(base=0.25, cap=2.0, give_up_after=10.0,
+                                                                   attempts=3)) as http:
+        response = http.request("GET", "/api/v1/me")
+        if response.status_code != 200:
+            raise http.refusal(response, what="the key", hint=False)
     me = response.json()
     path = save_key(url, key)
     role = ", server admin" if me.get("is_admin") else ""
@@ -352,7 +351,7 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     still-running runs upload their complete records.
     """
     try:
-        from tracklet.server.client import SyncClient, SyncError, local_damage, local_runs, resolve_run
+        from tracklet.client.sync import SyncClient, SyncError, local_damage, local_runs
     except ImportError as error:
         raise CliError(f"tracklet sync needs httpx: pip install 'tracklet[server]' ({error})") from None
 
@@ -400,3 +399,23 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     if failures or damaged:
         raise CliError("; ".join(failures) if failures else f"{len(damaged)} run(s) are damaged locally and were "
                        "not uploaded whole (see above)")
+
+
+def resolve_run(root: Path, spec: str) -> Any:
+    """The ``RunPaths`` of a run given as a run directory or its run.tlog, or as ``tracklet show``
+    takes it: ``project/run_id``, ``project/run_name``, or a run id or name unique under ``root``."""
+    from tracklet.api.local import LocalApi
+    from tracklet.core.layout import RunPaths
+    from tracklet.errors import RunNotFound
+
+    candidate = Path(spec).expanduser()
+    if candidate.name == "run.tlog":
+        candidate = candidate.parent
+    if (candidate / "run.tlog").is_file() and candidate.parent.name == "runs":
+        return RunPaths(candidate.parents[3], candidate.parents[1].name, candidate.name)
+    try:
+        found = LocalApi(root).run(spec)
+    except RunNotFound as error:
+        raise ValueError(f"{error}: give project/run_id, project/run_name, a run id or name, or a run "
+                         "directory") from None
+    return RunPaths(Path(root), found.project, found.id)

@@ -1,40 +1,22 @@
-"""``tracklet.Api``: read recorded runs from a data root, straight from their record logs.
+"""``RecordedRun``: one run as its record log tells it, read lazily, straight from the log.
 
-Cross-run queries and downsampling arrive with the store; this API reads one run at a time.
+``tracklet.Api`` (``tracklet/api/local.py``) lists a data root's runs as ``RecordedRun``s; the
+store answers cross-run queries above this layer.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Sequence
 
-from tracklet.core.layout import RunPaths, projects_dir
+from tracklet.core.layout import RunPaths
 from tracklet.core.reader import (
     Alert, Checkpoint, ConsoleLine, History, MetricDefinition, RunState, damage_summary, replay, run_state_label,
     warn_damage,
 )
-from tracklet.core.recordlog import LOG_FILE_NAME, Damage, read_first_payload
+from tracklet.core.recordlog import Damage, read_first_payload
 from tracklet.core.redact import redact_command, redact_url
-from tracklet.core.settings import check_name, default_data_root, is_valid_name
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import RunNotFound  # noqa: F401  (defined there; imported from here too)
-
-# Seconds a query waits for another process's index pass (``tracklet ui`` runs one every second)
-# before answering from what that process committed; see ``Api.store``.
-READER_INDEX_WAIT = 2.0
-
-
-def _warn_failed(report: Any) -> None:
-    """One warning per run the store could not index (queries leave it out until it can be)."""
-    import warnings
-
-    from tracklet.core.encoder import TrackletWarning
-
-    for failure in report.failed:
-        warnings.warn(f"tracklet: could not index {failure}; store queries leave this run out",
-                      TrackletWarning, stacklevel=4)
-
 
 class RecordedRun:
     """A run as its record log tells it. Read lazily on first use; :meth:`refresh` reads again."""
@@ -298,152 +280,3 @@ class RecordedRun:
 def _monitored_gpu_names(state: RunState) -> list[str]:
     """With system metrics on, the monitor's SystemInfo names the GPUs (NVML is opened once)."""
     return [gpu.name for gpu in state.system_info.gpus] if state.system_info is not None else []
-
-
-class Api:
-    """Read access to the runs under a data root (default: ``TRACKLET_DIR`` or the per-user one).
-
-    ``Api(base_url="https://tracklet.example.com")`` reads a tracking server instead and returns a
-    ``tracklet.core.remote.RemoteApi`` with the same calls (``projects``, ``runs``, ``run``,
-    ``history``), authenticated with ``api_key``, ``$TRACKLET_API_KEY`` or ``tracklet login``.
-    """
-
-    def __new__(cls, root: str | Path | None = None, *, store_url: str | None = None, base_url: str | None = None,
-                api_key: str | None = None) -> Any:
-        if base_url is not None:
-            from tracklet.core.remote import RemoteApi
-
-            return RemoteApi(base_url, api_key=api_key)
-        return super().__new__(cls)
-
-    def __init__(self, root: str | Path | None = None, *, store_url: str | None = None, base_url: str | None = None,
-                 api_key: str | None = None) -> None:
-        if root is None:
-            root = os.environ.get("TRACKLET_DIR") or default_data_root()
-        self.root = Path(root).expanduser()
-        self._store_url = store_url
-        self._store: Any = None
-
-    @property
-    def store(self) -> Any:
-        """The store for cross-run queries (``tracklet.store.Store``), indexed on first use;
-        :meth:`index` brings it up to date again. A query never fails because another process
-        (``tracklet ui``, ``tracklet index``) is indexing: after waiting up to
-        ``READER_INDEX_WAIT`` seconds for it, the store answers from what that process committed."""
-        if self._store is None:
-            from tracklet.store import Store
-
-            self._store = Store(self._store_url, root=self.root)
-            _warn_failed(self._store.index(wait=READER_INDEX_WAIT))
-        return self._store
-
-    def index(self, *, wait: float = READER_INDEX_WAIT) -> Any:
-        """Ingest what the record logs gained since the last index into the store; an
-        ``IndexReport`` (``busy`` if another process was indexing for all of ``wait`` seconds,
-        ``failed``: the runs that could not be indexed, and why)."""
-        return self.store.index(wait=wait)
-
-    def projects(self) -> list[str]:
-        base = projects_dir(self.root)
-        if not base.is_dir():
-            return []
-        return sorted(p.name for p in base.iterdir() if (p / "runs").is_dir())
-
-    def runs(
-        self,
-        project: str,
-        filter: str | None = None,
-        order_by: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[RecordedRun]:
-        """A project's runs, newest first. With ``filter`` (e.g. ``config.lr < 1e-3 and state =
-        "finished"``), ``order_by`` (e.g. ``-summary.val/loss``), ``limit`` or ``offset`` the
-        store answers (see docs/store.md for the expression syntax)."""
-        check_name("project", project)
-        if filter or order_by or limit is not None or offset:
-            rows = self.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset)
-            return [RecordedRun(RunPaths(self.root, project, row["run_id"])) for row in rows]
-        runs_dir = projects_dir(self.root) / project / "runs"
-        if not runs_dir.is_dir():
-            return []
-        found = [
-            RecordedRun(RunPaths(self.root, project, d.name))
-            for d in runs_dir.iterdir()
-            if (d / LOG_FILE_NAME).is_file()
-        ]
-        found.sort(key=lambda r: (r.created_at or 0.0, r.id), reverse=True)
-        return found
-
-    def history(
-        self,
-        runs: Sequence[str | RecordedRun] | str | RecordedRun,
-        keys: Sequence[str] | str,
-        *,
-        x: str = "step",
-        start: float | None = None,
-        end: float | None = None,
-        buckets: int | None = 1000,
-    ) -> list[Any]:
-        """Cross-run history from the store: per run and key, ``buckets`` buckets of min, max,
-        last and count over the window (exact points when the window holds fewer), or every
-        point with ``buckets=None``. See ``tracklet.store.query.SeriesHistory``."""
-        items = [runs] if isinstance(runs, (str, RecordedRun)) else list(runs)
-        paths = [r.path if isinstance(r, RecordedRun) else r for r in items]
-        return self.store.history(paths, keys, x=x, start=start, end=end, buckets=buckets)
-
-    # ------------------------------------------------------------ artifacts (docs/artifacts.md)
-
-    def artifact(self, name: str, type: str | None = None) -> Any:
-        """A committed artifact version: ``"project/name:alias"``, ``"project/name:v3"`` or
-        ``"project/name"`` (latest). ``ArtifactNotFound`` if there is none."""
-        from tracklet.artifacts.lookup import resolve
-
-        return resolve(self.root, name, type=type)
-
-    def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:
-        """Every version of ``"project/name"``, oldest first."""
-        from tracklet.artifacts.lookup import versions
-        from tracklet.artifacts.names import parse_ref
-        from tracklet.errors import ArtifactError
-
-        ref = parse_ref(name)
-        if ref.project is None:
-            raise ArtifactError(f"artifact_versions() needs 'project/name'; got {name!r}")
-        found = versions(self.root, ref.project, ref.name)
-        return [artifact for artifact in found if type is None or artifact.type == type]
-
-    def artifact_collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:
-        """A project's artifact collections: ``{"name", "type", "versions", "latest"}`` each."""
-        from tracklet.artifacts.lookup import collections
-
-        return collections(self.root, check_name("project", project), type=type)
-
-    def run(self, path: str) -> RecordedRun:
-        """A run by ``project/run_id`` or ``project/run_name``, or by a run id (or name) that is
-        unique under the root. An id wins over a name; a name several runs share is refused,
-        naming them."""
-        if "/" in path:
-            project, _, reference = path.partition("/")
-            check_name("project", project)
-            if is_valid_name(reference):
-                paths = RunPaths(self.root, project, reference)
-                if paths.log_file.is_file():
-                    return RecordedRun(paths)
-            matches = [r for r in self.runs(project) if r.name == reference]
-            if not matches:
-                raise RunNotFound(f"no run {path} under {self.root} (no run id or name {reference!r} in "
-                                  f"project {project!r})")
-            return _only(path, matches)
-        matches = [r for project in self.projects() for r in self.runs(project) if r.id == path]
-        if not matches:
-            matches = [r for project in self.projects() for r in self.runs(project) if r.name == path]
-        if not matches:
-            raise RunNotFound(f"no run with id or name {path!r} under {self.root}")
-        return _only(path, matches)
-
-
-def _only(reference: str, matches: list[RecordedRun]) -> RecordedRun:
-    if len(matches) > 1:
-        raise RunNotFound(f"{reference!r} matches {len(matches)} runs: " + ", ".join(r.path for r in matches))
-    return matches[0]

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from tracklet.core import hostinfo, lifecycle
 from tracklet.core.console import ConsoleCapture
@@ -245,6 +245,20 @@ def _no_backlog() -> None:
     pass
 
 
+class RunUploader(Protocol):
+    """What streams a live run's record log to a tracking server in online mode."""
+
+    def start(self) -> None: ...
+
+    def finish(self, timeout: float) -> bool: ...
+
+
+# Makes an online run's uploader from its paths, settings and warning reporter. The layer above
+# the core injects it (``tracklet.init`` passes ``tracklet.client.uploader.online_uploader``), so
+# recording imports no HTTP client.
+UploaderFactory = Callable[[RunPaths, Settings, Callable[[Any, str], None]], RunUploader]
+
+
 class Run:
     """One tracked run. Create it with :func:`tracklet.init`."""
 
@@ -260,6 +274,7 @@ class Run:
         group: str,
         job_type: str,
         notes: str,
+        uploader: UploaderFactory | None = None,
     ) -> None:
         self.settings = settings
         self.project = project
@@ -284,7 +299,8 @@ class Run:
         self._monitor: Any = None
         self._checkpoints: Any = None
         self._artifacts: Any = None  # a tracklet.artifacts.worker.ArtifactWorker, made on first use
-        self._uploader: Any = None
+        self._uploader_factory = uploader
+        self._uploader: RunUploader | None = None
         self._warned: set[Any] = set()
         self._keysets: dict[tuple, tuple[bool, tuple]] = {}
         self._queue: Any = _NoQueue(None)
@@ -526,9 +542,7 @@ class Run:
         See docs/artifacts.md."""
         if self._finished:
             raise RuntimeError(_FINISHED)
-        from tracklet.artifacts.worker import prepare
-
-        artifact = prepare(artifact_or_path, name, type)
+        artifact = _artifacts().prepare(artifact_or_path, name, type)
         pending = artifact._freeze(self.project, list(aliases or []))
         self._artifact_worker().log(artifact, pending)
         return artifact
@@ -539,10 +553,8 @@ class Run:
         (``download()`` it); ``ArtifactNotFound`` if there is none."""
         if self._finished:
             raise RuntimeError(_FINISHED)
-        from tracklet.artifacts.artifact import Artifact
-        from tracklet.artifacts.lookup import resolve
-
-        if isinstance(artifact_or_name, Artifact):
+        artifacts = _artifacts()
+        if isinstance(artifact_or_name, artifacts.Artifact):
             artifact = artifact_or_name
             if artifact.state in ("pending", "failed"):
                 self._artifact_worker().use(artifact)
@@ -550,16 +562,14 @@ class Run:
             artifact._committed_info("version to use")
         else:
             assert self._paths is not None
-            artifact = resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type)
+            artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type)
         self._enqueue(_deferred(_artifact_used_record, {"info": artifact._info, "time": _time()}))
         return artifact
 
     def _artifact_worker(self) -> Any:
         if self._artifacts is None:
-            from tracklet.artifacts.worker import ArtifactWorker
-
             assert self._paths is not None and self._sender is not None
-            self._artifacts = ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path)
+            self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path)
         return self._artifacts
 
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
@@ -672,11 +682,8 @@ class Run:
             )
             self._monitor.start(gate)
         if self.settings.mode == "online":
-            from tracklet.core.uploader import Uploader
-
-            assert self.settings.base_url is not None
-            self._uploader = Uploader(paths, self.settings.base_url, interval=self.settings.upload_interval,
-                                      report=self._sender.warn, api_key=self.settings.api_key)
+            assert self._uploader_factory is not None  # init() refuses online mode without one
+            self._uploader = self._uploader_factory(paths, self.settings, self._sender.warn)
             self._uploader.start()
 
     def _run_start_fields(self) -> dict[str, Any]:
@@ -787,9 +794,14 @@ def _run_start_record(fields: dict[str, Any]) -> pb.Record:
 
 def _artifact_used_record(fields: dict[str, Any]) -> pb.Record:
     """The ``ArtifactUsed`` record, built on the worker."""
-    from tracklet.artifacts.worker import used_record
+    return _artifacts().used_record(fields["info"], fields["time"])
 
-    return used_record(fields["info"], fields["time"])
+
+def _artifacts() -> Any:
+    """``tracklet.artifacts.run_hooks``, plugged in by the package (``core/extensions.py``)."""
+    from tracklet.core.extensions import load
+
+    return load("artifacts")
 
 
 def _exit_record(fields: dict[str, Any]) -> pb.Record:
@@ -818,17 +830,14 @@ class DisabledRun(Run):
 
     def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
                      aliases: list[str] | None = None) -> Any:
-        from tracklet.artifacts.worker import prepare
-
-        return prepare(artifact_or_path, name, type)  # not stored: the run is disabled
+        return _artifacts().prepare(artifact_or_path, name, type)  # not stored: the run is disabled
 
     def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None) -> Any:
-        from tracklet.artifacts.lookup import resolve
         from tracklet.core.settings import data_root
 
         if not isinstance(artifact_or_name, str):
             return artifact_or_name
-        return resolve(data_root(self.settings), artifact_or_name, default_project=self.project, type=type)
+        return _artifacts().resolve(data_root(self.settings), artifact_or_name, default_project=self.project, type=type)
 
     def _set_summary(self, items: dict[str, Any], removed: tuple[str, ...]) -> None:
         self._summary.update(items)

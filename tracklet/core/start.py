@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from tracklet.core import lifecycle
 from tracklet.core.layout import RunPaths
-from tracklet.core.run import DisabledRun, Run, new_run_id, new_run_name
+from tracklet.core.run import DisabledRun, Run, UploaderFactory, new_run_id, new_run_name
 from tracklet.core.settings import Settings, check_name, data_root, resolve_settings
 
 DEFAULT_PROJECT = "default"
@@ -26,6 +26,8 @@ def init(
     resume: bool | str | None = None,
     mode: str | None = None,
     settings: Settings | dict[str, Any] | None = None,
+    *,
+    uploader: UploaderFactory | None = None,
 ) -> Run:
     """Start a run and make it the current one (``tracklet.run``).
 
@@ -33,8 +35,20 @@ def init(
     may be a dict, a dataclass or an argparse Namespace. ``resume``: ``"allow"``/``True`` continues
     run ``id`` if it exists, ``"must"`` requires it to, ``"never"`` (and the default) refuses an
     existing ``id``. A run started while another is current finishes that one first.
+
+    ``uploader`` makes an online run's uploader; ``tracklet.init`` passes the client package's
+    (``tracklet.client.uploader.online_uploader``), so the core imports no HTTP client.
     """
     resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
+    sweep = None
+    if resolved.sweep_id and resolved.mode != "disabled":
+        from tracklet.core import sweeptrial
+
+        sweep = sweeptrial.current_trial(resolved)
+    if sweep is not None:  # a sweep trial: the sweep decides the project, the run and its config
+        project, id, resume = _sweep_identity(sweep, project, id, resume)
+        resolved.project = sweep.project
+        tags = [*(tags or []), *([sweep.tag] if sweep.tag not in (tags or []) else [])]
     project_name = check_name("project", DEFAULT_PROJECT if resolved.project is None else resolved.project)
     run_id = check_name("run id", id) if id is not None else new_run_id()
     if resume not in _RESUME_VALUES:
@@ -50,6 +64,9 @@ def init(
         job_type=job_type,
         notes=notes,
     )
+
+    if resolved.mode == "online" and uploader is None:
+        raise ValueError("mode='online' needs an uploader: start online runs with tracklet.init()")
 
     previous = lifecycle.current()
     if previous is not None:
@@ -76,8 +93,13 @@ def init(
     elif resume == "must":
         raise ValueError(f"resume='must' but there is no run {project_name}/{run_id} in {paths.root}")
 
-    run = Run(resolved, paths=paths, **_fill_identity(identity, state))
+    run = Run(resolved, paths=paths, uploader=uploader, **_fill_identity(identity, state))
     run._start(config, resume_state=state)
+    if sweep is not None:
+        from tracklet.core.sweeptrial import merge_config
+
+        run.config.update({key: merge_config({key: run.config.get(key)}, {key: value})[key]
+                           for key, value in sweep.config.items()})
     lifecycle.set_current(run)
     return run
 
@@ -94,3 +116,19 @@ def _fill_identity(identity: dict[str, Any], state: Any) -> dict[str, Any]:
         if filled[field] is None:
             filled[field] = getattr(start, field) if start is not None else ""
     return filled
+
+
+def _sweep_identity(sweep: Any, project: str | None, run_id: str | None, resume: Any) -> tuple[str, str, Any]:
+    """A trial's project and run are the sweep's (W&B ignores ``project=`` in a sweep too); a
+    restarted trial resumes its run."""
+    import warnings
+
+    from tracklet.core.stack import user_stacklevel
+    from tracklet.core.warn import TrackletWarning
+
+    for what, given, used in (("project", project, sweep.project), ("id", run_id, sweep.run_id)):
+        if given is not None and given != used:
+            warnings.warn(f"tracklet: init({what}={given!r}) is ignored in sweep {sweep.sweep_id}'s trial "
+                          f"{sweep.trial}: the run is {sweep.project}/{sweep.run_id}", TrackletWarning,
+                          stacklevel=user_stacklevel())
+    return sweep.project, sweep.run_id, "allow" if resume in (None, False, "never") else resume

@@ -1,7 +1,8 @@
-"""The tracking server (``tracklet server``) and its client (``tracklet sync``).
+"""The tracking server (``tracklet server``).
 
-``create_app`` builds the FastAPI application; ``SyncClient`` uploads record logs to it. See
-docs/server.md for the wire protocol.
+``create_app`` builds the FastAPI application. Its client (``SyncClient``, which ``tracklet sync``
+and online mode upload record logs with) lives in ``tracklet.client`` and stays importable from
+here. See docs/server.md for the wire protocol.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["SyncClient", "SyncError", "create_app"]
 
 if TYPE_CHECKING:
+    from tracklet.client.sync import SyncClient, SyncError
     from tracklet.server.app import create_app
-    from tracklet.server.client import SyncClient, SyncError
 
 
 def __getattr__(name: str) -> Any:
@@ -22,7 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return create_app
     if name in ("SyncClient", "SyncError"):
-        from tracklet.server import client
+        from tracklet.client import sync
 
-        return getattr(client, name)
+        return getattr(sync, name)
     raise AttributeError(name)

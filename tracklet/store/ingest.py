@@ -31,10 +31,9 @@ from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
 from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, write_edges
-from tracklet.store.logsource import LocalLogs, LogSource
+from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
-from tracklet.store.schema import (alerts, api_keys, blocks, console_lines, log_heads, log_segments, project_members,
-                                   projects, runs, series, users)
+from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
 from tracklet.store.text import column_length, fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
 
@@ -63,10 +62,10 @@ _RUN_ROW = sa.select(runs).where(runs.c.project_id == sa.bindparam("project_id")
                                  runs.c.run_id == sa.bindparam("run_id"))
 
 
-# What ``index(rebuild=True)`` empties and re-derives from the record logs, children first.
+# What ``index(rebuild=True)`` empties and re-derives from the record logs, children first. The
+# store knows no other tables but ``projects`` (kept: see ``drop_derived``); a tracking server's
+# own tables are not the store's (tracklet/server/schema.py) and a rebuild never touches them.
 DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, runs)
-# What only a tracking server writes (and no record log holds): a rebuild never touches these.
-SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments)
 
 
 def json_safe(value: Any) -> Any:
@@ -249,20 +248,6 @@ def _as_double(text: str) -> float:
         return math.inf if number > 0 else -math.inf
 
 
-def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:
-    """Liveness for logs no local process writes (a server's copies): alive while the log grew
-    within the last ``lapse`` seconds. A live run's log grows at least every system-stats window
-    (10 s by default), so a lapse of a minute or more marks only dead clients' runs crashed."""
-
-    def alive(log_file: Path) -> bool:
-        try:
-            return time.time() - log_file.stat().st_mtime < lapse
-        except FileNotFoundError:
-            return False
-
-    return alive
-
-
 class Indexer:
     """The one writer of a store. ``index()`` ingests every run under ``root`` that has new bytes.
 
@@ -343,7 +328,7 @@ class Indexer:
     def drop_derived(self) -> None:
         """Delete every row of the tables derived from record logs, in one transaction. Projects
         stay (the server's project members refer to them; a project's runs come back from its
-        logs), and so do the server's own tables (``SERVER_TABLES``)."""
+        logs); a server's own tables are not the store's and are never touched."""
         with self.engine.begin() as connection:
             for table in DERIVED_TABLES:
                 connection.execute(table.delete())

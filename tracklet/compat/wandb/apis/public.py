@@ -283,7 +283,7 @@ class Run:
     def _artifacts(self, direction: str) -> list:
         from tracklet.artifacts.lookup import resolve
         from tracklet.compat.wandb.data_types import Artifact
-        from tracklet.core.api import Api as TrackletApi
+        from tracklet.api.local import LocalApi as TrackletApi
         from tracklet.store.lineage import edges_of_run
 
         recorded = self._recorded

@@ -5,7 +5,8 @@ thread tails the log every ``upload_interval`` seconds and sends the server the 
 it doesn't have yet, with ``SyncClient`` (the same code as ``tracklet sync``: by byte offset,
 resumable, jittered bounded backoff while the server is unreachable). Training never waits for
 it: ``finish()`` gives it at most ``upload_timeout`` seconds after the log is closed, then leaves
-the rest to ``tracklet sync``.
+the rest to ``tracklet sync``. ``tracklet.init`` hands the run ``online_uploader`` as its uploader
+factory, so the recording core never imports this layer.
 """
 
 from __future__ import annotations
@@ -15,9 +16,20 @@ import threading
 from typing import Any, Callable
 
 from tracklet.core.layout import RunPaths
+from tracklet.core.settings import Settings
+
+
+def online_uploader(paths: RunPaths, settings: Settings, report: Callable[[Any, str], None]) -> Uploader:
+    """The uploader an online run starts (``tracklet.core.run.UploaderFactory``): the one
+    ``tracklet.init`` hands the run."""
+    assert settings.base_url is not None
+    return Uploader(paths, settings.base_url, interval=settings.upload_interval, report=report,
+                    api_key=settings.api_key)
 
 
 class Uploader:
+    """Tails a live run's record log on its own thread and uploads what is new (see the module)."""
+
     def __init__(self, paths: RunPaths, base_url: str, *, interval: float,
                  report: Callable[[Any, str], None], api_key: str | None = None) -> None:
         self._paths = paths
@@ -35,9 +47,9 @@ class Uploader:
 
     def _run(self) -> None:
         try:
-            from tracklet.server.client import SyncClient, SyncError, local_damage
+            from tracklet.client.sync import SyncClient, SyncError, local_damage
         except ImportError as error:
-            self._report("uploader-import", f"tracklet: online mode needs the server extra "
+            self._report("uploader-import", f"tracklet: online mode needs httpx "
                                             f"(pip install 'tracklet[server]'): {error}; the run is recorded locally")
             self._done.set()
             return

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from tracklet.core.encoder import TrackletWarning
+from tracklet.client.http import response_detail
 from tracklet.core.layout import RunPaths
-from tracklet.core.remote import response_detail
+from tracklet.errors import TrackletWarning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +52,9 @@ def _warn(message: str) -> None:
 
 
 class FileSync:
-    """Uploads run files through ``request(method, url, **kwargs)``: ``SyncClient._request``,
-    which retries connection errors, timeouts and 5xx (and raises ``SyncError`` at the end)."""
+    """Uploads run files through ``request(method, url, **kwargs)``: the sync client's
+    ``HttpClient.request``, which retries connection errors, timeouts and 5xx (and raises
+    ``SyncError`` when it gives up)."""
 
     def __init__(self, request: Callable[..., httpx.Response]) -> None:
         self._request = request

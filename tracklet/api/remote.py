@@ -1,0 +1,214 @@
+"""``RemoteApi``: ``tracklet.Api(base_url=...)``, the same read calls as the local ``Api``,
+answered by a tracking server's read API (docs/server.md) instead of a data root.
+
+Runs come from the server's store, so what a ``RemoteRun`` knows is what the store holds: identity,
+state, config, summary, metadata, numeric histories (at full resolution or bucketed), console
+output, alerts, system metrics and files. NaN and ±inf travel as JSON null and come back as NaN.
+Requests go through the client package's ``HttpClient`` (``tracklet.client.http``): the API key
+from ``api_key``, ``$TRACKLET_API_KEY`` or ``tracklet login``, a few retries of what can't reach
+the server (``read_retry``), and refusals as ``RemoteError`` (``RunNotFound`` for an unknown run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tracklet.api import Api
+from tracklet.core.reader import STEP, Alert, ConsoleLine, History
+from tracklet.core.settings import check_name
+from tracklet.errors import RemoteError, RunNotFound
+
+if TYPE_CHECKING:
+    from tracklet.client.http import HttpClient, RetryPolicy
+
+__all__ = ["RemoteApi", "RemoteError", "RemoteRun", "series_from_json"]
+
+PAGE = 10_000  # the server's largest page of runs
+_ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
+_INTEGER_ARRAYS = ("steps", "first_steps", "count", "nonfinite")
+
+
+def _split(path: str) -> tuple[str, str]:
+    project, sep, run_id = path.partition("/")
+    if not sep:
+        raise ValueError(f"a remote run is named project/run_id; got {path!r}")
+    return check_name("project", project), check_name("run id", run_id)
+
+
+def _array(values: list[Any], integer: bool) -> Any:
+    import numpy as np
+
+    if integer:
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def series_from_json(data: dict[str, Any]) -> Any:
+    """A history endpoint's series as a ``tracklet.store.query.SeriesHistory``."""
+    from tracklet.store.query import SeriesHistory
+
+    arrays = {name: _array(data[name], name in _INTEGER_ARRAYS) for name in _ARRAYS if name in data}
+    return SeriesHistory(run=data["run"], key=data["key"], exact=data["exact"], stat=data.get("stat"), **arrays)
+
+
+def read_retry() -> RetryPolicy:
+    """Reads retry what can't reach the server a few times, briefly: a caller is waiting."""
+    from tracklet.client.http import RetryPolicy
+
+    return RetryPolicy(base=0.25, cap=2.0, give_up_after=10.0, attempts=3)
+
+
+class RemoteRun:
+    """A run on a tracking server, as its store row tells it; :meth:`refresh` fetches it again."""
+
+    def __init__(self, http: HttpClient, row: dict[str, Any], project: str) -> None:
+        self._http = http
+        self._row = row
+        self.project = project
+
+    @property
+    def id(self) -> str:
+        return self._row["run_id"]
+
+    @property
+    def path(self) -> str:
+        return f"{self.project}/{self.id}"
+
+    def refresh(self) -> RemoteRun:
+        self._row = self._http.get_json(f"/api/v1/runs/{self.path}", missing=RunNotFound)["run"]
+        return self
+
+    def _field(self, name: str) -> Any:
+        if name not in self._row:  # a listing row leaves out the key list: fetch the whole row
+            self.refresh()
+        return self._row.get(name)
+
+    name = property(lambda self: self._field("name"))
+    state = property(lambda self: self._field("state"), doc="running, finished, failed or crashed")
+    tags = property(lambda self: list(self._field("tags") or []))
+    group = property(lambda self: self._field("group_name"))
+    job_type = property(lambda self: self._field("job_type"))
+    notes = property(lambda self: self._field("notes"))
+    host = property(lambda self: self._field("host"))
+    created_at = property(lambda self: self._field("created_at"))
+    last_step = property(lambda self: self._field("last_step"))
+    exit_code = property(lambda self: self._field("exit_code"))
+    config = property(lambda self: dict(self._field("config") or {}))
+    summary = property(lambda self: dict(self._field("summary") or {}))
+    metadata = property(lambda self: dict(self._field("metadata") or {}),
+                        doc="How and where it ran: command, git, python, GPUs (what the store recorded).")
+
+    def keys(self) -> list[str]:
+        """The numeric metric keys the server indexed."""
+        return [key for key in self._field("keys") or [] if key and not key.startswith("_")]
+
+    def history(self, keys: Sequence[str] | None = None) -> History:
+        """Every point of ``keys`` (default: all), as columns aligned on ``_step`` like the local
+        ``RecordedRun.history``, with ``_timestamp``; ``None`` where a step has no value for a key."""
+        names = list(keys) if keys is not None else self.keys()
+        wanted = ["_timestamp", *names]
+        data = self._http.get_json(f"/api/v1/runs/{self.path}/history", keys=",".join(wanted), buckets=0)
+        series = {item["key"]: item for item in data["series"]}
+        steps = sorted({step for item in series.values() for step in item["steps"]})
+        history = History()
+        history[STEP] = steps
+        for name in wanted:
+            by_step = dict(zip(series[name]["steps"], series[name]["values"])) if name in series else {}
+            history[name] = [by_step.get(step) for step in steps]
+        return history
+
+    def console(self, *, after: int = 0, limit: int = 1000, search: str | None = None,
+                stream: str | None = None) -> list[ConsoleLine]:
+        """Console lines numbered above ``after`` (at most ``limit``), optionally only those
+        containing ``search`` (any case) or from one ``stream``."""
+        data = self._http.get_json(f"/api/v1/runs/{self.path}/console", after=after, limit=limit, q=search, stream=stream)
+        return [ConsoleLine(line["time"], line["stream"], line["text"]) for line in data["lines"]]
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The run's alerts, oldest first, like the local ``RecordedRun.alerts``."""
+        found: list[Alert] = []
+        after = 0
+        while True:
+            page = self._http.get_json(f"/api/v1/runs/{self.path}/alerts", after=after, limit=10_000)["alerts"]
+            found.extend(Alert(item["time"], item["title"], item["text"], item["level"]) for item in page)
+            if len(page) < 10_000:
+                return found
+            after = page[-1]["seq"]
+
+    def system_metrics(self, names: Sequence[str] | None = None, *, buckets: int = 1000,
+                       x: str = "time") -> list[Any]:
+        """System metric series (``SeriesHistory`` with ``stat`` mean or max) over the run."""
+        data = self._http.get_json(f"/api/v1/runs/{self.path}/system", names=",".join(names) if names else None,
+                              buckets=buckets, x=x)
+        return [series_from_json(item) for item in data["series"]]
+
+    def files(self) -> list[str]:
+        """Names of the run's files on the server (diff.patch, requirements.txt...)."""
+        return [item["name"] for item in self._http.get_json(f"/api/v1/runs/{self.path}/files")["files"]]
+
+    def __repr__(self) -> str:
+        return f"<tracklet RemoteRun {self.path}>"
+
+
+class RemoteApi(Api):
+    """Read access to the runs on the tracking server at ``base_url``."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 60.0) -> None:
+        from tracklet.client.http import HttpClient
+
+        self._http = HttpClient(base_url, api_key=api_key, timeout=timeout, retry=read_retry(), error=RemoteError)
+        self.base_url = self._http.base_url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def projects(self) -> list[str]:
+        """The projects this key may read."""
+        return [project["name"] for project in self._http.get_json("/api/v1/projects")["projects"]]
+
+    def runs(self, project: str, filter: str | None = None, order_by: str | None = None,
+             limit: int | None = None, offset: int = 0) -> list[RemoteRun]:
+        """A project's runs, newest first unless ``order_by`` says otherwise (syntax: docs/store.md)."""
+        return list(self._iter_runs(check_name("project", project), filter, order_by, limit, offset))
+
+    def _iter_runs(self, project: str, filter: str | None, order_by: str | None, limit: int | None,
+                   offset: int) -> Iterator[RemoteRun]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = PAGE if remaining is None else min(PAGE, remaining)
+            try:
+                rows = self._http.get_json(f"/api/v1/projects/{project}/runs", missing=RunNotFound, filter=filter,
+                                      order_by=order_by, limit=page, offset=offset)["runs"]
+            except RunNotFound:
+                return  # a project with no runs on the server
+            yield from (RemoteRun(self._http, row, project) for row in rows)
+            if len(rows) < page:
+                return
+            offset += len(rows)
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def run(self, path: str) -> RemoteRun:
+        """A run by ``project/run_id``; ``RunNotFound`` if the server has none."""
+        project, run_id = _split(path)
+        return RemoteRun(self._http, {"run_id": run_id}, project).refresh()
+
+    def history(self, runs: Sequence[str | RemoteRun] | str | RemoteRun, keys: Sequence[str] | str, *,
+                x: str = "step", start: float | None = None, end: float | None = None,
+                buckets: int | None = 1000) -> list[Any]:
+        """Like ``Api.history``: per run and key, a ``SeriesHistory`` (buckets of min, max, last and
+        count over the window, or exact points), from the server's store."""
+        items = [runs] if isinstance(runs, (str, RemoteRun)) else list(runs)
+        names = [keys] if isinstance(keys, str) else list(keys)
+        found: list[Any] = []
+        for item in items:
+            path = item.path if isinstance(item, RemoteRun) else "/".join(_split(item))
+            data = self._http.get_json(f"/api/v1/runs/{path}/history", keys=",".join(names), x=x, start=start, end=end,
+                                  buckets=buckets or 0)
+            found.extend(series_from_json(series) for series in data["series"])
+        return found
+
+    def __repr__(self) -> str:
+        return f"<tracklet RemoteApi {self.base_url}>"

@@ -1,0 +1,179 @@
+"""``HttpClient``: the configured ``httpx`` client every tracklet caller of a server goes through.
+
+One place decides, for online mode, ``tracklet sync``, run files, ``tracklet.Api(base_url=...)``
+and ``tracklet login``:
+
+- **the connection**: base URL, ``Authorization: Bearer <key>`` from the explicit key,
+  ``$TRACKLET_API_KEY`` or the key ``tracklet login`` saved (``core/credentials.py``), timeouts;
+- **retries** (``RetryPolicy``): a connection error, a timeout, or an HTTP 500, 502, 503 or 504
+  answer to an idempotent request (GET, HEAD, PUT, DELETE, OPTIONS; an upload by byte offset is
+  one) is sent again after a full-jitter exponential backoff capped at ``cap`` seconds, until
+  ``give_up_after`` seconds (or ``attempts`` attempts) pass. A request that may not be repeated
+  (POST) is retried only when it can't have been taken: the connection never opened, or HTTP 429.
+  A 429 or 503 with ``Retry-After`` (seconds or an HTTP date) waits what the server asked;
+- **errors** (``refusal``): an answer that isn't the one wanted becomes a ``TrackletError``
+  carrying the server's ``ErrorResponse`` ``detail``: the caller's ``missing`` class for 404
+  (``RunNotFound``), else the client's error class (``RemoteError``, ``SyncError`` for uploads),
+  with how to give a key on 401. Giving up on retries raises that class too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tracklet.core.credentials import resolve_key, unauthorized_hint
+from tracklet.errors import RemoteError, TrackletError
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRY_ANY_METHOD = frozenset({429})  # the server says it did not take the request
+RETRY_IDEMPOTENT = frozenset({500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+_DETAIL_CHARS = 2000  # of a refusal's reason, in an exception message
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying a request: full-jitter exponential backoff (``base`` doubling per
+    attempt, capped at ``cap`` seconds) until ``give_up_after`` seconds or ``attempts`` attempts."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    give_up_after: float = 300.0
+    attempts: int | None = None
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (0 for the first)."""
+        return random.uniform(0.0, min(self.cap, self.base * 2.0 ** min(attempt, 64)))
+
+    def exhausted(self, attempts: int, elapsed: float) -> bool:
+        """True once ``attempts`` attempts taking ``elapsed`` seconds in all are enough."""
+        return elapsed >= self.give_up_after or (self.attempts is not None and attempts >= self.attempts)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number or an HTTP date), or ``None``."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def response_detail(response: httpx.Response) -> str:
+    """A refusal's reason: the ``detail`` of the server's ``ErrorResponse`` body, else the start
+    of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if detail is None:
+        return response.text[:200]
+    text = detail if isinstance(detail, str) else str(detail)  # a validation error's list
+    return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + "..."
+
+
+def refusal(response: httpx.Response, *, base_url: str, error: type[TrackletError] = RemoteError,
+            what: str | None = None, missing: type[TrackletError] | None = None,
+            hint: bool = True) -> TrackletError:
+    """The exception for a server's answer that isn't the one wanted (to raise): ``missing`` with
+    the server's reason for 404 when given, else ``error`` naming the server, ``what`` was refused
+    (default: the method and path), the status and the reason, and, for 401 when ``hint``, how to
+    give the client a key."""
+    detail = response_detail(response)
+    status = response.status_code
+    if status == 404 and missing is not None:
+        return missing(detail)
+    if what is None:
+        what = f"{response.request.method} {response.request.url.path}"
+    login = unauthorized_hint(base_url) if status == 401 and hint else ""
+    return error(f"{base_url} refused {what} (HTTP {status}): {detail}{login}")
+
+
+class HttpClient:
+    """An ``httpx.Client`` for the server at ``base_url`` with the API key, ``retry`` and
+    ``error`` (the class refusals and give-ups raise); ``advice`` ends a give-up's message."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 60.0,
+                 retry: RetryPolicy = RetryPolicy(), error: type[TrackletError] = RemoteError, advice: str = "",
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.base_url = base_url.strip().rstrip("/")
+        self.retry = retry
+        self.error = error
+        self._advice = advice
+        self._sleep = sleep
+        key = resolve_key(self.base_url, api_key)
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                    headers={"Authorization": f"Bearer {key}"} if key else None)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any) -> httpx.Response:
+        """The server's answer to one request, sent again as ``retry`` allows (``idempotent``:
+        whether it may be repeated; default: by its method). Raises the client's error class when
+        retrying gives up, or when a request that may not be repeated fails after it was sent."""
+        method = method.upper()
+        repeatable = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            wait: float | None = None
+            try:
+                response = self._client.request(method, url, **kwargs)
+            except httpx.TransportError as failure:
+                problem = f"{type(failure).__name__}: {failure}"
+                if not repeatable and not isinstance(failure, (httpx.ConnectError, httpx.ConnectTimeout)):
+                    raise self.error(f"{method} {self.base_url}{url} failed after it was sent ({problem}); not "
+                                     "sent again, as it may not be repeated") from None
+                unreachable = True
+            else:
+                status = response.status_code
+                if status not in RETRY_ANY_METHOD and not (repeatable and status in RETRY_IDEMPOTENT):
+                    return response
+                problem = f"HTTP {status}: {response_detail(response)}"
+                if status in RETRY_AFTER_STATUSES:
+                    wait = retry_after(response)
+                unreachable = False
+            elapsed = time.monotonic() - started
+            if self.retry.exhausted(attempts, elapsed):
+                where = (f"cannot reach {self.base_url}" if unreachable
+                         else f"{self.base_url} kept failing {method} {url}")
+                raise self.error(f"{where}: gave up after {elapsed:.1f}s and {attempts} attempt(s): "
+                                 f"{problem}{self._advice}")
+            delay = self.retry.backoff(attempts - 1) if wait is None else wait
+            self._sleep(min(delay, max(0.0, self.retry.give_up_after - elapsed)))
+
+    def refusal(self, response: httpx.Response, *, what: str | None = None,
+                missing: type[TrackletError] | None = None, hint: bool = True) -> TrackletError:
+        """``refusal`` for this client's server and error class."""
+        return refusal(response, base_url=self.base_url, error=self.error, what=what, missing=missing, hint=hint)
+
+    def get_json(self, url: str, *, missing: type[TrackletError] | None = None, **params: Any) -> Any:
+        """The JSON body of ``GET url`` with the ``params`` that aren't ``None``; anything but 200
+        raises (see ``refusal``)."""
+        response = self.request("GET", url, params={name: value for name, value in params.items() if value is not None})
+        if response.status_code != 200:
+            raise self.refusal(response, missing=missing)
+        return response.json()

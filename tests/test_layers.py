@@ -23,12 +23,13 @@ LAYERS = {
     "errors": 0, "proto": 0,  # the error classes, the generated wire format: standard library only
     "core": 1,  # recording, the record log, reading one run's log
     "client": 2, "store": 2,  # the HTTP client of a server; the derived SQL store
-    "artifacts": 2,  # the content-addressed chunk store (chunking, packs)
-    "api": 3,  # tracklet.Api: LocalApi (core + store), RemoteApi (client)
-    "server": 4, "compat": 4,  # the tracking server; the W&B API over the run and read APIs
-    "importers": 5, "integrations": 5,  # W&B/TensorBoard importers; framework integrations
-    "cli": 6,  # the command line
-    "__init__": 7, "__main__": 7,  # the package's public names (tracklet.init, tracklet.Api, ...)
+    "artifacts": 3,  # artifacts: blobs, chunks, versions; lineage read from the store
+    "api": 4,  # tracklet.Api: LocalApi (core + store + artifacts), RemoteApi (client)
+    "sweeps": 4,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
+    "server": 5, "compat": 5,  # the tracking server; the W&B API over the run and read APIs
+    "importers": 6, "integrations": 6,  # W&B/TensorBoard importers; framework integrations
+    "cli": 7,  # the command line
+    "__init__": 8, "__main__": 8,  # the package's public names (tracklet.init, tracklet.Api, ...)
 }
 # Layers that build on the package's public names (``import tracklet``; ``tracklet.init``):
 # products on top of the library, never the library itself.

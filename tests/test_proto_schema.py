@@ -25,9 +25,9 @@ def test_runtime_floor_matches_the_generator():
     assert f'"protobuf>={version},' in pyproject
 
 
-def test_record_kinds_leave_room_for_artifacts_tables_and_traces():
+def test_record_kinds_leave_room_for_tables_and_traces():
     from tracklet.proto import records_pb2 as pb
 
     numbers = {field.number for field in pb.Record.DESCRIPTOR.oneofs_by_name["kind"].fields}
-    assert numbers == set(range(1, 11)) | {20, 21, 22}
-    assert "11-19: reserved" in (REPO / "proto" / "tracklet" / "proto" / "records.proto").read_text()
+    assert numbers == set(range(1, 13)) | {20, 21, 22}  # 11, 12: artifact lineage
+    assert "13-19: reserved" in (REPO / "proto" / "tracklet" / "proto" / "records.proto").read_text()

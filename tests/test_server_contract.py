@@ -119,7 +119,7 @@ def served(tmp_path):
             time.sleep(0.3)  # some system windows
         run.finish(exit_code=index)
     app = create_app(root, shared_root=True, sweep_interval=3600)
-    accounts = Accounts(app.state.tracklet.store.engine)
+    accounts = Accounts(app.state.tracklet.store)
     admin = accounts.create_user("admin", admin=True).key
     reader = accounts.create_user("reader").key
     accounts.set_member("proj", "reader", "read")

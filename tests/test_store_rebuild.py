@@ -20,10 +20,10 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.proto import records_pb2 as pb
 from tracklet.server.auth import Accounts
+from tracklet.server.schema import SERVER_TABLES, log_heads, log_segments
 from tracklet.store import Store
-from tracklet.store.ingest import SERVER_TABLES
 from tracklet.store.store import RUN_FIELDS
-from tracklet.store.schema import blocks, log_heads, log_segments, runs, series
+from tracklet.store.schema import blocks, runs, series
 
 LOUD = {**QUIET, "console": "wrap"}
 MONITORED = {**LOUD, "system_metrics": True, "system_interval": 0.02, "system_window": 0.05, "capture_wait": 60}
@@ -117,8 +117,8 @@ def _answers(store: Store, paths: list[str]) -> dict[str, Any]:
         "states": {row["run_id"]: row["state"] for row in store.runs("p")},
     }
     for path in paths:
-        keys = [key for key in ("loss", "acc", "val/loss", "x") if key in store.runs(
-            path.split("/")[0], fields=("keys",), filter=f'run_id = "{path.split("/")[1]}"')[0]["keys"]]
+        project, run_id = path.split("/")
+        keys = [key for key in ("loss", "acc", "val/loss", "x") if key in store.run(project, run_id)["keys"]]
         answers[path] = {
             "history": store.history(path, keys, buckets=None),
             "buckets": store.history(path, keys, buckets=50),
@@ -156,7 +156,7 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
     _data_root_small(root)
     store = Store(pg_url, root=root)
     store.index()
-    accounts = Accounts(store.engine)
+    accounts = Accounts(store)
     key = accounts.create_user("alice").key
     accounts.create_user("bob", admin=True)
     accounts.create_key("alice", label="laptop")
@@ -203,3 +203,81 @@ def test_rebuild_drops_runs_whose_logs_are_gone_and_the_cli_says_what_it_did(roo
             assert {row.run_pk for row in connection.execute(sa.select(series.c.run_pk))} == run_pks
             orphans = sa.select(sa.func.count()).select_from(blocks).where(blocks.c.series_id.not_in(sa.select(series.c.id)))
             assert connection.execute(orphans).scalar() == 0
+
+
+def _server_answers(client: Any, headers: dict[str, str], run_ids: list[str]) -> dict[str, Any]:
+    """What the dashboard asks a server: projects, the runs list, each run's row (config,
+    summary, state), history (exact and bucketed), console, alerts, system metrics."""
+    def get(path: str, **params: Any) -> Any:
+        response = client.get(f"/api/v1{path}", params=params, headers=headers)
+        assert response.status_code == 200, (path, response.text)
+        return response.json()
+
+    def row(run: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in run.items() if key != "heartbeat_at"}  # when the store saw it grow
+
+    answers: dict[str, Any] = {
+        "projects": get("/projects"),
+        "runs": [row(run) for run in get("/projects/p/runs")["runs"]],
+        "sorted": [row(run) for run in get("/projects/p/runs", order_by="-summary.loss", filter='state = "finished"')["runs"]],
+        "keys": get("/projects/p/keys"),
+    }
+    for run_id in run_ids:
+        answers[run_id] = {
+            "run": row(get(f"/runs/p/{run_id}")["run"]),
+            "history": get(f"/runs/p/{run_id}/history", keys="loss,acc", buckets=0),
+            "buckets": get(f"/runs/p/{run_id}/history", keys="loss", buckets=20),
+            "console": get(f"/runs/p/{run_id}/console"),
+            "alerts": get(f"/runs/p/{run_id}/alerts"),
+        }
+    return answers
+
+
+def test_a_servers_segment_logs_rebuild_to_the_same_answers_and_accounts_survive(root, tmp_path, pg_url):
+    """A scaled-out server keeps its logs as segments (`tracklet server --logs`): `tracklet index
+    --rebuild --store ... --logs ...` re-derives its store from them, the server answers every
+    query as before, and its users, keys, members and segment tables are untouched."""
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+
+    paths = [path for path in _data_root(root) if path != "p/damaged"]  # uploads move intact logs only
+    run_ids = [path.split("/")[1] for path in paths if path.startswith("p/")]
+    server_root, segments = tmp_path / "server", tmp_path / "segments"
+    with Store(pg_url, root=server_root) as store:
+        accounts = Accounts(store)
+        admin = {"Authorization": f"Bearer {accounts.create_user('root', admin=True).key}"}
+        alice = accounts.create_user("alice").key
+    app = create_app(server_root, store_url=pg_url, logs_url=str(segments))
+    with TestClient(app) as client:
+        for path in paths:
+            project, run_id = path.split("/")
+            log = RunPaths(root, project, run_id).log_file.read_bytes()
+            middle = [offset for offset, _ in read_log(RunPaths(root, project, run_id).log_file).payloads][-2]
+            for start, end in ((0, middle), (middle, len(log))):  # two segments each
+                put = client.put(f"/api/v1/runs/{project}/{run_id}/log", params={"offset": start}, content=log[start:end],
+                                 headers={**admin, "Content-Type": "application/octet-stream"})
+                assert put.status_code == 200, put.text
+        client.put("/api/v1/projects/p/members/alice", json={"role": "read"}, headers=admin)
+        before = _server_answers(client, admin, run_ids)
+        assert before["failed"]["run"]["state"] == "failed" and before["full"]["run"]["summary"]["best"] == 0.25
+        assert len(before["full"]["alerts"]["alerts"]) == 2 and before["full"]["console"]["lines"]
+        with Store(pg_url, root=server_root) as store:
+            kept = _kept(store)
+        assert len(kept["log_segments"]) == 2 * len(paths)
+
+        result = invoke(server_root, "index", "--rebuild", "--store", pg_url, "--logs", str(segments))
+        assert result.exit_code == 0, result.output
+        assert f"Indexed {len(paths)} of {len(paths)} runs" in result.output
+
+        assert _server_answers(client, admin, run_ids) == before
+        with Store(pg_url, root=server_root) as store:
+            assert _kept(store) == kept
+        assert client.get("/api/v1/projects/p/runs", headers={"Authorization": f"Bearer {alice}"}).status_code == 200
+        assert client.get("/api/v1/projects/q/runs", headers={"Authorization": f"Bearer {alice}"}).status_code == 403
+
+
+def _kept(store: Store) -> dict[str, list]:
+    with store.engine.connect() as connection:
+        return {table.name: sorted(map(tuple, connection.execute(sa.select(table)).all()), key=repr)
+                for table in SERVER_TABLES}

@@ -73,7 +73,7 @@ wandb.log({"pics": [wandb.Image(None), wandb.Image(None)], "plot": wandb.plot.li
 wandb.summary["best"] = 0.25
 run.summary.update({"note": "ok"})
 
-# accepted with one warning each, never raising
+# accepted with one warning each, never raising (artifacts are recorded: tests/test_artifacts.py)
 for _ in range(2):
     artifact = wandb.Artifact("model", type="model")
     artifact.add_file(__file__)
@@ -104,6 +104,7 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     assert out["run_after_finish"] is True
 
     (recorded,) = tracklet.Api(root).runs("plain")
+    assert tracklet.Api(root).artifact("plain/model").version == "v0"  # logged twice, same content: one version
     assert (recorded.name, recorded.state, recorded.id) == ("loop", "finished", out["id"])
     assert out["path"] == f"team/plain/{out['id']}"
     assert recorded.config == {"lr": 0.1, "layers": [4, 4], "batch_size": 32, "epochs": 2}
@@ -134,8 +135,9 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
 
     warned = out["warnings"]
     for fragment in ("entity= is accepted", "lower than the current step", "logging wandb.Image",
-                     "logging wandb.Table", "logging wandb.plot.line", "run.log_artifact()", "run.log_code()"):
+                     "logging wandb.Table", "logging wandb.plot.line", "run.log_code()"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
+    assert not any("log_artifact" in w or "artifact" in w.lower() for w in warned), warned
 
 
 def test_the_environment_switch_with_autolog_and_in_script_install(root, tmp_path):
@@ -225,6 +227,36 @@ def test_lightning_wandb_logger(root, tmp_path):
     assert "gradients/net.0.weight" in keys and "parameters/net.2.bias" in keys  # watch(log="all", log_freq=2)
 
 
+def test_lightning_wandb_logger_log_model_stores_checkpoints_as_artifacts(root, tmp_path):
+    out = tracklet_run(tmp_path, """
+        import json
+        import torch
+        import lightning as L
+        from lightning.pytorch.loggers import WandbLogger
+
+        class Model(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = torch.nn.Linear(4, 1)
+            def training_step(self, batch, batch_idx):
+                loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+                self.log("train_loss", loss)
+                return loss
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
+        logger = WandbLogger(project="litmodel", log_model=True)
+        trainer = L.Trainer(max_epochs=1, logger=logger, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(Model(), torch.utils.data.DataLoader(data, batch_size=8))
+        print(json.dumps({"id": logger.version}))
+    """, timeout=300)
+    version = tracklet.Api(root).artifact(f"litmodel/model-{out['id']}:best")
+    assert version.type == "model" and [e.path for e in version.files()] == ["model.ckpt"]
+    assert version.metadata["original_filename"].endswith(".ckpt")
+    assert version.logged_by().id == out["id"]
+
+
 @pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
 def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
     out = tracklet_run(tmp_path, """
@@ -254,8 +286,11 @@ def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
         trainer.train()
         names = [type(c).__name__ for c in trainer.callback_handler.callbacks]
         print(json.dumps({"callbacks": names}))
-    """, env={"WANDB_PROJECT": "hf"}, timeout=300)
+    """, env={"WANDB_PROJECT": "hf", "WANDB_LOG_MODEL": "end"}, timeout=300)
     assert "WandbCallback" in out["callbacks"] and "TrackletCallback" not in out["callbacks"]
+    (collection,) = tracklet.Api(root).artifact_collections("hf")  # WANDB_LOG_MODEL=end: the final model
+    model = tracklet.Api(root).artifact(f"hf/{collection['name']}")
+    assert model.type == "model" and "config.json" in [entry.path for entry in model.files()]
     (recorded,) = tracklet.Api(root).runs("hf")
     assert (recorded.name, recorded.state) == ("hf-run", "finished")
     config = recorded.config
@@ -452,7 +487,7 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
         run.log({"table": wandb.Table(columns=["a"])}); table = _line()         # was sys:1
         wandb.log({"img": wandb.Image(None)}); image = _line()
-        wandb.log_artifact(wandb.Artifact("model", "model")); artifact = _line()  # was compat/__init__.py
+        wandb.Artifact("model", "model").add(wandb.Table(columns=["a"]), "t"); artifact = _line()
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one
@@ -511,17 +546,6 @@ def warnings_recorded():
             return caught
 
     return Recorded(record=True)
-
-
-def test_sweeps_refuse_to_run_nothing(root):
-    import tracklet.compat.wandb as wandb
-
-    for call in (lambda: wandb.sweep({"method": "grid", "parameters": {"lr": {"values": [0.1]}}}),
-                 lambda: wandb.agent("abc", function=lambda: None, count=3), lambda: wandb.controller("abc")):
-        with pytest.raises(wandb.errors.UnsupportedError, match="sweeps are not supported"):
-            call()
-    # a script that relies on a sweep fails loudly instead of exiting 0 having run nothing
-    assert issubclass(wandb.errors.UnsupportedError, wandb.Error)
 
 
 def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):

@@ -18,12 +18,14 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tracklet.api import Api
+    from tracklet.artifacts import Artifact
     from tracklet.core.api import RecordedRun
     from tracklet.core.run import Run
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
 
 _LAZY = {
+    "Artifact": ("tracklet.artifacts.artifact", "Artifact"),
     "Api": ("tracklet.api", "Api"),
     "RecordedRun": ("tracklet.core.api", "RecordedRun"),
     "Run": ("tracklet.core.run", "Run"),
@@ -48,6 +50,22 @@ def _online_uploader(paths: Any, settings: Any, report: Any) -> Any:
 
 
 init.__doc__ = "Start a run; see :func:`tracklet.core.start.init`."
+
+
+def _artifact_hooks() -> Any:
+    """What ``Run.log_artifact``/``use_artifact`` call: the core can't import the artifacts package."""
+    from tracklet.artifacts import run_hooks
+
+    return run_hooks
+
+
+def _plug_in() -> None:
+    from tracklet.core.extensions import provide
+
+    provide("artifacts", _artifact_hooks)
+
+
+_plug_in()
 
 
 def autolog(frameworks: Any = None, *, disable: bool = False) -> None:
@@ -78,6 +96,17 @@ def define_metric(name: str, step_metric: str | None = None, summary: Any = None
 
 def alert(title: str, text: str = "", level: str = "INFO") -> None:
     _current().alert(title, text, level)
+
+
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                 aliases: list[str] | None = None) -> Any:
+    """Log an artifact to the current run (see :meth:`tracklet.Run.log_artifact`)."""
+    return _current().log_artifact(artifact_or_path, name=name, type=type, aliases=aliases)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None) -> Any:
+    """Record the current run's use of an artifact version (see :meth:`tracklet.Run.use_artifact`)."""
+    return _current().use_artifact(artifact_or_name, type=type)
 
 
 def finish(exit_code: int | None = None) -> None:
@@ -129,6 +158,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Api",
+    "Artifact",
     "Histogram",
     "RecordedRun",
     "Run",
@@ -142,4 +172,6 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "log_artifact",
+    "use_artifact",
 ]

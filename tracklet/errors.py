@@ -16,6 +16,10 @@ import re
 from typing import Any
 
 __all__ = [
+    "ArtifactError",
+    "ArtifactNameError",
+    "ArtifactNotFound",
+    "ArtifactVerifyError",
     "AuthError",
     "BadRequest",
     "ChunkCorrupt",
@@ -38,11 +42,15 @@ __all__ = [
     "RunNotFound",
     "RunNotIndexed",
     "SourceError",
+    "SweepError",
+    "SweepNotFound",
+    "SweepSpecError",
     "SyncError",
     "TrackletError",
     "TrackletWarning",
     "TrainingIncomplete",
     "Unsupported",
+    "UnsupportedReference",
 ]
 
 
@@ -150,6 +158,39 @@ class NameConflict(TrackletError):
     the reverse, on a local directory): HTTP 409."""
 
 
+# ---------------------------------------------------------------- artifacts (tracklet.artifacts)
+
+
+class ArtifactError(TrackletError):
+    """An artifact could not be built, stored, found or materialized: the message names the
+    artifact and the file at fault."""
+
+
+class ArtifactNameError(ArtifactError, ValueError):
+    """An artifact name, alias or a path inside an artifact that is not allowed (``/`` or ``..``
+    in an artifact name; ``..``, an absolute path or NUL in a file's name)."""
+
+
+class ArtifactNotFound(ArtifactError, LookupError):
+    """No artifact version matches the name, alias or version asked for."""
+
+
+class ArtifactVerifyError(ArtifactError):
+    """Files that don't match the manifest: ``problems`` maps each file's path in the artifact
+    to what is wrong with it (``digest mismatch``, ``missing``, ``not in the manifest``)."""
+
+    def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = dict(problems or {})
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.problems))
+
+
+class UnsupportedReference(ArtifactError, NotImplementedError):
+    """``add_reference`` with a URI scheme this version cannot record (only ``file://`` so far)."""
+
+
 # ---------------------------------------------------------------- importers and integrations
 
 
@@ -192,3 +233,27 @@ class PackCorrupt(ChunkStoreError, ValueError):
 
 class DigestMismatch(ChunkStoreError, ValueError):
     """A file rebuilt from chunks doesn't have the recipe's size and sha256."""
+
+
+# ---------------------------------------------------------------- sweeps (tracklet.sweeps)
+
+
+class SweepError(TrackletError, RuntimeError):
+    """A sweep can't go on as asked (an agent whose command keeps failing, a trial that can't start)."""
+
+
+class SweepSpecError(TrackletError, ValueError):
+    """A sweep configuration that doesn't validate; each line names the field at fault
+    (``parameters.lr.min: must be < max``). ``problems`` holds the lines."""
+
+    def __init__(self, problems: "list[str] | str") -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("invalid sweep config:\n  " + "\n  ".join(self.problems) if len(self.problems) > 1
+                         else f"invalid sweep config: {self.problems[0]}")
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.problems,))
+
+
+class SweepNotFound(TrackletError, LookupError):
+    """No sweep with that id under the data root."""

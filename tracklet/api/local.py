@@ -114,6 +114,33 @@ class LocalApi(Api):
         paths = [r.path if isinstance(r, RecordedRun) else r for r in items]
         return self.store.history(paths, keys, x=x, start=start, end=end, buckets=buckets)
 
+    # ------------------------------------------------------------ artifacts (docs/artifacts.md)
+
+    def artifact(self, name: str, type: str | None = None) -> Any:
+        """A committed artifact version: ``"project/name:alias"``, ``"project/name:v3"`` or
+        ``"project/name"`` (latest). ``ArtifactNotFound`` if there is none."""
+        from tracklet.artifacts.lookup import resolve
+
+        return resolve(self.root, name, type=type)
+
+    def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:
+        """Every version of ``"project/name"``, oldest first."""
+        from tracklet.artifacts.lookup import versions
+        from tracklet.artifacts.names import parse_ref
+        from tracklet.errors import ArtifactError
+
+        ref = parse_ref(name)
+        if ref.project is None:
+            raise ArtifactError(f"artifact_versions() needs 'project/name'; got {name!r}")
+        found = versions(self.root, ref.project, ref.name)
+        return [artifact for artifact in found if type is None or artifact.type == type]
+
+    def artifact_collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:
+        """A project's artifact collections: ``{"name", "type", "versions", "latest"}`` each."""
+        from tracklet.artifacts.lookup import collections
+
+        return collections(self.root, check_name("project", project), type=type)
+
     def run(self, path: str) -> RecordedRun:
         """A run by ``project/run_id`` or ``project/run_name``, or by a run id (or name) that is
         unique under the root. An id wins over a name; a name several runs share is refused,

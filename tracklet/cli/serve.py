@@ -201,7 +201,7 @@ def _accounts(ctx: click.Context) -> Any:
     root, store_url = ctx.obj
     store = Store(store_url or f"sqlite:///{Path(root) / 'store.sqlite'}", root=root)
     ctx.call_on_close(store.close)
-    return Accounts(store.engine)
+    return Accounts(store)
 
 
 def _show_new_key(new: Any) -> None:

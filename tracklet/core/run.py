@@ -294,6 +294,7 @@ class Run:
         self._environment: Any = None  # an EnvironmentCapture
         self._monitor: Any = None
         self._checkpoints: Any = None
+        self._artifacts: Any = None  # a tracklet.artifacts.worker.ArtifactWorker, made on first use
         self._uploader_factory = uploader
         self._uploader: RunUploader | None = None
         self._warned: set[Any] = set()
@@ -554,6 +555,45 @@ class Run:
             metadata=dict(metadata) if metadata else None,
         )
 
+    def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                     aliases: list[str] | None = None) -> Any:
+        """Log a ``tracklet.Artifact`` (or a file or directory path, made into one) as a version
+        of ``project/name`` and return it at once: hashing and storing happen on a background
+        thread (``artifact.wait()`` blocks until the version is committed; ``finish()`` waits for
+        pending artifacts within its timeout). Identical content returns the latest version.
+        See docs/artifacts.md."""
+        if self._finished:
+            raise RuntimeError(_FINISHED)
+        artifact = _artifacts().prepare(artifact_or_path, name, type)
+        pending = artifact._freeze(self.project, list(aliases or []))
+        self._artifact_worker().log(artifact, pending)
+        return artifact
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None) -> Any:
+        """Record that this run uses an artifact version: ``"name"`` (latest), ``"name:v3"``,
+        ``"name:alias"``, ``"project/name:alias"``, or an Artifact. Returns the committed version
+        (``download()`` it); ``ArtifactNotFound`` if there is none."""
+        if self._finished:
+            raise RuntimeError(_FINISHED)
+        artifacts = _artifacts()
+        if isinstance(artifact_or_name, artifacts.Artifact):
+            artifact = artifact_or_name
+            if artifact.state in ("pending", "failed"):
+                self._artifact_worker().use(artifact)
+                return artifact
+            artifact._committed_info("version to use")
+        else:
+            assert self._paths is not None
+            artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type)
+        self._enqueue(_deferred(_artifact_used_record, {"info": artifact._info, "time": _time()}))
+        return artifact
+
+    def _artifact_worker(self) -> Any:
+        if self._artifacts is None:
+            assert self._paths is not None and self._sender is not None
+            self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path)
+        return self._artifacts
+
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
         """Wait until everything logged so far is in the record log. False on timeout."""
         if self._sender is None or self._finished:
@@ -715,6 +755,9 @@ class Run:
             self._environment.finish(max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
+        if self._artifacts is not None and not self._artifacts.close(max(0.0, deadline - time.monotonic())):
+            print("tracklet: artifacts still being stored at finish are not recorded in the run's log (a version "
+                  "is committed whole or not at all)", file=sys.stderr)
         end_time = _time()
         fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time, runtime=end_time - self.start_time)
         if error is not None:
@@ -771,6 +814,18 @@ def _run_start_record(fields: dict[str, Any]) -> pb.Record:
     return record
 
 
+def _artifact_used_record(fields: dict[str, Any]) -> pb.Record:
+    """The ``ArtifactUsed`` record, built on the worker."""
+    return _artifacts().used_record(fields["info"], fields["time"])
+
+
+def _artifacts() -> Any:
+    """``tracklet.artifacts.run_hooks``, plugged in by the package (``core/extensions.py``)."""
+    from tracklet.core.extensions import load
+
+    return load("artifacts")
+
+
 def _exit_record(fields: dict[str, Any]) -> pb.Record:
     """The ``RunExit`` record, built on the worker from what ``Run.finish`` took."""
     from tracklet.proto import records_pb2 as pb
@@ -794,6 +849,17 @@ class DisabledRun(Run):
 
     def log_checkpoint(self, path: Any, **kwargs: Any) -> None:
         return None
+
+    def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
+                     aliases: list[str] | None = None) -> Any:
+        return _artifacts().prepare(artifact_or_path, name, type)  # not stored: the run is disabled
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None) -> Any:
+        from tracklet.core.settings import data_root
+
+        if not isinstance(artifact_or_name, str):
+            return artifact_or_name
+        return _artifacts().resolve(data_root(self.settings), artifact_or_name, default_project=self.project, type=type)
 
     def _set_summary(self, items: dict[str, Any], removed: tuple[str, ...]) -> None:
         self._summary.update(items)

@@ -62,6 +62,10 @@ class Settings:
             ``TRACKLET_UPLOAD_INTERVAL``.
         upload_timeout: seconds ``finish()`` waits for the last upload before leaving the rest
             to ``tracklet sync``. ``TRACKLET_UPLOAD_TIMEOUT``.
+        sweep_id: the sweep this process runs a trial of (set by ``tracklet agent``):
+            ``init()`` records trial ``sweep_trial``'s run with the trial's config
+            (``tracklet.core.sweeptrial``). ``TRACKLET_SWEEP_ID``.
+        sweep_trial: the trial's number in that sweep. ``TRACKLET_SWEEP_TRIAL``.
     """
 
     mode: str = "offline"
@@ -83,6 +87,8 @@ class Settings:
     api_key: str | None = None
     upload_interval: float = 2.0
     upload_timeout: float = 30.0
+    sweep_id: str | None = None
+    sweep_trial: str | None = None
 
     def __post_init__(self) -> None:
         # Which fields were given (to the constructor, or set afterwards): those win over the

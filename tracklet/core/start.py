@@ -40,6 +40,15 @@ def init(
     (``tracklet.client.uploader.online_uploader``), so the core imports no HTTP client.
     """
     resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
+    sweep = None
+    if resolved.sweep_id and resolved.mode != "disabled":
+        from tracklet.core import sweeptrial
+
+        sweep = sweeptrial.current_trial(resolved)
+    if sweep is not None:  # a sweep trial: the sweep decides the project, the run and its config
+        project, id, resume = _sweep_identity(sweep, project, id, resume)
+        resolved.project = sweep.project
+        tags = [*(tags or []), *([sweep.tag] if sweep.tag not in (tags or []) else [])]
     project_name = check_name("project", DEFAULT_PROJECT if resolved.project is None else resolved.project)
     run_id = check_name("run id", id) if id is not None else new_run_id()  # both before a run is finished
     if resume not in _RESUME_VALUES:
@@ -86,6 +95,11 @@ def init(
 
     run = Run(resolved, paths=paths, uploader=uploader, **_fill_identity(identity, state))
     run._start(config, resume_state=state)
+    if sweep is not None:
+        from tracklet.core.sweeptrial import merge_config
+
+        run.config.update({key: merge_config({key: run.config.get(key)}, {key: value})[key]
+                           for key, value in sweep.config.items()})
     lifecycle.set_current(run)
     return run
 
@@ -132,3 +146,19 @@ def init_arguments(owner: str, kwargs: dict[str, Any], *, own: Sequence[str] = (
     if checked.get("dir") is not None:
         checked["dir"] = os.fspath(checked["dir"])
     return checked
+
+
+def _sweep_identity(sweep: Any, project: str | None, run_id: str | None, resume: Any) -> tuple[str, str, Any]:
+    """A trial's project and run are the sweep's (W&B ignores ``project=`` in a sweep too); a
+    restarted trial resumes its run."""
+    import warnings
+
+    from tracklet.core.stack import user_stacklevel
+    from tracklet.core.warn import TrackletWarning
+
+    for what, given, used in (("project", project, sweep.project), ("id", run_id, sweep.run_id)):
+        if given is not None and given != used:
+            warnings.warn(f"tracklet: init({what}={given!r}) is ignored in sweep {sweep.sweep_id}'s trial "
+                          f"{sweep.trial}: the run is {sweep.project}/{sweep.run_id}", TrackletWarning,
+                          stacklevel=user_stacklevel())
+    return sweep.project, sweep.run_id, "allow" if resume in (None, False, "never") else resume

@@ -37,7 +37,7 @@ SUMMARY_MODE_NONE: SummaryMode
 SUMMARY_MODE_FIRST: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "system_info", "checkpoint", "run_update")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "system_info", "checkpoint", "run_update")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,8 @@ class Record(_message.Message):
     EXIT_FIELD_NUMBER: _ClassVar[int]
     METRIC_DEFINITION_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_LOGGED_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_USED_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     RUN_UPDATE_FIELD_NUMBER: _ClassVar[int]
@@ -61,10 +63,12 @@ class Record(_message.Message):
     exit: RunExit
     metric_definition: MetricDefinition
     environment: Environment
+    artifact_logged: ArtifactLogged
+    artifact_used: ArtifactUsed
     system_info: SystemInfo
     checkpoint: Checkpoint
     run_update: RunUpdate
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("float_value", "int_value", "bool_value", "string_value", "bytes_value", "list_value", "map_value", "null_value", "histogram_value", "big_int_value")
@@ -285,6 +289,46 @@ class Checkpoint(_message.Message):
     metadata: _containers.RepeatedCompositeFieldContainer[MapEntry]
     error: str
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., step: _Optional[int] = ..., has_score: _Optional[bool] = ..., score: _Optional[float] = ..., monitor: _Optional[str] = ..., time: _Optional[float] = ..., metadata: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ArtifactVersionRef(_message.Message):
+    __slots__ = ("project", "name", "type", "version", "digest")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    name: str
+    type: str
+    version: int
+    digest: str
+    def __init__(self, project: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[str] = ..., version: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class ArtifactLogged(_message.Message):
+    __slots__ = ("artifact", "aliases", "size_bytes", "file_count", "time", "reused", "bytes_written")
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    artifact: ArtifactVersionRef
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    size_bytes: int
+    file_count: int
+    time: float
+    reused: bool
+    bytes_written: int
+    def __init__(self, artifact: _Optional[_Union[ArtifactVersionRef, _Mapping]] = ..., aliases: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ..., file_count: _Optional[int] = ..., time: _Optional[float] = ..., reused: _Optional[bool] = ..., bytes_written: _Optional[int] = ...) -> None: ...
+
+class ArtifactUsed(_message.Message):
+    __slots__ = ("artifact", "time")
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    artifact: ArtifactVersionRef
+    time: float
+    def __init__(self, artifact: _Optional[_Union[ArtifactVersionRef, _Mapping]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class SystemStats(_message.Message):
     __slots__ = ("time", "values", "window_start")

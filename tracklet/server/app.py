@@ -84,10 +84,11 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     root.mkdir(parents=True, exist_ok=True)
     # An explicit default: the server's store must not follow a TRACKLET_STORE meant for clients.
     store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
-    copies: LogCopies | SegmentCopies = LogCopies(root, KeyCounts(store.engine))
+    copies: LogCopies | SegmentCopies = LogCopies(root, KeyCounts(store))
     if logs_url is not None:
         location = RunFiles.connect(logs_url, files_options)
-        copies = SegmentCopies(store.engine, location.fs, location.base, root, heartbeat_lapse=heartbeat_lapse)
+        copies = SegmentCopies(store.engine, location.fs, location.base, root, heartbeat_lapse=heartbeat_lapse,
+                               key_counts=KeyCounts(store))
     state = ServerState(root=root, store=store, copies=copies,
                         indexer=StoreIndexer(store, root, heartbeat_lapse=heartbeat_lapse, liveness=liveness,
                                              shared_root=shared_root,
@@ -97,7 +98,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                # a data root's runs keep their files beside their logs
                                else RunFiles.connect(root, layout=DATA_ROOT_LAYOUT) if shared_root
                                else RunFiles.connect(root / "files", files_options)),
-                        authorizer=Authorizer(Accounts(store.engine)) if auth else None)
+                        authorizer=Authorizer(Accounts(store)) if auth else None)
     if index_on_start:
         state.indexer.index_all()
 

@@ -23,14 +23,17 @@ import hmac
 import secrets
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
 
 from tracklet.core.layout import check_name
-from tracklet.store.schema import api_keys, project_members, projects, users
 from tracklet.errors import AuthError  # noqa: F401  (defined there; imported from here too)
+from tracklet.server.schema import api_keys, migrate, project_members, users
+
+if TYPE_CHECKING:
+    from tracklet.store import Store
 
 KEY_PREFIX = "tlk_"
 ROLES = ("read", "write", "admin")
@@ -91,10 +94,14 @@ def check_role(role: str) -> str:
 
 
 class Accounts:
-    """Users, keys and project members in a store's database (the server's and the CLI's view)."""
+    """Users, keys and project members: the server's own tables (``schema.py``) in ``store``'s
+    database (the server's and the CLI's view). Projects are the store's: members refer to a
+    project by its id, which ``store`` gives (and creates for a project's first upload)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine: sa.Engine = store.engine
+        migrate(self.engine)
 
     # ------------------------------------------------------------------ users and keys
 
@@ -192,18 +199,14 @@ class Accounts:
 
     # ------------------------------------------------------------------ projects and members
 
-    def _project_id(self, connection: sa.Connection, project: str) -> int | None:
-        row = connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).first()
-        return None if row is None else row.id
-
     def role(self, principal: Principal, project: str) -> tuple[bool, str | None]:
         """(whether the project exists, the principal's role in it)."""
+        project_id = self.store.project_id(project)
+        if project_id is None:
+            return False, "admin" if principal.is_admin else None
+        if principal.is_admin:
+            return True, "admin"
         with self.engine.connect() as connection:
-            project_id = self._project_id(connection, project)
-            if project_id is None:
-                return False, "admin" if principal.is_admin else None
-            if principal.is_admin:
-                return True, "admin"
             row = connection.execute(sa.select(project_members.c.role).where(
                 project_members.c.project_id == project_id, project_members.c.user_id == principal.user_id)).first()
         return True, None if row is None else row.role
@@ -212,31 +215,33 @@ class Accounts:
         """Create ``project`` with ``owner`` as its admin; if someone created it meanwhile, the
         owner's role in it (or None)."""
         check_name("project", project)
-        try:
-            with self.engine.begin() as connection:
-                project_id = _new_id(connection, projects.insert().values(name=project))
-                if owner.user_id is not None:
-                    connection.execute(project_members.insert().values(
-                        project_id=project_id, user_id=owner.user_id, role="admin"))
-            return "admin"
-        except sa.exc.IntegrityError:  # a concurrent first upload won
+
+        def owner_is_admin(connection: sa.Connection, project_id: int) -> None:  # committed with the project
+            if owner.user_id is not None:
+                connection.execute(project_members.insert().values(
+                    project_id=project_id, user_id=owner.user_id, role="admin"))
+
+        _, created = self.store.add_project(project, owner_is_admin)
+        if not created:  # a concurrent first upload won
             return self.role(owner, project)[1]  # type: ignore[return-value]
+        return "admin"
 
     def readable_projects(self, principal: Principal) -> set[str] | None:
         """Names of the projects the principal may read; None means all of them."""
         if principal.is_admin:
             return None
-        stmt = (sa.select(projects.c.name)
-                .select_from(projects.join(project_members, project_members.c.project_id == projects.c.id))
-                .where(project_members.c.user_id == principal.user_id))
+        stmt = sa.select(project_members.c.project_id).where(project_members.c.user_id == principal.user_id)
         with self.engine.connect() as connection:
-            return {row.name for row in connection.execute(stmt)}
+            ids = [row.project_id for row in connection.execute(stmt)]
+        return set(self.store.project_names(ids).values())
 
     def members(self, project: str) -> list[dict[str, str]]:
+        project_id = self.store.project_id(project)
+        if project_id is None:
+            return []
         stmt = (sa.select(users.c.name.label("user"), project_members.c.role)
-                .select_from(project_members.join(users, users.c.id == project_members.c.user_id)
-                             .join(projects, projects.c.id == project_members.c.project_id))
-                .where(projects.c.name == project).order_by(users.c.name))
+                .select_from(project_members.join(users, users.c.id == project_members.c.user_id))
+                .where(project_members.c.project_id == project_id).order_by(users.c.name))
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(stmt)]
 
@@ -244,13 +249,14 @@ class Accounts:
         """Give ``user`` ``role`` in ``project`` (creating the project if needed)."""
         check_role(role)
         check_name("project", project)
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             user_row = connection.execute(sa.select(users.c.id).where(users.c.name == user)).first()
-            if user_row is None:
-                raise AuthError(f"no user {user!r}")
-            project_id = self._project_id(connection, project)
-            if project_id is None:
-                project_id = _new_id(connection, projects.insert().values(name=project))
+        if user_row is None:
+            raise AuthError(f"no user {user!r}")
+        project_id = self.store.project_id(project)
+        if project_id is None:
+            project_id, _ = self.store.add_project(project)
+        with self.engine.begin() as connection:
             where = (project_members.c.project_id == project_id, project_members.c.user_id == user_row.id)
             if connection.execute(sa.select(project_members.c.role).where(*where)).first():
                 connection.execute(project_members.update().where(*where).values(role=role))
@@ -258,8 +264,8 @@ class Accounts:
                 connection.execute(project_members.insert().values(project_id=project_id, user_id=user_row.id, role=role))
 
     def remove_member(self, project: str, user: str) -> None:
+        project_id = self.store.project_id(project)
         with self.engine.begin() as connection:
-            project_id = self._project_id(connection, project)
             user_row = connection.execute(sa.select(users.c.id).where(users.c.name == user)).first()
             if project_id is None or user_row is None:
                 raise AuthError(f"{user!r} is not a member of {project!r}")

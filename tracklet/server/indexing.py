@@ -19,13 +19,9 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
-import sqlalchemy as sa
-
 from tracklet.core.layout import RunPaths
-from tracklet.store import Store
-from tracklet.store.ingest import LOCK_FILE, Indexer, heartbeat_liveness
-from tracklet.store.logsource import LogSource
-from tracklet.store.schema import projects, runs
+from tracklet.store import LOCK_FILE, Store
+from tracklet.store.logsource import LogSource, heartbeat_liveness
 
 try:
     import fcntl
@@ -49,8 +45,8 @@ class StoreIndexer:
         ``index_all`` pass takes the root's ``store.lock`` and is skipped while another holds it."""
         self.store = store
         self._root_lock = Path(root) / LOCK_FILE if shared_root else None
-        self._indexer = Indexer(store.engine, root, liveness=liveness or heartbeat_liveness(heartbeat_lapse),
-                                source=source)  # source: segments in shared storage (segments.py)
+        self._indexer = store.indexer(liveness=liveness or heartbeat_liveness(heartbeat_lapse),
+                                      source=source)  # source: segments in shared storage (segments.py)
         self._lock = threading.Lock()
 
     def index_all(self) -> None:
@@ -67,11 +63,8 @@ class StoreIndexer:
 
     def _known_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (log offset, state), by (project, run id): one query per pass."""
-        query = sa.select(projects.c.name, runs.c.run_id, runs.c.log_offset, runs.c.state).join(
-            projects, projects.c.id == runs.c.project_id)
         try:
-            with self.store.engine.connect() as connection:
-                return {(row.name, row.run_id): (row.log_offset, row.state) for row in connection.execute(query)}
+            return self.store.indexed_runs()
         except Exception:  # index every run, as without this shortcut
             log.exception("listing indexed runs failed")
             return {}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tracklet.core.jsonsafe import json_floats, json_safe
-from tracklet.store.query import SeriesHistory
+from tracklet.store import SeriesHistory
 
 _ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
 

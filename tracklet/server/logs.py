@@ -13,13 +13,15 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from tracklet.core.layout import InvalidName, RunPaths
 from tracklet.core.recordlog import FRAME_HEADER, MAGIC, RecordLogError, read_log, scan, scan_frames
 from tracklet.core.validate import RecordRejected, check_record, decode_record
 from tracklet.errors import BadRequest, OffsetConflict  # noqa: F401  (defined there; imported from here too)
+
+if TYPE_CHECKING:
+    from tracklet.store import Store
 
 
 @dataclasses.dataclass
@@ -113,41 +115,38 @@ class KeyCounts:
     another server process appended), counting starts from what the store indexed (the run's
     ``log_offset`` and ``keys``) or from the cache, whichever is further, and reads on from there."""
 
-    def __init__(self, engine: sa.Engine | None = None) -> None:
-        self.engine = engine
+    def __init__(self, store: Store | None = None) -> None:
+        """``store``: the ``Store`` whose ``indexed_keys`` give a starting point (None: count from
+        the copy's first byte)."""
+        self.store = store
         self._cache: dict[tuple[str, str], tuple[int, int]] = {}
         self._guard = threading.Lock()
 
-    def _indexed(self, project: str, run_id: str, connection: sa.Connection | None) -> tuple[int, int] | None:
-        """(log offset, key count) as the store has the run, or None."""
-        if self.engine is None and connection is None:
-            return None
-        from tracklet.store.schema import projects, runs
+    def known(self, project: str, run_id: str) -> bool:
+        """Whether a count of the run is cached (at some size): a start that needs no store."""
+        with self._guard:
+            return (project, run_id) in self._cache
 
-        query = (sa.select(runs.c.log_offset, runs.c["keys"]).join(projects, projects.c.id == runs.c.project_id)
-                 .where(projects.c.name == project, runs.c.run_id == run_id))
+    def indexed(self, project: str, run_id: str) -> tuple[int, int] | None:
+        """(log offset, key count) as the store has the run, or None."""
+        if self.store is None:
+            return None
         try:
-            if connection is not None:
-                with connection.begin_nested():  # a failure must not end the caller's transaction
-                    row = connection.execute(query).first()
-            else:
-                assert self.engine is not None  # checked on entry
-                with self.engine.connect() as own:
-                    row = own.execute(query).first()
+            return self.store.indexed_keys(project, run_id)
         except Exception:  # no store tables yet, or the store is unreachable: count from the copy
             return None
-        return None if row is None else (row[0] or 0, len(row[1] or ()))
 
     def at(self, project: str, run_id: str, size: int, read: Callable[[int, int], bytes],
-           connection: sa.Connection | None = None) -> int:
+           indexed: Callable[[], tuple[int, int] | None] | None = None) -> int:
         """The key count of the copy's first ``size`` bytes; call with the run's append lock held
-        (``connection``: the store connection that holds it, if any, to read the store through)."""
+        (``indexed``: where the store's count comes from, instead of asking the store now)."""
         with self._guard:
             cached = self._cache.get((project, run_id))
         if cached is not None and cached[0] == size:
             return cached[1]
         start, count = 0, 0
-        for candidate in (cached, self._indexed(project, run_id, connection)):
+        from_store = indexed() if indexed is not None else self.indexed(project, run_id)
+        for candidate in (cached, from_store):
             if candidate is not None and start < candidate[0] <= size:
                 start, count = candidate
         for payload in iter_payloads(read, start, size):

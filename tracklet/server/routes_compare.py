@@ -12,16 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from tracklet.core.jsonsafe import json_floats
+from tracklet.errors import RunNotIndexed
 from tracklet.server.logs import run_paths
 from tracklet.server.models import CompareHistoryResponse, MetricKeysResponse, errors, json_response
-from tracklet.store.query import RunNotIndexed, SeriesHistory
-from tracklet.store.schema import projects, series
-from tracklet.store.schema import runs as runs_table
+from tracklet.store import SeriesHistory
 
 router = APIRouter(prefix="/api/v1/projects", tags=["read"])
 
@@ -101,14 +99,4 @@ def metric_keys(
     for run_id in run_ids or ():
         run_paths(app.root, project, run_id)
 
-    def query() -> list[str]:
-        chosen = (sa.select(runs_table.c.id).join(projects, projects.c.id == runs_table.c.project_id)
-                  .where(projects.c.name == project, runs_table.c.deleted.is_(False)))
-        if run_ids is not None:
-            chosen = chosen.where(runs_table.c.run_id.in_(run_ids))
-        stmt = (sa.select(series.c.key).distinct()
-                .where(series.c.run_pk.in_(chosen.scalar_subquery()), series.c.kind == "number"))
-        with app.store.engine.connect() as connection:
-            return sorted(key for (key,) in connection.execute(stmt) if not key.startswith("_"))
-
-    return MetricKeysResponse(keys=query())
+    return MetricKeysResponse(keys=app.store.metric_keys(project, run_ids))

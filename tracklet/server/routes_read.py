@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from tracklet.errors import RunNotIndexed
 from tracklet.server.jsonable import json_value, series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
@@ -20,9 +20,6 @@ from tracklet.server.models import (
     errors,
     json_response,
 )
-from tracklet.store.query import RunNotIndexed
-from tracklet.store.schema import projects, runs
-from tracklet.store.store import RUN_FIELDS
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
 
@@ -30,19 +27,8 @@ router = APIRouter(prefix="/api/v1", tags=["read"])
 _ERRORS = errors(400, 404)
 
 
-def _project_known(store: Any, project: str) -> bool:
-    with store.engine.connect() as connection:
-        return connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).first() is not None
-
-
 def _list_projects(store: Any) -> list[Project]:
-    stmt = (
-        sa.select(projects.c.name, sa.func.count(runs.c.id))
-        .select_from(projects.outerjoin(runs, sa.and_(runs.c.project_id == projects.c.id, runs.c.deleted.is_(False))))
-        .group_by(projects.c.name).order_by(projects.c.name)
-    )
-    with store.engine.connect() as connection:
-        return [Project(name=name, runs=count) for name, count in connection.execute(stmt)]
+    return [Project(name=name, runs=count) for name, count in store.projects()]
 
 
 @router.get("/projects", response_model=ProjectsResponse, summary="Projects and their run counts")
@@ -72,7 +58,7 @@ def list_runs(
     run_paths(app.root, project, "x")  # checks the project name (400)
 
     def query() -> list[dict[str, Any]]:
-        if not _project_known(app.store, project):
+        if not app.store.project_exists(project):
             raise HTTPException(status_code=404, detail=f"no project {project!r} on this server")
         return app.store.runs(project, filter=filter, order_by=order_by, limit=limit, offset=offset)
 
@@ -87,11 +73,11 @@ def get_run(request: Request, project: str, run_id: str) -> RunResponse:
     """The run's store row: identity, state, config, summary, metric keys and `metadata` (how and
     where it ran: command, git commit, GPUs...)."""
     app = request.app.state.tracklet
-    run_paths(app.root, project, run_id)  # names are checked, so quoting below is safe
-    rows = app.store.runs(project, filter=f'run_id = "{run_id}"', fields=RUN_FIELDS, limit=1)
-    if not rows:
+    run_paths(app.root, project, run_id)
+    row = app.store.run(project, run_id)
+    if row is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    return RunResponse(run=RunRow.model_validate(json_value(rows[0])))
+    return RunResponse(run=RunRow.model_validate(json_value(row)))
 
 
 @router.get("/runs/{project}/{run_id}/history", response_model=HistoryResponse, responses=_ERRORS,

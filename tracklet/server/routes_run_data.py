@@ -14,6 +14,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from tracklet.errors import RunNotIndexed
 from tracklet.server.jsonable import series_json
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
@@ -26,7 +27,6 @@ from tracklet.server.models import (
     errors,
     json_response,
 )
-from tracklet.store.query import RunNotIndexed
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
 

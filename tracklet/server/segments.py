@@ -30,24 +30,28 @@ from sqlalchemy.dialects import postgresql
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import ScanResult, scan, scan_frames
 from tracklet.server.logs import AppendResult, BadRequest, KeyCounts, check_frames, check_records, new_tail, run_paths
+from tracklet.server.schema import log_heads, log_segments, migrate
 from tracklet.store.logsource import read_window
-from tracklet.store.schema import log_heads, log_segments
 
 
 class SegmentCopies:
     """Record log copies as segments under fsspec ``fs`` at ``base`` (a path in that filesystem),
     indexed in the PostgreSQL database behind ``engine``."""
 
-    def __init__(self, engine: sa.Engine, fs: Any, base: str, root: Path, *, heartbeat_lapse: float) -> None:
+    def __init__(self, engine: sa.Engine, fs: Any, base: str, root: Path, *, heartbeat_lapse: float,
+                 key_counts: KeyCounts | None = None) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("log copies in shared storage (--logs) need a PostgreSQL store (--store postgresql://...): "
                              "its row locks are what serializes appends across server processes")
+        migrate(engine)
         self.engine = engine
         self.fs = fs
         self.base = base.rstrip("/")
+        protocol = getattr(fs, "protocol", ())
+        self._local = "file" in ((protocol,) if isinstance(protocol, str) else protocol)
         self.root = Path(root)
         self.heartbeat_lapse = heartbeat_lapse
-        self.key_counts = KeyCounts(engine)
+        self.key_counts = key_counts if key_counts is not None else KeyCounts()
 
     def _key(self, project: str, run_id: str, offset: int) -> str:
         return f"{self.base}/{project}/{run_id}/{offset:016d}.seg"
@@ -73,6 +77,9 @@ class SegmentCopies:
             raise BadRequest(f"offset must be 0 or more; got {offset}")
         if body:
             check_frames(body, offset)
+        # The store's count (needed when this process hasn't counted the run yet), asked before the
+        # transaction: asking inside it would hold one pooled connection while waiting for a second.
+        indexed = self.key_counts.indexed(project, run_id) if body and not self.key_counts.known(project, run_id) else None
         with self.engine.begin() as connection:
             connection.execute(postgresql.insert(log_heads).values(
                 project=project, run_id=run_id, size=0, updated_at=time.time()).on_conflict_do_nothing())
@@ -84,7 +91,9 @@ class SegmentCopies:
 
             tail = new_tail(body, offset, size, stored)
             if tail:
-                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored, connection))
+                keys = check_records(tail, size, self.key_counts.at(project, run_id, size, stored, lambda: indexed))
+                if self._local:  # a mounted directory: a new run's directory must exist (object stores have none)
+                    self.fs.makedirs(f"{self.base}/{project}/{run_id}", exist_ok=True)
                 self.fs.pipe_file(self._key(project, run_id, size), tail)  # durable before the commit
                 connection.execute(log_segments.insert().values(
                     project=project, run_id=run_id, offset=size, length=len(tail)))

@@ -6,6 +6,7 @@ processes never write it. SQLite (the embedded default, in the data root) and Po
 one schema through SQLAlchemy Core.
 """
 
-from tracklet.store.store import Store
+from tracklet.store.query import SeriesHistory
+from tracklet.store.store import LIST_FIELDS, LOCK_FILE, RUN_FIELDS, Store
 
-__all__ = ["Store"]
+__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "SeriesHistory", "Store"]

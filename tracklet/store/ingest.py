@@ -31,10 +31,10 @@ from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
-from tracklet.store.logsource import LocalLogs, LogSource
+from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, write_edges
+from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
-from tracklet.store.schema import (alerts, api_keys, blocks, console_lines, log_heads, log_segments, project_members,
-                                   projects, runs, series, users)
+from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
 from tracklet.store.text import column_length, fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
 
@@ -63,10 +63,10 @@ _RUN_ROW = sa.select(runs).where(runs.c.project_id == sa.bindparam("project_id")
                                  runs.c.run_id == sa.bindparam("run_id"))
 
 
-# What ``index(rebuild=True)`` empties and re-derives from the record logs, children first.
-DERIVED_TABLES = (blocks, series, console_lines, alerts, runs)
-# What only a tracking server writes (and no record log holds): a rebuild never touches these.
-SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments)
+# What ``index(rebuild=True)`` empties and re-derives from the record logs, children first. The
+# store knows no other tables but ``projects`` (kept: see ``drop_derived``); a tracking server's
+# own tables are not the store's (tracklet/server/schema.py) and a rebuild never touches them.
+DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, runs)
 
 
 def json_safe(value: Any) -> Any:
@@ -159,6 +159,7 @@ class _RunFold:
         self.config_changed = self.summary_changed = self.keys_changed = False
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
+        self.artifact_edges: list[Any] = []
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")
@@ -199,6 +200,8 @@ class _RunFold:
             self.last_time = record.exit.end_time
         elif kind in RUN_DATA_KINDS:
             self.data.apply(kind, record)
+        elif kind in EDGE_KINDS:
+            self.artifact_edges.append(edge_of(kind, record))
 
     def _history(self, batch: pb.HistoryBatch) -> None:
         for definition in batch.new_keys:
@@ -249,20 +252,6 @@ def _as_double(text: str) -> float:
         return float(number)
     except OverflowError:
         return math.inf if number > 0 else -math.inf
-
-
-def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:
-    """Liveness for logs no local process writes (a server's copies): alive while the log grew
-    within the last ``lapse`` seconds. A live run's log grows at least every system-stats window
-    (10 s by default), so a lapse of a minute or more marks only dead clients' runs crashed."""
-
-    def alive(log_file: Path) -> bool:
-        try:
-            return time.time() - log_file.stat().st_mtime < lapse
-        except FileNotFoundError:
-            return False
-
-    return alive
 
 
 class Indexer:
@@ -345,7 +334,7 @@ class Indexer:
     def drop_derived(self) -> None:
         """Delete every row of the tables derived from record logs, in one transaction. Projects
         stay (the server's project members refer to them; a project's runs come back from its
-        logs), and so do the server's own tables (``SERVER_TABLES``)."""
+        logs); a server's own tables are not the store's and are never touched."""
         with self.engine.begin() as connection:
             for table in DERIVED_TABLES:
                 connection.execute(table.delete())
@@ -529,6 +518,8 @@ class Indexer:
             write_console(connection, run_pk, fold.data.console)
         if fold.data.alerts:
             write_alerts(connection, run_pk, fold.data.alerts)
+        if fold.artifact_edges:
+            write_edges(connection, run_pk, fold.artifact_edges)
         if fold.data.window_times:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
@@ -663,6 +654,7 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(series.delete().where(series.c.run_pk == run_pk))
     connection.execute(console_lines.delete().where(console_lines.c.run_pk == run_pk))
     connection.execute(alerts.delete().where(alerts.c.run_pk == run_pk))
+    connection.execute(artifact_edges.delete().where(artifact_edges.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 

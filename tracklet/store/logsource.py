@@ -9,6 +9,7 @@ in object storage indexed in PostgreSQL (``tracklet/server/segments.py``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -116,3 +117,17 @@ class LocalLogs:
 
     def location(self, paths: RunPaths) -> str:
         return str(paths.log_file)
+
+
+def heartbeat_liveness(lapse: float) -> Callable[[Path], bool]:
+    """Liveness for logs no local process writes (a server's copies): alive while the log grew
+    within the last ``lapse`` seconds. A live run's log grows at least every system-stats window
+    (10 s by default), so a lapse of a minute or more marks only dead clients' runs crashed."""
+
+    def alive(log_file: Path) -> bool:
+        try:
+            return time.time() - log_file.stat().st_mtime < lapse
+        except FileNotFoundError:
+            return False
+
+    return alive

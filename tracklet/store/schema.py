@@ -8,6 +8,11 @@ metrics (``number``) apart from its system metrics (``system``: window means, ``
 window maxima, with the window end in integer milliseconds as the step), so no metric name can
 collide with a system metric's. ``console_lines`` holds the run's console output, one row per line,
 and ``alerts`` its alerts, one row each.
+
+Every table here is derived from the record logs (``tracklet index --rebuild`` empties and refills
+them all but ``projects``, whose ids a server's project members refer to). A tracking server's
+own tables (users, API keys, members, segment copies), which nothing can rebuild, are not here:
+``tracklet/server/schema.py``, with migrations of their own.
 """
 
 from __future__ import annotations
@@ -106,55 +111,5 @@ alerts = sa.Table(
     sa.Column("text", sa.Text, nullable=False),  # at most MAX_ALERT_TEXT characters
 )
 
-# Who may use a tracking server (tracklet/server/auth.py). Unused by the embedded store.
-users = sa.Table(
-    "users",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False, unique=True),
-    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),  # a server admin: every project
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
-)
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("key_id", sa.String(32), nullable=False, unique=True),  # the key's public part, for lookup
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("secret_hash", sa.String(64), nullable=False),  # SHA-256 hex of the secret part
-    sa.Column("label", sa.String(256), nullable=False, default=""),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("last_used_at", sa.Float, nullable=True),
-    sa.Column("revoked_at", sa.Float, nullable=True),
-    sa.Index("ix_api_keys_user", "user_id"),
-)
-
-project_members = sa.Table(
-    "project_members",
-    metadata,
-    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("role", sa.String(16), nullable=False),  # "read", "write" or "admin"
-)
-
-# A scaled-out server's record log copies (tracklet/server/segments.py): each run's size, moved
-# under a row lock, and its segments, each one immutable object in shared storage.
-log_heads = sa.Table(
-    "log_heads",
-    metadata,
-    sa.Column("project", sa.String(128), primary_key=True),
-    sa.Column("run_id", sa.String(128), primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),  # when the copy last grew: the run's heartbeat
-)
-
-log_segments = sa.Table(
-    "log_segments",
-    metadata,
-    sa.Column("project", sa.String(128), primary_key=True),
-    sa.Column("run_id", sa.String(128), primary_key=True),
-    sa.Column("offset", sa.BigInteger, primary_key=True),  # the segment's first byte in the log
-    sa.Column("length", sa.BigInteger, nullable=False),
-)
+# Artifact lineage (``artifact_edges``) is defined beside its queries, on this ``metadata``.
+from tracklet.store import lineage as _lineage  # noqa: E402,F401

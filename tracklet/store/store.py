@@ -9,9 +9,12 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from tracklet.store.engine import create_engine, migrate, store_url
-from tracklet.store.ingest import IndexerBusy, IndexReport, Indexer
+from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
+from tracklet.store.logsource import LogSource
 from tracklet.store.run_data_queries import RunDataQueries
-from tracklet.store.schema import projects, runs
+from tracklet.store.schema import projects, runs, series
+
+__all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "Store"]
 
 RUN_FIELDS = (
     "run_id", "name", "state", "tags", "group_name", "job_type", "notes", "host", "created_at", "updated_at",
@@ -36,8 +39,16 @@ class Store(RunDataQueries):
         self.engine = create_engine(self.url)
         migrate(self.engine)
 
+    def indexer(self, *, liveness: Callable[[Path], bool | None] | None = None,
+                source: LogSource | None = None) -> Indexer:
+        """The store's writer over the data root's record logs (``source``: another ``LogSource``,
+        such as a server's segments; ``liveness``: how a running run is told from a crashed one)."""
+        if liveness is None:
+            return Indexer(self.engine, self.root, source=source)
+        return Indexer(self.engine, self.root, liveness=liveness, source=source)
+
     def index(self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None,
-              rebuild: bool = False) -> IndexReport:
+              rebuild: bool = False, source: LogSource | None = None) -> IndexReport:
         """Ingest every record log under the data root that grew since the last time.
 
         Only one process indexes a data root at a time: if another holds the lock, wait up to
@@ -47,9 +58,10 @@ class Store(RunDataQueries):
 
         ``rebuild``: empty the tables derived from the record logs (runs, series, blocks, console
         lines, alerts) and index every log from its first byte; users, API keys, project members
-        and a server's segment tables are left as they are (docs/store.md)."""
+        and a server's segment tables are not the store's and are never touched (docs/store.md).
+        ``source``: where the logs are, when not under the data root (a server's segments)."""
         try:
-            return Indexer(self.engine, self.root).index(wait=wait, on_wait=on_wait, rebuild=rebuild)
+            return self.indexer(source=source).index(wait=wait, on_wait=on_wait, rebuild=rebuild)
         except IndexerBusy:
             return IndexReport(busy=True)
 
@@ -62,9 +74,11 @@ class Store(RunDataQueries):
         limit: int | None = None,
         offset: int = 0,
         fields: tuple[str, ...] = LIST_FIELDS,
+        run_ids: tuple[str, ...] | list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """A project's runs as dicts of ``fields`` (any of ``RUN_FIELDS``) plus ``path``, newest
-        first unless ``order_by`` says otherwise; ``filter`` is an expression (docs/store.md)."""
+        first unless ``order_by`` says otherwise; ``filter`` is an expression (docs/store.md);
+        ``run_ids``: only these runs (bound parameters)."""
         unknown = set(fields) - set(RUN_FIELDS)
         if unknown:
             raise ValueError(f"unknown run field(s) {', '.join(sorted(unknown))}; choose from {', '.join(RUN_FIELDS)}")
@@ -73,6 +87,8 @@ class Store(RunDataQueries):
             sa.select(*columns).join(projects, projects.c.id == runs.c.project_id)
             .where(projects.c.name == project, runs.c.deleted.is_(False))
         )
+        if run_ids is not None:
+            stmt = stmt.where(runs.c.run_id.in_(list(run_ids)))
         if filter:
             from tracklet.store.filters import compile_filter, parse_filter
 
@@ -92,6 +108,88 @@ class Store(RunDataQueries):
         for row in listed:
             row["path"] = prefix + row["run_id"]
         return listed
+
+    def run(self, project: str, run_id: str, *, fields: tuple[str, ...] = RUN_FIELDS) -> dict[str, Any] | None:
+        """One run's row as ``runs()`` gives it (every field by default), or None if the store has
+        no such run (or it was deleted). The id is a bound parameter, never filter text."""
+        rows = self.runs(project, fields=fields, run_ids=(run_id,))
+        return rows[0] if rows else None
+
+    def project_exists(self, project: str) -> bool:
+        """Whether the store knows ``project`` (it may have no runs)."""
+        return self.project_id(project) is not None
+
+    def project_id(self, project: str) -> int | None:
+        """The project's id (what a server's project members refer to), or None if unknown."""
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
+
+    def add_project(self, project: str,
+                    with_project: Callable[[sa.Connection, int], None] | None = None) -> tuple[int, bool]:
+        """The project's id, creating the project if it is unknown; and whether this call created
+        it (of several processes creating one project at once, exactly one does). ``with_project
+        (connection, id)`` runs in the creating transaction, so what it writes (a server's first
+        project member) commits with the project or not at all."""
+        try:
+            with self.engine.begin() as connection:
+                insert = projects.insert().values(name=project).returning(projects.c.id)
+                project_id = connection.execute(insert).scalar_one()
+                if with_project is not None:
+                    with_project(connection, project_id)
+            return project_id, True
+        except sa.exc.IntegrityError:  # it exists (perhaps created a moment ago by another process)
+            existing = self.project_id(project)
+            if existing is None:  # a constraint other than the name's failed
+                raise
+            return existing, False
+
+    def project_names(self, ids: list[int]) -> dict[int, str]:
+        """Project names by id, for the ids that name a project."""
+        found: dict[int, str] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 500):
+                stmt = sa.select(projects.c.id, projects.c.name).where(projects.c.id.in_(ids[start : start + 500]))
+                found.update({row.id: row.name for row in connection.execute(stmt)})
+        return found
+
+    def projects(self) -> list[tuple[str, int]]:
+        """Every project's name and number of (not deleted) runs, by name."""
+        stmt = (
+            sa.select(projects.c.name, sa.func.count(runs.c.id))
+            .select_from(projects.outerjoin(runs, sa.and_(runs.c.project_id == projects.c.id,
+                                                          runs.c.deleted.is_(False))))
+            .group_by(projects.c.name).order_by(projects.c.name)
+        )
+        with self.engine.connect() as connection:
+            return [(name, count) for name, count in connection.execute(stmt)]
+
+    def metric_keys(self, project: str, run_ids: list[str] | None = None) -> list[str]:
+        """The union of the metric keys with numeric points that ``run_ids`` (default: every run
+        of ``project``) logged, sorted; internal keys (``_timestamp``...) left out."""
+        chosen = (sa.select(runs.c.id).join(projects, projects.c.id == runs.c.project_id)
+                  .where(projects.c.name == project, runs.c.deleted.is_(False)))
+        if run_ids is not None:
+            chosen = chosen.where(runs.c.run_id.in_(run_ids))
+        stmt = (sa.select(series.c.key).distinct()
+                .where(series.c.run_pk.in_(chosen.scalar_subquery()), series.c.kind == "number"))
+        with self.engine.connect() as connection:
+            return sorted(key for (key,) in connection.execute(stmt) if not key.startswith("_"))
+
+    def indexed_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """Every indexed run's (bytes of log ingested, state), by (project, run id): one query."""
+        stmt = sa.select(projects.c.name, runs.c.run_id, runs.c.log_offset, runs.c.state).join(
+            projects, projects.c.id == runs.c.project_id)
+        with self.engine.connect() as connection:
+            return {(row.name, row.run_id): (row.log_offset, row.state) for row in connection.execute(stmt)}
+
+    def indexed_keys(self, project: str, run_id: str) -> tuple[int, int] | None:
+        """(bytes of the run's log ingested, how many metric keys they define), or None if the
+        store has no such run."""
+        stmt = (sa.select(runs.c.log_offset, runs.c["keys"]).join(projects, projects.c.id == runs.c.project_id)
+                .where(projects.c.name == project, runs.c.run_id == run_id))
+        with self.engine.connect() as connection:
+            row = connection.execute(stmt).first()
+        return None if row is None else (row[0] or 0, len(row[1] or ()))
 
     def gc(self) -> int:
         """Remove runs whose record logs are gone from the data root (and their series and

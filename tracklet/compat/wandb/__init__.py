@@ -43,11 +43,6 @@ __version__ = WANDB_VERSION
 _tracklet_compat = True  # how tracklet (autolog, the redirect) recognises this module as ``wandb``
 
 
-_NO_SWEEPS = ("{call}: W&B sweeps are not supported by tracklet yet (no sweep is created and no sweep run "
-              "is started); run your hyperparameter search with another tool (e.g. Optuna) and record each "
-              "trial with wandb.init()/tracklet.init()")
-
-
 class AlertLevel(enum.Enum):
     INFO = "INFO"
     WARN = "WARN"
@@ -99,8 +94,8 @@ def use_artifact(artifact_or_name: Any, type: str | None = None, aliases: Any = 
     return _run_for("wandb.use_artifact").use_artifact(artifact_or_name, type, aliases, use_as)
 
 
-def log_model(path: Any, name: str | None = None, aliases: Any = None) -> None:
-    _run_for("wandb.log_model").log_model(path, name, aliases)
+def log_model(path: Any, name: str | None = None, aliases: Any = None) -> Any:
+    return _run_for("wandb.log_model").log_model(path, name, aliases)
 
 
 def mark_preempting() -> None:
@@ -132,19 +127,30 @@ def teardown(exit_code: int | None = None) -> None:
 
 
 def sweep(sweep: Any, entity: str | None = None, project: str | None = None, prior_runs: Any = None) -> str:
-    """Refused: tracklet has no sweeps yet, and a job that ran nothing must not look successful."""
-    raise errors.UnsupportedError(_NO_SWEEPS.format(call="wandb.sweep()"))
+    """Create a sweep from a W&B sweep config (a dict, or a function returning one) under tracklet's
+    data root and return its id (``tracklet.sweeps``; docs/sweeps.md). ``prior_runs`` are not
+    imported yet (one warning)."""
+    from tracklet.compat.wandb._sweeps import create
+
+    return create(sweep, entity=entity, project=project, prior_runs=prior_runs)
 
 
 def agent(sweep_id: str, function: Any = None, entity: str | None = None, project: str | None = None,
           count: int | None = None) -> None:
-    """Refused, as :func:`sweep` (no runs would be started)."""
-    raise errors.UnsupportedError(_NO_SWEEPS.format(call="wandb.agent()"))
+    """Run trials of sweep ``sweep_id``: ``function`` in this process per trial, with
+    ``wandb.config`` filled from the suggestion once it calls ``wandb.init()``; without a function,
+    the sweep's program or command, as ``tracklet agent`` does."""
+    from tracklet.compat.wandb._sweeps import run_agent
+
+    run_agent(sweep_id, function=function, entity=entity, project=project, count=count)
 
 
-def controller(*args: Any, **kwargs: Any) -> None:
-    """Refused, as :func:`sweep`."""
-    raise errors.UnsupportedError(_NO_SWEEPS.format(call="wandb.controller()"))
+def controller(sweep_id_or_config: Any = None, entity: str | None = None, project: str | None = None) -> Any:
+    """W&B's local controller: tracklet's agents drive the sweep themselves, so this returns an
+    object whose ``run()`` returns at once (and ``create()`` makes a sweep from a config)."""
+    from tracklet.compat.wandb._sweeps import LocalControllerShim
+
+    return LocalControllerShim(sweep_id_or_config, project=project)
 
 
 def __getattr__(name: str) -> Any:

@@ -191,7 +191,7 @@ def init(
 
     arguments = dict(
         project=_safe_name("project", pick(project, "project", "WANDB_PROJECT", "TRACKLET_LAUNCH_PROJECT"))
-        or env.get("TRACKLET_PROJECT") or WANDB_DEFAULT_PROJECT,
+        or env.get("TRACKLET_PROJECT") or (None if env.get("TRACKLET_SWEEP_ID") else WANDB_DEFAULT_PROJECT),
         name=pick(name, "run_name", "WANDB_NAME", "TRACKLET_LAUNCH_NAME"),
         tags=[str(t) for t in tag_list] if tag_list else None,
         group=pick(group, "run_group", "WANDB_RUN_GROUP"),

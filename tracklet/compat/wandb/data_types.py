@@ -1,14 +1,15 @@
 """W&B's data types. ``Histogram`` is recorded (it is a ``tracklet.Histogram``); the media and
 table types are accepted so code builds them as usual, and a logged key holding one is left out of
-the row with one warning per type: tracklet does not record media, tables or artifacts yet.
+the row with one warning per type: tracklet does not record media or tables yet. ``Artifact`` is a
+``tracklet.Artifact`` (docs/artifacts.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
+from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
 from tracklet.compat.wandb._messages import not_supported
 from tracklet.core.values import Histogram as _TrackletHistogram
 
@@ -124,60 +125,41 @@ class Table(WBValue):
         return len(self.data)
 
 
-class Artifact(WBValue):
-    """``wandb.Artifact(name, type, ...)``: files can be added as usual; ``log_artifact`` records
-    nothing yet (one warning) and ``download`` is refused."""
+class Artifact(_TrackletArtifact, WBValue):
+    """``wandb.Artifact(name, type, ...)``: a :class:`tracklet.Artifact` (content-addressed,
+    versioned, with lineage; docs/artifacts.md) that takes W&B's extra arguments. ``add(obj)`` of a
+    W&B media object is accepted with a warning and stores nothing."""
 
     def __init__(self, name: str, type: str, description: str | None = None, metadata: dict | None = None,
                  incremental: bool = False, use_as: str | None = None, **kwargs: Any) -> None:
-        self.name = name
-        self.type = type
-        self.description = description
-        self.metadata = dict(metadata or {})
-        self.files: list[tuple[str, str]] = []  # (name in the artifact, local path)
-
-    def add_file(self, local_path: str, name: str | None = None, is_tmp: bool = False, **kwargs: Any) -> Any:
-        self.files.append((name or os.path.basename(local_path), str(local_path)))
-        return None
-
-    def add_dir(self, local_path: str, name: str | None = None, **kwargs: Any) -> None:
-        for base, _, names in os.walk(local_path):
-            for file_name in names:
-                path = os.path.join(base, file_name)
-                relative = os.path.relpath(path, local_path)
-                self.files.append((os.path.join(name, relative) if name else relative, path))
-
-    def add_reference(self, uri: Any, name: str | None = None, **kwargs: Any) -> list:
-        return []
+        super().__init__(name, type, description=description, metadata=metadata)
 
     def add(self, obj: Any, name: str, **kwargs: Any) -> None:
-        return None
+        not_supported("Artifact.add()", f"{name!r} is not stored (tracklet does not record W&B media or tables yet)")
 
-    @contextlib.contextmanager
-    def new_file(self, name: str, mode: str = "x", encoding: str | None = None) -> Iterator[Any]:
-        """A file to write into the artifact; its content goes nowhere yet."""
-        with open(os.devnull, "wb" if "b" in mode else "w", encoding=None if "b" in mode else encoding) as handle:
-            yield handle
+    def download(self, root: str | os.PathLike | None = None, allow_missing_references: bool = False,
+                 skip_cache: Any = None, path_prefix: Any = None, *, link: bool = True, progress: Any = None,
+                 **kwargs: Any) -> str:
+        """W&B's signature (its extra options are accepted and ignored) over ``tracklet.Artifact.download``."""
+        return super().download(root, link=link, progress=progress)
 
-    def wait(self, timeout: int | None = None) -> "Artifact":
-        return self
+    def save(self, project: str | None = None, settings: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
+        """With a run active, log this artifact to it; else store it as a version of ``project``."""
+        from tracklet.core import lifecycle
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        not_supported("Artifact.save()", "nothing is uploaded")
+        run = lifecycle.current()
+        if run is not None and project is None:
+            run.log_artifact(self)
+        else:
+            super().save(project)
 
-    def download(self, root: str | None = None, **kwargs: Any) -> str:
-        from tracklet.compat.wandb.errors import UsageError
-
-        raise UsageError("tracklet does not store artifacts yet, so there is nothing to download "
-                         "(docs/wandb-compat.md)")
-
-    def get_entry(self, name: str) -> Any:
-        from tracklet.compat.wandb.errors import UsageError
-
-        raise UsageError("tracklet does not store artifacts yet")
-
-    def __repr__(self) -> str:
-        return f"<wandb compat Artifact {self.name}:{self.type} ({len(self.files)} files, not recorded)>"
+    @classmethod
+    def _wrap(cls, artifact: _TrackletArtifact) -> "Artifact":
+        """A committed tracklet Artifact as W&B's type (same version, same store)."""
+        if isinstance(artifact, cls) or artifact.state != "committed":
+            return artifact  # type: ignore[return-value]
+        assert artifact._store is not None
+        return cls._from_version(artifact._store, artifact._info)  # type: ignore[return-value]
 
 
 class _PlotValue(WBValue):

@@ -23,7 +23,7 @@ from tracklet.compat.wandb import data_types
 from tracklet.compat.wandb._config import Config
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb._summary import Summary
-from tracklet.compat.wandb.errors import Error
+
 
 _SUMMARY_OPS = {"min", "max", "mean", "last", "first", "none"}
 _ALERT_LEVELS = {"INFO": "INFO", "WARN": "WARN", "WARNING": "WARN", "ERROR": "ERROR"}
@@ -434,32 +434,47 @@ class Run:
             self._run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
         return False
 
-    # ---------------------------------------------------------------- accepted, not recorded
+    # ---------------------------------------------------------------- artifacts (docs/artifacts.md)
 
     def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,
                      aliases: Any = None, tags: Any = None) -> Any:
-        not_supported("run.log_artifact()",
-                      "nothing is uploaded or recorded (checkpoints stay where they were written)")
-        return artifact_or_path if isinstance(artifact_or_path, data_types.Artifact) else None
+        """Log a ``wandb.Artifact`` (or a path) as a tracklet artifact version; returns at once,
+        stored in the background (``artifact.wait()``)."""
+        if isinstance(artifact_or_path, (str, os.PathLike)):
+            from tracklet.artifacts.worker import prepare
+
+            plain = prepare(artifact_or_path, name, type)
+            artifact: Any = data_types.Artifact(plain.name, plain.type)
+            artifact._pending = plain._pending
+        else:
+            artifact = artifact_or_path
+        return self._run.log_artifact(artifact, type=type, aliases=_alias_list(aliases))
 
     def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None,
                      use_as: str | None = None) -> Any:
-        not_supported("run.use_artifact()", "the returned artifact has no files")
-        if isinstance(artifact_or_name, data_types.Artifact):
-            return artifact_or_name
-        return data_types.Artifact(str(artifact_or_name), type or "unspecified")
+        """Record this run's use of an artifact version and return it (``download()`` it)."""
+        return data_types.Artifact._wrap(self._run.use_artifact(artifact_or_name, type=type))
 
-    def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> None:
-        not_supported("run.log_model()", "nothing is uploaded")
+    def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> Any:
+        """A file or directory logged as a ``model`` artifact (default name ``run-<id>-<base name>``)."""
+        if name is None:
+            import re
 
-    def link_model(self, *args: Any, **kwargs: Any) -> None:
-        not_supported("run.link_model()", "nothing is linked")
-
-    def link_artifact(self, *args: Any, **kwargs: Any) -> None:
-        not_supported("run.link_artifact()", "nothing is linked")
+            base = os.path.basename(os.fspath(path).rstrip("/"))
+            name = f"run-{self._run.id}-" + re.sub(r"[^A-Za-z0-9._-]", "-", base)
+        return self.log_artifact(path, name=name, type="model", aliases=aliases)
 
     def use_model(self, name: str) -> str:
-        raise Error("tracklet does not store models as artifacts yet (run.use_model)")
+        """Use a model artifact version and return the local path of its downloaded files."""
+        return self.use_artifact(name).download()
+
+    def link_model(self, *args: Any, **kwargs: Any) -> None:
+        not_supported("run.link_model()", "nothing is linked (tracklet has no model registry yet)")
+
+    def link_artifact(self, *args: Any, **kwargs: Any) -> None:
+        not_supported("run.link_artifact()", "nothing is linked (tracklet has no model registry yet)")
+
+    # ---------------------------------------------------------------- accepted, not recorded
 
     def log_code(self, *args: Any, **kwargs: Any) -> None:
         not_supported("run.log_code()", "tracklet records the git commit and the diff of tracked changes instead")
@@ -499,3 +514,11 @@ class RunDisabled(Run):
 
 
 __all__ = ["Metric", "Run", "RunDisabled"]
+
+
+def _alias_list(aliases: Any) -> list[str]:
+    if aliases is None:
+        return []
+    if isinstance(aliases, str):
+        return [aliases]
+    return [str(alias) for alias in aliases]

@@ -276,12 +276,29 @@ class Run:
         not_supported("wandb.Api run.delete()", "nothing is deleted (remove the run's directory to delete it)")
 
     def logged_artifacts(self, per_page: int = 100) -> list:
-        not_supported("wandb.Api run.logged_artifacts()", "tracklet stores no artifacts yet")
-        return []
+        """The artifact versions this run logged (from the store's lineage)."""
+        return self._artifacts("logged")
 
     def used_artifacts(self, per_page: int = 100) -> list:
-        not_supported("wandb.Api run.used_artifacts()", "tracklet stores no artifacts yet")
-        return []
+        """The artifact versions this run used."""
+        return self._artifacts("used")
+
+    def _artifacts(self, direction: str) -> list:
+        from tracklet.artifacts.lookup import resolve
+        from tracklet.compat.wandb.data_types import Artifact
+        from tracklet.api.local import LocalApi as TrackletApi
+        from tracklet.store.lineage import edges_of_run
+
+        recorded = self._recorded
+        root = recorded._paths.root
+        api = TrackletApi(root)
+        edges = edges_of_run(api.store.engine, recorded.project, recorded.id, direction)
+        found: list[Any] = []
+        for edge in edges:
+            reference = f"{edge['project']}/{edge['name']}:v{edge['version']}"
+            if all(a.qualified_name != reference for a in found):
+                found.append(Artifact._wrap(resolve(root, reference)))
+        return found
 
     def load(self, force: bool = False) -> None:
         self._recorded.refresh()
@@ -468,7 +485,18 @@ class Api:
             raise CommError(str(error)) from None
 
     def artifact(self, name: str, type: str | None = None) -> Any:
-        raise CommError("tracklet stores no artifacts yet, so wandb.Api().artifact() has nothing to return")
+        """An artifact version by ``entity/project/name:alias``, ``project/name:v3`` or
+        ``name:alias`` (in the default project)."""
+        from tracklet.compat.wandb.data_types import Artifact
+        from tracklet.errors import ArtifactError
+
+        parts = name.split("/")
+        if len(parts) == 1 and self._default_project:
+            name = f"{self._default_project}/{name}"
+        try:
+            return Artifact._wrap(self._api.artifact(name, type=type))
+        except ArtifactError as error:
+            raise CommError(str(error)) from None
 
     def sweep(self, path: str = "") -> Any:
         raise CommError("tracklet has no sweeps yet, so wandb.Api().sweep() has nothing to return")

@@ -1,11 +1,14 @@
-"""Record log copies in shared storage: log_heads and log_segments (tracklet/server/segments.py).
+"""Once: record log copies in shared storage, log_heads and log_segments. Now nothing.
+
+A scaled-out server's copies are its own tables (the logs themselves: nothing rebuilds them);
+they moved to the server's schema and migrations (``tracklet/server/schema.py``,
+``tracklet/server/migrations/``), whose first revision creates them, or adopts them with their
+rows in a database this revision made before the move. The revision stays, empty, so every
+database's store history is unchanged.
 
 Revision ID: 0004
 Revises: 0003
 """
-
-import sqlalchemy as sa
-from alembic import op
 
 revision = "0004"
 down_revision = "0003"
@@ -14,22 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "log_heads",
-        sa.Column("project", sa.String(128), primary_key=True),
-        sa.Column("run_id", sa.String(128), primary_key=True),
-        sa.Column("size", sa.BigInteger, nullable=False),
-        sa.Column("updated_at", sa.Float, nullable=False),
-    )
-    op.create_table(
-        "log_segments",
-        sa.Column("project", sa.String(128), primary_key=True),
-        sa.Column("run_id", sa.String(128), primary_key=True),
-        sa.Column("offset", sa.BigInteger, primary_key=True),
-        sa.Column("length", sa.BigInteger, nullable=False),
-    )
+    pass
 
 
 def downgrade() -> None:
-    op.drop_table("log_segments")
-    op.drop_table("log_heads")
+    pass

@@ -1,0 +1,693 @@
+"""Artifacts in local mode (tracklet/artifacts/, docs/artifacts.md): real files, real processes.
+
+Round trips are byte-exact; re-logging unchanged content writes nothing and reads nothing (the
+hasher's counter, not timing); versions and aliases stay consistent with two processes logging one
+collection at once and after a ``kill -9`` mid-store; bad input fails with errors naming the file
+while the run goes on; lineage is visible through ``tracklet.Api`` after indexing and a rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+import tracklet
+from tracklet.artifacts import hashing
+from tracklet.errors import (ArtifactError, ArtifactNameError, ArtifactNotFound, ArtifactVerifyError, TrackletError,
+                             TrackletWarning, UnsupportedReference)
+
+
+def _tree(base: Path) -> dict[str, bytes]:
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+def _blobs(root: Path) -> dict[str, tuple[int, int]]:
+    """Every visible blob: name -> (size, mtime_ns)."""
+    base = root / "artifacts" / "blobs" / "sha256"
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in base.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    base = tmp_path / "dataset"
+    (base / "images" / "deep").mkdir(parents=True)
+    (base / "labels.csv").write_text("id,label\n1,cat\n2,dog\n")
+    (base / "images" / "a.bin").write_bytes(os.urandom(300_000))
+    (base / "images" / "deep" / "b.bin").write_bytes(os.urandom(1000))
+    (base / "images" / "empty").write_bytes(b"")
+    for path in base.rglob("*"):  # written a minute ago: not "racily" recent (hashing.RACY_NS)
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    return base
+
+
+def test_round_trip_is_byte_exact(start, root, dataset, tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(os.urandom(50_000))
+    run = start()
+    artifact = tracklet.Artifact("mnist", type="dataset", description="digits", metadata={"rows": 2})
+    artifact.add_dir(dataset, name="data")
+    artifact.add_file(model, name="weights/model.pt")
+    artifact.add_file(model)
+    with artifact.new_file("notes/readme.txt") as handle:
+        handle.write("héllo\n")
+    with artifact.new_file("raw.bin", mode="wb") as handle:
+        handle.write(b"\x00\x01")
+    returned = run.log_artifact(artifact, aliases=["best"])
+    assert returned is artifact
+    artifact.wait()
+    run.finish()
+    assert artifact.version == "v0" and artifact.aliases == ["latest", "best"]
+    assert artifact.qualified_name == "test/mnist:v0"
+    expected = {f"data/{k}": v for k, v in _tree(dataset).items()}
+    expected.update({"weights/model.pt": model.read_bytes(), "model.pt": model.read_bytes(),
+                     "notes/readme.txt": "héllo\n".encode(), "raw.bin": b"\x00\x01"})
+    manifest = artifact.manifest
+    assert {entry.path: entry.digest for entry in manifest} == {k: hashlib.sha256(v).hexdigest()
+                                                                for k, v in expected.items()}
+    lines = "".join(f"{path}:{hashlib.sha256(expected[path]).hexdigest()}\n" for path in sorted(expected))
+    assert artifact.digest == hashlib.sha256(lines.encode()).hexdigest()
+
+    again = tracklet.Api(root).artifact("test/mnist:best")
+    assert again.version == "v0" and again.type == "dataset" and again.metadata == {"rows": 2}
+    assert again.description == "digits"
+    target = Path(again.download(tmp_path / "out"))
+    assert _tree(target) == expected
+    again.verify(target)
+    # The manifest keeps W&B's shape.
+    document = json.loads(manifest.to_bytes())
+    assert set(document["contents"]["model.pt"]) == {"digest", "size"}
+
+
+def test_relogging_unchanged_content_returns_the_version_and_writes_and_reads_nothing(start, root, dataset):
+    run = start()
+    first = tracklet.Artifact("ds", "dataset")
+    first.add_dir(dataset)
+    run.log_artifact(first).wait()
+    assert first.bytes_written > 300_000 and not first.reused
+    blobs = _blobs(root)
+    hashed = hashing.files_hashed()
+
+    second = tracklet.Artifact("ds", "dataset")
+    second.add_dir(dataset)
+    run.log_artifact(second).wait()
+    assert second.version == "v0" and second.reused
+    assert second.bytes_written == 0
+    assert hashing.files_hashed() == hashed  # every file a stat-cache hit: none read again
+    assert _blobs(root) == blobs  # nothing rewritten
+    # A changed file gives a new version, and only that file is read.
+    (dataset / "labels.csv").write_text("id,label\n1,cat\n")
+    third = tracklet.Artifact("ds", "dataset")
+    third.add_dir(dataset)
+    run.log_artifact(third).wait()
+    assert third.version == "v1" and hashing.files_hashed() == hashed + 1
+    assert third.bytes_written < 1000
+    run.finish()
+
+
+def test_a_same_size_rewrite_within_the_mtime_granularity_is_not_taken_for_unchanged(start, root, tmp_path):
+    # File systems stamp mtimes coarsely: a rewrite right after hashing can keep size, mtime and
+    # inode. Such a file's digest is not remembered, so logging it again reads it again.
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"A" * 1000)
+    run = start()
+    first = run.log_artifact(path, type="model").wait()
+    stamp = path.stat()
+    with open(path, "r+b") as handle:  # in place: same inode, same size
+        handle.write(b"B" * 1000)
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the same coarse mtime
+    assert path.stat().st_ino == stamp.st_ino
+    second = run.log_artifact(path, type="model").wait()
+    run.finish()
+    assert (first.version, second.version) == ("v0", "v1")
+    assert second.manifest["weights.bin"].digest == hashlib.sha256(b"B" * 1000).hexdigest()
+
+
+def test_new_draft_keeps_stored_files_and_adds_changes(start, root, dataset, tmp_path):
+    run = start()
+    base = tracklet.Artifact("ds", "dataset")
+    base.add_dir(dataset)
+    run.log_artifact(base).wait()
+    draft = base.new_draft()
+    extra = tmp_path / "extra.txt"
+    extra.write_text("more")
+    draft.add_file(extra)
+    draft.remove("images/deep")
+    run.log_artifact(draft).wait()
+    run.finish()
+    assert draft.version == "v1"
+    assert sorted(e.path for e in draft.files()) == ["extra.txt", "images/a.bin", "images/empty", "labels.csv"]
+    out = Path(draft.download(tmp_path / "v1"))
+    assert (out / "images" / "a.bin").read_bytes() == (dataset / "images" / "a.bin").read_bytes()
+    with pytest.raises(ArtifactError, match="can't change"):
+        base.add_file(extra)
+
+
+def test_aliases_move_and_are_unique_per_collection(start, root, tmp_path):
+    run = start()
+    versions = []
+    for number, aliases in enumerate([["best", "prod"], ["best"], []]):
+        path = tmp_path / f"m{number}.bin"
+        path.write_bytes(f"model {number}".encode())
+        artifact = tracklet.Artifact("model", "model")
+        artifact.add_file(path, name="model.bin")
+        versions.append(run.log_artifact(artifact, aliases=aliases))
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"x")
+    unrelated = tracklet.Artifact("other", "model")
+    unrelated.add_file(other)
+    run.log_artifact(unrelated, aliases=["best"]).wait()
+    for artifact in versions:
+        artifact.wait()
+    run.finish()
+    api = tracklet.Api(root)
+    assert [a.version for a in versions] == ["v0", "v1", "v2"]
+    assert api.artifact("test/model:best").version == "v1"
+    assert api.artifact("test/model:prod").version == "v0"
+    assert api.artifact("test/model").version == "v2"
+    assert api.artifact("test/model:latest").aliases == ["latest"]
+    assert api.artifact("test/other:best").version == "v0"  # aliases are per collection
+    assert [a.aliases for a in api.artifact_versions("test/model")] == [["prod"], ["best"], ["latest"]]
+    assert api.artifact_collections("test") == [
+        {"name": "model", "type": "model", "versions": 3, "latest": "v2"},
+        {"name": "other", "type": "model", "versions": 1, "latest": "v0"},
+    ]
+    with pytest.raises(ArtifactNotFound, match="no alias 'staging'"):
+        api.artifact("test/model:staging")
+    with pytest.raises(ArtifactNotFound):
+        api.artifact("test/model:v9")
+    with pytest.raises(ArtifactNameError, match="assigned automatically"):
+        run2 = start()
+        artifact = tracklet.Artifact("model", "model")
+        artifact.add_file(other)
+        run2.log_artifact(artifact, aliases=["v7"])
+
+
+_LOGGER = """
+import os, sys, time
+import tracklet
+root, tag, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+run = tracklet.init(project="race", dir=root, settings={"console": "off", "capture_environment": False,
+                                                       "system_metrics": False})
+while time.time() < start_at:
+    time.sleep(0.001)
+logged = []
+for index in range(6):
+    path = os.path.join(root, f"{tag}-{index}.txt")
+    with open(path, "w") as handle:
+        handle.write(f"{tag} {index}")
+    artifact = tracklet.Artifact("shared", "dataset")
+    artifact.add_file(path, name="content.txt")
+    logged.append(run.log_artifact(artifact))
+for artifact in logged:
+    artifact.wait()
+    print(artifact.version, artifact.manifest["content.txt"].digest)
+run.finish()
+"""
+
+
+def test_two_processes_logging_one_collection_get_distinct_versions(root):
+    root.mkdir(parents=True)
+    start_at = str(time.time() + 1.5)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    processes = [subprocess.Popen([sys.executable, "-c", _LOGGER, str(root), tag, start_at], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
+    lines = [line.split() for out, _ in outputs for line in out.splitlines()]
+    versions = [version for version, _ in lines]
+    assert sorted(versions, key=lambda v: int(v[1:])) == [f"v{n}" for n in range(12)]
+    api = tracklet.Api(root)
+    for version, digest in lines:  # each version holds what its process logged
+        assert api.artifact(f"race/shared:{version}").manifest["content.txt"].digest == digest
+    assert api.artifact("race/shared").version == "v11"
+
+
+_SLOW_STORE = """
+import os, sys, time
+import tracklet
+from tracklet.artifacts import blobs
+
+marker = sys.argv[2]
+original_open = blobs.FsspecBlobStore.put_file
+
+
+def slow_put(self, path, digest, on_bytes=None):
+    def progress(count):
+        open(marker, "w").close()  # a partial blob is being written: the test kills us now
+        time.sleep(60)
+    return original_open(self, path, digest, progress)
+
+
+if sys.argv[3] == "slow":
+    blobs.FsspecBlobStore.put_file = slow_put
+    blobs._CHUNK = 1 << 16
+run = tracklet.init(project="kill", dir=sys.argv[1], settings={"console": "off", "capture_environment": False,
+                                                               "system_metrics": False})
+artifact = tracklet.Artifact("big", "model")
+artifact.add_file(os.path.join(sys.argv[1], "..", "big.bin"), name="big.bin")
+run.log_artifact(artifact).wait()
+print(artifact.version)
+run.finish()
+"""
+
+
+def test_kill_9_mid_store_leaves_no_partial_blob_visible_and_a_rerun_completes(root, tmp_path):
+    root.mkdir(parents=True)
+    payload = os.urandom(3 << 20)
+    (tmp_path / "big.bin").write_bytes(payload)
+    marker = tmp_path / "writing"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_STORE, str(root), str(marker), "slow"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    assert marker.exists(), process.communicate()
+    partials = list((root / "artifacts" / "blobs" / "tmp").iterdir())
+    assert partials and 0 < partials[0].stat().st_size < len(payload)  # killed mid-write
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+    assert hashlib.sha256(payload).hexdigest() not in _blobs(root)
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(root).artifact("kill/big")
+    for name in _blobs(root):  # whatever is visible is whole and correct
+        blob = next((root / "artifacts" / "blobs" / "sha256").rglob(name))
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == name
+
+    done = subprocess.run([sys.executable, "-c", _SLOW_STORE, str(root), str(marker), "fast"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["v0"]
+    out = Path(tracklet.Api(root).artifact("kill/big:v0").download(tmp_path / "out"))
+    assert (out / "big.bin").read_bytes() == payload
+
+
+def test_a_draft_dropped_unlogged_leaves_no_staged_files():
+    import gc
+
+    draft = tracklet.Artifact("scratch", "dataset")
+    with draft.new_file("notes.txt") as handle:
+        handle.write("x")
+    staging = Path(draft._staging)
+    assert (staging / "notes.txt").read_text() == "x"
+    del draft
+    gc.collect()
+    assert not staging.exists()
+
+
+def test_bad_names_are_refused_with_clear_errors(tmp_path):
+    for name in ("a/b", "..", "a..b", "", ".hidden", "x" * 129, "nul\0"):
+        with pytest.raises(ArtifactNameError, match="artifact name"):
+            tracklet.Artifact(name, "dataset")
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    artifact = tracklet.Artifact("ok", "dataset")
+    for name in ("../escape", "a/../../b", "/etc/passwd", "a\0b", "a//b", "dir/", ""):
+        with pytest.raises(ArtifactNameError):
+            artifact.add_file(path, name=name)
+    assert artifact.add_file(path, name="./sub/./f.txt") == "sub/f.txt"
+    with pytest.raises(ArtifactError, match="both a file and a directory"):
+        artifact.add_file(path, name="sub/f.txt/inner")
+    with pytest.raises(ArtifactError, match="both a file and a directory"):
+        artifact.add_file(path, name="sub")
+    artifact.remove("sub")
+    assert artifact.add_file(path, name="sub") == "sub"  # free again once its files are removed
+    with pytest.raises(ArtifactError, match=r"missing\.txt.*does not exist"):
+        artifact.add_file(tmp_path / "missing.txt")
+    with pytest.raises(ArtifactError, match="is a directory"):
+        artifact.add_file(tmp_path)
+    with pytest.raises(UnsupportedReference, match="'s3'"):
+        artifact.add_reference("s3://bucket/key")
+    with pytest.raises(ArtifactError, match="can't be reached"):
+        artifact.add_reference((tmp_path / "gone").as_uri())
+    assert isinstance(UnsupportedReference("x"), (TrackletError, NotImplementedError))
+
+
+def test_a_file_gone_before_storing_fails_that_artifact_only_and_the_run_goes_on(start, root, tmp_path):
+    run = start()
+    doomed = tmp_path / "doomed.bin"
+    doomed.write_bytes(b"soon gone")
+    artifact = tracklet.Artifact("fragile", "dataset")
+    artifact.add_file(doomed)
+    doomed.unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.log_artifact(artifact)
+        with pytest.raises(ArtifactError, match=r"doomed\.bin"):
+            artifact.wait()
+    assert artifact.state == "failed"
+    assert any(issubclass(w.category, TrackletWarning) and "doomed.bin" in str(w.message) for w in caught)
+    run.log({"loss": 1.0})
+    fine = tmp_path / "fine.txt"
+    fine.write_text("ok")
+    good = tracklet.Artifact("fine", "dataset")
+    good.add_file(fine)
+    assert run.log_artifact(good).wait().version == "v0"
+    run.finish()
+    recorded = tracklet.Api(root).run(run.path)
+    assert recorded.state == "finished" and recorded.summary["loss"] == 1.0
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(root).artifact("test/fragile")
+
+
+def test_verify_and_download_name_every_mismatching_file(start, root, dataset, tmp_path):
+    run = start()
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_dir(dataset)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    copy = Path(artifact.download(tmp_path / "copy", link=False))
+    artifact.verify(copy)
+    (copy / "labels.csv").write_text("tampered")
+    (copy / "images" / "deep" / "b.bin").unlink()
+    (copy / "stray.txt").write_text("?")
+    with pytest.raises(ArtifactVerifyError) as failure:
+        artifact.verify(copy)
+    assert failure.value.problems.keys() == {"labels.csv", "images/deep/b.bin", "stray.txt"}
+    assert "digest mismatch" in failure.value.problems["labels.csv"]
+    assert "labels.csv" in str(failure.value)
+
+    # A damaged blob is found on download (its stat changed: it is hashed again), named.
+    blob = root / "artifacts" / "blobs" / "sha256" / artifact.manifest["labels.csv"].digest[:2] / \
+        artifact.manifest["labels.csv"].digest
+    assert blob.stat().st_mode & 0o222 == 0  # blobs are read-only
+    os.chmod(blob, 0o644)
+    blob.write_text("corrupt")
+    with pytest.raises(ArtifactVerifyError, match=r"labels\.csv: digest mismatch") as failure:
+        tracklet.Api(root).artifact("test/ds").download(tmp_path / "again")
+    assert list(failure.value.problems) == ["labels.csv"]
+
+
+def test_download_links_read_only_blobs_and_skips_files_already_in_place(start, root, dataset, tmp_path):
+    run = start()
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_dir(dataset)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    hashed = hashing.files_hashed()
+    out = Path(artifact.download(tmp_path / "out"))
+    assert hashing.files_hashed() == hashed  # blobs were hashed as they were written: not read again
+    labels = out / "labels.csv"
+    blob = root / "artifacts" / "blobs" / "sha256" / artifact.manifest["labels.csv"].digest[:2] / \
+        artifact.manifest["labels.csv"].digest
+    # Reflink or hard link: never a writable alias of the blob.
+    assert labels.stat().st_mode & 0o222 == 0 or labels.stat().st_ino != blob.stat().st_ino
+    before = {p: p.stat().st_ino for p in out.rglob("*") if p.is_file()}
+    hashed = hashing.files_hashed()
+    artifact.download(out)  # everything in place already: nothing read, nothing replaced
+    assert hashing.files_hashed() == hashed
+    assert {p: p.stat().st_ino for p in out.rglob("*") if p.is_file()} == before
+    # A file replaced locally is put back.
+    labels.unlink()
+    labels.write_text("mine")
+    artifact.download(out)
+    assert labels.read_text() == (dataset / "labels.csv").read_text()
+
+
+def test_file_references_record_size_mtime_and_digest_without_copying(start, root, dataset, tmp_path):
+    run = start()
+    artifact = tracklet.Artifact("refs", "dataset")
+    names = artifact.add_reference(dataset.as_uri(), name="data")
+    assert "data/labels.csv" in names
+    artifact.add_reference((dataset / "labels.csv").as_uri(), name="nosum.csv", checksum=False)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    entry = artifact.manifest["data/labels.csv"]
+    assert entry.ref == (dataset / "labels.csv").as_uri()
+    assert entry.digest == hashlib.sha256((dataset / "labels.csv").read_bytes()).hexdigest()
+    assert entry.extra["mtime_ns"] == (dataset / "labels.csv").stat().st_mtime_ns
+    assert entry.digest not in _blobs(root)  # not copied
+    out = Path(artifact.download(tmp_path / "out"))
+    assert (out / "data" / "images" / "a.bin").read_bytes() == (dataset / "images" / "a.bin").read_bytes()
+    (dataset / "labels.csv").write_text("changed")
+    with pytest.raises(ArtifactVerifyError, match=r"data/labels\.csv"):
+        artifact.download(tmp_path / "out2")
+
+
+def test_lineage_is_visible_through_api_after_indexing_and_a_rebuild(start, root, dataset, tmp_path):
+    producer = start(name="producer")
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_dir(dataset)
+    producer.log_artifact(artifact)
+    producer.finish()  # waits for the artifact
+    assert artifact.state == "committed"
+    consumers = []
+    for name in ("consumer-1", "consumer-2"):
+        consumer = start(name=name)
+        used = consumer.use_artifact("ds:latest")
+        assert used.version == "v0"
+        consumer.finish()
+        consumers.append(consumer.id)
+    api = tracklet.Api(root)
+    version = api.artifact("test/ds:v0")
+    assert version.logged_by().id == producer.id
+    assert [run.id for run in version.used_by()] == consumers
+    done = subprocess.run([sys.executable, "-m", "tracklet", "index", "--rebuild"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = tracklet.Api(root).artifact("test/ds:v0")
+    assert again.logged_by().id == producer.id
+    assert [run.id for run in again.used_by()] == consumers
+
+
+def test_using_an_artifact_logged_by_the_same_run_records_both_edges(start, root, tmp_path):
+    run = start()
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    artifact = run.log_artifact(path, type="dataset")  # a path: name from the file
+    used = run.use_artifact(artifact)
+    run.finish()
+    assert used.qualified_name == "test/f.txt:v0"
+    odd = tmp_path / "..my model...v2 (final).pt"
+    odd.write_text("y")
+    from tracklet.artifacts.worker import prepare  # a path's base name is made a valid artifact name
+
+    assert prepare(odd, None, None).name == "my-model.v2--final-.pt"
+    version = tracklet.Api(root).artifact("test/f.txt")
+    assert version.logged_by().id == run.id and [r.id for r in version.used_by()] == [run.id]
+
+
+def test_log_artifact_after_finish_and_types_that_clash_are_refused(start, tmp_path):
+    run = start()
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    first = run.log_artifact(path, name="thing", type="dataset")
+    first.wait()
+    other = tmp_path / "g.txt"
+    other.write_text("y")
+    with pytest.warns(TrackletWarning, match="could not be stored"):
+        clash = run.log_artifact(other, name="thing", type="model")
+        with pytest.raises(ArtifactError, match="has type 'dataset'"):
+            clash.wait()
+    run.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        run.log_artifact(path)
+
+
+def test_core_does_not_import_artifacts_at_module_level():
+    code = textwrap.dedent("""
+        import sys, tracklet
+        run = tracklet.init(project="p", dir=sys.argv[1], settings={"console": "off",
+                            "capture_environment": False, "system_metrics": False})
+        run.log({"x": 1})
+        run.finish()
+        print(sorted(m for m in sys.modules if m.startswith("tracklet.artifacts")))
+    """)
+    done = subprocess.run([sys.executable, "-c", code, "/tmp/tracklet-artifacts-import-check"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, ["--dir", str(root), *args], catch_exceptions=False)
+
+    stored = invoke("artifact", "put", str(dataset), "-p", "proj", "-n", "images", "-a", "best", "-q")
+    assert stored.exit_code == 0, stored.output
+    assert "stored as proj/images:v0 (4 files" in stored.stdout
+    again = invoke("artifact", "put", str(dataset), "-p", "proj", "-n", "images", "-q")
+    assert "unchanged: same content as proj/images:v0" in again.stdout and "0 bytes written" in again.stdout
+    listed = invoke("artifact", "ls", "--json")
+    assert [json.loads(line) for line in listed.stdout.splitlines()] == [
+        {"project": "proj", "name": "images", "type": "dataset", "versions": 1, "latest": "v0"}]
+    versions = invoke("artifact", "ls", "proj/images")
+    assert "v0" in versions.stdout and "latest,best" in versions.stdout
+    shown = json.loads(invoke("artifact", "show", "proj/images:best", "--json").stdout)
+    assert {item["path"] for item in shown["files"]} == set(_tree(dataset))
+    target = tmp_path / "got"
+    got = invoke("artifact", "get", "proj/images:v0", "--root", str(target), "--copy", "-q")
+    assert got.exit_code == 0 and _tree(target) == _tree(dataset)
+    assert invoke("artifact", "verify", "proj/images", "--root", str(target)).exit_code == 0
+    (target / "labels.csv").write_text("changed")
+    bad = invoke("artifact", "verify", "proj/images", "--root", str(target))
+    assert bad.exit_code == 2 and "labels.csv: digest mismatch" in bad.stderr
+    missing = invoke("artifact", "get", "proj/nothing")
+    assert missing.exit_code == 2 and "no artifact proj/nothing" in missing.stderr
+    with_bar = invoke("artifact", "get", "proj/images:best", "--root", str(tmp_path / "bar"))
+    assert with_bar.exit_code == 0 and "4/4 files" in with_bar.stderr
+
+
+def test_damaged_registry_files_are_reported_not_followed(start, root, tmp_path):
+    run = start()
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    run.log_artifact(path, name="thing", type="dataset").wait()
+    run.finish()
+    version_file = root / "artifacts" / "projects" / "test" / "thing" / "versions" / "v0.json"
+    document = json.loads(version_file.read_text())
+    version_file.write_text(json.dumps({**document, "manifest": "../../../../etc/passwd"}))
+    with pytest.raises(ArtifactError, match=r"v0\.json is damaged"):
+        tracklet.Api(root).artifact("test/thing")
+    version_file.write_text("{not json")
+    with pytest.raises(ArtifactError, match="is damaged"):
+        tracklet.Api(root).artifact("test/thing:v0")
+
+
+_WANDB_PRODUCER = """
+import json, os
+import wandb
+
+run = wandb.init(project="wb", job_type="prepare")
+os.makedirs("samples/train", exist_ok=True)
+for index in range(3):
+    with open(f"samples/train/{index}.txt", "w") as handle:
+        handle.write(f"sample {index}\\n")
+dataset = wandb.Artifact("mnist", type="dataset", description="toy", metadata={"samples": 3})
+dataset.add_dir("samples")
+with dataset.new_file("meta/classes.json") as handle:
+    json.dump(["a", "b"], handle)
+run.log_artifact(dataset, aliases=["train"])
+with open("model.pt", "wb") as handle:
+    handle.write(b"weights" * 1000)
+model = wandb.Artifact("classifier", type="model")
+model.add_file("model.pt")
+logged = wandb.log_artifact(model, aliases=["best"])
+logged.wait()
+wandb.log_model("model.pt", name="weights-file", aliases=["prod"]).wait()
+print(json.dumps({"id": run.id, "dataset": dataset.wait().version, "model": logged.version,
+                  "is_wandb": isinstance(logged, wandb.Artifact)}))
+wandb.finish()
+"""
+
+_WANDB_CONSUMER = """
+import json, os
+import wandb
+
+run = wandb.init(project="wb", job_type="evaluate")
+dataset = run.use_artifact("mnist:train")
+data_dir = dataset.download()
+model_dir = wandb.use_artifact("wb/classifier:best", type="model").download(root="model")
+with open(os.path.join(model_dir, "model.pt"), "rb") as handle:
+    weights = handle.read()
+files = sorted(os.path.relpath(os.path.join(base, name), data_dir)
+               for base, _, names in os.walk(data_dir) for name in names)
+api_model = wandb.Api().artifact("wb/classifier:latest")
+model_path = run.use_model("weights-file:prod")
+print(json.dumps({"id": run.id, "files": files, "weights": len(weights), "version": dataset.version,
+                  "metadata": dataset.metadata, "api": api_model.version, "type": api_model.type,
+                  "use_model": sorted(os.listdir(model_path))}))
+wandb.finish()
+"""
+
+
+def _wandb_script(tmp_path: Path, code: str) -> dict:
+    path = tmp_path / "script.py"
+    path.write_text(code)
+    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--wandb", "--", sys.executable, str(path)],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_CONSOLE": "off",
+                               "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "not yet supported" not in done.stderr, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_unmodified_wandb_script_logs_a_dataset_and_a_model_and_a_second_run_uses_them(root, tmp_path):
+    produced = _wandb_script(tmp_path, _WANDB_PRODUCER)
+    assert produced == {"id": produced["id"], "dataset": "v0", "model": "v0", "is_wandb": True}
+    consumer_dir = tmp_path / "consumer"
+    consumer_dir.mkdir()
+    used = _wandb_script(consumer_dir, _WANDB_CONSUMER)
+    assert used["files"] == ["meta/classes.json", "train/0.txt", "train/1.txt", "train/2.txt"]
+    assert used["weights"] == 7000 and used["version"] == "v0" and used["metadata"] == {"samples": 3}
+    assert (used["api"], used["type"]) == ("v0", "model")
+    assert used["use_model"] == ["model.pt"]
+    assert (consumer_dir / "artifacts" / "mnist:v0" / "train" / "0.txt").read_text() == "sample 0\n"
+
+    api = tracklet.Api(root)
+    for name in ("wb/mnist:train", "wb/classifier:best"):
+        version = api.artifact(name)
+        assert version.logged_by().id == produced["id"]
+        assert [run.id for run in version.used_by()] == [used["id"]]
+    import tracklet.compat.wandb as wandb
+
+    consumer = wandb.Api().run(f"wb/{used['id']}")
+    assert sorted(a.qualified_name for a in consumer.used_artifacts()) == [
+        "wb/classifier:v0", "wb/mnist:v0", "wb/weights-file:v0"]
+    producer = wandb.Api().run(f"wb/{produced['id']}")
+    assert sorted(a.qualified_name for a in producer.logged_artifacts()) == [
+        "wb/classifier:v0", "wb/mnist:v0", "wb/weights-file:v0"]
+
+
+def test_an_artifact_logged_just_before_the_script_ends_is_stored_at_exit(root, tmp_path):
+    # finish() runs at exit, after concurrent.futures stops taking work: storing must not need it.
+    code = textwrap.dedent("""
+        import os, sys
+        import tracklet
+        root, data = sys.argv[1], sys.argv[2]
+        run = tracklet.init(project="exit", dir=root, settings={"console": "off", "capture_environment": False,
+                                                                "system_metrics": False})
+        os.makedirs(data)
+        for index in range(20):
+            with open(os.path.join(data, f"{index}.bin"), "wb") as handle:
+                handle.write(os.urandom(200_000))
+        artifact = tracklet.Artifact("last", "dataset")
+        artifact.add_dir(data)
+        run.log_artifact(artifact)
+    """)
+    done = subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path / "files")], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 0 and "could not be stored" not in done.stderr, done.stderr
+    version = tracklet.Api(root).artifact("exit/last")
+    assert len(version.files()) == 20 and version.logged_by() is not None
+
+
+def test_the_blob_store_works_over_any_fsspec_file_system(tmp_path):
+    # The seam server mode (S3) will use: an fsspec URL instead of a local directory.
+    from tracklet.artifacts.blobs import FsspecBlobStore
+
+    store = FsspecBlobStore("memory://tracklet-test-cas")
+    path = tmp_path / "payload.bin"
+    payload = os.urandom(3 << 20)
+    path.write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    assert not store.has(digest) and store.local_path(digest) is None
+    assert store.put_file(str(path), digest) == len(payload)
+    assert store.has(digest) and store.read_bytes(digest) == payload
+    assert store.put_file(str(path), digest) == 0  # already there: nothing written
+    assert store.fs.ls(store.base + "/tmp") == []  # no temporary left behind
+    with pytest.raises(ArtifactError, match="changed while it was being stored"):
+        store.put_file(str(path), "0" * 64)
+    assert not store.has("0" * 64) and store.fs.ls(store.base + "/tmp") == []
+    small, written = store.put_bytes(b"manifest")
+    assert written == 8 and store.read_bytes(small) == b"manifest"
+    with store.fs.open(f"{store.base}/sha256/{small[:2]}/{small}", "wb") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ArtifactError, match="is damaged"):
+        store.read_bytes(small)

@@ -1,0 +1,171 @@
+"""The server's own tables (users, API keys, members, segment copies) have their own schema and
+migrations, apart from the store's derived tables (SQLite and a real PostgreSQL): a fresh store
+has none of them, a server's database has both schemas exactly, and a database made before the
+move (the store's migrations as they were, tests/legacy_store_migrations/) upgrades in place with
+every user, key, member and segment kept and working."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from conftest import QUIET
+
+import tracklet
+from tracklet.core.layout import RunPaths
+from tracklet.server import schema as server_schema
+from tracklet.server.auth import Accounts
+from tracklet.store import Store
+from tracklet.store import schema as store_schema
+from tracklet.store.engine import create_engine
+
+LEGACY_MIGRATIONS = Path(__file__).resolve().parent / "legacy_store_migrations"
+SERVER_TABLE_NAMES = [table.name for table in server_schema.SERVER_TABLES]
+ALICE_SECRET = "alice-secret-made-before-the-move"
+REVOKED_SECRET = "revoked-secret"
+ROOT_SECRET = "root-secret-made-before-the-move"
+
+
+def _both_schemas() -> sa.MetaData:
+    both = sa.MetaData()
+    for table in (*store_schema.metadata.tables.values(), *server_schema.metadata.tables.values()):
+        table.to_metadata(both)
+    return both
+
+
+def _schema_differences(engine: sa.Engine, metadata: sa.MetaData) -> list:
+    def include_name(name: str | None, type_: str, parent: object) -> bool:
+        return type_ != "table" or name not in ("alembic_version", server_schema.VERSION_TABLE)
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": include_name})
+        return compare_metadata(context, metadata)
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_a_store_has_no_server_tables_and_a_server_database_has_both_schemas_exactly(store_url, tmp_path):
+    store = Store(store_url, root=tmp_path)
+    assert not _tables(store.engine) & set(SERVER_TABLE_NAMES)  # the embedded store: derived tables only
+    assert _schema_differences(store.engine, store_schema.metadata) == []
+    Accounts(store)  # what a server (or `tracklet admin`) opens: the server's migrations run
+    assert set(SERVER_TABLE_NAMES) <= _tables(store.engine)
+    assert _schema_differences(store.engine, _both_schemas()) == []
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text(f"SELECT version_num FROM {server_schema.VERSION_TABLE}")).scalar() == "s0001"
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+    store.close()
+
+
+def _recorded(root: Path, run_id: str, steps: int) -> bytes:
+    run = tracklet.init(project="p", id=run_id, dir=str(root), settings={**QUIET, "console": "wrap"})
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1)})
+        if step % 10 == 0:
+            print(f"step {step}")
+    run.finish()
+    return RunPaths(root, "p", run_id).log_file.read_bytes()
+
+
+def _legacy_database(url: str, log: bytes, segments: Path | None) -> None:
+    """A server's database as tracklet made it before the move: the store's migrations of then,
+    users (one admin), keys (one revoked), a member, and a run's copy as two segments."""
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(LEGACY_MIGRATIONS))
+    now = time.time()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        execute = connection.execute
+        project = execute(sa.text("INSERT INTO projects (name) VALUES ('p') RETURNING id")).scalar()
+        for name, admin in (("alice", False), ("root", True)):
+            execute(sa.text("INSERT INTO users (name, is_admin, created_at, disabled) VALUES (:n, :a, :t, false)"),
+                    {"n": name, "a": admin, "t": now})
+        users = dict(execute(sa.text("SELECT name, id FROM users")).all())
+        for key_id, user, secret, revoked in (("a1", "alice", ALICE_SECRET, None), ("a2", "alice", REVOKED_SECRET, now),
+                                              ("r1", "root", ROOT_SECRET, None)):
+            execute(sa.text("INSERT INTO api_keys (key_id, user_id, secret_hash, label, created_at, revoked_at) "
+                            "VALUES (:k, :u, :h, 'old', :t, :r)"),
+                    {"k": key_id, "u": users[user], "h": hashlib.sha256(secret.encode()).hexdigest(), "t": now,
+                     "r": revoked})
+        execute(sa.text("INSERT INTO project_members (project_id, user_id, role) VALUES (:p, :u, 'write')"),
+                {"p": project, "u": users["alice"]})
+        half = len(log) // 2  # a frame boundary is not needed: segments are byte ranges of the copy
+        execute(sa.text("INSERT INTO log_heads (project, run_id, size, updated_at) VALUES ('p', 'r', :s, :t)"),
+                {"s": len(log), "t": now})
+        for offset, length in ((0, half), (half, len(log) - half)):
+            execute(sa.text('INSERT INTO log_segments (project, run_id, "offset", length) VALUES (\'p\', \'r\', :o, :l)'),
+                    {"o": offset, "l": length})
+            if segments is not None:
+                (segments / "p" / "r").mkdir(parents=True, exist_ok=True)
+                (segments / "p" / "r" / f"{offset:016d}.seg").write_bytes(log[offset : offset + length])
+    engine.dispose()
+
+
+def _rows(engine: sa.Engine) -> dict[str, list]:
+    with engine.connect() as connection:
+        return {name: sorted(map(tuple, connection.execute(sa.text(f"SELECT * FROM {name}")).all()), key=repr)
+                for name in SERVER_TABLE_NAMES}
+
+
+def test_a_server_database_made_before_the_move_upgrades_in_place_and_keeps_working(store_url, root, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+
+    log = _recorded(root, "r", 30)
+    later = _recorded(tmp_path / "client", "r2", 5)
+    server_root = tmp_path / "server"
+    segments = tmp_path / "segments" if store_url.startswith("postgresql") else None
+    url = store_url if segments is not None else f"sqlite:///{server_root / 'store.sqlite'}"
+    if segments is None:  # a single server keeps each copy as a file where a client's log would be
+        copy = RunPaths(server_root, "p", "r").log_file
+        copy.parent.mkdir(parents=True)
+        shutil.copyfile(RunPaths(root, "p", "r").log_file, copy)
+    _legacy_database(url, log, segments)
+    engine = create_engine(url)
+    before = _rows(engine)
+    assert all(before.values())
+
+    store = Store(url, root=server_root)
+    Accounts(store)  # the server's migrations adopt the tables
+    assert _rows(engine) == before
+    assert _schema_differences(engine, _both_schemas()) == []  # the layout a fresh database gets
+    store.close()
+
+    alice, root_key = {"Authorization": f"Bearer tlk_a1_{ALICE_SECRET}"}, {"Authorization": f"Bearer tlk_r1_{ROOT_SECRET}"}
+    app = create_app(server_root, store_url=url, logs_url=str(segments) if segments is not None else None)
+    with TestClient(app) as client:
+        assert client.get("/api/v1/me", headers=alice).json()["user"] == "alice"
+        assert client.get("/api/v1/me", headers={"Authorization": f"Bearer tlk_a2_{REVOKED_SECRET}"}).status_code == 401
+        assert client.get("/api/v1/projects", headers=alice).json()["projects"] == [{"name": "p", "runs": 1}]
+        assert client.get("/api/v1/projects/p/members", headers=root_key).json()["members"] == [
+            {"user": "alice", "role": "write"}]
+        # The copy (segments on PostgreSQL) is read: the run is indexed from it, whole.
+        assert client.get("/api/v1/runs/p/r", headers=alice).json()["run"]["state"] == "finished"
+        history = client.get("/api/v1/runs/p/r/history", params={"keys": "loss", "buckets": 0}, headers=alice).json()
+        assert history["series"][0]["steps"] == list(range(30))
+        console = client.get("/api/v1/runs/p/r/console", headers=alice).json()
+        assert [line["text"] for line in console["lines"]] == [f"step {step}" for step in range(0, 30, 10)]
+        assert client.get("/api/v1/runs/p/r/log/offset", headers=alice).json()["offset"] == len(log)
+        # Alice's old write role still lets her upload.
+        put = client.put("/api/v1/runs/p/r2/log", params={"offset": 0}, content=later,
+                         headers={**alice, "Content-Type": "application/octet-stream"})
+        assert put.status_code == 200, put.text
+        assert client.get("/api/v1/projects", headers=alice).json()["projects"] == [{"name": "p", "runs": 2}]
+    after = _rows(engine)
+    for name in ("users", "project_members"):
+        assert after[name] == before[name]
+    assert [row[:6] + row[7:] for row in after["api_keys"]] == [row[:6] + row[7:] for row in before["api_keys"]]  # but last_used_at
+    assert set(before["log_segments"]) <= set(after["log_segments"])
+    engine.dispose()

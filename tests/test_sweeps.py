@@ -1,0 +1,648 @@
+"""Sweeps in local mode (tracklet/sweeps/, docs/sweeps.md): W&B's config validated and read back,
+real Optuna studies under the data root, real agent processes (grid completeness with agents started
+at once, kill -9 of an agent mid-trial), the search beating its random baseline, wandb.sweep/agent."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import QUIET, REPO, run_script
+
+import tracklet
+from tracklet.cli.main import main
+from tracklet.errors import SweepError, SweepNotFound, SweepSpecError
+from tracklet.sweeps import space
+from tracklet.sweeps.agent import Agent, gpu_slices, parse_gpus
+from tracklet.sweeps.command import build_command
+from tracklet.sweeps.controller import Finished, LocalController, Wait, create_sweep
+from tracklet.sweeps.spec import parse
+
+DATA = Path(__file__).parent / "data" / "sweeps"
+QUIET_ENV = {"TRACKLET_CONSOLE": "off", "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"}
+
+
+# ---------------------------------------------------------------- the spec
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 0.01}}}, "parameters.lr.min: must be < max"),
+    ({"method": "bayes", "parameters": {"lr": {"min": 0.0, "max": 1.0}}}, "metric: is required for method: bayes"),
+    ({"method": "annealing", "parameters": {"x": {"value": 1}}}, "method: must be one of"),
+    ({"parameters": {"x": {"value": 1}}}, "method: is required"),
+    ({"method": "random"}, "parameters: is required"),
+    ({"method": "random", "parameters": {"x": {"distribution": "uniform", "min": 0}}},
+     "parameters.x.max: is required for distribution uniform"),
+    ({"method": "random", "parameters": {"x": {"distribution": "gaussian"}}}, "parameters.x.distribution: unknown"),
+    ({"method": "random", "parameters": {"x": {"distribution": "int_uniform", "min": 0.5, "max": 3}}},
+     "parameters.x.min: must be an integer for int_uniform"),
+    ({"method": "random", "parameters": {"x": {"distribution": "log_uniform_values", "min": 0, "max": 1}}},
+     "parameters.x.min: must be > 0"),
+    ({"method": "random", "parameters": {"x": {"distribution": "normal", "sigma": -1}}},
+     "parameters.x.sigma: must be > 0"),
+    ({"method": "random", "parameters": {"x": {"values": []}}}, "parameters.x.values: must be a non-empty list"),
+    ({"method": "random", "parameters": {"x": {"values": [1, 2], "probabilities": [0.5]}}},
+     "parameters.x.probabilities: must be a list as long as values"),
+    ({"method": "random", "parameters": {"x": {"values": [1], "bogus": 2}}}, "parameters.x.bogus: unknown key"),
+    ({"method": "random", "parameters": {"opt": {"parameters": {"lr": {"min": 1.0, "max": 0.5}}}}},
+     "parameters.opt.parameters.lr.min: must be < max"),
+    ({"method": "grid", "parameters": {"lr": {"min": 0.0, "max": 1.0}}},
+     "parameters.lr: grid search needs a finite set of values"),
+    ({"method": "random", "metric": {"name": "loss", "goal": "lowest"}, "parameters": {"x": {"value": 1}}},
+     "metric.goal: must be minimize or maximize"),
+    ({"method": "random", "run_cap": 0, "parameters": {"x": {"value": 1}}}, "run_cap: must be an integer >= 1"),
+    ({"method": "random", "command": "python train.py", "parameters": {"x": {"value": 1}}},
+     "command: must be a non-empty list"),
+    ({"method": "random", "command": ["${program}"], "parameters": {"x": {"value": 1}}},
+     "command: uses ${program} but the config has no program"),
+    ({"method": "random", "early_terminate": {"type": "hyperband", "eta": 1}, "parameters": {"x": {"value": 1}}},
+     "early_terminate.eta: must be a number > 1"),
+    ({"method": "optuna", "metric": {"name": "l"}, "sampler": "annealing", "parameters": {"x": {"value": 1}}},
+     "sampler: must be one of tpe, gp"),
+    ({"method": "random", "parameters": {"x": {"value": 1}}, "paramters": {}}, "paramters: unknown key"),
+])
+def test_an_invalid_config_is_refused_naming_the_field(config, field):
+    with pytest.raises(SweepSpecError) as caught:
+        parse(config)
+    assert field in str(caught.value)
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, tracklet.TrackletError)
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(SweepSpecError) as caught:
+        parse({"method": "bayes", "parameters": {"a": {"min": 2, "max": 1}, "b": {"distribution": "nope"}}})
+    assert [line.split(":")[0] for line in caught.value.problems] == ["metric", "parameters.a.min",
+                                                                     "parameters.b.distribution"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.yaml")))
+def test_wandb_example_configs_round_trip(name):
+    import yaml  # type: ignore[import-untyped]
+
+    original = yaml.safe_load((DATA / name).read_text())
+    spec = parse((DATA / name).read_text())
+    assert parse(spec.config) == spec  # the normalized config reads back as the same spec
+    assert json.loads(json.dumps(spec.config)) == spec.config  # plain data: stored as JSON as it is
+    for key, value in original.items():  # everything given is kept; parameters gain their distribution
+        if key not in ("parameters", "metric", "early_terminate", "sampler", "pruner"):
+            assert spec.config[key] == value
+
+    def check(given, normalized):
+        for pname, definition in given.items():
+            if "parameters" in definition:
+                check(definition["parameters"], normalized[pname]["parameters"])
+            else:
+                assert {k: v for k, v in normalized[pname].items() if k in definition} == definition
+                assert normalized[pname]["distribution"] in space.__dict__["_CDF_SPACE"] + (
+                    "constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
+                    "log_uniform_values", "inv_log_uniform", "inv_log_uniform_values")
+
+    check(original["parameters"], spec.config["parameters"])
+
+
+def test_wandb_inference_of_distributions():
+    spec = parse((DATA / "mixed.yaml").read_text())
+    kinds = {p.name: p.distribution for p in spec.params}
+    assert kinds == {"learning_rate": "log_uniform_values", "batch_size": "int_uniform", "optimizer": "categorical",
+                     "dropout": "uniform", "epochs": "constant"}
+    nested = parse((DATA / "nested.yaml").read_text())
+    assert [p.name for p in nested.params] == ["batch_size", "optimizer.lr", "optimizer.nadam.beta"]
+    assert nested.grid_size() == 8
+
+
+def test_every_distribution_decodes_inside_its_support():
+    import optuna
+
+    spec = parse((DATA / "distributions.yaml").read_text())
+    dists = space.distributions(spec)
+    sampler = optuna.samplers.RandomSampler(seed=3)
+    study = optuna.create_study(sampler=sampler)
+    seen_cp = set()
+    for _ in range(200):
+        trial = study.ask(dists)
+        config = space.decode(spec, trial.params)
+        study.tell(trial, 0.0)
+        assert -1.0 <= config["u"] <= 1.0
+        assert config["i"] in range(1, 9) and isinstance(config["i"], int)
+        assert config["q"] in (0, 2, 4, 6, 8, 10)
+        assert math.exp(-9.2) <= config["lu"] <= math.exp(-2.3) * (1 + 1e-9)
+        assert 1e-4 <= config["luv"] <= 0.1
+        assert config["qlu"] % 4 == 0 and config["qluv"] % 16 == 0 and 16 <= config["qluv"] <= 512
+        assert math.exp(-5) <= config["ilu"] <= math.exp(-1) * (1 + 1e-9) and 1e-3 <= config["iluv"] <= 0.5
+        assert math.isfinite(config["n"]) and config["ln"] > 0 and config["qln"] % 2 == 0
+        assert float(config["qn"]).is_integer()
+        assert 0 <= config["b"] <= 1 and 0 <= config["qb"] <= 1
+        assert abs(config["qb"] * 10 - round(config["qb"] * 10)) < 1e-9
+        assert config["c"] in ("relu", "gelu") and config["flag"] in (True, False) and config["k"] == "constant"
+        seen_cp.add(config["cp"])
+    assert seen_cp == {"a", "b", "c"}
+
+
+def test_command_macros_are_wandbs():
+    config = {"lr": 0.01, "deep": True, "shallow": False, "opt": {"beta": 0.9}}
+    assert build_command(None, "train.py", config) == [
+        "/usr/bin/env", sys.executable, "train.py", "--lr=0.01", "--deep=True", "--shallow=False",
+        "--opt={'beta': 0.9}"]
+    line = build_command(["${interpreter}", "${program}", "${args_no_boolean_flags}", "${args_no_hyphens}",
+                          "${args_json}", "--home=${envvar:HOMEDIR}"], "t.py", config, environ={"HOMEDIR": "/h"})
+    assert line == [sys.executable, "t.py", "--lr=0.01", "--deep", "--opt={'beta': 0.9}", "lr=0.01", "deep=True",
+                    "shallow=False", "opt={'beta': 0.9}", json.dumps(config), "--home=/h"]
+    with pytest.raises(SweepError, match=r"\$\{envvar:NOPE\}.*NOPE is not set"):
+        build_command(["x", "${envvar:NOPE}"], None, config, environ={})
+
+
+def test_gpu_option_parsing():
+    assert parse_gpus("0-3") == ["0", "1", "2", "3"] and parse_gpus("0,2,5-6") == ["0", "2", "5", "6"]
+    assert gpu_slices(parse_gpus("0-3"), 2) == ["0,1", "2,3"] and gpu_slices(None, 1) == [None]
+    with pytest.raises(ValueError, match="--gpus"):
+        parse_gpus("a-b")
+
+
+def test_import_tracklet_loads_no_optuna():
+    result = run_script("""
+        import sys, tracklet, tracklet.sweeps, tracklet.cli.main
+        assert not [m for m in ("optuna", "scipy", "yaml") if m in sys.modules], sys.modules.keys()
+    """)
+    assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------- the controller and init() in a trial
+
+
+def _grid(tmp_path, **extra):
+    config = {"method": "grid", "metric": {"name": "loss"}, "program": str(tmp_path / "train.py"),
+              "parameters": {"a": {"values": [1, 2]}, "b": {"values": ["x", "y"]}, "k": {"value": 7}}, **extra}
+    return config
+
+
+def test_a_trial_records_its_run_with_the_sweep_config(root, monkeypatch):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    lease = controller.next_trial("me")
+    monkeypatch.setenv("TRACKLET_SWEEP_ID", sweep_id)
+    monkeypatch.setenv("TRACKLET_SWEEP_TRIAL", str(lease.trial))
+    with pytest.warns(tracklet.TrackletWarning, match="init\\(project='elsewhere'\\) is ignored"):
+        run = tracklet.init(project="elsewhere", config={"a": 99, "lr": 0.1}, settings=QUIET)
+    assert run.path == f"p/{sweep_id}-{lease.trial}" and f"sweep:{sweep_id}" in run.tags
+    assert dict(run.config) == {"a": lease.config["a"], "lr": 0.1, "b": lease.config["b"], "k": 7}
+    run.log({"loss": 3.0})
+    run.log({"loss": 2.0})
+    run.log({"loss": 2.5})
+    run.finish()
+    result = controller.finish(lease, 0)
+    assert (result.state, result.value) == ("complete", 2.0)  # the best value, as W&B's metric_extremum
+    # a restarted trial process resumes its run instead of starting another
+    run = tracklet.init(settings=QUIET)
+    assert run.resumed and run.path == f"p/{sweep_id}-{lease.trial}"
+    run.finish()
+
+
+def test_a_metric_never_logged_fails_the_trial_with_a_message(root, monkeypatch):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    lease = controller.next_trial("me")
+    result = controller.finish(lease, 0)
+    assert result.state == "failed" and "recorded no run" in result.message
+    lease = controller.next_trial("me")
+    monkeypatch.setenv("TRACKLET_SWEEP_ID", sweep_id)
+    monkeypatch.setenv("TRACKLET_SWEEP_TRIAL", str(lease.trial))
+    run = tracklet.init(settings=QUIET)
+    run.log({"acc": 1.0})
+    run.finish()
+    result = controller.finish(lease, 0)
+    assert result.state == "failed" and "metric 'loss' was never logged" in result.message and "acc" in result.message
+    rows = controller.status()["trials"]
+    assert [r["state"] for r in rows] == ["failed", "failed"] and "never logged" in rows[1]["error"]
+
+
+def test_grid_hands_out_each_point_once_and_waits_for_running_ones(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    leases = [controller.next_trial(f"agent{i}") for i in range(4)]
+    points = {(lease.config["a"], lease.config["b"]) for lease in leases}
+    assert points == {(1, "x"), (1, "y"), (2, "x"), (2, "y")}
+    assert isinstance(controller.next_trial("agent9"), Wait)  # all running: one may still lapse
+    for lease in leases:
+        controller.finish(lease, 1)
+    assert isinstance(controller.next_trial("agent9"), Finished)
+
+
+def test_a_lapsed_lease_fails_the_trial_and_requeues_its_grid_point(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    dead = controller.next_trial("dead", ttl=0.2)
+    time.sleep(0.3)
+    later = [controller.next_trial("alive") for _ in range(4)]
+    assert sorted((lease.config["a"], lease.config["b"]) for lease in later) == [(1, "x"), (1, "y"), (2, "x"),
+                                                                                 (2, "y")]
+    assert not controller.heartbeat(dead)
+    assert controller.finish(dead, 0).state == "lapsed"  # a late result of a lapsed trial is discarded
+    rows = controller.status()["trials"]
+    assert rows[0]["state"] == "lapsed" and "lease lapsed" in rows[0]["error"]
+
+
+def test_run_cap_and_stop(root):
+    sweep_id = create_sweep(root, {"method": "random", "run_cap": 3, "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    controller = LocalController(root, sweep_id)
+    leases = [controller.next_trial("a") for _ in range(3)]
+    assert isinstance(controller.next_trial("b"), Wait)
+    for lease in leases:
+        controller.finish(lease, 1)
+    assert isinstance(controller.next_trial("b"), Finished)
+    controller.extend(4)
+    lease = controller.next_trial("b")
+    controller.set_state("stopped")
+    assert isinstance(controller.next_trial("b"), Finished)
+    assert controller.finish(lease, 1).state == "failed"  # a running trial still reports after a stop
+
+
+def test_the_journal_survives_a_torn_write_and_optuna_reads_it(root):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    controller.tell(controller.next_trial("a"), 1.0)
+    journal = root / "sweeps" / sweep_id / "journal.log"
+    with open(journal, "ab") as handle:  # a writer killed mid-line
+        handle.write(b'{"op_code":5,"worker_id":"x","trial_id":0,"par')
+    fresh = LocalController(root, sweep_id)  # another process: replays the file, skips the torn line
+    lease = fresh.next_trial("b")
+    fresh.tell(lease, 2.0)
+    assert journal.read_bytes().endswith(b"\n")
+    study = optuna.load_study(study_name=sweep_id, storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert [t.value for t in study.trials] == [1.0, 2.0]
+    assert [r["value"] for r in controller.status()["trials"]] == [1.0, 2.0]
+
+
+def test_a_controller_failing_mid_operation_loses_no_grid_point(root, monkeypatch):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    journal = root / "sweeps" / sweep_id / "journal.log"
+    before = journal.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("tracklet.sweeps.controller._write_json", broken)
+    with pytest.raises(OSError):
+        controller.next_trial("a")
+    monkeypatch.undo()
+    assert journal.read_bytes() != before  # the trial was asked and flushed before its files were written
+    lease = controller.next_trial("a")  # its trial has no lease: reaped, its point handed out again
+    rows = controller.status()["trials"]
+    assert rows[0]["state"] == "lapsed" and rows[1]["state"] == "running"
+    assert (lease.trial, lease.config) == (1, rows[0]["config"])
+
+
+def test_a_restarted_job_takes_its_running_trial_back(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    first = controller.next_trial("job-1")
+    again = controller.next_trial("job-1-requeued", resume_trial=first.trial)
+    assert again.resumed and (again.trial, again.run_id, again.config) == (first.trial, first.run_id, first.config)
+    assert not controller.heartbeat(first)  # the old holder lost it
+    assert controller.finish(again, 1).state == "failed"
+    fresh = controller.next_trial("job-1-requeued", resume_trial=first.trial)  # finished: a new trial instead
+    assert not fresh.resumed and fresh.trial != first.trial
+
+
+def test_heartbeats_keep_a_long_trial_alive(root):
+    sweep_id = create_sweep(root, {"method": "random", "metric": {"name": "f"},
+                                   "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    controller = LocalController(root, sweep_id)
+    seen = []
+
+    def slow():
+        run = tracklet.init(settings=QUIET)
+        time.sleep(4.0)  # longer than the lease: only heartbeats keep it
+        seen.append(LocalController(root, sweep_id).status()["counts"])  # another process would reap here
+        run.log({"f": run.config["x"]})
+
+    report = Agent(controller, count=1, ttl=1.5, log=lambda line: None).run_function(slow)
+    assert seen == [{"running": 1}] and [r.state for r in report.results] == ["complete"]
+    assert controller.status()["state"] == "running"  # random search has no end but the run cap
+
+
+def test_status_says_finished_when_the_grid_is_done(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+    while not isinstance(lease := controller.next_trial("a"), Finished):
+        controller.tell(lease, 1.0)
+    assert controller.status()["state"] == "finished"
+
+
+def test_unknown_sweep_id(root):
+    with pytest.raises(SweepNotFound, match="no sweep 'nosuch1' under"):
+        LocalController(root, "nosuch1")
+    result = CliRunner().invoke(main, ["--dir", str(root), "agent", "nosuch1"])
+    assert result.exit_code == 2 and "no sweep 'nosuch1'" in result.output
+    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "show", "nosuch1"])
+    assert result.exit_code == 2 and "no sweep 'nosuch1'" in result.output
+
+
+def test_an_agent_for_a_sweep_with_nothing_to_run(root):
+    sweep_id = create_sweep(root, {"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    result = CliRunner().invoke(main, ["--dir", str(root), "agent", sweep_id])
+    assert result.exit_code == 2 and "the sweep has no program: to run" in result.output
+    assert LocalController(root, sweep_id).status()["trials"] == []  # no trial was taken
+
+
+def test_a_bad_lease_ttl_is_refused(root, monkeypatch):
+    sweep_id = create_sweep(root, {"method": "random", "program": "train.py",
+                                   "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+    monkeypatch.setenv("TRACKLET_SWEEP_LEASE_TTL", "soon")
+    result = CliRunner().invoke(main, ["--dir", str(root), "agent", sweep_id])
+    assert result.exit_code == 2 and "TRACKLET_SWEEP_LEASE_TTL='soon'" in result.output
+    result = CliRunner().invoke(main, ["--dir", str(root), "agent", sweep_id, "--lease-ttl", "0"])
+    assert result.exit_code == 2 and "--lease-ttl" in result.output
+
+
+def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path):
+    good = tmp_path / "sweep.yaml"
+    good.write_text((DATA / "grid.yaml").read_text())
+    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(good), "--project", "mine"])
+    assert result.exit_code == 0, result.output
+    sweep_id = result.stdout.strip().splitlines()[-1]
+    assert LocalController(root, sweep_id).project == "mine"
+    listed = CliRunner().invoke(main, ["--dir", str(root), "sweep", "ls", "--json"])
+    assert [s["id"] for s in json.loads(listed.stdout)] == [sweep_id]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: grid\nparameters:\n  lr: {min: 1.0, max: 0.5}\n")
+    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(bad)])
+    assert result.exit_code == 2 and "parameters.lr.min: must be < max" in result.output
+
+
+def test_cli_controls_a_sweep(root):
+    sweep_id = create_sweep(root, _grid(root), project="p")
+    controller = LocalController(root, sweep_id)
+
+    def cli(*args):
+        result = CliRunner().invoke(main, ["--dir", str(root), "sweep", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    cli("pause", sweep_id)
+    assert isinstance(controller.next_trial("a"), Wait)
+    cli("resume", sweep_id)
+    lease = controller.next_trial("a")
+    controller.tell(lease, 0.25)
+    cli("stop", sweep_id)
+    assert isinstance(controller.next_trial("a"), Finished)
+    cli("extend", f"p/{sweep_id}", "--run-cap", "2")
+    shown = json.loads(cli("show", sweep_id, "--json"))
+    assert (shown["state"], shown["run_cap"], shown["counts"]) == ("running", 2, {"complete": 1})
+    assert shown["best"]["value"] == 0.25 and shown["best"]["run"] == f"p/{sweep_id}-0"
+    text = cli("show", sweep_id)
+    assert "best: trial 0" in text and "1 complete of 4 grid points, run cap 2" in text
+
+
+# ---------------------------------------------------------------- real agent processes
+
+
+TRAIN = """
+import os, sys, time
+import tracklet
+
+run = tracklet.init(config={"a": 0, "b": "none"})
+if os.environ.get("HANG_ALWAYS"):  # a directory: say this trial started, then hang until stopped
+    open(os.path.join(os.environ["HANG_ALWAYS"], os.environ["TRACKLET_SWEEP_TRIAL"]), "w").close()
+    time.sleep(120)
+marker = os.environ.get("HANG_MARKER")
+if marker and not os.path.exists(marker):  # the first trial to get here hangs until killed
+    open(marker, "w").write(str(os.getpid()))
+    time.sleep(120)
+with open(os.environ["TRIAL_LOG"], "a") as log:
+    log.write(f"{run.config['a']},{run.config['b']},{os.environ['TRACKLET_SWEEP_TRIAL']},"
+              f"{os.environ.get('CUDA_VISIBLE_DEVICES', '-').replace(',', '+')}\\n")
+run.log({"loss": float(run.config["a"]) + (0.5 if run.config["b"] == "y" else 0.0)})
+run.finish()
+if os.environ.get("FAIL_ALWAYS"):
+    sys.exit(3)
+"""
+
+
+def _agent(root, sweep_id, *args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "agent", sweep_id, "--poll-interval",
+                             "0.2", *args], env={**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _complete_points(controller):
+    rows = controller.status()["trials"]
+    return [(r["config"]["a"], r["config"]["b"]) for r in rows if r["state"] == "complete"], rows
+
+
+@pytest.mark.slow  # real agent processes
+def test_grid_is_complete_with_four_agents_started_at_once(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    config = _grid(tmp_path)
+    config["parameters"]["a"] = {"values": [1, 2, 3, 4]}
+    sweep_id = create_sweep(root, config, project="p")
+    log = tmp_path / "trials.log"
+    agents = [_agent(root, sweep_id, env={"TRIAL_LOG": str(log)}) for _ in range(4)]
+    outputs = [agent.communicate(timeout=240) for agent in agents]
+    assert all(agent.returncode == 0 for agent in agents), outputs
+    points, rows = _complete_points(LocalController(root, sweep_id))
+    expected = sorted((a, b) for a in (1, 2, 3, 4) for b in ("x", "y"))
+    assert sorted(points) == expected and len(rows) == 8  # every point, none twice, nothing else
+    ran = sorted(tuple(line.split(",")[:2]) for line in log.read_text().splitlines())
+    assert ran == sorted((str(a), b) for a, b in expected)  # each program ran exactly once per point
+    served_by = {r["agent"] for r in rows}
+    assert len(served_by) >= 2  # the agents shared the work
+    for row in rows:  # each run is recorded with its point's config, tagged with the sweep
+        run = tracklet.Api(root).run(row["run"])
+        assert (run.config["a"], run.config["b"], run.config["k"]) == (*[row["config"][k] for k in "ab"], 7)
+        assert f"sweep:{sweep_id}" in run.tags and run.state == "finished"
+
+
+@pytest.mark.slow  # real agent processes
+def test_gpus_are_pinned_per_worker(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    sweep_id = create_sweep(root, _grid(tmp_path), project="p")
+    log = tmp_path / "trials.log"
+    agent = _agent(root, sweep_id, "--gpus", "0-3", "--gpus-per-trial", "2",
+                   env={"TRIAL_LOG": str(log), "CUDA_VISIBLE_DEVICES": "7"})
+    _out, err = agent.communicate(timeout=240)
+    assert agent.returncode == 0, err
+    devices = [line.split(",")[3] for line in log.read_text().splitlines()]
+    assert len(devices) == 4 and set(devices) == {"0+1", "2+3"}  # two workers, each with its own pair
+
+
+@pytest.mark.slow  # real agent processes
+def test_kill_9_of_an_agent_mid_trial_lapses_its_lease_and_the_point_is_retried(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    sweep_id = create_sweep(root, _grid(tmp_path), project="p")
+    marker, log = tmp_path / "hung.pid", tmp_path / "trials.log"
+    env = {"TRIAL_LOG": str(log), "HANG_MARKER": str(marker)}
+    victim = _agent(root, sweep_id, "--lease-ttl", "1.5", env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline and victim.poll() is None, victim.communicate()
+        time.sleep(0.1)
+    trial_pid = int(marker.read_text())
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    survivor = _agent(root, sweep_id, "--lease-ttl", "1.5", env=env)
+    _out, err = survivor.communicate(timeout=240)
+    assert survivor.returncode == 0, err
+    with pytest.raises(ProcessLookupError):  # the hung trial died with its agent (no orphan still running)
+        for _ in range(100):
+            os.kill(trial_pid, 0)
+            time.sleep(0.1)
+    points, rows = _complete_points(LocalController(root, sweep_id))
+    assert sorted(points) == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]  # complete, no duplicates
+    lapsed = [r for r in rows if r["state"] == "lapsed"]
+    assert len(lapsed) == 1 and "lease lapsed" in lapsed[0]["error"]
+    assert (lapsed[0]["config"]["a"], lapsed[0]["config"]["b"]) in points  # its point was run again
+    assert len(log.read_text().splitlines()) == 4
+
+
+@pytest.mark.slow  # real agent processes
+def test_ctrl_c_gives_running_trials_back(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    sweep_id = create_sweep(root, _grid(tmp_path), project="p")
+    controller = LocalController(root, sweep_id)
+    started = tmp_path / "started"
+    started.mkdir()
+    agent = _agent(root, sweep_id, "--gpus", "0,1", env={"TRIAL_LOG": str(tmp_path / "log"),
+                                                         "HANG_ALWAYS": str(started)})
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2:  # both trials' programs are running
+        assert time.monotonic() < deadline and agent.poll() is None, agent.communicate()
+        time.sleep(0.2)
+    agent.send_signal(signal.SIGINT)
+    agent.communicate(timeout=60)
+    rows = controller.status()["trials"]
+    assert [r["state"] for r in rows].count("lapsed") == 2
+    assert all("the agent was interrupted" in r["error"] for r in rows if r["state"] == "lapsed")
+    assert [r["state"] for r in rows].count("waiting") == 2  # both grid points queued again
+
+
+@pytest.mark.slow  # real agent processes
+def test_an_agent_stops_after_failures_in_a_row(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    config = {"method": "random", "metric": {"name": "loss"}, "program": str(tmp_path / "train.py"),
+              "parameters": {"a": {"values": [1, 2]}, "b": {"value": "x"}}}
+    sweep_id = create_sweep(root, config, project="p")
+    agent = _agent(root, sweep_id, "--max-failures", "3", env={"TRIAL_LOG": str(tmp_path / "log"),
+                                                               "FAIL_ALWAYS": "1"})
+    _out, err = agent.communicate(timeout=120)
+    assert agent.returncode == 2
+    assert "3 trials failed in a row" in err and "the command exited with status 3" in err
+    assert len(LocalController(root, sweep_id).status()["trials"]) == 3
+
+
+@pytest.mark.slow  # real agent processes
+def test_run_cap_holds_across_agents(root, tmp_path):
+    (tmp_path / "train.py").write_text(TRAIN)
+    config = {"method": "random", "run_cap": 5, "metric": {"name": "loss"}, "program": str(tmp_path / "train.py"),
+              "parameters": {"a": {"min": 0, "max": 100}, "b": {"values": ["x", "y"]}}}
+    sweep_id = create_sweep(root, config, project="p")
+    agents = [_agent(root, sweep_id, env={"TRIAL_LOG": str(tmp_path / "log")}) for _ in range(2)]
+    for agent in agents:
+        agent.communicate(timeout=240)
+    rows = LocalController(root, sweep_id).status()["trials"]
+    assert len(rows) == 5 and all(r["state"] == "complete" for r in rows)
+
+
+# ---------------------------------------------------------------- the search itself
+
+
+def _branin(x1: float, x2: float) -> float:
+    return ((x2 - 5.1 / (4 * math.pi ** 2) * x1 ** 2 + 5 / math.pi * x1 - 6) ** 2
+            + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10)
+
+
+def _search(root, method: str, budget: int, **extra) -> list[float]:
+    config = {"method": method, "seed": 11, "metric": {"name": "f", "goal": "minimize"},
+              "parameters": {"x1": {"min": -5.0, "max": 10.0}, "x2": {"min": 0.0, "max": 15.0}}, **extra}
+    sweep_id = create_sweep(root, config, project="search")
+
+    def objective():
+        run = tracklet.init(settings=QUIET)
+        run.log({"f": _branin(run.config["x1"], run.config["x2"])})
+
+    Agent(LocalController(root, sweep_id), count=budget, log=lambda line: None).run_function(objective)
+    rows = LocalController(root, sweep_id).status()["trials"]
+    assert len(rows) == budget and all(r["state"] == "complete" for r in rows)
+    return [r["value"] for r in rows]
+
+
+@pytest.mark.slow  # two searches of 16 trials
+@pytest.mark.parametrize("method, extra", [("bayes", {}), ("optuna", {"sampler": {"type": "tpe",
+                                                                                  "n_startup_trials": 5}})])
+def test_the_search_beats_a_random_baseline_with_the_same_budget(root, method, extra):
+    budget = 16
+    baseline = _search(root, "random", budget)
+    found = _search(root, method, budget, **extra)
+    assert min(found) <= statistics.median(baseline)
+    assert min(found[budget // 2:]) <= statistics.median(found[:budget // 2])  # later trials improve on the first
+
+
+# ---------------------------------------------------------------- W&B's API
+
+
+@pytest.mark.slow  # real agent processes
+def test_wandb_sweep_and_agent_script(root, tmp_path):
+    script = tmp_path / "sweep_script.py"
+    script.write_text(textwrap.dedent("""
+        import wandb
+        sweep_config = {
+            "method": "grid", "metric": {"name": "val_loss", "goal": "minimize"},
+            "parameters": {"lr": {"values": [0.1, 0.01, 0.001]}, "layers": {"value": 2}},
+        }
+        sweep_id = wandb.sweep(sweep_config, project="wb-sweep")
+
+        def train():
+            with wandb.init(config={"lr": 1.0, "epochs": 2}) as run:
+                for epoch in range(wandb.config.epochs):
+                    wandb.log({"val_loss": wandb.config.lr * (2 - epoch), "epoch": epoch})
+
+        wandb.agent(sweep_id, function=train, count=5)
+        print("SWEEP", sweep_id)
+    """))
+    result = subprocess.run([sys.executable, "-m", "tracklet", "run", "--wandb", "--", sys.executable, str(script)], check=False,
+                            env={**os.environ, "TRACKLET_DIR": str(root), "PYTHONPATH": str(REPO), **QUIET_ENV},
+                            cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    sweep_id = result.stdout.split("SWEEP ")[-1].strip()
+    status = LocalController(root, sweep_id).status()
+    assert status["project"] == "wb-sweep" and status["counts"] == {"complete": 3}  # the grid ends the agent
+    values = sorted((r["config"]["lr"], r["value"]) for r in status["trials"])
+    assert values == [(0.001, 0.001), (0.01, 0.01), (0.1, 0.1)]
+    for row in status["trials"]:
+        run = tracklet.Api(root).run(row["run"])
+        assert run.config["epochs"] == 2 and run.config["lr"] == row["config"]["lr"] and run.config["layers"] == 2
+
+
+def test_wandb_errors_for_bad_input(root):
+    from tracklet.compat import wandb
+
+    with pytest.raises(wandb.errors.UsageError, match="parameters.lr.min: must be < max"):
+        wandb.sweep({"method": "grid", "parameters": {"lr": {"min": 1.0, "max": 0.1}}})
+    with pytest.raises(wandb.errors.UsageError, match="no sweep 'nosuch1'"):
+        wandb.agent("nosuch1", function=lambda: None)
+    sweep_id = wandb.sweep({"method": "random", "metric": {"name": "loss"},
+                            "parameters": {"x": {"min": 0.0, "max": 1.0}}}, project="bad")
+
+    def broken():
+        wandb.init(settings={"console": "off", "x_disable_stats": True, "disable_git": True})
+        raise RuntimeError("boom")
+
+    with pytest.raises(wandb.Error, match="5 trials failed in a row.*RuntimeError: boom"):
+        wandb.agent(sweep_id, function=broken, count=20)
+    rows = LocalController(root, sweep_id).status()["trials"]
+    assert len(rows) == 5 and all(r["state"] == "failed" for r in rows)
+    assert all(tracklet.Api(root).run(r["run"]).state == "failed" for r in rows)

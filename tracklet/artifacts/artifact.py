@@ -1,0 +1,400 @@
+"""``tracklet.Artifact``: a versioned set of files (a dataset, a model), with W&B's names.
+
+A draft collects files (``add_file``, ``add_dir``, ``new_file``, ``add_reference``, ``remove``);
+nothing is read then but a ``stat``. ``run.log_artifact(artifact)`` freezes the draft and a
+background worker hashes and stores it (``tracklet.artifacts.worker``); ``wait()`` blocks until
+it is a committed version (``version``, ``digest``, ``manifest``, ``aliases``), or raises what
+went wrong. A committed version is immutable: ``new_draft()`` starts the next version from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
+from tracklet.artifacts.manifest import Manifest, ManifestEntry
+from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
+from tracklet.errors import ArtifactError, UnsupportedReference
+
+if TYPE_CHECKING:
+    from tracklet.artifacts.storage import ArtifactStore, CommitResult
+
+DRAFT, PENDING, COMMITTED, FAILED = "draft", "pending", "committed", "failed"
+
+
+class Artifact:
+    """A dataset, model or any set of files, stored content-addressed and versioned.
+
+    ``Artifact("mnist", type="dataset", description=..., metadata={...})``; then ``add_file``,
+    ``add_dir``, ``new_file``, ``add_reference``; then ``run.log_artifact(artifact)``.
+    """
+
+    def __init__(self, name: str, type: str, description: str | None = None,
+                 metadata: dict[str, Any] | None = None, **_ignored: Any) -> None:
+        self._name = check_artifact_name(name)
+        if not isinstance(type, str) or not type or len(type) > 128 or "\0" in type:
+            raise ArtifactError(f"artifact type must be a non-empty string of at most 128 characters; got {type!r}")
+        self.type = type
+        self.description = description or ""
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._pending: dict[str, Pending] = {}
+        self._dirs: set[str] | None = None
+        self._dirs_for: dict[str, Pending] | None = None
+        self._state = DRAFT
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._store: ArtifactStore | None = None
+        self._info: Any = None  # a VersionInfo once committed
+        self._manifest: Manifest | None = None
+        self._requested_aliases: list[str] = []
+        self._staging: str | None = None
+        self.project: str | None = None
+        self.reused = False  # True when logging found identical content and returned that version
+        self.bytes_written = 0
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def state(self) -> str:
+        """``draft``, ``pending`` (being stored), ``committed`` or ``failed``."""
+        return self._state
+
+    def _committed_info(self, what: str) -> Any:
+        if self._state != COMMITTED:
+            hint = {DRAFT: "log it first (run.log_artifact)", PENDING: "call wait() first",
+                    FAILED: f"storing it failed: {self._error}"}[self._state]
+            raise ArtifactError(f"artifact {self._name!r} has no {what} yet: {hint}")
+        return self._info
+
+    @property
+    def version(self) -> str:
+        """``"v3"``: assigned when the version is committed."""
+        return f"v{self._committed_info('version').version}"
+
+    @property
+    def digest(self) -> str:
+        """The manifest digest (sha256 over sorted ``path:digest`` lines)."""
+        if self._state == COMMITTED:
+            return self._info.digest
+        raise ArtifactError(f"artifact {self._name!r} has no digest until it is committed (log it, then wait())")
+
+    @property
+    def qualified_name(self) -> str:
+        """``project/name:vN``."""
+        return self._committed_info("qualified name").qualified_name
+
+    @property
+    def aliases(self) -> list[str]:
+        """The version's aliases (``latest`` and custom ones); on a draft, the ones it will get."""
+        if self._state == COMMITTED:
+            return [alias for alias in self._info.aliases if alias != self.version]
+        return list(self._requested_aliases)
+
+    @aliases.setter
+    def aliases(self, value: list[str]) -> None:
+        if self._state != DRAFT:
+            raise ArtifactError(f"artifact {self._name!r} is logged; move aliases with tracklet.Api().artifact(...)")
+        self._requested_aliases = [str(alias) for alias in value]
+
+    @property
+    def manifest(self) -> Manifest:
+        self._committed_info("manifest")
+        if self._manifest is None:
+            assert self._store is not None
+            self._manifest = self._store.manifest(self._info)
+        return self._manifest
+
+    @property
+    def size(self) -> int:
+        return self._committed_info("size").size
+
+    @property
+    def created_at(self) -> float:
+        return self._committed_info("creation time").created_at
+
+    def files(self) -> list[ManifestEntry]:
+        """The files: manifest entries (path, digest, size, ref) of a committed version; of a
+        draft, its files with their current sizes and an empty digest."""
+        if self._state == COMMITTED:
+            return list(self.manifest)
+        listed = []
+        for path, item in sorted(self._pending.items()):
+            if isinstance(item, ManifestEntry):
+                listed.append(item)
+            else:
+                try:
+                    size = os.stat(item.path).st_size
+                except OSError:
+                    size = -1
+                listed.append(ManifestEntry(path, "", size, ref=getattr(item, "uri", None)))
+        return listed
+
+    def get_entry(self, name: str) -> ManifestEntry:
+        for entry in self.files():
+            if entry.path == name:
+                return entry
+        raise KeyError(f"artifact {self._name!r} has no file {name!r}")
+
+    def __repr__(self) -> str:
+        if self._state == COMMITTED:
+            return f"<tracklet.Artifact {self.qualified_name} type={self.type!r} files={self._info.file_count}>"
+        return f"<tracklet.Artifact {self._name} type={self.type!r} {self._state} files={len(self._pending)}>"
+
+    # ------------------------------------------------------------ building a draft
+
+    def _check_draft(self) -> None:
+        if self._state != DRAFT:
+            raise ArtifactError(f"artifact {self._name!r} is {self._state}: it can't change any more "
+                                "(start the next version with new_draft())")
+
+    def _add(self, name: str, item: Pending) -> None:
+        path = check_entry_path(name)
+        parts = path.split("/")
+        parents = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+        directories = self._directories()
+        clash = path if path in directories else next((p for p in parents if p in self._pending), None)
+        if clash is not None:
+            raise ArtifactError(f"artifact {self._name!r}: {path!r} would be both a file and a directory "
+                                f"(it clashes with {clash!r})")
+        self._pending[path] = item
+        directories.update(parents)
+
+    def _directories(self) -> set[str]:
+        """Every directory the draft's files are in (built once, then kept up to date by ``_add``):
+        what makes adding n files O(n), not O(n^2)."""
+        if self._dirs is None or self._dirs_for is not self._pending:
+            self._dirs_for = self._pending
+            self._dirs = {path.rsplit("/", 1)[0] for path in self._pending if "/" in path}
+            for path in list(self._dirs):
+                while "/" in path:
+                    path = path.rsplit("/", 1)[0]
+                    self._dirs.add(path)
+        return self._dirs
+
+    def add_file(self, local_path: str | os.PathLike, name: str | None = None, **_ignored: Any) -> str:
+        """Add a file, as ``name`` (default: its base name); returns the name. The file is read
+        when the artifact is logged, not now (change it before, not after, logging)."""
+        self._check_draft()
+        path = os.path.abspath(os.fspath(local_path))
+        if not os.path.isfile(path):
+            what = "is a directory (use add_dir)" if os.path.isdir(path) else "does not exist"
+            raise ArtifactError(f"artifact {self._name!r}: can't add {path}: it {what}")
+        entry_name = name if name is not None else os.path.basename(path)
+        self._add(entry_name, LocalFile(path))
+        return check_entry_path(entry_name)
+
+    def add_dir(self, local_path: str | os.PathLike, name: str | None = None, **_ignored: Any) -> None:
+        """Add every file under a directory, as ``name/<relative path>`` (default: at the top)."""
+        self._check_draft()
+        root = os.path.abspath(os.fspath(local_path))
+        if not os.path.isdir(root):
+            raise ArtifactError(f"artifact {self._name!r}: can't add directory {root}: it does not exist "
+                                "or is not a directory")
+        prefix = check_entry_path(name) + "/" if name else ""
+        for base, directories, file_names in os.walk(root):
+            directories.sort()
+            for file_name in sorted(file_names):
+                path = os.path.join(base, file_name)
+                if os.path.isfile(path):
+                    self._add(prefix + Path(path).relative_to(root).as_posix(), LocalFile(path))
+
+    @contextlib.contextmanager
+    def new_file(self, name: str, mode: str = "x", encoding: str | None = None) -> Iterator[Any]:
+        """``with artifact.new_file("labels.json") as f: f.write(...)``: a file written straight
+        into the artifact (staged in a temporary directory until the artifact is stored)."""
+        self._check_draft()
+        entry_name = check_entry_path(name)
+        if entry_name in self._pending:
+            raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
+        if self._staging is None:
+            self._staging = tempfile.mkdtemp(prefix="tracklet-artifact-")
+            # A draft dropped without being logged doesn't leave its new files behind.
+            weakref.finalize(self, shutil.rmtree, self._staging, True)
+        path = os.path.join(self._staging, *entry_name.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        binary = "b" in mode
+        with open(path, mode, encoding=None if binary else (encoding or "utf-8")) as handle:
+            yield handle
+        self._add(entry_name, LocalFile(path))
+
+    def add_reference(self, uri: str, name: str | None = None, checksum: bool = True,
+                      max_objects: int | None = None) -> list[str]:
+        """Record files that stay where they are: ``file://`` paths (a file, or every file under
+        a directory), with their size, modification time and, if ``checksum``, sha256. Returns
+        the names added. Other schemes raise ``UnsupportedReference`` in this version."""
+        self._check_draft()
+        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+        if scheme != "file":
+            raise UnsupportedReference(
+                f"artifact {self._name!r}: references with scheme {scheme or '(none)'!r} ({uri}) are not supported "
+                "yet; only file:// references are (the bytes of other URIs are neither copied nor recorded)")
+        path = os.path.abspath(uri_path(uri))
+        if os.path.isfile(path):
+            entry_name = name if name is not None else os.path.basename(path)
+            self._add(entry_name, FileReference(uri, path, bool(checksum)))
+            return [check_entry_path(entry_name)]
+        if not os.path.isdir(path):
+            raise ArtifactError(f"artifact {self._name!r}: reference {uri} can't be reached: {path} does not exist")
+        added: list[str] = []
+        prefix = check_entry_path(name) + "/" if name else ""
+        for base, directories, file_names in os.walk(path):
+            directories.sort()
+            for file_name in sorted(file_names):
+                file_path = os.path.join(base, file_name)
+                relative = Path(file_path).relative_to(path).as_posix()
+                if max_objects is not None and len(added) >= max_objects:
+                    raise ArtifactError(f"artifact {self._name!r}: reference {uri} has more than max_objects="
+                                        f"{max_objects} files")
+                self._add(prefix + relative, FileReference(Path(file_path).as_uri(), file_path, bool(checksum)))
+                added.append(prefix + relative)
+        return added
+
+    def remove(self, item: str) -> None:
+        """Remove a file, or every file under a directory name."""
+        self._check_draft()
+        path = check_entry_path(item)
+        removed = [name for name in self._pending if name == path or name.startswith(path + "/")]
+        if not removed:
+            raise ArtifactError(f"artifact {self._name!r} has no file or directory {path!r} to remove")
+        for name in removed:
+            del self._pending[name]
+        self._dirs = None
+
+    def new_draft(self) -> Artifact:
+        """A draft of the next version, holding this version's files (stored already: only what
+        is added or changed is read when it is logged)."""
+        self._committed_info("files to start a draft from")
+        draft = Artifact(self._name, self.type, self.description, dict(self._info.metadata))
+        draft._pending = {entry.path: entry for entry in self.manifest}
+        return draft
+
+    # ------------------------------------------------------------ committing
+
+    def _freeze(self, project: str, aliases: list[str]) -> dict[str, Pending]:
+        """Called by ``log_artifact`` on the caller's thread: no more changes; what to store."""
+        self._check_draft()
+        requested = list(dict.fromkeys([*self._requested_aliases, *aliases]))
+        for alias in requested:
+            if alias != "latest":
+                check_alias(alias)
+        self._state = PENDING
+        self.project = project
+        self._requested_aliases = requested
+        return dict(self._pending)
+
+    def _commit_with(self, store: ArtifactStore, pending: dict[str, Pending], logged_by: str | None,
+                     progress: Any = None, report: Any = None) -> CommitResult:
+        """Store and register (on the worker, or the caller for ``save()``); sets the outcome.
+        ``report(error)`` is called on failure before ``wait()`` is released, so a caller that
+        saw ``wait()`` raise has also had the warning."""
+        try:
+            assert self.project is not None
+            result = store.commit(self._name, self.type, pending, project=self.project,
+                                  aliases=self._requested_aliases, description=self.description,
+                                  metadata=self.metadata, logged_by=logged_by, progress=progress)
+        except BaseException as error:
+            self._error = error
+            self._state = FAILED
+            if report is not None and isinstance(error, Exception):
+                report(error)
+            self._done.set()
+            raise
+        finally:
+            self._drop_staging()
+        self._store, self._info, self._manifest = store, result.info, result.manifest
+        self.reused, self.bytes_written = result.reused, result.bytes_written
+        self._state = COMMITTED
+        self._done.set()
+        return result
+
+    def _drop_staging(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def save(self, project: str | None = None, *, root: str | os.PathLike | None = None,
+             aliases: list[str] | None = None, progress: Any = None) -> Artifact:
+        """Store this draft as a version now, outside any run (what ``tracklet artifact put``
+        does). ``root`` is the data root (default ``$TRACKLET_DIR`` or the per-user one)."""
+        from tracklet.artifacts.storage import open_store
+
+        pending = self._freeze(project or "uncategorized", list(aliases or []))
+        self._commit_with(open_store(_data_root(root)), pending, None, progress)
+        return self
+
+    def wait(self, timeout: float | None = None) -> Artifact:
+        """Block until the artifact is a committed version; raise what went wrong if storing it
+        failed, ``ArtifactError`` if ``timeout`` seconds pass first."""
+        if self._state == DRAFT:
+            raise ArtifactError(f"artifact {self._name!r} was not logged: nothing to wait for")
+        if not self._done.wait(timeout):
+            raise ArtifactError(f"artifact {self._name!r} is still being stored after {timeout:g}s")
+        if self._state == FAILED:
+            assert self._error is not None
+            raise self._error
+        return self
+
+    # ------------------------------------------------------------ using a version
+
+    @classmethod
+    def _from_version(cls, store: ArtifactStore, info: Any) -> Artifact:
+        artifact = cls(info.name, info.type, info.description, info.metadata)
+        artifact._store, artifact._info, artifact._state = store, info, COMMITTED
+        artifact.project = info.project
+        artifact._done.set()
+        return artifact
+
+    def download(self, root: str | os.PathLike | None = None, *, link: bool = True, progress: Any = None) -> str:
+        """Materialize the version's files under ``root`` (default ``./artifacts/<name>:vN``)
+        and return that directory. Files are reflinked, else hard-linked to the store's read-only
+        blobs, else copied (``link=False``: always copied); each is checked against its digest."""
+        from tracklet.artifacts.storage import default_download_root
+
+        self.wait()
+        assert self._store is not None
+        target = Path(root) if root is not None else default_download_root(self._info)
+        return str(self._store.download(self._info, self.manifest, target, link=link, progress=progress))
+
+    def verify(self, root: str | os.PathLike | None = None) -> None:
+        """Re-hash the files under ``root`` (default: where ``download()`` puts them); raise
+        ``ArtifactVerifyError`` naming every file that is missing, differs or is extra."""
+        from tracklet.artifacts.storage import default_download_root, verify_tree
+
+        self.wait()
+        verify_tree(self._info, self.manifest, Path(root) if root is not None else default_download_root(self._info))
+
+    def logged_by(self) -> Any:
+        """The run that logged this version (a ``tracklet.RecordedRun``), or None."""
+        from tracklet.artifacts.lineage import logged_by
+
+        self.wait()
+        assert self._store is not None
+        return logged_by(self._store.data_root, self._info)
+
+    def used_by(self) -> list[Any]:
+        """The runs that used this version (``run.use_artifact``), oldest first."""
+        from tracklet.artifacts.lineage import used_by
+
+        self.wait()
+        assert self._store is not None
+        return used_by(self._store.data_root, self._info)
+
+
+def _data_root(root: str | os.PathLike | None) -> Path:
+    if root is not None:
+        return Path(root).expanduser()
+    from tracklet.core.settings import default_data_root
+
+    return Path(os.environ.get("TRACKLET_DIR") or default_data_root()).expanduser()

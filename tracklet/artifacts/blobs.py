@@ -1,0 +1,238 @@
+"""The content-addressed blob store: ``<store>/blobs/sha256/ab/<digest>``, through fsspec.
+
+``BlobStore`` is the small interface a local directory implements today and an S3 bucket or a
+tracking server can implement later (``has``, ``put_file``, ``put_bytes``, ``read_bytes``,
+``local_path``). ``FsspecBlobStore`` writes every blob to a temporary name under ``blobs/tmp/``,
+hashes what it wrote, and renames it into place only when the digest matches: a blob visible
+under ``sha256/`` is always complete and correct, whatever was killed when. On a local file
+system blobs are made read-only (mode 0444), so a file that ``download()`` hard-linked to a blob
+can't be edited in place by accident (an editor that replaces the file, as most do, leaves the
+blob alone).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from tracklet.errors import ArtifactError
+
+_CHUNK = 1 << 20
+# A temporary blob this old was left by a killed process: the next store removes it.
+STALE_PARTIAL_SECONDS = 24 * 3600
+
+
+class BlobStore(Protocol):
+    """Where artifact bytes live, by sha256."""
+
+    url: str
+
+    def has(self, digest: str) -> bool: ...
+
+    def put_file(self, path: str, digest: str, on_bytes: Callable[[int], None] | None = None) -> int: ...
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]: ...
+
+    def read_bytes(self, digest: str) -> bytes: ...
+
+    def local_path(self, digest: str) -> Path | None: ...
+
+
+def blob_key(digest: str) -> str:
+    return f"sha256/{digest[:2]}/{digest}"
+
+
+class FsspecBlobStore:
+    """Blobs under ``url`` at ``blobs/sha256/ab/<digest>``: any fsspec URL (``s3://...``), or a
+    local directory, which is written with the OS's calls directly (what fsspec's local file
+    system does anyway, without importing fsspec: a run finished at interpreter exit may not
+    import it any more, since fsspec registers an exit hook when it is first imported)."""
+
+    def __init__(self, url: str | os.PathLike) -> None:
+        self.url = str(url)
+        self.local = "://" not in self.url or self.url.startswith("file://")
+        self.fs: Any = None
+        if self.local:
+            base = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+        else:
+            import fsspec
+
+            self.fs, base = fsspec.core.url_to_fs(self.url)
+        self.base = base.rstrip("/") + "/blobs"
+        self._tmp_dir = self.base + "/tmp"
+        self._made_dirs: set[str] = set()
+        self._swept = False
+
+    def _path(self, digest: str) -> str:
+        return f"{self.base}/{blob_key(digest)}"
+
+    def _makedirs(self, path: str) -> None:
+        if path not in self._made_dirs:
+            if self.local:
+                os.makedirs(path, exist_ok=True)
+            else:
+                self.fs.makedirs(path, exist_ok=True)
+            self._made_dirs.add(path)
+
+    def _open(self, path: str, mode: str) -> Any:
+        return open(path, mode) if self.local else self.fs.open(path, mode)
+
+    def has(self, digest: str) -> bool:
+        if self.local:
+            return os.path.isfile(self._path(digest))
+        return bool(self.fs.exists(self._path(digest)))
+
+    def local_path(self, digest: str) -> Path | None:
+        return Path(self._path(digest)) if self.local else None
+
+    def _temporary(self) -> str:
+        self._makedirs(self._tmp_dir)
+        if not self._swept:
+            self._swept = True
+            self._sweep_partials()
+        return f"{self._tmp_dir}/{uuid.uuid4().hex}.partial"
+
+    def _sweep_partials(self) -> None:
+        """Remove temporary blobs a killed process left long ago (never a live writer's)."""
+        if not self.local:
+            return
+        cutoff = time.time() - STALE_PARTIAL_SECONDS
+        try:
+            for entry in os.scandir(self._tmp_dir):
+                if entry.name.endswith(".partial") and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+        except OSError:
+            pass
+
+    def _publish(self, temporary: str, digest: str) -> None:
+        """Make a verified temporary blob visible under its digest (an atomic rename)."""
+        final = self._path(digest)
+        self._makedirs(final.rsplit("/", 1)[0])
+        if self.local:
+            os.chmod(temporary, 0o444)
+            os.replace(temporary, final)
+        else:
+            self.fs.mv(temporary, final)
+
+    def _discard(self, temporary: str) -> None:
+        try:
+            if self.local:
+                os.unlink(temporary)
+            else:
+                self.fs.rm(temporary)
+        except OSError:
+            pass
+
+    def put_file(self, path: str, digest: str, on_bytes: Callable[[int], None] | None = None) -> int:
+        """Copy ``path`` in as blob ``digest`` unless it is there; bytes written (0 if it was).
+        ``ArtifactError`` naming the file if its bytes no longer hash to ``digest`` (it changed
+        after it was hashed): nothing is left visible then."""
+        if self.has(digest):
+            return 0
+        temporary = self._temporary()
+        hasher = hashlib.sha256()
+        written = 0
+        try:
+            with open(path, "rb") as source, self._open(temporary, "wb") as target:
+                while chunk := source.read(_CHUNK):
+                    hasher.update(chunk)
+                    target.write(chunk)
+                    written += len(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+            if hasher.hexdigest() != digest:
+                raise ArtifactError(f"{path} changed while it was being stored (its sha256 is now "
+                                    f"{hasher.hexdigest()}, not {digest}); log the artifact again once it is written")
+            self._publish(temporary, digest)
+        except BaseException:
+            self._discard(temporary)
+            raise
+        return written
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        """Store ``data``; its (sha256, bytes written)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if self.has(digest):
+            return digest, 0
+        temporary = self._temporary()
+        try:
+            with self._open(temporary, "wb") as target:
+                target.write(data)
+            self._publish(temporary, digest)
+        except BaseException:
+            self._discard(temporary)
+            raise
+        return digest, len(data)
+
+    def read_bytes(self, digest: str) -> bytes:
+        """A blob's bytes, checked against its digest."""
+        try:
+            with self._open(self._path(digest), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            raise ArtifactError(f"blob {digest} is missing from {self.url}") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ArtifactError(f"blob {digest} in {self.url} is damaged (its bytes don't match its digest)")
+        return data
+
+    def open(self, digest: str) -> Any:
+        return self._open(self._path(digest), "rb")
+
+
+# ---------------------------------------------------------------- materializing files
+
+FICLONE = 0x40049409  # Linux ioctl: share a file's extents (btrfs, XFS, bcachefs)
+
+
+_NO_REFLINK: set[int] = set()  # devices where a reflink failed once: not tried again
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # not on Windows
+        return False
+    try:
+        device = os.stat(target.parent).st_dev
+    except OSError:
+        return False
+    if device in _NO_REFLINK:
+        return False
+    try:
+        with open(source, "rb") as src, open(target, "xb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+                return True
+            except OSError:
+                _NO_REFLINK.add(device)
+        target.unlink()
+    except OSError:
+        try:
+            target.unlink()
+        except OSError:
+            pass
+    return False
+
+
+def materialize(source: Path, target: Path, *, link: bool = True) -> str:
+    """Put a copy of blob ``source`` at ``target`` (which must not exist): a reflink (an
+    independent copy-on-write file), else a hard link (read-only, as the blob is), else a copy.
+    Returns which one it made."""
+    if link:
+        if _reflink(source, target):
+            return "reflink"
+        try:
+            os.link(source, target)
+            return "hardlink"
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+    shutil.copyfile(source, target)
+    return "copy"

@@ -1,0 +1,39 @@
+"""What a draft artifact holds before it is stored: files to read, file references, and
+entries of an earlier version (``new_draft``). Kept light (no hashing, no storage) so that
+building a draft, and importing ``tracklet.Artifact``, costs little."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tracklet.artifacts.manifest import ManifestEntry
+from tracklet.errors import ArtifactError
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalFile:
+    """A draft's file, read when the draft is committed."""
+
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FileReference:
+    """A ``file://`` reference: recorded (size, mtime, sha256 if ``checksum``), never copied."""
+
+    uri: str
+    path: str
+    checksum: bool
+
+
+Pending = LocalFile | FileReference | ManifestEntry
+
+
+def uri_path(uri: str) -> str:
+    """The local path of a ``file://`` URI."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.netloc not in ("", "localhost"):
+        raise ArtifactError(f"file URI {uri!r} names host {parsed.netloc!r}; only local files can be referenced")
+    return unquote(parsed.path)

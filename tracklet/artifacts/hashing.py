@@ -1,0 +1,185 @@
+"""sha256 of files in a thread pool, with a stat cache so an unchanged file is never read twice.
+
+``hashlib`` releases the GIL while it hashes a buffer, so several files hash in parallel and the
+training thread keeps running. The stat cache maps ``(path, size, mtime_ns, inode)`` to a digest
+in SQLite (``<data root>/cache/artifact-digests.sqlite``), shared by every run and command of the
+data root: re-logging an unchanged artifact costs a ``stat`` and a lookup per file. A file is only
+remembered if its ``stat`` is the same before and after it was read (it was not being written)
+and it was last modified more than ``RACY_NS`` before (see there).
+
+``files_hashed()`` counts the files this process actually read: tests assert cache hits with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+CHUNK = 1 << 20
+STAT_CACHE_FILE = "artifact-digests.sqlite"
+# A file modified this close to when it was hashed is not remembered: file systems stamp mtimes
+# coarsely (a kernel tick, 2 s on FAT), so a rewrite of the same size right after could keep the
+# same stat and be taken for unchanged (git's "racily clean" entries). It is hashed again next time.
+RACY_NS = 2_000_000_000
+StatKey = tuple[str, int, int, int]
+T = TypeVar("T")
+R = TypeVar("R")
+
+_counter_lock = threading.Lock()
+_files_hashed = 0
+
+
+def files_hashed() -> int:
+    """How many files this process has read to hash (stat-cache hits are not counted)."""
+    return _files_hashed
+
+
+def _count() -> None:
+    global _files_hashed
+    with _counter_lock:
+        _files_hashed += 1
+
+
+def parallel_map(function: Callable[[T], R], items: list[T], workers: int, name: str) -> list[R]:
+    """``[function(item) for item in items]`` on ``workers`` threads, in order. While the
+    interpreter shuts down (a run finished by ``atexit`` storing its last artifact),
+    ``concurrent.futures`` takes no new work (and can't even be imported): then the items are
+    done on this thread."""
+    if len(items) <= 1 or workers <= 1:
+        return [function(item) for item in items]
+    try:
+        from concurrent.futures import ThreadPoolExecutor  # its first import registers an exit hook
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        futures = [pool.submit(function, item) for item in items]
+    except RuntimeError:
+        return [function(item) for item in items]
+    try:
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def stat_key(path: str, stat: os.stat_result) -> StatKey:
+    return (path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+def sha256_file(path: str | os.PathLike, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """(sha256 hex, size) of a file, read in 1 MiB pieces."""
+    hasher = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as handle:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        while read := handle.readinto(buffer):
+            hasher.update(view[:read])
+            size += read
+            if on_bytes is not None:
+                on_bytes(read)
+    _count()
+    return hasher.hexdigest(), size
+
+
+class StatCache:
+    """``(path, size, mtime_ns, inode) -> sha256`` in SQLite; any failure reads as a miss."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(path), timeout=10, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT NOT NULL, size INTEGER NOT NULL, "
+                       "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL, "
+                       "PRIMARY KEY (path, size, mtime_ns, inode))")
+            self._db = db
+        except sqlite3.Error:
+            self._db = None
+
+    def get_many(self, keys: list[StatKey]) -> dict[StatKey, str]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[StatKey, str] = {}
+        try:
+            with self._lock:
+                for start in range(0, len(keys), 200):
+                    part = keys[start:start + 200]
+                    clause = " OR ".join(["(path=? AND size=? AND mtime_ns=? AND inode=?)"] * len(part))
+                    rows = self._db.execute(f"SELECT path, size, mtime_ns, inode, sha256 FROM digests WHERE {clause}",
+                                            [value for key in part for value in key]).fetchall()
+                    found.update({(row[0], row[1], row[2], row[3]): row[4] for row in rows})
+        except sqlite3.Error:
+            return found
+        return found
+
+    def put_many(self, items: dict[StatKey, str]) -> None:
+        if self._db is None or not items:
+            return
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?)",
+                                     [(*key, digest) for key, digest in items.items()])
+                self._db.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    def close(self) -> None:
+        if self._db is not None:
+            with self._lock:
+                self._db.close()
+                self._db = None
+
+
+class Hasher:
+    """Digests of many files at once: stat cache first, the rest hashed by ``workers`` threads."""
+
+    def __init__(self, cache: StatCache, workers: int | None = None) -> None:
+        self.cache = cache
+        self.workers = workers or min(4, os.cpu_count() or 1)
+
+    def digest_files(self, paths: Iterable[str], on_bytes: Callable[[int], None] | None = None
+                     ) -> dict[str, tuple[str, int]]:
+        """``{path: (sha256, size)}`` for existing regular files; ``OSError`` (naming the file)
+        for one that can't be read."""
+        stats: dict[str, StatKey] = {}
+        for path in dict.fromkeys(paths):
+            stats[path] = stat_key(path, os.stat(path))
+        known = self.cache.get_many(list(stats.values()))
+        result = {path: (known[key], key[1]) for path, key in stats.items() if key in known}
+        todo = [path for path in stats if path not in result]
+        if not todo:
+            return result
+        learned: dict[StatKey, str] = {}
+
+        def one(path: str) -> tuple[str, tuple[str, int]]:
+            started = time.time_ns()
+            digest, size = sha256_file(path, on_bytes)
+            after = stat_key(path, os.stat(path))
+            if after == stats[path] and size == after[1] and started - after[2] > RACY_NS:
+                learned[after] = digest
+            return path, (digest, size)
+
+        result.update(parallel_map(one, todo, self.workers, "tracklet-hash"))
+        self.cache.put_many(learned)
+        return result
+
+    def remember(self, path: str, digest: str) -> None:
+        """Record a digest computed elsewhere (a blob just written and verified)."""
+        try:
+            self.cache.put_many({stat_key(path, os.stat(path)): digest})
+        except OSError:
+            pass

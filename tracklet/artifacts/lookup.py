@@ -1,0 +1,43 @@
+"""Finding committed artifact versions by reference: what ``use_artifact`` and ``tracklet.Api``
+call (``"project/name:alias"``, ``"name:v3"``, ``"name"`` for latest)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tracklet.artifacts.artifact import Artifact
+from tracklet.artifacts.names import check_artifact_name, parse_ref
+from tracklet.artifacts.storage import open_store
+from tracklet.errors import ArtifactError, ArtifactNotFound
+
+
+def resolve(root: str | os.PathLike, reference: str, *, default_project: str | None = None,
+            type: str | None = None) -> Artifact:
+    """The committed version ``reference`` names (``ArtifactNotFound`` if none)."""
+    ref = parse_ref(reference)
+    project = ref.project or default_project
+    if project is None:
+        raise ArtifactError(f"artifact reference {reference!r} needs a project: use 'project/name:alias'")
+    store = open_store(Path(root))
+    info = store.registry.version(project, ref.name, ref.selector)
+    if type is not None and info.type != type:
+        raise ArtifactNotFound(f"artifact {info.qualified_name} has type {info.type!r}, not {type!r}")
+    return Artifact._from_version(store, info)
+
+
+def versions(root: str | os.PathLike, project: str, name: str) -> list[Artifact]:
+    store = open_store(Path(root))
+    return [Artifact._from_version(store, info) for info in store.registry.versions(project, check_artifact_name(name))]
+
+
+def collections(root: str | os.PathLike, project: str, type: str | None = None) -> list[dict]:
+    """A project's collections: ``{"name", "type", "versions", "latest"}`` each."""
+    store = open_store(Path(root))
+    listed = []
+    for name in store.registry.collections(project):
+        latest = store.registry.version(project, name)
+        if type is None or latest.type == type:
+            listed.append({"name": name, "type": latest.type, "versions": latest.version + 1,
+                           "latest": f"v{latest.version}"})
+    return listed

@@ -1,0 +1,102 @@
+"""Which names an artifact, an alias and a file inside an artifact may have, and how
+``"project/name:alias"`` references are read.
+
+An artifact's name becomes a directory of the local registry, so it gets the character set of
+project names (letters, digits, ``.``, ``_``, ``-``; no ``/``, no ``..``). Paths inside an artifact
+are ``/``-separated and relative: ``..``, an absolute path, an empty part and NUL are refused, so
+no manifest can make ``download()`` write outside its root.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from tracklet.errors import ArtifactNameError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_VERSION = re.compile(r"v(0|[1-9][0-9]{0,9})")
+MAX_PATH_CHARS = 4096
+LATEST = "latest"
+
+
+def check_artifact_name(name: object) -> str:
+    """``name`` if it may name an artifact collection, else ``ArtifactNameError`` saying why."""
+    if not isinstance(name, str):
+        raise ArtifactNameError(f"an artifact name must be a string; got {type(name).__name__}")
+    if _NAME.fullmatch(name) is None or ".." in name:
+        why = ("'/' separates the project from the name and can't be part of it" if "/" in name
+               else "'..' is not allowed" if ".." in name else
+               "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise ArtifactNameError(f"artifact name {name!r} is not valid: {why}")
+    return name
+
+
+def check_alias(alias: object) -> str:
+    """A custom alias: the name character set, and not ``vN`` (version numbers are assigned)."""
+    if not isinstance(alias, str) or _NAME.fullmatch(alias) is None or ".." in alias:
+        raise ArtifactNameError(f"alias {alias!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+                                "starting with a letter or digit")
+    if _VERSION.fullmatch(alias):
+        raise ArtifactNameError(f"alias {alias!r} is not allowed: 'vN' names a version and is assigned automatically")
+    return alias
+
+
+def check_entry_path(path: object) -> str:
+    """A file's path inside an artifact, normalized (``./`` parts dropped, ``\\`` kept as a
+    character): relative, ``/``-separated, no ``..``, no empty part, no NUL."""
+    if not isinstance(path, str):
+        raise ArtifactNameError(f"a file name in an artifact must be a string; got {type(path).__name__}")
+    if not path or len(path) > MAX_PATH_CHARS:
+        raise ArtifactNameError(f"file name {path[:80]!r} in an artifact must have 1-{MAX_PATH_CHARS} characters")
+    if "\0" in path:
+        raise ArtifactNameError(f"file name {path!r} in an artifact contains NUL")
+    if path.startswith("/"):
+        raise ArtifactNameError(f"file name {path!r} in an artifact must be relative, not absolute")
+    parts = [part for part in path.split("/") if part != "."]
+    if ".." in parts:
+        raise ArtifactNameError(f"file name {path!r} in an artifact must not contain '..'")
+    if not parts or "" in parts[:-1] or parts[-1] == "":
+        raise ArtifactNameError(f"file name {path!r} in an artifact has an empty part (a leading, doubled or "
+                                "trailing '/')")
+    return "/".join(parts)
+
+
+def version_number(selector: str) -> int | None:
+    """3 for ``"v3"``, None for an alias."""
+    match = _VERSION.fullmatch(selector)
+    return int(selector[1:]) if match else None
+
+
+class ArtifactRef(NamedTuple):
+    """A parsed ``[project/]name[:alias|:vN]``; ``selector`` defaults to ``latest``."""
+
+    project: str | None
+    name: str
+    selector: str
+
+    def __str__(self) -> str:
+        prefix = f"{self.project}/" if self.project else ""
+        return f"{prefix}{self.name}:{self.selector}"
+
+
+def parse_ref(text: object) -> ArtifactRef:
+    """``"mnist/dataset:v3"``, ``"dataset:best"``, ``"dataset"`` (latest). A leading entity
+    (``"entity/project/name"``, W&B's three parts) is ignored: a data root has no entities."""
+    if not isinstance(text, str) or not text:
+        raise ArtifactNameError(f"an artifact reference must be 'project/name:alias'; got {text!r}")
+    head, _, selector = text.partition(":")
+    parts = head.split("/")
+    if len(parts) > 3:
+        raise ArtifactNameError(f"artifact reference {text!r} has too many '/' parts (use 'project/name:alias')")
+    project = parts[-2] if len(parts) >= 2 else None
+    name = check_artifact_name(parts[-1])
+    if project is not None:
+        from tracklet.core.settings import is_valid_name
+
+        if not is_valid_name(project):
+            raise ArtifactNameError(f"project {project!r} in artifact reference {text!r} is not a valid project name")
+    selector = selector or LATEST
+    if selector != LATEST and version_number(selector) is None:
+        check_alias(selector)
+    return ArtifactRef(project, name, selector)

@@ -1,0 +1,233 @@
+"""The local registry of artifact versions: which versions a collection has, and its aliases.
+
+Layout under the artifact directory (``<data root>/artifacts`` unless ``TRACKLET_ARTIFACT_DIR``
+says otherwise)::
+
+    projects/<project>/<name>/versions/v0.json   one immutable file per version
+    projects/<project>/<name>/aliases.json       {alias: version number}, replaced atomically
+    projects/<project>/<name>/.lock              flock'd while a version is assigned
+
+Assigning a version holds an exclusive ``flock`` on the collection's lock file, so two processes
+logging one collection at once get distinct numbers; the version file is also created with
+``os.link`` (which fails if the name exists), so even without the lock no version is overwritten.
+Versions are immutable; ``latest`` is always the highest version; a custom alias names one
+version of its collection at a time (giving it to another version moves it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tracklet.artifacts.manifest import is_sha256
+from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
+from tracklet.errors import ArtifactError, ArtifactNotFound
+
+MAX_VERSION_FILE_BYTES = 16 << 20
+
+
+@dataclasses.dataclass
+class VersionInfo:
+    """What the registry knows of one version (the manifest itself is a blob)."""
+
+    project: str
+    name: str
+    version: int
+    type: str
+    digest: str  # the manifest digest: sha256 over sorted path:digest lines
+    manifest: str  # sha256 of the manifest's bytes, its blob
+    size: int
+    file_count: int
+    description: str = ""
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    created_at: float = 0.0
+    logged_by: str | None = None  # "project/run_id" of the run that logged it
+    aliases: list[str] = dataclasses.field(default_factory=list)  # filled when read
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.project}/{self.name}:v{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        document = dataclasses.asdict(self)
+        document.pop("aliases")
+        return document
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any], aliases: list[str]) -> VersionInfo:
+        fields = {field.name for field in dataclasses.fields(cls)} - {"aliases"}
+        return cls(**{key: value for key, value in document.items() if key in fields}, aliases=aliases)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+class LocalRegistry:
+    """Versions and aliases of artifact collections in a local directory."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def collection_dir(self, project: str, name: str) -> Path:
+        from tracklet.core.settings import check_name
+
+        return self.root / "projects" / check_name("project", project) / check_artifact_name(name)
+
+    @contextlib.contextmanager
+    def _locked(self, directory: Path) -> Iterator[None]:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".lock", "a+b") as handle:
+            try:
+                import fcntl
+            except ImportError:  # no flock (Windows): exclusive creation of version files still holds
+                yield
+                return
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------ reading
+
+    def _version_numbers(self, directory: Path) -> list[int]:
+        try:
+            names = os.listdir(directory / "versions")
+        except FileNotFoundError:
+            return []
+        numbers = [version_number(name[:-5]) for name in names if name.endswith(".json")]
+        return sorted(number for number in numbers if number is not None)
+
+    def _aliases(self, directory: Path) -> dict[str, int]:
+        try:
+            document = json.loads((directory / "aliases.json").read_bytes())
+        except FileNotFoundError:
+            return {}
+        except ValueError as error:
+            raise ArtifactError(f"{directory / 'aliases.json'} is damaged: {error}") from None
+        if not isinstance(document, dict) or not all(type(n) is int for n in document.values()):
+            raise ArtifactError(f"{directory / 'aliases.json'} is damaged: not a map of aliases to versions")
+        return {str(alias): number for alias, number in document.items()}
+
+    def _read(self, directory: Path, project: str, name: str, number: int, aliases: dict[str, int],
+              latest: int) -> VersionInfo:
+        path = directory / "versions" / f"v{number}.json"
+        try:
+            with open(path, "rb") as handle:
+                document = json.loads(handle.read(MAX_VERSION_FILE_BYTES + 1))
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist") from None
+        except ValueError as error:
+            raise ArtifactError(f"{path} is damaged: {error}") from None
+        if not isinstance(document, dict) or document.get("version") != number or not all(
+                is_sha256(document.get(key)) for key in ("digest", "manifest")):
+            raise ArtifactError(f"{path} is damaged: not a version file of v{number}")
+        names = [alias for alias, target in sorted(aliases.items()) if target == number]
+        if number == latest:
+            names.insert(0, LATEST)
+        return VersionInfo.from_json(document, [f"v{number}", *names])
+
+    def version(self, project: str, name: str, selector: str = LATEST) -> VersionInfo:
+        """The version ``selector`` (``latest``, ``vN`` or an alias) names."""
+        directory = self.collection_dir(project, name)
+        numbers = self._version_numbers(directory)
+        if not numbers:
+            raise ArtifactNotFound(f"no artifact {project}/{name} (no version of it has been logged)")
+        aliases = self._aliases(directory)
+        number = version_number(selector)
+        if selector == LATEST:
+            number = numbers[-1]
+        elif number is None:
+            if selector not in aliases:
+                raise ArtifactNotFound(f"artifact {project}/{name} has no alias {selector!r} (aliases: "
+                                       f"{', '.join(['latest', *sorted(aliases)])})")
+            number = aliases[selector]
+        return self._read(directory, project, name, number, aliases, numbers[-1])
+
+    def versions(self, project: str, name: str) -> list[VersionInfo]:
+        """Every version of a collection, oldest first."""
+        directory = self.collection_dir(project, name)
+        numbers = self._version_numbers(directory)
+        aliases = self._aliases(directory)
+        return [self._read(directory, project, name, number, aliases, numbers[-1]) for number in numbers]
+
+    def collections(self, project: str) -> list[str]:
+        """The names of a project's collections that have at least one version."""
+        from tracklet.core.settings import check_name
+
+        base = self.root / "projects" / check_name("project", project)
+        if not base.is_dir():
+            return []
+        return sorted(entry.name for entry in base.iterdir() if self._version_numbers(entry))
+
+    def projects(self) -> list[str]:
+        base = self.root / "projects"
+        return sorted(entry.name for entry in base.iterdir() if entry.is_dir()) if base.is_dir() else []
+
+    # ------------------------------------------------------------ writing
+
+    def commit(self, info: VersionInfo, aliases: list[str]) -> tuple[VersionInfo, bool]:
+        """Add ``info`` as the collection's next version, unless its latest version has the same
+        digest (then that version is returned, and ``reused`` is True); then give it ``aliases``.
+        Returns (the version as stored, with its aliases; reused)."""
+        custom = [check_alias(alias) for alias in aliases if alias != LATEST]
+        directory = self.collection_dir(info.project, info.name)
+        with self._locked(directory):
+            numbers = self._version_numbers(directory)
+            current = self._aliases(directory)
+            reused = False
+            if numbers:
+                latest = self._read(directory, info.project, info.name, numbers[-1], current, numbers[-1])
+                if latest.type != info.type:
+                    raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "
+                                        f"a version of type {info.type!r} (use another name)")
+                if latest.digest == info.digest:
+                    info, reused = latest, True
+            if not reused:
+                info.version = numbers[-1] + 1 if numbers else 0
+                info.created_at = info.created_at or time.time()
+                self._create_version(directory, info)
+            if custom and any(current.get(alias) != info.version for alias in custom):
+                current.update({alias: info.version for alias in custom})
+                _write_atomic(directory / "aliases.json", json.dumps(current, sort_keys=True).encode())
+        numbers = self._version_numbers(directory)
+        stored = self._read(directory, info.project, info.name, info.version, self._aliases(directory), numbers[-1])
+        return stored, reused
+
+    def _create_version(self, directory: Path, info: VersionInfo) -> None:
+        versions = directory / "versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        temporary = versions / f".v{info.version}.{uuid.uuid4().hex}.tmp"
+        # Metadata is the user's: a value JSON can't hold (a tensor, a path) is kept as its str().
+        temporary.write_bytes(json.dumps(info.to_json(), sort_keys=True, indent=1, default=str).encode())
+        try:
+            os.link(temporary, versions / f"v{info.version}.json")  # fails if that version exists
+        except FileExistsError:
+            raise ArtifactError(f"artifact {info.project}/{info.name}:v{info.version} was created by another "
+                                "process at the same moment; log it again") from None
+        finally:
+            temporary.unlink()
+
+    def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
+        """Give ``version`` the aliases ``add`` (moving them from other versions) and drop ``remove``."""
+        custom = [check_alias(alias) for alias in add if alias != LATEST]
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            if version not in self._version_numbers(directory):
+                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            current = self._aliases(directory)
+            current.update({alias: version for alias in custom})
+            for alias in remove:
+                if current.get(alias) == version:
+                    del current[alias]
+            _write_atomic(directory / "aliases.json", json.dumps(current, sort_keys=True).encode())

@@ -1,0 +1,8 @@
+"""What ``tracklet.core.run.Run``'s artifact methods call (through ``core/extensions.py``: the
+core never imports this package itself)."""
+
+from tracklet.artifacts.artifact import Artifact
+from tracklet.artifacts.lookup import resolve
+from tracklet.artifacts.worker import ArtifactWorker, prepare, used_record
+
+__all__ = ["Artifact", "ArtifactWorker", "prepare", "resolve", "used_record"]

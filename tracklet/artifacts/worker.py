@@ -1,0 +1,143 @@
+"""The artifact worker of a run: stores logged artifacts off the training thread, in order.
+
+``Run.log_artifact`` freezes the draft and hands it here; one daemon thread per run hashes,
+stores and registers each, then queues an ``ArtifactLogged`` record to the run's sender, so the
+store can derive lineage. A failure (a file deleted before it was read, a full disk) is
+contained to that artifact: a ``TrackletWarning`` names it and ``artifact.wait()`` raises it;
+the run goes on. ``finish()`` waits for what is pending within its timeout (``close``); a version
+still being stored then is committed if the process lives long enough, and is never half-visible.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracklet.artifacts.artifact import Artifact
+from tracklet.artifacts.entries import Pending
+
+if TYPE_CHECKING:
+    from tracklet.artifacts.storage import ArtifactStore
+
+
+def version_ref(target: Any, info: Any) -> None:
+    target.project, target.name, target.type = info.project, info.name, info.type
+    target.version, target.digest = info.version, info.digest
+
+
+def logged_record(info: Any, aliases: list[str], reused: bool, bytes_written: int, when: float) -> Any:
+    from tracklet.proto import records_pb2 as pb
+
+    record = pb.Record()
+    logged = record.artifact_logged
+    version_ref(logged.artifact, info)
+    logged.aliases.extend(aliases)
+    logged.size_bytes, logged.file_count, logged.time = info.size, info.file_count, when
+    logged.reused, logged.bytes_written = reused, bytes_written
+    return record
+
+
+def used_record(info: Any, when: float) -> Any:
+    from tracklet.proto import records_pb2 as pb
+
+    record = pb.Record()
+    version_ref(record.artifact_used.artifact, info)
+    record.artifact_used.time = when
+    return record
+
+
+class ArtifactWorker:
+    """One daemon thread per run that commits logged artifacts in the order they were logged."""
+
+    def __init__(self, root: Path, put: Callable[[Any], None], warn: Callable[[Any, str], None],
+                 run_path: str) -> None:
+        self._root = root
+        self._put = put
+        self._warn = warn
+        self._run_path = run_path
+        self._jobs: queue.Queue[tuple | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def _warn_failed(self, artifact: Any, error: Exception) -> None:
+        """One warning per failed artifact (a repeat of the same one is dropped by the run's warner)."""
+        self._warn(("artifact", artifact.name, id(artifact)),
+                   f"tracklet: artifact {artifact.name!r} could not be stored: {error}")
+
+    def _store(self) -> ArtifactStore:
+        """The data root's store, opened (fsspec, SQLite) on this thread, not the caller's."""
+        from tracklet.artifacts.storage import open_store
+
+        return open_store(self._root)
+
+    def _submit(self, job: tuple) -> None:
+        self._jobs.put(job)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="tracklet-artifacts", daemon=True)
+            self._thread.start()
+
+    def log(self, artifact: Artifact, pending: dict[str, Pending]) -> None:
+        self._submit(("log", artifact, pending, time.time()))
+
+    def use(self, artifact: Artifact) -> None:
+        """Record the use of an artifact this run logged and that is still being stored."""
+        self._submit(("use", artifact, None, time.time()))
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            kind, artifact, pending, when = job
+            try:
+                if kind == "log":
+                    result = artifact._commit_with(self._store(), pending, self._run_path,
+                                                   report=lambda error, artifact=artifact: self._warn_failed(artifact, error))
+                    aliases = ["latest", *[a for a in artifact._requested_aliases if a != "latest"]]
+                    record: Any = partial(logged_record, result.info, aliases, result.reused, result.bytes_written,
+                                          when)
+                elif artifact.state == "committed":
+                    record = partial(used_record, artifact._info, when)
+                else:
+                    continue
+            except Exception as error:  # contained to this artifact: wait() raises it
+                self._warn_failed(artifact, error)
+                continue
+            try:
+                self._put(record)
+            except RuntimeError:  # the run finished before this version was committed (finish says so)
+                pass
+
+    def close(self, timeout: float) -> bool:
+        """Store what is pending (within ``timeout``) and stop the thread. False on timeout."""
+        if self._thread is None:
+            return True
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def prepare(artifact_or_path: Any, name: str | None, type: str | None) -> Artifact:
+    """``log_artifact``'s first argument as an Artifact: an Artifact as is, a path as a new
+    draft (a file with ``add_file``, a directory with ``add_dir``; name: the base name)."""
+    import os
+    import re
+
+    if isinstance(artifact_or_path, Artifact):
+        return artifact_or_path
+    if isinstance(artifact_or_path, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(artifact_or_path))
+        if name is None:
+            base = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]", "-", os.path.basename(path.rstrip(os.sep))))
+            name = base.lstrip(".-_")[:128] or "artifact"
+        artifact = Artifact(name, type or "unspecified")
+        if os.path.isdir(path):
+            artifact.add_dir(path)
+        else:
+            artifact.add_file(path)
+        return artifact
+    raise TypeError(f"log_artifact() takes a tracklet.Artifact or a path; got {artifact_or_path.__class__.__name__}")

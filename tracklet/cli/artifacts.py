@@ -1,0 +1,179 @@
+"""``tracklet artifact ls|show|get|put|verify``: artifact versions in the data root
+(tracklet/artifacts/, docs/artifacts.md). ``get`` and ``put`` show a progress bar (files, bytes,
+rate) on stderr; ``--quiet`` hides it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tracklet.cli.common import CliError, _handle_errors, _iso, _state
+
+
+@click.group("artifact")
+def artifact_group() -> None:
+    """List, inspect, download, store and verify artifact versions (REF: project/name[:alias|:vN])."""
+
+
+class _Bar:
+    """A rich progress bar fed by ``ArtifactStore``'s ``start``/``advance`` calls."""
+
+    def __init__(self, bar: Any, label: str) -> None:
+        self.bar, self.label, self.task, self.files, self.total_files = bar, label, None, 0, 0
+
+    def start(self, files: int, size: int) -> None:
+        self.total_files = files
+        self.task = self.bar.add_task(self._description(), total=size)
+
+    def advance(self, files: int, size: int) -> None:
+        self.files += files
+        self.bar.update(self.task, advance=size, description=self._description())
+
+    def _description(self) -> str:
+        return f"{self.label} {self.files:,}/{self.total_files:,} files"
+
+
+def _progress(label: str, quiet: bool) -> Iterator[_Bar]:
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), disable=quiet) as bar:
+        yield _Bar(bar, label)
+
+
+def _project_and_name(ref: str) -> tuple[str, str]:
+    from tracklet.artifacts.names import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.project is None:
+        raise CliError(f"{ref!r} needs a project: use project/name")
+    return parsed.project, parsed.name
+
+
+@artifact_group.command("ls")
+@click.argument("where", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+@_handle_errors
+def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
+    """Collections (all projects, or PROJECT's), or the versions of PROJECT/NAME."""
+    api = _state(ctx).api
+    if where and "/" in where:
+        rows = [_version_row(artifact) for artifact in api.artifact_versions(where)]
+        if not rows:
+            raise CliError(f"no artifact {where}")
+        for row in rows:
+            click.echo(json.dumps(row) if as_json else
+                       f"{row['version']:>5}  {row['size']:>14,} B  {row['files']:>7,} files  {row['created']}  "
+                       f"{','.join(row['aliases'])}")
+        return
+    from tracklet.artifacts.storage import open_store
+
+    projects = [where] if where else open_store(api.root).registry.projects()
+    for project in projects:
+        for row in api.artifact_collections(project):
+            row = {"project": project, **row}
+            text = f"{project}/{row['name']}  type={row['type']}  versions={row['versions']}  latest={row['latest']}"
+            click.echo(json.dumps(row) if as_json else text)
+
+
+def _version_row(artifact: Any) -> dict[str, Any]:
+    return {"name": artifact.qualified_name, "version": artifact.version, "type": artifact.type,
+            "digest": artifact.digest, "size": artifact.size, "files": artifact._info.file_count,
+            "aliases": artifact.aliases, "created": _iso(artifact.created_at),
+            "description": artifact.description, "metadata": artifact.metadata,
+            "logged_by": artifact._info.logged_by}
+
+
+@artifact_group.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="The version and its files as one JSON object.")
+@click.pass_context
+@_handle_errors
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """One version: identity, aliases, metadata, and every file with its size and digest."""
+    artifact = _state(ctx).api.artifact(ref)
+    row = _version_row(artifact)
+    files = [{"path": e.path, "size": e.size, "digest": e.digest, **({"ref": e.ref} if e.ref else {})}
+             for e in artifact.files()]
+    if as_json:
+        click.echo(json.dumps({**row, "files": files}))
+        return
+    for key in ("name", "type", "digest", "size", "files", "aliases", "created", "logged_by", "description"):
+        value = row[key]
+        click.echo(f"{key + ':':<13}{', '.join(value) if isinstance(value, list) else value}")
+    if row["metadata"]:
+        click.echo(f"{'metadata:':<13}{json.dumps(row['metadata'])}")
+    for item in files:
+        where = f"  -> {item['ref']}" if "ref" in item else ""
+        click.echo(f"  {item['size']:>14,}  {item['digest'][:12]}  {item['path']}{where}")
+
+
+@artifact_group.command("get")
+@click.argument("ref")
+@click.option("--root", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to put the files. Default: ./artifacts/<name>:vN.")
+@click.option("--copy", is_flag=True, help="Copy every file (default: reflink, else hard link, else copy).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_handle_errors
+def get(ctx: click.Context, ref: str, target: Path | None, copy: bool, quiet: bool) -> None:
+    """Download a version's files (each checked against its digest)."""
+    artifact = _state(ctx).api.artifact(ref)
+    started = time.perf_counter()
+    for bar in _progress(f"get {artifact.qualified_name}", quiet):
+        path = artifact.download(target, link=not copy, progress=bar)
+    click.echo(f"{artifact.qualified_name}: {artifact._info.file_count:,} files, {artifact.size:,} bytes in "
+               f"{path} ({time.perf_counter() - started:.2f}s)")
+
+
+@artifact_group.command("put")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", "-n", "name", default=None, help="Collection name. Default: the base name of PATH.")
+@click.option("--type", "-t", "kind", default="dataset", show_default=True, help="Artifact type.")
+@click.option("--project", "-p", default="uncategorized", show_default=True)
+@click.option("--alias", "-a", "aliases", multiple=True, help="An alias to give the version (repeatable).")
+@click.option("--description", "-d", default="")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_handle_errors
+def put(ctx: click.Context, path: Path, name: str | None, kind: str, project: str, aliases: tuple[str, ...],
+        description: str, quiet: bool) -> None:
+    """Store a file or directory as the next version of PROJECT/NAME (outside any run)."""
+    from tracklet.artifacts.worker import prepare
+
+    artifact = prepare(os.fspath(path), name, kind)
+    artifact.description = description
+    started = time.perf_counter()
+    for bar in _progress(f"put {project}/{artifact.name}", quiet):
+        artifact.save(project, root=_state(ctx).api.root, aliases=list(aliases), progress=bar)
+    state = "unchanged: same content as" if artifact.reused else "stored as"
+    click.echo(f"{state} {artifact.qualified_name} ({artifact._info.file_count:,} files, {artifact.size:,} bytes, "
+               f"{artifact.bytes_written:,} bytes written, {time.perf_counter() - started:.2f}s)")
+
+
+@artifact_group.command("verify")
+@click.argument("ref")
+@click.option("--root", "target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The directory to check. Default: ./artifacts/<name>:vN.")
+@click.pass_context
+@_handle_errors
+def verify(ctx: click.Context, ref: str, target: Path | None) -> None:
+    """Re-hash a downloaded version's files; name each missing, changed or extra file (exit 2)."""
+    from tracklet.errors import ArtifactVerifyError
+
+    artifact = _state(ctx).api.artifact(ref)
+    try:
+        artifact.verify(target)
+    except ArtifactVerifyError as error:
+        for path, why in sorted(error.problems.items()):
+            click.echo(f"{path}: {why}", err=True)
+        raise CliError(f"{len(error.problems)} file(s) don't match {artifact.qualified_name}") from None
+    click.echo(f"ok: {artifact._info.file_count:,} files match {artifact.qualified_name}")

@@ -1,0 +1,193 @@
+"""``tracklet sweep create|ls|show|pause|resume|stop|extend`` and ``tracklet agent``: hyperparameter
+sweeps over the local data root (tracklet/sweeps/, docs/sweeps.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tracklet.cli.common import _handle_errors, _iso, _state
+
+
+def _root(ctx: click.Context) -> Path:
+    return Path(_state(ctx).api.root)
+
+
+@click.group("sweep")
+def sweep_group() -> None:
+    """Create and control hyperparameter sweeps (W&B's sweep YAML; Optuna searches)."""
+
+
+@sweep_group.command("create")
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--project", default=None, help="Project of the sweep's runs. Default: the config's project:, "
+                                                "$TRACKLET_PROJECT, else 'default'.")
+@click.pass_context
+@_handle_errors
+def create(ctx: click.Context, config_file: Path, project: str | None) -> None:
+    """Create a sweep from a W&B sweep config (YAML or JSON); the last line printed is its id.
+
+    Start agents with `tracklet agent SWEEP_ID` (as many as you like, on this machine).
+    """
+    from tracklet.sweeps.controller import create_sweep
+    from tracklet.sweeps.spec import load_text
+
+    config = load_text(config_file.read_text())
+    root = _root(ctx)
+    sweep_id = create_sweep(root, config, project=project)
+    from tracklet.sweeps.controller import LocalController
+
+    controller = LocalController(root, sweep_id)
+    spec = controller.spec
+    size = f", {spec.grid_size()} grid points" if spec.method == "grid" else ""
+    click.echo(f"Created sweep {sweep_id} in project {controller.project} ({spec.method}{size}) under {root}", err=True)
+    click.echo(f"Run agents with: {_state(ctx).command_prefix()} agent {sweep_id}", err=True)
+    click.echo(sweep_id)
+
+
+@sweep_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@_handle_errors
+def ls(ctx: click.Context, as_json: bool) -> None:
+    """The sweeps under the data root, newest first."""
+    from tracklet.sweeps.controller import list_sweeps
+
+    found = list_sweeps(_root(ctx))
+    if as_json:
+        click.echo(json.dumps([{"id": s["id"], "project": s["project"], "state": s["state"],
+                                "method": s["config"].get("method"), "created": _iso(s.get("created"))}
+                               for s in found], indent=2))
+        return
+    if not found:
+        click.echo("No sweeps (create one with `tracklet sweep create config.yaml`)")
+        return
+    for info in found:
+        metric = info["config"].get("metric") or {}
+        click.echo(f"{info['id']}  {info['state']:<8} {info['config'].get('method', ''):<7} {info['project']}  "
+                   f"{metric.get('goal', '')} {metric.get('name', '')}  {_iso(info.get('created')) or ''}")
+
+
+@sweep_group.command("show")
+@click.argument("sweep_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+@_handle_errors
+def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
+    """One sweep: its state, trial counts, the best trial, every trial."""
+    from tracklet.sweeps.controller import LocalController
+
+    status = LocalController(_root(ctx), sweep_id).status()
+    if as_json:
+        from tracklet.core.export import json_safe
+
+        click.echo(json.dumps(json_safe(status), indent=2, allow_nan=False))
+        return
+    metric = status["metric"]
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(status["counts"].items())) or "no trials yet"
+    click.echo(f"sweep {status['id']}  project {status['project']}  method {status['method']}  state {status['state']}")
+    if metric:
+        click.echo(f"metric: {metric['goal']} {metric['name']}")
+    extra = f" of {status['grid_size']} grid points" if status["grid_size"] else ""
+    cap = f", run cap {status['run_cap']}" if status["run_cap"] else ""
+    click.echo(f"trials: {counts}{extra}{cap}")
+    best = status["best"]
+    if best is not None:
+        click.echo(f"best: trial {best['trial']} ({best['run']}) {best['value']:g}  {_compact(best['config'])}")
+    for row in status["trials"]:
+        value = "" if row["value"] is None else f"{row['value']:g}"
+        note = f"  ({row['error']})" if row["error"] and row["state"] != "complete" else ""
+        click.echo(f"  {row['trial']:>4}  {row['state']:<8} {value:>12}  {row['run'] or '':<24} "
+                   f"{_compact(row['config'])}{note}")
+
+
+def _compact(config: dict[str, Any]) -> str:
+    return json.dumps(config, separators=(",", ":"), default=str)
+
+
+def _set_state(ctx: click.Context, sweep_id: str, state: str, message: str) -> None:
+    from tracklet.sweeps.controller import LocalController
+
+    LocalController(_root(ctx), sweep_id).set_state(state)
+    click.echo(message)
+
+
+@sweep_group.command("stop")
+@click.argument("sweep_id")
+@click.pass_context
+@_handle_errors
+def stop(ctx: click.Context, sweep_id: str) -> None:
+    """Hand out no more trials; running trials finish, then agents exit."""
+    _set_state(ctx, sweep_id, "stopped", f"Sweep {sweep_id} stopped: running trials finish, agents then exit")
+
+
+@sweep_group.command("pause")
+@click.argument("sweep_id")
+@click.pass_context
+@_handle_errors
+def pause(ctx: click.Context, sweep_id: str) -> None:
+    """Hand out no new trials until `tracklet sweep resume`; agents wait."""
+    _set_state(ctx, sweep_id, "paused", f"Sweep {sweep_id} paused: agents wait for `tracklet sweep resume`")
+
+
+@sweep_group.command("resume")
+@click.argument("sweep_id")
+@click.pass_context
+@_handle_errors
+def resume(ctx: click.Context, sweep_id: str) -> None:
+    """Hand out trials again after pause or stop."""
+    _set_state(ctx, sweep_id, "running", f"Sweep {sweep_id} running")
+
+
+@sweep_group.command("extend")
+@click.argument("sweep_id")
+@click.option("--run-cap", type=click.IntRange(1), required=True, help="The new total number of trials.")
+@click.pass_context
+@_handle_errors
+def extend(ctx: click.Context, sweep_id: str, run_cap: int) -> None:
+    """Set a new run cap (and run a stopped sweep again)."""
+    from tracklet.sweeps.controller import LocalController
+
+    LocalController(_root(ctx), sweep_id).extend(run_cap)
+    click.echo(f"Sweep {sweep_id}: run cap {run_cap}")
+
+
+@click.command("agent")
+@click.argument("sweep_id")
+@click.option("--count", type=click.IntRange(1), default=None, help="Run at most this many trials, then exit.")
+@click.option("--gpus", default=None, help="Devices to spread trials over, e.g. 0-3 or 0,2: one worker per "
+                                            "--gpus-per-trial devices, each with its own CUDA_VISIBLE_DEVICES.")
+@click.option("--gpus-per-trial", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--lease-ttl", type=click.FloatRange(min=0.1), default=None,
+              help="Seconds a trial's lease lasts without a heartbeat (default $TRACKLET_SWEEP_LEASE_TTL or 60). "
+                   "A preempted job restarted within it resumes its trial.")
+@click.option("--max-failures", type=click.IntRange(1), default=5, show_default=True,
+              help="Stop after this many failed trials in a row.")
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Seconds between asks while the sweep has nothing to hand out yet.")
+@click.pass_context
+@_handle_errors
+def agent(ctx: click.Context, sweep_id: str, count: int | None, gpus: str | None, gpus_per_trial: int,
+          lease_ttl: float | None, max_failures: int, poll_interval: float) -> None:
+    """Run trials of a sweep: take a suggestion, run the sweep's command with it, report its metric.
+
+    With $TRACKLET_SWEEP_TRIAL set (a preempted job restarted with its environment), the agent
+    first resumes that trial if it is still running.
+    """
+    from tracklet.sweeps.agent import Agent, parse_gpus
+    from tracklet.sweeps.controller import LocalController
+
+    resume = os.environ.get("TRACKLET_SWEEP_TRIAL")
+    resume_trial = int(resume) if resume and resume.isdigit() and os.environ.get("TRACKLET_SWEEP_ID") in (
+        None, sweep_id.rsplit("/", 1)[-1]) else None
+    controller = LocalController(_root(ctx), sweep_id)
+    report = Agent(controller, count=count, ttl=lease_ttl, max_failures=max_failures, poll_interval=poll_interval,
+                   gpus=parse_gpus(gpus) if gpus else None, gpus_per_trial=gpus_per_trial,
+                   resume_trial=resume_trial).run_commands()
+    done = sum(1 for r in report.results if r.state == "complete")
+    click.echo(f"Agent done: {len(report.results)} trial(s) run, {done} complete"
+               + (f"; {report.stopped_because}" if report.stopped_because else ""), err=True)

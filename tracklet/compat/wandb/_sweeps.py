@@ -1,0 +1,89 @@
+"""``wandb.sweep``, ``wandb.agent`` and ``wandb.controller`` over ``tracklet.sweeps`` (local mode:
+the sweep lives under tracklet's data root, no server, nothing leaves the machine).
+
+tracklet's own errors become W&B's: an invalid config or an unknown sweep id is a
+``wandb.errors.UsageError``; an agent stopped by failures in a row raises ``wandb.Error``, so a
+script whose every trial failed does not exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tracklet.compat.wandb._messages import not_supported, termlog
+from tracklet.compat.wandb.errors import Error, UsageError
+from tracklet.errors import SweepError, SweepNotFound, SweepSpecError
+
+
+def _root() -> Path:
+    from tracklet.core.settings import default_data_root
+
+    return Path(os.environ.get("TRACKLET_DIR") or default_data_root()).expanduser()
+
+
+def _project(project: str | None) -> str | None:
+    from tracklet.compat.wandb._init import _safe_name
+
+    return _safe_name("project", project or os.environ.get("WANDB_PROJECT") or None)
+
+
+def create(sweep: Any, *, entity: str | None = None, project: str | None = None, prior_runs: Any = None) -> str:
+    from tracklet.sweeps.controller import create_sweep
+
+    config = sweep() if callable(sweep) else sweep
+    if prior_runs:
+        not_supported("wandb.sweep(prior_runs=...)", "the runs are not added to the sweep")
+    if isinstance(config, dict) and project is None and config.get("project"):
+        project = str(config["project"])
+    try:
+        sweep_id = create_sweep(_root(), config, project=_project(project))
+    except SweepSpecError as error:
+        raise UsageError(str(error)) from None
+    termlog(f"Created sweep with ID: {sweep_id}")
+    termlog(f"Run sweep agents with: tracklet agent {sweep_id}  (or wandb.agent({sweep_id!r}, function=...))")
+    return sweep_id
+
+
+def run_agent(sweep_id: str, *, function: Callable[[], Any] | None, entity: str | None, project: str | None,
+              count: int | None) -> None:
+    from tracklet.sweeps.agent import Agent
+    from tracklet.sweeps.controller import LocalController
+
+    if function is not None and not callable(function):
+        raise UsageError(f"wandb.agent(function=...) must be callable; got {function!r}")
+    try:
+        controller = LocalController(_root(), sweep_id)
+        agent = Agent(controller, count=count,
+                      log=lambda line: termlog(f"Agent: {line}"))
+        if function is None:
+            agent.run_commands()
+        else:
+            agent.run_function(function)
+    except (SweepNotFound, SweepSpecError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    except SweepError as error:
+        raise Error(str(error)) from None
+
+
+class LocalControllerShim:
+    """``wandb.controller()``: tracklet needs no controller process (agents drive the study)."""
+
+    def __init__(self, sweep_id_or_config: Any = None, project: str | None = None) -> None:
+        self._config = sweep_id_or_config if isinstance(sweep_id_or_config, dict) else None
+        self.sweep_id = sweep_id_or_config if isinstance(sweep_id_or_config, str) else None
+        self._project = project
+
+    def create(self) -> str:
+        if self._config is None:
+            raise UsageError("wandb.controller(config).create() needs a sweep config")
+        self.sweep_id = create(self._config, project=self._project)
+        return self.sweep_id
+
+    def run(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing to run: agents ask the study for trials themselves."""
+
+    def done(self) -> bool:
+        return True

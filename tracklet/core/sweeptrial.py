@@ -1,0 +1,77 @@
+"""The sweep trial a process runs, as ``init()`` needs it: which run to record and its config.
+
+``tracklet agent`` starts a trial's process with ``TRACKLET_SWEEP_ID`` and ``TRACKLET_SWEEP_TRIAL``
+(settings ``sweep_id``, ``sweep_trial``); the controller wrote the trial's config and run to
+``<root>/sweeps/<sweep_id>/trials/<n>.json`` before handing the trial out. This module only reads
+that file (plain JSON: the core never imports ``tracklet.sweeps`` or Optuna). A file that is
+missing or unreadable is reported and the run records as an ordinary run: training goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from tracklet.core.settings import Settings, data_root, is_valid_name
+from tracklet.core.stack import user_stacklevel
+from tracklet.core.warn import TrackletWarning
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepTrial:
+    sweep_id: str
+    trial: int
+    project: str
+    run_id: str
+    config: dict[str, Any]
+
+    @property
+    def tag(self) -> str:
+        """The tag a trial's run carries (``sweep:<id>``): the store filters and groups by it."""
+        return f"sweep:{self.sweep_id}"
+
+
+def trial_file(root: Path, sweep_id: str, trial: int) -> Path:
+    return Path(root) / "sweeps" / sweep_id / "trials" / f"{trial}.json"
+
+
+def current_trial(settings: Settings) -> SweepTrial | None:
+    """The trial named by ``settings`` (None when no sweep is set, or with a warning when the
+    trial can't be read)."""
+    if not settings.sweep_id:
+        return None
+    problem = None
+    sweep_id, number = settings.sweep_id, str(settings.sweep_trial or "")
+    if not is_valid_name(sweep_id):
+        problem = f"TRACKLET_SWEEP_ID={sweep_id!r} is not a sweep id"
+    elif not number.isdigit():
+        problem = f"TRACKLET_SWEEP_TRIAL={number!r} is not a trial number"
+    else:
+        path = trial_file(data_root(settings), sweep_id, int(number))
+        try:
+            data = json.loads(path.read_text())
+            trial = SweepTrial(sweep_id, int(number), str(data["project"]), str(data["run_id"]),
+                               dict(data["config"]))
+            if is_valid_name(trial.project) and is_valid_name(trial.run_id):
+                return trial
+            problem = f"{path} names an invalid project or run id"
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problem = f"can't read sweep trial {path}: {error}"
+    warnings.warn(f"tracklet: {problem}; this run records without the sweep's config", TrackletWarning,
+                  stacklevel=user_stacklevel())
+    return None
+
+
+def merge_config(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top, nested dicts merged key by key (the sweep's values win,
+    as in W&B, where a sweep's parameters override the defaults a script passes to ``init``)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

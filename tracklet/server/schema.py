@@ -1,0 +1,110 @@
+"""The tracking server's own tables: what no record log holds, so nothing can rebuild it.
+
+``users``, ``api_keys`` and ``project_members`` say who may use a server (``auth.py``);
+``log_heads`` and ``log_segments`` are a scaled-out server's record log copies, the logs
+themselves (``segments.py``). They live in the store's database but are not the store's: the
+store (``tracklet/store/schema.py``) is derived from record logs and ``tracklet index --rebuild``
+re-derives it, while these are the server's data and must be backed up. They have their own
+Alembic migrations (``tracklet/server/migrations/``, version table ``tracklet_server_version``),
+run by ``migrate()`` after the store's, so each side's schema changes on its own.
+
+``project_members.project_id`` refers to the store's ``projects`` (kept by a rebuild: a
+project's id never changes), which is why the store is migrated first.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from pathlib import Path
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "tracklet_server_version"
+# The advisory lock a server migration holds on PostgreSQL ("tracklet" + 1; the store's is "tracklet").
+MIGRATION_LOCK = 0x747261636B6C6575
+
+# Who may use a tracking server (auth.py).
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),  # a server admin: every project
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),  # the key's public part, for lookup
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),  # SHA-256 hex of the secret part
+    sa.Column("label", sa.String(256), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Index("ix_api_keys_user", "user_id"),
+)
+
+project_members = sa.Table(
+    "project_members",
+    metadata,
+    # The store's projects.id (a foreign key in the database; named by string, as the store's
+    # tables are not in this metadata).
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # "read", "write" or "admin"
+)
+
+# A scaled-out server's record log copies (segments.py): each run's size, moved under a row lock,
+# and its segments, each one immutable object in shared storage.
+log_heads = sa.Table(
+    "log_heads",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),  # when the copy last grew: the run's heartbeat
+)
+
+log_segments = sa.Table(
+    "log_segments",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("offset", sa.BigInteger, primary_key=True),  # the segment's first byte in the log
+    sa.Column("length", sa.BigInteger, nullable=False),
+)
+
+SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments)
+
+_migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+_migrating = threading.Lock()
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the server's tables to the newest revision of their own migrations (creating them,
+    or adopting the ones a database made before they moved out of the store's schema). Call it
+    on a store's engine (``Store(...).engine``: the store's tables exist, as the foreign key to
+    ``projects`` needs); done once per engine in a process."""
+    with _migrating:
+        if engine in _migrated:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Server processes of one deployment may start at once: one migrates, the others wait.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        _migrated.add(engine)

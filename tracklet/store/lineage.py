@@ -1,0 +1,89 @@
+"""Artifact lineage in the store: ``artifact_edges``, one row per ``ArtifactLogged`` (``logged``:
+run -> version) or ``ArtifactUsed`` (``used``: version -> run) record of a run's log, numbered in
+log order like alerts. Derived from the record logs (``tracklet index --rebuild`` rebuilds it);
+the versions themselves live in the artifact registry (docs/artifacts.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.store.schema import Json, metadata, projects, runs
+from tracklet.store.text import fit, store_text
+
+artifact_edges = sa.Table(
+    "artifact_edges",
+    metadata,
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("direction", sa.String(8), nullable=False),  # "logged" or "used"
+    sa.Column("project", sa.String(128), nullable=False),  # the artifact's project
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("aliases", Json, nullable=False, default=list),
+    sa.Index("ix_artifact_edges_version", "project", "name", "version"),
+)
+
+
+def clean_text(text: str, length: int) -> str:
+    return fit(store_text(text), length)
+
+
+Edge = tuple[str, Any]  # (direction, the ArtifactLogged or ArtifactUsed message)
+EDGE_KINDS = frozenset({"artifact_logged", "artifact_used"})
+
+
+def edge_of(kind: str, record: Any) -> Edge:
+    message = record.artifact_logged if kind == "artifact_logged" else record.artifact_used
+    return ("logged" if kind == "artifact_logged" else "used", message)
+
+
+def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> None:
+    """Append a run's new edges after its last stored one."""
+    last = connection.execute(sa.select(sa.func.max(artifact_edges.c.seq))
+                              .where(artifact_edges.c.run_pk == run_pk)).scalar() or 0
+    rows = []
+    for offset, (direction, message) in enumerate(edges, start=1):
+        ref = message.artifact
+        rows.append({
+            "run_pk": run_pk, "seq": last + offset, "direction": direction,
+            "project": clean_text(ref.project, 128), "name": clean_text(ref.name, 128), "version": ref.version,
+            "type": clean_text(ref.type, 128), "digest": clean_text(ref.digest, 64),
+            "time": message.time if math.isfinite(message.time) else 0.0,
+            "aliases": [clean_text(a, 128) for a in getattr(message, "aliases", [])][:100],
+        })
+    connection.execute(artifact_edges.insert(), rows)
+
+
+def runs_with_edge(engine: sa.Engine, project: str, name: str, version: int, direction: str) -> list[tuple[str, str]]:
+    """(project, run_id) of the runs with a ``direction`` edge to the version, in time order."""
+    stmt = (
+        sa.select(projects.c.name, runs.c.run_id, sa.func.min(artifact_edges.c.time).label("first"))
+        .select_from(artifact_edges.join(runs, runs.c.id == artifact_edges.c.run_pk)
+                     .join(projects, projects.c.id == runs.c.project_id))
+        .where(artifact_edges.c.project == project, artifact_edges.c.name == name,
+               artifact_edges.c.version == version, artifact_edges.c.direction == direction,
+               runs.c.deleted.is_(False))
+        .group_by(projects.c.name, runs.c.run_id)
+        .order_by("first", runs.c.run_id)
+    )
+    with engine.connect() as connection:
+        return [(row[0], row[1]) for row in connection.execute(stmt)]
+
+
+def edges_of_run(engine: sa.Engine, project: str, run_id: str, direction: str) -> list[dict[str, Any]]:
+    """The artifact versions a run logged or used: ``{"project", "name", "version", "type"}``."""
+    stmt = (
+        sa.select(artifact_edges.c.project, artifact_edges.c.name, artifact_edges.c.version, artifact_edges.c.type)
+        .select_from(artifact_edges.join(runs, runs.c.id == artifact_edges.c.run_pk)
+                     .join(projects, projects.c.id == runs.c.project_id))
+        .where(projects.c.name == project, runs.c.run_id == run_id, artifact_edges.c.direction == direction)
+        .order_by(artifact_edges.c.seq)
+    )
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(stmt).mappings()]

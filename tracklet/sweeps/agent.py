@@ -1,0 +1,391 @@
+"""The agent: take a trial, run it, report how it ended, again.
+
+``Agent.run_commands()`` starts the sweep's command per trial (``tracklet agent``);
+``Agent.run_function(f)`` calls ``f`` in this process per trial (``wandb.agent(function=f)``).
+Either way, while a trial runs a heartbeat thread renews its lease every ``ttl/3`` seconds; a
+lease found lost (the trial was declared lapsed) stops the trial's process. The trial's process
+gets ``TRACKLET_SWEEP_ID``, ``TRACKLET_SWEEP_TRIAL`` and ``TRACKLET_DIR``, so ``tracklet.init()``
+(or ``wandb.init()``) in it records the trial's run with the trial's config; on Linux it is also
+tied to the agent (``PR_SET_PDEATHSIG``): an agent killed with ``kill -9`` takes its trials with
+it, so a trial whose lease lapsed is not still running when its point is retried elsewhere.
+
+``--gpus 0-3 --gpus-per-trial 2`` runs one worker thread per GPU slice (here two), each pinning
+``CUDA_VISIBLE_DEVICES`` for its trials. The agent stops after ``count`` trials, when the sweep has
+nothing more (grid done, run cap, stopped), or after ``max_failures`` failed trials in a row (a
+command that can't start must not burn the budget), raising :class:`~tracklet.errors.SweepError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tracklet.errors import SweepError
+from tracklet.sweeps.command import build_command
+from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, Finished, Lease, LocalController, TrialResult, Wait
+
+DEFAULT_MAX_FAILURES = 5
+KILL_DELAY = 10.0  # seconds between SIGTERM and SIGKILL when a trial must stop
+
+
+def lease_ttl_from_env() -> float:
+    """``$TRACKLET_SWEEP_LEASE_TTL`` (seconds), else the default (60)."""
+    text = os.environ.get("TRACKLET_SWEEP_LEASE_TTL")
+    if not text:
+        return DEFAULT_LEASE_TTL
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = -1.0
+    if not ttl > 0:
+        raise ValueError(f"TRACKLET_SWEEP_LEASE_TTL={text!r} is not a positive number of seconds")
+    return ttl
+
+
+def parse_gpus(text: str) -> list[str]:
+    """``"0-3"``, ``"0,2,5"``, ``"0-1,4"`` → device ids, in order, no repeats."""
+    found: list[str] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        if dash and low.isdigit() and high.isdigit() and int(low) <= int(high):
+            items = [str(i) for i in range(int(low), int(high) + 1)]
+        elif not dash and part.isdigit():
+            items = [part]
+        else:
+            raise ValueError(f"--gpus: {part!r} is not a device number or a range like 0-3")
+        found.extend(i for i in items if i not in found)
+    if not found:
+        raise ValueError("--gpus: no devices given")
+    return found
+
+
+def gpu_slices(gpus: list[str] | None, per_trial: int) -> list[str | None]:
+    """One ``CUDA_VISIBLE_DEVICES`` value per worker (``[None]``: one worker, devices untouched)."""
+    if per_trial < 1:
+        raise ValueError(f"--gpus-per-trial must be >= 1; got {per_trial}")
+    if not gpus:
+        return [None]
+    if len(gpus) < per_trial:
+        raise ValueError(f"--gpus-per-trial {per_trial} needs at least {per_trial} devices; --gpus gives {len(gpus)}")
+    return [",".join(gpus[i:i + per_trial]) for i in range(0, len(gpus) - per_trial + 1, per_trial)]
+
+
+def _prctl() -> Any:
+    """libc's ``prctl``, looked up in the agent (the child, between fork and exec, only calls it)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent(prctl: Any) -> Any:
+    """A ``preexec_fn``: the trial gets SIGTERM when the agent thread that started it dies (even by
+    kill -9), so no orphaned trial keeps running after its lease lapsed."""
+    parent = os.getpid()
+
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the agent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+@dataclasses.dataclass
+class AgentReport:
+    results: list[TrialResult] = dataclasses.field(default_factory=list)
+    stopped_because: str = ""
+
+
+class Agent:
+    """Runs trials of one sweep; see the module docstring."""
+
+    def __init__(self, controller: LocalController, *, count: int | None = None, ttl: float | None = None,
+                 max_failures: int = DEFAULT_MAX_FAILURES, poll_interval: float = 1.0,
+                 gpus: list[str] | None = None, gpus_per_trial: int = 1,
+                 log: Callable[[str], None] | None = None, resume_trial: int | None = None) -> None:
+        if count is not None and count < 1:
+            raise ValueError(f"count must be >= 1; got {count}")
+        if max_failures < 1:
+            raise ValueError(f"max failures must be >= 1; got {max_failures}")
+        self.controller = controller
+        self.count = count
+        self.ttl = lease_ttl_from_env() if ttl is None else ttl
+        self.max_failures = max_failures
+        self.poll_interval = poll_interval
+        self.slices = gpu_slices(gpus, gpus_per_trial)
+        self.log = log or (lambda line: print(f"tracklet agent: {line}", file=sys.stderr, flush=True))
+        self.resume_trial = resume_trial
+        self.report = AgentReport()
+        self._lock = threading.Lock()
+        self._started = 0
+        self._failures_in_row = 0
+        self._last_failure = ""
+        self._stop = threading.Event()
+        self._interrupted = False
+        self._errors: list[BaseException] = []
+        self._processes: dict[int, subprocess.Popen] = {}
+        self._prctl = _prctl()
+
+    # ------------------------------------------------------------ entry points
+
+    def run_commands(self) -> AgentReport:
+        """Run the sweep's command per trial until done (see the module docstring)."""
+        spec = self.controller.spec
+        build_command(spec.command, spec.program, {})  # a command that can't be built fails before any trial
+        return self._run_workers(self._execute_command)
+
+    def run_function(self, function: Callable[[], Any]) -> AgentReport:
+        """Call ``function`` per trial in this process (one worker: runs are one at a time here)."""
+        self.slices = [None]
+        return self._run_workers(lambda lease, devices, worker: self._execute_function(function, lease))
+
+    # ------------------------------------------------------------ the loop
+
+    def _run_workers(self, execute: Callable[[Lease, str | None, int], tuple[int, str | None]]) -> AgentReport:
+        host = socket.gethostname()
+        if len(self.slices) == 1:
+            self._worker(f"{host}-{os.getpid()}", self.slices[0], 0, execute)
+        else:
+            # Each worker sets its event when it ends. The main thread waits on the events, not on
+            # Thread.join: a join interrupted by Ctrl-C can return early afterwards (CPython 3.11).
+            done = [threading.Event() for _ in self.slices]
+            threads = [threading.Thread(target=self._guarded_worker,
+                                        args=(done[i], f"{host}-{os.getpid()}-{i}", devices, i, execute),
+                                        name=f"tracklet-agent-{i}", daemon=True)
+                       for i, devices in enumerate(self.slices)]
+            for thread in threads:
+                thread.start()
+            try:
+                for event in done:
+                    while not event.wait(0.5):
+                        pass
+            except KeyboardInterrupt:
+                self._interrupt()  # trials stop, and each worker gives its trial back before it ends
+                deadline = time.monotonic() + KILL_DELAY + 5
+                for event in done:
+                    event.wait(max(0.0, deadline - time.monotonic()))
+                raise
+            if self._errors:
+                raise self._errors[0]
+        if self._failures_in_row >= self.max_failures:
+            raise SweepError(f"stopping: {self._failures_in_row} trials failed in a row (last: {self._last_failure}); "
+                             "fix the command or the program, then start the agent again")
+        return self.report
+
+    def _claim_slot(self) -> bool:
+        with self._lock:
+            if self._stop.is_set() or (self.count is not None and self._started >= self.count):
+                return False
+            self._started += 1
+            return True
+
+    def _unclaim_slot(self) -> None:
+        with self._lock:
+            self._started -= 1
+
+    def _guarded_worker(self, done: threading.Event, *args: Any) -> None:
+        """A worker thread: its failure stops the other workers and is raised by the agent."""
+        try:
+            self._worker(*args)
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
+            self._errors.append(error)
+            self._interrupt()
+        finally:
+            done.set()
+
+    def _worker(self, agent: str, devices: str | None, index: int,
+                execute: Callable[[Lease, str | None, int], tuple[int, str | None]]) -> None:
+        resume = self.resume_trial if index == 0 else None
+        while self._claim_slot():
+            outcome = self.controller.next_trial(agent, ttl=self.ttl, resume_trial=resume)
+            resume = None
+            if isinstance(outcome, Finished):
+                self._unclaim_slot()
+                self.report.stopped_because = outcome.reason
+                self.log(f"nothing more to run: {outcome.reason}")
+                self._stop.set()
+                return
+            if isinstance(outcome, Wait):
+                self._unclaim_slot()
+                self._stop.wait(self.poll_interval)
+                continue
+            lease = outcome
+            shown = " ".join(f"{k}={v!r}" for k, v in _flat(lease.config).items())
+            self.log(f"{'resuming' if lease.resumed else 'starting'} trial {lease.trial} "
+                     f"(run {lease.project}/{lease.run_id}){' on GPUs ' + devices if devices else ''}: {shown}")
+            lost = threading.Event()
+            beating = threading.Event()
+            heart = threading.Thread(target=self._heartbeat, args=(lease, lost, beating), daemon=True,
+                                     name=f"tracklet-heartbeat-{lease.trial}")
+            heart.start()
+            try:
+                exit_code, error = execute(lease, devices, index)
+            except KeyboardInterrupt:
+                beating.set()
+                self.controller.release(lease, "the agent was interrupted")
+                raise
+            except BaseException as failure:
+                beating.set()
+                self.controller.release(lease, f"the agent failed: {failure!r}")
+                raise
+            finally:
+                beating.set()
+                heart.join()
+            if self._interrupted:  # the agent is stopping: the trial goes back (a grid point is rerun)
+                self.controller.release(lease, "the agent was interrupted")
+                return
+            if lost.is_set():
+                self.log(f"trial {lease.trial}: its lease was lost (the agent could not renew it in time); "
+                         "the trial was stopped and marked failed")
+                continue
+            result = self.controller.finish(lease, exit_code, error)
+            self.report.results.append(result)
+            self.log(f"trial {lease.trial} {result.state}: {result.message}")
+            with self._lock:
+                if result.state == "failed":
+                    self._failures_in_row += 1
+                    self._last_failure = f"trial {lease.trial}: {result.message}"
+                    if self._failures_in_row >= self.max_failures:
+                        self._stop.set()
+                elif result.state == "complete":
+                    self._failures_in_row = 0
+
+    def _heartbeat(self, lease: Lease, lost: threading.Event, done: threading.Event) -> None:
+        interval = max(lease.ttl / 3.0, 0.05)
+        while not done.wait(interval):
+            try:
+                alive = self.controller.heartbeat(lease)
+            except Exception as error:  # noqa: BLE001 - a failed beat must not end the trial; the next one retries
+                self.log(f"trial {lease.trial}: heartbeat failed ({error!r}); retrying")
+                continue
+            if not alive:
+                lost.set()
+                process = self._processes.get(lease.trial)
+                if process is not None:
+                    _stop_process(process)
+                return
+
+    def _interrupt(self) -> None:
+        with self._lock:
+            self._interrupted = True
+            self._stop.set()
+            processes = list(self._processes.values())
+        for process in processes:
+            _stop_process(process)
+
+    # ------------------------------------------------------------ executing a trial
+
+    def _trial_env(self, lease: Lease) -> dict[str, str]:
+        return {
+            "TRACKLET_DIR": str(self.controller.root.resolve()),
+            "TRACKLET_SWEEP_ID": lease.sweep_id,
+            "TRACKLET_SWEEP_TRIAL": str(lease.trial),
+            "WANDB_SWEEP_ID": lease.sweep_id,
+        }
+
+    def _execute_command(self, lease: Lease, devices: str | None, index: int) -> tuple[int, str | None]:
+        spec = self.controller.spec
+        json_file = self.controller.dir / "trials" / f"{lease.trial}.args.json"
+        try:
+            line = build_command(spec.command, spec.program, lease.config, json_file)
+        except SweepError as error:
+            return 1, str(error)
+        env = {**os.environ, **self._trial_env(lease)}
+        if devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = devices
+        with self._lock:  # an interrupt either sees this process or stops it starting
+            if self._interrupted:
+                return 130, "the agent was interrupted"
+            try:
+                # The child only calls prctl (resolved here) before exec: safe with the agent's threads.
+                preexec = _die_with_parent(self._prctl) if self._prctl is not None else None
+                process = subprocess.Popen(line, env=env, preexec_fn=preexec)  # noqa: PLW1509
+            except OSError as error:
+                return 127, f"the command could not start: {error.strerror or error}: {line[0]}"
+            self._processes[lease.trial] = process
+        try:
+            code = process.wait()
+        except KeyboardInterrupt:
+            _stop_process(process)
+            raise
+        finally:
+            self._processes.pop(lease.trial, None)
+        if code < 0:
+            return code, f"the command was killed by signal {-code}"
+        return code, None
+
+    def _execute_function(self, function: Callable[[], Any], lease: Lease) -> tuple[int, str | None]:
+        from tracklet.core import lifecycle
+
+        saved = {key: os.environ.get(key) for key in self._trial_env(lease)}
+        os.environ.update(self._trial_env(lease))
+        code, error = 0, None
+        try:
+            function()
+        except Exception as failure:  # noqa: BLE001 - the user's function failing fails its trial, not the agent
+            traceback.print_exc()
+            code, error = 1, f"the function raised {type(failure).__name__}: {failure}"
+        finally:
+            run = lifecycle.current()
+            if run is not None:
+                run.finish(code)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        return code, error
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after ``KILL_DELAY`` seconds (in the background)."""
+    if process.poll() is not None:
+        return
+    try:
+        process.terminate()
+    except OSError:
+        return
+
+    def kill_later() -> None:
+        try:
+            process.wait(KILL_DELAY)
+        except subprocess.TimeoutExpired:
+            try:
+                process.kill()
+            except OSError:
+                pass
+
+    threading.Thread(target=kill_later, daemon=True).start()
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_agent(root: Path | str, sweep_id: str, **options: Any) -> AgentReport:
+    """``tracklet agent SWEEP_ID``: run the sweep's command per trial (local mode)."""
+    return Agent(LocalController(root, sweep_id), **options).run_commands()

@@ -1,0 +1,46 @@
+"""A trial's objective: the sweep metric as its run recorded it.
+
+As W&B's sweeps do (``metric_extremum``), the objective is the best value of the metric in the run's
+history and summary: the smallest for ``goal: minimize``, the largest for ``maximize``.
+Non-numeric and non-finite values are not candidates. A run that never logged the metric is a
+failed trial, with a message that says so.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tracklet.sweeps.spec import Metric
+
+
+def _numbers(values: Any) -> list[float]:
+    found = []
+    for value in values:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            found.append(float(value))
+    return found
+
+
+def read_objective(root: Path, project: str, run_id: str, metric: Metric | None) -> tuple[float | None, str | None]:
+    """``(value, None)``, or ``(None, problem)`` naming what is missing."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    paths = RunPaths(Path(root), project, run_id)
+    if not paths.log_file.is_file():
+        return None, (f"the command exited 0 but recorded no run {project}/{run_id}: does the program call "
+                      "tracklet.init() (or wandb.init() under the W&B layer)?")
+    if metric is None:
+        return None, None
+    run = RecordedRun(paths)
+    candidates = _numbers([run.summary.get(metric.name)])
+    logged_keys = run.keys()
+    if metric.name in logged_keys:
+        candidates += _numbers(run.history([metric.name])[metric.name])
+    if not candidates:
+        logged = ", ".join(logged_keys[:10]) or "nothing"
+        return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
+                      f"(it logged: {logged})")
+    return (max if metric.maximize else min)(candidates), None

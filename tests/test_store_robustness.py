@@ -527,3 +527,155 @@ def test_runs_indexed_in_groups_equal_runs_indexed_one_by_one(root, store_url, t
         path = f"g/{row['run_id']}"
         (mine,), (theirs,) = (stores[n].history(path, "loss", buckets=None) for n in (3, 1))
         assert mine.steps.tolist() == theirs.steps.tolist() and mine.values.tolist() == theirs.values.tolist()
+
+
+def _store_content(engine: sa.Engine) -> dict[str, list[tuple]]:
+    """Every derived row of a store by natural keys (project, run id, series kind and key), not by
+    database ids: what a store indexed one way must equal, row for row, indexed another way."""
+    from tracklet.store.schema import alerts, blocks, console_lines, projects, series
+
+    run = sa.select(runs_table.c.id, projects.c.name.label("project"), runs_table.c.run_id).join(
+        projects, projects.c.id == runs_table.c.project_id).subquery()
+    who = (run.c.project, run.c.run_id)
+    skip = {"id", "project_id", "heartbeat_at"}
+    queries = {
+        "runs": sa.select(*who, *(c for c in runs_table.c if c.name not in skip)).join(run, run.c.id == runs_table.c.id),
+        "series": sa.select(*who, series.c.kind, series.c.key, series.c.count, series.c.first_step,
+                            series.c.last_step).join(run, run.c.id == series.c.run_pk),
+        "blocks": sa.select(*who, series.c.kind, series.c.key, blocks.c.level, blocks.c.seq, blocks.c.first_step,
+                            blocks.c.last_step, blocks.c.count, blocks.c.data).join(
+            series, series.c.id == blocks.c.series_id).join(run, run.c.id == series.c.run_pk),
+        "console": sa.select(*who, *(c for c in console_lines.c if c.name != "run_pk")).join(
+            run, run.c.id == console_lines.c.run_pk),
+        "alerts": sa.select(*who, *(c for c in alerts.c if c.name != "run_pk")).join(run, run.c.id == alerts.c.run_pk),
+    }
+    with engine.connect() as connection:
+        return {name: sorted((tuple(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else
+                                    bytes(v) if isinstance(v, memoryview) else v for v in row)
+                              for row in connection.execute(query)), key=repr)
+                for name, query in queries.items()}
+
+
+def _rich_run(root: Path, project: str, run_id: str, steps: int = 30, first: int = 0, **init) -> tracklet.Run:
+    """A run with everything the store indexes from a record log: config, sparse and dense metrics,
+    console lines on both streams, alerts, a summary, run metadata."""
+    run = tracklet.init(project=project, id=run_id, dir=str(root), settings={**QUIET, "console": "wrap"},
+                        config={"lr": 0.1, "name": run_id}, tags=["t", run_id], **init)
+    for step in range(first, first + steps):
+        row = {"loss": 1.0 / (step + 1), "flag": step % 2 == 0}
+        if step % 7 == 0:
+            row["eval/acc"] = step / steps
+            print(f"{run_id} step {step}")
+            print(f"{run_id} warning {step}", file=sys.stderr)
+        run.log(row, step=step)
+    run.alert(f"{run_id} done", text="all steps logged", level="WARN")
+    run.summary["best"] = 0.5
+    run.finish(exit_code=0 if run_id[-1] != "x" else 3)
+    return run
+
+
+def _stats_and_crashed_run(root: Path, project: str, run_id: str) -> None:
+    """A run whose writer died (no exit record, no lock held: crashed, its summary folded from the
+    log) with system metric windows, written record by record with the real writer."""
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+
+    paths = RunPaths(root, project, run_id)
+    paths.run_dir.mkdir(parents=True)
+    writer = RecordLogWriter(paths.log_file)
+    record = pb.Record()
+    record.run_start.run_id, record.run_start.project, record.run_start.start_time = run_id, project, 1.8e9
+    writer.write(record.SerializeToString())
+    for window in range(12):
+        record = pb.Record()
+        record.stats.time, record.stats.window_start = 1.8e9 + 10 * (window + 1), 1.8e9 + 10 * window
+        for name in ("cpu.percent", f"gpu.{window % 2}.util"):
+            entry = record.stats.values.add()
+            entry.name, entry.value, entry.max, entry.samples = name, float(window), window + 0.5, 5
+        writer.write(record.SerializeToString())
+    record = pb.Record()
+    definition = record.history.new_keys.add()
+    definition.id, definition.name = 0, "loss"
+    record.history.steps.extend([0, 1, 2])
+    record.history.times.extend([1.8e9 + 1, 1.8e9 + 2, 1.8e9 + 3])
+    column = record.history.columns.add()
+    column.key = 0
+    column.floats.extend([3.0, 2.0, 1.0])
+    writer.write(record.SerializeToString())
+    writer.close()
+
+
+@pytest.mark.parametrize("group_runs", [4, 256])
+def test_a_group_indexed_in_batches_stores_what_one_run_per_transaction_stores(root, store_url, tmp_path,
+                                                                                group_runs):
+    """New runs of a group are inserted in a few executemany statements (rows, series, blocks,
+    console lines, alerts), beside runs already stored (appended to) and runs recorded anew: the
+    store holds exactly what indexing each run in a transaction of its own holds, on both
+    backends; a run that makes a batched statement fail is the only one lost, in both passes."""
+    from tracklet.store.ingest import Indexer
+
+    for run_id in ("a", "b-failx"):
+        _rich_run(root, "old", run_id)
+    _rich_run(root, "old", "c-replaced")
+    stores = {"batched": Store(store_url, root=root),
+              "alone": Store(f"sqlite:///{tmp_path / 'alone.sqlite'}", root=root)}
+
+    def index(name: str) -> tuple[list[str], int]:
+        indexer = Indexer(stores[name].engine, root)
+        if name == "batched":
+            indexer.group_runs = group_runs
+            report = indexer.index()
+            return [line.split(": ")[0] for line in report.failed], report.points
+        failed, points = [], 0
+        for paths in indexer.run_dirs():  # the path that writes each run at once, in its own transaction
+            try:
+                points += indexer.index_run(paths)[0]
+            except sa.exc.DBAPIError:
+                failed.append(f"{paths.project}/{paths.run_id}")
+        return failed, points
+
+    first = {name: index(name) for name in stores}
+    assert first["batched"] == first["alone"] and first["batched"][0] == []
+    # Second pass: new runs (one rejected by the database, a crashed one with system metrics, in a
+    # second project), an old run resumed with more steps, one recorded again from scratch.
+    import shutil
+
+    shutil.rmtree(root / "projects" / "old" / "runs" / "c-replaced")
+    _rich_run(root, "old", "c-replaced", steps=40)
+    _rich_run(root, "old", "a", steps=60, first=30, resume="allow")
+    for run_id in ("d", "e-bad", "f", "g-x", "h", "i", "j"):
+        _rich_run(root, "new", run_id, steps=10 + len(run_id) * 25)
+    _stats_and_crashed_run(root, "new", "k-crashed")
+    for store in stores.values():
+        _reject_run(store.engine, "e-bad")
+    second = {name: index(name) for name in stores}
+    assert second["batched"] == second["alone"] and second["batched"][0] == ["new/e-bad"]
+    batched, alone = (_store_content(stores[name].engine) for name in ("batched", "alone"))
+    for table in ("runs", "series", "blocks", "console", "alerts"):
+        assert batched[table] == alone[table], table
+    runs = {row[1]: row for row in batched["runs"]}
+    assert sorted(runs) == ["a", "b-failx", "c-replaced", "d", "f", "g-x", "h", "i", "j", "k-crashed"]
+    assert {row[2] for row in batched["series"] if row[1] == "k-crashed"} == {"number", "system", "system_max"}
+    assert {row[1] for row in batched["console"]} >= {"a", "d", "j"} and len(batched["alerts"]) == 10  # "a" resumed: 2
+    crashed = stores["batched"].runs("new", filter='run_id = "k-crashed"')[0]
+    assert crashed["state"] == "crashed" and crashed["summary"]["loss"] == 1.0
+
+
+def test_indexing_a_group_of_new_runs_takes_statements_per_group_not_per_run(root, store_url):
+    """A sweep of small runs costs a few statements per group transaction, however many runs it
+    holds (each statement paid a compile and a round trip: most of the time of a sweep's indexing)."""
+    from tracklet.store.ingest import Indexer
+
+    def statements(count: int, project: str) -> int:
+        for n in range(count):
+            _record(root / project, project, f"r{n:03d}", steps=5)
+        store = Store(store_url, root=root / project)
+        executed: list[str] = []
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
+        report = Indexer(store.engine, root / project).index()
+        assert report.runs_updated == count and not report.failed
+        store.close()
+        return len(executed)
+
+    assert statements(40, "many") == statements(4, "few")

@@ -11,6 +11,7 @@ paths through :class:`RunPaths` and lists them with :func:`iter_runs`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,15 +73,17 @@ class RunPaths:
         check_name("project", self.project)
         check_name("run id", self.run_id)
 
-    @property
+    # Built once per RunPaths (a frozen value): indexing asks for a run's paths several times,
+    # and each Path join costs more than the stat it serves.
+    @functools.cached_property
     def project_dir(self) -> Path:
         return projects_dir(self.root) / self.project
 
-    @property
+    @functools.cached_property
     def run_dir(self) -> Path:
         return self.project_dir / "runs" / self.run_id
 
-    @property
+    @functools.cached_property
     def log_file(self) -> Path:
         return self.run_dir / LOG_FILE_NAME
 

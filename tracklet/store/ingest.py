@@ -33,7 +33,8 @@ from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
 from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, write_edges
 from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
-from tracklet.store.run_data import RUN_DATA_KINDS, RunDataFold, last_system_step, write_alerts, write_console
+from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
+                                     write_alerts, write_console)
 from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
 from tracklet.store.text import column_length, fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
@@ -61,6 +62,23 @@ INDEX_GROUP_RUNS = 256
 # One run's row, built once (building a statement per run costs more than running it).
 _RUN_ROW = sa.select(runs).where(runs.c.project_id == sa.bindparam("project_id"),
                                  runs.c.run_id == sa.bindparam("run_id"))
+# Advisory locks on runs (PostgreSQL), taken one after another in the order of the array given.
+_LOCK_RUNS = sa.text("SELECT pg_advisory_xact_lock(k.key) FROM unnest(CAST(:keys AS bigint[])) AS k(key)")
+# A group's new runs and their series: each inserted in one executemany without RETURNING (which
+# SQLite runs a row at a time when the ids must follow the rows' order), their ids read back after.
+_INSERT_RUNS = runs.insert()
+_INSERT_SERIES = series.insert()
+_NEW_RUN_IDS = sa.select(runs.c.id, runs.c.run_id).where(runs.c.project_id == sa.bindparam("project_id"),
+                                                          runs.c.run_id.in_(sa.bindparam("run_ids", expanding=True)))
+_NEW_SERIES_IDS = sa.select(series.c.id, series.c.run_pk, series.c.kind, series.c.key).where(
+    series.c.run_pk.in_(sa.bindparam("run_pks", expanding=True)))
+_IDS_PER_QUERY = 500
+# A new run's row before its records say otherwise (its name: the run id).
+_NEW_RUN_DEFAULTS: dict[str, Any] = dict(tags=[], group_name="", job_type="", notes="", host="", state="running",
+                                         deleted=False)
+# Columns a new run's row may leave out (nullable, no default): a group's rows are given them all,
+# so one executemany takes every row.
+_OPTIONAL_RUN_COLUMNS = ("created_at", "updated_at", "exit_code")
 
 
 # What ``index(rebuild=True)`` empties and re-derives from the record logs, children first. The
@@ -242,6 +260,29 @@ class _RunFold:
         points.add(steps, values, order)
 
 
+class _NewRun:
+    """A run first seen by a group transaction: its row and the first chunk's series points,
+    console lines and alerts, written with the group's other new runs in a few executemany
+    statements at the group's end (``Indexer._write_new_runs``), not a few statements per run."""
+
+    __slots__ = ("row", "series", "console", "alerts")
+
+    def __init__(self, row: dict[str, Any], fold: _RunFold) -> None:
+        self.row = row
+        # (kind, key) -> (steps, values), in the order ``_write_series`` would insert them
+        self.series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {
+            ("number", key): points.arrays() for key, points in fold.points.items()}
+        for kind, by_name in fold.data.system_series(None).items():  # a new run has no windows stored
+            self.series.update(((kind, name), points.arrays()) for name, points in by_name.items())
+        self.console = fold.data.console
+        self.alerts = fold.data.alerts
+
+    def points(self) -> int:
+        """Metric points, as ``_write_series`` counts them (not ``_timestamp``, not system metrics)."""
+        return sum(len(steps) for (kind, key), (steps, _) in self.series.items()
+                   if kind == "number" and key != TIMESTAMP_KEY)
+
+
 def _as_double(text: str) -> float:
     """A ``Column.big_ints`` entry as a double: +-inf past the double range, NaN if it isn't an int."""
     try:
@@ -274,6 +315,7 @@ class Indexer:
         self.chunk_bytes = INDEX_CHUNK_BYTES
         self.group_runs = INDEX_GROUP_RUNS
         self._block_writer: BlockWriter | None = None  # the group transaction's, flushed at its end
+        self._pending: list[_NewRun] | None = None  # the group transaction's new runs, written at its end
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
         self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
 
@@ -377,8 +419,7 @@ class Indexer:
 
     def _prefetch_rows(self, connection: sa.Connection, group: list[RunPaths]) -> None:
         """Lock the group's runs and read their rows in a few queries, not one per run."""
-        for paths in group:
-            self._lock_run(connection, paths)
+        self._lock_runs(connection, group)
         by_project: dict[str, list[str]] = {}
         for paths in group:
             by_project.setdefault(paths.project, []).append(paths.run_id)
@@ -415,11 +456,67 @@ class Indexer:
         """One ``BlockWriter`` for every run of a group transaction, so their blocks and series
         counts are written in a few statements at its end, not a few per run."""
         self._block_writer = BlockWriter(connection, [])
+        self._pending = []
         try:
             yield
+            self._write_new_runs(connection, self._pending)
             self._block_writer.flush()
         finally:
             self._block_writer = None
+            self._pending = None
+
+    def _write_new_runs(self, connection: sa.Connection, pending: list[_NewRun]) -> None:
+        """Insert a group's new runs, their series, console lines and alerts: one executemany per
+        table (per set of run columns), and the series' blocks through the group's ``BlockWriter``.
+        If a statement fails, the group's transaction rolls back and its runs are indexed one by
+        one (``_index_group``), so only the run at fault is lost."""
+        if not pending:
+            return
+        by_columns: dict[tuple[str, ...], list[int]] = {}
+        for at, new in enumerate(pending):
+            for name in _OPTIONAL_RUN_COLUMNS:
+                new.row.setdefault(name, None)
+            by_columns.setdefault(tuple(sorted(new.row)), []).append(at)
+        for ats in by_columns.values():
+            connection.execute(_INSERT_RUNS, [pending[at].row for at in ats])
+        by_project: dict[int, list[str]] = {}
+        for new in pending:
+            by_project.setdefault(new.row["project_id"], []).append(new.row["run_id"])
+        ids: dict[tuple[int, str], int] = {}
+        for project_id, run_ids in by_project.items():
+            for start in range(0, len(run_ids), _IDS_PER_QUERY):
+                found_ids = connection.execute(_NEW_RUN_IDS, {"project_id": project_id,
+                                                              "run_ids": run_ids[start : start + _IDS_PER_QUERY]})
+                ids.update(((project_id, run_id), run_pk) for run_pk, run_id in found_ids)
+        run_pks = [ids[(new.row["project_id"], new.row["run_id"])] for new in pending]
+        series_rows: list[dict[str, Any]] = []
+        points: list[tuple[np.ndarray, np.ndarray]] = []
+        console: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
+        for run_pk, new in zip(run_pks, pending):
+            for (kind, key), (steps, values) in new.series.items():
+                counts = ({"count": len(steps), "first_step": int(steps[0]), "last_step": int(steps[-1])}
+                          if len(steps) else {"count": 0, "first_step": None, "last_step": None})
+                series_rows.append({"run_pk": run_pk, "key": key, "kind": kind, **counts})
+                points.append((steps, values))
+            console.extend(console_rows(run_pk, new.console))
+            found.extend(alert_rows(run_pk, new.alerts))
+        writer = self._block_writer
+        assert writer is not None  # set by _group_writer around this call
+        if series_rows:
+            connection.execute(_INSERT_SERIES, series_rows)
+            series_ids: dict[tuple[int, str, str], int] = {}
+            for start in range(0, len(run_pks), _IDS_PER_QUERY):
+                rows = connection.execute(_NEW_SERIES_IDS, {"run_pks": run_pks[start : start + _IDS_PER_QUERY]})
+                series_ids.update(((r.run_pk, r.kind, r.key), r.id) for r in rows)
+            for row, (steps, values) in zip(series_rows, points):
+                if len(steps):
+                    series_id = series_ids[(row["run_pk"], row["kind"], row["key"])]
+                    writer.append(series_id, 0, steps, values, int(steps[0]), counted=True)
+        if console:
+            connection.execute(console_lines.insert(), console)
+        if found:
+            connection.execute(alerts.insert(), found)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
@@ -455,10 +552,18 @@ class Indexer:
     @staticmethod
     def _lock_run(connection: sa.Connection, paths: RunPaths) -> None:
         """Serialize the indexing of one run across processes (PostgreSQL; SQLite has one writer)."""
-        if connection.dialect.name == "postgresql":
-            digest = hashlib.blake2b(f"{paths.project}/{paths.run_id}".encode(), digest_size=8).digest()
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": int.from_bytes(digest, "big", signed=True)})
+        Indexer._lock_runs(connection, [paths])
+
+    @staticmethod
+    def _lock_runs(connection: sa.Connection, group: list[RunPaths]) -> None:
+        """``_lock_run`` for each run of ``group``, in its order (every process locks a group in
+        one order), in one statement per 1,000 runs."""
+        if connection.dialect.name != "postgresql" or not group:
+            return
+        keys = [int.from_bytes(hashlib.blake2b(f"{p.project}/{p.run_id}".encode(), digest_size=8).digest(),
+                               "big", signed=True) for p in group]
+        for start in range(0, len(keys), 1000):
+            connection.execute(_LOCK_RUNS, {"keys": keys[start : start + 1000]}).all()
 
     def index_run(self, paths: RunPaths) -> tuple[int, int]:
         """Ingest one run's new records, ``chunk_bytes`` of log per transaction (so memory stays
@@ -512,7 +617,13 @@ class Indexer:
         # More chunks follow this pass: the last one (even one that reads nothing) settles
         # liveness, so a crashed run's whole-log summary fold runs once, not per chunk.
         more = offset < result.end_offset < size and offset + self.chunk_bytes < size
-        run_pk = self._write_run(connection, project_id, paths, row, fold, result.end_offset, final=not more)
+        values = self._run_values(paths, row, fold, result.end_offset, final=not more)
+        if row is None and self._pending is not None:  # a group's new run: written at the group's end
+            values.update(project_id=project_id, run_id=paths.run_id, log_path=self.source.location(paths))
+            new = _NewRun({**_NEW_RUN_DEFAULTS, "name": paths.run_id, **values}, fold)
+            self._pending.append(new)
+            return new.points(), result.end_offset - offset, more
+        run_pk = self._write_run(connection, project_id, paths, row, values)
         points = self._write_series(connection, run_pk, "number", fold.points)
         if fold.data.console:
             write_console(connection, run_pk, fold.data.console)
@@ -571,8 +682,9 @@ class Indexer:
             offset = result.end_offset
         return {key: json_safe(value) for key, value in fold.values.items()}
 
-    def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,
-                   fold: _RunFold, end_offset: int, final: bool = True) -> int:
+    def _run_values(self, paths: RunPaths, row: Any, fold: _RunFold, end_offset: int,
+                    final: bool = True) -> dict[str, Any]:
+        """What the new records change in the run's row (every column, for a new run)."""
         values: dict[str, Any] = dict(fold.fields)
         values.update(self._state(fold, row, paths, final))
         if values.get("state") == "crashed":
@@ -593,13 +705,16 @@ class Indexer:
         for name, length in _SIZED_COLUMNS.items():
             if isinstance(values.get(name), str):
                 values[name] = fit(values[name], length)
+        return values
+
+    def _write_run(self, connection: sa.Connection, project_id: int, paths: RunPaths, row: Any,
+                   values: dict[str, Any]) -> int:
+        """Insert or update the run's row with ``values`` (``_run_values``); returns its id."""
         if row is None:
-            defaults = dict(name=paths.run_id, tags=[], group_name="", job_type="", notes="", host="",
-                            state="running", deleted=False)
             run_pk = connection.execute(
                 runs.insert().returning(runs.c.id),
-                {**defaults, **values, "project_id": project_id, "run_id": paths.run_id,
-                 "log_path": self.source.location(paths)},
+                {**_NEW_RUN_DEFAULTS, "name": paths.run_id, **values, "project_id": project_id,
+                 "run_id": paths.run_id, "log_path": self.source.location(paths)},
             ).scalar_one()
             self._new_runs.add(run_pk)
             return run_pk
@@ -715,11 +830,15 @@ class BlockWriter:
         self.inserts.extend(rows)
         self.pending_bytes += sum(len(row["data"]) for row in rows)
 
-    def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int) -> None:
+    def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
+               *, counted: bool = False) -> None:
         """Append points to a series: rewrite its last level-0 block and, level by level, the
-        summary entries the new points change (only ever the last block of each level)."""
-        self.updates.append({"sid": series_id, "new_count": old_count + len(steps), "first": first_step,
-                             "last": int(steps[-1])})
+        summary entries the new points change (only ever the last block of each level).
+        ``counted``: the series' row already has its new count and first and last step (a series
+        inserted with its points), so it isn't updated."""
+        if not counted:
+            self.updates.append({"sid": series_id, "new_count": old_count + len(steps), "first": first_step,
+                                 "last": int(steps[-1])})
         size = B.BLOCK_SIZE
         seq = old_count // size
         if old_count % size:

@@ -192,23 +192,27 @@ def last_system_step(connection: sa.Connection, run_pk: int) -> int | None:
     ).scalar()
 
 
+def console_rows(run_pk: int, lines: list[tuple[float, str, str]], after: int = 0) -> list[dict[str, Any]]:
+    """``console_lines`` rows for ``lines``, numbered on from the run's line ``after``."""
+    return [{"run_pk": run_pk, "seq": after + number, "time": when, "stream": stream, "text": text}
+            for number, (when, stream, text) in enumerate(lines, start=1)]
+
+
+def alert_rows(run_pk: int, found: list[tuple[float, str, str, str]], after: int = 0) -> list[dict[str, Any]]:
+    """``alerts`` rows for ``found``, numbered on from the run's alert ``after``."""
+    return [{"run_pk": run_pk, "seq": after + number, "time": when, "level": level, "title": title, "text": text}
+            for number, (when, level, title, text) in enumerate(found, start=1)]
+
+
 def write_console(connection: sa.Connection, run_pk: int, lines: list[tuple[float, str, str]]) -> None:
     """Append console lines after the run's last stored one."""
     last = connection.execute(
         sa.select(sa.func.max(console_lines.c.seq)).where(console_lines.c.run_pk == run_pk)
     ).scalar() or 0
-    connection.execute(
-        console_lines.insert(),
-        [{"run_pk": run_pk, "seq": last + number, "time": when, "stream": stream, "text": text}
-         for number, (when, stream, text) in enumerate(lines, start=1)],
-    )
+    connection.execute(console_lines.insert(), console_rows(run_pk, lines, last))
 
 
 def write_alerts(connection: sa.Connection, run_pk: int, found: list[tuple[float, str, str, str]]) -> None:
     """Append alerts after the run's last stored one."""
     last = connection.execute(sa.select(sa.func.max(alerts.c.seq)).where(alerts.c.run_pk == run_pk)).scalar() or 0
-    connection.execute(
-        alerts.insert(),
-        [{"run_pk": run_pk, "seq": last + number, "time": when, "level": level, "title": title, "text": text}
-         for number, (when, level, title, text) in enumerate(found, start=1)],
-    )
+    connection.execute(alerts.insert(), alert_rows(run_pk, found, last))

@@ -47,7 +47,9 @@ def stored_key(name: str) -> str:
 
 def store_json(value: Any) -> Any:
     """``value`` (JSON-like: dicts, lists, scalars) with ``store_text`` applied to every string and
-    every dict key; containers are copied."""
+    every dict key; containers holding a NUL are copied, others returned as they are."""
+    if isinstance(value, (dict, list)) and "\\x00" not in repr(value):
+        return value  # repr writes every NUL as \x00: none here (one C-level pass, not a walk per value)
     if isinstance(value, str):
         return store_text(value)
     if isinstance(value, dict):

@@ -563,10 +563,10 @@ def test_an_index_pass_skips_unchanged_runs_but_still_sees_a_writer_die(root, mo
                               stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "ok"
-        calls: list[str] = []
-        index_run = Indexer.index_run
-        monkeypatch.setattr(Indexer, "index_run",
-                            lambda self, paths: calls.append(paths.run_id) or index_run(self, paths))
+        calls: list[str] = []  # the runs whose log a pass reads (grouped, or alone)
+        fold_chunk = Indexer._fold_chunk
+        monkeypatch.setattr(Indexer, "_fold_chunk", lambda self, connection, paths: calls.append(paths.run_id)
+                            or fold_chunk(self, connection, paths))
         store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
         indexer = StoreIndexer(store, root, liveness=writer_alive, shared_root=True)
 
@@ -591,6 +591,43 @@ def test_an_index_pass_skips_unchanged_runs_but_still_sees_a_writer_die(root, mo
     finally:
         writer.kill()
         writer.wait()
+
+
+
+def test_the_servers_indexing_pass_indexes_many_runs_per_transaction(root, store_url):
+    """At startup (and every pass) a server with a backlog of runs, a sweep's, commits a group of
+    runs at a time, not one run per transaction; a run that fails is logged and the others index."""
+    import sqlalchemy as sa
+
+    from tracklet.server.indexing import StoreIndexer
+    from tracklet.store import Store
+
+    for n in range(12):
+        _record(root, "sweep", f"r{n:02d}", steps=5)
+    store = Store(store_url, root=root)
+    with store.engine.begin() as connection:  # a real trigger that fails one run's insert
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("CREATE FUNCTION reject_run() RETURNS trigger AS $$ BEGIN "
+                                       "RAISE EXCEPTION 'rejected'; END $$ LANGUAGE plpgsql"))
+            connection.execute(sa.text("CREATE TRIGGER reject_run BEFORE INSERT ON runs FOR EACH ROW "
+                                       "WHEN (NEW.run_id = 'r05') EXECUTE FUNCTION reject_run()"))
+        else:
+            connection.execute(sa.text("CREATE TRIGGER reject_run BEFORE INSERT ON runs WHEN NEW.run_id = 'r05' "
+                                       "BEGIN SELECT RAISE(ABORT, 'rejected'); END"))
+    commits: list[int] = []
+    sa.event.listen(store.engine, "commit", lambda connection: commits.append(1))
+    StoreIndexer(store, root).index_all()
+    assert sorted(row["run_id"] for row in store.runs("sweep")) == [f"r{n:02d}" for n in range(12) if n != 5]
+    assert len(commits) == 11  # the group rolled back, then its runs alone: only the bad one is lost
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("DROP TRIGGER reject_run ON runs" if connection.dialect.name == "postgresql"
+                                   else "DROP TRIGGER reject_run"))
+    for n in range(12, 40):
+        _record(root, "sweep", f"r{n:02d}", steps=5)
+    commits.clear()
+    StoreIndexer(store, root).index_all()
+    assert len(store.runs("sweep")) == 40
+    assert len(commits) == 1
 
 
 def _states(store) -> dict[str, str]:

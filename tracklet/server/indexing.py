@@ -56,10 +56,9 @@ class StoreIndexer:
             if not held:
                 return  # another process is indexing this root right now; the next pass catches up
             known = self._known_runs()
-            for paths in self._indexer.run_dirs():
-                if self._unchanged(paths, known):
-                    continue
-                self._index(paths)
+            # Runs with new bytes, many per transaction (a sweep's runs: one commit per group, not
+            # per run); a run that fails is logged by the indexer and doesn't stop the others.
+            self._indexer.index_runs(paths for paths in self._indexer.run_dirs() if not self._unchanged(paths, known))
 
     def _known_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (log offset, state), by (project, run id): one query per pass."""

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import sqlalchemy as sa
@@ -353,24 +353,31 @@ class Indexer:
         reported in ``IndexReport.failed`` and doesn't stop the others. With ``rebuild``, first
         empty the tables derived from the record logs (``DERIVED_TABLES``), so every log is
         indexed from its first byte."""
-        report = IndexReport()
         lock = self._locked(wait, on_wait)
-        self.damaged = report.damaged
         try:
             if rebuild:
                 self.drop_derived()
-            group: list[RunPaths] = []
-            for paths in self.run_dirs():
-                report.runs_seen += 1
-                group.append(paths)
-                if len(group) >= self.group_runs:
-                    self._index_group(group, report)
-                    group = []
-            if group:
-                self._index_group(group, report)
+            return self.index_runs(self.run_dirs())
         finally:
             if lock is not None:
                 lock.close()
+
+    def index_runs(self, runs_to_index: Iterable[RunPaths]) -> IndexReport:
+        """Ingest these runs' new records, ``group_runs`` runs per transaction, as ``index()``
+        does, without taking the data root's lock (for a caller that holds it, or is the store's
+        only writer: a tracking server). A run that fails is reported in ``IndexReport.failed``
+        and doesn't stop the others."""
+        report = IndexReport()
+        self.damaged = report.damaged
+        group: list[RunPaths] = []
+        for paths in runs_to_index:
+            report.runs_seen += 1
+            group.append(paths)
+            if len(group) >= self.group_runs:
+                self._index_group(group, report)
+                group = []
+        if group:
+            self._index_group(group, report)
         return report
 
     def drop_derived(self) -> None:

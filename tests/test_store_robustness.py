@@ -679,3 +679,31 @@ def test_indexing_a_group_of_new_runs_takes_statements_per_group_not_per_run(roo
         return len(executed)
 
     assert statements(40, "many") == statements(4, "few")
+
+
+def test_a_line_the_database_refuses_in_a_batched_insert_loses_only_its_run(root, store_url):
+    """The group's console lines go in one executemany after its runs and series: a line the
+    database refuses (a real trigger, as a constraint would) fails that statement, and the group is
+    indexed again run by run, so only the run whose log holds the line is left out."""
+    for run_id in ("a", "b-poisoned", "c"):
+        run = tracklet.init(project="lines", id=run_id, dir=str(root), settings={**QUIET, "console": "wrap"})
+        print(f"{run_id}: hello")
+        if run_id == "b-poisoned":
+            print("poison")
+        run.log({"loss": 1.0})
+        run.finish()
+    store = Store(store_url, root=root)
+    with store.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("CREATE FUNCTION reject_line() RETURNS trigger AS $$ BEGIN "
+                                       "RAISE EXCEPTION 'line rejected'; END $$ LANGUAGE plpgsql"))
+            connection.execute(sa.text("CREATE TRIGGER reject_line BEFORE INSERT ON console_lines FOR EACH ROW "
+                                       "WHEN (NEW.text = 'poison') EXECUTE FUNCTION reject_line()"))
+        else:
+            connection.execute(sa.text("CREATE TRIGGER reject_line BEFORE INSERT ON console_lines "
+                                       "WHEN NEW.text = 'poison' BEGIN SELECT RAISE(ABORT, 'line rejected'); END"))
+    report = store.index()
+    assert [line.split(": ")[0] for line in report.failed] == ["lines/b-poisoned"]
+    assert "line rejected" in report.failed[0]
+    assert _ids(store, "lines") == ["a", "c"]
+    assert [line.text for line in store.console("lines/c").lines] == ["c: hello"]

@@ -532,6 +532,7 @@ def test_runs_indexed_in_groups_equal_runs_indexed_one_by_one(root, store_url, t
 def _store_content(engine: sa.Engine) -> dict[str, list[tuple]]:
     """Every derived row of a store by natural keys (project, run id, series kind and key), not by
     database ids: what a store indexed one way must equal, row for row, indexed another way."""
+    from tracklet.store.lineage import artifact_edges
     from tracklet.store.schema import alerts, blocks, console_lines, projects, series
 
     run = sa.select(runs_table.c.id, projects.c.name.label("project"), runs_table.c.run_id).join(
@@ -548,6 +549,8 @@ def _store_content(engine: sa.Engine) -> dict[str, list[tuple]]:
         "console": sa.select(*who, *(c for c in console_lines.c if c.name != "run_pk")).join(
             run, run.c.id == console_lines.c.run_pk),
         "alerts": sa.select(*who, *(c for c in alerts.c if c.name != "run_pk")).join(run, run.c.id == alerts.c.run_pk),
+        "edges": sa.select(*who, *(c for c in artifact_edges.c if c.name != "run_pk")).join(
+            run, run.c.id == artifact_edges.c.run_pk),
     }
     with engine.connect() as connection:
         return {name: sorted((tuple(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else
@@ -603,6 +606,14 @@ def _stats_and_crashed_run(root: Path, project: str, run_id: str) -> None:
     column.key = 0
     column.floats.extend([3.0, 2.0, 1.0])
     writer.write(record.SerializeToString())
+    for version, kind in enumerate(("artifact_used", "artifact_logged", "artifact_logged")):
+        record = pb.Record()
+        edge = getattr(record, kind)
+        edge.artifact.project, edge.artifact.name, edge.artifact.version = project, "model", version
+        edge.artifact.type, edge.artifact.digest, edge.time = "model", f"{version:064x}", 1.8e9 + 5 + version
+        if kind == "artifact_logged":
+            edge.aliases.extend(["latest", f"v{version}"])
+        writer.write(record.SerializeToString())
     writer.close()
 
 
@@ -652,12 +663,13 @@ def test_a_group_indexed_in_batches_stores_what_one_run_per_transaction_stores(r
     second = {name: index(name) for name in stores}
     assert second["batched"] == second["alone"] and second["batched"][0] == ["new/e-bad"]
     batched, alone = (_store_content(stores[name].engine) for name in ("batched", "alone"))
-    for table in ("runs", "series", "blocks", "console", "alerts"):
+    for table in ("runs", "series", "blocks", "console", "alerts", "edges"):
         assert batched[table] == alone[table], table
     runs = {row[1]: row for row in batched["runs"]}
     assert sorted(runs) == ["a", "b-failx", "c-replaced", "d", "f", "g-x", "h", "i", "j", "k-crashed"]
     assert {row[2] for row in batched["series"] if row[1] == "k-crashed"} == {"number", "system", "system_max"}
     assert {row[1] for row in batched["console"]} >= {"a", "d", "j"} and len(batched["alerts"]) == 10  # "a" resumed: 2
+    assert [(row[2], row[6]) for row in sorted(batched["edges"])] == [(1, 0), (2, 1), (3, 2)]  # seq, version
     crashed = stores["batched"].runs("new", filter='run_id = "k-crashed"')[0]
     assert crashed["state"] == "crashed" and crashed["summary"]["loss"] == 1.0
 

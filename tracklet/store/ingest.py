@@ -31,7 +31,7 @@ from tracklet.core.summary_fold import SummaryFold
 from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
-from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, write_edges
+from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, edge_rows, write_edges
 from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
                                      write_alerts, write_console)
@@ -265,7 +265,7 @@ class _NewRun:
     console lines and alerts, written with the group's other new runs in a few executemany
     statements at the group's end (``Indexer._write_new_runs``), not a few statements per run."""
 
-    __slots__ = ("row", "series", "console", "alerts")
+    __slots__ = ("row", "series", "console", "alerts", "edges")
 
     def __init__(self, row: dict[str, Any], fold: _RunFold) -> None:
         self.row = row
@@ -276,6 +276,7 @@ class _NewRun:
             self.series.update(((kind, name), points.arrays()) for name, points in by_name.items())
         self.console = fold.data.console
         self.alerts = fold.data.alerts
+        self.edges = fold.artifact_edges
 
     def points(self) -> int:
         """Metric points, as ``_write_series`` counts them (not ``_timestamp``, not system metrics)."""
@@ -473,8 +474,9 @@ class Indexer:
             self._pending = None
 
     def _write_new_runs(self, connection: sa.Connection, pending: list[_NewRun]) -> None:
-        """Insert a group's new runs, their series, console lines and alerts: one executemany per
-        table (per set of run columns), and the series' blocks through the group's ``BlockWriter``.
+        """Insert a group's new runs, their series, console lines, alerts and artifact edges: one
+        executemany per table (per set of run columns), and the series' blocks through the group's
+        ``BlockWriter``.
         If a statement fails, the group's transaction rolls back and its runs are indexed one by
         one (``_index_group``), so only the run at fault is lost."""
         if not pending:
@@ -500,6 +502,7 @@ class Indexer:
         points: list[tuple[np.ndarray, np.ndarray]] = []
         console: list[dict[str, Any]] = []
         found: list[dict[str, Any]] = []
+        edges: list[dict[str, Any]] = []
         for run_pk, new in zip(run_pks, pending):
             for (kind, key), (steps, values) in new.series.items():
                 counts = ({"count": len(steps), "first_step": int(steps[0]), "last_step": int(steps[-1])}
@@ -508,6 +511,7 @@ class Indexer:
                 points.append((steps, values))
             console.extend(console_rows(run_pk, new.console))
             found.extend(alert_rows(run_pk, new.alerts))
+            edges.extend(edge_rows(run_pk, new.edges))
         writer = self._block_writer
         assert writer is not None  # set by _group_writer around this call
         if series_rows:
@@ -524,6 +528,8 @@ class Indexer:
             connection.execute(console_lines.insert(), console)
         if found:
             connection.execute(alerts.insert(), found)
+        if edges:
+            connection.execute(artifact_edges.insert(), edges)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:

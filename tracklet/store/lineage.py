@@ -43,21 +43,26 @@ def edge_of(kind: str, record: Any) -> Edge:
     return ("logged" if kind == "artifact_logged" else "used", message)
 
 
-def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> None:
-    """Append a run's new edges after its last stored one."""
-    last = connection.execute(sa.select(sa.func.max(artifact_edges.c.seq))
-                              .where(artifact_edges.c.run_pk == run_pk)).scalar() or 0
+def edge_rows(run_pk: int, edges: list[Edge], after: int = 0) -> list[dict[str, Any]]:
+    """``artifact_edges`` rows for a run's edges, numbered on from its edge ``after``."""
     rows = []
     for offset, (direction, message) in enumerate(edges, start=1):
         ref = message.artifact
         rows.append({
-            "run_pk": run_pk, "seq": last + offset, "direction": direction,
+            "run_pk": run_pk, "seq": after + offset, "direction": direction,
             "project": clean_text(ref.project, 128), "name": clean_text(ref.name, 128), "version": ref.version,
             "type": clean_text(ref.type, 128), "digest": clean_text(ref.digest, 64),
             "time": message.time if math.isfinite(message.time) else 0.0,
             "aliases": [clean_text(a, 128) for a in getattr(message, "aliases", [])][:100],
         })
-    connection.execute(artifact_edges.insert(), rows)
+    return rows
+
+
+def write_edges(connection: sa.Connection, run_pk: int, edges: list[Edge]) -> None:
+    """Append a run's new edges after its last stored one."""
+    last = connection.execute(sa.select(sa.func.max(artifact_edges.c.seq))
+                              .where(artifact_edges.c.run_pk == run_pk)).scalar() or 0
+    connection.execute(artifact_edges.insert(), edge_rows(run_pk, edges, last))
 
 
 def runs_with_edge(engine: sa.Engine, project: str, name: str, version: int, direction: str) -> list[tuple[str, str]]:

@@ -427,7 +427,10 @@ def test_resuming_a_zero_filled_log_starts_it_again_and_keeps_the_bytes(root):
 # ---------------------------------------------------------------- sync (item 13)
 
 
-def test_sync_reports_local_damage_and_exits_non_zero(pristine, root, servers):
+def test_sync_uploads_past_local_damage_and_says_what_was_lost(pristine, root, servers):
+    """A damaged region in the middle of a local log becomes gap records of its exact length in
+    the server's copy: every intact record after it is uploaded at its own offset, and the copy's
+    readers report the damage as the local ones do. A killed writer's torn last frame is left."""
     damaged = _flip(pristine, len(pristine) // 5, 0)
     _write(root, damaged)
     torn = root / "projects" / PROJECT / "runs" / "torn" / "run.tlog"  # a killed writer's last frame
@@ -435,19 +438,38 @@ def test_sync_reports_local_damage_and_exits_non_zero(pristine, root, servers):
     torn.write_bytes(pristine + frame(b"\x0a" * 100)[:50])
     server = servers()
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    done = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "--all"],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0, done.stdout + done.stderr
+    command = [sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "--all"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
     damage = scan(damaged, resync=True).damage
-    assert "1 damaged run(s) only partly uploaded" in done.stdout
-    assert f"damaged at byte {damage.offset:,} (checksum mismatch)" in done.stderr
-    assert f"uploaded bytes 0-{damage.offset:,} of {len(damaged):,}" in done.stderr
-    assert "were NOT uploaded" in done.stderr and "intact record(s)" in done.stderr
+    assert damage is not None and damage.end is not None
+    assert f"damaged at byte {damage.offset:,} (checksum mismatch): {damage.length:,} byte(s) replaced by a gap " \
+           "record" in done.stderr
     assert f"note: {PROJECT}/torn: uploaded {len(pristine):,} of {len(pristine) + 50:,} bytes" in done.stderr
-    assert "Synced 1 of 2 run(s)" in done.stdout  # the torn run is whole: nothing intact was left
+    assert "Synced 2 of 2 run(s)" in done.stdout
+
+    copy = server.root / "projects" / PROJECT / "runs" / RUN_ID / "run.tlog"
+    stored = copy.read_bytes()
+    assert len(stored) == len(damaged) and stored[damage.end:] == damaged[damage.end:]
+    local, remote = replay(_write(root, damaged)), replay(copy)
+    assert dict(remote.history()) == dict(local.history()) and len(local.history()["_step"]) > 0
+    assert remote.config == local.config and remote.summary == local.summary
+    assert [a.title for a in remote.alerts] == [a.title for a in local.alerts]
+    assert [(d.offset, d.end) for d in remote.damages] == [(damage.offset, damage.end)]
+    assert "damaged where it was recorded (checksum mismatch)" in remote.damages[0].reason
+    from tracklet.store import Store
+
+    store = Store(f"sqlite:///{root / 'copy-index.sqlite'}", root=server.root)
+    report = store.index()
+    assert [line for line in report.damaged if f"{PROJECT}/{RUN_ID}" in line and "damaged where it was recorded" in line]
+    assert store.run(PROJECT, RUN_ID)["last_step"] == local.last_step
+    store.close()
+    # A second sync has nothing to send and nothing to say.
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "gap record" not in again.stderr and ": 0 new bytes" in again.stdout
 
 
-def test_an_online_run_stalled_behind_local_damage_says_so(pristine, root, servers):
+def test_an_online_run_uploads_past_local_damage_and_says_so(pristine, root, servers):
     damaged = _flip(pristine, len(pristine) // 5, 0)
     _write(root, damaged)
     server = servers()
@@ -459,7 +481,11 @@ def test_an_online_run_stalled_behind_local_damage_says_so(pristine, root, serve
         run.finish()
     messages = [str(w.message) for w in caught]
     damage = scan(damaged, resync=True).damage
-    assert any("online upload" in m and f"damaged at byte {damage.offset:,}" in m for m in messages), messages
+    assert any("online upload" in m and f"damaged at byte {damage.offset:,}" in m and "gap record" in m
+               for m in messages), messages
+    local = (root / "projects" / PROJECT / "runs" / RUN_ID / "run.tlog").read_bytes()
+    copy = (server.root / "projects" / PROJECT / "runs" / RUN_ID / "run.tlog").read_bytes()
+    assert len(copy) == len(local) and copy[damage.end:] == local[damage.end:]  # the resumed session too
 
 
 # ---------------------------------------------------------------- kill harness
@@ -571,3 +597,20 @@ def test_a_zero_filled_tail_is_damage_not_empty_records(pristine):
     result = scan(pristine + bytes(4096), resync=True)
     assert len(result.payloads) == len(_frames(pristine))
     assert result.damage.offset == len(pristine) and result.damage.reason.startswith("empty frame")
+
+
+@pytest.mark.parametrize("length", [16, 17, 100, 138, 139, 140, 16395, 16396, 16397, 1 << 20, (1 << 21) + 12])
+def test_gap_frames_fill_exactly_the_damaged_length_with_intact_frames(length):
+    from tracklet.core.decode import RecordDecoder
+    from tracklet.core.recordlog import gap_frame, scan_frames
+
+    filler = gap_frame(length, "checksum mismatch")
+    assert filler is not None and len(filler) == length
+    result = scan_frames(filler, 0, base=4096)
+    assert result.damage is None and result.end_offset == 4096 + length
+    decoder = RecordDecoder()
+    applied: list = []
+    decoder.fold(result.payloads, applied.append)
+    assert applied == []  # a gap is damage to report, never a record to apply
+    assert [(d.offset, d.end) for d in decoder.gaps] == [(4096, 4096 + length)]
+    assert gap_frame(15, "x") is None

@@ -29,5 +29,5 @@ def test_record_kinds_leave_room_for_tables_and_traces():
     from tracklet.proto import records_pb2 as pb
 
     numbers = {field.number for field in pb.Record.DESCRIPTOR.oneofs_by_name["kind"].fields}
-    assert numbers == set(range(1, 13)) | {20, 21, 22}  # 11, 12: artifact lineage
+    assert numbers == set(range(1, 13)) | {20, 21, 22, 30}  # 11, 12: artifact lineage; 30: an upload's gap
     assert "13-19: reserved" in (REPO / "proto" / "tracklet" / "proto" / "records.proto").read_text()

@@ -386,6 +386,8 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
                 failures.append(f"{paths.project}/{paths.run_id}: {error}")
                 continue
             total_sent += result.sent_bytes
+            for line in result.describe_gaps():
+                click.echo(f"tracklet: damaged: {line}", err=True)
             damage = local_damage(paths, result.offset)
             if damage is not None and damage.torn_tail:
                 click.echo(f"tracklet: note: {damage.describe()}", err=True)

@@ -23,7 +23,8 @@ import httpx
 from tracklet.client.files import FileSync
 from tracklet.client.http import HttpClient, RetryPolicy
 from tracklet.core.layout import RunPaths, iter_runs
-from tracklet.core.recordlog import MAGIC, RecordLogError, read_log_from, scan, scan_frames, writer_alive
+from tracklet.core.recordlog import (MAGIC, Damage, RecordLogError, gap_frame, read_log_from, scan, scan_frames,
+                                     writer_alive)
 from tracklet.errors import SyncError
 
 DEFAULT_CHUNK_BYTES = 4 << 20
@@ -37,6 +38,12 @@ class SyncResult:
     requests: int  # PUT requests made (0 when the server already had everything)
     offset: int  # the server's copy size at the end
     files_sent: int = 0  # run files (files/) uploaded because the server lacked them or held others
+    gaps: list[Damage] = dataclasses.field(default_factory=list)  # local damage passed this time (gap records sent)
+
+    def describe_gaps(self) -> list[str]:
+        return [f"{self.path}: the local record log is damaged at byte {d.offset:,} ({d.reason}): {d.length:,} "
+                "byte(s) replaced by a gap record in the server's copy; every intact record after it was uploaded"
+                for d in self.gaps]
 
 
 @dataclasses.dataclass
@@ -110,6 +117,28 @@ def _chunk(path: Path, start: int, limit: int, max_bytes: int) -> bytes:
             return data[:end]  # nothing complete (yet), or a damaged frame: stop here
 
 
+def _gap(path: Path, start: int, limit: int, max_bytes: int) -> tuple[bytes, Damage] | None:
+    """Where the log has a damaged region at ``start`` (no intact frame) followed by an intact
+    frame: gap frames of the region's exact length, which stand in for it on the server so the
+    frames after it upload at their own offsets. ``None`` at the log's header, when nothing
+    intact follows (yet: a live writer's torn last frame), or when no gap record fits."""
+    if start < len(MAGIC):
+        return None
+    window = max(max_bytes, 1 << 20)
+    with open(path, "rb") as handle:
+        while True:
+            handle.seek(start)
+            data = handle.read(min(window, limit - start))
+            result = scan_frames(data, 0, base=start, resync=True)
+            first = result.damages[0] if result.damages else None
+            if first is not None and first.offset == start and first.end is not None:
+                filler = gap_frame(first.end - start, first.reason)
+                return (filler, first) if filler is not None else None
+            if start + window >= limit:
+                return None
+            window *= 4
+
+
 class SyncClient:
     """Uploads record logs to the server at ``base_url`` (default ``$TRACKLET_BASE_URL``)."""
 
@@ -180,12 +209,17 @@ class SyncClient:
                 "was the local run recorded again from scratch?"
             )
         sent = requests = conflicts = 0
+        gaps: list[Damage] = []
         if progress:
             progress(offset, total)
         while offset < total:
             body = _chunk(log_file, offset, total, self.chunk_bytes)
+            gap = None
             if not body:
-                break  # an incomplete last frame (a live or crashed writer): next time
+                gap = _gap(log_file, offset, total, self.chunk_bytes)
+                if gap is None:
+                    break  # an incomplete last frame (a live or crashed writer): next time
+                body = gap[0]
             requests += 1
             response = self._http.request(
                 "PUT", self._url(paths, ""), params={"offset": offset}, content=gzip.compress(body, 1),
@@ -202,12 +236,15 @@ class SyncClient:
                 raise self._refused(response)
             data = response.json()
             sent += int(data.get("appended", 0))
+            if gap is not None and int(data["offset"]) > offset:
+                gaps.append(gap[1])
             offset = int(data["offset"])
             conflicts = 0
             if progress:
                 progress(offset, total)
         files_sent = self._sync_files(paths) if offset > 0 else 0  # files of a run the server knows
-        return SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent)
+        return SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent,
+                          gaps=gaps)
 
     def _sync_files(self, paths: RunPaths) -> int:
         """Upload the run's changed files; a failure other than the server staying unreachable

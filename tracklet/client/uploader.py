@@ -66,7 +66,10 @@ class Uploader:
             while True:
                 stopping = self._stop.wait(self._interval)
                 try:
-                    offset = client.sync_run(self._paths).offset
+                    result = client.sync_run(self._paths)
+                    for line in result.describe_gaps():
+                        self._report(("uploader-gap", line[:80]), f"tracklet: online upload to {self._base_url}: {line}")
+                    offset = result.offset
                     if (offset == self.offset or stopping) and not damage_reported:  # behind local damage?
                         damage = local_damage(self._paths, offset)
                         if damage is not None and not damage.torn_tail:

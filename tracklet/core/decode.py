@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable
 
+from tracklet.core.recordlog import FRAME_HEADER, Damage
 from tracklet.proto import records_pb2 as pb
 
 # Key ids are assigned 0, 1, 2, ... as keys first appear; one beyond this is damage, not data.
@@ -51,6 +52,9 @@ class RecordDecoder:
         self.invalid: list[InvalidRecord] = []  # the first MAX_DETAILS
         self.invalid_count = 0  # records skipped whole
         self.partial_count = 0  # records kept without some of their columns
+        # Regions the recording machine's log had damaged, which an upload replaced by Gap records
+        # (adjacent gap frames merged): damage as the copy's readers must report it.
+        self.gaps: list[Damage] = []
 
     def _note(self, offset: int, reason: str, whole: bool = True) -> None:
         if whole:
@@ -84,12 +88,25 @@ class RecordDecoder:
         except Exception as error:  # DecodeError, or a nesting too deep for the parser
             self._note(offset, f"not a valid record ({type(error).__name__}: {error})")
             return None
-        if record.WhichOneof("kind") == "history":
+        kind = record.WhichOneof("kind")
+        if kind == "gap":
+            self._gap(offset, len(payload), record.gap.reason)
+            return None
+        if kind == "history":
             problem = self._check_history(offset, record.history)
             if problem is not None:
                 self._note(offset, problem)
                 return None
         return record
+
+    def _gap(self, offset: int, payload_size: int, reason: str) -> None:
+        end = offset + FRAME_HEADER.size + payload_size  # the frame itself, whatever it claims
+        if self.gaps and self.gaps[-1].end == offset:
+            self.gaps[-1].end = end
+            return
+        if len(self.gaps) < MAX_DETAILS:
+            self.gaps.append(Damage(offset, end, f"damaged where it was recorded ({reason[:200] or 'unreadable'}); "
+                                                 "the upload put a gap record in its place", end=end))
 
     def _check_history(self, offset: int, batch: pb.HistoryBatch) -> str | None:
         rows = len(batch.steps)

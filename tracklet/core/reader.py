@@ -206,10 +206,10 @@ def replay(path: Path | str) -> RunState:
     (``state.invalid_records``); :func:`damage_summary` says it all in one line."""
     state = RunState()
     result = read_log(path, resync=True)
-    state.damage = result.damage
-    state.damages = result.damages
     decoder = RecordDecoder()
     decoder.fold(result.payloads, state.apply)
+    state.damages = sorted([*result.damages, *decoder.gaps], key=lambda damage: damage.offset)
+    state.damage = state.damages[0] if state.damages else None
     state.invalid_records = decoder.invalid
     state.invalid_count = decoder.invalid_count
     state.partial_count = decoder.partial_count

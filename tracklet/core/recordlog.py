@@ -38,6 +38,46 @@ def frame(payload: bytes) -> bytes:
     return FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+# The smallest frame a ``Gap`` record fits in: a header, the record's tag and length, a length field.
+MIN_GAP_BYTES = FRAME_HEADER.size + 8
+
+
+def gap_frame(length: int, reason: str) -> bytes | None:
+    """Intact frames of exactly ``length`` bytes holding ``Gap`` records: what an upload puts
+    where the local log is damaged, so every later frame keeps its offset. One frame, or two
+    where a length prefix's growth makes one impossible (a few sizes, e.g. 139 bytes). ``None``
+    when no record fits in ``length`` bytes (fewer than ``MIN_GAP_BYTES``)."""
+    if length < MIN_GAP_BYTES:
+        return None
+    single = _one_gap_frame(length, reason)
+    if single is not None:
+        return single
+    head = _one_gap_frame(2 * MIN_GAP_BYTES, "")
+    tail = _one_gap_frame(length - 2 * MIN_GAP_BYTES, reason)
+    return head + tail if head is not None and tail is not None else None
+
+
+def _one_gap_frame(length: int, reason: str) -> bytes | None:
+    from tracklet.proto import records_pb2 as pb
+
+    if length < MIN_GAP_BYTES:
+        return None
+    reason = reason.encode("utf-8", "replace")[:200].decode("utf-8", "ignore")
+    record = pb.Record()
+    # A padding length whose own length prefix grows by a byte can overshoot by one: a space
+    # more in the reason (or a shorter reason, for the smallest gaps) lands it exactly.
+    for text in (reason, reason + " ", reason + "  ", reason[:-1], "", " ", "  "):
+        record.gap.Clear()
+        record.gap.length = length
+        record.gap.reason = text
+        estimate = length - FRAME_HEADER.size - record.ByteSize()
+        for padding in range(max(0, estimate - 12), estimate + 1):
+            record.gap.padding = bytes(padding)
+            if FRAME_HEADER.size + record.ByteSize() == length:
+                return frame(record.SerializeToString())
+    return None
+
+
 @dataclasses.dataclass
 class Damage:
     """Bytes of a record log that hold no readable frame: from ``offset`` to ``end`` (the next

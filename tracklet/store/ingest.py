@@ -653,7 +653,7 @@ class Indexer:
     def _note_damage(self, paths: RunPaths, result: Any, decoder: RecordDecoder) -> None:
         """Say what of the new bytes was skipped (a damaged region, an invalid record); a torn
         last frame is not damage (a live writer's next pass reads it whole)."""
-        parts = [d.describe() for d in result.damages if not d.torn_tail]
+        parts = [d.describe() for d in [*result.damages, *decoder.gaps] if not d.torn_tail]
         if decoder.invalid_count:
             parts.append(f"{decoder.invalid_count} invalid record(s) skipped")
         if decoder.partial_count:

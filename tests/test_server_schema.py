@@ -49,6 +49,17 @@ def _schema_differences(engine: sa.Engine, metadata: sa.MetaData) -> list:
         return compare_metadata(context, metadata)
 
 
+def _store_head() -> str:
+    """The store's newest migration: the store's branch moves on without the server's."""
+    from alembic.script import ScriptDirectory
+
+    from tracklet.store.engine import MIGRATIONS
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
 def _tables(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names())
 
@@ -62,7 +73,7 @@ def test_a_store_has_no_server_tables_and_a_server_database_has_both_schemas_exa
     assert _schema_differences(store.engine, _both_schemas()) == []
     with store.engine.connect() as connection:
         assert connection.execute(sa.text(f"SELECT version_num FROM {server_schema.VERSION_TABLE}")).scalar() == "s0001"
-        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == _store_head()
     store.close()
 
 

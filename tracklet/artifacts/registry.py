@@ -28,6 +28,7 @@ from typing import Any
 
 from tracklet.artifacts.manifest import is_sha256
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
+from tracklet.core.atomicfile import replace_atomically
 from tracklet.errors import ArtifactError, ArtifactNotFound
 
 MAX_VERSION_FILE_BYTES = 16 << 20
@@ -67,9 +68,7 @@ class VersionInfo:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    replace_atomically(path, data, durable=False)
 
 
 class LocalRegistry:

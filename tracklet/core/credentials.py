@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from tracklet.core.atomicfile import replace_atomically
+
 API_KEY_ENV = "TRACKLET_API_KEY"
 
 
@@ -45,11 +47,7 @@ def save_key(base_url: str, key: str) -> Path:
     data = _read(path)
     data[_normalize(base_url)] = key
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-    os.replace(temporary, path)
+    replace_atomically(path, json.dumps(data, indent=2, sort_keys=True).encode(), mode=0o600)
     return path
 
 

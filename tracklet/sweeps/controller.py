@@ -191,13 +191,9 @@ def _storage(directory: Path) -> Any:
 def _write_json(path: Path, data: Any, *, durable: bool = True) -> None:
     """Replace ``path`` atomically. ``durable=False`` skips the fsync, for files whose loss in a
     power cut is recovered from (the leases: a trial without one is reaped as lapsed)."""
-    temporary = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(temporary, "w") as handle:
-        json.dump(data, handle)
-        if durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    from tracklet.core.atomicfile import replace_atomically
+
+    replace_atomically(path, json.dumps(data).encode(), durable=durable)
 
 
 def _read_json(path: Path, default: Any) -> Any:

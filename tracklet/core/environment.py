@@ -29,6 +29,83 @@ if TYPE_CHECKING:  # imported on the capture thread, not by init() (see Environm
 GIT_TIMEOUT = 10.0
 
 
+class GitProbe:
+    """The git questions of a capture, asked at once: the commands start as child processes
+    when the probe is made and are read by :meth:`capture`.
+
+    Run one after another on a thread that shares the GIL with a busy training loop, each
+    command's pipe reads wait for the GIL several times (~40 ms for the three); started together
+    first, they run while the thread imports protobuf and reads the host, and are read in one wait.
+    """
+
+    # One call for root, commit and branch; in a repository without commits it fails, and the
+    # root alone is asked for (see capture).
+    HEAD = ["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"]
+    REMOTE = ["config", "--get", "remote.origin.url"]
+    DIFF = ["diff", "HEAD", "--binary"]
+
+    def __init__(self, cwd: str) -> None:
+        self._cwd = cwd
+        self._started = {name: self._start(args) for name, args in
+                         (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF))}
+
+    def _start(self, args: list[str]) -> Any:
+        import subprocess
+
+        try:
+            return subprocess.Popen(["git", *args], cwd=self._cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+
+    def _output(self, name: str) -> str | None:
+        """What the command printed, or None if it failed, timed out or couldn't start."""
+        import subprocess
+
+        process = self._started.get(name)
+        if process is None:
+            return None
+        try:
+            out, _ = process.communicate(timeout=GIT_TIMEOUT)
+        except (OSError, subprocess.SubprocessError):
+            process.kill()
+            process.communicate()
+            return None
+        if process.returncode != 0:
+            return None
+        return out.decode("utf-8", errors="replace")
+
+    def abandon(self) -> None:
+        """Stop every command still running (a capture that failed before reading them)."""
+        for process in self._started.values():
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def capture(self, environment: pb.Environment, files_dir: Path) -> None:
+        found = self._output("head")
+        lines = found.splitlines() if found is not None else []
+        if len(lines) != 3:
+            root = _git(["rev-parse", "--show-toplevel"], self._cwd)
+            if root is None:
+                self.abandon()
+                return
+            lines = [root.strip(), "", ""]
+        environment.git_root, environment.git_commit, environment.git_branch = (line.strip() for line in lines)
+        # https://user:token@host/... would reach every reader of the project: never record userinfo.
+        from tracklet.core.redact import redact_url  # on the capture thread: its regexes cost init() nothing
+
+        environment.git_remote = redact_url((self._output("remote") or "").strip())
+        diff = self._output("diff")
+        if diff and environment.git_commit:
+            data = diff.encode("utf-8")
+            environment.git_dirty = True
+            import hashlib
+
+            environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
+            (files_dir / "diff.patch").write_bytes(data)
+
+
 def _git(args: list[str], cwd: str) -> str | None:
     import subprocess
 
@@ -49,28 +126,9 @@ def _git(args: list[str], cwd: str) -> str | None:
 
 
 def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
-    # One call for root, commit and branch; in a repository without commits it fails, and the
-    # root alone is asked for.
-    found = _git(["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"], cwd)
-    lines = found.splitlines() if found is not None else []
-    if len(lines) != 3:
-        root = _git(["rev-parse", "--show-toplevel"], cwd)
-        if root is None:
-            return
-        lines = [root.strip(), "", ""]
-    environment.git_root, environment.git_commit, environment.git_branch = (line.strip() for line in lines)
-    # https://user:token@host/... would reach every reader of the project: never record userinfo.
-    from tracklet.core.redact import redact_url  # on the capture thread: its regexes cost init() nothing
-
-    environment.git_remote = redact_url((_git(["config", "--get", "remote.origin.url"], cwd) or "").strip())
-    diff = _git(["diff", "HEAD", "--binary"], cwd) if environment.git_commit else None
-    if diff:
-        data = diff.encode("utf-8")
-        environment.git_dirty = True
-        import hashlib
-
-        environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
-        (files_dir / "diff.patch").write_bytes(data)
+    """The git state of ``cwd`` (root, commit, branch, remote without credentials, the diff
+    against HEAD as ``diff.patch``)."""
+    GitProbe(cwd).capture(environment, files_dir)
 
 
 def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None) -> None:
@@ -196,6 +254,7 @@ class EnvironmentCapture:
         self._record: pb.Record | None = None  # created on the thread, which imports protobuf
         self._thread = threading.Thread(target=self._run, name="tracklet-environment", daemon=True)
         self._gate: threading.Event | None = None
+        self._git_probe: GitProbe | None = None
 
     def start(self, gate: threading.Event | None = None) -> None:
         """Start the thread; with ``gate``, it begins capturing once the gate is set (``init()``
@@ -207,6 +266,7 @@ class EnvironmentCapture:
         steps = {"host": self._capture_host, "git": self._capture_git, "packages": self._capture_packages}
         if self._gate is not None:
             self._gate.wait()
+        self._git_probe = GitProbe(self._cwd)  # the git commands run while the rest is captured
         try:
             from tracklet.proto import records_pb2 as pb
 
@@ -227,6 +287,9 @@ class EnvironmentCapture:
             self._queue_once()
         except Exception as error:
             self._report("environment", f"tracklet: capturing the environment failed: {error!r}")
+        finally:
+            if self._git_probe is not None:
+                self._git_probe.abandon()
 
     def _capture_host(self, environment: pb.Environment) -> None:
         import socket
@@ -246,7 +309,8 @@ class EnvironmentCapture:
             environment.gpus.extend(gpu_names())
 
     def _capture_git(self, environment: pb.Environment) -> None:
-        capture_git(environment, self._cwd, self._files_dir)
+        if self._git_probe is not None:
+            self._git_probe.capture(environment, self._files_dir)
 
     def _capture_packages(self, environment: pb.Environment) -> None:
         capture_packages(environment, self._files_dir, self._cache_dir)

@@ -40,16 +40,16 @@ class GitProbe:
 
     # One call for root, commit and branch; in a repository without commits it fails, and the
     # root alone is asked for (see capture).
-    HEAD = ["rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD"]
-    REMOTE = ["config", "--get", "remote.origin.url"]
-    DIFF = ["diff", "HEAD", "--binary"]
+    HEAD = ("rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD")
+    REMOTE = ("config", "--get", "remote.origin.url")
+    DIFF = ("diff", "HEAD", "--binary")
 
     def __init__(self, cwd: str) -> None:
         self._cwd = cwd
         self._started = {name: self._start(args) for name, args in
                          (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF))}
 
-    def _start(self, args: list[str]) -> Any:
+    def _start(self, args: tuple[str, ...]) -> Any:
         import subprocess
 
         try:

@@ -638,3 +638,65 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
         reading.update()
     wandb.finish()
     assert tracklet.Api(root).run(f"export/{live.id}").history(["x"])["x"] == [1]
+
+
+# A vision/speech script as W&B's docs write it: images with masks and boxes, a list of images, audio.
+MEDIA = """
+import json, warnings
+import numpy as np
+warnings.simplefilter("always")
+caught = []
+warnings.showwarning = lambda message, *rest: caught.append(str(message))
+import wandb
+
+run = wandb.init(project="media")
+rng = np.random.default_rng(0)
+class_labels = {0: "background", 1: "cat", 2: "dog"}
+for epoch in range(3):
+    image = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    mask = np.zeros((32, 48), dtype=np.uint8)
+    mask[4:12, 8:20] = 1
+    mask[20:, 30:] = 2
+    boxes = {"predictions": {"box_data": [{"position": {"minX": 0.1, "maxX": 0.5, "minY": 0.2, "maxY": 0.6},
+                                           "class_id": 1, "box_caption": "cat (0.93)", "scores": {"conf": 0.93}},
+                                          {"position": {"middle": [36, 26], "width": 12, "height": 10},
+                                           "domain": "pixel", "class_id": 2, "scores": {"conf": 0.5}}],
+                             "class_labels": class_labels}}
+    wandb.log({"epoch": epoch, "loss": 1.0 / (epoch + 1),
+               "prediction": wandb.Image(image, caption=f"epoch {epoch}", boxes=boxes,
+                                         masks={"ground_truth": {"mask_data": mask, "class_labels": class_labels}}),
+               "samples": [wandb.Image(image[:, :, 0]), wandb.Image(image.astype(np.float32) / 255.0)],
+               "speech": wandb.Audio(np.sin(np.arange(1600) / 10.0).astype(np.float32) * 0.3, sample_rate=16000,
+                                     caption="a tone")})
+info = {"path": f"{run.project}/{run.id}", "warnings": caught}
+wandb.finish()
+print(json.dumps(info))
+"""
+
+
+def test_an_unmodified_wandb_script_records_images_with_masks_and_boxes_and_audio(root, tmp_path):
+    import numpy as np
+
+    out = tracklet_run(tmp_path, MEDIA)
+    assert out["warnings"] == []  # nothing dropped, nothing warned about
+    recorded = tracklet.Api(root).run(out["path"])
+    assert recorded.history()["loss"] == [1.0, 0.5, 1 / 3]
+    predictions = recorded.images("prediction")
+    assert [(p.step, p.caption, p.width, p.height) for p in predictions] == [
+        (step, f"epoch {step}", 48, 32) for step in range(3)]
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert np.array_equal(predictions[0].to_numpy(), first)
+    truth = predictions[0].masks["ground_truth"]
+    assert truth.class_labels == {0: "background", 1: "cat", 2: "dog"}
+    assert truth.to_numpy()[5, 10] == 1 and truth.to_numpy()[25, 40] == 2 and truth.to_numpy()[0, 0] == 0
+    cat, dog = predictions[0].boxes["predictions"].boxes
+    assert (cat.label, cat.caption, cat.scores, cat.pixel) == ("cat", "cat (0.93)", {"conf": 0.93}, False)
+    assert (dog.label, dog.min_x, dog.max_x, dog.min_y, dog.max_y, dog.pixel) == ("dog", 30, 42, 21, 31, True)
+    samples = recorded.images("samples")
+    assert [(s.step, s.index) for s in samples] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+    assert np.array_equal(samples[0].to_numpy(), first[:, :, 0])
+    assert np.array_equal(samples[1].to_numpy(), first)  # floats in [0, 1] scaled back to 0-255
+    speech = recorded.media("speech")
+    assert [(a.step, a.sample_rate, a.duration, a.caption) for a in speech] == [(s, 16000, 0.1, "a tone") for s in range(3)]
+    assert len({a.digest for a in speech}) == 1  # the same tone each epoch: one blob

@@ -24,12 +24,13 @@ LAYERS = {
     "core": 1,  # recording, the record log, reading one run's log
     "client": 2, "store": 2,  # the HTTP client of a server; the derived SQL store
     "artifacts": 3,  # artifacts: blobs, chunks, versions; lineage read from the store
-    "api": 4,  # tracklet.Api: LocalApi (core + store + artifacts), RemoteApi (client)
-    "sweeps": 4,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
-    "server": 5, "compat": 5,  # the tracking server; the W&B API over the run and read APIs
-    "importers": 6, "integrations": 6,  # W&B/TensorBoard importers; framework integrations
-    "cli": 7,  # the command line
-    "__init__": 8, "__main__": 8,  # the package's public names (tracklet.init, tracklet.Api, ...)
+    "media": 4,  # logged media and tables: encoded off the training thread into the artifacts' blob store
+    "api": 5,  # tracklet.Api: LocalApi (core + store + artifacts + media), RemoteApi (client)
+    "sweeps": 5,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
+    "server": 6, "compat": 6,  # the tracking server; the W&B API over the run and read APIs
+    "importers": 7, "integrations": 7,  # W&B/TensorBoard importers; framework integrations
+    "cli": 8,  # the command line
+    "__init__": 9, "__main__": 9,  # the package's public names (tracklet.init, tracklet.Api, ...)
 }
 # Layers that build on the package's public names (``import tracklet``; ``tracklet.init``):
 # products on top of the library, never the library itself.

@@ -68,8 +68,10 @@ wandb.log({"val/loss": 0.7, "epoch": 2}, step=10)                # explicit step
 wandb.log({"extra": 1}, step=10, commit=True)                    # same row, then the step moves on
 wandb.log({"late": 1}, step=3)                                   # backwards: warned and dropped
 wandb.log({"late": 2}, step=4)                                   # dropped silently
-wandb.log({"hist": wandb.Histogram([1, 2, 2, 3]), "img": wandb.Image(None), "table": wandb.Table(columns=["a"])})
-wandb.log({"pics": [wandb.Image(None), wandb.Image(None)], "plot": wandb.plot.line(None, "x", "y")})
+wandb.log({"hist": wandb.Histogram([1, 2, 2, 3]), "img": wandb.Image([[0, 255], [255, 0]], caption="c"),
+           "table": wandb.Table(columns=["a"])})
+wandb.log({"pics": [wandb.Image([[0, 255], [255, 0]]), wandb.Image([[1, 2], [3, 4]])],
+           "plot": wandb.plot.line(None, "x", "y")})
 wandb.summary["best"] = 0.25
 run.summary.update({"note": "ok"})
 
@@ -79,7 +81,7 @@ for _ in range(2):
     artifact.add_file(__file__)
     run.log_artifact(artifact)
     run.log_code()
-    wandb.log({"img": wandb.Image(None)})
+    wandb.log({"img": wandb.Image([[0, 255], [255, 0]])})
 wandb.alert(title="done soon", text="almost", level=wandb.AlertLevel.WARN)
 open("weights.txt", "w").write("w")
 saved = wandb.save("weights.txt")
@@ -119,9 +121,14 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     assert rows[10] == {"val/loss": 0.7, "epoch": 2, "extra": 1}
     assert not any("late" in row for row in rows.values())
     assert rows[11]["hist"].counts[0] == 1 and sum(rows[11]["hist"].counts) == 4
-    assert "img" not in rows[11] and "table" not in rows[11]  # media left out of the row
-    # rows of media alone stay rows (with nothing tracklet records yet), so row counts match W&B's
+    assert "img" not in rows[11] and "table" not in rows[11]  # media are not history values
+    # rows of media alone stay rows (the media are recorded beside them), so row counts match W&B's
     assert max(rows) == 14 and out["step"] == 15 and rows[12] == rows[13] == rows[14] == {}
+    images = recorded.images("img")
+    assert [(image.step, image.caption) for image in images] == [(11, "c"), (13, ""), (14, "")]
+    assert all((image.to_numpy() == [[0, 255], [255, 0]]).all() for image in images)
+    assert len({image.digest for image in images}) == 1  # the same image: one blob
+    assert [(image.step, image.index, image.count) for image in recorded.images("pics")] == [(12, 0, 2), (12, 1, 2)]
 
     summary = recorded.summary
     # define_metric(summary=...) in W&B's shape
@@ -134,7 +141,8 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     assert out["dir"] == os.path.join(recorded.dir, "files") and "weights.txt" in recorded.files()
 
     warned = out["warnings"]
-    for fragment in ("entity= is accepted", "lower than the current step", "logging wandb.Image",
+    assert not any("image" in w.lower() for w in warned), warned  # media are recorded, not warned about
+    for fragment in ("entity= is accepted", "lower than the current step",
                      "logging wandb.Table", "logging wandb.plot.line", "run.log_code()"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
     assert not any("log_artifact" in w or "artifact" in w.lower() for w in warned), warned
@@ -486,14 +494,13 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         warnings.simplefilter("always")
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
         run.log({"table": wandb.Table(columns=["a"])}); table = _line()         # was sys:1
-        wandb.log({"img": wandb.Image(None)}); image = _line()
         wandb.Artifact("model", "model").add(wandb.Table(columns=["a"]), "t"); artifact = _line()
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one
         wandb.finish()
     where = {str(w.message).split(":")[1].strip()[:20]: (w.filename, w.lineno) for w in caught}
-    assert sorted(line for _, line in where.values()) == [table, image, artifact, alert, backwards, too_far], where
+    assert sorted(line for _, line in where.values()) == [table, artifact, alert, backwards, too_far], where
     assert {filename for filename, _ in where.values()} == {__file__}, where
     assert first < table
 
@@ -631,3 +638,65 @@ def test_public_api_run_objects_as_export_scripts_use_them(root, tmp_path):
         reading.update()
     wandb.finish()
     assert tracklet.Api(root).run(f"export/{live.id}").history(["x"])["x"] == [1]
+
+
+# A vision/speech script as W&B's docs write it: images with masks and boxes, a list of images, audio.
+MEDIA = """
+import json, warnings
+import numpy as np
+warnings.simplefilter("always")
+caught = []
+warnings.showwarning = lambda message, *rest: caught.append(str(message))
+import wandb
+
+run = wandb.init(project="media")
+rng = np.random.default_rng(0)
+class_labels = {0: "background", 1: "cat", 2: "dog"}
+for epoch in range(3):
+    image = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    mask = np.zeros((32, 48), dtype=np.uint8)
+    mask[4:12, 8:20] = 1
+    mask[20:, 30:] = 2
+    boxes = {"predictions": {"box_data": [{"position": {"minX": 0.1, "maxX": 0.5, "minY": 0.2, "maxY": 0.6},
+                                           "class_id": 1, "box_caption": "cat (0.93)", "scores": {"conf": 0.93}},
+                                          {"position": {"middle": [36, 26], "width": 12, "height": 10},
+                                           "domain": "pixel", "class_id": 2, "scores": {"conf": 0.5}}],
+                             "class_labels": class_labels}}
+    wandb.log({"epoch": epoch, "loss": 1.0 / (epoch + 1),
+               "prediction": wandb.Image(image, caption=f"epoch {epoch}", boxes=boxes,
+                                         masks={"ground_truth": {"mask_data": mask, "class_labels": class_labels}}),
+               "samples": [wandb.Image(image[:, :, 0]), wandb.Image(image.astype(np.float32) / 255.0)],
+               "speech": wandb.Audio(np.sin(np.arange(1600) / 10.0).astype(np.float32) * 0.3, sample_rate=16000,
+                                     caption="a tone")})
+info = {"path": f"{run.project}/{run.id}", "warnings": caught}
+wandb.finish()
+print(json.dumps(info))
+"""
+
+
+def test_an_unmodified_wandb_script_records_images_with_masks_and_boxes_and_audio(root, tmp_path):
+    import numpy as np
+
+    out = tracklet_run(tmp_path, MEDIA)
+    assert out["warnings"] == []  # nothing dropped, nothing warned about
+    recorded = tracklet.Api(root).run(out["path"])
+    assert recorded.history()["loss"] == [1.0, 0.5, 1 / 3]
+    predictions = recorded.images("prediction")
+    assert [(p.step, p.caption, p.width, p.height) for p in predictions] == [
+        (step, f"epoch {step}", 48, 32) for step in range(3)]
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert np.array_equal(predictions[0].to_numpy(), first)
+    truth = predictions[0].masks["ground_truth"]
+    assert truth.class_labels == {0: "background", 1: "cat", 2: "dog"}
+    assert truth.to_numpy()[5, 10] == 1 and truth.to_numpy()[25, 40] == 2 and truth.to_numpy()[0, 0] == 0
+    cat, dog = predictions[0].boxes["predictions"].boxes
+    assert (cat.label, cat.caption, cat.scores, cat.pixel) == ("cat", "cat (0.93)", {"conf": 0.93}, False)
+    assert (dog.label, dog.min_x, dog.max_x, dog.min_y, dog.max_y, dog.pixel) == ("dog", 30, 42, 21, 31, True)
+    samples = recorded.images("samples")
+    assert [(s.step, s.index) for s in samples] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+    assert np.array_equal(samples[0].to_numpy(), first[:, :, 0])
+    assert np.array_equal(samples[1].to_numpy(), first)  # floats in [0, 1] scaled back to 0-255
+    speech = recorded.media("speech")
+    assert [(a.step, a.sample_rate, a.duration, a.caption) for a in speech] == [(s, 16000, 0.1, "a tone") for s in range(3)]
+    assert len({a.digest for a in speech}) == 1  # the same tone each epoch: one blob

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tracklet.core.run import Run
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
+    from tracklet.media import Audio, Html, Image, Molecule, Object3D, Video
 
 _LAZY = {
     "Artifact": ("tracklet.artifacts.artifact", "Artifact"),
@@ -31,6 +32,12 @@ _LAZY = {
     "Run": ("tracklet.core.run", "Run"),
     "Settings": ("tracklet.core.settings", "Settings"),
     "Histogram": ("tracklet.core.values", "Histogram"),
+    "Image": ("tracklet.media", "Image"),
+    "Audio": ("tracklet.media", "Audio"),
+    "Video": ("tracklet.media", "Video"),
+    "Html": ("tracklet.media", "Html"),
+    "Object3D": ("tracklet.media", "Object3D"),
+    "Molecule": ("tracklet.media", "Molecule"),
     "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
     "TrackletError": ("tracklet.errors", "TrackletError"),
 }
@@ -59,10 +66,26 @@ def _artifact_hooks() -> Any:
     return run_hooks
 
 
+def _logged_worker() -> Any:
+    """What ``Run.log`` hands logged objects (media, tables) to: the core can't import it."""
+    from tracklet.media import worker
+
+    return worker
+
+
+def _media_reader() -> Any:
+    """What ``RecordedRun.media``/``images`` read logged media with."""
+    from tracklet.media import read
+
+    return read
+
+
 def _plug_in() -> None:
     from tracklet.core.extensions import provide
 
     provide("artifacts", _artifact_hooks)
+    provide("logged", _logged_worker)
+    provide("media", _media_reader)
 
 
 _plug_in()
@@ -159,12 +182,18 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Api",
     "Artifact",
+    "Audio",
     "Histogram",
+    "Html",
+    "Image",
+    "Molecule",
+    "Object3D",
     "RecordedRun",
     "Run",
     "Settings",
     "TrackletError",
     "TrackletWarning",
+    "Video",
     "__version__",
     "alert",
     "autolog",

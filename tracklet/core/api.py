@@ -254,6 +254,22 @@ class RecordedRun:
         """Columns ``_step``, ``_timestamp``, ``_runtime`` and one per key (``None`` where missing)."""
         return self._read.history(keys)
 
+    def media(self, key: str | None = None, kind: str | None = None) -> list[Any]:
+        """The media logged under ``key`` (every key if None; ``kind``: "image", "audio", ...), in
+        step order: ``tracklet.media.read.MediaItem``s with ``step``, ``caption``, ``path``,
+        ``to_numpy()``, masks and boxes (docs/media.md)."""
+        from tracklet.core.extensions import load
+
+        return list(load("media").media_items(self._read.media, self._paths.root, key, kind))
+
+    def images(self, key: str | None = None) -> list[Any]:
+        """The images logged under ``key`` (see :meth:`media`)."""
+        return self.media(key, kind="image")
+
+    def media_keys(self) -> list[str]:
+        """Every key media were logged under, in first-use order."""
+        return list(dict.fromkeys(message.key for message in self._read.media))
+
     def system_metrics(self, stat: str = "mean") -> History:
         """System metrics (GPU, CPU, memory, disk, network) per stats window: ``_timestamp``,
         ``_runtime`` and one column per metric (names and units: docs/system-metrics.md), holding

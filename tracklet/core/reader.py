@@ -90,6 +90,7 @@ class RunState:
         self.stats: list[pb.SystemStats] = []
         self.system_info: pb.SystemInfo | None = None
         self.checkpoints: list[Checkpoint] = []
+        self.media: list[pb.MediaLogged] = []  # read through tracklet.media (RecordedRun.media)
         self.last_step: int | None = None
         self.record_count = 0
         self.damage: Damage | None = None  # the first damaged region of the log
@@ -155,6 +156,8 @@ class RunState:
                 c.path, c.sha256, c.size_bytes, c.step, c.score if c.has_score else None, c.monitor, c.time,
                 {entry.key: from_value_message(entry.value) for entry in c.metadata}, c.error,
             ))
+        elif kind == "media":
+            self.media.append(record.media)
         # Unknown kinds (from a newer writer) are skipped.
         if kind in ("history", "summary", "metric_definition", "run_start"):
             self._summary.apply(record)  # last: should it fail, the record's own effect is kept

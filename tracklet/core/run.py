@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 from tracklet.core import hostinfo, identity, lifecycle
 from tracklet.core.console import ConsoleCapture
 from tracklet.core.layout import RunPaths
+from tracklet.core.logged import LoggedObject, logged_items, start_worker
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
 from tracklet.core.settings import Settings
@@ -295,6 +296,7 @@ class Run:
         self._monitor: Any = None
         self._checkpoints: Any = None
         self._artifacts: Any = None  # a tracklet.artifacts.worker.ArtifactWorker, made on first use
+        self._logged: Any = None  # the logged-object worker (core/logged.py), made on first use
         self._uploader_factory = uploader
         self._uploader: RunUploader | None = None
         self._warned: set[Any] = set()
@@ -399,6 +401,8 @@ class Run:
         plain, keys = known  # the key set's first tuple, shared by every row: the worker compares identities
         if not plain:
             row = self._prepare(dict(zip(keys, values)))
+            if any(map(_holds_logged, row.values())):
+                row = self._take_logged(row, step)
             keys, values = tuple(row), tuple(row.values())
         queue = self._queue
         queue.append((step, _time(), keys, values))
@@ -447,6 +451,32 @@ class Run:
                 )
                 raise TypeError(f"tracklet (strict mode): {what}, which can't be logged; nothing from this call was recorded")
         return row
+
+    def _take_logged(self, row: dict, step: int) -> dict:
+        """Hand the row's logged objects (media, tables; lists of them) to the run's
+        logged-object worker (a type check and an append each: their constructors took the
+        copy) and return the rest of the row for history."""
+        rest = {}
+        when = _time()
+        for key, value in row.items():
+            items = logged_items(value)
+            if items is None:
+                rest[key] = value
+            elif not self._finished and self._sender is not None:  # else the queue's append says why
+                self._logged_worker().submit(step, when, key, items)
+        return rest
+
+    def _logged_worker(self) -> Any:
+        if self._logged is None:
+            assert self._paths is not None
+            self._logged = start_worker(self._paths.root, self._enqueue, self._warn_logged,
+                                        workers=self.settings.media_workers, max_pending=self.settings.media_queue)
+        return self._logged
+
+    def _warn_logged(self, token: Any, message: str) -> None:
+        """Warnings of the logged-object worker's threads: once per token, like the sender's."""
+        if self._sender is not None:
+            self._sender.warn(token, message)
 
     def _refuse_step(self, step: int) -> None:
         message = (
@@ -755,6 +785,8 @@ class Run:
             self._environment.finish(max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
+        if self._logged is not None and not self._logged.close(max(0.0, deadline - time.monotonic())):
+            print("tracklet: media still being encoded at finish were not recorded", file=sys.stderr)
         if self._artifacts is not None and not self._artifacts.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: artifacts still being stored at finish are not recorded in the run's log (a version "
                   "is committed whole or not at all)", file=sys.stderr)
@@ -791,6 +823,12 @@ class Run:
                 abandon = getattr(sink, "abandon_after_fork", None)
                 if abandon is not None:
                     abandon()
+
+
+def _holds_logged(value: Any) -> bool:
+    """A logged object (``tracklet.Image``, ...) or a non-empty list/tuple starting with one."""
+    return isinstance(value, LoggedObject) or (type(value) in (list, tuple) and bool(value)
+                                               and isinstance(value[0], LoggedObject))
 
 
 def _deferred(build: Callable[[dict[str, Any]], pb.Record], fields: dict[str, Any]) -> Callable[[], pb.Record]:

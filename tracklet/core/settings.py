@@ -66,6 +66,10 @@ class Settings:
             ``init()`` records trial ``sweep_trial``'s run with the trial's config
             (``tracklet.core.sweeptrial``). ``TRACKLET_SWEEP_ID``.
         sweep_trial: the trial's number in that sweep. ``TRACKLET_SWEEP_TRIAL``.
+        media_workers: threads that encode and store logged media (``tracklet.Image``, ...)
+            off the training thread. ``TRACKLET_MEDIA_WORKERS``.
+        media_queue: logged media items that may wait for those threads; more are dropped
+            (counted, one warning), never waited for. ``TRACKLET_MEDIA_QUEUE``.
     """
 
     mode: str = "offline"
@@ -89,6 +93,8 @@ class Settings:
     upload_timeout: float = 30.0
     sweep_id: str | None = None
     sweep_trial: str | None = None
+    media_workers: int = 2
+    media_queue: int = 256
 
     def __post_init__(self) -> None:
         # Which fields were given (to the constructor, or set afterwards): those win over the
@@ -116,6 +122,8 @@ class Settings:
             raise ValueError(f"flush_interval must be a positive number of seconds; got {self.flush_interval!r}")
         if self.max_queue < 1 or self.batch_size < 1:
             raise ValueError("max_queue and batch_size must be at least 1")
+        if self.media_workers < 1 or self.media_queue < 1:
+            raise ValueError("media_workers and media_queue must be at least 1")
         if not 0 < self.system_interval <= self.system_window:
             raise ValueError(
                 "system_interval must be positive and at most system_window; "

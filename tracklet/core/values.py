@@ -23,6 +23,8 @@ import dataclasses
 import enum
 from pathlib import PurePath
 from typing import Any, Callable, Iterable, Mapping
+
+from tracklet.core.logged import logged_items
 from tracklet.errors import Unsupported  # noqa: F401  (defined there; imported from here too)
 
 INT64_MIN = -(1 << 63)
@@ -204,6 +206,8 @@ def is_supported_type(value: Any) -> bool:
     """A check that never converts (so never syncs a device): used by strict mode on the caller."""
     kind = type(value)
     if kind in (float, int, bool, str) or value is None or isinstance(value, Histogram):
+        return True
+    if logged_items(value) is not None:  # media, tables: recorded by the logged-object worker
         return True
     if isinstance(value, Mapping):
         return all(is_supported_type(v) for v in value.values())

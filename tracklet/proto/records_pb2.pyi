@@ -37,7 +37,7 @@ SUMMARY_MODE_NONE: SummaryMode
 SUMMARY_MODE_FIRST: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "system_info", "checkpoint", "run_update", "gap")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "system_info", "checkpoint", "run_update", "gap")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class Record(_message.Message):
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_LOGGED_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_USED_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     RUN_UPDATE_FIELD_NUMBER: _ClassVar[int]
@@ -66,11 +67,12 @@ class Record(_message.Message):
     environment: Environment
     artifact_logged: ArtifactLogged
     artifact_used: ArtifactUsed
+    media: MediaLogged
     system_info: SystemInfo
     checkpoint: Checkpoint
     run_update: RunUpdate
     gap: Gap
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
 
 class Gap(_message.Message):
     __slots__ = ("length", "reason", "padding")
@@ -341,6 +343,123 @@ class ArtifactUsed(_message.Message):
     artifact: ArtifactVersionRef
     time: float
     def __init__(self, artifact: _Optional[_Union[ArtifactVersionRef, _Mapping]] = ..., time: _Optional[float] = ...) -> None: ...
+
+class MediaLogged(_message.Message):
+    __slots__ = ("key", "step", "index", "count", "kind", "digest", "format", "mime", "size_bytes", "time", "caption", "width", "height", "channels", "duration", "sample_rate", "fps", "frames", "thumbnail_digest", "source_name", "masks", "boxes", "mode", "dtype")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    MIME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    MASKS_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    step: int
+    index: int
+    count: int
+    kind: str
+    digest: str
+    format: str
+    mime: str
+    size_bytes: int
+    time: float
+    caption: str
+    width: int
+    height: int
+    channels: int
+    duration: float
+    sample_rate: int
+    fps: float
+    frames: int
+    thumbnail_digest: str
+    source_name: str
+    masks: _containers.RepeatedCompositeFieldContainer[MediaMask]
+    boxes: _containers.RepeatedCompositeFieldContainer[MediaBoxes]
+    mode: str
+    dtype: str
+    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., index: _Optional[int] = ..., count: _Optional[int] = ..., kind: _Optional[str] = ..., digest: _Optional[str] = ..., format: _Optional[str] = ..., mime: _Optional[str] = ..., size_bytes: _Optional[int] = ..., time: _Optional[float] = ..., caption: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[int] = ..., duration: _Optional[float] = ..., sample_rate: _Optional[int] = ..., fps: _Optional[float] = ..., frames: _Optional[int] = ..., thumbnail_digest: _Optional[str] = ..., source_name: _Optional[str] = ..., masks: _Optional[_Iterable[_Union[MediaMask, _Mapping]]] = ..., boxes: _Optional[_Iterable[_Union[MediaBoxes, _Mapping]]] = ..., mode: _Optional[str] = ..., dtype: _Optional[str] = ...) -> None: ...
+
+class MediaMask(_message.Message):
+    __slots__ = ("name", "digest", "class_labels", "width", "height")
+    class ClassLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: str
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABELS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    digest: str
+    class_labels: _containers.ScalarMap[int, str]
+    width: int
+    height: int
+    def __init__(self, name: _Optional[str] = ..., digest: _Optional[str] = ..., class_labels: _Optional[_Mapping[int, str]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class MediaBoxes(_message.Message):
+    __slots__ = ("name", "boxes", "class_labels")
+    class ClassLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: str
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    boxes: _containers.RepeatedCompositeFieldContainer[MediaBox]
+    class_labels: _containers.ScalarMap[int, str]
+    def __init__(self, name: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[MediaBox, _Mapping]]] = ..., class_labels: _Optional[_Mapping[int, str]] = ...) -> None: ...
+
+class MediaBox(_message.Message):
+    __slots__ = ("min_x", "max_x", "min_y", "max_y", "pixel", "class_id", "caption", "scores")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MIN_X_FIELD_NUMBER: _ClassVar[int]
+    MAX_X_FIELD_NUMBER: _ClassVar[int]
+    MIN_Y_FIELD_NUMBER: _ClassVar[int]
+    MAX_Y_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_FIELD_NUMBER: _ClassVar[int]
+    CLASS_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    min_x: float
+    max_x: float
+    min_y: float
+    max_y: float
+    pixel: bool
+    class_id: int
+    caption: str
+    scores: _containers.ScalarMap[str, float]
+    def __init__(self, min_x: _Optional[float] = ..., max_x: _Optional[float] = ..., min_y: _Optional[float] = ..., max_y: _Optional[float] = ..., pixel: _Optional[bool] = ..., class_id: _Optional[int] = ..., caption: _Optional[str] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SystemStats(_message.Message):
     __slots__ = ("time", "values", "window_start")

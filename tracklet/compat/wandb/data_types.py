@@ -1,6 +1,8 @@
-"""W&B's data types. ``Histogram`` is recorded (it is a ``tracklet.Histogram``); the media and
-table types are accepted so code builds them as usual, and a logged key holding one is left out of
-the row with one warning per type: tracklet does not record media or tables yet. ``Artifact`` is a
+"""W&B's data types. ``Histogram`` is recorded (it is a ``tracklet.Histogram``); ``Image``,
+``Audio``, ``Video``, ``Html``, ``Object3D`` and ``Molecule`` are tracklet's media types
+(``tracklet.media``, docs/media.md) with W&B's arguments, masks and boxes included: recorded off the
+training thread. ``Plotly``, ``Graph`` and tables are accepted so code builds them as usual, and a
+logged key holding one is left out of the row with one warning per type. ``Artifact`` is a
 ``tracklet.Artifact`` (docs/artifacts.md).
 """
 
@@ -12,6 +14,12 @@ from typing import Any, Sequence
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
 from tracklet.compat.wandb._messages import not_supported
 from tracklet.core.values import Histogram as _TrackletHistogram
+from tracklet.media import Audio as _Audio
+from tracklet.media import Html as _Html
+from tracklet.media import Image as _Image
+from tracklet.media import Molecule as _Molecule
+from tracklet.media import Object3D as _Object3D
+from tracklet.media import Video as _Video
 
 
 class WBValue:
@@ -61,28 +69,56 @@ class _Media(WBValue):
         return self._caption
 
 
-class Image(_Media):
-    pass
+class Image(_Image, WBValue):
+    """``wandb.Image(data_or_path, mode=, caption=, grouping=, classes=, boxes=, masks=,
+    file_type=, normalize=)``: a :class:`tracklet.Image` (recorded, masks and boxes included)."""
+
+    _recorded = True
+
+    def __init__(self, data_or_path: Any, mode: str | None = None, caption: str | None = None,
+                 grouping: int | None = None, classes: Any = None, boxes: Any = None, masks: Any = None,
+                 file_type: str | None = None, normalize: bool = True, **kwargs: Any) -> None:
+        super().__init__(data_or_path, mode=mode, caption=caption, grouping=grouping, classes=classes,
+                         boxes=boxes, masks=masks, file_type=file_type, normalize=normalize)
 
 
-class Audio(_Media):
-    pass
+class Audio(_Audio, WBValue):
+    """``wandb.Audio(data_or_path, sample_rate=, caption=)``: a :class:`tracklet.Audio`."""
+
+    _recorded = True
+
+    def __init__(self, data_or_path: Any, sample_rate: int | None = None, caption: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(data_or_path, sample_rate=sample_rate, caption=caption)
 
 
-class Video(_Media):
-    pass
+class Video(_Video, WBValue):
+    """``wandb.Video(data_or_path, caption=, fps=, format=)``: a :class:`tracklet.Video`."""
+
+    _recorded = True
+
+    def __init__(self, data_or_path: Any, caption: str | None = None, fps: float | None = None,
+                 format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(data_or_path, caption=caption, fps=fps, format=format)
 
 
-class Html(_Media):
-    pass
+class Html(_Html, WBValue):
+    """``wandb.Html(data, inject=True, data_is_not_path=False)``: a :class:`tracklet.Html`."""
+
+    _recorded = True
 
 
-class Object3D(_Media):
-    pass
+class Object3D(_Object3D, WBValue):
+    """``wandb.Object3D(data_or_path, caption=)`` (and ``from_file``, ``from_numpy``,
+    ``from_point_cloud``): a :class:`tracklet.Object3D`."""
+
+    _recorded = True
 
 
-class Molecule(_Media):
-    pass
+class Molecule(_Molecule, WBValue):
+    """``wandb.Molecule(data_or_path, caption=)``: a :class:`tracklet.Molecule`."""
+
+    _recorded = True
 
 
 class Plotly(_Media):

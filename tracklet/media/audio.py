@@ -1,0 +1,120 @@
+"""``tracklet.Audio``: samples with a sample rate (stored as WAV through the standard library's
+``wave``), or an audio file stored as it is."""
+
+from __future__ import annotations
+
+import io
+import wave
+from typing import Any
+
+from tracklet.core.logged import Placement
+from tracklet.media.base import Media, MediaError, extension, read_source
+from tracklet.media.snapshot import TorchCopy, is_path, nbytes, snapshot, to_numpy
+
+AUDIO_FORMATS = ("wav", "mp3", "flac", "ogg", "oga", "m4a", "aac", "webm")
+
+
+class Audio(Media):
+    """Audio: a 1-D array of samples (mono) or a 2-D one (frames × channels, or channels × frames
+    for a torch tensor or when the first axis is the short one) with ``sample_rate``; or a path
+    to an audio file (wav, mp3, flac, ogg, ...), stored as it is.
+
+    Floats are read as [-1, 1] and stored as 16-bit PCM (values outside are clipped, with a
+    warning); int16, int32 and uint8 samples are stored at their width, unchanged.
+    """
+
+    _kind = "audio"
+
+    def __init__(self, data_or_path: Any, sample_rate: int | None = None, caption: Any = None) -> None:
+        super().__init__(caption)
+        self._channels_first = type(data_or_path).__module__.partition(".")[0] == "torch"
+        self._data = snapshot(data_or_path)
+        self.sample_rate = sample_rate
+
+    def _pending_bytes(self) -> int:
+        return nbytes(self._data)
+
+    def _fill(self, context: Any, where: Placement, media: Any) -> None:
+        notes: list[str] = []
+        data = self._data
+        if is_path(data) or hasattr(data, "read"):
+            raw, name = read_source(data, "audio")
+            media.source_name = name
+            file_format = extension(name) or "wav"
+            if file_format not in AUDIO_FORMATS:
+                raise MediaError(f"{name!r} is not an audio file tracklet knows ({', '.join(AUDIO_FORMATS)})")
+            if file_format == "wav":
+                describe_wav(raw, media, name)
+        else:
+            if self.sample_rate is None or int(self.sample_rate) <= 0:
+                raise MediaError("audio samples need sample_rate= (a positive number of samples per second)")
+            raw = encode_wav(to_numpy(data), int(self.sample_rate), notes,
+                             self._channels_first or isinstance(data, TorchCopy))
+            file_format = "wav"
+            describe_wav(raw, media, "")
+        self._store(context, media, raw, file_format)
+        if notes:
+            context.warn(("media-converted", where.key),
+                         f"tracklet: audio at {where}: {'; '.join(notes)} (recorded so)")
+
+
+def encode_wav(samples: Any, sample_rate: int, notes: list[str], channels_first: bool = False) -> bytes:
+    """A WAV file of ``samples`` (see :class:`Audio` for shapes and sample types)."""
+    import numpy as np
+
+    if samples.ndim == 2 and (channels_first or samples.shape[0] < samples.shape[1] and samples.shape[0] <= 8):
+        samples = samples.T
+    if samples.ndim not in (1, 2) or samples.size == 0:
+        raise MediaError(f"audio samples must be 1-D (mono) or 2-D (frames × channels) and not empty; got shape "
+                         f"{tuple(samples.shape)}")
+    kind = samples.dtype.kind
+    if samples.dtype in (np.int16, np.int32, np.uint8):
+        pcm = samples
+    elif kind == "f":
+        finite = np.isfinite(samples)
+        if not finite.all():
+            notes.append(f"{samples.size - int(finite.sum())} NaN or infinite sample(s) became 0")
+            samples = np.where(finite, samples, 0.0)
+        low, high = float(samples.min()), float(samples.max())
+        if low < -1.0 or high > 1.0:
+            notes.append(f"float samples in [{low:g}, {high:g}] were clipped to [-1, 1]")
+            samples = np.clip(samples, -1.0, 1.0)
+        pcm = np.rint(samples * 32767.0).astype(np.int16)
+    elif kind in "iub":
+        notes.append(f"{samples.dtype} samples were stored as 16-bit (clipped to its range)")
+        pcm = np.clip(samples.astype(np.int64), -32768, 32767).astype(np.int16)
+    else:
+        raise MediaError(f"audio samples must be numbers; got dtype {samples.dtype}")
+    channels = 1 if pcm.ndim == 1 else int(pcm.shape[1])
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(pcm.dtype.itemsize)
+        out.setframerate(sample_rate)
+        out.writeframes(np.ascontiguousarray(pcm.astype(pcm.dtype.newbyteorder("<"))).tobytes())
+    return buffer.getvalue()
+
+
+def describe_wav(raw: bytes, media: Any, name: str) -> None:
+    """Sample rate, channels and duration of a WAV file; ``MediaError`` if it isn't one."""
+    try:
+        with wave.open(io.BytesIO(raw), "rb") as source:
+            rate, frames, channels = source.getframerate(), source.getnframes(), source.getnchannels()
+    except (wave.Error, EOFError, ValueError) as error:
+        raise MediaError(f"{name or 'the file'} is not a WAV file the standard library can read ({error})") from None
+    media.sample_rate, media.channels = rate, channels
+    media.duration = frames / rate if rate else 0.0
+
+
+def decode_wav(raw: bytes) -> Any:
+    """A WAV file's samples: 1-D for mono, frames × channels otherwise, at the stored width."""
+    import numpy as np
+
+    with wave.open(io.BytesIO(raw), "rb") as source:
+        width, channels, frames = source.getsampwidth(), source.getnchannels(), source.getnframes()
+        data = source.readframes(frames)
+    dtype: Any = {1: np.dtype(np.uint8), 2: np.dtype("<i2"), 4: np.dtype("<i4")}.get(width)
+    if dtype is None:
+        raise MediaError(f"{8 * width}-bit WAV samples are not supported")
+    samples = np.frombuffer(data, dtype=dtype)
+    return samples if channels == 1 else samples.reshape(-1, channels)

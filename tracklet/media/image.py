@@ -1,0 +1,256 @@
+"""``tracklet.Image``: an image with optional segmentation masks and bounding boxes (W&B's shapes).
+
+    run.log({"pred": tracklet.Image(array, caption="epoch 3",
+                                    masks={"predictions": {"mask_data": mask, "class_labels": {1: "cat"}}},
+                                    boxes={"truth": {"box_data": [{"position": {"minX": 0.1, "maxX": 0.4,
+                                                                                "minY": 0.2, "maxY": 0.6},
+                                                                   "class_id": 1, "scores": {"p": 0.9}}],
+                                                     "class_labels": {1: "cat"}}})})
+
+The constructor copies (``tracklet.media.snapshot``); encoding (PNG by default, lossless; JPEG or
+WebP with ``file_type=``), the 256 px thumbnail, the masks' PNGs and storing happen on the worker.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Mapping
+
+from tracklet.core.logged import Placement
+from tracklet.media.base import Media, MediaError, extension, read_source
+from tracklet.media.pixels import channels_last, pil_image, to_pixels
+from tracklet.media.snapshot import TorchCopy, is_path, nbytes, snapshot, to_numpy
+
+THUMBNAIL_PX = 256
+PNG_COMPRESS_LEVEL = 1  # zlib level: fast (the worker shares the CPU with training); still lossless
+FILE_TYPES = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
+
+
+def encode_png(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def thumbnail_png(image: Any) -> bytes | None:
+    """A PNG at most ``THUMBNAIL_PX`` on its longer side; None if the image is that small already."""
+    if max(image.size) <= THUMBNAIL_PX:
+        return None
+    small = image.copy()
+    if small.mode not in ("L", "RGB", "RGBA"):
+        small = small.convert("RGBA" if "A" in small.getbands() else "RGB")
+    small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    return encode_png(small)
+
+
+class Image(Media):
+    """An image: a numpy array (H×W, H×W×1/3/4, C×H×W; uint8, bool, ints, floats), a torch tensor
+    (C×H×W or H×W), a jax array, a PIL image, or a path to an image file (stored as it is).
+
+    ``mode``: a Pillow mode to convert to ("L", "RGB", "RGBA"). ``masks``: ``{name: {"mask_data":
+    H×W class ids, "class_labels": {id: label}}}`` (or ``"path"`` instead of ``mask_data``).
+    ``boxes``: ``{name: {"box_data": [{"position": {"minX", "maxX", "minY", "maxY"} or {"middle":
+    [x, y], "width", "height"}, "domain": "pixel" (else fractions), "class_id", "box_caption",
+    "scores": {name: value}}, ...], "class_labels": {id: label}}}``. ``classes``: W&B's class set
+    (its ``{"id", "name"}`` list gives labels to masks and boxes that have none). ``file_type``:
+    "png" (default, lossless), "jpeg" or "webp". ``normalize``: scale float arrays in [0, 1] or
+    [-1, 1] to 0-255 (W&B's default).
+    """
+
+    _kind = "image"
+
+    def __init__(self, data_or_path: Any, mode: str | None = None, caption: Any = None, grouping: Any = None,
+                 classes: Any = None, boxes: Mapping[str, Any] | None = None, masks: Mapping[str, Any] | None = None,
+                 file_type: str | None = None, normalize: bool = True) -> None:
+        super().__init__(caption)
+        self._channels_first = type(data_or_path).__module__.partition(".")[0] == "torch"
+        self._data = snapshot(data_or_path)
+        self.mode = mode
+        self._file_type = (file_type or "png").lower()
+        self._normalize = normalize
+        self._classes = _class_labels_of(classes)
+        self._masks = {str(name): _mask_snapshot(spec) for name, spec in (masks or {}).items()}
+        self._boxes = {str(name): _boxes_snapshot(spec) for name, spec in (boxes or {}).items()}
+
+    def _pending_bytes(self) -> int:
+        size = nbytes(self._data)
+        for mask in self._masks.values():
+            size += nbytes(mask.get("mask_data"))
+        return size
+
+    # ------------------------------------------------------------ worker side
+
+    def _fill(self, context: Any, where: Placement, media: Any) -> None:
+        from PIL import Image as PILImage
+
+        notes: list[str] = []
+        data = self._data
+        if is_path(data) or hasattr(data, "read"):
+            raw, name = read_source(data, "image")
+            media.source_name = name
+            try:
+                image: Any = PILImage.open(io.BytesIO(raw))
+                image.load()
+            except Exception as error:
+                raise MediaError(f"{name or 'the file'} is not an image Pillow can read ({error})") from None
+            file_format = (image.format or extension(name) or "png").lower()
+            if self.mode and image.mode != self.mode:
+                image = image.convert(self.mode)
+                raw, file_format = self._encode(image, notes), self._format_name()
+            elif file_format not in ("png", "jpeg", "gif", "webp", "bmp", "tiff"):
+                raw, file_format = self._encode(image, notes), self._format_name()  # a browser can show it
+        else:
+            if type(data).__module__.partition(".")[0] == "PIL":
+                image = data
+            else:
+                array = to_numpy(data)
+                if array.dtype.kind in "OUSVc":
+                    raise MediaError(f"an image's values must be numbers; got dtype {array.dtype}")
+                if array.dtype.name != "uint8":
+                    media.dtype = str(array.dtype)
+                array = channels_last(array, self._channels_first or isinstance(data, TorchCopy))
+                image = pil_image(to_pixels(array, notes, normalize=self._normalize))
+            if self.mode and image.mode != self.mode:
+                image = image.convert(self.mode)
+            raw, file_format = self._encode(image, notes), self._format_name()
+        self._store(context, media, raw, file_format)
+        media.width, media.height = image.size
+        media.channels = len(image.getbands())
+        media.mode = image.mode
+        thumbnail = thumbnail_png(image)
+        if thumbnail is not None:
+            media.thumbnail_digest = context.put_bytes(thumbnail)
+        for name, spec in self._masks.items():
+            self._add_mask(context, media, name, spec, image.size, notes)
+        for name, spec in self._boxes.items():
+            self._add_boxes(media, name, spec, notes)
+        if notes:
+            context.warn(("media-converted", where.key),
+                         f"tracklet: image at {where}: {'; '.join(notes)} (recorded so; later images of this key "
+                         "are converted without a warning)")
+
+    def _format_name(self) -> str:
+        return "jpeg" if self._file_type in ("jpeg", "jpg") else self._file_type
+
+    def _encode(self, image: Any, notes: list[str]) -> bytes:
+        kind = FILE_TYPES.get(self._file_type)
+        if kind is None:
+            raise MediaError(f"file_type must be png, jpeg or webp; got {self._file_type!r}")
+        if kind == "PNG":
+            return encode_png(image)
+        if kind == "JPEG" and image.mode not in ("L", "RGB"):
+            notes.append(f"JPEG has no {image.mode} mode: stored as RGB")
+            image = image.convert("RGB")
+        buffer = io.BytesIO()
+        image.save(buffer, format=kind, quality=90)
+        return buffer.getvalue()
+
+    def _add_mask(self, context: Any, media: Any, name: str, spec: Mapping[str, Any], size: tuple[int, int],
+                  notes: list[str]) -> None:
+        import numpy as np
+
+        if spec.get("path") is not None and spec.get("mask_data") is None:
+            raw, _ = read_source(spec["path"], "mask")
+            from PIL import Image as PILImage
+
+            try:
+                array = np.asarray(PILImage.open(io.BytesIO(raw)))
+            except Exception as error:
+                notes.append(f"mask {name!r} is not an image ({error}): left out")
+                return
+        else:
+            array = to_numpy(spec.get("mask_data"))
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.ndim != 2 or array.dtype.kind not in "iub" or array.size == 0:
+            notes.append(f"mask {name!r} must be H×W integer class ids; got shape {tuple(array.shape)} of "
+                         f"{array.dtype}: left out")
+            return
+        if (array.shape[1], array.shape[0]) != size:
+            notes.append(f"mask {name!r} is {array.shape[1]}×{array.shape[0]}, the image {size[0]}×{size[1]}")
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if low < 0 or high > 65535:
+            notes.append(f"mask {name!r} has class ids in [{low}, {high}]: clipped to [0, 65535]")
+            array = np.clip(array, 0, 65535)
+        array = array.astype(np.uint8 if int(array.max()) <= 255 else np.uint16)
+        mask = media.masks.add()
+        mask.name = name
+        mask.digest = context.put_bytes(encode_png(pil_image(array)))
+        mask.width, mask.height = int(array.shape[1]), int(array.shape[0])
+        labels = _class_labels_of(spec.get("class_labels")) or self._classes
+        for class_id, label in labels.items():
+            mask.class_labels[class_id] = label
+
+    def _add_boxes(self, media: Any, name: str, spec: Mapping[str, Any], notes: list[str]) -> None:
+        group = media.boxes.add()
+        group.name = name
+        skipped = 0
+        for box_spec in spec.get("box_data") or []:
+            try:
+                _fill_box(group.boxes.add(), box_spec)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                del group.boxes[-1]
+                skipped += 1
+        if skipped:
+            notes.append(f"{skipped} box(es) of {name!r} had no valid position (minX/maxX/minY/maxY, or middle + "
+                         "width + height): left out")
+        labels = _class_labels_of(spec.get("class_labels")) or self._classes
+        for class_id, label in labels.items():
+            group.class_labels[class_id] = label
+
+
+def _fill_box(box: Any, spec: Mapping[str, Any]) -> None:
+    position = spec["position"]
+    if "middle" in position:
+        middle_x, middle_y = (float(v) for v in position["middle"])
+        width, height = float(position["width"]), float(position["height"])
+        box.min_x, box.max_x = middle_x - width / 2, middle_x + width / 2
+        box.min_y, box.max_y = middle_y - height / 2, middle_y + height / 2
+    else:
+        box.min_x, box.max_x = float(position["minX"]), float(position["maxX"])
+        box.min_y, box.max_y = float(position["minY"]), float(position["maxY"])
+    box.pixel = spec.get("domain") == "pixel"
+    if spec.get("class_id") is not None:
+        box.class_id = int(spec["class_id"])
+    if spec.get("box_caption") is not None:
+        box.caption = str(spec["box_caption"])
+    for score, value in (spec.get("scores") or {}).items():
+        box.scores[str(score)] = float(value)
+
+
+def _class_labels_of(labels: Any) -> dict[int, str]:
+    """``{id: label}`` from W&B's class_labels dict or its ``Classes`` list of ``{"id", "name"}``."""
+    if labels is None:
+        return {}
+    if hasattr(labels, "_class_set"):  # wandb.Classes
+        labels = labels._class_set
+    if isinstance(labels, Mapping):
+        try:
+            return {int(k): str(v) for k, v in labels.items()}
+        except (TypeError, ValueError):
+            return {}
+    found: dict[int, str] = {}
+    for entry in labels if isinstance(labels, (list, tuple)) else []:
+        if isinstance(entry, Mapping) and "id" in entry:
+            try:
+                found[int(entry["id"])] = str(entry.get("name", entry["id"]))
+            except (TypeError, ValueError):
+                continue
+    return found
+
+
+def _mask_snapshot(spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, Mapping):
+        spec = {"mask_data": spec}
+    copy = dict(spec)
+    if copy.get("mask_data") is not None:
+        copy["mask_data"] = snapshot(copy["mask_data"])
+    return copy
+
+
+def _boxes_snapshot(spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, Mapping):
+        return {"box_data": []}
+    copy = dict(spec)
+    copy["box_data"] = [dict(box) if isinstance(box, Mapping) else box for box in (spec.get("box_data") or [])]
+    return copy

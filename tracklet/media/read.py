@@ -1,0 +1,170 @@
+"""Reading logged media back: ``RecordedRun.media(key)`` / ``images(key)`` (``tracklet.Api``).
+
+Each ``MediaLogged`` record of the run's log becomes a :class:`MediaItem`: where the file is (a
+blob of the artifacts' store), what it is, and ``to_numpy()`` (an image's pixels as stored, byte
+for byte what was logged for uint8 arrays with the default PNG; audio samples; video frames; a
+point cloud), plus masks and boxes for images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterable
+
+from tracklet.errors import ArtifactError
+
+
+@dataclasses.dataclass
+class Box:
+    """A bounding box: corners as fractions of the image (or pixels when ``pixel``)."""
+
+    min_x: float
+    max_x: float
+    min_y: float
+    max_y: float
+    pixel: bool
+    class_id: int
+    caption: str
+    scores: dict[str, float]
+    label: str | None  # the class's label, if its group has one
+
+
+@dataclasses.dataclass
+class Boxes:
+    name: str
+    boxes: list[Box]
+    class_labels: dict[int, str]
+
+
+@dataclasses.dataclass
+class Mask:
+    """A segmentation mask: an H×W PNG of class ids."""
+
+    name: str
+    digest: str
+    width: int
+    height: int
+    class_labels: dict[int, str]
+    _blobs: Any = dataclasses.field(repr=False, default=None)
+
+    @property
+    def path(self) -> Path | None:
+        return self._blobs.local_path(self.digest) if self._blobs is not None else None
+
+    def to_numpy(self) -> Any:
+        """The class ids (H×W, uint8 or uint16)."""
+        import io
+
+        import numpy as np
+        from PIL import Image as PILImage
+
+        return np.asarray(PILImage.open(io.BytesIO(self._blobs.read_bytes(self.digest))))
+
+
+@dataclasses.dataclass
+class MediaItem:
+    """One logged media item (see ``MediaLogged`` in records.proto for the fields)."""
+
+    key: str
+    step: int
+    index: int
+    count: int
+    kind: str
+    digest: str
+    format: str
+    mime: str
+    size_bytes: int
+    time: float
+    caption: str
+    width: int
+    height: int
+    channels: int
+    duration: float
+    sample_rate: int
+    fps: float
+    frames: int
+    mode: str
+    source_name: str
+    thumbnail_digest: str
+    masks: dict[str, Mask]
+    boxes: dict[str, Boxes]
+    _blobs: Any = dataclasses.field(repr=False, default=None)
+
+    @property
+    def path(self) -> Path | None:
+        """The stored file (a read-only blob; ``None`` if the blob store is not local)."""
+        return self._blobs.local_path(self.digest)
+
+    @property
+    def thumbnail_path(self) -> Path | None:
+        """A PNG at most 256 px wide/high (images and videos; the image itself when it is that small)."""
+        if self.thumbnail_digest:
+            return self._blobs.local_path(self.thumbnail_digest)
+        return self.path if self.kind == "image" else None
+
+    def read_bytes(self) -> bytes:
+        """The stored file's bytes, checked against its digest (``ArtifactError`` if missing or damaged)."""
+        return bytes(self._blobs.read_bytes(self.digest))
+
+    def to_pil(self) -> Any:
+        """An image (or a video's first frame) as a Pillow image."""
+        import io
+
+        from PIL import Image as PILImage
+
+        image = PILImage.open(io.BytesIO(self.read_bytes()))
+        image.load()
+        return image
+
+    def to_numpy(self) -> Any:
+        """The data as numpy: an image's pixels (H×W or H×W×C, as stored), audio samples (1-D, or
+        frames × channels, as stored in the WAV), a GIF's frames (T×H×W×C), a point cloud."""
+        import io
+
+        import numpy as np
+
+        if self.kind == "image":
+            return np.asarray(self.to_pil())
+        if self.kind == "audio" and self.format == "wav":
+            from tracklet.media.audio import decode_wav
+
+            return decode_wav(self.read_bytes())
+        if self.kind == "video" and self.format == "gif":
+            from tracklet.media.video import decode_gif
+
+            return decode_gif(self.read_bytes())
+        if self.format == "npy":
+            return np.load(io.BytesIO(self.read_bytes()), allow_pickle=False)
+        raise ValueError(f"{self.kind} stored as {self.format} has no array form; read_bytes() or path give the file")
+
+
+def _item(message: Any, blobs: Any) -> MediaItem:
+    masks = {m.name: Mask(m.name, m.digest, m.width, m.height, dict(m.class_labels), blobs) for m in message.masks}
+    boxes = {}
+    for group in message.boxes:
+        labels = dict(group.class_labels)
+        boxes[group.name] = Boxes(group.name, [
+            Box(b.min_x, b.max_x, b.min_y, b.max_y, b.pixel, b.class_id, b.caption, dict(b.scores),
+                labels.get(b.class_id)) for b in group.boxes], labels)
+    return MediaItem(
+        message.key, message.step, message.index, message.count, message.kind, message.digest, message.format,
+        message.mime, message.size_bytes, message.time, message.caption, message.width, message.height,
+        message.channels, message.duration, message.sample_rate, message.fps, message.frames, message.mode,
+        message.source_name, message.thumbnail_digest, masks, boxes, blobs,
+    )
+
+
+def media_items(records: Iterable[Any], root: Path, key: str | None = None, kind: str | None = None) -> list[MediaItem]:
+    """The run's media (``MediaLogged`` messages) under ``key`` (all keys if None) and of ``kind``,
+    ordered by step, then place in the logged list."""
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.artifacts.storage import artifact_dir
+
+    blobs = FsspecBlobStore(artifact_dir(root))
+    chosen = [m for m in records if (key is None or m.key == key) and (kind is None or m.kind == kind)]
+    chosen.sort(key=lambda m: (m.step, m.key, m.index))
+    return [_item(message, blobs) for message in chosen]
+
+
+__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "media_items"]

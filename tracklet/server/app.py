@@ -77,7 +77,15 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     (``web.py``) is served at ``/``. ``logs_url`` (an fsspec URL such as ``s3://bucket/logs``,
     opened with ``files_options``) keeps the record log copies there as segments indexed in the
     PostgreSQL store (``segments.py``), so several server processes can share one deployment."""
-    from tracklet.server import routes_auth, routes_compare, routes_files, routes_ingest, routes_read, routes_run_data
+    from tracklet.server import (
+        routes_artifacts_read,
+        routes_auth,
+        routes_compare,
+        routes_files,
+        routes_ingest,
+        routes_read,
+        routes_run_data,
+    )
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -127,7 +135,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     guarded = [Depends(require_access)]
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
-    for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files):
+    for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
+                   routes_artifacts_read):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

@@ -53,6 +53,7 @@ _ERROR_DESCRIPTIONS = {
     409: "Conflicts with what the server holds",
     413: "Request body too large (on the wire or decompressed)",
     415: "Unsupported Content-Encoding",
+    500: "Stored data could not be read (a damaged or missing file); the detail names it",
 }
 
 
@@ -259,6 +260,136 @@ class FileList(BaseModel):
 
 class PutFileResponse(FileEntry):
     written: bool = Field(description="False: the same bytes were already stored, nothing was written")
+
+
+# ---------------------------------------------------------------------------------- artifacts (read)
+
+
+class ArtifactCollection(BaseModel):
+    """An artifact collection of a project: its versions share a name and a type."""
+
+    name: str
+    type: str
+    versions: int = Field(description="How many versions it has")
+    latest: str = Field(description="The latest version, e.g. `v3`")
+    updated_at: float | None = Field(description="When the latest version was made (epoch seconds)")
+    aliases: list[str] = Field(description="The latest version's custom aliases")
+    error: str | Absent = Field(default=None, description="Why the collection could not be read (damaged registry files)")
+
+
+class ArtifactCollectionsResponse(BaseModel):
+    collections: list[ArtifactCollection]
+
+
+class ArtifactVersion(BaseModel):
+    """One immutable version of an artifact collection."""
+
+    project: str
+    name: str
+    version: str = Field(description="`vN`")
+    index: int = Field(description="N of `vN`")
+    type: str
+    aliases: list[str] = Field(description="`vN`, `latest` if it is the latest, then custom aliases")
+    digest: str = Field(description="sha256 over the sorted `path:digest` lines of its files")
+    size: int = Field(description="Bytes of all its files")
+    file_count: int
+    created_at: float | None
+    logged_by: str | None = Field(description="`project/run_id` of the run that logged it, if a run did")
+    description: str
+    metadata: dict[str, Any]
+
+
+class ArtifactVersionsResponse(BaseModel):
+    project: str
+    name: str
+    type: str
+    total: int = Field(description="Versions in all (the page holds at most `limit`)")
+    versions: list[ArtifactVersion]
+
+
+class LineageRun(BaseModel):
+    project: str
+    run_id: str
+    name: str
+    state: str
+
+
+class ArtifactVersionResponse(BaseModel):
+    version: ArtifactVersion
+    logged_by: list[LineageRun] = Field(description="The run that logged it (from the store's lineage)")
+    used_by: list[LineageRun] = Field(description="The runs that used it, first use first")
+
+
+class ArtifactDirEntry(BaseModel):
+    path: str = Field(description="The directory's path in the artifact")
+    name: str
+    files: int = Field(description="Files under it, at any depth")
+    size: int = Field(description="Their bytes")
+
+
+class ArtifactFileEntry(BaseModel):
+    path: str
+    name: str
+    size: int
+    digest: str = Field(description="sha256 of its bytes")
+    ref: str | None = Field(description="A reference's URI (its bytes are not stored), else null")
+
+
+class ArtifactFilesResponse(BaseModel):
+    version: str
+    dir: str
+    q: str | None
+    total: int = Field(description="Entries in the directory (or files matching `q`), all pages")
+    offset: int
+    dirs: list[ArtifactDirEntry]
+    files: list[ArtifactFileEntry]
+    next_offset: int | None = Field(description="Where the next page starts; null on the last page")
+
+
+class RunArtifact(BaseModel):
+    project: str
+    name: str
+    version: str
+    index: int
+    type: str
+    digest: str
+    aliases: list[str]
+
+
+class RunArtifactsResponse(BaseModel):
+    logged: list[RunArtifact]
+    used: list[RunArtifact]
+
+
+class LineageNode(BaseModel):
+    """A run (`run_id`, `state`) or an artifact version (`version`, `type`, `aliases`)."""
+
+    id: str = Field(description="`run:<project>/<run_id>` or `artifact:<project>/<name>:v<N>`")
+    kind: Literal["run", "artifact"]
+    project: str
+    name: str = Field(description="The run's display name, or the collection's name")
+    depth: int = Field(description="Edges from the start node")
+    run_id: str | Absent = None
+    state: str | Absent = None
+    version: str | Absent = None
+    type: str | Absent = None
+    aliases: list[str] | Absent = None
+
+
+class LineageEdge(BaseModel):
+    """Data flows from `source` to `target`: a run logged a version, or a version was used by a run."""
+
+    source: str
+    target: str
+    kind: Literal["logged", "used"]
+
+
+class LineageResponse(BaseModel):
+    root: str = Field(description="The start node's id")
+    hops: int
+    truncated: bool = Field(description="Nodes or edges were left out to keep within max_nodes")
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
 
 
 # ---------------------------------------------------------------------------------- accounts

@@ -92,3 +92,43 @@ def edges_of_run(engine: sa.Engine, project: str, run_id: str, direction: str) -
     )
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(stmt).mappings()]
+
+
+EDGE_CHUNK = 200  # runs or versions per statement (bound parameters stay far below every backend's limit)
+
+
+def edges_touching(engine: sa.Engine, run_keys: list[tuple[str, str]], versions: list[tuple[str, str, int]],
+                   limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The edges of the runs ``run_keys`` ((project, run_id)) and of the versions ``versions``
+    ((project, name, version)), deleted runs left out, in time order: ``{"run_project", "run_id",
+    "run_name", "run_state", "direction", "project", "name", "version", "type", "digest", "time",
+    "aliases"}`` each, a run's repeated use of one version once. At most ``limit`` edges; the bool
+    says whether more were left out. A lineage graph asks this once per hop with its frontier."""
+    columns = (projects.c.name.label("run_project"), runs.c.run_id, runs.c.name.label("run_name"),
+               runs.c.state.label("run_state"), artifact_edges.c.direction, artifact_edges.c.project,
+               artifact_edges.c.name, artifact_edges.c.version, artifact_edges.c.type, artifact_edges.c.digest,
+               artifact_edges.c.time, artifact_edges.c.aliases)
+    joined = (artifact_edges.join(runs, runs.c.id == artifact_edges.c.run_pk)
+              .join(projects, projects.c.id == runs.c.project_id))
+    found: dict[tuple[Any, ...], dict[str, Any]] = {}
+    more = False
+    with engine.connect() as connection:
+        conditions = [
+            *(sa.tuple_(projects.c.name, runs.c.run_id).in_(run_keys[start:start + EDGE_CHUNK])
+              for start in range(0, len(run_keys), EDGE_CHUNK)),
+            *(sa.tuple_(artifact_edges.c.project, artifact_edges.c.name, artifact_edges.c.version)
+              .in_(versions[start:start + EDGE_CHUNK]) for start in range(0, len(versions), EDGE_CHUNK)),
+        ]
+        for condition in conditions:
+            stmt = (sa.select(*columns).select_from(joined).where(condition, runs.c.deleted.is_(False))
+                    .order_by(artifact_edges.c.time, artifact_edges.c.run_pk, artifact_edges.c.seq)
+                    .limit(limit + 1))
+            rows = connection.execute(stmt).mappings().all()
+            more = more or len(rows) > limit
+            for row in rows:
+                key = (row["run_project"], row["run_id"], row["direction"], row["project"], row["name"],
+                       row["version"])
+                if key not in found:
+                    found[key] = dict(row)
+    edges = sorted(found.values(), key=lambda edge: (edge["time"], edge["run_project"], edge["run_id"]))
+    return edges[:limit], more or len(edges) > limit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -174,6 +175,14 @@ class Store(RunDataQueries):
                 .where(series.c.run_pk.in_(chosen.scalar_subquery()), series.c.kind == "number"))
         with self.engine.connect() as connection:
             return sorted(key for (key,) in connection.execute(stmt) if not key.startswith("_"))
+
+    def artifact_edges(self, *, runs: Sequence[tuple[str, str]] = (), versions: Sequence[tuple[str, str, int]] = (),
+                       limit: int = 1000) -> tuple[list[dict[str, Any]], bool]:
+        """Lineage: the artifact edges of ``runs`` ((project, run_id)) and ``versions`` ((project,
+        name, version)), at most ``limit``, and whether more were left out (``lineage.edges_touching``)."""
+        from tracklet.store.lineage import edges_touching
+
+        return edges_touching(self.engine, list(runs), list(versions), limit)
 
     def indexed_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (bytes of log ingested, state), by (project, run id): one query."""

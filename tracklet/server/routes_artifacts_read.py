@@ -1,0 +1,315 @@
+"""Read API for artifacts: a project's collections, a collection's versions, one version, its
+files (a directory at a time or filtered, paged), a run's logged and used versions, and a lineage
+graph around a run or a version (docs/server.md, "Artifacts").
+
+Versions and manifests come from ``artifact_source(request)`` (the served data root's registry and
+blobs, or what a deployment plugged in); lineage edges from the store (``Store.artifact_edges``,
+derived from the runs' ``ArtifactLogged``/``ArtifactUsed`` records). Every route is on a
+``{project}`` path, so ``require_access`` asks for ``read`` there; a lineage graph leaves out the
+runs and versions of projects the caller may not read. Responses are bounded: versions and files
+are paged (``limit`` at most 1,000), a lineage graph has at most ``max_nodes`` nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+
+from tracklet.artifacts.manifest import Manifest
+from tracklet.artifacts.names import check_artifact_name, parse_ref
+from tracklet.artifacts.registry import VersionInfo
+from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.server.artifact_source import ArtifactSource, artifact_source
+from tracklet.server.jsonable import json_value
+from tracklet.server.lineage_graph import build_graph
+from tracklet.server.logs import run_paths
+from tracklet.server.models import (
+    ArtifactCollection,
+    ArtifactCollectionsResponse,
+    ArtifactDirEntry,
+    ArtifactFileEntry,
+    ArtifactFilesResponse,
+    ArtifactVersion,
+    ArtifactVersionResponse,
+    ArtifactVersionsResponse,
+    LineageEdge,
+    LineageNode,
+    LineageResponse,
+    LineageRun,
+    RunArtifact,
+    RunArtifactsResponse,
+    errors,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["artifacts"])
+
+_ERRORS = errors(400, 404, 500)
+_NAME = Path(..., max_length=128, description="The collection's name, e.g. `mnist`")
+_SELECTOR = Path(..., max_length=128, description="`latest`, `vN` or an alias")
+MAX_PAGE = 1000
+RUN_EDGES = 10_000  # a run's logged and used versions listed at most
+
+
+def _check_project(request: Request, project: str) -> None:
+    run_paths(request.app.state.tracklet.root, project, "x")  # 400 for a bad project name
+
+
+def _version(source: ArtifactSource, project: str, name: str, selector: str) -> VersionInfo:
+    check_artifact_name(name)  # ArtifactNameError: a ValueError, 400
+    try:
+        return source.version(project, name, selector)
+    except ArtifactNotFound as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    except ArtifactError as error:
+        raise HTTPException(status_code=500, detail=str(error)) from None
+
+
+def _version_model(info: VersionInfo) -> ArtifactVersion:
+    return ArtifactVersion(
+        project=info.project, name=info.name, version=f"v{info.version}", index=info.version, type=info.type,
+        aliases=info.aliases, digest=info.digest, size=info.size, file_count=info.file_count,
+        created_at=info.created_at or None, logged_by=info.logged_by, description=info.description,
+        metadata=json_value(info.metadata) if isinstance(info.metadata, dict) else {},
+    )
+
+
+def _readable(request: Request) -> Container[str] | None:
+    """The projects the caller may read (None: every one)."""
+    authorizer = request.app.state.tracklet.authorizer
+    if authorizer is None:
+        return None
+    return authorizer.accounts.readable_projects(request.state.principal)
+
+
+@router.get("/projects/{project}/artifacts", response_model=ArtifactCollectionsResponse, responses=_ERRORS,
+            response_model_exclude_unset=True, summary="A project's artifact collections")
+def list_collections(request: Request, project: str,
+                     type: str | None = Query(None, max_length=128, description="Only collections of this type")
+                     ) -> ArtifactCollectionsResponse:
+    """Each collection with a version: its type, version count, latest version, when that was
+    made, and its custom aliases. A collection whose registry files are damaged is listed with
+    `error` saying what is wrong, and the others as usual."""
+    _check_project(request, project)
+    source = artifact_source(request)
+    listed = []
+    for name in source.collections(project):
+        try:
+            latest = source.version(project, name, "latest")
+        except ArtifactError as error:
+            listed.append(ArtifactCollection(name=name, type="", versions=0, latest="", updated_at=None,
+                                             aliases=[], error=str(error)))
+            continue
+        if type is not None and latest.type != type:
+            continue
+        custom = [alias for alias in latest.aliases if alias != "latest" and alias != f"v{latest.version}"]
+        listed.append(ArtifactCollection(name=name, type=latest.type, versions=latest.version + 1,
+                                         latest=f"v{latest.version}", updated_at=latest.created_at or None,
+                                         aliases=custom))
+    return ArtifactCollectionsResponse(collections=listed)
+
+
+@router.get("/projects/{project}/artifacts/{name}/versions", response_model=ArtifactVersionsResponse,
+            responses=_ERRORS, summary="A collection's versions, newest first")
+def list_versions(request: Request, project: str, name: str = _NAME,
+                  offset: int = Query(0, ge=0, le=2**31), limit: int = Query(100, ge=1, le=MAX_PAGE)
+                  ) -> ArtifactVersionsResponse:
+    """Versions newest first (`offset`, `limit` page them; `total` counts them all): aliases,
+    digest, size, file count, when it was made, the run that logged it, description, metadata."""
+    _check_project(request, project)
+    source = artifact_source(request)
+    check_artifact_name(name)
+    try:
+        versions = source.versions(project, name)
+    except ArtifactError as error:
+        raise HTTPException(status_code=500, detail=str(error)) from None
+    if not versions:
+        raise HTTPException(status_code=404, detail=f"no artifact {project}/{name} (no version of it has been logged)")
+    newest_first = versions[::-1]
+    return ArtifactVersionsResponse(
+        project=project, name=name, type=newest_first[0].type, total=len(versions),
+        versions=[_version_model(info) for info in newest_first[offset:offset + limit]],
+    )
+
+
+@router.get("/projects/{project}/artifacts/{name}/versions/{selector}", response_model=ArtifactVersionResponse,
+            responses=_ERRORS, summary="One artifact version, with the runs that logged and used it")
+def get_version(request: Request, project: str, name: str = _NAME, selector: str = _SELECTOR
+                ) -> ArtifactVersionResponse:
+    """The version `selector` names, the run that logged it and the runs that used it (from the
+    store's lineage; runs of projects the caller may not read are left out)."""
+    _check_project(request, project)
+    info = _version(artifact_source(request), project, name, selector)
+    edges, _ = request.app.state.tracklet.store.artifact_edges(versions=[(info.project, info.name, info.version)],
+                                                               limit=RUN_EDGES)
+    readable = _readable(request)
+    logged_by: list[LineageRun] = []
+    used_by: list[LineageRun] = []
+    for edge in edges:
+        if readable is not None and edge["run_project"] not in readable:
+            continue
+        run = LineageRun(project=edge["run_project"], run_id=edge["run_id"], name=edge["run_name"],
+                         state=edge["run_state"])
+        (logged_by if edge["direction"] == "logged" else used_by).append(run)
+    return ArtifactVersionResponse(version=_version_model(info), logged_by=logged_by, used_by=used_by)
+
+
+def _directory_page(manifest: Manifest, directory: str, offset: int, limit: int
+                    ) -> tuple[list[ArtifactDirEntry], list[ArtifactFileEntry], int]:
+    """The sub-directories (with their file counts and sizes) and files directly in ``directory``,
+    directories first, both by name; the page ``offset:offset+limit`` of that list and its length."""
+    prefix = f"{directory}/" if directory else ""
+    dirs: dict[str, list[int]] = {}
+    files = []
+    for entry in manifest:
+        if not entry.path.startswith(prefix):
+            continue
+        rest = entry.path[len(prefix):]
+        head, slash, _ = rest.partition("/")
+        if slash:
+            totals = dirs.setdefault(head, [0, 0])
+            totals[0] += 1
+            totals[1] += entry.size
+        else:
+            files.append(entry)
+    total = len(dirs) + len(files)
+    names = sorted(dirs)
+    page_dirs = [ArtifactDirEntry(path=prefix + name, name=name, files=dirs[name][0], size=dirs[name][1])
+                 for name in names[offset:offset + limit]]
+    skip = max(0, offset - len(names))
+    page_files = [_file_model(entry) for entry in files[skip:skip + limit - len(page_dirs)]]
+    return page_dirs, page_files, total
+
+
+def _file_model(entry: Any) -> ArtifactFileEntry:
+    return ArtifactFileEntry(path=entry.path, name=entry.path.rpartition("/")[2], size=entry.size,
+                             digest=entry.digest, ref=entry.ref)
+
+
+@router.get("/projects/{project}/artifacts/{name}/versions/{selector}/files", response_model=ArtifactFilesResponse,
+            responses=_ERRORS, summary="A version's files: one directory at a time, or filtered")
+def list_files(
+    request: Request,
+    project: str,
+    name: str = _NAME,
+    selector: str = _SELECTOR,
+    dir: str = Query("", max_length=4096, description="The directory to list ('' for the top), e.g. `images/train`"),
+    q: str | None = Query(None, max_length=1000,
+                          description="Instead: every file whose path contains this (ignoring case), flat"),
+    offset: int = Query(0, ge=0, le=2**31),
+    limit: int = Query(200, ge=1, le=MAX_PAGE),
+) -> ArtifactFilesResponse:
+    """Without `q`: the entries of directory `dir`, sub-directories first (each with how many
+    files it holds and their total size), then files (path, size, sha256 digest, and `ref` for a
+    reference); with `q`: every file whose path contains `q`. Paged by `offset` and `limit`;
+    `total` counts every entry, `next_offset` is where the next page starts (absent at the end)."""
+    _check_project(request, project)
+    source = artifact_source(request)
+    info = _version(source, project, name, selector)
+    try:
+        manifest = source.manifest(info)
+    except ArtifactError as error:
+        raise HTTPException(status_code=500, detail=str(error)) from None
+    directory = dir.strip("/")
+    if q:
+        needle = q.lower()
+        matching = [entry for entry in manifest if needle in entry.path.lower()]
+        dirs: list[ArtifactDirEntry] = []
+        files, total = [_file_model(entry) for entry in matching[offset:offset + limit]], len(matching)
+    else:
+        if directory and not any(entry.path.startswith(directory + "/") for entry in manifest):
+            raise HTTPException(status_code=404, detail=f"artifact {info.qualified_name} has no directory {directory!r}")
+        dirs, files, total = _directory_page(manifest, directory, offset, limit)
+    shown = offset + len(dirs) + len(files)
+    return ArtifactFilesResponse(version=f"v{info.version}", dir=directory, q=q or None, total=total, offset=offset,
+                                 dirs=dirs, files=files, next_offset=shown if shown < total else None)
+
+
+@router.get("/runs/{project}/{run_id}/artifacts", response_model=RunArtifactsResponse, responses=_ERRORS,
+            summary="The artifact versions a run logged and used")
+def run_artifacts(request: Request, project: str, run_id: str) -> RunArtifactsResponse:
+    """In the order the run recorded them (each version once per direction), with each version's
+    current aliases where the registry has it. Versions in projects the caller may not read are
+    left out."""
+    app = request.app.state.tracklet
+    run_paths(app.root, project, run_id)
+    if app.store.run(project, run_id, fields=("run_id",)) is None:
+        raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
+    edges, _ = app.store.artifact_edges(runs=[(project, run_id)], limit=RUN_EDGES)
+    source = artifact_source(request)
+    readable = _readable(request)
+    logged: list[RunArtifact] = []
+    used: list[RunArtifact] = []
+    for edge in edges:
+        if readable is not None and edge["project"] not in readable:
+            continue
+        aliases = list(edge["aliases"] or [])
+        try:
+            aliases = source.version(edge["project"], edge["name"], f"v{edge['version']}").aliases
+        except (ArtifactError, ValueError):
+            pass  # not in this registry (another artifact directory): the aliases it was recorded with
+        item = RunArtifact(project=edge["project"], name=edge["name"], version=f"v{edge['version']}",
+                           index=edge["version"], type=edge["type"], digest=edge["digest"], aliases=aliases)
+        (logged if edge["direction"] == "logged" else used).append(item)
+    return RunArtifactsResponse(logged=logged, used=used)
+
+
+@router.get("/projects/{project}/lineage", response_model=LineageResponse, responses=_ERRORS,
+            response_model_exclude_unset=True, summary="The lineage graph around a run or an artifact version")
+def lineage(
+    request: Request,
+    project: str,
+    run: str | None = Query(None, max_length=128, description="Start at this run of the project (its id)"),
+    artifact: str | None = Query(None, max_length=300,
+                                 description="Or at this version of the project: `name:vN`, `name:alias`, `name`"),
+    hops: int = Query(3, ge=1, le=10, description="Edges out from the start, at most"),
+    max_nodes: int = Query(200, ge=1, le=1000, description="Nodes at most (then `truncated`)"),
+) -> LineageResponse:
+    """Runs and artifact versions up to `hops` edges from the start, both ways: a run points to
+    the versions it logged, a version to the runs that used it. Each node has its `depth` (edges
+    from the start). Runs and versions of projects the caller may not read are left out."""
+    app = request.app.state.tracklet
+    _check_project(request, project)
+    if (run is None) == (artifact is None):
+        raise HTTPException(status_code=400, detail="give one of run= or artifact=")
+    source = artifact_source(request)
+
+    def run_info(run_project: str, run_id: str) -> dict[str, Any] | None:
+        row = app.store.run(run_project, run_id, fields=("run_id", "name", "state"))
+        return None if row is None else {"kind": "run", "project": run_project, "run_id": run_id,
+                                         "name": row["name"], "state": row["state"]}
+
+    def version_info(version_project: str, name: str, number: int) -> dict[str, Any] | None:
+        try:
+            info = source.version(version_project, name, f"v{number}")
+        except (ArtifactError, ValueError):
+            return None
+        return {"kind": "artifact", "project": info.project, "name": info.name, "version": info.version,
+                "type": info.type, "digest": info.digest, "aliases": info.aliases}
+
+    if run is not None:
+        run_paths(app.root, project, run)
+        if run_info(project, run) is None:
+            raise HTTPException(status_code=404, detail=f"no run {project}/{run} on this server")
+        graph = build_graph(app.store, run=(project, run), hops=hops, max_nodes=max_nodes,
+                            readable=_readable(request), run_info=run_info, version_info=version_info)
+    else:
+        ref = parse_ref(artifact or "")
+        if ref.project not in (None, project):
+            raise HTTPException(status_code=400, detail=f"artifact {artifact!r} is not in project {project!r}")
+        info = _version(source, project, ref.name, ref.selector)
+        graph = build_graph(app.store, version=(project, info.name, info.version), hops=hops, max_nodes=max_nodes,
+                            readable=_readable(request), run_info=run_info, version_info=version_info)
+    nodes = []
+    for node_id, node in graph.nodes.items():
+        if node["kind"] == "run":
+            nodes.append(LineageNode(id=node_id, kind="run", project=node["project"], name=node["name"],
+                                     depth=node["depth"], run_id=node["run_id"], state=node["state"]))
+        else:
+            nodes.append(LineageNode(id=node_id, kind="artifact", project=node["project"], name=node["name"],
+                                     depth=node["depth"], version=f"v{node['version']}", type=node["type"],
+                                     aliases=node["aliases"]))
+    edges = [LineageEdge(source=source_id, target=target_id, kind=kind)  # type: ignore[arg-type]
+             for (source_id, target_id), kind in graph.edges.items()]
+    return LineageResponse(root=graph.root, hops=hops, truncated=graph.truncated, nodes=nodes, edges=edges)

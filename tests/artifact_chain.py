@@ -68,10 +68,10 @@ def record_chain(root: Path, scratch: Path) -> None:
     refresh.log_artifact(newer, aliases=["latest-refresh"])
     refresh.finish()
 
-    other = tracklet.init(project="chain", id="other", dir=str(root), settings=QUIET)
+    other = tracklet.init(project="chain", id="other", name="other", dir=str(root), settings=QUIET)
     other.log({"x": 1})
     other.finish()
 
-    spy = tracklet.init(project="secret", id="spy", dir=str(root), settings=QUIET)
+    spy = tracklet.init(project="secret", id="spy", name="spy", dir=str(root), settings=QUIET)
     assert spy.use_artifact("chain/mnist:v0").version == "v0"
     spy.finish()

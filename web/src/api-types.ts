@@ -426,6 +426,137 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/artifacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A project's artifact collections
+         * @description Each collection with a version: its type, version count, latest version, when that was
+         *     made, and its custom aliases. A collection whose registry files are damaged is listed with
+         *     `error` saying what is wrong, and the others as usual.
+         */
+        get: operations["list_collections_api_v1_projects__project__artifacts_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/{name}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A collection's versions, newest first
+         * @description Versions newest first (`offset`, `limit` page them; `total` counts them all): aliases,
+         *     digest, size, file count, when it was made, the run that logged it, description, metadata.
+         */
+        get: operations["list_versions_api_v1_projects__project__artifacts__name__versions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/{name}/versions/{selector}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One artifact version, with the runs that logged and used it
+         * @description The version `selector` names, the run that logged it and the runs that used it (from the
+         *     store's lineage; runs of projects the caller may not read are left out).
+         */
+        get: operations["get_version_api_v1_projects__project__artifacts__name__versions__selector__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/{name}/versions/{selector}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A version's files: one directory at a time, or filtered
+         * @description Without `q`: the entries of directory `dir`, sub-directories first (each with how many
+         *     files it holds and their total size), then files (path, size, sha256 digest, and `ref` for a
+         *     reference); with `q`: every file whose path contains `q`. Paged by `offset` and `limit`;
+         *     `total` counts every entry, `next_offset` is where the next page starts (absent at the end).
+         */
+        get: operations["list_files_api_v1_projects__project__artifacts__name__versions__selector__files_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/artifacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The artifact versions a run logged and used
+         * @description In the order the run recorded them (each version once per direction), with each version's
+         *     current aliases where the registry has it. Versions in projects the caller may not read are
+         *     left out.
+         */
+        get: operations["run_artifacts_api_v1_runs__project___run_id__artifacts_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/lineage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The lineage graph around a run or an artifact version
+         * @description Runs and artifact versions up to `hops` edges from the start, both ways: a run points to
+         *     the versions it logged, a version to the runs that used it. Each node has its `depth` (edges
+         *     from the start). Runs and versions of projects the caller may not read are left out.
+         */
+        get: operations["lineage_api_v1_projects__project__lineage_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -500,6 +631,192 @@ export interface components {
              * @description Bytes newly stored by this request (0 for a pure resend)
              */
             appended: number;
+        };
+        /**
+         * ArtifactCollection
+         * @description An artifact collection of a project: its versions share a name and a type.
+         */
+        ArtifactCollection: {
+            /** Name */
+            name: string;
+            /** Type */
+            type: string;
+            /**
+             * Versions
+             * @description How many versions it has
+             */
+            versions: number;
+            /**
+             * Latest
+             * @description The latest version, e.g. `v3`
+             */
+            latest: string;
+            /**
+             * Updated At
+             * @description When the latest version was made (epoch seconds)
+             */
+            updated_at: number | null;
+            /**
+             * Aliases
+             * @description The latest version's custom aliases
+             */
+            aliases: string[];
+            /**
+             * Error
+             * @description Why the collection could not be read (damaged registry files)
+             */
+            error?: string;
+        };
+        /** ArtifactCollectionsResponse */
+        ArtifactCollectionsResponse: {
+            /** Collections */
+            collections: components["schemas"]["ArtifactCollection"][];
+        };
+        /** ArtifactDirEntry */
+        ArtifactDirEntry: {
+            /**
+             * Path
+             * @description The directory's path in the artifact
+             */
+            path: string;
+            /** Name */
+            name: string;
+            /**
+             * Files
+             * @description Files under it, at any depth
+             */
+            files: number;
+            /**
+             * Size
+             * @description Their bytes
+             */
+            size: number;
+        };
+        /** ArtifactFileEntry */
+        ArtifactFileEntry: {
+            /** Path */
+            path: string;
+            /** Name */
+            name: string;
+            /** Size */
+            size: number;
+            /**
+             * Digest
+             * @description sha256 of its bytes
+             */
+            digest: string;
+            /**
+             * Ref
+             * @description A reference's URI (its bytes are not stored), else null
+             */
+            ref: string | null;
+        };
+        /** ArtifactFilesResponse */
+        ArtifactFilesResponse: {
+            /** Version */
+            version: string;
+            /** Dir */
+            dir: string;
+            /** Q */
+            q: string | null;
+            /**
+             * Total
+             * @description Entries in the directory (or files matching `q`), all pages
+             */
+            total: number;
+            /** Offset */
+            offset: number;
+            /** Dirs */
+            dirs: components["schemas"]["ArtifactDirEntry"][];
+            /** Files */
+            files: components["schemas"]["ArtifactFileEntry"][];
+            /**
+             * Next Offset
+             * @description Where the next page starts; null on the last page
+             */
+            next_offset: number | null;
+        };
+        /**
+         * ArtifactVersion
+         * @description One immutable version of an artifact collection.
+         */
+        ArtifactVersion: {
+            /** Project */
+            project: string;
+            /** Name */
+            name: string;
+            /**
+             * Version
+             * @description `vN`
+             */
+            version: string;
+            /**
+             * Index
+             * @description N of `vN`
+             */
+            index: number;
+            /** Type */
+            type: string;
+            /**
+             * Aliases
+             * @description `vN`, `latest` if it is the latest, then custom aliases
+             */
+            aliases: string[];
+            /**
+             * Digest
+             * @description sha256 over the sorted `path:digest` lines of its files
+             */
+            digest: string;
+            /**
+             * Size
+             * @description Bytes of all its files
+             */
+            size: number;
+            /** File Count */
+            file_count: number;
+            /** Created At */
+            created_at: number | null;
+            /**
+             * Logged By
+             * @description `project/run_id` of the run that logged it, if a run did
+             */
+            logged_by: string | null;
+            /** Description */
+            description: string;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+        };
+        /** ArtifactVersionResponse */
+        ArtifactVersionResponse: {
+            version: components["schemas"]["ArtifactVersion"];
+            /**
+             * Logged By
+             * @description The run that logged it (from the store's lineage)
+             */
+            logged_by: components["schemas"]["LineageRun"][];
+            /**
+             * Used By
+             * @description The runs that used it, first use first
+             */
+            used_by: components["schemas"]["LineageRun"][];
+        };
+        /** ArtifactVersionsResponse */
+        ArtifactVersionsResponse: {
+            /** Project */
+            project: string;
+            /** Name */
+            name: string;
+            /** Type */
+            type: string;
+            /**
+             * Total
+             * @description Versions in all (the page holds at most `limit`)
+             */
+            total: number;
+            /** Versions */
+            versions: components["schemas"]["ArtifactVersion"][];
         };
         /**
          * CompareHistoryResponse
@@ -610,6 +927,89 @@ export interface components {
              */
             label: string;
         };
+        /**
+         * LineageEdge
+         * @description Data flows from `source` to `target`: a run logged a version, or a version was used by a run.
+         */
+        LineageEdge: {
+            /** Source */
+            source: string;
+            /** Target */
+            target: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "logged" | "used";
+        };
+        /**
+         * LineageNode
+         * @description A run (`run_id`, `state`) or an artifact version (`version`, `type`, `aliases`).
+         */
+        LineageNode: {
+            /**
+             * Id
+             * @description `run:<project>/<run_id>` or `artifact:<project>/<name>:v<N>`
+             */
+            id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "run" | "artifact";
+            /** Project */
+            project: string;
+            /**
+             * Name
+             * @description The run's display name, or the collection's name
+             */
+            name: string;
+            /**
+             * Depth
+             * @description Edges from the start node
+             */
+            depth: number;
+            /** Run Id */
+            run_id?: string;
+            /** State */
+            state?: string;
+            /** Version */
+            version?: string;
+            /** Type */
+            type?: string;
+            /** Aliases */
+            aliases?: string[];
+        };
+        /** LineageResponse */
+        LineageResponse: {
+            /**
+             * Root
+             * @description The start node's id
+             */
+            root: string;
+            /** Hops */
+            hops: number;
+            /**
+             * Truncated
+             * @description Nodes or edges were left out to keep within max_nodes
+             */
+            truncated: boolean;
+            /** Nodes */
+            nodes: components["schemas"]["LineageNode"][];
+            /** Edges */
+            edges: components["schemas"]["LineageEdge"][];
+        };
+        /** LineageRun */
+        LineageRun: {
+            /** Project */
+            project: string;
+            /** Run Id */
+            run_id: string;
+            /** Name */
+            name: string;
+            /** State */
+            state: string;
+        };
         /** Me */
         Me: {
             /** User */
@@ -708,6 +1108,30 @@ export interface components {
         RoleRequest: {
             /** Role */
             role: string;
+        };
+        /** RunArtifact */
+        RunArtifact: {
+            /** Project */
+            project: string;
+            /** Name */
+            name: string;
+            /** Version */
+            version: string;
+            /** Index */
+            index: number;
+            /** Type */
+            type: string;
+            /** Digest */
+            digest: string;
+            /** Aliases */
+            aliases: string[];
+        };
+        /** RunArtifactsResponse */
+        RunArtifactsResponse: {
+            /** Logged */
+            logged: components["schemas"]["RunArtifact"][];
+            /** Used */
+            used: components["schemas"]["RunArtifact"][];
         };
         /** RunResponse */
         RunResponse: {
@@ -2627,6 +3051,495 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_collections_api_v1_projects__project__artifacts_get: {
+        parameters: {
+            query?: {
+                /** @description Only collections of this type */
+                type?: string | null;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArtifactCollectionsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_versions_api_v1_projects__project__artifacts__name__versions_get: {
+        parameters: {
+            query?: {
+                offset?: number;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                /** @description The collection's name, e.g. `mnist` */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArtifactVersionsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_version_api_v1_projects__project__artifacts__name__versions__selector__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                /** @description The collection's name, e.g. `mnist` */
+                name: string;
+                /** @description `latest`, `vN` or an alias */
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArtifactVersionResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_files_api_v1_projects__project__artifacts__name__versions__selector__files_get: {
+        parameters: {
+            query?: {
+                /** @description The directory to list ('' for the top), e.g. `images/train` */
+                dir?: string;
+                /** @description Instead: every file whose path contains this (ignoring case), flat */
+                q?: string | null;
+                offset?: number;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                /** @description The collection's name, e.g. `mnist` */
+                name: string;
+                /** @description `latest`, `vN` or an alias */
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ArtifactFilesResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    run_artifacts_api_v1_runs__project___run_id__artifacts_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunArtifactsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    lineage_api_v1_projects__project__lineage_get: {
+        parameters: {
+            query?: {
+                /** @description Start at this run of the project (its id) */
+                run?: string | null;
+                /** @description Or at this version of the project: `name:vN`, `name:alias`, `name` */
+                artifact?: string | null;
+                /** @description Edges out from the start, at most */
+                hops?: number;
+                /** @description Nodes at most (then `truncated`) */
+                max_nodes?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LineageResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

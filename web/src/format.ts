@@ -6,6 +6,19 @@ export function fmtTime(epoch: number | null | undefined, seconds = false): stri
   return `${day} ${pad(date.getHours())}:${pad(date.getMinutes())}${seconds ? `:${pad(date.getSeconds())}` : ""}`;
 }
 
+/** A size in bytes: "12 B", "2.0 kB", "340 MB" (powers of 1,024). */
+export function fmtBytes(size: number): string {
+  if (size < 1024) return `${size} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = size / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
 export function fmtDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
   seconds = Math.max(0, seconds);

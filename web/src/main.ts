@@ -6,6 +6,7 @@ import { h } from "./dom";
 import { projectPage } from "./pages/project";
 import { projectsPage } from "./pages/projects";
 import { runPage } from "./pages/run";
+import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
 import { parseRoute, projectHref, startRouter } from "./router";
 
 const app = document.getElementById("app")!;
@@ -23,12 +24,14 @@ async function render(): Promise<void> {
       ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
       : []),
     ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
+    ...artifactCrumbs(route),
   );
   try {
     let stop: () => void;
     if (route.page === "projects") stop = await projectsPage(app);
     else if (route.page === "project") stop = await projectPage(app, route.project);
     else if (route.page === "run") stop = await runPage(app, route.project, route.runId);
+    else if (route.page !== "missing") stop = await artifactPage(app, route);
     else {
       app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));
       stop = () => {};

@@ -1,10 +1,12 @@
-// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>. The server answers index.html for
+// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, and the artifact pages
+// (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
 // each, so a link (or a reload) lands on the right page; the view state lives in the query string.
 
 export type Route =
   | { page: "projects" }
   | { page: "project"; project: string }
   | { page: "run"; project: string; runId: string }
+  | ArtifactRoute
   | { page: "missing"; path: string };
 
 export function parseRoute(pathname: string): Route {
@@ -13,12 +15,41 @@ export function parseRoute(pathname: string): Route {
   if (parts[0] === "projects" && parts.length === 2) return { page: "project", project: parts[1] };
   if (parts[0] === "projects" && parts.length === 4 && parts[2] === "runs")
     return { page: "run", project: parts[1], runId: parts[3] };
+  const artifact = parseArtifactRoute(parts);
+  if (artifact) return artifact;
   return { page: "missing", path: pathname };
+}
+
+/** Artifact pages (pages/artifacts.ts, pages/artifact-lineage.ts). */
+export type ArtifactRoute =
+  | { page: "artifacts"; project: string }
+  | { page: "artifact"; project: string; name: string }
+  | { page: "artifact-version"; project: string; name: string; version: string }
+  | { page: "lineage"; project: string; runId?: string; name?: string; version?: string };
+
+function parseArtifactRoute(parts: string[]): ArtifactRoute | null {
+  if (parts[0] !== "projects" || parts.length < 3) return null;
+  const project = parts[1];
+  if (parts[2] === "runs" && parts.length === 5 && parts[4] === "lineage") return { page: "lineage", project, runId: parts[3] };
+  if (parts[2] !== "artifacts") return null;
+  if (parts.length === 3) return { page: "artifacts", project };
+  if (parts.length === 4) return { page: "artifact", project, name: parts[3] };
+  if (parts.length === 5) return { page: "artifact-version", project, name: parts[3], version: parts[4] };
+  if (parts.length === 6 && parts[5] === "lineage") return { page: "lineage", project, name: parts[3], version: parts[4] };
+  return null;
 }
 
 export const projectHref = (project: string) => `/projects/${encodeURIComponent(project)}`;
 export const runHref = (project: string, runId: string) =>
   `${projectHref(project)}/runs/${encodeURIComponent(runId)}`;
+
+export const artifactsHref = (project: string) => `${projectHref(project)}/artifacts`;
+export const artifactHref = (project: string, name: string) => `${artifactsHref(project)}/${encodeURIComponent(name)}`;
+export const versionHref = (project: string, name: string, version: string) =>
+  `${artifactHref(project, name)}/${encodeURIComponent(version)}`;
+export const runLineageHref = (project: string, runId: string) => `${runHref(project, runId)}/lineage`;
+export const versionLineageHref = (project: string, name: string, version: string) =>
+  `${versionHref(project, name, version)}/lineage`;
 
 let onNavigate: () => void = () => {};
 

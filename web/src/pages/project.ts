@@ -10,7 +10,7 @@ import { MAX_PLOT_HEIGHT, MIN_PLOT_HEIGHT } from "../charts/panel";
 import { ChartsWorkspace, PANEL_SIZES, POLL_MS, type PanelOwnSize, type PanelSize, type ViewState } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten } from "../format";
-import { readQuery, setQuery } from "../router";
+import { artifactsHref, readQuery, setQuery } from "../router";
 import { RunsTable } from "../runs/table";
 
 const DEFAULT_SELECTION = 5;
@@ -159,7 +159,8 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
       h(
         "section.runs-pane",
         {},
-        h("div.pane-head", {}, h("h1", { text: project }), count),
+        h("div.pane-head", {}, h("h1", { text: project }), count,
+          h("a.artifacts-link", { href: artifactsHref(project), "data-link": true, text: "Artifacts" })),
         h("div.toolbar", {}, searchInput, filterInput, columnsMenu, groupSelect),
         filterError,
         h("div.toolbar.selection", {}, h("span", { text: "Charts show:" }), selectTop, selectNone),

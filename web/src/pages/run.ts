@@ -8,8 +8,9 @@ import { fromApi, append, type RunSeries } from "../charts/data";
 import { ChartPanel, fillGridRows } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { debounce, h } from "../dom";
-import { flatten, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
+import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
 import { projectHref } from "../router";
+import { runArtifactsCard } from "./artifact-run";
 import { readView, writeView } from "./project";
 
 function table(entries: [string, unknown][], className: string): HTMLElement {
@@ -191,18 +192,6 @@ class AlertsView {
   }
 }
 
-function fmtBytes(size: number): string {
-  if (size < 1024) return `${size} B`;
-  const units = ["kB", "MB", "GB", "TB"];
-  let value = size / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
-
 /** The run's files: name (click to download), size, last update. */
 async function filesList(project: string, runId: string): Promise<HTMLElement> {
   let files: RunFile[];
@@ -275,6 +264,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       ),
       h("div.columns", {}, h("section.card", {}, h("h2", { text: "Overview" }), overviewEl), h("section.card", {}, h("h2", { text: "Config" }), configEl), h("section.card", {}, h("h2", { text: "Summary" }), summaryEl)),
       alertsView.card,
+      runArtifactsCard(project, runId),
       h("section.card.wide", {}, h("h2", { text: "Charts" }), workspace.el),
       h("section.card.wide", {}, h("h2", { text: "System" }), system.el),
       h("section.card.wide", {}, h("h2", { text: "Console" }), consoleView.el),

@@ -1,6 +1,7 @@
 """A data root where real runs logged and used real artifacts, for the artifact routes and pages:
 
     prep --logged--> mnist:v0 --used--> train --logged--> model:v0 --used--> evaluate --logged--> report:v0
+    (evaluate also used report:v0, which it logged: a cycle)
     (project "chain"; mnist:v1, logged later by `refresh`, is used by nobody; `other` has no artifacts;
     project "secret": run `spy` used chain/mnist:v0)
 """
@@ -60,6 +61,7 @@ def record_chain(root: Path, scratch: Path) -> None:
     report = tracklet.Artifact("report", type="results")
     report.add_file(str(_write(scratch / "report", {"scores.json": b'{"acc": 0.97}'}) / "scores.json"))
     evaluate.log_artifact(report)
+    evaluate.use_artifact(report)  # a run that uses what it logged: a cycle in the graph
     evaluate.finish()
 
     refresh = tracklet.init(project="chain", id="refresh", name="refresh-data", dir=str(root), settings=QUIET)

@@ -56,6 +56,12 @@ def test_artifacts_list_and_versions_show_aliases_and_metadata(servers, chain, p
     assert "rows=3" in v0.locator(".metadata").text_content()
     assert v0.locator(".run-link").text_content() == "prep"
 
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/runs/chain/other/artifacts")) as answered:
+        page.goto(server.url + "/projects/chain/runs/other")  # a run without artifacts: no card
+    assert answered.value.json() == {"logged": [], "used": []}
+    page.wait_for_selector("dd[data-field='state']")
+    assert page.locator(".run-artifacts-card").is_hidden()
+
 
 def test_version_page_file_browser_lists_sizes_and_digests_and_filters(chain, page):  # noqa: F811
     ui, url, token = start_ui(chain)  # the local data root, read-only
@@ -127,6 +133,7 @@ def test_lineage_graph_from_a_run_page_shows_the_chain_and_nodes_navigate(server
         ("run:chain/train", "artifact:chain/model:v0", "logged"),
         ("artifact:chain/model:v0", "run:chain/evaluate", "used"),
         ("run:chain/evaluate", "artifact:chain/report:v0", "logged"),
+        ("artifact:chain/report:v0", "run:chain/evaluate", "used"),  # a cycle: drawn back, below
     }
     chain_order = ["run:chain/prep", "artifact:chain/mnist:v0", "run:chain/train", "artifact:chain/model:v0",
                    "run:chain/evaluate", "artifact:chain/report:v0"]
@@ -134,16 +141,22 @@ def test_lineage_graph_from_a_run_page_shows_the_chain_and_nodes_navigate(server
     lefts = [page.locator(f"g.lineage-node[data-id='{node}'] rect").bounding_box()["x"] for node in chain_order]
     assert lefts == sorted(lefts) and len(set(lefts)) == 6  # drawn left to right
     assert page.locator("g.lineage-node.root").get_attribute("data-id") == "run:chain/train"
-    # Every edge runs from its source's box (right side, middle) to its target's box (left side, middle).
+    # Every edge runs from its source's box (right side) to its target's box (left side), at half their
+    # height; the one edge against the flow (the cycle) from its source's left side to its target's right
+    # side, at three quarters.
     ends = page.evaluate("""() => [...document.querySelectorAll('path.lineage-edge')].map(p => {
         const box = id => { const g = document.querySelector(`g.lineage-node[data-id='${id}']`);
                             const m = g.transform.baseVal.consolidate().matrix, r = g.querySelector('rect');
                             return [m.e, m.f, r.width.baseVal.value, r.height.baseVal.value]; };
         const a = p.getPointAtLength(0), b = p.getPointAtLength(p.getTotalLength());
-        return [[a.x, a.y], [b.x, b.y], box(p.dataset.source), box(p.dataset.target)]; })""")
-    assert len(ends) == len(edges)
-    for (ax, ay), (bx, by), (sx, sy, sw, sh), (tx, ty, _, th) in ends:
-        assert (ax, ay) == pytest.approx((sx + sw, sy + sh / 2)) and (bx, by) == pytest.approx((tx, ty + th / 2))
+        return [p.classList.contains('back'), [a.x, a.y], [b.x, b.y], box(p.dataset.source), box(p.dataset.target)];
+    })""")
+    assert len(ends) == len(edges) and sum(back for back, *_ in ends) == 1
+    for back, (ax, ay), (bx, by), (sx, sy, sw, sh), (tx, ty, tw, th) in ends:
+        if back:
+            assert (ax, ay) == pytest.approx((sx, sy + sh * 0.75)) and (bx, by) == pytest.approx((tx + tw, ty + th * 0.75))
+        else:
+            assert (ax, ay) == pytest.approx((sx + sw, sy + sh / 2)) and (bx, by) == pytest.approx((tx, ty + th / 2))
     assert "train-cnn" in page.text_content("g.lineage-node[data-id='run:chain/train'] text.title")
     assert "best" in page.text_content("g.lineage-node[data-id='artifact:chain/model:v0'] text.subtitle")
 

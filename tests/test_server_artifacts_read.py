@@ -12,6 +12,7 @@ from artifact_chain import MNIST_FILES, record_chain
 from fastapi.testclient import TestClient
 
 from tracklet.server.app import create_app
+from tracklet.store import Store
 from tracklet.server.models import (
     ArtifactCollectionsResponse,
     ArtifactFilesResponse,
@@ -147,6 +148,7 @@ CHAIN_EDGES = {
     ("run:chain/train", "artifact:chain/model:v0", "logged"),
     ("artifact:chain/model:v0", "run:chain/evaluate", "used"),
     ("run:chain/evaluate", "artifact:chain/report:v0", "logged"),
+    ("artifact:chain/report:v0", "run:chain/evaluate", "used"),  # it used what it logged
 }
 
 
@@ -216,3 +218,25 @@ def test_project_roles_apply_to_artifacts_and_lineage(chain_root, tmp_path):
         used = http.get("/api/v1/projects/chain/artifacts/mnist/versions/v0", headers=as_reader).json()["used_by"]
         assert [r["run_id"] for r in used] == ["train"]
         assert http.get("/api/v1/projects/secret/lineage", params={"run": "spy"}, headers=as_reader).status_code == 403
+
+
+def test_store_artifact_edges_in_batches_on_both_backends(chain_root, tmp_path, store_url):
+    root = tmp_path / "data"
+    shutil.copytree(chain_root, root)
+    (root / "store.sqlite").unlink(missing_ok=True)  # the store under test is store_url
+    store = Store(store_url, root=root)
+    try:
+        store.index()
+        strangers = [("chain", f"nobody-{n}") for n in range(450)]  # more than one statement's worth
+        edges, more = store.artifact_edges(runs=[*strangers, ("chain", "train")])
+        assert [(e["direction"], e["name"], e["version"], e["run_name"]) for e in edges] == [
+            ("used", "mnist", 0, "train-cnn"), ("logged", "model", 0, "train-cnn")] and not more
+        edges, more = store.artifact_edges(versions=[("chain", "mnist", 0), ("chain", "report", 0)])
+        assert [(e["run_project"], e["run_id"], e["direction"]) for e in edges] == [
+            ("chain", "prep", "logged"), ("chain", "train", "used"), ("chain", "evaluate", "logged"),
+            ("chain", "evaluate", "used"), ("secret", "spy", "used")] and not more
+        assert edges[0]["type"] == "dataset" and edges[0]["aliases"] == ["latest", "raw"] and len(edges[0]["digest"]) == 64
+        few, more = store.artifact_edges(versions=[("chain", "mnist", 0)], limit=2)
+        assert len(few) == 2 and more
+    finally:
+        store.close()

@@ -35,7 +35,7 @@ export interface Layout {
   nodes: Map<string, { x: number; y: number; layer: number }>;
   /** Each edge's points, from its source's right side to its target's left side (a reversed
    * edge, drawn against the flow, from its source's left side). */
-  edges: { source: string; target: string; kind: string; points: [number, number][] }[];
+  edges: { source: string; target: string; kind: string; points: [number, number][]; back: boolean }[];
   width: number;
   height: number;
 }
@@ -147,30 +147,34 @@ export function layoutGraph(ids: string[], edges: GraphEdge[], options: Partial<
   });
   const nodes = new Map([...coords].filter(([id]) => known.has(id)));
   const edgesOut = dag.map(({ edge }, i) => {
+    const back = reversed.has(edge);
     const points = chains[i].map((id, k): [number, number] => {
       const c = coords.get(id)!;
       if (!known.has(id)) return [c.x + o.nodeWidth / 2, c.y];
-      return [k === 0 ? c.x + o.nodeWidth : c.x, c.y + o.nodeHeight / 2]; // out on the right, in on the left
+      // Out on the right, in on the left; an edge against the flow at three quarters of the height,
+      // so it doesn't cover the edge the other way between the same two nodes.
+      return [k === 0 ? c.x + o.nodeWidth : c.x, c.y + o.nodeHeight * (back ? 0.75 : 0.5)];
     });
-    if (reversed.has(edge)) points.reverse();
-    return { source: edge.source, target: edge.target, kind: edge.kind, points };
+    if (back) points.reverse();
+    return { source: edge.source, target: edge.target, kind: edge.kind, points, back };
   });
   return {
     nodes,
     edges: edgesOut,
     width: o.pad * 2 + Math.max(1, layers.length) * (o.nodeWidth + o.gapX) - o.gapX,
-    height: o.pad * 2 + tallest,
+    height: o.pad * 2 + tallest + (edgesOut.some((e) => e.back) ? 24 : 0), // room for a back edge bowing below
   };
 }
 
-/** A smooth path through the points: horizontal tangents at each, as a layered drawing's edges. */
-function pathThrough(points: [number, number][]): string {
+/** A smooth path through the points: horizontal tangents at each, as a layered drawing's edges;
+ * an edge against the flow (`back`) bows below the nodes it joins. */
+function pathThrough(points: [number, number][], back: boolean): string {
   let d = `M${points[0][0]},${points[0][1]}`;
   for (let i = 1; i < points.length; i++) {
     const [x0, y0] = points[i - 1];
     const [x1, y1] = points[i];
     const dx = (x1 - x0) / 2;
-    d += ` C${x0 + dx},${y0} ${x1 - dx},${y1} ${x1},${y1}`;
+    d += back ? ` C${x0},${y0 + 40} ${x1},${y1 + 40} ${x1},${y1}` : ` C${x0 + dx},${y0} ${x1 - dx},${y1} ${x1},${y1}`;
   }
   return d;
 }
@@ -205,8 +209,8 @@ export function lineageSvg(nodes: GraphNode[], edges: GraphEdge[], options: Part
   );
   for (const edge of layout.edges) {
     root.append(svg("path", {
-      class: `lineage-edge ${edge.kind}`,
-      d: pathThrough(edge.points),
+      class: `lineage-edge ${edge.kind}${edge.back ? " back" : ""}`,
+      d: pathThrough(edge.points, edge.back),
       "data-source": edge.source,
       "data-target": edge.target,
       "data-kind": edge.kind,

@@ -16,7 +16,7 @@ function graphNode(node: LineageNode, root: string): GraphNode {
       id: node.id,
       kind: "run",
       title: node.name || node.run_id!,
-      subtitle: `run ${node.project}/${node.run_id} · ${node.state}`,
+      subtitle: `${node.project}/${node.run_id} · ${node.state}`,
       href: runHref(node.project, node.run_id!),
       root: node.id === root,
     };

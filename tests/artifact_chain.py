@@ -3,7 +3,7 @@
     prep --logged--> mnist:v0 --used--> train --logged--> model:v0 --used--> evaluate --logged--> report:v0
     (evaluate also used report:v0, which it logged: a cycle)
     (project "chain"; mnist:v1, logged later by `refresh`, is used by nobody; `other` has no artifacts;
-    project "secret": run `spy` used chain/mnist:v0)
+    project "secret": run `spy` used chain/mnist:v0; project "bulk": shards:v0, 205 files, no run)
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ MNIST_FILES = {
     "images/test/0.bin": b"\x02" * 100,
     "README.md": b"# digits\n",
 }
+
+
+SHARDS = 205  # files of bulk/shards:v0, all in parts/ (the file browser pages 200 at a time)
 
 
 def _write(base: Path, files: dict[str, bytes]) -> Path:
@@ -77,3 +80,7 @@ def record_chain(root: Path, scratch: Path) -> None:
     spy = tracklet.init(project="secret", id="spy", name="spy", dir=str(root), settings=QUIET)
     assert spy.use_artifact("chain/mnist:v0").version == "v0"
     spy.finish()
+
+    shards = tracklet.Artifact("shards", type="dataset")  # project "bulk": more files than a page
+    shards.add_dir(_write(scratch / "shards", {f"parts/{n:03d}.txt": b"x" * n for n in range(SHARDS)}))
+    shards.save("bulk", root=root)

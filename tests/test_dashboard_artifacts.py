@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from artifact_chain import MNIST_FILES, record_chain
+from artifact_chain import MNIST_FILES, SHARDS, record_chain
 from test_dashboard import ARTIFACTS, CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
 
 pytestmark = [
@@ -97,6 +97,14 @@ def test_version_page_file_browser_lists_sizes_and_digests_and_filters(chain, pa
         page.reload()  # the filter is in the URL
         page.wait_for_selector("tr.file[data-path='images/test/0.bin']")
         assert sorted(listed()) == ["images/test/0.bin", "images/train/0.bin"]
+
+        page.goto(url + "projects/bulk/artifacts/shards/v0?dir=parts")  # more files than a page
+        page.wait_for_selector("tr.file[data-path='parts/000.txt']")
+        assert len(listed()) == 200 and page.text_content(".file-info") == f"200 of {SHARDS} entries"
+        page.click(".file-browser button.more")
+        page.wait_for_function(f"() => document.querySelectorAll('.file-browser tr.file').length === {SHARDS}")
+        assert list(listed()) == [f"parts/{n:03d}.txt" for n in range(SHARDS)]  # in order, each once
+        assert listed()["parts/204.txt"] == "204 B" and page.locator(".file-browser button.more").is_hidden()
     finally:
         ui.terminate()
         ui.wait(timeout=10)

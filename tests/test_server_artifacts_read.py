@@ -130,6 +130,20 @@ def test_a_damaged_manifest_is_a_clear_error_and_other_collections_still_list(cl
     assert damaged.status_code == 500 and "damaged" in damaged.json()["detail"]
 
 
+def test_stray_files_and_foreign_directories_in_the_registry_are_not_collections(client, tmp_path):
+    project = tmp_path / "data" / "artifacts" / "projects" / "chain"
+    (project / ".DS_Store").write_bytes(b"\0\1")  # a file where collections are directories
+    (project / "notes.txt").write_text("mine")
+    (project / "bad name" / "versions").mkdir(parents=True)  # not an artifact name
+    (project / "bad name" / "versions" / "v0.json").write_text("{}")
+    (project / ".git").mkdir()
+    body = _ok(client.get("/api/v1/projects/chain/artifacts"), ArtifactCollectionsResponse)
+    assert [c["name"] for c in body["collections"]] == ["mnist", "model", "report"]
+    from tracklet.artifacts.registry import LocalRegistry
+
+    assert LocalRegistry(project.parent.parent).collections("chain") == ["mnist", "model", "report"]
+
+
 def test_run_artifacts_lists_logged_and_used_versions(client):
     body = _ok(client.get("/api/v1/runs/chain/train/artifacts"), RunArtifactsResponse)
     assert [(a["name"], a["version"], a["type"]) for a in body["used"]] == [("mnist", "v0", "dataset")]

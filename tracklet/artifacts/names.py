@@ -32,6 +32,11 @@ def check_artifact_name(name: object) -> str:
     return name
 
 
+def is_artifact_name(name: object) -> bool:
+    """Whether ``name`` may name an artifact collection (``check_artifact_name`` without the why)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None and ".." not in name
+
+
 def check_alias(alias: object) -> str:
     """A custom alias: the name character set, and not ``vN`` (version numbers are assigned)."""
     if not isinstance(alias, str) or _NAME.fullmatch(alias) is None or ".." in alias:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.artifacts.manifest import is_sha256
-from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
+from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, is_artifact_name, version_number
 from tracklet.core.atomicfile import replace_atomically
 from tracklet.errors import ArtifactError, ArtifactNotFound
 
@@ -102,7 +102,7 @@ class LocalRegistry:
     def _version_numbers(self, directory: Path) -> list[int]:
         try:
             names = os.listdir(directory / "versions")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no version yet, or a stray file, not a collection
             return []
         numbers = [version_number(name[:-5]) for name in names if name.endswith(".json")]
         return sorted(number for number in numbers if number is not None)
@@ -167,7 +167,10 @@ class LocalRegistry:
         base = self.root / "projects" / check_name("project", project)
         if not base.is_dir():
             return []
-        return sorted(entry.name for entry in base.iterdir() if self._version_numbers(entry))
+        # Only directories named like a collection: a stray file or foreign directory (.DS_Store, .git)
+        # is not one, and must not break the listing.
+        return sorted(entry.name for entry in base.iterdir()
+                      if is_artifact_name(entry.name) and entry.is_dir() and self._version_numbers(entry))
 
     def projects(self) -> list[str]:
         base = self.root / "projects"

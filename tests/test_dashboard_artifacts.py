@@ -8,6 +8,7 @@ data root where real runs logged and used real artifacts (tests/artifact_chain.p
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,10 @@ def _rows(tab, selector: str, attribute: str) -> list[str]:
     return tab.eval_on_selector_all(selector, f"rows => rows.map(r => r.dataset.{attribute})")
 
 
-def test_artifacts_list_and_versions_show_aliases_and_metadata(servers, chain, page):  # noqa: F811
-    server = servers(chain, dev=True)
+def test_artifacts_list_and_versions_show_aliases_and_metadata(servers, chain, page, tmp_path):  # noqa: F811
+    root = tmp_path / "data"
+    shutil.copytree(chain, root)  # this test damages a version file at the end
+    server = servers(root, dev=True)
     page.goto(server.url + "/projects/chain")
     page.click("a.artifacts-link")
     page.wait_for_selector("table.collections tr[data-name='mnist']")
@@ -61,6 +64,13 @@ def test_artifacts_list_and_versions_show_aliases_and_metadata(servers, chain, p
     assert answered.value.json() == {"logged": [], "used": []}
     page.wait_for_selector("dd[data-field='state']")
     assert page.locator(".run-artifacts-card").is_hidden()
+
+    # A damaged version file: its row says what is wrong, the collection's other versions show.
+    (root / "artifacts" / "projects" / "chain" / "mnist" / "versions" / "v0.json").write_text("{broken")
+    page.goto(server.url + "/projects/chain/artifacts/mnist")
+    page.wait_for_selector("table.versions tr.damaged[data-version='v0']")
+    assert _rows(page, "table.versions tr[data-version]", "version") == ["v1", "v0"]
+    assert "v0.json is damaged" in page.text_content("tr.damaged .error")
 
 
 def test_version_page_file_browser_lists_sizes_and_digests_and_filters(chain, page):  # noqa: F811

@@ -61,7 +61,7 @@ def test_collections_list_types_versions_and_aliases(client):
 
 def test_versions_newest_first_with_aliases_metadata_and_logging_run(client):
     body = _ok(client.get("/api/v1/projects/chain/artifacts/mnist/versions"), ArtifactVersionsResponse)
-    assert body["total"] == 2 and body["type"] == "dataset"
+    assert body["total"] == 2 and body["type"] == "dataset" and body["damaged"] == []
     v1, v0 = body["versions"]
     assert (v1["version"], v0["version"]) == ("v1", "v0")
     assert v1["aliases"] == ["v1", "latest", "latest-refresh"] and v0["aliases"] == ["v0", "raw"]
@@ -122,6 +122,12 @@ def test_a_damaged_manifest_is_a_clear_error_and_other_collections_still_list(cl
     body = _ok(client.get("/api/v1/projects/chain/artifacts"), ArtifactCollectionsResponse)
     listed = {c["name"]: c for c in body["collections"]}
     assert "damaged" in listed["report"]["error"] and listed["mnist"]["versions"] == 2
+    # One damaged version file: its row says so, the collection's other versions are listed.
+    (root / "artifacts" / "projects" / "chain" / "mnist" / "versions" / "v0.json").write_text("[]")
+    versions = _ok(client.get("/api/v1/projects/chain/artifacts/mnist/versions"), ArtifactVersionsResponse)
+    assert [v["version"] for v in versions["versions"]] == ["v1"] and versions["total"] == 2
+    assert [(d["version"], d["index"]) for d in versions["damaged"]] == [("v0", 0)]
+    assert "v0.json is damaged" in versions["damaged"][0]["detail"]
     manifest = json.loads((root / "artifacts" / "projects" / "chain" / "model" / "versions" / "v0.json").read_text())
     path = root / "artifacts" / "blobs" / "sha256" / manifest["manifest"][:2] / manifest["manifest"]
     path.chmod(0o644)

@@ -153,6 +153,10 @@ class LocalRegistry:
             number = aliases[selector]
         return self._read(directory, project, name, number, aliases, numbers[-1])
 
+    def version_numbers(self, project: str, name: str) -> list[int]:
+        """The collection's version numbers, ascending (reads no version file: one listing)."""
+        return self._version_numbers(self.collection_dir(project, name))
+
     def versions(self, project: str, name: str) -> list[VersionInfo]:
         """Every version of a collection, oldest first."""
         directory = self.collection_dir(project, name)

@@ -1,8 +1,9 @@
 """Where the server's artifact read routes find versions and manifests: ``artifact_source(request)``.
 
 The read routes (``routes_artifacts_read.py``) only read, through the small ``ArtifactSource``
-protocol: a project's collection names, a collection's versions, one version by selector, and a
-version's manifest. ``LocalArtifactSource`` is the registry and blob store of a local artifact
+protocol: a project's collection names, a collection's version numbers, one version by selector
+(with its aliases), and a version's manifest. A page of versions reads only its versions, each on
+its own, so one damaged version file is reported on its row and doesn't hide the others. ``LocalArtifactSource`` is the registry and blob store of a local artifact
 directory (``<data root>/artifacts``, or ``$TRACKLET_ARTIFACT_DIR``): what ``tracklet ui`` and a
 plain ``tracklet server`` serve. It writes nothing (no stat cache, no lock file), so it suits the
 read-only ``tracklet ui``. A deployment with another registry (server mode's SQL registry) puts
@@ -39,8 +40,8 @@ class ArtifactSource(Protocol):
         """Names of the project's collections that have a version, sorted."""
         ...
 
-    def versions(self, project: str, name: str) -> list[VersionInfo]:
-        """Every version of a collection, oldest first, with aliases (``[]`` if it has none)."""
+    def version_numbers(self, project: str, name: str) -> list[int]:
+        """The collection's version numbers, ascending (``[]`` if it has none)."""
         ...
 
     def version(self, project: str, name: str, selector: str) -> VersionInfo:
@@ -65,8 +66,8 @@ class LocalArtifactSource:
     def collections(self, project: str) -> list[str]:
         return self.registry.collections(project)
 
-    def versions(self, project: str, name: str) -> list[VersionInfo]:
-        return self.registry.versions(project, name)
+    def version_numbers(self, project: str, name: str) -> list[int]:
+        return self.registry.version_numbers(project, name)
 
     def version(self, project: str, name: str, selector: str) -> VersionInfo:
         return self.registry.version(project, name, selector)

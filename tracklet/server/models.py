@@ -299,12 +299,19 @@ class ArtifactVersion(BaseModel):
     metadata: dict[str, Any]
 
 
+class DamagedVersion(BaseModel):
+    version: str
+    index: int
+    detail: str = Field(description="What is wrong with its registry file")
+
+
 class ArtifactVersionsResponse(BaseModel):
     project: str
     name: str
-    type: str
-    total: int = Field(description="Versions in all (the page holds at most `limit`)")
+    type: str = Field(description="The type of the page's versions ('' if none could be read)")
+    total: int = Field(description="Versions in all (a page holds at most `limit`, counting `damaged` ones)")
     versions: list[ArtifactVersion]
+    damaged: list[DamagedVersion] = Field(description="Versions of the page that could not be read")
 
 
 class LineageRun(BaseModel):

@@ -34,6 +34,7 @@ from tracklet.server.models import (
     ArtifactVersion,
     ArtifactVersionResponse,
     ArtifactVersionsResponse,
+    DamagedVersion,
     LineageEdge,
     LineageNode,
     LineageResponse,
@@ -116,21 +117,23 @@ def list_versions(request: Request, project: str, name: str = _NAME,
                   offset: int = Query(0, ge=0, le=2**31), limit: int = Query(100, ge=1, le=MAX_PAGE)
                   ) -> ArtifactVersionsResponse:
     """Versions newest first (`offset`, `limit` page them; `total` counts them all): aliases,
-    digest, size, file count, when it was made, the run that logged it, description, metadata."""
+    digest, size, file count, when it was made, the run that logged it, description, metadata. A
+    version whose registry file can't be read is in `damaged`, saying why; the others are listed."""
     _check_project(request, project)
-    source = artifact_source(request)
     check_artifact_name(name)
-    try:
-        versions = source.versions(project, name)
-    except ArtifactError as error:
-        raise HTTPException(status_code=500, detail=str(error)) from None
-    if not versions:
+    source = artifact_source(request)
+    numbers = source.version_numbers(project, name)
+    if not numbers:
         raise HTTPException(status_code=404, detail=f"no artifact {project}/{name} (no version of it has been logged)")
-    newest_first = versions[::-1]
-    return ArtifactVersionsResponse(
-        project=project, name=name, type=newest_first[0].type, total=len(versions),
-        versions=[_version_model(info) for info in newest_first[offset:offset + limit]],
-    )
+    listed: list[ArtifactVersion] = []
+    damaged: list[DamagedVersion] = []
+    for number in numbers[::-1][offset:offset + limit]:
+        try:
+            listed.append(_version_model(source.version(project, name, f"v{number}")))
+        except ArtifactError as error:
+            damaged.append(DamagedVersion(version=f"v{number}", index=number, detail=str(error)))
+    return ArtifactVersionsResponse(project=project, name=name, type=listed[0].type if listed else "",
+                                    total=len(numbers), versions=listed, damaged=damaged)
 
 
 @router.get("/projects/{project}/artifacts/{name}/versions/{selector}", response_model=ArtifactVersionResponse,

@@ -458,7 +458,8 @@ export interface paths {
         /**
          * A collection's versions, newest first
          * @description Versions newest first (`offset`, `limit` page them; `total` counts them all): aliases,
-         *     digest, size, file count, when it was made, the run that logged it, description, metadata.
+         *     digest, size, file count, when it was made, the run that logged it, description, metadata. A
+         *     version whose registry file can't be read is in `damaged`, saying why; the others are listed.
          */
         get: operations["list_versions_api_v1_projects__project__artifacts__name__versions_get"];
         put?: never;
@@ -808,15 +809,23 @@ export interface components {
             project: string;
             /** Name */
             name: string;
-            /** Type */
+            /**
+             * Type
+             * @description The type of the page's versions ('' if none could be read)
+             */
             type: string;
             /**
              * Total
-             * @description Versions in all (the page holds at most `limit`)
+             * @description Versions in all (a page holds at most `limit`, counting `damaged` ones)
              */
             total: number;
             /** Versions */
             versions: components["schemas"]["ArtifactVersion"][];
+            /**
+             * Damaged
+             * @description Versions of the page that could not be read
+             */
+            damaged: components["schemas"]["DamagedVersion"][];
         };
         /**
          * CompareHistoryResponse
@@ -876,6 +885,18 @@ export interface components {
             next_after: number;
             /** Last Seq */
             last_seq: number;
+        };
+        /** DamagedVersion */
+        DamagedVersion: {
+            /** Version */
+            version: string;
+            /** Index */
+            index: number;
+            /**
+             * Detail
+             * @description What is wrong with its registry file
+             */
+            detail: string;
         };
         /**
          * ErrorResponse

@@ -13,6 +13,7 @@ type Body<P extends keyof paths> = paths[P] extends {
 
 export type ArtifactCollection = Schemas["ArtifactCollection"];
 export type ArtifactVersion = Schemas["ArtifactVersion"];
+export type DamagedVersion = Schemas["DamagedVersion"];
 export type ArtifactFile = Schemas["ArtifactFileEntry"];
 export type ArtifactDir = Schemas["ArtifactDirEntry"];
 export type RunArtifact = Schemas["RunArtifact"];

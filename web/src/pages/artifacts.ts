@@ -8,7 +8,7 @@ import "./artifacts.css";
 import { h } from "../dom";
 import { flatten, fmtBytes, fmtTime, fmtValue } from "../format";
 import { artifactHref, projectHref, readQuery, runHref, setQuery, versionHref, versionLineageHref } from "../router";
-import { artifactApi, type ArtifactVersion, type LineageRun } from "./artifact-api";
+import { artifactApi, type ArtifactVersion, type DamagedVersion, type LineageRun } from "./artifact-api";
 
 const PAGE = 200;
 
@@ -99,6 +99,18 @@ function versionRow(project: string, v: ArtifactVersion): HTMLElement {
   );
 }
 
+/** A page of versions as rows, newest first; a version whose registry file is damaged says so. */
+function versionRows(project: string, page: { versions: ArtifactVersion[]; damaged: DamagedVersion[] }): HTMLElement[] {
+  const rows: [number, HTMLElement][] = [
+    ...page.versions.map((v): [number, HTMLElement] => [v.index, versionRow(project, v)]),
+    ...page.damaged.map((d): [number, HTMLElement] => [
+      d.index,
+      h("tr.damaged", { "data-version": d.version }, h("td", { text: d.version }), h("td.error", { colspan: 7, text: d.detail })),
+    ]),
+  ];
+  return rows.sort((a, b) => b[0] - a[0]).map(([, row]) => row);
+}
+
 export async function collectionPage(root: HTMLElement, project: string, name: string): Promise<() => void> {
   root.replaceChildren(h("p.loading", { text: "Loading versions…" }));
   const first = await artifactApi.versions(project, name, { limit: PAGE });
@@ -106,14 +118,14 @@ export async function collectionPage(root: HTMLElement, project: string, name: s
     "table.artifact-table.versions",
     {},
     h("tr", {}, ...["Version", "Aliases", "Digest", "Size", "Files", "Created", "Logged by", "Metadata"].map((t) => h("th", { text: t }))),
-    ...first.versions.map((v) => versionRow(project, v)),
+    ...versionRows(project, first),
   );
-  let loaded = first.versions.length;
+  let loaded = first.versions.length + first.damaged.length;
   const more = h("button.more", { text: `More (${first.total - loaded} older)`, hidden: loaded >= first.total });
   more.addEventListener("click", async () => {
     const page = await artifactApi.versions(project, name, { offset: loaded, limit: PAGE });
-    rows.append(...page.versions.map((v) => versionRow(project, v)));
-    loaded += page.versions.length;
+    rows.append(...versionRows(project, page));
+    loaded += page.versions.length + page.damaged.length;
     more.textContent = `More (${page.total - loaded} older)`;
     more.hidden = loaded >= page.total;
   });

@@ -7,7 +7,7 @@ import { projectPage } from "./pages/project";
 import { projectsPage } from "./pages/projects";
 import { runPage } from "./pages/run";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
-import { parseRoute, projectHref, startRouter } from "./router";
+import { isArtifactRoute, parseRoute, projectHref, startRouter } from "./router";
 
 const app = document.getElementById("app")!;
 const crumbs = document.getElementById("crumbs")!;
@@ -31,7 +31,7 @@ async function render(): Promise<void> {
     if (route.page === "projects") stop = await projectsPage(app);
     else if (route.page === "project") stop = await projectPage(app, route.project);
     else if (route.page === "run") stop = await runPage(app, route.project, route.runId);
-    else if (route.page !== "missing") stop = await artifactPage(app, route);
+    else if (isArtifactRoute(route)) stop = await artifactPage(app, route);
     else {
       app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));
       stop = () => {};

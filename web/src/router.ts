@@ -27,6 +27,12 @@ export type ArtifactRoute =
   | { page: "artifact-version"; project: string; name: string; version: string }
   | { page: "lineage"; project: string; runId?: string; name?: string; version?: string };
 
+const ARTIFACT_PAGES: ReadonlySet<string> = new Set(["artifacts", "artifact", "artifact-version", "lineage"]);
+
+export function isArtifactRoute(route: { page: string }): route is ArtifactRoute {
+  return ARTIFACT_PAGES.has(route.page);
+}
+
 function parseArtifactRoute(parts: string[]): ArtifactRoute | null {
   if (parts[0] !== "projects" || parts.length < 3) return null;
   const project = parts[1];

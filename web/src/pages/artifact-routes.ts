@@ -1,7 +1,7 @@
 // The artifact pages' part of main.ts: which page a route shows, and its breadcrumbs.
 
 import { h } from "../dom";
-import { artifactHref, artifactsHref, projectHref, runHref, versionHref, type ArtifactRoute } from "../router";
+import { artifactHref, artifactsHref, isArtifactRoute, projectHref, runHref, versionHref, type ArtifactRoute } from "../router";
 import { lineagePage } from "./artifact-lineage";
 import { artifactsPage, collectionPage, versionPage } from "./artifacts";
 
@@ -15,8 +15,8 @@ export function artifactPage(root: HTMLElement, route: ArtifactRoute): Promise<(
 const link = (href: string, text: string) => h("a", { href, "data-link": true, text });
 
 export function artifactCrumbs(route: { page: string }): (HTMLElement | string)[] {
-  if (!["artifacts", "artifact", "artifact-version", "lineage"].includes(route.page)) return [];
-  const r = route as ArtifactRoute;
+  if (!isArtifactRoute(route)) return [];
+  const r = route;
   const crumbs: (HTMLElement | string)[] = [link(projectHref(r.project), r.project)];
   if (r.page === "lineage" && r.runId) return [...crumbs, " / ", link(runHref(r.project, r.runId), r.runId), " / lineage"];
   crumbs.push(" / ", link(artifactsHref(r.project), "artifacts"));

@@ -231,6 +231,10 @@ class ChunkIndex:
             " chunk_id BLOB PRIMARY KEY, pack_id TEXT NOT NULL, pack_offset INTEGER NOT NULL,"
             " length INTEGER NOT NULL) WITHOUT ROWID"
         ),
+        "CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack_id)",
+        # A stored large file: its sha256 -> the sha256 of its recipe blob (the artifact store's
+        # shortcut for "this file is already stored": no chunking pass for unchanged content).
+        "CREATE TABLE IF NOT EXISTS recipes (file_sha256 TEXT PRIMARY KEY, recipe TEXT NOT NULL)",
     )
     #: SQLite's default limit on host parameters is 999 in old builds; stay under it.
     BATCH = 500
@@ -297,6 +301,40 @@ class ChunkIndex:
         ).fetchone()
         (chunks,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
         return {"packs": packs, "pack_bytes": size, "data_bytes": data, "chunks": chunks}
+
+    def add_recipe(self, file_sha256: str, recipe: str) -> None:
+        """Remember that the file with ``file_sha256`` is stored as recipe blob ``recipe``."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO recipes (file_sha256, recipe) VALUES (?, ?)",
+                             (file_sha256, recipe))
+
+    def recipe_for(self, file_sha256: str) -> str | None:
+        """The recipe blob recorded for a file's sha256, if any (the caller checks it is still whole)."""
+        row = self._db.execute("SELECT recipe FROM recipes WHERE file_sha256 = ?", (file_sha256,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def forget_recipes(self, recipes: Iterable[str]) -> int:
+        """Drop the shortcuts that point at ``recipes`` (recipe blobs being removed)."""
+        items = [(recipe,) for recipe in recipes]
+        with self._db:
+            cursor = self._db.executemany("DELETE FROM recipes WHERE recipe = ?", items)
+        return cursor.rowcount
+
+    def packs(self) -> dict[str, int]:
+        """``pack id -> size`` of every indexed pack."""
+        return {str(pack_id): size for pack_id, size in self._db.execute("SELECT pack_id, size FROM packs")}
+
+    def pack_chunks(self, pack_id: str) -> list[bytes]:
+        """The ids of the chunks the index places in ``pack_id``."""
+        return [bytes(row[0]) for row in self._db.execute("SELECT chunk_id FROM chunks WHERE pack_id = ?",
+                                                            (pack_id,))]
+
+    def remove_packs(self, pack_ids: Iterable[str]) -> None:
+        """Forget packs (deleted by a garbage collection) and every chunk placed in them."""
+        items = [(pack_id,) for pack_id in pack_ids]
+        with self._db:
+            self._db.executemany("DELETE FROM chunks WHERE pack_id = ?", items)
+            self._db.executemany("DELETE FROM packs WHERE pack_id = ?", items)
 
     def rebuild(self, store: PackStore) -> int:
         """Add every complete pack of ``store`` that the index lacks (after a crash between a

@@ -324,10 +324,10 @@ class ChunkIndex:
         """``pack id -> size`` of every indexed pack."""
         return {str(pack_id): size for pack_id, size in self._db.execute("SELECT pack_id, size FROM packs")}
 
-    def pack_chunks(self, pack_id: str) -> list[bytes]:
-        """The ids of the chunks the index places in ``pack_id``."""
-        return [bytes(row[0]) for row in self._db.execute("SELECT chunk_id FROM chunks WHERE pack_id = ?",
-                                                            (pack_id,))]
+    def pack_chunks(self, pack_id: str) -> list[tuple[bytes, int]]:
+        """``(chunk id, length)`` of the chunks the index places in ``pack_id``."""
+        rows = self._db.execute("SELECT chunk_id, length FROM chunks WHERE pack_id = ?", (pack_id,))
+        return [(bytes(cid), length) for cid, length in rows]
 
     def remove_packs(self, pack_ids: Iterable[str]) -> None:
         """Forget packs (deleted by a garbage collection) and every chunk placed in them."""

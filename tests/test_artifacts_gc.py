@@ -1,0 +1,204 @@
+"""Deleting artifact versions and collecting garbage (tracklet/artifacts/gc.py, ``tracklet artifact
+rm|gc``): exactly the unreferenced blobs, packs and chunks go, everything a live version needs stays
+(its download is still byte-exact), nothing written within the grace period goes, and a collection
+waits for commits in flight."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import tracklet
+from tracklet.artifacts.gc import collect
+from tracklet.artifacts.packs import PackStore, PackWriter
+from tracklet.artifacts.storage import ArtifactStore, store_lock
+from tracklet.errors import ArtifactError, ArtifactNotFound
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def chunked(root, monkeypatch) -> Path:
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "1MiB")
+    return root
+
+
+def _cli(root: Path, *args: str):
+    from tracklet.cli.main import main
+
+    return CliRunner().invoke(main, ["--dir", str(root), *args], catch_exceptions=False)
+
+
+def _put(root: Path, directory: Path, *extra: str):
+    result = _cli(root, "artifact", "put", str(directory), "-p", "proj", "-n", "model", "-q", *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _files(base: Path) -> set[str]:
+    return {p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()}
+
+
+def _expected_live(store_dir: Path, versions: list[dict]) -> tuple[set[str], set[str]]:
+    """The blob and pack files the remaining versions need, worked out from the raw files."""
+    blobs, chunks = set(), set()
+
+    def blob(digest: str) -> Path:
+        return store_dir / "blobs" / "sha256" / digest[:2] / digest
+
+    for version in versions:
+        blobs.add(version["manifest"])
+        manifest = json.loads(blob(version["manifest"]).read_bytes())
+        for item in manifest["contents"].values():
+            recipe = item.get("extra", {}).get("recipe")
+            if recipe:
+                blobs.add(recipe)
+                chunks |= {cid for cid, _ in json.loads(blob(recipe).read_bytes())["chunks"]}
+            else:
+                blobs.add(item["digest"])
+    packs = PackStore(store_dir)
+    live_packs = {pack_id for pack_id in packs.list_packs()
+                  if any(cid.hex() in chunks for cid, _, _ in packs.read_entries(pack_id))}
+    return ({f"blobs/sha256/{d[:2]}/{d}" for d in blobs},
+            {f"packs/{p[:2]}/{p}.pack" for p in live_packs})
+
+
+def _stored(store_dir: Path) -> set[str]:
+    return {f for f in _files(store_dir) if f.startswith(("blobs/sha256/", "packs/")) and "/tmp/" not in f}
+
+
+def test_gc_frees_exactly_the_unreferenced_and_live_versions_still_download_byte_exact(chunked, tmp_path):
+    store_dir = chunked / "artifacts"
+    contents = []
+    for i in range(4):
+        version = tmp_path / f"v{i}"
+        version.mkdir()
+        big = bytearray(os.urandom(3 * MiB)) if i == 0 else bytearray(contents[-1]["big.bin"])
+        big[i * 700_000:i * 700_000 + 100] = os.urandom(100)  # each version edits its checkpoint a little
+        files = {"big.bin": bytes(big), "small.txt": f"version {i}".encode(), "same.txt": b"unchanged"}
+        for name, data in files.items():
+            (version / name).write_bytes(data)
+        contents.append(files)
+        _put(chunked, version, *(["-a", "best"] if i == 1 else []))
+    before = _stored(store_dir)
+
+    refused = _cli(chunked, "artifact", "rm", "proj/model:v1")
+    assert refused.exit_code == 2 and "alias(es) best" in refused.stderr
+    assert "deleted proj/model:v0" in _cli(chunked, "artifact", "rm", "proj/model:v0").stdout
+    dropped = _cli(chunked, "artifact", "rm", "proj/model:best", "--force")
+    assert "deleted proj/model:v1 (aliases dropped: best)" in dropped.stdout
+
+    dry = _cli(chunked, "artifact", "gc", "--grace", "0", "--dry-run", "-q")
+    assert dry.exit_code == 0 and "would free" in dry.stdout
+    assert _stored(store_dir) == before  # a dry run removes nothing
+    result = _cli(chunked, "artifact", "gc", "--grace", "0", "-q")
+    assert result.exit_code == 0 and "freed " in result.stdout, result.output
+
+    remaining = [json.loads((store_dir / "projects/proj/model/versions" / f"v{n}.json").read_bytes()) for n in (2, 3)]
+    live_blobs, live_packs = _expected_live(store_dir, remaining)
+    after = _stored(store_dir)
+    assert {f for f in after if f.startswith("blobs/")} == live_blobs
+    assert {f for f in after if f.startswith("packs/")} == live_packs
+    assert {f.split("would remove ", 1)[1] for f in dry.stdout.splitlines() if f.startswith("would remove")} \
+        == before - after
+    assert before - after  # v0's small files, both manifests, the recipes, v0-only chunks
+
+    api = tracklet.Api(chunked)
+    with pytest.raises(ArtifactNotFound):
+        api.artifact("proj/model:v1")
+    for number in (2, 3):
+        artifact = api.artifact(f"proj/model:v{number}")
+        out = Path(artifact.download(tmp_path / f"out{number}"))
+        assert {name: (out / name).read_bytes() for name in contents[number]} == contents[number]
+        artifact.verify(out)
+    again = _cli(chunked, "artifact", "gc", "--grace", "0", "-q")
+    assert "freed 0 bytes" in again.stdout
+
+    for n in (2, 3):
+        _cli(chunked, "artifact", "rm", f"proj/model:v{n}")
+    _cli(chunked, "artifact", "gc", "--grace", "0", "-q")
+    assert _stored(store_dir) == set()  # nothing referenced, nothing kept
+    _put(chunked, tmp_path / "v0")
+    assert api.artifact("proj/model:latest").version == "v4"  # numbers of deleted versions are not reused
+
+
+def test_gc_keeps_unreferenced_files_written_within_the_grace_period(chunked, tmp_path):
+    store = ArtifactStore(chunked)
+    digest, _ = store.blobs.put_bytes(b"an upload whose version is not registered yet")
+    packs, index = store.chunks()
+    source = tmp_path / "chunks.bin"
+    source.write_bytes(os.urandom(MiB))
+    with PackWriter(packs, index) as writer:
+        writer.write_file(source)
+    pack_files = {f for f in _stored(store.directory) if f.startswith("packs/")}
+    assert len(pack_files) == 1
+    pack_id = next(iter(pack_files)).rsplit("/", 1)[1][:-len(".pack")]
+    chunk_count = len(index.pack_chunks(pack_id))
+
+    kept = collect(store, grace=3600)
+    assert (kept.kept_in_grace, kept.freed_bytes) == (2, 0)
+    assert store.blobs.has(digest) and (store.directory / next(iter(pack_files))).exists()
+    later = collect(store, grace=3600, now=time.time() + 7200)
+    assert (later.blobs_removed, later.packs_removed, later.kept_in_grace) == (1, 1, 0)
+    assert later.chunks_removed == chunk_count > 0
+    assert index.pack_chunks(pack_id) == [] and pack_id not in index.packs()  # gone from the index too
+    assert not store.blobs.has(digest) and _stored(store.directory) == set()
+
+
+def test_stale_temporaries_go_and_fresh_ones_stay(chunked):
+    store = ArtifactStore(chunked)
+    stale, fresh = [], []
+    for folder in (store.directory / "blobs" / "tmp", store.directory / "packs" / "tmp"):
+        folder.mkdir(parents=True)
+        (folder / "old.partial").write_bytes(b"x" * 10)
+        os.utime(folder / "old.partial", (time.time() - 2 * 86400,) * 2)
+        (folder / "new.partial").write_bytes(b"y")
+        stale.append(folder / "old.partial")
+        fresh.append(folder / "new.partial")
+    report = collect(store, grace=0)
+    assert (report.temporaries_removed, report.temporary_bytes) == (2, 20)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in fresh)
+
+
+def test_gc_waits_for_a_commit_in_flight(chunked):
+    store = ArtifactStore(chunked)
+    holding, events = threading.Event(), []
+
+    def commit_in_flight() -> None:
+        with store_lock(store.directory, exclusive=False):
+            holding.set()
+            time.sleep(0.3)
+            events.append("commit done")
+
+    thread = threading.Thread(target=commit_in_flight)
+    thread.start()
+    holding.wait(10)
+    collect(store, grace=0)
+    events.append("gc done")
+    thread.join()
+    assert events == ["commit done", "gc done"]
+
+
+def test_a_manifest_that_cannot_be_read_stops_gc_before_anything_is_removed(chunked, tmp_path):
+    source = tmp_path / "d"
+    source.mkdir()
+    (source / "a.txt").write_text("a")
+    _put(chunked, source)
+    store = ArtifactStore(chunked)
+    orphan, _ = store.blobs.put_bytes(b"orphan")
+    version = json.loads((store.directory / "projects/proj/model/versions/v0.json").read_bytes())
+    manifest = store.blobs.local_path(version["manifest"])
+    assert manifest is not None
+    os.chmod(manifest, 0o644)
+    manifest.write_bytes(b"{damaged")
+    with pytest.raises(ArtifactError, match="gc stopped, nothing removed: can't read the manifest of proj/model:v0"):
+        collect(store, grace=0)
+    assert store.blobs.has(orphan)
+    assert hashlib.sha256(b"a").hexdigest() in {p.name for p in (store.directory / "blobs").rglob("*")}

@@ -1,0 +1,223 @@
+"""Garbage collection of the local artifact store: remove what no version needs any more.
+
+Deleting a version (``tracklet artifact rm``) only drops its registry entry; its bytes stay until a
+collection (``tracklet artifact gc``), which
+
+1. counts references (mark): every version's manifest blob, each file entry's blob or recipe blob,
+   every chunk of each referenced recipe, and the digests that other users of the blob store
+   declare live (``register_live_digests``);
+2. removes (sweep) every blob and every pack none of whose chunks is referenced, unless it was
+   written within the grace period (default a day: ``grace=``); a pack that still holds one live
+   chunk is kept whole (its dead bytes are reported);
+3. removes temporaries (``blobs/tmp``, ``packs/tmp``) older than a day, which killed writers left.
+
+It holds the store's ``gc.lock`` exclusively: commits and downloads hold it shared, so no commit in
+flight can be relying on a blob or chunk that is being removed. A manifest or recipe that can't be
+read stops the collection before anything is removed (what it references can't be known).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from tracklet.artifacts.blobs import STALE_PARTIAL_SECONDS
+from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress, recipe_of, store_lock
+from tracklet.errors import ArtifactError, PackCorrupt
+
+DEFAULT_GRACE_SECONDS = 24 * 3600
+
+_live_sources: list[Callable[[ArtifactStore], Iterable[str]]] = []
+
+
+def register_live_digests(source: Callable[[ArtifactStore], Iterable[str]]) -> None:
+    """Declare blobs that something other than an artifact manifest keeps in this store (media
+    files of runs, say): ``source(store)`` yields their sha256 digests, which ``collect`` keeps."""
+    if source not in _live_sources:
+        _live_sources.append(source)
+
+
+@dataclasses.dataclass
+class GcReport:
+    """What a collection found and removed (or, with ``dry_run``, would remove)."""
+
+    dry_run: bool
+    versions: int = 0
+    referenced_blobs: int = 0
+    referenced_chunks: int = 0
+    blobs_removed: int = 0
+    blob_bytes: int = 0
+    packs_removed: int = 0
+    pack_bytes: int = 0
+    chunks_removed: int = 0
+    temporaries_removed: int = 0
+    temporary_bytes: int = 0
+    kept_in_grace: int = 0  # unreferenced, but written within the grace period
+    dead_bytes_in_live_packs: int = 0  # unreferenced chunks in packs that still hold live ones
+    damaged_packs: list[str] = dataclasses.field(default_factory=list)
+    removed: list[str] = dataclasses.field(default_factory=list)  # paths, relative to the store
+
+    @property
+    def freed_bytes(self) -> int:
+        return self.blob_bytes + self.pack_bytes + self.temporary_bytes
+
+
+def reference_counts(store: ArtifactStore) -> tuple[collections.Counter[str], set[bytes], int]:
+    """(references to each blob by the versions' manifests and entries, the set of live chunk
+    ids, the number of versions). ``ArtifactError`` if a manifest or recipe can't be read."""
+    counts: collections.Counter[str] = collections.Counter()
+    recipes: set[str] = set()
+    versions = 0
+    registry = store.registry
+    for project in registry.projects():
+        for name in registry.collections(project):
+            for info in registry.versions(project, name):
+                versions += 1
+                counts[info.manifest] += 1
+                try:
+                    manifest = store.manifest(info)
+                except ArtifactError as error:
+                    raise ArtifactError(f"gc stopped, nothing removed: can't read the manifest of "
+                                        f"{info.qualified_name}: {error}") from None
+                for entry in manifest:
+                    recipe = recipe_of(entry)
+                    if recipe is not None:
+                        counts[recipe] += 1
+                        recipes.add(recipe)
+                    elif entry.ref is None:
+                        counts[entry.digest] += 1
+    for source in _live_sources:
+        counts.update(source(store))
+    chunks: set[bytes] = set()
+    for recipe in recipes:
+        try:
+            chunks.update(store.read_recipe(recipe, f"recipe blob {recipe}").chunk_ids)
+        except ArtifactError as error:
+            raise ArtifactError(f"gc stopped, nothing removed: {error}") from None
+    return counts, chunks, versions
+
+
+def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False,
+            progress: Progress | None = None, now: float | None = None) -> GcReport:
+    """Remove what no version references (see the module's docstring); what was (or would be) freed."""
+    report = GcReport(dry_run=dry_run)
+    with store_lock(store.directory, exclusive=True):
+        counts, live_chunks, report.versions = reference_counts(store)
+        report.referenced_blobs, report.referenced_chunks = len(counts), len(live_chunks)
+        now = time.time() if now is None else now
+        cutoff = now - grace
+        doomed = _dead_blobs(store, counts, cutoff, report) + _dead_packs(store, live_chunks, cutoff, report)
+        doomed += _stale_temporaries(store, now - STALE_PARTIAL_SECONDS, report)
+        if progress is not None:
+            progress.start(len(doomed), sum(size for _, size, _ in doomed))
+        base = store.directory
+        for path, size, _kind in doomed:
+            report.removed.append(path.relative_to(base).as_posix())
+            if not dry_run:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+            if progress is not None:
+                progress.advance(1, size)
+        if not dry_run:
+            _forget(store, doomed)
+    return report
+
+
+def _dead_blobs(store: ArtifactStore, counts: collections.Counter[str], cutoff: float,
+                report: GcReport) -> list[tuple[Path, int, str]]:
+    base = Path(store.blobs.base) / "sha256"
+    doomed = []
+    for path in _files(base):
+        if counts[path.name]:
+            continue
+        stat = path.stat()
+        if stat.st_mtime >= cutoff:
+            report.kept_in_grace += 1
+            continue
+        doomed.append((path, stat.st_size, "blob"))
+        report.blobs_removed += 1
+        report.blob_bytes += stat.st_size
+    return doomed
+
+
+def _dead_packs(store: ArtifactStore, live: set[bytes], cutoff: float, report: GcReport) -> list[tuple[Path, int, str]]:
+    if not (store.directory / "packs").is_dir():
+        return []
+    doomed = []
+    with store._chunk_lock:
+        packs, index = store.chunks()
+        try:
+            index.rebuild(packs)  # packs a killed writer renamed into place but never indexed
+        except PackCorrupt as error:
+            report.damaged_packs.append(str(error))
+        for pack_id, size in sorted(index.packs().items()):
+            chunks = index.pack_chunks(pack_id)
+            dead = sum(length for cid, length in chunks if cid not in live)
+            path = Path(packs.pack_path(pack_id))
+            if len(chunks) and dead < sum(length for _, length in chunks):
+                report.dead_bytes_in_live_packs += dead
+                continue
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # indexed but gone: only the index rows are left to drop
+                doomed.append((path, 0, f"pack:{pack_id}"))
+                continue
+            if mtime >= cutoff:
+                report.kept_in_grace += 1
+                continue
+            doomed.append((path, size, f"pack:{pack_id}"))
+            report.packs_removed += 1
+            report.pack_bytes += size
+            report.chunks_removed += len(chunks)
+    return doomed
+
+
+def _stale_temporaries(store: ArtifactStore, cutoff: float, report: GcReport) -> list[tuple[Path, int, str]]:
+    doomed = []
+    for folder in (Path(store.blobs.base) / "tmp", store.directory / "packs" / "tmp"):
+        for path in _files(folder):
+            stat = path.stat()
+            if stat.st_mtime < cutoff:
+                doomed.append((path, stat.st_size, "temporary"))
+                report.temporaries_removed += 1
+                report.temporary_bytes += stat.st_size
+    return doomed
+
+
+def _forget(store: ArtifactStore, doomed: list[tuple[Path, int, str]]) -> None:
+    """Drop removed packs from the chunk index, and shortcuts to removed recipe blobs."""
+    pack_ids = [kind.split(":", 1)[1] for _, _, kind in doomed if kind.startswith("pack:")]
+    blobs = [path.name for path, _, kind in doomed if kind == "blob"]
+    if not pack_ids and not (blobs and (store.directory / CHUNK_INDEX_FILE).exists()):
+        return
+    with store._chunk_lock:
+        _, index = store.chunks()
+        index.remove_packs(pack_ids)
+        index.forget_recipes(blobs)
+
+
+def _files(base: Path) -> Iterable[Path]:
+    if not base.is_dir():
+        return []
+    return [Path(folder, name) for folder, _, names in os.walk(base) for name in names]
+
+
+def summary(report: GcReport) -> str:
+    """One line saying what was (or would be) freed."""
+    verb = "would free" if report.dry_run else "freed"
+    text = (f"{verb} {report.freed_bytes:,} bytes: {report.blobs_removed:,} blob(s) ({report.blob_bytes:,} B), "
+            f"{report.packs_removed:,} pack(s) of {report.chunks_removed:,} chunk(s) ({report.pack_bytes:,} B), "
+            f"{report.temporaries_removed:,} stale temporary file(s) ({report.temporary_bytes:,} B); "
+            f"{report.versions:,} version(s) keep {report.referenced_blobs:,} blob(s) and "
+            f"{report.referenced_chunks:,} chunk(s)")
+    if report.kept_in_grace:
+        text += f"; {report.kept_in_grace:,} unreferenced file(s) kept, younger than the grace period"
+    if report.dead_bytes_in_live_packs:
+        text += f"; {report.dead_bytes_in_live_packs:,} B of unreferenced chunks stay in packs with live ones"
+    return text

@@ -233,3 +233,35 @@ def test_a_bad_chunk_threshold_is_a_clear_error(start, root, monkeypatch, tmp_pa
         with pytest.raises(tracklet.TrackletError, match="not a size: 'lots'"):
             artifact.wait()
     run.log({"still": 1})  # the run goes on
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.total: tuple[int, int] | None = None
+        self.advances: list[tuple[int, int]] = []
+
+    def start(self, files: int, size: int) -> None:
+        self.total = (files, size)
+
+    def advance(self, files: int, size: int) -> None:
+        self.advances.append((files, size))
+
+
+def test_progress_counts_every_file_and_byte_and_moves_during_a_large_file(chunked, tmp_path):
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.storage import ArtifactStore
+
+    (tmp_path / "big.bin").write_bytes(os.urandom(5 * MiB))
+    (tmp_path / "small.txt").write_bytes(b"small")
+    store = ArtifactStore(chunked)
+    pending = {name: LocalFile(str(tmp_path / name)) for name in ("big.bin", "small.txt")}
+    for step in ("put", "get"):
+        recorder = _Recorder()
+        if step == "put":
+            result = store.commit("p", "data", pending, project="proj", aliases=[], progress=recorder)
+        else:
+            store.download(result.info, result.manifest, tmp_path / "out", progress=recorder)
+        assert recorder.total == (2, 5 * MiB + 5)
+        assert tuple(map(sum, zip(*recorder.advances))) == recorder.total
+        assert sum(1 for files, size in recorder.advances if files == 0 and 0 < size < 5 * MiB) >= 2, step
+    assert (tmp_path / "out" / "big.bin").read_bytes() == (tmp_path / "big.bin").read_bytes()

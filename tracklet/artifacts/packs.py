@@ -412,17 +412,23 @@ class PackWriter:
         params: ChunkingParams = DEFAULT_PARAMS,
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> FileRecipe:
-        """Chunk ``path`` in one pass, store the chunks not already stored, return its recipe."""
+        """Chunk ``path`` in one pass, store the chunks not already stored, return its recipe.
+        ``on_bytes`` is told how many bytes of the file each batch covered (for a progress bar)."""
         chunker = FileChunker(path, params, block_size=block_size)
         chunks: list[tuple[bytes, int]] = []
         for batch in chunker:
             ids = [cid for cid, _ in batch]
             stored = self._stored(ids, have)
+            covered = 0
             for cid, data in batch:
                 chunks.append((cid, len(data)))
+                covered += len(data)
                 if cid not in stored and cid not in self._written:
                     self.add_chunk(cid, data)
+            if on_bytes is not None:
+                on_bytes(covered)
         return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=params)
 
     def write_missing(self, path: str | os.PathLike[str], recipe: FileRecipe, missing: Collection[bytes]) -> int:
@@ -582,7 +588,8 @@ class PackReader:
             yield piece
 
 
-def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[str], *, durable: bool = True) -> Path:
+def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[str], *, durable: bool = True,
+               on_bytes: Callable[[int], None] | None = None) -> Path:
     """Rebuild the file ``recipe`` describes at ``dest``, byte for byte.
 
     The bytes go to a temporary file next to ``dest`` and are checked against the recipe's size and
@@ -600,6 +607,8 @@ def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[s
                 sha.update(piece)
                 f.write(piece)
                 size += len(piece)
+                if on_bytes is not None:
+                    on_bytes(len(piece))
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -273,14 +274,15 @@ class ArtifactStore:
             try:
                 with PackWriter(packs, index) as writer:
                     for entry, item in jobs:
-                        recipe, count = self._store_chunked(name, entry, item.path, writer, index)
+                        on_bytes = None if progress is None else partial(progress.advance, 0)
+                        recipe, count, reported = self._store_chunked(name, entry, item.path, writer, index, on_bytes)
                         if recipe is not None:
                             manifest.entries[entry.path] = dataclasses.replace(
                                 entry, extra={**entry.extra, "recipe": recipe})
                             recipes[entry.digest] = recipe
                         written.append(count)
                         if progress is not None:
-                            progress.advance(1, entry.size)
+                            progress.advance(1, entry.size - reported)
             except ChunkStoreError as error:
                 raise ArtifactError(f"artifact {name!r}: can't store chunks: {error}") from None
             except OSError as error:
@@ -290,21 +292,30 @@ class ArtifactStore:
             overhead = sum(pack.size - pack.data_bytes for pack in writer.packs)
         return written, overhead
 
-    def _store_chunked(self, name: str, entry: ManifestEntry, local_path: str, writer: Any,
-                       index: Any) -> tuple[str | None, int]:
-        """(recipe blob or None if stored whole, bytes written) for one large file."""
+    def _store_chunked(self, name: str, entry: ManifestEntry, local_path: str, writer: Any, index: Any,
+                       on_bytes: Callable[[int], None] | None) -> tuple[str | None, int, int]:
+        """(recipe blob or None if stored whole, bytes written, bytes reported to ``on_bytes``)
+        for one large file."""
         known = index.recipe_for(entry.digest)
         if known is not None and self._recipe_is_whole(known, entry, index):
-            return known, 0
+            return known, 0, 0
         if self.blobs.has(entry.digest):  # stored whole before (an older threshold): that will do
-            return None, 0
+            return None, 0, 0
         before = writer.new_bytes
-        recipe = writer.write_file(local_path)
+        reported = 0
+
+        def count(size: int) -> None:
+            nonlocal reported
+            reported += size
+            if on_bytes is not None:
+                on_bytes(size)
+
+        recipe = writer.write_file(local_path, on_bytes=count)
         if recipe.sha256 != entry.digest or recipe.size != entry.size:
             raise ArtifactError(f"{local_path} changed while it was being stored (its sha256 is now "
                                 f"{recipe.sha256}, not {entry.digest}); log the artifact again once it is written")
         recipe_blob, recipe_written = self.blobs.put_bytes(recipe.to_json().encode())
-        return recipe_blob, writer.new_bytes - before + recipe_written
+        return recipe_blob, writer.new_bytes - before + recipe_written, reported
 
     def _recipe_is_whole(self, recipe_blob: str, entry: ManifestEntry, index: Any) -> bool:
         """Whether a recorded recipe still rebuilds ``entry``: its blob is intact, it describes a
@@ -353,10 +364,12 @@ class ArtifactStore:
                 if progress is not None:
                     progress.advance(1, entry.size)
                 continue
-            self._materialize_entry(info, entry, sources[entry.path], target, link)
+            on_bytes = None if progress is None or isinstance(sources[entry.path], Path) else \
+                partial(progress.advance, 0)
+            self._materialize_entry(info, entry, sources[entry.path], target, link, on_bytes)
             made.append(str(target))
             if progress is not None:
-                progress.advance(1, entry.size)
+                progress.advance(1, 0 if on_bytes is not None else entry.size)
         learned = {}
         for target_path in made:
             try:
@@ -441,18 +454,19 @@ class ArtifactStore:
         return problems
 
     def _materialize_entry(self, info: VersionInfo, entry: ManifestEntry, source: Any, target: Path,
-                           link: bool) -> None:
+                           link: bool, on_bytes: Callable[[int], None] | None = None) -> None:
         if target.is_dir() and not target.is_symlink():
             raise ArtifactError(f"can't download {entry.path}: {target} is a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
         if not isinstance(source, Path):
-            self._reassemble(info, entry, source, target)
+            self._reassemble(info, entry, source, target, on_bytes)
             return
         if target.exists() or target.is_symlink():
             target.unlink()
         materialize(source, target, link=link and entry.ref is None)
 
-    def _reassemble(self, info: VersionInfo, entry: ManifestEntry, recipe: Any, target: Path) -> None:
+    def _reassemble(self, info: VersionInfo, entry: ManifestEntry, recipe: Any, target: Path,
+                    on_bytes: Callable[[int], None] | None) -> None:
         """Rebuild a chunked file: into ``.<name>.<random>.partial`` beside ``target``, checked
         against its sha256, then renamed over ``target`` (what a killed earlier try left beside
         it is removed first)."""
@@ -464,7 +478,7 @@ class ArtifactStore:
         packs, index = self.chunks()
         try:
             with self._chunk_lock:  # the index connection is used while chunks are read
-                reassemble(recipe, PackReader(packs, index), target)
+                reassemble(recipe, PackReader(packs, index), target, on_bytes=on_bytes)
         except ChunkStoreError as error:
             raise ArtifactVerifyError(f"artifact {info.qualified_name}: {entry.path} can't be rebuilt: {error}",
                                       {entry.path: str(error)}) from None

@@ -265,3 +265,79 @@ def test_progress_counts_every_file_and_byte_and_moves_during_a_large_file(chunk
         assert tuple(map(sum, zip(*recorder.advances))) == recorder.total
         assert sum(1 for files, size in recorder.advances if files == 0 and 0 < size < 5 * MiB) >= 2, step
     assert (tmp_path / "out" / "big.bin").read_bytes() == (tmp_path / "big.bin").read_bytes()
+
+
+def test_entry_bytes_gives_any_stored_file_whole_or_chunked(chunked, tmp_path):
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.storage import ArtifactStore
+
+    files = {"big.bin": os.urandom(2 * MiB), "small.txt": b"small"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    store = ArtifactStore(chunked)
+    result = store.commit("p", "data", {name: LocalFile(str(tmp_path / name)) for name in files}, project="proj",
+                          aliases=[])
+    manifest = store.manifest(result.info)
+    assert "recipe" in manifest["big.bin"].extra
+    assert {entry.path: b"".join(store.entry_bytes(entry)) for entry in manifest} == files
+
+
+_SLOW_CHUNKED_STORE = """
+import sys, time
+import tracklet
+from tracklet.artifacts import packs
+
+marker = sys.argv[2]
+original = packs.PackWriter.add_chunk
+count = 0
+
+
+def slow(self, chunk_id, data):
+    global count
+    original(self, chunk_id, data)
+    count += 1
+    if count == 5 and sys.argv[3] == "slow":
+        self._open.handle.flush()
+        open(marker, "w").close()  # some chunks are in the pack being written: the test kills us now
+        time.sleep(60)
+
+
+packs.PackWriter.add_chunk = slow
+run = tracklet.init(project="kill", dir=sys.argv[1], settings={"console": "off", "capture_environment": False,
+                                                               "system_metrics": False})
+artifact = tracklet.Artifact("big", "model")
+artifact.add_file(sys.argv[4], name="big.bin")
+run.log_artifact(artifact).wait()
+print(artifact.version)
+run.finish()
+"""
+
+
+def test_kill_9_mid_chunked_store_leaves_no_pack_or_version_visible_and_a_rerun_completes(chunked, tmp_path):
+    from tracklet.artifacts.packs import PackStore
+    from tracklet.errors import ArtifactNotFound
+
+    payload = os.urandom(3 * MiB)
+    source = tmp_path / "big.bin"
+    source.write_bytes(payload)
+    marker = tmp_path / "writing"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-c", _SLOW_CHUNKED_STORE, str(chunked), str(marker)]
+    process = subprocess.Popen([*args, "slow", str(source)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    assert marker.exists(), process.communicate()
+    store_dir = chunked / "artifacts"
+    assert [p.stat().st_size > 0 for p in (store_dir / "packs" / "tmp").iterdir()] == [True]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+    assert PackStore(store_dir).list_packs() == []  # the partial pack never became visible
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(chunked).artifact("kill/big")
+
+    done = subprocess.run([*args, "fast", str(source)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["v0"]
+    out = Path(tracklet.Api(chunked).artifact("kill/big:v0").download(tmp_path / "out"))
+    assert (out / "big.bin").read_bytes() == payload

@@ -427,6 +427,36 @@ class ArtifactStore:
                 + "; ".join(f"{path}: {why}" for path, why in sorted(problems.items())[:20]), problems)
         return sources
 
+    def entry_bytes(self, entry: ManifestEntry) -> Iterator[bytes | memoryview]:
+        """The stored bytes of one file of a version, in pieces, whether stored whole or as chunks
+        (for an uploader: a chunked file has no blob of its own). Chunks are checked against their
+        ids as they are read, and the whole against the entry's sha256 at the end (``ArtifactError``)."""
+        import hashlib
+
+        recipe_blob = recipe_of(entry)
+        if entry.ref is not None:
+            raise ArtifactError(f"{entry.path} is a reference ({entry.ref}); its bytes are not stored")
+        hasher = hashlib.sha256()
+        if recipe_blob is None:
+            with self.blobs.open(entry.digest) as handle:
+                while piece := handle.read(1 << 20):
+                    hasher.update(piece)
+                    yield piece
+        else:
+            from tracklet.artifacts.packs import PackReader
+
+            recipe = self.read_recipe(recipe_blob, entry.path)
+            packs, index = self.chunks()
+            try:
+                with self._chunk_lock:
+                    for piece in PackReader(packs, index).iter_chunks(recipe.chunk_ids, name=entry.path):
+                        hasher.update(piece)
+                        yield piece
+            except ChunkStoreError as error:
+                raise ArtifactError(f"{entry.path} can't be read: {error}") from None
+        if hasher.hexdigest() != entry.digest:
+            raise ArtifactError(f"{entry.path}: the stored bytes hash to {hasher.hexdigest()}, not {entry.digest}")
+
     def _check_recipes(self, manifest: Manifest, chunked: dict[str, str], sources: dict[str, Any]) -> dict[str, str]:
         """Read each chunked entry's recipe into ``sources``; the problems of those whose recipe is
         missing, damaged, for other content, or has chunks in no pack."""

@@ -29,6 +29,7 @@ import dataclasses
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -39,7 +40,8 @@ from collections.abc import Iterator
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
-from tracklet.artifacts.hashing import STAT_CACHE_FILE, Hasher, StatCache, parallel_map, sha256_file, stat_key
+from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, parallel_map,
+                                       sha256_file, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkStoreError, RecipeError
@@ -170,9 +172,10 @@ class ArtifactStore:
                progress: Progress | None = None) -> CommitResult:
         """Hash and store a draft's files and add it as a version of ``project/name`` (or return
         the latest version if it has the same content)."""
-        to_hash = [item.path for item in pending.values()
-                   if isinstance(item, LocalFile) or isinstance(item, FileReference) and item.checksum]
         try:
+            unhashed = self._large_unhashed(pending)
+            to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
+                       unhashed or isinstance(item, FileReference) and item.checksum]
             digests = self.hasher.digest_files(to_hash)
         except OSError as error:
             raise _os_error(name, error) from None
@@ -180,6 +183,9 @@ class ArtifactStore:
         for path, item in pending.items():
             if isinstance(item, ManifestEntry):
                 entries[path] = dataclasses.replace(item, path=path)
+            elif isinstance(item, LocalFile) and item.path in unhashed:
+                # Its sha256 comes from the chunking pass: a large new file is read once, not twice.
+                entries[path] = ManifestEntry(path, "", unhashed[item.path][1])
             elif isinstance(item, LocalFile):
                 digest, size = digests[item.path]
                 entries[path] = ManifestEntry(path, digest, size)
@@ -197,6 +203,19 @@ class ArtifactStore:
             stored, reused = self.registry.commit(info, aliases)
         return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,
                             sum(1 for n in written if n))
+
+    def _large_unhashed(self, pending: dict[str, Pending]) -> dict[str, StatKey]:
+        """The draft's files that will be chunked and whose digest the stat cache doesn't know:
+        their stat before they are read (``OSError`` for one that can't be)."""
+        threshold = self.chunk_threshold
+        stats = {}
+        for item in pending.values():
+            if isinstance(item, LocalFile):
+                stat = os.stat(item.path)
+                if stat.st_size >= threshold:
+                    stats[item.path] = stat_key(item.path, stat)
+        known = self.hasher.cache.get_many(list(stats.values())) if stats else {}
+        return {path: key for path, key in stats.items() if key not in known}
 
     def _reference_entry(self, name: str, path: str, item: FileReference,
                          digests: dict[str, tuple[str, int]]) -> ManifestEntry:
@@ -275,11 +294,12 @@ class ArtifactStore:
                 with PackWriter(packs, index) as writer:
                     for entry, item in jobs:
                         on_bytes = None if progress is None else partial(progress.advance, 0)
-                        recipe, count, reported = self._store_chunked(name, entry, item.path, writer, index, on_bytes)
+                        recipe, digest, count, reported = self._store_chunked(name, entry, item.path, writer,
+                                                                              index, on_bytes)
                         if recipe is not None:
                             manifest.entries[entry.path] = dataclasses.replace(
-                                entry, extra={**entry.extra, "recipe": recipe})
-                            recipes[entry.digest] = recipe
+                                entry, digest=digest, extra={**entry.extra, "recipe": recipe})
+                            recipes[digest] = recipe
                         written.append(count)
                         if progress is not None:
                             progress.advance(1, entry.size - reported)
@@ -293,14 +313,19 @@ class ArtifactStore:
         return written, overhead
 
     def _store_chunked(self, name: str, entry: ManifestEntry, local_path: str, writer: Any, index: Any,
-                       on_bytes: Callable[[int], None] | None) -> tuple[str | None, int, int]:
-        """(recipe blob or None if stored whole, bytes written, bytes reported to ``on_bytes``)
-        for one large file."""
-        known = index.recipe_for(entry.digest)
-        if known is not None and self._recipe_is_whole(known, entry, index):
-            return known, 0, 0
-        if self.blobs.has(entry.digest):  # stored whole before (an older threshold): that will do
-            return None, 0, 0
+                       on_bytes: Callable[[int], None] | None) -> tuple[str | None, str, int, int]:
+        """(recipe blob or None if stored whole, the file's sha256, bytes written, bytes reported to
+        ``on_bytes``) for one large file. An entry without a digest yet gets it from this pass."""
+        if entry.digest:
+            known = index.recipe_for(entry.digest)
+            if known is not None and self._recipe_is_whole(known, entry, index):
+                return known, entry.digest, 0, 0
+            if self.blobs.has(entry.digest):  # stored whole before (an older threshold): that will do
+                return None, entry.digest, 0, 0
+            before_stat = None
+        else:
+            before_stat = stat_key(local_path, os.stat(local_path))
+        started = time.time_ns()
         before = writer.new_bytes
         reported = 0
 
@@ -311,11 +336,19 @@ class ArtifactStore:
                 on_bytes(size)
 
         recipe = writer.write_file(local_path, on_bytes=count)
+        if before_stat is not None:  # hashed by this pass: it must not have changed during it
+            after = stat_key(local_path, os.stat(local_path))
+            if after != before_stat or recipe.size != entry.size:
+                raise ArtifactError(f"{local_path} changed while it was being stored; log the artifact again once "
+                                    "it is written")
+            if started - after[2] > RACY_NS:
+                self.hasher.cache.put_many({after: recipe.sha256})
+            entry = dataclasses.replace(entry, digest=recipe.sha256)
         if recipe.sha256 != entry.digest or recipe.size != entry.size:
             raise ArtifactError(f"{local_path} changed while it was being stored (its sha256 is now "
                                 f"{recipe.sha256}, not {entry.digest}); log the artifact again once it is written")
         recipe_blob, recipe_written = self.blobs.put_bytes(recipe.to_json().encode())
-        return recipe_blob, writer.new_bytes - before + recipe_written, reported
+        return recipe_blob, recipe.sha256, writer.new_bytes - before + recipe_written, reported
 
     def _recipe_is_whole(self, recipe_blob: str, entry: ManifestEntry, index: Any) -> bool:
         """Whether a recorded recipe still rebuilds ``entry``: its blob is intact, it describes a

@@ -40,10 +40,9 @@ QUIET = {"console": "off", "capture_environment": False, "system_metrics": False
 
 
 def _write_large(path: Path, size: int) -> None:
-    block = os.urandom(1 << 20)
     with open(path, "wb") as handle:
         for _ in range(size >> 20):
-            handle.write(block[:1] + os.urandom(15) + block[16:])  # every MiB different
+            handle.write(os.urandom(1 << 20))  # incompressible, no repeats: nothing dedupes within the file
 
 
 TENSORS = 400

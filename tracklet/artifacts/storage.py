@@ -141,7 +141,7 @@ class ArtifactStore:
         self.blobs = FsspecBlobStore(self.directory)
         self.hasher = Hasher(StatCache(self.data_root / "cache" / STAT_CACHE_FILE))
         self.configured_threshold = chunk_threshold
-        self._chunk_lock = threading.Lock()  # the chunk index's connection: one thread at a time
+        self._chunk_lock = threading.RLock()  # the chunk index's connection: one thread at a time
         self._chunk_store: tuple[Any, Any] | None = None
 
     @property

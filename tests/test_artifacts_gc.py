@@ -202,3 +202,32 @@ def test_a_manifest_that_cannot_be_read_stops_gc_before_anything_is_removed(chun
         collect(store, grace=0)
     assert store.blobs.has(orphan)
     assert hashlib.sha256(b"a").hexdigest() in {p.name for p in (store.directory / "blobs").rglob("*")}
+
+
+def test_a_mostly_unreferenced_pack_is_rewritten_with_only_its_live_chunks(chunked, tmp_path):
+    shared = os.urandom(MiB)
+    versions = []
+    for i in range(2):
+        folder = tmp_path / f"v{i}"
+        folder.mkdir()
+        data = os.urandom(3 * MiB) + shared  # the first 3 MiB differ, the last 1 MiB is shared
+        (folder / "ckpt.bin").write_bytes(data)
+        versions.append(data)
+        _put(chunked, folder)
+    store_dir = chunked / "artifacts"
+    old_packs = {f for f in _stored(store_dir) if f.startswith("packs/")}
+    assert len(old_packs) == 2
+    _cli(chunked, "artifact", "rm", "proj/model:v0")  # v0's pack: 3 MiB now unreferenced, 1 MiB v1 shares
+    result = _cli(chunked, "artifact", "gc", "--grace", "0", "-q")
+    assert "1 mostly unreferenced pack(s) rewritten" in result.stdout, result.stdout
+    new_packs = {f for f in _stored(store_dir) if f.startswith("packs/")}
+    assert len(new_packs) == 2 and len(new_packs & old_packs) == 1  # v1's own pack stays, v0's is replaced
+    remaining = [json.loads((store_dir / "projects/proj/model/versions/v1.json").read_bytes())]
+    assert {f for f in _stored(store_dir)} == set.union(*_expected_live(store_dir, remaining))
+    replaced = (new_packs - old_packs).pop()
+    assert 0.5 * MiB < (store_dir / replaced).stat().st_size < 1.1 * MiB  # the shared tail, not the 4 MiB
+    artifact = tracklet.Api(chunked).artifact("proj/model:v1")
+    out = Path(artifact.download(tmp_path / "out"))
+    assert (out / "ckpt.bin").read_bytes() == versions[1]
+    again = _cli(chunked, "artifact", "gc", "--grace", "0", "-q")
+    assert "freed 0 bytes" in again.stdout and "rewritten" not in again.stdout

@@ -7,8 +7,10 @@ collection (``tracklet artifact gc``), which
    every chunk of each referenced recipe, and the digests that other users of the blob store
    declare live (``register_live_digests``);
 2. removes (sweep) every blob and every pack none of whose chunks is referenced, unless it was
-   written within the grace period (default a day: ``grace=``); a pack that still holds one live
-   chunk is kept whole (its dead bytes are reported);
+   written within the grace period (default a day: ``grace=``); a pack at least half of whose
+   bytes are unreferenced is repacked (its live chunks copied into a new pack, checked against
+   their ids, the index moved to it, the old pack removed); a pack with fewer dead bytes is kept
+   whole (they are reported);
 3. removes temporaries (``blobs/tmp``, ``packs/tmp``) older than a day, which killed writers left.
 
 It holds the store's ``gc.lock`` exclusively: commits and downloads hold it shared, so no commit in
@@ -30,6 +32,8 @@ from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress
 from tracklet.errors import ArtifactError, PackCorrupt
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
+#: A pack whose unreferenced chunks take at least this share of its data bytes is rewritten.
+REPACK_DEAD_SHARE = 0.5
 
 _live_sources: list[Callable[[ArtifactStore], Iterable[str]]] = []
 
@@ -57,13 +61,16 @@ class GcReport:
     temporaries_removed: int = 0
     temporary_bytes: int = 0
     kept_in_grace: int = 0  # unreferenced, but written within the grace period
-    dead_bytes_in_live_packs: int = 0  # unreferenced chunks in packs that still hold live ones
+    dead_bytes_in_live_packs: int = 0  # unreferenced chunks kept in packs that still hold live ones
+    packs_repacked: int = 0  # packs mostly unreferenced, whose live chunks were copied to new packs
+    repack_bytes: int = 0  # bytes of those old packs (freed) ...
+    repack_written: int = 0  # ... and of the new packs written for their live chunks
     damaged_packs: list[str] = dataclasses.field(default_factory=list)
     removed: list[str] = dataclasses.field(default_factory=list)  # paths, relative to the store
 
     @property
     def freed_bytes(self) -> int:
-        return self.blob_bytes + self.pack_bytes + self.temporary_bytes
+        return self.blob_bytes + self.pack_bytes + self.temporary_bytes + self.repack_bytes - self.repack_written
 
 
 def reference_counts(store: ArtifactStore) -> tuple[collections.Counter[str], set[bytes], int]:
@@ -110,8 +117,11 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
         report.referenced_blobs, report.referenced_chunks = len(counts), len(live_chunks)
         now = time.time() if now is None else now
         cutoff = now - grace
-        doomed = _dead_blobs(store, counts, cutoff, report) + _dead_packs(store, live_chunks, cutoff, report)
+        sparse: list[str] = []
+        doomed = _dead_blobs(store, counts, cutoff, report) + _dead_packs(store, live_chunks, cutoff, report, sparse)
         doomed += _stale_temporaries(store, now - STALE_PARTIAL_SECONDS, report)
+        if sparse:
+            doomed += _repack(store, sparse, live_chunks, report, dry_run)
         if progress is not None:
             progress.start(len(doomed), sum(size for _, size, _ in doomed))
         base = store.directory
@@ -146,7 +156,9 @@ def _dead_blobs(store: ArtifactStore, counts: collections.Counter[str], cutoff: 
     return doomed
 
 
-def _dead_packs(store: ArtifactStore, live: set[bytes], cutoff: float, report: GcReport) -> list[tuple[Path, int, str]]:
+def _dead_packs(store: ArtifactStore, live: set[bytes], cutoff: float, report: GcReport,
+                sparse: list[str]) -> list[tuple[Path, int, str]]:
+    """Packs with no live chunk (to remove); those mostly dead are appended to ``sparse``."""
     if not (store.directory / "packs").is_dir():
         return []
     doomed = []
@@ -160,13 +172,17 @@ def _dead_packs(store: ArtifactStore, live: set[bytes], cutoff: float, report: G
             chunks = index.pack_chunks(pack_id)
             dead = sum(length for cid, length in chunks if cid not in live)
             path = Path(packs.pack_path(pack_id))
-            if len(chunks) and dead < sum(length for _, length in chunks):
-                report.dead_bytes_in_live_packs += dead
-                continue
             try:
                 mtime = path.stat().st_mtime
             except FileNotFoundError:  # indexed but gone: only the index rows are left to drop
                 doomed.append((path, 0, f"pack:{pack_id}"))
+                continue
+            total = sum(length for _, length in chunks)
+            if chunks and dead < total:
+                if dead >= REPACK_DEAD_SHARE * total and mtime < cutoff:
+                    sparse.append(pack_id)
+                else:
+                    report.dead_bytes_in_live_packs += dead
                 continue
             if mtime >= cutoff:
                 report.kept_in_grace += 1
@@ -175,6 +191,47 @@ def _dead_packs(store: ArtifactStore, live: set[bytes], cutoff: float, report: G
             report.packs_removed += 1
             report.pack_bytes += size
             report.chunks_removed += len(chunks)
+    return doomed
+
+
+def _repack(store: ArtifactStore, pack_ids: list[str], live: set[bytes], report: GcReport,
+            dry_run: bool) -> list[tuple[Path, int, str]]:
+    """Copy the live chunks of mostly dead packs into new packs and point the index at them; the
+    old packs, to remove. Crash-safe in any order: a new pack not yet indexed has no chunk rows
+    once re-indexed (its chunks are placed elsewhere), an old pack whose rows moved has none left;
+    either is then removed as dead by the next collection."""
+    from tracklet.artifacts.packs import PackWriter, _blake3
+
+    doomed = []
+    with store._chunk_lock:
+        packs, index = store.chunks()
+        sizes = index.packs()
+        if dry_run:
+            for pack_id in pack_ids:
+                chunks = index.pack_chunks(pack_id)
+                live_bytes = sum(length for cid, length in chunks if cid in live)
+                report.packs_repacked += 1
+                report.repack_bytes += sizes[pack_id]
+                report.repack_written += live_bytes + 44 * sum(1 for cid, _ in chunks if cid in live) + 20
+                doomed.append((Path(packs.pack_path(pack_id)), sizes[pack_id], f"pack:{pack_id}"))
+            return doomed
+        with PackWriter(packs, None) as writer:  # no index: these chunks are indexed, in the old packs
+            for pack_id in pack_ids:
+                placed = {cid for cid, _ in index.pack_chunks(pack_id)}
+                data = memoryview(packs.fs.cat_file(packs.pack_path(pack_id)))
+                for cid, offset, length in packs.read_entries(pack_id):
+                    if cid in live and cid in placed:
+                        piece = data[offset:offset + length]
+                        if _blake3(piece) != cid:
+                            raise ArtifactError(f"gc stopped repacking: chunk {cid.hex()} in pack {pack_id} is damaged")
+                        writer.add_chunk(cid, piece)
+        for info in writer.packs:
+            index.move_chunks(info)
+            report.repack_written += info.size
+        for pack_id in pack_ids:
+            report.packs_repacked += 1
+            report.repack_bytes += sizes[pack_id]
+            doomed.append((Path(packs.pack_path(pack_id)), sizes[pack_id], f"pack:{pack_id}"))
     return doomed
 
 
@@ -218,6 +275,9 @@ def summary(report: GcReport) -> str:
             f"{report.referenced_chunks:,} chunk(s)")
     if report.kept_in_grace:
         text += f"; {report.kept_in_grace:,} unreferenced file(s) kept, younger than the grace period"
+    if report.packs_repacked:
+        text += (f"; {report.packs_repacked:,} mostly unreferenced pack(s) rewritten: {report.repack_bytes:,} B "
+                 f"replaced by {report.repack_written:,} B")
     if report.dead_bytes_in_live_packs:
         text += f"; {report.dead_bytes_in_live_packs:,} B of unreferenced chunks stay in packs with live ones"
     return text

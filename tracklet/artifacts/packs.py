@@ -329,6 +329,20 @@ class ChunkIndex:
         rows = self._db.execute("SELECT chunk_id, length FROM chunks WHERE pack_id = ?", (pack_id,))
         return [(bytes(cid), length) for cid, length in rows]
 
+    def move_chunks(self, info: PackInfo) -> None:
+        """Record a pack that a repacking wrote: its chunks now live there (their rows are moved
+        from the packs they were in, which the caller removes next)."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO packs (pack_id, size, chunk_count, data_bytes) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (info.pack_id, info.size, len(info.entries), info.data_bytes),
+            )
+            self._db.executemany(
+                "INSERT INTO chunks (chunk_id, pack_id, pack_offset, length) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (chunk_id) DO UPDATE SET pack_id = excluded.pack_id, pack_offset = excluded.pack_offset",
+                [(cid, info.pack_id, offset, length) for cid, offset, length in info.entries],
+            )
+
     def remove_packs(self, pack_ids: Iterable[str]) -> None:
         """Forget packs (deleted by a garbage collection) and every chunk placed in them."""
         items = [(pack_id,) for pack_id in pack_ids]

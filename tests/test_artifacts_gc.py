@@ -231,3 +231,28 @@ def test_a_mostly_unreferenced_pack_is_rewritten_with_only_its_live_chunks(chunk
     assert (out / "ckpt.bin").read_bytes() == versions[1]
     again = _cli(chunked, "artifact", "gc", "--grace", "0", "-q")
     assert "freed 0 bytes" in again.stdout and "rewritten" not in again.stdout
+
+
+def test_an_unindexed_pack_duplicating_indexed_chunks_is_collected(chunked, tmp_path):
+    """What a crash mid-repack, or two processes storing the same chunks at once, leaves: a pack
+    whose chunks the index places elsewhere. It is re-indexed, found to hold nothing, removed."""
+    folder = tmp_path / "v0"
+    folder.mkdir()
+    payload = os.urandom(2 * MiB)
+    (folder / "ckpt.bin").write_bytes(payload)
+    _put(chunked, folder)
+    store = ArtifactStore(chunked)
+    packs, _ = store.chunks()
+    indexed = set(packs.list_packs())
+    from tracklet.artifacts.chunking import chunk_file
+
+    recipe = chunk_file(folder / "ckpt.bin")
+    with PackWriter(packs, None) as writer:  # no index: as if the process died before indexing
+        for cid, offset, length in list(recipe.offsets())[:5]:  # some of the same chunks
+            writer.add_chunk(cid, payload[offset:offset + length])
+    duplicate = set(packs.list_packs()) - indexed
+    assert len(duplicate) == 1
+    report = collect(store, grace=0, now=time.time() + 1)
+    assert report.packs_removed == 1 and set(packs.list_packs()) == indexed
+    out = Path(tracklet.Api(chunked).artifact("proj/model:v0").download(tmp_path / "out"))
+    assert (out / "ckpt.bin").read_bytes() == payload

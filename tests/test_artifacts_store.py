@@ -345,3 +345,15 @@ def test_kill_9_mid_chunked_store_leaves_no_pack_or_version_visible_and_a_rerun_
     assert done.stdout.split() == ["v0"]
     out = Path(tracklet.Api(chunked).artifact("kill/big:v0").download(tmp_path / "out"))
     assert (out / "big.bin").read_bytes() == payload
+
+
+def test_what_log_artifact_imports_on_the_callers_thread_leaves_the_store_to_the_worker():
+    """The store's modules (SQLite, hashing, packs) load on the artifact thread, not the caller's."""
+    code = ("import sys, tracklet, tracklet.artifacts.run_hooks; "
+            "print(sorted(m for m in sys.modules if m.startswith('tracklet.artifacts.')))")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = eval(done.stdout)
+    assert "tracklet.artifacts.run_hooks" in loaded
+    assert not {"tracklet.artifacts.storage", "tracklet.artifacts.hashing", "tracklet.artifacts.packs"} & set(loaded)

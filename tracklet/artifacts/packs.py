@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracklet.artifacts.chunking import (
     CHUNK_ID_SIZE,
@@ -552,11 +552,28 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class ChunkLocator(Protocol):
+    """What ``PackReader`` needs of an index: where chunks are (a ``ChunkIndex``, or a mapping
+    looked up from one beforehand, so reading needn't hold the index's connection)."""
+
+    def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]: ...
+
+
+class Located:
+    """A ``ChunkLocator`` over places already looked up (``ChunkIndex.locate``)."""
+
+    def __init__(self, places: dict[bytes, tuple[str, int, int]]) -> None:
+        self.places = places
+
+    def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        return {cid: self.places[cid] for cid in chunk_ids if cid in self.places}
+
+
 class PackReader:
     """Reads chunks back through ``index``, merging reads of adjacent chunks of one pack and
     checking each chunk's bytes against its id."""
 
-    def __init__(self, store: PackStore, index: ChunkIndex) -> None:
+    def __init__(self, store: PackStore, index: ChunkLocator) -> None:
         self.store = store
         self.index = index
 

@@ -5,8 +5,9 @@ Where it lives: ``$TRACKLET_ARTIFACT_DIR`` if set (a directory several data root
 identical files are stored once), else ``<data root>/artifacts``. Blobs go to ``blobs/`` under it
 through fsspec; the stat cache is ``<data root>/cache/artifact-digests.sqlite``.
 
-Committing reads each new or changed file twice at most (hash, then copy with a second hash that
-must match) and an unchanged one not at all (stat cache); a blob already stored is not written
+Committing reads each new or changed small file twice at most (hash, then copy with a second hash
+that must match), a new large file once (the chunking pass gives its sha256), and an unchanged
+one not at all (stat cache); a blob already stored is not written
 again, so logging content identical to the latest version writes nothing and returns it.
 
 Large files are chunked: a file of at least the chunk threshold (64 MiB; ``chunk_threshold=`` or
@@ -25,18 +26,16 @@ found already stored and is about to reference.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
-
-import contextlib
-from collections.abc import Iterator
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
@@ -141,7 +140,7 @@ class ArtifactStore:
         self.blobs = FsspecBlobStore(self.directory)
         self.hasher = Hasher(StatCache(self.data_root / "cache" / STAT_CACHE_FILE))
         self.configured_threshold = chunk_threshold
-        self._chunk_lock = threading.RLock()  # the chunk index's connection: one thread at a time
+        self._chunk_lock = threading.Lock()  # the chunk index's connection: one thread at a time
         self._chunk_store: tuple[Any, Any] | None = None
 
     @property
@@ -476,19 +475,25 @@ class ArtifactStore:
                     hasher.update(piece)
                     yield piece
         else:
-            from tracklet.artifacts.packs import PackReader
-
             recipe = self.read_recipe(recipe_blob, entry.path)
-            packs, index = self.chunks()
             try:
-                with self._chunk_lock:
-                    for piece in PackReader(packs, index).iter_chunks(recipe.chunk_ids, name=entry.path):
-                        hasher.update(piece)
-                        yield piece
+                for piece in self._reader(recipe).iter_chunks(recipe.chunk_ids, name=entry.path):
+                    hasher.update(piece)
+                    yield piece
             except ChunkStoreError as error:
                 raise ArtifactError(f"{entry.path} can't be read: {error}") from None
         if hasher.hexdigest() != entry.digest:
             raise ArtifactError(f"{entry.path}: the stored bytes hash to {hasher.hexdigest()}, not {entry.digest}")
+
+    def _reader(self, recipe: Any) -> Any:
+        """A ``PackReader`` for one recipe's chunks, located up front: reading doesn't hold the
+        chunk index (other threads keep committing and downloading meanwhile)."""
+        from tracklet.artifacts.packs import Located, PackReader
+
+        with self._chunk_lock:
+            packs, index = self.chunks()
+            places = index.locate(recipe.chunk_ids)
+        return PackReader(packs, Located(places))
 
     def _check_recipes(self, manifest: Manifest, chunked: dict[str, str], sources: dict[str, Any]) -> dict[str, str]:
         """Read each chunked entry's recipe into ``sources``; the problems of those whose recipe is
@@ -533,15 +538,13 @@ class ArtifactStore:
         """Rebuild a chunked file: into ``.<name>.<random>.partial`` beside ``target``, checked
         against its sha256, then renamed over ``target`` (what a killed earlier try left beside
         it is removed first)."""
-        from tracklet.artifacts.packs import PackReader, reassemble
+        from tracklet.artifacts.packs import reassemble
 
         for stale in target.parent.glob(f".{glob_escape(target.name)}.*.partial"):
             with contextlib.suppress(OSError):
                 stale.unlink()
-        packs, index = self.chunks()
         try:
-            with self._chunk_lock:  # the index connection is used while chunks are read
-                reassemble(recipe, PackReader(packs, index), target, on_bytes=on_bytes)
+            reassemble(recipe, self._reader(recipe), target, on_bytes=on_bytes)
         except ChunkStoreError as error:
             raise ArtifactVerifyError(f"artifact {info.qualified_name}: {entry.path} can't be rebuilt: {error}",
                                       {entry.path: str(error)}) from None

@@ -357,3 +357,22 @@ def test_what_log_artifact_imports_on_the_callers_thread_leaves_the_store_to_the
     loaded = eval(done.stdout)
     assert "tracklet.artifacts.run_hooks" in loaded
     assert not {"tracklet.artifacts.storage", "tracklet.artifacts.hashing", "tracklet.artifacts.packs"} & set(loaded)
+
+
+def test_two_processes_storing_the_same_large_file_at_once_make_one_version(chunked, tmp_path):
+    source = tmp_path / "big"
+    source.mkdir()
+    payload = os.urandom(6 * MiB)
+    (source / "big.bin").write_bytes(payload)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tracklet", "--dir", str(chunked), "artifact", "put", str(source), "-p", "proj",
+               "-n", "big", "-q"]
+    writers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [writer.communicate(timeout=120) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0], outputs
+    assert sorted("stored as" in out for out, _ in outputs) == [False, True]  # the other found it stored
+    versions = tracklet.Api(chunked).artifact_versions("proj/big")
+    assert [artifact.version for artifact in versions] == ["v0"]
+    out = Path(versions[0].download(tmp_path / "out"))
+    assert (out / "big.bin").read_bytes() == payload

@@ -130,26 +130,50 @@ def test_gc_frees_exactly_the_unreferenced_and_live_versions_still_download_byte
 
 
 def test_gc_keeps_unreferenced_files_written_within_the_grace_period(chunked, tmp_path):
+    folder = tmp_path / "v0"
+    folder.mkdir()
+    (folder / "small.txt").write_text("small")
+    (folder / "big.bin").write_bytes(os.urandom(2 * MiB))
+    _put(chunked, folder)
+    _cli(chunked, "artifact", "rm", "proj/model:v0")
     store = ArtifactStore(chunked)
-    digest, _ = store.blobs.put_bytes(b"an upload whose version is not registered yet")
-    packs, index = store.chunks()
-    source = tmp_path / "chunks.bin"
-    source.write_bytes(os.urandom(MiB))
-    with PackWriter(packs, index) as writer:
-        writer.write_file(source)
-    pack_files = {f for f in _stored(store.directory) if f.startswith("packs/")}
-    assert len(pack_files) == 1
-    pack_id = next(iter(pack_files)).rsplit("/", 1)[1][:-len(".pack")]
-    chunk_count = len(index.pack_chunks(pack_id))
+    stored = _stored(store.directory)
+    assert len(stored) == 4  # the small file, the recipe, the manifest, one pack
 
-    kept = collect(store, grace=3600)
-    assert (kept.kept_in_grace, kept.freed_bytes) == (2, 0)
-    assert store.blobs.has(digest) and (store.directory / next(iter(pack_files))).exists()
+    kept = collect(store, grace=3600)  # all of it was written just now: a commit may be in flight
+    assert (kept.kept_in_grace, kept.freed_bytes) == (4, 0) and _stored(store.directory) == stored
+    packs, index = store.chunks()
+    pack_id = packs.list_packs()[0]
+    chunk_count = len(index.pack_chunks(pack_id))
     later = collect(store, grace=3600, now=time.time() + 7200)
-    assert (later.blobs_removed, later.packs_removed, later.kept_in_grace) == (1, 1, 0)
+    assert (later.blobs_removed, later.packs_removed, later.kept_in_grace) == (3, 1, 0)
     assert later.chunks_removed == chunk_count > 0
     assert index.pack_chunks(pack_id) == [] and pack_id not in index.packs()  # gone from the index too
-    assert not store.blobs.has(digest) and _stored(store.directory) == set()
+    assert _stored(store.directory) == set()
+
+
+def test_blobs_no_version_referenced_or_a_run_log_names_are_never_collected(chunked, start, tmp_path):
+    """The blob store is shared: media and tables keep blobs in it, named in run logs, and a
+    directory may serve several data roots. gc only removes what deleted versions referenced,
+    and not what a run log of the data root names."""
+    import numpy as np
+
+    store = ArtifactStore(chunked)
+    stranger, _ = store.blobs.put_bytes(b"a blob another feature or data root stored")
+    run = start()
+    run.log({"picture": tracklet.Image(np.full((8, 8, 3), 200, dtype=np.uint8))})
+    run.finish()
+    (media,) = tracklet.Api(chunked).run(run.path).media("picture")
+    folder = tmp_path / "v0"
+    folder.mkdir()
+    (folder / "picture.png").write_bytes(media.read_bytes())  # the same bytes, also in an artifact
+    (folder / "other.txt").write_text("only in the artifact")
+    _put(chunked, folder)
+    _cli(chunked, "artifact", "rm", "proj/model:v0")
+    report = collect(store, grace=0, now=time.time() + 1)
+    assert report.blobs_removed == 2  # the manifest and other.txt
+    assert store.blobs.has(media.digest) and store.blobs.has(stranger)
+    assert tracklet.Api(chunked).run(run.path).media("picture")[0].read_bytes() == media.read_bytes()
 
 
 def test_stale_temporaries_go_and_fresh_ones_stay(chunked):

@@ -1,13 +1,17 @@
 """Garbage collection of the local artifact store: remove what no version needs any more.
 
-Deleting a version (``tracklet artifact rm``) only drops its registry entry; its bytes stay until a
-collection (``tracklet artifact gc``), which
+Deleting a version (``tracklet artifact rm``) only drops its registry entry (leaving a tombstone);
+its bytes stay until a collection (``tracklet artifact gc``), which
 
-1. counts references (mark): every version's manifest blob, each file entry's blob or recipe blob,
-   every chunk of each referenced recipe, and the digests that other users of the blob store
+1. counts references (mark): every live version's manifest blob, each file entry's blob or recipe
+   blob, every chunk of each referenced recipe, and the digests that other users of the blob store
    declare live (``register_live_digests``);
-2. removes (sweep) every blob and every pack none of whose chunks is referenced, unless it was
-   written within the grace period (default a day: ``grace=``); a pack at least half of whose
+2. removes (sweep) the blobs deleted versions referenced that nothing else does: no live version,
+   and no run record log of the data root (media and tables keep their blobs in the same store and
+   name them in run logs, which are scanned for the candidates' digests). A blob no version ever
+   referenced is never removed (it may be another feature's, or another data root's sharing the
+   directory). It also removes every pack none of whose chunks a live version needs. Nothing
+   written within the grace period (default a day: ``grace=``) is removed; a pack at least half of whose
    bytes are unreferenced is repacked (its live chunks copied into a new pack, checked against
    their ids, the index moved to it, the old pack removed); a pack with fewer dead bytes is kept
    whole (they are reported);
@@ -22,12 +26,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tracklet.artifacts.blobs import STALE_PARTIAL_SECONDS
+from tracklet.artifacts.manifest import Manifest, is_sha256
+from tracklet.artifacts.registry import DELETED
 from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress, recipe_of, store_lock
 from tracklet.errors import ArtifactError, PackCorrupt
 
@@ -108,6 +116,66 @@ def reference_counts(store: ArtifactStore) -> tuple[collections.Counter[str], se
     return counts, chunks, versions
 
 
+def deleted_references(store: ArtifactStore) -> set[str]:
+    """The blobs that deleted versions (tombstones) referenced: their manifests, the files'
+    blobs, the recipes. A tombstone whose manifest is gone or unreadable contributes what it can."""
+    candidates: set[str] = set()
+    projects = store.registry.root / "projects"
+    for tombstone in sorted(projects.glob(f"*/*/versions/*{DELETED}")) if projects.is_dir() else []:
+        try:
+            manifest_blob = json.loads(tombstone.read_bytes())["manifest"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not is_sha256(manifest_blob):
+            continue
+        candidates.add(manifest_blob)
+        try:
+            manifest = Manifest.from_bytes(store.blobs.read_bytes(manifest_blob))
+        except ArtifactError:
+            continue
+        for entry in manifest:
+            try:
+                recipe = recipe_of(entry)
+            except ArtifactError:
+                continue
+            if recipe is not None:
+                candidates.add(recipe)
+            elif entry.ref is None:
+                candidates.add(entry.digest)
+    return candidates
+
+
+def named_in_run_logs(data_root: Path, digests: set[str]) -> set[str]:
+    """Those of ``digests`` that appear in a run record log under ``data_root``: the raw bytes are
+    searched (records are uncompressed protobuf, so a digest field is its hex text), which finds the
+    references of every record kind, media and tables included, without decoding."""
+    from tracklet.core.layout import iter_runs
+
+    found: set[str] = set()
+    wanted = {digest.encode() for digest in digests}
+    if not wanted:
+        return found
+    pattern = re.compile(rb"[0-9a-f]{64}")
+    overlap = 63
+    for paths in iter_runs(data_root):
+        try:
+            with open(paths.log_file, "rb") as handle:
+                tail = b""
+                while block := handle.read(16 << 20):
+                    data = tail + block
+                    if len(wanted) <= 16:
+                        found.update(d.decode() for d in wanted if d in data)
+                    else:
+                        found.update(m.decode() for m in pattern.findall(data) if m in wanted)
+                    wanted -= {d.encode() for d in found}
+                    tail = data[-overlap:]
+                    if not wanted:
+                        return found
+        except OSError:
+            continue
+    return found
+
+
 def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False,
             progress: Progress | None = None, now: float | None = None) -> GcReport:
     """Remove what no version references (see the module's docstring); what was (or would be) freed."""
@@ -117,8 +185,11 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
         report.referenced_blobs, report.referenced_chunks = len(counts), len(live_chunks)
         now = time.time() if now is None else now
         cutoff = now - grace
+        candidates = {digest for digest in deleted_references(store) if not counts[digest]}
+        candidates -= named_in_run_logs(store.data_root, candidates)
         sparse: list[str] = []
-        doomed = _dead_blobs(store, counts, cutoff, report) + _dead_packs(store, live_chunks, cutoff, report, sparse)
+        doomed = _dead_blobs(store, candidates, cutoff, report)
+        doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
         doomed += _stale_temporaries(store, now - STALE_PARTIAL_SECONDS, report)
         if sparse:
             doomed += _repack(store, sparse, live_chunks, report, dry_run)
@@ -139,14 +210,17 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
     return report
 
 
-def _dead_blobs(store: ArtifactStore, counts: collections.Counter[str], cutoff: float,
+def _dead_blobs(store: ArtifactStore, candidates: set[str], cutoff: float,
                 report: GcReport) -> list[tuple[Path, int, str]]:
-    base = Path(store.blobs.base) / "sha256"
     doomed = []
-    for path in _files(base):
-        if counts[path.name]:
+    for digest in sorted(candidates):
+        path = store.blobs.local_path(digest)
+        if path is None:
             continue
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue  # collected already
         if stat.st_mtime >= cutoff:
             report.kept_in_grace += 1
             continue

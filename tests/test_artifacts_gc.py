@@ -280,3 +280,35 @@ def test_an_unindexed_pack_duplicating_indexed_chunks_is_collected(chunked, tmp_
     assert report.packs_removed == 1 and set(packs.list_packs()) == indexed
     out = Path(tracklet.Api(chunked).artifact("proj/model:v0").download(tmp_path / "out"))
     assert (out / "ckpt.bin").read_bytes() == payload
+
+
+def test_gc_killed_after_forgetting_a_pack_never_leaves_the_index_naming_missing_chunks(chunked, tmp_path,
+                                                                                        monkeypatch):
+    """gc drops a pack's index rows before its file: a kill in between leaves an unindexed pack
+    (re-indexed by the next gc or commit), never index rows for a missing pack, which a later
+    commit would trust and skip writing those chunks."""
+    folder = tmp_path / "v0"
+    folder.mkdir()
+    payload = os.urandom(2 * MiB)
+    (folder / "big.bin").write_bytes(payload)
+    _put(chunked, folder)
+    _cli(chunked, "artifact", "rm", "proj/model:v0")
+    store = ArtifactStore(chunked)
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # the process dies at its first unlink
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "unlink", killed)
+        with pytest.raises(KeyboardInterrupt):
+            collect(store, grace=0, now=time.time() + 1)
+    packs, index = store.chunks()
+    assert index.stats()["chunks"] == 0 and len(packs.list_packs()) == 1  # unindexed, not indexed-but-gone
+    _put(chunked, folder)  # the same content again: stored (its pack is the same file, indexed again)
+    assert collect(store, grace=0, now=time.time() + 1).packs_removed == 0
+    for name in ("out", "out2"):
+        out = Path(tracklet.Api(chunked).artifact("proj/model:latest").download(tmp_path / name))
+        assert (out / "big.bin").read_bytes() == payload
+        _cli(chunked, "artifact", "rm", "proj/model:latest")
+        collect(store, grace=0, now=time.time() + 1)
+        _put(chunked, folder)

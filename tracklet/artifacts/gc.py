@@ -195,6 +195,11 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
             doomed += _repack(store, sparse, live_chunks, report, dry_run)
         if progress is not None:
             progress.start(len(doomed), sum(size for _, size, _ in doomed))
+        if not dry_run:
+            # The index forgets a pack before its file goes: killed in between, a pack without
+            # rows is re-indexed and removed next time; the other order would leave the index
+            # naming chunks in a missing pack, which a commit would then skip writing.
+            _forget(store, doomed)
         base = store.directory
         for path, size, _kind in doomed:
             report.removed.append(path.relative_to(base).as_posix())
@@ -205,8 +210,6 @@ def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_r
                     pass
             if progress is not None:
                 progress.advance(1, size)
-        if not dry_run:
-            _forget(store, doomed)
     return report
 
 

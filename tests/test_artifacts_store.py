@@ -376,3 +376,23 @@ def test_two_processes_storing_the_same_large_file_at_once_make_one_version(chun
     assert [artifact.version for artifact in versions] == ["v0"]
     out = Path(versions[0].download(tmp_path / "out"))
     assert (out / "big.bin").read_bytes() == payload
+
+
+def test_a_store_whose_lock_cant_be_opened_is_still_read_and_never_collected(chunked, start, tmp_path):
+    """Downloads take the store's lock shared when they can (a read-only mount can't create it);
+    garbage collection needs it exclusively, or does nothing."""
+    from tracklet.artifacts.gc import collect
+    from tracklet.artifacts.storage import ArtifactStore
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(2 * MiB))
+    run = start()
+    _log(run, "ro", source)
+    run.finish()
+    lock = chunked / "artifacts" / "gc.lock"
+    lock.unlink()
+    lock.mkdir()  # opening it fails, as creating it would on a read-only mount
+    out = Path(tracklet.Api(chunked).artifact("test/ro:v0").download(tmp_path / "out"))
+    assert (out / "big.bin").read_bytes() == source.read_bytes()
+    with pytest.raises(IsADirectoryError):
+        collect(ArtifactStore(chunked), grace=0)

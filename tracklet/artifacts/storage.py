@@ -96,9 +96,17 @@ def chunk_threshold(configured: int | None = None) -> int:
 @contextlib.contextmanager
 def store_lock(directory: Path, *, exclusive: bool) -> Iterator[None]:
     """``flock`` on the artifact directory's ``gc.lock``: shared while committing or downloading,
-    exclusive while collecting garbage. Without ``fcntl`` (Windows) the grace period alone protects."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / GC_LOCK_FILE, "a+b") as handle:
+    exclusive while collecting garbage. Without ``fcntl`` (Windows) the grace period alone protects;
+    a store that can't be written (a read-only mount) is read without the shared lock."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / GC_LOCK_FILE, "a+b")  # noqa: SIM115 - closed below
+    except OSError:
+        if exclusive:
+            raise
+        yield  # nothing can collect garbage in a store nobody can write
+        return
+    with handle:
         try:
             import fcntl
         except ImportError:

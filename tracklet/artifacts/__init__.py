@@ -10,9 +10,11 @@ Layers: ``names`` (what may be named), ``manifest`` (W&B's shape, sha256), ``has
 pool + stat cache), ``blobs`` (the CAS through fsspec), ``registry`` (versions and aliases),
 ``storage`` (commit and download), ``artifact`` (the user's object), ``worker`` (a run's
 background committer), ``lookup`` and ``lineage`` (reading). ``chunking`` cuts large files into
-content-defined chunks; ``packs`` stores those chunks in packs and rebuilds files from them (not
-wired into ``storage`` yet: ``storage._store_entry`` is the seam). Nothing in ``tracklet.core``
-imports this package at module level. See docs/artifacts.md.
+content-defined chunks; ``packs`` stores those chunks in packs and rebuilds files from them
+(``storage`` stores every file of 64 MiB and more that way). ``gc`` removes what no version
+references; ``cache`` is the size-capped LRU cache for blobs fetched from a server; ``sizes``
+parses ``64MiB``/``5%``/``1d``. Nothing in ``tracklet.core`` imports this package at module level.
+See docs/artifacts.md.
 """
 
 from __future__ import annotations

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.names import check_artifact_name, parse_ref
-from tracklet.artifacts.storage import open_store
 from tracklet.errors import ArtifactError, ArtifactNotFound
+
+
+def open_store(root: Path) -> Any:
+    """The store of a data root. Imported here, not at module level: ``run.log_artifact`` imports
+    this module on the training thread, and the store's modules are the background thread's to load."""
+    from tracklet.artifacts.storage import open_store as open_root
+
+    return open_root(root)
 
 
 def resolve(root: str | os.PathLike, reference: str, *, default_project: str | None = None,

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracklet.artifacts.chunking import (
     CHUNK_ID_SIZE,
@@ -231,6 +231,10 @@ class ChunkIndex:
             " chunk_id BLOB PRIMARY KEY, pack_id TEXT NOT NULL, pack_offset INTEGER NOT NULL,"
             " length INTEGER NOT NULL) WITHOUT ROWID"
         ),
+        "CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack_id)",
+        # A stored large file: its sha256 -> the sha256 of its recipe blob (the artifact store's
+        # shortcut for "this file is already stored": no chunking pass for unchanged content).
+        "CREATE TABLE IF NOT EXISTS recipes (file_sha256 TEXT PRIMARY KEY, recipe TEXT NOT NULL)",
     )
     #: SQLite's default limit on host parameters is 999 in old builds; stay under it.
     BATCH = 500
@@ -297,6 +301,54 @@ class ChunkIndex:
         ).fetchone()
         (chunks,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
         return {"packs": packs, "pack_bytes": size, "data_bytes": data, "chunks": chunks}
+
+    def add_recipe(self, file_sha256: str, recipe: str) -> None:
+        """Remember that the file with ``file_sha256`` is stored as recipe blob ``recipe``."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO recipes (file_sha256, recipe) VALUES (?, ?)",
+                             (file_sha256, recipe))
+
+    def recipe_for(self, file_sha256: str) -> str | None:
+        """The recipe blob recorded for a file's sha256, if any (the caller checks it is still whole)."""
+        row = self._db.execute("SELECT recipe FROM recipes WHERE file_sha256 = ?", (file_sha256,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def forget_recipes(self, recipes: Iterable[str]) -> int:
+        """Drop the shortcuts that point at ``recipes`` (recipe blobs being removed)."""
+        items = [(recipe,) for recipe in recipes]
+        with self._db:
+            cursor = self._db.executemany("DELETE FROM recipes WHERE recipe = ?", items)
+        return cursor.rowcount
+
+    def packs(self) -> dict[str, int]:
+        """``pack id -> size`` of every indexed pack."""
+        return {str(pack_id): size for pack_id, size in self._db.execute("SELECT pack_id, size FROM packs")}
+
+    def pack_chunks(self, pack_id: str) -> list[tuple[bytes, int]]:
+        """``(chunk id, length)`` of the chunks the index places in ``pack_id``."""
+        rows = self._db.execute("SELECT chunk_id, length FROM chunks WHERE pack_id = ?", (pack_id,))
+        return [(bytes(cid), length) for cid, length in rows]
+
+    def move_chunks(self, info: PackInfo) -> None:
+        """Record a pack that a repacking wrote: its chunks now live there (their rows are moved
+        from the packs they were in, which the caller removes next)."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO packs (pack_id, size, chunk_count, data_bytes) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (info.pack_id, info.size, len(info.entries), info.data_bytes),
+            )
+            self._db.executemany(
+                "INSERT INTO chunks (chunk_id, pack_id, pack_offset, length) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (chunk_id) DO UPDATE SET pack_id = excluded.pack_id, pack_offset = excluded.pack_offset",
+                [(cid, info.pack_id, offset, length) for cid, offset, length in info.entries],
+            )
+
+    def remove_packs(self, pack_ids: Iterable[str]) -> None:
+        """Forget packs (deleted by a garbage collection) and every chunk placed in them."""
+        items = [(pack_id,) for pack_id in pack_ids]
+        with self._db:
+            self._db.executemany("DELETE FROM chunks WHERE pack_id = ?", items)
+            self._db.executemany("DELETE FROM packs WHERE pack_id = ?", items)
 
     def rebuild(self, store: PackStore) -> int:
         """Add every complete pack of ``store`` that the index lacks (after a crash between a
@@ -374,17 +426,23 @@ class PackWriter:
         params: ChunkingParams = DEFAULT_PARAMS,
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> FileRecipe:
-        """Chunk ``path`` in one pass, store the chunks not already stored, return its recipe."""
+        """Chunk ``path`` in one pass, store the chunks not already stored, return its recipe.
+        ``on_bytes`` is told how many bytes of the file each batch covered (for a progress bar)."""
         chunker = FileChunker(path, params, block_size=block_size)
         chunks: list[tuple[bytes, int]] = []
         for batch in chunker:
             ids = [cid for cid, _ in batch]
             stored = self._stored(ids, have)
+            covered = 0
             for cid, data in batch:
                 chunks.append((cid, len(data)))
+                covered += len(data)
                 if cid not in stored and cid not in self._written:
                     self.add_chunk(cid, data)
+            if on_bytes is not None:
+                on_bytes(covered)
         return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=params)
 
     def write_missing(self, path: str | os.PathLike[str], recipe: FileRecipe, missing: Collection[bytes]) -> int:
@@ -494,11 +552,28 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class ChunkLocator(Protocol):
+    """What ``PackReader`` needs of an index: where chunks are (a ``ChunkIndex``, or a mapping
+    looked up from one beforehand, so reading needn't hold the index's connection)."""
+
+    def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]: ...
+
+
+class Located:
+    """A ``ChunkLocator`` over places already looked up (``ChunkIndex.locate``)."""
+
+    def __init__(self, places: dict[bytes, tuple[str, int, int]]) -> None:
+        self.places = places
+
+    def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        return {cid: self.places[cid] for cid in chunk_ids if cid in self.places}
+
+
 class PackReader:
     """Reads chunks back through ``index``, merging reads of adjacent chunks of one pack and
     checking each chunk's bytes against its id."""
 
-    def __init__(self, store: PackStore, index: ChunkIndex) -> None:
+    def __init__(self, store: PackStore, index: ChunkLocator) -> None:
         self.store = store
         self.index = index
 
@@ -544,7 +619,8 @@ class PackReader:
             yield piece
 
 
-def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[str], *, durable: bool = True) -> Path:
+def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[str], *, durable: bool = True,
+               on_bytes: Callable[[int], None] | None = None) -> Path:
     """Rebuild the file ``recipe`` describes at ``dest``, byte for byte.
 
     The bytes go to a temporary file next to ``dest`` and are checked against the recipe's size and
@@ -562,6 +638,8 @@ def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[s
                 sha.update(piece)
                 f.write(piece)
                 size += len(piece)
+                if on_bytes is not None:
+                    on_bytes(len(piece))
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

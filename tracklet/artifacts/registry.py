@@ -4,6 +4,7 @@ Layout under the artifact directory (``<data root>/artifacts`` unless ``TRACKLET
 says otherwise)::
 
     projects/<project>/<name>/versions/v0.json   one immutable file per version
+    projects/<project>/<name>/versions/v1.deleted  a deleted version (its number is never reused)
     projects/<project>/<name>/aliases.json       {alias: version number}, replaced atomically
     projects/<project>/<name>/.lock              flock'd while a version is assigned
 
@@ -32,6 +33,7 @@ from tracklet.core.atomicfile import replace_atomically
 from tracklet.errors import ArtifactError, ArtifactNotFound
 
 MAX_VERSION_FILE_BYTES = 16 << 20
+DELETED = ".deleted"  # a deleted version's tombstone: versions/vN.deleted
 
 
 @dataclasses.dataclass
@@ -200,7 +202,7 @@ class LocalRegistry:
                 if latest.digest == info.digest:
                     info, reused = latest, True
             if not reused:
-                info.version = numbers[-1] + 1 if numbers else 0
+                info.version = self._next_number(directory, numbers)
                 info.created_at = info.created_at or time.time()
                 self._create_version(directory, info)
             if custom and any(current.get(alias) != info.version for alias in custom):
@@ -209,6 +211,37 @@ class LocalRegistry:
         numbers = self._version_numbers(directory)
         stored = self._read(directory, info.project, info.name, info.version, self._aliases(directory), numbers[-1])
         return stored, reused
+
+    def _next_number(self, directory: Path, numbers: list[int]) -> int:
+        """One more than any version ever created, deleted ones included (a number is never reused)."""
+        try:
+            names = os.listdir(directory / "versions")
+        except FileNotFoundError:
+            names = []
+        deleted = [version_number(name[:-len(DELETED)]) for name in names if name.endswith(DELETED)]
+        used = numbers + [number for number in deleted if number is not None]
+        return max(used) + 1 if used else 0
+
+    def delete_version(self, project: str, name: str, version: int, *, drop_aliases: bool = False) -> list[str]:
+        """Delete ``project/name:v<version>``: its version file becomes a tombstone (``vN.deleted``,
+        so the number is never given again) and ``latest`` falls back to the highest version left.
+        A version with custom aliases is only deleted with ``drop_aliases`` (they are removed with it).
+        Returns the aliases dropped. Its files stay stored until ``tracklet artifact gc``."""
+        directory = self.collection_dir(project, name)
+        with self._locked(directory):
+            if version not in self._version_numbers(directory):
+                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            current = self._aliases(directory)
+            dropped = sorted(alias for alias, target in current.items() if target == version)
+            if dropped and not drop_aliases:
+                raise ArtifactError(f"artifact {project}/{name}:v{version} has alias(es) {', '.join(dropped)}: move "
+                                    "them to another version first, or delete it with its aliases (--force)")
+            if dropped:
+                remaining = {alias: target for alias, target in current.items() if target != version}
+                _write_atomic(directory / "aliases.json", json.dumps(remaining, sort_keys=True).encode())
+            versions = directory / "versions"
+            os.replace(versions / f"v{version}.json", versions / f"v{version}{DELETED}")
+        return dropped
 
     def _create_version(self, directory: Path, info: VersionInfo) -> None:
         versions = directory / "versions"

@@ -5,35 +5,51 @@ Where it lives: ``$TRACKLET_ARTIFACT_DIR`` if set (a directory several data root
 identical files are stored once), else ``<data root>/artifacts``. Blobs go to ``blobs/`` under it
 through fsspec; the stat cache is ``<data root>/cache/artifact-digests.sqlite``.
 
-Committing reads each new or changed file twice at most (hash, then copy with a second hash that
-must match) and an unchanged one not at all (stat cache); a blob already stored is not written
+Committing reads each new or changed small file twice at most (hash, then copy with a second hash
+that must match), a new large file once (the chunking pass gives its sha256), and an unchanged
+one not at all (stat cache); a blob already stored is not written
 again, so logging content identical to the latest version writes nothing and returns it.
 
-Chunking seam: ``_store_entry`` stores one file as one blob. Files at or above
-``LARGE_FILE_BYTES`` are where ``tracklet.artifacts.chunking`` will store a chunk list instead
-(the entry keeps the whole file's sha256 as ``digest``; ``extra`` names the chunk list), and
-``_materialize_entry`` is where such an entry will be reassembled.
+Large files are chunked: a file of at least the chunk threshold (64 MiB; ``chunk_threshold=`` or
+``$TRACKLET_ARTIFACT_CHUNK_THRESHOLD``, e.g. ``1MiB``) is cut into content-defined chunks
+(``tracklet.artifacts.chunking``) stored in packs (``tracklet.artifacts.packs``, under ``packs/``,
+indexed in ``chunk-index.sqlite``); only chunks the store lacks are written. Its manifest entry
+keeps the whole file's sha256 as ``digest`` and names its recipe (the chunk list, a blob of its
+own) in ``extra["recipe"]``. ``download()`` rebuilds such a file into a hidden temporary next to
+its final name, checks its sha256, then renames it: a killed download never leaves a partial file
+under the final name.
+
+Committing holds a shared lock on ``gc.lock`` and garbage collection (``tracklet.artifacts.gc``)
+an exclusive one, so a collection never removes a blob or chunk that a commit in flight has
+found already stored and is about to reference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
-from tracklet.artifacts.hashing import STAT_CACHE_FILE, Hasher, StatCache, parallel_map, sha256_file, stat_key
+from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, parallel_map,
+                                       sha256_file, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
-from tracklet.errors import ArtifactError, ArtifactVerifyError
+from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkStoreError, RecipeError
 
 ARTIFACT_DIR_ENV = "TRACKLET_ARTIFACT_DIR"
-LARGE_FILE_BYTES = 64 << 20  # where chunking (tracklet.artifacts.chunking) will take over
+CHUNK_THRESHOLD_ENV = "TRACKLET_ARTIFACT_CHUNK_THRESHOLD"
+LARGE_FILE_BYTES = 64 << 20  # files this large and larger are chunked (tracklet.artifacts.chunking)
+CHUNK_INDEX_FILE = "chunk-index.sqlite"
+GC_LOCK_FILE = "gc.lock"
 
 
 class Progress(Protocol):
@@ -58,6 +74,64 @@ def artifact_dir(data_root: Path) -> Path:
     return Path(configured).expanduser() if configured else data_root / "artifacts"
 
 
+def chunk_threshold(configured: int | None = None) -> int:
+    """Files of at least this many bytes are chunked: ``configured``, else
+    ``$TRACKLET_ARTIFACT_CHUNK_THRESHOLD`` (``67108864``, ``64MiB``), else 64 MiB."""
+    if configured is not None:
+        return configured
+    text = os.environ.get(CHUNK_THRESHOLD_ENV)
+    if not text:
+        return LARGE_FILE_BYTES
+    from tracklet.artifacts.sizes import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as error:
+        raise ArtifactError(f"${CHUNK_THRESHOLD_ENV}: {error}") from None
+    if value < 1:
+        raise ArtifactError(f"${CHUNK_THRESHOLD_ENV} must be at least 1 byte, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def store_lock(directory: Path, *, exclusive: bool) -> Iterator[None]:
+    """``flock`` on the artifact directory's ``gc.lock``: shared while committing or downloading,
+    exclusive while collecting garbage. Without ``fcntl`` (Windows) the grace period alone protects;
+    a store that can't be written (a read-only mount) is read without the shared lock."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / GC_LOCK_FILE, "a+b")  # noqa: SIM115 - closed below
+    except OSError:
+        if exclusive:
+            raise
+        yield  # nothing can collect garbage in a store nobody can write
+        return
+    with handle:
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def recipe_of(entry: ManifestEntry) -> str | None:
+    """The recipe blob a chunked entry names (None for a file stored whole or a reference);
+    ``ArtifactError`` if ``extra["recipe"]`` is there but not a sha256."""
+    recipe = entry.extra.get("recipe") if entry.ref is None else None
+    if recipe is None:
+        return None
+    from tracklet.artifacts.manifest import is_sha256
+
+    if not is_sha256(recipe):
+        raise ArtifactError(f"the manifest entry of {entry.path} names a recipe that is not a sha256: {recipe!r:.80}")
+    return str(recipe)
+
+
 def _os_error(name: str, error: OSError) -> ArtifactError:
     where = error.filename or "a file"
     return ArtifactError(f"artifact {name!r}: can't read {where}: {error.strerror or error}")
@@ -66,12 +140,37 @@ def _os_error(name: str, error: OSError) -> ArtifactError:
 class ArtifactStore:
     """The artifacts of one data root."""
 
-    def __init__(self, data_root: str | os.PathLike, directory: str | os.PathLike | None = None) -> None:
+    def __init__(self, data_root: str | os.PathLike, directory: str | os.PathLike | None = None, *,
+                 chunk_threshold: int | None = None) -> None:
         self.data_root = Path(data_root).expanduser()
         self.directory = Path(directory) if directory is not None else artifact_dir(self.data_root)
         self.registry = LocalRegistry(self.directory)
         self.blobs = FsspecBlobStore(self.directory)
         self.hasher = Hasher(StatCache(self.data_root / "cache" / STAT_CACHE_FILE))
+        self.configured_threshold = chunk_threshold
+        self._chunk_lock = threading.Lock()  # the chunk index's connection: one thread at a time
+        self._chunk_store: tuple[Any, Any] | None = None
+
+    @property
+    def chunk_threshold(self) -> int:
+        return chunk_threshold(self.configured_threshold)
+
+    def chunks(self) -> tuple[Any, Any]:
+        """The pack store and chunk index (opened on first use; hold ``_chunk_lock`` to use them)."""
+        if self._chunk_store is None:
+            from tracklet.artifacts.packs import ChunkIndex, PackStore
+
+            self._chunk_store = (PackStore(self.directory), ChunkIndex(self.directory / CHUNK_INDEX_FILE))
+        return self._chunk_store
+
+    def read_recipe(self, recipe: str, what: str) -> Any:
+        """A recipe blob, parsed and checked (``ArtifactError`` naming ``what`` if it can't be)."""
+        from tracklet.artifacts.chunking import FileRecipe
+
+        try:
+            return FileRecipe.from_json(self.blobs.read_bytes(recipe))
+        except RecipeError as error:
+            raise ArtifactError(f"the recipe of {what} is damaged: {error}") from None
 
     # ------------------------------------------------------------ committing
 
@@ -80,9 +179,10 @@ class ArtifactStore:
                progress: Progress | None = None) -> CommitResult:
         """Hash and store a draft's files and add it as a version of ``project/name`` (or return
         the latest version if it has the same content)."""
-        to_hash = [item.path for item in pending.values()
-                   if isinstance(item, LocalFile) or isinstance(item, FileReference) and item.checksum]
         try:
+            unhashed = self._large_unhashed(pending)
+            to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
+                       unhashed or isinstance(item, FileReference) and item.checksum]
             digests = self.hasher.digest_files(to_hash)
         except OSError as error:
             raise _os_error(name, error) from None
@@ -90,6 +190,9 @@ class ArtifactStore:
         for path, item in pending.items():
             if isinstance(item, ManifestEntry):
                 entries[path] = dataclasses.replace(item, path=path)
+            elif isinstance(item, LocalFile) and item.path in unhashed:
+                # Its sha256 comes from the chunking pass: a large new file is read once, not twice.
+                entries[path] = ManifestEntry(path, "", unhashed[item.path][1])
             elif isinstance(item, LocalFile):
                 digest, size = digests[item.path]
                 entries[path] = ManifestEntry(path, digest, size)
@@ -98,13 +201,28 @@ class ArtifactStore:
         manifest = Manifest(entries)
         if progress is not None:
             progress.start(len(manifest), manifest.size)
-        written = self._store_files(name, manifest, pending, progress)
-        manifest_blob, manifest_written = self.blobs.put_bytes(manifest.to_bytes())
-        info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
-                           manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
-                           description=description or "", metadata=dict(metadata or {}), logged_by=logged_by)
-        stored, reused = self.registry.commit(info, aliases)
-        return CommitResult(stored, manifest, reused, sum(written) + manifest_written, sum(1 for n in written if n))
+        with store_lock(self.directory, exclusive=False):
+            written, overhead = self._store_files(name, manifest, pending, progress)
+            manifest_blob, manifest_written = self.blobs.put_bytes(manifest.to_bytes())
+            info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
+                               manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
+                               description=description or "", metadata=dict(metadata or {}), logged_by=logged_by)
+            stored, reused = self.registry.commit(info, aliases)
+        return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,
+                            sum(1 for n in written if n))
+
+    def _large_unhashed(self, pending: dict[str, Pending]) -> dict[str, StatKey]:
+        """The draft's files that will be chunked and whose digest the stat cache doesn't know:
+        their stat before they are read (``OSError`` for one that can't be)."""
+        threshold = self.chunk_threshold
+        stats = {}
+        for item in pending.values():
+            if isinstance(item, LocalFile):
+                stat = os.stat(item.path)
+                if stat.st_size >= threshold:
+                    stats[item.path] = stat_key(item.path, stat)
+        known = self.hasher.cache.get_many(list(stats.values())) if stats else {}
+        return {path: key for path, key in stats.items() if key not in known}
 
     def _reference_entry(self, name: str, path: str, item: FileReference,
                          digests: dict[str, tuple[str, int]]) -> ManifestEntry:
@@ -123,9 +241,14 @@ class ArtifactStore:
         return ManifestEntry(path, digest, size, ref=item.uri, extra=extra)
 
     def _store_files(self, name: str, manifest: Manifest, pending: dict[str, Pending],
-                     progress: Progress | None) -> list[int]:
-        """Store every local file's blob (in parallel); bytes written per file."""
-        jobs = [(entry, pending[entry.path]) for entry in manifest if isinstance(pending[entry.path], LocalFile)]
+                     progress: Progress | None) -> tuple[list[int], int]:
+        """Store every local file: small ones as blobs (in parallel), large ones as chunks (one
+        after another, into shared packs), recording each large file's recipe in its manifest
+        entry. Bytes written per small file, then per large file; and the packs' index bytes."""
+        threshold = self.chunk_threshold
+        local = [(entry, pending[entry.path]) for entry in manifest if isinstance(pending[entry.path], LocalFile)]
+        jobs = [job for job in local if job[0].size < threshold]
+        large = [job for job in local if job[0].size >= threshold]
         lock = threading.Lock()
 
         def one(job: tuple[ManifestEntry, Any]) -> int:
@@ -150,15 +273,103 @@ class ArtifactStore:
                 except OSError:
                     pass
         self.hasher.cache.put_many(learned)
-        return written
+        overhead = 0
+        if large:
+            chunked, overhead = self._store_large(name, manifest, large, progress)
+            written += chunked
+        return written, overhead
 
     def _store_entry(self, name: str, entry: ManifestEntry, local_path: str) -> int:
-        # Chunking seam: files of LARGE_FILE_BYTES and more will be stored as chunk lists here.
         try:
             written = self.blobs.put_file(local_path, entry.digest)
         except OSError as error:
             raise _os_error(name, error) from None
         return written
+
+    def _store_large(self, name: str, manifest: Manifest, jobs: list[tuple[ManifestEntry, Any]],
+                     progress: Progress | None) -> tuple[list[int], int]:
+        """Store large files as chunks in packs, skipping chunks already stored, and point each
+        one's manifest entry at its recipe. A file whose content is already stored (as a recipe
+        whose chunks are all there, or whole as a blob) is not read at all."""
+        from tracklet.artifacts.packs import PackWriter
+
+        written: list[int] = []
+        with self._chunk_lock:
+            packs, index = self.chunks()
+            recipes: dict[str, str] = {}  # file sha256 -> recipe blob, recorded once the packs are sealed
+            try:
+                with PackWriter(packs, index) as writer:
+                    for entry, item in jobs:
+                        on_bytes = None if progress is None else partial(progress.advance, 0)
+                        recipe, digest, count, reported = self._store_chunked(name, entry, item.path, writer,
+                                                                              index, on_bytes)
+                        if recipe is not None:
+                            manifest.entries[entry.path] = dataclasses.replace(
+                                entry, digest=digest, extra={**entry.extra, "recipe": recipe})
+                            recipes[digest] = recipe
+                        written.append(count)
+                        if progress is not None:
+                            progress.advance(1, entry.size - reported)
+            except ChunkStoreError as error:
+                raise ArtifactError(f"artifact {name!r}: can't store chunks: {error}") from None
+            except OSError as error:
+                raise _os_error(name, error) from None
+            for file_digest, recipe in recipes.items():
+                index.add_recipe(file_digest, recipe)
+            overhead = sum(pack.size - pack.data_bytes for pack in writer.packs)
+        return written, overhead
+
+    def _store_chunked(self, name: str, entry: ManifestEntry, local_path: str, writer: Any, index: Any,
+                       on_bytes: Callable[[int], None] | None) -> tuple[str | None, str, int, int]:
+        """(recipe blob or None if stored whole, the file's sha256, bytes written, bytes reported to
+        ``on_bytes``) for one large file. An entry without a digest yet gets it from this pass."""
+        if entry.digest:
+            known = index.recipe_for(entry.digest)
+            if known is not None and self._recipe_is_whole(known, entry, index):
+                return known, entry.digest, 0, 0
+            if self.blobs.has(entry.digest):  # stored whole before (an older threshold): that will do
+                return None, entry.digest, 0, 0
+            before_stat = None
+        else:
+            before_stat = stat_key(local_path, os.stat(local_path))
+        started = time.time_ns()
+        before = writer.new_bytes
+        reported = 0
+
+        def count(size: int) -> None:
+            nonlocal reported
+            reported += size
+            if on_bytes is not None:
+                on_bytes(size)
+
+        recipe = writer.write_file(local_path, on_bytes=count)
+        if before_stat is not None:  # hashed by this pass: it must not have changed during it
+            after = stat_key(local_path, os.stat(local_path))
+            if after != before_stat or recipe.size != entry.size:
+                raise ArtifactError(f"{local_path} changed while it was being stored; log the artifact again once "
+                                    "it is written")
+            if started - after[2] > RACY_NS:
+                self.hasher.cache.put_many({after: recipe.sha256})
+            entry = dataclasses.replace(entry, digest=recipe.sha256)
+        if recipe.sha256 != entry.digest or recipe.size != entry.size:
+            raise ArtifactError(f"{local_path} changed while it was being stored (its sha256 is now "
+                                f"{recipe.sha256}, not {entry.digest}); log the artifact again once it is written")
+        recipe_blob, recipe_written = self.blobs.put_bytes(recipe.to_json().encode())
+        return recipe_blob, recipe.sha256, writer.new_bytes - before + recipe_written, reported
+
+    def _recipe_is_whole(self, recipe_blob: str, entry: ManifestEntry, index: Any) -> bool:
+        """Whether a recorded recipe still rebuilds ``entry``: its blob is intact, it describes a
+        file of that sha256 and size, and every chunk is in a pack."""
+        if not self.blobs.has(recipe_blob):
+            return False
+        try:
+            recipe = self.read_recipe(recipe_blob, entry.path)
+        except ArtifactError:
+            return False
+        if recipe.sha256 != entry.digest or recipe.size != entry.size:
+            return False
+        ids = recipe.chunk_ids
+        return len(index.present(ids)) == len(set(ids))
 
     # ------------------------------------------------------------ reading
 
@@ -171,6 +382,11 @@ class ArtifactStore:
         (blobs through the stat cache: an unchanged blob is not read again), then made by
         reflink, hard link or copy; files already there with the right content are left alone.
         ``ArtifactVerifyError`` names every file whose stored bytes are missing or damaged."""
+        with store_lock(self.directory, exclusive=False):
+            return self._download(info, manifest, root, link, progress)
+
+    def _download(self, info: VersionInfo, manifest: Manifest, root: Path, link: bool,
+                  progress: Progress | None) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         if progress is not None:
             progress.start(len(manifest), manifest.size)
@@ -188,10 +404,12 @@ class ArtifactStore:
                 if progress is not None:
                     progress.advance(1, entry.size)
                 continue
-            self._materialize_entry(entry, sources[entry.path], target, link)
+            on_bytes = None if progress is None or isinstance(sources[entry.path], Path) else \
+                partial(progress.advance, 0)
+            self._materialize_entry(info, entry, sources[entry.path], target, link, on_bytes)
             made.append(str(target))
             if progress is not None:
-                progress.advance(1, entry.size)
+                progress.advance(1, 0 if on_bytes is not None else entry.size)
         learned = {}
         for target_path in made:
             try:
@@ -202,12 +420,22 @@ class ArtifactStore:
         self.hasher.cache.put_many(learned)
         return root
 
-    def _sources(self, info: VersionInfo, manifest: Manifest) -> dict[str, Path]:
-        """Each entry's local source (its blob, or the referenced file), checked against its digest."""
-        sources: dict[str, Path] = {}
+    def _sources(self, info: VersionInfo, manifest: Manifest) -> dict[str, Any]:
+        """Each entry's local source (its blob, or the referenced file), checked against its
+        digest; a chunked entry's source is its recipe, whose chunks are checked to be stored (the
+        bytes are checked as the file is rebuilt)."""
+        sources: dict[str, Any] = {}
         problems: dict[str, str] = {}
+        chunked = {}
         for entry in manifest:
-            if entry.ref is not None:
+            try:
+                recipe_blob = recipe_of(entry)
+            except ArtifactError as error:
+                problems[entry.path] = str(error)
+                continue
+            if recipe_blob is not None:
+                chunked[entry.path] = recipe_blob
+            elif entry.ref is not None:
                 if not entry.ref.startswith("file://"):
                     problems[entry.path] = f"reference {entry.ref} can't be downloaded by this version"
                     continue
@@ -217,8 +445,9 @@ class ArtifactStore:
                 if local is None:
                     raise ArtifactError("downloading from a non-local blob store is not supported yet")
                 sources[entry.path] = local
+        problems.update(self._check_recipes(manifest, chunked, sources))
         checked = {path: source for path, source in sources.items()
-                   if manifest[path].extra.get("checksum", True) is not False}
+                   if path not in chunked and manifest[path].extra.get("checksum", True) is not False}
         digests: dict[str, tuple[str, int]] = {}
         try:
             digests = self.hasher.digest_files([str(source) for source in checked.values()])
@@ -238,14 +467,101 @@ class ArtifactStore:
                 + "; ".join(f"{path}: {why}" for path, why in sorted(problems.items())[:20]), problems)
         return sources
 
-    def _materialize_entry(self, entry: ManifestEntry, source: Path, target: Path, link: bool) -> None:
-        # Chunking seam: an entry stored as a chunk list will be reassembled here.
+    def entry_bytes(self, entry: ManifestEntry) -> Iterator[bytes | memoryview]:
+        """The stored bytes of one file of a version, in pieces, whether stored whole or as chunks
+        (for an uploader: a chunked file has no blob of its own). Chunks are checked against their
+        ids as they are read, and the whole against the entry's sha256 at the end (``ArtifactError``)."""
+        import hashlib
+
+        recipe_blob = recipe_of(entry)
+        if entry.ref is not None:
+            raise ArtifactError(f"{entry.path} is a reference ({entry.ref}); its bytes are not stored")
+        hasher = hashlib.sha256()
+        if recipe_blob is None:
+            with self.blobs.open(entry.digest) as handle:
+                while piece := handle.read(1 << 20):
+                    hasher.update(piece)
+                    yield piece
+        else:
+            recipe = self.read_recipe(recipe_blob, entry.path)
+            try:
+                for piece in self._reader(recipe).iter_chunks(recipe.chunk_ids, name=entry.path):
+                    hasher.update(piece)
+                    yield piece
+            except ChunkStoreError as error:
+                raise ArtifactError(f"{entry.path} can't be read: {error}") from None
+        if hasher.hexdigest() != entry.digest:
+            raise ArtifactError(f"{entry.path}: the stored bytes hash to {hasher.hexdigest()}, not {entry.digest}")
+
+    def _reader(self, recipe: Any) -> Any:
+        """A ``PackReader`` for one recipe's chunks, located up front: reading doesn't hold the
+        chunk index (other threads keep committing and downloading meanwhile)."""
+        from tracklet.artifacts.packs import Located, PackReader
+
+        with self._chunk_lock:
+            packs, index = self.chunks()
+            places = index.locate(recipe.chunk_ids)
+        return PackReader(packs, Located(places))
+
+    def _check_recipes(self, manifest: Manifest, chunked: dict[str, str], sources: dict[str, Any]) -> dict[str, str]:
+        """Read each chunked entry's recipe into ``sources``; the problems of those whose recipe is
+        missing, damaged, for other content, or has chunks in no pack."""
+        problems: dict[str, str] = {}
+        if not chunked:
+            return problems
+        with self._chunk_lock:
+            _, index = self.chunks()
+            for path, recipe_blob in chunked.items():
+                entry = manifest[path]
+                try:
+                    recipe = self.read_recipe(recipe_blob, path)
+                except ArtifactError as error:
+                    problems[path] = str(error)
+                    continue
+                if recipe.sha256 != entry.digest or recipe.size != entry.size:
+                    problems[path] = f"its recipe {recipe_blob} describes other content (sha256 {recipe.sha256})"
+                    continue
+                ids = recipe.chunk_ids
+                missing = set(ids) - index.present(ids)
+                if missing:
+                    problems[path] = f"{len(missing)} of its chunks are in no pack (e.g. {min(missing).hex()})"
+                    continue
+                sources[path] = recipe
+        return problems
+
+    def _materialize_entry(self, info: VersionInfo, entry: ManifestEntry, source: Any, target: Path,
+                           link: bool, on_bytes: Callable[[int], None] | None = None) -> None:
         if target.is_dir() and not target.is_symlink():
             raise ArtifactError(f"can't download {entry.path}: {target} is a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not isinstance(source, Path):
+            self._reassemble(info, entry, source, target, on_bytes)
+            return
         if target.exists() or target.is_symlink():
             target.unlink()
         materialize(source, target, link=link and entry.ref is None)
+
+    def _reassemble(self, info: VersionInfo, entry: ManifestEntry, recipe: Any, target: Path,
+                    on_bytes: Callable[[int], None] | None) -> None:
+        """Rebuild a chunked file: into ``.<name>.<random>.partial`` beside ``target``, checked
+        against its sha256, then renamed over ``target`` (what a killed earlier try left beside
+        it is removed first)."""
+        from tracklet.artifacts.packs import reassemble
+
+        for stale in target.parent.glob(f".{glob_escape(target.name)}.*.partial"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        try:
+            reassemble(recipe, self._reader(recipe), target, on_bytes=on_bytes)
+        except ChunkStoreError as error:
+            raise ArtifactVerifyError(f"artifact {info.qualified_name}: {entry.path} can't be rebuilt: {error}",
+                                      {entry.path: str(error)}) from None
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def verify_tree(info: VersionInfo, manifest: Manifest, root: Path) -> None:

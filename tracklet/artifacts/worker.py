@@ -75,10 +75,12 @@ class ArtifactWorker:
         return open_store(self._root)
 
     def _submit(self, job: tuple) -> None:
-        self._jobs.put(job)
         if self._thread is None:
+            # Started before the job is queued: it then waits on the queue (without the GIL), so the
+            # caller returns before the thread takes the GIL to import and open the store.
             self._thread = threading.Thread(target=self._loop, name="tracklet-artifacts", daemon=True)
             self._thread.start()
+        self._jobs.put(job)
 
     def log(self, artifact: Artifact, pending: dict[str, Pending]) -> None:
         self._submit(("log", artifact, pending, time.time()))

@@ -1,6 +1,6 @@
-"""``tracklet artifact ls|show|get|put|verify``: artifact versions in the data root
-(tracklet/artifacts/, docs/artifacts.md). ``get`` and ``put`` show a progress bar (files, bytes,
-rate) on stderr; ``--quiet`` hides it."""
+"""``tracklet artifact ls|show|get|put|verify|rm|gc``: artifact versions in the data root
+(tracklet/artifacts/, docs/artifacts.md). ``get``, ``put`` and ``gc`` show a progress bar (files,
+bytes, rate) on stderr; ``--quiet`` hides it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from tracklet.cli.common import CliError, _handle_errors, _iso, _state
 
 @click.group("artifact")
 def artifact_group() -> None:
-    """List, inspect, download, store and verify artifact versions (REF: project/name[:alias|:vN])."""
+    """List, inspect, download, store, verify, delete and garbage-collect artifact versions
+    (REF: project/name[:alias|:vN])."""
 
 
 class _Bar:
@@ -177,3 +178,52 @@ def verify(ctx: click.Context, ref: str, target: Path | None) -> None:
             click.echo(f"{path}: {why}", err=True)
         raise CliError(f"{len(error.problems)} file(s) don't match {artifact.qualified_name}") from None
     click.echo(f"ok: {artifact._info.file_count:,} files match {artifact.qualified_name}")
+
+
+@artifact_group.command("rm")
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Delete a version that has aliases, with its aliases.")
+@click.pass_context
+@_handle_errors
+def rm(ctx: click.Context, ref: str, force: bool) -> None:
+    """Delete one version (REF names it: project/name:vN or :alias). Its number is never reused;
+    its files stay stored until `tracklet artifact gc`."""
+    from tracklet.artifacts.names import parse_ref
+    from tracklet.artifacts.storage import open_store
+
+    parsed = parse_ref(ref)
+    if parsed.project is None or ":" not in ref.rsplit("/", 1)[-1]:
+        raise CliError(f"{ref!r}: name one version, as project/name:vN (or project/name:alias)")
+    store = open_store(_state(ctx).api.root)
+    info = store.registry.version(parsed.project, parsed.name, parsed.selector)
+    dropped = store.registry.delete_version(info.project, info.name, info.version, drop_aliases=force)
+    note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
+    click.echo(f"deleted {info.qualified_name}{note}; run `tracklet artifact gc` to free its storage")
+
+
+@artifact_group.command("gc")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--grace", default="1d", show_default=True,
+              help="Keep unreferenced files younger than this (a commit may be in flight): 0, 30m, 12h, 1d.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_handle_errors
+def gc(ctx: click.Context, dry_run: bool, grace: str, quiet: bool) -> None:
+    """Remove blobs, packs and chunks that no version references, and stale temporaries."""
+    from tracklet.artifacts.gc import collect, summary
+    from tracklet.artifacts.sizes import parse_duration
+    from tracklet.artifacts.storage import open_store
+
+    try:
+        grace_seconds = parse_duration(grace)
+    except ValueError as error:
+        raise CliError(f"--grace: {error}") from None
+    store = open_store(_state(ctx).api.root)
+    for bar in _progress("gc (dry run)" if dry_run else "gc", quiet):
+        report = collect(store, grace=grace_seconds, dry_run=dry_run, progress=bar)
+    if dry_run:
+        for path in report.removed:
+            click.echo(f"would remove {path}")
+    for problem in report.damaged_packs:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(summary(report))

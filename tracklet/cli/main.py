@@ -10,7 +10,7 @@
     tracklet index | gc                    ingest new records into the store | drop deleted runs
     tracklet ui [--port 8765] [--no-open] [--no-token]  the dashboard over this data root, in a browser
     tracklet import wandb DIR | tensorboard LOGDIR [--project P]   other trackers' runs, idempotently
-    tracklet artifact ls|show|get|put|verify [project/name[:alias]]  artifact versions (docs/artifacts.md)
+    tracklet artifact ls|show|get|put|verify|rm|gc [project/name[:alias]]  artifact versions (docs/artifacts.md)
     tracklet sweep create config.yaml [--project P]   a sweep (W&B's YAML); prints its id last
     tracklet agent SWEEP_ID [--count N] [--gpus 0-3 --gpus-per-trial 1]   run a sweep's trials
     tracklet sweep ls | show ID | pause ID | resume ID | stop ID | extend ID --run-cap N

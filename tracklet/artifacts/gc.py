@@ -1,0 +1,360 @@
+"""Garbage collection of the local artifact store: remove what no version needs any more.
+
+Deleting a version (``tracklet artifact rm``) only drops its registry entry (leaving a tombstone);
+its bytes stay until a collection (``tracklet artifact gc``), which
+
+1. counts references (mark): every live version's manifest blob, each file entry's blob or recipe
+   blob, every chunk of each referenced recipe, and the digests that other users of the blob store
+   declare live (``register_live_digests``);
+2. removes (sweep) the blobs deleted versions referenced that nothing else does: no live version,
+   and no run record log of the data root (media and tables keep their blobs in the same store and
+   name them in run logs, which are scanned for the candidates' digests). A blob no version ever
+   referenced is never removed (it may be another feature's, or another data root's sharing the
+   directory). It also removes every pack none of whose chunks a live version needs. Nothing
+   written within the grace period (default a day: ``grace=``) is removed; a pack at least half of whose
+   bytes are unreferenced is repacked (its live chunks copied into a new pack, checked against
+   their ids, the index moved to it, the old pack removed); a pack with fewer dead bytes is kept
+   whole (they are reported);
+3. removes temporaries (``blobs/tmp``, ``packs/tmp``) older than a day, which killed writers left.
+
+It holds the store's ``gc.lock`` exclusively: commits and downloads hold it shared, so no commit in
+flight can be relying on a blob or chunk that is being removed. A manifest or recipe that can't be
+read stops the collection before anything is removed (what it references can't be known).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from tracklet.artifacts.blobs import STALE_PARTIAL_SECONDS
+from tracklet.artifacts.manifest import Manifest, is_sha256
+from tracklet.artifacts.registry import DELETED
+from tracklet.artifacts.storage import CHUNK_INDEX_FILE, ArtifactStore, Progress, recipe_of, store_lock
+from tracklet.errors import ArtifactError, PackCorrupt
+
+DEFAULT_GRACE_SECONDS = 24 * 3600
+#: A pack whose unreferenced chunks take at least this share of its data bytes is rewritten.
+REPACK_DEAD_SHARE = 0.5
+
+_live_sources: list[Callable[[ArtifactStore], Iterable[str]]] = []
+
+
+def register_live_digests(source: Callable[[ArtifactStore], Iterable[str]]) -> None:
+    """Declare blobs that something other than an artifact manifest keeps in this store (media
+    files of runs, say): ``source(store)`` yields their sha256 digests, which ``collect`` keeps."""
+    if source not in _live_sources:
+        _live_sources.append(source)
+
+
+@dataclasses.dataclass
+class GcReport:
+    """What a collection found and removed (or, with ``dry_run``, would remove)."""
+
+    dry_run: bool
+    versions: int = 0
+    referenced_blobs: int = 0
+    referenced_chunks: int = 0
+    blobs_removed: int = 0
+    blob_bytes: int = 0
+    packs_removed: int = 0
+    pack_bytes: int = 0
+    chunks_removed: int = 0
+    temporaries_removed: int = 0
+    temporary_bytes: int = 0
+    kept_in_grace: int = 0  # unreferenced, but written within the grace period
+    dead_bytes_in_live_packs: int = 0  # unreferenced chunks kept in packs that still hold live ones
+    packs_repacked: int = 0  # packs mostly unreferenced, whose live chunks were copied to new packs
+    repack_bytes: int = 0  # bytes of those old packs (freed) ...
+    repack_written: int = 0  # ... and of the new packs written for their live chunks
+    damaged_packs: list[str] = dataclasses.field(default_factory=list)
+    removed: list[str] = dataclasses.field(default_factory=list)  # paths, relative to the store
+
+    @property
+    def freed_bytes(self) -> int:
+        return self.blob_bytes + self.pack_bytes + self.temporary_bytes + self.repack_bytes - self.repack_written
+
+
+def reference_counts(store: ArtifactStore) -> tuple[collections.Counter[str], set[bytes], int]:
+    """(references to each blob by the versions' manifests and entries, the set of live chunk
+    ids, the number of versions). ``ArtifactError`` if a manifest or recipe can't be read."""
+    counts: collections.Counter[str] = collections.Counter()
+    recipes: set[str] = set()
+    versions = 0
+    registry = store.registry
+    for project in registry.projects():
+        for name in registry.collections(project):
+            for info in registry.versions(project, name):
+                versions += 1
+                counts[info.manifest] += 1
+                try:
+                    manifest = store.manifest(info)
+                except ArtifactError as error:
+                    raise ArtifactError(f"gc stopped, nothing removed: can't read the manifest of "
+                                        f"{info.qualified_name}: {error}") from None
+                for entry in manifest:
+                    recipe = recipe_of(entry)
+                    if recipe is not None:
+                        counts[recipe] += 1
+                        recipes.add(recipe)
+                    elif entry.ref is None:
+                        counts[entry.digest] += 1
+    for source in _live_sources:
+        counts.update(source(store))
+    chunks: set[bytes] = set()
+    for recipe in recipes:
+        try:
+            chunks.update(store.read_recipe(recipe, f"recipe blob {recipe}").chunk_ids)
+        except ArtifactError as error:
+            raise ArtifactError(f"gc stopped, nothing removed: {error}") from None
+    return counts, chunks, versions
+
+
+def deleted_references(store: ArtifactStore) -> set[str]:
+    """The blobs that deleted versions (tombstones) referenced: their manifests, the files'
+    blobs, the recipes. A tombstone whose manifest is gone or unreadable contributes what it can."""
+    candidates: set[str] = set()
+    projects = store.registry.root / "projects"
+    for tombstone in sorted(projects.glob(f"*/*/versions/*{DELETED}")) if projects.is_dir() else []:
+        try:
+            manifest_blob = json.loads(tombstone.read_bytes())["manifest"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not is_sha256(manifest_blob):
+            continue
+        candidates.add(manifest_blob)
+        try:
+            manifest = Manifest.from_bytes(store.blobs.read_bytes(manifest_blob))
+        except ArtifactError:
+            continue
+        for entry in manifest:
+            try:
+                recipe = recipe_of(entry)
+            except ArtifactError:
+                continue
+            if recipe is not None:
+                candidates.add(recipe)
+            elif entry.ref is None:
+                candidates.add(entry.digest)
+    return candidates
+
+
+def named_in_run_logs(data_root: Path, digests: set[str]) -> set[str]:
+    """Those of ``digests`` that appear in a run record log under ``data_root``: the raw bytes are
+    searched (records are uncompressed protobuf, so a digest field is its hex text), which finds the
+    references of every record kind, media and tables included, without decoding."""
+    from tracklet.core.layout import iter_runs
+
+    found: set[str] = set()
+    wanted = {digest.encode() for digest in digests}
+    if not wanted:
+        return found
+    pattern = re.compile(rb"[0-9a-f]{64}")
+    overlap = 63
+    for paths in iter_runs(data_root):
+        try:
+            with open(paths.log_file, "rb") as handle:
+                tail = b""
+                while block := handle.read(16 << 20):
+                    data = tail + block
+                    if len(wanted) <= 16:
+                        found.update(d.decode() for d in wanted if d in data)
+                    else:
+                        found.update(m.decode() for m in pattern.findall(data) if m in wanted)
+                    wanted -= {d.encode() for d in found}
+                    tail = data[-overlap:]
+                    if not wanted:
+                        return found
+        except OSError:
+            continue
+    return found
+
+
+def collect(store: ArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False,
+            progress: Progress | None = None, now: float | None = None) -> GcReport:
+    """Remove what no version references (see the module's docstring); what was (or would be) freed."""
+    report = GcReport(dry_run=dry_run)
+    with store_lock(store.directory, exclusive=True):
+        counts, live_chunks, report.versions = reference_counts(store)
+        report.referenced_blobs, report.referenced_chunks = len(counts), len(live_chunks)
+        now = time.time() if now is None else now
+        cutoff = now - grace
+        candidates = {digest for digest in deleted_references(store) if not counts[digest]}
+        candidates -= named_in_run_logs(store.data_root, candidates)
+        sparse: list[str] = []
+        doomed = _dead_blobs(store, candidates, cutoff, report)
+        doomed += _dead_packs(store, live_chunks, cutoff, report, sparse)
+        doomed += _stale_temporaries(store, now - STALE_PARTIAL_SECONDS, report)
+        if sparse:
+            doomed += _repack(store, sparse, live_chunks, report, dry_run)
+        if progress is not None:
+            progress.start(len(doomed), sum(size for _, size, _ in doomed))
+        if not dry_run:
+            # The index forgets a pack before its file goes: killed in between, a pack without
+            # rows is re-indexed and removed next time; the other order would leave the index
+            # naming chunks in a missing pack, which a commit would then skip writing.
+            _forget(store, doomed)
+        base = store.directory
+        for path, size, _kind in doomed:
+            report.removed.append(path.relative_to(base).as_posix())
+            if not dry_run:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+            if progress is not None:
+                progress.advance(1, size)
+    return report
+
+
+def _dead_blobs(store: ArtifactStore, candidates: set[str], cutoff: float,
+                report: GcReport) -> list[tuple[Path, int, str]]:
+    doomed = []
+    for digest in sorted(candidates):
+        path = store.blobs.local_path(digest)
+        if path is None:
+            continue
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue  # collected already
+        if stat.st_mtime >= cutoff:
+            report.kept_in_grace += 1
+            continue
+        doomed.append((path, stat.st_size, "blob"))
+        report.blobs_removed += 1
+        report.blob_bytes += stat.st_size
+    return doomed
+
+
+def _dead_packs(store: ArtifactStore, live: set[bytes], cutoff: float, report: GcReport,
+                sparse: list[str]) -> list[tuple[Path, int, str]]:
+    """Packs with no live chunk (to remove); those mostly dead are appended to ``sparse``."""
+    if not (store.directory / "packs").is_dir():
+        return []
+    doomed = []
+    with store._chunk_lock:
+        packs, index = store.chunks()
+        try:
+            index.rebuild(packs)  # packs a killed writer renamed into place but never indexed
+        except PackCorrupt as error:
+            report.damaged_packs.append(str(error))
+        for pack_id, size in sorted(index.packs().items()):
+            chunks = index.pack_chunks(pack_id)
+            dead = sum(length for cid, length in chunks if cid not in live)
+            path = Path(packs.pack_path(pack_id))
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # indexed but gone: only the index rows are left to drop
+                doomed.append((path, 0, f"pack:{pack_id}"))
+                continue
+            total = sum(length for _, length in chunks)
+            if chunks and dead < total:
+                if dead >= REPACK_DEAD_SHARE * total and mtime < cutoff:
+                    sparse.append(pack_id)
+                else:
+                    report.dead_bytes_in_live_packs += dead
+                continue
+            if mtime >= cutoff:
+                report.kept_in_grace += 1
+                continue
+            doomed.append((path, size, f"pack:{pack_id}"))
+            report.packs_removed += 1
+            report.pack_bytes += size
+            report.chunks_removed += len(chunks)
+    return doomed
+
+
+def _repack(store: ArtifactStore, pack_ids: list[str], live: set[bytes], report: GcReport,
+            dry_run: bool) -> list[tuple[Path, int, str]]:
+    """Copy the live chunks of mostly dead packs into new packs and point the index at them; the
+    old packs, to remove. Crash-safe in any order: a new pack not yet indexed has no chunk rows
+    once re-indexed (its chunks are placed elsewhere), an old pack whose rows moved has none left;
+    either is then removed as dead by the next collection."""
+    from tracklet.artifacts.packs import PackWriter, _blake3
+
+    doomed = []
+    with store._chunk_lock:
+        packs, index = store.chunks()
+        sizes = index.packs()
+        if dry_run:
+            for pack_id in pack_ids:
+                chunks = index.pack_chunks(pack_id)
+                live_bytes = sum(length for cid, length in chunks if cid in live)
+                report.packs_repacked += 1
+                report.repack_bytes += sizes[pack_id]
+                report.repack_written += live_bytes + 44 * sum(1 for cid, _ in chunks if cid in live) + 20
+                doomed.append((Path(packs.pack_path(pack_id)), sizes[pack_id], f"pack:{pack_id}"))
+            return doomed
+        with PackWriter(packs, None) as writer:  # no index: these chunks are indexed, in the old packs
+            for pack_id in pack_ids:
+                placed = {cid for cid, _ in index.pack_chunks(pack_id)}
+                data = memoryview(packs.fs.cat_file(packs.pack_path(pack_id)))
+                for cid, offset, length in packs.read_entries(pack_id):
+                    if cid in live and cid in placed:
+                        piece = data[offset:offset + length]
+                        if _blake3(piece) != cid:
+                            raise ArtifactError(f"gc stopped repacking: chunk {cid.hex()} in pack {pack_id} is damaged")
+                        writer.add_chunk(cid, piece)
+        for info in writer.packs:
+            index.move_chunks(info)
+            report.repack_written += info.size
+        for pack_id in pack_ids:
+            report.packs_repacked += 1
+            report.repack_bytes += sizes[pack_id]
+            doomed.append((Path(packs.pack_path(pack_id)), sizes[pack_id], f"pack:{pack_id}"))
+    return doomed
+
+
+def _stale_temporaries(store: ArtifactStore, cutoff: float, report: GcReport) -> list[tuple[Path, int, str]]:
+    doomed = []
+    for folder in (Path(store.blobs.base) / "tmp", store.directory / "packs" / "tmp"):
+        for path in _files(folder):
+            stat = path.stat()
+            if stat.st_mtime < cutoff:
+                doomed.append((path, stat.st_size, "temporary"))
+                report.temporaries_removed += 1
+                report.temporary_bytes += stat.st_size
+    return doomed
+
+
+def _forget(store: ArtifactStore, doomed: list[tuple[Path, int, str]]) -> None:
+    """Drop removed packs from the chunk index, and shortcuts to removed recipe blobs."""
+    pack_ids = [kind.split(":", 1)[1] for _, _, kind in doomed if kind.startswith("pack:")]
+    blobs = [path.name for path, _, kind in doomed if kind == "blob"]
+    if not pack_ids and not (blobs and (store.directory / CHUNK_INDEX_FILE).exists()):
+        return
+    with store._chunk_lock:
+        _, index = store.chunks()
+        index.remove_packs(pack_ids)
+        index.forget_recipes(blobs)
+
+
+def _files(base: Path) -> Iterable[Path]:
+    if not base.is_dir():
+        return []
+    return [Path(folder, name) for folder, _, names in os.walk(base) for name in names]
+
+
+def summary(report: GcReport) -> str:
+    """One line saying what was (or would be) freed."""
+    verb = "would free" if report.dry_run else "freed"
+    text = (f"{verb} {report.freed_bytes:,} bytes: {report.blobs_removed:,} blob(s) ({report.blob_bytes:,} B), "
+            f"{report.packs_removed:,} pack(s) of {report.chunks_removed:,} chunk(s) ({report.pack_bytes:,} B), "
+            f"{report.temporaries_removed:,} stale temporary file(s) ({report.temporary_bytes:,} B); "
+            f"{report.versions:,} version(s) keep {report.referenced_blobs:,} blob(s) and "
+            f"{report.referenced_chunks:,} chunk(s)")
+    if report.kept_in_grace:
+        text += f"; {report.kept_in_grace:,} unreferenced file(s) kept, younger than the grace period"
+    if report.packs_repacked:
+        text += (f"; {report.packs_repacked:,} mostly unreferenced pack(s) rewritten: {report.repack_bytes:,} B "
+                 f"replaced by {report.repack_written:,} B")
+    if report.dead_bytes_in_live_packs:
+        text += f"; {report.dead_bytes_in_live_packs:,} B of unreferenced chunks stay in packs with live ones"
+    return text

@@ -188,7 +188,7 @@ class ArtifactVerifyError(ArtifactError):
 
 
 class UnsupportedReference(ArtifactError, NotImplementedError):
-    """``add_reference`` with a URI scheme this version cannot record (only ``file://`` so far)."""
+    """``add_reference`` with a URI scheme this version cannot record (s3://, gs://, file:// and http(s):// are recorded)."""
 
 
 # ---------------------------------------------------------------- importers and integrations

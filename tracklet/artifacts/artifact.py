@@ -10,6 +10,7 @@ went wrong. A committed version is immutable: ``new_draft()`` starts the next ve
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -19,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
+from tracklet.artifacts.entries import LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
-from tracklet.errors import ArtifactError, UnsupportedReference
+from tracklet.errors import ArtifactError
 
 if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore, CommitResult
@@ -231,34 +232,31 @@ class Artifact:
 
     def add_reference(self, uri: str, name: str | None = None, checksum: bool = True,
                       max_objects: int | None = None) -> list[str]:
-        """Record files that stay where they are: ``file://`` paths (a file, or every file under
-        a directory), with their size, modification time and, if ``checksum``, sha256. Returns
-        the names added. Other schemes raise ``UnsupportedReference`` in this version."""
+        """Record files that stay where they are; returns the names added. ``file://`` (a file,
+        or every file under a directory), ``s3://`` and ``gs://`` (an object, or every object
+        under a prefix), ``http(s)://`` (one URL). What each records (ETag, version id, size,
+        mtime, sha256 for files with ``checksum``), and how ``download()`` checks it:
+        ``tracklet.artifacts.references``. A directory or prefix holding more than
+        ``max_objects`` files is refused. ``checksum=False`` records the URI alone."""
+        from tracklet.artifacts.references import expand
+
         self._check_draft()
-        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-        if scheme != "file":
-            raise UnsupportedReference(
-                f"artifact {self._name!r}: references with scheme {scheme or '(none)'!r} ({uri}) are not supported "
-                "yet; only file:// references are (the bytes of other URIs are neither copied nor recorded)")
-        path = os.path.abspath(uri_path(uri))
-        if os.path.isfile(path):
-            entry_name = name if name is not None else os.path.basename(path)
-            self._add(entry_name, FileReference(uri, path, bool(checksum)))
-            return [check_entry_path(entry_name)]
-        if not os.path.isdir(path):
-            raise ArtifactError(f"artifact {self._name!r}: reference {uri} can't be reached: {path} does not exist")
+        items = expand(self._name, uri, name, bool(checksum), max_objects)
+        for entry_name, _ in items:  # every name checked before any is added
+            check_entry_path(entry_name)
         added: list[str] = []
-        prefix = check_entry_path(name) + "/" if name else ""
-        for base, directories, file_names in os.walk(path):
-            directories.sort()
-            for file_name in sorted(file_names):
-                file_path = os.path.join(base, file_name)
-                relative = Path(file_path).relative_to(path).as_posix()
-                if max_objects is not None and len(added) >= max_objects:
-                    raise ArtifactError(f"artifact {self._name!r}: reference {uri} has more than max_objects="
-                                        f"{max_objects} files")
-                self._add(prefix + relative, FileReference(Path(file_path).as_uri(), file_path, bool(checksum)))
-                added.append(prefix + relative)
+        try:
+            for entry_name, item in items:
+                path = check_entry_path(entry_name)
+                if isinstance(item, ManifestEntry) and item.path != path:
+                    item = dataclasses.replace(item, path=path)
+                self._add(path, item)
+                added.append(path)
+        except ArtifactError:  # all or nothing: a clash leaves the draft as it was
+            for path in added:
+                del self._pending[path]
+            self._dirs = None
+            raise
         return added
 
     def remove(self, item: str) -> None:

@@ -42,6 +42,7 @@ from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_pa
 from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, parallel_map,
                                        sha256_file, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
+from tracklet.artifacts.references import check_file_reference, content_digest, is_remote, known_size
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.errors import ArtifactError, ArtifactVerifyError, ChunkStoreError, RecipeError
 
@@ -381,7 +382,8 @@ class ArtifactStore:
         """Materialize a version's files under ``root``: each checked against its digest first
         (blobs through the stat cache: an unchanged blob is not read again), then made by
         reflink, hard link or copy; files already there with the right content are left alone.
-        ``ArtifactVerifyError`` names every file whose stored bytes are missing or damaged."""
+        ``ArtifactVerifyError`` names every file whose stored bytes are missing or damaged, and
+        every reference that can't be reached or changed (``tracklet.artifacts.references``)."""
         with store_lock(self.directory, exclusive=False):
             return self._download(info, manifest, root, link, progress)
 
@@ -392,7 +394,9 @@ class ArtifactStore:
             progress.start(len(manifest), manifest.size)
         sources = self._sources(info, manifest)
         targets = {entry.path: root.joinpath(*entry.path.split("/")) for entry in manifest}
-        present = [str(target) for target in targets.values() if target.is_file()]
+        self._fetch_references(info, [entry for entry in manifest if is_remote(entry)], targets, progress)
+        present = [str(targets[entry.path]) for entry in manifest
+                   if content_digest(entry) and targets[entry.path].is_file()]
         try:
             have = self.hasher.digest_files(present)
         except OSError:
@@ -400,14 +404,17 @@ class ArtifactStore:
         made: list[str] = []
         for entry in manifest:
             target = targets[entry.path]
-            if have.get(str(target), ("",))[0] == entry.digest:
+            if is_remote(entry):
+                continue
+            if content_digest(entry) and have.get(str(target), ("",))[0] == entry.digest:
                 if progress is not None:
                     progress.advance(1, entry.size)
                 continue
             on_bytes = None if progress is None or isinstance(sources[entry.path], Path) else \
                 partial(progress.advance, 0)
             self._materialize_entry(info, entry, sources[entry.path], target, link, on_bytes)
-            made.append(str(target))
+            if content_digest(entry):  # only a sha256 of the bytes may go into the stat cache
+                made.append(str(target))
             if progress is not None:
                 progress.advance(1, 0 if on_bytes is not None else entry.size)
         learned = {}
@@ -420,14 +427,41 @@ class ArtifactStore:
         self.hasher.cache.put_many(learned)
         return root
 
+    def _fetch_references(self, info: VersionInfo, entries: list[ManifestEntry], targets: dict[str, Path],
+                          progress: Progress | None) -> None:
+        """Fetch remote references (in parallel), each checked against what was recorded;
+        ``ArtifactVerifyError`` naming each one that can't be reached or changed."""
+        from tracklet.artifacts.references import fetch
+
+        def one(entry: ManifestEntry) -> str | None:
+            target = targets[entry.path]
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fetch(entry, target)
+            except (ArtifactError, OSError) as error:
+                return str(error)
+            return None
+
+        outcomes = parallel_map(one, entries, self.hasher.workers, "tracklet-fetch")
+        if progress is not None:
+            progress.advance(len(entries), sum(entry.size for entry in entries))
+        problems = {entry.path: why for entry, why in zip(entries, outcomes) if why is not None}
+        if problems:
+            raise ArtifactVerifyError(
+                f"artifact {info.qualified_name}: {len(problems)} reference(s) can't be downloaded: "
+                + "; ".join(f"{path}: {why}" for path, why in sorted(problems.items())[:20]), problems)
+
     def _sources(self, info: VersionInfo, manifest: Manifest) -> dict[str, Any]:
-        """Each entry's local source (its blob, or the referenced file), checked against its
-        digest; a chunked entry's source is its recipe, whose chunks are checked to be stored (the
-        bytes are checked as the file is rebuilt)."""
+        """Each local entry's source (its blob, or the referenced file), checked against its
+        digest (an unchecksummed file reference: against its recorded size and mtime); a chunked
+        entry's source is its recipe, whose chunks are checked to be stored (the bytes are checked
+        as the file is rebuilt). Remote references are fetched apart (``_fetch_references``)."""
         sources: dict[str, Any] = {}
         problems: dict[str, str] = {}
         chunked = {}
         for entry in manifest:
+            if is_remote(entry):
+                continue
             try:
                 recipe_blob = recipe_of(entry)
             except ArtifactError as error:
@@ -436,10 +470,11 @@ class ArtifactStore:
             if recipe_blob is not None:
                 chunked[entry.path] = recipe_blob
             elif entry.ref is not None:
-                if not entry.ref.startswith("file://"):
-                    problems[entry.path] = f"reference {entry.ref} can't be downloaded by this version"
-                    continue
                 sources[entry.path] = Path(uri_path(entry.ref))
+                if not content_digest(entry):
+                    problem = check_file_reference(entry, sources[entry.path])
+                    if problem is not None:
+                        problems[entry.path] = problem
             else:
                 local = self.blobs.local_path(entry.digest)
                 if local is None:
@@ -447,7 +482,7 @@ class ArtifactStore:
                 sources[entry.path] = local
         problems.update(self._check_recipes(manifest, chunked, sources))
         checked = {path: source for path, source in sources.items()
-                   if path not in chunked and manifest[path].extra.get("checksum", True) is not False}
+                   if path not in chunked and content_digest(manifest[path])}
         digests: dict[str, tuple[str, int]] = {}
         try:
             digests = self.hasher.digest_files([str(source) for source in checked.values()])
@@ -570,6 +605,16 @@ def verify_tree(info: VersionInfo, manifest: Manifest, root: Path) -> None:
     problems: dict[str, str] = {}
     for entry in manifest:
         path = root.joinpath(*entry.path.split("/"))
+        if not content_digest(entry):  # a reference recorded by its identity: its size, if known
+            try:
+                size = path.stat().st_size
+            except OSError as error:
+                problems[entry.path] = f"missing ({error.strerror or error})"
+                continue
+            expected = known_size(entry)
+            if expected is not None and size != expected:
+                problems[entry.path] = f"size mismatch ({size:,} bytes; the manifest says {expected:,} bytes)"
+            continue
         try:
             digest, size = sha256_file(path)
         except OSError as error:

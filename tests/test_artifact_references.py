@@ -1,0 +1,258 @@
+"""Artifact references (tracklet/artifacts/references.py): s3:// against a real S3-speaking server
+(s3rver, tests/s3server.py), http(s):// against a real HTTP server on loopback (http.server in a
+thread, with ETag and Last-Modified written here), file:// on disk. Bytes are never copied into the
+store; ``download()`` fetches them and refuses, naming the URI, a reference that changed or is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
+
+import tracklet
+from tracklet.errors import ArtifactError, ArtifactVerifyError
+
+
+def _blob_count(root: Path) -> int:
+    return sum(1 for p in (root / "artifacts" / "blobs" / "sha256").rglob("*") if p.is_file())
+
+
+def _tree(base: Path) -> dict[str, bytes]:
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------- s3:// (s3rver)
+
+
+@pytest.fixture
+def s3(s3rver, monkeypatch) -> Iterator[tuple[object, str]]:
+    """The s3rver bucket through the standard AWS variables, and a prefix of this test's own."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3rver)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield s3_filesystem(s3rver), f"{BUCKET}/refs-{uuid.uuid4().hex[:8]}"
+
+
+def test_s3_references_record_etag_and_size_never_copy_and_download_byte_exact(start, root, s3, tmp_path):
+    fs, prefix = s3
+    objects = {"data/a.bin": os.urandom(200_000), "data/deep/b.txt": b"bee\n", "data/empty": b"",
+               "database.csv": b"not under data/\n", "single.bin": os.urandom(5000)}
+    for key, payload in objects.items():
+        fs.pipe(f"{prefix}/{key}", payload)
+    run = start()
+    artifact = tracklet.Artifact("s3refs", "dataset")
+    names = artifact.add_reference(f"s3://{prefix}/data", name="train")
+    assert names == ["train/a.bin", "train/deep/b.txt", "train/empty"]  # the directory, not a string prefix
+    assert artifact.add_reference(f"s3://{prefix}/single.bin") == ["single.bin"]
+    run.log_artifact(artifact).wait()
+    run.finish()
+
+    entry = artifact.manifest["train/a.bin"]
+    assert entry.ref == f"s3://{prefix}/data/a.bin" and entry.size == 200_000
+    assert entry.extra["etag"] == hashlib.md5(objects["data/a.bin"]).hexdigest()  # s3rver's ETag: the MD5
+    assert _blob_count(root) == 1  # the manifest only: no referenced bytes were copied
+    out = Path(artifact.download(tmp_path / "out"))
+    assert _tree(out) == {"train/a.bin": objects["data/a.bin"], "train/deep/b.txt": b"bee\n", "train/empty": b"",
+                          "single.bin": objects["single.bin"]}
+    artifact.verify(out)
+    assert artifact.download(tmp_path / "out") == str(out)  # again: fetched and checked again, same bytes
+    assert _tree(out)["single.bin"] == objects["single.bin"]
+    with open(out / "single.bin", "ab") as handle:
+        handle.write(b"x")
+    with pytest.raises(ArtifactVerifyError, match="single.bin: size mismatch"):
+        artifact.verify(out)
+
+    # Changed since it was recorded: refused, naming the URI; nothing half-written is left.
+    fs.pipe(f"{prefix}/data/deep/b.txt", b"changed\n")
+    fs.rm(f"{prefix}/single.bin")
+    with pytest.raises(ArtifactVerifyError) as raised:
+        artifact.download(tmp_path / "out2")
+    problems = raised.value.problems
+    assert set(problems) == {"train/deep/b.txt", "single.bin"}
+    assert f"s3://{prefix}/data/deep/b.txt changed: its ETag is now" in problems["train/deep/b.txt"]
+    assert f"s3://{prefix}/single.bin can't be reached" in problems["single.bin"]
+    leftovers = [p.name for p in (tmp_path / "out2").rglob("*") if p.name.endswith(".partial")]
+    assert leftovers == []
+
+
+def test_s3_prefix_bounded_by_max_objects_and_unreachable_references_are_clear_errors(start, s3, monkeypatch):
+    fs, prefix = s3
+    for index in range(3):
+        fs.pipe(f"{prefix}/many/{index}.txt", b"%d" % index)
+    artifact = tracklet.Artifact("bounded", "dataset")
+    with pytest.raises(ArtifactError, match=rf"s3://{prefix}/many has more than max_objects=2 objects"):
+        artifact.add_reference(f"s3://{prefix}/many", max_objects=2)
+    assert artifact.files() == []  # nothing half-added
+    assert len(artifact.add_reference(f"s3://{prefix}/many", max_objects=3)) == 3
+    with pytest.raises(ArtifactError, match=rf"s3://{prefix}/nothing-here can't be reached"):
+        artifact.add_reference(f"s3://{prefix}/nothing-here")
+    with pytest.raises(ArtifactError, match="s3://no-such-bucket-xyz/key can't be reached"):
+        artifact.add_reference("s3://no-such-bucket-xyz/key")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")  # no credentials at all: botocore's own error, named
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    with pytest.raises(ArtifactError, match=rf"s3://{prefix}/many/0.txt can't be reached: NoCredentialsError"):
+        artifact.add_reference(f"s3://{prefix}/many/0.txt", name="again.txt")
+
+
+def test_s3_reference_without_checksum_records_the_uri_alone(start, root, s3, tmp_path):
+    fs, prefix = s3
+    fs.pipe(f"{prefix}/loose.bin", b"first")
+    run = start()
+    artifact = tracklet.Artifact("loose", "dataset")
+    assert artifact.add_reference(f"s3://{prefix}/loose.bin", checksum=False) == ["loose.bin"]
+    run.log_artifact(artifact).wait()
+    run.finish()
+    assert artifact.manifest["loose.bin"].extra == {"checksum": False}
+    fs.pipe(f"{prefix}/loose.bin", b"second, longer")  # nothing was recorded to check against
+    out = Path(artifact.download(tmp_path / "out"))
+    assert (out / "loose.bin").read_bytes() == b"second, longer"
+    artifact.verify(out)
+
+
+# ---------------------------------------------------------------- http(s):// (http.server)
+
+
+class _Site:
+    """What the loopback HTTP server serves: path -> bytes, with an ETag and a Last-Modified."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.modified: dict[str, float] = {}
+        self.send_etag = True
+        self.allow_head = True
+        self.requests: list[str] = []
+
+    def put(self, path: str, payload: bytes, modified: float | None = None) -> None:
+        self.files[path] = payload
+        self.modified[path] = modified if modified is not None else time.time()
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[_Site, str]]:
+    served = _Site()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, body: bool) -> None:
+            payload = served.files.get(self.path)
+            if payload is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            if served.send_etag:
+                self.send_header("ETag", f'"{hashlib.sha256(payload).hexdigest()[:16]}"')
+            self.send_header("Last-Modified", formatdate(served.modified[self.path], usegmt=True))
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if body:
+                self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's names)
+            served.requests.append(f"GET {self.path}")
+            self._answer(True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            served.requests.append(f"HEAD {self.path}")
+            if not served.allow_head:
+                self.send_error(405)
+                return
+            self._answer(False)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_http_references_record_validators_and_download_checks_them(start, root, site, tmp_path):
+    served, base = site
+    weights = os.urandom(300_000)
+    served.put("/models/weights.bin", weights)
+    served.put("/vocab.txt", b"a\nb\n", modified=1_700_000_000)
+    run = start()
+    artifact = tracklet.Artifact("webrefs", "model")
+    assert artifact.add_reference(f"{base}/models/weights.bin") == ["weights.bin"]
+    served.send_etag = False
+    served.allow_head = False  # answered with a GET's headers
+    assert artifact.add_reference(f"{base}/vocab.txt", name="meta/vocab.txt") == ["meta/vocab.txt"]
+    assert served.requests == ["HEAD /models/weights.bin", "HEAD /vocab.txt", "GET /vocab.txt"]
+    run.log_artifact(artifact).wait()
+    run.finish()
+
+    entry = artifact.manifest["weights.bin"]
+    assert entry.ref == f"{base}/models/weights.bin" and entry.size == 300_000
+    assert entry.extra["etag"] == f'"{hashlib.sha256(weights).hexdigest()[:16]}"'
+    assert entry.extra["content_length"] == 300_000 and "last_modified" in entry.extra
+    vocab = artifact.manifest["meta/vocab.txt"]
+    assert "etag" not in vocab.extra and vocab.extra["last_modified"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert _blob_count(root) == 1  # the manifest only
+
+    served.send_etag = True
+    out = Path(artifact.download(tmp_path / "out"))
+    assert _tree(out) == {"weights.bin": weights, "meta/vocab.txt": b"a\nb\n"}
+
+    served.put("/models/weights.bin", weights[:-1] + b"\0")  # same length, new ETag
+    served.put("/vocab.txt", b"a\nb\n", modified=1_800_000_000)  # no ETag recorded: Last-Modified is checked
+    with pytest.raises(ArtifactVerifyError) as raised:
+        artifact.download(tmp_path / "out2")
+    assert f"{base}/models/weights.bin changed: ETag is now" in raised.value.problems["weights.bin"]
+    assert f"{base}/vocab.txt changed: Last-Modified is now" in raised.value.problems["meta/vocab.txt"]
+    del served.files["/models/weights.bin"]
+    with pytest.raises(ArtifactVerifyError, match=rf"{base}/models/weights.bin can't be reached: HTTP 404"):
+        artifact.download(tmp_path / "out3")
+    with pytest.raises(ArtifactError, match=rf"{base}/gone can't be reached: HTTP 404"):
+        tracklet.Artifact("x", "dataset").add_reference(f"{base}/gone")
+    with pytest.raises(ArtifactError, match="http://127.0.0.1:9/x can't be reached"):
+        tracklet.Artifact("x", "dataset").add_reference("http://127.0.0.1:9/x")
+
+
+# ---------------------------------------------------------------- gs:// and file://
+
+
+def test_gs_references_need_gcsfs_and_say_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if it were not installed (import raises ImportError)
+    with pytest.raises(ArtifactError, match=r"gs:// references need gcsfs, which is not installed"):
+        tracklet.Artifact("gcs", "dataset").add_reference("gs://bucket/object")
+    artifact = tracklet.Artifact("gcs", "dataset")  # without a checksum, nothing is looked up
+    assert artifact.add_reference("gs://bucket/dir/object.bin", checksum=False) == ["object.bin"]
+
+
+def test_unchecksummed_file_references_are_checked_by_size_and_mtime(start, root, tmp_path):
+    source = tmp_path / "big.bin"
+    source.write_bytes(b"x" * 1000)
+    run = start()
+    artifact = tracklet.Artifact("filerefs", "dataset")
+    artifact.add_reference(source.as_uri(), checksum=False)
+    run.log_artifact(artifact).wait()
+    run.finish()
+    out = Path(artifact.download(tmp_path / "out"))
+    artifact.verify(out)  # checked by size: the digest is not a hash of the bytes
+    # The download did not teach the stat cache a digest that is not the file's sha256.
+    copy = tracklet.Artifact("copy", "dataset")
+    copy.add_file(out / "big.bin")
+    copy.save("p")
+    assert copy.manifest["big.bin"].digest == hashlib.sha256(b"x" * 1000).hexdigest()
+    source.write_bytes(b"y" * 1001)
+    with pytest.raises(ArtifactVerifyError, match=r"big.bin: file://.*big.bin changed: 1,001 bytes"):
+        artifact.download(tmp_path / "out2")

@@ -300,7 +300,7 @@ def test_a_draft_dropped_unlogged_leaves_no_staged_files():
     with draft.new_file("notes.txt") as handle:
         handle.write("x")
     staging = Path(draft._staging)
-    assert (staging / "notes.txt").read_text() == "x"
+    assert (staging / "new" / "notes.txt").read_text() == "x"
     del draft
     gc.collect()
     assert not staging.exists()
@@ -566,50 +566,65 @@ import wandb
 run = wandb.init(project="wb", job_type="prepare")
 os.makedirs("samples/train", exist_ok=True)
 for index in range(3):
-    with open(f"samples/train/{index}.txt", "w") as handle:
-        handle.write(f"sample {index}\\n")
+    with open(f"samples/train/{index}.txt", "wb") as handle:
+        handle.write(os.urandom(1000 + index))
 dataset = wandb.Artifact("mnist", type="dataset", description="toy", metadata={"samples": 3})
 dataset.add_dir("samples")
 with dataset.new_file("meta/classes.json") as handle:
     json.dump(["a", "b"], handle)
 run.log_artifact(dataset, aliases=["train"])
 with open("model.pt", "wb") as handle:
-    handle.write(b"weights" * 1000)
+    handle.write(os.urandom(7000))
 model = wandb.Artifact("classifier", type="model")
 model.add_file("model.pt")
 logged = wandb.log_artifact(model, aliases=["best"])
-logged.wait()
-wandb.log_model("model.pt", name="weights-file", aliases=["prod"]).wait()
-print(json.dumps({"id": run.id, "dataset": dataset.wait().version, "model": logged.version,
+wandb.log_model("model.pt", name="weights-file", aliases=["prod"])     # one file
+os.makedirs("bert", exist_ok=True)
+for name in ("config.json", "weights.bin"):
+    with open(os.path.join("bert", name), "wb") as handle:
+        handle.write(os.urandom(500))
+run.log_model("bert", aliases=["best"])                                # a directory: run-<id>-bert
+print(json.dumps({"id": run.id, "dataset": dataset.wait().version, "model": logged.wait().version,
                   "is_wandb": isinstance(logged, wandb.Artifact)}))
 wandb.finish()
 """
 
 _WANDB_CONSUMER = """
-import json, os
+import hashlib, json, os, sys
 import wandb
+
+def tree(path):
+    return {os.path.relpath(os.path.join(base, name), path): hashlib.sha256(open(os.path.join(base, name), "rb").read()).hexdigest()
+            for base, _, names in os.walk(path) for name in names}
 
 run = wandb.init(project="wb", job_type="evaluate")
 dataset = run.use_artifact("mnist:train")
 data_dir = dataset.download()
 model_dir = wandb.use_artifact("wb/classifier:best", type="model").download(root="model")
-with open(os.path.join(model_dir, "model.pt"), "rb") as handle:
-    weights = handle.read()
-files = sorted(os.path.relpath(os.path.join(base, name), data_dir)
-               for base, _, names in os.walk(data_dir) for name in names)
 api_model = wandb.Api().artifact("wb/classifier:latest")
-model_path = run.use_model("weights-file:prod")
-print(json.dumps({"id": run.id, "files": files, "weights": len(weights), "version": dataset.version,
+model_file = run.use_model("weights-file:prod")                          # one file: its path
+bert_dir = wandb.use_model(f"run-{sys.argv[1]}-bert:best")               # several: the directory
+try:
+    run.use_model("mnist:train")
+    not_a_model = None
+except AssertionError as error:
+    not_a_model = str(error)
+print(json.dumps({"id": run.id, "data": tree(data_dir), "model": tree(model_dir), "version": dataset.version,
                   "metadata": dataset.metadata, "api": api_model.version, "type": api_model.type,
-                  "use_model": sorted(os.listdir(model_path))}))
+                  "model_file": [os.path.basename(model_file), hashlib.sha256(open(model_file, "rb").read()).hexdigest()],
+                  "bert": tree(bert_dir), "not_a_model": not_a_model}))
 wandb.finish()
 """
 
 
-def _wandb_script(tmp_path: Path, code: str) -> dict:
+def _digests(base: Path) -> dict[str, str]:
+    return {path: hashlib.sha256(data).hexdigest() for path, data in _tree(base).items()}
+
+
+def _wandb_script(tmp_path: Path, code: str, *args: str) -> dict:
     path = tmp_path / "script.py"
     path.write_text(code)
-    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--wandb", "--", sys.executable, str(path)],
+    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--wandb", "--", sys.executable, str(path), *args],
                           capture_output=True, text=True, timeout=180, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_CONSOLE": "off",
                                "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"})
@@ -623,26 +638,32 @@ def test_an_unmodified_wandb_script_logs_a_dataset_and_a_model_and_a_second_run_
     assert produced == {"id": produced["id"], "dataset": "v0", "model": "v0", "is_wandb": True}
     consumer_dir = tmp_path / "consumer"
     consumer_dir.mkdir()
-    used = _wandb_script(consumer_dir, _WANDB_CONSUMER)
-    assert used["files"] == ["meta/classes.json", "train/0.txt", "train/1.txt", "train/2.txt"]
-    assert used["weights"] == 7000 and used["version"] == "v0" and used["metadata"] == {"samples": 3}
+    used = _wandb_script(consumer_dir, _WANDB_CONSUMER, produced["id"])
+    # Byte-exact: every file as the producer wrote it.
+    samples = _digests(tmp_path / "samples")
+    assert used["data"] == {**samples, "meta/classes.json": hashlib.sha256(b'["a", "b"]').hexdigest()}
+    model_digest = hashlib.sha256((tmp_path / "model.pt").read_bytes()).hexdigest()
+    assert used["model"] == {"model.pt": model_digest}
+    assert used["model_file"] == ["model.pt", model_digest]  # use_model of a one-file model: the file
+    assert used["bert"] == _digests(tmp_path / "bert")
+    assert "only for 'model' artifacts" in used["not_a_model"]
+    assert used["version"] == "v0" and used["metadata"] == {"samples": 3}
     assert (used["api"], used["type"]) == ("v0", "model")
-    assert used["use_model"] == ["model.pt"]
-    assert (consumer_dir / "artifacts" / "mnist:v0" / "train" / "0.txt").read_text() == "sample 0\n"
 
     api = tracklet.Api(root)
-    for name in ("wb/mnist:train", "wb/classifier:best"):
+    names = ["wb/mnist:train", "wb/classifier:best", "wb/weights-file:prod", f"wb/run-{produced['id']}-bert:best"]
+    for name in names:
         version = api.artifact(name)
-        assert version.logged_by().id == produced["id"]
-        assert [run.id for run in version.used_by()] == [used["id"]]
+        assert version.logged_by().id == produced["id"], name
+        assert [run.id for run in version.used_by()] == [used["id"]], name
+    assert api.artifact(f"wb/run-{produced['id']}-bert").type == "model"
     import tracklet.compat.wandb as wandb
 
+    expected = sorted(["wb/classifier:v0", "wb/mnist:v0", "wb/weights-file:v0", f"wb/run-{produced['id']}-bert:v0"])
     consumer = wandb.Api().run(f"wb/{used['id']}")
-    assert sorted(a.qualified_name for a in consumer.used_artifacts()) == [
-        "wb/classifier:v0", "wb/mnist:v0", "wb/weights-file:v0"]
+    assert sorted(a.qualified_name for a in consumer.used_artifacts()) == expected
     producer = wandb.Api().run(f"wb/{produced['id']}")
-    assert sorted(a.qualified_name for a in producer.logged_artifacts()) == [
-        "wb/classifier:v0", "wb/mnist:v0", "wb/weights-file:v0"]
+    assert sorted(a.qualified_name for a in producer.logged_artifacts()) == expected
 
 
 def test_an_artifact_logged_just_before_the_script_ends_is_stored_at_exit(root, tmp_path):
@@ -691,3 +712,23 @@ def test_the_blob_store_works_over_any_fsspec_file_system(tmp_path):
         handle.write(b"tampered")
     with pytest.raises(ArtifactError, match="is damaged"):
         store.read_bytes(small)
+
+
+def test_a_mutable_file_is_snapshot_when_added_so_overwriting_it_after_logging_is_safe(start, root, tmp_path):
+    checkpoint = tmp_path / "model.keras"
+    checkpoint.write_bytes(b"epoch 0 weights")
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"folder v0")
+    run = start()
+    artifact = tracklet.Artifact("ckpt", "model")
+    artifact.add_file(checkpoint, policy="mutable")
+    artifact.add_dir(folder, name="dir", policy="mutable")
+    checkpoint.write_bytes(b"epoch 1 weights, rewritten in place")  # before the artifact is even logged
+    (folder / "weights.bin").unlink()
+    run.log_artifact(artifact).wait()
+    run.finish()
+    out = Path(artifact.download(tmp_path / "out"))
+    assert _tree(out) == {"model.keras": b"epoch 0 weights", "dir/weights.bin": b"folder v0"}
+    with pytest.raises(ArtifactError, match="policy must be 'mutable' or 'immutable'"):
+        tracklet.Artifact("x", "model").add_file(checkpoint, policy="copy")

@@ -343,6 +343,14 @@ def test_keras_wandb_metrics_logger(root, tmp_path):
     checkpoints = recorded.checkpoints  # WandbModelCheckpoint: Keras saved, tracklet recorded each file
     assert len(checkpoints) == 3 and checkpoints[-1].path.endswith("model.keras")
     assert checkpoints[-1].monitor == "val_loss"
+    # ... and logged each as a version of W&B's model artifact, with W&B's aliases. model.keras was
+    # overwritten every epoch: each version holds that epoch's bytes (snapshot when logged).
+    versions = tracklet.Api(root).artifact_versions(f"keras/run_{recorded.id}_model")
+    assert [(v.version, sorted(v.aliases), v.type) for v in versions] == [
+        ("v0", ["epoch_0"], "model"), ("v1", ["epoch_1"], "model"), ("v2", ["epoch_2", "latest"], "model")]
+    assert [[e.path for e in v.files()] for v in versions] == [["model.keras"]] * 3
+    assert len({v.digest for v in versions}) == 3
+    assert all(v.logged_by().id == recorded.id for v in versions)
 
 
 def test_wandb_api_reads_the_recorded_runs(root):

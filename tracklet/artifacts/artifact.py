@@ -184,21 +184,29 @@ class Artifact:
                     self._dirs.add(path)
         return self._dirs
 
-    def add_file(self, local_path: str | os.PathLike, name: str | None = None, **_ignored: Any) -> str:
+    def add_file(self, local_path: str | os.PathLike, name: str | None = None, *, policy: str = "immutable",
+                 **_ignored: Any) -> str:
         """Add a file, as ``name`` (default: its base name); returns the name. The file is read
-        when the artifact is logged, not now (change it before, not after, logging)."""
+        when the artifact is stored, after ``log_artifact`` returns (``policy="immutable"``, the
+        default: don't change or delete it before ``wait()``); ``policy="mutable"`` snapshots it
+        now (a reflink where the file system has them, else a copy), for a file about to be
+        overwritten, such as a checkpoint saved under one name every epoch."""
         self._check_draft()
+        mutable = _check_policy(self._name, policy)
         path = os.path.abspath(os.fspath(local_path))
         if not os.path.isfile(path):
             what = "is a directory (use add_dir)" if os.path.isdir(path) else "does not exist"
             raise ArtifactError(f"artifact {self._name!r}: can't add {path}: it {what}")
-        entry_name = name if name is not None else os.path.basename(path)
-        self._add(entry_name, LocalFile(path))
-        return check_entry_path(entry_name)
+        entry_name = check_entry_path(name if name is not None else os.path.basename(path))
+        self._add(entry_name, LocalFile(self._snapshot(path, entry_name) if mutable else path))
+        return entry_name
 
-    def add_dir(self, local_path: str | os.PathLike, name: str | None = None, **_ignored: Any) -> None:
-        """Add every file under a directory, as ``name/<relative path>`` (default: at the top)."""
+    def add_dir(self, local_path: str | os.PathLike, name: str | None = None, *, policy: str = "immutable",
+                **_ignored: Any) -> None:
+        """Add every file under a directory, as ``name/<relative path>`` (default: at the top);
+        ``policy`` as for ``add_file``."""
         self._check_draft()
+        mutable = _check_policy(self._name, policy)
         root = os.path.abspath(os.fspath(local_path))
         if not os.path.isdir(root):
             raise ArtifactError(f"artifact {self._name!r}: can't add directory {root}: it does not exist "
@@ -209,7 +217,30 @@ class Artifact:
             for file_name in sorted(file_names):
                 path = os.path.join(base, file_name)
                 if os.path.isfile(path):
-                    self._add(prefix + Path(path).relative_to(root).as_posix(), LocalFile(path))
+                    entry_name = prefix + Path(path).relative_to(root).as_posix()
+                    self._add(entry_name, LocalFile(self._snapshot(path, entry_name) if mutable else path))
+
+    def _staging_dir(self) -> str:
+        if self._staging is None:
+            self._staging = tempfile.mkdtemp(prefix="tracklet-artifact-")
+            # A draft dropped without being logged doesn't leave its staged files behind.
+            weakref.finalize(self, shutil.rmtree, self._staging, True)
+        return self._staging
+
+    def _snapshot(self, path: str, entry_name: str) -> str:
+        """A private copy of ``path`` in the draft's staging directory (reflink, else copy)."""
+        from tracklet.artifacts.blobs import _reflink
+
+        target = os.path.join(self._staging_dir(), "snapshots", *check_entry_path(entry_name).split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.exists(target):
+            os.unlink(target)
+        try:
+            if not _reflink(Path(path), Path(target)):
+                shutil.copyfile(path, target)
+        except OSError as error:
+            raise ArtifactError(f"artifact {self._name!r}: can't snapshot {path}: {error.strerror or error}") from None
+        return target
 
     @contextlib.contextmanager
     def new_file(self, name: str, mode: str = "x", encoding: str | None = None) -> Iterator[Any]:
@@ -219,11 +250,7 @@ class Artifact:
         entry_name = check_entry_path(name)
         if entry_name in self._pending:
             raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
-        if self._staging is None:
-            self._staging = tempfile.mkdtemp(prefix="tracklet-artifact-")
-            # A draft dropped without being logged doesn't leave its new files behind.
-            weakref.finalize(self, shutil.rmtree, self._staging, True)
-        path = os.path.join(self._staging, *entry_name.split("/"))
+        path = os.path.join(self._staging_dir(), "new", *entry_name.split("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         binary = "b" in mode
         with open(path, mode, encoding=None if binary else (encoding or "utf-8")) as handle:
@@ -388,6 +415,13 @@ class Artifact:
         self.wait()
         assert self._store is not None
         return used_by(self._store.data_root, self._info)
+
+
+def _check_policy(name: str, policy: str) -> bool:
+    """True for ``"mutable"`` (snapshot now), False for ``"immutable"`` (read when stored)."""
+    if policy not in ("mutable", "immutable"):
+        raise ArtifactError(f"artifact {name!r}: policy must be 'mutable' or 'immutable'; got {policy!r}")
+    return policy == "mutable"
 
 
 def _data_root(root: str | os.PathLike | None) -> Path:

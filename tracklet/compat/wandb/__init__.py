@@ -98,6 +98,10 @@ def log_model(path: Any, name: str | None = None, aliases: Any = None) -> Any:
     return _run_for("wandb.log_model").log_model(path, name, aliases)
 
 
+def use_model(name: str) -> str:
+    return _run_for("wandb.use_model").use_model(name)
+
+
 def mark_preempting() -> None:
     _run_for("wandb.mark_preempting").mark_preempting()
 
@@ -179,5 +183,5 @@ __all__ = [
     "Plotly", "Run", "Settings", "Table", "Video", "__version__", "agent", "alert", "controller", "define_metric",
     "errors", "finish", "init", "log", "log_artifact", "log_model", "login", "mark_preempting", "plot", "require",
     "restore", "save", "sdk", "setup", "sweep", "teardown", "termerror", "termlog", "termwarn", "unwatch",
-    "use_artifact", "util", "wandb_run", "watch",
+    "use_artifact", "use_model", "util", "wandb_run", "watch",
 ]

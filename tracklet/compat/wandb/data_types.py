@@ -170,6 +170,27 @@ class Artifact(_TrackletArtifact, WBValue):
                  incremental: bool = False, use_as: str | None = None, **kwargs: Any) -> None:
         super().__init__(name, type, description=description, metadata=metadata)
 
+    def add_file(self, local_path: str | os.PathLike, name: str | None = None, is_tmp: bool | None = False,
+                 skip_cache: bool | None = False, policy: str | None = None, overwrite: bool = False,
+                 **kwargs: Any) -> Any:
+        """W&B's signature. ``policy="mutable"`` snapshots the file now; by default (and with
+        ``"immutable"``) it is read when the artifact is stored, after ``log_artifact`` returns,
+        so no second copy of it is made (W&B's default copies every file first)."""
+        return super().add_file(local_path, name, policy=policy or "immutable")
+
+    def add_dir(self, local_path: str | os.PathLike, name: str | None = None, skip_cache: bool | None = False,
+                policy: str | None = None, merge: bool = False, **kwargs: Any) -> None:
+        """W&B's signature; ``policy`` as for ``add_file``."""
+        super().add_dir(local_path, name, policy=policy or "immutable")
+
+    def add_reference(self, uri: Any, name: Any = None, checksum: bool = True,
+                      max_objects: int | None = None) -> list[Any]:
+        """W&B's ``add_reference``: returns the entries added (``path``, ``ref``, ``digest``,
+        ``size``, ``extra``)."""
+        names = super().add_reference(str(uri), None if name is None else str(name), checksum, max_objects)
+        entries = {entry.path: entry for entry in self.files()}
+        return [entries[added] for added in names]
+
     def add(self, obj: Any, name: str, **kwargs: Any) -> None:
         not_supported("Artifact.add()", f"{name!r} is not stored (tracklet does not record W&B media or tables yet)")
 

@@ -441,14 +441,30 @@ class Run:
         """Log a ``wandb.Artifact`` (or a path) as a tracklet artifact version; returns at once,
         stored in the background (``artifact.wait()``)."""
         if isinstance(artifact_or_path, (str, os.PathLike)):
-            from tracklet.artifacts.worker import prepare
-
-            plain = prepare(artifact_or_path, name, type)
-            artifact: Any = data_types.Artifact(plain.name, plain.type)
-            artifact._pending = plain._pending
+            artifact: Any = self._artifact_from_path(os.fspath(artifact_or_path), name, type or "unspecified")
         else:
             artifact = artifact_or_path
         return self._run.log_artifact(artifact, type=type, aliases=_alias_list(aliases))
+
+    def _artifact_from_path(self, path: str, name: str | None, type: str) -> Any:
+        """W&B's rule for ``log_artifact(path)``: a file, a directory, or a reference URI
+        (``s3://bucket/key``, ...), as artifact ``name`` (default ``run-<id>-<base name>``)."""
+        import re
+
+        if name is None:
+            base = os.path.basename(path.rstrip("/"))
+            name = f"run-{self._run.id}-" + re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]", "-", base))[:100]
+        artifact = data_types.Artifact(name, type)
+        if "://" in path and not os.path.exists(path):
+            artifact.add_reference(path)
+        elif os.path.isdir(path):
+            artifact.add_dir(path)
+        elif os.path.isfile(path):
+            artifact.add_file(path)
+        else:
+            raise ValueError(f"path must be a file, directory or external reference like s3://bucket/path; "
+                             f"{path!r} is none of these")
+        return artifact
 
     def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None,
                      use_as: str | None = None) -> Any:
@@ -456,17 +472,21 @@ class Run:
         return data_types.Artifact._wrap(self._run.use_artifact(artifact_or_name, type=type))
 
     def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> Any:
-        """A file or directory logged as a ``model`` artifact (default name ``run-<id>-<base name>``)."""
-        if name is None:
-            import re
-
-            base = os.path.basename(os.fspath(path).rstrip("/"))
-            name = f"run-{self._run.id}-" + re.sub(r"[^A-Za-z0-9._-]", "-", base)
+        """A file, directory or reference URI logged as a ``model`` artifact (default name
+        ``run-<id>-<base name>``). W&B returns None; this returns the (pending) artifact."""
         return self.log_artifact(path, name=name, type="model", aliases=aliases)
 
     def use_model(self, name: str) -> str:
-        """Use a model artifact version and return the local path of its downloaded files."""
-        return self.use_artifact(name).download()
+        """Use a model artifact version (``"name:alias"``, ``"name:v3"``) and download it; returns
+        the path of its one file, or of the directory when it has several, as W&B does. An
+        artifact whose type doesn't contain "model" raises ``AssertionError``, as in W&B."""
+        artifact = self.use_artifact(name)
+        if "model" not in str(artifact.type).lower():
+            raise AssertionError(f"use_model() is only for 'model' artifacts; {name!r} is of type {artifact.type!r} "
+                                 "(its type must contain 'model')")
+        path = artifact.download()
+        listed = os.listdir(path)
+        return os.path.join(path, listed[0]) if len(listed) == 1 else path
 
     def link_model(self, *args: Any, **kwargs: Any) -> None:
         not_supported("run.link_model()", "nothing is linked (tracklet has no model registry yet)")

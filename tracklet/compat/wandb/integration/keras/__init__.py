@@ -1,7 +1,7 @@
 """``wandb.integration.keras`` for Keras 3 (any backend): ``WandbMetricsLogger`` logs the metrics
 Keras reports, as W&B's does (``epoch/*`` against ``epoch/epoch``, or ``batch/*`` against
 ``batch/batch_step`` every ``log_freq`` batches, plus the learning rate); ``WandbModelCheckpoint``
-is Keras's ``ModelCheckpoint`` that also records each saved file as a tracklet checkpoint;
+is Keras's ``ModelCheckpoint`` that also logs each saved file as a ``model`` artifact version;
 ``WandbCallback`` (W&B's legacy callback) logs epoch metrics. Importing this module imports keras.
 """
 
@@ -78,29 +78,49 @@ class WandbMetricsLogger(keras.callbacks.Callback):
 
 
 class WandbModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Keras's ``ModelCheckpoint`` (same arguments); each file it saves is also recorded with
-    ``run.log_checkpoint`` (path, size, SHA-256) instead of being uploaded as an artifact."""
+    """Keras's ``ModelCheckpoint`` (same arguments) that logs each checkpoint it saves as a version
+    of the ``model`` artifact ``run_<run id>_model``, with W&B's aliases (``latest`` and
+    ``epoch_<n>``, or ``epoch_<n>_batch_<b>`` with an integer ``save_freq``), and records it with
+    ``run.log_checkpoint`` (path, size, SHA-256, the monitored value). The file is snapshot when
+    logged (``policy="mutable"``): Keras overwrites it at the next save."""
 
     _tracklet_integration = True
 
-    def __init__(self, filepath: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(filepath, *args, **kwargs)
+    def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
+                 save_weights_only: bool = False, mode: str = "auto", save_freq: str | int = "epoch",
+                 initial_value_threshold: float | None = None, **kwargs: Any) -> None:
+        super().__init__(filepath=filepath, monitor=monitor, verbose=verbose, save_best_only=save_best_only,
+                         save_weights_only=save_weights_only, mode=mode, save_freq=save_freq,
+                         initial_value_threshold=initial_value_threshold, **kwargs)
         if _wandb().run is None:
             raise Error("You must call `wandb.init()` before WandbModelCheckpoint()")
+        if save_best_only and "{" not in str(filepath):
+            _wandb().termwarn("When using `save_best_only`, ensure that the `filepath` argument contains formatting "
+                              "placeholders like `{epoch:02d}` or `{batch:02d}`. This ensures correct interpretation "
+                              "of the logged artifacts.", repeat=False)
 
     def _save_model(self, epoch: int, batch: int | None, logs: dict[str, Any] | None) -> None:
         super()._save_model(epoch, batch, logs)
         try:
             import os
 
+            wandb = _wandb()
+            run = wandb.run
             path = self._get_file_path(epoch, batch, logs)
-            run = _wandb().run
-            if run is not None and os.path.exists(path):
-                current = (logs or {}).get(self.monitor)
-                run.tracklet_run.log_checkpoint(path, score=None if current is None else float(current),
-                                                monitor=self.monitor)
+            if run is None or not os.path.exists(path):
+                return
+            aliases = ["latest", f"epoch_{epoch}" if batch is None else f"epoch_{epoch}_batch_{batch}"]
+            artifact = wandb.Artifact(f"run_{run.id}_model", type="model")
+            if os.path.isdir(path):
+                artifact.add_dir(path, policy="mutable")
+            else:
+                artifact.add_file(path, policy="mutable")
+            run.log_artifact(artifact, aliases=aliases)
+            current = (logs or {}).get(self.monitor)
+            run.tracklet_run.log_checkpoint(path, score=None if current is None else float(current),
+                                            monitor=self.monitor)
         except Exception as error:
-            warn_once("keras-checkpoint", f"WandbModelCheckpoint could not record a checkpoint: {error!r}")
+            warn_once("keras-checkpoint", f"WandbModelCheckpoint could not log a checkpoint: {error!r}")
 
 
 class WandbCallback(keras.callbacks.Callback):

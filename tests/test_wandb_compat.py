@@ -9,6 +9,7 @@ subprocesses: one each for Lightning, Hugging Face and Keras.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -265,6 +266,43 @@ def test_lightning_wandb_logger_log_model_stores_checkpoints_as_artifacts(root, 
     assert version.logged_by().id == out["id"]
 
 
+def test_lightning_wandb_logger_log_model_all_logs_every_checkpoint_as_it_is_saved(root, tmp_path):
+    # Lightning's default ModelCheckpoint keeps one file and deletes the previous epoch's when it
+    # saves the next: each was snapshot when logged (Lightning passes policy="mutable").
+    out = tracklet_run(tmp_path, """
+        import json
+        import torch
+        import lightning as L
+        from lightning.pytorch.loggers import WandbLogger
+
+        class Model(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = torch.nn.Linear(4, 1)
+            def training_step(self, batch, batch_idx):
+                loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+                self.log("train_loss", loss)
+                return loss
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
+        logger = WandbLogger(project="litall", log_model="all")
+        trainer = L.Trainer(max_epochs=3, logger=logger, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(Model(), torch.utils.data.DataLoader(data, batch_size=8))
+        path = logger.download_artifact(f"model-{logger.version}:v0", save_dir="first")  # through use_artifact
+        print(json.dumps({"id": logger.version, "first_epoch": torch.load(path + "/model.ckpt")["epoch"]}))
+    """, timeout=300)
+    assert out["first_epoch"] == 0
+    api = tracklet.Api(root)
+    versions = api.artifact_versions(f"litall/model-{out['id']}")
+    assert [(v.version, sorted(v.aliases)) for v in versions] == [("v0", []), ("v1", []), ("v2", ["best", "latest"])]
+    assert [v.metadata["original_filename"] for v in versions] == [
+        "epoch=0-step=2.ckpt", "epoch=1-step=4.ckpt", "epoch=2-step=6.ckpt"]
+    assert all(v.logged_by().id == out["id"] for v in versions)
+    assert [run.id for run in versions[0].used_by()] == [out["id"]]
+
+
 @pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
 def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
     out = tracklet_run(tmp_path, """
@@ -297,8 +335,12 @@ def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
     """, env={"WANDB_PROJECT": "hf", "WANDB_LOG_MODEL": "end"}, timeout=300)
     assert "WandbCallback" in out["callbacks"] and "TrackletCallback" not in out["callbacks"]
     (collection,) = tracklet.Api(root).artifact_collections("hf")  # WANDB_LOG_MODEL=end: the final model
-    model = tracklet.Api(root).artifact(f"hf/{collection['name']}")
+    assert collection["name"] == "model-hf-run"
+    versions = tracklet.Api(root).artifact_versions("hf/model-hf-run")
+    assert [sorted(v.aliases) for v in versions] == [["base_model"], ["final_model", "latest"]]
+    model = tracklet.Api(root).artifact("hf/model-hf-run:final_model")
     assert model.type == "model" and "config.json" in [entry.path for entry in model.files()]
+    assert model.metadata["final_model"] is True
     (recorded,) = tracklet.Api(root).runs("hf")
     assert (recorded.name, recorded.state) == ("hf-run", "finished")
     config = recorded.config
@@ -308,6 +350,47 @@ def test_hugging_face_trainer_report_to_wandb(root, tmp_path):
     assert logged == [2, 4, 6]
     assert recorded.summary["train_runtime"] > 0 and "train_loss" in recorded.summary
     assert {d.name: d.step_metric for d in recorded.metric_definitions}["*"] == "train/global_step"
+
+
+@pytest.mark.skipif(not (_have("transformers") and _have("torch")), reason="transformers is not installed")
+def test_hugging_face_wandb_log_model_checkpoint_logs_each_saved_checkpoint(root, tmp_path):
+    out = tracklet_run(tmp_path, """
+        import json
+        import torch
+        import transformers
+
+        class RandomTokens(torch.utils.data.Dataset):
+            def __len__(self):
+                return 24
+            def __getitem__(self, i):
+                ids = torch.arange(1, 9) + i
+                return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor(i % 2)}
+
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64)
+        args = transformers.TrainingArguments(
+            output_dir="out", max_steps=6, per_device_train_batch_size=4, report_to="wandb", run_name="ckpt-run",
+            save_strategy="steps", save_steps=3, use_cpu=True, disable_tqdm=True, logging_steps=3)
+        trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
+                                       train_dataset=RandomTokens())
+        trainer.train()
+        print(json.dumps({"ok": True}))
+    """, env={"WANDB_PROJECT": "hfckpt", "WANDB_LOG_MODEL": "checkpoint"}, timeout=300)
+    assert out == {"ok": True}
+    api = tracklet.Api(root)
+    versions = api.artifact_versions("hfckpt/model-ckpt-run")
+    assert [sorted(a for a in v.aliases if not a.startswith("epoch_")) for v in versions] == [
+        ["base_model"], ["checkpoint_global_step_3"], ["checkpoint_global_step_6"], ["final_model", "latest"]]
+    for step, version in ((3, versions[1]), (6, versions[2])):
+        files = {entry.path: entry.digest for entry in version.files()}
+        on_disk = tmp_path / "out" / f"checkpoint-{step}"
+        assert files == {p.relative_to(on_disk).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in on_disk.rglob("*") if p.is_file()}
+    final = {entry.path: entry.digest for entry in versions[3].files()}
+    assert final["model.safetensors"] == {e.path: e.digest for e in versions[2].files()}["model.safetensors"]
+    (recorded,) = api.runs("hfckpt")
+    assert all(v.logged_by().id == recorded.id for v in versions)
 
 
 @pytest.mark.skipif(not (_have("keras") and _have("torch")), reason="keras 3 (torch backend) is not installed")

@@ -238,6 +238,66 @@ def test_gs_references_need_gcsfs_and_say_so(monkeypatch):
     assert artifact.add_reference("gs://bucket/dir/object.bin", checksum=False) == ["object.bin"]
 
 
+@pytest.fixture
+def gcs_emulator(monkeypatch) -> Iterator[object]:
+    """gcp-storage-emulator (pure Python, in memory) in a process of its own, and a gcsfs file
+    system on it. Neither is a tracklet dependency: without them this is skipped."""
+    # Read when gcsfs is imported: without it gcsfs probes each bucket over gRPC (60 s timeouts here).
+    monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    pytest.importorskip("gcsfs", reason="gs:// references need gcsfs")
+    pytest.importorskip("gcp_storage_emulator", reason="pip install gcp-storage-emulator to test gs:// references")
+    import subprocess
+
+    import httpx
+    from serverproc import _free_port
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port",
+                             str(port), "--in-memory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/storage/v1/b", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("gcp-storage-emulator did not start")
+                time.sleep(0.1)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        import gcsfs
+
+        fs = gcsfs.GCSFileSystem(token="anon", skip_instance_cache=True)
+        fs.mkdir("refs")
+        yield fs
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_gs_references_record_etag_and_generation_and_download_checks_them(start, root, gcs_emulator, tmp_path):
+    fs = gcs_emulator
+    fs.pipe("refs/data/a.bin", b"a" * 300)
+    fs.pipe("refs/data/sub/b.bin", b"bee")
+    fs.pipe("refs/single.txt", b"single")
+    run = start()
+    artifact = tracklet.Artifact("gcsrefs", "dataset")
+    assert artifact.add_reference("gs://refs/data", name="d") == ["d/a.bin", "d/sub/b.bin"]
+    assert artifact.add_reference("gs://refs/single.txt") == ["single.txt"]
+    run.log_artifact(artifact).wait()
+    run.finish()
+    entry = artifact.manifest["single.txt"]
+    assert entry.extra["etag"] == fs.info("refs/single.txt")["etag"]
+    assert entry.extra["versionID"] == str(fs.info("refs/single.txt")["generation"])
+    assert _blob_count(root) == 1
+    out = Path(artifact.download(tmp_path / "out"))
+    assert _tree(out) == {"d/a.bin": b"a" * 300, "d/sub/b.bin": b"bee", "single.txt": b"single"}
+    fs.pipe("refs/single.txt", b"changed")
+    with pytest.raises(ArtifactVerifyError, match="gs://refs/single.txt changed: its ETag is now"):
+        artifact.download(tmp_path / "out2")
+
+
 def test_unchecksummed_file_references_are_checked_by_size_and_mtime(start, root, tmp_path):
     source = tmp_path / "big.bin"
     source.write_bytes(b"x" * 1000)

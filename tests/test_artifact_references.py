@@ -316,3 +316,29 @@ def test_unchecksummed_file_references_are_checked_by_size_and_mtime(start, root
     source.write_bytes(b"y" * 1001)
     with pytest.raises(ArtifactVerifyError, match=r"big.bin: file://.*big.bin changed: 1,001 bytes"):
         artifact.download(tmp_path / "out2")
+
+
+def test_wandb_log_model_of_a_url_records_a_reference_and_use_model_fetches_it(root, site, tmp_path, monkeypatch):
+    # W&B's log_model/log_artifact take "s3://bucket/path"-style references as well as local paths.
+    import tracklet.compat.wandb as wandb
+
+    served, base = site
+    weights = os.urandom(40_000)
+    served.put("/release/weights.bin", weights)
+    monkeypatch.chdir(tmp_path)
+    settings = {"console": "off", "x_disable_stats": True, "disable_git": True}
+    producer = wandb.init(project="urls", settings=settings)
+    wandb.log_model(f"{base}/release/weights.bin", aliases=["prod"])
+    wandb.finish()
+    name = f"run-{producer.id}-weights.bin"
+    version = tracklet.Api(root).artifact(f"urls/{name}:prod")
+    assert version.type == "model" and version.files()[0].ref == f"{base}/release/weights.bin"
+    assert _blob_count(root) == 1  # the manifest only
+    consumer = wandb.init(project="urls", settings=settings, reinit="finish_previous")
+    path = wandb.use_model(f"{name}:prod")
+    assert os.path.basename(path) == "weights.bin" and Path(path).read_bytes() == weights
+    wandb.finish()
+    assert [run.id for run in tracklet.Api(root).artifact(f"urls/{name}").used_by()] == [consumer.id]
+    with pytest.raises(ValueError, match="must be a file, directory or external reference"):
+        wandb.init(project="urls", settings=settings).log_artifact(str(tmp_path / "missing"))
+    wandb.finish()

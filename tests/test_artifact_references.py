@@ -212,7 +212,7 @@ def test_http_references_record_validators_and_download_checks_them(start, root,
     out = Path(artifact.download(tmp_path / "out"))
     assert _tree(out) == {"weights.bin": weights, "meta/vocab.txt": b"a\nb\n"}
 
-    served.put("/models/weights.bin", weights[:-1] + b"\0")  # same length, new ETag
+    served.put("/models/weights.bin", weights[:-1] + bytes([weights[-1] ^ 0xFF]))  # same length, new ETag
     served.put("/vocab.txt", b"a\nb\n", modified=1_800_000_000)  # no ETag recorded: Last-Modified is checked
     with pytest.raises(ArtifactVerifyError) as raised:
         artifact.download(tmp_path / "out2")

@@ -219,8 +219,15 @@ def test_http_references_record_validators_and_download_checks_them(start, root,
     assert f"{base}/models/weights.bin changed: ETag is now" in raised.value.problems["weights.bin"]
     assert f"{base}/vocab.txt changed: Last-Modified is now" in raised.value.problems["meta/vocab.txt"]
     del served.files["/models/weights.bin"]
+    served.put("/vocab.txt", b"a\nb\n", modified=1_700_000_000)
     with pytest.raises(ArtifactVerifyError, match=rf"{base}/models/weights.bin can't be reached: HTTP 404"):
         artifact.download(tmp_path / "out3")
+    # W&B's allow_missing_references: a reference whose object is gone is skipped, the rest fetched.
+    out4 = Path(artifact.download(tmp_path / "out4", allow_missing_references=True))
+    assert _tree(out4) == {"meta/vocab.txt": b"a\nb\n"}
+    served.put("/vocab.txt", b"a\nb\n", modified=1_900_000_000)  # changed is not missing: still an error
+    with pytest.raises(ArtifactVerifyError, match="vocab.txt changed"):
+        artifact.download(tmp_path / "out5", allow_missing_references=True)
     with pytest.raises(ArtifactError, match=rf"{base}/gone can't be reached: HTTP 404"):
         tracklet.Artifact("x", "dataset").add_reference(f"{base}/gone")
     with pytest.raises(ArtifactError, match="http://127.0.0.1:9/x can't be reached"):

@@ -570,7 +570,7 @@ for index in range(3):
         handle.write(os.urandom(1000 + index))
 dataset = wandb.Artifact("mnist", type="dataset", description="toy", metadata={"samples": 3})
 dataset.add_dir("samples")
-with dataset.new_file("meta/classes.json") as handle:
+with dataset.new_file("meta/classes.json", policy="mutable") as handle:   # W&B's arguments
     json.dump(["a", "b"], handle)
 run.log_artifact(dataset, aliases=["train"])
 with open("model.pt", "wb") as handle:

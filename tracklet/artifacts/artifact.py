@@ -381,16 +381,20 @@ class Artifact:
         artifact._done.set()
         return artifact
 
-    def download(self, root: str | os.PathLike | None = None, *, link: bool = True, progress: Any = None) -> str:
+    def download(self, root: str | os.PathLike | None = None, *, link: bool = True, progress: Any = None,
+                 allow_missing_references: bool = False) -> str:
         """Materialize the version's files under ``root`` (default ``./artifacts/<name>:vN``)
         and return that directory. Files are reflinked, else hard-linked to the store's read-only
-        blobs, else copied (``link=False``: always copied); each is checked against its digest."""
+        blobs, else copied (``link=False``: always copied); each is checked against its digest.
+        References are fetched and checked against what was recorded; one whose object is gone
+        is an error, or skipped with ``allow_missing_references``."""
         from tracklet.artifacts.storage import default_download_root
 
         self.wait()
         assert self._store is not None
         target = Path(root) if root is not None else default_download_root(self._info)
-        return str(self._store.download(self._info, self.manifest, target, link=link, progress=progress))
+        return str(self._store.download(self._info, self.manifest, target, link=link, progress=progress,
+                                        allow_missing_references=allow_missing_references))
 
     def verify(self, root: str | os.PathLike | None = None) -> None:
         """Re-hash the files under ``root`` (default: where ``download()`` puts them); raise

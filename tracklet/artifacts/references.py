@@ -390,6 +390,11 @@ class ReferenceChanged(ArtifactError):
     """A reference's object is not what was recorded, or can't be reached (the message says which)."""
 
 
+class ReferenceMissing(ReferenceChanged):
+    """A reference's object is gone (no such object; HTTP 404 or 410): what
+    ``download(allow_missing_references=True)`` skips, as W&B does."""
+
+
 def fetch(entry: ManifestEntry, target: Path) -> None:
     """Fetch a remote reference's bytes to ``target``: written to a temporary name beside it,
     checked against the recorded validators and size, then renamed into place.
@@ -427,7 +432,8 @@ def _fetch_http(entry: ManifestEntry, out: Any) -> int:
     try:
         with client, client.stream("GET", entry.ref) as response:
             if response.status_code >= 400:
-                raise ReferenceChanged(f"{entry.ref} can't be reached: HTTP {response.status_code}")
+                gone = ReferenceMissing if response.status_code in (404, 410) else ReferenceChanged
+                raise gone(f"{entry.ref} can't be reached: HTTP {response.status_code}")
             if checked:
                 now = _http_validators(response.headers)
                 for key, label in (("etag", "ETag"), ("last_modified", "Last-Modified")):
@@ -464,7 +470,7 @@ def _fetch_object(entry: ManifestEntry, out: Any) -> int:
             handle, now = store.open(bucket, key, None)
     except FileNotFoundError:
         where = f" (version {version})" if version else ""
-        raise ReferenceChanged(f"{entry.ref}{where} can't be reached: no such object") from None
+        raise ReferenceMissing(f"{entry.ref}{where} can't be reached: no such object") from None
     except Exception as error:  # OSError from s3fs/gcsfs, or the client's own (no credentials, ...)
         raise ReferenceChanged(f"{entry.ref} can't be reached: {_describe(error)}") from None
     with handle:

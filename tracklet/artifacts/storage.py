@@ -378,23 +378,25 @@ class ArtifactStore:
         return Manifest.from_bytes(self.blobs.read_bytes(info.manifest), what=f"the manifest of {info.qualified_name}")
 
     def download(self, info: VersionInfo, manifest: Manifest, root: Path, *, link: bool = True,
-                 progress: Progress | None = None) -> Path:
+                 progress: Progress | None = None, allow_missing_references: bool = False) -> Path:
         """Materialize a version's files under ``root``: each checked against its digest first
         (blobs through the stat cache: an unchanged blob is not read again), then made by
         reflink, hard link or copy; files already there with the right content are left alone.
         ``ArtifactVerifyError`` names every file whose stored bytes are missing or damaged, and
-        every reference that can't be reached or changed (``tracklet.artifacts.references``)."""
+        every reference that can't be reached or changed (``tracklet.artifacts.references``);
+        ``allow_missing_references`` skips references whose object is gone (W&B's option)."""
         with store_lock(self.directory, exclusive=False):
-            return self._download(info, manifest, root, link, progress)
+            return self._download(info, manifest, root, link, progress, allow_missing_references)
 
     def _download(self, info: VersionInfo, manifest: Manifest, root: Path, link: bool,
-                  progress: Progress | None) -> Path:
+                  progress: Progress | None, allow_missing_references: bool = False) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         if progress is not None:
             progress.start(len(manifest), manifest.size)
         sources = self._sources(info, manifest)
         targets = {entry.path: root.joinpath(*entry.path.split("/")) for entry in manifest}
-        self._fetch_references(info, [entry for entry in manifest if is_remote(entry)], targets, progress)
+        self._fetch_references(info, [entry for entry in manifest if is_remote(entry)], targets, progress,
+                               allow_missing_references)
         present = [str(targets[entry.path]) for entry in manifest
                    if content_digest(entry) and targets[entry.path].is_file()]
         try:
@@ -428,16 +430,18 @@ class ArtifactStore:
         return root
 
     def _fetch_references(self, info: VersionInfo, entries: list[ManifestEntry], targets: dict[str, Path],
-                          progress: Progress | None) -> None:
+                          progress: Progress | None, allow_missing: bool = False) -> None:
         """Fetch remote references (in parallel), each checked against what was recorded;
         ``ArtifactVerifyError`` naming each one that can't be reached or changed."""
-        from tracklet.artifacts.references import fetch
+        from tracklet.artifacts.references import ReferenceMissing, fetch
 
         def one(entry: ManifestEntry) -> str | None:
             target = targets[entry.path]
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fetch(entry, target)
+            except ReferenceMissing as error:
+                return None if allow_missing else str(error)
             except (ArtifactError, OSError) as error:
                 return str(error)
             return None

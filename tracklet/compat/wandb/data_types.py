@@ -8,7 +8,9 @@ logged key holding one is left out of the row with one warning per type. ``Artif
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
@@ -195,10 +197,19 @@ class Artifact(_TrackletArtifact, WBValue):
         not_supported("Artifact.add()", f"{name!r} is not stored (tracklet does not record W&B media or tables yet)")
 
     def download(self, root: str | os.PathLike | None = None, allow_missing_references: bool = False,
-                 skip_cache: Any = None, path_prefix: Any = None, *, link: bool = True, progress: Any = None,
-                 **kwargs: Any) -> str:
-        """W&B's signature (its extra options are accepted and ignored) over ``tracklet.Artifact.download``."""
-        return super().download(root, link=link, progress=progress)
+                 skip_cache: Any = None, path_prefix: Any = None, multipart: Any = None, *, link: bool = True,
+                 progress: Any = None, **kwargs: Any) -> str:
+        """W&B's signature over ``tracklet.Artifact.download``: ``allow_missing_references``
+        skips references whose object is gone; ``skip_cache``, ``path_prefix``, ``multipart``
+        are accepted and ignored."""
+        return super().download(root, link=link, progress=progress, allow_missing_references=allow_missing_references)
+
+    @contextlib.contextmanager
+    def new_file(self, name: str, mode: str = "x", encoding: str | None = None,
+                 policy: str | None = None) -> Iterator[Any]:
+        """W&B's signature; the file is staged in the draft either way (``policy`` is accepted)."""
+        with super().new_file(name, mode, encoding) as handle:
+            yield handle
 
     def save(self, project: str | None = None, settings: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
         """With a run active, log this artifact to it; else store it as a version of ``project``."""

@@ -123,6 +123,53 @@ def test_s3_reference_without_checksum_records_the_uri_alone(start, root, s3, tm
     artifact.verify(out)
 
 
+@pytest.fixture
+def versioned_s3(monkeypatch) -> Iterator[object]:
+    """A bucket with versioning on, in moto's S3 server (s3rver keeps no versions). moto is not a
+    test dependency: without it this is skipped."""
+    server_module = pytest.importorskip("moto.server", reason="pip install 'moto[server]' to test S3 versions")
+    from serverproc import _free_port
+
+    port = _free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, version_aware=True)
+        fs.mkdir("versioned")
+        fs.call_s3("put_bucket_versioning", Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+        yield fs
+    finally:
+        server.stop()
+
+
+def test_s3_references_in_a_versioned_bucket_pin_the_version_recorded(start, root, versioned_s3, tmp_path):
+    fs = versioned_s3
+    fs.pipe("versioned/model.bin", b"version one")
+    fs.pipe("versioned/set/a.txt", b"a1")
+    run = start()
+    artifact = tracklet.Artifact("pinned", "model")
+    artifact.add_reference("s3://versioned/model.bin")
+    artifact.add_reference("s3://versioned/set", name="set")
+    run.log_artifact(artifact).wait()
+    run.finish()
+    recorded = artifact.manifest["model.bin"].extra["versionID"]
+    assert recorded == fs.info("versioned/model.bin")["VersionId"]
+    assert artifact.manifest["set/a.txt"].extra["versionID"] == fs.info("versioned/set/a.txt")["VersionId"]
+    fs.pipe("versioned/model.bin", b"version two, overwritten")  # the recorded version is still there
+    fs.pipe("versioned/set/a.txt", b"a2")
+    out = Path(artifact.download(tmp_path / "out"))
+    assert _tree(out) == {"model.bin": b"version one", "set/a.txt": b"a1"}
+    fs.call_s3("delete_object", Bucket="versioned", Key="model.bin", VersionId=recorded)
+    with pytest.raises(ArtifactVerifyError, match=rf"s3://versioned/model.bin changed: .*version {recorded} is gone"):
+        artifact.download(tmp_path / "out2")
+
+
 # ---------------------------------------------------------------- http(s):// (http.server)
 
 

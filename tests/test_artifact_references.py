@@ -180,7 +180,7 @@ class _Site:
         self.files: dict[str, bytes] = {}
         self.modified: dict[str, float] = {}
         self.send_etag = True
-        self.allow_head = True
+        self.head_refusal: int | None = None  # answer HEAD with this status
         self.requests: list[str] = []
 
     def put(self, path: str, payload: bytes, modified: float | None = None) -> None:
@@ -213,8 +213,8 @@ def site() -> Iterator[tuple[_Site, str]]:
 
         def do_HEAD(self) -> None:  # noqa: N802
             served.requests.append(f"HEAD {self.path}")
-            if not served.allow_head:
-                self.send_error(405)
+            if served.head_refusal is not None:
+                self.send_error(served.head_refusal)
                 return
             self._answer(False)
 
@@ -241,9 +241,12 @@ def test_http_references_record_validators_and_download_checks_them(start, root,
     artifact = tracklet.Artifact("webrefs", "model")
     assert artifact.add_reference(f"{base}/models/weights.bin") == ["weights.bin"]
     served.send_etag = False
-    served.allow_head = False  # answered with a GET's headers
+    served.head_refusal = 405  # answered with a GET's headers
     assert artifact.add_reference(f"{base}/vocab.txt", name="meta/vocab.txt") == ["meta/vocab.txt"]
     assert served.requests == ["HEAD /models/weights.bin", "HEAD /vocab.txt", "GET /vocab.txt"]
+    served.head_refusal = 403  # a presigned GET URL refuses HEAD so
+    assert tracklet.Artifact("x", "model").add_reference(f"{base}/vocab.txt") == ["vocab.txt"]
+    served.head_refusal = None
     run.log_artifact(artifact).wait()
     run.finish()
 
@@ -396,3 +399,14 @@ def test_wandb_log_model_of_a_url_records_a_reference_and_use_model_fetches_it(r
     with pytest.raises(ValueError, match="must be a file, directory or external reference"):
         wandb.init(project="urls", settings=settings).log_artifact(str(tmp_path / "missing"))
     wandb.finish()
+
+
+def test_run_log_artifact_of_a_url_records_it_as_a_reference(start, root, site, tmp_path):
+    served, base = site
+    served.put("/data/table.csv", b"a,b\n1,2\n")
+    run = start()
+    artifact = run.log_artifact(f"{base}/data/table.csv", type="dataset").wait()
+    run.finish()
+    assert (artifact.name, artifact.type) == ("table.csv", "dataset")
+    assert artifact.manifest["table.csv"].ref == f"{base}/data/table.csv" and _blob_count(root) == 1
+    assert (Path(artifact.download(tmp_path / "out")) / "table.csv").read_bytes() == b"a,b\n1,2\n"

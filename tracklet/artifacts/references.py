@@ -168,7 +168,9 @@ def _expand_http(artifact: str, uri: str, name: str | None) -> tuple[str, Pendin
     try:
         with client:
             response = client.head(uri)
-            if response.status_code in (405, 501):  # HEAD refused: the headers of a GET, body unread
+            if response.status_code >= 400 and response.status_code not in (404, 410):
+                # HEAD refused (405/501), or not signed for (a presigned GET URL answers 403):
+                # the headers of a GET, its body unread
                 with client.stream("GET", uri) as streamed:
                     response = streamed
     except httpx.HTTPError as error:

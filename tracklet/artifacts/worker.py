@@ -125,7 +125,8 @@ class ArtifactWorker:
 
 def prepare(artifact_or_path: Any, name: str | None, type: str | None) -> Artifact:
     """``log_artifact``'s first argument as an Artifact: an Artifact as is, a path as a new
-    draft (a file with ``add_file``, a directory with ``add_dir``; name: the base name)."""
+    draft (a file with ``add_file``, a directory with ``add_dir``, a reference URI such as
+    ``s3://bucket/key`` with ``add_reference``; name: the base name)."""
     import os
     import re
 
@@ -137,7 +138,9 @@ def prepare(artifact_or_path: Any, name: str | None, type: str | None) -> Artifa
             base = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]", "-", os.path.basename(path.rstrip(os.sep))))
             name = base.lstrip(".-_")[:128] or "artifact"
         artifact = Artifact(name, type or "unspecified")
-        if os.path.isdir(path):
+        if "://" in os.fspath(artifact_or_path) and not os.path.exists(artifact_or_path):
+            artifact.add_reference(os.fspath(artifact_or_path))
+        elif os.path.isdir(path):
             artifact.add_dir(path)
         else:
             artifact.add_file(path)

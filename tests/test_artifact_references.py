@@ -410,3 +410,30 @@ def test_run_log_artifact_of_a_url_records_it_as_a_reference(start, root, site, 
     assert (artifact.name, artifact.type) == ("table.csv", "dataset")
     assert artifact.manifest["table.csv"].ref == f"{base}/data/table.csv" and _blob_count(root) == 1
     assert (Path(artifact.download(tmp_path / "out")) / "table.csv").read_bytes() == b"a,b\n1,2\n"
+
+
+def test_a_wandb_snapshot_that_fails_falls_back_to_reading_the_file_later(start, root, tmp_path, monkeypatch):
+    # Lightning and Keras ask for policy="mutable" from training callbacks: a temporary directory
+    # that can't take the snapshot must not stop training.
+    import tempfile
+    import warnings
+
+    import tracklet.compat.wandb as wandb
+
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"weights")
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_directory))
+    with pytest.raises(ArtifactError, match="can't snapshot"):
+        tracklet.Artifact("plain", "model").add_file(checkpoint, policy="mutable")  # tracklet's own API says so
+    artifact = wandb.Artifact("model", "model")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert artifact.add_file(str(checkpoint), name="model.ckpt", policy="mutable") == "model.ckpt"
+    assert any("read when the artifact is stored instead" in str(w.message) for w in caught)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    run = start()
+    run.log_artifact(artifact).wait()
+    run.finish()
+    assert (Path(artifact.download(tmp_path / "out")) / "model.ckpt").read_bytes() == b"weights"

@@ -231,11 +231,11 @@ class Artifact:
         """A private copy of ``path`` in the draft's staging directory (reflink, else copy)."""
         from tracklet.artifacts.blobs import _reflink
 
-        target = os.path.join(self._staging_dir(), "snapshots", *check_entry_path(entry_name).split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if os.path.exists(target):
-            os.unlink(target)
         try:
+            target = os.path.join(self._staging_dir(), "snapshots", *check_entry_path(entry_name).split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if os.path.exists(target):
+                os.unlink(target)
             if not _reflink(Path(path), Path(target)):
                 shutil.copyfile(path, target)
         except OSError as error:

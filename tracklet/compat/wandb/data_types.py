@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
-from tracklet.compat.wandb._messages import not_supported
+from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.core.values import Histogram as _TrackletHistogram
+from tracklet.errors import ArtifactError
 from tracklet.media import Audio as _Audio
 from tracklet.media import Html as _Html
 from tracklet.media import Image as _Image
@@ -178,12 +179,29 @@ class Artifact(_TrackletArtifact, WBValue):
         """W&B's signature. ``policy="mutable"`` snapshots the file now; by default (and with
         ``"immutable"``) it is read when the artifact is stored, after ``log_artifact`` returns,
         so no second copy of it is made (W&B's default copies every file first)."""
-        return super().add_file(local_path, name, policy=policy or "immutable")
+        return self._with_policy(super().add_file, local_path, name, policy)
 
     def add_dir(self, local_path: str | os.PathLike, name: str | None = None, skip_cache: bool | None = False,
                 policy: str | None = None, merge: bool = False, **kwargs: Any) -> None:
         """W&B's signature; ``policy`` as for ``add_file``."""
-        super().add_dir(local_path, name, policy=policy or "immutable")
+        self._with_policy(super().add_dir, local_path, name, policy)
+
+    def _with_policy(self, add: Any, local_path: Any, name: Any, policy: str | None) -> Any:
+        """``add(..., policy=)``; a snapshot that fails (a full temporary directory) falls back,
+        with one warning, to reading the file when the artifact is stored: frameworks call this
+        from training callbacks, which must not fail for it."""
+        if policy != "mutable":
+            return add(local_path, name, policy=policy or "immutable")
+        before = dict(self._pending)
+        try:
+            return add(local_path, name, policy="mutable")
+        except ArtifactError as error:
+            if "can't snapshot" not in str(error):
+                raise
+            self._pending, self._dirs = before, None
+            warn_once("artifact-snapshot", f"{error}; the file is read when the artifact is stored instead "
+                                           "(don't change it before artifact.wait())")
+            return add(local_path, name, policy="immutable")
 
     def add_reference(self, uri: Any, name: Any = None, checksum: bool = True,
                       max_objects: int | None = None) -> list[Any]:

@@ -20,8 +20,8 @@ which is which). ``checksum=False`` records the URI alone (one entry, ``extra["c
 and nothing is checked when it is fetched.
 
 Listing a prefix happens in ``add_reference`` on the caller's thread, as in W&B (the names it
-returns are the entries it made), a page of 1,000 keys at a time, and stops with an error once
-there are more than ``max_objects`` objects. ``download()`` fetches each remote reference to a
+returns are the entries it made), on S3 a page of 1,000 keys at a time (gcsfs lists a prefix
+whole), and stops with an error once there are more than ``max_objects`` objects. ``download()`` fetches each remote reference to a
 temporary name beside its target, checks it against what was recorded (an object whose ETag,
 version or size changed, a URL whose ETag, Last-Modified or length changed, a file whose size or
 mtime changed) and renames it into place only when it matches; a reference that can't be reached

@@ -19,6 +19,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tracklet import __version__
+from tracklet.server.artifact_blobs import ServerArtifacts
+from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
@@ -40,6 +42,7 @@ class ServerState:
     max_body_bytes: int
     files: RunFiles  # run files (files.py): <root>/files, or any fsspec URL such as s3://bucket/prefix
     authorizer: Authorizer | None  # None: a --dev server, no keys
+    artifacts: ServerArtifacts  # artifact blobs (<root>/artifacts or --artifacts URL), upload sessions, versions
 
 
 def require_access(request: Request) -> None:
@@ -64,7 +67,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                files_url: str | None = None, files_options: dict[str, object] | None = None,
                heartbeat_lapse: float = HEARTBEAT_LAPSE, auth: bool = True,
                liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
-               logs_url: str | None = None) -> FastAPI:
+               logs_url: str | None = None, artifacts_url: str | None = None) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -76,16 +79,11 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     are served from beside their logs unless ``files_url`` says otherwise). The dashboard
     (``web.py``) is served at ``/``. ``logs_url`` (an fsspec URL such as ``s3://bucket/logs``,
     opened with ``files_options``) keeps the record log copies there as segments indexed in the
-    PostgreSQL store (``segments.py``), so several server processes can share one deployment."""
-    from tracklet.server import (
-        routes_artifacts_read,
-        routes_auth,
-        routes_compare,
-        routes_files,
-        routes_ingest,
-        routes_read,
-        routes_run_data,
-    )
+    PostgreSQL store (``segments.py``), so several server processes can share one deployment.
+    ``artifacts_url`` (an fsspec URL, opened with ``files_options``) keeps artifact blobs there
+    instead of ``<root>/artifacts`` (``artifact_blobs.py``)."""
+    from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_auth, routes_compare,
+                                 routes_files, routes_ingest, routes_read, routes_run_data)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -106,7 +104,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                # a data root's runs keep their files beside their logs
                                else RunFiles.connect(root, layout=DATA_ROOT_LAYOUT) if shared_root
                                else RunFiles.connect(root / "files", files_options)),
-                        authorizer=Authorizer(Accounts(store)) if auth else None)
+                        authorizer=Authorizer(Accounts(store)) if auth else None,
+                        artifacts=ServerArtifacts.connect(root, artifacts_url, files_options))
     if index_on_start:
         state.indexer.index_all()
 
@@ -132,11 +131,13 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         "See docs/server.md.",
     )
     app.state.tracklet = state
+    if not shared_root:  # the read routes see the server's artifacts: its registry, its blobs (--artifacts)
+        set_artifact_source(app, LocalArtifactSource(state.artifacts.registry.root, blobs=state.artifacts.blobs))
     guarded = [Depends(require_access)]
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read):
+                   routes_artifacts_read, routes_artifacts_write):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

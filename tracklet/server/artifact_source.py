@@ -56,10 +56,11 @@ class ArtifactSource(Protocol):
 class LocalArtifactSource:
     """The registry and blobs of a local artifact directory, read-only."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, blobs: FsspecBlobStore | None = None) -> None:
+        """``blobs``: where the manifests are, if not in ``directory`` (a server's ``--artifacts`` URL)."""
         self.directory = Path(directory)
         self.registry = LocalRegistry(self.directory)
-        self.blobs = FsspecBlobStore(self.directory)
+        self.blobs = blobs if blobs is not None else FsspecBlobStore(self.directory)
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -21,8 +21,20 @@ def open_store(root: Path) -> Any:
 
 
 def resolve(root: str | os.PathLike, reference: str, *, default_project: str | None = None,
-            type: str | None = None) -> Artifact:
-    """The committed version ``reference`` names (``ArtifactNotFound`` if none)."""
+            type: str | None = None, remote: tuple[str, str | None] | None = None) -> Artifact:
+    """The committed version ``reference`` names (``ArtifactNotFound`` if none). With ``remote``
+    (an online run's server URL and key) it is looked up on the server first (where ``latest``
+    is everyone's latest), then in the local store; its ``download()`` fetches the blobs the local
+    store lacks."""
+    if remote is not None:
+        from tracklet.artifacts.remote import RemoteArtifacts, connect
+
+        base_url, api_key = remote
+        try:
+            return RemoteArtifacts(connect(base_url, root, api_key=api_key, give_up_after=30.0), root).artifact(
+                reference, default_project=default_project, type=type)
+        except ArtifactNotFound:
+            pass  # not on the server (yet): a version of the local store
     ref = parse_ref(reference)
     project = ref.project or default_project
     if project is None:

@@ -614,15 +614,23 @@ class Run:
             artifact._committed_info("version to use")
         else:
             assert self._paths is not None
-            artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type)
+            artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type,
+                                         remote=self._artifact_remote())
         self._enqueue(_deferred(_artifact_used_record, {"info": artifact._info, "time": _time()}))
         return artifact
 
     def _artifact_worker(self) -> Any:
         if self._artifacts is None:
             assert self._paths is not None and self._sender is not None
-            self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path)
+            self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path,
+                                                          remote=self._artifact_remote())
         return self._artifacts
+
+    def _artifact_remote(self) -> tuple[str, str | None] | None:
+        """An online run's server (URL, API key): where its artifacts go and are looked up."""
+        if self.settings.mode != "online" or not self.settings.base_url:
+            return None
+        return self.settings.base_url, self.settings.api_key
 
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
         """Wait until everything logged so far is in the record log. False on timeout."""

@@ -48,7 +48,8 @@ class ServerState:
 def require_access(request: Request) -> None:
     """Every API route's gate: the sender must present a valid key, and on a route with a
     ``{project}`` hold ``read`` (GET, HEAD) or ``write`` (other methods) there. An upload
-    (``PUT /api/v1/runs/...``) to a project that doesn't exist yet creates it for the sender."""
+    (``PUT /api/v1/runs/...``, or any artifact write) to a project that doesn't exist yet creates
+    it for the sender."""
     authorizer: Authorizer | None = request.app.state.tracklet.authorizer
     if authorizer is None:
         request.state.principal = DEV_PRINCIPAL
@@ -58,7 +59,9 @@ def require_access(request: Request) -> None:
         authorizer.principal(request)
         return
     reading = request.method in ("GET", "HEAD")
-    creating = not reading and request.url.path.startswith("/api/v1/runs/")
+    # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
+    creating = not reading and (request.url.path.startswith("/api/v1/runs/")
+                                or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/"))
     authorizer.check(request, project, "read" if reading else "write", create=creating)
 
 

@@ -416,3 +416,33 @@ def test_a_reader_can_download_but_not_upload(servers, tmp_path):
         as_alice.upload_bytes("p", b"mine")
     remote = RemoteArtifacts(as_reader, tmp_path / "reader-root")
     assert Path(remote.artifact("p/model").download(tmp_path / "dl"), "w").read_bytes() == data
+
+
+def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatch):
+    server = servers(tmp_path / "server")
+    root = tmp_path / "offline"
+    run = tracklet.init(project="nlp", id="r1", dir=str(root), settings=QUIET)
+    model = tmp_path / "model.pt"
+    model.write_bytes(os.urandom(50_000))
+    run.log_artifact(str(model), name="model", type="model", aliases=["candidate"]).wait()
+    model.write_bytes(os.urandom(50_000))
+    run.log_artifact(str(model), name="model", type="model").wait()
+    run.finish()
+    for _ in range(2):  # a second sync adds no version (v0 is not the latest, and is not sent again)
+        synced = _cli("--dir", str(root), "sync", "nlp/r1", "--url", server.url, "--quiet")
+        assert synced.returncode == 0, synced.stderr
+    client = _client(server.url)
+    versions = client.versions("nlp", "model")
+    assert [v["aliases"] for v in versions] == [["v0", "candidate"], ["v1", "latest"]]
+    assert {v["logged_by"] for v in versions} == {"nlp/r1"}
+    # `tracklet artifact push` sends a version logged outside any run.
+    extra = tmp_path / "notes.txt"
+    extra.write_text("notes")
+    assert _cli("--dir", str(root), "artifact", "put", str(extra), "--project", "nlp", "-q").returncode == 0
+    pushed = _cli("--dir", str(root), "artifact", "push", "nlp/notes.txt:latest", "--url", server.url)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "nlp/notes.txt:v0" in pushed.stdout
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))
+    with tracklet.Api(base_url=server.url) as api:
+        notes = api.artifact("nlp/notes.txt")
+        assert Path(notes.download(tmp_path / "n"), "notes.txt").read_text() == "notes"

@@ -20,7 +20,7 @@ from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.manifest import Manifest
-from tracklet.artifacts.names import check_artifact_name, parse_ref
+from tracklet.artifacts.names import check_artifact_name, parse_ref, version_number
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.storage import ArtifactStore, open_store
 from tracklet.client.artifacts import ArtifactClient
@@ -68,6 +68,22 @@ def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionIn
         "logged_by": info.logged_by})
     answer["bytes_sent"] = sent
     return answer
+
+
+def logged_by_run(store: ArtifactStore, project: str, run_id: str) -> list[VersionInfo]:
+    """The local versions a run logged, oldest first per collection (what ``tracklet sync``
+    sends after the run's log)."""
+    run_path = f"{project}/{run_id}"
+    return [info for name in store.registry.collections(project)
+            for info in store.registry.versions(project, name) if info.logged_by == run_path]
+
+
+def push(client: ArtifactClient, store: ArtifactStore, infos: Iterable[VersionInfo]) -> list[dict[str, Any]]:
+    """Send local versions to the server (each with its custom aliases); the server's answers.
+    A version the server has from the same run is not added again (idempotent)."""
+    return [upload_version(client, store, info, [alias for alias in info.aliases
+                                                 if alias != "latest" and version_number(alias) is None])
+            for info in infos]
 
 
 def fetch_blobs(client: ArtifactClient, store: ArtifactStore, project: str, digests: Iterable[str]) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from tracklet.cli.common import CliError, _handle_errors, _iso, _require_server_extra, _state
+from tracklet.errors import TrackletError
 
 
 def _files_options(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -390,6 +391,10 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
                 failures.append(f"{paths.project}/{paths.run_id}: {error}")
                 continue
             total_sent += result.sent_bytes
+            try:
+                total_sent += _push_artifacts(root, url, paths)
+            except (TrackletError, OSError) as error:  # contained to this run's artifacts
+                failures.append(f"{paths.project}/{paths.run_id}: artifacts: {error}")
             for line in result.describe_gaps():
                 click.echo(f"tracklet: damaged: {line}", err=True)
             damage = local_damage(paths, result.offset)
@@ -405,6 +410,22 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     if failures or damaged:
         raise CliError("; ".join(failures) if failures else f"{len(damaged)} run(s) are damaged locally and were "
                        "not uploaded whole (see above)")
+
+
+def _push_artifacts(root: Path, url: str, paths: Any) -> int:
+    """Send the artifact versions a run logged (stored locally) to the server; bytes sent."""
+    from tracklet.artifacts.remote import connect, logged_by_run, push
+    from tracklet.artifacts.storage import open_store
+
+    store = open_store(root)
+    infos = logged_by_run(store, paths.project, paths.run_id)
+    if not infos:
+        return 0
+    client = connect(url, root)
+    try:
+        return sum(answer["bytes_sent"] for answer in push(client, store, infos))
+    finally:
+        client.http.close()
 
 
 def resolve_run(root: Path, spec: str) -> Any:

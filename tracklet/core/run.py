@@ -797,7 +797,9 @@ class Run:
             print("tracklet: media still being encoded at finish were not recorded", file=sys.stderr)
         if self._artifacts is not None and not self._artifacts.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: artifacts still being stored at finish are not recorded in the run's log (a version "
-                  "is committed whole or not at all)", file=sys.stderr)
+                  "is committed whole or not at all)" + (
+                      "; `tracklet sync` uploads the versions it committed to the server" if self._artifact_remote()
+                      else ""), file=sys.stderr)
         end_time = _time()
         fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time, runtime=end_time - self.start_time)
         if error is not None:

@@ -362,9 +362,23 @@ class ServerArtifacts:
                            manifest=manifest_digest, size=manifest.size, file_count=len(manifest),
                            description=description, metadata=metadata, logged_by=logged_by)
         try:
+            if logged_by is not None:  # the same run sending the same content again: that version
+                earlier = self._logged_before(info)
+                if earlier is not None:
+                    if aliases:
+                        self.registry.set_aliases(project, name, earlier.version, aliases, [])
+                    return self.registry.version(project, name, f"v{earlier.version}"), True
             return self.registry.commit(info, aliases)
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
+
+    def _logged_before(self, info: VersionInfo) -> VersionInfo | None:
+        """A version of the collection with ``info``'s content that the same run logged: what
+        makes sending a run's versions again (``tracklet sync``, a retried commit) idempotent."""
+        for version in self.registry.versions(info.project, info.name):
+            if version.digest == info.digest and version.logged_by == info.logged_by and version.type == info.type:
+                return version
+        return None
 
 
 def _mismatch(expected: str, actual: str, size: int, what: str = "the body") -> DigestMismatch:

@@ -446,3 +446,20 @@ def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatc
     with tracklet.Api(base_url=server.url) as api:
         notes = api.artifact("nlp/notes.txt")
         assert Path(notes.download(tmp_path / "n"), "notes.txt").read_text() == "notes"
+
+
+def test_abandoned_upload_sessions_are_swept(tmp_path):
+    from tracklet.server.artifact_blobs import ServerArtifacts
+
+    artifacts = ServerArtifacts(tmp_path / "server")
+    data = os.urandom(6 * MiB)
+    old = artifacts.start("p", _sha(data), len(data), 5 * MiB)
+    artifacts.put_part(old, 1, data[:5 * MiB], None)
+    assert artifacts.sweep_uploads(max_age=3600) == 0  # young: kept
+    assert list(artifacts.parts(old)) == [1]
+    assert artifacts.sweep_uploads(max_age=0) == 1
+    assert not (tmp_path / "server" / "artifacts" / "uploads" / old.id).exists()
+    from tracklet.server.artifact_blobs import NotHeld
+
+    with pytest.raises(NotHeld):
+        artifacts.session("p", old.id)

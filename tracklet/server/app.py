@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -119,6 +120,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         def sweep() -> None:
             while not stop.wait(sweep_interval):
                 state.indexer.index_all()
+                try:
+                    state.artifacts.sweep_uploads()
+                except Exception as error:  # e.g. the artifacts bucket unreachable: the next pass tries again
+                    print(f"tracklet server: sweeping artifact uploads failed: {error!r}", file=sys.stderr)
 
         sweeper = threading.Thread(target=sweep, name="tracklet-server-sweep", daemon=True)
         sweeper.start()

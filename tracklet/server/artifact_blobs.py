@@ -49,6 +49,7 @@ MAX_PART_BYTES = 64 << 20
 MAX_PARTS = 10_000  # S3's most parts per upload
 MAX_SERVER_MANIFEST_BYTES = 64 << 20  # ~300k files: what one commit may describe
 _READ = 1 << 20
+STALE_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload session untouched this long is aborted
 
 
 class NotHeld(LookupError):
@@ -326,6 +327,29 @@ class ServerArtifacts:
             self.fs.rm(self._session_dir(session.id), recursive=True)
         except FileNotFoundError:
             pass
+
+    def sweep_uploads(self, max_age: float = STALE_UPLOAD_SECONDS) -> int:
+        """Abort upload sessions started more than ``max_age`` seconds ago (a client that never
+        came back): their parts are removed. Sessions removed."""
+        try:
+            self.fs.invalidate_cache(self.uploads)
+            directories = self.fs.ls(self.uploads, detail=False)
+        except FileNotFoundError:
+            return 0
+        cutoff = time.time() - max_age
+        removed = 0
+        for directory in directories:
+            try:
+                document = json.loads(self.fs.cat_file(f"{directory}/session.json"))
+                session = Session(**document)
+            except FileNotFoundError:
+                continue  # being created, or removed meanwhile
+            except (ValueError, TypeError):  # not a session file: old enough to go, by the directory's id
+                continue
+            if session.created_at < cutoff:
+                self.abort(session)
+                removed += 1
+        return removed
 
     # ------------------------------------------------------------ versions
 

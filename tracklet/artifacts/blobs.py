@@ -27,6 +27,7 @@ from tracklet.errors import ArtifactError
 _CHUNK = 1 << 20
 # A temporary blob this old was left by a killed process: the next store removes it.
 STALE_PARTIAL_SECONDS = 24 * 3600
+WRITER_BLOCK = 5 << 20  # bytes a BlobWriter on an object store buffers (S3's smallest multipart part)
 
 
 class BlobStore(Protocol):
@@ -205,7 +206,9 @@ class BlobWriter:
         self.temporary = store._temporary()
         self.hasher = hashlib.sha256()
         self.size = 0
-        self._handle: Any = store._open(self.temporary, "wb")
+        # An object store's file buffers a block before each part it sends: keep that small.
+        self._handle: Any = (store._open(self.temporary, "wb") if store.local
+                             else store.fs.open(self.temporary, "wb", block_size=WRITER_BLOCK))
 
     def write(self, data: bytes) -> None:
         self.hasher.update(data)

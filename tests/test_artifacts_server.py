@@ -345,8 +345,11 @@ def test_a_digest_mismatch_is_refused_and_nothing_is_visible(servers, backend, t
     assert _published(backend.blob_keys()) == []
 
 
-def test_commit_checks_the_manifest_and_every_blob(servers, tmp_path):
-    server = servers(tmp_path / "server")
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_commit_checks_the_manifest_and_every_blob(servers, tmp_path, request, database):
+    """Also on PostgreSQL: which blobs a project holds is a server table in the store's database."""
+    store = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store)
     client = _client(server.url)
     present = client.upload_bytes("p", b"here")
     absent = _sha(b"never uploaded")
@@ -463,3 +466,32 @@ def test_abandoned_upload_sessions_are_swept(tmp_path):
 
     with pytest.raises(NotHeld):
         artifacts.session("p", old.id)
+
+
+def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend, tmp_path):
+    server = servers(tmp_path / "server", extra=backend.extra)
+    good = [os.urandom(1000 + i) for i in range(5)]
+    bad = os.urandom(500)
+    frames = [(_sha(data), data) for data in good[:2]] + [(_sha(b"other"), bad)] + [(_sha(d), d) for d in good[2:]]
+    body = b"".join(digest.encode() + len(data).to_bytes(8, "big") + data for digest, data in frames)
+    with httpx.Client(base_url=server.url) as http:
+        answer = http.post("/api/v1/projects/p/artifacts/_blobs/batch", content=body).json()
+        assert answer["stored"] == [_sha(d) for d in good]
+        assert [item["digest"] for item in answer["rejected"]] == [_sha(b"other")]
+        assert f"has sha256 {_sha(bad)}" in answer["rejected"][0]["detail"]
+        cut = http.post("/api/v1/projects/p/artifacts/_blobs/batch", content=body[:-10])
+        assert cut.status_code == 400 and "more than the body holds" in cut.json()["detail"]
+    assert sorted(_published(backend.blob_keys())) == sorted(f"sha256/{_sha(d)[:2]}/{_sha(d)}" for d in good)
+    # The client sends small files many to a request, and names a file whose bytes changed.
+    paths = []
+    for index in range(30):
+        path = tmp_path / f"small{index}"
+        path.write_bytes(os.urandom(2000))
+        paths.append((str(path), _sha(path.read_bytes()), 2000))
+    transport = Counting()
+    client = ArtifactClient(HttpClient(server.url, transport=transport))
+    assert client.upload_files("p", paths) == 30 * 2000
+    assert transport.sent == [("POST", "/api/v1/projects/p/artifacts/_blobs/batch")]
+    Path(paths[3][0]).write_bytes(b"changed since hashed")
+    with pytest.raises(RemoteError, match=f"refused 1 blob\\(s\\): {paths[3][0]}"):
+        client.upload_files("p", paths)

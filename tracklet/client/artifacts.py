@@ -4,7 +4,8 @@ It speaks digests, files and JSON only (the artifact objects are ``tracklet.arti
 a layer above):
 
 - ``missing``: which digests a project lacks, 1,000 per request;
-- ``upload_files``: the blobs it lacks, in parallel; a file of ``RESUMABLE_BYTES`` or more goes in
+- ``upload_files``: the blobs it lacks, in parallel, small files up to 1,000 to a request (``upload_batch``,
+  a batch body up to 8 MiB); a file of ``RESUMABLE_BYTES`` or more goes in
   parts through an upload session whose id and finished parts are kept in a small JSON file under
   ``state_dir``, so a client killed mid-upload resumes where the server's parts end and never
   sends a finished part again;
@@ -33,6 +34,9 @@ MAX_DIGESTS_PER_QUERY = 1000  # the server's limit per "which are missing?" requ
 PART_BYTES = 8 << 20
 RESUMABLE_BYTES = 32 << 20  # files this large go in parts (resumable); smaller: one streamed PUT
 UPLOAD_WORKERS = 8
+BATCH_FILE_BYTES = 1 << 20  # files up to this size go many to a request
+BATCH_BYTES = 8 << 20  # at most this many bytes ...
+BATCH_FILES = 1000  # ... and files per request (the server's limit)
 _CHUNK = 1 << 20
 
 
@@ -88,29 +92,69 @@ class ArtifactClient:
 
     def upload_files(self, project: str, files: list[tuple[str, str, int]],
                      on_done: Callable[[int, int], None] | None = None) -> int:
-        """Upload ``(path, sha256, size)`` blobs in parallel (large ones resumably); bytes sent.
-        ``on_done(files, bytes)`` after each. The first failure is raised once the others end."""
+        """Upload ``(path, sha256, size)`` blobs in parallel: small files many to a request
+        (``upload_batch``), large ones each on its own (resumably from ``RESUMABLE_BYTES``);
+        bytes sent. ``on_done(files, bytes)`` after each request. The first failure is raised
+        once the others end."""
         sent = 0
         lock = threading.Lock()
+        jobs: list[list[tuple[str, str, int]]] = []
+        batch: list[tuple[str, str, int]] = []
+        batch_bytes = 0
+        for item in files:
+            if item[2] > BATCH_FILE_BYTES:
+                jobs.append([item])
+                continue
+            if batch and (batch_bytes + item[2] > BATCH_BYTES or len(batch) == BATCH_FILES):
+                jobs.append(batch)
+                batch, batch_bytes = [], 0
+            batch.append(item)
+            batch_bytes += item[2]
+        if batch:
+            jobs.append(batch)
 
-        def one(item: tuple[str, str, int]) -> None:
+        def one(job: list[tuple[str, str, int]]) -> None:
             nonlocal sent
-            path, digest, size = item
-            count = self.upload_file(project, path, digest, size)
+            if len(job) == 1 and job[0][2] > BATCH_FILE_BYTES:
+                count = self.upload_file(project, *job[0])
+            else:
+                count = self.upload_batch(project, job)
             with lock:
                 sent += count
             if on_done is not None:
-                on_done(1, size)
+                on_done(len(job), sum(item[2] for item in job))
 
-        if len(files) <= 1:
-            for item in files:
-                one(item)
+        if len(jobs) <= 1:
+            for job in jobs:
+                one(job)
             return sent
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(files)), thread_name_prefix="tracklet-upload") as pool:
-            results = [pool.submit(one, item) for item in files]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs)), thread_name_prefix="tracklet-upload") as pool:
+            results = [pool.submit(one, job) for job in jobs]
             for result in results:
                 result.result()
         return sent
+
+    def upload_batch(self, project: str, files: list[tuple[str, str, int]]) -> int:
+        """Upload small files' blobs in one request (each framed as its sha256 in 64 ASCII hex
+        digits, its length in 8 bytes big-endian, its bytes); bytes sent. ``RemoteError`` naming
+        any the server rejected (its bytes no longer match the digest)."""
+        frames = []
+        for path, digest, size in files:
+            with open(path, "rb") as handle:
+                data = handle.read(size + 1)
+            frames.append(digest.encode() + len(data).to_bytes(8, "big") + data)
+        body = b"".join(frames)
+        response = self.http.request("POST", f"{self._base(project)}/_blobs/batch", content=body, idempotent=True,
+                                     headers={"Content-Type": "application/octet-stream"})
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"an upload of {len(files)} blobs")
+        rejected = response.json()["rejected"]
+        if rejected:
+            paths = {digest: path for path, digest, _ in files}
+            raise RemoteError(f"{self.http.base_url} refused {len(rejected)} blob(s): "
+                              + "; ".join(f"{paths.get(item['digest'], item['digest'])}: {item['detail']}"
+                                          for item in rejected[:5]))
+        return sum(size for _, _, size in files)
 
     def upload_file(self, project: str, path: str | os.PathLike, digest: str, size: int) -> int:
         """Upload one blob from ``path``; bytes sent in this call."""

@@ -109,7 +109,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                else RunFiles.connect(root, layout=DATA_ROOT_LAYOUT) if shared_root
                                else RunFiles.connect(root / "files", files_options)),
                         authorizer=Authorizer(Accounts(store)) if auth else None,
-                        artifacts=ServerArtifacts.connect(root, artifacts_url, files_options))
+                        artifacts=ServerArtifacts.connect(root, artifacts_url, files_options, store.engine))
     if index_on_start:
         state.indexer.index_all()
 

@@ -8,7 +8,8 @@ when the digest matches: nothing partial or wrong is ever visible, and two clien
 same blob at once both succeed, leaving one copy.
 
 **Grants**: the store is shared by every project, but a project only *holds* a blob once someone
-with write access to it sent the blob's bytes (``<root>/artifacts/grants/<project>/ab/<digest>``).
+with write access to it sent the blob's bytes (a row of the server's ``artifact_blobs`` table,
+``schema.py``, in the store's database: SQLite or the deployment's PostgreSQL).
 "Which of these do you have?", downloads and commits only see a project's own grants, so knowing
 a digest never gives access to another project's bytes (a blob already stored is hashed and not
 written again; the bytes still have to be sent once per project).
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -36,12 +38,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError
 from tracklet.server.logs import BadRequest
+from tracklet.server.schema import artifact_blobs, migrate
 
 MAX_DIGESTS_PER_QUERY = 1000
 MIN_PART_BYTES = 5 << 20  # S3's smallest part (but the last)
@@ -49,6 +54,8 @@ MAX_PART_BYTES = 64 << 20
 MAX_PARTS = 10_000  # S3's most parts per upload
 MAX_SERVER_MANIFEST_BYTES = 64 << 20  # ~300k files: what one commit may describe
 _READ = 1 << 20
+SMALL_BLOB_BYTES = 8 << 20  # a blob up to this size is verified in memory and written in one piece
+MAX_BATCH_BLOBS = 1000
 STALE_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload session untouched this long is aborted
 
 
@@ -93,8 +100,16 @@ class ServerArtifacts:
     """The server's artifacts (see the module): ``root`` is the server's data root; ``url``
     (with fsspec ``options``) puts the blobs elsewhere, e.g. ``s3://bucket/prefix``."""
 
-    def __init__(self, root: Path, url: str | None = None, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
+                 engine: sa.Engine | None = None) -> None:
         directory = Path(root) / "artifacts"
+        if engine is None:  # no server database at hand (a test, a tool): the grants table alone, beside the blobs
+            directory.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(f"sqlite:///{directory / 'grants.sqlite'}")
+            artifact_blobs.create(engine, checkfirst=True)
+        else:
+            migrate(engine)  # the server's tables (a --dev server has no Accounts to do it)
+        self.engine = engine
         self.registry = LocalRegistry(directory)
         self.blobs = FsspecBlobStore(url if url is not None else directory, options)
         if self.blobs.fs is None:
@@ -103,14 +118,14 @@ class ServerArtifacts:
             self.blobs.fs = fsspec.filesystem("file")
         self.fs = self.blobs.fs
         self.uploads = self.blobs.base[: -len("/blobs")] + "/uploads"
-        self.grants = directory / "grants"
 
     @classmethod
-    def connect(cls, root: Path, url: str | None = None, options: dict[str, Any] | None = None) -> ServerArtifacts:
+    def connect(cls, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
+                engine: sa.Engine | None = None) -> ServerArtifacts:
         """``ServerArtifacts(...)`` checked at server start: ``ValueError`` naming the location if
         its backend is missing or its bucket does not exist."""
         try:
-            artifacts = cls(root, url, options)
+            artifacts = cls(root, url, options, engine)
         except ImportError as error:
             raise ValueError(f"the artifacts location {url} needs a package that is not installed: {error} "
                              "(for s3://: pip install 'tracklet[s3]')") from None
@@ -127,23 +142,43 @@ class ServerArtifacts:
 
     # ------------------------------------------------------------ grants
 
-    def _grant_path(self, project: str, digest: str) -> Path:
-        return self.grants / check_name("project", project) / digest[:2] / digest
+    def holding(self, project: str, digests: list[str]) -> set[str]:
+        """Which of ``digests`` the project holds (queried 1,000 at a time)."""
+        check_name("project", project)
+        held: set[str] = set()
+        unique = list(dict.fromkeys(digests))
+        with self.engine.connect() as connection:
+            for start in range(0, len(unique), MAX_DIGESTS_PER_QUERY):
+                batch = unique[start:start + MAX_DIGESTS_PER_QUERY]
+                held.update(connection.execute(sa.select(artifact_blobs.c.digest).where(
+                    artifact_blobs.c.project == project, artifact_blobs.c.digest.in_(batch))).scalars())
+        return held
 
     def holds(self, project: str, digest: str) -> bool:
-        return self._grant_path(project, check_digest(digest)).is_file()
+        return bool(self.holding(project, [check_digest(digest)]))
 
-    def grant(self, project: str, digest: str) -> None:
-        path = self._grant_path(project, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+    def grant(self, project: str, sizes: dict[str, int]) -> None:
+        """Record that ``project`` holds these blobs (digest -> size); one transaction."""
+        if not sizes:
+            return
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(artifact_blobs).on_conflict_do_nothing()
+        now = time.time()
+        with self.engine.begin() as connection:
+            connection.execute(statement, [
+                {"project": project, "digest": digest, "size": size, "created_at": now}
+                for digest, size in sizes.items()])
 
     def missing(self, project: str, digests: list[str]) -> list[str]:
         """Which of ``digests`` the project does not hold (in the order given, once each)."""
         if len(digests) > MAX_DIGESTS_PER_QUERY:
             raise BadRequest(f"{len(digests)} digests in one query; at most {MAX_DIGESTS_PER_QUERY} may be asked "
                              "about at once (split the list)")
-        return [digest for digest in dict.fromkeys(check_digest(d) for d in digests) if not self.holds(project, digest)]
+        unique = list(dict.fromkeys(check_digest(d) for d in digests))
+        held = self.holding(project, unique)
+        return [digest for digest in unique if digest not in held]
 
     # ------------------------------------------------------------ blobs
 
@@ -159,30 +194,77 @@ class ServerArtifacts:
 
     def store_chunks(self, project: str, digest: str, chunks: Iterator[bytes]) -> int:
         """Store one blob from ``chunks`` (called on a worker thread: ``chunks`` may block), then
-        grant it to ``project``. A blob the store has is hashed, not written again.
-        ``DigestMismatch`` (nothing visible) if the bytes don't hash to ``digest``. Bytes received."""
+        grant it to ``project``. ``DigestMismatch`` (nothing visible) if the bytes don't hash to
+        ``digest``. Bytes received. A blob of at most ``SMALL_BLOB_BYTES`` is verified in memory
+        and written in one piece (``store_small``); a larger one is streamed to a temporary name
+        and renamed into place once verified (a blob the store has is only hashed)."""
         check_digest(digest)
+        pieces: list[bytes] = []
+        held = 0
+        for chunk in chunks:
+            pieces.append(chunk)
+            held += len(chunk)
+            if held > SMALL_BLOB_BYTES:
+                break
+        else:
+            rejected = self.store_small(project, [(digest, b"".join(pieces))])
+            if rejected:
+                raise DigestMismatch(rejected[0][1])
+            return held
+        rest = itertools.chain(pieces, chunks)
         if self.blobs.has(digest):
             hasher = hashlib.sha256()
             received = 0
-            for chunk in chunks:
+            for chunk in rest:
                 hasher.update(chunk)
                 received += len(chunk)
             if hasher.hexdigest() != digest:
                 raise _mismatch(digest, hasher.hexdigest(), received)
-            self.grant(project, digest)
+            self.grant(project, {digest: received})
             return received
         writer = self.blobs.writer()
         try:
-            for chunk in chunks:
+            for chunk in rest:
                 writer.write(chunk)
         except BaseException:
             writer.discard()
             raise
         if not writer.publish(digest):
             raise _mismatch(digest, writer.hasher.hexdigest(), writer.size)
-        self.grant(project, digest)
+        self.grant(project, {digest: writer.size})
         return writer.size
+
+    def store_small(self, project: str, blobs: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+        """Store small blobs held in memory and grant them to ``project``: each is verified first,
+        then written whole (on an object store one PUT per blob, all at once: an object appears
+        complete or not at all; on a directory through a temporary name). Returns the rejected
+        ``(digest, reason)`` pairs (a digest mismatch): the others are stored regardless."""
+        rejected: list[tuple[str, str]] = []
+        good: dict[str, bytes] = {}
+        for digest, data in blobs:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != check_digest(digest):
+                rejected.append((digest, str(_mismatch(digest, actual, len(data)))))
+            else:
+                good[digest] = data
+        if self.blobs.local:
+            for digest, data in good.items():
+                if not self.blobs.has(digest):
+                    writer = self.blobs.writer()
+                    writer.write(data)
+                    writer.publish(digest)
+        elif good:
+            self.fs.pipe({self.blobs._path(digest): data for digest, data in good.items()})
+        self.grant(project, {digest: len(data) for digest, data in good.items()})
+        return rejected
+
+    def store_batch(self, project: str, body: bytes) -> tuple[list[str], list[tuple[str, str]]]:
+        """Store the blobs of a batch body (``encode_batch``'s frames); (stored digests, rejected
+        ``(digest, reason)``). ``BadRequest`` for a malformed body (nothing stored)."""
+        blobs = decode_batch(body)
+        rejected = self.store_small(project, blobs)
+        refused = {digest for digest, _ in rejected}
+        return [digest for digest, _ in blobs if digest not in refused], rejected
 
     # ------------------------------------------------------------ upload sessions
 
@@ -313,7 +395,7 @@ class ServerArtifacts:
             self.fs.rm(temporary)
             raise _mismatch(session.digest, hasher.hexdigest(), session.size)
         self.blobs._publish(temporary, session.digest)
-        self.grant(session.project, session.digest)
+        self.grant(session.project, {session.digest: session.size})
 
     def abort(self, session: Session) -> None:
         """Forget a session and what it received."""
@@ -374,7 +456,8 @@ class ServerArtifacts:
             manifest = Manifest.from_bytes(data, what=f"the manifest of {project}/{name}")
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
-        absent = [entry.path for entry in manifest if entry.ref is None and not self.holds(project, entry.digest)]
+        held = self.holding(project, [entry.digest for entry in manifest if entry.ref is None])
+        absent = [entry.path for entry in manifest if entry.ref is None and entry.digest not in held]
         if absent:
             raise BadRequest(f"{len(absent)} file(s) of the manifest have no blob in project {project}: "
                              + ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "") + " (upload them first)")
@@ -403,6 +486,35 @@ class ServerArtifacts:
             if version.digest == info.digest and version.logged_by == info.logged_by and version.type == info.type:
                 return version
         return None
+
+
+def encode_batch(blobs: list[tuple[str, bytes]]) -> bytes:
+    """Blobs as one request body: per blob its sha256 (64 ASCII hex digits), its length (8 bytes,
+    big-endian) and its bytes."""
+    return b"".join(digest.encode() + len(data).to_bytes(8, "big") + data for digest, data in blobs)
+
+
+def decode_batch(body: bytes) -> list[tuple[str, bytes]]:
+    """The ``(digest, bytes)`` of a batch body; ``BadRequest`` naming the offset of a bad frame."""
+    blobs: list[tuple[str, bytes]] = []
+    offset = 0
+    view = memoryview(body)
+    while offset < len(body):
+        if len(blobs) == MAX_BATCH_BLOBS:
+            raise BadRequest(f"a batch holds at most {MAX_BATCH_BLOBS} blobs")
+        header = bytes(view[offset:offset + 72])
+        if len(header) < 72:
+            raise BadRequest(f"batch body: a frame header at byte {offset} is cut short")
+        try:
+            digest = check_digest(header[:64].decode("ascii"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"batch body: no digest at byte {offset}") from None
+        size = int.from_bytes(header[64:], "big")
+        if offset + 72 + size > len(body):
+            raise BadRequest(f"batch body: blob {digest} at byte {offset} says {size} bytes, more than the body holds")
+        blobs.append((digest, bytes(view[offset + 72:offset + 72 + size])))
+        offset += 72 + size
+    return blobs
 
 
 def _mismatch(expected: str, actual: str, size: int, what: str = "the body") -> DigestMismatch:

@@ -485,6 +485,16 @@ class PutBlobResponse(BaseModel):
     size: int = Field(description="Bytes received (verified) for this blob")
 
 
+class RejectedBlob(BaseModel):
+    digest: str
+    detail: str
+
+
+class BatchResponse(BaseModel):
+    stored: list[str] = Field(description="Digests stored (verified) and now held by the project")
+    rejected: list[RejectedBlob] = Field(description="Blobs whose bytes don't match their digest: not stored")
+
+
 class UploadRequest(BaseModel):
     digest: str
     size: int = Field(ge=0)

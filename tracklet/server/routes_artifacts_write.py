@@ -25,8 +25,8 @@ from tracklet.errors import ArtifactError
 from tracklet.server.artifact_blobs import NotHeld, ServerArtifacts, Session, check_digest
 from tracklet.server.body import read_body
 from tracklet.server.logs import BadRequest
-from tracklet.server.models import (BlobQuery, BlobQueryResponse, CommitRequest, CommitResponse, PutBlobResponse,
-                                    UploadPart, UploadRequest, UploadSession, errors)
+from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, CommitRequest, CommitResponse,
+                                    PutBlobResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession, errors)
 from tracklet.server.routes_artifacts_read import _version_model
 
 router = APIRouter(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
@@ -119,6 +119,19 @@ async def put_blob(request: Request, project: str, digest: str) -> PutBlobRespon
     except ClientDisconnect:
         raise HTTPException(status_code=400, detail="the client disconnected before sending the whole blob") from None
     return PutBlobResponse(digest=digest, size=size)
+
+
+@router.post("/_blobs/batch", response_model=BatchResponse, responses=errors(400, 413, 415),
+             openapi_extra=_RAW_BODY, summary="Upload many small blobs in one request")
+async def put_blob_batch(request: Request, project: str) -> BatchResponse:
+    """Up to 1,000 blobs, each framed as its sha256 (64 ASCII hex digits), its length (8 bytes,
+    big-endian) and its bytes; the whole body within the server's body limit. Each blob is
+    verified and stored on its own: one whose bytes don't match its digest is `rejected` (not
+    stored), the others are stored. What makes many small files fast."""
+    artifacts = _artifacts(request)
+    body = await read_body(request, request.app.state.tracklet.max_body_bytes)
+    stored, rejected = await run_in_threadpool(artifacts.store_batch, project, body)
+    return BatchResponse(stored=stored, rejected=[RejectedBlob(digest=d, detail=why) for d, why in rejected])
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

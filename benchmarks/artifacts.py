@@ -17,9 +17,11 @@ the second to the first. Target (issue #15): the second writes 0 bytes and retur
 A4: download an already stored artifact of ``--files`` small files (4 kB each) into a fresh
 directory, then again into the same directory (files already in place). Target: <= 1 s.
 
+A1 (``--a1-files 10000``; art-server's section, ``a1``): that many 40 kB files uploaded to a local
+server whose blobs go to S3 (s3rver), and to one keeping them on disk; files/s. Target >= 1,000.
+
 ``--short`` (or ``--quick``): 128 MiB and 200 files, for a check run. Absolute times on shared
-machines drift; the ratios within one run are what to compare. (A1, uploads to a server, is in the
-server's benchmark section when present.)
+machines drift; the ratios within one run are what to compare.
 """
 
 from __future__ import annotations
@@ -311,6 +313,19 @@ def main() -> None:
         ]
     print(f"load average {results['load_average'][0]:.2f} on {results['cpus']} CPUs at the start")
     print_table(rows, header=["benchmark", "time", "bytes/files", "note"])
+    if args.a1_files:
+        with tempfile.TemporaryDirectory(prefix="tracklet-bench-a1-") as a1_work:
+            results["a1"] = uploads = a1(Path(a1_work), args.a1_files)
+        if "skipped" in uploads:
+            print(f"A1 skipped: {uploads['skipped']}")
+        else:
+            print_table([[f"A1 upload, {backend} backend", f"{uploads[backend]['first']['seconds']:.2f} s",
+                          f"{uploads[backend]['files_per_second']:.0f} files/s",
+                          f"again: {uploads[backend]['again']['seconds']:.2f} s, "
+                          f"{uploads[backend]['again']['bytes_sent']} B sent"] for backend in ("s3", "local")]
+                        + [["A1 S3 server alone", "", f"{uploads['s3_ceiling_files_per_second']:.0f} files/s",
+                            "the same objects PUT straight to s3rver, 64 at a time"]],
+                        header=["benchmark", "time", "rate", "note"])
     write_json(args.json, results)
 
 

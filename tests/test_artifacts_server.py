@@ -149,16 +149,16 @@ def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path):
         return upload_version(client, store, result.info, aliases, result.manifest)
 
     first = log(["prod"])
-    assert first["version"]["version"] == 0 and first["version"]["aliases"] == ["v0", "latest", "prod"]
+    assert first["version"]["index"] == 0 and first["version"]["aliases"] == ["v0", "latest", "prod"]
     assert first["bytes_sent"] >= 20 * 5000
     (source / "f3.bin").write_bytes(b"changed")
     second = log([])
     info = second["version"]
-    assert info["version"] == 1 and info["aliases"] == ["v1", "latest"]
+    assert info["index"] == 1 and info["aliases"] == ["v1", "latest"]
     manifest_size = len(store.blobs.read_bytes(info["manifest"]))
     assert second["bytes_sent"] == len(b"changed") + manifest_size  # one changed file and the manifest
     again = log([])
-    assert again["reused"] and again["bytes_sent"] == 0 and again["version"]["version"] == 1
+    assert again["reused"] and again["bytes_sent"] == 0 and again["version"]["index"] == 1
 
 
 # ---------------------------------------------------------------- resumable uploads, kill -9
@@ -403,7 +403,7 @@ def test_a_reader_can_download_but_not_upload(servers, tmp_path):
                     lambda: as_reader.commit("p", "model", {"type": "model", "manifest": manifest})):
         with pytest.raises(RemoteError, match="HTTP 403"):
             attempt()
-    assert as_reader.version("p", "model", "latest")["version"] == 0
+    assert as_reader.version("p", "model", "latest")["version"] == "v0"
     as_reader.download("p", digest, tmp_path / "w")
     assert (tmp_path / "w").read_bytes() == data
     # A user's first artifact upload creates the project, with them as its admin: others can't read it.
@@ -495,3 +495,27 @@ def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend
     Path(paths[3][0]).write_bytes(b"changed since hashed")
     with pytest.raises(RemoteError, match=f"refused 1 blob\\(s\\): {paths[3][0]}"):
         client.upload_files("p", paths)
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+def test_a_chunked_file_goes_to_the_server_whole(servers, tmp_path, resumable):
+    """A large file the local store keeps as chunks (no blob of its own) is sent rebuilt from
+    them, checked as it goes; the server's manifest names no local recipe; another root gets it."""
+    from tracklet.artifacts.entries import LocalFile
+
+    server = servers(tmp_path / "server")
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=1 << 20)
+    data = os.urandom(11 * MiB + 3)
+    (tmp_path / "ckpt.bin").write_bytes(data)
+    result = store.commit("ckpt", "model", {"ckpt.bin": LocalFile(str(tmp_path / "ckpt.bin"))}, project="p",
+                          aliases=[])
+    (entry,) = result.manifest
+    assert "recipe" in entry.extra and not store.blobs.has(entry.digest)  # chunks only
+    client = ArtifactClient(HttpClient(server.url), tmp_path / "state", part_bytes=5 * MiB,
+                            resumable_bytes=5 * MiB if resumable else 1 << 40)
+    answer = upload_version(client, store, result.info, [], result.manifest)
+    assert answer["version"]["digest"] == result.info.digest
+    served = Manifest.from_bytes(client.read("p", answer["version"]["manifest"]))
+    assert [dict(e.extra) for e in served] == [{}]
+    remote = RemoteArtifacts(client, tmp_path / "other-root")
+    assert Path(remote.artifact("p/ckpt").download(tmp_path / "out"), "ckpt.bin").read_bytes() == data

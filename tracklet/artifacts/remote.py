@@ -13,8 +13,11 @@ The HTTP side is ``tracklet.client.artifacts.ArtifactClient`` (digests, files, J
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.names import check_artifact_name, parse_ref, version_number
 from tracklet.artifacts.registry import VersionInfo
-from tracklet.artifacts.storage import ArtifactStore, open_store
+from tracklet.artifacts.storage import ArtifactStore, open_store, recipe_of
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.errors import ArtifactError, ArtifactNotFound
 
@@ -46,28 +49,45 @@ def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionIn
     then the commit. Returns the server's answer (``version``: its ``ArtifactVersion``;
     ``reused``; ``bytes_sent``)."""
     manifest = manifest if manifest is not None else store.manifest(info)
-    sizes = {entry.digest: entry.size for entry in manifest if entry.ref is None}
-    lacking = client.missing(info.project, [*sizes, info.manifest])
-    files = []
-    for digest in sizes:
+    # The server keeps every file whole: its manifest names no local chunk recipes (same digest).
+    sent_manifest = server_manifest(manifest)
+    manifest_bytes = sent_manifest.to_bytes()
+    manifest_digest = hashlib.sha256(manifest_bytes).hexdigest()
+    entries = {entry.digest: entry for entry in manifest if entry.ref is None}
+    lacking = client.missing(info.project, [*entries, manifest_digest])
+    files: list[tuple[Any, str, int]] = []
+    for digest, entry in entries.items():
         if digest not in lacking:
             continue
-        local = store.blobs.local_path(digest)
-        if local is None or not local.is_file():
-            raise ArtifactError(f"artifact {info.qualified_name}: blob {digest} is not in the local store "
-                                f"({store.directory}), so it can't be uploaded")
-        files.append((str(local), digest, sizes[digest]))
-    sent = client.upload_files(info.project, files)
-    if info.manifest in lacking:
-        data = store.blobs.read_bytes(info.manifest)
-        client.upload_bytes(info.project, data)
-        sent += len(data)
+        local = store.blobs.local_path(digest) if recipe_of(entry) is None else None
+        if local is not None and local.is_file():
+            files.append((str(local), digest, entry.size))
+        else:  # stored as chunks (or not a local directory): its bytes, rebuilt and checked as they are sent
+            files.append((partial(store.entry_bytes, entry), digest, entry.size))
+    whole = [item for item in files if not callable(item[0])]
+    sent = client.upload_files(info.project, whole)
+    for source, digest, size in files:
+        if callable(source):
+            sent += client.upload_file(info.project, source, digest, size)
+    if manifest_digest in lacking:
+        client.upload_bytes(info.project, manifest_bytes)
+        sent += len(manifest_bytes)
     answer = client.commit(info.project, info.name, {
-        "type": info.type, "manifest": info.manifest, "description": info.description,
+        "type": info.type, "manifest": manifest_digest, "description": info.description,
         "metadata": info.metadata, "aliases": [alias for alias in aliases if alias != "latest"],
         "logged_by": info.logged_by})
     answer["bytes_sent"] = sent
     return answer
+
+
+def server_manifest(manifest: Manifest) -> Manifest:
+    """``manifest`` as a server keeps it: each file whole, so no entry names a local chunk recipe
+    (the version's digest, over paths and file digests, is the same)."""
+    if not any("recipe" in entry.extra for entry in manifest):
+        return manifest
+    return Manifest({entry.path: dataclasses.replace(entry, extra={key: value for key, value in entry.extra.items()
+                                                                  if key != "recipe"})
+                     for entry in manifest})
 
 
 def logged_by_run(store: ArtifactStore, project: str, run_id: str) -> list[VersionInfo]:
@@ -118,7 +138,12 @@ def fetch_blobs(client: ArtifactClient, store: ArtifactStore, project: str, dige
 
 def version_info(document: dict[str, Any]) -> VersionInfo:
     """A server's ``ArtifactVersion`` as a ``VersionInfo``."""
-    return VersionInfo.from_json(document, list(document.get("aliases") or []))
+    return VersionInfo(project=document["project"], name=document["name"], version=int(document["index"]),
+                       type=document["type"], digest=document["digest"], manifest=document["manifest"],
+                       size=document["size"], file_count=document["file_count"],
+                       description=document.get("description") or "", metadata=dict(document.get("metadata") or {}),
+                       created_at=document.get("created_at") or 0.0, logged_by=document.get("logged_by"),
+                       aliases=list(document.get("aliases") or []))
 
 
 class RemoteArtifacts:
@@ -151,4 +176,6 @@ class RemoteArtifacts:
         return [self._artifact(info) for info in infos]
 
     def collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
-        return self.client.collections(project, type)
+        """``{"name", "type", "versions", "latest"}`` per collection, as the local ``Api`` gives."""
+        return [{key: item[key] for key in ("name", "type", "versions", "latest")}
+                for item in self.client.collections(project, type) if not item.get("error")]

@@ -22,7 +22,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ BATCH_FILE_BYTES = 1 << 20  # files up to this size go many to a request
 BATCH_BYTES = 8 << 20  # at most this many bytes ...
 BATCH_FILES = 1000  # ... and files per request (the server's limit)
 _CHUNK = 1 << 20
+VERSIONS_PAGE = 1000  # the server's largest page of versions
 
 
 class _FileBody:
@@ -55,6 +56,33 @@ class _FileBody:
             while remaining > 0 and (chunk := handle.read(min(_CHUNK, remaining))):
                 remaining -= len(chunk)
                 yield chunk
+
+
+Source = Callable[[], Iterable[bytes]]  # a blob's bytes in pieces, read again from the start on each call
+
+
+class _Replayable:
+    """A ``Source`` as a request body that a retry can send again."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.source())
+
+
+def _parts(pieces: Iterable[bytes], part_size: int) -> Iterator[tuple[int, bytes]]:
+    """``(number, bytes)`` of consecutive parts of ``part_size`` bytes (the last: the rest)."""
+    buffer = bytearray()
+    number = 1
+    for piece in pieces:
+        buffer += piece
+        while len(buffer) >= part_size:
+            yield number, bytes(buffer[:part_size])
+            del buffer[:part_size]
+            number += 1
+    if buffer or number == 1:
+        yield number, bytes(buffer)
 
 
 class ArtifactClient:
@@ -156,11 +184,11 @@ class ArtifactClient:
                                           for item in rejected[:5]))
         return sum(size for _, _, size in files)
 
-    def upload_file(self, project: str, path: str | os.PathLike, digest: str, size: int) -> int:
-        """Upload one blob from ``path``; bytes sent in this call."""
+    def upload_file(self, project: str, path: str | os.PathLike | Source, digest: str, size: int) -> int:
+        """Upload one blob from ``path`` (a file, or a ``Source`` of its bytes); bytes sent in this call."""
         if size >= self.resumable_bytes:
             return self.upload_resumable(project, path, digest, size)
-        body = _FileBody(path, 0, size)
+        body: Any = _Replayable(path) if callable(path) else _FileBody(path, 0, size)
         response = self.http.request("PUT", f"{self._base(project)}/_blobs/{digest}", content=body,
                                      headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
         if response.status_code != 200:
@@ -199,10 +227,11 @@ class ArtifactClient:
         temporary.write_bytes(json.dumps(state).encode())
         os.replace(temporary, path)
 
-    def upload_resumable(self, project: str, path: str | os.PathLike, digest: str, size: int) -> int:
+    def upload_resumable(self, project: str, path: str | os.PathLike | Source, digest: str, size: int) -> int:
         """Upload one large blob in parts through an upload session, resuming the session a
         killed client recorded under ``state_dir`` (only the parts the server lacks are sent).
-        Bytes sent in this call."""
+        ``path`` is a file, or a ``Source`` (a callable giving the bytes in pieces, read once, in
+        order: its parts are sent one at a time). Bytes sent in this call."""
         base = f"{self._base(project)}/_uploads"
         state_path = self._state_file(project, digest)
         state = self._load_state(state_path)
@@ -229,12 +258,12 @@ class ArtifactClient:
         lock = threading.Lock()
         sent = 0
 
-        def send(number: int) -> None:
+        def send(number: int, data: bytes | None = None) -> None:
             nonlocal sent
             start = (number - 1) * part_size
             length = min(part_size, size - start)
-            body = _FileBody(path, start, length)
-            part_digest = hashlib.sha256(b"".join(body)).hexdigest()
+            body: Any = _FileBody(path, start, length) if data is None else data  # type: ignore[arg-type]
+            part_digest = hashlib.sha256(data if data is not None else b"".join(body)).hexdigest()
             response = self.http.request(
                 "PUT", f"{base}/{session['id']}/parts/{number}", content=body,
                 headers={"Content-Length": str(length), "X-Tracklet-Sha256": part_digest,
@@ -246,7 +275,11 @@ class ArtifactClient:
                 state["parts"] = sorted({*state["parts"], number})
                 self._save_state(state_path, state)
 
-        if todo:
+        if callable(path):  # a stream: cut into parts in order, the server's parts skipped
+            for number, data in _parts(path(), part_size):
+                if number in todo:
+                    send(number, data)
+        elif todo:
             with ThreadPoolExecutor(max_workers=min(self.workers, len(todo)), thread_name_prefix="tracklet-part") as pool:
                 for result in [pool.submit(send, number) for number in todo]:
                     result.result()
@@ -274,10 +307,22 @@ class ArtifactClient:
         return response.json()
 
     def version(self, project: str, name: str, selector: str) -> dict[str, Any]:
-        return self.http.get_json(f"{self._base(project)}/{name}/versions/{selector}", missing=ArtifactNotFound)
+        """One ``ArtifactVersion`` (``vN``, ``latest`` or an alias); ``ArtifactNotFound`` if none."""
+        return self.http.get_json(f"{self._base(project)}/{name}/versions/{selector}",
+                                  missing=ArtifactNotFound)["version"]
 
     def versions(self, project: str, name: str) -> list[dict[str, Any]]:
-        return self.http.get_json(f"{self._base(project)}/{name}/versions", missing=ArtifactNotFound)["versions"]
+        """Every readable ``ArtifactVersion`` of a collection, oldest first (the server pages them
+        newest first)."""
+        found: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self.http.get_json(f"{self._base(project)}/{name}/versions", missing=ArtifactNotFound,
+                                      offset=offset, limit=VERSIONS_PAGE)
+            found.extend(page["versions"])
+            offset += len(page["versions"]) + len(page["damaged"])
+            if offset >= page["total"] or not page["versions"] and not page["damaged"]:
+                return found[::-1]
 
     def collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
         return self.http.get_json(self._base(project), type=type)["collections"]

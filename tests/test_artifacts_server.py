@@ -43,6 +43,13 @@ class Backend:
     blob_keys: Callable[[], list[str]]  # every object/file under the blob store's blobs/ (tmp included)
 
 
+@pytest.fixture(autouse=True)
+def blob_cache(tmp_path, monkeypatch) -> Path:
+    """Downloads from a server go through the machine's blob cache: one per test."""
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "blob-cache"))
+    return tmp_path / "blob-cache"
+
+
 @pytest.fixture(params=["local", "s3"])
 def backend(request, tmp_path, monkeypatch) -> Backend:
     """local: blobs in `<server dir>/artifacts`; s3: `--artifacts s3://...` on a real s3rver."""
@@ -519,3 +526,32 @@ def test_a_chunked_file_goes_to_the_server_whole(servers, tmp_path, resumable):
     assert [dict(e.extra) for e in served] == [{}]
     remote = RemoteArtifacts(client, tmp_path / "other-root")
     assert Path(remote.artifact("p/ckpt").download(tmp_path / "out"), "ckpt.bin").read_bytes() == data
+
+
+def test_downloads_go_through_the_capped_blob_cache(servers, tmp_path):
+    from tracklet.artifacts.cache import BlobCache
+
+    server = servers(tmp_path / "server")
+    writer = _client(server.url)
+    files = {"small.txt": b"tiny", "big.bin": os.urandom(200_000)}
+    entries = {name: ManifestEntry(name, writer.upload_bytes("p", data), len(data)) for name, data in files.items()}
+    writer.commit("p", "data", {"type": "dataset", "manifest": writer.upload_bytes("p", Manifest(entries).to_bytes())})
+
+    transport = Counting()
+    reader = ArtifactClient(HttpClient(server.url, transport=transport))
+    cache = BlobCache(tmp_path / "cache", cap_bytes=1 << 20)
+    remote = RemoteArtifacts(reader, tmp_path / "root", cache=cache)
+    for target in ("one", "two"):  # the second download reads the cache, not the server
+        out = Path(remote.artifact("p/data").download(tmp_path / target))
+        assert {name: (out / name).read_bytes() for name in files} == files
+    blob_gets = [path for method, path in transport.sent if "/_blobs/" in path and method == "GET"]
+    assert len(blob_gets) == 1 + 2  # the manifest once (kept parsed), each file's blob once
+    assert cache.has(entries["big.bin"].digest)
+
+    # A cache too small for a file is never overfilled: that file goes straight to its place.
+    tiny = BlobCache(tmp_path / "tiny-cache", cap_bytes=1000)
+    out = Path(RemoteArtifacts(reader, tmp_path / "root2", cache=tiny).artifact("p/data").download(tmp_path / "three"))
+    assert (out / "big.bin").read_bytes() == files["big.bin"]
+    assert not tiny.has(entries["big.bin"].digest) and tiny.has(entries["small.txt"].digest)
+    assert sum(p.stat().st_size for p in (tmp_path / "tiny-cache" / "blobs").rglob("*") if p.is_file()) <= 1000
+    assert not [p for p in out.rglob("*.partial")]

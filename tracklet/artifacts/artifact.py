@@ -59,8 +59,6 @@ class Artifact:
         self.project: str | None = None
         self.reused = False  # True when logging found identical content and returned that version
         self.bytes_written = 0
-        # Server mode (artifacts/remote.py): fetches the blobs a manifest needs into the local store.
-        self._fetch: Any = None
         self.upload_error: Exception | None = None  # online runs: why the upload to the server failed
 
     # ------------------------------------------------------------ identity
@@ -374,8 +372,6 @@ class Artifact:
 
         self.wait()
         assert self._store is not None
-        if self._fetch is not None:
-            self._fetch(self.manifest)
         target = Path(root) if root is not None else default_download_root(self._info)
         return str(self._store.download(self._info, self.manifest, target, link=link, progress=progress))
 

@@ -5,29 +5,34 @@ from the server into the local store (docs/artifacts.md, "Server mode").
   request), uploads those in parallel from the local CAS (large ones resumably), then the
   manifest, then commits the version on the server (which assigns its own ``vN``).
 - ``RemoteArtifacts``: ``artifact("project/name:alias")``, ``versions``, ``collections`` from the
-  server; a version's ``download()`` first fetches the blobs the local CAS lacks
-  (``fetch_blobs``, verified, ranged resume) and then materializes the files as in local mode.
+  server; a version's ``download()`` (``ServerVersionStore``) fetches the blobs the machine's
+  size-capped blob cache lacks (``fetch_blob``: verified, a broken transfer resumed with a
+  ``Range``) and materializes the files from it as in local mode.
 
 The HTTP side is ``tracklet.client.artifacts.ArtifactClient`` (digests, files, JSON).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import uuid
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.manifest import Manifest
 from tracklet.artifacts.names import check_artifact_name, parse_ref, version_number
 from tracklet.artifacts.registry import VersionInfo
-from tracklet.artifacts.storage import ArtifactStore, open_store, recipe_of
+from tracklet.artifacts.cache import BlobCache, CacheFull
+from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
+from tracklet.artifacts.storage import ArtifactStore, recipe_of
 from tracklet.client.artifacts import ArtifactClient
-from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactVerifyError
 
 UPLOAD_STATE_DIR = "artifact-uploads"  # under <data root>/cache: resumable upload sessions
 
@@ -106,34 +111,95 @@ def push(client: ArtifactClient, store: ArtifactStore, infos: Iterable[VersionIn
             for info in infos]
 
 
-def fetch_blobs(client: ArtifactClient, store: ArtifactStore, project: str, digests: Iterable[str]) -> int:
-    """Put the blobs of ``digests`` the local store lacks into it, from the server (each verified
-    while it is still a temporary file, then renamed into place). Bytes fetched.
+def fetch_blob(client: ArtifactClient, cache: BlobCache, project: str, digest: str, size: int) -> bool:
+    """Put blob ``digest`` into the machine's blob cache from the server (verified as it is
+    written, nothing visible unless whole and matching); False if the cache has no room for it
+    (``CacheFull``: the caller downloads it straight to its destination).
 
-    The one place server downloads enter the local CAS: a size-capped cache replaces it here."""
-    from tracklet.artifacts.hashing import stat_key
+    The one place server bytes enter a local store."""
+    if cache.has(digest):
+        return True
+    try:
+        cache.put_stream(client.iter_blob(project, digest), digest, size)
+    except CacheFull:
+        return False
+    return True
 
-    fetched = 0
-    learned = {}
-    for digest in dict.fromkeys(digests):
-        if store.blobs.has(digest):
-            continue
-        temporary = store.blobs._temporary()
-        try:
-            fetched += client.download(project, digest, temporary)
-            store.blobs._publish(temporary, digest)
-        except BaseException:
-            store.blobs._discard(temporary)
-            store.blobs._discard(temporary + ".partial")
-            raise
-        local = store.blobs.local_path(digest)
-        if local is not None:
+
+class ServerVersionStore:
+    """What a version read from a server downloads through (the ``ArtifactStore`` calls an
+    ``Artifact`` makes: ``manifest``, ``download``): manifests from the server, file bytes
+    through the size-capped ``BlobCache`` (``artifacts/cache.py``), materialized by reflink, hard
+    link or copy as in local mode."""
+
+    def __init__(self, client: ArtifactClient, data_root: str | os.PathLike, cache: BlobCache | None = None) -> None:
+        self.client = client
+        self.data_root = Path(data_root).expanduser()  # for lineage (logged_by, used_by) read locally
+        self._cache = cache
+        self._manifests: dict[str, Manifest] = {}
+
+    @property
+    def cache(self) -> BlobCache:
+        if self._cache is None:
+            self._cache = BlobCache()
+        return self._cache
+
+    def manifest(self, info: VersionInfo) -> Manifest:
+        manifest = self._manifests.get(info.manifest)
+        if manifest is None:
+            data = self.client.read(info.project, info.manifest, limit=MAX_MANIFEST_BYTES)
+            manifest = self._manifests[info.manifest] = Manifest.from_bytes(
+                data, what=f"the manifest of {info.qualified_name}")
+        return manifest
+
+    def download(self, info: VersionInfo, manifest: Manifest, root: Path, *, link: bool = True,
+                 progress: Any = None) -> Path:
+        """Each file of ``manifest`` under ``root``: left alone if it is there with the right
+        sha256, else fetched into the cache (unless cached) and materialized through a hidden
+        temporary renamed into place. A reference (not stored on a server) is an
+        ``ArtifactVerifyError`` naming it, after the other files are done."""
+        from tracklet.artifacts.blobs import materialize
+        from tracklet.artifacts.hashing import sha256_file
+
+        root.mkdir(parents=True, exist_ok=True)
+        if progress is not None:
+            progress.start(len(manifest), manifest.size)
+        problems: dict[str, str] = {}
+        for entry in manifest:
+            target = root.joinpath(*entry.path.split("/"))
+            if entry.ref is not None:
+                problems[entry.path] = f"reference {entry.ref} is not stored on the server"
+                continue
+            if target.is_file() and target.stat().st_size == entry.size and sha256_file(target)[0] == entry.digest:
+                if progress is not None:
+                    progress.advance(1, entry.size)
+                continue
+            if target.is_dir() and not target.is_symlink():
+                raise ArtifactError(f"can't download {entry.path}: {target} is a directory")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
             try:
-                learned[stat_key(str(local), os.stat(local))] = digest  # verified: not read again by download()
-            except OSError:
-                pass
-    store.hasher.cache.put_many(learned)
-    return fetched
+                made = False
+                if fetch_blob(self.client, self.cache, info.project, entry.digest, entry.size):
+                    with self.cache.get(entry.digest) as cached:
+                        if cached is not None:
+                            materialize(cached, temporary, link=link)
+                            made = True
+                if not made:  # no room in the cache, or evicted at once: straight to the file
+                    self.client.download(info.project, entry.digest, temporary)
+                os.replace(temporary, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    temporary.unlink()
+                with contextlib.suppress(OSError):
+                    Path(str(temporary) + ".partial").unlink()
+            if progress is not None:
+                progress.advance(1, entry.size)
+        if problems:
+            raise ArtifactVerifyError(
+                f"artifact {info.qualified_name}: {len(problems)} file(s) can't be downloaded: "
+                + "; ".join(f"{path}: {why}" for path, why in sorted(problems.items())[:20]), problems)
+        return root
 
 
 def version_info(document: dict[str, Any]) -> VersionInfo:
@@ -149,16 +215,12 @@ def version_info(document: dict[str, Any]) -> VersionInfo:
 class RemoteArtifacts:
     """Artifact versions on a tracking server, downloaded through the local store of ``data_root``."""
 
-    def __init__(self, client: ArtifactClient, data_root: str | os.PathLike) -> None:
+    def __init__(self, client: ArtifactClient, data_root: str | os.PathLike, cache: BlobCache | None = None) -> None:
         self.client = client
-        self.store = open_store(Path(data_root).expanduser())
+        self.store = ServerVersionStore(client, data_root, cache)
 
     def _artifact(self, info: VersionInfo) -> Artifact:
-        fetch_blobs(self.client, self.store, info.project, [info.manifest])
-        artifact = Artifact._from_version(self.store, info)
-        artifact._fetch = lambda manifest: fetch_blobs(
-            self.client, self.store, info.project, [entry.digest for entry in manifest if entry.ref is None])
-        return artifact
+        return Artifact._from_version(cast(Any, self.store), info)
 
     def artifact(self, reference: str, *, default_project: str | None = None, type: str | None = None) -> Artifact:  # noqa: A002
         """The version ``reference`` (``project/name:alias``) names on the server."""

@@ -358,6 +358,33 @@ class ArtifactClient:
         os.replace(partial, target)
         return fetched
 
+    def iter_blob(self, project: str, digest: str, *, attempts: int = 4) -> Iterator[bytes]:
+        """A blob's bytes in pieces as they arrive; a broken transfer continues with a ranged
+        request from the bytes already given, up to ``attempts`` times. Not verified here: the
+        consumer checks the digest (``BlobCache.put_stream`` does)."""
+        import httpx
+
+        url = f"{self._base(project)}/_blobs/{digest}"
+        have = 0
+        for attempt in range(attempts):
+            try:
+                with self.http.stream("GET", url, headers={"Range": f"bytes={have}-"} if have else {}) as response:
+                    if response.status_code == 416 and have:
+                        return  # everything arrived before the break
+                    if response.status_code not in (200, 206) or have and response.status_code != 206:
+                        response.read()
+                        raise self.http.refusal(response, what=f"the download of blob {digest}",
+                                                missing=ArtifactNotFound)
+                    for chunk in response.iter_bytes(_CHUNK):
+                        have += len(chunk)
+                        yield chunk
+                return
+            except httpx.TransportError as error:
+                if attempt == attempts - 1:
+                    raise RemoteError(f"downloading blob {digest} from {self.http.base_url} failed {attempts} "
+                                      f"times: {type(error).__name__}: {error}") from None
+                self.http._sleep(self.http.retry.backoff(attempt))
+
     def _fetch(self, project: str, digest: str, partial: Path) -> int:
         """Append what ``partial`` lacks of the blob (all of it if it is absent)."""
         have = partial.stat().st_size if partial.is_file() else 0

@@ -139,8 +139,11 @@ def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backe
     run.finish()
 
 
-def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path):
-    server = servers(tmp_path / "server")
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path, request, database):
+    """On PostgreSQL the server's versions are rows (SqlRegistry), with the same rules."""
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
     store = ArtifactStore(tmp_path / "root")
     source = tmp_path / "src"
     source.mkdir()
@@ -166,6 +169,13 @@ def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path):
     assert second["bytes_sent"] == len(b"changed") + manifest_size  # one changed file and the manifest
     again = log([])
     assert again["reused"] and again["bytes_sent"] == 0 and again["version"]["index"] == 1
+    # Aliases move; the versions read back as the registry wrote them.
+    (source / "f4.bin").write_bytes(b"changed too")
+    assert log(["prod"])["version"]["aliases"] == ["v2", "latest", "prod"]
+    assert [v["aliases"] for v in client.versions("p", "files")] == [["v0"], ["v1"], ["v2", "latest", "prod"]]
+    assert client.version("p", "files", "prod")["index"] == 2
+    if database == "postgresql":
+        assert not (tmp_path / "server" / "artifacts" / "projects").exists()  # rows, not files
 
 
 # ---------------------------------------------------------------- resumable uploads, kill -9
@@ -555,3 +565,34 @@ def test_downloads_go_through_the_capped_blob_cache(servers, tmp_path):
     assert not tiny.has(entries["big.bin"].digest) and tiny.has(entries["small.txt"].digest)
     assert sum(p.stat().st_size for p in (tmp_path / "tiny-cache" / "blobs").rglob("*") if p.is_file()) <= 1000
     assert not [p for p in out.rglob("*.partial")]
+
+
+def test_sql_registry_numbers_versions_once_across_processes(pg_url, tmp_path):
+    """Several server processes (here: registries with locks of their own, on threads) commit to
+    one collection at once: every version gets its own number, and one alias names one version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tracklet.artifacts.registry import VersionInfo
+    from tracklet.server.artifact_registry_sql import SqlRegistry
+    from tracklet.server.schema import migrate
+    from tracklet.store import Store
+
+    store = Store(pg_url, root=tmp_path)
+    migrate(store.engine)
+    registries = [SqlRegistry(store.engine) for _ in range(4)]
+
+    def commit(index: int) -> int:
+        info = VersionInfo(project="p", name="model", version=-1, type="model", digest=_sha(str(index).encode()),
+                           manifest=_sha(b"m" + str(index).encode()), size=index, file_count=1,
+                           metadata={"i": index})
+        stored, reused = registries[index % 4].commit(info, ["best"])
+        assert not reused and stored.metadata == {"i": index}
+        return stored.version
+
+    with ThreadPoolExecutor(8) as pool:
+        numbers = list(pool.map(commit, range(16)))
+    assert sorted(numbers) == list(range(16))
+    versions = registries[0].versions("p", "model")
+    assert [v.version for v in versions] == list(range(16))
+    assert sum("best" in v.aliases for v in versions) == 1 and "latest" in versions[-1].aliases
+    store.close()

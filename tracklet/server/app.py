@@ -140,7 +140,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     )
     app.state.tracklet = state
     if not shared_root:  # the read routes see the server's artifacts: its registry, its blobs (--artifacts)
-        set_artifact_source(app, LocalArtifactSource(state.artifacts.registry.root, blobs=state.artifacts.blobs))
+        set_artifact_source(app, LocalArtifactSource(root / "artifacts", blobs=state.artifacts.blobs,
+                                                     registry=state.artifacts.registry))
     guarded = [Depends(require_access)]
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)

@@ -45,6 +45,7 @@ from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
 from tracklet.errors import ArtifactError
+from tracklet.server.artifact_registry_sql import SqlRegistry
 from tracklet.server.logs import BadRequest
 from tracklet.server.schema import artifact_blobs, migrate
 
@@ -103,14 +104,16 @@ class ServerArtifacts:
     def __init__(self, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
                  engine: sa.Engine | None = None) -> None:
         directory = Path(root) / "artifacts"
+        self.registry: LocalRegistry | SqlRegistry = LocalRegistry(directory)
         if engine is None:  # no server database at hand (a test, a tool): the grants table alone, beside the blobs
             directory.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(f"sqlite:///{directory / 'grants.sqlite'}")
             artifact_blobs.create(engine, checkfirst=True)
         else:
             migrate(engine)  # the server's tables (a --dev server has no Accounts to do it)
+            if engine.dialect.name == "postgresql":  # a deployment any number of processes may serve
+                self.registry = SqlRegistry(engine)
         self.engine = engine
-        self.registry = LocalRegistry(directory)
         self.blobs = FsspecBlobStore(url if url is not None else directory, options)
         if self.blobs.fs is None:
             import fsspec

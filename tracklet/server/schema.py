@@ -94,7 +94,36 @@ artifact_blobs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
-SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs)
+# Artifact versions and aliases of a server on PostgreSQL (artifact_registry_sql.py; on SQLite the
+# server keeps them as files, artifacts/registry.py).
+artifact_versions = sa.Table(
+    "artifact_versions",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),  # sha256 over the sorted path:digest lines
+    sa.Column("manifest", sa.String(64), nullable=False),  # sha256 of the manifest blob
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("file_count", sa.Integer, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("logged_by", sa.String(300), nullable=True),  # project/run_id
+)
+
+artifact_aliases = sa.Table(
+    "artifact_aliases",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
+                 artifact_aliases)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

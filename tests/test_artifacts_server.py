@@ -596,3 +596,19 @@ def test_sql_registry_numbers_versions_once_across_processes(pg_url, tmp_path):
     assert [v.version for v in versions] == list(range(16))
     assert sum("best" in v.aliases for v in versions) == 1 and "latest" in versions[-1].aliases
     store.close()
+
+
+def test_use_artifact_online_falls_back_to_the_local_store_when_the_server_is_down(tmp_path):
+    root = tmp_path / "root"
+    (tmp_path / "data.txt").write_text("local")
+    artifact = tracklet.Artifact("data", type="dataset")
+    artifact.add_file(tmp_path / "data.txt")
+    artifact.save("p", root=root)
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={
+        **QUIET, "base_url": "http://127.0.0.1:9", "upload_timeout": 0.1})  # nothing listens on port 9
+    used = run.use_artifact("data:latest")
+    assert used.version == "v0"
+    assert Path(used.download(tmp_path / "out"), "data.txt").read_text() == "local"
+    with pytest.raises(RemoteError, match="127.0.0.1:9"):  # neither here nor reachable: the server's error
+        run.use_artifact("missing:latest")
+    run.finish()

@@ -38,13 +38,16 @@ UPLOAD_STATE_DIR = "artifact-uploads"  # under <data root>/cache: resumable uplo
 
 
 def connect(base_url: str, data_root: str | os.PathLike, *, api_key: str | None = None,
-            give_up_after: float = 300.0) -> ArtifactClient:
+            give_up_after: float = 300.0, attempts: int | None = None) -> ArtifactClient:
     """An ``ArtifactClient`` for the server at ``base_url``, keeping resumable uploads' state in
-    ``<data_root>/cache/artifact-uploads``."""
+    ``<data_root>/cache/artifact-uploads``; requests retried for ``give_up_after`` seconds (or
+    ``attempts`` attempts)."""
     from tracklet.client.http import HttpClient, RetryPolicy
     from tracklet.errors import RemoteError
 
-    http = HttpClient(base_url, api_key=api_key, retry=RetryPolicy(give_up_after=give_up_after), error=RemoteError)
+    retry = RetryPolicy(base=0.25 if attempts else 0.5, cap=2.0 if attempts else 30.0, give_up_after=give_up_after,
+                        attempts=attempts)
+    http = HttpClient(base_url, api_key=api_key, retry=retry, error=RemoteError)
     return ArtifactClient(http, Path(data_root).expanduser() / "cache" / UPLOAD_STATE_DIR)
 
 

@@ -17,9 +17,11 @@ the second to the first. Target (issue #15): the second writes 0 bytes and retur
 A4: download an already stored artifact of ``--files`` small files (4 kB each) into a fresh
 directory, then again into the same directory (files already in place). Target: <= 1 s.
 
+A1 (``--a1-files 10000``; art-server's section, ``a1``): that many 40 kB files uploaded to a local
+server whose blobs go to S3 (s3rver), and to one keeping them on disk; files/s. Target >= 1,000.
+
 ``--short`` (or ``--quick``): 128 MiB and 200 files, for a check run. Absolute times on shared
-machines drift; the ratios within one run are what to compare. (A1, uploads to a server, is in the
-server's benchmark section when present.)
+machines drift; the ratios within one run are what to compare.
 """
 
 from __future__ import annotations
@@ -170,6 +172,92 @@ def a4(work: Path, files: int) -> dict:
     return {"files": files, "fresh_seconds": fresh, "in_place_seconds": in_place, "copy_seconds": copied}
 
 
+# ---------------------------------------------------------------- A1: uploads to a server (art-server)
+
+
+def a1(work: Path, files: int, size: int = 40_000) -> dict:
+    """A1: ``files`` small files (``size`` bytes each) committed locally, then uploaded to a local
+    ``tracklet server --dev`` whose blobs go to S3 (a real s3rver process: tests/s3, needs Node),
+    and to one whose blobs stay on its disk. Reports each upload's files/s (digest queries, blob
+    uploads, manifest, commit), a second upload of the same version (nothing to send), and the
+    S3 server's own ceiling: the same objects PUT straight to it, 64 at a time, without tracklet.
+    Target (issue #15): >= 1,000 files/s."""
+    import shutil as _shutil
+    import subprocess
+    import uuid
+
+    import httpx
+
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.remote import upload_version
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    repo = Path(__file__).resolve().parents[1]
+    s3rver = repo / "tests" / "s3" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+    node = _shutil.which("node")
+    if node is None or not s3rver.is_file():
+        return {"skipped": "s3rver is not installed (npm ci --prefix tests/s3)"}
+    sys.path.insert(0, str(repo / "tests"))
+    from serverproc import Server, _free_port
+
+    data = work / "a1"
+    data.mkdir()
+    for index in range(files):
+        (data / f"{index:06d}.bin").write_bytes(os.urandom(size))
+    store = ArtifactStore(work / "a1-root")
+    started = time.perf_counter()
+    result = store.commit("shards", "dataset", {p.name: LocalFile(str(p)) for p in data.iterdir()}, project="bench",
+                          aliases=[])
+    report: dict = {"files": files, "file_bytes": size, "local_commit_seconds": time.perf_counter() - started}
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3_dir = work / "s3"
+    s3_dir.mkdir()
+    s3 = subprocess.Popen([node, str(s3rver), "-d", str(s3_dir), "-a", "127.0.0.1", "-p", str(port), "-s",
+                           "--configure-bucket", "tracklet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{endpoint}/tracklet", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("s3rver did not start")
+        options = ("--files-option", f"endpoint_url={endpoint}", "--files-option", "key=S3RVER",
+                   "--files-option", "secret=S3RVER")
+        for backend, extra in (("s3", ("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options)),
+                               ("local", ())):
+            server = Server(work / f"a1-server-{backend}", extra=extra).start()
+            try:
+                client = ArtifactClient(HttpClient(server.url), work / "a1-state")
+                timings = {}
+                for label in ("first", "again"):
+                    started = time.perf_counter()
+                    answer = upload_version(client, store, result.info, [], result.manifest)
+                    timings[label] = {"seconds": time.perf_counter() - started, "bytes_sent": answer["bytes_sent"]}
+                client.http.close()
+            finally:
+                server.stop()
+            report[backend] = {**timings, "files_per_second": files / timings["first"]["seconds"]}
+        import s3fs
+
+        direct = s3fs.S3FileSystem(endpoint_url=endpoint, key="S3RVER", secret="S3RVER", skip_instance_cache=True)
+        prefix = f"tracklet/{uuid.uuid4().hex}"
+        objects = {f"{prefix}/{p.name}": p.read_bytes() for p in data.iterdir()}
+        started = time.perf_counter()
+        direct.pipe(objects, batch_size=64)
+        report["s3_ceiling_files_per_second"] = files / (time.perf_counter() - started)
+    finally:
+        s3.terminate()
+        s3.wait(timeout=10)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--short", "--quick", dest="short", action="store_true", help="128 MiB and 200 files")
@@ -177,6 +265,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--only", default="a2,a3,a4", help="Which of a2,a3,a4 to run (comma-separated).")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--a1-files", type=int, default=0,
+                        help="A1 (uploads to a server, S3 backend): this many 40 kB files (issue: 10000); 0 skips it")
     args = parser.parse_args()
     size_mib, files = (128, 200) if args.short else (args.size_mib, args.files)
     only = {name.strip().lower() for name in args.only.split(",")}
@@ -223,6 +313,19 @@ def main() -> None:
         ]
     print(f"load average {results['load_average'][0]:.2f} on {results['cpus']} CPUs at the start")
     print_table(rows, header=["benchmark", "time", "bytes/files", "note"])
+    if args.a1_files:
+        with tempfile.TemporaryDirectory(prefix="tracklet-bench-a1-") as a1_work:
+            results["a1"] = uploads = a1(Path(a1_work), args.a1_files)
+        if "skipped" in uploads:
+            print(f"A1 skipped: {uploads['skipped']}")
+        else:
+            print_table([[f"A1 upload, {backend} backend", f"{uploads[backend]['first']['seconds']:.2f} s",
+                          f"{uploads[backend]['files_per_second']:.0f} files/s",
+                          f"again: {uploads[backend]['again']['seconds']:.2f} s, "
+                          f"{uploads[backend]['again']['bytes_sent']} B sent"] for backend in ("s3", "local")]
+                        + [["A1 S3 server alone", "", f"{uploads['s3_ceiling_files_per_second']:.0f} files/s",
+                            "the same objects PUT straight to s3rver, 64 at a time"]],
+                        header=["benchmark", "time", "rate", "note"])
     write_json(args.json, results)
 
 

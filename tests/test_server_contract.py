@@ -27,7 +27,7 @@ from tracklet.server.models import ErrorResponse, OffsetConflictResponse
 
 # Routes that may be ``async``: those that stream a request body (they await it), and those that
 # do no blocking work at all.
-AWAITS_BODY = {"put_log", "put_file"}
+AWAITS_BODY = {"put_log", "put_file", "put_blob", "put_blob_batch", "put_upload_part"}
 NON_BLOCKING = {"health", "me"}
 
 
@@ -53,7 +53,7 @@ def test_every_route_declares_a_response_model_and_error_response(app):
         name = f"{sorted(route.methods)} {route.path}"
         if route.status_code == 204:
             assert route.response_model is None, name
-        elif route.name == "get_file":  # raw bytes, declared as such
+        elif route.name in ("get_file", "get_blob"):  # raw bytes, declared as such
             assert "application/octet-stream" in route.responses[200]["content"], name
         else:
             assert route.response_model is not None and issubclass(route.response_model, BaseModel), name
@@ -90,7 +90,7 @@ def test_blocking_routes_are_plain_def(app):
             assert route.name in AWAITS_BODY | NON_BLOCKING, f"{route.path}: async but neither awaits a body nor is trivial"
             source = inspect.getsource(route.endpoint)
             if route.name in AWAITS_BODY:
-                assert "await read_body(" in source, route.name
+                assert "await read_body(" in source or "await stream_body(" in source, route.name
             else:
                 assert "await " not in source and "run_in_threadpool" not in source, route.name
 
@@ -152,6 +152,7 @@ READS = [
     "/api/v1/runs/proj/alpha/system?buckets=0&x=relative_time&stats=max",
     "/api/v1/runs/proj/alpha/files", "/api/v1/runs/proj/alpha/log/offset",
     "/api/v1/me", "/api/v1/keys", "/api/v1/users", "/api/v1/projects/proj/members",
+    "/api/v1/projects/proj/artifacts",
 ]
 
 

@@ -164,6 +164,7 @@ class RemoteApi(Api):
 
         self._http = HttpClient(base_url, api_key=api_key, timeout=timeout, retry=read_retry(), error=RemoteError)
         self.base_url = self._http.base_url
+        self._remote_artifacts: Any = None
 
     def close(self) -> None:
         self._http.close()
@@ -213,6 +214,38 @@ class RemoteApi(Api):
                                   buckets=buckets or 0)
             found.extend(series_from_json(series) for series in data["series"])
         return found
+
+    # ------------------------------------------------------------ artifacts (docs/artifacts.md)
+
+    def _artifacts(self) -> Any:
+        """The server's artifacts, downloaded through the local store of the default data root."""
+        if self._remote_artifacts is None:
+            from tracklet.artifacts.artifact import _data_root
+            from tracklet.artifacts.remote import RemoteArtifacts
+            from tracklet.client.artifacts import ArtifactClient
+
+            self._remote_artifacts = RemoteArtifacts(ArtifactClient(self._http), _data_root(None))
+        return self._remote_artifacts
+
+    def artifact(self, name: str, type: str | None = None) -> Any:  # noqa: A002
+        """A committed artifact version on the server: ``"project/name:alias"``, ``"project/name:v3"``
+        or ``"project/name"`` (latest); ``download()`` fetches its files. ``ArtifactNotFound`` if none."""
+        return self._artifacts().artifact(name, type=type)
+
+    def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:  # noqa: A002
+        """Every version of ``"project/name"`` on the server, oldest first."""
+        from tracklet.artifacts.names import parse_ref
+        from tracklet.errors import ArtifactError
+
+        ref = parse_ref(name)
+        if ref.project is None:
+            raise ArtifactError(f"artifact_versions() needs 'project/name'; got {name!r}")
+        found = self._artifacts().versions(ref.project, ref.name)
+        return [artifact for artifact in found if type is None or artifact.type == type]
+
+    def artifact_collections(self, project: str, type: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
+        """A project's artifact collections on the server: ``{"name", "type", "versions", "latest"}`` each."""
+        return self._artifacts().collections(check_name("project", project), type)
 
     def __repr__(self) -> str:
         return f"<tracklet RemoteApi {self.base_url}>"

@@ -60,6 +60,7 @@ class Artifact:
         self.project: str | None = None
         self.reused = False  # True when logging found identical content and returned that version
         self.bytes_written = 0
+        self.upload_error: Exception | None = None  # online runs: why the upload to the server failed
 
     # ------------------------------------------------------------ identity
 
@@ -320,10 +321,12 @@ class Artifact:
         return dict(self._pending)
 
     def _commit_with(self, store: ArtifactStore, pending: dict[str, Pending], logged_by: str | None,
-                     progress: Any = None, report: Any = None) -> CommitResult:
+                     progress: Any = None, report: Any = None, after: Any = None) -> CommitResult:
         """Store and register (on the worker, or the caller for ``save()``); sets the outcome.
         ``report(error)`` is called on failure before ``wait()`` is released, so a caller that
-        saw ``wait()`` raise has also had the warning."""
+        saw ``wait()`` raise has also had the warning. ``after(result)`` (an online run's upload
+        to its server) runs once the version is committed and before ``wait()`` returns; what it
+        raises is kept in ``upload_error`` (``after`` reports it), and the local version stands."""
         try:
             assert self.project is not None
             result = store.commit(self._name, self.type, pending, project=self.project,
@@ -341,6 +344,11 @@ class Artifact:
         self._store, self._info, self._manifest = store, result.info, result.manifest
         self.reused, self.bytes_written = result.reused, result.bytes_written
         self._state = COMMITTED
+        if after is not None:
+            try:
+                after(result)
+            except Exception as error:  # the caller of after reports it; the local version stands
+                self.upload_error = error
         self._done.set()
         return result
 

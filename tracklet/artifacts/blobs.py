@@ -27,6 +27,7 @@ from tracklet.errors import ArtifactError
 _CHUNK = 1 << 20
 # A temporary blob this old was left by a killed process: the next store removes it.
 STALE_PARTIAL_SECONDS = 24 * 3600
+WRITER_BLOCK = 5 << 20  # bytes a BlobWriter on an object store buffers (S3's smallest multipart part)
 
 
 class BlobStore(Protocol):
@@ -55,7 +56,7 @@ class FsspecBlobStore:
     system does anyway, without importing fsspec: a run finished at interpreter exit may not
     import it any more, since fsspec registers an exit hook when it is first imported)."""
 
-    def __init__(self, url: str | os.PathLike) -> None:
+    def __init__(self, url: str | os.PathLike, options: dict[str, Any] | None = None) -> None:
         self.url = str(url)
         self.local = "://" not in self.url or self.url.startswith("file://")
         self.fs: Any = None
@@ -64,7 +65,7 @@ class FsspecBlobStore:
         else:
             import fsspec
 
-            self.fs, base = fsspec.core.url_to_fs(self.url)
+            self.fs, base = fsspec.core.url_to_fs(self.url, **dict(options or {}))
         self.base = base.rstrip("/") + "/blobs"
         self._tmp_dir = self.base + "/tmp"
         self._made_dirs: set[str] = set()
@@ -184,6 +185,61 @@ class FsspecBlobStore:
 
     def open(self, digest: str) -> Any:
         return self._open(self._path(digest), "rb")
+
+    def writer(self) -> BlobWriter:
+        """A blob written piece by piece (a streamed upload), hashed as it is written and made
+        visible under its digest only by ``BlobWriter.publish`` once the digest matches."""
+        return BlobWriter(self)
+
+    def size(self, digest: str) -> int:
+        """A stored blob's size in bytes; ``FileNotFoundError`` when it is not stored."""
+        path = self._path(digest)
+        return os.stat(path).st_size if self.local else int(self.fs.size(path))
+
+
+class BlobWriter:
+    """One blob being written (``FsspecBlobStore.writer``): ``write`` pieces, then ``publish``
+    (verified, atomic) or ``discard``. Nothing is visible under ``sha256/`` before ``publish``."""
+
+    def __init__(self, store: FsspecBlobStore) -> None:
+        self.store = store
+        self.temporary = store._temporary()
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        # An object store's file buffers a block before each part it sends: keep that small.
+        self._handle: Any = (store._open(self.temporary, "wb") if store.local
+                             else store.fs.open(self.temporary, "wb", block_size=WRITER_BLOCK))
+
+    def write(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self._handle.write(data)
+        self.size += len(data)
+
+    def publish(self, digest: str) -> bool:
+        """Close and make the blob visible as ``digest``; False (and nothing visible) unless the
+        bytes written hash to ``digest``."""
+        self._handle.close()
+        if self.hasher.hexdigest() != digest:
+            self.store._discard(self.temporary)
+            return False
+        try:
+            self.store._publish(self.temporary, digest)
+        except BaseException:
+            self.store._discard(self.temporary)
+            raise
+        return True
+
+    def discard(self) -> None:
+        abort = getattr(self._handle, "discard", None)  # an object store's file: abort its upload
+        try:
+            if abort is not None and not self.store.local:
+                abort()
+                self._handle.closed = True
+            else:
+                self._handle.close()
+        except Exception:  # closing a half-written object may fail too: it is removed either way
+            pass
+        self.store._discard(self.temporary)
 
 
 # ---------------------------------------------------------------- materializing files

@@ -6,6 +6,11 @@ store can derive lineage. A failure (a file deleted before it was read, a full d
 contained to that artifact: a ``TrackletWarning`` names it and ``artifact.wait()`` raises it;
 the run goes on. ``finish()`` waits for what is pending within its timeout (``close``); a version
 still being stored then is committed if the process lives long enough, and is never half-visible.
+
+Online runs (``remote``: the server's URL and key) then upload each committed version to the
+server on the same thread (``artifacts/remote.py``: only the blobs the server lacks, large ones
+resumably) before ``wait()`` returns. An upload that fails, or that ``finish()`` doesn't wait for,
+leaves the version committed locally, with a warning; ``tracklet artifact push`` sends it later.
 """
 
 from __future__ import annotations
@@ -55,11 +60,13 @@ class ArtifactWorker:
     """One daemon thread per run that commits logged artifacts in the order they were logged."""
 
     def __init__(self, root: Path, put: Callable[[Any], None], warn: Callable[[Any, str], None],
-                 run_path: str) -> None:
+                 run_path: str, remote: tuple[str, str | None] | None = None) -> None:
         self._root = root
         self._put = put
         self._warn = warn
         self._run_path = run_path
+        self._remote = remote  # (base_url, api_key) of an online run's server
+        self._client: Any = None
         self._jobs: queue.Queue[tuple | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -73,6 +80,23 @@ class ArtifactWorker:
         from tracklet.artifacts.storage import open_store
 
         return open_store(self._root)
+
+    def _upload(self, artifact: Artifact, result: Any) -> None:
+        """Send a committed version to the online run's server (``Artifact._commit_with``'s ``after``)."""
+        from tracklet.artifacts.remote import connect, upload_version
+
+        assert self._remote is not None
+        base_url, api_key = self._remote
+        try:
+            if self._client is None:
+                self._client = connect(base_url, self._root, api_key=api_key)
+            upload_version(self._client, self._store(), result.info, artifact._requested_aliases, result.manifest)
+        except Exception as error:
+            self._warn(("artifact-upload", artifact.name, id(artifact)),
+                       f"tracklet: artifact {result.info.qualified_name} is stored locally, but uploading it to "
+                       f"{base_url} failed: {error}; `tracklet artifact push {result.info.qualified_name} --url "
+                       f"{base_url}` sends it later")
+            raise
 
     def _submit(self, job: tuple) -> None:
         if self._thread is None:
@@ -97,7 +121,8 @@ class ArtifactWorker:
             kind, artifact, pending, when = job
             try:
                 if kind == "log":
-                    result = artifact._commit_with(self._store(), pending, self._run_path,
+                    after = partial(self._upload, artifact) if self._remote is not None else None
+                    result = artifact._commit_with(self._store(), pending, self._run_path, after=after,
                                                    report=lambda error, artifact=artifact: self._warn_failed(artifact, error))
                     aliases = ["latest", *[a for a in artifact._requested_aliases if a != "latest"]]
                     record: Any = partial(logged_record, result.info, aliases, result.reused, result.bytes_written,
@@ -120,7 +145,11 @@ class ArtifactWorker:
             return True
         self._jobs.put(None)
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread.is_alive():
+            return False
+        if self._client is not None:
+            self._client.http.close()
+        return True
 
 
 def prepare(artifact_or_path: Any, name: str | None, type: str | None) -> Artifact:

@@ -1,4 +1,4 @@
-"""``tracklet artifact ls|show|get|put|verify|rm|gc``: artifact versions in the data root
+"""``tracklet artifact ls|show|get|put|verify|rm|gc|push``: artifact versions in the data root
 (tracklet/artifacts/, docs/artifacts.md). ``get``, ``put`` and ``gc`` show a progress bar (files,
 bytes, rate) on stderr; ``--quiet`` hides it."""
 
@@ -227,3 +227,30 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, quiet: bool) -> None:
     for problem in report.damaged_packs:
         click.echo(f"warning: {problem}", err=True)
     click.echo(summary(report))
+
+
+@artifact_group.command("push")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--url", default=None, envvar="TRACKLET_BASE_URL", metavar="URL",
+              help="The tracking server (default: $TRACKLET_BASE_URL).")
+@click.pass_context
+@_handle_errors
+def push(ctx: click.Context, refs: tuple[str, ...], url: str | None) -> None:
+    """Upload local versions (REF: project/name:vN or :alias) to a tracking server: only the blobs
+    it lacks, large ones resumably. A version the server has from the same run is not added again."""
+    from tracklet.artifacts.remote import connect
+    from tracklet.artifacts.remote import push as push_versions
+
+    if not url:
+        raise CliError("no server URL: pass --url or set TRACKLET_BASE_URL")
+    api = _state(ctx).api
+    artifacts = [api.artifact(ref) for ref in refs]
+    client = connect(url, api.root)
+    try:
+        for artifact in artifacts:
+            (answer,) = push_versions(client, artifact._store, [artifact._info])
+            version = answer["version"]
+            click.echo(f"{artifact.qualified_name} -> {url} as {version['project']}/{version['name']}:"
+                       f"{version['version']} ({answer['bytes_sent']:,} bytes sent)")
+    finally:
+        client.http.close()

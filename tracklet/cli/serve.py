@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from tracklet.cli.common import CliError, _handle_errors, _iso, _require_server_extra, _state
+from tracklet.errors import TrackletError
 
 
 def _files_options(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -63,8 +64,11 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
               help="Keep record log copies as segments at this fsspec URL (e.g. s3://bucket/logs), indexed in a "
               "PostgreSQL --store, so several server processes can serve one deployment (docs/deployment.md). "
               "Default: files in the server's data root (one process).")
+@click.option("--artifacts", "artifacts_url", default=None, metavar="DIR|URL",
+              help="Where artifact blobs go: a directory or an fsspec URL such as s3://bucket/artifacts "
+              "(default: 'artifacts' in the server's data root, which keeps the versions). docs/artifacts.md.")
 @click.option("--files-option", "files_options", multiple=True, metavar="KEY=VALUE",
-              help="An fsspec option for --files and --logs, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable; "
+              help="An fsspec option for --files, --logs and --artifacts, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable; "
               "true, false, numbers and JSON are parsed).")
 @click.option("--max-body-mb", default=64, show_default=True, type=click.IntRange(1, 4096),
               help="Largest request body accepted, in MiB (before and after decompression).")
@@ -86,7 +90,7 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
-           files_url: str | None, files_options: tuple[str, ...], logs_url: str | None,
+           files_url: str | None, files_options: tuple[str, ...], logs_url: str | None, artifacts_url: str | None,
            heartbeat_lapse: float, sweep_interval: float, header_timeout: float, idle_timeout: float,
            keep_alive: int, max_connections: int, dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
@@ -115,7 +119,8 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     root = _server_root(ctx, server_dir)
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
                      files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
-                     heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval, auth=not dev)
+                     artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
+                     auth=not dev)
     if dev:  # no keys: only this machine's own pages and programs, never a page by DNS rebinding
         from tracklet.server.localaccess import LoopbackHostCheck
 
@@ -386,6 +391,10 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
                 failures.append(f"{paths.project}/{paths.run_id}: {error}")
                 continue
             total_sent += result.sent_bytes
+            try:
+                total_sent += _push_artifacts(root, url, paths)
+            except (TrackletError, OSError) as error:  # contained to this run's artifacts
+                failures.append(f"{paths.project}/{paths.run_id}: artifacts: {error}")
             for line in result.describe_gaps():
                 click.echo(f"tracklet: damaged: {line}", err=True)
             damage = local_damage(paths, result.offset)
@@ -401,6 +410,22 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     if failures or damaged:
         raise CliError("; ".join(failures) if failures else f"{len(damaged)} run(s) are damaged locally and were "
                        "not uploaded whole (see above)")
+
+
+def _push_artifacts(root: Path, url: str, paths: Any) -> int:
+    """Send the artifact versions a run logged (stored locally) to the server; bytes sent."""
+    from tracklet.artifacts.remote import connect, logged_by_run, push
+    from tracklet.artifacts.storage import open_store
+
+    store = open_store(root)
+    infos = logged_by_run(store, paths.project, paths.run_id)
+    if not infos:
+        return 0
+    client = connect(url, root)
+    try:
+        return sum(answer["bytes_sent"] for answer in push(client, store, infos))
+    finally:
+        client.http.close()
 
 
 def resolve_run(root: Path, spec: str) -> Any:

@@ -165,6 +165,12 @@ class HttpClient:
             delay = self.retry.backoff(attempts - 1) if wait is None else wait
             self._sleep(min(delay, max(0.0, self.retry.give_up_after - elapsed)))
 
+    def stream(self, method: str, url: str, **kwargs: Any) -> Any:
+        """``httpx.Client.stream``: a response read as it arrives, as a context manager. Not
+        retried here: a caller that can resume (a download continuing with a ``Range`` from the
+        bytes it has) retries itself."""
+        return self._client.stream(method, url, **kwargs)
+
     def refusal(self, response: httpx.Response, *, what: str | None = None,
                 missing: type[TrackletError] | None = None, hint: bool = True) -> TrackletError:
         """``refusal`` for this client's server and error class."""

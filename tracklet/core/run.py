@@ -614,15 +614,23 @@ class Run:
             artifact._committed_info("version to use")
         else:
             assert self._paths is not None
-            artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type)
+            artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type,
+                                         remote=self._artifact_remote())
         self._enqueue(_deferred(_artifact_used_record, {"info": artifact._info, "time": _time()}))
         return artifact
 
     def _artifact_worker(self) -> Any:
         if self._artifacts is None:
             assert self._paths is not None and self._sender is not None
-            self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path)
+            self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path,
+                                                          remote=self._artifact_remote())
         return self._artifacts
+
+    def _artifact_remote(self) -> tuple[str, str | None] | None:
+        """An online run's server (URL, API key): where its artifacts go and are looked up."""
+        if self.settings.mode != "online" or not self.settings.base_url:
+            return None
+        return self.settings.base_url, self.settings.api_key
 
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
         """Wait until everything logged so far is in the record log. False on timeout."""
@@ -789,7 +797,9 @@ class Run:
             print("tracklet: media still being encoded at finish were not recorded", file=sys.stderr)
         if self._artifacts is not None and not self._artifacts.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: artifacts still being stored at finish are not recorded in the run's log (a version "
-                  "is committed whole or not at all)", file=sys.stderr)
+                  "is committed whole or not at all)" + (
+                      "; `tracklet sync` uploads the versions it committed to the server" if self._artifact_remote()
+                      else ""), file=sys.stderr)
         end_time = _time()
         fields: dict[str, Any] = dict(exit_code=int(exit_code), end_time=end_time, runtime=end_time - self.start_time)
         if error is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tracklet import __version__
+from tracklet.server.artifact_blobs import ServerArtifacts
+from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
@@ -40,12 +43,14 @@ class ServerState:
     max_body_bytes: int
     files: RunFiles  # run files (files.py): <root>/files, or any fsspec URL such as s3://bucket/prefix
     authorizer: Authorizer | None  # None: a --dev server, no keys
+    artifacts: ServerArtifacts  # artifact blobs (<root>/artifacts or --artifacts URL), upload sessions, versions
 
 
 def require_access(request: Request) -> None:
     """Every API route's gate: the sender must present a valid key, and on a route with a
     ``{project}`` hold ``read`` (GET, HEAD) or ``write`` (other methods) there. An upload
-    (``PUT /api/v1/runs/...``) to a project that doesn't exist yet creates it for the sender."""
+    (``PUT /api/v1/runs/...``, or any artifact write) to a project that doesn't exist yet creates
+    it for the sender."""
     authorizer: Authorizer | None = request.app.state.tracklet.authorizer
     if authorizer is None:
         request.state.principal = DEV_PRINCIPAL
@@ -55,7 +60,9 @@ def require_access(request: Request) -> None:
         authorizer.principal(request)
         return
     reading = request.method in ("GET", "HEAD")
-    creating = not reading and request.url.path.startswith("/api/v1/runs/")
+    # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
+    creating = not reading and (request.url.path.startswith("/api/v1/runs/")
+                                or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/"))
     authorizer.check(request, project, "read" if reading else "write", create=creating)
 
 
@@ -64,7 +71,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                files_url: str | None = None, files_options: dict[str, object] | None = None,
                heartbeat_lapse: float = HEARTBEAT_LAPSE, auth: bool = True,
                liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
-               logs_url: str | None = None) -> FastAPI:
+               logs_url: str | None = None, artifacts_url: str | None = None) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -76,16 +83,11 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     are served from beside their logs unless ``files_url`` says otherwise). The dashboard
     (``web.py``) is served at ``/``. ``logs_url`` (an fsspec URL such as ``s3://bucket/logs``,
     opened with ``files_options``) keeps the record log copies there as segments indexed in the
-    PostgreSQL store (``segments.py``), so several server processes can share one deployment."""
-    from tracklet.server import (
-        routes_artifacts_read,
-        routes_auth,
-        routes_compare,
-        routes_files,
-        routes_ingest,
-        routes_read,
-        routes_run_data,
-    )
+    PostgreSQL store (``segments.py``), so several server processes can share one deployment.
+    ``artifacts_url`` (an fsspec URL, opened with ``files_options``) keeps artifact blobs there
+    instead of ``<root>/artifacts`` (``artifact_blobs.py``)."""
+    from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_auth, routes_compare,
+                                 routes_files, routes_ingest, routes_read, routes_run_data)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -106,7 +108,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                # a data root's runs keep their files beside their logs
                                else RunFiles.connect(root, layout=DATA_ROOT_LAYOUT) if shared_root
                                else RunFiles.connect(root / "files", files_options)),
-                        authorizer=Authorizer(Accounts(store)) if auth else None)
+                        authorizer=Authorizer(Accounts(store)) if auth else None,
+                        artifacts=ServerArtifacts.connect(root, artifacts_url, files_options, store.engine))
     if index_on_start:
         state.indexer.index_all()
 
@@ -117,6 +120,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         def sweep() -> None:
             while not stop.wait(sweep_interval):
                 state.indexer.index_all()
+                try:
+                    state.artifacts.sweep_uploads()
+                except Exception as error:  # e.g. the artifacts bucket unreachable: the next pass tries again
+                    print(f"tracklet server: sweeping artifact uploads failed: {error!r}", file=sys.stderr)
 
         sweeper = threading.Thread(target=sweep, name="tracklet-server-sweep", daemon=True)
         sweeper.start()
@@ -132,11 +139,14 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         "See docs/server.md.",
     )
     app.state.tracklet = state
+    if not shared_root:  # the read routes see the server's artifacts: its registry, its blobs (--artifacts)
+        set_artifact_source(app, LocalArtifactSource(root / "artifacts", blobs=state.artifacts.blobs,
+                                                     registry=state.artifacts.registry))
     guarded = [Depends(require_access)]
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read):
+                   routes_artifacts_read, routes_artifacts_write):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 
@@ -56,10 +56,12 @@ class ArtifactSource(Protocol):
 class LocalArtifactSource:
     """The registry and blobs of a local artifact directory, read-only."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, blobs: FsspecBlobStore | None = None, registry: Any = None) -> None:
+        """``blobs``: where the manifests are, if not in ``directory`` (a server's ``--artifacts``
+        URL); ``registry``: the versions, if not the directory's (a server's ``SqlRegistry``)."""
         self.directory = Path(directory)
-        self.registry = LocalRegistry(self.directory)
-        self.blobs = FsspecBlobStore(self.directory)
+        self.registry = registry if registry is not None else LocalRegistry(self.directory)
+        self.blobs = blobs if blobs is not None else FsspecBlobStore(self.directory)
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -53,6 +53,7 @@ _ERROR_DESCRIPTIONS = {
     409: "Conflicts with what the server holds",
     413: "Request body too large (on the wire or decompressed)",
     415: "Unsupported Content-Encoding",
+    416: "The requested byte range is outside the blob",
     500: "Stored data could not be read (a damaged or missing file); the detail names it",
 }
 
@@ -291,6 +292,7 @@ class ArtifactVersion(BaseModel):
     type: str
     aliases: list[str] = Field(description="`vN`, `latest` if it is the latest, then custom aliases")
     digest: str = Field(description="sha256 over the sorted `path:digest` lines of its files")
+    manifest: str = Field(description="sha256 of the manifest's bytes: a blob of the project (GET .../_blobs/{manifest})")
     size: int = Field(description="Bytes of all its files")
     file_count: int
     created_at: float | None
@@ -464,3 +466,67 @@ class Member(BaseModel):
 
 class MembersResponse(BaseModel):
     members: list[Member]
+
+
+# ---------------------------------------------------------------------------------- artifacts (upload)
+# routes_artifacts_write.py: the content-addressed blobs of a project, resumable uploads, commits.
+
+
+class BlobQuery(BaseModel):
+    digests: list[str] = Field(description="sha256 digests (64 lowercase hex digits), at most 1,000")
+
+
+class BlobQueryResponse(BaseModel):
+    missing: list[str] = Field(description="The digests the project does not hold yet: upload these")
+
+
+class PutBlobResponse(BaseModel):
+    digest: str
+    size: int = Field(description="Bytes received (verified) for this blob")
+
+
+class RejectedBlob(BaseModel):
+    digest: str
+    detail: str
+
+
+class BatchResponse(BaseModel):
+    stored: list[str] = Field(description="Digests stored (verified) and now held by the project")
+    rejected: list[RejectedBlob] = Field(description="Blobs whose bytes don't match their digest: not stored")
+
+
+class UploadRequest(BaseModel):
+    digest: str
+    size: int = Field(ge=0)
+    part_size: int = Field(description="Bytes per part (5 MiB..64 MiB); the last part may be shorter")
+
+
+class UploadPart(BaseModel):
+    number: int
+    size: int
+    sha256: str
+
+
+class UploadSession(BaseModel):
+    """A resumable upload of one blob: the parts the server holds so far (received whole, verified)."""
+
+    id: str
+    digest: str
+    size: int
+    part_size: int
+    part_count: int
+    parts: list[UploadPart]
+
+
+class CommitRequest(BaseModel):
+    type: str
+    manifest: str = Field(description="sha256 of the manifest's bytes, a blob uploaded to the project first")
+    description: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    aliases: list[str] = Field(default_factory=list)
+    logged_by: str | None = Field(default=None, description="project/run_id of the run that logged it")
+
+
+class CommitResponse(BaseModel):
+    version: ArtifactVersion
+    reused: bool = Field(description="The latest version had the same content: it was returned, no new version")

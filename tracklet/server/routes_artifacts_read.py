@@ -70,7 +70,7 @@ def _version(source: ArtifactSource, project: str, name: str, selector: str) -> 
 def _version_model(info: VersionInfo) -> ArtifactVersion:
     return ArtifactVersion(
         project=info.project, name=info.name, version=f"v{info.version}", index=info.version, type=info.type,
-        aliases=info.aliases, digest=info.digest, size=info.size, file_count=info.file_count,
+        aliases=info.aliases, digest=info.digest, manifest=info.manifest, size=info.size, file_count=info.file_count,
         created_at=info.created_at or None, logged_by=info.logged_by, description=info.description,
         metadata=json_value(info.metadata) if isinstance(info.metadata, dict) else {},
     )

@@ -2,7 +2,8 @@
 
 ``users``, ``api_keys`` and ``project_members`` say who may use a server (``auth.py``);
 ``log_heads`` and ``log_segments`` are a scaled-out server's record log copies, the logs
-themselves (``segments.py``). They live in the store's database but are not the store's: the
+themselves (``segments.py``); ``artifact_blobs`` says which artifact blobs each project holds
+(``artifact_blobs.py``). They live in the store's database but are not the store's: the
 store (``tracklet/store/schema.py``) is derived from record logs and ``tracklet index --rebuild``
 re-derives it, while these are the server's data and must be backed up. They have their own
 Alembic migrations (``tracklet/server/migrations/``, version table ``tracklet_server_version``),
@@ -82,7 +83,47 @@ log_segments = sa.Table(
     sa.Column("length", sa.BigInteger, nullable=False),
 )
 
-SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments)
+# Which artifact blobs each project holds (artifact_blobs.py): a project sees only blobs someone with
+# write access to it sent, whatever the shared blob store holds.
+artifact_blobs = sa.Table(
+    "artifact_blobs",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 hex
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Artifact versions and aliases of a server on PostgreSQL (artifact_registry_sql.py; on SQLite the
+# server keeps them as files, artifacts/registry.py).
+artifact_versions = sa.Table(
+    "artifact_versions",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),  # sha256 over the sorted path:digest lines
+    sa.Column("manifest", sa.String(64), nullable=False),  # sha256 of the manifest blob
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("file_count", sa.Integer, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),  # JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("logged_by", sa.String(300), nullable=True),  # project/run_id
+)
+
+artifact_aliases = sa.Table(
+    "artifact_aliases",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
+                 artifact_aliases)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

@@ -463,7 +463,13 @@ export interface paths {
          */
         get: operations["list_versions_api_v1_projects__project__artifacts__name__versions_get"];
         put?: never;
-        post?: never;
+        /**
+         * Commit a version (its blobs and manifest uploaded first)
+         * @description Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
+         *     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
+         *     to it; identical content to the latest version returns that one (`reused`).
+         */
+        post: operations["commit_version_api_v1_projects__project__artifacts__name__versions_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -552,6 +558,158 @@ export interface paths {
         get: operations["lineage_api_v1_projects__project__lineage_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_blobs/missing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Which of these blobs does the project lack?
+         * @description Of up to 1,000 sha256 digests, those the project doesn't hold: the ones to upload. More
+         *     digests in one request: 400 naming the limit.
+         */
+        post: operations["missing_blobs_api_v1_projects__project__artifacts__blobs_missing_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_blobs/{digest}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a blob (HTTP Range supported)
+         * @description The bytes of a blob the project holds, whole or one `Range: bytes=start-end`; the client
+         *     checks them against the digest.
+         */
+        get: operations["get_blob_api_v1_projects__project__artifacts__blobs__digest__get"];
+        /**
+         * Upload a blob (streamed, verified)
+         * @description Store the body as blob `digest` of the project: streamed to a temporary name while its
+         *     sha256 is computed, made visible only if it matches (else 400, nothing stored). Sending a
+         *     blob the server has stores nothing new. Blobs larger than the server's body limit go through
+         *     an upload session.
+         */
+        put: operations["put_blob_api_v1_projects__project__artifacts__blobs__digest__put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_blobs/batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Upload many small blobs in one request
+         * @description Up to 1,000 blobs, each framed as its sha256 (64 ASCII hex digits), its length (8 bytes,
+         *     big-endian) and its bytes; the whole body within the server's body limit. Each blob is
+         *     verified and stored on its own: one whose bytes don't match its digest is `rejected` (not
+         *     stored), the others are stored. What makes many small files fast.
+         */
+        post: operations["put_blob_batch_api_v1_projects__project__artifacts__blobs_batch_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a resumable upload of a large blob
+         * @description A session for blob `digest` of `size` bytes, sent as parts of `part_size` bytes (PUT
+         *     .../_uploads/{id}/parts/{n}, any order, any number at once), then completed.
+         */
+        post: operations["start_upload_api_v1_projects__project__artifacts__uploads_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_uploads/{upload_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An upload session and the parts it holds (to resume) */
+        get: operations["get_upload_api_v1_projects__project__artifacts__uploads__upload_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_uploads/{upload_id}/parts/{number}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Upload one part (kept only when received whole)
+         * @description Part `number` (1-based): exactly `part_size` bytes (the last: the rest). With
+         *     `X-Tracklet-Sha256` the part must hash to it. A part cut short is not kept.
+         */
+        put: operations["put_upload_part_api_v1_projects__project__artifacts__uploads__upload_id__parts__number__put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_uploads/{upload_id}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Assemble, verify and publish an upload's blob
+         * @description Once every part is in: the blob is assembled, its sha256 checked (a mismatch: 400, the
+         *     session is dropped, nothing visible) and made visible; the session is removed.
+         */
+        post: operations["complete_upload_api_v1_projects__project__artifacts__uploads__upload_id__complete_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -769,6 +927,11 @@ export interface components {
              */
             digest: string;
             /**
+             * Manifest
+             * @description sha256 of the manifest's bytes: a blob of the project (GET .../_blobs/{manifest})
+             */
+            manifest: string;
+            /**
              * Size
              * @description Bytes of all its files
              */
@@ -826,6 +989,70 @@ export interface components {
              * @description Versions of the page that could not be read
              */
             damaged: components["schemas"]["DamagedVersion"][];
+        };
+        /** BatchResponse */
+        BatchResponse: {
+            /**
+             * Stored
+             * @description Digests stored (verified) and now held by the project
+             */
+            stored: string[];
+            /**
+             * Rejected
+             * @description Blobs whose bytes don't match their digest: not stored
+             */
+            rejected: components["schemas"]["RejectedBlob"][];
+        };
+        /** BlobQuery */
+        BlobQuery: {
+            /**
+             * Digests
+             * @description sha256 digests (64 lowercase hex digits), at most 1,000
+             */
+            digests: string[];
+        };
+        /** BlobQueryResponse */
+        BlobQueryResponse: {
+            /**
+             * Missing
+             * @description The digests the project does not hold yet: upload these
+             */
+            missing: string[];
+        };
+        /** CommitRequest */
+        CommitRequest: {
+            /** Type */
+            type: string;
+            /**
+             * Manifest
+             * @description sha256 of the manifest's bytes, a blob uploaded to the project first
+             */
+            manifest: string;
+            /**
+             * Description
+             * @default
+             */
+            description: string;
+            /** Metadata */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /** Aliases */
+            aliases?: string[];
+            /**
+             * Logged By
+             * @description project/run_id of the run that logged it
+             */
+            logged_by?: string | null;
+        };
+        /** CommitResponse */
+        CommitResponse: {
+            version: components["schemas"]["ArtifactVersion"];
+            /**
+             * Reused
+             * @description The latest version had the same content: it was returned, no new version
+             */
+            reused: boolean;
         };
         /**
          * CompareHistoryResponse
@@ -1109,6 +1336,16 @@ export interface components {
             /** Projects */
             projects: components["schemas"]["Project"][];
         };
+        /** PutBlobResponse */
+        PutBlobResponse: {
+            /** Digest */
+            digest: string;
+            /**
+             * Size
+             * @description Bytes received (verified) for this blob
+             */
+            size: number;
+        };
         /** PutFileResponse */
         PutFileResponse: {
             /** Name */
@@ -1124,6 +1361,13 @@ export interface components {
              * @description False: the same bytes were already stored, nothing was written
              */
             written: boolean;
+        };
+        /** RejectedBlob */
+        RejectedBlob: {
+            /** Digest */
+            digest: string;
+            /** Detail */
+            detail: string;
         };
         /** RoleRequest */
         RoleRequest: {
@@ -1274,6 +1518,45 @@ export interface components {
             names: string[];
             /** Series */
             series: components["schemas"]["Series"][];
+        };
+        /** UploadPart */
+        UploadPart: {
+            /** Number */
+            number: number;
+            /** Size */
+            size: number;
+            /** Sha256 */
+            sha256: string;
+        };
+        /** UploadRequest */
+        UploadRequest: {
+            /** Digest */
+            digest: string;
+            /** Size */
+            size: number;
+            /**
+             * Part Size
+             * @description Bytes per part (5 MiB..64 MiB); the last part may be shorter
+             */
+            part_size: number;
+        };
+        /**
+         * UploadSession
+         * @description A resumable upload of one blob: the parts the server holds so far (received whole, verified).
+         */
+        UploadSession: {
+            /** Id */
+            id: string;
+            /** Digest */
+            digest: string;
+            /** Size */
+            size: number;
+            /** Part Size */
+            part_size: number;
+            /** Part Count */
+            part_count: number;
+            /** Parts */
+            parts: components["schemas"]["UploadPart"][];
         };
         /** User */
         User: {
@@ -3236,6 +3519,69 @@ export interface operations {
             };
         };
     };
+    commit_version_api_v1_projects__project__artifacts__name__versions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CommitRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommitResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     get_version_api_v1_projects__project__artifacts__name__versions__selector__get: {
         parameters: {
             query?: never;
@@ -3561,6 +3907,600 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    missing_blobs_api_v1_projects__project__artifacts__blobs_missing_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BlobQuery"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BlobQueryResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_blob_api_v1_projects__project__artifacts__blobs__digest__get: {
+        parameters: {
+            query?: never;
+            header?: {
+                range?: string | null;
+            };
+            path: {
+                project: string;
+                digest: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The blob's bytes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
+            };
+            /** @description The requested range of the blob */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The requested byte range is outside the blob */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    put_blob_api_v1_projects__project__artifacts__blobs__digest__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                digest: string;
+            };
+            cookie?: never;
+        };
+        /** @description The blob's bytes (or one part's), uncompressed. */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PutBlobResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (on the wire or decompressed) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unsupported Content-Encoding */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    put_blob_batch_api_v1_projects__project__artifacts__blobs_batch_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        /** @description The blob's bytes (or one part's), uncompressed. */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (on the wire or decompressed) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unsupported Content-Encoding */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    start_upload_api_v1_projects__project__artifacts__uploads_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UploadRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadSession"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_upload_api_v1_projects__project__artifacts__uploads__upload_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadSession"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    put_upload_part_api_v1_projects__project__artifacts__uploads__upload_id__parts__number__put: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-tracklet-sha256"?: string | null;
+            };
+            path: {
+                project: string;
+                upload_id: string;
+                number: number;
+            };
+            cookie?: never;
+        };
+        /** @description The blob's bytes (or one part's), uncompressed. */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadPart"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (on the wire or decompressed) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    complete_upload_api_v1_projects__project__artifacts__uploads__upload_id__complete_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PutBlobResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

@@ -1,0 +1,614 @@
+"""Artifacts in server mode (issue #15): a real `tracklet server` process, blobs on its data root or
+on S3 (a real s3rver process), the client package over HTTP.
+
+An online run's artifact reaches the server and downloads byte-identical on another data root; a
+client killed mid-upload of a large blob resumes without sending its finished parts again and no
+partial blob is ever visible; two processes upload one blob at once; 1,001 digests, a digest
+mismatch and a reader's writes are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import QUIET
+from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
+from serverproc import REPO
+
+import tracklet
+from tracklet.artifacts.manifest import Manifest, ManifestEntry
+from tracklet.artifacts.remote import RemoteArtifacts, upload_version
+from tracklet.artifacts.storage import ArtifactStore
+from tracklet.client.artifacts import ArtifactClient
+from tracklet.client.http import HttpClient
+from tracklet.errors import RemoteError
+
+MiB = 1 << 20
+
+
+@dataclasses.dataclass
+class Backend:
+    name: str
+    extra: tuple[str, ...]
+    blob_keys: Callable[[], list[str]]  # every object/file under the blob store's blobs/ (tmp included)
+
+
+@pytest.fixture(autouse=True)
+def blob_cache(tmp_path, monkeypatch) -> Path:
+    """Downloads from a server go through the machine's blob cache: one per test."""
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "blob-cache"))
+    return tmp_path / "blob-cache"
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request, tmp_path, monkeypatch) -> Backend:
+    """local: blobs in `<server dir>/artifacts`; s3: `--artifacts s3://...` on a real s3rver."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    if request.param == "local":
+        base = tmp_path / "server" / "artifacts" / "blobs"
+        return Backend("local", (), lambda: sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
+                                                    if p.is_file()))
+    endpoint = request.getfixturevalue("s3rver")
+    prefix = f"{BUCKET}/{uuid.uuid4().hex}"
+    direct = s3_filesystem(endpoint)
+    extra = ("--artifacts", f"s3://{prefix}", "--files-option", f"endpoint_url={endpoint}",
+             "--files-option", f"key={S3_KEY}", "--files-option", f"secret={S3_SECRET}")
+    return Backend("s3", extra, lambda: sorted(path[len(prefix) + len("/blobs/"):]
+                                               for path in direct.find(f"{prefix}/blobs")))
+
+
+def _published(keys: list[str]) -> list[str]:
+    return [key for key in keys if key.startswith("sha256/")]
+
+
+def _client(url: str, state: Path | None = None, key: str | None = None, **kwargs) -> ArtifactClient:
+    return ArtifactClient(HttpClient(url, api_key=key), state, **kwargs)
+
+
+class Counting(httpx.HTTPTransport):
+    """A real transport that remembers each request's method and path (to count what was sent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.method, request.url.path))
+        return super().handle_request(request)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- round trip
+
+
+def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backend, tmp_path, monkeypatch):
+    server = servers(tmp_path / "server", extra=backend.extra)
+    data = tmp_path / "dataset"
+    (data / "sub").mkdir(parents=True)
+    files = {"a.txt": b"alpha\n", "sub/b.bin": os.urandom(300_000), "empty": b""}
+    for name, content in files.items():
+        (data / name).write_bytes(content)
+    root = tmp_path / "writer"
+    run = tracklet.init(project="vision", id="train1", dir=str(root), mode="online", settings={
+        **QUIET, "base_url": server.url})
+    artifact = tracklet.Artifact("mnist", type="dataset", metadata={"rows": 3})
+    artifact.add_dir(data)
+    run.log_artifact(artifact, aliases=["best"])
+    artifact.wait()
+    assert artifact.upload_error is None
+    run.finish()
+
+    # Another machine: a fresh data root reads it from the server and downloads it.
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    with tracklet.Api(base_url=server.url) as api:
+        remote = api.artifact("vision/mnist:best")
+        assert (remote.version, remote.type, remote.metadata) == ("v0", "dataset", {"rows": 3})
+        assert sorted(remote.aliases) == ["best", "latest"]
+        assert remote.digest == artifact.digest
+        assert remote._info.logged_by == "vision/train1"
+        target = Path(remote.download(tmp_path / "out"))
+        assert {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*") if p.is_file()} == files
+        remote.verify(target)
+        assert [a.version for a in api.artifact_versions("vision/mnist")] == ["v0"]
+        assert api.artifact_collections("vision") == [{"name": "mnist", "type": "dataset", "versions": 1,
+                                                       "latest": "v0"}]
+    # The blobs landed in the server's store, and only complete ones (nothing left in tmp/).
+    keys = backend.blob_keys()
+    assert len(_published(keys)) == 4 and keys == _published(keys)  # three files and the manifest
+
+    # use_artifact in another online run with a fresh root resolves on the server.
+    run = tracklet.init(project="vision", id="eval1", dir=str(tmp_path / "evaluator"), mode="online", settings={
+        **QUIET, "base_url": server.url})
+    used = run.use_artifact("mnist:latest")
+    assert used.version == "v0"
+    assert Path(used.download(tmp_path / "eval-out"), "sub", "b.bin").read_bytes() == files["sub/b.bin"]
+    run.finish()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_second_version_uploads_only_what_the_server_lacks(servers, tmp_path, request, database):
+    """On PostgreSQL the server's versions are rows (SqlRegistry), with the same rules."""
+    store_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store_url)
+    store = ArtifactStore(tmp_path / "root")
+    source = tmp_path / "src"
+    source.mkdir()
+    for index in range(20):
+        (source / f"f{index}.bin").write_bytes(os.urandom(5000))
+    from tracklet.artifacts.entries import LocalFile
+
+    client = _client(server.url, tmp_path / "state")
+
+    def log(aliases: list[str]) -> dict:
+        pending = {p.name: LocalFile(str(p)) for p in source.iterdir()}
+        result = store.commit("files", "dataset", pending, project="p", aliases=[])
+        return upload_version(client, store, result.info, aliases, result.manifest)
+
+    first = log(["prod"])
+    assert first["version"]["index"] == 0 and first["version"]["aliases"] == ["v0", "latest", "prod"]
+    assert first["bytes_sent"] >= 20 * 5000
+    (source / "f3.bin").write_bytes(b"changed")
+    second = log([])
+    info = second["version"]
+    assert info["index"] == 1 and info["aliases"] == ["v1", "latest"]
+    manifest_size = len(store.blobs.read_bytes(info["manifest"]))
+    assert second["bytes_sent"] == len(b"changed") + manifest_size  # one changed file and the manifest
+    again = log([])
+    assert again["reused"] and again["bytes_sent"] == 0 and again["version"]["index"] == 1
+    # Aliases move; the versions read back as the registry wrote them.
+    (source / "f4.bin").write_bytes(b"changed too")
+    assert log(["prod"])["version"]["aliases"] == ["v2", "latest", "prod"]
+    assert [v["aliases"] for v in client.versions("p", "files")] == [["v0"], ["v1"], ["v2", "latest", "prod"]]
+    assert client.version("p", "files", "prod")["index"] == 2
+    if database == "postgresql":
+        assert not (tmp_path / "server" / "artifacts" / "projects").exists()  # rows, not files
+
+
+# ---------------------------------------------------------------- resumable uploads, kill -9
+
+
+KILLER = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    from tracklet.client import artifacts
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    url, state, path, digest, kill_part = sys.argv[1:6]
+    part = 5 << 20
+    original = artifacts._FileBody.__iter__
+
+    def dying(self):
+        sent = 0
+        for chunk in original(self):
+            if self.start == (int(kill_part) - 1) * part and sent >= self.length // 2:
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-part: half of it is on the wire
+            sent += len(chunk)
+            yield chunk
+
+    artifacts._FileBody.__iter__ = dying
+    client = ArtifactClient(HttpClient(url), Path(state), workers=1, part_bytes=part, resumable_bytes=part)
+    client.upload_file("p", path, digest, os.path.getsize(path))
+    print("not killed")
+''')
+
+
+def test_a_killed_upload_resumes_without_resending_finished_parts(servers, backend, tmp_path):
+    server = servers(tmp_path / "server", extra=backend.extra)
+    big = tmp_path / "big.bin"
+    data = os.urandom(4 * 5 * MiB + 12345)  # 5 parts of 5 MiB, the last short
+    big.write_bytes(data)
+    digest = _sha(data)
+    state = tmp_path / "state"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    killed = subprocess.run([sys.executable, str(script), server.url, str(state), str(big), digest, "3"],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr.decode()
+    # The client recorded its session and finished parts; the server holds parts 1-2 and no blob.
+    (recorded,) = state.glob("*.json")
+    import json
+
+    session_id = json.loads(recorded.read_bytes())["id"]
+    assert json.loads(recorded.read_bytes())["parts"] == [1, 2]
+    with httpx.Client(base_url=server.url) as http:
+        session = http.get(f"/api/v1/projects/p/artifacts/_uploads/{session_id}").json()
+        assert [p["number"] for p in session["parts"]] == [1, 2] and session["part_count"] == 5
+        assert http.get(f"/api/v1/projects/p/artifacts/_blobs/{digest}").status_code == 404
+    assert _published(backend.blob_keys()) == []
+
+    # Resumed by a new process (here: a new client): parts 3-5 and the completion only.
+    transport = Counting()
+    client = ArtifactClient(HttpClient(server.url, transport=transport), state, part_bytes=5 * MiB,
+                            resumable_bytes=5 * MiB)
+    sent = client.upload_file("p", big, digest, len(data))
+    assert sent == len(data) - 2 * 5 * MiB
+    parts_sent = sorted(int(path.rsplit("/", 1)[1]) for method, path in transport.sent if "/parts/" in path)
+    assert parts_sent == [3, 4, 5]
+    assert not list(state.glob("*.json"))  # the session is done: its record is gone
+    assert _published(backend.blob_keys()) == [f"sha256/{digest[:2]}/{digest}"]
+    assert client.missing("p", [digest]) == set()
+    target = tmp_path / "back.bin"
+    client.download("p", digest, target)
+    assert target.read_bytes() == data
+
+
+def test_a_broken_download_resumes_with_a_range(servers, tmp_path):
+    server = servers(tmp_path / "server")
+    data = os.urandom(3 * MiB + 7)
+    client = _client(server.url)
+    digest = client.upload_bytes("p", data)
+    target = tmp_path / "blob"
+    Path(str(target) + ".partial").write_bytes(data[:MiB])  # what an interrupted download left
+    transport = Counting()
+    ranged = ArtifactClient(HttpClient(server.url, transport=transport))
+    assert ranged.download("p", digest, target) == len(data) - MiB
+    assert target.read_bytes() == data and not Path(str(target) + ".partial").exists()
+    # A damaged partial file is caught by the digest check and not kept.
+    Path(str(target) + ".partial").write_bytes(b"x" * MiB)
+    with pytest.raises(RemoteError, match="arrived damaged"):
+        ranged.download("p", digest, target)
+    with httpx.Client(base_url=server.url) as http:
+        url = f"/api/v1/projects/p/artifacts/_blobs/{digest}"
+        part = http.get(url, headers={"Range": "bytes=10-19"})
+        assert part.status_code == 206 and part.content == data[10:20]
+        assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+        assert http.get(url, headers={"Range": "bytes=-5"}).content == data[-5:]
+        assert http.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+UPLOADER = textwrap.dedent('''
+    import os, sys, time
+    from pathlib import Path
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    url, path, digest, go, resumable = sys.argv[1:6]
+    client = ArtifactClient(HttpClient(url), Path(path + ".state" + str(os.getpid())), workers=2,
+                            part_bytes=5 << 20, resumable_bytes=int(resumable))
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    print(client.upload_file("p", path, digest, os.path.getsize(path)))
+''')
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+def test_two_processes_upload_one_blob_at_once(servers, backend, tmp_path, resumable):
+    server = servers(tmp_path / "server", extra=backend.extra)
+    data = os.urandom(12 * MiB + 1)
+    path = tmp_path / "same.bin"
+    path.write_bytes(data)
+    digest = _sha(data)
+    script = tmp_path / "uploader.py"
+    script.write_text(UPLOADER)
+    go = tmp_path / "go"
+    threshold = str(5 * MiB if resumable else 1 << 40)
+    procs = [subprocess.Popen([sys.executable, str(script), server.url, str(path), digest, str(go), threshold],
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    go.touch()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        assert int(out) == len(data)
+    keys = backend.blob_keys()
+    assert keys == [f"sha256/{digest[:2]}/{digest}"]  # one copy, no temporary left
+    target = tmp_path / "back"
+    _client(server.url).download("p", digest, target)
+    assert target.read_bytes() == data
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_more_than_1000_digests_in_one_query_are_refused(servers, tmp_path):
+    server = servers(tmp_path / "server")
+    digests = [_sha(str(i).encode()) for i in range(2500)]
+    with httpx.Client(base_url=server.url) as http:
+        refused = http.post("/api/v1/projects/p/artifacts/_blobs/missing", json={"digests": digests[:1001]})
+        assert refused.status_code == 400 and "at most 1000" in refused.json()["detail"]
+        assert http.post("/api/v1/projects/p/artifacts/_blobs/missing",
+                         json={"digests": ["nothex"]}).status_code == 400
+    transport = Counting()
+    client = ArtifactClient(HttpClient(server.url, transport=transport))
+    assert client.missing("p", digests) == set(digests)  # the client splits the list: 3 requests
+    assert len(transport.sent) == 3
+
+
+def test_a_digest_mismatch_is_refused_and_nothing_is_visible(servers, backend, tmp_path):
+    server = servers(tmp_path / "server", extra=backend.extra)
+    data = os.urandom(100_000)
+    wrong = _sha(b"something else")
+    with httpx.Client(base_url=server.url) as http:
+        refused = http.put(f"/api/v1/projects/p/artifacts/_blobs/{wrong}", content=data)
+        assert refused.status_code == 400
+        assert f"has sha256 {_sha(data)}, not {wrong}" in refused.json()["detail"]
+        assert http.get(f"/api/v1/projects/p/artifacts/_blobs/{wrong}").status_code == 404
+        # A part whose bytes don't match the hash the client sent is not kept...
+        big = os.urandom(10 * MiB)
+        session = http.post("/api/v1/projects/p/artifacts/_uploads",
+                            json={"digest": wrong, "size": len(big), "part_size": 5 * MiB}).json()
+        base = f"/api/v1/projects/p/artifacts/_uploads/{session['id']}"
+        bad_part = http.put(f"{base}/parts/1", content=big[:5 * MiB], headers={"X-Tracklet-Sha256": "0" * 64})
+        assert bad_part.status_code == 400 and "part 1" in bad_part.json()["detail"]
+        assert http.put(f"{base}/parts/2", content=big[:10]).status_code == 400  # short part
+        assert http.get(base).json()["parts"] == []
+        # ...and a whole that doesn't hash to the session's digest is refused at completion.
+        for number in (1, 2):
+            assert http.put(f"{base}/parts/{number}", content=big[(number - 1) * 5 * MiB:number * 5 * MiB]
+                            ).status_code == 200
+        incomplete = http.post(f"{base}/complete")
+        assert incomplete.status_code == 400 and f"not {wrong}" in incomplete.json()["detail"]
+        assert http.get(base).status_code == 404  # the session is dropped
+        assert http.post("/api/v1/projects/p/artifacts/_blobs/missing", json={"digests": [wrong]}).json() == {
+            "missing": [wrong]}
+    assert _published(backend.blob_keys()) == []
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_commit_checks_the_manifest_and_every_blob(servers, tmp_path, request, database):
+    """Also on PostgreSQL: which blobs a project holds is a server table in the store's database."""
+    store = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    server = servers(tmp_path / "server", store=store)
+    client = _client(server.url)
+    present = client.upload_bytes("p", b"here")
+    absent = _sha(b"never uploaded")
+    manifest = Manifest({"a": ManifestEntry("a", present, 4), "b": ManifestEntry("b", absent, 14)})
+    manifest_blob = client.upload_bytes("p", manifest.to_bytes())
+    with pytest.raises(RemoteError, match="1 file\\(s\\) of the manifest have no blob in project p: b"):
+        client.commit("p", "data", {"type": "dataset", "manifest": manifest_blob})
+    garbage = client.upload_bytes("p", b'{"contents": 3}')
+    with pytest.raises(RemoteError, match="not a valid manifest"):
+        client.commit("p", "data", {"type": "dataset", "manifest": garbage})
+    with pytest.raises(RemoteError, match="was not uploaded to project p"):
+        client.commit("p", "data", {"type": "dataset", "manifest": _sha(b"nothing")})
+    # A blob one project holds is not another's: asking, downloading and committing all say so.
+    assert client.missing("q", [present]) == {present}
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get(f"/api/v1/projects/q/artifacts/_blobs/{present}").status_code == 404
+    good = client.upload_bytes("p", Manifest({"a": ManifestEntry("a", present, 4)}).to_bytes())
+    with pytest.raises(RemoteError, match="have no blob in project q"):
+        client.upload_bytes("q", Manifest({"a": ManifestEntry("a", present, 4)}).to_bytes())
+        client.commit("q", "data", {"type": "dataset", "manifest": good})
+    answer = client.commit("p", "data", {"type": "dataset", "manifest": good, "aliases": ["prod"]})
+    assert answer["version"]["aliases"] == ["v0", "latest", "prod"] and not answer["reused"]
+    with pytest.raises(RemoteError, match="has type 'dataset'"):
+        client.commit("p", "data", {"type": "model", "manifest": good})
+    with pytest.raises(RemoteError, match="alias 'v7' is not allowed"):
+        client.commit("p", "data", {"type": "dataset", "manifest": good, "aliases": ["v7"]})
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_reader_can_download_but_not_upload(servers, tmp_path):
+    root = tmp_path / "server"
+    created = _cli("admin", "--dir", str(root), "create-user", "root", "--admin")
+    assert created.returncode == 0, created.stderr
+    admin = created.stdout.strip()
+    server = servers(root, dev=False)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin}"}) as http:
+        reader = http.post("/api/v1/users", json={"name": "reader"}).json()["key"]
+        assert http.put("/api/v1/projects/p/members/reader", json={"role": "read"}).status_code in (200, 204)
+    writer = _client(server.url, key=admin)
+    data = b"model weights"
+    digest = writer.upload_bytes("p", data)
+    manifest = writer.upload_bytes("p", Manifest({"w": ManifestEntry("w", digest, len(data))}).to_bytes())
+    writer.commit("p", "model", {"type": "model", "manifest": manifest})
+
+    as_reader = _client(server.url, key=reader)
+    for attempt in (lambda: as_reader.upload_bytes("p", b"mine"), lambda: as_reader.missing("p", [digest]),
+                    lambda: as_reader.commit("p", "model", {"type": "model", "manifest": manifest})):
+        with pytest.raises(RemoteError, match="HTTP 403"):
+            attempt()
+    assert as_reader.version("p", "model", "latest")["version"] == "v0"
+    as_reader.download("p", digest, tmp_path / "w")
+    assert (tmp_path / "w").read_bytes() == data
+    # A user's first artifact upload creates the project, with them as its admin: others can't read it.
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin}"}) as http:
+        alice = http.post("/api/v1/users", json={"name": "alice"}).json()["key"]
+    as_alice = _client(server.url, key=alice)
+    secret = as_alice.upload_bytes("secret", b"private")
+    with pytest.raises(RemoteError, match="HTTP 403"):
+        as_reader.versions("secret", "model")
+    with pytest.raises(RemoteError, match="HTTP 403"):
+        as_reader.download("secret", secret, tmp_path / "stolen")
+    with pytest.raises(RemoteError, match="HTTP 403"):  # nor write to a project she isn't a member of
+        as_alice.upload_bytes("p", b"mine")
+    remote = RemoteArtifacts(as_reader, tmp_path / "reader-root")
+    assert Path(remote.artifact("p/model").download(tmp_path / "dl"), "w").read_bytes() == data
+
+
+def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatch):
+    server = servers(tmp_path / "server")
+    root = tmp_path / "offline"
+    run = tracklet.init(project="nlp", id="r1", dir=str(root), settings=QUIET)
+    model = tmp_path / "model.pt"
+    model.write_bytes(os.urandom(50_000))
+    run.log_artifact(str(model), name="model", type="model", aliases=["candidate"]).wait()
+    model.write_bytes(os.urandom(50_000))
+    run.log_artifact(str(model), name="model", type="model").wait()
+    run.finish()
+    for _ in range(2):  # a second sync adds no version (v0 is not the latest, and is not sent again)
+        synced = _cli("--dir", str(root), "sync", "nlp/r1", "--url", server.url, "--quiet")
+        assert synced.returncode == 0, synced.stderr
+    client = _client(server.url)
+    versions = client.versions("nlp", "model")
+    assert [v["aliases"] for v in versions] == [["v0", "candidate"], ["v1", "latest"]]
+    assert {v["logged_by"] for v in versions} == {"nlp/r1"}
+    # `tracklet artifact push` sends a version logged outside any run.
+    extra = tmp_path / "notes.txt"
+    extra.write_text("notes")
+    assert _cli("--dir", str(root), "artifact", "put", str(extra), "--project", "nlp", "-q").returncode == 0
+    pushed = _cli("--dir", str(root), "artifact", "push", "nlp/notes.txt:latest", "--url", server.url)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "nlp/notes.txt:v0" in pushed.stdout
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))
+    with tracklet.Api(base_url=server.url) as api:
+        notes = api.artifact("nlp/notes.txt")
+        assert Path(notes.download(tmp_path / "n"), "notes.txt").read_text() == "notes"
+
+
+def test_abandoned_upload_sessions_are_swept(tmp_path):
+    from tracklet.server.artifact_blobs import ServerArtifacts
+
+    artifacts = ServerArtifacts(tmp_path / "server")
+    data = os.urandom(6 * MiB)
+    old = artifacts.start("p", _sha(data), len(data), 5 * MiB)
+    artifacts.put_part(old, 1, data[:5 * MiB], None)
+    assert artifacts.sweep_uploads(max_age=3600) == 0  # young: kept
+    assert list(artifacts.parts(old)) == [1]
+    assert artifacts.sweep_uploads(max_age=0) == 1
+    assert not (tmp_path / "server" / "artifacts" / "uploads" / old.id).exists()
+    from tracklet.server.artifact_blobs import NotHeld
+
+    with pytest.raises(NotHeld):
+        artifacts.session("p", old.id)
+
+
+def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend, tmp_path):
+    server = servers(tmp_path / "server", extra=backend.extra)
+    good = [os.urandom(1000 + i) for i in range(5)]
+    bad = os.urandom(500)
+    frames = [(_sha(data), data) for data in good[:2]] + [(_sha(b"other"), bad)] + [(_sha(d), d) for d in good[2:]]
+    body = b"".join(digest.encode() + len(data).to_bytes(8, "big") + data for digest, data in frames)
+    with httpx.Client(base_url=server.url) as http:
+        answer = http.post("/api/v1/projects/p/artifacts/_blobs/batch", content=body).json()
+        assert answer["stored"] == [_sha(d) for d in good]
+        assert [item["digest"] for item in answer["rejected"]] == [_sha(b"other")]
+        assert f"has sha256 {_sha(bad)}" in answer["rejected"][0]["detail"]
+        cut = http.post("/api/v1/projects/p/artifacts/_blobs/batch", content=body[:-10])
+        assert cut.status_code == 400 and "more than the body holds" in cut.json()["detail"]
+    assert sorted(_published(backend.blob_keys())) == sorted(f"sha256/{_sha(d)[:2]}/{_sha(d)}" for d in good)
+    # The client sends small files many to a request, and names a file whose bytes changed.
+    paths = []
+    for index in range(30):
+        path = tmp_path / f"small{index}"
+        path.write_bytes(os.urandom(2000))
+        paths.append((str(path), _sha(path.read_bytes()), 2000))
+    transport = Counting()
+    client = ArtifactClient(HttpClient(server.url, transport=transport))
+    assert client.upload_files("p", paths) == 30 * 2000
+    assert transport.sent == [("POST", "/api/v1/projects/p/artifacts/_blobs/batch")]
+    Path(paths[3][0]).write_bytes(b"changed since hashed")
+    with pytest.raises(RemoteError, match=f"refused 1 blob\\(s\\): {paths[3][0]}"):
+        client.upload_files("p", paths)
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+def test_a_chunked_file_goes_to_the_server_whole(servers, tmp_path, resumable):
+    """A large file the local store keeps as chunks (no blob of its own) is sent rebuilt from
+    them, checked as it goes; the server's manifest names no local recipe; another root gets it."""
+    from tracklet.artifacts.entries import LocalFile
+
+    server = servers(tmp_path / "server")
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=1 << 20)
+    data = os.urandom(11 * MiB + 3)
+    (tmp_path / "ckpt.bin").write_bytes(data)
+    result = store.commit("ckpt", "model", {"ckpt.bin": LocalFile(str(tmp_path / "ckpt.bin"))}, project="p",
+                          aliases=[])
+    (entry,) = result.manifest
+    assert "recipe" in entry.extra and not store.blobs.has(entry.digest)  # chunks only
+    client = ArtifactClient(HttpClient(server.url), tmp_path / "state", part_bytes=5 * MiB,
+                            resumable_bytes=5 * MiB if resumable else 1 << 40)
+    answer = upload_version(client, store, result.info, [], result.manifest)
+    assert answer["version"]["digest"] == result.info.digest
+    served = Manifest.from_bytes(client.read("p", answer["version"]["manifest"]))
+    assert [dict(e.extra) for e in served] == [{}]
+    remote = RemoteArtifacts(client, tmp_path / "other-root")
+    assert Path(remote.artifact("p/ckpt").download(tmp_path / "out"), "ckpt.bin").read_bytes() == data
+
+
+def test_downloads_go_through_the_capped_blob_cache(servers, tmp_path):
+    from tracklet.artifacts.cache import BlobCache
+
+    server = servers(tmp_path / "server")
+    writer = _client(server.url)
+    files = {"small.txt": b"tiny", "big.bin": os.urandom(200_000)}
+    entries = {name: ManifestEntry(name, writer.upload_bytes("p", data), len(data)) for name, data in files.items()}
+    writer.commit("p", "data", {"type": "dataset", "manifest": writer.upload_bytes("p", Manifest(entries).to_bytes())})
+
+    transport = Counting()
+    reader = ArtifactClient(HttpClient(server.url, transport=transport))
+    cache = BlobCache(tmp_path / "cache", cap_bytes=1 << 20)
+    remote = RemoteArtifacts(reader, tmp_path / "root", cache=cache)
+    for target in ("one", "two"):  # the second download reads the cache, not the server
+        out = Path(remote.artifact("p/data").download(tmp_path / target))
+        assert {name: (out / name).read_bytes() for name in files} == files
+    blob_gets = [path for method, path in transport.sent if "/_blobs/" in path and method == "GET"]
+    assert len(blob_gets) == 1 + 2  # the manifest once (kept parsed), each file's blob once
+    assert cache.has(entries["big.bin"].digest)
+
+    # A cache too small for a file is never overfilled: that file goes straight to its place.
+    tiny = BlobCache(tmp_path / "tiny-cache", cap_bytes=1000)
+    out = Path(RemoteArtifacts(reader, tmp_path / "root2", cache=tiny).artifact("p/data").download(tmp_path / "three"))
+    assert (out / "big.bin").read_bytes() == files["big.bin"]
+    assert not tiny.has(entries["big.bin"].digest) and tiny.has(entries["small.txt"].digest)
+    assert sum(p.stat().st_size for p in (tmp_path / "tiny-cache" / "blobs").rglob("*") if p.is_file()) <= 1000
+    assert not [p for p in out.rglob("*.partial")]
+
+
+def test_sql_registry_numbers_versions_once_across_processes(pg_url, tmp_path):
+    """Several server processes (here: registries with locks of their own, on threads) commit to
+    one collection at once: every version gets its own number, and one alias names one version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tracklet.artifacts.registry import VersionInfo
+    from tracklet.server.artifact_registry_sql import SqlRegistry
+    from tracklet.server.schema import migrate
+    from tracklet.store import Store
+
+    store = Store(pg_url, root=tmp_path)
+    migrate(store.engine)
+    registries = [SqlRegistry(store.engine) for _ in range(4)]
+
+    def commit(index: int) -> int:
+        info = VersionInfo(project="p", name="model", version=-1, type="model", digest=_sha(str(index).encode()),
+                           manifest=_sha(b"m" + str(index).encode()), size=index, file_count=1,
+                           metadata={"i": index})
+        stored, reused = registries[index % 4].commit(info, ["best"])
+        assert not reused and stored.metadata == {"i": index}
+        return stored.version
+
+    with ThreadPoolExecutor(8) as pool:
+        numbers = list(pool.map(commit, range(16)))
+    assert sorted(numbers) == list(range(16))
+    versions = registries[0].versions("p", "model")
+    assert [v.version for v in versions] == list(range(16))
+    assert sum("best" in v.aliases for v in versions) == 1 and "latest" in versions[-1].aliases
+    store.close()
+
+
+def test_use_artifact_online_falls_back_to_the_local_store_when_the_server_is_down(tmp_path):
+    root = tmp_path / "root"
+    (tmp_path / "data.txt").write_text("local")
+    artifact = tracklet.Artifact("data", type="dataset")
+    artifact.add_file(tmp_path / "data.txt")
+    artifact.save("p", root=root)
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={
+        **QUIET, "base_url": "http://127.0.0.1:9", "upload_timeout": 0.1})  # nothing listens on port 9
+    used = run.use_artifact("data:latest")
+    assert used.version == "v0"
+    assert Path(used.download(tmp_path / "out"), "data.txt").read_text() == "local"
+    with pytest.raises(RemoteError, match="127.0.0.1:9"):  # neither here nor reachable: the server's error
+        run.use_artifact("missing:latest")
+    run.finish()

@@ -1,0 +1,525 @@
+"""Artifacts on a tracking server: the blob store, which blobs each project holds, resumable
+upload sessions and the version registry (the routes are ``routes_artifacts_write.py``).
+
+**Blobs** are content-addressed like a client's (``blobs/sha256/ab/<digest>``, ``artifacts/blobs.py``)
+in the server's data root (``<root>/artifacts``) or any fsspec URL (``--artifacts s3://bucket/prefix``).
+A blob is written to a temporary name while its sha256 is computed, and renamed into place only
+when the digest matches: nothing partial or wrong is ever visible, and two clients sending the
+same blob at once both succeed, leaving one copy.
+
+**Grants**: the store is shared by every project, but a project only *holds* a blob once someone
+with write access to it sent the blob's bytes (a row of the server's ``artifact_blobs`` table,
+``schema.py``, in the store's database: SQLite or the deployment's PostgreSQL).
+"Which of these do you have?", downloads and commits only see a project's own grants, so knowing
+a digest never gives access to another project's bytes (a blob already stored is hashed and not
+written again; the bytes still have to be sent once per project).
+
+**Upload sessions** (large blobs, resumable): ``uploads/<id>/session.json`` beside ``blobs/``,
+one ``parts/<n>.json`` per part received whole and verified (its size, sha256 and, on S3, ETag).
+On a local directory parts are files ``uploads/<id>/data/<n>``, concatenated into the blob when
+the session completes; on S3 they are the parts of one S3 multipart upload to a temporary key,
+completed, read back to check the sha256, then moved into place. A client killed mid-upload asks
+for the session's parts and sends only the missing ones.
+
+**Versions**: ``LocalRegistry`` over ``<root>/artifacts`` (one server process; the same rules as a
+client's: ``vN`` and ``latest`` assigned, an alias unique per collection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.artifacts.blobs import FsspecBlobStore
+from tracklet.artifacts.manifest import Manifest, is_sha256
+from tracklet.artifacts.registry import LocalRegistry, VersionInfo
+from tracklet.core.layout import check_name
+from tracklet.errors import ArtifactError
+from tracklet.server.artifact_registry_sql import SqlRegistry
+from tracklet.server.logs import BadRequest
+from tracklet.server.schema import artifact_blobs, migrate
+
+MAX_DIGESTS_PER_QUERY = 1000
+MIN_PART_BYTES = 5 << 20  # S3's smallest part (but the last)
+MAX_PART_BYTES = 64 << 20
+MAX_PARTS = 10_000  # S3's most parts per upload
+MAX_SERVER_MANIFEST_BYTES = 64 << 20  # ~300k files: what one commit may describe
+_READ = 1 << 20
+SMALL_BLOB_BYTES = 8 << 20  # a blob up to this size is verified in memory and written in one piece
+MAX_BATCH_BLOBS = 1000
+STALE_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload session untouched this long is aborted
+
+
+class NotHeld(LookupError):
+    """The project holds no such blob or upload session (404)."""
+
+
+class DigestMismatch(BadRequest):
+    """The bytes received don't hash to the digest they were sent as (400)."""
+
+
+def check_digest(digest: object) -> str:
+    if not is_sha256(digest):
+        raise BadRequest(f"{str(digest)[:80]!r} is not a sha256 digest (64 lowercase hex digits)")
+    assert isinstance(digest, str)
+    return digest
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """A resumable upload of one blob in parts of ``part_size`` bytes (the last may be shorter)."""
+
+    id: str
+    project: str
+    digest: str
+    size: int
+    part_size: int
+    created_at: float
+    s3_upload_id: str | None = None
+
+    @property
+    def part_count(self) -> int:
+        return max(1, -(-self.size // self.part_size))
+
+    def part_length(self, number: int) -> int:
+        if number < self.part_count:
+            return self.part_size
+        return self.size - self.part_size * (self.part_count - 1)
+
+
+class ServerArtifacts:
+    """The server's artifacts (see the module): ``root`` is the server's data root; ``url``
+    (with fsspec ``options``) puts the blobs elsewhere, e.g. ``s3://bucket/prefix``."""
+
+    def __init__(self, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
+                 engine: sa.Engine | None = None) -> None:
+        directory = Path(root) / "artifacts"
+        self.registry: LocalRegistry | SqlRegistry = LocalRegistry(directory)
+        if engine is None:  # no server database at hand (a test, a tool): the grants table alone, beside the blobs
+            directory.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(f"sqlite:///{directory / 'grants.sqlite'}")
+            artifact_blobs.create(engine, checkfirst=True)
+        else:
+            migrate(engine)  # the server's tables (a --dev server has no Accounts to do it)
+            if engine.dialect.name == "postgresql":  # a deployment any number of processes may serve
+                self.registry = SqlRegistry(engine)
+        self.engine = engine
+        self.blobs = FsspecBlobStore(url if url is not None else directory, options)
+        if self.blobs.fs is None:
+            import fsspec
+
+            self.blobs.fs = fsspec.filesystem("file")
+        self.fs = self.blobs.fs
+        self.uploads = self.blobs.base[: -len("/blobs")] + "/uploads"
+
+    @classmethod
+    def connect(cls, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
+                engine: sa.Engine | None = None) -> ServerArtifacts:
+        """``ServerArtifacts(...)`` checked at server start: ``ValueError`` naming the location if
+        its backend is missing or its bucket does not exist."""
+        try:
+            artifacts = cls(root, url, options, engine)
+        except ImportError as error:
+            raise ValueError(f"the artifacts location {url} needs a package that is not installed: {error} "
+                             "(for s3://: pip install 'tracklet[s3]')") from None
+        if not artifacts.blobs.local:
+            bucket = artifacts.blobs.base.split("/", 1)[0]
+            try:
+                exists = artifacts.fs.exists(bucket)
+            except Exception as error:
+                raise ValueError(f"cannot use the artifacts location {url}: {type(error).__name__}: {error}") from None
+            if not exists:
+                raise ValueError(f"cannot use the artifacts location {url}: bucket {bucket!r} does not exist "
+                                 "(create it first)")
+        return artifacts
+
+    # ------------------------------------------------------------ grants
+
+    def holding(self, project: str, digests: list[str]) -> set[str]:
+        """Which of ``digests`` the project holds (queried 1,000 at a time)."""
+        check_name("project", project)
+        held: set[str] = set()
+        unique = list(dict.fromkeys(digests))
+        with self.engine.connect() as connection:
+            for start in range(0, len(unique), MAX_DIGESTS_PER_QUERY):
+                batch = unique[start:start + MAX_DIGESTS_PER_QUERY]
+                held.update(connection.execute(sa.select(artifact_blobs.c.digest).where(
+                    artifact_blobs.c.project == project, artifact_blobs.c.digest.in_(batch))).scalars())
+        return held
+
+    def holds(self, project: str, digest: str) -> bool:
+        return bool(self.holding(project, [check_digest(digest)]))
+
+    def grant(self, project: str, sizes: dict[str, int]) -> None:
+        """Record that ``project`` holds these blobs (digest -> size); one transaction."""
+        if not sizes:
+            return
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(artifact_blobs).on_conflict_do_nothing()
+        now = time.time()
+        with self.engine.begin() as connection:
+            connection.execute(statement, [
+                {"project": project, "digest": digest, "size": size, "created_at": now}
+                for digest, size in sizes.items()])
+
+    def missing(self, project: str, digests: list[str]) -> list[str]:
+        """Which of ``digests`` the project does not hold (in the order given, once each)."""
+        if len(digests) > MAX_DIGESTS_PER_QUERY:
+            raise BadRequest(f"{len(digests)} digests in one query; at most {MAX_DIGESTS_PER_QUERY} may be asked "
+                             "about at once (split the list)")
+        unique = list(dict.fromkeys(check_digest(d) for d in digests))
+        held = self.holding(project, unique)
+        return [digest for digest in unique if digest not in held]
+
+    # ------------------------------------------------------------ blobs
+
+    def open_blob(self, project: str, digest: str) -> tuple[Any, int]:
+        """A blob the project holds, opened for reading, and its size; ``NotHeld`` otherwise."""
+        if not self.holds(project, digest):
+            raise NotHeld(f"project {project} holds no blob {digest}")
+        try:
+            size = self.blobs.size(digest)
+            return self.blobs.open(digest), size
+        except FileNotFoundError:
+            raise NotHeld(f"blob {digest} is missing from the server's store") from None
+
+    def store_chunks(self, project: str, digest: str, chunks: Iterator[bytes]) -> int:
+        """Store one blob from ``chunks`` (called on a worker thread: ``chunks`` may block), then
+        grant it to ``project``. ``DigestMismatch`` (nothing visible) if the bytes don't hash to
+        ``digest``. Bytes received. A blob of at most ``SMALL_BLOB_BYTES`` is verified in memory
+        and written in one piece (``store_small``); a larger one is streamed to a temporary name
+        and renamed into place once verified (a blob the store has is only hashed)."""
+        check_digest(digest)
+        pieces: list[bytes] = []
+        held = 0
+        for chunk in chunks:
+            pieces.append(chunk)
+            held += len(chunk)
+            if held > SMALL_BLOB_BYTES:
+                break
+        else:
+            rejected = self.store_small(project, [(digest, b"".join(pieces))])
+            if rejected:
+                raise DigestMismatch(rejected[0][1])
+            return held
+        rest = itertools.chain(pieces, chunks)
+        if self.blobs.has(digest):
+            hasher = hashlib.sha256()
+            received = 0
+            for chunk in rest:
+                hasher.update(chunk)
+                received += len(chunk)
+            if hasher.hexdigest() != digest:
+                raise _mismatch(digest, hasher.hexdigest(), received)
+            self.grant(project, {digest: received})
+            return received
+        writer = self.blobs.writer()
+        try:
+            for chunk in rest:
+                writer.write(chunk)
+        except BaseException:
+            writer.discard()
+            raise
+        if not writer.publish(digest):
+            raise _mismatch(digest, writer.hasher.hexdigest(), writer.size)
+        self.grant(project, {digest: writer.size})
+        return writer.size
+
+    def store_small(self, project: str, blobs: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+        """Store small blobs held in memory and grant them to ``project``: each is verified first,
+        then written whole (on an object store one PUT per blob, all at once: an object appears
+        complete or not at all; on a directory through a temporary name). Returns the rejected
+        ``(digest, reason)`` pairs (a digest mismatch): the others are stored regardless."""
+        rejected: list[tuple[str, str]] = []
+        good: dict[str, bytes] = {}
+        for digest, data in blobs:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != check_digest(digest):
+                rejected.append((digest, str(_mismatch(digest, actual, len(data)))))
+            else:
+                good[digest] = data
+        if self.blobs.local:
+            for digest, data in good.items():
+                if not self.blobs.has(digest):
+                    writer = self.blobs.writer()
+                    writer.write(data)
+                    writer.publish(digest)
+        elif good:
+            self.fs.pipe({self.blobs._path(digest): data for digest, data in good.items()})
+        self.grant(project, {digest: len(data) for digest, data in good.items()})
+        return rejected
+
+    def store_batch(self, project: str, body: bytes) -> tuple[list[str], list[tuple[str, str]]]:
+        """Store the blobs of a batch body (``encode_batch``'s frames); (stored digests, rejected
+        ``(digest, reason)``). ``BadRequest`` for a malformed body (nothing stored)."""
+        blobs = decode_batch(body)
+        rejected = self.store_small(project, blobs)
+        refused = {digest for digest, _ in rejected}
+        return [digest for digest, _ in blobs if digest not in refused], rejected
+
+    # ------------------------------------------------------------ upload sessions
+
+    def _session_dir(self, upload_id: str) -> str:
+        if not (len(upload_id) == 32 and all(c in "0123456789abcdef" for c in upload_id)):
+            raise NotHeld(f"no upload session {upload_id[:40]!r}")
+        return f"{self.uploads}/{upload_id}"
+
+    def _temporary_key(self, upload_id: str) -> str:
+        return f"{self.blobs.base}/tmp/{upload_id}.partial"
+
+    def start(self, project: str, digest: str, size: int, part_size: int) -> Session:
+        """A new upload session for blob ``digest`` of ``size`` bytes in parts of ``part_size``."""
+        check_digest(digest)
+        check_name("project", project)
+        if type(size) is not int or size < 0:
+            raise BadRequest(f"size must be a non-negative integer; got {size!r}")
+        if type(part_size) is not int or not MIN_PART_BYTES <= part_size <= MAX_PART_BYTES:
+            raise BadRequest(f"part_size must be {MIN_PART_BYTES}..{MAX_PART_BYTES} bytes; got {part_size!r}")
+        if -(-size // part_size) > MAX_PARTS:
+            raise BadRequest(f"a blob of {size} bytes needs more than {MAX_PARTS} parts of {part_size} bytes; "
+                             "use larger parts")
+        session = Session(uuid.uuid4().hex, project, digest, size, part_size, time.time())
+        if not self.blobs.local:
+            bucket, key, _ = self.fs.split_path(self._temporary_key(session.id))
+            answer = self.fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+            session = dataclasses.replace(session, s3_upload_id=answer["UploadId"])
+        directory = self._session_dir(session.id)
+        self.fs.makedirs(directory, exist_ok=True)
+        self.fs.pipe_file(f"{directory}/session.json", json.dumps(dataclasses.asdict(session)).encode())
+        return session
+
+    def session(self, project: str, upload_id: str) -> Session:
+        """The project's session ``upload_id``; ``NotHeld`` if there is none (or another project's)."""
+        path = f"{self._session_dir(upload_id)}/session.json"
+        try:
+            self.fs.invalidate_cache(path)
+            document = json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            raise NotHeld(f"no upload session {upload_id} (completed, or never started)") from None
+        session = Session(**document)
+        if session.project != project:
+            raise NotHeld(f"no upload session {upload_id} in project {project}")
+        return session
+
+    def parts(self, session: Session) -> dict[int, dict[str, Any]]:
+        """The parts received whole and verified: number -> {size, sha256, etag}."""
+        directory = f"{self._session_dir(session.id)}/parts"
+        self.fs.invalidate_cache(directory)
+        try:
+            names = self.fs.ls(directory, detail=False)
+        except FileNotFoundError:
+            return {}
+        found = {}
+        for name in names:
+            base = name.rsplit("/", 1)[-1]
+            if base.endswith(".json") and base[:-5].isdigit():
+                found[int(base[:-5])] = json.loads(self.fs.cat_file(name))
+        return dict(sorted(found.items()))
+
+    def put_part(self, session: Session, number: int, data: bytes, sha256: str | None) -> dict[str, Any]:
+        """Keep part ``number`` (1-based) of ``session``: it must have its exact length and, if the
+        client said, its sha256. A part sent again replaces the first."""
+        if not 1 <= number <= session.part_count:
+            raise BadRequest(f"part {number} is out of range: this upload has parts 1..{session.part_count}")
+        expected = session.part_length(number)
+        if len(data) != expected:
+            raise BadRequest(f"part {number} must be {expected} bytes; got {len(data)}")
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and sha256 != digest:
+            raise _mismatch(sha256, digest, len(data), what=f"part {number}")
+        directory = self._session_dir(session.id)
+        record: dict[str, Any] = {"size": len(data), "sha256": digest}
+        if session.s3_upload_id is not None:
+            bucket, key, _ = self.fs.split_path(self._temporary_key(session.id))
+            answer = self.fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=session.s3_upload_id,
+                                     PartNumber=number, Body=data)
+            record["etag"] = answer["ETag"]
+        else:
+            final = f"{directory}/data/{number}"
+            temporary = f"{final}.{uuid.uuid4().hex}.tmp"
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, final)
+        self.fs.makedirs(f"{directory}/parts", exist_ok=True)
+        self.fs.pipe_file(f"{directory}/parts/{number}.json", json.dumps(record).encode())
+        return record
+
+    def complete(self, session: Session) -> int:
+        """Assemble the parts into the blob, verify its sha256 and make it visible; then grant it
+        and remove the session. ``BadRequest`` naming the missing parts; ``DigestMismatch`` (the
+        session is removed: start again) if the whole doesn't hash to the session's digest."""
+        parts = self.parts(session)
+        missing = [n for n in range(1, session.part_count + 1) if n not in parts]
+        if missing:
+            shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+            raise BadRequest(f"upload {session.id} is missing part(s) {shown} of {session.part_count}")
+        directory = self._session_dir(session.id)
+        try:
+            if session.s3_upload_id is None:
+                self.store_chunks(session.project, session.digest, self._local_parts(directory, session))
+            else:
+                self._complete_s3(session, parts)
+        except DigestMismatch:
+            self.abort(session)
+            raise
+        self.abort(session)
+        return session.size
+
+    def _local_parts(self, directory: str, session: Session) -> Iterator[bytes]:
+        for number in range(1, session.part_count + 1):
+            with open(f"{directory}/data/{number}", "rb") as handle:
+                while chunk := handle.read(_READ):
+                    yield chunk
+
+    def _complete_s3(self, session: Session, parts: dict[int, dict[str, Any]]) -> None:
+        temporary = self._temporary_key(session.id)
+        bucket, key, _ = self.fs.split_path(temporary)
+        self.fs.call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=session.s3_upload_id,
+                        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": parts[n]["etag"]} for n in sorted(parts)]})
+        self.fs.invalidate_cache(temporary)
+        hasher = hashlib.sha256()
+        with self.fs.open(temporary, "rb") as handle:
+            while chunk := handle.read(_READ):
+                hasher.update(chunk)
+        if hasher.hexdigest() != session.digest:
+            self.fs.rm(temporary)
+            raise _mismatch(session.digest, hasher.hexdigest(), session.size)
+        self.blobs._publish(temporary, session.digest)
+        self.grant(session.project, {session.digest: session.size})
+
+    def abort(self, session: Session) -> None:
+        """Forget a session and what it received."""
+        if session.s3_upload_id is not None:
+            bucket, key, _ = self.fs.split_path(self._temporary_key(session.id))
+            try:
+                self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=session.s3_upload_id)
+            except Exception:  # completed already, or gone: nothing left to abort
+                pass
+        try:
+            self.fs.rm(self._session_dir(session.id), recursive=True)
+        except FileNotFoundError:
+            pass
+
+    def sweep_uploads(self, max_age: float = STALE_UPLOAD_SECONDS) -> int:
+        """Abort upload sessions started more than ``max_age`` seconds ago (a client that never
+        came back): their parts are removed. Sessions removed."""
+        try:
+            self.fs.invalidate_cache(self.uploads)
+            directories = self.fs.ls(self.uploads, detail=False)
+        except FileNotFoundError:
+            return 0
+        cutoff = time.time() - max_age
+        removed = 0
+        for directory in directories:
+            try:
+                document = json.loads(self.fs.cat_file(f"{directory}/session.json"))
+                session = Session(**document)
+            except FileNotFoundError:
+                continue  # being created, or removed meanwhile
+            except (ValueError, TypeError):  # not a session file: old enough to go, by the directory's id
+                continue
+            if session.created_at < cutoff:
+                self.abort(session)
+                removed += 1
+        return removed
+
+    # ------------------------------------------------------------ versions
+
+    def commit(self, project: str, name: str, *, type: str, manifest_digest: str, description: str,
+               metadata: dict[str, Any], aliases: list[str], logged_by: str | None) -> tuple[VersionInfo, bool]:
+        """Add a version whose manifest is the project's blob ``manifest_digest``: the manifest must
+        parse, and the project must hold every blob it names (``BadRequest`` listing the first
+        missing ones). Returns (the version with its aliases, reused)."""
+        check_digest(manifest_digest)
+        if not isinstance(type, str) or not type or len(type) > 128 or "\0" in type:
+            raise BadRequest(f"artifact type must be a non-empty string of at most 128 characters; got {type!r}")
+        try:
+            handle, size = self.open_blob(project, manifest_digest)
+        except NotHeld:
+            raise BadRequest(f"the manifest blob {manifest_digest} was not uploaded to project {project}") from None
+        with handle:
+            if size > MAX_SERVER_MANIFEST_BYTES:
+                raise BadRequest(f"the manifest is {size:,} bytes; this server takes at most "
+                                 f"{MAX_SERVER_MANIFEST_BYTES:,}")
+            data = handle.read(MAX_SERVER_MANIFEST_BYTES + 1)
+        try:
+            manifest = Manifest.from_bytes(data, what=f"the manifest of {project}/{name}")
+        except ArtifactError as error:
+            raise BadRequest(str(error)) from None
+        held = self.holding(project, [entry.digest for entry in manifest if entry.ref is None])
+        absent = [entry.path for entry in manifest if entry.ref is None and entry.digest not in held]
+        if absent:
+            raise BadRequest(f"{len(absent)} file(s) of the manifest have no blob in project {project}: "
+                             + ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "") + " (upload them first)")
+        if logged_by is not None:
+            run_project, _, run_id = logged_by.partition("/")
+            check_name("project", run_project)
+            check_name("run id", run_id)
+        info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
+                           manifest=manifest_digest, size=manifest.size, file_count=len(manifest),
+                           description=description, metadata=metadata, logged_by=logged_by)
+        try:
+            if logged_by is not None:  # the same run sending the same content again: that version
+                earlier = self._logged_before(info)
+                if earlier is not None:
+                    if aliases:
+                        self.registry.set_aliases(project, name, earlier.version, aliases, [])
+                    return self.registry.version(project, name, f"v{earlier.version}"), True
+            return self.registry.commit(info, aliases)
+        except ArtifactError as error:
+            raise BadRequest(str(error)) from None
+
+    def _logged_before(self, info: VersionInfo) -> VersionInfo | None:
+        """A version of the collection with ``info``'s content that the same run logged: what
+        makes sending a run's versions again (``tracklet sync``, a retried commit) idempotent."""
+        for version in self.registry.versions(info.project, info.name):
+            if version.digest == info.digest and version.logged_by == info.logged_by and version.type == info.type:
+                return version
+        return None
+
+
+def encode_batch(blobs: list[tuple[str, bytes]]) -> bytes:
+    """Blobs as one request body: per blob its sha256 (64 ASCII hex digits), its length (8 bytes,
+    big-endian) and its bytes."""
+    return b"".join(digest.encode() + len(data).to_bytes(8, "big") + data for digest, data in blobs)
+
+
+def decode_batch(body: bytes) -> list[tuple[str, bytes]]:
+    """The ``(digest, bytes)`` of a batch body; ``BadRequest`` naming the offset of a bad frame."""
+    blobs: list[tuple[str, bytes]] = []
+    offset = 0
+    view = memoryview(body)
+    while offset < len(body):
+        if len(blobs) == MAX_BATCH_BLOBS:
+            raise BadRequest(f"a batch holds at most {MAX_BATCH_BLOBS} blobs")
+        header = bytes(view[offset:offset + 72])
+        if len(header) < 72:
+            raise BadRequest(f"batch body: a frame header at byte {offset} is cut short")
+        try:
+            digest = check_digest(header[:64].decode("ascii"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"batch body: no digest at byte {offset}") from None
+        size = int.from_bytes(header[64:], "big")
+        if offset + 72 + size > len(body):
+            raise BadRequest(f"batch body: blob {digest} at byte {offset} says {size} bytes, more than the body holds")
+        blobs.append((digest, bytes(view[offset + 72:offset + 72 + size])))
+        offset += 72 + size
+    return blobs
+
+
+def _mismatch(expected: str, actual: str, size: int, what: str = "the body") -> DigestMismatch:
+    return DigestMismatch(f"{what} ({size:,} bytes) has sha256 {actual}, not {expected}: it was not stored "
+                          "(send the bytes again)")

@@ -1,0 +1,155 @@
+"""``SqlRegistry``: artifact versions and aliases in the server's database (the ``artifact_versions``
+and ``artifact_aliases`` tables of ``schema.py``), for a server whose store is PostgreSQL, so every
+process of a scaled-out deployment sees and assigns the same versions.
+
+The rules are ``LocalRegistry``'s (``artifacts/registry.py``): versions are immutable and numbered
+from 0 in each collection, ``latest`` is the highest, a custom alias names one version of its
+collection at a time, a version whose content equals the latest's is not added again, a collection
+keeps one type. Assigning a number takes a transaction-scoped advisory lock on the collection
+(PostgreSQL; a process-wide lock on SQLite), and the primary key refuses a number twice anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
+from tracklet.artifacts.registry import VersionInfo
+from tracklet.core.layout import check_name
+from tracklet.errors import ArtifactError, ArtifactNotFound
+from tracklet.server.schema import artifact_aliases, artifact_versions
+
+_FIELDS = ("type", "digest", "manifest", "size", "file_count", "description", "created_at", "logged_by")
+
+
+class SqlRegistry:
+    """Versions and aliases of artifact collections in the server's database (see the module)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()  # SQLite: one writer in the process at a time
+
+    # ------------------------------------------------------------ reading
+
+    def _aliases(self, connection: sa.Connection, project: str, name: str) -> dict[str, int]:
+        rows = connection.execute(sa.select(artifact_aliases.c.alias, artifact_aliases.c.version).where(
+            artifact_aliases.c.project == project, artifact_aliases.c.name == name))
+        return {row.alias: row.version for row in rows}
+
+    def _info(self, row: Any, aliases: dict[str, int], latest: int) -> VersionInfo:
+        names = [alias for alias, target in sorted(aliases.items()) if target == row.version]
+        if row.version == latest:
+            names.insert(0, LATEST)
+        return VersionInfo(project=row.project, name=row.name, version=row.version,
+                           metadata=json.loads(row._mapping["metadata"]), aliases=[f"v{row.version}", *names],
+                           **{field: getattr(row, field) for field in _FIELDS})
+
+    def version_numbers(self, project: str, name: str) -> list[int]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(sa.select(artifact_versions.c.version).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name
+            ).order_by(artifact_versions.c.version)).scalars())
+
+    def version(self, project: str, name: str, selector: str = LATEST) -> VersionInfo:
+        """The version ``selector`` (``latest``, ``vN`` or an alias) names."""
+        check_name("project", project)
+        check_artifact_name(name)
+        with self.engine.connect() as connection:
+            return self._version(connection, project, name, selector)
+
+    def _version(self, connection: sa.Connection, project: str, name: str, selector: str) -> VersionInfo:
+        latest = connection.execute(sa.select(sa.func.max(artifact_versions.c.version)).where(
+            artifact_versions.c.project == project, artifact_versions.c.name == name)).scalar()
+        if latest is None:
+            raise ArtifactNotFound(f"no artifact {project}/{name} (no version of it has been logged)")
+        aliases = self._aliases(connection, project, name)
+        number = latest if selector == LATEST else version_number(selector)
+        if number is None:
+            if selector not in aliases:
+                raise ArtifactNotFound(f"artifact {project}/{name} has no alias {selector!r} (aliases: "
+                                       f"{', '.join(['latest', *sorted(aliases)])})")
+            number = aliases[selector]
+        row = connection.execute(sa.select(artifact_versions).where(
+            artifact_versions.c.project == project, artifact_versions.c.name == name,
+            artifact_versions.c.version == number)).first()
+        if row is None:
+            raise ArtifactNotFound(f"artifact {project}/{name}:v{number} does not exist")
+        return self._info(row, aliases, latest)
+
+    def versions(self, project: str, name: str) -> list[VersionInfo]:
+        """Every version of a collection, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(artifact_versions).where(
+                artifact_versions.c.project == project, artifact_versions.c.name == name
+            ).order_by(artifact_versions.c.version)).all()
+            if not rows:
+                return []
+            aliases = self._aliases(connection, project, name)
+        return [self._info(row, aliases, rows[-1].version) for row in rows]
+
+    def collections(self, project: str) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(connection.execute(sa.select(artifact_versions.c.name).where(
+                artifact_versions.c.project == project).distinct().order_by(artifact_versions.c.name)).scalars())
+
+    # ------------------------------------------------------------ writing
+
+    def _begin(self, connection: sa.Connection, project: str, name: str) -> None:
+        """Hold the collection for the rest of the transaction (PostgreSQL: an advisory lock)."""
+        if connection.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(f"artifact\0{project}\0{name}".encode()).digest()[:8], "big",
+                                 signed=True)
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+    def commit(self, info: VersionInfo, aliases: list[str]) -> tuple[VersionInfo, bool]:
+        """``LocalRegistry.commit``: the next version, unless the latest has the same digest;
+        then ``aliases``. Returns (the version as stored, with its aliases; reused)."""
+        custom = [check_alias(alias) for alias in aliases if alias != LATEST]
+        with self._lock, self.engine.begin() as connection:
+            self._begin(connection, info.project, info.name)
+            latest = connection.execute(sa.select(artifact_versions).where(
+                artifact_versions.c.project == info.project, artifact_versions.c.name == info.name
+            ).order_by(artifact_versions.c.version.desc()).limit(1)).first()
+            reused = False
+            number = 0
+            if latest is not None:
+                if latest.type != info.type:
+                    raise ArtifactError(f"artifact {info.project}/{info.name} has type {latest.type!r}; it can't take "
+                                        f"a version of type {info.type!r} (use another name)")
+                reused = latest.digest == info.digest
+                number = latest.version if reused else latest.version + 1
+            if not reused:
+                connection.execute(artifact_versions.insert().values(
+                    project=info.project, name=info.name, version=number,
+                    metadata=json.dumps(info.metadata, sort_keys=True, default=str),
+                    **{**{field: getattr(info, field) for field in _FIELDS}, "created_at": info.created_at or time.time()}))
+            self._move_aliases(connection, info.project, info.name, number, custom)
+            return self._version(connection, info.project, info.name, f"v{number}"), reused
+
+    def _move_aliases(self, connection: sa.Connection, project: str, name: str, version: int,
+                      aliases: list[str]) -> None:
+        for alias in aliases:
+            connection.execute(artifact_aliases.delete().where(
+                artifact_aliases.c.project == project, artifact_aliases.c.name == name,
+                artifact_aliases.c.alias == alias))
+            connection.execute(artifact_aliases.insert().values(project=project, name=name, alias=alias,
+                                                                version=version))
+
+    def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
+        """Give ``version`` the aliases ``add`` (moving them from other versions) and drop ``remove``."""
+        custom = [check_alias(alias) for alias in add if alias != LATEST]
+        with self._lock, self.engine.begin() as connection:
+            self._begin(connection, project, name)
+            if version not in self.version_numbers(project, name):
+                raise ArtifactNotFound(f"artifact {project}/{name}:v{version} does not exist")
+            self._move_aliases(connection, project, name, version, custom)
+            for alias in remove:
+                connection.execute(artifact_aliases.delete().where(
+                    artifact_aliases.c.project == project, artifact_aliases.c.name == name,
+                    artifact_aliases.c.alias == alias, artifact_aliases.c.version == version))

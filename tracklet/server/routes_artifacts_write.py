@@ -1,0 +1,262 @@
+"""Artifacts over HTTP: a project's blobs (which it lacks, upload, ranged download), resumable
+uploads of large blobs, and committing a version (docs/server.md, docs/artifacts.md). Versions
+and collections are read through ``routes_artifacts_read.py`` (the dashboard's routes).
+
+Under ``/api/v1/projects/{project}/artifacts``: ``_blobs`` and ``_uploads`` can't be artifact
+names (a name starts with a letter or digit), so they never shadow a collection. Writing (POST,
+PUT) needs the project's ``write`` role, reading ``read`` (``require_access``). The storage side
+is ``artifact_blobs.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import anyio.from_thread
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from tracklet.artifacts.names import check_artifact_name
+from tracklet.errors import ArtifactError
+from tracklet.server.artifact_blobs import NotHeld, ServerArtifacts, Session, check_digest
+from tracklet.server.body import read_body
+from tracklet.server.logs import BadRequest
+from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, CommitRequest, CommitResponse,
+                                    PutBlobResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession, errors)
+from tracklet.server.routes_artifacts_read import _version_model
+
+router = APIRouter(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
+
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The blob's bytes (or one part's), uncompressed.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_PIECE = 1 << 20  # bytes handed from the event loop to the writing thread at a time
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _artifacts(request: Request) -> ServerArtifacts:
+    return request.app.state.tracklet.artifacts
+
+
+def _name(name: str) -> str:
+    try:
+        return check_artifact_name(name)
+    except ArtifactError as error:
+        raise BadRequest(str(error)) from None
+
+
+def _not_found(error: Exception) -> HTTPException:
+    return HTTPException(status_code=404, detail=str(error))
+
+
+# ------------------------------------------------------------------------ blobs
+
+
+@router.post("/_blobs/missing", response_model=BlobQueryResponse, responses=errors(400),
+             summary="Which of these blobs does the project lack?")
+def missing_blobs(request: Request, project: str, query: BlobQuery) -> BlobQueryResponse:
+    """Of up to 1,000 sha256 digests, those the project doesn't hold: the ones to upload. More
+    digests in one request: 400 naming the limit."""
+    return BlobQueryResponse(missing=_artifacts(request).missing(project, query.digests))
+
+
+async def stream_body(request: Request, limit: int) -> Iterator[bytes]:
+    """The request body as an iterator for a worker thread (each ``next`` hops to the event loop
+    for about ``_PIECE`` bytes): bounded memory, whatever the body's size. 413 past ``limit``."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise HTTPException(status_code=415, detail=f"blobs are sent uncompressed; got Content-Encoding {encoding!r}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status_code=413, detail=f"a blob of {declared} bytes is more than one request may carry "
+                            f"({limit} bytes): use an upload session (POST .../_uploads)")
+    source = request.stream().__aiter__()
+    received = 0
+
+    async def piece() -> bytes | None:
+        nonlocal received
+        pieces: list[bytes] = []
+        size = 0
+        while size < _PIECE:
+            try:
+                chunk = await source.__anext__()
+            except StopAsyncIteration:
+                break
+            pieces.append(chunk)
+            size += len(chunk)
+        received += size
+        if received > limit:
+            raise HTTPException(status_code=413, detail=f"the body is more than {limit} bytes")
+        return b"".join(pieces) if pieces else None
+
+    def chunks() -> Iterator[bytes]:
+        while (data := anyio.from_thread.run(piece)) is not None:
+            yield data
+
+    return chunks()
+
+
+@router.put("/_blobs/{digest}", response_model=PutBlobResponse, responses=errors(400, 413, 415),
+            openapi_extra=_RAW_BODY, summary="Upload a blob (streamed, verified)")
+async def put_blob(request: Request, project: str, digest: str) -> PutBlobResponse:
+    """Store the body as blob `digest` of the project: streamed to a temporary name while its
+    sha256 is computed, made visible only if it matches (else 400, nothing stored). Sending a
+    blob the server has stores nothing new. Blobs larger than the server's body limit go through
+    an upload session."""
+    artifacts = _artifacts(request)
+    check_digest(digest)
+    chunks = await stream_body(request, request.app.state.tracklet.max_body_bytes)
+    try:
+        size = await run_in_threadpool(artifacts.store_chunks, project, digest, chunks)
+    except ClientDisconnect:
+        raise HTTPException(status_code=400, detail="the client disconnected before sending the whole blob") from None
+    return PutBlobResponse(digest=digest, size=size)
+
+
+@router.post("/_blobs/batch", response_model=BatchResponse, responses=errors(400, 413, 415),
+             openapi_extra=_RAW_BODY, summary="Upload many small blobs in one request")
+async def put_blob_batch(request: Request, project: str) -> BatchResponse:
+    """Up to 1,000 blobs, each framed as its sha256 (64 ASCII hex digits), its length (8 bytes,
+    big-endian) and its bytes; the whole body within the server's body limit. Each blob is
+    verified and stored on its own: one whose bytes don't match its digest is `rejected` (not
+    stored), the others are stored. What makes many small files fast."""
+    artifacts = _artifacts(request)
+    body = await read_body(request, request.app.state.tracklet.max_body_bytes)
+    stored, rejected = await run_in_threadpool(artifacts.store_batch, project, body)
+    return BatchResponse(stored=stored, rejected=[RejectedBlob(digest=d, detail=why) for d, why in rejected])
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) of a single ``Range: bytes=a-b``; None for the whole; 416 if outside."""
+    if header is None:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        raise BadRequest(f"Range {header[:80]!r} is not supported: use one 'bytes=start-end'")
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size
+    else:
+        start, end = int(first), min(size, int(last) + 1) if last else size
+    if start >= size or start >= end:
+        raise HTTPException(status_code=416, detail=f"range {header} is outside the blob's {size} bytes",
+                            headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+def _read(handle: Any, start: int, end: int) -> Iterator[bytes]:
+    try:
+        handle.seek(start)
+        remaining = end - start
+        while remaining > 0 and (chunk := handle.read(min(_PIECE, remaining))):
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
+
+
+@router.get("/_blobs/{digest}", response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "The blob's bytes"},
+                       206: {"description": "The requested range of the blob"}, **errors(400, 404, 416)},
+            summary="Download a blob (HTTP Range supported)")
+def get_blob(request: Request, project: str, digest: str,
+             range: str | None = Header(default=None)) -> StreamingResponse:  # noqa: A002 (the header's name)
+    """The bytes of a blob the project holds, whole or one `Range: bytes=start-end`; the client
+    checks them against the digest."""
+    try:
+        handle, size = _artifacts(request).open_blob(project, check_digest(digest))
+    except NotHeld as error:
+        raise _not_found(error) from None
+    try:
+        span = _byte_range(range, size)
+    except BaseException:
+        handle.close()
+        raise
+    start, end = span or (0, size)
+    headers = {"Content-Length": str(end - start), "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
+               "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return StreamingResponse(_read(handle, start, end), status_code=206 if span else 200,
+                             media_type="application/octet-stream", headers=headers)
+
+
+# ------------------------------------------------------------------------ resumable uploads
+
+
+def _session_model(artifacts: ServerArtifacts, session: Session) -> UploadSession:
+    parts = artifacts.parts(session)
+    return UploadSession(id=session.id, digest=session.digest, size=session.size, part_size=session.part_size,
+                         part_count=session.part_count,
+                         parts=[UploadPart(number=n, size=p["size"], sha256=p["sha256"]) for n, p in parts.items()])
+
+
+@router.post("/_uploads", response_model=UploadSession, responses=errors(400),
+             summary="Start a resumable upload of a large blob")
+def start_upload(request: Request, project: str, body: UploadRequest) -> UploadSession:
+    """A session for blob `digest` of `size` bytes, sent as parts of `part_size` bytes (PUT
+    .../_uploads/{id}/parts/{n}, any order, any number at once), then completed."""
+    artifacts = _artifacts(request)
+    return _session_model(artifacts, artifacts.start(project, body.digest, body.size, body.part_size))
+
+
+@router.get("/_uploads/{upload_id}", response_model=UploadSession, responses=errors(400, 404),
+            summary="An upload session and the parts it holds (to resume)")
+def get_upload(request: Request, project: str, upload_id: str) -> UploadSession:
+    artifacts = _artifacts(request)
+    try:
+        return _session_model(artifacts, artifacts.session(project, upload_id))
+    except NotHeld as error:
+        raise _not_found(error) from None
+
+
+@router.put("/_uploads/{upload_id}/parts/{number}", response_model=UploadPart, responses=errors(400, 404, 413),
+            openapi_extra=_RAW_BODY, summary="Upload one part (kept only when received whole)")
+async def put_upload_part(request: Request, project: str, upload_id: str, number: int,
+                          x_tracklet_sha256: str | None = Header(default=None)) -> UploadPart:
+    """Part `number` (1-based): exactly `part_size` bytes (the last: the rest). With
+    `X-Tracklet-Sha256` the part must hash to it. A part cut short is not kept."""
+    artifacts = _artifacts(request)
+    try:
+        session = await run_in_threadpool(artifacts.session, project, upload_id)
+    except NotHeld as error:
+        raise _not_found(error) from None
+    data = await read_body(request, session.part_size)
+    record = await run_in_threadpool(artifacts.put_part, session, number, data, x_tracklet_sha256)
+    return UploadPart(number=number, size=record["size"], sha256=record["sha256"])
+
+
+@router.post("/_uploads/{upload_id}/complete", response_model=PutBlobResponse, responses=errors(400, 404),
+             summary="Assemble, verify and publish an upload's blob")
+def complete_upload(request: Request, project: str, upload_id: str) -> PutBlobResponse:
+    """Once every part is in: the blob is assembled, its sha256 checked (a mismatch: 400, the
+    session is dropped, nothing visible) and made visible; the session is removed."""
+    artifacts = _artifacts(request)
+    try:
+        session = artifacts.session(project, upload_id)
+    except NotHeld as error:
+        raise _not_found(error) from None
+    return PutBlobResponse(digest=session.digest, size=artifacts.complete(session))
+
+
+# ------------------------------------------------------------------------ versions
+
+
+@router.post("/{name}/versions", response_model=CommitResponse, responses=errors(400),
+             summary="Commit a version (its blobs and manifest uploaded first)")
+def commit_version(request: Request, project: str, name: str, body: CommitRequest) -> CommitResponse:
+    """Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
+    parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
+    to it; identical content to the latest version returns that one (`reused`)."""
+    info, reused = _artifacts(request).commit(
+        project, _name(name), type=body.type, manifest_digest=body.manifest, description=body.description,
+        metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by)
+    return CommitResponse(version=_version_model(info), reused=reused)

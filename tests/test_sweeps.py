@@ -580,6 +580,31 @@ def _search(root, method: str, budget: int, **extra) -> list[float]:
     return [r["value"] for r in rows]
 
 
+@pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"),
+                                             ({"method": "optuna", "sampler": "tpe"}, "TPESampler")])
+def test_one_agent_searches_exactly_as_optunas_sampler(root, engine, sampler):
+    """The controller adds no search behaviour of its own: a seeded sweep with one agent suggests
+    what Optuna's sampler with that seed suggests, through the journal, leases and decoding. (It
+    once built a new sampler per ask: GPSampler lost the kernel fit it warm-starts from, and
+    Hartmann-6 regret was 0.18 instead of Optuna's 0.0034.)"""
+    import optuna
+
+    budget, seed = 14, 5  # 10 random startup trials, then the model's
+    parameters = {"x1": {"min": -5.0, "max": 10.0}, "x2": {"min": 0.0, "max": 15.0}}
+    controller = LocalController(root, create_sweep(root, {**engine, "seed": seed, "metric": {"name": "f"},
+                                                           "parameters": parameters}, project="same"))
+    study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=seed, n_startup_trials=10))
+    distributions = {name: optuna.distributions.FloatDistribution(p["min"], p["max"])
+                     for name, p in parameters.items()}
+    for _ in range(budget):
+        lease = controller.next_trial("solo")
+        trial = study.ask(distributions)
+        assert lease.config == trial.params
+        value = _branin(trial.params["x1"], trial.params["x2"])
+        controller.tell(lease, value)
+        study.tell(trial, value)
+
+
 @pytest.mark.slow  # two searches of 16 trials
 @pytest.mark.parametrize("method, extra", [("bayes", {}), ("optuna", {"sampler": {"type": "tpe",
                                                                                   "n_startup_trials": 5}})])

@@ -224,6 +224,7 @@ class LocalController:
         self.project: str = self.info["project"]
         self._storage_obj: Any = None
         self._cached_sampler: tuple[int, Any] | None = None
+        self._max_agents = 1
 
     @property
     def spec(self) -> SweepSpec:
@@ -507,15 +508,15 @@ class LocalController:
         return set(space.grid_points(self._spec)) - taken
 
     def _sampler(self, agents: int, trials: int) -> Any:
-        """The sampler for this ask. An unseeded sweep keeps one per startup count (samplers cache
-        what they derive from the study, e.g. TPE's search space). A seeded sweep builds one per ask
-        with a seed derived from the trial count, so neither two asks nor two agent processes
-        repeat a random sequence."""
-        spec = self._spec
-        startup = max(MIN_STARTUP_TRIALS, BASE_STARTUP_TRIALS - (agents - 1))
-        seeded = spec.seed is not None or (spec.sampler or {}).get("seed") is not None
-        if seeded:
-            return self._new_sampler(startup, trials)
+        """The sampler for this ask: one per controller (process), kept between asks, because
+        samplers carry state from ask to ask that the search depends on (GPSampler warm-starts
+        its kernel fit from the previous one; a GP refitted from scratch each ask got stuck in
+        Hartmann-6's local optima 5 seeds in 10). It is rebuilt only when more agents appear
+        (fewer random startup trials). A seeded sweep seeds it from (seed, the trial count at the
+        first ask): reproducible for one agent, and no two agent processes share a sequence
+        (each ask sees a distinct trial count, under the lock)."""
+        self._max_agents = max(self._max_agents, agents)
+        startup = max(MIN_STARTUP_TRIALS, BASE_STARTUP_TRIALS - (self._max_agents - 1))
         if self._cached_sampler is None or self._cached_sampler[0] != startup:
             self._cached_sampler = (startup, self._new_sampler(startup, trials))
         return self._cached_sampler[1]
@@ -572,10 +573,13 @@ class LocalController:
 
 
 def _derived_seed(seed: int, trials: int) -> int:
-    """The seed of the sampler built for the ask after ``trials`` trials: distinct per (seed,
-    trials), so neither two asks nor two seeds share a random sequence."""
+    """The seed of a sampler built for the ask after ``trials`` trials: ``seed`` itself for the
+    first ask of a sweep (one agent then searches exactly as Optuna's sampler with that seed),
+    else distinct per (seed, trials), so no two agent processes share a random sequence."""
     import hashlib
 
+    if trials == 0:
+        return seed
     return int.from_bytes(hashlib.blake2b(f"{seed}/{trials}".encode(), digest_size=4).digest(), "big")
 
 

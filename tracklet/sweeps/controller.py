@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
+from tracklet.sweeps.samplers import tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 
 DEFAULT_LEASE_TTL = 60.0
@@ -533,7 +534,7 @@ class LocalController:
         if spec.method == "bayes":
             if len(spec.searched) <= GP_MAX_DIMS:
                 return samplers.GPSampler(seed=seed, n_startup_trials=startup)
-            return samplers.TPESampler(seed=seed, n_startup_trials=startup)
+            return tpe_sampler(seed=seed, n_startup_trials=startup)
         options = dict(spec.sampler or {"type": "tpe"})
         kind = options.pop("type")
         if options.get("seed") is not None:
@@ -542,7 +543,7 @@ class LocalController:
             options["seed"] = seed
         if kind in ("tpe", "gp"):
             options.setdefault("n_startup_trials", startup)
-        classes = {"tpe": samplers.TPESampler, "gp": samplers.GPSampler, "random": samplers.RandomSampler,
+        classes = {"tpe": tpe_sampler, "gp": samplers.GPSampler, "random": samplers.RandomSampler,
                    "cmaes": samplers.CmaEsSampler, "qmc": samplers.QMCSampler}
         try:
             return classes[kind](**options)

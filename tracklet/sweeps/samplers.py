@@ -25,7 +25,7 @@ def _caching_tpe_class() -> Any:
     if method is None or list(inspect.signature(method).parameters) != ["self", "trials", "search_space", "study"]:
         return TPESampler
 
-    class CachingTPESampler(TPESampler):  # type: ignore[misc,valid-type]
+    class CachingTPESampler(TPESampler):
         """``TPESampler`` that converts a finished trial's parameters once (see the module docstring)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

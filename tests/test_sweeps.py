@@ -70,6 +70,20 @@ QUIET_ENV = {"TRACKLET_CONSOLE": "off", "TRACKLET_CAPTURE_ENVIRONMENT": "false",
     ({"method": "optuna", "metric": {"name": "l"}, "sampler": "annealing", "parameters": {"x": {"value": 1}}},
      "sampler: must be one of tpe, gp"),
     ({"method": "random", "parameters": {"x": {"value": 1}}, "paramters": {}}, "paramters: unknown key"),
+    ({"method": "bayes", "metrics": [{"name": "loss"}, {"name": "cost", "goal": "least"}],
+      "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "metrics[1].goal: must be minimize or maximize"),
+    ({"method": "bayes", "metrics": [{"goal": "maximize"}], "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+     "metrics[0].name: is required"),
+    ({"method": "bayes", "metrics": [{"name": "a"}, {"name": "a", "goal": "maximize"}],
+      "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "metrics[1].name: 'a' is already an objective"),
+    ({"method": "bayes", "metrics": {"name": "a"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+     "metrics: must be a non-empty list"),
+    ({"method": "bayes", "metric": {"name": "a"}, "metrics": [{"name": "b"}], "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+     "metrics: give metric: (one objective) or metrics: (several), not both"),
+    ({"method": "bayes", "metrics": [{"name": "a"}, {"name": "b"}], "parameters": {"x": {"min": 0.0, "max": 1.0}},
+      "early_terminate": {"type": "hyperband", "min_iter": 1}}, "early_terminate: Optuna prunes single-objective"),
+    ({"method": "optuna", "sampler": "cmaes", "metrics": [{"name": "a"}, {"name": "b"}],
+      "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "sampler: cmaes searches one objective"),
 ])
 def test_an_invalid_config_is_refused_naming_the_field(config, field):
     with pytest.raises(SweepSpecError) as caught:
@@ -223,6 +237,50 @@ def test_a_metric_never_logged_fails_the_trial_with_a_message(root, monkeypatch)
     assert result.state == "failed" and "metric 'loss' was never logged" in result.message and "acc" in result.message
     rows = controller.status()["trials"]
     assert [r["state"] for r in rows] == ["failed", "failed"] and "never logged" in rows[1]["error"]
+
+
+@pytest.mark.parametrize("method, extra", [("bayes", {}), ("random", {}), ("optuna", {"sampler": "nsga2"}),
+                                           ("optuna", {"sampler": "tpe"})])
+def test_a_multi_objective_sweep_keeps_the_pareto_front(root, method, extra):
+    config = {"method": method, "seed": 1, "parameters": {"x": {"min": 0.0, "max": 1.0}}, **extra,
+              "metrics": [{"name": "loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}]}
+    controller = LocalController(root, create_sweep(root, config, project="mo"))
+    # (loss, acc): 0, 1 and 3 trade off; 2 is dominated by 1 (higher loss, lower acc); 4 by 0
+    told = [(0.1, 0.5), (0.3, 0.9), (0.4, 0.8), (0.05, 0.2), (0.2, 0.4)]
+    for values in told:
+        lease = controller.next_trial("me")
+        result = controller.tell(lease, list(values))
+        assert result.state == "complete" and result.values == values and result.value is None
+    status = controller.status()
+    assert status["metric"] is None and [m["name"] for m in status["metrics"]] == ["loss", "acc"]
+    assert [row["trial"] for row in status["pareto"]] == [0, 1, 3]
+    assert status["trials"][2]["values"] == [0.4, 0.8] and status["best"] is None
+    result = controller.tell(controller.next_trial("me"), [0.1])  # one value for two objectives
+    assert result.state == "failed" and "loss, acc" in result.message
+    text = CliRunner().invoke(main, ["--dir", str(root), "sweep", "show", controller.sweep_id]).stdout
+    assert "metrics: minimize loss, maximize acc" in text and "Pareto front (3 trials; loss, acc):" in text
+    assert "0.05, 0.2" in text
+
+
+def test_a_multi_objective_trial_is_told_each_metrics_final_value(root, monkeypatch):
+    config = {"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}},
+              "metrics": [{"name": "loss"}, {"name": "acc", "goal": "maximize"}]}
+    controller = LocalController(root, create_sweep(root, config, project="mo"))
+    lease = controller.next_trial("me")
+    monkeypatch.setenv("TRACKLET_SWEEP_ID", controller.sweep_id)
+    monkeypatch.setenv("TRACKLET_SWEEP_TRIAL", str(lease.trial))
+    run = tracklet.init(settings=QUIET)
+    run.log({"loss": 1.0, "acc": 0.9})  # the best acc and the best loss are different moments
+    run.log({"loss": 0.5, "acc": 0.7})
+    run.finish()
+    assert controller.finish(lease, 0).values == (0.5, 0.7)
+    lease = controller.next_trial("me")
+    monkeypatch.setenv("TRACKLET_SWEEP_TRIAL", str(lease.trial))
+    run = tracklet.init(settings=QUIET)
+    run.log({"loss": 1.0})
+    run.finish()
+    result = controller.finish(lease, 0)
+    assert result.state == "failed" and "metric 'acc' was never logged" in result.message
 
 
 def test_grid_hands_out_each_point_once_and_waits_for_running_ones(root):

@@ -92,17 +92,32 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
     click.echo(f"sweep {status['id']}  project {status['project']}  method {status['method']}  state {status['state']}")
     if metric:
         click.echo(f"metric: {metric['goal']} {metric['name']}")
+    elif status["metrics"]:
+        click.echo("metrics: " + ", ".join(f"{m['goal']} {m['name']}" for m in status["metrics"]))
     extra = f" of {status['grid_size']} grid points" if status["grid_size"] else ""
     cap = f", run cap {status['run_cap']}" if status["run_cap"] else ""
     click.echo(f"trials: {counts}{extra}{cap}")
     best = status["best"]
     if best is not None:
         click.echo(f"best: trial {best['trial']} ({best['run']}) {best['value']:g}  {_compact(best['config'])}")
+    if status["pareto"] is not None:
+        names = ", ".join(m["name"] for m in status["metrics"])
+        click.echo(f"Pareto front ({len(status['pareto'])} trials; {names}):")
+        for row in status["pareto"]:
+            click.echo(f"  {row['trial']:>4}  {_values(row):>24}  {row['run'] or '':<24} {_compact(row['config'])}")
+        click.echo("trials:")
     for row in status["trials"]:
-        value = "" if row["value"] is None else f"{row['value']:g}"
+        value = _values(row)
         note = f"  ({row['error']})" if row["error"] and row["state"] != "complete" else ""
         click.echo(f"  {row['trial']:>4}  {row['state']:<8} {value:>12}  {row['run'] or '':<24} "
                    f"{_compact(row['config'])}{note}")
+
+
+def _values(row: dict[str, Any]) -> str:
+    """A trial's objective value(s): ``0.25``, or ``0.25, 3`` for several objectives."""
+    if row["values"] is None:
+        return ""
+    return ", ".join("" if v is None else f"{v:g}" for v in row["values"])
 
 
 def _compact(config: dict[str, Any]) -> str:

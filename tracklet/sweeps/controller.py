@@ -36,7 +36,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -87,9 +87,10 @@ class Finished:
 @dataclasses.dataclass(frozen=True)
 class TrialResult:
     trial: int
-    state: str  # complete, failed, lapsed
-    value: float | None
+    state: str  # complete, failed, lapsed, pruned
+    value: float | None  # the objective (single-objective sweeps)
     message: str
+    values: tuple[float, ...] = ()  # every objective's value (multi-objective sweeps: ``value`` is None)
 
 
 Next = Lease | Wait | Finished
@@ -109,7 +110,7 @@ class SweepController(Protocol):
 
     def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult: ...
 
-    def tell(self, lease: Lease, value: float | None, error: str | None = None) -> TrialResult: ...
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult: ...
 
     def release(self, lease: Lease, reason: str) -> None: ...
 
@@ -144,9 +145,9 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
     directory.mkdir(parents=True, exist_ok=False)
     (directory / "trials").mkdir()
     optuna = _optuna()
-    direction = "maximize" if spec.metric is not None and spec.metric.maximize else "minimize"
+    directions = [("maximize" if m.maximize else "minimize") for m in spec.objectives] or ["minimize"]
     storage = _storage(directory)
-    optuna.create_study(storage=storage, study_name=sweep_id, direction=direction)
+    optuna.create_study(storage=storage, study_name=sweep_id, directions=directions)
     storage._backend.flush()
     _write_json(directory / "state.json", {"state": "running"})
     _write_json(directory / "sweep.json", {"id": sweep_id, "project": project_name, "config": spec.config,
@@ -333,20 +334,22 @@ class LocalController:
     def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult:
         """The trial's process ended with ``exit_code``: tell the study the run's metric (read
         from its record log), or that the trial failed and why."""
-        from tracklet.sweeps.objective import read_objective
+        from tracklet.sweeps.objective import read_objectives
 
-        value = None
+        values = None
         if exit_code == 0 and error is None:  # read before taking the lock: a long log takes a while
-            value, error = read_objective(self.root, self.project, lease.run_id, self._spec.metric)
+            values, error = read_objectives(self.root, self.project, lease.run_id, self._spec.objectives)
         elif error is None:
             error = f"the command exited with status {exit_code}"
-        return self.tell(lease, value, error)
+        return self.tell(lease, values, error)
 
-    def tell(self, lease: Lease, value: float | None, error: str | None = None) -> TrialResult:
-        """Record how trial ``lease`` ended: its objective ``value``, or ``error`` (failed). A
-        lease that lapsed meanwhile keeps the trial failed and the result is discarded."""
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult:
+        """Record how trial ``lease`` ended: its objective ``value`` (one per objective in a
+        multi-objective sweep), or ``error`` (failed). A lease that lapsed meanwhile keeps the
+        trial failed and the result is discarded."""
         optuna = _optuna()
-        metric = self._spec.metric
+        objectives = self._spec.objectives
+        values = None if value is None else [float(v) for v in value] if isinstance(value, Sequence) else [value]
         with self._locked():
             study = self._study()
             leases = self._reap(study, self._leases())
@@ -357,18 +360,23 @@ class LocalController:
             del leases[str(lease.trial)]
             trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
                 study._study_id, lease.trial))
-            if error is None and metric is not None and (value is None or not math.isfinite(value)):
-                error = f"the objective {metric.name} is {value!r}, not a finite number"
+            if error is None and objectives:
+                if values is None or len(values) != len(objectives) or not all(math.isfinite(v) for v in values):
+                    names = ", ".join(m.name for m in objectives)
+                    error = f"the objective {names} is {value!r}, not {len(objectives)} finite number(s)"
             if error is not None:
                 trial.set_user_attr("error", error)
                 study.tell(lease.trial, state=optuna.trial.TrialState.FAIL)
                 result = TrialResult(lease.trial, "failed", None, error)
             else:
-                if metric is None:
+                if not objectives:
                     trial.set_user_attr("no_metric", True)
-                study.tell(lease.trial, 0.0 if value is None else value)
-                result = TrialResult(lease.trial, "complete", value,
-                                     "done" if metric is None else f"{metric.name} = {value:g}")
+                told = values if objectives and values is not None else [0.0]
+                study.tell(lease.trial, told if len(told) > 1 else told[0])
+                shown = "done" if not objectives else ", ".join(
+                    f"{m.name} = {v:g}" for m, v in zip(objectives, told))
+                result = TrialResult(lease.trial, "complete", told[0] if len(told) == 1 and objectives else None,
+                                     shown, tuple(told) if objectives else ())
             self._save_leases(leases)
             return result
 
@@ -409,6 +417,8 @@ class LocalController:
             leases = self._reap(study, self._leases())
             trials = self._trial_rows(study)
             state = self._state()
+            # the Pareto front: complete trials no other complete trial dominates (Optuna's own)
+            pareto = {t.number for t in study.best_trials} if self._spec.multi_objective else None
         counts: dict[str, int] = {}
         for row in trials:
             counts[row["state"]] = counts.get(row["state"], 0) + 1
@@ -427,6 +437,8 @@ class LocalController:
             "id": self.sweep_id, "project": self.project, "method": self._spec.method,
             "state": run_state, "run_cap": cap,
             "metric": dataclasses.asdict(self._spec.metric) if self._spec.metric else None,
+            "metrics": [dataclasses.asdict(m) for m in self._spec.objectives],
+            "pareto": [row for row in trials if row["trial"] in pareto] if pareto is not None else None,
             "grid_size": self._spec.grid_size() if self._spec.method == "grid" else None,
             "counts": counts, "best": best, "trials": trials,
             "leases": [{"trial": int(n), **record} for n, record in sorted(leases.items(), key=lambda i: int(i[0]))],
@@ -544,7 +556,7 @@ class LocalController:
         if kind in ("tpe", "gp"):
             options.setdefault("n_startup_trials", startup)
         classes = {"tpe": tpe_sampler, "gp": samplers.GPSampler, "random": samplers.RandomSampler,
-                   "cmaes": samplers.CmaEsSampler, "qmc": samplers.QMCSampler}
+                   "cmaes": samplers.CmaEsSampler, "qmc": samplers.QMCSampler, "nsga2": samplers.NSGAIISampler}
         try:
             return classes[kind](**options)
         except TypeError as error:
@@ -556,14 +568,16 @@ class LocalController:
             state = trial.state.name.lower()
             if state == "fail":
                 state = "lapsed" if trial.user_attrs.get(LAPSED) else "failed"
-            value = trial.value if trial.state.name == "COMPLETE" and not trial.user_attrs.get("no_metric") else None
+            told = trial.values if trial.state.name == "COMPLETE" and not trial.user_attrs.get("no_metric") else None
+            values = [v if math.isfinite(v) else None for v in told] if told else None
+            value = values[0] if values is not None and len(values) == 1 else None
             try:
                 config = space.decode(self._spec, trial.params or trial.system_attrs.get("fixed_params") or {})
             except (KeyError, IndexError, ValueError):
                 config = {}
             rows.append({
                 "trial": trial.number, "state": state,
-                "value": value if value is None or math.isfinite(value) else None,
+                "value": value, "values": values,
                 "config": config, "run": f"{self.project}/{trial.user_attrs['run_id']}"
                 if "run_id" in trial.user_attrs else None,
                 "agent": trial.user_attrs.get("agent"), "error": trial.user_attrs.get("error"),

@@ -4,6 +4,11 @@ As W&B's sweeps do (``metric_extremum``), the objective is the best value of the
 history and summary: the smallest for ``goal: minimize``, the largest for ``maximize``.
 Non-numeric and non-finite values are not candidates. A run that never logged the metric is a
 failed trial, with a message that says so.
+
+A multi-objective sweep (``metrics:``) is told each metric's *final* value instead: the run's
+summary (the last value logged, unless the program set it), else the last finite point of its
+history. The best of each metric taken on its own would combine different moments of the run into
+a point it never reached, and the Pareto front would show trade-offs no model had.
 """
 
 from __future__ import annotations
@@ -21,6 +26,34 @@ def _numbers(values: Any) -> list[float]:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             found.append(float(value))
     return found
+
+
+def read_objectives(root: Path, project: str, run_id: str,
+                    metrics: tuple[Metric, ...]) -> tuple[list[float] | None, str | None]:
+    """One value per objective (see the module docstring), or ``(None, problem)``."""
+    if len(metrics) <= 1:
+        value, problem = read_objective(root, project, run_id, metrics[0] if metrics else None)
+        return (None if value is None else [value]), problem
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    paths = RunPaths(Path(root), project, run_id)
+    if not paths.log_file.is_file():
+        return None, (f"the command exited 0 but recorded no run {project}/{run_id}: does the program call "
+                      "tracklet.init() (or wandb.init() under the W&B layer)?")
+    run = RecordedRun(paths)
+    logged_keys = run.keys()
+    values = []
+    for metric in metrics:
+        candidates = _numbers([run.summary.get(metric.name)])
+        if not candidates and metric.name in logged_keys:
+            candidates = _numbers(run.history([metric.name])[metric.name])[-1:]
+        if not candidates:
+            logged = ", ".join(logged_keys[:10]) or "nothing"
+            return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
+                          f"(it logged: {logged})")
+        values.append(candidates[0])
+    return values, None
 
 
 def read_objective(root: Path, project: str, run_id: str, metric: Metric | None) -> tuple[float | None, str | None]:

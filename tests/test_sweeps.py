@@ -283,6 +283,48 @@ def test_a_multi_objective_trial_is_told_each_metrics_final_value(root, monkeypa
     assert result.state == "failed" and "metric 'acc' was never logged" in result.message
 
 
+def test_warm_start_adds_the_projects_finished_runs_that_fit_before_the_first_suggestion(root, tmp_path):
+    def record(config, logged, fail=False):
+        run = tracklet.init(project="warm", config=config, settings=QUIET)
+        for row in logged:
+            run.log(row)
+        run.finish(1 if fail else 0)
+        return run.id
+
+    fits = [record({"x": 0.25, "opt": {"kind": "adam"}, "epochs": 3}, [{"loss": 0.9}, {"loss": 0.4}]),
+            record({"x": 0.75, "opt.kind": "sgd", "epochs": 3, "other": 1}, [{"loss": 0.6}])]
+    record({"x": 1.5, "opt": {"kind": "adam"}, "epochs": 3}, [{"loss": 0.1}])  # outside [0, 1]
+    record({"x": 0.5, "opt": {"kind": "rmsprop"}, "epochs": 3}, [{"loss": 0.1}])  # not one of the values
+    record({"x": 0.5, "opt": {"kind": "adam"}, "epochs": 9}, [{"loss": 0.1}])  # another constant
+    record({"x": 0.5, "opt": {"kind": "adam"}, "epochs": 3}, [{"acc": 0.1}])  # no loss logged
+    record({"x": 0.5, "opt": {"kind": "adam"}, "epochs": 3}, [{"loss": 0.01}], fail=True)  # failed
+    config = tmp_path / "sweep.yaml"
+    config.write_text("method: optuna\nsampler: {type: tpe, n_startup_trials: 2}\nrun_cap: 1\n"
+                      "metric: {name: loss}\nparameters:\n  x: {min: 0.0, max: 1.0}\n"
+                      "  opt: {parameters: {kind: {values: [adam, sgd]}}}\n  epochs: {value: 3}\n")
+    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(config), "--project", "warm",
+                                       "--warm-start"])
+    assert result.exit_code == 0, result.output
+    assert "Warm start: 2 finished run(s) of project warm added as trials" in result.stderr
+    controller = LocalController(root, result.stdout.strip().splitlines()[-1])
+    status = controller.status()
+    rows = status["trials"]
+    assert sorted(((r["run"], r["value"], r["config"]) for r in rows), key=str) == sorted([
+        (f"warm/{fits[0]}", 0.4, {"x": 0.25, "opt": {"kind": "adam"}, "epochs": 3}),
+        (f"warm/{fits[1]}", 0.6, {"x": 0.75, "opt": {"kind": "sgd"}, "epochs": 3})], key=str)
+    assert status["counts"] == {"warm_start": 2} and status["best"]["value"] == 0.4
+    assert status["warm_start"]["skipped"] == {"config outside the space (epochs)": 1,
+                                               "config outside the space (opt.kind)": 1,
+                                               "config outside the space (x)": 1, "not finished (failed)": 1,
+                                               "objective not logged": 1}
+    lease = controller.next_trial("me")  # the run cap counts the sweep's own runs only
+    assert lease.trial == 2
+    controller.tell(lease, 0.5)
+    assert isinstance(controller.next_trial("me"), Finished)
+    with pytest.raises(SweepSpecError, match="warm_start: a grid sweep runs every point itself"):
+        create_sweep(root, {**_grid(root), "warm_start": True})
+
+
 def test_grid_hands_out_each_point_once_and_waits_for_running_ones(root):
     sweep_id = create_sweep(root, _grid(root), project="p")
     controller = LocalController(root, sweep_id)

@@ -54,6 +54,7 @@ BASE_STARTUP_TRIALS = 10
 MIN_STARTUP_TRIALS = 3
 GP_MAX_DIMS = 20
 LAPSED = "tracklet_lapsed"
+WARM_START = "warm_start"  # user attr of a trial added from an existing run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,12 +148,56 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
     optuna = _optuna()
     directions = [("maximize" if m.maximize else "minimize") for m in spec.objectives] or ["minimize"]
     storage = _storage(directory)
-    optuna.create_study(storage=storage, study_name=sweep_id, directions=directions)
+    study = optuna.create_study(storage=storage, study_name=sweep_id, directions=directions)
+    info: dict[str, Any] = {"id": sweep_id, "project": project_name, "config": spec.config, "created": time.time()}
+    if spec.warm_start is not None:
+        info["warm_start"] = warm_start(study, spec, Path(root), spec.warm_start.get("project") or project_name)
     storage._backend.flush()
     _write_json(directory / "state.json", {"state": "running"})
-    _write_json(directory / "sweep.json", {"id": sweep_id, "project": project_name, "config": spec.config,
-                                           "created": time.time()})
+    _write_json(directory / "sweep.json", info)
     return sweep_id
+
+
+def warm_start(study: Any, spec: SweepSpec, root: Path, project: str) -> dict[str, Any]:
+    """Add ``project``'s finished runs to ``study`` as complete trials (``add_trial``), before
+    its first suggestion: each run whose config holds every parameter inside its distribution
+    (constants at the sweep's value) and that logged the objective(s), read as a trial's are.
+    Returns what was added and, per reason, how many runs were skipped."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_runs
+    from tracklet.sweeps.objective import objectives_of
+
+    optuna = _optuna()
+    distributions = space.distributions(spec)
+    added: list[str] = []
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    for paths in iter_runs(root, project):
+        run = RecordedRun(paths)
+        try:
+            if run.state != "finished":
+                skip(f"not finished ({run.state})")
+                continue
+            params = space.encode(spec, run.config)
+        except ValueError as error:
+            skip(f"config outside the space ({str(error).split(':')[0]})")
+            continue
+        except Exception as error:  # noqa: BLE001 - a damaged run must not stop the sweep's creation
+            skip(f"unreadable ({type(error).__name__})")
+            continue
+        values, problem = objectives_of(run, project, paths.run_id, spec.objectives) if spec.objectives else ([0.0], None)
+        if values is None:
+            skip("objective not logged")
+            continue
+        path = f"{project}/{paths.run_id}"
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, values=values,
+            user_attrs={WARM_START: True, "run": path, **({} if spec.objectives else {"no_metric": True})}))
+        added.append(path)
+    return {"project": project, "added": len(added), "runs": added, "skipped": skipped}
 
 
 def list_sweeps(root: Path) -> list[dict[str, Any]]:
@@ -296,7 +341,7 @@ class LocalController:
             trials = study.get_trials(deepcopy=False)
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
             waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
-            counted = sum(1 for t in trials if not t.user_attrs.get(LAPSED))
+            counted = sum(1 for t in trials if not t.user_attrs.get(LAPSED) and not t.user_attrs.get(WARM_START))
             cap = self.run_cap()
             if not waiting:
                 if cap is not None and counted >= cap:
@@ -421,11 +466,12 @@ class LocalController:
             pareto = {t.number for t in study.best_trials} if self._spec.multi_objective else None
         counts: dict[str, int] = {}
         for row in trials:
-            counts[row["state"]] = counts.get(row["state"], 0) + 1
+            state_name = "warm_start" if row["warm_start"] else row["state"]  # not runs this sweep started
+            counts[state_name] = counts.get(state_name, 0) + 1
         run_state = state.get("state", "running")
         cap = state.get("run_cap", self._spec.run_cap)
         if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
-            settled = sum(n for s, n in counts.items() if s != "lapsed")
+            settled = sum(n for s, n in counts.items() if s not in ("lapsed", "warm_start"))
             if (cap is not None and settled >= cap) or (
                     self._spec.method == "grid" and counts.get("complete", 0) + counts.get("failed", 0)
                     >= self._spec.grid_size()):
@@ -442,7 +488,7 @@ class LocalController:
             "grid_size": self._spec.grid_size() if self._spec.method == "grid" else None,
             "counts": counts, "best": best, "trials": trials,
             "leases": [{"trial": int(n), **record} for n, record in sorted(leases.items(), key=lambda i: int(i[0]))],
-            "created": self.info.get("created"),
+            "created": self.info.get("created"), "warm_start": self.info.get("warm_start"),
         }
 
     # ------------------------------------------------------------ internals
@@ -578,8 +624,9 @@ class LocalController:
             rows.append({
                 "trial": trial.number, "state": state,
                 "value": value, "values": values,
-                "config": config, "run": f"{self.project}/{trial.user_attrs['run_id']}"
-                if "run_id" in trial.user_attrs else None,
+                "config": config, "run": trial.user_attrs.get("run") or (
+                    f"{self.project}/{trial.user_attrs['run_id']}" if "run_id" in trial.user_attrs else None),
+                "warm_start": bool(trial.user_attrs.get(WARM_START)),
                 "agent": trial.user_attrs.get("agent"), "error": trial.user_attrs.get("error"),
                 "start": trial.datetime_start.timestamp() if trial.datetime_start else None,
                 "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None,

@@ -41,8 +41,23 @@ def read_objectives(root: Path, project: str, run_id: str,
     if not paths.log_file.is_file():
         return None, (f"the command exited 0 but recorded no run {project}/{run_id}: does the program call "
                       "tracklet.init() (or wandb.init() under the W&B layer)?")
-    run = RecordedRun(paths)
+    return objectives_of(RecordedRun(paths), project, run_id, metrics)
+
+
+def objectives_of(run: Any, project: str, run_id: str,
+                  metrics: tuple[Metric, ...]) -> tuple[list[float] | None, str | None]:
+    """:func:`read_objectives` of an open :class:`~tracklet.core.api.RecordedRun`."""
     logged_keys = run.keys()
+    if len(metrics) == 1:
+        metric = metrics[0]
+        candidates = _numbers([run.summary.get(metric.name)])
+        if metric.name in logged_keys:
+            candidates += _numbers(run.history([metric.name])[metric.name])
+        if not candidates:
+            logged = ", ".join(logged_keys[:10]) or "nothing"
+            return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
+                          f"(it logged: {logged})")
+        return [(max if metric.maximize else min)(candidates)], None
     values = []
     for metric in metrics:
         candidates = _numbers([run.summary.get(metric.name)])
@@ -67,13 +82,5 @@ def read_objective(root: Path, project: str, run_id: str, metric: Metric | None)
                       "tracklet.init() (or wandb.init() under the W&B layer)?")
     if metric is None:
         return None, None
-    run = RecordedRun(paths)
-    candidates = _numbers([run.summary.get(metric.name)])
-    logged_keys = run.keys()
-    if metric.name in logged_keys:
-        candidates += _numbers(run.history([metric.name])[metric.name])
-    if not candidates:
-        logged = ", ".join(logged_keys[:10]) or "nothing"
-        return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
-                      f"(it logged: {logged})")
-    return (max if metric.maximize else min)(candidates), None
+    values, problem = objectives_of(RecordedRun(paths), project, run_id, (metric,))
+    return (values[0] if values else None), problem

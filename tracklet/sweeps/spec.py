@@ -57,7 +57,7 @@ MAX_GRID_POINTS = 1_000_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _TOP_LEVEL = {"method", "metric", "parameters", "early_terminate", "run_cap", "command", "program", "project",
               "entity", "name", "description", "controller", "apiVersion", "kind", "job", "image_uri", "scheduler",
-              "sampler", "pruner", "seed", "metrics"}
+              "sampler", "pruner", "seed", "metrics", "warm_start"}
 _PARAM_KEYS = {"distribution", "value", "values", "probabilities", "min", "max", "q", "mu", "sigma", "a", "b",
                "parameters"}
 
@@ -115,6 +115,7 @@ class SweepSpec:
     pruner: Mapping[str, Any] | None = None
     seed: int | None = None
     metrics: tuple[Metric, ...] = ()
+    warm_start: Mapping[str, Any] | None = None  # {"project": name or None}
 
     @property
     def objectives(self) -> tuple[Metric, ...]:
@@ -259,6 +260,7 @@ def parse(config: Any) -> SweepSpec:
         for key in ("sampler", "pruner"):
             if key in config:
                 problems.add(key, f"is only read with method: optuna (method is {method!r})")
+    warm_start = _warm_start(config["warm_start"], method, problems) if "warm_start" in config else None
     if len(metrics) > 1 and early is not None:
         problems.add("early_terminate", "Optuna prunes single-objective trials only; metrics: has several "
                                         "objectives (remove early_terminate:)")
@@ -289,10 +291,12 @@ def parse(config: Any) -> SweepSpec:
         normalized["early_terminate"] = early
     if sampler is not None:
         normalized["sampler"], normalized["pruner"] = sampler, pruner
+    if "warm_start" in config:
+        normalized["warm_start"] = warm_start if warm_start is not None else False
     return SweepSpec(
         method=str(method), metric=metric, params=tuple(params), config=normalized, run_cap=run_cap,
         program=program, command=tuple(command) if command else None, project=project, early_terminate=early,
-        sampler=sampler, pruner=pruner, seed=seed, metrics=metrics,
+        sampler=sampler, pruner=pruner, seed=seed, metrics=metrics, warm_start=warm_start,
     )
 
 
@@ -484,6 +488,25 @@ def _early_terminate(value: Any, problems: _Problems) -> dict[str, Any] | None:
     if "min_iter" not in value and not ("max_iter" in value and "s" in value):
         problems.add("early_terminate", "give min_iter, or max_iter and s")
     return result
+
+
+def _warm_start(value: Any, method: Any, problems: _Problems) -> dict[str, Any] | None:
+    """``warm_start: true`` (the sweep's project) or ``{project: NAME}``; ``false``: none."""
+    if value is False or value is None:
+        return None
+    options = {"project": None} if value is True else dict(value) if isinstance(value, Mapping) else None
+    if options is None:
+        problems.add("warm_start", f"must be true, false or {{project: NAME}}; got {value!r}")
+        return None
+    for key in options:
+        if key != "project":
+            problems.add(f"warm_start.{key}", "unknown key (known: project)")
+    project = options.get("project")
+    if project is not None and (not isinstance(project, str) or not project):
+        problems.add("warm_start.project", f"must be a project name; got {project!r}")
+    if method == "grid":
+        problems.add("warm_start", "a grid sweep runs every point itself; warm start is for random, bayes and optuna")
+    return {"project": project}
 
 
 def _choice(value: Any, field: str, allowed: tuple[str, ...], problems: _Problems) -> dict[str, Any] | None:

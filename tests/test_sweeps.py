@@ -716,6 +716,113 @@ def test_the_search_beats_a_random_baseline_with_the_same_budget(root, method, e
     assert min(found[budget // 2:]) <= statistics.median(found[:budget // 2])  # later trials improve on the first
 
 
+EPOCHS = 27
+
+
+def _curve(q: float, epoch: int) -> float:
+    """A synthetic learning curve: config ``q`` ends at ``0.1 * (q + 1)``; lower q is better at
+    every epoch, so the best config is never behind at any band."""
+    return 0.1 * (q + 1) + 1.0 / (epoch + 1)
+
+
+def _curve_sweep(root, **extra):
+    config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"}, "seed": 3,
+              "parameters": {"q": {"values": list(range(8))}}, **extra}
+    sweep_id = create_sweep(root, config, project="curves")
+
+    def train():
+        run = tracklet.init(settings={**QUIET, "flush_interval": 0.02})
+        for epoch in range(EPOCHS):
+            run.log({"loss": _curve(run.config["q"], epoch)}, step=epoch)
+            time.sleep(0.03)  # an epoch's work: the agent watches the run's log meanwhile
+
+    Agent(LocalController(root, sweep_id), log=lambda line: None, prune_interval=0.02).run_function(train)
+    return LocalController(root, sweep_id).status()
+
+
+@pytest.mark.slow  # 16 trials of ~1 s
+def test_hyperband_prunes_bad_runs_early_on_their_real_step(root):
+    pruned = _curve_sweep(root, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
+    plain = _curve_sweep(root)
+    assert plain["counts"] == {"complete": 8}
+    assert pruned["counts"].get("pruned", 0) >= 1 and sum(pruned["counts"].values()) == 8
+    api = tracklet.Api(root)
+    steps = {}
+    for row in pruned["trials"]:
+        run = api.run(row["run"])
+        steps[row["config"]["q"]] = len(run.history(["loss"])["loss"])
+        if row["state"] == "pruned":
+            assert "pruned" in run.tags and steps[row["config"]["q"]] < EPOCHS  # stopped early
+            assert row["last_step"] is not None and row["last_step"] < EPOCHS - 1  # reported at the real step
+        else:
+            assert row["state"] == "complete" and steps[row["config"]["q"]] == EPOCHS
+    assert pruned["best"]["config"]["q"] == 0 and pruned["best"]["value"] == plain["best"]["value"]
+    assert sum(steps.values()) < 8 * EPOCHS
+
+
+CURVE = """
+import time
+import tracklet
+
+run = tracklet.init(config={"q": 0})
+for epoch in range(20):
+    run.log({"loss": 0.1 * (run.config["q"] + 1) + 1.0 / (epoch + 1)}, step=epoch)
+    time.sleep(0.15)
+run.finish()
+"""
+
+
+@pytest.mark.slow  # a real agent process running 4 trials of ~3 s
+def test_a_pruned_command_trial_is_stopped_and_marked_pruned(root, tmp_path):
+    (tmp_path / "curve.py").write_text(CURVE)
+    config = {"method": "grid", "seed": 1, "metric": {"name": "loss"}, "program": str(tmp_path / "curve.py"),
+              "parameters": {"q": {"values": [0, 3, 2, 1]}},  # seeded: the grid order is fixed
+              "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}
+    sweep_id = create_sweep(root, config, project="p")
+    agent = _agent(root, sweep_id, env={"TRACKLET_FLUSH_INTERVAL": "0.05"})
+    _out, err = agent.communicate(timeout=240)
+    assert agent.returncode == 0, err
+    status = LocalController(root, sweep_id).status()
+    assert sum(status["counts"].values()) == 4 and status["best"]["config"]["q"] == 0
+    for row in status["trials"]:
+        if row["state"] == "pruned":  # stopped by SIGTERM before its last epoch; not counted as failed
+            assert row["last_step"] < 19 and len(tracklet.Api(root).run(row["run"]).history(["loss"])["loss"]) < 20
+    assert status["counts"].get("pruned", 0) >= 1 and "failed" not in status["counts"], err
+
+
+def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 1.0}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    controller = LocalController(root, create_sweep(root, config, project="p"))
+    lease = controller.next_trial("me")
+    assert controller.prunes
+    assert controller.report(lease, [(10, 0.5), (20, 0.8)]) is False
+    assert controller.report(lease, [(20, 0.8), (30, float("nan")), (40, 1.5)]) is True  # above the threshold
+    assert controller.heartbeat(lease)  # the lease stays the agent's until the trial's process ends
+    result = controller.finish(lease, -15, "the command was killed by signal 15")
+    assert result.state == "pruned" and "pruned at step 40" in result.message
+    row = controller.status()["trials"][0]
+    assert (row["state"], row["last_step"]) == ("pruned", 40)
+    with pytest.raises(SweepSpecError, match="early_terminate: pruning needs metric"):
+        parse({"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1},
+               "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+
+
+def test_the_metric_tail_reads_only_new_points_with_their_steps(root):
+    from tracklet.sweeps.tail import MetricTail
+
+    run = tracklet.init(project="t", settings=QUIET)
+    tail = MetricTail(root / "projects" / "t" / "runs" / run.id / "run.tlog", "loss")
+    run.log({"loss": 1.0}, step=5)
+    run.log({"acc": 0.5}, step=6)
+    run.log({"loss": float("inf")}, step=7)
+    run.flush(10)
+    assert tail.new_points() == [(5, 1.0)]
+    run.log({"loss": 0.5}, step=9)
+    run.finish()
+    assert tail.new_points() == [(9, 0.5)] and tail.new_points() == []
+
+
 # ---------------------------------------------------------------- W&B's API
 
 

@@ -272,6 +272,7 @@ class LocalController:
         self._storage_obj: Any = None
         self._cached_sampler: tuple[int, Any] | None = None
         self._max_agents = 1
+        self._pruner_obj: Any = None
 
     @property
     def spec(self) -> SweepSpec:
@@ -304,7 +305,18 @@ class LocalController:
         optuna = _optuna()
         if self._storage_obj is None:
             self._storage_obj = _storage(self.dir)
-        return optuna.load_study(study_name=self.sweep_id, storage=self._storage_obj, sampler=sampler)
+        return optuna.load_study(study_name=self.sweep_id, storage=self._storage_obj, sampler=sampler,
+                                 pruner=self._pruner())
+
+    def _pruner(self) -> Any:
+        if self._pruner_obj is None:
+            self._pruner_obj = build_pruner(self._spec)
+        return self._pruner_obj
+
+    @property
+    def prunes(self) -> bool:
+        """Whether running trials are watched for pruning (``early_terminate`` or ``pruner:``)."""
+        return pruning_enabled(self._spec)
 
     def _state(self) -> dict[str, Any]:
         return _read_json(self.dir / "state.json", {"state": "running"})
@@ -372,7 +384,35 @@ class LocalController:
             record = leases.get(str(lease.trial))
             if record is None or record["agent"] != lease.agent or record["expires"] < time.time():
                 return False
-            leases[str(lease.trial)] = self._lease_record(lease.agent, lease.ttl)
+            leases[str(lease.trial)] = {**record, **self._lease_record(lease.agent, lease.ttl)}
+            self._save_leases(leases)
+            return True
+
+    def report(self, lease: Lease, points: Sequence[tuple[int, float]]) -> bool:
+        """Report the trial's metric at the run's steps (``(step, value)``, as logged) and ask the
+        pruner: True when the trial should stop (it is then told ``PRUNED`` when it ends, whatever
+        its exit status). Steps reported before are skipped; non-finite values are not reported."""
+        optuna = _optuna()
+        with self._locked():
+            leases = self._leases()
+            record = leases.get(str(lease.trial))
+            if record is None or record["agent"] != lease.agent:
+                return False  # lapsed: the heartbeat stops the trial
+            if record.get("pruned"):
+                return True
+            study = self._study()
+            trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, lease.trial))
+            frozen = study._storage.get_trial(trial._trial_id)
+            if frozen.state != optuna.trial.TrialState.RUNNING:
+                return False
+            known = frozen.intermediate_values
+            for step, value in points:
+                if step not in known and math.isfinite(value):
+                    trial.report(float(value), int(step))
+            if not trial.should_prune():
+                return False
+            record["pruned"] = True
             self._save_leases(leases)
             return True
 
@@ -405,6 +445,14 @@ class LocalController:
             del leases[str(lease.trial)]
             trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
                 study._study_id, lease.trial))
+            if record.get("pruned"):
+                study.tell(lease.trial, state=optuna.trial.TrialState.PRUNED)
+                self._save_leases(leases)
+                frozen = study._storage.get_trial(trial._trial_id)
+                step = frozen.last_step
+                return TrialResult(lease.trial, "pruned", frozen.value,
+                                   f"pruned at step {step}" + ("" if frozen.value is None else
+                                                                f" ({objectives[0].name} = {frozen.value:g})"))
             if error is None and objectives:
                 if values is None or len(values) != len(objectives) or not all(math.isfinite(v) for v in values):
                     names = ", ".join(m.name for m in objectives)
@@ -627,11 +675,48 @@ class LocalController:
                 "config": config, "run": trial.user_attrs.get("run") or (
                     f"{self.project}/{trial.user_attrs['run_id']}" if "run_id" in trial.user_attrs else None),
                 "warm_start": bool(trial.user_attrs.get(WARM_START)),
+                "last_step": trial.last_step,
                 "agent": trial.user_attrs.get("agent"), "error": trial.user_attrs.get("error"),
                 "start": trial.datetime_start.timestamp() if trial.datetime_start else None,
                 "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None,
             })
         return rows
+
+
+def pruning_enabled(spec: SweepSpec) -> bool:
+    return spec.early_terminate is not None or (spec.pruner is not None and spec.pruner.get("type") != "nop")
+
+
+def build_pruner(spec: SweepSpec) -> Any:
+    """The study's pruner. ``early_terminate: {type: hyperband, min_iter, eta}`` is W&B's
+    asynchronous successive halving (bands at ``min_iter * eta**k``; a run below the top ``1/eta``
+    of the runs that reached a band stops): Optuna's ``SuccessiveHalvingPruner`` with
+    ``min_resource=min_iter``, ``reduction_factor=eta``, on the run's real step. Given
+    ``max_iter`` and ``s`` instead, ``min_iter`` is ``max_iter / eta**s``. ``pruner:`` (method
+    optuna) names an Optuna pruner and its options. Otherwise none (``NopPruner``; Optuna's own
+    default, MedianPruner, would stop runs a user never asked to stop)."""
+    optuna = _optuna()
+    pruners = optuna.pruners
+    early = spec.early_terminate
+    if early is not None:
+        eta = early.get("eta", 3)
+        min_iter = early.get("min_iter")
+        if min_iter is None:
+            min_iter = max(1, int(early["max_iter"] / eta ** early["s"]))
+        return pruners.SuccessiveHalvingPruner(min_resource=int(min_iter), reduction_factor=int(round(eta)),
+                                               min_early_stopping_rate=0)
+    options = dict(spec.pruner or {"type": "nop"})
+    kind = options.pop("type")
+    classes = {"nop": pruners.NopPruner, "median": pruners.MedianPruner, "percentile": pruners.PercentilePruner,
+               "hyperband": pruners.HyperbandPruner, "successive_halving": pruners.SuccessiveHalvingPruner,
+               "threshold": pruners.ThresholdPruner, "patient": pruners.PatientPruner,
+               "wilcoxon": pruners.WilcoxonPruner}
+    if kind == "patient":
+        options.setdefault("wrapped_pruner", None)
+    try:
+        return classes[kind](**options)
+    except (TypeError, ValueError) as error:
+        raise SweepError(f"pruner: {error}") from None
 
 
 def _derived_seed(seed: int, trials: int) -> int:

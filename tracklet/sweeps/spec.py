@@ -261,6 +261,10 @@ def parse(config: Any) -> SweepSpec:
             if key in config:
                 problems.add(key, f"is only read with method: optuna (method is {method!r})")
     warm_start = _warm_start(config["warm_start"], method, problems) if "warm_start" in config else None
+    prunes = early is not None or (pruner is not None and pruner.get("type") != "nop")
+    if prunes and metric is None and "metric" not in config and "metrics" not in config:
+        problems.add("early_terminate" if early is not None else "pruner",
+                     "pruning needs metric: {name, goal} (the logged value runs are compared on)")
     if len(metrics) > 1 and early is not None:
         problems.add("early_terminate", "Optuna prunes single-objective trials only; metrics: has several "
                                         "objectives (remove early_terminate:)")

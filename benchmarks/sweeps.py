@@ -16,6 +16,11 @@ lease written) with TPE at N trials, median and p99 of wall time and of this pro
 (on a shared machine the wall time includes other jobs' turns on the cores; the load average is
 printed) (target p99 <= 50 ms at 1,000). Trials are told their value directly
 (``LocalController.tell``): no training runs are started, so the figures are the controller's.
+(c) pruning on a synthetic learning-curve suite: real runs (``tracklet.init``/``log`` in the agent's
+process, ``Agent.run_function``), 27 random configs x 27 epochs, each config's curve known
+(``curve``: configs learn at different speeds, so curves cross), with ``early_terminate:
+hyperband`` (min_iter 3, eta 3: W&B's documented example) and without; the epochs logged in all, and the best final loss
+(target: <= 50% of the epochs, best final within 1%).
 """
 
 from __future__ import annotations
@@ -101,6 +106,41 @@ def _quartiles(values: list[float]) -> str:
     return f"{statistics.median(values):.4g} [{q[0]:.2g}, {q[2]:.2g}]"
 
 
+def curve(x: float, epoch: int) -> float:
+    """Config ``x``'s loss after ``epoch``: it ends at ``0.1 + (x - 0.3)**2`` and learns with time
+    constant ``2 + 3x`` epochs (some slow learners end better than faster ones: curves cross)."""
+    final = 0.1 + (x - 0.3) ** 2
+    return final + (1.0 - final) * math.exp(-(epoch + 1) / (2.0 + 3.0 * x))
+
+
+def pruning_once(root: Path, early_terminate: dict[str, Any] | None, trials: int, epochs: int,
+                 epoch_seconds: float) -> tuple[int, float, dict[str, int]]:
+    """A random sweep of ``trials`` configs with real runs; (epochs logged, best final loss, counts)."""
+    import tracklet
+    from tracklet.sweeps.agent import Agent
+
+    config: dict[str, Any] = {"method": "random", "seed": 7, "run_cap": trials,
+                              "metric": {"name": "loss", "goal": "minimize"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    if early_terminate:
+        config["early_terminate"] = early_terminate
+    sweep_id = create_sweep(root, config, project="curves")
+    settings = {"console": "off", "capture_environment": False, "system_metrics": False,
+                "flush_interval": epoch_seconds}
+
+    def train() -> None:
+        run = tracklet.init(settings=settings)
+        for epoch in range(epochs):
+            run.log({"loss": curve(run.config["x"], epoch)}, step=epoch)
+            time.sleep(epoch_seconds)
+
+    Agent(LocalController(root, sweep_id), log=lambda line: None, prune_interval=epoch_seconds).run_function(train)
+    status = LocalController(root, sweep_id).status()
+    api = tracklet.Api(root)
+    logged = sum(len(api.run(row["run"]).history(["loss"])["loss"]) for row in status["trials"])
+    finals = [row["value"] for row in status["trials"] if row["state"] == "complete"]
+    return logged, min(finals), status["counts"]
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
@@ -112,7 +152,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--latency-trials", type=int, default=None)
-    parser.add_argument("--only", choices=("regret", "latency"), default=None, help="run one part")
+    parser.add_argument("--only", choices=("regret", "latency", "pruning"), default=None, help="run one part")
+    parser.add_argument("--epoch-seconds", type=float, default=0.03, help="(c): the sleep of one epoch")
     parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated functions (regret)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -122,7 +163,7 @@ def main() -> None:
     results: dict[str, Any] = {"seeds": seeds, "trials": budget, "regret": {}}
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-sweeps-") as directory:
         root = Path(directory)
-        if args.only != "latency":
+        if args.only in (None, "regret"):
             rows = []
             for problem in args.problems.split(","):
                 parameters, objective, optimum = PROBLEMS[problem]
@@ -141,7 +182,25 @@ def main() -> None:
                                                 for name, values in regrets.items()), flush=True)
             print(f"(a) simple regret after {budget} trials, median [IQR] of {seeds} seeds")
             print_table(rows, ["function", "random", "bayes (GP)", "optuna TPE", "W&B bayes @50", "target"])
-        if args.only != "regret":
+        if args.only in (None, "pruning"):
+            trials = 9 if args.quick else 27
+            epochs = 9 if args.quick else 27
+            plain = pruning_once(root, None, trials, epochs, args.epoch_seconds)
+            pruned = pruning_once(root, {"type": "hyperband", "min_iter": 3, "eta": 3}, trials, epochs,
+                                  args.epoch_seconds)
+            share = pruned[0] / plain[0]
+            gap = (pruned[1] - plain[1]) / plain[1]
+            results["pruning"] = {"trials": trials, "epochs": epochs, "plain_epochs": plain[0],
+                                  "pruned_epochs": pruned[0], "plain_best": plain[1], "pruned_best": pruned[1],
+                                  "counts": pruned[2]}
+            print(f"\n(c) hyperband (min_iter 3, eta 3) on {trials} synthetic learning curves x {epochs} epochs "
+                  f"(trials: {pruned[2]})")
+            print_table([["no pruning", plain[0], "100%", f"{plain[1]:.4f}", ""],
+                         ["hyperband", pruned[0], f"{share:.0%}", f"{pruned[1]:.4f}",
+                          "<= 50% of the epochs, best within 1%: "
+                          + ("met" if share <= 0.5 and gap <= 0.01 else "missed")]],
+                        ["", "epochs", "share", "best final", "target"])
+        if args.only in (None, "latency"):
             # unseeded, as a production sweep: the agent keeps its sampler between asks
             _, latencies = sweep_once(root, PROBLEMS["hartmann6"][0], hartmann6, ENGINES["optuna TPE"], None,
                                       latency_n)

@@ -567,6 +567,26 @@ def test_grid_is_complete_with_four_agents_started_at_once(root, tmp_path):
         assert f"sweep:{sweep_id}" in run.tags and run.state == "finished"
 
 
+@pytest.mark.slow  # 8 real agent processes
+def test_eight_agents_started_in_the_same_second_get_eight_distinct_grid_points(root, tmp_path):
+    """W&B users' complaint (two agents started together get the same config): 8 agent
+    processes started at once, one trial each, on an 8-point grid: every point once."""
+    (tmp_path / "train.py").write_text(TRAIN)
+    config = _grid(tmp_path)
+    config["parameters"]["a"] = {"values": [1, 2, 3, 4]}
+    sweep_id = create_sweep(root, config, project="p")
+    log = tmp_path / "trials.log"
+    agents = [_agent(root, sweep_id, "--count", "1", env={"TRIAL_LOG": str(log)}) for _ in range(8)]  # at once
+    outputs = [agent.communicate(timeout=300) for agent in agents]
+    assert all(agent.returncode == 0 for agent in agents), outputs
+    points, rows = _complete_points(LocalController(root, sweep_id))
+    expected = sorted((a, b) for a in (1, 2, 3, 4) for b in ("x", "y"))
+    assert sorted(points) == expected and len(rows) == 8  # 8 distinct configs, no point twice
+    assert len({r["agent"] for r in rows}) == 8  # one per agent
+    ran = sorted(tuple(line.split(",")[:2]) for line in log.read_text().splitlines())
+    assert ran == sorted((str(a), b) for a, b in expected)  # each program ran exactly once per point
+
+
 @pytest.mark.slow  # real agent processes
 def test_gpus_are_pinned_per_worker(root, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)

@@ -273,6 +273,8 @@ class LocalController:
         self._cached_sampler: tuple[int, Any] | None = None
         self._max_agents = 1
         self._pruner_obj: Any = None
+        self._study_obj: Any = None
+        self._plain_sampler: Any = None
 
     @property
     def spec(self) -> SweepSpec:
@@ -293,6 +295,7 @@ class LocalController:
                 if self._storage_obj is not None:
                     self._storage_obj._backend.discard()
                     self._storage_obj = None  # its memory holds what was discarded: read the file again
+                    self._study_obj = None
                 raise
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
@@ -301,12 +304,21 @@ class LocalController:
         if self._storage_obj is not None:
             self._storage_obj._backend.flush()
 
-    def _study(self, sampler: Any = None) -> Any:
+    def _study(self) -> Any:
+        """The sweep's study, kept between operations with its storage (which reads only the
+        journal lines other processes appended since). Its sampler is a plain one here: only
+        ``next_trial`` asks with the search's sampler, so no sampler hook runs on a tell (Optuna's
+        GridSampler would try to stop an optimize loop there is none of)."""
         optuna = _optuna()
         if self._storage_obj is None:
             self._storage_obj = _storage(self.dir)
-        return optuna.load_study(study_name=self.sweep_id, storage=self._storage_obj, sampler=sampler,
-                                 pruner=self._pruner())
+            self._study_obj = None
+        if self._study_obj is None:
+            self._plain_sampler = optuna.samplers.RandomSampler()
+            self._study_obj = optuna.load_study(study_name=self.sweep_id, storage=self._storage_obj,
+                                                sampler=self._plain_sampler, pruner=self._pruner())
+        self._study_obj.sampler = self._plain_sampler
+        return self._study_obj
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:

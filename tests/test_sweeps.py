@@ -777,6 +777,7 @@ def test_hyperband_prunes_bad_runs_early_on_their_real_step(root):
         else:
             assert row["state"] == "complete" and steps[row["config"]["q"]] == EPOCHS
     assert pruned["best"]["config"]["q"] == 0 and pruned["best"]["value"] == plain["best"]["value"]
+    assert pruned["state"] == "finished"  # pruned grid points are done, not rerun
     assert sum(steps.values()) < 8 * EPOCHS
 
 

@@ -533,8 +533,8 @@ class LocalController:
         if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
             settled = sum(n for s, n in counts.items() if s not in ("lapsed", "warm_start"))
             if (cap is not None and settled >= cap) or (
-                    self._spec.method == "grid" and counts.get("complete", 0) + counts.get("failed", 0)
-                    >= self._spec.grid_size()):
+                    self._spec.method == "grid"
+                    and sum(counts.get(s, 0) for s in ("complete", "failed", "pruned")) >= self._spec.grid_size()):
                 run_state = "finished"
         scored = [row for row in trials if row["state"] == "complete" and row["value"] is not None]
         maximize = self._spec.metric is not None and self._spec.metric.maximize

@@ -751,10 +751,10 @@ def _curve_sweep(root, **extra):
     sweep_id = create_sweep(root, config, project="curves")
 
     def train():
-        run = tracklet.init(settings={**QUIET, "flush_interval": 0.02})
-        for epoch in range(EPOCHS):
-            run.log({"loss": _curve(run.config["q"], epoch)}, step=epoch)
-            time.sleep(0.03)  # an epoch's work: the agent watches the run's log meanwhile
+        with tracklet.init(settings={**QUIET, "flush_interval": 0.02}) as run:  # a prune ends it as an exception
+            for epoch in range(EPOCHS):
+                run.log({"loss": _curve(run.config["q"], epoch)}, step=epoch)
+                time.sleep(0.03)  # an epoch's work: the agent watches the run's log meanwhile
 
     Agent(LocalController(root, sweep_id), log=lambda line: None, prune_interval=0.02).run_function(train)
     return LocalController(root, sweep_id).status()

@@ -327,6 +327,7 @@ class Agent:
             else:
                 with self._prune_lock:
                     if self._function_running.is_set():
+                        _tag_pruned()  # before the raise: the function may end its run itself (with wandb.init())
                         _raise_in_thread(worker, TrialPruned)
             return
 
@@ -402,7 +403,7 @@ class Agent:
             run = lifecycle.current()
             if run is not None:
                 if pruned:
-                    run.tags = [*run.tags, PRUNED_TAG]
+                    _tag_pruned()
                 run.finish(code)
             for key, value in saved.items():
                 if value is None:
@@ -414,6 +415,15 @@ class Agent:
 
 class TrialPruned(Exception):
     """Raised inside a trial's function (``run_function``) when the pruner stops the trial."""
+
+
+def _tag_pruned() -> None:
+    """Tag the function trial's current run ``pruned`` (recorded as a run update)."""
+    from tracklet.core import lifecycle
+
+    run = lifecycle.current()
+    if run is not None and PRUNED_TAG not in run.tags:
+        run.tags = [*run.tags, PRUNED_TAG]
 
 
 def _raise_in_thread(thread_id: int, exception: type[BaseException]) -> None:

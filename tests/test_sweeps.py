@@ -824,6 +824,8 @@ def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
     assert result.state == "pruned" and "pruned at step 40" in result.message
     row = controller.status()["trials"][0]
     assert (row["state"], row["last_step"]) == ("pruned", 40)
+    shown = CliRunner().invoke(main, ["--dir", str(root), "sweep", "show", controller.sweep_id]).stdout
+    assert "1 pruned" in shown and "(pruned at step 40)" in shown
     with pytest.raises(SweepSpecError, match="early_terminate: pruning needs metric"):
         parse({"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1},
                "parameters": {"x": {"min": 0.0, "max": 1.0}}})

@@ -119,6 +119,8 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
     for row in status["trials"]:
         value = _values(row)
         note = f"  ({row['error']})" if row["error"] and row["state"] != "complete" else ""
+        if row["state"] == "pruned" and row.get("last_step") is not None:
+            note = f"  (pruned at step {row['last_step']})"
         click.echo(f"  {row['trial']:>4}  {row['state']:<8} {value:>12}  {row['run'] or '':<24} "
                    f"{_compact(row['config'])}{note}")
 

@@ -70,6 +70,20 @@ QUIET_ENV = {"TRACKLET_CONSOLE": "off", "TRACKLET_CAPTURE_ENVIRONMENT": "false",
     ({"method": "optuna", "metric": {"name": "l"}, "sampler": "annealing", "parameters": {"x": {"value": 1}}},
      "sampler: must be one of tpe, gp"),
     ({"method": "random", "parameters": {"x": {"value": 1}}, "paramters": {}}, "paramters: unknown key"),
+    ({"method": "bayes", "metrics": [{"name": "loss"}, {"name": "cost", "goal": "least"}],
+      "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "metrics[1].goal: must be minimize or maximize"),
+    ({"method": "bayes", "metrics": [{"goal": "maximize"}], "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+     "metrics[0].name: is required"),
+    ({"method": "bayes", "metrics": [{"name": "a"}, {"name": "a", "goal": "maximize"}],
+      "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "metrics[1].name: 'a' is already an objective"),
+    ({"method": "bayes", "metrics": {"name": "a"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+     "metrics: must be a non-empty list"),
+    ({"method": "bayes", "metric": {"name": "a"}, "metrics": [{"name": "b"}], "parameters": {"x": {"min": 0.0, "max": 1.0}}},
+     "metrics: give metric: (one objective) or metrics: (several), not both"),
+    ({"method": "bayes", "metrics": [{"name": "a"}, {"name": "b"}], "parameters": {"x": {"min": 0.0, "max": 1.0}},
+      "early_terminate": {"type": "hyperband", "min_iter": 1}}, "early_terminate: Optuna prunes single-objective"),
+    ({"method": "optuna", "sampler": "cmaes", "metrics": [{"name": "a"}, {"name": "b"}],
+      "parameters": {"x": {"min": 0.0, "max": 1.0}}}, "sampler: cmaes searches one objective"),
 ])
 def test_an_invalid_config_is_refused_naming_the_field(config, field):
     with pytest.raises(SweepSpecError) as caught:
@@ -223,6 +237,92 @@ def test_a_metric_never_logged_fails_the_trial_with_a_message(root, monkeypatch)
     assert result.state == "failed" and "metric 'loss' was never logged" in result.message and "acc" in result.message
     rows = controller.status()["trials"]
     assert [r["state"] for r in rows] == ["failed", "failed"] and "never logged" in rows[1]["error"]
+
+
+@pytest.mark.parametrize("method, extra", [("bayes", {}), ("random", {}), ("optuna", {"sampler": "nsga2"}),
+                                           ("optuna", {"sampler": "tpe"})])
+def test_a_multi_objective_sweep_keeps_the_pareto_front(root, method, extra):
+    config = {"method": method, "seed": 1, "parameters": {"x": {"min": 0.0, "max": 1.0}}, **extra,
+              "metrics": [{"name": "loss", "goal": "minimize"}, {"name": "acc", "goal": "maximize"}]}
+    controller = LocalController(root, create_sweep(root, config, project="mo"))
+    # (loss, acc): 0, 1 and 3 trade off; 2 is dominated by 1 (higher loss, lower acc); 4 by 0
+    told = [(0.1, 0.5), (0.3, 0.9), (0.4, 0.8), (0.05, 0.2), (0.2, 0.4)]
+    for values in told:
+        lease = controller.next_trial("me")
+        result = controller.tell(lease, list(values))
+        assert result.state == "complete" and result.values == values and result.value is None
+    status = controller.status()
+    assert status["metric"] is None and [m["name"] for m in status["metrics"]] == ["loss", "acc"]
+    assert [row["trial"] for row in status["pareto"]] == [0, 1, 3]
+    assert status["trials"][2]["values"] == [0.4, 0.8] and status["best"] is None
+    result = controller.tell(controller.next_trial("me"), [0.1])  # one value for two objectives
+    assert result.state == "failed" and "loss, acc" in result.message
+    text = CliRunner().invoke(main, ["--dir", str(root), "sweep", "show", controller.sweep_id]).stdout
+    assert "metrics: minimize loss, maximize acc" in text and "Pareto front (3 trials; loss, acc):" in text
+    assert "0.05, 0.2" in text
+
+
+def test_a_multi_objective_trial_is_told_each_metrics_final_value(root, monkeypatch):
+    config = {"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}},
+              "metrics": [{"name": "loss"}, {"name": "acc", "goal": "maximize"}]}
+    controller = LocalController(root, create_sweep(root, config, project="mo"))
+    lease = controller.next_trial("me")
+    monkeypatch.setenv("TRACKLET_SWEEP_ID", controller.sweep_id)
+    monkeypatch.setenv("TRACKLET_SWEEP_TRIAL", str(lease.trial))
+    run = tracklet.init(settings=QUIET)
+    run.log({"loss": 1.0, "acc": 0.9})  # the best acc and the best loss are different moments
+    run.log({"loss": 0.5, "acc": 0.7})
+    run.finish()
+    assert controller.finish(lease, 0).values == (0.5, 0.7)
+    lease = controller.next_trial("me")
+    monkeypatch.setenv("TRACKLET_SWEEP_TRIAL", str(lease.trial))
+    run = tracklet.init(settings=QUIET)
+    run.log({"loss": 1.0})
+    run.finish()
+    result = controller.finish(lease, 0)
+    assert result.state == "failed" and "metric 'acc' was never logged" in result.message
+
+
+def test_warm_start_adds_the_projects_finished_runs_that_fit_before_the_first_suggestion(root, tmp_path):
+    def record(config, logged, fail=False):
+        run = tracklet.init(project="warm", config=config, settings=QUIET)
+        for row in logged:
+            run.log(row)
+        run.finish(1 if fail else 0)
+        return run.id
+
+    fits = [record({"x": 0.25, "opt": {"kind": "adam"}, "epochs": 3}, [{"loss": 0.9}, {"loss": 0.4}]),
+            record({"x": 0.75, "opt.kind": "sgd", "epochs": 3, "other": 1}, [{"loss": 0.6}])]
+    record({"x": 1.5, "opt": {"kind": "adam"}, "epochs": 3}, [{"loss": 0.1}])  # outside [0, 1]
+    record({"x": 0.5, "opt": {"kind": "rmsprop"}, "epochs": 3}, [{"loss": 0.1}])  # not one of the values
+    record({"x": 0.5, "opt": {"kind": "adam"}, "epochs": 9}, [{"loss": 0.1}])  # another constant
+    record({"x": 0.5, "opt": {"kind": "adam"}, "epochs": 3}, [{"acc": 0.1}])  # no loss logged
+    record({"x": 0.5, "opt": {"kind": "adam"}, "epochs": 3}, [{"loss": 0.01}], fail=True)  # failed
+    config = tmp_path / "sweep.yaml"
+    config.write_text("method: optuna\nsampler: {type: tpe, n_startup_trials: 2}\nrun_cap: 1\n"
+                      "metric: {name: loss}\nparameters:\n  x: {min: 0.0, max: 1.0}\n"
+                      "  opt: {parameters: {kind: {values: [adam, sgd]}}}\n  epochs: {value: 3}\n")
+    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(config), "--project", "warm",
+                                       "--warm-start"])
+    assert result.exit_code == 0, result.output
+    assert "Warm start: 2 finished run(s) of project warm added as trials" in result.stderr
+    controller = LocalController(root, result.stdout.strip().splitlines()[-1])
+    status = controller.status()
+    rows = status["trials"]
+    assert sorted(((r["run"], r["value"], r["config"]) for r in rows), key=str) == sorted([
+        (f"warm/{fits[0]}", 0.4, {"x": 0.25, "opt": {"kind": "adam"}, "epochs": 3}),
+        (f"warm/{fits[1]}", 0.6, {"x": 0.75, "opt": {"kind": "sgd"}, "epochs": 3})], key=str)
+    assert status["counts"] == {"warm_start": 2} and status["best"]["value"] == 0.4
+    assert status["warm_start"]["skipped"] == {"config outside the space (epochs)": 1,
+                                               "config outside the space (opt.kind)": 1,
+                                               "config outside the space (x)": 1, "not finished (failed)": 1,
+                                               "objective not logged": 1}
+    lease = controller.next_trial("me")  # the run cap counts the sweep's own runs only
+    assert lease.trial == 2
+    controller.tell(lease, 0.5)
+    assert isinstance(controller.next_trial("me"), Finished)
+    with pytest.raises(SweepSpecError, match="warm_start: a grid sweep runs every point itself"):
+        create_sweep(root, {**_grid(root), "warm_start": True})
 
 
 def test_grid_hands_out_each_point_once_and_waits_for_running_ones(root):
@@ -467,6 +567,26 @@ def test_grid_is_complete_with_four_agents_started_at_once(root, tmp_path):
         assert f"sweep:{sweep_id}" in run.tags and run.state == "finished"
 
 
+@pytest.mark.slow  # 8 real agent processes
+def test_eight_agents_started_in_the_same_second_get_eight_distinct_grid_points(root, tmp_path):
+    """W&B users' complaint (two agents started together get the same config): 8 agent
+    processes started at once, one trial each, on an 8-point grid: every point once."""
+    (tmp_path / "train.py").write_text(TRAIN)
+    config = _grid(tmp_path)
+    config["parameters"]["a"] = {"values": [1, 2, 3, 4]}
+    sweep_id = create_sweep(root, config, project="p")
+    log = tmp_path / "trials.log"
+    agents = [_agent(root, sweep_id, "--count", "1", env={"TRIAL_LOG": str(log)}) for _ in range(8)]  # at once
+    outputs = [agent.communicate(timeout=300) for agent in agents]
+    assert all(agent.returncode == 0 for agent in agents), outputs
+    points, rows = _complete_points(LocalController(root, sweep_id))
+    expected = sorted((a, b) for a in (1, 2, 3, 4) for b in ("x", "y"))
+    assert sorted(points) == expected and len(rows) == 8  # 8 distinct configs, no point twice
+    assert len({r["agent"] for r in rows}) == 8  # one per agent
+    ran = sorted(tuple(line.split(",")[:2]) for line in log.read_text().splitlines())
+    assert ran == sorted((str(a), b) for a, b in expected)  # each program ran exactly once per point
+
+
 @pytest.mark.slow  # real agent processes
 def test_gpus_are_pinned_per_worker(root, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)
@@ -580,6 +700,31 @@ def _search(root, method: str, budget: int, **extra) -> list[float]:
     return [r["value"] for r in rows]
 
 
+@pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"),
+                                             ({"method": "optuna", "sampler": "tpe"}, "TPESampler")])
+def test_one_agent_searches_exactly_as_optunas_sampler(root, engine, sampler):
+    """The controller adds no search behaviour of its own: a seeded sweep with one agent suggests
+    what Optuna's sampler with that seed suggests, through the journal, leases and decoding. (It
+    once built a new sampler per ask: GPSampler lost the kernel fit it warm-starts from, and
+    Hartmann-6 regret was 0.18 instead of Optuna's 0.0034.)"""
+    import optuna
+
+    budget, seed = 14, 5  # 10 random startup trials, then the model's
+    parameters = {"x1": {"min": -5.0, "max": 10.0}, "x2": {"min": 0.0, "max": 15.0}}
+    controller = LocalController(root, create_sweep(root, {**engine, "seed": seed, "metric": {"name": "f"},
+                                                           "parameters": parameters}, project="same"))
+    study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=seed, n_startup_trials=10))
+    distributions = {name: optuna.distributions.FloatDistribution(p["min"], p["max"])
+                     for name, p in parameters.items()}
+    for _ in range(budget):
+        lease = controller.next_trial("solo")
+        trial = study.ask(distributions)
+        assert lease.config == trial.params
+        value = _branin(trial.params["x1"], trial.params["x2"])
+        controller.tell(lease, value)
+        study.tell(trial, value)
+
+
 @pytest.mark.slow  # two searches of 16 trials
 @pytest.mark.parametrize("method, extra", [("bayes", {}), ("optuna", {"sampler": {"type": "tpe",
                                                                                   "n_startup_trials": 5}})])
@@ -589,6 +734,116 @@ def test_the_search_beats_a_random_baseline_with_the_same_budget(root, method, e
     found = _search(root, method, budget, **extra)
     assert min(found) <= statistics.median(baseline)
     assert min(found[budget // 2:]) <= statistics.median(found[:budget // 2])  # later trials improve on the first
+
+
+EPOCHS = 27
+
+
+def _curve(q: float, epoch: int) -> float:
+    """A synthetic learning curve: config ``q`` ends at ``0.1 * (q + 1)``; lower q is better at
+    every epoch, so the best config is never behind at any band."""
+    return 0.1 * (q + 1) + 1.0 / (epoch + 1)
+
+
+def _curve_sweep(root, **extra):
+    config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"}, "seed": 3,
+              "parameters": {"q": {"values": list(range(8))}}, **extra}
+    sweep_id = create_sweep(root, config, project="curves")
+
+    def train():
+        with tracklet.init(settings={**QUIET, "flush_interval": 0.02}) as run:  # a prune ends it as an exception
+            for epoch in range(EPOCHS):
+                run.log({"loss": _curve(run.config["q"], epoch)}, step=epoch)
+                time.sleep(0.03)  # an epoch's work: the agent watches the run's log meanwhile
+
+    Agent(LocalController(root, sweep_id), log=lambda line: None, prune_interval=0.02).run_function(train)
+    return LocalController(root, sweep_id).status()
+
+
+@pytest.mark.slow  # 16 trials of ~1 s
+def test_hyperband_prunes_bad_runs_early_on_their_real_step(root):
+    pruned = _curve_sweep(root, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
+    plain = _curve_sweep(root)
+    assert plain["counts"] == {"complete": 8}
+    assert pruned["counts"].get("pruned", 0) >= 1 and sum(pruned["counts"].values()) == 8
+    api = tracklet.Api(root)
+    steps = {}
+    for row in pruned["trials"]:
+        run = api.run(row["run"])
+        steps[row["config"]["q"]] = len(run.history(["loss"])["loss"])
+        if row["state"] == "pruned":
+            assert "pruned" in run.tags and steps[row["config"]["q"]] < EPOCHS  # stopped early
+            assert row["last_step"] is not None and row["last_step"] < EPOCHS - 1  # reported at the real step
+        else:
+            assert row["state"] == "complete" and steps[row["config"]["q"]] == EPOCHS
+    assert pruned["best"]["config"]["q"] == 0 and pruned["best"]["value"] == plain["best"]["value"]
+    assert pruned["state"] == "finished"  # pruned grid points are done, not rerun
+    assert sum(steps.values()) < 8 * EPOCHS
+
+
+CURVE = """
+import time
+import tracklet
+
+run = tracklet.init(config={"q": 0})
+for epoch in range(20):
+    run.log({"loss": 0.1 * (run.config["q"] + 1) + 1.0 / (epoch + 1)}, step=epoch)
+    time.sleep(0.15)
+run.finish()
+"""
+
+
+@pytest.mark.slow  # a real agent process running 4 trials of ~3 s
+def test_a_pruned_command_trial_is_stopped_and_marked_pruned(root, tmp_path):
+    (tmp_path / "curve.py").write_text(CURVE)
+    config = {"method": "grid", "seed": 1, "metric": {"name": "loss"}, "program": str(tmp_path / "curve.py"),
+              "parameters": {"q": {"values": [0, 3, 2, 1]}},  # seeded: the grid order is fixed
+              "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}
+    sweep_id = create_sweep(root, config, project="p")
+    agent = _agent(root, sweep_id, env={"TRACKLET_FLUSH_INTERVAL": "0.05"})
+    _out, err = agent.communicate(timeout=240)
+    assert agent.returncode == 0, err
+    status = LocalController(root, sweep_id).status()
+    assert sum(status["counts"].values()) == 4 and status["best"]["config"]["q"] == 0
+    for row in status["trials"]:
+        if row["state"] == "pruned":  # stopped by SIGTERM before its last epoch; not counted as failed
+            assert row["last_step"] < 19 and len(tracklet.Api(root).run(row["run"]).history(["loss"])["loss"]) < 20
+    assert status["counts"].get("pruned", 0) >= 1 and "failed" not in status["counts"], err
+
+
+def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 1.0}, "metric": {"name": "loss"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    controller = LocalController(root, create_sweep(root, config, project="p"))
+    lease = controller.next_trial("me")
+    assert controller.prunes
+    assert controller.report(lease, [(10, 0.5), (20, 0.8)]) is False
+    assert controller.report(lease, [(20, 0.8), (30, float("nan")), (40, 1.5)]) is True  # above the threshold
+    assert controller.heartbeat(lease)  # the lease stays the agent's until the trial's process ends
+    result = controller.finish(lease, -15, "the command was killed by signal 15")
+    assert result.state == "pruned" and "pruned at step 40" in result.message
+    row = controller.status()["trials"][0]
+    assert (row["state"], row["last_step"]) == ("pruned", 40)
+    shown = CliRunner().invoke(main, ["--dir", str(root), "sweep", "show", controller.sweep_id]).stdout
+    assert "1 pruned" in shown and "(pruned at step 40)" in shown
+    with pytest.raises(SweepSpecError, match="early_terminate: pruning needs metric"):
+        parse({"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 1},
+               "parameters": {"x": {"min": 0.0, "max": 1.0}}})
+
+
+def test_the_metric_tail_reads_only_new_points_with_their_steps(root):
+    from tracklet.sweeps.tail import MetricTail
+
+    run = tracklet.init(project="t", settings=QUIET)
+    tail = MetricTail(root / "projects" / "t" / "runs" / run.id / "run.tlog", "loss")
+    run.log({"loss": 1.0}, step=5)
+    run.log({"acc": 0.5}, step=6)
+    run.log({"loss": float("inf")}, step=7)
+    run.flush(10)
+    assert tail.new_points() == [(5, 1.0)]
+    run.log({"loss": 0.5}, step=9)
+    run.finish()
+    assert tail.new_points() == [(9, 0.5)] and tail.new_points() == []
 
 
 # ---------------------------------------------------------------- W&B's API

@@ -26,9 +26,12 @@ def sweep_group() -> None:
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--project", default=None, help="Project of the sweep's runs. Default: the config's project:, "
                                                 "$TRACKLET_PROJECT, else 'default'.")
+@click.option("--warm-start", is_flag=True, default=False,
+              help="Start the search from the project's finished runs whose config fits the parameters and that "
+                   "logged the metric (the config's warm_start: key does the same, and can name another project).")
 @click.pass_context
 @_handle_errors
-def create(ctx: click.Context, config_file: Path, project: str | None) -> None:
+def create(ctx: click.Context, config_file: Path, project: str | None, warm_start: bool) -> None:
     """Create a sweep from a W&B sweep config (YAML or JSON); the last line printed is its id.
 
     Start agents with `tracklet agent SWEEP_ID` (as many as you like, on this machine).
@@ -37,6 +40,8 @@ def create(ctx: click.Context, config_file: Path, project: str | None) -> None:
     from tracklet.sweeps.spec import load_text
 
     config = load_text(config_file.read_text())
+    if warm_start and isinstance(config, dict) and not config.get("warm_start"):
+        config["warm_start"] = True
     root = _root(ctx)
     sweep_id = create_sweep(root, config, project=project)
     from tracklet.sweeps.controller import LocalController
@@ -45,6 +50,11 @@ def create(ctx: click.Context, config_file: Path, project: str | None) -> None:
     spec = controller.spec
     size = f", {spec.grid_size()} grid points" if spec.method == "grid" else ""
     click.echo(f"Created sweep {sweep_id} in project {controller.project} ({spec.method}{size}) under {root}", err=True)
+    warm = controller.info.get("warm_start")
+    if warm is not None:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(warm["skipped"].items()))
+        click.echo(f"Warm start: {warm['added']} finished run(s) of project {warm['project']} added as trials"
+                   + (f"; skipped: {skipped}" if skipped else ""), err=True)
     click.echo(f"Run agents with: {_state(ctx).command_prefix()} agent {sweep_id}", err=True)
     click.echo(sweep_id)
 
@@ -92,17 +102,34 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
     click.echo(f"sweep {status['id']}  project {status['project']}  method {status['method']}  state {status['state']}")
     if metric:
         click.echo(f"metric: {metric['goal']} {metric['name']}")
+    elif status["metrics"]:
+        click.echo("metrics: " + ", ".join(f"{m['goal']} {m['name']}" for m in status["metrics"]))
     extra = f" of {status['grid_size']} grid points" if status["grid_size"] else ""
     cap = f", run cap {status['run_cap']}" if status["run_cap"] else ""
     click.echo(f"trials: {counts}{extra}{cap}")
     best = status["best"]
     if best is not None:
         click.echo(f"best: trial {best['trial']} ({best['run']}) {best['value']:g}  {_compact(best['config'])}")
+    if status["pareto"] is not None:
+        names = ", ".join(m["name"] for m in status["metrics"])
+        click.echo(f"Pareto front ({len(status['pareto'])} trials; {names}):")
+        for row in status["pareto"]:
+            click.echo(f"  {row['trial']:>4}  {_values(row):>24}  {row['run'] or '':<24} {_compact(row['config'])}")
+        click.echo("trials:")
     for row in status["trials"]:
-        value = "" if row["value"] is None else f"{row['value']:g}"
+        value = _values(row)
         note = f"  ({row['error']})" if row["error"] and row["state"] != "complete" else ""
+        if row["state"] == "pruned" and row.get("last_step") is not None:
+            note = f"  (pruned at step {row['last_step']})"
         click.echo(f"  {row['trial']:>4}  {row['state']:<8} {value:>12}  {row['run'] or '':<24} "
                    f"{_compact(row['config'])}{note}")
+
+
+def _values(row: dict[str, Any]) -> str:
+    """A trial's objective value(s): ``0.25``, or ``0.25, 3`` for several objectives."""
+    if row["values"] is None:
+        return ""
+    return ", ".join("" if v is None else f"{v:g}" for v in row["values"])
 
 
 def _compact(config: dict[str, Any]) -> str:

@@ -35,6 +35,8 @@ from tracklet.sweeps.command import build_command
 from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, Finished, Lease, LocalController, TrialResult, Wait
 
 DEFAULT_MAX_FAILURES = 5
+PRUNED_TAG = "pruned"  # the tag a function trial's run gets when the pruner stopped it
+DEFAULT_PRUNE_INTERVAL = 1.0  # seconds between looks at a running trial's metric (the run flushes each second)
 KILL_DELAY = 10.0  # seconds between SIGTERM and SIGKILL when a trial must stop
 
 
@@ -120,7 +122,8 @@ class Agent:
     def __init__(self, controller: LocalController, *, count: int | None = None, ttl: float | None = None,
                  max_failures: int = DEFAULT_MAX_FAILURES, poll_interval: float = 1.0,
                  gpus: list[str] | None = None, gpus_per_trial: int = 1,
-                 log: Callable[[str], None] | None = None, resume_trial: int | None = None) -> None:
+                 log: Callable[[str], None] | None = None, resume_trial: int | None = None,
+                 prune_interval: float = DEFAULT_PRUNE_INTERVAL) -> None:
         if count is not None and count < 1:
             raise ValueError(f"count must be >= 1; got {count}")
         if max_failures < 1:
@@ -133,6 +136,9 @@ class Agent:
         self.slices = gpu_slices(gpus, gpus_per_trial)
         self.log = log or (lambda line: print(f"tracklet agent: {line}", file=sys.stderr, flush=True))
         self.resume_trial = resume_trial
+        self.prune_interval = prune_interval
+        self._function_running = threading.Event()
+        self._prune_lock = threading.Lock()
         self.report = AgentReport()
         self._lock = threading.Lock()
         self._started = 0
@@ -236,6 +242,12 @@ class Agent:
             heart = threading.Thread(target=self._heartbeat, args=(lease, lost, beating), daemon=True,
                                      name=f"tracklet-heartbeat-{lease.trial}")
             heart.start()
+            pruned = threading.Event()
+            watcher = None
+            if self.controller.prunes:
+                watcher = threading.Thread(target=self._watch, args=(lease, pruned, beating, threading.get_ident()),
+                                           daemon=True, name=f"tracklet-prune-watch-{lease.trial}")
+                watcher.start()
             try:
                 exit_code, error = execute(lease, devices, index)
             except KeyboardInterrupt:
@@ -249,6 +261,8 @@ class Agent:
             finally:
                 beating.set()
                 heart.join()
+                if watcher is not None:
+                    watcher.join()
             if self._interrupted:  # the agent is stopping: the trial goes back (a grid point is rerun)
                 self.controller.release(lease, "the agent was interrupted")
                 return
@@ -256,6 +270,8 @@ class Agent:
                 self.log(f"trial {lease.trial}: its lease was lost (the agent could not renew it in time); "
                          "the trial was stopped and marked failed")
                 continue
+            if pruned.is_set():
+                error = None  # stopped by the agent: the controller tells the trial pruned
             result = self.controller.finish(lease, exit_code, error)
             self.report.results.append(result)
             self.log(f"trial {lease.trial} {result.state}: {result.message}")
@@ -282,6 +298,38 @@ class Agent:
                 if process is not None:
                     _stop_process(process)
                 return
+
+    def _watch(self, lease: Lease, pruned: threading.Event, done: threading.Event, worker: int) -> None:
+        """While the trial runs, report its run's new metric points to the controller (the run's
+        real steps) and stop the trial when the pruner says so: its process gets SIGTERM; a
+        function (``run_function``) gets :class:`TrialPruned` raised in its thread."""
+        from tracklet.core.layout import RunPaths
+        from tracklet.sweeps.tail import MetricTail
+
+        metric = self.controller.spec.metric
+        if metric is None:
+            return
+        tail = MetricTail(RunPaths(self.controller.root, lease.project, lease.run_id).log_file, metric.name)
+        while not done.wait(self.prune_interval):
+            try:
+                points = tail.new_points()
+                if not points or not self.controller.report(lease, points):
+                    continue
+            except Exception as error:  # noqa: BLE001 - a failed look must not end the trial; the next one retries
+                self.log(f"trial {lease.trial}: reading its metric for pruning failed ({error!r}); retrying")
+                continue
+            pruned.set()
+            self.log(f"trial {lease.trial}: pruned at step {points[-1][0]} ({metric.name} = {points[-1][1]:g}); "
+                     "stopping it")
+            process = self._processes.get(lease.trial)
+            if process is not None:
+                _stop_process(process)
+            else:
+                with self._prune_lock:
+                    if self._function_running.is_set():
+                        _tag_pruned()  # before the raise: the function may end its run itself (with wandb.init())
+                        _raise_in_thread(worker, TrialPruned)
+            return
 
     def _interrupt(self) -> None:
         with self._lock:
@@ -338,14 +386,24 @@ class Agent:
         saved = {key: os.environ.get(key) for key in self._trial_env(lease)}
         os.environ.update(self._trial_env(lease))
         code, error = 0, None
+        pruned = False
         try:
-            function()
+            self._function_running.set()
+            try:
+                function()
+            finally:
+                with self._prune_lock:  # a prune raised after this point can't land outside the try
+                    self._function_running.clear()
+        except TrialPruned:
+            pruned = True
         except Exception as failure:  # noqa: BLE001 - the user's function failing fails its trial, not the agent
             traceback.print_exc()
             code, error = 1, f"the function raised {type(failure).__name__}: {failure}"
         finally:
             run = lifecycle.current()
             if run is not None:
+                if pruned:
+                    _tag_pruned()
                 run.finish(code)
             for key, value in saved.items():
                 if value is None:
@@ -353,6 +411,27 @@ class Agent:
                 else:
                     os.environ[key] = value
         return code, error
+
+
+class TrialPruned(Exception):
+    """Raised inside a trial's function (``run_function``) when the pruner stops the trial."""
+
+
+def _tag_pruned() -> None:
+    """Tag the function trial's current run ``pruned`` (recorded as a run update)."""
+    from tracklet.core import lifecycle
+
+    run = lifecycle.current()
+    if run is not None and PRUNED_TAG not in run.tags:
+        run.tags = [*run.tags, PRUNED_TAG]
+
+
+def _raise_in_thread(thread_id: int, exception: type[BaseException]) -> None:
+    """Raise ``exception`` in the thread ``thread_id`` at its next Python bytecode (CPython's
+    ``PyThreadState_SetAsyncExc``): how a function trial is stopped without a check in ``log()``."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exception))
 
 
 def _stop_process(process: subprocess.Popen) -> None:

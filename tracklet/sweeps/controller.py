@@ -36,13 +36,14 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
+from tracklet.sweeps.samplers import tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 
 DEFAULT_LEASE_TTL = 60.0
@@ -53,6 +54,7 @@ BASE_STARTUP_TRIALS = 10
 MIN_STARTUP_TRIALS = 3
 GP_MAX_DIMS = 20
 LAPSED = "tracklet_lapsed"
+WARM_START = "warm_start"  # user attr of a trial added from an existing run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +88,10 @@ class Finished:
 @dataclasses.dataclass(frozen=True)
 class TrialResult:
     trial: int
-    state: str  # complete, failed, lapsed
-    value: float | None
+    state: str  # complete, failed, lapsed, pruned
+    value: float | None  # the objective (single-objective sweeps)
     message: str
+    values: tuple[float, ...] = ()  # every objective's value (multi-objective sweeps: ``value`` is None)
 
 
 Next = Lease | Wait | Finished
@@ -108,7 +111,7 @@ class SweepController(Protocol):
 
     def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult: ...
 
-    def tell(self, lease: Lease, value: float | None, error: str | None = None) -> TrialResult: ...
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult: ...
 
     def release(self, lease: Lease, reason: str) -> None: ...
 
@@ -143,14 +146,58 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
     directory.mkdir(parents=True, exist_ok=False)
     (directory / "trials").mkdir()
     optuna = _optuna()
-    direction = "maximize" if spec.metric is not None and spec.metric.maximize else "minimize"
+    directions = [("maximize" if m.maximize else "minimize") for m in spec.objectives] or ["minimize"]
     storage = _storage(directory)
-    optuna.create_study(storage=storage, study_name=sweep_id, direction=direction)
+    study = optuna.create_study(storage=storage, study_name=sweep_id, directions=directions)
+    info: dict[str, Any] = {"id": sweep_id, "project": project_name, "config": spec.config, "created": time.time()}
+    if spec.warm_start is not None:
+        info["warm_start"] = warm_start(study, spec, Path(root), spec.warm_start.get("project") or project_name)
     storage._backend.flush()
     _write_json(directory / "state.json", {"state": "running"})
-    _write_json(directory / "sweep.json", {"id": sweep_id, "project": project_name, "config": spec.config,
-                                           "created": time.time()})
+    _write_json(directory / "sweep.json", info)
     return sweep_id
+
+
+def warm_start(study: Any, spec: SweepSpec, root: Path, project: str) -> dict[str, Any]:
+    """Add ``project``'s finished runs to ``study`` as complete trials (``add_trial``), before
+    its first suggestion: each run whose config holds every parameter inside its distribution
+    (constants at the sweep's value) and that logged the objective(s), read as a trial's are.
+    Returns what was added and, per reason, how many runs were skipped."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_runs
+    from tracklet.sweeps.objective import objectives_of
+
+    optuna = _optuna()
+    distributions = space.distributions(spec)
+    added: list[str] = []
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    for paths in iter_runs(root, project):
+        run = RecordedRun(paths)
+        try:
+            if run.state != "finished":
+                skip(f"not finished ({run.state})")
+                continue
+            params = space.encode(spec, run.config)
+        except ValueError as error:
+            skip(f"config outside the space ({str(error).split(':')[0]})")
+            continue
+        except Exception as error:  # noqa: BLE001 - a damaged run must not stop the sweep's creation
+            skip(f"unreadable ({type(error).__name__})")
+            continue
+        values, problem = objectives_of(run, project, paths.run_id, spec.objectives) if spec.objectives else ([0.0], None)
+        if values is None:
+            skip("objective not logged")
+            continue
+        path = f"{project}/{paths.run_id}"
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, values=values,
+            user_attrs={WARM_START: True, "run": path, **({} if spec.objectives else {"no_metric": True})}))
+        added.append(path)
+    return {"project": project, "added": len(added), "runs": added, "skipped": skipped}
 
 
 def list_sweeps(root: Path) -> list[dict[str, Any]]:
@@ -223,7 +270,11 @@ class LocalController:
         self._spec = parse(self.info["config"])
         self.project: str = self.info["project"]
         self._storage_obj: Any = None
-        self._cached_sampler: tuple[int, Any] | None = None
+        self._cached_sampler: tuple[tuple[int, bool], Any] | None = None
+        self._max_agents = 1
+        self._pruner_obj: Any = None
+        self._study_obj: Any = None
+        self._plain_sampler: Any = None
 
     @property
     def spec(self) -> SweepSpec:
@@ -244,6 +295,7 @@ class LocalController:
                 if self._storage_obj is not None:
                     self._storage_obj._backend.discard()
                     self._storage_obj = None  # its memory holds what was discarded: read the file again
+                    self._study_obj = None
                 raise
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
@@ -252,11 +304,31 @@ class LocalController:
         if self._storage_obj is not None:
             self._storage_obj._backend.flush()
 
-    def _study(self, sampler: Any = None) -> Any:
+    def _study(self) -> Any:
+        """The sweep's study, kept between operations with its storage (which reads only the
+        journal lines other processes appended since). Its sampler is a plain one here: only
+        ``next_trial`` asks with the search's sampler, so no sampler hook runs on a tell (Optuna's
+        GridSampler would try to stop an optimize loop there is none of)."""
         optuna = _optuna()
         if self._storage_obj is None:
             self._storage_obj = _storage(self.dir)
-        return optuna.load_study(study_name=self.sweep_id, storage=self._storage_obj, sampler=sampler)
+            self._study_obj = None
+        if self._study_obj is None:
+            self._plain_sampler = optuna.samplers.RandomSampler()
+            self._study_obj = optuna.load_study(study_name=self.sweep_id, storage=self._storage_obj,
+                                                sampler=self._plain_sampler, pruner=self._pruner())
+        self._study_obj.sampler = self._plain_sampler
+        return self._study_obj
+
+    def _pruner(self) -> Any:
+        if self._pruner_obj is None:
+            self._pruner_obj = build_pruner(self._spec)
+        return self._pruner_obj
+
+    @property
+    def prunes(self) -> bool:
+        """Whether running trials are watched for pruning (``early_terminate`` or ``pruner:``)."""
+        return pruning_enabled(self._spec)
 
     def _state(self) -> dict[str, Any]:
         return _read_json(self.dir / "state.json", {"state": "running"})
@@ -293,7 +365,7 @@ class LocalController:
             trials = study.get_trials(deepcopy=False)
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
             waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
-            counted = sum(1 for t in trials if not t.user_attrs.get(LAPSED))
+            counted = sum(1 for t in trials if not t.user_attrs.get(LAPSED) and not t.user_attrs.get(WARM_START))
             cap = self.run_cap()
             if not waiting:
                 if cap is not None and counted >= cap:
@@ -324,27 +396,57 @@ class LocalController:
             record = leases.get(str(lease.trial))
             if record is None or record["agent"] != lease.agent or record["expires"] < time.time():
                 return False
-            leases[str(lease.trial)] = self._lease_record(lease.agent, lease.ttl)
+            leases[str(lease.trial)] = {**record, **self._lease_record(lease.agent, lease.ttl)}
+            self._save_leases(leases)
+            return True
+
+    def report(self, lease: Lease, points: Sequence[tuple[int, float]]) -> bool:
+        """Report the trial's metric at the run's steps (``(step, value)``, as logged) and ask the
+        pruner: True when the trial should stop (it is then told ``PRUNED`` when it ends, whatever
+        its exit status). Steps reported before are skipped; non-finite values are not reported."""
+        optuna = _optuna()
+        with self._locked():
+            leases = self._leases()
+            record = leases.get(str(lease.trial))
+            if record is None or record["agent"] != lease.agent:
+                return False  # lapsed: the heartbeat stops the trial
+            if record.get("pruned"):
+                return True
+            study = self._study()
+            trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, lease.trial))
+            frozen = study._storage.get_trial(trial._trial_id)
+            if frozen.state != optuna.trial.TrialState.RUNNING:
+                return False
+            known = frozen.intermediate_values
+            for step, value in points:
+                if step not in known and math.isfinite(value):
+                    trial.report(float(value), int(step))
+            if not trial.should_prune():
+                return False
+            record["pruned"] = True
             self._save_leases(leases)
             return True
 
     def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult:
         """The trial's process ended with ``exit_code``: tell the study the run's metric (read
         from its record log), or that the trial failed and why."""
-        from tracklet.sweeps.objective import read_objective
+        from tracklet.sweeps.objective import read_objectives
 
-        value = None
+        values = None
         if exit_code == 0 and error is None:  # read before taking the lock: a long log takes a while
-            value, error = read_objective(self.root, self.project, lease.run_id, self._spec.metric)
+            values, error = read_objectives(self.root, self.project, lease.run_id, self._spec.objectives)
         elif error is None:
             error = f"the command exited with status {exit_code}"
-        return self.tell(lease, value, error)
+        return self.tell(lease, values, error)
 
-    def tell(self, lease: Lease, value: float | None, error: str | None = None) -> TrialResult:
-        """Record how trial ``lease`` ended: its objective ``value``, or ``error`` (failed). A
-        lease that lapsed meanwhile keeps the trial failed and the result is discarded."""
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult:
+        """Record how trial ``lease`` ended: its objective ``value`` (one per objective in a
+        multi-objective sweep), or ``error`` (failed). A lease that lapsed meanwhile keeps the
+        trial failed and the result is discarded."""
         optuna = _optuna()
-        metric = self._spec.metric
+        objectives = self._spec.objectives
+        values = None if value is None else [float(v) for v in value] if isinstance(value, Sequence) else [value]
         with self._locked():
             study = self._study()
             leases = self._reap(study, self._leases())
@@ -355,18 +457,31 @@ class LocalController:
             del leases[str(lease.trial)]
             trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
                 study._study_id, lease.trial))
-            if error is None and metric is not None and (value is None or not math.isfinite(value)):
-                error = f"the objective {metric.name} is {value!r}, not a finite number"
+            if record.get("pruned"):
+                study.tell(lease.trial, state=optuna.trial.TrialState.PRUNED)
+                self._save_leases(leases)
+                frozen = study._storage.get_trial(trial._trial_id)
+                step = frozen.last_step
+                return TrialResult(lease.trial, "pruned", frozen.value,
+                                   f"pruned at step {step}" + ("" if frozen.value is None else
+                                                                f" ({objectives[0].name} = {frozen.value:g})"))
+            if error is None and objectives:
+                if values is None or len(values) != len(objectives) or not all(math.isfinite(v) for v in values):
+                    names = ", ".join(m.name for m in objectives)
+                    error = f"the objective {names} is {value!r}, not {len(objectives)} finite number(s)"
             if error is not None:
                 trial.set_user_attr("error", error)
                 study.tell(lease.trial, state=optuna.trial.TrialState.FAIL)
                 result = TrialResult(lease.trial, "failed", None, error)
             else:
-                if metric is None:
+                if not objectives:
                     trial.set_user_attr("no_metric", True)
-                study.tell(lease.trial, 0.0 if value is None else value)
-                result = TrialResult(lease.trial, "complete", value,
-                                     "done" if metric is None else f"{metric.name} = {value:g}")
+                told = values if objectives and values is not None else [0.0]
+                study.tell(lease.trial, told if len(told) > 1 else told[0])
+                shown = "done" if not objectives else ", ".join(
+                    f"{m.name} = {v:g}" for m, v in zip(objectives, told))
+                result = TrialResult(lease.trial, "complete", told[0] if len(told) == 1 and objectives else None,
+                                     shown, tuple(told) if objectives else ())
             self._save_leases(leases)
             return result
 
@@ -407,16 +522,19 @@ class LocalController:
             leases = self._reap(study, self._leases())
             trials = self._trial_rows(study)
             state = self._state()
+            # the Pareto front: complete trials no other complete trial dominates (Optuna's own)
+            pareto = {t.number for t in study.best_trials} if self._spec.multi_objective else None
         counts: dict[str, int] = {}
         for row in trials:
-            counts[row["state"]] = counts.get(row["state"], 0) + 1
+            state_name = "warm_start" if row["warm_start"] else row["state"]  # not runs this sweep started
+            counts[state_name] = counts.get(state_name, 0) + 1
         run_state = state.get("state", "running")
         cap = state.get("run_cap", self._spec.run_cap)
         if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
-            settled = sum(n for s, n in counts.items() if s != "lapsed")
+            settled = sum(n for s, n in counts.items() if s not in ("lapsed", "warm_start"))
             if (cap is not None and settled >= cap) or (
-                    self._spec.method == "grid" and counts.get("complete", 0) + counts.get("failed", 0)
-                    >= self._spec.grid_size()):
+                    self._spec.method == "grid"
+                    and sum(counts.get(s, 0) for s in ("complete", "failed", "pruned")) >= self._spec.grid_size()):
                 run_state = "finished"
         scored = [row for row in trials if row["state"] == "complete" and row["value"] is not None]
         maximize = self._spec.metric is not None and self._spec.metric.maximize
@@ -425,10 +543,12 @@ class LocalController:
             "id": self.sweep_id, "project": self.project, "method": self._spec.method,
             "state": run_state, "run_cap": cap,
             "metric": dataclasses.asdict(self._spec.metric) if self._spec.metric else None,
+            "metrics": [dataclasses.asdict(m) for m in self._spec.objectives],
+            "pareto": [row for row in trials if row["trial"] in pareto] if pareto is not None else None,
             "grid_size": self._spec.grid_size() if self._spec.method == "grid" else None,
             "counts": counts, "best": best, "trials": trials,
             "leases": [{"trial": int(n), **record} for n, record in sorted(leases.items(), key=lambda i: int(i[0]))],
-            "created": self.info.get("created"),
+            "created": self.info.get("created"), "warm_start": self.info.get("warm_start"),
         }
 
     # ------------------------------------------------------------ internals
@@ -507,20 +627,27 @@ class LocalController:
         return set(space.grid_points(self._spec)) - taken
 
     def _sampler(self, agents: int, trials: int) -> Any:
-        """The sampler for this ask. An unseeded sweep keeps one per startup count (samplers cache
-        what they derive from the study, e.g. TPE's search space). A seeded sweep builds one per ask
-        with a seed derived from the trial count, so neither two asks nor two agent processes
-        repeat a random sequence."""
-        spec = self._spec
-        startup = max(MIN_STARTUP_TRIALS, BASE_STARTUP_TRIALS - (agents - 1))
-        seeded = spec.seed is not None or (spec.sampler or {}).get("seed") is not None
-        if seeded:
-            return self._new_sampler(startup, trials)
-        if self._cached_sampler is None or self._cached_sampler[0] != startup:
-            self._cached_sampler = (startup, self._new_sampler(startup, trials))
+        """The sampler for this ask: one per controller (process), kept between asks, because
+        samplers carry state from ask to ask that the search depends on (GPSampler warm-starts
+        its kernel fit from the previous one; a GP refitted from scratch each ask got stuck in
+        Hartmann-6's local optima 5 seeds in 10). It is rebuilt only when more agents appear
+        (fewer random startup trials). A seeded sweep seeds it from (seed, the trial count at the
+        first ask): reproducible for one agent, and no two agent processes share a sequence
+        (each ask sees a distinct trial count, under the lock).
+
+        TPE's constant liar (Optuna 5's default: running trials count as bad, so parallel
+        agents spread out) is off while this process has seen no other agent at work: with one
+        agent the only running trial is the one being asked, so it changes no suggestion, and it
+        costs a quarter of an ask at 1,000 trials (a second fetch of the trials, the suggestion
+        written to the journal again)."""
+        self._max_agents = max(self._max_agents, agents)
+        startup = max(MIN_STARTUP_TRIALS, BASE_STARTUP_TRIALS - (self._max_agents - 1))
+        key = (startup, self._max_agents > 1)
+        if self._cached_sampler is None or self._cached_sampler[0] != key:
+            self._cached_sampler = (key, self._new_sampler(startup, trials, liar=key[1]))
         return self._cached_sampler[1]
 
-    def _new_sampler(self, startup: int, trials: int) -> Any:
+    def _new_sampler(self, startup: int, trials: int, *, liar: bool = True) -> Any:
         optuna = _optuna()
         spec = self._spec
         seed = None if spec.seed is None else _derived_seed(spec.seed, trials)
@@ -532,7 +659,7 @@ class LocalController:
         if spec.method == "bayes":
             if len(spec.searched) <= GP_MAX_DIMS:
                 return samplers.GPSampler(seed=seed, n_startup_trials=startup)
-            return samplers.TPESampler(seed=seed, n_startup_trials=startup)
+            return tpe_sampler(seed=seed, n_startup_trials=startup, constant_liar=liar)
         options = dict(spec.sampler or {"type": "tpe"})
         kind = options.pop("type")
         if options.get("seed") is not None:
@@ -541,8 +668,10 @@ class LocalController:
             options["seed"] = seed
         if kind in ("tpe", "gp"):
             options.setdefault("n_startup_trials", startup)
-        classes = {"tpe": samplers.TPESampler, "gp": samplers.GPSampler, "random": samplers.RandomSampler,
-                   "cmaes": samplers.CmaEsSampler, "qmc": samplers.QMCSampler}
+        if kind == "tpe":
+            options.setdefault("constant_liar", liar)
+        classes = {"tpe": tpe_sampler, "gp": samplers.GPSampler, "random": samplers.RandomSampler,
+                   "cmaes": samplers.CmaEsSampler, "qmc": samplers.QMCSampler, "nsga2": samplers.NSGAIISampler}
         try:
             return classes[kind](**options)
         except TypeError as error:
@@ -554,16 +683,20 @@ class LocalController:
             state = trial.state.name.lower()
             if state == "fail":
                 state = "lapsed" if trial.user_attrs.get(LAPSED) else "failed"
-            value = trial.value if trial.state.name == "COMPLETE" and not trial.user_attrs.get("no_metric") else None
+            told = trial.values if trial.state.name == "COMPLETE" and not trial.user_attrs.get("no_metric") else None
+            values = [v if math.isfinite(v) else None for v in told] if told else None
+            value = values[0] if values is not None and len(values) == 1 else None
             try:
                 config = space.decode(self._spec, trial.params or trial.system_attrs.get("fixed_params") or {})
             except (KeyError, IndexError, ValueError):
                 config = {}
             rows.append({
                 "trial": trial.number, "state": state,
-                "value": value if value is None or math.isfinite(value) else None,
-                "config": config, "run": f"{self.project}/{trial.user_attrs['run_id']}"
-                if "run_id" in trial.user_attrs else None,
+                "value": value, "values": values,
+                "config": config, "run": trial.user_attrs.get("run") or (
+                    f"{self.project}/{trial.user_attrs['run_id']}" if "run_id" in trial.user_attrs else None),
+                "warm_start": bool(trial.user_attrs.get(WARM_START)),
+                "last_step": trial.last_step,
                 "agent": trial.user_attrs.get("agent"), "error": trial.user_attrs.get("error"),
                 "start": trial.datetime_start.timestamp() if trial.datetime_start else None,
                 "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None,
@@ -571,11 +704,50 @@ class LocalController:
         return rows
 
 
+def pruning_enabled(spec: SweepSpec) -> bool:
+    return spec.early_terminate is not None or (spec.pruner is not None and spec.pruner.get("type") != "nop")
+
+
+def build_pruner(spec: SweepSpec) -> Any:
+    """The study's pruner. ``early_terminate: {type: hyperband, min_iter, eta}`` is W&B's
+    asynchronous successive halving (bands at ``min_iter * eta**k``; a run below the top ``1/eta``
+    of the runs that reached a band stops): Optuna's ``SuccessiveHalvingPruner`` with
+    ``min_resource=min_iter``, ``reduction_factor=eta``, on the run's real step. Given
+    ``max_iter`` and ``s`` instead, ``min_iter`` is ``max_iter / eta**s``. ``pruner:`` (method
+    optuna) names an Optuna pruner and its options. Otherwise none (``NopPruner``; Optuna's own
+    default, MedianPruner, would stop runs a user never asked to stop)."""
+    optuna = _optuna()
+    pruners = optuna.pruners
+    early = spec.early_terminate
+    if early is not None:
+        eta = early.get("eta", 3)
+        min_iter = early.get("min_iter")
+        if min_iter is None:
+            min_iter = max(1, int(early["max_iter"] / eta ** early["s"]))
+        return pruners.SuccessiveHalvingPruner(min_resource=int(min_iter), reduction_factor=int(round(eta)),
+                                               min_early_stopping_rate=0)
+    options = dict(spec.pruner or {"type": "nop"})
+    kind = options.pop("type")
+    classes = {"nop": pruners.NopPruner, "median": pruners.MedianPruner, "percentile": pruners.PercentilePruner,
+               "hyperband": pruners.HyperbandPruner, "successive_halving": pruners.SuccessiveHalvingPruner,
+               "threshold": pruners.ThresholdPruner, "patient": pruners.PatientPruner,
+               "wilcoxon": pruners.WilcoxonPruner}
+    if kind == "patient":
+        options.setdefault("wrapped_pruner", None)
+    try:
+        return classes[kind](**options)
+    except (TypeError, ValueError) as error:
+        raise SweepError(f"pruner: {error}") from None
+
+
 def _derived_seed(seed: int, trials: int) -> int:
-    """The seed of the sampler built for the ask after ``trials`` trials: distinct per (seed,
-    trials), so neither two asks nor two seeds share a random sequence."""
+    """The seed of a sampler built for the ask after ``trials`` trials: ``seed`` itself for the
+    first ask of a sweep (one agent then searches exactly as Optuna's sampler with that seed),
+    else distinct per (seed, trials), so no two agent processes share a random sequence."""
     import hashlib
 
+    if trials == 0:
+        return seed
     return int.from_bytes(hashlib.blake2b(f"{seed}/{trials}".encode(), digest_size=4).digest(), "big")
 
 

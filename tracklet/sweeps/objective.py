@@ -4,6 +4,11 @@ As W&B's sweeps do (``metric_extremum``), the objective is the best value of the
 history and summary: the smallest for ``goal: minimize``, the largest for ``maximize``.
 Non-numeric and non-finite values are not candidates. A run that never logged the metric is a
 failed trial, with a message that says so.
+
+A multi-objective sweep (``metrics:``) is told each metric's *final* value instead: the run's
+summary (the last value logged, unless the program set it), else the last finite point of its
+history. The best of each metric taken on its own would combine different moments of the run into
+a point it never reached, and the Pareto front would show trade-offs no model had.
 """
 
 from __future__ import annotations
@@ -23,6 +28,49 @@ def _numbers(values: Any) -> list[float]:
     return found
 
 
+def read_objectives(root: Path, project: str, run_id: str,
+                    metrics: tuple[Metric, ...]) -> tuple[list[float] | None, str | None]:
+    """One value per objective (see the module docstring), or ``(None, problem)``."""
+    if len(metrics) <= 1:
+        value, problem = read_objective(root, project, run_id, metrics[0] if metrics else None)
+        return (None if value is None else [value]), problem
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    paths = RunPaths(Path(root), project, run_id)
+    if not paths.log_file.is_file():
+        return None, (f"the command exited 0 but recorded no run {project}/{run_id}: does the program call "
+                      "tracklet.init() (or wandb.init() under the W&B layer)?")
+    return objectives_of(RecordedRun(paths), project, run_id, metrics)
+
+
+def objectives_of(run: Any, project: str, run_id: str,
+                  metrics: tuple[Metric, ...]) -> tuple[list[float] | None, str | None]:
+    """:func:`read_objectives` of an open :class:`~tracklet.core.api.RecordedRun`."""
+    logged_keys = run.keys()
+    if len(metrics) == 1:
+        metric = metrics[0]
+        candidates = _numbers([run.summary.get(metric.name)])
+        if metric.name in logged_keys:
+            candidates += _numbers(run.history([metric.name])[metric.name])
+        if not candidates:
+            logged = ", ".join(logged_keys[:10]) or "nothing"
+            return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
+                          f"(it logged: {logged})")
+        return [(max if metric.maximize else min)(candidates)], None
+    values = []
+    for metric in metrics:
+        candidates = _numbers([run.summary.get(metric.name)])
+        if not candidates and metric.name in logged_keys:
+            candidates = _numbers(run.history([metric.name])[metric.name])[-1:]
+        if not candidates:
+            logged = ", ".join(logged_keys[:10]) or "nothing"
+            return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
+                          f"(it logged: {logged})")
+        values.append(candidates[0])
+    return values, None
+
+
 def read_objective(root: Path, project: str, run_id: str, metric: Metric | None) -> tuple[float | None, str | None]:
     """``(value, None)``, or ``(None, problem)`` naming what is missing."""
     from tracklet.core.api import RecordedRun
@@ -34,13 +82,5 @@ def read_objective(root: Path, project: str, run_id: str, metric: Metric | None)
                       "tracklet.init() (or wandb.init() under the W&B layer)?")
     if metric is None:
         return None, None
-    run = RecordedRun(paths)
-    candidates = _numbers([run.summary.get(metric.name)])
-    logged_keys = run.keys()
-    if metric.name in logged_keys:
-        candidates += _numbers(run.history([metric.name])[metric.name])
-    if not candidates:
-        logged = ", ".join(logged_keys[:10]) or "nothing"
-        return None, (f"metric {metric.name!r} was never logged as a finite number by run {project}/{run_id} "
-                      f"(it logged: {logged})")
-    return (max if metric.maximize else min)(candidates), None
+    values, problem = objectives_of(RecordedRun(paths), project, run_id, (metric,))
+    return (values[0] if values else None), problem

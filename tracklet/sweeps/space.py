@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from tracklet.sweeps.spec import Param, SweepSpec, _quantize, grid_values
@@ -127,3 +128,99 @@ def decode(spec: SweepSpec, engine_params: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[param.path[-1]] = value
     return config
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same kind: ``1``, ``1.0`` and ``True`` are three different choices."""
+    return a == b and (type(a) is type(b) or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                              and not isinstance(a, bool) and not isinstance(b, bool)))
+
+
+def encode_value(param: Param, value: Any, method: str) -> Any:
+    """The engine value whose decoding is ``value`` (the inverse of :func:`decode_value`), for a
+    finished run's config added to a study (warm start). Raises ``ValueError`` when ``value`` is
+    outside ``param``'s support."""
+    f = param.fields
+    kind = param.distribution
+    if kind in ("categorical", "categorical_w_probabilities") or method == "grid":
+        choices = grid_values(param) if method == "grid" else list(f["values"])
+        index = next((i for i, choice in enumerate(choices) if _same(choice, value)), None)
+        if index is None:
+            raise ValueError(f"{param.name}: {value!r} is not one of its values")
+        if method == "grid" and kind == "int_uniform":
+            return int(value)
+        if kind == "categorical_w_probabilities" and method != "grid":
+            cumulative = [0.0, *itertools.accumulate(f["probabilities"])]
+            low, high = cumulative[index] / cumulative[-1], cumulative[index + 1] / cumulative[-1]
+            if not high > low:
+                raise ValueError(f"{param.name}: {value!r} has probability 0")
+            return min(max((low + high) / 2, _EPS), 1.0 - _EPS)
+        return index
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{param.name}: {value!r} is not a finite number")
+    if kind == "int_uniform":
+        if value != int(value):
+            raise ValueError(f"{param.name}: {value!r} is not an integer")
+        engine: Any = int(value)
+    elif kind in _CDF_SPACE:
+        engine = _cdf(param, float(value))
+    else:
+        engine = float(value)
+    dist = distribution(param, method)
+    if not dist._contains(dist.to_internal_repr(engine)):
+        raise ValueError(f"{param.name}: {value!r} is outside [{f['min']}, {f['max']}]" if "min" in f
+                         else f"{param.name}: {value!r} is outside its distribution")
+    return engine
+
+
+def _cdf(param: Param, value: float) -> float:
+    """Where ``value`` sits in ``param``'s CDF space (the inverse of the ppf decoding)."""
+    f = param.fields
+    kind = param.distribution
+    if kind in ("q_log_uniform_values", "q_log_uniform"):
+        if value <= 0:
+            raise ValueError(f"{param.name}: {value!r} is not > 0")
+        low, high = (math.log(f["min"]), math.log(f["max"])) if kind == "q_log_uniform_values" else (f["min"], f["max"])
+        u = (math.log(value) - low) / (high - low)
+    else:
+        from scipy import stats
+
+        if kind in ("normal", "q_normal"):
+            u = float(stats.norm.cdf(value, loc=f["mu"], scale=f["sigma"]))
+        elif kind in ("log_normal", "q_log_normal"):
+            if value <= 0:
+                raise ValueError(f"{param.name}: {value!r} is not > 0")
+            u = float(stats.norm.cdf(math.log(value), loc=f["mu"], scale=f["sigma"]))
+        else:
+            u = float(stats.beta.cdf(value, f["a"], f["b"]))
+    if not 0.0 <= u <= 1.0:
+        raise ValueError(f"{param.name}: {value!r} is outside its distribution")
+    return min(max(u, _EPS), 1.0 - _EPS)
+
+
+def encode(spec: SweepSpec, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's (nested) config as engine values for every searched parameter; raises
+    ``ValueError`` naming the first parameter that is missing, outside its support, or (for a
+    constant) different from the sweep's value."""
+    engine: dict[str, Any] = {}
+    for param in spec.params:
+        found, value = _lookup(config, param.path)
+        if not found:
+            raise ValueError(f"{param.name}: not in the run's config")
+        if param.constant:
+            if not _same(value, param.fields["value"]):
+                raise ValueError(f"{param.name}: {value!r}, the sweep holds it at {param.fields['value']!r}")
+            continue
+        engine[param.key] = encode_value(param, value, spec.method)
+    return engine
+
+
+def _lookup(config: Mapping[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
+    """``config``'s value at ``path``: nested (``{"opt": {"lr": ..}}``) or flat with dots (``"opt.lr"``)."""
+    node: Any = config
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            dotted = ".".join(path)
+            return (True, config[dotted]) if dotted in config else (False, None)
+        node = node[part]
+    return True, node

@@ -48,14 +48,16 @@ DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
 }
 # Sampled in W&B's exponent form: min/max are natural-log exponents.
 EXPONENT_FORMS = ("log_uniform", "q_log_uniform", "inv_log_uniform")
-OPTUNA_SAMPLERS = ("tpe", "gp", "random", "cmaes", "qmc")
+OPTUNA_SAMPLERS = ("tpe", "gp", "random", "cmaes", "qmc", "nsga2")
+# Samplers that can't search more than one objective (Optuna's CmaEsSampler).
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 OPTUNA_PRUNERS = ("nop", "median", "percentile", "hyperband", "successive_halving", "threshold", "patient",
                   "wilcoxon")
 MAX_GRID_POINTS = 1_000_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _TOP_LEVEL = {"method", "metric", "parameters", "early_terminate", "run_cap", "command", "program", "project",
               "entity", "name", "description", "controller", "apiVersion", "kind", "job", "image_uri", "scheduler",
-              "sampler", "pruner", "seed", "metrics"}
+              "sampler", "pruner", "seed", "metrics", "warm_start"}
 _PARAM_KEYS = {"distribution", "value", "values", "probabilities", "min", "max", "q", "mu", "sigma", "a", "b",
                "parameters"}
 
@@ -112,6 +114,17 @@ class SweepSpec:
     sampler: Mapping[str, Any] | None = None
     pruner: Mapping[str, Any] | None = None
     seed: int | None = None
+    metrics: tuple[Metric, ...] = ()
+    warm_start: Mapping[str, Any] | None = None  # {"project": name or None}
+
+    @property
+    def objectives(self) -> tuple[Metric, ...]:
+        """What the study optimizes: ``metric``, or each of ``metrics`` (multi-objective)."""
+        return (self.metric,) if self.metric is not None else self.metrics
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def searched(self) -> tuple[Param, ...]:
@@ -192,10 +205,14 @@ def parse(config: Any) -> SweepSpec:
         problems.add("method", f"must be one of {', '.join(METHODS)}; got {method!r}")
 
     metric = _metric(config.get("metric"), problems) if "metric" in config else None
+    metrics: tuple[Metric, ...] = ()
     if "metrics" in config:
-        problems.add("metrics", "multi-objective sweeps are not supported yet; give one metric:")
-    if method in ("bayes", "optuna") and metric is None and "metric" not in config:
-        problems.add("metric", f"is required for method: {method} (name: the key to optimize, goal: minimize|maximize)")
+        if "metric" in config:
+            problems.add("metrics", "give metric: (one objective) or metrics: (several), not both")
+        metrics = _metrics(config["metrics"], problems)
+    if method in ("bayes", "optuna") and metric is None and "metric" not in config and "metrics" not in config:
+        problems.add("metric", f"is required for method: {method} (name: the key to optimize, goal: minimize|maximize; "
+                               "or metrics: [{name, goal}, ...] for several objectives)")
 
     params: list[Param] = []
     if "parameters" not in config:
@@ -232,10 +249,25 @@ def parse(config: Any) -> SweepSpec:
     if method == "optuna":
         sampler = _choice(config.get("sampler", "tpe"), "sampler", OPTUNA_SAMPLERS, problems)
         pruner = _choice(config.get("pruner", "nop"), "pruner", OPTUNA_PRUNERS, problems)
+        if len(metrics) > 1 and sampler is not None and sampler.get("type") in SINGLE_OBJECTIVE_SAMPLERS:
+            several = ", ".join(name for name in OPTUNA_SAMPLERS if name not in SINGLE_OBJECTIVE_SAMPLERS)
+            problems.add("sampler", f"{sampler['type']} searches one objective; metrics: has {len(metrics)} "
+                                    f"(use one of {several})")
+        if len(metrics) > 1 and pruner is not None and pruner.get("type") != "nop":
+            problems.add("pruner", "Optuna prunes single-objective trials only; metrics: has several objectives "
+                                   "(use pruner: nop)")
     else:
         for key in ("sampler", "pruner"):
             if key in config:
                 problems.add(key, f"is only read with method: optuna (method is {method!r})")
+    warm_start = _warm_start(config["warm_start"], method, problems) if "warm_start" in config else None
+    prunes = early is not None or (pruner is not None and pruner.get("type") != "nop")
+    if prunes and metric is None and "metric" not in config and "metrics" not in config:
+        problems.add("early_terminate" if early is not None else "pruner",
+                     "pruning needs metric: {name, goal} (the logged value runs are compared on)")
+    if len(metrics) > 1 and early is not None:
+        problems.add("early_terminate", "Optuna prunes single-objective trials only; metrics: has several "
+                                        "objectives (remove early_terminate:)")
     if method == "grid" and params and not problems.lines:
         for param in params:
             if param.constant:
@@ -257,14 +289,18 @@ def parse(config: Any) -> SweepSpec:
             normalized[key] = value
     if metric is not None:
         normalized["metric"] = {k: v for k, v in dataclasses.asdict(metric).items() if v is not None}
+    if metrics:
+        normalized["metrics"] = [{k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in metrics]
     if early is not None:
         normalized["early_terminate"] = early
     if sampler is not None:
         normalized["sampler"], normalized["pruner"] = sampler, pruner
+    if "warm_start" in config:
+        normalized["warm_start"] = warm_start if warm_start is not None else False
     return SweepSpec(
         method=str(method), metric=metric, params=tuple(params), config=normalized, run_cap=run_cap,
         program=program, command=tuple(command) if command else None, project=project, early_terminate=early,
-        sampler=sampler, pruner=pruner, seed=seed,
+        sampler=sampler, pruner=pruner, seed=seed, metrics=metrics, warm_start=warm_start,
     )
 
 
@@ -283,28 +319,45 @@ def load_text(text: str | bytes) -> Any:
         raise SweepSpecError(f"sweep config: not valid YAML: {error}") from None
 
 
-def _metric(value: Any, problems: _Problems) -> Metric | None:
+def _metrics(value: Any, problems: _Problems) -> tuple[Metric, ...]:
+    """``metrics: [{name, goal}, ...]``: the objectives of a multi-objective sweep."""
+    if not isinstance(value, list) or not value:
+        problems.add("metrics", f"must be a non-empty list of {{name, goal}} mappings; got {value!r}")
+        return ()
+    found: list[Metric] = []
+    for index, item in enumerate(value):
+        metric = _metric(item, problems, f"metrics[{index}]")
+        if metric is None:
+            continue
+        if any(m.name == metric.name for m in found):
+            problems.add(f"metrics[{index}].name", f"{metric.name!r} is already an objective")
+            continue
+        found.append(metric)
+    return tuple(found) if len(found) == len(value) else ()
+
+
+def _metric(value: Any, problems: _Problems, where: str = "metric") -> Metric | None:
     if not isinstance(value, Mapping):
-        problems.add("metric", f"must be a mapping with name: and goal:; got {value!r}")
+        problems.add(where, f"must be a mapping with name: and goal:; got {value!r}")
         return None
     for key in value:
         if key not in ("name", "goal", "target", "impute", "impute_while_running"):
-            problems.add(f"metric.{key}", "unknown key (known: name, goal, target, impute, impute_while_running)")
+            problems.add(f"{where}.{key}", "unknown key (known: name, goal, target, impute, impute_while_running)")
     name, goal, target = value.get("name"), value.get("goal", "minimize"), value.get("target")
     ok = True
     if not isinstance(name, str) or not name:
-        problems.add("metric.name", f"is required: the logged key to optimize; got {name!r}")
+        problems.add(f"{where}.name", f"is required: the logged key to optimize; got {name!r}")
         ok = False
     if goal not in GOALS:
-        problems.add("metric.goal", f"must be minimize or maximize; got {goal!r}")
+        problems.add(f"{where}.goal", f"must be minimize or maximize; got {goal!r}")
         ok = False
     if target is not None and not _is_number(target):
-        problems.add("metric.target", f"must be a number; got {target!r}")
+        problems.add(f"{where}.target", f"must be a number; got {target!r}")
         ok = False
     for key, allowed in (("impute", ("latest", "best", "worst")),
                          ("impute_while_running", ("latest", "best", "worst", "false", False))):
         if key in value and value[key] not in allowed:
-            problems.add(f"metric.{key}", f"must be one of {', '.join(map(str, allowed))}; got {value[key]!r}")
+            problems.add(f"{where}.{key}", f"must be one of {', '.join(map(str, allowed))}; got {value[key]!r}")
     return Metric(str(name), str(goal), float(target) if target is not None else None) if ok else None
 
 
@@ -439,6 +492,25 @@ def _early_terminate(value: Any, problems: _Problems) -> dict[str, Any] | None:
     if "min_iter" not in value and not ("max_iter" in value and "s" in value):
         problems.add("early_terminate", "give min_iter, or max_iter and s")
     return result
+
+
+def _warm_start(value: Any, method: Any, problems: _Problems) -> dict[str, Any] | None:
+    """``warm_start: true`` (the sweep's project) or ``{project: NAME}``; ``false``: none."""
+    if value is False or value is None:
+        return None
+    options = {"project": None} if value is True else dict(value) if isinstance(value, Mapping) else None
+    if options is None:
+        problems.add("warm_start", f"must be true, false or {{project: NAME}}; got {value!r}")
+        return None
+    for key in options:
+        if key != "project":
+            problems.add(f"warm_start.{key}", "unknown key (known: project)")
+    project = options.get("project")
+    if project is not None and (not isinstance(project, str) or not project):
+        problems.add("warm_start.project", f"must be a project name; got {project!r}")
+    if method == "grid":
+        problems.add("warm_start", "a grid sweep runs every point itself; warm start is for random, bayes and optuna")
+    return {"project": project}
 
 
 def _choice(value: Any, field: str, allowed: tuple[str, ...], problems: _Problems) -> dict[str, Any] | None:

@@ -407,26 +407,13 @@ class LocalController:
             leases = self._reap(study, self._leases())
             trials = self._trial_rows(study)
             state = self._state()
-        counts: dict[str, int] = {}
-        for row in trials:
-            counts[row["state"]] = counts.get(row["state"], 0) + 1
-        run_state = state.get("state", "running")
-        cap = state.get("run_cap", self._spec.run_cap)
-        if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
-            settled = sum(n for s, n in counts.items() if s != "lapsed")
-            if (cap is not None and settled >= cap) or (
-                    self._spec.method == "grid" and counts.get("complete", 0) + counts.get("failed", 0)
-                    >= self._spec.grid_size()):
-                run_state = "finished"
-        scored = [row for row in trials if row["state"] == "complete" and row["value"] is not None]
-        maximize = self._spec.metric is not None and self._spec.metric.maximize
-        best = (max if maximize else min)(scored, key=lambda row: row["value"]) if scored else None
+        summary = summarize(self._spec, trials, state)
         return {
             "id": self.sweep_id, "project": self.project, "method": self._spec.method,
-            "state": run_state, "run_cap": cap,
+            "state": summary["state"], "run_cap": summary["run_cap"],
             "metric": dataclasses.asdict(self._spec.metric) if self._spec.metric else None,
             "grid_size": self._spec.grid_size() if self._spec.method == "grid" else None,
-            "counts": counts, "best": best, "trials": trials,
+            "counts": summary["counts"], "best": summary["best"], "trials": trials,
             "leases": [{"trial": int(n), **record} for n, record in sorted(leases.items(), key=lambda i: int(i[0]))],
             "created": self.info.get("created"),
         }
@@ -569,6 +556,26 @@ class LocalController:
                 "end": trial.datetime_complete.timestamp() if trial.datetime_complete else None,
             })
         return rows
+
+
+def summarize(spec: SweepSpec, trials: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:
+    """From a sweep's trial rows (``_trial_rows``) and ``state.json``: the trials per state, the
+    sweep's state (``finished`` once nothing runs and the run cap or the grid is exhausted), the
+    run cap and the best complete trial. Pure: ``status()`` and the dashboard's reader share it."""
+    counts: dict[str, int] = {}
+    for row in trials:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    run_state = state.get("state", "running")
+    cap = state.get("run_cap", spec.run_cap)
+    if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
+        settled = sum(n for s, n in counts.items() if s != "lapsed")
+        if (cap is not None and settled >= cap) or (
+                spec.method == "grid" and counts.get("complete", 0) + counts.get("failed", 0) >= spec.grid_size()):
+            run_state = "finished"
+    scored = [row for row in trials if row["state"] == "complete" and row["value"] is not None]
+    maximize = spec.metric is not None and spec.metric.maximize
+    best = (max if maximize else min)(scored, key=lambda row: row["value"]) if scored else None
+    return {"state": run_state, "run_cap": cap, "counts": counts, "best": best}
 
 
 def _derived_seed(seed: int, trials: int) -> int:

@@ -558,6 +558,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/sweeps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A project's sweeps
+         * @description Newest first: method, metric, state, trials per state and the best trial of each sweep; a
+         *     sweep whose files can't be read is listed with `error` saying why.
+         */
+        get: operations["list_sweeps_api_v1_projects__project__sweeps_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One sweep: spec, trials, best-so-far, agents
+         * @description The sweep's normalized config and searched parameters, its newest 10,000 trials (state,
+         *     parameters, value, run and its state, agent, start and end), the best value after each
+         *     complete trial, and the agents in the order they started. 404 for a sweep not in `project`.
+         */
+        get: operations["get_sweep_api_v1_projects__project__sweeps__sweep_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/importance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Parameter importance for the sweep's metric
+         * @description Each searched parameter's share of the metric's variation among the best trials (Optuna's
+         *     PED-ANOVA over the complete trials; normalized to sum to 1), most important first.
+         */
+        get: operations["get_importance_api_v1_projects__project__sweeps__sweep_id__importance_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -826,6 +890,18 @@ export interface components {
              * @description Versions of the page that could not be read
              */
             damaged: components["schemas"]["DamagedVersion"][];
+        };
+        /**
+         * BestSoFarPoint
+         * @description A complete trial (in trial-number order), its value and the best value up to it.
+         */
+        BestSoFarPoint: {
+            /** Trial */
+            trial: number;
+            /** Value */
+            value: number;
+            /** Best */
+            best: number;
         };
         /**
          * CompareHistoryResponse
@@ -1097,6 +1173,13 @@ export interface components {
             /** Offset */
             offset: number;
         };
+        /** ParamImportance */
+        ParamImportance: {
+            /** Name */
+            name: string;
+            /** Importance */
+            importance: number;
+        };
         /** Project */
         Project: {
             /** Name */
@@ -1254,6 +1337,186 @@ export interface components {
             count?: number[];
             /** Nonfinite */
             nonfinite?: number[];
+        };
+        /**
+         * SweepBest
+         * @description The best complete trial so far: its number, objective value and run.
+         */
+        SweepBest: {
+            /** Trial */
+            trial: number;
+            /** Value */
+            value: number;
+            /** Run Id */
+            run_id: string | null;
+        };
+        /**
+         * SweepDetail
+         * @description A sweep in full: the normalized config, its searched parameters, the newest 10,000 trials in
+         *     trial-number order, the best-so-far series and the agents (by their first trial).
+         */
+        SweepDetail: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Method */
+            method: string;
+            /** State */
+            state: string;
+            metric: components["schemas"]["SweepMetric"] | null;
+            /** Created */
+            created: number | null;
+            /** Run Cap */
+            run_cap: number | null;
+            /** Grid Size */
+            grid_size: number | null;
+            /** Trial Count */
+            trial_count: number;
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            best: components["schemas"]["SweepBest"] | null;
+            /**
+             * Error
+             * @description Why the sweep could not be read (its other fields are empty)
+             */
+            error?: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Parameters */
+            parameters: components["schemas"]["SweepParameter"][];
+            /** Trials */
+            trials: components["schemas"]["SweepTrial"][];
+            /** Best So Far */
+            best_so_far: components["schemas"]["BestSoFarPoint"][];
+            /** Agents */
+            agents: string[];
+        };
+        /**
+         * SweepImportanceResponse
+         * @description How much each searched parameter matters for the metric (Optuna's PED-ANOVA over the
+         *     complete trials), most important first; `note` says why the list is empty.
+         */
+        SweepImportanceResponse: {
+            /** Evaluator */
+            evaluator: string;
+            /** Trials */
+            trials: number;
+            /** Importances */
+            importances: components["schemas"]["ParamImportance"][];
+            /** Note */
+            note: string | null;
+        };
+        /** SweepMetric */
+        SweepMetric: {
+            /** Name */
+            name: string;
+            /** Goal */
+            goal: string;
+        };
+        /**
+         * SweepParameter
+         * @description A searched parameter: its dotted name, W&B distribution, whether it is searched on a log
+         *     scale, and a categorical's values in the spec's order.
+         */
+        SweepParameter: {
+            /** Name */
+            name: string;
+            /** Distribution */
+            distribution: string;
+            /** Log */
+            log: boolean;
+            /** Values */
+            values?: unknown[];
+        };
+        /** SweepResponse */
+        SweepResponse: {
+            sweep: components["schemas"]["SweepDetail"];
+        };
+        /**
+         * SweepSummary
+         * @description A sweep as listed. `state`: running, paused, stopped or finished (nothing runs and the run
+         *     cap or the grid is exhausted). `counts`: trials per state (complete, failed, lapsed, pruned,
+         *     running, waiting).
+         */
+        SweepSummary: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Method */
+            method: string;
+            /** State */
+            state: string;
+            metric: components["schemas"]["SweepMetric"] | null;
+            /** Created */
+            created: number | null;
+            /** Run Cap */
+            run_cap: number | null;
+            /** Grid Size */
+            grid_size: number | null;
+            /** Trial Count */
+            trial_count: number;
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            best: components["schemas"]["SweepBest"] | null;
+            /**
+             * Error
+             * @description Why the sweep could not be read (its other fields are empty)
+             */
+            error?: string;
+        };
+        /**
+         * SweepTrial
+         * @description One trial. `state`: complete, failed, lapsed (its agent stopped renewing the lease), pruned,
+         *     running or waiting. `value`: the objective of a complete trial; `params`: the searched
+         *     parameters' values by dotted name; `run_state`: its run's state in the store (null: no run
+         *     recorded); times in seconds since the epoch.
+         */
+        SweepTrial: {
+            /** Number */
+            number: number;
+            /** State */
+            state: string;
+            /** Value */
+            value: number | null;
+            /**
+             * Values
+             * @description Every objective (multi-objective sweeps)
+             */
+            values?: (number | null)[];
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            /** Run Id */
+            run_id: string | null;
+            /** Run State */
+            run_state: string | null;
+            /** Agent */
+            agent: string | null;
+            /** Start */
+            start: number | null;
+            /** End */
+            end: number | null;
+            /** Error */
+            error: string | null;
+            /**
+             * Lease Expires
+             * @description A running trial's lease expiry (past: it is lapsing)
+             */
+            lease_expires: number | null;
+        };
+        /** SweepsResponse */
+        SweepsResponse: {
+            /** Sweeps */
+            sweeps: components["schemas"]["SweepSummary"][];
         };
         /**
          * SystemNamesResponse
@@ -3144,7 +3407,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3225,7 +3488,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3305,7 +3568,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3392,7 +3655,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3469,7 +3732,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3554,7 +3817,219 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_sweeps_api_v1_projects__project__sweeps_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_sweep_api_v1_projects__project__sweeps__sweep_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_importance_api_v1_projects__project__sweeps__sweep_id__importance_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepImportanceResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;

@@ -117,6 +117,9 @@ def test_sweep_page_shows_trials_parallel_coordinates_best_so_far_and_agent_lane
     page.click("table.trials tbody tr:first-child td[data-col='run'] a")
     page.wait_for_selector(".overview [data-field='state']")
     assert f"/projects/sw/runs/{sweep_id}-" in page.url
+    page.click("a.run-sweep")  # the run page links back to its sweep
+    page.wait_for_selector("table.trials tbody tr")
+    assert page.url == f"{url}projects/sw/sweeps/{sweep_id}"
 
 
 def test_runs_table_groups_runs_by_sweep(swept, ui, page):

@@ -119,8 +119,12 @@ def test_one_sweep_has_its_trials_runs_and_a_monotone_best_so_far(swept):
 
 def test_parameter_importance_ranks_the_parameter_that_matters(swept):
     client, sweep_id = swept["client"], swept["id"]
+    path = f"/api/v1/projects/demo/sweeps/{sweep_id}"
+    assert client.get(path).json()["sweep"]["trial_count"] == 8  # the server now keeps this sweep's replayed study
     LocalController(swept["root"], sweep_id).finish(swept["held"], 1)  # settle the running trial
     Agent(LocalController(swept["root"], sweep_id), count=10, log=lambda line: None).run_function(objective)
+    after = client.get(path).json()["sweep"]  # ...and catches up with what agents appended since
+    assert after["trial_count"] == 18 and after["counts"] == {"complete": 16, "failed": 2}
     found = _exact(SweepImportanceResponse, client.get(f"/api/v1/projects/demo/sweeps/{sweep_id}/importance"))
     assert found["evaluator"] == "PED-ANOVA" and found["trials"] == 16 and found["note"] is None
     names = [entry["name"] for entry in found["importances"]]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -70,6 +71,7 @@ class SweepReader:
         self._study: Any = None
         self._importance_lock = threading.Lock()
         self._importance: tuple[int, dict[str, Any]] | None = None
+        self._rows: tuple[int, list[dict[str, Any]]] | None = None  # (journal size, rows): unchanged, not rebuilt
 
     def _load(self) -> Any:
         if self._study is None:
@@ -90,8 +92,13 @@ class SweepReader:
     def trial_rows(self) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
         """Every trial (the controller's rows, replayed up to now), the state file, the leases."""
         with self._lock:
-            study = self._load()
-            rows = self.controller._trial_rows(study)
+            try:
+                size = os.stat(self.journal).st_size  # before replaying: a later append only makes it stale
+            except FileNotFoundError:
+                size = -1
+            if self._rows is None or self._rows[0] != size:
+                self._rows = (size, self.controller._trial_rows(self._load()))
+            rows = self._rows[1]
         return rows, self.controller._state(), self.controller._leases()
 
     def summary(self) -> dict[str, Any]:
@@ -177,7 +184,8 @@ class SweepReader:
 
         optuna = _optuna()
         names = {param.key: param.name for param in self.controller.spec.searched}
-        study = self._load()
+        with self._lock:
+            study = self._load()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning, few-trials warnings

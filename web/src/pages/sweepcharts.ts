@@ -108,6 +108,7 @@ export interface PcAxis {
   min: number;
   max: number;
   categories: string[];
+  ticks: number[]; // numeric axes: the values labelled (a numeric categorical's choices, else min and max)
 }
 
 export interface PcLine {
@@ -124,13 +125,14 @@ function paramAxis(name: string, values: unknown[], choices: unknown[] | undefin
   const numeric = choices ? choices.every(finite) : values.every((v) => v === undefined || finite(v));
   if (!numeric) {
     const categories = [...new Set([...(choices ?? []).map(categoryLabel), ...values.filter((v) => v !== undefined).map(categoryLabel)])];
-    return { key: name, label: name, kind: "category", min: 0, max: Math.max(0, categories.length - 1), categories };
+    return { key: name, label: name, kind: "category", min: 0, max: Math.max(0, categories.length - 1), categories, ticks: [] };
   }
   const range = [...numbers, ...((choices ?? []) as number[])];
   const min = range.length ? Math.min(...range) : 0;
   const max = range.length ? Math.max(...range) : 0;
   const isLog = min > 0 && (log || wantsLog(range));
-  return { key: name, label: name, kind: isLog ? "log" : "number", min, max, categories: [] };
+  const ticks = choices && choices.length <= 12 ? [...new Set(choices as number[])] : [...new Set([min, max])];
+  return { key: name, label: name, kind: isLog ? "log" : "number", min, max, categories: [], ticks };
 }
 
 function place(axis: PcAxis, value: unknown): number | null {
@@ -197,9 +199,7 @@ export function parcoordsChart(sweep: SweepDetail, width: number): { el: SVGSVGE
     const ticks: [number, string][] =
       axis.kind === "category"
         ? axis.categories.map((c, k) => [axis.categories.length === 1 ? 0.5 : k / (axis.categories.length - 1), c])
-        : axis.min === axis.max
-          ? [[0.5, fmtTick(axis.min)]]
-          : [[0, fmtTick(axis.min)], [1, fmtTick(axis.max)]];
+        : axis.ticks.map((v) => [axis.min === axis.max ? 0.5 : unit(v, axis.min, axis.max, axis.kind === "log"), fmtTick(v)]);
     const name = axis.label.length > 22 ? axis.label.slice(0, 21) + "…" : axis.label;
     return svg(
       "g.axis",

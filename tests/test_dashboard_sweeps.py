@@ -145,3 +145,32 @@ def test_an_unknown_sweep_says_so(swept, ui, page, allowed_errors):
     page.goto(url + "projects/sw/sweeps/nosuchsweep?token=" + token)
     page.wait_for_selector("p.error")
     assert "no sweep 'nosuchsweep' in project 'sw' (HTTP 404)" in page.text_content("p.error")
+
+
+def test_a_running_sweep_updates_without_a_reload(root, monkeypatch, page):
+    from tracklet.sweeps.controller import LocalController, create_sweep
+
+    sweep_id = create_sweep(root, {"method": "random", "seed": 2, "metric": {"name": "loss"},
+                                   "parameters": {"lr": {"min": 0.0, "max": 1.0}}}, project="live")
+    controller = LocalController(root, sweep_id)
+    first = controller.next_trial("agent-a", ttl=600)
+    process, url, token = start_ui(root)
+    try:
+        page.goto(url + f"projects/live/sweeps/{sweep_id}?token=" + token)
+        page.wait_for_selector("table.trials tbody tr[data-trial='0'][data-state='running']")
+        assert page.locator("svg.timeline rect.trial-bar[data-state='running']").count() == 1
+        assert page.text_content("svg.best-so-far") == "No complete trial yet."
+        monkeypatch.setenv("TRACKLET_SWEEP_ID", sweep_id)  # what the agent gives a trial's process
+        monkeypatch.setenv("TRACKLET_SWEEP_TRIAL", "0")
+        run = tracklet.init(dir=str(root), settings=QUIET)
+        run.log({"loss": 0.5})
+        run.finish()
+        assert controller.finish(first, 0).state == "complete"
+        controller.next_trial("agent-b", ttl=600)
+        page.wait_for_selector("table.trials tbody tr[data-trial='0'][data-state='complete']")
+        page.wait_for_function("() => document.querySelectorAll('svg.timeline g.lane').length === 2")
+        assert probe(page, "sweep")["best"]["best"] == [0.5]
+        assert page.locator("table.trials tbody tr").count() == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -84,7 +84,7 @@ def test_a_projects_sweeps_are_listed_with_counts_and_best(swept):
     assert sweep["metric"] == {"name": "f", "goal": "minimize"}
     assert sweep["best"] == {"trial": status["best"]["trial"], "value": status["best"]["value"],
                              "run_id": f"{sweep_id}-{status['best']['trial']}"}
-    assert client.get("/api/v1/projects/nobody/sweeps").json() == {"sweeps": []}
+    assert client.get("/api/v1/projects/nobody/sweeps").json() == {"sweeps": [], "total": 0}
 
 
 def test_one_sweep_has_its_trials_runs_and_a_monotone_best_so_far(swept):
@@ -171,7 +171,7 @@ def test_the_sweep_routes_need_the_projects_read_role(swept):
     other = client.get(f"/api/v1/projects/demo/sweeps/{swept['other']}")
     assert other.status_code == 404 and "no sweep" in other.json()["detail"]
     # elsewhere has no runs, so the guard lets anyone "read" it: its sweeps stay hidden all the same
-    assert client.get("/api/v1/projects/elsewhere/sweeps").json() == {"sweeps": []}
+    assert client.get("/api/v1/projects/elsewhere/sweeps").json() == {"sweeps": [], "total": 0}
     for path in (f"/{swept['other']}", f"/{swept['other']}/importance"):
         assert client.get(f"/api/v1/projects/elsewhere/sweeps{path}").status_code == 404
     admin = {"Authorization": f"Bearer {keys['admin']}"}
@@ -196,3 +196,13 @@ def test_a_damaged_sweep_is_reported_and_the_others_still_listed(swept):
     detail = client.get(f"/api/v1/projects/demo/sweeps/{damaged}")
     assert detail.status_code == 500 and f"sweep {damaged} can't be read" in detail.json()["detail"]
     assert json.loads(detail.content) == {"detail": detail.json()["detail"]}
+
+
+def test_a_listing_summarises_only_the_newest_sweeps(swept, monkeypatch):
+    from tracklet.sweeps import view
+
+    client, root = swept["client"], swept["root"]
+    newer = [create_sweep(root, CONFIG, project="demo") for _ in range(2)]
+    monkeypatch.setattr(view, "MAX_LISTED", 2)  # each summary replays a journal: the listing is bounded
+    listed = _exact(SweepsResponse, client.get("/api/v1/projects/demo/sweeps"))
+    assert sorted(s["id"] for s in listed["sweeps"]) == sorted(newer) and listed["total"] == 3

@@ -502,7 +502,10 @@ class SweepSummary(BaseModel):
 
 
 class SweepsResponse(BaseModel):
+    """The project's newest 50 sweeps, newest first; `total`: how many it has."""
+
     sweeps: list[SweepSummary]
+    total: int
 
 
 class SweepParameter(BaseModel):

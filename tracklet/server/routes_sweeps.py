@@ -65,17 +65,16 @@ def _run_states(store: Any, project: str, run_ids: list[str]) -> dict[str, str]:
             responses=errors(400),
             summary="A project's sweeps")
 def list_sweeps(request: Request, project: str) -> SweepsResponse:
-    """Newest first: method, metric, state, trials per state and the best trial of each sweep; a
-    sweep whose files can't be read is listed with `error` saying why."""
+    """The newest 50 sweeps: method, metric, state, trials per state and the best trial of each; a
+    sweep whose files can't be read is listed with `error` saying why. `total`: all the project's sweeps."""
     from tracklet.sweeps.view import project_sweeps
 
     app = _check(request, project)
     if not _readable(request, app, project):
-        return SweepsResponse(sweeps=[])
-    listed = []
-    for entry in project_sweeps(app.root, project):
-        listed.append({**entry.summary, **({"error": entry.error} if entry.error else {})})
-    return SweepsResponse.model_validate({"sweeps": listed})
+        return SweepsResponse(sweeps=[], total=0)
+    entries, total = project_sweeps(app.root, project)
+    listed = [{**entry.summary, **({"error": entry.error} if entry.error else {})} for entry in entries]
+    return SweepsResponse.model_validate({"sweeps": listed, "total": total})
 
 
 @router.get("/{project}/sweeps/{sweep_id}", response_model=SweepResponse, response_model_exclude_unset=True,

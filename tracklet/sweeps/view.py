@@ -30,6 +30,7 @@ from tracklet.errors import SweepError, SweepNotFound
 from tracklet.sweeps.controller import LocalController, list_sweeps, parse_sweep_id, summarize
 
 MAX_READERS = 64  # sweeps whose replayed study is kept between requests
+MAX_LISTED = 50  # sweeps a project's listing summarises (the newest): each summary replays a journal
 MAX_TRIALS = 10_000  # trials one answer lists (the newest); counts and the best cover them all
 MIN_IMPORTANCE_TRIALS = 4  # complete trials before importance means anything
 LOG_DISTRIBUTIONS = frozenset({"log_uniform", "log_uniform_values", "inv_log_uniform", "inv_log_uniform_values",
@@ -242,19 +243,20 @@ class Listed:
     error: str | None = None
 
 
-def project_sweeps(root: Path | str, project: str) -> list[Listed]:
-    """``project``'s sweeps under ``root``, newest first, each summarised (or its error)."""
+def project_sweeps(root: Path | str, project: str) -> tuple[list[Listed], int]:
+    """``project``'s newest ``MAX_LISTED`` sweeps under ``root``, each summarised (or its error),
+    and how many it has in all."""
     listed = []
-    for info in list_sweeps(Path(root)):
-        if info.get("project") != project or not isinstance(info.get("id"), str):
-            continue
+    found = [info for info in list_sweeps(Path(root))
+             if info.get("project") == project and isinstance(info.get("id"), str)]
+    for info in found[:MAX_LISTED]:
         try:
             listed.append(Listed(reader(root, info["id"]).summary()))
         except Exception as error:  # noqa: BLE001 - a damaged sweep is reported in its row, not raised
             listed.append(Listed({"id": info["id"], "project": project, "method": "", "state": info.get("state", ""),
                                   "metric": None, "created": info.get("created"), "run_cap": None, "grid_size": None,
                                   "trial_count": 0, "counts": {}, "best": None}, f"can't read the sweep: {error}"))
-    return listed
+    return listed, len(found)
 
 
 def read_sweep(root: Path | str, project: str, sweep_id: str) -> dict[str, Any]:

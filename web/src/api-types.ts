@@ -567,8 +567,8 @@ export interface paths {
         };
         /**
          * A project's sweeps
-         * @description Newest first: method, metric, state, trials per state and the best trial of each sweep; a
-         *     sweep whose files can't be read is listed with `error` saying why.
+         * @description The newest 50 sweeps: method, metric, state, trials per state and the best trial of each; a
+         *     sweep whose files can't be read is listed with `error` saying why. `total`: all the project's sweeps.
          */
         get: operations["list_sweeps_api_v1_projects__project__sweeps_get"];
         put?: never;
@@ -1513,10 +1513,15 @@ export interface components {
              */
             lease_expires: number | null;
         };
-        /** SweepsResponse */
+        /**
+         * SweepsResponse
+         * @description The project's newest 50 sweeps, newest first; `total`: how many it has.
+         */
         SweepsResponse: {
             /** Sweeps */
             sweeps: components["schemas"]["SweepSummary"][];
+            /** Total */
+            total: number;
         };
         /**
          * SystemNamesResponse

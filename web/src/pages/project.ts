@@ -99,12 +99,12 @@ function availableColumns(rows: RunRow[]): string[] {
 }
 
 /** The project's sweeps, one line each: id (a link to its page), state, method, trials, best value. */
-function sweepsList(project: string, sweeps: SweepSummary[]): HTMLElement | string {
+function sweepsList(project: string, sweeps: SweepSummary[], total: number): HTMLElement | string {
   if (!sweeps.length) return "";
   return h(
     "details.sweeps-list",
     { open: true },
-    h("summary", { text: `Sweeps (${sweeps.length})` }),
+    h("summary", { text: `Sweeps (${total > sweeps.length ? `the newest ${sweeps.length} of ${total}` : sweeps.length})` }),
     h(
       "ul",
       {},
@@ -315,10 +315,10 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   /** The sweeps list (on load, and when runs appear or end: a sweep's trials are runs). */
   async function loadSweeps(): Promise<void> {
     try {
-      const { sweeps } = await api.sweeps(project);
+      const { sweeps, total } = await api.sweeps(project);
       const had = hasSweeps;
       hasSweeps = sweeps.length > 0;
-      sweepsBox.replaceChildren(sweepsList(project, sweeps));
+      sweepsBox.replaceChildren(sweepsList(project, sweeps, total));
       if (had !== hasSweeps) drawGroupMenu();
     } catch {
       /* a server without the sweep routes, or a refusal: no list */

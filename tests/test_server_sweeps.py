@@ -196,6 +196,11 @@ def test_a_damaged_sweep_is_reported_and_the_others_still_listed(swept):
     detail = client.get(f"/api/v1/projects/demo/sweeps/{damaged}")
     assert detail.status_code == 500 and f"sweep {damaged} can't be read" in detail.json()["detail"]
     assert json.loads(detail.content) == {"detail": detail.json()["detail"]}
+    broken = create_sweep(root, CONFIG, project="demo")
+    (root / "sweeps" / broken / "sweep.json").write_text('{"id": "x", "project": "demo"}')  # no config
+    answer = client.get(f"/api/v1/projects/demo/sweeps/{broken}")
+    assert answer.status_code == 500 and "sweep.json" in answer.json()["detail"]
+    assert client.get("/api/v1/projects/demo/sweeps").status_code == 200
 
 
 def test_a_listing_summarises_only_the_newest_sweeps(swept, monkeypatch):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tracklet.errors import SweepError, SweepNotFound
-from tracklet.sweeps.controller import LocalController, list_sweeps, parse_sweep_id, summarize
+from tracklet.sweeps.controller import LocalController, list_sweeps, parse_sweep_id, summarize, sweeps_dir
 
 MAX_READERS = 64  # sweeps whose replayed study is kept between requests
 MAX_LISTED = 50  # sweeps a project's listing summarises (the newest): each summary replays a journal
@@ -64,7 +64,10 @@ class SweepReader:
     def __init__(self, root: Path, sweep_id: str) -> None:
         from tracklet.sweeps.journal_read import file_identity
 
-        self.controller = LocalController(root, sweep_id)  # reads sweep.json: no lock, no write
+        try:
+            self.controller = LocalController(root, sweep_id)  # reads sweep.json: no lock, no write
+        except (ValueError, KeyError, TypeError) as error:  # a damaged sweep.json, a config that no longer validates
+            raise SweepError(f"{sweeps_dir(root) / sweep_id / 'sweep.json'}: {error}") from None
         self.sweep_id = self.controller.sweep_id
         self.journal = str(self.controller.dir / "journal.log")
         self.identity = file_identity(self.journal)

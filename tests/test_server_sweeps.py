@@ -200,6 +200,10 @@ def test_a_damaged_sweep_is_reported_and_the_others_still_listed(swept):
     (root / "sweeps" / broken / "sweep.json").write_text('{"id": "x", "project": "demo"}')  # no config
     answer = client.get(f"/api/v1/projects/demo/sweeps/{broken}")
     assert answer.status_code == 500 and "sweep.json" in answer.json()["detail"]
+    garbled = create_sweep(root, CONFIG, project="demo")
+    (root / "sweeps" / garbled / "state.json").write_text("{not json")
+    answer = client.get(f"/api/v1/projects/demo/sweeps/{garbled}")
+    assert answer.status_code == 500 and f"sweep {garbled} can't be read" in answer.json()["detail"]
     assert client.get("/api/v1/projects/demo/sweeps").status_code == 200
 
 

@@ -92,7 +92,7 @@ def get_sweep(request: Request, project: str, sweep_id: str) -> SweepResponse:
         sweep = read_sweep(app.root, project, sweep_id)
     except SweepNotFound:
         raise HTTPException(status_code=404, detail=f"no sweep {sweep_id!r} in project {project!r}") from None
-    except (SweepError, MissingDependency, OSError) as error:
+    except (SweepError, MissingDependency, OSError, ValueError) as error:  # ValueError: a damaged state or lease file
         raise _unreadable(sweep_id, error) from None
     states = _run_states(app.store, project, [t["run_id"] for t in sweep["trials"] if t["run_id"]])
     for trial in sweep["trials"]:
@@ -114,6 +114,6 @@ def get_importance(request: Request, project: str, sweep_id: str) -> SweepImport
         found = param_importance(app.root, project, sweep_id)
     except SweepNotFound:
         raise HTTPException(status_code=404, detail=f"no sweep {sweep_id!r} in project {project!r}") from None
-    except (SweepError, MissingDependency, OSError) as error:
+    except (SweepError, MissingDependency, OSError, ValueError) as error:  # ValueError: a damaged state or lease file
         raise _unreadable(sweep_id, error) from None
     return SweepImportanceResponse.model_validate(found)

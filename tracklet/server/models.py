@@ -54,7 +54,7 @@ _ERROR_DESCRIPTIONS = {
     413: "Request body too large (on the wire or decompressed)",
     415: "Unsupported Content-Encoding",
     416: "The requested byte range is outside the blob",
-    500: "Stored data could not be read (a damaged or missing file); the detail names it",
+    500: "Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it",
 }
 
 
@@ -530,3 +530,113 @@ class CommitRequest(BaseModel):
 class CommitResponse(BaseModel):
     version: ArtifactVersion
     reused: bool = Field(description="The latest version had the same content: it was returned, no new version")
+
+
+# ---------------------------------------------------------------------------------- sweeps
+
+
+class SweepMetric(BaseModel):
+    name: str
+    goal: str  # minimize or maximize
+
+
+class SweepBest(BaseModel):
+    """The best complete trial so far: its number, objective value and run."""
+
+    trial: int
+    value: float
+    run_id: str | None
+
+
+class SweepSummary(BaseModel):
+    """A sweep as listed. `state`: running, paused, stopped or finished (nothing runs and the run
+    cap or the grid is exhausted). `counts`: trials per state (complete, failed, lapsed, pruned,
+    running, waiting)."""
+
+    id: str
+    project: str
+    method: str  # grid, random, bayes, optuna
+    state: str
+    metric: SweepMetric | None
+    created: float | None
+    run_cap: int | None
+    grid_size: int | None
+    trial_count: int
+    counts: dict[str, int]
+    best: SweepBest | None
+    error: str | Absent = Field(None, description="Why the sweep could not be read (its other fields are empty)")
+
+
+class SweepsResponse(BaseModel):
+    """The project's newest 50 sweeps, newest first; `total`: how many it has."""
+
+    sweeps: list[SweepSummary]
+    total: int
+
+
+class SweepParameter(BaseModel):
+    """A searched parameter: its dotted name, W&B distribution, whether it is searched on a log
+    scale, and a categorical's values in the spec's order."""
+
+    name: str
+    distribution: str
+    log: bool
+    values: list[Any] | Absent = None
+
+
+class SweepTrial(BaseModel):
+    """One trial. `state`: complete, failed, lapsed (its agent stopped renewing the lease), pruned,
+    running or waiting. `value`: the objective of a complete trial; `params`: the searched
+    parameters' values by dotted name; `run_state`: its run's state in the store (null: no run
+    recorded); times in seconds since the epoch."""
+
+    number: int
+    state: str
+    value: float | None
+    values: list[float | None] | Absent = Field(None, description="Every objective (multi-objective sweeps)")
+    params: dict[str, Any]
+    run_id: str | None
+    run_state: str | None
+    agent: str | None
+    start: float | None
+    end: float | None
+    error: str | None
+    lease_expires: float | None = Field(description="A running trial's lease expiry (past: it is lapsing)")
+
+
+class BestSoFarPoint(BaseModel):
+    """A complete trial (in trial-number order), its value and the best value up to it."""
+
+    trial: int
+    value: float
+    best: float
+
+
+class SweepDetail(SweepSummary):
+    """A sweep in full: the normalized config, its searched parameters, the newest 10,000 trials in
+    trial-number order, the best-so-far series and the agents (by their first trial)."""
+
+    config: dict[str, Any]
+    parameters: list[SweepParameter]
+    trials: list[SweepTrial]
+    best_so_far: list[BestSoFarPoint]
+    agents: list[str]
+
+
+class SweepResponse(BaseModel):
+    sweep: SweepDetail
+
+
+class ParamImportance(BaseModel):
+    name: str
+    importance: float  # normalized: the parameters' importances sum to 1
+
+
+class SweepImportanceResponse(BaseModel):
+    """How much each searched parameter matters for the metric (Optuna's PED-ANOVA over the
+    complete trials), most important first; `note` says why the list is empty."""
+
+    evaluator: str
+    trials: int  # complete trials it was computed from
+    importances: list[ParamImportance]
+    note: str | None

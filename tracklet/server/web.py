@@ -1,7 +1,8 @@
 """Serving the dashboard: the built front-end (``web/``, built into ``tracklet/server/static``).
 
 The bundle is a single-page app: ``/assets/*`` are its content-hashed files (cached for good),
-and each of its pages (``/``, ``/projects/<p>``, ``/projects/<p>/runs/<id>``, the artifact pages) answers
+and each of its pages (``/``, ``/projects/<p>``, ``/projects/<p>/runs/<id>``, the artifact pages,
+``/projects/<p>/sweeps/<id>``) answers
 ``index.html``, whose script routes on the client. The JSON API under ``/api/v1`` and FastAPI's
 ``/docs`` and ``/openapi.json`` are registered first and are untouched. The bundle needs no key:
 it holds no data; the browser sends its key with each API request.
@@ -21,7 +22,8 @@ PAGES = ("/", "/projects/{project}", "/projects/{project}/runs/{run_id}",
          # artifacts (pages/artifacts.ts): the list, a collection, a version, lineage graphs
          "/projects/{project}/artifacts", "/projects/{project}/artifacts/{name}",
          "/projects/{project}/artifacts/{name}/{version}", "/projects/{project}/artifacts/{name}/{version}/lineage",
-         "/projects/{project}/runs/{run_id}/lineage")
+         "/projects/{project}/runs/{run_id}/lineage",
+         "/projects/{project}/sweeps/{sweep_id}")  # a sweep (pages/sweep.ts)
 
 _MISSING = """<!doctype html><title>tracklet</title>
 <p>The dashboard's bundle is missing from this installation ({where}). Build it with

@@ -524,29 +524,15 @@ class LocalController:
             state = self._state()
             # the Pareto front: complete trials no other complete trial dominates (Optuna's own)
             pareto = {t.number for t in study.best_trials} if self._spec.multi_objective else None
-        counts: dict[str, int] = {}
-        for row in trials:
-            state_name = "warm_start" if row["warm_start"] else row["state"]  # not runs this sweep started
-            counts[state_name] = counts.get(state_name, 0) + 1
-        run_state = state.get("state", "running")
-        cap = state.get("run_cap", self._spec.run_cap)
-        if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
-            settled = sum(n for s, n in counts.items() if s not in ("lapsed", "warm_start"))
-            if (cap is not None and settled >= cap) or (
-                    self._spec.method == "grid"
-                    and sum(counts.get(s, 0) for s in ("complete", "failed", "pruned")) >= self._spec.grid_size()):
-                run_state = "finished"
-        scored = [row for row in trials if row["state"] == "complete" and row["value"] is not None]
-        maximize = self._spec.metric is not None and self._spec.metric.maximize
-        best = (max if maximize else min)(scored, key=lambda row: row["value"]) if scored else None
+        summary = summarize(self._spec, trials, state)
         return {
             "id": self.sweep_id, "project": self.project, "method": self._spec.method,
-            "state": run_state, "run_cap": cap,
+            "state": summary["state"], "run_cap": summary["run_cap"],
             "metric": dataclasses.asdict(self._spec.metric) if self._spec.metric else None,
             "metrics": [dataclasses.asdict(m) for m in self._spec.objectives],
             "pareto": [row for row in trials if row["trial"] in pareto] if pareto is not None else None,
             "grid_size": self._spec.grid_size() if self._spec.method == "grid" else None,
-            "counts": counts, "best": best, "trials": trials,
+            "counts": summary["counts"], "best": summary["best"], "trials": trials,
             "leases": [{"trial": int(n), **record} for n, record in sorted(leases.items(), key=lambda i: int(i[0]))],
             "created": self.info.get("created"), "warm_start": self.info.get("warm_start"),
         }
@@ -738,6 +724,29 @@ def build_pruner(spec: SweepSpec) -> Any:
         return classes[kind](**options)
     except (TypeError, ValueError) as error:
         raise SweepError(f"pruner: {error}") from None
+
+
+def summarize(spec: SweepSpec, trials: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:
+    """From a sweep's trial rows (``_trial_rows``) and ``state.json``: the trials per state (runs
+    added by a warm start count as ``warm_start``), the sweep's state (``finished`` once nothing
+    runs and the run cap or the grid is exhausted), the run cap and the best complete trial. Pure:
+    ``status()`` and the dashboard's reader share it."""
+    counts: dict[str, int] = {}
+    for row in trials:
+        state_name = "warm_start" if row.get("warm_start") else row["state"]  # not runs this sweep started
+        counts[state_name] = counts.get(state_name, 0) + 1
+    run_state = state.get("state", "running")
+    cap = state.get("run_cap", spec.run_cap)
+    if run_state == "running" and not counts.get("running") and not counts.get("waiting"):
+        settled = sum(n for s, n in counts.items() if s not in ("lapsed", "warm_start"))
+        if (cap is not None and settled >= cap) or (
+                spec.method == "grid"
+                and sum(counts.get(s, 0) for s in ("complete", "failed", "pruned")) >= spec.grid_size()):
+            run_state = "finished"
+    scored = [row for row in trials if row["state"] == "complete" and row["value"] is not None]
+    maximize = spec.metric is not None and spec.metric.maximize
+    best = (max if maximize else min)(scored, key=lambda row: row["value"]) if scored else None
+    return {"state": run_state, "run_cap": cap, "counts": counts, "best": best}
 
 
 def _derived_seed(seed: int, trials: int) -> int:

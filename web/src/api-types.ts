@@ -716,6 +716,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/sweeps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A project's sweeps
+         * @description The newest 50 sweeps: method, metric, state, trials per state and the best trial of each; a
+         *     sweep whose files can't be read is listed with `error` saying why. `total`: all the project's sweeps.
+         */
+        get: operations["list_sweeps_api_v1_projects__project__sweeps_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One sweep: spec, trials, best-so-far, agents
+         * @description The sweep's normalized config and searched parameters, its newest 10,000 trials (state,
+         *     parameters, value, run and its state, agent, start and end), the best value after each
+         *     complete trial, and the agents in the order they started. 404 for a sweep not in `project`.
+         */
+        get: operations["get_sweep_api_v1_projects__project__sweeps__sweep_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/importance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Parameter importance for the sweep's metric
+         * @description Each searched parameter's share of the metric's variation among the best trials (Optuna's
+         *     PED-ANOVA over the complete trials; normalized to sum to 1), most important first.
+         */
+        get: operations["get_importance_api_v1_projects__project__sweeps__sweep_id__importance_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -1002,6 +1066,18 @@ export interface components {
              * @description Blobs whose bytes don't match their digest: not stored
              */
             rejected: components["schemas"]["RejectedBlob"][];
+        };
+        /**
+         * BestSoFarPoint
+         * @description A complete trial (in trial-number order), its value and the best value up to it.
+         */
+        BestSoFarPoint: {
+            /** Trial */
+            trial: number;
+            /** Value */
+            value: number;
+            /** Best */
+            best: number;
         };
         /** BlobQuery */
         BlobQuery: {
@@ -1324,6 +1400,13 @@ export interface components {
             /** Offset */
             offset: number;
         };
+        /** ParamImportance */
+        ParamImportance: {
+            /** Name */
+            name: string;
+            /** Importance */
+            importance: number;
+        };
         /** Project */
         Project: {
             /** Name */
@@ -1498,6 +1581,191 @@ export interface components {
             count?: number[];
             /** Nonfinite */
             nonfinite?: number[];
+        };
+        /**
+         * SweepBest
+         * @description The best complete trial so far: its number, objective value and run.
+         */
+        SweepBest: {
+            /** Trial */
+            trial: number;
+            /** Value */
+            value: number;
+            /** Run Id */
+            run_id: string | null;
+        };
+        /**
+         * SweepDetail
+         * @description A sweep in full: the normalized config, its searched parameters, the newest 10,000 trials in
+         *     trial-number order, the best-so-far series and the agents (by their first trial).
+         */
+        SweepDetail: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Method */
+            method: string;
+            /** State */
+            state: string;
+            metric: components["schemas"]["SweepMetric"] | null;
+            /** Created */
+            created: number | null;
+            /** Run Cap */
+            run_cap: number | null;
+            /** Grid Size */
+            grid_size: number | null;
+            /** Trial Count */
+            trial_count: number;
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            best: components["schemas"]["SweepBest"] | null;
+            /**
+             * Error
+             * @description Why the sweep could not be read (its other fields are empty)
+             */
+            error?: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Parameters */
+            parameters: components["schemas"]["SweepParameter"][];
+            /** Trials */
+            trials: components["schemas"]["SweepTrial"][];
+            /** Best So Far */
+            best_so_far: components["schemas"]["BestSoFarPoint"][];
+            /** Agents */
+            agents: string[];
+        };
+        /**
+         * SweepImportanceResponse
+         * @description How much each searched parameter matters for the metric (Optuna's PED-ANOVA over the
+         *     complete trials), most important first; `note` says why the list is empty.
+         */
+        SweepImportanceResponse: {
+            /** Evaluator */
+            evaluator: string;
+            /** Trials */
+            trials: number;
+            /** Importances */
+            importances: components["schemas"]["ParamImportance"][];
+            /** Note */
+            note: string | null;
+        };
+        /** SweepMetric */
+        SweepMetric: {
+            /** Name */
+            name: string;
+            /** Goal */
+            goal: string;
+        };
+        /**
+         * SweepParameter
+         * @description A searched parameter: its dotted name, W&B distribution, whether it is searched on a log
+         *     scale, and a categorical's values in the spec's order.
+         */
+        SweepParameter: {
+            /** Name */
+            name: string;
+            /** Distribution */
+            distribution: string;
+            /** Log */
+            log: boolean;
+            /** Values */
+            values?: unknown[];
+        };
+        /** SweepResponse */
+        SweepResponse: {
+            sweep: components["schemas"]["SweepDetail"];
+        };
+        /**
+         * SweepSummary
+         * @description A sweep as listed. `state`: running, paused, stopped or finished (nothing runs and the run
+         *     cap or the grid is exhausted). `counts`: trials per state (complete, failed, lapsed, pruned,
+         *     running, waiting).
+         */
+        SweepSummary: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Method */
+            method: string;
+            /** State */
+            state: string;
+            metric: components["schemas"]["SweepMetric"] | null;
+            /** Created */
+            created: number | null;
+            /** Run Cap */
+            run_cap: number | null;
+            /** Grid Size */
+            grid_size: number | null;
+            /** Trial Count */
+            trial_count: number;
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            best: components["schemas"]["SweepBest"] | null;
+            /**
+             * Error
+             * @description Why the sweep could not be read (its other fields are empty)
+             */
+            error?: string;
+        };
+        /**
+         * SweepTrial
+         * @description One trial. `state`: complete, failed, lapsed (its agent stopped renewing the lease), pruned,
+         *     running or waiting. `value`: the objective of a complete trial; `params`: the searched
+         *     parameters' values by dotted name; `run_state`: its run's state in the store (null: no run
+         *     recorded); times in seconds since the epoch.
+         */
+        SweepTrial: {
+            /** Number */
+            number: number;
+            /** State */
+            state: string;
+            /** Value */
+            value: number | null;
+            /**
+             * Values
+             * @description Every objective (multi-objective sweeps)
+             */
+            values?: (number | null)[];
+            /** Params */
+            params: {
+                [key: string]: unknown;
+            };
+            /** Run Id */
+            run_id: string | null;
+            /** Run State */
+            run_state: string | null;
+            /** Agent */
+            agent: string | null;
+            /** Start */
+            start: number | null;
+            /** End */
+            end: number | null;
+            /** Error */
+            error: string | null;
+            /**
+             * Lease Expires
+             * @description A running trial's lease expiry (past: it is lapsing)
+             */
+            lease_expires: number | null;
+        };
+        /**
+         * SweepsResponse
+         * @description The project's newest 50 sweeps, newest first; `total`: how many it has.
+         */
+        SweepsResponse: {
+            /** Sweeps */
+            sweeps: components["schemas"]["SweepSummary"][];
+            /** Total */
+            total: number;
         };
         /**
          * SystemNamesResponse
@@ -3427,7 +3695,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3508,7 +3776,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3651,7 +3919,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3738,7 +4006,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3815,7 +4083,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -3900,7 +4168,7 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
-            /** @description Stored data could not be read (a damaged or missing file); the detail names it */
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -4501,6 +4769,218 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_sweeps_api_v1_projects__project__sweeps_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_sweep_api_v1_projects__project__sweeps__sweep_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_importance_api_v1_projects__project__sweeps__sweep_id__importance_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepImportanceResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

@@ -17,6 +17,11 @@ export type SystemSeries = Plotted<Schemas["Series"]>;
 export type ConsoleLine = Schemas["ConsoleLine"];
 export type RunAlert = Schemas["Alert"];
 export type RunFile = Schemas["FileEntry"];
+export type SweepSummary = Schemas["SweepSummary"];
+export type SweepDetail = Schemas["SweepDetail"];
+export type SweepTrial = Schemas["SweepTrial"];
+export type SweepParameter = Schemas["SweepParameter"];
+export type SweepImportance = Schemas["SweepImportanceResponse"];
 
 /** The JSON body a GET of `P` answers with, per the server's schema. */
 type Body<P extends keyof paths> = paths[P] extends {
@@ -121,6 +126,11 @@ export const api = {
     }),
   files: (project: string, runId: string) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/files">>(`/runs/${enc(project)}/${enc(runId)}/files`),
+  sweeps: (project: string) => get<Body<"/api/v1/projects/{project}/sweeps">>(`/projects/${enc(project)}/sweeps`),
+  sweep: (project: string, sweepId: string) =>
+    get<Body<"/api/v1/projects/{project}/sweeps/{sweep_id}">>(`/projects/${enc(project)}/sweeps/${enc(sweepId)}`),
+  sweepImportance: (project: string, sweepId: string) =>
+    get<Body<"/api/v1/projects/{project}/sweeps/{sweep_id}/importance">>(`/projects/${enc(project)}/sweeps/${enc(sweepId)}/importance`),
   console: (project: string, runId: string, query: { after?: number; limit?: number; q?: string; tail?: boolean }) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/console">>(`/runs/${enc(project)}/${enc(runId)}/console`, query),
 };

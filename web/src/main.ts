@@ -7,6 +7,7 @@ import { projectPage } from "./pages/project";
 import { projectsPage } from "./pages/projects";
 import { runPage } from "./pages/run";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
+import { sweepPage } from "./pages/sweep";
 import { isArtifactRoute, parseRoute, projectHref, startRouter } from "./router";
 
 const app = document.getElementById("app")!;
@@ -20,11 +21,12 @@ async function render(): Promise<void> {
   const mine = ++current;
   const route = parseRoute(location.pathname);
   crumbs.replaceChildren(
-    ...(route.page === "project" || route.page === "run"
+    ...(route.page === "project" || route.page === "run" || route.page === "sweep"
       ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
       : []),
     ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
     ...artifactCrumbs(route),
+    ...(route.page === "sweep" ? [h("span", { text: ` / sweep ${route.sweepId}` })] : []),
   );
   try {
     let stop: () => void;
@@ -32,6 +34,7 @@ async function render(): Promise<void> {
     else if (route.page === "project") stop = await projectPage(app, route.project);
     else if (route.page === "run") stop = await runPage(app, route.project, route.runId);
     else if (isArtifactRoute(route)) stop = await artifactPage(app, route);
+    else if (route.page === "sweep") stop = await sweepPage(app, route.project, route.sweepId);
     else {
       app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));
       stop = () => {};

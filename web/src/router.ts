@@ -1,4 +1,4 @@
-// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, and the artifact pages
+// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, /projects/<p>/sweeps/<id>, and the artifact pages
 // (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
 // each, so a link (or a reload) lands on the right page; the view state lives in the query string.
 
@@ -7,6 +7,7 @@ export type Route =
   | { page: "project"; project: string }
   | { page: "run"; project: string; runId: string }
   | ArtifactRoute
+  | { page: "sweep"; project: string; sweepId: string }
   | { page: "missing"; path: string };
 
 export function parseRoute(pathname: string): Route {
@@ -17,6 +18,8 @@ export function parseRoute(pathname: string): Route {
     return { page: "run", project: parts[1], runId: parts[3] };
   const artifact = parseArtifactRoute(parts);
   if (artifact) return artifact;
+  if (parts[0] === "projects" && parts.length === 4 && parts[2] === "sweeps")
+    return { page: "sweep", project: parts[1], sweepId: parts[3] };
   return { page: "missing", path: pathname };
 }
 
@@ -56,6 +59,8 @@ export const versionHref = (project: string, name: string, version: string) =>
 export const runLineageHref = (project: string, runId: string) => `${runHref(project, runId)}/lineage`;
 export const versionLineageHref = (project: string, name: string, version: string) =>
   `${versionHref(project, name, version)}/lineage`;
+export const sweepHref = (project: string, sweepId: string) =>
+  `${projectHref(project)}/sweeps/${encodeURIComponent(sweepId)}`;
 
 let onNavigate: () => void = () => {};
 

@@ -106,7 +106,7 @@ export function configAxes(rows: RunRow[]): Axis[] {
 }
 
 /** Blue (low) through green and amber to red (high): every stop dark enough to see on white. */
-function heat(t: number): string {
+export function heat(t: number): string {
   const stops = [
     [44, 123, 182],
     [0, 158, 115],

@@ -1,16 +1,18 @@
-// A project: its runs table (filter, search, sort, columns, grouping, selection) beside the charts
-// workspace of the selected runs, or the Compare tab (config diff, parallel coordinates).
+// A project: its sweeps (links to their pages), its runs table (filter, search, sort, columns,
+// grouping by a config key or by sweep, selection) beside the charts workspace of the selected
+// runs, or the Compare tab (config diff, parallel coordinates).
 // Everything that defines the view is in the query string, so a link reproduces it: filter, q,
 // sort, cols, group, sel, tab, pc, x, smooth, zoom, log, panels, size, psize.
 
-import { api, ApiError, type RunRow } from "../api";
+import { api, ApiError, type RunRow, type SweepSummary } from "../api";
 import { runColor } from "../colors";
 import { CompareView } from "../compare/view";
 import { MAX_PLOT_HEIGHT, MIN_PLOT_HEIGHT } from "../charts/panel";
 import { ChartsWorkspace, PANEL_SIZES, POLL_MS, type PanelOwnSize, type PanelSize, type ViewState } from "../charts/workspace";
 import { debounce, h } from "../dom";
-import { flatten } from "../format";
-import { artifactsHref, readQuery, setQuery } from "../router";
+import { flatten, fmtValue } from "../format";
+import { artifactsHref, readQuery, setQuery, sweepHref } from "../router";
+import { SWEEP_GROUP, sweepOf } from "../runs/groups";
 import { RunsTable } from "../runs/table";
 
 const DEFAULT_SELECTION = 5;
@@ -96,6 +98,34 @@ function availableColumns(rows: RunRow[]): string[] {
   return [...found].sort().slice(0, 300);
 }
 
+/** The project's sweeps, one line each: id (a link to its page), state, method, trials, best value. */
+function sweepsList(project: string, sweeps: SweepSummary[], total: number): HTMLElement | string {
+  if (!sweeps.length) return "";
+  return h(
+    "details.sweeps-list",
+    { open: true },
+    h("summary", { text: `Sweeps (${total > sweeps.length ? `the newest ${sweeps.length} of ${total}` : sweeps.length})` }),
+    h(
+      "ul",
+      {},
+      ...sweeps.map((sweep) =>
+        h(
+          "li",
+          { "data-sweep": sweep.id },
+          h("a", { href: sweepHref(project, sweep.id), "data-link": true, text: sweep.id }),
+          h("span.state", { "data-state": sweep.state, text: sweep.state }),
+          h("span.muted", {
+            text: sweep.error
+              ? sweep.error
+              : `${sweep.method}, ${sweep.trial_count} trial${sweep.trial_count === 1 ? "" : "s"}` +
+                (sweep.best && sweep.metric ? `, best ${sweep.metric.name} ${fmtValue(sweep.best.value)}` : ""),
+          }),
+        ),
+      ),
+    ),
+  );
+}
+
 export async function projectPage(root: HTMLElement, project: string): Promise<() => void> {
   const params = readQuery();
   let filter = params.get("filter") ?? "";
@@ -119,6 +149,8 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   let groupBy = params.get("group") || null;
   const groupSelect = h("select.group-by", { name: "group", title: "Group runs by a config key" });
   let tab = params.get("tab") === "compare" ? "compare" : "charts";
+  const sweepsBox = h("div.sweeps-box");
+  let hasSweeps = false;
 
   const workspace = new ChartsWorkspace(project, readView(params), writeView);
   /** A run's colour: its group's while the table is grouped, else its own. */
@@ -161,6 +193,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
         {},
         h("div.pane-head", {}, h("h1", { text: project }), count,
           h("a.artifacts-link", { href: artifactsHref(project), "data-link": true, text: "Artifacts" })),
+        sweepsBox,
         h("div.toolbar", {}, searchInput, filterInput, columnsMenu, groupSelect),
         filterError,
         h("div.toolbar.selection", {}, h("span", { text: "Charts show:" }), selectTop, selectNone),
@@ -215,8 +248,13 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
 
   function drawGroupMenu(): void {
     const keys = availableColumns(rows).filter((c) => c.startsWith("config.")).map((c) => c.slice("config.".length));
-    if (groupBy && !keys.includes(groupBy)) keys.unshift(groupBy);
-    groupSelect.replaceChildren(h("option", { value: "", text: "No grouping" }), ...keys.map((key) => h("option", { value: key, text: `Group: ${key}` })));
+    if (groupBy && groupBy !== SWEEP_GROUP && !keys.includes(groupBy)) keys.unshift(groupBy);
+    const bySweep = hasSweeps || groupBy === SWEEP_GROUP || rows.some((row) => sweepOf(row) !== undefined);
+    groupSelect.replaceChildren(
+      h("option", { value: "", text: "No grouping" }),
+      ...(bySweep ? [h("option", { value: SWEEP_GROUP, text: "Group: sweep" })] : []),
+      ...keys.map((key) => h("option", { value: key, text: `Group: ${key}` })),
+    );
     groupSelect.value = groupBy ?? "";
   }
 
@@ -274,7 +312,21 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
     );
   }
 
+  /** The sweeps list (on load, and when runs appear or end: a sweep's trials are runs). */
+  async function loadSweeps(): Promise<void> {
+    try {
+      const { sweeps, total } = await api.sweeps(project);
+      const had = hasSweeps;
+      hasSweeps = sweeps.length > 0;
+      sweepsBox.replaceChildren(sweepsList(project, sweeps, total));
+      if (had !== hasSweeps) drawGroupMenu();
+    } catch {
+      /* a server without the sweep routes, or a refusal: no list */
+    }
+  }
+
   async function refresh(): Promise<void> {
+    void loadSweeps();
     let response;
     try {
       response = await api.runs(project, { filter: effectiveFilter(), order_by: sort || undefined });

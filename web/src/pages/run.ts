@@ -9,7 +9,8 @@ import { ChartPanel, fillGridRows } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
-import { projectHref } from "../router";
+import { projectHref, sweepHref } from "../router";
+import { sweepOf } from "../runs/groups";
 import { runArtifactsCard } from "./artifact-run";
 import { readView, writeView } from "./project";
 
@@ -261,6 +262,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
         stateEl,
         h("span.muted", { text: `${project}/${runId}` }),
         h("a", { href: projectHref(project), "data-link": true, text: `← ${project}` }),
+        sweepOf(run) ? h("a.run-sweep", { href: sweepHref(project, sweepOf(run)!), "data-link": true, text: `sweep ${sweepOf(run)}` }) : "",
       ),
       h("div.columns", {}, h("section.card", {}, h("h2", { text: "Overview" }), overviewEl), h("section.card", {}, h("h2", { text: "Config" }), configEl), h("section.card", {}, h("h2", { text: "Summary" }), summaryEl)),
       alertsView.card,

@@ -139,7 +139,27 @@ class TableQuery:
     def to_arrow(self) -> Any:
         """The result as a ``pyarrow.Table``."""
         sql, params = self._statement([quote_identifier(name) for name in self.columns], ordered=True, paged=True)
-        return self._run(sql, params, lambda relation: relation.to_arrow_table())
+        return self._logged_types(self._run(sql, params, lambda relation: relation.to_arrow_table()))
+
+    def _logged_types(self, result: Any) -> Any:
+        """``result`` with the logged Arrow types DuckDB doesn't give back (dictionary columns,
+        pandas' categoricals, come back as text; timestamps in DuckDB's unit) cast back, from the
+        first fragment's schema; a cast that fails leaves DuckDB's type."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        logged = pq.read_schema(self._source.fragments[0].path)
+        for index, field in enumerate(result.schema):
+            target = logged.field(field.name).type if field.name in logged.names else None
+            if target is None or target == field.type:
+                continue
+            if not (pa.types.is_dictionary(target) or pa.types.is_temporal(target)):
+                continue
+            try:
+                result = result.set_column(index, field.name, result.column(index).cast(target))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                continue
+        return result
 
     def to_pandas(self) -> Any:
         """The result as a pandas DataFrame (through Arrow)."""

@@ -31,7 +31,7 @@ from tracklet.media.table import TableSnapshot
 
 FRAGMENT_ROWS = 1 << 20  # rows per Parquet fragment (blob); a bigger table is stored as several
 ROW_GROUP_ROWS = 128 * 1024
-MAX_PENDING = 64
+MAX_PENDING = 1024  # snapshots; small INCREMENTAL ones are a few KB each
 MAX_PENDING_ROWS = 4_000_000
 _MAX_TABLES = 1024  # tables whose last version is remembered (to skip re-encoding an unchanged one)
 

@@ -138,14 +138,15 @@ def test_immutable_table_changed_after_logging_warns_as_wandb_does(start):
     assert read(run).table("t").to_pandas()["a"].tolist() == [1, 2]
 
 
-def test_a_table_alone_in_log_records_no_history_row_but_advances_the_step(start):
+def test_a_table_alone_in_log_still_records_its_steps_row_as_wandb_does(start):
     run = start()
     run.log({"t": tracklet.Table(columns=["a"], data=[[1]])})
     run.log({"loss": 1.0})
     run.finish()
     recorded = read(run)
     assert [r.step for r in _records(run)] == [0]
-    assert recorded.history()["_step"] == [1]
+    assert "t" not in recorded.keys()  # the table is in its own record, not in the history
+    assert recorded.history()["_step"] == [0, 1]
 
 
 def test_strict_mode_logs_tables(start):

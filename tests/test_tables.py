@@ -157,9 +157,9 @@ def test_strict_mode_logs_tables(start):
 
 
 def test_large_tables_are_split_into_fragments(start, monkeypatch):
-    from tracklet.media import table_writer
+    from tracklet.media import table_store
 
-    monkeypatch.setattr(table_writer, "FRAGMENT_ROWS", 1000)
+    monkeypatch.setattr(table_store, "FRAGMENT_ROWS", 1000)
     run = start()
     run.log({"t": tracklet.Table(dataframe=pd.DataFrame({"i": np.arange(3500)}))})
     run.finish()
@@ -304,12 +304,12 @@ def test_bad_table_arguments_are_clear_errors():
 
 
 def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, monkeypatch):
-    from tracklet.media import table_writer
+    from tracklet.media import table_store
 
     def broken(table):
         raise OSError("disk full")
 
-    monkeypatch.setattr(table_writer, "parquet_bytes", broken)
+    monkeypatch.setattr(table_store, "parquet_bytes", broken)
     run = start()
     with pytest.warns(TrackletWarning, match="table 't' at step 0 could not be stored .*disk full"):
         run.log({"t": tracklet.Table(columns=["a"], data=[[1]]), "loss": 1.0})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import warnings
 from typing import Any, Sequence
 
@@ -35,6 +36,19 @@ from tracklet.media import table_arrow
 LOG_MODES = ("IMMUTABLE", "MUTABLE", "INCREMENTAL")
 
 
+@dataclasses.dataclass
+class TableState:
+    """What the workers storing a table's snapshots remember of it (kept with the table, so it
+    goes when the table does): the column types its first values set (INCREMENTAL increments keep
+    them) and its last stored version, so an unchanged table logged again is not encoded again."""
+
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    known: dict[str, Any] = dataclasses.field(default_factory=dict)  # column -> Arrow type
+    version: int = -1
+    fragments: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)  # (digest, rows, bytes)
+    columns: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (name, Arrow type)
+
+
 @dataclasses.dataclass(frozen=True)
 class TableSnapshot:
     """A table as it was when logged: what the writer converts and stores (off the caller's
@@ -43,6 +57,7 @@ class TableSnapshot:
 
     table_id: str
     log_mode: str
+    state: TableState
     version: int
     columns: tuple[str, ...]
     arrow: Any
@@ -68,6 +83,19 @@ class TableSnapshot:
         if not parts:
             return table_arrow.empty_table(self.columns)
         return table_arrow.combine(parts, known or {}, where, report, self.row_offset)
+
+    def store(self, blobs: Any, key: str, step: int, when: float, warn: Any) -> Any:
+        """Store this snapshot as Parquet fragments in ``blobs``; its ``TableLogged`` record
+        (``table_store.store_snapshot``). Called on a worker thread."""
+        from tracklet.media.table_store import store_snapshot
+
+        return store_snapshot(self, blobs, key, step, when, warn)
+
+    def _record(self, context: Any, where: Any) -> Any:
+        """The same, called as media's logged-object workers call a logged object (``context``:
+        ``.blobs``, ``.warn``; ``where``: ``.key``, ``.step``, ``.time``), so a snapshot can go
+        through that pool once the two hooks are one."""
+        return self.store(context.blobs, where.key, where.step, where.time, context.warn)
 
 
 def _warn(what: str, message: str) -> None:
@@ -99,6 +127,7 @@ class Table(LoggedObject):
             raise TableError(f"tracklet.Table: log_mode must be one of {', '.join(LOG_MODES)}; got {log_mode!r}")
         self._log_mode = log_mode
         self._id = os.urandom(8).hex()
+        self._state = TableState()
         self._version = 0
         self._logged_version: int | None = None
         self._key: str | None = None
@@ -214,8 +243,8 @@ class Table(LoggedObject):
     # ------------------------------------------------------------ logging (core/logged.py)
 
     def _snapshot(self, rows: list[Any], row_offset: int) -> TableSnapshot:
-        return TableSnapshot(self._id, self._log_mode, self._version, tuple(self._columns), self._arrow, rows,
-                             row_offset, self._increments)
+        return TableSnapshot(self._id, self._log_mode, self._state, self._version, tuple(self._columns), self._arrow,
+                             rows, row_offset, self._increments)
 
     def _tracklet_snapshot(self, key: str, step: int) -> TableSnapshot:
         """What ``log()`` hands to the table writer: the Arrow part and a shallow copy of the rows;

@@ -38,8 +38,9 @@ def version_records(records: Sequence[Any], key: str, step: int | None = None) -
     last = matching[-1]
     if _MODES.get(last.log_mode) != "INCREMENTAL":
         return [last]
-    return [record for record in matching if record.table_id == last.table_id and _MODES.get(record.log_mode) ==
-            "INCREMENTAL"]
+    increments = [record for record in matching
+                  if record.table_id == last.table_id and _MODES.get(record.log_mode) == "INCREMENTAL"]
+    return sorted(increments, key=lambda record: record.increment)  # in the order added, however written
 
 
 def open_table(data_root: Path, records: Sequence[Any], key: str, step: int | None = None) -> TableQuery:

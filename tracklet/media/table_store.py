@@ -2,7 +2,8 @@
 then the ``TableLogged`` record naming them. Runs on a worker thread (``table_writer.py`` today;
 any logged-object worker that calls ``TableSnapshot._record``).
 
-Parquet: zstd, 128k-row row groups with min/max statistics (DuckDB skips the row groups a filter
+Parquet: zstd, dictionary-encoded where values repeat (text, ints, bools), 128k-row row groups
+with min/max statistics (DuckDB skips the row groups a filter
 excludes), at most ``FRAGMENT_ROWS`` rows per fragment (a bigger table is several). Every fragment
 has one column of tracklet's own, ``__tracklet_row`` (the row's index in the fragment,
 delta-encoded: a few bytes per row group), which keeps row order through queries. A fragment is a
@@ -69,11 +70,16 @@ def parquet_bytes(table: Any) -> bytes:
     import numpy as np
     import pyarrow.parquet as pq
 
+    # Dictionary encoding where values repeat (text, ints, bools): on floats it only costs (Arrow
+    # tries, then falls back; 1M rows x 6 float columns: 2.3 s instead of 0.5 s, and a bigger file).
+    types = pa.types
+    dictionary = [field.name for field in table.schema
+                  if types.is_string(field.type) or types.is_large_string(field.type) or types.is_integer(field.type)
+                  or types.is_boolean(field.type) or types.is_binary(field.type)]
     rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
     table = table.append_column(table_arrow.ROW_COLUMN, rows)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS,
-                   use_dictionary=[name for name in table.column_names if name != table_arrow.ROW_COLUMN],
+    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary,
                    column_encoding={table_arrow.ROW_COLUMN: "DELTA_BINARY_PACKED"})
     return sink.getvalue().to_pybytes()
 

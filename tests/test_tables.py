@@ -535,3 +535,50 @@ def test_logging_tables_warns_nothing(start):
         run.log({"t": table})
         run.finish()
     assert read(run).table("t").to_pandas()["b"].tolist() == [2.0, 3.0]
+
+
+# ---------------------------------------------------------------- the server's read route
+
+
+def test_the_server_serves_a_page_of_a_table_filtered_and_sorted(start, root):
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+    from tracklet.server.auth import Accounts
+
+    run = start(project="proj")
+    table = tracklet.Table(columns=["id", "label", "score"], log_mode="INCREMENTAL")
+    for i in range(50):
+        table.add_data(i, "cat" if i % 3 else "dog", i / 50)
+        if i % 10 == 9:
+            run.log({"eval/preds": table})
+    run.log({"other": tracklet.Table(columns=["x"], data=[[float("nan")], [float("inf")]])})
+    run.finish()
+
+    app = create_app(root)  # indexes the data root: the project exists, with no members
+    accounts = Accounts(app.state.tracklet.store)
+    admin = accounts.create_user("admin", admin=True).key
+    outsider = accounts.create_user("outsider").key
+    base = f"/api/v1/runs/{run.path}/tables"
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {admin}"
+        assert client.get(base).json() == {"keys": ["eval/preds", "other"]}
+        page = client.get(f"{base}/eval/preds", params={"filter": "label = 'cat' and score >= 0.5", "sort": "score",
+                                                        "descending": True, "offset": 2, "limit": 3}).json()
+        assert page["total"] == 17 and page["offset"] == 2 and page["log_mode"] == "INCREMENTAL"
+        assert page["columns"] == [{"name": "id", "type": "int64"}, {"name": "label", "type": "string"},
+                                   {"name": "score", "type": "double"}]
+        assert page["rows"] == [[46, "cat", 0.92], [44, "cat", 0.88], [43, "cat", 0.86]]
+        assert client.get(f"{base}/eval/preds", params={"step": 1}).json()["total"] == 20
+        assert client.get(f"{base}/other").json()["rows"] == [["NaN"], ["Infinity"]]
+
+        bad = client.get(f"{base}/eval/preds", params={"filter": "1=1; DROP TABLE x"})
+        assert bad.status_code == 400 and "unexpected character ';'" in bad.json()["detail"]
+        unknown = client.get(f"{base}/eval/preds", params={"sort": "nope"})
+        assert unknown.status_code == 400 and "unknown column 'nope'" in unknown.json()["detail"]
+        missing = client.get(f"{base}/nope")
+        assert missing.status_code == 404 and "no table 'nope'" in missing.json()["detail"]
+        assert client.get("/api/v1/runs/proj/nosuchrun/tables").status_code == 404
+        assert client.get(f"{base}/eval/preds", params={"limit": 5000}).status_code == 422
+        client.headers["Authorization"] = f"Bearer {outsider}"
+        assert client.get(f"{base}/eval/preds").status_code == 403  # read access to the project is required

@@ -132,7 +132,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print_table([
         ["T1 Table(dataframe=) caller", f"{big['table_ms']:.1f} ms", f"{rows:,} rows x 10 cols", "target <= 200 ms"],
-        ["T1 log() caller, first", f"{big['log_ms']:.2f} ms", "", "starts the table writer (imports)"],
+        ["T1 log() caller, first", f"{big['log_ms']:.2f} ms", "", "starts the logged-object worker (imports)"],
         ["T1 log() caller, again", f"{big['relog_ms']:.3f} ms", "", "a snapshot and a queue item"],
         ["T1 until durable", f"{big['durable_seconds']:.2f} s", f"{big['stored_bytes'] / 1e6:.1f} MB Parquet",
          "target <= 3 s"],

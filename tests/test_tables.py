@@ -122,7 +122,7 @@ def test_an_unchanged_table_logged_again_is_stored_once(start, root):
     run.log({"u": other}, step=3)
     run.finish()
     records = _records(run)
-    assert [r.step for r in records] == [0, 1, 2, 3]
+    assert sorted((r.key, r.step) for r in records) == [("t", 0), ("t", 1), ("t", 2), ("u", 3)]
     assert len({r.fragments[0].digest for r in records}) == 1
     assert len(_blob_files(root)) == 1
 
@@ -173,7 +173,7 @@ def test_large_tables_are_split_into_fragments(start, monkeypatch):
 # ---------------------------------------------------------------- INCREMENTAL
 
 
-@pytest.mark.filterwarnings("ignore:tracklet. log.. is waiting for the table writer")
+@pytest.mark.filterwarnings("ignore:tracklet. log.. is waiting for the media and tables worker")
 def test_incremental_many_increments_all_rows_in_order_and_client_memory_bounded(start):
     run = start()
     table = tracklet.Table(columns=["i", "label", "x"], log_mode="INCREMENTAL")
@@ -311,7 +311,7 @@ def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, monk
 
     monkeypatch.setattr(table_store, "parquet_bytes", broken)
     run = start()
-    with pytest.warns(TrackletWarning, match="table 't' at step 0 could not be stored .*disk full"):
+    with pytest.warns(TrackletWarning, match="table at key 't' at step 0 could not be recorded: disk full"):
         run.log({"t": tracklet.Table(columns=["a"], data=[[1]]), "loss": 1.0})
         run.flush()
     run.log({"loss": 2.0})
@@ -503,7 +503,8 @@ def test_kill_9_while_tables_are_written_leaves_no_corrupt_fragment_visible(root
         deadline = time.monotonic() + 60
         api = tracklet.Api(root)
         while time.monotonic() < deadline:
-            if len(api.run(path).refresh()._read.tables) >= 6:
+            keys = [r.key for r in api.run(path).refresh()._read.tables]
+            if keys.count("big") >= 2 and keys.count("inc") >= 3:
                 break
             time.sleep(0.05)
         else:
@@ -515,7 +516,6 @@ def test_kill_9_while_tables_are_written_leaves_no_corrupt_fragment_visible(root
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
     recorded = tracklet.Api(root).run(path)
     records = recorded._read.tables
-    assert len(records) >= 6
     big = [r for r in records if r.key == "big"]
     increments = [r for r in records if r.key == "inc"]
     assert recorded.table("big").count() == big[-1].rows == 300_000
@@ -562,7 +562,7 @@ def test_the_server_serves_a_page_of_a_table_filtered_and_sorted(start, root):
     base = f"/api/v1/runs/{run.path}/tables"
     with TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {admin}"
-        assert client.get(base).json() == {"keys": ["eval/preds", "other"]}
+        assert sorted(client.get(base).json()["keys"]) == ["eval/preds", "other"]
         page = client.get(f"{base}/eval/preds", params={"filter": "label = 'cat' and score >= 0.5", "sort": "score",
                                                         "descending": True, "offset": 2, "limit": 3}).json()
         assert page["total"] == 17 and page["offset"] == 2 and page["log_mode"] == "INCREMENTAL"

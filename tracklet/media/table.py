@@ -8,8 +8,9 @@ Parquet fragments in the artifacts' blob store and queried with DuckDB (docs/tab
 
 The table keeps what was converted already as one Arrow table and rows added since as a list
 (``add_data`` appends one; nothing is converted per row). ``log()`` takes a snapshot on the
-caller's thread: the Arrow table (immutable) and a shallow copy of the row list; the run's table
-writer (``table_writer.py``) converts and writes it off the training thread.
+caller's thread (``Table._at_log``): the Arrow table (immutable) and a shallow copy of the row
+list; the run's logged-object worker (``media/worker.py``, the one media use) stores it off the
+training thread (``TableSnapshot._record``, ``table_store.py``).
 
 Log modes (as W&B's): ``IMMUTABLE`` (the default) and ``MUTABLE`` record the whole table at each
 log, a version per log (identical content is stored once); changing an IMMUTABLE table after
@@ -50,10 +51,14 @@ class TableState:
 
 
 @dataclasses.dataclass(frozen=True)
-class TableSnapshot:
-    """A table as it was when logged: what the writer converts and stores (off the caller's
-    thread). ``arrow``: the part converted already (immutable); ``rows``: the rows after it (a
-    list no one appends to any more); ``row_offset``: rows of this table logged before (INCREMENTAL)."""
+class TableSnapshot(LoggedObject):
+    """A table as it was when logged: what the run's logged-object worker (``media/worker.py``)
+    stores off the caller's thread, through :meth:`_record`. ``arrow``: the part converted already
+    (immutable); ``rows``: the rows after it (a list no one appends to any more); ``row_offset``:
+    rows of this table logged before (INCREMENTAL). Never dropped by a full queue: ``log()`` waits."""
+
+    _kind = "table"
+    _droppable = False
 
     table_id: str
     log_mode: str
@@ -68,6 +73,11 @@ class TableSnapshot:
     @property
     def row_count(self) -> int:
         return (self.arrow.num_rows if self.arrow is not None else 0) + len(self.rows)
+
+    def _pending_bytes(self) -> int:
+        """What the snapshot holds until stored, about: the Arrow part's buffers (shared with the
+        table until it changes) and ~100 bytes per listed row."""
+        return (self.arrow.nbytes if self.arrow is not None else 0) + 100 * len(self.rows)
 
     def to_arrow(self, where: str, report: table_arrow.Report, known: dict[str, Any] | None = None) -> Any:
         """The snapshot's rows as one Arrow table (type rules: ``table_arrow``). ``known``: column
@@ -92,9 +102,8 @@ class TableSnapshot:
         return store_snapshot(self, blobs, key, step, when, warn)
 
     def _record(self, context: Any, where: Any) -> Any:
-        """The same, called as media's logged-object workers call a logged object (``context``:
-        ``.blobs``, ``.warn``; ``where``: ``.key``, ``.step``, ``.time``), so a snapshot can go
-        through that pool once the two hooks are one."""
+        """What the logged-object worker calls on its thread (``context``: ``.blobs``, ``.warn``;
+        ``where``: ``.key``, ``.step``, ``.time``): :meth:`store`."""
         return self.store(context.blobs, where.key, where.step, where.time, context.warn)
 
 
@@ -119,7 +128,7 @@ class Table(LoggedObject):
     ``Table(dataframe=df)`` (pandas, Arrow, polars), with ``log_mode`` ``"IMMUTABLE"`` (default),
     ``"MUTABLE"`` or ``"INCREMENTAL"`` (see the module's docstring and docs/tables.md)."""
 
-    _tracklet_part = "tables"
+    _kind = "table"
 
     def __init__(self, columns: Sequence[str] | None = None, data: Any = None, rows: Any = None,
                  dataframe: Any = None, *, log_mode: str = "IMMUTABLE") -> None:
@@ -246,9 +255,10 @@ class Table(LoggedObject):
         return TableSnapshot(self._id, self._log_mode, self._state, self._version, tuple(self._columns), self._arrow,
                              rows, row_offset, self._increments)
 
-    def _tracklet_snapshot(self, key: str, step: int) -> TableSnapshot:
-        """What ``log()`` hands to the table writer: the Arrow part and a shallow copy of the rows;
-        with INCREMENTAL the rows not logged yet, which the table then lets go of."""
+    def _at_log(self, key: str, step: int) -> TableSnapshot:
+        """What ``log()`` hands to the logged-object worker (``core/logged.py``): the Arrow part
+        and a shallow copy of the rows; with INCREMENTAL the rows not logged yet, which the table
+        then lets go of."""
         self._key = key
         if self._log_mode == "INCREMENTAL":
             snapshot = self._snapshot(self._rows, self._released)

@@ -1,6 +1,7 @@
 """Storing one logged table snapshot: Arrow, then Parquet fragments in the artifacts' blob store,
-then the ``TableLogged`` record naming them. Runs on a worker thread (``table_writer.py`` today;
-any logged-object worker that calls ``TableSnapshot._record``).
+then the ``TableLogged`` record naming them. Runs on a thread of the run's logged-object worker
+(``media/worker.py``), which calls ``TableSnapshot._record``; one key's snapshots are stored in
+the order they were logged (the worker's lane is chosen by key).
 
 Parquet: zstd, dictionary-encoded where values repeat (text, ints, bools), 128k-row row groups
 with min/max statistics (DuckDB skips the row groups a filter

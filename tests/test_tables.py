@@ -212,6 +212,17 @@ def test_incremental_many_increments_all_rows_in_order_and_client_memory_bounded
     assert read(run).table("inc", step=2).to_pandas()["i"].tolist() == list(range(30))
 
 
+@pytest.mark.filterwarnings("ignore:tracklet. log.. is waiting for the media and tables worker")
+def test_a_full_worker_queue_never_drops_a_table_log_waits_instead(start):
+    run = start(settings={"media_queue": 2, "media_workers": 1})  # a queue of two items: full at once
+    table = tracklet.Table(columns=["i"], log_mode="INCREMENTAL")
+    for i in range(300):
+        table.add_data(i)
+        run.log({"t": table})
+    run.finish()
+    assert read(run).table("t").to_pandas()["i"].tolist() == list(range(300))
+
+
 def test_incremental_identical_increments_are_each_kept(start):
     run = start()
     table = tracklet.Table(columns=["a"], log_mode="INCREMENTAL")

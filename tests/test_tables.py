@@ -593,3 +593,36 @@ def test_the_server_serves_a_page_of_a_table_filtered_and_sorted(start, root):
         assert client.get(f"{base}/eval/preds", params={"limit": 5000}).status_code == 422
         client.headers["Authorization"] = f"Bearer {outsider}"
         assert client.get(f"{base}/eval/preds").status_code == 403  # read access to the project is required
+
+
+# ---------------------------------------------------------------- media cells
+
+
+def test_media_in_cells_are_stored_as_blobs_and_read_back_as_structs(start, root):
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(7)
+    pixels = [rng.integers(0, 256, (12, 20, 3), dtype=np.uint8) for _ in range(3)]
+    run = start()
+    table = tracklet.Table(columns=["image", "label"])
+    for i, array in enumerate(pixels):
+        table.add_data(tracklet.Image(array, caption=f"#{i}"), "cat" if i else "dog")
+    table.add_data("not an image", "bird")  # a non-media value in a media column: null, warned
+    table.add_data(None, "fish")
+    with pytest.warns(TrackletWarning, match=r"table 'preds' at step 0: column 'image' holds media; 1 cell.*row 3: "
+                                             r"a str, not media"):
+        run.log({"preds": table})
+        run.flush()
+    run.finish()
+
+    got = read(run).table("preds")
+    assert got.schema["image"].startswith("struct<kind: string, digest: string")
+    cells = got.to_arrow().column("image").to_pylist()
+    assert [c and (c["kind"], c["width"], c["height"], c["caption"]) for c in cells] == [
+        ("image", 20, 12, "#0"), ("image", 20, 12, "#1"), ("image", 20, 12, "#2"), None, None]
+    for cell, array in zip(cells, pixels):  # the blob is the lossless PNG of the logged pixels
+        blob = root / "artifacts" / "blobs" / "sha256" / cell["digest"][:2] / cell["digest"]
+        assert np.array_equal(np.asarray(PILImage.open(blob)), array)
+        assert cell["thumbnail"] == "" or (blob.parent.parent / cell["thumbnail"][:2] / cell["thumbnail"]).is_file()
+    assert got.filter("label = 'cat'").to_arrow().column("image").to_pylist()[0]["caption"] == "#1"
+    assert len(table) == 5 and table.get_column("label")[-1] == "fish"  # the table still holds its media rows

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 from tracklet.core.logged import LoggedObject
 from tracklet.core.stack import user_stacklevel
 from tracklet.errors import TableError, TrackletWarning
-from tracklet.media import table_arrow
+from tracklet.media import table_arrow, table_cells
 
 LOG_MODES = ("IMMUTABLE", "MUTABLE", "INCREMENTAL")
 
@@ -79,9 +79,11 @@ class TableSnapshot(LoggedObject):
         table until it changes) and ~100 bytes per listed row."""
         return (self.arrow.nbytes if self.arrow is not None else 0) + 100 * len(self.rows)
 
-    def to_arrow(self, where: str, report: table_arrow.Report, known: dict[str, Any] | None = None) -> Any:
+    def to_arrow(self, where: str, report: table_arrow.Report, known: dict[str, Any] | None = None,
+                 cells: Any = None) -> Any:
         """The snapshot's rows as one Arrow table (type rules: ``table_arrow``). ``known``: column
-        types earlier increments of the table set."""
+        types earlier increments of the table set; ``cells``: what stores media cells
+        (``table_cells``; without it, media are stored as their text)."""
         parts = []
         converted = 0
         if self.arrow is not None:
@@ -89,22 +91,18 @@ class TableSnapshot(LoggedObject):
             converted = self.arrow.num_rows
         if self.rows:
             parts.append(table_arrow.rows_to_arrow(self.rows, self.columns, where, report,
-                                                   self.row_offset + converted))
+                                                   self.row_offset + converted, cells))
         if not parts:
             return table_arrow.empty_table(self.columns)
         return table_arrow.combine(parts, known or {}, where, report, self.row_offset)
 
-    def store(self, blobs: Any, key: str, step: int, when: float, warn: Any) -> Any:
-        """Store this snapshot as Parquet fragments in ``blobs``; its ``TableLogged`` record
-        (``table_store.store_snapshot``). Called on a worker thread."""
-        from tracklet.media.table_store import store_snapshot
-
-        return store_snapshot(self, blobs, key, step, when, warn)
-
     def _record(self, context: Any, where: Any) -> Any:
         """What the logged-object worker calls on its thread (``context``: ``.blobs``, ``.warn``;
-        ``where``: ``.key``, ``.step``, ``.time``): :meth:`store`."""
-        return self.store(context.blobs, where.key, where.step, where.time, context.warn)
+        ``where``: ``.key``, ``.step``, ``.time``): Parquet fragments in the blob store and the
+        ``TableLogged`` record naming them (``table_store.store_snapshot``)."""
+        from tracklet.media.table_store import store_snapshot
+
+        return store_snapshot(self, context, where.key, where.step, where.time)
 
 
 def _warn(what: str, message: str) -> None:
@@ -188,11 +186,14 @@ class Table(LoggedObject):
         return (self._arrow.num_rows if self._arrow is not None else 0) + len(self._rows)
 
     def to_arrow(self) -> Any:
-        """The rows held as one ``pyarrow.Table``."""
+        """The rows held as one ``pyarrow.Table`` (media cells as their text: they are stored only
+        when the table is logged)."""
         if self._arrow is None or self._rows:
             snapshot = self._snapshot(self._rows, self._released)
-            self._arrow = snapshot.to_arrow(self._where(), _warn)
-            self._rows = []
+            converted = snapshot.to_arrow(self._where(), _warn)
+            if table_cells.holds_media(self._rows, len(self._columns)):
+                return converted  # the rows stay as they are, for log() to store their media
+            self._arrow, self._rows = converted, []
         return self._arrow
 
     def get_dataframe(self) -> Any:

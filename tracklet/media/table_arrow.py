@@ -148,13 +148,16 @@ def check_widths(rows: Sequence[Sequence[Any]], width: int, where: str, report: 
 
 
 def rows_to_arrow(rows: Sequence[Sequence[Any]], columns: Sequence[str], where: str, report: Report,
-                  row_offset: int = 0) -> Any:
-    """Rows (each a sequence of one value per column) as an Arrow table, a column at a time."""
+                  row_offset: int = 0, cells: Callable[[Sequence[Any], str, int], Any] | None = None) -> Any:
+    """Rows (each a sequence of one value per column) as an Arrow table, a column at a time.
+    ``cells``: what stores a column of media (``table_cells.media_cells``), on the worker."""
     pa = pa_module()
     rows = check_widths(rows, len(columns), where, report, row_offset)
     values = list(zip(*rows)) if rows else [()] * len(columns)
-    arrays = [column_array(column_values, name, where, report, row_offset)
-              for name, column_values in zip(columns, values)]
+    arrays = []
+    for name, column_values in zip(columns, values):
+        array = cells(column_values, name, row_offset) if cells is not None else None
+        arrays.append(array if array is not None else column_array(column_values, name, where, report, row_offset))
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from tracklet.media import table_arrow
+from tracklet.media import table_arrow, table_cells
 
 if TYPE_CHECKING:
     from tracklet.media.table import TableSnapshot
@@ -27,18 +27,21 @@ FRAGMENT_ROWS = 1 << 20
 ROW_GROUP_ROWS = 128 * 1024
 
 
-def store_snapshot(snapshot: TableSnapshot, blobs: Any, key: str, step: int, when: float,
-                   warn: Callable[[Any, str], None]) -> pb.Record:
-    """Store ``snapshot`` (logged under ``key`` at ``step``, at time ``when``) in ``blobs`` (an
-    ``FsspecBlobStore``) and return its ``TableLogged`` record. Problems with values are warned
-    through ``warn(token, message)`` once per key and problem; the rows are kept."""
+def store_snapshot(snapshot: TableSnapshot, context: Any, key: str, step: int, when: float) -> pb.Record:
+    """Store ``snapshot`` (logged under ``key`` at ``step``, at time ``when``) through ``context``
+    (the logged-object worker's: ``.blobs``, the artifacts' ``FsspecBlobStore``; ``.warn(token,
+    message)``) and return its ``TableLogged`` record. Problems with values are warned once per
+    key and problem; the rows are kept. Media cells are stored by ``table_cells``."""
     state = snapshot.state
     incremental = snapshot.log_mode == "INCREMENTAL"
+    warn: Callable[[Any, str], None] = context.warn
     with state.lock:  # one snapshot of a table at a time: the known column types, the last version
         if incremental or state.version != snapshot.version or not state.fragments:
+            where = f"table {key!r} at step {step}"
             report: table_arrow.Report = lambda what, message: warn(("table-values", key, what), message)  # noqa: E731
-            table = snapshot.to_arrow(f"table {key!r} at step {step}", report, state.known if incremental else None)
-            state.fragments = write_fragments(blobs, table)
+            cells = table_cells.media_cells(context, key, step, when, where, report)
+            table = snapshot.to_arrow(where, report, state.known if incremental else None, cells)
+            state.fragments = write_fragments(context.blobs, table)
             state.columns = [(field.name, str(field.type)) for field in table.schema]
             state.version = snapshot.version
             is_null = table_arrow.pa_module().types.is_null

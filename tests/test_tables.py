@@ -626,3 +626,19 @@ def test_media_in_cells_are_stored_as_blobs_and_read_back_as_structs(start, root
         assert cell["thumbnail"] == "" or (blob.parent.parent / cell["thumbnail"][:2] / cell["thumbnail"]).is_file()
     assert got.filter("label = 'cat'").to_arrow().column("image").to_pylist()[0]["caption"] == "#1"
     assert len(table) == 5 and table.get_column("label")[-1] == "fish"  # the table still holds its media rows
+
+
+def test_a_column_added_to_a_table_of_media_rows_joins_them(start):
+    run = start()
+    table = tracklet.Table(columns=["image"], log_mode="MUTABLE")
+    table.add_data(tracklet.Image(np.zeros((4, 4, 3), dtype=np.uint8)))
+    run.log({"t": table}, step=0)
+    table.add_data(tracklet.Image(np.ones((4, 4, 3), dtype=np.uint8)))
+    table.add_column("label", ["a", "b"])
+    run.log({"t": table}, step=1)
+    run.finish()
+    recorded = read(run)
+    assert recorded.table("t", step=0).columns == ["image"] and recorded.table("t", step=0).count() == 1
+    latest = recorded.table("t").to_arrow()
+    assert latest.column("label").to_pylist() == ["a", "b"]
+    assert [cell["width"] for cell in latest.column("image").to_pylist()] == [4, 4]

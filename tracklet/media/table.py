@@ -237,6 +237,17 @@ class Table(LoggedObject):
         values = list(data)
         if len(values) != len(self):
             raise TableError(f"{self._where()}: add_column({name!r}) got {len(values)} values for {len(self)} rows")
+        if table_cells.holds_media(self._rows, len(self._columns)):
+            # Rows holding media stay rows until logged (their media are stored then): the new
+            # column's values join them, in new lists (a pending snapshot shares the old ones).
+            converted = self._arrow.num_rows if self._arrow is not None else 0
+            self._changing()
+            if self._arrow is not None:
+                head = table_arrow.column_array(values[:converted], name, self._where(), _warn, self._released)
+                self._arrow = self._arrow.append_column(name, head)
+            self._rows = [[*row, value] for row, value in zip(self._rows, values[converted:])]
+            self._columns.append(name)
+            return
         arrow = self.to_arrow()
         self._changing()
         array = table_arrow.column_array(values, name, self._where(), _warn, self._released)

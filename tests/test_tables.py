@@ -688,3 +688,28 @@ def test_any_filter_text_is_refused_clearly_or_runs(start):
 
     check()
     assert len(accepted) > 30  # the property was tested on filters that ran, not only on refusals
+
+
+def test_a_remote_api_reads_tables_through_the_server(start, root, servers):
+    run = start(project="proj")
+    table = tracklet.Table(columns=["id", "label", "x"], log_mode="INCREMENTAL")
+    for i in range(2500):
+        table.add_data(i, "cat" if i % 2 else "dog", float("nan") if i == 1 else i / 10)
+        if i % 500 == 499:
+            run.log({"eval/preds": table})
+    run.finish()
+    server = servers(root)  # a dev server over this data root (as `tracklet ui` serves it): fragments are here
+    remote = tracklet.Api(base_url=server.url).run(run.path)
+    local = read(run)
+    assert remote.table_keys() == local.table_keys() == ["eval/preds"]
+    query = remote.table("eval/preds").filter("label = 'cat'").filter("id < 2400").sort("id", descending=True)
+    assert query.count() == 1200 and len(query.page(1190, 50)) == 10
+    got = query.to_arrow()  # 1,200 rows: two pages from the server
+    expected = local.table("eval/preds").filter("(label = 'cat') and (id < 2400)").sort("id", descending=True).to_arrow()
+    assert got.column("id").to_pylist() == expected.column("id").to_pylist()
+    assert remote.table("eval/preds", step=0).count() == 500
+    assert np.isnan(remote.table("eval/preds").page(1, 1).to_pandas()["x"][0])
+    with pytest.raises(TableNotFound, match="no table 'nope'"):
+        remote.table("nope").count()
+    with pytest.raises(tracklet.TrackletError, match="unknown column 'nope'"):
+        remote.table("eval/preds").filter("nope > 1").count()

@@ -144,8 +144,11 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     warned = out["warnings"]
     assert not any("image" in w.lower() for w in warned), warned  # media are recorded, not warned about
     for fragment in ("entity= is accepted", "lower than the current step",
-                     "logging wandb.Table", "logging wandb.plot.line", "run.log_code()"):
+                     "logging wandb.plot.line", "run.log_code()"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
+    assert not any("Table" in w for w in warned), warned  # tables are recorded (docs/tables.md)
+    assert recorded.table_keys() == ["table"] and recorded.table("table").columns == ["a"]
+    assert recorded.table("table").count() == 0 and recorded.table("table").step == 11
     assert not any("log_artifact" in w or "artifact" in w.lower() for w in warned), warned
 
 
@@ -584,16 +587,16 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
-        run.log({"table": wandb.Table(columns=["a"])}); table = _line()         # was sys:1
+        run.log({"table": wandb.Table(columns=["a"])})                          # recorded: no warning
         wandb.Artifact("model", "model").add(wandb.Table(columns=["a"]), "t"); artifact = _line()
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one
         wandb.finish()
     where = {str(w.message).split(":")[1].strip()[:20]: (w.filename, w.lineno) for w in caught}
-    assert sorted(line for _, line in where.values()) == [table, artifact, alert, backwards, too_far], where
+    assert sorted(line for _, line in where.values()) == [artifact, alert, backwards, too_far], where
     assert {filename for filename, _ in where.values()} == {__file__}, where
-    assert first < table
+    assert first < artifact
 
 
 def _line() -> int:
@@ -791,3 +794,34 @@ def test_an_unmodified_wandb_script_records_images_with_masks_and_boxes_and_audi
     speech = recorded.media("speech")
     assert [(a.step, a.sample_rate, a.duration, a.caption) for a in speech] == [(s, 16000, 0.1, "a tone") for s in range(3)]
     assert len({a.digest for a in speech}) == 1  # the same tone each epoch: one blob
+
+
+def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
+    import warnings
+
+    import pandas as pd
+
+    import tracklet.compat.wandb as wandb
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not supported" warning: a logged table is recorded
+        run = wandb.init(project="tables", settings={"console": "off", "x_disable_stats": True})
+        preds = wandb.Table(columns=["id", "label"], data=[[0, "cat"]], log_mode="INCREMENTAL",
+                            dtype=None, allow_mixed_types=True)
+        for step in range(3):
+            preds.add_data(step + 1, "dog" if step % 2 else "cat")
+            wandb.log({"preds": preds, "loss": 1.0 / (step + 1)})
+        frame = wandb.Table(dataframe=pd.DataFrame({"x": [1.5, 2.5], "y": ["a", "b"]}))
+        frame.add_column("z", [True, False])
+        assert frame.get_column("z") == [True, False] and frame.columns == ["x", "y", "z"]
+        assert list(frame.iterrows()) == [(0, [1.5, "a", True]), (1, [2.5, "b", False])]
+        assert frame.get_dataframe()["x"].tolist() == [1.5, 2.5]
+        run.log({"frame": frame})
+        wandb.finish()
+    recorded = tracklet.Api(root).run(f"tables/{run.id}")
+    assert recorded.table("preds").to_pandas().to_dict("list") == {"id": [0, 1, 2, 3],
+                                                                   "label": ["cat", "cat", "dog", "cat"]}
+    assert recorded.table("preds", step=0).count() == 2
+    assert recorded.table("frame").filter("z = true").to_pandas().to_dict("list") == {"x": [1.5], "y": ["a"],
+                                                                                       "z": [True]}
+    assert isinstance(frame, tracklet.Table)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
     from tracklet.media import Audio, Html, Image, Molecule, Object3D, Video
+    from tracklet.media.table import Table
 
 _LAZY = {
     "Artifact": ("tracklet.artifacts.artifact", "Artifact"),
@@ -38,6 +39,7 @@ _LAZY = {
     "Html": ("tracklet.media", "Html"),
     "Object3D": ("tracklet.media", "Object3D"),
     "Molecule": ("tracklet.media", "Molecule"),
+    "Table": ("tracklet.media.table", "Table"),
     "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
     "TrackletError": ("tracklet.errors", "TrackletError"),
 }
@@ -80,12 +82,20 @@ def _media_reader() -> Any:
     return read
 
 
+def _table_reader() -> Any:
+    """What ``RecordedRun.table``/``table_keys`` read logged tables with."""
+    from tracklet.media import table_read
+
+    return table_read
+
+
 def _plug_in() -> None:
     from tracklet.core.extensions import provide
 
     provide("artifacts", _artifact_hooks)
     provide("logged", _logged_worker)
     provide("media", _media_reader)
+    provide("tables", _table_reader)
 
 
 _plug_in()
@@ -191,6 +201,7 @@ __all__ = [
     "RecordedRun",
     "Run",
     "Settings",
+    "Table",
     "TrackletError",
     "TrackletWarning",
     "Video",

@@ -46,6 +46,8 @@ __all__ = [
     "SweepNotFound",
     "SweepSpecError",
     "SyncError",
+    "TableError",
+    "TableNotFound",
     "TrackletError",
     "TrackletWarning",
     "TrainingIncomplete",
@@ -257,3 +259,15 @@ class SweepSpecError(TrackletError, ValueError):
 
 class SweepNotFound(TrackletError, LookupError):
     """No sweep with that id under the data root."""
+
+
+# ---------------------------------------------------------------- tables (tracklet.media)
+
+
+class TableError(TrackletError, ValueError):
+    """A table operation that can't be done as asked (a column of the wrong length, a duplicate or
+    reserved column name, an unknown log mode): the message names the table and the problem."""
+
+
+class TableNotFound(TrackletError, LookupError):
+    """The run logged no table under the key asked for (at or before the step asked for)."""

@@ -24,7 +24,7 @@ from tracklet.errors import RemoteError, RunNotFound
 if TYPE_CHECKING:
     from tracklet.client.http import HttpClient, RetryPolicy
 
-__all__ = ["RemoteApi", "RemoteError", "RemoteRun", "series_from_json"]
+__all__ = ["RemoteApi", "RemoteError", "RemoteRun", "RemoteTable", "series_from_json"]
 
 PAGE = 10_000  # the server's largest page of runs
 _ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
@@ -152,8 +152,96 @@ class RemoteRun:
         """Names of the run's files on the server (diff.patch, requirements.txt...)."""
         return [item["name"] for item in self._http.get_json(f"/api/v1/runs/{self.path}/files")["files"]]
 
+    def table_keys(self) -> list[str]:
+        """The keys the run logged tables under (``tracklet.Table``, docs/tables.md)."""
+        return list(self._http.get_json(f"/api/v1/runs/{self.path}/tables", missing=RunNotFound)["keys"])
+
+    def table(self, key: str, step: int | None = None) -> RemoteTable:
+        """The table logged under ``key`` (its version at ``step``; default the latest), queried
+        lazily on the server like the local ``RecordedRun.table``: ``filter``, ``sort``, ``page``,
+        ``count``, ``len()``, ``to_arrow``, ``to_pandas``."""
+        return RemoteTable(self._http, self.path, key, step)
+
     def __repr__(self) -> str:
         return f"<tracklet RemoteRun {self.path}>"
+
+
+class RemoteTable:
+    """A logged table on a tracking server, as ``GET .../tables/{key}`` pages it (filtered and
+    sorted there by DuckDB); built up like the local ``TableQuery``, run by ``count``, ``len()``,
+    ``to_arrow`` and ``to_pandas`` (a page of at most 1,000 rows per request). A bad filter or an
+    unknown column is the server's 400 (``RemoteError``); an unknown key ``TableNotFound``."""
+
+    PAGE = 1000  # the server's largest page
+
+    def __init__(self, http: HttpClient, path: str, key: str, step: int | None = None, *,
+                 filters: tuple[str, ...] = (), order: tuple[str, bool] | None = None, offset: int = 0,
+                 limit: int | None = None) -> None:
+        self._http, self._path, self.key, self._step = http, path, key, step
+        self._filters, self._order, self._offset, self._limit = filters, order, offset, limit
+
+    def _with(self, **changes: Any) -> RemoteTable:
+        fields: dict[str, Any] = dict(filters=self._filters, order=self._order, offset=self._offset, limit=self._limit)
+        fields.update(changes)
+        return RemoteTable(self._http, self._path, self.key, self._step, **fields)
+
+    def filter(self, expression: str) -> RemoteTable:
+        return self._with(filters=(*self._filters, expression))
+
+    def sort(self, column: str, descending: bool = False) -> RemoteTable:
+        return self._with(order=(column, bool(descending)))
+
+    def page(self, offset: int = 0, limit: int = 100) -> RemoteTable:
+        return self._with(offset=offset, limit=limit)
+
+    def _get(self, offset: int, limit: int) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        from tracklet.errors import TableNotFound
+
+        text = " and ".join(f"({expression})" for expression in self._filters) if self._filters else None
+        sort, descending = self._order if self._order is not None else (None, False)
+        return self._http.get_json(f"/api/v1/runs/{self._path}/tables/{quote(self.key, safe='/')}",
+                                   missing=TableNotFound, step=self._step, filter=text, sort=sort,
+                                   descending=descending, offset=offset, limit=limit)
+
+    def count(self) -> int:
+        """Rows matching the filters (before paging)."""
+        return int(self._get(0, 1)["total"])
+
+    def __len__(self) -> int:
+        left = max(0, self.count() - self._offset)
+        return left if self._limit is None else min(left, self._limit)
+
+    def to_arrow(self) -> Any:
+        """The result as a ``pyarrow.Table`` (NaN and ±inf back as floats)."""
+        import pyarrow as pa
+
+        rows: list[list[Any]] = []
+        offset, wanted = self._offset, self._limit
+        while True:
+            size = self.PAGE if wanted is None else min(self.PAGE, wanted - len(rows))
+            if size <= 0:
+                break
+            page = self._get(offset, size)
+            columns = page["columns"]
+            rows.extend(page["rows"])
+            offset += len(page["rows"])
+            if len(page["rows"]) < size:
+                break
+        arrays = []
+        for index, column in enumerate(columns):
+            values = [row[index] for row in rows]
+            if column["type"] in ("double", "float", "halffloat"):
+                values = [value if not isinstance(value, str) else float_from_json(value) for value in values]
+            arrays.append(pa.array(values))
+        return pa.Table.from_arrays(arrays, names=[column["name"] for column in columns])
+
+    def to_pandas(self) -> Any:
+        return self.to_arrow().to_pandas()
+
+    def __repr__(self) -> str:
+        return f"<tracklet RemoteTable {self._path} {self.key!r}>"
 
 
 class RemoteApi(Api):

@@ -246,6 +246,21 @@ class RecordedRun:
         frame is not damage."""
         return damage_summary(self._read, live=self.state == "running")
 
+    def table(self, key: str, step: int | None = None) -> Any:
+        """The table logged under ``key`` as a lazy query (``tracklet.media.query.TableQuery``:
+        ``.filter("score > 0.9")``, ``.sort(col, descending=True)``, ``.page(0, 100)``, ``len()``,
+        ``.to_pandas()``, ``.to_arrow()``): the version at ``step`` (default: the latest; for an
+        INCREMENTAL table every increment up to it). ``TableNotFound`` if there is none."""
+        from tracklet.core.extensions import load
+
+        return load("tables").open_table(self._paths.root, self._read.tables, key, step)
+
+    def table_keys(self) -> list[str]:
+        """The keys this run logged tables under (``tracklet.Table``), in the order first logged."""
+        from tracklet.core.extensions import load
+
+        return list(load("tables").table_keys(self._read.tables))
+
     def keys(self) -> list[str]:
         """Every key logged to the history, in first-use order."""
         return [self._read.key_names[k] for k in sorted(self._read.key_names)]

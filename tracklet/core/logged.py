@@ -30,6 +30,17 @@ class LoggedObject:
     #: What the object is, for warnings ("image", "audio", "table", ...).
     _kind = "object"
 
+    #: Whether a full queue may drop it (media: ``log()`` never waits for them). A table's
+    #: snapshot says False: its rows (an INCREMENTAL table's, above all) would be lost for good,
+    #: so ``log()`` waits for room instead, as it does for a full sender queue.
+    _droppable = True
+
+    def _at_log(self, key: str, step: int) -> LoggedObject:
+        """What ``log()`` hands the worker for this object logged under ``key`` at ``step``: the
+        object itself (media took their copy when they were made), or a snapshot taken now (a
+        table, which changes after it is logged). Runs on the caller's thread: it must be cheap."""
+        return self
+
     def _pending_bytes(self) -> int:
         """About how many bytes this object holds until it is recorded (the worker's queue is
         bounded by the total)."""
@@ -63,8 +74,11 @@ class LoggedObjectWorker(Protocol):
     """What ``Run`` hands logged objects to (provided above the core)."""
 
     def submit(self, step: int, when: float, key: str, items: list[LoggedObject]) -> None:
-        """Queue ``items`` logged under ``key`` at ``step``; never blocks (a full queue drops
-        them, counted, with one warning)."""
+        """Queue ``items`` logged under ``key`` at ``step``; a full queue drops them, counted, with
+        one warning, except items that are not ``_droppable`` (tables), for which it waits."""
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until what was submitted so far is recorded (its records queued). False on timeout."""
 
     def close(self, timeout: float) -> bool:
         """Record what is pending within ``timeout``, then stop. False on timeout."""

@@ -91,6 +91,7 @@ class RunState:
         self.system_info: pb.SystemInfo | None = None
         self.checkpoints: list[Checkpoint] = []
         self.media: list[pb.MediaLogged] = []  # read through tracklet.media (RecordedRun.media)
+        self.tables: list[pb.TableLogged] = []  # every table version and increment, in log order
         self.last_step: int | None = None
         self.record_count = 0
         self.damage: Damage | None = None  # the first damaged region of the log
@@ -158,6 +159,8 @@ class RunState:
             ))
         elif kind == "media":
             self.media.append(record.media)
+        elif kind == "table_logged":
+            self.tables.append(record.table_logged)
         # Unknown kinds (from a newer writer) are skipped.
         if kind in ("history", "summary", "metric_definition", "run_start"):
             self._summary.apply(record)  # last: should it fail, the record's own effect is kept

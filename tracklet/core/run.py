@@ -463,6 +463,8 @@ class Run:
             if items is None:
                 rest[key] = value
             elif not self._finished and self._sender is not None:  # else the queue's append says why
+                # A table is snapshotted now (it changes after it is logged); media are themselves.
+                items = [item._at_log(key, step) if isinstance(item, LoggedObject) else item for item in items]
                 self._logged_worker().submit(step, when, key, items)
         return rest
 
@@ -636,7 +638,12 @@ class Run:
         """Wait until everything logged so far is in the record log. False on timeout."""
         if self._sender is None or self._finished:
             return True
-        return self._sender.force_flush(timeout, fsync=fsync)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._logged is not None:  # media and tables queue their records once stored
+            if not self._logged.flush(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                return False
+        return self._sender.force_flush(None if deadline is None else max(0.0, deadline - time.monotonic()),
+                                        fsync=fsync)
 
     def _record_config(self, items: dict[str, Any], removed: list[str]) -> None:
         """Queue a ``ConfigUpdate`` of already-plain ``items``; the worker builds the record."""
@@ -794,7 +801,8 @@ class Run:
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
         if self._logged is not None and not self._logged.close(max(0.0, deadline - time.monotonic())):
-            print("tracklet: media still being encoded at finish were not recorded", file=sys.stderr)
+            print("tracklet: media or tables still being stored at finish were not recorded (each is recorded "
+                  "whole or not at all)", file=sys.stderr)
         if self._artifacts is not None and not self._artifacts.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: artifacts still being stored at finish are not recorded in the run's log (a version "
                   "is committed whole or not at all)" + (

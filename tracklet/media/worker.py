@@ -68,6 +68,7 @@ class LoggedWorker:
         self._max_pending = max_pending
         self._max_bytes = max_pending_bytes
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # notified as items are recorded
         self._pending = 0
         self._pending_bytes = 0
         self.dropped = 0  # items dropped because the queue was full
@@ -77,14 +78,22 @@ class LoggedWorker:
     # ------------------------------------------------------------ caller side
 
     def submit(self, step: int, when: float, key: str, items: list[LoggedObject]) -> None:
-        """Queue ``items`` logged under ``key`` at ``step``; drop them (counted) when full."""
+        """Queue ``items`` logged under ``key`` at ``step``; drop them (counted) when full, except
+        items that are not ``_droppable`` (tables' snapshots): for those, wait for room."""
         size = 0
+        keep = False
         for item in items:
             if isinstance(item, LoggedObject):
                 size += item._pending_bytes()
-        with self._lock:
-            full = (self._pending + len(items) > self._max_pending
-                    or (self._pending and self._pending_bytes + size > self._max_bytes))
+                keep = keep or not item._droppable
+        with self._room:
+            full = self._full(len(items), size)
+            if full and keep and not self._closed:
+                self._warn("logged-queue-wait", f"tracklet: log() is waiting for the media and tables worker "
+                                                f"({self._pending} items queued): a table is never dropped")
+                while full and not self._closed:
+                    self._room.wait(0.05)
+                    full = self._full(len(items), size)
             if full or self._closed:
                 self.dropped += len(items)
             else:
@@ -97,7 +106,7 @@ class LoggedWorker:
                        "is, never waited for (the count is reported at finish). Log media less often, or raise "
                        "settings media_queue / media_workers.")
             return
-        lane = hash(key) % len(self._lanes)
+        lane = hash(key) % len(self._lanes)  # one key's items are recorded in the order logged
         self._lanes[lane].put((step, when, key, items, size))
         if self._threads[lane] is None:
             self._start(lane)
@@ -123,10 +132,29 @@ class LoggedWorker:
                 for index, item in enumerate(items):
                     self._record_one(item, Placement(key, step, index, len(items), when))
             finally:
-                with self._lock:
+                with self._room:
                     self._pending -= len(items)
                     self._pending_bytes -= size
+                    self._room.notify_all()
                 del job, items
+
+    def _full(self, count: int, size: int) -> bool:
+        """Would ``count`` more items of ``size`` bytes overflow the queue? (Called holding the lock.)"""
+        return (self._pending + count > self._max_pending
+                or bool(self._pending and self._pending_bytes + size > self._max_bytes))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every item submitted so far is recorded (its record queued). False on timeout."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._room:
+            while self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._room.wait(0.1 if left is None else min(left, 0.1))
+        return True
 
     def _record_one(self, item: Any, where: Placement) -> None:
         if not isinstance(item, LoggedObject):

@@ -37,7 +37,7 @@ SUMMARY_MODE_NONE: SummaryMode
 SUMMARY_MODE_FIRST: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "system_info", "checkpoint", "run_update", "gap")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "table_logged", "system_info", "checkpoint", "run_update", "gap")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class Record(_message.Message):
     ARTIFACT_LOGGED_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_USED_FIELD_NUMBER: _ClassVar[int]
     MEDIA_FIELD_NUMBER: _ClassVar[int]
+    TABLE_LOGGED_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     RUN_UPDATE_FIELD_NUMBER: _ClassVar[int]
@@ -68,11 +69,12 @@ class Record(_message.Message):
     artifact_logged: ArtifactLogged
     artifact_used: ArtifactUsed
     media: MediaLogged
+    table_logged: TableLogged
     system_info: SystemInfo
     checkpoint: Checkpoint
     run_update: RunUpdate
     gap: Gap
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., table_logged: _Optional[_Union[TableLogged, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
 
 class Gap(_message.Message):
     __slots__ = ("length", "reason", "padding")
@@ -460,6 +462,56 @@ class MediaBox(_message.Message):
     caption: str
     scores: _containers.ScalarMap[str, float]
     def __init__(self, min_x: _Optional[float] = ..., max_x: _Optional[float] = ..., min_y: _Optional[float] = ..., max_y: _Optional[float] = ..., pixel: _Optional[bool] = ..., class_id: _Optional[int] = ..., caption: _Optional[str] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class TableLogged(_message.Message):
+    __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "fragments", "rows", "columns")
+    class LogMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        LOG_MODE_UNSPECIFIED: _ClassVar[TableLogged.LogMode]
+        LOG_MODE_IMMUTABLE: _ClassVar[TableLogged.LogMode]
+        LOG_MODE_MUTABLE: _ClassVar[TableLogged.LogMode]
+        LOG_MODE_INCREMENTAL: _ClassVar[TableLogged.LogMode]
+    LOG_MODE_UNSPECIFIED: TableLogged.LogMode
+    LOG_MODE_IMMUTABLE: TableLogged.LogMode
+    LOG_MODE_MUTABLE: TableLogged.LogMode
+    LOG_MODE_INCREMENTAL: TableLogged.LogMode
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    LOG_MODE_FIELD_NUMBER: _ClassVar[int]
+    TABLE_ID_FIELD_NUMBER: _ClassVar[int]
+    INCREMENT_FIELD_NUMBER: _ClassVar[int]
+    FRAGMENTS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    step: int
+    time: float
+    log_mode: TableLogged.LogMode
+    table_id: str
+    increment: int
+    fragments: _containers.RepeatedCompositeFieldContainer[TableFragment]
+    rows: int
+    columns: _containers.RepeatedCompositeFieldContainer[TableColumn]
+    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., time: _Optional[float] = ..., log_mode: _Optional[_Union[TableLogged.LogMode, str]] = ..., table_id: _Optional[str] = ..., increment: _Optional[int] = ..., fragments: _Optional[_Iterable[_Union[TableFragment, _Mapping]]] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[TableColumn, _Mapping]]] = ...) -> None: ...
+
+class TableFragment(_message.Message):
+    __slots__ = ("digest", "rows", "size_bytes")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    rows: int
+    size_bytes: int
+    def __init__(self, digest: _Optional[str] = ..., rows: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class TableColumn(_message.Message):
+    __slots__ = ("name", "type")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
 
 class SystemStats(_message.Message):
     __slots__ = ("time", "values", "window_start")

@@ -245,6 +245,35 @@ class SystemResponse(BaseModel):
     series: list[Series]
 
 
+# ---------------------------------------------------------------------------------- tables
+
+
+class TableKeysResponse(BaseModel):
+    """The keys a run logged tables under (`tracklet.Table`, docs/tables.md), in first-log order."""
+
+    keys: list[str]
+
+
+class TableColumn(BaseModel):
+    name: str
+    type: str  # the Arrow type as pyarrow prints it: int64, double, string, bool, timestamp[us], ...
+
+
+class TableRowsResponse(BaseModel):
+    """One page of a logged table version (`run.table(key, step)` filtered, sorted and paged).
+    `total`: rows matching the filter; `rows`: one list per row, values in `columns`' order (NaN
+    and ±inf as "NaN", "Infinity", "-Infinity"; bytes as
+    `{"_type": "bytes", "base64": ...}`; dates and times as text)."""
+
+    key: str
+    step: int  # the version's step (INCREMENTAL: its last increment's)
+    log_mode: Literal["IMMUTABLE", "MUTABLE", "INCREMENTAL"]
+    columns: list[TableColumn]
+    total: int
+    offset: int
+    rows: list[list[Any]]
+
+
 # ---------------------------------------------------------------------------------- files
 
 

@@ -780,6 +780,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/tables": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The keys a run logged tables under */
+        get: operations["get_table_keys_api_v1_runs__project___run_id__tables_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/tables/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A page of a logged table, filtered and sorted
+         * @description Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`;
+         *     for an INCREMENTAL table every increment up to it), after `filter` and `sort` (ties and no
+         *     sort: the order rows were added; nulls last).
+         */
+        get: operations["get_table_api_v1_runs__project___run_id__tables__key__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -1786,6 +1825,47 @@ export interface components {
             names: string[];
             /** Series */
             series: components["schemas"]["Series"][];
+        };
+        /** TableColumn */
+        TableColumn: {
+            /** Name */
+            name: string;
+            /** Type */
+            type: string;
+        };
+        /**
+         * TableKeysResponse
+         * @description The keys a run logged tables under (`tracklet.Table`, docs/tables.md), in first-log order.
+         */
+        TableKeysResponse: {
+            /** Keys */
+            keys: string[];
+        };
+        /**
+         * TableRowsResponse
+         * @description One page of a logged table version (`run.table(key, step)` filtered, sorted and paged).
+         *     `total`: rows matching the filter; `rows`: one list per row, values in `columns`' order (NaN
+         *     and ±inf as "NaN", "Infinity", "-Infinity"; bytes as
+         *     `{"_type": "bytes", "base64": ...}`; dates and times as text).
+         */
+        TableRowsResponse: {
+            /** Key */
+            key: string;
+            /** Step */
+            step: number;
+            /**
+             * Log Mode
+             * @enum {string}
+             */
+            log_mode: "IMMUTABLE" | "MUTABLE" | "INCREMENTAL";
+            /** Columns */
+            columns: components["schemas"]["TableColumn"][];
+            /** Total */
+            total: number;
+            /** Offset */
+            offset: number;
+            /** Rows */
+            rows: unknown[][];
         };
         /** UploadPart */
         UploadPart: {
@@ -4981,6 +5061,156 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_table_keys_api_v1_runs__project___run_id__tables_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableKeysResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_api_v1_runs__project___run_id__tables__key__get: {
+        parameters: {
+            query?: {
+                /** @description The version at this step (default: the latest) */
+                step?: number | null;
+                /** @description e.g. score > 0.9 and label = 'cat' (docs/tables.md: the filter language) */
+                filter?: string | null;
+                /** @description A column to sort by */
+                sort?: string | null;
+                /** @description Sort descending */
+                descending?: boolean;
+                /** @description Rows to skip */
+                offset?: number;
+                /** @description Rows at most */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableRowsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

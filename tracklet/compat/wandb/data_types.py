@@ -1,9 +1,10 @@
 """W&B's data types. ``Histogram`` is recorded (it is a ``tracklet.Histogram``); ``Image``,
 ``Audio``, ``Video``, ``Html``, ``Object3D`` and ``Molecule`` are tracklet's media types
 (``tracklet.media``, docs/media.md) with W&B's arguments, masks and boxes included: recorded off the
-training thread. ``Plotly``, ``Graph`` and tables are accepted so code builds them as usual, and a
-logged key holding one is left out of the row with one warning per type. ``Artifact`` is a
-``tracklet.Artifact`` (docs/artifacts.md).
+training thread; ``Table`` is a ``tracklet.Table`` (docs/tables.md), recorded as Parquet fragments.
+``Plotly`` and ``Graph`` are accepted so code builds them as usual, and a logged key holding one is
+left out of the row with one warning per type. ``Artifact`` is a ``tracklet.Artifact``
+(docs/artifacts.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tracklet.media import Image as _Image
 from tracklet.media import Molecule as _Molecule
 from tracklet.media import Object3D as _Object3D
 from tracklet.media import Video as _Video
+from tracklet.media.table import Table as _TrackletTable
 
 
 class WBValue:
@@ -132,36 +134,23 @@ class Graph(_Media):
     pass
 
 
-class Table(WBValue):
-    """``wandb.Table(columns=..., data=..., dataframe=...)``: rows can be added and read back
-    (``add_data``, ``add_column``, ``get_column``), but a logged table is not recorded yet."""
+class Table(_TrackletTable, WBValue):
+    """``wandb.Table(columns=..., data=..., dataframe=..., log_mode=...)``: a
+    :class:`tracklet.Table` (``add_data``, ``add_column``, ``get_column``, ``get_dataframe``,
+    ``get_index``, ``iterrows``, ``data``); logged, it is recorded as Parquet fragments and read
+    back with ``tracklet.Api().run(path).table(key)`` (docs/tables.md). W&B's ``dtype``,
+    ``optional`` and ``allow_mixed_types`` are accepted and not used: column types are inferred."""
 
-    def __init__(self, columns: Sequence[str] | None = None, data: Sequence[Sequence[Any]] | None = None,
-                 rows: Sequence[Sequence[Any]] | None = None, dataframe: Any = None, **kwargs: Any) -> None:
-        if dataframe is not None:
-            columns = [str(c) for c in dataframe.columns]
-            data = dataframe.values.tolist()
-        self.data: list[list[Any]] = [list(row) for row in (data if data is not None else rows or [])]
-        width = len(self.data[0]) if self.data else 0
-        self.columns: list[str] = list(columns) if columns is not None else [f"col{i}" for i in range(width)]
+    _recorded = True
 
-    def add_data(self, *values: Any) -> None:
-        self.data.append(list(values))
+    def __init__(self, columns: Sequence[str] | None = None, data: Any = None, rows: Any = None,
+                 dataframe: Any = None, dtype: Any = None, optional: Any = True, allow_mixed_types: bool = False,
+                 log_mode: str = "IMMUTABLE") -> None:
+        super().__init__(columns=columns, data=data, rows=rows, dataframe=dataframe, log_mode=log_mode)
 
-    def add_column(self, name: str, data: Sequence[Any], optional: bool = False) -> None:
-        self.columns.append(name)
-        for row, value in zip(self.data, data):
-            row.append(value)
-
-    def get_column(self, name: str, convert_to: str | None = None) -> list[Any]:
-        index = self.columns.index(name)
-        return [row[index] for row in self.data]
-
-    def get_index(self) -> list[int]:
-        return list(range(len(self.data)))
-
-    def __len__(self) -> int:
-        return len(self.data)
+    def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(index, row)`` for each row held, as W&B's."""
+        yield from enumerate(self.data)
 
 
 class Artifact(_TrackletArtifact, WBValue):

@@ -1,0 +1,150 @@
+"""Tables (docs/tables.md): a 1M-row DataFrame logged, stored and queried; INCREMENTAL memory.
+
+    python benchmarks/tables.py [--quick] [--rows 1000000] [--increments 10000] [--json PATH]
+
+T1: ``Table(dataframe=df)`` on a ``--rows`` × 10-column DataFrame (6 float, 2 int, 2 text
+columns): the caller's time for ``Table(...)`` and for ``run.log({"t": table})``, and the time
+until durable (from ``Table(...)`` to ``run.flush(fsync=True)``: Parquet fragments in the blob
+store, the record fsynced in the log). Targets (issue #16): caller <= 200 ms, durable <= 3 s.
+
+T2: ``run.table("t").filter("score > 0.9 and label = 'cat'").sort("score", descending=True)
+.page(0, 100).to_arrow()`` on that table: the time to open the table (read the run's log), and the
+query's time (median of 5). Target: filter + sort + first 100 rows <= 300 ms.
+
+T3: ``--increments`` INCREMENTAL logs of 10 rows: the process's RSS growth between the 500th
+increment and the last (both after ``flush``). Target: <= 10 MB for 10,000 increments.
+
+``--quick``: 100k rows and 2,000 increments. Absolute times on shared machines drift; report
+them with the machine's state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import print_table, write_json  # noqa: E402
+
+QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
+
+
+def _frame(rows: int):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(16)
+    columns = {f"f{i}": rng.random(rows) for i in range(5)}
+    columns["score"] = rng.random(rows)
+    columns["id"] = np.arange(rows, dtype=np.int64)
+    columns["epoch"] = rng.integers(0, 100, rows)
+    columns["label"] = rng.choice(np.array(["cat", "dog", "bird", "fish"], dtype=object), rows)
+    columns["split"] = rng.choice(np.array(["train", "val", "test"], dtype=object), rows)
+    return pd.DataFrame(columns)
+
+
+def t1_t2(work: Path, rows: int) -> dict:
+    import tracklet
+
+    frame = _frame(rows)
+    run = tracklet.init(project="bench", dir=str(work / "root"), settings=QUIET)
+    started = time.perf_counter()
+    table = tracklet.Table(dataframe=frame)
+    made = time.perf_counter()
+    run.log({"t": table})
+    logged = time.perf_counter()
+    run.flush(fsync=True)
+    durable = time.perf_counter()
+    again = time.perf_counter()
+    run.log({"t": table})  # the writer is started and imported now: a log's own cost
+    relogged = time.perf_counter() - again
+    run.finish()
+    stored = sum(f.stat().st_size for f in (work / "root" / "artifacts" / "blobs" / "sha256").rglob("*") if f.is_file())
+
+    api = tracklet.Api(work / "root")
+    opened = time.perf_counter()
+    query = api.run(run.path).table("t")
+    open_seconds = time.perf_counter() - opened
+    times = []
+    result = None
+    for _ in range(5):
+        began = time.perf_counter()
+        result = (query.filter("score > 0.9 and label = 'cat'").sort("score", descending=True).page(0, 100)
+                  .to_arrow())
+        times.append(time.perf_counter() - began)
+    assert result is not None and result.num_rows == 100
+    expected = frame[(frame.score > 0.9) & (frame.label == "cat")].sort_values("score", ascending=False)
+    assert result.column("id").to_pylist() == expected["id"].tolist()[:100]
+    count_began = time.perf_counter()
+    matched = query.filter("score > 0.9 and label = 'cat'").count()
+    count_seconds = time.perf_counter() - count_began
+    return {"rows": rows, "table_ms": (made - started) * 1000, "log_ms": (logged - made) * 1000, "relog_ms": relogged * 1000,
+            "durable_seconds": durable - started, "stored_bytes": stored, "open_seconds": open_seconds,
+            "query_ms_median": statistics.median(times) * 1000, "query_ms_min": min(times) * 1000,
+            "count_ms": count_seconds * 1000, "matched": matched}
+
+
+def t3(work: Path, increments: int) -> dict:
+    import psutil
+
+    import tracklet
+
+    process = psutil.Process()
+    run = tracklet.init(project="bench", dir=str(work / "root3"), settings=QUIET)
+    table = tracklet.Table(columns=["i", "label", "x"], log_mode="INCREMENTAL")
+    before = 0
+    started = time.perf_counter()
+    for n in range(increments):
+        for j in range(10):
+            table.add_data(n * 10 + j, f"r{j}", j * 0.5)
+        run.log({"inc": table})
+        if n == 499:
+            run.flush()
+            before = process.memory_info().rss
+    run.flush()
+    after = process.memory_info().rss
+    seconds = time.perf_counter() - started
+    run.finish()
+    count = tracklet.Api(work / "root3").run(run.path).table("inc").count()
+    assert count == increments * 10
+    return {"increments": increments, "rss_growth_mb": (after - before) / 1e6, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="100k rows and 2,000 increments")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--increments", type=int, default=10_000)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    rows, increments = (100_000, 2_000) if args.quick else (args.rows, args.increments)
+    work = Path(tempfile.mkdtemp(prefix="tracklet-bench-tables-"))
+    try:
+        big = t1_t2(work, rows)
+        many = t3(work, increments)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_table([
+        ["T1 Table(dataframe=) caller", f"{big['table_ms']:.1f} ms", f"{rows:,} rows x 10 cols", "target <= 200 ms"],
+        ["T1 log() caller, first", f"{big['log_ms']:.2f} ms", "", "starts the logged-object worker (imports)"],
+        ["T1 log() caller, again", f"{big['relog_ms']:.3f} ms", "", "a snapshot and a queue item"],
+        ["T1 until durable", f"{big['durable_seconds']:.2f} s", f"{big['stored_bytes'] / 1e6:.1f} MB Parquet",
+         "target <= 3 s"],
+        ["T2 open run.table()", f"{big['open_seconds'] * 1000:.1f} ms", "", "reads the run's log"],
+        ["T2 filter+sort+100 rows", f"{big['query_ms_median']:.1f} ms", f"min {big['query_ms_min']:.1f} ms",
+         "median of 5; target <= 300 ms"],
+        ["T2 count(filter)", f"{big['count_ms']:.1f} ms", f"{big['matched']:,} rows match", ""],
+        ["T3 INCREMENTAL RSS growth", f"{many['rss_growth_mb']:.1f} MB", f"{increments:,} x 10 rows",
+         f"{many['seconds']:.1f} s in all; target <= 10 MB for 10,000"],
+    ], header=["benchmark", "figure", "size", "note"])
+    write_json(args.json, {"t1_t2": big, "t3": many})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""A table's rows and DataFrames as one Arrow table, with the type rules docs/tables.md states.
+
+- A DataFrame (pandas; an Arrow table; anything with ``__arrow_c_stream__``, such as polars)
+  converts through Arrow as a whole (``pa.Table.from_pandas``), never row by row.
+- Rows convert a column at a time (``pa.array`` over the column, C-level): a column's type is
+  what Arrow infers from its values, widened where Arrow widens (ints with floats make a double
+  column; nulls take any type).
+- A value of another kind than its column (a string in a number column, a number in a string
+  column, an int in a bool column) is a *type change*: the column keeps the type of its first
+  values, and the value is stored as null, with one warning naming the table, the column and the
+  row. Only a column with such a value is converted value by value.
+- A column whose values Arrow can't store at all (arbitrary objects) is stored as their text
+  (``str()``), with a warning.
+- A row of the wrong width is left out, with a warning naming the table and the row; the other
+  rows are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+# Column names tracklet keeps for itself in the Parquet fragments (the row order within a
+# fragment; the fragment a row came from, in queries).
+RESERVED_PREFIX = "__tracklet_"
+ROW_COLUMN = "__tracklet_row"
+
+# Takes (what, message): ``what`` says which problem it is (e.g. ``"type:score"``), so a run's writer
+# warns once per table and problem, not once per increment; the message names the table, column and row.
+Report = Callable[[str, str], None]
+
+_MAX_LISTED = 3  # bad values named in one warning; the count says how many more
+
+
+def pa_module() -> Any:
+    """pyarrow, or an ImportError saying which extra brings it."""
+    try:
+        import pyarrow
+    except ImportError as error:  # pragma: no cover - pyarrow is in the tables extra
+        from tracklet.errors import MissingDependency
+
+        raise MissingDependency("tracklet tables need pyarrow: pip install 'tracklet[tables]'") from error
+    return pyarrow
+
+
+def arrow_of_dataframe(frame: Any) -> Any:
+    """``frame`` as an Arrow table the caller can't change afterwards: a pandas DataFrame is
+    copied (``from_pandas`` would share its numeric buffers) and converted as a whole; an Arrow
+    table is immutable and taken as it is; other frames convert through the Arrow stream protocol."""
+    pa = pa_module()
+    if isinstance(frame, pa.Table):
+        return frame
+    if isinstance(frame, pa.RecordBatch):
+        return pa.Table.from_batches([frame])
+    if type(frame).__module__.partition(".")[0] == "pandas":
+        from tracklet.errors import TableError
+
+        names = [str(name) for name in frame.columns]
+        if len(set(names)) != len(names):
+            duplicated = sorted({name for name in names if names.count(name) > 1})
+            raise TableError(f"tracklet.Table(dataframe=...): duplicate column names {duplicated}")
+        copy = frame.copy(deep=True)
+        copy.columns = names
+        return pa.Table.from_pandas(copy, preserve_index=False)
+    if hasattr(frame, "__arrow_c_stream__"):
+        return pa.table(frame)
+    if hasattr(frame, "to_arrow"):
+        return frame.to_arrow()
+    raise TypeError(f"tracklet.Table(dataframe=...) takes a pandas DataFrame, an Arrow table or a frame with "
+                    f"the Arrow stream protocol; got {type(frame).__name__}")
+
+
+def _arrow_errors(pa: Any) -> tuple[type[BaseException], ...]:
+    return (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def column_array(values: Sequence[Any], column: str, where: str, report: Report, row_offset: int = 0) -> Any:
+    """One column's values as an Arrow array: inferred by Arrow in one call; only when that fails,
+    value by value (the first values set the type, values that don't fit it become nulls)."""
+    pa = pa_module()
+    errors = _arrow_errors(pa)
+    try:
+        return pa.array(values)
+    except errors:
+        pass
+    kind = None
+    for value in values:
+        if value is None:
+            continue
+        try:
+            kind = pa.scalar(value).type
+            break
+        except errors:
+            continue
+    if kind is None:
+        shown = next(type(v).__name__ for v in values if v is not None)
+        report(f"text:{column}", f"tracklet: {where}: column {column!r} holds values Arrow can't store ({shown}); stored as their "
+               f"text (str())")
+        return pa.array([None if value is None else str(value) for value in values], type=pa.string())
+    return _convert_each(values, kind, column, where, report, row_offset)
+
+
+def _convert_each(values: Sequence[Any], kind: Any, column: str, where: str, report: Report,
+                  row_offset: int) -> Any:
+    """``values`` as an array of ``kind``; each value that doesn't convert is a null, reported."""
+    pa = pa_module()
+    errors = _arrow_errors(pa)
+    kept: list[Any] = []
+    bad: list[tuple[int, Any]] = []
+    for index, value in enumerate(values):
+        if value is None:
+            kept.append(None)
+            continue
+        try:
+            pa.scalar(value, type=kind)
+            kept.append(value)
+        except errors:
+            kept.append(None)
+            bad.append((row_offset + index, value))
+    if bad:
+        listed = ", ".join(f"row {row}: {_show(value)} ({type(value).__name__})" for row, value in bad[:_MAX_LISTED])
+        more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+        report(f"type:{column}", f"tracklet: {where}: column {column!r} is {kind} (set by its first values); {len(bad)} value(s) "
+               f"of another type stored as null ({listed}{more}); the rest of each row is kept")
+    try:
+        return pa.array(kept, type=kind)
+    except errors as error:  # a value that converted alone but not in the array: give up on the column's values
+        report(f"failed:{column}", f"tracklet: {where}: column {column!r} could not be stored ({error}); stored as nulls")
+        return pa.nulls(len(values), type=kind)
+
+
+def check_widths(rows: Sequence[Sequence[Any]], width: int, where: str, report: Report,
+                 row_offset: int = 0) -> Sequence[Sequence[Any]]:
+    """``rows`` without those of another width than ``width`` (each reported)."""
+    widths = set(map(len, rows))
+    if widths <= {width}:
+        return rows
+    bad = [index for index, row in enumerate(rows) if len(row) != width]
+    listed = ", ".join(f"row {row_offset + index} has {len(rows[index])}" for index in bad[:_MAX_LISTED])
+    more = f" and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+    report("width", f"tracklet: {where}: {len(bad)} row(s) of the wrong width left out (the table has {width} columns; "
+           f"{listed}{more}); the other rows are kept")
+    return [row for row in rows if len(row) == width]
+
+
+def rows_to_arrow(rows: Sequence[Sequence[Any]], columns: Sequence[str], where: str, report: Report,
+                  row_offset: int = 0, cells: Callable[[Sequence[Any], str, int], Any] | None = None) -> Any:
+    """Rows (each a sequence of one value per column) as an Arrow table, a column at a time.
+    ``cells``: what stores a column of media (``table_cells.media_cells``), on the worker."""
+    pa = pa_module()
+    rows = check_widths(rows, len(columns), where, report, row_offset)
+    values = list(zip(*rows)) if rows else [()] * len(columns)
+    arrays = []
+    for name, column_values in zip(columns, values):
+        array = cells(column_values, name, row_offset) if cells is not None else None
+        arrays.append(array if array is not None else column_array(column_values, name, where, report, row_offset))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def conform(table: Any, known: dict[str, Any], where: str, report: Report, row_offset: int = 0) -> Any:
+    """``table`` with each column of a type ``known`` already has made to fit it: where Arrow can
+    unify the two (int and double, null and anything) the column is left for ``concat`` to
+    widen; otherwise its values are converted to the known type one by one (nulls, reported)."""
+    pa = pa_module()
+    errors = _arrow_errors(pa)
+    for index, field in enumerate(table.schema):
+        kind = known.get(field.name)
+        if kind is None or kind == field.type:
+            continue
+        try:
+            pa.unify_schemas([pa.schema([(field.name, kind)]), pa.schema([field])], promote_options="permissive")
+            continue
+        except errors:
+            pass
+        values = table.column(index).to_pylist()
+        table = table.set_column(index, field.name, _convert_each(values, kind, field.name, where, report, row_offset))
+    return table
+
+
+def combine(parts: Sequence[Any], known: dict[str, Any], where: str, report: Report, row_offset: int = 0) -> Any:
+    """Arrow tables (an earlier part's types win over a later part's) as one table, with the
+    columns of all; ``known``: column types set before these parts (earlier increments)."""
+    pa = pa_module()
+    known = dict(known)
+    conformed = []
+    offset = row_offset
+    for part in parts:
+        part = conform(part, known, where, report, offset)
+        for field in part.schema:
+            if known.get(field.name) is None or pa.types.is_null(known[field.name]):
+                known[field.name] = field.type
+        conformed.append(part)
+        offset += part.num_rows
+    if len(conformed) == 1:
+        return conformed[0]
+    return pa.concat_tables(conformed, promote_options="permissive")
+
+
+def empty_table(columns: Sequence[str]) -> Any:
+    """A table of ``columns`` with no rows (type null: the first values set the types)."""
+    pa = pa_module()
+    return pa.Table.from_arrays([pa.array([], type=pa.null()) for _ in columns], names=list(columns))

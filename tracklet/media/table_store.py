@@ -1,0 +1,113 @@
+"""Storing one logged table snapshot: Arrow, then Parquet fragments in the artifacts' blob store,
+then the ``TableLogged`` record naming them. Runs on a thread of the run's logged-object worker
+(``media/worker.py``), which calls ``TableSnapshot._record``; one key's snapshots are stored in
+the order they were logged (the worker's lane is chosen by key).
+
+Parquet: zstd, dictionary-encoded where values repeat (text, ints, bools), 128k-row row groups
+with min/max statistics (DuckDB skips the row groups a filter
+excludes), at most ``FRAGMENT_ROWS`` rows per fragment (a bigger table is several). Every fragment
+has one column of tracklet's own, ``__tracklet_row`` (the row's index in the fragment,
+delta-encoded: a few bytes per row group), which keeps row order through queries. A fragment is a
+blob like any artifact file: written under a temporary name and renamed into place once complete,
+so a reader never sees a partial one; the record naming it is made only after that. Identical
+content is stored once, and an unchanged table logged again is not even encoded again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from tracklet.media import table_arrow, table_cells
+
+if TYPE_CHECKING:
+    from tracklet.media.table import TableSnapshot
+    from tracklet.proto import records_pb2 as pb
+
+FRAGMENT_ROWS = 1 << 20
+ROW_GROUP_ROWS = 128 * 1024
+
+
+def store_snapshot(snapshot: TableSnapshot, context: Any, key: str, step: int, when: float) -> pb.Record:
+    """Store ``snapshot`` (logged under ``key`` at ``step``, at time ``when``) through ``context``
+    (the logged-object worker's: ``.blobs``, the artifacts' ``FsspecBlobStore``; ``.warn(token,
+    message)``) and return its ``TableLogged`` record. Problems with values are warned once per
+    key and problem; the rows are kept. Media cells are stored by ``table_cells``."""
+    state = snapshot.state
+    incremental = snapshot.log_mode == "INCREMENTAL"
+    warn: Callable[[Any, str], None] = context.warn
+    with state.lock:  # one snapshot of a table at a time: the known column types, the last version
+        if incremental or state.version != snapshot.version or not state.fragments:
+            where = f"table {key!r} at step {step}"
+            report: table_arrow.Report = lambda what, message: warn(("table-values", key, what), message)  # noqa: E731
+            cells = table_cells.media_cells(context, key, step, when, where, report)
+            table = snapshot.to_arrow(where, report, state.known if incremental else None, cells)
+            state.fragments = write_fragments(context.blobs, table)
+            state.columns = [(field.name, str(field.type)) for field in table.schema]
+            state.version = snapshot.version
+            is_null = table_arrow.pa_module().types.is_null
+            for field in table.schema:
+                if state.known.get(field.name) is None or is_null(state.known[field.name]):
+                    state.known[field.name] = field.type
+            del table
+        fragments, columns = list(state.fragments), list(state.columns)
+        if incremental:
+            state.fragments = []  # an increment is new rows: nothing to reuse
+    return table_record(key=key, step=step, time=when, log_mode=snapshot.log_mode, table_id=snapshot.table_id,
+                        increment=snapshot.increment if incremental else 0, fragments=fragments, columns=columns)
+
+
+def write_fragments(blobs: Any, table: Any) -> list[tuple[str, int, int]]:
+    """``table`` as Parquet blobs of at most ``FRAGMENT_ROWS`` rows: (digest, rows, bytes) each."""
+    fragments = []
+    for start in range(0, max(table.num_rows, 1), FRAGMENT_ROWS):
+        part = table.slice(start, FRAGMENT_ROWS)
+        data = parquet_bytes(part)
+        digest, _ = blobs.put_bytes(data)
+        fragments.append((digest, part.num_rows, len(data)))
+        del data
+    return fragments
+
+
+def parquet_bytes(table: Any) -> bytes:
+    """``table`` as a Parquet file, with tracklet's row column appended."""
+    pa = table_arrow.pa_module()
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    # Dictionary encoding where values repeat (text, ints, bools): on floats it only costs (Arrow
+    # tries, then falls back; 1M rows x 6 float columns: 2.3 s instead of 0.5 s, and a bigger file).
+    types = pa.types
+    dictionary = [field.name for field in table.schema
+                  if types.is_string(field.type) or types.is_large_string(field.type) or types.is_integer(field.type)
+                  or types.is_boolean(field.type) or types.is_binary(field.type)]
+    rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    table = table.append_column(table_arrow.ROW_COLUMN, rows)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary,
+                   column_encoding={table_arrow.ROW_COLUMN: "DELTA_BINARY_PACKED"})
+    return sink.getvalue().to_pybytes()
+
+
+def table_record(*, key: str, step: int, time: float, log_mode: str, table_id: str, increment: int,
+                 fragments: list[tuple[str, int, int]], columns: list[tuple[str, str]]) -> pb.Record:
+    """The ``TableLogged`` record."""
+    from tracklet.proto import records_pb2 as pb
+
+    record = pb.Record()
+    logged = record.table_logged
+    logged.key = key
+    logged.step = step
+    logged.time = time
+    logged.log_mode = pb.TableLogged.LogMode.Value(f"LOG_MODE_{log_mode}")  # type: ignore[assignment]
+    logged.table_id = table_id
+    logged.increment = increment
+    total = 0
+    for digest, rows, size in fragments:
+        fragment = logged.fragments.add()
+        fragment.digest, fragment.rows, fragment.size_bytes = digest, rows, size
+        total += rows
+    logged.rows = total
+    for name, kind in columns:
+        column = logged.columns.add()
+        column.name, column.type = name, kind
+    return record

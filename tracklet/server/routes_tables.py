@@ -1,0 +1,114 @@
+"""Read API for a run's tables (``tracklet.Table``, docs/tables.md): the keys, and a page of a
+table version filtered and sorted by DuckDB over its Parquet fragments (``RecordedRun.table``).
+
+The filter is the table filter language (``tracklet/media/query_filter.py``): parsed against the
+table's columns and compiled with bound parameters, bounded in size; a bad one is 400 naming the
+problem. Tables are read from the server's data root: its record log copies and, for fragments,
+its artifacts' blob store (``tracklet ui`` serves the local data root, where both are). A run's
+table records are read from its log once per log size and kept (``_TableRecords``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from tracklet.core.jsonsafe import json_safe
+from tracklet.errors import TableNotFound
+from tracklet.server.logs import run_paths
+from tracklet.server.models import TableColumn, TableKeysResponse, TableRowsResponse, errors
+
+router = APIRouter(prefix="/api/v1/runs", tags=["read"])
+
+_ERRORS = errors(400, 404)
+MAX_PAGE = 1000
+
+
+class _TableRecords:
+    """The ``TableLogged`` records of recently asked runs, by (log path, size, mtime): a run's log
+    is replayed again only when it grew."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._cache: OrderedDict[tuple[str, int, int], list[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, paths: Any) -> list[Any]:
+        from tracklet.core.reader import replay
+
+        stat = paths.log_file.stat()
+        token = (str(paths.log_file), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            found = self._cache.get(token)
+            if found is not None:
+                self._cache.move_to_end(token)
+                return found
+        records = list(replay(paths.log_file).tables)
+        with self._lock:
+            self._cache[token] = records
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return records
+
+
+_RECORDS = _TableRecords()
+
+
+def _records(request: Request, project: str, run_id: str) -> list[Any]:
+    """The run's table records; 404 unless the server knows the run (its store has it: a file
+    under the root alone is not enough, so access follows the project's members)."""
+    app = request.app.state.tracklet
+    paths = run_paths(app.root, project, run_id)
+    if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
+        raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
+    return _RECORDS.get(paths)
+
+
+@router.get("/{project}/{run_id}/tables", response_model=TableKeysResponse, responses=_ERRORS,
+            summary="The keys a run logged tables under")
+def get_table_keys(request: Request, project: str, run_id: str) -> TableKeysResponse:
+    from tracklet.media.table_read import table_keys
+
+    return TableKeysResponse(keys=table_keys(_records(request, project, run_id)))
+
+
+@router.get("/{project}/{run_id}/tables/{key:path}", response_model=TableRowsResponse, responses=_ERRORS,
+            summary="A page of a logged table, filtered and sorted")
+def get_table(
+    request: Request,
+    project: str,
+    run_id: str,
+    key: str,
+    step: int | None = Query(None, ge=0, le=2**63 - 1, description="The version at this step (default: the latest)"),
+    filter: str | None = Query(None, max_length=4096, description="e.g. score > 0.9 and label = 'cat' "
+                               "(docs/tables.md: the filter language)"),
+    sort: str | None = Query(None, max_length=1024, description="A column to sort by"),
+    descending: bool = Query(False, description="Sort descending"),
+    offset: int = Query(0, ge=0, le=2**62, description="Rows to skip"),
+    limit: int = Query(100, ge=1, le=MAX_PAGE, description="Rows at most"),
+) -> TableRowsResponse:
+    """Rows `offset` to `offset + limit` of the table logged under `key` (its version at `step`;
+    for an INCREMENTAL table every increment up to it), after `filter` and `sort` (ties and no
+    sort: the order rows were added; nulls last)."""
+    from tracklet.media.table_read import open_table
+
+    records = _records(request, project, run_id)
+    try:
+        query = open_table(request.app.state.tracklet.root, records, key, step)
+    except TableNotFound as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    if filter:
+        query = query.filter(filter)  # FilterSyntaxError: a ValueError, 400 naming the problem
+    if sort:
+        query = query.sort(sort, descending=descending)
+    total = query.count()
+    page = query.page(offset, limit).to_arrow()
+    names = page.column_names
+    rows = [json_safe([row[name] for name in names]) for row in page.to_pylist()]
+    schema = query.schema
+    return TableRowsResponse(key=key, step=query.step, log_mode=query.log_mode,  # type: ignore[arg-type]
+                             columns=[TableColumn(name=name, type=schema[name]) for name in names],
+                             total=total, offset=offset, rows=rows)

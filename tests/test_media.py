@@ -234,6 +234,24 @@ def test_a_list_holding_something_else_keeps_its_media(start):
     assert [i.index for i in read(run).images("mixed")] == [0, 2]
 
 
+def test_media_under_a_key_set_first_logged_with_plain_values_are_recorded(start):
+    # The fast path skips the type scan for a key set first seen with plain values only: the
+    # image reaches the sender's encoder, which hands it to the media worker.
+    run = start()
+    pixels = _image()
+
+    def log():
+        run.log({"img": 1.0})
+        run.log({"img": tracklet.Image(pixels)})
+        run.finish()
+
+    assert _warnings_of(log) == []
+    recorded = read(run)
+    (image,) = recorded.images("img")
+    assert image.step == 1 and np.array_equal(image.to_numpy(), pixels)
+    assert recorded.history()["img"] == [1.0, None]
+
+
 def test_strict_mode_accepts_media(start):
     recorded = _log_and_read(start, {"img": tracklet.Image(_image()), "x": 1}, strict=True)
     assert len(recorded.images("img")) == 1

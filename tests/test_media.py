@@ -484,3 +484,32 @@ def test_kill_9_while_encoding_leaves_no_damaged_blob_and_keeps_earlier_media(ro
     assert blobs
     for blob in blobs:  # every blob visible under its digest is whole
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+
+
+def test_a_media_record_naming_a_path_instead_of_a_digest_is_left_out(start, tmp_path):
+    # A record log is read from disk: a digest is made into a path under the blob store, so one
+    # that is not a sha256 must never reach the file system.
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+
+    run = start()
+    run.log({"img": tracklet.Image(_image())})
+    run.finish()
+    writer = RecordLogWriter(Path(run.dir) / "run.tlog", resume=True)
+    forged = pb.Record()
+    forged.media.key, forged.media.kind, forged.media.step = "img", "image", 5
+    forged.media.digest = "../../../../etc/passwd"
+    writer.write(forged.SerializeToString())
+    writer.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = read(run).images("img")
+    assert [i.step for i in images] == [0]
+    assert any("not a sha256 digest" in str(w.message) for w in caught)
+
+
+def test_jax_arrays_are_images_too(start):
+    jnp = pytest.importorskip("jax.numpy")
+    pixels = _image((8, 8, 3))
+    recorded = _log_and_read(start, {"img": tracklet.Image(jnp.asarray(pixels))})
+    assert np.array_equal(recorded.images("img")[0].to_numpy(), pixels)

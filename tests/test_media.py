@@ -513,3 +513,38 @@ def test_jax_arrays_are_images_too(start):
     pixels = _image((8, 8, 3))
     recorded = _log_and_read(start, {"img": tracklet.Image(jnp.asarray(pixels))})
     assert np.array_equal(recorded.images("img")[0].to_numpy(), pixels)
+
+
+def test_logged_digests_names_every_media_blob_for_garbage_collection(start, root):
+    from tracklet.media.read import logged_digests
+
+    mask = np.zeros((300, 280), dtype=np.uint8)
+    mask[:10] = 1
+    run = start()
+    run.log({"big": tracklet.Image(_image((300, 280, 3)), masks={"m": {"mask_data": mask}}), "x": 1.0})
+    run.log({"sound": tracklet.Audio(np.zeros(100, dtype=np.int16), sample_rate=100)})
+    run.finish()
+    other = start(project="other")
+    other.log({"page": tracklet.Html("<p>x</p>")})
+    other.finish()
+    # Every blob in the store is a media file, thumbnail or mask: all of them are named.
+    assert logged_digests(root) == {blob.name for blob in _blobs(root)}
+    assert len(logged_digests(root)) == 5
+
+
+def test_a_blob_store_that_cannot_be_written_costs_only_the_media(start, root):
+    # The artifacts directory is a file: every blob write fails (as on a full or read-only disk).
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "artifacts").write_text("not a directory")
+    run = start()
+
+    def log():
+        for step in range(3):
+            run.log({"img": tracklet.Image(_image()), "loss": float(step)})
+        run.finish()
+
+    caught = [w for w in _warnings_of(log) if "'img'" in w]
+    assert len(caught) == 1 and "step 0" in caught[0] and "could not be recorded" in caught[0], caught
+    recorded = read(run)
+    assert recorded.state == "finished" and recorded.history()["loss"] == [0.0, 1.0, 2.0]
+    assert recorded.media() == []

@@ -184,4 +184,35 @@ def media_items(records: Iterable[Any], root: Path, key: str | None = None, kind
     return [_item(message, blobs) for message in valid]
 
 
-__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "media_items"]
+_MEDIA_TAG = (13 << 3) | 2  # the first byte of a serialized Record whose kind is media (field 13)
+
+
+def logged_digests(root: Path) -> set[str]:
+    """Every blob digest the media records of every run under data root ``root`` name (files,
+    thumbnails, masks): what artifact garbage collection must keep besides artifact manifests.
+    Reads each record log once and parses only its media records. ``OSError`` when a log can't be
+    read: a collector must then keep everything rather than guess."""
+    from tracklet.core.layout import iter_runs
+    from tracklet.core.recordlog import read_log
+    from tracklet.proto import records_pb2 as pb
+
+    found: set[str] = set()
+    record = pb.Record()
+    for paths in iter_runs(root):
+        for _, payload in read_log(paths.log_file, resync=True).payloads:
+            if not payload or payload[0] != _MEDIA_TAG:
+                continue
+            try:
+                record.ParseFromString(payload)
+            except Exception:  # a damaged record names nothing reliable
+                continue
+            if record.WhichOneof("kind") == "media" and _valid(record.media):
+                media = record.media
+                found.add(media.digest)
+                found.update(mask.digest for mask in media.masks)
+                if media.thumbnail_digest:
+                    found.add(media.thumbnail_digest)
+    return found
+
+
+__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items"]

@@ -548,3 +548,33 @@ def test_a_blob_store_that_cannot_be_written_costs_only_the_media(start, root):
     recorded = read(run)
     assert recorded.state == "finished" and recorded.history()["loss"] == [0.0, 1.0, 2.0]
     assert recorded.media() == []
+
+
+def test_the_store_indexes_media_and_refuses_forged_digests(start, root):
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.store import Store
+
+    run = start()
+    run.log({"samples": [tracklet.Image(_image(), caption="one"), tracklet.Image(_image((300, 20, 3)))]})
+    run.log({"sound": tracklet.Audio(np.zeros(800, dtype=np.int16), sample_rate=8000), "x": 1.0})
+    run.finish()
+    writer = RecordLogWriter(Path(run.dir) / "run.tlog", resume=True)
+    forged = pb.Record()
+    forged.media.key, forged.media.kind, forged.media.step = "k" * 5000, "image\x00" * 10, 9
+    forged.media.digest, forged.media.time, forged.media.duration = "../../x", float("nan"), float("inf")
+    writer.write(forged.SerializeToString())
+    writer.close()
+    with Store(root=root) as store:
+        store.index()
+        rows = store.media(run.project, run.id)
+        samples = store.media(run.project, run.id, "samples")
+    assert [(r["key"], r["step"], r["idx"], r["kind"]) for r in rows[:3]] == [
+        ("samples", 0, 0, "image"), ("samples", 0, 1, "image"), ("sound", 1, 0, "audio")]
+    images = read(run).images("samples")
+    assert [r["digest"] for r in samples] == [i.digest for i in images] and samples[0]["caption"] == "one"
+    assert samples[1]["thumbnail"] == images[1].thumbnail_digest != ""
+    assert rows[2]["duration"] == 0.1 and rows[2]["mime"] == "audio/wav"
+    forged_row = rows[3]
+    assert forged_row["digest"] == "" and forged_row["time"] == 0.0 and forged_row["duration"] == 0.0
+    assert len(forged_row["key"]) <= 1024 and "\x00" not in forged_row["kind"]

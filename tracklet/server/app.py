@@ -83,6 +83,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         routes_compare,
         routes_files,
         routes_ingest,
+        routes_media,
         routes_read,
         routes_run_data,
     )
@@ -136,7 +137,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read):
+                   routes_artifacts_read, routes_media):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

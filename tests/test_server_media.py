@@ -51,7 +51,9 @@ def test_tracklet_ui_lists_a_runs_media_and_serves_only_its_blobs(root, tmp_path
         image, page = media["pred"], media["page"]
         assert (image["step"], image["kind"], image["caption"], image["width"], image["height"]) == (
             0, "image", "first", 260, 300)
-        assert [m["name"] for m in image["masks"]] == ["truth"] and image["boxes"] == [{"name": "p", "count": 1}]
+        assert [m["name"] for m in image["masks"]] == ["truth"] and image["masks"][0]["class_labels"] == {}
+        (boxes,) = image["boxes"]
+        assert (boxes["name"], boxes["count"], boxes["boxes"][0]["max_x"], boxes["boxes"][0]["pixel"]) == ("p", 1, 1.0, False)
         only_images = httpx.get(url, params={"kind": "image"}, headers=auth).json()["media"]
         assert [item["key"] for item in only_images] == ["pred"]
 

@@ -29,11 +29,27 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 class MediaMaskRef(BaseModel):
     name: str
     digest: str  # a PNG of class ids: GET .../media/{digest}
+    class_labels: dict[str, str] = {}  # class id (as text) -> label
+
+
+class MediaBox(BaseModel):
+    """Corners as fractions of the image's width/height, or pixels when `pixel`."""
+
+    min_x: float
+    max_x: float
+    min_y: float
+    max_y: float
+    pixel: bool
+    class_id: int
+    caption: str
+    scores: dict[str, float]
 
 
 class MediaBoxesRef(BaseModel):
     name: str
-    count: int
+    count: int  # boxes in the group (the first 1,000 are listed)
+    boxes: list[MediaBox] = []
+    class_labels: dict[str, str] = {}
 
 
 class MediaEntry(BaseModel):

@@ -41,6 +41,23 @@ media = sa.Table(
 MEDIA_KINDS = frozenset({"media"})
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _MAX_EXTRA = 64  # masks or box groups listed per item
+_MAX_BOXES = 1000  # boxes kept per group (the record log keeps them all)
+_MAX_LABELS = 1000  # class labels kept per mask or box group
+
+
+def _labels(labels: Any) -> dict[str, str]:
+    return {str(int(k)): fit(store_text(v), 256) for k, v in list(labels.items())[:_MAX_LABELS]}
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def _box(box: Any) -> dict[str, Any]:
+    return {"min_x": _finite(box.min_x), "max_x": _finite(box.max_x), "min_y": _finite(box.min_y),
+            "max_y": _finite(box.max_y), "pixel": box.pixel, "class_id": box.class_id,
+            "caption": fit(store_text(box.caption), 256),
+            "scores": {fit(store_text(k), 64): _finite(v) for k, v in list(box.scores.items())[:16]}}
 
 
 def _digest(text: str) -> str:
@@ -57,10 +74,11 @@ def media_rows(run_pk: int, messages: list[Any], after: int = 0) -> list[dict[st
     rows = []
     for offset, message in enumerate(messages, start=1):
         extra = {
-            "masks": [{"name": fit(store_text(m.name), 256), "digest": _digest(m.digest)}
-                      for m in list(message.masks)[:_MAX_EXTRA]],
-            "boxes": [{"name": fit(store_text(b.name), 256), "count": len(b.boxes)}
-                      for b in list(message.boxes)[:_MAX_EXTRA]],
+            "masks": [{"name": fit(store_text(m.name), 256), "digest": _digest(m.digest),
+                       "class_labels": _labels(m.class_labels)} for m in list(message.masks)[:_MAX_EXTRA]],
+            "boxes": [{"name": fit(store_text(b.name), 256), "count": len(b.boxes),
+                       "boxes": [_box(box) for box in list(b.boxes)[:_MAX_BOXES]],
+                       "class_labels": _labels(b.class_labels)} for b in list(message.boxes)[:_MAX_EXTRA]],
         }
         rows.append({
             "run_pk": run_pk, "seq": after + offset, "key": fit(store_text(message.key), 1024),

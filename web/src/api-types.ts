@@ -1086,12 +1086,48 @@ export interface components {
             /** Key Id */
             key_id?: string | null;
         };
+        /**
+         * MediaBox
+         * @description Corners as fractions of the image's width/height, or pixels when `pixel`.
+         */
+        MediaBox: {
+            /** Min X */
+            min_x: number;
+            /** Max X */
+            max_x: number;
+            /** Min Y */
+            min_y: number;
+            /** Max Y */
+            max_y: number;
+            /** Pixel */
+            pixel: boolean;
+            /** Class Id */
+            class_id: number;
+            /** Caption */
+            caption: string;
+            /** Scores */
+            scores: {
+                [key: string]: number;
+            };
+        };
         /** MediaBoxesRef */
         MediaBoxesRef: {
             /** Name */
             name: string;
             /** Count */
             count: number;
+            /**
+             * Boxes
+             * @default []
+             */
+            boxes: components["schemas"]["MediaBox"][];
+            /**
+             * Class Labels
+             * @default {}
+             */
+            class_labels: {
+                [key: string]: string;
+            };
         };
         /**
          * MediaEntry
@@ -1145,6 +1181,13 @@ export interface components {
             name: string;
             /** Digest */
             digest: string;
+            /**
+             * Class Labels
+             * @default {}
+             */
+            class_labels: {
+                [key: string]: string;
+            };
         };
         /** Member */
         Member: {

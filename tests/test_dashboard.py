@@ -762,3 +762,77 @@ def test_nan_and_infinities_are_gaps_in_a_chart(servers, tmp_path, page):
     assert drawn["runs"][0]["x"] == list(range(7))
     assert drawn["runs"][0]["line"] == [1.0, None, 2.0, None, 3.0, None, 4.0]
     assert drawn["scales"]["yMin"] <= 1.0 and 4.0 <= drawn["scales"]["yMax"] < 100
+
+
+# --- issue #16: logged media on the run page ----------------------------------------------------------------------
+
+
+def test_run_page_shows_images_with_masks_and_boxes_at_the_right_pixels(root, page):
+    import numpy as np
+
+    pixels = np.zeros((40, 60, 3), dtype=np.uint8)
+    pixels[:, :30] = (255, 0, 0)
+    pixels[:, 30:] = (0, 0, 255)
+    mask = np.zeros((40, 60), dtype=np.uint8)
+    mask[:10] = 1
+    boxes = {"pred": {"box_data": [{"position": {"minX": 0.5, "maxX": 1.0, "minY": 0.5, "maxY": 1.0}, "class_id": 2,
+                                    "scores": {"conf": 0.9}},
+                                   {"position": {"minX": 0, "maxX": 15, "minY": 0, "maxY": 20}, "domain": "pixel",
+                                    "class_id": 1}],
+                      "class_labels": {1: "cat", 2: "dog"}}}
+    run = tracklet.init(project="media", id="seg", dir=str(root), settings=QUIET)
+    run.log({"pred": tracklet.Image(pixels[::-1, ::-1].copy(), caption="step zero"), "loss": 1.0})
+    run.log({"pred": tracklet.Image(pixels, caption="step one", masks={"truth": {"mask_data": mask}}, boxes=boxes),
+             "page": tracklet.Html("<body><script>try { parent.document.title = 'owned' } catch (e) "
+                                   "{ document.body.dataset.blocked = 'yes' }</script></body>"),
+             "loss": 0.5})
+    run.finish()
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/media/runs/seg?token=" + token)
+        panel = ".media-panel[data-key='pred']"
+        page.wait_for_selector(f"{panel}[data-step='1'] .media-mask")
+        page.wait_for_function(f"() => document.querySelector(\"{panel} img.media-image\").naturalWidth === 60")
+        # The image as the browser decoded it: the logged pixels
+        colour_at = ("([x, y]) => { const img = document.querySelector(\"" + panel + " img.media-image\"); "
+                     "const c = document.createElement('canvas'); c.width = img.naturalWidth; "
+                     "c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0); "
+                     "return Array.from(g.getImageData(x, y, 1, 1).data); }")
+        assert page.evaluate(colour_at, [5, 5]) == [255, 0, 0, 255]
+        assert page.evaluate(colour_at, [50, 35]) == [0, 0, 255, 255]
+        # The mask: class 1 over the first ten rows, coloured; class 0 clear
+        mask_at = ("([x, y]) => Array.from(document.querySelector(\"" + panel + " canvas.media-mask\")"
+                   ".getContext('2d').getImageData(x, y, 1, 1).data)")
+        coloured = page.evaluate(mask_at, [5, 5])  # class 1's colour at alpha 110 (premultiplied: +-2)
+        assert coloured[3] == 110 and all(abs(a - b) <= 2 for a, b in zip(coloured, [230, 25, 75]))
+        assert page.evaluate(mask_at, [5, 20])[3] == 0
+        # The boxes: where the image is drawn, fractions and pixels alike
+        geometry = page.evaluate("sel => { const img = document.querySelector(sel + ' img.media-image')"
+                                 ".getBoundingClientRect(); return [img.left, img.top, img.width, img.height, "
+                                 "Array.from(document.querySelectorAll(sel + ' .media-boxes rect')).map(r => { "
+                                 "const b = r.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; })]; }",
+                                 panel)
+        left, top, width, height, rects = geometry
+        scale = width / 60
+        expected = [[left + 30 * scale, top + 20 * scale, 30 * scale, 20 * scale],
+                     [left, top, 15 * scale, 20 * scale]]
+        for got, want in zip(rects, expected):
+            assert all(abs(g - w) <= 1.5 for g, w in zip(got, want)), (got, want)
+        # Toggling a layer hides it
+        page.uncheck(f"{panel} input[data-layer='truth']")
+        assert page.is_hidden(f"{panel} canvas.media-mask")
+        # The step slider shows the step before
+        assert page.text_content(f"{panel} figcaption") == "step one"
+        page.eval_on_selector(f"{panel} input.media-step",
+                              "s => { s.value = '0'; s.dispatchEvent(new Event('input')); }")
+        page.wait_for_selector(f"{panel}[data-step='0']")
+        assert page.text_content(f"{panel} figcaption") == "step zero"
+        # Html runs sandboxed: it can't reach the dashboard
+        frame_el = page.wait_for_selector(".media-panel[data-key='page'] iframe.media-html")
+        assert frame_el.get_attribute("sandbox") == "allow-scripts"
+        frame = frame_el.content_frame()
+        frame.wait_for_selector("body[data-blocked='yes']", state="attached")
+        assert page.title() != "owned"
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)

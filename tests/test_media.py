@@ -234,6 +234,24 @@ def test_a_list_holding_something_else_keeps_its_media(start):
     assert [i.index for i in read(run).images("mixed")] == [0, 2]
 
 
+def test_media_under_a_key_set_first_logged_with_plain_values_are_recorded(start):
+    # The fast path skips the type scan for a key set first seen with plain values only: the
+    # image reaches the sender's encoder, which hands it to the media worker.
+    run = start()
+    pixels = _image()
+
+    def log():
+        run.log({"img": 1.0})
+        run.log({"img": tracklet.Image(pixels)})
+        run.finish()
+
+    assert _warnings_of(log) == []
+    recorded = read(run)
+    (image,) = recorded.images("img")
+    assert image.step == 1 and np.array_equal(image.to_numpy(), pixels)
+    assert recorded.history()["img"] == [1.0, None]
+
+
 def test_strict_mode_accepts_media(start):
     recorded = _log_and_read(start, {"img": tracklet.Image(_image()), "x": 1}, strict=True)
     assert len(recorded.images("img")) == 1
@@ -466,3 +484,97 @@ def test_kill_9_while_encoding_leaves_no_damaged_blob_and_keeps_earlier_media(ro
     assert blobs
     for blob in blobs:  # every blob visible under its digest is whole
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+
+
+def test_a_media_record_naming_a_path_instead_of_a_digest_is_left_out(start, tmp_path):
+    # A record log is read from disk: a digest is made into a path under the blob store, so one
+    # that is not a sha256 must never reach the file system.
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+
+    run = start()
+    run.log({"img": tracklet.Image(_image())})
+    run.finish()
+    writer = RecordLogWriter(Path(run.dir) / "run.tlog", resume=True)
+    forged = pb.Record()
+    forged.media.key, forged.media.kind, forged.media.step = "img", "image", 5
+    forged.media.digest = "../../../../etc/passwd"
+    writer.write(forged.SerializeToString())
+    writer.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = read(run).images("img")
+    assert [i.step for i in images] == [0]
+    assert any("not a sha256 digest" in str(w.message) for w in caught)
+
+
+def test_jax_arrays_are_images_too(start):
+    jnp = pytest.importorskip("jax.numpy")
+    pixels = _image((8, 8, 3))
+    recorded = _log_and_read(start, {"img": tracklet.Image(jnp.asarray(pixels))})
+    assert np.array_equal(recorded.images("img")[0].to_numpy(), pixels)
+
+
+def test_logged_digests_names_every_media_blob_for_garbage_collection(start, root):
+    from tracklet.media.read import logged_digests
+
+    mask = np.zeros((300, 280), dtype=np.uint8)
+    mask[:10] = 1
+    run = start()
+    run.log({"big": tracklet.Image(_image((300, 280, 3)), masks={"m": {"mask_data": mask}}), "x": 1.0})
+    run.log({"sound": tracklet.Audio(np.zeros(100, dtype=np.int16), sample_rate=100)})
+    run.finish()
+    other = start(project="other")
+    other.log({"page": tracklet.Html("<p>x</p>")})
+    other.finish()
+    # Every blob in the store is a media file, thumbnail or mask: all of them are named.
+    assert logged_digests(root) == {blob.name for blob in _blobs(root)}
+    assert len(logged_digests(root)) == 5
+
+
+def test_a_blob_store_that_cannot_be_written_costs_only_the_media(start, root):
+    # The artifacts directory is a file: every blob write fails (as on a full or read-only disk).
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "artifacts").write_text("not a directory")
+    run = start()
+
+    def log():
+        for step in range(3):
+            run.log({"img": tracklet.Image(_image()), "loss": float(step)})
+        run.finish()
+
+    caught = [w for w in _warnings_of(log) if "'img'" in w]
+    assert len(caught) == 1 and "step 0" in caught[0] and "could not be recorded" in caught[0], caught
+    recorded = read(run)
+    assert recorded.state == "finished" and recorded.history()["loss"] == [0.0, 1.0, 2.0]
+    assert recorded.media() == []
+
+
+def test_the_store_indexes_media_and_refuses_forged_digests(start, root):
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.store import Store
+
+    run = start()
+    run.log({"samples": [tracklet.Image(_image(), caption="one"), tracklet.Image(_image((300, 20, 3)))]})
+    run.log({"sound": tracklet.Audio(np.zeros(800, dtype=np.int16), sample_rate=8000), "x": 1.0})
+    run.finish()
+    writer = RecordLogWriter(Path(run.dir) / "run.tlog", resume=True)
+    forged = pb.Record()
+    forged.media.key, forged.media.kind, forged.media.step = "k" * 5000, "image\x00" * 10, 9
+    forged.media.digest, forged.media.time, forged.media.duration = "../../x", float("nan"), float("inf")
+    writer.write(forged.SerializeToString())
+    writer.close()
+    with Store(root=root) as store:
+        store.index()
+        rows = store.media(run.project, run.id)
+        samples = store.media(run.project, run.id, "samples")
+    assert [(r["key"], r["step"], r["idx"], r["kind"]) for r in rows[:3]] == [
+        ("samples", 0, 0, "image"), ("samples", 0, 1, "image"), ("sound", 1, 0, "audio")]
+    images = read(run).images("samples")
+    assert [r["digest"] for r in samples] == [i.digest for i in images] and samples[0]["caption"] == "one"
+    assert samples[1]["thumbnail"] == images[1].thumbnail_digest != ""
+    assert rows[2]["duration"] == 0.1 and rows[2]["mime"] == "audio/wav"
+    forged_row = rows[3]
+    assert forged_row["digest"] == "" and forged_row["time"] == 0.0 and forged_row["duration"] == 0.0
+    assert len(forged_row["key"]) <= 1024 and "\x00" not in forged_row["kind"]

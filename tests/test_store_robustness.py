@@ -533,6 +533,7 @@ def _store_content(engine: sa.Engine) -> dict[str, list[tuple]]:
     """Every derived row of a store by natural keys (project, run id, series kind and key), not by
     database ids: what a store indexed one way must equal, row for row, indexed another way."""
     from tracklet.store.lineage import artifact_edges
+    from tracklet.store.media import media
     from tracklet.store.schema import alerts, blocks, console_lines, projects, series
 
     run = sa.select(runs_table.c.id, projects.c.name.label("project"), runs_table.c.run_id).join(
@@ -551,6 +552,7 @@ def _store_content(engine: sa.Engine) -> dict[str, list[tuple]]:
         "alerts": sa.select(*who, *(c for c in alerts.c if c.name != "run_pk")).join(run, run.c.id == alerts.c.run_pk),
         "edges": sa.select(*who, *(c for c in artifact_edges.c if c.name != "run_pk")).join(
             run, run.c.id == artifact_edges.c.run_pk),
+        "media": sa.select(*who, *(c for c in media.c if c.name != "run_pk")).join(run, run.c.id == media.c.run_pk),
     }
     with engine.connect() as connection:
         return {name: sorted((tuple(json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else
@@ -568,6 +570,8 @@ def _rich_run(root: Path, project: str, run_id: str, steps: int = 30, first: int
         row = {"loss": 1.0 / (step + 1), "flag": step % 2 == 0}
         if step % 7 == 0:
             row["eval/acc"] = step / steps
+            row["samples"] = [tracklet.Image([[step % 256, 1], [2, 3]], caption=f"{run_id} {step}"),
+                              tracklet.Image([[0, 255], [255, 0]])]
             print(f"{run_id} step {step}")
             print(f"{run_id} warning {step}", file=sys.stderr)
         run.log(row, step=step)
@@ -663,13 +667,19 @@ def test_a_group_indexed_in_batches_stores_what_one_run_per_transaction_stores(r
     second = {name: index(name) for name in stores}
     assert second["batched"] == second["alone"] and second["batched"][0] == ["new/e-bad"]
     batched, alone = (_store_content(stores[name].engine) for name in ("batched", "alone"))
-    for table in ("runs", "series", "blocks", "console", "alerts", "edges"):
+    for table in ("runs", "series", "blocks", "console", "alerts", "edges", "media"):
         assert batched[table] == alone[table], table
     runs = {row[1]: row for row in batched["runs"]}
     assert sorted(runs) == ["a", "b-failx", "c-replaced", "d", "f", "g-x", "h", "i", "j", "k-crashed"]
     assert {row[2] for row in batched["series"] if row[1] == "k-crashed"} == {"number", "system", "system_max"}
     assert {row[1] for row in batched["console"]} >= {"a", "d", "j"} and len(batched["alerts"]) == 10  # "a" resumed: 2
     assert [(row[2], row[6]) for row in sorted(batched["edges"])] == [(1, 0), (2, 1), (3, 2)]  # seq, version
+    # two images at every 7th step of every run ("a" resumed: its first 30 steps and its next 60)
+    assert {row[1] for row in batched["media"]} == set(runs) - {"k-crashed"}
+    media_a = stores["batched"].media("old", "a", "samples")
+    assert [(m["step"], m["idx"]) for m in media_a][:4] == [(0, 0), (0, 1), (7, 0), (7, 1)]
+    assert len(media_a) == 2 * len([s for s in range(90) if s % 7 == 0])
+    assert media_a[0]["caption"] == "a 0" and media_a[0]["kind"] == "image" and len(media_a[0]["digest"]) == 64
     crashed = stores["batched"].runs("new", filter='run_id = "k-crashed"')[0]
     assert crashed["state"] == "crashed" and crashed["summary"]["loss"] == 1.0
 

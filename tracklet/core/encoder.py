@@ -226,6 +226,9 @@ class HistoryEncoder:
         self._pending: dict[Any, int] = {}
         self._observed: list[tuple[str, Sequence[Any]]] = []
         self._steps: Sequence[int] = ()
+        # Where a logged object (core/logged.py) that reached history goes instead: a key set first
+        # seen with plain values skips the caller's type scan (the run sets this).
+        self.logged: Callable[[int, str, Any], bool] | None = None
 
     # ------------------------------------------------------------ keys
 
@@ -456,6 +459,9 @@ class HistoryEncoder:
             try:
                 converted = to_scalar(value)
             except Unsupported as error:
+                logged = self.logged
+                if logged is not None and logged(self._step_at(indices, position), name, value):
+                    continue
                 self._warn(
                     ("unsupported", name),
                     f"tracklet: key {name!r} at step {self._step_at(indices, position)} has a value of type {error} "

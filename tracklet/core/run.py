@@ -38,6 +38,7 @@ INT64_MAX = 2**63 - 1  # the largest step a record can hold (tracklet.core.value
 _PLAIN_TYPES = frozenset({float, int, bool, str})
 # Key sets remembered as plain or not; a run logging ever-new key sets just starts over.
 _MAX_KEYSETS = 4096
+_LOGGED_LOCK = threading.Lock()
 _time = time.time
 
 _ADJECTIVES = (
@@ -470,10 +471,23 @@ class Run:
 
     def _logged_worker(self) -> Any:
         if self._logged is None:
-            assert self._paths is not None
-            self._logged = start_worker(self._paths.root, self._enqueue, self._warn_logged,
-                                        workers=self.settings.media_workers, max_pending=self.settings.media_queue)
+            with _LOGGED_LOCK:  # the sender's thread may ask too (_logged_in_history)
+                if self._logged is None:
+                    assert self._paths is not None
+                    self._logged = start_worker(self._paths.root, self._enqueue, self._warn_logged,
+                                                workers=self.settings.media_workers,
+                                                max_pending=self.settings.media_queue)
         return self._logged
+
+    def _logged_in_history(self, step: int, key: str, value: Any) -> bool:
+        """On the sender's thread: a logged object that reached history because its row's key set
+        was first seen with plain values (the fast path skips the type scan). Recorded as if the
+        slow path had taken it; True if it was one."""
+        items = logged_items(value)
+        if items is None:
+            return False
+        self._logged_worker().submit(step, _time(), key, items)
+        return True
 
     def _warn_logged(self, token: Any, message: str) -> None:
         """Warnings of the logged-object worker's threads: once per token, like the sender's."""
@@ -707,6 +721,7 @@ class Run:
         )
         self._queue = self._sender.queue
         self._backlog = self._sender.backlog
+        self._sender.logged_hook = self._logged_in_history
         # The first record of the log (readers take a run's identity from it): queued first.
         self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
         # Capture threads start their heavy imports (protobuf, psutil, NVML) once this is set, as
@@ -800,6 +815,8 @@ class Run:
             self._environment.finish(max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
+        # Rows still queued may hold media the sender hands to the logged-object worker: first them.
+        self._sender.force_flush(max(0.0, deadline - time.monotonic()))
         if self._logged is not None and not self._logged.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: media or tables still being stored at finish were not recorded (each is recorded "
                   "whole or not at all)", file=sys.stderr)

@@ -136,6 +136,8 @@ class BatchSender:
         self._warned_full = False
         self._summary_written = 0.0
         self._tick_hooks: list[Callable[[], list[Any]]] = []
+        # Takes (step, key, value) for a logged object found in history (see HistoryEncoder.logged).
+        self.logged_hook: Callable[[int, str, Any], bool] | None = None
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
@@ -251,6 +253,12 @@ class BatchSender:
                 self._summary = SummaryTracker(self.warn)
                 self._summary.restore(self._summary_values or {})
             self._encoder = HistoryEncoder(self._summary, self.warn, self._key_ids)
+            self._encoder.logged = self._logged_late
+
+    def _logged_late(self, step: int, key: str, value: Any) -> bool:
+        """A logged object that reached a history row: handed to ``logged_hook`` (set by the run)."""
+        hook = self.logged_hook
+        return hook is not None and bool(hook(step, key, value))
 
     # ------------------------------------------------------------ worker side
 

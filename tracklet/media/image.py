@@ -32,6 +32,38 @@ def encode_png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
+_PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (gray, RGB, RGBA)
+
+
+def fast_png(pixels: Any) -> bytes:
+    """A PNG of an H×W / H×W×3 / H×W×4 uint8 array: every row "Up"-filtered (its difference from
+    the row above, in numpy) and deflated in one ``zlib.compress`` call (which releases the GIL).
+
+    Measured on the 2-core VMs for a 224×224×3 image: about half the CPU of Pillow's PNG encoder at
+    its fastest level (whose adaptive per-row filter choice and chunked encoding dominate), the
+    same size for photographs within a few percent, and one GIL hand-off instead of dozens. Any
+    PNG reader decodes it (Pillow in the tests)."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    rows = np.ascontiguousarray(pixels).reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), dtype=np.uint8)
+    filtered[:, 0] = 2  # filter type Up
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps, as PNG's does
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(filtered.tobytes(), PNG_COMPRESS_LEVEL)) + chunk(b"IEND", b""))
+
+
 def thumbnail_png(image: Any) -> bytes | None:
     """A PNG at most ``THUMBNAIL_PX`` on its longer side; None if the image is that small already."""
     if max(image.size) <= THUMBNAIL_PX:
@@ -109,7 +141,17 @@ class Image(Media):
                 if array.dtype.name != "uint8":
                     media.dtype = str(array.dtype)
                 array = channels_last(array, self._channels_first or isinstance(data, TorchCopy))
-                image = pil_image(to_pixels(array, notes, normalize=self._normalize))
+                pixels = to_pixels(array, notes, normalize=self._normalize)
+                if pixels.dtype.name == "uint8" and not self.mode and self._format_name() == "png":
+                    self._store(context, media, fast_png(pixels), "png")  # the common case: no Pillow image
+                    media.height, media.width = int(pixels.shape[0]), int(pixels.shape[1])
+                    media.channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
+                    media.mode = {1: "L", 3: "RGB", 4: "RGBA"}[media.channels]
+                    if max(pixels.shape[:2]) > THUMBNAIL_PX:
+                        media.thumbnail_digest = context.put_bytes(thumbnail_png(pil_image(pixels)) or b"")
+                    self._finish(context, where, media, (media.width, media.height), notes)
+                    return
+                image = pil_image(pixels)
             if self.mode and image.mode != self.mode:
                 image = image.convert(self.mode)
             raw, file_format = self._encode(image, notes), self._format_name()
@@ -120,8 +162,12 @@ class Image(Media):
         thumbnail = thumbnail_png(image)
         if thumbnail is not None:
             media.thumbnail_digest = context.put_bytes(thumbnail)
+        self._finish(context, where, media, image.size, notes)
+
+    def _finish(self, context: Any, where: Placement, media: Any, size: tuple[int, int], notes: list[str]) -> None:
+        """Masks, boxes, and the one warning about conversions made."""
         for name, spec in self._masks.items():
-            self._add_mask(context, media, name, spec, image.size, notes)
+            self._add_mask(context, media, name, spec, size, notes)
         for name, spec in self._boxes.items():
             self._add_boxes(media, name, spec, notes)
         if notes:

@@ -9,10 +9,23 @@ point cloud), plus masks and boxes for images.
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from tracklet.errors import ArtifactError
+from tracklet.errors import ArtifactError, TrackletWarning
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _valid(message: Any) -> bool:
+    """Every digest a record names is a sha256 in hex: a record log is read from disk, and a
+    digest becomes a path under the blob store, so anything else (``../..``) is refused."""
+    digests = [message.digest, *(mask.digest for mask in message.masks)]
+    if message.thumbnail_digest:
+        digests.append(message.thumbnail_digest)
+    return all(_DIGEST.fullmatch(digest) for digest in digests)
 
 
 @dataclasses.dataclass
@@ -163,8 +176,43 @@ def media_items(records: Iterable[Any], root: Path, key: str | None = None, kind
 
     blobs = FsspecBlobStore(artifact_dir(root))
     chosen = [m for m in records if (key is None or m.key == key) and (kind is None or m.kind == kind)]
-    chosen.sort(key=lambda m: (m.step, m.key, m.index))
-    return [_item(message, blobs) for message in chosen]
+    valid = [m for m in chosen if _valid(m)]
+    if len(valid) < len(chosen):
+        warnings.warn(f"tracklet: {len(chosen) - len(valid)} media record(s) name a blob that is not a sha256 digest "
+                      "(a damaged or forged record log): left out", TrackletWarning, stacklevel=3)
+    valid.sort(key=lambda m: (m.step, m.key, m.index))
+    return [_item(message, blobs) for message in valid]
 
 
-__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "media_items"]
+_MEDIA_TAG = (13 << 3) | 2  # the first byte of a serialized Record whose kind is media (field 13)
+
+
+def logged_digests(root: Path) -> set[str]:
+    """Every blob digest the media records of every run under data root ``root`` name (files,
+    thumbnails, masks): what artifact garbage collection must keep besides artifact manifests.
+    Reads each record log once and parses only its media records. ``OSError`` when a log can't be
+    read: a collector must then keep everything rather than guess."""
+    from tracklet.core.layout import iter_runs
+    from tracklet.core.recordlog import read_log
+    from tracklet.proto import records_pb2 as pb
+
+    found: set[str] = set()
+    record = pb.Record()
+    for paths in iter_runs(root):
+        for _, payload in read_log(paths.log_file, resync=True).payloads:
+            if not payload or payload[0] != _MEDIA_TAG:
+                continue
+            try:
+                record.ParseFromString(payload)
+            except Exception:  # a damaged record names nothing reliable
+                continue
+            if record.WhichOneof("kind") == "media" and _valid(record.media):
+                media = record.media
+                found.add(media.digest)
+                found.update(mask.digest for mask in media.masks)
+                if media.thumbnail_digest:
+                    found.add(media.thumbnail_digest)
+    return found
+
+
+__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items"]

@@ -32,6 +32,7 @@ from tracklet.core.values import Histogram, from_value_message
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
 from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, edge_rows, write_edges
+from tracklet.store.media import MEDIA_KINDS, media, media_rows, write_media
 from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
                                      write_alerts, write_console)
@@ -84,7 +85,7 @@ _OPTIONAL_RUN_COLUMNS = ("created_at", "updated_at", "exit_code")
 # What ``index(rebuild=True)`` empties and re-derives from the record logs, children first. The
 # store knows no other tables but ``projects`` (kept: see ``drop_derived``); a tracking server's
 # own tables are not the store's (tracklet/server/schema.py) and a rebuild never touches them.
-DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, runs)
+DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, media, runs)
 
 
 def json_safe(value: Any) -> Any:
@@ -178,6 +179,7 @@ class _RunFold:
         self.batches = 0
         self.data = RunDataFold(row.metadata if row is not None else None)
         self.artifact_edges: list[Any] = []
+        self.media: list[Any] = []  # MediaLogged messages
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")
@@ -220,6 +222,8 @@ class _RunFold:
             self.data.apply(kind, record)
         elif kind in EDGE_KINDS:
             self.artifact_edges.append(edge_of(kind, record))
+        elif kind in MEDIA_KINDS:
+            self.media.append(record.media)
 
     def _history(self, batch: pb.HistoryBatch) -> None:
         for definition in batch.new_keys:
@@ -265,7 +269,7 @@ class _NewRun:
     console lines and alerts, written with the group's other new runs in a few executemany
     statements at the group's end (``Indexer._write_new_runs``), not a few statements per run."""
 
-    __slots__ = ("row", "series", "console", "alerts", "edges")
+    __slots__ = ("row", "series", "console", "alerts", "edges", "media")
 
     def __init__(self, row: dict[str, Any], fold: _RunFold) -> None:
         self.row = row
@@ -277,6 +281,7 @@ class _NewRun:
         self.console = fold.data.console
         self.alerts = fold.data.alerts
         self.edges = fold.artifact_edges
+        self.media = fold.media
 
     def points(self) -> int:
         """Metric points, as ``_write_series`` counts them (not ``_timestamp``, not system metrics)."""
@@ -503,6 +508,7 @@ class Indexer:
         console: list[dict[str, Any]] = []
         found: list[dict[str, Any]] = []
         edges: list[dict[str, Any]] = []
+        media_found: list[dict[str, Any]] = []
         for run_pk, new in zip(run_pks, pending):
             for (kind, key), (steps, values) in new.series.items():
                 counts = ({"count": len(steps), "first_step": int(steps[0]), "last_step": int(steps[-1])}
@@ -512,6 +518,7 @@ class Indexer:
             console.extend(console_rows(run_pk, new.console))
             found.extend(alert_rows(run_pk, new.alerts))
             edges.extend(edge_rows(run_pk, new.edges))
+            media_found.extend(media_rows(run_pk, new.media))
         writer = self._block_writer
         assert writer is not None  # set by _group_writer around this call
         if series_rows:
@@ -530,6 +537,8 @@ class Indexer:
             connection.execute(alerts.insert(), found)
         if edges:
             connection.execute(artifact_edges.insert(), edges)
+        if media_found:
+            connection.execute(media.insert(), media_found)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
@@ -644,6 +653,8 @@ class Indexer:
             write_alerts(connection, run_pk, fold.data.alerts)
         if fold.artifact_edges:
             write_edges(connection, run_pk, fold.artifact_edges)
+        if fold.media:
+            write_media(connection, run_pk, fold.media)
         if fold.data.window_times:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
@@ -783,6 +794,7 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(console_lines.delete().where(console_lines.c.run_pk == run_pk))
     connection.execute(alerts.delete().where(alerts.c.run_pk == run_pk))
     connection.execute(artifact_edges.delete().where(artifact_edges.c.run_pk == run_pk))
+    connection.execute(media.delete().where(media.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 

@@ -113,3 +113,5 @@ alerts = sa.Table(
 
 # Artifact lineage (``artifact_edges``) is defined beside its queries, on this ``metadata``.
 from tracklet.store import lineage as _lineage  # noqa: E402,F401
+# Logged media (``media``) likewise.
+from tracklet.store import media as _media  # noqa: E402,F401

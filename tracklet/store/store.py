@@ -184,6 +184,14 @@ class Store(RunDataQueries):
 
         return edges_touching(self.engine, list(runs), list(versions), limit)
 
+    def media(self, project: str, run_id: str, key: str | None = None) -> list[dict[str, Any]]:
+        """A run's logged media (every key, or ``key``'s) as indexed: key, step, idx, kind, digest,
+        format, mime, size_bytes, width, height, duration, caption, thumbnail, time, extra; by step
+        (``tracklet.store.media``)."""
+        from tracklet.store.media import media_of_run
+
+        return media_of_run(self.engine, project, run_id, key)
+
     def indexed_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (bytes of log ingested, state), by (project, run id): one query."""
         stmt = sa.select(projects.c.name, runs.c.run_id, runs.c.log_offset, runs.c.state).join(

@@ -819,6 +819,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/media": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A run's logged media (images, audio, video, ...)
+         * @description Every media item the run logged (or those under `key`, of `kind`), with the digests of its
+         *     file, thumbnail and masks, which `GET .../media/{digest}` serves.
+         */
+        get: operations["list_media_api_v1_runs__project___run_id__media_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/media/{digest}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file of a run's media (by sha256)
+         * @description The bytes of a media file, thumbnail or mask of this run, checked against the digest.
+         */
+        get: operations["get_media_file_api_v1_runs__project___run_id__media__digest__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -1386,6 +1427,109 @@ export interface components {
             auth: boolean;
             /** Key Id */
             key_id?: string | null;
+        };
+        /**
+         * MediaBox
+         * @description Corners as fractions of the image's width/height, or pixels when `pixel`.
+         */
+        MediaBox: {
+            /** Min X */
+            min_x: number;
+            /** Max X */
+            max_x: number;
+            /** Min Y */
+            min_y: number;
+            /** Max Y */
+            max_y: number;
+            /** Pixel */
+            pixel: boolean;
+            /** Class Id */
+            class_id: number;
+            /** Caption */
+            caption: string;
+            /** Scores */
+            scores: {
+                [key: string]: number;
+            };
+        };
+        /** MediaBoxesRef */
+        MediaBoxesRef: {
+            /** Name */
+            name: string;
+            /** Count */
+            count: number;
+            /**
+             * Boxes
+             * @default []
+             */
+            boxes: components["schemas"]["MediaBox"][];
+            /**
+             * Class Labels
+             * @default {}
+             */
+            class_labels: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * MediaEntry
+         * @description One logged media item (a `MediaLogged` record, as the store indexed it).
+         */
+        MediaEntry: {
+            /** Key */
+            key: string;
+            /** Step */
+            step: number;
+            /** Index */
+            index: number;
+            /** Kind */
+            kind: string;
+            /** Digest */
+            digest: string;
+            /** Format */
+            format: string;
+            /** Mime */
+            mime: string;
+            /** Size Bytes */
+            size_bytes: number;
+            /** Width */
+            width: number;
+            /** Height */
+            height: number;
+            /** Duration */
+            duration: number;
+            /** Caption */
+            caption: string;
+            /** Thumbnail */
+            thumbnail: string;
+            /** Time */
+            time: number;
+            /** Masks */
+            masks: components["schemas"]["MediaMaskRef"][];
+            /** Boxes */
+            boxes: components["schemas"]["MediaBoxesRef"][];
+        };
+        /**
+         * MediaListResponse
+         * @description The run's media, by step, then place in the logged list.
+         */
+        MediaListResponse: {
+            /** Media */
+            media: components["schemas"]["MediaEntry"][];
+        };
+        /** MediaMaskRef */
+        MediaMaskRef: {
+            /** Name */
+            name: string;
+            /** Digest */
+            digest: string;
+            /**
+             * Class Labels
+             * @default {}
+             */
+            class_labels: {
+                [key: string]: string;
+            };
         };
         /** Member */
         Member: {
@@ -5166,6 +5310,149 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TableRowsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_media_api_v1_runs__project___run_id__media_get: {
+        parameters: {
+            query?: {
+                /** @description Only media logged under this key */
+                key?: string | null;
+                /** @description Only this kind: image, audio, video, html, ... */
+                kind?: string | null;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaListResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_media_file_api_v1_runs__project___run_id__media__digest__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                /** @description The sha256 of a file the run's media name */
+                digest: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -22,6 +22,7 @@ export type SweepDetail = Schemas["SweepDetail"];
 export type SweepTrial = Schemas["SweepTrial"];
 export type SweepParameter = Schemas["SweepParameter"];
 export type SweepImportance = Schemas["SweepImportanceResponse"];
+export type MediaEntry = Schemas["MediaEntry"];
 
 /** The JSON body a GET of `P` answers with, per the server's schema. */
 type Body<P extends keyof paths> = paths[P] extends {
@@ -99,6 +100,16 @@ export async function fileBlob(project: string, runId: string, name: string): Pr
   return response.blob();
 }
 
+/** A logged media file's bytes (by sha256), with the key header an <img src> could not send. */
+export async function mediaBlob(project: string, runId: string, digest: string): Promise<Blob> {
+  const key = storedKey();
+  const response = await fetch(`/api/v1/runs/${enc(project)}/${enc(runId)}/media/${enc(digest)}`, {
+    headers: key ? { Authorization: `Bearer ${key}` } : {},
+  });
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  return response.blob();
+}
+
 export const api = {
   projects: () => get<Body<"/api/v1/projects">>("/projects"),
   runs: (project: string, query: { filter?: string; order_by?: string; limit?: number }, signal?: AbortSignal) =>
@@ -124,6 +135,8 @@ export const api = {
       after,
       limit: 10000,
     }),
+  media: (project: string, runId: string) =>
+    get<Body<"/api/v1/runs/{project}/{run_id}/media">>(`/runs/${enc(project)}/${enc(runId)}/media`),
   files: (project: string, runId: string) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/files">>(`/runs/${enc(project)}/${enc(runId)}/files`),
   sweeps: (project: string) => get<Body<"/api/v1/projects/{project}/sweeps">>(`/projects/${enc(project)}/sweeps`),

@@ -9,6 +9,7 @@ import { ChartPanel, fillGridRows } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
+import { MediaView } from "../media";
 import { projectHref, sweepHref } from "../router";
 import { sweepOf } from "../runs/groups";
 import { runArtifactsCard } from "./artifact-run";
@@ -238,6 +239,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   const system = new SystemCharts(project, runId);
   const consoleView = new ConsoleView(project, runId);
   const alertsView = new AlertsView(project, runId);
+  const mediaView = new MediaView(project, runId);
   const workspace = new ChartsWorkspace(project, readView(new URLSearchParams(location.search)), writeView);
   const configEl = h("div");
   const filesEl = h("div", {}, h("p.muted", { text: "Loading files…" }));
@@ -268,6 +270,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       alertsView.card,
       runArtifactsCard(project, runId),
       h("section.card.wide", {}, h("h2", { text: "Charts" }), workspace.el),
+      mediaView.card,
       h("section.card.wide", {}, h("h2", { text: "System" }), system.el),
       h("section.card.wide", {}, h("h2", { text: "Console" }), consoleView.el),
       h("section.card.wide", {}, h("h2", { text: "Files" }), filesEl),
@@ -275,7 +278,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   );
   void filesList(project, runId).then((list) => filesEl.replaceChildren(list));
   workspace.setRuns([run]);
-  await Promise.all([system.load(), consoleView.load(), alertsView.load()]);
+  await Promise.all([system.load(), consoleView.load(), alertsView.load(), mediaView.load().catch(() => undefined)]);
 
   let stopped = false;
   let timer: number | undefined;
@@ -285,7 +288,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       ({ run } = await api.run(project, runId));
       draw();
       workspace.setRuns([run]);
-      await Promise.all([system.load(true), consoleView.tail(), alertsView.load()]);
+      await Promise.all([system.load(true), consoleView.tail(), alertsView.load(), mediaView.load()]);
     } catch {
       /* try again next time */
     }

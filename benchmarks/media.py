@@ -1,0 +1,176 @@
+"""What logging an image costs a training loop, beside W&B offline measured in the same run.
+
+    python benchmarks/media.py            # ~1 minute
+    python benchmarks/media.py --short    # fewer calls and rounds
+
+(a) caller latency of ``log({"img": Image(uint8 224×224×3)})`` (the constructor's copy included:
+    it is what the caller pays), p50 / p99, for tracklet and for ``wandb.log({"img":
+    wandb.Image(...)})`` in offline mode (the real wandb package, when installed), in the same
+    process; the ratio is what means something on a shared machine.
+(b) slowdown of a training step (``--step-ms``, default 200 ms of numpy work) that logs one new
+    image per step, against the same loop without tracking, in alternating blocks; the process's
+    CPU time (all threads: the media worker's PNG encoding and hashing count) and wall time, as
+    medians of per-round ratios. Each tracked block ends with ``flush()`` after the media worker
+    drained, so its work is paid inside the block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import print_table, write_json  # noqa: E402
+
+import tracklet  # noqa: E402
+
+QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
+SHAPE = (224, 224, 3)
+
+
+def photo(seed: int):
+    """A 224×224×3 uint8 image that compresses like a photograph (smooth gradients plus sensor
+    noise), different for every seed. Pure noise would be deflate's worst case, no real image's."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    phase = rng.random(3) * 6.28
+    base = np.stack([np.sin(x / 17 + phase[0]) * 60 + y / 2, np.cos(y / 23 + phase[1]) * 70 + x / 3,
+                     (x + y) / 4 + 40 * np.sin(phase[2])], -1)
+    return (base + rng.normal(0, 4, SHAPE) + 60).clip(0, 255).astype(np.uint8)
+
+
+def _percentiles(samples: list[int]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_us": ordered[len(ordered) // 2] / 1000, "p99_us": ordered[int(len(ordered) * 0.99)] / 1000}
+
+
+def tracklet_latency(root: str, calls: int) -> dict[str, float]:
+    run = tracklet.init(project="bench-media", dir=root, settings={**QUIET, "media_queue": calls + 1})
+    images = [photo(i) for i in range(8)]
+    clock, log, image = time.perf_counter_ns, run.log, tracklet.Image
+    samples = []
+    for i in range(calls):
+        data = images[i % 8]
+        start = clock()
+        log({"img": image(data)})
+        samples.append(clock() - start)
+        if i % 50 == 49:
+            time.sleep(0.05)  # lets the worker keep up, as a training step would
+    worker = run._logged
+    run.finish()
+    return {**_percentiles(samples), "dropped": worker.dropped if worker else 0}
+
+
+def wandb_latency(root: str, calls: int) -> dict[str, float] | None:
+    try:
+        import wandb
+    except ImportError:
+        return None
+    if getattr(wandb, "__file__", "").startswith(str(ROOT)):
+        return None  # tracklet's compat layer, not W&B
+    os.environ.update({"WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true", "WANDB_X_DISABLE_STATS": "true"})
+    run = wandb.init(project="bench-media", mode="offline", dir=root)
+    images = [photo(i) for i in range(8)]
+    clock, log, image = time.perf_counter_ns, run.log, wandb.Image
+    samples = []
+    for i in range(calls):
+        data = images[i % 8]
+        start = clock()
+        log({"img": image(data)})
+        samples.append(clock() - start)
+    run.finish()
+    return _percentiles(samples)
+
+
+def _make_step(target_ms: float):
+    a = np.random.default_rng(1).random((96, 96))
+
+    def step(repeats: int) -> float:
+        x = a
+        for _ in range(repeats):
+            x = np.tanh(x @ a * 0.01)
+        return float(x[0, 0])
+
+    repeats = 1
+    while True:
+        start = time.perf_counter()
+        step(repeats)
+        if time.perf_counter() - start >= target_ms / 1000 or repeats > 1 << 20:
+            break
+        repeats *= 2
+    per = (time.perf_counter() - start) / repeats
+    return step, max(1, round(target_ms / 1000 / per))
+
+
+def step_slowdown(root: str, steps: int, rounds: int, step_ms: float) -> dict[str, float]:
+    step, repeats = _make_step(step_ms)
+    run = tracklet.init(project="bench-media", dir=root, settings=QUIET)
+    pictures = [photo(i) for i in range(steps)]
+    cpu, wall = time.process_time, time.perf_counter
+    ratios: dict[str, list[float]] = {"cpu": [], "wall": []}
+    plain_ms: list[float] = []
+    for _ in range(rounds):
+        start_cpu, start_wall = cpu(), wall()
+        for i in range(steps):
+            value = step(repeats)
+            pictures[i].copy()  # the caller's copy, not logged
+        plain_cpu, plain_wall = cpu() - start_cpu, wall() - start_wall
+        pictures = [picture + 1 for picture in pictures]  # new images each round: no dedupe shortcut
+        start_cpu, start_wall = cpu(), wall()
+        for i in range(steps):
+            value = step(repeats)
+            run.log({"img": tracklet.Image(pictures[i]), "loss": value})
+        worker = run._logged
+        while worker is not None and worker._pending:
+            time.sleep(0.001)
+        run.flush()
+        tracked_cpu, tracked_wall = cpu() - start_cpu, wall() - start_wall
+        plain_ms.append(plain_wall / steps * 1000)
+        ratios["cpu"].append(tracked_cpu / plain_cpu)
+        ratios["wall"].append(tracked_wall / plain_wall)
+    dropped = run._logged.dropped if run._logged else 0
+    run.finish()
+    step_time = statistics.median(plain_ms)
+    cpu_ratio, wall_ratio = statistics.median(ratios["cpu"]), statistics.median(ratios["wall"])
+    return {"step_ms": step_time, "cpu_slowdown_pct": (cpu_ratio - 1) * 100, "wall_slowdown_pct": (wall_ratio - 1) * 100,
+            "added_ms_per_step_cpu": (cpu_ratio - 1) * step_time, "dropped": dropped}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true")
+    parser.add_argument("--step-ms", type=float, default=200.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    calls, wandb_calls, steps, rounds = (300, 100, 5, 5) if args.short else (1000, 300, 10, 9)
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as root:
+        results["tracklet"] = ours = tracklet_latency(root, calls)
+        results["wandb"] = theirs = wandb_latency(root, wandb_calls)
+        results["step"] = slow = step_slowdown(root, steps, rounds, args.step_ms)
+    rows = [["tracklet log(Image 224x224x3) p50 / p99", f"{ours['p50_us']:.1f} / {ours['p99_us']:.1f} us",
+             f"dropped {ours['dropped']}"]]
+    if theirs:
+        rows.append(["W&B offline log(wandb.Image) p50 / p99", f"{theirs['p50_us']:.1f} / {theirs['p99_us']:.1f} us",
+                     f"tracklet is 1/{theirs['p50_us'] / ours['p50_us']:.0f} of it (p50)"])
+    rows.append([f"one image per {slow['step_ms']:.0f} ms step: slowdown (CPU / wall)",
+                 f"{slow['cpu_slowdown_pct']:.1f}% / {slow['wall_slowdown_pct']:.1f}%",
+                 f"+{slow['added_ms_per_step_cpu']:.2f} ms CPU per step; dropped {slow['dropped']}"])
+    print_table(rows, ["measure", "value", "note"])
+    write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()

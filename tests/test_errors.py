@@ -42,6 +42,8 @@ OLD_HOMES = {
     "tracklet.importers.leveldblog": ["NotAWandbFile"],
     "tracklet.importers.writer": ["SourceError"],
     "tracklet.integrations.huggingface": ["TrainingIncomplete"],
+    "tracklet.media.base": ["MediaError"],
+    "tracklet.sweeps.agent": ["TrialPruned"],
 }
 
 

@@ -16,6 +16,9 @@ import re
 from typing import Any
 
 __all__ = [
+    "BlobNotHeld",
+    "TrialPruned",
+    "MediaError",
     "ArtifactError",
     "ArtifactNameError",
     "ArtifactNotFound",
@@ -261,7 +264,21 @@ class SweepNotFound(TrackletError, LookupError):
     """No sweep with that id under the data root."""
 
 
-# ---------------------------------------------------------------- tables (tracklet.media)
+class TrialPruned(TrackletError):
+    """Raised inside a trial's function (``wandb.agent``/``Agent.run_function``) when the sweep's
+    pruner stops the trial: the trial is told pruned, not failed."""
+
+
+# ---------------------------------------------------------------- media and tables (tracklet.media)
+
+
+class MediaError(TrackletError, ValueError):
+    """A logged media item that can't be recorded as given (the worker's warning says why)."""
+
+
+class BlobNotHeld(TrackletError, LookupError):
+    """The project holds no such artifact blob or upload session on the server (404)."""
+
 
 
 class TableError(TrackletError, ValueError):

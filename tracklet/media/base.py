@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tracklet import errors
 from tracklet.core.logged import LoggedObject, Placement
 
 MIME = {
@@ -16,8 +17,7 @@ MIME = {
 }
 
 
-class MediaError(ValueError):
-    """A logged media item that can't be recorded as given (the worker's warning says why)."""
+MediaError = errors.MediaError  # defined with tracklet's other errors; importable from here too
 
 
 class Media(LoggedObject):

@@ -44,6 +44,7 @@ from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
+from tracklet import errors
 from tracklet.errors import ArtifactError
 from tracklet.server.artifact_registry_sql import SqlRegistry
 from tracklet.server.logs import BadRequest
@@ -60,8 +61,7 @@ MAX_BATCH_BLOBS = 1000
 STALE_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload session untouched this long is aborted
 
 
-class NotHeld(LookupError):
-    """The project holds no such blob or upload session (404)."""
+NotHeld = errors.BlobNotHeld  # the project holds no such blob or upload session (404)
 
 
 class DigestMismatch(BadRequest):

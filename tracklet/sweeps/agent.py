@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tracklet import errors
 from tracklet.errors import SweepError
 from tracklet.sweeps.command import build_command
 from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, Finished, Lease, LocalController, TrialResult, Wait
@@ -413,8 +414,7 @@ class Agent:
         return code, error
 
 
-class TrialPruned(Exception):
-    """Raised inside a trial's function (``run_function``) when the pruner stops the trial."""
+TrialPruned = errors.TrialPruned  # raised inside a trial's function when the pruner stops the trial
 
 
 def _tag_pruned() -> None:

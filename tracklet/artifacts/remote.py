@@ -156,13 +156,17 @@ class ServerVersionStore:
         return manifest
 
     def download(self, info: VersionInfo, manifest: Manifest, root: Path, *, link: bool = True,
-                 progress: Any = None) -> Path:
+                 progress: Any = None, allow_missing_references: bool = False) -> Path:
         """Each file of ``manifest`` under ``root``: left alone if it is there with the right
         sha256, else fetched into the cache (unless cached) and materialized through a hidden
-        temporary renamed into place. A reference (not stored on a server) is an
-        ``ArtifactVerifyError`` naming it, after the other files are done."""
+        temporary renamed into place. A remote reference (``s3://``, ``gs://``, ``http(s)://``)
+        is fetched from where it lives and checked against what was recorded, as in local mode
+        (``allow_missing_references`` skips one whose object is gone); a ``file://`` reference
+        (not stored on a server) is an ``ArtifactVerifyError`` naming it, after the other files
+        are done."""
         from tracklet.artifacts.blobs import materialize
         from tracklet.artifacts.hashing import sha256_file
+        from tracklet.artifacts.references import ReferenceMissing, fetch, is_remote
 
         root.mkdir(parents=True, exist_ok=True)
         if progress is not None:
@@ -170,6 +174,18 @@ class ServerVersionStore:
         problems: dict[str, str] = {}
         for entry in manifest:
             target = root.joinpath(*entry.path.split("/"))
+            if entry.ref is not None and is_remote(entry):
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    fetch(entry, target)
+                except ReferenceMissing as error:
+                    if not allow_missing_references:
+                        problems[entry.path] = str(error)
+                except (ArtifactError, OSError) as error:
+                    problems[entry.path] = str(error)
+                if progress is not None:
+                    progress.advance(1, entry.size)
+                continue
             if entry.ref is not None:
                 problems[entry.path] = f"reference {entry.ref} is not stored on the server"
                 continue

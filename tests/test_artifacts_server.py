@@ -24,6 +24,7 @@ import pytest
 from conftest import QUIET
 from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
 from serverproc import REPO
+from test_artifact_references import site  # noqa: F401, F811 (a loopback HTTP server with ETags)
 
 import tracklet
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
@@ -31,7 +32,7 @@ from tracklet.artifacts.remote import RemoteArtifacts, upload_version
 from tracklet.artifacts.storage import ArtifactStore
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.http import HttpClient
-from tracklet.errors import RemoteError
+from tracklet.errors import ArtifactVerifyError, RemoteError
 
 MiB = 1 << 20
 
@@ -612,3 +613,36 @@ def test_use_artifact_online_falls_back_to_the_local_store_when_the_server_is_do
     with pytest.raises(RemoteError, match="127.0.0.1:9"):  # neither here nor reachable: the server's error
         run.use_artifact("missing:latest")
     run.finish()
+
+
+def test_a_server_version_fetches_its_http_references_from_where_they_live(servers, site, tmp_path, monkeypatch):  # noqa: F811
+    served, base = site
+    weights = os.urandom(200_000)
+    served.put("/models/weights.bin", weights)
+    server = servers(tmp_path / "server")
+    run = tracklet.init(project="vision", id="ref1", dir=str(tmp_path / "writer"), mode="online", settings={
+        **QUIET, "base_url": server.url})
+    artifact = tracklet.Artifact("model", type="model")
+    artifact.add_reference(f"{base}/models/weights.bin")
+    with artifact.new_file("card.txt") as f:
+        f.write("a model card\n")
+    run.log_artifact(artifact)
+    artifact.wait()
+    assert artifact.upload_error is None
+    run.finish()
+
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    with tracklet.Api(base_url=server.url) as api:
+        remote = api.artifact("vision/model:latest")
+        target = Path(remote.download(tmp_path / "out"))
+        assert (target / "weights.bin").read_bytes() == weights  # fetched from the site, not the server
+        assert (target / "card.txt").read_text() == "a model card\n"
+
+        served.put("/models/weights.bin", os.urandom(200_000))  # the object changed since it was logged
+        with pytest.raises(ArtifactVerifyError, match="weights.bin"):
+            remote.download(tmp_path / "changed")
+        del served.files["/models/weights.bin"]  # and then it is gone
+        with pytest.raises(ArtifactVerifyError, match="weights.bin"):
+            remote.download(tmp_path / "gone")
+        skipped = Path(remote.download(tmp_path / "skipped", allow_missing_references=True))
+        assert not (skipped / "weights.bin").exists() and (skipped / "card.txt").is_file()

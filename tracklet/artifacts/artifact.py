@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracklet.artifacts.entries import LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
@@ -29,6 +29,19 @@ if TYPE_CHECKING:
     from tracklet.artifacts.storage import ArtifactStore, CommitResult
 
 DRAFT, PENDING, COMMITTED, FAILED = "draft", "pending", "committed", "failed"
+
+
+class VersionStore(Protocol):
+    """What a committed ``Artifact`` reads its version through: the local ``ArtifactStore`` or,
+    for a version read from a server, ``remote.ServerVersionStore``. mypy checks both against it."""
+
+    @property
+    def data_root(self) -> Path: ...  # lineage (logged_by, used_by) is read from this root's store
+
+    def manifest(self, info: Any) -> Manifest: ...
+
+    def download(self, info: Any, manifest: Manifest, root: Path, *, link: bool = True, progress: Any = None,
+                 allow_missing_references: bool = False) -> Path: ...
 
 
 class Artifact:
@@ -52,7 +65,7 @@ class Artifact:
         self._state = DRAFT
         self._done = threading.Event()
         self._error: BaseException | None = None
-        self._store: ArtifactStore | None = None
+        self._store: VersionStore | None = None
         self._info: Any = None  # a VersionInfo once committed
         self._manifest: Manifest | None = None
         self._requested_aliases: list[str] = []
@@ -382,7 +395,7 @@ class Artifact:
     # ------------------------------------------------------------ using a version
 
     @classmethod
-    def _from_version(cls, store: ArtifactStore, info: Any) -> Artifact:
+    def _from_version(cls, store: VersionStore, info: Any) -> Artifact:
         artifact = cls(info.name, info.type, info.description, info.metadata)
         artifact._store, artifact._info, artifact._state = store, info, COMMITTED
         artifact.project = info.project

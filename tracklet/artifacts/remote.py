@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
 from tracklet.artifacts.manifest import Manifest
@@ -239,7 +239,7 @@ class RemoteArtifacts:
         self.store = ServerVersionStore(client, data_root, cache)
 
     def _artifact(self, info: VersionInfo) -> Artifact:
-        return Artifact._from_version(cast(Any, self.store), info)
+        return Artifact._from_version(self.store, info)
 
     def artifact(self, reference: str, *, default_project: str | None = None, type: str | None = None) -> Artifact:  # noqa: A002
         """The version ``reference`` (``project/name:alias``) names on the server."""

@@ -478,6 +478,24 @@ def test_using_an_artifact_logged_by_the_same_run_records_both_edges(start, root
     assert version.logged_by().id == run.id and [r.id for r in version.used_by()] == [run.id]
 
 
+def test_a_run_reads_its_own_writes_when_it_uses_a_name_it_just_logged(start, root, tmp_path):
+    # log_artifact returns at once; using the name right after must find that version, not an
+    # older one or none (Lightning's WandbLogger(log_model="all") reads its checkpoint back this way)
+    run = start()
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for i in range(40):
+        (weights / f"w{i}.bin").write_bytes(os.urandom(200_000))
+    first = run.log_artifact(weights, name="model", type="model")
+    assert run.use_artifact("model").version == "v0"  # nothing committed before: ArtifactNotFound without the wait
+    assert first.state == "committed"
+    (weights / "w0.bin").write_bytes(os.urandom(200_000))
+    run.log_artifact(weights, name="model", type="model")
+    assert run.use_artifact("test/model:latest").version == "v1"  # not the older v0
+    assert run.use_artifact("model:v1").version == "v1"
+    run.finish()
+
+
 def test_log_artifact_after_finish_and_types_that_clash_are_refused(start, tmp_path):
     run = start()
     path = tmp_path / "f.txt"

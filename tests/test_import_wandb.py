@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import textwrap
 import warnings
 from pathlib import Path
@@ -253,6 +254,9 @@ def _write_sessions(where: Path, sessions: range) -> None:
         done = subprocess.run([sys.executable, "resume.py", str(session)], env=env, cwd=where, capture_output=True,
                               text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-3000:]
+        # W&B names a session's directory by its start second: a session that started within the
+        # same second as the last would write into that one's directory (no real resume is that quick)
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)
 
 
 def test_a_resumed_offline_run_imports_as_one_run_in_order(tmp_path: Path) -> None:

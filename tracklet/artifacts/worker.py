@@ -69,6 +69,7 @@ class ArtifactWorker:
         self._client: Any = None
         self._jobs: queue.Queue[tuple | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._logged: list[Artifact] = []  # still being stored; pruned as they settle
 
     def _warn_failed(self, artifact: Any, error: Exception) -> None:
         """One warning per failed artifact (a repeat of the same one is dropped by the run's warner)."""
@@ -107,7 +108,20 @@ class ArtifactWorker:
         self._jobs.put(job)
 
     def log(self, artifact: Artifact, pending: dict[str, Pending]) -> None:
+        self._logged = [a for a in self._logged if a.state == "pending"]
+        self._logged.append(artifact)
         self._submit(("log", artifact, pending, time.time()))
+
+    def settle(self, project: str, name: str, timeout: float | None = None) -> None:
+        """Wait until the versions of ``project/name`` this run logged are stored (or failed), so
+        that a run reads its own writes: ``use_artifact("name:latest")`` right after
+        ``log_artifact`` finds the version it just logged."""
+        for artifact in list(self._logged):
+            if artifact.name == name and artifact.project == project and artifact.state == "pending":
+                try:
+                    artifact.wait(timeout)
+                except Exception:  # noqa: BLE001 - a failed version was reported; use resolves what exists
+                    pass
 
     def use(self, artifact: Artifact) -> None:
         """Record the use of an artifact this run logged and that is still being stored."""

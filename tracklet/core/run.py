@@ -630,6 +630,9 @@ class Run:
             artifact._committed_info("version to use")
         else:
             assert self._paths is not None
+            if self._artifacts is not None:  # this run's own versions of that name first
+                ref = artifacts.parse_ref(artifact_or_name)
+                self._artifacts.settle(ref.project or self.project, ref.name)
             artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type,
                                          remote=self._artifact_remote())
         self._enqueue(_deferred(_artifact_used_record, {"info": artifact._info, "time": _time()}))

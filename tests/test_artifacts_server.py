@@ -517,8 +517,10 @@ def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend
 
 @pytest.mark.parametrize("resumable", [False, True])
 def test_a_chunked_file_goes_to_the_server_whole(servers, tmp_path, resumable):
-    """A large file the local store keeps as chunks (no blob of its own) is sent rebuilt from
-    them, checked as it goes; the server's manifest names no local recipe; another root gets it."""
+    """With ``chunks=False`` (what a server without chunk routes gets) a large file the local
+    store keeps as chunks (no blob of its own) is sent rebuilt from them, checked as it goes; the
+    server's manifest names no local recipe; another root gets it. (Chunk-level uploads:
+    tests/test_artifacts_chunks_server.py.)"""
     from tracklet.artifacts.entries import LocalFile
 
     server = servers(tmp_path / "server")
@@ -531,7 +533,7 @@ def test_a_chunked_file_goes_to_the_server_whole(servers, tmp_path, resumable):
     assert "recipe" in entry.extra and not store.blobs.has(entry.digest)  # chunks only
     client = ArtifactClient(HttpClient(server.url), tmp_path / "state", part_bytes=5 * MiB,
                             resumable_bytes=5 * MiB if resumable else 1 << 40)
-    answer = upload_version(client, store, result.info, [], result.manifest)
+    answer = upload_version(client, store, result.info, [], result.manifest, chunks=False)
     assert answer["version"]["digest"] == result.info.digest
     served = Manifest.from_bytes(client.read("p", answer["version"]["manifest"]))
     assert [dict(e.extra) for e in served] == [{}]

@@ -72,7 +72,7 @@ def test_a_store_has_no_server_tables_and_a_server_database_has_both_schemas_exa
     assert set(SERVER_TABLE_NAMES) <= _tables(store.engine)
     assert _schema_differences(store.engine, _both_schemas()) == []
     with store.engine.connect() as connection:
-        assert connection.execute(sa.text(f"SELECT version_num FROM {server_schema.VERSION_TABLE}")).scalar() == "s0002"
+        assert connection.execute(sa.text(f"SELECT version_num FROM {server_schema.VERSION_TABLE}")).scalar() == "s0007"
         assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == _store_head()
     store.close()
 

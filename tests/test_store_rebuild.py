@@ -20,8 +20,8 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.proto import records_pb2 as pb
 from tracklet.server.auth import Accounts
-from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_versions, log_heads,
-                                     log_segments)
+from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
+                                     artifact_versions, log_heads, log_segments)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -171,6 +171,11 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
             project="p", name="mnist", version=0, type="dataset", digest="b" * 64, manifest="a" * 64, size=3,
             file_count=1, description="", metadata="{}", created_at=1.0, logged_by="p/r"))
         connection.execute(artifact_aliases.insert().values(project="p", name="mnist", alias="latest", version=0))
+        # Chunks and chunked files each project holds (server migration s0007).
+        connection.execute(artifact_chunks.insert().values(project="p", chunk_id="c" * 64, pack_id="d" * 64,
+                                                           pack_offset=0, length=3, created_at=1.0))
+        connection.execute(artifact_files.insert().values(project="p", digest="e" * 64, recipe="a" * 64, size=3,
+                                                          created_at=1.0))
 
     def kept() -> dict[str, list]:
         with store.engine.connect() as connection:

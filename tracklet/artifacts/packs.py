@@ -105,6 +105,18 @@ def pack_id_of(trailer: bytes) -> str:
     return _blake3(trailer).hex()
 
 
+def build_pack(chunks: Sequence[tuple[bytes, bytes | bytearray | memoryview]]) -> tuple[str, bytes]:
+    """A whole pack in memory from ``(chunk id, bytes)`` pairs (the caller vouches for the ids):
+    its id and its bytes (what an uploader sends a server)."""
+    entries = []
+    offset = 0
+    for cid, data in chunks:
+        entries.append((cid, offset, len(data)))
+        offset += len(data)
+    trailer = encode_trailer(entries, offset)
+    return pack_id_of(trailer), b"".join([*(bytes(data) for _, data in chunks), trailer])
+
+
 def decode_trailer(trailer: bytes, pack_size: int, where: str) -> list[tuple[bytes, int, int]]:
     """The entries of a pack's index, checked against its size: every chunk inside the data part,
     in order and without overlap. ``trailer`` is the index plus footer; ``where`` names the pack."""

@@ -535,11 +535,16 @@ class ArtifactStore:
     def _reader(self, recipe: Any) -> Any:
         """A ``PackReader`` for one recipe's chunks, located up front: reading doesn't hold the
         chunk index (other threads keep committing and downloading meanwhile)."""
+        return self.chunk_reader(recipe.chunk_ids)
+
+    def chunk_reader(self, chunk_ids: list[bytes]) -> Any:
+        """A ``PackReader`` for these chunks, located up front (``iter_chunks(chunk_ids)`` then
+        gives their bytes, each checked against its id: what an uploader sends)."""
         from tracklet.artifacts.packs import Located, PackReader
 
         with self._chunk_lock:
             packs, index = self.chunks()
-            places = index.locate(recipe.chunk_ids)
+            places = index.locate(chunk_ids)
         return PackReader(packs, Located(places))
 
     def _check_recipes(self, manifest: Manifest, chunked: dict[str, str], sources: dict[str, Any]) -> dict[str, str]:

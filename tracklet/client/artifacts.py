@@ -9,6 +9,9 @@ a layer above):
   parts through an upload session whose id and finished parts are kept in a small JSON file under
   ``state_dir``, so a client killed mid-upload resumes where the server's parts end and never
   sends a finished part again;
+- ``missing_chunks``, ``upload_pack``, ``register_file``: a large file's chunks the project lacks
+  (1,000 ids per request), sent in packs, then the file registered by its recipe blob (the server
+  rebuilds it and checks its sha256); a server without these routes raises ``ChunkRoutesMissing``;
 - ``download``: a blob into a file, verified against its digest; an interrupted download resumes
   with an HTTP ``Range`` from the bytes already on disk (``<target>.partial``);
 - ``commit``, ``version``, ``versions``, ``collections``: versions as JSON.
@@ -39,6 +42,10 @@ BATCH_BYTES = 8 << 20  # at most this many bytes ...
 BATCH_FILES = 1000  # ... and files per request (the server's limit)
 _CHUNK = 1 << 20
 VERSIONS_PAGE = 1000  # the server's largest page of versions
+
+
+class ChunkRoutesMissing(RemoteError):
+    """The server has no chunk routes (an older server): send large files whole instead."""
 
 
 class _FileBody:
@@ -115,6 +122,42 @@ class ArtifactClient:
                 raise self.http.refusal(response, what=f"a query of {len(batch)} artifact digests")
             lacking.update(response.json()["missing"])
         return lacking
+
+    # ------------------------------------------------------------ chunks of large files
+
+    def missing_chunks(self, project: str, chunk_ids: list[str]) -> set[str]:
+        """The chunk ids (blake3 hex) of ``chunk_ids`` the project lacks (1,000 per request);
+        ``ChunkRoutesMissing`` if the server has no chunk routes."""
+        unique = list(dict.fromkeys(chunk_ids))
+        lacking: set[str] = set()
+        for start in range(0, len(unique), MAX_DIGESTS_PER_QUERY):
+            batch = unique[start:start + MAX_DIGESTS_PER_QUERY]
+            response = self.http.request("POST", f"{self._base(project)}/_chunks/missing", idempotent=True,
+                                         json={"chunks": batch})
+            if response.status_code in (404, 405):
+                raise ChunkRoutesMissing(f"{self.http.base_url} takes no chunks (an older server)")
+            if response.status_code != 200:
+                raise self.http.refusal(response, what=f"a query of {len(batch)} chunk ids")
+            lacking.update(response.json()["missing"])
+        return lacking
+
+    def upload_pack(self, project: str, pack_id: str, data: bytes) -> int:
+        """Send one pack of chunks (``tracklet.artifacts.packs.build_pack``); bytes sent. The server
+        keeps it only if it arrives whole with every chunk matching its id."""
+        response = self.http.request("PUT", f"{self._base(project)}/_packs/{pack_id}", content=data, idempotent=True,
+                                     headers={"Content-Type": "application/octet-stream"})
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"the upload of pack {pack_id}")
+        return len(data)
+
+    def register_file(self, project: str, digest: str, size: int, recipe: str) -> bool:
+        """Register file ``digest`` as the chunks recipe blob ``recipe`` lists (its chunks and the
+        recipe uploaded first); False if the project held it already."""
+        response = self.http.request("POST", f"{self._base(project)}/_files", idempotent=True,
+                                     json={"digest": digest, "size": size, "recipe": recipe})
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"registering file {digest}")
+        return bool(response.json()["registered"])
 
     # ------------------------------------------------------------ uploads
 

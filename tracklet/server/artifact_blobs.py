@@ -21,6 +21,14 @@ the session completes; on S3 they are the parts of one S3 multipart upload to a 
 completed, read back to check the sha256, then moved into place. A client killed mid-upload asks
 for the session's parts and sends only the missing ones.
 
+**Chunks** (large files, only what changed travels): a client asks which of a file's chunks the
+project lacks (``missing_chunks``), sends those in packs (``store_pack``: every chunk's blake3
+checked, the pack written whole to ``packs/ab/<id>.pack`` beside ``blobs/``, then its chunks
+granted in ``artifact_chunks``), uploads the file's recipe as a blob, and registers the file
+(``register_file``): the server rebuilds it from the project's chunks and keeps it
+(``artifact_files``) only if it hashes to its sha256. A registered file counts as held like a
+blob: commits accept it, and the blob route serves it rebuilt (ranged).
+
 **Versions**: ``LocalRegistry`` over ``<root>/artifacts`` (one server process; the same rules as a
 client's: ``vN`` and ``latest`` assigned, an alias unique per collection).
 """
@@ -48,7 +56,7 @@ from tracklet import errors
 from tracklet.errors import ArtifactError
 from tracklet.server.artifact_registry_sql import SqlRegistry
 from tracklet.server.logs import BadRequest
-from tracklet.server.schema import artifact_blobs, migrate
+from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files, migrate
 
 MAX_DIGESTS_PER_QUERY = 1000
 MIN_PART_BYTES = 5 << 20  # S3's smallest part (but the last)
@@ -108,7 +116,8 @@ class ServerArtifacts:
         if engine is None:  # no server database at hand (a test, a tool): the grants table alone, beside the blobs
             directory.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(f"sqlite:///{directory / 'grants.sqlite'}")
-            artifact_blobs.create(engine, checkfirst=True)
+            for table in (artifact_blobs, artifact_chunks, artifact_files):
+                table.create(engine, checkfirst=True)
         else:
             migrate(engine)  # the server's tables (a --dev server has no Accounts to do it)
             if engine.dialect.name == "postgresql":  # a deployment any number of processes may serve
@@ -121,6 +130,9 @@ class ServerArtifacts:
             self.blobs.fs = fsspec.filesystem("file")
         self.fs = self.blobs.fs
         self.uploads = self.blobs.base[: -len("/blobs")] + "/uploads"
+        from tracklet.artifacts.packs import PackStore
+
+        self.packs = PackStore(self.blobs.base[: -len("/blobs")], self.fs)
 
     @classmethod
     def connect(cls, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
@@ -155,7 +167,22 @@ class ServerArtifacts:
                 batch = unique[start:start + MAX_DIGESTS_PER_QUERY]
                 held.update(connection.execute(sa.select(artifact_blobs.c.digest).where(
                     artifact_blobs.c.project == project, artifact_blobs.c.digest.in_(batch))).scalars())
+                held.update(connection.execute(sa.select(artifact_files.c.digest).where(
+                    artifact_files.c.project == project, artifact_files.c.digest.in_(batch))).scalars())
         return held
+
+    def touch(self, project: str, digests: list[str]) -> None:
+        """Mark the project's blobs and chunked files among ``digests`` as used now: a garbage
+        collection removes only what was neither sent nor referenced within its grace period, and
+        it deletes a row only if it is still that old, so a commit that touched a row keeps it."""
+        unique = list(dict.fromkeys(digests))
+        now = time.time()
+        with self.engine.begin() as connection:
+            for start in range(0, len(unique), MAX_DIGESTS_PER_QUERY):
+                batch = unique[start:start + MAX_DIGESTS_PER_QUERY]
+                for table in (artifact_blobs, artifact_files):
+                    connection.execute(table.update().where(table.c.project == project, table.c.digest.in_(batch))
+                                       .values(created_at=now))
 
     def holds(self, project: str, digest: str) -> bool:
         return bool(self.holding(project, [check_digest(digest)]))
@@ -167,7 +194,9 @@ class ServerArtifacts:
         from sqlalchemy.dialects import postgresql, sqlite
 
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(artifact_blobs).on_conflict_do_nothing()
+        insert = dialect.insert(artifact_blobs)
+        statement = insert.on_conflict_do_update(index_elements=["project", "digest"],
+                                                 set_={"created_at": insert.excluded.created_at})
         now = time.time()
         with self.engine.begin() as connection:
             connection.execute(statement, [
@@ -186,9 +215,16 @@ class ServerArtifacts:
     # ------------------------------------------------------------ blobs
 
     def open_blob(self, project: str, digest: str) -> tuple[Any, int]:
-        """A blob the project holds, opened for reading, and its size; ``NotHeld`` otherwise."""
+        """A blob the project holds, opened for reading, and its size; a file it holds as chunks,
+        rebuilt as it is read (``ChunkedFile``); ``NotHeld`` otherwise."""
         if not self.holds(project, digest):
             raise NotHeld(f"project {project} holds no blob {digest}")
+        recipe_digest = self._file_recipe(project, digest)
+        if recipe_digest is not None:
+            from tracklet.server.artifact_chunks import ChunkedFile
+
+            recipe = self._read_recipe(project, recipe_digest)
+            return ChunkedFile(recipe, self.packs, self._places(project, recipe.chunk_ids)), recipe.size
         try:
             size = self.blobs.size(digest)
             return self.blobs.open(digest), size
@@ -268,6 +304,139 @@ class ServerArtifacts:
         rejected = self.store_small(project, blobs)
         refused = {digest for digest, _ in rejected}
         return [digest for digest, _ in blobs if digest not in refused], rejected
+
+    # ------------------------------------------------------------ chunks of large files
+
+    def missing_chunks(self, project: str, chunk_ids: list[str]) -> list[str]:
+        """Which of ``chunk_ids`` (blake3 hex) the project does not hold (in the order given, once each)."""
+        from tracklet.server.artifact_chunks import MAX_CHUNK_IDS_PER_QUERY, check_chunk_id
+
+        check_name("project", project)
+        if len(chunk_ids) > MAX_CHUNK_IDS_PER_QUERY:
+            raise BadRequest(f"{len(chunk_ids)} chunk ids in one query; at most {MAX_CHUNK_IDS_PER_QUERY} may be "
+                             "asked about at once (split the list)")
+        unique = list(dict.fromkeys(check_chunk_id(c) for c in chunk_ids))
+        with self.engine.connect() as connection:
+            held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(
+                artifact_chunks.c.project == project, artifact_chunks.c.chunk_id.in_(unique))).scalars())
+        return [chunk for chunk in unique if chunk not in held]
+
+    def store_pack(self, project: str, pack_id: str, data: bytes) -> int:
+        """Keep a pack of chunks a client sent and grant its chunks to ``project`` (a chunk the
+        project holds already keeps its place): checked whole first (``check_pack``: nothing is kept
+        from a pack with one bad chunk), then written in one piece (a temporary renamed into place
+        on a directory, one PUT on an object store). Chunks granted."""
+        from tracklet.server.artifact_chunks import check_pack
+
+        check_name("project", project)
+        entries = check_pack(pack_id, data)
+        final = self.packs.pack_path(pack_id)
+        if not self.fs.exists(final):
+            if self.blobs.local:
+                temporary = f"{self.packs.tmp_dir}/{uuid.uuid4().hex}.partial"
+                os.makedirs(os.path.dirname(temporary), exist_ok=True)
+                with open(temporary, "wb") as handle:
+                    handle.write(data)
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(temporary, final)
+            else:
+                self.fs.pipe_file(final, data)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        now = time.time()
+        with self.engine.begin() as connection:
+            connection.execute(dialect.insert(artifact_chunks).on_conflict_do_nothing(), [
+                {"project": project, "chunk_id": cid.hex(), "pack_id": pack_id, "pack_offset": offset,
+                 "length": length, "created_at": now} for cid, offset, length in entries])
+        return len(entries)
+
+    def _places(self, project: str, chunk_ids: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """``chunk id -> (pack, offset, length)`` of the project's chunks among ``chunk_ids``."""
+        places: dict[bytes, tuple[str, int, int]] = {}
+        unique = list(dict.fromkeys(cid.hex() for cid in chunk_ids))
+        with self.engine.connect() as connection:
+            for start in range(0, len(unique), MAX_DIGESTS_PER_QUERY):
+                rows = connection.execute(sa.select(
+                    artifact_chunks.c.chunk_id, artifact_chunks.c.pack_id, artifact_chunks.c.pack_offset,
+                    artifact_chunks.c.length).where(artifact_chunks.c.project == project,
+                                                   artifact_chunks.c.chunk_id.in_(unique[start:start + MAX_DIGESTS_PER_QUERY])))
+                for chunk_id, pack_id, offset, length in rows:
+                    places[bytes.fromhex(chunk_id)] = (pack_id, offset, length)
+        return places
+
+    def _file_recipe(self, project: str, digest: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(artifact_files.c.recipe).where(
+                artifact_files.c.project == project, artifact_files.c.digest == digest)).scalar()
+
+    def _read_recipe(self, project: str, recipe_digest: str) -> Any:
+        """The project's recipe blob ``recipe_digest``, parsed and checked (``BadRequest`` if not)."""
+        from tracklet.artifacts.chunking import FileRecipe
+        from tracklet.errors import RecipeError
+        from tracklet.server.artifact_chunks import MAX_RECIPE_BYTES
+
+        try:
+            handle, size = self.open_blob(project, recipe_digest)
+        except NotHeld:
+            raise BadRequest(f"the recipe blob {recipe_digest} was not uploaded to project {project}") from None
+        with handle:
+            if size > MAX_RECIPE_BYTES:
+                raise BadRequest(f"the recipe {recipe_digest} is {size:,} bytes; this server takes at most "
+                                 f"{MAX_RECIPE_BYTES:,}")
+            data = handle.read(MAX_RECIPE_BYTES + 1)
+        try:
+            return FileRecipe.from_json(data)
+        except RecipeError as error:
+            raise BadRequest(f"the recipe {recipe_digest}: {error}") from None
+
+    def register_file(self, project: str, digest: str, size: int, recipe_digest: str) -> bool:
+        """Record that ``project`` holds file ``digest`` as the chunks its recipe blob lists: the
+        recipe must describe that sha256 and size, the project must hold every chunk, and the file
+        rebuilt from them (each chunk checked against its blake3) must hash to ``digest``.
+        ``BadRequest`` naming what fails (nothing recorded). False if it was registered already."""
+        check_digest(digest)
+        check_digest(recipe_digest)
+        if self._file_recipe(project, digest) is not None:
+            self.touch(project, [digest])
+            return False
+        recipe = self._read_recipe(project, recipe_digest)
+        if recipe.sha256 != digest or recipe.size != size:
+            raise BadRequest(f"the recipe {recipe_digest} describes {recipe.size:,} bytes with sha256 "
+                             f"{recipe.sha256}, not file {digest} of {size:,} bytes")
+        now = time.time()
+        ids = recipe.chunk_ids
+        unique_hex = list(dict.fromkeys(cid.hex() for cid in ids))
+        with self.engine.begin() as connection:  # used now: a collection running meanwhile keeps them
+            for start in range(0, len(unique_hex), MAX_DIGESTS_PER_QUERY):
+                connection.execute(artifact_chunks.update().where(
+                    artifact_chunks.c.project == project,
+                    artifact_chunks.c.chunk_id.in_(unique_hex[start:start + MAX_DIGESTS_PER_QUERY]))
+                    .values(created_at=now))
+        places = self._places(project, ids)
+        absent = [cid for cid in unique_hex if bytes.fromhex(cid) not in places]
+        if absent:
+            raise BadRequest(f"file {digest}: project {project} lacks {len(absent)} of its {len(unique_hex)} chunks "
+                             f"(e.g. {absent[0]}): send them first")
+        from tracklet.server.artifact_chunks import ChunkedFile, ChunkStoreError
+
+        hasher = hashlib.sha256()
+        try:
+            with ChunkedFile(recipe, self.packs, places) as handle:
+                while piece := handle.read(_READ * 4):
+                    hasher.update(piece)
+        except (ChunkStoreError, FileNotFoundError) as error:
+            raise BadRequest(f"file {digest} can't be rebuilt from project {project}'s chunks: {error}") from None
+        if hasher.hexdigest() != digest:
+            raise BadRequest(f"file {digest}: its chunks rebuild to sha256 {hasher.hexdigest()}; not registered")
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with self.engine.begin() as connection:
+            connection.execute(dialect.insert(artifact_files).on_conflict_do_nothing(), [
+                {"project": project, "digest": digest, "recipe": recipe_digest, "size": size, "created_at": now}])
+        self.touch(project, [recipe_digest])
+        return True
 
     # ------------------------------------------------------------ upload sessions
 
@@ -459,7 +628,9 @@ class ServerArtifacts:
             manifest = Manifest.from_bytes(data, what=f"the manifest of {project}/{name}")
         except ArtifactError as error:
             raise BadRequest(str(error)) from None
-        held = self.holding(project, [entry.digest for entry in manifest if entry.ref is None])
+        named = [manifest_digest, *(entry.digest for entry in manifest if entry.ref is None)]
+        self.touch(project, named)  # referenced now: a garbage collection in flight keeps them
+        held = self.holding(project, named[1:])
         absent = [entry.path for entry in manifest if entry.ref is None and entry.digest not in held]
         if absent:
             raise BadRequest(f"{len(absent)} file(s) of the manifest have no blob in project {project}: "

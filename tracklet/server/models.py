@@ -509,6 +509,31 @@ class BlobQueryResponse(BaseModel):
     missing: list[str] = Field(description="The digests the project does not hold yet: upload these")
 
 
+class ChunkQuery(BaseModel):
+    chunks: list[str] = Field(description="Chunk ids (blake3, 64 lowercase hex digits), at most 1,000")
+
+
+class ChunkQueryResponse(BaseModel):
+    missing: list[str] = Field(description="The chunk ids the project does not hold yet: send these in packs")
+
+
+class PutPackResponse(BaseModel):
+    pack: str = Field(description="The pack's id (blake3 of its index and footer)")
+    chunks: int = Field(description="Chunks the pack holds, each checked against its id")
+    size: int = Field(description="Bytes received")
+
+
+class FileRequest(BaseModel):
+    digest: str = Field(description="The file's sha256")
+    size: int = Field(ge=0, description="The file's size in bytes")
+    recipe: str = Field(description="sha256 of the file's recipe blob (its chunk ids and lengths), uploaded first")
+
+
+class FileResponse(BaseModel):
+    digest: str
+    registered: bool = Field(description="False if the project held this file already")
+
+
 class PutBlobResponse(BaseModel):
     digest: str
     size: int = Field(description="Bytes received (verified) for this blob")

@@ -2,7 +2,8 @@
 uploads of large blobs, and committing a version (docs/server.md, docs/artifacts.md). Versions
 and collections are read through ``routes_artifacts_read.py`` (the dashboard's routes).
 
-Under ``/api/v1/projects/{project}/artifacts``: ``_blobs`` and ``_uploads`` can't be artifact
+Under ``/api/v1/projects/{project}/artifacts``: ``_blobs``, ``_uploads``, ``_chunks``, ``_packs`` and
+``_files`` can't be artifact
 names (a name starts with a letter or digit), so they never shadow a collection. Writing (POST,
 PUT) needs the project's ``write`` role, reading ``read`` (``require_access``). The storage side
 is ``artifact_blobs.py``.
@@ -25,8 +26,9 @@ from tracklet.errors import ArtifactError
 from tracklet.server.artifact_blobs import NotHeld, ServerArtifacts, Session, check_digest
 from tracklet.server.body import read_body
 from tracklet.server.logs import BadRequest
-from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, CommitRequest, CommitResponse,
-                                    PutBlobResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession, errors)
+from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
+                                    CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
+                                    PutPackResponse, RejectedBlob, UploadPart, UploadRequest, UploadSession, errors)
 from tracklet.server.routes_artifacts_read import _version_model
 
 router = APIRouter(prefix="/api/v1/projects/{project}/artifacts", tags=["artifacts"])
@@ -245,6 +247,45 @@ def complete_upload(request: Request, project: str, upload_id: str) -> PutBlobRe
     except NotHeld as error:
         raise _not_found(error) from None
     return PutBlobResponse(digest=session.digest, size=artifacts.complete(session))
+
+
+# ------------------------------------------------------------------------ chunks of large files
+
+
+@router.post("/_chunks/missing", response_model=ChunkQueryResponse, responses=errors(400),
+             summary="Which of these chunks does the project lack?")
+def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQueryResponse:
+    """Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
+    packs. More ids in one request: 400 naming the limit."""
+    return ChunkQueryResponse(missing=_artifacts(request).missing_chunks(project, query.chunks))
+
+
+@router.put("/_packs/{pack_id}", response_model=PutPackResponse, responses=errors(400, 413, 415),
+            openapi_extra=_RAW_BODY, summary="Upload a pack of chunks (each chunk verified)")
+async def put_pack(request: Request, project: str, pack_id: str) -> PutPackResponse:
+    """A pack (docs/artifacts.md, "Pack": chunk bytes, an index of blake3 id, offset and length
+    per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
+    chunk's bytes must hash to its id and the index to `pack_id`, else 400 and nothing is kept;
+    then the pack is stored whole and its chunks are held by the project. A pack cut short is
+    not kept: send it again."""
+    from tracklet.server.artifact_chunks import MAX_UPLOAD_PACK_BYTES
+
+    artifacts = _artifacts(request)
+    body = await read_body(request, MAX_UPLOAD_PACK_BYTES)
+    chunks = await run_in_threadpool(artifacts.store_pack, project, pack_id, body)
+    return PutPackResponse(pack=pack_id, chunks=chunks, size=len(body))
+
+
+@router.post("/_files", response_model=FileResponse, responses=errors(400),
+             summary="Register a large file held as chunks (rebuilt and verified)")
+def register_file(request: Request, project: str, body: FileRequest) -> FileResponse:
+    """The file `digest` of `size` bytes is the chunks its `recipe` blob lists (uploaded first, as
+    a blob): the server checks the project holds every chunk, rebuilds the file from them (each
+    chunk checked against its id) and records it only if it hashes to `digest` (else 400). A
+    registered file is held like a blob: commits may name it, and `GET .../_blobs/{digest}`
+    serves it (ranged)."""
+    registered = _artifacts(request).register_file(project, body.digest, body.size, body.recipe)
+    return FileResponse(digest=body.digest, registered=registered)
 
 
 # ------------------------------------------------------------------------ versions

@@ -2,8 +2,8 @@
 
 ``users``, ``api_keys`` and ``project_members`` say who may use a server (``auth.py``);
 ``log_heads`` and ``log_segments`` are a scaled-out server's record log copies, the logs
-themselves (``segments.py``); ``artifact_blobs`` says which artifact blobs each project holds
-(``artifact_blobs.py``). They live in the store's database but are not the store's: the
+themselves (``segments.py``); ``artifact_blobs`` says which artifact blobs each project holds,
+``artifact_chunks`` and ``artifact_files`` which chunks and chunked files (``artifact_blobs.py``). They live in the store's database but are not the store's: the
 store (``tracklet/store/schema.py``) is derived from record logs and ``tracklet index --rebuild``
 re-derives it, while these are the server's data and must be backed up. They have their own
 Alembic migrations (``tracklet/server/migrations/``, version table ``tracklet_server_version``),
@@ -94,6 +94,32 @@ artifact_blobs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# Chunks of large files each project holds (artifact_blobs.py): sent in packs (``packs/ab/<id>.pack``
+# beside ``blobs/``), every chunk's blake3 checked on arrival; a project sees only its own.
+artifact_chunks = sa.Table(
+    "artifact_chunks",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("chunk_id", sa.String(64), primary_key=True),  # blake3 hex
+    sa.Column("pack_id", sa.String(64), nullable=False),
+    sa.Column("pack_offset", sa.BigInteger, nullable=False),
+    sa.Column("length", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),  # when sent or last referenced (garbage collection)
+    sa.Index("ix_artifact_chunks_pack", "pack_id"),
+)
+
+# Large files each project holds as chunks: the file's sha256 -> its recipe blob, recorded once the
+# server rebuilt the file from the project's chunks and it hashed to that sha256.
+artifact_files = sa.Table(
+    "artifact_files",
+    metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 hex of the whole file
+    sa.Column("recipe", sa.String(64), nullable=False),  # sha256 of the recipe blob
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 # Artifact versions and aliases of a server on PostgreSQL (artifact_registry_sql.py; on SQLite the
 # server keeps them as files, artifacts/registry.py).
 artifact_versions = sa.Table(
@@ -123,7 +149,7 @@ artifact_aliases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases)
+                 artifact_aliases, artifact_chunks, artifact_files)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

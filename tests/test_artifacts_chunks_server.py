@@ -1,0 +1,247 @@
+"""Chunk-level artifact uploads to a tracking server (issue #15): a real `tracklet server` process,
+blobs and packs on its data root or on S3 (a real s3rver process).
+
+A file the local store keeps as chunks goes to the server as the chunks the project lacks, in
+packs, then its recipe and a registration the server checks by rebuilding the file: a second
+version of a checkpoint with 5% of its bytes changed sends about 5% of them (bytes counted on the
+wire); a client killed mid-upload resumes and sends only the packs the server lacks; a pack with a
+corrupt chunk and a recipe that doesn't rebuild its file are refused; downloads (ranged) give the
+file back byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from serverproc import REPO
+from test_artifacts_server import Backend, backend, blob_cache  # noqa: F401 (fixtures)
+
+from tracklet.artifacts.entries import LocalFile
+from tracklet.artifacts.manifest import Manifest
+from tracklet.artifacts.packs import build_pack
+from tracklet.artifacts.remote import RemoteArtifacts, upload_version
+from tracklet.artifacts.storage import ArtifactStore
+from tracklet.client.artifacts import ArtifactClient
+from tracklet.client.http import HttpClient
+from tracklet.errors import ArtifactNotFound, RemoteError
+
+MiB = 1 << 20
+TENSORS = 40
+TENSOR = MiB  # a 40 MiB "checkpoint" of 40 tensors of 1 MiB: 2 changed tensors are 5% of it
+
+
+class Wire(httpx.HTTPTransport):
+    """A real transport that counts every request and the bytes of every request body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str]] = []
+        self.body_bytes = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.method, request.url.path))
+        self.body_bytes += int(request.headers.get("content-length", "0"))
+        return super().handle_request(request)
+
+
+def _checkpoint(path: Path, tensors: list[bytes]) -> bytes:
+    data = b"".join(tensors)
+    path.write_bytes(data)
+    return data
+
+
+def _commit(store: ArtifactStore, path: Path):
+    return store.commit("ckpt", "model", {"model.ckpt": LocalFile(str(path))}, project="p", aliases=[])
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_second_version_sends_only_the_changed_chunks(servers, backend, tmp_path):  # noqa: F811
+    server = servers(tmp_path / "server", extra=backend.extra)
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=MiB)
+    tensors = [os.urandom(TENSOR) for _ in range(TENSORS)]
+    path = tmp_path / "model.ckpt"
+    v1 = _checkpoint(path, tensors)
+    wire = Wire()
+    client = ArtifactClient(HttpClient(server.url, transport=wire), tmp_path / "state")
+
+    first = upload_version(client, store, _commit(store, path).info, [])
+    first_wire = wire.body_bytes
+    assert first_wire >= len(v1)  # every chunk once (plus the recipe, the manifest, the queries)
+    assert any("/_packs/" in p for _, p in wire.sent) and not any("/_uploads" in p for _, p in wire.sent)
+
+    tensors[7], tensors[23] = os.urandom(TENSOR), os.urandom(TENSOR)  # 5% of the bytes
+    v2 = _checkpoint(path, tensors)
+    wire.body_bytes = 0
+    second = upload_version(client, store, _commit(store, path).info, [])
+    assert second["version"]["index"] == 1
+    # What changed (5%), the chunks cut across its edges, the recipe, the chunk query: under 8%.
+    assert 0.05 * len(v2) <= wire.body_bytes <= 0.08 * len(v2), wire.body_bytes / len(v2)
+    assert second["bytes_sent"] <= wire.body_bytes
+
+    # The server's manifest keeps the recipe; another root downloads both versions byte for byte.
+    served = Manifest.from_bytes(client.read("p", second["version"]["manifest"]))
+    assert "recipe" in served["model.ckpt"].extra
+    remote = RemoteArtifacts(ArtifactClient(HttpClient(server.url)), tmp_path / "reader")
+    for selector, data in (("v0", v1), ("v1", v2)):
+        out = Path(remote.artifact(f"p/ckpt:{selector}").download(tmp_path / selector))
+        assert (out / "model.ckpt").read_bytes() == data
+    # Sending v1 again sends nothing but queries.
+    wire.body_bytes = 0
+    again = upload_version(client, store, store.registry.version("p", "ckpt", "v0"), [])
+    assert again["bytes_sent"] == 0 and wire.body_bytes < 0.01 * len(v1)
+    assert first["bytes_sent"] >= len(v1)
+
+
+def test_a_chunked_file_downloads_in_ranges(servers, tmp_path):
+    server = servers(tmp_path / "server")
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=MiB)
+    path = tmp_path / "model.ckpt"
+    data = _checkpoint(path, [os.urandom(3 * MiB + 777)])
+    answer = upload_version(ArtifactClient(HttpClient(server.url)), store, _commit(store, path).info, [])
+    digest = _sha(data)
+    url = f"/api/v1/projects/p/artifacts/_blobs/{digest}"
+    with httpx.Client(base_url=server.url) as http:
+        whole = http.get(url)
+        assert whole.status_code == 200 and whole.content == data
+        for start, end in ((0, 0), (100_000, 1_500_000), (len(data) - 5, len(data) - 1)):
+            part = http.get(url, headers={"Range": f"bytes={start}-{end}"})
+            assert part.status_code == 206 and part.content == data[start:end + 1]
+            assert part.headers["content-range"] == f"bytes {start}-{end}/{len(data)}"
+        assert http.get(url, headers={"Range": "bytes=-10"}).content == data[-10:]
+        # Another project holds none of it.
+        assert http.get(f"/api/v1/projects/q/artifacts/_blobs/{digest}").status_code == 404
+    assert answer["version"]["size"] == len(data)
+
+
+def test_a_corrupt_chunk_or_a_wrong_recipe_is_refused(servers, backend, tmp_path):  # noqa: F811
+    import blake3
+
+    from tracklet.artifacts.chunking import FileRecipe
+
+    server = servers(tmp_path / "server", extra=backend.extra)
+    chunks = [os.urandom(50_000 + i) for i in range(4)]
+    ids = [blake3.blake3(c).digest() for c in chunks]
+    client = ArtifactClient(HttpClient(server.url))
+    pack_id, good = build_pack(list(zip(ids, chunks)))
+    bad = bytearray(good)
+    bad[120_000] ^= 1  # inside the third chunk; the index is intact
+    with httpx.Client(base_url=server.url) as http:
+        refused = http.put(f"/api/v1/projects/p/artifacts/_packs/{pack_id}", content=bytes(bad))
+        assert refused.status_code == 400
+        assert f"chunk {ids[2].hex()} at byte" in refused.json()["detail"]
+        renamed = http.put(f"/api/v1/projects/p/artifacts/_packs/{'0' * 64}", content=good)
+        assert renamed.status_code == 400 and "not its name" in renamed.json()["detail"]
+    if backend.name == "local":
+        assert not list((tmp_path / "server" / "artifacts").rglob("*.pack"))
+    assert client.missing_chunks("p", [i.hex() for i in ids]) == {i.hex() for i in ids}  # nothing kept
+    with pytest.raises(RemoteError, match="doesn't hash to its id"):
+        client.upload_pack("p", pack_id, bytes(bad))
+
+    client.upload_pack("p", pack_id, good)
+    assert client.missing_chunks("p", [i.hex() for i in ids]) == set()
+    data = b"".join(chunks)
+    # A recipe claiming another sha256 than its chunks rebuild to is refused; so is one whose
+    # chunks the project lacks.
+    lying = FileRecipe(size=len(data), sha256=_sha(b"something else"), chunks=tuple(zip(ids, map(len, chunks))))
+    recipe_digest = client.upload_bytes("p", lying.to_json().encode())
+    with pytest.raises(RemoteError, match="rebuild to sha256"):
+        client.register_file("p", lying.sha256, len(data), recipe_digest)
+    honest = FileRecipe(size=len(data), sha256=_sha(data), chunks=tuple(zip(ids, map(len, chunks))))
+    other = client.upload_bytes("q", honest.to_json().encode())
+    with pytest.raises(RemoteError, match="lacks 4 of its 4 chunks"):
+        client.register_file("q", honest.sha256, len(data), other)
+    assert client.missing("p", [_sha(data)]) == {_sha(data)}
+    assert client.register_file("p", honest.sha256, len(data), client.upload_bytes("p", honest.to_json().encode()))
+    assert client.missing("p", [_sha(data)]) == set()
+    out = tmp_path / "back"
+    client.download("p", _sha(data), out)
+    assert out.read_bytes() == data
+
+
+KILLER = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    from tracklet.artifacts import remote
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    url, root, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    original = ArtifactClient.upload_pack
+    count = 0
+
+    def dying(self, project, pack_id, data):
+        global count
+        count += 1
+        if count == kill_at:
+            def body():
+                yield data[: len(data) // 2]
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-pack: half of it is on the wire
+                yield data[len(data) // 2:]
+            self.http.request("PUT", f"{self._base(project)}/_packs/{pack_id}", content=body(),
+                              headers={"Content-Length": str(len(data))})
+        return original(self, project, pack_id, data)
+
+    ArtifactClient.upload_pack = dying
+    store = ArtifactStore(root, chunk_threshold=1 << 20)
+    client = ArtifactClient(HttpClient(url), Path(root) / "state", workers=1)
+    remote.upload_version(client, store, store.registry.version("p", "ckpt", "v0"), [])
+    print("not killed")
+''')
+
+
+def test_a_killed_chunk_upload_resumes_with_the_packs_the_server_lacks(servers, backend, tmp_path):  # noqa: F811
+    server = servers(tmp_path / "server", extra=backend.extra)
+    root = tmp_path / "root"
+    store = ArtifactStore(root, chunk_threshold=MiB)
+    path = tmp_path / "model.ckpt"
+    data = _checkpoint(path, [os.urandom(TENSOR) for _ in range(TENSORS)])
+    _commit(store, path)
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    killed = subprocess.run([sys.executable, str(script), server.url, str(root), "3"],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr.decode()
+    client = ArtifactClient(HttpClient(server.url))
+    with pytest.raises(ArtifactNotFound):  # nothing committed
+        client.version("p", "ckpt", "latest")
+    # Two packs (about 16 MiB) arrived whole; the one cut short is not kept.
+    recipe = store.read_recipe(store.manifest(store.registry.version("p", "ckpt", "v0"))["model.ckpt"].extra["recipe"],
+                               "model.ckpt")
+    lacking = client.missing_chunks("p", [cid.hex() for cid in recipe.chunk_ids])
+    held = sum(length for cid, length in recipe.chunks if cid.hex() not in lacking)
+    assert 16 * MiB <= held < 17 * MiB
+
+    wire = Wire()
+    resumed = upload_version(ArtifactClient(HttpClient(server.url, transport=wire)), store,
+                             store.registry.version("p", "ckpt", "v0"), [])
+    assert len(data) - held <= resumed["bytes_sent"] < len(data) - held + MiB  # the rest, the recipe, the manifest
+    out = Path(RemoteArtifacts(client, tmp_path / "reader").artifact("p/ckpt").download(tmp_path / "out"))
+    assert (out / "model.ckpt").read_bytes() == data
+
+
+def test_an_older_server_without_chunk_routes_gets_whole_files(servers, tmp_path):
+    """``chunks=False`` is what the client falls back to when a server answers 404 to the chunk
+    query: the file is rebuilt from the local chunks and sent whole, its manifest names no recipe."""
+    server = servers(tmp_path / "server")
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=MiB)
+    path = tmp_path / "model.ckpt"
+    data = _checkpoint(path, [os.urandom(2 * MiB + 5)])
+    wire = Wire()
+    client = ArtifactClient(HttpClient(server.url, transport=wire), tmp_path / "state")
+    answer = upload_version(client, store, _commit(store, path).info, [], chunks=False)
+    assert not any("/_packs/" in p or "/_chunks/" in p for _, p in wire.sent)
+    served = Manifest.from_bytes(client.read("p", answer["version"]["manifest"]))
+    assert dict(served["model.ckpt"].extra) == {}
+    out = Path(RemoteArtifacts(client, tmp_path / "reader").artifact("p/ckpt").download(tmp_path / "out"))
+    assert (out / "model.ckpt").read_bytes() == data

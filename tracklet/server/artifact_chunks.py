@@ -1,0 +1,124 @@
+"""Chunks of large artifact files on a tracking server: checking a pack a client sent, and reading a
+chunked file back as one seekable stream (the SQL side, which project holds which chunk, is
+``artifact_blobs.py``).
+
+A client sends the chunks a project lacks in packs (``tracklet.artifacts.packs``' layout: chunk
+bytes, an index of ``(blake3 id, offset, length)``, a footer). ``check_pack`` refuses a pack whose
+index doesn't hash to its name, doesn't tile its data, or names a chunk whose bytes hash to
+something else, before any of it is kept. ``ChunkedFile`` rebuilds a file from its recipe,
+each chunk checked against its id as it is read, for the blob route's (ranged) downloads and for
+the check of a file's sha256 when it is registered.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from tracklet.artifacts.chunking import FileRecipe
+from tracklet.artifacts.packs import ENTRY, FOOTER, Located, PackReader, PackStore, decode_trailer, pack_id_of
+from tracklet.errors import ChunkStoreError, PackCorrupt
+from tracklet.server.logs import BadRequest
+
+#: The largest pack one request may carry (a client's upload packs are about 8 MiB of chunks).
+MAX_UPLOAD_PACK_BYTES = 32 << 20
+#: Chunk ids per "which chunks does the project lack?" request.
+MAX_CHUNK_IDS_PER_QUERY = 1000
+#: A recipe blob's largest size: ~70 bytes per chunk of ~77 KiB on average, a file of about 70 GiB.
+MAX_RECIPE_BYTES = 64 << 20
+
+
+def check_chunk_id(chunk_id: object) -> str:
+    if not (isinstance(chunk_id, str) and len(chunk_id) == 64 and all(c in "0123456789abcdef" for c in chunk_id)):
+        raise BadRequest(f"{str(chunk_id)[:80]!r} is not a chunk id (64 lowercase hex digits of a blake3)")
+    return chunk_id
+
+
+def check_pack(pack_id: str, data: bytes) -> list[tuple[bytes, int, int]]:
+    """The entries of pack ``data`` sent as ``pack_id``: its index must hash to ``pack_id`` and tile
+    its data, and every chunk's bytes must hash to its id. ``BadRequest`` naming what is wrong."""
+    check_chunk_id(pack_id)
+    if len(data) < FOOTER.size:
+        raise BadRequest(f"pack {pack_id}: {len(data)} bytes is too short for a pack")
+    _, count, _ = FOOTER.unpack_from(data, len(data) - FOOTER.size)
+    trailer_size = count * ENTRY.size + FOOTER.size
+    if trailer_size > len(data):
+        raise BadRequest(f"pack {pack_id}: its footer says {count} chunks, more than its {len(data)} bytes hold")
+    trailer = data[len(data) - trailer_size:]
+    try:
+        entries = decode_trailer(trailer, len(data), pack_id)
+    except PackCorrupt as error:
+        raise BadRequest(str(error)) from None
+    if pack_id_of(trailer) != pack_id:
+        raise BadRequest(f"pack {pack_id}: its index hashes to {pack_id_of(trailer)}, not its name")
+    import blake3
+
+    view = memoryview(data)
+    for cid, offset, length in entries:
+        if blake3.blake3(view[offset:offset + length]).digest() != cid:
+            raise BadRequest(f"pack {pack_id}: chunk {cid.hex()} at byte {offset} doesn't hash to its id: "
+                             "the pack was not stored (send it again)")
+    return entries
+
+
+class ChunkedFile:
+    """A file rebuilt from chunks, as a read-only file object (``seek``, ``read``, ``close``): what
+    the blob route streams for a chunked file. Each chunk is checked against its blake3 id as it
+    is read (``ChunkStoreError`` otherwise); the file's sha256 was checked when it was registered."""
+
+    def __init__(self, recipe: FileRecipe, packs: PackStore, places: dict[bytes, tuple[str, int, int]]) -> None:
+        self.recipe = recipe
+        self.reader = PackReader(packs, Located(places))
+        self.starts: list[int] = []
+        offset = 0
+        for _, length in recipe.chunks:
+            self.starts.append(offset)
+            offset += length
+        self.position = 0
+        self._pieces: Any = None
+        self._buffer = memoryview(b"")
+
+    def seek(self, offset: int) -> int:
+        self.position = max(0, min(offset, self.recipe.size))
+        self._pieces, self._buffer = None, memoryview(b"")
+        return self.position
+
+    def _start(self) -> None:
+        index = bisect.bisect_right(self.starts, self.position) - 1
+        if index < 0:  # an empty file
+            self._pieces = iter(())
+            return
+        self._pieces = self.reader.iter_chunks(self.recipe.chunk_ids[index:], name=self.recipe.sha256)
+        self._skip = self.position - self.starts[index]
+
+    def read(self, size: int = -1) -> bytes:
+        if self._pieces is None:
+            self._start()
+            first = next(self._pieces, None)
+            self._buffer = memoryview(b"") if first is None else first[self._skip:]
+        wanted = self.recipe.size - self.position if size < 0 else min(size, self.recipe.size - self.position)
+        out = bytearray()
+        while len(out) < wanted:
+            if not self._buffer:
+                piece = next(self._pieces, None)
+                if piece is None:
+                    break
+                self._buffer = piece
+            take = self._buffer[:wanted - len(out)]
+            out += take
+            self._buffer = self._buffer[len(take):]
+        self.position += len(out)
+        return bytes(out)
+
+    def close(self) -> None:
+        self._pieces, self._buffer = None, memoryview(b"")
+
+    def __enter__(self) -> ChunkedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["MAX_CHUNK_IDS_PER_QUERY", "MAX_RECIPE_BYTES", "MAX_UPLOAD_PACK_BYTES", "ChunkStoreError", "ChunkedFile",
+           "check_chunk_id", "check_pack"]

@@ -214,6 +214,42 @@ def _show_new_key(new: Any) -> None:
     click.echo(new.key)
 
 
+@admin.command("artifact-gc")
+@click.option("--artifacts", "artifacts_url", default=None, metavar="DIR|URL",
+              help="Where the server keeps artifact blobs (its --artifacts; default: 'artifacts' in its data root).")
+@click.option("--files-option", "files_options", multiple=True, metavar="KEY=VALUE",
+              help="An fsspec option for --artifacts, as for `tracklet server` (repeatable).")
+@click.option("--grace", default="1d", show_default=True,
+              help="Keep what was sent or used more recently than this (an upload may be in flight): 0, 30m, 12h, 1d.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_context
+@_handle_errors
+def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_options: tuple[str, ...], grace: str,
+                      dry_run: bool) -> None:
+    """Remove artifact blobs, packs and upload sessions that uploads left without committing a
+    version (older than --grace); never what a committed version references."""
+    from tracklet.artifacts.sizes import parse_duration
+    from tracklet.server.artifact_blobs import ServerArtifacts
+    from tracklet.server.artifact_gc import collect
+    from tracklet.store import Store
+
+    try:
+        grace_seconds = parse_duration(grace)
+    except ValueError as error:
+        raise CliError(f"--grace: {error}") from None
+    root, store_url = ctx.obj
+    store = Store(store_url or f"sqlite:///{Path(root) / 'store.sqlite'}", root=root)
+    ctx.call_on_close(store.close)
+    try:
+        artifacts = ServerArtifacts.connect(Path(root), artifacts_url, _files_options(files_options), store.engine)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    report = collect(artifacts, grace=grace_seconds, dry_run=dry_run)
+    for path in report.removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+    click.echo(("dry run: " if dry_run else "") + report.summary())
+
+
 @admin.command("create-user")
 @click.argument("name")
 @click.option("--admin", "is_admin", is_flag=True, help="A server admin: every role on every project.")

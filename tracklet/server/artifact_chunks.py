@@ -13,7 +13,7 @@ the check of a file's sha256 when it is registered.
 from __future__ import annotations
 
 import bisect
-from typing import Any
+from collections.abc import Iterator
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.packs import ENTRY, FOOTER, Located, PackReader, PackStore, decode_trailer, pack_id_of
@@ -75,7 +75,7 @@ class ChunkedFile:
             self.starts.append(offset)
             offset += length
         self.position = 0
-        self._pieces: Any = None
+        self._pieces: Iterator[memoryview] | None = None
         self._buffer = memoryview(b"")
 
     def seek(self, offset: int) -> int:
@@ -83,24 +83,25 @@ class ChunkedFile:
         self._pieces, self._buffer = None, memoryview(b"")
         return self.position
 
-    def _start(self) -> None:
+    def _start(self) -> Iterator[memoryview]:
+        """The chunks from the one holding ``position`` on; ``_buffer`` holds the first, cut to start there."""
         index = bisect.bisect_right(self.starts, self.position) - 1
         if index < 0:  # an empty file
-            self._pieces = iter(())
-            return
-        self._pieces = self.reader.iter_chunks(self.recipe.chunk_ids[index:], name=self.recipe.sha256)
-        self._skip = self.position - self.starts[index]
+            return iter(())
+        pieces = self.reader.iter_chunks(self.recipe.chunk_ids[index:], name=self.recipe.sha256)
+        first = next(pieces, None)
+        self._buffer = memoryview(b"") if first is None else first[self.position - self.starts[index]:]
+        return pieces
 
     def read(self, size: int = -1) -> bytes:
-        if self._pieces is None:
-            self._start()
-            first = next(self._pieces, None)
-            self._buffer = memoryview(b"") if first is None else first[self._skip:]
+        pieces = self._pieces
+        if pieces is None:
+            pieces = self._pieces = self._start()
         wanted = self.recipe.size - self.position if size < 0 else min(size, self.recipe.size - self.position)
         out = bytearray()
         while len(out) < wanted:
             if not self._buffer:
-                piece = next(self._pieces, None)
+                piece = next(pieces, None)
                 if piece is None:
                     break
                 self._buffer = piece

@@ -1,0 +1,224 @@
+"""Garbage collection of a tracking server's artifact storage (``tracklet admin artifact-gc``).
+
+An upload that never committed (a client killed for good, a run whose commit was refused) leaves
+blobs, packs and upload sessions that no version references. ``collect`` removes them once they
+are older than a grace period, and never anything a committed version references:
+
+1. the live set, per project: every version's manifest blob and, for each file, its blob or, for
+   a file held as chunks, its recipe blob and every chunk the recipe lists;
+2. rows older than the grace period that the live set doesn't name are deleted: a project's
+   grants of blobs (``artifact_blobs``), registered chunked files (``artifact_files``) and chunks
+   (``artifact_chunks``); each ``DELETE`` repeats the age condition, and commits, file
+   registrations and uploads refresh the rows they use (``touch``), so a row something used
+   meanwhile is kept;
+3. a blob object none of whose grants is left (in any project) is removed from the store, and a
+   pack none of whose chunks is held by any project;
+4. upload sessions older than the grace period are aborted (their parts removed).
+
+A manifest or recipe that can't be read stops the collection before anything is removed. Packs
+with some live chunks are kept whole (no repacking on the server: their dead bytes are reported).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.artifacts.manifest import Manifest
+from tracklet.errors import ArtifactError, RecipeError
+from tracklet.server.artifact_blobs import ServerArtifacts
+from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files, artifact_versions
+
+DEFAULT_GRACE = 24 * 3600.0
+_BATCH = 1000
+
+
+@dataclasses.dataclass
+class ServerGcReport:
+    blobs: int = 0  # blob objects removed
+    blob_bytes: int = 0
+    packs: int = 0  # pack objects removed
+    pack_bytes: int = 0
+    grants: int = 0  # rows removed: blob grants, chunked files, chunks
+    files: int = 0
+    chunks: int = 0
+    sessions: int = 0  # stale upload sessions aborted
+    removed: list[str] = dataclasses.field(default_factory=list)  # every object removed (or, dry, to remove)
+
+    def summary(self) -> str:
+        return (f"removed {self.blobs} blob(s) ({self.blob_bytes:,} bytes) and {self.packs} pack(s) "
+                f"({self.pack_bytes:,} bytes) no version references; {self.grants} blob grant(s), {self.files} "
+                f"chunked file(s), {self.chunks} chunk(s) forgotten; {self.sessions} stale upload session(s) aborted")
+
+
+def _projects(artifacts: ServerArtifacts) -> list[str]:
+    registry: Any = artifacts.registry
+    if hasattr(registry, "projects"):
+        return list(registry.projects())
+    with artifacts.engine.connect() as connection:
+        return sorted(connection.execute(sa.select(artifact_versions.c.project).distinct()).scalars())
+
+
+def live_set(artifacts: ServerArtifacts) -> dict[str, set[str]]:
+    """Per project, the blob digests committed versions reference (manifests, files, recipes).
+    ``ArtifactError`` if a manifest can't be read."""
+    live: dict[str, set[str]] = {}
+    for project in _projects(artifacts):
+        names = live.setdefault(project, set())
+        for name in artifacts.registry.collections(project):
+            for info in artifacts.registry.versions(project, name):
+                names.add(info.manifest)
+                try:
+                    manifest = Manifest.from_bytes(artifacts.blobs.read_bytes(info.manifest),
+                                                   what=f"the manifest of {info.qualified_name}")
+                except (OSError, ArtifactError) as error:
+                    raise ArtifactError(f"garbage collection stopped, nothing removed: the manifest of "
+                                        f"{info.qualified_name} can't be read: {error}") from None
+                for entry in manifest:
+                    if entry.ref is None:
+                        names.add(entry.digest)
+                        if isinstance(entry.extra.get("recipe"), str):
+                            names.add(entry.extra["recipe"])
+    return live
+
+
+def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run: bool = False,
+            now: float | None = None) -> ServerGcReport:
+    """Remove what no committed version references and nothing used within ``grace`` seconds
+    (see the module); with ``dry_run`` only say what would go (``removed``)."""
+    from tracklet.artifacts.chunking import FileRecipe
+
+    cutoff = (time.time() if now is None else now) - grace
+    report = ServerGcReport()
+    live = live_set(artifacts)
+    engine = artifacts.engine
+    with engine.connect() as connection:
+        files = connection.execute(sa.select(artifact_files.c.project, artifact_files.c.digest,
+                                             artifact_files.c.recipe, artifact_files.c.created_at)).all()
+    dead_files = []
+    live_chunks: dict[str, set[str]] = {}
+    for project, digest, recipe_digest, created_at in files:
+        names = live.setdefault(project, set())
+        if digest not in names and created_at < cutoff:
+            dead_files.append((project, digest))
+            continue
+        names.add(recipe_digest)  # a chunked file that stays keeps its recipe and its chunks
+        try:
+            recipe = FileRecipe.from_json(artifacts.blobs.read_bytes(recipe_digest))
+        except (OSError, RecipeError) as error:
+            raise ArtifactError(f"garbage collection stopped, nothing removed: the recipe {recipe_digest} of file "
+                                f"{digest} in project {project} can't be read: {error}") from None
+        live_chunks.setdefault(project, set()).update(cid.hex() for cid in recipe.chunk_ids)
+    with engine.connect() as connection:
+        grants = [(project, digest) for project, digest in connection.execute(
+            sa.select(artifact_blobs.c.project, artifact_blobs.c.digest).where(artifact_blobs.c.created_at < cutoff))
+            if digest not in live.get(project, ())]
+        chunk_rows = [(project, chunk_id, pack_id) for project, chunk_id, pack_id in connection.execute(
+            sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id, artifact_chunks.c.pack_id)
+            .where(artifact_chunks.c.created_at < cutoff))
+            if chunk_id not in live_chunks.get(project, ())]
+    candidate_blobs = {digest for _, digest in grants}
+    candidate_packs = {pack_id for _, _, pack_id in chunk_rows} | _unheld_packs(artifacts, cutoff)
+    if dry_run:
+        with engine.connect() as connection:
+            kept_blobs = _still_granted(connection, candidate_blobs, set(grants))
+            kept_packs = _packs_in_use(connection, candidate_packs, {(p, c) for p, c, _ in chunk_rows})
+        _remove_objects(artifacts, report, candidate_blobs - kept_blobs, candidate_packs - kept_packs, dry_run=True)
+        report.grants, report.files, report.chunks = len(grants), len(dead_files), len(chunk_rows)
+        return report
+    with engine.begin() as connection:
+        report.grants = _delete(connection, artifact_blobs, artifact_blobs.c.digest, grants, cutoff)
+        report.files = _delete(connection, artifact_files, artifact_files.c.digest, dead_files, cutoff)
+        report.chunks = _delete(connection, artifact_chunks, artifact_chunks.c.chunk_id,
+                                [(p, c) for p, c, _ in chunk_rows], cutoff)
+    with engine.connect() as connection:
+        kept_blobs = _still_granted(connection, candidate_blobs, set())
+        kept_packs = _packs_in_use(connection, candidate_packs, set())
+    everywhere = set().union(*live.values()) if live else set()
+    _remove_objects(artifacts, report, candidate_blobs - kept_blobs - everywhere, candidate_packs - kept_packs,
+                    dry_run=False)
+    report.sessions = artifacts.sweep_uploads(max_age=grace)
+    return report
+
+
+def _unheld_packs(artifacts: ServerArtifacts, cutoff: float) -> set[str]:
+    """Packs older than ``cutoff`` that hold no project's chunk (written, then their rows never
+    inserted, or every chunk of theirs held elsewhere already when they arrived)."""
+    packs = set(artifacts.packs.list_packs())
+    if not packs:
+        return set()
+    with artifacts.engine.connect() as connection:
+        held = _packs_in_use(connection, packs, set())
+    old = set()
+    for pack_id in packs - held:
+        try:
+            modified = artifacts.fs.modified(artifacts.packs.pack_path(pack_id))
+        except (FileNotFoundError, NotImplementedError):
+            continue
+        if modified.timestamp() < cutoff:
+            old.add(pack_id)
+    return old
+
+
+def _delete(connection: sa.Connection, table: sa.Table, column: Any, rows: list[tuple[str, str]],
+            cutoff: float) -> int:
+    """Delete ``(project, key)`` rows that are still older than ``cutoff``; how many went."""
+    if not rows:
+        return 0
+    statement = table.delete().where(table.c.project == sa.bindparam("p"), column == sa.bindparam("k"),
+                                     table.c.created_at < cutoff)
+    result = connection.execute(statement, [{"p": project, "k": key} for project, key in rows])
+    return int(result.rowcount or 0)
+
+
+def _still_granted(connection: sa.Connection, digests: set[str], going: set[tuple[str, str]]) -> set[str]:
+    """Of ``digests``, those some project still holds (``going``: grants about to be deleted)."""
+    held: set[str] = set()
+    ordered = sorted(digests)
+    for start in range(0, len(ordered), _BATCH):
+        rows = connection.execute(sa.select(artifact_blobs.c.project, artifact_blobs.c.digest).where(
+            artifact_blobs.c.digest.in_(ordered[start:start + _BATCH])))
+        held.update(digest for project, digest in rows if (project, digest) not in going)
+    return held
+
+
+def _packs_in_use(connection: sa.Connection, packs: set[str], going: set[tuple[str, str]]) -> set[str]:
+    """Of ``packs``, those holding a chunk some project still holds there."""
+    used: set[str] = set()
+    ordered = sorted(packs)
+    for start in range(0, len(ordered), _BATCH):
+        rows = connection.execute(sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id,
+                                            artifact_chunks.c.pack_id).where(
+            artifact_chunks.c.pack_id.in_(ordered[start:start + _BATCH])))
+        used.update(pack_id for project, chunk_id, pack_id in rows if (project, chunk_id) not in going)
+    return used
+
+
+def _remove_objects(artifacts: ServerArtifacts, report: ServerGcReport, blobs: set[str], packs: set[str], *,
+                    dry_run: bool) -> None:
+    fs = artifacts.fs
+    for digest in sorted(blobs):
+        path = artifacts.blobs._path(digest)
+        try:
+            size = fs.size(path)
+            if not dry_run:
+                fs.rm(path)
+        except FileNotFoundError:
+            continue
+        report.blobs += 1
+        report.blob_bytes += size
+        report.removed.append(path)
+    for pack_id in sorted(packs):
+        path = artifacts.packs.pack_path(pack_id)
+        try:
+            size = fs.size(path)
+            if not dry_run:
+                fs.rm(path)
+        except FileNotFoundError:
+            continue
+        report.packs += 1
+        report.pack_bytes += size
+        report.removed.append(path)

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from tracklet.media.table import Table
 
 _LAZY = {
-    "Artifact": ("tracklet.artifacts.artifact", "Artifact"),
+    # With the run's artifact hooks (the worker's small front): a run's first log_artifact then
+    # imports nothing on the caller's thread (an import there waited for the GIL, 2-15 ms).
+    "Artifact": ("tracklet.artifacts.run_hooks", "Artifact"),
     "Api": ("tracklet.api", "Api"),
     "RecordedRun": ("tracklet.core.api", "RecordedRun"),
     "Run": ("tracklet.core.run", "Run"),

@@ -1,9 +1,20 @@
 """What ``tracklet.core.run.Run``'s artifact methods call (through ``core/extensions.py``: the
-core never imports this package itself)."""
+core never imports this package itself). ``log_artifact`` needs only ``prepare`` and
+``ArtifactWorker`` on the caller's thread; ``resolve`` (``use_artifact``) is imported when first
+used."""
+
+from typing import Any
 
 from tracklet.artifacts.artifact import Artifact
-from tracklet.artifacts.lookup import resolve
 from tracklet.artifacts.names import parse_ref
 from tracklet.artifacts.worker import ArtifactWorker, prepare, used_record
 
-__all__ = ["Artifact", "ArtifactWorker", "parse_ref", "prepare", "resolve", "used_record"]
+__all__ = ["Artifact", "ArtifactWorker", "parse_ref", "prepare", "used_record"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "resolve":
+        from tracklet.artifacts.lookup import resolve
+
+        return resolve
+    raise AttributeError(name)

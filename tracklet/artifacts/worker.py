@@ -15,9 +15,10 @@ leaves the version committed locally, with a warning; ``tracklet artifact push``
 
 from __future__ import annotations
 
-import queue
+import _thread
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -67,8 +68,12 @@ class ArtifactWorker:
         self._run_path = run_path
         self._remote = remote  # (base_url, api_key) of an online run's server
         self._client: Any = None
-        self._jobs: queue.Queue[tuple | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        # A deque and a semaphore, not queue.Queue: importing ``queue`` on the caller's first
+        # log_artifact cost more than the rest of the call.
+        self._jobs: deque[tuple | None] = deque()
+        self._ready = threading.Semaphore(0)
+        self._started = False
+        self._done = threading.Event()  # set when the thread has ended
         self._logged: list[Artifact] = []  # still being stored; pruned as they settle
 
     def _warn_failed(self, artifact: Any, error: Exception) -> None:
@@ -99,13 +104,20 @@ class ArtifactWorker:
                        f"{base_url}` sends it later")
             raise
 
-    def _submit(self, job: tuple) -> None:
-        if self._thread is None:
-            # Started before the job is queued: it then waits on the queue (without the GIL), so the
-            # caller returns before the thread takes the GIL to import and open the store.
-            self._thread = threading.Thread(target=self._loop, name="tracklet-artifacts", daemon=True)
-            self._thread.start()
-        self._jobs.put(job)
+    def _submit(self, job: tuple | None) -> None:
+        self._jobs.append(job)
+        self._ready.release()
+        if not self._started:
+            # A bare thread (daemon-like, as before): threading.Thread.start() waits until the new
+            # thread has run, 0.2-10 ms on a loaded machine, on the caller's first log_artifact.
+            self._started = True
+            _thread.start_new_thread(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._done.set()
 
     def log(self, artifact: Artifact, pending: dict[str, Pending]) -> None:
         self._logged = [a for a in self._logged if a.state == "pending"]
@@ -129,7 +141,8 @@ class ArtifactWorker:
 
     def _loop(self) -> None:
         while True:
-            job = self._jobs.get()
+            self._ready.acquire()
+            job = self._jobs.popleft()
             if job is None:
                 return
             kind, artifact, pending, when = job
@@ -155,11 +168,10 @@ class ArtifactWorker:
 
     def close(self, timeout: float) -> bool:
         """Store what is pending (within ``timeout``) and stop the thread. False on timeout."""
-        if self._thread is None:
+        if not self._started:
             return True
-        self._jobs.put(None)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        self._submit(None)
+        if not self._done.wait(timeout):
             return False
         if self._client is not None:
             self._client.http.close()

@@ -10,6 +10,10 @@ in the same run (target: v1 at >= 80% of the copy's throughput). Then change 20 
 of its size (target <= 10%; whole-file stores such as W&B, MLflow and DVC add 100%). Also reports
 ``log_artifact``'s cost on the caller's thread (target <= 1 ms: the rest happens in the background).
 
+Then both versions are uploaded to a local ``tracklet server --dev`` (``a2_upload``): the bytes of
+every request body counted on the wire (target: v2 sends <= 10% of its size; whole-file uploads
+such as W&B's send 100%). The copy is also timed with an fsync (the store fsyncs its packs).
+
 A3: log an artifact of one large file (``--size-mib``), then log the same content again. Reports
 each log's time (``log_artifact`` + ``wait``) and bytes written to the blob store, and the ratio of
 the second to the first. Target (issue #15): the second writes 0 bytes and returns in <= 1 s.
@@ -69,6 +73,27 @@ def _log_timed(run: object, path: Path) -> dict:
             "bytes_written": artifact.bytes_written, "version": artifact.version}
 
 
+def _copy_seconds(source: Path, target: Path, repeats: int = 2) -> tuple[float, float]:
+    """The best of ``repeats`` times of ``shutil.copyfile`` (page cache), and of a copy that is
+    fsync'd (the store fsyncs its packs, so a committed version survives a power cut)."""
+    plain, durable = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        shutil.copyfile(source, target)
+        plain.append(time.perf_counter() - started)
+        target.unlink()
+        os.sync()
+        started = time.perf_counter()
+        shutil.copyfile(source, target)
+        descriptor = os.open(target, os.O_RDONLY)
+        os.fsync(descriptor)
+        os.close(descriptor)
+        durable.append(time.perf_counter() - started)
+        target.unlink()
+        os.sync()
+    return min(plain), min(durable)
+
+
 def a2(work: Path, size_mib: int) -> dict:
     import random
 
@@ -85,10 +110,8 @@ def a2(work: Path, size_mib: int) -> dict:
             handle.write(os.urandom(tensor))
     size = v1.stat().st_size
     os.utime(v1, (time.time() - 60, time.time() - 60))
-    copy_started = time.perf_counter()
-    shutil.copyfile(v1, data / "copy.ckpt")
-    copy_seconds = time.perf_counter() - copy_started
-    (data / "copy.ckpt").unlink()
+    os.sync()  # the file's own writeback must not land in a timed copy
+    copy_seconds, durable_copy_seconds = _copy_seconds(v1, data / "copy.ckpt")
     run = tracklet.init(project="bench", dir=str(work / "root-a2"), settings=QUIET)
     store = work / "root-a2" / "artifacts"
     first = _log_timed(run, v1)
@@ -104,9 +127,50 @@ def a2(work: Path, size_mib: int) -> dict:
     second = _log_timed(run, v2)
     added = _disk_bytes(store) - on_disk
     run.finish()
-    return {"size_bytes": size, "copy_seconds": copy_seconds, "v1": first, "v2": second,
-            "v1_vs_copy_throughput": copy_seconds / first["seconds"], "v2_added_bytes": added,
-            "v2_added_share": added / size, "changed_share": CHANGED_TENSORS / TENSORS}
+    return {"size_bytes": size, "copy_seconds": copy_seconds, "durable_copy_seconds": durable_copy_seconds,
+            "v1": first, "v2": second, "v1_vs_copy_throughput": copy_seconds / first["seconds"],
+            "v1_vs_durable_copy_throughput": durable_copy_seconds / first["seconds"], "v2_added_bytes": added,
+            "v2_added_share": added / size, "changed_share": CHANGED_TENSORS / TENSORS,
+            "upload": a2_upload(work, work / "root-a2", size)}
+
+
+def a2_upload(work: Path, root: Path, size: int) -> dict:
+    """A2 on a server: v1 and v2 of the checkpoint (logged by ``a2``) uploaded to a local
+    ``tracklet server --dev`` (blobs and packs on its disk) with ``upload_version``; the bytes of
+    every request body counted on the wire. Target (issue #15): v2 sends <= 10% of its size."""
+    import httpx
+
+    from tracklet.artifacts.remote import upload_version
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from serverproc import Server
+
+    class Wire(httpx.HTTPTransport):
+        body_bytes = 0
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            Wire.body_bytes += int(request.headers.get("content-length", "0"))
+            return super().handle_request(request)
+
+    store = ArtifactStore(root)
+    server = Server(work / "a2-server").start()
+    report: dict = {}
+    try:
+        client = ArtifactClient(HttpClient(server.url, transport=Wire()), work / "a2-state")
+        for label in ("v0", "v1"):
+            Wire.body_bytes = 0
+            started = time.perf_counter()
+            upload_version(client, store, store.registry.version("bench", "checkpoint", label), [])
+            seconds = time.perf_counter() - started
+            report[label] = {"seconds": seconds, "wire_bytes": Wire.body_bytes, "share": Wire.body_bytes / size,
+                             "mb_per_s": size / seconds / 1e6}
+        client.http.close()
+    finally:
+        server.stop()
+    return report
 
 
 def a3(work: Path, size_mib: int) -> dict:
@@ -287,12 +351,20 @@ def main() -> None:
         rows += [
             ["A2 plain copy", f"{r['copy_seconds']:.3f} s", f"{r['size_bytes']:,} B",
              f"{r['size_bytes'] / r['copy_seconds'] / 1e6:,.0f} MB/s"],
+            ["A2 copy + fsync", f"{r['durable_copy_seconds']:.3f} s", f"{r['size_bytes']:,} B",
+             f"{r['size_bytes'] / r['durable_copy_seconds'] / 1e6:,.0f} MB/s (the store fsyncs its packs)"],
             ["A2 v1 log (chunked)", f"{r['v1']['seconds']:.3f} s", f"{r['v1']['bytes_written']:,} B written",
              f"{r['size_bytes'] / r['v1']['seconds'] / 1e6:,.0f} MB/s, {r['v1_vs_copy_throughput']:.2f}x the copy's "
-             f"throughput (target >= 0.8); caller {r['v1']['caller_ms']:.2f} ms"],
+             f"throughput (target >= 0.8), {r['v1_vs_durable_copy_throughput']:.2f}x the durable copy's; "
+             f"caller {r['v1']['caller_ms']:.2f} ms"],
             ["A2 v2, 5% of tensors changed", f"{r['v2']['seconds']:.3f} s", f"{r['v2_added_bytes']:,} B added",
              f"{r['v2_added_share']:.1%} of its size (target <= 10%); caller {r['v2']['caller_ms']:.2f} ms"],
         ]
+        for label, what in (("v0", "v1 uploaded to a server"), ("v1", "v2 uploaded (5% changed)")):
+            u = r["upload"][label]
+            rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B on the wire",
+                         f"{u['share']:.1%} of its size, {u['mb_per_s']:,.0f} MB/s"
+                         + (" (target <= 10%)" if label == "v1" else "")])
     if "a3" in results:
         r = results["a3"]
         rows += [

@@ -716,6 +716,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/artifacts/_chunks/missing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Which of these chunks does the project lack?
+         * @description Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
+         *     packs. More ids in one request: 400 naming the limit.
+         */
+        post: operations["missing_chunks_api_v1_projects__project__artifacts__chunks_missing_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_packs/{pack_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Upload a pack of chunks (each chunk verified)
+         * @description A pack (docs/artifacts.md, "Pack": chunk bytes, an index of blake3 id, offset and length
+         *     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
+         *     chunk's bytes must hash to its id and the index to `pack_id`, else 400 and nothing is kept;
+         *     then the pack is stored whole and its chunks are held by the project. A pack cut short is
+         *     not kept: send it again.
+         */
+        put: operations["put_pack_api_v1_projects__project__artifacts__packs__pack_id__put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Register a large file held as chunks (rebuilt and verified)
+         * @description The file `digest` of `size` bytes is the chunks its `recipe` blob lists (uploaded first, as
+         *     a blob): the server checks the project holds every chunk, rebuilds the file from them (each
+         *     chunk checked against its id) and records it only if it hashes to `digest` (else 400). A
+         *     registered file is held like a blob: commits may name it, and `GET .../_blobs/{digest}`
+         *     serves it (ranged).
+         */
+        post: operations["register_file_api_v1_projects__project__artifacts__files_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/sweeps": {
         parameters: {
             query?: never;
@@ -1175,6 +1244,22 @@ export interface components {
              */
             missing: string[];
         };
+        /** ChunkQuery */
+        ChunkQuery: {
+            /**
+             * Chunks
+             * @description Chunk ids (blake3, 64 lowercase hex digits), at most 1,000
+             */
+            chunks: string[];
+        };
+        /** ChunkQueryResponse */
+        ChunkQueryResponse: {
+            /**
+             * Missing
+             * @description The chunk ids the project does not hold yet: send these in packs
+             */
+            missing: string[];
+        };
         /** CommitRequest */
         CommitRequest: {
             /** Type */
@@ -1304,6 +1389,34 @@ export interface components {
         FileList: {
             /** Files */
             files: components["schemas"]["FileEntry"][];
+        };
+        /** FileRequest */
+        FileRequest: {
+            /**
+             * Digest
+             * @description The file's sha256
+             */
+            digest: string;
+            /**
+             * Size
+             * @description The file's size in bytes
+             */
+            size: number;
+            /**
+             * Recipe
+             * @description sha256 of the file's recipe blob (its chunk ids and lengths), uploaded first
+             */
+            recipe: string;
+        };
+        /** FileResponse */
+        FileResponse: {
+            /** Digest */
+            digest: string;
+            /**
+             * Registered
+             * @description False if the project held this file already
+             */
+            registered: boolean;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -1627,6 +1740,24 @@ export interface components {
              * @description False: the same bytes were already stored, nothing was written
              */
             written: boolean;
+        };
+        /** PutPackResponse */
+        PutPackResponse: {
+            /**
+             * Pack
+             * @description The pack's id (blake3 of its index and footer)
+             */
+            pack: string;
+            /**
+             * Chunks
+             * @description Chunks the pack holds, each checked against its id
+             */
+            chunks: number;
+            /**
+             * Size
+             * @description Bytes received
+             */
+            size: number;
         };
         /** RejectedBlob */
         RejectedBlob: {
@@ -4979,6 +5110,212 @@ export interface operations {
             };
             /** @description No such project, run, file, user or key */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    missing_chunks_api_v1_projects__project__artifacts__chunks_missing_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChunkQuery"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChunkQueryResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    put_pack_api_v1_projects__project__artifacts__packs__pack_id__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                pack_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description The blob's bytes (or one part's), uncompressed. */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PutPackResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (on the wire or decompressed) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unsupported Content-Encoding */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    register_file_api_v1_projects__project__artifacts__files_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FileRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -102,8 +102,10 @@ def test_a_second_version_sends_only_the_changed_chunks(servers, backend, tmp_pa
     assert first["bytes_sent"] >= len(v1)
 
 
-def test_a_chunked_file_downloads_in_ranges(servers, tmp_path):
-    server = servers(tmp_path / "server")
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_chunked_file_downloads_in_ranges(servers, tmp_path, request, database):
+    """On PostgreSQL the chunks and files the project holds are rows of the deployment's database."""
+    server = servers(tmp_path / "server", store=request.getfixturevalue("pg_url") if database == "postgresql" else None)
     store = ArtifactStore(tmp_path / "root", chunk_threshold=MiB)
     path = tmp_path / "model.ckpt"
     data = _checkpoint(path, [os.urandom(3 * MiB + 777)])

@@ -153,8 +153,10 @@ class ArtifactClient:
     def register_file(self, project: str, digest: str, size: int, recipe: str) -> bool:
         """Register file ``digest`` as the chunks recipe blob ``recipe`` lists (its chunks and the
         recipe uploaded first); False if the project held it already."""
+        # The server reads the whole file back to check it: give it time for the size (20 MB/s).
         response = self.http.request("POST", f"{self._base(project)}/_files", idempotent=True,
-                                     json={"digest": digest, "size": size, "recipe": recipe})
+                                     json={"digest": digest, "size": size, "recipe": recipe},
+                                     timeout=max(60.0, size / 20e6))
         if response.status_code != 200:
             raise self.http.refusal(response, what=f"registering file {digest}")
         return bool(response.json()["registered"])

@@ -375,8 +375,12 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
     failures: list[str] = []
     damaged: list[str] = []
     total_sent = 0
+    from tracklet.artifacts.remote import UPLOAD_STATE_DIR
+    from tracklet.artifacts.storage import artifact_dir
+
     with SyncClient(url, chunk_bytes=max(1, int(chunk_mb * (1 << 20))), backoff_cap=backoff_cap,
-                    give_up_after=give_up_after) as client, \
+                    give_up_after=give_up_after, blob_dir=artifact_dir(root),
+                    upload_state_dir=root / "cache" / UPLOAD_STATE_DIR) as client, \
             Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                      console=Console(stderr=True), disable=quiet, transient=False) as bar:
         for paths in targets:
@@ -390,7 +394,7 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
             except SyncError as error:
                 failures.append(f"{paths.project}/{paths.run_id}: {error}")
                 continue
-            total_sent += result.sent_bytes
+            total_sent += result.sent_bytes + result.media_bytes
             try:
                 total_sent += _push_artifacts(root, url, paths)
             except (TrackletError, OSError) as error:  # contained to this run's artifacts

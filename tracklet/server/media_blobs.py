@@ -8,7 +8,8 @@ a run's ``MediaLogged`` and ``TableLogged`` records name: ``media_blobs(request)
   ``--artifacts URL``), which ``tracklet sync`` and online mode fill before they send the records
   (``client/media_sync.py``). A blob is served for a run only when the run's project holds it (a
   grant: someone with ``write`` there sent its bytes), so a record naming another project's
-  digest reads nothing. Table fragments on an object store are copied (verified) into
+  digest reads nothing (a blob no project holds, written by runs recorded in the server's own
+  data root rather than uploaded, is served for the runs naming it). Table fragments on an object store are copied (verified) into
   ``<dir>/cache/table-fragments`` for DuckDB, which reads local files.
 """
 
@@ -41,10 +42,16 @@ class MediaBlobs:
         self.cache_dir = cache_dir
 
     def held(self, project: str, digests: list[str]) -> set[str]:
-        """Which of ``digests`` the project may read (all of them on a local data root)."""
+        """Which of ``digests`` the project may read: all of them on a local data root; on a
+        server those the project holds, and those no project holds (written into the server's
+        data root by runs recorded there, not uploaded: nobody's upload to protect)."""
         if self.artifacts is None:
             return set(digests)
-        return self.artifacts.holding(project, digests)
+        held = self.artifacts.holding(project, digests)
+        others = [digest for digest in digests if digest not in held]
+        if others:
+            held |= set(others) - self.artifacts.claimed(others)
+        return held
 
     def read_bytes(self, project: str, digest: str) -> bytes | None:
         """The blob's bytes, checked against the digest; ``None`` when the project holds no such

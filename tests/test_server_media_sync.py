@@ -332,3 +332,25 @@ def _digests_held(url: str, key: str, project: str, digests) -> set[str]:
                         headers={"Authorization": f"Bearer {key}"})
     assert answer.status_code == 200, answer.text
     return set(digests) - set(answer.json()["missing"])
+
+
+def test_check_media_sends_the_blobs_of_a_run_synced_without_them(servers, root, tmp_path):
+    """A run uploaded by a client that sent no blobs (a tracklet before this, or a SyncClient
+    without ``blob_dir``): `tracklet sync --check-media` finds and sends them, once."""
+    server = servers(tmp_path / "server")
+    run = tracklet.init(project="vision", id="old", dir=str(root), settings=QUIET)
+    logged = _log_media(run)
+    run.finish()
+    with SyncClient(server.url) as client:  # the log alone
+        assert client.sync_run(RunPaths(root, "vision", "old")).media_sent == 0
+    first = tracklet.Api(base_url=server.url).run("vision/old").images("pred")[0]
+    with pytest.raises(Exception, match="404|no such file"):
+        first.read_bytes()
+    plain = _cli("--dir", str(root), "sync", "vision/old", "--url", server.url, "-q")
+    assert plain.returncode == 0 and "media" not in plain.stdout  # only frames not yet sent are looked at
+    checked = _cli("--dir", str(root), "sync", "vision/old", "--url", server.url, "-q", "--check-media")
+    assert checked.returncode == 0, checked.stderr
+    assert f"({len(_local_blobs(root))} media and table file(s))" in checked.stdout
+    _check_read_back(server.url, "vision/old", logged)
+    again = _cli("--dir", str(root), "sync", "vision/old", "--url", server.url, "-q", "--check-media")
+    assert again.returncode == 0 and "0 new bytes" in again.stdout and "media" not in again.stdout

@@ -161,6 +161,7 @@ class SyncClient:
         api_key: str | None = None,
         blob_dir: Path | None = None,
         upload_state_dir: Path | None = None,
+        check_media: bool = False,
     ) -> None:
         base_url = base_url or os.environ.get(BASE_URL_ENV)
         if not base_url:
@@ -175,6 +176,9 @@ class SyncClient:
         self._files = FileSync(self._http.request)  # the run's files/, after its log (files.py)
         # Media and table blobs, before the records naming them (media_sync.py); ``blob_dir`` is the
         # local artifacts directory (artifact_dir(data root)), ``upload_state_dir`` keeps resumable uploads.
+        # ``check_media``: look at every record's blobs, not only those of the frames being sent (a run
+        # whose log was uploaded before its blobs were: by a tracklet that sent no media).
+        self.check_media = check_media
         self._media: MediaBlobSync | None = None
         if blob_dir is not None:
             self._media = MediaBlobSync(ArtifactClient(self._http, upload_state_dir), Path(blob_dir))
@@ -224,7 +228,9 @@ class SyncClient:
             )
         sent = requests = conflicts = 0
         gaps: list[Damage] = []
-        media = self._media.send(paths, offset, total) if self._media is not None and offset < total else None
+        media = None
+        if self._media is not None and (offset < total or self.check_media):
+            media = self._media.send(paths, 0 if self.check_media else offset, total)
         if progress:
             progress(offset, total)
         while offset < total:

@@ -354,3 +354,29 @@ def test_check_media_sends_the_blobs_of_a_run_synced_without_them(servers, root,
     _check_read_back(server.url, "vision/old", logged)
     again = _cli("--dir", str(root), "sync", "vision/old", "--url", server.url, "-q", "--check-media")
     assert again.returncode == 0 and "0 new bytes" in again.stdout and "media" not in again.stdout
+
+
+def test_a_server_keeping_blobs_on_s3_serves_media_and_queries_tables(servers, root, tmp_path, s3rver, monkeypatch):
+    """`--artifacts s3://...` (a real s3rver): the blobs land there, and table fragments are copied
+    (verified) into the server's cache for DuckDB."""
+    import uuid
+
+    from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
+
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    prefix = f"{BUCKET}/{uuid.uuid4().hex}"
+    server = servers(tmp_path / "server", extra=(
+        "--artifacts", f"s3://{prefix}", "--files-option", f"endpoint_url={s3rver}",
+        "--files-option", f"key={S3_KEY}", "--files-option", f"secret={S3_SECRET}"))
+    run = tracklet.init(project="vision", id="s3", dir=str(root), mode="online",
+                        settings={**QUIET, "base_url": server.url, "upload_interval": 0.2})
+    logged = _log_media(run)
+    run.finish()
+    _check_read_back(server.url, "vision/s3", logged)
+    direct = s3_filesystem(s3rver)
+    on_s3 = {path.rsplit("/", 1)[1] for path in direct.find(f"{prefix}/blobs/sha256")}
+    assert on_s3 == set(_local_blobs(root))
+    assert not (server.root / "artifacts" / "blobs" / "sha256").exists() or not any(
+        (server.root / "artifacts" / "blobs" / "sha256").rglob("*"))
+    assert any(path.is_file() for path in (server.root / "cache" / "table-fragments").rglob("*"))

@@ -31,6 +31,7 @@ from tracklet.errors import SyncError
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 BASE_URL_ENV = "TRACKLET_BASE_URL"
+MEDIA_UPLOAD_WORKERS = 2  # media/table blob requests at once (online mode shares the training process)
 
 
 @dataclasses.dataclass
@@ -181,7 +182,8 @@ class SyncClient:
         self.check_media = check_media
         self._media: MediaBlobSync | None = None
         if blob_dir is not None:
-            self._media = MediaBlobSync(ArtifactClient(self._http, upload_state_dir), Path(blob_dir))
+            self._media = MediaBlobSync(ArtifactClient(self._http, upload_state_dir, workers=MEDIA_UPLOAD_WORKERS),
+                                        Path(blob_dir))
 
     def close(self) -> None:
         self._http.close()

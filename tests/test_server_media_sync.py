@@ -380,3 +380,70 @@ def test_a_server_keeping_blobs_on_s3_serves_media_and_queries_tables(servers, r
     assert not (server.root / "artifacts" / "blobs" / "sha256").exists() or not any(
         (server.root / "artifacts" / "blobs" / "sha256").rglob("*"))
     assert any(path.is_file() for path in (server.root / "cache" / "table-fragments").rglob("*"))
+
+
+BIG_KILLER = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    from tracklet.client import artifacts
+    from tracklet.client.sync import SyncClient
+    from tracklet.core.layout import RunPaths
+
+    url, root = sys.argv[1], Path(sys.argv[2])
+    part = artifacts.PART_BYTES
+    original = artifacts._FileBody.__iter__
+
+    def dying(self):
+        sent = 0
+        for chunk in original(self):
+            if self.start == 2 * part and sent >= self.length // 2:
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-part 3: half of it is on the wire
+            sent += len(chunk)
+            yield chunk
+
+    artifacts._FileBody.__iter__ = dying
+    client = SyncClient(url, blob_dir=root / "artifacts", upload_state_dir=root / "cache" / "artifact-uploads")
+    client.sync_run(RunPaths(root, "vision", "big"))
+    print("not killed")
+''')
+
+
+def test_a_sync_killed_mid_part_of_a_large_fragment_resumes_with_the_missing_parts(servers, root, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from tracklet.client.artifacts import PART_BYTES, RESUMABLE_BYTES
+
+    server = servers(tmp_path / "server")
+    run = tracklet.init(project="vision", id="big", dir=str(root), settings=QUIET)
+    frame = pd.DataFrame(np.random.default_rng(1).random((1_000_000, 5)), columns=list("abcde"))
+    run.log({"scores": tracklet.Table(dataframe=frame)})  # ~40 MB of Parquet that doesn't compress
+    run.finish()
+    ((digest, data),) = [(d, b) for d, b in _local_blobs(root).items() if len(b) >= RESUMABLE_BYTES]
+    parts = -(-len(data) // PART_BYTES)
+    assert parts >= 4
+
+    script = tmp_path / "killer.py"
+    script.write_text(BIG_KILLER)
+    killed = subprocess.run([sys.executable, str(script), server.url, str(root)],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    (state,) = (root / "cache" / UPLOAD_STATE_DIR).glob("*.json")
+    session_id = json.loads(state.read_bytes())["id"]
+    session = httpx.get(f"{server.url}/api/v1/projects/vision/artifacts/_uploads/{session_id}").json()
+    held = sorted(part["number"] for part in session["parts"])
+    assert held and 3 not in held and len(held) < parts
+    assert httpx.get(f"{server.url}/api/v1/runs/vision/big/log/offset").json()["offset"] == 0
+    assert not (server.root / "artifacts" / "blobs" / "sha256" / digest[:2] / digest).exists()
+
+    transport = Counting()
+    with _sync_client(server.url, root, transport) as client:
+        result = client.sync_run(RunPaths(root, "vision", "big"))
+    sent_parts = sorted(int(path.rsplit("/", 1)[1]) for _, path, _ in transport.sent if "/parts/" in path)
+    assert sent_parts == [n for n in range(1, parts + 1) if n not in held]  # finished parts never again
+    assert result.media_bytes == len(data) - sum(part["size"] for part in session["parts"])
+    stored = server.root / "artifacts" / "blobs" / "sha256" / digest[:2] / digest
+    assert stored.read_bytes() == data
+    table = tracklet.Api(base_url=server.url).run("vision/big").table("scores")
+    assert table.count() == 1_000_000 and table.filter("a > 0.5").count() == int((frame["a"] > 0.5).sum())

@@ -54,10 +54,12 @@ def init(*args: Any, **kwargs: Any) -> "Run":
 
 
 def _online_uploader(paths: Any, settings: Any, report: Any) -> Any:
-    """An online run's uploader, from the client package (imported only by online runs)."""
+    """An online run's uploader, from the client package (imported only by online runs); it
+    sends the media and table blobs of the run's artifacts directory too."""
+    from tracklet.artifacts.storage import artifact_dir
     from tracklet.client.uploader import online_uploader
 
-    return online_uploader(paths, settings, report)
+    return online_uploader(paths, settings, report, blob_dir=artifact_dir(paths.root))
 
 
 init.__doc__ = "Start a run; see :func:`tracklet.core.start.init`."

@@ -3,7 +3,8 @@ answered by a tracking server's read API (docs/server.md) instead of a data root
 
 Runs come from the server's store, so what a ``RemoteRun`` knows is what the store holds: identity,
 state, config, summary, metadata, numeric histories (at full resolution or bucketed), console
-output, alerts, system metrics and files. NaN and ±inf travel as the strings "NaN", "Infinity",
+output, alerts, system metrics, files, tables (``table``) and media (``media``, ``images``: the
+files fetched from the server, docs/media.md). NaN and ±inf travel as the strings "NaN", "Infinity",
 "-Infinity" (strict JSON, core/jsonsafe.py) and come back as floats.
 Requests go through the client package's ``HttpClient`` (``tracklet.client.http``): the API key
 from ``api_key``, ``$TRACKLET_API_KEY`` or ``tracklet login``, a few retries of what can't reach
@@ -13,6 +14,7 @@ the server (``read_retry``), and refusals as ``RemoteError`` (``RunNotFound`` fo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracklet.api import Api
@@ -162,8 +164,93 @@ class RemoteRun:
         ``count``, ``len()``, ``to_arrow``, ``to_pandas``."""
         return RemoteTable(self._http, self.path, key, step)
 
+    def media(self, key: str | None = None, kind: str | None = None) -> list[Any]:
+        """The run's logged media under ``key`` (all keys when None) of ``kind`` (``"image"``,
+        ``"audio"``, ...), in step order, then by place in the logged list, like the local
+        ``RecordedRun.media``: ``tracklet.media.read.MediaItem``s whose bytes (``read_bytes()``,
+        ``to_numpy()``, ``to_pil()``, masks) come from the server, checked against their digest,
+        and whose ``path`` is a copy in the machine's blob cache. The server's store doesn't index
+        ``channels``, ``sample_rate``, ``fps``, ``frames``, ``mode`` or ``source_name``: they are
+        0 or "" here (the files hold them)."""
+        entries = self._http.get_json(f"/api/v1/runs/{self.path}/media", missing=RunNotFound, key=key,
+                                      kind=kind)["media"]
+        blobs = _RemoteBlobs(self._http, self.path)
+        per_step: dict[tuple[str, int], int] = {}
+        for entry in entries:
+            per_step[(entry["key"], entry["step"])] = per_step.get((entry["key"], entry["step"]), 0) + 1
+        items = [_media_item(entry, per_step[(entry["key"], entry["step"])], blobs) for entry in entries]
+        items.sort(key=lambda item: (item.step, item.key, item.index))
+        return items
+
+    def images(self, key: str | None = None) -> list[Any]:
+        """``media(key, kind="image")``."""
+        return self.media(key, kind="image")
+
+    def media_keys(self) -> list[str]:
+        """The keys media were logged under, in the order first logged."""
+        return list(dict.fromkeys(item.key for item in sorted(self.media(), key=lambda item: item.time)))
+
     def __repr__(self) -> str:
         return f"<tracklet RemoteRun {self.path}>"
+
+
+class _RemoteBlobs:
+    """A run's media blobs on a server, for ``MediaItem`` (``read_bytes``, ``local_path``): each
+    fetched from ``GET .../media/{digest}`` and checked against its digest; ``local_path`` puts it
+    in the machine's size-capped blob cache (``artifacts/cache.py``) first."""
+
+    def __init__(self, http: HttpClient, path: str) -> None:
+        self._http, self._path = http, path
+        self.url = f"{http.base_url}/api/v1/runs/{path}/media"
+        self._cache: Any = None
+
+    def read_bytes(self, digest: str) -> bytes:
+        import hashlib
+
+        from tracklet.errors import ArtifactError
+
+        response = self._http.request("GET", f"/api/v1/runs/{self._path}/media/{digest}")
+        if response.status_code == 404:
+            raise ArtifactError(f"{self.url}/{digest}: the server has no such file of run {self._path} "
+                                f"({response.text[:200]})")
+        if response.status_code != 200:
+            raise self._http.refusal(response, what=f"media file {digest}")
+        data = response.content
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ArtifactError(f"{self.url}/{digest}: the bytes received don't match their digest")
+        return data
+
+    def local_path(self, digest: str) -> Path | None:
+        from tracklet.artifacts.cache import BlobCache, CacheFull
+
+        if self._cache is None:
+            self._cache = BlobCache()
+        if not self._cache.has(digest):
+            data = self.read_bytes(digest)
+            try:
+                self._cache.put_stream([data], digest, len(data))
+            except CacheFull:
+                return None
+        return Path(self._cache.path(digest))
+
+
+def _media_item(entry: dict[str, Any], count: int, blobs: _RemoteBlobs) -> Any:
+    """A ``MediaItem`` from one entry of ``GET .../media`` (``routes_media.MediaEntry``)."""
+    from tracklet.media.read import Box, Boxes, Mask, MediaItem
+
+    masks = {mask["name"]: Mask(mask["name"], mask["digest"], entry["width"], entry["height"],
+                                {int(k): v for k, v in mask.get("class_labels", {}).items()}, blobs)
+             for mask in entry.get("masks", [])}
+    boxes = {}
+    for group in entry.get("boxes", []):
+        labels = {int(k): v for k, v in group.get("class_labels", {}).items()}
+        boxes[group["name"]] = Boxes(group["name"], [
+            Box(b["min_x"], b["max_x"], b["min_y"], b["max_y"], b["pixel"], b["class_id"], b["caption"],
+                dict(b["scores"]), labels.get(b["class_id"])) for b in group.get("boxes", [])], labels)
+    return MediaItem(entry["key"], entry["step"], entry["index"], count, entry["kind"], entry["digest"],
+                     entry["format"], entry["mime"], entry["size_bytes"], entry["time"], entry["caption"],
+                     entry["width"], entry["height"], 0, entry["duration"], 0, 0.0, 0, "", "",
+                     entry["thumbnail"], masks, boxes, blobs)
 
 
 class RemoteTable:

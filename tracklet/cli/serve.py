@@ -381,11 +381,14 @@ def login(url: str | None, key: str | None) -> None:
               help="Longest wait between retries, in seconds.")
 @click.option("--give-up-after", default=300.0, show_default=True, type=click.FloatRange(0),
               help="Stop retrying a request after this many seconds.")
+@click.option("--check-media", is_flag=True,
+              help="Check every media and table file the runs' records name, not only those of records not yet "
+                   "uploaded, and send those the server lacks (runs synced by a tracklet that sent no media).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @_handle_errors
 def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: str | None, chunk_mb: float,
-         backoff_cap: float, give_up_after: float, quiet: bool) -> None:
+         backoff_cap: float, give_up_after: float, check_media: bool, quiet: bool) -> None:
     """Upload runs (project/run_id or run directories, or --all) to a tracking server.
 
     Sends only what the server doesn't have yet, so it is safe to repeat; finished, crashed and
@@ -410,9 +413,13 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
 
     failures: list[str] = []
     damaged: list[str] = []
-    total_sent = 0
+    total_sent = media_files = 0
+    from tracklet.artifacts.remote import UPLOAD_STATE_DIR
+    from tracklet.artifacts.storage import artifact_dir
+
     with SyncClient(url, chunk_bytes=max(1, int(chunk_mb * (1 << 20))), backoff_cap=backoff_cap,
-                    give_up_after=give_up_after) as client, \
+                    give_up_after=give_up_after, blob_dir=artifact_dir(root),
+                    upload_state_dir=root / "cache" / UPLOAD_STATE_DIR, check_media=check_media) as client, \
             Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                      console=Console(stderr=True), disable=quiet, transient=False) as bar:
         for paths in targets:
@@ -426,7 +433,8 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
             except SyncError as error:
                 failures.append(f"{paths.project}/{paths.run_id}: {error}")
                 continue
-            total_sent += result.sent_bytes
+            total_sent += result.sent_bytes + result.media_bytes
+            media_files += result.media_sent
             try:
                 total_sent += _push_artifacts(root, url, paths)
             except (TrackletError, OSError) as error:  # contained to this run's artifacts
@@ -440,6 +448,7 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
                 damaged.append(damage.describe())
     whole = len(targets) - len(failures) - len(damaged)
     click.echo(f"Synced {whole} of {len(targets)} run(s) to {url}: {total_sent:,} new bytes"
+               + (f" ({media_files:,} media and table file(s))" if media_files else "")
                + (f"; {len(damaged)} damaged run(s) only partly uploaded" if damaged else ""))
     for line in damaged:
         click.echo(f"tracklet: damaged: {line}", err=True)

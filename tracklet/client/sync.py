@@ -20,8 +20,10 @@ from pathlib import Path
 
 import httpx
 
+from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.files import FileSync
 from tracklet.client.http import HttpClient, RetryPolicy
+from tracklet.client.media_sync import MediaBlobSync
 from tracklet.core.layout import RunPaths, iter_runs
 from tracklet.core.recordlog import (MAGIC, Damage, RecordLogError, gap_frame, read_log_from, scan, scan_frames,
                                      writer_alive)
@@ -29,6 +31,7 @@ from tracklet.errors import SyncError
 
 DEFAULT_CHUNK_BYTES = 4 << 20
 BASE_URL_ENV = "TRACKLET_BASE_URL"
+MEDIA_UPLOAD_WORKERS = 2  # media/table blob requests at once (online mode shares the training process)
 
 
 @dataclasses.dataclass
@@ -39,6 +42,10 @@ class SyncResult:
     offset: int  # the server's copy size at the end
     files_sent: int = 0  # run files (files/) uploaded because the server lacked them or held others
     gaps: list[Damage] = dataclasses.field(default_factory=list)  # local damage passed this time (gap records sent)
+    media_sent: int = 0  # media and table blobs uploaded (the server lacked them), before the records naming them
+    media_bytes: int = 0
+    media_queries: int = 0  # "which blobs are missing?" requests
+    media_unreadable: int = 0  # blobs the records name that the local store lacks (not sent)
 
     def describe_gaps(self) -> list[str]:
         return [f"{self.path}: the local record log is damaged at byte {d.offset:,} ({d.reason}): {d.length:,} "
@@ -153,6 +160,9 @@ class SyncClient:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         api_key: str | None = None,
+        blob_dir: Path | None = None,
+        upload_state_dir: Path | None = None,
+        check_media: bool = False,
     ) -> None:
         base_url = base_url or os.environ.get(BASE_URL_ENV)
         if not base_url:
@@ -165,6 +175,15 @@ class SyncClient:
         )
         self.base_url = self._http.base_url
         self._files = FileSync(self._http.request)  # the run's files/, after its log (files.py)
+        # Media and table blobs, before the records naming them (media_sync.py); ``blob_dir`` is the
+        # local artifacts directory (artifact_dir(data root)), ``upload_state_dir`` keeps resumable uploads.
+        # ``check_media``: look at every record's blobs, not only those of the frames being sent (a run
+        # whose log was uploaded before its blobs were: by a tracklet that sent no media).
+        self.check_media = check_media
+        self._media: MediaBlobSync | None = None
+        if blob_dir is not None:
+            self._media = MediaBlobSync(ArtifactClient(self._http, upload_state_dir, workers=MEDIA_UPLOAD_WORKERS),
+                                        Path(blob_dir))
 
     def close(self) -> None:
         self._http.close()
@@ -194,7 +213,8 @@ class SyncClient:
     # ------------------------------------------------------------------ sync
 
     def sync_run(self, paths: RunPaths, *, progress: Callable[[int, int], None] | None = None) -> SyncResult:
-        """Upload the run's intact frames the server doesn't have yet. ``progress(offset, total)``
+        """Upload the run's intact frames the server doesn't have yet, after the media and table
+        blobs their records name (with ``blob_dir``: ``media_sync.py``). ``progress(offset, total)``
         is called after each acknowledged chunk (and once at the start)."""
         log_file = paths.log_file
         offset = self.server_offset(paths)
@@ -210,6 +230,9 @@ class SyncClient:
             )
         sent = requests = conflicts = 0
         gaps: list[Damage] = []
+        media = None
+        if self._media is not None and (offset < total or self.check_media):
+            media = self._media.send(paths, 0 if self.check_media else offset, total)
         if progress:
             progress(offset, total)
         while offset < total:
@@ -243,8 +266,12 @@ class SyncClient:
             if progress:
                 progress(offset, total)
         files_sent = self._sync_files(paths) if offset > 0 else 0  # files of a run the server knows
-        return SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent,
-                          gaps=gaps)
+        result = SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent,
+                            gaps=gaps)
+        if media is not None:
+            result.media_sent, result.media_bytes = media.sent, media.sent_bytes
+            result.media_queries, result.media_unreadable = media.requests, len(media.unreadable)
+        return result
 
     def _sync_files(self, paths: RunPaths) -> int:
         """Upload the run's changed files; a failure other than the server staying unreachable

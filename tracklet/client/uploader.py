@@ -2,7 +2,7 @@
 
 The run records locally exactly as offline (the record log stays the source of truth); this
 thread tails the log every ``upload_interval`` seconds and sends the server the complete frames
-it doesn't have yet, with ``SyncClient`` (the same code as ``tracklet sync``: by byte offset,
+it doesn't have yet, each after the media and table blobs its records name, with ``SyncClient`` (the same code as ``tracklet sync``: by byte offset,
 resumable, jittered bounded backoff while the server is unreachable). Training never waits for
 it: ``finish()`` gives it at most ``upload_timeout`` seconds after the log is closed, then leaves
 the rest to ``tracklet sync``. ``tracklet.init`` hands the run ``online_uploader`` as its uploader
@@ -13,26 +13,33 @@ from __future__ import annotations
 
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from tracklet.core.layout import RunPaths
 from tracklet.core.settings import Settings
 
+UPLOAD_STATE_DIR = "artifact-uploads"  # under <data root>/cache: resumable uploads (as artifacts/remote.py's)
 
-def online_uploader(paths: RunPaths, settings: Settings, report: Callable[[Any, str], None]) -> Uploader:
+
+def online_uploader(paths: RunPaths, settings: Settings, report: Callable[[Any, str], None],
+                    blob_dir: Path | None = None) -> Uploader:
     """The uploader an online run starts (``tracklet.core.run.UploaderFactory``): the one
-    ``tracklet.init`` hands the run."""
+    ``tracklet.init`` hands the run, with ``blob_dir``, the local artifacts directory whose media
+    and table blobs go to the server before the records naming them."""
     assert settings.base_url is not None
     return Uploader(paths, settings.base_url, interval=settings.upload_interval, report=report,
-                    api_key=settings.api_key)
+                    api_key=settings.api_key, blob_dir=blob_dir)
 
 
 class Uploader:
     """Tails a live run's record log on its own thread and uploads what is new (see the module)."""
 
     def __init__(self, paths: RunPaths, base_url: str, *, interval: float,
-                 report: Callable[[Any, str], None], api_key: str | None = None) -> None:
+                 report: Callable[[Any, str], None], api_key: str | None = None,
+                 blob_dir: Path | None = None) -> None:
         self._paths = paths
+        self._blob_dir = blob_dir
         self._base_url = base_url
         self._api_key = api_key
         self._interval = interval
@@ -55,7 +62,8 @@ class Uploader:
             return
         # Retry for as long as the process lives: an outage only delays the upload.
         try:
-            client = SyncClient(self._base_url, give_up_after=float("inf"), api_key=self._api_key)
+            client = SyncClient(self._base_url, give_up_after=float("inf"), api_key=self._api_key,
+                                blob_dir=self._blob_dir, upload_state_dir=self._paths.root / "cache" / UPLOAD_STATE_DIR)
         except Exception as error:  # e.g. an unreadable credentials file
             self._report("uploader-setup", f"tracklet: cannot upload to {self._base_url}: {error}; "
                                            "the run is recorded locally")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tracklet.errors import TableError, TableNotFound
 from tracklet.media.query import Fragment, TableQuery, TableSource
@@ -43,8 +43,11 @@ def version_records(records: Sequence[Any], key: str, step: int | None = None) -
     return sorted(increments, key=lambda record: record.increment)  # in the order added, however written
 
 
-def open_table(data_root: Path, records: Sequence[Any], key: str, step: int | None = None) -> TableQuery:
-    """A lazy query (``TableQuery``) over ``key``'s version at ``step``."""
+def open_table(data_root: Path, records: Sequence[Any], key: str, step: int | None = None, *,
+               locate: Callable[[str], Path | None] | None = None, where: str | None = None) -> TableQuery:
+    """A lazy query (``TableQuery``) over ``key``'s version at ``step``. Fragments are read from
+    the data root's artifacts directory, or where ``locate(digest)`` says (a local file, or
+    ``None`` when it has no such fragment: a tracking server's blobs, ``where`` naming them)."""
     from tracklet.artifacts.blobs import FsspecBlobStore
     from tracklet.artifacts.storage import artifact_dir
 
@@ -60,6 +63,14 @@ def open_table(data_root: Path, records: Sequence[Any], key: str, step: int | No
             if not _DIGEST.fullmatch(fragment.digest):
                 raise TableError(f"table {key!r} at step {record.step}: the record names a fragment "
                                  f"{fragment.digest[:80]!r}, which is not a sha256 digest")
+            if locate is not None:
+                path = locate(fragment.digest)
+                if path is None:
+                    raise TableError(f"table {key!r} at step {record.step}: fragment {fragment.digest} is not in "
+                                     f"{where or 'the blob store'}")
+                fragments.append(Fragment(str(path), base, int(fragment.rows)))
+                base += int(fragment.rows)
+                continue
             path = blobs.local_path(fragment.digest)
             if path is None:
                 raise TableError(f"table {key!r}: fragments in {blobs.url} (not a local directory) can't be queried "

@@ -27,6 +27,7 @@ from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
 from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
+from tracklet.server.media_blobs import set_media_blobs
 from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
 from tracklet.store import Store
@@ -143,6 +144,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     if not shared_root:  # the read routes see the server's artifacts: its registry, its blobs (--artifacts)
         set_artifact_source(app, LocalArtifactSource(root / "artifacts", blobs=state.artifacts.blobs,
                                                      registry=state.artifacts.registry))
+    # Media and table blobs: the server's artifacts (grants checked), or a local data root's (tracklet ui).
+    set_media_blobs(app, root, None if shared_root else state.artifacts)
     guarded = [Depends(require_access)]
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)

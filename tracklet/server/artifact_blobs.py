@@ -187,6 +187,18 @@ class ServerArtifacts:
     def holds(self, project: str, digest: str) -> bool:
         return bool(self.holding(project, [check_digest(digest)]))
 
+    def claimed(self, digests: list[str]) -> set[str]:
+        """Which of ``digests`` any project holds (1,000 per query): a blob no project holds was
+        put into the store outside the upload routes (runs recorded in the server's own data root)."""
+        found: set[str] = set()
+        unique = list(dict.fromkeys(digests))
+        with self.engine.connect() as connection:
+            for start in range(0, len(unique), MAX_DIGESTS_PER_QUERY):
+                batch = unique[start:start + MAX_DIGESTS_PER_QUERY]
+                found.update(connection.execute(sa.select(artifact_blobs.c.digest).distinct().where(
+                    artifact_blobs.c.digest.in_(batch))).scalars())
+        return found
+
     def grant(self, project: str, sizes: dict[str, int]) -> None:
         """Record that ``project`` holds these blobs (digest -> size); one transaction."""
         if not sizes:

@@ -6,7 +6,8 @@ artifacts' blob store of the served data root.
 digests the run's media name are served (a run's readers must not reach other blobs of the store),
 with the item's MIME type, ``nosniff``, content-addressed caching, and ``Content-Security-Policy:
 sandbox`` (no ``allow-same-origin``), so an HTML item can't act on the dashboard's origin even
-when opened directly.
+when opened directly. Blobs come from ``media_blobs.py``: on a tracking server its artifacts' blob
+store, and only blobs the run's project holds (``tracklet sync`` and online mode send them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tracklet.server.logs import run_paths
+from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
@@ -125,9 +127,10 @@ def get_media_file(request: Request, project: str, run_id: str,
     mime = _mime_of(rows, digest)
     if mime is None:
         raise HTTPException(status_code=404, detail=f"run {project}/{run_id} logged no media file {digest}")
-    data = _read_blob(request, digest)
+    data = media_blobs(request).read_bytes(project, digest)
     if data is None:
-        raise HTTPException(status_code=404, detail=f"media file {digest} is missing or damaged in the blob store")
+        raise HTTPException(status_code=404, detail=f"media file {digest} is missing or damaged in the blob store "
+                            "(on a server: not uploaded yet; `tracklet sync` sends it)")
     headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
     return Response(data, media_type=mime, headers=headers)
@@ -143,14 +146,3 @@ def _mime_of(rows: list[dict[str, Any]], digest: str) -> str | None:
                                              for mask in (row.get("extra") or {}).get("masks", [])):
             return "image/png"
     return None
-
-
-def _read_blob(request: Request, digest: str) -> bytes | None:
-    from tracklet.artifacts.blobs import FsspecBlobStore
-    from tracklet.artifacts.storage import artifact_dir
-    from tracklet.errors import ArtifactError
-
-    try:
-        return bytes(FsspecBlobStore(artifact_dir(request.app.state.tracklet.root)).read_bytes(digest))
-    except (ArtifactError, OSError):
-        return None

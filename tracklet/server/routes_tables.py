@@ -4,7 +4,9 @@ table version filtered and sorted by DuckDB over its Parquet fragments (``Record
 The filter is the table filter language (``tracklet/media/query_filter.py``): parsed against the
 table's columns and compiled with bound parameters, bounded in size; a bad one is 400 naming the
 problem. Tables are read from the server's data root: its record log copies and, for fragments,
-its artifacts' blob store (``tracklet ui`` serves the local data root, where both are). A run's
+its artifacts' blob store (``media_blobs.py``: on a tracking server only fragments the run's project
+holds, which ``tracklet sync`` and online mode send; ``tracklet ui`` serves the local data root,
+where both are). A run's
 table records are read from its log once per log size and kept (``_TableRecords``).
 """
 
@@ -17,8 +19,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from tracklet.core.jsonsafe import json_safe
-from tracklet.errors import TableNotFound
+from tracklet.errors import TableError, TableNotFound
 from tracklet.server.logs import run_paths
+from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableColumn, TableKeysResponse, TableRowsResponse, errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
@@ -96,9 +99,15 @@ def get_table(
     from tracklet.media.table_read import open_table
 
     records = _records(request, project, run_id)
+    blobs = media_blobs(request)
     try:
-        query = open_table(request.app.state.tracklet.root, records, key, step)
+        query = open_table(request.app.state.tracklet.root, records, key, step,
+                           locate=lambda digest: blobs.local_file(project, digest),
+                           where=f"the server's blob store for project {project} (not uploaded yet? `tracklet sync` "
+                                 "sends it)")
     except TableNotFound as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    except TableError as error:
         raise HTTPException(status_code=404, detail=str(error)) from None
     if filter:
         query = query.filter(filter)  # FilterSyntaxError: a ValueError, 400 naming the problem

@@ -1,0 +1,115 @@
+"""Where the media and table read routes (``routes_media.py``, ``routes_tables.py``) find the blobs
+a run's ``MediaLogged`` and ``TableLogged`` records name: ``media_blobs(request)``.
+
+- ``tracklet ui`` (a local data root, ``shared_root``): the data root's artifacts directory
+  (``artifact_dir``: ``<root>/artifacts`` or ``$TRACKLET_ARTIFACT_DIR``), where the run's own
+  media worker wrote them.
+- A tracking server: its artifacts' blob store (``artifact_blobs.py``: ``<dir>/artifacts`` or
+  ``--artifacts URL``), which ``tracklet sync`` and online mode fill before they send the records
+  (``client/media_sync.py``). A blob is served for a run only when the run's project holds it (a
+  grant: someone with ``write`` there sent its bytes), so a record naming another project's
+  digest reads nothing (a blob no project holds, written by runs recorded in the server's own
+  data root rather than uploaded, is served for the runs naming it). Table fragments on an object store are copied (verified) into
+  ``<dir>/cache/table-fragments`` for DuckDB, which reads local files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+
+from tracklet.artifacts.blobs import FsspecBlobStore
+from tracklet.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from tracklet.server.artifact_blobs import ServerArtifacts
+
+FRAGMENT_CACHE = "table-fragments"  # under <server dir>/cache
+
+
+class MediaBlobs:
+    """The blobs a served data root's media and tables read (see the module); ``artifacts``: a
+    tracking server's ``ServerArtifacts`` (grants checked), ``None`` for a local data root."""
+
+    def __init__(self, blobs: FsspecBlobStore, artifacts: ServerArtifacts | None, cache_dir: Path) -> None:
+        self.blobs = blobs
+        self.artifacts = artifacts
+        self.cache_dir = cache_dir
+
+    def held(self, project: str, digests: list[str]) -> set[str]:
+        """Which of ``digests`` the project may read: all of them on a local data root; on a
+        server those the project holds, and those no project holds (written into the server's
+        data root by runs recorded there, not uploaded: nobody's upload to protect)."""
+        if self.artifacts is None:
+            return set(digests)
+        held = self.artifacts.holding(project, digests)
+        others = [digest for digest in digests if digest not in held]
+        if others:
+            held |= set(others) - self.artifacts.claimed(others)
+        return held
+
+    def read_bytes(self, project: str, digest: str) -> bytes | None:
+        """The blob's bytes, checked against the digest; ``None`` when the project holds no such
+        blob, or it is missing or damaged."""
+        if digest not in self.held(project, [digest]):
+            return None
+        try:
+            return bytes(self.blobs.read_bytes(digest))
+        except (ArtifactError, OSError):
+            return None
+
+    def local_file(self, project: str, digest: str) -> Path | None:
+        """A local file holding the blob (for DuckDB), or ``None`` when the project holds no such
+        blob or it is missing; an object store's blob is copied into the cache first, verified."""
+        if digest not in self.held(project, [digest]):
+            return None
+        path = self.blobs.local_path(digest)
+        if path is not None:
+            return path if path.is_file() else None
+        cached = self.cache_dir / digest[:2] / digest
+        if cached.is_file():
+            return cached
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cached.with_name(f".{digest}.{uuid.uuid4().hex}.tmp")
+        hasher = hashlib.sha256()
+        try:
+            with self.blobs.open(digest) as source, open(temporary, "wb") as target:
+                while chunk := source.read(1 << 20):
+                    hasher.update(chunk)
+                    target.write(chunk)
+            if hasher.hexdigest() != digest:
+                return None  # damaged in the store: not served
+            os.replace(temporary, cached)
+        except (FileNotFoundError, ArtifactError):
+            return None
+        finally:
+            temporary.unlink(missing_ok=True)
+        return cached
+
+
+def media_blobs(request: Request) -> MediaBlobs:
+    """The app's ``MediaBlobs``: set by ``create_app``, else (an app made otherwise) the served
+    data root's artifacts directory."""
+    state = request.app.state
+    found: MediaBlobs | None = getattr(state, "media_blobs", None)
+    if found is None:
+        from tracklet.artifacts.storage import artifact_dir
+
+        root = state.tracklet.root
+        found = MediaBlobs(FsspecBlobStore(artifact_dir(root)), None, root / "cache" / FRAGMENT_CACHE)
+        state.media_blobs = found
+    return found
+
+
+def set_media_blobs(app: FastAPI, root: Path, artifacts: ServerArtifacts | None) -> None:
+    """Serve media and table blobs from a server's ``artifacts`` (``ServerArtifacts``), or, with
+    ``None``, from data root ``root``'s artifacts directory (``tracklet ui``)."""
+    from tracklet.artifacts.storage import artifact_dir
+
+    blobs = artifacts.blobs if artifacts is not None else FsspecBlobStore(artifact_dir(root))
+    app.state.media_blobs = MediaBlobs(blobs, artifacts, root / "cache" / FRAGMENT_CACHE)

@@ -1,0 +1,243 @@
+"""The model registry over HTTP (docs/registry.md): collections, links, aliases and their
+history, model cards, protected aliases and promotion requests, in the server's own database
+(``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
+
+Who may do what (until registry roles exist, rights follow the projects of the linked artifact
+versions): reading a version, its card or linking needs ``read``/``write`` on the version's
+project; moving an alias, reviewing a promotion request or editing a card needs ``write`` on the
+project of the version the alias is to name; protecting an alias needs ``admin`` on the project of
+the collection's latest version. The actor of every change is the API key's user, never a value
+the client sends. 404: no such collection, version or alias; 409: a protected alias (the
+promotion request opened is named); 400: a bad name or a refused change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from tracklet.artifacts.names import check_artifact_name
+from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.registry.refs import check_registry_name, check_selector
+from tracklet.registry.sql import Link, ModelRegistry
+from tracklet.server.models import errors
+from tracklet.server.routes_artifacts_read import _version_model
+
+router = APIRouter(prefix="/api/v1", tags=["registry"])
+_ERRORS = errors(400, 404, 409)
+_COLLECTION = "/registries/{registry}/collections/{collection}"
+
+
+class LinkRequest(BaseModel):
+    project: str = Field(max_length=128)
+    name: str = Field(max_length=128)
+    version: int = Field(ge=0, description="N of the project's artifact version vN")
+    digest: str | None = Field(default=None, max_length=64, description="its content digest, checked if given")
+    aliases: list[str] = Field(default_factory=list, max_length=100)
+    reason: str = Field(default="", max_length=4096)
+
+
+class AliasRequest(BaseModel):
+    version: str = Field(max_length=128, description="`vN`, `latest` or another alias of the collection")
+    reason: str = Field(default="", max_length=4096)
+
+
+class CardRequest(BaseModel):
+    text: str = Field(max_length=1 << 20)
+
+
+class ProtectRequest(BaseModel):
+    approvals: int = Field(ge=0, le=100, description="approvals a move needs; 0 lifts the protection")
+
+
+class ReviewRequest(BaseModel):
+    decision: str = Field(pattern="^(approve|reject)$")
+    comment: str = Field(default="", max_length=4096)
+
+
+def registry_of(request: Request) -> ModelRegistry:
+    """The server's registry, over its database (the artifacts' engine: migrated at start)."""
+    state = request.app.state
+    registry = getattr(state, "model_registry", None)
+    if registry is None:
+        registry = state.model_registry = ModelRegistry(state.tracklet.artifacts.engine)
+    return registry
+
+
+def _actor(request: Request) -> str:
+    principal = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else "unknown"
+
+
+def _allow(request: Request, project: str, needed: str) -> None:
+    authorizer = request.app.state.tracklet.authorizer
+    if authorizer is not None:
+        authorizer.check(request, project, needed)
+
+
+def _names(registry: str, collection: str) -> tuple[str, str]:
+    try:
+        return check_registry_name(registry), check_artifact_name(collection)
+    except ArtifactError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+
+
+def _refused(error: Exception) -> HTTPException:
+    if isinstance(error, ArtifactNotFound):
+        return HTTPException(status_code=404, detail=str(error))
+    if isinstance(error, PromotionRequired):
+        return HTTPException(status_code=409, detail=str(error))
+    return HTTPException(status_code=400, detail=str(error))
+
+
+def _resolve(request: Request, registry: str, collection: str, selector: str) -> Link:
+    registry, collection = _names(registry, collection)
+    try:
+        return registry_of(request).resolve(registry, collection, check_selector(selector))
+    except ArtifactError as error:
+        raise _refused(error) from None
+
+
+@router.get("/registries", responses=_ERRORS, summary="Registry collections")
+def list_collections(request: Request, registry: str | None = Query(None, max_length=128)) -> dict[str, Any]:
+    """Every collection (of `registry`, if given): type, version count, latest, aliases."""
+    return {"collections": registry_of(request).collections(check_registry_name(registry) if registry else None)}
+
+
+@router.post(_COLLECTION + "/links", responses=_ERRORS, summary="Link an artifact version into a collection")
+def link(request: Request, registry: str, collection: str, body: LinkRequest) -> dict[str, Any]:
+    """Link `project/name:vN` as the collection's next version (or return its link), then give
+    it `aliases`. Nothing is copied. Needs `write` on the version's project."""
+    registry, collection = _names(registry, collection)
+    _allow(request, body.project, "write")
+    artifacts = request.app.state.tracklet.artifacts
+    try:
+        info = artifacts.registry.version(body.project, check_artifact_name(body.name), f"v{body.version}")
+        if body.digest is not None and info.digest != body.digest:
+            raise RegistryError(f"{info.qualified_name} has digest {info.digest}, not {body.digest}")
+        found = registry_of(request).link(registry, collection, info, body.aliases, actor=_actor(request),
+                                          reason=body.reason)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"link": found.to_json()}
+
+
+@router.get(_COLLECTION + "/versions", responses=_ERRORS, summary="A collection's versions")
+def versions(request: Request, registry: str, collection: str, limit: int = Query(1000, ge=1, le=10_000),
+             offset: int = Query(0, ge=0)) -> dict[str, Any]:
+    registry, collection = _names(registry, collection)
+    try:
+        links = registry_of(request).versions(registry, collection, limit=limit, offset=offset)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"links": [item.to_json() for item in links]}
+
+
+@router.get(_COLLECTION + "/versions/{selector}", responses=_ERRORS, summary="One version: the link and its artifact")
+def version(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
+    """The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
+    (an `ArtifactVersion`: download its blobs from its project). Needs `read` there."""
+    found = _resolve(request, registry, collection, selector)
+    _allow(request, found.source_project, "read")
+    try:
+        info = request.app.state.tracklet.artifacts.registry.version(found.source_project, found.source_name,
+                                                                     f"v{found.source_version}")
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"link": found.to_json(), "version": _version_model(info).model_dump()}
+
+
+@router.put(_COLLECTION + "/aliases/{alias}", responses=_ERRORS, summary="Point an alias at a version")
+def set_alias(request: Request, registry: str, collection: str, alias: str, body: AliasRequest) -> dict[str, Any]:
+    """Move `alias` to the version `version` names, appending the move to the alias's history.
+    A protected alias answers 409 naming the promotion request opened. Needs `write` on the
+    project of the version it is to name."""
+    target = _resolve(request, registry, collection, body.version)
+    _allow(request, target.source_project, "write")
+    try:
+        event = registry_of(request).set_alias(target.registry, target.collection, alias, f"v{target.version}",
+                                               actor=_actor(request), reason=body.reason)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"event": event.to_json() if event is not None else None}
+
+
+@router.delete(_COLLECTION + "/aliases/{alias}", responses=_ERRORS, summary="Remove an alias")
+def remove_alias(request: Request, registry: str, collection: str, alias: str,
+                 reason: str = Query("", max_length=4096)) -> dict[str, Any]:
+    current = _resolve(request, registry, collection, alias)
+    _allow(request, current.source_project, "write")
+    try:
+        event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
+                                                  reason=reason)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"event": event.to_json() if event is not None else None}
+
+
+@router.get(_COLLECTION + "/history", responses=_ERRORS, summary="Every alias move, oldest first")
+def history(request: Request, registry: str, collection: str,
+            alias: str | None = Query(None, max_length=128)) -> dict[str, Any]:
+    registry, collection = _names(registry, collection)
+    try:
+        events = registry_of(request).history(registry, collection, alias)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"events": [event.to_json() for event in events]}
+
+
+@router.get(_COLLECTION + "/versions/{selector}/card", responses=_ERRORS, summary="A version's model card")
+def card(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
+    found = _resolve(request, registry, collection, selector)
+    _allow(request, found.source_project, "read")
+    saved = registry_of(request).card(found.registry, found.collection, found.version)
+    return {"card": saved.to_json() if saved is not None else None}
+
+
+@router.put(_COLLECTION + "/versions/{selector}/card", responses=_ERRORS, summary="Save a model card revision")
+def save_card(request: Request, registry: str, collection: str, selector: str, body: CardRequest) -> dict[str, Any]:
+    found = _resolve(request, registry, collection, selector)
+    _allow(request, found.source_project, "write")
+    try:
+        saved = registry_of(request).save_card(found.registry, found.collection, found.version, body.text,
+                                               author=_actor(request))
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"card": saved.to_json()}
+
+
+@router.put(_COLLECTION + "/protections/{alias}", responses=_ERRORS, summary="Protect an alias")
+def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:
+    """Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
+    the collection's latest version."""
+    latest = _resolve(request, registry, collection, "latest")
+    _allow(request, latest.source_project, "admin")
+    try:
+        registry_of(request).protect(latest.registry, latest.collection, alias, body.approvals)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"alias": alias, "approvals": body.approvals}
+
+
+@router.get("/registry-requests", responses=_ERRORS, summary="Promotion requests")
+def requests(request: Request, registry: str | None = Query(None, max_length=128),
+             state: str | None = Query("pending", pattern="^(pending|approved|rejected|superseded)$")) -> dict[str, Any]:
+    found = registry_of(request).requests(registry, state=state)
+    return {"requests": [item.to_json() for item in found]}
+
+
+@router.post("/registry-requests/{request_id}/reviews", responses=_ERRORS, summary="Approve or reject a request")
+def review(request: Request, request_id: int, body: ReviewRequest) -> dict[str, Any]:
+    """Approve or reject promotion request `request_id` (not your own). The approval that completes
+    the count moves the alias. Needs `write` on the project of the version it is to name."""
+    model_registry = registry_of(request)
+    try:
+        pending = model_registry.request(request_id)
+        target = model_registry.resolve(pending.registry, pending.collection, f"v{pending.to_version}")
+        _allow(request, target.source_project, "write")
+        decided = model_registry.review(request_id, body.decision, reviewer=_actor(request), comment=body.comment)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"request": decided.to_json()}

@@ -79,7 +79,11 @@ def open_remote(base_url: str, api_key: str | None = None, *, http: Any = None) 
 
 
 def default_actor() -> str:
-    """Who acts in local mode: the OS user (a server names the API key's user instead)."""
+    """Who acts in local mode: ``$TRACKLET_ACTOR``, else the OS user. Nothing authenticates it
+    (a data root is the user's own); a server names the API key's user instead."""
+    configured = os.environ.get("TRACKLET_ACTOR", "").strip()
+    if configured:
+        return configured
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in this environment

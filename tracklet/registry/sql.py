@@ -381,6 +381,9 @@ class ModelRegistry:
         with self._write() as connection:
             self._hold(connection, registry, collection)
             number, _ = self._number(connection, registry, collection, selector)
+            if connection.execute(sa.select(registry_links.c.version).where(
+                    self._key(registry_links, registry, collection), registry_links.c.version == number)).first() is None:
+                raise ArtifactNotFound(f"registry collection {registry}/{collection} has no version v{number}")
             outcome = self._move(connection, registry, collection, alias, number, actor, why)
             if isinstance(outcome, int):
                 request_id = outcome

@@ -92,7 +92,8 @@ def test_of_two_concurrent_promotions_of_one_alias_exactly_one_wins(pg_url):
         barrier = threading.Barrier(len(ids))
         outcomes: dict[int, object] = {}
 
-        def approve(registry: ModelRegistry, request_id: int) -> None:
+        def approve(registry: ModelRegistry, request_id: int, barrier: threading.Barrier = barrier,
+                    outcomes: dict[int, object] = outcomes) -> None:
             barrier.wait()
             try:
                 outcomes[request_id] = registry.review(request_id, "approve", reviewer="bob").state

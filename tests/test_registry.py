@@ -11,7 +11,9 @@ import pytest
 from conftest import QUIET
 
 import tracklet
+from tracklet.core.recordlog import read_log
 from tracklet.errors import ArtifactNameError, ArtifactNotFound, RegistryError
+from tracklet.proto import records_pb2 as pb
 
 
 def _blob_files(root: Path) -> list[Path]:
@@ -30,6 +32,12 @@ def test_link_model_then_load_it_by_every_registry_name(start, root, tmp_path):
     second = run.link_model(_model(tmp_path, b"weights two"), registered_model_name="mnist-cnn", aliases=["staging"])
     run.finish()
     assert (first.qualified_name, second.qualified_name) == ("model/mnist-cnn:v0", "model/mnist-cnn:v1")
+    # The run's log says what it linked (proto field 23), for lineage.
+    records = [pb.Record.FromString(payload) for _, payload in read_log(Path(run.dir) / "run.tlog").payloads]
+    linked = [r.artifact_linked for r in records if r.WhichOneof("kind") == "artifact_linked"]
+    assert [(m.registry, m.collection, m.version, m.artifact.name, m.artifact.version, list(m.aliases))
+            for m in linked] == [("model", "mnist-cnn", 0, "model.pt", 0, ["latest", "staging"]),
+                                 ("model", "mnist-cnn", 1, "model.pt", 1, ["latest", "staging"])]
     assert second.is_link and second.source_qualified_name == "train/model.pt:v1"
 
     api = tracklet.Api()

@@ -649,8 +649,10 @@ class Run:
         version as read through the collection. See docs/registry.md."""
         if self._finished:
             raise RuntimeError(_FINISHED)
-        return _registry().link_artifact(artifact, target_path, aliases=list(aliases or []),
-                                         reason=f"linked by run {self.path}", remote=self._artifact_remote())
+        linked = _registry().link_artifact(artifact, target_path, aliases=list(aliases or []),
+                                           reason=f"linked by run {self.path}", remote=self._artifact_remote())
+        self._enqueue(_deferred(_artifact_linked_record, {"linked": linked, "time": _time()}))
+        return linked
 
     def link_model(self, path: Any, registered_model_name: str, name: str | None = None,
                    aliases: list[str] | None = None) -> Any:
@@ -918,6 +920,11 @@ def _run_start_record(fields: dict[str, Any]) -> pb.Record:
 def _artifact_used_record(fields: dict[str, Any]) -> pb.Record:
     """The ``ArtifactUsed`` record, built on the worker."""
     return _artifacts().used_record(fields["info"], fields["time"])
+
+
+def _artifact_linked_record(fields: dict[str, Any]) -> pb.Record:
+    """The ``ArtifactLinked`` record (proto field 23), built on the worker."""
+    return _registry().linked_record(fields["linked"], fields["time"])
 
 
 def _artifacts() -> Any:

@@ -191,6 +191,23 @@ def link_artifact(artifact: Artifact, target_path: str, aliases: list[str] | Non
     return linked_artifact(store, info, link)
 
 
+def linked_record(linked: Artifact, when: float) -> Any:
+    """The ``ArtifactLinked`` record a run writes when it links a version (its lineage)."""
+    from tracklet.proto import records_pb2 as pb
+
+    link = linked._link
+    record = pb.Record()
+    message = record.artifact_linked
+    ref = message.artifact
+    ref.project, ref.name, ref.version, ref.digest = (link.source_project, link.source_name, link.source_version,
+                                                      link.source_digest)
+    ref.type = linked.type
+    message.registry, message.collection, message.version = link.registry, link.collection, link.version
+    message.aliases.extend(alias for alias in link.aliases if alias != f"v{link.version}")
+    message.time = when
+    return record
+
+
 def model_target(registered_model_name: str) -> str:
     """``link_model``'s target: a bare name is a collection of the ``model`` registry."""
     if not isinstance(registered_model_name, str) or not registered_model_name:
@@ -207,5 +224,5 @@ def parse_collection(text: str) -> RegistryRef:
     return ref._replace(explicit=True)
 
 
-__all__ = ["LATEST", "default_actor", "link_artifact", "linked_artifact", "model_target", "open_local",
+__all__ = ["LATEST", "default_actor", "link_artifact", "linked_artifact", "linked_record", "model_target", "open_local",
            "open_remote", "parse_collection", "registry_file", "resolve", "resolve_on_server"]

@@ -174,3 +174,23 @@ def test_server_mode_links_resolves_and_keeps_history(servers, tmp_path, monkeyp
     assert Path(evaluator.use_artifact("models:/mnist@production").download(tmp_path / "e"),
                 "model.pt").read_bytes() == b"weights two"
     evaluator.finish()
+
+
+def test_the_local_dashboard_server_reads_the_data_roots_registry(start, root, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+
+    app = create_app(root, auth=False, shared_root=True, index_on_start=False)
+    with TestClient(app) as http:
+        assert http.get("/api/v1/registries").json() == {"collections": []}  # nothing linked yet: no file made
+        assert http.get("/api/v1/registries/model/collections/net/history").status_code == 404
+        assert not (root / "artifacts" / "registry.sqlite").exists()
+        run = start(project="p")
+        run.link_model(_model(tmp_path, b"w"), registered_model_name="net", aliases=["production"])
+        run.finish()
+        assert [c["collection"] for c in http.get("/api/v1/registries").json()["collections"]] == ["net"]
+        version = http.get("/api/v1/registries/model/collections/net/versions/production").json()
+        assert (version["link"]["path"], version["version"]["name"]) == ("model/net:v0", "model.pt")
+        events = http.get("/api/v1/registries/model/collections/net/history").json()["events"]
+        assert [(e["alias"], e["to_version"]) for e in events] == [("production", 0)]

@@ -140,6 +140,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         "See docs/server.md.",
     )
     app.state.tracklet = state
+    if shared_root:  # a local data root (tracklet ui): its own model registry file, not the server tables
+        app.state.registry_root = root
     if not shared_root:  # the read routes see the server's artifacts: its registry, its blobs (--artifacts)
         set_artifact_source(app, LocalArtifactSource(root / "artifacts", blobs=state.artifacts.blobs,
                                                      registry=state.artifacts.registry))

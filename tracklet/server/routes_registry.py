@@ -58,11 +58,23 @@ class ReviewRequest(BaseModel):
 
 
 def registry_of(request: Request) -> ModelRegistry:
-    """The server's registry, over its database (the artifacts' engine: migrated at start)."""
+    """The server's registry, over its database (the artifacts' engine: migrated at start); for
+    ``tracklet ui`` over a data root, that root's ``registry.sqlite`` (404 until something is linked)."""
     state = request.app.state
     registry = getattr(state, "model_registry", None)
-    if registry is None:
-        registry = state.model_registry = ModelRegistry(state.tracklet.artifacts.engine)
+    if registry is not None:
+        return registry
+    root = getattr(state, "registry_root", None)
+    if root is not None:
+        from tracklet.registry.service import open_local
+
+        found = open_local(root, create=False)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no registry collection: nothing was linked in this data root")
+        registry = found
+    else:
+        registry = ModelRegistry(state.tracklet.artifacts.engine)
+    state.model_registry = registry
     return registry
 
 
@@ -103,7 +115,11 @@ def _resolve(request: Request, registry: str, collection: str, selector: str) ->
 @router.get("/registries", responses=_ERRORS, summary="Registry collections")
 def list_collections(request: Request, registry: str | None = Query(None, max_length=128)) -> dict[str, Any]:
     """Every collection (of `registry`, if given): type, version count, latest, aliases."""
-    return {"collections": registry_of(request).collections(check_registry_name(registry) if registry else None)}
+    try:
+        model_registry = registry_of(request)
+    except HTTPException:  # a data root nothing was linked in yet
+        return {"collections": []}
+    return {"collections": model_registry.collections(check_registry_name(registry) if registry else None)}
 
 
 @router.post(_COLLECTION + "/links", responses=_ERRORS, summary="Link an artifact version into a collection")

@@ -132,7 +132,7 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
     server = servers(root, dev=False)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {created.stdout.strip()}"}) as admin:
         keys = {name: admin.post("/api/v1/users", json={"name": name}).json()["key"]
-                for name in ("alice", "bob", "viewer")}
+                for name in ("alice", "bob", "viewer", "eve")}
     # alice trains (her first upload creates project "train", alice its admin) and links two versions.
     run = tracklet.init(project="train", dir=str(tmp_path / "alice"), mode="online",
                         settings={**QUIET, "base_url": server.url, "api_key": keys["alice"]})
@@ -144,6 +144,14 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['alice']}"}) as alice:
         for name, role in (("bob", "write"), ("viewer", "read")):
             assert alice.put(f"/api/v1/projects/train/members/{name}", json={"role": role}).status_code in (200, 204)
+
+    # eve (writer of her own project only) can't add her model to alice's collection.
+    intruder = tracklet.init(project="eve-lab", dir=str(tmp_path / "eve"), mode="online",
+                             settings={**QUIET, "base_url": server.url, "api_key": keys["eve"]})
+    model.write_bytes(b"eve's weights")
+    with pytest.raises(tracklet.TrackletError, match="403"):
+        intruder.link_model(model, registered_model_name="net", aliases=["production"])
+    intruder.finish()
 
     def api(user: str) -> tracklet.Api:
         return tracklet.Api(base_url=server.url, api_key=keys[user])

@@ -142,7 +142,9 @@ def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str
     try:
         document = backend.resolve_document(ref.registry, ref.collection, ref.selector)
     except ArtifactNotFound as error:
-        if not ref.explicit and str(error).startswith("no registry collection"):
+        # "registry collection x/y has no alias ..." means the collection exists; anything else
+        # (no such collection, a server without a registry) leaves "x/y" to be an artifact's.
+        if not ref.explicit and not str(error).startswith("registry collection"):
             return None
         raise
     info = version_info(document["version"])

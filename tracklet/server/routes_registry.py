@@ -3,10 +3,11 @@ history, model cards, protected aliases and promotion requests, in the server's 
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
 Who may do what (until registry roles exist, rights follow the projects of the linked artifact
-versions): reading a version, its card or linking needs ``read``/``write`` on the version's
-project; moving an alias, reviewing a promotion request or editing a card needs ``write`` on the
-project of the version the alias is to name; protecting an alias needs ``admin`` on the project of
-the collection's latest version. The actor of every change is the API key's user, never a value
+versions): reading a version or its card needs ``read`` on the version's project; linking needs
+``write`` on the version's project and on the project of the collection's latest version; moving
+an alias needs ``write`` on the projects of the version it is to name and of the version it names
+now; reviewing a promotion request or editing a card needs ``write`` on the project of the version
+concerned; protecting an alias needs ``admin`` on the project of the collection's latest version. The actor of every change is the API key's user, never a value
 the client sends. 404: no such collection, version or alias; 409: a protected alias (the
 promotion request opened is named); 400: a bad name or a refused change.
 """
@@ -89,6 +90,20 @@ def _allow(request: Request, project: str, needed: str) -> None:
         authorizer.check(request, project, needed)
 
 
+def _allow_collection(request: Request, registry: str, collection: str, alias: str | None = None) -> None:
+    """``write`` on the project of the collection's latest version (adding to a collection), or
+    of the version ``alias`` names now (moving it): no one takes over another team's collection
+    or alias by linking a version of their own."""
+    model_registry = registry_of(request)
+    if not model_registry.has_collection(registry, collection):
+        return
+    try:
+        current = model_registry.resolve(registry, collection, alias or "latest")
+    except ArtifactNotFound:  # a new alias: nothing to take over
+        return
+    _allow(request, current.source_project, "write")
+
+
 def _names(registry: str, collection: str) -> tuple[str, str]:
     try:
         return check_registry_name(registry), check_artifact_name(collection)
@@ -128,6 +143,7 @@ def link(request: Request, registry: str, collection: str, body: LinkRequest) ->
     it `aliases`. Nothing is copied. Needs `write` on the version's project."""
     registry, collection = _names(registry, collection)
     _allow(request, body.project, "write")
+    _allow_collection(request, registry, collection)
     artifacts = request.app.state.tracklet.artifacts
     try:
         info = artifacts.registry.version(body.project, check_artifact_name(body.name), f"v{body.version}")
@@ -172,6 +188,7 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
     project of the version it is to name."""
     target = _resolve(request, registry, collection, body.version)
     _allow(request, target.source_project, "write")
+    _allow_collection(request, target.registry, target.collection, check_selector(alias))
     try:
         event = registry_of(request).set_alias(target.registry, target.collection, alias, f"v{target.version}",
                                                actor=_actor(request), reason=body.reason)

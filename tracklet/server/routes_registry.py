@@ -7,8 +7,8 @@ versions): reading a version or its card needs ``read`` on the version's project
 ``write`` on the version's project and on the project of the collection's latest version; moving
 an alias needs ``write`` on the projects of the version it is to name and of the version it names
 now; reviewing a promotion request or editing a card needs ``write`` on the project of the version
-concerned; protecting an alias needs ``admin`` on the project of the collection's latest version. The actor of every change is the API key's user, never a value
-the client sends. 404: no such collection, version or alias; 409: a protected alias (the
+concerned; protecting an alias needs ``admin`` on the project of the collection's latest version.
+The actor of every change is the API key's user, never a value the client sends. 404: no such collection, version or alias; 409: a protected alias (the
 promotion request opened is named); 400: a bad name or a refused change.
 """
 

@@ -8,8 +8,9 @@ versions): reading a version or its card needs ``read`` on the version's project
 an alias needs ``write`` on the projects of the version it is to name and of the version it names
 now; reviewing a promotion request or editing a card needs ``write`` on the project of the version
 concerned; protecting an alias needs ``admin`` on the project of the collection's latest version.
-The actor of every change is the API key's user, never a value the client sends. 404: no such collection, version or alias; 409: a protected alias (the
-promotion request opened is named); 400: a bad name or a refused change.
+The actor of every change is the API key's user, never a value the client sends. 404: no such
+collection, version or alias; 409: a protected alias (the promotion request opened is named); 400:
+a bad name or a refused change.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionRequired, RegistryError
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import Link, ModelRegistry
-from tracklet.server.models import errors
+from tracklet.server.models import ArtifactVersion, errors
 from tracklet.server.routes_artifacts_read import _version_model
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
@@ -56,6 +57,125 @@ class ProtectRequest(BaseModel):
 class ReviewRequest(BaseModel):
     decision: str = Field(pattern="^(approve|reject)$")
     comment: str = Field(default="", max_length=4096)
+
+
+class RegistryLink(BaseModel):
+    """One version of a registry collection: a link to an artifact version (nothing copied)."""
+
+    registry: str
+    collection: str
+    version: int = Field(description="N of the collection's vN")
+    source_project: str
+    source_name: str
+    source_version: int = Field(description="N of the artifact's vN in its project")
+    source_digest: str
+    linked_at: float
+    linked_by: str
+    type: str
+    aliases: list[str] = Field(description="`vN`, `latest` if it is the latest, then custom aliases")
+    requests: list[int] = Field(description="promotion requests this link opened (protected aliases)")
+    path: str = Field(description="`registry/collection:vN`")
+    source: str = Field(description="`project/name:vN` of the artifact version")
+
+
+class LinkResponse(BaseModel):
+    link: RegistryLink
+
+
+class LinksResponse(BaseModel):
+    links: list[RegistryLink]
+
+
+class RegistryVersionResponse(BaseModel):
+    link: RegistryLink
+    version: ArtifactVersion = Field(description="the linked artifact version: its blobs are its project's")
+
+
+class RegistryCollection(BaseModel):
+    registry: str
+    collection: str
+    type: str
+    versions: int
+    latest: str
+    aliases: dict[str, str] = Field(description="alias -> `vN`")
+
+
+class RegistryCollectionsResponse(BaseModel):
+    collections: list[RegistryCollection]
+
+
+class AliasMove(BaseModel):
+    """One alias move: `from_version` null when the alias was new, `to_version` null when removed."""
+
+    id: int
+    registry: str
+    collection: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    at: float
+    reason: str
+    request_id: int | None = Field(description="the approved promotion request that moved it")
+
+
+class AliasMoveResponse(BaseModel):
+    event: AliasMove | None = Field(description="null: the alias named that version already")
+
+
+class AliasHistoryResponse(BaseModel):
+    events: list[AliasMove]
+
+
+class ModelCard(BaseModel):
+    registry: str
+    collection: str
+    version: int
+    revision: int
+    text: str = Field(description="Markdown with YAML front matter")
+    author: str
+    created_at: float
+
+
+class ModelCardResponse(BaseModel):
+    card: ModelCard | None
+
+
+class ProtectionResponse(BaseModel):
+    alias: str
+    approvals: int
+
+
+class PromotionReview(BaseModel):
+    request_id: int
+    reviewer: str
+    decision: str
+    comment: str
+    at: float
+
+
+class PromotionRequestModel(BaseModel):
+    id: int
+    registry: str
+    collection: str
+    alias: str
+    to_version: int
+    from_version: int | None
+    requester: str
+    reason: str
+    state: str = Field(description="pending, approved, rejected or superseded")
+    created_at: float
+    decided_at: float | None
+    approvals_required: int
+    reviews: list[PromotionReview]
+
+
+class PromotionRequestResponse(BaseModel):
+    request: PromotionRequestModel
+
+
+class PromotionRequestsResponse(BaseModel):
+    requests: list[PromotionRequestModel]
 
 
 def registry_of(request: Request) -> ModelRegistry:
@@ -127,7 +247,8 @@ def _resolve(request: Request, registry: str, collection: str, selector: str) ->
         raise _refused(error) from None
 
 
-@router.get("/registries", responses=_ERRORS, summary="Registry collections")
+@router.get("/registries", response_model=RegistryCollectionsResponse, responses=_ERRORS,
+            summary="Registry collections")
 def list_collections(request: Request, registry: str | None = Query(None, max_length=128)) -> dict[str, Any]:
     """Every collection (of `registry`, if given): type, version count, latest, aliases."""
     try:
@@ -137,7 +258,8 @@ def list_collections(request: Request, registry: str | None = Query(None, max_le
     return {"collections": model_registry.collections(check_registry_name(registry) if registry else None)}
 
 
-@router.post(_COLLECTION + "/links", responses=_ERRORS, summary="Link an artifact version into a collection")
+@router.post(_COLLECTION + "/links", response_model=LinkResponse, responses=_ERRORS,
+             summary="Link an artifact version into a collection")
 def link(request: Request, registry: str, collection: str, body: LinkRequest) -> dict[str, Any]:
     """Link `project/name:vN` as the collection's next version (or return its link), then give
     it `aliases`. Nothing is copied. Needs `write` on the version's project."""
@@ -156,7 +278,8 @@ def link(request: Request, registry: str, collection: str, body: LinkRequest) ->
     return {"link": found.to_json()}
 
 
-@router.get(_COLLECTION + "/versions", responses=_ERRORS, summary="A collection's versions")
+@router.get(_COLLECTION + "/versions", response_model=LinksResponse, responses=_ERRORS,
+            summary="A collection's versions")
 def versions(request: Request, registry: str, collection: str, limit: int = Query(1000, ge=1, le=10_000),
              offset: int = Query(0, ge=0)) -> dict[str, Any]:
     registry, collection = _names(registry, collection)
@@ -167,7 +290,8 @@ def versions(request: Request, registry: str, collection: str, limit: int = Quer
     return {"links": [item.to_json() for item in links]}
 
 
-@router.get(_COLLECTION + "/versions/{selector}", responses=_ERRORS, summary="One version: the link and its artifact")
+@router.get(_COLLECTION + "/versions/{selector}", response_model=RegistryVersionResponse, responses=_ERRORS,
+            summary="One version: the link and its artifact")
 def version(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
     """The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
     (an `ArtifactVersion`: download its blobs from its project). Needs `read` there."""
@@ -181,7 +305,8 @@ def version(request: Request, registry: str, collection: str, selector: str) -> 
     return {"link": found.to_json(), "version": _version_model(info).model_dump()}
 
 
-@router.put(_COLLECTION + "/aliases/{alias}", responses=_ERRORS, summary="Point an alias at a version")
+@router.put(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses=_ERRORS,
+            summary="Point an alias at a version")
 def set_alias(request: Request, registry: str, collection: str, alias: str, body: AliasRequest) -> dict[str, Any]:
     """Move `alias` to the version `version` names, appending the move to the alias's history.
     A protected alias answers 409 naming the promotion request opened. Needs `write` on the
@@ -197,7 +322,8 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
     return {"event": event.to_json() if event is not None else None}
 
 
-@router.delete(_COLLECTION + "/aliases/{alias}", responses=_ERRORS, summary="Remove an alias")
+@router.delete(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses=_ERRORS,
+               summary="Remove an alias")
 def remove_alias(request: Request, registry: str, collection: str, alias: str,
                  reason: str = Query("", max_length=4096)) -> dict[str, Any]:
     current = _resolve(request, registry, collection, alias)
@@ -210,7 +336,8 @@ def remove_alias(request: Request, registry: str, collection: str, alias: str,
     return {"event": event.to_json() if event is not None else None}
 
 
-@router.get(_COLLECTION + "/history", responses=_ERRORS, summary="Every alias move, oldest first")
+@router.get(_COLLECTION + "/history", response_model=AliasHistoryResponse, responses=_ERRORS,
+            summary="Every alias move, oldest first")
 def history(request: Request, registry: str, collection: str,
             alias: str | None = Query(None, max_length=128)) -> dict[str, Any]:
     registry, collection = _names(registry, collection)
@@ -221,7 +348,8 @@ def history(request: Request, registry: str, collection: str,
     return {"events": [event.to_json() for event in events]}
 
 
-@router.get(_COLLECTION + "/versions/{selector}/card", responses=_ERRORS, summary="A version's model card")
+@router.get(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
+            summary="A version's model card")
 def card(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
     found = _resolve(request, registry, collection, selector)
     _allow(request, found.source_project, "read")
@@ -229,7 +357,8 @@ def card(request: Request, registry: str, collection: str, selector: str) -> dic
     return {"card": saved.to_json() if saved is not None else None}
 
 
-@router.put(_COLLECTION + "/versions/{selector}/card", responses=_ERRORS, summary="Save a model card revision")
+@router.put(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
+            summary="Save a model card revision")
 def save_card(request: Request, registry: str, collection: str, selector: str, body: CardRequest) -> dict[str, Any]:
     found = _resolve(request, registry, collection, selector)
     _allow(request, found.source_project, "write")
@@ -241,7 +370,8 @@ def save_card(request: Request, registry: str, collection: str, selector: str, b
     return {"card": saved.to_json()}
 
 
-@router.put(_COLLECTION + "/protections/{alias}", responses=_ERRORS, summary="Protect an alias")
+@router.put(_COLLECTION + "/protections/{alias}", response_model=ProtectionResponse, responses=_ERRORS,
+            summary="Protect an alias")
 def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:
     """Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
     the collection's latest version."""
@@ -254,14 +384,16 @@ def protect(request: Request, registry: str, collection: str, alias: str, body: 
     return {"alias": alias, "approvals": body.approvals}
 
 
-@router.get("/registry-requests", responses=_ERRORS, summary="Promotion requests")
+@router.get("/registry-requests", response_model=PromotionRequestsResponse, responses=_ERRORS,
+            summary="Promotion requests")
 def requests(request: Request, registry: str | None = Query(None, max_length=128),
              state: str | None = Query("pending", pattern="^(pending|approved|rejected|superseded)$")) -> dict[str, Any]:
     found = registry_of(request).requests(registry, state=state)
     return {"requests": [item.to_json() for item in found]}
 
 
-@router.post("/registry-requests/{request_id}/reviews", responses=_ERRORS, summary="Approve or reject a request")
+@router.post("/registry-requests/{request_id}/reviews", response_model=PromotionRequestResponse, responses=_ERRORS,
+             summary="Approve or reject a request")
 def review(request: Request, request_id: int, body: ReviewRequest) -> dict[str, Any]:
     """Approve or reject promotion request `request_id` (not your own). The approval that completes
     the count moves the alias. Needs `write` on the project of the version it is to name."""

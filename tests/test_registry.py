@@ -194,3 +194,19 @@ def test_the_local_dashboard_server_reads_the_data_roots_registry(start, root, t
         assert (version["link"]["path"], version["version"]["name"]) == ("model/net:v0", "model.pt")
         events = http.get("/api/v1/registries/model/collections/net/history").json()["events"]
         assert [(e["alias"], e["to_version"]) for e in events] == [("production", 0)]
+
+
+def test_an_online_run_whose_server_is_down_loads_from_the_local_registry(start, root, tmp_path):
+    from conftest import _free_port
+
+    offline = start(project="p")
+    offline.link_model(_model(tmp_path, b"local weights"), registered_model_name="net", aliases=["production"])
+    offline.finish()
+    run = start(project="p", mode="online", settings={"base_url": f"http://127.0.0.1:{_free_port()}"})
+    found = run.use_artifact("models:/net@production")
+    assert found.source_qualified_name == "p/model.pt:v0"
+    assert Path(found.download(tmp_path / "dl"), "model.pt").read_bytes() == b"local weights"
+    assert run.use_artifact("p/model.pt:latest").version == "v0"  # an artifact's two-part name too
+    with pytest.raises(tracklet.TrackletError, match="cannot reach"):
+        run.use_artifact("models:/other@production")  # in neither: the server's error is the one to see
+    run.finish()

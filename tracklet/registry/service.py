@@ -65,16 +65,26 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry
         return registry
 
 
+_clients: dict[tuple[str, str | None], Any] = {}
+
+
 def open_remote(base_url: str, api_key: str | None = None, *, http: Any = None) -> Any:
-    """The registry of the server at ``base_url`` (a ``RemoteRegistry``)."""
+    """The registry of the server at ``base_url`` (a ``RemoteRegistry``). Without ``http``, one
+    client per server and key for the process (a run's lookups reuse its connections), retrying
+    for 10 s at most: a lookup must not stall a training run on an unreachable server."""
     from tracklet.client.registry import RegistryClient
     from tracklet.registry.remote import RemoteRegistry
 
     if http is None:
-        from tracklet.client.http import HttpClient
+        from tracklet.client.http import HttpClient, RetryPolicy
         from tracklet.errors import RemoteError
 
-        http = HttpClient(base_url, api_key=api_key, error=RemoteError)
+        with _opened_lock:
+            http = _clients.get((base_url, api_key))
+            if http is None:
+                retry = RetryPolicy(base=0.25, cap=2.0, give_up_after=10.0, attempts=3)
+                http = _clients[(base_url, api_key)] = HttpClient(base_url, api_key=api_key, retry=retry,
+                                                                  error=RemoteError)
     return RemoteRegistry(RegistryClient(http))
 
 
@@ -119,7 +129,17 @@ def resolve(root: str | os.PathLike, reference: Any, *, type: str | None = None,
     if ref is None:
         return None
     if remote is not None:
-        return _resolve_remote(root, ref, remote, type)
+        from tracklet.errors import RemoteError
+
+        try:
+            return _resolve_remote(root, ref, remote, type)
+        except RemoteError as error:  # unreachable, or refusing: the local registry, if it has it
+            if not ref.explicit:
+                return None  # an artifact's "project/name", maybe: its own lookup falls back locally
+            try:
+                return resolve(root, reference, type=type)
+            except ArtifactNotFound:
+                raise error from None
     registry = open_local(root, create=False)
     if registry is None or (not ref.explicit and not registry.has_collection(ref.registry, ref.collection)):
         if ref.explicit:

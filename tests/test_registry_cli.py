@@ -89,10 +89,11 @@ def test_a_generated_model_card_holds_the_lineage_and_edits_are_revisions(root, 
 
 def test_the_command_line_reads_and_moves_a_servers_registry(servers, tmp_path, monkeypatch):
     server = servers(tmp_path / "server")
-    run = tracklet.init(project="train", dir=str(tmp_path / "writer"), mode="online",
+    run = tracklet.init(project="train", dir=str(tmp_path / "writer"), mode="online", config={"lr": 0.1},
                         settings={**QUIET, "base_url": server.url})
     model = tmp_path / "model.pt"
     model.write_bytes(b"w")
+    run.log({"accuracy": 0.5})
     run.link_model(model, registered_model_name="mnist")
     run.finish()
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
@@ -102,4 +103,11 @@ def test_the_command_line_reads_and_moves_a_servers_registry(servers, tmp_path, 
     history = invoke(reader, "registry", "--url", server.url, "history", "model/mnist")
     assert "production: - -> v0  by dev" in history.output
     assert "latest=v0  production=v0" in invoke(reader, "registry", "--url", server.url, "ls").output
+    # A card generated on another machine finds the producing run on the server.
+    generated = invoke(reader, "registry", "--url", server.url, "card", "model/mnist", "--generate", "--save")
+    facts = front_matter(generated.stdout)
+    assert facts["run"]["path"] == run.path and facts["config"] == {"lr": 0.1}
+    assert facts["metrics"] == {"accuracy": 0.5} and facts["inputs"] is None
+    shown = invoke(reader, "registry", "--url", server.url, "card", "models:/mnist/0")
+    assert front_matter(shown.stdout) == facts
     assert not (reader / "artifacts" / "registry.sqlite").exists()  # nothing local was written

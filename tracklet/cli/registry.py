@@ -144,7 +144,7 @@ def card(ctx: click.Context, version_ref: str, generate: bool, save: bool, from_
     number = artifact._link.version
     if from_file is not None or generate:
         text = (from_file.read_text() if from_file is not None else
-                cards.generate(artifact, data_root=getattr(api, "root", None)))
+                cards.generate(artifact, data_root=getattr(api, "root", None), api=api))
         if from_file is not None or save:
             saved = api.registry.save_card(ref.registry, ref.collection, number, text, author=_actor())
             click.echo(f"{artifact.qualified_name}: card revision {saved.revision} saved", err=True)

@@ -63,8 +63,10 @@ def _inputs(run: Any, data_root: Any) -> list[dict[str, Any]]:
     return found
 
 
-def card_facts(artifact: Any, *, data_root: Any = None) -> dict[str, Any]:
-    """The front matter of ``artifact``'s card (a version read through a registry collection)."""
+def card_facts(artifact: Any, *, data_root: Any = None, api: Any = None) -> dict[str, Any]:
+    """The front matter of ``artifact``'s card (a version read through a registry collection).
+    ``api`` (a ``tracklet.Api``) finds the producing run where local lineage can't (a server's
+    version: its ``RemoteApi``); ``data_root`` is where the run's inputs are read from (local)."""
     link = artifact._link
     info = artifact._info
     facts: dict[str, Any] = {
@@ -81,6 +83,11 @@ def card_facts(artifact: Any, *, data_root: Any = None) -> dict[str, Any]:
         run = artifact.logged_by()
     except Exception:  # noqa: BLE001 - lineage unreadable (a server's version read from another machine)
         run = None
+    if run is None and api is not None and info.logged_by:
+        try:
+            run = api.run(info.logged_by)
+        except Exception:  # noqa: BLE001 - the run is gone, or not readable with this key
+            run = None
     if run is None:
         facts["run"] = None
         return facts
@@ -93,7 +100,7 @@ def card_facts(artifact: Any, *, data_root: Any = None) -> dict[str, Any]:
     facts["config"] = _scalars(run.config, MAX_CONFIG)
     facts["metrics"] = {key: value for key, value in _scalars(run.summary, MAX_METRICS).items()
                         if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    facts["inputs"] = _inputs(run, data_root)
+    facts["inputs"] = _inputs(run, data_root) if data_root is not None else None  # None: not known here
     facts["environment"] = {key: metadata[key] for key in ENVIRONMENT_KEYS if metadata.get(key) not in (None, "", [])}
     return facts
 
@@ -149,11 +156,11 @@ def front_matter(text: str) -> dict[str, Any]:
     return found
 
 
-def generate(artifact: Any, *, data_root: Any = None) -> str:
+def generate(artifact: Any, *, data_root: Any = None, api: Any = None) -> str:
     """A generated card for a version read through a registry collection."""
     if getattr(artifact, "_link", None) is None:
         from tracklet.errors import RegistryError
 
         raise RegistryError(f"{artifact.qualified_name} is not a registry version: model cards are for versions "
                             "of a registry collection (link it first)")
-    return render(card_facts(artifact, data_root=data_root))
+    return render(card_facts(artifact, data_root=data_root, api=api))

@@ -111,3 +111,15 @@ def test_the_command_line_reads_and_moves_a_servers_registry(servers, tmp_path, 
     shown = invoke(reader, "registry", "--url", server.url, "card", "models:/mnist/0")
     assert front_matter(shown.stdout) == facts
     assert not (reader / "artifacts" / "registry.sqlite").exists()  # nothing local was written
+
+
+def test_a_registered_version_is_not_deleted_without_force(root, tmp_path):
+    reference = _train(root, tmp_path, b"weights", 0.9)
+    invoke(root, "registry", "link", reference, "model/mnist", "-a", "production")
+    assert_clean_error(invoke(root, "artifact", "rm", reference), "is registered as model/mnist:v0",
+                       "--force deletes it anyway")
+    assert tracklet.Api(root).artifact("models:/mnist@production").source_qualified_name == reference
+    deleted = invoke(root, "artifact", "rm", reference, "--force")
+    assert "registry versions left without files: model/mnist:v0" in deleted.output
+    assert_clean_error(invoke(root, "registry", "card", "models:/mnist@production", "--generate"),
+                       "model/mnist:v0 links train/mnist-cnn:v0, which was deleted")

@@ -112,7 +112,10 @@ def _local_source(root: Path, link: Link) -> tuple[Any, Any]:
     from tracklet.artifacts.storage import open_store
 
     store = open_store(root)
-    info = store.registry.read_version(link.source_project, link.source_name, link.source_version)
+    try:
+        info = store.registry.read_version(link.source_project, link.source_name, link.source_version)
+    except ArtifactNotFound:
+        raise ArtifactNotFound(f"{link.path} links {link.source}, which was deleted (`tracklet artifact rm`)") from None
     if info.digest != link.source_digest:  # versions are immutable: only a damaged store gets here
         raise RegistryError(f"{link.path} links {link.source}, whose content no longer matches what was linked")
     return store, info

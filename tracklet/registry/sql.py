@@ -280,6 +280,15 @@ class ModelRegistry:
                  "latest": f"v{row.latest}", "aliases": aliases.get((row.registry, row.collection), {})}
                 for row in rows]
 
+    def links_to(self, project: str, name: str, version: int) -> list[Link]:
+        """Every registry version that links artifact version ``project/name:v<version>``."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(registry_links).where(
+                registry_links.c.source_project == project, registry_links.c.source_name == name,
+                registry_links.c.source_version == version)).all()
+            return [self._link(connection, row, self._latest(connection, row.registry, row.collection) or 0)
+                    for row in rows]
+
     def history(self, registry: str, collection: str, alias: str | None = None, *,
                 limit: int = MAX_HISTORY) -> list[AliasEvent]:
         """Every alias move of the collection (of ``alias`` only, if given), oldest first."""

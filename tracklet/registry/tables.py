@@ -45,6 +45,7 @@ registry_links = sa.Table(
     sa.Column("linked_by", sa.String(_ACTOR), nullable=False),
     sa.Index("ux_registry_links_source", "registry", "collection", "source_project", "source_name",
              "source_version", unique=True),
+    sa.Index("ix_registry_links_by_source", "source_project", "source_name", "source_version"),  # links_to
 )
 
 registry_aliases = sa.Table(

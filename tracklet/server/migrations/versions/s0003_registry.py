@@ -41,7 +41,9 @@ def upgrade() -> None:
         sa.Column("linked_at", sa.Float, nullable=False),
         sa.Column("linked_by", sa.String(300), nullable=False),
     )
-    op.create_index("ux_registry_links_source", "registry_links", ["registry", "collection", "source_project", "source_name", "source_version"], unique=True)
+    op.create_index("ux_registry_links_source", "registry_links",
+                    ["registry", "collection", "source_project", "source_name", "source_version"], unique=True)
+    op.create_index("ix_registry_links_by_source", "registry_links", ["source_project", "source_name", "source_version"])
     op.create_table(
         "registry_aliases",
         sa.Column("registry", sa.String(128), primary_key=True),

@@ -176,3 +176,35 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
         assert bob.artifact("models:/net@production").version == "v1"
         last = bob.alias_history("model/net", alias="production")[-1]
         assert (last.from_version, last.to_version, last.actor, last.request_id) == (0, 1, "alice", request_id)
+
+
+def test_every_change_is_reported_inside_its_transaction(database):
+    """What the server hooks in (its audit log, automations) sees each change once, and commits with it."""
+    seen: list[tuple[str, dict]] = []
+    engine = sa.create_engine(database)
+    metadata.create_all(engine)
+
+    def on_event(connection: sa.Connection, kind: str, payload: dict) -> None:
+        assert connection.in_transaction()
+        seen.append((kind, payload))
+
+    registry = ModelRegistry(engine, on_event=on_event)
+    registry.link("model", "net", _version(0), ["staging"], actor="ci")
+    registry.link("model", "net", _version(0), actor="ci")  # the same link again: nothing new
+    registry.protect("model", "net", "production", 1)
+    with pytest.raises(PromotionRequired) as opened:
+        registry.set_alias("model", "net", "production", "v0", actor="alice")
+    registry.review(opened.value.request_id, "approve", reviewer="bob")
+    assert [kind for kind, _ in seen] == ["version.linked", "alias.moved", "promotion.requested",
+                                          "promotion.decided", "alias.moved"]
+    assert seen[-1][1]["request_id"] == opened.value.request_id and seen[-2][1]["state"] == "approved"
+
+    def refuse(connection: sa.Connection, kind: str, payload: dict) -> None:
+        raise RuntimeError("the audit log is unavailable")
+
+    registry.on_event = refuse  # a hook that fails: the change is not made
+    with pytest.raises(RuntimeError):
+        registry.set_alias("model", "net", "staging", "v0", actor="alice")  # already there: no event, no call
+        registry.remove_alias("model", "net", "staging", actor="alice")
+    assert registry.resolve("model", "net", "staging").version == 0
+    assert [event.alias for event in registry.history("model", "net")] == ["staging", "production"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -145,9 +145,19 @@ class ModelRegistry:
     """The registry in the database at ``engine`` (its tables must exist: ``local.open_registry``
     creates them for a data root, the server's migration for a server)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, on_event: Callable[[sa.Connection, str, dict[str, Any]], None] | None = None
+                 ) -> None:
+        """``on_event(connection, kind, payload)`` is called inside the transaction of each change
+        (``alias.moved``, ``version.linked``, ``promotion.requested``, ``promotion.decided``), so
+        what it writes (a server's audit event, an automation's outbox row) commits with the change
+        or not at all."""
         self.engine = engine
+        self.on_event = on_event
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def _emit(self, connection: sa.Connection, kind: str, payload: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(connection, kind, payload)
 
     # ------------------------------------------------------------ transactions
 
@@ -331,6 +341,10 @@ class ModelRegistry:
                     linked_at=time.time(), linked_by=actor))
                 connection.execute(registry_collections.update().where(
                     self._key(registry_collections, registry, collection)).values(next_version=number + 1))
+                # events: version.linked
+                self._emit(connection, "version.linked", {
+                    "registry": registry, "collection": collection, "version": number, "actor": actor,
+                    "source": f"{source.project}/{source.name}:v{source.version}", "digest": source.digest})
             else:
                 number = row.version
             requests = []
@@ -360,10 +374,15 @@ class ModelRegistry:
                 if version is None:
                     raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: it can't be "
                                             "removed (unprotect it first)")
-                return connection.execute(registry_requests.insert().values(
+                request_id = connection.execute(registry_requests.insert().values(
                     registry=registry, collection=collection, alias=alias, to_version=version, from_version=current,
                     requester=actor, reason=reason, state="pending", created_at=time.time())
                     .returning(registry_requests.c.id)).scalar_one()
+                # events: promotion.requested
+                self._emit(connection, "promotion.requested", {
+                    "id": request_id, "registry": registry, "collection": collection, "alias": alias,
+                    "from_version": current, "to_version": version, "actor": actor, "reason": reason})
+                return int(request_id)
         where = sa.and_(self._key(registry_aliases, registry, collection), registry_aliases.c.alias == alias)
         if version is None:
             connection.execute(registry_aliases.delete().where(where))
@@ -376,7 +395,8 @@ class ModelRegistry:
                  "to_version": version, "actor": actor, "at": time.time(), "reason": reason, "request_id": request_id}
         event_id = connection.execute(registry_alias_events.insert().values(**event)
                                       .returning(registry_alias_events.c.id)).scalar_one()
-        # events: alias.moved -- the lead wires server/events.emit(connection, "alias.moved", ...) here
+        # events: alias.moved -- the server passes on_event (server/events.emit) to ModelRegistry
+        self._emit(connection, "alias.moved", {"id": event_id, **event})
         return AliasEvent(id=event_id, **event)
 
     def set_alias(self, registry: str, collection: str, alias: str, selector: str, *, actor: str | None = None,
@@ -522,6 +542,10 @@ class ModelRegistry:
             if state != "pending":
                 connection.execute(registry_requests.update().where(registry_requests.c.id == request_id)
                                    .values(state=state, decided_at=now))
+                # events: promotion.decided
+                self._emit(connection, "promotion.decided", {
+                    "id": request_id, "registry": registry, "collection": collection, "alias": request.alias,
+                    "to_version": request.to_version, "state": state, "actor": reviewer, "comment": why})
             if state == "approved":
                 self._move(connection, registry, collection, request.alias, request.to_version, request.requester,
                            request.reason, request_id=request_id)

@@ -194,6 +194,7 @@ def registry_of(request: Request) -> ModelRegistry:
             raise HTTPException(status_code=404, detail="no registry collection: nothing was linked in this data root")
         registry = found
     else:
+        # events: alias.moved, version.linked, promotion.* -- pass on_event=<server/events.emit adapter> here
         registry = ModelRegistry(state.tracklet.artifacts.engine)
     state.model_registry = registry
     return registry

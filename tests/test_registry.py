@@ -5,10 +5,12 @@ and against a real server (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import QUIET
+from conftest import QUIET, REPO
 
 import tracklet
 from tracklet.core.recordlog import read_log
@@ -210,3 +212,26 @@ def test_an_online_run_whose_server_is_down_loads_from_the_local_registry(start,
     with pytest.raises(tracklet.TrackletError, match="cannot reach"):
         run.use_artifact("models:/other@production")  # in neither: the server's error is the one to see
     run.finish()
+
+
+def test_processes_linking_into_one_collection_at_once_get_distinct_versions(root):
+    script = """
+import sys
+from tracklet.artifacts.registry import VersionInfo
+from tracklet.registry.service import open_local
+
+registry = open_local(sys.argv[1])
+for n in range(15):
+    source = VersionInfo(project=sys.argv[2], name="ckpt", version=n, type="model", digest=f"{n:064x}",
+                         manifest="a" * 64, size=1, file_count=1)
+    registry.link("model", "shared", source, ["newest"], actor=sys.argv[2])
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(root), name], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}) for name in ("a", "b", "c")]
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.stderr.read() if proc.stderr else ""
+    links = tracklet.Api(root).registry.versions("model", "shared")
+    assert [link.version for link in links] == list(range(45))
+    assert sorted(link.source for link in links) == sorted(f"{p}/ckpt:v{n}" for p in "abc" for n in range(15))
+    moves = tracklet.Api(root).alias_history("model/shared", alias="newest")
+    assert len(moves) == 45 and [m.from_version for m in moves[1:]] == [m.to_version for m in moves[:-1]]

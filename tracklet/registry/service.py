@@ -58,14 +58,28 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry
             cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
             cursor.close()
 
-        from tracklet.registry.tables import metadata
-
-        metadata.create_all(engine, checkfirst=True)
+        _create_tables(engine)
         registry = _opened[key] = ModelRegistry(engine)
         return registry
 
 
 _clients: dict[tuple[str, str | None], Any] = {}
+
+
+def _create_tables(engine: Any) -> None:
+    """The registry's tables, if missing. Processes opening a new file at once race to create them:
+    a loser's "already exists" is their winner's work, so look again (``checkfirst``)."""
+    import sqlalchemy as sa
+
+    from tracklet.registry.tables import metadata
+
+    for attempt in range(10):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except sa.exc.OperationalError as error:
+            if "already exists" not in str(error) or attempt == 9:
+                raise
 
 
 def open_remote(base_url: str, api_key: str | None = None, *, http: Any = None) -> Any:

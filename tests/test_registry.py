@@ -86,6 +86,10 @@ def test_a_project_artifact_keeps_its_name_until_a_registry_collection_takes_it(
     artifact.wait()
     run.finish()
     api = tracklet.Api()
+    assert api.registry_collections() == []
+    with pytest.raises(ArtifactNotFound, match="no registry collection model/x"):
+        api.alias_history("model/x")
+    assert not (root / "artifacts" / "registry.sqlite").exists()  # reading made no registry
     assert api.artifact("vision/mnist:latest").qualified_name == "vision/mnist:v0"  # no registry: the project's
     with pytest.raises(ArtifactNotFound, match="no registry collection vision/other"):
         api.artifact("wandb-registry-vision/other")  # W&B's prefix always names a registry

@@ -141,15 +141,22 @@ class LocalApi(Api):
         """Every move of the collection's aliases (of ``alias`` only, if given), oldest first:
         ``AliasEvent``s (actor, at, from_version, to_version, reason). ``collection`` is
         ``"registry/collection"`` (``":alias"`` may name the alias)."""
-        from tracklet.registry.service import parse_collection
+        from tracklet.errors import ArtifactNotFound
+        from tracklet.registry.service import open_local, parse_collection
 
         ref = parse_collection(collection)
-        return self.registry.history(ref.registry, ref.collection, alias or (None if ":" not in collection
-                                                                              else ref.selector))
+        registry = open_local(self.root, create=False)  # reading makes no registry file
+        if registry is None:
+            raise ArtifactNotFound(f"no registry collection {ref.path} (nothing was linked to it)")
+        return registry.history(ref.registry, ref.collection, alias or (None if ":" not in collection
+                                                                         else ref.selector))
 
     def registry_collections(self, registry: str | None = None) -> list[dict[str, Any]]:
         """The registry's collections (of ``registry`` only, if given): name, type, versions, aliases."""
-        return self.registry.collections(registry)
+        from tracklet.registry.service import open_local
+
+        found = open_local(self.root, create=False)
+        return found.collections(registry) if found is not None else []
 
     def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:
         """Every version of ``"project/name"``, oldest first."""

@@ -25,6 +25,7 @@ LAYERS = {
     "client": 2, "store": 2,  # the HTTP client of a server; the derived SQL store
     "artifacts": 3,  # artifacts: blobs, chunks, versions; lineage read from the store
     "media": 4,  # logged media and tables: encoded off the training thread into the artifacts' blob store
+    "registry": 4,  # the model registry: collections of links to artifact versions, alias history, cards
     "api": 5,  # tracklet.Api: LocalApi (core + store + artifacts + media), RemoteApi (client)
     "sweeps": 5,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
     "server": 6, "compat": 6,  # the tracking server; the W&B API over the run and read APIs

@@ -125,7 +125,7 @@ def _legacy_database(url: str, log: bytes, segments: Path | None) -> None:
 
 # The server's tables a database made before they moved out of the store's schema has (later
 # revisions add others, empty at first).
-MOVED_TABLE_NAMES = [name for name in SERVER_TABLE_NAMES if not name.startswith("artifact_")]
+MOVED_TABLE_NAMES = [name for name in SERVER_TABLE_NAMES if not name.startswith(("artifact_", "registry_"))]
 
 
 def _rows(engine: sa.Engine) -> dict[str, list]:

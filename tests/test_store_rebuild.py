@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from conftest import QUIET
 from test_cli import invoke
@@ -20,6 +21,9 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.proto import records_pb2 as pb
 from tracklet.server.auth import Accounts
+from tracklet.artifacts.registry import VersionInfo
+from tracklet.errors import PromotionRequired
+from tracklet.registry.sql import ModelRegistry
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
                                      artifact_versions, log_heads, log_segments)
 from tracklet.store import Store
@@ -176,6 +180,17 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
                                                            pack_offset=0, length=3, created_at=1.0))
         connection.execute(artifact_files.insert().values(project="p", digest="e" * 64, recipe="a" * 64, size=3,
                                                           created_at=1.0))
+    # The model registry's tables (server migration s0003): a link, an alias move, a card, a protected
+    # alias with a reviewed promotion request.
+    registry = ModelRegistry(store.engine)
+    source = VersionInfo(project="p", name="mnist", version=0, type="dataset", digest="b" * 64, manifest="a" * 64,
+                         size=3, file_count=1)
+    registry.link("model", "mnist", source, ["staging"], actor="alice")
+    registry.save_card("model", "mnist", 0, "# mnist", author="alice")
+    registry.protect("model", "mnist", "production", 1)
+    with pytest.raises(PromotionRequired) as opened:
+        registry.set_alias("model", "mnist", "production", "v0", actor="alice")
+    registry.review(opened.value.request_id, "approve", reviewer="bob")
 
     def kept() -> dict[str, list]:
         with store.engine.connect() as connection:

@@ -93,6 +93,14 @@ def _table_reader() -> Any:
     return table_read
 
 
+def _registry() -> Any:
+    """What ``Run.link_artifact``/``link_model``/``use_artifact`` and ``Artifact.link`` call for
+    registry collections (``tracklet.registry``)."""
+    from tracklet.registry import service
+
+    return service
+
+
 def _plug_in() -> None:
     from tracklet.core.extensions import provide
 
@@ -100,6 +108,7 @@ def _plug_in() -> None:
     provide("logged", _logged_worker)
     provide("media", _media_reader)
     provide("tables", _table_reader)
+    provide("registry", _registry)
 
 
 _plug_in()

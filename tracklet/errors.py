@@ -41,6 +41,8 @@ __all__ = [
     "RecipeError",
     "RecordLogError",
     "RecordRejected",
+    "RegistryError",
+    "PromotionRequired",
     "RemoteError",
     "RunNotFound",
     "RunNotIndexed",
@@ -288,3 +290,20 @@ class TableError(TrackletError, ValueError):
 
 class TableNotFound(TrackletError, LookupError):
     """The run logged no table under the key asked for (at or before the step asked for)."""
+
+
+# ---------------------------------------------------------------- the model registry (tracklet.registry)
+
+
+class RegistryError(ArtifactError):
+    """A registry operation that can't be done as asked (a link, an alias move, a card, a
+    promotion request): the message names the collection and the problem."""
+
+
+class PromotionRequired(RegistryError):
+    """The alias is protected: moving it takes a promotion request approved by others
+    (``tracklet registry request``); the message names the request that was opened."""
+
+    def __init__(self, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id

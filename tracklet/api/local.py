@@ -118,10 +118,45 @@ class LocalApi(Api):
 
     def artifact(self, name: str, type: str | None = None) -> Any:
         """A committed artifact version: ``"project/name:alias"``, ``"project/name:v3"`` or
-        ``"project/name"`` (latest). ``ArtifactNotFound`` if there is none."""
+        ``"project/name"`` (latest); or a registry collection's: ``"registry/collection:alias"``,
+        ``"wandb-registry-model/name:v2"``, ``"models:/name@alias"``, ``"models:/name/3"``
+        (docs/registry.md). ``ArtifactNotFound`` if there is none."""
         from tracklet.artifacts.lookup import resolve
+        from tracklet.registry.service import resolve as resolve_registry
 
-        return resolve(self.root, name, type=type)
+        found = resolve_registry(self.root, name, type=type)
+        return found if found is not None else resolve(self.root, name, type=type)
+
+    # ------------------------------------------------------------ the model registry (docs/registry.md)
+
+    @property
+    def registry(self) -> Any:
+        """The data root's model registry (``tracklet.registry.sql.ModelRegistry``): links,
+        aliases, history, cards, promotion requests."""
+        from tracklet.registry.service import open_local
+
+        return open_local(self.root)
+
+    def alias_history(self, collection: str, alias: str | None = None) -> list[Any]:
+        """Every move of the collection's aliases (of ``alias`` only, if given), oldest first:
+        ``AliasEvent``s (actor, at, from_version, to_version, reason). ``collection`` is
+        ``"registry/collection"`` (``":alias"`` may name the alias)."""
+        from tracklet.errors import ArtifactNotFound
+        from tracklet.registry.service import open_local, parse_collection
+
+        ref = parse_collection(collection)
+        registry = open_local(self.root, create=False)  # reading makes no registry file
+        if registry is None:
+            raise ArtifactNotFound(f"no registry collection {ref.path} (nothing was linked to it)")
+        return registry.history(ref.registry, ref.collection, alias or (None if ":" not in collection
+                                                                         else ref.selector))
+
+    def registry_collections(self, registry: str | None = None) -> list[dict[str, Any]]:
+        """The registry's collections (of ``registry`` only, if given): name, type, versions, aliases."""
+        from tracklet.registry.service import open_local
+
+        found = open_local(self.root, create=False)
+        return found.collections(registry) if found is not None else []
 
     def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:
         """Every version of ``"project/name"``, oldest first."""

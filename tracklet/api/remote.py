@@ -404,8 +404,34 @@ class RemoteApi(Api):
 
     def artifact(self, name: str, type: str | None = None) -> Any:  # noqa: A002
         """A committed artifact version on the server: ``"project/name:alias"``, ``"project/name:v3"``
-        or ``"project/name"`` (latest); ``download()`` fetches its files. ``ArtifactNotFound`` if none."""
-        return self._artifacts().artifact(name, type=type)
+        or ``"project/name"`` (latest), or a registry collection's (``"registry/collection:alias"``,
+        ``"models:/name@alias"``: docs/registry.md); ``download()`` fetches its files.
+        ``ArtifactNotFound`` if none."""
+        from tracklet.artifacts.artifact import _data_root
+        from tracklet.registry.service import resolve_on_server
+
+        found = resolve_on_server(self._http, _data_root(None), name, type=type)
+        return found if found is not None else self._artifacts().artifact(name, type=type)
+
+    # ------------------------------------------------------------ the model registry (docs/registry.md)
+
+    @property
+    def registry(self) -> Any:
+        """The server's model registry (``tracklet.registry.remote.RemoteRegistry``)."""
+        from tracklet.registry.service import open_remote
+
+        return open_remote(self.base_url, http=self._http)
+
+    def alias_history(self, collection: str, alias: str | None = None) -> list[Any]:
+        """Every move of the collection's aliases on the server (of ``alias`` only), oldest first."""
+        from tracklet.registry.service import parse_collection
+
+        ref = parse_collection(collection)
+        return self.registry.history(ref.registry, ref.collection, alias or (None if ":" not in collection
+                                                                              else ref.selector))
+
+    def registry_collections(self, registry: str | None = None) -> list[dict[str, Any]]:
+        return self.registry.collections(registry)
 
     def artifact_versions(self, name: str, type: str | None = None) -> list[Any]:  # noqa: A002
         """Every version of ``"project/name"`` on the server, oldest first."""

@@ -69,17 +69,20 @@ class Artifact:
         self._info: Any = None  # a VersionInfo once committed
         self._manifest: Manifest | None = None
         self._requested_aliases: list[str] = []
+        self._link: Any = None  # a tracklet.registry.sql.Link when read through a registry collection
         self._staging: str | None = None
         self.project: str | None = None
         self.reused = False  # True when logging found identical content and returned that version
         self.bytes_written = 0
         self.upload_error: Exception | None = None  # online runs: why the upload to the server failed
+        self._server_version: int | None = None  # online runs: N of the server's vN, once uploaded
 
     # ------------------------------------------------------------ identity
 
     @property
     def name(self) -> str:
-        return self._name
+        """The collection's name (a registry collection's, for a version read through one)."""
+        return self._link.collection if self._link is not None else self._name
 
     @property
     def state(self) -> str:
@@ -95,8 +98,10 @@ class Artifact:
 
     @property
     def version(self) -> str:
-        """``"v3"``: assigned when the version is committed."""
-        return f"v{self._committed_info('version').version}"
+        """``"v3"``: assigned when the version is committed (read through a registry collection:
+        the collection's version; ``source_version`` is the artifact's)."""
+        info = self._committed_info("version")
+        return f"v{self._link.version}" if self._link is not None else f"v{info.version}"
 
     @property
     def digest(self) -> str:
@@ -107,14 +112,34 @@ class Artifact:
 
     @property
     def qualified_name(self) -> str:
-        """``project/name:vN``."""
+        """``project/name:vN`` (``registry/collection:vN`` for a version read through a registry)."""
+        info = self._committed_info("qualified name")
+        return self._link.path if self._link is not None else info.qualified_name
+
+    @property
+    def is_link(self) -> bool:
+        """Whether this version was read through a registry collection (a link: no copy of it)."""
+        return self._link is not None
+
+    @property
+    def source_qualified_name(self) -> str:
+        """``project/name:vN`` of the artifact version itself (for a link, what it points at)."""
         return self._committed_info("qualified name").qualified_name
+
+    @property
+    def source_name(self) -> str:
+        return self._name
+
+    @property
+    def source_version(self) -> str:
+        return f"v{self._committed_info('version').version}"
 
     @property
     def aliases(self) -> list[str]:
         """The version's aliases (``latest`` and custom ones); on a draft, the ones it will get."""
         if self._state == COMMITTED:
-            return [alias for alias in self._info.aliases if alias != self.version]
+            names = self._link.aliases if self._link is not None else self._info.aliases
+            return [alias for alias in names if alias != self.version]
         return list(self._requested_aliases)
 
     @aliases.setter
@@ -424,6 +449,15 @@ class Artifact:
 
         self.wait()
         verify_tree(self._info, self.manifest, Path(root) if root is not None else default_download_root(self._info))
+
+    def link(self, target_path: str, aliases: list[str] | None = None) -> Any:
+        """Link this committed version into a registry collection, ``"registry/collection"``
+        (W&B's ``"wandb-registry-model/name"`` too), without copying it; returns the linked
+        version (``tracklet.registry``, docs/registry.md)."""
+        from tracklet.core.extensions import load
+
+        self.wait()
+        return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
     def logged_by(self) -> Any:
         """The run that logged this version (a ``tracklet.RecordedRun``), or None."""

@@ -155,6 +155,11 @@ class LocalRegistry:
             number = aliases[selector]
         return self._read(directory, project, name, number, aliases, numbers[-1])
 
+    def read_version(self, project: str, name: str, number: int) -> VersionInfo:
+        """Version ``number``'s file alone, without listing the collection (what a registry link
+        reads: constant time however many versions there are); its aliases are just ``vN``."""
+        return self._read(self.collection_dir(project, name), project, name, number, {}, -1)
+
     def version_numbers(self, project: str, name: str) -> list[int]:
         """The collection's version numbers, ascending (reads no version file: one listing)."""
         return self._version_numbers(self.collection_dir(project, name))

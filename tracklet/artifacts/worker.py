@@ -96,7 +96,10 @@ class ArtifactWorker:
         try:
             if self._client is None:
                 self._client = connect(base_url, self._root, api_key=api_key)
-            upload_version(self._client, self._store(), result.info, artifact._requested_aliases, result.manifest)
+            answer = upload_version(self._client, self._store(), result.info, artifact._requested_aliases,
+                                    result.manifest)
+            # The server numbers its own versions: what a registry link on that server names.
+            artifact._server_version = int(answer["version"]["index"])
         except Exception as error:
             self._warn(("artifact-upload", artifact.name, id(artifact)),
                        f"tracklet: artifact {result.info.qualified_name} is stored locally, but uploading it to "

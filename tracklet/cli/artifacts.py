@@ -182,7 +182,7 @@ def verify(ctx: click.Context, ref: str, target: Path | None) -> None:
 
 @artifact_group.command("rm")
 @click.argument("ref")
-@click.option("--force", is_flag=True, help="Delete a version that has aliases, with its aliases.")
+@click.option("--force", is_flag=True, help="Delete a version that has aliases (with them) or is registered.")
 @click.pass_context
 @_handle_errors
 def rm(ctx: click.Context, ref: str, force: bool) -> None:
@@ -196,8 +196,16 @@ def rm(ctx: click.Context, ref: str, force: bool) -> None:
         raise CliError(f"{ref!r}: name one version, as project/name:vN (or project/name:alias)")
     store = open_store(_state(ctx).api.root)
     info = store.registry.version(parsed.project, parsed.name, parsed.selector)
+    from tracklet.registry.service import open_local
+
+    registry = open_local(_state(ctx).api.root, create=False)
+    links = [link.path for link in registry.links_to(info.project, info.name, info.version)] if registry else []
+    if links and not force:
+        raise CliError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it breaks those "
+                       "versions (--force deletes it anyway)")
     dropped = store.registry.delete_version(info.project, info.name, info.version, drop_aliases=force)
     note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
+    note += f" (registry versions left without files: {', '.join(links)})" if links else ""
     click.echo(f"deleted {info.qualified_name}{note}; run `tracklet artifact gc` to free its storage")
 
 

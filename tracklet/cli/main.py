@@ -11,6 +11,7 @@
     tracklet ui [--port 8765] [--no-open] [--no-token]  the dashboard over this data root, in a browser
     tracklet import wandb DIR | tensorboard LOGDIR [--project P]   other trackers' runs, idempotently
     tracklet artifact ls|show|get|put|verify|rm|gc [project/name[:alias]]  artifact versions (docs/artifacts.md)
+    tracklet registry ls|link|alias|history|card|protect|approve  the model registry (docs/registry.md)
     tracklet sweep create config.yaml [--project P]   a sweep (W&B's YAML); prints its id last
     tracklet agent SWEEP_ID [--count N] [--gpus 0-3 --gpus-per-trial 1]   run a sweep's trials
     tracklet sweep ls | show ID | pause ID | resume ID | stop ID | extend ID --run-cap N
@@ -68,11 +69,11 @@ def main(ctx: click.Context, root: Path | None) -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (they import ``common``, never this module)."""
-    from tracklet.cli import artifacts, demo, importing, index, launch, runs, serve, sweeps
+    from tracklet.cli import artifacts, demo, importing, index, launch, registry, runs, serve, sweeps
 
     for command in (runs.projects, runs.runs, runs.show, runs.export, index.index, index.gc, launch.run, demo.demo,
                     serve.server, serve.ui, serve.admin, serve.login, serve.sync, importing.import_group,
-                    artifacts.artifact_group, sweeps.sweep_group, sweeps.agent):
+                    artifacts.artifact_group, registry.registry_group, sweeps.sweep_group, sweeps.agent):
         main.add_command(command)
 
 

@@ -630,13 +630,40 @@ class Run:
             artifact._committed_info("version to use")
         else:
             assert self._paths is not None
-            if self._artifacts is not None:  # this run's own versions of that name first
-                ref = artifacts.parse_ref(artifact_or_name)
-                self._artifacts.settle(ref.project or self.project, ref.name)
-            artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project, type=type,
-                                         remote=self._artifact_remote())
+            # A registry collection ("model/mnist:production", "models:/mnist@production") first.
+            artifact = _registry().resolve(self._paths.root, artifact_or_name, type=type,
+                                           remote=self._artifact_remote())
+            if artifact is None:
+                if self._artifacts is not None:  # this run's own versions of that name first
+                    ref = artifacts.parse_ref(artifact_or_name)
+                    self._artifacts.settle(ref.project or self.project, ref.name)
+                artifact = artifacts.resolve(self._paths.root, artifact_or_name, default_project=self.project,
+                                             type=type, remote=self._artifact_remote())
         self._enqueue(_deferred(_artifact_used_record, {"info": artifact._info, "time": _time()}))
         return artifact
+
+    def link_artifact(self, artifact: Any, target_path: str, aliases: list[str] | None = None) -> Any:
+        """Link a logged artifact version into a registry collection, ``"registry/collection"``
+        (or W&B's ``"wandb-registry-model/name"``), without copying it, giving it ``aliases`` in
+        the collection. Waits until the version is stored (and, online, uploaded). Returns the
+        version as read through the collection. See docs/registry.md."""
+        if self._finished:
+            raise RuntimeError(_FINISHED)
+        linked = _registry().link_artifact(artifact, target_path, aliases=list(aliases or []),
+                                           reason=f"linked by run {self.path}", remote=self._artifact_remote())
+        self._enqueue(_deferred(_artifact_linked_record, {"linked": linked, "time": _time()}))
+        return linked
+
+    def link_model(self, path: Any, registered_model_name: str, name: str | None = None,
+                   aliases: list[str] | None = None) -> Any:
+        """Log ``path`` (a file or directory) as a ``model`` artifact (``name``, default its base
+        name) and link it into the registry: ``registered_model_name`` is a collection of the
+        ``model`` registry, or a ``"registry/collection"``. Returns the linked version."""
+        if self._finished:
+            raise RuntimeError(_FINISHED)
+        target = _registry().model_target(registered_model_name)
+        artifact = self.log_artifact(path, name=name, type="model")
+        return self.link_artifact(artifact, target, aliases=aliases)
 
     def _artifact_worker(self) -> Any:
         if self._artifacts is None:
@@ -895,11 +922,23 @@ def _artifact_used_record(fields: dict[str, Any]) -> pb.Record:
     return _artifacts().used_record(fields["info"], fields["time"])
 
 
+def _artifact_linked_record(fields: dict[str, Any]) -> pb.Record:
+    """The ``ArtifactLinked`` record (proto field 23), built on the worker."""
+    return _registry().linked_record(fields["linked"], fields["time"])
+
+
 def _artifacts() -> Any:
     """``tracklet.artifacts.run_hooks``, plugged in by the package (``core/extensions.py``)."""
     from tracklet.core.extensions import load
 
     return load("artifacts")
+
+
+def _registry() -> Any:
+    """``tracklet.registry.service``, plugged in by the package (``core/extensions.py``)."""
+    from tracklet.core.extensions import load
+
+    return load("registry")
 
 
 def _exit_record(fields: dict[str, Any]) -> pb.Record:
@@ -935,7 +974,17 @@ class DisabledRun(Run):
 
         if not isinstance(artifact_or_name, str):
             return artifact_or_name
+        found = _registry().resolve(data_root(self.settings), artifact_or_name, type=type)
+        if found is not None:
+            return found
         return _artifacts().resolve(data_root(self.settings), artifact_or_name, default_project=self.project, type=type)
+
+    def link_artifact(self, artifact: Any, target_path: str, aliases: list[str] | None = None) -> Any:
+        return artifact  # not linked: the run is disabled
+
+    def link_model(self, path: Any, registered_model_name: str, name: str | None = None,
+                   aliases: list[str] | None = None) -> Any:
+        return _artifacts().prepare(path, name, "model")  # not stored: the run is disabled
 
     def _set_summary(self, items: dict[str, Any], removed: tuple[str, ...]) -> None:
         self._summary.update(items)

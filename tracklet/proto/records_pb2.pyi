@@ -37,7 +37,7 @@ SUMMARY_MODE_NONE: SummaryMode
 SUMMARY_MODE_FIRST: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "table_logged", "system_info", "checkpoint", "run_update", "gap")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "table_logged", "system_info", "checkpoint", "run_update", "artifact_linked", "gap")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class Record(_message.Message):
     SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     RUN_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_LINKED_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
     run_start: RunStart
     config: ConfigUpdate
@@ -73,8 +74,9 @@ class Record(_message.Message):
     system_info: SystemInfo
     checkpoint: Checkpoint
     run_update: RunUpdate
+    artifact_linked: ArtifactLinked
     gap: Gap
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., table_logged: _Optional[_Union[TableLogged, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., table_logged: _Optional[_Union[TableLogged, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., artifact_linked: _Optional[_Union[ArtifactLinked, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
 
 class Gap(_message.Message):
     __slots__ = ("length", "reason", "padding")
@@ -345,6 +347,22 @@ class ArtifactUsed(_message.Message):
     artifact: ArtifactVersionRef
     time: float
     def __init__(self, artifact: _Optional[_Union[ArtifactVersionRef, _Mapping]] = ..., time: _Optional[float] = ...) -> None: ...
+
+class ArtifactLinked(_message.Message):
+    __slots__ = ("artifact", "registry", "collection", "version", "aliases", "time")
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    artifact: ArtifactVersionRef
+    registry: str
+    collection: str
+    version: int
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    time: float
+    def __init__(self, artifact: _Optional[_Union[ArtifactVersionRef, _Mapping]] = ..., registry: _Optional[str] = ..., collection: _Optional[str] = ..., version: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class MediaLogged(_message.Message):
     __slots__ = ("key", "step", "index", "count", "kind", "digest", "format", "mime", "size_bytes", "time", "caption", "width", "height", "channels", "duration", "sample_rate", "fps", "frames", "thumbnail_digest", "source_name", "masks", "boxes", "mode", "dtype")

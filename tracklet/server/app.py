@@ -88,8 +88,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``artifacts_url`` (an fsspec URL, opened with ``files_options``) keeps artifact blobs there
     instead of ``<root>/artifacts`` (``artifact_blobs.py``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_auth, routes_compare,
-                                 routes_files, routes_ingest, routes_media, routes_read, routes_run_data,
-                                 routes_sweeps, routes_tables)
+                                 routes_files, routes_ingest, routes_media, routes_read, routes_registry,
+                                 routes_run_data, routes_sweeps, routes_tables)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -141,6 +141,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         "See docs/server.md.",
     )
     app.state.tracklet = state
+    if shared_root:  # a local data root (tracklet ui): its own model registry file, not the server tables
+        app.state.registry_root = root
     if not shared_root:  # the read routes see the server's artifacts: its registry, its blobs (--artifacts)
         set_artifact_source(app, LocalArtifactSource(root / "artifacts", blobs=state.artifacts.blobs,
                                                      registry=state.artifacts.registry))
@@ -150,7 +152,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_tables, routes_media):
+                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_tables, routes_media,
+                   routes_registry):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tracklet.registry.tables import REGISTRY_TABLES
+
 metadata = sa.MetaData()
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -148,8 +150,12 @@ artifact_aliases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
+# The model registry's tables (migration s0003, server/routes_registry.py) are defined once, in
+# tracklet/registry/tables.py (a data root keeps the same ones in its registry.sqlite), and copied here.
+registry_tables = tuple(table.to_metadata(metadata) for table in REGISTRY_TABLES)
+
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files)
+                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

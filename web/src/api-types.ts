@@ -716,75 +716,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/projects/{project}/artifacts/_chunks/missing": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Which of these chunks does the project lack?
-         * @description Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
-         *     packs. More ids in one request: 400 naming the limit.
-         */
-        post: operations["missing_chunks_api_v1_projects__project__artifacts__chunks_missing_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/projects/{project}/artifacts/_packs/{pack_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        /**
-         * Upload a pack of chunks (each chunk verified)
-         * @description A pack (docs/artifacts.md, "Pack": chunk bytes, an index of blake3 id, offset and length
-         *     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
-         *     chunk's bytes must hash to its id and the index to `pack_id`, else 400 and nothing is kept;
-         *     then the pack is stored whole and its chunks are held by the project. A pack cut short is
-         *     not kept: send it again.
-         */
-        put: operations["put_pack_api_v1_projects__project__artifacts__packs__pack_id__put"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/projects/{project}/artifacts/_files": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Register a large file held as chunks (rebuilt and verified)
-         * @description The file `digest` of `size` bytes is the chunks its `recipe` blob lists (uploaded first, as
-         *     a blob): the server checks the project holds every chunk, rebuilds the file from them (each
-         *     chunk checked against its id) and records it only if it hashes to `digest` (else 400). A
-         *     registered file is held like a blob: commits may name it, and `GET .../_blobs/{digest}`
-         *     serves it (ranged).
-         */
-        post: operations["register_file_api_v1_projects__project__artifacts__files_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/projects/{project}/sweeps": {
         parameters: {
             query?: never;
@@ -929,6 +860,202 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/registries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Registry collections
+         * @description Every collection (of `registry`, if given): type, version count, latest, aliases.
+         */
+        get: operations["list_collections_api_v1_registries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Link an artifact version into a collection
+         * @description Link `project/name:vN` as the collection's next version (or return its link), then give
+         *     it `aliases`. Nothing is copied. Needs `write` on the version's project.
+         */
+        post: operations["link_api_v1_registries__registry__collections__collection__links_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A collection's versions */
+        get: operations["versions_api_v1_registries__registry__collections__collection__versions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{selector}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One version: the link and its artifact
+         * @description The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
+         *     (an `ArtifactVersion`: download its blobs from its project). Needs `read` there.
+         */
+        get: operations["version_api_v1_registries__registry__collections__collection__versions__selector__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/aliases/{alias}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Point an alias at a version
+         * @description Move `alias` to the version `version` names, appending the move to the alias's history.
+         *     A protected alias answers 409 naming the promotion request opened. Needs `write` on the
+         *     project of the version it is to name.
+         */
+        put: operations["set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put"];
+        post?: never;
+        /** Remove an alias */
+        delete: operations["remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every alias move, oldest first */
+        get: operations["history_api_v1_registries__registry__collections__collection__history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{selector}/card": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A version's model card */
+        get: operations["card_api_v1_registries__registry__collections__collection__versions__selector__card_get"];
+        /** Save a model card revision */
+        put: operations["save_card_api_v1_registries__registry__collections__collection__versions__selector__card_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/protections/{alias}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Protect an alias
+         * @description Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
+         *     the collection's latest version.
+         */
+        put: operations["protect_api_v1_registries__registry__collections__collection__protections__alias__put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registry-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Promotion requests */
+        get: operations["requests_api_v1_registry_requests_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registry-requests/{request_id}/reviews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Approve or reject a request
+         * @description Approve or reject promotion request `request_id` (not your own). The approval that completes
+         *     the count moves the alias. Needs `write` on the project of the version it is to name.
+         */
+        post: operations["review_api_v1_registry_requests__request_id__reviews_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -970,6 +1097,58 @@ export interface components {
         AlertsResponse: {
             /** Alerts */
             alerts: components["schemas"]["Alert"][];
+        };
+        /** AliasHistoryResponse */
+        AliasHistoryResponse: {
+            /** Events */
+            events: components["schemas"]["AliasMove"][];
+        };
+        /**
+         * AliasMove
+         * @description One alias move: `from_version` null when the alias was new, `to_version` null when removed.
+         */
+        AliasMove: {
+            /** Id */
+            id: number;
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Alias */
+            alias: string;
+            /** From Version */
+            from_version: number | null;
+            /** To Version */
+            to_version: number | null;
+            /** Actor */
+            actor: string;
+            /** At */
+            at: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Request Id
+             * @description the approved promotion request that moved it
+             */
+            request_id: number | null;
+        };
+        /** AliasMoveResponse */
+        AliasMoveResponse: {
+            /** @description null: the alias named that version already */
+            event: components["schemas"]["AliasMove"] | null;
+        };
+        /** AliasRequest */
+        AliasRequest: {
+            /**
+             * Version
+             * @description `vN`, `latest` or another alias of the collection
+             */
+            version: string;
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
         };
         /**
          * ApiKey
@@ -1244,21 +1423,10 @@ export interface components {
              */
             missing: string[];
         };
-        /** ChunkQuery */
-        ChunkQuery: {
-            /**
-             * Chunks
-             * @description Chunk ids (blake3, 64 lowercase hex digits), at most 1,000
-             */
-            chunks: string[];
-        };
-        /** ChunkQueryResponse */
-        ChunkQueryResponse: {
-            /**
-             * Missing
-             * @description The chunk ids the project does not hold yet: send these in packs
-             */
-            missing: string[];
+        /** CardRequest */
+        CardRequest: {
+            /** Text */
+            text: string;
         };
         /** CommitRequest */
         CommitRequest: {
@@ -1390,34 +1558,6 @@ export interface components {
             /** Files */
             files: components["schemas"]["FileEntry"][];
         };
-        /** FileRequest */
-        FileRequest: {
-            /**
-             * Digest
-             * @description The file's sha256
-             */
-            digest: string;
-            /**
-             * Size
-             * @description The file's size in bytes
-             */
-            size: number;
-            /**
-             * Recipe
-             * @description sha256 of the file's recipe blob (its chunk ids and lengths), uploaded first
-             */
-            recipe: string;
-        };
-        /** FileResponse */
-        FileResponse: {
-            /** Digest */
-            digest: string;
-            /**
-             * Registered
-             * @description False if the project held this file already
-             */
-            registered: boolean;
-        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -1526,6 +1666,39 @@ export interface components {
             name: string;
             /** State */
             state: string;
+        };
+        /** LinkRequest */
+        LinkRequest: {
+            /** Project */
+            project: string;
+            /** Name */
+            name: string;
+            /**
+             * Version
+             * @description N of the project's artifact version vN
+             */
+            version: number;
+            /**
+             * Digest
+             * @description its content digest, checked if given
+             */
+            digest?: string | null;
+            /** Aliases */
+            aliases?: string[];
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
+        };
+        /** LinkResponse */
+        LinkResponse: {
+            link: components["schemas"]["RegistryLink"];
+        };
+        /** LinksResponse */
+        LinksResponse: {
+            /** Links */
+            links: components["schemas"]["RegistryLink"][];
         };
         /** Me */
         Me: {
@@ -1664,6 +1837,30 @@ export interface components {
             /** Keys */
             keys: string[];
         };
+        /** ModelCard */
+        ModelCard: {
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Version */
+            version: number;
+            /** Revision */
+            revision: number;
+            /**
+             * Text
+             * @description Markdown with YAML front matter
+             */
+            text: string;
+            /** Author */
+            author: string;
+            /** Created At */
+            created_at: number;
+        };
+        /** ModelCardResponse */
+        ModelCardResponse: {
+            card: components["schemas"]["ModelCard"] | null;
+        };
         /**
          * NewKeyResponse
          * @description The key itself appears here once and is never shown again.
@@ -1715,6 +1912,75 @@ export interface components {
             /** Projects */
             projects: components["schemas"]["Project"][];
         };
+        /** PromotionRequestModel */
+        PromotionRequestModel: {
+            /** Id */
+            id: number;
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Alias */
+            alias: string;
+            /** To Version */
+            to_version: number;
+            /** From Version */
+            from_version: number | null;
+            /** Requester */
+            requester: string;
+            /** Reason */
+            reason: string;
+            /**
+             * State
+             * @description pending, approved, rejected or superseded
+             */
+            state: string;
+            /** Created At */
+            created_at: number;
+            /** Decided At */
+            decided_at: number | null;
+            /** Approvals Required */
+            approvals_required: number;
+            /** Reviews */
+            reviews: components["schemas"]["PromotionReview"][];
+        };
+        /** PromotionRequestResponse */
+        PromotionRequestResponse: {
+            request: components["schemas"]["PromotionRequestModel"];
+        };
+        /** PromotionRequestsResponse */
+        PromotionRequestsResponse: {
+            /** Requests */
+            requests: components["schemas"]["PromotionRequestModel"][];
+        };
+        /** PromotionReview */
+        PromotionReview: {
+            /** Request Id */
+            request_id: number;
+            /** Reviewer */
+            reviewer: string;
+            /** Decision */
+            decision: string;
+            /** Comment */
+            comment: string;
+            /** At */
+            at: number;
+        };
+        /** ProtectRequest */
+        ProtectRequest: {
+            /**
+             * Approvals
+             * @description approvals a move needs; 0 lifts the protection
+             */
+            approvals: number;
+        };
+        /** ProtectionResponse */
+        ProtectionResponse: {
+            /** Alias */
+            alias: string;
+            /** Approvals */
+            approvals: number;
+        };
         /** PutBlobResponse */
         PutBlobResponse: {
             /** Digest */
@@ -1741,23 +2007,88 @@ export interface components {
              */
             written: boolean;
         };
-        /** PutPackResponse */
-        PutPackResponse: {
+        /** RegistryCollection */
+        RegistryCollection: {
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Type */
+            type: string;
+            /** Versions */
+            versions: number;
+            /** Latest */
+            latest: string;
             /**
-             * Pack
-             * @description The pack's id (blake3 of its index and footer)
+             * Aliases
+             * @description alias -> `vN`
              */
-            pack: string;
+            aliases: {
+                [key: string]: string;
+            };
+        };
+        /** RegistryCollectionsResponse */
+        RegistryCollectionsResponse: {
+            /** Collections */
+            collections: components["schemas"]["RegistryCollection"][];
+        };
+        /**
+         * RegistryLink
+         * @description One version of a registry collection: a link to an artifact version (nothing copied).
+         */
+        RegistryLink: {
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
             /**
-             * Chunks
-             * @description Chunks the pack holds, each checked against its id
+             * Version
+             * @description N of the collection's vN
              */
-            chunks: number;
+            version: number;
+            /** Source Project */
+            source_project: string;
+            /** Source Name */
+            source_name: string;
             /**
-             * Size
-             * @description Bytes received
+             * Source Version
+             * @description N of the artifact's vN in its project
              */
-            size: number;
+            source_version: number;
+            /** Source Digest */
+            source_digest: string;
+            /** Linked At */
+            linked_at: number;
+            /** Linked By */
+            linked_by: string;
+            /** Type */
+            type: string;
+            /**
+             * Aliases
+             * @description `vN`, `latest` if it is the latest, then custom aliases
+             */
+            aliases: string[];
+            /**
+             * Requests
+             * @description promotion requests this link opened (protected aliases)
+             */
+            requests: number[];
+            /**
+             * Path
+             * @description `registry/collection:vN`
+             */
+            path: string;
+            /**
+             * Source
+             * @description `project/name:vN` of the artifact version
+             */
+            source: string;
+        };
+        /** RegistryVersionResponse */
+        RegistryVersionResponse: {
+            link: components["schemas"]["RegistryLink"];
+            /** @description the linked artifact version: its blobs are its project's */
+            version: components["schemas"]["ArtifactVersion"];
         };
         /** RejectedBlob */
         RejectedBlob: {
@@ -1765,6 +2096,16 @@ export interface components {
             digest: string;
             /** Detail */
             detail: string;
+        };
+        /** ReviewRequest */
+        ReviewRequest: {
+            /** Decision */
+            decision: string;
+            /**
+             * Comment
+             * @default
+             */
+            comment: string;
         };
         /** RoleRequest */
         RoleRequest: {
@@ -5128,212 +5469,6 @@ export interface operations {
             };
         };
     };
-    missing_chunks_api_v1_projects__project__artifacts__chunks_missing_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ChunkQuery"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ChunkQueryResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    put_pack_api_v1_projects__project__artifacts__packs__pack_id__put: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-                pack_id: string;
-            };
-            cookie?: never;
-        };
-        /** @description The blob's bytes (or one part's), uncompressed. */
-        requestBody: {
-            content: {
-                "application/octet-stream": string;
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PutPackResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Request body too large (on the wire or decompressed) */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Unsupported Content-Encoding */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    register_file_api_v1_projects__project__artifacts__files_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["FileRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FileResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
     list_sweeps_api_v1_projects__project__sweeps_get: {
         parameters: {
             query?: never;
@@ -5821,6 +5956,961 @@ export interface operations {
             };
             /** @description No such project, run, file, user or key */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_collections_api_v1_registries_get: {
+        parameters: {
+            query?: {
+                registry?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryCollectionsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    link_api_v1_registries__registry__collections__collection__links_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    versions_api_v1_registries__registry__collections__collection__versions_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinksResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    version_api_v1_registries__registry__collections__collection__versions__selector__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryVersionResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AliasRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AliasMoveResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete: {
+        parameters: {
+            query?: {
+                reason?: string;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AliasMoveResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    history_api_v1_registries__registry__collections__collection__history_get: {
+        parameters: {
+            query?: {
+                alias?: string | null;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AliasHistoryResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    card_api_v1_registries__registry__collections__collection__versions__selector__card_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelCardResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    save_card_api_v1_registries__registry__collections__collection__versions__selector__card_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CardRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelCardResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    protect_api_v1_registries__registry__collections__collection__protections__alias__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProtectRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProtectionResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    requests_api_v1_registry_requests_get: {
+        parameters: {
+            query?: {
+                registry?: string | null;
+                state?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionRequestsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    review_api_v1_registry_requests__request_id__reviews_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                request_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReviewRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionRequestResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -98,6 +98,10 @@ def log_model(path: Any, name: str | None = None, aliases: Any = None) -> Any:
     return _run_for("wandb.log_model").log_model(path, name, aliases)
 
 
+def link_model(path: Any, registered_model_name: str, name: str | None = None, aliases: Any = None) -> Any:
+    return _run_for("wandb.link_model").link_model(path, registered_model_name, name, aliases)
+
+
 def use_model(name: str) -> str:
     return _run_for("wandb.use_model").use_model(name)
 
@@ -181,7 +185,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AlertLevel", "Api", "Artifact", "Audio", "Error", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D",
     "Plotly", "Run", "Settings", "Table", "Video", "__version__", "agent", "alert", "controller", "define_metric",
-    "errors", "finish", "init", "log", "log_artifact", "log_model", "login", "mark_preempting", "plot", "require",
+    "errors", "finish", "init", "link_model", "log", "log_artifact", "log_model", "login", "mark_preempting", "plot", "require",
     "restore", "save", "sdk", "setup", "sweep", "teardown", "termerror", "termlog", "termwarn", "unwatch",
     "use_artifact", "use_model", "util", "wandb_run", "watch",
 ]

@@ -234,7 +234,9 @@ class Artifact(_TrackletArtifact, WBValue):
         if isinstance(artifact, cls) or artifact.state != "committed":
             return artifact  # type: ignore[return-value]
         assert artifact._store is not None
-        return cls._from_version(artifact._store, artifact._info)  # type: ignore[return-value]
+        wrapped = cls._from_version(artifact._store, artifact._info)
+        wrapped._link = artifact._link  # read through a registry collection: its version and aliases
+        return wrapped  # type: ignore[return-value]
 
 
 class _PlotValue(WBValue):

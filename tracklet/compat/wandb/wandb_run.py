@@ -488,11 +488,22 @@ class Run:
         listed = os.listdir(path)
         return os.path.join(path, listed[0]) if len(listed) == 1 else path
 
-    def link_model(self, *args: Any, **kwargs: Any) -> None:
-        not_supported("run.link_model()", "nothing is linked (tracklet has no model registry yet)")
+    def link_artifact(self, artifact: Any, target_path: str, aliases: Any = None) -> Any:
+        """Link a logged artifact version into a registry collection (``"wandb-registry-model/
+        name"``, ``"model-registry/name"``, tracklet's ``"registry/collection"``; an entity in
+        front is ignored) without copying it (docs/registry.md). Waits until the version is
+        stored. W&B returns None; this returns the linked version."""
+        linked = self._run.link_artifact(artifact, _registry_target(target_path), aliases=_alias_list(aliases))
+        return data_types.Artifact._wrap(linked)
 
-    def link_artifact(self, *args: Any, **kwargs: Any) -> None:
-        not_supported("run.link_artifact()", "nothing is linked (tracklet has no model registry yet)")
+    def link_model(self, path: Any, registered_model_name: str, name: str | None = None,
+                   aliases: Any = None) -> Any:
+        """Log ``path`` as a ``model`` artifact (default name ``run-<id>-<base name>``) and link
+        it to ``registered_model_name`` (a collection of the ``model`` registry, or a registry
+        path). W&B returns None; this returns the linked version."""
+        artifact = self.log_model(path, name=name)
+        target = registered_model_name if "/" in str(registered_model_name) else f"model/{registered_model_name}"
+        return self.link_artifact(artifact, target, aliases=aliases)
 
     # ---------------------------------------------------------------- accepted, not recorded
 
@@ -534,6 +545,13 @@ class RunDisabled(Run):
 
 
 __all__ = ["Metric", "Run", "RunDisabled"]
+
+
+def _registry_target(target_path: str) -> str:
+    """W&B's ``entity/project/collection`` link target without its entity (a tracklet registry
+    has none): ``registry/collection``."""
+    parts = str(target_path).split("/")
+    return "/".join(parts[-2:]) if len(parts) == 3 else str(target_path)
 
 
 def _alias_list(aliases: Any) -> list[str]:

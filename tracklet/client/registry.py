@@ -1,0 +1,93 @@
+"""The model registry's HTTP calls (``/api/v1/registries/...``, ``server/routes_registry.py``):
+JSON in, JSON out. ``tracklet.registry.remote`` turns the answers into links and artifacts.
+
+A refusal maps to tracklet's errors: 404 ``ArtifactNotFound``, 409 ``PromotionRequired`` (a
+protected alias: the request that was opened is in the detail), 400 ``RegistryError``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from tracklet.client.http import HttpClient, response_detail
+from tracklet.errors import ArtifactNotFound, PromotionRequired, RegistryError
+
+
+class RegistryClient:
+    """Registry requests to one server, through its ``HttpClient``."""
+
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+
+    @staticmethod
+    def _collection(registry: str, collection: str) -> str:
+        return f"/api/v1/registries/{quote(registry, safe='')}/collections/{quote(collection, safe='')}"
+
+    def _answer(self, response: Any, what: str) -> Any:
+        if response.status_code == 200:
+            return response.json()
+        detail = response_detail(response)
+        if response.status_code == 404:
+            raise ArtifactNotFound(detail)
+        if response.status_code == 409:
+            found = re.search(r"request #(\d+)", detail)
+            raise PromotionRequired(detail, int(found.group(1)) if found else None)
+        if response.status_code == 400:
+            raise RegistryError(detail)
+        raise self.http.refusal(response, what=what)
+
+    def _call(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
+        return self._answer(self.http.request(method, url, **kwargs), what)
+
+    def link(self, registry: str, collection: str, document: dict[str, Any]) -> dict[str, Any]:
+        """Link a version (``project``, ``name``, ``version``, ``digest``, ``aliases``, ``reason``)."""
+        return self._call("POST", f"{self._collection(registry, collection)}/links", f"linking to {registry}/{collection}",
+                          json=document)
+
+    def version(self, registry: str, collection: str, selector: str) -> dict[str, Any]:
+        """``{"link": ..., "version": <the source ArtifactVersion>}``."""
+        return self._call("GET", f"{self._collection(registry, collection)}/versions/{quote(selector, safe='')}",
+                          f"reading {registry}/{collection}:{selector}")
+
+    def versions(self, registry: str, collection: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"{self._collection(registry, collection)}/versions",
+                          f"listing {registry}/{collection}")["links"]
+
+    def collections(self, registry: str | None = None) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/v1/registries", "listing registries",
+                          params={"registry": registry} if registry else {})["collections"]
+
+    def set_alias(self, registry: str, collection: str, alias: str, selector: str | None,
+                  reason: str | None = None) -> dict[str, Any]:
+        """Move ``alias`` to ``selector`` (None: remove it); ``{"event": ... or null}``."""
+        url = f"{self._collection(registry, collection)}/aliases/{quote(alias, safe='')}"
+        if selector is None:
+            return self._call("DELETE", url, f"removing alias {alias}", params={"reason": reason or ""})
+        return self._call("PUT", url, f"moving alias {alias}", json={"version": selector, "reason": reason or ""})
+
+    def history(self, registry: str, collection: str, alias: str | None = None) -> list[dict[str, Any]]:
+        params = {"alias": alias} if alias else {}
+        return self._call("GET", f"{self._collection(registry, collection)}/history", "reading alias history",
+                          params=params)["events"]
+
+    def card(self, registry: str, collection: str, selector: str) -> dict[str, Any]:
+        return self._call("GET", f"{self._collection(registry, collection)}/versions/{quote(selector, safe='')}/card",
+                          "reading a model card")
+
+    def save_card(self, registry: str, collection: str, selector: str, text: str) -> dict[str, Any]:
+        return self._call("PUT", f"{self._collection(registry, collection)}/versions/{quote(selector, safe='')}/card",
+                          "saving a model card", json={"text": text})
+
+    def protect(self, registry: str, collection: str, alias: str, approvals: int) -> dict[str, Any]:
+        return self._call("PUT", f"{self._collection(registry, collection)}/protections/{quote(alias, safe='')}",
+                          "protecting an alias", json={"approvals": approvals})
+
+    def requests(self, registry: str | None = None, state: str | None = "pending") -> list[dict[str, Any]]:
+        params = {key: value for key, value in (("registry", registry), ("state", state)) if value}
+        return self._call("GET", "/api/v1/registry-requests", "listing promotion requests", params=params)["requests"]
+
+    def review(self, request_id: int, decision: str, comment: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/api/v1/registry-requests/{int(request_id)}/reviews", "reviewing a request",
+                          json={"decision": decision, "comment": comment or ""})

@@ -1,0 +1,77 @@
+"""``RemoteRegistry``: a tracking server's model registry, with ``ModelRegistry``'s calls (what
+``tracklet.Api(base_url=...)``, an online run's ``link_artifact`` and ``tracklet registry --url``
+use). Requests go through ``tracklet.client.registry``; the server applies the same rules in its
+own database (``server/routes_registry.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracklet.artifacts.names import LATEST
+from tracklet.client.registry import RegistryClient
+from tracklet.registry.sql import AliasEvent, Card, Link, PromotionRequest
+
+
+def link_of(document: dict[str, Any]) -> Link:
+    fields = {key: document[key] for key in Link.__dataclass_fields__ if key in document}
+    return Link(**fields)
+
+
+class RemoteRegistry:
+    """The registry of the server ``client`` talks to."""
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+
+    def link(self, registry: str, collection: str, source: Any, aliases: list[str] | tuple[str, ...] = (), *,
+             actor: str | None = None, reason: str | None = None) -> Link:
+        """Link the server's version ``source`` (project, name, version, digest); ``actor`` is the
+        key's user on a server, whatever is passed."""
+        return link_of(self.client.link(registry, collection, {
+            "project": source.project, "name": source.name, "version": source.version, "digest": source.digest,
+            "aliases": list(aliases), "reason": reason or ""})["link"])
+
+    def resolve_document(self, registry: str, collection: str, selector: str = LATEST) -> dict[str, Any]:
+        return self.client.version(registry, collection, selector)
+
+    def resolve(self, registry: str, collection: str, selector: str = LATEST) -> Link:
+        return link_of(self.client.version(registry, collection, selector)["link"])
+
+    def versions(self, registry: str, collection: str, **_: Any) -> list[Link]:
+        return [link_of(document) for document in self.client.versions(registry, collection)]
+
+    def collections(self, registry: str | None = None) -> list[dict[str, Any]]:
+        return self.client.collections(registry)
+
+    def set_alias(self, registry: str, collection: str, alias: str, selector: str, *, actor: str | None = None,
+                  reason: str | None = None) -> AliasEvent | None:
+        event = self.client.set_alias(registry, collection, alias, selector, reason)["event"]
+        return AliasEvent(**event) if event else None
+
+    def remove_alias(self, registry: str, collection: str, alias: str, *, actor: str | None = None,
+                     reason: str | None = None) -> AliasEvent | None:
+        event = self.client.set_alias(registry, collection, alias, None, reason)["event"]
+        return AliasEvent(**event) if event else None
+
+    def history(self, registry: str, collection: str, alias: str | None = None, **_: Any) -> list[AliasEvent]:
+        return [AliasEvent(**event) for event in self.client.history(registry, collection, alias)]
+
+    def card(self, registry: str, collection: str, version: int, revision: int | None = None) -> Card | None:
+        document = self.client.card(registry, collection, f"v{version}")["card"]
+        return Card(**document) if document else None
+
+    def save_card(self, registry: str, collection: str, version: int, text: str, *,
+                  author: str | None = None) -> Card:
+        return Card(**self.client.save_card(registry, collection, f"v{version}", text)["card"])
+
+    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1) -> None:
+        self.client.protect(registry, collection, alias, approvals)
+
+    def requests(self, registry: str | None = None, collection: str | None = None, *,
+                 state: str | None = "pending") -> list[PromotionRequest]:
+        found = [PromotionRequest(**document) for document in self.client.requests(registry, state)]
+        return [request for request in found if collection is None or request.collection == collection]
+
+    def review(self, request_id: int, decision: str, *, reviewer: str | None = None,
+               comment: str | None = None) -> PromotionRequest:
+        return PromotionRequest(**self.client.review(request_id, decision, comment)["request"])

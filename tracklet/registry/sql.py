@@ -1,0 +1,585 @@
+"""``ModelRegistry``: registries, collections, links, aliases with their history, model cards and
+promotion requests, in SQL (``tables.py``): a local ``registry.sqlite`` or a server's database.
+
+Rules:
+
+- a collection's versions are links to artifact versions (no bytes are copied), numbered from 0;
+  linking a version the collection already links returns that link; a collection keeps one type;
+- ``latest`` is the highest version; ``vN`` names version N; a custom alias names one version of
+  its collection at a time;
+- every alias move (added, moved, removed) appends one event (actor, time, from -> to, reason);
+- a protected alias (``protect``) moves only through a promotion request approved by as many
+  reviewers as it requires, none of them the requester; approving the last needed approval moves
+  the alias and supersedes the alias's other pending requests, so of two concurrent promotions
+  exactly one wins.
+
+Every change starts by writing the collection's row (``_hold``): on PostgreSQL that row lock
+serializes the writers of one collection (links, moves, reviews), on SQLite the database's write
+lock does (and a process-wide lock keeps one process's threads from contending for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
+from tracklet.errors import ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.registry.refs import check_registry_name
+from tracklet.registry.tables import (registry_alias_events, registry_aliases, registry_cards, registry_collections,
+                                      registry_links, registry_protections, registry_requests, registry_reviews)
+
+MAX_CARD_CHARS = 1 << 20  # a model card is Markdown for people: 1 MiB is plenty
+MAX_REASON_CHARS = 4096
+MAX_HISTORY = 10_000  # events returned by one history call at most
+
+
+@dataclasses.dataclass
+class Link:
+    """One version of a registry collection: a link to an artifact version."""
+
+    registry: str
+    collection: str
+    version: int
+    source_project: str
+    source_name: str
+    source_version: int
+    source_digest: str
+    linked_at: float
+    linked_by: str
+    type: str = ""
+    aliases: list[str] = dataclasses.field(default_factory=list)  # vN, latest, then custom ones
+    requests: list[int] = dataclasses.field(default_factory=list)  # promotion requests a link opened
+
+    @property
+    def path(self) -> str:
+        return f"{self.registry}/{self.collection}:v{self.version}"
+
+    @property
+    def source(self) -> str:
+        return f"{self.source_project}/{self.source_name}:v{self.source_version}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "path": self.path, "source": self.source}
+
+
+@dataclasses.dataclass
+class AliasEvent:
+    """One alias move: ``from_version`` None when the alias was new, ``to_version`` None when removed."""
+
+    id: int
+    registry: str
+    collection: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    at: float
+    reason: str
+    request_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        def name(number: int | None) -> str:
+            return "-" if number is None else f"v{number}"
+
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.at))
+        return (f"{when} UTC  {self.alias}: {name(self.from_version)} -> {name(self.to_version)}  by {self.actor}"
+                + (f"  ({self.reason})" if self.reason else ""))
+
+
+@dataclasses.dataclass
+class Card:
+    registry: str
+    collection: str
+    version: int
+    revision: int
+    text: str
+    author: str
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class PromotionRequest:
+    id: int
+    registry: str
+    collection: str
+    alias: str
+    to_version: int
+    from_version: int | None
+    requester: str
+    reason: str
+    state: str
+    created_at: float
+    decided_at: float | None
+    approvals_required: int = 1
+    reviews: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _reason(reason: str | None) -> str:
+    text = str(reason or "")
+    if len(text) > MAX_REASON_CHARS:
+        raise RegistryError(f"a reason or comment may have at most {MAX_REASON_CHARS} characters; got {len(text)}")
+    return text.replace("\0", "\ufffd")
+
+
+def _actor(actor: str | None) -> str:
+    return (str(actor or "unknown")[:300]).replace("\0", "\ufffd")
+
+
+class ModelRegistry:
+    """The registry in the database at ``engine`` (its tables must exist: ``local.open_registry``
+    creates them for a data root, the server's migration for a server)."""
+
+    def __init__(self, engine: sa.Engine, on_event: Callable[[sa.Connection, str, dict[str, Any]], None] | None = None
+                 ) -> None:
+        """``on_event(connection, kind, payload)`` is called inside the transaction of each change
+        (``alias.moved``, ``version.linked``, ``promotion.requested``, ``promotion.decided``), so
+        what it writes (a server's audit event, an automation's outbox row) commits with the change
+        or not at all."""
+        self.engine = engine
+        self.on_event = on_event
+        self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def _emit(self, connection: sa.Connection, kind: str, payload: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(connection, kind, payload)
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        if self._lock is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._lock, self.engine.begin() as connection:
+            yield connection
+
+    @staticmethod
+    def _key(table: sa.Table, registry: str, collection: str) -> Any:
+        return sa.and_(table.c.registry == registry, table.c.collection == collection)
+
+    def _hold(self, connection: sa.Connection, registry: str, collection: str, *, type: str | None = None) -> Any:
+        """Lock the collection's row for the rest of the transaction and return it; with ``type``
+        the collection is created if it doesn't exist. ``ArtifactNotFound`` if it doesn't."""
+        now = time.time()
+        updated = connection.execute(registry_collections.update().where(
+            self._key(registry_collections, registry, collection)).values(updated_at=now)).rowcount
+        if not updated:
+            if type is None:
+                raise ArtifactNotFound(f"no registry collection {registry}/{collection} (nothing was linked to it)")
+            connection.execute(registry_collections.insert().values(
+                registry=registry, collection=collection, type=type, next_version=0, created_at=now, updated_at=now))
+        return connection.execute(sa.select(registry_collections).where(
+            self._key(registry_collections, registry, collection))).one()
+
+    # ------------------------------------------------------------ reading
+
+    def _aliases_of(self, connection: sa.Connection, registry: str, collection: str, version: int,
+                    latest: int) -> list[str]:
+        names = sorted(connection.execute(sa.select(registry_aliases.c.alias).where(
+            self._key(registry_aliases, registry, collection), registry_aliases.c.version == version)).scalars())
+        return [f"v{version}", *([LATEST] if version == latest else []), *names]
+
+    def _latest(self, connection: sa.Connection, registry: str, collection: str) -> int | None:
+        return connection.execute(sa.select(sa.func.max(registry_links.c.version)).where(
+            self._key(registry_links, registry, collection))).scalar()
+
+    def _link(self, connection: sa.Connection, row: Any, latest: int, type: str = "") -> Link:
+        return Link(registry=row.registry, collection=row.collection, version=row.version,
+                    source_project=row.source_project, source_name=row.source_name,
+                    source_version=row.source_version, source_digest=row.source_digest, linked_at=row.linked_at,
+                    linked_by=row.linked_by, type=type,
+                    aliases=self._aliases_of(connection, row.registry, row.collection, row.version, latest))
+
+    def _number(self, connection: sa.Connection, registry: str, collection: str, selector: str) -> tuple[int, int]:
+        """(the version ``selector`` names, the latest version)."""
+        latest = self._latest(connection, registry, collection)
+        if latest is None:
+            raise ArtifactNotFound(f"no registry collection {registry}/{collection} (nothing was linked to it)")
+        if selector == LATEST:
+            return latest, latest
+        number = version_number(selector)
+        if number is None:
+            number = connection.execute(sa.select(registry_aliases.c.version).where(
+                self._key(registry_aliases, registry, collection), registry_aliases.c.alias == selector)).scalar()
+            if number is None:
+                known = connection.execute(sa.select(registry_aliases.c.alias).where(
+                    self._key(registry_aliases, registry, collection)).order_by(registry_aliases.c.alias)
+                    .limit(20)).scalars()
+                raise ArtifactNotFound(f"registry collection {registry}/{collection} has no alias {selector!r} "
+                                       f"(aliases: {', '.join(['latest', *known])})")
+        return number, latest
+
+    def resolve(self, registry: str, collection: str, selector: str = LATEST) -> Link:
+        """The link ``selector`` (``latest``, ``vN``, an alias) names; ``ArtifactNotFound`` if none.
+        Two indexed queries when it exists (the link with its collection's type and latest version;
+        its aliases): what serving ``models:/name@production`` costs."""
+        with self.engine.connect() as connection:
+            latest_query = sa.select(sa.func.max(registry_links.c.version)).where(
+                self._key(registry_links, registry, collection)).scalar_subquery()
+            number = version_number(selector)
+            wanted: Any = (latest_query if selector == LATEST else sa.literal(number) if number is not None else
+                           sa.select(registry_aliases.c.version).where(
+                               self._key(registry_aliases, registry, collection),
+                               registry_aliases.c.alias == selector).scalar_subquery())
+            found = connection.execute(
+                sa.select(registry_links, registry_collections.c.type.label("collection_type"),
+                          latest_query.label("latest"))
+                .join(registry_collections, sa.and_(registry_collections.c.registry == registry_links.c.registry,
+                                                    registry_collections.c.collection == registry_links.c.collection))
+                .where(self._key(registry_links, registry, collection), registry_links.c.version == wanted)).first()
+            if found is not None:
+                return self._link(connection, found, found.latest, found.collection_type)
+            # Not there: say precisely what is missing.
+            number, latest = self._number(connection, registry, collection, selector)
+            row = connection.execute(sa.select(registry_links).where(
+                self._key(registry_links, registry, collection), registry_links.c.version == number)).first()
+            if row is None:
+                raise ArtifactNotFound(f"registry collection {registry}/{collection} has no version v{number}")
+            return self._link(connection, row, latest, self._type(connection, registry, collection))
+
+    def _type(self, connection: sa.Connection, registry: str, collection: str) -> str:
+        return connection.execute(sa.select(registry_collections.c.type).where(
+            self._key(registry_collections, registry, collection))).scalar() or ""
+
+    def has_collection(self, registry: str, collection: str) -> bool:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(registry_collections.c.collection).where(
+                self._key(registry_collections, registry, collection))).first() is not None
+
+    def versions(self, registry: str, collection: str, *, limit: int | None = None, offset: int = 0) -> list[Link]:
+        """The collection's versions, oldest first."""
+        with self.engine.connect() as connection:
+            latest = self._latest(connection, registry, collection)
+            if latest is None:
+                raise ArtifactNotFound(f"no registry collection {registry}/{collection} (nothing was linked to it)")
+            type = self._type(connection, registry, collection)
+            aliases: dict[int, list[str]] = {}
+            for alias, version in connection.execute(sa.select(registry_aliases.c.alias, registry_aliases.c.version)
+                                                     .where(self._key(registry_aliases, registry, collection))):
+                aliases.setdefault(version, []).append(alias)
+            rows = connection.execute(sa.select(registry_links).where(self._key(registry_links, registry, collection))
+                                      .order_by(registry_links.c.version).limit(limit).offset(offset)).all()
+        return [Link(registry=row.registry, collection=row.collection, version=row.version,
+                     source_project=row.source_project, source_name=row.source_name,
+                     source_version=row.source_version, source_digest=row.source_digest, linked_at=row.linked_at,
+                     linked_by=row.linked_by, type=type,
+                     aliases=[f"v{row.version}", *([LATEST] if row.version == latest else []),
+                              *sorted(aliases.get(row.version, []))]) for row in rows]
+
+    def collections(self, registry: str | None = None) -> list[dict[str, Any]]:
+        """Collections (of one registry, or all): ``registry``, ``collection``, ``type``,
+        ``versions`` (how many), ``latest`` (``vN``) and ``aliases`` ({alias: vN})."""
+        with self.engine.connect() as connection:
+            counts = sa.select(registry_links.c.registry, registry_links.c.collection,
+                               sa.func.count().label("versions"), sa.func.max(registry_links.c.version).label("latest")
+                               ).group_by(registry_links.c.registry, registry_links.c.collection).subquery()
+            query = sa.select(registry_collections.c.registry, registry_collections.c.collection,
+                              registry_collections.c.type, counts.c.versions, counts.c.latest).join(
+                counts, sa.and_(counts.c.registry == registry_collections.c.registry,
+                                counts.c.collection == registry_collections.c.collection))
+            if registry is not None:
+                query = query.where(registry_collections.c.registry == registry)
+            rows = connection.execute(query.order_by(registry_collections.c.registry,
+                                                     registry_collections.c.collection)).all()
+            aliases: dict[tuple[str, str], dict[str, str]] = {}
+            alias_query = sa.select(registry_aliases)
+            if registry is not None:
+                alias_query = alias_query.where(registry_aliases.c.registry == registry)
+            for row in connection.execute(alias_query.order_by(registry_aliases.c.alias)):
+                aliases.setdefault((row.registry, row.collection), {})[row.alias] = f"v{row.version}"
+        return [{"registry": row.registry, "collection": row.collection, "type": row.type, "versions": row.versions,
+                 "latest": f"v{row.latest}", "aliases": aliases.get((row.registry, row.collection), {})}
+                for row in rows]
+
+    def links_to(self, project: str, name: str, version: int) -> list[Link]:
+        """Every registry version that links artifact version ``project/name:v<version>``."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(registry_links).where(
+                registry_links.c.source_project == project, registry_links.c.source_name == name,
+                registry_links.c.source_version == version)).all()
+            return [self._link(connection, row, self._latest(connection, row.registry, row.collection) or 0)
+                    for row in rows]
+
+    def history(self, registry: str, collection: str, alias: str | None = None, *,
+                limit: int = MAX_HISTORY) -> list[AliasEvent]:
+        """Every alias move of the collection (of ``alias`` only, if given), oldest first."""
+        with self.engine.connect() as connection:
+            if not connection.execute(sa.select(registry_collections.c.collection).where(
+                    self._key(registry_collections, registry, collection))).first():
+                raise ArtifactNotFound(f"no registry collection {registry}/{collection} (nothing was linked to it)")
+            query = sa.select(registry_alias_events).where(self._key(registry_alias_events, registry, collection))
+            if alias is not None:
+                query = query.where(registry_alias_events.c.alias == alias)
+            rows = connection.execute(query.order_by(registry_alias_events.c.id).limit(limit)).all()
+        return [AliasEvent(**row._asdict()) for row in rows]
+
+    # ------------------------------------------------------------ writing
+
+    def link(self, registry: str, collection: str, source: Any, aliases: list[str] | tuple[str, ...] = (), *,
+             actor: str | None = None, reason: str | None = None) -> Link:
+        """Link artifact version ``source`` (a ``VersionInfo``: project, name, version, digest,
+        type) into ``registry/collection`` as its next version, or return the link it has, then
+        give it ``aliases``. A protected alias is not moved: a promotion request is opened
+        (``Link.requests``)."""
+        registry, collection = check_registry_name(registry), check_artifact_name(collection)
+        custom = [check_alias(alias) for alias in dict.fromkeys(aliases) if alias != LATEST]
+        actor, why = _actor(actor), _reason(reason)
+        with self._write() as connection:
+            held = self._hold(connection, registry, collection, type=source.type)
+            if held.type != source.type:
+                raise RegistryError(f"registry collection {registry}/{collection} holds versions of type "
+                                    f"{held.type!r}; {source.project}/{source.name}:v{source.version} is a "
+                                    f"{source.type!r}")
+            row = connection.execute(sa.select(registry_links).where(
+                self._key(registry_links, registry, collection), registry_links.c.source_project == source.project,
+                registry_links.c.source_name == source.name,
+                registry_links.c.source_version == source.version)).first()
+            if row is None:
+                number = held.next_version
+                connection.execute(registry_links.insert().values(
+                    registry=registry, collection=collection, version=number, source_project=source.project,
+                    source_name=source.name, source_version=source.version, source_digest=source.digest,
+                    linked_at=time.time(), linked_by=actor))
+                connection.execute(registry_collections.update().where(
+                    self._key(registry_collections, registry, collection)).values(next_version=number + 1))
+                # events: version.linked
+                self._emit(connection, "version.linked", {
+                    "registry": registry, "collection": collection, "version": number, "actor": actor,
+                    "source": f"{source.project}/{source.name}:v{source.version}", "digest": source.digest})
+            else:
+                number = row.version
+            requests = []
+            for alias in custom:
+                outcome = self._move(connection, registry, collection, alias, number, actor, why)
+                if isinstance(outcome, int):
+                    requests.append(outcome)
+            row = connection.execute(sa.select(registry_links).where(
+                self._key(registry_links, registry, collection), registry_links.c.version == number)).one()
+            link = self._link(connection, row, self._latest(connection, registry, collection) or 0, held.type)
+        link.requests = requests
+        return link
+
+    def _move(self, connection: sa.Connection, registry: str, collection: str, alias: str, version: int | None,
+              actor: str, reason: str, *, request_id: int | None = None) -> AliasEvent | int | None:
+        """Point ``alias`` at ``version`` (None: remove it), appending the event; None if it
+        already did. A protected alias (without an approved ``request_id``) is not moved: a
+        promotion request is opened and its id returned. The collection is held."""
+        current = connection.execute(sa.select(registry_aliases.c.version).where(
+            self._key(registry_aliases, registry, collection), registry_aliases.c.alias == alias)).scalar()
+        if current == version:
+            return None
+        if request_id is None:
+            needed = connection.execute(sa.select(registry_protections.c.approvals).where(
+                self._key(registry_protections, registry, collection), registry_protections.c.alias == alias)).scalar()
+            if needed:
+                if version is None:
+                    raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: it can't be "
+                                            "removed (unprotect it first)")
+                request_id = connection.execute(registry_requests.insert().values(
+                    registry=registry, collection=collection, alias=alias, to_version=version, from_version=current,
+                    requester=actor, reason=reason, state="pending", created_at=time.time())
+                    .returning(registry_requests.c.id)).scalar_one()
+                # events: promotion.requested
+                self._emit(connection, "promotion.requested", {
+                    "id": request_id, "registry": registry, "collection": collection, "alias": alias,
+                    "from_version": current, "to_version": version, "actor": actor, "reason": reason})
+                return int(request_id)
+        where = sa.and_(self._key(registry_aliases, registry, collection), registry_aliases.c.alias == alias)
+        if version is None:
+            connection.execute(registry_aliases.delete().where(where))
+        elif current is None:
+            connection.execute(registry_aliases.insert().values(registry=registry, collection=collection, alias=alias,
+                                                                version=version))
+        else:
+            connection.execute(registry_aliases.update().where(where).values(version=version))
+        event: dict[str, Any] = {"registry": registry, "collection": collection, "alias": alias, "from_version": current,
+                 "to_version": version, "actor": actor, "at": time.time(), "reason": reason, "request_id": request_id}
+        event_id = connection.execute(registry_alias_events.insert().values(**event)
+                                      .returning(registry_alias_events.c.id)).scalar_one()
+        # events: alias.moved -- the server passes on_event (server/events.emit) to ModelRegistry
+        self._emit(connection, "alias.moved", {"id": event_id, **event})
+        return AliasEvent(id=event_id, **event)
+
+    def set_alias(self, registry: str, collection: str, alias: str, selector: str, *, actor: str | None = None,
+                  reason: str | None = None) -> AliasEvent | None:
+        """Point ``alias`` at the version ``selector`` names (moving it from another version);
+        the event appended, or None if it named that version already. A protected alias raises
+        ``PromotionRequired`` naming the promotion request it opened."""
+        alias = check_alias(alias)
+        actor, why = _actor(actor), _reason(reason)
+        request_id = None
+        with self._write() as connection:
+            self._hold(connection, registry, collection)
+            number, _ = self._number(connection, registry, collection, selector)
+            if connection.execute(sa.select(registry_links.c.version).where(
+                    self._key(registry_links, registry, collection), registry_links.c.version == number)).first() is None:
+                raise ArtifactNotFound(f"registry collection {registry}/{collection} has no version v{number}")
+            outcome = self._move(connection, registry, collection, alias, number, actor, why)
+            if isinstance(outcome, int):
+                request_id = outcome
+        if request_id is not None:
+            raise PromotionRequired(f"alias {alias!r} of {registry}/{collection} is protected: promotion request "
+                                    f"#{request_id} (to v{number}) waits for approval by someone else "
+                                    f"(`tracklet registry approve {request_id}`)", request_id)
+        return outcome if isinstance(outcome, AliasEvent) else None
+
+    def remove_alias(self, registry: str, collection: str, alias: str, *, actor: str | None = None,
+                     reason: str | None = None) -> AliasEvent | None:
+        """Remove ``alias`` from the collection (the event, or None if it had no such alias)."""
+        actor, why = _actor(actor), _reason(reason)
+        with self._write() as connection:
+            self._hold(connection, registry, collection)
+            outcome = self._move(connection, registry, collection, alias, None, actor, why)
+        return outcome if isinstance(outcome, AliasEvent) else None
+
+    # ------------------------------------------------------------ model cards
+
+    def card(self, registry: str, collection: str, version: int, revision: int | None = None) -> Card | None:
+        """The card of a version (its newest revision, or ``revision``), None if it has none."""
+        with self.engine.connect() as connection:
+            query = sa.select(registry_cards).where(self._key(registry_cards, registry, collection),
+                                                    registry_cards.c.version == version)
+            if revision is not None:
+                query = query.where(registry_cards.c.revision == revision)
+            row = connection.execute(query.order_by(registry_cards.c.revision.desc()).limit(1)).first()
+        return Card(**row._asdict()) if row is not None else None
+
+    def card_revisions(self, registry: str, collection: str, version: int) -> list[Card]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(registry_cards).where(
+                self._key(registry_cards, registry, collection), registry_cards.c.version == version)
+                .order_by(registry_cards.c.revision)).all()
+        return [Card(**row._asdict()) for row in rows]
+
+    def save_card(self, registry: str, collection: str, version: int, text: str, *,
+                  author: str | None = None) -> Card:
+        """Store ``text`` as the next revision of the version's card (earlier ones are kept)."""
+        if not isinstance(text, str) or len(text) > MAX_CARD_CHARS:
+            raise RegistryError(f"a model card is text of at most {MAX_CARD_CHARS} characters")
+        with self._write() as connection:
+            self._hold(connection, registry, collection)
+            if connection.execute(sa.select(registry_links.c.version).where(
+                    self._key(registry_links, registry, collection), registry_links.c.version == version)).first() is None:
+                raise ArtifactNotFound(f"registry collection {registry}/{collection} has no version v{version}")
+            revision = (connection.execute(sa.select(sa.func.max(registry_cards.c.revision)).where(
+                self._key(registry_cards, registry, collection), registry_cards.c.version == version)).scalar() or 0) + 1
+            card = Card(registry=registry, collection=collection, version=version, revision=revision,
+                        text=text.replace("\0", "\ufffd"), author=_actor(author), created_at=time.time())
+            connection.execute(registry_cards.insert().values(**dataclasses.asdict(card)))
+        return card
+
+    # ------------------------------------------------------------ protected aliases, promotion requests
+
+    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1) -> None:
+        """Require ``approvals`` approvals (by others than the requester) to move ``alias``; 0 lifts it."""
+        alias = check_alias(alias)
+        if not isinstance(approvals, int) or not 0 <= approvals <= 100:
+            raise RegistryError(f"approvals must be a whole number from 0 to 100; got {approvals!r}")
+        with self._write() as connection:
+            self._hold(connection, registry, collection)
+            where = sa.and_(self._key(registry_protections, registry, collection), registry_protections.c.alias == alias)
+            connection.execute(registry_protections.delete().where(where))
+            if approvals:
+                connection.execute(registry_protections.insert().values(
+                    registry=registry, collection=collection, alias=alias, approvals=approvals))
+
+    def protections(self, registry: str, collection: str) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            return {row.alias: row.approvals for row in connection.execute(sa.select(registry_protections).where(
+                self._key(registry_protections, registry, collection)))}
+
+    def _request(self, connection: sa.Connection, request_id: int) -> PromotionRequest:
+        row = connection.execute(sa.select(registry_requests).where(registry_requests.c.id == request_id)).first()
+        if row is None:
+            raise ArtifactNotFound(f"no promotion request #{request_id}")
+        needed = connection.execute(sa.select(registry_protections.c.approvals).where(
+            self._key(registry_protections, row.registry, row.collection),
+            registry_protections.c.alias == row.alias)).scalar() or 0
+        reviews = [row_._asdict() for row_ in connection.execute(sa.select(registry_reviews).where(
+            registry_reviews.c.request_id == request_id).order_by(registry_reviews.c.at))]
+        return PromotionRequest(**row._asdict(), approvals_required=needed, reviews=reviews)
+
+    def request(self, request_id: int) -> PromotionRequest:
+        with self.engine.connect() as connection:
+            return self._request(connection, request_id)
+
+    def requests(self, registry: str | None = None, collection: str | None = None, *,
+                 state: str | None = "pending") -> list[PromotionRequest]:
+        with self.engine.connect() as connection:
+            query = sa.select(registry_requests.c.id)
+            if registry is not None:
+                query = query.where(registry_requests.c.registry == registry)
+            if collection is not None:
+                query = query.where(registry_requests.c.collection == collection)
+            if state is not None:
+                query = query.where(registry_requests.c.state == state)
+            ids = connection.execute(query.order_by(registry_requests.c.id).limit(1000)).scalars().all()
+            return [self._request(connection, request_id) for request_id in ids]
+
+    def review(self, request_id: int, decision: str, *, reviewer: str | None = None,
+               comment: str | None = None) -> PromotionRequest:
+        """Approve or reject a pending promotion request (``decision``: ``approve``/``reject``).
+        The requester can't review their own request, nor anyone review twice. The approval that
+        completes the count moves the alias (its event names the request) and supersedes the
+        alias's other pending requests."""
+        if decision not in ("approve", "reject"):
+            raise RegistryError(f"a review is 'approve' or 'reject'; got {decision!r}")
+        reviewer, why = _actor(reviewer), _reason(comment)
+        with self._engine_request(request_id) as (connection, registry, collection):
+            request = self._request(connection, request_id)  # read again under the collection's lock
+            if request.state != "pending":
+                raise RegistryError(f"promotion request #{request_id} is {request.state}: it can't be reviewed")
+            if reviewer == request.requester:
+                raise RegistryError(f"promotion request #{request_id} was made by {reviewer}: someone else must "
+                                    "review it")
+            if any(review["reviewer"] == reviewer for review in request.reviews):
+                raise RegistryError(f"{reviewer} has reviewed promotion request #{request_id} already")
+            now = time.time()
+            connection.execute(registry_reviews.insert().values(request_id=request_id, reviewer=reviewer,
+                                                                decision=decision, comment=why, at=now))
+            approvals = sum(review["decision"] == "approve" for review in request.reviews) + (decision == "approve")
+            state = "rejected" if decision == "reject" else "approved" if approvals >= request.approvals_required \
+                else "pending"
+            if state != "pending":
+                connection.execute(registry_requests.update().where(registry_requests.c.id == request_id)
+                                   .values(state=state, decided_at=now))
+                # events: promotion.decided
+                self._emit(connection, "promotion.decided", {
+                    "id": request_id, "registry": registry, "collection": collection, "alias": request.alias,
+                    "to_version": request.to_version, "state": state, "actor": reviewer, "comment": why})
+            if state == "approved":
+                self._move(connection, registry, collection, request.alias, request.to_version, request.requester,
+                           request.reason, request_id=request_id)
+                connection.execute(registry_requests.update().where(
+                    self._key(registry_requests, registry, collection), registry_requests.c.alias == request.alias,
+                    registry_requests.c.state == "pending", registry_requests.c.id != request_id)
+                    .values(state="superseded", decided_at=now))
+            return self._request(connection, request_id)
+
+    @contextmanager
+    def _engine_request(self, request_id: int) -> Iterator[tuple[sa.Connection, str, str]]:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(registry_requests.c.registry, registry_requests.c.collection).where(
+                registry_requests.c.id == request_id)).first()
+        if row is None:
+            raise ArtifactNotFound(f"no promotion request #{request_id}")
+        with self._write() as connection:
+            self._hold(connection, row.registry, row.collection)
+            yield connection, row.registry, row.collection

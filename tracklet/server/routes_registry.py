@@ -1,0 +1,409 @@
+"""The model registry over HTTP (docs/registry.md): collections, links, aliases and their
+history, model cards, protected aliases and promotion requests, in the server's own database
+(``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
+
+Who may do what (until registry roles exist, rights follow the projects of the linked artifact
+versions): reading a version or its card needs ``read`` on the version's project; linking needs
+``write`` on the version's project and on the project of the collection's latest version; moving
+an alias needs ``write`` on the projects of the version it is to name and of the version it names
+now; reviewing a promotion request or editing a card needs ``write`` on the project of the version
+concerned; protecting an alias needs ``admin`` on the project of the collection's latest version.
+The actor of every change is the API key's user, never a value the client sends. 404: no such
+collection, version or alias; 409: a protected alias (the promotion request opened is named); 400:
+a bad name or a refused change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from tracklet.artifacts.names import check_artifact_name
+from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.registry.refs import check_registry_name, check_selector
+from tracklet.registry.sql import Link, ModelRegistry
+from tracklet.server.models import ArtifactVersion, errors
+from tracklet.server.routes_artifacts_read import _version_model
+
+router = APIRouter(prefix="/api/v1", tags=["registry"])
+_ERRORS = errors(400, 404, 409)
+_COLLECTION = "/registries/{registry}/collections/{collection}"
+
+
+class LinkRequest(BaseModel):
+    project: str = Field(max_length=128)
+    name: str = Field(max_length=128)
+    version: int = Field(ge=0, description="N of the project's artifact version vN")
+    digest: str | None = Field(default=None, max_length=64, description="its content digest, checked if given")
+    aliases: list[str] = Field(default_factory=list, max_length=100)
+    reason: str = Field(default="", max_length=4096)
+
+
+class AliasRequest(BaseModel):
+    version: str = Field(max_length=128, description="`vN`, `latest` or another alias of the collection")
+    reason: str = Field(default="", max_length=4096)
+
+
+class CardRequest(BaseModel):
+    text: str = Field(max_length=1 << 20)
+
+
+class ProtectRequest(BaseModel):
+    approvals: int = Field(ge=0, le=100, description="approvals a move needs; 0 lifts the protection")
+
+
+class ReviewRequest(BaseModel):
+    decision: str = Field(pattern="^(approve|reject)$")
+    comment: str = Field(default="", max_length=4096)
+
+
+class RegistryLink(BaseModel):
+    """One version of a registry collection: a link to an artifact version (nothing copied)."""
+
+    registry: str
+    collection: str
+    version: int = Field(description="N of the collection's vN")
+    source_project: str
+    source_name: str
+    source_version: int = Field(description="N of the artifact's vN in its project")
+    source_digest: str
+    linked_at: float
+    linked_by: str
+    type: str
+    aliases: list[str] = Field(description="`vN`, `latest` if it is the latest, then custom aliases")
+    requests: list[int] = Field(description="promotion requests this link opened (protected aliases)")
+    path: str = Field(description="`registry/collection:vN`")
+    source: str = Field(description="`project/name:vN` of the artifact version")
+
+
+class LinkResponse(BaseModel):
+    link: RegistryLink
+
+
+class LinksResponse(BaseModel):
+    links: list[RegistryLink]
+
+
+class RegistryVersionResponse(BaseModel):
+    link: RegistryLink
+    version: ArtifactVersion = Field(description="the linked artifact version: its blobs are its project's")
+
+
+class RegistryCollection(BaseModel):
+    registry: str
+    collection: str
+    type: str
+    versions: int
+    latest: str
+    aliases: dict[str, str] = Field(description="alias -> `vN`")
+
+
+class RegistryCollectionsResponse(BaseModel):
+    collections: list[RegistryCollection]
+
+
+class AliasMove(BaseModel):
+    """One alias move: `from_version` null when the alias was new, `to_version` null when removed."""
+
+    id: int
+    registry: str
+    collection: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    at: float
+    reason: str
+    request_id: int | None = Field(description="the approved promotion request that moved it")
+
+
+class AliasMoveResponse(BaseModel):
+    event: AliasMove | None = Field(description="null: the alias named that version already")
+
+
+class AliasHistoryResponse(BaseModel):
+    events: list[AliasMove]
+
+
+class ModelCard(BaseModel):
+    registry: str
+    collection: str
+    version: int
+    revision: int
+    text: str = Field(description="Markdown with YAML front matter")
+    author: str
+    created_at: float
+
+
+class ModelCardResponse(BaseModel):
+    card: ModelCard | None
+
+
+class ProtectionResponse(BaseModel):
+    alias: str
+    approvals: int
+
+
+class PromotionReview(BaseModel):
+    request_id: int
+    reviewer: str
+    decision: str
+    comment: str
+    at: float
+
+
+class PromotionRequestModel(BaseModel):
+    id: int
+    registry: str
+    collection: str
+    alias: str
+    to_version: int
+    from_version: int | None
+    requester: str
+    reason: str
+    state: str = Field(description="pending, approved, rejected or superseded")
+    created_at: float
+    decided_at: float | None
+    approvals_required: int
+    reviews: list[PromotionReview]
+
+
+class PromotionRequestResponse(BaseModel):
+    request: PromotionRequestModel
+
+
+class PromotionRequestsResponse(BaseModel):
+    requests: list[PromotionRequestModel]
+
+
+def registry_of(request: Request) -> ModelRegistry:
+    """The server's registry, over its database (the artifacts' engine: migrated at start); for
+    ``tracklet ui`` over a data root, that root's ``registry.sqlite`` (404 until something is linked)."""
+    state = request.app.state
+    registry = getattr(state, "model_registry", None)
+    if registry is not None:
+        return registry
+    root = getattr(state, "registry_root", None)
+    if root is not None:
+        from tracklet.registry.service import open_local
+
+        found = open_local(root, create=False)
+        if found is None:
+            raise HTTPException(status_code=404, detail="no registry collection: nothing was linked in this data root")
+        registry = found
+    else:
+        # events: alias.moved, version.linked, promotion.* -- pass on_event=<server/events.emit adapter> here
+        registry = ModelRegistry(state.tracklet.artifacts.engine)
+    state.model_registry = registry
+    return registry
+
+
+def _actor(request: Request) -> str:
+    principal = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else "unknown"
+
+
+def _allow(request: Request, project: str, needed: str) -> None:
+    authorizer = request.app.state.tracklet.authorizer
+    if authorizer is not None:
+        authorizer.check(request, project, needed)
+
+
+def _allow_collection(request: Request, registry: str, collection: str, alias: str | None = None) -> None:
+    """``write`` on the project of the collection's latest version (adding to a collection), or
+    of the version ``alias`` names now (moving it): no one takes over another team's collection
+    or alias by linking a version of their own."""
+    model_registry = registry_of(request)
+    if not model_registry.has_collection(registry, collection):
+        return
+    try:
+        current = model_registry.resolve(registry, collection, alias or "latest")
+    except ArtifactNotFound:  # a new alias: nothing to take over
+        return
+    _allow(request, current.source_project, "write")
+
+
+def _names(registry: str, collection: str) -> tuple[str, str]:
+    try:
+        return check_registry_name(registry), check_artifact_name(collection)
+    except ArtifactError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+
+
+def _refused(error: Exception) -> HTTPException:
+    if isinstance(error, ArtifactNotFound):
+        return HTTPException(status_code=404, detail=str(error))
+    if isinstance(error, PromotionRequired):
+        return HTTPException(status_code=409, detail=str(error))
+    return HTTPException(status_code=400, detail=str(error))
+
+
+def _resolve(request: Request, registry: str, collection: str, selector: str) -> Link:
+    registry, collection = _names(registry, collection)
+    try:
+        return registry_of(request).resolve(registry, collection, check_selector(selector))
+    except ArtifactError as error:
+        raise _refused(error) from None
+
+
+@router.get("/registries", response_model=RegistryCollectionsResponse, responses=_ERRORS,
+            summary="Registry collections")
+def list_collections(request: Request, registry: str | None = Query(None, max_length=128)) -> dict[str, Any]:
+    """Every collection (of `registry`, if given): type, version count, latest, aliases."""
+    try:
+        model_registry = registry_of(request)
+    except HTTPException:  # a data root nothing was linked in yet
+        return {"collections": []}
+    return {"collections": model_registry.collections(check_registry_name(registry) if registry else None)}
+
+
+@router.post(_COLLECTION + "/links", response_model=LinkResponse, responses=_ERRORS,
+             summary="Link an artifact version into a collection")
+def link(request: Request, registry: str, collection: str, body: LinkRequest) -> dict[str, Any]:
+    """Link `project/name:vN` as the collection's next version (or return its link), then give
+    it `aliases`. Nothing is copied. Needs `write` on the version's project."""
+    registry, collection = _names(registry, collection)
+    _allow(request, body.project, "write")
+    _allow_collection(request, registry, collection)
+    artifacts = request.app.state.tracklet.artifacts
+    try:
+        info = artifacts.registry.version(body.project, check_artifact_name(body.name), f"v{body.version}")
+        if body.digest is not None and info.digest != body.digest:
+            raise RegistryError(f"{info.qualified_name} has digest {info.digest}, not {body.digest}")
+        found = registry_of(request).link(registry, collection, info, body.aliases, actor=_actor(request),
+                                          reason=body.reason)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"link": found.to_json()}
+
+
+@router.get(_COLLECTION + "/versions", response_model=LinksResponse, responses=_ERRORS,
+            summary="A collection's versions")
+def versions(request: Request, registry: str, collection: str, limit: int = Query(1000, ge=1, le=10_000),
+             offset: int = Query(0, ge=0)) -> dict[str, Any]:
+    registry, collection = _names(registry, collection)
+    try:
+        links = registry_of(request).versions(registry, collection, limit=limit, offset=offset)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"links": [item.to_json() for item in links]}
+
+
+@router.get(_COLLECTION + "/versions/{selector}", response_model=RegistryVersionResponse, responses=_ERRORS,
+            summary="One version: the link and its artifact")
+def version(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
+    """The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
+    (an `ArtifactVersion`: download its blobs from its project). Needs `read` there."""
+    found = _resolve(request, registry, collection, selector)
+    _allow(request, found.source_project, "read")
+    try:
+        info = request.app.state.tracklet.artifacts.registry.version(found.source_project, found.source_name,
+                                                                     f"v{found.source_version}")
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"link": found.to_json(), "version": _version_model(info).model_dump()}
+
+
+@router.put(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses=_ERRORS,
+            summary="Point an alias at a version")
+def set_alias(request: Request, registry: str, collection: str, alias: str, body: AliasRequest) -> dict[str, Any]:
+    """Move `alias` to the version `version` names, appending the move to the alias's history.
+    A protected alias answers 409 naming the promotion request opened. Needs `write` on the
+    project of the version it is to name."""
+    target = _resolve(request, registry, collection, body.version)
+    _allow(request, target.source_project, "write")
+    _allow_collection(request, target.registry, target.collection, check_selector(alias))
+    try:
+        event = registry_of(request).set_alias(target.registry, target.collection, alias, f"v{target.version}",
+                                               actor=_actor(request), reason=body.reason)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"event": event.to_json() if event is not None else None}
+
+
+@router.delete(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses=_ERRORS,
+               summary="Remove an alias")
+def remove_alias(request: Request, registry: str, collection: str, alias: str,
+                 reason: str = Query("", max_length=4096)) -> dict[str, Any]:
+    current = _resolve(request, registry, collection, alias)
+    _allow(request, current.source_project, "write")
+    try:
+        event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
+                                                  reason=reason)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"event": event.to_json() if event is not None else None}
+
+
+@router.get(_COLLECTION + "/history", response_model=AliasHistoryResponse, responses=_ERRORS,
+            summary="Every alias move, oldest first")
+def history(request: Request, registry: str, collection: str,
+            alias: str | None = Query(None, max_length=128)) -> dict[str, Any]:
+    registry, collection = _names(registry, collection)
+    try:
+        events = registry_of(request).history(registry, collection, alias)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"events": [event.to_json() for event in events]}
+
+
+@router.get(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
+            summary="A version's model card")
+def card(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
+    found = _resolve(request, registry, collection, selector)
+    _allow(request, found.source_project, "read")
+    saved = registry_of(request).card(found.registry, found.collection, found.version)
+    return {"card": saved.to_json() if saved is not None else None}
+
+
+@router.put(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
+            summary="Save a model card revision")
+def save_card(request: Request, registry: str, collection: str, selector: str, body: CardRequest) -> dict[str, Any]:
+    found = _resolve(request, registry, collection, selector)
+    _allow(request, found.source_project, "write")
+    try:
+        saved = registry_of(request).save_card(found.registry, found.collection, found.version, body.text,
+                                               author=_actor(request))
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"card": saved.to_json()}
+
+
+@router.put(_COLLECTION + "/protections/{alias}", response_model=ProtectionResponse, responses=_ERRORS,
+            summary="Protect an alias")
+def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:
+    """Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
+    the collection's latest version."""
+    latest = _resolve(request, registry, collection, "latest")
+    _allow(request, latest.source_project, "admin")
+    try:
+        registry_of(request).protect(latest.registry, latest.collection, alias, body.approvals)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"alias": alias, "approvals": body.approvals}
+
+
+@router.get("/registry-requests", response_model=PromotionRequestsResponse, responses=_ERRORS,
+            summary="Promotion requests")
+def requests(request: Request, registry: str | None = Query(None, max_length=128),
+             state: str | None = Query("pending", pattern="^(pending|approved|rejected|superseded)$")) -> dict[str, Any]:
+    found = registry_of(request).requests(registry, state=state)
+    return {"requests": [item.to_json() for item in found]}
+
+
+@router.post("/registry-requests/{request_id}/reviews", response_model=PromotionRequestResponse, responses=_ERRORS,
+             summary="Approve or reject a request")
+def review(request: Request, request_id: int, body: ReviewRequest) -> dict[str, Any]:
+    """Approve or reject promotion request `request_id` (not your own). The approval that completes
+    the count moves the alias. Needs `write` on the project of the version it is to name."""
+    model_registry = registry_of(request)
+    try:
+        pending = model_registry.request(request_id)
+        target = model_registry.resolve(pending.registry, pending.collection, f"v{pending.to_version}")
+        _allow(request, target.source_project, "write")
+        decided = model_registry.review(request_id, body.decision, reviewer=_actor(request), comment=body.comment)
+    except ArtifactError as error:
+        raise _refused(error) from None
+    return {"request": decided.to_json()}

@@ -20,8 +20,9 @@ from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.proto import records_pb2 as pb
 from tracklet.server.auth import Accounts
-from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_versions, log_heads,
-                                     log_segments)
+from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_versions, audit_events,
+                                    automation_attempts, automation_deliveries, automations, event_outbox, log_heads,
+                                    log_segments)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -171,6 +172,19 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
             project="p", name="mnist", version=0, type="dataset", digest="b" * 64, manifest="a" * 64, size=3,
             file_count=1, description="", metadata="{}", created_at=1.0, logged_by="p/r"))
         connection.execute(artifact_aliases.insert().values(project="p", name="mnist", alias="latest", version=0))
+        # The audit log, the events outbox and automations with their delivery log (server migration s0004).
+        connection.execute(audit_events.insert().values(
+            time=1.0, actor="alice", key_id="k", action="put_log", method="PUT", target="runs/p/r/log", project="p",
+            client="127.0.0.1", status=200, outcome="ok"))
+        connection.execute(event_outbox.insert().values(time=1.0, kind="run.finished", subject="p/r", payload="{}",
+                                                        dispatched=True))
+        connection.execute(automations.insert().values(name="hook", event="*", filter="{}", action="webhook",
+                                                       url="http://127.0.0.1:9/", secret="s", created_at=1.0))
+        connection.execute(automation_deliveries.insert().values(
+            event_id=1, automation_id=1, idempotency_key="i", state="delivered", attempts=1, next_attempt_at=1.0,
+            created_at=1.0))
+        connection.execute(automation_attempts.insert().values(delivery_id=1, attempt=1, time=1.0, status=200,
+                                                               duration=0.1))
 
     def kept() -> dict[str, list]:
         with store.engine.connect() as connection:

@@ -150,7 +150,7 @@ def automation_ls(url: str | None) -> None:
 @automation_group.command("add")
 @click.argument("name")
 @click.option("--event", required=True, help="An event kind (run.alert, run.finished, artifact.version, ...) or '*'.")
-@click.option("--url", "target_url", required=True, help="Where to POST.")
+@click.option("--to", "target_url", required=True, metavar="URL", help="Where to POST (http or https).")
 @click.option("--action", type=click.Choice(["webhook", "slack"]), default="webhook", show_default=True)
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="project, subject_prefix, level; metric, op, value for metric.threshold (repeatable).")

@@ -34,6 +34,7 @@ from tracklet.server.schema import audit_events, migrate
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/v1/"
 MAX_PAGE = 10_000
+SCAN_WINDOW = 20_000  # events a query with a range reads in id order before it asks the range's index
 # Above every character a target can hold: ``target >= p AND target < p + TOP`` is a prefix range an
 # index serves on both backends (PostgreSQL compares this column in the "C" collation below).
 _TOP = "\U0010ffff"
@@ -80,8 +81,9 @@ class AuditQuery:
 class AuditLog:
     """Writes and reads ``audit_events`` in the store's database (the server's tables)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, scan_window: int = SCAN_WINDOW) -> None:
         self.engine = engine
+        self.scan_window = scan_window
         migrate(engine)
 
     def record(self, **event: Any) -> int:
@@ -100,7 +102,13 @@ class AuditLog:
         return int(key[0])
 
     def query(self, query: AuditQuery) -> list[dict[str, Any]]:
-        """Events matching ``query``, at most ``query.limit``, in id order (``newest_first``: descending)."""
+        """Events matching ``query``, at most ``query.limit``, in id order (``newest_first``: descending).
+
+        Equality filters have an index ending in ``id``, which gives the page in order. A range
+        (target prefix, time) does not: its index finds every match, which are then sorted, slow
+        when it matches much of the log. So a query with a range first reads the next
+        ``scan_window`` events in id order (a broad filter fills its page there), and only for
+        what that leaves asks the index (a narrow filter: few matches to sort)."""
         if not 1 <= query.limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}; got {query.limit}")
         c = audit_events.c
@@ -109,22 +117,55 @@ class AuditLog:
                               (c.outcome, query.outcome)):
             if value is not None:
                 where.append(column == value)
-        if query.target_prefix:
-            where += [_collated(c.target, self.engine) >= query.target_prefix,
-                      _collated(c.target, self.engine) < query.target_prefix + _TOP]
-        if query.since is not None:
-            where.append(c.time >= query.since)
-        if query.until is not None:
-            where.append(c.time < query.until)
-        if query.after is not None:
-            where.append(c.id < query.after if query.newest_first else c.id > query.after)
-        stmt = (sa.select(*[c[name] for name in _COLUMNS]).where(*where)
-                .order_by(c.id.desc() if query.newest_first else c.id).limit(query.limit))
+        ranged = self._ranges(query, indexed=True)
+        order = c.id.desc() if query.newest_first else c.id
+
+        def beyond(cursor: int | None) -> list[sa.ColumnElement[bool]]:
+            if cursor is None:
+                return []
+            return [c.id < cursor] if query.newest_first else [c.id > cursor]
+
+        def page(conditions: list[sa.ColumnElement[bool]], limit: int) -> list[dict[str, Any]]:
+            stmt = sa.select(*[c[name] for name in _COLUMNS]).where(*conditions).order_by(order).limit(limit)
+            return [dict(row) for row in connection.execute(stmt).mappings()]
+
         with self.engine.connect() as connection:
-            rows = [dict(row) for row in connection.execute(stmt).mappings()]
+            cursor = query.after
+            rows: list[dict[str, Any]] = []
+            complete = False
+            if ranged:
+                edge = connection.execute(sa.select(c.id).where(*beyond(cursor)).order_by(order)
+                                          .offset(self.scan_window - 1).limit(1)).scalar()
+                if edge is None:  # fewer events than the window are left: read them all in order
+                    rows = page([*beyond(cursor), *where, *self._ranges(query, indexed=False)], query.limit)
+                    complete = True
+                else:
+                    window = [c.id >= edge] if query.newest_first else [c.id <= edge]
+                    rows = page([*beyond(cursor), *window, *where, *self._ranges(query, indexed=False)], query.limit)
+                    cursor = edge
+            if not complete and len(rows) < query.limit:
+                rows += page([*beyond(cursor), *where, *ranged], query.limit - len(rows))
         for row in rows:
             row["detail"] = json.loads(row["detail"]) if row["detail"] else None
         return rows
+
+    def _ranges(self, query: AuditQuery, *, indexed: bool) -> list[sa.ColumnElement[bool]]:
+        """The query's range conditions; not ``indexed``: written so that SQLite uses no index for
+        them (``target || ''``, ``time + 0``) and reads the id range it is given instead."""
+        c = audit_events.c
+        sqlite = self.engine.dialect.name == "sqlite"
+        target: sa.ColumnElement[Any] = _collated(c.target, self.engine)
+        moment: sa.ColumnElement[Any] = c.time
+        if not indexed and sqlite:
+            target, moment = c.target.concat(""), c.time + 0
+        found: list[sa.ColumnElement[bool]] = []
+        if query.target_prefix:
+            found += [target >= query.target_prefix, target < query.target_prefix + _TOP]
+        if query.since is not None:
+            found.append(moment >= query.since)
+        if query.until is not None:
+            found.append(moment < query.until)
+        return found
 
     def iterate(self, query: AuditQuery, page: int = 5_000) -> Iterator[dict[str, Any]]:
         """Every event matching ``query`` (its ``limit`` is the page size), page after page."""

@@ -1,20 +1,16 @@
 """The audit log and automations over HTTP (server admins only; docs/audit.md).
 
 ``GET /api/v1/audit`` pages through audit events with filters (the last event's id is the
-cursor ``after``); ``GET /api/v1/audit/export`` streams every matching event as JSON lines.
+cursor ``after``; pages of up to 10,000: ``tracklet audit export`` writes them as JSON lines).
 ``/api/v1/automations`` lists, creates (answering the webhook secret, the only time it is shown)
 and removes rules; ``/api/v1/automations/{id}/deliveries`` is a rule's delivery log.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from tracklet.server import audit
@@ -138,24 +134,6 @@ def list_audit(request: Request, actor: str | None = _ACTOR, action: str | None 
                          next_after=rows[-1]["id"] if len(rows) == limit else None)
 
 
-@router.get("/audit/export", responses={**_ERRORS, 200: {"content": {"application/x-ndjson": {}},
-                                                         "description": "One audit event per line"}},
-            summary="Every matching audit event as JSON lines (server admins)")
-def export_audit(request: Request, actor: str | None = _ACTOR, action: str | None = _ACTION,
-                 project: str | None = _PROJECT, target: str | None = _TARGET, outcome: str | None = _OUTCOME,
-                 since: float | None = _SINCE, until: float | None = _UNTIL, after: int | None = _AFTER,
-                 order: str = _ORDER) -> StreamingResponse:
-    _admin(request)
-    log: audit.AuditLog = request.app.state.tracklet.audit
-    query = _query(actor, action, project, target, outcome, since, until, after, order, audit.MAX_PAGE)
-
-    def lines() -> Iterator[bytes]:
-        for row in log.iterate(query):
-            yield (json.dumps(row, separators=(",", ":")) + "\n").encode()
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
-
-
 def _automations(request: Request) -> Automations:
     return request.app.state.tracklet.automations
 
@@ -169,12 +147,11 @@ def list_automations(request: Request) -> AutomationsResponse:
 
 @router.post("/automations", response_model=NewAutomation, status_code=201, responses=_ERRORS,
              summary="Add an automation rule (server admins)")
-async def create_automation(request: Request, body: AutomationRequest) -> NewAutomation:
+def create_automation(request: Request, body: AutomationRequest) -> NewAutomation:
     principal = _admin(request)
     try:
-        rule = await run_in_threadpool(lambda: _automations(request).create(
-            name=body.name, event=body.event, filter=body.filter, action=body.action, url=body.url,
-            secret=body.secret, created_by=principal.name))
+        rule = _automations(request).create(name=body.name, event=body.event, filter=body.filter, action=body.action,
+                                            url=body.url, secret=body.secret, created_by=principal.name)
     except ValueError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
     audit.note(request, target=f"automations/{rule.id}", name=rule.name, event=rule.event, url=rule.url)

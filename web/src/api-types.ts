@@ -860,6 +860,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit events (server admins)
+         * @description One page of the audit log, filtered; every mutating API call is one event.
+         */
+        get: operations["list_audit_api_v1_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Automation rules (server admins) */
+        get: operations["list_automations_api_v1_automations_get"];
+        put?: never;
+        /** Add an automation rule (server admins) */
+        post: operations["create_automation_api_v1_automations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations/{automation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove an automation rule; its delivery log stays (server admins) */
+        delete: operations["remove_automation_api_v1_automations__automation_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations/{automation_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A rule's deliveries and their attempts, newest first (server admins) */
+        get: operations["list_deliveries_api_v1_automations__automation_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -1134,6 +1206,129 @@ export interface components {
              */
             damaged: components["schemas"]["DamagedVersion"][];
         };
+        /** Attempt */
+        Attempt: {
+            /** Attempt */
+            attempt: number;
+            /** Time */
+            time: number;
+            /** Status */
+            status: number | null;
+            /** Error */
+            error: string | null;
+            /** Duration */
+            duration: number;
+        };
+        /** AuditEvent */
+        AuditEvent: {
+            /** Id */
+            id: number;
+            /** Time */
+            time: number;
+            /**
+             * Actor
+             * @description The user; null when the request was not authenticated
+             */
+            actor: string | null;
+            /**
+             * Key Id
+             * @description The API key used
+             */
+            key_id: string | null;
+            /**
+             * Action
+             * @description The route's name, e.g. create_key, put_log, commit_version
+             */
+            action: string;
+            /** Method */
+            method: string;
+            /**
+             * Target
+             * @description What it acted on: the path below /api/v1/, unless the route said better
+             */
+            target: string;
+            /** Project */
+            project: string | null;
+            /**
+             * Client
+             * @description The client's address
+             */
+            client: string | null;
+            /** Status */
+            status: number;
+            /**
+             * Outcome
+             * @description ok, denied (401/403), rejected (other 4xx) or error (5xx)
+             */
+            outcome: string;
+            /** Detail */
+            detail: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** AuditResponse */
+        AuditResponse: {
+            /** Events */
+            events: components["schemas"]["AuditEvent"][];
+            /**
+             * Next After
+             * @description Pass as `after` for the next page; null on the last
+             */
+            next_after: number | null;
+        };
+        /** Automation */
+        Automation: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Event */
+            event: string;
+            /** Filter */
+            filter: {
+                [key: string]: unknown;
+            };
+            /** Action */
+            action: string;
+            /** Url */
+            url: string;
+            /** Created By */
+            created_by: string | null;
+            /** Created At */
+            created_at: number;
+        };
+        /** AutomationRequest */
+        AutomationRequest: {
+            /** Name */
+            name: string;
+            /**
+             * Event
+             * @description An event kind (events.KINDS) or *
+             */
+            event: string;
+            /** Filter */
+            filter?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Action
+             * @default webhook
+             * @enum {string}
+             */
+            action: "webhook" | "slack";
+            /** Url */
+            url: string;
+            /**
+             * Secret
+             * @description Default: a new random secret
+             */
+            secret?: string | null;
+        };
+        /** AutomationsResponse */
+        AutomationsResponse: {
+            /** Automations */
+            automations: components["schemas"]["Automation"][];
+        };
         /** BatchResponse */
         BatchResponse: {
             /**
@@ -1280,6 +1475,38 @@ export interface components {
              * @description What is wrong with its registry file
              */
             detail: string;
+        };
+        /** DeliveriesResponse */
+        DeliveriesResponse: {
+            /** Deliveries */
+            deliveries: components["schemas"]["Delivery"][];
+        };
+        /** Delivery */
+        Delivery: {
+            /** Id */
+            id: number;
+            /** Event Id */
+            event_id: number;
+            /** Kind */
+            kind: string;
+            /** Subject */
+            subject: string;
+            /** Idempotency Key */
+            idempotency_key: string;
+            /** State */
+            state: string;
+            /** Attempts */
+            attempts: number;
+            /** Last Status */
+            last_status: number | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Created At */
+            created_at: number;
+            /** Finished At */
+            finished_at: number | null;
+            /** Attempt Log */
+            attempt_log: components["schemas"]["Attempt"][];
         };
         /**
          * ErrorResponse
@@ -1550,6 +1777,32 @@ export interface components {
         MetricKeysResponse: {
             /** Keys */
             keys: string[];
+        };
+        /** NewAutomation */
+        NewAutomation: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Event */
+            event: string;
+            /** Filter */
+            filter: {
+                [key: string]: unknown;
+            };
+            /** Action */
+            action: string;
+            /** Url */
+            url: string;
+            /** Created By */
+            created_by: string | null;
+            /** Created At */
+            created_at: number;
+            /**
+             * Secret
+             * @description The HMAC key of the webhook's signature: shown only now
+             */
+            secret: string;
         };
         /**
          * NewKeyResponse
@@ -5453,6 +5706,349 @@ export interface operations {
                 };
                 content: {
                     "application/octet-stream": string;
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_audit_api_v1_audit_get: {
+        parameters: {
+            query?: {
+                /** @description Only this user's calls */
+                actor?: string | null;
+                /** @description Only this action (a route's name) */
+                action?: string | null;
+                /** @description Only calls on this project */
+                project?: string | null;
+                /** @description Only targets starting with this */
+                target?: string | null;
+                outcome?: string | null;
+                /** @description Only events at or after this Unix time */
+                since?: number | null;
+                /** @description Only events before this Unix time */
+                until?: number | null;
+                /** @description The cursor: the previous page's next_after */
+                after?: number | null;
+                /** @description asc: oldest first; desc: newest first */
+                order?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_automations_api_v1_automations_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutomationsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_automation_api_v1_automations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AutomationRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewAutomation"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    remove_automation_api_v1_automations__automation_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                automation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_deliveries_api_v1_automations__automation_id__deliveries_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                automation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveriesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

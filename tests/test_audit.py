@@ -245,7 +245,7 @@ def test_the_audit_log_is_append_only_in_the_database(keyed_server):
 
 
 def test_every_filter_and_page_agrees_with_reading_the_whole_log(store_url, tmp_path):
-    """The query's two paths (a window read in id order, then the range's index) give exactly what
+    """The query's two paths (a window read in order, then the prefix's index) give exactly what
     filtering every event would, page after page, both orders, on both backends (a small window so
     both paths run)."""
     import random
@@ -263,6 +263,9 @@ def test_every_filter_and_page_agrees_with_reading_the_whole_log(store_url, tmp_
                    client="127.0.0.1", status=rng.choice([200, 403, 500]), outcome="ok", detail=None)
     everything = log.query(AuditQuery(limit=1000))
     assert len(everything) == 160
+    # In time order (the times were made out of id order), ties by id.
+    assert [(e["time"], e["id"]) for e in everything] == sorted((e["time"], e["id"]) for e in everything)
+    assert [e["id"] for e in everything] != sorted(e["id"] for e in everything)
 
     def expected(query: AuditQuery) -> list[dict]:
         rows = [e for e in everything

@@ -12,8 +12,8 @@ better target with ``note(request, ...)``.
 
 The table is append-only: this module only inserts, and triggers (migration ``s0004``) refuse
 UPDATE, DELETE (and TRUNCATE on PostgreSQL) on both backends. ``AuditLog.query`` filters it (by
-actor, action, project, target prefix, outcome and time), newest or oldest first, with the event
-id as the pagination cursor; each filter has an index ending in ``id``.
+actor, action, project, target prefix, outcome and time), oldest or newest first by time (ties by
+id), with an event's id as the pagination cursor; each filter has an index ending in ``(time, id)``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tracklet.server.schema import audit_events, migrate
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/v1/"
 MAX_PAGE = 10_000
-SCAN_WINDOW = 20_000  # events a query with a range reads in id order before it asks the range's index
+SCAN_WINDOW = 20_000  # events a target-prefix query reads in order before it asks the prefix's index
 # Above every character a target can hold: ``target >= p AND target < p + TOP`` is a prefix range an
 # index serves on both backends (PostgreSQL compares this column in the "C" collation below).
 _TOP = "\U0010ffff"
@@ -73,7 +73,7 @@ class AuditQuery:
     outcome: str | None = None
     since: float | None = None  # time >= since
     until: float | None = None  # time < until
-    after: int | None = None  # the cursor: ids above it (oldest first) or below it (newest first)
+    after: int | None = None  # the cursor: an event's id; the page starts after it (in the query's order)
     newest_first: bool = False
     limit: int = 100
 
@@ -102,13 +102,15 @@ class AuditLog:
         return int(key[0])
 
     def query(self, query: AuditQuery) -> list[dict[str, Any]]:
-        """Events matching ``query``, at most ``query.limit``, in id order (``newest_first``: descending).
+        """Events matching ``query``, at most ``query.limit``, in time order (ties by id; ``newest_first``:
+        the reverse), after the event ``query.after`` (the cursor) in that order.
 
-        Equality filters have an index ending in ``id``, which gives the page in order. A range
-        (target prefix, time) does not: its index finds every match, which are then sorted, slow
-        when it matches much of the log. So a query with a range first reads the next
-        ``scan_window`` events in id order (a broad filter fills its page there), and only for
-        what that leaves asks the index (a narrow filter: few matches to sort)."""
+        Each equality filter (actor, action, project) has an index ending in ``(time, id)``, and
+        time alone one on ``(time, id)``: a page, time range or not, is read in order from one
+        index. A target prefix is a range on its own index, whose matches would have to be
+        sorted (slow when it matches much of the log); so a query with one first reads the next
+        ``scan_window`` events in order (a broad prefix fills its page there) and asks the
+        prefix's index only for what that leaves (a narrow prefix: few matches to sort)."""
         if not 1 <= query.limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}; got {query.limit}")
         c = audit_events.c
@@ -117,55 +119,56 @@ class AuditLog:
                               (c.outcome, query.outcome)):
             if value is not None:
                 where.append(column == value)
-        ranged = self._ranges(query, indexed=True)
-        order = c.id.desc() if query.newest_first else c.id
+        if query.since is not None:
+            where.append(c.time >= query.since)
+        if query.until is not None:
+            where.append(c.time < query.until)
+        key = sa.tuple_(c.time, c.id)
+        order = (c.time.desc(), c.id.desc()) if query.newest_first else (c.time, c.id)
 
-        def beyond(cursor: int | None) -> list[sa.ColumnElement[bool]]:
-            if cursor is None:
+        def beyond(position: tuple[float, int] | None) -> list[sa.ColumnElement[bool]]:
+            if position is None:
                 return []
-            return [c.id < cursor] if query.newest_first else [c.id > cursor]
+            return [key < sa.tuple_(*position)] if query.newest_first else [key > sa.tuple_(*position)]
 
         def page(conditions: list[sa.ColumnElement[bool]], limit: int) -> list[dict[str, Any]]:
-            stmt = sa.select(*[c[name] for name in _COLUMNS]).where(*conditions).order_by(order).limit(limit)
+            stmt = sa.select(*[c[name] for name in _COLUMNS]).where(*conditions).order_by(*order).limit(limit)
             return [dict(row) for row in connection.execute(stmt).mappings()]
 
         with self.engine.connect() as connection:
-            cursor = query.after
-            rows: list[dict[str, Any]] = []
-            complete = False
-            if ranged:
-                edge = connection.execute(sa.select(c.id).where(*beyond(cursor)).order_by(order)
-                                          .offset(self.scan_window - 1).limit(1)).scalar()
-                if edge is None:  # fewer events than the window are left: read them all in order
-                    rows = page([*beyond(cursor), *where, *self._ranges(query, indexed=False)], query.limit)
-                    complete = True
+            cursor: tuple[float, int] | None = None
+            if query.after is not None:
+                found = connection.execute(sa.select(c.time).where(c.id == query.after)).scalar()
+                if found is None:
+                    raise ValueError(f"no audit event {query.after} to continue after")
+                cursor = (found, query.after)
+            if not query.target_prefix:
+                rows = page([*beyond(cursor), *where], query.limit)
+            else:
+                edge_row = connection.execute(sa.select(c.time, c.id).where(*beyond(cursor), *where).order_by(*order)
+                                              .offset(self.scan_window - 1).limit(1)).first()
+                if edge_row is None:  # fewer events than the window are left: read them all in order
+                    rows = page([*beyond(cursor), *where, *self._prefix(query.target_prefix, indexed=False)],
+                                query.limit)
                 else:
-                    window = [c.id >= edge] if query.newest_first else [c.id <= edge]
-                    rows = page([*beyond(cursor), *window, *where, *self._ranges(query, indexed=False)], query.limit)
-                    cursor = edge
-            if not complete and len(rows) < query.limit:
-                rows += page([*beyond(cursor), *where, *ranged], query.limit - len(rows))
+                    edge = (edge_row.time, edge_row.id)
+                    within = [key >= sa.tuple_(*edge)] if query.newest_first else [key <= sa.tuple_(*edge)]
+                    rows = page([*beyond(cursor), *within, *where, *self._prefix(query.target_prefix, indexed=False)],
+                                query.limit)
+                    if len(rows) < query.limit:
+                        rows += page([*beyond(edge), *where, *self._prefix(query.target_prefix, indexed=True)],
+                                     query.limit - len(rows))
         for row in rows:
             row["detail"] = json.loads(row["detail"]) if row["detail"] else None
         return rows
 
-    def _ranges(self, query: AuditQuery, *, indexed: bool) -> list[sa.ColumnElement[bool]]:
-        """The query's range conditions; not ``indexed``: written so that SQLite uses no index for
-        them (``target || ''``, ``time + 0``) and reads the id range it is given instead."""
-        c = audit_events.c
-        sqlite = self.engine.dialect.name == "sqlite"
-        target: sa.ColumnElement[Any] = _collated(c.target, self.engine)
-        moment: sa.ColumnElement[Any] = c.time
-        if not indexed and sqlite:
-            target, moment = c.target.concat(""), c.time + 0
-        found: list[sa.ColumnElement[bool]] = []
-        if query.target_prefix:
-            found += [target >= query.target_prefix, target < query.target_prefix + _TOP]
-        if query.since is not None:
-            found.append(moment >= query.since)
-        if query.until is not None:
-            found.append(moment < query.until)
-        return found
+    def _prefix(self, prefix: str, *, indexed: bool) -> list[sa.ColumnElement[bool]]:
+        """``target`` starts with ``prefix``, as a range; not ``indexed``: written so that SQLite
+        uses no index for it (``target || ''``) and reads the events it is given in order instead."""
+        target: sa.ColumnElement[Any] = _collated(audit_events.c.target, self.engine)
+        if not indexed and self.engine.dialect.name == "sqlite":
+            target = audit_events.c.target.concat("")
+        return [target >= prefix, target < prefix + _TOP]
 
     def iterate(self, query: AuditQuery, page: int = 5_000) -> Iterator[dict[str, Any]]:
         """Every event matching ``query`` (its ``limit`` is the page size), page after page."""

@@ -126,8 +126,8 @@ artifact_aliases = sa.Table(
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # The audit log (audit.py): one row per mutating API call, append-only (triggers refuse UPDATE and
-# DELETE on both backends; migration s0004). Indexed for filters by actor, action, project,
-# target prefix and time, each ordered by id (the pagination cursor).
+# DELETE on both backends; migration s0004). Read in (time, id) order: indexed for filters by actor,
+# action, project and time, each ending in (time, id), and by target prefix.
 audit_events = sa.Table(
     "audit_events",
     metadata,
@@ -143,11 +143,11 @@ audit_events = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),  # the HTTP status answered
     sa.Column("outcome", sa.String(16), nullable=False),  # ok, denied (401/403), rejected (4xx), error (5xx)
     sa.Column("detail", sa.Text, nullable=True),  # JSON the route added (audit.note)
-    sa.Index("ix_audit_events_time", "time"),
-    sa.Index("ix_audit_events_actor", "actor", "id"),
-    sa.Index("ix_audit_events_action", "action", "id"),
-    sa.Index("ix_audit_events_project", "project", "id"),
-    sa.Index("ix_audit_events_target", "target", "id"),
+    sa.Index("ix_audit_events_time", "time", "id"),
+    sa.Index("ix_audit_events_actor", "actor", "time", "id"),
+    sa.Index("ix_audit_events_action", "action", "time", "id"),
+    sa.Index("ix_audit_events_project", "project", "time", "id"),
+    sa.Index("ix_audit_events_target", "target", "time", "id"),
 )
 
 # The events outbox (events.py): what happened, written with the mutation where it can be, read by

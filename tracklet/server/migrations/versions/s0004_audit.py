@@ -34,11 +34,11 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("detail", sa.Text, nullable=True),
     )
-    op.create_index("ix_audit_events_time", "audit_events", ["time"])
-    op.create_index("ix_audit_events_actor", "audit_events", ["actor", "id"])
-    op.create_index("ix_audit_events_action", "audit_events", ["action", "id"])
-    op.create_index("ix_audit_events_project", "audit_events", ["project", "id"])
-    op.create_index("ix_audit_events_target", "audit_events", ["target", "id"])
+    op.create_index("ix_audit_events_time", "audit_events", ["time", "id"])
+    op.create_index("ix_audit_events_actor", "audit_events", ["actor", "time", "id"])
+    op.create_index("ix_audit_events_action", "audit_events", ["action", "time", "id"])
+    op.create_index("ix_audit_events_project", "audit_events", ["project", "time", "id"])
+    op.create_index("ix_audit_events_target", "audit_events", ["target", "time", "id"])
     if op.get_context().dialect.name == "postgresql":
         op.execute(f"""
             CREATE FUNCTION tracklet_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -36,7 +36,7 @@ API_PREFIX = "/api/v1/"
 MAX_PAGE = 10_000
 SCAN_WINDOW = 20_000  # events a target-prefix query reads in order before it asks the prefix's index
 # Above every character a target can hold: ``target >= p AND target < p + TOP`` is a prefix range an
-# index serves on both backends (PostgreSQL compares this column in the "C" collation below).
+# index serves on both backends (the column compares by code point: schema.py).
 _TOP = "\U0010ffff"
 _COLUMNS = ("id", "time", "actor", "key_id", "action", "method", "target", "project", "client", "status",
             "outcome", "detail")
@@ -165,7 +165,7 @@ class AuditLog:
     def _prefix(self, prefix: str, *, indexed: bool) -> list[sa.ColumnElement[bool]]:
         """``target`` starts with ``prefix``, as a range; not ``indexed``: written so that SQLite
         uses no index for it (``target || ''``) and reads the events it is given in order instead."""
-        target: sa.ColumnElement[Any] = _collated(audit_events.c.target, self.engine)
+        target: sa.ColumnElement[Any] = audit_events.c.target  # compared by code point (schema.py)
         if not indexed and self.engine.dialect.name == "sqlite":
             target = audit_events.c.target.concat("")
         return [target >= prefix, target < prefix + _TOP]
@@ -179,12 +179,6 @@ class AuditLog:
             if len(rows) < query.limit:
                 return
             query = dataclasses.replace(query, after=rows[-1]["id"])
-
-
-def _collated(column: sa.ColumnElement[str], engine: sa.Engine) -> sa.ColumnElement[str]:
-    """``column`` compared by code point (SQLite's default; PostgreSQL's "C" collation), so that
-    a prefix is a range."""
-    return column.collate("C") if engine.dialect.name == "postgresql" else column
 
 
 def _claimed_key_id(headers: Mapping[str, str]) -> str | None:

@@ -124,6 +124,9 @@ artifact_aliases = sa.Table(
 
 # 64-bit ids on PostgreSQL; SQLite's rowid alias must be declared INTEGER to autoincrement.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Compared by code point on both backends (SQLite's default; PostgreSQL's "C" collation), so a
+# prefix is an index range whatever the database's collation.
+CodeTarget = sa.String(1024).with_variant(sa.String(1024, collation="C"), "postgresql")
 
 # The audit log (audit.py): one row per mutating API call, append-only (triggers refuse UPDATE and
 # DELETE on both backends; migration s0004). Read in (time, id) order: indexed for filters by actor,
@@ -137,7 +140,7 @@ audit_events = sa.Table(
     sa.Column("key_id", sa.String(32), nullable=True),  # the API key used
     sa.Column("action", sa.String(128), nullable=False),  # the route's name, e.g. create_key
     sa.Column("method", sa.String(8), nullable=False),
-    sa.Column("target", sa.String(1024), nullable=False),  # what it acted on: the path below /api/v1/
+    sa.Column("target", CodeTarget, nullable=False),  # what it acted on: the path below /api/v1/
     sa.Column("project", sa.String(128), nullable=True),
     sa.Column("client", sa.String(64), nullable=True),  # the client's address
     sa.Column("status", sa.Integer, nullable=False),  # the HTTP status answered

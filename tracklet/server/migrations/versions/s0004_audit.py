@@ -14,6 +14,9 @@ branch_labels = None
 depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Compared by code point on both backends (SQLite's default; PostgreSQL's "C" collation), so a
+# prefix is an index range whatever the database's collation.
+CodeTarget = sa.String(1024).with_variant(sa.String(1024, collation="C"), "postgresql")
 
 APPEND_ONLY = "audit_events is append-only: its rows are never updated or deleted"
 
@@ -27,7 +30,7 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(32), nullable=True),
         sa.Column("action", sa.String(128), nullable=False),
         sa.Column("method", sa.String(8), nullable=False),
-        sa.Column("target", sa.String(1024), nullable=False),
+        sa.Column("target", CodeTarget, nullable=False),
         sa.Column("project", sa.String(128), nullable=True),
         sa.Column("client", sa.String(64), nullable=True),
         sa.Column("status", sa.Integer, nullable=False),

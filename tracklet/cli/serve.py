@@ -113,7 +113,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         import uvicorn
 
         from tracklet.server.app import create_app
-        from tracklet.server.automations import DeliveryPolicy
+        from tracklet.server.automations_worker import DeliveryPolicy
         from tracklet.server.connections import ConnectionLimits, fit_descriptor_limit, uvicorn_options
     except ImportError as error:
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None

@@ -24,7 +24,8 @@ from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.audit import AuditLog, AuditMiddleware
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
-from tracklet.server.automations import Automations, AutomationWorker, DeliveryPolicy
+from tracklet.server.automations import Automations
+from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer

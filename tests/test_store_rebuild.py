@@ -25,7 +25,8 @@ from tracklet.artifacts.registry import VersionInfo
 from tracklet.errors import PromotionRequired
 from tracklet.registry.sql import ModelRegistry
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
-                                     artifact_versions, log_heads, log_segments)
+                                    artifact_versions, audit_events, automation_attempts, automation_deliveries,
+                                    automations, event_outbox, log_heads, log_segments)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -180,6 +181,19 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
                                                            pack_offset=0, length=3, created_at=1.0))
         connection.execute(artifact_files.insert().values(project="p", digest="e" * 64, recipe="a" * 64, size=3,
                                                           created_at=1.0))
+        # The audit log, the events outbox and automations with their delivery log (server migration s0004).
+        connection.execute(audit_events.insert().values(
+            time=1.0, actor="alice", key_id="k", action="put_log", method="PUT", target="runs/p/r/log", project="p",
+            client="127.0.0.1", status=200, outcome="ok"))
+        connection.execute(event_outbox.insert().values(time=1.0, kind="run.finished", subject="p/r", payload="{}",
+                                                        dispatched=True))
+        connection.execute(automations.insert().values(name="hook", event="*", filter="{}", action="webhook",
+                                                       url="http://127.0.0.1:9/", secret="s", created_at=1.0))
+        connection.execute(automation_deliveries.insert().values(
+            event_id=1, automation_id=1, idempotency_key="i", state="delivered", attempts=1, next_attempt_at=1.0,
+            created_at=1.0))
+        connection.execute(automation_attempts.insert().values(delivery_id=1, attempt=1, time=1.0, status=200,
+                                                               duration=0.1))
     # The model registry's tables (server migration s0003): a link, an alias move, a card, a protected
     # alias with a reviewed promotion request.
     registry = ModelRegistry(store.engine)

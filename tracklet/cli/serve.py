@@ -86,13 +86,18 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1),
               help="Open connections at once (lowered to fit the open-file limit); past it, the oldest connection "
               "without a request in progress is closed, or the newcomer gets 503.")
+@click.option("--webhook-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds an automation's webhook may take to answer before the attempt counts as failed.")
+@click.option("--webhook-retry-base", default=2.0, show_default=True, type=click.FloatRange(0.01),
+              help="Seconds before an automation's first retry; doubled after each failed attempt (docs/audit.md).")
 @click.option("--dev", is_flag=True, help="Development mode: no API keys, anyone may do anything; loopback only.")
 @click.pass_context
 @_handle_errors
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
            files_url: str | None, files_options: tuple[str, ...], logs_url: str | None, artifacts_url: str | None,
            heartbeat_lapse: float, sweep_interval: float, header_timeout: float, idle_timeout: float,
-           keep_alive: int, max_connections: int, dev: bool) -> None:
+           keep_alive: int, max_connections: int, webhook_timeout: float, webhook_retry_base: float,
+           dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
     Every request needs an API key (create the first admin with `tracklet admin create-user NAME
@@ -108,6 +113,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         import uvicorn
 
         from tracklet.server.app import create_app
+        from tracklet.server.automations_worker import DeliveryPolicy
         from tracklet.server.connections import ConnectionLimits, fit_descriptor_limit, uvicorn_options
     except ImportError as error:
         raise CliError(f"the server needs FastAPI and uvicorn: pip install 'tracklet[server]' ({error})") from None
@@ -120,7 +126,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
                      files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
                      artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
-                     auth=not dev)
+                     auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base))
     if dev:  # no keys: only this machine's own pages and programs, never a page by DNS rebinding
         from tracklet.server.localaccess import LoopbackHostCheck
 

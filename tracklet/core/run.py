@@ -566,7 +566,9 @@ class Run:
         self._enqueue(DefineMetric(record, name, modes, summary_as_dict))
 
     def alert(self, title: str, text: str = "", level: str = "INFO") -> None:
-        """Record an alert (shown on the run's page)."""
+        """Record an alert (shown on the run's page). A tracking server the run reports to (online
+        mode, or ``tracklet sync``) delivers it to its ``run.alert`` automations: webhooks and chat
+        messages (docs/audit.md)."""
         from tracklet.proto import records_pb2 as pb
 
         levels = {"INFO": pb.Alert.LEVEL_INFO, "WARN": pb.Alert.LEVEL_WARN, "ERROR": pb.Alert.LEVEL_ERROR}

@@ -22,7 +22,10 @@ from fastapi.responses import JSONResponse
 from tracklet import __version__
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
+from tracklet.server.audit import AuditLog, AuditMiddleware
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
+from tracklet.server.automations import Automations
+from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
@@ -45,6 +48,8 @@ class ServerState:
     files: RunFiles  # run files (files.py): <root>/files, or any fsspec URL such as s3://bucket/prefix
     authorizer: Authorizer | None  # None: a --dev server, no keys
     artifacts: ServerArtifacts  # artifact blobs (<root>/artifacts or --artifacts URL), upload sessions, versions
+    audit: AuditLog  # one event per mutating API call (audit.py)
+    automations: Automations  # rules and deliveries (automations.py); the worker runs in the lifespan
 
 
 def require_access(request: Request) -> None:
@@ -72,7 +77,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                files_url: str | None = None, files_options: dict[str, object] | None = None,
                heartbeat_lapse: float = HEARTBEAT_LAPSE, auth: bool = True,
                liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
-               logs_url: str | None = None, artifacts_url: str | None = None) -> FastAPI:
+               logs_url: str | None = None, artifacts_url: str | None = None,
+               delivery: DeliveryPolicy | None = None, automation_interval: float = 1.0) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -86,9 +92,12 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     opened with ``files_options``) keeps the record log copies there as segments indexed in the
     PostgreSQL store (``segments.py``), so several server processes can share one deployment.
     ``artifacts_url`` (an fsspec URL, opened with ``files_options``) keeps artifact blobs there
-    instead of ``<root>/artifacts`` (``artifact_blobs.py``)."""
-    from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_auth, routes_compare,
-                                 routes_files, routes_ingest, routes_media, routes_read, routes_registry,
+    instead of ``<root>/artifacts`` (``artifact_blobs.py``). Every mutating API call writes an audit
+    event (``audit.py``); automations deliver events (``automations.py``: ``delivery`` sets the
+    timeout and retries, ``automation_interval`` the worker's polling period; not for a
+    ``shared_root``)."""
+    from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
+                                 routes_compare, routes_files, routes_ingest, routes_media, routes_read, routes_registry,
                                  routes_run_data, routes_sweeps, routes_tables)
     from tracklet.server.web import mount_dashboard
 
@@ -111,7 +120,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                else RunFiles.connect(root, layout=DATA_ROOT_LAYOUT) if shared_root
                                else RunFiles.connect(root / "files", files_options)),
                         authorizer=Authorizer(Accounts(store)) if auth else None,
-                        artifacts=ServerArtifacts.connect(root, artifacts_url, files_options, store.engine))
+                        artifacts=ServerArtifacts.connect(root, artifacts_url, files_options, store.engine),
+                        audit=AuditLog(store.engine), automations=Automations(store.engine))
+    worker = None if shared_root else AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(),
+                                                       interval=automation_interval)
     if index_on_start:
         state.indexer.index_all()
 
@@ -129,8 +141,12 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
 
         sweeper = threading.Thread(target=sweep, name="tracklet-server-sweep", daemon=True)
         sweeper.start()
+        if worker is not None:
+            worker.start()
         yield
         stop.set()
+        if worker is not None:
+            worker.stop()
         store.close()
 
     app = FastAPI(
@@ -153,7 +169,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_tables, routes_media,
-                   routes_registry):
+                   routes_registry, routes_audit):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
@@ -169,5 +185,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         # Bad filters, sorts, axes and buckets from the store's query side.
         return JSONResponse(status_code=400, content=ErrorResponse(detail=str(error)).model_dump())
 
+    if not shared_root:  # a local data root's dashboard (tracklet ui) is read-only: nothing to audit
+        # Outermost but for Starlette's error handler: every mutating route, present or future, is audited.
+        app.add_middleware(AuditMiddleware, log=state.audit)
     mount_dashboard(app)  # the single-page app at / (its pages and /assets)
     return app

@@ -25,6 +25,7 @@ from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError
 from tracklet.server.artifact_blobs import NotHeld, ServerArtifacts, Session, check_digest
 from tracklet.server.body import read_body
+from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
                                     CommitRequest, CommitResponse, FileRequest, FileResponse, PutBlobResponse,
@@ -297,7 +298,10 @@ def commit_version(request: Request, project: str, name: str, body: CommitReques
     """Add a version of `project/name` whose manifest is the blob `manifest`: the manifest must
     parse and every file's blob be in the project. `vN` and `latest` are assigned, `aliases` move
     to it; identical content to the latest version returns that one (`reused`)."""
-    info, reused = _artifacts(request).commit(
+    artifacts = _artifacts(request)
+    previous = alias_versions(artifacts, project, name, body.aliases)
+    info, reused = artifacts.commit(
         project, _name(name), type=body.type, manifest_digest=body.manifest, description=body.description,
         metadata=body.metadata, aliases=body.aliases, logged_by=body.logged_by)
+    version_events(request, info, reused, previous)
     return CommitResponse(version=_version_model(info), reused=reused)

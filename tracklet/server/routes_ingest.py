@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -49,7 +52,17 @@ async def put_log(
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
     if result.appended:
         await run_in_threadpool(app.indexer.index_run, paths)
+        await run_in_threadpool(_derive_events, app, project, run_id)
     return AppendResponse(offset=result.offset, appended=result.appended)
+
+
+def _derive_events(app: Any, project: str, run_id: str) -> None:
+    """Events the upload caused (run finished or failed, alerts, thresholds: automations.py); a
+    failure there is reported and never fails the upload, whose bytes are kept."""
+    try:
+        app.automations.after_ingest(app.store, project, run_id)
+    except Exception as error:
+        print(f"tracklet server: events of {project}/{run_id} not derived: {error!r}", file=sys.stderr)
 
 
 @router.get(

@@ -154,8 +154,105 @@ artifact_aliases = sa.Table(
 # tracklet/registry/tables.py (a data root keeps the same ones in its registry.sqlite), and copied here.
 registry_tables = tuple(table.to_metadata(metadata) for table in REGISTRY_TABLES)
 
+# 64-bit ids on PostgreSQL; SQLite's rowid alias must be declared INTEGER to autoincrement.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Compared by code point on both backends (SQLite's default; PostgreSQL's "C" collation), so a
+# prefix is an index range whatever the database's collation.
+CodeTarget = sa.String(1024).with_variant(sa.String(1024, collation="C"), "postgresql")
+
+# The audit log (audit.py): one row per mutating API call, append-only (triggers refuse UPDATE and
+# DELETE on both backends; migration s0004). Read in (time, id) order: indexed for filters by actor,
+# action, project and time, each ending in (time, id), and by target prefix.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("time", sa.Float, nullable=False),  # when the response was decided (Unix seconds)
+    sa.Column("actor", sa.String(128), nullable=True),  # user name; None: not authenticated
+    sa.Column("key_id", sa.String(32), nullable=True),  # the API key used
+    sa.Column("action", sa.String(128), nullable=False),  # the route's name, e.g. create_key
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("target", CodeTarget, nullable=False),  # what it acted on: the path below /api/v1/
+    sa.Column("project", sa.String(128), nullable=True),
+    sa.Column("client", sa.String(64), nullable=True),  # the client's address
+    sa.Column("status", sa.Integer, nullable=False),  # the HTTP status answered
+    sa.Column("outcome", sa.String(16), nullable=False),  # ok, denied (401/403), rejected (4xx), error (5xx)
+    sa.Column("detail", sa.Text, nullable=True),  # JSON the route added (audit.note)
+    sa.Index("ix_audit_events_time", "time", "id"),
+    sa.Index("ix_audit_events_actor", "actor", "time", "id"),
+    sa.Index("ix_audit_events_action", "action", "time", "id"),
+    sa.Index("ix_audit_events_project", "project", "time", "id"),
+    sa.Index("ix_audit_events_target", "target", "time", "id"),
+)
+
+# The events outbox (events.py): what happened, written with the mutation where it can be, read by
+# the automations worker; ``dedupe`` makes an event derived from ingested data (a run finished, an
+# alert, a threshold crossed) happen once however often it is derived.
+event_outbox = sa.Table(
+    "event_outbox",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),  # e.g. artifact.version, run.finished, run.alert
+    sa.Column("subject", sa.String(1024), nullable=False),  # e.g. project/run_id, project/name:v3
+    sa.Column("project", sa.String(128), nullable=True),
+    sa.Column("actor", sa.String(128), nullable=True),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON
+    sa.Column("dedupe", sa.String(512), nullable=True, unique=True),
+    sa.Column("dispatched", sa.Boolean, nullable=False, default=False),  # deliveries made for it
+    sa.Index("ix_event_outbox_pending", "dispatched", "id"),
+)
+
+# Automations (automations.py): rules, one delivery per (event, rule), and each attempt.
+automations = sa.Table(
+    "automations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("event", sa.String(64), nullable=False),  # an event kind, or "*"
+    sa.Column("filter", sa.Text, nullable=False),  # JSON: project, subject_prefix, metric/op/value, level
+    sa.Column("action", sa.String(16), nullable=False),  # webhook or slack
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("secret", sa.String(128), nullable=False),  # the webhook's HMAC key (needed in clear to sign)
+    sa.Column("created_by", sa.String(128), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("deleted_at", sa.Float, nullable=True),  # removed rules keep their delivery log
+)
+
+automation_deliveries = sa.Table(
+    "automation_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("event_id", sa.BigInteger, sa.ForeignKey("event_outbox.id"), nullable=False),
+    sa.Column("automation_id", sa.Integer, sa.ForeignKey("automations.id"), nullable=False),
+    sa.Column("idempotency_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),  # also the lease of the process sending it
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.UniqueConstraint("event_id", "automation_id", name="uq_automation_deliveries_event"),
+    sa.Index("ix_automation_deliveries_due", "state", "next_attempt_at"),
+    sa.Index("ix_automation_deliveries_rule", "automation_id", "id"),
+)
+
+automation_attempts = sa.Table(
+    "automation_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("delivery_id", sa.BigInteger, sa.ForeignKey("automation_deliveries.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),  # the receiver's HTTP status; None: no answer
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration", sa.Float, nullable=False),
+    sa.Index("ix_automation_attempts_delivery", "delivery_id", "attempt"),
+)
+
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables)
+                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, audit_events, event_outbox, automations, automation_deliveries, automation_attempts)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

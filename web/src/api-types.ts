@@ -860,7 +860,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/registries": {
+    "/api/v1/audit": {
         parameters: {
             query?: never;
             header?: never;
@@ -868,10 +868,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Registry collections
-         * @description Every collection (of `registry`, if given): type, version count, latest, aliases.
+         * Audit events (server admins)
+         * @description One page of the audit log, filtered; every mutating API call is one event.
          */
-        get: operations["list_collections_api_v1_registries_get"];
+        get: operations["list_audit_api_v1_audit_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -880,7 +880,25 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/registries/{registry}/collections/{collection}/links": {
+    "/api/v1/automations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Automation rules (server admins) */
+        get: operations["list_automations_api_v1_automations_get"];
+        put?: never;
+        /** Add an automation rule (server admins) */
+        post: operations["create_automation_api_v1_automations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations/{automation_id}": {
         parameters: {
             query?: never;
             header?: never;
@@ -889,167 +907,25 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /**
-         * Link an artifact version into a collection
-         * @description Link `project/name:vN` as the collection's next version (or return its link), then give
-         *     it `aliases`. Nothing is copied. Needs `write` on the version's project.
-         */
-        post: operations["link_api_v1_registries__registry__collections__collection__links_post"];
-        delete?: never;
+        post?: never;
+        /** Remove an automation rule; its delivery log stays (server admins) */
+        delete: operations["remove_automation_api_v1_automations__automation_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/api/v1/registries/{registry}/collections/{collection}/versions": {
+    "/api/v1/automations/{automation_id}/deliveries": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** A collection's versions */
-        get: operations["versions_api_v1_registries__registry__collections__collection__versions_get"];
+        /** A rule's deliveries and their attempts, newest first (server admins) */
+        get: operations["list_deliveries_api_v1_automations__automation_id__deliveries_get"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/registries/{registry}/collections/{collection}/versions/{selector}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * One version: the link and its artifact
-         * @description The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
-         *     (an `ArtifactVersion`: download its blobs from its project). Needs `read` there.
-         */
-        get: operations["version_api_v1_registries__registry__collections__collection__versions__selector__get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/registries/{registry}/collections/{collection}/aliases/{alias}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        /**
-         * Point an alias at a version
-         * @description Move `alias` to the version `version` names, appending the move to the alias's history.
-         *     A protected alias answers 409 naming the promotion request opened. Needs `write` on the
-         *     project of the version it is to name.
-         */
-        put: operations["set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put"];
-        post?: never;
-        /** Remove an alias */
-        delete: operations["remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/registries/{registry}/collections/{collection}/history": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Every alias move, oldest first */
-        get: operations["history_api_v1_registries__registry__collections__collection__history_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/registries/{registry}/collections/{collection}/versions/{selector}/card": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** A version's model card */
-        get: operations["card_api_v1_registries__registry__collections__collection__versions__selector__card_get"];
-        /** Save a model card revision */
-        put: operations["save_card_api_v1_registries__registry__collections__collection__versions__selector__card_put"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/registries/{registry}/collections/{collection}/protections/{alias}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        /**
-         * Protect an alias
-         * @description Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
-         *     the collection's latest version.
-         */
-        put: operations["protect_api_v1_registries__registry__collections__collection__protections__alias__put"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/registry-requests": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Promotion requests */
-        get: operations["requests_api_v1_registry_requests_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/registry-requests/{request_id}/reviews": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Approve or reject a request
-         * @description Approve or reject promotion request `request_id` (not your own). The approval that completes
-         *     the count moves the alias. Needs `write` on the project of the version it is to name.
-         */
-        post: operations["review_api_v1_registry_requests__request_id__reviews_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1097,58 +973,6 @@ export interface components {
         AlertsResponse: {
             /** Alerts */
             alerts: components["schemas"]["Alert"][];
-        };
-        /** AliasHistoryResponse */
-        AliasHistoryResponse: {
-            /** Events */
-            events: components["schemas"]["AliasMove"][];
-        };
-        /**
-         * AliasMove
-         * @description One alias move: `from_version` null when the alias was new, `to_version` null when removed.
-         */
-        AliasMove: {
-            /** Id */
-            id: number;
-            /** Registry */
-            registry: string;
-            /** Collection */
-            collection: string;
-            /** Alias */
-            alias: string;
-            /** From Version */
-            from_version: number | null;
-            /** To Version */
-            to_version: number | null;
-            /** Actor */
-            actor: string;
-            /** At */
-            at: number;
-            /** Reason */
-            reason: string;
-            /**
-             * Request Id
-             * @description the approved promotion request that moved it
-             */
-            request_id: number | null;
-        };
-        /** AliasMoveResponse */
-        AliasMoveResponse: {
-            /** @description null: the alias named that version already */
-            event: components["schemas"]["AliasMove"] | null;
-        };
-        /** AliasRequest */
-        AliasRequest: {
-            /**
-             * Version
-             * @description `vN`, `latest` or another alias of the collection
-             */
-            version: string;
-            /**
-             * Reason
-             * @default
-             */
-            reason: string;
         };
         /**
          * ApiKey
@@ -1382,6 +1206,129 @@ export interface components {
              */
             damaged: components["schemas"]["DamagedVersion"][];
         };
+        /** Attempt */
+        Attempt: {
+            /** Attempt */
+            attempt: number;
+            /** Time */
+            time: number;
+            /** Status */
+            status: number | null;
+            /** Error */
+            error: string | null;
+            /** Duration */
+            duration: number;
+        };
+        /** AuditEvent */
+        AuditEvent: {
+            /** Id */
+            id: number;
+            /** Time */
+            time: number;
+            /**
+             * Actor
+             * @description The user; null when the request was not authenticated
+             */
+            actor: string | null;
+            /**
+             * Key Id
+             * @description The API key used
+             */
+            key_id: string | null;
+            /**
+             * Action
+             * @description The route's name, e.g. create_key, put_log, commit_version
+             */
+            action: string;
+            /** Method */
+            method: string;
+            /**
+             * Target
+             * @description What it acted on: the path below /api/v1/, unless the route said better
+             */
+            target: string;
+            /** Project */
+            project: string | null;
+            /**
+             * Client
+             * @description The client's address
+             */
+            client: string | null;
+            /** Status */
+            status: number;
+            /**
+             * Outcome
+             * @description ok, denied (401/403), rejected (other 4xx) or error (5xx)
+             */
+            outcome: string;
+            /** Detail */
+            detail: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** AuditResponse */
+        AuditResponse: {
+            /** Events */
+            events: components["schemas"]["AuditEvent"][];
+            /**
+             * Next After
+             * @description Pass as `after` for the next page; null on the last
+             */
+            next_after: number | null;
+        };
+        /** Automation */
+        Automation: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Event */
+            event: string;
+            /** Filter */
+            filter: {
+                [key: string]: unknown;
+            };
+            /** Action */
+            action: string;
+            /** Url */
+            url: string;
+            /** Created By */
+            created_by: string | null;
+            /** Created At */
+            created_at: number;
+        };
+        /** AutomationRequest */
+        AutomationRequest: {
+            /** Name */
+            name: string;
+            /**
+             * Event
+             * @description An event kind (events.KINDS) or *
+             */
+            event: string;
+            /** Filter */
+            filter?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Action
+             * @default webhook
+             * @enum {string}
+             */
+            action: "webhook" | "slack";
+            /** Url */
+            url: string;
+            /**
+             * Secret
+             * @description Default: a new random secret
+             */
+            secret?: string | null;
+        };
+        /** AutomationsResponse */
+        AutomationsResponse: {
+            /** Automations */
+            automations: components["schemas"]["Automation"][];
+        };
         /** BatchResponse */
         BatchResponse: {
             /**
@@ -1422,11 +1369,6 @@ export interface components {
              * @description The digests the project does not hold yet: upload these
              */
             missing: string[];
-        };
-        /** CardRequest */
-        CardRequest: {
-            /** Text */
-            text: string;
         };
         /** CommitRequest */
         CommitRequest: {
@@ -1533,6 +1475,38 @@ export interface components {
              * @description What is wrong with its registry file
              */
             detail: string;
+        };
+        /** DeliveriesResponse */
+        DeliveriesResponse: {
+            /** Deliveries */
+            deliveries: components["schemas"]["Delivery"][];
+        };
+        /** Delivery */
+        Delivery: {
+            /** Id */
+            id: number;
+            /** Event Id */
+            event_id: number;
+            /** Kind */
+            kind: string;
+            /** Subject */
+            subject: string;
+            /** Idempotency Key */
+            idempotency_key: string;
+            /** State */
+            state: string;
+            /** Attempts */
+            attempts: number;
+            /** Last Status */
+            last_status: number | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Created At */
+            created_at: number;
+            /** Finished At */
+            finished_at: number | null;
+            /** Attempt Log */
+            attempt_log: components["schemas"]["Attempt"][];
         };
         /**
          * ErrorResponse
@@ -1666,39 +1640,6 @@ export interface components {
             name: string;
             /** State */
             state: string;
-        };
-        /** LinkRequest */
-        LinkRequest: {
-            /** Project */
-            project: string;
-            /** Name */
-            name: string;
-            /**
-             * Version
-             * @description N of the project's artifact version vN
-             */
-            version: number;
-            /**
-             * Digest
-             * @description its content digest, checked if given
-             */
-            digest?: string | null;
-            /** Aliases */
-            aliases?: string[];
-            /**
-             * Reason
-             * @default
-             */
-            reason: string;
-        };
-        /** LinkResponse */
-        LinkResponse: {
-            link: components["schemas"]["RegistryLink"];
-        };
-        /** LinksResponse */
-        LinksResponse: {
-            /** Links */
-            links: components["schemas"]["RegistryLink"][];
         };
         /** Me */
         Me: {
@@ -1837,29 +1778,31 @@ export interface components {
             /** Keys */
             keys: string[];
         };
-        /** ModelCard */
-        ModelCard: {
-            /** Registry */
-            registry: string;
-            /** Collection */
-            collection: string;
-            /** Version */
-            version: number;
-            /** Revision */
-            revision: number;
-            /**
-             * Text
-             * @description Markdown with YAML front matter
-             */
-            text: string;
-            /** Author */
-            author: string;
+        /** NewAutomation */
+        NewAutomation: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Event */
+            event: string;
+            /** Filter */
+            filter: {
+                [key: string]: unknown;
+            };
+            /** Action */
+            action: string;
+            /** Url */
+            url: string;
+            /** Created By */
+            created_by: string | null;
             /** Created At */
             created_at: number;
-        };
-        /** ModelCardResponse */
-        ModelCardResponse: {
-            card: components["schemas"]["ModelCard"] | null;
+            /**
+             * Secret
+             * @description The HMAC key of the webhook's signature: shown only now
+             */
+            secret: string;
         };
         /**
          * NewKeyResponse
@@ -1912,75 +1855,6 @@ export interface components {
             /** Projects */
             projects: components["schemas"]["Project"][];
         };
-        /** PromotionRequestModel */
-        PromotionRequestModel: {
-            /** Id */
-            id: number;
-            /** Registry */
-            registry: string;
-            /** Collection */
-            collection: string;
-            /** Alias */
-            alias: string;
-            /** To Version */
-            to_version: number;
-            /** From Version */
-            from_version: number | null;
-            /** Requester */
-            requester: string;
-            /** Reason */
-            reason: string;
-            /**
-             * State
-             * @description pending, approved, rejected or superseded
-             */
-            state: string;
-            /** Created At */
-            created_at: number;
-            /** Decided At */
-            decided_at: number | null;
-            /** Approvals Required */
-            approvals_required: number;
-            /** Reviews */
-            reviews: components["schemas"]["PromotionReview"][];
-        };
-        /** PromotionRequestResponse */
-        PromotionRequestResponse: {
-            request: components["schemas"]["PromotionRequestModel"];
-        };
-        /** PromotionRequestsResponse */
-        PromotionRequestsResponse: {
-            /** Requests */
-            requests: components["schemas"]["PromotionRequestModel"][];
-        };
-        /** PromotionReview */
-        PromotionReview: {
-            /** Request Id */
-            request_id: number;
-            /** Reviewer */
-            reviewer: string;
-            /** Decision */
-            decision: string;
-            /** Comment */
-            comment: string;
-            /** At */
-            at: number;
-        };
-        /** ProtectRequest */
-        ProtectRequest: {
-            /**
-             * Approvals
-             * @description approvals a move needs; 0 lifts the protection
-             */
-            approvals: number;
-        };
-        /** ProtectionResponse */
-        ProtectionResponse: {
-            /** Alias */
-            alias: string;
-            /** Approvals */
-            approvals: number;
-        };
         /** PutBlobResponse */
         PutBlobResponse: {
             /** Digest */
@@ -2007,105 +1881,12 @@ export interface components {
              */
             written: boolean;
         };
-        /** RegistryCollection */
-        RegistryCollection: {
-            /** Registry */
-            registry: string;
-            /** Collection */
-            collection: string;
-            /** Type */
-            type: string;
-            /** Versions */
-            versions: number;
-            /** Latest */
-            latest: string;
-            /**
-             * Aliases
-             * @description alias -> `vN`
-             */
-            aliases: {
-                [key: string]: string;
-            };
-        };
-        /** RegistryCollectionsResponse */
-        RegistryCollectionsResponse: {
-            /** Collections */
-            collections: components["schemas"]["RegistryCollection"][];
-        };
-        /**
-         * RegistryLink
-         * @description One version of a registry collection: a link to an artifact version (nothing copied).
-         */
-        RegistryLink: {
-            /** Registry */
-            registry: string;
-            /** Collection */
-            collection: string;
-            /**
-             * Version
-             * @description N of the collection's vN
-             */
-            version: number;
-            /** Source Project */
-            source_project: string;
-            /** Source Name */
-            source_name: string;
-            /**
-             * Source Version
-             * @description N of the artifact's vN in its project
-             */
-            source_version: number;
-            /** Source Digest */
-            source_digest: string;
-            /** Linked At */
-            linked_at: number;
-            /** Linked By */
-            linked_by: string;
-            /** Type */
-            type: string;
-            /**
-             * Aliases
-             * @description `vN`, `latest` if it is the latest, then custom aliases
-             */
-            aliases: string[];
-            /**
-             * Requests
-             * @description promotion requests this link opened (protected aliases)
-             */
-            requests: number[];
-            /**
-             * Path
-             * @description `registry/collection:vN`
-             */
-            path: string;
-            /**
-             * Source
-             * @description `project/name:vN` of the artifact version
-             */
-            source: string;
-        };
-        /** RegistryVersionResponse */
-        RegistryVersionResponse: {
-            link: components["schemas"]["RegistryLink"];
-            /** @description the linked artifact version: its blobs are its project's */
-            version: components["schemas"]["ArtifactVersion"];
-        };
         /** RejectedBlob */
         RejectedBlob: {
             /** Digest */
             digest: string;
             /** Detail */
             detail: string;
-        };
-        /** ReviewRequest */
-        ReviewRequest: {
-            /** Decision */
-            decision: string;
-            /**
-             * Comment
-             * @default
-             */
-            comment: string;
         };
         /** RoleRequest */
         RoleRequest: {
@@ -5974,10 +5755,27 @@ export interface operations {
             };
         };
     };
-    list_collections_api_v1_registries_get: {
+    list_audit_api_v1_audit_get: {
         parameters: {
             query?: {
-                registry?: string | null;
+                /** @description Only this user's calls */
+                actor?: string | null;
+                /** @description Only this action (a route's name) */
+                action?: string | null;
+                /** @description Only calls on this project */
+                project?: string | null;
+                /** @description Only targets starting with this */
+                target?: string | null;
+                outcome?: string | null;
+                /** @description Only events at or after this Unix time */
+                since?: number | null;
+                /** @description Only events before this Unix time */
+                until?: number | null;
+                /** @description The cursor: the previous page's next_after */
+                after?: number | null;
+                /** @description asc: oldest first; desc: newest first */
+                order?: string;
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -5991,7 +5789,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["RegistryCollectionsResponse"];
+                    "application/json": components["schemas"]["AuditResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */
@@ -6030,15 +5828,6 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -6050,21 +5839,14 @@ export interface operations {
             };
         };
     };
-    link_api_v1_registries__registry__collections__collection__links_post: {
+    list_automations_api_v1_automations_get: {
         parameters: {
             query?: never;
             header?: never;
-            path: {
-                registry: string;
-                collection: string;
-            };
+            path?: never;
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["LinkRequest"];
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description Successful Response */
             200: {
@@ -6072,7 +5854,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["LinkResponse"];
+                    "application/json": components["schemas"]["AutomationsResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */
@@ -6111,8 +5893,59 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Conflicts with what the server holds */
-            409: {
+        };
+    };
+    create_automation_api_v1_automations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AutomationRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewAutomation"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6131,16 +5964,79 @@ export interface operations {
             };
         };
     };
-    versions_api_v1_registries__registry__collections__collection__versions_get: {
+    remove_automation_api_v1_automations__automation_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                automation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_deliveries_api_v1_automations__automation_id__deliveries_get: {
         parameters: {
             query?: {
                 limit?: number;
-                offset?: number;
             };
             header?: never;
             path: {
-                registry: string;
-                collection: string;
+                automation_id: number;
             };
             cookie?: never;
         };
@@ -6152,7 +6048,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["LinksResponse"];
+                    "application/json": components["schemas"]["DeliveriesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */
@@ -6184,733 +6080,6 @@ export interface operations {
             };
             /** @description No such project, run, file, user or key */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    version_api_v1_registries__registry__collections__collection__versions__selector__get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                registry: string;
-                collection: string;
-                selector: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RegistryVersionResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                registry: string;
-                collection: string;
-                alias: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["AliasRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AliasMoveResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete: {
-        parameters: {
-            query?: {
-                reason?: string;
-            };
-            header?: never;
-            path: {
-                registry: string;
-                collection: string;
-                alias: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AliasMoveResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    history_api_v1_registries__registry__collections__collection__history_get: {
-        parameters: {
-            query?: {
-                alias?: string | null;
-            };
-            header?: never;
-            path: {
-                registry: string;
-                collection: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AliasHistoryResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    card_api_v1_registries__registry__collections__collection__versions__selector__card_get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                registry: string;
-                collection: string;
-                selector: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ModelCardResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    save_card_api_v1_registries__registry__collections__collection__versions__selector__card_put: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                registry: string;
-                collection: string;
-                selector: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CardRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ModelCardResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    protect_api_v1_registries__registry__collections__collection__protections__alias__put: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                registry: string;
-                collection: string;
-                alias: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ProtectRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ProtectionResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    requests_api_v1_registry_requests_get: {
-        parameters: {
-            query?: {
-                registry?: string | null;
-                state?: string | null;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PromotionRequestsResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    review_api_v1_registry_requests__request_id__reviews_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                request_id: number;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ReviewRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PromotionRequestResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,264 @@
+"""The audit log: one event for every mutating call of the server's API, whoever made it and
+however it ended (docs/audit.md).
+
+Nothing has to remember to audit: ``AuditMiddleware`` wraps the whole application and, for every
+request that matched a route with a POST, PUT, PATCH or DELETE method, writes exactly one row to
+``audit_events`` (``schema.py``) before the response's first byte leaves, so a client that saw the
+answer can read the event. The event says who (the user and API key ``require_access``
+authenticated, or none on a 401), what (the route's name as ``action``, the path below
+``/api/v1/`` as ``target``, the ``project``), when, from where (the client's address), and the
+outcome (the status, and ``ok``/``denied``/``rejected``/``error``). A route may add detail or a
+better target with ``note(request, ...)``.
+
+The table is append-only: this module only inserts, and triggers (migration ``s0004``) refuse
+UPDATE, DELETE (and TRUNCATE on PostgreSQL) on both backends. ``AuditLog.query`` filters it (by
+actor, action, project, target prefix, outcome and time), oldest or newest first by time (ties by
+id), with an event's id as the pagination cursor; each filter has an index ending in ``(time, id)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import anyio
+import sqlalchemy as sa
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tracklet.server.schema import audit_events, migrate
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+API_PREFIX = "/api/v1/"
+MAX_PAGE = 10_000
+SCAN_WINDOW = 20_000  # events a target-prefix query reads in order before it asks the prefix's index
+# Above every character a target can hold: ``target >= p AND target < p + TOP`` is a prefix range an
+# index serves on both backends (the column compares by code point: schema.py).
+_TOP = "\U0010ffff"
+_COLUMNS = ("id", "time", "actor", "key_id", "action", "method", "target", "project", "client", "status",
+            "outcome", "detail")
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "denied"
+    return "rejected" if status < 500 else "error"
+
+
+def note(request: Any, *, target: str | None = None, **detail: Any) -> None:
+    """Add to the audit event of the request being handled: a ``target`` that says better than
+    its path what it acted on, and JSON-able ``detail`` (e.g. the version a commit made)."""
+    state = request.state
+    if target is not None:
+        state.audit_target = target
+    if detail:
+        merged = dict(getattr(state, "audit_detail", None) or {})
+        merged.update(detail)
+        state.audit_detail = merged
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditQuery:
+    """Filters of ``AuditLog.query``: each one given narrows the events (all must hold)."""
+
+    actor: str | None = None
+    action: str | None = None
+    project: str | None = None
+    target_prefix: str | None = None
+    outcome: str | None = None
+    since: float | None = None  # time >= since
+    until: float | None = None  # time < until
+    after: int | None = None  # the cursor: an event's id; the page starts after it (in the query's order)
+    newest_first: bool = False
+    limit: int = 100
+
+
+class AuditLog:
+    """Writes and reads ``audit_events`` in the store's database (the server's tables)."""
+
+    def __init__(self, engine: sa.Engine, *, scan_window: int = SCAN_WINDOW) -> None:
+        self.engine = engine
+        self.scan_window = scan_window
+        migrate(engine)
+
+    def record(self, **event: Any) -> int:
+        """Append one event (the ``audit_events`` columns but ``id``); its id."""
+        row = {name: event.get(name) for name in _COLUMNS if name != "id"}
+        row["time"] = row["time"] if row["time"] is not None else time.time()
+        row["target"] = str(row["target"] or "")[:1024]
+        for name, size in (("actor", 128), ("key_id", 32), ("action", 128), ("project", 128), ("client", 64)):
+            if row[name] is not None:
+                row[name] = str(row[name])[:size]
+        if row["detail"] is not None and not isinstance(row["detail"], str):
+            row["detail"] = json.dumps(row["detail"], default=str, separators=(",", ":"))
+        with self.engine.begin() as connection:
+            key = connection.execute(audit_events.insert().values(**row)).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def query(self, query: AuditQuery) -> list[dict[str, Any]]:
+        """Events matching ``query``, at most ``query.limit``, in time order (ties by id; ``newest_first``:
+        the reverse), after the event ``query.after`` (the cursor) in that order.
+
+        Each equality filter (actor, action, project) has an index ending in ``(time, id)``, and
+        time alone one on ``(time, id)``: a page, time range or not, is read in order from one
+        index. A target prefix is a range on its own index, whose matches would have to be
+        sorted (slow when it matches much of the log); so a query with one first reads the next
+        ``scan_window`` events in order (a broad prefix fills its page there) and asks the
+        prefix's index only for what that leaves (a narrow prefix: few matches to sort)."""
+        if not 1 <= query.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}; got {query.limit}")
+        c = audit_events.c
+        where: list[sa.ColumnElement[bool]] = []
+        for column, value in ((c.actor, query.actor), (c.action, query.action), (c.project, query.project),
+                              (c.outcome, query.outcome)):
+            if value is not None:
+                where.append(column == value)
+        if query.since is not None:
+            where.append(c.time >= query.since)
+        if query.until is not None:
+            where.append(c.time < query.until)
+        key = sa.tuple_(c.time, c.id)
+        order = (c.time.desc(), c.id.desc()) if query.newest_first else (c.time, c.id)
+
+        def beyond(position: tuple[float, int] | None) -> list[sa.ColumnElement[bool]]:
+            if position is None:
+                return []
+            return [key < sa.tuple_(*position)] if query.newest_first else [key > sa.tuple_(*position)]
+
+        def page(conditions: list[sa.ColumnElement[bool]], limit: int) -> list[dict[str, Any]]:
+            stmt = sa.select(*[c[name] for name in _COLUMNS]).where(*conditions).order_by(*order).limit(limit)
+            return [dict(row) for row in connection.execute(stmt).mappings()]
+
+        with self.engine.connect() as connection:
+            cursor: tuple[float, int] | None = None
+            if query.after is not None:
+                found = connection.execute(sa.select(c.time).where(c.id == query.after)).scalar()
+                if found is None:
+                    raise ValueError(f"no audit event {query.after} to continue after")
+                cursor = (found, query.after)
+            if not query.target_prefix:
+                rows = page([*beyond(cursor), *where], query.limit)
+            else:
+                edge_row = connection.execute(sa.select(c.time, c.id).where(*beyond(cursor), *where).order_by(*order)
+                                              .offset(self.scan_window - 1).limit(1)).first()
+                if edge_row is None:  # fewer events than the window are left: read them all in order
+                    rows = page([*beyond(cursor), *where, *self._prefix(query.target_prefix, indexed=False)],
+                                query.limit)
+                else:
+                    edge = (edge_row.time, edge_row.id)
+                    within = [key >= sa.tuple_(*edge)] if query.newest_first else [key <= sa.tuple_(*edge)]
+                    rows = page([*beyond(cursor), *within, *where, *self._prefix(query.target_prefix, indexed=False)],
+                                query.limit)
+                    if len(rows) < query.limit:
+                        rows += page([*beyond(edge), *where, *self._prefix(query.target_prefix, indexed=True)],
+                                     query.limit - len(rows))
+        for row in rows:
+            row["detail"] = json.loads(row["detail"]) if row["detail"] else None
+        return rows
+
+    def _prefix(self, prefix: str, *, indexed: bool) -> list[sa.ColumnElement[bool]]:
+        """``target`` starts with ``prefix``, as a range; not ``indexed``: written so that SQLite
+        uses no index for it (``target || ''``) and reads the events it is given in order instead."""
+        target: sa.ColumnElement[Any] = audit_events.c.target  # compared by code point (schema.py)
+        if not indexed and self.engine.dialect.name == "sqlite":
+            target = audit_events.c.target.concat("")
+        return [target >= prefix, target < prefix + _TOP]
+
+    def iterate(self, query: AuditQuery, page: int = 5_000) -> Iterator[dict[str, Any]]:
+        """Every event matching ``query`` (its ``limit`` is the page size), page after page."""
+        query = dataclasses.replace(query, limit=min(page, MAX_PAGE))
+        while True:
+            rows = self.query(query)
+            yield from rows
+            if len(rows) < query.limit:
+                return
+            query = dataclasses.replace(query, after=rows[-1]["id"])
+
+
+def _claimed_key_id(headers: Mapping[str, str]) -> str | None:
+    """The key id an unauthenticated request presented (never its secret), if well formed."""
+    scheme, _, key = headers.get("authorization", "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key.startswith("tlk_"):
+        return None
+    key_id, sep, _ = key[4:].partition("_")
+    return key_id[:32] if sep and key_id else None
+
+
+class AuditMiddleware:
+    """ASGI middleware writing one audit event per request that matched a mutating route (see the
+    module docstring). Must wrap the router (``app.add_middleware``), so the route is known."""
+
+    def __init__(self, app: ASGIApp, *, log: AuditLog) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in MUTATING:
+            await self.app(scope, receive, send)
+            return
+        recorded = False
+
+        async def record(status: int) -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            event = self._event(scope, status)
+            if event is None:
+                return
+            try:
+                await anyio.to_thread.run_sync(lambda: self.log.record(**event))
+            except Exception as error:  # the mutation happened: answer it, and say loudly what is missing
+                print(f"tracklet server: could not write the audit event {event!r}: {error!r}", file=sys.stderr)
+
+        async def send_audited(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await record(int(message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_audited)
+        except BaseException:
+            await record(500)  # an unhandled error: the server's error middleware answers 500
+            raise
+
+    @staticmethod
+    def _event(scope: Scope, status: int) -> dict[str, Any] | None:
+        route = scope.get("route")
+        if route is None:  # no route matched (404/405 from the router): nothing was acted on
+            return None
+        state: dict[str, Any] = scope.get("state") or {}
+        principal = state.get("principal")
+        headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope.get("headers", ())}
+        path: str = scope.get("path", "")
+        target = state.get("audit_target") or (path[len(API_PREFIX):] if path.startswith(API_PREFIX) else path)
+        detail = dict(state.get("audit_detail") or {})
+        key_id = None
+        if principal is not None:
+            key_id = principal.key_id
+        else:
+            claimed = _claimed_key_id(headers)
+            if claimed:
+                detail["claimed_key_id"] = claimed
+        client = scope.get("client")
+        params = scope.get("path_params") or {}
+        return {
+            "time": time.time(),
+            "actor": principal.name if principal is not None else None,
+            "key_id": key_id,
+            "action": state.get("audit_action") or getattr(route, "name", None) or path,
+            "method": scope["method"],
+            "target": target,
+            "project": params.get("project"),
+            "client": client[0] if client else None,
+            "status": status,
+            "outcome": outcome_of(status),
+            "detail": detail or None,
+        }

@@ -1,0 +1,222 @@
+"""Delivering automations: the worker thread of each server process.
+
+The worker (``AutomationWorker``, a thread per server process) does two things, each from the
+database, so a restart or a second server process carries on where the last left off:
+
+1. **dispatch**: each event of the outbox not yet dispatched gets one row in
+   ``automation_deliveries`` per matching rule (unique per event and rule), and is marked
+   dispatched, in one transaction.
+2. **deliver**: due pending deliveries are claimed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) by
+   moving their ``next_attempt_at`` past the send timeout (a lease), then sent. Each attempt is
+   logged in ``automation_attempts`` (time, status code or error, duration). A 2xx marks the
+   delivery ``delivered`` for good, so nothing sends it again, restart or not; a 5xx, 408, 429, a
+   timeout or a connection error schedules the next attempt with exponential backoff
+   (``retry_base`` * 2^(attempt-1), at most ``retry_cap``, ±10 % jitter) up to ``max_attempts``;
+   any other answer fails it. Delivery is at least once: should a process die between the
+   receiver's 2xx and recording it, the lease lapses and it is sent again with the same
+   ``Idempotency-Key`` header, by which the receiver tells a repeat.
+
+A webhook is a POST of JSON ``{"id": <idempotency key>, "automation": name, "event": {...}}``
+with headers ``X-Tracklet-Timestamp`` (Unix seconds of this attempt), ``X-Tracklet-Signature:
+sha256=<hex HMAC-SHA256 of "<timestamp>." + body, keyed with the rule's secret>``,
+``Idempotency-Key`` and ``X-Tracklet-Event`` (the kind). A Slack-style message is a POST of
+``{"text": ...}`` (Slack's incoming webhooks, and the many chat tools that copy them), with the
+same headers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import random
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from tracklet.server import events
+from tracklet.server.automations import Automations, Rule, row_rule
+from tracklet.server.schema import automation_attempts, automation_deliveries, automations, event_outbox
+
+RETRY_STATUSES = frozenset({408, 429})
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Tracklet-Signature`` header's value for ``body`` sent at ``timestamp``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryPolicy:
+    timeout: float = 10.0  # seconds per attempt
+    retry_base: float = 2.0
+    retry_cap: float = 600.0
+    max_attempts: int = 10
+    batch: int = 50
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.retry_cap, self.retry_base * 2 ** (attempts - 1)) * random.uniform(0.9, 1.1)
+
+
+class AutomationWorker:
+    """The delivery thread of one server process (see the module docstring)."""
+
+    def __init__(self, automations_: Automations, *, policy: DeliveryPolicy = DeliveryPolicy(),
+                 interval: float = 1.0) -> None:
+        self.automations = automations_
+        self.engine = automations_.engine
+        self.policy = policy
+        self.interval = interval
+        self.wakeup = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._http: httpx.Client | None = None
+        events.listen(self.wakeup)
+
+    def start(self) -> None:
+        self._http = httpx.Client(timeout=self.policy.timeout, follow_redirects=False)
+        self._thread = threading.Thread(target=self._run, name="tracklet-automations", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.policy.timeout + 5)
+        if self._http is not None:
+            self._http.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wait = self.interval
+            try:
+                self.dispatch()
+                due = self.deliver_due()
+                if due is not None:
+                    wait = min(wait, max(0.0, due - time.time()))
+            except Exception as error:  # the database away a moment: the next pass tries again
+                print(f"tracklet server: automations pass failed: {error!r}", file=sys.stderr)
+            self.wakeup.wait(wait)
+            self.wakeup.clear()
+
+    def dispatch(self) -> int:
+        """Make the deliveries of undispatched events; how many events were dispatched."""
+        rules = self.automations.rules()
+        o, d = event_outbox.c, automation_deliveries.c
+        with self.engine.begin() as connection:
+            pending = connection.execute(
+                sa.select(o.id, o.kind, o.subject, o.project, o.payload).where(o.dispatched.is_(False))
+                .order_by(o.id).limit(500).with_for_update(skip_locked=True)).all()
+            if not pending:
+                return 0
+            now = time.time()
+            for event in pending:
+                payload = json.loads(event.payload)
+                for rule in rules:
+                    if not rule.matches(event.kind, event.subject, event.project, payload):
+                        continue
+                    exists = connection.execute(sa.select(d.id).where(d.event_id == event.id,
+                                                                      d.automation_id == rule.id)).first()
+                    if exists is None:
+                        connection.execute(automation_deliveries.insert().values(
+                            event_id=event.id, automation_id=rule.id, idempotency_key=uuid.uuid4().hex,
+                            state="pending", attempts=0, next_attempt_at=now, created_at=now))
+            connection.execute(event_outbox.update().where(o.id.in_([event.id for event in pending]))
+                               .values(dispatched=True))
+        return len(pending)
+
+    def deliver_due(self) -> float | None:
+        """Send what is due; when the next pending delivery is due (None: nothing pending)."""
+        d = automation_deliveries.c
+        now = time.time()
+        lease = now + self.policy.timeout + 30.0
+        with self.engine.begin() as connection:
+            claimed = connection.execute(
+                sa.select(d.id, d.event_id, d.automation_id, d.idempotency_key, d.attempts)
+                .where(d.state == "pending", d.next_attempt_at <= now)
+                .order_by(d.next_attempt_at, d.id).limit(self.policy.batch).with_for_update(skip_locked=True)).all()
+            if claimed:
+                connection.execute(automation_deliveries.update().where(d.id.in_([row.id for row in claimed]))
+                                   .values(next_attempt_at=lease))
+        for row in claimed:
+            self._attempt(row)
+        with self.engine.connect() as connection:
+            due = connection.execute(sa.select(sa.func.min(d.next_attempt_at)).where(d.state == "pending")).scalar()
+        return None if due is None else float(due)
+
+    def _attempt(self, delivery: Any) -> None:
+        with self.engine.connect() as connection:
+            event = connection.execute(sa.select(event_outbox).where(event_outbox.c.id == delivery.event_id)).one()
+            rule_row = connection.execute(sa.select(automations).where(
+                automations.c.id == delivery.automation_id)).one()
+        rule = row_rule(rule_row)
+        attempt = delivery.attempts + 1
+        status: int | None = None
+        error: str | None = None
+        started = time.monotonic()
+        if rule_row.deleted_at is not None:
+            error = "the automation was removed"
+        else:
+            body = self._body(rule, event, delivery.idempotency_key)
+            timestamp = str(int(time.time()))
+            headers = {"Content-Type": "application/json", "Idempotency-Key": delivery.idempotency_key,
+                       "X-Tracklet-Event": event.kind, "X-Tracklet-Timestamp": timestamp,
+                       "X-Tracklet-Signature": sign(rule.secret, timestamp, body),
+                       "User-Agent": "tracklet-automations"}
+            assert self._http is not None
+            try:
+                status = self._http.post(rule.url, content=body, headers=headers).status_code
+            except httpx.HTTPError as failure:
+                error = f"{type(failure).__name__}: {failure}"[:1000]
+        duration = time.monotonic() - started
+        now = time.time()
+        if status is not None and 200 <= status < 300:
+            state, next_at = "delivered", now
+        elif rule_row.deleted_at is None and attempt < self.policy.max_attempts and (
+                status is None or status >= 500 or status in RETRY_STATUSES):
+            state, next_at = "pending", now + self.policy.backoff(attempt)
+        else:
+            state, next_at = "failed", now
+        d = automation_deliveries.c
+        with self.engine.begin() as connection:
+            connection.execute(automation_attempts.insert().values(
+                delivery_id=delivery.id, attempt=attempt, time=now, status=status, error=error, duration=duration))
+            connection.execute(automation_deliveries.update().where(d.id == delivery.id).values(
+                state=state, attempts=attempt, next_attempt_at=next_at, last_status=status, last_error=error,
+                finished_at=None if state == "pending" else now))
+
+    @staticmethod
+    def _body(rule: Rule, event: Any, idempotency_key: str) -> bytes:
+        payload = json.loads(event.payload)
+        if rule.action == "slack":
+            return json.dumps({"text": slack_text(event.kind, event.subject, payload)}).encode()
+        document = {"id": idempotency_key, "automation": rule.name,
+                    "event": {"id": event.id, "kind": event.kind, "subject": event.subject, "project": event.project,
+                              "actor": event.actor, "time": event.time, "payload": payload}}
+        return json.dumps(document, separators=(",", ":")).encode()
+
+
+def slack_text(kind: str, subject: str, payload: Mapping[str, Any]) -> str:
+    """One line of chat for an event."""
+    if kind == "run.alert":
+        text = f" {payload.get('text')}" if payload.get("text") else ""
+        return f"[{payload.get('level', 'INFO')}] {subject}: {payload.get('title')}{text}"
+    if kind == "metric.threshold":
+        return (f"{subject}: {payload.get('metric')} = {payload.get('value')} "
+                f"({payload.get('op')} {payload.get('threshold')})")
+    if kind in ("run.finished", "run.failed"):
+        return f"run {subject} {payload.get('state')} (exit code {payload.get('exit_code')})"
+    if kind == "artifact.version":
+        return f"new artifact version {subject}"
+    if kind == "alias.moved":
+        return f"alias {subject} now points to v{payload.get('version')} (was {payload.get('previous')})"
+    return f"{kind}: {subject}"

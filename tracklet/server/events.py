@@ -1,0 +1,132 @@
+"""Server events: what happened, for automations (docs/audit.md#events).
+
+``emit`` is the one call the server makes after a mutation::
+
+    emit(connection_or_engine, kind, subject, payload, project=..., actor=..., dedupe=None) -> int | None
+
+It appends a row to the ``event_outbox`` table. Given the ``sa.Connection`` of the mutation's own
+transaction, the event commits (or rolls back) with it: an event is never lost nor sent for a
+change that did not happen. Given an ``sa.Engine`` (the mutation committed elsewhere, e.g. to
+files), it writes in a transaction of its own right after. ``dedupe`` (a string unique per
+event) makes emitting idempotent: a second ``emit`` with the same key does nothing and returns
+None, which is how events derived from ingested data (a run finished, an alert, a threshold
+crossed) happen once however often a run is indexed, across restarts and server processes. It
+then wakes the automations worker of this process (``automations.py``), which makes one delivery
+per matching rule, persisted before any is sent.
+
+The audit log is apart: every mutating API call is audited by ``audit.AuditMiddleware`` whether
+or not it emits an event.
+
+Event kinds (``KINDS``; the subject in parentheses):
+
+- ``artifact.version`` (``project/name:vN``): a new artifact version was committed; payload
+  ``{"name", "version", "digest", "aliases", "reused": false}``.
+- ``alias.moved`` (``project/name:alias``): an alias was added or moved; payload
+  ``{"name", "alias", "version", "previous"}`` (``previous``: None when added).
+- ``run.finished`` / ``run.failed`` (``project/run_id``): the server indexed the run's exit;
+  payload ``{"run_id", "state", "exit_code", "summary"}``.
+- ``run.alert`` (``project/run_id``): the run called ``run.alert(title, text, level)``; payload
+  ``{"run_id", "seq", "title", "text", "level", "time"}``.
+- ``metric.threshold`` (``project/run_id``): a run's summary metric crossed a rule's threshold
+  (rules of this kind say ``metric``, ``op`` and ``value``); payload ``{"run_id", "metric",
+  "value", "op", "threshold", "automation_id"}``.
+- ``promotion.requested`` / ``promotion.decided`` (``registry/collection:alias``): for the model
+  registry; payload ``{"request_id", "collection", "alias", "version", "requested_by",
+  "decision", "decided_by", "comment"}`` (the registry calls ``emit`` with these).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.server.schema import event_outbox
+
+KINDS = ("artifact.version", "alias.moved", "run.finished", "run.failed", "run.alert", "metric.threshold",
+         "promotion.requested", "promotion.decided")
+
+_listeners: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+
+
+def listen(wakeup: threading.Event) -> None:
+    """Have ``emit`` set ``wakeup`` (an automations worker's) after each event it writes."""
+    _listeners.add(wakeup)
+
+
+def emit(bind: sa.Connection | sa.Engine, kind: str, subject: str, payload: Mapping[str, Any], *,
+         project: str | None = None, actor: str | None = None, dedupe: str | None = None) -> int | None:
+    """Append an event to the outbox (see the module docstring); its id, or None when ``dedupe``
+    was emitted before. ``payload`` must be JSON-able."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r}; one of {', '.join(KINDS)}")
+    row = {"time": time.time(), "kind": kind, "subject": subject[:1024], "project": project, "actor": actor,
+           "payload": json.dumps(dict(payload), default=str, separators=(",", ":")),
+           "dedupe": dedupe[:512] if dedupe is not None else None, "dispatched": False}
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as connection:
+            event_id = _insert(connection, row)
+    else:
+        event_id = _insert(bind, row)
+    if event_id is not None:
+        for wakeup in list(_listeners):
+            wakeup.set()
+    return event_id
+
+
+def _insert(connection: sa.Connection, row: dict[str, Any]) -> int | None:
+    if row["dedupe"] is None:
+        key = connection.execute(event_outbox.insert().values(**row)).inserted_primary_key
+        return int(key[0]) if key is not None else None
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(event_outbox).values(**row).on_conflict_do_nothing(index_elements=["dedupe"])
+    result = connection.execute(stmt.returning(event_outbox.c.id))
+    found = result.first()
+    return None if found is None else int(found[0])
+
+
+# ---------------------------------------------------------------------- artifact versions and aliases
+
+
+def alias_versions(artifacts: Any, project: str, name: str, aliases: list[str]) -> dict[str, int | None]:
+    """The version each of ``aliases`` of ``project/name`` points to now (None: not set), read
+    before a commit moves them (``artifacts``: the server's ``ServerArtifacts``)."""
+    found: dict[str, int | None] = {}
+    for alias in aliases:
+        try:
+            found[alias] = artifacts.registry.version(project, name, alias).version
+        except Exception:  # no such collection or alias yet
+            found[alias] = None
+    return found
+
+
+def version_events(request: Any, info: Any, reused: bool, previous: Mapping[str, int | None]) -> None:
+    """Emit ``artifact.version`` for a new version and ``alias.moved`` for each alias that now
+    points elsewhere, after the commit (the server's versions are files on SQLite: not in its
+    transaction). A failure is reported and never fails the commit."""
+    principal = getattr(request.state, "principal", None)
+    actor = principal.name if principal is not None else None
+    engine = request.app.state.tracklet.store.engine
+    subject = f"{info.project}/{info.name}"
+    try:
+        if not reused:
+            emit(engine, "artifact.version", f"{subject}:v{info.version}",
+                 {"name": info.name, "version": info.version, "digest": info.digest,
+                  "aliases": list(info.aliases), "reused": False}, project=info.project, actor=actor)
+        for alias, before in previous.items():
+            if before != info.version:
+                emit(engine, "alias.moved", f"{subject}:{alias}",
+                     {"name": info.name, "alias": alias, "version": info.version, "previous": before},
+                     project=info.project, actor=actor)
+    except Exception as error:
+        import sys
+
+        print(f"tracklet server: events of {subject} v{info.version} not written: {error!r}", file=sys.stderr)

@@ -21,7 +21,7 @@ from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.proto import records_pb2 as pb
 from tracklet.server.auth import Accounts
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_versions, log_heads,
-                                     log_segments)
+                                     log_segments, sweep_journal, sweep_studies)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -171,6 +171,10 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
             project="p", name="mnist", version=0, type="dataset", digest="b" * 64, manifest="a" * 64, size=3,
             file_count=1, description="", metadata="{}", created_at=1.0, logged_by="p/r"))
         connection.execute(artifact_aliases.insert().values(project="p", name="mnist", alias="latest", version=0))
+        # A server-mode sweep's row and study journal (server migration s0005).
+        connection.execute(sweep_studies.insert().values(id="s1", project="p", info="{}", state="{}", leases="{}",
+                                                         created_at=1.0))
+        connection.execute(sweep_journal.insert().values(sweep_id="s1", seq=0, log="{}"))
 
     def kept() -> dict[str, list]:
         with store.engine.connect() as connection:

@@ -122,8 +122,31 @@ artifact_aliases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
+# Server-mode sweeps (sweeps_db.py): one row per sweep (its config, state and leases as JSON,
+# rewritten under the row's lock by each controller operation) and its Optuna study as journal
+# entries numbered from 0 (appended, never changed).
+sweep_studies = sa.Table(
+    "sweep_studies",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("project", sa.String(128), nullable=False),
+    sa.Column("info", sa.Text, nullable=False),  # JSON: id, project, config, created, created_by, warm_start
+    sa.Column("state", sa.Text, nullable=False),  # JSON: running/paused/stopped, run_cap
+    sa.Column("leases", sa.Text, nullable=False),  # JSON: trial -> agent, expiry, ttl, request, pruned
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_sweep_studies_project", "project"),
+)
+
+sweep_journal = sa.Table(
+    "sweep_journal",
+    metadata,
+    sa.Column("sweep_id", sa.String(128), sa.ForeignKey("sweep_studies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("log", sa.Text, nullable=False),  # one JournalStorage entry (JSON)
+)
+
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases)
+                 artifact_aliases, sweep_studies, sweep_journal)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

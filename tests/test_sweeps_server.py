@@ -240,3 +240,35 @@ def test_an_agent_killed_mid_trial_lapses_and_its_point_runs_again(server, tmp_p
     assert [t["state"] for t in trials] == ["lapsed", "complete"]
     assert "lease lapsed" in trials[0]["error"]
     assert [t["params"]["x"] for t in trials] == [0, 0]
+
+
+def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded_pruned(server, tmp_path,
+                                                                                          monkeypatch):
+    """Hyperband (successive halving) in the server: the first trial's curve is low, the second's
+    high; the server reads the second run's points as its upload is ingested, the pruner stops it,
+    the agent learns it on a heartbeat and stops the function; the trial is pruned, not failed."""
+    config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+              "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+              "parameters": {"x": {"values": [0, 1]}}}
+    made = create_remote_sweep(server.url, config, project="pruning", api_key=server.admin_key)
+    monkeypatch.setenv("TRACKLET_API_KEY", server.admin_key)
+    monkeypatch.setenv("TRACKLET_UPLOAD_INTERVAL", "0.2")
+    calls: list[int] = []
+
+    def train() -> None:
+        run = tracklet.init(settings=QUIET)
+        first = not calls
+        calls.append(0)
+        for step in range(5 if first else 300):
+            run.log({"loss": 0.1 if first else 10.0}, step=step)
+            calls[-1] = step
+            time.sleep(0.05)
+
+    controller = RemoteController(server.url, made["id"], root=tmp_path / "machine")
+    report = Agent(controller, log=lambda line: None, prune_interval=0.2).run_function(train)
+    assert [r.state for r in report.results] == ["complete", "pruned"]
+    assert calls[1] < 299  # stopped early
+    trials = _trials(server, "pruning", made["id"])
+    assert [t["state"] for t in trials] == ["complete", "pruned"]
+    run = httpx.get(f"{server.url}/api/v1/runs/pruning/{trials[1]['run_id']}", headers=_bearer(server.admin_key))
+    assert "pruned" in run.json()["run"]["tags"]

@@ -199,7 +199,16 @@ def tell(request: Request, project: str, sweep_id: str, body: SweepTellRequest) 
     stopped is recorded pruned whatever else is told; a lapsed lease's result is discarded
     (`state: lapsed`). Telling again what was told returns the same result."""
     ctl = _controller(request, project, sweep_id)
-    result = ctl.tell(_lease(ctl, body), body.values, body.error)
+    lease = _lease(ctl, body)
+    metric = ctl.spec.metric
+    record = ctl.lease_record(body.trial) or {}
+    if ctl.prunes and metric is not None and body.error is None and record.get("agent") == body.agent:
+        # The rest of the run's curve, so later trials are compared with all of it at every rung.
+        points = _new_points(request.app.state.tracklet.store, project, lease.run_id, metric.name,
+                             int(record.get("reported", -1)))
+        if points:
+            ctl.report(lease, points)
+    result = ctl.tell(lease, body.values, body.error)
     return SweepTrialResult(trial=result.trial, state=result.state,
                             value=result.value if result.value is None or math.isfinite(result.value) else None,
                             values=[v for v in result.values if math.isfinite(v)], message=result.message)

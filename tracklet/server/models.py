@@ -587,6 +587,8 @@ class SweepSummary(BaseModel):
     method: str  # grid, random, bayes, optuna
     state: str
     metric: SweepMetric | None
+    metrics: list[SweepMetric] = Field(description="Every objective, in order (several: a multi-objective "
+                                                   "sweep, whose trials have `values`)")
     created: float | None
     run_cap: int | None
     grid_size: int | None

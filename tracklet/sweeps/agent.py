@@ -340,6 +340,12 @@ class Agent:
         """Stop a pruned trial: its process gets SIGTERM; a function gets :class:`TrialPruned`."""
         process = self._processes.get(lease.trial)
         if process is not None:
+            try:  # why, for the trial's run (core/sweeptrial.py): it ends tagged pruned, not crashed
+                from tracklet.core.sweeptrial import stop_file
+
+                stop_file(self.controller.root, lease.sweep_id, lease.trial).write_text("pruned")
+            except OSError:
+                pass
             _stop_process(process)
         else:
             with self._prune_lock:

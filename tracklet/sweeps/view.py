@@ -123,6 +123,7 @@ class SweepReader:
             "id": self.sweep_id, "project": self.controller.project, "method": spec.method,
             "state": status["state"],
             "metric": {"name": spec.metric.name, "goal": spec.metric.goal} if spec.metric else None,
+            "metrics": [{"name": m.name, "goal": m.goal} for m in spec.objectives],
             "created": self.controller.info.get("created"), "run_cap": status["run_cap"],
             "grid_size": spec.grid_size() if spec.method == "grid" else None,
             "trial_count": len(rows), "counts": status["counts"],
@@ -282,7 +283,7 @@ def project_sweeps(root: Path | str, project: str, *, extra: list[dict[str, Any]
             listed.append(Listed(opened.summary()))
         except Exception as error:  # noqa: BLE001 - a damaged sweep is reported in its row, not raised
             listed.append(Listed({"id": info["id"], "project": project, "method": "", "state": info.get("state", ""),
-                                  "metric": None, "created": info.get("created"), "run_cap": None, "grid_size": None,
+                                  "metric": None, "metrics": [], "created": info.get("created"), "run_cap": None, "grid_size": None,
                                   "trial_count": 0, "counts": {}, "best": None}, f"can't read the sweep: {error}"))
     return listed, len(found)
 

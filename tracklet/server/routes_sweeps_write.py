@@ -36,6 +36,7 @@ from tracklet.server.models import (
     SweepCreateRequest,
     SweepHeartbeatResponse,
     SweepInfoResponse,
+    SweepLeaseModel,
     SweepNextRequest,
     SweepNextResponse,
     SweepReleaseRequest,
@@ -147,9 +148,9 @@ def next_trial(request: Request, project: str, sweep_id: str, body: SweepNextReq
     except SweepError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
     if isinstance(outcome, Lease):
-        return SweepNextResponse(kind="lease", reason=None, lease={
-            "trial": outcome.trial, "run_id": outcome.run_id, "project": outcome.project, "config": outcome.config,
-            "agent": outcome.agent, "ttl": outcome.ttl, "resumed": outcome.resumed})
+        return SweepNextResponse(kind="lease", reason=None, lease=SweepLeaseModel(
+            trial=outcome.trial, run_id=outcome.run_id, project=outcome.project, config=outcome.config,
+            agent=outcome.agent, ttl=outcome.ttl, resumed=outcome.resumed))
     return SweepNextResponse(kind="finished" if isinstance(outcome, Finished) else "wait", reason=outcome.reason,
                              lease=None)
 

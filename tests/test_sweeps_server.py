@@ -118,6 +118,12 @@ def test_keys_and_roles_guard_server_sweeps(server):
         other = create_remote_sweep(server.url, config, project="elsewhere", api_key=owner)["id"]
         assert http.post(f"{server.url}/api/v1/projects/guarded/sweeps/{other}/next", json=ask,
                          headers=_bearer(owner)).status_code == 404
+        # a warm start from a project the sender may not read is refused (it would read its runs)
+        secret = _user(server, "secret")
+        create_remote_sweep(server.url, config, project="private", api_key=secret)
+        peek = http.post(f"{server.url}/api/v1/projects/guarded/sweeps", headers=_bearer(owner),
+                         json={"config": {**config, "warm_start": {"project": "private"}}})
+        assert peek.status_code == 403 and "private" in peek.json()["detail"]
         bad = http.post(f"{server.url}/api/v1/projects/guarded/sweeps", headers=_bearer(owner),
                         json={"config": {"method": "grid", "parameters": {"x": {"min": 0.0, "max": 1.0}}}})
         assert bad.status_code == 400 and "parameters.x" in bad.json()["detail"]
@@ -271,3 +277,31 @@ def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded
     assert [t["state"] for t in trials] == ["complete", "pruned"]
     run = httpx.get(f"{server.url}/api/v1/runs/pruning/{trials[1]['run_id']}", headers=_bearer(server.admin_key))
     assert "pruned" in run.json()["run"]["tags"]
+
+
+def test_the_unmodified_wandb_sweep_script_in_online_mode_uses_the_server(server, tmp_path):
+    """`wandb.sweep` + `wandb.agent` under `tracklet run --wandb` with TRACKLET_MODE=online: the sweep
+    is created on the server, its trials' runs are recorded online to it, nothing sweep-related is
+    left in the machine's data root but the trial files."""
+    script = tmp_path / "sweep_script.py"
+    script.write_text(
+        "import wandb\n"
+        "config = {'method': 'grid', 'metric': {'name': 'val_loss', 'goal': 'minimize'},\n"
+        "          'parameters': {'lr': {'values': [0.1, 0.01]}}}\n"
+        "sweep_id = wandb.sweep(config, project='wb-online')\n"
+        "def train():\n"
+        "    with wandb.init(config={'lr': 1.0}) as run:\n"
+        "        wandb.log({'val_loss': wandb.config.lr})\n"
+        "wandb.agent(sweep_id, function=train, count=5)\n"
+        "print('SWEEP', sweep_id)\n")
+    machine = tmp_path / "machine"
+    result = _cli("run", "--wandb", "--", sys.executable, str(script), cwd=tmp_path, env={
+        "TRACKLET_DIR": str(machine), "TRACKLET_MODE": "online", "TRACKLET_BASE_URL": server.url,
+        "TRACKLET_API_KEY": server.admin_key, "TRACKLET_CONSOLE": "off", "TRACKLET_SYSTEM_METRICS": "false"})
+    assert result.returncode == 0, result.stderr
+    sweep_id = result.stdout.split("SWEEP ")[-1].strip()
+    trials = _trials(server, "wb-online", sweep_id)
+    assert sorted((t["params"]["lr"], t["value"], t["state"]) for t in trials) == [
+        (0.01, 0.01, "complete"), (0.1, 0.1, "complete")]
+    assert all(t["run_state"] == "finished" for t in trials)  # the runs were uploaded to the server
+    assert not (machine / "sweeps" / sweep_id / "journal.log").exists()

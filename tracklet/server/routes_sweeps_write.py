@@ -97,6 +97,15 @@ def create_sweep(request: Request, project: str, body: SweepCreateRequest) -> Sw
     run_paths(app.root, project, "x")
     principal = getattr(request.state, "principal", None)
     try:
+        warm = parse(body.config).warm_start
+    except ValueError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+    source = (warm or {}).get("project")
+    if source and source != project and app.authorizer is not None:
+        app.authorizer.check(request, source, "read")  # a warm start reads that project's runs
+        if not app.store.project_exists(source):
+            raise HTTPException(status_code=404, detail=f"warm_start.project: no project {source!r} on this server")
+    try:
         sweep_id = create_server_sweep(_engine(request), app.root, body.config, project=project,
                                        sweep_id=body.sweep_id, created_by=getattr(principal, "name", None))
     except MissingDependency as error:

@@ -256,6 +256,7 @@ class ServerController(LocalController):
 
     def _lease_record(self, agent: str, ttl: float) -> dict[str, Any]:
         record = super()._lease_record(agent, ttl)
+        record.pop("host", None)  # the server's, not the agent's (the agent's name says where it runs)
         if self._request is not None:
             record["request"] = self._request
         return record

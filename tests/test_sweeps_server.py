@@ -305,3 +305,24 @@ def test_the_unmodified_wandb_sweep_script_in_online_mode_uses_the_server(server
         (0.01, 0.01, "complete"), (0.1, 0.1, "complete")]
     assert all(t["run_state"] == "finished" for t in trials)  # the runs were uploaded to the server
     assert not (machine / "sweeps" / sweep_id / "journal.log").exists()
+
+
+def test_every_agent_call_may_be_repeated(server):
+    """What an agent does when an answer was lost (the server died after committing): the same ask
+    (its request id) gets the same lease, not a second trial; a tell repeated answers the same."""
+    config = {"method": "grid", "metric": {"name": "f", "goal": "minimize"}, "parameters": {"x": {"values": [1, 2]}}}
+    made = create_remote_sweep(server.url, config, project="again", api_key=server.admin_key)
+    base = f"/api/v1/projects/again/sweeps/{made['id']}"
+    with httpx.Client(base_url=server.url, headers=_bearer(server.admin_key)) as http:
+        ask = {"agent": "a", "ttl": 60, "request": "r1"}
+        first, again = (http.post(f"{base}/next", json=ask).json() for _ in range(2))
+        assert first == again and first["kind"] == "lease"
+        other = http.post(f"{base}/next", json={**ask, "request": "r2"}).json()["lease"]
+        assert other["trial"] != first["lease"]["trial"]
+        ref = {"trial": first["lease"]["trial"], "agent": "a", "ttl": 60}
+        told, retold = (http.post(f"{base}/tell", json={**ref, "values": [3.0]}).json() for _ in range(2))
+        assert told == retold and told["state"] == "complete" and told["values"] == [3.0]
+        # another agent's tell of that trial is not taken for a repeat: its lease isn't theirs
+        assert http.post(f"{base}/tell", json={**ref, "agent": "b", "values": [9.0]}).json()["state"] == "lapsed"
+    trials = _trials(server, "again", made["id"])
+    assert [(t["state"], t["value"]) for t in trials] == [("complete", 3.0), ("running", None)]

@@ -314,10 +314,11 @@ class ServerController(LocalController):
             return None
         state = frozen.state.name.lower()
         if state == "complete":
+            objectives = self._spec.objectives
             values = tuple(frozen.values or ())
-            finite = [v for v in values if math.isfinite(v)]
-            return TrialResult(lease.trial, "complete", values[0] if len(values) == 1 else None,
-                               "done", tuple(finite) if self._spec.objectives else ())
+            shown = ", ".join(f"{m.name} = {v:g}" for m, v in zip(objectives, values)) if objectives else "done"
+            return TrialResult(lease.trial, "complete", values[0] if len(values) == 1 and objectives else None,
+                               shown, tuple(v for v in values if math.isfinite(v)) if objectives else ())
         if state == "fail":
             return TrialResult(lease.trial, "failed", None, str(frozen.user_attrs.get("error", "failed")))
         if state == "pruned":

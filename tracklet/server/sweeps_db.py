@@ -23,6 +23,7 @@ import json
 import math
 import threading
 import time
+import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -245,8 +246,8 @@ class ServerController(LocalController):
     def _update(self, **values: str) -> None:
         assert self._connection is not None, "the sweep's row is written inside an operation"
         self._connection.execute(sweep_studies.update().where(sweep_studies.c.id == self.sweep_id).values(**values))
-        self._row = self._connection.execute(sa.select(sweep_studies.c.state, sweep_studies.c.leases)
-                                             .where(sweep_studies.c.id == self.sweep_id)).one()
+        row = {"state": self._row.state, "leases": self._row.leases, **values}  # what the row holds now
+        self._row = types.SimpleNamespace(**row)
 
     def _save_leases(self, leases: dict[str, Any]) -> None:
         self._update(leases=json.dumps(leases))

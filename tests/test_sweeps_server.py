@@ -245,6 +245,13 @@ def test_an_agent_killed_mid_trial_lapses_and_its_point_runs_again(server, tmp_p
     assert [t["state"] for t in trials] == ["lapsed", "complete"]
     assert "lease lapsed" in trials[0]["error"]
     assert [t["params"]["x"] for t in trials] == [0, 0]
+    shown = _cli("--dir", str(machine / "b"), "sweep", "show", made["id"], "--url", server.url, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "trials: 1 complete, 1 lapsed of 1 grid points" in shown.stdout and "lease lapsed" in shown.stdout
+    stopped = _cli("sweep", "stop", made["id"], "--url", server.url, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert httpx.get(f"{server.url}/api/v1/sweeps/{made['id']}", headers=_bearer(server.admin_key)).json()[
+        "state"] == "stopped"
 
 
 def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded_pruned(server, tmp_path,

@@ -109,13 +109,12 @@ def ls(ctx: click.Context, as_json: bool) -> None:
 @sweep_group.command("show")
 @click.argument("sweep_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--url", default=None, help=_URL_HELP)
 @click.pass_context
 @_handle_errors
-def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
+def show(ctx: click.Context, sweep_id: str, as_json: bool, url: str | None) -> None:
     """One sweep: its state, trial counts, the best trial, every trial."""
-    from tracklet.sweeps.controller import LocalController
-
-    status = LocalController(_root(ctx), sweep_id).status()
+    status = _controller(ctx, sweep_id, url).status()
     if as_json:
         from tracklet.core.export import json_safe
 

@@ -182,6 +182,24 @@ class RemoteController:
     def release(self, lease: Lease, reason: str) -> None:
         self._post("release", {**self._ref(lease), "reason": reason})
 
+    def status(self) -> dict[str, Any]:
+        """The sweep as ``LocalController.status()`` gives it (``tracklet sweep show --url``), from
+        the server's sweep page route: state, counts, the best trial, each trial (its parameters by
+        dotted name as ``config``). Lapsed leases are reaped by the agents' next call, not here."""
+        response = self.http.request("GET", f"/api/v1/projects/{self.project}/sweeps/{self.sweep_id}")
+        if response.status_code != 200:
+            raise self.http.refusal(response, what=f"reading sweep {self.sweep_id}")
+        sweep = response.json()["sweep"]
+        trials = [{"trial": t["number"], "state": t["state"], "value": t["value"], "values": t.get("values"),
+                   "config": t["params"], "run": f"{self.project}/{t['run_id']}" if t.get("run_id") else None,
+                   "agent": t.get("agent"), "error": t.get("error"), "last_step": None,
+                   "start": t.get("start"), "end": t.get("end")} for t in sweep["trials"]]
+        best = next((row for row in trials if sweep["best"] and row["trial"] == sweep["best"]["trial"]), None)
+        return {"id": sweep["id"], "project": sweep["project"], "method": sweep["method"], "state": sweep["state"],
+                "run_cap": sweep["run_cap"], "metric": sweep["metric"], "metrics": sweep.get("metrics", []),
+                "pareto": None, "grid_size": sweep["grid_size"], "counts": sweep["counts"], "best": best,
+                "trials": trials, "created": sweep["created"], "server": self.base_url}
+
     def set_state(self, state: str) -> None:
         self._post("control", {"state": state})
 

@@ -21,7 +21,7 @@ from tracklet.core.recordlog import RecordLogWriter, read_log
 from tracklet.proto import records_pb2 as pb
 from tracklet.server.auth import Accounts
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_versions, log_heads,
-                                     log_segments, sweep_journal, sweep_studies)
+                                     log_segments, sweep_journal, sweep_leases, sweep_studies)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -172,9 +172,9 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
             file_count=1, description="", metadata="{}", created_at=1.0, logged_by="p/r"))
         connection.execute(artifact_aliases.insert().values(project="p", name="mnist", alias="latest", version=0))
         # A server-mode sweep's row and study journal (server migration s0005).
-        connection.execute(sweep_studies.insert().values(id="s1", project="p", info="{}", state="{}", leases="{}",
-                                                         created_at=1.0))
+        connection.execute(sweep_studies.insert().values(id="s1", project="p", info="{}", state="{}", created_at=1.0))
         connection.execute(sweep_journal.insert().values(sweep_id="s1", seq=0, log="{}"))
+        connection.execute(sweep_leases.insert().values(sweep_id="s1", trial=0, agent="a", expires=1.0, record="{}"))
 
     def kept() -> dict[str, list]:
         with store.engine.connect() as connection:

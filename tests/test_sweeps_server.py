@@ -333,3 +333,26 @@ def test_every_agent_call_may_be_repeated(server):
         assert http.post(f"{base}/tell", json={**ref, "agent": "b", "values": [9.0]}).json()["state"] == "lapsed"
     trials = _trials(server, "again", made["id"])
     assert [(t["state"], t["value"]) for t in trials] == [("complete", 3.0), ("running", None)]
+
+
+def test_a_heartbeat_does_not_wait_for_an_operation_holding_the_sweep(server, pg_url):
+    """While another operation holds the sweep's row lock (an ask fitting a GP can take a while),
+    heartbeats still renew their leases: they don't queue behind it and lapse."""
+    import sqlalchemy as sa
+
+    config = {"method": "random", "metric": {"name": "f", "goal": "minimize"}, "parameters": {"x": {"min": 0, "max": 1}}}
+    made = create_remote_sweep(server.url, config, project="beats", api_key=server.admin_key)
+    base = f"/api/v1/projects/beats/sweeps/{made['id']}"
+    engine = sa.create_engine(pg_url)
+    try:
+        with httpx.Client(base_url=server.url, headers=_bearer(server.admin_key), timeout=20) as http:
+            lease = http.post(f"{base}/next", json={"agent": "a", "ttl": 60}).json()["lease"]
+            with engine.begin() as connection:  # what an operation in progress holds
+                connection.execute(sa.text("SELECT id FROM sweep_studies WHERE id = :id FOR UPDATE"), {"id": made["id"]})
+                beat = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "a", "ttl": 60})
+                assert beat.status_code == 200 and beat.json() == {"alive": True, "stop": None}
+            # a lease that isn't the agent's is not renewed
+            other = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "b", "ttl": 60}).json()
+            assert other == {"alive": False, "stop": "lost"}
+    finally:
+        engine.dispose()

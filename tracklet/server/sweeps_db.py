@@ -1,16 +1,19 @@
 """Server-mode sweeps: each sweep's Optuna study, leases and state in the server's database.
 
 A sweep created against a server (``tracklet sweep create --url``, ``wandb.sweep`` online) lives in
-two of the server's own tables (``schema.py``): ``sweep_studies`` (one row per sweep: its project,
-normalized config, state and leases as JSON) and ``sweep_journal`` (the study as Optuna's journal:
-one row per journal entry, numbered from 0). Agents never open the database: they talk HTTP to
+three of the server's own tables (``schema.py``): ``sweep_studies`` (one row per sweep: its project,
+normalized config and state as JSON), ``sweep_journal`` (the study as Optuna's journal: one row per
+journal entry, numbered from 0) and ``sweep_leases`` (a row per leased trial: agent, expiry). Agents never open the database: they talk HTTP to
 the routes in ``routes_sweeps_write.py``, and the server runs the controller.
 
 :class:`ServerController` is the local controller's algorithm (``tracklet.sweeps.controller``:
 ask/tell, leases, reaping lapsed leases, requeueing grid points, pruning) over these tables. Every
 operation is one database transaction that first locks the sweep's row (``SELECT ... FOR UPDATE``
 on PostgreSQL; within a process a lock per sweep as well), reads what other server processes
-appended, and writes the journal entries, leases and state it made before it commits. A server
+appended, and writes the journal entries, leases and state it made before it commits. A heartbeat
+is the one call that takes neither lock: a single ``UPDATE`` moves its lease's expiry on while it
+has not passed, so beats never queue behind an ask (a GP ask can take a while). A reaper that
+read the lease before the beat may still fail the trial; the next beat then says it is lost. A server
 killed at any point (``kill -9``) loses the operation in flight entirely, and nothing it handed
 out: an answer is sent only after the commit. ``next_trial`` takes the agent's request id, so an
 agent that never got the answer and asks again gets the same trial, not a second one.
@@ -33,7 +36,7 @@ from optuna.storages.journal import BaseJournalBackend
 
 from tracklet.core.settings import check_name
 from tracklet.errors import SweepNotFound
-from tracklet.server.schema import sweep_journal, sweep_studies
+from tracklet.server.schema import sweep_journal, sweep_leases, sweep_studies
 from tracklet.sweeps import space
 from tracklet.sweeps.controller import (
     LAPSED,
@@ -135,7 +138,7 @@ def create_server_sweep(engine: sa.Engine, root: Path, config: Any, *, project: 
             info["warm_start"] = warm_start(study, spec, root, spec.warm_start.get("project") or project)
         connection.execute(sweep_studies.insert().values(
             id=sweep_id, project=project, info=json.dumps(info), state=json.dumps({"state": "running"}),
-            leases="{}", created_at=info["created"]))
+            created_at=info["created"]))
         journal.flush()
     return sweep_id
 
@@ -179,6 +182,7 @@ class ServerController(LocalController):
         self._journal: TableJournal | None = None
         self._connection: sa.Connection | None = None
         self._row: Any = None
+        self._lease_rows: dict[str, dict[str, Any]] = {}  # the lease rows as this operation last read or wrote them
         self._thread_lock = threading.RLock()
         self._request: str | None = None
 
@@ -196,9 +200,10 @@ class ServerController(LocalController):
             try:
                 with self.engine.begin() as connection:
                     self._row = connection.execute(
-                        sa.select(sweep_studies.c.state, sweep_studies.c.leases)
+                        sa.select(sweep_studies.c.state)
                         .where(sweep_studies.c.id == self.sweep_id).with_for_update()).one()
                     self._connection = connection
+                    self._lease_rows = {}
                     if self._journal is not None:
                         self._journal.connection = connection
                     yield
@@ -236,21 +241,60 @@ class ServerController(LocalController):
         return json.loads(row.state)
 
     def _leases(self) -> dict[str, Any]:
-        if self._row is not None:
-            return json.loads(self._row.leases)
-        with self.engine.connect() as connection:
-            row = connection.execute(sa.select(sweep_studies.c.leases)
-                                     .where(sweep_studies.c.id == self.sweep_id)).one()
-        return json.loads(row.leases)
+        """The sweep's leases as the local controller keeps them: trial -> record (agent, expires, ...)."""
+        statement = sa.select(sweep_leases.c.trial, sweep_leases.c.agent, sweep_leases.c.expires,
+                              sweep_leases.c.record).where(sweep_leases.c.sweep_id == self.sweep_id)
+        if self._connection is not None:
+            rows = self._connection.execute(statement).all()
+        else:
+            with self.engine.connect() as connection:
+                rows = connection.execute(statement).all()
+        leases = {str(row.trial): {**json.loads(row.record), "agent": row.agent, "expires": row.expires}
+                  for row in rows}
+        if self._connection is not None:
+            self._lease_rows = {number: dict(record) for number, record in leases.items()}
+        return leases
 
     def _update(self, **values: str) -> None:
         assert self._connection is not None, "the sweep's row is written inside an operation"
         self._connection.execute(sweep_studies.update().where(sweep_studies.c.id == self.sweep_id).values(**values))
-        row = {"state": self._row.state, "leases": self._row.leases, **values}  # what the row holds now
-        self._row = types.SimpleNamespace(**row)
+        self._row = types.SimpleNamespace(**{"state": self._row.state, **values})  # what the row holds now
 
     def _save_leases(self, leases: dict[str, Any]) -> None:
-        self._update(leases=json.dumps(leases))
+        """Write what changed since the operation read the leases: rows of leases gone are deleted,
+        new ones inserted, changed ones updated (the expiry only when it changed here, so a
+        heartbeat that moved it meanwhile is not undone)."""
+        connection = self._connection
+        assert connection is not None, "leases are written inside an operation"
+        key = (sweep_leases.c.sweep_id == self.sweep_id)
+        for number in [n for n in self._lease_rows if n not in leases]:
+            connection.execute(sweep_leases.delete().where(key, sweep_leases.c.trial == int(number)))
+        for number, record in leases.items():
+            before = self._lease_rows.get(number)
+            if before == record:
+                continue
+            rest = json.dumps({k: v for k, v in record.items() if k not in ("agent", "expires")})
+            if before is None:
+                connection.execute(sweep_leases.insert().values(sweep_id=self.sweep_id, trial=int(number),
+                                                                agent=record["agent"], expires=record["expires"],
+                                                                record=rest))
+                continue
+            changes: dict[str, Any] = {"record": rest, "agent": record["agent"]}
+            if record["expires"] != before.get("expires"):
+                changes["expires"] = record["expires"]
+            connection.execute(sweep_leases.update().where(key, sweep_leases.c.trial == int(number)).values(**changes))
+        self._lease_rows = {number: dict(record) for number, record in leases.items()}
+
+    def heartbeat(self, lease: Lease) -> bool:
+        """Renew ``lease`` (one ``UPDATE``, no lock: see the module docstring); False once it lapsed."""
+        now = time.time()
+        with self.engine.begin() as connection:
+            renewed = connection.execute(
+                sweep_leases.update()
+                .where(sweep_leases.c.sweep_id == self.sweep_id, sweep_leases.c.trial == lease.trial,
+                       sweep_leases.c.agent == lease.agent, sweep_leases.c.expires >= now)
+                .values(expires=now + lease.ttl))
+        return bool(renewed.rowcount)
 
     def _write_state(self, **changes: Any) -> None:
         self._update(state=json.dumps({**self._state(), **changes}))

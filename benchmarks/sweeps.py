@@ -21,6 +21,10 @@ process, ``Agent.run_function``), 27 random configs x 27 epochs, each config's c
 (``curve``: configs learn at different speeds, so curves cross), with ``early_terminate:
 hyperband`` (min_iter 3, eta 3: W&B's documented example) and without; the epochs logged in all, and the best final loss
 (target: <= 50% of the epochs, best final within 1%).
+(d) server mode: a ``tracklet server --dev`` process (SQLite, or ``--store postgresql://...``), one
+random sweep, 64 agents (threads, each with its own HTTP connection) that each lease a trial and
+heartbeat it once a second for ``--heartbeat-seconds``: the heartbeat's round-trip latency, median
+and p99 (target p99 <= 100 ms on one server process).
 """
 
 from __future__ import annotations
@@ -146,13 +150,74 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
+def heartbeats(store: str | None, agents: int, seconds: float) -> list[float]:
+    """(d): every heartbeat's round trip (seconds) of ``agents`` agents beating at 1 Hz on one server."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="tracklet-bench-sweeps-server-") as directory:
+        server = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dir", directory, "--port", str(port),
+                                   "--dev", *(["--store", store] if store else [])],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+            config = {"method": "random", "metric": {"name": "f", "goal": "minimize"},
+                      "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+            sweep_id = httpx.post(f"{url}/api/v1/projects/bench/sweeps", json={"config": config}).json()["id"]
+            base = f"{url}/api/v1/projects/bench/sweeps/{sweep_id}"
+            latencies: list[float] = []
+            lock = threading.Lock()
+
+            def agent(i: int) -> None:
+                with httpx.Client(timeout=30) as http:
+                    lease = http.post(f"{base}/next", json={"agent": f"a{i}", "ttl": 60}).json()["lease"]
+                    ref = {"trial": lease["trial"], "agent": f"a{i}", "ttl": 60}
+                    next_beat = time.monotonic() + 1.0 + (i % 10) / 10  # spread over the second
+                    end = time.monotonic() + seconds
+                    while next_beat < end:
+                        time.sleep(max(0.0, next_beat - time.monotonic()))
+                        started = time.perf_counter()
+                        assert http.post(f"{base}/heartbeat", json=ref).json()["alive"]
+                        with lock:
+                            latencies.append(time.perf_counter() - started)
+                        next_beat += 1.0
+
+            threads = [threading.Thread(target=agent, args=(i,)) for i in range(agents)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return latencies
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds x 20 trials; latency at 200 trials")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--latency-trials", type=int, default=None)
-    parser.add_argument("--only", choices=("regret", "latency", "pruning"), default=None, help="run one part")
+    parser.add_argument("--only", choices=("regret", "latency", "pruning", "heartbeat"), default=None,
+                        help="run one part")
+    parser.add_argument("--store", default=None, help="(d): the server's store URL (default: SQLite)")
+    parser.add_argument("--heartbeat-seconds", type=float, default=20.0, help="(d): how long the agents beat")
     parser.add_argument("--epoch-seconds", type=float, default=0.03, help="(c): the sleep of one epoch")
     parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated functions (regret)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -216,6 +281,15 @@ def main() -> None:
                           + ("" if latency_n >= 1000 else f" (measured at {latency_n})")],
                          ["TPE CPU", f"{statistics.median(cpu) * 1e3:.1f} ms", f"{_p99(cpu) * 1e3:.1f} ms", ""]],
                         ["engine", "median", "p99", "target"])
+    if args.only in (None, "heartbeat"):
+        beats = heartbeats(args.store, 64, args.heartbeat_seconds)
+        results["heartbeat_ms"] = {"agents": 64, "beats": len(beats), "median": statistics.median(beats) * 1e3,
+                                   "p99": _p99(beats) * 1e3, "load_average": os.getloadavg()}
+        print(f"\n(d) 64 agents heartbeating at 1 Hz on one server process ({args.store or 'SQLite'}), "
+              f"{len(beats)} beats (load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
+        print_table([["heartbeat", f"{statistics.median(beats) * 1e3:.1f} ms", f"{_p99(beats) * 1e3:.1f} ms",
+                      "p99 <= 100 ms: " + ("met" if _p99(beats) <= 0.1 else "missed")]],
+                    ["", "median", "p99", "target"])
     write_json(args.json, results)
 
 

@@ -26,7 +26,8 @@ from tracklet.errors import PromotionRequired
 from tracklet.registry.sql import ModelRegistry
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
                                     artifact_versions, audit_events, automation_attempts, automation_deliveries,
-                                    automations, event_outbox, log_heads, log_segments)
+                                    automations, event_outbox, log_heads, log_segments, sweep_journal,
+                                    sweep_leases, sweep_studies)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -194,6 +195,10 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
             created_at=1.0))
         connection.execute(automation_attempts.insert().values(delivery_id=1, attempt=1, time=1.0, status=200,
                                                                duration=0.1))
+        # A server-mode sweep's row and study journal (server migration s0005).
+        connection.execute(sweep_studies.insert().values(id="s1", project="p", info="{}", state="{}", created_at=1.0))
+        connection.execute(sweep_journal.insert().values(sweep_id="s1", seq=0, log="{}"))
+        connection.execute(sweep_leases.insert().values(sweep_id="s1", trial=0, agent="a", expires=1.0, record="{}"))
     # The model registry's tables (server migration s0003): a link, an alias move, a card, a protected
     # alias with a reviewed promotion request.
     registry = ModelRegistry(store.engine)

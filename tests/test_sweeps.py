@@ -807,7 +807,10 @@ def test_a_pruned_command_trial_is_stopped_and_marked_pruned(root, tmp_path):
     assert sum(status["counts"].values()) == 4 and status["best"]["config"]["q"] == 0
     for row in status["trials"]:
         if row["state"] == "pruned":  # stopped by SIGTERM before its last epoch; not counted as failed
-            assert row["last_step"] < 19 and len(tracklet.Api(root).run(row["run"]).history(["loss"])["loss"]) < 20
+            run = tracklet.Api(root).run(row["run"])
+            assert row["last_step"] < 19 and len(run.history(["loss"])["loss"]) < 20
+            # the run ended cleanly on the agent's SIGTERM: finished and tagged pruned, not crashed
+            assert run.state == "finished" and "pruned" in run.tags
     assert status["counts"].get("pruned", 0) >= 1 and "failed" not in status["counts"], err
 
 

@@ -17,6 +17,17 @@ def _root(ctx: click.Context) -> Path:
     return Path(_state(ctx).api.root)
 
 
+def _server_url(url: str | None) -> str | None:
+    """``--url``, else ``$TRACKLET_BASE_URL`` when ``$TRACKLET_MODE`` is ``online``: server mode."""
+    from tracklet.sweeps.remote import server_url
+
+    return server_url(url)
+
+
+_URL_HELP = ("A tracking server: the sweep lives there (server mode; agents on any machine talk HTTP to it). "
+             "Default: $TRACKLET_BASE_URL when $TRACKLET_MODE=online, else the local data root.")
+
+
 @click.group("sweep")
 def sweep_group() -> None:
     """Create and control hyperparameter sweeps (W&B's sweep YAML; Optuna searches)."""
@@ -29,12 +40,14 @@ def sweep_group() -> None:
 @click.option("--warm-start", is_flag=True, default=False,
               help="Start the search from the project's finished runs whose config fits the parameters and that "
                    "logged the metric (the config's warm_start: key does the same, and can name another project).")
+@click.option("--url", default=None, help=_URL_HELP)
 @click.pass_context
 @_handle_errors
-def create(ctx: click.Context, config_file: Path, project: str | None, warm_start: bool) -> None:
+def create(ctx: click.Context, config_file: Path, project: str | None, warm_start: bool, url: str | None) -> None:
     """Create a sweep from a W&B sweep config (YAML or JSON); the last line printed is its id.
 
-    Start agents with `tracklet agent SWEEP_ID` (as many as you like, on this machine).
+    Start agents with `tracklet agent SWEEP_ID` (as many as you like, on this machine; with --url,
+    on any machine that reaches the server).
     """
     from tracklet.sweeps.controller import create_sweep
     from tracklet.sweeps.spec import load_text
@@ -42,6 +55,17 @@ def create(ctx: click.Context, config_file: Path, project: str | None, warm_star
     config = load_text(config_file.read_text())
     if warm_start and isinstance(config, dict) and not config.get("warm_start"):
         config["warm_start"] = True
+    server = _server_url(url)
+    if server is not None:
+        from tracklet.sweeps.remote import create_remote_sweep
+
+        made = create_remote_sweep(server, config, project=project)
+        size = f", {made['grid_size']} grid points" if made.get("grid_size") else ""
+        click.echo(f"Created sweep {made['id']} in project {made['project']} ({made['method']}{size}) on {server}",
+                   err=True)
+        click.echo(f"Run agents with: {_state(ctx).command_prefix()} agent {made['id']} --url {server}", err=True)
+        click.echo(made["id"])
+        return
     root = _root(ctx)
     sweep_id = create_sweep(root, config, project=project)
     from tracklet.sweeps.controller import LocalController
@@ -85,13 +109,12 @@ def ls(ctx: click.Context, as_json: bool) -> None:
 @sweep_group.command("show")
 @click.argument("sweep_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--url", default=None, help=_URL_HELP)
 @click.pass_context
 @_handle_errors
-def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
+def show(ctx: click.Context, sweep_id: str, as_json: bool, url: str | None) -> None:
     """One sweep: its state, trial counts, the best trial, every trial."""
-    from tracklet.sweeps.controller import LocalController
-
-    status = LocalController(_root(ctx), sweep_id).status()
+    status = _controller(ctx, sweep_id, url).status()
     if as_json:
         from tracklet.core.export import json_safe
 
@@ -136,50 +159,62 @@ def _compact(config: dict[str, Any]) -> str:
     return json.dumps(config, separators=(",", ":"), default=str)
 
 
-def _set_state(ctx: click.Context, sweep_id: str, state: str, message: str) -> None:
+def _controller(ctx: click.Context, sweep_id: str, url: str | None) -> Any:
+    """The sweep's controller: the server's (``--url``) or the data root's."""
+    server = _server_url(url)
+    if server is not None:
+        from tracklet.sweeps.remote import RemoteController
+
+        return RemoteController(server, sweep_id, root=_root(ctx))
     from tracklet.sweeps.controller import LocalController
 
-    LocalController(_root(ctx), sweep_id).set_state(state)
+    return LocalController(_root(ctx), sweep_id)
+
+
+def _set_state(ctx: click.Context, sweep_id: str, state: str, message: str, url: str | None) -> None:
+    _controller(ctx, sweep_id, url).set_state(state)
     click.echo(message)
 
 
 @sweep_group.command("stop")
 @click.argument("sweep_id")
+@click.option("--url", default=None, help=_URL_HELP)
 @click.pass_context
 @_handle_errors
-def stop(ctx: click.Context, sweep_id: str) -> None:
+def stop(ctx: click.Context, sweep_id: str, url: str | None) -> None:
     """Hand out no more trials; running trials finish, then agents exit."""
-    _set_state(ctx, sweep_id, "stopped", f"Sweep {sweep_id} stopped: running trials finish, agents then exit")
+    _set_state(ctx, sweep_id, "stopped", f"Sweep {sweep_id} stopped: running trials finish, agents then exit", url)
 
 
 @sweep_group.command("pause")
 @click.argument("sweep_id")
+@click.option("--url", default=None, help=_URL_HELP)
 @click.pass_context
 @_handle_errors
-def pause(ctx: click.Context, sweep_id: str) -> None:
+def pause(ctx: click.Context, sweep_id: str, url: str | None) -> None:
     """Hand out no new trials until `tracklet sweep resume`; agents wait."""
-    _set_state(ctx, sweep_id, "paused", f"Sweep {sweep_id} paused: agents wait for `tracklet sweep resume`")
+    _set_state(ctx, sweep_id, "paused", f"Sweep {sweep_id} paused: agents wait for `tracklet sweep resume`", url)
 
 
 @sweep_group.command("resume")
 @click.argument("sweep_id")
+@click.option("--url", default=None, help=_URL_HELP)
 @click.pass_context
 @_handle_errors
-def resume(ctx: click.Context, sweep_id: str) -> None:
+def resume(ctx: click.Context, sweep_id: str, url: str | None) -> None:
     """Hand out trials again after pause or stop."""
-    _set_state(ctx, sweep_id, "running", f"Sweep {sweep_id} running")
+    _set_state(ctx, sweep_id, "running", f"Sweep {sweep_id} running", url)
 
 
 @sweep_group.command("extend")
 @click.argument("sweep_id")
 @click.option("--run-cap", type=click.IntRange(1), required=True, help="The new total number of trials.")
+@click.option("--url", default=None, help=_URL_HELP)
 @click.pass_context
 @_handle_errors
-def extend(ctx: click.Context, sweep_id: str, run_cap: int) -> None:
+def extend(ctx: click.Context, sweep_id: str, run_cap: int, url: str | None) -> None:
     """Set a new run cap (and run a stopped sweep again)."""
-    from tracklet.sweeps.controller import LocalController
-
-    LocalController(_root(ctx), sweep_id).extend(run_cap)
+    _controller(ctx, sweep_id, url).extend(run_cap)
     click.echo(f"Sweep {sweep_id}: run cap {run_cap}")
 
 
@@ -196,22 +231,22 @@ def extend(ctx: click.Context, sweep_id: str, run_cap: int) -> None:
               help="Stop after this many failed trials in a row.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
               help="Seconds between asks while the sweep has nothing to hand out yet.")
+@click.option("--url", default=None, help=_URL_HELP + " Trials then record their runs online, to that server.")
 @click.pass_context
 @_handle_errors
 def agent(ctx: click.Context, sweep_id: str, count: int | None, gpus: str | None, gpus_per_trial: int,
-          lease_ttl: float | None, max_failures: int, poll_interval: float) -> None:
+          lease_ttl: float | None, max_failures: int, poll_interval: float, url: str | None) -> None:
     """Run trials of a sweep: take a suggestion, run the sweep's command with it, report its metric.
 
     With $TRACKLET_SWEEP_TRIAL set (a preempted job restarted with its environment), the agent
     first resumes that trial if it is still running.
     """
     from tracklet.sweeps.agent import Agent, parse_gpus
-    from tracklet.sweeps.controller import LocalController
 
     resume = os.environ.get("TRACKLET_SWEEP_TRIAL")
     resume_trial = int(resume) if resume and resume.isdigit() and os.environ.get("TRACKLET_SWEEP_ID") in (
         None, sweep_id.rsplit("/", 1)[-1]) else None
-    controller = LocalController(_root(ctx), sweep_id)
+    controller = _controller(ctx, sweep_id, url)
     report = Agent(controller, count=count, ttl=lease_ttl, max_failures=max_failures, poll_interval=poll_interval,
                    gpus=parse_gpus(gpus) if gpus else None, gpus_per_trial=gpus_per_trial,
                    resume_trial=resume_trial).run_commands()

@@ -77,10 +77,15 @@ def exit_reason() -> tuple[BaseException | None, int | None]:
 
 
 def _finish_at_exit() -> None:
+    from tracklet.core import sweeptrial
+
     owner = os.getpid()
     for run in active_runs():
         if run._pid != owner:
             continue
+        tag = sweeptrial.exit_tag  # a sweep trial stopped by its agent (pruned)
+        if tag is not None and tag not in run.tags:
+            run.tags = [*run.tags, tag]
         error = _escaped
         if error is not None:
             run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)

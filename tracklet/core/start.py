@@ -96,10 +96,11 @@ def init(
     run = Run(resolved, paths=paths, uploader=uploader, **_fill_identity(identity, state))
     run._start(config, resume_state=state)
     if sweep is not None:
-        from tracklet.core.sweeptrial import merge_config
+        from tracklet.core.sweeptrial import end_cleanly_on_sigterm, merge_config
 
         run.config.update({key: merge_config({key: run.config.get(key)}, {key: value})[key]
                            for key, value in sweep.config.items()})
+        end_cleanly_on_sigterm(sweep, data_root(resolved))
     lifecycle.set_current(run)
     return run
 

@@ -38,6 +38,46 @@ def trial_file(root: Path, sweep_id: str, trial: int) -> Path:
     return Path(root) / "sweeps" / sweep_id / "trials" / f"{trial}.json"
 
 
+def stop_file(root: Path, sweep_id: str, trial: int) -> Path:
+    """Where the agent writes why it is stopping a trial's process (``pruned``) before SIGTERM."""
+    return Path(root) / "sweeps" / sweep_id / "trials" / f"{trial}.stop"
+
+
+exit_tag: str | None = None  # a tag the run gets as the process ends (``pruned``): set by the SIGTERM handler
+
+
+def end_cleanly_on_sigterm(trial: SweepTrial, root: Path) -> None:
+    """In a trial's process, a SIGTERM from the agent ends the run as ``sys.exit`` would, instead of
+    killing it (which leaves the run ``crashed``): a pruned trial (the agent wrote ``pruned`` to
+    :func:`stop_file` first) exits 0 and its run is tagged ``pruned`` (``lifecycle`` adds the tag
+    before it finishes the run); any other stop exits 143 (the run is ``failed``, exit code 143).
+    Only from the main thread, and only when SIGTERM still has its default action (a program's or
+    framework's own handler is left alone)."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    path = stop_file(root, trial.sweep_id, trial.trial)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        global exit_tag
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        try:
+            reason = path.read_text(errors="replace")[:64].strip()
+        except OSError:
+            reason = ""
+        if reason == "pruned":
+            exit_tag = "pruned"
+            sys.exit(0)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def current_trial(settings: Settings) -> SweepTrial | None:
     """The trial named by ``settings`` (None when no sweep is set, or with a warning when the
     trial can't be read)."""

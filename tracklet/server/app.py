@@ -68,7 +68,8 @@ def require_access(request: Request) -> None:
     reading = request.method in ("GET", "HEAD")
     # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
     creating = not reading and (request.url.path.startswith("/api/v1/runs/")
-                                or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/"))
+                                or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/")
+                                or request.url.path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
     authorizer.check(request, project, "read" if reading else "write", create=creating)
 
 
@@ -98,7 +99,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``shared_root``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_ingest, routes_media, routes_read, routes_registry,
-                                 routes_run_data, routes_sweeps, routes_tables)
+                                 routes_run_data, routes_sweeps, routes_sweeps_write,
+                                 routes_tables)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -168,7 +170,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_tables, routes_media,
+                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_media,
                    routes_registry, routes_audit):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 

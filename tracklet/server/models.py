@@ -612,6 +612,8 @@ class SweepSummary(BaseModel):
     method: str  # grid, random, bayes, optuna
     state: str
     metric: SweepMetric | None
+    metrics: list[SweepMetric] = Field(description="Every objective, in order (several: a multi-objective "
+                                                   "sweep, whose trials have `values`)")
     created: float | None
     run_cap: int | None
     grid_size: int | None
@@ -694,3 +696,103 @@ class SweepImportanceResponse(BaseModel):
     trials: int  # complete trials it was computed from
     importances: list[ParamImportance]
     note: str | None
+
+
+# ---------------------------------------------------------------------------------- server-mode sweeps
+
+
+class SweepCreateRequest(BaseModel):
+    """A W&B sweep config (the dict `wandb.sweep` takes); `sweep_id`: a chosen id (default: a new one)."""
+
+    config: dict[str, Any]
+    sweep_id: str | None = None
+
+
+class SweepCreated(BaseModel):
+    id: str
+    project: str
+    method: str
+    grid_size: int | None
+    warm_start: dict[str, Any] | None
+
+
+class SweepInfoResponse(BaseModel):
+    """What an agent needs to start: the sweep's project and normalized config."""
+
+    id: str
+    project: str
+    config: dict[str, Any]
+    state: str
+
+
+class SweepNextRequest(BaseModel):
+    """An agent asks for a trial. `request`: the agent's id for this ask (asking again with it after
+    a lost answer returns the same lease); `resume_trial`: take that trial over while it runs."""
+
+    agent: str = Field(min_length=1, max_length=256)
+    ttl: float = Field(60.0, gt=0, le=86400)
+    resume_trial: int | None = Field(None, ge=0)
+    request: str | None = Field(None, max_length=128)
+
+
+class SweepLeaseModel(BaseModel):
+    trial: int
+    run_id: str
+    project: str
+    config: dict[str, Any]
+    agent: str
+    ttl: float
+    resumed: bool
+
+
+class SweepNextResponse(BaseModel):
+    """`kind`: `lease` (run `lease`), `wait` (ask again later: paused, or the rest runs elsewhere) or
+    `finished` (nothing more: grid done, run cap reached, stopped); `reason` says why."""
+
+    kind: str
+    reason: str | None
+    lease: SweepLeaseModel | None
+
+
+class SweepTrialRef(BaseModel):
+    trial: int = Field(ge=0)
+    agent: str = Field(min_length=1, max_length=256)
+    ttl: float = Field(60.0, gt=0, le=86400)
+
+
+class SweepHeartbeatResponse(BaseModel):
+    """`alive`: the lease was renewed. `stop`: why the trial must stop now (`lost`: the lease lapsed;
+    `pruned`: the pruner stopped it, from the metric the server ingested)."""
+
+    alive: bool
+    stop: str | None
+
+
+class SweepTellRequest(SweepTrialRef):
+    """How the trial ended: its objective `values` (one per objective), or `error`."""
+
+    values: list[float] | None = Field(None, max_length=64)
+    error: str | None = Field(None, max_length=10_000)
+
+
+class SweepTrialResult(BaseModel):
+    trial: int
+    state: str  # complete, failed, lapsed, pruned
+    value: float | None
+    values: list[float]
+    message: str
+
+
+class SweepReleaseRequest(SweepTrialRef):
+    reason: str = Field(max_length=10_000)
+
+
+class SweepControlRequest(BaseModel):
+    """`state`: running, paused or stopped; or `run_cap`: a new run cap (a stopped sweep runs again)."""
+
+    state: str | None = None
+    run_cap: int | None = Field(None, ge=1)
+
+
+class SweepControlResponse(BaseModel):
+    state: dict[str, Any]

@@ -49,6 +49,17 @@ def _readable(request: Request, app: Any, project: str) -> bool:
     return role_at_least(role, "read")
 
 
+def _server_reader(app: Any, sweep_id: str) -> Any:
+    """The reader of ``sweep_id`` if it is a server sweep (in the server's database), else None."""
+    from tracklet.server.schema import migrate
+    from tracklet.server.sweeps_db import reader, sweep_info
+
+    migrate(app.store.engine)
+    if sweep_info(app.store.engine, sweep_id) is None:
+        return None
+    return reader(app.store.engine, sweep_id, app.root)
+
+
 def _unreadable(sweep_id: str, error: Exception) -> HTTPException:
     return HTTPException(status_code=500, detail=f"sweep {sweep_id} can't be read: {error}")
 
@@ -67,12 +78,16 @@ def _run_states(store: Any, project: str, run_ids: list[str]) -> dict[str, str]:
 def list_sweeps(request: Request, project: str) -> SweepsResponse:
     """The newest 50 sweeps: method, metric, state, trials per state and the best trial of each; a
     sweep whose files can't be read is listed with `error` saying why. `total`: all the project's sweeps."""
+    from tracklet.server.schema import migrate
+    from tracklet.server.sweeps_db import project_sweep_infos, reader
     from tracklet.sweeps.view import project_sweeps
 
     app = _check(request, project)
     if not _readable(request, app, project):
         return SweepsResponse(sweeps=[], total=0)
-    entries, total = project_sweeps(app.root, project)
+    migrate(app.store.engine)
+    entries, total = project_sweeps(app.root, project, extra=project_sweep_infos(app.store.engine, project),
+                                    open_reader=lambda sweep_id: reader(app.store.engine, sweep_id, app.root))
     listed = [{**entry.summary, **({"error": entry.error} if entry.error else {})} for entry in entries]
     return SweepsResponse.model_validate({"sweeps": listed, "total": total})
 
@@ -89,7 +104,7 @@ def get_sweep(request: Request, project: str, sweep_id: str) -> SweepResponse:
     try:
         if not _readable(request, app, project):
             raise SweepNotFound(sweep_id)
-        sweep = read_sweep(app.root, project, sweep_id)
+        sweep = read_sweep(app.root, project, sweep_id, found=_server_reader(app, sweep_id))
     except SweepNotFound:
         raise HTTPException(status_code=404, detail=f"no sweep {sweep_id!r} in project {project!r}") from None
     except (SweepError, MissingDependency, OSError, ValueError) as error:  # ValueError: a damaged state or lease file
@@ -111,7 +126,7 @@ def get_importance(request: Request, project: str, sweep_id: str) -> SweepImport
     try:
         if not _readable(request, app, project):
             raise SweepNotFound(sweep_id)
-        found = param_importance(app.root, project, sweep_id)
+        found = param_importance(app.root, project, sweep_id, found=_server_reader(app, sweep_id))
     except SweepNotFound:
         raise HTTPException(status_code=404, detail=f"no sweep {sweep_id!r} in project {project!r}") from None
     except (SweepError, MissingDependency, OSError, ValueError) as error:  # ValueError: a damaged state or lease file

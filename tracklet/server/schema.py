@@ -251,8 +251,41 @@ automation_attempts = sa.Table(
     sa.Index("ix_automation_attempts_delivery", "delivery_id", "attempt"),
 )
 
+# Server-mode sweeps (sweeps_db.py): one row per sweep (its config and state as JSON; each
+# controller operation holds the row's lock), its Optuna study as journal entries numbered from 0
+# (appended, never changed), and a row per leased trial (renewed by a heartbeat on its own).
+sweep_studies = sa.Table(
+    "sweep_studies",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("project", sa.String(128), nullable=False),
+    sa.Column("info", sa.Text, nullable=False),  # JSON: id, project, config, created, created_by, warm_start
+    sa.Column("state", sa.Text, nullable=False),  # JSON: running/paused/stopped, run_cap
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_sweep_studies_project", "project"),
+)
+
+sweep_journal = sa.Table(
+    "sweep_journal",
+    metadata,
+    sa.Column("sweep_id", sa.String(128), sa.ForeignKey("sweep_studies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("log", sa.Text, nullable=False),  # one JournalStorage entry (JSON)
+)
+
+sweep_leases = sa.Table(
+    "sweep_leases",
+    metadata,
+    sa.Column("sweep_id", sa.String(128), sa.ForeignKey("sweep_studies.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("trial", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("agent", sa.String(256), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),  # epoch seconds; a heartbeat moves it on
+    sa.Column("record", sa.Text, nullable=False),  # JSON: ttl, the ask's request id, pruned, reported step
+)
+
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, audit_events, event_outbox, automations, automation_deliveries, automation_attempts)
+                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, audit_events, event_outbox,
+                 automations, automation_deliveries, automation_attempts, sweep_studies, sweep_journal, sweep_leases)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

@@ -28,12 +28,15 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracklet import errors
 from tracklet.errors import SweepError
 from tracklet.sweeps.command import build_command
 from tracklet.sweeps.controller import DEFAULT_LEASE_TTL, Finished, Lease, LocalController, TrialResult, Wait
+
+if TYPE_CHECKING:
+    from tracklet.sweeps.remote import RemoteController
 
 DEFAULT_MAX_FAILURES = 5
 PRUNED_TAG = "pruned"  # the tag a function trial's run gets when the pruner stopped it
@@ -120,7 +123,7 @@ class AgentReport:
 class Agent:
     """Runs trials of one sweep; see the module docstring."""
 
-    def __init__(self, controller: LocalController, *, count: int | None = None, ttl: float | None = None,
+    def __init__(self, controller: LocalController | RemoteController, *, count: int | None = None, ttl: float | None = None,
                  max_failures: int = DEFAULT_MAX_FAILURES, poll_interval: float = 1.0,
                  gpus: list[str] | None = None, gpus_per_trial: int = 1,
                  log: Callable[[str], None] | None = None, resume_trial: int | None = None,
@@ -240,10 +243,10 @@ class Agent:
                      f"(run {lease.project}/{lease.run_id}){' on GPUs ' + devices if devices else ''}: {shown}")
             lost = threading.Event()
             beating = threading.Event()
-            heart = threading.Thread(target=self._heartbeat, args=(lease, lost, beating), daemon=True,
-                                     name=f"tracklet-heartbeat-{lease.trial}")
-            heart.start()
             pruned = threading.Event()
+            heart = threading.Thread(target=self._heartbeat, args=(lease, lost, beating, pruned, threading.get_ident()),
+                                     daemon=True, name=f"tracklet-heartbeat-{lease.trial}")
+            heart.start()
             watcher = None
             if self.controller.prunes:
                 watcher = threading.Thread(target=self._watch, args=(lease, pruned, beating, threading.get_ident()),
@@ -285,14 +288,22 @@ class Agent:
                 elif result.state == "complete":
                     self._failures_in_row = 0
 
-    def _heartbeat(self, lease: Lease, lost: threading.Event, done: threading.Event) -> None:
+    def _heartbeat(self, lease: Lease, lost: threading.Event, done: threading.Event, pruned: threading.Event,
+                   worker: int) -> None:
         interval = max(lease.ttl / 3.0, 0.05)
+        if getattr(self.controller, "server_prunes", False):  # the server prunes: learn it within a look
+            interval = min(interval, self.prune_interval)
         while not done.wait(interval):
             try:
                 alive = self.controller.heartbeat(lease)
             except Exception as error:  # noqa: BLE001 - a failed beat must not end the trial; the next one retries
                 self.log(f"trial {lease.trial}: heartbeat failed ({error!r}); retrying")
                 continue
+            if alive == "pruned":  # the server's pruner, from the metric it ingested
+                pruned.set()
+                self.log(f"trial {lease.trial}: pruned by the server; stopping it")
+                self._stop_trial(lease, worker)
+                return
             if not alive:
                 lost.set()
                 process = self._processes.get(lease.trial)
@@ -322,15 +333,25 @@ class Agent:
             pruned.set()
             self.log(f"trial {lease.trial}: pruned at step {points[-1][0]} ({metric.name} = {points[-1][1]:g}); "
                      "stopping it")
-            process = self._processes.get(lease.trial)
-            if process is not None:
-                _stop_process(process)
-            else:
-                with self._prune_lock:
-                    if self._function_running.is_set():
-                        _tag_pruned()  # before the raise: the function may end its run itself (with wandb.init())
-                        _raise_in_thread(worker, TrialPruned)
+            self._stop_trial(lease, worker)
             return
+
+    def _stop_trial(self, lease: Lease, worker: int) -> None:
+        """Stop a pruned trial: its process gets SIGTERM; a function gets :class:`TrialPruned`."""
+        process = self._processes.get(lease.trial)
+        if process is not None:
+            try:  # why, for the trial's run (core/sweeptrial.py): it ends tagged pruned, not crashed
+                from tracklet.core.sweeptrial import stop_file
+
+                stop_file(self.controller.root, lease.sweep_id, lease.trial).write_text("pruned")
+            except OSError:
+                pass
+            _stop_process(process)
+        else:
+            with self._prune_lock:
+                if self._function_running.is_set():
+                    _tag_pruned()  # before the raise: the function may end its run itself (with wandb.init())
+                    _raise_in_thread(worker, TrialPruned)
 
     def _interrupt(self) -> None:
         with self._lock:
@@ -343,11 +364,13 @@ class Agent:
     # ------------------------------------------------------------ executing a trial
 
     def _trial_env(self, lease: Lease) -> dict[str, str]:
+        extra = getattr(self.controller, "trial_env", None)  # server mode: record online, to the server
         return {
             "TRACKLET_DIR": str(self.controller.root.resolve()),
             "TRACKLET_SWEEP_ID": lease.sweep_id,
             "TRACKLET_SWEEP_TRIAL": str(lease.trial),
             "WANDB_SWEEP_ID": lease.sweep_id,
+            **(extra() if extra is not None else {}),
         }
 
     def _execute_command(self, lease: Lease, devices: str | None, index: int) -> tuple[int, str | None]:

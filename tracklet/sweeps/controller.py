@@ -311,7 +311,7 @@ class LocalController:
         GridSampler would try to stop an optimize loop there is none of)."""
         optuna = _optuna()
         if self._storage_obj is None:
-            self._storage_obj = _storage(self.dir)
+            self._storage_obj = self._new_storage()
             self._study_obj = None
         if self._study_obj is None:
             self._plain_sampler = optuna.samplers.RandomSampler()
@@ -319,6 +319,14 @@ class LocalController:
                                                 sampler=self._plain_sampler, pruner=self._pruner())
         self._study_obj.sampler = self._plain_sampler
         return self._study_obj
+
+    def _new_storage(self) -> Any:
+        """The study's ``JournalStorage`` (here over ``journal.log``; the server's over a table)."""
+        return _storage(self.dir)
+
+    def _write_trial(self, number: int, data: dict[str, Any]) -> None:
+        """Where ``init()`` in the trial's process finds its config (``trials/<n>.json``)."""
+        _write_json(self.dir / "trials" / f"{number}.json", data, durable=False)
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:
@@ -382,9 +390,8 @@ class LocalController:
             trial.set_user_attr("run_id", run_id)
             trial.set_user_attr("agent", agent)
             self._flush()  # the trial is on disk before anything refers to it
-            _write_json(self.dir / "trials" / f"{trial.number}.json",
-                        {"sweep_id": self.sweep_id, "trial": trial.number, "run_id": run_id,
-                         "project": self.project, "config": config}, durable=False)
+            self._write_trial(trial.number, {"sweep_id": self.sweep_id, "trial": trial.number, "run_id": run_id,
+                                             "project": self.project, "config": config})
             leases[str(trial.number)] = self._lease_record(agent, ttl)
             self._save_leases(leases)
             return Lease(self.sweep_id, trial.number, run_id, self.project, config, agent, ttl)

@@ -24,6 +24,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from tracklet.errors import SweepError, SweepNotFound
@@ -59,33 +60,41 @@ def _finite(value: Any) -> float | None:
 
 
 class SweepReader:
-    """One sweep's spec and replayed study, shared by requests (thread-safe)."""
+    """One sweep's spec and replayed study, shared by requests (thread-safe). By default a local
+    sweep under ``root``; a server sweep passes its ``controller`` (which reads the sweep's state and
+    leases), a ``backend`` factory (a read-only journal backend) and ``version`` (what changes when
+    the journal grows)."""
 
-    def __init__(self, root: Path, sweep_id: str) -> None:
-        from tracklet.sweeps.journal_read import file_identity
+    def __init__(self, root: Path, sweep_id: str, *, controller: Any = None,
+                 backend: Callable[[], Any] | None = None, version: Callable[[], Any] | None = None) -> None:
+        from tracklet.sweeps.journal_read import JournalReader, file_identity
 
-        try:
-            self.controller = LocalController(root, sweep_id)  # reads sweep.json: no lock, no write
-        except (ValueError, KeyError, TypeError) as error:  # a damaged sweep.json, a config that no longer validates
-            raise SweepError(f"{sweeps_dir(root) / sweep_id / 'sweep.json'}: {error}") from None
+        if controller is None:
+            try:
+                controller = LocalController(root, sweep_id)  # reads sweep.json: no lock, no write
+            except (ValueError, KeyError, TypeError) as error:  # a damaged sweep.json, a config that no longer validates
+                raise SweepError(f"{sweeps_dir(root) / sweep_id / 'sweep.json'}: {error}") from None
+        self.controller = controller
         self.sweep_id = self.controller.sweep_id
         self.journal = str(self.controller.dir / "journal.log")
-        self.identity = file_identity(self.journal)
+        self.identity = file_identity(self.journal) if backend is None else None
+        journal = self.journal
+        self._backend = backend or (lambda: JournalReader(journal))
+        self._version = version or (lambda: _file_size(journal))
         self._lock = threading.Lock()
         self._study: Any = None
         self._importance_lock = threading.Lock()
         self._importance: tuple[int, dict[str, Any]] | None = None
-        self._rows: tuple[int, list[dict[str, Any]]] | None = None  # (journal size, rows): unchanged, not rebuilt
+        self._rows: tuple[Any, list[dict[str, Any]]] | None = None  # (journal version, rows): unchanged, not rebuilt
 
     def _load(self) -> Any:
         if self._study is None:
             from optuna.storages import JournalStorage
 
             from tracklet.sweeps.controller import _optuna
-            from tracklet.sweeps.journal_read import JournalReader
 
             optuna = _optuna()
-            storage = JournalStorage(JournalReader(self.journal))
+            storage = JournalStorage(self._backend())
             try:
                 self._study = optuna.load_study(study_name=self.sweep_id, storage=storage,
                                                 sampler=optuna.samplers.RandomSampler())
@@ -96,10 +105,7 @@ class SweepReader:
     def trial_rows(self) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
         """Every trial (the controller's rows, replayed up to now), the state file, the leases."""
         with self._lock:
-            try:
-                size = os.stat(self.journal).st_size  # before replaying: a later append only makes it stale
-            except FileNotFoundError:
-                size = -1
+            size = self._version()  # before replaying: a later append only makes it stale
             if self._rows is None or self._rows[0] != size:
                 self._rows = (size, self.controller._trial_rows(self._load()))
             rows = self._rows[1]
@@ -117,6 +123,7 @@ class SweepReader:
             "id": self.sweep_id, "project": self.controller.project, "method": spec.method,
             "state": status["state"],
             "metric": {"name": spec.metric.name, "goal": spec.metric.goal} if spec.metric else None,
+            "metrics": [{"name": m.name, "goal": m.goal} for m in spec.objectives],
             "created": self.controller.info.get("created"), "run_cap": status["run_cap"],
             "grid_size": spec.grid_size() if spec.method == "grid" else None,
             "trial_count": len(rows), "counts": status["counts"],
@@ -201,6 +208,13 @@ class SweepReader:
                                 for key, score in scores.items() if math.isfinite(score)]}
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return -1
+
+
 def _run_id(path: str | None) -> str | None:
     return path.split("/", 1)[1] if path and "/" in path else path
 
@@ -224,12 +238,19 @@ def reader(root: Path | str, sweep_id: str) -> SweepReader:
 
     sweep_id = parse_sweep_id(sweep_id)
     key = (str(Path(root).resolve()), sweep_id)
+    return kept_reader(key, lambda: SweepReader(Path(root), sweep_id),
+                       lambda found: found.identity == file_identity(found.journal))
+
+
+def kept_reader(key: tuple[str, str], make: Callable[[], SweepReader],
+                current: Callable[[SweepReader], bool] = lambda found: True) -> SweepReader:
+    """The reader kept under ``key`` while ``current`` says it still is, else a new one (``make``)."""
     with _readers_lock:
         found = _readers.get(key)
-        if found is not None and found.identity == file_identity(found.journal):
+        if found is not None and current(found):
             _readers.move_to_end(key)
             return found
-    made = SweepReader(Path(root), sweep_id)
+    made = make()
     with _readers_lock:
         _readers[key] = made
         _readers.move_to_end(key)
@@ -246,32 +267,39 @@ class Listed:
     error: str | None = None
 
 
-def project_sweeps(root: Path | str, project: str) -> tuple[list[Listed], int]:
+def project_sweeps(root: Path | str, project: str, *, extra: list[dict[str, Any]] | None = None,
+                   open_reader: Callable[[str], SweepReader] | None = None) -> tuple[list[Listed], int]:
     """``project``'s newest ``MAX_LISTED`` sweeps under ``root``, each summarised (or its error),
-    and how many it has in all."""
+    and how many it has in all. ``extra``: more sweeps (a server's: ``sweep.json``'s fields and
+    ``state``), read through ``open_reader``."""
     listed = []
-    found = [info for info in list_sweeps(Path(root))
+    local = [info for info in list_sweeps(Path(root))
              if info.get("project") == project and isinstance(info.get("id"), str)]
+    others = [{**info, "_extra": True} for info in extra or []]
+    found = sorted(local + others, key=lambda info: info.get("created") or 0, reverse=True)
     for info in found[:MAX_LISTED]:
         try:
-            listed.append(Listed(reader(root, info["id"]).summary()))
+            opened = open_reader(info["id"]) if info.get("_extra") and open_reader else reader(root, info["id"])
+            listed.append(Listed(opened.summary()))
         except Exception as error:  # noqa: BLE001 - a damaged sweep is reported in its row, not raised
             listed.append(Listed({"id": info["id"], "project": project, "method": "", "state": info.get("state", ""),
-                                  "metric": None, "created": info.get("created"), "run_cap": None, "grid_size": None,
+                                  "metric": None, "metrics": [], "created": info.get("created"), "run_cap": None, "grid_size": None,
                                   "trial_count": 0, "counts": {}, "best": None}, f"can't read the sweep: {error}"))
     return listed, len(found)
 
 
-def read_sweep(root: Path | str, project: str, sweep_id: str) -> dict[str, Any]:
-    """One sweep of ``project`` in full (:meth:`SweepReader.detail`); ``SweepNotFound`` if it isn't there."""
-    found = reader(root, sweep_id)
+def read_sweep(root: Path | str, project: str, sweep_id: str, *, found: SweepReader | None = None) -> dict[str, Any]:
+    """One sweep of ``project`` in full (:meth:`SweepReader.detail`); ``SweepNotFound`` if it isn't
+    there. ``found``: the sweep's reader (a server sweep's), else the local sweep under ``root``."""
+    found = found or reader(root, sweep_id)
     if found.controller.project != project:
         raise SweepNotFound(f"no sweep {sweep_id!r} in project {project!r}")
     return found.detail()
 
 
-def param_importance(root: Path | str, project: str, sweep_id: str) -> dict[str, Any]:
-    found = reader(root, sweep_id)
+def param_importance(root: Path | str, project: str, sweep_id: str, *,
+                     found: SweepReader | None = None) -> dict[str, Any]:
+    found = found or reader(root, sweep_id)
     if found.controller.project != project:
         raise SweepNotFound(f"no sweep {sweep_id!r} in project {project!r}")
     return found.importance()

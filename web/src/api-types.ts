@@ -730,7 +730,12 @@ export interface paths {
          */
         get: operations["list_sweeps_api_v1_projects__project__sweeps_get"];
         put?: never;
-        post?: never;
+        /**
+         * Create a sweep on the server
+         * @description Validate the W&B sweep config and create its study in the server's database; agents then
+         *     ask `.../sweeps/{id}/next`. 400 names every problem in the config.
+         */
+        post: operations["create_sweep_api_v1_projects__project__sweeps_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -774,6 +779,128 @@ export interface paths {
         get: operations["get_importance_api_v1_projects__project__sweeps__sweep_id__importance_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sweeps/{sweep_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A server sweep's project and config (what an agent starts from)
+         * @description 404 unless the sender may read the sweep's project.
+         */
+        get: operations["get_sweep_info_api_v1_sweeps__sweep_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/next": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lease the sweep's next trial
+         * @description A lease on a new trial (or, with `resume_trial`, that trial while it still runs), or why
+         *     there is none now (`wait`) or ever (`finished`). Repeating a request with the same
+         *     `request` id returns the same lease.
+         */
+        post: operations["next_trial_api_v1_projects__project__sweeps__sweep_id__next_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew a trial's lease; learn whether to stop it
+         * @description `alive: false, stop: lost` once the lease lapsed (the trial was failed; stop it).
+         *     `stop: pruned`: the pruner stopped the trial from its run's metric as the server ingested it.
+         */
+        post: operations["heartbeat_api_v1_projects__project__sweeps__sweep_id__heartbeat_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/tell": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report how a trial ended
+         * @description The trial's objective values (one per objective), or `error` (failed). A trial the pruner
+         *     stopped is recorded pruned whatever else is told; a lapsed lease's result is discarded
+         *     (`state: lapsed`). Telling again what was told returns the same result.
+         */
+        post: operations["tell_api_v1_projects__project__sweeps__sweep_id__tell_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give a trial back unfinished
+         * @description The trial is failed at once and, in a grid sweep, its point is run again.
+         */
+        post: operations["release_api_v1_projects__project__sweeps__sweep_id__release_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/control": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause, resume or stop a sweep; set its run cap */
+        post: operations["control_api_v1_projects__project__sweeps__sweep_id__control_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2031,6 +2158,50 @@ export interface components {
             run_id: string | null;
         };
         /**
+         * SweepControlRequest
+         * @description `state`: running, paused or stopped; or `run_cap`: a new run cap (a stopped sweep runs again).
+         */
+        SweepControlRequest: {
+            /** State */
+            state?: string | null;
+            /** Run Cap */
+            run_cap?: number | null;
+        };
+        /** SweepControlResponse */
+        SweepControlResponse: {
+            /** State */
+            state: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * SweepCreateRequest
+         * @description A W&B sweep config (the dict `wandb.sweep` takes); `sweep_id`: a chosen id (default: a new one).
+         */
+        SweepCreateRequest: {
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Sweep Id */
+            sweep_id?: string | null;
+        };
+        /** SweepCreated */
+        SweepCreated: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Method */
+            method: string;
+            /** Grid Size */
+            grid_size: number | null;
+            /** Warm Start */
+            warm_start: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /**
          * SweepDetail
          * @description A sweep in full: the normalized config, its searched parameters, the newest 10,000 trials in
          *     trial-number order, the best-so-far series and the agents (by their first trial).
@@ -2045,6 +2216,11 @@ export interface components {
             /** State */
             state: string;
             metric: components["schemas"]["SweepMetric"] | null;
+            /**
+             * Metrics
+             * @description Every objective, in order (several: a multi-objective sweep, whose trials have `values`)
+             */
+            metrics: components["schemas"]["SweepMetric"][];
             /** Created */
             created: number | null;
             /** Run Cap */
@@ -2077,6 +2253,17 @@ export interface components {
             agents: string[];
         };
         /**
+         * SweepHeartbeatResponse
+         * @description `alive`: the lease was renewed. `stop`: why the trial must stop now (`lost`: the lease lapsed;
+         *     `pruned`: the pruner stopped it, from the metric the server ingested).
+         */
+        SweepHeartbeatResponse: {
+            /** Alive */
+            alive: boolean;
+            /** Stop */
+            stop: string | null;
+        };
+        /**
          * SweepImportanceResponse
          * @description How much each searched parameter matters for the metric (Optuna's PED-ANOVA over the
          *     complete trials), most important first; `note` says why the list is empty.
@@ -2091,12 +2278,77 @@ export interface components {
             /** Note */
             note: string | null;
         };
+        /**
+         * SweepInfoResponse
+         * @description What an agent needs to start: the sweep's project and normalized config.
+         */
+        SweepInfoResponse: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** State */
+            state: string;
+        };
+        /** SweepLeaseModel */
+        SweepLeaseModel: {
+            /** Trial */
+            trial: number;
+            /** Run Id */
+            run_id: string;
+            /** Project */
+            project: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Agent */
+            agent: string;
+            /** Ttl */
+            ttl: number;
+            /** Resumed */
+            resumed: boolean;
+        };
         /** SweepMetric */
         SweepMetric: {
             /** Name */
             name: string;
             /** Goal */
             goal: string;
+        };
+        /**
+         * SweepNextRequest
+         * @description An agent asks for a trial. `request`: the agent's id for this ask (asking again with it after
+         *     a lost answer returns the same lease); `resume_trial`: take that trial over while it runs.
+         */
+        SweepNextRequest: {
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+            /** Resume Trial */
+            resume_trial?: number | null;
+            /** Request */
+            request?: string | null;
+        };
+        /**
+         * SweepNextResponse
+         * @description `kind`: `lease` (run `lease`), `wait` (ask again later: paused, or the rest runs elsewhere) or
+         *     `finished` (nothing more: grid done, run cap reached, stopped); `reason` says why.
+         */
+        SweepNextResponse: {
+            /** Kind */
+            kind: string;
+            /** Reason */
+            reason: string | null;
+            lease: components["schemas"]["SweepLeaseModel"] | null;
         };
         /**
          * SweepParameter
@@ -2112,6 +2364,20 @@ export interface components {
             log: boolean;
             /** Values */
             values?: unknown[];
+        };
+        /** SweepReleaseRequest */
+        SweepReleaseRequest: {
+            /** Trial */
+            trial: number;
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+            /** Reason */
+            reason: string;
         };
         /** SweepResponse */
         SweepResponse: {
@@ -2133,6 +2399,11 @@ export interface components {
             /** State */
             state: string;
             metric: components["schemas"]["SweepMetric"] | null;
+            /**
+             * Metrics
+             * @description Every objective, in order (several: a multi-objective sweep, whose trials have `values`)
+             */
+            metrics: components["schemas"]["SweepMetric"][];
             /** Created */
             created: number | null;
             /** Run Cap */
@@ -2151,6 +2422,25 @@ export interface components {
              * @description Why the sweep could not be read (its other fields are empty)
              */
             error?: string;
+        };
+        /**
+         * SweepTellRequest
+         * @description How the trial ended: its objective `values` (one per objective), or `error`.
+         */
+        SweepTellRequest: {
+            /** Trial */
+            trial: number;
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+            /** Values */
+            values?: number[] | null;
+            /** Error */
+            error?: string | null;
         };
         /**
          * SweepTrial
@@ -2192,6 +2482,31 @@ export interface components {
              * @description A running trial's lease expiry (past: it is lapsing)
              */
             lease_expires: number | null;
+        };
+        /** SweepTrialRef */
+        SweepTrialRef: {
+            /** Trial */
+            trial: number;
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+        };
+        /** SweepTrialResult */
+        SweepTrialResult: {
+            /** Trial */
+            trial: number;
+            /** State */
+            state: string;
+            /** Value */
+            value: number | null;
+            /** Values */
+            values: number[];
+            /** Message */
+            message: string;
         };
         /**
          * SweepsResponse
@@ -5308,6 +5623,86 @@ export interface operations {
             };
         };
     };
+    create_sweep_api_v1_projects__project__sweeps_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepCreateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepCreated"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     get_sweep_api_v1_projects__project__sweeps__sweep_id__get: {
         parameters: {
             query?: never;
@@ -5458,6 +5853,433 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_sweep_info_api_v1_sweeps__sweep_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepInfoResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    next_trial_api_v1_projects__project__sweeps__sweep_id__next_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepNextRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepNextResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    heartbeat_api_v1_projects__project__sweeps__sweep_id__heartbeat_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepTrialRef"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepHeartbeatResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    tell_api_v1_projects__project__sweeps__sweep_id__tell_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepTellRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepTrialResult"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    release_api_v1_projects__project__sweeps__sweep_id__release_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepReleaseRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepControlResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    control_api_v1_projects__project__sweeps__sweep_id__control_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepControlRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepControlResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

@@ -1,5 +1,7 @@
-"""``wandb.sweep``, ``wandb.agent`` and ``wandb.controller`` over ``tracklet.sweeps`` (local mode:
-the sweep lives under tracklet's data root, no server, nothing leaves the machine).
+"""``wandb.sweep``, ``wandb.agent`` and ``wandb.controller`` over ``tracklet.sweeps``. Local mode
+(the default): the sweep lives under tracklet's data root, no server, nothing leaves the machine.
+Server mode, with ``TRACKLET_MODE=online`` and ``TRACKLET_BASE_URL`` (as online runs): the sweep
+lives on that server and ``wandb.agent`` talks HTTP to it (``tracklet.sweeps.remote``).
 
 tracklet's own errors become W&B's: an invalid config or an unknown sweep id is a
 ``wandb.errors.UsageError``; an agent stopped by failures in a row raises ``wandb.Error``, so a
@@ -38,8 +40,14 @@ def create(sweep: Any, *, entity: str | None = None, project: str | None = None,
         not_supported("wandb.sweep(prior_runs=...)", "the runs are not added to the sweep")
     if isinstance(config, dict) and project is None and config.get("project"):
         project = str(config["project"])
+    from tracklet.sweeps.remote import create_remote_sweep, server_url
+
     try:
-        sweep_id = create_sweep(_root(), config, project=_project(project))
+        url = server_url()
+        if url is not None:
+            sweep_id = create_remote_sweep(url, config, project=_project(project))["id"]
+        else:
+            sweep_id = create_sweep(_root(), config, project=_project(project))
     except SweepSpecError as error:
         raise UsageError(str(error)) from None
     termlog(f"Created sweep with ID: {sweep_id}")
@@ -51,11 +59,14 @@ def run_agent(sweep_id: str, *, function: Callable[[], Any] | None, entity: str 
               count: int | None) -> None:
     from tracklet.sweeps.agent import Agent
     from tracklet.sweeps.controller import LocalController
+    from tracklet.sweeps.remote import RemoteController, server_url
 
     if function is not None and not callable(function):
         raise UsageError(f"wandb.agent(function=...) must be callable; got {function!r}")
     try:
-        controller = LocalController(_root(), sweep_id)
+        url = server_url()
+        controller = (RemoteController(url, sweep_id, root=_root()) if url is not None
+                      else LocalController(_root(), sweep_id))
         agent = Agent(controller, count=count,
                       log=lambda line: termlog(f"Agent: {line}"))
         if function is None:

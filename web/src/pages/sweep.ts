@@ -62,7 +62,8 @@ export async function sweepPage(root: HTMLElement, project: string, sweepId: str
   root.replaceChildren(page);
 
   function drawHead(): void {
-    const metric = sweep.metric ? `${sweep.metric.name} (${sweep.metric.goal})` : "no metric";
+    const objectives = sweep.metrics.length ? sweep.metrics : sweep.metric ? [sweep.metric] : [];
+    const metric = objectives.length ? objectives.map((m) => `${m.name} (${m.goal})`).join(", ") : "no metric";
     const counts = Object.entries(sweep.counts).sort(([a], [b]) => a.localeCompare(b)).map(([state, n]) => `${n} ${state}`).join(", ");
     const runsFilter = `tags contains "sweep:${sweep.id}"`;
     head.replaceChildren(
@@ -90,6 +91,15 @@ export async function sweepPage(root: HTMLElement, project: string, sweepId: str
     );
   }
 
+  /** One column per objective: a multi-objective sweep's trials show each of their values. */
+  function valueColumns(): Column[] {
+    if (sweep.metrics.length < 2) return [{ id: "value", label: sweep.metric?.name ?? "value", value: (t) => t.value, cell: (t) => fmtValue(t.value) }];
+    return sweep.metrics.map((m, i): Column => {
+      const value = (t: SweepTrial) => (t.state === "complete" ? t.values?.[i] ?? null : null);
+      return { id: `value:${i}`, label: `${m.name} (${m.goal === "maximize" ? "max" : "min"})`, value, cell: (t) => fmtValue(value(t)) };
+    });
+  }
+
   function columns(): Column[] {
     const runCell = (t: SweepTrial): Node | string =>
       !t.run_id ? "" : t.run_state ? h("a", { href: runHref(project, t.run_id), "data-link": true, text: t.run_id }) : h("span.muted", { text: t.run_id, title: "no run recorded" });
@@ -97,7 +107,7 @@ export async function sweepPage(root: HTMLElement, project: string, sweepId: str
     return [
       { id: "number", label: "#", value: (t) => t.number, cell: (t) => String(t.number) },
       { id: "state", label: "state", value: (t) => t.state, cell: (t) => stateBadge(t.state, t.error) },
-      { id: "value", label: sweep.metric?.name ?? "value", value: (t) => t.value, cell: (t) => fmtValue(t.value) },
+      ...valueColumns(),
       ...sweep.parameters.map((p): Column => ({ id: `param:${p.name}`, label: p.name, value: (t) => t.params[p.name], cell: (t) => fmtValue(t.params[p.name]) })),
       { id: "run", label: "run", value: (t) => t.run_id, cell: runCell },
       { id: "agent", label: "agent", value: (t) => t.agent, cell: (t) => t.agent ?? "" },

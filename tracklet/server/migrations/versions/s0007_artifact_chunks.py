@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "s0007"
-down_revision = "s0002"
+down_revision = "s0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,358 @@
+"""Server-mode sweeps (server/sweeps_db.py, server/routes_sweeps_write.py, sweeps/remote.py): a real
+`tracklet server` process on a real PostgreSQL holds the study; agents talk only HTTP.
+
+- an agent of another "machine" (its own data root) runs function trials whose runs record online
+  to the server; the trials complete with the runs' metric, the runs are on the server;
+- keys and project roles guard every sweep call;
+- 64 agents (threads doing the HTTP protocol) on one grid sweep: every point leased once;
+- an agent process killed with `kill -9` mid-trial: its lease lapses, its point is run again;
+- the server killed with `kill -9` mid-sweep and started again: agents carry on, no trial lost
+  or run twice;
+- pruning from the metric the server ingested: the agent learns it on a heartbeat, stops the
+  trial, and the trial is recorded pruned.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+from conftest import QUIET
+from serverproc import REPO
+
+import tracklet
+from tracklet.sweeps.agent import Agent
+from tracklet.sweeps.remote import RemoteController, create_remote_sweep
+
+pytest.importorskip("optuna", reason="pip install 'tracklet[sweeps]'")
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracklet", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=120, **kwargs)
+
+
+@pytest.fixture
+def server(tmp_path, servers, pg_url):
+    """A keyed server on PostgreSQL with an admin key (`admin_key`)."""
+    root = tmp_path / "srv"
+    created = _cli("admin", "--dir", str(root), "--store", pg_url, "create-user", "root", "--admin")
+    assert created.returncode == 0, created.stderr
+    started = servers(root, store=pg_url, dev=False)
+    started.admin_key = created.stdout.strip()
+    return started
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _user(server, name: str, project: str | None = None, role: str | None = None) -> str:
+    with httpx.Client(base_url=server.url, headers=_bearer(server.admin_key)) as http:
+        made = http.post("/api/v1/users", json={"name": name})
+        assert made.status_code in (200, 201), made.text
+        if project is not None:
+            assert http.put(f"/api/v1/projects/{project}/members/{name}", json={"role": role}).status_code == 204
+        return made.json()["key"]
+
+
+def _trials(server, project: str, sweep_id: str) -> list[dict]:
+    got = httpx.get(f"{server.url}/api/v1/projects/{project}/sweeps/{sweep_id}", headers=_bearer(server.admin_key))
+    assert got.status_code == 200, got.text
+    return got.json()["sweep"]["trials"]
+
+
+def objective() -> None:
+    run = tracklet.init(settings=QUIET)
+    for step in range(3):
+        run.log({"f": (run.config["x"] - 1) ** 2 + step})
+
+
+def test_remote_agents_run_trials_recorded_online_to_the_server(server, tmp_path, monkeypatch):
+    config = {"method": "grid", "metric": {"name": "f", "goal": "minimize"},
+              "parameters": {"x": {"values": [0, 1, 2]}, "tag": {"value": "a"}}}
+    made = create_remote_sweep(server.url, config, project="remote", api_key=server.admin_key)
+    assert made["grid_size"] == 3 and made["method"] == "grid"
+    assert not (server.root / "sweeps").exists()  # the study is in the database, not the server's files
+    machine = tmp_path / "machine-b"  # another machine's data root
+    monkeypatch.setenv("TRACKLET_API_KEY", server.admin_key)
+    controller = RemoteController(server.url, made["id"], root=machine)
+    report = Agent(controller, log=lambda line: None).run_function(objective)
+    assert sorted(r.value for r in report.results) == [0.0, 1.0, 1.0]  # the best (min) over the steps: (x-1)^2
+    assert report.stopped_because == "every grid point is done"
+    trials = _trials(server, "remote", made["id"])
+    assert [t["state"] for t in trials] == ["complete"] * 3
+    assert sorted(t["params"]["x"] for t in trials) == [0, 1, 2]
+    # each trial's run was recorded online: the server has it, with the trial's config
+    for trial in trials:
+        run = httpx.get(f"{server.url}/api/v1/runs/remote/{trial['run_id']}", headers=_bearer(server.admin_key))
+        assert run.status_code == 200, run.text
+        assert run.json()["run"]["config"]["x"] == trial["params"]["x"]
+        assert trial["run_state"] == "finished"
+
+
+def test_keys_and_roles_guard_server_sweeps(server):
+    config = {"method": "random", "metric": {"name": "f", "goal": "minimize"}, "parameters": {"x": {"min": 0, "max": 1}}}
+    owner = _user(server, "owner")
+    made = create_remote_sweep(server.url, config, project="guarded", api_key=owner)  # creates the project for its owner
+    reader = _user(server, "reader", "guarded", "read")
+    outsider = _user(server, "outsider")
+    base = f"{server.url}/api/v1/projects/guarded/sweeps/{made['id']}"
+    ask = {"agent": "a", "ttl": 30}
+    with httpx.Client() as http:
+        assert http.post(f"{base}/next", json=ask).status_code == 401  # no key
+        assert http.post(f"{base}/next", json=ask, headers=_bearer(reader)).status_code == 403  # read only
+        assert http.post(f"{base}/next", json=ask, headers=_bearer(outsider)).status_code == 403
+        assert http.get(f"{server.url}/api/v1/sweeps/{made['id']}", headers=_bearer(outsider)).status_code == 404
+        assert http.get(f"{server.url}/api/v1/sweeps/{made['id']}", headers=_bearer(reader)).status_code == 200
+        leased = http.post(f"{base}/next", json=ask, headers=_bearer(owner))
+        assert leased.status_code == 200 and leased.json()["kind"] == "lease"
+        # a sweep is found only through its own project
+        other = create_remote_sweep(server.url, config, project="elsewhere", api_key=owner)["id"]
+        assert http.post(f"{server.url}/api/v1/projects/guarded/sweeps/{other}/next", json=ask,
+                         headers=_bearer(owner)).status_code == 404
+        # a warm start from a project the sender may not read is refused (it would read its runs)
+        secret = _user(server, "secret")
+        create_remote_sweep(server.url, config, project="private", api_key=secret)
+        peek = http.post(f"{server.url}/api/v1/projects/guarded/sweeps", headers=_bearer(owner),
+                         json={"config": {**config, "warm_start": {"project": "private"}}})
+        assert peek.status_code == 403 and "private" in peek.json()["detail"]
+        bad = http.post(f"{server.url}/api/v1/projects/guarded/sweeps", headers=_bearer(owner),
+                        json={"config": {"method": "grid", "parameters": {"x": {"min": 0.0, "max": 1.0}}}})
+        assert bad.status_code == 400 and "parameters.x" in bad.json()["detail"]
+
+
+class ProtocolAgent(threading.Thread):
+    """An agent as a thread doing the HTTP protocol itself (no process per trial): ask, heartbeat
+    while "running", tell, until the sweep is finished. It rides out a server restart by asking
+    again with the same request id (as RemoteController does)."""
+
+    def __init__(self, url: str, key: str, project: str, sweep_id: str, name: str, hold: float,
+                 leased: list, told: list, errors: list) -> None:
+        super().__init__(daemon=True, name=name)
+        self.base = f"{url}/api/v1/projects/{project}/sweeps/{sweep_id}"
+        self.key, self.agent, self.hold = key, name, hold
+        self.leased, self.told, self.errors = leased, told, errors
+        self.retries = 0
+
+    def _post(self, http: httpx.Client, path: str, body: dict) -> dict:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = http.post(f"{self.base}/{path}", json=body)
+                if response.status_code == 200:
+                    return response.json()
+                problem = response.text
+            except httpx.TransportError as error:  # the server is down: ask again, as the client's retries do
+                problem = repr(error)
+                self.retries += 1
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.agent}: {path} kept failing: {problem}")
+            time.sleep(0.2)
+
+    def run(self) -> None:
+        try:
+            with httpx.Client(headers=_bearer(self.key), timeout=60) as http:
+                while True:
+                    answer = self._post(http, "next", {"agent": self.agent, "ttl": 30, "request": uuid.uuid4().hex})
+                    if answer["kind"] == "finished":
+                        return
+                    if answer["kind"] == "wait":
+                        time.sleep(0.5)
+                        continue
+                    lease = answer["lease"]
+                    self.leased.append((lease["trial"], lease["config"]["a"], lease["config"]["b"], self.agent))
+                    ref = {"trial": lease["trial"], "agent": self.agent, "ttl": 30}
+                    time.sleep(self.hold)
+                    assert self._post(http, "heartbeat", ref)["alive"]
+                    value = float(lease["config"]["a"] * 10 + lease["config"]["b"])
+                    result = self._post(http, "tell", {**ref, "values": [value]})
+                    self.told.append((lease["trial"], result["state"]))
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            self.errors.append(error)
+
+
+def test_64_agents_lease_every_grid_point_once_and_a_server_kill_loses_nothing(server):
+    """64 agents on a 8x16 grid; the server is killed (-9) once trials are under way and started
+    again on the same database: every point is leased exactly once and completes once."""
+    config = {"method": "grid", "metric": {"name": "f", "goal": "minimize"},
+              "parameters": {"a": {"values": list(range(8))}, "b": {"values": list(range(16))}}}
+    made = create_remote_sweep(server.url, config, project="many", api_key=server.admin_key)
+    leased: list = []
+    told: list = []
+    errors: list = []
+    agents = [ProtocolAgent(server.url, server.admin_key, "many", made["id"], f"agent-{i}", 0.2, leased, told, errors)
+              for i in range(64)]
+    for agent in agents:
+        agent.start()
+    while len(told) < 40 and not errors and any(a.is_alive() for a in agents):
+        time.sleep(0.05)
+    running = len(leased) - len(told)
+    server.kill()  # kill -9 mid-sweep: operations in flight are lost whole, nothing handed out is
+    server.start()
+    for agent in agents:
+        agent.join(300)
+    assert not errors, errors[0]
+    assert not any(agent.is_alive() for agent in agents)
+    assert running > 0 and sum(agent.retries for agent in agents) > 0  # the kill came mid-trial, agents felt it
+    points = [(a, b) for _, a, b, _ in leased]
+    assert len(points) == len(set(points)) == 128  # no point leased twice, none missed
+    assert len({trial for trial, *_ in leased}) == 128
+    assert sorted(state for _, state in told) == ["complete"] * 128
+    trials = _trials(server, "many", made["id"])
+    assert [t["state"] for t in trials] == ["complete"] * 128
+    assert sorted((t["params"]["a"], t["params"]["b"]) for t in trials) == sorted(points)
+
+
+def test_an_agent_killed_mid_trial_lapses_and_its_point_runs_again(server, tmp_path):
+    """`tracklet agent --url` as a process, killed with kill -9 while its trial runs: the lease
+    lapses, the trial is failed (lapsed) and its grid point is run by the next agent."""
+    program = tmp_path / "train.py"
+    program.write_text(
+        "import os, time, tracklet\n"
+        "run = tracklet.init()\n"
+        "if os.path.exists('slow'):\n"
+        "    open('started', 'w').close()\n"
+        "    time.sleep(600)\n"
+        "run.log({'f': float(run.config['x'])})\n")
+    (tmp_path / "slow").touch()
+    config = {"method": "grid", "program": "train.py", "metric": {"name": "f", "goal": "minimize"},
+              "parameters": {"x": {"values": [0]}}}
+    made = create_remote_sweep(server.url, config, project="killed", api_key=server.admin_key)
+    env = {"TRACKLET_API_KEY": server.admin_key, "TRACKLET_CONSOLE": "off"}
+    machine = tmp_path / "machine"
+    first = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(machine / "a"), "agent", made["id"],
+                              "--url", server.url, "--lease-ttl", "2"], cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(REPO), **env}, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():
+        assert first.poll() is None, first.stderr.read().decode()
+        assert time.monotonic() < deadline, "the first trial never started"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    (tmp_path / "slow").unlink()  # the rerun doesn't sleep (the first trial's process died with its agent)
+    second = _cli("--dir", str(machine / "b"), "agent", made["id"], "--url", server.url, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    trials = _trials(server, "killed", made["id"])
+    assert [t["state"] for t in trials] == ["lapsed", "complete"]
+    assert "lease lapsed" in trials[0]["error"]
+    assert [t["params"]["x"] for t in trials] == [0, 0]
+    shown = _cli("--dir", str(machine / "b"), "sweep", "show", made["id"], "--url", server.url, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "trials: 1 complete, 1 lapsed of 1 grid points" in shown.stdout and "lease lapsed" in shown.stdout
+    stopped = _cli("sweep", "stop", made["id"], "--url", server.url, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert httpx.get(f"{server.url}/api/v1/sweeps/{made['id']}", headers=_bearer(server.admin_key)).json()[
+        "state"] == "stopped"
+
+
+def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded_pruned(server, tmp_path,
+                                                                                          monkeypatch):
+    """Hyperband (successive halving) in the server: the first trial's curve is low, the second's
+    high; the server reads the second run's points as its upload is ingested, the pruner stops it,
+    the agent learns it on a heartbeat and stops the function; the trial is pruned, not failed."""
+    config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+              "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+              "parameters": {"x": {"values": [0, 1]}}}
+    made = create_remote_sweep(server.url, config, project="pruning", api_key=server.admin_key)
+    monkeypatch.setenv("TRACKLET_API_KEY", server.admin_key)
+    monkeypatch.setenv("TRACKLET_UPLOAD_INTERVAL", "0.2")
+    calls: list[int] = []
+
+    def train() -> None:
+        run = tracklet.init(settings=QUIET)
+        first = not calls
+        calls.append(0)
+        for step in range(5 if first else 300):
+            run.log({"loss": 0.1 if first else 10.0}, step=step)
+            calls[-1] = step
+            time.sleep(0.05)
+
+    controller = RemoteController(server.url, made["id"], root=tmp_path / "machine")
+    report = Agent(controller, log=lambda line: None, prune_interval=0.2).run_function(train)
+    assert [r.state for r in report.results] == ["complete", "pruned"]
+    assert calls[1] < 299  # stopped early
+    trials = _trials(server, "pruning", made["id"])
+    assert [t["state"] for t in trials] == ["complete", "pruned"]
+    run = httpx.get(f"{server.url}/api/v1/runs/pruning/{trials[1]['run_id']}", headers=_bearer(server.admin_key))
+    assert "pruned" in run.json()["run"]["tags"]
+
+
+def test_the_unmodified_wandb_sweep_script_in_online_mode_uses_the_server(server, tmp_path):
+    """`wandb.sweep` + `wandb.agent` under `tracklet run --wandb` with TRACKLET_MODE=online: the sweep
+    is created on the server, its trials' runs are recorded online to it, nothing sweep-related is
+    left in the machine's data root but the trial files."""
+    script = tmp_path / "sweep_script.py"
+    script.write_text(
+        "import wandb\n"
+        "config = {'method': 'grid', 'metric': {'name': 'val_loss', 'goal': 'minimize'},\n"
+        "          'parameters': {'lr': {'values': [0.1, 0.01]}}}\n"
+        "sweep_id = wandb.sweep(config, project='wb-online')\n"
+        "def train():\n"
+        "    with wandb.init(config={'lr': 1.0}) as run:\n"
+        "        wandb.log({'val_loss': wandb.config.lr})\n"
+        "wandb.agent(sweep_id, function=train, count=5)\n"
+        "print('SWEEP', sweep_id)\n")
+    machine = tmp_path / "machine"
+    result = _cli("run", "--wandb", "--", sys.executable, str(script), cwd=tmp_path, env={
+        "TRACKLET_DIR": str(machine), "TRACKLET_MODE": "online", "TRACKLET_BASE_URL": server.url,
+        "TRACKLET_API_KEY": server.admin_key, "TRACKLET_CONSOLE": "off", "TRACKLET_SYSTEM_METRICS": "false"})
+    assert result.returncode == 0, result.stderr
+    sweep_id = result.stdout.split("SWEEP ")[-1].strip()
+    trials = _trials(server, "wb-online", sweep_id)
+    assert sorted((t["params"]["lr"], t["value"], t["state"]) for t in trials) == [
+        (0.01, 0.01, "complete"), (0.1, 0.1, "complete")]
+    assert all(t["run_state"] == "finished" for t in trials)  # the runs were uploaded to the server
+    assert not (machine / "sweeps" / sweep_id / "journal.log").exists()
+
+
+def test_every_agent_call_may_be_repeated(server):
+    """What an agent does when an answer was lost (the server died after committing): the same ask
+    (its request id) gets the same lease, not a second trial; a tell repeated answers the same."""
+    config = {"method": "grid", "metric": {"name": "f", "goal": "minimize"}, "parameters": {"x": {"values": [1, 2]}}}
+    made = create_remote_sweep(server.url, config, project="again", api_key=server.admin_key)
+    base = f"/api/v1/projects/again/sweeps/{made['id']}"
+    with httpx.Client(base_url=server.url, headers=_bearer(server.admin_key)) as http:
+        ask = {"agent": "a", "ttl": 60, "request": "r1"}
+        first, again = (http.post(f"{base}/next", json=ask).json() for _ in range(2))
+        assert first == again and first["kind"] == "lease"
+        other = http.post(f"{base}/next", json={**ask, "request": "r2"}).json()["lease"]
+        assert other["trial"] != first["lease"]["trial"]
+        ref = {"trial": first["lease"]["trial"], "agent": "a", "ttl": 60}
+        told, retold = (http.post(f"{base}/tell", json={**ref, "values": [3.0]}).json() for _ in range(2))
+        assert told == retold and told["state"] == "complete" and told["values"] == [3.0]
+        # another agent's tell of that trial is not taken for a repeat: its lease isn't theirs
+        assert http.post(f"{base}/tell", json={**ref, "agent": "b", "values": [9.0]}).json()["state"] == "lapsed"
+    trials = _trials(server, "again", made["id"])
+    assert [(t["state"], t["value"]) for t in trials] == [("complete", 3.0), ("running", None)]
+
+
+def test_a_heartbeat_does_not_wait_for_an_operation_holding_the_sweep(server, pg_url):
+    """While another operation holds the sweep's row lock (an ask fitting a GP can take a while),
+    heartbeats still renew their leases: they don't queue behind it and lapse."""
+    import sqlalchemy as sa
+
+    config = {"method": "random", "metric": {"name": "f", "goal": "minimize"}, "parameters": {"x": {"min": 0, "max": 1}}}
+    made = create_remote_sweep(server.url, config, project="beats", api_key=server.admin_key)
+    base = f"/api/v1/projects/beats/sweeps/{made['id']}"
+    engine = sa.create_engine(pg_url)
+    try:
+        with httpx.Client(base_url=server.url, headers=_bearer(server.admin_key), timeout=20) as http:
+            lease = http.post(f"{base}/next", json={"agent": "a", "ttl": 60}).json()["lease"]
+            with engine.begin() as connection:  # what an operation in progress holds
+                connection.execute(sa.text("SELECT id FROM sweep_studies WHERE id = :id FOR UPDATE"), {"id": made["id"]})
+                beat = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "a", "ttl": 60})
+                assert beat.status_code == 200 and beat.json() == {"alive": True, "stop": None}
+            # a lease that isn't the agent's is not renewed
+            other = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "b", "ttl": 60}).json()
+            assert other == {"alive": False, "stop": "lost"}
+    finally:
+        engine.dispose()

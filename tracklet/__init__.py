@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tracklet.core.values import Histogram
     from tracklet.media import Audio, Html, Image, Molecule, Object3D, Video
     from tracklet.media.table import Table
+    from tracklet.tracing.ops import op
 
 _LAZY = {
     "Artifact": ("tracklet.artifacts.artifact", "Artifact"),
@@ -42,6 +43,7 @@ _LAZY = {
     "Table": ("tracklet.media.table", "Table"),
     "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
     "TrackletError": ("tracklet.errors", "TrackletError"),
+    "op": ("tracklet.tracing.ops", "op"),
 }
 
 
@@ -213,5 +215,6 @@ __all__ = [
     "init",
     "log",
     "log_artifact",
+    "op",
     "use_artifact",
 ]

@@ -28,9 +28,12 @@ def register(run: "Run") -> None:
 
 
 def unregister(run: "Run") -> None:
+    global trace_target
     with _lock:
         if run in _active:
             _active.remove(run)
+    if trace_target is run:
+        trace_target = None
 
 
 def active_runs() -> list["Run"]:
@@ -97,11 +100,15 @@ def _after_fork_in_child() -> None:
 
 
 _current: "Run | None" = None
+# The run ``@tracklet.op`` records spans into (the current run, when it records and its settings
+# leave tracing on), else None: the one read a disabled op makes (``tracklet/tracing/ops.py``).
+trace_target: "Run | None" = None
 
 
 def set_current(run: "Run | None") -> None:
-    global _current
+    global _current, trace_target
     _current = run
+    trace_target = run if run is not None and getattr(run, "_sender", None) is not None and run.settings.tracing else None
 
 
 def current() -> "Run | None":

@@ -860,6 +860,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/traces": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Receive OTLP/HTTP trace exports (protobuf or JSON, gzip) */
+        post: operations["receive_traces_v1_traces_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/traces": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A project's latest traces with their spans */
+        get: operations["list_traces_api_v1_projects__project__traces_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -2010,6 +2044,82 @@ export interface components {
             offset: number;
             /** Rows */
             rows: unknown[][];
+        };
+        /** TraceModel */
+        TraceModel: {
+            /** Trace Id */
+            trace_id: string;
+            /** Start Ns */
+            start_ns: number;
+            /** End Ns */
+            end_ns: number;
+            /** Run Id */
+            run_id: string;
+            /** Spans */
+            spans: components["schemas"]["TraceSpanModel"][];
+        };
+        /** TraceSpanModel */
+        TraceSpanModel: {
+            /** Trace Id */
+            trace_id: string;
+            /** Span Id */
+            span_id: string;
+            /** Parent Span Id */
+            parent_span_id: string;
+            /** Name */
+            name: string;
+            /** Kind */
+            kind: string;
+            /** Start Ns */
+            start_ns: number;
+            /** End Ns */
+            end_ns: number;
+            /** Duration Ms */
+            duration_ms: number;
+            /** Status */
+            status: string;
+            /** Status Message */
+            status_message: string;
+            /** Step */
+            step: number | null;
+            /** Run Id */
+            run_id: string;
+            /** Source */
+            source: string;
+            /** Operation */
+            operation: string;
+            /** Provider */
+            provider: string;
+            /** Model */
+            model: string;
+            /** Input Tokens */
+            input_tokens: number | null;
+            /** Output Tokens */
+            output_tokens: number | null;
+            /** Input */
+            input: string;
+            /** Input Blob */
+            input_blob: string;
+            /** Output */
+            output: string;
+            /** Output Blob */
+            output_blob: string;
+            /** Attributes */
+            attributes: {
+                [key: string]: unknown;
+            };
+            /** Events */
+            events: unknown[];
+            /** Links */
+            links: unknown[];
+        };
+        /**
+         * TracesResponse
+         * @description The project's latest traces, newest first, each with its spans by start.
+         */
+        TracesResponse: {
+            /** Traces */
+            traces: components["schemas"]["TraceModel"][];
         };
         /** UploadPart */
         UploadPart: {
@@ -5453,6 +5563,147 @@ export interface operations {
                 };
                 content: {
                     "application/octet-stream": string;
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    receive_traces_v1_traces_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (on the wire or decompressed) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unsupported Content-Encoding */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_traces_api_v1_projects__project__traces_get: {
+        parameters: {
+            query?: {
+                run?: string | null;
+                limit?: number;
+                name?: string | null;
+                status?: string | null;
+                operation?: string | null;
+                provider?: string | null;
+                model?: string | null;
+                kind?: string | null;
+                source?: string | null;
+                trace_id?: string | null;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TracesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -68,16 +68,25 @@ def _new_span_id() -> int:
 class OpInfo:
     """What is resolved once, at decoration: the name, the capture mode, the signature."""
 
-    __slots__ = ("name", "capture", "signature", "kind")
+    __slots__ = ("name", "capture", "signature", "kind", "positional", "template")
 
     def __init__(self, function: Callable[..., Any], name: str | None, capture: str, kind: str) -> None:
         self.name = name or getattr(function, "__qualname__", None) or getattr(function, "__name__", "op")
         self.capture = capture
         self.kind = kind  # "function", "coroutine", "generator", "async_generator"
+        self.template: bytes | None = None  # the worker's serialized Span fields every call shares
         try:
             self.signature: inspect.Signature | None = inspect.signature(function)
         except (TypeError, ValueError):
             self.signature = None
+        # Names positional arguments bind to, when that is all there is to binding (no *args,
+        # no positional-only parameter); else None and the worker uses the signature.
+        self.positional: tuple[str, ...] | None = None
+        if self.signature is not None:
+            kinds = [p.kind for p in self.signature.parameters.values()]
+            if inspect.Parameter.VAR_POSITIONAL not in kinds and inspect.Parameter.POSITIONAL_ONLY not in kinds:
+                self.positional = tuple(p.name for p in self.signature.parameters.values()
+                                        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 class OpCall:

@@ -74,6 +74,8 @@ def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
         return value if math.isfinite(value) else ("NaN" if math.isnan(value) else
                                                    ("Infinity" if value > 0 else "-Infinity"))
     if kind is str:
+        if len(value) < 8:  # shorter than any secret shape or name=value it could redact
+            return value
         text = value if len(value) <= MAX_STRING else value[:MAX_STRING] + f"...[{len(value) - MAX_STRING} chars cut]"
         return redact_text(text)
     if depth >= MAX_DEPTH or budget.nodes > 100 * MAX_ITEMS:
@@ -141,7 +143,17 @@ def _metadata(value: Any) -> str:
 def bind_inputs(call: Any) -> dict[str, Any]:
     """The call's arguments by parameter name (``self``/``cls`` left out); positional ones beyond
     the signature under ``args``. Falls back to ``{"args": [...], **kwargs}``."""
-    signature = call.op.signature
+    op = call.op
+    names = op.positional
+    args, kwargs = call.args, call.kwargs
+    if names is not None and len(args) <= len(names) and not (kwargs and not kwargs.keys().isdisjoint(names)):
+        arguments = dict(zip(names, args))  # the common case, without inspect's bind
+        if kwargs:
+            arguments.update(kwargs)
+        if names and names[0] in ("self", "cls"):
+            arguments.pop(names[0], None)
+        return arguments
+    signature = op.signature
     if signature is not None:
         try:
             bound = signature.bind(*call.args, **call.kwargs)
@@ -178,9 +190,12 @@ def _user_redaction(value: Any, part: str, name: str) -> Any:
         return "[redaction failed]"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+
+
 def fill_payload(message: Any, value: Any, root: Path | None) -> None:
     """Put JSON-ready ``value`` into a ``SpanPayload``: inline, or as a blob when long."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+    text = _ENCODER.encode(value)
     data = text.encode("utf-8", "surrogatepass")
     message.size_bytes = len(data)
     if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
@@ -194,19 +209,23 @@ def span_record(call: Any) -> pb.Record:
     """The ``Span`` record of a finished ``OpCall`` (``tracklet/tracing/ops.py``)."""
     record = pb.Record()
     span = record.span
+    op = call.op
+    template = op.template
+    if template is None:  # what every span of this op shares, built once (one C call per span after)
+        shared = pb.Span(name=op.name, kind=pb.Span.KIND_INTERNAL)
+        fill_entries(shared.attributes, {"tracklet.op.kind": op.kind, "tracklet.op.capture": op.capture})
+        template = op.template = shared.SerializeToString()
+    span.MergeFromString(template)
     span.trace_id = call.trace_id.to_bytes(16, "big")
     span.span_id = call.span_id.to_bytes(8, "big")
     if call.parent_id:
         span.parent_span_id = call.parent_id.to_bytes(8, "big")
-    op = call.op
-    span.name = op.name
-    span.kind = pb.Span.KIND_INTERNAL
     span.start_time_unix_nano = call.start
     span.end_time_unix_nano = call.end
     run = call.run
     span.run_id = run.id
     span.step = call.step
-    attributes: dict[str, Any] = {"tracklet.op.kind": op.kind, "tracklet.op.capture": op.capture}
+    attributes: dict[str, Any] = {}
     if call.items >= 0:
         attributes["tracklet.op.items"] = call.items
     error = call.error
@@ -226,7 +245,8 @@ def span_record(call: Any) -> pb.Record:
                 traceback.format_exception(type(error), error, error.__traceback__)))[:65536],
             "exception.escaped": True,
         })
-    fill_entries(span.attributes, attributes)
+    if attributes:
+        fill_entries(span.attributes, attributes)
     root = getattr(getattr(run, "_paths", None), "root", None)
     if op.capture == "full":
         inputs = _user_redaction(to_json(bind_inputs(call)), "input", op.name)

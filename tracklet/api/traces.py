@@ -112,4 +112,4 @@ def check_filter(filter: Any) -> dict[str, Any]:
 def run_id_of(run: Any) -> str | None:
     if run is None:
         return None
-    return run if isinstance(run, str) else str(getattr(run, "id"))
+    return run if isinstance(run, str) else str(run.id)

@@ -317,3 +317,26 @@ def test_finished_run_stops_tracing(start):
     run.finish()
     assert lifecycle.trace_target is None
     assert add(1) == 2
+
+
+def test_a_forked_child_calls_ops_plainly(start):
+    import os
+
+    run = start()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no warning, no error, the plain call
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                ok = add(1) == 2 and lifecycle.trace_target is None
+            except BaseException:
+                ok = False
+        os.write(write_end, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"1"
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert add(2) == 3
+    assert len(_spans(run)) == 1  # the parent's call only

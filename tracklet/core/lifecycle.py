@@ -92,8 +92,9 @@ def _finish_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _active, _lock
+    global _active, _lock, trace_target
     _lock = threading.Lock()  # the parent may have held it while forking
+    trace_target = None  # the parent's run records nothing from here: ops become plain calls
     for run in _active:
         run._after_fork_in_child()
     _active = []

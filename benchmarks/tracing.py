@@ -16,7 +16,11 @@
 - **1 MB input**: the enabled caller p50 with a 1 MB string argument (target: as with a small one),
   50 calls; and the worker's time per such op (its JSON, secret redaction and blob write).
 
-``--short``: 3,000 calls. Absolute times drift between runs on shared machines; compare ratios.
+- **OTLP ingest** (``--otlp-spans``, 0 to skip): that many spans (10 attributes each, GenAI
+  semconv keys) posted as protobuf in requests of 1,000 to a ``tracklet server --dev`` process on
+  SQLite, spans stored per second, and a check that the store holds every one. Target >= 20k/s.
+
+``--short``: 3,000 calls, 5,000 OTLP spans. Absolute times drift between runs on shared machines; compare ratios.
 """
 
 from __future__ import annotations
@@ -96,13 +100,81 @@ def otel_span() -> tuple[Callable[[Any], Any], Callable[[], None], Callable[[], 
     return spanned, lambda: provider.force_flush(), provider.shutdown
 
 
+def otlp_ingest(count: int) -> dict[str, float]:
+    """Post ``count`` spans to a fresh ``tracklet server --dev``; spans/s and how many it stored."""
+    import os
+    import socket
+    import subprocess
+
+    import httpx
+
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    requests = []
+    for first in range(0, count, 1000):
+        request = otlp.ExportTraceServiceRequest()
+        resource = request.resource_spans.add()
+        attribute = resource.resource.attributes.add()
+        attribute.key, attribute.value.string_value = "service.name", "bench"
+        spans = resource.scope_spans.add().spans
+        for number in range(first, min(count, first + 1000)):
+            span = spans.add()
+            span.trace_id = (number // 10 + 1).to_bytes(16, "big")
+            span.span_id = (number + 1).to_bytes(8, "big")
+            span.name = "chat gpt-4o"
+            span.start_time_unix_nano = 1_700_000_000_000_000_000 + number
+            span.end_time_unix_nano = span.start_time_unix_nano + 1_000_000
+            for key, value in (("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
+                               ("gen_ai.request.model", "gpt-4o"), ("gen_ai.usage.input_tokens", 120),
+                               ("gen_ai.usage.output_tokens", 30), ("http.status_code", 200),
+                               ("server.address", "api.example.com"), ("gen_ai.response.id", f"r{number}"),
+                               ("gen_ai.response.finish_reasons", "stop"), ("user.id", "u1")):
+                entry = span.attributes.add()
+                entry.key = key
+                if isinstance(value, int):
+                    entry.value.int_value = value
+                else:
+                    entry.value.string_value = value
+        requests.append(request.SerializeToString())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as root:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        server = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dir", root, "--port", str(port),
+                                   "--dev"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=url, timeout=60) as client:
+                for _ in range(300):
+                    try:
+                        if client.get("/api/v1/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        time.sleep(0.1)
+                started = time.perf_counter()
+                for body in requests:
+                    response = client.post("/v1/traces", content=body,
+                                           headers={"content-type": "application/x-protobuf"})
+                    response.raise_for_status()
+                elapsed = time.perf_counter() - started
+                stored = sum(len(t["spans"]) for t in client.get("/api/v1/projects/bench/traces",
+                                                                  params={"limit": 10_000}).json()["traces"])
+        finally:
+            server.terminate()
+            server.wait(30)
+    return {"spans": count, "seconds": elapsed, "spans_per_s": count / elapsed, "stored": stored}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--short", "--quick", action="store_true")
+    parser.add_argument("--otlp-spans", type=int, default=None)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     calls = 3_000 if args.short else args.calls
+    otlp_spans = args.otlp_spans if args.otlp_spans is not None else (5_000 if args.short else 50_000)
     results: dict[str, Any] = {"calls": calls}
 
     bare_ns = mean_per_call(bare, calls * 5)
@@ -155,6 +227,11 @@ def main() -> None:
     print_table([["@op", f"{op_total:.2f} us"], ["OTel SDK span", f"{otel_total:.2f} us"],
                  ["ratio", f"{op_total / otel_total:.2f}x"]], header=["per call incl. worker/export", ""])
     print(f"worker time per op with a 1 MB input and output (JSON, redaction, blob): {big_worker_ms:.1f} ms")
+    if otlp_spans:
+        ingest = otlp_ingest(otlp_spans)
+        results["otlp_ingest"] = ingest
+        print(f"OTLP ingest into SQLite, one server process: {ingest['spans_per_s']:.0f} spans/s "
+              f"({ingest['spans']} spans in {ingest['seconds']:.2f} s; {ingest['stored']} stored) (target >= 20k/s)")
     write_json(args.json, results)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "NameConflict",
     "NotAWandbFile",
     "OffsetConflict",
+    "OtlpError",
     "PackCorrupt",
     "RecipeError",
     "RecordLogError",
@@ -288,3 +289,8 @@ class TableError(TrackletError, ValueError):
 
 class TableNotFound(TrackletError, LookupError):
     """The run logged no table under the key asked for (at or before the step asked for)."""
+
+
+class OtlpError(TrackletError, ValueError):
+    """A body sent to ``/v1/traces`` that is not an OTLP trace export request (the server answers
+    400), or has a content type other than OTLP's protobuf or JSON (415): the message says which."""

@@ -31,10 +31,13 @@ MAX_TRACES_BODY_BYTES = 16 << 20
 @router.post("/v1/traces", summary="Receive OTLP/HTTP trace exports (protobuf or JSON, gzip)",
              responses=errors(400, 413, 415), response_class=Response)
 async def receive_traces(request: Request) -> Response:
-    from tracklet.tracing.otlp import OtlpError, decode, response_body
+    from tracklet.tracing.otlp import JSON, PROTOBUF, OtlpError, decode, response_body
 
     state = request.app.state.tracklet
     content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in (PROTOBUF, JSON):
+        raise HTTPException(status_code=415, detail=f"unsupported Content-Type {content_type[:100]!r}: send "
+                                                    f"{PROTOBUF} or {JSON} (OTLP/HTTP)")
     body = await read_body(request, min(state.max_body_bytes, MAX_TRACES_BODY_BYTES))
     project = request.headers.get("x-tracklet-project") or None
     run = request.headers.get("x-tracklet-run") or None
@@ -45,8 +48,7 @@ async def receive_traces(request: Request) -> Response:
     try:
         decoded = await run_in_threadpool(decode, body, content_type, project=project, run=run)
     except OtlpError as error:
-        status = 415 if "unsupported Content-Type" in str(error) else 400
-        raise HTTPException(status_code=status, detail=str(error)) from None
+        raise HTTPException(status_code=400, detail=str(error)) from None
     authorizer = state.authorizer
     for name in decoded.by_project:
         if authorizer is not None:

@@ -17,17 +17,16 @@ import json
 from typing import Any
 
 from tracklet.core.layout import name_problem
+from tracklet.errors import OtlpError
 from tracklet.store.spans import KIND_NAMES, STATUS_NAMES, span_row
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 MAX_VALUE_DEPTH = 16
 MAX_SPANS = 200_000  # per request
+
+__all__ = ["Decoded", "OtlpError", "decode", "parse_request", "response_body"]
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
-
-
-class OtlpError(ValueError):
-    """A body that is not an OTLP trace export request (400)."""
 
 
 @dataclasses.dataclass

@@ -17,6 +17,7 @@ value), since OTLP bodies cross a trust boundary.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -148,17 +149,24 @@ def capped_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """At most ``MAX_ATTRIBUTES`` entries, strings cut to ``MAX_ATTRIBUTE_CHARS``, non-finite
     floats as null (JSONB refuses them), NUL replaced."""
     out: dict[str, Any] = {}
-    for index, (key, value) in enumerate(attributes.items()):
-        if index >= MAX_ATTRIBUTES:
-            break
-        out[fit(store_text(str(key)), 1024)] = _capped(value)
+    for key, value in itertools.islice(attributes.items(), MAX_ATTRIBUTES):
+        if type(key) is not str or len(key) > 1024 or "\x00" in key:
+            key = fit(store_text(str(key)), 1024)
+        out[key] = _capped(value)
     return out
 
 
 def _capped(value: Any, depth: int = 0) -> Any:
-    if isinstance(value, str):
-        return store_text(value[:MAX_ATTRIBUTE_CHARS])
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_ATTRIBUTE_CHARS:
+            value = value[:MAX_ATTRIBUTE_CHARS]
+        return store_text(value)
+    if kind is int:
+        return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else str(value)
+    if value is None or kind is bool:
+        return value
+    if kind is float:
         return value if math.isfinite(value) else None
     if isinstance(value, bytes):
         return value[:MAX_ATTRIBUTE_CHARS].hex()
@@ -167,9 +175,6 @@ def _capped(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         return {store_text(str(k)): _capped(v, depth + 1) for k, v in list(value.items())[:MAX_ATTRIBUTES]} \
             if depth < 8 else None
-    if value is None or isinstance(value, (bool, int)):
-        return value if not isinstance(value, int) or isinstance(value, bool) or abs(value) <= _INT64_MAX \
-            else str(value)
     return store_text(str(value)[:MAX_ATTRIBUTE_CHARS])
 
 

@@ -63,6 +63,9 @@ spans = sa.Table(
     sa.Index("ix_spans_project_start", "project_id", "start_ns"),
     sa.Index("ix_spans_trace", "trace_id"),
     sa.Index("ix_spans_run_step", "run_pk", "step"),
+    # A span is stored once per project: an OTLP exporter's retry of a batch the server took, or a
+    # span record repeated in a log, is not a second span.
+    sa.Index("uq_spans_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
 )
 
 SPAN_KINDS = frozenset({"span"})
@@ -263,9 +266,20 @@ def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
+def _insert(connection: sa.Connection) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on either backend: a span already stored stays."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(spans).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(spans).on_conflict_do_nothing()
+
+
 def write_spans(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        connection.execute(spans.insert(), rows)
+    for start in range(0, len(rows), 1000):
+        connection.execute(_insert(connection), rows[start : start + 1000])
 
 
 # ---------------------------------------------------------------- queries
@@ -333,8 +347,7 @@ def insert_received(engine: sa.Engine, project_id: int, rows: list[dict[str, Any
         row.update(project_id=project_id, run_pk=None, source="otlp")
         row["run_id"] = fit(store_text(str(row.get("run_id") or "")), 128)
     with engine.begin() as connection:
-        for start in range(0, len(rows), 1000):
-            connection.execute(spans.insert(), rows[start : start + 1000])
+        write_spans(connection, rows)
     return len(rows)
 
 

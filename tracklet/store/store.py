@@ -201,7 +201,8 @@ class Store(RunDataQueries):
 
     def add_spans(self, project: str, rows: list[dict[str, Any]]) -> int:
         """Store spans received over OTLP (``tracklet.store.spans.span_row`` rows, each with its
-        ``run_id`` or ""), creating the project if needed; how many were stored."""
+        ``run_id`` or ""), creating the project if needed; how many were received (a span the
+        project already holds, by trace and span id, is kept as it was)."""
         from tracklet.store.spans import insert_received
 
         project_id, _ = self.add_project(project)

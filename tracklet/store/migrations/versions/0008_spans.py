@@ -53,9 +53,11 @@ def upgrade() -> None:
     op.create_index("ix_spans_project_start", "spans", ["project_id", "start_ns"])
     op.create_index("ix_spans_trace", "spans", ["trace_id"])
     op.create_index("ix_spans_run_step", "spans", ["run_pk", "step"])
+    op.create_index("uq_spans_project_trace_span", "spans", ["project_id", "trace_id", "span_id"], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_index("uq_spans_project_trace_span", table_name="spans")
     op.drop_index("ix_spans_run_step", table_name="spans")
     op.drop_index("ix_spans_trace", table_name="spans")
     op.drop_index("ix_spans_project_start", table_name="spans")

@@ -28,6 +28,7 @@ LAYERS = {
     "registry": 4,  # the model registry: collections of links to artifact versions, alias history, cards
     "api": 5,  # tracklet.Api: LocalApi (core + store + artifacts + media), RemoteApi (client)
     "sweeps": 5,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
+    "tracing": 5,  # @tracklet.op spans on the run's queue; OTLP decoding for the server's receiver
     "server": 6, "compat": 6,  # the tracking server; the W&B API over the run and read APIs
     "importers": 7, "integrations": 7,  # W&B/TensorBoard importers; framework integrations
     "cli": 8,  # the command line

@@ -25,14 +25,15 @@ def test_runtime_floor_matches_the_generator():
     assert f'"protobuf>={version},' in pyproject
 
 
-def test_record_kinds_leave_room_for_tables_and_traces():
+def test_record_kinds_leave_room_for_traces():
     from tracklet.proto import records_pb2 as pb
 
     numbers = {field.number for field in pb.Record.DESCRIPTOR.oneofs_by_name["kind"].fields}
-    # 11, 12: artifact lineage; 13: media; 14: tables; 23: registry links; 30: an upload's gap;
-    # 15-19 (traces) stay free
-    assert numbers == set(range(1, 15)) | {20, 21, 22, 23, 30}
+    # 11, 12: artifact lineage; 13: media; 14: tables; 15: spans; 23: registry links; 30: an upload's gap;
+    # 16-19 (traces) stay free
+    assert numbers == set(range(1, 16)) | {20, 21, 22, 23, 30}
     assert pb.Record.DESCRIPTOR.fields_by_name["artifact_linked"].number == 23
     assert pb.Record.DESCRIPTOR.fields_by_name["media"].number == 13
     assert pb.Record.DESCRIPTOR.fields_by_name["table_logged"].number == 14
-    assert "15-19: reserved" in (REPO / "proto" / "tracklet" / "proto" / "records.proto").read_text()
+    assert pb.Record.DESCRIPTOR.fields_by_name["span"].number == 15
+    assert "16-19 reserved for traces" in (REPO / "proto" / "tracklet" / "proto" / "records.proto").read_text()

@@ -49,6 +49,7 @@ def _data_root(root: Path) -> list[str]:
             time.sleep(0.06)  # a few system metric windows
     full.alert("diverging", "loss went up", level="WARN")
     full.alert("done", level="INFO")
+    tracklet.op(name="outer")(lambda: tracklet.op(name="inner")(lambda x: x + 1)(1))()  # a trace of two spans
     full.summary["best"] = 0.25
     full.finish()
     paths.append(full.path)
@@ -136,6 +137,7 @@ def _answers(store: Store, paths: list[str]) -> dict[str, Any]:
             "alerts": store.alerts(path),
             "system": store.system_history(path, buckets=10),
             "system_names": store.system_names(path),
+            "traces": store.traces(project, run_id=run_id),
         }
     return _plain(answers)
 
@@ -150,6 +152,7 @@ def test_a_rebuilt_store_answers_every_query_as_before(root, store_url):
     assert before["states"] == {"full": "finished", "failed": "failed", "crashed": "crashed", "damaged": "finished"}
     full = before["p/full"]
     assert len(full["alerts"]) == 2 and full["console"]["lines"] and full["system_names"]
+    assert [s["name"] for s in full["traces"][0]["spans"]] == ["outer", "inner"]
 
     rebuilt = store.index(rebuild=True)
     assert rebuilt.runs_updated == len(paths) and not rebuilt.failed

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tracklet.core.values import Histogram
     from tracklet.media import Audio, Html, Image, Molecule, Object3D, Video
     from tracklet.media.table import Table
+    from tracklet.tracing.ops import op
 
 _LAZY = {
     # With the run's artifact hooks (the worker's small front): a run's first log_artifact then
@@ -44,6 +45,7 @@ _LAZY = {
     "Table": ("tracklet.media.table", "Table"),
     "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
     "TrackletError": ("tracklet.errors", "TrackletError"),
+    "op": ("tracklet.tracing.ops", "op"),
 }
 
 
@@ -226,5 +228,6 @@ __all__ = [
     "init",
     "log",
     "log_artifact",
+    "op",
     "use_artifact",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "NameConflict",
     "NotAWandbFile",
     "OffsetConflict",
+    "OtlpError",
     "PackCorrupt",
     "RecipeError",
     "RecordLogError",
@@ -307,3 +308,8 @@ class PromotionRequired(RegistryError):
     def __init__(self, message: str, request_id: int | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class OtlpError(TrackletError, ValueError):
+    """A body sent to ``/v1/traces`` that is not an OTLP trace export request (the server answers
+    400), or has a content type other than OTLP's protobuf or JSON (415): the message says which."""

@@ -68,6 +68,13 @@ class Api:
         points when the window holds fewer, or with ``buckets=None``)."""
         raise NotImplementedError
 
+    def traces(self, project: str, filter: Any = None, run: Any = None, limit: int = 100) -> list[Any]:
+        """The project's latest traces (``tracklet.api.traces.Trace``), newest first, each with its
+        ``spans``: those of ``run`` (a run id or run) only, those with a span matching ``filter``
+        (a dict of typed column -> value: ``name``, ``status``, ``operation``, ``provider``,
+        ``model``, ``kind``, ``source``, ``trace_id``), at most ``limit`` (docs/tracing.md)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release what this ``Api`` holds open (a store's connections, an HTTP client)."""
 

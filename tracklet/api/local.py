@@ -176,6 +176,20 @@ class LocalApi(Api):
 
         return collections(self.root, check_name("project", project), type=type)
 
+    def traces(self, project: str, filter: Any = None, run: Any = None, limit: int = 100) -> list[Any]:
+        """See :meth:`tracklet.Api.traces`; payloads over 8 KiB are read from the data root's blob store."""
+        from tracklet.api.traces import check_filter, run_id_of, trace_of
+
+        check_name("project", project)
+        rows = self.store.traces(project, run_id=run_id_of(run), filters=check_filter(filter), limit=limit)
+        return [trace_of(row, self._read_blob) for row in rows]
+
+    def _read_blob(self, digest: str) -> bytes:
+        from tracklet.artifacts.blobs import FsspecBlobStore
+        from tracklet.artifacts.storage import artifact_dir
+
+        return bytes(FsspecBlobStore(artifact_dir(self.root)).read_bytes(digest))
+
     def run(self, path: str) -> RecordedRun:
         """A run by ``project/run_id`` or ``project/run_name``, or by a run id (or name) that is
         unique under the root. An id wins over a name; a name several runs share is refused,

@@ -370,6 +370,16 @@ class RemoteApi(Api):
             if remaining is not None:
                 remaining -= len(rows)
 
+    def traces(self, project: str, filter: Any = None, run: Any = None, limit: int = 100) -> list[Any]:
+        """See :meth:`tracklet.Api.traces`; payloads stored as blobs on the server are not fetched
+        (``TraceSpan.input_blob``/``output_blob`` name them)."""
+        from tracklet.api.traces import check_filter, run_id_of, trace_of
+
+        check_name("project", project)
+        data = self._http.get_json(f"/api/v1/projects/{project}/traces", run=run_id_of(run), limit=limit,
+                                   **check_filter(filter))
+        return [trace_of(row) for row in data["traces"]]
+
     def run(self, path: str) -> RemoteRun:
         """A run by ``project/run_id``; ``RunNotFound`` if the server has none."""
         project, run_id = _split(path)

@@ -28,9 +28,12 @@ def register(run: "Run") -> None:
 
 
 def unregister(run: "Run") -> None:
+    global trace_target
     with _lock:
         if run in _active:
             _active.remove(run)
+    if trace_target is run:
+        trace_target = None
 
 
 def active_runs() -> list["Run"]:
@@ -94,19 +97,24 @@ def _finish_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _active, _lock
+    global _active, _lock, trace_target
     _lock = threading.Lock()  # the parent may have held it while forking
+    trace_target = None  # the parent's run records nothing from here: ops become plain calls
     for run in _active:
         run._after_fork_in_child()
     _active = []
 
 
 _current: "Run | None" = None
+# The run ``@tracklet.op`` records spans into (the current run, when it records and its settings
+# leave tracing on), else None: the one read a disabled op makes (``tracklet/tracing/ops.py``).
+trace_target: "Run | None" = None
 
 
 def set_current(run: "Run | None") -> None:
-    global _current
+    global _current, trace_target
     _current = run
+    trace_target = run if run is not None and getattr(run, "_sender", None) is not None and run.settings.tracing else None
 
 
 def current() -> "Run | None":

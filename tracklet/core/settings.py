@@ -70,6 +70,8 @@ class Settings:
             off the training thread. ``TRACKLET_MEDIA_WORKERS``.
         media_queue: logged media items that may wait for those threads; more are dropped
             (counted, one warning), never waited for. ``TRACKLET_MEDIA_QUEUE``.
+        tracing: record a span for each call of a ``@tracklet.op`` function while this run is
+            the current one (docs/tracing.md). ``TRACKLET_TRACING``.
     """
 
     mode: str = "offline"
@@ -95,6 +97,7 @@ class Settings:
     sweep_trial: str | None = None
     media_workers: int = 2
     media_queue: int = 256
+    tracing: bool = True
 
     def __post_init__(self) -> None:
         # Which fields were given (to the constructor, or set afterwards): those win over the

@@ -37,7 +37,7 @@ SUMMARY_MODE_NONE: SummaryMode
 SUMMARY_MODE_FIRST: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "table_logged", "system_info", "checkpoint", "run_update", "artifact_linked", "gap")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "table_logged", "span", "system_info", "checkpoint", "run_update", "artifact_linked", "gap")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Record(_message.Message):
     ARTIFACT_USED_FIELD_NUMBER: _ClassVar[int]
     MEDIA_FIELD_NUMBER: _ClassVar[int]
     TABLE_LOGGED_FIELD_NUMBER: _ClassVar[int]
+    SPAN_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     RUN_UPDATE_FIELD_NUMBER: _ClassVar[int]
@@ -71,12 +72,13 @@ class Record(_message.Message):
     artifact_used: ArtifactUsed
     media: MediaLogged
     table_logged: TableLogged
+    span: Span
     system_info: SystemInfo
     checkpoint: Checkpoint
     run_update: RunUpdate
     artifact_linked: ArtifactLinked
     gap: Gap
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., table_logged: _Optional[_Union[TableLogged, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., artifact_linked: _Optional[_Union[ArtifactLinked, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., table_logged: _Optional[_Union[TableLogged, _Mapping]] = ..., span: _Optional[_Union[Span, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., artifact_linked: _Optional[_Union[ArtifactLinked, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
 
 class Gap(_message.Message):
     __slots__ = ("length", "reason", "padding")
@@ -672,3 +674,93 @@ class Package(_message.Message):
     name: str
     version: str
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class Span(_message.Message):
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "trace_state", "name", "kind", "start_time_unix_nano", "end_time_unix_nano", "status_code", "status_message", "attributes", "events", "links", "run_id", "step", "input", "output")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[Span.Kind]
+        KIND_INTERNAL: _ClassVar[Span.Kind]
+        KIND_SERVER: _ClassVar[Span.Kind]
+        KIND_CLIENT: _ClassVar[Span.Kind]
+        KIND_PRODUCER: _ClassVar[Span.Kind]
+        KIND_CONSUMER: _ClassVar[Span.Kind]
+    KIND_UNSPECIFIED: Span.Kind
+    KIND_INTERNAL: Span.Kind
+    KIND_SERVER: Span.Kind
+    KIND_CLIENT: Span.Kind
+    KIND_PRODUCER: Span.Kind
+    KIND_CONSUMER: Span.Kind
+    class StatusCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATUS_UNSET: _ClassVar[Span.StatusCode]
+        STATUS_OK: _ClassVar[Span.StatusCode]
+        STATUS_ERROR: _ClassVar[Span.StatusCode]
+    STATUS_UNSET: Span.StatusCode
+    STATUS_OK: Span.StatusCode
+    STATUS_ERROR: Span.StatusCode
+    class Event(_message.Message):
+        __slots__ = ("name", "time_unix_nano", "attributes")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+        ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        time_unix_nano: int
+        attributes: _containers.RepeatedCompositeFieldContainer[MapEntry]
+        def __init__(self, name: _Optional[str] = ..., time_unix_nano: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ...) -> None: ...
+    class Link(_message.Message):
+        __slots__ = ("trace_id", "span_id", "trace_state", "attributes")
+        TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+        SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+        TRACE_STATE_FIELD_NUMBER: _ClassVar[int]
+        ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+        trace_id: bytes
+        span_id: bytes
+        trace_state: str
+        attributes: _containers.RepeatedCompositeFieldContainer[MapEntry]
+        def __init__(self, trace_id: _Optional[bytes] = ..., span_id: _Optional[bytes] = ..., trace_state: _Optional[str] = ..., attributes: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ...) -> None: ...
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SPAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_STATE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes
+    trace_state: str
+    name: str
+    kind: Span.Kind
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    status_code: Span.StatusCode
+    status_message: str
+    attributes: _containers.RepeatedCompositeFieldContainer[MapEntry]
+    events: _containers.RepeatedCompositeFieldContainer[Span.Event]
+    links: _containers.RepeatedCompositeFieldContainer[Span.Link]
+    run_id: str
+    step: int
+    input: SpanPayload
+    output: SpanPayload
+    def __init__(self, trace_id: _Optional[bytes] = ..., span_id: _Optional[bytes] = ..., parent_span_id: _Optional[bytes] = ..., trace_state: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[Span.Kind, str]] = ..., start_time_unix_nano: _Optional[int] = ..., end_time_unix_nano: _Optional[int] = ..., status_code: _Optional[_Union[Span.StatusCode, str]] = ..., status_message: _Optional[str] = ..., attributes: _Optional[_Iterable[_Union[MapEntry, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[Span.Event, _Mapping]]] = ..., links: _Optional[_Iterable[_Union[Span.Link, _Mapping]]] = ..., run_id: _Optional[str] = ..., step: _Optional[int] = ..., input: _Optional[_Union[SpanPayload, _Mapping]] = ..., output: _Optional[_Union[SpanPayload, _Mapping]] = ...) -> None: ...
+
+class SpanPayload(_message.Message):
+    __slots__ = ("json", "blob_digest", "size_bytes")
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    BLOB_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    blob_digest: str
+    size_bytes: int
+    def __init__(self, json: _Optional[str] = ..., blob_digest: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...

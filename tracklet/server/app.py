@@ -100,7 +100,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_ingest, routes_media, routes_read, routes_registry,
                                  routes_run_data, routes_sweeps, routes_sweeps_write,
-                                 routes_tables)
+                                 routes_tables, routes_traces)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -171,7 +171,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_media,
-                   routes_registry, routes_audit):
+                   routes_registry, routes_traces, routes_audit):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

@@ -38,6 +38,8 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 TOKEN_ENV = "TRACKLET_UI_TOKEN"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/api/v1/health"})  # a liveness probe: no data, no token
+# The one write tracklet ui takes (with its token): OTLP spans from local applications (docs/tracing.md).
+WRITE_PATHS = frozenset({"/v1/traces"})
 MAX_HOST_LENGTH = 300
 
 
@@ -131,7 +133,7 @@ class UiAccess:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] not in READ_METHODS:
+        if scope["method"] not in READ_METHODS and not (scope["method"] == "POST" and scope["path"] in WRITE_PATHS):
             await _json_error(send, 405, "tracklet ui is read-only: it shows the runs recorded on this "
                                          "machine and changes nothing", [(b"allow", b"GET, HEAD, OPTIONS")])
             return

@@ -33,6 +33,7 @@ from tracklet.proto import records_pb2 as pb
 from tracklet.store import blocks as B
 from tracklet.store.lineage import EDGE_KINDS, artifact_edges, edge_of, edge_rows, write_edges
 from tracklet.store.media import MEDIA_KINDS, media, media_rows, write_media
+from tracklet.store.spans import SPAN_KINDS, log_span_rows, spans, write_spans
 from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
                                      write_alerts, write_console)
@@ -85,7 +86,9 @@ _OPTIONAL_RUN_COLUMNS = ("created_at", "updated_at", "exit_code")
 # What ``index(rebuild=True)`` empties and re-derives from the record logs, children first. The
 # store knows no other tables but ``projects`` (kept: see ``drop_derived``); a tracking server's
 # own tables are not the store's (tracklet/server/schema.py) and a rebuild never touches them.
-DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, media, runs)
+# ``spans`` is derived only where a run's log holds them (``run_pk`` set): spans received over
+# OTLP have no record log and are kept (``drop_derived``).
+DERIVED_TABLES = (blocks, series, console_lines, alerts, artifact_edges, media, spans, runs)
 
 
 def json_safe(value: Any) -> Any:
@@ -180,6 +183,7 @@ class _RunFold:
         self.data = RunDataFold(row.metadata if row is not None else None)
         self.artifact_edges: list[Any] = []
         self.media: list[Any] = []  # MediaLogged messages
+        self.spans: list[Any] = []  # Span messages
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")
@@ -224,6 +228,8 @@ class _RunFold:
             self.artifact_edges.append(edge_of(kind, record))
         elif kind in MEDIA_KINDS:
             self.media.append(record.media)
+        elif kind in SPAN_KINDS:
+            self.spans.append(record.span)
 
     def _history(self, batch: pb.HistoryBatch) -> None:
         for definition in batch.new_keys:
@@ -269,7 +275,7 @@ class _NewRun:
     console lines and alerts, written with the group's other new runs in a few executemany
     statements at the group's end (``Indexer._write_new_runs``), not a few statements per run."""
 
-    __slots__ = ("row", "series", "console", "alerts", "edges", "media")
+    __slots__ = ("row", "series", "console", "alerts", "edges", "media", "spans")
 
     def __init__(self, row: dict[str, Any], fold: _RunFold) -> None:
         self.row = row
@@ -282,6 +288,7 @@ class _NewRun:
         self.alerts = fold.data.alerts
         self.edges = fold.artifact_edges
         self.media = fold.media
+        self.spans = fold.spans
 
     def points(self) -> int:
         """Metric points, as ``_write_series`` counts them (not ``_timestamp``, not system metrics)."""
@@ -392,7 +399,10 @@ class Indexer:
         logs); a server's own tables are not the store's and are never touched."""
         with self.engine.begin() as connection:
             for table in DERIVED_TABLES:
-                connection.execute(table.delete())
+                if table is spans:  # spans received over OTLP have no log to come back from
+                    connection.execute(spans.delete().where(spans.c.run_pk.isnot(None)))
+                else:
+                    connection.execute(table.delete())
 
     def _index_group(self, group: list[RunPaths], report: IndexReport) -> None:
         """Index the first chunk of each run of ``group`` in one transaction (what makes a sweep
@@ -509,6 +519,7 @@ class Indexer:
         found: list[dict[str, Any]] = []
         edges: list[dict[str, Any]] = []
         media_found: list[dict[str, Any]] = []
+        span_rows: list[dict[str, Any]] = []
         for run_pk, new in zip(run_pks, pending):
             for (kind, key), (steps, values) in new.series.items():
                 counts = ({"count": len(steps), "first_step": int(steps[0]), "last_step": int(steps[-1])}
@@ -519,6 +530,8 @@ class Indexer:
             found.extend(alert_rows(run_pk, new.alerts))
             edges.extend(edge_rows(run_pk, new.edges))
             media_found.extend(media_rows(run_pk, new.media))
+            if new.spans:
+                span_rows.extend(log_span_rows(new.row["project_id"], run_pk, new.row["run_id"], new.spans))
         writer = self._block_writer
         assert writer is not None  # set by _group_writer around this call
         if series_rows:
@@ -539,6 +552,7 @@ class Indexer:
             connection.execute(artifact_edges.insert(), edges)
         if media_found:
             connection.execute(media.insert(), media_found)
+        write_spans(connection, span_rows)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
@@ -655,6 +669,8 @@ class Indexer:
             write_edges(connection, run_pk, fold.artifact_edges)
         if fold.media:
             write_media(connection, run_pk, fold.media)
+        if fold.spans:
+            write_spans(connection, log_span_rows(project_id, run_pk, paths.run_id, fold.spans))
         if fold.data.window_times:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
@@ -795,6 +811,7 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(alerts.delete().where(alerts.c.run_pk == run_pk))
     connection.execute(artifact_edges.delete().where(artifact_edges.c.run_pk == run_pk))
     connection.execute(media.delete().where(media.c.run_pk == run_pk))
+    connection.execute(spans.delete().where(spans.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 

@@ -115,3 +115,5 @@ alerts = sa.Table(
 from tracklet.store import lineage as _lineage  # noqa: E402,F401
 # Logged media (``media``) likewise.
 from tracklet.store import media as _media  # noqa: E402,F401
+# Trace spans (``spans``) likewise.
+from tracklet.store import spans as _spans  # noqa: E402,F401

@@ -192,6 +192,22 @@ class Store(RunDataQueries):
 
         return media_of_run(self.engine, project, run_id, key)
 
+    def traces(self, project: str, *, run_id: str | None = None, filters: dict[str, Any] | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
+        """The project's latest traces, newest first, each with its ``spans`` (``tracklet.store.spans``)."""
+        from tracklet.store.spans import traces
+
+        return traces(self.engine, project, run_id=run_id, filters=filters, limit=limit)
+
+    def add_spans(self, project: str, rows: list[dict[str, Any]]) -> int:
+        """Store spans received over OTLP (``tracklet.store.spans.span_row`` rows, each with its
+        ``run_id`` or ""), creating the project if needed; how many were received (a span the
+        project already holds, by trace and span id, is kept as it was)."""
+        from tracklet.store.spans import insert_received
+
+        project_id, _ = self.add_project(project)
+        return insert_received(self.engine, project_id, rows)
+
     def indexed_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (bytes of log ingested, state), by (project, run id): one query."""
         stmt = sa.select(projects.c.name, runs.c.run_id, runs.c.log_offset, runs.c.state).join(

@@ -730,12 +730,7 @@ export interface paths {
          */
         get: operations["list_sweeps_api_v1_projects__project__sweeps_get"];
         put?: never;
-        /**
-         * Create a sweep on the server
-         * @description Validate the W&B sweep config and create its study in the server's database; agents then
-         *     ask `.../sweeps/{id}/next`. 400 names every problem in the config.
-         */
-        post: operations["create_sweep_api_v1_projects__project__sweeps_post"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -779,128 +774,6 @@ export interface paths {
         get: operations["get_importance_api_v1_projects__project__sweeps__sweep_id__importance_get"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/sweeps/{sweep_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * A server sweep's project and config (what an agent starts from)
-         * @description 404 unless the sender may read the sweep's project.
-         */
-        get: operations["get_sweep_info_api_v1_sweeps__sweep_id__get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/projects/{project}/sweeps/{sweep_id}/next": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Lease the sweep's next trial
-         * @description A lease on a new trial (or, with `resume_trial`, that trial while it still runs), or why
-         *     there is none now (`wait`) or ever (`finished`). Repeating a request with the same
-         *     `request` id returns the same lease.
-         */
-        post: operations["next_trial_api_v1_projects__project__sweeps__sweep_id__next_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/projects/{project}/sweeps/{sweep_id}/heartbeat": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Renew a trial's lease; learn whether to stop it
-         * @description `alive: false, stop: lost` once the lease lapsed (the trial was failed; stop it).
-         *     `stop: pruned`: the pruner stopped the trial from its run's metric as the server ingested it.
-         */
-        post: operations["heartbeat_api_v1_projects__project__sweeps__sweep_id__heartbeat_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/projects/{project}/sweeps/{sweep_id}/tell": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Report how a trial ended
-         * @description The trial's objective values (one per objective), or `error` (failed). A trial the pruner
-         *     stopped is recorded pruned whatever else is told; a lapsed lease's result is discarded
-         *     (`state: lapsed`). Telling again what was told returns the same result.
-         */
-        post: operations["tell_api_v1_projects__project__sweeps__sweep_id__tell_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/projects/{project}/sweeps/{sweep_id}/release": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Give a trial back unfinished
-         * @description The trial is failed at once and, in a grid sweep, its point is run again.
-         */
-        post: operations["release_api_v1_projects__project__sweeps__sweep_id__release_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/projects/{project}/sweeps/{sweep_id}/control": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Pause, resume or stop a sweep; set its run cap */
-        post: operations["control_api_v1_projects__project__sweeps__sweep_id__control_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -987,45 +860,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/audit": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Audit events (server admins)
-         * @description One page of the audit log, filtered; every mutating API call is one event.
-         */
-        get: operations["list_audit_api_v1_audit_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/automations": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Automation rules (server admins) */
-        get: operations["list_automations_api_v1_automations_get"];
-        put?: never;
-        /** Add an automation rule (server admins) */
-        post: operations["create_automation_api_v1_automations_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/automations/{automation_id}": {
+    "/v1/traces": {
         parameters: {
             query?: never;
             header?: never;
@@ -1034,23 +869,23 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post?: never;
-        /** Remove an automation rule; its delivery log stays (server admins) */
-        delete: operations["remove_automation_api_v1_automations__automation_id__delete"];
+        /** Receive OTLP/HTTP trace exports (protobuf or JSON, gzip) */
+        post: operations["receive_traces_v1_traces_post"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/api/v1/automations/{automation_id}/deliveries": {
+    "/api/v1/projects/{project}/traces": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** A rule's deliveries and their attempts, newest first (server admins) */
-        get: operations["list_deliveries_api_v1_automations__automation_id__deliveries_get"];
+        /** A project's latest traces with their spans */
+        get: operations["list_traces_api_v1_projects__project__traces_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1333,129 +1168,6 @@ export interface components {
              */
             damaged: components["schemas"]["DamagedVersion"][];
         };
-        /** Attempt */
-        Attempt: {
-            /** Attempt */
-            attempt: number;
-            /** Time */
-            time: number;
-            /** Status */
-            status: number | null;
-            /** Error */
-            error: string | null;
-            /** Duration */
-            duration: number;
-        };
-        /** AuditEvent */
-        AuditEvent: {
-            /** Id */
-            id: number;
-            /** Time */
-            time: number;
-            /**
-             * Actor
-             * @description The user; null when the request was not authenticated
-             */
-            actor: string | null;
-            /**
-             * Key Id
-             * @description The API key used
-             */
-            key_id: string | null;
-            /**
-             * Action
-             * @description The route's name, e.g. create_key, put_log, commit_version
-             */
-            action: string;
-            /** Method */
-            method: string;
-            /**
-             * Target
-             * @description What it acted on: the path below /api/v1/, unless the route said better
-             */
-            target: string;
-            /** Project */
-            project: string | null;
-            /**
-             * Client
-             * @description The client's address
-             */
-            client: string | null;
-            /** Status */
-            status: number;
-            /**
-             * Outcome
-             * @description ok, denied (401/403), rejected (other 4xx) or error (5xx)
-             */
-            outcome: string;
-            /** Detail */
-            detail: {
-                [key: string]: unknown;
-            } | null;
-        };
-        /** AuditResponse */
-        AuditResponse: {
-            /** Events */
-            events: components["schemas"]["AuditEvent"][];
-            /**
-             * Next After
-             * @description Pass as `after` for the next page; null on the last
-             */
-            next_after: number | null;
-        };
-        /** Automation */
-        Automation: {
-            /** Id */
-            id: number;
-            /** Name */
-            name: string;
-            /** Event */
-            event: string;
-            /** Filter */
-            filter: {
-                [key: string]: unknown;
-            };
-            /** Action */
-            action: string;
-            /** Url */
-            url: string;
-            /** Created By */
-            created_by: string | null;
-            /** Created At */
-            created_at: number;
-        };
-        /** AutomationRequest */
-        AutomationRequest: {
-            /** Name */
-            name: string;
-            /**
-             * Event
-             * @description An event kind (events.KINDS) or *
-             */
-            event: string;
-            /** Filter */
-            filter?: {
-                [key: string]: unknown;
-            };
-            /**
-             * Action
-             * @default webhook
-             * @enum {string}
-             */
-            action: "webhook" | "slack";
-            /** Url */
-            url: string;
-            /**
-             * Secret
-             * @description Default: a new random secret
-             */
-            secret?: string | null;
-        };
-        /** AutomationsResponse */
-        AutomationsResponse: {
-            /** Automations */
-            automations: components["schemas"]["Automation"][];
-        };
         /** BatchResponse */
         BatchResponse: {
             /**
@@ -1602,38 +1314,6 @@ export interface components {
              * @description What is wrong with its registry file
              */
             detail: string;
-        };
-        /** DeliveriesResponse */
-        DeliveriesResponse: {
-            /** Deliveries */
-            deliveries: components["schemas"]["Delivery"][];
-        };
-        /** Delivery */
-        Delivery: {
-            /** Id */
-            id: number;
-            /** Event Id */
-            event_id: number;
-            /** Kind */
-            kind: string;
-            /** Subject */
-            subject: string;
-            /** Idempotency Key */
-            idempotency_key: string;
-            /** State */
-            state: string;
-            /** Attempts */
-            attempts: number;
-            /** Last Status */
-            last_status: number | null;
-            /** Last Error */
-            last_error: string | null;
-            /** Created At */
-            created_at: number;
-            /** Finished At */
-            finished_at: number | null;
-            /** Attempt Log */
-            attempt_log: components["schemas"]["Attempt"][];
         };
         /**
          * ErrorResponse
@@ -1905,32 +1585,6 @@ export interface components {
             /** Keys */
             keys: string[];
         };
-        /** NewAutomation */
-        NewAutomation: {
-            /** Id */
-            id: number;
-            /** Name */
-            name: string;
-            /** Event */
-            event: string;
-            /** Filter */
-            filter: {
-                [key: string]: unknown;
-            };
-            /** Action */
-            action: string;
-            /** Url */
-            url: string;
-            /** Created By */
-            created_by: string | null;
-            /** Created At */
-            created_at: number;
-            /**
-             * Secret
-             * @description The HMAC key of the webhook's signature: shown only now
-             */
-            secret: string;
-        };
         /**
          * NewKeyResponse
          * @description The key itself appears here once and is never shown again.
@@ -2158,50 +1812,6 @@ export interface components {
             run_id: string | null;
         };
         /**
-         * SweepControlRequest
-         * @description `state`: running, paused or stopped; or `run_cap`: a new run cap (a stopped sweep runs again).
-         */
-        SweepControlRequest: {
-            /** State */
-            state?: string | null;
-            /** Run Cap */
-            run_cap?: number | null;
-        };
-        /** SweepControlResponse */
-        SweepControlResponse: {
-            /** State */
-            state: {
-                [key: string]: unknown;
-            };
-        };
-        /**
-         * SweepCreateRequest
-         * @description A W&B sweep config (the dict `wandb.sweep` takes); `sweep_id`: a chosen id (default: a new one).
-         */
-        SweepCreateRequest: {
-            /** Config */
-            config: {
-                [key: string]: unknown;
-            };
-            /** Sweep Id */
-            sweep_id?: string | null;
-        };
-        /** SweepCreated */
-        SweepCreated: {
-            /** Id */
-            id: string;
-            /** Project */
-            project: string;
-            /** Method */
-            method: string;
-            /** Grid Size */
-            grid_size: number | null;
-            /** Warm Start */
-            warm_start: {
-                [key: string]: unknown;
-            } | null;
-        };
-        /**
          * SweepDetail
          * @description A sweep in full: the normalized config, its searched parameters, the newest 10,000 trials in
          *     trial-number order, the best-so-far series and the agents (by their first trial).
@@ -2216,11 +1826,6 @@ export interface components {
             /** State */
             state: string;
             metric: components["schemas"]["SweepMetric"] | null;
-            /**
-             * Metrics
-             * @description Every objective, in order (several: a multi-objective sweep, whose trials have `values`)
-             */
-            metrics: components["schemas"]["SweepMetric"][];
             /** Created */
             created: number | null;
             /** Run Cap */
@@ -2253,17 +1858,6 @@ export interface components {
             agents: string[];
         };
         /**
-         * SweepHeartbeatResponse
-         * @description `alive`: the lease was renewed. `stop`: why the trial must stop now (`lost`: the lease lapsed;
-         *     `pruned`: the pruner stopped it, from the metric the server ingested).
-         */
-        SweepHeartbeatResponse: {
-            /** Alive */
-            alive: boolean;
-            /** Stop */
-            stop: string | null;
-        };
-        /**
          * SweepImportanceResponse
          * @description How much each searched parameter matters for the metric (Optuna's PED-ANOVA over the
          *     complete trials), most important first; `note` says why the list is empty.
@@ -2278,77 +1872,12 @@ export interface components {
             /** Note */
             note: string | null;
         };
-        /**
-         * SweepInfoResponse
-         * @description What an agent needs to start: the sweep's project and normalized config.
-         */
-        SweepInfoResponse: {
-            /** Id */
-            id: string;
-            /** Project */
-            project: string;
-            /** Config */
-            config: {
-                [key: string]: unknown;
-            };
-            /** State */
-            state: string;
-        };
-        /** SweepLeaseModel */
-        SweepLeaseModel: {
-            /** Trial */
-            trial: number;
-            /** Run Id */
-            run_id: string;
-            /** Project */
-            project: string;
-            /** Config */
-            config: {
-                [key: string]: unknown;
-            };
-            /** Agent */
-            agent: string;
-            /** Ttl */
-            ttl: number;
-            /** Resumed */
-            resumed: boolean;
-        };
         /** SweepMetric */
         SweepMetric: {
             /** Name */
             name: string;
             /** Goal */
             goal: string;
-        };
-        /**
-         * SweepNextRequest
-         * @description An agent asks for a trial. `request`: the agent's id for this ask (asking again with it after
-         *     a lost answer returns the same lease); `resume_trial`: take that trial over while it runs.
-         */
-        SweepNextRequest: {
-            /** Agent */
-            agent: string;
-            /**
-             * Ttl
-             * @default 60
-             */
-            ttl: number;
-            /** Resume Trial */
-            resume_trial?: number | null;
-            /** Request */
-            request?: string | null;
-        };
-        /**
-         * SweepNextResponse
-         * @description `kind`: `lease` (run `lease`), `wait` (ask again later: paused, or the rest runs elsewhere) or
-         *     `finished` (nothing more: grid done, run cap reached, stopped); `reason` says why.
-         */
-        SweepNextResponse: {
-            /** Kind */
-            kind: string;
-            /** Reason */
-            reason: string | null;
-            lease: components["schemas"]["SweepLeaseModel"] | null;
         };
         /**
          * SweepParameter
@@ -2364,20 +1893,6 @@ export interface components {
             log: boolean;
             /** Values */
             values?: unknown[];
-        };
-        /** SweepReleaseRequest */
-        SweepReleaseRequest: {
-            /** Trial */
-            trial: number;
-            /** Agent */
-            agent: string;
-            /**
-             * Ttl
-             * @default 60
-             */
-            ttl: number;
-            /** Reason */
-            reason: string;
         };
         /** SweepResponse */
         SweepResponse: {
@@ -2399,11 +1914,6 @@ export interface components {
             /** State */
             state: string;
             metric: components["schemas"]["SweepMetric"] | null;
-            /**
-             * Metrics
-             * @description Every objective, in order (several: a multi-objective sweep, whose trials have `values`)
-             */
-            metrics: components["schemas"]["SweepMetric"][];
             /** Created */
             created: number | null;
             /** Run Cap */
@@ -2422,25 +1932,6 @@ export interface components {
              * @description Why the sweep could not be read (its other fields are empty)
              */
             error?: string;
-        };
-        /**
-         * SweepTellRequest
-         * @description How the trial ended: its objective `values` (one per objective), or `error`.
-         */
-        SweepTellRequest: {
-            /** Trial */
-            trial: number;
-            /** Agent */
-            agent: string;
-            /**
-             * Ttl
-             * @default 60
-             */
-            ttl: number;
-            /** Values */
-            values?: number[] | null;
-            /** Error */
-            error?: string | null;
         };
         /**
          * SweepTrial
@@ -2482,31 +1973,6 @@ export interface components {
              * @description A running trial's lease expiry (past: it is lapsing)
              */
             lease_expires: number | null;
-        };
-        /** SweepTrialRef */
-        SweepTrialRef: {
-            /** Trial */
-            trial: number;
-            /** Agent */
-            agent: string;
-            /**
-             * Ttl
-             * @default 60
-             */
-            ttl: number;
-        };
-        /** SweepTrialResult */
-        SweepTrialResult: {
-            /** Trial */
-            trial: number;
-            /** State */
-            state: string;
-            /** Value */
-            value: number | null;
-            /** Values */
-            values: number[];
-            /** Message */
-            message: string;
         };
         /**
          * SweepsResponse
@@ -2578,6 +2044,82 @@ export interface components {
             offset: number;
             /** Rows */
             rows: unknown[][];
+        };
+        /** TraceModel */
+        TraceModel: {
+            /** Trace Id */
+            trace_id: string;
+            /** Start Ns */
+            start_ns: number;
+            /** End Ns */
+            end_ns: number;
+            /** Run Id */
+            run_id: string;
+            /** Spans */
+            spans: components["schemas"]["TraceSpanModel"][];
+        };
+        /** TraceSpanModel */
+        TraceSpanModel: {
+            /** Trace Id */
+            trace_id: string;
+            /** Span Id */
+            span_id: string;
+            /** Parent Span Id */
+            parent_span_id: string;
+            /** Name */
+            name: string;
+            /** Kind */
+            kind: string;
+            /** Start Ns */
+            start_ns: number;
+            /** End Ns */
+            end_ns: number;
+            /** Duration Ms */
+            duration_ms: number;
+            /** Status */
+            status: string;
+            /** Status Message */
+            status_message: string;
+            /** Step */
+            step: number | null;
+            /** Run Id */
+            run_id: string;
+            /** Source */
+            source: string;
+            /** Operation */
+            operation: string;
+            /** Provider */
+            provider: string;
+            /** Model */
+            model: string;
+            /** Input Tokens */
+            input_tokens: number | null;
+            /** Output Tokens */
+            output_tokens: number | null;
+            /** Input */
+            input: string;
+            /** Input Blob */
+            input_blob: string;
+            /** Output */
+            output: string;
+            /** Output Blob */
+            output_blob: string;
+            /** Attributes */
+            attributes: {
+                [key: string]: unknown;
+            };
+            /** Events */
+            events: unknown[];
+            /** Links */
+            links: unknown[];
+        };
+        /**
+         * TracesResponse
+         * @description The project's latest traces, newest first, each with its spans by start.
+         */
+        TracesResponse: {
+            /** Traces */
+            traces: components["schemas"]["TraceModel"][];
         };
         /** UploadPart */
         UploadPart: {
@@ -5623,86 +5165,6 @@ export interface operations {
             };
         };
     };
-    create_sweep_api_v1_projects__project__sweeps_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SweepCreateRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SweepCreated"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Conflicts with what the server holds */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-        };
-    };
     get_sweep_api_v1_projects__project__sweeps__sweep_id__get: {
         parameters: {
             query?: never;
@@ -5853,433 +5315,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-        };
-    };
-    get_sweep_info_api_v1_sweeps__sweep_id__get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                sweep_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SweepInfoResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    next_trial_api_v1_projects__project__sweeps__sweep_id__next_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-                sweep_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SweepNextRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SweepNextResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    heartbeat_api_v1_projects__project__sweeps__sweep_id__heartbeat_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-                sweep_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SweepTrialRef"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SweepHeartbeatResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    tell_api_v1_projects__project__sweeps__sweep_id__tell_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-                sweep_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SweepTellRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SweepTrialResult"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    release_api_v1_projects__project__sweeps__sweep_id__release_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-                sweep_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SweepReleaseRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SweepControlResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    control_api_v1_projects__project__sweeps__sweep_id__control_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                project: string;
-                sweep_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["SweepControlRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SweepControlResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
@@ -6577,91 +5612,7 @@ export interface operations {
             };
         };
     };
-    list_audit_api_v1_audit_get: {
-        parameters: {
-            query?: {
-                /** @description Only this user's calls */
-                actor?: string | null;
-                /** @description Only this action (a route's name) */
-                action?: string | null;
-                /** @description Only calls on this project */
-                project?: string | null;
-                /** @description Only targets starting with this */
-                target?: string | null;
-                outcome?: string | null;
-                /** @description Only events at or after this Unix time */
-                since?: number | null;
-                /** @description Only events before this Unix time */
-                until?: number | null;
-                /** @description The cursor: the previous page's next_after */
-                after?: number | null;
-                /** @description asc: oldest first; desc: newest first */
-                order?: string;
-                limit?: number;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AuditResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    list_automations_api_v1_automations_get: {
+    receive_traces_v1_traces_post: {
         parameters: {
             query?: never;
             header?: never;
@@ -6672,133 +5623,6 @@ export interface operations {
         responses: {
             /** @description Successful Response */
             200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AutomationsResponse"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-        };
-    };
-    create_automation_api_v1_automations_post: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["AutomationRequest"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["NewAutomation"];
-                };
-            };
-            /** @description Bad request: an invalid name, filter, sort, parameter or body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Missing, malformed, wrong or revoked API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description The key's user lacks the role this needs */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description No such project, run, file, user or key */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
-    remove_automation_api_v1_automations__automation_id__delete: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                automation_id: number;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            204: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6831,8 +5655,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description No such project, run, file, user or key */
-            404: {
+            /** @description Request body too large (on the wire or decompressed) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6840,25 +5664,34 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description Validation Error */
-            422: {
+            /** @description Unsupported Content-Encoding */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
     };
-    list_deliveries_api_v1_automations__automation_id__deliveries_get: {
+    list_traces_api_v1_projects__project__traces_get: {
         parameters: {
             query?: {
+                run?: string | null;
                 limit?: number;
+                name?: string | null;
+                status?: string | null;
+                operation?: string | null;
+                provider?: string | null;
+                model?: string | null;
+                kind?: string | null;
+                source?: string | null;
+                trace_id?: string | null;
             };
             header?: never;
             path: {
-                automation_id: number;
+                project: string;
             };
             cookie?: never;
         };
@@ -6870,7 +5703,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["DeliveriesResponse"];
+                    "application/json": components["schemas"]["TracesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -2,7 +2,7 @@
 (event_outbox) and automations (automations, automation_deliveries, automation_attempts).
 
 Revision ID: s0004
-Revises: s0002
+Revises: s0003
 """
 
 import sqlalchemy as sa

@@ -2,7 +2,7 @@
 study as journal entries) and sweep_leases (a row per leased trial), server/sweeps_db.py.
 
 Revision ID: s0005
-Revises: s0002
+Revises: s0004
 """
 
 import sqlalchemy as sa

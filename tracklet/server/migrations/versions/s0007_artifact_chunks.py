@@ -2,7 +2,7 @@
 pack), artifact_files (large files held as chunks, verified), server/artifact_blobs.py.
 
 Revision ID: s0007
-Revises: s0002
+Revises: s0005
 """
 
 import sqlalchemy as sa

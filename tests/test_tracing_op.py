@@ -1,0 +1,342 @@
+"""``@tracklet.op``: spans recorded through the run's queue, read back from the record log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+
+import pytest
+
+import tracklet
+from tracklet.core.reader import replay
+from tracklet.core import lifecycle
+from tracklet.tracing import set_redaction_hook
+
+
+def _spans(run: tracklet.Run) -> list:
+    run.finish()
+    return replay(run._paths.log_file).spans
+
+
+def _by_name(spans: list) -> dict:
+    return {s.name: s for s in spans}
+
+
+def _inputs(span) -> dict:
+    return json.loads(span.input.json)
+
+
+def _output(span):
+    return json.loads(span.output.json)
+
+
+@tracklet.op
+def add(a, b=1):
+    return a + b
+
+
+@tracklet.op(name="pipeline")
+def pipeline(x):
+    return add(add(x), b=10)
+
+
+def test_disabled_op_is_the_plain_call_and_records_nothing(start):
+    assert lifecycle.trace_target is None
+    assert add(1, 2) == 3  # no run: the plain call
+    run = start(settings={"tracing": False})
+    assert lifecycle.trace_target is None
+    assert add(2) == 3
+    assert _spans(run) == []
+
+
+def test_nested_ops_share_a_trace_and_name_their_parent(start):
+    run = start()
+    run.log({"loss": 1.0})  # step 0 -> 1
+    assert pipeline(1) == 12
+    spans = _spans(run)
+    assert [s.name for s in spans] == ["add", "add", "pipeline"]  # queued as they end
+    root = spans[2]
+    assert root.parent_span_id == b"" and len(root.trace_id) == 16 and len(root.span_id) == 8
+    for child in spans[:2]:
+        assert child.trace_id == root.trace_id and child.parent_span_id == root.span_id
+    assert root.start_time_unix_nano <= spans[0].start_time_unix_nano <= spans[1].end_time_unix_nano \
+        <= root.end_time_unix_nano
+    assert all(s.run_id == run.id and s.step == 1 for s in spans)
+    assert _inputs(spans[1]) == {"a": 2, "b": 10} and _output(spans[1]) == 12
+    assert _inputs(root) == {"x": 1} and _output(root) == 12
+    assert root.status_code == root.STATUS_OK
+
+
+def test_separate_calls_are_separate_traces(start):
+    run = start()
+    add(1)
+    add(2)
+    first, second = _spans(run)
+    assert first.trace_id != second.trace_id and first.span_id != second.span_id
+
+
+def test_user_exception_is_recorded_and_reraised_unchanged(start):
+    class Custom(Exception):
+        pass
+
+    error = Custom("model refused")
+
+    @tracklet.op
+    def fails():
+        raise error
+
+    run = start()
+    with pytest.raises(Custom) as caught:
+        fails()
+    assert caught.value is error
+    (span,) = _spans(run)
+    assert span.status_code == span.STATUS_ERROR
+    assert span.status_message == "Custom: model refused"
+    (event,) = span.events
+    assert event.name == "exception"
+    attributes = {e.key: e.value for e in event.attributes}
+    assert "model refused" in attributes["exception.stacktrace"].string_value
+    assert not span.output.json
+
+
+def test_async_ops_nest_per_task(start):
+    @tracklet.op
+    async def leaf(i):
+        await asyncio.sleep(0)
+        return i * 2
+
+    @tracklet.op
+    async def branch(i):
+        return await leaf(i) + await leaf(i + 1)
+
+    async def main():
+        return await asyncio.gather(branch(1), branch(10))
+
+    run = start()
+    assert asyncio.run(main()) == [2 + 4, 20 + 22]
+    spans = _spans(run)
+    branches = [s for s in spans if s.name.endswith("branch")]
+    leaves = [s for s in spans if s.name.endswith("leaf")]
+    assert len(branches) == 2 and len(leaves) == 4
+    assert branches[0].trace_id != branches[1].trace_id  # concurrent tasks: separate roots
+    for leaf_span in leaves:
+        parent = next(b for b in branches if b.span_id == leaf_span.parent_span_id)
+        assert parent.trace_id == leaf_span.trace_id
+        assert _inputs(leaf_span)["i"] in ((1, 2) if _inputs(parent)["i"] == 1 else (10, 11))
+
+
+def test_generator_span_covers_iteration_and_children_nest(start):
+    @tracklet.op
+    def numbers(n):
+        for i in range(n):
+            yield add(i)
+
+    run = start()
+    outside = []
+    for item in numbers(3):
+        outside.append(add(100))  # the consumer's op is not the generator's child
+        assert item >= 1
+    spans = _spans(run)
+    generator = next(s for s in spans if s.name.endswith("numbers"))
+    children = [s for s in spans if s.parent_span_id == generator.span_id]
+    assert len(children) == 3
+    assert _output(generator) == [1, 2, 3]
+    consumer_ops = [s for s in spans if s.name == "add" and _inputs(s) == {"a": 100}]
+    assert len(consumer_ops) == 3 and all(s.parent_span_id == b"" for s in consumer_ops)
+    attributes = {e.key: e.value for e in generator.attributes}
+    assert attributes["tracklet.op.items"].int_value == 3
+
+
+def test_generator_send_throw_and_early_close(start):
+    @tracklet.op
+    def echo():
+        received = []
+        try:
+            while True:
+                value = yield len(received)
+                received.append(value)
+        except KeyError:
+            yield "caught"
+        return received
+
+    run = start()
+    g = echo()
+    assert next(g) == 0
+    assert g.send("a") == 1
+    assert g.throw(KeyError("k")) == "caught"
+    g.close()
+    (span,) = _spans(run)
+    assert span.status_code == span.STATUS_OK
+    assert _output(span) == [0, 1, "caught"]
+
+
+def test_async_generator(start):
+    @tracklet.op
+    async def stream(n):
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield add(i)
+
+    async def main():
+        return [x async for x in stream(2)]
+
+    run = start()
+    assert asyncio.run(main()) == [1, 2]
+    spans = _spans(run)
+    parent = next(s for s in spans if s.name.endswith("stream"))
+    assert [s.parent_span_id for s in spans if s.name == "add"] == [parent.span_id] * 2
+    assert _output(parent) == [1, 2]
+
+
+class Model:
+    def __init__(self, scale):
+        self.scale = scale
+
+    @tracklet.op
+    def predict(self, x):
+        return x * self.scale
+
+    @tracklet.op
+    @staticmethod
+    def helper(x):
+        return -x
+
+    @tracklet.op
+    @classmethod
+    def build(cls, scale):
+        return cls(scale)
+
+
+def test_methods_static_and_class_methods(start):
+    run = start()
+    model = Model.build(3)
+    assert model.predict(2) == 6 and Model.helper(1) == -1 and model.helper(2) == -2
+    spans = _by_name(_spans(run))
+    assert _inputs(spans["Model.predict"]) == {"x": 2}  # self is left out
+    assert _inputs(spans["Model.build"]) == {"scale": 3}
+    assert _inputs(spans["Model.helper"]) == {"x": 2}
+
+
+def test_secrets_are_redacted_by_default_and_the_hook_runs_after(start):
+    @tracklet.op
+    def call_llm(prompt, api_key, headers):
+        return {"text": "ok", "authorization": "Bearer abcdefghijklmnop123456"}
+
+    run = start()
+    call_llm("say hi; my key is sk-ant-abcdefghijklmnopqrstuvwx", "plain-looking-value",
+             {"Authorization": "Bearer abcdefghijklmnop123456", "x-request-id": "r1"})
+    try:
+        set_redaction_hook(lambda value, part, op: {**value, "prompt": "[pii removed]"} if part == "input" else value)
+        call_llm("email me at a@b.c", "k", {})
+        run.flush()  # the hook runs on the worker, as the span is written
+    finally:
+        set_redaction_hook(None)
+    first, second = _spans(run)
+    text = first.input.json + first.output.json
+    assert "sk-ant-" not in text and "abcdefghijklmnop123456" not in text and "plain-looking-value" not in text
+    assert _inputs(first)["headers"]["x-request-id"] == "r1"
+    assert _inputs(first)["api_key"] == "[redacted]"
+    assert _inputs(second)["prompt"] == "[pii removed]"
+
+
+def test_failing_redaction_hook_records_no_unredacted_payload(start):
+    run = start()
+    try:
+        set_redaction_hook(lambda value, part, op: 1 / 0)
+        add("secret stuff", "!")
+        run.flush()
+    finally:
+        set_redaction_hook(None)
+    (span,) = _spans(run)
+    assert _inputs(span) == "[redaction failed]"
+
+
+def test_capture_modes(start):
+    @tracklet.op(capture="metadata")
+    def meta(x, y):
+        return [x]
+
+    @tracklet.op(capture="none")
+    def nothing(x):
+        return x
+
+    run = start()
+    meta(1, "s")
+    nothing("hidden")
+    first, second = _spans(run)
+    assert _inputs(first) == {"x": "int", "y": "str"} and _output(first) == "list"
+    assert second.input.json == "" and second.output.json == "" and "hidden" not in str(second)
+    with pytest.raises(ValueError, match="capture must be one of"):
+        tracklet.op(capture="everything")
+
+
+def test_large_payload_goes_to_the_blob_store(start, root):
+    run = start()
+    big = "x" * 20_000
+    add(big, "y")
+    (span,) = _spans(run)
+    assert span.input.json == "" and len(span.input.blob_digest) == 64
+    assert span.input.size_bytes > 20_000
+    blob = next((root / "artifacts" / "blobs").rglob(span.input.blob_digest))
+    assert json.loads(blob.read_text()) == {"a": big, "b": "y"}
+    assert span.output.blob_digest  # the result is big too
+
+
+def test_unserializable_values_never_fail_the_call(start):
+    class Odd:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    run = start()
+    odd = Odd()
+    assert add([odd], b=[odd]) == [odd, odd]
+    (span,) = _spans(run)
+    assert "repr failed" in span.input.json
+
+
+def test_tracklets_own_failure_is_contained(start, monkeypatch):
+    from tracklet.tracing import ops as op_module
+
+    run = start()
+
+    def broken(*args, **kwargs):
+        raise OSError("queue exploded")
+
+    monkeypatch.setattr(run, "_enqueue", broken)
+    monkeypatch.setattr(op_module, "_warned", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert add(1) == 2
+        assert add(2) == 3
+    assert len([w for w in caught if "recording an op's span failed" in str(w.message)]) == 1
+
+
+def test_finished_run_stops_tracing(start):
+    run = start()
+    run.finish()
+    assert lifecycle.trace_target is None
+    assert add(1) == 2
+
+
+def test_a_forked_child_calls_ops_plainly(start):
+    import os
+
+    run = start()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no warning, no error, the plain call
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                ok = add(1) == 2 and lifecycle.trace_target is None
+            except BaseException:
+                ok = False
+        os.write(write_end, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"1"
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert add(2) == 3
+    assert len(_spans(run)) == 1  # the parent's call only

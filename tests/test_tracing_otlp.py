@@ -1,0 +1,211 @@
+"""The OTLP/HTTP receiver ``/v1/traces``: the real opentelemetry-sdk exporter against a real server
+process, JSON and gzip bodies, bad input, keys and roles, ``Api(base_url=...).traces``, ``tracklet ui``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from conftest import QUIET, REPO
+
+import tracklet
+
+pytest.importorskip("opentelemetry.sdk")
+pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+
+
+def _export(url: str, spans_by_resource: dict, headers: dict | None = None, compression: bool = False) -> list:
+    """Record spans with the real SDK (one TracerProvider per resource) and export them over HTTP."""
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    made = []
+    for resource_attributes, build in spans_by_resource.items():
+        provider = TracerProvider(resource=Resource.create(dict(resource_attributes)))
+        exporter = OTLPSpanExporter(endpoint=f"{url}/v1/traces", headers=headers or {}, timeout=10,
+                                    compression=Compression.Gzip if compression else Compression.NoCompression)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        tracer = provider.get_tracer("test-instrumentation", "1.0")
+        made.append(build(tracer, Status, StatusCode))
+        assert provider.force_flush(30_000)
+        provider.shutdown()
+    return made
+
+
+def _chat_trace(tracer, Status, StatusCode):
+    with tracer.start_as_current_span("invoke_agent planner") as root:
+        root.set_attribute("gen_ai.operation.name", "invoke_agent")
+        with tracer.start_as_current_span("chat gpt-4o") as chat:
+            chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                 "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 21,
+                                 "gen_ai.usage.output_tokens": 8, "gen_ai.request.stop_sequences": ["\n", "END"]})
+            chat.add_event("gen_ai.choice", {"index": 0})
+        with tracer.start_as_current_span("tool lookup") as tool:
+            tool.set_attributes({"openinference.span.kind": "TOOL", "input.value": '{"q": "weather"}',
+                                 "output.value": "sunny"})
+            tool.set_status(Status(StatusCode.ERROR, "tool timed out"))
+    return format(root.get_span_context().trace_id, "032x")
+
+
+def test_sdk_exporter_to_a_real_server_then_api_reads_them(servers, tmp_path):
+    server = servers(tmp_path / "srv")
+    trace_ids = _export(server.url, {(("service.name", "agent-app"),): _chat_trace})
+    trace_ids += _export(server.url, {(("service.name", "ignored"), ("tracklet.project", "bots"),
+                                       ("tracklet.run", "run7")): _chat_trace}, compression=True)
+    trace_ids += _export(server.url, {(("service.name", "ignored"),): _chat_trace},
+                         headers={"X-Tracklet-Project": "by-header", "X-Tracklet-Run": "r1"})
+    api = tracklet.Api(base_url=server.url)
+    (trace,) = api.traces("agent-app")
+    assert trace.trace_id == trace_ids[0]
+    assert trace.root.name == "invoke_agent planner" and trace.root.operation == "invoke_agent"
+    chat = next(s for s in trace.spans if s.name == "chat gpt-4o")
+    tool = next(s for s in trace.spans if s.name == "tool lookup")
+    assert chat.parent_span_id == trace.root.span_id and tool.parent_span_id == trace.root.span_id
+    assert (chat.operation, chat.provider, chat.model, chat.input_tokens, chat.output_tokens) == \
+        ("chat", "openai", "gpt-4o", 21, 8)
+    assert chat.attributes["gen_ai.request.stop_sequences"] == ["\n", "END"]  # raw attributes kept
+    assert chat.attributes["resource.service.name"] == "agent-app"
+    assert chat.attributes["otel.scope.name"] == "test-instrumentation"
+    assert chat.events[0]["name"] == "gen_ai.choice" and chat.kind == "internal" and chat.source == "otlp"
+    assert tool.status == "error" and tool.status_message == "tool timed out" and tool.operation == "tool"
+    assert tool.inputs == {"q": "weather"} and tool.output == "sunny"
+    assert tool.duration_ms >= 0 and trace.root.start_ns <= chat.start_ns <= chat.end_ns <= trace.root.end_ns
+
+    (bots,) = api.traces("bots")
+    assert bots.trace_id == trace_ids[1] and {s.run_id for s in bots.spans} == {"run7"}
+    assert [t.trace_id for t in api.traces("by-header", run="r1")] == [trace_ids[2]]
+    assert [t.trace_id for t in api.traces("agent-app", filter={"status": "error"})] == [trace_ids[0]]
+    assert api.traces("agent-app", filter={"provider": "anthropic"}) == []
+    assert api.traces("ignored") == []
+    api.close()
+
+
+def _json_body(trace_id: str = "5b8efff798038103d269b633813fc60c", span_id: str = "eee19b7ec3c1b174") -> dict:
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-app"}}]},
+        "scopeSpans": [{"scope": {"name": "manual"}, "spans": [
+            {"traceId": trace_id, "spanId": span_id, "name": "embeddings", "kind": 3,
+             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000500000000",
+             "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "embeddings"}},
+                            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "42"}},
+                            {"key": "nested", "value": {"kvlistValue": {"values": [
+                                {"key": "a", "value": {"arrayValue": {"values": [{"doubleValue": 1.5}]}}}]}}}],
+             "status": {"code": 1}},
+            {"traceId": trace_id, "spanId": "00", "name": "bad id"},
+        ]}]}]}
+
+
+def test_json_and_gzip_bodies_partial_success_and_bad_input(servers, tmp_path):
+    server = servers(tmp_path / "srv")
+    url = f"{server.url}/v1/traces"
+    body = json.dumps(_json_body()).encode()
+    response = httpx.post(url, content=gzip.compress(body),
+                          headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.json() == {"partialSuccess": {"rejectedSpans": "1",
+                                                  "errorMessage": "a span's span_id is not 8 bytes (or is all zero)"}}
+    api = tracklet.Api(base_url=server.url)
+    (trace,) = api.traces("json-app")
+    (span,) = trace.spans
+    assert span.trace_id == "5b8efff798038103d269b633813fc60c" and span.span_id == "eee19b7ec3c1b174"
+    assert span.kind == "client" and span.duration_ms == 500.0 and span.status == "ok"
+    assert span.operation == "embeddings" and span.input_tokens == 42
+    assert span.attributes["nested"] == {"a": [1.5]}
+
+    assert httpx.post(url, content=b"\x0a\xff\xff", headers={"content-type": "application/x-protobuf"}).status_code == 400
+    assert httpx.post(url, content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    assert httpx.post(url, content=b"[]", headers={"content-type": "application/json"}).status_code == 400
+    refused = httpx.post(url, content=b"", headers={"content-type": "text/plain"})
+    assert refused.status_code == 415 and "application/x-protobuf" in refused.json()["detail"]
+    bad_name = httpx.post(url, content=body, headers={"content-type": "application/json",
+                                                       "x-tracklet-project": "../etc"})
+    assert bad_name.status_code == 400 and "project" in bad_name.json()["detail"]
+    bomb = gzip.compress(b"{" + b" " * (17 << 20) + b"}")  # 17 MiB of JSON in a few KiB of gzip
+    assert httpx.post(url, content=bomb, headers={"content-type": "application/json",
+                                                  "content-encoding": "gzip"}).status_code == 413
+    assert api.traces("json-app")[0].trace_id == trace.trace_id  # nothing else was stored
+    api.close()
+
+
+def test_a_keyed_server_needs_a_key_with_write_access(servers, tmp_path):
+    server_root = tmp_path / "srv"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def user(name, admin=False):
+        made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(server_root), "create-user",
+                               name, *(["--admin"] if admin else [])], env=env, capture_output=True, text=True,
+                              timeout=60, check=True)
+        return made.stdout.strip()
+
+    owner, other = user("owner", admin=False), user("other")
+    server = servers(server_root, dev=False)
+    body = json.dumps(_json_body()).encode()
+    url = f"{server.url}/v1/traces"
+    headers = {"content-type": "application/json"}
+    assert httpx.post(url, content=body, headers=headers).status_code == 401
+    assert httpx.post(url, content=body, headers={**headers, "authorization": f"Bearer {owner}"}).status_code == 200
+    denied = httpx.post(url, content=body, headers={**headers, "authorization": f"Bearer {other}"})
+    assert denied.status_code == 403  # json-app is owner's project now
+    assert len(tracklet.Api(base_url=server.url, api_key=owner).traces("json-app")) == 1
+    _export(server.url, {(("service.name", "json-app"),): _chat_trace}, headers={"Authorization": f"Bearer {owner}"})
+    assert len(tracklet.Api(base_url=server.url, api_key=owner).traces("json-app")) == 2
+
+
+def test_tracklet_ui_takes_spans_with_its_token_and_serves_op_traces(root, tmp_path):
+    run = tracklet.init(project="local", dir=str(root), id="r1", settings=QUIET)
+    tracklet.op(name="local-op")(lambda: 1)()
+    run.finish()
+    from test_ui_access import Ui  # the ui access tests' launcher
+
+    ui = Ui(root)
+    try:
+        body = json.dumps(_json_body()).encode()
+        headers = {"content-type": "application/json", "authorization": f"Bearer {ui.token}"}
+        assert ui.client.post("/v1/traces", content=body, headers={"content-type": "application/json"}).status_code == 401
+        assert ui.client.post("/v1/traces", content=body, headers=headers).status_code == 200
+        assert ui.client.post("/api/v1/keys", content=b"{}", headers=headers).status_code == 405  # still read-only
+        listed = ui.client.get("/api/v1/projects/local/traces", headers=headers).json()["traces"]
+        assert [t["spans"][0]["name"] for t in listed] == ["local-op"]
+    finally:
+        ui.stop()
+    api = tracklet.Api(root)
+    assert [t.root.name for t in api.traces("json-app")] == ["embeddings"]  # in the data root's store
+    api.close()
+
+
+def test_tracklets_otlp_schema_matches_opentelemetry_proto():
+    """Field numbers, types and JSON names of every message the receiver reads are OTLP's own."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as theirs
+
+    from tracklet.proto import otlp_trace_pb2 as ours
+
+    def fields(descriptor, seen):
+        if descriptor.name in seen:
+            return {}
+        seen.add(descriptor.name)
+        found = {}
+        for field in descriptor.fields:
+            found[(descriptor.name, field.name)] = (field.number, field.type, field.json_name,
+                                                   field.message_type.name if field.message_type else None,
+                                                   field.enum_type.name if field.enum_type else None)
+            if field.message_type is not None:
+                found.update(fields(field.message_type, seen))
+        return found
+
+    for name in ("ExportTraceServiceRequest", "ExportTraceServiceResponse"):
+        mine = fields(getattr(ours, name).DESCRIPTOR, set())
+        official = fields(getattr(theirs, name).DESCRIPTOR, set())
+        assert {k: v for k, v in official.items() if k in mine} == mine
+        missing = set(official) - set(mine)
+        # Not read: entity references and the string-table indexes OTLP's profiles signal uses.
+        unread = {("Resource", "entity_refs"), ("KeyValue", "key_strindex"), ("AnyValue", "string_value_strindex")}
+        assert {k for k in missing if k[0] != "EntityRef"} <= unread, missing

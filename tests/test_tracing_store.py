@@ -1,0 +1,170 @@
+"""Spans in the store: indexed from record logs and received rows, typed columns, ``Api().traces``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import QUIET, REPO
+
+import tracklet
+from tracklet.store import Store
+from tracklet.store.spans import span_row
+
+
+@tracklet.op
+def tool(x):
+    return {"x": x}
+
+
+@tracklet.op(name="agent")
+def agent(n):
+    return [tool(i) for i in range(n)]
+
+
+def _record(root, project="p", run_id="r1", steps=3):
+    run = tracklet.init(project=project, dir=str(root), id=run_id, settings=QUIET)
+    for step in range(steps):
+        agent(2)
+        run.log({"loss": 1.0 / (step + 1)})
+    run.finish()
+    return run
+
+
+def test_log_spans_are_indexed_and_read_as_traces(root, store_url):
+    _record(root)
+    store = Store(store_url, root=root)
+    report = store.index()
+    assert not report.failed
+    traces = store.traces("p")
+    assert len(traces) == 3
+    assert [t["spans"][0]["step"] for t in traces] == [2, 1, 0]  # newest first
+    for trace in traces:
+        names = [s["name"] for s in trace["spans"]]
+        assert names == ["agent", "tool", "tool"]
+        root_span = trace["spans"][0]
+        assert root_span["parent_span_id"] == "" and root_span["source"] == "log" and trace["run_id"] == "r1"
+        assert all(s["parent_span_id"] == root_span["span_id"] for s in trace["spans"][1:])
+        assert root_span["status"] == "ok" and root_span["duration_ms"] >= 0
+    assert len(store.traces("p", limit=2)) == 2
+    assert store.traces("p", run_id="nope") == []
+    assert store.traces("other") == []
+    store.close()
+
+
+RECEIVED = [
+    {"trace_id": "a" * 32, "span_id": "1" * 16, "name": "chat gpt-4o", "kind": "client", "start_ns": 10**18,
+     "end_ns": 10**18 + 2_500_000, "status": "ok",
+     "attributes": {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06",
+                    "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 30}},
+    {"trace_id": "b" * 32, "span_id": "2" * 16, "name": "ChatCompletion", "start_ns": 2 * 10**18,
+     "end_ns": 2 * 10**18 + 1, "status": "error", "run_id": "r9",
+     "attributes": {"openinference.span.kind": "LLM", "llm.provider": "anthropic", "llm.model_name": "claude-x",
+                    "llm.token_count.prompt": 5, "llm.token_count.completion": 7,
+                    "input.value": '{"messages": ["hi"]}', "output.value": "hello"}},
+    {"trace_id": "c" * 32, "span_id": "3" * 16, "name": "mlflow", "start_ns": 3 * 10**18, "end_ns": 3 * 10**18,
+     "attributes": {"mlflow.spanType": "CHAT_MODEL", "mlflow.chat.tokenUsage": '{"input_tokens": 3, "output_tokens": 4}',
+                    "mlflow.spanInputs": '{"q": 1}', "big": "x" * 300_000, "nan": float("nan"),
+                    "nul\x00key": "a\x00b"}},
+]
+
+
+def test_received_spans_get_typed_columns_and_survive_a_rebuild(root, store_url):
+    _record(root, steps=1)
+    store = Store(store_url, root=root)
+    store.index()
+    assert store.add_spans("p", [span_row(s) | {"run_id": s.get("run_id", "")} for s in RECEIVED]) == 3
+    by_name = {t["spans"][0]["name"]: t["spans"][0] for t in store.traces("p")}
+    chat = by_name["chat gpt-4o"]
+    assert (chat["operation"], chat["provider"], chat["model"], chat["input_tokens"], chat["output_tokens"]) == \
+        ("chat", "openai", "gpt-4o-2024-08-06", 12, 30)
+    assert chat["duration_ms"] == 2.5 and chat["source"] == "otlp" and chat["kind"] == "client"
+    llm = by_name["ChatCompletion"]
+    assert (llm["operation"], llm["provider"], llm["model"], llm["input_tokens"], llm["output_tokens"]) == \
+        ("llm", "anthropic", "claude-x", 5, 7)
+    assert llm["input"] == '{"messages": ["hi"]}' and llm["output"] == '"hello"' and llm["run_id"] == "r9"
+    mlflow = by_name["mlflow"]
+    assert (mlflow["operation"], mlflow["input_tokens"], mlflow["output_tokens"]) == ("chat_model", 3, 4)
+    assert len(mlflow["attributes"]["big"]) == 256 * 1024 and mlflow["attributes"]["nan"] is None
+    assert mlflow["attributes"]["nul\ufffdkey"] == "a\ufffdb"
+    assert [t["trace_id"] for t in store.traces("p", filters={"status": "error"})] == ["b" * 32]
+    assert [t["trace_id"] for t in store.traces("p", filters={"provider": "openai"})] == ["a" * 32]
+    assert [t["trace_id"] for t in store.traces("p", run_id="r9")] == ["b" * 32]
+    with pytest.raises(tracklet.TrackletError, match="cannot filter traces on input"):
+        store.traces("p", filters={"input": "x"})
+
+    again = [span_row(s) | {"run_id": s.get("run_id", "")} for s in RECEIVED[:2]]
+    store.add_spans("p", again)  # an exporter's retry of a batch already taken: stored once
+    before = store.traces("p", limit=1000)
+    assert len(before) == 4 and all(len(t["spans"]) == (3 if t["run_id"] == "r1" else 1) for t in before)
+    store.index(rebuild=True)
+    assert store.traces("p", limit=1000) == before  # log spans re-derived, received ones kept
+    store.close()
+
+
+def test_api_traces_reads_payloads_and_filters(root):
+    run = tracklet.init(project="p", dir=str(root), settings=QUIET)
+    tool("y" * 10_000)
+
+    @tracklet.op
+    def fails():
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError):
+        fails()
+    run.finish()
+    api = tracklet.Api(root)
+    traces = api.traces("p")
+    assert len(traces) == 2
+    failed, big = traces
+    assert failed.root.status == "error" and "missing" in failed.root.status_message
+    assert big.root.input_json == "" and len(big.root.input_blob) == 64
+    assert big.root.inputs == {"x": "y" * 10_000} and big.root.output == {"x": "y" * 10_000}
+    assert [t.trace_id for t in api.traces("p", filter={"status": "error"})] == [failed.trace_id]
+    assert [t.trace_id for t in api.traces("p", run=run)] == [failed.trace_id, big.trace_id]
+    with pytest.raises(TypeError, match="dict of column"):
+        api.traces("p", filter="status = 'error'")
+    api.close()
+
+
+KILLED = """
+import sys, time, tracklet
+run = tracklet.init(project="p", id="killed", settings={"console": "off", "capture_environment": False,
+                                                         "system_metrics": False})
+
+@tracklet.op
+def step_op(i):
+    return i
+
+@tracklet.op
+def hangs():
+    print("open", flush=True)
+    time.sleep(600)
+
+for i in range(5):
+    step_op(i)
+time.sleep(1.5)
+hangs()
+"""
+
+
+def test_kill_9_mid_trace_keeps_spans_that_ended_before(root):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", KILLED], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "open"
+        time.sleep(0.2)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    api = tracklet.Api(root)
+    traces = api.traces("p", limit=100)
+    assert sorted(t.root.inputs["i"] for t in traces) == [0, 1, 2, 3, 4]
+    assert api.run("p/killed").state == "crashed"
+    api.close()

@@ -1,0 +1,115 @@
+"""What ``tracklet.Api().traces(...)`` returns: ``Trace``s, each with its ``TraceSpan``s.
+
+Both ``LocalApi`` (from the store) and ``RemoteApi`` (from a server's ``/api/v1/projects/<p>/traces``)
+build them from the same plain rows (``tracklet.store.spans.SPAN_FIELDS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any, Callable
+
+# Reads a payload blob by sha256 (a LocalApi's blob store); None where blobs can't be read.
+BlobReader = Callable[[str], bytes]
+
+
+@dataclasses.dataclass
+class TraceSpan:
+    """One span: ids (hex), ``parent_span_id`` ("" for a root), name, kind, times (Unix ns),
+    ``duration_ms``, ``status`` ("ok", "error", "unset"), the run and step it was recorded at, the
+    typed GenAI columns, the raw ``attributes``, ``events`` and ``links``."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    duration_ms: float
+    status: str
+    status_message: str
+    step: int | None
+    run_id: str
+    source: str
+    operation: str
+    provider: str
+    model: str
+    input_tokens: int | None
+    output_tokens: int | None
+    attributes: dict[str, Any]
+    events: list[Any]
+    links: list[Any]
+    input_json: str = ""
+    input_blob: str = ""
+    output_json: str = ""
+    output_blob: str = ""
+    _blobs: BlobReader | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def inputs(self) -> Any:
+        """The op's arguments by name (from the blob store when they were over 8 KiB), or None."""
+        return self._payload(self.input_json, self.input_blob)
+
+    @property
+    def output(self) -> Any:
+        """The op's return value (a generator's: the items it yielded), or None."""
+        return self._payload(self.output_json, self.output_blob)
+
+    def _payload(self, text: str, blob: str) -> Any:
+        if text:
+            return json.loads(text)
+        if blob and self._blobs is not None:
+            return json.loads(self._blobs(blob).decode("utf-8"))
+        return None
+
+
+@dataclasses.dataclass
+class Trace:
+    """A trace: its id, first start and last end (Unix ns), the run it was recorded in ("" for
+    none) and its ``spans`` by start time; ``root`` is the span without a parent in the trace."""
+
+    trace_id: str
+    start_ns: int
+    end_ns: int
+    run_id: str
+    spans: list[TraceSpan]
+
+    @property
+    def root(self) -> TraceSpan | None:
+        ids = {s.span_id for s in self.spans}
+        return next((s for s in self.spans if not s.parent_span_id or s.parent_span_id not in ids), None)
+
+    def children(self, span: TraceSpan) -> list[TraceSpan]:
+        return [s for s in self.spans if s.parent_span_id == span.span_id]
+
+
+def trace_of(row: Mapping[str, Any], blobs: BlobReader | None = None) -> Trace:
+    spans = []
+    for s in row["spans"]:
+        fields = {k: s.get(k) for k in ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns",
+                                        "duration_ms", "status", "status_message", "step", "run_id", "source",
+                                        "operation", "provider", "model", "input_tokens", "output_tokens",
+                                        "input_blob", "output_blob")}
+        spans.append(TraceSpan(**fields, attributes=dict(s.get("attributes") or {}), events=list(s.get("events") or []),
+                               links=list(s.get("links") or []), input_json=s.get("input") or "",
+                               output_json=s.get("output") or "", _blobs=blobs))
+    return Trace(row["trace_id"], row["start_ns"], row["end_ns"], row.get("run_id", ""), spans)
+
+
+def check_filter(filter: Any) -> dict[str, Any]:
+    """``filter`` for ``traces``: None or a mapping of typed column -> value."""
+    if filter is None:
+        return {}
+    if not isinstance(filter, Mapping):
+        raise TypeError("traces(filter=...) takes a dict of column -> value, e.g. {'operation': 'chat', "
+                        "'status': 'error'}")
+    return dict(filter)
+
+
+def run_id_of(run: Any) -> str | None:
+    if run is None:
+        return None
+    return run if isinstance(run, str) else str(run.id)

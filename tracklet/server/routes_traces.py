@@ -1,0 +1,114 @@
+"""Traces: the OTLP/HTTP receiver ``POST /v1/traces`` and the read route behind
+``tracklet.Api(base_url=...).traces`` (docs/tracing.md).
+
+``/v1/traces`` takes what any OpenTelemetry exporter sends (``application/x-protobuf`` or
+``application/json``, optionally gzip), at most ``MAX_TRACES_BODY_BYTES`` after decompression
+(413 above). Each resource's spans go to the project the ``X-Tracklet-Project`` header names,
+else its ``tracklet.project`` resource attribute, else its ``service.name``; the sender needs
+write access there (a new project is created for them, as an upload does). Spans that can't be
+stored (bad ids, a bad project name) are counted in OTLP's partial success, not the whole request.
+Decoding and the insert run in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from tracklet.core.layout import check_name
+from tracklet.server.body import read_body
+from tracklet.server.models import errors
+
+router = APIRouter(tags=["traces"])
+
+MAX_TRACES_BODY_BYTES = 16 << 20
+
+
+@router.post("/v1/traces", summary="Receive OTLP/HTTP trace exports (protobuf or JSON, gzip)",
+             responses=errors(400, 413, 415), response_class=Response)
+async def receive_traces(request: Request) -> Response:
+    from tracklet.tracing.otlp import JSON, PROTOBUF, OtlpError, decode, response_body
+
+    state = request.app.state.tracklet
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in (PROTOBUF, JSON):
+        raise HTTPException(status_code=415, detail=f"unsupported Content-Type {content_type[:100]!r}: send "
+                                                    f"{PROTOBUF} or {JSON} (OTLP/HTTP)")
+    body = await read_body(request, min(state.max_body_bytes, MAX_TRACES_BODY_BYTES))
+    project = request.headers.get("x-tracklet-project") or None
+    run = request.headers.get("x-tracklet-run") or None
+    if project is not None:
+        check_name("project", project)  # InvalidName: 400 naming the problem
+    if run is not None:
+        check_name("run id", run)
+    try:
+        decoded = await run_in_threadpool(decode, body, content_type, project=project, run=run)
+    except OtlpError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+    authorizer = state.authorizer
+    for name in decoded.by_project:
+        if authorizer is not None:
+            authorizer.check(request, name, "write", create=True)
+    for name, rows in decoded.by_project.items():
+        await run_in_threadpool(state.store.add_spans, name, rows)
+    payload, media_type = response_body(content_type, decoded)
+    return Response(content=payload, media_type=media_type)
+
+
+class TraceSpanModel(BaseModel):
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    duration_ms: float
+    status: str
+    status_message: str
+    step: int | None
+    run_id: str
+    source: str  # "log" (a run's @tracklet.op) or "otlp" (received at /v1/traces)
+    operation: str
+    provider: str
+    model: str
+    input_tokens: int | None
+    output_tokens: int | None
+    input: str  # JSON text, "" when stored as a blob (input_blob) or not captured
+    input_blob: str
+    output: str
+    output_blob: str
+    attributes: dict[str, Any]
+    events: list[Any]
+    links: list[Any]
+
+
+class TraceModel(BaseModel):
+    trace_id: str
+    start_ns: int
+    end_ns: int
+    run_id: str
+    spans: list[TraceSpanModel]
+
+
+class TracesResponse(BaseModel):
+    """The project's latest traces, newest first, each with its spans by start."""
+
+    traces: list[TraceModel]
+
+
+@router.get("/api/v1/projects/{project}/traces", summary="A project's latest traces with their spans",
+            responses=errors(404))
+def list_traces(request: Request, project: str, run: str | None = None, limit: int = Query(100, ge=1, le=10_000),
+                name: str | None = None, status: str | None = None, operation: str | None = None,
+                provider: str | None = None, model: str | None = None, kind: str | None = None,
+                source: str | None = None, trace_id: str | None = None) -> TracesResponse:
+    filters = {key: value for key, value in (("name", name), ("status", status), ("operation", operation),
+                                             ("provider", provider), ("model", model), ("kind", kind),
+                                             ("source", source), ("trace_id", trace_id)) if value is not None}
+    rows = request.app.state.tracklet.store.traces(project, run_id=run, filters=filters, limit=limit)
+    return TracesResponse(traces=[TraceModel(**row) for row in rows])

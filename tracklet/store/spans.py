@@ -1,0 +1,356 @@
+"""Trace spans in the store: ``spans``, one row per span, with typed columns for what a traces
+page filters and sums on (operation, provider, model, input/output tokens, status, duration) and
+the raw attributes as JSON.
+
+Two sources (``source``):
+
+- ``"log"``: ``Span`` records of a run's record log (``@tracklet.op``), derived like every other
+  table here (``tracklet index --rebuild`` rebuilds them; ``run_pk`` names the run);
+- ``"otlp"``: spans a server or ``tracklet ui`` received at ``/v1/traces``. No record log holds
+  these, so a rebuild keeps them (back them up with the store).
+
+Attribute keys of the GenAI semantic conventions, OpenInference and MLflow are normalised into the
+typed columns (:func:`typed_columns`; first key found wins, in the order listed). Every text passes
+``store/text.py``; attributes are capped (``MAX_ATTRIBUTES`` per span, ``MAX_ATTRIBUTE_CHARS`` per
+value), since OTLP bodies cross a trust boundary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracklet.store.schema import Json, metadata, projects, runs
+from tracklet.store.text import fit, store_json, store_text
+
+spans = sa.Table(
+    "spans",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # The run whose log holds the span (source "log"); None for spans received over OTLP.
+    sa.Column("run_pk", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("run_id", sa.String(128), nullable=False, default=""),  # the run named (either source)
+    sa.Column("source", sa.String(8), nullable=False),  # "log" or "otlp"
+    sa.Column("trace_id", sa.String(32), nullable=False),  # hex
+    sa.Column("span_id", sa.String(16), nullable=False),
+    sa.Column("parent_span_id", sa.String(16), nullable=False, default=""),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "internal", "server", "client", ...
+    sa.Column("start_ns", sa.BigInteger, nullable=False),  # Unix epoch nanoseconds
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),  # "unset", "ok", "error"
+    sa.Column("status_message", sa.Text, nullable=False, default=""),
+    sa.Column("step", sa.BigInteger, nullable=True),
+    sa.Column("operation", sa.String(64), nullable=False, default=""),
+    sa.Column("provider", sa.String(64), nullable=False, default=""),
+    sa.Column("model", sa.String(256), nullable=False, default=""),
+    sa.Column("input_tokens", sa.BigInteger, nullable=True),
+    sa.Column("output_tokens", sa.BigInteger, nullable=True),
+    sa.Column("input", sa.Text, nullable=False, default=""),  # JSON text, "" if none or a blob
+    sa.Column("input_blob", sa.String(64), nullable=False, default=""),  # sha256 of the JSON text
+    sa.Column("output", sa.Text, nullable=False, default=""),
+    sa.Column("output_blob", sa.String(64), nullable=False, default=""),
+    sa.Column("attributes", Json, nullable=False, default=dict),
+    sa.Column("events", Json, nullable=False, default=list),
+    sa.Column("links", Json, nullable=False, default=list),
+    sa.Index("ix_spans_project_start", "project_id", "start_ns"),
+    sa.Index("ix_spans_trace", "trace_id"),
+    sa.Index("ix_spans_run_step", "run_pk", "step"),
+    # A span is stored once per project: an OTLP exporter's retry of a batch the server took, or a
+    # span record repeated in a log, is not a second span.
+    sa.Index("uq_spans_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
+)
+
+SPAN_KINDS = frozenset({"span"})
+KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+MAX_ATTRIBUTES = 1024
+MAX_ATTRIBUTE_CHARS = 256 * 1024
+MAX_EVENTS = 128
+MAX_LINKS = 128
+_INT64_MAX = 2**63 - 1
+
+# Typed column -> attribute keys, in priority order (GenAI semconv, then OpenInference, MLflow, Traceloop).
+OPERATION_KEYS = ("gen_ai.operation.name", "openinference.span.kind", "mlflow.spanType", "traceloop.span.kind")
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name", "embedding.model_name")
+INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
+                    "llm.usage.prompt_tokens")
+OUTPUT_TOKEN_KEYS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion",
+                     "llm.usage.completion_tokens")
+INPUT_KEYS = ("input.value", "mlflow.spanInputs", "gen_ai.input.messages", "gen_ai.prompt", "traceloop.entity.input")
+OUTPUT_KEYS = ("output.value", "mlflow.spanOutputs", "gen_ai.output.messages", "gen_ai.completion",
+               "traceloop.entity.output")
+_MLFLOW_USAGE = "mlflow.chat.tokenUsage"
+
+
+def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _tokens(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 <= number <= _INT64_MAX else None
+
+
+def typed_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """operation, provider, model, input_tokens, output_tokens from a span's attributes."""
+    operation = _first(attributes, OPERATION_KEYS)
+    provider = _first(attributes, PROVIDER_KEYS)
+    model = _first(attributes, MODEL_KEYS)
+    input_tokens = _tokens(_first(attributes, INPUT_TOKEN_KEYS))
+    output_tokens = _tokens(_first(attributes, OUTPUT_TOKEN_KEYS))
+    usage = attributes.get(_MLFLOW_USAGE)
+    if isinstance(usage, str):
+        try:
+            usage = json.loads(usage)
+        except ValueError:
+            usage = None
+    if isinstance(usage, dict):
+        input_tokens = input_tokens if input_tokens is not None else _tokens(usage.get("input_tokens"))
+        output_tokens = output_tokens if output_tokens is not None else _tokens(usage.get("output_tokens"))
+    return {
+        "operation": fit(store_text(str(operation)).lower(), 64) if operation is not None else "",
+        "provider": fit(store_text(str(provider)).lower(), 64) if provider is not None else "",
+        "model": fit(store_text(str(model)), 256) if model is not None else "",
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }
+
+
+def payload_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    """An OTLP span's input or output as JSON text, from the first of ``keys`` present."""
+    value = _first(attributes, keys)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+            return store_text(value)
+        except ValueError:
+            pass
+    return store_text(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def capped_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """At most ``MAX_ATTRIBUTES`` entries, strings cut to ``MAX_ATTRIBUTE_CHARS``, non-finite
+    floats as null (JSONB refuses them), NUL replaced."""
+    out: dict[str, Any] = {}
+    for key, value in itertools.islice(attributes.items(), MAX_ATTRIBUTES):
+        if type(key) is not str or len(key) > 1024 or "\x00" in key:
+            key = fit(store_text(str(key)), 1024)
+        out[key] = _capped(value)
+    return out
+
+
+def _capped(value: Any, depth: int = 0) -> Any:
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_ATTRIBUTE_CHARS:
+            value = value[:MAX_ATTRIBUTE_CHARS]
+        return store_text(value)
+    if kind is int:
+        return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else str(value)
+    if value is None or kind is bool:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return value[:MAX_ATTRIBUTE_CHARS].hex()
+    if isinstance(value, (list, tuple)):
+        return [_capped(v, depth + 1) for v in list(value)[:MAX_ATTRIBUTES]] if depth < 8 else None
+    if isinstance(value, dict):
+        return {store_text(str(k)): _capped(v, depth + 1) for k, v in list(value.items())[:MAX_ATTRIBUTES]} \
+            if depth < 8 else None
+    return store_text(str(value)[:MAX_ATTRIBUTE_CHARS])
+
+
+def _clamp_ns(value: int) -> int:
+    return max(0, min(int(value), _INT64_MAX))
+
+
+def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``spans`` row (without project/run keys) from a span as plain data: trace_id, span_id,
+    parent_span_id (hex), name, kind, start_ns, end_ns, status, status_message, step, attributes,
+    events, links, and optionally input/output JSON text and blob digests."""
+    attributes = capped_attributes(span.get("attributes") or {})
+    start, end = _clamp_ns(span.get("start_ns") or 0), _clamp_ns(span.get("end_ns") or 0)
+    step = span.get("step")
+    row = {
+        "trace_id": fit(str(span.get("trace_id", "")), 32),
+        "span_id": fit(str(span.get("span_id", "")), 16),
+        "parent_span_id": fit(str(span.get("parent_span_id", "")), 16),
+        "name": fit(store_text(str(span.get("name", ""))), 512),
+        "kind": fit(str(span.get("kind", "unspecified")), 16),
+        "start_ns": start,
+        "end_ns": end,
+        "duration_ms": max(0, end - start) / 1e6,
+        "status": fit(str(span.get("status", "unset")), 8),
+        "status_message": store_text(str(span.get("status_message", "")))[:4096],
+        "step": step if isinstance(step, int) and -_INT64_MAX <= step <= _INT64_MAX else None,
+        "attributes": attributes,
+        "events": store_json(list(span.get("events") or [])[:MAX_EVENTS]),
+        "links": store_json(list(span.get("links") or [])[:MAX_LINKS]),
+        "input": span.get("input") or payload_text(attributes, INPUT_KEYS),
+        "input_blob": fit(str(span.get("input_blob", "")), 64),
+        "output": span.get("output") or payload_text(attributes, OUTPUT_KEYS),
+        "output_blob": fit(str(span.get("output_blob", "")), 64),
+    }
+    row.update(typed_columns(attributes))
+    return row
+
+
+def _entries(entries: Any) -> dict[str, Any]:
+    from tracklet.core.values import from_value_message
+
+    out: dict[str, Any] = {}
+    for entry in entries:
+        try:
+            out[entry.key] = from_value_message(entry.value)
+        except Exception:
+            out[entry.key] = None
+    return out
+
+
+def span_of_message(message: Any) -> dict[str, Any]:
+    """A ``tracklet.v1.Span`` message as the plain data :func:`span_row` takes."""
+    return {
+        "trace_id": message.trace_id.hex(), "span_id": message.span_id.hex(),
+        "parent_span_id": message.parent_span_id.hex(), "name": message.name,
+        "kind": KIND_NAMES.get(message.kind, "unspecified"),
+        "start_ns": message.start_time_unix_nano, "end_ns": message.end_time_unix_nano,
+        "status": STATUS_NAMES.get(message.status_code, "unset"), "status_message": message.status_message,
+        "step": message.step if message.HasField("step") else None,
+        "attributes": _entries(message.attributes),
+        "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": capped_attributes(_entries(e.attributes))}
+                   for e in list(message.events)[:MAX_EVENTS]],
+        "links": [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
+                   "attributes": capped_attributes(_entries(link.attributes))} for link in list(message.links)[:MAX_LINKS]],
+        "input": store_text(message.input.json), "input_blob": message.input.blob_digest,
+        "output": store_text(message.output.json), "output_blob": message.output.blob_digest,
+        "run_id": message.run_id,
+    }
+
+
+def log_span_rows(project_id: int, run_pk: int, run_id: str, messages: list[Any]) -> list[dict[str, Any]]:
+    """``spans`` rows for a run's ``Span`` records."""
+    rows = []
+    for message in messages:
+        row = span_row(span_of_message(message))
+        row.update(project_id=project_id, run_pk=run_pk, run_id=fit(run_id, 128), source="log")
+        if row["input_blob"] and not _is_digest(row["input_blob"]):
+            row["input_blob"] = ""
+        if row["output_blob"] and not _is_digest(row["output_blob"]):
+            row["output_blob"] = ""
+        rows.append(row)
+    return rows
+
+
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _insert(connection: sa.Connection) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on either backend: a span already stored stays."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(spans).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(spans).on_conflict_do_nothing()
+
+
+def write_spans(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), 1000):
+        connection.execute(_insert(connection), rows[start : start + 1000])
+
+
+# ---------------------------------------------------------------- queries
+
+SPAN_FIELDS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns", "duration_ms", "status",
+               "status_message", "step", "operation", "provider", "model", "input_tokens", "output_tokens", "input",
+               "input_blob", "output", "output_blob", "attributes", "events", "links", "run_id", "source")
+_FILTERABLE = {"name", "status", "operation", "provider", "model", "trace_id", "kind", "source"}
+
+
+def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filters: Mapping[str, Any] | None = None,
+           limit: int = 100, max_spans: int = 100_000) -> list[dict[str, Any]]:
+    """The project's most recent traces (by their first span's start), newest first: each a dict
+    with ``trace_id``, ``start_ns``, ``end_ns``, ``run_id`` and ``spans`` (every span of the trace,
+    by start). ``run_id``: traces with a span of that run. ``filters``: column -> value for the
+    typed columns (``name``, ``status``, ``operation``, ``provider``, ``model``, ``kind``,
+    ``source``, ``trace_id``); a trace matches when one of its spans does."""
+    unknown = set(filters or {}) - _FILTERABLE
+    if unknown:
+        from tracklet.errors import FilterSyntaxError
+
+        name = sorted(unknown)[0]
+        raise FilterSyntaxError(f"cannot filter traces on {name}", name, 0,
+                                f"filterable: {', '.join(sorted(_FILTERABLE))}")
+    limit = max(1, min(int(limit), 10_000))
+    joined = spans.join(projects, projects.c.id == spans.c.project_id)
+    where = [projects.c.name == project]
+    if run_id is not None:
+        where.append(spans.c.run_id == run_id)
+    for column, value in (filters or {}).items():
+        where.append(spans.c[column] == value)
+    first = (sa.select(spans.c.trace_id, sa.func.min(spans.c.start_ns).label("first"))
+             .select_from(joined).where(*where).group_by(spans.c.trace_id)
+             .order_by(sa.desc("first")).limit(limit))
+    with engine.connect() as connection:
+        trace_ids = [row.trace_id for row in connection.execute(first)]
+        if not trace_ids:
+            return []
+        project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
+        stmt = (sa.select(*(spans.c[name] for name in SPAN_FIELDS))
+                .where(spans.c.project_id == project_id, spans.c.trace_id.in_(trace_ids))
+                .order_by(spans.c.trace_id, spans.c.start_ns, spans.c.id).limit(max_spans))
+        by_trace: dict[str, list[dict[str, Any]]] = {}
+        for row in connection.execute(stmt).mappings():
+            by_trace.setdefault(row["trace_id"], []).append(dict(row))
+    result = []
+    for trace_id in trace_ids:
+        members = by_trace.get(trace_id, [])
+        if not members:
+            continue
+        run_ids = sorted({s["run_id"] for s in members if s["run_id"]})
+        result.append({
+            "trace_id": trace_id,
+            "start_ns": min(s["start_ns"] for s in members),
+            "end_ns": max(s["end_ns"] for s in members),
+            "run_id": run_ids[0] if run_ids else "",
+            "spans": members,
+        })
+    return result
+
+
+def insert_received(engine: sa.Engine, project_id: int, rows: list[dict[str, Any]]) -> int:
+    """Store spans received over OTLP (``source`` "otlp") for a project; how many."""
+    for row in rows:
+        row.update(project_id=project_id, run_pk=None, source="otlp")
+        row["run_id"] = fit(store_text(str(row.get("run_id") or "")), 128)
+    with engine.begin() as connection:
+        write_spans(connection, rows)
+    return len(rows)
+
+
+def run_pk_query(project: str, run_id: str) -> Any:
+    return (sa.select(runs.c.id).join(projects, projects.c.id == runs.c.project_id)
+            .where(projects.c.name == project, runs.c.run_id == run_id))

@@ -1,0 +1,22 @@
+"""Tracing: ``@tracklet.op`` spans recorded in a run's log, and OTLP/HTTP spans decoded for the
+store (docs/tracing.md).
+
+Layer 5, beside ``api`` and ``sweeps``: it builds on the core (the run's sender queue), the
+artifacts' blob store (large payloads) and the store (span rows); the server's ``/v1/traces``
+receiver builds on it. Importing this package imports neither protobuf nor the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracklet.tracing.ops import current_span_ids, op
+
+__all__ = ["current_span_ids", "op", "set_redaction_hook"]
+
+
+def set_redaction_hook(hook: Any) -> None:
+    """See :func:`tracklet.tracing.record.set_redaction_hook`."""
+    from tracklet.tracing.record import set_redaction_hook as _set
+
+    _set(hook)

@@ -1,0 +1,400 @@
+"""``@tracklet.op``: a span per call of a function, recorded in the current run's log.
+
+The caller pays for little, so an op can sit inside a training step:
+
+- **disabled** (no current run, ``Settings.tracing`` off, a disabled-mode run): one read of
+  ``lifecycle.trace_target``, then the plain call;
+- **enabled**: a contextvar set and reset (so ops called inside this one become its children),
+  two ``time.time_ns()`` reads, a counter for the span id, and one item appended to the run's
+  sender queue holding *references* to the arguments and the result. Serializing them, redacting
+  secrets, writing big payloads to the blob store and encoding the ``Span`` record happen on the
+  sender's worker thread (``tracklet/tracing/record.py``).
+
+So an argument the caller mutates after the call returns may be recorded in its later state
+(docs/tracing.md: pass a copy, or ``capture="metadata"``). An exception the function raises is
+recorded on the span and re-raised unchanged; a failure of tracklet's own bookkeeping is
+reported once and never reaches the caller.
+
+Generators and async generators get one span from their first ``next()`` to their end; the span
+stays current only while the generator's own code runs (not while the consumer holds an item).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import itertools
+import os
+import time
+import warnings
+from typing import Any, Callable, TypeVar, overload
+
+from tracklet.core import lifecycle
+from tracklet.errors import TrackletWarning
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CAPTURE_MODES = ("full", "metadata", "none")
+# Items of a generator's output kept for its span (the count is recorded whole).
+GENERATOR_ITEMS_KEPT = 1_000
+
+# (trace id, span id) of the span whose code is running in this context, or None.
+_CURRENT: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("tracklet_span", default=None)
+_time_ns = time.time_ns
+_MASK64 = (1 << 64) - 1
+
+
+def _seed() -> None:
+    """Span ids: a random 64-bit start plus a counter (one C call per span, no syscall); trace ids:
+    a random 64-bit half above the root span's id. Re-seeded in a forked child."""
+    global _SPAN_BASE, _TRACE_HIGH, _counter
+    _SPAN_BASE = int.from_bytes(os.urandom(8), "big")
+    _TRACE_HIGH = int.from_bytes(os.urandom(8), "big") << 64
+    _counter = itertools.count(1)
+
+
+_SPAN_BASE = _TRACE_HIGH = 0
+_counter = itertools.count(1)
+_seed()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_seed)
+
+
+def _new_span_id() -> int:
+    return ((_SPAN_BASE + next(_counter)) & _MASK64) or 1
+
+
+class OpInfo:
+    """What is resolved once, at decoration: the name, the capture mode, the signature."""
+
+    __slots__ = ("name", "capture", "signature", "kind", "positional", "template")
+
+    def __init__(self, function: Callable[..., Any], name: str | None, capture: str, kind: str) -> None:
+        self.name = name or getattr(function, "__qualname__", None) or getattr(function, "__name__", "op")
+        self.capture = capture
+        self.kind = kind  # "function", "coroutine", "generator", "async_generator"
+        self.template: bytes | None = None  # the worker's serialized Span fields every call shares
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(function)
+        except (TypeError, ValueError):
+            self.signature = None
+        # Names positional arguments bind to, when that is all there is to binding (no *args,
+        # no positional-only parameter); else None and the worker uses the signature.
+        self.positional: tuple[str, ...] | None = None
+        if self.signature is not None:
+            kinds = [p.kind for p in self.signature.parameters.values()]
+            if inspect.Parameter.VAR_POSITIONAL not in kinds and inspect.Parameter.POSITIONAL_ONLY not in kinds:
+                self.positional = tuple(p.name for p in self.signature.parameters.values()
+                                        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class OpCall:
+    """One finished call, queued for the run's sender worker, which calls it to get the ``Span``
+    record (``tracklet.tracing.record.span_record``). Holds references, copies nothing."""
+
+    __slots__ = ("op", "run", "trace_id", "span_id", "parent_id", "start", "end", "step", "args", "kwargs",
+                 "result", "error", "items")
+
+    def __init__(self, op: OpInfo, run: Any, trace_id: int, span_id: int, parent_id: int, start: int,
+                 step: int) -> None:
+        self.op = op
+        self.run = run
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.start = start
+        self.end = 0
+        self.step = step
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.items: int = -1  # a generator's count of items yielded; -1 for other ops
+
+    def __call__(self) -> Any:
+        from tracklet.tracing.record import span_record
+
+        return span_record(self)
+
+
+_warned: set[str] = set()
+
+
+def _contained(where: str, error: BaseException) -> None:
+    """tracklet's own failure around an op call: one warning per place, never raised."""
+    if where in _warned:
+        return
+    _warned.add(where)
+    try:
+        warnings.warn(f"tracklet: recording an op's span failed in {where} ({error!r}); calls go on untraced",
+                      TrackletWarning, stacklevel=3)
+    except Exception:  # a warnings filter set to "error" must not reach the caller either
+        pass
+
+
+def _begin(op: OpInfo, run: Any) -> tuple[OpCall, contextvars.Token[Any]]:
+    parent = _CURRENT.get()
+    span_id = _new_span_id()
+    if parent is None:
+        trace_id, parent_id = _TRACE_HIGH | span_id, 0
+    else:
+        trace_id, parent_id = parent
+    call = OpCall(op, run, trace_id, span_id, parent_id, _time_ns(), run._step)
+    return call, _CURRENT.set((trace_id, span_id))
+
+
+def _end(call: OpCall, token: contextvars.Token[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+         result: Any, error: BaseException | None) -> None:
+    call.end = _time_ns()
+    _CURRENT.reset(token)
+    if call.op.capture != "none":
+        call.args = args
+        call.kwargs = kwargs
+        call.result = result
+    call.error = error
+    call.run._enqueue(call)
+
+
+def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        run = lifecycle.trace_target
+        if run is None:
+            return function(*args, **kwargs)
+        try:
+            call, token = _begin(op, run)
+        except Exception as error:
+            _contained("op start", error)
+            return function(*args, **kwargs)
+        try:
+            result = function(*args, **kwargs)
+        except BaseException as error:
+            try:
+                _end(call, token, args, kwargs, None, error)
+            except Exception as own:
+                _contained("op end", own)
+            raise
+        try:
+            _end(call, token, args, kwargs, result, None)
+        except Exception as own:
+            _contained("op end", own)
+        return result
+
+    return traced
+
+
+def _wrap_coroutine(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    @functools.wraps(function)
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        run = lifecycle.trace_target
+        if run is None:
+            return await function(*args, **kwargs)
+        try:
+            call, token = _begin(op, run)
+        except Exception as error:
+            _contained("op start", error)
+            return await function(*args, **kwargs)
+        try:
+            result = await function(*args, **kwargs)
+        except BaseException as error:
+            try:
+                _end(call, token, args, kwargs, None, error)
+            except Exception as own:
+                _contained("op end", own)
+            raise
+        try:
+            _end(call, token, args, kwargs, result, None)
+        except Exception as own:
+            _contained("op end", own)
+        return result
+
+    return traced
+
+
+class _GeneratorSpan:
+    """A generator op's span: made at its first resume, current only while the generator runs."""
+
+    __slots__ = ("call", "items", "count", "args", "kwargs", "done")
+
+    def __init__(self, op: OpInfo, run: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        call, token = _begin(op, run)
+        _CURRENT.reset(token)
+        self.call = call
+        self.items: list[Any] = []
+        self.count = 0
+        self.args = args
+        self.kwargs = kwargs
+        self.done = False
+
+    def enter(self) -> contextvars.Token[Any]:
+        return _CURRENT.set((self.call.trace_id, self.call.span_id))
+
+    def took(self, item: Any) -> None:
+        self.count += 1
+        if len(self.items) < GENERATOR_ITEMS_KEPT:
+            self.items.append(item)
+
+    def finish(self, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            call = self.call
+            call.end = _time_ns()
+            call.items = self.count
+            if call.op.capture != "none":
+                call.args, call.kwargs, call.result = self.args, self.kwargs, self.items
+            call.error = error
+            call.run._enqueue(call)
+        except Exception as own:
+            _contained("op end", own)
+
+
+def _start_generator_span(op: OpInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _GeneratorSpan | None:
+    run = lifecycle.trace_target
+    if run is None:
+        return None
+    try:
+        return _GeneratorSpan(op, run, args, kwargs)
+    except Exception as error:
+        _contained("op start", error)
+        return None
+
+
+def _wrap_generator(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        if lifecycle.trace_target is None:
+            return (yield from function(*args, **kwargs))
+        inner = function(*args, **kwargs)
+        span = _start_generator_span(op, args, kwargs)
+        if span is None:
+            return (yield from inner)
+        # The delegation ``yield from`` does, by hand, so the span is current only inside ``inner``.
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            token = span.enter()
+            try:
+                if thrown is not None:
+                    error, thrown = thrown, None
+                    item = inner.throw(error)
+                else:
+                    item = inner.send(sent)
+            except StopIteration as stop:
+                span.finish(None)
+                return stop.value
+            except BaseException as error:
+                span.finish(error)
+                raise
+            finally:
+                _CURRENT.reset(token)
+            span.took(item)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                try:
+                    inner.close()
+                finally:
+                    span.finish(None)
+                raise
+            except BaseException as error:
+                thrown, sent = error, None
+
+    return traced
+
+
+def _wrap_async_generator(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    @functools.wraps(function)
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        inner = function(*args, **kwargs)
+        span = _start_generator_span(op, args, kwargs)
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            token = span.enter() if span is not None else None
+            try:
+                if thrown is not None:
+                    error, thrown = thrown, None
+                    item = await inner.athrow(error)
+                else:
+                    item = await inner.asend(sent)
+            except StopAsyncIteration:
+                if span is not None:
+                    span.finish(None)
+                return
+            except BaseException as error:
+                if span is not None:
+                    span.finish(error)
+                raise
+            finally:
+                if token is not None:
+                    _CURRENT.reset(token)
+            if span is not None:
+                span.took(item)
+            try:
+                sent = yield item
+            except GeneratorExit:
+                try:
+                    await inner.aclose()
+                finally:
+                    if span is not None:
+                        span.finish(None)
+                raise
+            except BaseException as error:
+                thrown, sent = error, None
+
+    return traced
+
+
+def _decorate(function: Any, name: str | None, capture: str) -> Any:
+    if isinstance(function, (staticmethod, classmethod)):
+        return type(function)(_decorate(function.__func__, name, capture))
+    if not callable(function):
+        raise TypeError(f"tracklet.op decorates a function or method; got {type(function).__name__}")
+    if inspect.isasyncgenfunction(function):
+        op = OpInfo(function, name, capture, "async_generator")
+        return _wrap_async_generator(function, op)
+    if inspect.isgeneratorfunction(function):
+        op = OpInfo(function, name, capture, "generator")
+        return _wrap_generator(function, op)
+    if inspect.iscoroutinefunction(function):
+        op = OpInfo(function, name, capture, "coroutine")
+        return _wrap_coroutine(function, op)
+    op = OpInfo(function, name, capture, "function")
+    return _wrap_function(function, op)
+
+
+@overload
+def op(function: F, /) -> F: ...
+
+
+@overload
+def op(*, name: str | None = None, capture: str = "full") -> Callable[[F], F]: ...
+
+
+def op(function: Any = None, /, *, name: str | None = None, capture: str = "full") -> Any:
+    """Record a span for each call of the decorated function or method while a run is current.
+
+    ``@tracklet.op`` or ``@tracklet.op(name="retrieve", capture="metadata")``. ``name``: the span's
+    name (default: the function's qualified name). ``capture``: ``"full"`` records the arguments
+    (by parameter name) and the return value, secrets redacted (docs/tracing.md); ``"metadata"``
+    only their types; ``"none"`` neither. Works on sync and async functions, generators and async
+    generators, methods, static and class methods.
+    """
+    if capture not in CAPTURE_MODES:
+        raise ValueError(f"tracklet.op: capture must be one of {', '.join(CAPTURE_MODES)}; got {capture!r}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"tracklet.op: name must be a string; got {type(name).__name__}")
+    if function is None:
+        return lambda f: _decorate(f, name, capture)
+    return _decorate(function, name, capture)
+
+
+def current_span_ids() -> tuple[str, str] | None:
+    """The (trace id, span id) in hex of the op running in this context, or None."""
+    current = _CURRENT.get()
+    if current is None:
+        return None
+    return f"{current[0]:032x}", f"{current[1]:016x}"

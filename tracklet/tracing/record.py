@@ -1,0 +1,266 @@
+"""The worker's half of ``@tracklet.op``: an ``OpCall`` becomes a ``Span`` record.
+
+Runs on the run's sender worker thread (the sender calls the queued ``OpCall``). Here, and not on
+the caller: binding the arguments to parameter names, turning them and the result into JSON
+(bounded: depth, items, string length), redacting secrets (always: names like ``api_key`` /
+``authorization`` and token shapes like ``sk-...`` or ``Bearer ...``, through
+``tracklet.core.redact``; then the user's hook, :func:`set_redaction_hook`), and writing a
+payload over ``PAYLOAD_INLINE_BYTES`` to the artifacts' content-addressed blob store, the span
+keeping its sha256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from tracklet.core.redact import REDACTED, looks_random, redact_text, secret_name
+from tracklet.core.values import fill_entries
+from tracklet.proto import records_pb2 as pb
+
+# JSON text up to this many bytes stays in the span; longer text goes to the blob store.
+PAYLOAD_INLINE_BYTES = 8 * 1024
+MAX_DEPTH = 32
+MAX_ITEMS = 10_000  # per container; the rest are counted in a "..." entry
+MAX_STRING = 1 << 20  # characters of one string kept (1 MiB); longer ones are cut and marked
+_ARRAY_ITEMS = 1_000  # arrays and tensors up to this many elements are recorded as lists
+
+RedactionHook = Callable[[Any, str, str], Any]
+_hook: RedactionHook | None = None
+_blob_stores: dict[Path, Any] = {}
+_blob_lock = threading.Lock()
+
+
+def set_redaction_hook(hook: RedactionHook | None) -> None:
+    """Have ``hook(value, part, op_name)`` rewrite what every op records, on the worker, after the
+    built-in secret redaction: ``part`` is ``"input"`` (``value``: a dict of arguments by name) or
+    ``"output"``; it returns what to record. Should it raise, the part is recorded as
+    ``"[redaction failed]"`` (never unredacted). ``None`` removes the hook."""
+    global _hook
+    if hook is not None and not callable(hook):
+        raise TypeError("set_redaction_hook takes a callable or None")
+    _hook = hook
+
+
+class _Budget:
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes = 0
+
+
+def _redacted_item(key: str, value: Any) -> bool:
+    kind = secret_name(key)
+    if kind is None:
+        return False
+    if kind == "strong":
+        return True
+    return isinstance(value, str) and looks_random(value)
+
+
+def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
+    """``value`` as JSON-ready data with secrets redacted (see the module's docstring)."""
+    budget = budget or _Budget()
+    budget.nodes += 1
+    kind = type(value)
+    if value is None or kind is bool or kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else ("NaN" if math.isnan(value) else
+                                                   ("Infinity" if value > 0 else "-Infinity"))
+    if kind is str:
+        if len(value) < 8:  # shorter than any secret shape or name=value it could redact
+            return value
+        text = value if len(value) <= MAX_STRING else value[:MAX_STRING] + f"...[{len(value) - MAX_STRING} chars cut]"
+        return redact_text(text)
+    if depth >= MAX_DEPTH or budget.nodes > 100 * MAX_ITEMS:
+        return f"<{kind.__name__}: too deep to record>"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index >= MAX_ITEMS:
+                out["..."] = f"{len(value) - MAX_ITEMS} more items"
+                break
+            name = key if type(key) is str else str(key)
+            out[name] = REDACTED if _redacted_item(name, item) else to_json(item, budget, depth + 1)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value) if not isinstance(value, list) else value
+        out_list = [to_json(item, budget, depth + 1) for item in items[:MAX_ITEMS]]
+        if len(items) > MAX_ITEMS:
+            out_list.append(f"... {len(items) - MAX_ITEMS} more items")
+        return out_list
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"_type": "bytes", "size": len(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json({f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}, budget, depth + 1)
+    dump = getattr(value, "model_dump", None)  # pydantic v2 models
+    if callable(dump) and not isinstance(value, type):
+        try:
+            return to_json(dump(), budget, depth + 1)
+        except Exception:
+            pass
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):  # numpy arrays, torch/jax tensors
+        return _array(value, shape)
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        try:
+            return to_json(value.item(), budget, depth + 1)
+        except Exception:
+            pass
+    try:
+        text = repr(value)
+    except Exception as error:
+        text = f"<{kind.__name__}: repr failed: {error!r}>"
+    return redact_text(text[:MAX_STRING])
+
+
+def _array(value: Any, shape: Any) -> Any:
+    try:
+        shape = [int(n) for n in shape]
+        size = math.prod(shape)
+        described = {"_type": type(value).__name__, "shape": shape, "dtype": str(value.dtype)}
+        if size <= _ARRAY_ITEMS:
+            data = value.tolist() if hasattr(value, "tolist") else None
+            if data is None and hasattr(value, "detach"):
+                data = value.detach().cpu().tolist()
+            described["data"] = to_json(data)
+        return described
+    except Exception as error:
+        return f"<{type(value).__name__}: {error!r}>"
+
+
+def _metadata(value: Any) -> str:
+    kind = type(value)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def bind_inputs(call: Any) -> dict[str, Any]:
+    """The call's arguments by parameter name (``self``/``cls`` left out); positional ones beyond
+    the signature under ``args``. Falls back to ``{"args": [...], **kwargs}``."""
+    op = call.op
+    names = op.positional
+    args, kwargs = call.args, call.kwargs
+    if names is not None and len(args) <= len(names) and not (kwargs and not kwargs.keys().isdisjoint(names)):
+        arguments = dict(zip(names, args))  # the common case, without inspect's bind
+        if kwargs:
+            arguments.update(kwargs)
+        if names and names[0] in ("self", "cls"):
+            arguments.pop(names[0], None)
+        return arguments
+    signature = op.signature
+    if signature is not None:
+        try:
+            bound = signature.bind(*call.args, **call.kwargs)
+            arguments = dict(bound.arguments)
+            first = next(iter(signature.parameters), None)
+            if first in ("self", "cls"):
+                arguments.pop(first, None)
+            return arguments
+        except TypeError:
+            pass
+    return {"args": list(call.args), **call.kwargs} if call.args else dict(call.kwargs)
+
+
+def _blob_store(root: Path) -> Any:
+    store = _blob_stores.get(root)
+    if store is None:
+        with _blob_lock:
+            store = _blob_stores.get(root)
+            if store is None:
+                from tracklet.artifacts.blobs import FsspecBlobStore
+                from tracklet.artifacts.storage import artifact_dir
+
+                store = _blob_stores[root] = FsspecBlobStore(artifact_dir(root))
+    return store
+
+
+def _user_redaction(value: Any, part: str, name: str) -> Any:
+    hook = _hook
+    if hook is None:
+        return value
+    try:
+        return to_json(hook(value, part, name))
+    except Exception:
+        return "[redaction failed]"
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def fill_payload(message: Any, value: Any, root: Path | None) -> None:
+    """Put JSON-ready ``value`` into a ``SpanPayload``: inline, or as a blob when long."""
+    text = _ENCODER.encode(value)
+    data = text.encode("utf-8", "surrogatepass")
+    message.size_bytes = len(data)
+    if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
+        message.json = data.decode("utf-8", "replace")
+        return
+    digest, _ = _blob_store(root).put_bytes(data)
+    message.blob_digest = str(digest)
+
+
+def span_record(call: Any) -> pb.Record:
+    """The ``Span`` record of a finished ``OpCall`` (``tracklet/tracing/ops.py``)."""
+    record = pb.Record()
+    span = record.span
+    op = call.op
+    template = op.template
+    if template is None:  # what every span of this op shares, built once (one C call per span after)
+        shared = pb.Span(name=op.name, kind=pb.Span.KIND_INTERNAL)
+        fill_entries(shared.attributes, {"tracklet.op.kind": op.kind, "tracklet.op.capture": op.capture})
+        template = op.template = shared.SerializeToString()
+    span.MergeFromString(template)
+    span.trace_id = call.trace_id.to_bytes(16, "big")
+    span.span_id = call.span_id.to_bytes(8, "big")
+    if call.parent_id:
+        span.parent_span_id = call.parent_id.to_bytes(8, "big")
+    span.start_time_unix_nano = call.start
+    span.end_time_unix_nano = call.end
+    run = call.run
+    span.run_id = run.id
+    span.step = call.step
+    attributes: dict[str, Any] = {}
+    if call.items >= 0:
+        attributes["tracklet.op.items"] = call.items
+    error = call.error
+    if error is None:
+        span.status_code = pb.Span.STATUS_OK
+    else:
+        span.status_code = pb.Span.STATUS_ERROR
+        message = redact_text(f"{type(error).__name__}: {error}")[:4096]
+        span.status_message = message
+        event = span.events.add()
+        event.name = "exception"
+        event.time_unix_nano = call.end
+        fill_entries(event.attributes, {
+            "exception.type": f"{type(error).__module__}.{type(error).__qualname__}",
+            "exception.message": redact_text(str(error))[:4096],
+            "exception.stacktrace": redact_text("".join(
+                traceback.format_exception(type(error), error, error.__traceback__)))[:65536],
+            "exception.escaped": True,
+        })
+    if attributes:
+        fill_entries(span.attributes, attributes)
+    root = getattr(getattr(run, "_paths", None), "root", None)
+    if op.capture == "full":
+        inputs = _user_redaction(to_json(bind_inputs(call)), "input", op.name)
+        fill_payload(span.input, inputs, root)
+        if error is None:
+            output = _user_redaction(to_json(call.result), "output", op.name)
+            fill_payload(span.output, output, root)
+    elif op.capture == "metadata":
+        fill_payload(span.input, {name: _metadata(value) for name, value in bind_inputs(call).items()}, root)
+        if error is None:
+            fill_payload(span.output, _metadata(call.result), root)
+    # Drop the references now: the record holds what is kept.
+    call.args = ()
+    call.kwargs = {}
+    call.result = None
+    call.error = None
+    return record

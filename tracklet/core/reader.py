@@ -92,6 +92,7 @@ class RunState:
         self.checkpoints: list[Checkpoint] = []
         self.media: list[pb.MediaLogged] = []  # read through tracklet.media (RecordedRun.media)
         self.tables: list[pb.TableLogged] = []  # every table version and increment, in log order
+        self.artifacts_used: list[pb.ArtifactVersionRef] = []  # ArtifactUsed records, in log order
         self.last_step: int | None = None
         self.record_count = 0
         self.damage: Damage | None = None  # the first damaged region of the log
@@ -161,6 +162,8 @@ class RunState:
             self.media.append(record.media)
         elif kind == "table_logged":
             self.tables.append(record.table_logged)
+        elif kind == "artifact_used":
+            self.artifacts_used.append(record.artifact_used.artifact)
         # Unknown kinds (from a newer writer) are skipped.
         if kind in ("history", "summary", "metric_definition", "run_start"):
             self._summary.apply(record)  # last: should it fail, the record's own effect is kept

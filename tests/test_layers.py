@@ -27,6 +27,7 @@ LAYERS = {
     "media": 4,  # logged media and tables: encoded off the training thread into the artifacts' blob store
     "api": 5,  # tracklet.Api: LocalApi (core + store + artifacts + media), RemoteApi (client)
     "sweeps": 5,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
+    "reproduce": 5,  # tracklet reproduce / diff: a run back into a run, two runs compared
     "server": 6, "compat": 6,  # the tracking server; the W&B API over the run and read APIs
     "importers": 7, "integrations": 7,  # W&B/TensorBoard importers; framework integrations
     "cli": 8,  # the command line

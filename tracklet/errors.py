@@ -42,6 +42,7 @@ __all__ = [
     "RecordLogError",
     "RecordRejected",
     "RemoteError",
+    "ReproduceError",
     "RunNotFound",
     "RunNotIndexed",
     "SourceError",
@@ -288,3 +289,9 @@ class TableError(TrackletError, ValueError):
 
 class TableNotFound(TrackletError, LookupError):
     """The run logged no table under the key asked for (at or before the step asked for)."""
+
+
+class ReproduceError(TrackletError, RuntimeError):
+    """A run can't be reproduced as asked (recorded outside git, its commit or an input artifact
+    gone, the diff no longer applies, the target directory not empty): the message names the part
+    that can't be restored and why (``tracklet reproduce``, docs/reproduce.md)."""

@@ -15,6 +15,7 @@
     tracklet agent SWEEP_ID [--count N] [--gpus 0-3 --gpus-per-trial 1]   run a sweep's trials
     tracklet sweep ls | show ID | pause ID | resume ID | stop ID | extend ID --run-cap N
     tracklet reproduce RUN [--dry-run] [--dir DIR] [--env current|venv|uv] [--set k=v]   run a run again
+    tracklet diff RUN_A RUN_B [--json]     config, environment, packages, code, inputs, summary
 
 ``RUN`` is ``project/run_id`` or ``project/run_name``, or a run id or run name that is unique under
 the data root (``tracklet sync`` takes the same, or a run directory).
@@ -69,11 +70,11 @@ def main(ctx: click.Context, root: Path | None) -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (they import ``common``, never this module)."""
-    from tracklet.cli import artifacts, demo, importing, index, launch, reproduce, runs, serve, sweeps
+    from tracklet.cli import artifacts, demo, diff, importing, index, launch, reproduce, runs, serve, sweeps
 
     for command in (runs.projects, runs.runs, runs.show, runs.export, index.index, index.gc, launch.run, demo.demo,
                     serve.server, serve.ui, serve.admin, serve.login, serve.sync, importing.import_group,
-                    artifacts.artifact_group, sweeps.sweep_group, sweeps.agent, reproduce.reproduce):
+                    artifacts.artifact_group, sweeps.sweep_group, sweeps.agent, reproduce.reproduce, diff.diff):
         main.add_command(command)
 
 

@@ -166,6 +166,41 @@ def _environment_text(plan: Plan) -> str:
     return f"{plan.env}: {len(plan.requirements)} package(s) into {plan.directory / '.venv'}"
 
 
+def pip_sources(environ: dict[str, str] | None = None) -> list[str]:
+    """pip's configured package sources (``index-url``, ``extra-index-url``, ``find-links`` from
+    pip.conf files and ``PIP_*`` variables) as uv options, so uv installs from where pip on this
+    machine does and nowhere else."""
+    import configparser
+
+    environ = dict(os.environ if environ is None else environ)
+    files = [Path("/etc/pip.conf"), Path("~/.config/pip/pip.conf").expanduser(), Path("~/.pip/pip.conf").expanduser()]
+    if environ.get("VIRTUAL_ENV"):
+        files.append(Path(environ["VIRTUAL_ENV"]) / "pip.conf")
+    if environ.get("PIP_CONFIG_FILE"):
+        files.append(Path(environ["PIP_CONFIG_FILE"]))
+    found: dict[str, str] = {}
+    for path in files:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(path)
+        except (OSError, configparser.Error):
+            continue
+        for section in ("global", "install"):
+            if parser.has_section(section):
+                for name in ("index-url", "extra-index-url", "find-links"):
+                    if parser.has_option(section, name):
+                        found[name] = parser.get(section, name)
+    for name in ("index-url", "extra-index-url", "find-links"):
+        variable = "PIP_" + name.upper().replace("-", "_")
+        if environ.get(variable):
+            found[name] = environ[variable]
+    options = []
+    for name, value in found.items():
+        for item in value.split():
+            options += [f"--{name}", item]
+    return options
+
+
 def _environment(plan: Plan) -> str:
     """The interpreter the program runs with."""
     if plan.env == "current":
@@ -179,7 +214,7 @@ def _environment(plan: Plan) -> str:
             raise ReproduceError("--env uv needs uv on PATH (pip install uv), or use --env venv or current")
         _call([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], "creating the environment with uv")
         requirements.write_text("".join(line + "\n" for line in plan.requirements), encoding="utf-8")
-        _call([uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements)],
+        _call([uv, "pip", "install", "--quiet", "--python", str(python), *pip_sources(), "-r", str(requirements)],
               "installing the run's packages with uv")
     else:
         _call([sys.executable, "-m", "venv", str(venv)], "creating the environment with venv")

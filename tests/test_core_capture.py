@@ -194,5 +194,5 @@ def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root,
     (recorded,) = tracklet.Api(root).runs("slow")
     assert recorded.state == "finished" and recorded.history()["a"] == [1]
     meta = recorded.metadata
-    assert meta["environment_incomplete"] == ["git", "code", "packages"]
+    assert meta["environment_incomplete"] == ["git", "packages", "code"]
     assert meta["hostname"] and meta["cpu_count"] >= 1 and meta["git"] is None

@@ -147,3 +147,23 @@ def test_used_artifact_versions_are_read_back(root, tmp_path):
     (recorded,) = tracklet.Api(root).runs("inputs")
     used = [(a["project"], a["name"], a["version"]) for a in recorded.used_artifacts]
     assert used == [("inputs", "dataset", 0), ("inputs", "dataset", 1)]
+
+
+def test_files_imported_through_a_symbolic_link_to_the_repository_are_snapshotted(root, tmp_path):
+    """A module found through a sys.path entry that is a link into the repository (PYTHONPATH=
+    /link/lib) is named by its place in the repository."""
+    repo = tmp_path / "repo"
+    (repo / "lib").mkdir(parents=True)
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(
+        "import helper, tracklet\n"
+        "tracklet.init(project='link', settings={'console': 'off', 'system_metrics': False}).finish()\n")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "start")
+    (repo / "lib" / "helper.py").write_text("X = 1\n")
+    link = tmp_path / "link"
+    link.symlink_to(repo)
+    run_program(repo, "train.py", env={"PYTHONPATH": f"{link / 'lib'}{os.pathsep}{REPO}"})
+    (recorded,) = tracklet.Api(root).runs("link")
+    assert recorded.metadata["code"]["program"] == "train.py"
+    assert [entry["path"] for entry in recorded.metadata["code"]["files"]] == ["lib/helper.py"]

@@ -46,14 +46,11 @@ class GitProbe:
     HEAD = ("rev-parse", "--show-toplevel", "HEAD", "--abbrev-ref", "HEAD")
     REMOTE = ("config", "--get", "remote.origin.url")
     DIFF = ("diff", "HEAD", "--binary")
-    # Untracked, not ignored Python files anywhere in the repository (for the code snapshot).
-    UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z", "--full-name", "--", ":(top,glob)**/*.py")
 
     def __init__(self, cwd: str) -> None:
         self._cwd = cwd
         self._started = {name: self._start(args) for name, args in
-                         (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF),
-                          ("untracked", self.UNTRACKED))}
+                         (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF))}
         self.root = ""  # the work tree's top level, once captured
 
     def _start(self, args: tuple[str, ...]) -> Any:
@@ -113,10 +110,15 @@ class GitProbe:
             environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
             (files_dir / "diff.patch").write_bytes(data)
 
-    def untracked(self) -> list[str]:
-        """Untracked, not ignored ``*.py`` files of the repository, relative to its top level."""
-        found = self._output("untracked")
-        return [path for path in (found or "").split("\0") if path]
+    def untracked(self, paths: list[str]) -> list[str]:
+        """Which of ``paths`` (relative to the top level) are untracked and not ignored. Only those
+        paths are asked about: git doesn't walk the work tree for them."""
+        found = []
+        for start in range(0, len(paths), 500):
+            listed = _git(["ls-files", "--others", "--exclude-standard", "-z", "--", *paths[start:start + 500]],
+                          self.root)
+            found += [path for path in (listed or "").split("\0") if path]
+        return found
 
 
 def _git(args: list[str], cwd: str) -> str | None:
@@ -258,12 +260,12 @@ class EnvironmentCapture:
     """Captures the environment on a daemon thread and queues one ``Environment`` record.
 
     The host part is captured first (with the interpreter, variables and CUDA versions), then
-    git, then the code snapshot (imported untracked files), then the package inventory. ``finish(timeout)``
+    git, then the package inventory, then the code snapshot (imported untracked files). ``finish(timeout)``
     waits up to ``timeout`` for the whole; if the thread is still busy then, it queues what is
     ready, names the missing parts in ``incomplete``, and the thread's later results are dropped.
     """
 
-    PARTS = ("host", "git", "code", "packages")
+    PARTS = ("host", "git", "packages", "code")
 
     def __init__(self, cwd: str, files_dir: Path, put: Callable[[Any], None], report: Callable[[Any, str], None],
                  cache_dir: Path | None = None, gpu_names: bool = True):
@@ -348,7 +350,10 @@ class EnvironmentCapture:
         from tracklet.core import provenance
 
         environment.program = provenance.program_path(probe.root)
-        provenance.snapshot_code(environment, probe.root, probe.untracked(), self._files_dir)
+        imported = provenance.imported_files(probe.root)
+        if imported:
+            provenance.snapshot_code(environment, probe.root, imported, set(probe.untracked(list(imported))),
+                                     self._files_dir)
 
     def _capture_packages(self, environment: pb.Environment) -> None:
         capture_packages(environment, self._files_dir, self._cache_dir)

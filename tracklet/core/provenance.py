@@ -52,8 +52,6 @@ def capture_interpreter(environment: pb.Environment, environ: dict[str, str] | N
 
 def variables(environ: Any) -> dict[str, str]:
     """The allow-listed variables of ``environ`` (URLs without credentials)."""
-    from tracklet.core.redact import redact_url
-
     found = {}
     for name, value in list(environ.items()):
         upper = name.upper()
@@ -61,7 +59,12 @@ def variables(environ: Any) -> dict[str, str]:
             continue
         if any(part in upper for part in SECRET_PARTS):
             continue
-        found[name] = redact_url(str(value)[:MAX_VARIABLE_CHARS])
+        text = str(value)[:MAX_VARIABLE_CHARS]
+        if "@" in text:  # a URL with userinfo (redact's regexes are imported only then)
+            from tracklet.core.redact import redact_url
+
+            text = redact_url(text)
+        found[name] = text
     return found
 
 
@@ -189,42 +192,46 @@ def requirement_line(name: str, version: str, package: pb.Package | None) -> str
 # ------------------------------------------------------------------ code snapshot
 
 
-def imported_files() -> list[str]:
-    """Absolute paths of the Python source files the program has imported so far, and its main
-    script; installed packages (``site-packages``) and the standard library left out."""
-    found = set()
-    prefixes = tuple({os.path.join(os.path.realpath(p), "lib") for p in (sys.prefix, sys.base_prefix)})
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and path.endswith(".py"):
-            found.add(path)
+def imported_files(root: str) -> dict[str, str]:
+    """The Python source files under ``root`` the program has imported so far, and its main
+    script: ``{path relative to root ("/"-separated): absolute path}``. Installed packages
+    (``site-packages``) are left out; files are matched by path prefix (one string test a module)."""
+    top = os.path.realpath(root).rstrip(os.sep) + os.sep
+    # Where modules under root may be found by: root itself, and sys.path entries that reach into
+    # it through a symbolic link (each mapped to its place under root).
+    prefixes = {top: ""}
+    for entry in sys.path:
+        given = os.path.abspath(entry or ".")
+        real = os.path.realpath(given)
+        if given != real and (real + os.sep).startswith(top):
+            prefixes[given.rstrip(os.sep) + os.sep] = (real + os.sep)[len(top):]
+    paths = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
     main = sys.argv[0] if sys.argv else ""
-    if main.endswith(".py") and os.path.isfile(main):
-        found.add(main)
-    kept = []
-    for path in found:
-        real = os.path.realpath(path)
-        parts = real.split(os.sep)
-        if "site-packages" in parts or "dist-packages" in parts or real.startswith(prefixes):
+    if main.endswith(".py"):
+        paths.append(os.path.abspath(main))
+    found = {}
+    for path in paths:
+        if not isinstance(path, str) or not path.endswith(".py"):
             continue
-        kept.append(real)
-    return sorted(kept)
+        for prefix, under in prefixes.items():
+            if path.startswith(prefix):
+                relative = under + path[len(prefix):]
+                break
+        else:
+            continue
+        parts = relative.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts or not os.path.isfile(path):
+            continue
+        found["/".join(parts)] = path
+    return dict(sorted(found.items()))
 
 
-def snapshot_code(environment: pb.Environment, root: str, untracked: list[str], files_dir: Path) -> None:
-    """Copy the imported files among ``untracked`` (paths relative to ``root``) into
+def snapshot_code(environment: pb.Environment, root: str, imported: dict[str, str], untracked: set[str],
+                  files_dir: Path) -> None:
+    """Copy the ``imported`` files (relative path: absolute path) that are ``untracked`` into
     ``files/code/``, within the caps; record each in ``code_files`` and what was left out in
     ``code_skipped``."""
-    real_root = os.path.realpath(root)
-    wanted = set(untracked)
-    chosen = []
-    for path in imported_files():
-        relative = os.path.relpath(path, real_root)
-        if relative.startswith(".." + os.sep) or relative == "..":
-            continue
-        relative = relative.replace(os.sep, "/")
-        if relative in wanted:
-            chosen.append((relative, path))
+    chosen = [(relative, path) for relative, path in imported.items() if relative in untracked]
     total = 0
     for relative, path in chosen:
         try:

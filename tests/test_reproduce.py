@@ -121,6 +121,8 @@ def test_set_overrides_reach_the_program_as_its_config(root, tmp_path, project):
     copy = tracklet.Api(root).run(outcome["run"])
     assert copy.config == {**original.config, "epochs": 3, "note": "x"}
     assert len(copy.history(["loss"])["loss"]) == 3
+    shown = cli(root, "show", copy.path).stdout
+    assert f"Reproduces     {original.path}" in shown and "Code snapshot  1 untracked file(s)" in shown
     assert copy.history(["loss"])["loss"] == pytest.approx(original.history(["loss"])["loss"][:3], rel=1e-5)
 
 
@@ -209,3 +211,26 @@ def test_a_non_empty_target_directory_is_refused(root, tmp_path):
     (occupied / "keep.txt").write_text("mine")
     _refused(root, tmp_path, run.path, f"directory {occupied} exists and is not empty", "--dir", str(occupied))
     assert (occupied / "keep.txt").read_text() == "mine"
+
+
+def test_a_venv_plan_pins_index_packages_and_names_a_local_source_that_is_gone(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    site = tmp_path / "site-packages"
+    source = tmp_path / "src" / "gonelib"
+    source.mkdir(parents=True)
+    for name, direct in (("gonelib", {"url": source.as_uri(), "dir_info": {"editable": True}}), ("pinnedlib", None)):
+        info = site / f"{name}-1.2.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2\n")
+        if direct:
+            (info / "direct_url.json").write_text(json.dumps(direct))
+    (repo / "train.py").write_text(f"import sys; sys.path.append({str(site)!r})\n" + SIMPLE)
+    record(repo)
+    (run,) = tracklet.Api(root).runs("repro")
+    plan = json.loads(cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert "pinnedlib==1.2" in plan["requirements"] and f"-e {source}" in plan["requirements"]
+    assert not [problem for problem in plan["problems"] if "gonelib" in problem]
+    source.rename(tmp_path / "src" / "elsewhere")
+    dry = cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 2 and f"package gonelib 1.2 was installed from {source}, which is gone" in dry.stdout
+    assert cli(root, "reproduce", run.path, "--dry-run", cwd=tmp_path).returncode == 0  # --env current needs no source

@@ -233,6 +233,18 @@ class RecordedRun:
         return info
 
     @property
+    def start_record(self) -> pb.RunStart | None:
+        """The run's first ``RunStart`` record as written (every field; ``metadata`` has the
+        usual ones), or None when the log has none."""
+        return self._read.start
+
+    @property
+    def environment_record(self) -> pb.Environment | None:
+        """The run's ``Environment`` record as written (git state, packages with their sources,
+        the code snapshot, variables: what ``tracklet reproduce`` reads), or None."""
+        return self._read.environment
+
+    @property
     def used_artifacts(self) -> list[dict[str, Any]]:
         """The artifact versions this run used (``use_artifact``), in order, each once:
         ``{"project", "name", "type", "version", "digest"}`` (``version`` is N of vN)."""

@@ -134,7 +134,7 @@ class _Code:
     """One run's source as it ran: files at its commit, its diff applied, its snapshot on top."""
 
     def __init__(self, run: Any) -> None:
-        env = run._read.environment
+        env = run.environment_record
         self.files = Path(run.dir) / "files"
         self.root = env.git_root if env is not None else ""
         self.commit = env.git_commit if env is not None else ""

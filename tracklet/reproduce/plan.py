@@ -117,8 +117,7 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     target = Path(directory) if directory is not None else Path.cwd() / f"reproduce-{run.id}"
     plan = Plan(run=run.path, root=Path(root), env=env, directory=target.absolute(),
                 config=run.config, overrides=dict(overrides or {}))
-    state = run._read
-    start, environment = state.start, state.environment
+    start, environment = run.start_record, run.environment_record
     files = Path(run.dir) / "files"
     if start is None:
         plan.problems.append(f"run {run.path} has no start record: its log is empty or damaged")

@@ -138,7 +138,10 @@ def test_dry_run_prints_the_plan_and_does_nothing(root, tmp_path, project):
     assert "diff.patch" in plan and "helper.py" in plan
     assert "repro/dataset:v0" in plan and "python train.py" in plan
     assert not target.exists() and len(tracklet.Api(root).runs("repro")) == 1
+    (tmp_path / f"reproduce-{original.id}").mkdir()
+    (tmp_path / f"reproduce-{original.id}" / "taken").write_text("")  # the default directory is taken
     data = json.loads(cli(root, "reproduce", original.path, "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert data["directory"] == str(tmp_path / f"reproduce-{original.id}-2")
     assert data["ok"] and data["commit"] == commit and data["program"] == "train.py"
     assert data["artifacts"] == {"repro/dataset": 0} and data["code_files"] == ["helper.py"]
 

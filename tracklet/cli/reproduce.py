@@ -20,7 +20,7 @@ from tracklet.cli.common import CliError, _handle_errors, _state
 @click.command()
 @click.argument("run_path", metavar="RUN")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-              help="Where the working tree goes (empty or new). Default: ./reproduce-<run id>.")
+              help="Where the working tree goes (empty or new). Default: ./reproduce-<run id>[-N].")
 @click.option("--env", "env", type=click.Choice(["current", "venv", "uv"]), default="current", show_default=True,
               help="current: this interpreter as it is (no network); venv or uv: a new environment with the "
                    "run's packages.")

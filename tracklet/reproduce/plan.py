@@ -111,10 +111,10 @@ def _git(repository: str, *args: str) -> subprocess.CompletedProcess | None:
 def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | None = None,
               overrides: dict[str, Any] | None = None) -> Plan:
     """The plan of reproducing ``run`` (a ``tracklet.core.api.RecordedRun``) under data root
-    ``root``; ``directory`` defaults to ``./reproduce-<run id>``."""
+    ``root``; ``directory`` defaults to ``./reproduce-<run id>`` (``-2``, ``-3``, ... when taken)."""
     if env not in ENVS:
         raise ValueError(f"--env must be one of {', '.join(ENVS)}; got {env!r}")
-    target = Path(directory) if directory is not None else Path.cwd() / f"reproduce-{run.id}"
+    target = Path(directory) if directory is not None else _free_directory(Path.cwd() / f"reproduce-{run.id}")
     plan = Plan(run=run.path, root=Path(root), env=env, directory=target.absolute(),
                 config=run.config, overrides=dict(overrides or {}))
     start, environment = run.start_record, run.environment_record
@@ -132,6 +132,15 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     if unknown:
         plan.differences.append("--set adds config key(s) the run did not have: " + ", ".join(unknown))
     return plan
+
+
+def _free_directory(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that is absent or empty."""
+    candidate, number = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
 
 
 def _plan_code(plan: Plan, run: Any, start: Any, environment: Any, files: Path) -> None:

@@ -121,6 +121,9 @@ def test_set_overrides_reach_the_program_as_its_config(root, tmp_path, project):
     copy = tracklet.Api(root).run(outcome["run"])
     assert copy.config == {**original.config, "epochs": 3, "note": "x"}
     assert len(copy.history(["loss"])["loss"]) == 3
+    api = tracklet.Api(root)  # the store (what a server and the dashboard read) has the link too
+    assert api.store.run("repro", copy.id, fields=("metadata",))["metadata"]["reproduces"] == original.path
+    api.close()
     shown = cli(root, "show", copy.path).stdout
     assert f"Reproduces     {original.path}" in shown and "Code snapshot  1 untracked file(s)" in shown
     assert copy.history(["loss"])["loss"] == pytest.approx(original.history(["loss"])["loss"][:3], rel=1e-5)

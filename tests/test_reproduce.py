@@ -203,6 +203,11 @@ def test_a_gone_input_artifact_and_a_gone_repository_are_named(root, tmp_path):
     (run,) = tracklet.Api(root).runs("repro")
     assert cli(root, "artifact", "rm", "repro/dataset:v0", "--force").returncode == 0
     _refused(root, tmp_path, run.path, "input artifact repro/dataset:v0 is gone")
+    log_dataset(root, [(5, 6)], tmp_path / "ds1")
+    forced = cli(root, "reproduce", run.path, "--dir", str(tmp_path / "forced"), "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr  # goes on: the program's own reference finds v1
+    copy = tracklet.Api(root).run(forced.stdout.strip().split(" as ")[1].split(" ")[0])
+    assert [(a["name"], a["version"]) for a in copy.used_artifacts] == [("dataset", 1)]
     os.rename(repo, tmp_path / "moved")
     dry = cli(root, "reproduce", run.path, "--dry-run", cwd=tmp_path)
     assert f"the repository {repo} the run was recorded in is gone" in dry.stdout

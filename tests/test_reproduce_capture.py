@@ -167,3 +167,23 @@ def test_files_imported_through_a_symbolic_link_to_the_repository_are_snapshotte
     (recorded,) = tracklet.Api(root).runs("link")
     assert recorded.metadata["code"]["program"] == "train.py"
     assert [entry["path"] for entry in recorded.metadata["code"]["files"]] == ["lib/helper.py"]
+
+
+def test_imported_files_never_run_a_lazy_modules_getattr(tmp_path, monkeypatch):
+    """A module in sys.modules whose __getattr__ raises or imports (lazy loaders) is read through its
+    namespace only; a None placeholder is skipped."""
+    import types
+
+    class Lazy(types.ModuleType):
+        def __getattr__(self, name: str):
+            raise RuntimeError(f"lazy module asked for {name}")
+
+    lazy = Lazy("lazy_thing")
+    source = tmp_path / "mod.py"
+    source.write_text("")
+    plain = types.ModuleType("plain_thing")
+    plain.__file__ = str(source)
+    monkeypatch.setitem(sys.modules, "lazy_thing", lazy)
+    monkeypatch.setitem(sys.modules, "plain_thing", plain)
+    monkeypatch.setitem(sys.modules, "missing_thing", None)
+    assert provenance.imported_files(str(tmp_path)) == {"mod.py": str(source)}

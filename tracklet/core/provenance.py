@@ -206,7 +206,12 @@ def imported_files(root: str) -> dict[str, str]:
         real = os.path.realpath(given)
         if given != real and (real + os.sep).startswith(top):
             prefixes[given.rstrip(os.sep) + os.sep] = (real + os.sep)[len(top):]
-    paths = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+    paths = []
+    for module in list(sys.modules.values()):
+        try:  # the module's own namespace: a lazy module's __getattr__ must not run (or import) here
+            paths.append(vars(module).get("__file__"))
+        except Exception:  # None placeholders, objects without a namespace
+            continue
     main = sys.argv[0] if sys.argv else ""
     if main.endswith(".py"):
         paths.append(os.path.abspath(main))

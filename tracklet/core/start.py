@@ -52,6 +52,7 @@ def init(
         reproduction = reproducing.current(resolved.reproduce)
     if reproduction is not None:  # tracklet reproduce: the run, linked to the original, and its config
         project, id, resolved.project = reproduction.project, reproduction.run_id, reproduction.project
+        resume = None if resume == "must" else resume  # a new run, whatever the original resumed
     if sweep is not None:  # a sweep trial: the sweep decides the project, the run and its config
         project, id, resume = _sweep_identity(sweep, project, id, resume)
         resolved.project = sweep.project

@@ -124,7 +124,10 @@ def _packages_of_new_run(root: Path, site: Path, project: str) -> dict[str, str]
     assert "environment_incomplete" not in recorded.metadata
     requirements = (Path(recorded.dir) / "files" / "requirements.txt").read_text()
     packages = recorded.metadata["packages"]
-    assert sorted(requirements.splitlines()) == sorted(f"{n}=={v}" for n, v in packages.items())
+    # index installs as name==version; direct and editable ones (tracklet itself here) say where from
+    direct = {source["name"] for source in recorded.metadata["package_sources"]}
+    assert sorted(line for line in requirements.splitlines() if "==" in line and " " not in line) == \
+        sorted(f"{n}=={v}" for n, v in packages.items() if n not in direct)
     return packages
 
 
@@ -144,7 +147,7 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
     site.mkdir(parents=True)
     first = _packages_of_new_run(root, site, "inv1")
     assert "protobuf" in {name.lower() for name in first} and "tracklet-fake-pkg" not in first
-    (cache,) = (root / "cache").glob("packages-*.json")
+    (cache,) = (root / "cache").glob("packages2-*.json")
 
     info = _install_fake_distribution(site, "tracklet-fake-pkg", "1.0")
     assert _packages_of_new_run(root, site, "inv2")["tracklet-fake-pkg"] == "1.0"
@@ -156,7 +159,7 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
     # A cache that says something else is believed only while nothing changed: prove the runs above
     # read it by planting a marker in it and seeing it come back, then remove the package.
     data = json.loads(cache.read_text())
-    data["packages"].append(["planted-marker", "9"])
+    data["packages"].append(["planted-marker", "9", {}])
     cache.write_text(json.dumps(data))
     assert _packages_of_new_run(root, site, "inv4")["planted-marker"] == "9"
     shutil.rmtree(site / "tracklet_fake_pkg-2.0.dist-info" if (site / "tracklet_fake_pkg-2.0.dist-info").exists()
@@ -191,5 +194,5 @@ def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root,
     (recorded,) = tracklet.Api(root).runs("slow")
     assert recorded.state == "finished" and recorded.history()["a"] == [1]
     meta = recorded.metadata
-    assert meta["environment_incomplete"] == ["git", "packages"]
+    assert meta["environment_incomplete"] == ["git", "packages", "code"]
     assert meta["hostname"] and meta["cpu_count"] >= 1 and meta["git"] is None

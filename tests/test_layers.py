@@ -29,6 +29,7 @@ LAYERS = {
     "api": 5,  # tracklet.Api: LocalApi (core + store + artifacts + media), RemoteApi (client)
     "sweeps": 5,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
     "tracing": 5,  # @tracklet.op spans on the run's queue; OTLP decoding for the server's receiver
+    "reproduce": 5,  # tracklet reproduce / diff: a run back into a run, two runs compared
     "server": 6, "compat": 6,  # the tracking server; the W&B API over the run and read APIs
     "importers": 7, "integrations": 7,  # W&B/TensorBoard importers; framework integrations
     "cli": 8,  # the command line

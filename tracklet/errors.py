@@ -45,6 +45,7 @@ __all__ = [
     "RegistryError",
     "PromotionRequired",
     "RemoteError",
+    "ReproduceError",
     "RunNotFound",
     "RunNotIndexed",
     "SourceError",
@@ -313,3 +314,9 @@ class PromotionRequired(RegistryError):
 class OtlpError(TrackletError, ValueError):
     """A body sent to ``/v1/traces`` that is not an OTLP trace export request (the server answers
     400), or has a content type other than OTLP's protobuf or JSON (415): the message says which."""
+
+
+class ReproduceError(TrackletError, RuntimeError):
+    """A run can't be reproduced as asked (recorded outside git, its commit or an input artifact
+    gone, the diff no longer applies, the target directory not empty): the message names the part
+    that can't be restored and why (``tracklet reproduce``, docs/reproduce.md)."""

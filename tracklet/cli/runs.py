@@ -305,6 +305,10 @@ def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
             described += " (uncommitted changes: files/diff.patch)"
         field("Git", described)
         field("Git remote", git.get("remote"))
+    code = metadata.get("code") or {}
+    if code.get("files"):
+        field("Code snapshot", f"{len(code['files'])} untracked file(s) in files/code/")
+    field("Reproduces", metadata.get("reproduces"))
     field("Directory", run.dir)
     if run.damage:
         field("Record log", f"{run.damage}; every other record was read", "red")

@@ -192,6 +192,7 @@ class RecordedRun:
                 cwd=start.cwd,
                 tracklet_version=start.tracklet_version,
                 sessions=len(state.sessions),
+                reproduces=start.reproduces or None,
             )
         env = state.environment
         if env is not None:
@@ -212,10 +213,47 @@ class RecordedRun:
                 memory_total_bytes=env.memory_total_bytes,
                 gpus=list(env.gpus) or _monitored_gpu_names(state),
                 packages={p.name: p.version for p in env.packages},
+                package_sources=[
+                    {"name": p.name, "version": p.version, "url": p.url, "editable": p.editable, "vcs": p.vcs,
+                     "commit": p.commit, "requested_revision": p.requested_revision}
+                    for p in env.packages if p.url
+                ],
+                python_implementation=env.python_implementation,
+                variables=dict(sorted(env.variables.items())),
+                cuda_version=env.cuda_version,
+                cudnn_version=env.cudnn_version,
+                code={
+                    "program": env.program,
+                    "files": [{"path": f.path, "size_bytes": f.size_bytes, "sha256": f.sha256} for f in env.code_files],
+                    "skipped": list(env.code_skipped),
+                },
             )
             if env.incomplete:
                 info["environment_incomplete"] = list(env.incomplete)
         return info
+
+    @property
+    def start_record(self) -> pb.RunStart | None:
+        """The run's first ``RunStart`` record as written (every field; ``metadata`` has the
+        usual ones), or None when the log has none."""
+        return self._read.start
+
+    @property
+    def environment_record(self) -> pb.Environment | None:
+        """The run's ``Environment`` record as written (git state, packages with their sources,
+        the code snapshot, variables: what ``tracklet reproduce`` reads), or None."""
+        return self._read.environment
+
+    @property
+    def used_artifacts(self) -> list[dict[str, Any]]:
+        """The artifact versions this run used (``use_artifact``), in order, each once:
+        ``{"project", "name", "type", "version", "digest"}`` (``version`` is N of vN)."""
+        seen: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for ref in self._read.artifacts_used:
+            seen.setdefault((ref.project, ref.name, ref.version), {
+                "project": ref.project, "name": ref.name, "type": ref.type, "version": ref.version,
+                "digest": ref.digest})
+        return list(seen.values())
 
     @property
     def console(self) -> list[ConsoleLine]:

@@ -2,7 +2,10 @@
 thread by a short-lived daemon thread that queues one ``Environment`` record when done.
 
 Files written to the run's ``files/`` directory: ``diff.patch`` (``git diff HEAD``, tracked changes
-only) when the working tree is dirty, and ``requirements.txt`` (``name==version`` per package).
+only) when the working tree is dirty, ``requirements.txt`` (``name==version`` per package; where a
+direct or editable install came from), and ``code/`` (the repository's untracked, not ignored
+source files the program had imported: ``core/provenance.py``). The interpreter, allow-listed
+environment variables and CUDA versions are recorded with the host.
 
 The package inventory (reading every installed distribution's metadata: 100-250 ms in a venv with
 100+ packages) is cached under the data root (``cache/``) per interpreter and ``sys.path``, and
@@ -48,6 +51,7 @@ class GitProbe:
         self._cwd = cwd
         self._started = {name: self._start(args) for name, args in
                          (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF))}
+        self.root = ""  # the work tree's top level, once captured
 
     def _start(self, args: tuple[str, ...]) -> Any:
         import subprocess
@@ -92,6 +96,7 @@ class GitProbe:
                 return
             lines = [root.strip(), "", ""]
         environment.git_root, environment.git_commit, environment.git_branch = (line.strip() for line in lines)
+        self.root = environment.git_root
         # https://user:token@host/... would reach every reader of the project: never record userinfo.
         from tracklet.core.redact import redact_url  # on the capture thread: its regexes cost init() nothing
 
@@ -104,6 +109,16 @@ class GitProbe:
 
             environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
             (files_dir / "diff.patch").write_bytes(data)
+
+    def untracked(self, paths: list[str]) -> list[str]:
+        """Which of ``paths`` (relative to the top level) are untracked and not ignored. Only those
+        paths are asked about: git doesn't walk the work tree for them."""
+        found = []
+        for start in range(0, len(paths), 500):
+            listed = _git(["ls-files", "--others", "--exclude-standard", "-z", "--", *paths[start:start + 500]],
+                          self.root)
+            found += [path for path in (listed or "").split("\0") if path]
+        return found
 
 
 def _git(args: list[str], cwd: str) -> str | None:
@@ -131,32 +146,43 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
     GitProbe(cwd).capture(environment, files_dir)
 
 
+Inventory = list[tuple[str, str, dict[str, Any]]]  # (name, version, source: provenance.package_source)
+
+
 def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None) -> None:
-    """Every installed distribution as ``name==version`` (first on ``sys.path`` wins, as imports do)."""
+    """Every installed distribution as ``name==version`` (first on ``sys.path`` wins, as imports do),
+    with where a direct or editable install came from (PEP 610), and its commit."""
+    from tracklet.core import provenance
+
     packages = _cached_inventory(cache_dir) if cache_dir is not None else None
     if packages is None:
         packages, sources = _scan_packages()
         if cache_dir is not None:
             _save_inventory(cache_dir, packages, sources)
-    for name, version in packages:
+    lines = []
+    for name, version, source in packages:
         package = environment.packages.add()
         package.name = name
         package.version = version
-    lines = sorted((f"{name}=={version}" for name, version in packages), key=str.lower)
+        provenance.fill_package(package, source)
+        lines.append(provenance.requirement_line(name, version, package))
+    lines.sort(key=str.lower)
     (files_dir / "requirements.txt").write_text("".join(line + "\n" for line in lines))
 
 
-def _scan_packages() -> tuple[list[tuple[str, str]], set[str]]:
+def _scan_packages() -> tuple[Inventory, set[str]]:
     """The distributions, and the ``sys.path`` entries they were found in."""
     from importlib import metadata
 
-    seen: dict[str, tuple[str, str]] = {}
+    from tracklet.core.provenance import package_source
+
+    seen: dict[str, tuple[str, str, dict[str, Any]]] = {}
     sources: set[str] = set()
     for distribution in metadata.distributions():
         # An email.message.Message at runtime; typeshed's PackageMetadata declares get() from 3.12.
         name = distribution.metadata.get("Name")  # type: ignore[attr-defined]
         if name and name.lower() not in seen:
-            seen[name.lower()] = (name, distribution.version or "")
+            seen[name.lower()] = (name, distribution.version or "", package_source(distribution))
             where = getattr(distribution, "_path", None)  # PathDistribution: its .dist-info directory
             if where is not None:
                 sources.add(os.path.abspath(os.path.dirname(str(where))))
@@ -168,7 +194,7 @@ def _cache_file(cache_dir: Path) -> Path:
     import hashlib
 
     text = "\0".join([sys.executable, sys.version, *(os.path.abspath(entry or ".") for entry in sys.path)])
-    return cache_dir / f"packages-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}.json"
+    return cache_dir / f"packages2-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}.json"
 
 
 def _watched(sources: set[str]) -> dict[str, int]:
@@ -190,13 +216,13 @@ def _watched(sources: set[str]) -> dict[str, int]:
     return times
 
 
-def _cached_inventory(cache_dir: Path) -> list[tuple[str, str]] | None:
+def _cached_inventory(cache_dir: Path) -> Inventory | None:
     import json
 
     try:
         data = json.loads(_cache_file(cache_dir).read_text(encoding="utf-8"))
         watched = {str(path): int(mtime) for path, mtime in data["watched"].items()}
-        packages = [(str(name), str(version)) for name, version in data["packages"]]
+        packages = [(str(name), str(version), dict(source)) for name, version, source in data["packages"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, or damaged: scan again
         return None
     if _watched(set(watched)) != watched:
@@ -204,7 +230,7 @@ def _cached_inventory(cache_dir: Path) -> list[tuple[str, str]] | None:
     return packages
 
 
-def _save_inventory(cache_dir: Path, packages: list[tuple[str, str]], sources: set[str]) -> None:
+def _save_inventory(cache_dir: Path, packages: Inventory, sources: set[str]) -> None:
     import json
 
     try:
@@ -233,12 +259,13 @@ def _cpu_model() -> str:
 class EnvironmentCapture:
     """Captures the environment on a daemon thread and queues one ``Environment`` record.
 
-    The host part is captured first, then git, then the package inventory. ``finish(timeout)``
+    The host part is captured first (with the interpreter, variables and CUDA versions), then
+    git, then the package inventory, then the code snapshot (imported untracked files). ``finish(timeout)``
     waits up to ``timeout`` for the whole; if the thread is still busy then, it queues what is
     ready, names the missing parts in ``incomplete``, and the thread's later results are dropped.
     """
 
-    PARTS = ("host", "git", "packages")
+    PARTS = ("host", "git", "packages", "code")
 
     def __init__(self, cwd: str, files_dir: Path, put: Callable[[Any], None], report: Callable[[Any, str], None],
                  cache_dir: Path | None = None, gpu_names: bool = True):
@@ -263,7 +290,8 @@ class EnvironmentCapture:
         self._thread.start()
 
     def _run(self) -> None:
-        steps = {"host": self._capture_host, "git": self._capture_git, "packages": self._capture_packages}
+        steps = {"host": self._capture_host, "git": self._capture_git, "code": self._capture_code,
+                 "packages": self._capture_packages}
         if self._gate is not None:
             self._gate.wait()
         self._git_probe = GitProbe(self._cwd)  # the git commands run while the rest is captured
@@ -307,10 +335,25 @@ class EnvironmentCapture:
             from tracklet.core.system.nvidia import gpu_names
 
             environment.gpus.extend(gpu_names())
+        from tracklet.core.provenance import capture_interpreter
+
+        capture_interpreter(environment)
 
     def _capture_git(self, environment: pb.Environment) -> None:
         if self._git_probe is not None:
             self._git_probe.capture(environment, self._files_dir)
+
+    def _capture_code(self, environment: pb.Environment) -> None:
+        probe = self._git_probe
+        if probe is None or not probe.root:
+            return
+        from tracklet.core import provenance
+
+        environment.program = provenance.program_path(probe.root)
+        imported = provenance.imported_files(probe.root)
+        if imported:
+            provenance.snapshot_code(environment, probe.root, imported, set(probe.untracked(list(imported))),
+                                     self._files_dir)
 
     def _capture_packages(self, environment: pb.Environment) -> None:
         capture_packages(environment, self._files_dir, self._cache_dir)

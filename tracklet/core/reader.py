@@ -93,6 +93,7 @@ class RunState:
         self.media: list[pb.MediaLogged] = []  # read through tracklet.media (RecordedRun.media)
         self.tables: list[pb.TableLogged] = []  # every table version and increment, in log order
         self.spans: list[pb.Span] = []  # trace spans (``@tracklet.op``), in log order
+        self.artifacts_used: list[pb.ArtifactVersionRef] = []  # ArtifactUsed records, in log order
         self.last_step: int | None = None
         self.record_count = 0
         self.damage: Damage | None = None  # the first damaged region of the log
@@ -164,6 +165,8 @@ class RunState:
             self.tables.append(record.table_logged)
         elif kind == "span":
             self.spans.append(record.span)
+        elif kind == "artifact_used":
+            self.artifacts_used.append(record.artifact_used.artifact)
         # Unknown kinds (from a newer writer) are skipped.
         if kind in ("history", "summary", "metric_definition", "run_start"):
             self._summary.apply(record)  # last: should it fail, the record's own effect is kept

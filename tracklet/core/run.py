@@ -305,6 +305,8 @@ class Run:
         self._queue: Any = _NoQueue(None)
         self._batch_size = settings.batch_size
         self._backlog = _no_backlog
+        self._reproduces = ""  # "project/run_id" this run reproduces (tracklet reproduce)
+        self._artifact_pins: dict[str, int] = {}  # "project/name" -> the version a reproduction uses
 
     # ------------------------------------------------------------ identity
 
@@ -632,6 +634,10 @@ class Run:
             artifact._committed_info("version to use")
         else:
             assert self._paths is not None
+            if self._artifact_pins and isinstance(artifact_or_name, str):  # a reproduction: the original's version
+                from tracklet.core.reproduction import pinned
+
+                artifact_or_name = pinned(artifact_or_name, self.project, self._artifact_pins)
             # A registry collection ("model/mnist:production", "models:/mnist@production") first.
             artifact = _registry().resolve(self._paths.root, artifact_or_name, type=type,
                                            remote=self._artifact_remote())
@@ -821,6 +827,7 @@ class Run:
             cwd=os.getcwd(),
             tracklet_version=__version__,
             resumed=self.resumed,
+            reproduces=self._reproduces,
         )
 
     def finish(self, exit_code: int | None = None, *, error: BaseException | None = None) -> None:
@@ -912,7 +919,7 @@ def _run_start_record(fields: dict[str, Any]) -> pb.Record:
     start = record.run_start
     start.schema_version = pb.SCHEMA_VERSION_1
     for name in ("run_id", "project", "name", "group", "job_type", "notes", "start_time", "host", "pid",
-                 "python_version", "platform", "cwd", "tracklet_version", "resumed"):
+                 "python_version", "platform", "cwd", "tracklet_version", "resumed", "reproduces"):
         setattr(start, name, fields[name])
     start.tags.extend(fields["tags"])
     start.command.extend(redact_command(fields["command"]))  # no --api-key X, no tokens

@@ -66,6 +66,9 @@ class Settings:
             ``init()`` records trial ``sweep_trial``'s run with the trial's config
             (``tracklet.core.sweeptrial``). ``TRACKLET_SWEEP_ID``.
         sweep_trial: the trial's number in that sweep. ``TRACKLET_SWEEP_TRIAL``.
+        reproduce: a reproduction's JSON file (set by ``tracklet reproduce``): the first
+            ``init()`` records the run it names, linked to the original, with its config and
+            artifact versions (``tracklet.core.reproduction``). ``TRACKLET_REPRODUCE``.
         media_workers: threads that encode and store logged media (``tracklet.Image``, ...)
             off the training thread. ``TRACKLET_MEDIA_WORKERS``.
         media_queue: logged media items that may wait for those threads; more are dropped
@@ -95,6 +98,7 @@ class Settings:
     upload_timeout: float = 30.0
     sweep_id: str | None = None
     sweep_trial: str | None = None
+    reproduce: str | None = None
     media_workers: int = 2
     media_queue: int = 256
     tracing: bool = True

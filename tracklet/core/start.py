@@ -45,6 +45,14 @@ def init(
         from tracklet.core import sweeptrial
 
         sweep = sweeptrial.current_trial(resolved)
+    reproduction = None
+    if resolved.reproduce and resolved.mode != "disabled" and sweep is None:
+        from tracklet.core import reproduction as reproducing
+
+        reproduction = reproducing.current(resolved.reproduce)
+    if reproduction is not None:  # tracklet reproduce: the run, linked to the original, and its config
+        project, id, resolved.project = reproduction.project, reproduction.run_id, reproduction.project
+        resume = None if resume == "must" else resume  # a new run, whatever the original resumed
     if sweep is not None:  # a sweep trial: the sweep decides the project, the run and its config
         project, id, resume = _sweep_identity(sweep, project, id, resume)
         resolved.project = sweep.project
@@ -94,7 +102,13 @@ def init(
         raise ValueError(f"resume='must' but there is no run {project_name}/{run_id} in {paths.root}")
 
     run = Run(resolved, paths=paths, uploader=uploader, **_fill_identity(identity, state))
+    if reproduction is not None:
+        run._reproduces, run._artifact_pins = reproduction.reproduces, dict(reproduction.artifacts)
     run._start(config, resume_state=state)
+    if reproduction is not None:
+        from tracklet.core.sweeptrial import merge_config
+
+        run.config.update(merge_config(dict(run.config.items()), reproduction.config))
     if sweep is not None:
         from tracklet.core.sweeptrial import end_cleanly_on_sigterm, merge_config
 

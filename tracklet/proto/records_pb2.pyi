@@ -147,7 +147,7 @@ class Histogram(_message.Message):
     def __init__(self, edges: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ..., nan_count: _Optional[int] = ..., inf_count: _Optional[int] = ...) -> None: ...
 
 class RunStart(_message.Message):
-    __slots__ = ("schema_version", "run_id", "project", "name", "tags", "group", "job_type", "notes", "start_time", "host", "pid", "python_version", "platform", "command", "cwd", "tracklet_version", "resumed")
+    __slots__ = ("schema_version", "run_id", "project", "name", "tags", "group", "job_type", "notes", "start_time", "host", "pid", "python_version", "platform", "command", "cwd", "tracklet_version", "resumed", "reproduces")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class RunStart(_message.Message):
     CWD_FIELD_NUMBER: _ClassVar[int]
     TRACKLET_VERSION_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    REPRODUCES_FIELD_NUMBER: _ClassVar[int]
     schema_version: SchemaVersion
     run_id: str
     project: str
@@ -182,7 +183,8 @@ class RunStart(_message.Message):
     cwd: str
     tracklet_version: str
     resumed: bool
-    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[float] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tracklet_version: _Optional[str] = ..., resumed: _Optional[bool] = ...) -> None: ...
+    reproduces: str
+    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[float] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tracklet_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., reproduces: _Optional[str] = ...) -> None: ...
 
 class RunUpdate(_message.Message):
     __slots__ = ("name", "notes", "group", "job_type", "tags_set", "tags", "time")
@@ -634,7 +636,14 @@ class Alert(_message.Message):
     def __init__(self, title: _Optional[str] = ..., text: _Optional[str] = ..., level: _Optional[_Union[Alert.Level, str]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class Environment(_message.Message):
-    __slots__ = ("git_commit", "git_branch", "git_remote", "git_root", "git_dirty", "git_diff_sha256", "hostname", "os", "cpu_model", "cpu_count", "memory_total_bytes", "gpus", "packages", "executable", "incomplete")
+    __slots__ = ("git_commit", "git_branch", "git_remote", "git_root", "git_dirty", "git_diff_sha256", "hostname", "os", "cpu_model", "cpu_count", "memory_total_bytes", "gpus", "packages", "executable", "incomplete", "python_implementation", "variables", "cuda_version", "cudnn_version", "code_files", "code_skipped", "program")
+    class VariablesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     GIT_COMMIT_FIELD_NUMBER: _ClassVar[int]
     GIT_BRANCH_FIELD_NUMBER: _ClassVar[int]
     GIT_REMOTE_FIELD_NUMBER: _ClassVar[int]
@@ -650,6 +659,13 @@ class Environment(_message.Message):
     PACKAGES_FIELD_NUMBER: _ClassVar[int]
     EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
     INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_IMPLEMENTATION_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUDNN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CODE_FILES_FIELD_NUMBER: _ClassVar[int]
+    CODE_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_FIELD_NUMBER: _ClassVar[int]
     git_commit: str
     git_branch: str
     git_remote: str
@@ -665,15 +681,42 @@ class Environment(_message.Message):
     packages: _containers.RepeatedCompositeFieldContainer[Package]
     executable: str
     incomplete: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, git_commit: _Optional[str] = ..., git_branch: _Optional[str] = ..., git_remote: _Optional[str] = ..., git_root: _Optional[str] = ..., git_dirty: _Optional[bool] = ..., git_diff_sha256: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[float] = ..., gpus: _Optional[_Iterable[str]] = ..., packages: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., executable: _Optional[str] = ..., incomplete: _Optional[_Iterable[str]] = ...) -> None: ...
+    python_implementation: str
+    variables: _containers.ScalarMap[str, str]
+    cuda_version: str
+    cudnn_version: str
+    code_files: _containers.RepeatedCompositeFieldContainer[CodeFile]
+    code_skipped: _containers.RepeatedScalarFieldContainer[str]
+    program: str
+    def __init__(self, git_commit: _Optional[str] = ..., git_branch: _Optional[str] = ..., git_remote: _Optional[str] = ..., git_root: _Optional[str] = ..., git_dirty: _Optional[bool] = ..., git_diff_sha256: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[float] = ..., gpus: _Optional[_Iterable[str]] = ..., packages: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., executable: _Optional[str] = ..., incomplete: _Optional[_Iterable[str]] = ..., python_implementation: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., cuda_version: _Optional[str] = ..., cudnn_version: _Optional[str] = ..., code_files: _Optional[_Iterable[_Union[CodeFile, _Mapping]]] = ..., code_skipped: _Optional[_Iterable[str]] = ..., program: _Optional[str] = ...) -> None: ...
+
+class CodeFile(_message.Message):
+    __slots__ = ("path", "size_bytes", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class Package(_message.Message):
-    __slots__ = ("name", "version")
+    __slots__ = ("name", "version", "url", "editable", "vcs", "commit", "requested_revision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EDITABLE_FIELD_NUMBER: _ClassVar[int]
+    VCS_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_REVISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    url: str
+    editable: bool
+    vcs: str
+    commit: str
+    requested_revision: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., url: _Optional[str] = ..., editable: _Optional[bool] = ..., vcs: _Optional[str] = ..., commit: _Optional[str] = ..., requested_revision: _Optional[str] = ...) -> None: ...
 
 class Span(_message.Message):
     __slots__ = ("trace_id", "span_id", "parent_span_id", "trace_state", "name", "kind", "start_time_unix_nano", "end_time_unix_nano", "status_code", "status_message", "attributes", "events", "links", "run_id", "step", "input", "output")

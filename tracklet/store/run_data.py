@@ -106,6 +106,8 @@ class RunDataFold:
                 command=redact_command(start.command), cwd=start.cwd, pid=start.pid, python=start.python_version,
                 platform=start.platform, host=start.host, tracklet_version=start.tracklet_version, sessions=1,
             )
+            if start.reproduces:  # tracklet reproduce: the run this one reproduces (docs/reproduce.md)
+                self.metadata["reproduces"] = start.reproduces
         self.metadata_changed = True
 
     def apply(self, kind: str, record: pb.Record) -> None:

@@ -1,0 +1,247 @@
+"""``tracklet reproduce`` and ``tracklet diff`` (#21) on a real git repository made in the test: a
+torch training script (fixed seed) that reads a dataset artifact, with an uncommitted change and
+an untracked helper module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tracklet
+
+from conftest import REPO
+
+TRAIN = '''\
+import numpy as np
+import torch
+import tracklet
+from helper import make_model
+
+SCALE = 1.0
+
+run = tracklet.init(project="repro", config={"lr": 0.05, "epochs": 30, "seed": 7})
+torch.manual_seed(run.config["seed"])
+folder = run.use_artifact("dataset:latest").download()
+data = torch.tensor(np.loadtxt(f"{folder}/data.txt"), dtype=torch.float32)
+x, y = data[:, :1], data[:, 1:] * SCALE
+model = make_model()
+optimizer = torch.optim.SGD(model.parameters(), lr=run.config["lr"])
+for epoch in range(run.config["epochs"]):
+    optimizer.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+    run.log({"loss": loss.item()})
+run.summary["final_loss"] = loss.item()
+run.finish()
+'''
+HELPER = "import torch\n\ndef make_model():\n    return torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``tracklet --dir ROOT ARGS`` in its own process (the reproduction runs the program in a child)."""
+    return subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def log_dataset(root: Path, rows: list[tuple[float, float]], where: Path) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "data.txt").write_text("".join(f"{x} {y}\n" for x, y in rows))
+    artifact = tracklet.Artifact("dataset", type="dataset")
+    artifact.add_dir(str(where))
+    artifact.save("repro", root=root)
+
+
+def record(repo: Path, script: str = "train.py", env: dict[str, str] | None = None) -> None:
+    done = subprocess.run([sys.executable, script], cwd=repo, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def project(root, tmp_path):
+    """A repository with train.py committed (SCALE = 1.0), then changed without committing
+    (SCALE = 3.0), and helper.py never committed; dataset v0 logged."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(TRAIN)
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "train")
+    (repo / "train.py").write_text(TRAIN.replace("SCALE = 1.0", "SCALE = 3.0"))
+    (repo / "helper.py").write_text(HELPER)
+    log_dataset(root, [(x / 10, (x / 10) ** 2) for x in range(-10, 11)], tmp_path / "ds0")
+    return repo
+
+
+def test_reproduce_reruns_the_run_in_a_fresh_directory_with_its_code_data_and_config(root, tmp_path, project):
+    record(project)
+    (original,) = tracklet.Api(root).runs("repro")
+    # After the run: a new dataset version (the program asks for "latest"), and the work tree moves on.
+    log_dataset(root, [(x / 10, 5.0) for x in range(-10, 11)], tmp_path / "ds1")
+    (project / "train.py").write_text(TRAIN.replace("SCALE = 1.0", "SCALE = 100.0"))
+    (project / "helper.py").unlink()
+
+    target = tmp_path / "fresh"
+    done = cli(root, "reproduce", original.path, "--dir", str(target), "--env", "current", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    new_path = done.stdout.strip().split(" as ")[1].split(" ")[0]
+
+    copy = tracklet.Api(root).run(new_path)
+    assert copy.id != original.id and copy.state == "finished"
+    assert copy.config == original.config
+    assert copy.summary["final_loss"] == pytest.approx(original.summary["final_loss"], rel=1e-5)
+    assert copy.history(["loss"])["loss"] == pytest.approx(original.history(["loss"])["loss"], rel=1e-5)
+    assert copy.metadata["reproduces"] == original.path and original.metadata["reproduces"] is None
+    assert [(a["name"], a["version"]) for a in copy.used_artifacts] == [("dataset", 0)]
+    # the tree: the commit, the uncommitted change, the untracked helper
+    assert "SCALE = 3.0" in (target / "train.py").read_text()
+    assert (target / "helper.py").read_text() == HELPER
+    assert git(target, "rev-parse", "HEAD").strip() == original.metadata["git"]["commit"]
+
+
+def test_set_overrides_reach_the_program_as_its_config(root, tmp_path, project):
+    record(project)
+    (original,) = tracklet.Api(root).runs("repro")
+    done = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "fresh"), "--set", "epochs=3",
+               "--set", "note=\"x\"", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    copy = tracklet.Api(root).run(outcome["run"])
+    assert copy.config == {**original.config, "epochs": 3, "note": "x"}
+    assert len(copy.history(["loss"])["loss"]) == 3
+    api = tracklet.Api(root)  # the store (what a server and the dashboard read) has the link too
+    assert api.store.run("repro", copy.id, fields=("metadata",))["metadata"]["reproduces"] == original.path
+    api.close()
+    shown = cli(root, "show", copy.path).stdout
+    assert f"Reproduces     {original.path}" in shown and "Code snapshot  1 untracked file(s)" in shown
+    assert copy.history(["loss"])["loss"] == pytest.approx(original.history(["loss"])["loss"][:3], rel=1e-5)
+
+
+def test_dry_run_prints_the_plan_and_does_nothing(root, tmp_path, project):
+    record(project)
+    (original,) = tracklet.Api(root).runs("repro")
+    target = tmp_path / "fresh"
+    done = cli(root, "reproduce", original.path, "--dir", str(target), "--dry-run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = done.stdout
+    commit = original.metadata["git"]["commit"]
+    assert f"check out   {project} at {commit[:12]}" in plan
+    assert "diff.patch" in plan and "helper.py" in plan
+    assert "repro/dataset:v0" in plan and "python train.py" in plan
+    assert not target.exists() and len(tracklet.Api(root).runs("repro")) == 1
+    (tmp_path / f"reproduce-{original.id}").mkdir()
+    (tmp_path / f"reproduce-{original.id}" / "taken").write_text("")  # the default directory is taken
+    data = json.loads(cli(root, "reproduce", original.path, "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert data["directory"] == str(tmp_path / f"reproduce-{original.id}-2")
+    assert data["ok"] and data["commit"] == commit and data["program"] == "train.py"
+    assert data["artifacts"] == {"repro/dataset": 0} and data["code_files"] == ["helper.py"]
+
+
+SIMPLE = "import tracklet\nrun = tracklet.init(project='repro', config={'lr': 0.1})\nrun.log({'loss': 1.0})\nrun.finish()\n"
+
+
+def _committed_repo(tmp_path: Path, name: str = "repo") -> Path:
+    repo = tmp_path / name
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(SIMPLE)
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "one")
+    return repo
+
+
+def _refused(root: Path, tmp_path: Path, run: str, expected: str, *extra: str) -> None:
+    """The dry run names the problem (exit 2); reproducing stops before doing anything."""
+    dry = cli(root, "reproduce", run, "--dry-run", *extra, cwd=tmp_path)
+    assert dry.returncode == 2 and expected in dry.stdout, dry.stdout + dry.stderr
+    target = tmp_path / "never"
+    before = len(tracklet.Api(root).runs("repro"))
+    done = cli(root, "reproduce", run, "--dir", str(target), *extra, cwd=tmp_path)
+    assert done.returncode == 2 and expected in done.stderr and "nothing was done" in done.stderr, done.stderr
+    assert not target.exists() and len(tracklet.Api(root).runs("repro")) == before
+
+
+def test_a_run_recorded_outside_git_is_refused(root, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "train.py").write_text(SIMPLE)
+    record(plain, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    (run,) = tracklet.Api(root).runs("repro")
+    _refused(root, tmp_path, run.path, f"was recorded outside a git repository (in {plain})")
+
+
+def test_a_commit_no_longer_in_the_repository_is_refused(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    (repo / "train.py").write_text(SIMPLE + "# two\n")
+    git(repo, "commit", "-qam", "two")
+    record(repo)
+    (run,) = tracklet.Api(root).runs("repro")
+    gone = run.metadata["git"]["commit"]
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    _refused(root, tmp_path, run.path, f"commit {gone} is no longer in the repository {repo}")
+
+
+def test_a_gone_input_artifact_and_a_gone_repository_are_named(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    (repo / "train.py").write_text(SIMPLE.replace("run.log", "run.use_artifact('dataset'); run.log"))
+    log_dataset(root, [(1, 2)], tmp_path / "ds0")
+    record(repo)
+    (run,) = tracklet.Api(root).runs("repro")
+    assert cli(root, "artifact", "rm", "repro/dataset:v0", "--force").returncode == 0
+    _refused(root, tmp_path, run.path, "input artifact repro/dataset:v0 is gone")
+    log_dataset(root, [(5, 6)], tmp_path / "ds1")
+    forced = cli(root, "reproduce", run.path, "--dir", str(tmp_path / "forced"), "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr  # goes on: the program's own reference finds v1
+    copy = tracklet.Api(root).run(forced.stdout.strip().split(" as ")[1].split(" ")[0])
+    assert [(a["name"], a["version"]) for a in copy.used_artifacts] == [("dataset", 1)]
+    os.rename(repo, tmp_path / "moved")
+    dry = cli(root, "reproduce", run.path, "--dry-run", cwd=tmp_path)
+    assert f"the repository {repo} the run was recorded in is gone" in dry.stdout
+
+
+def test_a_non_empty_target_directory_is_refused(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    record(repo)
+    (run,) = tracklet.Api(root).runs("repro")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    _refused(root, tmp_path, run.path, f"directory {occupied} exists and is not empty", "--dir", str(occupied))
+    assert (occupied / "keep.txt").read_text() == "mine"
+
+
+def test_a_venv_plan_pins_index_packages_and_names_a_local_source_that_is_gone(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    site = tmp_path / "site-packages"
+    source = tmp_path / "src" / "gonelib"
+    source.mkdir(parents=True)
+    for name, direct in (("gonelib", {"url": source.as_uri(), "dir_info": {"editable": True}}), ("pinnedlib", None)):
+        info = site / f"{name}-1.2.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2\n")
+        if direct:
+            (info / "direct_url.json").write_text(json.dumps(direct))
+    (repo / "train.py").write_text(f"import sys; sys.path.append({str(site)!r})\n" + SIMPLE)
+    record(repo)
+    (run,) = tracklet.Api(root).runs("repro")
+    plan = json.loads(cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert "pinnedlib==1.2" in plan["requirements"] and f"-e {source}" in plan["requirements"]
+    assert not [problem for problem in plan["problems"] if "gonelib" in problem]
+    source.rename(tmp_path / "src" / "elsewhere")
+    dry = cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 2 and f"package gonelib 1.2 was installed from {source}, which is gone" in dry.stdout
+    assert cli(root, "reproduce", run.path, "--dry-run", cwd=tmp_path).returncode == 0  # --env current needs no source

@@ -1,0 +1,189 @@
+"""What a run records so it can be reproduced (#21): the untracked source files it imported, where
+each package came from, allow-listed environment variables, the Python implementation, and the
+artifact versions it used. All of it is captured on the environment thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import tracklet
+from tracklet.core import provenance
+
+from conftest import REPO
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def run_program(repo: Path, script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, script], cwd=repo, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_untracked_imported_files_are_snapshotted_and_ignored_ones_are_not(root, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "pkg").mkdir(parents=True)
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("secret_local.py\n")
+    (repo / "tracked.py").write_text("VALUE = 1\n")
+    (repo / "train.py").write_text(
+        "import tracked, helper, pkg.inner, secret_local, big\n"
+        "import tracklet\n"
+        "run = tracklet.init(project='snap', settings={'console': 'off', 'system_metrics': False})\n"
+        "run.log({'loss': helper.LOSS + pkg.inner.X})\n"
+        "run.finish()\n")
+    git(repo, "add", ".gitignore", "tracked.py", "train.py")
+    git(repo, "commit", "-qm", "start")
+    (repo / "helper.py").write_text("LOSS = 0.5\n")  # untracked, imported: snapshotted
+    (repo / "pkg" / "__init__.py").write_text("")
+    (repo / "pkg" / "inner.py").write_text("X = 0.25\n")
+    (repo / "unused.py").write_text("raise SystemExit('never imported')\n")  # untracked, not imported
+    (repo / "secret_local.py").write_text("TOKEN = 'x'\n")  # imported but git-ignored
+    (repo / "big.py").write_text("#" * (provenance.MAX_CODE_FILE_BYTES + 10) + "\n")  # over the cap
+
+    run_program(repo, "train.py")
+
+    (recorded,) = tracklet.Api(root).runs("snap")
+    code = recorded.metadata["code"]
+    assert code["program"] == "train.py"
+    assert sorted(entry["path"] for entry in code["files"]) == ["helper.py", "pkg/__init__.py", "pkg/inner.py"]
+    assert len(code["skipped"]) == 1 and code["skipped"][0].startswith("big.py: ")
+    files = Path(recorded.dir) / "files"
+    assert (files / "code" / "helper.py").read_text() == "LOSS = 0.5\n"
+    assert (files / "code" / "pkg" / "inner.py").read_text() == "X = 0.25\n"
+    assert not (files / "code" / "secret_local.py").exists() and not (files / "code" / "unused.py").exists()
+    assert "environment_incomplete" not in recorded.metadata
+
+
+def test_allow_listed_variables_are_recorded_and_secrets_never(root):
+    found = provenance.variables({
+        "OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0,1", "NCCL_DEBUG": "INFO", "PYTHONHASHSEED": "0",
+        "NCCL_IB_AUTH_KEY": "hunter2", "TORCH_HUB_TOKEN": "t", "HOME": "/home/x", "AWS_SECRET_ACCESS_KEY": "s",
+        "TORCH_HOME": "https://user:pw@example.com/cache"})
+    assert found == {"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0,1", "NCCL_DEBUG": "INFO",
+                     "PYTHONHASHSEED": "0", "TORCH_HOME": "https://example.com/cache"}
+
+
+def _fake_distribution(site: Path, name: str, version: str, direct_url: dict | None) -> None:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps(direct_url))
+
+
+def test_package_sources_name_editable_trees_with_their_commit_and_vcs_installs(root, tmp_path):
+    """An editable install's tree is recorded with the commit checked out there now (read from
+    .git, so a new commit after the inventory was cached is seen), a VCS install with its commit."""
+    source_tree = tmp_path / "mylib"
+    source_tree.mkdir()
+    git(source_tree, "init", "-q")
+    git(source_tree, "commit", "-q", "--allow-empty", "-m", "one")
+    site = tmp_path / "site-packages"
+    _fake_distribution(site, "mylib", "0.3", {"url": source_tree.as_uri(), "dir_info": {"editable": True}})
+    _fake_distribution(site, "vcslib", "1.0", {"url": "https://github.com/o/vcslib.git",
+                                              "vcs_info": {"vcs": "git", "commit_id": "ab" * 20,
+                                                           "requested_revision": "v1.0"}})
+    code = ("import sys; sys.path.append(%r)\n"
+            "import tracklet\n"
+            "tracklet.init(project=%r, settings={'console': 'off', 'system_metrics': False}).finish()\n")
+
+    def record(project: str) -> tracklet.RecordedRun:
+        script = tmp_path / f"{project}.py"
+        script.write_text(code % (str(site), project))
+        run_program(tmp_path, script.name)
+        (recorded,) = tracklet.Api(root).runs(project)
+        return recorded
+
+    first = record("src1")
+    sources = {s["name"]: s for s in first.metadata["package_sources"]}
+    head = git(source_tree, "rev-parse", "HEAD").strip()
+    assert sources["mylib"]["editable"] and sources["mylib"]["commit"] == head
+    assert sources["mylib"]["url"] == source_tree.as_uri()
+    assert sources["vcslib"]["commit"] == "ab" * 20 and sources["vcslib"]["vcs"] == "git"
+    requirements = (Path(first.dir) / "files" / "requirements.txt").read_text().splitlines()
+    assert f"vcslib @ git+https://github.com/o/vcslib.git@{'ab' * 20}" in requirements
+    assert any(line.startswith(f"-e {source_tree.as_uri()}") for line in requirements)
+
+    git(source_tree, "commit", "-q", "--allow-empty", "-m", "two")  # the inventory is cached; HEAD moved
+    second = record("src2")
+    moved = {s["name"]: s for s in second.metadata["package_sources"]}["mylib"]["commit"]
+    assert moved == git(source_tree, "rev-parse", "HEAD").strip() != head
+
+
+def test_git_head_reads_packed_refs_and_worktrees(tmp_path):
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "one")
+    git(repo, "pack-refs", "--all")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert provenance.git_head(repo / "sub" / "dir") == head  # walks up; refs only in packed-refs
+    git(repo, "worktree", "add", "-q", "--detach", str(tmp_path / "wt"))
+    assert provenance.git_head(tmp_path / "wt") == head
+    assert provenance.git_head(tmp_path / "elsewhere") == ""
+
+
+def test_used_artifact_versions_are_read_back(root, tmp_path):
+    data = tmp_path / "data.txt"
+    data.write_text("1 2 3\n")
+    run = tracklet.init(project="inputs", settings={"console": "off", "system_metrics": False,
+                                                    "capture_environment": False})
+    run.log_artifact(str(data), name="dataset", type="dataset").wait()
+    data.write_text("4 5 6\n")
+    run.log_artifact(str(data), name="dataset", type="dataset").wait()
+    run.use_artifact("dataset:v0")
+    run.use_artifact("dataset:v0")  # once in the list
+    run.use_artifact("dataset:latest")
+    run.finish()
+    (recorded,) = tracklet.Api(root).runs("inputs")
+    used = [(a["project"], a["name"], a["version"]) for a in recorded.used_artifacts]
+    assert used == [("inputs", "dataset", 0), ("inputs", "dataset", 1)]
+
+
+def test_files_imported_through_a_symbolic_link_to_the_repository_are_snapshotted(root, tmp_path):
+    """A module found through a sys.path entry that is a link into the repository (PYTHONPATH=
+    /link/lib) is named by its place in the repository."""
+    repo = tmp_path / "repo"
+    (repo / "lib").mkdir(parents=True)
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(
+        "import helper, tracklet\n"
+        "tracklet.init(project='link', settings={'console': 'off', 'system_metrics': False}).finish()\n")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "start")
+    (repo / "lib" / "helper.py").write_text("X = 1\n")
+    link = tmp_path / "link"
+    link.symlink_to(repo)
+    run_program(repo, "train.py", env={"PYTHONPATH": f"{link / 'lib'}{os.pathsep}{REPO}"})
+    (recorded,) = tracklet.Api(root).runs("link")
+    assert recorded.metadata["code"]["program"] == "train.py"
+    assert [entry["path"] for entry in recorded.metadata["code"]["files"]] == ["lib/helper.py"]
+
+
+def test_imported_files_never_run_a_lazy_modules_getattr(tmp_path, monkeypatch):
+    """A module in sys.modules whose __getattr__ raises or imports (lazy loaders) is read through its
+    namespace only; a None placeholder is skipped."""
+    import types
+
+    class Lazy(types.ModuleType):
+        def __getattr__(self, name: str):
+            raise RuntimeError(f"lazy module asked for {name}")
+
+    lazy = Lazy("lazy_thing")
+    source = tmp_path / "mod.py"
+    source.write_text("")
+    plain = types.ModuleType("plain_thing")
+    plain.__file__ = str(source)
+    monkeypatch.setitem(sys.modules, "lazy_thing", lazy)
+    monkeypatch.setitem(sys.modules, "plain_thing", plain)
+    monkeypatch.setitem(sys.modules, "missing_thing", None)
+    assert provenance.imported_files(str(tmp_path)) == {"mod.py": str(source)}

@@ -1,0 +1,270 @@
+"""What reproducing a run needs beyond git state and package names, captured on the environment
+thread (``core/environment.py``): the interpreter, allow-listed environment variables, CUDA
+versions, where each package came from (PEP 610 ``direct_url.json``), and a snapshot of the
+repository's untracked source files the program imported (docs/reproduce.md).
+
+Nothing here starts a process or imports a framework: torch is asked only when the program had
+already imported it, and package sources are read from metadata files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracklet.proto import records_pb2 as pb
+
+# Environment variables that change what a program computes or where it runs, recorded by name.
+VARIABLES = frozenset({
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_LAUNCH_BLOCKING", "CUBLAS_WORKSPACE_CONFIG",
+    "NVIDIA_TF32_OVERRIDE", "PYTORCH_CUDA_ALLOC_CONF", "PYTHONHASHSEED", "PYTHONOPTIMIZE",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+    "TF_DETERMINISTIC_OPS", "TF_CUDNN_DETERMINISTIC", "TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE",
+    "JAX_PLATFORMS", "JAX_ENABLE_X64", "JAX_DEFAULT_MATMUL_PRECISION", "KERAS_BACKEND", "TOKENIZERS_PARALLELISM",
+    "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE", "LANG", "LC_ALL", "TZ",
+    "PL_GLOBAL_SEED", "PL_SEED_WORKERS",  # Lightning's seed_everything() sets them (before the run, as a rule)
+})
+# ... and every variable with one of these prefixes,
+VARIABLE_PREFIXES = ("NCCL_", "TORCH_", "CUDNN_")
+# ... unless its name looks like it holds a secret.
+SECRET_PARTS = ("KEY", "TOKEN", "SECRET", "PASS", "CREDENTIAL", "AUTH", "COOKIE", "SESSION", "PRIVATE")
+MAX_VARIABLE_CHARS = 1000
+
+# The code snapshot: imported untracked files, each at most MAX_CODE_FILE_BYTES, all together at
+# most MAX_CODE_BYTES; the rest is named in ``code_skipped``.
+MAX_CODE_FILE_BYTES = 1 << 20
+MAX_CODE_BYTES = 8 << 20
+CODE_DIR = "code"
+
+
+def capture_interpreter(environment: pb.Environment, environ: dict[str, str] | None = None) -> None:
+    """Python's implementation, the allow-listed variables, CUDA versions."""
+    environment.python_implementation = platform.python_implementation()
+    for name, value in sorted(variables(os.environ if environ is None else environ).items()):
+        environment.variables[name] = value
+    cuda, cudnn = cuda_versions()
+    environment.cuda_version, environment.cudnn_version = cuda, cudnn
+
+
+def variables(environ: Any) -> dict[str, str]:
+    """The allow-listed variables of ``environ`` (URLs without credentials)."""
+    found = {}
+    for name, value in list(environ.items()):
+        upper = name.upper()
+        if name not in VARIABLES and not upper.startswith(VARIABLE_PREFIXES):
+            continue
+        if any(part in upper for part in SECRET_PARTS):
+            continue
+        text = str(value)[:MAX_VARIABLE_CHARS]
+        if "@" in text:  # a URL with userinfo (redact's regexes are imported only then)
+            from tracklet.core.redact import redact_url
+
+            text = redact_url(text)
+        found[name] = text
+    return found
+
+
+def cuda_versions() -> tuple[str, str]:
+    """``(torch.version.cuda, cudnn version)`` when the program imported torch, else empty."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return "", ""
+    cuda = cudnn = ""
+    try:
+        cuda = str(getattr(torch.version, "cuda", None) or "")
+        backends = sys.modules.get("torch.backends.cudnn")
+        if backends is not None and cuda:
+            version = backends.version()
+            cudnn = str(version) if version else ""
+    except Exception:  # a half-initialised or unusual torch: what was found
+        pass
+    return cuda, cudnn
+
+
+# ------------------------------------------------------------------ package sources (PEP 610)
+
+
+def package_source(distribution: Any) -> dict[str, Any]:
+    """Where a distribution came from, from its ``direct_url.json``: ``{}`` for an index
+    install, else ``url``, ``editable``, ``vcs``, ``commit``, ``requested_revision``."""
+    import json
+
+    try:
+        text = distribution.read_text("direct_url.json")
+    except Exception:
+        return {}
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return {}
+    from tracklet.core.redact import redact_url
+
+    source: dict[str, Any] = {"url": redact_url(data["url"])}
+    dir_info = data.get("dir_info")
+    if isinstance(dir_info, dict) and dir_info.get("editable"):
+        source["editable"] = True
+    vcs_info = data.get("vcs_info")
+    if isinstance(vcs_info, dict):
+        source["vcs"] = str(vcs_info.get("vcs") or "")
+        source["commit"] = str(vcs_info.get("commit_id") or "")
+        source["requested_revision"] = str(vcs_info.get("requested_revision") or "")
+    return source
+
+
+def fill_package(package: pb.Package, source: dict[str, Any]) -> None:
+    """Set ``package``'s source fields; a local directory's commit is read now (its HEAD moves
+    without the installed metadata changing, so it is never cached)."""
+    if not source:
+        return
+    package.url = source["url"]
+    package.editable = bool(source.get("editable"))
+    package.vcs = source.get("vcs", "")
+    package.commit = source.get("commit", "")
+    package.requested_revision = source.get("requested_revision", "")
+    if not package.commit and package.url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        head = git_head(Path(unquote(urlsplit(package.url).path)))
+        if head:
+            package.vcs, package.commit = "git", head
+
+
+def git_head(path: Path) -> str:
+    """The commit checked out in the git work tree holding ``path``, read from ``.git`` without
+    running git ("" when not a repository or unreadable)."""
+    try:
+        for directory in (path, *path.parents):
+            dot_git = directory / ".git"
+            if dot_git.is_file():  # a worktree or submodule: "gitdir: <path>"
+                text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+                if not text.startswith("gitdir:"):
+                    return ""
+                git_dir = (directory / text.partition(":")[2].strip()).resolve()
+                break
+            if dot_git.is_dir():
+                git_dir = dot_git
+                break
+        else:
+            return ""
+        head = (git_dir / "HEAD").read_text(encoding="utf-8", errors="replace").strip()
+        if not head.startswith("ref:"):
+            return head
+        ref = head.partition(":")[2].strip()
+        common = git_dir
+        common_file = git_dir / "commondir"
+        if common_file.is_file():
+            common = (git_dir / common_file.read_text(encoding="utf-8").strip()).resolve()
+        for base in (git_dir, common):
+            ref_file = base / ref
+            if ref_file.is_file():
+                return ref_file.read_text(encoding="utf-8", errors="replace").strip()
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8", errors="replace").splitlines():
+                commit, _, name = line.partition(" ")
+                if name.strip() == ref:
+                    return commit.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def requirement_line(name: str, version: str, package: pb.Package | None) -> str:
+    """One line of ``requirements.txt``: ``name==version``, or where a direct install came from."""
+    if package is None or not package.url:
+        return f"{name}=={version}"
+    if package.editable:
+        return f"-e {package.url}" + (f"  # {name}=={version} at {package.vcs} {package.commit}" if package.commit
+                                      else f"  # {name}=={version}")
+    if package.vcs and package.commit:
+        return f"{name} @ {package.vcs}+{package.url}@{package.commit}"
+    return f"{name} @ {package.url}"
+
+
+# ------------------------------------------------------------------ code snapshot
+
+
+def imported_files(root: str) -> dict[str, str]:
+    """The Python source files under ``root`` the program has imported so far, and its main
+    script: ``{path relative to root ("/"-separated): absolute path}``. Installed packages
+    (``site-packages``) are left out; files are matched by path prefix (one string test a module)."""
+    top = os.path.realpath(root).rstrip(os.sep) + os.sep
+    # Where modules under root may be found by: root itself, and sys.path entries that reach into
+    # it through a symbolic link (each mapped to its place under root).
+    prefixes = {top: ""}
+    for entry in sys.path:
+        given = os.path.abspath(entry or ".")
+        real = os.path.realpath(given)
+        if given != real and (real + os.sep).startswith(top):
+            prefixes[given.rstrip(os.sep) + os.sep] = (real + os.sep)[len(top):]
+    paths = []
+    for module in list(sys.modules.values()):
+        try:  # the module's own namespace: a lazy module's __getattr__ must not run (or import) here
+            paths.append(vars(module).get("__file__"))
+        except Exception:  # None placeholders, objects without a namespace
+            continue
+    main = sys.argv[0] if sys.argv else ""
+    if main.endswith(".py"):
+        paths.append(os.path.abspath(main))
+    found = {}
+    for path in paths:
+        if not isinstance(path, str) or not path.endswith(".py"):
+            continue
+        for prefix, under in prefixes.items():
+            if path.startswith(prefix):
+                relative = under + path[len(prefix):]
+                break
+        else:
+            continue
+        parts = relative.split(os.sep)
+        if "site-packages" in parts or "dist-packages" in parts or not os.path.isfile(path):
+            continue
+        found["/".join(parts)] = path
+    return dict(sorted(found.items()))
+
+
+def snapshot_code(environment: pb.Environment, root: str, imported: dict[str, str], untracked: set[str],
+                  files_dir: Path) -> None:
+    """Copy the ``imported`` files (relative path: absolute path) that are ``untracked`` into
+    ``files/code/``, within the caps; record each in ``code_files`` and what was left out in
+    ``code_skipped``."""
+    chosen = [(relative, path) for relative, path in imported.items() if relative in untracked]
+    total = 0
+    for relative, path in chosen:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            environment.code_skipped.append(f"{relative}: unreadable ({error.strerror or error})")
+            continue
+        if len(data) > MAX_CODE_FILE_BYTES:
+            environment.code_skipped.append(f"{relative}: {len(data)} bytes, over the {MAX_CODE_FILE_BYTES}-byte cap")
+            continue
+        if total + len(data) > MAX_CODE_BYTES:
+            environment.code_skipped.append(f"{relative}: the snapshot would pass {MAX_CODE_BYTES} bytes")
+            continue
+        target = files_dir / CODE_DIR / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        total += len(data)
+        entry = environment.code_files.add()
+        entry.path, entry.size_bytes, entry.sha256 = relative, len(data), hashlib.sha256(data).hexdigest()
+
+
+def program_path(root: str) -> str:
+    """The main script relative to ``root`` ("" when it is not a file inside it)."""
+    main = sys.argv[0] if sys.argv else ""
+    if not main or not os.path.isfile(main):
+        return ""
+    relative = os.path.relpath(os.path.realpath(main), os.path.realpath(root))
+    if relative == ".." or relative.startswith(".." + os.sep):
+        return ""
+    return relative.replace(os.sep, "/")

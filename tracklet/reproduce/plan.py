@@ -1,0 +1,334 @@
+"""The plan of a reproduction: what will be checked out, applied, installed, materialized and run,
+what differs from the machine the run ran on, and what can't be restored (``problems``: the
+reproduction stops before doing anything unless forced).
+
+Making a plan reads the run's record log and ``files/``, asks git two questions about the
+recorded repository and reads this interpreter's package metadata; it writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ENVS = ("current", "venv", "uv")
+GIT_TIMEOUT = 30.0
+
+
+@dataclasses.dataclass
+class Plan:
+    """What ``execute.reproduce`` will do for one run. ``problems`` name each part that can't be
+    restored and why; ``differences`` what will differ from the original machine."""
+
+    run: str  # project/run_id
+    root: Path  # the data root
+    env: str
+    directory: Path
+    repository: str = ""
+    commit: str = ""
+    branch: str = ""
+    diff: Path | None = None
+    code_files: list[str] = dataclasses.field(default_factory=list)
+    program: str = ""  # relative to the repository
+    arguments: list[str] = dataclasses.field(default_factory=list)  # after the program
+    workdir: str = "."  # the run's cwd relative to the repository
+    python: str = ""  # the interpreter that will run it ("" until the environment exists)
+    requirements: list[str] = dataclasses.field(default_factory=list)  # for venv/uv
+    artifacts: dict[str, int] = dataclasses.field(default_factory=dict)  # project/name -> vN
+    variables: dict[str, str] = dataclasses.field(default_factory=dict)
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    problems: list[str] = dataclasses.field(default_factory=list)
+    differences: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["root"], data["directory"] = str(self.root), str(self.directory)
+        data["diff"] = str(self.diff) if self.diff is not None else None
+        data["ok"] = self.ok
+        return data
+
+    def render(self) -> str:
+        """The plan as text, one step a line."""
+        lines = [f"reproduce {self.run} in {self.directory} (environment: {self.env})"]
+        short = self.commit[:12] if self.commit else "?"
+        lines.append(f"  check out   {self.repository or '?'} at {short}"
+                     + (f" ({self.branch})" if self.branch and self.branch != "HEAD" else ""))
+        if self.diff is not None:
+            lines.append(f"  apply       {self.diff} ({self.diff.stat().st_size if self.diff.exists() else '?'} bytes: "
+                         "uncommitted changes to tracked files)")
+        if self.code_files:
+            shown = ", ".join(self.code_files[:5]) + (f", ... ({len(self.code_files)} in all)"
+                                                      if len(self.code_files) > 5 else "")
+            lines.append(f"  restore     untracked files the program imported: {shown}")
+        if self.env == "current":
+            lines.append(f"  environment the current one: {sys.executable} (Python {platform.python_version()})")
+        else:
+            tool = "uv venv + uv pip install" if self.env == "uv" else "python -m venv + pip install"
+            lines.append(f"  environment {tool}: {len(self.requirements)} package(s) into "
+                         f"{self.directory / '.venv'}")
+        for name, version in self.artifacts.items():
+            lines.append(f"  input       {name}:v{version} (the version the run used, whatever alias the program asks)")
+        for name, value in self.variables.items():
+            lines.append(f"  variable    {name}={value}")
+        command = shlex.join(["python", self.program or "?", *self.arguments])
+        lines.append(f"  run         {command}  (in {self.workdir}), as a new run linked to {self.run}")
+        config = {**self.config, **self.overrides}
+        if config:
+            shown_config = ", ".join(f"{key}={value!r}" for key, value in list(config.items())[:8])
+            more = f", ... ({len(config)} keys)" if len(config) > 8 else ""
+            lines.append(f"  config      {shown_config}{more}")
+        if self.overrides:
+            lines.append("  overrides   " + ", ".join(f"{key}={value!r}" for key, value in self.overrides.items()))
+        if self.differences:
+            lines.append("differences from the original machine:")
+            lines.extend(f"  - {text}" for text in self.differences)
+        if self.problems:
+            lines.append("cannot be restored (reproduce stops here unless --force):")
+            lines.extend(f"  - {text}" for text in self.problems)
+        return "\n".join(lines)
+
+
+def _git(repository: str, *args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", "-C", repository, *args], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | None = None,
+              overrides: dict[str, Any] | None = None) -> Plan:
+    """The plan of reproducing ``run`` (a ``tracklet.core.api.RecordedRun``) under data root
+    ``root``; ``directory`` defaults to ``./reproduce-<run id>`` (``-2``, ``-3``, ... when taken)."""
+    if env not in ENVS:
+        raise ValueError(f"--env must be one of {', '.join(ENVS)}; got {env!r}")
+    target = Path(directory) if directory is not None else _free_directory(Path.cwd() / f"reproduce-{run.id}")
+    plan = Plan(run=run.path, root=Path(root), env=env, directory=target.absolute(),
+                config=run.config, overrides=dict(overrides or {}))
+    start, environment = run.start_record, run.environment_record
+    files = Path(run.dir) / "files"
+    if start is None:
+        plan.problems.append(f"run {run.path} has no start record: its log is empty or damaged")
+        return plan
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        plan.problems.append(f"directory {target} exists and is not empty: pick another with --dir")
+    _plan_code(plan, run, start, environment, files)
+    _plan_command(plan, start, environment)
+    _plan_environment(plan, start, environment, files)
+    _plan_inputs(plan, run)
+    unknown = [key for key in plan.overrides if key.split(".")[0] not in plan.config]
+    if unknown:
+        plan.differences.append("--set adds config key(s) the run did not have: " + ", ".join(unknown))
+    return plan
+
+
+def _free_directory(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that is absent or empty."""
+    candidate, number = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
+
+
+def _plan_code(plan: Plan, run: Any, start: Any, environment: Any, files: Path) -> None:
+    if environment is None:
+        plan.problems.append(f"run {run.path} recorded no environment (capture_environment was off, or the run "
+                             "ended before it was captured): its code can't be checked out")
+        return
+    if "git" in environment.incomplete:
+        plan.problems.append(f"run {run.path} ended before its git state was captured: its code can't be checked out")
+        return
+    if not environment.git_root:
+        plan.problems.append(f"run {run.path} was recorded outside a git repository (in {start.cwd}): its code "
+                             "can't be checked out")
+        return
+    plan.repository, plan.commit, plan.branch = environment.git_root, environment.git_commit, environment.git_branch
+    if not plan.commit:
+        plan.problems.append(f"the repository {plan.repository} had no commit when the run was recorded")
+        return
+    if not os.path.isdir(plan.repository):
+        plan.problems.append(f"the repository {plan.repository} the run was recorded in is gone")
+        return
+    found = _git(plan.repository, "cat-file", "-e", f"{plan.commit}^{{commit}}")
+    if found is None:
+        plan.problems.append("git can't be run here: the code can't be checked out")
+    elif found.returncode != 0:
+        inside = _git(plan.repository, "rev-parse", "--git-dir")
+        if inside is None or inside.returncode != 0:
+            plan.problems.append(f"{plan.repository} is no longer a git repository")
+        else:
+            plan.problems.append(f"commit {plan.commit} is no longer in the repository {plan.repository} "
+                                 "(rewritten history or garbage-collected)")
+    if environment.git_dirty:
+        diff = files / "diff.patch"
+        if diff.is_file():
+            digest = hashlib.sha256(diff.read_bytes()).hexdigest()
+            if environment.git_diff_sha256 and digest != environment.git_diff_sha256:
+                plan.problems.append(f"{diff} no longer matches the digest recorded with the run")
+            plan.diff = diff
+        else:
+            plan.problems.append(f"the run had uncommitted changes but {diff} is gone")
+    for entry in environment.code_files:
+        path = files / "code" / entry.path
+        try:
+            same = hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
+        except OSError:
+            plan.problems.append(f"untracked file {entry.path} of the code snapshot is gone from {files / 'code'}")
+            continue
+        if not same:
+            plan.problems.append(f"untracked file {entry.path} of the code snapshot changed since it was recorded")
+        plan.code_files.append(entry.path)
+    for skipped in environment.code_skipped:
+        plan.differences.append(f"not in the code snapshot, so not restored: {skipped}")
+    if "code" in environment.incomplete:
+        plan.differences.append("the run ended before its untracked files were snapshotted: only tracked files "
+                                "and the diff are restored")
+
+
+def _plan_command(plan: Plan, start: Any, environment: Any) -> None:
+    command = list(start.command)
+    if len(command) < 2:
+        plan.problems.append("the run recorded no command line")
+        return
+    script, arguments = command[1], command[2:]
+    if script in ("-c", "-"):
+        plan.problems.append(f"the run was started with `python {script}`: there is no program file to run again")
+        return
+    plan.arguments = arguments
+    if any("***" in argument or "REDACTED" in argument for argument in arguments):
+        plan.differences.append("the command line had secrets, recorded redacted: pass them again by hand")
+    if environment is not None and environment.program:
+        plan.program = environment.program
+    elif plan.repository:
+        absolute = script if os.path.isabs(script) else os.path.join(start.cwd, script)
+        relative = os.path.relpath(absolute, plan.repository)
+        if relative.startswith(".."):
+            plan.problems.append(f"the program {absolute} is outside the repository {plan.repository}")
+            return
+        plan.program = relative
+    if plan.repository:
+        relative_cwd = os.path.relpath(start.cwd, plan.repository) if start.cwd else "."
+        plan.workdir = "." if relative_cwd.startswith("..") else relative_cwd
+
+
+def _plan_environment(plan: Plan, start: Any, environment: Any, files: Path) -> None:
+    here = platform.python_version()
+    if start.python_version and start.python_version != here:
+        recorded_minor = ".".join(start.python_version.split(".")[:2])
+        weight = "" if recorded_minor == ".".join(here.split(".")[:2]) else " (a different minor version)"
+        plan.differences.append(f"Python {start.python_version} recorded, {here} here{weight}")
+    if environment is None:
+        return
+    if environment.python_implementation and environment.python_implementation != platform.python_implementation():
+        plan.differences.append(f"{environment.python_implementation} recorded, {platform.python_implementation()} here")
+    plan.variables = dict(sorted(environment.variables.items()))
+    recorded_gpus = list(environment.gpus)
+    if recorded_gpus or environment.cuda_version:
+        plan.differences.append(f"recorded on GPU(s) {', '.join(recorded_gpus) or '?'}"
+                                + (f" with CUDA {environment.cuda_version}" if environment.cuda_version else "")
+                                + ": results may differ on other hardware")
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    if plan.repository and any(os.path.realpath(p) == os.path.realpath(plan.repository)
+                               for p in pythonpath.split(os.pathsep) if p):
+        plan.differences.append(f"PYTHONPATH holds the original repository {plan.repository}: the program may "
+                                "import its current files instead of the checked-out ones")
+    if "packages" in environment.incomplete or not environment.packages:
+        plan.differences.append("the run's packages were not recorded: the environment can't be checked")
+        return
+    if plan.env == "current":
+        _compare_packages(plan, environment)
+    else:
+        _requirements(plan, environment)
+
+
+def _installed() -> dict[str, str]:
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    for distribution in metadata.distributions():
+        name = distribution.metadata.get("Name")  # type: ignore[attr-defined]
+        if name:
+            found.setdefault(_normal(name), distribution.version or "")
+    return found
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _compare_packages(plan: Plan, environment: Any) -> None:
+    here = _installed()
+    changed, missing = [], []
+    for package in environment.packages:
+        version = here.get(_normal(package.name))
+        if version is None:
+            missing.append(f"{package.name}=={package.version}")
+        elif version != package.version:
+            changed.append(f"{package.name} {package.version} -> {version}")
+    if changed:
+        plan.differences.append(f"{len(changed)} package(s) at other versions here: " + ", ".join(changed[:10])
+                                + (", ..." if len(changed) > 10 else ""))
+    if missing:
+        plan.differences.append(f"{len(missing)} package(s) not installed here: " + ", ".join(missing[:10])
+                                + (", ..." if len(missing) > 10 else ""))
+
+
+def _requirements(plan: Plan, environment: Any) -> None:
+    """What a new venv installs: index packages pinned, direct installs from where they came from;
+    a local source that is gone can't be installed."""
+    from urllib.parse import unquote, urlsplit
+
+    from tracklet.core.provenance import git_head
+
+    for package in environment.packages:
+        if not package.url:
+            plan.requirements.append(f"{package.name}=={package.version}")
+            continue
+        if package.url.startswith("file://"):
+            path = unquote(urlsplit(package.url).path)
+            if not os.path.exists(path):
+                plan.problems.append(f"package {package.name} {package.version} was installed from {path}, which is "
+                                     "gone: it can't be installed")
+                continue
+            if package.commit and git_head(Path(path)) not in ("", package.commit):
+                plan.differences.append(f"package {package.name} installs from {path} as it is now, not at commit "
+                                        f"{package.commit[:12]} the run used")
+            plan.requirements.append(f"-e {path}" if package.editable else path)
+        elif package.vcs and package.commit:
+            plan.requirements.append(f"{package.name} @ {package.vcs}+{package.url}@{package.commit}")
+        else:
+            plan.requirements.append(f"{package.name} @ {package.url}")
+
+
+def _plan_inputs(plan: Plan, run: Any) -> None:
+    from tracklet.artifacts.lookup import resolve
+    from tracklet.errors import ArtifactError
+
+    for used in run.used_artifacts:
+        key = f"{used['project']}/{used['name']}"
+        reference = f"{key}:v{used['version']}"
+        try:
+            artifact = resolve(plan.root, reference)
+        except ArtifactError as error:
+            plan.problems.append(f"input artifact {reference} is gone: {error}")
+            continue
+        if used["digest"] and artifact.digest != used["digest"]:
+            plan.problems.append(f"input artifact {reference} now has digest {artifact.digest[:12]}, not "
+                                 f"{used['digest'][:12]} as recorded")
+            continue
+        if key in plan.artifacts and plan.artifacts[key] != used["version"]:
+            plan.differences.append(f"the run used several versions of {key}: the pinned one is v{used['version']}")
+        plan.artifacts[key] = used["version"]

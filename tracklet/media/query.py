@@ -21,6 +21,7 @@ from tracklet.media.table_arrow import ROW_COLUMN
 
 _FILE = "__tracklet_file"
 _BASE = "__tracklet_base"
+ORDER_COLUMN = "__tracklet_order"  # relation(): the order rows were added
 MAX_PAGE = 1_000_000  # rows one page may ask for (to_arrow() without page() has no limit)
 
 
@@ -164,6 +165,24 @@ class TableQuery:
     def to_pandas(self) -> Any:
         """The result as a pandas DataFrame (through Arrow)."""
         return self.to_arrow().to_pandas()
+
+    def relation(self, columns: Sequence[str]) -> tuple[str, list[Any]]:
+        """A SELECT (text and bound parameters) of ``columns`` (which must be the table's) and the
+        row's place in the order rows were added as ``__tracklet_order``, filtered, neither ordered
+        nor paged: a subquery for group-bys and joins (``tracklet.media.table_views``)."""
+        for name in columns:
+            if name not in self._types:
+                raise FilterSyntaxError(f"unknown column {name!r}", str(name)[:80], 0,
+                                        f"the table's columns: {', '.join(sorted(self._types)[:20])}")
+        single = len(self._source.fragments) == 1
+        order = f"t.{ROW_COLUMN}" if single else f"f.{_BASE} + t.{ROW_COLUMN}"
+        return self._statement([*(quote_identifier(name) for name in columns), f"{order} AS {ORDER_COLUMN}"],
+                               ordered=False, paged=False)
+
+    def run_sql(self, sql: str, params: list[Any], fetch: Callable[[Any], Any]) -> Any:
+        """Run a statement built over ``relation()`` on a connection of its own (DuckDB errors
+        become ``TableError``)."""
+        return self._run(sql, params, fetch)
 
     def _statement(self, projection: Sequence[str], *, ordered: bool, paged: bool) -> tuple[str, list[Any]]:
         fragments = self._source.fragments

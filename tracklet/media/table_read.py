@@ -45,10 +45,34 @@ def version_records(records: Sequence[Any], key: str, step: int | None = None) -
 
 def open_table(data_root: Path, records: Sequence[Any], key: str, step: int | None = None) -> TableQuery:
     """A lazy query (``TableQuery``) over ``key``'s version at ``step``."""
+    return _query(data_root, version_records(records, key, step), key)
+
+
+def open_every_version(data_root: Path, records: Sequence[Any], key: str) -> TableQuery:
+    """A lazy query over the rows of every fragment ``key`` was ever logged with (each distinct
+    fragment once; columns by name across versions): which values any version of it holds, e.g.
+    whether a media cell names a blob."""
+    chosen = [record for record in records if record.key == key]
+    if not chosen:
+        version_records(records, key)  # TableNotFound naming the keys there are
+    distinct: list[Any] = []
+    seen: set[str] = set()
+    for record in chosen:
+        fragments = [fragment for fragment in record.fragments if fragment.digest not in seen]
+        seen.update(fragment.digest for fragment in fragments)
+        if fragments:
+            copy = type(record)()
+            copy.CopyFrom(record)
+            del copy.fragments[:]
+            copy.fragments.extend(fragments)
+            distinct.append(copy)
+    return _query(data_root, distinct or chosen[-1:], key)
+
+
+def _query(data_root: Path, chosen: Sequence[Any], key: str) -> TableQuery:
     from tracklet.artifacts.blobs import FsspecBlobStore
     from tracklet.artifacts.storage import artifact_dir
 
-    chosen = version_records(records, key, step)
     blobs = FsspecBlobStore(artifact_dir(data_root))
     fragments: list[Fragment] = []
     columns: dict[str, str] = {}

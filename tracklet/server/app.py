@@ -87,8 +87,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``artifacts_url`` (an fsspec URL, opened with ``files_options``) keeps artifact blobs there
     instead of ``<root>/artifacts`` (``artifact_blobs.py``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_auth, routes_compare,
-                                 routes_files, routes_ingest, routes_media, routes_read, routes_run_data,
-                                 routes_sweeps, routes_tables)
+                                 routes_files, routes_histograms, routes_ingest, routes_media, routes_read,
+                                 routes_run_data, routes_sweeps, routes_table_views, routes_tables)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -147,7 +147,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_tables, routes_media):
+                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_tables, routes_table_views,
+                   routes_media, routes_histograms):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")

@@ -819,6 +819,85 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/table-versions/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The versions (steps) a table key was logged at
+         * @description One entry per log of `key`: its step, log mode and the rows the version at that step has.
+         */
+        get: operations["get_table_versions_api_v1_runs__project___run_id__table_versions__key__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/table-groups/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A logged table's rows grouped by a column: counts and means */
+        get: operations["get_table_groups_api_v1_runs__project___run_id__table_groups__key__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/table-join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Two logged tables joined on a key column, a page at a time
+         * @description A full outer join of table `a_key` of run `a_run` and `b_key` of `b_run` on column `on`:
+         *     the key, then `a.<column>` and `b.<column>` for the others; rows in the left table's order,
+         *     then the right's rows it lacks. `on` must be unique in at least one of the tables.
+         */
+        get: operations["get_table_join_api_v1_projects__project__table_join_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/table-blobs/{digest}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The file of a media cell of a logged table (by sha256)
+         * @description A media cell's file or thumbnail, only if a version of table `key` names it.
+         */
+        get: operations["get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{project}/{run_id}/media": {
         parameters: {
             query?: never;
@@ -852,6 +931,44 @@ export interface paths {
          * @description The bytes of a media file, thumbnail or mask of this run, checked against the digest.
          */
         get: operations["get_media_file_api_v1_runs__project___run_id__media__digest__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/histograms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The history keys a run logged histograms under */
+        get: operations["get_histogram_keys_api_v1_runs__project___run_id__histograms_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/histograms/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A key's histograms over steps, on common bins
+         * @description The histograms logged under `key`, at most `max_steps` of them, rebinned onto `bins` even
+         *     bins over their joint range.
+         */
+        get: operations["get_histograms_api_v1_runs__project___run_id__histograms__key__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1316,6 +1433,37 @@ export interface components {
             status: string;
             /** Version */
             version: string;
+        };
+        /**
+         * HistogramKeysResponse
+         * @description The history keys that hold histograms, in first-logged order.
+         */
+        HistogramKeysResponse: {
+            /** Keys */
+            keys: string[];
+        };
+        /**
+         * HistogramSeriesResponse
+         * @description `counts[i]` is the histogram logged at `steps[i]`, on the bins `edges` (one more than the
+         *     bins): counts as floats (rebinned counts may be fractional). `nan` and `inf`: values outside
+         *     every bin, per step. `total_steps`: steps the key was logged at (`steps` holds at most
+         *     `max_steps` of them, evenly spaced).
+         */
+        HistogramSeriesResponse: {
+            /** Key */
+            key: string;
+            /** Steps */
+            steps: number[];
+            /** Edges */
+            edges: number[];
+            /** Counts */
+            counts: number[][];
+            /** Nan */
+            nan: number[];
+            /** Inf */
+            inf: number[];
+            /** Total Steps */
+            total_steps: number;
         };
         /** HistoryResponse */
         HistoryResponse: {
@@ -1977,6 +2125,37 @@ export interface components {
             /** Type */
             type: string;
         };
+        /** TableGroup */
+        TableGroup: {
+            /** Value */
+            value: unknown;
+            /** Count */
+            count: number;
+            /** Means */
+            means: {
+                [key: string]: number | null;
+            };
+        };
+        /**
+         * TableGroupsResponse
+         * @description Rows grouped by a column: largest groups first (at most 1,000; `total_groups` there are).
+         */
+        TableGroupsResponse: {
+            /** Key */
+            key: string;
+            /** Step */
+            step: number;
+            /** By */
+            by: string;
+            /** Means Of */
+            means_of: string[];
+            /** Groups */
+            groups: components["schemas"]["TableGroup"][];
+            /** Total Groups */
+            total_groups: number;
+            /** Rows */
+            rows: number;
+        };
         /**
          * TableKeysResponse
          * @description The keys a run logged tables under (`tracklet.Table`, docs/tables.md), in first-log order.
@@ -2010,6 +2189,27 @@ export interface components {
             offset: number;
             /** Rows */
             rows: unknown[][];
+        };
+        /** TableVersion */
+        TableVersion: {
+            /** Step */
+            step: number;
+            /** Log Mode */
+            log_mode: string;
+            /** Rows */
+            rows: number;
+        };
+        /**
+         * TableVersionsResponse
+         * @description The versions of a table key, oldest first: `GET .../tables/{key}?step=` reads each.
+         */
+        TableVersionsResponse: {
+            /** Key */
+            key: string;
+            /** Versions */
+            versions: components["schemas"]["TableVersion"][];
+            /** Total */
+            total: number;
         };
         /** UploadPart */
         UploadPart: {
@@ -5359,6 +5559,318 @@ export interface operations {
             };
         };
     };
+    get_table_versions_api_v1_runs__project___run_id__table_versions__key__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableVersionsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_groups_api_v1_runs__project___run_id__table_groups__key__get: {
+        parameters: {
+            query: {
+                /** @description The column to group by */
+                by: string;
+                /** @description The version at this step (default: the latest) */
+                step?: number | null;
+                /** @description Only rows matching (the table filter language) */
+                filter?: string | null;
+                /** @description Groups at most (the largest first) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableGroupsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_join_api_v1_projects__project__table_join_get: {
+        parameters: {
+            query: {
+                /** @description The left table's run */
+                a_run: string;
+                /** @description The left table's key */
+                a_key: string;
+                /** @description The right table's run */
+                b_run: string;
+                /** @description The right table's key */
+                b_key: string;
+                /** @description The column both tables have to join on */
+                on: string;
+                /** @description The left version's step (default: latest) */
+                a_step?: number | null;
+                /** @description The right version's step (default: latest) */
+                b_step?: number | null;
+                /** @description On the joined columns: a.score > b.score */
+                filter?: string | null;
+                /** @description A joined column to sort by */
+                sort?: string | null;
+                /** @description Sort descending */
+                descending?: boolean;
+                /** @description Rows to skip */
+                offset?: number;
+                /** @description Rows at most */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableRowsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get: {
+        parameters: {
+            query: {
+                /** @description The table key whose cells name it */
+                key: string;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                /** @description The sha256 of a media cell's file or thumbnail */
+                digest: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_media_api_v1_runs__project___run_id__media_get: {
         parameters: {
             query?: {
@@ -5453,6 +5965,148 @@ export interface operations {
                 };
                 content: {
                     "application/octet-stream": string;
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_histogram_keys_api_v1_runs__project___run_id__histograms_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistogramKeysResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_histograms_api_v1_runs__project___run_id__histograms__key__get: {
+        parameters: {
+            query?: {
+                /** @description Bins of the answer */
+                bins?: number;
+                /** @description Steps at most (evenly spaced, the last included) */
+                max_steps?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistogramSeriesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

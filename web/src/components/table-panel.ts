@@ -1,0 +1,282 @@
+// The table panel (docs/tables.md, "In the dashboard"): one logged table of a run, paged by the
+// server through DuckDB into a virtualised grid (table-grid.ts). Sort by a header, filter with the
+// table filter language (a bad filter shows the server's message and keeps the rows shown), group
+// by a column (counts and means; a click on a group filters to it), pick the version (step) of a
+// MUTABLE or INCREMENTAL table, and compare with another run's table joined on a key column.
+// Media cells show their thumbnails, fetched only for the rows in view.
+
+import "./table.css";
+
+import { api, ApiError, tableBlob, type TableGroups, type TableRows, type TableVersion } from "../api";
+import { registerProbe } from "../debug";
+import { h } from "../dom";
+import { fmtValue } from "../format";
+import { runHref } from "../router";
+import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
+
+const blobs = new Map<string, Promise<string>>(); // run/key/digest -> object URL (content-addressed)
+
+function blobUrl(project: string, runId: string, key: string, digest: string): Promise<string> {
+  const id = `${project}/${runId}/${key}/${digest}`;
+  let url = blobs.get(id);
+  if (!url) {
+    url = tableBlob(project, runId, key, digest).then((blob) => URL.createObjectURL(blob));
+    blobs.set(id, url);
+  }
+  return url;
+}
+
+export const tableHref = (project: string, runId: string, key: string) =>
+  `${runHref(project, runId)}/tables/${key.split("/").map(encodeURIComponent).join("/")}`;
+
+/** A filter condition matching `value` in `column` (for a click on a group). */
+function conditionFor(column: string, value: unknown): string {
+  const name = /^[A-Za-z_][A-Za-z0-9_./-]*$/.test(column) ? column : "`" + column + "`";
+  if (value === null || value === undefined) return `${name} is null`;
+  if (typeof value === "number" || typeof value === "boolean") return `${name} = ${value}`;
+  return `${name} = ${JSON.stringify(String(value))}`;
+}
+
+interface Compare {
+  runId: string;
+  on: string;
+}
+
+export class TablePanel {
+  readonly el: HTMLElement;
+  private readonly versionSelect = h("select.tp-version", { title: "The version (step) to show" });
+  private readonly filterInput = h("input.tp-filter", { type: "search", placeholder: "Filter: score > 0.9 and label = 'cat'" });
+  private readonly groupSelect = h("select.tp-group", { title: "Group rows by a column" });
+  private readonly compareSelect = h("select.tp-compare", { title: "Compare with this run's table" });
+  private readonly onSelect = h("select.tp-on", { title: "The key column to join on", hidden: true });
+  private readonly error = h("div.tp-error", { hidden: true });
+  private readonly count = h("span.tp-count.muted");
+  private readonly groups = h("div.tp-groups", { hidden: true });
+  private readonly grid: TableGrid;
+  private columns: Column[] = [];
+  private versions: TableVersion[] = [];
+  private step: number | null = null;
+  private filter = "";
+  private sort: SortState = null;
+  private groupBy = "";
+  private compare: Compare | null = null;
+  private loaded = 0;
+  private readonly unregister: () => void;
+
+  constructor(
+    private readonly project: string,
+    private readonly runId: string,
+    readonly key: string,
+    options: { tall?: boolean } = {},
+  ) {
+    this.grid = new TableGrid(key, this.fetcher(), (column, value) => this.cell(column, value), (column) => void this.toggleSort(column), (error) => this.showError(error));
+    this.filterInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") void this.setFilter(this.filterInput.value.trim());
+    });
+    this.filterInput.addEventListener("search", () => {
+      if (!this.filterInput.value) void this.setFilter("");
+    });
+    this.versionSelect.addEventListener("change", () => {
+      this.step = this.versionSelect.value === "" ? null : Number(this.versionSelect.value);
+      void this.reload();
+    });
+    this.groupSelect.addEventListener("change", () => {
+      this.groupBy = this.groupSelect.value;
+      void this.reload();
+    });
+    this.compareSelect.addEventListener("change", () => this.chooseCompare());
+    this.onSelect.addEventListener("change", () => {
+      if (this.compare) this.compare.on = this.onSelect.value;
+      void this.reload();
+    });
+    const toolbar = h(
+      "div.tp-toolbar",
+      {},
+      this.versionSelect,
+      this.filterInput,
+      this.groupSelect,
+      this.compareSelect,
+      this.onSelect,
+      this.count,
+      options.tall ? null : h("a.tp-open", { href: tableHref(project, runId, key), "data-link": true, text: "Open ↗" }),
+    );
+    this.el = h(`div.table-panel${options.tall ? ".tall" : ""}` as "div", { "data-key": key }, toolbar, this.error, this.groups, this.grid.el);
+    this.unregister = registerProbe(`table-panel:${key}`, () => ({
+      loaded: this.loaded,
+      filter: this.filter,
+      sort: this.sort,
+      step: this.step,
+      groupBy: this.groupBy,
+      compare: this.compare,
+      error: this.error.hidden ? null : this.error.textContent,
+      total: this.grid.rowCount,
+    }));
+  }
+
+  /** Versions, the other runs that logged this key, then the first page. */
+  async load(): Promise<void> {
+    const [{ versions }, { runs }] = await Promise.all([
+      api.tableVersions(this.project, this.runId, this.key),
+      api.runs(this.project, { limit: 1000 }),
+    ]);
+    this.versions = versions;
+    this.versionSelect.replaceChildren(
+      h("option", { value: "", text: `latest (step ${versions[versions.length - 1]?.step ?? "?"})` }),
+      ...versions
+        .slice()
+        .reverse()
+        .map((v) => h("option", { value: v.step, text: `step ${v.step} · ${v.rows} rows` })),
+    );
+    const mutable = versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1;
+    this.versionSelect.hidden = !mutable;
+    this.compareSelect.replaceChildren(
+      h("option", { value: "", text: "Compare with…" }),
+      ...runs.filter((run) => run.run_id !== this.runId).map((run) => h("option", { value: run.run_id, text: run.name || run.run_id })),
+    );
+    this.compareSelect.hidden = runs.length < 2;
+    await this.reload();
+  }
+
+  destroy(): void {
+    this.grid.destroy();
+    this.unregister();
+  }
+
+  private fetcher(): PageFetcher {
+    const { filter, sort, step, compare } = this;
+    const query = { filter: filter || undefined, sort: sort?.column, descending: sort?.descending };
+    if (compare)
+      return (offset, limit, signal) =>
+        api.tableJoin(this.project, { ...query, offset, limit, a_run: this.runId, a_key: this.key, a_step: step, b_run: compare.runId, b_key: this.key, on: compare.on }, signal);
+    return (offset, limit, signal) => api.table(this.project, this.runId, this.key, { ...query, offset, limit, step }, signal);
+  }
+
+  /** Ask for the first page of the current query; only if it succeeds does the grid change. */
+  private async reload(): Promise<void> {
+    const fetcher = this.fetcher();
+    let first: TableRows;
+    let grouped: TableGroups | null = null;
+    try {
+      const controller = new AbortController();
+      [first, grouped] = await Promise.all([
+        fetcher(0, 200, controller.signal),
+        this.groupBy && !this.compare
+          ? api.tableGroups(this.project, this.runId, this.key, { by: this.groupBy, step: this.step, filter: this.filter || undefined, limit: 1000 })
+          : Promise.resolve(null),
+      ]);
+    } catch (error) {
+      this.showError(error as Error);
+      return;
+    }
+    this.error.hidden = true;
+    this.columns = first.columns;
+    this.refreshGroupChoices();
+    this.grid.reset(fetcher, first, this.sort);
+    this.showGroups(grouped);
+    const rows = this.versions.find((v) => v.step === first.step)?.rows;
+    this.count.textContent = `${first.total.toLocaleString("en")} ${this.filter && rows !== undefined && !this.compare ? `of ${rows.toLocaleString("en")} ` : ""}rows` + (this.compare ? " joined" : "");
+    this.el.dataset.total = String(first.total);
+    this.loaded++;
+  }
+
+  private async setFilter(filter: string): Promise<void> {
+    const before = this.filter;
+    this.filter = filter;
+    await this.reload();
+    if (!this.error.hidden) this.filter = before; // the rows shown are still the previous filter's
+  }
+
+  private async toggleSort(column: string): Promise<void> {
+    const before = this.sort;
+    this.sort = this.sort?.column !== column ? { column, descending: false } : this.sort.descending ? null : { column, descending: true };
+    await this.reload();
+    if (!this.error.hidden) this.sort = before;
+  }
+
+  private chooseCompare(): void {
+    const runId = this.compareSelect.value;
+    if (!runId) {
+      this.compare = null;
+      this.onSelect.hidden = true;
+      void this.reload();
+      return;
+    }
+    const keyColumns = this.columns.filter((c) => !isMedia(c) && !/^(struct|list|large_list|map|double|float)/.test(c.type));
+    const names = keyColumns.map((c) => c.name.replace(/^[ab]\./, ""));
+    const unique = [...new Set(names)];
+    const on = this.compare?.on && unique.includes(this.compare.on) ? this.compare.on : (unique.find((n) => /(^|_)(id|key)$/i.test(n)) ?? unique[0] ?? "");
+    this.compare = { runId, on };
+    this.onSelect.replaceChildren(...unique.map((name) => h("option", { value: name, text: `on ${name}`, selected: name === on })));
+    this.onSelect.hidden = false;
+    this.sort = null;
+    void this.reload();
+  }
+
+  private refreshGroupChoices(): void {
+    if (this.compare) {
+      this.groupSelect.hidden = true;
+      return;
+    }
+    this.groupSelect.hidden = false;
+    const current = this.groupBy;
+    const groupable = this.columns.filter((c) => !isMedia(c) && !/^(struct|list|large_list|map)/.test(c.type));
+    this.groupSelect.replaceChildren(
+      h("option", { value: "", text: "Group: none" }),
+      ...groupable.map((c) => h("option", { value: c.name, text: `Group: ${c.name}`, selected: c.name === current })),
+    );
+  }
+
+  private showGroups(grouped: TableGroups | null): void {
+    if (!grouped) {
+      this.groups.hidden = true;
+      this.grid.el.hidden = false;
+      return;
+    }
+    const head = h("tr", {}, h("th", { text: grouped.by }), h("th", { text: "rows" }), ...grouped.means_of.map((name) => h("th", { text: `mean ${name}` })));
+    const rows = grouped.groups.map((group) => {
+      const row = h(
+        "tr.tp-group-row",
+        { "data-value": JSON.stringify(group.value) },
+        h("td", { text: group.value === null ? "(null)" : fmtValue(group.value) }),
+        h("td.num", { text: String(group.count) }),
+        ...grouped.means_of.map((name) => h("td.num", { text: fmtValue(group.means[name]) })),
+      );
+      row.addEventListener("click", () => {
+        const condition = conditionFor(grouped.by, group.value);
+        this.filterInput.value = this.filter ? `(${this.filter}) and ${condition}` : condition;
+        this.groupBy = "";
+        void this.setFilter(this.filterInput.value);
+      });
+      return row;
+    });
+    const more = grouped.total_groups > grouped.groups.length ? h("p.muted", { text: `the ${grouped.groups.length} largest of ${grouped.total_groups} groups` }) : null;
+    this.groups.replaceChildren(h("table.tp-group-table", {}, h("thead", {}, head), h("tbody", {}, ...rows)), more ?? "");
+    this.groups.hidden = false;
+    this.grid.el.hidden = true;
+  }
+
+  private showError(error: Error): void {
+    this.error.textContent = error instanceof ApiError ? error.message : String(error);
+    this.error.hidden = false;
+  }
+
+  private cell(column: Column, value: unknown): string | Node {
+    if (value === null || value === undefined) return "";
+    if (isMedia(column) && typeof value === "object") return this.mediaCell(column, value as Record<string, unknown>);
+    if (typeof value === "object") return JSON.stringify(value);
+    return fmtValue(value);
+  }
+
+  private mediaCell(column: Column, cell: Record<string, unknown>): Node {
+    const kind = String(cell.kind ?? "");
+    const runId = this.compare && column.name.startsWith("b.") ? this.compare.runId : this.runId;
+    const digest = String(cell.thumbnail || cell.digest || "");
+    const caption = String(cell.caption ?? "");
+    if (kind !== "image" || !digest) return h("span.muted", { text: `${kind} (${String(cell.format ?? "")})` });
+    const image = h("img.tp-thumb", { alt: caption || column.name, title: caption, "data-digest": String(cell.digest) });
+    void blobUrl(this.project, runId, this.key, digest)
+      .then((url) => (image.src = url))
+      .catch(() => image.replaceWith(h("span.muted", { text: "image unavailable" })));
+    return image;
+  }
+}

@@ -92,8 +92,8 @@ def _dom_rows(tab, key: str) -> int:
     return tab.eval_on_selector_all(f"{_panel(key)} .tp-row", "rows => rows.length")
 
 
-def test_a_million_row_table_pages_scrolls_sorts_and_filters_with_bounded_dom(servers, tables_root, page,
-                                                                             allowed_errors):  # noqa: F811
+def test_a_million_row_table_pages_scrolls_sorts_and_filters_with_bounded_dom(  # noqa: F811
+        servers, tables_root, page, allowed_errors):  # noqa: F811
     allowed_errors.append("status of 400")  # the bad filter below
     root, columns = tables_root
     server = servers(root, dev=True)
@@ -168,6 +168,7 @@ def test_a_million_row_table_pages_scrolls_sorts_and_filters_with_bounded_dom(se
     for label, count, mean_id, mean_score in groups:
         chosen = columns["label"] == LABELS.index(label)
         assert int(count) == int(chosen.sum())
+        assert float(mean_id) == pytest.approx(columns["id"][chosen].mean(), rel=1e-5)
         assert float(mean_score) == pytest.approx(columns["score"][chosen].mean(), rel=1e-5)
     # a click on a group filters to it
     page.click(f"{_panel('big')} .tp-group-row[data-value='\"l7\"']")

@@ -5,6 +5,7 @@ histograms over steps, checked against what was logged."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,71 @@ def test_histograms_over_steps_come_back_as_logged(start, client):
         assert http.get("/api/v1/runs/proj/h/histograms/other").json()["nan"] == [1]
         assert http.get("/api/v1/runs/proj/h/histograms/loss").status_code == 404
         assert http.get("/api/v1/runs/proj/h/histograms/w", params={"bins": 100000}).status_code == 422
+
+
+def test_histograms_of_a_growing_log_are_read_on_from_where_the_last_request_stopped(start, client, monkeypatch):
+    from tracklet.core import recordlog
+    from tracklet.server import routes_histograms
+
+    run = start(project="proj", id="live")
+    edges = [0.0, 1.0, 2.0]
+    for step in range(3):
+        run.log({"w": tracklet.Histogram(np_histogram=([step, 1], edges))})
+    run.flush()
+    offsets: list[int] = []
+    real = recordlog.read_log_from
+    monkeypatch.setattr(recordlog, "read_log_from", lambda path, offset, **kw: offsets.append(offset) or real(
+        path, offset, **kw))
+    with client() as http:
+        first = http.get("/api/v1/runs/proj/live/histograms/w", params={"bins": 2}).json()
+        assert first["steps"] == [0, 1, 2] and first["counts"][2] == [2.0, 1.0]
+        for step in range(3, 5):
+            run.log({"w": tracklet.Histogram(np_histogram=([step, 1], edges))})
+        run.flush()
+        second = http.get("/api/v1/runs/proj/live/histograms/w", params={"bins": 2}).json()
+        assert second["steps"] == [0, 1, 2, 3, 4] and second["counts"][4] == [4.0, 1.0]
+        assert len(offsets) == 2 and offsets[0] == 0 and offsets[1] > 0  # the second read began where the first ended
+    run.finish()
+    assert routes_histograms.KEPT >= 200
+
+
+def test_a_long_histogram_series_is_thinned_evenly_and_counted_whole():
+    from tracklet.server.routes_histograms import KEPT, _Series
+
+    series = _Series()
+    for step in range(10 * KEPT + 3):
+        series.add(step, (np.array([0.0, 1.0]), np.array([float(step)]), 0, 0))
+    assert series.total == 10 * KEPT + 3 and len(series.steps) <= 2 * KEPT + 1
+    assert series.steps[0] == 0 and series.steps[-1] == 10 * KEPT + 2
+    gaps = np.diff(series.steps[:-1])
+    assert gaps.max() <= 2 * gaps.min()  # spread over the run, not bunched at its start or end
+
+
+def test_a_log_fold_starts_again_when_the_log_shrinks_or_is_replaced(start, tmp_path):
+    import shutil
+
+    from tracklet.server.log_fold import LogFolds
+
+    def run_with(run_id: str, keys: list[str]) -> Path:
+        run = start(project="proj", id=run_id)
+        for key in keys:
+            run.log({key: tracklet.Table(columns=["x"], data=[[1]])})
+        run.finish()
+        return Path(run.dir) / "run.tlog"
+
+    long_log, short_log = run_with("long", ["a", "b", "c"]), run_with("short", ["z"])
+    folds = LogFolds(list, lambda state, record: state.append(record.table_logged.key)
+                     if record.WhichOneof("kind") == "table_logged" else None)
+    served = tmp_path / "served.tlog"
+    shutil.copyfile(long_log, served)
+    assert folds.get(served, list) == ["a", "b", "c"]
+    assert folds.get(served, list) == ["a", "b", "c"]  # nothing new: nothing folded twice
+    with open(served, "r+b") as file:  # cut in place (as resume cuts an unreadable tail): shorter, same file
+        file.truncate(short_log.stat().st_size)
+        file.seek(0)
+        file.write(short_log.read_bytes())
+    assert folds.get(served, list) == ["z"]
+    replaced = tmp_path / "new.tlog"
+    shutil.copyfile(long_log, replaced)
+    replaced.replace(served)  # another file under the name, longer than what was read
+    assert folds.get(served, list) == ["a", "b", "c"]

@@ -10,12 +10,16 @@ page.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUIET
-from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page  # noqa: F401
+from conftest import QUIET, REPO
+from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
 
 import tracklet
 
@@ -222,6 +226,12 @@ def test_media_cells_versions_and_a_join_of_two_runs(servers, tables_root, page)
     page.fill(f"{_panel('cells')} input.tp-filter", "a.guess = 'g1' and b.guess is not null")
     page.press(f"{_panel('cells')} input.tp-filter", "Enter")
     page.wait_for_selector(f"{_panel('cells')}[data-total='2']")  # ids 3 and 5
+    # the view is in the URL: a reload (or a link) shows the same join, filtered
+    assert "vs=b" in page.url and "on=id" in page.url and "filter=" in page.url
+    page.reload()
+    page.wait_for_selector(f"{_panel('cells')}[data-total='2']")
+    assert page.input_value(f"{_panel('cells')} input.tp-filter") == "a.guess = 'g1' and b.guess is not null"
+    assert [row["cells"][0] for row in _wait_rows(page, "cells", "p.rows.length === 2")["rows"]] == ["3", "5"]
 
     # A MUTABLE table's versions: the selector reads each step's version
     page.goto(server.url + "/projects/tbl/runs/a/tables/grow")
@@ -246,6 +256,7 @@ def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, 
         counts[(step + 10) % bins] = 50  # a smaller second one
         logged.append(counts)
         run.log({"weights": tracklet.Histogram(np_histogram=(counts, edges)), "loss": 1.0})
+    run.log({f"layer{i}/w": tracklet.Histogram([i, i + 1]) for i in range(30)})
     run.finish()
     server = servers(root, dev=True)
     page.goto(server.url + "/projects/hist/runs/h")
@@ -264,3 +275,57 @@ def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, 
         assert page.evaluate(pixel, [step, (step + 10) % bins])[:3] == half
         assert page.evaluate(pixel, [step, (step + 20) % bins])[:3] == blank
     assert json.loads(json.dumps(page.text_content(".hist-panel[data-key='weights'] .hist-info"))).startswith("30 steps")
+    # Many keys (a watched model's layers): the first 24 are drawn, the filter picks others
+    panels = page.eval_on_selector_all(".hist-panel", "ps => ps.map(p => p.dataset.key)")
+    assert panels == ["weights"] + [f"layer{i}/w" for i in range(23)]
+    assert page.text_content(".hist-note") == "24 of 31 keys shown: filter to see others"
+    page.fill("input.hist-filter", "layer2")
+    page.wait_for_function("() => document.querySelectorAll('.hist-panel').length === 11")  # layer2, layer20..29
+    assert page.eval_on_selector_all(".hist-panel", "ps => ps.map(p => p.dataset.key)")[0] == "layer2/w"
+
+
+def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page):  # noqa: F811
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    code = f"""
+        import os, time, tracklet
+        run = tracklet.init(project="live", id="growing", dir={str(root)!r},
+                            settings={{"console": "off", "system_metrics": False, "flush_interval": 0.1}})
+        def wait(path):
+            while not os.path.exists(path):
+                time.sleep(0.02)
+        preds = tracklet.Table(columns=["id", "score"], log_mode="INCREMENTAL")
+        def log(step):
+            for i in range(10):
+                preds.add_data(step * 10 + i, i / 10)
+            run.log({{"preds": preds, "w": tracklet.Histogram(np_histogram=([step, 1], [0.0, 1.0, 2.0]))}})
+        for step in range(2):
+            log(step)
+        run.flush()
+        wait({str(go)!r})
+        for step in range(2, 4):
+            log(step)
+        run.flush()
+        wait({str(stop)!r})
+        run.finish()
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/live/runs/growing?token=" + token)
+        page.wait_for_selector(f"{_panel('preds')}[data-total='20']")
+        page.wait_for_selector(".hist-panel[data-key='w'][data-steps='2']")
+        go.touch()
+        page.wait_for_selector(f"{_panel('preds')}[data-total='40']")  # the latest version, asked again
+        page.wait_for_selector(".hist-panel[data-key='w'][data-steps='4']")
+        page.eval_on_selector(f"{_panel('preds')} .tp-scroll", "s => { s.scrollTop = s.scrollHeight; }")
+        rows = _wait_rows(page, "preds", "p.rows[p.rows.length - 1].index === 39")
+        assert all(row["cells"][0] == str(row["index"]) for row in rows["rows"])  # the new rows, in order
+        options = page.eval_on_selector_all(f"{_panel('preds')} select.tp-version option", "o => o.map(x => x.value)")
+        assert options == ["", "3", "2", "1", "0"]
+    finally:
+        go.touch()
+        stop.touch()
+        writer.wait(timeout=30)
+        ui.terminate()
+        ui.wait(timeout=10)

@@ -118,29 +118,53 @@ class HistogramPanel {
   }
 }
 
-/** The run's histograms card: hidden until the run logged a histogram; `load` again for new steps. */
+/** The run's histograms card: hidden until the run logged a histogram; `load` again for new steps.
+ * At most MAX_PANELS keys are drawn (a model watched with many layers logs hundreds): the filter
+ * box picks which. */
 export class HistogramView {
+  static readonly MAX_PANELS = 24;
   readonly el = h("div.hist-panels");
-  readonly card = h("section.card.wide.histograms-card", { hidden: true }, h("h2", { text: "Histograms" }), this.el);
+  private readonly filter = h("input.hist-filter", { type: "search", placeholder: "Filter histogram keys", hidden: true });
+  private readonly note = h("span.muted.hist-note");
+  readonly card = h("section.card.wide.histograms-card", { hidden: true }, h("h2", { text: "Histograms" }), h("div.toolbar", {}, this.filter, this.note), this.el);
   private readonly panels = new Map<string, HistogramPanel>();
+  private keys: string[] = [];
 
-  constructor(private readonly project: string, private readonly runId: string) {}
+  constructor(private readonly project: string, private readonly runId: string) {
+    this.filter.addEventListener("input", () => void this.draw());
+  }
 
   async load(): Promise<void> {
-    const { keys } = await api.histogramKeys(this.project, this.runId);
-    if (!keys.length) return;
+    ({ keys: this.keys } = await api.histogramKeys(this.project, this.runId));
+    if (!this.keys.length) return;
+    this.card.hidden = false;
+    await this.draw();
+  }
+
+  private async draw(): Promise<void> {
+    const text = this.filter.value.trim().toLowerCase();
+    const matching = this.keys.filter((key) => key.toLowerCase().includes(text));
+    const shown = matching.slice(0, HistogramView.MAX_PANELS);
+    this.filter.hidden = this.keys.length <= HistogramView.MAX_PANELS && !text;
+    this.note.textContent = matching.length > shown.length ? `${shown.length} of ${matching.length} keys shown: filter to see others` : "";
+    for (const [key, panel] of this.panels) {
+      if (shown.includes(key)) continue;
+      panel.destroy();
+      panel.el.remove();
+      this.panels.delete(key);
+    }
     await Promise.all(
-      keys.map(async (key) => {
+      shown.map(async (key) => {
         let panel = this.panels.get(key);
         if (!panel) {
           panel = new HistogramPanel(key);
           this.panels.set(key, panel);
-          this.el.append(panel.el);
         }
-        panel.draw(await api.histograms(this.project, this.runId, key, { bins: BINS, max_steps: MAX_STEPS }));
+        const data = await api.histograms(this.project, this.runId, key, { bins: BINS, max_steps: MAX_STEPS });
+        if (this.panels.get(key) === panel) panel.draw(data);
       }),
     );
-    this.card.hidden = false;
+    this.el.replaceChildren(...shown.map((key) => this.panels.get(key)!.el));
   }
 
   destroy(): void {

@@ -19,7 +19,11 @@ export class TablesView {
   /** The run's table keys; the first is shown (new keys of a live run are added to the selector). */
   async load(): Promise<void> {
     const { keys } = await api.tableKeys(this.project, this.runId);
-    if (!keys.length || keys.length === this.keys.length) return;
+    if (!keys.length) return;
+    if (keys.length === this.keys.length) {
+      await this.panel?.refresh();
+      return;
+    }
     this.keys = keys;
     const current = this.panel?.key ?? keys[0];
     this.keySelect.replaceChildren(...keys.map((key) => h("option", { value: key, text: key, selected: key === current })));

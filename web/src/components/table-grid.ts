@@ -78,6 +78,18 @@ export class TableGrid {
     this.render();
   }
 
+  /** The same query with more rows (a live run's table grew): the view stays where it is. */
+  refresh(fetcher: PageFetcher, firstPage: TableRows): void {
+    this.generation++;
+    for (const controller of this.pending.values()) controller.abort();
+    this.pending.clear();
+    this.fetcher = fetcher;
+    this.pages = new Map([[0, firstPage.rows.slice(0, PAGE)]]);
+    this.total = firstPage.total;
+    this.note(firstPage, 0, PAGE);
+    this.render();
+  }
+
   get rowCount(): number {
     return this.total;
   }

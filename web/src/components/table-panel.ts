@@ -42,6 +42,15 @@ interface Compare {
   on: string;
 }
 
+/** What a table page keeps in its URL (filter, sort, group, version, compared run and key column). */
+export interface PanelState {
+  filter: string;
+  sort: SortState;
+  group: string;
+  step: number | null;
+  compare: Compare | null;
+}
+
 export class TablePanel {
   readonly el: HTMLElement;
   private readonly versionSelect = h("select.tp-version", { title: "The version (step) to show" });
@@ -67,8 +76,15 @@ export class TablePanel {
     private readonly project: string,
     private readonly runId: string,
     readonly key: string,
-    options: { tall?: boolean } = {},
+    private readonly options: { tall?: boolean; state?: Partial<PanelState>; onState?: (state: PanelState) => void } = {},
   ) {
+    const initial = options.state ?? {};
+    this.filter = initial.filter ?? "";
+    this.filterInput.value = this.filter;
+    this.sort = initial.sort ?? null;
+    this.groupBy = initial.group ?? "";
+    this.step = initial.step ?? null;
+    this.compare = initial.compare ?? null;
     this.grid = new TableGrid(key, this.fetcher(), (column, value) => this.cell(column, value), (column) => void this.toggleSort(column), (error) => this.showError(error));
     this.filterInput.addEventListener("keydown", (event) => {
       if (event.key === "Enter") void this.setFilter(this.filterInput.value.trim());
@@ -134,7 +150,37 @@ export class TablePanel {
       ...runs.filter((run) => run.run_id !== this.runId).map((run) => h("option", { value: run.run_id, text: run.name || run.run_id })),
     );
     this.compareSelect.hidden = runs.length < 2;
+    this.versionSelect.value = this.step === null ? "" : String(this.step);
+    if (this.compare) {
+      this.compareSelect.value = this.compare.runId;
+      this.onSelect.replaceChildren(h("option", { value: this.compare.on, text: `on ${this.compare.on}` }));
+      this.onSelect.hidden = false;
+    }
     await this.reload();
+  }
+
+  /** A live run: new versions are listed, and the rows are asked again when the latest is shown. */
+  async refresh(): Promise<void> {
+    const { versions } = await api.tableVersions(this.project, this.runId, this.key);
+    const last = versions[versions.length - 1];
+    if (!last || (this.versions.length === versions.length && this.versions[this.versions.length - 1]?.rows === last.rows)) return;
+    this.versions = versions;
+    const chosen = this.versionSelect.value;
+    this.versionSelect.replaceChildren(
+      h("option", { value: "", text: `latest (step ${last.step})` }),
+      ...versions.slice().reverse().map((v) => h("option", { value: v.step, text: `step ${v.step} · ${v.rows} rows` })),
+    );
+    this.versionSelect.value = chosen;
+    this.versionSelect.hidden = !(versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1);
+    if (this.step !== null || this.groupBy) return;
+    const fetcher = this.fetcher();
+    try {
+      const first = await fetcher(0, 200, new AbortController().signal);
+      this.grid.refresh(fetcher, first);
+      this.showCount(first);
+    } catch {
+      /* the next poll tries again */
+    }
   }
 
   destroy(): void {
@@ -173,10 +219,15 @@ export class TablePanel {
     this.refreshGroupChoices();
     this.grid.reset(fetcher, first, this.sort);
     this.showGroups(grouped);
+    this.showCount(first);
+    this.loaded++;
+    this.options.onState?.({ filter: this.filter, sort: this.sort, group: this.groupBy, step: this.step, compare: this.compare });
+  }
+
+  private showCount(first: TableRows): void {
     const rows = this.versions.find((v) => v.step === first.step)?.rows;
     this.count.textContent = `${first.total.toLocaleString("en")} ${this.filter && rows !== undefined && !this.compare ? `of ${rows.toLocaleString("en")} ` : ""}rows` + (this.compare ? " joined" : "");
     this.el.dataset.total = String(first.total);
-    this.loaded++;
   }
 
   private async setFilter(filter: string): Promise<void> {

@@ -224,3 +224,29 @@ def test_a_log_fold_starts_again_when_the_log_shrinks_or_is_replaced(start, tmp_
     shutil.copyfile(long_log, replaced)
     replaced.replace(served)  # another file under the name, longer than what was read
     assert folds.get(served, list) == ["a", "b", "c"]
+
+
+def test_an_unsorted_page_reads_rows_by_place_and_matches_the_whole_table(start):
+    """Pages of an unfiltered, unsorted table are read by row place (only the fragments and row
+    groups holding them): every window, across increment boundaries and past the end, is the
+    whole table's rows at those places."""
+    run = start(project="proj", id="w")
+    table = tracklet.Table(columns=["i", "s"], log_mode="INCREMENTAL")
+    sizes = [7, 1, 12, 5]
+    added = 0
+    for size in sizes:
+        for _ in range(size):
+            table.add_data(added, f"r{added}")
+            added += 1
+        run.log({"t": table})
+    run.finish()
+    query = tracklet.Api().run(run.path).table("t")
+    whole = query.to_arrow().to_pylist()
+    assert [row["i"] for row in whole] == list(range(added))
+    for offset in range(0, added + 3):
+        for limit in (1, 3, 8, 30):
+            assert query.page(offset, limit).to_arrow().to_pylist() == whole[offset:offset + limit], (offset, limit)
+    assert len(query.page(5, 4)) == 4 and query.page(0, 0).to_arrow().num_rows == 0
+    # with a filter or a sort, pages are the filtered/sorted table's
+    assert [r["i"] for r in query.sort("i", descending=True).page(2, 3).to_arrow().to_pylist()] == [22, 21, 20]
+    assert [r["i"] for r in query.filter("i > 5").page(1, 2).to_arrow().to_pylist()] == [7, 8]

@@ -187,12 +187,23 @@ class TableQuery:
     def _statement(self, projection: Sequence[str], *, ordered: bool, paged: bool) -> tuple[str, list[Any]]:
         fragments = self._source.fragments
         params: list[Any] = []
+        # A page of rows in the order they were added, unfiltered (the dashboard scrolling a table):
+        # rows offset..offset+limit are known by their place, so only the fragments holding them
+        # are read, and only the row groups (min/max of the row column) that hold them.
+        window = paged and ordered and not self._where and not self._order and self._limit is not None
+        if window:
+            low, high = self._offset, self._offset + (self._limit or 0)
+            fragments = tuple(f for f in fragments if f.base < high and f.base + f.rows > low) or fragments[:1]
         paths = sorted({fragment.path for fragment in fragments})
         single = len(fragments) == 1
         if single:
             source = "read_parquet(?, union_by_name = true) AS t"
             params.append(paths)
             row_order = f"t.{ROW_COLUMN}"
+            if window:
+                base = fragments[0].base
+                return (f"SELECT {', '.join(projection)} FROM {source} WHERE {row_order} >= ? AND {row_order} < ? "
+                        f"ORDER BY {row_order}", [*params, low - base, high - base])
         else:
             source = (f"read_parquet(?, filename = '{_FILE}', union_by_name = true) AS t "
                       f"JOIN (SELECT unnest(?::VARCHAR[]) AS {_FILE}, unnest(?::BIGINT[]) AS {_BASE}) AS f "
@@ -200,6 +211,8 @@ class TableQuery:
             params.extend([paths, [fragment.path for fragment in fragments], [fragment.base for fragment in fragments]])
             row_order = f"f.{_BASE} + t.{ROW_COLUMN}"
         sql = f"SELECT {', '.join(projection)} FROM {source}"
+        if window:
+            return sql + f" WHERE {row_order} >= ? AND {row_order} < ? ORDER BY {row_order}", [*params, low, high]
         if self._where:
             sql += " WHERE " + " AND ".join(condition for condition, _ in self._where)
             for _, values in self._where:

@@ -213,6 +213,13 @@ def test_media_cells_versions_and_a_join_of_two_runs(servers, tables_root, page)
         expected[i % 3] = 40 * (i + 1)
         assert colour == expected
     assert page.get_attribute("img.tp-thumb", "title") == "img 0"
+    # a click shows the image at full size
+    page.click(f"{_panel('cells')} .tp-row[data-row='2'] img.tp-thumb")
+    page.wait_for_function("() => { const i = document.querySelector('dialog.tp-dialog[open] img.tp-full'); "
+                           "return i && i.naturalWidth === 16; }")
+    assert page.text_content("dialog.tp-dialog p") == "img 2"
+    page.click("dialog.tp-dialog button")
+    page.wait_for_selector("dialog.tp-dialog", state="detached")
 
     # Compare with run b joined on id: a row per id of either, a.* and b.* side by side
     page.select_option(f"{_panel('cells')} select.tp-compare", "b")

@@ -321,13 +321,41 @@ export class TablePanel {
   private mediaCell(column: Column, cell: Record<string, unknown>): Node {
     const kind = String(cell.kind ?? "");
     const runId = this.compare && column.name.startsWith("b.") ? this.compare.runId : this.runId;
-    const digest = String(cell.thumbnail || cell.digest || "");
+    const digest = String(cell.digest ?? "");
     const caption = String(cell.caption ?? "");
-    if (kind !== "image" || !digest) return h("span.muted", { text: `${kind} (${String(cell.format ?? "")})` });
-    const image = h("img.tp-thumb", { alt: caption || column.name, title: caption, "data-digest": String(cell.digest) });
-    void blobUrl(this.project, runId, this.key, digest)
+    const open = () => void this.openMedia(runId, kind, digest, caption, String(cell.format ?? ""));
+    if (kind !== "image") {
+      const button = h("button.tp-media", { type: "button", title: caption, text: `▶ ${kind} (${String(cell.format ?? "")})` });
+      button.addEventListener("click", open);
+      return button;
+    }
+    const image = h("img.tp-thumb", { alt: caption || column.name, title: caption, "data-digest": digest });
+    image.addEventListener("click", open);
+    void blobUrl(this.project, runId, this.key, String(cell.thumbnail || digest))
       .then((url) => (image.src = url))
       .catch(() => image.replaceWith(h("span.muted", { text: "image unavailable" })));
     return image;
+  }
+
+  /** A media cell at full size in a dialog: an image at its pixels, audio and video players, HTML
+   * in a sandboxed frame (no allow-same-origin, as on the media card). */
+  private async openMedia(runId: string, kind: string, digest: string, caption: string, format: string): Promise<void> {
+    let body: HTMLElement;
+    try {
+      const url = await blobUrl(this.project, runId, this.key, digest);
+      if (kind === "image" || (kind === "video" && format === "gif")) body = h("img.tp-full", { src: url, alt: caption });
+      else if (kind === "audio") body = h("audio", { controls: true, src: url });
+      else if (kind === "video") body = h("video", { controls: true, src: url });
+      else if (kind === "html") body = h("iframe.media-html", { sandbox: "allow-scripts", src: url, title: caption || kind });
+      else body = h("a", { href: url, download: `${kind}.${format}`, text: `Download ${kind} (${format})` });
+    } catch (error) {
+      body = h("p.error", { text: (error as Error).message });
+    }
+    const close = h("button", { type: "button", text: "Close" });
+    const dialog = h("dialog.tp-dialog", { "data-digest": digest }, body, caption ? h("p", { text: caption }) : null, close);
+    close.addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => dialog.remove());
+    document.body.append(dialog);
+    dialog.showModal();
   }
 }

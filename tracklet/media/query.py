@@ -21,6 +21,7 @@ from tracklet.media.table_arrow import ROW_COLUMN
 
 _FILE = "__tracklet_file"
 _BASE = "__tracklet_base"
+ORDER_COLUMN = "__tracklet_order"  # relation(): the order rows were added
 MAX_PAGE = 1_000_000  # rows one page may ask for (to_arrow() without page() has no limit)
 
 
@@ -165,15 +166,44 @@ class TableQuery:
         """The result as a pandas DataFrame (through Arrow)."""
         return self.to_arrow().to_pandas()
 
+    def relation(self, columns: Sequence[str]) -> tuple[str, list[Any]]:
+        """A SELECT (text and bound parameters) of ``columns`` (which must be the table's) and the
+        row's place in the order rows were added as ``__tracklet_order``, filtered, neither ordered
+        nor paged: a subquery for group-bys and joins (``tracklet.media.table_views``)."""
+        for name in columns:
+            if name not in self._types:
+                raise FilterSyntaxError(f"unknown column {name!r}", str(name)[:80], 0,
+                                        f"the table's columns: {', '.join(sorted(self._types)[:20])}")
+        single = len(self._source.fragments) == 1
+        order = f"t.{ROW_COLUMN}" if single else f"f.{_BASE} + t.{ROW_COLUMN}"
+        return self._statement([*(quote_identifier(name) for name in columns), f"{order} AS {ORDER_COLUMN}"],
+                               ordered=False, paged=False)
+
+    def run_sql(self, sql: str, params: list[Any], fetch: Callable[[Any], Any]) -> Any:
+        """Run a statement built over ``relation()`` on a connection of its own (DuckDB errors
+        become ``TableError``)."""
+        return self._run(sql, params, fetch)
+
     def _statement(self, projection: Sequence[str], *, ordered: bool, paged: bool) -> tuple[str, list[Any]]:
         fragments = self._source.fragments
         params: list[Any] = []
+        # A page of rows in the order they were added, unfiltered (the dashboard scrolling a table):
+        # rows offset..offset+limit are known by their place, so only the fragments holding them
+        # are read, and only the row groups (min/max of the row column) that hold them.
+        window = paged and ordered and not self._where and not self._order and self._limit is not None
+        if window:
+            low, high = self._offset, self._offset + (self._limit or 0)
+            fragments = tuple(f for f in fragments if f.base < high and f.base + f.rows > low) or fragments[:1]
         paths = sorted({fragment.path for fragment in fragments})
         single = len(fragments) == 1
         if single:
             source = "read_parquet(?, union_by_name = true) AS t"
             params.append(paths)
             row_order = f"t.{ROW_COLUMN}"
+            if window:
+                base = fragments[0].base
+                return (f"SELECT {', '.join(projection)} FROM {source} WHERE {row_order} >= ? AND {row_order} < ? "
+                        f"ORDER BY {row_order}", [*params, low - base, high - base])
         else:
             source = (f"read_parquet(?, filename = '{_FILE}', union_by_name = true) AS t "
                       f"JOIN (SELECT unnest(?::VARCHAR[]) AS {_FILE}, unnest(?::BIGINT[]) AS {_BASE}) AS f "
@@ -181,6 +211,8 @@ class TableQuery:
             params.extend([paths, [fragment.path for fragment in fragments], [fragment.base for fragment in fragments]])
             row_order = f"f.{_BASE} + t.{ROW_COLUMN}"
         sql = f"SELECT {', '.join(projection)} FROM {source}"
+        if window:
+            return sql + f" WHERE {row_order} >= ? AND {row_order} < ? ORDER BY {row_order}", [*params, low, high]
         if self._where:
             sql += " WHERE " + " AND ".join(condition for condition, _ in self._where)
             for _, values in self._where:

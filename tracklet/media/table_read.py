@@ -48,10 +48,36 @@ def open_table(data_root: Path, records: Sequence[Any], key: str, step: int | No
     """A lazy query (``TableQuery``) over ``key``'s version at ``step``. Fragments are read from
     the data root's artifacts directory, or where ``locate(digest)`` says (a local file, or
     ``None`` when it has no such fragment: a tracking server's blobs, ``where`` naming them)."""
+    return _query(data_root, version_records(records, key, step), key, locate=locate, where=where)
+
+
+def open_every_version(data_root: Path, records: Sequence[Any], key: str, *,
+                       locate: Callable[[str], Path | None] | None = None, where: str | None = None) -> TableQuery:
+    """A lazy query over the rows of every fragment ``key`` was ever logged with (each distinct
+    fragment once; columns by name across versions): which values any version of it holds, e.g.
+    whether a media cell names a blob."""
+    chosen = [record for record in records if record.key == key]
+    if not chosen:
+        version_records(records, key)  # TableNotFound naming the keys there are
+    distinct: list[Any] = []
+    seen: set[str] = set()
+    for record in chosen:
+        fragments = [fragment for fragment in record.fragments if fragment.digest not in seen]
+        seen.update(fragment.digest for fragment in fragments)
+        if fragments:
+            copy = type(record)()
+            copy.CopyFrom(record)
+            del copy.fragments[:]
+            copy.fragments.extend(fragments)
+            distinct.append(copy)
+    return _query(data_root, distinct or chosen[-1:], key, locate=locate, where=where)
+
+
+def _query(data_root: Path, chosen: Sequence[Any], key: str, *, locate: Callable[[str], Path | None] | None = None,
+           where: str | None = None) -> TableQuery:
     from tracklet.artifacts.blobs import FsspecBlobStore
     from tracklet.artifacts.storage import artifact_dir
 
-    chosen = version_records(records, key, step)
     blobs = FsspecBlobStore(artifact_dir(data_root))
     fragments: list[Fragment] = []
     columns: dict[str, str] = {}

@@ -98,9 +98,9 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     timeout and retries, ``automation_interval`` the worker's polling period; not for a
     ``shared_root``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
-                                 routes_compare, routes_files, routes_ingest, routes_media, routes_read, routes_registry,
+                                 routes_compare, routes_files, routes_histograms, routes_ingest, routes_media, routes_read, routes_registry,
                                  routes_run_data, routes_sweeps, routes_sweeps_write,
-                                 routes_tables, routes_traces)
+                                 routes_table_views, routes_tables, routes_traces)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -170,7 +170,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
-                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_media,
+                   routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
                    routes_registry, routes_traces, routes_audit):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
 

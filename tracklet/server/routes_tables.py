@@ -7,19 +7,19 @@ problem. Tables are read from the server's data root: its record log copies and,
 its artifacts' blob store (``media_blobs.py``: on a tracking server only fragments the run's project
 holds, which ``tracklet sync`` and online mode send; ``tracklet ui`` serves the local data root,
 where both are). A run's
-table records are read from its log once per log size and kept (``_TableRecords``).
+table records are folded out of its log and kept, and a log that grew is read on from where the
+last request stopped (``log_fold.LogFolds``), so a live run's table panel polls cheaply.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
+from tracklet.server.log_fold import LogFolds
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableColumn, TableKeysResponse, TableRowsResponse, errors
@@ -30,34 +30,12 @@ _ERRORS = errors(400, 404)
 MAX_PAGE = 1000
 
 
-class _TableRecords:
-    """The ``TableLogged`` records of recently asked runs, by (log path, size, mtime): a run's log
-    is replayed again only when it grew."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._cache: OrderedDict[tuple[str, int, int], list[Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, paths: Any) -> list[Any]:
-        from tracklet.core.reader import replay
-
-        stat = paths.log_file.stat()
-        token = (str(paths.log_file), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            found = self._cache.get(token)
-            if found is not None:
-                self._cache.move_to_end(token)
-                return found
-        records = list(replay(paths.log_file).tables)
-        with self._lock:
-            self._cache[token] = records
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return records
+def _fold_tables(records: list[Any], record: Any) -> None:
+    if record.WhichOneof("kind") == "table_logged":
+        records.append(record.table_logged)
 
 
-_RECORDS = _TableRecords()
+_FOLDS: LogFolds[list[Any]] = LogFolds(list, _fold_tables, size=64)
 
 
 def _records(request: Request, project: str, run_id: str) -> list[Any]:
@@ -67,7 +45,7 @@ def _records(request: Request, project: str, run_id: str) -> list[Any]:
     paths = run_paths(app.root, project, run_id)
     if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    return _RECORDS.get(paths)
+    return _FOLDS.get(paths.log_file, list)  # a copy: the fold goes on as the log grows
 
 
 @router.get("/{project}/{run_id}/tables", response_model=TableKeysResponse, responses=_ERRORS,

@@ -23,7 +23,8 @@ PAGES = ("/", "/projects/{project}", "/projects/{project}/runs/{run_id}",
          "/projects/{project}/artifacts", "/projects/{project}/artifacts/{name}",
          "/projects/{project}/artifacts/{name}/{version}", "/projects/{project}/artifacts/{name}/{version}/lineage",
          "/projects/{project}/runs/{run_id}/lineage",
-         "/projects/{project}/sweeps/{sweep_id}")  # a sweep (pages/sweep.ts)
+         "/projects/{project}/sweeps/{sweep_id}",  # a sweep (pages/sweep.ts)
+         "/projects/{project}/runs/{run_id}/tables/{key:path}")  # a logged table (pages/table.ts)
 
 _MISSING = """<!doctype html><title>tracklet</title>
 <p>The dashboard's bundle is missing from this installation ({where}). Build it with

@@ -716,6 +716,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/artifacts/_chunks/missing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Which of these chunks does the project lack?
+         * @description Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
+         *     packs. More ids in one request: 400 naming the limit.
+         */
+        post: operations["missing_chunks_api_v1_projects__project__artifacts__chunks_missing_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_packs/{pack_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Upload a pack of chunks (each chunk verified)
+         * @description A pack (docs/artifacts.md, "Pack": chunk bytes, an index of blake3 id, offset and length
+         *     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
+         *     chunk's bytes must hash to its id and the index to `pack_id`, else 400 and nothing is kept;
+         *     then the pack is stored whole and its chunks are held by the project. A pack cut short is
+         *     not kept: send it again.
+         */
+        put: operations["put_pack_api_v1_projects__project__artifacts__packs__pack_id__put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/artifacts/_files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Register a large file held as chunks (rebuilt and verified)
+         * @description The file `digest` of `size` bytes is the chunks its `recipe` blob lists (uploaded first, as
+         *     a blob): the server checks the project holds every chunk, rebuilds the file from them (each
+         *     chunk checked against its id) and records it only if it hashes to `digest` (else 400). A
+         *     registered file is held like a blob: commits may name it, and `GET .../_blobs/{digest}`
+         *     serves it (ranged).
+         */
+        post: operations["register_file_api_v1_projects__project__artifacts__files_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/sweeps": {
         parameters: {
             query?: never;
@@ -730,7 +799,12 @@ export interface paths {
          */
         get: operations["list_sweeps_api_v1_projects__project__sweeps_get"];
         put?: never;
-        post?: never;
+        /**
+         * Create a sweep on the server
+         * @description Validate the W&B sweep config and create its study in the server's database; agents then
+         *     ask `.../sweeps/{id}/next`. 400 names every problem in the config.
+         */
+        post: operations["create_sweep_api_v1_projects__project__sweeps_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -780,6 +854,128 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sweeps/{sweep_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A server sweep's project and config (what an agent starts from)
+         * @description 404 unless the sender may read the sweep's project.
+         */
+        get: operations["get_sweep_info_api_v1_sweeps__sweep_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/next": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lease the sweep's next trial
+         * @description A lease on a new trial (or, with `resume_trial`, that trial while it still runs), or why
+         *     there is none now (`wait`) or ever (`finished`). Repeating a request with the same
+         *     `request` id returns the same lease.
+         */
+        post: operations["next_trial_api_v1_projects__project__sweeps__sweep_id__next_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew a trial's lease; learn whether to stop it
+         * @description `alive: false, stop: lost` once the lease lapsed (the trial was failed; stop it).
+         *     `stop: pruned`: the pruner stopped the trial from its run's metric as the server ingested it.
+         */
+        post: operations["heartbeat_api_v1_projects__project__sweeps__sweep_id__heartbeat_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/tell": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report how a trial ended
+         * @description The trial's objective values (one per objective), or `error` (failed). A trial the pruner
+         *     stopped is recorded pruned whatever else is told; a lapsed lease's result is discarded
+         *     (`state: lapsed`). Telling again what was told returns the same result.
+         */
+        post: operations["tell_api_v1_projects__project__sweeps__sweep_id__tell_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give a trial back unfinished
+         * @description The trial is failed at once and, in a grid sweep, its point is run again.
+         */
+        post: operations["release_api_v1_projects__project__sweeps__sweep_id__release_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/sweeps/{sweep_id}/control": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause, resume or stop a sweep; set its run cap */
+        post: operations["control_api_v1_projects__project__sweeps__sweep_id__control_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{project}/{run_id}/tables": {
         parameters: {
             query?: never;
@@ -811,6 +1007,85 @@ export interface paths {
          *     sort: the order rows were added; nulls last).
          */
         get: operations["get_table_api_v1_runs__project___run_id__tables__key__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/table-versions/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The versions (steps) a table key was logged at
+         * @description One entry per log of `key`: its step, log mode and the rows the version at that step has.
+         */
+        get: operations["get_table_versions_api_v1_runs__project___run_id__table_versions__key__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/table-groups/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A logged table's rows grouped by a column: counts and means */
+        get: operations["get_table_groups_api_v1_runs__project___run_id__table_groups__key__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/table-join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Two logged tables joined on a key column, a page at a time
+         * @description A full outer join of table `a_key` of run `a_run` and `b_key` of `b_run` on column `on`:
+         *     the key, then `a.<column>` and `b.<column>` for the others; rows in the left table's order,
+         *     then the right's rows it lacks. `on` must be unique in at least one of the tables.
+         */
+        get: operations["get_table_join_api_v1_projects__project__table_join_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/table-blobs/{digest}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The file of a media cell of a logged table (by sha256)
+         * @description A media cell's file or thumbnail, only if a version of table `key` names it.
+         */
+        get: operations["get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -860,6 +1135,240 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/histograms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The history keys a run logged histograms under */
+        get: operations["get_histogram_keys_api_v1_runs__project___run_id__histograms_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{project}/{run_id}/histograms/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A key's histograms over steps, on common bins
+         * @description The histograms logged under `key`, at most `max_steps` of them, rebinned onto `bins` even
+         *     bins over their joint range.
+         */
+        get: operations["get_histograms_api_v1_runs__project___run_id__histograms__key__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Registry collections
+         * @description Every collection (of `registry`, if given): type, version count, latest, aliases.
+         */
+        get: operations["list_collections_api_v1_registries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Link an artifact version into a collection
+         * @description Link `project/name:vN` as the collection's next version (or return its link), then give
+         *     it `aliases`. Nothing is copied. Needs `write` on the version's project.
+         */
+        post: operations["link_api_v1_registries__registry__collections__collection__links_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A collection's versions */
+        get: operations["versions_api_v1_registries__registry__collections__collection__versions_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{selector}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One version: the link and its artifact
+         * @description The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
+         *     (an `ArtifactVersion`: download its blobs from its project). Needs `read` there.
+         */
+        get: operations["version_api_v1_registries__registry__collections__collection__versions__selector__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/aliases/{alias}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Point an alias at a version
+         * @description Move `alias` to the version `version` names, appending the move to the alias's history.
+         *     A protected alias answers 409 naming the promotion request opened. Needs `write` on the
+         *     project of the version it is to name.
+         */
+        put: operations["set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put"];
+        post?: never;
+        /** Remove an alias */
+        delete: operations["remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every alias move, oldest first */
+        get: operations["history_api_v1_registries__registry__collections__collection__history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{selector}/card": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A version's model card */
+        get: operations["card_api_v1_registries__registry__collections__collection__versions__selector__card_get"];
+        /** Save a model card revision */
+        put: operations["save_card_api_v1_registries__registry__collections__collection__versions__selector__card_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/collections/{collection}/protections/{alias}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Protect an alias
+         * @description Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
+         *     the collection's latest version.
+         */
+        put: operations["protect_api_v1_registries__registry__collections__collection__protections__alias__put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registry-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Promotion requests */
+        get: operations["requests_api_v1_registry_requests_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registry-requests/{request_id}/reviews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Approve or reject a request
+         * @description Approve or reject promotion request `request_id` (not your own). The approval that completes
+         *     the count moves the alias. Needs `write` on the project of the version it is to name.
+         */
+        post: operations["review_api_v1_registry_requests__request_id__reviews_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/traces": {
         parameters: {
             query?: never;
@@ -886,6 +1395,78 @@ export interface paths {
         };
         /** A project's latest traces with their spans */
         get: operations["list_traces_api_v1_projects__project__traces_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit events (server admins)
+         * @description One page of the audit log, filtered; every mutating API call is one event.
+         */
+        get: operations["list_audit_api_v1_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Automation rules (server admins) */
+        get: operations["list_automations_api_v1_automations_get"];
+        put?: never;
+        /** Add an automation rule (server admins) */
+        post: operations["create_automation_api_v1_automations_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations/{automation_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove an automation rule; its delivery log stays (server admins) */
+        delete: operations["remove_automation_api_v1_automations__automation_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/automations/{automation_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A rule's deliveries and their attempts, newest first (server admins) */
+        get: operations["list_deliveries_api_v1_automations__automation_id__deliveries_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -935,6 +1516,58 @@ export interface components {
         AlertsResponse: {
             /** Alerts */
             alerts: components["schemas"]["Alert"][];
+        };
+        /** AliasHistoryResponse */
+        AliasHistoryResponse: {
+            /** Events */
+            events: components["schemas"]["AliasMove"][];
+        };
+        /**
+         * AliasMove
+         * @description One alias move: `from_version` null when the alias was new, `to_version` null when removed.
+         */
+        AliasMove: {
+            /** Id */
+            id: number;
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Alias */
+            alias: string;
+            /** From Version */
+            from_version: number | null;
+            /** To Version */
+            to_version: number | null;
+            /** Actor */
+            actor: string;
+            /** At */
+            at: number;
+            /** Reason */
+            reason: string;
+            /**
+             * Request Id
+             * @description the approved promotion request that moved it
+             */
+            request_id: number | null;
+        };
+        /** AliasMoveResponse */
+        AliasMoveResponse: {
+            /** @description null: the alias named that version already */
+            event: components["schemas"]["AliasMove"] | null;
+        };
+        /** AliasRequest */
+        AliasRequest: {
+            /**
+             * Version
+             * @description `vN`, `latest` or another alias of the collection
+             */
+            version: string;
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
         };
         /**
          * ApiKey
@@ -1168,6 +1801,129 @@ export interface components {
              */
             damaged: components["schemas"]["DamagedVersion"][];
         };
+        /** Attempt */
+        Attempt: {
+            /** Attempt */
+            attempt: number;
+            /** Time */
+            time: number;
+            /** Status */
+            status: number | null;
+            /** Error */
+            error: string | null;
+            /** Duration */
+            duration: number;
+        };
+        /** AuditEvent */
+        AuditEvent: {
+            /** Id */
+            id: number;
+            /** Time */
+            time: number;
+            /**
+             * Actor
+             * @description The user; null when the request was not authenticated
+             */
+            actor: string | null;
+            /**
+             * Key Id
+             * @description The API key used
+             */
+            key_id: string | null;
+            /**
+             * Action
+             * @description The route's name, e.g. create_key, put_log, commit_version
+             */
+            action: string;
+            /** Method */
+            method: string;
+            /**
+             * Target
+             * @description What it acted on: the path below /api/v1/, unless the route said better
+             */
+            target: string;
+            /** Project */
+            project: string | null;
+            /**
+             * Client
+             * @description The client's address
+             */
+            client: string | null;
+            /** Status */
+            status: number;
+            /**
+             * Outcome
+             * @description ok, denied (401/403), rejected (other 4xx) or error (5xx)
+             */
+            outcome: string;
+            /** Detail */
+            detail: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /** AuditResponse */
+        AuditResponse: {
+            /** Events */
+            events: components["schemas"]["AuditEvent"][];
+            /**
+             * Next After
+             * @description Pass as `after` for the next page; null on the last
+             */
+            next_after: number | null;
+        };
+        /** Automation */
+        Automation: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Event */
+            event: string;
+            /** Filter */
+            filter: {
+                [key: string]: unknown;
+            };
+            /** Action */
+            action: string;
+            /** Url */
+            url: string;
+            /** Created By */
+            created_by: string | null;
+            /** Created At */
+            created_at: number;
+        };
+        /** AutomationRequest */
+        AutomationRequest: {
+            /** Name */
+            name: string;
+            /**
+             * Event
+             * @description An event kind (events.KINDS) or *
+             */
+            event: string;
+            /** Filter */
+            filter?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Action
+             * @default webhook
+             * @enum {string}
+             */
+            action: "webhook" | "slack";
+            /** Url */
+            url: string;
+            /**
+             * Secret
+             * @description Default: a new random secret
+             */
+            secret?: string | null;
+        };
+        /** AutomationsResponse */
+        AutomationsResponse: {
+            /** Automations */
+            automations: components["schemas"]["Automation"][];
+        };
         /** BatchResponse */
         BatchResponse: {
             /**
@@ -1206,6 +1962,27 @@ export interface components {
             /**
              * Missing
              * @description The digests the project does not hold yet: upload these
+             */
+            missing: string[];
+        };
+        /** CardRequest */
+        CardRequest: {
+            /** Text */
+            text: string;
+        };
+        /** ChunkQuery */
+        ChunkQuery: {
+            /**
+             * Chunks
+             * @description Chunk ids (blake3, 64 lowercase hex digits), at most 1,000
+             */
+            chunks: string[];
+        };
+        /** ChunkQueryResponse */
+        ChunkQueryResponse: {
+            /**
+             * Missing
+             * @description The chunk ids the project does not hold yet: send these in packs
              */
             missing: string[];
         };
@@ -1315,6 +2092,38 @@ export interface components {
              */
             detail: string;
         };
+        /** DeliveriesResponse */
+        DeliveriesResponse: {
+            /** Deliveries */
+            deliveries: components["schemas"]["Delivery"][];
+        };
+        /** Delivery */
+        Delivery: {
+            /** Id */
+            id: number;
+            /** Event Id */
+            event_id: number;
+            /** Kind */
+            kind: string;
+            /** Subject */
+            subject: string;
+            /** Idempotency Key */
+            idempotency_key: string;
+            /** State */
+            state: string;
+            /** Attempts */
+            attempts: number;
+            /** Last Status */
+            last_status: number | null;
+            /** Last Error */
+            last_error: string | null;
+            /** Created At */
+            created_at: number;
+            /** Finished At */
+            finished_at: number | null;
+            /** Attempt Log */
+            attempt_log: components["schemas"]["Attempt"][];
+        };
         /**
          * ErrorResponse
          * @description Every error's body: what went wrong and, where it helps, what to do instead.
@@ -1339,6 +2148,34 @@ export interface components {
             /** Files */
             files: components["schemas"]["FileEntry"][];
         };
+        /** FileRequest */
+        FileRequest: {
+            /**
+             * Digest
+             * @description The file's sha256
+             */
+            digest: string;
+            /**
+             * Size
+             * @description The file's size in bytes
+             */
+            size: number;
+            /**
+             * Recipe
+             * @description sha256 of the file's recipe blob (its chunk ids and lengths), uploaded first
+             */
+            recipe: string;
+        };
+        /** FileResponse */
+        FileResponse: {
+            /** Digest */
+            digest: string;
+            /**
+             * Registered
+             * @description False if the project held this file already
+             */
+            registered: boolean;
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -1350,6 +2187,37 @@ export interface components {
             status: string;
             /** Version */
             version: string;
+        };
+        /**
+         * HistogramKeysResponse
+         * @description The history keys that hold histograms, in first-logged order.
+         */
+        HistogramKeysResponse: {
+            /** Keys */
+            keys: string[];
+        };
+        /**
+         * HistogramSeriesResponse
+         * @description `counts[i]` is the histogram logged at `steps[i]`, on the bins `edges` (one more than the
+         *     bins): counts as floats (rebinned counts may be fractional). `nan` and `inf`: values outside
+         *     every bin, per step. `total_steps`: steps the key was logged at (`steps` holds at most
+         *     `max_steps` of them, evenly spaced).
+         */
+        HistogramSeriesResponse: {
+            /** Key */
+            key: string;
+            /** Steps */
+            steps: number[];
+            /** Edges */
+            edges: number[];
+            /** Counts */
+            counts: number[][];
+            /** Nan */
+            nan: number[];
+            /** Inf */
+            inf: number[];
+            /** Total Steps */
+            total_steps: number;
         };
         /** HistoryResponse */
         HistoryResponse: {
@@ -1447,6 +2315,39 @@ export interface components {
             name: string;
             /** State */
             state: string;
+        };
+        /** LinkRequest */
+        LinkRequest: {
+            /** Project */
+            project: string;
+            /** Name */
+            name: string;
+            /**
+             * Version
+             * @description N of the project's artifact version vN
+             */
+            version: number;
+            /**
+             * Digest
+             * @description its content digest, checked if given
+             */
+            digest?: string | null;
+            /** Aliases */
+            aliases?: string[];
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
+        };
+        /** LinkResponse */
+        LinkResponse: {
+            link: components["schemas"]["RegistryLink"];
+        };
+        /** LinksResponse */
+        LinksResponse: {
+            /** Links */
+            links: components["schemas"]["RegistryLink"][];
         };
         /** Me */
         Me: {
@@ -1585,6 +2486,56 @@ export interface components {
             /** Keys */
             keys: string[];
         };
+        /** ModelCard */
+        ModelCard: {
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Version */
+            version: number;
+            /** Revision */
+            revision: number;
+            /**
+             * Text
+             * @description Markdown with YAML front matter
+             */
+            text: string;
+            /** Author */
+            author: string;
+            /** Created At */
+            created_at: number;
+        };
+        /** ModelCardResponse */
+        ModelCardResponse: {
+            card: components["schemas"]["ModelCard"] | null;
+        };
+        /** NewAutomation */
+        NewAutomation: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            /** Event */
+            event: string;
+            /** Filter */
+            filter: {
+                [key: string]: unknown;
+            };
+            /** Action */
+            action: string;
+            /** Url */
+            url: string;
+            /** Created By */
+            created_by: string | null;
+            /** Created At */
+            created_at: number;
+            /**
+             * Secret
+             * @description The HMAC key of the webhook's signature: shown only now
+             */
+            secret: string;
+        };
         /**
          * NewKeyResponse
          * @description The key itself appears here once and is never shown again.
@@ -1636,6 +2587,75 @@ export interface components {
             /** Projects */
             projects: components["schemas"]["Project"][];
         };
+        /** PromotionRequestModel */
+        PromotionRequestModel: {
+            /** Id */
+            id: number;
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Alias */
+            alias: string;
+            /** To Version */
+            to_version: number;
+            /** From Version */
+            from_version: number | null;
+            /** Requester */
+            requester: string;
+            /** Reason */
+            reason: string;
+            /**
+             * State
+             * @description pending, approved, rejected or superseded
+             */
+            state: string;
+            /** Created At */
+            created_at: number;
+            /** Decided At */
+            decided_at: number | null;
+            /** Approvals Required */
+            approvals_required: number;
+            /** Reviews */
+            reviews: components["schemas"]["PromotionReview"][];
+        };
+        /** PromotionRequestResponse */
+        PromotionRequestResponse: {
+            request: components["schemas"]["PromotionRequestModel"];
+        };
+        /** PromotionRequestsResponse */
+        PromotionRequestsResponse: {
+            /** Requests */
+            requests: components["schemas"]["PromotionRequestModel"][];
+        };
+        /** PromotionReview */
+        PromotionReview: {
+            /** Request Id */
+            request_id: number;
+            /** Reviewer */
+            reviewer: string;
+            /** Decision */
+            decision: string;
+            /** Comment */
+            comment: string;
+            /** At */
+            at: number;
+        };
+        /** ProtectRequest */
+        ProtectRequest: {
+            /**
+             * Approvals
+             * @description approvals a move needs; 0 lifts the protection
+             */
+            approvals: number;
+        };
+        /** ProtectionResponse */
+        ProtectionResponse: {
+            /** Alias */
+            alias: string;
+            /** Approvals */
+            approvals: number;
+        };
         /** PutBlobResponse */
         PutBlobResponse: {
             /** Digest */
@@ -1662,12 +2682,123 @@ export interface components {
              */
             written: boolean;
         };
+        /** PutPackResponse */
+        PutPackResponse: {
+            /**
+             * Pack
+             * @description The pack's id (blake3 of its index and footer)
+             */
+            pack: string;
+            /**
+             * Chunks
+             * @description Chunks the pack holds, each checked against its id
+             */
+            chunks: number;
+            /**
+             * Size
+             * @description Bytes received
+             */
+            size: number;
+        };
+        /** RegistryCollection */
+        RegistryCollection: {
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /** Type */
+            type: string;
+            /** Versions */
+            versions: number;
+            /** Latest */
+            latest: string;
+            /**
+             * Aliases
+             * @description alias -> `vN`
+             */
+            aliases: {
+                [key: string]: string;
+            };
+        };
+        /** RegistryCollectionsResponse */
+        RegistryCollectionsResponse: {
+            /** Collections */
+            collections: components["schemas"]["RegistryCollection"][];
+        };
+        /**
+         * RegistryLink
+         * @description One version of a registry collection: a link to an artifact version (nothing copied).
+         */
+        RegistryLink: {
+            /** Registry */
+            registry: string;
+            /** Collection */
+            collection: string;
+            /**
+             * Version
+             * @description N of the collection's vN
+             */
+            version: number;
+            /** Source Project */
+            source_project: string;
+            /** Source Name */
+            source_name: string;
+            /**
+             * Source Version
+             * @description N of the artifact's vN in its project
+             */
+            source_version: number;
+            /** Source Digest */
+            source_digest: string;
+            /** Linked At */
+            linked_at: number;
+            /** Linked By */
+            linked_by: string;
+            /** Type */
+            type: string;
+            /**
+             * Aliases
+             * @description `vN`, `latest` if it is the latest, then custom aliases
+             */
+            aliases: string[];
+            /**
+             * Requests
+             * @description promotion requests this link opened (protected aliases)
+             */
+            requests: number[];
+            /**
+             * Path
+             * @description `registry/collection:vN`
+             */
+            path: string;
+            /**
+             * Source
+             * @description `project/name:vN` of the artifact version
+             */
+            source: string;
+        };
+        /** RegistryVersionResponse */
+        RegistryVersionResponse: {
+            link: components["schemas"]["RegistryLink"];
+            /** @description the linked artifact version: its blobs are its project's */
+            version: components["schemas"]["ArtifactVersion"];
+        };
         /** RejectedBlob */
         RejectedBlob: {
             /** Digest */
             digest: string;
             /** Detail */
             detail: string;
+        };
+        /** ReviewRequest */
+        ReviewRequest: {
+            /** Decision */
+            decision: string;
+            /**
+             * Comment
+             * @default
+             */
+            comment: string;
         };
         /** RoleRequest */
         RoleRequest: {
@@ -1812,6 +2943,50 @@ export interface components {
             run_id: string | null;
         };
         /**
+         * SweepControlRequest
+         * @description `state`: running, paused or stopped; or `run_cap`: a new run cap (a stopped sweep runs again).
+         */
+        SweepControlRequest: {
+            /** State */
+            state?: string | null;
+            /** Run Cap */
+            run_cap?: number | null;
+        };
+        /** SweepControlResponse */
+        SweepControlResponse: {
+            /** State */
+            state: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * SweepCreateRequest
+         * @description A W&B sweep config (the dict `wandb.sweep` takes); `sweep_id`: a chosen id (default: a new one).
+         */
+        SweepCreateRequest: {
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Sweep Id */
+            sweep_id?: string | null;
+        };
+        /** SweepCreated */
+        SweepCreated: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Method */
+            method: string;
+            /** Grid Size */
+            grid_size: number | null;
+            /** Warm Start */
+            warm_start: {
+                [key: string]: unknown;
+            } | null;
+        };
+        /**
          * SweepDetail
          * @description A sweep in full: the normalized config, its searched parameters, the newest 10,000 trials in
          *     trial-number order, the best-so-far series and the agents (by their first trial).
@@ -1826,6 +3001,11 @@ export interface components {
             /** State */
             state: string;
             metric: components["schemas"]["SweepMetric"] | null;
+            /**
+             * Metrics
+             * @description Every objective, in order (several: a multi-objective sweep, whose trials have `values`)
+             */
+            metrics: components["schemas"]["SweepMetric"][];
             /** Created */
             created: number | null;
             /** Run Cap */
@@ -1858,6 +3038,17 @@ export interface components {
             agents: string[];
         };
         /**
+         * SweepHeartbeatResponse
+         * @description `alive`: the lease was renewed. `stop`: why the trial must stop now (`lost`: the lease lapsed;
+         *     `pruned`: the pruner stopped it, from the metric the server ingested).
+         */
+        SweepHeartbeatResponse: {
+            /** Alive */
+            alive: boolean;
+            /** Stop */
+            stop: string | null;
+        };
+        /**
          * SweepImportanceResponse
          * @description How much each searched parameter matters for the metric (Optuna's PED-ANOVA over the
          *     complete trials), most important first; `note` says why the list is empty.
@@ -1872,12 +3063,77 @@ export interface components {
             /** Note */
             note: string | null;
         };
+        /**
+         * SweepInfoResponse
+         * @description What an agent needs to start: the sweep's project and normalized config.
+         */
+        SweepInfoResponse: {
+            /** Id */
+            id: string;
+            /** Project */
+            project: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** State */
+            state: string;
+        };
+        /** SweepLeaseModel */
+        SweepLeaseModel: {
+            /** Trial */
+            trial: number;
+            /** Run Id */
+            run_id: string;
+            /** Project */
+            project: string;
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Agent */
+            agent: string;
+            /** Ttl */
+            ttl: number;
+            /** Resumed */
+            resumed: boolean;
+        };
         /** SweepMetric */
         SweepMetric: {
             /** Name */
             name: string;
             /** Goal */
             goal: string;
+        };
+        /**
+         * SweepNextRequest
+         * @description An agent asks for a trial. `request`: the agent's id for this ask (asking again with it after
+         *     a lost answer returns the same lease); `resume_trial`: take that trial over while it runs.
+         */
+        SweepNextRequest: {
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+            /** Resume Trial */
+            resume_trial?: number | null;
+            /** Request */
+            request?: string | null;
+        };
+        /**
+         * SweepNextResponse
+         * @description `kind`: `lease` (run `lease`), `wait` (ask again later: paused, or the rest runs elsewhere) or
+         *     `finished` (nothing more: grid done, run cap reached, stopped); `reason` says why.
+         */
+        SweepNextResponse: {
+            /** Kind */
+            kind: string;
+            /** Reason */
+            reason: string | null;
+            lease: components["schemas"]["SweepLeaseModel"] | null;
         };
         /**
          * SweepParameter
@@ -1893,6 +3149,20 @@ export interface components {
             log: boolean;
             /** Values */
             values?: unknown[];
+        };
+        /** SweepReleaseRequest */
+        SweepReleaseRequest: {
+            /** Trial */
+            trial: number;
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+            /** Reason */
+            reason: string;
         };
         /** SweepResponse */
         SweepResponse: {
@@ -1914,6 +3184,11 @@ export interface components {
             /** State */
             state: string;
             metric: components["schemas"]["SweepMetric"] | null;
+            /**
+             * Metrics
+             * @description Every objective, in order (several: a multi-objective sweep, whose trials have `values`)
+             */
+            metrics: components["schemas"]["SweepMetric"][];
             /** Created */
             created: number | null;
             /** Run Cap */
@@ -1932,6 +3207,25 @@ export interface components {
              * @description Why the sweep could not be read (its other fields are empty)
              */
             error?: string;
+        };
+        /**
+         * SweepTellRequest
+         * @description How the trial ended: its objective `values` (one per objective), or `error`.
+         */
+        SweepTellRequest: {
+            /** Trial */
+            trial: number;
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+            /** Values */
+            values?: number[] | null;
+            /** Error */
+            error?: string | null;
         };
         /**
          * SweepTrial
@@ -1974,6 +3268,31 @@ export interface components {
              */
             lease_expires: number | null;
         };
+        /** SweepTrialRef */
+        SweepTrialRef: {
+            /** Trial */
+            trial: number;
+            /** Agent */
+            agent: string;
+            /**
+             * Ttl
+             * @default 60
+             */
+            ttl: number;
+        };
+        /** SweepTrialResult */
+        SweepTrialResult: {
+            /** Trial */
+            trial: number;
+            /** State */
+            state: string;
+            /** Value */
+            value: number | null;
+            /** Values */
+            values: number[];
+            /** Message */
+            message: string;
+        };
         /**
          * SweepsResponse
          * @description The project's newest 50 sweeps, newest first; `total`: how many it has.
@@ -2011,6 +3330,37 @@ export interface components {
             /** Type */
             type: string;
         };
+        /** TableGroup */
+        TableGroup: {
+            /** Value */
+            value: unknown;
+            /** Count */
+            count: number;
+            /** Means */
+            means: {
+                [key: string]: number | null;
+            };
+        };
+        /**
+         * TableGroupsResponse
+         * @description Rows grouped by a column: largest groups first (at most 1,000; `total_groups` there are).
+         */
+        TableGroupsResponse: {
+            /** Key */
+            key: string;
+            /** Step */
+            step: number;
+            /** By */
+            by: string;
+            /** Means Of */
+            means_of: string[];
+            /** Groups */
+            groups: components["schemas"]["TableGroup"][];
+            /** Total Groups */
+            total_groups: number;
+            /** Rows */
+            rows: number;
+        };
         /**
          * TableKeysResponse
          * @description The keys a run logged tables under (`tracklet.Table`, docs/tables.md), in first-log order.
@@ -2044,6 +3394,27 @@ export interface components {
             offset: number;
             /** Rows */
             rows: unknown[][];
+        };
+        /** TableVersion */
+        TableVersion: {
+            /** Step */
+            step: number;
+            /** Log Mode */
+            log_mode: string;
+            /** Rows */
+            rows: number;
+        };
+        /**
+         * TableVersionsResponse
+         * @description The versions of a table key, oldest first: `GET .../tables/{key}?step=` reads each.
+         */
+        TableVersionsResponse: {
+            /** Key */
+            key: string;
+            /** Versions */
+            versions: components["schemas"]["TableVersion"][];
+            /** Total */
+            total: number;
         };
         /** TraceModel */
         TraceModel: {
@@ -5107,6 +6478,212 @@ export interface operations {
             };
         };
     };
+    missing_chunks_api_v1_projects__project__artifacts__chunks_missing_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChunkQuery"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ChunkQueryResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    put_pack_api_v1_projects__project__artifacts__packs__pack_id__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                pack_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description The blob's bytes (or one part's), uncompressed. */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PutPackResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Request body too large (on the wire or decompressed) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Unsupported Content-Encoding */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    register_file_api_v1_projects__project__artifacts__files_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FileRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_sweeps_api_v1_projects__project__sweeps_get: {
         parameters: {
             query?: never;
@@ -5161,6 +6738,86 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_sweep_api_v1_projects__project__sweeps_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepCreateRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepCreated"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5319,6 +6976,433 @@ export interface operations {
             };
         };
     };
+    get_sweep_info_api_v1_sweeps__sweep_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepInfoResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    next_trial_api_v1_projects__project__sweeps__sweep_id__next_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepNextRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepNextResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    heartbeat_api_v1_projects__project__sweeps__sweep_id__heartbeat_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepTrialRef"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepHeartbeatResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    tell_api_v1_projects__project__sweeps__sweep_id__tell_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepTellRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepTrialResult"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    release_api_v1_projects__project__sweeps__sweep_id__release_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepReleaseRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepControlResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    control_api_v1_projects__project__sweeps__sweep_id__control_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                sweep_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepControlRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepControlResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     get_table_keys_api_v1_runs__project___run_id__tables_get: {
         parameters: {
             query?: never;
@@ -5420,6 +7504,318 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TableRowsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_versions_api_v1_runs__project___run_id__table_versions__key__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableVersionsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_groups_api_v1_runs__project___run_id__table_groups__key__get: {
+        parameters: {
+            query: {
+                /** @description The column to group by */
+                by: string;
+                /** @description The version at this step (default: the latest) */
+                step?: number | null;
+                /** @description Only rows matching (the table filter language) */
+                filter?: string | null;
+                /** @description Groups at most (the largest first) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableGroupsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_join_api_v1_projects__project__table_join_get: {
+        parameters: {
+            query: {
+                /** @description The left table's run */
+                a_run: string;
+                /** @description The left table's key */
+                a_key: string;
+                /** @description The right table's run */
+                b_run: string;
+                /** @description The right table's key */
+                b_key: string;
+                /** @description The column both tables have to join on */
+                on: string;
+                /** @description The left version's step (default: latest) */
+                a_step?: number | null;
+                /** @description The right version's step (default: latest) */
+                b_step?: number | null;
+                /** @description On the joined columns: a.score > b.score */
+                filter?: string | null;
+                /** @description A joined column to sort by */
+                sort?: string | null;
+                /** @description Sort descending */
+                descending?: boolean;
+                /** @description Rows to skip */
+                offset?: number;
+                /** @description Rows at most */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TableRowsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get: {
+        parameters: {
+            query: {
+                /** @description The table key whose cells name it */
+                key: string;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                /** @description The sha256 of a media cell's file or thumbnail */
+                digest: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */
@@ -5612,6 +8008,1103 @@ export interface operations {
             };
         };
     };
+    get_histogram_keys_api_v1_runs__project___run_id__histograms_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistogramKeysResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_histograms_api_v1_runs__project___run_id__histograms__key__get: {
+        parameters: {
+            query?: {
+                /** @description Bins of the answer */
+                bins?: number;
+                /** @description Steps at most (evenly spaced, the last included) */
+                max_steps?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HistogramSeriesResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_collections_api_v1_registries_get: {
+        parameters: {
+            query?: {
+                registry?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryCollectionsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    link_api_v1_registries__registry__collections__collection__links_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    versions_api_v1_registries__registry__collections__collection__versions_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinksResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    version_api_v1_registries__registry__collections__collection__versions__selector__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryVersionResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AliasRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AliasMoveResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete: {
+        parameters: {
+            query?: {
+                reason?: string;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AliasMoveResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    history_api_v1_registries__registry__collections__collection__history_get: {
+        parameters: {
+            query?: {
+                alias?: string | null;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AliasHistoryResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    card_api_v1_registries__registry__collections__collection__versions__selector__card_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelCardResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    save_card_api_v1_registries__registry__collections__collection__versions__selector__card_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CardRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelCardResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    protect_api_v1_registries__registry__collections__collection__protections__alias__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                alias: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProtectRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProtectionResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    requests_api_v1_registry_requests_get: {
+        parameters: {
+            query?: {
+                registry?: string | null;
+                state?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionRequestsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    review_api_v1_registry_requests__request_id__reviews_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                request_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReviewRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionRequestResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     receive_traces_v1_traces_post: {
         parameters: {
             query?: never;
@@ -5704,6 +9197,349 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TracesResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_audit_api_v1_audit_get: {
+        parameters: {
+            query?: {
+                /** @description Only this user's calls */
+                actor?: string | null;
+                /** @description Only this action (a route's name) */
+                action?: string | null;
+                /** @description Only calls on this project */
+                project?: string | null;
+                /** @description Only targets starting with this */
+                target?: string | null;
+                outcome?: string | null;
+                /** @description Only events at or after this Unix time */
+                since?: number | null;
+                /** @description Only events before this Unix time */
+                until?: number | null;
+                /** @description The cursor: the previous page's next_after */
+                after?: number | null;
+                /** @description asc: oldest first; desc: newest first */
+                order?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_automations_api_v1_automations_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutomationsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_automation_api_v1_automations_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AutomationRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewAutomation"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    remove_automation_api_v1_automations__automation_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                automation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_deliveries_api_v1_automations__automation_id__deliveries_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                automation_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveriesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -23,6 +23,12 @@ export type SweepTrial = Schemas["SweepTrial"];
 export type SweepParameter = Schemas["SweepParameter"];
 export type SweepImportance = Schemas["SweepImportanceResponse"];
 export type MediaEntry = Schemas["MediaEntry"];
+export type TableRows = Schemas["TableRowsResponse"];
+export type TableVersion = Schemas["TableVersion"];
+export type TableGroups = Schemas["TableGroupsResponse"];
+export type HistogramSeries = Schemas["HistogramSeriesResponse"];
+/** A page request of a table (or of two joined): filter, sort, a window of rows. */
+export type TablePageQuery = { filter?: string; sort?: string; descending?: boolean; offset: number; limit: number };
 
 /** The JSON body a GET of `P` answers with, per the server's schema. */
 type Body<P extends keyof paths> = paths[P] extends {
@@ -100,6 +106,19 @@ export async function fileBlob(project: string, runId: string, name: string): Pr
   return response.blob();
 }
 
+/** A media cell's file (by sha256) of the table under `key`. */
+export async function tableBlob(project: string, runId: string, key: string, digest: string): Promise<Blob> {
+  const storedKeyValue = storedKey();
+  const response = await fetch(url(`/runs/${enc(project)}/${enc(runId)}/table-blobs/${enc(digest)}`, { key }), {
+    headers: storedKeyValue ? { Authorization: `Bearer ${storedKeyValue}` } : {},
+  });
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  return response.blob();
+}
+
+/** A table key as a path (its `/` kept: the routes take `{key:path}`). */
+const keyPath = (key: string) => key.split("/").map(enc).join("/");
+
 /** A logged media file's bytes (by sha256), with the key header an <img src> could not send. */
 export async function mediaBlob(project: string, runId: string, digest: string): Promise<Blob> {
   const key = storedKey();
@@ -137,6 +156,23 @@ export const api = {
     }),
   media: (project: string, runId: string) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/media">>(`/runs/${enc(project)}/${enc(runId)}/media`),
+  tableKeys: (project: string, runId: string) =>
+    get<Body<"/api/v1/runs/{project}/{run_id}/tables">>(`/runs/${enc(project)}/${enc(runId)}/tables`),
+  table: (project: string, runId: string, key: string, query: TablePageQuery & { step?: number | null }, signal?: AbortSignal) =>
+    get<TableRows>(`/runs/${enc(project)}/${enc(runId)}/tables/${keyPath(key)}`, query, signal),
+  tableVersions: (project: string, runId: string, key: string) =>
+    get<Schemas["TableVersionsResponse"]>(`/runs/${enc(project)}/${enc(runId)}/table-versions/${keyPath(key)}`),
+  tableGroups: (project: string, runId: string, key: string, query: { by: string; step?: number | null; filter?: string; limit?: number }, signal?: AbortSignal) =>
+    get<TableGroups>(`/runs/${enc(project)}/${enc(runId)}/table-groups/${keyPath(key)}`, query, signal),
+  tableJoin: (
+    project: string,
+    query: TablePageQuery & { a_run: string; a_key: string; a_step?: number | null; b_run: string; b_key: string; b_step?: number | null; on: string },
+    signal?: AbortSignal,
+  ) => get<Body<"/api/v1/projects/{project}/table-join">>(`/projects/${enc(project)}/table-join`, query, signal),
+  histogramKeys: (project: string, runId: string) =>
+    get<Body<"/api/v1/runs/{project}/{run_id}/histograms">>(`/runs/${enc(project)}/${enc(runId)}/histograms`),
+  histograms: (project: string, runId: string, key: string, query: { bins: number; max_steps: number }) =>
+    get<HistogramSeries>(`/runs/${enc(project)}/${enc(runId)}/histograms/${keyPath(key)}`, query),
   files: (project: string, runId: string) =>
     get<Body<"/api/v1/runs/{project}/{run_id}/files">>(`/runs/${enc(project)}/${enc(runId)}/files`),
   sweeps: (project: string) => get<Body<"/api/v1/projects/{project}/sweeps">>(`/projects/${enc(project)}/sweeps`),

@@ -8,6 +8,8 @@ import { projectsPage } from "./pages/projects";
 import { runPage } from "./pages/run";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
 import { sweepPage } from "./pages/sweep";
+import { tablePage } from "./pages/table";
+import { runHref } from "./router";
 import { isArtifactRoute, parseRoute, projectHref, startRouter } from "./router";
 
 const app = document.getElementById("app")!;
@@ -21,10 +23,13 @@ async function render(): Promise<void> {
   const mine = ++current;
   const route = parseRoute(location.pathname);
   crumbs.replaceChildren(
-    ...(route.page === "project" || route.page === "run" || route.page === "sweep"
+    ...(route.page === "project" || route.page === "run" || route.page === "sweep" || route.page === "table"
       ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
       : []),
     ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
+    ...(route.page === "table"
+      ? [h("span", { text: " / " }), h("a", { href: runHref(route.project, route.runId), "data-link": true, text: route.runId }), h("span", { text: ` / ${route.key}` })]
+      : []),
     ...artifactCrumbs(route),
     ...(route.page === "sweep" ? [h("span", { text: ` / sweep ${route.sweepId}` })] : []),
   );
@@ -34,6 +39,7 @@ async function render(): Promise<void> {
     else if (route.page === "project") stop = await projectPage(app, route.project);
     else if (route.page === "run") stop = await runPage(app, route.project, route.runId);
     else if (isArtifactRoute(route)) stop = await artifactPage(app, route);
+    else if (route.page === "table") stop = await tablePage(app, route.project, route.runId, route.key);
     else if (route.page === "sweep") stop = await sweepPage(app, route.project, route.sweepId);
     else {
       app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));

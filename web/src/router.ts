@@ -1,4 +1,4 @@
-// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, /projects/<p>/sweeps/<id>, and the artifact pages
+// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>, and the artifact pages
 // (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
 // each, so a link (or a reload) lands on the right page; the view state lives in the query string.
 
@@ -8,6 +8,7 @@ export type Route =
   | { page: "run"; project: string; runId: string }
   | ArtifactRoute
   | { page: "sweep"; project: string; sweepId: string }
+  | { page: "table"; project: string; runId: string; key: string }
   | { page: "missing"; path: string };
 
 export function parseRoute(pathname: string): Route {
@@ -16,6 +17,8 @@ export function parseRoute(pathname: string): Route {
   if (parts[0] === "projects" && parts.length === 2) return { page: "project", project: parts[1] };
   if (parts[0] === "projects" && parts.length === 4 && parts[2] === "runs")
     return { page: "run", project: parts[1], runId: parts[3] };
+  if (parts[0] === "projects" && parts.length >= 6 && parts[2] === "runs" && parts[4] === "tables")
+    return { page: "table", project: parts[1], runId: parts[3], key: parts.slice(5).join("/") };
   const artifact = parseArtifactRoute(parts);
   if (artifact) return artifact;
   if (parts[0] === "projects" && parts.length === 4 && parts[2] === "sweeps")

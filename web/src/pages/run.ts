@@ -10,6 +10,8 @@ import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
 import { MediaView } from "../media";
+import { HistogramView } from "../histogram";
+import { TablesView } from "../components/table-card";
 import { projectHref, sweepHref } from "../router";
 import { sweepOf } from "../runs/groups";
 import { runArtifactsCard } from "./artifact-run";
@@ -240,6 +242,8 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   const consoleView = new ConsoleView(project, runId);
   const alertsView = new AlertsView(project, runId);
   const mediaView = new MediaView(project, runId);
+  const tablesView = new TablesView(project, runId);
+  const histogramView = new HistogramView(project, runId);
   const workspace = new ChartsWorkspace(project, readView(new URLSearchParams(location.search)), writeView);
   const configEl = h("div");
   const filesEl = h("div", {}, h("p.muted", { text: "Loading files…" }));
@@ -271,6 +275,8 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       runArtifactsCard(project, runId),
       h("section.card.wide", {}, h("h2", { text: "Charts" }), workspace.el),
       mediaView.card,
+      histogramView.card,
+      tablesView.card,
       h("section.card.wide", {}, h("h2", { text: "System" }), system.el),
       h("section.card.wide", {}, h("h2", { text: "Console" }), consoleView.el),
       h("section.card.wide", {}, h("h2", { text: "Files" }), filesEl),
@@ -278,7 +284,8 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   );
   void filesList(project, runId).then((list) => filesEl.replaceChildren(list));
   workspace.setRuns([run]);
-  await Promise.all([system.load(), consoleView.load(), alertsView.load(), mediaView.load().catch(() => undefined)]);
+  await Promise.all([system.load(), consoleView.load(), alertsView.load(), mediaView.load().catch(() => undefined),
+    histogramView.load().catch(() => undefined), tablesView.load().catch(() => undefined)]);
 
   let stopped = false;
   let timer: number | undefined;
@@ -288,7 +295,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       ({ run } = await api.run(project, runId));
       draw();
       workspace.setRuns([run]);
-      await Promise.all([system.load(true), consoleView.tail(), alertsView.load(), mediaView.load()]);
+      await Promise.all([system.load(true), consoleView.tail(), alertsView.load(), mediaView.load(), histogramView.load(), tablesView.load()]);
     } catch {
       /* try again next time */
     }
@@ -300,5 +307,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
     clearTimeout(timer);
     workspace.destroy();
     system.destroy();
+    tablesView.destroy();
+    histogramView.destroy();
   };
 }

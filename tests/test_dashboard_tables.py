@@ -1,0 +1,338 @@
+"""The table panel and the histogram-over-steps panel in a real headless Chromium (test_dashboard.py's
+browser and page fixtures) against a real `tracklet server --dev` over runs logged by tracklet.
+
+The table panel is checked through what is in the DOM (its rows, their cells) and what crossed the
+wire (every table response's size and row window), never through timings: with a 1,000,000-row
+table the DOM holds a screenful of rows wherever the view is, and no response carries more than a
+page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import QUIET, REPO
+from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
+
+import tracklet
+
+pytest.importorskip("duckdb")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not STATIC.exists(), reason="the dashboard bundle is not built (npm run build in web/)"),
+]
+
+ROWS = 1_000_000
+LABELS = [f"l{i}" for i in range(10)]
+MAX_DOM_ROWS = 40  # a 420 px view of 28 px rows, plus overscan
+PAGE_BYTES = 100_000  # a page of 200 rows of (id, label, score) is ~10 kB of JSON
+
+
+def _big_columns() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    ids = np.arange(ROWS, dtype=np.int64)
+    labels = rng.integers(0, len(LABELS), ROWS)
+    scores = rng.random(ROWS)
+    return {"id": ids, "label": labels, "score": scores}
+
+
+@pytest.fixture(scope="module")
+def tables_root(tmp_path_factory):
+    """Run `a`: a 1M-row table `big`, a small table of images `cells`, a MUTABLE table `grow` logged
+    three times; run `b`: a `cells`-like table with other values, to compare with `a`."""
+    import pyarrow as pa
+
+    root = tmp_path_factory.mktemp("tables") / "data"
+    columns = _big_columns()
+    frame = pa.table({"id": columns["id"], "label": pa.array([LABELS[i] for i in columns["label"]]),
+                      "score": columns["score"]})
+    run = tracklet.init(project="tbl", id="a", name="first", dir=str(root), settings=QUIET)
+    run.log({"big": tracklet.Table(dataframe=frame)})
+    images = []
+    for i in range(6):
+        pixels = np.zeros((16, 16, 3), dtype=np.uint8)
+        pixels[:, :, i % 3] = 40 * (i + 1)
+        images.append(pixels)
+    run.log({"cells": tracklet.Table(columns=["id", "img", "guess"],
+                                     data=[[i, tracklet.Image(images[i], caption=f"img {i}"), f"g{i % 2}"]
+                                           for i in range(6)])})
+    grow = tracklet.Table(columns=["n", "sq"], log_mode="MUTABLE")
+    for n in range(3):
+        grow.add_data(n, n * n)
+        run.log({"grow": grow})
+    run.finish()
+    other = tracklet.init(project="tbl", id="b", name="second", dir=str(root), settings=QUIET)
+    other.log({"cells": tracklet.Table(columns=["id", "guess"], data=[[i, f"h{i}"] for i in range(3, 9)])})
+    other.finish()
+    return root, columns
+
+
+def _panel(key: str) -> str:
+    return f".table-panel[data-key='{key}']"
+
+
+def _probe(tab, key: str) -> dict:
+    return tab.evaluate("key => window.__tracklet.probe('table:' + key)", key)
+
+
+def _wait_rows(tab, key: str, predicate: str) -> dict:
+    """Wait until the grid's drawn rows (none loading) satisfy `predicate` (JS over `p`, the probe)."""
+    tab.wait_for_function(
+        "([key, pred]) => { const p = window.__tracklet.probe('table:' + key); "
+        "return p && p.rows.length > 0 && p.rows.every(r => !r.loading) && eval(pred); }", arg=[key, predicate])
+    return _probe(tab, key)
+
+
+def _dom_rows(tab, key: str) -> int:
+    return tab.eval_on_selector_all(f"{_panel(key)} .tp-row", "rows => rows.length")
+
+
+def test_a_million_row_table_pages_scrolls_sorts_and_filters_with_bounded_dom(  # noqa: F811
+        servers, tables_root, page, allowed_errors):  # noqa: F811
+    allowed_errors.append("status of 400")  # the bad filter below
+    root, columns = tables_root
+    server = servers(root, dev=True)
+    responses = []
+    page.on("response", lambda response: responses.append(response)
+            if "/tables/big" in response.url or "/table-groups/big" in response.url else None)
+    page.goto(server.url + "/projects/tbl/runs/a")
+    page.select_option(".tables-card select.tp-keys", "big")
+    page.wait_for_selector(f"{_panel('big')}[data-total='{ROWS}']")
+    first = _wait_rows(page, "big", "p.rows[0].index === 0")
+    assert first["columns"] == ["id", "label", "score"] and first["total"] == ROWS
+    assert first["rows"][0]["cells"][:2] == ["0", LABELS[columns["label"][0]]]
+    assert page.text_content(f"{_panel('big')} .tp-count") == "1,000,000 rows"
+    assert 0 < _dom_rows(page, "big") <= MAX_DOM_ROWS
+
+    # Scroll to the very end: the last rows are drawn, fetched as one page near the end
+    page.eval_on_selector(f"{_panel('big')} .tp-scroll", "s => { s.scrollTop = s.scrollHeight; }")
+    end = _wait_rows(page, "big", f"p.rows[p.rows.length - 1].index === {ROWS - 1}")
+    last = end["rows"][-1]["cells"]
+    assert last[0] == str(ROWS - 1) and last[1] == LABELS[columns["label"][-1]]
+    assert float(last[2]) == pytest.approx(columns["score"][-1], rel=1e-5)
+    assert _dom_rows(page, "big") <= MAX_DOM_ROWS and end["pagesKept"] <= 12
+    # and halfway: a row in the middle is the logged row at that index
+    page.eval_on_selector(f"{_panel('big')} .tp-scroll", "s => { s.scrollTop = (s.scrollHeight - s.clientHeight) / 2; }")
+    middle = _wait_rows(page, "big", "p.rows[0].index > 400000 && p.rows[0].index < 600000")
+    for row in middle["rows"]:
+        assert row["cells"][0] == str(row["index"]) and row["cells"][1] == LABELS[columns["label"][row["index"]]]
+    assert _dom_rows(page, "big") <= MAX_DOM_ROWS
+
+    # Sort by score, descending (two clicks): the largest scores first, as the server sorted them
+    page.click(f"{_panel('big')} .tp-th[data-col='score']")
+    page.wait_for_selector(f"{_panel('big')} .tp-th[data-col='score']:text('score ▲')")
+    page.click(f"{_panel('big')} .tp-th[data-col='score']")
+    page.wait_for_selector(f"{_panel('big')} .tp-th[data-col='score']:text('score ▼')")
+    order = np.argsort(-columns["score"], kind="stable")
+    top = _wait_rows(page, "big", f"p.rows[0].cells[0] === '{order[0]}'")
+    assert [row["cells"][0] for row in top["rows"][:10]] == [str(i) for i in order[:10]]
+
+    # Filter: the count and rows of the logged data matching it, still sorted
+    page.fill(f"{_panel('big')} input.tp-filter", "label = 'l3' and score > 0.5")
+    page.press(f"{_panel('big')} input.tp-filter", "Enter")
+    mask = (columns["label"] == 3) & (columns["score"] > 0.5)
+    page.wait_for_selector(f"{_panel('big')}[data-total='{int(mask.sum())}']")
+    matching = order[mask[order]]
+    filtered = _wait_rows(page, "big", f"p.rows[0].cells[0] === '{matching[0]}'")
+    assert [row["cells"][0] for row in filtered["rows"][:10]] == [str(i) for i in matching[:10]]
+    assert all(row["cells"][1] == "l3" for row in filtered["rows"])
+    assert page.text_content(f"{_panel('big')} .tp-count") == f"{int(mask.sum()):,} of 1,000,000 rows"
+
+    # A bad filter: the server's message is shown, the rows of the last good filter stay
+    page.fill(f"{_panel('big')} input.tp-filter", "score >> 1")
+    page.press(f"{_panel('big')} input.tp-filter", "Enter")
+    page.wait_for_selector(f"{_panel('big')} .tp-error:not([hidden])")
+    assert "expected a value" in page.text_content(f"{_panel('big')} .tp-error")  # the server's, with its caret
+    assert page.get_attribute(_panel("big"), "data-total") == str(int(mask.sum()))
+    assert 0 < _dom_rows(page, "big") <= MAX_DOM_ROWS
+    page.fill(f"{_panel('big')} input.tp-filter", "label = 'l3' and score > 0.5 and id < 1000")
+    page.press(f"{_panel('big')} input.tp-filter", "Enter")
+    mask_small = mask & (columns["id"] < 1000)
+    page.wait_for_selector(f"{_panel('big')}[data-total='{int(mask_small.sum())}']")
+    assert page.is_hidden(f"{_panel('big')} .tp-error")
+
+    # Group by label: a row per label, counts and means as pandas would give
+    page.fill(f"{_panel('big')} input.tp-filter", "")
+    page.press(f"{_panel('big')} input.tp-filter", "Enter")
+    page.wait_for_selector(f"{_panel('big')}[data-total='{ROWS}']")
+    page.select_option(f"{_panel('big')} select.tp-group", "label")
+    page.wait_for_selector(f"{_panel('big')} .tp-group-row")
+    groups = page.eval_on_selector_all(f"{_panel('big')} .tp-group-row",
+                                       "rows => rows.map(r => Array.from(r.children).map(c => c.textContent))")
+    assert len(groups) == len(LABELS)
+    for label, count, mean_id, mean_score in groups:
+        chosen = columns["label"] == LABELS.index(label)
+        assert int(count) == int(chosen.sum())
+        assert float(mean_id) == pytest.approx(columns["id"][chosen].mean(), rel=1e-5)
+        assert float(mean_score) == pytest.approx(columns["score"][chosen].mean(), rel=1e-5)
+    # a click on a group filters to it
+    page.click(f"{_panel('big')} .tp-group-row[data-value='\"l7\"']")
+    page.wait_for_selector(f"{_panel('big')}[data-total='{int((columns['label'] == 7).sum())}']")
+    assert page.input_value(f"{_panel('big')} input.tp-filter") == 'label = "l7"'
+
+    # What crossed the wire: pages of at most 200 rows, each response small; never the table
+    bodies = []
+    for response in responses:
+        try:
+            bodies.append((response.url, len(response.body())))
+        except Exception:  # a request the panel aborted (scrolled past) has no body
+            continue
+    assert bodies and all(size <= PAGE_BYTES for _, size in bodies), max(size for _, size in bodies)
+    limits = [int(url.split("limit=")[1].split("&")[0]) for url, _ in bodies if "limit=" in url and "/tables/" in url]
+    assert limits and max(limits) <= 200
+    sent = sum(size for _, size in bodies)
+    assert sent < 3_000_000, sent  # the whole table as JSON would be ~30 MB
+    probe = _probe(page, "big")
+    assert sum(r["rows"] for r in probe["requests"]) < 10_000
+
+
+def test_media_cells_versions_and_a_join_of_two_runs(servers, tables_root, page):  # noqa: F811
+    root, _ = tables_root
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/tbl/runs/a/tables/cells")
+    cells = _wait_rows(page, "cells", "p.rows.length === 6")
+    assert [row["cells"][0] for row in cells["rows"]] == [str(i) for i in range(6)]
+    # the thumbnails are the logged images, as the browser decoded them
+    page.wait_for_function("() => Array.from(document.querySelectorAll('img.tp-thumb'))"
+                           ".filter(i => i.naturalWidth === 16).length === 6")
+    colours = page.eval_on_selector_all(
+        "img.tp-thumb", "imgs => imgs.map(img => { const c = document.createElement('canvas'); c.width = 16; "
+        "c.height = 16; const g = c.getContext('2d'); g.drawImage(img, 0, 0); "
+        "return Array.from(g.getImageData(8, 8, 1, 1).data); })")
+    for i, colour in enumerate(colours):
+        expected = [0, 0, 0, 255]
+        expected[i % 3] = 40 * (i + 1)
+        assert colour == expected
+    assert page.get_attribute("img.tp-thumb", "title") == "img 0"
+    # a click shows the image at full size
+    page.click(f"{_panel('cells')} .tp-row[data-row='2'] img.tp-thumb")
+    page.wait_for_function("() => { const i = document.querySelector('dialog.tp-dialog[open] img.tp-full'); "
+                           "return i && i.naturalWidth === 16; }")
+    assert page.text_content("dialog.tp-dialog p") == "img 2"
+    page.click("dialog.tp-dialog button")
+    page.wait_for_selector("dialog.tp-dialog", state="detached")
+
+    # Compare with run b joined on id: a row per id of either, a.* and b.* side by side
+    page.select_option(f"{_panel('cells')} select.tp-compare", "b")
+    page.wait_for_selector(f"{_panel('cells')}[data-total='9']")
+    joined = _wait_rows(page, "cells", "p.columns.includes('b.guess')")
+    assert joined["columns"] == ["id", "a.img", "a.guess", "b.guess"]
+    by_id = {row["cells"][0]: row["cells"] for row in joined["rows"]}
+    assert by_id["4"][2:] == ["g0", "h4"] and by_id["1"][2:] == ["g1", ""] and by_id["8"][2:] == ["", "h8"]
+    assert page.input_value(f"{_panel('cells')} select.tp-on") == "id"
+    # filtering on joined columns
+    page.fill(f"{_panel('cells')} input.tp-filter", "a.guess = 'g1' and b.guess is not null")
+    page.press(f"{_panel('cells')} input.tp-filter", "Enter")
+    page.wait_for_selector(f"{_panel('cells')}[data-total='2']")  # ids 3 and 5
+    # the view is in the URL: a reload (or a link) shows the same join, filtered
+    assert "vs=b" in page.url and "on=id" in page.url and "filter=" in page.url
+    page.reload()
+    page.wait_for_selector(f"{_panel('cells')}[data-total='2']")
+    assert page.input_value(f"{_panel('cells')} input.tp-filter") == "a.guess = 'g1' and b.guess is not null"
+    assert [row["cells"][0] for row in _wait_rows(page, "cells", "p.rows.length === 2")["rows"]] == ["3", "5"]
+
+    # A MUTABLE table's versions: the selector reads each step's version
+    page.goto(server.url + "/projects/tbl/runs/a/tables/grow")
+    page.wait_for_selector(f"{_panel('grow')}[data-total='3']")
+    options = page.eval_on_selector_all(f"{_panel('grow')} select.tp-version option", "o => o.map(x => x.value)")
+    assert options[1:] == ["4", "3", "2"]  # the three logs' steps (big was logged at 0, cells at 1), newest first
+    page.select_option(f"{_panel('grow')} select.tp-version", "3")
+    page.wait_for_selector(f"{_panel('grow')}[data-total='2']")
+    version = _wait_rows(page, "grow", "p.rows.length === 2")
+    assert [row["cells"] for row in version["rows"]] == [["0", "0"], ["1", "1"]]
+
+
+def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, page):  # noqa: F811
+    root = tmp_path / "data"
+    run = tracklet.init(project="hist", id="h", dir=str(root), settings=QUIET)
+    bins = 48  # the panel's bins: logged on the same edges, each step comes back unchanged
+    edges = np.linspace(-1.0, 1.0, bins + 1)
+    logged = []
+    for step in range(30):
+        counts = np.zeros(bins, dtype=np.int64)
+        counts[step] = 100  # a peak moving up one bin per step
+        counts[(step + 10) % bins] = 50  # a smaller second one
+        logged.append(counts)
+        run.log({"weights": tracklet.Histogram(np_histogram=(counts, edges)), "loss": 1.0})
+    run.log({f"layer{i}/w": tracklet.Histogram([i, i + 1]) for i in range(30)})
+    run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/hist/runs/h")
+    page.wait_for_selector(".hist-panel[data-key='weights'][data-steps='30']")
+    probe = page.evaluate("() => { const p = window.__tracklet.probe('histogram:weights'); "
+                          "return {steps: p.steps, edges: p.edges, counts: p.counts}; }")
+    assert probe["steps"] == list(range(30))
+    assert probe["edges"] == pytest.approx(edges.tolist())
+    assert probe["counts"] == [pytest.approx(row.astype(float).tolist()) for row in logged]
+    # The canvas: each step's peak bin in the darkest colour, its second peak half way, empty bins blank
+    pixel = "([i, j]) => window.__tracklet.probe('histogram:weights').pixel(i, j)"
+    heat = "(s) => window.__tracklet.probe('histogram:weights').heat(s)"
+    darkest, half, blank = (page.evaluate(heat, s) for s in (1.0, 0.5, 0.0))
+    for step in (0, 7, 29):
+        assert page.evaluate(pixel, [step, step])[:3] == darkest
+        assert page.evaluate(pixel, [step, (step + 10) % bins])[:3] == half
+        assert page.evaluate(pixel, [step, (step + 20) % bins])[:3] == blank
+    assert json.loads(json.dumps(page.text_content(".hist-panel[data-key='weights'] .hist-info"))).startswith("30 steps")
+    # Many keys (a watched model's layers): the first 24 are drawn, the filter picks others
+    panels = page.eval_on_selector_all(".hist-panel", "ps => ps.map(p => p.dataset.key)")
+    assert panels == ["weights"] + [f"layer{i}/w" for i in range(23)]
+    assert page.text_content(".hist-note") == "24 of 31 keys shown: filter to see others"
+    page.fill("input.hist-filter", "layer2")
+    page.wait_for_function("() => document.querySelectorAll('.hist-panel').length === 11")  # layer2, layer20..29
+    assert page.eval_on_selector_all(".hist-panel", "ps => ps.map(p => p.dataset.key)")[0] == "layer2/w"
+
+
+def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page):  # noqa: F811
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    code = f"""
+        import os, time, tracklet
+        run = tracklet.init(project="live", id="growing", dir={str(root)!r},
+                            settings={{"console": "off", "system_metrics": False, "flush_interval": 0.1}})
+        def wait(path):
+            while not os.path.exists(path):
+                time.sleep(0.02)
+        preds = tracklet.Table(columns=["id", "score"], log_mode="INCREMENTAL")
+        def log(step):
+            for i in range(10):
+                preds.add_data(step * 10 + i, i / 10)
+            run.log({{"preds": preds, "w": tracklet.Histogram(np_histogram=([step, 1], [0.0, 1.0, 2.0]))}})
+        for step in range(2):
+            log(step)
+        run.flush()
+        wait({str(go)!r})
+        for step in range(2, 4):
+            log(step)
+        run.flush()
+        wait({str(stop)!r})
+        run.finish()
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/live/runs/growing?token=" + token)
+        page.wait_for_selector(f"{_panel('preds')}[data-total='20']")
+        page.wait_for_selector(".hist-panel[data-key='w'][data-steps='2']")
+        go.touch()
+        page.wait_for_selector(f"{_panel('preds')}[data-total='40']")  # the latest version, asked again
+        page.wait_for_selector(".hist-panel[data-key='w'][data-steps='4']")
+        page.eval_on_selector(f"{_panel('preds')} .tp-scroll", "s => { s.scrollTop = s.scrollHeight; }")
+        rows = _wait_rows(page, "preds", "p.rows[p.rows.length - 1].index === 39")
+        assert all(row["cells"][0] == str(row["index"]) for row in rows["rows"])  # the new rows, in order
+        options = page.eval_on_selector_all(f"{_panel('preds')} select.tp-version option", "o => o.map(x => x.value)")
+        assert options == ["", "3", "2", "1", "0"]
+    finally:
+        go.touch()
+        stop.touch()
+        writer.wait(timeout=30)
+        ui.terminate()
+        ui.wait(timeout=10)

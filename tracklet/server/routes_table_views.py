@@ -1,0 +1,207 @@
+"""What the dashboard's table panel asks of a logged table beyond a page of rows
+(``routes_tables.py``; docs/tables.md, "In the dashboard"): the versions a key was logged at, a
+group-by with counts and means, two tables joined on a key column, and the blobs of media cells.
+
+Every parameter is bounded (pages of at most ``MAX_PAGE`` rows, ``MAX_GROUPS`` groups) and every
+filter passes the table filter language (400 naming the problem). A cell's blob is served only if
+the table under that key names it in a media column: a run's readers reach no other blob.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from tracklet.core.jsonsafe import json_safe
+from tracklet.errors import TableNotFound
+from tracklet.server.models import TableColumn, TableRowsResponse, errors
+from tracklet.server.routes_tables import MAX_PAGE, _records
+
+router = APIRouter(prefix="/api/v1", tags=["read"])
+
+_ERRORS = errors(400, 404)
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_MODES = {1: "IMMUTABLE", 2: "MUTABLE", 3: "INCREMENTAL"}
+MAX_VERSIONS = 10_000  # the last versions listed (a key logged more often lists its latest)
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+         "wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "mp4": "video/mp4",
+         "webm": "video/webm", "html": "text/html; charset=utf-8"}
+
+
+class TableVersion(BaseModel):
+    step: int
+    log_mode: str
+    rows: int  # rows of the version read at this step (INCREMENTAL: every increment up to it)
+
+
+class TableVersionsResponse(BaseModel):
+    """The versions of a table key, oldest first: `GET .../tables/{key}?step=` reads each."""
+
+    key: str
+    versions: list[TableVersion]
+    total: int  # versions logged (only the last 10,000 are listed)
+
+
+class TableGroup(BaseModel):
+    value: Any  # the group's value (null: rows without one)
+    count: int
+    means: dict[str, float | None]  # mean of each number column (NaN as "NaN")
+
+
+class TableGroupsResponse(BaseModel):
+    """Rows grouped by a column: largest groups first (at most 1,000; `total_groups` there are)."""
+
+    key: str
+    step: int
+    by: str
+    means_of: list[str]
+    groups: list[TableGroup]
+    total_groups: int
+    rows: int
+
+
+def _open(request: Request, project: str, run_id: str, key: str, step: int | None) -> Any:
+    from tracklet.media.table_read import open_table
+
+    records = _records(request, project, run_id)
+    try:
+        return open_table(request.app.state.tracklet.root, records, key, step)
+    except TableNotFound as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+
+
+def _rows(page: Any) -> tuple[list[TableColumn], list[list[Any]]]:
+    names = page.column_names
+    types = {field.name: str(field.type) for field in page.schema}
+    rows = [json_safe([row[name] for name in names]) for row in page.to_pylist()]
+    return [TableColumn(name=name, type=types[name]) for name in names], rows
+
+
+@router.get("/runs/{project}/{run_id}/table-versions/{key:path}", response_model=TableVersionsResponse,
+            responses=_ERRORS, summary="The versions (steps) a table key was logged at")
+def get_table_versions(request: Request, project: str, run_id: str, key: str) -> TableVersionsResponse:
+    """One entry per log of `key`: its step, log mode and the rows the version at that step has."""
+    records = [record for record in _records(request, project, run_id) if record.key == key]
+    if not records:
+        raise HTTPException(status_code=404, detail=f"no table {key!r} in this run")
+    versions: list[TableVersion] = []
+    added: dict[str, int] = {}  # INCREMENTAL table id -> rows so far
+    for record in records:
+        rows = sum(int(fragment.rows) for fragment in record.fragments)
+        mode = _MODES.get(record.log_mode, "IMMUTABLE")
+        if mode == "INCREMENTAL":
+            rows = added[record.table_id] = added.get(record.table_id, 0) + rows
+        versions.append(TableVersion(step=record.step, log_mode=mode, rows=rows))
+    return TableVersionsResponse(key=key, versions=versions[-MAX_VERSIONS:], total=len(versions))
+
+
+@router.get("/runs/{project}/{run_id}/table-groups/{key:path}", response_model=TableGroupsResponse,
+            responses=_ERRORS, summary="A logged table's rows grouped by a column: counts and means")
+def get_table_groups(
+    request: Request,
+    project: str,
+    run_id: str,
+    key: str,
+    by: str = Query(..., max_length=1024, description="The column to group by"),
+    step: int | None = Query(None, ge=0, le=2**63 - 1, description="The version at this step (default: the latest)"),
+    filter: str | None = Query(None, max_length=4096, description="Only rows matching (the table filter language)"),
+    limit: int = Query(100, ge=1, le=1000, description="Groups at most (the largest first)"),
+) -> TableGroupsResponse:
+    from tracklet.media.table_views import group_by
+
+    query = _open(request, project, run_id, key, step)
+    if filter:
+        query = query.filter(filter)
+    grouped = group_by(query, by, limit)
+    return TableGroupsResponse(
+        key=key, step=query.step, by=by, means_of=grouped.means_of,
+        groups=[TableGroup(value=json_safe(value), count=count, means=json_safe(means))
+                for value, count, means in grouped.groups],
+        total_groups=grouped.total_groups, rows=grouped.rows)
+
+
+@router.get("/projects/{project}/table-join", response_model=TableRowsResponse, responses=_ERRORS,
+            summary="Two logged tables joined on a key column, a page at a time")
+def get_table_join(
+    request: Request,
+    project: str,
+    a_run: str = Query(..., max_length=256, description="The left table's run"),
+    a_key: str = Query(..., max_length=1024, description="The left table's key"),
+    b_run: str = Query(..., max_length=256, description="The right table's run"),
+    b_key: str = Query(..., max_length=1024, description="The right table's key"),
+    on: str = Query(..., max_length=1024, description="The column both tables have to join on"),
+    a_step: int | None = Query(None, ge=0, le=2**63 - 1, description="The left version's step (default: latest)"),
+    b_step: int | None = Query(None, ge=0, le=2**63 - 1, description="The right version's step (default: latest)"),
+    filter: str | None = Query(None, max_length=4096, description="On the joined columns: a.score > b.score"),
+    sort: str | None = Query(None, max_length=1024, description="A joined column to sort by"),
+    descending: bool = Query(False, description="Sort descending"),
+    offset: int = Query(0, ge=0, le=2**62, description="Rows to skip"),
+    limit: int = Query(100, ge=1, le=MAX_PAGE, description="Rows at most"),
+) -> TableRowsResponse:
+    """A full outer join of table `a_key` of run `a_run` and `b_key` of `b_run` on column `on`:
+    the key, then `a.<column>` and `b.<column>` for the others; rows in the left table's order,
+    then the right's rows it lacks. `on` must be unique in at least one of the tables."""
+    from tracklet.media.table_views import TableJoin
+
+    left = _open(request, project, a_run, a_key, a_step)
+    right = _open(request, project, b_run, b_key, b_step)
+    joined = TableJoin(left, right, on)
+    if filter:
+        joined.filter(filter)
+    if sort:
+        joined.sort(sort, descending)
+    total = joined.count()
+    columns, rows = _rows(joined.page(offset, limit))
+    types = joined.types
+    columns = [TableColumn(name=column.name, type=types.get(column.name, column.type)) for column in columns]
+    return TableRowsResponse(key=f"{a_key} ⋈ {b_key}", step=left.step, log_mode="IMMUTABLE", columns=columns,
+                             total=total, offset=offset, rows=rows)
+
+
+@router.get("/runs/{project}/{run_id}/table-blobs/{digest}", responses={**_ERRORS, 200: {"content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    response_class=Response, summary="The file of a media cell of a logged table (by sha256)")
+def get_table_blob(request: Request, project: str, run_id: str,
+                   digest: str = Path(..., description="The sha256 of a media cell's file or thumbnail"),
+                   key: str = Query(..., max_length=1024, description="The table key whose cells name it")) -> Response:
+    """A media cell's file or thumbnail, only if a version of table `key` names it."""
+    from tracklet.server.routes_media import _read_blob
+
+    if not _DIGEST.fullmatch(digest):
+        raise HTTPException(status_code=400, detail="a media file is named by its sha256 (64 lowercase hex digits)")
+    fmt = _cell_format(request, project, run_id, key, digest)
+    if fmt is None:
+        raise HTTPException(status_code=404, detail=f"table {key!r} of run {project}/{run_id} names no file {digest}")
+    data = _read_blob(request, digest)
+    if data is None:
+        raise HTTPException(status_code=404, detail=f"media file {digest} is missing or damaged in the blob store")
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+               "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
+    return Response(data, media_type=_MIME.get(fmt, "application/octet-stream"), headers=headers)
+
+
+def _cell_format(request: Request, project: str, run_id: str, key: str, digest: str) -> str | None:
+    """The format of ``digest`` as a media cell of any version of table ``key`` names it
+    (``png`` for a thumbnail), or None: one statement over every fragment of the key."""
+    from tracklet.media.query_filter import quote_identifier
+    from tracklet.media.table_read import open_every_version
+
+    try:
+        query = open_every_version(request.app.state.tracklet.root, _records(request, project, run_id), key)
+    except TableNotFound as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    media = [name for name, kind in query.schema.items()
+             if kind.startswith("struct<") and "digest:" in kind and "thumbnail:" in kind]
+    for name in media:
+        inner, params = query.relation([name])
+        column = quote_identifier(name)
+        sql = (f"SELECT CASE WHEN s.{column}.digest = ? THEN s.{column}.format ELSE 'png' END FROM ({inner}) AS s "
+               f"WHERE s.{column}.digest = ? OR s.{column}.thumbnail = ? LIMIT 1")
+        found = query.run_sql(sql, [digest, *params, digest, digest], lambda relation: relation.fetchall())
+        if found:
+            return str(found[0][0] or "")
+    return None

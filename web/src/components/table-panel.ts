@@ -1,0 +1,361 @@
+// The table panel (docs/tables.md, "In the dashboard"): one logged table of a run, paged by the
+// server through DuckDB into a virtualised grid (table-grid.ts). Sort by a header, filter with the
+// table filter language (a bad filter shows the server's message and keeps the rows shown), group
+// by a column (counts and means; a click on a group filters to it), pick the version (step) of a
+// MUTABLE or INCREMENTAL table, and compare with another run's table joined on a key column.
+// Media cells show their thumbnails, fetched only for the rows in view.
+
+import "./table.css";
+
+import { api, ApiError, tableBlob, type TableGroups, type TableRows, type TableVersion } from "../api";
+import { registerProbe } from "../debug";
+import { h } from "../dom";
+import { fmtValue } from "../format";
+import { runHref } from "../router";
+import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
+
+const blobs = new Map<string, Promise<string>>(); // run/key/digest -> object URL (content-addressed)
+
+function blobUrl(project: string, runId: string, key: string, digest: string): Promise<string> {
+  const id = `${project}/${runId}/${key}/${digest}`;
+  let url = blobs.get(id);
+  if (!url) {
+    url = tableBlob(project, runId, key, digest).then((blob) => URL.createObjectURL(blob));
+    blobs.set(id, url);
+  }
+  return url;
+}
+
+export const tableHref = (project: string, runId: string, key: string) =>
+  `${runHref(project, runId)}/tables/${key.split("/").map(encodeURIComponent).join("/")}`;
+
+/** A filter condition matching `value` in `column` (for a click on a group). */
+function conditionFor(column: string, value: unknown): string {
+  const name = /^[A-Za-z_][A-Za-z0-9_./-]*$/.test(column) ? column : "`" + column + "`";
+  if (value === null || value === undefined) return `${name} is null`;
+  if (typeof value === "number" || typeof value === "boolean") return `${name} = ${value}`;
+  return `${name} = ${JSON.stringify(String(value))}`;
+}
+
+interface Compare {
+  runId: string;
+  on: string;
+}
+
+/** What a table page keeps in its URL (filter, sort, group, version, compared run and key column). */
+export interface PanelState {
+  filter: string;
+  sort: SortState;
+  group: string;
+  step: number | null;
+  compare: Compare | null;
+}
+
+export class TablePanel {
+  readonly el: HTMLElement;
+  private readonly versionSelect = h("select.tp-version", { title: "The version (step) to show" });
+  private readonly filterInput = h("input.tp-filter", { type: "search", placeholder: "Filter: score > 0.9 and label = 'cat'" });
+  private readonly groupSelect = h("select.tp-group", { title: "Group rows by a column" });
+  private readonly compareSelect = h("select.tp-compare", { title: "Compare with this run's table" });
+  private readonly onSelect = h("select.tp-on", { title: "The key column to join on", hidden: true });
+  private readonly error = h("div.tp-error", { hidden: true });
+  private readonly count = h("span.tp-count.muted");
+  private readonly groups = h("div.tp-groups", { hidden: true });
+  private readonly grid: TableGrid;
+  private columns: Column[] = [];
+  private versions: TableVersion[] = [];
+  private step: number | null = null;
+  private filter = "";
+  private sort: SortState = null;
+  private groupBy = "";
+  private compare: Compare | null = null;
+  private loaded = 0;
+  private readonly unregister: () => void;
+
+  constructor(
+    private readonly project: string,
+    private readonly runId: string,
+    readonly key: string,
+    private readonly options: { tall?: boolean; state?: Partial<PanelState>; onState?: (state: PanelState) => void } = {},
+  ) {
+    const initial = options.state ?? {};
+    this.filter = initial.filter ?? "";
+    this.filterInput.value = this.filter;
+    this.sort = initial.sort ?? null;
+    this.groupBy = initial.group ?? "";
+    this.step = initial.step ?? null;
+    this.compare = initial.compare ?? null;
+    this.grid = new TableGrid(key, this.fetcher(), (column, value) => this.cell(column, value), (column) => void this.toggleSort(column), (error) => this.showError(error));
+    this.filterInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") void this.setFilter(this.filterInput.value.trim());
+    });
+    this.filterInput.addEventListener("search", () => {
+      if (!this.filterInput.value) void this.setFilter("");
+    });
+    this.versionSelect.addEventListener("change", () => {
+      this.step = this.versionSelect.value === "" ? null : Number(this.versionSelect.value);
+      void this.reload();
+    });
+    this.groupSelect.addEventListener("change", () => {
+      this.groupBy = this.groupSelect.value;
+      void this.reload();
+    });
+    this.compareSelect.addEventListener("change", () => this.chooseCompare());
+    this.onSelect.addEventListener("change", () => {
+      if (this.compare) this.compare.on = this.onSelect.value;
+      void this.reload();
+    });
+    const toolbar = h(
+      "div.tp-toolbar",
+      {},
+      this.versionSelect,
+      this.filterInput,
+      this.groupSelect,
+      this.compareSelect,
+      this.onSelect,
+      this.count,
+      options.tall ? null : h("a.tp-open", { href: tableHref(project, runId, key), "data-link": true, text: "Open ↗" }),
+    );
+    this.el = h(`div.table-panel${options.tall ? ".tall" : ""}` as "div", { "data-key": key }, toolbar, this.error, this.groups, this.grid.el);
+    this.unregister = registerProbe(`table-panel:${key}`, () => ({
+      loaded: this.loaded,
+      filter: this.filter,
+      sort: this.sort,
+      step: this.step,
+      groupBy: this.groupBy,
+      compare: this.compare,
+      error: this.error.hidden ? null : this.error.textContent,
+      total: this.grid.rowCount,
+    }));
+  }
+
+  /** Versions, the other runs that logged this key, then the first page. */
+  async load(): Promise<void> {
+    const [{ versions }, { runs }] = await Promise.all([
+      api.tableVersions(this.project, this.runId, this.key),
+      api.runs(this.project, { limit: 1000 }),
+    ]);
+    this.versions = versions;
+    this.versionSelect.replaceChildren(
+      h("option", { value: "", text: `latest (step ${versions[versions.length - 1]?.step ?? "?"})` }),
+      ...versions
+        .slice()
+        .reverse()
+        .map((v) => h("option", { value: v.step, text: `step ${v.step} · ${v.rows} rows` })),
+    );
+    const mutable = versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1;
+    this.versionSelect.hidden = !mutable;
+    this.compareSelect.replaceChildren(
+      h("option", { value: "", text: "Compare with…" }),
+      ...runs.filter((run) => run.run_id !== this.runId).map((run) => h("option", { value: run.run_id, text: run.name || run.run_id })),
+    );
+    this.compareSelect.hidden = runs.length < 2;
+    this.versionSelect.value = this.step === null ? "" : String(this.step);
+    if (this.compare) {
+      this.compareSelect.value = this.compare.runId;
+      this.onSelect.replaceChildren(h("option", { value: this.compare.on, text: `on ${this.compare.on}` }));
+      this.onSelect.hidden = false;
+    }
+    await this.reload();
+  }
+
+  /** A live run: new versions are listed, and the rows are asked again when the latest is shown. */
+  async refresh(): Promise<void> {
+    const { versions } = await api.tableVersions(this.project, this.runId, this.key);
+    const last = versions[versions.length - 1];
+    if (!last || (this.versions.length === versions.length && this.versions[this.versions.length - 1]?.rows === last.rows)) return;
+    this.versions = versions;
+    const chosen = this.versionSelect.value;
+    this.versionSelect.replaceChildren(
+      h("option", { value: "", text: `latest (step ${last.step})` }),
+      ...versions.slice().reverse().map((v) => h("option", { value: v.step, text: `step ${v.step} · ${v.rows} rows` })),
+    );
+    this.versionSelect.value = chosen;
+    this.versionSelect.hidden = !(versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1);
+    if (this.step !== null || this.groupBy) return;
+    const fetcher = this.fetcher();
+    try {
+      const first = await fetcher(0, 200, new AbortController().signal);
+      this.grid.refresh(fetcher, first);
+      this.showCount(first);
+    } catch {
+      /* the next poll tries again */
+    }
+  }
+
+  destroy(): void {
+    this.grid.destroy();
+    this.unregister();
+  }
+
+  private fetcher(): PageFetcher {
+    const { filter, sort, step, compare } = this;
+    const query = { filter: filter || undefined, sort: sort?.column, descending: sort?.descending };
+    if (compare)
+      return (offset, limit, signal) =>
+        api.tableJoin(this.project, { ...query, offset, limit, a_run: this.runId, a_key: this.key, a_step: step, b_run: compare.runId, b_key: this.key, on: compare.on }, signal);
+    return (offset, limit, signal) => api.table(this.project, this.runId, this.key, { ...query, offset, limit, step }, signal);
+  }
+
+  /** Ask for the first page of the current query; only if it succeeds does the grid change. */
+  private async reload(): Promise<void> {
+    const fetcher = this.fetcher();
+    let first: TableRows;
+    let grouped: TableGroups | null = null;
+    try {
+      const controller = new AbortController();
+      [first, grouped] = await Promise.all([
+        fetcher(0, 200, controller.signal),
+        this.groupBy && !this.compare
+          ? api.tableGroups(this.project, this.runId, this.key, { by: this.groupBy, step: this.step, filter: this.filter || undefined, limit: 1000 })
+          : Promise.resolve(null),
+      ]);
+    } catch (error) {
+      this.showError(error as Error);
+      return;
+    }
+    this.error.hidden = true;
+    this.columns = first.columns;
+    this.refreshGroupChoices();
+    this.grid.reset(fetcher, first, this.sort);
+    this.showGroups(grouped);
+    this.showCount(first);
+    this.loaded++;
+    this.options.onState?.({ filter: this.filter, sort: this.sort, group: this.groupBy, step: this.step, compare: this.compare });
+  }
+
+  private showCount(first: TableRows): void {
+    const rows = this.versions.find((v) => v.step === first.step)?.rows;
+    this.count.textContent = `${first.total.toLocaleString("en")} ${this.filter && rows !== undefined && !this.compare ? `of ${rows.toLocaleString("en")} ` : ""}rows` + (this.compare ? " joined" : "");
+    this.el.dataset.total = String(first.total);
+  }
+
+  private async setFilter(filter: string): Promise<void> {
+    const before = this.filter;
+    this.filter = filter;
+    await this.reload();
+    if (!this.error.hidden) this.filter = before; // the rows shown are still the previous filter's
+  }
+
+  private async toggleSort(column: string): Promise<void> {
+    const before = this.sort;
+    this.sort = this.sort?.column !== column ? { column, descending: false } : this.sort.descending ? null : { column, descending: true };
+    await this.reload();
+    if (!this.error.hidden) this.sort = before;
+  }
+
+  private chooseCompare(): void {
+    const runId = this.compareSelect.value;
+    if (!runId) {
+      this.compare = null;
+      this.onSelect.hidden = true;
+      void this.reload();
+      return;
+    }
+    const keyColumns = this.columns.filter((c) => !isMedia(c) && !/^(struct|list|large_list|map|double|float)/.test(c.type));
+    const names = keyColumns.map((c) => c.name.replace(/^[ab]\./, ""));
+    const unique = [...new Set(names)];
+    const on = this.compare?.on && unique.includes(this.compare.on) ? this.compare.on : (unique.find((n) => /(^|_)(id|key)$/i.test(n)) ?? unique[0] ?? "");
+    this.compare = { runId, on };
+    this.onSelect.replaceChildren(...unique.map((name) => h("option", { value: name, text: `on ${name}`, selected: name === on })));
+    this.onSelect.hidden = false;
+    this.sort = null;
+    void this.reload();
+  }
+
+  private refreshGroupChoices(): void {
+    if (this.compare) {
+      this.groupSelect.hidden = true;
+      return;
+    }
+    this.groupSelect.hidden = false;
+    const current = this.groupBy;
+    const groupable = this.columns.filter((c) => !isMedia(c) && !/^(struct|list|large_list|map)/.test(c.type));
+    this.groupSelect.replaceChildren(
+      h("option", { value: "", text: "Group: none" }),
+      ...groupable.map((c) => h("option", { value: c.name, text: `Group: ${c.name}`, selected: c.name === current })),
+    );
+  }
+
+  private showGroups(grouped: TableGroups | null): void {
+    if (!grouped) {
+      this.groups.hidden = true;
+      this.grid.el.hidden = false;
+      return;
+    }
+    const head = h("tr", {}, h("th", { text: grouped.by }), h("th", { text: "rows" }), ...grouped.means_of.map((name) => h("th", { text: `mean ${name}` })));
+    const rows = grouped.groups.map((group) => {
+      const row = h(
+        "tr.tp-group-row",
+        { "data-value": JSON.stringify(group.value) },
+        h("td", { text: group.value === null ? "(null)" : fmtValue(group.value) }),
+        h("td.num", { text: String(group.count) }),
+        ...grouped.means_of.map((name) => h("td.num", { text: fmtValue(group.means[name]) })),
+      );
+      row.addEventListener("click", () => {
+        const condition = conditionFor(grouped.by, group.value);
+        this.filterInput.value = this.filter ? `(${this.filter}) and ${condition}` : condition;
+        this.groupBy = "";
+        void this.setFilter(this.filterInput.value);
+      });
+      return row;
+    });
+    const more = grouped.total_groups > grouped.groups.length ? h("p.muted", { text: `the ${grouped.groups.length} largest of ${grouped.total_groups} groups` }) : null;
+    this.groups.replaceChildren(h("table.tp-group-table", {}, h("thead", {}, head), h("tbody", {}, ...rows)), more ?? "");
+    this.groups.hidden = false;
+    this.grid.el.hidden = true;
+  }
+
+  private showError(error: Error): void {
+    this.error.textContent = error instanceof ApiError ? error.message : String(error);
+    this.error.hidden = false;
+  }
+
+  private cell(column: Column, value: unknown): string | Node {
+    if (value === null || value === undefined) return "";
+    if (isMedia(column) && typeof value === "object") return this.mediaCell(column, value as Record<string, unknown>);
+    if (typeof value === "object") return JSON.stringify(value);
+    return fmtValue(value);
+  }
+
+  private mediaCell(column: Column, cell: Record<string, unknown>): Node {
+    const kind = String(cell.kind ?? "");
+    const runId = this.compare && column.name.startsWith("b.") ? this.compare.runId : this.runId;
+    const digest = String(cell.digest ?? "");
+    const caption = String(cell.caption ?? "");
+    const open = () => void this.openMedia(runId, kind, digest, caption, String(cell.format ?? ""));
+    if (kind !== "image") {
+      const button = h("button.tp-media", { type: "button", title: caption, text: `▶ ${kind} (${String(cell.format ?? "")})` });
+      button.addEventListener("click", open);
+      return button;
+    }
+    const image = h("img.tp-thumb", { alt: caption || column.name, title: caption, "data-digest": digest });
+    image.addEventListener("click", open);
+    void blobUrl(this.project, runId, this.key, String(cell.thumbnail || digest))
+      .then((url) => (image.src = url))
+      .catch(() => image.replaceWith(h("span.muted", { text: "image unavailable" })));
+    return image;
+  }
+
+  /** A media cell at full size in a dialog: an image at its pixels, audio and video players, HTML
+   * in a sandboxed frame (no allow-same-origin, as on the media card). */
+  private async openMedia(runId: string, kind: string, digest: string, caption: string, format: string): Promise<void> {
+    let body: HTMLElement;
+    try {
+      const url = await blobUrl(this.project, runId, this.key, digest);
+      if (kind === "image" || (kind === "video" && format === "gif")) body = h("img.tp-full", { src: url, alt: caption });
+      else if (kind === "audio") body = h("audio", { controls: true, src: url });
+      else if (kind === "video") body = h("video", { controls: true, src: url });
+      else if (kind === "html") body = h("iframe.media-html", { sandbox: "allow-scripts", src: url, title: caption || kind });
+      else body = h("a", { href: url, download: `${kind}.${format}`, text: `Download ${kind} (${format})` });
+    } catch (error) {
+      body = h("p.error", { text: (error as Error).message });
+    }
+    const close = h("button", { type: "button", text: "Close" });
+    const dialog = h("dialog.tp-dialog", { "data-digest": digest }, body, caption ? h("p", { text: caption }) : null, close);
+    close.addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => dialog.remove());
+    document.body.append(dialog);
+    dialog.showModal();
+  }
+}

@@ -1,0 +1,47 @@
+// A table page (/projects/<p>/runs/<id>/tables/<key>): one logged table filling the page, with the
+// table panel's sort, filter, group, version and compare (components/table-panel.ts). The view is
+// in the URL (filter, sort, desc, group, step, vs: the compared run, on: its key column), so a link
+// reproduces it.
+
+import { h } from "../dom";
+import { TablePanel, type PanelState } from "../components/table-panel";
+import { readQuery, runHref, setQuery } from "../router";
+
+function readState(query: URLSearchParams): Partial<PanelState> {
+  const step = query.get("step");
+  const sort = query.get("sort");
+  const vs = query.get("vs");
+  return {
+    filter: query.get("filter") ?? "",
+    sort: sort ? { column: sort, descending: query.get("desc") === "1" } : null,
+    group: query.get("group") ?? "",
+    step: step !== null && /^\d+$/.test(step) ? Number(step) : null,
+    compare: vs ? { runId: vs, on: query.get("on") ?? "" } : null,
+  };
+}
+
+function writeState(state: PanelState): void {
+  setQuery({
+    filter: state.filter || null,
+    sort: state.sort?.column ?? null,
+    desc: state.sort?.descending ? "1" : null,
+    group: state.group || null,
+    step: state.step === null ? null : String(state.step),
+    vs: state.compare?.runId ?? null,
+    on: state.compare?.on ?? null,
+  });
+}
+
+export async function tablePage(root: HTMLElement, project: string, runId: string, key: string): Promise<() => void> {
+  const panel = new TablePanel(project, runId, key, { tall: true, state: readState(readQuery()), onState: writeState });
+  root.replaceChildren(
+    h(
+      "div.table-page",
+      {},
+      h("div.pane-head", {}, h("h1", { text: key }), h("a", { href: runHref(project, runId), "data-link": true, text: `← run ${runId}` })),
+      panel.el,
+    ),
+  );
+  await panel.load();
+  return () => panel.destroy();
+}

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from conftest import QUIET, REPO
 
 import tracklet
@@ -174,6 +175,16 @@ def test_server_mode_links_resolves_and_keeps_history(servers, tmp_path, monkeyp
         assert [(e.from_version, e.to_version, e.actor, e.reason) for e in history] == [
             (None, 0, "dev", "linked by run train/t1"), (0, 1, "dev", "promote after eval")]
         assert api.registry_collections("model")[0]["aliases"] == {"production": "v1", "staging": "v1"}
+    if store is not None:  # each registry change is a server event (for automations), made in its transaction
+        engine = sa.create_engine(store)
+        with engine.connect() as connection:
+            events = connection.execute(sa.text("SELECT kind, subject FROM event_outbox WHERE subject LIKE 'model/%' "
+                                                "ORDER BY id")).all()
+        engine.dispose()
+        assert [tuple(event) for event in events] == [
+            ("version.linked", "model/mnist:v0"), ("alias.moved", "model/mnist:production"),
+            ("version.linked", "model/mnist:v1"), ("alias.moved", "model/mnist:staging"),
+            ("alias.moved", "model/mnist:production")]
     # An online run loads a registered model from the server.
     evaluator = tracklet.init(project="eval", dir=str(tmp_path / "evaluator"), mode="online",
                               settings={**QUIET, "base_url": server.url})

@@ -30,9 +30,16 @@ Event kinds (``KINDS``; the subject in parentheses):
 - ``metric.threshold`` (``project/run_id``): a run's summary metric crossed a rule's threshold
   (rules of this kind say ``metric``, ``op`` and ``value``); payload ``{"run_id", "metric",
   "value", "op", "threshold", "automation_id"}``.
-- ``promotion.requested`` / ``promotion.decided`` (``registry/collection:alias``): for the model
-  registry; payload ``{"request_id", "collection", "alias", "version", "requested_by",
-  "decision", "decided_by", "comment"}`` (the registry calls ``emit`` with these).
+- ``version.linked`` (``registry/collection:vN``): a version was linked into a model registry
+  collection; payload ``{"registry", "collection", "version", "actor", "source", "digest"}``.
+- ``alias.moved`` is also emitted for a registry collection's alias (subject
+  ``registry/collection:alias``; payload ``{"id", "registry", "collection", "alias",
+  "from_version", "to_version", "actor", "at", "reason", "request_id"}``).
+- ``promotion.requested`` / ``promotion.decided`` (``registry/collection:alias``): a promotion
+  request of a protected registry alias was opened / approved or rejected; payload ``{"id",
+  "registry", "collection", "alias", "to_version", "actor", ...}`` plus ``reason`` or
+  ``state`` and ``comment``. The registry (``ModelRegistry(on_event=registry_event)``) emits
+  these inside the transaction of the change.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import sqlalchemy as sa
 from tracklet.server.schema import event_outbox
 
 KINDS = ("artifact.version", "alias.moved", "run.finished", "run.failed", "run.alert", "metric.threshold",
-         "promotion.requested", "promotion.decided")
+         "promotion.requested", "promotion.decided", "version.linked")
 
 _listeners: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 
@@ -130,3 +137,10 @@ def version_events(request: Any, info: Any, reused: bool, previous: Mapping[str,
         import sys
 
         print(f"tracklet server: events of {subject} v{info.version} not written: {error!r}", file=sys.stderr)
+
+
+def registry_event(connection: sa.Connection, kind: str, payload: dict[str, Any]) -> None:
+    """``ModelRegistry``'s ``on_event``: a registry change as an event, in the change's transaction."""
+    where = f"{payload.get('registry')}/{payload.get('collection')}"
+    tail = f"v{payload.get('version')}" if kind == "version.linked" else str(payload.get("alias"))
+    emit(connection, kind, f"{where}:{tail}", payload, actor=payload.get("actor"))

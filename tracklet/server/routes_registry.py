@@ -194,8 +194,9 @@ def registry_of(request: Request) -> ModelRegistry:
             raise HTTPException(status_code=404, detail="no registry collection: nothing was linked in this data root")
         registry = found
     else:
-        # events: alias.moved, version.linked, promotion.* -- pass on_event=<server/events.emit adapter> here
-        registry = ModelRegistry(state.tracklet.artifacts.engine)
+        from tracklet.server.events import registry_event
+
+        registry = ModelRegistry(state.tracklet.artifacts.engine, on_event=registry_event)
     state.model_registry = registry
     return registry
 

@@ -17,9 +17,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tracklet.core.jsonsafe import json_safe
-from tracklet.errors import TableNotFound
+from tracklet.errors import TableError, TableNotFound
+from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableColumn, TableRowsResponse, errors
-from tracklet.server.routes_tables import MAX_PAGE, _records
+from tracklet.server.routes_tables import MAX_PAGE, _records, fragment_source
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
 
@@ -69,8 +70,8 @@ def _open(request: Request, project: str, run_id: str, key: str, step: int | Non
 
     records = _records(request, project, run_id)
     try:
-        return open_table(request.app.state.tracklet.root, records, key, step)
-    except TableNotFound as error:
+        return open_table(request.app.state.tracklet.root, records, key, step, **fragment_source(request, project))
+    except (TableNotFound, TableError) as error:
         raise HTTPException(status_code=404, detail=str(error)) from None
 
 
@@ -169,14 +170,13 @@ def get_table_blob(request: Request, project: str, run_id: str,
                    digest: str = Path(..., description="The sha256 of a media cell's file or thumbnail"),
                    key: str = Query(..., max_length=1024, description="The table key whose cells name it")) -> Response:
     """A media cell's file or thumbnail, only if a version of table `key` names it."""
-    from tracklet.server.routes_media import _read_blob
 
     if not _DIGEST.fullmatch(digest):
         raise HTTPException(status_code=400, detail="a media file is named by its sha256 (64 lowercase hex digits)")
     fmt = _cell_format(request, project, run_id, key, digest)
     if fmt is None:
         raise HTTPException(status_code=404, detail=f"table {key!r} of run {project}/{run_id} names no file {digest}")
-    data = _read_blob(request, digest)
+    data = media_blobs(request).read_bytes(project, digest)
     if data is None:
         raise HTTPException(status_code=404, detail=f"media file {digest} is missing or damaged in the blob store")
     headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
@@ -191,8 +191,9 @@ def _cell_format(request: Request, project: str, run_id: str, key: str, digest: 
     from tracklet.media.table_read import open_every_version
 
     try:
-        query = open_every_version(request.app.state.tracklet.root, _records(request, project, run_id), key)
-    except TableNotFound as error:
+        query = open_every_version(request.app.state.tracklet.root, _records(request, project, run_id), key,
+                                   **fragment_source(request, project))
+    except (TableNotFound, TableError) as error:
         raise HTTPException(status_code=404, detail=str(error)) from None
     media = [name for name, kind in query.schema.items()
              if kind.startswith("struct<") and "digest:" in kind and "thumbnail:" in kind]

@@ -48,6 +48,14 @@ def _records(request: Request, project: str, run_id: str) -> list[Any]:
     return _FOLDS.get(paths.log_file, list)  # a copy: the fold goes on as the log grows
 
 
+def fragment_source(request: Request, project: str) -> dict[str, Any]:
+    """Where a query of ``project``'s tables finds its Parquet fragments (``open_table``'s
+    ``locate``/``where``): the server's blob store, only fragments the project holds."""
+    blobs = media_blobs(request)
+    return {"locate": lambda digest: blobs.local_file(project, digest),
+            "where": f"the server's blob store for project {project} (not uploaded yet? `tracklet sync` sends it)"}
+
+
 @router.get("/{project}/{run_id}/tables", response_model=TableKeysResponse, responses=_ERRORS,
             summary="The keys a run logged tables under")
 def get_table_keys(request: Request, project: str, run_id: str) -> TableKeysResponse:
@@ -77,12 +85,8 @@ def get_table(
     from tracklet.media.table_read import open_table
 
     records = _records(request, project, run_id)
-    blobs = media_blobs(request)
     try:
-        query = open_table(request.app.state.tracklet.root, records, key, step,
-                           locate=lambda digest: blobs.local_file(project, digest),
-                           where=f"the server's blob store for project {project} (not uploaded yet? `tracklet sync` "
-                                 "sends it)")
+        query = open_table(request.app.state.tracklet.root, records, key, step, **fragment_source(request, project))
     except TableNotFound as error:
         raise HTTPException(status_code=404, detail=str(error)) from None
     except TableError as error:

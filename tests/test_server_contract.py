@@ -27,7 +27,7 @@ from tracklet.server.models import ErrorResponse, OffsetConflictResponse
 
 # Routes that may be ``async``: those that stream a request body (they await it), and those that
 # do no blocking work at all.
-AWAITS_BODY = {"put_log", "put_file", "put_blob", "put_blob_batch", "put_upload_part"}
+AWAITS_BODY = {"put_log", "put_file", "put_blob", "put_blob_batch", "put_upload_part", "put_pack"}
 NON_BLOCKING = {"health", "me"}
 
 

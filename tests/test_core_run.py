@@ -290,6 +290,27 @@ def test_exit_status_of_a_script(root):
     assert "ValueError: bad things" in by_name["raises"].traceback
 
 
+def test_an_interrupted_script_still_exits_by_sigint_whatever_finishing_the_run_executes(root):
+    # CPython forgets an unhandled KeyboardInterrupt when any source text is exec'd at exit
+    # (dataclasses, namedtuple, first imports); shells and schedulers read 130 / SIGINT as "interrupted"
+    done = run_script("""
+        import collections
+        import tracklet
+        from tracklet.core.run import Run
+        real_finish = Run.finish
+        def finish_that_execs(self, *args, **kwargs):
+            collections.namedtuple("Point", "x y")  # exec's its generated source
+            return real_finish(self, *args, **kwargs)
+        Run.finish = finish_that_execs
+        run = tracklet.init(project="interrupt", settings={"capture_environment": False})
+        run.log({"a": 1.0})
+        raise KeyboardInterrupt
+    """)
+    assert done.returncode in (130, -2), (done.returncode, done.stderr)
+    (recorded,) = tracklet.Api(root).runs("interrupt")
+    assert (recorded.state, recorded.exit_code, recorded.error) == ("failed", 130, "KeyboardInterrupt: ")
+
+
 def test_summary_reads_reflect_every_log_call_before_them(start):
     run = start()
     for i in range(5000):

@@ -41,6 +41,45 @@ def test_no_request_gets_a_server_error(tmp_path, auth):
         call()
 
 
+def _integer_bounds(schema: dict) -> list[tuple[object, object]]:
+    options = [schema, *schema.get("anyOf", [])]
+    return [(o.get("minimum"), o.get("maximum")) for o in options if o.get("type") == "integer"]
+
+
+def test_every_integer_a_request_carries_is_bounded_within_64_bits(tmp_path):
+    """The class of the fuzzer's finds: an unbounded integer parameter reaches the database driver,
+    which overflows past 64 bits (a 500) instead of a 422 naming the parameter."""
+    schema = create_app(tmp_path / "server", index_on_start=False).openapi()
+    unbounded = []
+    checked = 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                for low, high in _integer_bounds(parameter["schema"]):
+                    checked += 1
+                    if low is None or high is None or not (-(2**63) <= low <= high <= 2**63 - 1):
+                        unbounded.append((method, path, parameter["name"], low, high))
+    assert checked >= 30
+    assert unbounded == []
+
+
+def test_integers_past_64_bits_in_paths_and_cursors_are_client_errors(tmp_path):
+    from fastapi.testclient import TestClient
+
+    past = str(2**63)
+    with TestClient(create_app(tmp_path / "server", auth=False)) as client:
+        for method, url, params in [
+            ("DELETE", f"/api/v1/automations/{past}", {}),
+            ("GET", f"/api/v1/automations/{past}/deliveries", {}),
+            ("GET", "/api/v1/audit", {"after": past}),
+            ("GET", "/api/v1/registries/r/collections/c/versions", {"offset": past}),
+            ("PUT", f"/api/v1/projects/p/artifacts/_uploads/u/parts/{past}", {}),
+            ("PUT", "/api/v1/runs/p/r/log", {"offset": past}),
+        ]:
+            response = client.request(method, url, params=params, content=b"x" if method == "PUT" else None)
+            assert response.status_code == 422, (method, url, response.text)
+
+
 def test_out_of_range_windows_and_offsets_are_client_errors_or_empty(tmp_path):
     """Regressions the fuzzer found: numbers past 64-bit integers reached SQLite (500)."""
     from fastapi.testclient import TestClient

@@ -80,13 +80,13 @@ def exit_reason() -> tuple[BaseException | None, int | None]:
 
 
 def _finish_at_exit() -> None:
-    from tracklet.core import sweeptrial
-
+    # Only a trial process has imported sweeptrial; importing it here would run dataclass code.
+    sweeptrial = sys.modules.get("tracklet.core.sweeptrial")
+    tag = getattr(sweeptrial, "exit_tag", None)  # a sweep trial stopped by its agent (pruned)
     owner = os.getpid()
     for run in active_runs():
         if run._pid != owner:
             continue
-        tag = sweeptrial.exit_tag  # a sweep trial stopped by its agent (pruned)
         if tag is not None and tag not in run.tags:
             run.tags = [*run.tags, tag]
         error = _escaped
@@ -94,6 +94,22 @@ def _finish_at_exit() -> None:
             run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
         else:
             run.finish(_exit_status or 0)
+    if isinstance(_escaped, KeyboardInterrupt):
+        _keep_exit_by_sigint()
+
+
+def _keep_exit_by_sigint() -> None:
+    """Let an interrupted script still end by SIGINT (exit status 130 / -2), as Python promises.
+
+    CPython remembers an unhandled KeyboardInterrupt in a flag that every ``exec`` of source text
+    clears (``dataclasses``, ``namedtuple`` and first imports of such modules do it), so whatever
+    finishing a run ran may have turned the exit status into 1. Executing source text that raises
+    KeyboardInterrupt sets the flag again; the exception itself is dropped here.
+    """
+    try:
+        exec("raise KeyboardInterrupt", {})
+    except KeyboardInterrupt:
+        pass
 
 
 def _after_fork_in_child() -> None:

@@ -21,11 +21,17 @@ own 422 for a request that doesn't match the route's parameters (``HTTPValidatio
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter
 from pydantic.json_schema import SkipJsonSchema
+
+# Every integer a request carries is bounded within a signed 64-bit integer (what databases store),
+# so a number past it is a 422 naming the parameter, never a driver overflow (a 500).
+INT64_MAX = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=INT64_MAX, description="A row id (a database's 64-bit integer)")]
 
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]  # NaN, +inf, -inf in strict JSON (core/jsonsafe.py)
 Numbers = list[int | float | NonFinite | None]  # a metric array: null is no value (an empty bucket)

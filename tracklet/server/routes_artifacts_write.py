@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError
-from tracklet.server.artifact_blobs import NotHeld, ServerArtifacts, Session, check_digest
+from tracklet.server.artifact_blobs import MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest
 from tracklet.server.body import read_body
 from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
@@ -223,7 +223,8 @@ def get_upload(request: Request, project: str, upload_id: str) -> UploadSession:
 
 @router.put("/_uploads/{upload_id}/parts/{number}", response_model=UploadPart, responses=errors(400, 404, 413),
             openapi_extra=_RAW_BODY, summary="Upload one part (kept only when received whole)")
-async def put_upload_part(request: Request, project: str, upload_id: str, number: int,
+async def put_upload_part(request: Request, project: str, upload_id: str,
+                          number: int = Path(ge=1, le=MAX_PARTS, description="The part's number, from 1"),
                           x_tracklet_sha256: str | None = Header(default=None)) -> UploadPart:
     """Part `number` (1-based): exactly `part_size` bytes (the last: the rest). With
     `X-Tracklet-Sha256` the part must hash to it. A part cut short is not kept."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from tracklet.server import audit
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
 from tracklet.server.automations import Automations
-from tracklet.server.models import errors
+from tracklet.server.models import INT64_MAX, RowId, errors
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 _ERRORS = errors(400, 401, 403, 404)
@@ -117,7 +117,7 @@ _TARGET = Query(None, max_length=1024, description="Only targets starting with t
 _OUTCOME = Query(None, pattern="^(ok|denied|rejected|error)$")
 _SINCE = Query(None, description="Only events at or after this Unix time")
 _UNTIL = Query(None, description="Only events before this Unix time")
-_AFTER = Query(None, ge=0, description="The cursor: the previous page's next_after")
+_AFTER = Query(None, ge=0, le=INT64_MAX, description="The cursor: the previous page's next_after")
 _ORDER = Query("asc", pattern="^(asc|desc)$", description="asc: oldest first; desc: newest first")
 
 
@@ -160,7 +160,7 @@ def create_automation(request: Request, body: AutomationRequest) -> NewAutomatio
 
 @router.delete("/automations/{automation_id}", status_code=204, responses=_ERRORS,
                summary="Remove an automation rule; its delivery log stays (server admins)")
-def remove_automation(request: Request, automation_id: int) -> None:
+def remove_automation(request: Request, automation_id: RowId) -> None:
     _admin(request)
     try:
         _automations(request).remove(automation_id)
@@ -170,7 +170,7 @@ def remove_automation(request: Request, automation_id: int) -> None:
 
 @router.get("/automations/{automation_id}/deliveries", response_model=DeliveriesResponse, responses=_ERRORS,
             summary="A rule's deliveries and their attempts, newest first (server admins)")
-def list_deliveries(request: Request, automation_id: int,
+def list_deliveries(request: Request, automation_id: RowId,
                     limit: int = Query(100, ge=1, le=1000)) -> DeliveriesResponse:
     _admin(request)
     return DeliveriesResponse(deliveries=[Delivery(**row) for row in

@@ -38,7 +38,7 @@ async def put_log(
     request: Request,
     project: str,
     run_id: str,
-    offset: int = Query(..., ge=0, description="Byte offset of the body's first byte in the client's log"),
+    offset: int = Query(..., ge=0, le=2**62, description="Byte offset of the body's first byte in the client's log"),
 ) -> AppendResponse | JSONResponse:
     """Append if `offset` is the stored size; accept a resend (offset below it) idempotently when
     the overlap matches; 409 with the stored size on a gap or a mismatch."""

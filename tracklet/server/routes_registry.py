@@ -24,7 +24,7 @@ from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionRequired, RegistryError
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import Link, ModelRegistry
-from tracklet.server.models import ArtifactVersion, errors
+from tracklet.server.models import ArtifactVersion, RowId, errors
 from tracklet.server.routes_artifacts_read import _version_model
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
@@ -283,7 +283,7 @@ def link(request: Request, registry: str, collection: str, body: LinkRequest) ->
 @router.get(_COLLECTION + "/versions", response_model=LinksResponse, responses=_ERRORS,
             summary="A collection's versions")
 def versions(request: Request, registry: str, collection: str, limit: int = Query(1000, ge=1, le=10_000),
-             offset: int = Query(0, ge=0)) -> dict[str, Any]:
+             offset: int = Query(0, ge=0, le=2**62)) -> dict[str, Any]:
     registry, collection = _names(registry, collection)
     try:
         links = registry_of(request).versions(registry, collection, limit=limit, offset=offset)
@@ -396,7 +396,7 @@ def requests(request: Request, registry: str | None = Query(None, max_length=128
 
 @router.post("/registry-requests/{request_id}/reviews", response_model=PromotionRequestResponse, responses=_ERRORS,
              summary="Approve or reject a request")
-def review(request: Request, request_id: int, body: ReviewRequest) -> dict[str, Any]:
+def review(request: Request, request_id: RowId, body: ReviewRequest) -> dict[str, Any]:
     """Approve or reject promotion request `request_id` (not your own). The approval that completes
     the count moves the alias. Needs `write` on the project of the version it is to name."""
     model_registry = registry_of(request)

@@ -6334,6 +6334,7 @@ export interface operations {
             path: {
                 project: string;
                 upload_id: string;
+                /** @description The part's number, from 1 */
                 number: number;
             };
             cookie?: never;
@@ -9030,6 +9031,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A row id (a database's 64-bit integer) */
                 request_id: number;
             };
             cookie?: never;
@@ -9460,6 +9462,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A row id (a database's 64-bit integer) */
                 automation_id: number;
             };
             cookie?: never;
@@ -9527,6 +9530,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description A row id (a database's 64-bit integer) */
                 automation_id: number;
             };
             cookie?: never;

@@ -85,25 +85,52 @@ def create(ctx: click.Context, config_file: Path, project: str | None, warm_star
 
 @sweep_group.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--project", default=None, help="Only this project's sweeps.")
+@click.option("--url", default=None, help="A tracking server: list its sweeps (those of the projects your key may "
+                                          "read; the newest 50). Default: $TRACKLET_BASE_URL when "
+                                          "$TRACKLET_MODE=online, else the local data root.")
 @click.pass_context
 @_handle_errors
-def ls(ctx: click.Context, as_json: bool) -> None:
-    """The sweeps under the data root, newest first."""
-    from tracklet.sweeps.controller import list_sweeps
+def ls(ctx: click.Context, as_json: bool, project: str | None, url: str | None) -> None:
+    """The sweeps under the data root (or on a server), newest first."""
+    server = _server_url(url)
+    if server is not None:
+        from tracklet.sweeps.remote import list_remote_sweeps
 
-    found = list_sweeps(_root(ctx))
+        answer = list_remote_sweeps(server, project=project)
+        rows = [{"id": s["id"], "project": s["project"], "state": s["state"], "method": s.get("method") or None,
+                 "metrics": s.get("metrics") or [], "created": s.get("created"), "counts": s.get("counts") or {},
+                 **({"error": s["error"]} if s.get("error") else {})} for s in answer["sweeps"]]
+        more = answer["total"] - len(rows)
+    else:
+        from tracklet.sweeps.controller import list_sweeps
+
+        rows = [{"id": s["id"], "project": s["project"], "state": s["state"], "method": s["config"].get("method"),
+                 "metrics": _objectives(s["config"]), "created": s.get("created")}
+                for s in list_sweeps(_root(ctx)) if project is None or s.get("project") == project]
+        more = 0
     if as_json:
-        click.echo(json.dumps([{"id": s["id"], "project": s["project"], "state": s["state"],
-                                "method": s["config"].get("method"), "created": _iso(s.get("created"))}
-                               for s in found], indent=2))
+        click.echo(json.dumps([{**row, "created": _iso(row["created"])} for row in rows], indent=2))
         return
-    if not found:
-        click.echo("No sweeps (create one with `tracklet sweep create config.yaml`)")
+    if not rows:
+        click.echo("No sweeps (create one with `tracklet sweep create config.yaml"
+                   + (f" --url {server}`)" if server else "`)"))
         return
-    for info in found:
-        metric = info["config"].get("metric") or {}
-        click.echo(f"{info['id']}  {info['state']:<8} {info['config'].get('method', ''):<7} {info['project']}  "
-                   f"{metric.get('goal', '')} {metric.get('name', '')}  {_iso(info.get('created')) or ''}")
+    for row in rows:
+        goals = ", ".join(f"{m.get('goal', '')} {m.get('name', '')}" for m in row["metrics"])
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(row.get("counts", {}).items()))
+        click.echo(f"{row['id']}  {row['state']:<8} {row['method'] or '':<7} {row['project']}  {goals}  "
+                   f"{_iso(row['created']) or ''}" + (f"  ({counts})" if counts else "")
+                   + (f"  ({row['error']})" if row.get("error") else ""))
+    if more > 0:
+        click.echo(f"... and {more} older sweep(s) (--project narrows the list)")
+
+
+def _objectives(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """A sweep config's objectives as ``[{name, goal}]``: ``metric:``, else ``metrics:``."""
+    if isinstance(config.get("metric"), dict):
+        return [config["metric"]]
+    return [m for m in config.get("metrics") or [] if isinstance(m, dict)]
 
 
 @sweep_group.command("show")

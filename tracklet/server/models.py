@@ -664,6 +664,8 @@ class SweepTrial(BaseModel):
     end: float | None
     error: str | None
     lease_expires: float | None = Field(description="A running trial's lease expiry (past: it is lapsing)")
+    last_step: int | None = Field(None, description="The last step reported to the pruner (a pruned trial: "
+                                                     "where it was stopped)")
 
 
 class BestSoFarPoint(BaseModel):
@@ -680,6 +682,8 @@ class SweepDetail(SweepSummary):
 
     config: dict[str, Any]
     parameters: list[SweepParameter]
+    pareto: list[int] | None = Field(None, description="A multi-objective sweep's Pareto front: the numbers "
+                                                       "of the complete trials no other beats in every objective")
     trials: list[SweepTrial]
     best_so_far: list[BestSoFarPoint]
     agents: list[str]

@@ -3,7 +3,8 @@
 An agent on any machine talks only HTTP (``tracklet.sweeps.remote.RemoteController``):
 
 - ``POST /api/v1/projects/{project}/sweeps``: create a sweep (write; a new project is created for
-  its sender, as a first upload does); ``GET /api/v1/sweeps/{id}``: its project and config (read).
+  its sender, as a first upload does); ``GET /api/v1/sweeps/{id}``: its project and config (read);
+  ``GET /api/v1/sweeps[?project=]``: the server sweeps of the projects the sender may read.
 - ``POST .../sweeps/{id}/next``: a lease on the next trial, or ``wait`` / ``finished``.
 - ``POST .../sweeps/{id}/heartbeat``: renew the lease; the answer says ``stop: lost`` (it lapsed)
   or ``stop: pruned``: on each beat of a sweep that prunes, the server reads the trial's run's new
@@ -40,6 +41,7 @@ from tracklet.server.models import (
     SweepNextRequest,
     SweepNextResponse,
     SweepReleaseRequest,
+    SweepsResponse,
     SweepTellRequest,
     SweepTrialRef,
     SweepTrialResult,
@@ -118,6 +120,33 @@ def create_sweep(request: Request, project: str, body: SweepCreateRequest) -> Sw
     return SweepCreated(id=sweep_id, project=project, method=spec.method,
                         grid_size=spec.grid_size() if spec.method == "grid" else None,
                         warm_start=info.get("warm_start"))
+
+
+@router.get("/sweeps", response_model=SweepsResponse, response_model_exclude_unset=True, responses=errors(400),
+            summary="The server's sweeps the sender may read")
+def list_server_sweeps(request: Request, project: str | None = None) -> SweepsResponse:
+    """The newest 50 server sweeps of the projects the sender may read (only `project`'s, if
+    given), each as the project listing summarises it (`tracklet sweep ls --url`); `total`: how many
+    there are. A sweep that can't be read is listed with `error` saying why."""
+    from tracklet.server.auth import role_at_least
+    from tracklet.server.sweeps_db import readable_sweep_infos, reader
+    from tracklet.sweeps.view import MAX_LISTED, summarise
+
+    app = request.app.state.tracklet
+    if project is not None:
+        run_paths(app.root, project, "x")  # checks the project name (400)
+
+    def may_read(name: str) -> bool:
+        if app.authorizer is None:
+            return True
+        _, role = app.authorizer.accounts.role(request.state.principal, name)
+        return role_at_least(role, "read")
+
+    engine = _engine(request)
+    infos, total = readable_sweep_infos(engine, may_read, project=project, limit=MAX_LISTED)
+    listed = summarise(infos, lambda info: reader(engine, info["id"], app.root))
+    return SweepsResponse.model_validate({"sweeps": [{**entry.summary, **({"error": entry.error} if entry.error else {})}
+                                                     for entry in listed], "total": total})
 
 
 @router.get("/sweeps/{sweep_id}", response_model=SweepInfoResponse, responses=_ERRORS,

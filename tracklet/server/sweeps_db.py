@@ -27,7 +27,7 @@ import math
 import threading
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +157,22 @@ def project_sweep_infos(engine: sa.Engine, project: str) -> list[dict[str, Any]]
                                   .where(sweep_studies.c.project == project)
                                   .order_by(sweep_studies.c.created_at.desc())).all()
     return [{**json.loads(row.info), "state": json.loads(row.state).get("state", "running")} for row in rows]
+
+
+def readable_sweep_infos(engine: sa.Engine, may_read: Callable[[str], bool], *, project: str | None = None,
+                         limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    """The newest ``limit`` server sweeps (info plus state) of the projects ``may_read`` allows (only
+    ``project``'s, if given), and how many there are in all: ``tracklet sweep ls --url``."""
+    with engine.connect() as connection:
+        names = connection.execute(sa.select(sweep_studies.c.project).distinct()).scalars().all()
+        projects = sorted(name for name in names if (project is None or name == project) and may_read(name))
+        if not projects:
+            return [], 0
+        where = sweep_studies.c.project.in_(projects) if project is not None or len(projects) < len(names) else sa.true()
+        total = int(connection.execute(sa.select(sa.func.count()).select_from(sweep_studies).where(where)).scalar_one())
+        rows = connection.execute(sa.select(sweep_studies.c.info, sweep_studies.c.state).where(where)
+                                  .order_by(sweep_studies.c.created_at.desc(), sweep_studies.c.id).limit(limit)).all()
+    return [{**json.loads(row.info), "state": json.loads(row.state).get("state", "running")} for row in rows], total
 
 
 class ServerController(LocalController):

@@ -68,6 +68,18 @@ def create_remote_sweep(base_url: str, config: Any, *, project: str | None = Non
         return answer
 
 
+def list_remote_sweeps(base_url: str, *, project: str | None = None, api_key: str | None = None) -> dict[str, Any]:
+    """The server's sweeps that the key may read (``tracklet sweep ls --url``), newest first:
+    ``{"sweeps": [summary, ...], "total": n}``, each summary as the dashboard's listing has it
+    (state, method, metric(s), trial counts, the best trial); ``project`` narrows it to one project."""
+    with _client(base_url, api_key) as http:
+        response = http.request("GET", "/api/v1/sweeps", params={"project": project} if project else None)
+        if response.status_code != 200:
+            raise http.refusal(response, what="listing the server's sweeps")
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
 def _client(base_url: str, api_key: str | None) -> Any:
     from tracklet.client.http import HttpClient
 
@@ -192,12 +204,14 @@ class RemoteController:
         sweep = response.json()["sweep"]
         trials = [{"trial": t["number"], "state": t["state"], "value": t["value"], "values": t.get("values"),
                    "config": t["params"], "run": f"{self.project}/{t['run_id']}" if t.get("run_id") else None,
-                   "agent": t.get("agent"), "error": t.get("error"), "last_step": None,
+                   "agent": t.get("agent"), "error": t.get("error"), "last_step": t.get("last_step"),
                    "start": t.get("start"), "end": t.get("end")} for t in sweep["trials"]]
         best = next((row for row in trials if sweep["best"] and row["trial"] == sweep["best"]["trial"]), None)
+        front = sweep.get("pareto")
+        pareto = None if front is None else [row for row in trials if row["trial"] in set(front)]
         return {"id": sweep["id"], "project": sweep["project"], "method": sweep["method"], "state": sweep["state"],
                 "run_cap": sweep["run_cap"], "metric": sweep["metric"], "metrics": sweep.get("metrics", []),
-                "pareto": None, "grid_size": sweep["grid_size"], "counts": sweep["counts"], "best": best,
+                "pareto": pareto, "grid_size": sweep["grid_size"], "counts": sweep["counts"], "best": best,
                 "trials": trials, "created": sweep["created"], "server": self.base_url}
 
     def set_state(self, state: str) -> None:

@@ -153,6 +153,7 @@ class SweepReader:
                 "run_id": _run_id(row.get("run")), "agent": row.get("agent"),
                 "start": row.get("start"), "end": row.get("end"), "error": row.get("error"),
                 "lease_expires": lease.get("expires") if isinstance(lease, dict) else None,
+                "last_step": row.get("last_step"),
             }
             if row.get("values") is not None:  # several objectives
                 trial["values"] = [_finite(v) for v in row["values"]]
@@ -162,6 +163,7 @@ class SweepReader:
             if row.get("agent"):
                 agents.setdefault(row["agent"], row.get("start") or math.inf)
         data.update({
+            "pareto": self.pareto() if spec.multi_objective else None,
             "config": dict(spec.config),
             "parameters": [_parameter(param) for param in spec.searched],
             "trials": trials,
@@ -169,6 +171,13 @@ class SweepReader:
             "agents": sorted(agents, key=lambda name: (agents[name], name)),
         })
         return data
+
+    def pareto(self) -> list[int]:
+        """The Pareto front of a multi-objective sweep: the numbers of the complete trials no other
+        complete trial beats in every objective (Optuna's ``best_trials``, as ``sweep show`` locally)."""
+        with self._lock:
+            study = self._load()
+            return sorted(trial.number for trial in study.best_trials)
 
     def importance(self) -> dict[str, Any]:
         """PED-ANOVA importances over the complete trials, cached per count of complete trials."""
@@ -272,20 +281,27 @@ def project_sweeps(root: Path | str, project: str, *, extra: list[dict[str, Any]
     """``project``'s newest ``MAX_LISTED`` sweeps under ``root``, each summarised (or its error),
     and how many it has in all. ``extra``: more sweeps (a server's: ``sweep.json``'s fields and
     ``state``), read through ``open_reader``."""
-    listed = []
     local = [info for info in list_sweeps(Path(root))
              if info.get("project") == project and isinstance(info.get("id"), str)]
     others = [{**info, "_extra": True} for info in extra or []]
     found = sorted(local + others, key=lambda info: info.get("created") or 0, reverse=True)
-    for info in found[:MAX_LISTED]:
+    return summarise(found[:MAX_LISTED], lambda info: (
+        open_reader(info["id"]) if info.get("_extra") and open_reader else reader(root, info["id"]))), len(found)
+
+
+def summarise(infos: list[dict[str, Any]], open_reader: Callable[[dict[str, Any]], SweepReader]) -> list[Listed]:
+    """Each sweep of ``infos`` (``sweep.json``'s fields and ``state``) summarised through the reader
+    ``open_reader`` gives it, or, when it can't be read, listed with why."""
+    listed = []
+    for info in infos:
         try:
-            opened = open_reader(info["id"]) if info.get("_extra") and open_reader else reader(root, info["id"])
-            listed.append(Listed(opened.summary()))
+            listed.append(Listed(open_reader(info).summary()))
         except Exception as error:  # noqa: BLE001 - a damaged sweep is reported in its row, not raised
-            listed.append(Listed({"id": info["id"], "project": project, "method": "", "state": info.get("state", ""),
-                                  "metric": None, "metrics": [], "created": info.get("created"), "run_cap": None, "grid_size": None,
+            listed.append(Listed({"id": info["id"], "project": info.get("project", ""), "method": "",
+                                  "state": info.get("state", ""), "metric": None, "metrics": [],
+                                  "created": info.get("created"), "run_cap": None, "grid_size": None,
                                   "trial_count": 0, "counts": {}, "best": None}, f"can't read the sweep: {error}"))
-    return listed, len(found)
+    return listed
 
 
 def read_sweep(root: Path | str, project: str, sweep_id: str, *, found: SweepReader | None = None) -> dict[str, Any]:

@@ -854,6 +854,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sweeps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The server's sweeps the sender may read
+         * @description The newest 50 server sweeps of the projects the sender may read (only `project`'s, if
+         *     given), each as the project listing summarises it (`tracklet sweep ls --url`); `total`: how many
+         *     there are. A sweep that can't be read is listed with `error` saying why.
+         */
+        get: operations["list_server_sweeps_api_v1_sweeps_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sweeps/{sweep_id}": {
         parameters: {
             query?: never;
@@ -3030,6 +3052,11 @@ export interface components {
             };
             /** Parameters */
             parameters: components["schemas"]["SweepParameter"][];
+            /**
+             * Pareto
+             * @description A multi-objective sweep's Pareto front: the numbers of the complete trials no other beats in every objective
+             */
+            pareto?: number[] | null;
             /** Trials */
             trials: components["schemas"]["SweepTrial"][];
             /** Best So Far */
@@ -3267,6 +3294,11 @@ export interface components {
              * @description A running trial's lease expiry (past: it is lapsing)
              */
             lease_expires: number | null;
+            /**
+             * Last Step
+             * @description The last step reported to the pruner (a pruned trial: where it was stopped)
+             */
+            last_step?: number | null;
         };
         /** SweepTrialRef */
         SweepTrialRef: {
@@ -6973,6 +7005,64 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_server_sweeps_api_v1_sweeps_get: {
+        parameters: {
+            query?: {
+                project?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

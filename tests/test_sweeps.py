@@ -834,6 +834,75 @@ def test_pruning_reports_the_real_step_and_tells_the_trial_pruned(root):
                "parameters": {"x": {"min": 0.0, "max": 1.0}}})
 
 
+def test_a_rung_is_judged_by_the_value_at_its_step_however_many_points_a_look_read(root):
+    """Successive halving judges a rung by the value at the last step reported. Reported in one
+    batch, a trial read late in its curve looked better at every rung it passed in that look, so a
+    trial better at every step was pruned when the agent's look came early for it and late for
+    the other (the flaky pruned-command test). Each step is now asked about in turn."""
+    config = {"method": "random", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}},
+              "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2}}
+    controller = LocalController(root, create_sweep(root, config, project="p"))
+
+    def curve(offset, steps):
+        return [(step, offset + 1.0 / (step + 1)) for step in steps]
+
+    first = controller.next_trial("me")
+    assert controller.report(first, curve(0.2, range(11))) is False  # one look read steps 0..10
+    assert controller.tell(first, 0.2 + 1.0 / 11).state == "complete"
+    second = controller.next_trial("me")
+    assert controller.report(second, curve(0.1, range(4))) is False  # better than the first at every step
+    assert controller.report(second, curve(0.1, range(4, 11))) is False
+    third = controller.next_trial("me")
+    assert controller.report(third, curve(0.5, range(11))) is True  # worse at every step: pruned at step 1
+    assert controller.finish(third, -15).state == "pruned"
+    rows = {row["trial"]: row for row in controller.status()["trials"]}
+    assert rows[third.trial]["last_step"] == 1  # stopped at the first rung, not at the look's last step
+    study = controller._study()
+    rung = study.trials[first.trial].system_attrs["completed_rung_0"]
+    assert rung == 0.2 + 1.0 / 2  # the first trial's rung-0 value is its value at step 1
+
+
+def test_a_prune_that_comes_after_the_trials_run_ended_leaves_the_trial_complete(root, tmp_path, monkeypatch):
+    """The pruner's stop reaching a trial whose run already finished must not interrupt its
+    ending nor call a full run pruned: the trial is told as it ended (complete), its run finished
+    and not tagged. The program below gets its stop only after its run finished (its one point
+    reaches the log at finish()), and waits until its SIGTERM handler has dealt with it."""
+    program = tmp_path / "late.py"
+    program.write_text(textwrap.dedent("""
+        import os
+        import sys
+        import time
+        from pathlib import Path
+
+        import tracklet
+
+        run = tracklet.init()
+        run.log({"loss": 1.0}, step=0)
+        run.finish()  # the point reaches the log only now (the flush interval is an hour)
+        said = Path(os.environ["TRACKLET_DIR"], "sweeps", os.environ["TRACKLET_SWEEP_ID"], "trials",
+                    os.environ["TRACKLET_SWEEP_TRIAL"] + ".sigterm")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until the agent's stop came and was found too late
+            if said.exists() and said.read_text() == "late":
+                sys.exit(0)
+            time.sleep(0.01)
+        sys.exit(3)
+    """))
+    config = {"method": "optuna", "pruner": {"type": "threshold", "upper": 0.5}, "metric": {"name": "loss"},
+              "program": str(program), "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep_id = create_sweep(root, config, project="p")
+    for key, value in {"PYTHONPATH": str(REPO), "TRACKLET_FLUSH_INTERVAL": "3600", **QUIET_ENV}.items():
+        monkeypatch.setenv(key, value)
+    report = Agent(LocalController(root, sweep_id), count=1, log=lambda line: None,
+                   prune_interval=0.02).run_commands()
+    (result,) = report.results
+    assert (result.state, result.value) == ("complete", 1.0), result.message
+    (row,) = LocalController(root, sweep_id).status()["trials"]
+    assert row["state"] == "complete" and row["last_step"] == 0  # the pruner did see the point
+    run = tracklet.Api(root).run(row["run"])
+    assert run.state == "finished" and "pruned" not in run.tags
+
+
 def test_the_metric_tail_reads_only_new_points_with_their_steps(root):
     from tracklet.sweeps.tail import MetricTail
 

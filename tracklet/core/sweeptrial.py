@@ -43,7 +43,30 @@ def stop_file(root: Path, sweep_id: str, trial: int) -> Path:
     return Path(root) / "sweeps" / sweep_id / "trials" / f"{trial}.stop"
 
 
+def sigterm_file(root: Path, sweep_id: str, trial: int) -> Path:
+    """What the trial's process did with the agent's stop, for the agent to read once it exits:
+    ``installed`` (the handler is in place and never ran), ``pruned`` (the run was stopped and
+    tagged pruned) or ``late`` (the run had already ended: the stop was ignored)."""
+    return Path(root) / "sweeps" / sweep_id / "trials" / f"{trial}.sigterm"
+
+
 exit_tag: str | None = None  # a tag the run gets as the process ends (``pruned``): set by the SIGTERM handler
+
+
+def _live_run() -> bool:
+    """Whether this process has a run not yet finishing (``finish()`` unregisters a run first)."""
+    import os
+
+    from tracklet.core import lifecycle
+
+    return any(run._pid == os.getpid() and not run.finished for run in lifecycle.active_runs())
+
+
+def _say(path: Path, what: str) -> None:
+    try:
+        path.write_text(what)
+    except OSError:  # the agent then goes by its own view of the stop
+        pass
 
 
 def end_cleanly_on_sigterm(trial: SweepTrial, root: Path) -> None:
@@ -51,8 +74,11 @@ def end_cleanly_on_sigterm(trial: SweepTrial, root: Path) -> None:
     killing it (which leaves the run ``crashed``): a pruned trial (the agent wrote ``pruned`` to
     :func:`stop_file` first) exits 0 and its run is tagged ``pruned`` (``lifecycle`` adds the tag
     before it finishes the run); any other stop exits 143 (the run is ``failed``, exit code 143).
-    Only from the main thread, and only when SIGTERM still has its default action (a program's or
-    framework's own handler is left alone)."""
+    A prune that arrives once the run is finishing or finished is too late: it is ignored (raising
+    ``SystemExit`` inside ``finish()`` would leave the run half-written), and the trial completes.
+    What happened is written to :func:`sigterm_file`, so the agent tells the trial pruned only if
+    its run really was stopped. Only from the main thread, and only when SIGTERM still has its
+    default action (a program's or framework's own handler is left alone)."""
     import signal
     import sys
     import threading
@@ -62,6 +88,7 @@ def end_cleanly_on_sigterm(trial: SweepTrial, root: Path) -> None:
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
     path = stop_file(root, trial.sweep_id, trial.trial)
+    said = sigterm_file(root, trial.sweep_id, trial.trial)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         global exit_tag
@@ -71,11 +98,16 @@ def end_cleanly_on_sigterm(trial: SweepTrial, root: Path) -> None:
         except OSError:
             reason = ""
         if reason == "pruned":
+            if not _live_run():
+                _say(said, "late")
+                return
+            _say(said, "pruned")
             exit_tag = "pruned"
             sys.exit(0)
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    _say(said, "installed")
 
 
 def current_trial(settings: Settings) -> SweepTrial | None:

@@ -783,6 +783,8 @@ class SweepTellRequest(SweepTrialRef):
 
     values: list[float] | None = Field(None, max_length=64)
     error: str | None = Field(None, max_length=10_000)
+    stopped: bool | None = Field(None, description="Whether the agent's stop of a pruned trial reached its run "
+                                                   "before the run ended (false: the trial is told as it ended)")
 
 
 class SweepTrialResult(BaseModel):

@@ -51,7 +51,7 @@ from tracklet.server.models import (
 router = APIRouter(prefix="/api/v1", tags=["sweeps"])
 
 _ERRORS = errors(400, 404)
-MAX_PRUNE_POINTS = 100_000  # points one heartbeat reports to the pruner at most (the rest: next beat)
+MAX_PRUNE_POINTS = 10_000  # points one heartbeat reports to the pruner at most (the rest: next beat)
 
 
 def _engine(request: Request) -> Any:
@@ -235,7 +235,8 @@ def heartbeat(request: Request, project: str, sweep_id: str, body: SweepTrialRef
              summary="Report how a trial ended")
 def tell(request: Request, project: str, sweep_id: str, body: SweepTellRequest) -> SweepTrialResult:
     """The trial's objective values (one per objective), or `error` (failed). A trial the pruner
-    stopped is recorded pruned whatever else is told; a lapsed lease's result is discarded
+    stopped is recorded pruned whatever else is told, unless `stopped: false` (the agent's stop came
+    after the trial's run had ended on its own); a lapsed lease's result is discarded
     (`state: lapsed`). Telling again what was told returns the same result."""
     ctl = _controller(request, project, sweep_id)
     lease = _lease(ctl, body)
@@ -246,8 +247,8 @@ def tell(request: Request, project: str, sweep_id: str, body: SweepTellRequest) 
         points = _new_points(request.app.state.tracklet.store, project, lease.run_id, metric.name,
                              int(record.get("reported", -1)))
         if points:
-            ctl.report(lease, points)
-    result = ctl.tell(lease, body.values, body.error)
+            ctl.report(lease, points, ended=True)
+    result = ctl.tell(lease, body.values, body.error, stopped=body.stopped)
     return SweepTrialResult(trial=result.trial, state=result.state,
                             value=result.value if result.value is None or math.isfinite(result.value) else None,
                             values=[v for v in result.values if math.isfinite(v)], message=result.message)

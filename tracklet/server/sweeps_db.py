@@ -351,7 +351,8 @@ class ServerController(LocalController):
         return Lease(self.sweep_id, number, trial_run_id(self.sweep_id, number), self.project,
                      space.decode(self._spec, frozen.params), agent, ttl)
 
-    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult:
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None, *,
+             stopped: bool | None = None) -> TrialResult:
         """As the local controller's; told again (the agent never got the first answer), it
         answers how the trial ended instead of calling it lapsed."""
         with self._thread_lock:
@@ -361,7 +362,7 @@ class ServerController(LocalController):
                     done = self._ended(lease)
                     if done is not None:
                         return done
-            return super().tell(lease, value, error)
+            return super().tell(lease, value, error, stopped=stopped)
 
     def _ended(self, lease: Lease) -> TrialResult | None:
         """How trial ``lease.trial`` ended, if ``lease.agent`` ended it (not lapsed)."""

@@ -152,6 +152,8 @@ class Agent:
         self._interrupted = False
         self._errors: list[BaseException] = []
         self._processes: dict[int, subprocess.Popen] = {}
+        self._stop_sent: dict[int, bool] = {}  # trials the pruner's stop was sent to (a signal, TrialPruned)
+        self._function_pruned: dict[int, bool] = {}  # function trials stopped: whether TrialPruned landed
         self._prctl = _prctl()
 
     # ------------------------------------------------------------ entry points
@@ -274,9 +276,15 @@ class Agent:
                 self.log(f"trial {lease.trial}: its lease was lost (the agent could not renew it in time); "
                          "the trial was stopped and marked failed")
                 continue
+            stopped = None
             if pruned.is_set():
-                error = None  # stopped by the agent: the controller tells the trial pruned
-            result = self.controller.finish(lease, exit_code, error)
+                stopped = self._stop_landed(lease)
+                if stopped:
+                    error = None  # stopped by the agent: the controller tells the trial pruned
+                elif exit_code in (-signal.SIGTERM, -signal.SIGKILL) and self._stop_sent.get(lease.trial):
+                    exit_code, error = 0, None  # the stop reached a process whose run had ended on its own
+            self._stop_sent.pop(lease.trial, None)
+            result = self.controller.finish(lease, exit_code, error, stopped=stopped)
             self.report.results.append(result)
             self.log(f"trial {lease.trial} {result.state}: {result.message}")
             with self._lock:
@@ -337,21 +345,46 @@ class Agent:
             return
 
     def _stop_trial(self, lease: Lease, worker: int) -> None:
-        """Stop a pruned trial: its process gets SIGTERM; a function gets :class:`TrialPruned`."""
-        process = self._processes.get(lease.trial)
-        if process is not None:
-            try:  # why, for the trial's run (core/sweeptrial.py): it ends tagged pruned, not crashed
-                from tracklet.core.sweeptrial import stop_file
+        """Stop a pruned trial: its process gets SIGTERM; a function gets :class:`TrialPruned`.
+        Nothing happens when the trial already ended (its process exited, its function
+        returned): the prune came too late, and :meth:`_stop_landed` says so."""
+        with self._lock:  # the worker forgets the process under it once the process has exited
+            process = self._processes.get(lease.trial)
+            if process is not None and process.poll() is None:
+                try:  # why, for the trial's run (core/sweeptrial.py): it ends tagged pruned, not crashed
+                    from tracklet.core.sweeptrial import stop_file
 
-                stop_file(self.controller.root, lease.sweep_id, lease.trial).write_text("pruned")
-            except OSError:
-                pass
-            _stop_process(process)
-        else:
+                    stop_file(self.controller.root, lease.sweep_id, lease.trial).write_text("pruned")
+                except OSError:
+                    pass
+                self._stop_sent[lease.trial] = True
+                _stop_process(process)
+                return
+        if process is None:
             with self._prune_lock:
                 if self._function_running.is_set():
                     _tag_pruned()  # before the raise: the function may end its run itself (with wandb.init())
+                    self._stop_sent[lease.trial] = True
                     _raise_in_thread(worker, TrialPruned)
+
+    def _stop_landed(self, lease: Lease) -> bool:
+        """Whether the pruner's stop reached the trial's run before it ended: only then is the
+        trial told pruned; a trial whose run ended on its own first is told as it ended. A
+        command trial's ``init()`` says what its SIGTERM handler did (``core/sweeptrial.py``:
+        ``pruned``, ``late``, or ``installed``: the process exited before handling it); a
+        program without that handler (its own, or no tracklet) goes by the signal reaching a
+        live process. A function trial: whether :class:`TrialPruned` landed in it."""
+        if not self._stop_sent.get(lease.trial):
+            return False
+        if lease.trial in self._function_pruned:
+            return self._function_pruned.pop(lease.trial)
+        from tracklet.core.sweeptrial import sigterm_file
+
+        try:
+            said = sigterm_file(self.controller.root, lease.sweep_id, lease.trial).read_text()[:32].strip()
+        except OSError:
+            return True
+        return said not in ("installed", "late")
 
     def _interrupt(self) -> None:
         with self._lock:
@@ -381,6 +414,11 @@ class Agent:
         except SweepError as error:
             return 1, str(error)
         env = {**os.environ, **self._trial_env(lease)}
+        from tracklet.core.sweeptrial import sigterm_file, stop_file
+
+        for stale in (stop_file(self.controller.root, lease.sweep_id, lease.trial),
+                      sigterm_file(self.controller.root, lease.sweep_id, lease.trial)):
+            stale.unlink(missing_ok=True)  # an earlier process of this trial's (a resumed trial)
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
         with self._lock:  # an interrupt either sees this process or stops it starting
@@ -399,7 +437,8 @@ class Agent:
             _stop_process(process)
             raise
         finally:
-            self._processes.pop(lease.trial, None)
+            with self._lock:
+                self._processes.pop(lease.trial, None)
         if code < 0:
             return code, f"the command was killed by signal {-code}"
         return code, None
@@ -424,6 +463,9 @@ class Agent:
             traceback.print_exc()
             code, error = 1, f"the function raised {type(failure).__name__}: {failure}"
         finally:
+            self._function_running.clear()  # also when TrialPruned landed before the inner finally's lock
+            if self._stop_sent.get(lease.trial):
+                self._function_pruned[lease.trial] = pruned
             run = lifecycle.current()
             if run is not None:
                 if pruned:

@@ -109,9 +109,11 @@ class SweepController(Protocol):
 
     def heartbeat(self, lease: Lease) -> bool: ...
 
-    def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult: ...
+    def finish(self, lease: Lease, exit_code: int, error: str | None = None, *,
+               stopped: bool | None = None) -> TrialResult: ...
 
-    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult: ...
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None, *,
+             stopped: bool | None = None) -> TrialResult: ...
 
     def release(self, lease: Lease, reason: str) -> None: ...
 
@@ -407,10 +409,17 @@ class LocalController:
             self._save_leases(leases)
             return True
 
-    def report(self, lease: Lease, points: Sequence[tuple[int, float]]) -> bool:
+    def report(self, lease: Lease, points: Sequence[tuple[int, float]], *, ended: bool = False) -> bool:
         """Report the trial's metric at the run's steps (``(step, value)``, as logged) and ask the
-        pruner: True when the trial should stop (it is then told ``PRUNED`` when it ends, whatever
-        its exit status). Steps reported before are skipped; non-finite values are not reported."""
+        pruner after each step, in step order, as a training loop calling ``trial.report`` and
+        ``should_prune`` every step would: so a decision never depends on how many points one look
+        happened to read (successive halving judges a rung by the value at the last step reported:
+        a trial read late in its curve would look better at every rung it passed in that look).
+        Reporting stops at the step the pruner stops the trial: True, and it is told ``PRUNED``
+        when it ends (unless the agent says its stop came too late: :meth:`tell`). ``ended``: the
+        trial's run already ended; all its points are reported (later trials are compared with
+        them) and it is not marked pruned. Steps reported before are skipped; non-finite values
+        are not reported."""
         optuna = _optuna()
         with self._locked():
             leases = self._leases()
@@ -425,19 +434,25 @@ class LocalController:
             frozen = study._storage.get_trial(trial._trial_id)
             if frozen.state != optuna.trial.TrialState.RUNNING:
                 return False
-            known = frozen.intermediate_values
-            for step, value in points:
-                if step not in known and math.isfinite(value):
-                    trial.report(float(value), int(step))
-            if not trial.should_prune():
-                return False
-            record["pruned"] = True
-            self._save_leases(leases)
-            return True
+            known = set(frozen.intermediate_values)
+            asking = True
+            for step, value in sorted(points):
+                if step in known or not math.isfinite(value):
+                    continue
+                trial.report(float(value), int(step))
+                known.add(step)
+                if asking and trial.should_prune():
+                    if not ended:
+                        record["pruned"] = True
+                        self._save_leases(leases)
+                        return True
+                    asking = False  # past a rung it didn't pass: record no later rung for it
+            return False
 
-    def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult:
+    def finish(self, lease: Lease, exit_code: int, error: str | None = None, *,
+               stopped: bool | None = None) -> TrialResult:
         """The trial's process ended with ``exit_code``: tell the study the run's metric (read
-        from its record log), or that the trial failed and why."""
+        from its record log), or that the trial failed and why. ``stopped``: see :meth:`tell`."""
         from tracklet.sweeps.objective import read_objectives
 
         values = None
@@ -445,11 +460,14 @@ class LocalController:
             values, error = read_objectives(self.root, self.project, lease.run_id, self._spec.objectives)
         elif error is None:
             error = f"the command exited with status {exit_code}"
-        return self.tell(lease, values, error)
+        return self.tell(lease, values, error, stopped=stopped)
 
-    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult:
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None, *,
+             stopped: bool | None = None) -> TrialResult:
         """Record how trial ``lease`` ended: its objective ``value`` (one per objective in a
-        multi-objective sweep), or ``error`` (failed). A lease that lapsed meanwhile keeps the
+        multi-objective sweep), or ``error`` (failed). A trial the pruner stopped is told
+        ``PRUNED``, unless ``stopped`` is False: the agent's stop came after the trial's run had
+        ended on its own, so it is told as it ended. A lease that lapsed meanwhile keeps the
         trial failed and the result is discarded."""
         optuna = _optuna()
         objectives = self._spec.objectives
@@ -464,7 +482,7 @@ class LocalController:
             del leases[str(lease.trial)]
             trial = optuna.trial.Trial(study, study._storage.get_trial_id_from_study_id_trial_number(
                 study._study_id, lease.trial))
-            if record.get("pruned"):
+            if record.get("pruned") and stopped is not False:
                 study.tell(lease.trial, state=optuna.trial.TrialState.PRUNED)
                 self._save_leases(leases)
                 frozen = study._storage.get_trial(trial._trial_id)

@@ -174,7 +174,8 @@ class RemoteController:
     def report(self, lease: Lease, points: Sequence[tuple[int, float]]) -> bool:
         return False  # the server reads the run's points from what it ingested
 
-    def finish(self, lease: Lease, exit_code: int, error: str | None = None) -> TrialResult:
+    def finish(self, lease: Lease, exit_code: int, error: str | None = None, *,
+               stopped: bool | None = None) -> TrialResult:
         """The trial's process ended: read the objective(s) from its run's local record log and tell the server."""
         from tracklet.sweeps.objective import read_objectives
 
@@ -183,11 +184,17 @@ class RemoteController:
             values, error = read_objectives(self.root, self.project, lease.run_id, self._spec.objectives)
         elif error is None:
             error = f"the command exited with status {exit_code}"
-        return self.tell(lease, values, error)
+        return self.tell(lease, values, error, stopped=stopped)
 
-    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None) -> TrialResult:
+    def tell(self, lease: Lease, value: float | Sequence[float] | None, error: str | None = None, *,
+             stopped: bool | None = None) -> TrialResult:
+        """How the trial ended; ``stopped``: whether the agent's stop (the server pruned the
+        trial) reached the trial's run before it ended (False: told as it ended, not pruned)."""
         values = None if value is None else [float(v) for v in value] if isinstance(value, Sequence) else [float(value)]
-        answer = self._post("tell", {**self._ref(lease), "values": values, "error": error})
+        body: dict[str, Any] = {**self._ref(lease), "values": values, "error": error}
+        if stopped is not None:
+            body["stopped"] = stopped
+        answer = self._post("tell", body)
         return TrialResult(int(answer["trial"]), answer["state"], answer.get("value"), answer.get("message", ""),
                            tuple(answer.get("values") or ()))
 

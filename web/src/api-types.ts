@@ -951,7 +951,8 @@ export interface paths {
         /**
          * Report how a trial ended
          * @description The trial's objective values (one per objective), or `error` (failed). A trial the pruner
-         *     stopped is recorded pruned whatever else is told; a lapsed lease's result is discarded
+         *     stopped is recorded pruned whatever else is told, unless `stopped: false` (the agent's stop came
+         *     after the trial's run had ended on its own); a lapsed lease's result is discarded
          *     (`state: lapsed`). Telling again what was told returns the same result.
          */
         post: operations["tell_api_v1_projects__project__sweeps__sweep_id__tell_post"];
@@ -3253,6 +3254,11 @@ export interface components {
             values?: number[] | null;
             /** Error */
             error?: string | null;
+            /**
+             * Stopped
+             * @description Whether the agent's stop of a pruned trial reached its run before the run ended (false: the trial is told as it ended)
+             */
+            stopped?: boolean | null;
         };
         /**
          * SweepTrial

@@ -54,12 +54,14 @@ exit_tag: str | None = None  # a tag the run gets as the process ends (``pruned`
 
 
 def _live_run() -> bool:
-    """Whether this process has a run not yet finishing (``finish()`` unregisters a run first)."""
+    """Whether this process has a run not yet finishing (``finish()`` unregisters a run first).
+    Called from a signal handler: it reads the list without ``lifecycle``'s lock, which the
+    interrupted main thread may be holding (copying a list is one step under the GIL)."""
     import os
 
     from tracklet.core import lifecycle
 
-    return any(run._pid == os.getpid() and not run.finished for run in lifecycle.active_runs())
+    return any(run._pid == os.getpid() and not run.finished for run in list(lifecycle._active))
 
 
 def _say(path: Path, what: str) -> None:

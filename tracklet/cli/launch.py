@@ -26,10 +26,15 @@ LAUNCH_DIR = Path(__file__).resolve().parents[1] / "integrations" / "_launch"
 
 
 def launch_environment(project: str | None, name: str | None, job_type: str | None,
-                       base: dict[str, str] | None = None, wandb: bool = False) -> dict[str, str]:
+                       base: dict[str, str] | None = None, wandb: bool = False,
+                       bin_dir: Path | None = None) -> dict[str, str]:
+    """The child's environment. ``bin_dir`` (with ``wandb``) goes first on ``PATH``: it holds the
+    ``wandb`` command (:func:`write_wandb_command`)."""
     env = dict(os.environ if base is None else base)
     if wandb:
         env["TRACKLET_WANDB_COMPAT"] = "1"
+        if bin_dir is not None:
+            env["PATH"] = os.pathsep.join(p for p in (str(bin_dir), env.get("PATH", "")) if p)
     existing = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LAUNCH_DIR), existing) if p)
     env["TRACKLET_LAUNCHER_PID"] = str(os.getpid())
@@ -42,16 +47,38 @@ def launch_environment(project: str | None, name: str | None, job_type: str | No
     return env
 
 
+def write_wandb_command(directory: Path) -> Path:
+    """A ``wandb`` executable in ``directory`` that runs W&B's sweep command line over tracklet
+    (``tracklet.compat.wandb.cli``: ``wandb sweep``, ``wandb agent``) with this interpreter: under
+    ``tracklet run --wandb`` it shadows a real ``wandb`` on ``PATH``, as ``import wandb`` does."""
+    import shlex
+
+    path = directory / "wandb"
+    path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m tracklet.compat.wandb \"$@\"\n")
+    path.chmod(0o755)
+    return path
+
+
 def run_command(command: Sequence[str], *, project: str | None = None, name: str | None = None,
                 job_type: str | None = None, wandb: bool = False) -> int:
     """Run ``command`` with tracking on; return its exit code (128 + N when killed by signal N)."""
-    import signal  # here, not at the top: every `tracklet` command imports this module
-    import subprocess
+    import tempfile
 
     if not command:
         raise ValueError("tracklet run needs a command, e.g. tracklet run -- python train.py")
+    if not wandb:
+        return _run_child(command, launch_environment(project, name, job_type))
+    with tempfile.TemporaryDirectory(prefix="tracklet-wandb-bin-") as bin_dir:
+        write_wandb_command(Path(bin_dir))
+        return _run_child(command, launch_environment(project, name, job_type, wandb=True, bin_dir=Path(bin_dir)))
+
+
+def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
+    import signal  # here, not at the top: every `tracklet` command imports this module
+    import subprocess
+
     try:
-        child = subprocess.Popen(list(command), env=launch_environment(project, name, job_type, wandb=wandb))
+        child = subprocess.Popen(list(command), env=env)
     except FileNotFoundError:
         raise ValueError(f"command not found: {command[0]}") from None
     forwarded = {}

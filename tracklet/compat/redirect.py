@@ -52,6 +52,13 @@ class _AliasLoader(importlib.abc.Loader):
         self._original_spec = getattr(module, "__spec__", None)
         return module
 
+    def get_code(self, fullname: str) -> Any:
+        """The target module's code: what ``python -m wandb`` runs (runpy asks for it, as
+        ``__main__``), i.e. ``tracklet.compat.wandb.__main__``'s."""
+        spec = importlib.util.find_spec(self._target)
+        loader = getattr(spec, "loader", None)
+        return loader.get_code(self._target) if loader is not None and hasattr(loader, "get_code") else None
+
     def exec_module(self, module: Any) -> None:
         # The import system set ``__spec__`` to the alias's spec; the module keeps its own, so it
         # still reloads and pickles as ``tracklet.compat.wandb.X``.

@@ -33,40 +33,59 @@ def _project(project: str | None) -> str | None:
 
 
 def create(sweep: Any, *, entity: str | None = None, project: str | None = None, prior_runs: Any = None) -> str:
-    from tracklet.sweeps.controller import create_sweep
-
     config = sweep() if callable(sweep) else sweep
     if prior_runs:
         not_supported("wandb.sweep(prior_runs=...)", "the runs are not added to the sweep")
-    if isinstance(config, dict) and project is None and config.get("project"):
-        project = str(config["project"])
-    from tracklet.sweeps.remote import create_remote_sweep, server_url
-
-    try:
-        url = server_url()
-        if url is not None:
-            sweep_id = create_remote_sweep(url, config, project=_project(project))["id"]
-        else:
-            sweep_id = create_sweep(_root(), config, project=_project(project))
-    except SweepSpecError as error:
-        raise UsageError(str(error)) from None
+    sweep_id, _ = create_sweep(config, project=project)
     termlog(f"Created sweep with ID: {sweep_id}")
     termlog(f"Run sweep agents with: tracklet agent {sweep_id}  (or wandb.agent({sweep_id!r}, function=...))")
     return sweep_id
 
 
+def create_sweep(config: Any, *, project: str | None = None) -> tuple[str, str]:
+    """Create the sweep (on the server in online mode, else under the data root); its id and project.
+    An invalid config is a ``UsageError`` naming every problem."""
+    from tracklet.sweeps.controller import LocalController
+    from tracklet.sweeps.controller import create_sweep as create_local
+    from tracklet.sweeps.remote import create_remote_sweep, server_url
+
+    if isinstance(config, dict) and project is None and config.get("project"):
+        project = str(config["project"])
+    try:
+        url = server_url()
+        if url is not None:
+            made = create_remote_sweep(url, config, project=_project(project))
+            return made["id"], made["project"]
+        sweep_id = create_local(_root(), config, project=_project(project))
+        return sweep_id, LocalController(_root(), sweep_id).project
+    except SweepSpecError as error:
+        raise UsageError(str(error)) from None
+
+
+def set_state(sweep_id: str, state: str) -> None:
+    """``wandb sweep --pause|--resume|--stop|--cancel SWEEP_ID``: pause, resume or stop the sweep."""
+    try:
+        _controller(sweep_id).set_state(state)
+    except (SweepNotFound, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _controller(sweep_id: str) -> Any:
+    from tracklet.sweeps.controller import LocalController
+    from tracklet.sweeps.remote import RemoteController, server_url
+
+    url = server_url()
+    return RemoteController(url, sweep_id, root=_root()) if url is not None else LocalController(_root(), sweep_id)
+
+
 def run_agent(sweep_id: str, *, function: Callable[[], Any] | None, entity: str | None, project: str | None,
               count: int | None) -> None:
     from tracklet.sweeps.agent import Agent
-    from tracklet.sweeps.controller import LocalController
-    from tracklet.sweeps.remote import RemoteController, server_url
 
     if function is not None and not callable(function):
         raise UsageError(f"wandb.agent(function=...) must be callable; got {function!r}")
     try:
-        url = server_url()
-        controller = (RemoteController(url, sweep_id, root=_root()) if url is not None
-                      else LocalController(_root(), sweep_id))
+        controller = _controller(sweep_id)
         agent = Agent(controller, count=count,
                       log=lambda line: termlog(f"Agent: {line}"))
         if function is None:

@@ -356,3 +356,55 @@ def test_a_heartbeat_does_not_wait_for_an_operation_holding_the_sweep(server, pg
             assert other == {"alive": False, "stop": "lost"}
     finally:
         engine.dispose()
+
+
+def test_a_server_sweeps_warm_start_reads_the_runs_the_server_ingested_into_logs_segments(tmp_path, pg_url):
+    """A server with `--logs` keeps run logs as segments, not under its data root: a warm start of
+    one of its sweeps reads the project's runs from its store (every run it ingested), not from
+    the data root, where it found none."""
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.app import create_app
+
+    local = tmp_path / "machine"
+
+    def record(config, logged, fail=False):
+        run = tracklet.init(dir=str(local), project="warm", config=config, settings=QUIET)
+        for row in logged:
+            run.log(row)
+        run.finish(1 if fail else 0)
+        return run.id
+
+    fits = [record({"x": 0.25, "epochs": 3}, [{"loss": 0.9, "acc": 0.5}, {"loss": 0.4, "acc": 0.7}]),
+            record({"x": 0.75, "epochs": 3}, [{"loss": 0.6, "acc": 0.9}])]
+    others = [record({"x": 1.5, "epochs": 3}, [{"loss": 0.1}]),  # outside [0, 1]
+              record({"x": 0.5, "epochs": 3}, [{"acc": 0.1}]),  # no loss logged
+              record({"x": 0.5, "epochs": 3}, [{"loss": 0.01}], fail=True)]  # failed
+    server_root, segments = tmp_path / "server", tmp_path / "segments"
+    app = create_app(server_root, store_url=pg_url, logs_url=str(segments), auth=False)
+    with TestClient(app) as client:
+        for run_id in fits + others:
+            log = (local / "projects" / "warm" / "runs" / run_id / "run.tlog").read_bytes()
+            put = client.put(f"/api/v1/runs/warm/{run_id}/log", params={"offset": 0}, content=log,
+                             headers={"Content-Type": "application/octet-stream"})
+            assert put.status_code == 200, put.text
+        assert not (server_root / "projects").exists()  # the logs are segments only
+        config = {"method": "optuna", "metric": {"name": "loss"}, "warm_start": True,
+                  "parameters": {"x": {"min": 0.0, "max": 1.0}, "epochs": {"value": 3}}}
+        made = client.post("/api/v1/projects/warm/sweeps", json={"config": config})
+        assert made.status_code == 200, made.text
+        warm = made.json()["warm_start"]
+        assert warm["added"] == 2 and sorted(warm["runs"]) == sorted(f"warm/{run_id}" for run_id in fits)
+        assert warm["skipped"] == {"config outside the space (x)": 1, "objective not logged": 1,
+                                   "not finished (failed)": 1}
+        sweep = client.get(f"/api/v1/projects/warm/sweeps/{made.json()['id']}").json()["sweep"]
+        assert sorted(t["value"] for t in sweep["trials"]) == [0.4, 0.6]  # the best loss of each run
+        assert sweep["counts"] == {"warm_start": 2}
+        # several objectives: each metric's final value, as a trial is told
+        both = {**config, "metric": None, "metrics": [{"name": "loss", "goal": "minimize"},
+                                                        {"name": "acc", "goal": "maximize"}]}
+        del both["metric"]
+        made = client.post("/api/v1/projects/warm/sweeps", json={"config": both})
+        assert made.status_code == 200, made.text
+        sweep = client.get(f"/api/v1/projects/warm/sweeps/{made.json()['id']}").json()["sweep"]
+        assert sorted(t["values"] for t in sweep["trials"]) == [[0.4, 0.7], [0.6, 0.9]]

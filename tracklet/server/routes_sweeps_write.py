@@ -109,7 +109,8 @@ def create_sweep(request: Request, project: str, body: SweepCreateRequest) -> Sw
             raise HTTPException(status_code=404, detail=f"warm_start.project: no project {source!r} on this server")
     try:
         sweep_id = create_server_sweep(_engine(request), app.root, body.config, project=project,
-                                       sweep_id=body.sweep_id, created_by=getattr(principal, "name", None))
+                                       sweep_id=body.sweep_id, created_by=getattr(principal, "name", None),
+                                       store=app.store)
     except MissingDependency as error:
         raise HTTPException(status_code=500, detail=str(error)) from None
     except ValueError as error:  # SweepSpecError is one; an id taken

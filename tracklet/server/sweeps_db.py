@@ -48,6 +48,7 @@ from tracklet.sweeps.controller import (
     parse_sweep_id,
     trial_run_id,
     warm_start,
+    warm_start_from_store,
 )
 from tracklet.sweeps.spec import SweepSpec, parse
 
@@ -116,9 +117,10 @@ def _storage(journal: TableJournal) -> Any:
 
 
 def create_server_sweep(engine: sa.Engine, root: Path, config: Any, *, project: str,
-                        sweep_id: str | None = None, created_by: str | None = None) -> str:
+                        sweep_id: str | None = None, created_by: str | None = None, store: Any = None) -> str:
     """Validate ``config`` and create its study in the server's tables; returns the sweep's id.
-    ``root`` is the server's data root (a warm start reads the project's runs there)."""
+    A warm start reads the project's runs from ``store`` (the server's: every run it ingested,
+    its logs under the data root or ``--logs`` segments), else from the data root ``root``."""
     from tracklet.sweeps.controller import _new_sweep_id
 
     spec = parse(config)
@@ -135,7 +137,9 @@ def create_server_sweep(engine: sa.Engine, root: Path, config: Any, *, project: 
         journal.connection = connection
         study = optuna.create_study(storage=_storage(journal), study_name=sweep_id, directions=directions)
         if spec.warm_start is not None:
-            info["warm_start"] = warm_start(study, spec, root, spec.warm_start.get("project") or project)
+            source = spec.warm_start.get("project") or project
+            info["warm_start"] = (warm_start_from_store(study, spec, store, source) if store is not None
+                                  else warm_start(study, spec, root, source))
         connection.execute(sweep_studies.insert().values(
             id=sweep_id, project=project, info=json.dumps(info), state=json.dumps({"state": "running"}),
             created_at=info["created"]))

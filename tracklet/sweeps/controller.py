@@ -36,7 +36,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -161,14 +161,51 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
 
 
 def warm_start(study: Any, spec: SweepSpec, root: Path, project: str) -> dict[str, Any]:
-    """Add ``project``'s finished runs to ``study`` as complete trials (``add_trial``), before
-    its first suggestion: each run whose config holds every parameter inside its distribution
-    (constants at the sweep's value) and that logged the objective(s), read as a trial's are.
-    Returns what was added and, per reason, how many runs were skipped."""
+    """Add ``project``'s finished runs under the data root ``root`` to ``study`` as complete trials
+    (``add_trial``), before its first suggestion: each run whose config holds every parameter
+    inside its distribution (constants at the sweep's value) and that logged the objective(s),
+    read as a trial's are. Returns what was added and, per reason, how many runs were skipped."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
     from tracklet.sweeps.objective import objectives_of
 
+    def recorded(run: Any, run_id: str) -> WarmRun:
+        return WarmRun(run_id, lambda: run.state, lambda: run.config,
+                       lambda: objectives_of(run, project, run_id, spec.objectives))
+
+    return add_warm_trials(study, spec, project,
+                           (recorded(RecordedRun(paths), paths.run_id) for paths in iter_runs(root, project)))
+
+
+def warm_start_from_store(study: Any, spec: SweepSpec, store: Any, project: str) -> dict[str, Any]:
+    """:func:`warm_start` from a store's runs (a tracking server's: the runs it ingested, whether
+    its logs are files under its data root or ``--logs`` segments): state, config and summary
+    from the run's row, the objective from its indexed history (``objective.store_objectives``)."""
+    from tracklet.sweeps.objective import store_objectives
+
+    def indexed(row: dict[str, Any]) -> WarmRun:
+        return WarmRun(row["run_id"], lambda: row["state"], lambda: row["config"] or {},
+                       lambda: store_objectives(store, project, row["run_id"], row["summary"] or {}, row["keys"] or [],
+                                                spec.objectives))
+
+    return add_warm_trials(study, spec, project,
+                           (indexed(row) for row in store.runs(project, fields=("state", "config", "summary", "keys"))))
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmRun:
+    """A run a warm start may add, read lazily: its state, its config, its objective values (or
+    why there are none)."""
+
+    run_id: str
+    state: Callable[[], str]
+    config: Callable[[], Mapping[str, Any]]
+    objectives: Callable[[], tuple[list[float] | None, str | None]]
+
+
+def add_warm_trials(study: Any, spec: SweepSpec, project: str, runs: Iterable[WarmRun]) -> dict[str, Any]:
+    """Add each finished run of ``runs`` that fits the sweep to ``study`` as a complete trial (see
+    :func:`warm_start`); a run that can't be read is skipped, counted, and never stops the rest."""
     optuna = _optuna()
     distributions = space.distributions(spec)
     added: list[str] = []
@@ -177,24 +214,28 @@ def warm_start(study: Any, spec: SweepSpec, root: Path, project: str) -> dict[st
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
 
-    for paths in iter_runs(root, project):
-        run = RecordedRun(paths)
+    for run in runs:
         try:
-            if run.state != "finished":
-                skip(f"not finished ({run.state})")
+            state = run.state()
+            if state != "finished":
+                skip(f"not finished ({state})")
                 continue
-            params = space.encode(spec, run.config)
+            params = space.encode(spec, run.config())
         except ValueError as error:
             skip(f"config outside the space ({str(error).split(':')[0]})")
             continue
         except Exception as error:  # noqa: BLE001 - a damaged run must not stop the sweep's creation
             skip(f"unreadable ({type(error).__name__})")
             continue
-        values, problem = objectives_of(run, project, paths.run_id, spec.objectives) if spec.objectives else ([0.0], None)
+        try:
+            values, _ = run.objectives() if spec.objectives else ([0.0], None)
+        except Exception as error:  # noqa: BLE001 - as above
+            skip(f"unreadable ({type(error).__name__})")
+            continue
         if values is None:
             skip("objective not logged")
             continue
-        path = f"{project}/{paths.run_id}"
+        path = f"{project}/{run.run_id}"
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions=distributions, values=values,
             user_attrs={WARM_START: True, "run": path, **({} if spec.objectives else {"no_metric": True})}))

@@ -71,6 +71,33 @@ def objectives_of(run: Any, project: str, run_id: str,
     return values, None
 
 
+def store_objectives(store: Any, project: str, run_id: str, summary: dict[str, Any], keys: list[str],
+                     metrics: tuple[Metric, ...]) -> tuple[list[float] | None, str | None]:
+    """:func:`objectives_of` for a run as a store indexed it (its summary, its keys, its history
+    read page by page: memory stays bounded for a long series)."""
+    import numpy as np
+
+    path = f"{project}/{run_id}"
+    values = []
+    for metric in metrics:
+        candidates = _numbers([summary.get(metric.name)])
+        if metric.name in keys and (len(metrics) == 1 or not candidates):
+            for _steps, page in store.history_pages(path, metric.name):
+                finite = page[np.isfinite(page)]
+                if not finite.size:
+                    continue
+                if len(metrics) > 1:
+                    candidates = [float(finite[-1])]  # the last finite point, as objectives_of
+                else:
+                    candidates.append(float(finite.max() if metric.maximize else finite.min()))
+        if not candidates:
+            logged = ", ".join(keys[:10]) or "nothing"
+            return None, (f"metric {metric.name!r} was never logged as a finite number by run {path} "
+                          f"(it logged: {logged})")
+        values.append((max if metric.maximize else min)(candidates) if len(metrics) == 1 else candidates[0])
+    return values, None
+
+
 def read_objective(root: Path, project: str, run_id: str, metric: Metric | None) -> tuple[float | None, str | None]:
     """``(value, None)``, or ``(None, problem)`` naming what is missing."""
     from tracklet.core.api import RecordedRun

@@ -22,7 +22,7 @@ import math
 import re
 from typing import Any
 
-from tracklet.errors import ReportError
+from tracklet.errors import ReportError, ReportNotFound
 
 PANEL_INFO = "tracklet-panel"
 MAX_MARKDOWN_CHARS = 1 << 20  # a report is a document for people: 1 MiB of text is plenty
@@ -43,6 +43,7 @@ RUNS_KEYS = ("project", "filter", "sort", "limit", "group", "frozen")
 FROZEN_KEYS = ("run_ids", "max_step")
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")  # CommonMark's line endings only
 
 
 @dataclasses.dataclass
@@ -94,7 +95,7 @@ class Document:
     def panel(self, index: int) -> PanelBlock:
         panels = self.panels
         if not 0 <= index < len(panels):
-            raise ReportError(f"the report has {len(panels)} panel(s); there is no panel {index}")
+            raise ReportNotFound(f"the report has {len(panels)} panel(s); there is no panel {index}")
         return panels[index]
 
     def to_json(self) -> list[dict[str, Any]]:
@@ -119,7 +120,7 @@ def parse(markdown: str) -> Document:
     """The blocks of ``markdown`` (``ReportError`` only for text over the size limit, a NUL, or
     more than ``MAX_PANELS`` panels: a bad panel is that panel's ``error``)."""
     check_markdown(markdown)
-    lines = markdown.splitlines(keepends=True)
+    lines = _LINE.findall(markdown)
     blocks: list[Block] = []
     text: list[str] = []
     i = 0
@@ -166,7 +167,7 @@ def serialize(blocks: list[Block]) -> str:
     out: list[str] = []
     for block in blocks:
         text = block.markdown if isinstance(block, TextBlock) else block.source
-        if out and not out[-1].endswith("\n"):
+        if out and not out[-1].endswith(("\n", "\r")):
             out.append("\n")  # a block always starts on a line of its own
         out.append(text)
     return "".join(out)
@@ -210,7 +211,7 @@ def _panel(index: int, body: str, source: str, error: str | None) -> PanelBlock:
 def _load_yaml(body: str) -> Any:
     """The YAML mapping in ``body``: size-bounded, no anchors or aliases (a few bytes of aliases
     can name an exponentially large tree), a mapping at the top."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     if len(body) > MAX_PANEL_YAML_CHARS:
         raise ReportError(f"a panel's YAML may have at most {MAX_PANEL_YAML_CHARS} characters; got {len(body)}")

@@ -160,3 +160,24 @@ def test_any_text_parses_and_serialises_back_unchanged(lines):
     assert [panel.index for panel in document.panels] == list(range(len(document.panels)))
     for panel in document.panels:
         assert panel.error is not None or panel.spec["keys"]
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), min_size=1, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(title=st.none() | _TEXT, keys=st.lists(_TEXT.filter(str.strip), min_size=1, max_size=4),
+       smoothing=st.floats(0, 0.999), log_y=st.booleans(), size=st.sampled_from(["s", "m", "l"]),
+       limit=st.integers(1, 200), group=st.none() | _TEXT.filter(str.strip),
+       frozen=st.none() | st.fixed_dictionaries({"run_ids": st.lists(st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True),
+                                                                     max_size=5),
+                                                "max_step": st.none() | st.integers(0, 2**63 - 1)}))
+def test_a_written_panel_reads_back_as_the_same_spec(title, keys, smoothing, log_y, size, limit, group, frozen):
+    spec = {"title": title, "keys": keys, "x": "step", "smoothing": smoothing, "log_y": log_y, "size": size}
+    runs = {"project": None, "filter": "config.lr > 0.01", "sort": "-summary.loss", "limit": limit, "group": group,
+            "frozen": frozen}
+    text = "# intro\n" + panel_markdown(spec, runs)
+    (panel,) = parse(text).panels
+    assert panel.error is None, (panel.error, text)
+    assert panel.spec == spec and panel.runs == runs
+    assert serialize([TextBlock("# intro\n"), panel.with_spec(panel.spec, panel.runs)]) == text

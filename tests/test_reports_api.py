@@ -79,6 +79,12 @@ def test_reports_in_a_data_root(tmp_path, monkeypatch):
     _record(root, "p", "b", lr=0.001)
     rep = _build(dir=root)
     api = tracklet.Api(root)
+    assert api.reports("p") == [] and not (root / "reports.sqlite").exists()  # reading makes nothing
+    with pytest.raises(ReportNotFound, match="no report 1"):
+        api.report(1)
+    with pytest.raises(ReportNotFound, match="none was saved"):
+        api.report("p/1")
+    assert not (root / "reports.sqlite").exists()
     _exercise(rep, api, lambda: _record(root, "p", "c", lr=0.5))
     assert rep.author == "ada"
     assert (root / "reports.sqlite").is_file()

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tracklet.errors import ReportNotFound
 from tracklet.reports.document import parse
 from tracklet.reports.runsets import freeze_pins
 from tracklet.reports.runsets import panel_data as panel_data_of
@@ -31,11 +32,24 @@ class LocalReports:
 
     @property
     def reports(self) -> ReportStore:
+        """The data root's reports, the file created if needed (for a change)."""
         if self._reports is None:
             found = open_local(self.root)
             assert found is not None  # create=True
             self._reports = found
         return self._reports
+
+    def _reading(self) -> ReportStore | None:
+        """The data root's reports for a read: None (nothing made) if it has none yet."""
+        if self._reports is None:
+            self._reports = open_local(self.root, create=False)
+        return self._reports
+
+    def _read(self) -> ReportStore:
+        found = self._reading()
+        if found is None:
+            raise ReportNotFound(f"no reports in data root {self.root} (none was saved there)")
+        return found
 
     def store(self) -> Any:
         """The data root's store, indexed now (what a freeze or a panel reads)."""
@@ -52,26 +66,28 @@ class LocalReports:
             store.close()
 
     def project_of(self, report_id: int) -> str | None:
-        return self.reports.project_of(report_id)
+        found = self._reading()
+        return found.project_of(report_id) if found is not None else None
 
     def list_reports(self, project: str) -> list[dict[str, Any]]:
-        return self.reports.list_reports(project)
+        found = self._reading()
+        return found.list_reports(project) if found is not None else []
 
     def create(self, project: str, title: str | None, markdown: str) -> dict[str, Any]:
         return self.reports.create(project, title, markdown, author=self.actor)
 
     def get(self, project: str, report_id: int, version: int | None = None) -> dict[str, Any]:
-        return self.reports.get(project, report_id, version)
+        return self._read().get(project, report_id, version)
 
     def save(self, project: str, report_id: int, markdown: str, *, parent: int, title: str | None = None
              ) -> dict[str, Any]:
         return self.reports.save(project, report_id, markdown, parent=parent, title=title, author=self.actor)
 
     def versions(self, project: str, report_id: int) -> list[dict[str, Any]]:
-        return self.reports.versions(project, report_id)
+        return self._read().versions(project, report_id)
 
     def diff(self, project: str, report_id: int, a: int, b: int) -> str:
-        return self.reports.diff(project, report_id, a, b)
+        return self._read().diff(project, report_id, a, b)
 
     def revert(self, project: str, report_id: int, version: int) -> dict[str, Any]:
         return self.reports.revert(project, report_id, version, author=self.actor)
@@ -96,7 +112,7 @@ class LocalReports:
         return self.reports.create_token(project, report_id, author=self.actor, label=label)
 
     def tokens(self, project: str, report_id: int) -> list[dict[str, Any]]:
-        return self.reports.tokens(project, report_id)
+        return self._read().tokens(project, report_id)
 
     def revoke_token(self, project: str, report_id: int, token_id: str) -> None:
         self.reports.revoke_token(project, report_id, token_id)

@@ -55,9 +55,19 @@ def _whole(lines: list[str]) -> list[str]:
 
 @settings(max_examples=300, deadline=None)
 @given(_LINES, _LINES)
-def test_a_small_change_is_exactly_difflibs_diff(old, new):
+def test_a_small_change_is_matched_line_by_line_and_applies(old, new):
     old, new = _whole(old), _whole(new)
+    diff = textdiff.unified_diff(old, new, "a", "b")
+    assert (diff == "") == (old == new)
+    if diff:
+        assert _apply(old, diff) == new
+
+
+def test_a_local_edit_reads_as_difflib_writes_it():
+    old = [f"line {n}\n" for n in range(30)]
+    new = old[:10] + ["inserted\n"] + old[10:19] + ["changed 19\n"] + old[20:28]
     assert textdiff.unified_diff(old, new, "a", "b") == _difflib(old, new)
+    assert "@@ -8,6 +8,7 @@" in _difflib(old, new)  # renumbered for the whole text
 
 
 @settings(max_examples=300, deadline=None)

@@ -13,6 +13,7 @@ from conftest import QUIET
 from fastapi.testclient import TestClient
 
 import tracklet
+from tracklet.reports.service import default_actor
 from tracklet.server.app import create_app
 
 
@@ -230,7 +231,7 @@ def test_a_grouped_run_set_names_each_runs_group(server):
 
 
 def test_tracklet_ui_serves_the_data_roots_reports(tmp_path):
-    """`tracklet ui`'s app (a data root, no keys): its reports.sqlite, read; nothing made by reading."""
+    """`tracklet ui`'s app (a data root, no keys): its reports.sqlite; nothing made by reading."""
     root = tmp_path / "data"
     _record(root, "p", "a")
     app = create_app(root, auth=False, shared_root=True)
@@ -238,9 +239,11 @@ def test_tracklet_ui_serves_the_data_roots_reports(tmp_path):
         assert http.get(BASE).json() == {"reports": []}
         assert http.get(f"{BASE}/1").status_code == 404
         assert not (root / "reports.sqlite").exists()
+        made = http.post(BASE, json={"title": "From the dashboard", "markdown": "x\n"})
+        assert made.json()["author"] == default_actor()  # the user who runs tracklet ui, not "dev"
         rep = tracklet.Report("p", title="Local", dir=root)
         rep.add_panel({"keys": ["loss"]}).save()
-        assert [item["title"] for item in http.get(BASE).json()["reports"]] == ["Local"]
+        assert [item["title"] for item in http.get(BASE).json()["reports"]] == ["Local", "From the dashboard"]
         data = http.get(f"{BASE}/{rep.id}/panels/0/data").json()
         assert data["access"] == "ok" and [run["id"] for run in data["runs"]] == ["a"]
     app.state.tracklet.store.close()

@@ -247,6 +247,10 @@ def report_guard(request: Request) -> None:
 
 
 def _actor(request: Request) -> str:
+    if getattr(request.app.state, "registry_root", None) is not None:  # tracklet ui: the user who started it
+        from tracklet.reports.service import default_actor
+
+        return default_actor()
     principal: Principal | None = getattr(request.state, "principal", None)
     return principal.name if principal is not None else "unknown"
 

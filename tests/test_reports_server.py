@@ -146,6 +146,8 @@ def test_view_tokens_read_their_report_only_and_a_revoked_one_is_refused(server)
     assert server.get(f"{BASE}/{other['id']}", params={"token": token}).status_code == 403
     assert server.put(url, params={"token": token}, json={"markdown": "x", "parent": 1}).status_code == 403
     assert server.get(f"{url}/tokens", params={"token": token}).status_code == 403
+    for other_id in (2**64, -1, "x"):  # ids no report has, some past 64 bits: refused, never a 500
+        assert server.get(f"{BASE}/{other_id}", params={"token": token}).status_code in (403, 422), other_id
     listed = server.get(f"{url}/tokens", headers=admin).json()["tokens"]
     assert [(item["token_id"], item["label"], item["revoked_at"]) for item in listed] == [(made["token_id"], "reviewers", None)]
     assert token.split("_")[2] not in str(listed)

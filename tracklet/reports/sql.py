@@ -305,8 +305,8 @@ class ReportStore:
     def token_allows(self, project: str, report_id: int, token: str) -> bool:
         """Whether ``token`` is a live view token of report ``report_id`` of ``project``."""
         parts = split_token(token)
-        if parts is None:
-            return False
+        if parts is None or not isinstance(report_id, int) or not 1 <= report_id <= 2**63 - 1:
+            return False  # nothing to look up (and no id past a 64-bit column reaches the database)
         token_id, secret = parts
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(report_tokens.c.secret_sha256, report_tokens.c.revoked_at)

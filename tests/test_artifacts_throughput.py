@@ -1,0 +1,123 @@
+"""How the first store of a large artifact file spends its time (issue #15, A2: v1 at >= 0.8x a
+copy with fsync). No wall-clock thresholds: each test checks a cause of slowness that was measured
+(benchmarks/artifacts.py), with the real pack writer on a real file system.
+
+- chunk bytes reach the pack in a few large system calls on a writer thread of their own, not one
+  ``write`` per ~77 KiB chunk on the thread that cuts and hashes;
+- a pack's bytes are handed to the kernel's writeback while the pack fills, so the fsync that seals
+  it does not start a whole pack's writeback at once;
+- a write that fails on the writer thread (here: a file size limit, as a full disk would) is
+  raised to the caller and leaves no pack and no temporary behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tracklet.artifacts.chunking import chunk_file
+from tracklet.artifacts.packs import ChunkIndex, PackReader, PackStore, PackWriter, reassemble
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1 << 20
+
+
+def _file(path: Path, size: int, seed: int = 1) -> Path:
+    path.write_bytes(random.Random(seed).randbytes(size))
+    return path
+
+
+def _write_syscalls() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts system calls through Linux's /proc/self/io")
+def test_a_pack_is_written_in_few_system_calls_not_one_per_chunk(tmp_path: Path):
+    source = _file(tmp_path / "big.bin", 24 * MiB)
+    store, index = PackStore(tmp_path / "store"), ChunkIndex(tmp_path / "chunks.sqlite")
+    before = _write_syscalls()
+    with PackWriter(store, index, durable=False) as writer:
+        recipe = writer.write_file(source)
+    calls = _write_syscalls() - before
+    # ~300 chunks of ~77 KiB; the pack is written a read block (2 MiB) or more per call. SQLite's
+    # index writes and the trailer add a few dozen calls, whatever the file's size.
+    assert len(recipe.chunks) > 250
+    assert calls < len(recipe.chunks) / 3, (calls, len(recipe.chunks))
+    out = reassemble(recipe, PackReader(store, index), tmp_path / "out.bin", durable=False)
+    assert out.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="writeback hints need posix_fadvise")
+def test_a_pack_starts_its_writeback_before_it_is_sealed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    source = _file(tmp_path / "big.bin", 40 * MiB, seed=2)
+    store, index = PackStore(tmp_path / "store"), ChunkIndex(tmp_path / "chunks.sqlite")
+    events: list[tuple[str, int]] = []
+    real_fadvise, real_fsync = os.posix_fadvise, os.fsync
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        if advice == os.POSIX_FADV_DONTNEED:
+            events.append(("writeback", length))
+        real_fadvise(fd, offset, length, advice)
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", 0))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    monkeypatch.setattr(os, "fsync", fsync)
+    with PackWriter(store, index, durable=True) as writer:
+        recipe = writer.write_file(source)
+    first_fsync = events.index(("fsync", 0))
+    handed = sum(length for kind, length in events[:first_fsync] if kind == "writeback")
+    assert handed >= 24 * MiB, events  # most of the 40 MiB pack was on its way to disk before the fsync
+    monkeypatch.undo()
+    out = reassemble(recipe, PackReader(store, index), tmp_path / "out.bin", durable=False)
+    assert out.read_bytes() == source.read_bytes()
+
+
+_LIMITED_WRITER = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from tracklet.artifacts.packs import ChunkIndex, PackStore, PackWriter
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    root, source = sys.argv[1], sys.argv[2]
+    index = ChunkIndex(root + "/chunks.sqlite")  # created before the limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+    try:
+        with PackWriter(PackStore(root), index) as writer:
+            writer.write_file(source)
+    except OSError as error:
+        print("raised", error.errno)
+    else:
+        print("stored")
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and EFBIG as on Linux")
+def test_a_write_that_fails_on_the_writer_thread_is_raised_and_leaves_no_pack(tmp_path: Path):
+    import errno
+
+    source = _file(tmp_path / "big.bin", 8 * MiB, seed=3)
+    root = tmp_path / "store"
+    root.mkdir()
+    done = subprocess.run([sys.executable, "-c", _LIMITED_WRITER, str(root), str(source)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["raised", str(errno.EFBIG)]
+    store = PackStore(root)
+    assert store.list_packs() == []
+    assert not (root / "packs" / "tmp").exists() or list((root / "packs" / "tmp").iterdir()) == []
+    with PackWriter(store, ChunkIndex(root / "chunks.sqlite")) as writer:  # without the limit it stores
+        recipe = writer.write_file(source)
+    assert recipe.sha256 == chunk_file(source).sha256 and len(store.list_packs()) == 1

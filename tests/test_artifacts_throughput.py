@@ -121,3 +121,77 @@ def test_a_write_that_fails_on_the_writer_thread_is_raised_and_leaves_no_pack(tm
     with PackWriter(store, ChunkIndex(root / "chunks.sqlite")) as writer:  # without the limit it stores
         recipe = writer.write_file(source)
     assert recipe.sha256 == chunk_file(source).sha256 and len(store.list_packs()) == 1
+
+
+def _bytes_read() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="counts bytes read through Linux's /proc/self/io")
+def test_a_new_directory_is_read_once_when_logged_and_not_at_all_when_logged_again(tmp_path: Path):
+    """Each new file is hashed as it is copied into its blob (small ones read whole first), not
+    hashed in one pass and read again to be copied; a file of at least the chunk threshold is
+    read once by the chunking pass. Logged again unchanged, nothing is read (the stat cache)."""
+    import time
+
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.storage import ArtifactStore
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = random.Random(4)
+    sizes = [200_000] * 30 + [6 * MiB] * 3 + [0, 1, 4 * MiB]  # inline, streamed, empty, at the inline limit
+    for number, size in enumerate(sizes):
+        (data / f"f{number:02d}.bin").write_bytes(rng.randbytes(size))
+    _file(data / "large.bin", 9 * MiB, seed=5)  # chunked (threshold below)
+    old = time.time() - 60  # written a while ago: the stat cache may trust them (hashing.RACY_NS)
+    for path in data.iterdir():
+        os.utime(path, (old, old))
+    total = sum(path.stat().st_size for path in data.iterdir())
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=8 * MiB)
+    pending = {path.name: LocalFile(str(path)) for path in data.iterdir()}
+
+    before = _bytes_read()
+    first = store.commit("ds", "dataset", pending, project="p", aliases=[])
+    read = _bytes_read() - before
+    assert read < 1.3 * total, (read, total)  # twice the bytes before: a hashing pass, then a copy
+    assert first.bytes_written >= total and first.files_written == len(sizes)  # all but the empty one, + large.bin
+
+    before = _bytes_read()
+    again = store.commit("ds", "dataset", pending, project="p", aliases=[])
+    assert again.reused and again.bytes_written == 0
+    assert _bytes_read() - before < MiB  # the stat cache, the registry: no file read again
+
+    out = store.download(first.info, first.manifest, tmp_path / "out")
+    for path in data.iterdir():
+        assert (out / path.name).read_bytes() == path.read_bytes()
+        assert first.manifest[path.name].digest == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_file_that_changes_while_it_is_stored_is_an_error_and_no_version_is_made(tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch):
+    """A new file is hashed as it is copied; one rewritten meanwhile (its stat moved) fails the
+    commit naming it rather than record a digest of bytes it no longer holds."""
+    from tracklet.artifacts import blobs
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.errors import ArtifactError, ArtifactNotFound
+
+    path = _file(tmp_path / "model.bin", 6 * MiB, seed=6)
+    store = ArtifactStore(tmp_path / "root")
+    real = blobs.FsspecBlobStore.store_file
+
+    def store_then_rewrite(self, source, on_bytes=None):
+        answer = real(self, source, on_bytes)
+        with open(source, "ab") as handle:  # the training script writes on
+            handle.write(b"more")
+        return answer
+
+    monkeypatch.setattr(blobs.FsspecBlobStore, "store_file", store_then_rewrite)
+    with pytest.raises(ArtifactError, match="model.bin changed while it was being stored"):
+        store.commit("m", "model", {"model.bin": LocalFile(str(path))}, project="p", aliases=[])
+    with pytest.raises(ArtifactNotFound):
+        store.registry.version("p", "m", "latest")

@@ -10,6 +10,10 @@ in the same run (target: v1 at >= 80% of the copy's throughput). Then change 20 
 of its size (target <= 10%; whole-file stores such as W&B, MLflow and DVC add 100%). Also reports
 ``log_artifact``'s cost on the caller's thread (target <= 1 ms: the rest happens in the background).
 
+The v1 ratio is also measured in ``--rounds`` alternating rounds (a copy with fsync, then a first
+log into a fresh data root; median of the per-round ratios, and each side's CPU seconds), and the
+same for a directory of 4 MiB files (``a2dir``: stored as blobs, one read per new file).
+
 Then both versions are uploaded to a local ``tracklet server --dev`` (``a2_upload``): the bytes of
 every request body counted on the wire (target: v2 sends <= 10% of its size; whole-file uploads
 such as W&B's send 100%). The copy is also timed with an fsync (the store fsyncs its packs).
@@ -94,7 +98,78 @@ def _copy_seconds(source: Path, target: Path, repeats: int = 2) -> tuple[float, 
     return min(plain), min(durable)
 
 
-def a2(work: Path, size_mib: int) -> dict:
+def _durable_copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target)
+    for path in target.rglob("*"):
+        descriptor = os.open(path, os.O_RDONLY)
+        os.fsync(descriptor)
+        os.close(descriptor)
+
+
+def _paired_rounds(work: Path, source: Path, rounds: int, label: str) -> dict:
+    """``rounds`` alternations of a copy with fsync of ``source`` (a file or a directory) and a
+    first ``log_artifact`` of it into a fresh data root, each after an ``os.sync()``: the ratio of
+    their times per round (the copy's time / the log's: throughput relative to the copy) and the
+    median. Alternating keeps both under the same load on a shared machine. Each side's CPU time
+    too: on a machine whose cores are busy, wall time follows it."""
+    import tracklet
+
+    ratios, copies, logs, cpus, copy_cpus = [], [], [], [], []
+    for number in range(rounds):
+        target = work / f"{label}-copy"
+        os.sync()
+        cpu_before = _cpu_seconds()
+        started = time.perf_counter()
+        if source.is_dir():
+            _durable_copy_tree(source, target)
+        else:
+            shutil.copyfile(source, target)
+            descriptor = os.open(target, os.O_RDONLY)
+            os.fsync(descriptor)
+            os.close(descriptor)
+        copies.append(time.perf_counter() - started)
+        copy_cpus.append(_cpu_seconds() - cpu_before)
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        root = work / f"{label}-root{number}"
+        run = tracklet.init(project="bench", dir=str(root), settings=QUIET)
+        artifact = tracklet.Artifact(label, "dataset")
+        artifact.add_dir(source) if source.is_dir() else artifact.add_file(source)
+        os.sync()
+        cpu_before = _cpu_seconds()
+        started = time.perf_counter()
+        run.log_artifact(artifact).wait()
+        logs.append(time.perf_counter() - started)
+        cpus.append(_cpu_seconds() - cpu_before)
+        run.finish()
+        shutil.rmtree(root / "artifacts")
+        ratios.append(copies[-1] / logs[-1])
+    return {"copy_seconds": copies, "log_seconds": logs, "ratios": ratios, "median_ratio": statistics.median(ratios),
+            "log_cpu_seconds": cpus, "copy_cpu_seconds": copy_cpus}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds this process has used, all threads (what a loaded machine rations)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def a2_directory(work: Path, size_mib: int, rounds: int) -> dict:
+    """v1 of a directory of 4 MiB files (``size_mib`` in all, stored as blobs: below the chunk
+    threshold) against a copy of the tree with every file fsync'd, in alternating rounds."""
+    data = work / "a2-dir"
+    data.mkdir()
+    for index in range(max(1, size_mib // 4)):
+        (data / f"shard-{index:04d}.bin").write_bytes(os.urandom(4 << 20))
+    old = time.time() - 60
+    for path in data.iterdir():
+        os.utime(path, (old, old))
+    return {"files": len(list(data.iterdir())), "size_bytes": sum(p.stat().st_size for p in data.iterdir()),
+            **_paired_rounds(work, data, rounds, "shards")}
+
+
+def a2(work: Path, size_mib: int, rounds: int = 3) -> dict:
     import random
 
     import tracklet
@@ -112,6 +187,7 @@ def a2(work: Path, size_mib: int) -> dict:
     os.utime(v1, (time.time() - 60, time.time() - 60))
     os.sync()  # the file's own writeback must not land in a timed copy
     copy_seconds, durable_copy_seconds = _copy_seconds(v1, data / "copy.ckpt")
+    paired = _paired_rounds(work, v1, rounds, "checkpoint")
     run = tracklet.init(project="bench", dir=str(work / "root-a2"), settings=QUIET)
     store = work / "root-a2" / "artifacts"
     first = _log_timed(run, v1)
@@ -130,7 +206,7 @@ def a2(work: Path, size_mib: int) -> dict:
     return {"size_bytes": size, "copy_seconds": copy_seconds, "durable_copy_seconds": durable_copy_seconds,
             "v1": first, "v2": second, "v1_vs_copy_throughput": copy_seconds / first["seconds"],
             "v1_vs_durable_copy_throughput": durable_copy_seconds / first["seconds"], "v2_added_bytes": added,
-            "v2_added_share": added / size, "changed_share": CHANGED_TENSORS / TENSORS,
+            "v2_added_share": added / size, "changed_share": CHANGED_TENSORS / TENSORS, "paired": paired,
             "upload": a2_upload(work, work / "root-a2", size)}
 
 
@@ -327,7 +403,8 @@ def main() -> None:
     parser.add_argument("--short", "--quick", dest="short", action="store_true", help="128 MiB and 200 files")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--only", default="a2,a3,a4", help="Which of a2,a3,a4 to run (comma-separated).")
+    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2dir,a3,a4 to run (comma-separated).")
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating copy/log rounds for the A2 ratios")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--a1-files", type=int, default=0,
                         help="A1 (uploads to a server, S3 backend): this many 40 kB files (issue: 10000); 0 skips it")
@@ -338,7 +415,9 @@ def main() -> None:
     results: dict = {"load_average": os.getloadavg(), "cpus": os.cpu_count()}
     try:
         if "a2" in only:
-            results["a2"] = a2(work, size_mib)
+            results["a2"] = a2(work, size_mib, args.rounds)
+        if "a2dir" in only:
+            results["a2dir"] = a2_directory(work, size_mib, args.rounds)
         if "a3" in only:
             results["a3"] = a3(work, size_mib)
         if "a4" in only:
@@ -360,11 +439,24 @@ def main() -> None:
             ["A2 v2, 5% of tensors changed", f"{r['v2']['seconds']:.3f} s", f"{r['v2_added_bytes']:,} B added",
              f"{r['v2_added_share']:.1%} of its size (target <= 10%); caller {r['v2']['caller_ms']:.2f} ms"],
         ]
+        pr = r["paired"]
+        rows.append(["A2 v1 vs copy + fsync, paired", f"{statistics.median(pr['log_seconds']):.3f} s",
+                     f"copy {statistics.median(pr['copy_seconds']):.3f} s",
+                     f"median ratio {pr['median_ratio']:.2f}x (rounds: "
+                     + ", ".join(f"{x:.2f}" for x in pr["ratios"]) + "; target >= 0.8); CPU s log/copy "
+                     f"{statistics.median(pr['log_cpu_seconds']):.2f}/{statistics.median(pr['copy_cpu_seconds']):.2f}"])
         for label, what in (("v0", "v1 uploaded to a server"), ("v1", "v2 uploaded (5% changed)")):
             u = r["upload"][label]
             rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B on the wire",
                          f"{u['share']:.1%} of its size, {u['mb_per_s']:,.0f} MB/s"
                          + (" (target <= 10%)" if label == "v1" else "")])
+    if "a2dir" in results:
+        r = results["a2dir"]
+        rows.append([f"A2 directory of {r['files']} x 4 MiB, paired", f"{statistics.median(r['log_seconds']):.3f} s",
+                     f"copy {statistics.median(r['copy_seconds']):.3f} s",
+                     f"median ratio {r['median_ratio']:.2f}x vs copytree + fsync per file (rounds: "
+                     + ", ".join(f"{x:.2f}" for x in r["ratios"]) + "); CPU s log/copy "
+                     f"{statistics.median(r['log_cpu_seconds']):.2f}/{statistics.median(r['copy_cpu_seconds']):.2f}"])
     if "a3" in results:
         r = results["a3"]
         rows += [

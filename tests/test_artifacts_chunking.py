@@ -332,7 +332,7 @@ CRASH_WRITER = textwrap.dedent(
         data = rng.randbytes(rng.randint(1000, 70000))
         writer.add_chunk(blake3.blake3(data).digest(), data)
         written += len(data)
-    writer._open.flush()
+    writer._open.handle.flush()
     print("mid-pack", flush=True)  # two packs sealed, a third half written
     time.sleep(60)
     """

@@ -646,15 +646,17 @@ class PackReader:
     """Reads chunks back through ``index``, merging reads of adjacent chunks of one pack and
     checking each chunk's bytes against its id."""
 
-    def __init__(self, store: PackStore, index: ChunkLocator) -> None:
+    def __init__(self, store: PackStore, index: ChunkLocator, *, lookup_batch: int = 4096) -> None:
         self.store = store
         self.index = index
+        self.lookup_batch = lookup_batch
 
     def iter_chunks(self, chunk_ids: Sequence[bytes], *, name: str = "") -> Iterator[memoryview]:
-        """The bytes of each of ``chunk_ids``, in order. ``name`` (the file being rebuilt) goes
-        into error messages."""
+        """The bytes of each of ``chunk_ids``, in order, located ``lookup_batch`` at a time as
+        they are reached (a consumer that stops early costs only what it read). ``name`` (the
+        file being rebuilt) goes into error messages."""
         where = f" (for {name})" if name else ""
-        lookup_batch = 4096
+        lookup_batch = self.lookup_batch
         for start in range(0, len(chunk_ids), lookup_batch):
             ids = chunk_ids[start : start + lookup_batch]
             places = self.index.locate(ids)

@@ -42,7 +42,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,7 @@ class ServerArtifacts:
             from tracklet.server.artifact_chunks import ChunkedFile
 
             recipe = self._read_recipe(project, recipe_digest)
-            return ChunkedFile(recipe, self.packs, self._places(project, recipe.chunk_ids)), recipe.size
+            return ChunkedFile(recipe, self.packs, ProjectChunks(self, project)), recipe.size
         try:
             size = self.blobs.size(digest)
             return self.blobs.open(digest), size
@@ -434,7 +434,9 @@ class ServerArtifacts:
 
         hasher = hashlib.sha256()
         try:
-            with ChunkedFile(recipe, self.packs, places) as handle:
+            from tracklet.artifacts.packs import Located
+
+            with ChunkedFile(recipe, self.packs, Located(places)) as handle:
                 while piece := handle.read(_READ * 4):
                     hasher.update(piece)
         except (ChunkStoreError, FileNotFoundError) as error:
@@ -672,6 +674,18 @@ class ServerArtifacts:
             if version.digest == info.digest and version.logged_by == info.logged_by and version.type == info.type:
                 return version
         return None
+
+
+class ProjectChunks:
+    """Where a project's chunks are (a ``packs.ChunkLocator``), looked up in its chunk rows when
+    asked: a ranged read of a chunked file locates only the chunks it reaches."""
+
+    def __init__(self, artifacts: ServerArtifacts, project: str) -> None:
+        self.artifacts = artifacts
+        self.project = project
+
+    def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        return self.artifacts._places(self.project, list(chunk_ids))
 
 
 def encode_batch(blobs: list[tuple[str, bytes]]) -> bytes:

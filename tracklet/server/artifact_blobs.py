@@ -216,11 +216,15 @@ class ServerArtifacts:
                 for digest, size in sizes.items()])
 
     def missing(self, project: str, digests: list[str]) -> list[str]:
-        """Which of ``digests`` the project does not hold (in the order given, once each)."""
+        """Which of ``digests`` the project does not hold (in the order given, once each). Those it
+        holds are marked used now first (``touch``): the client will not send them, so a garbage
+        collection running meanwhile must keep them (it deletes a row only if it is still old)."""
         if len(digests) > MAX_DIGESTS_PER_QUERY:
             raise BadRequest(f"{len(digests)} digests in one query; at most {MAX_DIGESTS_PER_QUERY} may be asked "
                              "about at once (split the list)")
         unique = list(dict.fromkeys(check_digest(d) for d in digests))
+        check_name("project", project)
+        self.touch(project, unique)
         held = self.holding(project, unique)
         return [digest for digest in unique if digest not in held]
 
@@ -328,14 +332,17 @@ class ServerArtifacts:
             raise BadRequest(f"{len(chunk_ids)} chunk ids in one query; at most {MAX_CHUNK_IDS_PER_QUERY} may be "
                              "asked about at once (split the list)")
         unique = list(dict.fromkeys(check_chunk_id(c) for c in chunk_ids))
-        with self.engine.connect() as connection:
-            held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(
-                artifact_chunks.c.project == project, artifact_chunks.c.chunk_id.in_(unique))).scalars())
+        held_rows = (artifact_chunks.c.project == project) & artifact_chunks.c.chunk_id.in_(unique)
+        with self.engine.begin() as connection:
+            # Held chunks are marked used now, in the same transaction: the client will not send
+            # them, so a garbage collection in flight keeps them (its DELETE re-checks the age).
+            connection.execute(artifact_chunks.update().where(held_rows).values(created_at=time.time()))
+            held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(held_rows)).scalars())
         return [chunk for chunk in unique if chunk not in held]
 
     def store_pack(self, project: str, pack_id: str, data: bytes) -> int:
         """Keep a pack of chunks a client sent and grant its chunks to ``project`` (a chunk the
-        project holds already keeps its place): checked whole first (``check_pack``: nothing is kept
+        project holds already keeps its place, marked used now): checked whole first (``check_pack``: nothing is kept
         from a pack with one bad chunk), then written in one piece (a temporary renamed into place
         on a directory, one PUT on an object store). Chunks granted."""
         from tracklet.server.artifact_chunks import check_pack
@@ -357,10 +364,15 @@ class ServerArtifacts:
 
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         now = time.time()
-        with self.engine.begin() as connection:
-            connection.execute(dialect.insert(artifact_chunks).on_conflict_do_nothing(), [
-                {"project": project, "chunk_id": cid.hex(), "pack_id": pack_id, "pack_offset": offset,
-                 "length": length, "created_at": now} for cid, offset, length in entries])
+        insert = dialect.insert(artifact_chunks)
+        # A chunk the project holds keeps its place but is marked used now: an old row of an
+        # abandoned upload must not be collected under the upload that just sent the chunk again.
+        statement = insert.on_conflict_do_update(index_elements=["project", "chunk_id"],
+                                                 set_={"created_at": insert.excluded.created_at})
+        rows = {cid: {"project": project, "chunk_id": cid.hex(), "pack_id": pack_id, "pack_offset": offset,
+                      "length": length, "created_at": now} for cid, offset, length in reversed(entries)}
+        with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
+            connection.execute(statement, list(rows.values()))
         return len(entries)
 
     def _places(self, project: str, chunk_ids: list[bytes]) -> dict[bytes, tuple[str, int, int]]:

@@ -16,7 +16,12 @@ are older than a grace period, and never anything a committed version references
 4. upload sessions older than the grace period are aborted (their parts removed).
 
 A manifest or recipe that can't be read stops the collection before anything is removed. Packs
-with some live chunks are kept whole (no repacking on the server: their dead bytes are reported).
+with some live chunks are kept whole (no repacking on the server): the report says how many hold
+chunks no project references and how many bytes a repack would reclaim.
+
+Uploads in flight: the "which do you have" queries (blobs and chunks) mark what they answer as
+held used now, and a pack sent again refreshes the project's rows for its chunks, so a chunk or
+blob a client was told the server holds (and so won't send) is never collected under it.
 """
 
 from __future__ import annotations
@@ -47,11 +52,18 @@ class ServerGcReport:
     chunks: int = 0
     sessions: int = 0  # stale upload sessions aborted
     removed: list[str] = dataclasses.field(default_factory=list)  # every object removed (or, dry, to remove)
+    # Packs kept for their live chunks that also hold chunks no project holds, and the bytes a
+    # repack writing only the live chunks would free (after this collection; dry: as if it ran).
+    mixed_packs: int = 0
+    reclaimable_bytes: int = 0
+    pack_bytes_kept: int = 0  # all packs left, in bytes
 
     def summary(self) -> str:
         return (f"removed {self.blobs} blob(s) ({self.blob_bytes:,} bytes) and {self.packs} pack(s) "
                 f"({self.pack_bytes:,} bytes) no version references; {self.grants} blob grant(s), {self.files} "
-                f"chunked file(s), {self.chunks} chunk(s) forgotten; {self.sessions} stale upload session(s) aborted")
+                f"chunked file(s), {self.chunks} chunk(s) forgotten; {self.sessions} stale upload session(s) aborted; "
+                f"{self.mixed_packs} pack(s) kept for their live chunks hold {self.reclaimable_bytes:,} bytes no "
+                f"project references, of {self.pack_bytes_kept:,} pack bytes (a repack would reclaim them)")
 
 
 def _projects(artifacts: ServerArtifacts) -> list[str]:
@@ -128,6 +140,7 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
             kept_packs = _packs_in_use(connection, candidate_packs, {(p, c) for p, c, _ in chunk_rows})
         _remove_objects(artifacts, report, candidate_blobs - kept_blobs, candidate_packs - kept_packs, dry_run=True)
         report.grants, report.files, report.chunks = len(grants), len(dead_files), len(chunk_rows)
+        _count_reclaimable(artifacts, report, {(p, c) for p, c, _ in chunk_rows}, candidate_packs - kept_packs)
         return report
     with engine.begin() as connection:
         report.grants = _delete(connection, artifact_blobs, artifact_blobs.c.digest, grants, cutoff)
@@ -141,7 +154,49 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     _remove_objects(artifacts, report, candidate_blobs - kept_blobs - everywhere, candidate_packs - kept_packs,
                     dry_run=False)
     report.sessions = artifacts.sweep_uploads(max_age=grace)
+    _count_reclaimable(artifacts, report, set(), set())
     return report
+
+
+def _count_reclaimable(artifacts: ServerArtifacts, report: ServerGcReport, going: set[tuple[str, str]],
+                       removed: set[str]) -> None:
+    """Fill the report's ``mixed_packs``, ``reclaimable_bytes`` and ``pack_bytes_kept``: per pack
+    left (not in ``removed``), its size against what a pack of only the chunks some project holds
+    there (rows not in ``going``) would take. Chunk rows are read in pack order, one pack's places
+    in memory at a time."""
+    from tracklet.artifacts.packs import ENTRY, FOOTER
+
+    sizes: dict[str, int] = {}
+    if artifacts.fs.exists(artifacts.packs.packs_dir):
+        for path, info in artifacts.fs.find(artifacts.packs.packs_dir, detail=True).items():
+            folder, _, name = str(path).rstrip("/").rpartition("/")
+            pack_id = name[: -len(".pack")]
+            if name.endswith(".pack") and len(pack_id) == 64 and folder.endswith(f"/{pack_id[:2]}"):
+                if pack_id not in removed:
+                    sizes[pack_id] = int(info.get("size") or 0)
+    report.pack_bytes_kept = sum(sizes.values())
+
+    def tally(pack_id: str | None, places: dict[int, int]) -> None:
+        if pack_id is None or pack_id not in sizes or not places:
+            return  # a pack no project holds a chunk of is the collection's own business (after grace)
+        needed = sum(places.values()) + ENTRY.size * len(places) + FOOTER.size
+        if sizes[pack_id] > needed:
+            report.mixed_packs += 1
+            report.reclaimable_bytes += sizes[pack_id] - needed
+
+    current: str | None = None
+    places: dict[int, int] = {}
+    with artifacts.engine.connect() as connection:
+        rows = connection.execute(sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id,
+                                            artifact_chunks.c.pack_id, artifact_chunks.c.pack_offset,
+                                            artifact_chunks.c.length).order_by(artifact_chunks.c.pack_id))
+        for project, chunk_id, pack_id, offset, length in rows:
+            if pack_id != current:
+                tally(current, places)
+                current, places = pack_id, {}
+            if (project, chunk_id) not in going:
+                places[offset] = length
+        tally(current, places)
 
 
 def _unheld_packs(artifacts: ServerArtifacts, cutoff: float) -> set[str]:

@@ -25,6 +25,8 @@ the second to the first. Target (issue #15): the second writes 0 bytes and retur
 A4: download an already stored artifact of ``--files`` small files (4 kB each) into a fresh
 directory, then again into the same directory (files already in place). Target: <= 1 s.
 
+peers: the same first logs by tracklet and, where installed, W&B offline (``--only peers``).
+
 A1 (``--a1-files 10000``; art-server's section, ``a1``): that many 40 kB files uploaded to a local
 server whose blobs go to S3 (s3rver), and to one keeping them on disk; files/s. Target >= 1,000.
 
@@ -312,6 +314,101 @@ def a4(work: Path, files: int) -> dict:
     return {"files": files, "fresh_seconds": fresh, "in_place_seconds": in_place, "copy_seconds": copied}
 
 
+# ---------------------------------------------------------------- peers, offline, same files, same run
+
+_WANDB_OFFLINE = """
+import json, os, resource, sys, time
+work = sys.argv[1]
+for name in ("dir", "cache", "data", "config"):
+    os.makedirs(os.path.join(work, name), exist_ok=True)
+os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=os.path.join(work, "dir"),
+                  WANDB_CACHE_DIR=os.path.join(work, "cache"), WANDB_DATA_DIR=os.path.join(work, "data"),
+                  WANDB_CONFIG_DIR=os.path.join(work, "config"))
+import wandb
+
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+run = wandb.init(project="bench")
+out = []
+for source in sys.argv[2:]:
+    os.sync()
+    started, cpu_started = time.perf_counter(), cpu()
+    artifact = wandb.Artifact("a" + str(len(out)), "dataset")
+    artifact.add_dir(source) if os.path.isdir(source) else artifact.add_file(source)
+    run.log_artifact(artifact)
+    out.append({"seconds": time.perf_counter() - started, "cpu_seconds": cpu() - cpu_started})
+run.finish()
+print(json.dumps(out))
+"""
+
+
+def peers(work: Path, size_mib: int, rounds: int) -> dict:
+    """The first log of one ``size_mib`` file and of a directory of 4 MiB files (the same bytes)
+    by tracklet and by the peers installed here, offline, alternating, each after an ``os.sync()``;
+    median seconds and CPU seconds. W&B offline: ``Artifact.add_file``/``add_dir`` +
+    ``log_artifact`` (it copies each file into its staging directory and hashes it with MD5; the
+    upload waits for ``wandb sync``), in a process of its own (its service process is not timed).
+    tracklet: ``log_artifact`` + ``wait`` (sha256, chunks and packs fsync'd for the file; blobs for
+    the directory). MLflow's ``log_artifacts`` to a local store is ``shutil.copytree`` (the plain
+    copy timed in A2)."""
+    import importlib.util
+    import json
+    import subprocess
+
+    import tracklet
+
+    data = work / "peers"
+    data.mkdir()
+    single = data / "model.ckpt"
+    single.write_bytes(os.urandom(size_mib << 20))
+    tree = data / "shards"
+    tree.mkdir()
+    for index in range(max(1, size_mib // 4)):
+        (tree / f"shard-{index:04d}.bin").write_bytes(os.urandom(4 << 20))
+    old = time.time() - 60
+    for path in [single, *tree.iterdir()]:
+        os.utime(path, (old, old))
+    results: dict = {"size_bytes": size_mib << 20, "tracklet": {"file": [], "dir": []}}
+    has_wandb = importlib.util.find_spec("wandb") is not None
+    if has_wandb:
+        results["wandb_offline"] = {"file": [], "dir": []}
+    for number in range(rounds):
+        for label, source in (("file", single), ("dir", tree)):
+            root = work / f"peers-root{number}-{label}"
+            run = tracklet.init(project="bench", dir=str(root), settings=QUIET)
+            artifact = tracklet.Artifact(f"peer-{label}", "dataset")
+            artifact.add_dir(source) if source.is_dir() else artifact.add_file(source)
+            os.sync()
+            cpu_started, started = _cpu_seconds(), time.perf_counter()
+            run.log_artifact(artifact).wait()
+            results["tracklet"][label].append({"seconds": time.perf_counter() - started,
+                                               "cpu_seconds": _cpu_seconds() - cpu_started})
+            run.finish()
+            shutil.rmtree(root)
+        if has_wandb:
+            scratch = work / f"wandb{number}"
+            done = subprocess.run([sys.executable, "-c", _WANDB_OFFLINE, str(scratch), str(single), str(tree)],
+                                  capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                results["wandb_offline"] = {"error": done.stderr[-2000:]}
+                has_wandb = False
+            else:
+                file_run, dir_run = json.loads(done.stdout.strip().splitlines()[-1])
+                results["wandb_offline"]["file"].append(file_run)
+                results["wandb_offline"]["dir"].append(dir_run)
+            shutil.rmtree(scratch, ignore_errors=True)
+    for peer in [key for key in results if key not in ("size_bytes",)]:
+        for label in ("file", "dir"):
+            samples = results[peer].get(label) if isinstance(results[peer], dict) else None
+            if samples:
+                results[peer][f"{label}_median"] = {
+                    "seconds": statistics.median(s["seconds"] for s in samples),
+                    "cpu_seconds": statistics.median(s["cpu_seconds"] for s in samples)}
+    return results
+
+
 # ---------------------------------------------------------------- A1: uploads to a server (art-server)
 
 
@@ -403,7 +500,7 @@ def main() -> None:
     parser.add_argument("--short", "--quick", dest="short", action="store_true", help="128 MiB and 200 files")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2dir,a3,a4 to run (comma-separated).")
+    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2dir,a3,a4,peers to run (comma-separated).")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating copy/log rounds for the A2 ratios")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--a1-files", type=int, default=0,
@@ -422,6 +519,8 @@ def main() -> None:
             results["a3"] = a3(work, size_mib)
         if "a4" in only:
             results["a4"] = a4(work, files)
+        if "peers" in only:
+            results["peers"] = peers(work, size_mib, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows = []
@@ -475,6 +574,20 @@ def main() -> None:
             ["A4 download, in place", f"{r['in_place_seconds']:.3f} s", f"{files} files", "target <= 1 s"],
             ["A4 download, copies", f"{r['copy_seconds']:.3f} s", f"{files} files", "link=False"],
         ]
+    if "peers" in results:
+        r = results["peers"]
+        for peer in ("tracklet", "wandb_offline"):
+            if peer not in r:
+                continue
+            if "error" in r[peer]:
+                rows.append([f"peers: {peer}", "", "", f"failed: {r[peer]['error'][-200:]}"])
+                continue
+            for label in ("file", "dir"):
+                m = r[peer][f"{label}_median"]
+                what = "one file" if label == "file" else "a directory of 4 MiB files"
+                rows.append([f"peers: {peer}, {what}", f"{m['seconds']:.3f} s", f"{r['size_bytes']:,} B",
+                             f"{r['size_bytes'] / m['seconds'] / 1e6:,.0f} MB/s, {m['cpu_seconds']:.2f} CPU s "
+                             f"(median of {len(r[peer][label])})"])
     print(f"load average {results['load_average'][0]:.2f} on {results['cpus']} CPUs at the start")
     print_table(rows, header=["benchmark", "time", "bytes/files", "note"])
     if args.a1_files:

@@ -25,7 +25,8 @@ the second to the first. Target (issue #15): the second writes 0 bytes and retur
 A4: download an already stored artifact of ``--files`` small files (4 kB each) into a fresh
 directory, then again into the same directory (files already in place). Target: <= 1 s.
 
-peers: the same first logs by tracklet and, where installed, W&B offline (``--only peers``).
+peers: the same first logs by tracklet and, where installed, W&B offline and MLflow to a local file
+store (``--only peers``; ``$TRACKLET_BENCH_MLFLOW_PYTHON`` names an interpreter with MLflow).
 
 A1 (``--a1-files 10000``; art-server's section, ``a1``): that many 40 kB files uploaded to a local
 server whose blobs go to S3 (s3rver), and to one keeping them on disk; files/s. Target >= 1,000.
@@ -344,6 +345,30 @@ print(json.dumps(out))
 """
 
 
+_MLFLOW_LOCAL = """
+import json, os, resource, sys, time
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses a file store otherwise
+import mlflow
+
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+mlflow.set_tracking_uri("file://" + os.path.join(sys.argv[1], "mlruns"))
+out = []
+with mlflow.start_run():
+    for source in sys.argv[2:]:
+        os.sync()
+        started, cpu_started = time.perf_counter(), cpu()
+        mlflow.log_artifacts(source, "d") if os.path.isdir(source) else mlflow.log_artifact(source)
+        out.append({"seconds": time.perf_counter() - started, "cpu_seconds": cpu() - cpu_started})
+print(json.dumps(out))
+"""
+
+#: An interpreter with MLflow for the peers benchmark, when this one lacks it (a venv of its own).
+MLFLOW_PYTHON_ENV = "TRACKLET_BENCH_MLFLOW_PYTHON"
+
+
 def peers(work: Path, size_mib: int, rounds: int) -> dict:
     """The first log of one ``size_mib`` file and of a directory of 4 MiB files (the same bytes)
     by tracklet and by the peers installed here, offline, alternating, each after an ``os.sync()``;
@@ -351,8 +376,8 @@ def peers(work: Path, size_mib: int, rounds: int) -> dict:
     ``log_artifact`` (it copies each file into its staging directory and hashes it with MD5; the
     upload waits for ``wandb sync``), in a process of its own (its service process is not timed).
     tracklet: ``log_artifact`` + ``wait`` (sha256, chunks and packs fsync'd for the file; blobs for
-    the directory). MLflow's ``log_artifacts`` to a local store is ``shutil.copytree`` (the plain
-    copy timed in A2)."""
+    the directory). MLflow: ``log_artifact``/``log_artifacts`` into a local file store (copies,
+    no hashing), with this interpreter if it has MLflow, else ``$TRACKLET_BENCH_MLFLOW_PYTHON``."""
     import importlib.util
     import json
     import subprocess
@@ -371,9 +396,22 @@ def peers(work: Path, size_mib: int, rounds: int) -> dict:
     for path in [single, *tree.iterdir()]:
         os.utime(path, (old, old))
     results: dict = {"size_bytes": size_mib << 20, "tracklet": {"file": [], "dir": []}}
-    has_wandb = importlib.util.find_spec("wandb") is not None
-    if has_wandb:
-        results["wandb_offline"] = {"file": [], "dir": []}
+    scripts: dict[str, tuple[str, str]] = {}  # peer -> (interpreter, script)
+    if importlib.util.find_spec("wandb") is not None:
+        scripts["wandb_offline"] = (sys.executable, _WANDB_OFFLINE)
+    mlflow_python = os.environ.get(MLFLOW_PYTHON_ENV) or (
+        sys.executable if importlib.util.find_spec("mlflow") is not None else None)
+    if mlflow_python:
+        scripts["mlflow_local"] = (mlflow_python, _MLFLOW_LOCAL)
+    for peer in scripts:
+        results[peer] = {"file": [], "dir": []}
+    warm = work / "peers-warm"  # the process's first log pays imports and thread starts: not timed
+    (data / "warm.txt").write_text("warm")
+    run = tracklet.init(project="bench", dir=str(warm), settings=QUIET)
+    warm_up = tracklet.Artifact("warm", "dataset")
+    warm_up.add_file(data / "warm.txt")
+    run.log_artifact(warm_up).wait()
+    run.finish()
     for number in range(rounds):
         for label, source in (("file", single), ("dir", tree)):
             root = work / f"peers-root{number}-{label}"
@@ -387,17 +425,18 @@ def peers(work: Path, size_mib: int, rounds: int) -> dict:
                                                "cpu_seconds": _cpu_seconds() - cpu_started})
             run.finish()
             shutil.rmtree(root)
-        if has_wandb:
-            scratch = work / f"wandb{number}"
-            done = subprocess.run([sys.executable, "-c", _WANDB_OFFLINE, str(scratch), str(single), str(tree)],
+        for peer, (python, script) in list(scripts.items()):
+            scratch = work / f"{peer}{number}"
+            scratch.mkdir()
+            done = subprocess.run([python, "-c", script, str(scratch), str(single), str(tree)],
                                   capture_output=True, text=True, timeout=1800)
             if done.returncode != 0:
-                results["wandb_offline"] = {"error": done.stderr[-2000:]}
-                has_wandb = False
+                results[peer] = {"error": done.stderr[-2000:]}
+                del scripts[peer]
             else:
                 file_run, dir_run = json.loads(done.stdout.strip().splitlines()[-1])
-                results["wandb_offline"]["file"].append(file_run)
-                results["wandb_offline"]["dir"].append(dir_run)
+                results[peer]["file"].append(file_run)
+                results[peer]["dir"].append(dir_run)
             shutil.rmtree(scratch, ignore_errors=True)
     for peer in [key for key in results if key not in ("size_bytes",)]:
         for label in ("file", "dir"):
@@ -576,7 +615,7 @@ def main() -> None:
         ]
     if "peers" in results:
         r = results["peers"]
-        for peer in ("tracklet", "wandb_offline"):
+        for peer in ("tracklet", "wandb_offline", "mlflow_local"):
             if peer not in r:
                 continue
             if "error" in r[peer]:

@@ -246,3 +246,47 @@ def test_the_report_says_how_many_bytes_a_repack_would_reclaim(tmp_path):
     assert "1 pack(s) kept for their live chunks hold" in report.summary()
     assert _read(artifacts, "p", _sha(live)) == live
     store.close()
+
+
+def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collection_frees_the_old(tmp_path):
+    from tracklet.artifacts.packs import ENTRY
+
+    root = tmp_path / "server"
+    root.mkdir()
+    url = f"sqlite:///{root / 'store.sqlite'}"
+    store = Store(url, root=root)
+    artifacts = ServerArtifacts(root, engine=store.engine)
+    live, dead = os.urandom(40_000), os.urandom(60_000)
+    old_pack, pack = build_pack([(blake3.blake3(dead).digest(), dead), (blake3.blake3(live).digest(), live)])
+    artifacts.store_pack("p", old_pack, pack)
+    artifacts.store_pack("q", old_pack, pack)  # q holds the live chunk too: its rows move as well
+    recipe = FileRecipe(size=len(live), sha256=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
+    recipe_bytes = recipe.to_json().encode()
+    for project in ("p", "q"):
+        artifacts.store_small(project, [(_sha(recipe_bytes), recipe_bytes)])
+        assert artifacts.register_file(project, _sha(live), len(live), _sha(recipe_bytes))
+        manifest = Manifest({"live.bin": ManifestEntry("live.bin", _sha(live), len(live))}).to_bytes()
+        artifacts.store_small(project, [(_sha(manifest), manifest)])
+        artifacts.commit(project, "m", type="model", manifest_digest=_sha(manifest), description="", metadata={},
+                         aliases=[], logged_by=None)
+    _age(root, artifacts, 2 * HOUR)
+
+    first = collect(artifacts, grace=HOUR, repack=0.5)  # 60% of the pack is the dead chunk
+    assert first.chunks == 2 and first.repacked == 1 and first.repack_bytes == len(pack)
+    new_pack = build_pack([(blake3.blake3(live).digest(), live)])[0]
+    assert set(artifacts.packs.list_packs()) == {old_pack, new_pack}
+    for project in ("p", "q"):
+        assert _read(artifacts, project, _sha(live)) == live  # read from the new pack now
+    second = collect(artifacts, grace=HOUR)
+    assert second.packs == 1 and second.pack_bytes == len(pack)  # the old copy, no row names it
+    assert artifacts.packs.list_packs() == [new_pack]
+    assert (second.mixed_packs, second.reclaimable_bytes) == (0, 0)
+    assert second.pack_bytes_kept == len(live) + ENTRY.size + 20
+    for project in ("p", "q"):
+        assert _read(artifacts, project, _sha(live)) == live
+    store.close()
+    ran = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root), "--store", url, "artifact-gc",
+                          "--repack", "0.3", "--dry-run"],
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "0 pack(s) kept for their live chunks hold 0 bytes" in ran.stdout

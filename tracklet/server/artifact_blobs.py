@@ -349,17 +349,7 @@ class ServerArtifacts:
 
         check_name("project", project)
         entries = check_pack(pack_id, data)
-        final = self.packs.pack_path(pack_id)
-        if not self.fs.exists(final):
-            if self.blobs.local:
-                temporary = f"{self.packs.tmp_dir}/{uuid.uuid4().hex}.partial"
-                os.makedirs(os.path.dirname(temporary), exist_ok=True)
-                with open(temporary, "wb") as handle:
-                    handle.write(data)
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.replace(temporary, final)
-            else:
-                self.fs.pipe_file(final, data)
+        self.write_pack(pack_id, data)
         from sqlalchemy.dialects import postgresql, sqlite
 
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -374,6 +364,22 @@ class ServerArtifacts:
         with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
             connection.execute(statement, list(rows.values()))
         return len(entries)
+
+    def write_pack(self, pack_id: str, data: bytes) -> None:
+        """Put a checked pack's bytes in place under its id, whole or not at all (a temporary
+        renamed on a directory, one PUT on an object store); nothing if it is there already."""
+        final = self.packs.pack_path(pack_id)
+        if self.fs.exists(final):
+            return
+        if self.blobs.local:
+            temporary = f"{self.packs.tmp_dir}/{uuid.uuid4().hex}.partial"
+            os.makedirs(os.path.dirname(temporary), exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(temporary, final)
+        else:
+            self.fs.pipe_file(final, data)
 
     def _places(self, project: str, chunk_ids: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """``chunk id -> (pack, offset, length)`` of the project's chunks among ``chunk_ids``."""

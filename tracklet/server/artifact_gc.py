@@ -179,14 +179,15 @@ def repack_packs(artifacts: ServerArtifacts, report: ServerGcReport, packs: dict
     from tracklet.errors import ChunkCorrupt
 
     for old, places in sorted(packs.items()):
-        chunks: list[tuple[bytes, bytes]] = []
+        whole = memoryview(artifacts.fs.cat_file(artifacts.packs.pack_path(old)))  # one GET (packs <= 32 MiB)
+        chunks: list[tuple[bytes, bytes | memoryview]] = []
         for offset, (chunk_id, length) in sorted(places.items()):
-            data = artifacts.packs.read_range(old, offset, length)
-            if blake3.blake3(data).hexdigest() != chunk_id:
+            piece = whole[offset:offset + length]
+            if len(piece) != length or blake3.blake3(piece).hexdigest() != chunk_id:
                 raise ChunkCorrupt(f"pack {old}: chunk {chunk_id} at {offset} doesn't match its id; not repacked")
-            chunks.append((bytes.fromhex(chunk_id), data))
-        new, data = build_pack(chunks)
-        artifacts.write_pack(new, data)
+            chunks.append((bytes.fromhex(chunk_id), piece))
+        new, packed = build_pack(chunks)
+        artifacts.write_pack(new, packed)
         moves = []
         position = 0
         for cid, chunk in chunks:

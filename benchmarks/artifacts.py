@@ -10,6 +10,10 @@ in the same run (target: v1 at >= 80% of the copy's throughput). Then change 20 
 of its size (target <= 10%; whole-file stores such as W&B, MLflow and DVC add 100%). Also reports
 ``log_artifact``'s cost on the caller's thread (target <= 1 ms: the rest happens in the background).
 
+The v1 ratio is also measured in ``--rounds`` alternating rounds (a copy with fsync, then a first
+log into a fresh data root; median of the per-round ratios, and each side's CPU seconds), and the
+same for a directory of 4 MiB files (``a2dir``: stored as blobs, one read per new file).
+
 Then both versions are uploaded to a local ``tracklet server --dev`` (``a2_upload``): the bytes of
 every request body counted on the wire (target: v2 sends <= 10% of its size; whole-file uploads
 such as W&B's send 100%). The copy is also timed with an fsync (the store fsyncs its packs).
@@ -20,6 +24,9 @@ the second to the first. Target (issue #15): the second writes 0 bytes and retur
 
 A4: download an already stored artifact of ``--files`` small files (4 kB each) into a fresh
 directory, then again into the same directory (files already in place). Target: <= 1 s.
+
+peers: the same first logs by tracklet and, where installed, W&B offline and MLflow to a local file
+store (``--only peers``; ``$TRACKLET_BENCH_MLFLOW_PYTHON`` names an interpreter with MLflow).
 
 A1 (``--a1-files 10000``; art-server's section, ``a1``): that many 40 kB files uploaded to a local
 server whose blobs go to S3 (s3rver), and to one keeping them on disk; files/s. Target >= 1,000.
@@ -94,7 +101,78 @@ def _copy_seconds(source: Path, target: Path, repeats: int = 2) -> tuple[float, 
     return min(plain), min(durable)
 
 
-def a2(work: Path, size_mib: int) -> dict:
+def _durable_copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target)
+    for path in target.rglob("*"):
+        descriptor = os.open(path, os.O_RDONLY)
+        os.fsync(descriptor)
+        os.close(descriptor)
+
+
+def _paired_rounds(work: Path, source: Path, rounds: int, label: str) -> dict:
+    """``rounds`` alternations of a copy with fsync of ``source`` (a file or a directory) and a
+    first ``log_artifact`` of it into a fresh data root, each after an ``os.sync()``: the ratio of
+    their times per round (the copy's time / the log's: throughput relative to the copy) and the
+    median. Alternating keeps both under the same load on a shared machine. Each side's CPU time
+    too: on a machine whose cores are busy, wall time follows it."""
+    import tracklet
+
+    ratios, copies, logs, cpus, copy_cpus = [], [], [], [], []
+    for number in range(rounds):
+        target = work / f"{label}-copy"
+        os.sync()
+        cpu_before = _cpu_seconds()
+        started = time.perf_counter()
+        if source.is_dir():
+            _durable_copy_tree(source, target)
+        else:
+            shutil.copyfile(source, target)
+            descriptor = os.open(target, os.O_RDONLY)
+            os.fsync(descriptor)
+            os.close(descriptor)
+        copies.append(time.perf_counter() - started)
+        copy_cpus.append(_cpu_seconds() - cpu_before)
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        root = work / f"{label}-root{number}"
+        run = tracklet.init(project="bench", dir=str(root), settings=QUIET)
+        artifact = tracklet.Artifact(label, "dataset")
+        artifact.add_dir(source) if source.is_dir() else artifact.add_file(source)
+        os.sync()
+        cpu_before = _cpu_seconds()
+        started = time.perf_counter()
+        run.log_artifact(artifact).wait()
+        logs.append(time.perf_counter() - started)
+        cpus.append(_cpu_seconds() - cpu_before)
+        run.finish()
+        shutil.rmtree(root / "artifacts")
+        ratios.append(copies[-1] / logs[-1])
+    return {"copy_seconds": copies, "log_seconds": logs, "ratios": ratios, "median_ratio": statistics.median(ratios),
+            "log_cpu_seconds": cpus, "copy_cpu_seconds": copy_cpus}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds this process has used, all threads (what a loaded machine rations)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def a2_directory(work: Path, size_mib: int, rounds: int) -> dict:
+    """v1 of a directory of 4 MiB files (``size_mib`` in all, stored as blobs: below the chunk
+    threshold) against a copy of the tree with every file fsync'd, in alternating rounds."""
+    data = work / "a2-dir"
+    data.mkdir()
+    for index in range(max(1, size_mib // 4)):
+        (data / f"shard-{index:04d}.bin").write_bytes(os.urandom(4 << 20))
+    old = time.time() - 60
+    for path in data.iterdir():
+        os.utime(path, (old, old))
+    return {"files": len(list(data.iterdir())), "size_bytes": sum(p.stat().st_size for p in data.iterdir()),
+            **_paired_rounds(work, data, rounds, "shards")}
+
+
+def a2(work: Path, size_mib: int, rounds: int = 3) -> dict:
     import random
 
     import tracklet
@@ -112,6 +190,7 @@ def a2(work: Path, size_mib: int) -> dict:
     os.utime(v1, (time.time() - 60, time.time() - 60))
     os.sync()  # the file's own writeback must not land in a timed copy
     copy_seconds, durable_copy_seconds = _copy_seconds(v1, data / "copy.ckpt")
+    paired = _paired_rounds(work, v1, rounds, "checkpoint")
     run = tracklet.init(project="bench", dir=str(work / "root-a2"), settings=QUIET)
     store = work / "root-a2" / "artifacts"
     first = _log_timed(run, v1)
@@ -130,7 +209,7 @@ def a2(work: Path, size_mib: int) -> dict:
     return {"size_bytes": size, "copy_seconds": copy_seconds, "durable_copy_seconds": durable_copy_seconds,
             "v1": first, "v2": second, "v1_vs_copy_throughput": copy_seconds / first["seconds"],
             "v1_vs_durable_copy_throughput": durable_copy_seconds / first["seconds"], "v2_added_bytes": added,
-            "v2_added_share": added / size, "changed_share": CHANGED_TENSORS / TENSORS,
+            "v2_added_share": added / size, "changed_share": CHANGED_TENSORS / TENSORS, "paired": paired,
             "upload": a2_upload(work, work / "root-a2", size)}
 
 
@@ -236,6 +315,139 @@ def a4(work: Path, files: int) -> dict:
     return {"files": files, "fresh_seconds": fresh, "in_place_seconds": in_place, "copy_seconds": copied}
 
 
+# ---------------------------------------------------------------- peers, offline, same files, same run
+
+_WANDB_OFFLINE = """
+import json, os, resource, sys, time
+work = sys.argv[1]
+for name in ("dir", "cache", "data", "config"):
+    os.makedirs(os.path.join(work, name), exist_ok=True)
+os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=os.path.join(work, "dir"),
+                  WANDB_CACHE_DIR=os.path.join(work, "cache"), WANDB_DATA_DIR=os.path.join(work, "data"),
+                  WANDB_CONFIG_DIR=os.path.join(work, "config"))
+import wandb
+
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+run = wandb.init(project="bench")
+out = []
+for source in sys.argv[2:]:
+    os.sync()
+    started, cpu_started = time.perf_counter(), cpu()
+    artifact = wandb.Artifact("a" + str(len(out)), "dataset")
+    artifact.add_dir(source) if os.path.isdir(source) else artifact.add_file(source)
+    run.log_artifact(artifact)
+    out.append({"seconds": time.perf_counter() - started, "cpu_seconds": cpu() - cpu_started})
+run.finish()
+print(json.dumps(out))
+"""
+
+
+_MLFLOW_LOCAL = """
+import json, os, resource, sys, time
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses a file store otherwise
+import mlflow
+
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+mlflow.set_tracking_uri("file://" + os.path.join(sys.argv[1], "mlruns"))
+out = []
+with mlflow.start_run():
+    for source in sys.argv[2:]:
+        os.sync()
+        started, cpu_started = time.perf_counter(), cpu()
+        mlflow.log_artifacts(source, "d") if os.path.isdir(source) else mlflow.log_artifact(source)
+        out.append({"seconds": time.perf_counter() - started, "cpu_seconds": cpu() - cpu_started})
+print(json.dumps(out))
+"""
+
+#: An interpreter with MLflow for the peers benchmark, when this one lacks it (a venv of its own).
+MLFLOW_PYTHON_ENV = "TRACKLET_BENCH_MLFLOW_PYTHON"
+
+
+def peers(work: Path, size_mib: int, rounds: int) -> dict:
+    """The first log of one ``size_mib`` file and of a directory of 4 MiB files (the same bytes)
+    by tracklet and by the peers installed here, offline, alternating, each after an ``os.sync()``;
+    median seconds and CPU seconds. W&B offline: ``Artifact.add_file``/``add_dir`` +
+    ``log_artifact`` (it copies each file into its staging directory and hashes it with MD5; the
+    upload waits for ``wandb sync``), in a process of its own (its service process is not timed).
+    tracklet: ``log_artifact`` + ``wait`` (sha256, chunks and packs fsync'd for the file; blobs for
+    the directory). MLflow: ``log_artifact``/``log_artifacts`` into a local file store (copies,
+    no hashing), with this interpreter if it has MLflow, else ``$TRACKLET_BENCH_MLFLOW_PYTHON``."""
+    import importlib.util
+    import json
+    import subprocess
+
+    import tracklet
+
+    data = work / "peers"
+    data.mkdir()
+    single = data / "model.ckpt"
+    single.write_bytes(os.urandom(size_mib << 20))
+    tree = data / "shards"
+    tree.mkdir()
+    for index in range(max(1, size_mib // 4)):
+        (tree / f"shard-{index:04d}.bin").write_bytes(os.urandom(4 << 20))
+    old = time.time() - 60
+    for path in [single, *tree.iterdir()]:
+        os.utime(path, (old, old))
+    results: dict = {"size_bytes": size_mib << 20, "tracklet": {"file": [], "dir": []}}
+    scripts: dict[str, tuple[str, str]] = {}  # peer -> (interpreter, script)
+    if importlib.util.find_spec("wandb") is not None:
+        scripts["wandb_offline"] = (sys.executable, _WANDB_OFFLINE)
+    mlflow_python = os.environ.get(MLFLOW_PYTHON_ENV) or (
+        sys.executable if importlib.util.find_spec("mlflow") is not None else None)
+    if mlflow_python:
+        scripts["mlflow_local"] = (mlflow_python, _MLFLOW_LOCAL)
+    for peer in scripts:
+        results[peer] = {"file": [], "dir": []}
+    warm = work / "peers-warm"  # the process's first log pays imports and thread starts: not timed
+    (data / "warm.txt").write_text("warm")
+    run = tracklet.init(project="bench", dir=str(warm), settings=QUIET)
+    warm_up = tracklet.Artifact("warm", "dataset")
+    warm_up.add_file(data / "warm.txt")
+    run.log_artifact(warm_up).wait()
+    run.finish()
+    for number in range(rounds):
+        for label, source in (("file", single), ("dir", tree)):
+            root = work / f"peers-root{number}-{label}"
+            run = tracklet.init(project="bench", dir=str(root), settings=QUIET)
+            artifact = tracklet.Artifact(f"peer-{label}", "dataset")
+            artifact.add_dir(source) if source.is_dir() else artifact.add_file(source)
+            os.sync()
+            cpu_started, started = _cpu_seconds(), time.perf_counter()
+            run.log_artifact(artifact).wait()
+            results["tracklet"][label].append({"seconds": time.perf_counter() - started,
+                                               "cpu_seconds": _cpu_seconds() - cpu_started})
+            run.finish()
+            shutil.rmtree(root)
+        for peer, (python, script) in list(scripts.items()):
+            scratch = work / f"{peer}{number}"
+            scratch.mkdir()
+            done = subprocess.run([python, "-c", script, str(scratch), str(single), str(tree)],
+                                  capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                results[peer] = {"error": done.stderr[-2000:]}
+                del scripts[peer]
+            else:
+                file_run, dir_run = json.loads(done.stdout.strip().splitlines()[-1])
+                results[peer]["file"].append(file_run)
+                results[peer]["dir"].append(dir_run)
+            shutil.rmtree(scratch, ignore_errors=True)
+    for peer in [key for key in results if key not in ("size_bytes",)]:
+        for label in ("file", "dir"):
+            samples = results[peer].get(label) if isinstance(results[peer], dict) else None
+            if samples:
+                results[peer][f"{label}_median"] = {
+                    "seconds": statistics.median(s["seconds"] for s in samples),
+                    "cpu_seconds": statistics.median(s["cpu_seconds"] for s in samples)}
+    return results
+
+
 # ---------------------------------------------------------------- A1: uploads to a server (art-server)
 
 
@@ -327,7 +539,8 @@ def main() -> None:
     parser.add_argument("--short", "--quick", dest="short", action="store_true", help="128 MiB and 200 files")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--only", default="a2,a3,a4", help="Which of a2,a3,a4 to run (comma-separated).")
+    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2dir,a3,a4,peers to run (comma-separated).")
+    parser.add_argument("--rounds", type=int, default=3, help="Alternating copy/log rounds for the A2 ratios")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--a1-files", type=int, default=0,
                         help="A1 (uploads to a server, S3 backend): this many 40 kB files (issue: 10000); 0 skips it")
@@ -338,11 +551,15 @@ def main() -> None:
     results: dict = {"load_average": os.getloadavg(), "cpus": os.cpu_count()}
     try:
         if "a2" in only:
-            results["a2"] = a2(work, size_mib)
+            results["a2"] = a2(work, size_mib, args.rounds)
+        if "a2dir" in only:
+            results["a2dir"] = a2_directory(work, size_mib, args.rounds)
         if "a3" in only:
             results["a3"] = a3(work, size_mib)
         if "a4" in only:
             results["a4"] = a4(work, files)
+        if "peers" in only:
+            results["peers"] = peers(work, size_mib, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows = []
@@ -360,11 +577,24 @@ def main() -> None:
             ["A2 v2, 5% of tensors changed", f"{r['v2']['seconds']:.3f} s", f"{r['v2_added_bytes']:,} B added",
              f"{r['v2_added_share']:.1%} of its size (target <= 10%); caller {r['v2']['caller_ms']:.2f} ms"],
         ]
+        pr = r["paired"]
+        rows.append(["A2 v1 vs copy + fsync, paired", f"{statistics.median(pr['log_seconds']):.3f} s",
+                     f"copy {statistics.median(pr['copy_seconds']):.3f} s",
+                     f"median ratio {pr['median_ratio']:.2f}x (rounds: "
+                     + ", ".join(f"{x:.2f}" for x in pr["ratios"]) + "; target >= 0.8); CPU s log/copy "
+                     f"{statistics.median(pr['log_cpu_seconds']):.2f}/{statistics.median(pr['copy_cpu_seconds']):.2f}"])
         for label, what in (("v0", "v1 uploaded to a server"), ("v1", "v2 uploaded (5% changed)")):
             u = r["upload"][label]
             rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B on the wire",
                          f"{u['share']:.1%} of its size, {u['mb_per_s']:,.0f} MB/s"
                          + (" (target <= 10%)" if label == "v1" else "")])
+    if "a2dir" in results:
+        r = results["a2dir"]
+        rows.append([f"A2 directory of {r['files']} x 4 MiB, paired", f"{statistics.median(r['log_seconds']):.3f} s",
+                     f"copy {statistics.median(r['copy_seconds']):.3f} s",
+                     f"median ratio {r['median_ratio']:.2f}x vs copytree + fsync per file (rounds: "
+                     + ", ".join(f"{x:.2f}" for x in r["ratios"]) + "); CPU s log/copy "
+                     f"{statistics.median(r['log_cpu_seconds']):.2f}/{statistics.median(r['copy_cpu_seconds']):.2f}"])
     if "a3" in results:
         r = results["a3"]
         rows += [
@@ -383,6 +613,20 @@ def main() -> None:
             ["A4 download, in place", f"{r['in_place_seconds']:.3f} s", f"{files} files", "target <= 1 s"],
             ["A4 download, copies", f"{r['copy_seconds']:.3f} s", f"{files} files", "link=False"],
         ]
+    if "peers" in results:
+        r = results["peers"]
+        for peer in ("tracklet", "wandb_offline", "mlflow_local"):
+            if peer not in r:
+                continue
+            if "error" in r[peer]:
+                rows.append([f"peers: {peer}", "", "", f"failed: {r[peer]['error'][-200:]}"])
+                continue
+            for label in ("file", "dir"):
+                m = r[peer][f"{label}_median"]
+                what = "one file" if label == "file" else "a directory of 4 MiB files"
+                rows.append([f"peers: {peer}, {what}", f"{m['seconds']:.3f} s", f"{r['size_bytes']:,} B",
+                             f"{r['size_bytes'] / m['seconds'] / 1e6:,.0f} MB/s, {m['cpu_seconds']:.2f} CPU s "
+                             f"(median of {len(r[peer][label])})"])
     print(f"load average {results['load_average'][0]:.2f} on {results['cpus']} CPUs at the start")
     print_table(rows, header=["benchmark", "time", "bytes/files", "note"])
     if args.a1_files:

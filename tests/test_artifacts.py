@@ -239,19 +239,27 @@ import tracklet
 from tracklet.artifacts import blobs
 
 marker = sys.argv[2]
-original_open = blobs.FsspecBlobStore.put_file
+original_put, original_store = blobs.FsspecBlobStore.put_file, blobs.FsspecBlobStore.store_file
 
 
-def slow_put(self, path, digest, on_bytes=None):
-    def progress(count):
-        open(marker, "w").close()  # a partial blob is being written: the test kills us now
-        time.sleep(60)
-    return original_open(self, path, digest, progress)
+def progress(count):
+    open(marker, "w").close()  # a partial blob is being written: the test kills us now
+    time.sleep(60)
+
+
+def slow_put(self, path, digest, on_bytes=None):  # a file whose digest is known (the stat cache)
+    return original_put(self, path, digest, progress)
+
+
+def slow_store(self, path, on_bytes=None):  # a new file, hashed as it is copied
+    return original_store(self, path, progress)
 
 
 if sys.argv[3] == "slow":
     blobs.FsspecBlobStore.put_file = slow_put
+    blobs.FsspecBlobStore.store_file = slow_store
     blobs._CHUNK = 1 << 16
+    blobs.INLINE_BYTES = 1 << 16  # the file is streamed into its blob, not read whole first
 run = tracklet.init(project="kill", dir=sys.argv[1], settings={"console": "off", "capture_environment": False,
                                                                "system_metrics": False})
 artifact = tracklet.Artifact("big", "model")

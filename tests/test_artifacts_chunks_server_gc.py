@@ -131,3 +131,162 @@ def test_what_no_version_references_goes_after_the_grace_period(tmp_path, reques
     artifacts = ServerArtifacts(root, engine=store.engine)
     assert _read(artifacts, "p", kept_digest) == kept_data
     store.close()
+
+
+def _age(root: Path, artifacts: ServerArtifacts, seconds: float) -> None:
+    """Make every row and object of the server's artifacts ``seconds`` older (an upload abandoned
+    that long ago)."""
+
+    from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files
+
+    with artifacts.engine.begin() as connection:
+        for table in (artifact_blobs, artifact_chunks, artifact_files):
+            connection.execute(table.update().values(created_at=table.c.created_at - seconds))
+    then = time.time() - seconds
+    for path in (root / "artifacts").rglob("*"):
+        if path.is_file():
+            os.utime(path, (then, then))
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_upload_in_flight_keeps_what_the_server_said_it_holds(tmp_path, request, database):
+    """A client asks which blobs and chunks the project holds, is told "these", and so doesn't send
+    them; a collection running before the client commits must not remove them. Here they were sent
+    by an upload abandoned two hours ago (older than the one-hour grace, referenced by no version):
+    the questions themselves mark them used."""
+    root = tmp_path / "server"
+    root.mkdir()
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{root / 'store.sqlite'}"
+    store = Store(url, root=root)
+    artifacts = ServerArtifacts(root, engine=store.engine)
+    chunks = [os.urandom(40_000 + i) for i in range(3)]
+    digest, data, _, recipe = _chunked_file(artifacts, "p", chunks)  # sent, registered, never committed
+    small = os.urandom(3000)
+    artifacts.store_small("p", [(_sha(small), small)])
+    loose = [os.urandom(30_000), os.urandom(31_000)]  # a pack sent, its file never registered
+    loose_pack, loose_bytes = build_pack([(blake3.blake3(c).digest(), c) for c in loose])
+    artifacts.store_pack("p", loose_pack, loose_bytes)
+    _age(root, artifacts, 2 * HOUR)
+
+    # The retry: everything is held, so nothing is sent.
+    assert artifacts.missing("p", [digest, recipe, _sha(small)]) == []
+    loose_ids = [blake3.blake3(c).hexdigest() for c in loose]
+    assert artifacts.missing_chunks("p", loose_ids) == []
+
+    report = collect(artifacts, grace=HOUR)  # the collection runs before the client goes on
+    assert (report.blobs, report.packs, report.grants, report.files, report.chunks) == (0, 0, 0, 0, 0)
+
+    loose_data = b"".join(loose)
+    loose_recipe = FileRecipe(size=len(loose_data), sha256=_sha(loose_data), chunks=tuple(
+        (blake3.blake3(c).digest(), len(c)) for c in loose)).to_json().encode()
+    artifacts.store_small("p", [(_sha(loose_recipe), loose_recipe)])
+    assert artifacts.register_file("p", _sha(loose_data), len(loose_data), _sha(loose_recipe))
+    manifest = Manifest({"model.ckpt": ManifestEntry("model.ckpt", digest, len(data)),
+                         "small.bin": ManifestEntry("small.bin", _sha(small), len(small)),
+                         "loose.bin": ManifestEntry("loose.bin", _sha(loose_data), len(loose_data))}).to_bytes()
+    artifacts.store_small("p", [(_sha(manifest), manifest)])
+    artifacts.commit("p", "ckpt", type="model", manifest_digest=_sha(manifest), description="", metadata={},
+                     aliases=[], logged_by=None)
+    assert _read(artifacts, "p", digest) == data
+    assert _read(artifacts, "p", _sha(small)) == small
+    assert _read(artifacts, "p", _sha(loose_data)) == loose_data
+    store.close()
+
+
+def test_a_pack_sent_again_refreshes_the_chunks_an_abandoned_upload_left(tmp_path):
+    """The same pack sent again (a resumed upload that didn't ask first) must mark its chunks used,
+    not leave the abandoned upload's old rows for the collection to delete under it."""
+    root = tmp_path / "server"
+    root.mkdir()
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    artifacts = ServerArtifacts(root, engine=store.engine)
+    chunks = [os.urandom(30_000), os.urandom(31_000)]
+    pack_id, pack = build_pack([(blake3.blake3(c).digest(), c) for c in chunks])
+    artifacts.store_pack("p", pack_id, pack)
+    _age(root, artifacts, 2 * HOUR)
+    artifacts.store_pack("p", pack_id, pack)  # sent again now
+    collect(artifacts, grace=HOUR)
+    data = b"".join(chunks)
+    recipe = FileRecipe(size=len(data), sha256=_sha(data), chunks=tuple(
+        (blake3.blake3(c).digest(), len(c)) for c in chunks)).to_json().encode()
+    artifacts.store_small("p", [(_sha(recipe), recipe)])
+    assert artifacts.register_file("p", _sha(data), len(data), _sha(recipe))
+    assert _read(artifacts, "p", _sha(data)) == data
+    store.close()
+
+
+def test_the_report_says_how_many_bytes_a_repack_would_reclaim(tmp_path):
+    """A pack kept for one live chunk also holds a chunk nothing references: the collection keeps
+    the pack and reports exactly what a pack of only the live chunk would save."""
+    from tracklet.artifacts.packs import ENTRY
+
+    root = tmp_path / "server"
+    root.mkdir()
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    artifacts = ServerArtifacts(root, engine=store.engine)
+    live, dead = os.urandom(40_000), os.urandom(25_000)
+    pack_id, pack = build_pack([(blake3.blake3(live).digest(), live), (blake3.blake3(dead).digest(), dead)])
+    artifacts.store_pack("p", pack_id, pack)
+    recipe = FileRecipe(size=len(live), sha256=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
+    recipe_bytes = recipe.to_json().encode()
+    artifacts.store_small("p", [(_sha(recipe_bytes), recipe_bytes)])
+    assert artifacts.register_file("p", _sha(live), len(live), _sha(recipe_bytes))
+    manifest = Manifest({"live.bin": ManifestEntry("live.bin", _sha(live), len(live))}).to_bytes()
+    artifacts.store_small("p", [(_sha(manifest), manifest)])
+    artifacts.commit("p", "m", type="model", manifest_digest=_sha(manifest), description="", metadata={},
+                     aliases=[], logged_by=None)
+    _age(root, artifacts, 2 * HOUR)
+
+    dry = collect(artifacts, grace=HOUR, dry_run=True)
+    report = collect(artifacts, grace=HOUR)
+    assert report.chunks == 1 and report.packs == 0  # the dead chunk's row went, the pack stays
+    assert (dry.mixed_packs, dry.reclaimable_bytes) == (report.mixed_packs, report.reclaimable_bytes) == (
+        1, len(dead) + ENTRY.size)
+    assert report.pack_bytes_kept == len(pack)
+    assert "1 pack(s) kept for their live chunks hold" in report.summary()
+    assert _read(artifacts, "p", _sha(live)) == live
+    store.close()
+
+
+def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collection_frees_the_old(tmp_path):
+    from tracklet.artifacts.packs import ENTRY
+
+    root = tmp_path / "server"
+    root.mkdir()
+    url = f"sqlite:///{root / 'store.sqlite'}"
+    store = Store(url, root=root)
+    artifacts = ServerArtifacts(root, engine=store.engine)
+    live, dead = os.urandom(40_000), os.urandom(60_000)
+    old_pack, pack = build_pack([(blake3.blake3(dead).digest(), dead), (blake3.blake3(live).digest(), live)])
+    artifacts.store_pack("p", old_pack, pack)
+    artifacts.store_pack("q", old_pack, pack)  # q holds the live chunk too: its rows move as well
+    recipe = FileRecipe(size=len(live), sha256=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
+    recipe_bytes = recipe.to_json().encode()
+    for project in ("p", "q"):
+        artifacts.store_small(project, [(_sha(recipe_bytes), recipe_bytes)])
+        assert artifacts.register_file(project, _sha(live), len(live), _sha(recipe_bytes))
+        manifest = Manifest({"live.bin": ManifestEntry("live.bin", _sha(live), len(live))}).to_bytes()
+        artifacts.store_small(project, [(_sha(manifest), manifest)])
+        artifacts.commit(project, "m", type="model", manifest_digest=_sha(manifest), description="", metadata={},
+                         aliases=[], logged_by=None)
+    _age(root, artifacts, 2 * HOUR)
+
+    first = collect(artifacts, grace=HOUR, repack=0.5)  # 60% of the pack is the dead chunk
+    assert first.chunks == 2 and first.repacked == 1 and first.repack_bytes == len(pack)
+    new_pack = build_pack([(blake3.blake3(live).digest(), live)])[0]
+    assert set(artifacts.packs.list_packs()) == {old_pack, new_pack}
+    for project in ("p", "q"):
+        assert _read(artifacts, project, _sha(live)) == live  # read from the new pack now
+    second = collect(artifacts, grace=HOUR)
+    assert second.packs == 1 and second.pack_bytes == len(pack)  # the old copy, no row names it
+    assert artifacts.packs.list_packs() == [new_pack]
+    assert (second.mixed_packs, second.reclaimable_bytes) == (0, 0)
+    assert second.pack_bytes_kept == len(live) + ENTRY.size + 20
+    for project in ("p", "q"):
+        assert _read(artifacts, project, _sha(live)) == live
+    store.close()
+    ran = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root), "--store", url, "artifact-gc",
+                          "--repack", "0.3", "--dry-run"],
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "0 pack(s) kept for their live chunks hold 0 bytes" in ran.stdout

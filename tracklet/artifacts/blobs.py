@@ -28,6 +28,9 @@ _CHUNK = 1 << 20
 # A temporary blob this old was left by a killed process: the next store removes it.
 STALE_PARTIAL_SECONDS = 24 * 3600
 WRITER_BLOCK = 5 << 20  # bytes a BlobWriter on an object store buffers (S3's smallest multipart part)
+#: ``store_file`` reads a file this small whole before deciding to write it (one read, and no
+#: write when its content is stored already); larger ones are copied while they are hashed.
+INLINE_BYTES = 4 << 20
 
 
 class BlobStore(Protocol):
@@ -157,6 +160,46 @@ class FsspecBlobStore:
             raise
         return written
 
+    def store_file(self, path: str, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int, int]:
+        """Store ``path`` without knowing its digest: one read that hashes the bytes as it copies
+        them to a temporary blob, published under the digest they hash to. Returns (sha256, size,
+        bytes written: 0 when a blob of that digest was there already, and the copy is dropped).
+        A file of at most ``INLINE_BYTES`` is read whole first, so content already stored costs no
+        write at all. What the file held when read is what is stored: the caller compares its
+        ``stat`` before and after to tell whether it changed meanwhile."""
+        with open(path, "rb", buffering=0) as source:
+            head = _read_up_to(source, INLINE_BYTES + 1)
+            if len(head) <= INLINE_BYTES:
+                digest, written = self.put_bytes(head)
+                if on_bytes is not None:
+                    on_bytes(len(head))
+                return digest, len(head), written
+            temporary = self._temporary()
+            hasher = hashlib.sha256()
+            size = 0
+            try:
+                with self._open(temporary, "wb") as target:
+                    piece: bytes | memoryview = head
+                    buffer = bytearray(_CHUNK)
+                    view = memoryview(buffer)
+                    while piece:
+                        hasher.update(piece)
+                        target.write(piece)
+                        size += len(piece)
+                        if on_bytes is not None:
+                            on_bytes(len(piece))
+                        count = source.readinto(buffer)
+                        piece = view[:count]
+                digest = hasher.hexdigest()
+                if self.has(digest):
+                    self._discard(temporary)
+                    return digest, size, 0
+                self._publish(temporary, digest)
+            except BaseException:
+                self._discard(temporary)
+                raise
+        return digest, size, size
+
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         """Store ``data``; its (sha256, bytes written)."""
         digest = hashlib.sha256(data).hexdigest()
@@ -195,6 +238,19 @@ class FsspecBlobStore:
         """A stored blob's size in bytes; ``FileNotFoundError`` when it is not stored."""
         path = self._path(digest)
         return os.stat(path).st_size if self.local else int(self.fs.size(path))
+
+
+def _read_up_to(handle: Any, count: int) -> bytes:
+    """``count`` bytes, fewer only at the end of the file (one ``read`` may return less)."""
+    data = handle.read(count)
+    if len(data) == count or not data:
+        return bytes(data)
+    parts = [data]
+    got = len(data)
+    while got < count and (more := handle.read(count - got)):
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 class BlobWriter:

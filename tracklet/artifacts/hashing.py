@@ -40,7 +40,8 @@ def files_hashed() -> int:
     return _files_hashed
 
 
-def _count() -> None:
+def count_file_hashed() -> None:
+    """Count one file read to hash it (by ``sha256_file`` or a pass that stores while hashing)."""
     global _files_hashed
     with _counter_lock:
         _files_hashed += 1
@@ -82,7 +83,7 @@ def sha256_file(path: str | os.PathLike, on_bytes: Callable[[int], None] | None 
             size += read
             if on_bytes is not None:
                 on_bytes(read)
-    _count()
+    count_file_hashed()
     return hasher.hexdigest(), size
 
 

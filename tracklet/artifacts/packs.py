@@ -423,12 +423,32 @@ class ChunkIndex:
         return added
 
 
+#: A local pack's bytes are handed to the kernel's writeback every this many bytes, so the disk
+#: writes while chunking goes on and the fsync that seals the pack waits for little.
+WRITEBACK_EVERY = 8 * 1024 * 1024
+
+
 @dataclass
 class _OpenPack:
     path: str
     handle: Any
     entries: list[tuple[bytes, int, int]] = field(default_factory=list)
     data_size: int = 0
+    handed: int = 0  # bytes of the pack handed to writeback so far
+
+    def start_writeback(self) -> None:
+        """Ask the kernel to start writing back what was written since the last call, without
+        waiting for it (``posix_fadvise(DONTNEED)`` does that for dirty pages; it drops none of
+        them). Chunk bytes stay written one by one right after they are hashed, while they are in
+        the CPU's cache: moving the writes to a thread of their own, in larger pieces, measured
+        3-4x the CPU for them here."""
+        fadvise = getattr(os, "posix_fadvise", None)  # not on macOS or Windows
+        if fadvise is None:
+            return
+        self.handle.flush()
+        with contextlib.suppress(OSError, AttributeError, ValueError):  # a file without a descriptor
+            fadvise(self.handle.fileno(), self.handed, self.data_size - self.handed, os.POSIX_FADV_DONTNEED)
+        self.handed = self.data_size
 
 
 class PackWriter:
@@ -535,6 +555,8 @@ class PackWriter:
         self.new_bytes += len(data)
         if pack.data_size >= self.pack_size:
             self.seal()
+        elif self.durable and pack.data_size - pack.handed >= WRITEBACK_EVERY and self.store.is_local:
+            pack.start_writeback()
 
     def _start_pack(self) -> _OpenPack:
         self.store.fs.makedirs(self.store.tmp_dir, exist_ok=True)
@@ -624,15 +646,17 @@ class PackReader:
     """Reads chunks back through ``index``, merging reads of adjacent chunks of one pack and
     checking each chunk's bytes against its id."""
 
-    def __init__(self, store: PackStore, index: ChunkLocator) -> None:
+    def __init__(self, store: PackStore, index: ChunkLocator, *, lookup_batch: int = 4096) -> None:
         self.store = store
         self.index = index
+        self.lookup_batch = lookup_batch
 
     def iter_chunks(self, chunk_ids: Sequence[bytes], *, name: str = "") -> Iterator[memoryview]:
-        """The bytes of each of ``chunk_ids``, in order. ``name`` (the file being rebuilt) goes
-        into error messages."""
+        """The bytes of each of ``chunk_ids``, in order, located ``lookup_batch`` at a time as
+        they are reached (a consumer that stops early costs only what it read). ``name`` (the
+        file being rebuilt) goes into error messages."""
         where = f" (for {name})" if name else ""
-        lookup_batch = 4096
+        lookup_batch = self.lookup_batch
         for start in range(0, len(chunk_ids), lookup_batch):
             ids = chunk_ids[start : start + lookup_batch]
             places = self.index.locate(ids)

@@ -5,9 +5,9 @@ Where it lives: ``$TRACKLET_ARTIFACT_DIR`` if set (a directory several data root
 identical files are stored once), else ``<data root>/artifacts``. Blobs go to ``blobs/`` under it
 through fsspec; the stat cache is ``<data root>/cache/artifact-digests.sqlite``.
 
-Committing reads each new or changed small file twice at most (hash, then copy with a second hash
-that must match), a new large file once (the chunking pass gives its sha256), and an unchanged
-one not at all (stat cache); a blob already stored is not written
+Committing reads each new or changed file once (a small one is hashed as it is copied into a
+temporary blob, published under the digest it hashes to; a large one's sha256 comes from the
+chunking pass), and an unchanged one not at all (stat cache); a blob already stored is not written
 again, so logging content identical to the latest version writes nothing and returns it.
 
 Large files are chunked: a file of at least the chunk threshold (64 MiB; ``chunk_threshold=`` or
@@ -39,8 +39,8 @@ from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
-from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, parallel_map,
-                                       sha256_file, stat_key)
+from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, count_file_hashed,
+                                       parallel_map, sha256_file, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.references import check_file_reference, content_digest, is_remote, known_size
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
@@ -181,7 +181,7 @@ class ArtifactStore:
         """Hash and store a draft's files and add it as a version of ``project/name`` (or return
         the latest version if it has the same content)."""
         try:
-            unhashed = self._large_unhashed(pending)
+            unhashed = self._unhashed(pending)
             to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
                        unhashed or isinstance(item, FileReference) and item.checksum]
             digests = self.hasher.digest_files(to_hash)
@@ -192,7 +192,8 @@ class ArtifactStore:
             if isinstance(item, ManifestEntry):
                 entries[path] = dataclasses.replace(item, path=path)
             elif isinstance(item, LocalFile) and item.path in unhashed:
-                # Its sha256 comes from the chunking pass: a large new file is read once, not twice.
+                # Its sha256 comes from the pass that stores it (chunking, or a copy that hashes as
+                # it goes): a new file is read once, not twice.
                 entries[path] = ManifestEntry(path, "", unhashed[item.path][1])
             elif isinstance(item, LocalFile):
                 digest, size = digests[item.path]
@@ -212,16 +213,14 @@ class ArtifactStore:
         return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,
                             sum(1 for n in written if n))
 
-    def _large_unhashed(self, pending: dict[str, Pending]) -> dict[str, StatKey]:
-        """The draft's files that will be chunked and whose digest the stat cache doesn't know:
-        their stat before they are read (``OSError`` for one that can't be)."""
-        threshold = self.chunk_threshold
+    def _unhashed(self, pending: dict[str, Pending]) -> dict[str, StatKey]:
+        """The draft's local files whose digest the stat cache doesn't know: their stat before
+        they are read (``OSError`` for one that can't be). They are hashed by the pass that stores
+        them, so each is read once."""
         stats = {}
         for item in pending.values():
             if isinstance(item, LocalFile):
-                stat = os.stat(item.path)
-                if stat.st_size >= threshold:
-                    stats[item.path] = stat_key(item.path, stat)
+                stats[item.path] = stat_key(item.path, os.stat(item.path))
         known = self.hasher.cache.get_many(list(stats.values())) if stats else {}
         return {path: key for path, key in stats.items() if key not in known}
 
@@ -252,20 +251,30 @@ class ArtifactStore:
         large = [job for job in local if job[0].size >= threshold]
         lock = threading.Lock()
 
-        def one(job: tuple[ManifestEntry, Any]) -> int:
+        def one(job: tuple[ManifestEntry, Any]) -> tuple[int, str, StatKey | None]:
             entry, item = job
-            written = self._store_entry(name, entry, item.path)
+            if entry.digest:
+                written, digest, learned = self._store_entry(name, entry, item.path), entry.digest, None
+            else:
+                written, digest, learned = self._store_unhashed(name, entry, item.path)
             if progress is not None:
                 with lock:
                     progress.advance(1, entry.size)
-            return written
+            return written, digest, learned
 
         if progress is not None:
             skipped = [entry for entry in manifest if not isinstance(pending[entry.path], LocalFile)]
             progress.advance(len(skipped), sum(entry.size for entry in skipped))
-        written = parallel_map(one, jobs, self.hasher.workers, "tracklet-store")
+        outcomes = parallel_map(one, jobs, self.hasher.workers, "tracklet-store")
+        written = [count for count, _, _ in outcomes]
+        learned: dict[StatKey, str] = {}
+        for index, ((entry, item), (_, digest, source_key)) in enumerate(zip(jobs, outcomes)):
+            if not entry.digest:  # hashed as it was stored
+                entry = manifest.entries[entry.path] = dataclasses.replace(entry, digest=digest)
+                jobs[index] = (entry, item)
+            if source_key is not None:
+                learned[source_key] = digest
         # New blobs were hashed as they were written: remember them, so a download needn't read them.
-        learned = {}
         for (entry, _), count in zip(jobs, written):
             blob = self.blobs.local_path(entry.digest)
             if (count or entry.size == 0) and blob is not None:  # any empty file has an empty file's digest
@@ -286,6 +295,23 @@ class ArtifactStore:
         except OSError as error:
             raise _os_error(name, error) from None
         return written
+
+    def _store_unhashed(self, name: str, entry: ManifestEntry, local_path: str) -> tuple[int, str, StatKey | None]:
+        """Store a file the stat cache doesn't know, hashing it as it is copied (one read): (bytes
+        written, its sha256, its stat to remember, or None when it was modified too recently to
+        trust). ``ArtifactError`` if it changed while it was read (its stat moved)."""
+        try:
+            before = stat_key(local_path, os.stat(local_path))
+            started = time.time_ns()
+            digest, size, written = self.blobs.store_file(local_path)
+            count_file_hashed()
+            after = stat_key(local_path, os.stat(local_path))
+        except OSError as error:
+            raise _os_error(name, error) from None
+        if after != before or size != entry.size:
+            raise ArtifactError(f"{local_path} changed while it was being stored; log the artifact again once it is "
+                                "written")
+        return written, digest, after if started - after[2] > RACY_NS else None
 
     def _store_large(self, name: str, manifest: Manifest, jobs: list[tuple[ManifestEntry, Any]],
                      progress: Progress | None) -> tuple[list[int], int]:

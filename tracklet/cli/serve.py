@@ -228,12 +228,16 @@ def _show_new_key(new: Any) -> None:
 @click.option("--grace", default="1d", show_default=True,
               help="Keep what was sent or used more recently than this (an upload may be in flight): 0, 30m, 12h, 1d.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--repack", type=click.FloatRange(0, 1), default=None, metavar="SHARE",
+              help="Also rewrite each pack whose unreferenced bytes are at least SHARE of it (e.g. 0.3) with only "
+                   "its live chunks; the old packs go with the next collection.")
 @click.pass_context
 @_handle_errors
 def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_options: tuple[str, ...], grace: str,
-                      dry_run: bool) -> None:
+                      dry_run: bool, repack: float | None) -> None:
     """Remove artifact blobs, packs and upload sessions that uploads left without committing a
-    version (older than --grace); never what a committed version references."""
+    version (older than --grace); never what a committed version references. Reports the bytes
+    that packs kept for their live chunks hold for nothing (what --repack reclaims)."""
     from tracklet.artifacts.sizes import parse_duration
     from tracklet.server.artifact_blobs import ServerArtifacts
     from tracklet.server.artifact_gc import collect
@@ -250,7 +254,7 @@ def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_optio
         artifacts = ServerArtifacts.connect(Path(root), artifacts_url, _files_options(files_options), store.engine)
     except ValueError as error:
         raise CliError(str(error)) from None
-    report = collect(artifacts, grace=grace_seconds, dry_run=dry_run)
+    report = collect(artifacts, grace=grace_seconds, dry_run=dry_run, repack=None if dry_run else repack)
     for path in report.removed:
         click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
     click.echo(("dry run: " if dry_run else "") + report.summary())

@@ -42,7 +42,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -216,11 +216,15 @@ class ServerArtifacts:
                 for digest, size in sizes.items()])
 
     def missing(self, project: str, digests: list[str]) -> list[str]:
-        """Which of ``digests`` the project does not hold (in the order given, once each)."""
+        """Which of ``digests`` the project does not hold (in the order given, once each). Those it
+        holds are marked used now first (``touch``): the client will not send them, so a garbage
+        collection running meanwhile must keep them (it deletes a row only if it is still old)."""
         if len(digests) > MAX_DIGESTS_PER_QUERY:
             raise BadRequest(f"{len(digests)} digests in one query; at most {MAX_DIGESTS_PER_QUERY} may be asked "
                              "about at once (split the list)")
         unique = list(dict.fromkeys(check_digest(d) for d in digests))
+        check_name("project", project)
+        self.touch(project, unique)
         held = self.holding(project, unique)
         return [digest for digest in unique if digest not in held]
 
@@ -236,7 +240,7 @@ class ServerArtifacts:
             from tracklet.server.artifact_chunks import ChunkedFile
 
             recipe = self._read_recipe(project, recipe_digest)
-            return ChunkedFile(recipe, self.packs, self._places(project, recipe.chunk_ids)), recipe.size
+            return ChunkedFile(recipe, self.packs, ProjectChunks(self, project)), recipe.size
         try:
             size = self.blobs.size(digest)
             return self.blobs.open(digest), size
@@ -328,40 +332,54 @@ class ServerArtifacts:
             raise BadRequest(f"{len(chunk_ids)} chunk ids in one query; at most {MAX_CHUNK_IDS_PER_QUERY} may be "
                              "asked about at once (split the list)")
         unique = list(dict.fromkeys(check_chunk_id(c) for c in chunk_ids))
-        with self.engine.connect() as connection:
-            held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(
-                artifact_chunks.c.project == project, artifact_chunks.c.chunk_id.in_(unique))).scalars())
+        held_rows = (artifact_chunks.c.project == project) & artifact_chunks.c.chunk_id.in_(unique)
+        with self.engine.begin() as connection:
+            # Held chunks are marked used now, in the same transaction: the client will not send
+            # them, so a garbage collection in flight keeps them (its DELETE re-checks the age).
+            connection.execute(artifact_chunks.update().where(held_rows).values(created_at=time.time()))
+            held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(held_rows)).scalars())
         return [chunk for chunk in unique if chunk not in held]
 
     def store_pack(self, project: str, pack_id: str, data: bytes) -> int:
         """Keep a pack of chunks a client sent and grant its chunks to ``project`` (a chunk the
-        project holds already keeps its place): checked whole first (``check_pack``: nothing is kept
+        project holds already keeps its place, marked used now): checked whole first (``check_pack``: nothing is kept
         from a pack with one bad chunk), then written in one piece (a temporary renamed into place
         on a directory, one PUT on an object store). Chunks granted."""
         from tracklet.server.artifact_chunks import check_pack
 
         check_name("project", project)
         entries = check_pack(pack_id, data)
-        final = self.packs.pack_path(pack_id)
-        if not self.fs.exists(final):
-            if self.blobs.local:
-                temporary = f"{self.packs.tmp_dir}/{uuid.uuid4().hex}.partial"
-                os.makedirs(os.path.dirname(temporary), exist_ok=True)
-                with open(temporary, "wb") as handle:
-                    handle.write(data)
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.replace(temporary, final)
-            else:
-                self.fs.pipe_file(final, data)
+        self.write_pack(pack_id, data)
         from sqlalchemy.dialects import postgresql, sqlite
 
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         now = time.time()
-        with self.engine.begin() as connection:
-            connection.execute(dialect.insert(artifact_chunks).on_conflict_do_nothing(), [
-                {"project": project, "chunk_id": cid.hex(), "pack_id": pack_id, "pack_offset": offset,
-                 "length": length, "created_at": now} for cid, offset, length in entries])
+        insert = dialect.insert(artifact_chunks)
+        # A chunk the project holds keeps its place but is marked used now: an old row of an
+        # abandoned upload must not be collected under the upload that just sent the chunk again.
+        statement = insert.on_conflict_do_update(index_elements=["project", "chunk_id"],
+                                                 set_={"created_at": insert.excluded.created_at})
+        rows = {cid: {"project": project, "chunk_id": cid.hex(), "pack_id": pack_id, "pack_offset": offset,
+                      "length": length, "created_at": now} for cid, offset, length in reversed(entries)}
+        with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
+            connection.execute(statement, list(rows.values()))
         return len(entries)
+
+    def write_pack(self, pack_id: str, data: bytes) -> None:
+        """Put a checked pack's bytes in place under its id, whole or not at all (a temporary
+        renamed on a directory, one PUT on an object store); nothing if it is there already."""
+        final = self.packs.pack_path(pack_id)
+        if self.fs.exists(final):
+            return
+        if self.blobs.local:
+            temporary = f"{self.packs.tmp_dir}/{uuid.uuid4().hex}.partial"
+            os.makedirs(os.path.dirname(temporary), exist_ok=True)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(temporary, final)
+        else:
+            self.fs.pipe_file(final, data)
 
     def _places(self, project: str, chunk_ids: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """``chunk id -> (pack, offset, length)`` of the project's chunks among ``chunk_ids``."""
@@ -434,7 +452,9 @@ class ServerArtifacts:
 
         hasher = hashlib.sha256()
         try:
-            with ChunkedFile(recipe, self.packs, places) as handle:
+            from tracklet.artifacts.packs import Located
+
+            with ChunkedFile(recipe, self.packs, Located(places)) as handle:
                 while piece := handle.read(_READ * 4):
                     hasher.update(piece)
         except (ChunkStoreError, FileNotFoundError) as error:
@@ -672,6 +692,18 @@ class ServerArtifacts:
             if version.digest == info.digest and version.logged_by == info.logged_by and version.type == info.type:
                 return version
         return None
+
+
+class ProjectChunks:
+    """Where a project's chunks are (a ``packs.ChunkLocator``), looked up in its chunk rows when
+    asked: a ranged read of a chunked file locates only the chunks it reaches."""
+
+    def __init__(self, artifacts: ServerArtifacts, project: str) -> None:
+        self.artifacts = artifacts
+        self.project = project
+
+    def locate(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        return self.artifacts._places(self.project, list(chunk_ids))
 
 
 def encode_batch(blobs: list[tuple[str, bytes]]) -> bytes:

@@ -16,7 +16,7 @@ import bisect
 from collections.abc import Iterator
 
 from tracklet.artifacts.chunking import FileRecipe
-from tracklet.artifacts.packs import ENTRY, FOOTER, Located, PackReader, PackStore, decode_trailer, pack_id_of
+from tracklet.artifacts.packs import ENTRY, FOOTER, ChunkLocator, PackReader, PackStore, decode_trailer, pack_id_of
 from tracklet.errors import ChunkStoreError, PackCorrupt
 from tracklet.server.logs import BadRequest
 
@@ -24,6 +24,8 @@ from tracklet.server.logs import BadRequest
 MAX_UPLOAD_PACK_BYTES = 32 << 20
 #: Chunk ids per "which chunks does the project lack?" request.
 MAX_CHUNK_IDS_PER_QUERY = 1000
+#: Chunks located per query while a chunked file is read (~77 KiB each: about 20 MiB of file).
+LOCATE_BATCH = 256
 #: A recipe blob's largest size: ~70 bytes per chunk of ~77 KiB on average, a file of about 70 GiB.
 MAX_RECIPE_BYTES = 64 << 20
 
@@ -63,41 +65,54 @@ def check_pack(pack_id: str, data: bytes) -> list[tuple[bytes, int, int]]:
 
 class ChunkedFile:
     """A file rebuilt from chunks, as a read-only file object (``seek``, ``read``, ``close``): what
-    the blob route streams for a chunked file. Each chunk is checked against its blake3 id as it
-    is read (``ChunkStoreError`` otherwise); the file's sha256 was checked when it was registered."""
+    the blob route streams for a chunked file, whole or one range. Each chunk is checked against
+    its blake3 id as it is read (``ChunkStoreError`` otherwise); the file's sha256 was checked when
+    it was registered.
 
-    def __init__(self, recipe: FileRecipe, packs: PackStore, places: dict[bytes, tuple[str, int, int]]) -> None:
+    Only what is read is fetched: ``seek(offset, end)`` narrows reads to ``[offset, end)`` (the
+    bytes of one HTTP Range), and the chunks covering it are located through ``locator`` (the
+    project's chunk rows) at most ``LOCATE_BATCH`` at a time, then read from their packs with
+    adjacent chunks merged into reads of at most ``packs.MAX_READ`` bytes. So a range of a huge file
+    costs the chunks it covers, and memory stays bounded by one lookup batch and one merged read
+    whatever the file's size (the recipe itself is capped by ``MAX_RECIPE_BYTES``)."""
+
+    def __init__(self, recipe: FileRecipe, packs: PackStore, locator: ChunkLocator) -> None:
         self.recipe = recipe
-        self.reader = PackReader(packs, Located(places))
+        self.reader = PackReader(packs, locator, lookup_batch=LOCATE_BATCH)
         self.starts: list[int] = []
         offset = 0
         for _, length in recipe.chunks:
             self.starts.append(offset)
             offset += length
         self.position = 0
+        self.end = recipe.size
         self._pieces: Iterator[memoryview] | None = None
         self._buffer = memoryview(b"")
 
-    def seek(self, offset: int) -> int:
+    def seek(self, offset: int, end: int | None = None) -> int:
+        """Move to ``offset``; reads stop at ``end`` (the file's end when omitted)."""
         self.position = max(0, min(offset, self.recipe.size))
+        self.end = self.recipe.size if end is None else max(self.position, min(end, self.recipe.size))
         self._pieces, self._buffer = None, memoryview(b"")
         return self.position
 
     def _start(self) -> Iterator[memoryview]:
-        """The chunks from the one holding ``position`` on; ``_buffer`` holds the first, cut to start there."""
-        index = bisect.bisect_right(self.starts, self.position) - 1
-        if index < 0:  # an empty file
+        """The chunks from the one holding ``position`` to the one holding ``end - 1``; ``_buffer``
+        holds the first, cut to start there."""
+        if self.position >= self.end:
             return iter(())
-        pieces = self.reader.iter_chunks(self.recipe.chunk_ids[index:], name=self.recipe.sha256)
-        first = next(pieces, None)
-        self._buffer = memoryview(b"") if first is None else first[self.position - self.starts[index]:]
+        first = bisect.bisect_right(self.starts, self.position) - 1
+        last = bisect.bisect_right(self.starts, self.end - 1) - 1
+        pieces = self.reader.iter_chunks(self.recipe.chunk_ids[first:last + 1], name=self.recipe.sha256)
+        piece = next(pieces, None)
+        self._buffer = memoryview(b"") if piece is None else piece[self.position - self.starts[first]:]
         return pieces
 
     def read(self, size: int = -1) -> bytes:
         pieces = self._pieces
         if pieces is None:
             pieces = self._pieces = self._start()
-        wanted = self.recipe.size - self.position if size < 0 else min(size, self.recipe.size - self.position)
+        wanted = self.end - self.position if size < 0 else min(size, self.end - self.position)
         out = bytearray()
         while len(out) < wanted:
             if not self._buffer:

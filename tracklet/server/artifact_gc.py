@@ -16,7 +16,12 @@ are older than a grace period, and never anything a committed version references
 4. upload sessions older than the grace period are aborted (their parts removed).
 
 A manifest or recipe that can't be read stops the collection before anything is removed. Packs
-with some live chunks are kept whole (no repacking on the server: their dead bytes are reported).
+with some live chunks are kept whole (no repacking on the server): the report says how many hold
+chunks no project references and how many bytes a repack would reclaim.
+
+Uploads in flight: the "which do you have" queries (blobs and chunks) mark what they answer as
+held used now, and a pack sent again refreshes the project's rows for its chunks, so a chunk or
+blob a client was told the server holds (and so won't send) is never collected under it.
 """
 
 from __future__ import annotations
@@ -47,11 +52,22 @@ class ServerGcReport:
     chunks: int = 0
     sessions: int = 0  # stale upload sessions aborted
     removed: list[str] = dataclasses.field(default_factory=list)  # every object removed (or, dry, to remove)
+    # Packs kept for their live chunks that also hold chunks no project holds, and the bytes a
+    # repack writing only the live chunks would free (after this collection; dry: as if it ran).
+    mixed_packs: int = 0
+    reclaimable_bytes: int = 0
+    pack_bytes_kept: int = 0  # all packs left, in bytes
+    repacked: int = 0  # packs rewritten with only their live chunks (``repack=``)
+    repack_bytes: int = 0  # bytes the old ones hold: removed by the next collection
 
     def summary(self) -> str:
         return (f"removed {self.blobs} blob(s) ({self.blob_bytes:,} bytes) and {self.packs} pack(s) "
                 f"({self.pack_bytes:,} bytes) no version references; {self.grants} blob grant(s), {self.files} "
-                f"chunked file(s), {self.chunks} chunk(s) forgotten; {self.sessions} stale upload session(s) aborted")
+                f"chunked file(s), {self.chunks} chunk(s) forgotten; {self.sessions} stale upload session(s) aborted; "
+                f"{self.mixed_packs} pack(s) kept for their live chunks hold {self.reclaimable_bytes:,} bytes no "
+                f"project references, of {self.pack_bytes_kept:,} pack bytes (a repack would reclaim them)"
+                + (f"; repacked {self.repacked} pack(s): their old copies ({self.repack_bytes:,} bytes) go with the "
+                   "next collection" if self.repacked else ""))
 
 
 def _projects(artifacts: ServerArtifacts) -> list[str]:
@@ -86,9 +102,11 @@ def live_set(artifacts: ServerArtifacts) -> dict[str, set[str]]:
 
 
 def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run: bool = False,
-            now: float | None = None) -> ServerGcReport:
+            now: float | None = None, repack: float | None = None) -> ServerGcReport:
     """Remove what no committed version references and nothing used within ``grace`` seconds
-    (see the module); with ``dry_run`` only say what would go (``removed``)."""
+    (see the module); with ``dry_run`` only say what would go (``removed``). ``repack`` (a share,
+    0-1): then rewrite each pack whose reclaimable bytes are at least that share of it
+    (``repack_packs``)."""
     from tracklet.artifacts.chunking import FileRecipe
 
     cutoff = (time.time() if now is None else now) - grace
@@ -128,6 +146,7 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
             kept_packs = _packs_in_use(connection, candidate_packs, {(p, c) for p, c, _ in chunk_rows})
         _remove_objects(artifacts, report, candidate_blobs - kept_blobs, candidate_packs - kept_packs, dry_run=True)
         report.grants, report.files, report.chunks = len(grants), len(dead_files), len(chunk_rows)
+        _count_reclaimable(artifacts, report, {(p, c) for p, c, _ in chunk_rows}, candidate_packs - kept_packs)
         return report
     with engine.begin() as connection:
         report.grants = _delete(connection, artifact_blobs, artifact_blobs.c.digest, grants, cutoff)
@@ -141,7 +160,92 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     _remove_objects(artifacts, report, candidate_blobs - kept_blobs - everywhere, candidate_packs - kept_packs,
                     dry_run=False)
     report.sessions = artifacts.sweep_uploads(max_age=grace)
+    worth = _count_reclaimable(artifacts, report, set(), set(), repack)
+    if repack is not None:
+        repack_packs(artifacts, report, worth)
     return report
+
+
+def repack_packs(artifacts: ServerArtifacts, report: ServerGcReport, packs: dict[str, dict[int, tuple[str, int]]]
+                 ) -> None:
+    """Rewrite each of ``packs`` (pack id -> its live places: offset -> (chunk id, length)) as a
+    new pack of only those chunks, each checked against its blake3 as it is read, then move every
+    project's rows for them to the new pack in one transaction. The old pack stays until the next
+    collection removes it (no row names it by then, and it is older than the grace period), so a
+    download that located chunks in it just before keeps reading them."""
+    import blake3
+
+    from tracklet.artifacts.packs import build_pack
+    from tracklet.errors import ChunkCorrupt
+
+    for old, places in sorted(packs.items()):
+        whole = memoryview(artifacts.fs.cat_file(artifacts.packs.pack_path(old)))  # one GET (packs <= 32 MiB)
+        chunks: list[tuple[bytes, bytes | memoryview]] = []
+        for offset, (chunk_id, length) in sorted(places.items()):
+            piece = whole[offset:offset + length]
+            if len(piece) != length or blake3.blake3(piece).hexdigest() != chunk_id:
+                raise ChunkCorrupt(f"pack {old}: chunk {chunk_id} at {offset} doesn't match its id; not repacked")
+            chunks.append((bytes.fromhex(chunk_id), piece))
+        new, packed = build_pack(chunks)
+        artifacts.write_pack(new, packed)
+        moves = []
+        position = 0
+        for cid, chunk in chunks:
+            moves.append({"old": old, "c": cid.hex(), "new": new, "o": position})
+            position += len(chunk)
+        statement = artifact_chunks.update().where(
+            artifact_chunks.c.pack_id == sa.bindparam("old"), artifact_chunks.c.chunk_id == sa.bindparam("c")
+        ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
+        with artifacts.engine.begin() as connection:
+            connection.execute(statement, moves)
+        report.repacked += 1
+        report.repack_bytes += int(artifacts.fs.size(artifacts.packs.pack_path(old)))
+
+
+def _count_reclaimable(artifacts: ServerArtifacts, report: ServerGcReport, going: set[tuple[str, str]],
+                       removed: set[str], share: float | None = None) -> dict[str, dict[int, tuple[str, int]]]:
+    """Fill the report's ``mixed_packs``, ``reclaimable_bytes`` and ``pack_bytes_kept``: per pack
+    left (not in ``removed``), its size against what a pack of only the chunks some project holds
+    there (rows not in ``going``) would take. Chunk rows are read in pack order, one pack's places
+    in memory at a time. Returns the live places of the packs whose reclaimable bytes are at least
+    ``share`` of their size (none when ``share`` is None)."""
+    worth: dict[str, dict[int, tuple[str, int]]] = {}
+    from tracklet.artifacts.packs import ENTRY, FOOTER
+
+    sizes: dict[str, int] = {}
+    if artifacts.fs.exists(artifacts.packs.packs_dir):
+        for path, info in artifacts.fs.find(artifacts.packs.packs_dir, detail=True).items():
+            folder, _, name = str(path).rstrip("/").rpartition("/")
+            pack_id = name[: -len(".pack")]
+            if name.endswith(".pack") and len(pack_id) == 64 and folder.endswith(f"/{pack_id[:2]}"):
+                if pack_id not in removed:
+                    sizes[pack_id] = int(info.get("size") or 0)
+    report.pack_bytes_kept = sum(sizes.values())
+
+    def tally(pack_id: str | None, places: dict[int, tuple[str, int]]) -> None:
+        if pack_id is None or pack_id not in sizes or not places:
+            return  # a pack no project holds a chunk of is the collection's own business (after grace)
+        needed = sum(length for _, length in places.values()) + ENTRY.size * len(places) + FOOTER.size
+        if sizes[pack_id] > needed:
+            report.mixed_packs += 1
+            report.reclaimable_bytes += sizes[pack_id] - needed
+            if share is not None and sizes[pack_id] - needed >= share * sizes[pack_id]:
+                worth[pack_id] = places
+
+    current: str | None = None
+    places: dict[int, tuple[str, int]] = {}
+    with artifacts.engine.connect() as connection:
+        rows = connection.execute(sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id,
+                                            artifact_chunks.c.pack_id, artifact_chunks.c.pack_offset,
+                                            artifact_chunks.c.length).order_by(artifact_chunks.c.pack_id))
+        for project, chunk_id, pack_id, offset, length in rows:
+            if pack_id != current:
+                tally(current, places)
+                current, places = pack_id, {}
+            if (project, chunk_id) not in going:
+                places[offset] = (chunk_id, length)
+        tally(current, places)
+    return worth
 
 
 def _unheld_packs(artifacts: ServerArtifacts, cutoff: float) -> set[str]:

@@ -156,8 +156,13 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _read(handle: Any, start: int, end: int) -> Iterator[bytes]:
+    from tracklet.server.artifact_chunks import ChunkedFile
+
     try:
-        handle.seek(start)
+        if isinstance(handle, ChunkedFile):  # read only the chunks the range covers
+            handle.seek(start, end)
+        else:
+            handle.seek(start)
         remaining = end - start
         while remaining > 0 and (chunk := handle.read(min(_PIECE, remaining))):
             remaining -= len(chunk)

@@ -7,6 +7,8 @@ import json
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracklet
 from tracklet.core.reader import replay
@@ -340,3 +342,66 @@ def test_a_forked_child_calls_ops_plainly(start):
     os.close(read_end)
     assert add(2) == 3
     assert len(_spans(run)) == 1  # the parent's call only
+
+
+# ------------------------------------------------------------------ the worker's payload fast path
+
+_plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30) | st.sampled_from(["sk-" + "a1B2c3D4e5F6g7H8i9J0k", "password=hunter2", "Bearer x1y2z3w4v5u6"]),
+    lambda inner: st.lists(inner, max_size=5) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=10) | st.sampled_from(["api_key", "token", "max_tokens", "apiKey"])
+                      | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=5),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_plain)
+def test_payload_fast_path_records_what_the_walk_records(value):
+    from tracklet.tracing.record import _ENCODER, payload_json, to_json
+
+    assert payload_json(value) == _ENCODER.encode(to_json(value))
+
+
+def test_plain_payloads_skip_the_per_value_walk(start, monkeypatch):
+    """Binding, serializing and redacting a plain payload is one C-level encode and a few substring
+    checks on the worker, not a Python call per value (issue #19: the worker's cost per span)."""
+    from tracklet.tracing import record
+
+    walked = []
+    real = record.to_json
+    monkeypatch.setattr(record, "to_json", lambda value, *a: real(value, *a) if a else walked.append(value) or real(value))  # top-level walks
+    @tracklet.op
+    def echo(a, b):
+        return {"a": a, "b": b}
+
+    run = start()
+    messages = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "What is 6 x 7?"}]
+    echo({"messages": messages, "max_tokens": 64, "temperature": 0.2}, b=[1.5, None, True])
+    echo({"api_key": "abc"}, b="see https://u:pw@host.example")  # these need redaction: the walk
+    plain, secret = _spans(run)
+    assert _inputs(plain) == {"a": {"messages": messages, "max_tokens": 64, "temperature": 0.2}, "b": [1.5, None, True]}
+    assert _output(plain) == _inputs(plain)
+    assert _inputs(secret) == _output(secret) == {"a": {"api_key": "[redacted]"}, "b": "see https://host.example"}
+    assert len(walked) == 2  # the second span's input and output, none for the first
+
+
+def test_enums_and_non_string_keys_record_as_json_writes_them(start):
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    class Mode(str, enum.Enum):
+        FAST = "fast"
+
+    @tracklet.op
+    def keep(a, b):
+        return None
+
+    run = start()
+    keep({Color.RED: Mode.FAST, False: None, None: 1.5, 3: "x"}, b={float("nan"): {1, 2}})  # the walk (a set)
+    keep({Color.RED: Mode.FAST, False: None, None: 1.5, 3: "x"}, b={})  # the fast path
+    walked, fast = _spans(run)
+    assert _inputs(fast)["a"] == _inputs(walked)["a"] == {"1": "fast", "false": None, "null": 1.5, "3": "x"}
+    assert _inputs(walked)["b"] == {"NaN": [1, 2]}

@@ -19,7 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from tracklet.core.redact import REDACTED, looks_random, redact_text, secret_name
+from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_name_secrets, redact_text,
+                                   secret_name)
 from tracklet.core.values import fill_entries
 from tracklet.proto import records_pb2 as pb
 
@@ -63,6 +64,26 @@ def _redacted_item(key: str, value: Any) -> bool:
     return isinstance(value, str) and looks_random(value)
 
 
+def _key_name(key: Any) -> str:
+    """A dict key as JSON writes it (``json.dumps({True: 1})`` is ``{"true": 1}``); other types by
+    ``str``. Both payload paths name keys alike."""
+    if type(key) is str:
+        return key
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return _float_name(key) if not math.isfinite(key) else float.__repr__(key)
+    if isinstance(key, str):
+        return str.__str__(key)
+    return str(key)
+
+
+def _float_name(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
 def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
     """``value`` as JSON-ready data with secrets redacted (see the module's docstring)."""
     budget = budget or _Budget()
@@ -71,8 +92,14 @@ def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
     if value is None or kind is bool or kind is int:
         return value
     if kind is float:
-        return value if math.isfinite(value) else ("NaN" if math.isnan(value) else
-                                                   ("Infinity" if value > 0 else "-Infinity"))
+        return value if math.isfinite(value) else _float_name(value)
+    if kind is not str:  # subclasses of str, int, float (enums, numpy's float64): their value, as JSON has it
+        if isinstance(value, str):
+            value, kind = str.__str__(value), str
+        elif isinstance(value, int):
+            return int.__int__(value)
+        elif isinstance(value, float):
+            return to_json(float.__float__(value), budget, depth)
     if kind is str:
         if len(value) < 8:  # shorter than any secret shape or name=value it could redact
             return value
@@ -86,7 +113,7 @@ def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
             if index >= MAX_ITEMS:
                 out["..."] = f"{len(value) - MAX_ITEMS} more items"
                 break
-            name = key if type(key) is str else str(key)
+            name = _key_name(key)
             out[name] = REDACTED if _redacted_item(name, item) else to_json(item, budget, depth + 1)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -192,10 +219,64 @@ def _user_redaction(value: Any, part: str, name: str) -> Any:
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
 
+# The fast path (docs/tracing.md, "Payloads"): the C encoder writes the whole value in one call,
+# refusing anything but plain JSON types; substring checks (``core/redact.py``: ``may_hold_secrets``, ``may_name_secrets``) show
+# that no string needs redaction and no key is named like a secret. Only values that fail a check,
+# or whose JSON is longer than ``FAST_PATH_CHARS``, take ``to_json``'s walk (a Python call per
+# value). At 16 KiB no container can reach ``MAX_ITEMS`` nor a string ``MAX_STRING``.
+FAST_PATH_CHARS = 16 * 1024
+_SAFE_NAMES: set[str] = set()  # dict keys seen that are not named like secrets (bounded)
+_SAFE_NAMES_MAX = 10_000
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError("not plain JSON")
+
+
+_FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_refuse)
+
+
+def _names_safe(text: str) -> bool:
+    """Whether no object key in JSON ``text`` is named like a secret (one Python call per object)."""
+    safe = True
+
+    def check(obj: dict[str, Any]) -> dict[str, Any]:
+        nonlocal safe
+        if safe and not _SAFE_NAMES.issuperset(obj):
+            for name in obj:
+                if name in _SAFE_NAMES:
+                    continue
+                if secret_name(name) is not None:
+                    safe = False
+                    break
+                if len(_SAFE_NAMES) < _SAFE_NAMES_MAX:
+                    _SAFE_NAMES.add(name)
+        return obj
+
+    json.loads(text, object_hook=check)
+    return safe
+
+
+def payload_json(value: Any) -> str:
+    """``value`` as JSON text, secrets redacted and bounded as :func:`to_json` does."""
+    try:
+        text: str | None = _FAST_ENCODER.encode(value)
+    except Exception:  # not plain JSON (NaN, sets, objects), or nested too deeply
+        text = None
+    if text is not None and len(text) <= FAST_PATH_CHARS:
+        lowered = text.lower()
+        if not may_hold_secrets(text, lowered) and (not may_name_secrets(lowered) or _names_safe(text)):
+            return text
+    return _ENCODER.encode(to_json(value))
+
 
 def fill_payload(message: Any, value: Any, root: Path | None) -> None:
     """Put JSON-ready ``value`` into a ``SpanPayload``: inline, or as a blob when long."""
-    text = _ENCODER.encode(value)
+    fill_payload_text(message, _ENCODER.encode(value), root)
+
+
+def fill_payload_text(message: Any, text: str, root: Path | None) -> None:
+    """Put JSON ``text`` into a ``SpanPayload``: inline, or as a blob when long."""
     data = text.encode("utf-8", "surrogatepass")
     message.size_bytes = len(data)
     if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
@@ -249,11 +330,14 @@ def span_record(call: Any) -> pb.Record:
         fill_entries(span.attributes, attributes)
     root = getattr(getattr(run, "_paths", None), "root", None)
     if op.capture == "full":
-        inputs = _user_redaction(to_json(bind_inputs(call)), "input", op.name)
-        fill_payload(span.input, inputs, root)
-        if error is None:
-            output = _user_redaction(to_json(call.result), "output", op.name)
-            fill_payload(span.output, output, root)
+        if _hook is None:
+            fill_payload_text(span.input, payload_json(bind_inputs(call)), root)
+            if error is None:
+                fill_payload_text(span.output, payload_json(call.result), root)
+        else:
+            fill_payload(span.input, _user_redaction(to_json(bind_inputs(call)), "input", op.name), root)
+            if error is None:
+                fill_payload(span.output, _user_redaction(to_json(call.result), "output", op.name), root)
     elif op.capture == "metadata":
         fill_payload(span.input, {name: _metadata(value) for name, value in bind_inputs(call).items()}, root)
         if error is None:

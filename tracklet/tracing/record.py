@@ -306,7 +306,11 @@ def span_record(call: Any) -> pb.Record:
     run = call.run
     span.run_id = run.id
     span.step = call.step
-    attributes: dict[str, Any] = {}
+    attributes: dict[str, Any] = getattr(call, "attributes", None) or {}  # an LLM client call's GenAI keys
+    name = getattr(call, "name", None)
+    if name:
+        span.name = name
+        span.kind = pb.Span.KIND_CLIENT
     if call.items >= 0:
         attributes["tracklet.op.items"] = call.items
     error = call.error

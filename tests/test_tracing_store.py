@@ -168,3 +168,21 @@ def test_kill_9_mid_trace_keeps_spans_that_ended_before(root):
     assert sorted(t.root.inputs["i"] for t in traces) == [0, 1, 2, 3, 4]
     assert api.run("p/killed").state == "crashed"
     api.close()
+
+
+def test_a_bad_value_in_an_event_or_a_link_fails_no_span(root, store_url):
+    """Event and link attributes are capped like a span's: a NaN (which PostgreSQL's JSONB refuses),
+    a NUL or an oversized string in one span's event never fails the batch it came in."""
+    store = Store(store_url, root=root)
+    bad = dict(RECEIVED[0], span_id="4" * 16,
+               events=[{"name": "e\x00", "time_ns": 1, "attributes": {"x": float("nan"), "s": "a\x00b", "big": "y" * 300_000}}],
+               links=[{"trace_id": "d" * 32, "span_id": "5" * 16, "attributes": {"inf": float("inf")}}])
+    good = dict(RECEIVED[0], trace_id="e" * 32)
+    assert store.add_spans("p", [span_row(bad) | {"run_id": ""}, span_row(good) | {"run_id": ""}]) == 2
+    spans = {t["trace_id"]: t["spans"][0] for t in store.traces("p")}
+    assert set(spans) == {"a" * 32, "e" * 32}
+    (event,) = spans["a" * 32]["events"]
+    assert event["name"] == "e\ufffd" and event["attributes"]["x"] is None and event["attributes"]["s"] == "a\ufffdb"
+    assert len(event["attributes"]["big"]) == 256 * 1024
+    assert spans["a" * 32]["links"][0]["attributes"] == {"inf": None}
+    store.close()

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.store.schema import Json, metadata, projects, runs
-from tracklet.store.text import fit, store_json, store_text
+from tracklet.store.text import fit, store_text
 
 spans = sa.Table(
     "spans",
@@ -205,8 +205,8 @@ def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
         "status_message": store_text(str(span.get("status_message", "")))[:4096],
         "step": step if isinstance(step, int) and -_INT64_MAX <= step <= _INT64_MAX else None,
         "attributes": attributes,
-        "events": store_json(list(span.get("events") or [])[:MAX_EVENTS]),
-        "links": store_json(list(span.get("links") or [])[:MAX_LINKS]),
+        "events": [_event(event) for event in list(span.get("events") or [])[:MAX_EVENTS]],
+        "links": [_link(link) for link in list(span.get("links") or [])[:MAX_LINKS]],
         "input": span.get("input") or payload_text(attributes, INPUT_KEYS),
         "input_blob": fit(str(span.get("input_blob", "")), 64),
         "output": span.get("output") or payload_text(attributes, OUTPUT_KEYS),
@@ -214,6 +214,22 @@ def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
     }
     row.update(typed_columns(attributes))
     return row
+
+
+def _event(event: Any) -> Any:
+    """An event as stored: its attributes capped like a span's (a NaN, which PostgreSQL's JSONB
+    refuses, or a NUL in one event must not fail the batch the span came in)."""
+    if not isinstance(event, Mapping):
+        return _capped(event)
+    return {"name": fit(store_text(str(event.get("name", ""))), 512), "time_ns": _clamp_ns(event.get("time_ns") or 0),
+            "attributes": capped_attributes(event.get("attributes") or {})}
+
+
+def _link(link: Any) -> Any:
+    if not isinstance(link, Mapping):
+        return _capped(link)
+    return {"trace_id": fit(str(link.get("trace_id", "")), 32), "span_id": fit(str(link.get("span_id", "")), 16),
+            "attributes": capped_attributes(link.get("attributes") or {})}
 
 
 def _entries(entries: Any) -> dict[str, Any]:
@@ -238,10 +254,10 @@ def span_of_message(message: Any) -> dict[str, Any]:
         "status": STATUS_NAMES.get(message.status_code, "unset"), "status_message": message.status_message,
         "step": message.step if message.HasField("step") else None,
         "attributes": _entries(message.attributes),
-        "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": capped_attributes(_entries(e.attributes))}
+        "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": _entries(e.attributes)}
                    for e in list(message.events)[:MAX_EVENTS]],
         "links": [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
-                   "attributes": capped_attributes(_entries(link.attributes))} for link in list(message.links)[:MAX_LINKS]],
+                   "attributes": _entries(link.attributes)} for link in list(message.links)[:MAX_LINKS]],
         "input": store_text(message.input.json), "input_blob": message.input.blob_digest,
         "output": store_text(message.output.json), "output_blob": message.output.blob_digest,
         "run_id": message.run_id,

@@ -186,3 +186,24 @@ def test_a_bad_value_in_an_event_or_a_link_fails_no_span(root, store_url):
     assert len(event["attributes"]["big"]) == 256 * 1024
     assert spans["a" * 32]["links"][0]["attributes"] == {"inf": None}
     store.close()
+
+
+def test_received_rows_round_trip_every_column(root, store_url):
+    """The driver-level insert (one executemany per 1,000 rows, JSON serialized by the store) keeps
+    every column as span_row made it, on both backends."""
+    store = Store(store_url, root=root)
+    attributes = {"max": 2**63 - 1, "min": -2**63, "text": "é \u2028 \"quoted\" 'single' \\ back %s ?",
+                  "nested": {"a": [1, 2.5, None, True, {"b": "c"}]}, "gen_ai.request.model": "m", "flag": False}
+    span = {"trace_id": "f" * 32, "span_id": "6" * 16, "parent_span_id": "7" * 16, "name": "n'%s?", "kind": "server",
+            "start_ns": 5, "end_ns": 2**63 - 1, "status": "ok", "status_message": "fine", "step": -3,
+            "attributes": attributes, "events": [{"name": "e", "time_ns": 7, "attributes": {"k": [1, "v"]}}],
+            "links": [{"trace_id": "1" * 32, "span_id": "2" * 16, "attributes": {}}],
+            "input": '{"x": 1}', "output": "", "input_blob": "", "output_blob": "a" * 64}
+    row = span_row(span) | {"run_id": "r%s"}
+    expected = dict(row)
+    assert store.add_spans("p", [row]) == 1
+    ((stored,),) = [t["spans"] for t in store.traces("p")]
+    for column, value in expected.items():
+        assert stored[column] == value, column
+    assert stored["source"] == "otlp" and stored["model"] == "m" and stored["input_tokens"] is None
+    store.close()

@@ -405,3 +405,56 @@ def test_enums_and_non_string_keys_record_as_json_writes_them(start):
     walked, fast = _spans(run)
     assert _inputs(fast)["a"] == _inputs(walked)["a"] == {"1": "fast", "false": None, "null": 1.5, "3": "x"}
     assert _inputs(walked)["b"] == {"NaN": [1, 2]}
+
+
+def _call_pair(capture, args, result, parent, step, run_id, root):
+    """Two identical finished OpCalls (the record path clears a call's references)."""
+    from types import SimpleNamespace
+
+    from tracklet.tracing.ops import OpCall, OpInfo
+
+    def target(a, b=1):
+        return None
+
+    op = OpInfo(target, None, capture, "function")
+    run = SimpleNamespace(id=run_id, _paths=SimpleNamespace(root=root))
+    calls = []
+    for _ in range(2):
+        call = OpCall(op, run, (7 << 64) | 5, 5, parent, 1_700_000_000_123_456_789, step)
+        call.end, call.args, call.kwargs, call.result = call.start + 99, args, {}, result
+        calls.append(call)
+    return calls
+
+
+@settings(max_examples=200, deadline=None)
+@given(capture=st.sampled_from(["full", "metadata", "none"]), a=_plain | st.sampled_from(["\ud800 lone", "y" * 9000]),
+       result=_plain, parent=st.sampled_from([0, 1, 2**64 - 1]), step=st.integers(-2**63, 2**63 - 1),
+       run_id=st.sampled_from(["", "abc123", "ü-run"]))
+def test_batched_span_bytes_are_the_span_record(tmp_path_factory, capture, a, result, parent, step, run_id):
+    """The sender's batch path writes the bytes of the record span_record builds with protobuf."""
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.tracing.record import batch_records, span_record
+
+    root = tmp_path_factory.getbasetemp() / "blobs"
+    fast, reference = _call_pair(capture, (a,), result, parent, step, run_id, root)
+    (payload,) = batch_records([fast])
+    assert pb.Record.FromString(payload) == span_record(reference)
+
+
+def test_a_failing_call_in_a_batch_is_reported_and_the_others_written(start, monkeypatch):
+    from tracklet.tracing import record
+
+    @tracklet.op
+    def one(x):
+        return x
+
+    real = record.bind_inputs
+    monkeypatch.setattr(record, "bind_inputs", lambda call: real(call) if call.args != (2,) else 1 / 0)
+    run = start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for x in (1, 2, 3):
+            one(x)
+        spans = _spans(run)
+    assert [_inputs(s) for s in spans] == [{"x": 1}, {"x": 3}]
+    assert any("ZeroDivisionError" in str(w.message) for w in caught)

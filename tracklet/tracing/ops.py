@@ -117,6 +117,14 @@ class OpCall:
 
         return span_record(self)
 
+    @staticmethod
+    def batch_records(calls: list[Any]) -> list[Any]:
+        """The sender's worker hands a drain's consecutive op calls here at once: each one's
+        serialized ``Record`` (or the exception that failed it), in order."""
+        from tracklet.tracing.record import batch_records
+
+        return batch_records(calls)
+
 
 _warned: set[str] = set()
 

@@ -16,6 +16,7 @@ import json
 import math
 import threading
 import traceback
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +24,7 @@ from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_
                                    secret_name)
 from tracklet.core.values import fill_entries
 from tracklet.proto import records_pb2 as pb
+from tracklet.tracing.ops import OpCall
 
 # JSON text up to this many bytes stays in the span; longer text goes to the blob store.
 PAYLOAD_INLINE_BYTES = 8 * 1024
@@ -233,7 +235,21 @@ def _refuse(value: Any) -> Any:
     raise TypeError("not plain JSON")
 
 
+# One C encoder made once (``JSONEncoder.encode`` builds one per call): no circular-reference
+# markers, so it can be shared by every run's worker; a cycle ends in RecursionError, and the walk.
+_c_encode = c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, False) \
+    if c_make_encoder is not None else None
 _FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_refuse)
+
+
+def _plain_json(value: Any) -> str | None:
+    """JSON text of a value of plain JSON types only (no NaN), in one C call; None otherwise."""
+    try:
+        if _c_encode is not None:
+            return "".join(_c_encode(value, 0))
+        return _FAST_ENCODER.encode(value)
+    except Exception:  # not plain JSON (NaN, sets, objects), or nested too deeply
+        return None
 
 
 def _names_safe(text: str) -> bool:
@@ -259,10 +275,7 @@ def _names_safe(text: str) -> bool:
 
 def payload_json(value: Any) -> str:
     """``value`` as JSON text, secrets redacted and bounded as :func:`to_json` does."""
-    try:
-        text: str | None = _FAST_ENCODER.encode(value)
-    except Exception:  # not plain JSON (NaN, sets, objects), or nested too deeply
-        text = None
+    text = _plain_json(value)
     if text is not None and len(text) <= FAST_PATH_CHARS:
         lowered = text.lower()
         if not may_hold_secrets(text, lowered) and (not may_name_secrets(lowered) or _names_safe(text)):
@@ -352,3 +365,140 @@ def span_record(call: Any) -> pb.Record:
     call.result = None
     call.error = None
     return record
+
+
+# ---------------------------------------------------------------- a drain's op calls at once
+# The sender hands the worker's consecutive op calls here together (``OpCall.batch_records``).
+# The common span (an ``OpCall`` that returned, no generator, no redaction hook) is written
+# without building protobuf messages: its fields are few and fixed, so its bytes are assembled
+# from the op's serialized template and the fields' wire encodings (tests compare them with
+# ``span_record``'s). Secret prefilters run once over all the calls' payload texts joined.
+
+_SMALL_VARINTS = [bytes((n,)) for n in range(128)]
+_MASK64 = (1 << 64) - 1
+_run_ids: dict[str, bytes] = {}  # a run id's encoded field (tag, length, UTF-8)
+
+
+def _varint(number: int) -> bytes:
+    if number < 128:
+        return _SMALL_VARINTS[number]
+    out = bytearray()
+    while number >= 128:
+        out.append((number & 127) | 128)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _template(op: Any) -> bytes:
+    template = op.template
+    if template is None:
+        shared = pb.Span(name=op.name, kind=pb.Span.KIND_INTERNAL)
+        fill_entries(shared.attributes, {"tracklet.op.kind": op.kind, "tracklet.op.capture": op.capture})
+        template = op.template = shared.SerializeToString()
+    return template
+
+
+def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
+    """A ``SpanPayload`` field (``tag``: field 16 or 17) holding JSON ``text``, inline or as a blob."""
+    data = text.encode("utf-8", "surrogatepass")
+    size = _varint(len(data))
+    if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
+        try:
+            inline = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
+            inline = data.decode("utf-8", "replace").encode("utf-8")
+        body = b"\x0a" + _varint(len(inline)) + inline + b"\x18" + size
+    else:
+        digest, _ = _blob_store(root).put_bytes(data)
+        body = b"\x12\x40" + str(digest).encode("ascii") + b"\x18" + size
+    return tag + _varint(len(body)) + body
+
+
+def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | None) -> bytes:
+    """The serialized ``Record`` holding the ``Span`` of a returned ``OpCall``."""
+    run_id = call.run.id
+    run_field = _run_ids.get(run_id)
+    if run_field is None:
+        encoded = run_id.encode("utf-8")
+        run_field = _run_ids[run_id] = b"\x72" + _varint(len(encoded)) + encoded if encoded else b""
+        if len(_run_ids) > 1000:
+            _run_ids.clear()
+    parts = [_template(call.op), b"\x0a\x10", call.trace_id.to_bytes(16, "big"), b"\x12\x08",
+             call.span_id.to_bytes(8, "big")]
+    if call.parent_id:
+        parts += (b"\x1a\x08", call.parent_id.to_bytes(8, "big"))
+    parts += (b"\x39", call.start.to_bytes(8, "little"), b"\x41", call.end.to_bytes(8, "little"), b"\x48\x01",
+              run_field, b"\x78", _varint(call.step & _MASK64))
+    if inputs is not None:
+        parts.append(_payload_field(b"\x82\x01", inputs, root))
+    if output is not None:
+        parts.append(_payload_field(b"\x8a\x01", output, root))
+    span = b"".join(parts)
+    return b"\x7a" + _varint(len(span)) + span
+
+
+def _fast_text(value: Any) -> str | None:
+    text = _plain_json(value)
+    return text if text is not None and len(text) <= FAST_PATH_CHARS else None
+
+
+def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
+    """The serialized ``Record`` of each finished op call, in order; a call that fails gives its
+    exception in its place (the sender reports it), never the others'."""
+    common = []  # (index, inputs text or None, output text or None) of the calls written by hand
+    out: list[bytes | BaseException] = []
+    texts: list[str] = []
+    for index, call in enumerate(calls):
+        out.append(b"")
+        try:
+            if type(call) is not OpCall or call.error is not None or call.items >= 0 or _hook is not None:
+                record = call()
+                out[index] = b"" if record is None else record.SerializeToString()
+                continue
+            capture = call.op.capture
+            if capture == "full":
+                inputs: Any = bind_inputs(call)
+                output: Any = call.result
+                inputs_text, output_text = _fast_text(inputs), _fast_text(output)
+                common.append((index, inputs_text, output_text, inputs, output))
+                for text in (inputs_text, output_text):
+                    if text is not None:
+                        texts.append(text)
+            elif capture == "metadata":
+                bound = bind_inputs(call)
+                common.append((index, _ENCODER.encode({name: _metadata(v) for name, v in bound.items()}),
+                               _ENCODER.encode(_metadata(call.result)), None, None))
+            else:
+                common.append((index, None, None, None, None))
+        except Exception as error:
+            out[index] = error
+    if not common:
+        return out
+    joined = "\x00".join(texts)
+    lowered = joined.lower()
+    clean = not may_hold_secrets(joined, lowered) and (not may_name_secrets(lowered) or _all_names_safe(texts))
+    for index, inputs_text, output_text, inputs, output in common:
+        call = calls[index]
+        try:
+            if call.op.capture == "full":
+                if inputs_text is None or not (clean or _text_clean(inputs_text)):
+                    inputs_text = _ENCODER.encode(to_json(inputs))
+                if output_text is None or not (clean or _text_clean(output_text)):
+                    output_text = _ENCODER.encode(to_json(output))
+            root = getattr(getattr(call.run, "_paths", None), "root", None)
+            out[index] = _span_bytes(call, inputs_text, output_text, root)
+        except Exception as error:
+            out[index] = error
+        finally:
+            call.args, call.kwargs, call.result, call.error = (), {}, None, None
+    return out
+
+
+def _text_clean(text: str) -> bool:
+    lowered = text.lower()
+    return not may_hold_secrets(text, lowered) and (not may_name_secrets(lowered) or _names_safe(text))
+
+
+def _all_names_safe(texts: list[str]) -> bool:
+    return all(_names_safe(text) for text in texts)

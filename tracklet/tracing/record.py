@@ -175,13 +175,15 @@ def bind_inputs(call: Any) -> dict[str, Any]:
     op = call.op
     names = op.positional
     args, kwargs = call.args, call.kwargs
-    if names is not None and len(args) <= len(names) and not (kwargs and not kwargs.keys().isdisjoint(names)):
+    if names is not None and len(args) <= len(names):
         arguments = dict(zip(names, args))  # the common case, without inspect's bind
-        if kwargs:
-            arguments.update(kwargs)
-        if names and names[0] in ("self", "cls"):
-            arguments.pop(names[0], None)
-        return arguments
+        if kwargs and arguments.keys().isdisjoint(kwargs):
+            arguments.update(kwargs)  # keywords (a positional parameter's too) after the positional ones
+            kwargs = {}
+        if not kwargs:
+            if names and names[0] in ("self", "cls"):
+                arguments.pop(names[0], None)
+            return arguments
     signature = op.signature
     if signature is not None:
         try:

@@ -338,12 +338,15 @@ _FILTERABLE = {"name", "status", "operation", "provider", "model", "trace_id", "
 
 
 def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filters: Mapping[str, Any] | None = None,
-           limit: int = 100, max_spans: int = 100_000) -> list[dict[str, Any]]:
+           limit: int = 100, max_spans: int = 100_000, prices: Any = None) -> list[dict[str, Any]]:
     """The project's most recent traces (by their first span's start), newest first: each a dict
     with ``trace_id``, ``start_ns``, ``end_ns``, ``run_id`` and ``spans`` (every span of the trace,
     by start). ``run_id``: traces with a span of that run. ``filters``: column -> value for the
     typed columns (``name``, ``status``, ``operation``, ``provider``, ``model``, ``kind``,
-    ``source``, ``trace_id``); a trace matches when one of its spans does."""
+    ``source``, ``trace_id``); a trace matches when one of its spans does. ``prices``: a
+    ``tracklet.store.prices.PriceTable``; each span then has ``input_cost``, ``output_cost`` and
+    ``cost`` (USD, None where unknown) and each trace the sums ``cost``, ``input_tokens``,
+    ``output_tokens`` (None when no span has one)."""
     unknown = set(filters or {}) - _FILTERABLE
     if unknown:
         from tracklet.errors import FilterSyntaxError
@@ -378,14 +381,25 @@ def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filter
         if not members:
             continue
         run_ids = sorted({s["run_id"] for s in members if s["run_id"]})
+        if prices is not None:
+            for span in members:
+                span.update(prices.cost(span, project))
         result.append({
             "trace_id": trace_id,
             "start_ns": min(s["start_ns"] for s in members),
             "end_ns": max(s["end_ns"] for s in members),
             "run_id": run_ids[0] if run_ids else "",
+            "input_tokens": _total(members, "input_tokens"),
+            "output_tokens": _total(members, "output_tokens"),
+            "cost": _total(members, "cost"),
             "spans": members,
         })
     return result
+
+
+def _total(spans: list[dict[str, Any]], column: str) -> Any:
+    values = [s[column] for s in spans if s.get(column) is not None]
+    return sum(values) if values else None
 
 
 def insert_received(engine: sa.Engine, project_id: int, rows: list[dict[str, Any]]) -> int:

@@ -407,7 +407,7 @@ def test_enums_and_non_string_keys_record_as_json_writes_them(start):
     assert _inputs(walked)["b"] == {"NaN": [1, 2]}
 
 
-def _call_pair(capture, args, result, parent, step, run_id, root):
+def _call_pair(capture, args, result, parent, step, run_id, root, trace_id=(7 << 64) | 5, span_id=5):
     """Two identical finished OpCalls (the record path clears a call's references)."""
     from types import SimpleNamespace
 
@@ -420,7 +420,7 @@ def _call_pair(capture, args, result, parent, step, run_id, root):
     run = SimpleNamespace(id=run_id, _paths=SimpleNamespace(root=root))
     calls = []
     for _ in range(2):
-        call = OpCall(op, run, (7 << 64) | 5, 5, parent, 1_700_000_000_123_456_789, step)
+        call = OpCall(op, run, trace_id, span_id, parent, 1_700_000_000_123_456_789, step)
         call.end, call.args, call.kwargs, call.result = call.start + 99, args, {}, result
         calls.append(call)
     return calls
@@ -429,14 +429,16 @@ def _call_pair(capture, args, result, parent, step, run_id, root):
 @settings(max_examples=200, deadline=None)
 @given(capture=st.sampled_from(["full", "metadata", "none"]), a=_plain | st.sampled_from(["\ud800 lone", "y" * 9000]),
        result=_plain, parent=st.sampled_from([0, 1, 2**64 - 1]), step=st.integers(-2**63, 2**63 - 1),
-       run_id=st.sampled_from(["", "abc123", "ü-run"]))
-def test_batched_span_bytes_are_the_span_record(tmp_path_factory, capture, a, result, parent, step, run_id):
+       run_id=st.sampled_from(["", "abc123", "ü-run"]), trace_id=st.integers(1, 2**128 - 1),
+       span_id=st.integers(1, 2**64 - 1))
+def test_batched_span_bytes_are_the_span_record(tmp_path_factory, capture, a, result, parent, step, run_id, trace_id,
+                                                span_id):
     """The sender's batch path writes the bytes of the record span_record builds with protobuf."""
     from tracklet.proto import records_pb2 as pb
     from tracklet.tracing.record import batch_records, span_record
 
     root = tmp_path_factory.getbasetemp() / "blobs"
-    fast, reference = _call_pair(capture, (a,), result, parent, step, run_id, root)
+    fast, reference = _call_pair(capture, (a,), result, parent, step, run_id, root, trace_id, span_id)
     (payload,) = batch_records([fast])
     assert pb.Record.FromString(payload) == span_record(reference)
 

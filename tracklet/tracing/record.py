@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import struct
 import threading
 import traceback
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -377,6 +378,11 @@ def span_record(call: Any) -> pb.Record:
 # ``span_record``'s). Secret prefilters run once over all the calls' payload texts joined.
 
 _SMALL_VARINTS = [bytes((n,)) for n in range(128)]
+# Span fields 1-2 (trace and span id, big-endian bytes), 3 (parent id), 7-9 (start and end as
+# fixed64, little-endian; status OK): tags and values packed in one C call each.
+_IDS = struct.Struct(">2sQQ2sQ")
+_PARENT = struct.Struct(">2sQ")
+_TIMES = struct.Struct("<1sQ1sQ2s")
 _MASK64 = (1 << 64) - 1
 _run_ids: dict[str, bytes] = {}  # a run id's encoded field (tag, length, UTF-8)
 
@@ -426,12 +432,12 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
         run_field = _run_ids[run_id] = b"\x72" + _varint(len(encoded)) + encoded if encoded else b""
         if len(_run_ids) > 1000:
             _run_ids.clear()
-    parts = [_template(call.op), b"\x0a\x10", call.trace_id.to_bytes(16, "big"), b"\x12\x08",
-             call.span_id.to_bytes(8, "big")]
+    trace_id = call.trace_id
+    parts = [_template(call.op), _IDS.pack(b"\x0a\x10", trace_id >> 64, trace_id & _MASK64, b"\x12\x08", call.span_id)]
     if call.parent_id:
-        parts += (b"\x1a\x08", call.parent_id.to_bytes(8, "big"))
-    parts += (b"\x39", call.start.to_bytes(8, "little"), b"\x41", call.end.to_bytes(8, "little"), b"\x48\x01",
-              run_field, b"\x78", _varint(call.step & _MASK64))
+        parts.append(_PARENT.pack(b"\x1a\x08", call.parent_id))
+    parts += (_TIMES.pack(b"\x39", call.start, b"\x41", call.end, b"\x48\x01"), run_field, b"\x78",
+              _varint(call.step & _MASK64))
     if inputs is not None:
         parts.append(_payload_field(b"\x82\x01", inputs, root))
     if output is not None:

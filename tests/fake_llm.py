@@ -3,7 +3,8 @@
 ``/v1/chat/completions`` (JSON, or SSE with a usage chunk when ``stream_options.include_usage``)
 and ``/v1/messages`` (JSON, or Anthropic's SSE events). Tokens are deterministic: the input counts
 the words of the request's messages, the answer is ``"echo: <last message>"`` and the output
-counts its words. Fault modes by model name: ``"fail-500"`` answers 500, ``"fail-429"`` 429.
+counts its words. With ``tools``, the answer calls the first tool with ``{"city": "paris"}`` (in
+pieces when streamed, as the real APIs send them). Fault modes by model name: ``"fail-500"`` answers 500, ``"fail-429"`` 429.
 The real ``openai`` and ``anthropic`` clients talk to it through ``base_url``.
 """
 
@@ -50,18 +51,34 @@ async def chat(request: Request) -> Response:
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
              "total_tokens": prompt_tokens + len(pieces)}
     served = f"{model}-2024-08-06"
+    tool = (body.get("tools") or [{}])[0].get("function", {}).get("name")
+    arguments = json.dumps({"city": "paris"})
     if not body.get("stream"):
+        message: dict[str, Any] = {"role": "assistant", "content": answer}
+        if tool:
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": arguments}}]}
         return JSONResponse({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": served,
-                             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
-                                          "finish_reason": "stop"}], "usage": usage})
+                             "choices": [{"index": 0, "message": message,
+                                          "finish_reason": "tool_calls" if tool else "stop"}], "usage": usage})
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     def events() -> Any:
         base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": served}
-        for index, piece in enumerate(pieces):
-            text = piece if index == 0 else " " + piece
-            yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': text}, 'finish_reason': None}]})}\n\n"
-        yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            return f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
+
+        if tool:  # the call's arguments arrive in pieces
+            yield chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                               "function": {"name": tool, "arguments": ""}}]})
+            for part in (arguments[:5], arguments[5:]):
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+            yield chunk({}, "tool_calls")
+        else:
+            for index, piece in enumerate(pieces):
+                yield chunk({"content": piece if index == 0 else " " + piece})
+            yield chunk({}, "stop")
         if include_usage:
             yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
         yield "data: [DONE]\n\n"
@@ -78,9 +95,13 @@ async def messages(request: Request) -> Response:
     input_tokens, answer = _words(body["messages"], body.get("system"))
     pieces = answer.split(" ")
     served = f"{model}-20250101"
+    tool = (body.get("tools") or [{}])[0].get("name")
     if not body.get("stream"):
+        content: list[dict[str, Any]] = [{"type": "text", "text": answer}]
+        if tool:
+            content.append({"type": "tool_use", "id": "toolu_1", "name": tool, "input": {"city": "paris"}})
         return JSONResponse({"id": "msg_1", "type": "message", "role": "assistant", "model": served,
-                             "content": [{"type": "text", "text": answer}], "stop_reason": "end_turn",
+                             "content": content, "stop_reason": "tool_use" if tool else "end_turn",
                              "stop_sequence": None, "usage": {"input_tokens": input_tokens,
                                                               "output_tokens": len(pieces)}})
 
@@ -96,7 +117,13 @@ async def messages(request: Request) -> Response:
             text = piece if index == 0 else " " + piece
             yield event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
         yield event("content_block_stop", {"index": 0})
-        yield event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        if tool:
+            yield event("content_block_start", {"index": 1, "content_block": {"type": "tool_use", "id": "toolu_1",
+                                                                              "name": tool, "input": {}}})
+            for part in ('{"city": ', '"paris"}'):
+                yield event("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta", "partial_json": part}})
+            yield event("content_block_stop", {"index": 1})
+        yield event("message_delta", {"delta": {"stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None},
                                       "usage": {"output_tokens": len(pieces)}})
         yield event("message_stop", {})
 

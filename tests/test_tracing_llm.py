@@ -131,3 +131,32 @@ def test_autolog_patches_the_clients_and_disable_restores_them():
     finally:
         tracklet.autolog(disable=True)
     assert Completions.__dict__["create"] is original
+
+
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def test_tool_calls_are_the_output_streamed_or_not(start, llm, patched):
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    claude = anthropic.Anthropic(base_url=llm.url, api_key=KEY, max_retries=0)
+    run = start()
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=[TOOL])
+    for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=[TOOL], stream=True):
+        pass
+    kwargs = {"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "weather?"}],
+              "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}
+    claude.messages.create(**kwargs)
+    for _ in claude.messages.create(**kwargs, stream=True):
+        pass
+    plain, streamed, message, message_streamed = _spans(run)
+    expected_call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "paris"}'}}
+    for span in (plain, streamed):
+        (answer,) = json.loads(span.output.json)
+        assert answer["tool_calls"] == [expected_call]
+        assert _attrs(span)["gen_ai.response.finish_reasons"] == ["tool_calls"]
+    for span in (message, message_streamed):
+        blocks = json.loads(span.output.json)["content"]
+        assert blocks[0] == {"type": "text", "text": "echo: weather?"}
+        assert {k: blocks[1][k] for k in ("type", "id", "name", "input")} == {
+            "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "paris"}}
+        assert _attrs(span)["gen_ai.response.finish_reasons"] == ["tool_use"]

@@ -1,7 +1,7 @@
 """Spans for every call of the ``openai`` and ``anthropic`` clients: :func:`autopatch`.
 
 ``openai``'s ``chat.completions.create`` and ``anthropic``'s ``messages.create`` (sync and async,
-plain and streaming) are wrapped so each call, while a run records, becomes a span of the OTel
+plain and streaming, tool calls included) are wrapped so each call, while a run records, becomes a span of the OTel
 GenAI semantic conventions: name ``"chat <model>"``, kind client, ``gen_ai.operation.name``,
 ``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.response.model``,
 ``gen_ai.usage.input_tokens`` / ``output_tokens``, finish reasons; the request's arguments as the
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 from typing import Any, Callable
 
 from tracklet.core import lifecycle
@@ -105,6 +106,7 @@ def _fold_openai_stream(chunks: list[Any]) -> tuple[dict[str, Any], Any]:
     attributes: dict[str, Any] = {"gen_ai.response.streamed": True}
     texts: dict[int, list[str]] = {}
     reasons: dict[int, str] = {}
+    calls: dict[int, dict[int, dict[str, Any]]] = {}  # choice -> tool call index -> the call so far
     for chunk in chunks:
         if getattr(chunk, "model", None):
             attributes["gen_ai.response.model"] = chunk.model
@@ -116,11 +118,24 @@ def _fold_openai_stream(chunks: list[Any]) -> tuple[dict[str, Any], Any]:
             content = getattr(delta, "content", None)
             if content:
                 texts.setdefault(choice.index, []).append(content)
+            for delta_call in getattr(delta, "tool_calls", None) or []:
+                call = calls.setdefault(choice.index, {}).setdefault(
+                    delta_call.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+                call["id"] = delta_call.id or call["id"]
+                function = getattr(delta_call, "function", None)
+                if function is not None:
+                    call["function"]["name"] += function.name or ""
+                    call["function"]["arguments"] += function.arguments or ""
             if getattr(choice, "finish_reason", None):
                 reasons[choice.index] = choice.finish_reason
     if reasons:
         attributes["gen_ai.response.finish_reasons"] = [reasons[i] for i in sorted(reasons)]
-    output = [{"role": "assistant", "content": "".join(texts.get(i, []))} for i in sorted(set(texts) | set(reasons))]
+    output = []
+    for index in sorted(set(texts) | set(reasons) | set(calls)):
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts[index]) if index in texts else None}
+        if index in calls:
+            message["tool_calls"] = [calls[index][i] for i in sorted(calls[index])]
+        output.append(message)
     return attributes, output
 
 
@@ -139,7 +154,8 @@ def _fold_anthropic(response: Any) -> tuple[dict[str, Any], Any]:
 
 def _fold_anthropic_stream(events: list[Any]) -> tuple[dict[str, Any], Any]:
     attributes: dict[str, Any] = {"gen_ai.response.streamed": True}
-    text: list[str] = []
+    blocks: dict[int, dict[str, Any]] = {}  # content blocks by index, as the plain response has them
+    partial: dict[int, list[str]] = {}  # a tool_use block's input JSON, in pieces
     input_tokens = output_tokens = None
     for event in events:
         kind = getattr(event, "type", None)
@@ -149,10 +165,16 @@ def _fold_anthropic_stream(events: list[Any]) -> tuple[dict[str, Any], Any]:
             attributes["gen_ai.response.id"] = message.id
             input_tokens = getattr(message.usage, "input_tokens", None)
             output_tokens = getattr(message.usage, "output_tokens", None)
+        elif kind == "content_block_start":
+            blocks[event.index] = event.content_block.model_dump(exclude_none=True)
         elif kind == "content_block_delta":
+            block = blocks.setdefault(event.index, {"type": "text", "text": ""})
             piece = getattr(event.delta, "text", None)
             if piece:
-                text.append(piece)
+                block["text"] = block.get("text", "") + piece
+            piece = getattr(event.delta, "partial_json", None)
+            if piece:
+                partial.setdefault(event.index, []).append(piece)
         elif kind == "message_delta":
             usage: Any = getattr(event, "usage", None)
             if isinstance(getattr(usage, "output_tokens", None), int):
@@ -166,7 +188,13 @@ def _fold_anthropic_stream(events: list[Any]) -> tuple[dict[str, Any], Any]:
         attributes["gen_ai.usage.input_tokens"] = input_tokens
     if isinstance(output_tokens, int):
         attributes["gen_ai.usage.output_tokens"] = output_tokens
-    return attributes, {"role": "assistant", "content": "".join(text)}
+    for index, pieces in partial.items():
+        text = "".join(pieces)
+        try:
+            blocks[index]["input"] = json.loads(text)
+        except ValueError:
+            blocks[index]["input"] = text
+    return attributes, {"role": "assistant", "content": [blocks[i] for i in sorted(blocks)]}
 
 
 # ---------------------------------------------------------------- the caller's side

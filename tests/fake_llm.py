@@ -4,7 +4,8 @@
 and ``/v1/messages`` (JSON, or Anthropic's SSE events). Tokens are deterministic: the input counts
 the words of the request's messages, the answer is ``"echo: <last message>"`` and the output
 counts its words. With ``tools``, the answer calls the first tool with ``{"city": "paris"}`` (in
-pieces when streamed, as the real APIs send them). Fault modes by model name: ``"fail-500"`` answers 500, ``"fail-429"`` 429.
+pieces when streamed, as the real APIs send them). Fault modes by model name: ``"fail-500"`` answers 500, ``"fail-429"`` 429,
+``"fail-midstream"`` drops a stream after two chunks.
 The real ``openai`` and ``anthropic`` clients talk to it through ``base_url``.
 """
 
@@ -34,7 +35,7 @@ def _words(messages: list[dict[str, Any]], system: Any = None) -> tuple[int, str
 
 
 def _fault(model: str) -> Response | None:
-    if model.startswith("fail-"):
+    if model.startswith("fail-") and model[5:].isdigit():
         status = int(model.split("-")[1])
         return JSONResponse({"error": {"message": f"fake {status}", "type": "server_error"}}, status_code=status)
     return None
@@ -78,6 +79,8 @@ async def chat(request: Request) -> Response:
         else:
             for index, piece in enumerate(pieces):
                 yield chunk({"content": piece if index == 0 else " " + piece})
+                if model == "fail-midstream" and index == 1:
+                    raise ConnectionError("the fake server drops the stream")  # uvicorn cuts the response
             yield chunk({}, "stop")
         if include_usage:
             yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"

@@ -160,3 +160,23 @@ def test_tool_calls_are_the_output_streamed_or_not(start, llm, patched):
         assert {k: blocks[1][k] for k in ("type", "id", "name", "input")} == {
             "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "paris"}}
         assert _attrs(span)["gen_ai.response.finish_reasons"] == ["tool_use"]
+
+
+def test_a_dropped_or_broken_stream_still_ends_its_span(start, llm, patched):
+    import gc
+
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start()
+    stream = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    first = next(iter(stream))
+    assert first.choices[0].delta.content == "echo:"
+    del stream, first  # abandoned after one chunk, never closed
+    gc.collect()
+    with pytest.raises(Exception):
+        for _ in client.chat.completions.create(model="fail-midstream", messages=MESSAGES, stream=True):
+            pass
+    dropped, broken = _spans(run)
+    assert json.loads(dropped.output.json) == [{"role": "assistant", "content": "echo:"}]
+    assert dropped.status_code == dropped.STATUS_OK
+    assert broken.status_code == broken.STATUS_ERROR and broken.name == "chat fail-midstream-2024-08-06"
+    assert json.loads(broken.output.json or "null") is None  # an error span records no output

@@ -8,7 +8,7 @@ GenAI semantic conventions: name ``"chat <model>"``, kind client, ``gen_ai.opera
 input (secrets redacted like any op's) and the answer as the output.
 
 The caller pays what an ``@tracklet.op`` call pays; the response's usage, model and text are read
-on the run's worker. A stream's span runs until the stream is exhausted or closed; its chunks are
+on the run's worker. A stream's span runs until the stream is exhausted, closed, fails or is dropped; its chunks are
 kept by reference (a list append each) and folded on the worker. For OpenAI streams,
 ``stream_options={"include_usage": True}`` is added when the caller did not set
 ``stream_options`` (the usage arrives as one last chunk with no choices), so token counts are
@@ -236,6 +236,12 @@ class _Stream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+    def __del__(self) -> None:  # a stream dropped before its end: its span ends with what it gave
+        try:
+            self._end(None)
+        except Exception:
+            pass
 
     def __iter__(self) -> Any:
         return self

@@ -172,7 +172,9 @@ def test_a_dropped_or_broken_stream_still_ends_its_span(start, llm, patched):
     assert first.choices[0].delta.content == "echo:"
     del stream, first  # abandoned after one chunk, never closed
     gc.collect()
-    with pytest.raises(Exception):
+    import httpx
+
+    with pytest.raises((openai.APIError, httpx.TransportError)):  # the connection cut mid-response
         for _ in client.chat.completions.create(model="fail-midstream", messages=MESSAGES, stream=True):
             pass
     dropped, broken = _spans(run)

@@ -128,6 +128,14 @@ def test_the_name_prefilter_flags_every_secret_name(parts):
         assert may_name_secrets(_json_texts(name)[1])
 
 
+@pytest.mark.parametrize("secret", sorted({SECRETS[name] for name in set(SECRETS) - {"password", "api key", "url password"}}
+                                           | {"xoxb-0123456789ab", "Bearer abcdefghij0", "api_key=hunter2", REMOTE}))
+def test_the_text_prefilter_flags_a_secret_in_a_long_text(secret):
+    filler = "plain words " * 10_000  # past the length where single characters gate the hints
+    text = filler + secret + filler
+    assert redact_text(text) != text and may_hold_secrets(text, text.lower())
+
+
 def test_the_prefilters_pass_plain_text():
     assert not may_hold_secrets(*_json_texts("What is the answer? The role of the assistant."))
     assert not may_name_secrets('{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o"}')

@@ -460,3 +460,18 @@ def test_a_failing_call_in_a_batch_is_reported_and_the_others_written(start, mon
         spans = _spans(run)
     assert [_inputs(s) for s in spans] == [{"x": 1}, {"x": 3}]
     assert any("ZeroDivisionError" in str(w.message) for w in caught)
+
+
+def test_big_plain_payloads_skip_the_walk_and_oversized_ones_are_cut(monkeypatch):
+    """Up to 1 MiB of JSON with fewer than 10,000 items a container is recorded whole in one
+    encode; a container past 10,000 items takes the walk, which cuts it."""
+    from tracklet.tracing import record
+
+    walked = []
+    real = record.to_json
+    monkeypatch.setattr(record, "to_json", lambda value, *a: real(value, *a) if a else walked.append(1) or real(value))
+    history = [{"role": "user", "content": f"message {i} " + "words " * 40} for i in range(1_000)]  # ~260 KB
+    assert json.loads(record.payload_json({"messages": history})) == {"messages": history}
+    assert walked == []
+    long = list(range(10_001))
+    assert json.loads(record.payload_json(long))[-1] == "... 1 more items" and walked == [1]

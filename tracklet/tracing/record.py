@@ -225,11 +225,20 @@ def _user_redaction(value: Any, part: str, name: str) -> Any:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
 
 # The fast path (docs/tracing.md, "Payloads"): the C encoder writes the whole value in one call,
-# refusing anything but plain JSON types; substring checks (``core/redact.py``: ``may_hold_secrets``, ``may_name_secrets``) show
-# that no string needs redaction and no key is named like a secret. Only values that fail a check,
-# or whose JSON is longer than ``FAST_PATH_CHARS``, take ``to_json``'s walk (a Python call per
-# value). At 16 KiB no container can reach ``MAX_ITEMS`` nor a string ``MAX_STRING``.
-FAST_PATH_CHARS = 16 * 1024
+# refusing anything but plain JSON types; substring checks (``core/redact.py``:
+# ``may_hold_secrets``, ``may_name_secrets``) show that no string needs redaction and no key is
+# named like a secret. Only values that fail a check, or whose JSON could hold what the walk cuts
+# (``_within_bounds``), take ``to_json``'s walk (a Python call per value).
+FAST_PATH_CHARS = MAX_STRING  # no string in a shorter text is longer than MAX_STRING
+
+
+def _within_bounds(text: str) -> bool:
+    """Whether JSON ``text`` holds nothing ``to_json`` would cut for its length or item count:
+    every container's items but one are followed by a comma, so fewer commas than ``MAX_ITEMS``
+    (counted in C; strings' commas too) means no container reaches it."""
+    return len(text) <= FAST_PATH_CHARS and (len(text) < 2 * MAX_ITEMS or text.count(",") < MAX_ITEMS)
+
+
 _SAFE_NAMES: set[str] = set()  # dict keys seen that are not named like secrets (bounded)
 _SAFE_NAMES_MAX = 10_000
 
@@ -279,7 +288,7 @@ def _names_safe(text: str) -> bool:
 def payload_json(value: Any) -> str:
     """``value`` as JSON text, secrets redacted and bounded as :func:`to_json` does."""
     text = _plain_json(value)
-    if text is not None and len(text) <= FAST_PATH_CHARS:
+    if text is not None and _within_bounds(text):
         lowered = text.lower()
         if not may_hold_secrets(text, lowered) and (not may_name_secrets(lowered) or _names_safe(text)):
             return text
@@ -448,7 +457,7 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
 
 def _fast_text(value: Any) -> str | None:
     text = _plain_json(value)
-    return text if text is not None and len(text) <= FAST_PATH_CHARS else None
+    return text if text is not None and _within_bounds(text) else None
 
 
 def batch_records(calls: list[Any]) -> list[bytes | BaseException]:

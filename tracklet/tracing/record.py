@@ -480,7 +480,7 @@ def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
                 inputs_text, output_text = _fast_text(inputs), _fast_text(output)
                 common.append((index, inputs_text, output_text, inputs, output))
                 for text in (inputs_text, output_text):
-                    if text is not None:
+                    if text is not None and len(text) <= _JOINED_MAX:
                         texts.append(text)
             elif capture == "metadata":
                 bound = bind_inputs(call)
@@ -499,9 +499,9 @@ def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
         call = calls[index]
         try:
             if call.op.capture == "full":
-                if inputs_text is None or not (clean or _text_clean(inputs_text)):
+                if inputs_text is None or not _clean(inputs_text, clean):
                     inputs_text = _ENCODER.encode(to_json(inputs))
-                if output_text is None or not (clean or _text_clean(output_text)):
+                if output_text is None or not _clean(output_text, clean):
                     output_text = _ENCODER.encode(to_json(output))
             root = getattr(getattr(call.run, "_paths", None), "root", None)
             out[index] = _span_bytes(call, inputs_text, output_text, root)
@@ -510,6 +510,15 @@ def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
         finally:
             call.args, call.kwargs, call.result, call.error = (), {}, None, None
     return out
+
+
+# Texts up to this long are checked together; a longer one on its own (where a text without the
+# prefilter's hint characters skips its searches: core/redact.py).
+_JOINED_MAX = 1 << 16
+
+
+def _clean(text: str, joined_clean: bool) -> bool:
+    return (joined_clean and len(text) <= _JOINED_MAX) or _text_clean(text)
 
 
 def _text_clean(text: str) -> bool:

@@ -193,7 +193,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
         {},
         h("div.pane-head", {}, h("h1", { text: project }), count,
           h("a.artifacts-link", { href: artifactsHref(project), "data-link": true, text: "Artifacts" }),
-          h("a.artifacts-link.traces-link", { href: tracesHref(project), "data-link": true, text: "Traces" })),
+          h("a.traces-link", { href: tracesHref(project), "data-link": true, text: "Traces" })),
         sweepsBox,
         h("div.toolbar", {}, searchInput, filterInput, columnsMenu, groupSelect),
         filterError,

@@ -30,13 +30,24 @@ from tracklet.core import lifecycle
 from tracklet.tracing.ops import OpCall, OpInfo, _begin, _contained, _CURRENT, _time_ns
 
 PROVIDERS = ("openai", "anthropic")
-# (module, class, provider) of each patched ``create``.
+# (modules to try, newest layout first; class; whether async) of each patched ``create``.
+_OPENAI = ("openai.resources.chat.completions.completions", "openai.resources.chat.completions")
+_ANTHROPIC = ("anthropic.resources.messages.messages", "anthropic.resources.messages")
 _TARGETS = {
-    "openai": (("openai.resources.chat.completions.completions", "Completions", False),
-               ("openai.resources.chat.completions.completions", "AsyncCompletions", True)),
-    "anthropic": (("anthropic.resources.messages.messages", "Messages", False),
-                  ("anthropic.resources.messages.messages", "AsyncMessages", True)),
+    "openai": ((_OPENAI, "Completions", False), (_OPENAI, "AsyncCompletions", True)),
+    "anthropic": ((_ANTHROPIC, "Messages", False), (_ANTHROPIC, "AsyncMessages", True)),
 }
+
+
+def _find_class(modules: tuple[str, ...], name: str) -> Any:
+    for module in modules:
+        try:
+            found = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if isinstance(found, type) and "create" in found.__dict__:
+            return found
+    raise ImportError(f"no {name} with a create method in {', '.join(modules)}")
 _patched: list[tuple[Any, Any]] = []  # (class, original create)
 _include_usage = True
 
@@ -381,9 +392,8 @@ def autopatch(providers: Any = None, *, include_usage: bool = True) -> list[str]
     done = []
     for provider in names:
         try:
-            targets = [(getattr(importlib.import_module(module), cls), is_async)
-                       for module, cls, is_async in _TARGETS[provider]]
-        except (ImportError, AttributeError):
+            targets = [(_find_class(modules, cls), is_async) for modules, cls, is_async in _TARGETS[provider]]
+        except ImportError:
             continue
         for owner, is_async in targets:
             original = owner.__dict__["create"]

@@ -14,9 +14,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracklet
-from tracklet.core.redact import REDACTED, looks_random, redact_command, redact_text, redact_url
+from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_name_secrets, redact_command,
+                                  redact_text, redact_url, secret_name)
 from tracklet.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,6 +93,67 @@ def test_a_secret_in_the_argument_after_its_option_is_redacted():
                            "--token", "Zx8k2Lq9Vb3Nw7Rt5Yp1", "--secret", "--verbose", "--lr", "0.1"]) == [
         "python", "t.py", "--api-key", REDACTED, "--password", REDACTED, "--token", "short",
         "--token", REDACTED, "--secret", "--verbose", "--lr", "0.1"]
+
+
+# ------------------------------------------------------------------------------ the prefilters
+# The tracing worker skips redaction of a whole JSON payload when may_hold_secrets / may_name_secrets
+# say no: they must say yes for every string redact_text changes and every name secret_name flags.
+
+_FRAGMENTS = [*SECRETS.values(), REMOTE, *ARGV, "Bearer abcdefghijklmnop", "BEARER 0123456789ab", "a=b",
+              "x://u:p@h", "\n", '"', "\\", " ", "é", "\u212aey", "hello", "tokens", "max_tokens"]
+
+
+def _json_texts(value: str) -> tuple[str, str]:
+    import json
+
+    text = json.dumps({"k": [value]}, ensure_ascii=False, separators=(",", ":"))
+    return text, text.lower()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=12)), max_size=6))
+def test_the_text_prefilter_flags_every_string_redaction_changes(parts):
+    value = "".join(parts)
+    if redact_text(value) != value:
+        assert may_hold_secrets(*_json_texts(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["api", "Key", "_", "-", "password", "PassWord", "token", "AUTH", "x",
+                                           "\u212aey", "secret", "Credentials", "pwd", "é", "İ"]),
+                          st.text(max_size=6)), max_size=5))
+def test_the_name_prefilter_flags_every_secret_name(parts):
+    name = "".join(parts)
+    if secret_name(name) is not None:
+        assert may_name_secrets(_json_texts(name)[1])
+
+
+@pytest.mark.parametrize("secret", sorted({SECRETS[name] for name in set(SECRETS) - {"password", "api key", "url password"}}
+                                           | {"xoxb-0123456789ab", "Bearer abcdefghij0", "api_key=hunter2", REMOTE}))
+def test_the_text_prefilter_flags_a_secret_in_a_long_text(secret):
+    filler = "plain words " * 10_000  # past the length where single characters gate the hints
+    text = filler + secret + filler
+    assert redact_text(text) != text and may_hold_secrets(text, text.lower())
+
+
+def test_the_prefilters_pass_plain_text():
+    assert not may_hold_secrets(*_json_texts("What is the answer? The role of the assistant."))
+    assert not may_name_secrets('{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o"}')
+
+
+def test_text_without_any_hint_skips_the_patterns(monkeypatch):
+    """A long text with nothing secret-shaped (a 1 MB op input) costs substring checks, not the
+    regular expressions (~20 MB/s): the tracing worker redacts every string it records."""
+    from tracklet.core import redact
+
+    class Refuse:
+        def sub(self, *args):
+            raise AssertionError("a pattern ran")
+
+    for name in ("_URL_USERINFO", "_TOKEN_SHAPES", "_BEARER", "_ASSIGNMENT"):
+        monkeypatch.setattr(redact, name, Refuse())
+    text = "plain words, paths/like/this and numbers 0123456789 " * 20_000
+    assert redact.redact_text(text) is text
 
 
 def test_redaction_is_idempotent():

@@ -7,6 +7,8 @@ import json
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tracklet
 from tracklet.core.reader import replay
@@ -340,3 +342,136 @@ def test_a_forked_child_calls_ops_plainly(start):
     os.close(read_end)
     assert add(2) == 3
     assert len(_spans(run)) == 1  # the parent's call only
+
+
+# ------------------------------------------------------------------ the worker's payload fast path
+
+_plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30) | st.sampled_from(["sk-" + "a1B2c3D4e5F6g7H8i9J0k", "password=hunter2", "Bearer x1y2z3w4v5u6"]),
+    lambda inner: st.lists(inner, max_size=5) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=10) | st.sampled_from(["api_key", "token", "max_tokens", "apiKey"])
+                      | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=5),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_plain)
+def test_payload_fast_path_records_what_the_walk_records(value):
+    from tracklet.tracing.record import _ENCODER, payload_json, to_json
+
+    assert payload_json(value) == _ENCODER.encode(to_json(value))
+
+
+def test_plain_payloads_skip_the_per_value_walk(start, monkeypatch):
+    """Binding, serializing and redacting a plain payload is one C-level encode and a few substring
+    checks on the worker, not a Python call per value (issue #19: the worker's cost per span)."""
+    from tracklet.tracing import record
+
+    walked = []
+    real = record.to_json
+    monkeypatch.setattr(record, "to_json", lambda value, *a: real(value, *a) if a else walked.append(value) or real(value))  # top-level walks
+    @tracklet.op
+    def echo(a, b):
+        return {"a": a, "b": b}
+
+    run = start()
+    messages = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "What is 6 x 7?"}]
+    echo({"messages": messages, "max_tokens": 64, "temperature": 0.2}, b=[1.5, None, True])
+    echo({"api_key": "abc"}, b="see https://u:pw@host.example")  # these need redaction: the walk
+    plain, secret = _spans(run)
+    assert _inputs(plain) == {"a": {"messages": messages, "max_tokens": 64, "temperature": 0.2}, "b": [1.5, None, True]}
+    assert _output(plain) == _inputs(plain)
+    assert _inputs(secret) == _output(secret) == {"a": {"api_key": "[redacted]"}, "b": "see https://host.example"}
+    assert len(walked) == 2  # the second span's input and output, none for the first
+
+
+def test_enums_and_non_string_keys_record_as_json_writes_them(start):
+    import enum
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    class Mode(str, enum.Enum):
+        FAST = "fast"
+
+    @tracklet.op
+    def keep(a, b):
+        return None
+
+    run = start()
+    keep({Color.RED: Mode.FAST, False: None, None: 1.5, 3: "x"}, b={float("nan"): {1, 2}})  # the walk (a set)
+    keep({Color.RED: Mode.FAST, False: None, None: 1.5, 3: "x"}, b={})  # the fast path
+    walked, fast = _spans(run)
+    assert _inputs(fast)["a"] == _inputs(walked)["a"] == {"1": "fast", "false": None, "null": 1.5, "3": "x"}
+    assert _inputs(walked)["b"] == {"NaN": [1, 2]}
+
+
+def _call_pair(capture, args, result, parent, step, run_id, root, trace_id=(7 << 64) | 5, span_id=5):
+    """Two identical finished OpCalls (the record path clears a call's references)."""
+    from types import SimpleNamespace
+
+    from tracklet.tracing.ops import OpCall, OpInfo
+
+    def target(a, b=1):
+        return None
+
+    op = OpInfo(target, None, capture, "function")
+    run = SimpleNamespace(id=run_id, _paths=SimpleNamespace(root=root))
+    calls = []
+    for _ in range(2):
+        call = OpCall(op, run, trace_id, span_id, parent, 1_700_000_000_123_456_789, step)
+        call.end, call.args, call.kwargs, call.result = call.start + 99, args, {}, result
+        calls.append(call)
+    return calls
+
+
+@settings(max_examples=200, deadline=None)
+@given(capture=st.sampled_from(["full", "metadata", "none"]), a=_plain | st.sampled_from(["\ud800 lone", "y" * 9000]),
+       result=_plain, parent=st.sampled_from([0, 1, 2**64 - 1]), step=st.integers(-2**63, 2**63 - 1),
+       run_id=st.sampled_from(["", "abc123", "ü-run"]), trace_id=st.integers(1, 2**128 - 1),
+       span_id=st.integers(1, 2**64 - 1))
+def test_batched_span_bytes_are_the_span_record(tmp_path_factory, capture, a, result, parent, step, run_id, trace_id,
+                                                span_id):
+    """The sender's batch path writes the bytes of the record span_record builds with protobuf."""
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.tracing.record import batch_records, span_record
+
+    root = tmp_path_factory.getbasetemp() / "blobs"
+    fast, reference = _call_pair(capture, (a,), result, parent, step, run_id, root, trace_id, span_id)
+    (payload,) = batch_records([fast])
+    assert pb.Record.FromString(payload) == span_record(reference)
+
+
+def test_a_failing_call_in_a_batch_is_reported_and_the_others_written(start, monkeypatch):
+    from tracklet.tracing import record
+
+    @tracklet.op
+    def one(x):
+        return x
+
+    real = record.bind_inputs
+    monkeypatch.setattr(record, "bind_inputs", lambda call: real(call) if call.args != (2,) else 1 / 0)
+    run = start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for x in (1, 2, 3):
+            one(x)
+        spans = _spans(run)
+    assert [_inputs(s) for s in spans] == [{"x": 1}, {"x": 3}]
+    assert any("ZeroDivisionError" in str(w.message) for w in caught)
+
+
+def test_big_plain_payloads_skip_the_walk_and_oversized_ones_are_cut(monkeypatch):
+    """Up to 1 MiB of JSON with fewer than 10,000 items a container is recorded whole in one
+    encode; a container past 10,000 items takes the walk, which cuts it."""
+    from tracklet.tracing import record
+
+    walked = []
+    real = record.to_json
+    monkeypatch.setattr(record, "to_json", lambda value, *a: real(value, *a) if a else walked.append(1) or real(value))
+    history = [{"role": "user", "content": f"message {i} " + "words " * 40} for i in range(1_000)]  # ~260 KB
+    assert json.loads(record.payload_json({"messages": history})) == {"messages": history}
+    assert walked == []
+    long = list(range(10_001))
+    assert json.loads(record.payload_json(long))[-1] == "... 1 more items" and walked == [1]

@@ -73,6 +73,8 @@ def test_sdk_exporter_to_a_real_server_then_api_reads_them(servers, tmp_path):
     assert (chat.operation, chat.provider, chat.model, chat.input_tokens, chat.output_tokens) == \
         ("chat", "openai", "gpt-4o", 21, 8)
     assert chat.attributes["gen_ai.request.stop_sequences"] == ["\n", "END"]  # raw attributes kept
+    assert chat.cost == pytest.approx(21 * 2.5e-6 + 8 * 10e-6)  # gpt-4o's price since 2024-10-01, per token
+    assert trace.cost == pytest.approx(chat.cost) and trace.input_tokens == 21 and tool.cost is None
     assert chat.attributes["resource.service.name"] == "agent-app"
     assert chat.attributes["otel.scope.name"] == "test-instrumentation"
     assert chat.events[0]["name"] == "gen_ai.choice" and chat.kind == "internal" and chat.source == "otlp"

@@ -168,3 +168,42 @@ def test_kill_9_mid_trace_keeps_spans_that_ended_before(root):
     assert sorted(t.root.inputs["i"] for t in traces) == [0, 1, 2, 3, 4]
     assert api.run("p/killed").state == "crashed"
     api.close()
+
+
+def test_a_bad_value_in_an_event_or_a_link_fails_no_span(root, store_url):
+    """Event and link attributes are capped like a span's: a NaN (which PostgreSQL's JSONB refuses),
+    a NUL or an oversized string in one span's event never fails the batch it came in."""
+    store = Store(store_url, root=root)
+    bad = dict(RECEIVED[0], span_id="4" * 16,
+               events=[{"name": "e\x00", "time_ns": 1, "attributes": {"x": float("nan"), "s": "a\x00b", "big": "y" * 300_000}}],
+               links=[{"trace_id": "d" * 32, "span_id": "5" * 16, "attributes": {"inf": float("inf")}}])
+    good = dict(RECEIVED[0], trace_id="e" * 32)
+    assert store.add_spans("p", [span_row(bad) | {"run_id": ""}, span_row(good) | {"run_id": ""}]) == 2
+    spans = {t["trace_id"]: t["spans"][0] for t in store.traces("p")}
+    assert set(spans) == {"a" * 32, "e" * 32}
+    (event,) = spans["a" * 32]["events"]
+    assert event["name"] == "e\ufffd" and event["attributes"]["x"] is None and event["attributes"]["s"] == "a\ufffdb"
+    assert len(event["attributes"]["big"]) == 256 * 1024
+    assert spans["a" * 32]["links"][0]["attributes"] == {"inf": None}
+    store.close()
+
+
+def test_received_rows_round_trip_every_column(root, store_url):
+    """The driver-level insert (one executemany per 1,000 rows, JSON serialized by the store) keeps
+    every column as span_row made it, on both backends."""
+    store = Store(store_url, root=root)
+    attributes = {"max": 2**63 - 1, "min": -2**63, "text": "é \u2028 \"quoted\" 'single' \\ back %s ?",
+                  "nested": {"a": [1, 2.5, None, True, {"b": "c"}]}, "gen_ai.request.model": "m", "flag": False}
+    span = {"trace_id": "f" * 32, "span_id": "6" * 16, "parent_span_id": "7" * 16, "name": "n'%s?", "kind": "server",
+            "start_ns": 5, "end_ns": 2**63 - 1, "status": "ok", "status_message": "fine", "step": -3,
+            "attributes": attributes, "events": [{"name": "e", "time_ns": 7, "attributes": {"k": [1, "v"]}}],
+            "links": [{"trace_id": "1" * 32, "span_id": "2" * 16, "attributes": {}}],
+            "input": '{"x": 1}', "output": "", "input_blob": "", "output_blob": "a" * 64}
+    row = span_row(span) | {"run_id": "r%s"}
+    expected = dict(row)
+    assert store.add_spans("p", [row]) == 1
+    ((stored,),) = [t["spans"] for t in store.traces("p")]
+    for column, value in expected.items():
+        assert stored[column] == value, column
+    assert stored["source"] == "otlp" and stored["model"] == "m" and stored["input_tokens"] is None
+    store.close()

@@ -127,7 +127,7 @@ _plug_in()
 
 
 def autolog(frameworks: Any = None, *, disable: bool = False) -> None:
-    """Attach tracklet to Lightning, Hugging Face, Keras and JAX when they are used; see
+    """Attach tracklet to Lightning, Hugging Face, Keras, JAX, openai and anthropic when they are used; see
     :mod:`tracklet.integrations.autolog`. Imports no framework itself."""
     from tracklet.integrations.autolog import autolog as _autolog
 

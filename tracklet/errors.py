@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "PricesError",
     "BlobNotHeld",
     "TrialPruned",
     "MediaError",
@@ -317,6 +318,11 @@ class PromotionRequired(RegistryError):
 class OtlpError(TrackletError, ValueError):
     """A body sent to ``/v1/traces`` that is not an OTLP trace export request (the server answers
     400), or has a content type other than OTLP's protobuf or JSON (415): the message says which."""
+
+
+class PricesError(TrackletError, ValueError):
+    """A data root's ``prices.json`` (LLM prices, ``tracklet/store/prices.py``) that can't be used:
+    the message names the file and the entry at fault."""
 
 
 class ReproduceError(TrackletError, RuntimeError):

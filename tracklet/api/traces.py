@@ -42,6 +42,9 @@ class TraceSpan:
     attributes: dict[str, Any]
     events: list[Any]
     links: list[Any]
+    input_cost: float | None = None  # USD from the price table; None where the model has no price
+    output_cost: float | None = None
+    cost: float | None = None
     input_json: str = ""
     input_blob: str = ""
     output_json: str = ""
@@ -76,6 +79,9 @@ class Trace:
     end_ns: int
     run_id: str
     spans: list[TraceSpan]
+    input_tokens: int | None = None  # sums over the spans
+    output_tokens: int | None = None
+    cost: float | None = None  # USD
 
     @property
     def root(self) -> TraceSpan | None:
@@ -92,11 +98,12 @@ def trace_of(row: Mapping[str, Any], blobs: BlobReader | None = None) -> Trace:
         fields = {k: s.get(k) for k in ("trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns",
                                         "duration_ms", "status", "status_message", "step", "run_id", "source",
                                         "operation", "provider", "model", "input_tokens", "output_tokens",
-                                        "input_blob", "output_blob")}
+                                        "input_blob", "output_blob", "input_cost", "output_cost", "cost")}
         spans.append(TraceSpan(**fields, attributes=dict(s.get("attributes") or {}), events=list(s.get("events") or []),
                                links=list(s.get("links") or []), input_json=s.get("input") or "",
                                output_json=s.get("output") or "", _blobs=blobs))
-    return Trace(row["trace_id"], row["start_ns"], row["end_ns"], row.get("run_id", ""), spans)
+    return Trace(row["trace_id"], row["start_ns"], row["end_ns"], row.get("run_id", ""), spans,
+                 row.get("input_tokens"), row.get("output_tokens"), row.get("cost"))
 
 
 def check_filter(filter: Any) -> dict[str, Any]:

@@ -336,8 +336,13 @@ class BatchSender:
             return False
         rows: list[tuple] = []
         stop = False
+        batch: list[Any] = []  # consecutive items of one type with ``batch_records`` (op calls)
         for item in items:
-            if type(item) is tuple:
+            kind = type(item)
+            if batch and kind is not type(batch[0]):
+                self._write_batch(batch)
+                batch = []
+            if kind is tuple:
                 rows.append(item)
                 if len(rows) >= MAX_ROWS_PER_RECORD:
                     self._write_rows(rows)
@@ -346,17 +351,38 @@ class BatchSender:
             if rows:
                 self._write_rows(rows)
                 rows = []
-            if type(item) is _Flush:
+            if kind is _Flush:
                 self._write_summary()
                 self._flush_sinks(item.fsync)
                 item.done.set()
-            elif type(item) is _Stop:
+            elif kind is _Stop:
                 stop = True
+            elif hasattr(kind, "batch_records"):
+                batch.append(item)
             else:
                 self._guarded(self._handle, item)
+        if batch:
+            self._write_batch(batch)
         if rows:
             self._write_rows(rows)
         return stop
+
+    def _write_batch(self, items: list[Any]) -> None:
+        """Items whose type builds many records in one call (``batch_records``: a drain's op calls,
+        tracing/record.py), written in order; one that failed is reported, the others written."""
+        try:
+            payloads = type(items[0]).batch_records(items)
+        except Exception:  # the batch as a whole: each item on its own, contained one by one
+            for item in items:
+                self._guarded(self._handle, item)
+            return
+        for payload in payloads:
+            if isinstance(payload, BaseException):
+                self.warn(("worker-error", "batch_records", type(payload)),
+                          f"tracklet: recording failed in {type(items[0]).__qualname__}.batch_records: "
+                          f"{payload!r}; the run goes on.")
+            elif payload:
+                self._deliver(payload)
 
     def _handle(self, item: Any) -> None:
         kind = type(item)

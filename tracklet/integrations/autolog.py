@@ -1,10 +1,12 @@
-"""``tracklet.autolog()``: attach tracklet to Lightning, Hugging Face, Keras and JAX with no code.
+"""``tracklet.autolog()``: attach tracklet to Lightning, Hugging Face, Keras, JAX and the OpenAI and
+Anthropic clients with no code.
 
 Each framework gets a post-import hook: when its module is imported (or right away if it already
 was), one entry point is patched. Lightning's ``Trainer.__init__`` and Hugging Face's
 ``Trainer.__init__`` get a ``TrackletLogger``/``TrackletCallback`` appended after they ran;
 Keras's ``Model.fit`` gets a ``TrackletCallback`` added to its callbacks; importing JAX starts
-watching compilations. Nothing is added where a tracklet integration is already attached.
+watching compilations; importing ``openai`` or ``anthropic`` makes their chat calls spans
+(``tracklet/tracing/llm.py``). Nothing is added where a tracklet integration is already attached.
 
 Patches are safe (the idea of MLflow's ``safe_patch``): the original function always runs,
 exactly once, with the user's arguments if anything of ours fails, and its own exceptions and
@@ -23,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 from tracklet.core.encoder import TrackletWarning
 
-FRAMEWORKS = ("lightning", "huggingface", "keras", "jax")
+FRAMEWORKS = ("lightning", "huggingface", "keras", "jax", "openai", "anthropic")
 
 _lock = threading.RLock()
 _patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original)
@@ -128,12 +130,25 @@ def _patch_jax(module: Any) -> None:
     watch_compilation()
 
 
+def _patch_llm(provider: str) -> Callable[[Any], None]:
+    """The LLM client's chat calls become spans (``tracklet/tracing/llm.py``)."""
+
+    def patch(module: Any) -> None:
+        from tracklet.tracing.llm import autopatch
+
+        autopatch(provider)
+
+    return patch
+
+
 # The module whose import triggers each patch, and the patcher.
 _TARGETS: dict[str, tuple[tuple[str, Callable[[Any], None]], ...]] = {
     "lightning": (("lightning.pytorch", _patch_lightning), ("pytorch_lightning", _patch_lightning)),
     "huggingface": (("transformers.trainer", _patch_huggingface),),
     "keras": (("keras", _patch_keras),),
     "jax": (("jax", _patch_jax),),
+    "openai": (("openai", _patch_llm("openai")),),
+    "anthropic": (("anthropic", _patch_llm("anthropic")),),
 }
 
 
@@ -212,6 +227,8 @@ def autolog(frameworks: Iterable[str] | str | None = None, *, disable: bool = Fa
                 setattr(owner, name, original)
             _patches.clear()
             _pending.clear()
+            if "tracklet.tracing.llm" in sys.modules:
+                sys.modules["tracklet.tracing.llm"].unpatch()
             if _finder is not None and _finder in sys.meta_path:
                 sys.meta_path.remove(_finder)
             _finder = None

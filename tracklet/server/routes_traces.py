@@ -78,6 +78,9 @@ class TraceSpanModel(BaseModel):
     model: str
     input_tokens: int | None
     output_tokens: int | None
+    input_cost: float | None = None  # USD, from the price table (docs/tracing.md, "Cost")
+    output_cost: float | None = None
+    cost: float | None = None
     input: str  # JSON text, "" when stored as a blob (input_blob) or not captured
     input_blob: str
     output: str
@@ -92,6 +95,9 @@ class TraceModel(BaseModel):
     start_ns: int
     end_ns: int
     run_id: str
+    input_tokens: int | None = None  # sums over the trace's spans
+    output_tokens: int | None = None
+    cost: float | None = None
     spans: list[TraceSpanModel]
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from tracklet.store.schema import Json, metadata, projects, runs
-from tracklet.store.text import fit, store_json, store_text
+from tracklet.store.text import fit, store_text
 
 spans = sa.Table(
     "spans",
@@ -100,6 +101,8 @@ def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
 
 
 def _tokens(value: Any) -> int | None:
+    if type(value) is int:
+        return value if 0 <= value <= _INT64_MAX else None
     if isinstance(value, bool) or value is None:
         return None
     try:
@@ -155,7 +158,13 @@ def capped_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in itertools.islice(attributes.items(), MAX_ATTRIBUTES):
         if type(key) is not str or len(key) > 1024 or "\x00" in key:
             key = fit(store_text(str(key)), 1024)
-        out[key] = _capped(value)
+        kind = type(value)  # the common kinds inline: this runs for every attribute received
+        if kind is str:
+            out[key] = value if len(value) <= MAX_ATTRIBUTE_CHARS and "\x00" not in value else _capped(value)
+        elif kind is bool or value is None or (kind is int and -_INT64_MAX - 1 <= value <= _INT64_MAX):
+            out[key] = value
+        else:
+            out[key] = _capped(value)
     return out
 
 
@@ -205,8 +214,8 @@ def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
         "status_message": store_text(str(span.get("status_message", "")))[:4096],
         "step": step if isinstance(step, int) and -_INT64_MAX <= step <= _INT64_MAX else None,
         "attributes": attributes,
-        "events": store_json(list(span.get("events") or [])[:MAX_EVENTS]),
-        "links": store_json(list(span.get("links") or [])[:MAX_LINKS]),
+        "events": [_event(event) for event in list(span.get("events") or [])[:MAX_EVENTS]],
+        "links": [_link(link) for link in list(span.get("links") or [])[:MAX_LINKS]],
         "input": span.get("input") or payload_text(attributes, INPUT_KEYS),
         "input_blob": fit(str(span.get("input_blob", "")), 64),
         "output": span.get("output") or payload_text(attributes, OUTPUT_KEYS),
@@ -214,6 +223,22 @@ def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
     }
     row.update(typed_columns(attributes))
     return row
+
+
+def _event(event: Any) -> Any:
+    """An event as stored: its attributes capped like a span's (a NaN, which PostgreSQL's JSONB
+    refuses, or a NUL in one event must not fail the batch the span came in)."""
+    if not isinstance(event, Mapping):
+        return _capped(event)
+    return {"name": fit(store_text(str(event.get("name", ""))), 512), "time_ns": _clamp_ns(event.get("time_ns") or 0),
+            "attributes": capped_attributes(event.get("attributes") or {})}
+
+
+def _link(link: Any) -> Any:
+    if not isinstance(link, Mapping):
+        return _capped(link)
+    return {"trace_id": fit(str(link.get("trace_id", "")), 32), "span_id": fit(str(link.get("span_id", "")), 16),
+            "attributes": capped_attributes(link.get("attributes") or {})}
 
 
 def _entries(entries: Any) -> dict[str, Any]:
@@ -238,10 +263,10 @@ def span_of_message(message: Any) -> dict[str, Any]:
         "status": STATUS_NAMES.get(message.status_code, "unset"), "status_message": message.status_message,
         "step": message.step if message.HasField("step") else None,
         "attributes": _entries(message.attributes),
-        "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": capped_attributes(_entries(e.attributes))}
+        "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": _entries(e.attributes)}
                    for e in list(message.events)[:MAX_EVENTS]],
         "links": [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
-                   "attributes": capped_attributes(_entries(link.attributes))} for link in list(message.links)[:MAX_LINKS]],
+                   "attributes": _entries(link.attributes)} for link in list(message.links)[:MAX_LINKS]],
         "input": store_text(message.input.json), "input_blob": message.input.blob_digest,
         "output": store_text(message.output.json), "output_blob": message.output.blob_digest,
         "run_id": message.run_id,
@@ -266,20 +291,42 @@ def _is_digest(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def _insert(connection: sa.Connection) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` on either backend: a span already stored stays."""
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+# The insert, as the driver's own statement: ``executemany`` of plain tuples, JSON columns
+# serialized here in one C call each. SQLAlchemy's per-row parameter processing cost more than
+# the database's work (OTLP ingest, docs/tracing.md). ``ON CONFLICT DO NOTHING`` on either backend:
+# a span already stored (same project, trace and span id) stays as it was.
+_JSON_COLUMNS = ("attributes", "events", "links")
+_COLUMNS = tuple(column.name for column in spans.columns if column.name not in ("id", *_JSON_COLUMNS)) + _JSON_COLUMNS
+_PLAIN = operator.itemgetter(*_COLUMNS[: -len(_JSON_COLUMNS)])
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+_SQL: dict[str, str] = {}
 
-        return pg_insert(spans).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(spans).on_conflict_do_nothing()
+def _insert_sql(dialect: str) -> str:
+    sql = _SQL.get(dialect)
+    if sql is None:
+        if dialect == "postgresql":
+            marks = ", ".join("CAST(%s AS JSONB)" if name in _JSON_COLUMNS else "%s" for name in _COLUMNS)
+        else:
+            marks = ", ".join("?" for _ in _COLUMNS)
+        sql = _SQL[dialect] = f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+    return sql
+
+
+def _driver_row(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A row (every column's key, as ``span_row`` and its callers make it) as the statement's tuple."""
+    events, links = row["events"], row["links"]
+    return _PLAIN(row) + (_dumps(row["attributes"]), _dumps(events) if events else "[]",
+                          _dumps(links) if links else "[]")
 
 
 def write_spans(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert ``spans`` rows (``span_row``'s, with project and run keys), 1,000 a statement."""
+    if not rows:
+        return
+    sql = _insert_sql(connection.dialect.name)
     for start in range(0, len(rows), 1000):
-        connection.execute(_insert(connection), rows[start : start + 1000])
+        connection.exec_driver_sql(sql, [_driver_row(row) for row in rows[start : start + 1000]])
 
 
 # ---------------------------------------------------------------- queries
@@ -291,12 +338,15 @@ _FILTERABLE = {"name", "status", "operation", "provider", "model", "trace_id", "
 
 
 def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filters: Mapping[str, Any] | None = None,
-           limit: int = 100, max_spans: int = 100_000) -> list[dict[str, Any]]:
+           limit: int = 100, max_spans: int = 100_000, prices: Any = None) -> list[dict[str, Any]]:
     """The project's most recent traces (by their first span's start), newest first: each a dict
     with ``trace_id``, ``start_ns``, ``end_ns``, ``run_id`` and ``spans`` (every span of the trace,
     by start). ``run_id``: traces with a span of that run. ``filters``: column -> value for the
     typed columns (``name``, ``status``, ``operation``, ``provider``, ``model``, ``kind``,
-    ``source``, ``trace_id``); a trace matches when one of its spans does."""
+    ``source``, ``trace_id``); a trace matches when one of its spans does. ``prices``: a
+    ``tracklet.store.prices.PriceTable``; each span then has ``input_cost``, ``output_cost`` and
+    ``cost`` (USD, None where unknown) and each trace the sums ``cost``, ``input_tokens``,
+    ``output_tokens`` (None when no span has one)."""
     unknown = set(filters or {}) - _FILTERABLE
     if unknown:
         from tracklet.errors import FilterSyntaxError
@@ -331,14 +381,25 @@ def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filter
         if not members:
             continue
         run_ids = sorted({s["run_id"] for s in members if s["run_id"]})
+        if prices is not None:
+            for span in members:
+                span.update(prices.cost(span, project))
         result.append({
             "trace_id": trace_id,
             "start_ns": min(s["start_ns"] for s in members),
             "end_ns": max(s["end_ns"] for s in members),
             "run_id": run_ids[0] if run_ids else "",
+            "input_tokens": _total(members, "input_tokens"),
+            "output_tokens": _total(members, "output_tokens"),
+            "cost": _total(members, "cost"),
             "spans": members,
         })
     return result
+
+
+def _total(spans: list[dict[str, Any]], column: str) -> Any:
+    values = [s[column] for s in spans if s.get(column) is not None]
+    return sum(values) if values else None
 
 
 def insert_received(engine: sa.Engine, project_id: int, rows: list[dict[str, Any]]) -> int:

@@ -194,10 +194,26 @@ class Store(RunDataQueries):
 
     def traces(self, project: str, *, run_id: str | None = None, filters: dict[str, Any] | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
-        """The project's latest traces, newest first, each with its ``spans`` (``tracklet.store.spans``)."""
+        """The project's latest traces, newest first, each with its ``spans`` (``tracklet.store.spans``),
+        costs from the data root's price table (``tracklet.store.prices``)."""
         from tracklet.store.spans import traces
 
-        return traces(self.engine, project, run_id=run_id, filters=filters, limit=limit)
+        return traces(self.engine, project, run_id=run_id, filters=filters, limit=limit, prices=self.price_table())
+
+    def price_table(self) -> Any:
+        """The LLM price table: built-in prices and the data root's ``prices.json`` (re-read when it
+        changes). ``PricesError`` names a bad entry."""
+        from tracklet.store.prices import PRICES_FILE, PriceTable, load_prices
+
+        try:
+            stat = (self.root / PRICES_FILE).stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        cached = getattr(self, "_prices", None)
+        if cached is None or cached[0] != stamp:
+            cached = self._prices = (stamp, PriceTable(load_prices(self.root)))
+        return cached[1]
 
     def add_spans(self, project: str, rows: list[dict[str, Any]]) -> int:
         """Store spans received over OTLP (``tracklet.store.spans.span_row`` rows, each with its

@@ -12,7 +12,14 @@ from typing import Any
 
 from tracklet.tracing.ops import current_span_ids, op
 
-__all__ = ["current_span_ids", "op", "set_redaction_hook"]
+__all__ = ["autopatch", "current_span_ids", "op", "set_redaction_hook"]
+
+
+def autopatch(providers: Any = None, *, include_usage: bool = True) -> list[str]:
+    """See :func:`tracklet.tracing.llm.autopatch`: chat calls of ``openai``/``anthropic`` become spans."""
+    from tracklet.tracing.llm import autopatch as _autopatch
+
+    return _autopatch(providers, include_usage=include_usage)
 
 
 def set_redaction_hook(hook: Any) -> None:

@@ -117,6 +117,14 @@ class OpCall:
 
         return span_record(self)
 
+    @staticmethod
+    def batch_records(calls: list[Any]) -> list[Any]:
+        """The sender's worker hands a drain's consecutive op calls here at once: each one's
+        serialized ``Record`` (or the exception that failed it), in order."""
+        from tracklet.tracing.record import batch_records
+
+        return batch_records(calls)
+
 
 _warned: set[str] = set()
 
@@ -133,14 +141,14 @@ def _contained(where: str, error: BaseException) -> None:
         pass
 
 
-def _begin(op: OpInfo, run: Any) -> tuple[OpCall, contextvars.Token[Any]]:
+def _begin(op: OpInfo, run: Any, kind: type[OpCall] = OpCall) -> tuple[Any, contextvars.Token[Any]]:
     parent = _CURRENT.get()
     span_id = _new_span_id()
     if parent is None:
         trace_id, parent_id = _TRACE_HIGH | span_id, 0
     else:
         trace_id, parent_id = parent
-    call = OpCall(op, run, trace_id, span_id, parent_id, _time_ns(), run._step)
+    call = kind(op, run, trace_id, span_id, parent_id, _time_ns(), run._step)
     return call, _CURRENT.set((trace_id, span_id))
 
 

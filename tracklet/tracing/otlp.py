@@ -111,7 +111,18 @@ def any_value(value: Any, depth: int = 0) -> Any:
 
 
 def attributes(entries: Any) -> dict[str, Any]:
-    return {entry.key: any_value(entry.value) for entry in entries}
+    """OTLP ``KeyValue`` entries as a dict (scalars read inline: this runs for every attribute)."""
+    out: dict[str, Any] = {}
+    for entry in entries:
+        value = entry.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            out[entry.key] = value.string_value
+        elif kind == "int_value":
+            out[entry.key] = value.int_value
+        else:
+            out[entry.key] = any_value(value)
+    return out
 
 
 def _text(value: Any) -> str | None:
@@ -140,16 +151,15 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
         rows = decoded.by_project.setdefault(target, [])
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
+            shared = {"otel.scope.name": scope.name, **resource_attributes} if scope.name else resource_attributes
             for span in scope_spans.spans:
                 why = _invalid(span)
                 if why is not None:
                     decoded.reject(1, why)
                     continue
-                span_attributes = attributes(span.attributes)
-                if scope.name:
-                    span_attributes.setdefault("otel.scope.name", scope.name)
-                for key, value in resource_attributes.items():
-                    span_attributes.setdefault(key, value)
+                own = attributes(span.attributes)
+                # The span's own keys first, then the scope's and resource's it lacks (dict merges: C-level).
+                span_attributes = {**own, **shared, **own} if own else dict(shared)
                 row = span_row({
                     "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
                     "parent_span_id": span.parent_span_id.hex(), "name": span.name,

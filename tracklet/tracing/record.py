@@ -14,14 +14,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import struct
 import threading
 import traceback
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Callable
 
-from tracklet.core.redact import REDACTED, looks_random, redact_text, secret_name
+from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_name_secrets, redact_text,
+                                   secret_name)
 from tracklet.core.values import fill_entries
 from tracklet.proto import records_pb2 as pb
+from tracklet.tracing.ops import OpCall
 
 # JSON text up to this many bytes stays in the span; longer text goes to the blob store.
 PAYLOAD_INLINE_BYTES = 8 * 1024
@@ -63,6 +67,26 @@ def _redacted_item(key: str, value: Any) -> bool:
     return isinstance(value, str) and looks_random(value)
 
 
+def _key_name(key: Any) -> str:
+    """A dict key as JSON writes it (``json.dumps({True: 1})`` is ``{"true": 1}``); other types by
+    ``str``. Both payload paths name keys alike."""
+    if type(key) is str:
+        return key
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return _float_name(key) if not math.isfinite(key) else float.__repr__(key)
+    if isinstance(key, str):
+        return str.__str__(key)
+    return str(key)
+
+
+def _float_name(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
 def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
     """``value`` as JSON-ready data with secrets redacted (see the module's docstring)."""
     budget = budget or _Budget()
@@ -71,8 +95,14 @@ def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
     if value is None or kind is bool or kind is int:
         return value
     if kind is float:
-        return value if math.isfinite(value) else ("NaN" if math.isnan(value) else
-                                                   ("Infinity" if value > 0 else "-Infinity"))
+        return value if math.isfinite(value) else _float_name(value)
+    if kind is not str:  # subclasses of str, int, float (enums, numpy's float64): their value, as JSON has it
+        if isinstance(value, str):
+            value, kind = str.__str__(value), str
+        elif isinstance(value, int):
+            return int.__int__(value)
+        elif isinstance(value, float):
+            return to_json(float.__float__(value), budget, depth)
     if kind is str:
         if len(value) < 8:  # shorter than any secret shape or name=value it could redact
             return value
@@ -86,7 +116,7 @@ def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
             if index >= MAX_ITEMS:
                 out["..."] = f"{len(value) - MAX_ITEMS} more items"
                 break
-            name = key if type(key) is str else str(key)
+            name = _key_name(key)
             out[name] = REDACTED if _redacted_item(name, item) else to_json(item, budget, depth + 1)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -146,13 +176,15 @@ def bind_inputs(call: Any) -> dict[str, Any]:
     op = call.op
     names = op.positional
     args, kwargs = call.args, call.kwargs
-    if names is not None and len(args) <= len(names) and not (kwargs and not kwargs.keys().isdisjoint(names)):
+    if names is not None and len(args) <= len(names):
         arguments = dict(zip(names, args))  # the common case, without inspect's bind
-        if kwargs:
-            arguments.update(kwargs)
-        if names and names[0] in ("self", "cls"):
-            arguments.pop(names[0], None)
-        return arguments
+        if kwargs and arguments.keys().isdisjoint(kwargs):
+            arguments.update(kwargs)  # keywords (a positional parameter's too) after the positional ones
+            kwargs = {}
+        if not kwargs:
+            if names and names[0] in ("self", "cls"):
+                arguments.pop(names[0], None)
+            return arguments
     signature = op.signature
     if signature is not None:
         try:
@@ -192,10 +224,84 @@ def _user_redaction(value: Any, part: str, name: str) -> Any:
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
 
+# The fast path (docs/tracing.md, "Payloads"): the C encoder writes the whole value in one call,
+# refusing anything but plain JSON types; substring checks (``core/redact.py``:
+# ``may_hold_secrets``, ``may_name_secrets``) show that no string needs redaction and no key is
+# named like a secret. Only values that fail a check, or whose JSON could hold what the walk cuts
+# (``_within_bounds``), take ``to_json``'s walk (a Python call per value).
+FAST_PATH_CHARS = MAX_STRING  # no string in a shorter text is longer than MAX_STRING
+
+
+def _within_bounds(text: str) -> bool:
+    """Whether JSON ``text`` holds nothing ``to_json`` would cut for its length or item count:
+    every container's items but one are followed by a comma, so fewer commas than ``MAX_ITEMS``
+    (counted in C; strings' commas too) means no container reaches it."""
+    return len(text) <= FAST_PATH_CHARS and (len(text) < 2 * MAX_ITEMS or text.count(",") < MAX_ITEMS)
+
+
+_SAFE_NAMES: set[str] = set()  # dict keys seen that are not named like secrets (bounded)
+_SAFE_NAMES_MAX = 10_000
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError("not plain JSON")
+
+
+# One C encoder made once (``JSONEncoder.encode`` builds one per call): no circular-reference
+# markers, so it can be shared by every run's worker; a cycle ends in RecursionError, and the walk.
+_c_encode = c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, False) \
+    if c_make_encoder is not None else None
+_FAST_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_refuse)
+
+
+def _plain_json(value: Any) -> str | None:
+    """JSON text of a value of plain JSON types only (no NaN), in one C call; None otherwise."""
+    try:
+        if _c_encode is not None:
+            return "".join(_c_encode(value, 0))
+        return _FAST_ENCODER.encode(value)
+    except Exception:  # not plain JSON (NaN, sets, objects), or nested too deeply
+        return None
+
+
+def _names_safe(text: str) -> bool:
+    """Whether no object key in JSON ``text`` is named like a secret (one Python call per object)."""
+    safe = True
+
+    def check(obj: dict[str, Any]) -> dict[str, Any]:
+        nonlocal safe
+        if safe and not _SAFE_NAMES.issuperset(obj):
+            for name in obj:
+                if name in _SAFE_NAMES:
+                    continue
+                if secret_name(name) is not None:
+                    safe = False
+                    break
+                if len(_SAFE_NAMES) < _SAFE_NAMES_MAX:
+                    _SAFE_NAMES.add(name)
+        return obj
+
+    json.loads(text, object_hook=check)
+    return safe
+
+
+def payload_json(value: Any) -> str:
+    """``value`` as JSON text, secrets redacted and bounded as :func:`to_json` does."""
+    text = _plain_json(value)
+    if text is not None and _within_bounds(text):
+        lowered = text.lower()
+        if not may_hold_secrets(text, lowered) and (not may_name_secrets(lowered) or _names_safe(text)):
+            return text
+    return _ENCODER.encode(to_json(value))
+
 
 def fill_payload(message: Any, value: Any, root: Path | None) -> None:
     """Put JSON-ready ``value`` into a ``SpanPayload``: inline, or as a blob when long."""
-    text = _ENCODER.encode(value)
+    fill_payload_text(message, _ENCODER.encode(value), root)
+
+
+def fill_payload_text(message: Any, text: str, root: Path | None) -> None:
+    """Put JSON ``text`` into a ``SpanPayload``: inline, or as a blob when long."""
     data = text.encode("utf-8", "surrogatepass")
     message.size_bytes = len(data)
     if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
@@ -225,7 +331,11 @@ def span_record(call: Any) -> pb.Record:
     run = call.run
     span.run_id = run.id
     span.step = call.step
-    attributes: dict[str, Any] = {}
+    attributes: dict[str, Any] = getattr(call, "attributes", None) or {}  # an LLM client call's GenAI keys
+    name = getattr(call, "name", None)
+    if name:
+        span.name = name
+        span.kind = pb.Span.KIND_CLIENT
     if call.items >= 0:
         attributes["tracklet.op.items"] = call.items
     error = call.error
@@ -249,11 +359,14 @@ def span_record(call: Any) -> pb.Record:
         fill_entries(span.attributes, attributes)
     root = getattr(getattr(run, "_paths", None), "root", None)
     if op.capture == "full":
-        inputs = _user_redaction(to_json(bind_inputs(call)), "input", op.name)
-        fill_payload(span.input, inputs, root)
-        if error is None:
-            output = _user_redaction(to_json(call.result), "output", op.name)
-            fill_payload(span.output, output, root)
+        if _hook is None:
+            fill_payload_text(span.input, payload_json(bind_inputs(call)), root)
+            if error is None:
+                fill_payload_text(span.output, payload_json(call.result), root)
+        else:
+            fill_payload(span.input, _user_redaction(to_json(bind_inputs(call)), "input", op.name), root)
+            if error is None:
+                fill_payload(span.output, _user_redaction(to_json(call.result), "output", op.name), root)
     elif op.capture == "metadata":
         fill_payload(span.input, {name: _metadata(value) for name, value in bind_inputs(call).items()}, root)
         if error is None:
@@ -264,3 +377,154 @@ def span_record(call: Any) -> pb.Record:
     call.result = None
     call.error = None
     return record
+
+
+# ---------------------------------------------------------------- a drain's op calls at once
+# The sender hands the worker's consecutive op calls here together (``OpCall.batch_records``).
+# The common span (an ``OpCall`` that returned, no generator, no redaction hook) is written
+# without building protobuf messages: its fields are few and fixed, so its bytes are assembled
+# from the op's serialized template and the fields' wire encodings (tests compare them with
+# ``span_record``'s). Secret prefilters run once over all the calls' payload texts joined.
+
+_SMALL_VARINTS = [bytes((n,)) for n in range(128)]
+# Span fields 1-2 (trace and span id, big-endian bytes), 3 (parent id), 7-9 (start and end as
+# fixed64, little-endian; status OK): tags and values packed in one C call each.
+_IDS = struct.Struct(">2sQQ2sQ")
+_PARENT = struct.Struct(">2sQ")
+_TIMES = struct.Struct("<1sQ1sQ2s")
+_MASK64 = (1 << 64) - 1
+_run_ids: dict[str, bytes] = {}  # a run id's encoded field (tag, length, UTF-8)
+
+
+def _varint(number: int) -> bytes:
+    if number < 128:
+        return _SMALL_VARINTS[number]
+    out = bytearray()
+    while number >= 128:
+        out.append((number & 127) | 128)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _template(op: Any) -> bytes:
+    template = op.template
+    if template is None:
+        shared = pb.Span(name=op.name, kind=pb.Span.KIND_INTERNAL)
+        fill_entries(shared.attributes, {"tracklet.op.kind": op.kind, "tracklet.op.capture": op.capture})
+        template = op.template = shared.SerializeToString()
+    return template
+
+
+def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
+    """A ``SpanPayload`` field (``tag``: field 16 or 17) holding JSON ``text``, inline or as a blob."""
+    data = text.encode("utf-8", "surrogatepass")
+    size = _varint(len(data))
+    if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
+        try:
+            inline = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
+            inline = data.decode("utf-8", "replace").encode("utf-8")
+        body = b"\x0a" + _varint(len(inline)) + inline + b"\x18" + size
+    else:
+        digest, _ = _blob_store(root).put_bytes(data)
+        body = b"\x12\x40" + str(digest).encode("ascii") + b"\x18" + size
+    return tag + _varint(len(body)) + body
+
+
+def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | None) -> bytes:
+    """The serialized ``Record`` holding the ``Span`` of a returned ``OpCall``."""
+    run_id = call.run.id
+    run_field = _run_ids.get(run_id)
+    if run_field is None:
+        encoded = run_id.encode("utf-8")
+        run_field = _run_ids[run_id] = b"\x72" + _varint(len(encoded)) + encoded if encoded else b""
+        if len(_run_ids) > 1000:
+            _run_ids.clear()
+    trace_id = call.trace_id
+    parts = [_template(call.op), _IDS.pack(b"\x0a\x10", trace_id >> 64, trace_id & _MASK64, b"\x12\x08", call.span_id)]
+    if call.parent_id:
+        parts.append(_PARENT.pack(b"\x1a\x08", call.parent_id))
+    parts += (_TIMES.pack(b"\x39", call.start, b"\x41", call.end, b"\x48\x01"), run_field, b"\x78",
+              _varint(call.step & _MASK64))
+    if inputs is not None:
+        parts.append(_payload_field(b"\x82\x01", inputs, root))
+    if output is not None:
+        parts.append(_payload_field(b"\x8a\x01", output, root))
+    span = b"".join(parts)
+    return b"\x7a" + _varint(len(span)) + span
+
+
+def _fast_text(value: Any) -> str | None:
+    text = _plain_json(value)
+    return text if text is not None and _within_bounds(text) else None
+
+
+def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
+    """The serialized ``Record`` of each finished op call, in order; a call that fails gives its
+    exception in its place (the sender reports it), never the others'."""
+    common = []  # (index, inputs text or None, output text or None) of the calls written by hand
+    out: list[bytes | BaseException] = []
+    texts: list[str] = []
+    for index, call in enumerate(calls):
+        out.append(b"")
+        try:
+            if type(call) is not OpCall or call.error is not None or call.items >= 0 or _hook is not None:
+                record = call()
+                out[index] = b"" if record is None else record.SerializeToString()
+                continue
+            capture = call.op.capture
+            if capture == "full":
+                inputs: Any = bind_inputs(call)
+                output: Any = call.result
+                inputs_text, output_text = _fast_text(inputs), _fast_text(output)
+                common.append((index, inputs_text, output_text, inputs, output))
+                for text in (inputs_text, output_text):
+                    if text is not None and len(text) <= _JOINED_MAX:
+                        texts.append(text)
+            elif capture == "metadata":
+                bound = bind_inputs(call)
+                common.append((index, _ENCODER.encode({name: _metadata(v) for name, v in bound.items()}),
+                               _ENCODER.encode(_metadata(call.result)), None, None))
+            else:
+                common.append((index, None, None, None, None))
+        except Exception as error:
+            out[index] = error
+    if not common:
+        return out
+    joined = "\x00".join(texts)
+    lowered = joined.lower()
+    clean = not may_hold_secrets(joined, lowered) and (not may_name_secrets(lowered) or _all_names_safe(texts))
+    for index, inputs_text, output_text, inputs, output in common:
+        call = calls[index]
+        try:
+            if call.op.capture == "full":
+                if inputs_text is None or not _clean(inputs_text, clean):
+                    inputs_text = _ENCODER.encode(to_json(inputs))
+                if output_text is None or not _clean(output_text, clean):
+                    output_text = _ENCODER.encode(to_json(output))
+            root = getattr(getattr(call.run, "_paths", None), "root", None)
+            out[index] = _span_bytes(call, inputs_text, output_text, root)
+        except Exception as error:
+            out[index] = error
+        finally:
+            call.args, call.kwargs, call.result, call.error = (), {}, None, None
+    return out
+
+
+# Texts up to this long are checked together; a longer one on its own (where a text without the
+# prefilter's hint characters skips its searches: core/redact.py).
+_JOINED_MAX = 1 << 16
+
+
+def _clean(text: str, joined_clean: bool) -> bool:
+    return (joined_clean and len(text) <= _JOINED_MAX) or _text_clean(text)
+
+
+def _text_clean(text: str) -> bool:
+    lowered = text.lower()
+    return not may_hold_secrets(text, lowered) and (not may_name_secrets(lowered) or _names_safe(text))
+
+
+def _all_names_safe(texts: list[str]) -> bool:
+    return all(_names_safe(text) for text in texts)

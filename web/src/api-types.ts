@@ -3918,6 +3918,12 @@ export interface components {
             end_ns: number;
             /** Run Id */
             run_id: string;
+            /** Input Tokens */
+            input_tokens?: number | null;
+            /** Output Tokens */
+            output_tokens?: number | null;
+            /** Cost */
+            cost?: number | null;
             /** Spans */
             spans: components["schemas"]["TraceSpanModel"][];
         };
@@ -3959,6 +3965,12 @@ export interface components {
             input_tokens: number | null;
             /** Output Tokens */
             output_tokens: number | null;
+            /** Input Cost */
+            input_cost?: number | null;
+            /** Output Cost */
+            output_cost?: number | null;
+            /** Cost */
+            cost?: number | null;
             /** Input */
             input: string;
             /** Input Blob */

@@ -9,8 +9,9 @@ import { runPage } from "./pages/run";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
 import { sweepPage } from "./pages/sweep";
 import { tablePage } from "./pages/table";
+import { tracePage, tracesPage } from "./pages/traces";
 import { runHref } from "./router";
-import { isArtifactRoute, parseRoute, projectHref, startRouter } from "./router";
+import { isArtifactRoute, parseRoute, projectHref, startRouter, tracesHref } from "./router";
 
 const app = document.getElementById("app")!;
 const crumbs = document.getElementById("crumbs")!;
@@ -23,8 +24,13 @@ async function render(): Promise<void> {
   const mine = ++current;
   const route = parseRoute(location.pathname);
   crumbs.replaceChildren(
-    ...(route.page === "project" || route.page === "run" || route.page === "sweep" || route.page === "table"
+    ...(route.page === "project" || route.page === "run" || route.page === "sweep" || route.page === "table" ||
+      route.page === "traces" || route.page === "trace"
       ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
+      : []),
+    ...(route.page === "traces" ? [h("span", { text: " / traces" })] : []),
+    ...(route.page === "trace"
+      ? [h("span", { text: " / " }), h("a", { href: tracesHref(route.project), "data-link": true, text: "traces" }), h("span", { text: ` / ${route.traceId.slice(0, 12)}` })]
       : []),
     ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
     ...(route.page === "table"
@@ -41,6 +47,8 @@ async function render(): Promise<void> {
     else if (isArtifactRoute(route)) stop = await artifactPage(app, route);
     else if (route.page === "table") stop = await tablePage(app, route.project, route.runId, route.key);
     else if (route.page === "sweep") stop = await sweepPage(app, route.project, route.sweepId);
+    else if (route.page === "traces") stop = await tracesPage(app, route.project);
+    else if (route.page === "trace") stop = await tracePage(app, route.project, route.traceId);
     else {
       app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));
       stop = () => {};

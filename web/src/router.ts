@@ -1,4 +1,5 @@
-// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>, and the artifact pages
+// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>,
+// /projects/<p>/traces[/<trace id>], and the artifact pages
 // (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
 // each, so a link (or a reload) lands on the right page; the view state lives in the query string.
 
@@ -9,6 +10,8 @@ export type Route =
   | ArtifactRoute
   | { page: "sweep"; project: string; sweepId: string }
   | { page: "table"; project: string; runId: string; key: string }
+  | { page: "traces"; project: string }
+  | { page: "trace"; project: string; traceId: string }
   | { page: "missing"; path: string };
 
 export function parseRoute(pathname: string): Route {
@@ -23,6 +26,9 @@ export function parseRoute(pathname: string): Route {
   if (artifact) return artifact;
   if (parts[0] === "projects" && parts.length === 4 && parts[2] === "sweeps")
     return { page: "sweep", project: parts[1], sweepId: parts[3] };
+  if (parts[0] === "projects" && parts.length === 3 && parts[2] === "traces") return { page: "traces", project: parts[1] };
+  if (parts[0] === "projects" && parts.length === 4 && parts[2] === "traces")
+    return { page: "trace", project: parts[1], traceId: parts[3] };
   return { page: "missing", path: pathname };
 }
 
@@ -62,6 +68,8 @@ export const versionHref = (project: string, name: string, version: string) =>
 export const runLineageHref = (project: string, runId: string) => `${runHref(project, runId)}/lineage`;
 export const versionLineageHref = (project: string, name: string, version: string) =>
   `${versionHref(project, name, version)}/lineage`;
+export const tracesHref = (project: string) => `${projectHref(project)}/traces`;
+export const traceHref = (project: string, traceId: string) => `${tracesHref(project)}/${encodeURIComponent(traceId)}`;
 export const sweepHref = (project: string, sweepId: string) =>
   `${projectHref(project)}/sweeps/${encodeURIComponent(sweepId)}`;
 

@@ -11,7 +11,7 @@ import { MAX_PLOT_HEIGHT, MIN_PLOT_HEIGHT } from "../charts/panel";
 import { ChartsWorkspace, PANEL_SIZES, POLL_MS, type PanelOwnSize, type PanelSize, type ViewState } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten, fmtValue } from "../format";
-import { artifactsHref, readQuery, setQuery, sweepHref } from "../router";
+import { artifactsHref, readQuery, setQuery, sweepHref, tracesHref } from "../router";
 import { SWEEP_GROUP, sweepOf } from "../runs/groups";
 import { RunsTable } from "../runs/table";
 
@@ -192,7 +192,8 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
         "section.runs-pane",
         {},
         h("div.pane-head", {}, h("h1", { text: project }), count,
-          h("a.artifacts-link", { href: artifactsHref(project), "data-link": true, text: "Artifacts" })),
+          h("a.artifacts-link", { href: artifactsHref(project), "data-link": true, text: "Artifacts" }),
+          h("a.traces-link", { href: tracesHref(project), "data-link": true, text: "Traces" })),
         sweepsBox,
         h("div.toolbar", {}, searchInput, filterInput, columnsMenu, groupSelect),
         filterError,

@@ -1,0 +1,161 @@
+"""A fake OpenAI- and Anthropic-compatible server on loopback, for tests (no network).
+
+``/v1/chat/completions`` (JSON, or SSE with a usage chunk when ``stream_options.include_usage``)
+and ``/v1/messages`` (JSON, or Anthropic's SSE events). Tokens are deterministic: the input counts
+the words of the request's messages, the answer is ``"echo: <last message>"`` and the output
+counts its words. With ``tools``, the answer calls the first tool with ``{"city": "paris"}`` (in
+pieces when streamed, as the real APIs send them). Fault modes by model name: ``"fail-500"`` answers 500, ``"fail-429"`` 429,
+``"fail-midstream"`` drops a stream after two chunks.
+The real ``openai`` and ``anthropic`` clients talk to it through ``base_url``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+def _words(messages: list[dict[str, Any]], system: Any = None) -> tuple[int, str]:
+    texts = [system] if isinstance(system, str) else []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+        texts.append(str(content))
+    return sum(len(t.split()) for t in texts), f"echo: {texts[-1] if texts else ''}"
+
+
+def _fault(model: str) -> Response | None:
+    if model.startswith("fail-") and model[5:].isdigit():
+        status = int(model.split("-")[1])
+        return JSONResponse({"error": {"message": f"fake {status}", "type": "server_error"}}, status_code=status)
+    return None
+
+
+async def chat(request: Request) -> Response:
+    body = await request.json()
+    model = body["model"]
+    fault = _fault(model)
+    if fault is not None:
+        return fault
+    prompt_tokens, answer = _words(body["messages"])
+    pieces = answer.split(" ")
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
+             "total_tokens": prompt_tokens + len(pieces)}
+    served = f"{model}-2024-08-06"
+    tool = (body.get("tools") or [{}])[0].get("function", {}).get("name")
+    arguments = json.dumps({"city": "paris"})
+    if not body.get("stream"):
+        message: dict[str, Any] = {"role": "assistant", "content": answer}
+        if tool:
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": arguments}}]}
+        return JSONResponse({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": served,
+                             "choices": [{"index": 0, "message": message,
+                                          "finish_reason": "tool_calls" if tool else "stop"}], "usage": usage})
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def events() -> Any:
+        base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1, "model": served}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            return f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
+
+        if tool:  # the call's arguments arrive in pieces
+            yield chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                               "function": {"name": tool, "arguments": ""}}]})
+            for part in (arguments[:5], arguments[5:]):
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+            yield chunk({}, "tool_calls")
+        else:
+            for index, piece in enumerate(pieces):
+                yield chunk({"content": piece if index == 0 else " " + piece})
+                if model == "fail-midstream" and index == 1:
+                    raise ConnectionError("the fake server drops the stream")  # uvicorn cuts the response
+            yield chunk({}, "stop")
+        if include_usage:
+            yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def messages(request: Request) -> Response:
+    body = await request.json()
+    model = body["model"]
+    fault = _fault(model)
+    if fault is not None:
+        return fault
+    input_tokens, answer = _words(body["messages"], body.get("system"))
+    pieces = answer.split(" ")
+    served = f"{model}-20250101"
+    tool = (body.get("tools") or [{}])[0].get("name")
+    if not body.get("stream"):
+        content: list[dict[str, Any]] = [{"type": "text", "text": answer}]
+        if tool:
+            content.append({"type": "tool_use", "id": "toolu_1", "name": tool, "input": {"city": "paris"}})
+        return JSONResponse({"id": "msg_1", "type": "message", "role": "assistant", "model": served,
+                             "content": content, "stop_reason": "tool_use" if tool else "end_turn",
+                             "stop_sequence": None, "usage": {"input_tokens": input_tokens,
+                                                              "output_tokens": len(pieces)}})
+
+    def event(kind: str, data: dict[str, Any]) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+    def events() -> Any:
+        yield event("message_start", {"message": {
+            "id": "msg_2", "type": "message", "role": "assistant", "model": served, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})
+        yield event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+        for index, piece in enumerate(pieces):
+            text = piece if index == 0 else " " + piece
+            yield event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+        yield event("content_block_stop", {"index": 0})
+        if tool:
+            yield event("content_block_start", {"index": 1, "content_block": {"type": "tool_use", "id": "toolu_1",
+                                                                              "name": tool, "input": {}}})
+            for part in ('{"city": ', '"paris"}'):
+                yield event("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta", "partial_json": part}})
+            yield event("content_block_stop", {"index": 1})
+        yield event("message_delta", {"delta": {"stop_reason": "tool_use" if tool else "end_turn", "stop_sequence": None},
+                                      "usage": {"output_tokens": len(pieces)}})
+        yield event("message_stop", {})
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+class FakeLlmServer:
+    """The server in a thread on 127.0.0.1 and a free port; ``url`` once started."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
+                                Route("/v1/messages", messages, methods=["POST"])])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "FakeLlmServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the fake LLM server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

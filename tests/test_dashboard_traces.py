@@ -1,0 +1,97 @@
+"""The traces pages of the dashboard in real Chromium (issue #19): the list of a project's traces
+with filters, tokens and cost, and one trace as a tree beside a waterfall with span details, over
+spans recorded by ``@tracklet.op`` and received over OTLP, served by ``tracklet ui``. Fixtures
+(browser, page) are tests/test_dashboard.py's; the pages are read through their DOM and
+``window.__tracklet.probe("traces" | "trace")``."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import test_dashboard
+from conftest import QUIET
+from test_dashboard import probe, start_ui
+
+import tracklet
+from tracklet.store import Store
+from tracklet.store.spans import span_row
+
+pytestmark = [*test_dashboard.pytestmark, pytest.mark.slow]
+browser, page, allowed_errors = test_dashboard.browser, test_dashboard.page, test_dashboard.allowed_errors  # fixtures
+
+
+@tracklet.op
+def lookup(city: str) -> dict:
+    time.sleep(0.002)
+    if city == "atlantis":
+        raise LookupError("no such city")
+    return {"city": city, "weather": "sunny"}
+
+
+@tracklet.op(name="agent")
+def agent(question: str) -> list:
+    answers = [lookup("paris")]
+    try:
+        lookup("atlantis")
+    except LookupError:
+        pass
+    return answers
+
+
+@pytest.fixture
+def traced(root):
+    run = tracklet.init(project="tr", id="r1", dir=str(root), settings=QUIET)
+    agent("weather?")
+    run.finish()
+    store = Store(root=root)
+    start = time.time_ns()
+    store.add_spans("tr", [span_row({
+        "trace_id": "c" * 32, "span_id": "1" * 16, "name": "chat gpt-4o", "kind": "client", "start_ns": start,
+        "end_ns": start + 40_000_000, "status": "ok",
+        "attributes": {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                       "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 1000,
+                       "gen_ai.usage.output_tokens": 500}}) | {"run_id": ""}])
+    store.close()
+    process, url, token = start_ui(root)
+    yield url, token
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_traces_list_filters_and_a_trace_shows_tree_waterfall_and_details(traced, page):
+    url, token = traced
+    page.goto(url + "projects/tr?token=" + token)
+    page.click("a.traces-link")
+    page.wait_for_selector("table.traces tr[data-trace]")
+    listed = probe(page, "traces")["traces"]
+    assert {t["root"] for t in listed} == {"agent", "chat gpt-4o"}
+    chat = next(t for t in listed if t["root"] == "chat gpt-4o")
+    assert chat["cost"] == pytest.approx(1000 * 2.5e-6 + 500 * 10e-6)  # gpt-4o's list price
+    row = page.text_content(f"tr[data-trace='{'c' * 32}']")
+    assert "1000 → 500" in row and "$0.0075" in row
+
+    page.fill("input[name=status]", "error")
+    page.press("input[name=status]", "Enter")
+    page.wait_for_function("() => window.__tracklet.probe('traces').traces.length === 1")
+    assert probe(page, "traces")["traces"][0]["root"] == "agent"
+    assert "status=error" in page.url
+
+    page.click("table.traces tr[data-trace] a[data-link]")
+    page.wait_for_selector(".trace-page .span-row[data-span]")
+    trace = probe(page, "trace")
+    assert [(r["name"], r["depth"]) for r in trace["rows"]] == [("agent", 0), ("lookup", 1), ("lookup", 1)]
+    parent, first, second = trace["rows"]
+    assert parent["left"] == pytest.approx(0, abs=0.5) and parent["width"] == pytest.approx(100, abs=0.5)
+    assert 0 <= first["left"] < second["left"] and second["left"] + second["width"] <= 100.01
+    assert trace["selected"] == parent["span_id"]  # the root's details first
+
+    page.click(f".span-row[data-span='{second['span_id']}']")
+    details = page.wait_for_selector(f".span-details[data-span='{second['span_id']}']")
+    text = details.text_content()
+    assert "atlantis" in text and "no such city" in text and "error" in text
+    assert page.get_attribute(f".span-row[data-span='{second['span_id']}'] .span-bar", "data-status") == "error"
+    assert f"span={second['span_id']}" in page.url
+
+    page.reload()  # the selected span is in the URL
+    page.wait_for_selector(f".span-details[data-span='{second['span_id']}']")

@@ -1,0 +1,219 @@
+// Traces (docs/tracing.md): /projects/<p>/traces lists the project's latest traces (root span,
+// spans, duration, status, tokens, cost, run), filtered by the typed columns in the query string
+// (status, operation, provider, model, run); /projects/<p>/traces/<trace id> shows one trace as a
+// tree of spans beside a waterfall of their times, and the selected span's details (typed
+// columns, inputs, output, attributes, events). Spans come from GET /api/v1/projects/<p>/traces.
+
+import "./traces.css";
+
+import { get } from "../api";
+import type { components } from "../api-types";
+import { registerProbe } from "../debug";
+import { h } from "../dom";
+import { fmtDuration, fmtTime } from "../format";
+import { readQuery, runHref, setQuery, traceHref } from "../router";
+
+type Trace = components["schemas"]["TraceModel"];
+type Span = components["schemas"]["TraceSpanModel"];
+
+const FILTERS = ["status", "operation", "provider", "model", "run"] as const;
+const LIST_LIMIT = 200;
+
+function fmtCost(cost: number | null | undefined): string {
+  if (cost === null || cost === undefined) return "";
+  return cost >= 0.01 ? `$${cost.toFixed(2)}` : `$${cost.toPrecision(2)}`;
+}
+
+function fmtTokens(input: number | null | undefined, output: number | null | undefined): string {
+  if ((input ?? null) === null && (output ?? null) === null) return "";
+  return `${input ?? 0} → ${output ?? 0}`;
+}
+
+function statusBadge(status: string, message = ""): HTMLElement {
+  return h("span.span-status", { "data-status": status, text: status, title: message || null });
+}
+
+function rootOf(trace: Trace): Span {
+  const ids = new Set(trace.spans.map((s) => s.span_id));
+  return trace.spans.find((s) => !s.parent_span_id || !ids.has(s.parent_span_id)) ?? trace.spans[0];
+}
+
+const durationMs = (trace: Trace) => (trace.end_ns - trace.start_ns) / 1e6;
+
+export async function tracesPage(root: HTMLElement, project: string): Promise<() => void> {
+  root.replaceChildren(h("p.loading", { text: "Loading traces…" }));
+  const query = readQuery();
+  const inputs = Object.fromEntries(
+    FILTERS.map((name) => [name, h("input", { type: "search", name, placeholder: name, value: query.get(name) ?? "" })]),
+  ) as Record<(typeof FILTERS)[number], HTMLInputElement>;
+  const body = h("tbody");
+  const count = h("span.count");
+  const error = h("p.error", { hidden: true });
+  let shown: Trace[] = [];
+  let asked = 0;
+
+  async function load(): Promise<void> {
+    const mine = ++asked;
+    const filters = Object.fromEntries(FILTERS.map((name) => [name, inputs[name].value.trim()]));
+    setQuery(filters);
+    try {
+      const data = await get<components["schemas"]["TracesResponse"]>(`/projects/${encodeURIComponent(project)}/traces`,
+        { ...filters, limit: LIST_LIMIT });
+      if (mine !== asked) return;
+      error.hidden = true;
+      shown = data.traces;
+      count.textContent = `${shown.length}${shown.length === LIST_LIMIT ? "+" : ""} traces`;
+      body.replaceChildren(...shown.map((trace) => traceRow(project, trace)));
+      if (!shown.length) body.append(h("tr", {}, h("td.empty", { colspan: 8, text: "No traces match." })));
+    } catch (failure) {
+      if (mine !== asked) return;
+      error.hidden = false;
+      error.textContent = String(failure instanceof Error ? failure.message : failure);
+    }
+  }
+
+  for (const input of Object.values(inputs)) input.addEventListener("change", () => void load());
+  const unregister = registerProbe("traces", () => ({
+    traces: shown.map((t) => ({ trace_id: t.trace_id, root: rootOf(t).name, spans: t.spans.length, cost: t.cost ?? null })),
+  }));
+  root.replaceChildren(
+    h("section.traces-page", {},
+      h("div.pane-head", {}, h("h1", { text: `Traces of ${project}` }), count),
+      h("div.toolbar", {}, ...FILTERS.map((name) => inputs[name])),
+      error,
+      h("table.traces", {},
+        h("thead", {}, h("tr", {}, ...["started", "root span", "spans", "duration", "status", "tokens in → out", "cost", "run"]
+          .map((label) => h("th", { text: label })))),
+        body)));
+  await load();
+  return unregister;
+}
+
+function traceRow(project: string, trace: Trace): HTMLElement {
+  const first = rootOf(trace);
+  const failed = trace.spans.some((s) => s.status === "error");
+  return h("tr", { "data-trace": trace.trace_id },
+    h("td", { text: fmtTime(trace.start_ns / 1e9) }),
+    h("td", {}, h("a", { href: traceHref(project, trace.trace_id), "data-link": true, text: first.name || trace.trace_id })),
+    h("td.num", { text: String(trace.spans.length) }),
+    h("td.num", { text: fmtDuration(durationMs(trace) / 1000) }),
+    h("td", {}, statusBadge(failed ? "error" : first.status)),
+    h("td.num", { text: fmtTokens(trace.input_tokens, trace.output_tokens) }),
+    h("td.num", { text: fmtCost(trace.cost) }),
+    h("td", {}, trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: trace.run_id }) : ""));
+}
+
+/** Spans in tree order (depth first, children by start) with their depth. */
+export function treeOrder(trace: Trace): { span: Span; depth: number }[] {
+  const ids = new Set(trace.spans.map((s) => s.span_id));
+  const children = new Map<string, Span[]>();
+  const roots: Span[] = [];
+  for (const span of trace.spans) {
+    if (span.parent_span_id && ids.has(span.parent_span_id) && span.parent_span_id !== span.span_id) {
+      const list = children.get(span.parent_span_id) ?? [];
+      list.push(span);
+      children.set(span.parent_span_id, list);
+    } else roots.push(span);
+  }
+  const out: { span: Span; depth: number }[] = [];
+  const seen = new Set<string>();
+  const visit = (span: Span, depth: number) => {
+    if (seen.has(span.span_id)) return; // a cycle of parent ids (a bad exporter): each span once
+    seen.add(span.span_id);
+    out.push({ span, depth });
+    for (const child of (children.get(span.span_id) ?? []).sort((a, b) => a.start_ns - b.start_ns)) visit(child, depth + 1);
+  };
+  for (const span of roots.sort((a, b) => a.start_ns - b.start_ns)) visit(span, 0);
+  for (const span of trace.spans) if (!seen.has(span.span_id)) visit(span, 0);
+  return out;
+}
+
+function payload(text: string, blob: string): string {
+  if (text) {
+    try {
+      return JSON.stringify(JSON.parse(text), null, 2);
+    } catch {
+      return text;
+    }
+  }
+  return blob ? `(stored as blob sha256:${blob})` : "";
+}
+
+function details(span: Span): HTMLElement {
+  const rows: [string, string][] = [
+    ["name", span.name], ["status", span.status + (span.status_message ? `: ${span.status_message}` : "")],
+    ["kind", span.kind], ["duration", fmtDuration(span.duration_ms / 1000)], ["operation", span.operation],
+    ["provider", span.provider], ["model", span.model], ["tokens in → out", fmtTokens(span.input_tokens, span.output_tokens)],
+    ["cost", fmtCost(span.cost)], ["step", span.step === null ? "" : String(span.step)], ["span id", span.span_id],
+  ];
+  const section = (title: string, text: string) => text ? h("div", {}, h("h3", { text: title }), h("pre", { text })) : null;
+  return h("div.span-details", { "data-span": span.span_id },
+    h("table.kv", {}, ...rows.filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: v })))),
+    section("inputs", payload(span.input, span.input_blob)),
+    section("output", payload(span.output, span.output_blob)),
+    section("attributes", Object.keys(span.attributes).length ? JSON.stringify(span.attributes, null, 2) : ""),
+    section("events", span.events.length ? JSON.stringify(span.events, null, 2) : ""));
+}
+
+export async function tracePage(root: HTMLElement, project: string, traceId: string): Promise<() => void> {
+  root.replaceChildren(h("p.loading", { text: "Loading trace…" }));
+  const data = await get<components["schemas"]["TracesResponse"]>(`/projects/${encodeURIComponent(project)}/traces`,
+    { trace_id: traceId, limit: 1 });
+  const trace = data.traces[0];
+  if (!trace) {
+    root.replaceChildren(h("p.error", { text: `No trace ${traceId} in ${project}` }));
+    return () => {};
+  }
+  const ordered = treeOrder(trace);
+  const total = Math.max(1, trace.end_ns - trace.start_ns);
+  const panel = h("section.card.span-panel");
+  let selected = readQuery().get("span") ?? rootOf(trace).span_id;
+  const rows = ordered.map(({ span, depth }) => {
+    const left = ((span.start_ns - trace.start_ns) / total) * 100;
+    const width = Math.max(0.3, ((span.end_ns - span.start_ns) / total) * 100);
+    const row = h("div.span-row", { "data-span": span.span_id, "data-status": span.status, role: "button", tabindex: 0 },
+      h("div.span-name", { style: `padding-left: ${depth * 16 + 4}px`, title: span.name },
+        h("span", { text: span.name }), span.model ? h("span.span-model", { text: span.model }) : null),
+      h("div.span-lane", {},
+        h("div.span-bar", { style: `left: ${left}%; width: ${Math.min(width, 100 - left)}%`, "data-status": span.status,
+          title: `${fmtDuration(span.duration_ms / 1000)} from +${fmtDuration((span.start_ns - trace.start_ns) / 1e9)}` })),
+      h("span.span-time", { text: fmtDuration(span.duration_ms / 1000) }));
+    row.addEventListener("click", () => select(span.span_id));
+    row.addEventListener("keydown", (event) => { if (event.key === "Enter") select(span.span_id); });
+    return row;
+  });
+
+  function select(spanId: string): void {
+    selected = spanId;
+    setQuery({ span: spanId });
+    for (const row of rows) row.classList.toggle("selected", row.dataset.span === spanId);
+    const span = trace.spans.find((s) => s.span_id === spanId);
+    panel.replaceChildren(span ? details(span) : h("p", { text: "Select a span." }));
+  }
+
+  const unregister = registerProbe("trace", () => ({
+    trace_id: trace.trace_id,
+    selected,
+    rows: rows.map((row) => {
+      const bar = row.querySelector(".span-bar") as HTMLElement;
+      const entry = ordered.find((o) => o.span.span_id === row.dataset.span)!;
+      return { span_id: row.dataset.span, name: entry.span.name, depth: entry.depth,
+        left: parseFloat(bar.style.left), width: parseFloat(bar.style.width) };
+    }),
+  }));
+  const summary = [`${trace.spans.length} spans`, fmtDuration(durationMs(trace) / 1000), fmtTime(trace.start_ns / 1e9),
+    fmtTokens(trace.input_tokens, trace.output_tokens) && `tokens ${fmtTokens(trace.input_tokens, trace.output_tokens)}`,
+    fmtCost(trace.cost) && `cost ${fmtCost(trace.cost)}`].filter(Boolean).join(" · ");
+  root.replaceChildren(
+    h("section.trace-page", {},
+      h("div.pane-head", {}, h("h1", { text: rootOf(trace).name || trace.trace_id }), h("span.count", { text: summary }),
+        trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: `run ${trace.run_id}` }) : null),
+      h("div.trace-columns", {},
+        h("section.card.waterfall", {},
+          h("div.span-row.span-head", {}, h("div.span-name", { text: "span" }), h("div.span-lane", { text: "timeline" }),
+            h("span.span-time", { text: "duration" })),
+          ...rows),
+        panel)));
+  select(trace.spans.some((s) => s.span_id === selected) ? selected : rootOf(trace).span_id);
+  return unregister;
+}

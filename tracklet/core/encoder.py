@@ -42,6 +42,8 @@ RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
 _FIELD_FOR_TYPE: dict[Any, str] = {float: "floats", int: "ints", bool: "bools", str: "strings"}
 # The kind under which ints outside int64 are bucketed (a str, so never a value's type).
 _BIG_INT = "big_int"
+# Every int up to this magnitude is exactly a double.
+_EXACT_DOUBLE_INT = 2**53
 
 SUMMARY_MODES = {
     "last": pb.SUMMARY_MODE_LAST,
@@ -52,6 +54,11 @@ SUMMARY_MODES = {
     "first": pb.SUMMARY_MODE_FIRST,
 }
 _MODE_NAMES: dict[int, str] = {number: name for name, number in SUMMARY_MODES.items()}
+
+
+def _exact_as_doubles(column: Sequence[Any]) -> bool:
+    """Whether every int of ``column`` (a float column that holds some) is a double exactly."""
+    return all(-_EXACT_DOUBLE_INT <= value <= _EXACT_DOUBLE_INT for value in column if type(value) is int)
 
 
 class SummaryTracker:
@@ -354,9 +361,10 @@ class HistoryEncoder:
             field = _FIELD_FOR_TYPE.get(type(column[0]))
             if field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently
-            # A column that starts with a float goes to the floats field as it is, though that field
-            # takes ints (as doubles: exact to 2**53) and bools (as 1.0/0.0): checking each value's
-            # type here would make the common all-float column half again as slow to encode.
+            elif field == "floats" and int in set(map(type, column)) and not _exact_as_doubles(column):
+                field = None  # the floats field would round an int past 2**53: the slow path keeps it an int
+            # A float column's types are looked at in one C-level pass (~25 ns a value); ints within
+            # 2**53 and bools still go to the floats field (as exact doubles, 1.0/0.0).
             if field is not None:
                 key_id = self._key_id(key, batch)
                 if key_id < 0:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import tracklet
@@ -196,3 +197,30 @@ def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root,
     meta = recorded.metadata
     assert meta["environment_incomplete"] == ["git", "packages", "code"]
     assert meta["hostname"] and meta["cpu_count"] >= 1 and meta["git"] is None
+
+
+def test_capture_still_starting_at_finish_shares_one_capture_wait(root, monkeypatch):
+    """The system monitor still starting its samplers and the environment thread still capturing
+    are waited for together, at most capture_wait in all: each once got a whole capture_wait of
+    its own, one after the other."""
+    from tracklet.core.environment import EnvironmentCapture
+    from tracklet.core.system import host
+
+    release = threading.Event()
+    original_start = host.HostSampler.start
+    monkeypatch.setattr(host.HostSampler, "start", lambda self: (release.wait(30), original_start(self))[1])
+    monkeypatch.setattr(EnvironmentCapture, "_capture_host", lambda self, environment: release.wait(30))
+    given: list[float] = []
+    original_finish = EnvironmentCapture.finish
+    monkeypatch.setattr(EnvironmentCapture, "finish", lambda self, timeout: (given.append(timeout),
+                                                                             original_finish(self, timeout))[1])
+    run = tracklet.init(project="shared", dir=str(root), settings={"console": "off", "system_metrics": True,
+                                                                   "capture_wait": 0.5})
+    try:
+        run.log({"a": 1})
+        run.finish()  # the monitor's start is waited for first, the whole 0.5 s: nothing is left
+    finally:
+        release.set()
+    assert given and given[0] <= 0.05, given
+    (recorded,) = tracklet.Api(root).runs("shared")
+    assert recorded.state == "finished" and recorded.history()["a"] == [1]

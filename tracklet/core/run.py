@@ -845,13 +845,16 @@ class Run:
         if self._sender is None:
             return
         deadline = time.monotonic() + self.settings.finish_timeout
+        # Capture still starting (the monitor's samplers, the environment thread) shares one wait
+        # of at most capture_wait: what is ready then is recorded, the rest named as missing.
+        capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
         if self._console is not None:
             self._console.stop()
         if self._monitor is not None:
             self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())),
-                               startup_timeout=max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
+                               startup_timeout=max(0.0, capture_deadline - time.monotonic()))
         if self._environment is not None:
-            self._environment.finish(max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
+            self._environment.finish(max(0.0, capture_deadline - time.monotonic()))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
         # Rows still queued may hold media the sender hands to the logged-object worker: first them.

@@ -48,10 +48,11 @@ row; a missing value is null. Each key's column gets its type from its values:
 * a key with no values at all → a column of type ``null``.
 
 The file's schema metadata holds ``tracklet.run`` (``project/run_id``) and ``tracklet.format``.
-The file is written in row groups of about a million values present (fewer, larger groups for
+The file is written in row groups that cost about 8 MB each to build (fewer, larger groups for
 very wide histories), each built from the sparse columns only when it is written: a column with
-no value in a group is a view of one shared all-null array, a sparse one a chunk per run of rows
-with values, so a group costs the values in it, not keys x rows.
+no value in a group is a view of one shared all-null array, and one with values costs ~9 bytes a
+row or, when its values are sparser, ~1 kB per run of rows with values (a chunk each), so a group
+costs what its values need, never keys x rows.
 
 Every format is written a chunk of rows at a time from the run's sparse history
 (``tracklet.core.history``), so memory follows the values logged and one chunk, never
@@ -82,9 +83,9 @@ _EXACT_FLOAT_INT = 1 << 53
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # CSV rows are assembled about this many cells (rows x columns) at a time.
 CSV_CHUNK_CELLS = 262_144
-# A Parquet row group holds about this many cells (rows x columns), at least this many rows,
-# and a file at most about this many column chunks (row groups x columns).
-PARQUET_GROUP_CELLS = 1_000_000
+# A Parquet row group costs about this many bytes to build (see _column_cost), holds at least this
+# many rows, and a file at most about this many column chunks (row groups x columns).
+PARQUET_GROUP_BYTES = 8 << 20
 PARQUET_MIN_GROUP_ROWS = 256
 PARQUET_MAX_COLUMN_CHUNKS = 16_384
 
@@ -267,10 +268,10 @@ def _write_parquet(history: History, out: Any, meta: dict[str, str]) -> None:
 
     names = list(history)
     fields, converters = [], []
-    present_cells = 0
+    row_cost = 0.0
     for name in names:
-        values = history.entries(name)[1]
-        present_cells += len(values)
+        rows, values = history.entries(name)
+        row_cost += _column_cost(rows, len(values), history.num_rows)
         if name == STEP:
             field, convert = pa.field(name, pa.int64(), nullable=False), _identity
         elif name in (TIMESTAMP, RUNTIME):
@@ -280,7 +281,7 @@ def _write_parquet(history: History, out: Any, meta: dict[str, str]) -> None:
         fields.append(field)
         converters.append(convert)
     schema = pa.schema(fields, metadata=meta)
-    group_rows = _parquet_group_rows(history.num_rows, len(names), present_cells)
+    group_rows = _parquet_group_rows(history.num_rows, len(names), row_cost)
     with pq.ParquetWriter(out, schema) as writer:
         for start, stop, parts in history.chunks(names, size=group_rows, plain=False):
             present = {slot: (rows, values) for slot, rows, values in parts}
@@ -296,25 +297,41 @@ def _write_parquet(history: History, out: Any, meta: dict[str, str]) -> None:
             del arrays, present, nulls  # this group's arrays go before the next group's are built
 
 
-def _parquet_group_rows(rows: int, columns: int, cells: int | None = None) -> int:
-    """Rows per row group: about ``PARQUET_GROUP_CELLS`` values present each (``cells``: the
-    values of every column, index columns included; what one group costs to build), but no more
-    than ``PARQUET_MAX_COLUMN_CHUNKS`` column chunks in the file (the writer keeps ~1.5 kB of
-    metadata per chunk until it closes)."""
+def _parquet_group_rows(rows: int, columns: int, row_cost: float | None = None) -> int:
+    """Rows per row group: about ``PARQUET_GROUP_BYTES`` to build each (``row_cost``: bytes per
+    row of the history, :func:`_column_cost` summed over its columns; 9 a cell when not given),
+    but no more than ``PARQUET_MAX_COLUMN_CHUNKS`` column chunks in the file (the writer keeps
+    ~1.5 kB of metadata per chunk until it closes)."""
     columns = max(1, columns)
-    cells = rows * columns if cells is None else cells
-    wanted = -(-cells // PARQUET_GROUP_CELLS)
+    cost = rows * columns * _DENSE_BYTES if row_cost is None else rows * row_cost
+    wanted = max(1, int(-(-cost // PARQUET_GROUP_BYTES)))
     groups = max(1, min(wanted, PARQUET_MAX_COLUMN_CHUNKS // columns))
     return max(PARQUET_MIN_GROUP_ROWS, -(-rows // groups))
 
 
+def _column_cost(rows: Any, count: int, length: int) -> float:
+    """Bytes per history row that building a column's part of a row group costs: ~9 (a data
+    buffer and a validity bit per row) when its values come in long enough runs, else the
+    chunks its runs become (``_CHUNK_BYTES`` each); nothing for a column with no value, whose
+    groups share one all-null array."""
+    if not count or not length:
+        return 0.0
+    if rows is None or isinstance(rows, range):
+        return float(_DENSE_BYTES)
+    import numpy as np
+
+    runs = 1 + int(np.count_nonzero(np.diff(np.asarray(rows, dtype=np.int64)) != 1))
+    return min(float(_DENSE_BYTES), runs * _CHUNK_BYTES / length)
+
+
 _NUMPY_FOR_ARROW = {"double": "float64", "int64": "int64", "bool": "bool"}
-# A column with values in a row group is built with its data dense (one buffer of the group's
-# length) when it has at least one run of consecutive rows per this many rows of the group;
-# sparser, it is a chunked array: each run's values, with slices of one shared all-null array
-# between them. Dense costs ~9 bytes a row, a chunk a few hundred bytes: each way, a present
-# value costs at most about this many rows' worth.
-SPARSE_ROWS_PER_RUN = 16
+# A column with values in a row group is built dense (a data buffer of the group's length and a
+# validity bitmap: ~9 bytes a row) unless that costs more than a chunked array: each run of rows
+# with values a slice of them, with slices of one shared all-null array between (two Arrow
+# arrays a run, ~1 kB with their C++ metadata). So a column costs what the cheaper way does.
+_DENSE_BYTES = 9
+_CHUNK_BYTES = 1024
+SPARSE_ROWS_PER_RUN = _CHUNK_BYTES // _DENSE_BYTES
 
 
 class _NullArrays:

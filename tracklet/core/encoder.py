@@ -334,6 +334,24 @@ class HistoryEncoder:
                 self._encode_group(batch, keys, indices, members)
         return record
 
+    def encode_columns(
+        self, steps: Sequence[int], times: Sequence[float], groups: Sequence[tuple[tuple, Sequence[int], Sequence[Any]]]
+    ) -> pb.Record | None:
+        """The rows of :meth:`encode`, given as columns: ``groups`` holds, per key set in the
+        order of their last rows, ``(keys, its rows in the batch or () for every row, one
+        sequence of values per key)``. What the sender builds from rows queued flat (no tuple
+        per row). Raises on a step or time protobuf refuses: the caller encodes the rows again
+        with :meth:`encode`, which drops only those."""
+        self.rollback()
+        record = pb.Record()
+        batch = record.history
+        batch.steps.extend(steps)
+        batch.times.extend(times)
+        self._steps = steps
+        for keys, indices, columns in groups:
+            self._encode_columns(batch, keys, indices, columns)
+        return record
+
     def _recordable_rows(self, rows: Sequence[Row]) -> list[Row]:
         """The rows whose step and time protobuf takes (a step past int64 reaches here only from an
         importer or a run advanced past 2**63 - 1; ``log()`` refuses explicit ones)."""
@@ -356,8 +374,11 @@ class HistoryEncoder:
     def _encode_group(
         self, batch: pb.HistoryBatch, keys: tuple, indices: Sequence[int], valuesets: Sequence[tuple]
     ) -> None:
+        self._encode_columns(batch, keys, indices, zip(*valuesets))
+
+    def _encode_columns(self, batch: pb.HistoryBatch, keys: tuple, indices: Sequence[int], values: Iterable[Any]) -> None:
         columns, observed = batch.columns, self._observed
-        for key, column in zip(keys, zip(*valuesets)):
+        for key, column in zip(keys, values):
             field = _FIELD_FOR_TYPE.get(type(column[0]))
             if field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently

@@ -296,8 +296,9 @@ class BatchSender:
 
             self.warn(
                 "queue-full",
-                f"tracklet: log() is waiting for the background sender, which is {len(self.queue)} records "
-                f"behind (max_queue={self._max_queue}); nothing is dropped. Log less often or raise max_queue.",
+                f"tracklet: log() is waiting for the background sender, which is about "
+                f"{len(self.queue) // ROW_ENTRIES} rows behind (max_queue={self._max_queue // ROW_ENTRIES}); "
+                "nothing is dropped. Log less often or raise max_queue.",
                 stacklevel=user_stacklevel(),
             )
         while len(self.queue) >= self._max_queue and self._worker.is_alive():

@@ -57,6 +57,8 @@ class RowKeys:
     def __init__(self, keys: tuple) -> None:
         self.keys = keys
         self.width = len(keys) + 3
+
+
 # A live run's summary record is rewritten at most this often (and on every flush and at the end).
 SUMMARY_INTERVAL = 5.0
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import tracklet
@@ -224,3 +225,31 @@ def test_capture_still_starting_at_finish_shares_one_capture_wait(root, monkeypa
     assert given and given[0] <= 0.05, given
     (recorded,) = tracklet.Api(root).runs("shared")
     assert recorded.state == "finished" and recorded.history()["a"] == [1]
+
+
+def test_finish_sets_the_sender_to_work_before_it_waits_for_capture(root, monkeypatch):
+    """A short run whose worker has not woken yet (fewer rows than batch_size, its timer far off)
+    starts encoding as finish() begins, while capture still running is waited for: the two
+    waits overlap instead of adding up."""
+    from tracklet.core.environment import EnvironmentCapture
+
+    seen: list[bool] = []
+    original_finish = EnvironmentCapture.finish
+
+    def finish(self, timeout):
+        sender = run._sender
+        for _ in range(1000):  # up to 10 s for the worker to build its encoder: it was woken
+            if sender._encoder is not None:
+                break
+            time.sleep(0.01)
+        seen.append(sender._encoder is not None)
+        original_finish(self, timeout)
+
+    monkeypatch.setattr(EnvironmentCapture, "finish", finish)
+    run = tracklet.init(project="overlap", dir=str(root), settings={"console": "off", "system_metrics": False,
+                                                                    "flush_interval": 600})
+    run.log({"a": 1.0})
+    run.finish()
+    assert seen == [True]
+    (recorded,) = tracklet.Api(root).runs("overlap")
+    assert recorded.history()["a"] == [1.0]

@@ -855,6 +855,8 @@ class Run:
         # Capture still starting (the monitor's samplers, the environment thread) shares one wait
         # of at most capture_wait: what is ready then is recorded, the rest named as missing.
         capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
+        # The worker starts on what is queued now (its imports, the rows), while capture is waited for.
+        self._sender.wake()
         if self._console is not None:
             self._console.stop()
         if self._monitor is not None:

@@ -308,6 +308,11 @@ class BatchSender:
             self._wake.set()
             self._space.wait(0.05)
 
+    def wake(self) -> None:
+        """Have the worker process what is queued now, without waiting for it."""
+        self._woken = True
+        self._wake.set()
+
     def force_flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
         """Write everything queued so far to every sink. False if that didn't finish in ``timeout``."""
         if not self._worker.is_alive():

@@ -76,7 +76,7 @@ def test_environment_records_git_state_packages_and_host(root, tmp_path):
     run_script(
         """
         import tracklet
-        run = tracklet.init(project="env")
+        run = tracklet.init(project="env", settings={"capture_wait": 60})  # what is recorded, however loaded the machine
         run.log({"a": 1})
         run.finish()
         """,

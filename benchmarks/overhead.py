@@ -7,7 +7,8 @@
     max, calls over 1 ms) beside a no-op measured in the same process, in alternating blocks.
 (b) throughput: points per second until 100k steps x 10 floats are durable (finish() returned).
 (c) ``init()`` and ``finish()`` latency (finish after 20k steps), warm (a later run in the same
-    process, environment capture off) and cold (a fresh process per sample, default settings).
+    process, environment capture off) and cold (a fresh process per sample, default settings;
+    beside the same script with nothing captured in the background, in alternating processes).
 (d) slowdown of a ~200 us numpy training step that logs 10 floats every step, against the same
     loop without tracklet, interleaved in the same process (ratio, not wall-clock); a naive
     synchronous JSON-lines writer is measured in the same rounds as a reference.
@@ -271,16 +272,20 @@ import json
 baseline = clock() - start
 start = clock()
 import tracklet
-run = tracklet.init(project="cold", dir=sys.argv[1])
+settings = json.loads(sys.argv[2])
+run = tracklet.init(project="cold", dir=sys.argv[1], settings=settings)
 first_init = clock() - start
 row = {f"metric_{i}": 0.5 for i in range(10)}
 for _ in range(20_000):
     run.log(row)
-start = clock()
+start, cpu = clock(), time.process_time()
 run.finish()
-finish = clock() - start
-print(json.dumps([baseline, first_init, finish]))
+finish, finish_cpu = clock() - start, time.process_time() - cpu
+print(json.dumps([baseline, first_init, finish, finish_cpu]))
 """
+# The same script with nothing captured in the background: what finish() costs for the sender
+# alone (its imports, encoding the rows it has not yet, fsync), the baseline for capture's share.
+_QUIET_COLD = {"capture_environment": False, "system_metrics": False, "console": "off"}
 
 
 def cold_start(root: str, samples: int) -> dict[str, float]:
@@ -291,13 +296,18 @@ def cold_start(root: str, samples: int) -> dict[str, float]:
     package inventory cache) is not counted."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    measured = []
-    for _ in range(samples + 1):
-        out = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, root], capture_output=True, text=True, check=True,
-                             cwd=ROOT, env=env)
-        measured.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    baseline, first_init, finish = (statistics.median(column) * 1000 for column in zip(*measured[1:]))
-    return {"import_json_ms": baseline, "import_and_first_init_ms": first_init, "cold_finish_ms": finish}
+    measured: dict[str, list] = {"default": [], "quiet": []}
+    for sample in range(samples + 1):
+        for name, settings in (("default", {}), ("quiet", _QUIET_COLD)):  # alternating, same load
+            out = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, root, json.dumps(settings)], capture_output=True,
+                                 text=True, check=True, cwd=ROOT, env=env)
+            if sample:
+                measured[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    baseline, first_init, finish, finish_cpu = (statistics.median(column) * 1000 for column in zip(*measured["default"]))
+    quiet_finish, quiet_cpu = (statistics.median(column) * 1000 for column in list(zip(*measured["quiet"]))[2:])
+    return {"import_json_ms": baseline, "import_and_first_init_ms": first_init, "cold_finish_ms": finish,
+            "cold_finish_cpu_ms": finish_cpu, "cold_finish_no_capture_ms": quiet_finish,
+            "cold_finish_no_capture_cpu_ms": quiet_cpu}
 
 
 def main() -> int:
@@ -356,6 +366,12 @@ def main() -> int:
     rows += [
         ("cold: import tracklet + first init()", f"{cold['import_and_first_init_ms']:.1f} ms", "<= 50 ms"),
         ("cold: finish() after 20k steps", f"{cold['cold_finish_ms']:.1f} ms", "<= 20 ms"),
+        ("  its CPU time (all threads)", f"{cold['cold_finish_cpu_ms']:.1f} ms", "(same processes)"),
+        (
+            "  baseline: the same, nothing captured",
+            f"{cold['cold_finish_no_capture_ms']:.1f} ms ({cold['cold_finish_no_capture_cpu_ms']:.1f} ms CPU)",
+            "(alternating processes)",
+        ),
         ("  baseline: import json, same processes", f"{cold['import_json_ms']:.2f} ms", "(fresh process each)"),
     ]
     if "process" in results:

@@ -285,6 +285,31 @@ def test_ints_in_a_key_that_also_holds_floats_keep_their_value_and_type(start):
     assert history["y"][6:] == [0.5, 10**400]
 
 
+def test_an_int_past_2_53_after_a_float_of_its_key_stays_exact_everywhere(start, tmp_path):
+    """A float first, then 2**53 + 1 under the same key in the same flush (one column of one batch,
+    which the encoder's all-float fast path once wrote as doubles: 2**53 + 1 read back as 2**53)."""
+    import pyarrow.parquet as pq
+
+    run = start()
+    big = 2**53 + 1
+    for value in (0.5, big, -big, 2.5):
+        run.log({"x": value})
+    run.log({"y": 0.25})
+    run.log({"y": 2**53})  # exactly representable: the column may stay a double column
+    run.finish()
+    history = assert_readable_everywhere(run, tmp_path)
+    assert history["x"][:4] == [0.5, big, -big, 2.5]
+    assert [type(v) for v in history["x"][:4]] == [float, int, int, float]
+    assert history["y"][4:] == [0.25, 2**53]
+    root, runner = str(tmp_path / "data"), CliRunner()
+    jsonl = runner.invoke(main, ["--dir", root, "export", run.path, "-f", "jsonl"]).output
+    assert [json.loads(line).get("x") for line in jsonl.splitlines()][:4] == [0.5, big, -big, 2.5]
+    csv_text = runner.invoke(main, ["--dir", root, "export", run.path, "-f", "csv"]).output
+    assert [line.split(",")[3] for line in csv_text.splitlines()[1:5]] == ["0.5", str(big), str(-big), "2.5"]
+    column = pq.read_table(tmp_path / "export.parquet").column("x").to_pylist()[:4]
+    assert [json.loads(cell) for cell in column] == [0.5, big, -big, 2.5]  # mixed: exact JSON text per cell
+
+
 # ---------------------------------------------------------------- item 15: cycles and depth never raise
 
 

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import tracklet
@@ -74,7 +76,7 @@ def test_environment_records_git_state_packages_and_host(root, tmp_path):
     run_script(
         """
         import tracklet
-        run = tracklet.init(project="env")
+        run = tracklet.init(project="env", settings={"capture_wait": 60})  # what is recorded, however loaded the machine
         run.log({"a": 1})
         run.finish()
         """,
@@ -196,3 +198,58 @@ def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root,
     meta = recorded.metadata
     assert meta["environment_incomplete"] == ["git", "packages", "code"]
     assert meta["hostname"] and meta["cpu_count"] >= 1 and meta["git"] is None
+
+
+def test_capture_still_starting_at_finish_shares_one_capture_wait(root, monkeypatch):
+    """The system monitor still starting its samplers and the environment thread still capturing
+    are waited for together, at most capture_wait in all: each once got a whole capture_wait of
+    its own, one after the other."""
+    from tracklet.core.environment import EnvironmentCapture
+    from tracklet.core.system import host
+
+    release = threading.Event()
+    original_start = host.HostSampler.start
+    monkeypatch.setattr(host.HostSampler, "start", lambda self: (release.wait(30), original_start(self))[1])
+    monkeypatch.setattr(EnvironmentCapture, "_capture_host", lambda self, environment: release.wait(30))
+    given: list[float] = []
+    original_finish = EnvironmentCapture.finish
+    monkeypatch.setattr(EnvironmentCapture, "finish", lambda self, timeout: (given.append(timeout),
+                                                                             original_finish(self, timeout))[1])
+    run = tracklet.init(project="shared", dir=str(root), settings={"console": "off", "system_metrics": True,
+                                                                   "capture_wait": 0.5})
+    try:
+        run.log({"a": 1})
+        run.finish()  # the monitor's start is waited for first, the whole 0.5 s: nothing is left
+    finally:
+        release.set()
+    assert given and given[0] <= 0.05, given
+    (recorded,) = tracklet.Api(root).runs("shared")
+    assert recorded.state == "finished" and recorded.history()["a"] == [1]
+
+
+def test_finish_sets_the_sender_to_work_before_it_waits_for_capture(root, monkeypatch):
+    """A short run whose worker has not woken yet (fewer rows than batch_size, its timer far off)
+    starts encoding as finish() begins, while capture still running is waited for: the two
+    waits overlap instead of adding up."""
+    from tracklet.core.environment import EnvironmentCapture
+
+    seen: list[bool] = []
+    original_finish = EnvironmentCapture.finish
+
+    def finish(self, timeout):
+        sender = run._sender
+        for _ in range(1000):  # up to 10 s for the worker to build its encoder: it was woken
+            if sender._encoder is not None:
+                break
+            time.sleep(0.01)
+        seen.append(sender._encoder is not None)
+        original_finish(self, timeout)
+
+    monkeypatch.setattr(EnvironmentCapture, "finish", finish)
+    run = tracklet.init(project="overlap", dir=str(root), settings={"console": "off", "system_metrics": False,
+                                                                    "flush_interval": 600})
+    run.log({"a": 1.0})
+    run.finish()
+    assert seen == [True]
+    (recorded,) = tracklet.Api(root).runs("overlap")
+    assert recorded.history()["a"] == [1.0]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import sys
 
@@ -338,3 +339,92 @@ def test_missing_directory_names_it(recorded, tmp_path):
     with pytest.raises(FileNotFoundError) as caught:
         export_history(recorded, "csv", tmp_path / "absent" / "x.csv")
     assert caught.value.filename == str(tmp_path / "absent")
+
+
+# ---------------------------------------------------------------- Parquet memory on sparse runs
+
+
+def _log_run(root, name: str, rows: list[dict]) -> tracklet.RecordedRun:
+    run = tracklet.init(dir=str(root), project="memory", id=name,
+                        settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    for row in rows:
+        run.log(row)
+    run.finish()
+    return tracklet.Api(root).run(run.path)
+
+
+class _Read:
+    """A recorded run whose history is already read (what the export itself costs is measured)."""
+
+    def __init__(self, path: str, history) -> None:
+        self.path = path
+        self._history = history
+
+    def history(self, keys=None):
+        return self._history
+
+
+def _parquet_cost(run) -> tuple[int, int]:
+    """(bytes the run's history holds once read, peak bytes traced above that while writing it as
+    Parquet): Python objects and numpy buffers, as ``tracemalloc`` sees them."""
+    import tracemalloc
+
+    pytest.importorskip("pyarrow")
+    with open(os.devnull, "wb") as sink:
+        export_history(run, "parquet", sink)  # imports and caches first: not what an export costs
+        tracemalloc.start()
+        try:
+            history = run.history()
+            held = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            export_history(_Read(run.path, history), "parquet", sink)
+            return held, tracemalloc.get_traced_memory()[1] - held
+        finally:
+            tracemalloc.stop()
+
+
+def test_parquet_export_of_a_sparse_run_costs_what_its_values_do_not_keys_x_rows(tmp_path):
+    """5,000 keys, each logged once (a key per step), beside 10 keys in 500 rows: the same 5,000
+    values. Row groups built as keys x rows (3 of them for 5,000 columns, a dense buffer of
+    ~1,700 rows for each key in each) made writing the sparse run peak at ~25 MB, ~18x what its
+    whole history holds once read; writing either run now costs about what its history holds
+    (a run of values costs a few Arrow arrays: ~2x here, for runs of one value each)."""
+    keys = 5000
+    dense = _log_run(tmp_path, "dense", [{f"m{k}": step + k / 8 for k in range(10)} for step in range(keys // 10)])
+    sparse = _log_run(tmp_path, "sparse", [{f"key/{step}": step / 8} for step in range(keys)])
+    for run in (dense, sparse):
+        held, writing = _parquet_cost(run)
+        assert writing < 3 * held, (run.path, writing, held)
+
+
+def test_parquet_sparse_columns_of_every_type_read_back_in_place(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = 5000
+    at = {0, 1, 2, 700, 701, 2500, 4999}
+    columns = {
+        "rare_float": [float(r) / 3 if r in at else None for r in range(rows)],
+        "rare_int": [r * 10 if r in at else None for r in range(rows)],
+        "rare_bool": [r % 2 == 0 if r in at else None for r in range(rows)],
+        "rare_str": [f"s{r}" if r in at else None for r in range(rows)],
+        "rare_hist": [GIVEN if r in at else None for r in range(rows)],
+        "rare_mix": [(r if r % 2 else "x") if r in at else None for r in range(rows)],
+        "half": [float(r) if r % 2 else None for r in range(rows)],  # many short runs
+        "nan_tail": [NAN if r > 4000 else None for r in range(rows)],
+        "never": [None] * rows,
+    }
+    out = io.BytesIO()
+    export_history(FakeRun(columns), "parquet", out)
+    out.seek(0)
+    table = pq.read_table(out)
+    assert table.schema.field("rare_int").type == pa.int64()
+    assert table.schema.field("rare_hist").type.num_fields == 4
+    read_back = table.to_pydict()
+    for key, expected in columns.items():
+        got = read_back[key]
+        if key == "rare_hist":
+            expected = [None if v is None else v.to_dict() for v in expected]
+        elif key == "rare_mix":
+            got = [None if v is None else json.loads(v) for v in got]
+        assert len(got) == rows
+        assert all(same(g, e) if e is not None else g is None for g, e in zip(got, expected)), key

@@ -320,9 +320,7 @@ class EnvironmentCapture:
                 self._git_probe.abandon()
 
     def _capture_host(self, environment: pb.Environment) -> None:
-        import socket
-
-        environment.hostname = socket.gethostname()
+        environment.hostname = hostinfo.hostname()  # os.uname(): no import of socket
         environment.os = hostinfo.platform_string()
         environment.executable = sys.executable
         environment.cpu_model = _cpu_model()

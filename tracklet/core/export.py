@@ -48,8 +48,11 @@ row; a missing value is null. Each key's column gets its type from its values:
 * a key with no values at all → a column of type ``null``.
 
 The file's schema metadata holds ``tracklet.run`` (``project/run_id``) and ``tracklet.format``.
-The file is written in row groups of about a million cells (rows x columns; fewer, larger groups
-for very wide histories), each built from the sparse columns only when it is written.
+The file is written in row groups that cost about 8 MB each to build (fewer, larger groups for
+very wide histories), each built from the sparse columns only when it is written: a column with
+no value in a group is a view of one shared all-null array, and one with values costs ~9 bytes a
+row or, when its values are sparser, ~1 kB per run of rows with values (a chunk each), so a group
+costs what its values need, never keys x rows.
 
 Every format is written a chunk of rows at a time from the run's sparse history
 (``tracklet.core.history``), so memory follows the values logged and one chunk, never
@@ -80,9 +83,9 @@ _EXACT_FLOAT_INT = 1 << 53
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # CSV rows are assembled about this many cells (rows x columns) at a time.
 CSV_CHUNK_CELLS = 262_144
-# A Parquet row group holds about this many cells (rows x columns), at least this many rows,
-# and a file at most about this many column chunks (row groups x columns).
-PARQUET_GROUP_CELLS = 1_000_000
+# A Parquet row group costs about this many bytes to build (see _column_cost), holds at least this
+# many rows, and a file at most about this many column chunks (row groups x columns).
+PARQUET_GROUP_BYTES = 8 << 20
 PARQUET_MIN_GROUP_ROWS = 256
 PARQUET_MAX_COLUMN_CHUNKS = 16_384
 
@@ -257,84 +260,162 @@ def _parquet_field(pa: Any, name: str, values: Any) -> tuple[Any, Any]:
 
 
 def _write_parquet(history: History, out: Any, meta: dict[str, str]) -> None:
-    """Row groups of at most ``PARQUET_GROUP_CELLS`` cells, built one at a time from the sparse
-    columns, so memory follows the group, not the whole table."""
+    """Row groups of about ``PARQUET_GROUP_CELLS`` values, built one at a time from the sparse
+    columns; within a group a column absent from it shares one all-null array and a sparse one is
+    chunks (see :func:`_arrow_part`), so memory follows the values in a group, not keys x rows."""
     pa = _import_pyarrow()
     import pyarrow.parquet as pq
 
     names = list(history)
     fields, converters = [], []
+    row_cost = 0.0
     for name in names:
+        rows, values = history.entries(name)
+        row_cost += _column_cost(rows, len(values), history.num_rows)
         if name == STEP:
             field, convert = pa.field(name, pa.int64(), nullable=False), _identity
         elif name in (TIMESTAMP, RUNTIME):
             field, convert = pa.field(name, pa.float64(), nullable=False), _identity
         else:
-            field, convert = _parquet_field(pa, name, history.entries(name)[1])
+            field, convert = _parquet_field(pa, name, values)
         fields.append(field)
         converters.append(convert)
     schema = pa.schema(fields, metadata=meta)
-    group_rows = _parquet_group_rows(history.num_rows, len(names))
+    group_rows = _parquet_group_rows(history.num_rows, len(names), row_cost)
     with pq.ParquetWriter(out, schema) as writer:
         for start, stop, parts in history.chunks(names, size=group_rows, plain=False):
             present = {slot: (rows, values) for slot, rows, values in parts}
+            nulls = _NullArrays(pa, stop - start)
             arrays = []
             for slot, field in enumerate(fields):
                 part = present.get(slot)
                 if part is None:
-                    arrays.append(pa.nulls(stop - start, type=field.type))
+                    arrays.append(nulls.of(field.type, stop - start))
                 else:
-                    arrays.append(_arrow_part(pa, field.type, converters[slot], start, stop, *part))
+                    arrays.append(_arrow_part(pa, field.type, converters[slot], start, stop, *part, nulls))
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            del arrays, present, nulls  # this group's arrays go before the next group's are built
 
 
-def _parquet_group_rows(rows: int, columns: int) -> int:
-    """Rows per row group: about ``PARQUET_GROUP_CELLS`` cells each (what one group costs to
-    build), but no more than ``PARQUET_MAX_COLUMN_CHUNKS`` column chunks in the file (the writer
-    keeps ~1.5 kB of metadata per chunk until it closes)."""
+def _parquet_group_rows(rows: int, columns: int, row_cost: float | None = None) -> int:
+    """Rows per row group: about ``PARQUET_GROUP_BYTES`` to build each (``row_cost``: bytes per
+    row of the history, :func:`_column_cost` summed over its columns; 9 a cell when not given),
+    but no more than ``PARQUET_MAX_COLUMN_CHUNKS`` column chunks in the file (the writer keeps
+    ~1.5 kB of metadata per chunk until it closes)."""
     columns = max(1, columns)
-    wanted = -(-rows * columns // PARQUET_GROUP_CELLS)
+    cost = rows * columns * _DENSE_BYTES if row_cost is None else rows * row_cost
+    wanted = max(1, int(-(-cost // PARQUET_GROUP_BYTES)))
     groups = max(1, min(wanted, PARQUET_MAX_COLUMN_CHUNKS // columns))
     return max(PARQUET_MIN_GROUP_ROWS, -(-rows // groups))
 
 
+def _column_cost(rows: Any, count: int, length: int) -> float:
+    """Bytes per history row that building a column's part of a row group costs: ~9 (a data
+    buffer and a validity bit per row) when its values come in long enough runs, else the
+    chunks its runs become (``_CHUNK_BYTES`` each); nothing for a column with no value, whose
+    groups share one all-null array."""
+    if not count or not length:
+        return 0.0
+    if rows is None or isinstance(rows, range):
+        return float(_DENSE_BYTES)
+    import numpy as np
+
+    runs = 1 + int(np.count_nonzero(np.diff(np.asarray(rows, dtype=np.int64)) != 1))
+    return min(float(_DENSE_BYTES), runs * _CHUNK_BYTES / length)
+
+
 _NUMPY_FOR_ARROW = {"double": "float64", "int64": "int64", "bool": "bool"}
+# A column with values in a row group is built dense (a data buffer of the group's length and a
+# validity bitmap: ~9 bytes a row) unless that costs more than a chunked array: each run of rows
+# with values a slice of them, with slices of one shared all-null array between (two Arrow
+# arrays a run, ~1 kB with their C++ metadata). So a column costs what the cheaper way does.
+_DENSE_BYTES = 9
+_CHUNK_BYTES = 1024
+SPARSE_ROWS_PER_RUN = _CHUNK_BYTES // _DENSE_BYTES
 
 
-def _arrow_part(pa: Any, kind: Any, convert: Any, start: int, stop: int, rows: Any, values: Any) -> Any:
-    """Rows ``start..stop`` of one column as an Arrow array, from its values at ``rows``.
-    Numbers go through numpy buffers (``pa.array`` on Python data would import pandas, ~50 MB)."""
+class _NullArrays:
+    """All-null arrays of one row group's length, one per type, shared by every column that needs
+    nulls there (Arrow arrays are immutable: a slice is a view)."""
+
+    def __init__(self, pa: Any, length: int) -> None:
+        self._pa = pa
+        self._length = length
+        self._by_type: dict[Any, Any] = {}
+
+    def of(self, kind: Any, length: int) -> Any:
+        full = self._by_type.get(kind)
+        if full is None:
+            full = self._by_type[kind] = self._pa.nulls(self._length, type=kind)
+        return full if length == self._length else full.slice(0, length)
+
+
+def _arrow_part(pa: Any, kind: Any, convert: Any, start: int, stop: int, rows: Any, values: Any,
+                nulls: _NullArrays | None = None) -> Any:
+    """Rows ``start..stop`` of one column as an Arrow array (or a chunked array when sparse, see
+    ``SPARSE_ROWS_PER_RUN``), from its values at ``rows``. Numbers go through numpy buffers
+    (``pa.array`` on Python data would import pandas, ~50 MB)."""
     import numpy as np
 
     length = stop - start
+    if isinstance(rows, range) and len(rows) == length:
+        return _present_array(pa, kind, convert, values)
+    offsets = np.asarray(rows, dtype=np.int64) - start
+    breaks = np.flatnonzero(np.diff(offsets) != 1) + 1
+    if (len(breaks) + 1) * SPARSE_ROWS_PER_RUN < length:
+        nulls = nulls or _NullArrays(pa, length)
+        present = _present_array(pa, kind, convert, values)
+        places = offsets.tolist()
+        bounds = [0, *breaks.tolist(), len(places)]
+        chunks, position = [], 0
+        for first, last in zip(bounds, bounds[1:]):
+            if places[first] > position:
+                chunks.append(nulls.of(kind, places[first] - position))
+            chunks.append(present.slice(first, last - first))
+            position = places[last - 1] + 1
+        if position < length:
+            chunks.append(nulls.of(kind, length - position))
+        return pa.chunked_array(chunks, type=kind)
     dtype = _NUMPY_FOR_ARROW.get(str(kind))
-    full = isinstance(rows, range) and len(rows) == length
     if dtype is None:  # strings, histograms, JSON text: rare, through Python values
-        plain = values.tolist() if hasattr(values, "tolist") else list(values)
-        if convert is not _identity:
-            plain = [convert(v) for v in plain]
-        if full:
-            return pa.array(plain, type=kind)
         column: list[Any] = [None] * length
-        for row, value in zip(rows, plain):
-            column[row - start] = value
+        for row, value in zip(offsets.tolist(), _converted(values, convert)):
+            column[row] = value
         return pa.array(column, type=kind)
-    present = np.asarray(values if convert is _identity else [convert(v) for v in values], dtype=dtype)
-    if full:
-        data, validity, nulls = present, None, 0
-    else:
-        offsets = np.asarray(rows, dtype=np.int64) - start
-        data = np.zeros(length, dtype=dtype)
-        data[offsets] = present
-        valid = np.zeros(length, dtype=bool)
-        valid[offsets] = True
-        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
-        nulls = length - len(offsets)
+    data = np.zeros(length, dtype=dtype)
+    data[offsets] = _numbers(values, convert, dtype)
+    valid = np.zeros(length, dtype=bool)
+    valid[offsets] = True
+    return pa.Array.from_buffers(kind, length, [pa.py_buffer(np.packbits(valid, bitorder="little")),
+                                                _data_buffer(pa, data, dtype)], null_count=length - len(offsets))
+
+
+def _converted(values: Any, convert: Any) -> list[Any]:
+    plain = values.tolist() if hasattr(values, "tolist") else list(values)
+    return plain if convert is _identity else [convert(v) for v in plain]
+
+
+def _numbers(values: Any, convert: Any, dtype: str) -> Any:
+    import numpy as np
+
+    return np.asarray(values if convert is _identity else [convert(v) for v in values], dtype=dtype)
+
+
+def _data_buffer(pa: Any, data: Any, dtype: str) -> Any:
+    import numpy as np
+
     if dtype == "bool":
-        buffer = pa.py_buffer(np.packbits(data, bitorder="little"))
-    else:
-        buffer = pa.py_buffer(np.ascontiguousarray(data))
-    return pa.Array.from_buffers(kind, length, [validity, buffer], null_count=nulls)
+        return pa.py_buffer(np.packbits(data, bitorder="little"))
+    return pa.py_buffer(np.ascontiguousarray(data))
+
+
+def _present_array(pa: Any, kind: Any, convert: Any, values: Any) -> Any:
+    """A column's present values, in order and without nulls, as an Arrow array of ``kind``."""
+    dtype = _NUMPY_FOR_ARROW.get(str(kind))
+    if dtype is None:
+        return pa.array(_converted(values, convert), type=kind)
+    data = _numbers(values, convert, dtype)
+    return pa.Array.from_buffers(kind, len(data), [None, _data_buffer(pa, data, dtype)], null_count=0)
 
 
 # ---------------------------------------------------------------- file handling

@@ -9,12 +9,12 @@ already imported it, and package sources are read from metadata files.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tracklet.core import hostinfo
 
 if TYPE_CHECKING:
     from tracklet.proto import records_pb2 as pb
@@ -44,7 +44,7 @@ CODE_DIR = "code"
 
 def capture_interpreter(environment: pb.Environment, environ: dict[str, str] | None = None) -> None:
     """Python's implementation, the allow-listed variables, CUDA versions."""
-    environment.python_implementation = platform.python_implementation()
+    environment.python_implementation = hostinfo.python_implementation()
     for name, value in sorted(variables(os.environ if environ is None else environ).items()):
         environment.variables[name] = value
     cuda, cudnn = cuda_versions()
@@ -256,6 +256,8 @@ def snapshot_code(environment: pb.Environment, root: str, imported: dict[str, st
         target.write_bytes(data)
         total += len(data)
         entry = environment.code_files.add()
+        import hashlib  # here: most captures snapshot nothing, and init()'s threads need not load OpenSSL
+
         entry.path, entry.size_bytes, entry.sha256 = relative, len(data), hashlib.sha256(data).hexdigest()
 
 

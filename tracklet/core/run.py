@@ -26,7 +26,7 @@ from tracklet.core.console import ConsoleCapture
 from tracklet.core.layout import RunPaths
 from tracklet.core.logged import LoggedObject, logged_items, start_worker
 from tracklet.core.recordlog import RecordLogWriter
-from tracklet.core.sender import BatchSender, ConsoleChunk, DefineMetric, SummarySet
+from tracklet.core.sender import ROW_ENTRIES, BatchSender, ConsoleChunk, DefineMetric, RowKeys, SummarySet
 from tracklet.core.settings import Settings
 from tracklet.core.stack import user_stacklevel
 from tracklet.core.warn import TrackletWarning
@@ -238,6 +238,9 @@ class _NoQueue:
         if self._message is not None:
             raise RuntimeError(self._message)
 
+    def extend(self, items: Any) -> None:
+        self.append(items)
+
     def __len__(self) -> int:
         return 0
 
@@ -301,9 +304,9 @@ class Run:
         self._uploader_factory = uploader
         self._uploader: RunUploader | None = None
         self._warned: set[Any] = set()
-        self._keysets: dict[tuple, tuple[bool, tuple]] = {}
+        self._keysets: dict[tuple, tuple[bool, tuple, RowKeys]] = {}
         self._queue: Any = _NoQueue(None)
-        self._batch_size = settings.batch_size
+        self._batch_size = settings.batch_size * ROW_ENTRIES  # queue entries (see sender.ROW_ENTRIES)
         self._backlog = _no_backlog
         self._reproduces = ""  # "project/run_id" this run reproduces (tracklet reproduce)
         self._artifact_pins: dict[str, int] = {}  # "project/name" -> the version a reproduction uses
@@ -397,34 +400,38 @@ class Run:
         if type(data) is not dict and not isinstance(data, Mapping):
             raise TypeError(f"log() takes a dict of {{name: value}}; got {_values().type_name(data)}")
         keys = tuple(data)
-        values = tuple(data.values())  # the copy: two tuples, which the worker transposes as they are
+        values = tuple(data.values())  # the copy
         known = self._keysets.get(keys)
         if known is None or self._strict:
             known = self._classify(keys, values)
-        plain, keys = known  # the key set's first tuple, shared by every row: the worker compares identities
-        if not plain:
+        queue = self._queue
+        if known[0]:
+            # One entry per value, after the key set's marker, step and time, in one atomic extend:
+            # nothing queued is a GC-tracked object (see sender.RowKeys), so log() triggers no
+            # collections. The temporary tuples are freed before this returns.
+            queue.extend((known[2], step, _time()) + values)
+        else:
             row = self._prepare(dict(zip(keys, values)))
             if any(map(_holds_logged, row.values())):
                 row = self._take_logged(row, step)
-            keys, values = tuple(row), tuple(row.values())
-        queue = self._queue
-        queue.append((step, _time(), keys, values))
+            queue.append((step, _time(), tuple(row), tuple(row.values())))
         if len(queue) >= self._batch_size:
             self._backlog()
         if advance:
             self._step = step + 1
 
-    def _classify(self, keys: tuple, values: tuple) -> tuple[bool, tuple]:
+    def _classify(self, keys: tuple, values: tuple) -> tuple[bool, tuple, RowKeys]:
         """First sight of a key set: are its values plain builtins? Plain key sets skip the type
         scan on later calls (a key whose value later becomes a dict is still flattened, on the
-        worker); others take :meth:`_prepare` every time. Strict mode always checks. Returns
-        (plain, the tuple later rows with these keys reuse)."""
+        worker) and are queued flat, after their marker; others take :meth:`_prepare` every
+        time. Strict mode always checks. Returns (plain, the keys, the key set's marker)."""
         plain = _PLAIN_TYPES.issuperset(map(type, values))
+        marker = RowKeys(keys)
         if self._strict:
-            return False, keys
+            return False, keys, marker
         if len(self._keysets) >= _MAX_KEYSETS:
             self._keysets.clear()
-        self._keysets[keys] = known = (plain, keys)
+        self._keysets[keys] = known = (plain, keys, marker)
         return known
 
     def _prepare(self, row: dict) -> dict:
@@ -845,13 +852,18 @@ class Run:
         if self._sender is None:
             return
         deadline = time.monotonic() + self.settings.finish_timeout
+        # Capture still starting (the monitor's samplers, the environment thread) shares one wait
+        # of at most capture_wait: what is ready then is recorded, the rest named as missing.
+        capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
+        # The worker starts on what is queued now (its imports, the rows), while capture is waited for.
+        self._sender.wake()
         if self._console is not None:
             self._console.stop()
         if self._monitor is not None:
             self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())),
-                               startup_timeout=max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
+                               startup_timeout=max(0.0, capture_deadline - time.monotonic()))
         if self._environment is not None:
-            self._environment.finish(max(0.0, min(self.settings.capture_wait, deadline - time.monotonic())))
+            self._environment.finish(max(0.0, capture_deadline - time.monotonic()))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
         # Rows still queued may hold media the sender hands to the logged-object worker: first them.

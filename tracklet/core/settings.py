@@ -33,9 +33,10 @@ class Settings:
         project: project used when ``init(project=None)``. ``TRACKLET_PROJECT``.
         flush_interval: seconds within which a logged record reaches the operating system
             (survives the process being killed). ``TRACKLET_FLUSH_INTERVAL``.
-        max_queue: rows the background sender may hold before ``log()`` waits for it.
-            ``TRACKLET_MAX_QUEUE``.
-        batch_size: rows that wake the sender before its timer does. ``TRACKLET_BATCH_SIZE``.
+        max_queue: rows the background sender may hold before ``log()`` waits for it (rows of
+            10 values; a row of n values counts as (n + 3) / 13 of one). ``TRACKLET_MAX_QUEUE``.
+        batch_size: rows that wake the sender before its timer does (counted as for
+            ``max_queue``). ``TRACKLET_BATCH_SIZE``.
         strict: raise ``TypeError`` in ``log()`` for an unsupported value instead of warning
             and dropping that key. ``TRACKLET_STRICT``.
         console: ``"wrap"`` records stdout/stderr lines (still shown on the terminal);

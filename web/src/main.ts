@@ -9,7 +9,11 @@ import { runPage } from "./pages/run";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
 import { sweepPage } from "./pages/sweep";
 import { tablePage } from "./pages/table";
-import { runHref } from "./router";
+import { reportPage } from "./pages/report";
+import { reportEditPage } from "./pages/report-edit";
+import { reportsPage } from "./pages/reports";
+import { bootSnapshot, snapshotElement } from "./reports/snapshot";
+import { reportHref, reportsHref, runHref } from "./router";
 import { isArtifactRoute, parseRoute, projectHref, startRouter } from "./router";
 
 const app = document.getElementById("app")!;
@@ -23,8 +27,15 @@ async function render(): Promise<void> {
   const mine = ++current;
   const route = parseRoute(location.pathname);
   crumbs.replaceChildren(
-    ...(route.page === "project" || route.page === "run" || route.page === "sweep" || route.page === "table"
+    ...(route.page === "project" || route.page === "run" || route.page === "sweep" || route.page === "table" ||
+    route.page === "reports" || route.page === "report" || route.page === "report-edit"
       ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
+      : []),
+    ...(route.page === "reports" ? [h("span", { text: " / reports" })] : []),
+    ...(route.page === "report" || route.page === "report-edit"
+      ? [h("span", { text: " / " }), h("a", { href: reportsHref(route.project), "data-link": true, text: "reports" }),
+         h("span", { text: " / " }), h("a", { href: reportHref(route.project, route.reportId), "data-link": true, text: route.reportId }),
+         ...(route.page === "report-edit" ? [h("span", { text: " / edit" })] : [])]
       : []),
     ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
     ...(route.page === "table"
@@ -41,6 +52,9 @@ async function render(): Promise<void> {
     else if (isArtifactRoute(route)) stop = await artifactPage(app, route);
     else if (route.page === "table") stop = await tablePage(app, route.project, route.runId, route.key);
     else if (route.page === "sweep") stop = await sweepPage(app, route.project, route.sweepId);
+    else if (route.page === "reports") stop = await reportsPage(app, route.project);
+    else if (route.page === "report") stop = await reportPage(app, route.project, route.reportId);
+    else if (route.page === "report-edit") stop = await reportEditPage(app, route.project, route.reportId);
     else {
       app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));
       stop = () => {};
@@ -54,4 +68,10 @@ async function render(): Promise<void> {
   }
 }
 
-startRouter(() => void render());
+// An exported report (tracklet/reports/export.py, reports/snapshot.ts) carries its data: draw it, fetch nothing.
+const snapshot = snapshotElement();
+if (snapshot) {
+  bootSnapshot(app, snapshot).catch((error) => app.replaceChildren(h("p.error", { text: String(error) })));
+} else {
+  startRouter(() => void render());
+}

@@ -7,7 +7,7 @@ import { api, ApiError } from "../api";
 import { debounce, h } from "../dom";
 import { reportHref } from "../router";
 import { reportsApi, type PanelBlock, type PanelData, type Report, type ReportVersion } from "../reports/api";
-import { ReportDocument, runSetOf } from "../reports/document";
+import { ReportDocument, runSetOf, type PanelWindow } from "../reports/document";
 import { fmtWhen } from "../reports/header";
 import "../reports/reports.css";
 
@@ -15,7 +15,7 @@ const PREVIEW_DELAY_MS = 400;
 const PREVIEW_BUCKETS = 600;
 
 /** A panel of unsaved Markdown, drawn from the runs list and the history route (what the data route does on save). */
-export async function previewPanelData(project: string, block: PanelBlock): Promise<PanelData> {
+export async function previewPanelData(project: string, block: PanelBlock, window: PanelWindow = null): Promise<PanelData> {
   const spec = block.spec!;
   const set = runSetOf(block);
   const from = set.project || project;
@@ -28,9 +28,9 @@ export async function previewPanelData(project: string, block: PanelBlock): Prom
     runs: rows.map((r) => r.id),
     keys: spec.keys,
     x: spec.x || "step",
-    start: null,
-    end: set.frozen?.max_step ?? null,
-    buckets: PREVIEW_BUCKETS,
+    start: window?.start ?? null,
+    end: window ? window.end : (set.frozen?.max_step ?? null),
+    buckets: window?.buckets ?? PREVIEW_BUCKETS,
   });
   return { access: "ok", error: null, runs: rows, history: history as PanelData["history"] };
 }
@@ -40,7 +40,9 @@ function message(error: unknown): string {
 }
 
 export async function reportEditPage(root: HTMLElement, project: string, id: string): Promise<() => void> {
+  // The editor edits the newest version (a report's page shows the published one by default).
   let report: Report = await reportsApi.get(project, id);
+  if (report.latest_version && report.latest_version !== report.version) report = await reportsApi.get(project, id, report.latest_version);
   let saved = report.markdown;
   let preview: ReportDocument | null = null;
   let previewGeneration = 0;
@@ -64,7 +66,11 @@ export async function reportEditPage(root: HTMLElement, project: string, id: str
   };
   const dirty = () => editor.value !== saved || titleInput.value !== report.title;
   const updateStatus = () => {
-    status.textContent = `version ${report.version}${report.published_version ? ` · published: version ${report.published_version}` : ""}${dirty() ? " · unsaved changes" : ""}`;
+    const published = report.published_version;
+    status.textContent = `version ${report.version}${published ? ` · published: version ${published} (read-only)` : ""}${dirty() ? " · unsaved changes" : ""}`;
+    // A published report is immutable: it can be read and exported, not saved, reverted or frozen.
+    for (const button of [saveButton, publishButton, freezeButton]) button.disabled = Boolean(published);
+    editor.readOnly = Boolean(published);
   };
 
   async function renderPreview(): Promise<void> {
@@ -79,7 +85,7 @@ export async function reportEditPage(root: HTMLElement, project: string, id: str
     if (generation !== previewGeneration) return;
     showError(null);
     preview?.destroy();
-    preview = new ReportDocument(blocks, (block) => previewPanelData(project, block), "preview");
+    preview = new ReportDocument(blocks, (block, window) => previewPanelData(project, block, window), "preview");
     previewBox.replaceChildren(preview.el);
     await preview.load();
   }
@@ -131,7 +137,7 @@ export async function reportEditPage(root: HTMLElement, project: string, id: str
         "ol.version-list",
         {},
         ...versions.map((v) => {
-          const revert = h("button.small.revert", { text: "Revert to this", disabled: v.version === report.version });
+          const revert = h("button.small.revert", { text: "Revert to this", disabled: v.version === report.version || Boolean(report.published_version) });
           revert.addEventListener("click", async () => {
             try {
               load(await reportsApi.revert(project, id, v.version));
@@ -144,7 +150,7 @@ export async function reportEditPage(root: HTMLElement, project: string, id: str
             "li",
             { "data-version": v.version },
             h("a", { href: `${reportHref(project, id)}?version=${v.version}`, "data-link": true, text: `v${v.version}` }),
-            h("span.muted", { text: [v.author ? `by ${v.author}` : "", fmtWhen(v.created_at), published ? "published" : ""].filter(Boolean).join(" · ") }),
+            h("span.muted", { text: [v.note ?? "", v.author ? `by ${v.author}` : "", fmtWhen(v.created_at), published ? "published" : ""].filter(Boolean).join(" · ") }),
             revert,
           );
         }),

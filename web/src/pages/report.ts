@@ -14,7 +14,7 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
   const asked = Number(readQuery().get("version"));
   const version = Number.isInteger(asked) && asked > 0 ? asked : null;
   const report = await reportsApi.get(project, id, version);
-  const doc = new ReportDocument(report.blocks, (block) => reportsApi.panelData(project, id, block.index, report.version));
+  const doc = new ReportDocument(report.blocks, (block, window) => reportsApi.panelData(project, id, block.index, report.version, window));
   const token = reportToken();
   const exportButton = h("button.export-html", { text: "Download HTML", title: "One file with the report and its panels' data; opens offline" });
   exportButton.addEventListener("click", async () => {
@@ -29,11 +29,15 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
   printButton.addEventListener("click", () => window.print());
   const actions = [
     token ? null : h("a.button", { href: reportEditHref(project, id), "data-link": true, text: "Edit" }),
-    version && !token ? h("a.button", { href: reportHref(project, id), "data-link": true, text: "Latest version" }) : null,
+    version ? h("a.button", { href: reportHref(project, id) + (token ? `?token=${encodeURIComponent(token)}` : ""), "data-link": true, text: "Current version" }) : null,
+    !version && report.latest_version && report.latest_version > report.version
+      ? h("a.button.newer", { href: `${reportHref(project, id)}?version=${report.latest_version}${token ? `&token=${encodeURIComponent(token)}` : ""}`, "data-link": true, text: `Newest draft (v${report.latest_version})` })
+      : null,
     exportButton,
     printButton,
   ].filter((a) => a !== null) as HTMLElement[];
-  root.replaceChildren(h("div.report-page", {}, reportHeader(report, version ? "an older version" : "", actions), doc.el));
+  const note = version && version !== report.latest_version ? "not the newest version" : "";
+  root.replaceChildren(h("div.report-page", {}, reportHeader(report, note, actions), doc.el));
   void doc.load();
   return () => doc.destroy();
 }

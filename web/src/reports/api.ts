@@ -43,6 +43,10 @@ export interface ReportSummary {
 
 export interface Report extends ReportSummary {
   project: string;
+  /** The newest version (`version` is the one shown: by default the published one, else the newest). */
+  latest_version?: number;
+  /** What made this version: created, edited, reverted to vN, froze run sets. */
+  note?: string;
   parent: number | null;
   created_at: number | string | null;
   markdown: string;
@@ -55,6 +59,7 @@ export interface ReportVersion {
   author?: string | null;
   created_at?: number | string | null;
   title?: string;
+  note?: string;
   published?: boolean;
 }
 
@@ -62,7 +67,7 @@ export interface ReportVersion {
 export interface PanelData {
   access: "ok" | "denied";
   error: string | null;
-  runs: { id: string; name: string | null; project: string }[];
+  runs: { id: string; name: string | null; project: string; group?: string | number | boolean | null }[];
   history: { series: Series[] } | null;
 }
 
@@ -124,8 +129,8 @@ export const reportsApi = {
   revert: (project: string, id: string, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/revert`, { version }),
   publish: (project: string, id: string, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
   freeze: (project: string, id: string) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
-  panelData: (project: string, id: string, index: number, version?: number | null) =>
-    call<PanelData>("GET", `${base(project)}/${enc(id)}/panels/${index}/data`, undefined, { version }).then((data) => ({
+  panelData: (project: string, id: string, index: number, version?: number | null, window?: { start: number; end: number; buckets: number } | null) =>
+    call<PanelData>("GET", `${base(project)}/${enc(id)}/panels/${index}/data`, undefined, { version, ...(window ?? {}) }).then((data) => ({
       ...data,
       history: data.history ? plottable(data.history as never) : null,
     })) as Promise<PanelData>,

@@ -5,7 +5,7 @@
 // can't draw shows a card saying why (the block's error, the query's error, or "no access"),
 // never a blank space, and never stops the others.
 
-import { runColor } from "../colors";
+import { paletteColor } from "../colors";
 import { ChartPanel, type RunInfo } from "../charts/panel";
 import { fromApi, type RunSeries } from "../charts/data";
 import { PANEL_SIZES } from "../charts/workspace";
@@ -14,7 +14,10 @@ import { h } from "../dom";
 import type { Block, PanelBlock, PanelData, PanelSpec, RunSetSpec } from "./api";
 import { renderMarkdown } from "./markdown";
 
-export type PanelLoader = (block: PanelBlock) => Promise<PanelData>;
+/** A window of x to ask for at full resolution (a zoom), or null: the whole run. */
+export type PanelWindow = { start: number; end: number; buckets: number } | null;
+/** A panel's data; `window` is only a hint (a snapshot has what it has: the chart zooms into it). */
+export type PanelLoader = (block: PanelBlock, window: PanelWindow) => Promise<PanelData>;
 
 /** Grid columns (of 6) a panel takes by its size: three small, two medium or one large per row. */
 const SPAN = { s: 2, m: 3, l: 6 } as const;
@@ -44,7 +47,11 @@ export class ReportPanelView {
   data: PanelData | null = null;
   chart: ChartPanel | null = null;
   private zoom: [number, number] | null = null;
+  private full: RunSeries[] = [];
+  loader: PanelLoader | null = null;
   private names = new Map<string, string>();
+  private colors = new Map<string, string>();
+  private groups = new Map<string, { id: string; label: string; color: string; order: number }>();
 
   constructor(
     readonly block: PanelBlock,
@@ -71,14 +78,20 @@ export class ReportPanelView {
     const keys = spec.keys ?? [];
     const multi = keys.length > 1;
     this.names = new Map(data.runs.map((run) => [run.id, run.name || run.id]));
-    const order = new Map(data.runs.map((run, i) => [run.id, i]));
-    const series: RunSeries[] = (data.history?.series ?? [])
-      .slice()
-      .sort((a, b) => (order.get(a.run) ?? 1e9) - (order.get(b.run) ?? 1e9) || keys.indexOf(a.key) - keys.indexOf(b.key))
-      .map((s) => {
-        const run = fromApi(s);
-        return multi ? { ...run, run: `${s.run}${KEY_SEP}${s.key}` } : run;
-      });
+    const series = this.seriesOf(data, keys, multi);
+    this.full = series;
+    // Colours by position (distinct for the first 20 series), or by group when the run set is grouped.
+    const grouped = Boolean(runSetOf(this.block).group) && data.runs.some((run) => "group" in run);
+    this.colors = new Map(series.map((s, i) => [s.run, paletteColor(i)]));
+    this.groups = new Map();
+    if (grouped) {
+      const labels = [...new Set(data.runs.map((run) => JSON.stringify(run.group ?? null)))];
+      for (const run of data.runs) {
+        const label = JSON.stringify(run.group ?? null);
+        const order = labels.indexOf(label);
+        this.groups.set(run.id, { id: label, label: run.group === null || run.group === undefined ? "(none)" : String(run.group), color: paletteColor(order), order });
+      }
+    }
     if (!series.length) return this.fail("error", title, data.runs.length ? `no points of ${keys.join(", ")} in these runs` : "the run set matches no runs");
     const size = spec.size && spec.size in PANEL_SIZES ? spec.size : "m";
     this.chart?.destroy();
@@ -89,10 +102,7 @@ export class ReportPanelView {
       zoom: null,
       height: PANEL_SIZES[size].height,
       runInfo: (id) => this.runInfo(id),
-      onZoom: (range) => {
-        this.zoom = range;
-        this.chart?.setOptions({ zoom: this.zoom });
-      },
+      onZoom: (range) => void this.zoomTo(range, keys, multi),
     });
     this.chart.loads++;
     this.el.replaceChildren(this.chart.el);
@@ -100,10 +110,46 @@ export class ReportPanelView {
     this.setState("drawn");
   }
 
+  /** The data's series in the run set's order (then key order); with several keys, one per (run, key). */
+  private seriesOf(data: PanelData, keys: string[], multi: boolean): RunSeries[] {
+    const order = new Map(data.runs.map((run, i) => [run.id, i]));
+    return (data.history?.series ?? [])
+      .slice()
+      .sort((a, b) => (order.get(a.run) ?? 1e9) - (order.get(b.run) ?? 1e9) || keys.indexOf(a.key) - keys.indexOf(b.key))
+      .map((s) => {
+        const run = fromApi(s);
+        return multi ? { ...run, run: `${s.run}${KEY_SEP}${s.key}` } : run;
+      });
+  }
+
+  /** Zoom into an x range: drawn at once from what the chart has, then asked for at full
+   * resolution (live reports); double-click goes back to the whole run. */
+  private async zoomTo(range: [number, number] | null, keys: string[], multi: boolean): Promise<void> {
+    this.zoom = range;
+    const chart = this.chart;
+    if (!chart) return;
+    chart.setOptions({ zoom: range });
+    if (!range) {
+      chart.setRuns(this.full);
+      return;
+    }
+    if (!this.loader) return;
+    try {
+      const data = await this.loader(this.block, { start: range[0], end: range[1], buckets: chart.buckets() });
+      if (this.zoom !== range || this.chart !== chart || data.access !== "ok" || data.error) return;
+      chart.loads++;
+      chart.setRuns(this.seriesOf(data, keys, multi));
+    } catch {
+      /* keep what is drawn */
+    }
+  }
+
   private runInfo(id: string): RunInfo {
     const [run, key] = id.split(KEY_SEP);
     const name = this.names.get(run) ?? run;
-    return { name: key ? `${name} · ${key}` : name, color: runColor(id) };
+    const group = this.groups.get(run);
+    if (group) return { name: key ? `${name} · ${key}` : name, color: group.color, group };
+    return { name: key ? `${name} · ${key}` : name, color: this.colors.get(id) ?? paletteColor(0) };
   }
 
   private fail(state: PanelState, title: string, reason: string): void {
@@ -161,6 +207,7 @@ export class ReportDocument {
         this.el.append(grid);
       }
       const view = new ReportPanelView(block, `${prefix}:${block.index}`);
+      view.loader = loader;
       this.panels.push(view);
       grid.append(view.el);
     }
@@ -177,7 +224,7 @@ export class ReportDocument {
           continue;
         }
         try {
-          const data = await this.loader(view.block);
+          const data = await this.loader(view.block, null);
           if (!this.stopped) view.show(data, null);
         } catch (error) {
           if (!this.stopped) view.show(null, String((error as Error).message ?? error));

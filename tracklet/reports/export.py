@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,6 +92,82 @@ class HttpReportSource:
     def panel_data(self, project: str, report_id: str, index: int, version: int) -> dict[str, Any]:
         return self._get(f"/api/v1/projects/{quote(project, safe='')}/reports/{quote(str(report_id), safe='')}"
                          f"/panels/{int(index)}/data", version=version, buckets=SNAPSHOT_BUCKETS)
+
+
+class LocalReportSource:
+    """A data root's reports (``<root>/reports.sqlite``) and runs (its store): what ``tracklet ui``
+    over that root answers, everything readable (a local root has no roles)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        from tracklet.api.local import LocalApi
+
+        self.root = Path(root)
+        self._api = LocalApi(self.root)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def _reports(self) -> Any:
+        from tracklet.errors import ReportNotFound
+        from tracklet.reports.service import open_local
+
+        found = open_local(self.root, create=False)
+        if found is None:
+            raise ReportNotFound(f"data root {self.root} has no reports")
+        return found
+
+    def report(self, project: str, report_id: str, version: int | None = None) -> dict[str, Any]:
+        try:
+            number = int(report_id)
+        except ValueError:
+            raise ReportError(f"a report id is a number; got {report_id!r}") from None
+        report: dict[str, Any] = self._reports().get(project, number, version)
+        return report
+
+    def panel_data(self, project: str, report_id: str, index: int, version: int) -> dict[str, Any]:
+        from tracklet.reports.document import parse
+        from tracklet.reports.runsets import panel_history, panel_project, run_entries, select_runs
+
+        panel = parse(self.report(project, report_id, version)["markdown"]).panel(index)
+        answer: dict[str, Any] = {"access": "ok", "error": None, "runs": [], "history": {"series": []}}
+        if panel.error is not None:
+            return {**answer, "error": panel.error}
+        store = self._api.store
+        where = panel_project(panel.runs, project)
+        try:
+            rows = select_runs(store, panel.runs, project)
+        except ReportError as problem:
+            return {**answer, "error": str(problem)}
+        if not rows:
+            return {**answer, "error": "none of the frozen runs is there any more" if panel.runs.get("frozen")
+                    else f"the run set matches no runs in project {where!r}"}
+        entries = run_entries(rows, where, panel.runs.get("group"))
+        x = panel.spec.get("x", "step")
+        frozen = panel.runs.get("frozen") or {}
+        try:
+            histories = panel_history(store, where, [row["run_id"] for row in rows], panel.spec["keys"], x=x,
+                                      max_step=frozen.get("max_step"), buckets=SNAPSHOT_BUCKETS)
+        except (ValueError, LookupError) as problem:
+            return {**answer, "runs": entries, "error": f"the history query failed: {problem}"}
+        return {**answer, "runs": entries, "history": {"series": [_compact(h, x == "step") for h in histories]}}
+
+
+def _compact(history: Any, by_step: bool) -> dict[str, Any]:
+    """One ``SeriesHistory`` as the history route writes it (``server/routes_compare.compact_series``)."""
+    import numpy as np
+
+    from tracklet.core.jsonsafe import json_floats
+
+    data: dict[str, Any] = {"run": history.run.split("/", 1)[1], "key": history.key, "exact": history.exact,
+                            "x": json_floats(np.asarray(history.x))}
+    if not by_step:
+        data["steps"] = np.asarray(history.steps).tolist()
+    if history.exact:
+        data["values"] = json_floats(np.asarray(history.values))
+    else:
+        for name in ("min", "max", "last"):
+            data[name] = json_floats(np.asarray(getattr(history, name)))
+    return data
 
 
 # ---------------------------------------------------------------------------------------- snapshot
@@ -274,22 +351,31 @@ def export_snapshot(snapshot: dict[str, Any], fmt: str, out: str | os.PathLike[s
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, html.encode("utf-8"))
         return [target]
+    # Playwright's sync API refuses to run in a thread with a running event loop (Jupyter, an
+    # async caller, another sync Playwright): Chromium is driven from a thread of its own.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracklet-report-export") as pool:
+        written, images = pool.submit(_render, html, fmt, target).result()
+    if fmt != "md":
+        return written
+    _atomic_write(target, markdown_with_images(snapshot["report"], quote(images.name)).encode("utf-8"))
+    return [target, *written]
+
+
+def _render(html: str, fmt: str, target: Path) -> tuple[list[Path], Path]:
+    """Open ``html`` in Chromium and write ``fmt`` (pdf, png, md's images); (paths, image directory)."""
     with tempfile.TemporaryDirectory(prefix="tracklet-report-") as work:
         page_path = Path(work) / "report.html"
         page_path.write_text(html, encoding="utf-8")
         with rendered(page_path) as page:
             if fmt == "pdf":
-                target.parent.mkdir(parents=True, exist_ok=True)
                 temporary = Path(work) / "report.pdf"
                 _write_pdf(page, temporary)
                 _atomic_write(target, temporary.read_bytes())
-                return [target]
+                return [target], target.parent
             if fmt == "png":
-                return _write_pngs(page, target)
+                return _write_pngs(page, target), target
             images = target.parent / f"{target.stem}_files"
-            written = _write_pngs(page, images)
-    _atomic_write(target, markdown_with_images(snapshot["report"], quote(images.name)).encode("utf-8"))
-    return [target, *written]
+            return _write_pngs(page, images), images
 
 
 def export_report(source: ReportSource, project: str, report_id: str, fmt: str, out: str | os.PathLike[str], *,

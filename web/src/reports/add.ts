@@ -77,7 +77,9 @@ export async function addToReportDialog(project: string, key: string, view: View
         const current = await reportsApi.get(project, select.value);
         report = await reportsApi.save(project, current.id, { markdown: appendBlock(current.markdown, block), parent: current.version });
       }
-      note.replaceChildren("Added: ", h("a", { href: reportHref(project, report.id), "data-link": true, text: `${report.title} (v${report.version})` }));
+      const link = h("a", { href: reportHref(project, report.id), "data-link": true, text: `${report.title} (v${report.version})` });
+      link.addEventListener("click", () => dialog.close()); // the router opens the report
+      note.replaceChildren("Added: ", link);
       note.dataset.report = report.id;
     } catch (error) {
       note.textContent = error instanceof ApiError ? `${error.message} (HTTP ${error.status})` : String(error);

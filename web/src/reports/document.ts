@@ -5,7 +5,7 @@
 // can't draw shows a card saying why (the block's error, the query's error, or "no access"),
 // never a blank space, and never stops the others.
 
-import { paletteColor } from "../colors";
+import { paletteColor, runColor } from "../colors";
 import { ChartPanel, type RunInfo } from "../charts/panel";
 import { fromApi, type RunSeries } from "../charts/data";
 import { PANEL_SIZES } from "../charts/workspace";
@@ -80,9 +80,10 @@ export class ReportPanelView {
     this.names = new Map(data.runs.map((run) => [run.id, run.name || run.id]));
     const series = this.seriesOf(data, keys, multi);
     this.full = series;
-    // Colours by position (distinct for the first 20 series), or by group when the run set is grouped.
+    // A run's colour is its own (the workspace's: a hash of its id, the same in every panel and page), its group's when
+    // the run set is grouped, or, in a panel of several keys, one per (run, key) by position (distinct for 20 series).
     const grouped = Boolean(runSetOf(this.block).group) && data.runs.some((run) => "group" in run);
-    this.colors = new Map(series.map((s, i) => [s.run, paletteColor(i)]));
+    this.colors = new Map(series.map((s, i) => [s.run, multi ? paletteColor(i) : runColor(s.run)]));
     this.groups = new Map();
     if (grouped) {
       const labels = [...new Set(data.runs.map((run) => JSON.stringify(run.group ?? null)))];
@@ -188,7 +189,6 @@ export class ReportDocument {
   private paintedAt: number | null = null;
   private readonly startedAt = performance.now();
   private readonly unregister: () => void;
-
   constructor(
     blocks: Block[],
     private readonly loader: PanelLoader,

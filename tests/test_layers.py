@@ -30,6 +30,7 @@ LAYERS = {
     "sweeps": 5,  # hyperparameter sweeps: Optuna studies, leases and agents over the core
     "tracing": 5,  # @tracklet.op spans on the run's queue; OTLP decoding for the server's receiver
     "reproduce": 5,  # tracklet reproduce / diff: a run back into a run, two runs compared
+    "reports": 5,  # reports: Markdown with tracklet-panel blocks, versions, view tokens (store + client)
     "server": 6, "compat": 6,  # the tracking server; the W&B API over the run and read APIs
     "importers": 7, "integrations": 7,  # W&B/TensorBoard importers; framework integrations
     "cli": 8,  # the command line

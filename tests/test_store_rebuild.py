@@ -24,6 +24,7 @@ from tracklet.server.auth import Accounts
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.errors import PromotionRequired
 from tracklet.registry.sql import ModelRegistry
+from tracklet.reports.sql import ReportStore
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
                                     artifact_versions, audit_events, automation_attempts, automation_deliveries,
                                     automations, event_outbox, log_heads, log_segments, sweep_journal,
@@ -213,6 +214,11 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
     with pytest.raises(PromotionRequired) as opened:
         registry.set_alias("model", "mnist", "production", "v0", actor="alice")
     registry.review(opened.value.request_id, "approve", reviewer="bob")
+    # Reports, their versions and view tokens (server migration s0008).
+    reports = ReportStore(store.engine)
+    report = reports.create("p", "Findings", "# loss\n", author="alice")
+    reports.save("p", report["id"], "# loss, lower\n", parent=1, author="alice")
+    reports.create_token("p", report["id"], author="alice")
 
     def kept() -> dict[str, list]:
         with store.engine.connect() as connection:

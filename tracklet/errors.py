@@ -41,6 +41,9 @@ __all__ = [
     "PackCorrupt",
     "RecipeError",
     "RecordLogError",
+    "ReportConflict",
+    "ReportError",
+    "ReportNotFound",
     "RecordRejected",
     "RegistryError",
     "PromotionRequired",
@@ -320,3 +323,21 @@ class ReproduceError(TrackletError, RuntimeError):
     """A run can't be reproduced as asked (recorded outside git, its commit or an input artifact
     gone, the diff no longer applies, the target directory not empty): the message names the part
     that can't be restored and why (``tracklet reproduce``, docs/reproduce.md)."""
+
+
+# ---------------------------------------------------------------- reports (tracklet.reports)
+
+
+class ReportError(TrackletError, ValueError):
+    """A report operation that can't be done as asked (a document over its size limit, a bad
+    version number, a request a server refused): the message names the report and the problem.
+    A bad panel spec is not one: it is the error of that panel only (docs/reports.md)."""
+
+
+class ReportNotFound(ReportError, LookupError):
+    """No such report (in that project), or no such version of it."""
+
+
+class ReportConflict(ReportError):
+    """A change that would overwrite someone else's: the save's parent is no longer the latest
+    version, or the report is published (published reports are immutable); the server answers 409."""

@@ -99,6 +99,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``shared_root``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_histograms, routes_ingest, routes_media, routes_read, routes_registry,
+                                 routes_reports,
                                  routes_run_data, routes_sweeps, routes_sweeps_write,
                                  routes_table_views, routes_tables, routes_traces)
     from tracklet.server.web import mount_dashboard
@@ -173,6 +174,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
                    routes_registry, routes_traces, routes_audit):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
+    # Reports guard themselves (routes_reports.report_guard): a report's view token stands in for a key there.
+    app.include_router(routes_reports.router, responses=guard_errors)
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
     async def health() -> HealthResponse:

@@ -22,6 +22,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tracklet.registry.tables import REGISTRY_TABLES
+from tracklet.reports.tables import REPORT_TABLES
 
 metadata = sa.MetaData()
 
@@ -153,6 +154,9 @@ artifact_aliases = sa.Table(
 # The model registry's tables (migration s0003, server/routes_registry.py) are defined once, in
 # tracklet/registry/tables.py (a data root keeps the same ones in its registry.sqlite), and copied here.
 registry_tables = tuple(table.to_metadata(metadata) for table in REGISTRY_TABLES)
+# Reports, their append-only versions and view tokens (migration s0008, server/routes_reports.py):
+# defined once in tracklet/reports/tables.py (a data root keeps them in reports.sqlite), copied here.
+report_tables = tuple(table.to_metadata(metadata) for table in REPORT_TABLES)
 
 # 64-bit ids on PostgreSQL; SQLite's rowid alias must be declared INTEGER to autoincrement.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -285,7 +289,8 @@ sweep_leases = sa.Table(
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
                  artifact_aliases, artifact_chunks, artifact_files, *registry_tables, audit_events, event_outbox,
-                 automations, automation_deliveries, automation_attempts, sweep_studies, sweep_journal, sweep_leases)
+                 automations, automation_deliveries, automation_attempts, sweep_studies, sweep_journal, sweep_leases,
+                 *report_tables)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

@@ -1,0 +1,212 @@
+"""Reports over the server's API (tracklet/server/routes_reports.py), with keys and project roles,
+on SQLite and a real PostgreSQL: create -> versions -> diff -> revert; a stale parent and a
+published report are 409; freeze pins the runs (a new run changes nothing); view tokens read their
+report only and a revoked one is 403; a panel of a project the viewer can't read is "denied" while
+the others draw; bad panels say their error and the rest of the report renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import QUIET
+from fastapi.testclient import TestClient
+
+import tracklet
+from tracklet.server.app import create_app
+
+
+def _record(root: Path, project: str, run_id: str, steps: int = 20, lr: float = 0.1) -> None:
+    run = tracklet.init(project=project, id=run_id, dir=str(root), settings=QUIET, config={"lr": lr})
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1), "acc": step / steps})
+    run.finish()
+
+
+def _panel(keys: str = "[loss]", runs: str = "") -> str:
+    return f"```tracklet-panel\nkeys: {keys}\n{runs}```\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request, tmp_path):
+    """An app that needs keys over a data root with runs in projects `p` and `secret`; `root`
+    has the admin's key, `alice` may read `p` only."""
+    store_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    root = tmp_path / "srv"
+    _record(root, "p", "a", lr=0.1)
+    _record(root, "p", "b", lr=0.001)
+    _record(root, "secret", "s")
+    app = create_app(root, store_url=store_url, automation_interval=60)
+    accounts = app.state.tracklet.authorizer.accounts
+    admin = accounts.create_user("root", admin=True).key
+    alice = accounts.create_user("alice").key
+    accounts.set_member("p", "alice", "read")
+    with TestClient(app) as http:
+        http.app_root = root  # type: ignore[attr-defined]
+        http.keys = {"root": {"Authorization": f"Bearer {admin}"},  # type: ignore[attr-defined]
+                     "alice": {"Authorization": f"Bearer {alice}"}}
+        yield http
+    app.state.tracklet.store.close()
+
+
+BASE = "/api/v1/projects/p/reports"
+
+
+def test_create_edit_versions_diff_revert_and_stale_parents(server):
+    admin = server.keys["root"]
+    created = server.post(BASE, json={"title": "Findings", "markdown": "# Loss\n\n" + _panel()}, headers=admin)
+    assert created.status_code == 200, created.text
+    report = created.json()
+    assert (report["version"], report["parent"], report["author"], report["title"]) == (1, None, "root", "Findings")
+    assert [block["kind"] for block in report["blocks"]] == ["text", "panel"]
+    assert report["blocks"][1]["spec"]["keys"] == ["loss"] and report["blocks"][1]["error"] is None
+    url = f"{BASE}/{report['id']}"
+
+    edited = server.put(url, json={"markdown": "# Loss, falling\n\n" + _panel("[loss, acc]"), "parent": 1},
+                        headers=admin)
+    assert edited.status_code == 200 and (edited.json()["version"], edited.json()["parent"]) == (2, 1)
+    stale = server.put(url, json={"markdown": "lost edit", "parent": 1}, headers=admin)
+    assert stale.status_code == 409 and "v2" in stale.json()["detail"]
+
+    versions = server.get(f"{url}/versions", headers=admin).json()["versions"]
+    assert [(v["version"], v["parent"], v["author"]) for v in versions] == [(1, None, "root"), (2, 1, "root")]
+    diff = server.get(f"{url}/diff", params={"a": 1, "b": 2}, headers=admin).json()["diff"]
+    assert "-# Loss\n" in diff and "+# Loss, falling\n" in diff and "+keys: [loss, acc]\n" in diff
+
+    reverted = server.post(f"{url}/revert", json={"version": 1}, headers=admin).json()
+    assert (reverted["version"], reverted["parent"]) == (3, 2)
+    assert reverted["markdown"] == report["markdown"]
+    assert server.get(url, params={"version": 2}, headers=admin).json()["markdown"].startswith("# Loss, falling")
+    listed = server.get(BASE, headers=admin).json()["reports"]
+    assert [(item["id"], item["version"], item["published_version"]) for item in listed] == [(report["id"], 3, None)]
+    assert server.get(f"{BASE}/999", headers=admin).status_code == 404
+    assert server.get(url, params={"version": 9}, headers=admin).status_code == 404
+    assert server.get(f"/api/v1/projects/secret/reports/{report['id']}", headers=admin).status_code == 404
+
+
+def test_a_published_report_refuses_edits(server):
+    admin = server.keys["root"]
+    report = server.post(BASE, json={"title": "R", "markdown": "v1\n"}, headers=admin).json()
+    url = f"{BASE}/{report['id']}"
+    server.put(url, json={"markdown": "v2\n", "parent": 1}, headers=admin)
+    published = server.post(f"{url}/publish", json={"version": 1}, headers=admin)
+    assert published.status_code == 200 and published.json()["published_version"] == 1
+    assert server.get(url, headers=admin).json()["markdown"] == "v1\n"  # what was published is what shows
+    for method, path, body in (("PUT", url, {"markdown": "v3\n", "parent": 2}), ("POST", f"{url}/revert", {"version": 1}),
+                               ("POST", f"{url}/freeze", None), ("POST", f"{url}/publish", {"version": 2})):
+        refused = server.request(method, path, json=body, headers=admin)
+        assert refused.status_code == 409, (path, refused.text)
+        assert "published" in refused.json()["detail"]
+    assert [v["version"] for v in server.get(f"{url}/versions", headers=admin).json()["versions"]] == [1, 2]
+
+
+def test_a_frozen_run_set_ignores_a_new_run_and_new_steps(server):
+    admin = server.keys["root"]
+    markdown = _panel(runs="runs:\n  filter: \"config.lr > 0.01\"\n")
+    report = server.post(BASE, json={"title": "R", "markdown": markdown}, headers=admin).json()
+    url = f"{BASE}/{report['id']}"
+    live = server.get(f"{url}/panels/0/data", headers=admin).json()
+    assert live["access"] == "ok" and live["error"] is None
+    assert [run["id"] for run in live["runs"]] == ["a"]
+    assert {series["run"] for series in live["history"]["series"]} == {"a"}
+    assert live["history"]["series"][0]["values"] == [1.0 / (step + 1) for step in range(20)]
+
+    frozen = server.post(f"{url}/freeze", headers=admin).json()
+    assert frozen["version"] == 2 and frozen["blocks"][0]["runs"]["frozen"] == {"run_ids": ["a"], "max_step": 19}
+    assert "frozen:" in frozen["markdown"]
+
+    _record(server.app_root, "p", "c", steps=40, lr=0.5)  # matches the filter, and logs past step 19
+    server.app.state.tracklet.indexer.index_all()
+    assert [run["id"] for run in server.get(f"{url}/panels/0/data", params={"version": 1}, headers=admin)
+            .json()["runs"]] == ["c", "a"]  # the live version sees it
+    pinned = server.get(f"{url}/panels/0/data", headers=admin).json()
+    assert [run["id"] for run in pinned["runs"]] == ["a"]
+    assert len(pinned["history"]["series"][0]["values"]) == 20
+
+
+def test_view_tokens_read_their_report_only_and_a_revoked_one_is_refused(server):
+    admin = server.keys["root"]
+    report = server.post(BASE, json={"title": "R", "markdown": "# shared\n" + _panel()}, headers=admin).json()
+    other = server.post(BASE, json={"title": "other", "markdown": "x\n"}, headers=admin).json()
+    url = f"{BASE}/{report['id']}"
+    made = server.post(f"{url}/tokens", json={"label": "reviewers"}, headers=admin).json()
+    token = made["token"]
+    assert token.startswith("trv_")
+    assert server.get(url).status_code == 401  # no key, no token
+    assert server.get(url, params={"token": token}).json()["title"] == "R"
+    assert server.get(url, headers={"X-Tracklet-Report-Token": token}).status_code == 200
+    data = server.get(f"{url}/panels/0/data", params={"token": token}).json()
+    assert data["access"] == "ok" and {run["id"] for run in data["runs"]} == {"a", "b"}
+    assert server.get(f"{url}/versions", params={"token": token}).status_code == 200
+    # Not another report, not a write, not the token list.
+    assert server.get(f"{BASE}/{other['id']}", params={"token": token}).status_code == 403
+    assert server.put(url, params={"token": token}, json={"markdown": "x", "parent": 1}).status_code == 403
+    assert server.get(f"{url}/tokens", params={"token": token}).status_code == 403
+    listed = server.get(f"{url}/tokens", headers=admin).json()["tokens"]
+    assert [(item["token_id"], item["label"], item["revoked_at"]) for item in listed] == [(made["token_id"], "reviewers", None)]
+    assert token.split("_")[2] not in str(listed)
+
+    assert server.delete(f"{url}/tokens/{made['token_id']}", headers=admin).status_code == 200
+    revoked = server.get(url, params={"token": token})
+    assert revoked.status_code == 403 and "revoked" in revoked.json()["detail"]
+    assert server.get(f"{url}/panels/0/data", params={"token": token}).status_code == 403
+    # Hashed at rest: the secret is in no column.
+    import sqlalchemy as sa
+
+    from tracklet.reports.tables import report_tokens
+    with server.app.state.tracklet.store.engine.connect() as connection:
+        stored = connection.execute(sa.select(report_tokens)).all()
+    assert token.split("_", 2)[2] not in str(stored)
+
+
+def test_a_panel_of_a_project_the_viewer_cannot_read_is_denied_and_the_others_draw(server):
+    admin, alice = server.keys["root"], server.keys["alice"]
+    markdown = ("# Mixed\n" + _panel() + _panel(runs="runs:\n  project: secret\n")
+                + _panel("[loss]", runs="runs:\n  project: nowhere-at-all\n"))
+    report = server.post(BASE, json={"title": "R", "markdown": markdown}, headers=admin).json()
+    url = f"{BASE}/{report['id']}"
+    assert server.get(url, headers=alice).status_code == 200
+    mine = server.get(f"{url}/panels/0/data", headers=alice).json()
+    assert mine["access"] == "ok" and mine["history"]["series"]
+    denied = server.get(f"{url}/panels/1/data", headers=alice)
+    assert denied.status_code == 200
+    assert denied.json() == {"access": "denied", "error": "no access to project 'secret'", "runs": [],
+                             "history": {"series": []}}
+    assert server.get(f"{url}/panels/1/data", headers=admin).json()["access"] == "ok"  # the admin reads it
+    # A token reads its report's project only.
+    token = server.post(f"{url}/tokens", headers=admin).json()["token"]
+    assert server.get(f"{url}/panels/1/data", params={"token": token}).json()["access"] == "denied"
+    assert server.get(f"{url}/panels/0/data", params={"token": token}).json()["access"] == "ok"
+    # Read-only users can't edit.
+    assert server.put(url, json={"markdown": "x", "parent": 1}, headers=alice).status_code == 403
+    assert server.get(f"{url}/panels/3/data", headers=alice).status_code == 404
+
+
+def test_bad_panels_say_their_error_and_the_rest_renders(server):
+    admin = server.keys["root"]
+    markdown = ("intro\n" + _panel() + "```tracklet-panel\nkeys: [loss]\nbogus: 1\nsmoothing: 1.5\n```\n"
+                + _panel(runs="runs:\n  filter: \"config.lr >\"\n") + _panel("[nothing/logged]")
+                + _panel(runs="runs:\n  filter: \"config.lr > 100\"\n") + "outro\n")
+    preview = server.post(f"{BASE}/preview", json={"markdown": markdown}, headers=server.keys["alice"])
+    assert preview.status_code == 200
+    errors = [block["error"] for block in preview.json()["blocks"] if block["kind"] == "panel"]
+    assert errors[0] is None
+    assert "unknown key 'bogus'" in errors[1] and "smoothing must be at least 0 and less than 1" in errors[1]
+    assert errors[2].startswith("runs.filter:")
+    assert server.get(BASE, headers=admin).json() == {"reports": []}  # a preview saves nothing
+
+    report = server.post(BASE, json={"title": "R", "markdown": markdown}, headers=admin).json()
+    url = f"{BASE}/{report['id']}"
+    answers = [server.get(f"{url}/panels/{index}/data", headers=admin).json() for index in range(5)]
+    assert answers[0]["error"] is None and answers[0]["history"]["series"]
+    assert "unknown key 'bogus'" in answers[1]["error"] and not answers[1]["runs"]
+    assert answers[2]["error"].startswith("runs.filter:")
+    assert answers[3]["error"] is None and answers[3]["runs"] and answers[3]["history"]["series"] == []
+    assert answers[4]["error"] == "the run set matches no runs in project 'p'"
+    assert {answer["access"] for answer in answers} == {"ok"}
+
+
+def test_integer_parameters_are_bounded(server):
+    admin = server.keys["root"]
+    for path in (f"{BASE}/{2**63}", f"{BASE}/0", f"{BASE}/1/panels/{2**63}/data", f"{BASE}/1?version={2**40}"):
+        assert server.get(path, headers=admin).status_code == 422, path

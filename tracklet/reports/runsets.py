@@ -1,0 +1,107 @@
+"""A panel's run set, resolved against a store (a data root's, or a server's: the same ``Store``):
+which runs it shows and their bucketed history.
+
+Live (no ``frozen``): the project's runs matching ``filter``, in ``sort`` order (newest first by
+default), at most ``limit``: the runs list's query (``Store.runs``). Frozen: exactly the pinned
+run ids (those still there, in the pinned order), and only their points at steps up to
+``max_step``, so runs logged since, or steps logged since, change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tracklet.errors import ReportError, RunNotIndexed
+
+_FIELDS = ("run_id", "name", "group_name", "config", "summary", "last_step", "state")
+_ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
+
+
+def panel_project(runs: dict[str, Any], report_project: str) -> str:
+    """The project a panel's runs come from: its own ``runs.project``, else the report's."""
+    return runs.get("project") or report_project
+
+
+def select_runs(store: Any, runs: dict[str, Any], report_project: str) -> list[dict[str, Any]]:
+    """The store rows of the runs the run set names now (``ReportError`` for a filter or sort
+    the store refuses)."""
+    project = panel_project(runs, report_project)
+    frozen = runs.get("frozen")
+    try:
+        if frozen:
+            pinned = list(frozen.get("run_ids") or [])
+            if not pinned:
+                return []
+            rows = {row["run_id"]: row for row in store.runs(project, fields=_FIELDS, run_ids=pinned)}
+            return [rows[run_id] for run_id in pinned if run_id in rows]
+        return store.runs(project, filter=runs.get("filter") or None, order_by=runs.get("sort") or None,
+                          limit=int(runs.get("limit") or 10), fields=_FIELDS)
+    except ValueError as problem:  # a filter or sort the store can't compile (FilterSyntaxError)
+        raise ReportError(f"the run set's query failed: {problem}") from None
+
+
+def freeze_pins(store: Any, runs: dict[str, Any], report_project: str) -> tuple[list[str], int | None]:
+    """(run ids, max step) that freezing ``runs`` pins: the runs it matches now and the highest
+    step any of them logged (None if none logged a step)."""
+    rows = select_runs(store, runs, report_project)
+    steps = [row["last_step"] for row in rows if row.get("last_step") is not None]
+    return [row["run_id"] for row in rows], (max(steps) if steps else None)
+
+
+def group_value(row: dict[str, Any], group: str | None) -> Any:
+    """The value a run has for the run set's ``group`` (``config.model``, ``summary.x``, a run
+    field such as ``group`` or ``job_type``); None when it has none."""
+    if not group:
+        return None
+    head, _, rest = group.partition(".")
+    if head in ("config", "summary") and rest:
+        value = (row.get(head) or {}).get(rest)
+        return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+    return row.get("group_name" if group == "group" else group)
+
+
+def run_entries(rows: list[dict[str, Any]], project: str, group: str | None) -> list[dict[str, Any]]:
+    """What the panel data route answers per run: id, name, project (and group, if grouped)."""
+    entries = []
+    for row in rows:
+        entry = {"id": row["run_id"], "name": row.get("name") or row["run_id"], "project": project}
+        if group:
+            entry["group"] = group_value(row, group)
+        entries.append(entry)
+    return entries
+
+
+def clip(history: Any, max_step: int) -> Any:
+    """``history`` (a ``SeriesHistory``) without its points past ``max_step``."""
+    keep = np.asarray(history.steps) <= max_step
+    if keep.all():
+        return history
+    for name in _ARRAYS:
+        value = getattr(history, name, None)
+        if value is not None:
+            setattr(history, name, np.asarray(value)[keep])
+    return history
+
+
+def panel_history(store: Any, project: str, run_ids: list[str], keys: list[str], *, x: str = "step",
+                  max_step: int | None = None, start: float | None = None, end: float | None = None,
+                  buckets: int | None = 1000) -> list[Any]:
+    """``Store.history`` of ``keys`` for the runs (``SeriesHistory`` per run and key with points),
+    up to ``max_step`` when frozen: on the step axis the window ends there (buckets stay as fine),
+    on another axis the points past it are dropped. Runs not in the store are left out."""
+    if not run_ids or not keys:
+        return []
+    if max_step is not None and x == "step":
+        end = max_step if end is None else min(end, max_step)
+    paths = [f"{project}/{run_id}" for run_id in run_ids]
+    try:
+        histories = store.history(paths, keys, x=x, start=start, end=end, buckets=buckets)
+    except RunNotIndexed:  # a pinned run deleted since: show the others
+        known = {row["run_id"] for row in store.runs(project, fields=("run_id",), run_ids=run_ids)}
+        paths = [f"{project}/{run_id}" for run_id in run_ids if run_id in known]
+        histories = store.history(paths, keys, x=x, start=start, end=end, buckets=buckets) if paths else []
+    if max_step is not None and x != "step":
+        histories = [clip(history, max_step) for history in histories]
+    return [history for history in histories if len(history)]

@@ -1,0 +1,70 @@
+"""Where a data root keeps its reports: ``<root>/reports.sqlite`` (``tables.py``), created on the
+first save; one ``ReportStore`` per file and process. A server keeps the same tables in its own
+database (``server/routes_reports.py``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from tracklet.reports.sql import ReportStore
+
+REPORTS_FILE = "reports.sqlite"
+
+_opened: dict[str, ReportStore] = {}
+_opened_lock = threading.Lock()
+
+
+def reports_file(root: str | os.PathLike) -> Path:
+    return Path(root).expanduser() / REPORTS_FILE
+
+
+def open_local(root: str | os.PathLike, *, create: bool = True) -> ReportStore | None:
+    """The reports of data root ``root``; None if it has none and not ``create``."""
+    import sqlalchemy as sa
+
+    path = reports_file(root)
+    key = str(path.resolve() if path.exists() else path)
+    with _opened_lock:
+        found = _opened.get(key)
+        if found is not None:
+            return found
+        if not path.is_file():
+            if not create:
+                return None
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
+            cursor.close()
+
+        _create_tables(engine)
+        found = _opened[key] = ReportStore(engine)
+        return found
+
+
+def _create_tables(engine: Any) -> None:
+    """The tables, if missing; a concurrent creator's "already exists" is their winner's work."""
+    import sqlalchemy as sa
+
+    from tracklet.reports.tables import metadata
+
+    for attempt in range(10):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except sa.exc.OperationalError as error:
+            if "already exists" not in str(error) or attempt == 9:
+                raise
+
+
+def default_actor() -> str:
+    """Who saves in local mode: ``$TRACKLET_ACTOR``, else the OS user (as the registry's)."""
+    from tracklet.registry.service import default_actor as actor
+
+    return actor()

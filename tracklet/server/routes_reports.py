@@ -1,0 +1,463 @@
+"""Reports over HTTP (docs/reports.md): ``/api/v1/projects/{project}/reports...``, over
+``tracklet.reports.sql.ReportStore`` (the server's database: migration ``s0008_reports``; for
+``tracklet ui``, the data root's ``reports.sqlite``).
+
+Who may do what: project roles, as on every ``{project}`` route (reading needs ``read``; saving,
+reverting, publishing, freezing and managing view tokens ``write``; a preview parses only, so
+``read``). A view token (``?token=`` or ``X-Tracklet-Report-Token``) stands in for a key on the GET
+routes of its own report only (the report, its versions, a diff, a panel's data), never on its
+token list; a revoked token, or one of another report, is 403. The actor of every change is the
+API key's user, never a value the client sends.
+
+A panel's data (``panels/{index}/data``) resolves its run set (live, or the frozen run ids and
+max step) and answers the history ``GET /projects/{p}/history`` would for those runs and keys. A
+panel whose project the viewer may not read answers ``access: "denied"`` (a view token reads the
+report's own project only); a bad spec, a query error or a run set that matches nothing answer
+``error`` with the reason. None of them fails the request: the rest of the report renders.
+404: no such report, version or panel; 409: a stale parent, or a published report; 400: a bad body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from tracklet.core.layout import check_name
+from tracklet.errors import ReportConflict, ReportError, ReportNotFound, RunNotIndexed
+from tracklet.reports.document import MAX_MARKDOWN_CHARS, MAX_PANELS, parse
+from tracklet.reports.runsets import freeze_pins, panel_history, panel_project, run_entries, select_runs
+from tracklet.reports.sql import MAX_TITLE_CHARS, ReportStore
+from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
+from tracklet.server.models import CompareHistoryResponse, RowId, errors, json_response
+from tracklet.server.routes_compare import compact_series
+
+TOKEN_HEADER = "x-tracklet-report-token"
+MAX_VERSION = 2**31 - 1  # version numbers are 32-bit integers in the tables
+VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION, description="A version number (from 1)")]
+PanelIndex = Annotated[int, Path(ge=0, le=MAX_PANELS - 1, description="The panel's index (from 0, in document order)")]
+_ERRORS = errors(400, 404, 409)
+
+
+# ------------------------------------------------------------------ request and response bodies
+
+
+class CreateReportRequest(BaseModel):
+    title: str | None = Field(default=None, max_length=MAX_TITLE_CHARS)
+    markdown: str = Field(default="", max_length=MAX_MARKDOWN_CHARS)
+
+
+class PreviewRequest(BaseModel):
+    markdown: str = Field(max_length=MAX_MARKDOWN_CHARS)
+
+
+class SaveReportRequest(BaseModel):
+    markdown: str = Field(max_length=MAX_MARKDOWN_CHARS)
+    title: str | None = Field(default=None, max_length=MAX_TITLE_CHARS, description="unchanged if left out")
+    parent: VersionNumber = Field(description="the version this edit was made from: must be the latest (else 409)")
+
+
+class VersionRequest(BaseModel):
+    version: VersionNumber
+
+
+class TokenRequest(BaseModel):
+    label: str = Field(default="", max_length=300, description="who or what the token is for")
+
+
+class ReportSummary(BaseModel):
+    id: int
+    project: str
+    title: str
+    version: int = Field(description="the latest version")
+    author: str = Field(description="the latest version's author")
+    created_at: float
+    updated_at: float
+    published_version: int | None = Field(description="set once published: the report is then immutable")
+
+
+class ReportsResponse(BaseModel):
+    reports: list[ReportSummary]
+
+
+class TextBlockModel(BaseModel):
+    kind: Literal["text"]
+    markdown: str
+
+
+class PanelBlockModel(BaseModel):
+    """A `tracklet-panel` block: `spec` (title, keys, x, smoothing, log_y, size, defaults filled
+    in), `runs` (project: null means the report's; filter, sort, limit, group, frozen), `error`
+    naming every problem of the block (then spec and runs hold what could be read)."""
+
+    kind: Literal["panel"]
+    index: int
+    spec: dict[str, Any]
+    runs: dict[str, Any]
+    error: str | None
+
+
+Block = Annotated[TextBlockModel | PanelBlockModel, Field(discriminator="kind")]
+
+
+class ReportModel(BaseModel):
+    """One version of a report: `version` is the one shown (by default the published version,
+    else the latest), `latest_version` the newest there is; `updated_at` when `version` was saved."""
+
+    id: int
+    project: str
+    title: str
+    version: int
+    latest_version: int
+    parent: int | None
+    author: str
+    created_at: float
+    updated_at: float
+    published_version: int | None
+    note: str = Field(description="what made this version: created, edited, reverted to vN, froze run sets")
+    markdown: str
+    blocks: list[Block]
+
+
+class PreviewResponse(BaseModel):
+    blocks: list[Block]
+
+
+class ReportVersionModel(BaseModel):
+    version: int
+    parent: int | None
+    title: str
+    author: str
+    created_at: float
+    note: str
+
+
+class ReportVersionsResponse(BaseModel):
+    versions: list[ReportVersionModel]
+
+
+class ReportDiffResponse(BaseModel):
+    diff: str = Field(description="a unified diff of the two versions' markdown (the title first)")
+
+
+class PanelRun(BaseModel):
+    id: str
+    name: str
+    project: str
+    group: Any = Field(default=None, description="the run's value of the run set's `group`, when grouped")
+
+
+class PanelDataResponse(BaseModel):
+    """`access: "denied"`: the viewer may not read the panel's project (nothing else is said about
+    it); `error`: why the panel shows nothing (a bad spec, a query error, no matching runs)."""
+
+    access: Literal["ok", "denied"]
+    error: str | None
+    runs: list[PanelRun]
+    history: CompareHistoryResponse
+
+
+class TokenCreatedResponse(BaseModel):
+    token_id: str
+    token: str = Field(description="the view token: shown this once, kept hashed")
+
+
+class ReportTokenModel(BaseModel):
+    token_id: str
+    label: str
+    created_by: str
+    created_at: float
+    revoked_at: float | None
+
+
+class ReportTokensResponse(BaseModel):
+    tokens: list[ReportTokenModel]
+
+
+class RevokedResponse(BaseModel):
+    revoked: str
+
+
+# ------------------------------------------------------------------ access
+
+
+def reports_of(request: Request) -> ReportStore | None:
+    """The server's reports (its database); for ``tracklet ui`` the data root's reports.sqlite
+    (None until a report was saved there)."""
+    state = request.app.state
+    found = getattr(state, "report_store", None)
+    if found is not None:
+        return found
+    root = getattr(state, "registry_root", None)  # set for a local data root (tracklet ui)
+    if root is not None:
+        from tracklet.reports.service import open_local
+
+        found = open_local(root, create=False)
+        if found is None:
+            return None
+    else:
+        found = ReportStore(state.tracklet.artifacts.engine)
+    state.report_store = found
+    return found
+
+
+def _store(request: Request) -> ReportStore:
+    found = reports_of(request)
+    if found is None:
+        raise HTTPException(status_code=404, detail="no reports: none was saved in this data root")
+    return found
+
+
+def _token(request: Request) -> str | None:
+    return request.query_params.get("token") or request.headers.get(TOKEN_HEADER) or None
+
+
+def report_guard(request: Request) -> None:
+    """This router's gate (in place of ``app.require_access``): a view token on its report's GET
+    routes, else the API key's project role (read for GET and previews, write for the rest and for
+    view tokens)."""
+    project = check_name("project", request.path_params.get("project", ""))  # 400 for a bad name
+    authorizer = request.app.state.tracklet.authorizer
+    if authorizer is None:  # --dev and tracklet ui (whose own ?token= is not a report's): no roles to check
+        request.state.principal = DEV_PRINCIPAL
+        return
+    token = _token(request)
+    if token is not None:
+        report_id = request.path_params.get("report_id")
+        if request.method not in ("GET", "HEAD") or report_id is None or "/tokens" in request.url.path:
+            raise HTTPException(status_code=403, detail="a report view token only reads its own report "
+                                "(GET of the report, its versions, diffs and panel data)")
+        found = reports_of(request)
+        try:
+            number = int(report_id)
+        except ValueError:
+            number = 0
+        if found is None or not found.token_allows(project, number, token):
+            raise HTTPException(status_code=403, detail=f"the view token is not valid for report {report_id} of "
+                                f"project {project!r} (revoked, mistyped, or another report's)")
+        request.state.report_token = True
+        return
+    path = request.url.path
+    # Token listings are for those who may make tokens; a preview saves nothing.
+    reading = "/tokens" not in path and (request.method in ("GET", "HEAD") or path.endswith("/reports/preview"))
+    authorizer.check(request, project, "read" if reading else "write")
+
+
+def _actor(request: Request) -> str:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else "unknown"
+
+
+def _may_read(request: Request, project: str, report_project: str) -> bool:
+    """Whether the viewer may read ``project`` (a panel's): a view token reads only its report's."""
+    if getattr(request.state, "report_token", False):
+        return project == report_project
+    authorizer = request.app.state.tracklet.authorizer
+    if authorizer is None or project == report_project:  # the guard checked the report's project
+        return True
+    principal = authorizer.principal(request)
+    exists, role = authorizer.accounts.role(principal, project)
+    return exists and role_at_least(role, "read")
+
+
+def _refused(error: Exception) -> HTTPException:
+    if isinstance(error, ReportNotFound):
+        return HTTPException(status_code=404, detail=str(error))
+    if isinstance(error, ReportConflict):
+        return HTTPException(status_code=409, detail=str(error))
+    return HTTPException(status_code=400, detail=str(error))
+
+
+router = APIRouter(prefix="/api/v1/projects/{project}/reports", tags=["reports"],
+                   dependencies=[Depends(report_guard)])
+
+
+# ------------------------------------------------------------------ routes
+
+
+@router.get("", response_model=ReportsResponse, responses=_ERRORS, summary="A project's reports")
+def list_reports(request: Request, project: str) -> dict[str, Any]:
+    """Most recently changed first."""
+    found = reports_of(request)
+    return {"reports": found.list_reports(project) if found is not None else []}
+
+
+@router.post("", response_model=ReportModel, responses=_ERRORS, summary="Create a report")
+def create_report(request: Request, project: str, body: CreateReportRequest) -> dict[str, Any]:
+    """Version 1 of a new report. Bad panels don't refuse it: each says its error in `blocks`."""
+    try:
+        return _store(request).create(project, body.title, body.markdown, author=_actor(request))
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.post("/preview", response_model=PreviewResponse, responses=_ERRORS, summary="Parse a report's markdown")
+def preview(project: str, body: PreviewRequest) -> dict[str, Any]:
+    """The blocks `markdown` parses into, each panel validated; nothing is saved."""
+    try:
+        return {"blocks": parse(body.markdown).to_json()}
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.get("/{report_id}", response_model=ReportModel, responses=_ERRORS, summary="A report")
+def get_report(request: Request, project: str, report_id: RowId,
+               version: int | None = Query(None, ge=1, le=MAX_VERSION,
+                                           description="default: the published version, else the latest")
+               ) -> dict[str, Any]:
+    try:
+        return _store(request).get(project, report_id, version)
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.put("/{report_id}", response_model=ReportModel, responses=_ERRORS, summary="Save a new version")
+def save_report(request: Request, project: str, report_id: RowId, body: SaveReportRequest) -> dict[str, Any]:
+    """A new version edited from `parent`: 409 if `parent` is not the latest, or the report is published."""
+    try:
+        return _store(request).save(project, report_id, body.markdown, parent=body.parent, title=body.title,
+                                    author=_actor(request))
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.get("/{report_id}/versions", response_model=ReportVersionsResponse, responses=_ERRORS,
+            summary="A report's versions")
+def report_versions(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
+    try:
+        return {"versions": _store(request).versions(project, report_id)}
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.get("/{report_id}/diff", response_model=ReportDiffResponse, responses=_ERRORS,
+            summary="Two versions compared")
+def report_diff(request: Request, project: str, report_id: RowId,
+                a: int = Query(..., ge=1, le=MAX_VERSION), b: int = Query(..., ge=1, le=MAX_VERSION)
+                ) -> dict[str, Any]:
+    try:
+        return {"diff": _store(request).diff(project, report_id, a, b)}
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.post("/{report_id}/revert", response_model=ReportModel, responses=_ERRORS,
+             summary="A new version equal to an old one")
+def revert_report(request: Request, project: str, report_id: RowId, body: VersionRequest) -> dict[str, Any]:
+    try:
+        return _store(request).revert(project, report_id, body.version, author=_actor(request))
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.post("/{report_id}/publish", response_model=ReportModel, responses=_ERRORS,
+             summary="Publish a version (the report becomes immutable)")
+def publish_report(request: Request, project: str, report_id: RowId, body: VersionRequest) -> dict[str, Any]:
+    try:
+        return _store(request).publish(project, report_id, body.version, author=_actor(request))
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.post("/{report_id}/freeze", response_model=ReportModel, responses=_ERRORS,
+             summary="Pin every live panel's runs and max step (a new version)")
+def freeze_report(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
+    """Each live panel's run set is resolved now and written into its block as `runs.frozen`
+    (`run_ids`, `max_step`). Needs `read` on every panel's project (else 403)."""
+    store = request.app.state.tracklet.store
+
+    def resolve(runs: dict[str, Any], report_project: str) -> tuple[list[str], int | None]:
+        project_name = panel_project(runs, report_project)
+        if not _may_read(request, project_name, report_project):
+            raise HTTPException(status_code=403, detail=f"freezing needs read access to project {project_name!r}")
+        return freeze_pins(store, runs, report_project)
+
+    try:
+        return _store(request).freeze(project, report_id, resolve, author=_actor(request))
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+def _panel_answer(access: str, error: str | None, runs: list[dict[str, Any]] | None = None,
+                  series: list[dict[str, Any]] | None = None) -> Response:
+    # Millions of numbers at most: serialised as they are (models.json_response), not validated.
+    return json_response({"access": access, "error": error, "runs": runs or [], "history": {"series": series or []}})
+
+
+@router.get("/{report_id}/panels/{index}/data", response_model=PanelDataResponse, responses=_ERRORS,
+            summary="A panel's runs and their history")
+def panel_data(request: Request, project: str, report_id: RowId, index: PanelIndex,
+               version: int | None = Query(None, ge=1, le=MAX_VERSION),
+               start: float | None = Query(None, description="Window start, in the unit of the panel's x"),
+               end: float | None = Query(None, description="Window end, in the unit of the panel's x"),
+               buckets: int = Query(1000, ge=0, le=100_000, description="Buckets per series (0: every point)"),
+               ) -> Response:
+    """The runs the panel's run set names (live, or frozen: its run ids, up to its max step) and,
+    per run and key, what `GET /projects/{p}/history` answers. `access: "denied"` when the viewer
+    may not read the panel's project; `error` for a bad spec, a failed query or no matching runs."""
+    try:
+        report = _store(request).get(project, report_id, version)
+        panel = parse(report["markdown"]).panel(index)
+    except ReportError as error:
+        raise HTTPException(status_code=404 if "no panel" in str(error) else _refused(error).status_code,
+                            detail=str(error)) from None
+    runs_spec = panel.runs
+    panel_project_name = panel_project(runs_spec, project) if runs_spec else project
+    if not _may_read(request, panel_project_name, project):
+        return _panel_answer("denied", f"no access to project {panel_project_name!r}")
+    if panel.error is not None:
+        return _panel_answer("ok", panel.error)
+    store = request.app.state.tracklet.store
+    try:
+        rows = select_runs(store, runs_spec, project)
+    except ReportError as error:
+        return _panel_answer("ok", str(error))
+    entries = run_entries(rows, panel_project_name, runs_spec.get("group"))
+    if not rows:
+        frozen = runs_spec.get("frozen")
+        return _panel_answer("ok", "none of the frozen runs is there any more" if frozen
+                             else f"the run set matches no runs in project {panel_project_name!r}")
+    frozen = runs_spec.get("frozen") or {}
+    x = panel.spec.get("x", "step")
+    try:
+        histories = panel_history(store, panel_project_name, [row["run_id"] for row in rows], panel.spec["keys"],
+                                  x=x, max_step=frozen.get("max_step"), start=start, end=end,
+                                  buckets=buckets or None)
+    except (ValueError, RunNotIndexed) as error:
+        return _panel_answer("ok", f"the history query failed: {error}", entries)
+    series = [compact_series(history, x == "step") for history in histories]
+    return _panel_answer("ok", None, entries, series)
+
+
+@router.post("/{report_id}/tokens", response_model=TokenCreatedResponse, responses=_ERRORS,
+             summary="Create a view token")
+def create_token(request: Request, project: str, report_id: RowId, body: TokenRequest | None = None
+                 ) -> dict[str, Any]:
+    """A token that reads this report (and its panels of this project) without an account."""
+    try:
+        return _store(request).create_token(project, report_id, author=_actor(request),
+                                            label=body.label if body is not None else "")
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.get("/{report_id}/tokens", response_model=ReportTokensResponse, responses=_ERRORS,
+            summary="A report's view tokens (never their secrets)")
+def list_tokens(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
+    try:
+        return {"tokens": _store(request).tokens(project, report_id)}
+    except ReportError as error:
+        raise _refused(error) from None
+
+
+@router.delete("/{report_id}/tokens/{token_id}", response_model=RevokedResponse, responses=_ERRORS,
+               summary="Revoke a view token")
+def revoke_token(request: Request, project: str, report_id: RowId,
+                 token_id: str = Path(..., max_length=32, pattern="^[A-Za-z0-9]+$")) -> dict[str, Any]:
+    try:
+        _store(request).revoke_token(project, report_id, token_id)
+    except ReportError as error:
+        raise _refused(error) from None
+    return {"revoked": token_id}

@@ -81,6 +81,10 @@ def _register() -> None:
                     audit.audit_group, audit.automation_group, reproduce.reproduce, diff.diff):
         main.add_command(command)
 
+    from tracklet.cli import report_export
+
+    report_export.attach(main)
+
 
 _register()
 

@@ -38,7 +38,8 @@ def _source(ctx: click.Context, url: str | None, token: str | None) -> Any:
         return HttpReportSource(url, token=token)
     if token:
         raise CliError("--token is a server's report view token: give the server with --url")
-    return LocalReportSource(Path(_state(ctx).api.root))
+    api = _state(ctx).api
+    return LocalReportSource(Path(api.root), store=api.store)
 
 
 @click.command("export")
@@ -75,3 +76,12 @@ def export(ctx: click.Context, reference: str, fmt: str | None, output: Path, pr
             close()
     for path in written:
         click.echo(str(path))
+
+
+def attach(group: click.Group) -> None:
+    """Put ``export`` under the ``report`` group (cli/report.py's; made here if it has none yet)."""
+    reports = group.commands.get("report")
+    if not isinstance(reports, click.Group):
+        reports = click.Group("report", help="Reports: Markdown documents with live charts (docs/reports.md).")
+        group.add_command(reports)
+    reports.add_command(export)

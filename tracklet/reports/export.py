@@ -98,14 +98,25 @@ class LocalReportSource:
     """A data root's reports (``<root>/reports.sqlite``) and runs (its store): what ``tracklet ui``
     over that root answers, everything readable (a local root has no roles)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        from tracklet.api.local import LocalApi
-
+    def __init__(self, root: str | os.PathLike[str], *, store: Any = None) -> None:
+        """``store``: the root's ``tracklet.store.Store`` (default: its SQLite store, indexed now)."""
         self.root = Path(root)
-        self._api = LocalApi(self.root)
+        self._store = store
+        self._own_store = store is None
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from tracklet.store import Store
+
+            self._store = Store(None, root=self.root)
+            self._store.index(wait=5.0)  # what another indexer committed, if it holds the lock longer
+        return self._store
 
     def close(self) -> None:
-        self._api.close()
+        if self._own_store and self._store is not None:
+            self._store.close()
+            self._store = None
 
     def _reports(self) -> Any:
         from tracklet.errors import ReportNotFound
@@ -132,7 +143,7 @@ class LocalReportSource:
         answer: dict[str, Any] = {"access": "ok", "error": None, "runs": [], "history": {"series": []}}
         if panel.error is not None:
             return {**answer, "error": panel.error}
-        store = self._api.store
+        store = self.store
         where = panel_project(panel.runs, project)
         try:
             rows = select_runs(store, panel.runs, project)

@@ -84,8 +84,8 @@ export const sweepHref = (project: string, sweepId: string) =>
   `${projectHref(project)}/sweeps/${encodeURIComponent(sweepId)}`;
 
 export const reportsHref = (project: string) => `${projectHref(project)}/reports`;
-export const reportHref = (project: string, id: string) => `${reportsHref(project)}/${encodeURIComponent(id)}`;
-export const reportEditHref = (project: string, id: string) => `${reportHref(project, id)}/edit`;
+export const reportHref = (project: string, id: string | number) => `${reportsHref(project)}/${encodeURIComponent(id)}`;
+export const reportEditHref = (project: string, id: string | number) => `${reportHref(project, id)}/edit`;
 
 let onNavigate: () => void = () => {};
 

@@ -20,7 +20,7 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
   exportButton.addEventListener("click", async () => {
     exportButton.disabled = true;
     try {
-      download(await exportHtml(report, doc.snapshot()), `${(report.title || report.id).replace(/[^\w.-]+/g, "_")}.html`);
+      download(await exportHtml(report, doc.snapshot()), `${String(report.title || report.id).replace(/[^\w.-]+/g, "_")}.html`);
     } finally {
       exportButton.disabled = false;
     }

@@ -80,7 +80,7 @@ export async function addToReportDialog(project: string, key: string, view: View
       const link = h("a", { href: reportHref(project, report.id), "data-link": true, text: `${report.title} (v${report.version})` });
       link.addEventListener("click", () => dialog.close()); // the router opens the report
       note.replaceChildren("Added: ", link);
-      note.dataset.report = report.id;
+      note.dataset.report = String(report.id);
     } catch (error) {
       note.textContent = error instanceof ApiError ? `${error.message} (HTTP ${error.status})` : String(error);
     }

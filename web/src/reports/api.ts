@@ -3,6 +3,7 @@
 // sent with every request as X-Tracklet-Report-Token; an API key as the other routes send it.
 
 import { ApiError, plottable, type Series } from "../api";
+import type { components } from "../api-types";
 import { askForKey, storedKey } from "../auth";
 
 export type PanelSize = "s" | "m" | "l";
@@ -28,48 +29,21 @@ export interface PanelSpec {
   runs?: RunSetSpec;
 }
 
-export type TextBlock = { kind: "text"; markdown: string };
-export type PanelBlock = { kind: "panel"; index: number; spec: PanelSpec | null; runs?: RunSetSpec | null; error: string | null };
+type Schemas = components["schemas"];
+
+export type TextBlock = Schemas["TextBlockModel"];
+/** A panel block: the generated type with `spec` and `runs` read as what they hold. */
+export type PanelBlock = Omit<Schemas["PanelBlockModel"], "spec" | "runs"> & { spec: PanelSpec | null; runs?: RunSetSpec | null };
 export type Block = TextBlock | PanelBlock;
-
-export interface ReportSummary {
-  id: string;
-  title: string;
-  version: number;
-  author: string | null;
-  updated_at: number | string | null;
-  published_version: number | null;
-}
-
-export interface Report extends ReportSummary {
-  project: string;
-  /** The newest version (`version` is the one shown: by default the published one, else the newest). */
-  latest_version?: number;
-  /** What made this version: created, edited, reverted to vN, froze run sets. */
-  note?: string;
-  parent: number | null;
-  created_at: number | string | null;
-  markdown: string;
-  blocks: Block[];
-}
-
-export interface ReportVersion {
-  version: number;
-  parent?: number | null;
-  author?: string | null;
-  created_at?: number | string | null;
-  title?: string;
-  note?: string;
-  published?: boolean;
-}
-
+export type ReportSummary = Schemas["ReportSummary"];
+/** One version of a report (`version` is the one shown: by default the published one, else the newest). */
+export type Report = Omit<Schemas["ReportModel"], "blocks"> & { blocks: Block[] };
+export type ReportVersion = Schemas["ReportVersionModel"] & { published?: boolean };
 /** What a panel draws: its runs and their history (the /history body), or why it can't. */
-export interface PanelData {
-  access: "ok" | "denied";
-  error: string | null;
-  runs: { id: string; name: string | null; project: string; group?: string | number | boolean | null }[];
+export type PanelData = Omit<Schemas["PanelDataResponse"], "history" | "runs"> & {
+  runs: (Omit<Schemas["PanelRun"], "group"> & { group?: string | number | boolean | null })[];
   history: { series: Series[] } | null;
-}
+};
 
 const enc = encodeURIComponent;
 
@@ -115,21 +89,19 @@ async function call<T>(method: string, path: string, body?: unknown, query: Reco
 const base = (project: string) => `/projects/${enc(project)}/reports`;
 
 export const reportsApi = {
-  list: (project: string) => call<{ reports: ReportSummary[] }>("GET", base(project)),
+  list: (project: string) => call<Schemas["ReportsResponse"]>("GET", base(project)),
   create: (project: string, title: string, markdown: string) => call<Report>("POST", base(project), { title, markdown }),
-  preview: (project: string, markdown: string) => call<{ blocks: Block[] }>("POST", `${base(project)}/preview`, { markdown }),
-  get: (project: string, id: string, version?: number | null) => call<Report>("GET", `${base(project)}/${enc(id)}`, undefined, { version }),
-  save: (project: string, id: string, body: { markdown: string; title?: string; parent: number }) =>
+  preview: (project: string, markdown: string) => call<{ blocks: Block[] }>("POST", `${base(project)}/preview`, { markdown } satisfies Schemas["PreviewRequest"]),
+  get: (project: string, id: string | number, version?: number | null) => call<Report>("GET", `${base(project)}/${enc(id)}`, undefined, { version }),
+  save: (project: string, id: string | number, body: { markdown: string; title?: string; parent: number }) =>
     call<Report>("PUT", `${base(project)}/${enc(id)}`, body),
-  versions: (project: string, id: string) =>
-    call<{ versions: ReportVersion[] } | ReportVersion[]>("GET", `${base(project)}/${enc(id)}/versions`).then((body) =>
-      Array.isArray(body) ? body : body.versions,
-    ),
-  diff: (project: string, id: string, a: number, b: number) => call<{ diff: string }>("GET", `${base(project)}/${enc(id)}/diff`, undefined, { a, b }),
-  revert: (project: string, id: string, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/revert`, { version }),
-  publish: (project: string, id: string, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
-  freeze: (project: string, id: string) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
-  panelData: (project: string, id: string, index: number, version?: number | null, window?: { start: number; end: number; buckets: number } | null) =>
+  versions: (project: string, id: string | number) =>
+    call<Schemas["ReportVersionsResponse"]>("GET", `${base(project)}/${enc(id)}/versions`).then((body) => body.versions as ReportVersion[]),
+  diff: (project: string, id: string | number, a: number, b: number) => call<Schemas["ReportDiffResponse"]>("GET", `${base(project)}/${enc(id)}/diff`, undefined, { a, b }),
+  revert: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/revert`, { version }),
+  publish: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
+  freeze: (project: string, id: string | number) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
+  panelData: (project: string, id: string | number, index: number, version?: number | null, window?: { start: number; end: number; buckets: number } | null) =>
     call<PanelData>("GET", `${base(project)}/${enc(id)}/panels/${index}/data`, undefined, { version, ...(window ?? {}) }).then((data) => ({
       ...data,
       history: data.history ? plottable(data.history as never) : null,

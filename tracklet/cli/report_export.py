@@ -52,12 +52,14 @@ def _source(ctx: click.Context, url: str | None, token: str | None) -> Any:
 @click.option("-p", "--project", default=None, help="the report's project (or name it PROJECT/ID)")
 @click.option("--version", "version", type=click.IntRange(1, 2**31 - 1), default=None,
               help="a version of the report (default: the published one, else the newest)")
+@click.option("--buckets", type=click.IntRange(1, 100_000), default=None,
+              help="points per series at most (min/max/last buckets beyond; default: by panel size, about one per 2 px)")
 @click.option("--url", default=None, envvar="TRACKLET_REPORT_URL", help="a tracking server's URL (default: the data root)")
 @click.option("--token", default=None, help="a report view token (with --url), instead of an API key")
 @click.pass_context
 @_handle_errors
 def export(ctx: click.Context, reference: str, fmt: str | None, output: Path, project: str | None, version: int | None,
-           url: str | None, token: str | None) -> None:
+           buckets: int | None, url: str | None, token: str | None) -> None:
     """Export a report: an offline HTML file, a PDF, PNGs per panel, or Markdown with images."""
     from tracklet.reports.export import export_report
 
@@ -69,7 +71,7 @@ def export(ctx: click.Context, reference: str, fmt: str | None, output: Path, pr
             raise CliError(f"say which format with --format ({', '.join(_FORMATS)}): -o {output} has no known suffix")
     source = _source(ctx, url, token)
     try:
-        written = export_report(source, project, report_id, fmt, output, version=version)
+        written = export_report(source, project, report_id, fmt, output, version=version, buckets=buckets)
     finally:
         close = getattr(source, "close", None)
         if close is not None:

@@ -39,9 +39,11 @@ FORMATS = ("html", "pdf", "png", "md")
 SNAPSHOT_ID = "tracklet-report-snapshot"
 SNAPSHOT_FORMAT = 1
 STATIC_DIR = Path(__file__).resolve().parents[1] / "server" / "static"
-# Buckets per series in a snapshot: about a panel's width in pixels at 2x (the dashboard asks for
-# one per pixel); min and max per bucket keep every spike.
-SNAPSHOT_BUCKETS = 1000
+# Buckets per series in a snapshot, by panel size: one per two CSS pixels of the panel's width on
+# the export's page (s ≈ 330 px, m ≈ 500, l ≈ 1015), the band (min and max per bucket) keeping
+# every spike. Full-precision values are ~8 bytes each even compressed, so this is what keeps a
+# report of 20 panels × 50 runs near 5 MB; ``buckets=`` asks for more (or fewer) everywhere.
+SNAPSHOT_BUCKETS = {"s": 160, "m": 250, "l": 500}
 # The page the PDF and PNGs are rendered at: A4 landscape's printable width (10 mm margins) at 96 dpi.
 PAGE_WIDTH_PX = 1047
 DEVICE_SCALE = 2
@@ -57,8 +59,8 @@ class ReportSource(Protocol):
         """The report as ``GET /api/v1/projects/{project}/reports/{id}`` answers."""
         ...
 
-    def panel_data(self, project: str, report_id: str, index: int, version: int) -> dict[str, Any]:
-        """Panel ``index``'s data as ``GET .../reports/{id}/panels/{index}/data`` answers."""
+    def panel_data(self, project: str, report_id: str, index: int, version: int, buckets: int) -> dict[str, Any]:
+        """Panel ``index``'s data as ``GET .../reports/{id}/panels/{index}/data?buckets=`` answers."""
         ...
 
 
@@ -89,9 +91,9 @@ class HttpReportSource:
         return self._get(f"/api/v1/projects/{quote(project, safe='')}/reports/{quote(str(report_id), safe='')}",
                          version=version)
 
-    def panel_data(self, project: str, report_id: str, index: int, version: int) -> dict[str, Any]:
+    def panel_data(self, project: str, report_id: str, index: int, version: int, buckets: int) -> dict[str, Any]:
         return self._get(f"/api/v1/projects/{quote(project, safe='')}/reports/{quote(str(report_id), safe='')}"
-                         f"/panels/{int(index)}/data", version=version, buckets=SNAPSHOT_BUCKETS)
+                         f"/panels/{int(index)}/data", version=version, buckets=buckets)
 
 
 class LocalReportSource:
@@ -135,7 +137,7 @@ class LocalReportSource:
         report: dict[str, Any] = self._reports().get(project, number, version)
         return report
 
-    def panel_data(self, project: str, report_id: str, index: int, version: int) -> dict[str, Any]:
+    def panel_data(self, project: str, report_id: str, index: int, version: int, buckets: int) -> dict[str, Any]:
         from tracklet.reports.document import parse
         from tracklet.reports.runsets import panel_history, panel_project, run_entries, select_runs
 
@@ -157,7 +159,7 @@ class LocalReportSource:
         frozen = panel.runs.get("frozen") or {}
         try:
             histories = panel_history(store, where, [row["run_id"] for row in rows], panel.spec["keys"], x=x,
-                                      max_step=frozen.get("max_step"), buckets=SNAPSHOT_BUCKETS)
+                                      max_step=frozen.get("max_step"), buckets=buckets)
         except (ValueError, LookupError) as problem:
             return {**answer, "runs": entries, "error": f"the history query failed: {problem}"}
         return {**answer, "runs": entries, "history": {"series": [_compact(h, x == "step") for h in histories]}}
@@ -185,18 +187,23 @@ def _compact(history: Any, by_step: bool) -> dict[str, Any]:
 
 
 def take_snapshot(source: ReportSource, project: str, report_id: str, version: int | None = None,
-                  *, clock: Callable[[], float] = time.time) -> dict[str, Any]:
-    """The report and every panel's data, as the exported file embeds them. A panel whose data
-    can't be had carries the reason as its ``error`` (drawn as that panel's error card); the
-    report itself must be readable."""
+                  *, buckets: int | None = None, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """The report and every panel's data, as the exported file embeds them (``buckets`` per
+    series, default by the panel's size: ``SNAPSHOT_BUCKETS``). A panel whose data can't be had
+    carries the reason as its ``error`` (drawn as that panel's error card); the report itself
+    must be readable."""
+    if buckets is not None and not 1 <= buckets <= 100_000:
+        raise ReportError(f"buckets must be between 1 and 100000; got {buckets}")
     report = source.report(project, report_id, version)
     panels: dict[str, Any] = {}
     for block in report.get("blocks", []):
         if block.get("kind") != "panel" or block.get("error"):
             continue
         index = int(block["index"])
+        size = str((block.get("spec") or {}).get("size") or "m")
+        wanted = buckets if buckets is not None else SNAPSHOT_BUCKETS.get(size, SNAPSHOT_BUCKETS["m"])
         try:
-            panels[str(index)] = source.panel_data(project, report_id, index, int(report["version"]))
+            panels[str(index)] = source.panel_data(project, report_id, index, int(report["version"]), wanted)
         except TrackletError as problem:
             panels[str(index)] = {"access": "ok", "error": str(problem), "runs": [], "history": None}
     return {"format": SNAPSHOT_FORMAT, "report": report, "panels": panels, "exported_at": int(clock())}
@@ -390,12 +397,13 @@ def _render(html: str, fmt: str, target: Path) -> tuple[list[Path], Path]:
 
 
 def export_report(source: ReportSource, project: str, report_id: str, fmt: str, out: str | os.PathLike[str], *,
-                  version: int | None = None) -> list[Path]:
-    """Export report ``report_id`` of ``project`` (its latest version, or ``version``) from
-    ``source`` as ``fmt`` (html, pdf, png, md) to ``out``; the paths written."""
+                  version: int | None = None, buckets: int | None = None) -> list[Path]:
+    """Export report ``report_id`` of ``project`` (the version its page shows: the published one,
+    else the newest; or ``version``) from ``source`` as ``fmt`` (html, pdf, png, md) to ``out``;
+    the paths written. ``buckets``: per series (default: by panel size, ``SNAPSHOT_BUCKETS``)."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return export_snapshot(take_snapshot(source, project, report_id, version), fmt, out)
+    return export_snapshot(take_snapshot(source, project, report_id, version, buckets=buckets), fmt, out)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

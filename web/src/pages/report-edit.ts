@@ -29,7 +29,7 @@ export async function previewPanelData(project: string, block: PanelBlock, windo
     keys: spec.keys,
     x: spec.x || "step",
     start: window?.start ?? null,
-    end: window ? window.end : (set.frozen?.max_step ?? null),
+    end: window?.end ?? set.frozen?.max_step ?? null,
     buckets: window?.buckets ?? PREVIEW_BUCKETS,
   });
   return { access: "ok", error: null, runs: rows, history: history as PanelData["history"] };

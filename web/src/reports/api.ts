@@ -101,7 +101,7 @@ export const reportsApi = {
   revert: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/revert`, { version }),
   publish: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
   freeze: (project: string, id: string | number) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
-  panelData: (project: string, id: string | number, index: number, version?: number | null, window?: { start: number; end: number; buckets: number } | null) =>
+  panelData: (project: string, id: string | number, index: number, version?: number | null, window?: { start: number | null; end: number | null; buckets: number } | null) =>
     call<PanelData>("GET", `${base(project)}/${enc(id)}/panels/${index}/data`, undefined, { version, ...(window ?? {}) }).then((data) => ({
       ...data,
       history: data.history ? plottable(data.history as never) : null,

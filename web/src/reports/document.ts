@@ -14,8 +14,8 @@ import { h } from "../dom";
 import type { Block, PanelBlock, PanelData, PanelSpec, RunSetSpec } from "./api";
 import { renderMarkdown } from "./markdown";
 
-/** A window of x to ask for at full resolution (a zoom), or null: the whole run. */
-export type PanelWindow = { start: number; end: number; buckets: number } | null;
+/** What to ask for: a window of x (a zoom; null ends: the whole run) and about one bucket per pixel of the chart. */
+export type PanelWindow = { start: number | null; end: number | null; buckets: number } | null;
 /** A panel's data; `window` is only a hint (a snapshot has what it has: the chart zooms into it). */
 export type PanelLoader = (block: PanelBlock, window: PanelWindow) => Promise<PanelData>;
 
@@ -224,7 +224,9 @@ export class ReportDocument {
           continue;
         }
         try {
-          const data = await this.loader(view.block, null);
+          // About one bucket per pixel of the panel's width (min and max per bucket keep every spike).
+          const buckets = Math.max(100, Math.min(2000, Math.round(view.el.clientWidth)));
+          const data = await this.loader(view.block, { start: null, end: null, buckets });
           if (!this.stopped) view.show(data, null);
         } catch (error) {
           if (!this.stopped) view.show(null, String((error as Error).message ?? error));

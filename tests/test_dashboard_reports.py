@@ -315,13 +315,14 @@ def test_png_per_panel_at_twice_the_css_size_and_markdown_with_images(servers, r
 
 
 def test_export_from_a_data_root_without_a_server(runs_root, tmp_path):
+    """`tracklet report export ID` in a data root (its id alone names it) reads the root's store."""
     from tracklet.reports.service import open_local
 
     store = open_local(runs_root)
     report = store.create("cmp", "Local", "# Local\n\n" + panel("[train/loss]", "runs:\n  sort: run_id\n"), author="me")
     out = tmp_path / "local.html"
     done = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(runs_root), "report", "export",
-                           f"cmp/{report['id']}", "-o", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
+                           str(report["id"]), "-o", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     from tracklet.reports.export import SNAPSHOT_ID, decode_snapshot
 

@@ -39,11 +39,11 @@ FORMATS = ("html", "pdf", "png", "md")
 SNAPSHOT_ID = "tracklet-report-snapshot"
 SNAPSHOT_FORMAT = 1
 STATIC_DIR = Path(__file__).resolve().parents[1] / "server" / "static"
-# Buckets per series in a snapshot, by panel size: one per two CSS pixels of the panel's width on
+# Buckets per series in a snapshot, by panel size: about one per 2.5 CSS pixels of the panel's width on
 # the export's page (s ≈ 330 px, m ≈ 500, l ≈ 1015), the band (min and max per bucket) keeping
 # every spike. Full-precision values are ~8 bytes each even compressed, so this is what keeps a
 # report of 20 panels × 50 runs near 5 MB; ``buckets=`` asks for more (or fewer) everywhere.
-SNAPSHOT_BUCKETS = {"s": 160, "m": 250, "l": 500}
+SNAPSHOT_BUCKETS = {"s": 128, "m": 200, "l": 400}
 # The page the PDF and PNGs are rendered at: A4 landscape's printable width (10 mm margins) at 96 dpi.
 PAGE_WIDTH_PX = 1047
 DEVICE_SCALE = 2

@@ -145,7 +145,8 @@ def test_cli_modules_import_each_other_without_a_cycle():
 def test_every_command_is_registered_once():
     assert sorted(main.commands) == sorted(["projects", "runs", "show", "export", "index", "gc", "run", "demo",
                                             "server", "ui", "admin", "login", "sync", "import", "artifact",
-                                            "registry", "sweep", "agent", "audit", "automation", "reproduce", "diff", "report"])
+                                            "registry", "sweep", "agent", "audit", "automation", "reproduce", "diff",
+                                            "report"])
 
 
 def test_cli_help_imports_no_store_server_or_protobuf():

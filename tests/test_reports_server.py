@@ -41,10 +41,12 @@ def server(request, tmp_path):
     admin = accounts.create_user("root", admin=True).key
     alice = accounts.create_user("alice").key
     accounts.set_member("p", "alice", "read")
+    bob = accounts.create_user("bob").key
+    accounts.set_member("p", "bob", "write")
     with TestClient(app) as http:
         http.app_root = root  # type: ignore[attr-defined]
         http.keys = {"root": {"Authorization": f"Bearer {admin}"},  # type: ignore[attr-defined]
-                     "alice": {"Authorization": f"Bearer {alice}"}}
+                     "alice": {"Authorization": f"Bearer {alice}"}, "bob": {"Authorization": f"Bearer {bob}"}}
         yield http
     app.state.tracklet.store.close()
 
@@ -107,7 +109,8 @@ def test_a_frozen_run_set_ignores_a_new_run_and_new_steps(server):
     url = f"{BASE}/{report['id']}"
     live = server.get(f"{url}/panels/0/data", headers=admin).json()
     assert live["access"] == "ok" and live["error"] is None
-    assert [run["id"] for run in live["runs"]] == ["a"]
+    (only,) = live["runs"]
+    assert (only["id"], only["project"], sorted(only)) == ("a", "p", ["id", "name", "project"]) and only["name"]
     assert {series["run"] for series in live["history"]["series"]} == {"a"}
     assert live["history"]["series"][0]["values"] == [1.0 / (step + 1) for step in range(20)]
 
@@ -177,8 +180,11 @@ def test_a_panel_of_a_project_the_viewer_cannot_read_is_denied_and_the_others_dr
     token = server.post(f"{url}/tokens", headers=admin).json()["token"]
     assert server.get(f"{url}/panels/1/data", params={"token": token}).json()["access"] == "denied"
     assert server.get(f"{url}/panels/0/data", params={"token": token}).json()["access"] == "ok"
-    # Read-only users can't edit.
+    # Read-only users can't edit; a writer of `p` can't freeze what they can't read.
     assert server.put(url, json={"markdown": "x", "parent": 1}, headers=alice).status_code == 403
+    refused = server.post(f"{url}/freeze", headers=server.keys["bob"])
+    assert refused.status_code == 403 and "project 'secret'" in refused.json()["detail"]
+    assert [v["version"] for v in server.get(f"{url}/versions", headers=alice).json()["versions"]] == [1]
     assert server.get(f"{url}/panels/3/data", headers=alice).status_code == 404
 
 
@@ -210,3 +216,12 @@ def test_integer_parameters_are_bounded(server):
     admin = server.keys["root"]
     for path in (f"{BASE}/{2**63}", f"{BASE}/0", f"{BASE}/1/panels/{2**63}/data", f"{BASE}/1?version={2**40}"):
         assert server.get(path, headers=admin).status_code == 422, path
+
+
+def test_a_grouped_run_set_names_each_runs_group(server):
+    admin = server.keys["root"]
+    report = server.post(BASE, json={"markdown": _panel(runs="runs:\n  group: config.lr\n  sort: config.lr\n")},
+                         headers=admin).json()
+    data = server.get(f"{BASE}/{report['id']}/panels/0/data", headers=admin).json()
+    assert [(run["id"], run["group"]) for run in data["runs"]] == [("b", 0.001), ("a", 0.1)]
+    assert report["title"] == "Untitled report"

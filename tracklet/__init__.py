@@ -43,6 +43,7 @@ _LAZY = {
     "Object3D": ("tracklet.media", "Object3D"),
     "Molecule": ("tracklet.media", "Molecule"),
     "Table": ("tracklet.media.table", "Table"),
+    "Report": ("tracklet.reports.report", "Report"),
     "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
     "TrackletError": ("tracklet.errors", "TrackletError"),
     "op": ("tracklet.tracing.ops", "op"),
@@ -103,6 +104,14 @@ def _registry() -> Any:
     return service
 
 
+def _reports() -> Any:
+    """What ``Api.report``/``Api.reports`` read reports with (``tracklet.reports``): the api
+    package can't import a package of its own layer."""
+    from tracklet.reports import report
+
+    return report
+
+
 def _plug_in() -> None:
     from tracklet.core.extensions import provide
 
@@ -111,6 +120,7 @@ def _plug_in() -> None:
     provide("media", _media_reader)
     provide("tables", _table_reader)
     provide("registry", _registry)
+    provide("reports", _reports)
 
 
 _plug_in()

@@ -75,6 +75,22 @@ class Api:
         ``model``, ``kind``, ``source``, ``trace_id``), at most ``limit`` (docs/tracing.md)."""
         raise NotImplementedError
 
+    def report(self, reference: int | str, *, project: str | None = None, version: int | None = None) -> Any:
+        """A report (``tracklet.Report``) by ``project/id`` (or its id: locally, or with ``project``),
+        at ``version`` (default: the published version, else the latest); ``ReportNotFound`` if none."""
+        from tracklet.core.extensions import load
+
+        reports = load("reports")
+        return reports.open_report(self._reports_backend(), reference, project=project, version=version)
+
+    def reports(self, project: str) -> list[dict[str, Any]]:
+        """The project's reports, most recently changed first: id, project, title, version,
+        author, created_at, updated_at, published_version (docs/reports.md)."""
+        return self._reports_backend().list_reports(project)
+
+    def _reports_backend(self) -> Any:
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release what this ``Api`` holds open (a store's connections, an HTTP client)."""
 

@@ -65,6 +65,11 @@ class LocalApi(Api):
         ``failed``: the runs that could not be indexed, and why)."""
         return self.store.index(wait=wait)
 
+    def _reports_backend(self) -> Any:
+        from tracklet.core.extensions import load
+
+        return load("reports").local_backend(self.root, self._store_url)
+
     def close(self) -> None:
         """Close the store's connections, if it was opened (it opens again on the next query)."""
         store, self._store = self._store, None

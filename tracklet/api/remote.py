@@ -344,6 +344,11 @@ class RemoteApi(Api):
     def close(self) -> None:
         self._http.close()
 
+    def _reports_backend(self) -> Any:
+        from tracklet.core.extensions import load
+
+        return load("reports").remote_backend(self._http)
+
     def projects(self) -> list[str]:
         """The projects this key may read."""
         return [project["name"] for project in self._http.get_json("/api/v1/projects")["projects"]]

@@ -96,11 +96,3 @@ def export(ctx: click.Context, reference: str, fmt: str | None, output: Path, pr
     for path in written:
         click.echo(str(path))
 
-
-def attach(group: click.Group) -> None:
-    """Put ``export`` under the ``report`` group (cli/report.py's; made here if it has none yet)."""
-    reports = group.commands.get("report")
-    if not isinstance(reports, click.Group):
-        reports = click.Group("report", help="Reports: Markdown documents with live charts (docs/reports.md).")
-        group.add_command(reports)
-    reports.add_command(export)

@@ -22,7 +22,7 @@ import math
 import re
 from typing import Any
 
-from tracklet.errors import ReportError
+from tracklet.errors import ReportError, ReportNotFound
 
 PANEL_INFO = "tracklet-panel"
 MAX_MARKDOWN_CHARS = 1 << 20  # a report is a document for people: 1 MiB of text is plenty
@@ -43,6 +43,7 @@ RUNS_KEYS = ("project", "filter", "sort", "limit", "group", "frozen")
 FROZEN_KEYS = ("run_ids", "max_step")
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")  # CommonMark's line endings only
 
 
 @dataclasses.dataclass
@@ -94,7 +95,7 @@ class Document:
     def panel(self, index: int) -> PanelBlock:
         panels = self.panels
         if not 0 <= index < len(panels):
-            raise ReportError(f"the report has {len(panels)} panel(s); there is no panel {index}")
+            raise ReportNotFound(f"the report has {len(panels)} panel(s); there is no panel {index}")
         return panels[index]
 
     def to_json(self) -> list[dict[str, Any]]:
@@ -119,7 +120,7 @@ def parse(markdown: str) -> Document:
     """The blocks of ``markdown`` (``ReportError`` only for text over the size limit, a NUL, or
     more than ``MAX_PANELS`` panels: a bad panel is that panel's ``error``)."""
     check_markdown(markdown)
-    lines = markdown.splitlines(keepends=True)
+    lines = _LINE.findall(markdown)
     blocks: list[Block] = []
     text: list[str] = []
     i = 0
@@ -166,7 +167,7 @@ def serialize(blocks: list[Block]) -> str:
     out: list[str] = []
     for block in blocks:
         text = block.markdown if isinstance(block, TextBlock) else block.source
-        if out and not out[-1].endswith("\n"):
+        if out and not out[-1].endswith(("\n", "\r")):
             out.append("\n")  # a block always starts on a line of its own
         out.append(text)
     return "".join(out)
@@ -175,18 +176,45 @@ def serialize(blocks: list[Block]) -> str:
 def panel_markdown(spec: dict[str, Any], runs: dict[str, Any] | None = None) -> str:
     """A fenced ``tracklet-panel`` block for ``spec`` (and ``runs``), canonical YAML: the keys
     in the documented order, defaults left out."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml  # type: ignore[import-untyped,unused-ignore]
 
     data = {key: spec[key] for key in PANEL_KEYS if key in spec and key != "runs"
             and spec[key] is not None and spec[key] != _PANEL_DEFAULTS.get(key, object())}
+    dumper = _dumper()
+    text = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=None,
+                     width=100) if data else ""
     runs = runs if runs is not None else spec.get("runs")
-    if runs:
-        run_data = {key: runs[key] for key in RUNS_KEYS if runs.get(key) is not None
-                    and runs[key] != _RUNS_DEFAULTS.get(key, object())}
+    run_data = {key: runs[key] for key in RUNS_KEYS if runs.get(key) is not None
+                and runs[key] != _RUNS_DEFAULTS.get(key, object())} if runs else {}
+    frozen = run_data.pop("frozen", None)
+    if run_data or frozen is not None:  # a block mapping, `frozen` last on one line: {run_ids: [a], max_step: 9}
+        text += "runs:\n"
         if run_data:
-            data["runs"] = run_data
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
+            block = yaml.dump(run_data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                              width=float("inf"))
+            text += "".join(f"  {line}\n" for line in block.rstrip("\n").split("\n"))
+        if frozen is not None:
+            pins = {"run_ids": list(frozen.get("run_ids") or []),
+                    **({"max_step": frozen["max_step"]} if frozen.get("max_step") is not None else {})}
+            text += "  frozen: " + yaml.dump(pins, Dumper=dumper, sort_keys=False, default_flow_style=True,
+                                             width=float("inf")).strip() + "\n"
     return f"```{PANEL_INFO}\n{text}```\n"
+
+
+def _dumper() -> Any:
+    """PyYAML's safe dumper, writing text with line breaks YAML knows but Markdown doesn't (NEL,
+    U+2028/9) or unprintable characters double-quoted, so it reads back as written."""
+    import yaml  # type: ignore[import-untyped,unused-ignore]
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: Any, value: str) -> Any:
+        quoted = not value.isprintable() or any(ch in value for ch in "\x85\u2028\u2029\ufeff")
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if quoted else None)
+
+    Dumper.add_representer(str, text)
+    return Dumper
 
 
 _PANEL_DEFAULTS: dict[str, Any] = {"x": "step", "smoothing": 0, "log_y": False, "size": "m"}
@@ -210,7 +238,7 @@ def _panel(index: int, body: str, source: str, error: str | None) -> PanelBlock:
 def _load_yaml(body: str) -> Any:
     """The YAML mapping in ``body``: size-bounded, no anchors or aliases (a few bytes of aliases
     can name an exponentially large tree), a mapping at the top."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml  # type: ignore[import-untyped,unused-ignore]
 
     if len(body) > MAX_PANEL_YAML_CHARS:
         raise ReportError(f"a panel's YAML may have at most {MAX_PANEL_YAML_CHARS} characters; got {len(body)}")

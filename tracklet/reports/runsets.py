@@ -9,6 +9,7 @@ run ids (those still there, in the pinned order), and only their points at steps
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -105,3 +106,57 @@ def panel_history(store: Any, project: str, run_ids: list[str], keys: list[str],
     if max_step is not None and x != "step":
         histories = [clip(history, max_step) for history in histories]
     return [history for history in histories if len(history)]
+
+
+def compact(history: Any, by_step: bool) -> dict[str, Any]:
+    """One series as ``GET /projects/{p}/history`` answers it (``routes_compare.compact_series``'s
+    shape), for answers made without a server (local reports, exports)."""
+    from tracklet.core.jsonsafe import json_floats
+
+    data: dict[str, Any] = {"run": history.run.split("/", 1)[1], "key": history.key, "exact": history.exact,
+                            "x": json_floats(np.asarray(history.x))}
+    if not by_step:
+        data["steps"] = np.asarray(history.steps).tolist()
+    if history.exact:
+        data["values"] = json_floats(np.asarray(history.values))
+    else:
+        for name in ("min", "max", "last"):
+            data[name] = json_floats(np.asarray(getattr(history, name)))
+    return data
+
+
+def answer(access: str, error: str | None, runs: list[dict[str, Any]] | None = None,
+           series: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"access": access, "error": error, "runs": runs or [], "history": {"series": series or []}}
+
+
+def panel_data(store: Any, panel: Any, report_project: str, may_read: Callable[[str], bool], *,
+               start: float | None = None, end: float | None = None, buckets: int | None = 1000,
+               series_json: Callable[[Any, bool], dict[str, Any]] = compact) -> dict[str, Any]:
+    """What a panel (a ``document.PanelBlock``) draws: ``{access, error, runs, history}``.
+
+    ``access`` is "denied" when ``may_read(project)`` says the viewer may not read the panel's
+    project (nothing else is said); ``error`` is the panel's spec error, a failed query, or that
+    the run set matches no runs. Never raises for the panel's content: one panel's trouble is its
+    own, and the rest of the report draws."""
+    project = panel_project(panel.runs, report_project) if panel.runs else report_project
+    if not may_read(project):
+        return answer("denied", f"no access to project {project!r}")
+    if panel.error is not None:
+        return answer("ok", panel.error)
+    try:
+        rows = select_runs(store, panel.runs, report_project)
+    except ReportError as error:
+        return answer("ok", str(error))
+    frozen = panel.runs.get("frozen") or {}
+    if not rows:
+        return answer("ok", "none of the frozen runs is there any more" if frozen
+                      else f"the run set matches no runs in project {project!r}")
+    entries = run_entries(rows, project, panel.runs.get("group"))
+    x = panel.spec.get("x", "step")
+    try:
+        histories = panel_history(store, project, [row["run_id"] for row in rows], panel.spec["keys"], x=x,
+                                  max_step=frozen.get("max_step"), start=start, end=end, buckets=buckets)
+    except (ValueError, RunNotIndexed) as error:
+        return answer("ok", f"the history query failed: {error}", entries)
+    return answer("ok", None, entries, [series_json(history, x == "step") for history in histories])

@@ -52,11 +52,14 @@ def _create_tables(engine: Any) -> None:
     """The tables, if missing; a concurrent creator's "already exists" is their winner's work."""
     import sqlalchemy as sa
 
-    from tracklet.reports.tables import metadata
+    from tracklet.reports.tables import metadata, sqlite_append_only_triggers
 
     for attempt in range(10):
         try:
             metadata.create_all(engine, checkfirst=True)
+            with engine.begin() as connection:
+                for statement in sqlite_append_only_triggers():
+                    connection.exec_driver_sql(statement)
             return
         except sa.exc.OperationalError as error:
             if "already exists" not in str(error) or attempt == 9:

@@ -67,3 +67,12 @@ report_tokens = sa.Table(
 )
 
 REPORT_TABLES = (reports, report_versions, report_tokens)
+
+APPEND_ONLY = "report_versions is append-only: the versions of a report are never changed or removed"
+
+
+def sqlite_append_only_triggers() -> list[str]:
+    """SQLite triggers that refuse UPDATE and DELETE on ``report_versions`` (the server's migration
+    makes PostgreSQL's)."""
+    return [f"CREATE TRIGGER IF NOT EXISTS report_versions_no_{verb.lower()} BEFORE {verb} ON report_versions "
+            f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END" for verb in ("UPDATE", "DELETE")]

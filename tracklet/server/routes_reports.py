@@ -26,9 +26,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from tracklet.core.layout import check_name
-from tracklet.errors import ReportConflict, ReportError, ReportNotFound, RunNotIndexed
+from tracklet.errors import ReportConflict, ReportError, ReportNotFound
 from tracklet.reports.document import MAX_MARKDOWN_CHARS, MAX_PANELS, parse
-from tracklet.reports.runsets import freeze_pins, panel_history, panel_project, run_entries, select_runs
+from tracklet.reports.runsets import freeze_pins, panel_project
+from tracklet.reports.runsets import panel_data as panel_data_of
 from tracklet.reports.sql import MAX_TITLE_CHARS, ReportStore
 from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
 from tracklet.server.models import CompareHistoryResponse, RowId, errors, json_response
@@ -380,12 +381,6 @@ def freeze_report(request: Request, project: str, report_id: RowId) -> dict[str,
         raise _refused(error) from None
 
 
-def _panel_answer(access: str, error: str | None, runs: list[dict[str, Any]] | None = None,
-                  series: list[dict[str, Any]] | None = None) -> Response:
-    # Millions of numbers at most: serialised as they are (models.json_response), not validated.
-    return json_response({"access": access, "error": error, "runs": runs or [], "history": {"series": series or []}})
-
-
 @router.get("/{report_id}/panels/{index}/data", response_model=PanelDataResponse, responses=_ERRORS,
             summary="A panel's runs and their history")
 def panel_data(request: Request, project: str, report_id: RowId, index: PanelIndex,
@@ -401,34 +396,11 @@ def panel_data(request: Request, project: str, report_id: RowId, index: PanelInd
         report = _store(request).get(project, report_id, version)
         panel = parse(report["markdown"]).panel(index)
     except ReportError as error:
-        raise HTTPException(status_code=404 if "no panel" in str(error) else _refused(error).status_code,
-                            detail=str(error)) from None
-    runs_spec = panel.runs
-    panel_project_name = panel_project(runs_spec, project) if runs_spec else project
-    if not _may_read(request, panel_project_name, project):
-        return _panel_answer("denied", f"no access to project {panel_project_name!r}")
-    if panel.error is not None:
-        return _panel_answer("ok", panel.error)
+        raise _refused(error) from None
     store = request.app.state.tracklet.store
-    try:
-        rows = select_runs(store, runs_spec, project)
-    except ReportError as error:
-        return _panel_answer("ok", str(error))
-    entries = run_entries(rows, panel_project_name, runs_spec.get("group"))
-    if not rows:
-        frozen = runs_spec.get("frozen")
-        return _panel_answer("ok", "none of the frozen runs is there any more" if frozen
-                             else f"the run set matches no runs in project {panel_project_name!r}")
-    frozen = runs_spec.get("frozen") or {}
-    x = panel.spec.get("x", "step")
-    try:
-        histories = panel_history(store, panel_project_name, [row["run_id"] for row in rows], panel.spec["keys"],
-                                  x=x, max_step=frozen.get("max_step"), start=start, end=end,
-                                  buckets=buckets or None)
-    except (ValueError, RunNotIndexed) as error:
-        return _panel_answer("ok", f"the history query failed: {error}", entries)
-    series = [compact_series(history, x == "step") for history in histories]
-    return _panel_answer("ok", None, entries, series)
+    # Millions of numbers at most: serialised as they are (models.json_response), not validated.
+    return json_response(panel_data_of(store, panel, project, lambda name: _may_read(request, name, project),
+                                       start=start, end=end, buckets=buckets or None, series_json=compact_series))
 
 
 @router.post("/{report_id}/tokens", response_model=TokenCreatedResponse, responses=_ERRORS,

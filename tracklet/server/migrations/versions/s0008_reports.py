@@ -1,5 +1,5 @@
-"""Reports (tracklet/reports/, docs/reports.md): reports, their append-only versions and view
-tokens (hashed). The same tables a data root keeps in reports.sqlite (tracklet/reports/tables.py).
+"""Reports (tracklet/reports/, docs/reports.md): reports, their versions (append-only: triggers
+refuse UPDATE and DELETE) and view tokens (hashed). The same tables a data root keeps in reports.sqlite (tracklet/reports/tables.py).
 
 Revision ID: s0008
 Revises: s0007
@@ -14,6 +14,7 @@ branch_labels = None
 depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+APPEND_ONLY = "report_versions is append-only: the versions of a report are never changed or removed"
 
 
 def upgrade() -> None:
@@ -40,6 +41,18 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("note", sa.String(300), nullable=False),
     )
+    if op.get_context().dialect.name == "postgresql":
+        op.execute(f"""
+            CREATE FUNCTION tracklet_report_versions_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$""")
+        op.execute("CREATE TRIGGER report_versions_append_only BEFORE UPDATE OR DELETE ON report_versions "
+                   "FOR EACH ROW EXECUTE FUNCTION tracklet_report_versions_append_only()")
+        op.execute("CREATE TRIGGER report_versions_no_truncate BEFORE TRUNCATE ON report_versions "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION tracklet_report_versions_append_only()")
+    else:
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(f"CREATE TRIGGER report_versions_no_{verb.lower()} BEFORE {verb} ON report_versions "
+                       f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END")
     op.create_table(
         "report_tokens",
         sa.Column("token_id", sa.String(32), primary_key=True),
@@ -56,6 +69,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_report_tokens_report", table_name="report_tokens")
     op.drop_table("report_tokens")
-    op.drop_table("report_versions")
+    op.drop_table("report_versions")  # its triggers with it
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION tracklet_report_versions_append_only()")
     op.drop_index("ix_reports_project", table_name="reports")
     op.drop_table("reports")

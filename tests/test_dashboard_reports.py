@@ -8,7 +8,6 @@ request aborted and counted); the PDF's pages are rasterised with `pdftoppm` and
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -315,20 +314,26 @@ def test_png_per_panel_at_twice_the_css_size_and_markdown_with_images(servers, r
 
 
 def test_export_from_a_data_root_without_a_server(runs_root, tmp_path):
-    """`tracklet report export ID` in a data root (its id alone names it) reads the root's store."""
-    from tracklet.reports.service import open_local
+    """A `tracklet.Report` saved in a data root exports from Python and, by its id alone, from
+    `tracklet report export` (the root's store answers its panels)."""
+    from tracklet.reports.export import SNAPSHOT_ID, decode_snapshot, export
 
-    store = open_local(runs_root)
-    report = store.create("cmp", "Local", "# Local\n\n" + panel("[train/loss]", "runs:\n  sort: run_id\n"), author="me")
+    report = tracklet.Report("cmp", "Local", dir=str(runs_root))
+    report.add_text("# Local\n")
+    report.add_panel({"keys": ["train/loss"], "x": "step"}, runs={"sort": "run_id"})
+    report.save()
+
+    def snapshot_of(path: Path) -> dict:
+        return decode_snapshot(path.read_text().split(f'id="{SNAPSHOT_ID}">', 1)[1].split("</script>", 1)[0])
+
+    (from_python,) = export(report, "html", tmp_path / "python.html")
     out = tmp_path / "local.html"
     done = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(runs_root), "report", "export",
-                           str(report["id"]), "-o", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
+                           str(report.id), "-o", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    from tracklet.reports.export import SNAPSHOT_ID, decode_snapshot
-
-    payload = out.read_text().split(f'id="{SNAPSHOT_ID}">', 1)[1].split("</script>", 1)[0]
-    snapshot = decode_snapshot(payload)
-    series = snapshot["panels"]["0"]["history"]["series"]
-    assert [s["run"] for s in series] == ["r0", "r1", "r2"]
-    assert series[1]["values"] == [loss(1, step) for step in range(40)]
-    assert json.loads(json.dumps(snapshot["report"]))["title"] == "Local"
+    for path in (from_python, out):
+        snapshot = snapshot_of(path)
+        assert snapshot["report"]["title"] == "Local"
+        series = snapshot["panels"]["0"]["history"]["series"]
+        assert [s["run"] for s in series] == ["r0", "r1", "r2"]
+        assert series[1]["values"] == [loss(1, step) for step in range(40)]

@@ -42,8 +42,7 @@ def _source(ctx: click.Context, url: str | None, token: str | None) -> Any:
         return HttpReportSource(url, token=token)
     if token:
         raise CliError("--token is a server's report view token: give the server with --url")
-    api = _state(ctx).api
-    return LocalReportSource(Path(api.root), store=api.store)
+    return LocalReportSource(Path(_state(ctx).api.root))
 
 
 def _local_project(ctx: click.Context) -> Any:

@@ -96,91 +96,41 @@ class HttpReportSource:
                          f"/panels/{int(index)}/data", version=version, buckets=buckets)
 
 
-class LocalReportSource:
-    """A data root's reports (``<root>/reports.sqlite``) and runs (its store): what ``tracklet ui``
-    over that root answers, everything readable (a local root has no roles)."""
+class BackendSource:
+    """``tracklet.Report``'s backends (``reports/backends.py``: ``LocalReports``, ``RemoteReports``)
+    as a ``ReportSource``: the same run-set resolution as the server's data route."""
 
-    def __init__(self, root: str | os.PathLike[str], *, store: Any = None) -> None:
-        """``store``: the root's ``tracklet.store.Store`` (default: its SQLite store, indexed now)."""
-        self.root = Path(root)
-        self._store = store
-        self._own_store = store is None
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from tracklet.store import Store
-
-            self._store = Store(None, root=self.root)
-            self._store.index(wait=5.0)  # what another indexer committed, if it holds the lock longer
-        return self._store
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
 
     def close(self) -> None:
-        if self._own_store and self._store is not None:
-            self._store.close()
-            self._store = None
-
-    def _reports(self) -> Any:
-        from tracklet.errors import ReportNotFound
-        from tracklet.reports.service import open_local
-
-        found = open_local(self.root, create=False)
-        if found is None:
-            raise ReportNotFound(f"data root {self.root} has no reports")
-        return found
+        self.backend.close()
 
     def report(self, project: str, report_id: str, version: int | None = None) -> dict[str, Any]:
-        try:
-            number = int(report_id)
-        except ValueError:
-            raise ReportError(f"a report id is a number; got {report_id!r}") from None
-        report: dict[str, Any] = self._reports().get(project, number, version)
+        report: dict[str, Any] = self.backend.get(project, _report_number(report_id), version)
         return report
 
     def panel_data(self, project: str, report_id: str, index: int, version: int, buckets: int) -> dict[str, Any]:
-        from tracklet.reports.document import parse
-        from tracklet.reports.runsets import panel_history, panel_project, run_entries, select_runs
-
-        panel = parse(self.report(project, report_id, version)["markdown"]).panel(index)
-        answer: dict[str, Any] = {"access": "ok", "error": None, "runs": [], "history": {"series": []}}
-        if panel.error is not None:
-            return {**answer, "error": panel.error}
-        store = self.store
-        where = panel_project(panel.runs, project)
-        try:
-            rows = select_runs(store, panel.runs, project)
-        except ReportError as problem:
-            return {**answer, "error": str(problem)}
-        if not rows:
-            return {**answer, "error": "none of the frozen runs is there any more" if panel.runs.get("frozen")
-                    else f"the run set matches no runs in project {where!r}"}
-        entries = run_entries(rows, where, panel.runs.get("group"))
-        x = panel.spec.get("x", "step")
-        frozen = panel.runs.get("frozen") or {}
-        try:
-            histories = panel_history(store, where, [row["run_id"] for row in rows], panel.spec["keys"], x=x,
-                                      max_step=frozen.get("max_step"), buckets=buckets)
-        except (ValueError, LookupError) as problem:
-            return {**answer, "runs": entries, "error": f"the history query failed: {problem}"}
-        return {**answer, "runs": entries, "history": {"series": [_compact(h, x == "step") for h in histories]}}
+        data: dict[str, Any] = self.backend.panel_data(project, _report_number(report_id), index, version=version,
+                                                       buckets=buckets)
+        return data
 
 
-def _compact(history: Any, by_step: bool) -> dict[str, Any]:
-    """One ``SeriesHistory`` as the history route writes it (``server/routes_compare.compact_series``)."""
-    import numpy as np
+class LocalReportSource(BackendSource):
+    """A data root's reports (``<root>/reports.sqlite``) and runs (its store, indexed first): what
+    ``tracklet ui`` over that root answers, everything readable (a local root has no roles)."""
 
-    from tracklet.core.jsonsafe import json_floats
+    def __init__(self, root: str | os.PathLike[str], *, store_url: str | None = None) -> None:
+        from tracklet.reports.backends import LocalReports
 
-    data: dict[str, Any] = {"run": history.run.split("/", 1)[1], "key": history.key, "exact": history.exact,
-                            "x": json_floats(np.asarray(history.x))}
-    if not by_step:
-        data["steps"] = np.asarray(history.steps).tolist()
-    if history.exact:
-        data["values"] = json_floats(np.asarray(history.values))
-    else:
-        for name in ("min", "max", "last"):
-            data[name] = json_floats(np.asarray(getattr(history, name)))
-    return data
+        super().__init__(LocalReports(root, store_url=store_url))
+
+
+def _report_number(report_id: str | int) -> int:
+    try:
+        return int(report_id)
+    except ValueError:
+        raise ReportError(f"a report id is a number; got {report_id!r}") from None
 
 
 # ---------------------------------------------------------------------------------------- snapshot
@@ -394,6 +344,16 @@ def _render(html: str, fmt: str, target: Path) -> tuple[list[Path], Path]:
                 return _write_pngs(page, target), target
             images = target.parent / f"{target.stem}_files"
             return _write_pngs(page, images), images
+
+
+def export(report: Any, fmt: str, out: str | os.PathLike[str], *, version: int | None = None,
+           buckets: int | None = None) -> list[Path]:
+    """Export a saved ``tracklet.Report`` (from its data root or server) as ``fmt`` (html, pdf,
+    png, md) to ``out``; the paths written. ``version``: default the one its page shows."""
+    if report.id is None:
+        raise ReportError("the report is not saved yet: call save() first")
+    return export_report(BackendSource(report._backend), report.project, str(report.id), fmt, out, version=version,
+                         buckets=buckets)
 
 
 def export_report(source: ReportSource, project: str, report_id: str, fmt: str, out: str | os.PathLike[str], *,

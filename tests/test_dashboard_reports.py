@@ -144,7 +144,7 @@ def test_a_token_viewer_sees_no_access_and_error_cards_while_the_other_panels_dr
     assert "HTTP 403" in page.text_content("p.error")
 
 
-def test_editor_previews_live_saves_versions_diffs_reverts_and_publishes(servers, runs_root, page):  # noqa: F811
+def test_editor_previews_live_saves_versions_diffs_freezes_reverts_and_publishes(servers, runs_root, page):  # noqa: F811
     server = servers(runs_root, dev=True)
     page.goto(f"{server.url}/projects/cmp/reports")
     page.fill("input.new-report-title", "Draft")
@@ -170,14 +170,20 @@ def test_editor_previews_live_saves_versions_diffs_reverts_and_publishes(servers
     added = page.locator(".report-diff .add").all_text_contents()
     assert any("```tracklet-panel" in line for line in added) and any("findings" in line for line in added)
 
-    page.click(".report-versions li[data-version='1'] button.revert")
+    page.click("button.freeze")  # pins the panel's runs and max step, as version 3
     page.wait_for_selector(".report-versions li[data-version='3']")
+    frozen = page.input_value("textarea.report-markdown")
+    assert "frozen: {" in frozen and "max_step: 39" in frozen and all(run in frozen for run in ("r0", "r1", "r2"))
+    assert len(wait_report_chart(page, "preview:0", runs=3)["runs"]) == 3
+
+    page.click(".report-versions li[data-version='1'] button.revert")
+    page.wait_for_selector(".report-versions li[data-version='4']")
     assert page.input_value("textarea.report-markdown") == first
     page.click("button.publish")
     page.wait_for_function("() => document.querySelector('button.save').disabled")
-    assert "published: version 3" in page.text_content(".editor-status")
+    assert "published: version 4" in page.text_content(".editor-status")
     saved = httpx.get(f"{server.url}/api/v1/projects/cmp/reports", timeout=30).json()["reports"]
-    assert [(r["title"], r["version"], r["published_version"]) for r in saved] == [("Draft", 3, 3)]
+    assert [(r["title"], r["version"], r["published_version"]) for r in saved] == [("Draft", 4, 4)]
 
 
 def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(servers, runs_root, page):  # noqa: F811

@@ -185,7 +185,7 @@ _STYLE = re.compile(r'<link\b[^>]*\brel="stylesheet"[^>]*\bhref="/assets/([^"]+\
 
 def inline_script(js: str) -> str:
     """JavaScript safe inside ``<script>``: ``</script`` and ``<!--`` escaped (the same program)."""
-    return js.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT").replace("<!--", "<\\!--")
+    return re.sub(r"</(script)", r"<\\/\1", js, flags=re.IGNORECASE).replace("<!--", "<\\!--")
 
 
 def _escape(text: str) -> str:
@@ -216,7 +216,8 @@ def offline_html(snapshot: dict[str, Any], static_dir: Path = STATIC_DIR) -> str
     title = str(snapshot["report"].get("title") or snapshot["report"].get("id"))
     page = re.sub(r"<title>.*?</title>", lambda _: f"<title>{_escape(title)} · tracklet report</title>", page, count=1)
     page = re.sub(r'<a href="/" class="brand" data-link>', '<a class="brand">', page)
-    head = "".join("<style>" + css.replace("</style", "<\\/style") + "</style>\n" for css in styles)
+    head = "".join("<style>" + re.sub(r"</(style)", r"<\\/\1", css, flags=re.IGNORECASE) + "</style>\n"
+                   for css in styles)
     body = (f'<script type="application/json" id="{SNAPSHOT_ID}">{encode_snapshot(snapshot)}</script>\n'
             + "".join(f'<script type="module">{inline_script(js)}</script>\n' for js in scripts))
     page = page.replace("</head>", head + "</head>", 1).replace("</body>", body + "</body>", 1)

@@ -113,6 +113,12 @@ def test_reports_on_a_server(tmp_path, servers, monkeypatch):
     with pytest.raises(ReportNotFound, match="project/"):
         api.report(rep.id)  # a server's report is named with its project
     assert httpx.get(f"{server.url}/api/v1/projects/p/reports/{rep.id}").json()["published_version"] == 4
+    # The CLI on the server's reports.
+    from test_cli import invoke
+
+    shown = invoke(tmp_path / "client", "report", "show", str(rep.id), "-p", "p", "--url", server.url)
+    assert shown.exit_code == 0 and f"p/{rep.id}  v4 (latest v4, published v4)" in shown.output
+    assert "published v4" in invoke(tmp_path / "client", "report", "ls", "p", "--url", server.url).output
     api.close()
 
 

@@ -13,6 +13,7 @@ from conftest import QUIET
 from fastapi.testclient import TestClient
 
 import tracklet
+from tracklet.reports.service import default_actor
 from tracklet.server.app import create_app
 
 
@@ -145,6 +146,8 @@ def test_view_tokens_read_their_report_only_and_a_revoked_one_is_refused(server)
     assert server.get(f"{BASE}/{other['id']}", params={"token": token}).status_code == 403
     assert server.put(url, params={"token": token}, json={"markdown": "x", "parent": 1}).status_code == 403
     assert server.get(f"{url}/tokens", params={"token": token}).status_code == 403
+    for other_id in (2**64, -1, "x"):  # ids no report has, some past 64 bits: refused, never a 500
+        assert server.get(f"{BASE}/{other_id}", params={"token": token}).status_code in (403, 422), other_id
     listed = server.get(f"{url}/tokens", headers=admin).json()["tokens"]
     assert [(item["token_id"], item["label"], item["revoked_at"]) for item in listed] == [(made["token_id"], "reviewers", None)]
     assert token.split("_")[2] not in str(listed)
@@ -176,6 +179,8 @@ def test_a_panel_of_a_project_the_viewer_cannot_read_is_denied_and_the_others_dr
     assert denied.json() == {"access": "denied", "error": "no access to project 'secret'", "runs": [],
                              "history": {"series": []}}
     assert server.get(f"{url}/panels/1/data", headers=admin).json()["access"] == "ok"  # the admin reads it
+    nowhere = server.get(f"{url}/panels/2/data", headers=alice).json()  # a project not there holds nothing
+    assert (nowhere["access"], nowhere["error"]) == ("ok", "the run set matches no runs in project 'nowhere-at-all'")
     # A token reads its report's project only.
     token = server.post(f"{url}/tokens", headers=admin).json()["token"]
     assert server.get(f"{url}/panels/1/data", params={"token": token}).json()["access"] == "denied"
@@ -225,3 +230,22 @@ def test_a_grouped_run_set_names_each_runs_group(server):
     data = server.get(f"{BASE}/{report['id']}/panels/0/data", headers=admin).json()
     assert [(run["id"], run["group"]) for run in data["runs"]] == [("b", 0.001), ("a", 0.1)]
     assert report["title"] == "Untitled report"
+
+
+def test_tracklet_ui_serves_the_data_roots_reports(tmp_path):
+    """`tracklet ui`'s app (a data root, no keys): its reports.sqlite; nothing made by reading."""
+    root = tmp_path / "data"
+    _record(root, "p", "a")
+    app = create_app(root, auth=False, shared_root=True)
+    with TestClient(app) as http:
+        assert http.get(BASE).json() == {"reports": []}
+        assert http.get(f"{BASE}/1").status_code == 404
+        assert not (root / "reports.sqlite").exists()
+        made = http.post(BASE, json={"title": "From the dashboard", "markdown": "x\n"})
+        assert made.json()["author"] == default_actor()  # the user who runs tracklet ui, not "dev"
+        rep = tracklet.Report("p", title="Local", dir=root)
+        rep.add_panel({"keys": ["loss"]}).save()
+        assert [item["title"] for item in http.get(BASE).json()["reports"]] == ["Local", "From the dashboard"]
+        data = http.get(f"{BASE}/{rep.id}/panels/0/data").json()
+        assert data["access"] == "ok" and [run["id"] for run in data["runs"]] == ["a"]
+    app.state.tracklet.store.close()

@@ -274,3 +274,29 @@ def test_stalled_connections_never_lock_the_ui_out(root):
             sock.close()
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_reports_are_the_one_thing_written_with_the_token(ui, data):
+    """The dashboard's report editor works over a data root (docs/reports.md): reports, and only
+    they, are written, into reports.sqlite; never without the token, never other paths."""
+    auth = {"Authorization": f"Bearer {ui.token}"}
+    made = ui.client.post("/api/v1/projects/p/reports", json={"title": "Local", "markdown": "# hi\n"}, headers=auth)
+    assert made.status_code == 200, made.text
+    report_id = made.json()["id"]
+    saved = ui.client.put(f"/api/v1/projects/p/reports/{report_id}", json={"markdown": "# hi again\n", "parent": 1},
+                          headers=auth)
+    assert saved.status_code == 200 and saved.json()["version"] == 2
+    assert (data / "reports.sqlite").is_file()
+    assert ui.client.post("/api/v1/projects/p/reports", json={"markdown": "x"}).status_code == 401  # no token
+    for path in ("/api/v1/projects/p/reports/../../runs/p/r1/log", "/api/v1/projects/p/reportsx",
+                 "/api/v1/projects/p/runs/r1/reports"):
+        assert ui.client.post(path, content=b"{}", headers=auth).status_code == 405, path
+
+
+def test_reports_stay_read_only_without_a_token(data):
+    open_ui = Ui(data, "--no-token")
+    try:
+        refused = open_ui.client.post("/api/v1/projects/p/reports", json={"markdown": "x"})
+        assert refused.status_code == 405
+    finally:
+        open_ui.stop()

@@ -21,7 +21,6 @@ one process's threads from contending for it).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import hmac
 import secrets
@@ -36,6 +35,7 @@ import sqlalchemy as sa
 from tracklet.errors import ReportConflict, ReportError, ReportNotFound
 from tracklet.reports.document import MAX_MARKDOWN_CHARS, check_markdown, parse, serialize
 from tracklet.reports.tables import report_tokens, report_versions, reports
+from tracklet.reports.textdiff import unified_diff
 
 TOKEN_PREFIX = "trv_"
 MAX_TITLE_CHARS = 300
@@ -150,15 +150,14 @@ class ReportStore:
             return [dict(row._mapping) for row in rows]
 
     def diff(self, project: str, report_id: int, a: int, b: int) -> str:
-        """A unified diff of version ``a``'s markdown to version ``b``'s (the title as a first line)."""
+        """A unified diff of version ``a``'s markdown to version ``b``'s (the title as a first line),
+        in bounded time (``textdiff.py``)."""
         old, new = self.get(project, report_id, a), self.get(project, report_id, b)
 
         def lines(report: dict[str, Any]) -> list[str]:
             return [f"# title: {report['title']}\n", *report["markdown"].splitlines(keepends=True)]
 
-        diff = difflib.unified_diff(lines(old), lines(new), fromfile=f"report {report_id} v{a}",
-                                    tofile=f"report {report_id} v{b}")
-        return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff)
+        return unified_diff(lines(old), lines(new), f"report {report_id} v{a}", f"report {report_id} v{b}")
 
     # ------------------------------------------------------------ writing
 
@@ -306,8 +305,8 @@ class ReportStore:
     def token_allows(self, project: str, report_id: int, token: str) -> bool:
         """Whether ``token`` is a live view token of report ``report_id`` of ``project``."""
         parts = split_token(token)
-        if parts is None:
-            return False
+        if parts is None or not isinstance(report_id, int) or not 1 <= report_id <= 2**63 - 1:
+            return False  # nothing to look up (and no id past a 64-bit column reaches the database)
         token_id, secret = parts
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(report_tokens.c.secret_sha256, report_tokens.c.revoked_at)

@@ -12,7 +12,10 @@ Both listen on a loopback address only, which keeps other machines out but not
   as Jupyter does. The first request with a valid ``?token=`` gets an HttpOnly, SameSite=Strict
   cookie and a page request is redirected to the same URL without the token, so the dashboard's
   same-origin requests carry the cookie from then on. Scripts may send ``Authorization: Bearer
-  <token>`` instead. The local dashboard only reads, so every other method is refused (405).
+  <token>`` instead. The local dashboard only reads, so every other method is refused (405), but
+  for two writes that leave the record logs alone, taken with the token only: OTLP spans
+  (``/v1/traces``) and the user's reports (``/api/v1/projects/{p}/reports...``, the data root's
+  ``reports.sqlite``).
 
 Both are plain ASGI middleware (no buffering: file downloads stream through).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from http.cookies import CookieError, SimpleCookie
@@ -40,6 +44,10 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/api/v1/health"})  # a liveness probe: no data, no token
 # The one write tracklet ui takes (with its token): OTLP spans from local applications (docs/tracing.md).
 WRITE_PATHS = frozenset({"/v1/traces"})
+# Reports the user writes in the dashboard (docs/reports.md): kept in the data root's reports.sqlite,
+# apart from the record logs, which nothing here writes. Only with the token (never --no-token).
+REPORT_WRITES = re.compile(r"/api/v1/projects/[\w.-]+/reports(/[\w-]+){0,4}")
+REPORT_METHODS = frozenset({"POST", "PUT", "DELETE"})
 MAX_HOST_LENGTH = 300
 
 
@@ -133,7 +141,10 @@ class UiAccess:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] not in READ_METHODS and not (scope["method"] == "POST" and scope["path"] in WRITE_PATHS):
+        report_write = (self.token is not None and scope["method"] in REPORT_METHODS
+                        and REPORT_WRITES.fullmatch(scope["path"]) is not None)
+        if (scope["method"] not in READ_METHODS and not (scope["method"] == "POST" and scope["path"] in WRITE_PATHS)
+                and not report_write):
             await _json_error(send, 405, "tracklet ui is read-only: it shows the runs recorded on this "
                                          "machine and changes nothing", [(b"allow", b"GET, HEAD, OPTIONS")])
             return

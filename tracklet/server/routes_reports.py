@@ -184,9 +184,9 @@ class RevokedResponse(BaseModel):
 # ------------------------------------------------------------------ access
 
 
-def reports_of(request: Request) -> ReportStore | None:
+def reports_of(request: Request, *, create: bool = False) -> ReportStore | None:
     """The server's reports (its database); for ``tracklet ui`` the data root's reports.sqlite
-    (None until a report was saved there)."""
+    (None until a report was saved there, unless ``create``)."""
     state = request.app.state
     found = getattr(state, "report_store", None)
     if found is not None:
@@ -195,7 +195,7 @@ def reports_of(request: Request) -> ReportStore | None:
     if root is not None:
         from tracklet.reports.service import open_local
 
-        found = open_local(root, create=False)
+        found = open_local(root, create=create)
         if found is None:
             return None
     else:
@@ -205,7 +205,7 @@ def reports_of(request: Request) -> ReportStore | None:
 
 
 def _store(request: Request) -> ReportStore:
-    found = reports_of(request)
+    found = reports_of(request, create=request.method not in ("GET", "HEAD"))
     if found is None:
         raise HTTPException(status_code=404, detail="no reports: none was saved in this data root")
     return found
@@ -247,6 +247,10 @@ def report_guard(request: Request) -> None:
 
 
 def _actor(request: Request) -> str:
+    if getattr(request.app.state, "registry_root", None) is not None:  # tracklet ui: the user who started it
+        from tracklet.reports.service import default_actor
+
+        return default_actor()
     principal: Principal | None = getattr(request.state, "principal", None)
     return principal.name if principal is not None else "unknown"
 
@@ -260,7 +264,7 @@ def _may_read(request: Request, project: str, report_project: str) -> bool:
         return True
     principal = authorizer.principal(request)
     exists, role = authorizer.accounts.role(principal, project)
-    return exists and role_at_least(role, "read")
+    return not exists or role_at_least(role, "read")  # as Authorizer.check: a project not there holds nothing
 
 
 def _refused(error: Exception) -> HTTPException:

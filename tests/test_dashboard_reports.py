@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import QUIET, REPO
-from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, chart, loss, page, probe  # noqa: F401
+from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, chart, loss, page, probe, start_ui  # noqa: F401
 
 import tracklet
 
@@ -184,6 +184,27 @@ def test_editor_previews_live_saves_versions_diffs_freezes_reverts_and_publishes
     assert "published: version 4" in page.text_content(".editor-status")
     saved = httpx.get(f"{server.url}/api/v1/projects/cmp/reports", timeout=30).json()["reports"]
     assert [(r["title"], r["version"], r["published_version"]) for r in saved] == [("Draft", 4, 4)]
+
+
+def test_tracklet_ui_writes_reports_into_the_data_root(runs_root, page):  # noqa: F811
+    """Over `tracklet ui` (its token, then its cookie) the editor saves into the data root's reports."""
+    ui, url, token = start_ui(runs_root)
+    try:
+        page.goto(f"{url}projects/cmp/reports?token={token}")
+        page.fill("input.new-report-title", "Local notes")
+        page.click("form.new-report button")
+        page.wait_for_url("**/reports/*/edit")
+        page.fill("textarea.report-markdown", "# Local notes\n\n" + panel("[eval/acc]", "runs:\n  sort: run_id\n"))
+        assert len(wait_report_chart(page, "preview:0", runs=3)["runs"]) == 3
+        page.click("button.save")
+        page.wait_for_selector(".report-versions li[data-version='2']")
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+    from tracklet.reports.service import open_local
+
+    (saved,) = open_local(runs_root, create=False).list_reports("cmp")
+    assert (saved["title"], saved["version"]) == ("Local notes", 2)
 
 
 def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(servers, runs_root, page):  # noqa: F811

@@ -85,7 +85,7 @@ type Plotted<S> = { [K in keyof S]: K extends PlottedName ? Exclude<S[K], unknow
 /** Series arrays as numbers for the charts. The server writes NaN and ±inf as the strings "NaN",
  * "Infinity" and "-Infinity" (strict JSON, docs/server.md); a chart has no point for them, so
  * they become null, a gap, like a missing value. */
-function plottable<B extends { series: object[] }>(data: B): Omit<B, "series"> & { series: Plotted<B["series"][number]>[] } {
+export function plottable<B extends { series: object[] }>(data: B): Omit<B, "series"> & { series: Plotted<B["series"][number]>[] } {
   for (const series of data.series as Record<string, unknown>[]) {
     for (const name of PLOTTED) {
       const values = series[name] as unknown[] | undefined;

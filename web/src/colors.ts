@@ -16,3 +16,8 @@ export function withAlpha(color: string, alpha: number): string {
   const a = Math.round(alpha * 255).toString(16).padStart(2, "0");
   return color + a;
 }
+
+/** The palette's `index`-th colour (cycling): distinct colours for the first 20 series of a chart. */
+export function paletteColor(index: number): string {
+  return PALETTE[((index % PALETTE.length) + PALETTE.length) % PALETTE.length];
+}

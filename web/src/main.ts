@@ -9,8 +9,12 @@ import { runPage } from "./pages/run";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
 import { sweepPage } from "./pages/sweep";
 import { tablePage } from "./pages/table";
+import { reportPage } from "./pages/report";
+import { reportEditPage } from "./pages/report-edit";
+import { reportsPage } from "./pages/reports";
 import { tracePage, tracesPage } from "./pages/traces";
-import { runHref } from "./router";
+import { bootSnapshot, snapshotElement } from "./reports/snapshot";
+import { reportHref, reportsHref, runHref } from "./router";
 import { isArtifactRoute, parseRoute, projectHref, startRouter, tracesHref } from "./router";
 
 const app = document.getElementById("app")!;
@@ -25,12 +29,19 @@ async function render(): Promise<void> {
   const route = parseRoute(location.pathname);
   crumbs.replaceChildren(
     ...(route.page === "project" || route.page === "run" || route.page === "sweep" || route.page === "table" ||
-      route.page === "traces" || route.page === "trace"
+      route.page === "traces" || route.page === "trace" || route.page === "reports" || route.page === "report" ||
+      route.page === "report-edit"
       ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
       : []),
     ...(route.page === "traces" ? [h("span", { text: " / traces" })] : []),
     ...(route.page === "trace"
       ? [h("span", { text: " / " }), h("a", { href: tracesHref(route.project), "data-link": true, text: "traces" }), h("span", { text: ` / ${route.traceId.slice(0, 12)}` })]
+      : []),
+    ...(route.page === "reports" ? [h("span", { text: " / reports" })] : []),
+    ...(route.page === "report" || route.page === "report-edit"
+      ? [h("span", { text: " / " }), h("a", { href: reportsHref(route.project), "data-link": true, text: "reports" }),
+         h("span", { text: " / " }), h("a", { href: reportHref(route.project, route.reportId), "data-link": true, text: route.reportId }),
+         ...(route.page === "report-edit" ? [h("span", { text: " / edit" })] : [])]
       : []),
     ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
     ...(route.page === "table"
@@ -49,6 +60,9 @@ async function render(): Promise<void> {
     else if (route.page === "sweep") stop = await sweepPage(app, route.project, route.sweepId);
     else if (route.page === "traces") stop = await tracesPage(app, route.project);
     else if (route.page === "trace") stop = await tracePage(app, route.project, route.traceId);
+    else if (route.page === "reports") stop = await reportsPage(app, route.project);
+    else if (route.page === "report") stop = await reportPage(app, route.project, route.reportId);
+    else if (route.page === "report-edit") stop = await reportEditPage(app, route.project, route.reportId);
     else {
       app.replaceChildren(h("p.error", { text: `No page at ${route.path}` }));
       stop = () => {};
@@ -62,4 +76,10 @@ async function render(): Promise<void> {
   }
 }
 
-startRouter(() => void render());
+// An exported report (tracklet/reports/export.py, reports/snapshot.ts) carries its data: draw it, fetch nothing.
+const snapshot = snapshotElement();
+if (snapshot) {
+  bootSnapshot(app, snapshot).catch((error) => app.replaceChildren(h("p.error", { text: String(error) })));
+} else {
+  startRouter(() => void render());
+}

@@ -1,5 +1,5 @@
 // Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>,
-// /projects/<p>/traces[/<trace id>], and the artifact pages
+// /projects/<p>/traces[/<trace id>], the report pages (/projects/<p>/reports[/<id>[/edit]]), and the artifact pages
 // (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
 // each, so a link (or a reload) lands on the right page; the view state lives in the query string.
 
@@ -12,7 +12,22 @@ export type Route =
   | { page: "table"; project: string; runId: string; key: string }
   | { page: "traces"; project: string }
   | { page: "trace"; project: string; traceId: string }
+  | ReportRoute
   | { page: "missing"; path: string };
+
+/** Report pages (pages/reports.ts, pages/report.ts, pages/report-edit.ts). */
+export type ReportRoute =
+  | { page: "reports"; project: string }
+  | { page: "report"; project: string; reportId: string }
+  | { page: "report-edit"; project: string; reportId: string };
+
+function parseReportRoute(parts: string[]): ReportRoute | null {
+  if (parts[0] !== "projects" || parts[2] !== "reports") return null;
+  if (parts.length === 3) return { page: "reports", project: parts[1] };
+  if (parts.length === 4) return { page: "report", project: parts[1], reportId: parts[3] };
+  if (parts.length === 5 && parts[4] === "edit") return { page: "report-edit", project: parts[1], reportId: parts[3] };
+  return null;
+}
 
 export function parseRoute(pathname: string): Route {
   const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
@@ -22,6 +37,8 @@ export function parseRoute(pathname: string): Route {
     return { page: "run", project: parts[1], runId: parts[3] };
   if (parts[0] === "projects" && parts.length >= 6 && parts[2] === "runs" && parts[4] === "tables")
     return { page: "table", project: parts[1], runId: parts[3], key: parts.slice(5).join("/") };
+  const report = parseReportRoute(parts);
+  if (report) return report;
   const artifact = parseArtifactRoute(parts);
   if (artifact) return artifact;
   if (parts[0] === "projects" && parts.length === 4 && parts[2] === "sweeps")
@@ -72,6 +89,10 @@ export const tracesHref = (project: string) => `${projectHref(project)}/traces`;
 export const traceHref = (project: string, traceId: string) => `${tracesHref(project)}/${encodeURIComponent(traceId)}`;
 export const sweepHref = (project: string, sweepId: string) =>
   `${projectHref(project)}/sweeps/${encodeURIComponent(sweepId)}`;
+
+export const reportsHref = (project: string) => `${projectHref(project)}/reports`;
+export const reportHref = (project: string, id: string | number) => `${reportsHref(project)}/${encodeURIComponent(id)}`;
+export const reportEditHref = (project: string, id: string | number) => `${reportHref(project, id)}/edit`;
 
 let onNavigate: () => void = () => {};
 

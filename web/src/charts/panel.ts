@@ -30,6 +30,8 @@ export interface PanelOptions {
   runInfo: (run: string) => RunInfo;
   onZoom?: (range: [number, number] | null) => void;
   onToggleLog?: () => void;
+  /** "Add to report": a button in the header that calls it (the workspace's panels). */
+  onAddToReport?: () => void;
   height?: number;
   /** Columns of the grid the panel spans (1 unless its corner was dragged wider). */
   span?: number;
@@ -118,13 +120,15 @@ export class ChartPanel {
     this.logButton = h("button.small", { title: "Log scale (y)", text: "log" });
     this.logButton.addEventListener("click", () => this.options.onToggleLog?.());
     this.status = h("span.panel-status");
+    const addButton = options.onAddToReport ? h("button.small.add-to-report", { title: "Add this chart to a report", text: "+ report" }) : null;
+    addButton?.addEventListener("click", () => this.options.onAddToReport?.());
     this.plotEl = h("div.plot");
     this.tooltip = h("div.tooltip", { hidden: true });
     this.legend = h("div.legend");
     this.el = h(
       "section.panel",
       { "data-key": id },
-      h("header", {}, h("h3", { text: title, title }), this.status, options.onToggleLog ? this.logButton : null),
+      h("header", {}, h("h3", { text: title, title }), this.status, options.onToggleLog ? this.logButton : null, addButton),
       this.plotEl,
       this.legend,
     );

@@ -57,6 +57,8 @@ export class ChartsWorkspace {
   private pending = new Map<string, AbortController>();
   private readonly xSelect: HTMLSelectElement;
   private runStyle: (runId: string) => Omit<RunInfo, "name"> = (runId) => ({ color: runColor(runId) });
+  /** "Add to report" on a panel: the page decides what it does (reports/add.ts); none: no button. */
+  addToReport: ((key: string, view: ViewState) => void) | null = null;
 
   constructor(
     private readonly project: string,
@@ -269,6 +271,7 @@ export class ChartsWorkspace {
             runInfo: (run) => this.runInfo(run),
             onZoom: (range) => this.change({ zoom: range }),
             onToggleLog: () => this.toggleLog(key),
+            onAddToReport: this.addToReport ? () => this.addToReport?.(key, this.view) : undefined,
           });
           this.panels.set(key, panel);
           this.observer.observe(panel.el);

@@ -11,9 +11,10 @@ import { MAX_PLOT_HEIGHT, MIN_PLOT_HEIGHT } from "../charts/panel";
 import { ChartsWorkspace, PANEL_SIZES, POLL_MS, type PanelOwnSize, type PanelSize, type ViewState } from "../charts/workspace";
 import { debounce, h } from "../dom";
 import { flatten, fmtValue } from "../format";
-import { artifactsHref, readQuery, setQuery, sweepHref, tracesHref } from "../router";
+import { artifactsHref, readQuery, reportsHref, setQuery, sweepHref, tracesHref } from "../router";
 import { SWEEP_GROUP, sweepOf } from "../runs/groups";
 import { RunsTable } from "../runs/table";
+import { addToReportDialog } from "../reports/add";
 
 const DEFAULT_SELECTION = 5;
 const SPLIT_KEY = "tracklet.runsWidth"; // the runs pane's dragged width, for every project
@@ -153,6 +154,7 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
   let hasSweeps = false;
 
   const workspace = new ChartsWorkspace(project, readView(params), writeView);
+  workspace.addToReport = (key, view) => void addToReportDialog(project, key, view, selectedRows().map((row) => row.run_id));
   /** A run's colour: its group's while the table is grouped, else its own. */
   const style = (runId: string) => {
     const group = table.groupOf(runId);
@@ -193,7 +195,8 @@ export async function projectPage(root: HTMLElement, project: string): Promise<(
         {},
         h("div.pane-head", {}, h("h1", { text: project }), count,
           h("a.artifacts-link", { href: artifactsHref(project), "data-link": true, text: "Artifacts" }),
-          h("a.traces-link", { href: tracesHref(project), "data-link": true, text: "Traces" })),
+          h("a.traces-link", { href: tracesHref(project), "data-link": true, text: "Traces" }),
+          h("a.reports-link", { href: reportsHref(project), "data-link": true, text: "Reports" })),
         sweepsBox,
         h("div.toolbar", {}, searchInput, filterInput, columnsMenu, groupSelect),
         filterError,

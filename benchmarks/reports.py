@@ -1,0 +1,138 @@
+"""Reports (issue #20): a report of 20 panels × 50 runs in a real browser, and its exports.
+
+    python benchmarks/reports.py [--panels 20] [--runs 50] [--steps 1000] [--repeat 3] [--json PATH]
+
+Writes ``--runs`` record logs directly (benchmarks/store.py: ``--steps`` rows of ``--panels``
+metrics each), indexes them, starts ``tracklet server --dev``, creates a report with one panel per
+metric over all the runs (``runs: {limit: --runs}``), and measures:
+
+- paint: navigation start → every panel of the report drawn (the report's ``report-painted`` mark:
+  each panel's data route answered and its chart drawn), in Debian's chromium through Playwright;
+- HTML export: ``take_snapshot`` (the report and every panel's bucketed data from the server) then
+  ``export_snapshot(..., "html")`` (the bundle inlined): time (and the snapshot's share) and size;
+- PDF export: the same, rendered in Chromium and printed (``page.pdf()``), browser start included.
+
+Targets: paint ≤ 1.5 s; HTML ≤ 5 s and ≤ 5 MB; PDF ≤ 10 s. Reported, not asserted. Median (and
+best) of ``--repeat``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
+
+from report import print_table, write_json  # noqa: E402
+from store import write_run  # noqa: E402  (a record log written directly)
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def record(root: Path, runs: int, panels: int, steps: int) -> float:
+    started = time.perf_counter()
+    for index in range(runs):
+        write_run(root, "bench", f"r{index:03d}", steps=steps, keys=panels, seed=index)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "index"], env=env, check=True,
+                   capture_output=True, timeout=3600)
+    return time.perf_counter() - started
+
+
+def report_markdown(panels: int, runs: int) -> str:
+    blocks = ["# Benchmark report\n\nEvery metric of every run.\n"]
+    for key in range(panels):
+        blocks.append(f"```tracklet-panel\ntitle: metric {key}\nkeys: [metric_{key}]\nsize: s\n"
+                      f"runs:\n  limit: {runs}\n```\n")
+    return "\n".join(blocks)
+
+
+def paint(browser, url: str, panels: int) -> float:
+    """ms from navigation start to every panel drawn, in a fresh context (no cache)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(url)
+        page.wait_for_function("() => window.__tracklet.marks['report-painted'] !== undefined", timeout=120_000)
+        states = page.evaluate("() => window.__tracklet.probe('report').panels.map(p => p.state)")
+        assert states == ["drawn"] * panels, states
+        return float(page.evaluate("() => window.__tracklet.marks['report-painted']"))
+    finally:
+        context.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--panels", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=1000, help="steps per run (each panel: runs × steps points)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    import httpx
+    from playwright.sync_api import sync_playwright
+    from serverproc import Server
+
+    from tracklet.reports.export import HttpReportSource, export_snapshot, take_snapshot
+
+    os.environ.setdefault("TRACKLET_CHROMIUM", args.chromium)
+    with tempfile.TemporaryDirectory(prefix="tracklet-reports-bench-") as tmp:
+        root = Path(tmp) / "srv"
+        prepared = record(root, args.runs, args.panels, args.steps)
+        print(f"recorded and indexed {args.runs} runs × {args.steps:,} steps × {args.panels} metrics in {prepared:.1f} s")
+        server = Server(root).start()
+        try:
+            made = httpx.post(f"{server.url}/api/v1/projects/bench/reports", timeout=60,
+                              json={"title": "Benchmark", "markdown": report_markdown(args.panels, args.runs)})
+            made.raise_for_status()
+            report_id = str(made.json()["id"])
+            page_url = f"{server.url}/projects/bench/reports/{report_id}"
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+                paint(browser, page_url, args.panels)  # warm up the server (imports, connections)
+                paints = [paint(browser, page_url, args.panels) for _ in range(args.repeat)]
+                browser.close()
+            source = HttpReportSource(server.url)
+            html_times, pdf_times, snap_times, size = [], [], [], 0
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                snapshot = take_snapshot(source, "bench", report_id)
+                fetched = time.perf_counter()
+                (html,) = export_snapshot(snapshot, "html", Path(tmp) / "report.html")
+                html_times.append(time.perf_counter() - started)
+                snap_times.append(fetched - started)
+                size = html.stat().st_size
+                started = time.perf_counter()
+                export_snapshot(take_snapshot(source, "bench", report_id), "pdf", Path(tmp) / "report.pdf")
+                pdf_times.append(time.perf_counter() - started)
+            source.close()
+        finally:
+            server.stop()
+
+    def cell(values: list[float], unit: str, scale: float = 1.0) -> str:
+        return f"{statistics.median(values) * scale:,.2f} {unit} (best {min(values) * scale:,.2f})"
+
+    rows = [
+        [f"paint: {args.panels} panels × {args.runs} runs × {args.steps:,} steps drawn", cell(paints, "s", 1e-3),
+         "target ≤ 1.5 s"],
+        ["HTML export (offline file)", cell(html_times, "s"), "target ≤ 5 s"],
+        ["  … of which the panels' data from the server", cell(snap_times, "s"), ""],
+        ["  … its size", f"{size / 1e6:,.2f} MB", "target ≤ 5 MB"],
+        ["PDF export (Chromium start included)", cell(pdf_times, "s"), "target ≤ 10 s"],
+    ]
+    print_table(rows, header=[f"measure (median of {args.repeat})", "value", "target"])
+    write_json(args.json, {"paint_ms": paints, "html_s": html_times, "snapshot_s": snap_times, "html_bytes": size, "pdf_s": pdf_times,
+                           "panels": args.panels, "runs": args.runs, "steps": args.steps})
+
+
+if __name__ == "__main__":
+    main()

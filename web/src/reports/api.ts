@@ -1,0 +1,109 @@
+// The reports API (/api/v1/projects/<p>/reports..., docs/reports.md) as the report pages use it.
+// A view token (a link shared with someone without an account: `?token=` on the page's URL) is
+// sent with every request as X-Tracklet-Report-Token; an API key as the other routes send it.
+
+import { ApiError, plottable, type Series } from "../api";
+import type { components } from "../api-types";
+import { askForKey, storedKey } from "../auth";
+
+export type PanelSize = "s" | "m" | "l";
+
+/** A run set: which runs a panel charts (live unless frozen). */
+export interface RunSetSpec {
+  project?: string;
+  filter?: string;
+  sort?: string;
+  limit?: number;
+  group?: string;
+  frozen?: { run_ids: string[]; max_step?: number | null } | null;
+}
+
+/** A `tracklet-panel` block's YAML: the workspace panel's own settings plus its run set. */
+export interface PanelSpec {
+  title?: string | null;
+  keys: string[];
+  x?: string;
+  smoothing?: number;
+  log_y?: boolean;
+  size?: PanelSize;
+  runs?: RunSetSpec;
+}
+
+type Schemas = components["schemas"];
+
+export type TextBlock = Schemas["TextBlockModel"];
+/** A panel block: the generated type with `spec` and `runs` read as what they hold. */
+export type PanelBlock = Omit<Schemas["PanelBlockModel"], "spec" | "runs"> & { spec: PanelSpec | null; runs?: RunSetSpec | null };
+export type Block = TextBlock | PanelBlock;
+export type ReportSummary = Schemas["ReportSummary"];
+/** One version of a report (`version` is the one shown: by default the published one, else the newest). */
+export type Report = Omit<Schemas["ReportModel"], "blocks"> & { blocks: Block[] };
+export type ReportVersion = Schemas["ReportVersionModel"] & { published?: boolean };
+/** What a panel draws: its runs and their history (the /history body), or why it can't. */
+export type PanelData = Omit<Schemas["PanelDataResponse"], "history" | "runs"> & {
+  runs: (Omit<Schemas["PanelRun"], "group"> & { group?: string | number | boolean | null })[];
+  history: { series: Series[] } | null;
+};
+
+const enc = encodeURIComponent;
+
+/** The view token this page was opened with (`?token=`), if any. */
+export function reportToken(): string | null {
+  return new URLSearchParams(location.search).get("token");
+}
+
+function headers(json: boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  const key = storedKey();
+  if (key) out.Authorization = `Bearer ${key}`;
+  const token = reportToken();
+  if (token) out["X-Tracklet-Report-Token"] = token;
+  if (json) out["Content-Type"] = "application/json";
+  return out;
+}
+
+/** One request to the reports API; JSON in and out, refusals as ApiError with the server's detail. */
+async function call<T>(method: string, path: string, body?: unknown, query: Record<string, string | number | null | undefined> = {}): Promise<T> {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) if (value !== null && value !== undefined && value !== "") params.set(name, String(value));
+  const text = params.toString();
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(`/api/v1${path}${text ? "?" + text : ""}`, {
+      method,
+      headers: headers(body !== undefined),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.ok) return (await response.json()) as T;
+    let detail = response.statusText;
+    try {
+      const payload = await response.json();
+      detail = typeof payload.detail === "string" ? payload.detail : JSON.stringify(payload.detail);
+    } catch {
+      /* not JSON */
+    }
+    if (response.status === 401 && attempt === 0 && !reportToken() && (await askForKey(detail))) continue;
+    throw new ApiError(response.status, detail);
+  }
+}
+
+const base = (project: string) => `/projects/${enc(project)}/reports`;
+
+export const reportsApi = {
+  list: (project: string) => call<Schemas["ReportsResponse"]>("GET", base(project)),
+  create: (project: string, title: string, markdown: string) => call<Report>("POST", base(project), { title, markdown }),
+  preview: (project: string, markdown: string) => call<{ blocks: Block[] }>("POST", `${base(project)}/preview`, { markdown } satisfies Schemas["PreviewRequest"]),
+  get: (project: string, id: string | number, version?: number | null) => call<Report>("GET", `${base(project)}/${enc(id)}`, undefined, { version }),
+  save: (project: string, id: string | number, body: { markdown: string; title?: string; parent: number }) =>
+    call<Report>("PUT", `${base(project)}/${enc(id)}`, body),
+  versions: (project: string, id: string | number) =>
+    call<Schemas["ReportVersionsResponse"]>("GET", `${base(project)}/${enc(id)}/versions`).then((body) => body.versions as ReportVersion[]),
+  diff: (project: string, id: string | number, a: number, b: number) => call<Schemas["ReportDiffResponse"]>("GET", `${base(project)}/${enc(id)}/diff`, undefined, { a, b }),
+  revert: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/revert`, { version }),
+  publish: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
+  freeze: (project: string, id: string | number) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
+  panelData: (project: string, id: string | number, index: number, version?: number | null, window?: { start: number | null; end: number | null; buckets: number } | null) =>
+    call<PanelData>("GET", `${base(project)}/${enc(id)}/panels/${index}/data`, undefined, { version, ...(window ?? {}) }).then((data) => ({
+      ...data,
+      history: data.history ? plottable(data.history as never) : null,
+    })) as Promise<PanelData>,
+};

@@ -336,3 +336,49 @@ def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, pa
         writer.wait(timeout=30)
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_masks_and_boxes_are_drawn_over_image_cells(servers, tmp_path, page):  # noqa: F811
+    """An image cell logged with a mask and boxes shows them over its thumbnail: the mask's class
+    ids as the class colours (id 0 clear) at the logged pixels, each box where it was logged; at
+    full size each mask and box group has a toggle."""
+    root = tmp_path / "data"
+    pixels = np.full((30, 40, 3), 20, dtype=np.uint8)
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:15, 10:30] = 2
+    run = tracklet.init(project="ov", id="r", dir=str(root), settings=QUIET)
+    image = tracklet.Image(pixels, masks={"truth": {"mask_data": mask, "class_labels": {2: "cat"}}},
+                           boxes={"pred": {"box_data": [{"position": {"minX": 0.25, "maxX": 0.75, "minY": 0.1, "maxY": 0.5},
+                                                         "class_id": 2, "box_caption": "cat", "scores": {"p": 0.9}}],
+                                           "class_labels": {2: "cat"}}})
+    run.log({"seg": tracklet.Table(columns=["id", "img"], data=[[0, image], [1, tracklet.Image(pixels)]])})
+    run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/ov/runs/r/tables/seg")
+    _wait_rows(page, "seg", "p.rows.length === 2")
+    cell = f"{_panel('seg')} .tp-row[data-row='0'] .tp-frame"
+    page.wait_for_selector(f"{cell} canvas.media-mask")
+    # the mask canvas holds the class colours at the logged pixels, clear elsewhere
+    colours = page.eval_on_selector(f"{cell} canvas.media-mask", "c => { const g = c.getContext('2d'); "
+                                    "return [c.width, c.height, Array.from(g.getImageData(20, 10, 1, 1).data), "
+                                    "Array.from(g.getImageData(2, 2, 1, 1).data), Array.from(g.getImageData(20, 20, 1, 1).data)]; }")
+    assert colours[:2] == [40, 30] and colours[3:] == [[0, 0, 0, 0], [0, 0, 0, 0]]
+    assert colours[2] == pytest.approx([60, 180, 75, 110], abs=2)  # classColour(2) at alpha 110 (premultiplied: ±1)
+    # the box, in the image's coordinates, labelled
+    rect = page.eval_on_selector(f"{cell} svg.media-boxes rect", "r => [r.closest('svg').getAttribute('viewBox'), "
+                                 "['x', 'y', 'width', 'height'].map(a => Number(r.getAttribute(a))), r.textContent]")
+    assert rect[0] == "0 0 40 30" and rect[1] == pytest.approx([10, 3, 20, 12]) and rect[2].startswith("cat · cat · p 0.900")
+    # both layers cover the thumbnail exactly (they stretch with it)
+    boxes = page.eval_on_selector(cell, "f => [f.querySelector('img'), f.querySelector('canvas'), f.querySelector('svg')]"
+                                  ".map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
+    assert boxes[0][1] > 0 and boxes[1] == pytest.approx(boxes[0], abs=0.5) and boxes[2] == pytest.approx(boxes[0], abs=0.5)
+    assert page.query_selector(f"{_panel('seg')} .tp-row[data-row='1'] .tp-frame") is None  # no overlays: a plain thumbnail
+    # at full size: the layers again, each with a toggle that hides it
+    page.click(cell)
+    page.wait_for_selector("dialog.tp-dialog[open] .tp-frame canvas.media-mask")
+    page.wait_for_function("() => document.querySelectorAll('dialog.tp-dialog .media-toggles input').length === 2")
+    assert sorted(page.eval_on_selector_all("dialog.tp-dialog .media-toggles input", "i => i.map(x => x.dataset.layer)")) == [
+        "pred", "truth"]
+    page.uncheck("dialog.tp-dialog .media-toggles input[data-layer='truth']")
+    assert page.eval_on_selector("dialog.tp-dialog canvas.media-mask", "c => getComputedStyle(c).display") == "none"
+    assert page.eval_on_selector("dialog.tp-dialog svg.media-boxes", "s => getComputedStyle(s).display") != "none"

@@ -3,7 +3,8 @@
 // table filter language (a bad filter shows the server's message and keeps the rows shown), group
 // by a column (counts and means; a click on a group filters to it), pick the version (step) of a
 // MUTABLE or INCREMENTAL table, and compare with another run's table joined on a key column.
-// Media cells show their thumbnails, fetched only for the rows in view.
+// Media cells show their thumbnails, fetched only for the rows in view, with an image's masks and
+// boxes drawn over them (media.ts), and at full size (each mask and box group toggled) on a click.
 
 import "./table.css";
 
@@ -11,6 +12,7 @@ import { api, ApiError, tableBlob, type TableGroups, type TableRows, type TableV
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtValue } from "../format";
+import { boxesSvg, maskCanvas, toggle, type BoxGroup } from "../media";
 import { runHref } from "../router";
 import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
 
@@ -24,6 +26,47 @@ function blobUrl(project: string, runId: string, key: string, digest: string): P
     blobs.set(id, url);
   }
   return url;
+}
+
+interface CellMask { name: string; digest: string; width: number; height: number }
+interface CellBoxes { name: string; class_labels: { id: number; label: string }[]; boxes: CellBox[] }
+interface CellBox {
+  min_x: number; max_x: number; min_y: number; max_y: number; pixel: boolean; class_id: number; caption: string;
+  scores: { name: string; value: number }[];
+}
+
+/** A cell's box group in the shape the media card draws (labels and scores keyed by name). */
+function boxGroup(group: CellBoxes): BoxGroup {
+  return {
+    name: group.name,
+    class_labels: Object.fromEntries((group.class_labels ?? []).map((entry) => [String(entry.id), entry.label])),
+    boxes: (group.boxes ?? []).map((box) => ({ ...box, scores: Object.fromEntries((box.scores ?? []).map((s) => [s.name, s.value])) })),
+  };
+}
+
+/** `image` in a frame with the cell's masks (canvases) and box groups (SVG) over it; with
+ * `toggles`, a checkbox per layer is added there. The layers stretch with the image. */
+function overlaid(image: HTMLImageElement, cell: Record<string, unknown>, url: (digest: string) => Promise<string>,
+  toggles?: HTMLElement): HTMLElement {
+  const masks = (cell.masks as CellMask[] | null) ?? [];
+  const groups = (cell.boxes as CellBoxes[] | null) ?? [];
+  if (!masks.length && !groups.length) return image;
+  const frame = h("span.media-frame.tp-frame", {}, image);
+  const size = { width: Number(cell.width) || 1, height: Number(cell.height) || 1 };
+  for (const mask of masks) {
+    const slot = h("span.tp-layer", { "data-name": mask.name });
+    frame.append(slot);
+    void url(mask.digest).then((u) => maskCanvas(u, mask.name)).then((canvas) => {
+      slot.replaceWith(canvas);
+      toggles?.append(toggle(mask.name, canvas));
+    }).catch(() => slot.remove());
+  }
+  for (const group of groups) {
+    const svg = boxesSvg(size, boxGroup(group));
+    frame.append(svg);
+    toggles?.append(toggle(group.name, svg));
+  }
+  return frame;
 }
 
 export const tableHref = (project: string, runId: string, key: string) =>
@@ -330,20 +373,26 @@ export class TablePanel {
       return button;
     }
     const image = h("img.tp-thumb", { alt: caption || column.name, title: caption, "data-digest": digest });
-    image.addEventListener("click", open);
+    const shown = overlaid(image, cell, (d) => blobUrl(this.project, runId, this.key, d));
+    shown.addEventListener("click", () => void this.openMedia(runId, kind, digest, caption, String(cell.format ?? ""), cell));
     void blobUrl(this.project, runId, this.key, String(cell.thumbnail || digest))
       .then((url) => (image.src = url))
-      .catch(() => image.replaceWith(h("span.muted", { text: "image unavailable" })));
-    return image;
+      .catch(() => shown.replaceWith(h("span.muted", { text: "image unavailable" })));
+    return shown;
   }
 
   /** A media cell at full size in a dialog: an image at its pixels, audio and video players, HTML
    * in a sandboxed frame (no allow-same-origin, as on the media card). */
-  private async openMedia(runId: string, kind: string, digest: string, caption: string, format: string): Promise<void> {
+  private async openMedia(runId: string, kind: string, digest: string, caption: string, format: string,
+    cell?: Record<string, unknown>): Promise<void> {
     let body: HTMLElement;
+    const toggles = h("div.media-toggles");
     try {
       const url = await blobUrl(this.project, runId, this.key, digest);
-      if (kind === "image" || (kind === "video" && format === "gif")) body = h("img.tp-full", { src: url, alt: caption });
+      if (kind === "image" && cell) {
+        const full = h("img.tp-full", { src: url, alt: caption });
+        body = h("div", {}, overlaid(full, cell, (d) => blobUrl(this.project, runId, this.key, d), toggles), toggles);
+      } else if (kind === "image" || (kind === "video" && format === "gif")) body = h("img.tp-full", { src: url, alt: caption });
       else if (kind === "audio") body = h("audio", { controls: true, src: url });
       else if (kind === "video") body = h("video", { controls: true, src: url });
       else if (kind === "html") body = h("iframe.media-html", { sandbox: "allow-scripts", src: url, title: caption || kind });

@@ -48,7 +48,8 @@ def _big_columns() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def tables_root(tmp_path_factory):
     """Run `a`: a 1M-row table `big`, a small table of images `cells`, a MUTABLE table `grow` logged
-    three times; run `b`: a `cells`-like table with other values, to compare with `a`."""
+    three times; run `b`: a `cells`-like table with other values, to compare with `a`, and `preds`
+    (other columns, sharing `id`) and `misc` (sharing none)."""
     import pyarrow as pa
 
     root = tmp_path_factory.mktemp("tables") / "data"
@@ -72,6 +73,8 @@ def tables_root(tmp_path_factory):
     run.finish()
     other = tracklet.init(project="tbl", id="b", name="second", dir=str(root), settings=QUIET)
     other.log({"cells": tracklet.Table(columns=["id", "guess"], data=[[i, f"h{i}"] for i in range(3, 9)])})
+    other.log({"preds": tracklet.Table(columns=["key", "id", "pred"], data=[[f"k{i}", i, f"p{i}"] for i in range(4, 10)]),
+               "misc": tracklet.Table(columns=["x"], data=[[1]])})
     other.finish()
     return root, columns
 
@@ -382,3 +385,35 @@ def test_masks_and_boxes_are_drawn_over_image_cells(servers, tmp_path, page):  #
     page.uncheck("dialog.tp-dialog .media-toggles input[data-layer='truth']")
     assert page.eval_on_selector("dialog.tp-dialog canvas.media-mask", "c => getComputedStyle(c).display") == "none"
     assert page.eval_on_selector("dialog.tp-dialog svg.media-boxes", "s => getComputedStyle(s).display") != "none"
+
+
+def test_a_table_compared_with_another_key_joins_on_a_column_both_have(servers, tables_root, page):  # noqa: F811
+    """Compare offers the chosen run's table keys (this panel's key first); a table of another key
+    with columns of its own joins on a column both tables have; the choice is in the URL; a table
+    sharing no column says so and keeps the rows shown."""
+    root, _ = tables_root
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/tbl/runs/a/tables/cells")
+    _wait_rows(page, "cells", "p.rows.length === 6")
+    page.select_option(f"{_panel('cells')} select.tp-compare", "b")
+    page.wait_for_selector(f"{_panel('cells')}[data-total='9']")  # b's `cells`, joined on id
+    keys = page.eval_on_selector_all(f"{_panel('cells')} select.tp-compare-key option", "o => o.map(x => x.value)")
+    assert sorted(keys) == ["cells", "misc", "preds"] and page.input_value(f"{_panel('cells')} select.tp-compare-key") == "cells"
+    page.select_option(f"{_panel('cells')} select.tp-compare-key", "preds")
+    page.wait_for_selector(f"{_panel('cells')}[data-total='10']")  # ids 0-5 and 4-9
+    joined = _wait_rows(page, "cells", "p.columns.includes('b.pred')")
+    assert joined["columns"] == ["id", "a.img", "a.guess", "b.key", "b.pred"]
+    assert page.eval_on_selector_all(f"{_panel('cells')} select.tp-on option", "o => o.map(x => x.value)") == ["id"]
+    by_id = {row["cells"][0]: row["cells"] for row in joined["rows"]}
+    assert by_id["5"][2:] == ["g1", "k5", "p5"] and by_id["0"][3:] == ["", ""] and by_id["9"][2:] == ["", "k9", "p9"]
+    assert "vs=b" in page.url and "vs_key=preds" in page.url and "on=id" in page.url
+    page.reload()
+    page.wait_for_selector(f"{_panel('cells')}[data-total='10']")
+    assert _wait_rows(page, "cells", "p.columns.includes('b.pred')")["columns"][-1] == "b.pred"
+    # `misc` shares no column with `cells`: said, and the join shown stays
+    page.select_option(f"{_panel('cells')} select.tp-compare-key", "misc")
+    page.wait_for_selector(f"{_panel('cells')} .tp-error:not([hidden])")
+    assert "no column in common" in page.text_content(f"{_panel('cells')} .tp-error")
+    assert page.get_attribute(_panel("cells"), "data-total") == "10"
+    # another table of this run can be chosen too
+    assert "a" in page.eval_on_selector_all(f"{_panel('cells')} select.tp-compare option", "o => o.map(x => x.value)")

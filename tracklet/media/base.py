@@ -36,7 +36,10 @@ class Media(LoggedObject):
         held = self.__dict__.get("_buffers")
         if held:
             self.__dict__.clear()  # first the views of the buffers this item held
-            buffers.release(held)
+            try:
+                buffers.release(held)
+            except Exception:  # at interpreter exit the module may be gone: the memory is freed anyway
+                pass
 
     def _fill(self, context: Any, where: Placement, media: Any) -> None:
         """Encode, store and describe this item in ``media`` (a ``pb.MediaLogged``): subclasses."""

@@ -48,7 +48,8 @@ def _big_columns() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def tables_root(tmp_path_factory):
     """Run `a`: a 1M-row table `big`, a small table of images `cells`, a MUTABLE table `grow` logged
-    three times; run `b`: a `cells`-like table with other values, to compare with `a`."""
+    three times; run `b`: a `cells`-like table with other values, to compare with `a`, and `preds`
+    (other columns, sharing `id`) and `misc` (sharing none)."""
     import pyarrow as pa
 
     root = tmp_path_factory.mktemp("tables") / "data"
@@ -72,6 +73,8 @@ def tables_root(tmp_path_factory):
     run.finish()
     other = tracklet.init(project="tbl", id="b", name="second", dir=str(root), settings=QUIET)
     other.log({"cells": tracklet.Table(columns=["id", "guess"], data=[[i, f"h{i}"] for i in range(3, 9)])})
+    other.log({"preds": tracklet.Table(columns=["key", "id", "pred"], data=[[f"k{i}", i, f"p{i}"] for i in range(4, 10)]),
+               "misc": tracklet.Table(columns=["x"], data=[[1]])})
     other.finish()
     return root, columns
 
@@ -336,3 +339,81 @@ def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, pa
         writer.wait(timeout=30)
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_masks_and_boxes_are_drawn_over_image_cells(servers, tmp_path, page):  # noqa: F811
+    """An image cell logged with a mask and boxes shows them over its thumbnail: the mask's class
+    ids as the class colours (id 0 clear) at the logged pixels, each box where it was logged; at
+    full size each mask and box group has a toggle."""
+    root = tmp_path / "data"
+    pixels = np.full((30, 40, 3), 20, dtype=np.uint8)
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:15, 10:30] = 2
+    run = tracklet.init(project="ov", id="r", dir=str(root), settings=QUIET)
+    image = tracklet.Image(pixels, masks={"truth": {"mask_data": mask, "class_labels": {2: "cat"}}},
+                           boxes={"pred": {"box_data": [{"position": {"minX": 0.25, "maxX": 0.75, "minY": 0.1, "maxY": 0.5},
+                                                         "class_id": 2, "box_caption": "cat", "scores": {"p": 0.9}}],
+                                           "class_labels": {2: "cat"}}})
+    run.log({"seg": tracklet.Table(columns=["id", "img"], data=[[0, image], [1, tracklet.Image(pixels)]])})
+    run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/ov/runs/r/tables/seg")
+    _wait_rows(page, "seg", "p.rows.length === 2")
+    cell = f"{_panel('seg')} .tp-row[data-row='0'] .tp-frame"
+    page.wait_for_selector(f"{cell} canvas.media-mask")
+    # the mask canvas holds the class colours at the logged pixels, clear elsewhere
+    colours = page.eval_on_selector(f"{cell} canvas.media-mask", "c => { const g = c.getContext('2d'); "
+                                    "return [c.width, c.height, Array.from(g.getImageData(20, 10, 1, 1).data), "
+                                    "Array.from(g.getImageData(2, 2, 1, 1).data), Array.from(g.getImageData(20, 20, 1, 1).data)]; }")
+    assert colours[:2] == [40, 30] and colours[3:] == [[0, 0, 0, 0], [0, 0, 0, 0]]
+    assert colours[2] == pytest.approx([60, 180, 75, 110], abs=2)  # classColour(2) at alpha 110 (premultiplied: ±1)
+    # the box, in the image's coordinates, labelled
+    rect = page.eval_on_selector(f"{cell} svg.media-boxes rect", "r => [r.closest('svg').getAttribute('viewBox'), "
+                                 "['x', 'y', 'width', 'height'].map(a => Number(r.getAttribute(a))), r.textContent]")
+    assert rect[0] == "0 0 40 30" and rect[1] == pytest.approx([10, 3, 20, 12]) and rect[2].startswith("cat · cat · p 0.900")
+    # both layers cover the thumbnail exactly (they stretch with it)
+    boxes = page.eval_on_selector(cell, "f => [f.querySelector('img'), f.querySelector('canvas'), f.querySelector('svg')]"
+                                  ".map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
+    assert boxes[0][1] > 0 and boxes[1] == pytest.approx(boxes[0], abs=0.5) and boxes[2] == pytest.approx(boxes[0], abs=0.5)
+    assert page.query_selector(f"{_panel('seg')} .tp-row[data-row='1'] .tp-frame") is None  # no overlays: a plain thumbnail
+    # at full size: the layers again, each with a toggle that hides it
+    page.click(cell)
+    page.wait_for_selector("dialog.tp-dialog[open] .tp-frame canvas.media-mask")
+    page.wait_for_function("() => document.querySelectorAll('dialog.tp-dialog .media-toggles input').length === 2")
+    assert sorted(page.eval_on_selector_all("dialog.tp-dialog .media-toggles input", "i => i.map(x => x.dataset.layer)")) == [
+        "pred", "truth"]
+    page.uncheck("dialog.tp-dialog .media-toggles input[data-layer='truth']")
+    assert page.eval_on_selector("dialog.tp-dialog canvas.media-mask", "c => getComputedStyle(c).display") == "none"
+    assert page.eval_on_selector("dialog.tp-dialog svg.media-boxes", "s => getComputedStyle(s).display") != "none"
+
+
+def test_a_table_compared_with_another_key_joins_on_a_column_both_have(servers, tables_root, page):  # noqa: F811
+    """Compare offers the chosen run's table keys (this panel's key first); a table of another key
+    with columns of its own joins on a column both tables have; the choice is in the URL; a table
+    sharing no column says so and keeps the rows shown."""
+    root, _ = tables_root
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/tbl/runs/a/tables/cells")
+    _wait_rows(page, "cells", "p.rows.length === 6")
+    page.select_option(f"{_panel('cells')} select.tp-compare", "b")
+    page.wait_for_selector(f"{_panel('cells')}[data-total='9']")  # b's `cells`, joined on id
+    keys = page.eval_on_selector_all(f"{_panel('cells')} select.tp-compare-key option", "o => o.map(x => x.value)")
+    assert sorted(keys) == ["cells", "misc", "preds"] and page.input_value(f"{_panel('cells')} select.tp-compare-key") == "cells"
+    page.select_option(f"{_panel('cells')} select.tp-compare-key", "preds")
+    page.wait_for_selector(f"{_panel('cells')}[data-total='10']")  # ids 0-5 and 4-9
+    joined = _wait_rows(page, "cells", "p.columns.includes('b.pred')")
+    assert joined["columns"] == ["id", "a.img", "a.guess", "b.key", "b.pred"]
+    assert page.eval_on_selector_all(f"{_panel('cells')} select.tp-on option", "o => o.map(x => x.value)") == ["id"]
+    by_id = {row["cells"][0]: row["cells"] for row in joined["rows"]}
+    assert by_id["5"][2:] == ["g1", "k5", "p5"] and by_id["0"][3:] == ["", ""] and by_id["9"][2:] == ["", "k9", "p9"]
+    assert "vs=b" in page.url and "vs_key=preds" in page.url and "on=id" in page.url
+    page.reload()
+    page.wait_for_selector(f"{_panel('cells')}[data-total='10']")
+    assert _wait_rows(page, "cells", "p.columns.includes('b.pred')")["columns"][-1] == "b.pred"
+    # `misc` shares no column with `cells`: said, and the join shown stays
+    page.select_option(f"{_panel('cells')} select.tp-compare-key", "misc")
+    page.wait_for_selector(f"{_panel('cells')} .tp-error:not([hidden])")
+    assert "no column in common" in page.text_content(f"{_panel('cells')} .tp-error")
+    assert page.get_attribute(_panel("cells"), "data-total") == "10"
+    # another table of this run can be chosen too
+    assert "a" in page.eval_on_selector_all(f"{_panel('cells')} select.tp-compare option", "o => o.map(x => x.value)")

@@ -251,3 +251,62 @@ def test_an_unsorted_page_reads_rows_by_place_and_matches_the_whole_table(start)
     # with a filter or a sort, pages are the filtered/sorted table's
     assert [r["i"] for r in query.sort("i", descending=True).page(2, 3).to_arrow().to_pylist()] == [22, 21, 20]
     assert [r["i"] for r in query.filter("i > 5").page(1, 2).to_arrow().to_pylist()] == [7, 8]
+
+
+def test_masks_and_boxes_of_image_cells_are_stored_served_and_listed_for_sync(start, client, root):
+    """An image with masks and boxes in a table cell keeps them, as one logged under a key does:
+    the cell holds each mask's blob and class labels and each box group; the table route serves
+    them; the mask PNG is served through table-blobs (class ids as logged) and is among the blobs
+    `tracklet sync` sends for the fragment."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from tracklet.artifacts.storage import artifact_dir
+    from tracklet.client.media_sync import blob_path, cell_digests
+
+    run = start(project="proj", id="mb")
+    pixels = np.zeros((30, 40, 3), dtype=np.uint8)
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:15, 10:30] = 2
+    image = tracklet.Image(pixels, masks={"truth": {"mask_data": mask, "class_labels": {0: "bg", 2: "cat"}}},
+                           boxes={"pred": {"box_data": [{"position": {"minX": 0.25, "maxX": 0.75, "minY": 0.1, "maxY": 0.5},
+                                                         "class_id": 2, "box_caption": "cat", "scores": {"p": 0.9}}],
+                                           "class_labels": {2: "cat"}}})
+    run.log({"cells": tracklet.Table(columns=["img", "n"], data=[[image, 1], [tracklet.Image(pixels), 2]])})
+    run.finish()
+    recorded = tracklet.Api().run(run.path).table("cells")
+    cell, plain = (row["img"] for row in recorded.to_arrow().to_pylist())
+    (mask_cell,) = cell["masks"]
+    assert (mask_cell["name"], mask_cell["width"], mask_cell["height"]) == ("truth", 40, 30)
+    assert mask_cell["class_labels"] == [{"id": 0, "label": "bg"}, {"id": 2, "label": "cat"}]
+    (group,) = cell["boxes"]
+    assert group["name"] == "pred" and group["class_labels"] == [{"id": 2, "label": "cat"}]
+    assert group["boxes"] == [{"min_x": 0.25, "max_x": 0.75, "min_y": 0.1, "max_y": 0.5, "pixel": False,
+                               "class_id": 2, "caption": "cat", "scores": [{"name": "p", "value": 0.9}]}]
+    assert plain["masks"] == [] and plain["boxes"] == []
+    with client() as http:
+        response = http.get(f"/api/v1/runs/proj/mb/table-blobs/{mask_cell['digest']}", params={"key": "cells"})
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(response.content))), mask)
+        page = http.get("/api/v1/runs/proj/mb/tables/cells").json()
+        served = page["rows"][0][0]
+        assert served["masks"][0]["digest"] == mask_cell["digest"]
+        assert served["boxes"][0]["boxes"][0]["min_x"] == 0.25 and served["boxes"][0]["boxes"][0]["class_id"] == 2
+    fragments = [fragment.digest for record in _table_records(run) for fragment in record.fragments]
+    blob_dir = artifact_dir(root)
+    named = {digest for fragment in fragments for digest in cell_digests(blob_path(blob_dir, fragment))}
+    assert mask_cell["digest"] in named and cell["digest"] in named
+
+
+def _table_records(run):
+    from tracklet.core.recordlog import read_log
+    from tracklet.proto import records_pb2 as pb
+
+    found = []
+    for _, payload in read_log(Path(run.dir) / "run.tlog", resync=True).payloads:
+        record = pb.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("kind") == "table_logged":
+            found.append(record.table_logged)
+    return found

@@ -106,8 +106,8 @@ def _record_digests(payload: bytes, blob_dir: Path, record: Any) -> list[str]:
 
 
 def cell_digests(fragment: Path) -> list[str]:
-    """The media files and thumbnails the media cells of a table fragment (a Parquet file) name:
-    only its struct columns with ``kind``, ``digest`` and ``thumbnail`` fields are read."""
+    """The media files, thumbnails and masks the media cells of a table fragment (a Parquet file)
+    name: only its struct columns with ``kind``, ``digest`` and ``thumbnail`` fields are read."""
     try:
         import pyarrow.parquet as pq
 
@@ -126,6 +126,9 @@ def cell_digests(fragment: Path) -> list[str]:
         column = table.column(name).combine_chunks()
         for field in ("digest", "thumbnail"):
             found.extend(value for value in column.field(field).to_pylist() if value)
+        if "masks" in {f.name for f in column.type}:  # an image cell's masks are PNG blobs too
+            masks = column.field("masks").flatten()
+            found.extend(value for value in masks.field("digest").to_pylist() if value)
     return found
 
 

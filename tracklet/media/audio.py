@@ -28,7 +28,7 @@ class Audio(Media):
     def __init__(self, data_or_path: Any, sample_rate: int | None = None, caption: Any = None) -> None:
         super().__init__(caption)
         self._channels_first = type(data_or_path).__module__.partition(".")[0] == "torch"
-        self._data = snapshot(data_or_path)
+        self._data = snapshot(data_or_path, self._buffers)
         self.sample_rate = sample_rate
 
     def _pending_bytes(self) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from tracklet import errors
 from tracklet.core.logged import LoggedObject, Placement
+from tracklet.media import buffers
 
 MIME = {
     "png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
@@ -28,6 +29,17 @@ class Media(LoggedObject):
     def __init__(self, caption: Any = None) -> None:
         self.caption = None if caption is None else str(caption)
         self._problems: list[str] = []  # conversions made on the worker, said once in a warning
+        self._buffers: list[Any] = []  # pooled buffers holding this item's copies (media.buffers)
+
+    def __del__(self) -> None:
+        # The item is gone (recorded, or never logged): its copies' buffers can serve new ones.
+        held = self.__dict__.get("_buffers")
+        if held:
+            self.__dict__.clear()  # first the views of the buffers this item held
+            try:
+                buffers.release(held)
+            except Exception:  # at interpreter exit the module may be gone: the memory is freed anyway
+                pass
 
     def _fill(self, context: Any, where: Placement, media: Any) -> None:
         """Encode, store and describe this item in ``media`` (a ``pb.MediaLogged``): subclasses."""

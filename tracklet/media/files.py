@@ -56,7 +56,7 @@ class Object3D(Media):
         if isinstance(data_or_path, Mapping):
             self._data: Any = json.loads(json.dumps(data_or_path, default=_plain))  # a copy, plain
         else:
-            self._data = snapshot(data_or_path)
+            self._data = snapshot(data_or_path, self._buffers)
         self._file_type = file_type
 
     @classmethod
@@ -113,7 +113,7 @@ class Molecule(Media):
 
     def __init__(self, data_or_path: Any, caption: Any = None, file_type: str | None = None, **kwargs: Any) -> None:
         super().__init__(caption)
-        self._data = snapshot(data_or_path)
+        self._data = snapshot(data_or_path, self._buffers)
         self._file_type = file_type
 
     @classmethod

@@ -6,6 +6,9 @@ and a CUDA event recorded after it, so the caller never waits for the device: th
 on the event before reading); a jax array is kept as it is (immutable); a PIL image is copied; a
 path is kept as a path. Decoding, converting and encoding happen on the worker
 (``tracklet.media.worker``).
+
+Copies of numpy arrays and CPU tensors go into reused buffers (``tracklet.media.buffers``): fresh
+memory for each copy would cost the caller more in page faults than the copy itself.
 """
 
 from __future__ import annotations
@@ -13,18 +16,30 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tracklet.media import buffers
+
 
 class TorchCopy:
-    """A torch tensor's copy on the host, readable once ``event`` (if any) has completed."""
+    """A torch tensor's copy on the host, readable once ``event`` (if any) has completed: a numpy
+    array (``array``: a CPU tensor whose dtype numpy has, copied into a pooled buffer) or a torch
+    tensor (``tensor``)."""
 
-    __slots__ = ("tensor", "event", "channels_first")
+    __slots__ = ("tensor", "array", "event")
 
-    def __init__(self, tensor: Any) -> None:
-        tensor = tensor.detach()
+    def __init__(self, tensor: Any, keep: list[Any] | None = None) -> None:
+        if tensor.requires_grad:
+            tensor = tensor.detach()  # (a call that releases the GIL: only when needed)
         self.event = None
+        self.array: Any = None
+        self.tensor: Any = None
         device = tensor.device.type
         if device == "cpu":
-            self.tensor = tensor.clone()
+            if keep is not None:
+                self.array = buffers.tensor_as_array(tensor)
+            if self.array is not None:
+                self.array = buffers.copy_array(self.array, keep if keep is not None else [])
+            else:
+                self.tensor = tensor.clone()
         elif device == "cuda":
             import torch
 
@@ -36,10 +51,14 @@ class TorchCopy:
 
     @property
     def nbytes(self) -> int:
+        if self.array is not None:
+            return int(self.array.nbytes)
         return int(self.tensor.numel() * self.tensor.element_size())
 
     def numpy(self) -> Any:
         """The copy as a numpy array (waits for the device copy, on the worker)."""
+        if self.array is not None:
+            return self.array
         if self.event is not None:
             self.event.synchronize()
         tensor = self.tensor
@@ -54,13 +73,17 @@ def _root(value: Any) -> str:
     return type(value).__module__.partition(".")[0]
 
 
-def snapshot(data: Any) -> Any:
-    """What the worker will read: a copy of ``data`` taken now (see the module docstring)."""
+def snapshot(data: Any, keep: list[Any] | None = None) -> Any:
+    """What the worker will read: a copy of ``data`` taken now (see the module docstring). With
+    ``keep``, arrays and CPU tensors are copied into pooled buffers, appended to ``keep``: its
+    owner gives them back (``buffers.release``) once nothing reads the copy any more."""
     root = _root(data)
     if root == "numpy":
+        if keep is not None and type(data).__name__ == "ndarray":
+            return buffers.copy_array(data, keep)
         return data.copy() if hasattr(data, "copy") else data
     if root == "torch" and hasattr(data, "detach"):
-        return TorchCopy(data)
+        return TorchCopy(data, keep)
     if root == "PIL" and hasattr(data, "copy"):
         return data.copy()
     if isinstance(data, (str, os.PathLike, bytes, int, float)) or root in ("jax", "jaxlib"):

@@ -7,7 +7,11 @@ under a key makes; identical media are stored once), and holds:
 
 ``kind`` ("image", ...), ``digest`` (sha256 of the stored file, a blob in the artifacts' store),
 ``format`` ("png", ...), ``width``, ``height`` (pixels; 0 when not an image or video),
-``caption`` and ``thumbnail`` (the thumbnail's digest, or "").
+``caption``, ``thumbnail`` (the thumbnail's digest, or ""), and an image's overlays as logged
+under a key: ``masks`` (``[{name, digest, width, height, class_labels: [{id, label}]}]``: each
+mask a PNG of class ids, a blob like the image) and ``boxes`` (``[{name, class_labels, boxes:
+[{min_x, max_x, min_y, max_y, pixel, class_id, caption, scores: [{name, value}]}]}]``: corners as
+fractions of the image, or pixels when ``pixel``); empty lists for other media.
 
 A cell that is not a media object in such a column, or whose media can't be stored, is a null,
 with one warning naming the table, the column and the row.
@@ -27,9 +31,35 @@ CellEncoder = Callable[[Sequence[Any], str, int], Any]
 
 def cell_type() -> Any:
     pa = table_arrow.pa_module()
+    labels = pa.list_(pa.struct([("id", pa.int32()), ("label", pa.string())]))
+    mask = pa.struct([("name", pa.string()), ("digest", pa.string()), ("width", pa.int32()),
+                      ("height", pa.int32()), ("class_labels", labels)])
+    box = pa.struct([("min_x", pa.float64()), ("max_x", pa.float64()), ("min_y", pa.float64()),
+                     ("max_y", pa.float64()), ("pixel", pa.bool_()), ("class_id", pa.int32()),
+                     ("caption", pa.string()),
+                     ("scores", pa.list_(pa.struct([("name", pa.string()), ("value", pa.float64())])))])
+    boxes = pa.struct([("name", pa.string()), ("class_labels", labels), ("boxes", pa.list_(box))])
     return pa.struct([("kind", pa.string()), ("digest", pa.string()), ("format", pa.string()),
                       ("width", pa.int32()), ("height", pa.int32()), ("caption", pa.string()),
-                      ("thumbnail", pa.string())])
+                      ("thumbnail", pa.string()), ("masks", pa.list_(mask)), ("boxes", pa.list_(boxes))])
+
+
+def _labels(class_labels: Any) -> list[dict[str, Any]]:
+    return [{"id": int(class_id), "label": label} for class_id, label in sorted(class_labels.items())]
+
+
+def cell_of(media: Any) -> dict[str, Any]:
+    """A media cell's value (see the module) from the ``pb.MediaLogged`` its object recorded."""
+    return {"kind": media.kind, "digest": media.digest, "format": media.format, "width": media.width,
+            "height": media.height, "caption": media.caption, "thumbnail": media.thumbnail_digest,
+            "masks": [{"name": mask.name, "digest": mask.digest, "width": mask.width, "height": mask.height,
+                       "class_labels": _labels(mask.class_labels)} for mask in media.masks],
+            "boxes": [{"name": group.name, "class_labels": _labels(group.class_labels),
+                       "boxes": [{"min_x": box.min_x, "max_x": box.max_x, "min_y": box.min_y, "max_y": box.max_y,
+                                  "pixel": box.pixel, "class_id": box.class_id, "caption": box.caption,
+                                  "scores": [{"name": name, "value": value}
+                                             for name, value in sorted(box.scores.items())]}
+                                 for box in group.boxes]} for group in media.boxes]}
 
 
 def _is_media(value: Any) -> bool:
@@ -69,10 +99,7 @@ def media_cells(context: Any, key: str, step: int, when: float, where: str,
                 continue
             try:
                 record = value._record(context, Placement(key, step, row, len(values), when))
-                media = record.media
-                cells.append({"kind": media.kind, "digest": media.digest, "format": media.format,
-                              "width": media.width, "height": media.height, "caption": media.caption,
-                              "thumbnail": media.thumbnail_digest})
+                cells.append(cell_of(record.media))
             except Exception as error:  # contained to the cell: the rest of the row is kept
                 cells.append(None)
                 bad.append(f"row {row}: {error}")

@@ -25,7 +25,7 @@ class Video(Media):
 
     def __init__(self, data_or_path: Any, caption: Any = None, fps: float | None = None, format: str | None = None) -> None:
         super().__init__(caption)
-        self._data = snapshot(data_or_path)
+        self._data = snapshot(data_or_path, self._buffers)
         self.fps = float(fps) if fps else 4.0
         self.format = (format or "gif").lower()
 

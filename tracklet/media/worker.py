@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tracklet.core.logged import LoggedObject, Placement
+from tracklet.media import buffers
 
 # The most bytes of logged data (copies of arrays, ...) waiting to be encoded; more is dropped.
 MAX_PENDING_BYTES = 512 << 20
@@ -128,15 +129,20 @@ class LoggedWorker:
             if job is None:
                 return
             step, when, key, items, size = job
+            del job
+            count = len(items)
             try:
-                for index, item in enumerate(items):
-                    self._record_one(item, Placement(key, step, index, len(items), when))
+                for index in range(count):
+                    self._record_one(items[index], Placement(key, step, index, count, when))
             finally:
+                # Let go of the items before saying they are done: an item freed here hands its
+                # copies' buffers back for the next snapshots (media.buffers).
+                del items
                 with self._room:
-                    self._pending -= len(items)
+                    self._pending -= count
                     self._pending_bytes -= size
                     self._room.notify_all()
-                del job, items
+            buffers.POOL.refill()
 
     def _full(self, count: int, size: int) -> bool:
         """Would ``count`` more items of ``size`` bytes overflow the queue? (Called holding the lock.)"""
@@ -191,6 +197,7 @@ class LoggedWorker:
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
                 done = done and not thread.is_alive()
+        buffers.POOL.clear()  # the reserve served this run's bursts; a later run grows its own
         if self.dropped:
             self._warn("media-dropped", f"tracklet: {self.dropped} media item(s) were dropped because the media "
                                         "queue was full")

@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 
 from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.errors import ArtifactError
+from tracklet.server.fragment_cache import FragmentCache
 
 if TYPE_CHECKING:
     from tracklet.server.artifact_blobs import ServerArtifacts
@@ -36,10 +37,12 @@ class MediaBlobs:
     """The blobs a served data root's media and tables read (see the module); ``artifacts``: a
     tracking server's ``ServerArtifacts`` (grants checked), ``None`` for a local data root."""
 
-    def __init__(self, blobs: FsspecBlobStore, artifacts: ServerArtifacts | None, cache_dir: Path) -> None:
+    def __init__(self, blobs: FsspecBlobStore, artifacts: ServerArtifacts | None, cache_dir: Path,
+                 cache_bytes: int | None = None) -> None:
         self.blobs = blobs
         self.artifacts = artifacts
         self.cache_dir = cache_dir
+        self.cache = FragmentCache(cache_dir, cache_bytes)
 
     def held(self, project: str, digests: list[str]) -> set[str]:
         """Which of ``digests`` the project may read: all of them on a local data root; on a
@@ -71,9 +74,10 @@ class MediaBlobs:
         path = self.blobs.local_path(digest)
         if path is not None:
             return path if path.is_file() else None
-        cached = self.cache_dir / digest[:2] / digest
-        if cached.is_file():
-            return cached
+        found = self.cache.get(digest)
+        if found is not None:
+            return found
+        cached = self.cache.path(digest)
         cached.parent.mkdir(parents=True, exist_ok=True)
         temporary = cached.with_name(f".{digest}.{uuid.uuid4().hex}.tmp")
         hasher = hashlib.sha256()
@@ -89,6 +93,7 @@ class MediaBlobs:
             return None
         finally:
             temporary.unlink(missing_ok=True)
+        self.cache.added(digest)
         return cached
 
 

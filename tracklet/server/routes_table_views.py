@@ -167,9 +167,9 @@ def get_table_join(
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
     response_class=Response, summary="The file of a media cell of a logged table (by sha256)")
 def get_table_blob(request: Request, project: str, run_id: str,
-                   digest: str = Path(..., description="The sha256 of a media cell's file or thumbnail"),
+                   digest: str = Path(..., description="The sha256 of a media cell's file, thumbnail or mask"),
                    key: str = Query(..., max_length=1024, description="The table key whose cells name it")) -> Response:
-    """A media cell's file or thumbnail, only if a version of table `key` names it."""
+    """A media cell's file, thumbnail or mask, only if a version of table `key` names it."""
 
     if not _DIGEST.fullmatch(digest):
         raise HTTPException(status_code=400, detail="a media file is named by its sha256 (64 lowercase hex digits)")
@@ -186,7 +186,8 @@ def get_table_blob(request: Request, project: str, run_id: str,
 
 def _cell_format(request: Request, project: str, run_id: str, key: str, digest: str) -> str | None:
     """The format of ``digest`` as a media cell of any version of table ``key`` names it
-    (``png`` for a thumbnail), or None: one statement over every fragment of the key."""
+    (``png`` for a thumbnail or a mask), or None: one statement per media column over every
+    fragment of the key."""
     from tracklet.media.query_filter import quote_identifier
     from tracklet.media.table_read import open_every_version
 
@@ -200,9 +201,14 @@ def _cell_format(request: Request, project: str, run_id: str, key: str, digest: 
     for name in media:
         inner, params = query.relation([name])
         column = quote_identifier(name)
+        masks = ""  # an image cell's masks (PNGs), in cells written with them (media/table_cells.py)
+        arguments = [digest, *params, digest, digest]
+        if "masks:" in query.schema[name]:
+            masks = f" OR EXISTS (SELECT 1 FROM (SELECT unnest(s.{column}.masks) AS m) WHERE m.digest = ?)"
+            arguments.append(digest)
         sql = (f"SELECT CASE WHEN s.{column}.digest = ? THEN s.{column}.format ELSE 'png' END FROM ({inner}) AS s "
-               f"WHERE s.{column}.digest = ? OR s.{column}.thumbnail = ? LIMIT 1")
-        found = query.run_sql(sql, [digest, *params, digest, digest], lambda relation: relation.fetchall())
+               f"WHERE s.{column}.digest = ? OR s.{column}.thumbnail = ?{masks} LIMIT 1")
+        found = query.run_sql(sql, arguments, lambda relation: relation.fetchall())
         if found:
             return str(found[0][0] or "")
     return None

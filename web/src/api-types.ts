@@ -1106,7 +1106,7 @@ export interface paths {
         };
         /**
          * The file of a media cell of a logged table (by sha256)
-         * @description A media cell's file or thumbnail, only if a version of table `key` names it.
+         * @description A media cell's file, thumbnail or mask, only if a version of table `key` names it.
          */
         get: operations["get_table_blob_api_v1_runs__project___run_id__table_blobs__digest__get"];
         put?: never;
@@ -8373,7 +8373,7 @@ export interface operations {
             path: {
                 project: string;
                 run_id: string;
-                /** @description The sha256 of a media cell's file or thumbnail */
+                /** @description The sha256 of a media cell's file, thumbnail or mask */
                 digest: string;
             };
             cookie?: never;

@@ -39,7 +39,7 @@ function loadImage(url: string): Promise<HTMLImageElement> {
 }
 
 /** A mask's class ids drawn as colours (id 0 clear) on a canvas of the mask's size. */
-async function maskCanvas(url: string, name: string): Promise<HTMLCanvasElement> {
+export async function maskCanvas(url: string, name: string): Promise<HTMLCanvasElement> {
   const mask = await loadImage(url);
   const canvas = h("canvas.media-mask", { width: mask.naturalWidth, height: mask.naturalHeight, "data-name": name });
   const context = canvas.getContext("2d")!;
@@ -62,7 +62,11 @@ async function maskCanvas(url: string, name: string): Promise<HTMLCanvasElement>
   return canvas;
 }
 
-function boxesSvg(item: MediaEntry, group: MediaEntry["boxes"][number]): SVGSVGElement {
+export type BoxGroup = Pick<MediaEntry["boxes"][number], "name" | "boxes" | "class_labels">;
+
+/** A group of boxes as SVG rectangles over an image of `size` (stretched with the image). */
+export function boxesSvg(size: { width: number; height: number }, group: BoxGroup): SVGSVGElement {
+  const item = size;
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "media-boxes");
   svg.setAttribute("viewBox", `0 0 ${item.width} ${item.height}`);
@@ -88,7 +92,7 @@ function boxesSvg(item: MediaEntry, group: MediaEntry["boxes"][number]): SVGSVGE
   return svg;
 }
 
-function toggle(name: string, layer: HTMLElement | SVGElement): HTMLElement {
+export function toggle(name: string, layer: HTMLElement | SVGElement): HTMLElement {
   const box = h("input", { type: "checkbox", checked: true, "data-layer": name });
   box.addEventListener("change", () => {
     layer.style.display = box.checked ? "" : "none";

@@ -2,8 +2,10 @@
 // server through DuckDB into a virtualised grid (table-grid.ts). Sort by a header, filter with the
 // table filter language (a bad filter shows the server's message and keeps the rows shown), group
 // by a column (counts and means; a click on a group filters to it), pick the version (step) of a
-// MUTABLE or INCREMENTAL table, and compare with another run's table joined on a key column.
-// Media cells show their thumbnails, fetched only for the rows in view.
+// MUTABLE or INCREMENTAL table, and compare with a table of this or another run (the same key or
+// another, with columns of its own) joined on a key column the two tables share.
+// Media cells show their thumbnails, fetched only for the rows in view, with an image's masks and
+// boxes drawn over them (media.ts), and at full size (each mask and box group toggled) on a click.
 
 import "./table.css";
 
@@ -11,6 +13,7 @@ import { api, ApiError, tableBlob, type TableGroups, type TableRows, type TableV
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtValue } from "../format";
+import { boxesSvg, maskCanvas, toggle, type BoxGroup } from "../media";
 import { runHref } from "../router";
 import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
 
@@ -26,6 +29,47 @@ function blobUrl(project: string, runId: string, key: string, digest: string): P
   return url;
 }
 
+interface CellMask { name: string; digest: string; width: number; height: number }
+interface CellBoxes { name: string; class_labels: { id: number; label: string }[]; boxes: CellBox[] }
+interface CellBox {
+  min_x: number; max_x: number; min_y: number; max_y: number; pixel: boolean; class_id: number; caption: string;
+  scores: { name: string; value: number }[];
+}
+
+/** A cell's box group in the shape the media card draws (labels and scores keyed by name). */
+function boxGroup(group: CellBoxes): BoxGroup {
+  return {
+    name: group.name,
+    class_labels: Object.fromEntries((group.class_labels ?? []).map((entry) => [String(entry.id), entry.label])),
+    boxes: (group.boxes ?? []).map((box) => ({ ...box, scores: Object.fromEntries((box.scores ?? []).map((s) => [s.name, s.value])) })),
+  };
+}
+
+/** `image` in a frame with the cell's masks (canvases) and box groups (SVG) over it; with
+ * `toggles`, a checkbox per layer is added there. The layers stretch with the image. */
+function overlaid(image: HTMLImageElement, cell: Record<string, unknown>, url: (digest: string) => Promise<string>,
+  toggles?: HTMLElement): HTMLElement {
+  const masks = (cell.masks as CellMask[] | null) ?? [];
+  const groups = (cell.boxes as CellBoxes[] | null) ?? [];
+  if (!masks.length && !groups.length) return image;
+  const frame = h("span.media-frame.tp-frame", {}, image);
+  const size = { width: Number(cell.width) || 1, height: Number(cell.height) || 1 };
+  for (const mask of masks) {
+    const slot = h("span.tp-layer", { "data-name": mask.name });
+    frame.append(slot);
+    void url(mask.digest).then((u) => maskCanvas(u, mask.name)).then((canvas) => {
+      slot.replaceWith(canvas);
+      toggles?.append(toggle(mask.name, canvas));
+    }).catch(() => slot.remove());
+  }
+  for (const group of groups) {
+    const svg = boxesSvg(size, boxGroup(group));
+    frame.append(svg);
+    toggles?.append(toggle(group.name, svg));
+  }
+  return frame;
+}
+
 export const tableHref = (project: string, runId: string, key: string) =>
   `${runHref(project, runId)}/tables/${key.split("/").map(encodeURIComponent).join("/")}`;
 
@@ -39,6 +83,7 @@ function conditionFor(column: string, value: unknown): string {
 
 interface Compare {
   runId: string;
+  key: string; // the other table's key (this panel's key unless chosen)
   on: string;
 }
 
@@ -56,7 +101,8 @@ export class TablePanel {
   private readonly versionSelect = h("select.tp-version", { title: "The version (step) to show" });
   private readonly filterInput = h("input.tp-filter", { type: "search", placeholder: "Filter: score > 0.9 and label = 'cat'" });
   private readonly groupSelect = h("select.tp-group", { title: "Group rows by a column" });
-  private readonly compareSelect = h("select.tp-compare", { title: "Compare with this run's table" });
+  private readonly compareSelect = h("select.tp-compare", { title: "Compare with a run's table" });
+  private readonly compareKeySelect = h("select.tp-compare-key", { title: "The other run's table to compare with", hidden: true });
   private readonly onSelect = h("select.tp-on", { title: "The key column to join on", hidden: true });
   private readonly error = h("div.tp-error", { hidden: true });
   private readonly count = h("span.tp-count.muted");
@@ -100,7 +146,8 @@ export class TablePanel {
       this.groupBy = this.groupSelect.value;
       void this.reload();
     });
-    this.compareSelect.addEventListener("change", () => this.chooseCompare());
+    this.compareSelect.addEventListener("change", () => void this.chooseCompare());
+    this.compareKeySelect.addEventListener("change", () => void this.chooseCompare(this.compareKeySelect.value));
     this.onSelect.addEventListener("change", () => {
       if (this.compare) this.compare.on = this.onSelect.value;
       void this.reload();
@@ -112,6 +159,7 @@ export class TablePanel {
       this.filterInput,
       this.groupSelect,
       this.compareSelect,
+      this.compareKeySelect,
       this.onSelect,
       this.count,
       options.tall ? null : h("a.tp-open", { href: tableHref(project, runId, key), "data-link": true, text: "Open ↗" }),
@@ -147,12 +195,18 @@ export class TablePanel {
     this.versionSelect.hidden = !mutable;
     this.compareSelect.replaceChildren(
       h("option", { value: "", text: "Compare with…" }),
+      h("option", { value: this.runId, text: "this run" }),
       ...runs.filter((run) => run.run_id !== this.runId).map((run) => h("option", { value: run.run_id, text: run.name || run.run_id })),
     );
-    this.compareSelect.hidden = runs.length < 2;
     this.versionSelect.value = this.step === null ? "" : String(this.step);
     if (this.compare) {
-      this.compareSelect.value = this.compare.runId;
+      const compare = this.compare;
+      this.compareSelect.value = compare.runId;
+      const keys = await api.tableKeys(this.project, compare.runId).then((found) => found.keys, () => [compare.key]);
+      const listed = keys.filter((k) => compare.runId !== this.runId || k !== this.key);
+      if (!listed.includes(compare.key)) listed.push(compare.key);
+      this.compareKeySelect.replaceChildren(...listed.map((k) => h("option", { value: k, text: k, selected: k === compare.key })));
+      this.compareKeySelect.hidden = false;
       this.onSelect.replaceChildren(h("option", { value: this.compare.on, text: `on ${this.compare.on}` }));
       this.onSelect.hidden = false;
     }
@@ -193,7 +247,7 @@ export class TablePanel {
     const query = { filter: filter || undefined, sort: sort?.column, descending: sort?.descending };
     if (compare)
       return (offset, limit, signal) =>
-        api.tableJoin(this.project, { ...query, offset, limit, a_run: this.runId, a_key: this.key, a_step: step, b_run: compare.runId, b_key: this.key, on: compare.on }, signal);
+        api.tableJoin(this.project, { ...query, offset, limit, a_run: this.runId, a_key: this.key, a_step: step, b_run: compare.runId, b_key: compare.key, on: compare.on }, signal);
     return (offset, limit, signal) => api.table(this.project, this.runId, this.key, { ...query, offset, limit, step }, signal);
   }
 
@@ -244,20 +298,45 @@ export class TablePanel {
     if (!this.error.hidden) this.sort = before;
   }
 
-  private chooseCompare(): void {
+  /** Compare with the chosen run's table `key` (by default this panel's key when that run logged
+   * it, else its first table): its keys are listed, and the join's key column is one both tables
+   * have (a column named id or key first). */
+  private async chooseCompare(key?: string): Promise<void> {
     const runId = this.compareSelect.value;
+    this.error.hidden = true;
     if (!runId) {
       this.compare = null;
       this.onSelect.hidden = true;
+      this.compareKeySelect.hidden = true;
       void this.reload();
       return;
     }
-    const keyColumns = this.columns.filter((c) => !isMedia(c) && !/^(struct|list|large_list|map|double|float)/.test(c.type));
-    const names = keyColumns.map((c) => c.name.replace(/^[ab]\./, ""));
-    const unique = [...new Set(names)];
-    const on = this.compare?.on && unique.includes(this.compare.on) ? this.compare.on : (unique.find((n) => /(^|_)(id|key)$/i.test(n)) ?? unique[0] ?? "");
-    this.compare = { runId, on };
-    this.onSelect.replaceChildren(...unique.map((name) => h("option", { value: name, text: `on ${name}`, selected: name === on })));
+    let keys: string[];
+    let otherColumns: Column[];
+    try {
+      keys = (await api.tableKeys(this.project, runId)).keys.filter((k) => runId !== this.runId || k !== this.key);
+      const chosen = key && keys.includes(key) ? key : keys.includes(this.key) ? this.key : keys[0];
+      if (chosen === undefined) throw new Error(`run ${runId} logged no ${runId === this.runId ? "other " : ""}table`);
+      key = chosen;
+      otherColumns = (await api.table(this.project, runId, key, { offset: 0, limit: 1 })).columns;
+    } catch (error) {
+      this.showError(error as Error);
+      return;
+    }
+    this.compareKeySelect.replaceChildren(...keys.map((k) => h("option", { value: k, text: k, selected: k === key })));
+    this.compareKeySelect.hidden = false;
+    const keyable = (columns: Column[]) =>
+      columns.filter((c) => !isMedia(c) && !/^(struct|list|large_list|map|double|float)/.test(c.type)).map((c) => c.name.replace(/^[ab]\./, ""));
+    const mine = this.compare ? this.columns.filter((c) => c.name.startsWith("a.") || c.name === this.compare?.on) : this.columns;
+    const theirs = new Set(keyable(otherColumns));
+    const shared = [...new Set(keyable(mine))].filter((name) => theirs.has(name));
+    if (!shared.length) {
+      this.showError(new Error(`table ${key} of run ${runId} has no column in common with this one to join on`));
+      return;
+    }
+    const on = this.compare?.on && shared.includes(this.compare.on) ? this.compare.on : (shared.find((n) => /(^|_)(id|key)$/i.test(n)) ?? shared[0]);
+    this.compare = { runId, key, on };
+    this.onSelect.replaceChildren(...shared.map((name) => h("option", { value: name, text: `on ${name}`, selected: name === on })));
     this.onSelect.hidden = false;
     this.sort = null;
     void this.reload();
@@ -320,30 +399,38 @@ export class TablePanel {
 
   private mediaCell(column: Column, cell: Record<string, unknown>): Node {
     const kind = String(cell.kind ?? "");
-    const runId = this.compare && column.name.startsWith("b.") ? this.compare.runId : this.runId;
+    const other = this.compare && column.name.startsWith("b.") ? this.compare : null;
+    const runId = other ? other.runId : this.runId;
+    const key = other ? other.key : this.key;
     const digest = String(cell.digest ?? "");
     const caption = String(cell.caption ?? "");
-    const open = () => void this.openMedia(runId, kind, digest, caption, String(cell.format ?? ""));
+    const open = () => void this.openMedia(runId, key, kind, digest, caption, String(cell.format ?? ""));
     if (kind !== "image") {
       const button = h("button.tp-media", { type: "button", title: caption, text: `▶ ${kind} (${String(cell.format ?? "")})` });
       button.addEventListener("click", open);
       return button;
     }
     const image = h("img.tp-thumb", { alt: caption || column.name, title: caption, "data-digest": digest });
-    image.addEventListener("click", open);
-    void blobUrl(this.project, runId, this.key, String(cell.thumbnail || digest))
+    const shown = overlaid(image, cell, (d) => blobUrl(this.project, runId, key, d));
+    shown.addEventListener("click", () => void this.openMedia(runId, key, kind, digest, caption, String(cell.format ?? ""), cell));
+    void blobUrl(this.project, runId, key, String(cell.thumbnail || digest))
       .then((url) => (image.src = url))
-      .catch(() => image.replaceWith(h("span.muted", { text: "image unavailable" })));
-    return image;
+      .catch(() => shown.replaceWith(h("span.muted", { text: "image unavailable" })));
+    return shown;
   }
 
   /** A media cell at full size in a dialog: an image at its pixels, audio and video players, HTML
    * in a sandboxed frame (no allow-same-origin, as on the media card). */
-  private async openMedia(runId: string, kind: string, digest: string, caption: string, format: string): Promise<void> {
+  private async openMedia(runId: string, key: string, kind: string, digest: string, caption: string, format: string,
+    cell?: Record<string, unknown>): Promise<void> {
     let body: HTMLElement;
+    const toggles = h("div.media-toggles");
     try {
-      const url = await blobUrl(this.project, runId, this.key, digest);
-      if (kind === "image" || (kind === "video" && format === "gif")) body = h("img.tp-full", { src: url, alt: caption });
+      const url = await blobUrl(this.project, runId, key, digest);
+      if (kind === "image" && cell) {
+        const full = h("img.tp-full", { src: url, alt: caption });
+        body = h("div", {}, overlaid(full, cell, (d) => blobUrl(this.project, runId, key, d), toggles), toggles);
+      } else if (kind === "image" || (kind === "video" && format === "gif")) body = h("img.tp-full", { src: url, alt: caption });
       else if (kind === "audio") body = h("audio", { controls: true, src: url });
       else if (kind === "video") body = h("video", { controls: true, src: url });
       else if (kind === "html") body = h("iframe.media-html", { sandbox: "allow-scripts", src: url, title: caption || kind });

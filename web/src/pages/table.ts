@@ -1,13 +1,14 @@
 // A table page (/projects/<p>/runs/<id>/tables/<key>): one logged table filling the page, with the
 // table panel's sort, filter, group, version and compare (components/table-panel.ts). The view is
-// in the URL (filter, sort, desc, group, step, vs: the compared run, on: its key column), so a link
+// in the URL (filter, sort, desc, group, step, vs: the compared run, vs_key: its table's key when not
+// this one, on: the key column), so a link
 // reproduces it.
 
 import { h } from "../dom";
 import { TablePanel, type PanelState } from "../components/table-panel";
 import { readQuery, runHref, setQuery } from "../router";
 
-function readState(query: URLSearchParams): Partial<PanelState> {
+function readState(query: URLSearchParams, key: string): Partial<PanelState> {
   const step = query.get("step");
   const sort = query.get("sort");
   const vs = query.get("vs");
@@ -16,11 +17,11 @@ function readState(query: URLSearchParams): Partial<PanelState> {
     sort: sort ? { column: sort, descending: query.get("desc") === "1" } : null,
     group: query.get("group") ?? "",
     step: step !== null && /^\d+$/.test(step) ? Number(step) : null,
-    compare: vs ? { runId: vs, on: query.get("on") ?? "" } : null,
+    compare: vs ? { runId: vs, key: query.get("vs_key") ?? key, on: query.get("on") ?? "" } : null,
   };
 }
 
-function writeState(state: PanelState): void {
+function writeState(state: PanelState, key: string): void {
   setQuery({
     filter: state.filter || null,
     sort: state.sort?.column ?? null,
@@ -28,12 +29,13 @@ function writeState(state: PanelState): void {
     group: state.group || null,
     step: state.step === null ? null : String(state.step),
     vs: state.compare?.runId ?? null,
+    vs_key: state.compare && state.compare.key !== key ? state.compare.key : null,
     on: state.compare?.on ?? null,
   });
 }
 
 export async function tablePage(root: HTMLElement, project: string, runId: string, key: string): Promise<() => void> {
-  const panel = new TablePanel(project, runId, key, { tall: true, state: readState(readQuery()), onState: writeState });
+  const panel = new TablePanel(project, runId, key, { tall: true, state: readState(readQuery(), key), onState: (state) => writeState(state, key) });
   root.replaceChildren(
     h(
       "div.table-page",

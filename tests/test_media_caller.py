@@ -1,0 +1,254 @@
+"""What logging media costs the training thread (docs/media.md, "What the caller pays"): the
+snapshot of an array or CPU tensor is a copy into a reused buffer (tracklet.media.buffers), so a
+steady stream of images maps no new memory on the caller's thread (page faults, not the copy, were
+most of its cost); a buffer is reused only once nothing can read the copy it held."""
+
+from __future__ import annotations
+
+import resource
+import threading
+
+import numpy as np
+import pytest
+
+import tracklet
+from tracklet.core.logged import LoggedObject
+from tracklet.media import buffers
+
+from conftest import read
+
+SHAPE = (224, 224, 3)
+
+
+def _faults() -> int:
+    """Minor page faults of the calling thread so far (Linux)."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def _pictures(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    return [rng.integers(0, 256, SHAPE, dtype=np.uint8) for _ in range(count)]
+
+
+@pytest.fixture(autouse=True)
+def _empty_pool():
+    buffers.POOL.clear()
+    yield
+    buffers.POOL.clear()
+
+
+def test_a_steady_stream_of_images_maps_no_new_memory_on_the_callers_thread(start):
+    """One image per step with the worker keeping up: after the first few, each copy reuses the
+    buffer of an image already recorded (glibc's allocator mostly did too here; the backlog test
+    below is where it did not), and every image reads back as logged."""
+    run = start()
+    pictures = _pictures(4)
+    for i in range(4):  # warm up: the first copies need memory of their own
+        run.log({"img": tracklet.Image(pictures[i])})
+        run.flush()
+    faults = []
+    for i in range(24):
+        picture = pictures[i % 4]
+        before = _faults()
+        image = tracklet.Image(picture)
+        faults.append(_faults() - before)
+        run.log({"img": image})
+        del image
+        run.flush()  # the worker has recorded it: its buffer is free again
+    run.finish()
+    # a 224×224×3 copy spans 37 pages; a few stray faults (the interpreter's own) are allowed
+    assert sorted(faults)[len(faults) // 2] == 0, faults
+    assert sum(faults) < 24 * 3, faults
+    recorded = read(run)
+    images = recorded.images("img")
+    assert len(images) == 28
+    for i, image in enumerate(images[4:]):
+        assert np.array_equal(image.to_numpy(), pictures[i % 4])
+
+
+class _Gate(LoggedObject):
+    """A logged object whose recording waits for ``open``: the images logged after it under the
+    same key wait behind it, as a backlog does when images are logged faster than encoded."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+
+    def _record(self, context, where):
+        self.open.wait(30)
+        return None
+
+
+def test_a_backlog_of_images_is_copied_into_buffers_already_mapped(start):
+    """Logging faster than images are encoded: the first backlog's copies need memory of their
+    own; once recorded, their buffers (and as many more as that backlog needed, mapped by the
+    worker) wait in the pool, so the next backlog's copies fault no pages on the caller's thread.
+    Without the pool the second backlog's copies faulted ~36 pages each (1,144 for 32 images)."""
+    run = start()
+    pictures = _pictures(32)
+    faults = []
+    for burst in range(3):
+        gate = _Gate()
+        run.log({"img": gate})
+        before = _faults()
+        for picture in pictures:
+            run.log({"img": tracklet.Image(picture + burst)})
+        faults.append(_faults() - before)
+        gate.open.set()
+        run.flush()
+    run.finish()
+    assert faults[1] < 32 and faults[2] < 32, faults  # measured without the pool: [1158, 1144, 37]
+    images = read(run).images("img")
+    assert len(images) == 96
+    assert all(np.array_equal(image.to_numpy(), pictures[i % 32] + i // 32) for i, image in enumerate(images))
+
+
+def test_an_image_logged_twice_keeps_its_pixels_while_it_lives(start):
+    """A buffer goes back to the pool only when its image is freed: an image object logged at two
+    steps (while other images are logged in between) records the same pixels both times."""
+    run = start()
+    pictures = _pictures(6)
+    kept = tracklet.Image(pictures[0])
+    run.log({"kept": kept})
+    run.flush()
+    for picture in pictures[1:]:
+        run.log({"other": tracklet.Image(picture)})
+        run.flush()
+    run.log({"kept": kept})
+    run.finish()
+    recorded = read(run)
+    assert [np.array_equal(image.to_numpy(), pictures[0]) for image in recorded.images("kept")] == [True, True]
+    assert [np.array_equal(image.to_numpy(), picture) for image, picture in
+            zip(recorded.images("other"), pictures[1:])] == [True] * 5
+
+
+def test_a_buffer_something_still_views_is_not_reused():
+    """Safety net: an array viewing a pooled buffer (held outside the image) keeps that buffer out
+    of the pool, so its bytes never change under it."""
+    picture = _pictures(1)[0]
+    image = tracklet.Image(picture)
+    view = image._data
+    del image
+    assert buffers.POOL.free_bytes == 0
+    again = tracklet.Image(picture + 1)
+    assert not np.shares_memory(again._data, view) and np.array_equal(view, picture)
+    del again
+    assert buffers.POOL.free_bytes > 0  # nothing views that one: pooled
+
+
+def test_changing_an_array_or_cpu_tensor_after_logging_it_changes_nothing_recorded(start):
+    import torch
+
+    run = start()
+    array = np.full((8, 10, 3), 7, dtype=np.uint8)
+    tensor = torch.full((3, 8, 10), 9, dtype=torch.uint8)
+    half = torch.full((3, 8, 10), 0.5, dtype=torch.bfloat16)
+    strided = torch.arange(3 * 10 * 8, dtype=torch.uint8).reshape(3, 10, 8).transpose(1, 2)  # not contiguous
+    expected_strided = strided.permute(1, 2, 0).numpy().copy()
+    mask = np.ones((8, 10), dtype=np.uint8)
+    run.log({"np": tracklet.Image(array, masks={"m": {"mask_data": mask}}), "torch": tracklet.Image(tensor),
+             "bf16": tracklet.Image(half), "strided": tracklet.Image(strided)})
+    array[:] = 0
+    tensor[:] = 0
+    half[:] = 0
+    strided.zero_()
+    mask[:] = 5
+    run.finish()
+    recorded = read(run)
+    np_image = recorded.images("np")[0]
+    assert np_image.to_numpy().max() == 7 and np_image.masks["m"].to_numpy().max() == 1
+    assert recorded.images("torch")[0].to_numpy().min() == 9
+    assert recorded.images("bf16")[0].to_numpy().min() == 128  # 0.5 → 0.5 × 255, rounded
+    assert np.array_equal(recorded.images("strided")[0].to_numpy(), expected_strided)
+
+
+def test_the_pool_is_bounded():
+    pool = buffers.BufferPool(max_free_bytes=3 * 4096, max_buffer_bytes=2 * 4096)
+    taken = [pool.take(4096) for _ in range(5)]
+    for buffer in taken:
+        pool.give(buffer)
+    assert pool.free_bytes == 3 * 4096  # the rest were freed
+    big = pool.take(3 * 4096)
+    pool.give(big)
+    assert pool.free_bytes == 3 * 4096  # larger than max_buffer_bytes: never kept
+    assert pool.refill() == 0  # the free bytes are at the bound: nothing more is made
+
+
+def _constructions_that_let_another_thread_run(make, count: int = 20) -> int:
+    """How many of ``count`` calls of ``make(i)`` let a thread that wants the GIL run.
+
+    A second thread spins, counting, and never gives up the GIL on its own; the caller's thread
+    gets it back after the switch interval. It counts on only when the caller's thread gives the
+    GIL up (a C call releasing it), or when the interpreter takes it away after the interval
+    (5 ms; at most once or twice over these few calls, which take well under a millisecond)."""
+    import time
+
+    spins = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            spins[0] += 1
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    handed = 0
+    made = []
+    try:
+        spinner.start()
+        time.sleep(0.01)  # the spinner is running: from now on it waits for the GIL
+        for i in range(count):
+            before = spins[0]
+            made.append(make(i))
+            handed += spins[0] != before
+    finally:
+        stop.set()
+        spinner.join()
+    return handed
+
+
+@pytest.mark.parametrize("kind", ["numpy uint8", "numpy float32", "torch uint8", "torch float32 CHW"])
+def test_copying_an_image_never_hands_the_gil_to_a_waiting_thread(kind):
+    """The caller's copy keeps the GIL: numpy's copy (and torch's clone) release it for large
+    arrays, and a media worker waiting for it then takes it, so the caller waited for the worker's
+    next pause (up to the 5 ms switch interval; torch's clone measured 3-4 ms a call so). Arrays
+    that are not contiguous are still copied by numpy (which releases the GIL)."""
+    import torch
+
+    picture = _pictures(1)[0]
+    data = {"numpy uint8": picture, "numpy float32": picture.astype(np.float32) / 255,
+            "torch uint8": torch.from_numpy(picture.copy()),
+            "torch float32 CHW": torch.from_numpy(np.ascontiguousarray(picture.transpose(2, 0, 1)) / np.float32(255))}[kind]
+    assert _constructions_that_let_another_thread_run(lambda i: tracklet.Image(data)) <= 3
+
+
+def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would():
+    """The worker's PNG deflates Up-filtered rows with zlib's run-length strategy: about half the
+    CPU of level 1 (what a training step pays for on a busy machine; benchmarks/media.py) and, for
+    photograph-like images, smaller files: this guards the choice. Flat images (plots) and noise
+    stay as small as before, and every one decodes to the same pixels."""
+    import io
+    import zlib
+
+    from PIL import Image as PILImage
+
+    from tracklet.media.image import fast_png
+
+    y, x = np.mgrid[0:224, 0:224]
+    rng = np.random.default_rng(5)
+    photo = (np.stack([np.sin(x / 17) * 60 + y / 2, np.cos(y / 23) * 70 + x / 3, (x + y) / 4], -1)
+             + rng.normal(0, 4, (224, 224, 3)) + 60).clip(0, 255).astype(np.uint8)
+    plot = np.full((224, 224, 3), 255, np.uint8)
+    plot[100:110] = 0
+    plot[150:200, 20:120] = (10, 200, 30)
+    noise = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+
+    def level_1_size(pixels):
+        rows = pixels.reshape(224, -1)
+        filtered = np.concatenate([np.full((224, 1), 2, np.uint8),
+                                   np.concatenate([rows[:1], rows[1:] - rows[:-1]])], axis=1)
+        return len(zlib.compress(filtered.tobytes(), 1)) + 57  # + the PNG's signature and chunks
+
+    for pixels in (photo, plot, noise):
+        png = fast_png(pixels)
+        assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(png))), pixels)
+    assert len(fast_png(photo)) < 0.95 * level_1_size(photo)
+    assert len(fast_png(plot)) <= level_1_size(plot) and len(fast_png(noise)) <= level_1_size(noise) + 64

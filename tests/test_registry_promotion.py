@@ -141,9 +141,10 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
         model.write_bytes(weights)
         run.link_model(model, registered_model_name="net", aliases=["production"] if weights == b"one" else None)
     run.finish()
+    # alice's first link made her the `model` registry's admin; she gives bob and viewer roles there.
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['alice']}"}) as alice:
-        for name, role in (("bob", "write"), ("viewer", "read")):
-            assert alice.put(f"/api/v1/projects/train/members/{name}", json={"role": role}).status_code in (200, 204)
+        for name, role in (("bob", "member"), ("viewer", "viewer")):
+            assert alice.put(f"/api/v1/registries/model/members/{name}", json={"role": role}).status_code == 200
 
     # eve (writer of her own project only) can't add her model to alice's collection.
     intruder = tracklet.init(project="eve-lab", dir=str(tmp_path / "eve"), mode="online",
@@ -158,7 +159,7 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
 
     with api("bob") as bob:
         with pytest.raises(tracklet.TrackletError, match="403"):
-            bob.registry.protect("model", "net", "production", 1)  # admin on the project only
+            bob.registry.protect("model", "net", "production", 1)  # a registry admin's
     with api("alice") as alice:
         alice.registry.protect("model", "net", "production", 1)
         with pytest.raises(PromotionRequired) as opened:
@@ -172,6 +173,11 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
             viewer.registry.review(request_id, "approve")
     with api("bob") as bob:
         assert [r.id for r in bob.registry.requests()] == [request_id]
+        with pytest.raises(tracklet.TrackletError, match="403"):
+            bob.registry.review(request_id, "approve")  # a member may request, not review
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['alice']}"}) as alice:
+        assert alice.put("/api/v1/registries/model/members/bob", json={"role": "admin"}).status_code == 200
+    with api("bob") as bob:
         assert bob.registry.review(request_id, "approve", comment="looks good").state == "approved"
         assert bob.artifact("models:/net@production").version == "v1"
         last = bob.alias_history("model/net", alias="production")[-1]

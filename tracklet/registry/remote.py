@@ -5,6 +5,8 @@ own database (``server/routes_registry.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 from tracklet.artifacts.names import LATEST
@@ -69,9 +71,15 @@ class RemoteRegistry:
 
     def requests(self, registry: str | None = None, collection: str | None = None, *,
                  state: str | None = "pending") -> list[PromotionRequest]:
-        found = [PromotionRequest(**document) for document in self.client.requests(registry, state)]
+        found = [_promotion(document) for document in self.client.requests(registry, state)]
         return [request for request in found if collection is None or request.collection == collection]
 
     def review(self, request_id: int, decision: str, *, reviewer: str | None = None,
                comment: str | None = None) -> PromotionRequest:
-        return PromotionRequest(**self.client.review(request_id, decision, comment)["request"])
+        return _promotion(self.client.review(request_id, decision, comment)["request"])
+
+
+def _promotion(document: dict[str, Any]) -> PromotionRequest:
+    """A request as the server answers it, less what the server adds for its caller (``role``)."""
+    fields = {field.name for field in dataclasses.fields(PromotionRequest)}
+    return PromotionRequest(**{name: value for name, value in document.items() if name in fields})

@@ -24,7 +24,10 @@ PAGES = ("/", "/projects/{project}", "/projects/{project}/runs/{run_id}",
          "/projects/{project}/artifacts/{name}/{version}", "/projects/{project}/artifacts/{name}/{version}/lineage",
          "/projects/{project}/runs/{run_id}/lineage",
          "/projects/{project}/sweeps/{sweep_id}",  # a sweep (pages/sweep.ts)
-         "/projects/{project}/runs/{run_id}/tables/{key:path}")  # a logged table (pages/table.ts)
+         "/projects/{project}/runs/{run_id}/tables/{key:path}",  # a logged table (pages/table.ts)
+         # the model registry (pages/registry.ts): collections, requests, a collection, a version
+         "/registry", "/registry/requests", "/registry/{registry}/{collection}",
+         "/registry/{registry}/{collection}/{version}")
 
 _MISSING = """<!doctype html><title>tracklet</title>
 <p>The dashboard's bundle is missing from this installation ({where}). Build it with

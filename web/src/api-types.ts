@@ -1205,7 +1205,8 @@ export interface paths {
         /**
          * Link an artifact version into a collection
          * @description Link `project/name:vN` as the collection's next version (or return its link), then give
-         *     it `aliases`. Nothing is copied. Needs `write` on the version's project.
+         *     it `aliases`. Nothing is copied. Needs the member role in the registry (the first link into a
+         *     registry without members makes the caller its admin) and `read` on the version's project.
          */
         post: operations["link_api_v1_registries__registry__collections__collection__links_post"];
         delete?: never;
@@ -1241,7 +1242,7 @@ export interface paths {
         /**
          * One version: the link and its artifact
          * @description The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
-         *     (an `ArtifactVersion`: download its blobs from its project). Needs `read` there.
+         *     (an `ArtifactVersion`: download its blobs from its project, which needs `read` there).
          */
         get: operations["version_api_v1_registries__registry__collections__collection__versions__selector__get"];
         put?: never;
@@ -1263,8 +1264,8 @@ export interface paths {
         /**
          * Point an alias at a version
          * @description Move `alias` to the version `version` names, appending the move to the alias's history.
-         *     A protected alias answers 409 naming the promotion request opened. Needs `write` on the
-         *     project of the version it is to name.
+         *     A protected alias answers 409 naming the promotion request opened (for every role: only
+         *     reviews move it). Needs the member role.
          */
         put: operations["set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put"];
         post?: never;
@@ -1320,8 +1321,7 @@ export interface paths {
         get?: never;
         /**
          * Protect an alias
-         * @description Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
-         *     the collection's latest version.
+         * @description Require `approvals` approvals to move `alias` (0 lifts it). Needs the admin role.
          */
         put: operations["protect_api_v1_registries__registry__collections__collection__protections__alias__put"];
         post?: never;
@@ -1338,7 +1338,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Promotion requests */
+        /**
+         * Promotion requests
+         * @description Promotion requests (of `registry`, in `state`) of the registries the caller has a role in,
+         *     each with that role (`admin`: may review).
+         */
         get: operations["requests_api_v1_registry_requests_get"];
         put?: never;
         post?: never;
@@ -1360,10 +1364,48 @@ export interface paths {
         /**
          * Approve or reject a request
          * @description Approve or reject promotion request `request_id` (not your own). The approval that completes
-         *     the count moves the alias. Needs `write` on the project of the version it is to name.
+         *     the count moves the alias. Needs the admin role in the request's registry.
          */
         post: operations["review_api_v1_registry_requests__request_id__reviews_post"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A registry's members and their roles */
+        get: operations["registry_members_api_v1_registries__registry__members_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/members/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Give a user a registry role
+         * @description Give `user` the role `viewer`, `member` or `admin` in `registry`. Needs the admin role.
+         */
+        put: operations["set_registry_member_api_v1_registries__registry__members__user__put"];
+        post?: never;
+        /** Take a user's registry role */
+        delete: operations["remove_registry_member_api_v1_registries__registry__members__user__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2618,6 +2660,11 @@ export interface components {
             approvals_required: number;
             /** Reviews */
             reviews: components["schemas"]["PromotionReview"][];
+            /**
+             * Role
+             * @description the caller's role in its registry (admin: may review)
+             */
+            role?: string | null;
         };
         /** PromotionRequestResponse */
         PromotionRequestResponse: {
@@ -2719,6 +2766,11 @@ export interface components {
             aliases: {
                 [key: string]: string;
             };
+            /**
+             * Role
+             * @description the caller's role in the registry: viewer, member or admin
+             */
+            role: string;
         };
         /** RegistryCollectionsResponse */
         RegistryCollectionsResponse: {
@@ -2776,6 +2828,28 @@ export interface components {
              * @description `project/name:vN` of the artifact version
              */
             source: string;
+        };
+        /** RegistryMember */
+        RegistryMember: {
+            /** User */
+            user: string;
+            /**
+             * Role
+             * @description viewer, member or admin
+             */
+            role: string;
+        };
+        /** RegistryMembersResponse */
+        RegistryMembersResponse: {
+            /** Registry */
+            registry: string;
+            /** Members */
+            members: components["schemas"]["RegistryMember"][];
+        };
+        /** RegistryRoleRequest */
+        RegistryRoleRequest: {
+            /** Role */
+            role: string;
         };
         /** RegistryVersionResponse */
         RegistryVersionResponse: {
@@ -9049,6 +9123,240 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PromotionRequestResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    registry_members_api_v1_registries__registry__members_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryMembersResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    set_registry_member_api_v1_registries__registry__members__user__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegistryRoleRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryMembersResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    remove_registry_member_api_v1_registries__registry__members__user__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryMembersResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -16,7 +16,7 @@ from conftest import QUIET, REPO
 
 import tracklet
 from tracklet.artifacts.registry import VersionInfo
-from tracklet.errors import PromotionRequired, RegistryError
+from tracklet.errors import PromotionCheckRequired, PromotionRequired, RegistryError
 from tracklet.registry.sql import ModelRegistry
 from tracklet.registry.tables import metadata
 
@@ -214,3 +214,25 @@ def test_every_change_is_reported_inside_its_transaction(database):
         registry.remove_alias("model", "net", "staging", actor="alice")
     assert registry.resolve("model", "net", "staging").version == 0
     assert [event.alias for event in registry.history("model", "net")] == ["staging", "production"]
+
+
+def test_an_approval_that_needs_a_check_records_nothing_until_checked(database):
+    """``review(..., checked=False)``: the approval that would move the alias raises and rolls back
+    (the server then runs the webhook check outside the lock); earlier approvals and rejections
+    need no check."""
+    registry = _registry(database)
+    for number in range(2):
+        registry.link("model", "net", _version(number), actor="ci")
+    registry.set_alias("model", "net", "production", "v0", actor="ci")
+    registry.protect("model", "net", "production", approvals=2)
+    with pytest.raises(PromotionRequired) as opened:
+        registry.set_alias("model", "net", "production", "v1", actor="alice")
+    request_id = opened.value.request_id
+    assert registry.review(request_id, "approve", reviewer="bob", checked=False).state == "pending"
+    with pytest.raises(PromotionCheckRequired, match="its check must pass first"):
+        registry.review(request_id, "approve", reviewer="carol", checked=False)
+    pending = registry.request(request_id)
+    assert (pending.state, [r["reviewer"] for r in pending.reviews]) == ("pending", ["bob"])
+    assert registry.resolve("model", "net", "production").version == 0
+    assert registry.review(request_id, "approve", reviewer="carol", checked=True).state == "approved"
+    assert registry.resolve("model", "net", "production").version == 1

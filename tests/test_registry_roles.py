@@ -108,10 +108,10 @@ def _act(action: str, client: httpx.Client, admin: httpx.Client) -> httpx.Respon
 def test_every_role_against_every_registry_action(deployment):
     server, admin, keys = deployment
     seen: dict[tuple[str, str], int] = {}
-    for who_index, who in enumerate(WHO):
+    for who in WHO:
         headers = {} if who == "nokey" else {"Authorization": f"Bearer {keys[who]}"}
         with httpx.Client(base_url=server.url + "/api/v1", headers=headers) as client:
-            for action, *expected in MATRIX:
+            for action, *_ in MATRIX:
                 answer = _act(action, client, admin)
                 seen[action, who] = answer.status_code
                 if action == "manage_members" and answer.status_code == 200:

@@ -44,6 +44,7 @@ __all__ = [
     "RecordRejected",
     "RegistryError",
     "PromotionRequired",
+    "PromotionCheckRequired",
     "RemoteError",
     "ReproduceError",
     "RunNotFound",
@@ -309,6 +310,12 @@ class PromotionRequired(RegistryError):
     def __init__(self, message: str, request_id: int | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class PromotionCheckRequired(RegistryError):
+    """This approval would complete a promotion whose alias needs a passing check first
+    (``ModelRegistry.review(..., checked=False)``): nothing was recorded; run the check, then
+    review again with ``checked=True``. A server does this itself (docs/registry.md)."""
 
 
 class OtlpError(TrackletError, ValueError):

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
-from tracklet.errors import ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.errors import ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError
 from tracklet.registry.refs import check_registry_name
 from tracklet.registry.tables import (registry_alias_events, registry_aliases, registry_cards, registry_collections,
                                       registry_links, registry_protections, registry_requests, registry_reviews)
@@ -534,11 +534,13 @@ class ModelRegistry:
             return [self._request(connection, request_id) for request_id in ids]
 
     def review(self, request_id: int, decision: str, *, reviewer: str | None = None,
-               comment: str | None = None) -> PromotionRequest:
+               comment: str | None = None, checked: bool = True) -> PromotionRequest:
         """Approve or reject a pending promotion request (``decision``: ``approve``/``reject``).
         The requester can't review their own request, nor anyone review twice. The approval that
         completes the count moves the alias (its event names the request) and supersedes the
-        alias's other pending requests."""
+        alias's other pending requests. With ``checked=False`` that approval raises
+        ``PromotionCheckRequired`` instead, recording nothing (decided under the collection's
+        lock): the caller runs the alias's check outside any transaction and reviews again."""
         if decision not in ("approve", "reject"):
             raise RegistryError(f"a review is 'approve' or 'reject'; got {decision!r}")
         reviewer, why = _actor(reviewer), _reason(comment)
@@ -557,6 +559,9 @@ class ModelRegistry:
             approvals = sum(review["decision"] == "approve" for review in request.reviews) + (decision == "approve")
             state = "rejected" if decision == "reject" else "approved" if approvals >= request.approvals_required \
                 else "pending"
+            if state == "approved" and not checked:
+                raise PromotionCheckRequired(f"approving promotion request #{request_id} would move alias "
+                                             f"{request.alias!r} of {registry}/{collection}: its check must pass first")
             if state != "pending":
                 connection.execute(registry_requests.update().where(registry_requests.c.id == request_id)
                                    .values(state=state, decided_at=now))

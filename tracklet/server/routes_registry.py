@@ -19,11 +19,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name
-from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import Link, ModelRegistry
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
-from tracklet.server.models import ArtifactVersion, RowId, errors
+from tracklet.server.models import INT64_MAX, ArtifactVersion, RowId, errors
+from tracklet.server import audit
+from tracklet.server.registry_checks import RegistryChecks
 from tracklet.server.registry_roles import ACTIONS, RegistryRoles, role_allows
 from tracklet.server.routes_artifacts_read import _version_model
 
@@ -52,6 +54,8 @@ class CardRequest(BaseModel):
 
 class ProtectRequest(BaseModel):
     approvals: int = Field(ge=0, le=100, description="approvals a move needs; 0 lifts the protection")
+    check: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a webhook automation's id: it must answer 2xx before "
+                                "an approved promotion moves the alias (server admins make automations)")
 
 
 class ReviewRequest(BaseModel):
@@ -145,6 +149,7 @@ class ModelCardResponse(BaseModel):
 class ProtectionResponse(BaseModel):
     alias: str
     approvals: int
+    check: int | None = Field(default=None, description="the webhook automation that checks promotions")
 
 
 class PromotionReview(BaseModel):
@@ -223,6 +228,17 @@ def _roles(request: Request) -> RegistryRoles | None:
     if roles is None:
         roles = request.app.state.registry_roles = RegistryRoles(app.authorizer.accounts.engine)
     return roles
+
+
+def _checks(request: Request) -> RegistryChecks | None:
+    """The webhook checks of a tracking server (None for ``tracklet ui`` over a data root)."""
+    if getattr(request.app.state, "registry_root", None) is not None:
+        return None
+    checks = getattr(request.app.state, "registry_checks", None)
+    if checks is None:
+        app = request.app.state.tracklet
+        checks = request.app.state.registry_checks = RegistryChecks(app.store.engine, app.automations)
+    return checks
 
 
 def _principal(request: Request) -> Principal:
@@ -413,14 +429,24 @@ def save_card(request: Request, registry: str, collection: str, selector: str, b
 @router.put(_COLLECTION + "/protections/{alias}", response_model=ProtectionResponse, responses=_ERRORS,
             summary="Protect an alias")
 def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:
-    """Require `approvals` approvals to move `alias` (0 lifts it). Needs the admin role."""
+    """Require `approvals` approvals to move `alias` (0 lifts it, and its check), and with `check`
+    a webhook automation's 2xx before an approved promotion moves it. Needs the admin role."""
     _require(request, check_registry_name_or_400(registry), "protect")
     latest = _resolve(request, registry, collection, "latest")
+    if body.check is not None and not body.approvals:
+        raise HTTPException(status_code=400, detail="a check guards promotions: it needs approvals of at least 1")
+    checks = _checks(request)
+    if body.check is not None and checks is None:
+        raise HTTPException(status_code=400, detail="webhook checks need a tracking server (tracklet server)")
     try:
+        if checks is not None:
+            checks.set(latest.registry, latest.collection, check_selector(alias), body.check)
         registry_of(request).protect(latest.registry, latest.collection, alias, body.approvals)
+    except (LookupError, ValueError) as error:
+        raise HTTPException(status_code=400, detail=str(error).strip("'\"")) from None
     except ArtifactError as error:
         raise _refused(error) from None
-    return {"alias": alias, "approvals": body.approvals}
+    return {"alias": alias, "approvals": body.approvals, "check": body.check}
 
 
 @router.get("/registry-requests", response_model=PromotionRequestsResponse, responses=_ERRORS,
@@ -442,10 +468,25 @@ def review(request: Request, request_id: RowId, body: ReviewRequest) -> dict[str
     """Approve or reject promotion request `request_id` (not your own). The approval that completes
     the count moves the alias. Needs the admin role in the request's registry."""
     model_registry = registry_of(request)
+    checks = _checks(request)
     try:
         pending = model_registry.request(request_id)
         role = _require(request, pending.registry, "review")
-        decided = model_registry.review(request_id, body.decision, reviewer=_actor(request), comment=body.comment)
+        check = None if checks is None else checks.get(pending.registry, pending.collection, pending.alias)
+        review = {"reviewer": _actor(request), "comment": body.comment}
+        try:
+            decided = model_registry.review(request_id, body.decision, **review, checked=check is None)
+        except PromotionCheckRequired:
+            # This approval completes the request: the alias's check must pass first, asked
+            # outside any transaction (it may take up to its timeout).
+            assert checks is not None and check is not None
+            outcome = checks.run(check, pending.to_json(), actor=_actor(request))
+            audit.note(request, check=outcome.detail, check_passed=outcome.passed)
+            if not outcome.passed:
+                raise HTTPException(status_code=409, detail=(
+                    f"promotion request #{request_id} stays pending: its check failed ({outcome.detail}); "
+                    "approve again once it passes")) from None
+            decided = model_registry.review(request_id, body.decision, **review, checked=True)
     except ArtifactError as error:
         raise _refused(error) from None
     return {"request": {**decided.to_json(), "role": role}}

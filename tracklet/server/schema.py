@@ -164,6 +164,17 @@ registry_members = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),  # "viewer", "member" or "admin"
 )
 
+# A protected registry alias's webhook check (server/registry_checks.py): the automation (a webhook
+# rule a server admin made) that must answer 2xx before an approved promotion moves the alias.
+registry_checks = sa.Table(
+    "registry_checks",
+    metadata,
+    sa.Column("registry", sa.String(128), primary_key=True),
+    sa.Column("collection", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("automation_id", sa.Integer, sa.ForeignKey("automations.id"), nullable=False),
+)
+
 # 64-bit ids on PostgreSQL; SQLite's rowid alias must be declared INTEGER to autoincrement.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # Compared by code point on both backends (SQLite's default; PostgreSQL's "C" collation), so a
@@ -294,7 +305,7 @@ sweep_leases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, registry_members, audit_events, event_outbox,
+                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, registry_members, registry_checks, audit_events, event_outbox,
                  automations, automation_deliveries, automation_attempts, sweep_studies, sweep_journal, sweep_leases)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()

@@ -1321,7 +1321,8 @@ export interface paths {
         get?: never;
         /**
          * Protect an alias
-         * @description Require `approvals` approvals to move `alias` (0 lifts it). Needs the admin role.
+         * @description Require `approvals` approvals to move `alias` (0 lifts it, and its check), and with `check`
+         *     a webhook automation's 2xx before an approved promotion moves it. Needs the admin role.
          */
         put: operations["protect_api_v1_registries__registry__collections__collection__protections__alias__put"];
         post?: never;
@@ -2695,6 +2696,11 @@ export interface components {
              * @description approvals a move needs; 0 lifts the protection
              */
             approvals: number;
+            /**
+             * Check
+             * @description a webhook automation's id: it must answer 2xx before an approved promotion moves the alias (server admins make automations)
+             */
+            check?: number | null;
         };
         /** ProtectionResponse */
         ProtectionResponse: {
@@ -2702,6 +2708,11 @@ export interface components {
             alias: string;
             /** Approvals */
             approvals: number;
+            /**
+             * Check
+             * @description the webhook automation that checks promotions
+             */
+            check?: number | null;
         };
         /** PutBlobResponse */
         PutBlobResponse: {

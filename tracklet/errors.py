@@ -45,6 +45,7 @@ __all__ = [
     "RegistryError",
     "PromotionRequired",
     "PromotionCheckRequired",
+    "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",
     "RunNotFound",
@@ -310,6 +311,11 @@ class PromotionRequired(RegistryError):
     def __init__(self, message: str, request_id: int | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry's database refused a change (unreachable, a constraint, or what commits with
+    it, such as a server's audit event, could not be written): it rolled back, nothing changed."""
 
 
 class PromotionCheckRequired(RegistryError):

@@ -13,13 +13,15 @@ promotion request opened is named); 400: a bad name or a refused change.
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name
-from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError
+from tracklet.errors import (ArtifactError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError,
+                             RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import Link, ModelRegistry
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
@@ -30,7 +32,7 @@ from tracklet.server.registry_roles import ACTIONS, RegistryRoles, role_allows
 from tracklet.server.routes_artifacts_read import _version_model
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
-_ERRORS = errors(400, 403, 404, 409)
+_ERRORS = errors(400, 403, 404, 409, 503)
 _COLLECTION = "/registries/{registry}/collections/{collection}"
 
 
@@ -185,9 +187,27 @@ class PromotionRequestsResponse(BaseModel):
     requests: list[PromotionRequestModel]
 
 
+_REQUEST: contextvars.ContextVar[Request | None] = contextvars.ContextVar("registry_request", default=None)
+
+
+def _audit_in_transaction(connection: Any, kinds: list[str]) -> None:
+    """``ModelRegistry``'s ``on_write``: the request's audit event, in the change's transaction
+    (``audit.record_in``), so a change never commits without its event nor an event without its
+    change. A move of a protected alias commits the request it opened and answers 409."""
+    request = _REQUEST.get()
+    if request is None:
+        return
+    route = request.scope.get("route")
+    opened = getattr(route, "name", None) == "set_alias" and "promotion.requested" in kinds
+    audit.record_in(connection, request, status=409 if opened else 200)
+
+
 def registry_of(request: Request) -> ModelRegistry:
     """The server's registry, over its database (the artifacts' engine: migrated at start); for
-    ``tracklet ui`` over a data root, that root's ``registry.sqlite`` (404 until something is linked)."""
+    ``tracklet ui`` over a data root, that root's ``registry.sqlite`` (404 until something is linked).
+    Every registry route calls it first: it makes ``request`` the one whose audit event the
+    registry's next writing transaction carries."""
+    _REQUEST.set(request)
     state = request.app.state
     registry = getattr(state, "model_registry", None)
     if registry is not None:
@@ -203,7 +223,8 @@ def registry_of(request: Request) -> ModelRegistry:
     else:
         from tracklet.server.events import registry_event
 
-        registry = ModelRegistry(state.tracklet.artifacts.engine, on_event=registry_event)
+        registry = ModelRegistry(state.tracklet.artifacts.engine, on_event=registry_event,
+                                 on_write=_audit_in_transaction)
     state.model_registry = registry
     return registry
 
@@ -286,6 +307,8 @@ def _refused(error: Exception) -> HTTPException:
         return HTTPException(status_code=404, detail=str(error))
     if isinstance(error, PromotionRequired):
         return HTTPException(status_code=409, detail=str(error))
+    if isinstance(error, RegistryUnavailable):
+        return HTTPException(status_code=503, detail=str(error))
     return HTTPException(status_code=400, detail=str(error))
 
 

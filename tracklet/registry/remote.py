@@ -66,8 +66,18 @@ class RemoteRegistry:
                   author: str | None = None) -> Card:
         return Card(**self.client.save_card(registry, collection, f"v{version}", text)["card"])
 
-    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1) -> None:
-        self.client.protect(registry, collection, alias, approvals)
+    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1, *,
+                check: int | None = None) -> None:
+        """``check``: a webhook automation's id that must answer 2xx before a promotion completes."""
+        self.client.protect(registry, collection, alias, approvals, check)
+
+    def members(self, registry: str) -> list[dict[str, str]]:
+        """``[{user, role}]`` of ``registry`` (registry roles: viewer, member, admin)."""
+        return self.client.members(registry)
+
+    def set_member(self, registry: str, user: str, role: str | None) -> list[dict[str, str]]:
+        """Give ``user`` ``role`` in ``registry``, or take it (None); the members after."""
+        return self.client.set_member(registry, user, role)
 
     def requests(self, registry: str | None = None, collection: str | None = None, *,
                  state: str | None = "pending") -> list[PromotionRequest]:

@@ -190,7 +190,8 @@ class ModelRegistry:
             try:
                 stack.enter_context(_refusals())
                 connection = stack.enter_context(self.engine.begin())
-                self._emitted.kinds = kinds = []
+                kinds: list[str] = []
+                self._emitted.kinds = kinds
                 yield connection
                 if self.on_write is not None:
                     self.on_write(connection, list(kinds))

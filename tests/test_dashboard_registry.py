@@ -85,6 +85,7 @@ def test_registry_pages_show_collections_versions_history_and_card(registry, pag
     assert page.locator("tr[data-version='v0'] .alias").all_text_contents() == ["production"]
     assert page.locator("tr[data-version='v1'] .alias").all_text_contents() == ["latest"]
     assert page.text_content("tr[data-version='v0'] .linked-by") == "alice"
+    assert page.text_content(".protection[data-alias='production']") == "🔒 production: 1 approval"
     history = page.locator("table.alias-history tr[data-alias='production']")
     assert history.count() == 1 and history.locator(".move").text_content() == "– → v0"
 

@@ -102,6 +102,8 @@ def test_a_promotion_moves_only_after_its_webhook_check_answers_ok(deployment, r
     alice, bob, carol = users["alice"], users["bob"], users["carol"]
     protected = alice.put(NET + "/protections/production", json={"approvals": 2, "check": rule_id})
     assert protected.json() == {"alias": "production", "approvals": 2, "check": rule_id}
+    assert alice.get(NET + "/protections").json() == {"protections": [
+        {"alias": "production", "approvals": 2, "check": rule_id}]}
     request_id = _request(alice)
 
     # The first of two approvals completes nothing: no check is asked.

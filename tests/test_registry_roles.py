@@ -24,6 +24,7 @@ MATRIX = [
     ("history", 401, 403, 200, 200, 200),
     ("read_card", 401, 403, 200, 200, 200),
     ("list_members", 401, 403, 200, 200, 200),
+    ("read_protections", 401, 403, 200, 200, 200),
     ("link", 401, 403, 403, 200, 200),
     ("move_alias", 401, 403, 403, 200, 200),
     ("move_protected_alias", 401, 403, 403, 409, 409),
@@ -80,6 +81,8 @@ def _act(action: str, client: httpx.Client, admin: httpx.Client) -> httpx.Respon
         return client.get(net + "/versions/v0/card")
     if action == "list_members":
         return client.get("/registries/model/members")
+    if action == "read_protections":
+        return client.get(net + "/protections")
     if action == "link":
         source = admin.get(net + "/versions/v0").json()["link"]
         return client.post(net + "/links", json={"project": "train", "name": source["source_name"],

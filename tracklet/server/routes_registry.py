@@ -449,6 +449,23 @@ def save_card(request: Request, registry: str, collection: str, selector: str, b
     return {"card": saved.to_json()}
 
 
+class ProtectionsResponse(BaseModel):
+    protections: list[ProtectionResponse] = Field(description="the collection's protected aliases, by name")
+
+
+@router.get(_COLLECTION + "/protections", response_model=ProtectionsResponse, responses=_ERRORS,
+            summary="A collection's protected aliases")
+def protections(request: Request, registry: str, collection: str) -> dict[str, Any]:
+    """Each protected alias: the approvals a move needs, and its webhook check (an automation id)."""
+    registry, collection = _names(registry, collection)
+    _require(request, registry, "read")
+    found = registry_of(request).protections(registry, collection)
+    checks = _checks(request)
+    return {"protections": [{"alias": alias, "approvals": approvals,
+                             "check": checks.get(registry, collection, alias) if checks is not None else None}
+                            for alias, approvals in sorted(found.items())]}
+
+
 @router.put(_COLLECTION + "/protections/{alias}", response_model=ProtectionResponse, responses=_ERRORS,
             summary="Protect an alias")
 def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:

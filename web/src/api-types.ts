@@ -1311,6 +1311,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/registries/{registry}/collections/{collection}/protections": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A collection's protected aliases
+         * @description Each protected alias: the approvals a move needs, and its webhook check (an automation id).
+         */
+        get: operations["protections_api_v1_registries__registry__collections__collection__protections_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/registries/{registry}/collections/{collection}/protections/{alias}": {
         parameters: {
             query?: never;
@@ -2713,6 +2733,14 @@ export interface components {
              * @description the webhook automation that checks promotions
              */
             check?: number | null;
+        };
+        /** ProtectionsResponse */
+        ProtectionsResponse: {
+            /**
+             * Protections
+             * @description the collection's protected aliases, by name
+             */
+            protections: components["schemas"]["ProtectionResponse"][];
         };
         /** PutBlobResponse */
         PutBlobResponse: {
@@ -8966,6 +8994,92 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelCardResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    protections_api_v1_registries__registry__collections__collection__protections_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProtectionsResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -31,6 +31,8 @@ export const registryApi = {
     ),
   history: (registry: string, collection: string) =>
     get<Body<"/api/v1/registries/{registry}/collections/{collection}/history">>(`${collectionPath(registry, collection)}/history`),
+  protections: (registry: string, collection: string) =>
+    get<Body<"/api/v1/registries/{registry}/collections/{collection}/protections">>(`${collectionPath(registry, collection)}/protections`),
   card: (registry: string, collection: string, selector: string) =>
     get<Body<"/api/v1/registries/{registry}/collections/{collection}/versions/{selector}/card">>(
       `${collectionPath(registry, collection)}/versions/${enc(selector)}/card`,

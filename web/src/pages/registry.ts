@@ -194,11 +194,12 @@ function historyTable(events: AliasMove[]): HTMLElement {
 
 async function collectionPage(root: HTMLElement, registry: string, collection: string): Promise<() => void> {
   root.replaceChildren(h("p.loading", { text: "Loading the collection…" }));
-  const [me, { links }, { events }, { requests }] = await Promise.all([
+  const [me, { links }, { events }, { requests }, { protections }] = await Promise.all([
     registryApi.me(),
     registryApi.versions(registry, collection),
     registryApi.history(registry, collection),
     registryApi.requests({ registry }),
+    registryApi.protections(registry, collection),
   ]);
   const mine = requests.filter((r) => r.collection === collection);
   const aliasFilter = readQuery().get("alias") ?? "";
@@ -236,6 +237,13 @@ async function collectionPage(root: HTMLElement, registry: string, collection: s
         h("h1", { text: `${registry}/${collection}` }),
         h("span.type", { text: links[0]?.type ?? "" }),
         h("span.count", { text: `${links.length} versions` }),
+        ...protections.map((p) =>
+          h("span.protection", {
+            "data-alias": p.alias,
+            title: "moving it takes a promotion request approved by others",
+            text: `🔒 ${p.alias}: ${p.approvals} approval${p.approvals === 1 ? "" : "s"}${p.check ? ` + check #${p.check}` : ""}`,
+          }),
+        ),
       ),
       h(
         "section.card.wide.requests-card",

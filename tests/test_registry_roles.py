@@ -189,3 +189,20 @@ def test_the_migration_makes_earlier_linkers_admins_of_their_registries(tmp_path
         command.upgrade(config, "s0009")
         assert connection.execute(sa.text("SELECT registry, user_id, role FROM registry_members")).all() == [
             ("model", 1, "admin")]
+
+
+def test_a_registry_with_collections_but_no_members_is_not_claimed_by_linking(deployment):
+    """A registry linked into before roles by no user of this server (e.g. a --dev server's `dev`)
+    has no admin after the upgrade; a user linking into it does not become one."""
+    server, admin, keys = deployment
+    source = admin.get("/registries/model/collections/net/versions/v0").json()["link"]
+    body = {"project": "train", "name": source["source_name"], "version": source["source_version"]}
+    assert admin.post("/registries/legacy/collections/net/links", json=body).status_code == 200  # root: no role row
+    with httpx.Client(base_url=server.url + "/api/v1",
+                      headers={"Authorization": f"Bearer {keys['outsider']}"}) as outsider:
+        refused = outsider.post("/registries/legacy/collections/other/links", json=body)
+        assert refused.status_code == 403, refused.text
+        missing = outsider.post("/registries/fresh/collections/net/links", json={**body, "version": 99})
+        assert missing.status_code == 404  # a failed link claims nothing
+        assert outsider.get("/registries/fresh/members").status_code == 403
+    assert admin.get("/registries/legacy/members").json()["members"] == []

@@ -340,15 +340,18 @@ def list_collections(request: Request, registry: str | None = Query(None, max_le
 def link(request: Request, registry: str, collection: str, body: LinkRequest) -> dict[str, Any]:
     """Link `project/name:vN` as the collection's next version (or return its link), then give
     it `aliases`. Nothing is copied. Needs the member role in the registry (the first link into a
-    registry without members makes the caller its admin) and `read` on the version's project."""
+    new registry, one without collections or members, makes the caller its admin) and `read` on
+    the version's project."""
     registry, collection = _names(registry, collection)
     _allow(request, body.project, "read")
-    _require(request, registry, "link", claim=True)
     artifacts = request.app.state.tracklet.artifacts
     try:
         info = artifacts.registry.version(body.project, check_artifact_name(body.name), f"v{body.version}")
         if body.digest is not None and info.digest != body.digest:
             raise RegistryError(f"{info.qualified_name} has digest {info.digest}, not {body.digest}")
+        # Only a new registry is claimed: one whose links were made before roles, by no user of
+        # this server (a --dev server's), keeps waiting for a server admin to give roles.
+        _require(request, registry, "link", claim=not registry_of(request).collections(registry))
         found = registry_of(request).link(registry, collection, info, body.aliases, actor=_actor(request),
                                           reason=body.reason)
     except ArtifactError as error:

@@ -2,8 +2,8 @@
 
 Each user holds at most one role per registry, ordered ``viewer`` < ``member`` < ``admin``; a
 server admin (and a ``--dev`` server's implicit user) is every registry's admin. The first user to
-link into a registry that has no members yet becomes its admin, as the first upload to a project
-makes its uploader the project's admin. ``ACTIONS`` is the whole matrix: every registry route names
+link into a new registry (no collections, no members) becomes its admin, as the first upload to a
+project makes its uploader the project's admin. ``ACTIONS`` is the whole matrix: every registry route names
 its action and ``RegistryRoles.role``/``allows`` decide; nothing else grants a registry right.
 """
 
@@ -66,8 +66,8 @@ class RegistryRoles:
                 registry_members.c.user_id == principal.user_id))}
 
     def claim(self, principal: Principal, registry: str) -> str | None:
-        """Make ``principal`` the admin of ``registry`` if it has no members yet (its first link);
-        the principal's role afterwards."""
+        """Make ``principal`` the admin of ``registry`` if it has no members yet (the caller knows
+        it has no collections either: its first link); the principal's role afterwards."""
         if principal.is_admin or principal.user_id is None:
             return "admin" if principal.is_admin else None
         with self.engine.begin() as connection:

@@ -276,3 +276,91 @@ def test_emit_is_idempotent_with_a_dedupe_key_and_joins_the_callers_transaction(
     with store.engine.connect() as connection:
         assert connection.execute(sa.text("SELECT kind FROM event_outbox")).scalars().all() == ["run.finished"]
     store.close()
+
+
+def test_a_run_the_heartbeat_sweep_marks_crashed_emits_run_crashed_once(tmp_path):
+    """A run whose client went silent without an exit is marked crashed by the server's periodic
+    pass (``index_all``), and that emits ``run.crashed`` once, as an upload's exit emits
+    ``run.finished``. The log's mtime is set, not waited for."""
+    import shutil
+
+    from tracklet.server.app import create_app
+
+    client = tmp_path / "client"
+    run = tracklet.init(project="p", id="silent", dir=str(client), settings=QUIET)
+    for step in range(5):
+        run.log({"loss": 1.0 / (step + 1)})
+    assert run.flush(timeout=30)
+    server_root = tmp_path / "server"
+    copy = RunPaths(server_root, "p", "silent").log_file
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(RunPaths(client, "p", "silent").log_file, copy)  # no exit record: the client is "alive"
+    run.finish()
+    app = create_app(server_root, index_on_start=False, auth=False, heartbeat_lapse=600)
+    state = app.state.tracklet
+    state.automations.create(name="crashes", event="run.crashed", filter={}, action="webhook",
+                             url="http://127.0.0.1:9/hook", secret=SECRET, created_by="root")
+    now = time.time()
+    os.utime(copy, (now, now))  # it grew just now: running
+    state.indexer.index_all()
+    assert state.store.run("p", "silent", fields=("state",))["state"] == "running"
+    os.utime(copy, (now - 3600, now - 3600))  # silent for an hour, past the 600 s lapse: crashed
+    state.indexer.index_all()
+    state.indexer.index_all()  # a later pass: no second event
+    assert state.store.run("p", "silent", fields=("state",))["state"] == "crashed"
+    with state.store.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT kind, subject, payload FROM event_outbox")).all()
+    assert [(kind, subject) for kind, subject, _ in rows] == [("run.crashed", "p/silent")]
+    payload = json.loads(rows[0][2])
+    assert (payload["state"], payload["exit_code"]) == ("crashed", None)
+    assert payload["summary"]["loss"] == pytest.approx(0.2)
+
+
+def test_pruning_keeps_the_outbox_bounded_and_never_drops_what_is_pending_or_deduplicated(store_url, tmp_path):
+    """Finished deliveries older than the retention go with their attempts, then dispatched events
+    with no delivery left; pending deliveries, undispatched events, recent ones and events with a
+    dedupe key stay. Times are set, not waited for."""
+    from tracklet.server.automations import Automations
+    from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy
+    from tracklet.store import Store
+
+    store = Store(store_url, root=tmp_path)
+    automations = Automations(store.engine)
+    automations.create(name="all", event="*", filter={}, action="webhook", url="http://127.0.0.1:9/x", secret=SECRET)
+    worker = AutomationWorker(automations, policy=DeliveryPolicy(retention=86400.0))
+    now = time.time()
+    ids = {name: events.emit(store.engine, "run.finished", f"p/{name}", {}, dedupe="run.finished:p/kept"
+                             if name == "dedupe" else None)
+           for name in ("delivered", "failed", "pending", "dedupe", "recent")}
+    worker.dispatch()
+    ids["undispatched"] = events.emit(store.engine, "run.failed", "p/undispatched", {})
+    old = now - 10 * 86400
+    with store.engine.begin() as connection:
+        for name, state, finished in (("delivered", "delivered", old), ("failed", "failed", old),
+                                      ("pending", "pending", None), ("dedupe", "delivered", old),
+                                      ("recent", "delivered", now)):
+            connection.execute(sa.text("UPDATE automation_deliveries SET state = :state, finished_at = :finished "
+                                       "WHERE event_id = :id"), {"state": state, "finished": finished, "id": ids[name]})
+            if name != "recent":
+                connection.execute(sa.text("UPDATE event_outbox SET time = :old WHERE id = :id"),
+                                   {"old": old, "id": ids[name]})
+        connection.execute(sa.text("UPDATE event_outbox SET time = :old WHERE id = :id"),
+                           {"old": old, "id": ids["undispatched"]})
+        delivery = connection.execute(sa.text("SELECT id FROM automation_deliveries WHERE event_id = :id"),
+                                      {"id": ids["delivered"]}).scalar()
+        connection.execute(sa.text("INSERT INTO automation_attempts (delivery_id, attempt, time, status, duration) "
+                                   "VALUES (:d, 1, :t, 200, 0.1)"), {"d": delivery, "t": old})
+
+    assert worker.prune(now=now, batch=1) == 5  # 3 old finished deliveries, then 2 events without any
+    with store.engine.connect() as connection:
+        kept = {row.subject for row in connection.execute(sa.text("SELECT subject FROM event_outbox"))}
+        delivered = {row.subject for row in connection.execute(sa.text(
+            "SELECT e.subject FROM automation_deliveries d JOIN event_outbox e ON e.id = d.event_id"))}
+        attempts = connection.execute(sa.text("SELECT count(*) FROM automation_attempts")).scalar()
+    assert kept == {"p/pending", "p/dedupe", "p/recent", "p/undispatched"}
+    assert delivered == {"p/pending", "p/recent"}
+    assert attempts == 0
+    assert worker.prune(now=now) == 0
+    # The dedupe key still holds: the event is not derived again.
+    assert events.emit(store.engine, "run.finished", "p/dedupe", {}, dedupe="run.finished:p/kept") is None
+    store.close()

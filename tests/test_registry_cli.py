@@ -123,3 +123,45 @@ def test_a_registered_version_is_not_deleted_without_force(root, tmp_path):
     assert "registry versions left without files: model/mnist:v0" in deleted.output
     assert_clean_error(invoke(root, "registry", "card", "models:/mnist@production", "--generate"),
                        "model/mnist:v0 links train/mnist-cnn:v0, which was deleted")
+
+
+def test_registry_roles_and_a_webhook_check_from_the_command_line(servers, tmp_path, monkeypatch):
+    """``tracklet registry --url U members`` lists, gives and takes registry roles, ``protect
+    --check`` names a webhook automation; both are a server's only."""
+    import httpx
+
+    from tracklet.server.auth import Accounts
+    from tracklet.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'server' / 'store.sqlite'}", root=tmp_path / "server")
+    keys = {name: Accounts(store).create_user(name, admin=name == "root").key for name in ("root", "alice", "bob")}
+    store.close()
+    server = servers(tmp_path / "server", dev=False)
+    run = tracklet.init(project="train", dir=str(tmp_path / "alice"), mode="online",
+                        settings={**QUIET, "base_url": server.url, "api_key": keys["alice"]})
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"w")
+    run.link_model(model, registered_model_name="net")  # alice: the `model` registry's admin
+    run.finish()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['root']}"}) as root:
+        rule = root.post("/api/v1/automations", json={"name": "gate", "event": "promotion.check",
+                                                      "url": "http://127.0.0.1:9/gate"}).json()
+    here = tmp_path / "cli"
+    monkeypatch.setenv("TRACKLET_API_KEY", keys["alice"])
+    given = invoke(here, "registry", "--url", server.url, "members", "model", "bob", "member")
+    assert given.exit_code == 0, given.output
+    assert given.output.splitlines() == ["alice\tadmin", "bob\tmember"]
+    assert invoke(here, "registry", "--url", server.url, "members", "model").output.splitlines() == [
+        "alice\tadmin", "bob\tmember"]
+    protected = invoke(here, "registry", "--url", server.url, "protect", "model/net", "production", "--check",
+                       str(rule["id"]))
+    assert protected.exit_code == 0, protected.output
+    assert protected.output.strip() == f"model/net:production needs 1 approval(s) to move and automation #{rule['id']}'s check"
+    monkeypatch.setenv("TRACKLET_API_KEY", keys["bob"])  # a member: no admin's rights
+    refused = invoke(here, "registry", "--url", server.url, "members", "model", "bob", "admin")
+    assert refused.exit_code == 2 and "needs the admin role in registry 'model'" in refused.output
+    monkeypatch.setenv("TRACKLET_API_KEY", keys["alice"])
+    taken = invoke(here, "registry", "--url", server.url, "members", "model", "bob", "--remove")
+    assert taken.output.splitlines() == ["alice\tadmin"]
+    local = invoke(here, "registry", "protect", "model/net", "production", "--check", "1")
+    assert_clean_error(local, "--check needs a server's registry (--url)")

@@ -16,7 +16,7 @@ from conftest import QUIET, REPO
 
 import tracklet
 from tracklet.artifacts.registry import VersionInfo
-from tracklet.errors import PromotionRequired, RegistryError
+from tracklet.errors import PromotionCheckRequired, PromotionRequired, RegistryError
 from tracklet.registry.sql import ModelRegistry
 from tracklet.registry.tables import metadata
 
@@ -141,9 +141,10 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
         model.write_bytes(weights)
         run.link_model(model, registered_model_name="net", aliases=["production"] if weights == b"one" else None)
     run.finish()
+    # alice's first link made her the `model` registry's admin; she gives bob and viewer roles there.
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['alice']}"}) as alice:
-        for name, role in (("bob", "write"), ("viewer", "read")):
-            assert alice.put(f"/api/v1/projects/train/members/{name}", json={"role": role}).status_code in (200, 204)
+        for name, role in (("bob", "member"), ("viewer", "viewer")):
+            assert alice.put(f"/api/v1/registries/model/members/{name}", json={"role": role}).status_code == 200
 
     # eve (writer of her own project only) can't add her model to alice's collection.
     intruder = tracklet.init(project="eve-lab", dir=str(tmp_path / "eve"), mode="online",
@@ -158,7 +159,7 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
 
     with api("bob") as bob:
         with pytest.raises(tracklet.TrackletError, match="403"):
-            bob.registry.protect("model", "net", "production", 1)  # admin on the project only
+            bob.registry.protect("model", "net", "production", 1)  # a registry admin's
     with api("alice") as alice:
         alice.registry.protect("model", "net", "production", 1)
         with pytest.raises(PromotionRequired) as opened:
@@ -172,6 +173,11 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
             viewer.registry.review(request_id, "approve")
     with api("bob") as bob:
         assert [r.id for r in bob.registry.requests()] == [request_id]
+        with pytest.raises(tracklet.TrackletError, match="403"):
+            bob.registry.review(request_id, "approve")  # a member may request, not review
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['alice']}"}) as alice:
+        assert alice.put("/api/v1/registries/model/members/bob", json={"role": "admin"}).status_code == 200
+    with api("bob") as bob:
         assert bob.registry.review(request_id, "approve", comment="looks good").state == "approved"
         assert bob.artifact("models:/net@production").version == "v1"
         last = bob.alias_history("model/net", alias="production")[-1]
@@ -208,3 +214,25 @@ def test_every_change_is_reported_inside_its_transaction(database):
         registry.remove_alias("model", "net", "staging", actor="alice")
     assert registry.resolve("model", "net", "staging").version == 0
     assert [event.alias for event in registry.history("model", "net")] == ["staging", "production"]
+
+
+def test_an_approval_that_needs_a_check_records_nothing_until_checked(database):
+    """``review(..., checked=False)``: the approval that would move the alias raises and rolls back
+    (the server then runs the webhook check outside the lock); earlier approvals and rejections
+    need no check."""
+    registry = _registry(database)
+    for number in range(2):
+        registry.link("model", "net", _version(number), actor="ci")
+    registry.set_alias("model", "net", "production", "v0", actor="ci")
+    registry.protect("model", "net", "production", approvals=2)
+    with pytest.raises(PromotionRequired) as opened:
+        registry.set_alias("model", "net", "production", "v1", actor="alice")
+    request_id = opened.value.request_id
+    assert registry.review(request_id, "approve", reviewer="bob", checked=False).state == "pending"
+    with pytest.raises(PromotionCheckRequired, match="its check must pass first"):
+        registry.review(request_id, "approve", reviewer="carol", checked=False)
+    pending = registry.request(request_id)
+    assert (pending.state, [r["reviewer"] for r in pending.reviews]) == ("pending", ["bob"])
+    assert registry.resolve("model", "net", "production").version == 0
+    assert registry.review(request_id, "approve", reviewer="carol", checked=True).state == "approved"
+    assert registry.resolve("model", "net", "production").version == 1

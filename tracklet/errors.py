@@ -48,6 +48,8 @@ __all__ = [
     "RecordRejected",
     "RegistryError",
     "PromotionRequired",
+    "PromotionCheckRequired",
+    "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",
     "RunNotFound",
@@ -313,6 +315,17 @@ class PromotionRequired(RegistryError):
     def __init__(self, message: str, request_id: int | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry's database refused a change (unreachable, a constraint, or what commits with
+    it, such as a server's audit event, could not be written): it rolled back, nothing changed."""
+
+
+class PromotionCheckRequired(RegistryError):
+    """This approval would complete a promotion whose alias needs a passing check first
+    (``ModelRegistry.review(..., checked=False)``): nothing was recorded; run the check, then
+    review again with ``checked=True``. A server does this itself (docs/registry.md)."""
 
 
 class OtlpError(TrackletError, ValueError):

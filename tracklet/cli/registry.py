@@ -1,4 +1,4 @@
-"""``tracklet registry ls|link|alias|history|card|protect|requests|approve|reject``: the model
+"""``tracklet registry ls|link|alias|history|card|protect|members|requests|approve|reject``: the model
 registry of the data root, or of a server with ``--url`` (tracklet/registry/, docs/registry.md).
 
 COLLECTION is ``registry/collection`` (a bare name is in the ``model`` registry); W&B's
@@ -163,13 +163,46 @@ def card(ctx: click.Context, version_ref: str, generate: bool, save: bool, from_
 @click.argument("alias")
 @click.option("--approvals", type=click.IntRange(0, 100), default=1, show_default=True,
               help="Approvals (by others than the requester) a move needs; 0 lifts the protection.")
+@click.option("--check", type=click.IntRange(1, 2**63 - 1), default=None,
+              help="A webhook automation's id (server only): it must answer 2xx before a promotion completes.")
 @click.pass_context
 @_handle_errors
-def protect(ctx: click.Context, collection: str, alias: str, approvals: int) -> None:
+def protect(ctx: click.Context, collection: str, alias: str, approvals: int, check: int | None) -> None:
     """Protect ALIAS of COLLECTION: moving it takes an approved promotion request."""
     ref = _collection(collection)
-    _api(ctx).registry.protect(ref.registry, ref.collection, alias, approvals)
-    click.echo(f"{ref.path}:{alias} " + (f"needs {approvals} approval(s) to move" if approvals else "is not protected"))
+    if check is not None and not ctx.meta.get("registry_url"):
+        raise CliError("--check needs a server's registry (--url): webhook checks are a server's")
+    registry = _api(ctx).registry
+    if check is not None:
+        registry.protect(ref.registry, ref.collection, alias, approvals, check=check)
+    else:
+        registry.protect(ref.registry, ref.collection, alias, approvals)
+    click.echo(f"{ref.path}:{alias} " + (f"needs {approvals} approval(s) to move" if approvals else "is not protected")
+               + (f" and automation #{check}'s check" if check is not None and approvals else ""))
+
+
+@registry_group.command("members")
+@click.argument("registry")
+@click.argument("user", required=False)
+@click.argument("role", type=click.Choice(["viewer", "member", "admin"]), required=False)
+@click.option("--remove", is_flag=True, help="Take USER's role in REGISTRY.")
+@click.pass_context
+@_handle_errors
+def members(ctx: click.Context, registry: str, user: str | None, role: str | None, remove: bool) -> None:
+    """A server's registry roles (--url): list REGISTRY's members, give USER a ROLE, or --remove it."""
+    if not ctx.meta.get("registry_url"):
+        raise CliError("registry roles are a server's: pass --url (a data root's registry is its user's)")
+    api = _api(ctx)
+    if user is None:
+        found = api.registry.members(registry)
+    elif remove:
+        found = api.registry.set_member(registry, user, None)
+    elif role is None:
+        raise CliError("give a ROLE (viewer, member or admin) or --remove")
+    else:
+        found = api.registry.set_member(registry, user, role)
+    for member in found:
+        click.echo(f"{member['user']}\t{member['role']}")
 
 
 @registry_group.command("requests")

@@ -2,7 +2,8 @@
 JSON in, JSON out. ``tracklet.registry.remote`` turns the answers into links and artifacts.
 
 A refusal maps to tracklet's errors: 404 ``ArtifactNotFound``, 409 ``PromotionRequired`` (a
-protected alias: the request that was opened is in the detail), 400 ``RegistryError``.
+protected alias: the request that was opened is in the detail; or a failed webhook check), 400
+``RegistryError``; 401, 403 and the rest as ``HttpClient`` says (a ``RemoteError``).
 """
 
 from __future__ import annotations
@@ -80,9 +81,22 @@ class RegistryClient:
         return self._call("PUT", f"{self._collection(registry, collection)}/versions/{quote(selector, safe='')}/card",
                           "saving a model card", json={"text": text})
 
-    def protect(self, registry: str, collection: str, alias: str, approvals: int) -> dict[str, Any]:
+    def protect(self, registry: str, collection: str, alias: str, approvals: int,
+                check: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"approvals": approvals, **({"check": check} if check is not None else {})}
         return self._call("PUT", f"{self._collection(registry, collection)}/protections/{quote(alias, safe='')}",
-                          "protecting an alias", json={"approvals": approvals})
+                          "protecting an alias", json=body)
+
+    def members(self, registry: str) -> list[dict[str, str]]:
+        return self._call("GET", f"/api/v1/registries/{quote(registry, safe='')}/members",
+                          "listing registry members")["members"]
+
+    def set_member(self, registry: str, user: str, role: str | None) -> list[dict[str, str]]:
+        """Give ``user`` ``role`` in ``registry`` (None: take their role); the members after."""
+        path = f"/api/v1/registries/{quote(registry, safe='')}/members/{quote(user, safe='')}"
+        if role is None:
+            return self._call("DELETE", path, "removing a registry member")["members"]
+        return self._call("PUT", path, "setting a registry role", json={"role": role})["members"]
 
     def requests(self, registry: str | None = None, state: str | None = "pending") -> list[dict[str, Any]]:
         params = {key: value for key, value in (("registry", registry), ("state", state)) if value}

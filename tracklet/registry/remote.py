@@ -5,6 +5,8 @@ own database (``server/routes_registry.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 from tracklet.artifacts.names import LATEST
@@ -64,14 +66,30 @@ class RemoteRegistry:
                   author: str | None = None) -> Card:
         return Card(**self.client.save_card(registry, collection, f"v{version}", text)["card"])
 
-    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1) -> None:
-        self.client.protect(registry, collection, alias, approvals)
+    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1, *,
+                check: int | None = None) -> None:
+        """``check``: a webhook automation's id that must answer 2xx before a promotion completes."""
+        self.client.protect(registry, collection, alias, approvals, check)
+
+    def members(self, registry: str) -> list[dict[str, str]]:
+        """``[{user, role}]`` of ``registry`` (registry roles: viewer, member, admin)."""
+        return self.client.members(registry)
+
+    def set_member(self, registry: str, user: str, role: str | None) -> list[dict[str, str]]:
+        """Give ``user`` ``role`` in ``registry``, or take it (None); the members after."""
+        return self.client.set_member(registry, user, role)
 
     def requests(self, registry: str | None = None, collection: str | None = None, *,
                  state: str | None = "pending") -> list[PromotionRequest]:
-        found = [PromotionRequest(**document) for document in self.client.requests(registry, state)]
+        found = [_promotion(document) for document in self.client.requests(registry, state)]
         return [request for request in found if collection is None or request.collection == collection]
 
     def review(self, request_id: int, decision: str, *, reviewer: str | None = None,
                comment: str | None = None) -> PromotionRequest:
-        return PromotionRequest(**self.client.review(request_id, decision, comment)["request"])
+        return _promotion(self.client.review(request_id, decision, comment)["request"])
+
+
+def _promotion(document: dict[str, Any]) -> PromotionRequest:
+    """A request as the server answers it, less what the server adds for its caller (``role``)."""
+    fields = {field.name for field in dataclasses.fields(PromotionRequest)}
+    return PromotionRequest(**{name: value for name, value in document.items() if name in fields})

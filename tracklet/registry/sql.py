@@ -20,6 +20,7 @@ lock does (and a process-wide lock keeps one process's threads from contending f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -30,7 +31,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
-from tracklet.errors import ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.errors import (ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError,
+                             RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
 from tracklet.registry.tables import (registry_alias_events, registry_aliases, registry_cards, registry_collections,
                                       registry_links, registry_protections, registry_requests, registry_reviews)
@@ -130,6 +132,17 @@ class PromotionRequest:
         return dataclasses.asdict(self)
 
 
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A database error inside a writing transaction as ``RegistryUnavailable`` (it rolled back)."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:300]
+        raise RegistryUnavailable(f"the registry's database refused the change ({reason}): nothing was changed") \
+            from error
+
+
 def _reason(reason: str | None) -> str:
     text = str(reason or "")
     if len(text) > MAX_REASON_CHARS:
@@ -145,17 +158,24 @@ class ModelRegistry:
     """The registry in the database at ``engine`` (its tables must exist: ``local.open_registry``
     creates them for a data root, the server's migration for a server)."""
 
-    def __init__(self, engine: sa.Engine, on_event: Callable[[sa.Connection, str, dict[str, Any]], None] | None = None
-                 ) -> None:
+    def __init__(self, engine: sa.Engine, on_event: Callable[[sa.Connection, str, dict[str, Any]], None] | None = None,
+                 on_write: Callable[[sa.Connection, list[str]], None] | None = None) -> None:
         """``on_event(connection, kind, payload)`` is called inside the transaction of each change
-        (``alias.moved``, ``version.linked``, ``promotion.requested``, ``promotion.decided``), so
-        what it writes (a server's audit event, an automation's outbox row) commits with the change
-        or not at all."""
+        (``alias.moved``, ``version.linked``, ``promotion.requested``, ``promotion.decided``), and
+        ``on_write(connection, kinds)`` at the end of every writing transaction (a link, a move, a
+        card, a protection, a review; ``kinds``: the events it emitted), just before it commits:
+        what they write (a server's audit event, an automation's outbox row) commits with the
+        change or not at all."""
         self.engine = engine
         self.on_event = on_event
+        self.on_write = on_write
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._emitted = threading.local()  # the kinds the current thread's transaction emitted
 
     def _emit(self, connection: sa.Connection, kind: str, payload: dict[str, Any]) -> None:
+        kinds = getattr(self._emitted, "kinds", None)
+        if kinds is not None:
+            kinds.append(kind)
         if self.on_event is not None:
             self.on_event(connection, kind, payload)
 
@@ -163,12 +183,20 @@ class ModelRegistry:
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        if self._lock is None:
-            with self.engine.begin() as connection:
+        """A writing transaction; ``on_write`` runs at its end, inside it."""
+        with contextlib.ExitStack() as stack:
+            if self._lock is not None:
+                stack.enter_context(self._lock)
+            try:
+                stack.enter_context(_refusals())
+                connection = stack.enter_context(self.engine.begin())
+                kinds: list[str] = []
+                self._emitted.kinds = kinds
                 yield connection
-            return
-        with self._lock, self.engine.begin() as connection:
-            yield connection
+                if self.on_write is not None:
+                    self.on_write(connection, list(kinds))
+            finally:
+                self._emitted.kinds = None
 
     @staticmethod
     def _key(table: sa.Table, registry: str, collection: str) -> Any:
@@ -534,11 +562,13 @@ class ModelRegistry:
             return [self._request(connection, request_id) for request_id in ids]
 
     def review(self, request_id: int, decision: str, *, reviewer: str | None = None,
-               comment: str | None = None) -> PromotionRequest:
+               comment: str | None = None, checked: bool = True) -> PromotionRequest:
         """Approve or reject a pending promotion request (``decision``: ``approve``/``reject``).
         The requester can't review their own request, nor anyone review twice. The approval that
         completes the count moves the alias (its event names the request) and supersedes the
-        alias's other pending requests."""
+        alias's other pending requests. With ``checked=False`` that approval raises
+        ``PromotionCheckRequired`` instead, recording nothing (decided under the collection's
+        lock): the caller runs the alias's check outside any transaction and reviews again."""
         if decision not in ("approve", "reject"):
             raise RegistryError(f"a review is 'approve' or 'reject'; got {decision!r}")
         reviewer, why = _actor(reviewer), _reason(comment)
@@ -557,6 +587,9 @@ class ModelRegistry:
             approvals = sum(review["decision"] == "approve" for review in request.reviews) + (decision == "approve")
             state = "rejected" if decision == "reject" else "approved" if approvals >= request.approvals_required \
                 else "pending"
+            if state == "approved" and not checked:
+                raise PromotionCheckRequired(f"approving promotion request #{request_id} would move alias "
+                                             f"{request.alias!r} of {registry}/{collection}: its check must pass first")
             if state != "pending":
                 connection.execute(registry_requests.update().where(registry_requests.c.id == request_id)
                                    .values(state=state, decided_at=now))

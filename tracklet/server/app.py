@@ -125,6 +125,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                         authorizer=Authorizer(Accounts(store)) if auth else None,
                         artifacts=ServerArtifacts.connect(root, artifacts_url, files_options, store.engine),
                         audit=AuditLog(store.engine), automations=Automations(store.engine))
+    # A run the heartbeat sweep marks crashed emits run.crashed (docs/audit.md), as an upload's exit would.
+    state.indexer.on_crashed = lambda project, run_id: state.automations.after_ingest(store, project, run_id)
     worker = None if shared_root else AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(),
                                                        interval=automation_interval)
     if index_on_start:

@@ -10,6 +10,11 @@ authenticated, or none on a 401), what (the route's name as ``action``, the path
 outcome (the status, and ``ok``/``denied``/``rejected``/``error``). A route may add detail or a
 better target with ``note(request, ...)``.
 
+A route whose change is one transaction of the server's database may write its event *in* that
+transaction (``record_in``; the model registry's routes do): the event then commits with the
+change or not at all, and the middleware writes nothing more for the request, unless that
+transaction rolled back, when it writes the event of the answer as for any request.
+
 The table is append-only: this module only inserts, and triggers (migration ``s0004``) refuse
 UPDATE, DELETE (and TRUNCATE on PostgreSQL) on both backends. ``AuditLog.query`` filters it (by
 actor, action, project, target prefix, outcome and time), oldest or newest first by time (ties by
@@ -88,18 +93,15 @@ class AuditLog:
 
     def record(self, **event: Any) -> int:
         """Append one event (the ``audit_events`` columns but ``id``); its id."""
-        row = {name: event.get(name) for name in _COLUMNS if name != "id"}
-        row["time"] = row["time"] if row["time"] is not None else time.time()
-        row["target"] = str(row["target"] or "")[:1024]
-        for name, size in (("actor", 128), ("key_id", 32), ("action", 128), ("project", 128), ("client", 64)):
-            if row[name] is not None:
-                row[name] = str(row[name])[:size]
-        if row["detail"] is not None and not isinstance(row["detail"], str):
-            row["detail"] = json.dumps(row["detail"], default=str, separators=(",", ":"))
         with self.engine.begin() as connection:
-            key = connection.execute(audit_events.insert().values(**row)).inserted_primary_key
-        assert key is not None
-        return int(key[0])
+            return _insert(connection, event)
+
+    def committed(self, event_ids: list[int]) -> bool:
+        """Whether any of ``event_ids`` (written by ``record_in``) is in the table: its
+        transaction committed."""
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(audit_events.c.id).where(
+                audit_events.c.id.in_(event_ids)).limit(1)).first() is not None
 
     def query(self, query: AuditQuery) -> list[dict[str, Any]]:
         """Events matching ``query``, at most ``query.limit``, in time order (ties by id; ``newest_first``:
@@ -191,6 +193,41 @@ def _claimed_key_id(headers: Mapping[str, str]) -> str | None:
     return key_id[:32] if sep and key_id else None
 
 
+def _insert(connection: sa.Connection, event: Mapping[str, Any]) -> int:
+    row = {name: event.get(name) for name in _COLUMNS if name != "id"}
+    row["time"] = row["time"] if row["time"] is not None else time.time()
+    row["target"] = str(row["target"] or "")[:1024]
+    for name, size in (("actor", 128), ("key_id", 32), ("action", 128), ("project", 128), ("client", 64)):
+        if row[name] is not None:
+            row[name] = str(row[name])[:size]
+    if row["detail"] is not None and not isinstance(row["detail"], str):
+        row["detail"] = json.dumps(row["detail"], default=str, separators=(",", ":"))
+    key = connection.execute(audit_events.insert().values(**row)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def record_in(connection: sa.Connection, request: Any, *, status: int = 200) -> int | None:
+    """Write the audit event of ``request`` (being handled) through ``connection``, the change's
+    own transaction, as answered with ``status`` (the answer once it commits); what ``note``
+    added so far goes in. Once per request: a later transaction of the same request writes
+    nothing when an earlier one's event committed. None if the request is not audited."""
+    scope = request.scope
+    if scope.get("type") != "http" or scope.get("method") not in MUTATING:
+        return None
+    state = scope.setdefault("state", {})
+    written: list[int] = state.setdefault("audit_in_tx", [])
+    if written and connection.execute(sa.select(audit_events.c.id).where(
+            audit_events.c.id.in_(written)).limit(1)).first() is not None:
+        return None
+    event = AuditMiddleware._event(scope, status)
+    if event is None:
+        return None
+    event_id = _insert(connection, event)
+    written.append(event_id)
+    return event_id
+
+
 class AuditMiddleware:
     """ASGI middleware writing one audit event per request that matched a mutating route (see the
     module docstring). Must wrap the router (``app.add_middleware``), so the route is known."""
@@ -213,7 +250,10 @@ class AuditMiddleware:
             event = self._event(scope, status)
             if event is None:
                 return
+            written = (scope.get("state") or {}).get("audit_in_tx")
             try:
+                if written and await anyio.to_thread.run_sync(lambda: self.log.committed(written)):
+                    return  # written in the change's own transaction (record_in)
                 await anyio.to_thread.run_sync(lambda: self.log.record(**event))
             except Exception as error:  # the mutation happened: answer it, and say loudly what is missing
                 print(f"tracklet server: could not write the audit event {event!r}: {error!r}", file=sys.stderr)

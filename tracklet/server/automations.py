@@ -204,7 +204,7 @@ class Automations:
         subject = f"{project}/{run_id}"
         state = run.get("state")
         summary = run.get("summary") or {}
-        if state in ("finished", "failed") and (every or f"run.{state}" in kinds):
+        if state in ("finished", "failed", "crashed") and (every or f"run.{state}" in kinds):
             events.emit(self.engine, f"run.{state}", subject,
                         {"run_id": run_id, "state": state, "exit_code": run.get("exit_code"), "summary": summary},
                         project=project, dedupe=f"run.{state}:{subject}")

@@ -22,6 +22,12 @@ sha256=<hex HMAC-SHA256 of "<timestamp>." + body, keyed with the rule's secret>`
 ``Idempotency-Key`` and ``X-Tracklet-Event`` (the kind). A Slack-style message is a POST of
 ``{"text": ...}`` (Slack's incoming webhooks, and the many chat tools that copy them), with the
 same headers.
+
+3. **prune** (hourly): the delivery log and the outbox are kept ``retention`` seconds (7 days by
+   default) after they are done: finished deliveries (delivered or failed) with their attempts,
+   then dispatched events that have no delivery left. Events with a ``dedupe`` key stay (they are
+   what makes a derived event happen once: a run's alerts are derived again after a restart);
+   pending deliveries and their events stay until they finish.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ class DeliveryPolicy:
     retry_cap: float = 600.0
     max_attempts: int = 10
     batch: int = 50
+    retention: float = 7 * 86400.0  # seconds finished deliveries and dispatched events are kept
+    prune_every: float = 3600.0
 
     def backoff(self, attempts: int) -> float:
         return min(self.retry_cap, self.retry_base * 2 ** (attempts - 1)) * random.uniform(0.9, 1.1)
@@ -96,9 +104,13 @@ class AutomationWorker:
             self._http.close()
 
     def _run(self) -> None:
+        pruned_at = -self.policy.prune_every
         while not self._stop.is_set():
             wait = self.interval
             try:
+                if time.monotonic() - pruned_at >= self.policy.prune_every:
+                    pruned_at = time.monotonic()
+                    self.prune()
                 self.dispatch()
                 due = self.deliver_due()
                 if due is not None:
@@ -133,6 +145,29 @@ class AutomationWorker:
             connection.execute(event_outbox.update().where(o.id.in_([event.id for event in pending]))
                                .values(dispatched=True))
         return len(pending)
+
+    def prune(self, *, now: float | None = None, batch: int = 1000) -> int:
+        """Delete what the retention bound lets go (see the module docstring), ``batch`` rows of
+        each kind per transaction; how many deliveries and events were deleted."""
+        cutoff = (time.time() if now is None else now) - self.policy.retention
+        o, d, a = event_outbox.c, automation_deliveries.c, automation_attempts.c
+        removed = 0
+        while True:
+            with self.engine.begin() as connection:
+                finished = connection.execute(sa.select(d.id).where(d.state.in_(("delivered", "failed")),
+                                                                    d.finished_at < cutoff)
+                                              .order_by(d.id).limit(batch)).scalars().all()
+                if finished:
+                    connection.execute(automation_attempts.delete().where(a.delivery_id.in_(finished)))
+                    connection.execute(automation_deliveries.delete().where(d.id.in_(finished)))
+                done = connection.execute(sa.select(o.id).where(
+                    o.dispatched.is_(True), o.time < cutoff, o.dedupe.is_(None),
+                    ~sa.exists().where(d.event_id == o.id)).order_by(o.id).limit(batch)).scalars().all()
+                if done:
+                    connection.execute(event_outbox.delete().where(o.id.in_(done)))
+            removed += len(finished) + len(done)
+            if len(finished) < batch and len(done) < batch:
+                return removed
 
     def deliver_due(self) -> float | None:
         """Send what is due; when the next pending delivery is due (None: nothing pending)."""

@@ -25,6 +25,8 @@ Event kinds (``KINDS``; the subject in parentheses):
   ``{"name", "alias", "version", "previous"}`` (``previous``: None when added).
 - ``run.finished`` / ``run.failed`` (``project/run_id``): the server indexed the run's exit;
   payload ``{"run_id", "state", "exit_code", "summary"}``.
+- ``run.crashed`` (``project/run_id``): the heartbeat sweep found the run silent past the lapse
+  without an exit; the same payload (``exit_code`` None, the summary its history implies).
 - ``run.alert`` (``project/run_id``): the run called ``run.alert(title, text, level)``; payload
   ``{"run_id", "seq", "title", "text", "level", "time"}``.
 - ``metric.threshold`` (``project/run_id``): a run's summary metric crossed a rule's threshold
@@ -40,6 +42,8 @@ Event kinds (``KINDS``; the subject in parentheses):
   "registry", "collection", "alias", "to_version", "actor", ...}`` plus ``reason`` or
   ``state`` and ``comment``. The registry (``ModelRegistry(on_event=registry_event)``) emits
   these inside the transaction of the change.
+- ``promotion.check`` is never emitted: a rule of this kind is only a protected alias's webhook
+  check, called by the server before an approval moves the alias (``registry_checks.py``).
 """
 
 from __future__ import annotations
@@ -55,8 +59,8 @@ import sqlalchemy as sa
 
 from tracklet.server.schema import event_outbox
 
-KINDS = ("artifact.version", "alias.moved", "run.finished", "run.failed", "run.alert", "metric.threshold",
-         "promotion.requested", "promotion.decided", "version.linked")
+KINDS = ("artifact.version", "alias.moved", "run.finished", "run.failed", "run.crashed", "run.alert", "metric.threshold",
+         "promotion.requested", "promotion.decided", "version.linked", "promotion.check")
 
 _listeners: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 

@@ -7,8 +7,9 @@ run is indexed again at its next append or when the server starts.
 
 No client process holds a lock on the server's copies, so a run without an exit record is
 ``running`` while its copy keeps growing (uploads are its heartbeat) and ``crashed`` once it
-hasn't for ``HEARTBEAT_LAPSE`` seconds; ``sweep()``, run periodically, applies that to runs
-whose clients went quiet.
+hasn't for ``HEARTBEAT_LAPSE`` seconds; ``index_all()``, run periodically, applies that to runs
+whose clients went quiet, and tells ``on_crashed`` (the automations: a ``run.crashed`` event) of
+each run it found crashed.
 """
 
 from __future__ import annotations
@@ -48,17 +49,34 @@ class StoreIndexer:
         self._indexer = store.indexer(liveness=liveness or heartbeat_liveness(heartbeat_lapse),
                                       source=source)  # source: segments in shared storage (segments.py)
         self._lock = threading.Lock()
+        # Called with (project, run_id) of each run a pass found crashed (it was running before).
+        self.on_crashed: Callable[[str, str], None] | None = None
 
     def index_all(self) -> None:
         """Ingest everything new under the data root, and mark runs whose clients went quiet
-        crashed (at startup, then periodically)."""
+        crashed (at startup, then periodically), telling ``on_crashed`` of each."""
         with self._lock, self._root_locked() as held:
             if not held:
                 return  # another process is indexing this root right now; the next pass catches up
             known = self._known_runs()
+            running = [key for key, (_, state) in known.items() if state == "running"]
             # Runs with new bytes, many per transaction (a sweep's runs: one commit per group, not
             # per run); a run that fails is logged by the indexer and doesn't stop the others.
             self._indexer.index_runs(paths for paths in self._indexer.run_dirs() if not self._unchanged(paths, known))
+            if self.on_crashed is not None:
+                self._report_crashed(running)
+
+    def _report_crashed(self, running: list[tuple[str, str]]) -> None:
+        """``on_crashed`` for each of the runs that were ``running`` before this pass and are
+        ``crashed`` now (the few live runs are read again, not every run)."""
+        assert self.on_crashed is not None
+        for project, run_id in running:
+            try:
+                found = self.store.run(project, run_id, fields=("state",))
+                if found is not None and found.get("state") == "crashed":
+                    self.on_crashed(project, run_id)
+            except Exception:  # one run's event is lost, not the pass
+                log.exception("reporting %s/%s crashed failed", project, run_id)
 
     def _known_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (log offset, state), by (project, run id): one query per pass."""

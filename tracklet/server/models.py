@@ -61,6 +61,7 @@ _ERROR_DESCRIPTIONS = {
     415: "Unsupported Content-Encoding",
     416: "The requested byte range is outside the blob",
     500: "Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it",
+    503: "The server's database refused the change (it rolled back: nothing changed); the detail names why",
 }
 
 

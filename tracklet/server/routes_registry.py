@@ -2,33 +2,37 @@
 history, model cards, protected aliases and promotion requests, in the server's own database
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
-Who may do what (until registry roles exist, rights follow the projects of the linked artifact
-versions): reading a version or its card needs ``read`` on the version's project; linking needs
-``write`` on the version's project and on the project of the collection's latest version; moving
-an alias needs ``write`` on the projects of the version it is to name and of the version it names
-now; reviewing a promotion request or editing a card needs ``write`` on the project of the version
-concerned; protecting an alias needs ``admin`` on the project of the collection's latest version.
-The actor of every change is the API key's user, never a value the client sends. 404: no such
-collection, version or alias; 409: a protected alias (the promotion request opened is named); 400:
-a bad name or a refused change.
+Who may do what: registry roles (``registry_roles.ACTIONS``: viewer reads; member links, moves and
+removes aliases, edits cards, and so requests promotions; admin reviews requests, protects aliases
+and manages the registry's members), checked by every route through ``_require``. Linking also
+needs ``read`` on the artifact version's project: no one registers what they can't read. The
+actor of every change is the API key's user, never a value the client sends. 401: no key; 403: no
+role, or too low a one; 404: no such collection, version or alias; 409: a protected alias (the
+promotion request opened is named); 400: a bad name or a refused change.
 """
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name
-from tracklet.errors import ArtifactError, ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.errors import (ArtifactError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError,
+                             RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import Link, ModelRegistry
-from tracklet.server.models import ArtifactVersion, RowId, errors
+from tracklet.server.auth import DEV_PRINCIPAL, Principal
+from tracklet.server.models import INT64_MAX, ArtifactVersion, RowId, errors
+from tracklet.server import audit
+from tracklet.server.registry_checks import RegistryChecks
+from tracklet.server.registry_roles import ACTIONS, RegistryRoles, role_allows
 from tracklet.server.routes_artifacts_read import _version_model
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
-_ERRORS = errors(400, 404, 409)
+_ERRORS = errors(400, 403, 404, 409, 503)
 _COLLECTION = "/registries/{registry}/collections/{collection}"
 
 
@@ -52,6 +56,8 @@ class CardRequest(BaseModel):
 
 class ProtectRequest(BaseModel):
     approvals: int = Field(ge=0, le=100, description="approvals a move needs; 0 lifts the protection")
+    check: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a webhook automation's id: it must answer 2xx before "
+                                "an approved promotion moves the alias (server admins make automations)")
 
 
 class ReviewRequest(BaseModel):
@@ -98,6 +104,7 @@ class RegistryCollection(BaseModel):
     versions: int
     latest: str
     aliases: dict[str, str] = Field(description="alias -> `vN`")
+    role: str = Field(description="the caller's role in the registry: viewer, member or admin")
 
 
 class RegistryCollectionsResponse(BaseModel):
@@ -144,6 +151,7 @@ class ModelCardResponse(BaseModel):
 class ProtectionResponse(BaseModel):
     alias: str
     approvals: int
+    check: int | None = Field(default=None, description="the webhook automation that checks promotions")
 
 
 class PromotionReview(BaseModel):
@@ -168,6 +176,7 @@ class PromotionRequestModel(BaseModel):
     decided_at: float | None
     approvals_required: int
     reviews: list[PromotionReview]
+    role: str | None = Field(default=None, description="the caller's role in its registry (admin: may review)")
 
 
 class PromotionRequestResponse(BaseModel):
@@ -178,9 +187,27 @@ class PromotionRequestsResponse(BaseModel):
     requests: list[PromotionRequestModel]
 
 
+_REQUEST: contextvars.ContextVar[Request | None] = contextvars.ContextVar("registry_request", default=None)
+
+
+def _audit_in_transaction(connection: Any, kinds: list[str]) -> None:
+    """``ModelRegistry``'s ``on_write``: the request's audit event, in the change's transaction
+    (``audit.record_in``), so a change never commits without its event nor an event without its
+    change. A move of a protected alias commits the request it opened and answers 409."""
+    request = _REQUEST.get()
+    if request is None:
+        return
+    route = request.scope.get("route")
+    opened = getattr(route, "name", None) == "set_alias" and "promotion.requested" in kinds
+    audit.record_in(connection, request, status=409 if opened else 200)
+
+
 def registry_of(request: Request) -> ModelRegistry:
     """The server's registry, over its database (the artifacts' engine: migrated at start); for
-    ``tracklet ui`` over a data root, that root's ``registry.sqlite`` (404 until something is linked)."""
+    ``tracklet ui`` over a data root, that root's ``registry.sqlite`` (404 until something is linked).
+    Every registry route calls it first: it makes ``request`` the one whose audit event the
+    registry's next writing transaction carries."""
+    _REQUEST.set(request)
     state = request.app.state
     registry = getattr(state, "model_registry", None)
     if registry is not None:
@@ -196,7 +223,8 @@ def registry_of(request: Request) -> ModelRegistry:
     else:
         from tracklet.server.events import registry_event
 
-        registry = ModelRegistry(state.tracklet.artifacts.engine, on_event=registry_event)
+        registry = ModelRegistry(state.tracklet.artifacts.engine, on_event=registry_event,
+                                 on_write=_audit_in_transaction)
     state.model_registry = registry
     return registry
 
@@ -212,18 +240,52 @@ def _allow(request: Request, project: str, needed: str) -> None:
         authorizer.check(request, project, needed)
 
 
-def _allow_collection(request: Request, registry: str, collection: str, alias: str | None = None) -> None:
-    """``write`` on the project of the collection's latest version (adding to a collection), or
-    of the version ``alias`` names now (moving it): no one takes over another team's collection
-    or alias by linking a version of their own."""
-    model_registry = registry_of(request)
-    if not model_registry.has_collection(registry, collection):
-        return
-    try:
-        current = model_registry.resolve(registry, collection, alias or "latest")
-    except ArtifactNotFound:  # a new alias: nothing to take over
-        return
-    _allow(request, current.source_project, "write")
+def _roles(request: Request) -> RegistryRoles | None:
+    """The registry roles, None on a server without keys (``--dev``, ``tracklet ui``): everyone is admin."""
+    app = request.app.state.tracklet
+    if app.authorizer is None:
+        return None
+    roles = getattr(request.app.state, "registry_roles", None)
+    if roles is None:
+        roles = request.app.state.registry_roles = RegistryRoles(app.authorizer.accounts.engine)
+    return roles
+
+
+def _checks(request: Request) -> RegistryChecks | None:
+    """The webhook checks of a tracking server (None for ``tracklet ui`` over a data root)."""
+    if getattr(request.app.state, "registry_root", None) is not None:
+        return None
+    checks = getattr(request.app.state, "registry_checks", None)
+    if checks is None:
+        app = request.app.state.tracklet
+        checks = request.app.state.registry_checks = RegistryChecks(app.store.engine, app.automations)
+    return checks
+
+
+def _principal(request: Request) -> Principal:
+    return getattr(request.state, "principal", None) or DEV_PRINCIPAL
+
+
+def _role(request: Request, registry: str) -> str | None:
+    roles = _roles(request)
+    return "admin" if roles is None else roles.role(_principal(request), registry)
+
+
+def _require(request: Request, registry: str, action: str, *, claim: bool = False) -> str:
+    """The caller's role in ``registry`` if it allows ``action``; 403 otherwise. With ``claim``
+    (a link), a registry without members yet makes the caller its admin."""
+    roles = _roles(request)
+    if roles is None:
+        return "admin"
+    principal = _principal(request)
+    role = roles.role(principal, registry)
+    if role is None and claim:
+        role = roles.claim(principal, registry)
+    if not role_allows(role, action):
+        raise HTTPException(status_code=403, detail=(
+            f"user {principal.name!r} needs the {ACTIONS[action]} role in registry {registry!r} to "
+            f"{action.replace('_', ' ')}" + (f" (has {role})" if role else " (not a member; a registry admin can add them)")))
+    return role  # type: ignore[return-value]
 
 
 def _names(registry: str, collection: str) -> tuple[str, str]:
@@ -233,11 +295,20 @@ def _names(registry: str, collection: str) -> tuple[str, str]:
         raise HTTPException(status_code=400, detail=str(error)) from None
 
 
+def check_registry_name_or_400(registry: str) -> str:
+    try:
+        return check_registry_name(registry)
+    except ArtifactError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+
+
 def _refused(error: Exception) -> HTTPException:
     if isinstance(error, ArtifactNotFound):
         return HTTPException(status_code=404, detail=str(error))
     if isinstance(error, PromotionRequired):
         return HTTPException(status_code=409, detail=str(error))
+    if isinstance(error, RegistryUnavailable):
+        return HTTPException(status_code=503, detail=str(error))
     return HTTPException(status_code=400, detail=str(error))
 
 
@@ -257,22 +328,30 @@ def list_collections(request: Request, registry: str | None = Query(None, max_le
         model_registry = registry_of(request)
     except HTTPException:  # a data root nothing was linked in yet
         return {"collections": []}
-    return {"collections": model_registry.collections(check_registry_name(registry) if registry else None)}
+    roles = _roles(request)
+    mine = None if roles is None else roles.roles(_principal(request))  # None: every registry's admin
+    found = model_registry.collections(check_registry_name_or_400(registry) if registry else None)
+    return {"collections": [{**item, "role": "admin" if mine is None else mine[item["registry"]]}
+                            for item in found if mine is None or item["registry"] in mine]}
 
 
 @router.post(_COLLECTION + "/links", response_model=LinkResponse, responses=_ERRORS,
              summary="Link an artifact version into a collection")
 def link(request: Request, registry: str, collection: str, body: LinkRequest) -> dict[str, Any]:
     """Link `project/name:vN` as the collection's next version (or return its link), then give
-    it `aliases`. Nothing is copied. Needs `write` on the version's project."""
+    it `aliases`. Nothing is copied. Needs the member role in the registry (the first link into a
+    new registry, one without collections or members, makes the caller its admin) and `read` on
+    the version's project."""
     registry, collection = _names(registry, collection)
-    _allow(request, body.project, "write")
-    _allow_collection(request, registry, collection)
+    _allow(request, body.project, "read")
     artifacts = request.app.state.tracklet.artifacts
     try:
         info = artifacts.registry.version(body.project, check_artifact_name(body.name), f"v{body.version}")
         if body.digest is not None and info.digest != body.digest:
             raise RegistryError(f"{info.qualified_name} has digest {info.digest}, not {body.digest}")
+        # Only a new registry is claimed: one whose links were made before roles, by no user of
+        # this server (a --dev server's), keeps waiting for a server admin to give roles.
+        _require(request, registry, "link", claim=not registry_of(request).collections(registry))
         found = registry_of(request).link(registry, collection, info, body.aliases, actor=_actor(request),
                                           reason=body.reason)
     except ArtifactError as error:
@@ -285,6 +364,7 @@ def link(request: Request, registry: str, collection: str, body: LinkRequest) ->
 def versions(request: Request, registry: str, collection: str, limit: int = Query(1000, ge=1, le=10_000),
              offset: int = Query(0, ge=0, le=2**62)) -> dict[str, Any]:
     registry, collection = _names(registry, collection)
+    _require(request, registry, "read")
     try:
         links = registry_of(request).versions(registry, collection, limit=limit, offset=offset)
     except ArtifactError as error:
@@ -296,9 +376,9 @@ def versions(request: Request, registry: str, collection: str, limit: int = Quer
             summary="One version: the link and its artifact")
 def version(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
     """The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
-    (an `ArtifactVersion`: download its blobs from its project). Needs `read` there."""
+    (an `ArtifactVersion`: download its blobs from its project, which needs `read` there)."""
+    _require(request, check_registry_name_or_400(registry), "read")
     found = _resolve(request, registry, collection, selector)
-    _allow(request, found.source_project, "read")
     try:
         info = request.app.state.tracklet.artifacts.registry.version(found.source_project, found.source_name,
                                                                      f"v{found.source_version}")
@@ -311,11 +391,10 @@ def version(request: Request, registry: str, collection: str, selector: str) -> 
             summary="Point an alias at a version")
 def set_alias(request: Request, registry: str, collection: str, alias: str, body: AliasRequest) -> dict[str, Any]:
     """Move `alias` to the version `version` names, appending the move to the alias's history.
-    A protected alias answers 409 naming the promotion request opened. Needs `write` on the
-    project of the version it is to name."""
+    A protected alias answers 409 naming the promotion request opened (for every role: only
+    reviews move it). Needs the member role."""
+    _require(request, check_registry_name_or_400(registry), "move_alias")
     target = _resolve(request, registry, collection, body.version)
-    _allow(request, target.source_project, "write")
-    _allow_collection(request, target.registry, target.collection, check_selector(alias))
     try:
         event = registry_of(request).set_alias(target.registry, target.collection, alias, f"v{target.version}",
                                                actor=_actor(request), reason=body.reason)
@@ -328,8 +407,8 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
                summary="Remove an alias")
 def remove_alias(request: Request, registry: str, collection: str, alias: str,
                  reason: str = Query("", max_length=4096)) -> dict[str, Any]:
+    _require(request, check_registry_name_or_400(registry), "remove_alias")
     current = _resolve(request, registry, collection, alias)
-    _allow(request, current.source_project, "write")
     try:
         event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
                                                   reason=reason)
@@ -343,6 +422,7 @@ def remove_alias(request: Request, registry: str, collection: str, alias: str,
 def history(request: Request, registry: str, collection: str,
             alias: str | None = Query(None, max_length=128)) -> dict[str, Any]:
     registry, collection = _names(registry, collection)
+    _require(request, registry, "read")
     try:
         events = registry_of(request).history(registry, collection, alias)
     except ArtifactError as error:
@@ -353,8 +433,8 @@ def history(request: Request, registry: str, collection: str,
 @router.get(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
             summary="A version's model card")
 def card(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
+    _require(request, check_registry_name_or_400(registry), "read")
     found = _resolve(request, registry, collection, selector)
-    _allow(request, found.source_project, "read")
     saved = registry_of(request).card(found.registry, found.collection, found.version)
     return {"card": saved.to_json() if saved is not None else None}
 
@@ -362,8 +442,8 @@ def card(request: Request, registry: str, collection: str, selector: str) -> dic
 @router.put(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
             summary="Save a model card revision")
 def save_card(request: Request, registry: str, collection: str, selector: str, body: CardRequest) -> dict[str, Any]:
+    _require(request, check_registry_name_or_400(registry), "edit_card")
     found = _resolve(request, registry, collection, selector)
-    _allow(request, found.source_project, "write")
     try:
         saved = registry_of(request).save_card(found.registry, found.collection, found.version, body.text,
                                                author=_actor(request))
@@ -372,39 +452,138 @@ def save_card(request: Request, registry: str, collection: str, selector: str, b
     return {"card": saved.to_json()}
 
 
+class ProtectionsResponse(BaseModel):
+    protections: list[ProtectionResponse] = Field(description="the collection's protected aliases, by name")
+
+
+@router.get(_COLLECTION + "/protections", response_model=ProtectionsResponse, responses=_ERRORS,
+            summary="A collection's protected aliases")
+def protections(request: Request, registry: str, collection: str) -> dict[str, Any]:
+    """Each protected alias: the approvals a move needs, and its webhook check (an automation id)."""
+    registry, collection = _names(registry, collection)
+    _require(request, registry, "read")
+    found = registry_of(request).protections(registry, collection)
+    checks = _checks(request)
+    return {"protections": [{"alias": alias, "approvals": approvals,
+                             "check": checks.get(registry, collection, alias) if checks is not None else None}
+                            for alias, approvals in sorted(found.items())]}
+
+
 @router.put(_COLLECTION + "/protections/{alias}", response_model=ProtectionResponse, responses=_ERRORS,
             summary="Protect an alias")
 def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:
-    """Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
-    the collection's latest version."""
+    """Require `approvals` approvals to move `alias` (0 lifts it, and its check), and with `check`
+    a webhook automation's 2xx before an approved promotion moves it. Needs the admin role."""
+    _require(request, check_registry_name_or_400(registry), "protect")
     latest = _resolve(request, registry, collection, "latest")
-    _allow(request, latest.source_project, "admin")
+    if body.check is not None and not body.approvals:
+        raise HTTPException(status_code=400, detail="a check guards promotions: it needs approvals of at least 1")
+    checks = _checks(request)
+    if body.check is not None and checks is None:
+        raise HTTPException(status_code=400, detail="webhook checks need a tracking server (tracklet server)")
     try:
+        if checks is not None:
+            checks.set(latest.registry, latest.collection, check_selector(alias), body.check)
         registry_of(request).protect(latest.registry, latest.collection, alias, body.approvals)
+    except (LookupError, ValueError) as error:
+        raise HTTPException(status_code=400, detail=str(error).strip("'\"")) from None
     except ArtifactError as error:
         raise _refused(error) from None
-    return {"alias": alias, "approvals": body.approvals}
+    return {"alias": alias, "approvals": body.approvals, "check": body.check}
 
 
 @router.get("/registry-requests", response_model=PromotionRequestsResponse, responses=_ERRORS,
             summary="Promotion requests")
 def requests(request: Request, registry: str | None = Query(None, max_length=128),
              state: str | None = Query("pending", pattern="^(pending|approved|rejected|superseded)$")) -> dict[str, Any]:
-    found = registry_of(request).requests(registry, state=state)
-    return {"requests": [item.to_json() for item in found]}
+    """Promotion requests (of `registry`, in `state`) of the registries the caller has a role in,
+    each with that role (`admin`: may review)."""
+    roles = _roles(request)
+    mine = None if roles is None else roles.roles(_principal(request))  # None: every registry's admin
+    found = registry_of(request).requests(check_registry_name_or_400(registry) if registry else None, state=state)
+    return {"requests": [{**item.to_json(), "role": "admin" if mine is None else mine[item.registry]}
+                         for item in found if mine is None or item.registry in mine]}
 
 
 @router.post("/registry-requests/{request_id}/reviews", response_model=PromotionRequestResponse, responses=_ERRORS,
              summary="Approve or reject a request")
 def review(request: Request, request_id: RowId, body: ReviewRequest) -> dict[str, Any]:
     """Approve or reject promotion request `request_id` (not your own). The approval that completes
-    the count moves the alias. Needs `write` on the project of the version it is to name."""
+    the count moves the alias. Needs the admin role in the request's registry."""
     model_registry = registry_of(request)
+    checks = _checks(request)
     try:
         pending = model_registry.request(request_id)
-        target = model_registry.resolve(pending.registry, pending.collection, f"v{pending.to_version}")
-        _allow(request, target.source_project, "write")
-        decided = model_registry.review(request_id, body.decision, reviewer=_actor(request), comment=body.comment)
+        role = _require(request, pending.registry, "review")
+        check = None if checks is None else checks.get(pending.registry, pending.collection, pending.alias)
+        review = {"reviewer": _actor(request), "comment": body.comment}
+        try:
+            decided = model_registry.review(request_id, body.decision, **review, checked=check is None)
+        except PromotionCheckRequired:
+            # This approval completes the request: the alias's check must pass first, asked
+            # outside any transaction (it may take up to its timeout).
+            assert checks is not None and check is not None
+            outcome = checks.run(check, pending.to_json(), actor=_actor(request))
+            audit.note(request, check=outcome.detail, check_passed=outcome.passed)
+            if not outcome.passed:
+                raise HTTPException(status_code=409, detail=(
+                    f"promotion request #{request_id} stays pending: its check failed ({outcome.detail}); "
+                    "approve again once it passes")) from None
+            decided = model_registry.review(request_id, body.decision, **review, checked=True)
     except ArtifactError as error:
         raise _refused(error) from None
-    return {"request": decided.to_json()}
+    return {"request": {**decided.to_json(), "role": role}}
+
+
+class RegistryMember(BaseModel):
+    user: str
+    role: str = Field(description="viewer, member or admin")
+
+
+class RegistryMembersResponse(BaseModel):
+    registry: str
+    members: list[RegistryMember]
+
+
+class RegistryRoleRequest(BaseModel):
+    role: str = Field(pattern="^(viewer|member|admin)$")
+
+
+def _member_roles(request: Request) -> RegistryRoles:
+    roles = _roles(request)
+    if roles is None:
+        raise HTTPException(status_code=400, detail="this server has no API keys (--dev): registry roles don't apply")
+    return roles
+
+
+@router.get("/registries/{registry}/members", response_model=RegistryMembersResponse, responses=_ERRORS,
+            summary="A registry's members and their roles")
+def registry_members(request: Request, registry: str) -> dict[str, Any]:
+    registry = check_registry_name_or_400(registry)
+    _require(request, registry, "read")
+    return {"registry": registry, "members": _member_roles(request).members(registry)}
+
+
+@router.put("/registries/{registry}/members/{user}", response_model=RegistryMembersResponse, responses=_ERRORS,
+            summary="Give a user a registry role")
+def set_registry_member(request: Request, registry: str, user: str, body: RegistryRoleRequest) -> dict[str, Any]:
+    """Give `user` the role `viewer`, `member` or `admin` in `registry`. Needs the admin role."""
+    registry = check_registry_name_or_400(registry)
+    _require(request, registry, "manage_members")
+    roles = _member_roles(request)
+    try:
+        roles.set_member(registry, user, body.role)
+    except LookupError as error:
+        raise HTTPException(status_code=404, detail=str(error)) from None
+    return {"registry": registry, "members": roles.members(registry)}
+
+
+@router.delete("/registries/{registry}/members/{user}", response_model=RegistryMembersResponse, responses=_ERRORS,
+               summary="Take a user's registry role")
+def remove_registry_member(request: Request, registry: str, user: str) -> dict[str, Any]:
+    registry = check_registry_name_or_400(registry)
+    _require(request, registry, "manage_members")
+    roles = _member_roles(request)
+    if not roles.remove_member(registry, user):
+        raise HTTPException(status_code=404, detail=f"{user!r} has no role in registry {registry!r}")
+    return {"registry": registry, "members": roles.members(registry)}

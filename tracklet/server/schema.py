@@ -158,6 +158,27 @@ registry_tables = tuple(table.to_metadata(metadata) for table in REGISTRY_TABLES
 # defined once in tracklet/reports/tables.py (a data root keeps them in reports.sqlite), copied here.
 report_tables = tuple(table.to_metadata(metadata) for table in REPORT_TABLES)
 
+# Registry roles (migration s0009, server/registry_roles.py): a user's role in one registry of the
+# model registry, ordered viewer < member < admin. A server admin is every registry's admin.
+registry_members = sa.Table(
+    "registry_members",
+    metadata,
+    sa.Column("registry", sa.String(128), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # "viewer", "member" or "admin"
+)
+
+# A protected registry alias's webhook check (server/registry_checks.py): the automation (a webhook
+# rule a server admin made) that must answer 2xx before an approved promotion moves the alias.
+registry_checks = sa.Table(
+    "registry_checks",
+    metadata,
+    sa.Column("registry", sa.String(128), primary_key=True),
+    sa.Column("collection", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("automation_id", sa.Integer, sa.ForeignKey("automations.id"), nullable=False),
+)
+
 # 64-bit ids on PostgreSQL; SQLite's rowid alias must be declared INTEGER to autoincrement.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # Compared by code point on both backends (SQLite's default; PostgreSQL's "C" collation), so a
@@ -288,9 +309,9 @@ sweep_leases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, audit_events, event_outbox,
-                 automations, automation_deliveries, automation_attempts, sweep_studies, sweep_journal, sweep_leases,
-                 *report_tables)
+                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, registry_members, registry_checks,
+                 audit_events, event_outbox, automations, automation_deliveries, automation_attempts, sweep_studies,
+                 sweep_journal, sweep_leases, *report_tables)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

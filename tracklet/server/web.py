@@ -28,7 +28,10 @@ PAGES = ("/", "/projects/{project}", "/projects/{project}/runs/{run_id}",
          "/projects/{project}/traces", "/projects/{project}/traces/{trace_id}",  # traces (pages/traces.ts)
          # reports (pages/reports.ts, report.ts, report-edit.ts): the list, a report, its editor
          "/projects/{project}/reports", "/projects/{project}/reports/{report_id}",
-         "/projects/{project}/reports/{report_id}/edit")
+         "/projects/{project}/reports/{report_id}/edit",
+         # the model registry (pages/registry.ts): collections, requests, a collection, a version
+         "/registry", "/registry/requests", "/registry/{registry}/{collection}",
+         "/registry/{registry}/{collection}/{version}")
 
 _MISSING = """<!doctype html><title>tracklet</title>
 <p>The dashboard's bundle is missing from this installation ({where}). Build it with

@@ -1228,7 +1228,9 @@ export interface paths {
         /**
          * Link an artifact version into a collection
          * @description Link `project/name:vN` as the collection's next version (or return its link), then give
-         *     it `aliases`. Nothing is copied. Needs `write` on the version's project.
+         *     it `aliases`. Nothing is copied. Needs the member role in the registry (the first link into a
+         *     new registry, one without collections or members, makes the caller its admin) and `read` on
+         *     the version's project.
          */
         post: operations["link_api_v1_registries__registry__collections__collection__links_post"];
         delete?: never;
@@ -1264,7 +1266,7 @@ export interface paths {
         /**
          * One version: the link and its artifact
          * @description The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
-         *     (an `ArtifactVersion`: download its blobs from its project). Needs `read` there.
+         *     (an `ArtifactVersion`: download its blobs from its project, which needs `read` there).
          */
         get: operations["version_api_v1_registries__registry__collections__collection__versions__selector__get"];
         put?: never;
@@ -1286,8 +1288,8 @@ export interface paths {
         /**
          * Point an alias at a version
          * @description Move `alias` to the version `version` names, appending the move to the alias's history.
-         *     A protected alias answers 409 naming the promotion request opened. Needs `write` on the
-         *     project of the version it is to name.
+         *     A protected alias answers 409 naming the promotion request opened (for every role: only
+         *     reviews move it). Needs the member role.
          */
         put: operations["set_alias_api_v1_registries__registry__collections__collection__aliases__alias__put"];
         post?: never;
@@ -1333,6 +1335,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/registries/{registry}/collections/{collection}/protections": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A collection's protected aliases
+         * @description Each protected alias: the approvals a move needs, and its webhook check (an automation id).
+         */
+        get: operations["protections_api_v1_registries__registry__collections__collection__protections_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/registries/{registry}/collections/{collection}/protections/{alias}": {
         parameters: {
             query?: never;
@@ -1343,8 +1365,8 @@ export interface paths {
         get?: never;
         /**
          * Protect an alias
-         * @description Require `approvals` approvals to move `alias` (0 lifts it). Needs `admin` on the project of
-         *     the collection's latest version.
+         * @description Require `approvals` approvals to move `alias` (0 lifts it, and its check), and with `check`
+         *     a webhook automation's 2xx before an approved promotion moves it. Needs the admin role.
          */
         put: operations["protect_api_v1_registries__registry__collections__collection__protections__alias__put"];
         post?: never;
@@ -1361,7 +1383,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Promotion requests */
+        /**
+         * Promotion requests
+         * @description Promotion requests (of `registry`, in `state`) of the registries the caller has a role in,
+         *     each with that role (`admin`: may review).
+         */
         get: operations["requests_api_v1_registry_requests_get"];
         put?: never;
         post?: never;
@@ -1383,10 +1409,48 @@ export interface paths {
         /**
          * Approve or reject a request
          * @description Approve or reject promotion request `request_id` (not your own). The approval that completes
-         *     the count moves the alias. Needs `write` on the project of the version it is to name.
+         *     the count moves the alias. Needs the admin role in the request's registry.
          */
         post: operations["review_api_v1_registry_requests__request_id__reviews_post"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A registry's members and their roles */
+        get: operations["registry_members_api_v1_registries__registry__members_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/registries/{registry}/members/{user}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Give a user a registry role
+         * @description Give `user` the role `viewer`, `member` or `admin` in `registry`. Needs the admin role.
+         */
+        put: operations["set_registry_member_api_v1_registries__registry__members__user__put"];
+        post?: never;
+        /** Take a user's registry role */
+        delete: operations["remove_registry_member_api_v1_registries__registry__members__user__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2931,6 +2995,11 @@ export interface components {
             approvals_required: number;
             /** Reviews */
             reviews: components["schemas"]["PromotionReview"][];
+            /**
+             * Role
+             * @description the caller's role in its registry (admin: may review)
+             */
+            role?: string | null;
         };
         /** PromotionRequestResponse */
         PromotionRequestResponse: {
@@ -2961,6 +3030,11 @@ export interface components {
              * @description approvals a move needs; 0 lifts the protection
              */
             approvals: number;
+            /**
+             * Check
+             * @description a webhook automation's id: it must answer 2xx before an approved promotion moves the alias (server admins make automations)
+             */
+            check?: number | null;
         };
         /** ProtectionResponse */
         ProtectionResponse: {
@@ -2968,6 +3042,19 @@ export interface components {
             alias: string;
             /** Approvals */
             approvals: number;
+            /**
+             * Check
+             * @description the webhook automation that checks promotions
+             */
+            check?: number | null;
+        };
+        /** ProtectionsResponse */
+        ProtectionsResponse: {
+            /**
+             * Protections
+             * @description the collection's protected aliases, by name
+             */
+            protections: components["schemas"]["ProtectionResponse"][];
         };
         /** PutBlobResponse */
         PutBlobResponse: {
@@ -3032,6 +3119,11 @@ export interface components {
             aliases: {
                 [key: string]: string;
             };
+            /**
+             * Role
+             * @description the caller's role in the registry: viewer, member or admin
+             */
+            role: string;
         };
         /** RegistryCollectionsResponse */
         RegistryCollectionsResponse: {
@@ -3089,6 +3181,28 @@ export interface components {
              * @description `project/name:vN` of the artifact version
              */
             source: string;
+        };
+        /** RegistryMember */
+        RegistryMember: {
+            /** User */
+            user: string;
+            /**
+             * Role
+             * @description viewer, member or admin
+             */
+            role: string;
+        };
+        /** RegistryMembersResponse */
+        RegistryMembersResponse: {
+            /** Registry */
+            registry: string;
+            /** Members */
+            members: components["schemas"]["RegistryMember"][];
+        };
+        /** RegistryRoleRequest */
+        RegistryRoleRequest: {
+            /** Role */
+            role: string;
         };
         /** RegistryVersionResponse */
         RegistryVersionResponse: {
@@ -8795,6 +8909,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     link_api_v1_registries__registry__collections__collection__links_post: {
@@ -8874,6 +8997,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -8956,6 +9088,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     version_api_v1_registries__registry__collections__collection__versions__selector__get: {
@@ -9032,6 +9173,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -9116,6 +9266,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     remove_alias_api_v1_registries__registry__collections__collection__aliases__alias__delete: {
@@ -9194,6 +9353,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -9275,6 +9443,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     card_api_v1_registries__registry__collections__collection__versions__selector__card_get: {
@@ -9351,6 +9528,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -9435,6 +9621,101 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    protections_api_v1_registries__registry__collections__collection__protections_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProtectionsResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     protect_api_v1_registries__registry__collections__collection__protections__alias__put: {
@@ -9517,6 +9798,15 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     requests_api_v1_registry_requests_get: {
@@ -9592,6 +9882,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -9673,6 +9972,276 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    registry_members_api_v1_registries__registry__members_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryMembersResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_registry_member_api_v1_registries__registry__members__user__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RegistryRoleRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryMembersResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    remove_registry_member_api_v1_registries__registry__members__user__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                registry: string;
+                user: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryMembersResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

@@ -75,6 +75,27 @@ export async function get<T>(path: string, query: Query = {}, signal?: AbortSign
   }
 }
 
+/** POST, PUT or DELETE a JSON body; the answer's JSON. On 401 ask for a key once and retry; a
+ * refusal is an ApiError with the server's detail (a 409's names the promotion request opened). */
+export async function send<T>(method: "POST" | "PUT" | "DELETE", path: string, body?: unknown, query: Query = {}): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    const key = storedKey();
+    const headers: Record<string, string> = key ? { Authorization: `Bearer ${key}` } : {};
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(url(path, query), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (response.ok) return (await response.json()) as T;
+    let detail = response.statusText;
+    try {
+      const answer = await response.json();
+      detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail);
+    } catch {
+      /* not JSON */
+    }
+    if (response.status === 401 && attempt === 0 && (await askForKey(detail))) continue;
+    throw new ApiError(response.status, detail);
+  }
+}
+
 const enc = encodeURIComponent;
 
 const PLOTTED = ["x", "values", "min", "max", "last"] as const;

@@ -7,6 +7,7 @@ import { projectPage } from "./pages/project";
 import { projectsPage } from "./pages/projects";
 import { runPage } from "./pages/run";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
+import { registryPage } from "./pages/registry";
 import { sweepPage } from "./pages/sweep";
 import { tablePage } from "./pages/table";
 import { reportPage } from "./pages/report";
@@ -15,7 +16,7 @@ import { reportsPage } from "./pages/reports";
 import { tracePage, tracesPage } from "./pages/traces";
 import { bootSnapshot, snapshotElement } from "./reports/snapshot";
 import { reportHref, reportsHref, runHref } from "./router";
-import { isArtifactRoute, parseRoute, projectHref, startRouter, tracesHref } from "./router";
+import { isArtifactRoute, isRegistryRoute, parseRoute, projectHref, registriesHref, registryCollectionHref, startRouter, tracesHref } from "./router";
 
 const app = document.getElementById("app")!;
 const crumbs = document.getElementById("crumbs")!;
@@ -49,6 +50,12 @@ async function render(): Promise<void> {
       : []),
     ...artifactCrumbs(route),
     ...(route.page === "sweep" ? [h("span", { text: ` / sweep ${route.sweepId}` })] : []),
+    ...(isRegistryRoute(route) && route.page !== "registries" ? [h("a", { href: registriesHref, "data-link": true, text: "registry" })] : []),
+    ...(route.page === "registry-version"
+      ? [h("span", { text: " / " }), h("a", { href: registryCollectionHref(route.registry, route.collection), "data-link": true, text: `${route.registry}/${route.collection}` }), h("span", { text: ` / ${route.version}` })]
+      : []),
+    ...(route.page === "registry-collection" ? [h("span", { text: ` / ${route.registry}/${route.collection}` })] : []),
+    ...(route.page === "registry-requests" ? [h("span", { text: " / promotion requests" })] : []),
   );
   try {
     let stop: () => void;
@@ -56,6 +63,7 @@ async function render(): Promise<void> {
     else if (route.page === "project") stop = await projectPage(app, route.project);
     else if (route.page === "run") stop = await runPage(app, route.project, route.runId);
     else if (isArtifactRoute(route)) stop = await artifactPage(app, route);
+    else if (isRegistryRoute(route)) stop = await registryPage(app, route);
     else if (route.page === "table") stop = await tablePage(app, route.project, route.runId, route.key);
     else if (route.page === "sweep") stop = await sweepPage(app, route.project, route.sweepId);
     else if (route.page === "traces") stop = await tracesPage(app, route.project);

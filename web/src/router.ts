@@ -1,5 +1,6 @@
-// Client-side routes: /, /projects/<p>, /projects/<p>/runs/<id>, /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>,
-// /projects/<p>/traces[/<trace id>], the report pages (/projects/<p>/reports[/<id>[/edit]]), and the artifact pages
+// Client-side routes: /, /registry[/requests | /<registry>/<collection>[/<version>]], /projects/<p>, /projects/<p>/runs/<id>,
+// /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>, /projects/<p>/traces[/<trace id>], the report pages
+// (/projects/<p>/reports[/<id>[/edit]]), and the artifact pages
 // (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
 // each, so a link (or a reload) lands on the right page; the view state lives in the query string.
 
@@ -13,6 +14,7 @@ export type Route =
   | { page: "traces"; project: string }
   | { page: "trace"; project: string; traceId: string }
   | ReportRoute
+  | RegistryRoute
   | { page: "missing"; path: string };
 
 /** Report pages (pages/reports.ts, pages/report.ts, pages/report-edit.ts). */
@@ -32,6 +34,8 @@ function parseReportRoute(parts: string[]): ReportRoute | null {
 export function parseRoute(pathname: string): Route {
   const parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { page: "projects" };
+  const registry = parseRegistryRoute(parts);
+  if (registry) return registry;
   if (parts[0] === "projects" && parts.length === 2) return { page: "project", project: parts[1] };
   if (parts[0] === "projects" && parts.length === 4 && parts[2] === "runs")
     return { page: "run", project: parts[1], runId: parts[3] };
@@ -73,6 +77,33 @@ function parseArtifactRoute(parts: string[]): ArtifactRoute | null {
   if (parts.length === 6 && parts[5] === "lineage") return { page: "lineage", project, name: parts[3], version: parts[4] };
   return null;
 }
+
+/** Model registry pages (pages/registry.ts): /registry, /registry/requests, /registry/<r>/<collection>[/<version>]. */
+export type RegistryRoute =
+  | { page: "registries" }
+  | { page: "registry-requests" }
+  | { page: "registry-collection"; registry: string; collection: string }
+  | { page: "registry-version"; registry: string; collection: string; version: string };
+
+function parseRegistryRoute(parts: string[]): RegistryRoute | null {
+  if (parts[0] !== "registry") return null;
+  if (parts.length === 1) return { page: "registries" };
+  if (parts.length === 2 && parts[1] === "requests") return { page: "registry-requests" };
+  if (parts.length === 3) return { page: "registry-collection", registry: parts[1], collection: parts[2] };
+  if (parts.length === 4) return { page: "registry-version", registry: parts[1], collection: parts[2], version: parts[3] };
+  return null;
+}
+
+export function isRegistryRoute(route: { page: string }): route is RegistryRoute {
+  return route.page.startsWith("registr");
+}
+
+export const registriesHref = "/registry";
+export const registryRequestsHref = "/registry/requests";
+export const registryCollectionHref = (registry: string, collection: string) =>
+  `/registry/${encodeURIComponent(registry)}/${encodeURIComponent(collection)}`;
+export const registryVersionHref = (registry: string, collection: string, version: string) =>
+  `${registryCollectionHref(registry, collection)}/${encodeURIComponent(version)}`;
 
 export const projectHref = (project: string) => `/projects/${encodeURIComponent(project)}`;
 export const runHref = (project: string, runId: string) =>

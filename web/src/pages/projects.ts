@@ -1,6 +1,6 @@
 import { api } from "../api";
 import { h } from "../dom";
-import { projectHref } from "../router";
+import { projectHref, registriesHref } from "../router";
 
 export async function projectsPage(root: HTMLElement): Promise<() => void> {
   root.replaceChildren(h("p.loading", { text: "Loading projects…" }));
@@ -14,6 +14,8 @@ export async function projectsPage(root: HTMLElement): Promise<() => void> {
         ),
       )
     : h("div.empty", {}, h("p", { text: "No runs yet." }), h("p", {}, "Record one with ", h("code", { text: "tracklet demo" }), "."));
-  root.replaceChildren(h("section.page", {}, h("h1", { text: "Projects" }), list));
+  root.replaceChildren(
+    h("section.page", {}, h("h1", { text: "Projects" }), list, h("p", {}, h("a.registry-link", { href: registriesHref, "data-link": true, text: "Model registry →" }))),
+  );
   return () => {};
 }

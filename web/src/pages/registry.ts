@@ -1,0 +1,325 @@
+// Model registry pages (docs/registry.md): every registry's collections (/registry), a collection's
+// versions with their aliases, its alias history and pending promotion requests
+// (/registry/<r>/<collection>), one version with its model card and a link to the lineage of the
+// artifact version it links (/registry/<r>/<collection>/<vN>), and the promotion requests
+// (/registry/requests), which a registry admin other than the requester approves or rejects here.
+
+import "./artifacts.css";
+import "./registry.css";
+
+import { ApiError } from "../api";
+import { h } from "../dom";
+import { fmtBytes, fmtTime } from "../format";
+import {
+  readQuery,
+  registryCollectionHref,
+  registryRequestsHref,
+  registryVersionHref,
+  runHref,
+  setQuery,
+  versionHref,
+  versionLineageHref,
+  type RegistryRoute,
+} from "../router";
+import { aliasChips, shortDigest } from "./artifacts";
+import { registryApi, type AliasMove, type Me, type PromotionRequest, type RegistryLink } from "./registry-api";
+
+export function registryPage(root: HTMLElement, route: RegistryRoute): Promise<() => void> {
+  if (route.page === "registries") return registriesPage(root);
+  if (route.page === "registry-requests") return requestsPage(root);
+  if (route.page === "registry-collection") return collectionPage(root, route.registry, route.collection);
+  return versionPage(root, route.registry, route.collection, route.version);
+}
+
+const vname = (n: number | null | undefined) => (n === null || n === undefined ? "–" : `v${n}`);
+
+function sourceLink(link: RegistryLink): HTMLElement {
+  return h("a.source-link", {
+    href: versionHref(link.source_project, link.source_name, `v${link.source_version}`),
+    "data-link": true,
+    text: link.source,
+  });
+}
+
+async function registriesPage(root: HTMLElement): Promise<() => void> {
+  root.replaceChildren(h("p.loading", { text: "Loading the model registry…" }));
+  const [{ collections }, pending] = await Promise.all([registryApi.collections(), registryApi.requests({})]);
+  const byRegistry = new Map<string, typeof collections>();
+  for (const c of collections) (byRegistry.get(c.registry) ?? byRegistry.set(c.registry, []).get(c.registry)!).push(c);
+  const sections = [...byRegistry.keys()].sort().map((registry) => {
+    const items = byRegistry.get(registry)!;
+    return h(
+      "section.card.wide",
+      { "data-registry": registry },
+      h("div.card-head", {}, h("h2", { text: registry }), h("span.role", { text: `your role: ${items[0].role}` })),
+      h(
+        "table.artifact-table.registry-collections",
+        {},
+        h("tr", {}, ...["Collection", "Type", "Versions", "Latest", "Aliases"].map((t) => h("th", { text: t }))),
+        ...items.map((c) =>
+          h(
+            "tr",
+            { "data-collection": c.collection },
+            h("td", {}, h("a", { href: registryCollectionHref(registry, c.collection), "data-link": true, text: c.collection })),
+            h("td", { text: c.type }),
+            h("td.num", { text: String(c.versions) }),
+            h("td", {}, h("a", { href: registryVersionHref(registry, c.collection, c.latest), "data-link": true, text: c.latest })),
+            h("td", {}, aliasChips(Object.keys(c.aliases).sort())),
+          ),
+        ),
+      ),
+    );
+  });
+  root.replaceChildren(
+    h(
+      "div.artifact-page.registry-page",
+      {},
+      h(
+        "div.pane-head",
+        {},
+        h("h1", { text: "Model registry" }),
+        h("span.count", { text: `${collections.length} collections` }),
+        h("a.requests-link", { href: registryRequestsHref, "data-link": true, text: `Promotion requests (${pending.requests.length} pending)` }),
+      ),
+      ...(sections.length
+        ? sections
+        : [h("div.empty", {}, h("p", { text: "No registered models you can see." }), h("p", {}, "Link one with ", h("code", { text: 'run.link_model(path, registered_model_name="...")' }), "."))]),
+    ),
+  );
+  return () => {};
+}
+
+/** Pending requests as a table; a registry admin other than the requester gets approve/reject. */
+function requestsTable(requests: PromotionRequest[], me: Me, reload: () => void): HTMLElement {
+  if (!requests.length) return h("p.muted.no-requests", { text: "No promotion requests." });
+  return h(
+    "table.artifact-table.promotion-requests",
+    {},
+    h("tr", {}, ...["#", "Collection", "Alias", "Move", "Requested by", "Reason", "Approvals", "Reviews", "State", ""].map((t) => h("th", { text: t }))),
+    ...requests.map((r) => requestRow(r, me, reload)),
+  );
+}
+
+function requestRow(r: PromotionRequest, me: Me, reload: () => void): HTMLElement {
+  const approvals = r.reviews.filter((review) => review.decision === "approve").length;
+  const actions = h("div.review-actions");
+  if (r.state === "pending" && r.role === "admin" && r.requester !== me.user) {
+    const comment = h("input.comment", { type: "text", placeholder: "comment", "aria-label": "review comment" });
+    const error = h("p.error.review-error", { hidden: true });
+    const decide = (decision: "approve" | "reject") => async () => {
+      for (const button of actions.querySelectorAll("button")) button.disabled = true;
+      try {
+        await registryApi.review(r.id, decision, comment.value);
+        reload();
+      } catch (failure) {
+        error.hidden = false;
+        error.textContent = failure instanceof ApiError ? `${failure.message} (HTTP ${failure.status})` : String(failure);
+        for (const button of actions.querySelectorAll("button")) button.disabled = false;
+      }
+    };
+    const approve = h("button.approve", { type: "button", text: "Approve" });
+    const reject = h("button.reject", { type: "button", text: "Reject" });
+    approve.addEventListener("click", decide("approve"));
+    reject.addEventListener("click", decide("reject"));
+    actions.append(comment, approve, reject, error);
+  } else if (r.state === "pending") {
+    actions.append(h("span.muted.cannot-review", {
+      text: r.requester === me.user ? "your request: someone else reviews it" : "a registry admin reviews it",
+    }));
+  }
+  return h(
+    "tr",
+    { "data-request": String(r.id), "data-state": r.state },
+    h("td.num", { text: `#${r.id}` }),
+    h("td", {}, h("a", { href: registryCollectionHref(r.registry, r.collection), "data-link": true, text: `${r.registry}/${r.collection}` })),
+    h("td", {}, aliasChips([r.alias])),
+    h("td.move", { text: `${vname(r.from_version)} → ${vname(r.to_version)}` }),
+    h("td.requester", { text: r.requester }),
+    h("td.reason", { text: r.reason }),
+    h("td.num.approvals", { text: `${approvals}/${r.approvals_required}` }),
+    h(
+      "td.reviews",
+      {},
+      ...r.reviews.map((review) =>
+        h("div.review", { "data-decision": review.decision }, `${review.reviewer}: ${review.decision}`, review.comment ? ` (“${review.comment}”)` : ""),
+      ),
+    ),
+    h("td", {}, h("span.state", { "data-state": r.state, text: r.state })),
+    h("td.actions", {}, actions),
+  );
+}
+
+const STATES = ["pending", "approved", "rejected", "superseded"];
+
+async function requestsPage(root: HTMLElement): Promise<() => void> {
+  root.replaceChildren(h("p.loading", { text: "Loading promotion requests…" }));
+  const state = STATES.includes(readQuery().get("state") ?? "") ? readQuery().get("state")! : "pending";
+  const [me, { requests }] = await Promise.all([registryApi.me(), registryApi.requests({ state })]);
+  const select = h("select.state-filter", { "aria-label": "state" }, ...STATES.map((s) => h("option", { value: s, text: s, selected: s === state })));
+  select.addEventListener("change", () => {
+    setQuery({ state: select.value === "pending" ? null : select.value });
+    void requestsPage(root);
+  });
+  root.replaceChildren(
+    h(
+      "div.artifact-page.registry-page",
+      {},
+      h("div.pane-head", {}, h("h1", { text: "Promotion requests" }), select, h("span.count", { text: `${requests.length} ${state}` })),
+      h("section.card.wide", {}, requestsTable(requests, me, () => void requestsPage(root))),
+    ),
+  );
+  return () => {};
+}
+
+function historyTable(events: AliasMove[]): HTMLElement {
+  if (!events.length) return h("p.muted", { text: "No alias has moved yet." });
+  return h(
+    "table.artifact-table.alias-history",
+    {},
+    h("tr", {}, ...["When", "Alias", "Move", "By", "Reason", "Request"].map((t) => h("th", { text: t }))),
+    ...[...events].reverse().map((e) =>
+      h(
+        "tr",
+        { "data-alias": e.alias, "data-event": String(e.id) },
+        h("td.muted", { text: fmtTime(e.at, true) }),
+        h("td", {}, aliasChips([e.alias])),
+        h("td.move", { text: `${vname(e.from_version)} → ${vname(e.to_version)}` }),
+        h("td.actor", { text: e.actor }),
+        h("td.reason", { text: e.reason }),
+        h("td.request", { text: e.request_id === null ? "" : `#${e.request_id}` }),
+      ),
+    ),
+  );
+}
+
+async function collectionPage(root: HTMLElement, registry: string, collection: string): Promise<() => void> {
+  root.replaceChildren(h("p.loading", { text: "Loading the collection…" }));
+  const [me, { links }, { events }, { requests }, { protections }] = await Promise.all([
+    registryApi.me(),
+    registryApi.versions(registry, collection),
+    registryApi.history(registry, collection),
+    registryApi.requests({ registry }),
+    registryApi.protections(registry, collection),
+  ]);
+  const mine = requests.filter((r) => r.collection === collection);
+  const aliasFilter = readQuery().get("alias") ?? "";
+  const aliases = [...new Set(events.map((e) => e.alias))].sort();
+  const select = h(
+    "select.alias-filter",
+    { "aria-label": "alias" },
+    h("option", { value: "", text: "every alias" }),
+    ...aliases.map((a) => h("option", { value: a, text: a, selected: a === aliasFilter })),
+  );
+  const history = h("div.history-table", {}, historyTable(events.filter((e) => !aliasFilter || e.alias === aliasFilter)));
+  select.addEventListener("change", () => {
+    setQuery({ alias: select.value || null });
+    history.replaceChildren(historyTable(events.filter((e) => !select.value || e.alias === select.value)));
+  });
+  const rows = [...links].reverse().map((link) =>
+    h(
+      "tr",
+      { "data-version": `v${link.version}` },
+      h("td", {}, h("a", { href: registryVersionHref(registry, collection, `v${link.version}`), "data-link": true, text: `v${link.version}` })),
+      h("td", {}, aliasChips(link.aliases.filter((a) => a !== `v${link.version}`))),
+      h("td", {}, sourceLink(link)),
+      h("td", {}, shortDigest(link.source_digest)),
+      h("td.linked-by", { text: link.linked_by }),
+      h("td.muted", { text: fmtTime(link.linked_at) }),
+    ),
+  );
+  root.replaceChildren(
+    h(
+      "div.artifact-page.registry-page",
+      {},
+      h(
+        "div.pane-head",
+        {},
+        h("h1", { text: `${registry}/${collection}` }),
+        h("span.type", { text: links[0]?.type ?? "" }),
+        h("span.count", { text: `${links.length} versions` }),
+        ...protections.map((p) =>
+          h("span.protection", {
+            "data-alias": p.alias,
+            title: "moving it takes a promotion request approved by others",
+            text: `🔒 ${p.alias}: ${p.approvals} approval${p.approvals === 1 ? "" : "s"}${p.check ? ` + check #${p.check}` : ""}`,
+          }),
+        ),
+      ),
+      h(
+        "section.card.wide.requests-card",
+        {},
+        h("h2", { text: "Pending promotion requests" }),
+        requestsTable(mine, me, () => void collectionPage(root, registry, collection)),
+      ),
+      h(
+        "section.card.wide",
+        {},
+        h("h2", { text: "Versions" }),
+        h(
+          "table.artifact-table.registry-versions",
+          {},
+          h("tr", {}, ...["Version", "Aliases", "Artifact", "Digest", "Linked by", "Linked"].map((t) => h("th", { text: t }))),
+          ...rows,
+        ),
+      ),
+      h("section.card.wide", {}, h("div.card-head", {}, h("h2", { text: "Alias history" }), select), history),
+    ),
+  );
+  return () => {};
+}
+
+async function versionPage(root: HTMLElement, registry: string, collection: string, selector: string): Promise<() => void> {
+  root.replaceChildren(h("p.loading", { text: "Loading the version…" }));
+  const [{ link, version }, { card }] = await Promise.all([
+    registryApi.version(registry, collection, selector),
+    registryApi.card(registry, collection, selector),
+  ]);
+  const sourceVersion = `v${link.source_version}`;
+  const loggedBy = version.logged_by && version.logged_by.includes("/") ? version.logged_by.split("/") : null;
+  const row = (label: string, field: string, value: Node | string) => h("tr", { "data-field": field }, h("th", { text: label }), h("td", {}, value));
+  root.replaceChildren(
+    h(
+      "div.artifact-page.registry-page",
+      {},
+      h(
+        "div.pane-head",
+        {},
+        h("h1", { text: link.path }),
+        h("span.type", { text: link.type }),
+        h("a.lineage-link", {
+          href: versionLineageHref(link.source_project, link.source_name, sourceVersion),
+          "data-link": true,
+          text: "Lineage graph →",
+        }),
+      ),
+      h(
+        "div.columns",
+        {},
+        h(
+          "section.card.version-details",
+          {},
+          h("h2", { text: "Version" }),
+          h(
+            "table.artifact-table",
+            {},
+            row("Aliases", "aliases", aliasChips(link.aliases)),
+            row("Artifact", "source", sourceLink(link)),
+            row("Digest", "digest", h("code.digest.full", { text: link.source_digest })),
+            row("Size", "size", `${fmtBytes(version.size)} in ${version.file_count} files`),
+            row("Produced by", "run", loggedBy ? h("a.run-link", { href: runHref(loggedBy[0], loggedBy[1]), "data-link": true, text: version.logged_by! }) : "–"),
+            row("Linked by", "linked_by", `${link.linked_by}, ${fmtTime(link.linked_at)}`),
+          ),
+        ),
+        h(
+          "section.card.model-card",
+          {},
+          h("div.card-head", {}, h("h2", { text: "Model card" }), card ? h("span.muted.card-revision", { text: `revision ${card.revision} by ${card.author}` }) : null),
+          card
+            ? h("pre.card-text", { text: card.text })
+            : h("p.muted.no-card", {}, "No model card yet: ", h("code", { text: `tracklet registry card ${registry}/${collection}:v${link.version} --generate --save` })),
+        ),
+      ),
+    ),
+  );
+  return () => {};
+}

@@ -27,8 +27,8 @@ from tracklet.registry.sql import ModelRegistry
 from tracklet.reports.sql import ReportStore
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
                                     artifact_versions, audit_events, automation_attempts, automation_deliveries,
-                                    automations, event_outbox, log_heads, log_segments, sweep_journal,
-                                    sweep_leases, sweep_studies)
+                                    automations, event_outbox, log_heads, log_segments, registry_checks,
+                                    registry_members, sweep_journal, sweep_leases, sweep_studies)
 from tracklet.store import Store
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.schema import blocks, runs, series
@@ -214,6 +214,11 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
     with pytest.raises(PromotionRequired) as opened:
         registry.set_alias("model", "mnist", "production", "v0", actor="alice")
     registry.review(opened.value.request_id, "approve", reviewer="bob")
+    # Registry roles and a protected alias's webhook check (server migration s0009).
+    with store.engine.begin() as connection:
+        connection.execute(registry_members.insert().values(registry="model", user_id=1, role="admin"))
+        connection.execute(registry_checks.insert().values(registry="model", collection="mnist", alias="production",
+                                                           automation_id=1))
     # Reports, their versions and view tokens (server migration s0008).
     reports = ReportStore(store.engine)
     report = reports.create("p", "Findings", "# loss\n", author="alice")

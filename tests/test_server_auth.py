@@ -99,7 +99,8 @@ def test_keys_and_roles_guard_every_project(keyed_server, root):
         assert http.get("/api/v1/projects", headers=as_bob).json()["projects"] == []
         assert [r["run_id"] for r in http.get("/api/v1/projects/vision/runs", headers=as_alice).json()["runs"]] == ["r1"]
         for path in ("/api/v1/projects/vision/runs", "/api/v1/runs/vision/r1", "/api/v1/runs/vision/r1/log/offset",
-                     "/api/v1/runs/vision/r1/history?keys=loss"):
+                     "/api/v1/runs/vision/r1/history?keys=loss", "/api/v1/runs/vision/r1/reproduce-plan",
+                     "/api/v1/projects/vision/run-diff?a=r1&b=r1"):
             denied = http.get(path, headers=as_bob)
             assert denied.status_code == 403 and "not a member" in denied.json()["detail"], path
             assert http.get(path, headers=_bearer(server.admin_key)).status_code == 200, path

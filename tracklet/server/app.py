@@ -99,7 +99,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``shared_root``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_histograms, routes_ingest, routes_media, routes_read, routes_registry,
-                                 routes_reports,
+                                 routes_reports, routes_reproduce,
                                  routes_run_data, routes_sweeps, routes_sweeps_write,
                                  routes_table_views, routes_tables, routes_traces)
     from tracklet.server.web import mount_dashboard
@@ -174,7 +174,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
-                   routes_registry, routes_traces, routes_audit):
+                   routes_registry, routes_traces, routes_audit, routes_reproduce):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
     # Reports guard themselves (routes_reports.report_guard): a report's view token stands in for a key there.
     app.include_router(routes_reports.router, responses=guard_errors)

@@ -809,3 +809,58 @@ class SweepControlRequest(BaseModel):
 
 class SweepControlResponse(BaseModel):
     state: dict[str, Any]
+
+
+class ReproducePlanResponse(BaseModel):
+    """``tracklet reproduce RUN --dry-run`` for a run of the server's data root (docs/reproduce.md):
+    what would be checked out, applied, restored, installed and run, and what can't be restored."""
+
+    run: str  # project/run_id
+    ok: bool  # no problems: reproducing would go ahead without --force
+    command: str  # the command to run where the data root and the repository are
+    plan: str  # the plan as `--dry-run` prints it
+    env: str
+    repository: str
+    commit: str
+    branch: str
+    diff: str | None  # the path of the uncommitted changes' patch, when the run recorded one
+    code_files: list[str]
+    program: str
+    arguments: list[str]
+    workdir: str
+    requirements: list[str]
+    artifacts: dict[str, int]
+    variables: dict[str, str]
+    config: dict[str, Any]
+    problems: list[str]  # what can't be restored, and why
+    differences: list[str]  # what differs from the machine the run ran on
+
+
+class ValueChange(BaseModel):
+    """One key whose value differs between runs a and b (absent on one side: ``null``)."""
+
+    key: str
+    a: Any = None
+    b: Any = None
+    only: Literal["a", "b"] | None = None  # the key is in one run only
+    difference: int | float | None | Absent = None  # summary numbers: b - a
+    relative: float | None | Absent = None  # summary numbers: (b - a) / |a|; null when a is 0
+
+
+class CodeDiff(BaseModel):
+    commits: list[str]  # a's and b's commits ("" when not recorded)
+    diff: str  # a unified diff of the sources as they ran
+    notes: list[str]
+
+
+class RunDiffResponse(BaseModel):
+    """What ``tracklet diff A B`` computes: each section lists only what differs."""
+
+    a: str
+    b: str
+    config: list[ValueChange]
+    environment: list[ValueChange]
+    packages: list[ValueChange]
+    code: CodeDiff
+    inputs: list[ValueChange]
+    summary: list[ValueChange]

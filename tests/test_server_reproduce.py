@@ -1,0 +1,70 @@
+"""The dashboard's reproduce plan and run comparison routes (#21) on a real `tracklet server` over
+a data root whose runs were recorded in a real git repository made in the test, and outside git."""
+
+from __future__ import annotations
+
+import httpx
+
+import tracklet
+
+from test_reproduce import SIMPLE, _committed_repo, git, record
+
+
+def test_plan_names_the_commit_and_the_command_and_writes_nothing(root, tmp_path, servers):
+    repo = _committed_repo(tmp_path)
+    (repo / "train.py").write_text(SIMPLE.replace("'lr': 0.1", "'lr': 0.3"))  # uncommitted
+    record(repo)
+    (run,) = tracklet.Api(root).runs("repro")
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    before = sorted(str(p) for p in root.rglob("*") if "store" not in p.name)
+    server = servers(root)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        plan = http.get(f"/api/v1/runs/repro/{run.id}/reproduce-plan")
+        assert plan.status_code == 200, plan.text
+        data = plan.json()
+        assert data["ok"] and data["problems"] == [] and data["commit"] == commit
+        assert data["command"] == f"tracklet reproduce repro/{run.id}"
+        assert data["program"] == "train.py" and data["config"] == {"lr": 0.3}
+        assert f"check out   {repo} at {commit[:12]}" in data["plan"] and "diff.patch" in data["plan"]
+        assert data["diff"].endswith("diff.patch")
+        uv = http.get(f"/api/v1/runs/repro/{run.id}/reproduce-plan", params={"env": "uv"}).json()
+        assert uv["command"] == f"tracklet reproduce repro/{run.id} --env uv" and uv["requirements"]
+        assert http.get(f"/api/v1/runs/repro/{run.id}/reproduce-plan", params={"env": "conda"}).status_code == 422
+        assert http.get("/api/v1/runs/repro/nope/reproduce-plan").status_code == 404
+        assert http.get("/api/v1/runs/repro/..%2Fx/reproduce-plan").status_code in (400, 404)
+    after = sorted(str(p) for p in root.rglob("*") if "store" not in p.name)
+    assert after == before  # nothing written in the data root (the store aside)
+    assert not (tmp_path / f"reproduce-{run.id}").exists()
+
+
+def test_a_run_outside_git_names_the_code_as_what_cannot_be_restored(root, tmp_path, servers):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "train.py").write_text(SIMPLE)
+    record(plain, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    (run,) = tracklet.Api(root).runs("repro")
+    server = servers(root)
+    data = httpx.get(f"{server.url}/api/v1/runs/repro/{run.id}/reproduce-plan", timeout=60).json()
+    assert not data["ok"] and data["commit"] == ""
+    assert any(f"was recorded outside a git repository (in {plain})" in problem for problem in data["problems"])
+    assert "cannot be restored" in data["plan"]
+
+
+def test_run_diff_answers_what_tracklet_diff_computes(root, tmp_path, servers):
+    repo = _committed_repo(tmp_path)
+    record(repo)
+    (repo / "train.py").write_text(SIMPLE.replace("'lr': 0.1", "'lr': 0.2").replace("1.0", "0.5"))
+    record(repo)
+    first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
+    server = servers(root)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        data = http.get("/api/v1/projects/repro/run-diff", params={"a": first.id, "b": second.id}).json()
+        assert (data["a"], data["b"]) == (first.path, second.path)
+        assert data["config"] == [{"key": "lr", "a": 0.1, "b": 0.2, "only": None}]
+        (loss,) = [entry for entry in data["summary"] if entry["key"] == "loss"]
+        assert (loss["a"], loss["b"], loss["difference"], loss["relative"]) == (1.0, 0.5, -0.5, -0.5)
+        assert "-run = tracklet.init(project='repro', config={'lr': 0.1})" in data["code"]["diff"]
+        assert "+run = tracklet.init(project='repro', config={'lr': 0.2})" in data["code"]["diff"]
+        missing = http.get("/api/v1/projects/repro/run-diff", params={"a": first.id, "b": "nope"})
+        assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+        assert http.get("/api/v1/projects/repro/run-diff", params={"a": first.id}).status_code == 422

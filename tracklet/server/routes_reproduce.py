@@ -1,0 +1,107 @@
+"""Reproducing and comparing runs from the dashboard (docs/reproduce.md, #21), read-only.
+
+``GET /api/v1/runs/{project}/{run_id}/reproduce-plan`` answers what ``tracklet reproduce RUN
+--dry-run`` prints for a run of the server's data root: the planner (``reproduce/plan.py``) reads
+the run's log and ``files/``, asks git about the recorded repository on this machine and reads
+this interpreter's packages; it writes nothing. ``GET /api/v1/projects/{project}/run-diff?a=&b=``
+answers what ``tracklet diff`` computes (``reproduce/compare.py``): the code diff is built in a
+temporary directory that is removed before the answer goes. Both are ``{project}`` routes, so
+``app.py``'s guard asks for ``read`` there. Each runs git with a timeout (30 s a call) and the
+code diff covers at most 200 files; at most ``MAX_AT_ONCE`` of them run at a time (503 beyond).
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from tracklet.core.api import RecordedRun
+from tracklet.server.jsonable import json_value
+from tracklet.server.logs import run_paths
+from tracklet.server.models import ReproducePlanResponse, RunDiffResponse, errors
+
+router = APIRouter(tags=["read"])
+
+MAX_AT_ONCE = 2
+_slots = threading.BoundedSemaphore(MAX_AT_ONCE)
+_ERRORS = errors(400, 404, 503)
+T = TypeVar("T")
+
+
+@contextmanager
+def _slot() -> Iterator[None]:
+    if not _slots.acquire(blocking=False):
+        raise HTTPException(status_code=503, detail=f"{MAX_AT_ONCE} plans or comparisons are being made; "
+                            "try again in a moment")
+    try:
+        yield
+    finally:
+        _slots.release()
+
+
+def _recorded(request: Request, project: str, run_id: str) -> RecordedRun:
+    """The run's record log in the server's data root: 400 for a bad name, 404 when it has none
+    here (unknown, or a server keeping its logs elsewhere: ``--logs``)."""
+    app = request.app.state.tracklet
+    paths = run_paths(app.root, project, run_id)
+    if not paths.log_file.is_file():
+        raise HTTPException(status_code=404, detail=f"no record log of run {project}/{run_id} in this server's "
+                            "data root")
+    return RecordedRun(paths)
+
+
+def _guarded(work: Callable[[], T]) -> T:
+    with _slot():
+        return work()
+
+
+@router.get("/api/v1/runs/{project}/{run_id}/reproduce-plan", response_model=ReproducePlanResponse,
+            responses=_ERRORS, summary="What reproducing a run would do (a dry run)")
+def reproduce_plan(request: Request, project: str, run_id: str,
+                   env: Literal["current", "venv", "uv"] = Query("current", description="The environment to "
+                                                                 "reproduce in: current, venv or uv")
+                   ) -> ReproducePlanResponse:
+    """`tracklet reproduce RUN --dry-run --env ENV` on this server's machine: what would be checked
+    out, applied, restored, installed and run (`plan`, and its parts), what differs from the
+    machine the run ran on, and what can't be restored and why (`problems`; `ok` when none). The
+    `command` runs it where the data root and the repository are. Nothing is written."""
+    from tracklet.reproduce.plan import make_plan
+
+    run = _recorded(request, project, run_id)
+    root: Path = request.app.state.tracklet.root
+    # A directory that is never created: the target is the caller's, not a path on the server.
+    never = root / "reproductions" / f".plan-{run_id}-never-created"
+    plan = _guarded(lambda: make_plan(run, root, env=env, directory=never))
+    plan.directory = Path(f"reproduce-{run_id}")
+    local = getattr(request.app.state, "registry_root", None) is not None  # tracklet ui over a data root
+    command = ["tracklet", *(["--dir", str(root)] if local else []), "reproduce", run.path,
+               *(["--env", env] if env != "current" else [])]
+    data = plan.to_dict()
+    return ReproducePlanResponse.model_validate(json_value({
+        **{key: data[key] for key in ("run", "ok", "env", "repository", "commit", "branch", "diff", "code_files",
+                                      "program", "arguments", "workdir", "requirements", "artifacts", "variables",
+                                      "config", "problems", "differences")},
+        "command": shlex.join(command), "plan": plan.render()}))
+
+
+@router.get("/api/v1/projects/{project}/run-diff", response_model=RunDiffResponse, response_model_exclude_unset=True,
+            responses=_ERRORS,
+            summary="What differs between two runs of a project")
+def run_diff(request: Request, project: str,
+             a: str = Query(..., max_length=128, description="The first run's id"),
+             b: str = Query(..., max_length=128, description="The second run's id")) -> RunDiffResponse:
+    """What `tracklet diff A B` computes: config (nested keys joined with dots), environment,
+    packages, inputs (artifact versions used), summary metrics (with `difference` and `relative`
+    difference `(b - a) / |a|`) and `code` (a unified diff of the sources as each ran). Each
+    section lists only what differs."""
+    from tracklet.reproduce.compare import compare
+
+    left, right = _recorded(request, project, a), _recorded(request, project, b)
+    result: dict[str, Any] = _guarded(lambda: compare(left, right))
+    return RunDiffResponse.model_validate(json_value(result))

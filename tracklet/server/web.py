@@ -2,7 +2,7 @@
 
 The bundle is a single-page app: ``/assets/*`` are its content-hashed files (cached for good),
 and each of its pages (``/``, ``/projects/<p>``, ``/projects/<p>/runs/<id>``, the artifact pages,
-``/projects/<p>/sweeps/<id>``, ``/projects/<p>/traces[/<trace id>]``, ``/projects/<p>/reports[/<id>[/edit]]``) answers
+``/projects/<p>/sweeps/<id>``, ``/projects/<p>/traces[/<trace id>]``, ``/projects/<p>/run-diff``, ``/projects/<p>/reports[/<id>[/edit]]``) answers
 ``index.html``, whose script routes on the client. The JSON API under ``/api/v1`` and FastAPI's
 ``/docs`` and ``/openapi.json`` are registered first and are untouched. The bundle needs no key:
 it holds no data; the browser sends its key with each API request.
@@ -26,6 +26,7 @@ PAGES = ("/", "/projects/{project}", "/projects/{project}/runs/{run_id}",
          "/projects/{project}/sweeps/{sweep_id}",  # a sweep (pages/sweep.ts)
          "/projects/{project}/runs/{run_id}/tables/{key:path}",  # a logged table (pages/table.ts)
          "/projects/{project}/traces", "/projects/{project}/traces/{trace_id}",  # traces (pages/traces.ts)
+         "/projects/{project}/run-diff",  # two runs compared, ?a=&b= (pages/run-diff.ts)
          # reports (pages/reports.ts, report.ts, report-edit.ts): the list, a report, its editor
          "/projects/{project}/reports", "/projects/{project}/reports/{report_id}",
          "/projects/{project}/reports/{report_id}/edit",

@@ -1562,6 +1562,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/reproduce-plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What reproducing a run would do (a dry run)
+         * @description `tracklet reproduce RUN --dry-run --env ENV` on this server's machine: what would be checked
+         *     out, applied, restored, installed and run (`plan`, and its parts), what differs from the
+         *     machine the run ran on, and what can't be restored and why (`problems`; `ok` when none). The
+         *     `command` runs it where the data root and the repository are. Nothing is written.
+         */
+        get: operations["reproduce_plan_api_v1_runs__project___run_id__reproduce_plan_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/run-diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What differs between two runs of a project
+         * @description What `tracklet diff A B` computes: config (nested keys joined with dots), environment,
+         *     packages, inputs (artifact versions used), summary metrics (with `difference` and `relative`
+         *     difference `(b - a) / |a|`) and `code` (a unified diff of the sources as each ran). Each
+         *     section lists only what differs.
+         */
+        get: operations["run_diff_api_v1_projects__project__run_diff_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/reports": {
         parameters: {
             query?: never;
@@ -2286,6 +2332,15 @@ export interface components {
              * @description The chunk ids the project does not hold yet: send these in packs
              */
             missing: string[];
+        };
+        /** CodeDiff */
+        CodeDiff: {
+            /** Commits */
+            commits: string[];
+            /** Diff */
+            diff: string;
+            /** Notes */
+            notes: string[];
         };
         /** CommitRequest */
         CommitRequest: {
@@ -3332,6 +3387,57 @@ export interface components {
             /** Reports */
             reports: components["schemas"]["ReportSummary"][];
         };
+        /**
+         * ReproducePlanResponse
+         * @description ``tracklet reproduce RUN --dry-run`` for a run of the server's data root (docs/reproduce.md):
+         *     what would be checked out, applied, restored, installed and run, and what can't be restored.
+         */
+        ReproducePlanResponse: {
+            /** Run */
+            run: string;
+            /** Ok */
+            ok: boolean;
+            /** Command */
+            command: string;
+            /** Plan */
+            plan: string;
+            /** Env */
+            env: string;
+            /** Repository */
+            repository: string;
+            /** Commit */
+            commit: string;
+            /** Branch */
+            branch: string;
+            /** Diff */
+            diff: string | null;
+            /** Code Files */
+            code_files: string[];
+            /** Program */
+            program: string;
+            /** Arguments */
+            arguments: string[];
+            /** Workdir */
+            workdir: string;
+            /** Requirements */
+            requirements: string[];
+            /** Artifacts */
+            artifacts: {
+                [key: string]: number;
+            };
+            /** Variables */
+            variables: {
+                [key: string]: string;
+            };
+            /** Config */
+            config: {
+                [key: string]: unknown;
+            };
+            /** Problems */
+            problems: string[];
+            /** Differences */
+            differences: string[];
+        };
         /** ReviewRequest */
         ReviewRequest: {
             /** Decision */
@@ -3375,6 +3481,27 @@ export interface components {
             logged: components["schemas"]["RunArtifact"][];
             /** Used */
             used: components["schemas"]["RunArtifact"][];
+        };
+        /**
+         * RunDiffResponse
+         * @description What ``tracklet diff A B`` computes: each section lists only what differs.
+         */
+        RunDiffResponse: {
+            /** A */
+            a: string;
+            /** B */
+            b: string;
+            /** Config */
+            config: components["schemas"]["ValueChange"][];
+            /** Environment */
+            environment: components["schemas"]["ValueChange"][];
+            /** Packages */
+            packages: components["schemas"]["ValueChange"][];
+            code: components["schemas"]["CodeDiff"];
+            /** Inputs */
+            inputs: components["schemas"]["ValueChange"][];
+            /** Summary */
+            summary: components["schemas"]["ValueChange"][];
         };
         /** RunResponse */
         RunResponse: {
@@ -4187,6 +4314,24 @@ export interface components {
             input?: unknown;
             /** Context */
             ctx?: Record<string, never>;
+        };
+        /**
+         * ValueChange
+         * @description One key whose value differs between runs a and b (absent on one side: ``null``).
+         */
+        ValueChange: {
+            /** Key */
+            key: string;
+            /** A */
+            a?: unknown;
+            /** B */
+            b?: unknown;
+            /** Only */
+            only?: ("a" | "b") | null;
+            /** Difference */
+            difference?: number | null;
+            /** Relative */
+            relative?: number | null;
         };
         /** VersionRequest */
         VersionRequest: {
@@ -10728,6 +10873,167 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    reproduce_plan_api_v1_runs__project___run_id__reproduce_plan_get: {
+        parameters: {
+            query?: {
+                /** @description The environment to reproduce in: current, venv or uv */
+                env?: "current" | "venv" | "uv";
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReproducePlanResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    run_diff_api_v1_projects__project__run_diff_get: {
+        parameters: {
+            query: {
+                /** @description The first run's id */
+                a: string;
+                /** @description The second run's id */
+                b: string;
+            };
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunDiffResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

@@ -6,6 +6,7 @@ import { h } from "./dom";
 import { projectPage } from "./pages/project";
 import { projectsPage } from "./pages/projects";
 import { runPage } from "./pages/run";
+import { runDiffPage } from "./pages/run-diff";
 import { artifactCrumbs, artifactPage } from "./pages/artifact-routes";
 import { registryPage } from "./pages/registry";
 import { sweepPage } from "./pages/sweep";
@@ -31,7 +32,7 @@ async function render(): Promise<void> {
   crumbs.replaceChildren(
     ...(route.page === "project" || route.page === "run" || route.page === "sweep" || route.page === "table" ||
       route.page === "traces" || route.page === "trace" || route.page === "reports" || route.page === "report" ||
-      route.page === "report-edit"
+      route.page === "report-edit" || route.page === "run-diff"
       ? [h("a", { href: projectHref(route.project), "data-link": true, text: route.project })]
       : []),
     ...(route.page === "traces" ? [h("span", { text: " / traces" })] : []),
@@ -45,6 +46,7 @@ async function render(): Promise<void> {
          ...(route.page === "report-edit" ? [h("span", { text: " / edit" })] : [])]
       : []),
     ...(route.page === "run" ? [h("span", { text: ` / ${route.runId}` })] : []),
+    ...(route.page === "run-diff" ? [h("span", { text: ` / compare ${route.a} with ${route.b}` })] : []),
     ...(route.page === "table"
       ? [h("span", { text: " / " }), h("a", { href: runHref(route.project, route.runId), "data-link": true, text: route.runId }), h("span", { text: ` / ${route.key}` })]
       : []),
@@ -62,6 +64,7 @@ async function render(): Promise<void> {
     if (route.page === "projects") stop = await projectsPage(app);
     else if (route.page === "project") stop = await projectPage(app, route.project);
     else if (route.page === "run") stop = await runPage(app, route.project, route.runId);
+    else if (route.page === "run-diff") stop = await runDiffPage(app, route.project, route.a, route.b);
     else if (isArtifactRoute(route)) stop = await artifactPage(app, route);
     else if (isRegistryRoute(route)) stop = await registryPage(app, route);
     else if (route.page === "table") stop = await tablePage(app, route.project, route.runId, route.key);

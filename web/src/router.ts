@@ -1,4 +1,4 @@
-// Client-side routes: /, /registry[/requests | /<registry>/<collection>[/<version>]], /projects/<p>, /projects/<p>/runs/<id>,
+// Client-side routes: /, /projects/<p>/run-diff?a=<run>&b=<run>, /registry[/requests | /<registry>/<collection>[/<version>]], /projects/<p>, /projects/<p>/runs/<id>,
 // /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>, /projects/<p>/traces[/<trace id>], the report pages
 // (/projects/<p>/reports[/<id>[/edit]]), and the artifact pages
 // (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
@@ -8,6 +8,7 @@ export type Route =
   | { page: "projects" }
   | { page: "project"; project: string }
   | { page: "run"; project: string; runId: string }
+  | { page: "run-diff"; project: string; a: string; b: string }
   | ArtifactRoute
   | { page: "sweep"; project: string; sweepId: string }
   | { page: "table"; project: string; runId: string; key: string }
@@ -37,6 +38,10 @@ export function parseRoute(pathname: string): Route {
   const registry = parseRegistryRoute(parts);
   if (registry) return registry;
   if (parts[0] === "projects" && parts.length === 2) return { page: "project", project: parts[1] };
+  if (parts[0] === "projects" && parts.length === 3 && parts[2] === "run-diff") {
+    const query = new URLSearchParams(location.search);
+    return { page: "run-diff", project: parts[1], a: query.get("a") ?? "", b: query.get("b") ?? "" };
+  }
   if (parts[0] === "projects" && parts.length === 4 && parts[2] === "runs")
     return { page: "run", project: parts[1], runId: parts[3] };
   if (parts[0] === "projects" && parts.length >= 6 && parts[2] === "runs" && parts[4] === "tables")
@@ -113,6 +118,8 @@ export const artifactsHref = (project: string) => `${projectHref(project)}/artif
 export const artifactHref = (project: string, name: string) => `${artifactsHref(project)}/${encodeURIComponent(name)}`;
 export const versionHref = (project: string, name: string, version: string) =>
   `${artifactHref(project, name)}/${encodeURIComponent(version)}`;
+export const runDiffHref = (project: string, a: string, b: string) =>
+  `${projectHref(project)}/run-diff?a=${encodeURIComponent(a)}&b=${encodeURIComponent(b)}`;
 export const runLineageHref = (project: string, runId: string) => `${runHref(project, runId)}/lineage`;
 export const versionLineageHref = (project: string, name: string, version: string) =>
   `${versionHref(project, name, version)}/lineage`;

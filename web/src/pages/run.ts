@@ -1,6 +1,7 @@
 // A run: overview (state, command, git, host, GPUs, runtime), config and summary, alerts, its
 // metric charts, system-metric charts, console output (searchable; tailed while the run is live) and
-// files (listed with size and time; downloaded through the API with the key, if any).
+// files (listed with size and time; downloaded through the API with the key, if any), and the
+// Reproduce / compare-with card (pages/reproduce.ts).
 
 import { api, fileBlob, type ConsoleLine, type RunAlert, type RunFile, type RunRow } from "../api";
 import { runColor } from "../colors";
@@ -15,6 +16,7 @@ import { TablesView } from "../components/table-card";
 import { projectHref, sweepHref } from "../router";
 import { sweepOf } from "../runs/groups";
 import { runArtifactsCard } from "./artifact-run";
+import { reproduceCard } from "./reproduce";
 import { readView, writeView } from "./project";
 
 function table(entries: [string, unknown][], className: string): HTMLElement {
@@ -272,6 +274,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       ),
       h("div.columns", {}, h("section.card", {}, h("h2", { text: "Overview" }), overviewEl), h("section.card", {}, h("h2", { text: "Config" }), configEl), h("section.card", {}, h("h2", { text: "Summary" }), summaryEl)),
       alertsView.card,
+      reproduceCard(project, runId),
       runArtifactsCard(project, runId),
       h("section.card.wide", {}, h("h2", { text: "Charts" }), workspace.el),
       mediaView.card,

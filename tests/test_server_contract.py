@@ -153,6 +153,7 @@ READS = [
     "/api/v1/runs/proj/alpha/files", "/api/v1/runs/proj/alpha/log/offset",
     "/api/v1/me", "/api/v1/keys", "/api/v1/users", "/api/v1/projects/proj/members",
     "/api/v1/projects/proj/artifacts",
+    "/api/v1/runs/proj/alpha/reproduce-plan", "/api/v1/projects/proj/run-diff?a=alpha&b=beta",
 ]
 
 
@@ -208,6 +209,8 @@ def test_error_bodies_are_error_responses(served, tmp_path):
     _error(client.get("/api/v1/projects/nope/runs"), 404)
     _error(client.get("/api/v1/projects/proj/history", params={"runs": "nope", "keys": "loss"}), 404)
     _error(client.get("/api/v1/runs/proj/alpha/files/missing.txt"), 404)
+    _error(client.get("/api/v1/runs/proj/nope/reproduce-plan"), 404)
+    _error(client.get("/api/v1/projects/proj/run-diff", params={"a": "alpha", "b": "nope"}), 404)
     assert "filter" in _error(client.get("/api/v1/projects/proj/runs", params={"filter": "config.lr <"}), 400).detail
     _error(client.get("/api/v1/projects/proj/runs", params={"order_by": "no such thing!"}), 400)
     _error(client.get("/api/v1/runs/proj/-bad"), 400)

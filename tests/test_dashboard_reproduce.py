@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
+from test_dashboard import ARTIFACTS, CHROMIUM, STATIC, allowed_errors, browser, page, start_ui  # noqa: F401
 
 import tracklet
 
@@ -35,6 +35,8 @@ def test_reproduce_shows_the_command_and_compare_shows_the_config_difference(roo
         assert command.text_content() == f"tracklet --dir {root} reproduce repro/{first.id}"
         assert page.get_attribute(".reproduce-plan", "data-ok") == "true"
         assert f"at {commit[:12]}" in page.text_content(".reproduce-steps")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator(".reproduce-card").screenshot(path=str(ARTIFACTS / "reproduce-card.png"))
 
         page.wait_for_selector(f"select.compare-with option[value='{second.id}']", state="attached")
         page.select_option("select.compare-with", second.id)

@@ -68,3 +68,28 @@ def test_run_diff_answers_what_tracklet_diff_computes(root, tmp_path, servers):
         missing = http.get("/api/v1/projects/repro/run-diff", params={"a": first.id, "b": "nope"})
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
         assert http.get("/api/v1/projects/repro/run-diff", params={"a": first.id}).status_code == 422
+
+
+def test_at_most_two_plans_or_comparisons_run_at_once(tmp_path):
+    """A third request while two are being made is a 503 naming why, and the slot comes back."""
+    from fastapi.testclient import TestClient
+
+    from conftest import QUIET
+    from tracklet.server import routes_reproduce
+    from tracklet.server.app import create_app
+
+    root = tmp_path / "srv"
+    run = tracklet.init(project="p", id="r", dir=str(root), settings=QUIET)
+    run.finish()
+    with TestClient(create_app(root, auth=False, sweep_interval=3600)) as client:
+        held = [routes_reproduce._slots.acquire(blocking=False) for _ in range(routes_reproduce.MAX_AT_ONCE)]
+        try:
+            assert all(held)
+            busy = client.get("/api/v1/runs/p/r/reproduce-plan")
+            assert busy.status_code == 503 and "try again" in busy.json()["detail"]
+            assert client.get("/api/v1/projects/p/run-diff", params={"a": "r", "b": "r"}).status_code == 503
+        finally:
+            for _ in held:
+                routes_reproduce._slots.release()
+        assert client.get("/api/v1/runs/p/r/reproduce-plan").status_code == 200
+        assert client.get("/api/v1/projects/p/run-diff", params={"a": "r", "b": "r"}).status_code == 200

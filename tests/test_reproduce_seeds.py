@@ -149,3 +149,19 @@ def test_a_run_that_never_seeds_differs_from_a_seeded_one(root, tmp_path):
     assert "seeds:\n  random.seed: '2' -> None  (only in a)\n  torch.manual_seed: '1' -> None  (only in a)\n" in text
     plan = cli(root, "reproduce", second.path, "--dry-run", cwd=tmp_path).stdout
     assert "seeds  " not in plan
+
+
+def test_a_refused_seed_is_not_recorded_and_calls_past_the_cap_are_counted_not_kept():
+    import random
+
+    from tracklet.core import seeds
+
+    seeds.take()  # whatever this test process seeded before
+    with pytest.raises(TypeError):
+        random.seed([1])  # not a seed random accepts
+    for value in range(seeds.MAX_CALLS + 5):
+        random.seed(value)
+    taken, dropped = seeds.take()
+    assert taken[:2] == [("random.seed", "0"), ("random.seed", "1")]
+    assert len(taken) == seeds.MAX_CALLS and dropped == 5
+    assert seeds.take() == ([], 0)

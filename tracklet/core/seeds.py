@@ -46,19 +46,20 @@ def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         return original
 
     def seed(*args: Any, **kwargs: Any) -> Any:
-        if _depth[0]:  # made by a seeding call already recorded (torch.manual_seed seeds CUDA itself)
+        if _depth[0]:  # made by a seeding call being recorded (torch.manual_seed seeds CUDA itself)
             return original(*args, **kwargs)
+        _depth[0] += 1
+        try:
+            result = original(*args, **kwargs)  # a seed it refuses (raises) is not recorded
+        finally:
+            _depth[0] -= 1
         if len(_calls) < MAX_CALLS:
             caller = sys._getframe(1)
             value = args[0] if args else next(iter(kwargs.values()), None)
             _calls.append((name, value, caller.f_globals.get("__name__", ""), caller.f_code.co_name))
         else:
             _dropped[0] += 1
-        _depth[0] += 1
-        try:
-            return original(*args, **kwargs)
-        finally:
-            _depth[0] -= 1
+        return result
 
     seed.__tracklet_seed__ = original  # type: ignore[attr-defined]
     seed.__wrapped__ = original  # type: ignore[attr-defined]
@@ -124,7 +125,7 @@ class _Finder:
             self._busy.on = False
         loader = getattr(spec, "loader", None)
         execute = getattr(loader, "exec_module", None)
-        if execute is None:
+        if execute is None or isinstance(loader, type):  # a loader class (frozen, builtin) serves many modules
             return spec
 
         def exec_module(module: Any) -> None:

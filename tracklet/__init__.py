@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from tracklet.core import seeds as _seeds  # noqa: E402
+
+_seeds.install()  # record the random seeds the program sets (no framework is imported)
+
 if TYPE_CHECKING:
     from tracklet.api import Api
     from tracklet.artifacts import Artifact

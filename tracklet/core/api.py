@@ -194,6 +194,10 @@ class RecordedRun:
                 sessions=len(state.sessions),
                 reproduces=start.reproduces or None,
             )
+        if state.exit is not None and (state.exit.seeds or state.exit.seeds_dropped):
+            info["seeds"] = [{"api": seed.api, "value": seed.value} for seed in state.exit.seeds]
+            if state.exit.seeds_dropped:
+                info["seeds_dropped"] = state.exit.seeds_dropped
         env = state.environment
         if env is not None:
             info["git"] = {

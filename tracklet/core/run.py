@@ -883,6 +883,9 @@ class Run:
 
             fields["error"] = f"{type(error).__name__}: {error}"
             fields["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        from tracklet.core import seeds
+
+        fields["seeds"], fields["seeds_dropped"] = seeds.take()
         self._sender.put(_deferred(_exit_record, fields))
         self._queue = _NoQueue(_FINISHED)
         self._sender.shutdown(max(0.0, deadline - time.monotonic()))
@@ -969,7 +972,10 @@ def _exit_record(fields: dict[str, Any]) -> pb.Record:
     record = pb.Record()
     end = record.exit
     for name, value in fields.items():
-        setattr(end, name, value)
+        if name == "seeds":
+            end.seeds.extend(pb.Seed(api=api, value=seed) for api, seed in value)
+        else:
+            setattr(end, name, value)
     return record
 
 

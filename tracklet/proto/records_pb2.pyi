@@ -205,18 +205,30 @@ class RunUpdate(_message.Message):
     def __init__(self, name: _Optional[str] = ..., notes: _Optional[str] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., tags_set: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class RunExit(_message.Message):
-    __slots__ = ("exit_code", "end_time", "runtime", "error", "traceback")
+    __slots__ = ("exit_code", "end_time", "runtime", "error", "traceback", "seeds", "seeds_dropped")
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TRACEBACK_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     exit_code: int
     end_time: float
     runtime: float
     error: str
     traceback: str
-    def __init__(self, exit_code: _Optional[int] = ..., end_time: _Optional[float] = ..., runtime: _Optional[float] = ..., error: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
+    seeds: _containers.RepeatedCompositeFieldContainer[Seed]
+    seeds_dropped: int
+    def __init__(self, exit_code: _Optional[int] = ..., end_time: _Optional[float] = ..., runtime: _Optional[float] = ..., error: _Optional[str] = ..., traceback: _Optional[str] = ..., seeds: _Optional[_Iterable[_Union[Seed, _Mapping]]] = ..., seeds_dropped: _Optional[int] = ...) -> None: ...
+
+class Seed(_message.Message):
+    __slots__ = ("api", "value")
+    API_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    api: str
+    value: str
+    def __init__(self, api: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class ConfigUpdate(_message.Message):
     __slots__ = ("items", "removed")

@@ -1,4 +1,4 @@
-"""What differs between two runs (``tracklet diff A B``): config, environment, packages, code (a
+"""What differs between two runs (``tracklet diff A B``): config, environment, packages, seeds, code (a
 unified diff of the files that differ, each run's files being its commit's with its diff and code
 snapshot applied), inputs (artifact versions used) and summary metrics with relative differences.
 """
@@ -62,6 +62,18 @@ def _environment(run: Any) -> dict[str, Any]:
     }
 
 
+def _seeds(run: Any) -> dict[str, str]:
+    """The seeds the program set, by API; one set several times is listed as ``api#2``, ``api#3``."""
+    seeds: dict[str, str] = {}
+    for seed in run.metadata.get("seeds") or []:
+        key, number = seed["api"], 1
+        while key in seeds:
+            number += 1
+            key = f"{seed['api']}#{number}"
+        seeds[key] = seed["value"]
+    return seeds
+
+
 def _packages(run: Any) -> dict[str, str]:
     meta = run.metadata
     packages = dict(meta.get("packages") or {})
@@ -98,6 +110,7 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
         "config": _changes(_flatten(a.config), _flatten(b.config)),
         "environment": _changes(_environment(a), _environment(b)),
         "packages": packages,
+        "seeds": _changes(_seeds(a), _seeds(b)),
         "code": code_diff(a, b),
         "inputs": _changes(inputs_a, inputs_b),
         "summary": _summary(a.summary, b.summary),
@@ -230,6 +243,7 @@ def render(result: dict[str, Any]) -> str:
     section("config", result["config"])
     section("environment", result["environment"])
     section("packages", result["packages"])
+    section("seeds", result["seeds"])
     section("inputs", result["inputs"])
     if result["summary"]:
         lines.append("summary:")

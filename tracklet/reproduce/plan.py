@@ -43,6 +43,7 @@ class Plan:
     requirements: list[str] = dataclasses.field(default_factory=list)  # for venv/uv
     artifacts: dict[str, int] = dataclasses.field(default_factory=dict)  # project/name -> vN
     variables: dict[str, str] = dataclasses.field(default_factory=dict)
+    seeds: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {"api", "value"}, as set
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
@@ -89,6 +90,10 @@ class Plan:
             shown_config = ", ".join(f"{key}={value!r}" for key, value in list(config.items())[:8])
             more = f", ... ({len(config)} keys)" if len(config) > 8 else ""
             lines.append(f"  config      {shown_config}{more}")
+        if self.seeds:
+            shown_seeds = ", ".join(f"{seed['api']}({seed['value']})" for seed in self.seeds[:8])
+            more = f", ... ({len(self.seeds)} in all)" if len(self.seeds) > 8 else ""
+            lines.append(f"  seeds       {shown_seeds}{more} (set by the program: set again as it runs)")
         if self.overrides:
             lines.append("  overrides   " + ", ".join(f"{key}={value!r}" for key, value in self.overrides.items()))
         if self.differences:
@@ -128,6 +133,7 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     _plan_command(plan, start, environment)
     _plan_environment(plan, start, environment, files)
     _plan_inputs(plan, run)
+    plan.seeds = [dict(seed) for seed in run.metadata.get("seeds") or []]
     unknown = [key for key in plan.overrides if key.split(".")[0] not in plan.config]
     if unknown:
         plan.differences.append("--set adds config key(s) the run did not have: " + ", ".join(unknown))

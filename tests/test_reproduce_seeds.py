@@ -1,0 +1,167 @@
+"""Random seeds the program sets (#21): recorded with the real libraries (numpy, torch, Lightning,
+transformers, Keras), listed by ``tracklet diff`` and in ``tracklet reproduce``'s plan, and never
+a reason for ``import tracklet`` to import a framework."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import tracklet
+
+from conftest import REPO
+from test_reproduce import _committed_repo, cli, git, record
+
+pytest.importorskip("numpy")
+pytest.importorskip("torch")
+
+
+def run_program(where: Path, source: str, env: dict[str, str] | None = None) -> None:
+    (where / "seeded.py").write_text(textwrap.dedent(source))
+    done = subprocess.run([sys.executable, "seeded.py"], cwd=where, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    assert done.returncode == 0, done.stderr
+
+
+def seeds_of(root: Path, project: str) -> list[list[tuple[str, str]]]:
+    runs = sorted(tracklet.Api(root).runs(project), key=lambda r: r.created_at or 0)
+    return [[(seed["api"], seed["value"]) for seed in run.metadata.get("seeds", [])] for run in runs]
+
+
+def test_seeds_set_through_each_api_are_recorded_with_their_values(root, tmp_path):
+    """numpy and torch imported before tracklet (patched at import tracklet); Lightning and
+    transformers seed through them; a second run in the process records only its own seeds."""
+    pytest.importorskip("lightning")
+    pytest.importorskip("transformers")
+    run_program(tmp_path, """
+        import random
+        import numpy as np
+        import torch
+        import tracklet
+        run = tracklet.init(project="seeds")
+        random.seed(1)
+        np.random.seed(2)
+        torch.manual_seed(3)
+        torch.cuda.manual_seed_all(33)
+        import lightning
+        lightning.seed_everything(4)
+        from transformers import set_seed
+        set_seed(5)
+        run.finish()
+        run = tracklet.init(project="seeds")
+        torch.manual_seed(6)
+        run.finish()
+        tracklet.init(project="seeds").finish()
+    """)
+    first, second, third = seeds_of(root, "seeds")
+    assert first == [("random.seed", "1"), ("numpy.random.seed", "2"), ("torch.manual_seed", "3"),
+                     ("torch.cuda.manual_seed_all", "33"), ("lightning.seed_everything", "4"),
+                     ("transformers.set_seed", "5")]
+    assert second == [("torch.manual_seed", "6")]
+    assert third == []
+
+
+def test_frameworks_imported_after_tracklet_are_hooked_and_keras_seeds_are_recorded(root, tmp_path):
+    if importlib.util.find_spec("keras") is None:  # not imported here: its backend is fixed per process
+        pytest.skip("keras is not installed")
+    run_program(tmp_path, """
+        import sys
+        import tracklet
+        assert not {"numpy", "torch", "keras", "transformers", "jax"} & set(sys.modules), sys.modules.keys()
+        import numpy as np
+        np.random.seed(7)  # before init: recorded in the run
+        run = tracklet.init(project="seeds")
+        import torch
+        torch.manual_seed(8)
+        import keras
+        keras.utils.set_random_seed(9)
+        np.random.seed(seed=10)
+        run.finish()
+    """, env={"KERAS_BACKEND": "torch"})
+    (seeds,) = seeds_of(root, "seeds")
+    assert seeds == [("numpy.random.seed", "7"), ("torch.manual_seed", "8"), ("keras.utils.set_random_seed", "9"),
+                     ("numpy.random.seed", "10")]
+
+
+def test_import_tracklet_imports_no_framework_and_a_run_that_never_seeds_records_none(root, tmp_path):
+    run_program(tmp_path, """
+        import sys
+        import tracklet
+        run = tracklet.init(project="seeds")
+        run.log({"loss": 1.0})
+        run.finish()
+        heavy = {"numpy", "torch", "jax", "transformers", "lightning", "keras", "tensorflow"}
+        assert not heavy & {name.split(".")[0] for name in sys.modules}, sorted(heavy & set(sys.modules))
+    """)
+    (run,) = tracklet.Api(root).runs("seeds")
+    assert "seeds" not in run.metadata
+
+
+SEEDED = ("import os, random, torch, tracklet\n"
+          "run = tracklet.init(project='repro', config={'lr': 0.1})\n"
+          "torch.manual_seed(int(os.environ['SEED']))\n"
+          "random.seed(int(os.environ['SEED']) + 1)\n"
+          "run.log({'loss': float(torch.rand(1))})\n"
+          "run.finish()\n")
+
+
+def test_diff_lists_different_seeds_and_the_plan_names_them(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    (repo / "train.py").write_text(SEEDED)
+    git(repo, "commit", "-qam", "seeded")
+    record(repo, env={"SEED": "1"})
+    record(repo, env={"SEED": "2"})
+    first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
+
+    done = cli(root, "diff", first.path, second.path)
+    assert done.returncode == 0, done.stderr
+    assert "seeds:\n  random.seed: '2' -> '3'\n  torch.manual_seed: '1' -> '2'\n" in done.stdout
+    data = json.loads(cli(root, "diff", first.path, second.path, "--json").stdout)
+    assert {(c["key"], c["a"], c["b"]) for c in data["seeds"]} == {("random.seed", "2", "3"),
+                                                                    ("torch.manual_seed", "1", "2")}
+    same = json.loads(cli(root, "diff", first.path, first.path, "--json").stdout)
+    assert same["seeds"] == []
+
+    plan = cli(root, "reproduce", first.path, "--dry-run", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "  seeds       torch.manual_seed(1), random.seed(2)" in plan.stdout
+    as_json = json.loads(cli(root, "reproduce", first.path, "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert as_json["seeds"] == [{"api": "torch.manual_seed", "value": "1"}, {"api": "random.seed", "value": "2"}]
+
+
+def test_a_run_that_never_seeds_differs_from_a_seeded_one(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    (repo / "train.py").write_text(SEEDED)
+    git(repo, "commit", "-qam", "seeded")
+    record(repo, env={"SEED": "1"})
+    (repo / "train.py").write_text(SEEDED.replace("torch.manual_seed(int(os.environ['SEED']))\n", "")
+                                   .replace("random.seed(int(os.environ['SEED']) + 1)\n", ""))
+    record(repo, env={"SEED": "1"})
+    first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
+    text = cli(root, "diff", first.path, second.path).stdout
+    assert "seeds:\n  random.seed: '2' -> None  (only in a)\n  torch.manual_seed: '1' -> None  (only in a)\n" in text
+    plan = cli(root, "reproduce", second.path, "--dry-run", cwd=tmp_path).stdout
+    assert "seeds  " not in plan
+
+
+def test_a_refused_seed_is_not_recorded_and_calls_past_the_cap_are_counted_not_kept():
+    import random
+
+    from tracklet.core import seeds
+
+    seeds.take()  # whatever this test process seeded before
+    with pytest.raises(TypeError):
+        random.seed([1])  # not a seed random accepts
+    for value in range(seeds.MAX_CALLS + 5):
+        random.seed(value)
+    taken, dropped = seeds.take()
+    assert taken[:2] == [("random.seed", "0"), ("random.seed", "1")]
+    assert len(taken) == seeds.MAX_CALLS and dropped == 5
+    assert seeds.take() == ([], 0)

@@ -53,7 +53,8 @@ def test_a_run_outside_git_names_the_code_as_what_cannot_be_restored(root, tmp_p
 def test_run_diff_answers_what_tracklet_diff_computes(root, tmp_path, servers):
     repo = _committed_repo(tmp_path)
     record(repo)
-    (repo / "train.py").write_text(SIMPLE.replace("'lr': 0.1", "'lr': 0.2").replace("1.0", "0.5"))
+    seeded = SIMPLE.replace("import tracklet\n", "import random\nimport tracklet\nrandom.seed(7)\n")  # only b seeds
+    (repo / "train.py").write_text(seeded.replace("'lr': 0.1", "'lr': 0.2").replace("1.0", "0.5"))
     record(repo)
     first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
     server = servers(root)
@@ -61,6 +62,7 @@ def test_run_diff_answers_what_tracklet_diff_computes(root, tmp_path, servers):
         data = http.get("/api/v1/projects/repro/run-diff", params={"a": first.id, "b": second.id}).json()
         assert (data["a"], data["b"]) == (first.path, second.path)
         assert data["config"] == [{"key": "lr", "a": 0.1, "b": 0.2, "only": None}]
+        assert [(c["key"], c["a"], c["b"]) for c in data["seeds"]] == [("random.seed", None, "7")]
         (loss,) = [entry for entry in data["summary"] if entry["key"] == "loss"]
         assert (loss["a"], loss["b"], loss["difference"], loss["relative"]) == (1.0, 0.5, -0.5, -0.5)
         assert "-run = tracklet.init(project='repro', config={'lr': 0.1})" in data["code"]["diff"]

@@ -861,6 +861,7 @@ class RunDiffResponse(BaseModel):
     config: list[ValueChange]
     environment: list[ValueChange]
     packages: list[ValueChange]
+    seeds: list[ValueChange]  # the random seeds each program set, by API ("torch.manual_seed", "api#2": set again)
     code: CodeDiff
     inputs: list[ValueChange]
     summary: list[ValueChange]

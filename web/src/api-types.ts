@@ -3497,6 +3497,8 @@ export interface components {
             environment: components["schemas"]["ValueChange"][];
             /** Packages */
             packages: components["schemas"]["ValueChange"][];
+            /** Seeds */
+            seeds: components["schemas"]["ValueChange"][];
             code: components["schemas"]["CodeDiff"];
             /** Inputs */
             inputs: components["schemas"]["ValueChange"][];

@@ -1,5 +1,5 @@
 // Two runs side by side (#21): what `tracklet diff A B` computes (GET .../run-diff): config,
-// environment, packages, inputs (artifact versions), summary metrics with their difference and
+// environment, packages, seeds, inputs (artifact versions), summary metrics with their difference and
 // relative difference, and the code as each ran (a unified diff). Only what differs is listed.
 
 import { api } from "../api";
@@ -77,6 +77,7 @@ export async function runDiffPage(root: HTMLElement, project: string, a: string,
       section("Inputs", "inputs", diff.inputs),
       section("Environment", "environment", diff.environment),
       section("Packages", "packages", diff.packages),
+      section("Seeds", "seeds", diff.seeds),
       codeSection(diff)),
   );
   return () => {};

@@ -38,7 +38,7 @@ def registry_file(root: str | os.PathLike) -> Path:
 def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry | None:
     """The registry of data root ``root`` (one per process and file); None if it has none and
     not ``create``."""
-    import sqlalchemy as sa
+    from tracklet.store.engine import create_engine
 
     path = registry_file(root)
     key = str(path)
@@ -46,18 +46,9 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ModelRegistry
         registry = _opened.get(key)
         if registry is not None:
             return registry
-        if not path.is_file():
-            if not create:
-                return None
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(connection: Any, _record: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
-            cursor.close()
-
+        if not create and not path.is_file():
+            return None
+        engine = create_engine(f"sqlite:///{path}")  # the store's SQLite settings (WAL, busy timeout)
         _create_tables(engine)
         registry = _opened[key] = ModelRegistry(engine)
         return registry

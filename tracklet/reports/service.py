@@ -23,7 +23,7 @@ def reports_file(root: str | os.PathLike) -> Path:
 
 def open_local(root: str | os.PathLike, *, create: bool = True) -> ReportStore | None:
     """The reports of data root ``root``; None if it has none and not ``create``."""
-    import sqlalchemy as sa
+    from tracklet.store.engine import create_engine
 
     path = reports_file(root)
     key = str(path.resolve() if path.exists() else path)
@@ -31,18 +31,9 @@ def open_local(root: str | os.PathLike, *, create: bool = True) -> ReportStore |
         found = _opened.get(key)
         if found is not None:
             return found
-        if not path.is_file():
-            if not create:
-                return None
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(connection: Any, _record: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
-            cursor.close()
-
+        if not create and not path.is_file():
+            return None
+        engine = create_engine(f"sqlite:///{path}")  # the store's SQLite settings (WAL, busy timeout)
         _create_tables(engine)
         found = _opened[key] = ReportStore(engine)
         return found

@@ -109,20 +109,8 @@ def panel_history(store: Any, project: str, run_ids: list[str], keys: list[str],
 
 
 def compact(history: Any, by_step: bool) -> dict[str, Any]:
-    """One series as ``GET /projects/{p}/history`` answers it (``routes_compare.compact_series``'s
-    shape), for answers made without a server (local reports, exports)."""
-    from tracklet.core.jsonsafe import json_floats
-
-    data: dict[str, Any] = {"run": history.run.split("/", 1)[1], "key": history.key, "exact": history.exact,
-                            "x": json_floats(np.asarray(history.x))}
-    if not by_step:
-        data["steps"] = np.asarray(history.steps).tolist()
-    if history.exact:
-        data["values"] = json_floats(np.asarray(history.values))
-    else:
-        for name in ("min", "max", "last"):
-            data[name] = json_floats(np.asarray(getattr(history, name)))
-    return data
+    """One series as ``GET /projects/{p}/history`` answers it, for answers made without a server."""
+    return history.as_json(by_step)
 
 
 def answer(access: str, error: str | None, runs: list[dict[str, Any]] | None = None,

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from tracklet.core.jsonsafe import json_floats
 from tracklet.errors import RunNotIndexed
 from tracklet.server.logs import run_paths
 from tracklet.server.models import CompareHistoryResponse, MetricKeysResponse, errors, json_response
@@ -40,16 +38,7 @@ def _names(text: str, what: str, most: int, example: str) -> list[str]:
 
 
 def compact_series(history: SeriesHistory, by_step: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {"run": history.run.split("/", 1)[1], "key": history.key, "exact": history.exact,
-                            "x": json_floats(np.asarray(history.x))}
-    if not by_step:
-        data["steps"] = np.asarray(history.steps).tolist()
-    if history.exact:
-        data["values"] = json_floats(np.asarray(history.values))
-    else:
-        for name in ("min", "max", "last"):
-            data[name] = json_floats(np.asarray(getattr(history, name)))
-    return data
+    return history.as_json(by_step)
 
 
 @router.get("/{project}/history", response_model=CompareHistoryResponse, responses=_ERRORS,

@@ -50,6 +50,22 @@ class SeriesHistory:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def as_json(self, by_step: bool) -> dict[str, Any]:
+        """The series as ``GET /projects/{p}/history`` answers it: the run id, strict-JSON floats,
+        ``steps`` only when x isn't the step, exact ``values`` or per-bucket min/max/last."""
+        from tracklet.core.jsonsafe import json_floats
+
+        data: dict[str, Any] = {"run": self.run.split("/", 1)[1], "key": self.key, "exact": self.exact,
+                                "x": json_floats(np.asarray(self.x))}
+        if not by_step:
+            data["steps"] = np.asarray(self.steps).tolist()
+        if self.exact:
+            data["values"] = json_floats(np.asarray(self.values))
+        else:
+            for name in ("min", "max", "last"):
+                data[name] = json_floats(np.asarray(getattr(self, name)))
+        return data
+
 
 class HistoryReader:
     def __init__(self, connection: sa.Connection) -> None:

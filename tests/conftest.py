@@ -51,6 +51,18 @@ def start(root):
     return _start
 
 
+def wait_for_system_sample(run: tracklet.Run) -> None:
+    """Until the run's system monitor has taken its first sample: a run that ends sooner records no
+    system metrics (the monitor starts one interval, at most 1 s, after init; finish() never waits
+    for it). Scripts run by run_script wait with the same loop."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while not run._monitor.sampled:
+        assert time.monotonic() < deadline, "the system monitor never took its first sample"
+        time.sleep(0.005)
+
+
 def read(run: tracklet.Run) -> tracklet.RecordedRun:
     return tracklet.Api(Path(run.dir).parents[3]).run(run.path)
 

@@ -852,16 +852,15 @@ class Run:
         if self._sender is None:
             return
         deadline = time.monotonic() + self.settings.finish_timeout
-        # Capture still starting (the monitor's samplers, the environment thread) shares one wait
-        # of at most capture_wait: what is ready then is recorded, the rest named as missing.
+        # The environment capture still running is waited for at most capture_wait: what is ready
+        # then is recorded, the rest named as incomplete, with the reason.
         capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
         # The worker starts on what is queued now (its imports, the rows), while capture is waited for.
         self._sender.wake()
         if self._console is not None:
             self._console.stop()
-        if self._monitor is not None:
-            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())),
-                               startup_timeout=max(0.0, capture_deadline - time.monotonic()))
+        if self._monitor is not None:  # one that has not taken its first sample is not waited for
+            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
         if self._environment is not None:
             self._environment.finish(max(0.0, capture_deadline - time.monotonic()))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):

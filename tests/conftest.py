@@ -28,6 +28,9 @@ def root(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TRACKLET_DIR", str(data))
     for name in [k for k in os.environ if k.startswith("TRACKLET_") and k != "TRACKLET_DIR"]:
         monkeypatch.delenv(name)
+    # Tests read what the environment capture recorded, on a loaded machine: finish() waits for it
+    # (the default, 0.1 s, is for users' short runs). Tests of that bound set capture_wait themselves.
+    monkeypatch.setenv("TRACKLET_CAPTURE_WAIT", "60")
     return data
 
 

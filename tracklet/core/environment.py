@@ -11,8 +11,9 @@ The package inventory (reading every installed distribution's metadata: 100-250 
 100+ packages) is cached under the data root (``cache/``) per interpreter and ``sys.path``, and
 used while the directories the packages live in keep their modification times (installing or
 removing a package changes them). ``finish()``
-waits at most ``Settings.capture_wait`` for the capture; parts not captured by then are named in
-the record's ``incomplete`` field instead of holding up the end of the run.
+waits at most ``Settings.capture_wait`` (0.1 s) for the capture; parts not captured by then, and
+parts whose capture failed, are named in the record's ``incomplete`` field with the reason in
+``incomplete_reasons``, instead of holding up the end of the run.
 The git remote is recorded without credentials (``core/redact.py``); the diff is recorded as is.
 """
 
@@ -262,8 +263,12 @@ class EnvironmentCapture:
     The host part is captured first (with the interpreter, variables and CUDA versions), then
     git, then the package inventory, then the code snapshot (imported untracked files). ``finish(timeout)``
     waits up to ``timeout`` for the whole; if the thread is still busy then, it queues what is
-    ready, names the missing parts in ``incomplete``, and the thread's later results are dropped.
+    ready, names the missing parts in ``incomplete`` and why in ``incomplete_reasons``, and the
+    thread's later results are dropped. A part whose capture raised is named there too (what
+    it had captured before failing is kept).
     """
+
+    REASON_LENGTH = 500  # characters of an error's text kept as a reason
 
     PARTS = ("host", "git", "packages", "code")
 
@@ -277,6 +282,7 @@ class EnvironmentCapture:
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
         self._done: list[str] = []
+        self._reasons: dict[str, str] = {}  # why a part is missing: set when its capture fails
         self._queued = False
         self._record: pb.Record | None = None  # created on the thread, which imports protobuf
         self._thread = threading.Thread(target=self._run, name="tracklet-environment", daemon=True)
@@ -303,18 +309,26 @@ class EnvironmentCapture:
             self._files_dir.mkdir(parents=True, exist_ok=True)
             for part in self.PARTS:
                 partial = pb.Environment()
+                failure = None
                 try:
                     steps[part](partial)
                 except Exception as error:
+                    failure = error
                     self._report(("environment", part), f"tracklet: capturing the environment ({part}) failed: {error!r}")
                 with self._lock:
                     if self._queued:
                         return
                     record.environment.MergeFrom(partial)
-                    self._done.append(part)
+                    if failure is None:
+                        self._done.append(part)
+                    else:
+                        self._reasons[part] = f"failed: {failure!r}"[: self.REASON_LENGTH]
             self._queue_once()
         except Exception as error:
             self._report("environment", f"tracklet: capturing the environment failed: {error!r}")
+            with self._lock:
+                for part in self.PARTS:
+                    self._reasons.setdefault(part, f"failed: {error!r}"[: self.REASON_LENGTH])
         finally:
             if self._git_probe is not None:
                 self._git_probe.abandon()
@@ -365,19 +379,25 @@ class EnvironmentCapture:
             self._record.environment.SetInParent()
         return self._record
 
-    def _queue_once(self) -> None:
+    def _queue_once(self, unfinished: str = "") -> None:
+        """Queue the record once: parts not done are named in ``incomplete``, each with its
+        reason (``unfinished`` for those without one: still being captured)."""
         with self._lock:
             if self._queued:
                 return
             self._queued = True
             record = self._new_record()
             missing = [part for part in self.PARTS if part not in self._done]
-            record.environment.incomplete.extend(missing)
+            environment = record.environment
+            environment.incomplete.extend(missing)
+            for part in missing:
+                environment.incomplete_reasons[part] = self._reasons.get(part) or unfinished or "not captured"
         self._put(record)
 
     def finish(self, timeout: float) -> None:
-        """Make sure the record is queued: complete if the capture ends within ``timeout``."""
+        """Make sure the record is queued: complete if the capture ends within ``timeout``;
+        otherwise with what is ready, the rest named with the reason."""
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.ident is not None:  # started
-            self._queue_once()
+            self._queue_once(f"not captured within the {timeout:.2g} s finish() waited for it (capture_wait)")

@@ -286,3 +286,18 @@ def test_finish_sets_the_sender_to_work_before_it_waits_for_capture(root, monkey
     assert seen == [True]
     (recorded,) = tracklet.Api(root).runs("overlap")
     assert recorded.history()["a"] == [1.0]
+
+
+def test_the_worker_loads_the_encoder_as_init_returns_not_at_its_first_drain(root):
+    """protobuf and the encoder (~30 ms of CPU in a fresh process) are imported by the worker as
+    soon as init() has returned, not when the first batch or the timer wakes it: a script that
+    sets up for a while before logging (or logs little) doesn't pay for them in finish()."""
+    run = tracklet.init(project="early", dir=str(root), settings={"console": "off", "capture_environment": False,
+                                                                  "system_metrics": False, "flush_interval": 600})
+    sender = run._sender
+    deadline = time.monotonic() + 30  # with the timer 300 s away and nothing logged, only the start loads it
+    while sender._encoder is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loaded = sender._encoder is not None
+    run.finish()
+    assert loaded

@@ -750,6 +750,9 @@ class Run:
         if writer.recovery is not None and writer.recovery.damaged:
             warnings.warn("tracklet: " + writer.recovery.describe(), TrackletWarning, stacklevel=user_stacklevel())
         key_ids = summary = None
+        # The worker and the capture threads start their heavy imports (protobuf, psutil, NVML)
+        # once this is set, as init() returns, instead of taking the GIL from it while it still runs.
+        gate = threading.Event()
         if resume_state is not None:
             self.resumed = True
             self._step = resume_state.next_step
@@ -763,16 +766,14 @@ class Run:
             key_ids=key_ids,
             summary_values=summary,
             name=f"tracklet-sender-{self.id}",
+            start_gate=gate,
         )
-        self._queue = self._sender.queue
-        self._backlog = self._sender.backlog
-        self._sender.logged_hook = self._logged_in_history
-        # The first record of the log (readers take a run's identity from it): queued first.
-        self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
-        # Capture threads start their heavy imports (protobuf, psutil, NVML) once this is set, as
-        # init() returns, instead of taking the GIL from it while it still runs.
-        gate = threading.Event()
         try:
+            self._queue = self._sender.queue
+            self._backlog = self._sender.backlog
+            self._sender.logged_hook = self._logged_in_history
+            # The first record of the log (readers take a run's identity from it): queued first.
+            self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
             self._start_capture(config, gate)
             lifecycle.register(self)
         finally:

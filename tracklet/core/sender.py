@@ -14,7 +14,9 @@ of ``DRAIN_SLICE`` items at a time, encodes at most ``MAX_ROWS_PER_RECORD`` rows
 frees each slice's rows before taking the next, and hands the GIL to the caller between slices.
 
 This module, like ``tracklet.core.run``, imports neither protobuf nor the encoder: the worker
-imports them on its own thread at its first drain, so ``init()`` returns without paying for them.
+imports them on its own thread, as soon as ``start_gate`` is set (``init()`` sets it as it returns)
+or else at its first drain, so ``init()`` returns without paying for them and a run that logs
+little does not pay for them in ``finish()``.
 """
 
 from __future__ import annotations
@@ -240,8 +242,11 @@ class BatchSender:
         key_ids: dict[str, int] | None = None,
         summary_values: dict[str, Any] | None = None,
         name: str = "tracklet-sender",
+        start_gate: threading.Event | None = None,
     ) -> None:
-        """``key_ids`` and ``summary_values``: a resumed run's key numbers and summary."""
+        """``key_ids`` and ``summary_values``: a resumed run's key numbers and summary.
+        ``start_gate``: once it is set, the worker builds its encoder (imports protobuf) without
+        waiting for its first drain."""
         self.sinks = sinks
         self.warn = WarnOnce()
         # Built on first use (by the worker, at its first drain): see ``_build``.
@@ -266,6 +271,7 @@ class BatchSender:
         self._tick_hooks: list[Callable[[], list[Any]]] = []
         # Takes (step, key, value) for a logged object found in history (see HistoryEncoder.logged).
         self.logged_hook: Callable[[int, str, Any], bool] | None = None
+        self._start_gate = start_gate
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
@@ -398,6 +404,11 @@ class BatchSender:
 
     def _run(self) -> None:
         queue = self.queue
+        if self._start_gate is not None:
+            self._start_gate.wait()
+            if not self._start_encoding():
+                self._discard()
+                return
         while True:
             self._wake.wait(self._tick)
             self._wake.clear()

@@ -249,7 +249,7 @@ class BatchSender:
         waiting for its first drain."""
         self.sinks = sinks
         self.warn = WarnOnce()
-        # Built on first use (by the worker, at its first drain): see ``_build``.
+        # Built on first use (by the worker, once start_gate is set or at its first drain): see ``_build``.
         self._summary = summary
         self._encoder: HistoryEncoder | None = None
         self._key_ids = key_ids
@@ -296,7 +296,7 @@ class BatchSender:
             return
         if not self._worker.is_alive():
             return  # shutdown already reported what is left; never block a training loop on a dead worker
-        # A worker still loading the encoder (its first drain, right after init) is no reason to
+        # A worker still loading the encoder (right after init) is no reason to
         # warn: the wait ends once it has, and it happens once per process.
         if not self._warned_full and self._encoder is not None:
             self._warned_full = True
@@ -381,7 +381,8 @@ class BatchSender:
 
     def _build(self) -> None:
         """Import the encoder (and with it protobuf) and create the summary and encoder. The worker
-        does this at its first drain; any thread asking for them earlier builds them itself."""
+        does this once ``start_gate`` is set (as ``init()`` returns), else at its first drain; any
+        thread asking for them earlier builds them itself."""
         with self._build_lock:
             if self._encoder is not None:
                 return
@@ -426,7 +427,7 @@ class BatchSender:
         self._close_sinks()
 
     def _start_encoding(self) -> bool:
-        """Build the encoder at the first drain (so ``init()`` does not wait for its imports)."""
+        """Build the encoder (on the worker, so ``init()`` does not wait for its imports)."""
         try:
             self._build()
             return True

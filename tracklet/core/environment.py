@@ -150,12 +150,16 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
 Inventory = list[tuple[str, str, dict[str, Any]]]  # (name, version, source: provenance.package_source)
 
 
-def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None) -> None:
+def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None,
+                     cached: Inventory | None = None) -> None:
     """Every installed distribution as ``name==version`` (first on ``sys.path`` wins, as imports do),
-    with where a direct or editable install came from (PEP 610), and its commit."""
+    with where a direct or editable install came from (PEP 610), and its commit. ``cached``: the
+    inventory already read from ``cache_dir``'s cache (a miss reads it again, then scans)."""
     from tracklet.core import provenance
 
-    packages = _cached_inventory(cache_dir) if cache_dir is not None else None
+    packages = cached
+    if packages is None and cache_dir is not None:
+        packages = _cached_inventory(cache_dir)
     if packages is None:
         packages, sources = _scan_packages()
         if cache_dir is not None:
@@ -288,6 +292,8 @@ class EnvironmentCapture:
         self._thread = threading.Thread(target=self._run, name="tracklet-environment", daemon=True)
         self._gate: threading.Event | None = None
         self._git_probe: GitProbe | None = None
+        self._cpu_model: str | None = None  # read by _prepare
+        self._inventory: Inventory | None = None  # the cached package inventory, read by _prepare
 
     def start(self, gate: threading.Event | None = None) -> None:
         """Start the thread; with ``gate``, it begins capturing once the gate is set (``init()``
@@ -302,6 +308,7 @@ class EnvironmentCapture:
             self._gate.wait()
         self._git_probe = GitProbe(self._cwd)  # the git commands run while the rest is captured
         try:
+            self._prepare()
             from tracklet.proto import records_pb2 as pb
 
             with self._lock:
@@ -333,11 +340,25 @@ class EnvironmentCapture:
             if self._git_probe is not None:
                 self._git_probe.abandon()
 
+    def _prepare(self) -> None:
+        """The parts' work that needs no protobuf, done before importing it: the sender's worker
+        imports protobuf at the same moment (~30 ms of CPU in a fresh process), and this thread
+        would otherwise wait for that import to end and only then do this, while a short run's
+        ``finish()`` waits for it. Imports the parts use, the CPU model, the cached inventory."""
+        import hashlib  # noqa: F401  (loaded now for the git and packages parts)
+        import json  # noqa: F401
+
+        from tracklet.core import provenance, redact  # noqa: F401
+
+        self._cpu_model = _cpu_model()
+        if self._cache_dir is not None:
+            self._inventory = _cached_inventory(self._cache_dir)
+
     def _capture_host(self, environment: pb.Environment) -> None:
         environment.hostname = hostinfo.hostname()  # os.uname(): no import of socket
         environment.os = hostinfo.platform_string()
         environment.executable = sys.executable
-        environment.cpu_model = _cpu_model()
+        environment.cpu_model = self._cpu_model if self._cpu_model is not None else _cpu_model()
         environment.cpu_count = os.cpu_count() or 0
         try:
             environment.memory_total_bytes = hostinfo.memory_total_bytes()
@@ -368,7 +389,7 @@ class EnvironmentCapture:
                                      self._files_dir)
 
     def _capture_packages(self, environment: pb.Environment) -> None:
-        capture_packages(environment, self._files_dir, self._cache_dir)
+        capture_packages(environment, self._files_dir, self._cache_dir, self._inventory)
 
     def _new_record(self) -> pb.Record:
         """The record parts are merged into (call with the lock held)."""

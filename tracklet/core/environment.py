@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # imported on the capture thread, not by init() (see Environm
     from tracklet.proto import records_pb2 as pb
 
 GIT_TIMEOUT = 10.0
+# Seconds interpreter exit waits for a package scan finish() did not wait for, so that its cache is
+# written for the next run (a short script run again and again would otherwise never have one).
+INVENTORY_EXIT_WAIT = 2.0
 
 
 class GitProbe:
@@ -294,6 +297,7 @@ class EnvironmentCapture:
         self._git_probe: GitProbe | None = None
         self._cpu_model: str | None = None  # read by _prepare
         self._inventory: Inventory | None = None  # the cached package inventory, read by _prepare
+        self._ended = threading.Event()  # set as the thread ends
 
     def start(self, gate: threading.Event | None = None) -> None:
         """Start the thread; with ``gate``, it begins capturing once the gate is set (``init()``
@@ -323,8 +327,12 @@ class EnvironmentCapture:
                     failure = error
                     self._report(("environment", part), f"tracklet: capturing the environment ({part}) failed: {error!r}")
                 with self._lock:
-                    if self._queued:
-                        return
+                    queued = self._queued
+                if queued:  # finish() stopped waiting: what this thread captures now is dropped
+                    if part in ("host", "git"):  # but the inventory scan is for the next run too
+                        self._cache_inventory()
+                    return
+                with self._lock:
                     record.environment.MergeFrom(partial)
                     if failure is None:
                         self._done.append(part)
@@ -339,6 +347,18 @@ class EnvironmentCapture:
         finally:
             if self._git_probe is not None:
                 self._git_probe.abandon()
+            self._ended.set()
+
+    def _cache_inventory(self) -> None:
+        """Scan the packages and save the cache, if this run found none (finish() stopped waiting
+        before the packages part): the next run reads it instead of scanning too late again."""
+        if self._cache_dir is None or self._inventory is not None:
+            return
+        try:
+            packages, sources = _scan_packages()
+            _save_inventory(self._cache_dir, packages, sources)
+        except Exception:
+            pass  # the next run scans again
 
     def _prepare(self) -> None:
         """The parts' work that needs no protobuf, done before importing it: the sender's worker
@@ -420,5 +440,11 @@ class EnvironmentCapture:
         otherwise with what is ready, the rest named with the reason."""
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive() and self._cache_dir is not None and self._inventory is None:
+            # No inventory cache (the first run after an install): let the scan end and write it
+            # before the process exits, or every later short run would miss it too.
+            from tracklet.core import lifecycle
+
+            lifecycle.wait_at_exit(self._ended, INVENTORY_EXIT_WAIT)
         if self._thread.ident is not None:  # started
             self._queue_once(f"not captured within the {timeout:.2g} s finish() waited for it (capture_wait)")

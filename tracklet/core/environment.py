@@ -13,7 +13,9 @@ used while the directories the packages live in keep their modification times (i
 removing a package changes them). ``finish()``
 waits at most ``Settings.capture_wait`` (0.1 s) for the capture; parts not captured by then, and
 parts whose capture failed, are named in the record's ``incomplete`` field with the reason in
-``incomplete_reasons``, instead of holding up the end of the run.
+``incomplete_reasons``, instead of holding up the end of the run. A run that found no inventory
+cache (the first after an install) still writes one: interpreter exit waits for its scan, at
+most ``INVENTORY_EXIT_WAIT``, so the next short run of the script finds it.
 The git remote is recorded without credentials (``core/redact.py``); the diff is recorded as is.
 """
 

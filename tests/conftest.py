@@ -28,6 +28,9 @@ def root(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TRACKLET_DIR", str(data))
     for name in [k for k in os.environ if k.startswith("TRACKLET_") and k != "TRACKLET_DIR"]:
         monkeypatch.delenv(name)
+    # Tests read what the environment capture recorded, on a loaded machine: finish() waits for it
+    # (the default, 0.1 s, is for users' short runs). Tests of that bound set capture_wait themselves.
+    monkeypatch.setenv("TRACKLET_CAPTURE_WAIT", "60")
     return data
 
 
@@ -49,6 +52,18 @@ def start(root):
         return tracklet.init(dir=str(root), settings=settings, **kwargs)
 
     return _start
+
+
+def wait_for_system_sample(run: tracklet.Run) -> None:
+    """Until the run's system monitor has taken its first sample: a run that ends sooner records no
+    system metrics (the monitor starts one interval, at most 1 s, after init; finish() never waits
+    for it). Scripts run by run_script wait with the same loop."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while not run._monitor.sampled:
+        assert time.monotonic() < deadline, "the system monitor never took its first sample"
+        time.sleep(0.005)
 
 
 def read(run: tracklet.Run) -> tracklet.RecordedRun:

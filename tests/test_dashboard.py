@@ -574,6 +574,9 @@ def test_a_single_point_is_a_marker_and_short_runtimes_have_distinct_ticks(serve
                             settings={{"console": "off", "capture_environment": False, "system_interval": 0.02,
                                        "system_window": 60, "capture_wait": 60}})
         run.log({{"loss": 0.5}})
+        import time
+        while not run._monitor.sampled:  # a run that ends before its first system sample records none
+            time.sleep(0.005)
         run.finish()  # one system window: the partial one at finish
     """
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "PYTHONPATH": str(REPO)},

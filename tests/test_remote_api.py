@@ -125,6 +125,8 @@ for step in range(5):
     print(f"epoch {step} done")
     run.log({"loss": step})
 import time; time.sleep(0.6)
+while not run._monitor.sampled:  # a run that ends before its first system sample records none
+    time.sleep(0.005)
 run.finish()
 """
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}

@@ -12,7 +12,7 @@ import json
 import time
 
 import pytest
-from conftest import QUIET
+from conftest import QUIET, wait_for_system_sample
 from fastapi import routing
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -117,6 +117,7 @@ def served(tmp_path):
         run.summary["best"] = float("-inf")
         if index == 0:
             time.sleep(0.3)  # some system windows
+            wait_for_system_sample(run)
         run.finish(exit_code=index)
     app = create_app(root, shared_root=True, sweep_interval=3600)
     accounts = Accounts(app.state.tracklet.store)

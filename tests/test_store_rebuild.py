@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from conftest import QUIET
+from conftest import QUIET, wait_for_system_sample
 from test_cli import invoke
 
 import tracklet
@@ -52,6 +52,7 @@ def _data_root(root: Path) -> list[str]:
     full.alert("done", level="INFO")
     tracklet.op(name="outer")(lambda: tracklet.op(name="inner")(lambda x: x + 1)(1))()  # a trace of two spans
     full.summary["best"] = 0.25
+    wait_for_system_sample(full)
     full.finish()
     paths.append(full.path)
 

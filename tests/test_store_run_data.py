@@ -19,7 +19,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from conftest import QUIET, REPO, read, run_script
+from conftest import QUIET, REPO, read, run_script, wait_for_system_sample
 
 import tracklet
 from tracklet.core.layout import RunPaths
@@ -298,6 +298,7 @@ def test_a_real_runs_system_metrics_match_its_record_log(root, store_url):
             run.flush()
             store.index()  # a live run, ingested several times
         time.sleep(0.01)  # let the monitor close a few windows while the run is live
+    wait_for_system_sample(run)
     run.finish()
     store.index()
     recorded = read(run)
@@ -321,6 +322,7 @@ def test_a_metric_named_like_a_system_metric_stays_apart(root, store_url):
     run = tracklet.init(project="p", dir=str(root), settings=MONITORED)
     for step in range(5):
         run.log({"cpu.percent": 1000.0 + step})
+    wait_for_system_sample(run)
     run.finish()
     store = Store(store_url, root=root)
     store.index()
@@ -369,6 +371,9 @@ def test_run_metadata_has_command_git_python_and_gpus(root, store_url, tmp_path)
                             settings={{"console": "off", "system_interval": 0.02, "system_window": 0.05,
                                        "capture_wait": 60}})
         run.log({{"loss": 1.0}})
+        import time
+        while not run._monitor.sampled:  # a run that ends before its first system sample records none
+            time.sleep(0.005)
         run.finish()
         print(os.getpid())
     """, cwd=repo, check=True)
@@ -408,6 +413,7 @@ def test_the_server_serves_console_system_metrics_and_metadata(root, servers, se
     run = tracklet.init(project="vision", id="live", dir=str(root), settings={**MONITORED, "console": "wrap"})
     _print(CONSOLE_LINES)
     run.log({"loss": 1.0})
+    wait_for_system_sample(run)
     run.flush()
     _sync(server.url, root)
     with httpx.Client(base_url=server.url) as http:
@@ -479,6 +485,7 @@ def test_a_keyed_server_guards_console_and_system_like_every_read(tmp_path, serv
     server_root = tmp_path / "srv"
     run = tracklet.init(project="p", id="r", dir=str(server_root), settings={**MONITORED, "console": "wrap"})
     _print(CONSOLE_LINES[:2])
+    wait_for_system_sample(run)
     run.finish()  # recorded straight into the server's root: indexed when it starts
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     created = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(server_root), "create-user",

@@ -14,7 +14,7 @@ from tracklet.core.system.host import HostSampler
 from tracklet.core.system.nvidia import NvidiaGpuSampler, visible_devices
 from tracklet.core.system.processes import forget_process_tree
 
-from conftest import read
+from conftest import read, wait_for_system_sample
 
 HOST_METRICS = {
     "cpu.percent", "memory.percent", "memory.available_bytes", "process.cpu_percent", "process.rss_bytes",
@@ -95,7 +95,7 @@ def test_windows_hold_mean_and_max_and_stop_emits_the_partial_window():
 def test_stop_is_prompt_even_with_a_long_interval():
     source = ScriptedSampler([{"a": 1.0}, {"a": 3.0}])
     out = Collector()
-    monitor = SystemMonitor([source], out.put, interval=60.0, window=600.0)
+    monitor = SystemMonitor([source], out.put, interval=60.0, window=600.0, first_sample_after=0)
     monitor.start()
     started = time.monotonic()
     while source.calls < 1:
@@ -186,7 +186,8 @@ def test_without_a_driver_a_run_logs_one_info_line(start, caplog, no_driver):
     import logging
 
     with caplog.at_level(logging.INFO, logger="tracklet"):
-        run = start(settings={"system_metrics": True, "capture_wait": 60})
+        run = start(settings={"system_metrics": True, "system_interval": 0.01, "system_window": 60})
+        wait_for_system_sample(run)
         run.finish()
     lines = [r.getMessage() for r in caplog.records if "GPU metrics off" in r.getMessage()]
     assert len(lines) == 1 and "no usable NVIDIA driver" in lines[0]
@@ -228,9 +229,10 @@ def test_cuda_visible_devices_follows_cuda_rules(spec, expected, note):
 
 
 def test_a_run_records_system_metrics_and_info(start):
-    run = start(settings={"system_metrics": True, "system_interval": 0.05, "system_window": 0.1, "capture_wait": 60})
+    run = start(settings={"system_metrics": True, "system_interval": 0.05, "system_window": 0.1})
     for step in range(5):
         run.log({"x": step})
+    wait_for_system_sample(run)
     run.finish()
     recorded = read(run)
     metrics = recorded.system_metrics()
@@ -252,8 +254,9 @@ def test_system_metrics_off_records_none(start):
 
 
 def test_finish_does_not_wait_out_the_interval(start):
-    run = start(settings={"system_metrics": True, "system_interval": 30, "system_window": 60, "capture_wait": 60})
+    run = start(settings={"system_metrics": True, "system_interval": 30, "system_window": 60})
     run.log({"x": 1})
+    wait_for_system_sample(run)  # taken FIRST_SAMPLE_AFTER (1 s) after init, not 30 s
     started = time.monotonic()
     run.finish()
     assert time.monotonic() - started < 10
@@ -261,28 +264,99 @@ def test_finish_does_not_wait_out_the_interval(start):
     assert windows.num_rows == 1  # the partial window, recorded at finish
 
 
+class BlockingStart(ScriptedSampler):
+    """A source whose start() (importing its library, opening a driver) waits for the test."""
+
+    def __init__(self, readings):
+        super().__init__(readings)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def start(self):
+        self.entered.set()
+        self.release.wait(60)
+        return super().start()
+
+
+def test_stop_never_waits_for_a_monitor_that_has_not_taken_its_first_sample():
+    """A run that ends while the monitor is still starting its samplers (a driver whose init hangs,
+    psutil still importing) is not held up: stop() returns at once, and the monitor queues
+    nothing afterwards (no SystemInfo without stats, no late window)."""
+    source = BlockingStart([{"a": 1.0}] * 5)
+    out = Collector()
+    monitor = SystemMonitor([source], out.put, interval=0.01, window=1.0, first_sample_after=0)
+    monitor.start()
+    assert source.entered.wait(30)
+    stopper = threading.Thread(target=monitor.stop)  # stop(timeout=None): before, it waited for start()
+    stopper.start()
+    stopper.join(30)
+    stopped_while_starting = not stopper.is_alive()
+    source.release.set()
+    monitor._thread.join(30)
+    assert stopped_while_starting and not monitor.sampled
+    assert out.records == [] and source.calls == 0 and source.closed
+
+
+def test_a_monitor_that_took_its_first_sample_is_stopped_with_a_last_sample():
+    """Once sampled, stop() waits for the last sample and the partial window, as before."""
+    source = ScriptedSampler([{"a": 1.0}, {"a": 3.0}])
+    out = Collector()
+    monitor = SystemMonitor([source], out.put, interval=60.0, window=600.0, first_sample_after=0)
+    monitor.start()
+    while not monitor.sampled:
+        time.sleep(0.001)
+    monitor.stop(timeout=30)
+    assert out.records[0].WhichOneof("kind") == "system_info"
+    (window,) = out.stats()
+    assert [(v.name, v.samples) for v in window.values] == [("a", 2)]
+
+
+def test_a_run_finished_before_the_first_sample_records_no_system_metrics_and_never_imports_psutil(root):
+    """A short script (a test, a notebook cell) ends before the monitor's first sample is due: the
+    run has no system metrics (documented), finish() does not wait for the monitor, and neither
+    psutil nor pynvml is imported for it (their imports once took ~20-50 ms of such a run's
+    CPU). The run's own records are all there."""
+    from conftest import run_script
+
+    done = run_script("""
+        import sys, tracklet
+        run = tracklet.init(project="short", settings={"console": "off", "capture_environment": False,
+                                                        "system_metrics": True})
+        for step in range(100):
+            run.log({"loss": 1.0 / (step + 1)})
+        run.finish()
+        print("psutil" in sys.modules, "pynvml" in sys.modules)
+    """, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+    (recorded,) = tracklet.Api(root).runs("short")
+    assert recorded.state == "finished" and len(recorded.history()["loss"]) == 100
+    assert recorded.system_info == {} and recorded.system_metrics().num_rows == 0
+
+
 def test_finish_does_not_wait_for_a_monitor_still_starting(root):
-    """A driver whose nvmlInit hangs (a GPU in a bad state) must not hold up finish(): the monitor
-    still starting is waited for at most capture_wait; the run is finished and its history whole."""
+    """A driver whose nvmlInit hangs (a GPU in a bad state) must not hold up finish(): a monitor
+    that has not taken its first sample is not waited for; the run is finished and its history whole."""
     from conftest import REPO, run_script
 
     done = run_script(f"""
-        import sys
+        import sys, time
         sys.path.insert(0, {str(REPO / "tests")!r})
         import pytest, tracklet
         from fake_nvml import fake_nvml, h100_sxm
         fake_nvml(pytest.MonkeyPatch(), [h100_sxm(0)], latency={{"nvmlInit": 3, "nvmlInitWithFlags": 3}})
         run = tracklet.init(project="hung", settings={{"console": "off", "capture_environment": False,
-                                                       "capture_wait": 0.2}})
+                                                       "system_interval": 0.01}})
         for step in range(100):
             run.log({{"loss": 1.0 / (step + 1)}})
+        time.sleep(0.5)  # the monitor is inside nvmlInit by now (on a machine that is not overloaded)
         run.finish()
     """, timeout=60)
     assert done.returncode == 0, done.stderr
     (recorded,) = tracklet.Api(root).runs("hung")
     assert recorded.state == "finished" and len(recorded.history()["loss"]) == 100
-    # finish() returned before the driver answered (3 s, far beyond capture_wait): no SystemInfo.
-    # Waiting for the monitor, as finish() did before, records the GPU after those 3 s.
+    # finish() returned before the driver answered (3 s): no SystemInfo. Waiting for the monitor,
+    # as finish() once did, records the GPU after those 3 s.
     assert recorded.system_info == {}
 
 

@@ -16,7 +16,7 @@ import tracklet  # noqa: E402
 from tracklet.core.system.nvidia import NvidiaGpuSampler  # noqa: E402
 from tracklet.core.system.processes import forget_process_tree  # noqa: E402
 
-from conftest import read  # noqa: E402
+from conftest import read, wait_for_system_sample  # noqa: E402
 from fake_nvml import GiB, MiB, a100_pcie, fake_nvml, h100_sxm, rtx_4090  # noqa: E402
 
 GPU_METRICS = {
@@ -166,6 +166,7 @@ def test_a_run_records_gpu_metrics_and_gpu_info(start, monkeypatch):
                           "capture_environment": True, "capture_wait": 60})
     for step in range(3):
         run.log({"loss": 1.0 / (step + 1)})
+    wait_for_system_sample(run)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing about the GPUs deserves a warning
         run.finish()
@@ -195,6 +196,7 @@ def test_a_crashing_nvml_wrapper_never_reaches_the_training_loop(start, monkeypa
                               "capture_wait": 60})
         for step in range(3):
             run.log({"x": step})
+        wait_for_system_sample(run)
         run.finish()
     recorded = read(run)
     assert recorded.state == "finished" and recorded.history()["x"] == [0, 1, 2]

@@ -234,6 +234,7 @@ class RecordedRun:
             )
             if env.incomplete:
                 info["environment_incomplete"] = list(env.incomplete)
+                info["environment_incomplete_reasons"] = dict(sorted(env.incomplete_reasons.items()))
         return info
 
     @property

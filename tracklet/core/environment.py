@@ -11,8 +11,11 @@ The package inventory (reading every installed distribution's metadata: 100-250 
 100+ packages) is cached under the data root (``cache/``) per interpreter and ``sys.path``, and
 used while the directories the packages live in keep their modification times (installing or
 removing a package changes them). ``finish()``
-waits at most ``Settings.capture_wait`` for the capture; parts not captured by then are named in
-the record's ``incomplete`` field instead of holding up the end of the run.
+waits at most ``Settings.capture_wait`` (0.1 s) for the capture; parts not captured by then, and
+parts whose capture failed, are named in the record's ``incomplete`` field with the reason in
+``incomplete_reasons``, instead of holding up the end of the run. A run that found no inventory
+cache (the first after an install) still writes one: interpreter exit waits for its scan, at
+most ``INVENTORY_EXIT_WAIT``, so the next short run of the script finds it.
 The git remote is recorded without credentials (``core/redact.py``); the diff is recorded as is.
 """
 
@@ -30,6 +33,9 @@ if TYPE_CHECKING:  # imported on the capture thread, not by init() (see Environm
     from tracklet.proto import records_pb2 as pb
 
 GIT_TIMEOUT = 10.0
+# Seconds interpreter exit waits for a package scan finish() did not wait for, so that its cache is
+# written for the next run (a short script run again and again would otherwise never have one).
+INVENTORY_EXIT_WAIT = 2.0
 
 
 class GitProbe:
@@ -149,12 +155,16 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
 Inventory = list[tuple[str, str, dict[str, Any]]]  # (name, version, source: provenance.package_source)
 
 
-def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None) -> None:
+def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None,
+                     cached: Inventory | None = None) -> None:
     """Every installed distribution as ``name==version`` (first on ``sys.path`` wins, as imports do),
-    with where a direct or editable install came from (PEP 610), and its commit."""
+    with where a direct or editable install came from (PEP 610), and its commit. ``cached``: the
+    inventory already read from ``cache_dir``'s cache (a miss reads it again, then scans)."""
     from tracklet.core import provenance
 
-    packages = _cached_inventory(cache_dir) if cache_dir is not None else None
+    packages = cached
+    if packages is None and cache_dir is not None:
+        packages = _cached_inventory(cache_dir)
     if packages is None:
         packages, sources = _scan_packages()
         if cache_dir is not None:
@@ -262,8 +272,12 @@ class EnvironmentCapture:
     The host part is captured first (with the interpreter, variables and CUDA versions), then
     git, then the package inventory, then the code snapshot (imported untracked files). ``finish(timeout)``
     waits up to ``timeout`` for the whole; if the thread is still busy then, it queues what is
-    ready, names the missing parts in ``incomplete``, and the thread's later results are dropped.
+    ready, names the missing parts in ``incomplete`` and why in ``incomplete_reasons``, and the
+    thread's later results are dropped. A part whose capture raised is named there too (what
+    it had captured before failing is kept).
     """
+
+    REASON_LENGTH = 500  # characters of an error's text kept as a reason
 
     PARTS = ("host", "git", "packages", "code")
 
@@ -277,11 +291,15 @@ class EnvironmentCapture:
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
         self._done: list[str] = []
+        self._reasons: dict[str, str] = {}  # why a part is missing: set when its capture fails
         self._queued = False
         self._record: pb.Record | None = None  # created on the thread, which imports protobuf
         self._thread = threading.Thread(target=self._run, name="tracklet-environment", daemon=True)
         self._gate: threading.Event | None = None
         self._git_probe: GitProbe | None = None
+        self._cpu_model: str | None = None  # read by _prepare
+        self._inventory: Inventory | None = None  # the cached package inventory, read by _prepare
+        self._ended = threading.Event()  # set as the thread ends
 
     def start(self, gate: threading.Event | None = None) -> None:
         """Start the thread; with ``gate``, it begins capturing once the gate is set (``init()``
@@ -296,6 +314,7 @@ class EnvironmentCapture:
             self._gate.wait()
         self._git_probe = GitProbe(self._cwd)  # the git commands run while the rest is captured
         try:
+            self._prepare()
             from tracklet.proto import records_pb2 as pb
 
             with self._lock:
@@ -303,27 +322,65 @@ class EnvironmentCapture:
             self._files_dir.mkdir(parents=True, exist_ok=True)
             for part in self.PARTS:
                 partial = pb.Environment()
+                failure = None
                 try:
                     steps[part](partial)
                 except Exception as error:
+                    failure = error
                     self._report(("environment", part), f"tracklet: capturing the environment ({part}) failed: {error!r}")
                 with self._lock:
-                    if self._queued:
-                        return
+                    queued = self._queued
+                if queued:  # finish() stopped waiting: what this thread captures now is dropped
+                    if part in ("host", "git"):  # but the inventory scan is for the next run too
+                        self._cache_inventory()
+                    return
+                with self._lock:
                     record.environment.MergeFrom(partial)
-                    self._done.append(part)
+                    if failure is None:
+                        self._done.append(part)
+                    else:
+                        self._reasons[part] = f"failed: {failure!r}"[: self.REASON_LENGTH]
             self._queue_once()
         except Exception as error:
             self._report("environment", f"tracklet: capturing the environment failed: {error!r}")
+            with self._lock:
+                for part in self.PARTS:
+                    self._reasons.setdefault(part, f"failed: {error!r}"[: self.REASON_LENGTH])
         finally:
             if self._git_probe is not None:
                 self._git_probe.abandon()
+            self._ended.set()
+
+    def _cache_inventory(self) -> None:
+        """Scan the packages and save the cache, if this run found none (finish() stopped waiting
+        before the packages part): the next run reads it instead of scanning too late again."""
+        if self._cache_dir is None or self._inventory is not None:
+            return
+        try:
+            packages, sources = _scan_packages()
+            _save_inventory(self._cache_dir, packages, sources)
+        except Exception:
+            pass  # the next run scans again
+
+    def _prepare(self) -> None:
+        """The parts' work that needs no protobuf, done before importing it: the sender's worker
+        imports protobuf at the same moment (~30 ms of CPU in a fresh process), and this thread
+        would otherwise wait for that import to end and only then do this, while a short run's
+        ``finish()`` waits for it. Imports the parts use, the CPU model, the cached inventory."""
+        import hashlib  # noqa: F401  (loaded now for the git and packages parts)
+        import json  # noqa: F401
+
+        from tracklet.core import provenance, redact  # noqa: F401
+
+        self._cpu_model = _cpu_model()
+        if self._cache_dir is not None:
+            self._inventory = _cached_inventory(self._cache_dir)
 
     def _capture_host(self, environment: pb.Environment) -> None:
         environment.hostname = hostinfo.hostname()  # os.uname(): no import of socket
         environment.os = hostinfo.platform_string()
         environment.executable = sys.executable
-        environment.cpu_model = _cpu_model()
+        environment.cpu_model = self._cpu_model if self._cpu_model is not None else _cpu_model()
         environment.cpu_count = os.cpu_count() or 0
         try:
             environment.memory_total_bytes = hostinfo.memory_total_bytes()
@@ -354,7 +411,7 @@ class EnvironmentCapture:
                                      self._files_dir)
 
     def _capture_packages(self, environment: pb.Environment) -> None:
-        capture_packages(environment, self._files_dir, self._cache_dir)
+        capture_packages(environment, self._files_dir, self._cache_dir, self._inventory)
 
     def _new_record(self) -> pb.Record:
         """The record parts are merged into (call with the lock held)."""
@@ -365,19 +422,31 @@ class EnvironmentCapture:
             self._record.environment.SetInParent()
         return self._record
 
-    def _queue_once(self) -> None:
+    def _queue_once(self, unfinished: str = "") -> None:
+        """Queue the record once: parts not done are named in ``incomplete``, each with its
+        reason (``unfinished`` for those without one: still being captured)."""
         with self._lock:
             if self._queued:
                 return
             self._queued = True
             record = self._new_record()
             missing = [part for part in self.PARTS if part not in self._done]
-            record.environment.incomplete.extend(missing)
+            environment = record.environment
+            environment.incomplete.extend(missing)
+            for part in missing:
+                environment.incomplete_reasons[part] = self._reasons.get(part) or unfinished or "not captured"
         self._put(record)
 
     def finish(self, timeout: float) -> None:
-        """Make sure the record is queued: complete if the capture ends within ``timeout``."""
+        """Make sure the record is queued: complete if the capture ends within ``timeout``;
+        otherwise with what is ready, the rest named with the reason."""
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive() and self._cache_dir is not None and self._inventory is None:
+            # No inventory cache (the first run after an install): let the scan end and write it
+            # before the process exits, or every later short run would miss it too.
+            from tracklet.core import lifecycle
+
+            lifecycle.wait_at_exit(self._ended, INVENTORY_EXIT_WAIT)
         if self._thread.ident is not None:  # started
-            self._queue_once()
+            self._queue_once(f"not captured within the {timeout:.2g} s finish() waited for it (capture_wait)")

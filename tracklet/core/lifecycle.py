@@ -17,6 +17,9 @@ _lock = threading.Lock()
 _installed = False
 _escaped: BaseException | None = None
 _exit_status: int | None = None
+# Background work that interpreter exit waits for, at most the given seconds each, after the live
+# runs are finished (see wait_at_exit).
+_exit_waits: list[tuple[threading.Event, float]] = []
 _previous_excepthook = sys.excepthook
 _original_exit = sys.exit
 
@@ -34,6 +37,15 @@ def unregister(run: "Run") -> None:
             _active.remove(run)
     if trace_target is run:
         trace_target = None
+
+
+def wait_at_exit(done: threading.Event, timeout: float) -> None:
+    """Have interpreter exit wait up to ``timeout`` seconds for ``done``, after finishing the live
+    runs: daemon-thread work that outlives its run for the next one (the environment's package
+    inventory cache) is not cut short by a script that ends right after ``finish()``."""
+    _install()
+    with _lock:
+        _exit_waits.append((done, timeout))
 
 
 def active_runs() -> list["Run"]:
@@ -94,6 +106,11 @@ def _finish_at_exit() -> None:
             run.finish(130 if isinstance(error, KeyboardInterrupt) else 1, error=error)
         else:
             run.finish(_exit_status or 0)
+    with _lock:
+        waits = list(_exit_waits)
+        _exit_waits.clear()
+    for done, timeout in waits:
+        done.wait(timeout)
     if isinstance(_escaped, KeyboardInterrupt):
         _keep_exit_by_sigint()
 
@@ -119,6 +136,7 @@ def _after_fork_in_child() -> None:
     for run in _active:
         run._after_fork_in_child()
     _active = []
+    _exit_waits.clear()  # the parent's threads are not in the child
 
 
 _current: "Run | None" = None

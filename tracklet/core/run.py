@@ -750,6 +750,9 @@ class Run:
         if writer.recovery is not None and writer.recovery.damaged:
             warnings.warn("tracklet: " + writer.recovery.describe(), TrackletWarning, stacklevel=user_stacklevel())
         key_ids = summary = None
+        # The worker and the capture threads start their heavy imports (protobuf, psutil, NVML)
+        # once this is set, as init() returns, instead of taking the GIL from it while it still runs.
+        gate = threading.Event()
         if resume_state is not None:
             self.resumed = True
             self._step = resume_state.next_step
@@ -763,16 +766,14 @@ class Run:
             key_ids=key_ids,
             summary_values=summary,
             name=f"tracklet-sender-{self.id}",
+            start_gate=gate,
         )
-        self._queue = self._sender.queue
-        self._backlog = self._sender.backlog
-        self._sender.logged_hook = self._logged_in_history
-        # The first record of the log (readers take a run's identity from it): queued first.
-        self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
-        # Capture threads start their heavy imports (protobuf, psutil, NVML) once this is set, as
-        # init() returns, instead of taking the GIL from it while it still runs.
-        gate = threading.Event()
         try:
+            self._queue = self._sender.queue
+            self._backlog = self._sender.backlog
+            self._sender.logged_hook = self._logged_in_history
+            # The first record of the log (readers take a run's identity from it): queued first.
+            self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
             self._start_capture(config, gate)
             lifecycle.register(self)
         finally:
@@ -852,16 +853,15 @@ class Run:
         if self._sender is None:
             return
         deadline = time.monotonic() + self.settings.finish_timeout
-        # Capture still starting (the monitor's samplers, the environment thread) shares one wait
-        # of at most capture_wait: what is ready then is recorded, the rest named as missing.
+        # The environment capture still running is waited for at most capture_wait: what is ready
+        # then is recorded, the rest named as incomplete, with the reason.
         capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
         # The worker starts on what is queued now (its imports, the rows), while capture is waited for.
         self._sender.wake()
         if self._console is not None:
             self._console.stop()
-        if self._monitor is not None:
-            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())),
-                               startup_timeout=max(0.0, capture_deadline - time.monotonic()))
+        if self._monitor is not None:  # one that has not taken its first sample is not waited for
+            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
         if self._environment is not None:
             self._environment.finish(max(0.0, capture_deadline - time.monotonic()))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):

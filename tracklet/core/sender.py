@@ -14,7 +14,9 @@ of ``DRAIN_SLICE`` items at a time, encodes at most ``MAX_ROWS_PER_RECORD`` rows
 frees each slice's rows before taking the next, and hands the GIL to the caller between slices.
 
 This module, like ``tracklet.core.run``, imports neither protobuf nor the encoder: the worker
-imports them on its own thread at its first drain, so ``init()`` returns without paying for them.
+imports them on its own thread, as soon as ``start_gate`` is set (``init()`` sets it as it returns)
+or else at its first drain, so ``init()`` returns without paying for them and a run that logs
+little does not pay for them in ``finish()``.
 """
 
 from __future__ import annotations
@@ -240,11 +242,14 @@ class BatchSender:
         key_ids: dict[str, int] | None = None,
         summary_values: dict[str, Any] | None = None,
         name: str = "tracklet-sender",
+        start_gate: threading.Event | None = None,
     ) -> None:
-        """``key_ids`` and ``summary_values``: a resumed run's key numbers and summary."""
+        """``key_ids`` and ``summary_values``: a resumed run's key numbers and summary.
+        ``start_gate``: once it is set, the worker builds its encoder (imports protobuf) without
+        waiting for its first drain."""
         self.sinks = sinks
         self.warn = WarnOnce()
-        # Built on first use (by the worker, at its first drain): see ``_build``.
+        # Built on first use (by the worker, once start_gate is set or at its first drain): see ``_build``.
         self._summary = summary
         self._encoder: HistoryEncoder | None = None
         self._key_ids = key_ids
@@ -266,6 +271,7 @@ class BatchSender:
         self._tick_hooks: list[Callable[[], list[Any]]] = []
         # Takes (step, key, value) for a logged object found in history (see HistoryEncoder.logged).
         self.logged_hook: Callable[[int, str, Any], bool] | None = None
+        self._start_gate = start_gate
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
@@ -290,7 +296,7 @@ class BatchSender:
             return
         if not self._worker.is_alive():
             return  # shutdown already reported what is left; never block a training loop on a dead worker
-        # A worker still loading the encoder (its first drain, right after init) is no reason to
+        # A worker still loading the encoder (right after init) is no reason to
         # warn: the wait ends once it has, and it happens once per process.
         if not self._warned_full and self._encoder is not None:
             self._warned_full = True
@@ -375,7 +381,8 @@ class BatchSender:
 
     def _build(self) -> None:
         """Import the encoder (and with it protobuf) and create the summary and encoder. The worker
-        does this at its first drain; any thread asking for them earlier builds them itself."""
+        does this once ``start_gate`` is set (as ``init()`` returns), else at its first drain; any
+        thread asking for them earlier builds them itself."""
         with self._build_lock:
             if self._encoder is not None:
                 return
@@ -398,6 +405,11 @@ class BatchSender:
 
     def _run(self) -> None:
         queue = self.queue
+        if self._start_gate is not None:
+            self._start_gate.wait()
+            if not self._start_encoding():
+                self._discard()
+                return
         while True:
             self._wake.wait(self._tick)
             self._wake.clear()
@@ -415,7 +427,7 @@ class BatchSender:
         self._close_sinks()
 
     def _start_encoding(self) -> bool:
-        """Build the encoder at the first drain (so ``init()`` does not wait for its imports)."""
+        """Build the encoder (on the worker, so ``init()`` does not wait for its imports)."""
         try:
             self._build()
             return True

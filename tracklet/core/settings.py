@@ -43,11 +43,11 @@ class Settings:
             ``"off"`` records none. ``TRACKLET_CONSOLE``.
         capture_environment: record git state, installed packages and hardware.
             ``TRACKLET_CAPTURE_ENVIRONMENT``.
-        capture_wait: seconds ``finish()`` waits for capture still running in the background: the
-            environment (host, git, then the package inventory, cached per environment; parts not
-            captured by then are listed in the record's ``incomplete``) and the system monitor's
-            start (a run that ends before it has started has no system metrics).
-            ``TRACKLET_CAPTURE_WAIT``.
+        capture_wait: seconds ``finish()`` waits for the environment capture still running in the
+            background (host, git, then the package inventory, cached per environment): parts
+            not captured by then are listed in the record's ``incomplete``, with the reason. The
+            system monitor is never waited for: a run that ends before its first sample (1 s)
+            has no system metrics. ``TRACKLET_CAPTURE_WAIT``.
         finish_timeout: seconds ``finish()`` waits for the sender before giving up (records
             not written by then are reported as lost). ``TRACKLET_FINISH_TIMEOUT``.
         system_metrics: sample GPU (NVML) and host (psutil) metrics on a thread of their own.
@@ -87,7 +87,7 @@ class Settings:
     strict: bool = False
     console: str = "wrap"
     capture_environment: bool = True
-    capture_wait: float = 1.0
+    capture_wait: float = 0.1
     finish_timeout: float = 30.0
     system_metrics: bool = True
     system_interval: float = 2.0

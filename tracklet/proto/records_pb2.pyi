@@ -648,8 +648,15 @@ class Alert(_message.Message):
     def __init__(self, title: _Optional[str] = ..., text: _Optional[str] = ..., level: _Optional[_Union[Alert.Level, str]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class Environment(_message.Message):
-    __slots__ = ("git_commit", "git_branch", "git_remote", "git_root", "git_dirty", "git_diff_sha256", "hostname", "os", "cpu_model", "cpu_count", "memory_total_bytes", "gpus", "packages", "executable", "incomplete", "python_implementation", "variables", "cuda_version", "cudnn_version", "code_files", "code_skipped", "program")
+    __slots__ = ("git_commit", "git_branch", "git_remote", "git_root", "git_dirty", "git_diff_sha256", "hostname", "os", "cpu_model", "cpu_count", "memory_total_bytes", "gpus", "packages", "executable", "incomplete", "python_implementation", "variables", "cuda_version", "cudnn_version", "code_files", "code_skipped", "program", "incomplete_reasons")
     class VariablesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class IncompleteReasonsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -678,6 +685,7 @@ class Environment(_message.Message):
     CODE_FILES_FIELD_NUMBER: _ClassVar[int]
     CODE_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_REASONS_FIELD_NUMBER: _ClassVar[int]
     git_commit: str
     git_branch: str
     git_remote: str
@@ -700,7 +708,8 @@ class Environment(_message.Message):
     code_files: _containers.RepeatedCompositeFieldContainer[CodeFile]
     code_skipped: _containers.RepeatedScalarFieldContainer[str]
     program: str
-    def __init__(self, git_commit: _Optional[str] = ..., git_branch: _Optional[str] = ..., git_remote: _Optional[str] = ..., git_root: _Optional[str] = ..., git_dirty: _Optional[bool] = ..., git_diff_sha256: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[float] = ..., gpus: _Optional[_Iterable[str]] = ..., packages: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., executable: _Optional[str] = ..., incomplete: _Optional[_Iterable[str]] = ..., python_implementation: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., cuda_version: _Optional[str] = ..., cudnn_version: _Optional[str] = ..., code_files: _Optional[_Iterable[_Union[CodeFile, _Mapping]]] = ..., code_skipped: _Optional[_Iterable[str]] = ..., program: _Optional[str] = ...) -> None: ...
+    incomplete_reasons: _containers.ScalarMap[str, str]
+    def __init__(self, git_commit: _Optional[str] = ..., git_branch: _Optional[str] = ..., git_remote: _Optional[str] = ..., git_root: _Optional[str] = ..., git_dirty: _Optional[bool] = ..., git_diff_sha256: _Optional[str] = ..., hostname: _Optional[str] = ..., os: _Optional[str] = ..., cpu_model: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[float] = ..., gpus: _Optional[_Iterable[str]] = ..., packages: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., executable: _Optional[str] = ..., incomplete: _Optional[_Iterable[str]] = ..., python_implementation: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., cuda_version: _Optional[str] = ..., cudnn_version: _Optional[str] = ..., code_files: _Optional[_Iterable[_Union[CodeFile, _Mapping]]] = ..., code_skipped: _Optional[_Iterable[str]] = ..., program: _Optional[str] = ..., incomplete_reasons: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CodeFile(_message.Message):
     __slots__ = ("path", "size_bytes", "sha256")

@@ -153,6 +153,7 @@ class RunDataFold:
         )
         if env.incomplete:
             self.metadata["environment_incomplete"] = list(env.incomplete)
+            self.metadata["environment_incomplete_reasons"] = dict(sorted(env.incomplete_reasons.items()))
         if "gpu" not in self.metadata:  # the system monitor's SystemInfo says more, when there is one
             self.metadata["gpu"] = {"count": len(env.gpus), "names": list(env.gpus)}
         self.metadata_changed = True

@@ -5,6 +5,12 @@ Why 2 s and 10 s by default: a 2 s sample sees a GPU that idles for a few second
 pipeline catches up (the mean drops, the max does not), which a single reading every 15 s (W&B's
 default) mostly misses; a 10 s record keeps a day-long run at 8,640 records. Each sample costs
 about a millisecond of CPU on this thread, never on the training thread.
+
+The monitor starts its samplers (importing psutil and NVML: ~20-50 ms of CPU that a short run's
+threads would otherwise share one GIL with) only when its first sample is due, ``FIRST_SAMPLE_AFTER``
+seconds after the run starts (or one ``interval``, if that is shorter), and ``stop()`` never waits
+for a monitor that has not taken that sample: a run that ends sooner records no system metrics
+(neither ``SystemInfo`` nor ``SystemStats``) and never imports psutil or NVML for them.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from tracklet.core.system.sampler import Sampler, SamplerInfo
 
 if TYPE_CHECKING:  # protobuf and logging are imported on the monitor's thread, not by init()
     from tracklet.proto import records_pb2 as pb
+
+# Seconds from the start to the first sample (at most one interval): when the samplers start.
+FIRST_SAMPLE_AFTER = 1.0
 
 
 def default_samplers(run_dir: str | Path, *, per_core: bool, report: Callable[[Any, str], None]) -> list[Sampler]:
@@ -78,52 +87,76 @@ class SystemMonitor:
         window: float = 10.0,
         report: Callable[[Any, str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        first_sample_after: float | None = None,
     ) -> None:
+        """``first_sample_after``: seconds from ``start()`` (the gate) to the first sample; by
+        default ``FIRST_SAMPLE_AFTER`` or ``interval``, whichever is shorter."""
         if interval <= 0 or window < interval:
             raise ValueError(f"system metrics need 0 < interval <= window; got interval={interval}, window={window}")
         self.samplers = samplers
         self._put = put
         self._interval = interval
         self._window_length = window
+        self._first_sample_after = min(interval, FIRST_SAMPLE_AFTER) if first_sample_after is None \
+            else first_sample_after
         self._report = report or (lambda token, message: None)
         self._clock = clock
         self._stop = threading.Event()
-        self._started = threading.Event()  # the samplers are started and the SystemInfo queued
+        # Whether the first sample was taken (and the SystemInfo queued), or the run ended before
+        # it (abandoned: nothing is queued after that). Both change under the lock, so a run has
+        # either both records or neither.
+        self._lock = threading.Lock()
+        self._sampled = False
+        self._abandoned = False
         self._thread = threading.Thread(target=self._run, name="tracklet-system-monitor", daemon=True)
         self._gate: threading.Event | None = None
         self.samples_taken = 0
         self.sample_cpu_seconds = 0.0
 
     def start(self, gate: threading.Event | None = None) -> None:
-        """Start the thread; with ``gate``, it starts the samplers once the gate is set (``init()``
-        sets it as it returns, so importing psutil and NVML doesn't compete with it for the GIL)."""
+        """Start the thread; with ``gate``, the wait for the first sample begins once the gate is
+        set (``init()`` sets it as it returns)."""
         self._gate = gate
         self._thread.start()
 
-    def stop(self, timeout: float | None = None, startup_timeout: float | None = None) -> None:
+    @property
+    def sampled(self) -> bool:
+        """True once the first sample was taken (and the ``SystemInfo`` record queued)."""
+        return self._sampled
+
+    def stop(self, timeout: float | None = None) -> None:
         """Stop now (not at the next interval): take a last sample and emit the partial window.
 
-        A monitor still starting its samplers (importing psutil and NVML, opening the driver) is
-        waited for at most ``startup_timeout``: a run that ends that soon is not held up for
-        system metrics; what the thread finds later is dropped with the run's queue."""
+        A monitor that has not taken its first sample yet (still waiting for it, or starting its
+        samplers: importing psutil, opening the NVIDIA driver) is not waited for: it queues
+        nothing, and the run has no system metrics."""
         self._stop.set()
-        if not self._thread.is_alive():
-            return
-        if startup_timeout is not None and not self._started.wait(startup_timeout):
-            return
+        with self._lock:
+            if not self._sampled:
+                self._abandoned = True
+                return
         self._thread.join(timeout)
 
     def _run(self) -> None:
         if self._gate is not None:
             self._gate.wait()
+        if self._stop.wait(self._first_sample_after):
+            return  # ended before the first sample was due: nothing started, nothing imported
         try:
-            self._put(self._info_record(self._start_samplers()))
-            self._started.set()
+            infos = self._start_samplers()
+            if self._stop.is_set():  # the run ended while they started: it is not waiting for them
+                return
             window = _Window(self._clock())
+            window.add(self._sample())
+            info = self._info_record(infos)
+            with self._lock:
+                if self._abandoned:
+                    return
+                self._put(info)
+                self._sampled = True
             next_sample = time.monotonic()
-            while True:
-                stopping = self._stop.wait(max(0.0, next_sample - time.monotonic()))
-                window.add(self._sample())
+            stopping = False
+            while True:  # each turn: the clock read after a sample, then the next sample
                 now = self._clock()
                 if stopping or now - window.start >= self._window_length:
                     record = window.record(now)
@@ -135,6 +168,8 @@ class SystemMonitor:
                 next_sample += self._interval
                 if next_sample < time.monotonic():  # fell behind (a suspended VM): don't catch up in a burst
                     next_sample = time.monotonic() + self._interval
+                stopping = self._stop.wait(max(0.0, next_sample - time.monotonic()))
+                window.add(self._sample())
         except Exception as error:  # contained: system metrics must never take the run down
             self._report(("system-monitor", type(error)), f"tracklet: the system monitor stopped: {error!r}")
         finally:

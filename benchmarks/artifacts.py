@@ -231,13 +231,18 @@ def a2_upload(work: Path, root: Path, size: int) -> dict:
 
     class Wire(httpx.HTTPTransport):
         body_bytes = 0
+        received = 0
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             Wire.body_bytes += int(request.headers.get("content-length", "0"))
-            return super().handle_request(request)
+            response = super().handle_request(request)
+            Wire.received += int(response.headers.get("content-length", "0"))
+            return response
 
     store = ArtifactStore(root)
-    server = Server(work / "a2-server").start()
+    server = Server(work / "a2-server")
+    server.spawn()
+    server.wait_ready(timeout=180)  # a loaded machine can take a while to import the server
     report: dict = {}
     try:
         client = ArtifactClient(HttpClient(server.url, transport=Wire()), work / "a2-state")
@@ -249,6 +254,19 @@ def a2_upload(work: Path, root: Path, size: int) -> dict:
             report[label] = {"seconds": seconds, "wire_bytes": Wire.body_bytes, "share": Wire.body_bytes / size,
                              "mb_per_s": size / seconds / 1e6}
         client.http.close()
+        # Another machine (fresh data root and blob cache) downloads v1, then v2: response bytes.
+        from tracklet.artifacts.cache import BlobCache
+        from tracklet.artifacts.remote import RemoteArtifacts
+
+        remote = RemoteArtifacts(ArtifactClient(HttpClient(server.url, transport=Wire())), work / "a2-reader",
+                                 BlobCache(work / "a2-cache", cap_bytes=4 * size))
+        for label in ("v0", "v1"):
+            Wire.received = 0
+            started = time.perf_counter()
+            remote.artifact(f"bench/checkpoint:{label}").download(work / f"a2-download-{label}")
+            report[f"download_{label}"] = {"seconds": time.perf_counter() - started, "wire_bytes": Wire.received,
+                                           "share": Wire.received / size}
+        remote.client.http.close()
     finally:
         server.stop()
     return report
@@ -339,7 +357,8 @@ def a2_server(work: Path, size_mib: int, rounds: int) -> dict:
         options = ("--files-option", f"endpoint_url={endpoint}", "--files-option", "key=S3RVER",
                    "--files-option", "secret=S3RVER")
         server = Server(work / "a2s-server", extra=("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options))
-        server.start()
+        server.spawn()
+        server.wait_ready(timeout=180)
         try:
             assert server.proc is not None
             pids = [server.proc.pid, _s3rver.pid]  # type: ignore[attr-defined]
@@ -720,6 +739,11 @@ def main() -> None:
             rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B on the wire",
                          f"{u['share']:.1%} of its size, {u['mb_per_s']:,.0f} MB/s"
                          + (" (target <= 10%)" if label == "v1" else "")])
+        for label, what in (("download_v0", "v1 downloaded, fresh cache"), ("download_v1", "then v2 downloaded")):
+            if label in r["upload"]:
+                u = r["upload"][label]
+                rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B received",
+                             f"{u['share']:.1%} of its size"])
     if "a2dir" in results:
         r = results["a2dir"]
         rows.append([f"A2 directory of {r['files']} x 4 MiB, paired", f"{statistics.median(r['log_seconds']):.3f} s",

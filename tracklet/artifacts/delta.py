@@ -145,14 +145,19 @@ def _read_run(client: ArtifactClient, project: str, digest: str, kind: int, run:
               cached: dict[bytes, tuple[Any, int, int]], local: ArtifactStore | None,
               stats: DeltaStats) -> Iterator[bytes | memoryview]:
     if kind == _CACHED:
-        for cid, offset, length in run:
-            handle, at, _ = cached[cid]
-            piece = os.pread(handle.fileno(), length, at)
-            if len(piece) == length and _blake3(piece) == cid:
-                stats.cached_bytes += length
-                yield piece
-            else:  # a cached file that no longer holds what was recorded: ask the server
-                yield from _fetch(client, project, digest, [(cid, offset, length)], stats)
+        for part in _contiguous(run, cached):  # one read per stretch of one cached file
+            handle, at, _ = cached[part[0][0]]
+            size = sum(length for _, _, length in part)
+            data = memoryview(os.pread(handle.fileno(), size, at))
+            position = 0
+            for cid, offset, length in part:
+                piece = data[position : position + length]
+                position += length
+                if len(piece) == length and _blake3(piece) == cid:
+                    stats.cached_bytes += length
+                    yield piece
+                else:  # a cached file that no longer holds what was recorded: ask the server
+                    yield from _fetch(client, project, digest, [(cid, offset, length)], stats)
         return
     if kind == _PACKED and local is not None:
         try:
@@ -165,6 +170,22 @@ def _read_run(client: ArtifactClient, project: str, digest: str, kind: int, run:
             yield from pieces
             return
     yield from _fetch(client, project, digest, run, stats)
+
+
+def _contiguous(run: list[tuple[bytes, int, int]], cached: dict[bytes, tuple[Any, int, int]]
+                ) -> Iterator[list[tuple[bytes, int, int]]]:
+    """``run`` split where the next chunk is not the next bytes of the same cached file."""
+    part: list[tuple[bytes, int, int]] = []
+    handle, end = None, -1
+    for item in run:
+        this, at, length = cached[item[0]]
+        if part and (this is not handle or at != end):
+            yield part
+            part = []
+        part.append(item)
+        handle, end = this, at + length
+    if part:
+        yield part
 
 
 def _fetch(client: ArtifactClient, project: str, digest: str, run: list[tuple[bytes, int, int]],

@@ -657,8 +657,10 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
                    "--files-option", "secret=S3RVER")
         for backend, extra in (("s3", ("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options)),
                                ("local", ())):
-            server = Server(work / f"a1-server-{backend}", extra=extra).start()
+            server = Server(work / f"a1-server-{backend}", extra=extra)
+            server.spawn()
             try:
+                server.wait_ready(timeout=180)
                 client = ArtifactClient(HttpClient(server.url), work / "a1-state")
                 timings = {}
                 for label in ("first", "again"):

@@ -38,12 +38,14 @@ machines drift; the ratios within one run are what to compare.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -229,13 +231,18 @@ def a2_upload(work: Path, root: Path, size: int) -> dict:
 
     class Wire(httpx.HTTPTransport):
         body_bytes = 0
+        received = 0
 
         def handle_request(self, request: httpx.Request) -> httpx.Response:
             Wire.body_bytes += int(request.headers.get("content-length", "0"))
-            return super().handle_request(request)
+            response = super().handle_request(request)
+            Wire.received += int(response.headers.get("content-length", "0"))
+            return response
 
     store = ArtifactStore(root)
-    server = Server(work / "a2-server").start()
+    server = Server(work / "a2-server")
+    server.spawn()
+    server.wait_ready(timeout=180)  # a loaded machine can take a while to import the server
     report: dict = {}
     try:
         client = ArtifactClient(HttpClient(server.url, transport=Wire()), work / "a2-state")
@@ -247,9 +254,151 @@ def a2_upload(work: Path, root: Path, size: int) -> dict:
             report[label] = {"seconds": seconds, "wire_bytes": Wire.body_bytes, "share": Wire.body_bytes / size,
                              "mb_per_s": size / seconds / 1e6}
         client.http.close()
+        # Another machine (fresh data root and blob cache) downloads v1, then v2: response bytes.
+        from tracklet.artifacts.cache import BlobCache
+        from tracklet.artifacts.remote import RemoteArtifacts
+
+        remote = RemoteArtifacts(ArtifactClient(HttpClient(server.url, transport=Wire())), work / "a2-reader",
+                                 BlobCache(work / "a2-cache", cap_bytes=4 * size))
+        for label in ("v0", "v1"):
+            Wire.received = 0
+            started = time.perf_counter()
+            remote.artifact(f"bench/checkpoint:{label}").download(work / f"a2-download-{label}")
+            report[f"download_{label}"] = {"seconds": time.perf_counter() - started, "wire_bytes": Wire.received,
+                                           "share": Wire.received / size}
+        remote.client.http.close()
     finally:
         server.stop()
     return report
+
+
+@contextlib.contextmanager
+def _s3rver(work: Path) -> Iterator[str | None]:
+    """A real s3rver process (tests/s3, needs Node) on a free loopback port, bucket ``tracklet``:
+    its endpoint URL, or None when s3rver is not installed. Stopped on exit."""
+    import subprocess
+
+    import httpx
+
+    repo = Path(__file__).resolve().parents[1]
+    s3rver = repo / "tests" / "s3" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+    node = shutil.which("node")
+    if node is None or not s3rver.is_file():
+        yield None
+        return
+    sys.path.insert(0, str(repo / "tests"))
+    from serverproc import _free_port
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3_dir = work / f"s3-{port}"
+    s3_dir.mkdir()
+    s3 = subprocess.Popen([node, str(s3rver), "-d", str(s3_dir), "-a", "127.0.0.1", "-p", str(port), "-s",
+                           "--configure-bucket", "tracklet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{endpoint}/tracklet", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("s3rver did not start")
+        _s3rver.pid = s3.pid  # type: ignore[attr-defined]
+        yield endpoint
+    finally:
+        s3.terminate()
+        s3.wait(timeout=10)
+
+
+def _process_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by the processes ``pids`` (children not included)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def a2_server(work: Path, size_mib: int, rounds: int) -> dict:
+    """A2 in server mode: v1 of a checkpoint of ``size_mib`` logged by an online run (committed
+    locally as chunks, then its packs, recipe and manifest uploaded to a local ``tracklet server``
+    whose artifacts live on S3: a real s3rver process on loopback) against a plain upload of the
+    same file to the same s3rver (s3fs ``put_file``: multipart, no hashing beyond S3's, no
+    tracklet), in ``rounds`` alternating rounds, each after an ``os.sync()``. Each round logs into a
+    fresh data root and project, so the server lacks every chunk. CPU seconds of every process
+    involved (this one, the tracklet server, s3rver) on each side."""
+    import uuid
+
+    import s3fs
+
+    import tracklet
+    from tracklet.artifacts.remote import upload_version
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from serverproc import Server
+
+    data = work / "a2s"
+    data.mkdir()
+    source = data / "v1.ckpt"
+    _write_large(source, size_mib << 20)
+    os.utime(source, (time.time() - 60, time.time() - 60))
+    size = source.stat().st_size
+    with _s3rver(work) as endpoint:
+        if endpoint is None:
+            return {"skipped": "s3rver is not installed (npm ci --prefix tests/s3)"}
+        options = ("--files-option", f"endpoint_url={endpoint}", "--files-option", "key=S3RVER",
+                   "--files-option", "secret=S3RVER")
+        server = Server(work / "a2s-server", extra=("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options))
+        server.spawn()
+        server.wait_ready(timeout=180)
+        try:
+            assert server.proc is not None
+            pids = [server.proc.pid, _s3rver.pid]  # type: ignore[attr-defined]
+            direct = s3fs.S3FileSystem(endpoint_url=endpoint, key="S3RVER", secret="S3RVER",
+                                       skip_instance_cache=True)
+            client = ArtifactClient(HttpClient(server.url), work / "a2s-state")
+            plain, plain_cpu, plain_peer_cpu = [], [], []
+            logged, uploaded, log_cpu, peer_cpu, ratios = [], [], [], [], []
+            for number in range(rounds):
+                os.sync()
+                cpu_before, peers_before = _cpu_seconds(), _process_cpu(pids)
+                started = time.perf_counter()
+                direct.put_file(str(source), f"tracklet/plain/{uuid.uuid4().hex}")
+                plain.append(time.perf_counter() - started)
+                plain_cpu.append(_cpu_seconds() - cpu_before)
+                plain_peer_cpu.append(_process_cpu(pids) - peers_before)
+                root = work / f"a2s-root{number}"
+                run = tracklet.init(project=f"bench{number}", dir=str(root), settings=QUIET)
+                artifact = tracklet.Artifact("checkpoint", "model")
+                artifact.add_file(source, name="model.ckpt")
+                os.sync()
+                cpu_before, peers_before = _cpu_seconds(), _process_cpu(pids)
+                started = time.perf_counter()
+                run.log_artifact(artifact).wait()
+                logged.append(time.perf_counter() - started)
+                store = ArtifactStore(root)
+                upload_version(client, store, store.registry.version(f"bench{number}", "checkpoint", "v0"), [])
+                uploaded.append(time.perf_counter() - started)
+                log_cpu.append(_cpu_seconds() - cpu_before)
+                peer_cpu.append(_process_cpu(pids) - peers_before)
+                run.finish()
+                shutil.rmtree(root)
+                ratios.append(plain[-1] / uploaded[-1])
+            client.http.close()
+        finally:
+            server.stop()
+    return {"size_bytes": size, "plain_put_seconds": plain, "plain_client_cpu_seconds": plain_cpu,
+            "plain_server_cpu_seconds": plain_peer_cpu, "log_seconds": logged, "log_and_upload_seconds": uploaded,
+            "client_cpu_seconds": log_cpu, "server_cpu_seconds": peer_cpu, "ratios": ratios,
+            "median_ratio": statistics.median(ratios)}
 
 
 def a3(work: Path, size_mib: int) -> dict:
@@ -508,8 +657,10 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
                    "--files-option", "secret=S3RVER")
         for backend, extra in (("s3", ("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options)),
                                ("local", ())):
-            server = Server(work / f"a1-server-{backend}", extra=extra).start()
+            server = Server(work / f"a1-server-{backend}", extra=extra)
+            server.spawn()
             try:
+                server.wait_ready(timeout=180)
                 client = ArtifactClient(HttpClient(server.url), work / "a1-state")
                 timings = {}
                 for label in ("first", "again"):
@@ -539,7 +690,7 @@ def main() -> None:
     parser.add_argument("--short", "--quick", dest="short", action="store_true", help="128 MiB and 200 files")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2dir,a3,a4,peers to run (comma-separated).")
+    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2server,a2dir,a3,a4,peers to run (comma-separated).")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating copy/log rounds for the A2 ratios")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--a1-files", type=int, default=0,
@@ -552,6 +703,8 @@ def main() -> None:
     try:
         if "a2" in only:
             results["a2"] = a2(work, size_mib, args.rounds)
+        if "a2server" in only:
+            results["a2server"] = a2_server(work, size_mib, args.rounds)
         if "a2dir" in only:
             results["a2dir"] = a2_directory(work, size_mib, args.rounds)
         if "a3" in only:
@@ -588,6 +741,11 @@ def main() -> None:
             rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B on the wire",
                          f"{u['share']:.1%} of its size, {u['mb_per_s']:,.0f} MB/s"
                          + (" (target <= 10%)" if label == "v1" else "")])
+        for label, what in (("download_v0", "v1 downloaded, fresh cache"), ("download_v1", "then v2 downloaded")):
+            if label in r["upload"]:
+                u = r["upload"][label]
+                rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B received",
+                             f"{u['share']:.1%} of its size"])
     if "a2dir" in results:
         r = results["a2dir"]
         rows.append([f"A2 directory of {r['files']} x 4 MiB, paired", f"{statistics.median(r['log_seconds']):.3f} s",
@@ -595,6 +753,15 @@ def main() -> None:
                      f"median ratio {r['median_ratio']:.2f}x vs copytree + fsync per file (rounds: "
                      + ", ".join(f"{x:.2f}" for x in r["ratios"]) + "); CPU s log/copy "
                      f"{statistics.median(r['log_cpu_seconds']):.2f}/{statistics.median(r['copy_cpu_seconds']):.2f}"])
+    if "a2server" in results and "skipped" not in results["a2server"]:
+        r = results["a2server"]
+        med = statistics.median
+        rows.append(["A2 v1 to a server (S3), paired", f"{med(r['log_and_upload_seconds']):.3f} s",
+                     f"plain S3 put {med(r['plain_put_seconds']):.3f} s",
+                     f"median ratio {r['median_ratio']:.2f}x (rounds: " + ", ".join(f"{x:.2f}" for x in r["ratios"])
+                     + f"; target >= 0.8); log alone {med(r['log_seconds']):.3f} s; CPU s client/server+s3rver "
+                     f"{med(r['client_cpu_seconds']):.2f}/{med(r['server_cpu_seconds']):.2f} vs plain "
+                     f"{med(r['plain_client_cpu_seconds']):.2f}/{med(r['plain_server_cpu_seconds']):.2f}"])
     if "a3" in results:
         r = results["a3"]
         rows += [

@@ -6,7 +6,8 @@ Layout under the cache's root (``default_cache_dir()``: ``$TRACKLET_ARTIFACT_CAC
 
     blobs/sha256/ab/<digest>   complete, verified blobs (read-only)
     tmp/<reservation>.partial  blobs being written
-    cache.sqlite               entries (digest, size, last use) and reservations (bytes promised to a writer)
+    cache.sqlite               entries (digest, size, last use), reservations (bytes promised to a
+                               writer), and where each chunk of a cached chunked file lies in it
     cache.lock                 flock'd while space is reserved, blobs are published or evicted
 
 The cap (``cap_bytes``; else ``$TRACKLET_ARTIFACT_CACHE_SIZE``, e.g. ``20GB`` or ``5%``; else 10% of
@@ -20,6 +21,10 @@ Readers are safe against eviction by another process: ``get()`` holds a shared `
 blob file while the caller uses it, and eviction only deletes a blob it can lock exclusively
 without waiting. A file materialized from the cache by a hard link keeps its bytes after the blob
 is evicted (they are the user's file then, not the cache's).
+
+A file the server keeps as content-defined chunks is cached whole, with its recipe's chunks
+recorded (``chunks``: chunk id, blob, offset, length; dropped with the blob), so a later version
+of it downloads only the chunks no cached file has (``artifacts/delta.py``).
 
 In local mode the artifact store's committed blobs are the data itself and are not in any cache;
 this is for bytes that can be fetched again. Uploads don't copy into it.
@@ -122,6 +127,10 @@ class BlobCache:
             self._db.execute("CREATE INDEX IF NOT EXISTS entries_lru ON entries (last_used)")
             self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, pid INTEGER NOT NULL, "
                              "size INTEGER NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS chunks (chunk_id BLOB NOT NULL, digest TEXT NOT NULL, "
+                             "offset INTEGER NOT NULL, length INTEGER NOT NULL)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS chunks_by_id ON chunks (chunk_id)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS chunks_by_blob ON chunks (digest)")
 
     def close(self) -> None:
         with self._thread_lock:
@@ -162,6 +171,21 @@ class BlobCache:
         finally:
             handle.close()
 
+    def locate_chunks(self, chunk_ids: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """Where cached files hold these chunks: ``chunk id -> (blob digest, offset, length)``, for
+        the ids some cached chunked file contains (its blob may be evicted by the time it is
+        read: hold it with ``get`` and check)."""
+        ids = list(dict.fromkeys(chunk_ids))
+        found: dict[bytes, tuple[str, int, int]] = {}
+        with self._thread_lock:
+            for start in range(0, len(ids), 500):
+                batch = ids[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                for chunk_id, digest, offset, length in self._db.execute(
+                        f"SELECT chunk_id, digest, offset, length FROM chunks WHERE chunk_id IN ({marks})", batch):
+                    found.setdefault(bytes(chunk_id), (digest, offset, length))
+        return found
+
     def _touch(self, digest: str) -> None:
         with self._thread_lock:
             self._db.execute("UPDATE entries SET last_used = ? WHERE digest = ?", (time.time(), digest))
@@ -175,9 +199,12 @@ class BlobCache:
         with open(source, "rb") as handle:
             return self.put_stream(iter(lambda: handle.read(_PIECE), b""), digest, size)
 
-    def put_stream(self, pieces: Iterable[bytes | bytearray | memoryview], digest: str, size: int) -> Path:
+    def put_stream(self, pieces: Iterable[bytes | bytearray | memoryview], digest: str, size: int, *,
+                   chunks: Iterable[tuple[bytes, int, int]] = ()) -> Path:
         """Store the bytes of ``pieces`` (exactly ``size`` of them, hashing to ``digest``) as a blob;
-        its path. Nothing is visible under the digest unless all of it arrived and matched."""
+        its path. Nothing is visible under the digest unless all of it arrived and matched.
+        ``chunks``: ``(chunk id, offset, length)`` of the file's content-defined chunks (its
+        recipe), recorded with the blob for ``locate_chunks``."""
         final = self.path(digest)
         if final.is_file():
             self._touch(digest)
@@ -198,7 +225,7 @@ class BlobCache:
                 raise ArtifactError(f"blob {digest}: got {written:,} bytes with sha256 {hasher.hexdigest()}, expected "
                                     f"{size:,} bytes with sha256 {digest}; not cached")
             os.chmod(temporary, 0o444)
-            self._publish(reservation, temporary, digest, size)
+            self._publish(reservation, temporary, digest, size, chunks)
         except BaseException:
             with contextlib.suppress(OSError):
                 temporary.unlink()
@@ -223,15 +250,20 @@ class BlobCache:
                              (reservation, os.getpid(), size))
         return reservation
 
-    def _publish(self, reservation: str, temporary: Path, digest: str, size: int) -> None:
+    def _publish(self, reservation: str, temporary: Path, digest: str, size: int,
+                 chunks: Iterable[tuple[bytes, int, int]] = ()) -> None:
         final = self.path(digest)
         with self._locked():
             if final.is_file():  # another writer got there first
                 temporary.unlink()
             else:
-                # Recorded before the rename: a kill in between over-counts (safe), never under-counts.
+                # Recorded before the rename: a kill in between over-counts (safe), never under-counts;
+                # a chunk row naming a blob that isn't there is skipped by its reader.
                 self._db.execute("INSERT OR REPLACE INTO entries (digest, size, last_used) VALUES (?, ?, ?)",
                                  (digest, size, time.time()))
+                self._db.execute("DELETE FROM chunks WHERE digest = ?", (digest,))
+                self._db.executemany("INSERT INTO chunks (chunk_id, digest, offset, length) VALUES (?, ?, ?, ?)",
+                                     ((chunk_id, digest, offset, length) for chunk_id, offset, length in chunks))
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temporary, final)
             self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
@@ -272,6 +304,7 @@ class BlobCache:
                 break
             if self._remove_blob(digest):
                 self._db.execute("DELETE FROM entries WHERE digest = ?", (digest,))
+                self._db.execute("DELETE FROM chunks WHERE digest = ?", (digest,))
                 freed += size
         return freed
 

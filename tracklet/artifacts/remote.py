@@ -9,7 +9,8 @@ from the server into the local store (docs/artifacts.md, "Server mode").
 - ``RemoteArtifacts``: ``artifact("project/name:alias")``, ``versions``, ``collections`` from the
   server; a version's ``download()`` (``ServerVersionStore``) fetches the blobs the machine's
   size-capped blob cache lacks (``fetch_blob``: verified, a broken transfer resumed with a
-  ``Range``) and materializes the files from it as in local mode.
+  ``Range``; a file the server keeps as chunks, only the chunks no cached file and no local pack
+  holds: ``artifacts/delta.py``) and materializes the files from it as in local mode.
 
 The HTTP side is ``tracklet.client.artifacts.ArtifactClient`` (digests, files, JSON).
 """
@@ -201,16 +202,25 @@ def push(client: ArtifactClient, store: ArtifactStore, infos: Iterable[VersionIn
             for info in infos]
 
 
-def fetch_blob(client: ArtifactClient, cache: BlobCache, project: str, digest: str, size: int) -> bool:
+def fetch_blob(client: ArtifactClient, cache: BlobCache, project: str, digest: str, size: int, *,
+               entry: ManifestEntry | None = None, local: ArtifactStore | None = None) -> bool:
     """Put blob ``digest`` into the machine's blob cache from the server (verified as it is
     written, nothing visible unless whole and matching); False if the cache has no room for it
-    (``CacheFull``: the caller downloads it straight to its destination).
+    (``CacheFull``: the caller downloads it straight to its destination). A manifest ``entry``
+    naming a recipe (a file the server keeps as chunks) is fetched as the chunks that neither
+    cached files nor ``local``'s packs hold (``delta.fetch_chunked``).
 
     The one place server bytes enter a local store."""
     if cache.has(digest):
         return True
+    recipe = recipe_of(entry) if entry is not None else None
     try:
-        cache.put_stream(client.iter_blob(project, digest), digest, size)
+        if recipe is not None and entry is not None:
+            from tracklet.artifacts.delta import fetch_chunked
+
+            fetch_chunked(client, cache, project, entry, recipe, local)
+        else:
+            cache.put_stream(client.iter_blob(project, digest), digest, size)
     except CacheFull:
         return False
     return True
@@ -227,6 +237,18 @@ class ServerVersionStore:
         self.data_root = Path(data_root).expanduser()  # for lineage (logged_by, used_by) read locally
         self._cache = cache
         self._manifests: dict[str, Manifest] = {}
+        self._local: ArtifactStore | None = None
+
+    def local_chunks(self) -> ArtifactStore | None:
+        """The data root's artifact store when it keeps chunks (versions this machine logged):
+        a source of chunks for downloads; None when it has no chunk index (nothing created)."""
+        if self._local is None:
+            from tracklet.artifacts.storage import CHUNK_INDEX_FILE, artifact_dir
+
+            if not (artifact_dir(self.data_root) / CHUNK_INDEX_FILE).is_file():
+                return None
+            self._local = ArtifactStore(self.data_root)
+        return self._local
 
     @property
     def cache(self) -> BlobCache:
@@ -286,7 +308,8 @@ class ServerVersionStore:
             temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
             try:
                 made = False
-                if fetch_blob(self.client, self.cache, info.project, entry.digest, entry.size):
+                if fetch_blob(self.client, self.cache, info.project, entry.digest, entry.size, entry=entry,
+                              local=self.local_chunks() if recipe_of(entry) is not None else None):
                     with self.cache.get(entry.digest) as cached:
                         if cached is not None:
                             materialize(cached, temporary, link=link)

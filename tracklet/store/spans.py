@@ -72,6 +72,9 @@ spans = sa.Table(
 SPAN_KINDS = frozenset({"span"})
 KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+# The status of a span without an end: still running when its record was written (its finished
+# record replaces the row), or never finished (the process was killed): shown as unfinished.
+OPEN = "open"
 MAX_ATTRIBUTES = 1024
 MAX_ATTRIBUTE_CHARS = 256 * 1024
 MAX_EVENTS = 128
@@ -210,7 +213,7 @@ def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
         "start_ns": start,
         "end_ns": end,
         "duration_ms": max(0, end - start) / 1e6,
-        "status": fit(str(span.get("status", "unset")), 8),
+        "status": fit(str(span.get("status", "unset")), 8) if end else OPEN,
         "status_message": store_text(str(span.get("status_message", "")))[:4096],
         "step": step if isinstance(step, int) and -_INT64_MAX <= step <= _INT64_MAX else None,
         "attributes": attributes,
@@ -274,9 +277,13 @@ def span_of_message(message: Any) -> dict[str, Any]:
 
 
 def log_span_rows(project_id: int, run_pk: int, run_id: str, messages: list[Any]) -> list[dict[str, Any]]:
-    """``spans`` rows for a run's ``Span`` records."""
+    """``spans`` rows for a run's ``Span`` records; a span's start record (no end) followed by its
+    finished record in the same batch gives the finished row only."""
     rows = []
+    finished = {m.trace_id + m.span_id for m in messages if m.end_time_unix_nano}
     for message in messages:
+        if not message.end_time_unix_nano and message.trace_id + message.span_id in finished:
+            continue
         row = span_row(span_of_message(message))
         row.update(project_id=project_id, run_pk=run_pk, run_id=fit(run_id, 128), source="log")
         if row["input_blob"] and not _is_digest(row["input_blob"]):
@@ -293,8 +300,8 @@ def _is_digest(text: str) -> bool:
 
 # The insert, as the driver's own statement: ``executemany`` of plain tuples, JSON columns
 # serialized here in one C call each. SQLAlchemy's per-row parameter processing cost more than
-# the database's work (OTLP ingest, docs/tracing.md). ``ON CONFLICT DO NOTHING`` on either backend:
-# a span already stored (same project, trace and span id) stays as it was.
+# the database's work (OTLP ingest, docs/tracing.md). On a conflict (same project, trace and span
+# id), a stored span stays as it was, unless it is open (no end): then the new row replaces it.
 _JSON_COLUMNS = ("attributes", "events", "links")
 _COLUMNS = tuple(column.name for column in spans.columns if column.name not in ("id", *_JSON_COLUMNS)) + _JSON_COLUMNS
 _PLAIN = operator.itemgetter(*_COLUMNS[: -len(_JSON_COLUMNS)])
@@ -309,7 +316,11 @@ def _insert_sql(dialect: str) -> str:
             marks = ", ".join("CAST(%s AS JSONB)" if name in _JSON_COLUMNS else "%s" for name in _COLUMNS)
         else:
             marks = ", ".join("?" for _ in _COLUMNS)
-        sql = _SQL[dialect] = f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS
+                            if name not in ("project_id", "trace_id", "span_id"))
+        sql = _SQL[dialect] = (f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+                               f"ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET {updates} "
+                               f"WHERE spans.end_ns = 0 AND excluded.end_ns != 0")
     return sql
 
 
@@ -387,7 +398,7 @@ def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filter
         result.append({
             "trace_id": trace_id,
             "start_ns": min(s["start_ns"] for s in members),
-            "end_ns": max(s["end_ns"] for s in members),
+            "end_ns": max(max(s["end_ns"], s["start_ns"]) for s in members),  # an open span: its start
             "run_id": run_ids[0] if run_ids else "",
             "input_tokens": _total(members, "input_tokens"),
             "output_tokens": _total(members, "output_tokens"),

@@ -96,7 +96,15 @@ class LlmCall(OpCall):
     name: str
     attributes: dict[str, Any]
 
-    def __call__(self) -> Any:
+    def open_attributes(self) -> dict[str, Any]:
+        attributes = {"gen_ai.operation.name": _OPERATIONS[self.api], "gen_ai.provider.name": self.provider}
+        model = self.kwargs.get("model")
+        if isinstance(model, str):
+            attributes["gen_ai.request.model"] = model
+        self.name = f"{_OPERATIONS[self.api]} {model if isinstance(model, str) else ''}".strip()
+        return attributes
+
+    def _record(self) -> Any:
         from tracklet.tracing.record import span_record
 
         try:
@@ -327,11 +335,12 @@ def _start(op: OpInfo, target: _Target, args: tuple[Any, ...],
         return None
     try:
         kwargs = _prepare(target, kwargs)
-        call, token = _begin(op, run, LlmCall)
+        call, token = _begin(op, run, LlmCall, queue=False)
         call.provider = target.provider
         call.api = "messages" if target.api == "messages_stream" else target.api
         call.streamed = target.api == "messages_stream"
         call.args, call.kwargs = args, kwargs
+        run._enqueue(call)
         return call, token, kwargs
     except Exception as own:
         _contained("llm call start", own)
@@ -340,10 +349,12 @@ def _start(op: OpInfo, target: _Target, args: tuple[Any, ...],
 
 def _finish(call: LlmCall, result: Any, error: BaseException | None) -> None:
     try:
-        call.end = _time_ns()
+        end = _time_ns()
         call.result = result
         call.error = error
-        call.run._enqueue(call)
+        call.end = end  # last: the worker reads the other fields once it sees an end
+        if call.state:
+            call.run._enqueue(call)
     except Exception as own:
         _contained("llm call end", own)
 

@@ -3,6 +3,9 @@
 // (status, operation, provider, model, run); /projects/<p>/traces/<trace id> shows one trace as a
 // tree of spans beside a waterfall of their times, and the selected span's details (typed
 // columns, inputs, output, attributes, events). Spans come from GET /api/v1/projects/<p>/traces.
+// A span without an end (status "open": still running, or cut off by a kill) shows as
+// "unfinished", its bar reaching the trace's last known time. runTracesCard: a run page's traces
+// by step.
 
 import "./traces.css";
 
@@ -11,7 +14,7 @@ import type { components } from "../api-types";
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtDuration, fmtTime } from "../format";
-import { readQuery, runHref, setQuery, traceHref } from "../router";
+import { readQuery, runHref, setQuery, traceHref, tracesHref } from "../router";
 
 type Trace = components["schemas"]["TraceModel"];
 type Span = components["schemas"]["TraceSpanModel"];
@@ -29,8 +32,18 @@ function fmtTokens(input: number | null | undefined, output: number | null | und
   return `${input ?? 0} → ${output ?? 0}`;
 }
 
+/** A status as shown: a span without an end ("open") is unfinished. */
+const statusLabel = (status: string) => (status === "open" ? "unfinished" : status);
+
 function statusBadge(status: string, message = ""): HTMLElement {
-  return h("span.span-status", { "data-status": status, text: status, title: message || null });
+  return h("span.span-status", { "data-status": status, text: statusLabel(status), title: message || null });
+}
+
+/** A trace's status: error if a span failed, else unfinished if one has no end, else its root's. */
+function traceStatus(trace: Trace): string {
+  if (trace.spans.some((s) => s.status === "error")) return "error";
+  if (trace.spans.some((s) => s.status === "open")) return "open";
+  return rootOf(trace).status;
 }
 
 function rootOf(trace: Trace): Span {
@@ -91,16 +104,55 @@ export async function tracesPage(root: HTMLElement, project: string): Promise<()
 
 function traceRow(project: string, trace: Trace): HTMLElement {
   const first = rootOf(trace);
-  const failed = trace.spans.some((s) => s.status === "error");
   return h("tr", { "data-trace": trace.trace_id },
     h("td", { text: fmtTime(trace.start_ns / 1e9) }),
     h("td", {}, h("a", { href: traceHref(project, trace.trace_id), "data-link": true, text: first.name || trace.trace_id })),
     h("td.num", { text: String(trace.spans.length) }),
     h("td.num", { text: fmtDuration(durationMs(trace) / 1000) }),
-    h("td", {}, statusBadge(failed ? "error" : first.status)),
+    h("td", {}, statusBadge(traceStatus(trace))),
     h("td.num", { text: fmtTokens(trace.input_tokens, trace.output_tokens) }),
     h("td.num", { text: fmtCost(trace.cost) }),
     h("td", {}, trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: trace.run_id }) : ""));
+}
+
+const RUN_TRACES_LIMIT = 500;
+
+/** A run page's card: the run's traces grouped by the step their root started at (a link to each,
+ * and to the traces page filtered on the run). Hidden while the run has none. */
+export function runTracesCard(project: string, runId: string): HTMLElement {
+  const body = h("div.run-traces");
+  const card = h("section.card.wide.run-traces-card", { hidden: true },
+    h("div.pane-head", {}, h("h2", { text: "Traces" }),
+      h("a.run-traces-all", { href: `${tracesHref(project)}?run=${encodeURIComponent(runId)}`, "data-link": true,
+        text: "all traces of this run" })),
+    body);
+  void get<components["schemas"]["TracesResponse"]>(`/projects/${encodeURIComponent(project)}/traces`,
+    { run: runId, limit: RUN_TRACES_LIMIT }).then((data) => {
+    if (!data.traces.length) return;
+    const byStep = new Map<number | null, Trace[]>();
+    for (const trace of data.traces) {
+      const step = rootOf(trace).step ?? null;
+      byStep.set(step, [...(byStep.get(step) ?? []), trace]);
+    }
+    const order = [...byStep.keys()].sort((a, b) => (a ?? -1) - (b ?? -1));
+    const steps = order.map((step) => ({ step, traces: byStep.get(step)!.sort((a, b) => a.start_ns - b.start_ns).map((t) => t.trace_id) }));
+    body.replaceChildren(h("table.traces", {},
+      h("thead", {}, h("tr", {}, ...["step", "root span", "spans", "duration", "status", "tokens in → out", "cost"]
+        .map((label) => h("th", { text: label })))),
+      h("tbody", {}, ...steps.flatMap(({ step, traces }) => traces.map((id, index) => {
+        const trace = data.traces.find((t) => t.trace_id === id)!;
+        return h("tr", { "data-trace": id, "data-step": step === null ? "" : String(step) },
+          h("td.num", { text: index === 0 && step !== null ? String(step) : "" }),
+          h("td", {}, h("a", { href: traceHref(project, id), "data-link": true, text: rootOf(trace).name || id })),
+          h("td.num", { text: String(trace.spans.length) }),
+          h("td.num", { text: fmtDuration(durationMs(trace) / 1000) }),
+          h("td", {}, statusBadge(traceStatus(trace))),
+          h("td.num", { text: fmtTokens(trace.input_tokens, trace.output_tokens) }),
+          h("td.num", { text: fmtCost(trace.cost) }));
+      })))));
+    card.hidden = false;
+  }).catch(() => undefined);
+  return card;
 }
 
 /** Spans in tree order (depth first, children by start) with their depth. */
@@ -141,8 +193,9 @@ function payload(text: string, blob: string): string {
 
 function details(span: Span): HTMLElement {
   const rows: [string, string][] = [
-    ["name", span.name], ["status", span.status + (span.status_message ? `: ${span.status_message}` : "")],
-    ["kind", span.kind], ["duration", fmtDuration(span.duration_ms / 1000)], ["operation", span.operation],
+    ["name", span.name], ["status", statusLabel(span.status) + (span.status_message ? `: ${span.status_message}` : "")],
+    ["kind", span.kind], ["duration", span.status === "open" ? "unfinished" : fmtDuration(span.duration_ms / 1000)],
+    ["operation", span.operation],
     ["provider", span.provider], ["model", span.model], ["tokens in → out", fmtTokens(span.input_tokens, span.output_tokens)],
     ["cost", fmtCost(span.cost)], ["step", span.step === null ? "" : String(span.step)], ["span id", span.span_id],
   ];
@@ -169,15 +222,17 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
   const panel = h("section.card.span-panel");
   let selected = readQuery().get("span") ?? rootOf(trace).span_id;
   const rows = ordered.map(({ span, depth }) => {
+    const open = span.status === "open";
+    const end = open ? trace.end_ns : span.end_ns; // an unfinished span: up to the last time the trace knows
     const left = ((span.start_ns - trace.start_ns) / total) * 100;
-    const width = Math.max(0.3, ((span.end_ns - span.start_ns) / total) * 100);
+    const width = Math.max(0.3, ((end - span.start_ns) / total) * 100);
     const row = h("div.span-row", { "data-span": span.span_id, "data-status": span.status, role: "button", tabindex: 0 },
       h("div.span-name", { style: `padding-left: ${depth * 16 + 4}px`, title: span.name },
         h("span", { text: span.name }), span.model ? h("span.span-model", { text: span.model }) : null),
       h("div.span-lane", {},
         h("div.span-bar", { style: `left: ${left}%; width: ${Math.min(width, 100 - left)}%`, "data-status": span.status,
-          title: `${fmtDuration(span.duration_ms / 1000)} from +${fmtDuration((span.start_ns - trace.start_ns) / 1e9)}` })),
-      h("span.span-time", { text: fmtDuration(span.duration_ms / 1000) }));
+          title: `${open ? "unfinished" : fmtDuration(span.duration_ms / 1000)} from +${fmtDuration((span.start_ns - trace.start_ns) / 1e9)}` })),
+      h("span.span-time", { text: open ? "unfinished" : fmtDuration(span.duration_ms / 1000) }));
     row.addEventListener("click", () => select(span.span_id));
     row.addEventListener("keydown", (event) => { if (event.key === "Enter") select(span.span_id); });
     return row;
@@ -197,7 +252,7 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
     rows: rows.map((row) => {
       const bar = row.querySelector(".span-bar") as HTMLElement;
       const entry = ordered.find((o) => o.span.span_id === row.dataset.span)!;
-      return { span_id: row.dataset.span, name: entry.span.name, depth: entry.depth,
+      return { span_id: row.dataset.span, name: entry.span.name, depth: entry.depth, status: statusLabel(entry.span.status),
         left: parseFloat(bar.style.left), width: parseFloat(bar.style.width) };
     }),
   }));

@@ -168,10 +168,10 @@ class RunState:
             self.tables.append(record.table_logged)
         elif kind == "span":
             span = record.span
-            key = span.trace_id + span.span_id
-            index = self._span_at.get(key)
+            span_key = span.trace_id + span.span_id
+            index = self._span_at.get(span_key)
             if index is None:
-                self._span_at[key] = len(self.spans)
+                self._span_at[span_key] = len(self.spans)
                 self.spans.append(span)
             elif not self.spans[index].end_time_unix_nano:
                 self.spans[index] = span

@@ -115,13 +115,37 @@ def _tokens(value: Any) -> int | None:
     return number if 0 <= number <= _INT64_MAX else None
 
 
-def typed_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """operation, provider, model, input_tokens, output_tokens from a span's attributes."""
-    operation = _first(attributes, OPERATION_KEYS)
-    provider = _first(attributes, PROVIDER_KEYS)
-    model = _first(attributes, MODEL_KEYS)
-    input_tokens = _tokens(_first(attributes, INPUT_TOKEN_KEYS))
-    output_tokens = _tokens(_first(attributes, OUTPUT_TOKEN_KEYS))
+# Each typed column's attribute keys with their priority (0 first): one pass over the keys a span
+# has in common with these (a C-level set intersection), not a lookup per key per column.
+_TYPED_KEYS = {key: (column, rank) for column, keys in (
+    ("operation", OPERATION_KEYS), ("provider", PROVIDER_KEYS), ("model", MODEL_KEYS),
+    ("input_tokens", INPUT_TOKEN_KEYS), ("output_tokens", OUTPUT_TOKEN_KEYS), ("input", INPUT_KEYS),
+    ("output", OUTPUT_KEYS)) for rank, key in enumerate(keys)}
+
+
+_TYPED_RANK = {key: rank for rank, key in enumerate(_TYPED_KEYS)}
+
+
+def _typed_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Each typed column's value from the first of its keys (in priority order) present with a value."""
+    found: dict[str, Any] = {}
+    for key in sorted(attributes.keys() & _TYPED_KEYS.keys(), key=_TYPED_RANK.__getitem__):
+        value = attributes[key]
+        if value is not None and value != "":
+            found.setdefault(_TYPED_KEYS[key][0], value)
+    return found
+
+
+def typed_columns(attributes: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """operation, provider, model, input_tokens, output_tokens from a span's attributes
+    (``values``: their ``_typed_values``, when the caller has them)."""
+    if values is None:
+        values = _typed_values(attributes)
+    operation = values.get("operation")
+    provider = values.get("provider")
+    model = values.get("model")
+    input_tokens = _tokens(values.get("input_tokens"))
+    output_tokens = _tokens(values.get("output_tokens"))
     usage = attributes.get(_MLFLOW_USAGE)
     if isinstance(usage, str):
         try:
@@ -142,7 +166,10 @@ def typed_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 def payload_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str:
     """An OTLP span's input or output as JSON text, from the first of ``keys`` present."""
-    value = _first(attributes, keys)
+    return _payload(_first(attributes, keys))
+
+
+def _payload(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
@@ -201,34 +228,40 @@ def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
     """A ``spans`` row (without project/run keys) from a span as plain data: trace_id, span_id,
     parent_span_id (hex), name, kind, start_ns, end_ns, status, status_message, step, attributes,
     events, links, and optionally input/output JSON text and blob digests."""
-    attributes = capped_attributes(span.get("attributes") or {})
-    start, end = _clamp_ns(span.get("start_ns") or 0), _clamp_ns(span.get("end_ns") or 0)
-    step = span.get("step")
+    events = [capped_event(event) for event in list(span.get("events") or [])[:MAX_EVENTS]]
+    links = [capped_link(link) for link in list(span.get("links") or [])[:MAX_LINKS]]
+    return checked_span_row(
+        fit(str(span.get("trace_id", "")), 32), fit(str(span.get("span_id", "")), 16),
+        fit(str(span.get("parent_span_id", "")), 16), fit(store_text(str(span.get("name", ""))), 512),
+        fit(str(span.get("kind", "unspecified")), 16), _clamp_ns(span.get("start_ns") or 0),
+        _clamp_ns(span.get("end_ns") or 0), fit(str(span.get("status", "unset")), 8),
+        store_text(str(span.get("status_message", "")))[:4096], span.get("step"),
+        capped_attributes(span.get("attributes") or {}), events, links, span.get("input") or "",
+        fit(str(span.get("input_blob", "")), 64), span.get("output") or "", fit(str(span.get("output_blob", "")), 64))
+
+
+def checked_span_row(trace_id: str, span_id: str, parent_span_id: str, name: str, kind: str, start: int, end: int,
+                     status: str, status_message: str, step: Any, attributes: dict[str, Any], events: list[Any],
+                     links: list[Any], input: str = "", input_blob: str = "", output: str = "",
+                     output_blob: str = "") -> dict[str, Any]:
+    """``span_row`` for values already as the store keeps them (ids hex that fit their columns,
+    texts through ``store_text`` and cut, times within int64, attributes ``capped_attributes``'
+    output, events and links capped): the OTLP decoder's path, no coercion per field."""
+    values = _typed_values(attributes)
     row = {
-        "trace_id": fit(str(span.get("trace_id", "")), 32),
-        "span_id": fit(str(span.get("span_id", "")), 16),
-        "parent_span_id": fit(str(span.get("parent_span_id", "")), 16),
-        "name": fit(store_text(str(span.get("name", ""))), 512),
-        "kind": fit(str(span.get("kind", "unspecified")), 16),
-        "start_ns": start,
-        "end_ns": end,
-        "duration_ms": max(0, end - start) / 1e6,
-        "status": fit(str(span.get("status", "unset")), 8) if end else OPEN,
-        "status_message": store_text(str(span.get("status_message", "")))[:4096],
-        "step": step if isinstance(step, int) and -_INT64_MAX <= step <= _INT64_MAX else None,
-        "attributes": attributes,
-        "events": [_event(event) for event in list(span.get("events") or [])[:MAX_EVENTS]],
-        "links": [_link(link) for link in list(span.get("links") or [])[:MAX_LINKS]],
-        "input": span.get("input") or payload_text(attributes, INPUT_KEYS),
-        "input_blob": fit(str(span.get("input_blob", "")), 64),
-        "output": span.get("output") or payload_text(attributes, OUTPUT_KEYS),
-        "output_blob": fit(str(span.get("output_blob", "")), 64),
+        "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent_span_id, "name": name, "kind": kind,
+        "start_ns": start, "end_ns": end, "duration_ms": max(0, end - start) / 1e6,
+        "status": status if end else OPEN, "status_message": status_message,
+        "step": step if type(step) is int and -_INT64_MAX <= step <= _INT64_MAX else None,
+        "attributes": attributes, "events": events, "links": links,
+        "input": input or _payload(values.get("input")), "input_blob": input_blob,
+        "output": output or _payload(values.get("output")), "output_blob": output_blob,
     }
-    row.update(typed_columns(attributes))
+    row.update(typed_columns(attributes, values))
     return row
 
 
-def _event(event: Any) -> Any:
+def capped_event(event: Any) -> Any:
     """An event as stored: its attributes capped like a span's (a NaN, which PostgreSQL's JSONB
     refuses, or a NUL in one event must not fail the batch the span came in)."""
     if not isinstance(event, Mapping):
@@ -237,7 +270,7 @@ def _event(event: Any) -> Any:
             "attributes": capped_attributes(event.get("attributes") or {})}
 
 
-def _link(link: Any) -> Any:
+def capped_link(link: Any) -> Any:
     if not isinstance(link, Mapping):
         return _capped(link)
     return {"trace_id": fit(str(link.get("trace_id", "")), 32), "span_id": fit(str(link.get("span_id", "")), 16),

@@ -288,3 +288,52 @@ def test_an_open_span_is_replaced_by_its_end_and_a_finished_one_never(root, stor
     store.add_spans("p", [span_row(opened) | {"run_id": ""}, span_row(dict(finished, name="retry")) | {"run_id": ""}])
     (span,) = store.traces("p")[0]["spans"]
     assert (span["status"], span["name"]) == ("ok", "chat gpt-4o")
+
+
+def test_traces_export_writes_one_row_per_span_as_parquet_and_jsonl(start, root):
+    """``tracklet traces export``: every span of the project (ops, a big payload from the blob store,
+    an OTLP span with tokens and cost), typed, readable without tracklet."""
+    import json as _json
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    run = start(project="ex")
+
+    @tracklet.op(name="outer")
+    def outer(text):
+        return inner(text) + "!"
+
+    @tracklet.op(name="inner")
+    def inner(text):
+        return text.upper()
+
+    outer("x" * 20_000)  # over 8 KiB: stored as a blob, exported as its JSON
+    run.finish()
+    store = Store(root=root)
+    recent = 1_750_000_000 * 10**9  # 2025-06: gpt-4o at $2.50 / $10 per million tokens
+    store.add_spans("ex", [span_row(dict(RECEIVED[0], start_ns=recent, end_ns=recent + 2_500_000)) | {"run_id": ""}])
+    store.close()
+    runner = CliRunner()
+    result = runner.invoke(main, ["--dir", str(root), "traces", "export", "ex", "-o", str(root / "spans.parquet")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(root / "spans.parquet").to_pylist()
+    assert sorted(row["name"] for row in table) == ["chat gpt-4o", "inner", "outer"]
+    rows = {row["name"]: row for row in table}
+    assert _json.loads(rows["outer"]["inputs"]) == {"text": "x" * 20_000}
+    assert _json.loads(rows["outer"]["output"]) == "X" * 20_000 + "!"
+    assert rows["inner"]["parent_span_id"] == rows["outer"]["span_id"] and rows["inner"]["run_id"] == run.id
+    assert rows["inner"]["step"] == 0 and rows["outer"]["status"] == "ok"
+    chat = rows["chat gpt-4o"]
+    assert (chat["provider"], chat["model"], chat["input_tokens"], chat["output_tokens"]) == (
+        "openai", "gpt-4o-2024-08-06", 12, 30)
+    assert chat["cost"] == pytest.approx(12 * 2.5e-6 + 30 * 10e-6) and chat["step"] is None
+    assert _json.loads(chat["attributes"])["gen_ai.request.model"] == "gpt-4o"
+    result = runner.invoke(main, ["--dir", str(root), "traces", "export", "ex", "--run", run.id,
+                                  "-o", str(root / "spans.jsonl")], catch_exceptions=False)
+    assert result.exit_code == 0
+    lines = [_json.loads(line) for line in (root / "spans.jsonl").read_text().splitlines()]
+    assert sorted(line["name"] for line in lines) == ["inner", "outer"]

@@ -7,7 +7,8 @@ the usage), ``/v1/embeddings`` (float lists or base64, as asked; one token per w
 the words of the request's messages, the answer is ``"echo: <last message>"`` and the output
 counts its words. With ``tools``, the answer calls the first tool with ``{"city": "paris"}`` (in
 pieces when streamed, as the real APIs send them). Fault modes by model name: ``"fail-500"`` answers 500, ``"fail-429"`` 429,
-``"fail-midstream"`` drops a stream after two chunks (chat, responses and messages).
+``"fail-midstream"`` drops a stream after two chunks (chat, responses and messages); a model named
+``"slow-..."`` waits ``SLOW_FIRST_TOKEN_S`` before a chat stream's first chunk (after the headers).
 The real ``openai`` and ``anthropic`` clients talk to it through ``base_url``.
 """
 
@@ -39,6 +40,7 @@ def _words(messages: list[dict[str, Any]], system: Any = None) -> tuple[int, str
 
 
 EMBEDDING_SIZE = 8
+SLOW_FIRST_TOKEN_S = 0.3
 
 
 def _fault(model: str) -> Response | None:
@@ -77,6 +79,8 @@ async def chat(request: Request) -> Response:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
             return f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': delta, 'finish_reason': finish}]})}\n\n"
 
+        if model.startswith("slow-"):
+            time.sleep(SLOW_FIRST_TOKEN_S)  # in the response's thread: the headers are out already
         if tool:  # the call's arguments arrive in pieces
             yield chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                                                "function": {"name": tool, "arguments": ""}}]})

@@ -328,3 +328,18 @@ def test_anthropic_messages_stream_helper_sync_and_async(start, llm, patched):
         assert json.loads(span.output.json)["content"] == [{"type": "text", "text": "echo: say hello world"}]
         assert json.loads(span.input.json)["system"] == "be brief"
     assert spans[2].status_code == spans[3].status_code == spans[2].STATUS_ERROR
+
+
+def test_a_streams_span_covers_a_slow_first_token(start, llm, patched):
+    """The client returns a stream once the headers arrive; the span runs until the stream ends,
+    so the wait for the first token is inside it (the fake server waits before that chunk)."""
+    from fake_llm import SLOW_FIRST_TOKEN_S
+
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start()
+    stream = client.chat.completions.create(model="slow-model", messages=MESSAGES, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "echo: say hello world"
+    (span,) = _spans(run)
+    assert span.end_time_unix_nano - span.start_time_unix_nano >= SLOW_FIRST_TOKEN_S * 1e9
+    assert (_attrs(span)["gen_ai.usage.output_tokens"], span.status_code) == (4, span.STATUS_OK)

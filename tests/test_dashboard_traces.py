@@ -6,6 +6,7 @@ spans recorded by ``@tracklet.op`` and received over OTLP, served by ``tracklet 
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -122,6 +123,14 @@ def stepped(root):
                   "start_ns": start + 1_000_000, "end_ns": start + 3_000_000, "status": "ok", "step": 2}) | {"run_id": "r2"},
         span_row({"trace_id": "d" * 32, "span_id": "3" * 16, "parent_span_id": "1" * 16, "name": "llm",
                   "start_ns": start + 4_000_000, "end_ns": 0, "step": 2}) | {"run_id": "r2"},
+        span_row({"trace_id": "e" * 32, "span_id": "4" * 16, "name": "chat claude-x", "kind": "client",
+                  "start_ns": start, "end_ns": start + 1_000_000, "status": "ok",
+                  "input": json.dumps({"model": "claude-x", "system": "be brief", "messages": [
+                      {"role": "user", "content": [{"type": "text", "text": "weather in paris?"}]}]}),
+                  "output": json.dumps({"role": "assistant", "content": [
+                      {"type": "text", "text": "let me look"},
+                      {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "paris"}}]}),
+                  "attributes": {"gen_ai.operation.name": "chat"}}) | {"run_id": ""},
     ])
     store.close()
     process, url, token = start_ui(root)
@@ -158,3 +167,13 @@ def test_run_page_lists_its_traces_by_step_and_unfinished_spans_show_as_such(ste
     page.wait_for_selector("table.traces tr[data-trace]")
     assert len(probe(page, "traces")["traces"]) == 4
     assert "unfinished" in page.text_content(f"table.traces tr[data-trace='{'d' * 32}']")
+
+
+def test_an_llm_spans_conversation_shows_as_a_chat(stepped, page):
+    url, token = stepped
+    page.goto(url + f"projects/st/traces/{'e' * 32}?token=" + token)
+    page.wait_for_selector(".span-details .chat-view .chat-message")
+    messages = [(m.get_attribute("data-role"), m.query_selector(".chat-text").text_content())
+                for m in page.query_selector_all(".chat-view .chat-message")]
+    assert messages == [("system", "be brief"), ("user", "weather in paris?"),
+                        ("assistant", 'let me look\n→ get_weather({"city":"paris"})')]

@@ -4,8 +4,8 @@
 // tree of spans beside a waterfall of their times, and the selected span's details (typed
 // columns, inputs, output, attributes, events). Spans come from GET /api/v1/projects/<p>/traces.
 // A span without an end (status "open": still running, or cut off by a kill) shows as
-// "unfinished", its bar reaching the trace's last known time. runTracesCard: a run page's traces
-// by step.
+// "unfinished", its bar reaching the trace's last known time. An LLM call's span shows its
+// conversation as a chat (chatOf). runTracesCard: a run page's traces by step.
 
 import "./traces.css";
 
@@ -191,6 +191,78 @@ function payload(text: string, blob: string): string {
   return blob ? `(stored as blob sha256:${blob})` : "";
 }
 
+type ChatMessage = { role: string; text: string };
+
+/** A message content as text: a string, or the text of its parts (OpenAI/Anthropic content parts,
+ * OTel GenAI `parts`), tool calls and tool uses written as `name(arguments)`. */
+function contentText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return content === null || content === undefined ? "" : JSON.stringify(content);
+  return content.map((part) => {
+    if (typeof part === "string") return part;
+    if (!part || typeof part !== "object") return "";
+    const p = part as Record<string, unknown>;
+    if (typeof p.text === "string") return p.text;
+    if (typeof p.content === "string") return p.content;
+    if (p.type === "tool_use" || p.type === "tool_call" || p.type === "function_call")
+      return `→ ${String(p.name ?? "")}(${typeof p.arguments === "string" ? p.arguments : JSON.stringify(p.input ?? p.arguments ?? {})})`;
+    return "";
+  }).filter(Boolean).join("\n");
+}
+
+function toMessage(value: unknown, fallbackRole: string): ChatMessage | null {
+  if (!value || typeof value !== "object") return null;
+  const m = value as Record<string, unknown>;
+  if (m.type === "function_call") return { role: "assistant", text: contentText([m]) };
+  let text = contentText(m.content ?? m.parts);
+  const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as { function?: { name?: string; arguments?: string } }[]) : [];
+  for (const call of calls) text += `${text ? "\n" : ""}→ ${call.function?.name ?? ""}(${call.function?.arguments ?? ""})`;
+  return { role: typeof m.role === "string" ? m.role : fallbackRole, text };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The GenAI conversation of a span, if it has one: the request's system prompt and messages
+ * (OpenAI/Anthropic arguments, Responses API `instructions`/`input`, or OTel's
+ * `gen_ai.input.messages`), then the answer's messages. Null for other spans. */
+export function chatOf(span: Span): ChatMessage[] | null {
+  const inputs = span.input ? parseJson(span.input) : undefined;
+  const attr = span.attributes as Record<string, unknown>;
+  let asked: unknown = undefined;
+  const out: ChatMessage[] = [];
+  if (inputs && typeof inputs === "object" && !Array.isArray(inputs)) {
+    const i = inputs as Record<string, unknown>;
+    const system = i.system ?? i.instructions;
+    if (typeof system === "string" && system) out.push({ role: "system", text: system });
+    asked = i.messages ?? (typeof i.input === "string" ? [{ role: "user", content: i.input }] : i.input);
+  }
+  if (asked === undefined && typeof attr["gen_ai.input.messages"] === "string") asked = parseJson(attr["gen_ai.input.messages"] as string);
+  if (!Array.isArray(asked)) return null;
+  for (const message of asked) {
+    const m = toMessage(message, "user");
+    if (m) out.push(m);
+  }
+  let answer: unknown = span.output ? parseJson(span.output) : undefined;
+  if (answer === undefined && typeof attr["gen_ai.output.messages"] === "string") answer = parseJson(attr["gen_ai.output.messages"] as string);
+  for (const message of Array.isArray(answer) ? answer : answer ? [answer] : []) {
+    const m = toMessage(message, "assistant");
+    if (m && (m.text || m.role)) out.push(m);
+  }
+  return out;
+}
+
+function chatView(messages: ChatMessage[]): HTMLElement {
+  return h("div.chat-view", {}, h("h3", { text: "chat" }),
+    ...messages.map((m) => h("div.chat-message", { "data-role": m.role },
+      h("span.chat-role", { text: m.role }), h("div.chat-text", { text: m.text }))));
+}
+
 function details(span: Span): HTMLElement {
   const rows: [string, string][] = [
     ["name", span.name], ["status", statusLabel(span.status) + (span.status_message ? `: ${span.status_message}` : "")],
@@ -200,8 +272,10 @@ function details(span: Span): HTMLElement {
     ["cost", fmtCost(span.cost)], ["step", span.step === null ? "" : String(span.step)], ["span id", span.span_id],
   ];
   const section = (title: string, text: string) => text ? h("div", {}, h("h3", { text: title }), h("pre", { text })) : null;
+  const chat = chatOf(span);
   return h("div.span-details", { "data-span": span.span_id },
     h("table.kv", {}, ...rows.filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: v })))),
+    chat && chat.length ? chatView(chat) : null,
     section("inputs", payload(span.input, span.input_blob)),
     section("output", payload(span.output, span.output_blob)),
     section("attributes", Object.keys(span.attributes).length ? JSON.stringify(span.attributes, null, 2) : ""),

@@ -177,3 +177,26 @@ def test_an_llm_spans_conversation_shows_as_a_chat(stepped, page):
                 for m in page.query_selector_all(".chat-view .chat-message")]
     assert messages == [("system", "be brief"), ("user", "weather in paris?"),
                         ("assistant", 'let me look\n→ get_weather({"city":"paris"})')]
+
+
+def test_two_traces_compare_span_by_span(stepped, page):
+    url, token = stepped
+    page.goto(url + "projects/st/traces?run=r2&token=" + token)
+    page.wait_for_selector("table.traces tr[data-trace]")
+    answers = [t["trace_id"] for t in probe(page, "traces")["traces"] if t["root"] == "answer"]
+    first, second = answers[:2]
+    page.goto(url + f"projects/st/traces/{first}?token=" + token)
+    page.wait_for_selector(".trace-page .span-row[data-span]")
+    page.fill("input.compare-input", second)
+    page.press("input.compare-input", "Enter")
+    row = page.wait_for_selector(".trace-diff tr.diff-row")
+    assert row.get_attribute("data-path") == "answer"
+    assert row.get_attribute("data-changed") == "inputs,output"  # same op, other question and answer
+    assert f"compare={second}" in page.url
+    page.fill("input.compare-input", "d" * 32)  # a trace of another shape: spans on one side only
+    page.press("input.compare-input", "Enter")
+    page.wait_for_selector(".trace-diff tr.diff-row[data-path='killed agent / tool']")
+    changed = {r.get_attribute("data-path"): r.get_attribute("data-changed")
+               for r in page.query_selector_all(".trace-diff tr.diff-row")}
+    assert changed == {"answer": "only in A", "killed agent": "only in B", "killed agent / tool": "only in B",
+                       "killed agent / llm": "only in B"}

@@ -5,7 +5,8 @@
 // columns, inputs, output, attributes, events). Spans come from GET /api/v1/projects/<p>/traces.
 // A span without an end (status "open": still running, or cut off by a kill) shows as
 // "unfinished", its bar reaching the trace's last known time. An LLM call's span shows its
-// conversation as a chat (chatOf). runTracesCard: a run page's traces by step.
+// conversation as a chat (chatOf). ?compare=<trace id> adds a diff of the two traces (diffTraces:
+// spans paired by their place in the tree). runTracesCard: a run page's traces by step.
 
 import "./traces.css";
 
@@ -14,7 +15,7 @@ import type { components } from "../api-types";
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtDuration, fmtTime } from "../format";
-import { readQuery, runHref, setQuery, traceHref, tracesHref } from "../router";
+import { navigate, readQuery, runHref, setQuery, traceHref, tracesHref } from "../router";
 
 type Trace = components["schemas"]["TraceModel"];
 type Span = components["schemas"]["TraceSpanModel"];
@@ -282,6 +283,57 @@ function details(span: Span): HTMLElement {
     section("events", span.events.length ? JSON.stringify(span.events, null, 2) : ""));
 }
 
+type DiffRow = { path: string; a: Span | null; b: Span | null; changed: string[] };
+
+/** Two traces' spans paired by their place in the tree (the names from the root down, and the
+ * index among same-named siblings), with what differs: status, tokens, output, inputs, model. */
+export function diffTraces(a: Trace, b: Trace): DiffRow[] {
+  const paths = (trace: Trace): Map<string, Span> => {
+    const byPath = new Map<string, Span>();
+    const pathOf = new Map<string, string>();
+    const seen = new Map<string, number>();
+    for (const { span } of treeOrder(trace)) {
+      const parent = span.parent_span_id ? pathOf.get(span.parent_span_id) ?? "" : "";
+      const base = parent ? `${parent} / ${span.name}` : span.name;
+      const count = seen.get(base) ?? 0;
+      seen.set(base, count + 1);
+      const path = count ? `${base} #${count + 1}` : base;
+      pathOf.set(span.span_id, path);
+      byPath.set(path, span);
+    }
+    return byPath;
+  };
+  const left = paths(a), right = paths(b);
+  const order = [...left.keys(), ...[...right.keys()].filter((k) => !left.has(k))];
+  return order.map((path) => {
+    const x = left.get(path) ?? null, y = right.get(path) ?? null;
+    const changed: string[] = [];
+    if (x && y) {
+      if (x.status !== y.status) changed.push("status");
+      if (x.model !== y.model) changed.push("model");
+      if (x.input_tokens !== y.input_tokens || x.output_tokens !== y.output_tokens) changed.push("tokens");
+      if (x.input !== y.input || x.input_blob !== y.input_blob) changed.push("inputs");
+      if (x.output !== y.output || x.output_blob !== y.output_blob) changed.push("output");
+    } else changed.push(x ? "only in A" : "only in B");
+    return { path, a: x, b: y, changed };
+  });
+}
+
+function diffCard(project: string, a: Trace, b: Trace): HTMLElement {
+  const rows = diffTraces(a, b);
+  const cell = (span: Span | null) => span
+    ? `${statusLabel(span.status)} · ${span.status === "open" ? "unfinished" : fmtDuration(span.duration_ms / 1000)}${
+      fmtTokens(span.input_tokens, span.output_tokens) ? ` · ${fmtTokens(span.input_tokens, span.output_tokens)}` : ""}`
+    : "—";
+  return h("section.card.wide.trace-diff", {},
+    h("h2", {}, "Compared with ", h("a", { href: traceHref(project, b.trace_id), "data-link": true, text: rootOf(b).name || b.trace_id })),
+    h("table.traces", {},
+      h("thead", {}, h("tr", {}, ...["span", "this trace (A)", "other (B)", "differs in"].map((label) => h("th", { text: label })))),
+      h("tbody", {}, ...rows.map((row) => h("tr.diff-row", { "data-path": row.path, "data-changed": row.changed.join(",") },
+        h("td", { text: row.path }), h("td", { text: cell(row.a) }), h("td", { text: cell(row.b) }),
+        h("td", { text: row.changed.join(", ") }))))));
+}
+
 export async function tracePage(root: HTMLElement, project: string, traceId: string): Promise<() => void> {
   root.replaceChildren(h("p.loading", { text: "Loading trace…" }));
   const data = await get<components["schemas"]["TracesResponse"]>(`/projects/${encodeURIComponent(project)}/traces`,
@@ -291,6 +343,20 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
     root.replaceChildren(h("p.error", { text: `No trace ${traceId} in ${project}` }));
     return () => {};
   }
+  const compareId = readQuery().get("compare");
+  const other = compareId
+    ? (await get<components["schemas"]["TracesResponse"]>(`/projects/${encodeURIComponent(project)}/traces`,
+      { trace_id: compareId, limit: 1 })).traces[0]
+    : undefined;
+  const compareInput = h("input.compare-input", { type: "search", name: "compare", placeholder: "compare with trace id",
+    value: compareId ?? "" }) as HTMLInputElement;
+  compareInput.addEventListener("change", () => {
+    const params = readQuery();
+    const value = compareInput.value.trim();
+    if (value) params.set("compare", value);
+    else params.delete("compare");
+    navigate(`${location.pathname}${params.toString() ? `?${params}` : ""}`); // the page again, with the diff
+  });
   const ordered = treeOrder(trace);
   const total = Math.max(1, trace.end_ns - trace.start_ns);
   const panel = h("section.card.span-panel");
@@ -336,7 +402,9 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
   root.replaceChildren(
     h("section.trace-page", {},
       h("div.pane-head", {}, h("h1", { text: rootOf(trace).name || trace.trace_id }), h("span.count", { text: summary }),
-        trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: `run ${trace.run_id}` }) : null),
+        trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: `run ${trace.run_id}` }) : null,
+        compareInput),
+      compareId ? (other ? diffCard(project, trace, other) : h("p.error", { text: `No trace ${compareId} in ${project}` })) : null,
       h("div.trace-columns", {},
         h("section.card.waterfall", {},
           h("div.span-row.span-head", {}, h("div.span-name", { text: "span" }), h("div.span-lane", { text: "timeline" }),

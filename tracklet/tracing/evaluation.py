@@ -14,7 +14,8 @@ call and every scorer's are its children). The run records:
   ``rows`` / ``errors`` counts; so evaluations compare in the runs table and parallel coordinates.
 
 A model or a scorer receives the row's fields its parameters name (all of them with ``**kwargs``);
-a scorer also gets ``output``. Either may be ``async def``. A model call that raises is recorded
+a scorer also gets ``output`` (also as ``model_output``, older Weave code's name). Either may be
+``async def``. A model call that raises is recorded
 (an error span, ``error`` in the table, counted in ``errors``) and scored as None.
 """
 
@@ -144,7 +145,7 @@ class Evaluation:
                 if error:
                     scores[name] = None
                     continue
-                score = scorer(**{**row, "output": output})
+                score = scorer(**{**row, "output": output, "model_output": output})
                 if isinstance(score, Mapping):
                     scores.update({f"{name}.{key}": value for key, value in score.items()})
                 else:

@@ -6,6 +6,7 @@ spans recorded by ``@tracklet.op`` and received over OTLP, served by ``tracklet 
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -95,3 +96,107 @@ def test_traces_list_filters_and_a_trace_shows_tree_waterfall_and_details(traced
 
     page.reload()  # the selected span is in the URL
     page.wait_for_selector(f".span-details[data-span='{second['span_id']}']")
+
+
+@tracklet.op(name="answer")
+def answer(question: str) -> str:
+    return question.upper()
+
+
+@pytest.fixture
+def stepped(root):
+    """A run whose traces start at steps 0, 0 and 2, and a trace of it whose spans were open when
+    the process died (a start record with no end)."""
+    run = tracklet.init(project="st", id="r2", dir=str(root), settings=QUIET)
+    answer("a")
+    answer("b")
+    run.log({"loss": 1.0})
+    run.log({"loss": 0.5})
+    answer("c")
+    run.finish()
+    store = Store(root=root)
+    start = time.time_ns()
+    store.add_spans("st", [
+        span_row({"trace_id": "d" * 32, "span_id": "1" * 16, "name": "killed agent", "start_ns": start,
+                  "end_ns": 0, "step": 2}) | {"run_id": "r2"},
+        span_row({"trace_id": "d" * 32, "span_id": "2" * 16, "parent_span_id": "1" * 16, "name": "tool",
+                  "start_ns": start + 1_000_000, "end_ns": start + 3_000_000, "status": "ok", "step": 2}) | {"run_id": "r2"},
+        span_row({"trace_id": "d" * 32, "span_id": "3" * 16, "parent_span_id": "1" * 16, "name": "llm",
+                  "start_ns": start + 4_000_000, "end_ns": 0, "step": 2}) | {"run_id": "r2"},
+        span_row({"trace_id": "e" * 32, "span_id": "4" * 16, "name": "chat claude-x", "kind": "client",
+                  "start_ns": start, "end_ns": start + 1_000_000, "status": "ok",
+                  "input": json.dumps({"model": "claude-x", "system": "be brief", "messages": [
+                      {"role": "user", "content": [{"type": "text", "text": "weather in paris?"}]}]}),
+                  "output": json.dumps({"role": "assistant", "content": [
+                      {"type": "text", "text": "let me look"},
+                      {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "paris"}}]}),
+                  "attributes": {"gen_ai.operation.name": "chat"}}) | {"run_id": ""},
+    ])
+    store.close()
+    process, url, token = start_ui(root)
+    yield url, token
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_run_page_lists_its_traces_by_step_and_unfinished_spans_show_as_such(stepped, page):
+    url, token = stepped
+    page.goto(url + "projects/st/runs/r2?token=" + token)
+    page.wait_for_selector(".run-traces-card:not([hidden]) tr[data-trace]")
+    rows = page.query_selector_all(".run-traces-card tr[data-trace]")
+    by_step = [(row.get_attribute("data-step"), row.query_selector("a").text_content()) for row in rows]
+    assert by_step == [("0", "answer"), ("0", "answer"), ("2", "answer"), ("2", "killed agent")]
+    killed = page.query_selector(f".run-traces-card tr[data-trace='{'d' * 32}']")
+    assert "unfinished" in killed.text_content()
+    assert page.get_attribute(".run-traces-card a.run-traces-all", "href").endswith("/projects/st/traces?run=r2")
+
+    killed.query_selector("a").click()
+    page.wait_for_selector(".trace-page .span-row[data-span]")
+    trace = probe(page, "trace")
+    rows = {r["name"]: r for r in trace["rows"]}
+    assert [(r["name"], r["depth"], r["status"]) for r in trace["rows"]] == [
+        ("killed agent", 0, "unfinished"), ("tool", 1, "ok"), ("llm", 1, "unfinished")]
+    # an unfinished span's bar runs to the last time the trace knows (here the llm span's start)
+    assert rows["killed agent"]["width"] == pytest.approx(100, abs=0.5)
+    assert rows["llm"]["left"] + rows["llm"]["width"] == pytest.approx(100, abs=0.5)
+    assert page.text_content(f".span-row[data-span='{'3' * 16}'] .span-time") == "unfinished"
+    details = page.text_content(".span-details")
+    assert "unfinished" in details
+
+    page.goto(url + "projects/st/traces?run=r2&token=" + token)
+    page.wait_for_selector("table.traces tr[data-trace]")
+    assert len(probe(page, "traces")["traces"]) == 4
+    assert "unfinished" in page.text_content(f"table.traces tr[data-trace='{'d' * 32}']")
+
+
+def test_an_llm_spans_conversation_shows_as_a_chat(stepped, page):
+    url, token = stepped
+    page.goto(url + f"projects/st/traces/{'e' * 32}?token=" + token)
+    page.wait_for_selector(".span-details .chat-view .chat-message")
+    messages = [(m.get_attribute("data-role"), m.query_selector(".chat-text").text_content())
+                for m in page.query_selector_all(".chat-view .chat-message")]
+    assert messages == [("system", "be brief"), ("user", "weather in paris?"),
+                        ("assistant", 'let me look\n→ get_weather({"city":"paris"})')]
+
+
+def test_two_traces_compare_span_by_span(stepped, page):
+    url, token = stepped
+    page.goto(url + "projects/st/traces?run=r2&token=" + token)
+    page.wait_for_selector("table.traces tr[data-trace]")
+    answers = [t["trace_id"] for t in probe(page, "traces")["traces"] if t["root"] == "answer"]
+    first, second = answers[:2]
+    page.goto(url + f"projects/st/traces/{first}?token=" + token)
+    page.wait_for_selector(".trace-page .span-row[data-span]")
+    page.fill("input.compare-input", second)
+    page.press("input.compare-input", "Enter")
+    row = page.wait_for_selector(".trace-diff tr.diff-row")
+    assert row.get_attribute("data-path") == "answer"
+    assert row.get_attribute("data-changed") == "inputs,output"  # same op, other question and answer
+    assert f"compare={second}" in page.url
+    page.fill("input.compare-input", "d" * 32)  # a trace of another shape: spans on one side only
+    page.press("input.compare-input", "Enter")
+    page.wait_for_selector(".trace-diff tr.diff-row[data-path='killed agent / tool']")
+    changed = {r.get_attribute("data-path"): r.get_attribute("data-changed")
+               for r in page.query_selector_all(".trace-diff tr.diff-row")}
+    assert changed == {"answer": "only in A", "killed agent": "only in B", "killed agent / tool": "only in B",
+                       "killed agent / llm": "only in B"}

@@ -182,3 +182,164 @@ def test_a_dropped_or_broken_stream_still_ends_its_span(start, llm, patched):
     assert dropped.status_code == dropped.STATUS_OK
     assert broken.status_code == broken.STATUS_ERROR and broken.name == "chat fail-midstream-2024-08-06"
     assert json.loads(broken.output.json or "null") is None  # an error span records no output
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """A cut connection's error from whichever httpx the installed clients use."""
+    import importlib
+
+    found = []
+    for name in ("httpx", "httpx2"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
+def _text_of(span) -> str:
+    """The assistant text a Responses API span recorded as its output."""
+    return "".join(part.get("text", "") for item in json.loads(span.output.json) for part in item.get("content", []))
+
+
+def test_openai_stream_and_parse_helpers_are_spans_with_usage(start, llm, patched):
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    aclient = openai.AsyncOpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start()
+    with client.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:
+        deltas = [event.delta for event in stream if event.type == "content.delta"]
+        final = stream.get_final_completion()
+    assert "".join(deltas) == final.choices[0].message.content == "echo: say hello world"
+    parsed = client.chat.completions.parse(model="gpt-4o", messages=MESSAGES)
+    assert parsed.choices[0].message.content == "echo: say hello world"
+
+    async def helper():
+        async with aclient.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+            return [event.delta async for event in stream if event.type == "content.delta"]
+
+    assert "".join(asyncio.run(helper())) == "echo: say hello world"
+    spans = _spans(run)
+    assert [s.name for s in spans] == ["chat gpt-4o-2024-08-06"] * 2 + ["chat gpt-4o-mini-2024-08-06"]
+    for span in spans:
+        attributes = _attrs(span)
+        # the helpers pass stream_options unset (a sentinel): usage is still asked for and recorded
+        assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (5, 4)
+        assert json.loads(span.output.json)[0]["content"] == "echo: say hello world"
+        assert span.status_code == span.STATUS_OK
+
+
+def test_responses_api_plain_streamed_and_helper_are_spans(start, llm, patched, root):
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    aclient = openai.AsyncOpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start(project="resp")
+    kwargs = {"model": "gpt-4.1", "instructions": "be brief", "input": "say hello world"}
+    assert client.responses.create(**kwargs).output_text == "echo: say hello world"
+    assert "".join(e.delta for e in client.responses.create(**kwargs, stream=True)
+                   if e.type == "response.output_text.delta") == "echo: say hello world"
+    with client.responses.stream(**kwargs) as stream:
+        for _ in stream:
+            pass
+        assert stream.get_final_response().output_text == "echo: say hello world"
+
+    async def both():
+        plain = await aclient.responses.create(**kwargs)
+        streamed = await aclient.responses.create(**kwargs, stream=True)
+        return plain.output_text, [e.type async for e in streamed][-1]
+
+    assert asyncio.run(both()) == ("echo: say hello world", "response.completed")
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(**{**kwargs, "model": "fail-429"})
+    import httpx
+
+    with pytest.raises((openai.APIError, httpx.TransportError)):
+        for _ in client.responses.create(**{**kwargs, "model": "fail-midstream"}, stream=True):
+            pass
+    spans = _spans(run)
+    assert len(spans) == 7
+    for span in spans[:5]:
+        assert span.name == "chat gpt-4.1-2025-04-14" and span.status_code == span.STATUS_OK
+        attributes = _attrs(span)
+        assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (5, 4)
+        assert attributes["gen_ai.response.finish_reasons"] == ["completed"]
+        assert _text_of(span) == "echo: say hello world"
+        assert json.loads(span.input.json)["input"] == "say hello world"
+    rate_limited, broken = spans[5:]
+    assert rate_limited.status_code == broken.status_code == rate_limited.STATUS_ERROR
+    assert broken.name == "chat fail-midstream-2025-04-14"  # the model the stream named before it broke
+    traces = tracklet.Api(root).traces("resp", filter={"status": "ok"})
+    assert {(s.operation, s.provider, s.input_tokens, s.output_tokens) for t in traces for s in t.spans} == {
+        ("chat", "openai", 5, 4)}
+
+
+def test_embeddings_are_spans_with_input_tokens_not_vectors(start, llm, patched, root):
+    from fake_llm import EMBEDDING_SIZE
+
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    aclient = openai.AsyncOpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start(project="emb")
+    texts = ["one two", "three four five"]
+    vectors = client.embeddings.create(model="text-embedding-3-small", input=texts)  # base64 on the wire
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == EMBEDDING_SIZE
+    floats = asyncio.run(aclient.embeddings.create(model="text-embedding-3-small", input="six",
+                                                   encoding_format="float"))
+    assert floats.data[0].embedding[0] == 3.0
+    with pytest.raises(openai.InternalServerError):
+        client.embeddings.create(model="fail-500", input="x")
+    run.finish()
+    spans = sorted((s for t in tracklet.Api(root).traces("emb") for s in t.spans), key=lambda s: s.start_ns)
+    assert [(s.name, s.operation, s.provider, s.model, s.input_tokens, s.status) for s in spans] == [
+        ("embeddings text-embedding-3-small-v1", "embeddings", "openai", "text-embedding-3-small-v1", 5, "ok"),
+        ("embeddings text-embedding-3-small-v1", "embeddings", "openai", "text-embedding-3-small-v1", 1, "ok"),
+        ("embeddings fail-500", "embeddings", "openai", "fail-500", None, "error")]
+    assert spans[0].output == {"embeddings": 2, "dimensions": EMBEDDING_SIZE}
+    assert spans[0].inputs["input"] == texts
+
+
+def test_anthropic_messages_stream_helper_sync_and_async(start, llm, patched):
+    client = anthropic.Anthropic(base_url=llm.url, api_key=KEY, max_retries=0)
+    aclient = anthropic.AsyncAnthropic(base_url=llm.url, api_key=KEY, max_retries=0)
+    run = start()
+    kwargs = {"model": "claude-x", "max_tokens": 64, "messages": [{"role": "user", "content": "say hello world"}],
+              "system": "be brief"}
+    with client.messages.stream(**kwargs) as stream:
+        assert "".join(stream.text_stream) == "echo: say hello world"
+        assert stream.get_final_message().usage.output_tokens == 4
+
+    async def helper():
+        async with aclient.messages.stream(**kwargs) as stream:
+            return await stream.get_final_text()
+
+    assert asyncio.run(helper()) == "echo: say hello world"
+    with pytest.raises(anthropic.RateLimitError):
+        with client.messages.stream(**{**kwargs, "model": "fail-429"}) as stream:
+            pass
+    with pytest.raises((anthropic.APIError, *_TRANSPORT_ERRORS)):
+        with client.messages.stream(**{**kwargs, "model": "fail-midstream"}) as stream:
+            stream.until_done()
+    spans = _spans(run)
+    assert [s.name for s in spans] == ["chat claude-x-20250101"] * 2 + ["chat fail-429", "chat fail-midstream-20250101"]
+    for span in spans[:2]:
+        attributes = _attrs(span)
+        assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (5, 4)
+        assert attributes["gen_ai.response.streamed"] is True and span.status_code == span.STATUS_OK
+        assert json.loads(span.output.json)["content"] == [{"type": "text", "text": "echo: say hello world"}]
+        assert json.loads(span.input.json)["system"] == "be brief"
+    assert spans[2].status_code == spans[3].status_code == spans[2].STATUS_ERROR
+
+
+def test_a_streams_span_covers_a_slow_first_token(start, llm, patched):
+    """The client returns a stream once the headers arrive; the span runs until the stream ends,
+    so the wait for the first token is inside it (the fake server waits before that chunk)."""
+    from fake_llm import SLOW_FIRST_TOKEN_S
+
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start()
+    stream = client.chat.completions.create(model="slow-model", messages=MESSAGES, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "echo: say hello world"
+    (span,) = _spans(run)
+    assert span.end_time_unix_nano - span.start_time_unix_nano >= SLOW_FIRST_TOKEN_S * 1e9
+    assert (_attrs(span)["gen_ai.usage.output_tokens"], span.status_code) == (4, span.STATUS_OK)

@@ -57,15 +57,15 @@ def test_nested_ops_share_a_trace_and_name_their_parent(start):
     run.log({"loss": 1.0})  # step 0 -> 1
     assert pipeline(1) == 12
     spans = _spans(run)
-    assert [s.name for s in spans] == ["add", "add", "pipeline"]  # queued as they end
-    root = spans[2]
+    assert [s.name for s in spans] == ["pipeline", "add", "add"]  # queued as they start
+    root = spans[0]
     assert root.parent_span_id == b"" and len(root.trace_id) == 16 and len(root.span_id) == 8
-    for child in spans[:2]:
+    for child in spans[1:]:
         assert child.trace_id == root.trace_id and child.parent_span_id == root.span_id
-    assert root.start_time_unix_nano <= spans[0].start_time_unix_nano <= spans[1].end_time_unix_nano \
+    assert root.start_time_unix_nano <= spans[1].start_time_unix_nano <= spans[2].end_time_unix_nano \
         <= root.end_time_unix_nano
     assert all(s.run_id == run.id and s.step == 1 for s in spans)
-    assert _inputs(spans[1]) == {"a": 2, "b": 10} and _output(spans[1]) == 12
+    assert _inputs(spans[2]) == {"a": 2, "b": 10} and _output(spans[2]) == 12
     assert _inputs(root) == {"x": 1} and _output(root) == 12
     assert root.status_code == root.STATUS_OK
 

@@ -211,3 +211,78 @@ def test_tracklets_otlp_schema_matches_opentelemetry_proto():
         # Not read: entity references and the string-table indexes OTLP's profiles signal uses.
         unread = {("Resource", "entity_refs"), ("KeyValue", "key_strindex"), ("AnyValue", "string_value_strindex")}
         assert {k for k in missing if k[0] != "EntityRef"} <= unread, missing
+
+
+def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
+    """The OTLP decoder builds rows without coercing each field (``checked_span_row``,
+    ``stored_attributes``): the same rows as the general ``span_row`` of the span's plain data, for
+    plain spans and for the values that need capping (NUL, a string over 256 KiB, a long key,
+    doubles, arrays, maps, bytes, NaN), events, links, an open span and GenAI/OpenInference keys."""
+    from tracklet.proto import otlp_trace_pb2 as otlp
+    from tracklet.store.spans import span_row
+    from tracklet.tracing.otlp import attributes, decode
+
+    request = otlp.ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    entry = resource.resource.attributes.add()
+    entry.key, entry.value.string_value = "service.name", "svc\x00x"
+    scope_spans = resource.scope_spans.add()
+    scope_spans.scope.name = "scope\x00"
+    values = [("gen_ai.request.model", "gpt-4o"), ("llm.model_name", "other"), ("gen_ai.usage.input_tokens", 7),
+              ("llm.token_count.completion", "9"), ("input.value", '{"q": 1}'), ("output.value", "plain text"),
+              ("nul", "a\x00b"), ("big", "y" * 300_000), ("k" * 2000, "long key"), ("ratio", 0.5),
+              ("nan", float("nan")), ("flag", True), ("list", [1, "two"]), ("raw", b"\x01\x02"), ("empty", "")]
+    for number, (end, extra) in enumerate([(2_000, values), (0, values[:3]), (5_000, [])]):
+        span = scope_spans.spans.add()
+        span.trace_id, span.span_id = bytes([number + 1]) * 16, bytes([number + 1]) * 8
+        span.parent_span_id = b"\x09" * 8 if number else b""
+        span.name, span.kind = f"span\x00{number}", 3
+        span.start_time_unix_nano, span.end_time_unix_nano = 1_000, end
+        span.status.code, span.status.message = 2, "bad\x00"
+        for key, value in extra:
+            item = span.attributes.add()
+            item.key = key
+            if isinstance(value, bool):
+                item.value.bool_value = value
+            elif isinstance(value, int):
+                item.value.int_value = value
+            elif isinstance(value, float):
+                item.value.double_value = value
+            elif isinstance(value, bytes):
+                item.value.bytes_value = value
+            elif isinstance(value, list):
+                for part in value:
+                    element = item.value.array_value.values.add()
+                    if isinstance(part, int):
+                        element.int_value = part
+                    else:
+                        element.string_value = part
+            else:
+                item.value.string_value = value
+        if number == 0:
+            event = span.events.add()
+            event.name, event.time_unix_nano = "exception\x00", 1_500
+            item = event.attributes.add()
+            item.key, item.value.double_value = "x", float("inf")
+            link = span.links.add()
+            link.trace_id, link.span_id = b"\x07" * 16, b"\x07" * 8
+    decoded = decode(request.SerializeToString(), "application/x-protobuf", project="p", run="r1")
+    rows = decoded.by_project["p"]
+    resource_attributes = {f"resource.{k}": v for k, v in attributes(resource.resource.attributes).items()}
+    shared = {"otel.scope.name": "scope\x00", **resource_attributes}
+    expected = []
+    for span in scope_spans.spans:
+        own = attributes(span.attributes)
+        expected.append(span_row({
+            "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(), "parent_span_id": span.parent_span_id.hex(),
+            "name": span.name, "kind": "client", "start_ns": span.start_time_unix_nano,
+            "end_ns": span.end_time_unix_nano, "status": "error", "status_message": span.status.message,
+            "attributes": {**own, **shared, **own},
+            "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)}
+                       for e in span.events],
+            "links": [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
+                       "attributes": attributes(link.attributes)} for link in span.links]}) | {"run_id": "r1"})
+    assert json.dumps(rows, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    assert rows[0]["model"] == "gpt-4o" and rows[0]["input_tokens"] == 7 and rows[0]["output_tokens"] == 9
+    assert rows[0]["attributes"]["nul"] == "a\ufffdb" and len(rows[0]["attributes"]["big"]) == 256 * 1024
+    assert rows[1]["status"] == "open" and rows[2]["model"] == ""

@@ -85,3 +85,25 @@ def test_traces_carry_costs_and_sums(root):
                                                     "output": 0}]))
     (api_trace,) = tracklet.Api(root).traces("p")
     assert api_trace.spans[2].cost == pytest.approx(7.0)  # a price added later applies to spans before it
+
+
+def test_built_in_prices_name_their_source_and_newer_models_do_not_take_an_older_prefixs_price():
+    assert all(price.source for price in DEFAULT_PRICES)  # where each was read (docs/tracing.md)
+    table = PriceTable(DEFAULT_PRICES)
+    # claude-opus-4 is a prefix of claude-opus-4-5, priced a third of it; haiku 4.5 has a price of its own
+    assert (table.price("anthropic", "claude-opus-4-5-20251101", _ns("2026-01-05")).input,
+            table.price("anthropic", "claude-opus-4-1-20250805", _ns("2026-01-05")).input) == (5.0, 15.0)
+    assert table.price("anthropic", "claude-haiku-4-5-20251001", _ns("2026-01-05")).output == 5.0
+    assert table.price("anthropic", "claude-sonnet-4-5-20250929", _ns("2026-01-05")).input == 3.0
+    # gpt-4o's first snapshot kept its launch price when the alias moved to a cheaper one
+    assert table.price("openai", "gpt-4o-2024-05-13", _ns("2025-03-01")).input == 5.0
+    assert table.price("openai", "gpt-4o", _ns("2025-03-01")).input == 2.5
+    assert table.price("openai", "gpt-4o", _ns("2024-09-01")).input == 5.0
+
+
+def test_a_prices_file_entry_may_name_its_source():
+    (price,) = parse_prices([{"provider": "acme", "model": "m", "effective": "2025-01-01", "input": 1, "output": 2,
+                              "source": "acme.example/pricing"}])
+    assert price.source == "acme.example/pricing"
+    with pytest.raises(PricesError, match="source must be"):
+        parse_prices([{"model": "m", "effective": "2025-01-01", "input": 1, "output": 2, "source": 5}])

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import QUIET, REPO
@@ -142,30 +143,59 @@ def step_op(i):
     return i
 
 @tracklet.op
-def hangs():
+def hangs(question):
     print("open", flush=True)
     time.sleep(600)
+
+@tracklet.op
+def agent():
+    step_op(99)
+    hangs("why?")
 
 for i in range(5):
     step_op(i)
 time.sleep(1.5)
-hangs()
+agent()
 """
 
 
-def test_kill_9_mid_trace_keeps_spans_that_ended_before(root):
+def _wait_for_span(log: Path, name: str, timeout: float = 60) -> None:
+    """Until the live run's log holds a span named ``name`` (the worker drains every half flush
+    interval): what a kill after that must keep."""
+    from tracklet.core.reader import replay
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and any(span.name == name for span in replay(log).spans):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no span {name!r} in {log} after {timeout} s")
+
+
+def test_kill_9_mid_trace_keeps_spans_that_ended_before_and_open_ones_as_unfinished(root):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen([sys.executable, "-c", KILLED], stdout=subprocess.PIPE, env=env, text=True)
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "open"
-        time.sleep(0.2)
+        _wait_for_span(root / "projects" / "p" / "runs" / "killed" / "run.tlog", "hangs")
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(30)
     api = tracklet.Api(root)
     traces = api.traces("p", limit=100)
-    assert sorted(t.root.inputs["i"] for t in traces) == [0, 1, 2, 3, 4]
+    finished = [t for t in traces if t.root.name == "step_op"]
+    assert sorted(t.root.inputs["i"] for t in finished) == [0, 1, 2, 3, 4]
+    assert all(not s.unfinished and s.status == "ok" for t in finished for s in t.spans)
+    (killed,) = [t for t in traces if t.root.name == "agent"]
+    spans = {s.name: s for s in killed.spans}
+    assert set(spans) == {"agent", "step_op", "hangs"}
+    assert spans["step_op"].status == "ok" and spans["step_op"].inputs == {"i": 99}  # ended before the kill
+    for name in ("agent", "hangs"):  # open at the kill: unfinished, no end, no payloads
+        span = spans[name]
+        assert span.unfinished and span.status == "open" and span.end_ns == 0 and span.inputs is None
+        assert span.run_id == "killed" and span.step == 0
+    assert spans["hangs"].parent_span_id == spans["agent"].span_id == spans["step_op"].parent_span_id
     assert api.run("p/killed").state == "crashed"
     api.close()
 
@@ -207,3 +237,103 @@ def test_received_rows_round_trip_every_column(root, store_url):
         assert stored[column] == value, column
     assert stored["source"] == "otlp" and stored["model"] == "m" and stored["input_tokens"] is None
     store.close()
+
+
+def test_a_span_open_at_a_flush_is_stored_open_then_replaced_by_its_end(start, root):
+    """A long op seen by the worker while it runs writes its start; the store shows it open (an
+    index pass meanwhile) and, once it ends, the one finished row with its payloads."""
+    run = start(project="live")
+    seen: dict[str, list] = {}
+
+    @tracklet.op(name="long_call")
+    def long_call(question):
+        run.flush()  # the worker drains while this span is open
+        api = tracklet.Api(root)
+        seen["during"] = [(s.name, s.status, s.unfinished) for t in api.traces("live") for s in t.spans]
+        api.close()
+        return "answer"
+
+    @tracklet.op(name="quick")
+    def quick(x):
+        return x
+
+    assert long_call("why?") == "answer"
+    quick(1)
+    run.finish()
+    assert seen["during"] == [("long_call", "open", True)]
+    api = tracklet.Api(root)
+    traces = api.traces("live")
+    spans = sorted((s for t in traces for s in t.spans), key=lambda s: s.start_ns)
+    assert [(s.name, s.status, s.unfinished) for s in spans] == [("long_call", "ok", False), ("quick", "ok", False)]
+    assert spans[0].inputs == {"question": "why?"} and spans[0].output == "answer" and spans[0].end_ns > 0
+    api.close()
+    from tracklet.core.reader import replay
+
+    records = replay(run._paths.log_file).spans  # the reader keeps the finished record in the start's place
+    assert [(s.name, s.end_time_unix_nano > 0) for s in records] == [("long_call", True), ("quick", True)]
+
+
+def test_an_open_span_is_replaced_by_its_end_and_a_finished_one_never(root, store_url):
+    """On both backends: a stored span without an end takes the same span's finished row; a
+    finished span stays as first stored (an exporter's retry, or a late start record)."""
+    store = Store(store_url, root=root)
+    finished = dict(RECEIVED[0])
+    opened = dict(finished, end_ns=0, status="unset", attributes={})
+    assert store.add_spans("p", [span_row(opened) | {"run_id": ""}]) == 1
+    (span,) = store.traces("p")[0]["spans"]
+    assert (span["status"], span["end_ns"], span["model"]) == ("open", 0, "")
+    store.add_spans("p", [span_row(finished) | {"run_id": ""}])
+    (span,) = store.traces("p")[0]["spans"]
+    assert (span["status"], span["end_ns"], span["model"]) == ("ok", finished["end_ns"], "gpt-4o-2024-08-06")
+    store.add_spans("p", [span_row(opened) | {"run_id": ""}, span_row(dict(finished, name="retry")) | {"run_id": ""}])
+    (span,) = store.traces("p")[0]["spans"]
+    assert (span["status"], span["name"]) == ("ok", "chat gpt-4o")
+
+
+def test_traces_export_writes_one_row_per_span_as_parquet_and_jsonl(start, root):
+    """``tracklet traces export``: every span of the project (ops, a big payload from the blob store,
+    an OTLP span with tokens and cost), typed, readable without tracklet."""
+    import json as _json
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    run = start(project="ex")
+
+    @tracklet.op(name="outer")
+    def outer(text):
+        return inner(text) + "!"
+
+    @tracklet.op(name="inner")
+    def inner(text):
+        return text.upper()
+
+    outer("x" * 20_000)  # over 8 KiB: stored as a blob, exported as its JSON
+    run.finish()
+    store = Store(root=root)
+    recent = 1_750_000_000 * 10**9  # 2025-06: gpt-4o at $2.50 / $10 per million tokens
+    store.add_spans("ex", [span_row(dict(RECEIVED[0], start_ns=recent, end_ns=recent + 2_500_000)) | {"run_id": ""}])
+    store.close()
+    runner = CliRunner()
+    result = runner.invoke(main, ["--dir", str(root), "traces", "export", "ex", "-o", str(root / "spans.parquet")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(root / "spans.parquet").to_pylist()
+    assert sorted(row["name"] for row in table) == ["chat gpt-4o", "inner", "outer"]
+    rows = {row["name"]: row for row in table}
+    assert _json.loads(rows["outer"]["inputs"]) == {"text": "x" * 20_000}
+    assert _json.loads(rows["outer"]["output"]) == "X" * 20_000 + "!"
+    assert rows["inner"]["parent_span_id"] == rows["outer"]["span_id"] and rows["inner"]["run_id"] == run.id
+    assert rows["inner"]["step"] == 0 and rows["outer"]["status"] == "ok"
+    chat = rows["chat gpt-4o"]
+    assert (chat["provider"], chat["model"], chat["input_tokens"], chat["output_tokens"]) == (
+        "openai", "gpt-4o-2024-08-06", 12, 30)
+    assert chat["cost"] == pytest.approx(12 * 2.5e-6 + 30 * 10e-6) and chat["step"] is None
+    assert _json.loads(chat["attributes"])["gen_ai.request.model"] == "gpt-4o"
+    result = runner.invoke(main, ["--dir", str(root), "traces", "export", "ex", "--run", run.id,
+                                  "-o", str(root / "spans.jsonl")], catch_exceptions=False)
+    assert result.exit_code == 0
+    lines = [_json.loads(line) for line in (root / "spans.jsonl").read_text().splitlines()]
+    assert sorted(line["name"] for line in lines) == ["inner", "outer"]

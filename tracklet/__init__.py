@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tracklet.core.values import Histogram
     from tracklet.media import Audio, Html, Image, Molecule, Object3D, Video
     from tracklet.media.table import Table
+    from tracklet.tracing.evaluation import Evaluation
     from tracklet.tracing.ops import op
 
 _LAZY = {
@@ -51,6 +52,7 @@ _LAZY = {
     "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
     "TrackletError": ("tracklet.errors", "TrackletError"),
     "op": ("tracklet.tracing.ops", "op"),
+    "Evaluation": ("tracklet.tracing.evaluation", "Evaluation"),
 }
 
 
@@ -222,6 +224,7 @@ __all__ = [
     "Api",
     "Artifact",
     "Audio",
+    "Evaluation",
     "Histogram",
     "Html",
     "Image",

@@ -52,6 +52,12 @@ class TraceSpan:
     _blobs: BlobReader | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
+    def unfinished(self) -> bool:
+        """True for a span without an end (status ``"open"``): still running when its record was
+        written, and, in a run that crashed or was killed, never finished."""
+        return self.status == "open"
+
+    @property
     def inputs(self) -> Any:
         """The op's arguments by name (from the blob store when they were over 8 KiB), or None."""
         return self._payload(self.input_json, self.input_blob)

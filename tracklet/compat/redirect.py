@@ -1,4 +1,5 @@
-"""Make ``import wandb`` (and ``wandb.*``) resolve to :mod:`tracklet.compat.wandb` in this process.
+"""Make ``import wandb`` (and ``wandb.*``) resolve to :mod:`tracklet.compat.wandb` in this process
+(and ``import weave`` to :mod:`tracklet.compat.weave`).
 
 :func:`install` puts a :class:`WandbRedirect` first on ``sys.meta_path``, so it wins over a real
 ``wandb`` package installed in the same environment. It answers two questions the frameworks ask:
@@ -35,6 +36,9 @@ from tracklet.compat import ENV_SWITCH
 # in frameworks, e.g. Lightning's ``wandb>=0.12.10``, pass).
 WANDB_VERSION = "0.21.0"
 TARGET = "tracklet.compat.wandb"
+# Top-level names the redirect answers for, and the compat package each resolves to: W&B's SDK and
+# its tracing library Weave (whose op / init / Evaluation map onto tracklet's, docs/tracing.md).
+TARGETS = {"wandb": TARGET, "weave": "tracklet.compat.weave"}
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "integrations" / "_launch"
 # importlib's default for find_distributions: a query for every distribution.
 _ALL_DISTRIBUTIONS = importlib.metadata.DistributionFinder.Context()
@@ -89,9 +93,11 @@ class WandbRedirect(importlib.abc.MetaPathFinder):
     """A meta path finder for ``wandb`` and ``wandb.*`` that answers with the compat modules."""
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "wandb" and not fullname.startswith("wandb."):
+        top = fullname.partition(".")[0]
+        target = TARGETS.get(top)
+        if target is None:
             return None
-        alias = TARGET + fullname[len("wandb"):]
+        alias = target + fullname[len(top):]
         try:
             found = importlib.util.find_spec(alias)
         except ModuleNotFoundError:

@@ -92,7 +92,10 @@ class RunState:
         self.checkpoints: list[Checkpoint] = []
         self.media: list[pb.MediaLogged] = []  # read through tracklet.media (RecordedRun.media)
         self.tables: list[pb.TableLogged] = []  # every table version and increment, in log order
-        self.spans: list[pb.Span] = []  # trace spans (``@tracklet.op``), in log order
+        # Trace spans (``@tracklet.op``) in the order they first appear; a span still open when it
+        # was written (no end) is replaced by its finished record, if the log has one.
+        self.spans: list[pb.Span] = []
+        self._span_at: dict[bytes, int] = {}  # trace id + span id -> index in spans
         self.artifacts_used: list[pb.ArtifactVersionRef] = []  # ArtifactUsed records, in log order
         self.last_step: int | None = None
         self.record_count = 0
@@ -164,7 +167,14 @@ class RunState:
         elif kind == "table_logged":
             self.tables.append(record.table_logged)
         elif kind == "span":
-            self.spans.append(record.span)
+            span = record.span
+            span_key = span.trace_id + span.span_id
+            index = self._span_at.get(span_key)
+            if index is None:
+                self._span_at[span_key] = len(self.spans)
+                self.spans.append(span)
+            elif not self.spans[index].end_time_unix_nano:
+                self.spans[index] = span
         elif kind == "artifact_used":
             self.artifacts_used.append(record.artifact_used.artifact)
         # Unknown kinds (from a newer writer) are skipped.

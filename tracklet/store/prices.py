@@ -33,7 +33,8 @@ MAX_ENTRIES = 10_000
 
 @dataclasses.dataclass(frozen=True)
 class Price:
-    """USD per million tokens for ``model`` (or models it prefixes) from ``effective`` on."""
+    """USD per million tokens for ``model`` (or models it prefixes) from ``effective`` on;
+    ``source``: where the price was read (built-in entries; optional in ``prices.json``)."""
 
     provider: str
     model: str
@@ -41,32 +42,53 @@ class Price:
     input: float
     output: float
     project: str = ""
+    source: str = dataclasses.field(default="", compare=False)
 
 
-def _entry(provider: str, model: str, effective: str, input: float, output: float) -> Price:
-    return Price(provider, model, datetime.date.fromisoformat(effective), input, output)
+def _entry(provider: str, model: str, effective: str, input: float, output: float, source: str) -> Price:
+    return Price(provider, model, datetime.date.fromisoformat(effective), input, output, source=source)
 
 
-# List prices (USD per 1M tokens, standard tier, no caching or batch discount) as the providers
-# published them from the dates given.
+# Where the built-in prices were read (checked 2026-12-03). Anthropic's come from its own pricing
+# page; OpenAI's page was not reachable from here, so its entries are the figures that several
+# independent pages citing it agree on (docs/tracing.md, "Cost", says which is which).
+_ANTHROPIC = "docs.anthropic.com/en/docs/about-claude/pricing"
+_ANTHROPIC_45 = _ANTHROPIC + " (as mirrored 2025-11-15 at aiwiki.dev/claude/docs/about-claude/pricing)"
+_ANTHROPIC_UNVERIFIED = ("not on Anthropic's page as read here; deploybase.ai/articles/claude-api-pricing "
+                         "(2026-03-21) and others")
+_OPENAI_UNVERIFIED = ("openai.com/api/pricing not reachable here; the figure several pages citing it agree on "
+                      "(deploybase.ai/articles/openai-pricing 2026-03, aimodelcalc.pages.dev 2026-06, "
+                      "github.com/kunishou/GenerativeAI-Cost)")
+
+# List prices (USD per 1M tokens, standard tier, no caching or batch discount) from the dates given:
+# a price change's date, else the model's release (the date in its snapshot's name where it has one).
 DEFAULT_PRICES: tuple[Price, ...] = (
-    _entry("openai", "gpt-4o", "2024-05-13", 5.00, 15.00),
-    _entry("openai", "gpt-4o", "2024-10-01", 2.50, 10.00),
-    _entry("openai", "gpt-4o-mini", "2024-07-18", 0.15, 0.60),
-    _entry("openai", "gpt-4-turbo", "2024-04-09", 10.00, 30.00),
-    _entry("openai", "gpt-3.5-turbo", "2024-01-25", 0.50, 1.50),
-    _entry("openai", "gpt-4.1", "2025-04-14", 2.00, 8.00),
-    _entry("openai", "gpt-4.1-mini", "2025-04-14", 0.40, 1.60),
-    _entry("openai", "gpt-4.1-nano", "2025-04-14", 0.10, 0.40),
-    _entry("openai", "text-embedding-3-small", "2024-01-25", 0.02, 0.0),
-    _entry("openai", "text-embedding-3-large", "2024-01-25", 0.13, 0.0),
-    _entry("anthropic", "claude-3-opus", "2024-03-04", 15.00, 75.00),
-    _entry("anthropic", "claude-3-haiku", "2024-03-07", 0.25, 1.25),
-    _entry("anthropic", "claude-3-5-sonnet", "2024-06-20", 3.00, 15.00),
-    _entry("anthropic", "claude-3-5-haiku", "2024-11-04", 0.80, 4.00),
-    _entry("anthropic", "claude-3-7-sonnet", "2025-02-24", 3.00, 15.00),
-    _entry("anthropic", "claude-sonnet-4", "2025-05-22", 3.00, 15.00),
-    _entry("anthropic", "claude-opus-4", "2025-05-22", 15.00, 75.00),
+    _entry("openai", "gpt-4o", "2024-05-13", 5.00, 15.00, _OPENAI_UNVERIFIED),
+    # gpt-4o's price from gpt-4o-2024-08-06 on (the alias moved to it on 2024-10-02); the first
+    # snapshot kept its launch price.
+    _entry("openai", "gpt-4o", "2024-10-02", 2.50, 10.00, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4o-2024-05-13", "2024-05-13", 5.00, 15.00, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4o-2024-08-06", "2024-08-06", 2.50, 10.00, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4o-mini", "2024-07-18", 0.15, 0.60, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4-turbo", "2024-04-09", 10.00, 30.00, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-3.5-turbo", "2024-01-25", 0.50, 1.50, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4.1", "2025-04-14", 2.00, 8.00, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4.1-mini", "2025-04-14", 0.40, 1.60, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4.1-nano", "2025-04-14", 0.10, 0.40, _OPENAI_UNVERIFIED),
+    _entry("openai", "text-embedding-3-small", "2024-01-25", 0.02, 0.0, _OPENAI_UNVERIFIED),
+    _entry("openai", "text-embedding-3-large", "2024-01-25", 0.13, 0.0, _OPENAI_UNVERIFIED),
+    _entry("anthropic", "claude-3-opus", "2024-03-04", 15.00, 75.00, _ANTHROPIC),
+    _entry("anthropic", "claude-3-haiku", "2024-03-07", 0.25, 1.25, _ANTHROPIC),
+    _entry("anthropic", "claude-3-5-sonnet", "2024-06-20", 3.00, 15.00, _ANTHROPIC),
+    _entry("anthropic", "claude-3-5-haiku", "2024-11-04", 0.80, 4.00, _ANTHROPIC),
+    _entry("anthropic", "claude-3-7-sonnet", "2025-02-24", 3.00, 15.00, _ANTHROPIC),
+    # claude-sonnet-4 prices claude-sonnet-4-5 too (same price: _ANTHROPIC_45), claude-opus-4
+    # prices claude-opus-4-1 (same price).
+    _entry("anthropic", "claude-sonnet-4", "2025-05-22", 3.00, 15.00, _ANTHROPIC),
+    _entry("anthropic", "claude-opus-4", "2025-05-22", 15.00, 75.00, _ANTHROPIC),
+    _entry("anthropic", "claude-haiku-4-5", "2025-10-01", 1.00, 5.00, _ANTHROPIC_45),
+    # Without it, claude-opus-4-5 would take claude-opus-4's price (a prefix of its name).
+    _entry("anthropic", "claude-opus-4-5", "2025-11-01", 5.00, 25.00, _ANTHROPIC_UNVERIFIED),
 )
 
 
@@ -81,14 +103,15 @@ def parse_prices(data: Any, source: str = PRICES_FILE) -> list[Price]:
         where = f"{source}: entry {index}"
         if not isinstance(item, Mapping):
             raise PricesError(f"{where} is not an object")
-        unknown = set(item) - {"provider", "model", "effective", "input", "output", "project"}
+        unknown = set(item) - {"provider", "model", "effective", "input", "output", "project", "source"}
         if unknown:
             raise PricesError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         model, provider, project = item.get("model"), item.get("provider", ""), item.get("project", "")
         if not isinstance(model, str) or not model or len(model) > 256:
             raise PricesError(f"{where}: model must be a non-empty string")
-        if not isinstance(provider, str) or not isinstance(project, str):
-            raise PricesError(f"{where}: provider and project must be strings")
+        source_text = item.get("source", "")
+        if not isinstance(provider, str) or not isinstance(project, str) or not isinstance(source_text, str):
+            raise PricesError(f"{where}: provider, project and source must be strings")
         try:
             effective = datetime.date.fromisoformat(str(item.get("effective", "")))
         except ValueError:
@@ -99,7 +122,7 @@ def parse_prices(data: Any, source: str = PRICES_FILE) -> list[Price]:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise PricesError(f"{where}: {field} must be a price >= 0 in USD per million tokens")
             prices.append(float(value))
-        out.append(Price(provider.lower(), model, effective, prices[0], prices[1], project))
+        out.append(Price(provider.lower(), model, effective, prices[0], prices[1], project, source_text[:1000]))
     return out
 
 

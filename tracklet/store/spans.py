@@ -72,6 +72,9 @@ spans = sa.Table(
 SPAN_KINDS = frozenset({"span"})
 KIND_NAMES = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 STATUS_NAMES = {0: "unset", 1: "ok", 2: "error"}
+# The status of a span without an end: still running when its record was written (its finished
+# record replaces the row), or never finished (the process was killed): shown as unfinished.
+OPEN = "open"
 MAX_ATTRIBUTES = 1024
 MAX_ATTRIBUTE_CHARS = 256 * 1024
 MAX_EVENTS = 128
@@ -112,13 +115,37 @@ def _tokens(value: Any) -> int | None:
     return number if 0 <= number <= _INT64_MAX else None
 
 
-def typed_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """operation, provider, model, input_tokens, output_tokens from a span's attributes."""
-    operation = _first(attributes, OPERATION_KEYS)
-    provider = _first(attributes, PROVIDER_KEYS)
-    model = _first(attributes, MODEL_KEYS)
-    input_tokens = _tokens(_first(attributes, INPUT_TOKEN_KEYS))
-    output_tokens = _tokens(_first(attributes, OUTPUT_TOKEN_KEYS))
+# Each typed column's attribute keys with their priority (0 first): one pass over the keys a span
+# has in common with these (a C-level set intersection), not a lookup per key per column.
+_TYPED_KEYS = {key: (column, rank) for column, keys in (
+    ("operation", OPERATION_KEYS), ("provider", PROVIDER_KEYS), ("model", MODEL_KEYS),
+    ("input_tokens", INPUT_TOKEN_KEYS), ("output_tokens", OUTPUT_TOKEN_KEYS), ("input", INPUT_KEYS),
+    ("output", OUTPUT_KEYS)) for rank, key in enumerate(keys)}
+
+
+_TYPED_RANK = {key: rank for rank, key in enumerate(_TYPED_KEYS)}
+
+
+def _typed_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Each typed column's value from the first of its keys (in priority order) present with a value."""
+    found: dict[str, Any] = {}
+    for key in sorted(attributes.keys() & _TYPED_KEYS.keys(), key=_TYPED_RANK.__getitem__):
+        value = attributes[key]
+        if value is not None and value != "":
+            found.setdefault(_TYPED_KEYS[key][0], value)
+    return found
+
+
+def typed_columns(attributes: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """operation, provider, model, input_tokens, output_tokens from a span's attributes
+    (``values``: their ``_typed_values``, when the caller has them)."""
+    if values is None:
+        values = _typed_values(attributes)
+    operation = values.get("operation")
+    provider = values.get("provider")
+    model = values.get("model")
+    input_tokens = _tokens(values.get("input_tokens"))
+    output_tokens = _tokens(values.get("output_tokens"))
     usage = attributes.get(_MLFLOW_USAGE)
     if isinstance(usage, str):
         try:
@@ -139,7 +166,10 @@ def typed_columns(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 def payload_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str:
     """An OTLP span's input or output as JSON text, from the first of ``keys`` present."""
-    value = _first(attributes, keys)
+    return _payload(_first(attributes, keys))
+
+
+def _payload(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
@@ -198,34 +228,40 @@ def span_row(span: Mapping[str, Any]) -> dict[str, Any]:
     """A ``spans`` row (without project/run keys) from a span as plain data: trace_id, span_id,
     parent_span_id (hex), name, kind, start_ns, end_ns, status, status_message, step, attributes,
     events, links, and optionally input/output JSON text and blob digests."""
-    attributes = capped_attributes(span.get("attributes") or {})
-    start, end = _clamp_ns(span.get("start_ns") or 0), _clamp_ns(span.get("end_ns") or 0)
-    step = span.get("step")
+    events = [capped_event(event) for event in list(span.get("events") or [])[:MAX_EVENTS]]
+    links = [capped_link(link) for link in list(span.get("links") or [])[:MAX_LINKS]]
+    return checked_span_row(
+        fit(str(span.get("trace_id", "")), 32), fit(str(span.get("span_id", "")), 16),
+        fit(str(span.get("parent_span_id", "")), 16), fit(store_text(str(span.get("name", ""))), 512),
+        fit(str(span.get("kind", "unspecified")), 16), _clamp_ns(span.get("start_ns") or 0),
+        _clamp_ns(span.get("end_ns") or 0), fit(str(span.get("status", "unset")), 8),
+        store_text(str(span.get("status_message", "")))[:4096], span.get("step"),
+        capped_attributes(span.get("attributes") or {}), events, links, span.get("input") or "",
+        fit(str(span.get("input_blob", "")), 64), span.get("output") or "", fit(str(span.get("output_blob", "")), 64))
+
+
+def checked_span_row(trace_id: str, span_id: str, parent_span_id: str, name: str, kind: str, start: int, end: int,
+                     status: str, status_message: str, step: Any, attributes: dict[str, Any], events: list[Any],
+                     links: list[Any], input: str = "", input_blob: str = "", output: str = "",
+                     output_blob: str = "") -> dict[str, Any]:
+    """``span_row`` for values already as the store keeps them (ids hex that fit their columns,
+    texts through ``store_text`` and cut, times within int64, attributes ``capped_attributes``'
+    output, events and links capped): the OTLP decoder's path, no coercion per field."""
+    values = _typed_values(attributes)
     row = {
-        "trace_id": fit(str(span.get("trace_id", "")), 32),
-        "span_id": fit(str(span.get("span_id", "")), 16),
-        "parent_span_id": fit(str(span.get("parent_span_id", "")), 16),
-        "name": fit(store_text(str(span.get("name", ""))), 512),
-        "kind": fit(str(span.get("kind", "unspecified")), 16),
-        "start_ns": start,
-        "end_ns": end,
-        "duration_ms": max(0, end - start) / 1e6,
-        "status": fit(str(span.get("status", "unset")), 8),
-        "status_message": store_text(str(span.get("status_message", "")))[:4096],
-        "step": step if isinstance(step, int) and -_INT64_MAX <= step <= _INT64_MAX else None,
-        "attributes": attributes,
-        "events": [_event(event) for event in list(span.get("events") or [])[:MAX_EVENTS]],
-        "links": [_link(link) for link in list(span.get("links") or [])[:MAX_LINKS]],
-        "input": span.get("input") or payload_text(attributes, INPUT_KEYS),
-        "input_blob": fit(str(span.get("input_blob", "")), 64),
-        "output": span.get("output") or payload_text(attributes, OUTPUT_KEYS),
-        "output_blob": fit(str(span.get("output_blob", "")), 64),
+        "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent_span_id, "name": name, "kind": kind,
+        "start_ns": start, "end_ns": end, "duration_ms": max(0, end - start) / 1e6,
+        "status": status if end else OPEN, "status_message": status_message,
+        "step": step if type(step) is int and -_INT64_MAX <= step <= _INT64_MAX else None,
+        "attributes": attributes, "events": events, "links": links,
+        "input": input or _payload(values.get("input")), "input_blob": input_blob,
+        "output": output or _payload(values.get("output")), "output_blob": output_blob,
     }
-    row.update(typed_columns(attributes))
+    row.update(typed_columns(attributes, values))
     return row
 
 
-def _event(event: Any) -> Any:
+def capped_event(event: Any) -> Any:
     """An event as stored: its attributes capped like a span's (a NaN, which PostgreSQL's JSONB
     refuses, or a NUL in one event must not fail the batch the span came in)."""
     if not isinstance(event, Mapping):
@@ -234,7 +270,7 @@ def _event(event: Any) -> Any:
             "attributes": capped_attributes(event.get("attributes") or {})}
 
 
-def _link(link: Any) -> Any:
+def capped_link(link: Any) -> Any:
     if not isinstance(link, Mapping):
         return _capped(link)
     return {"trace_id": fit(str(link.get("trace_id", "")), 32), "span_id": fit(str(link.get("span_id", "")), 16),
@@ -274,9 +310,13 @@ def span_of_message(message: Any) -> dict[str, Any]:
 
 
 def log_span_rows(project_id: int, run_pk: int, run_id: str, messages: list[Any]) -> list[dict[str, Any]]:
-    """``spans`` rows for a run's ``Span`` records."""
+    """``spans`` rows for a run's ``Span`` records; a span's start record (no end) followed by its
+    finished record in the same batch gives the finished row only."""
     rows = []
+    finished = {m.trace_id + m.span_id for m in messages if m.end_time_unix_nano}
     for message in messages:
+        if not message.end_time_unix_nano and message.trace_id + message.span_id in finished:
+            continue
         row = span_row(span_of_message(message))
         row.update(project_id=project_id, run_pk=run_pk, run_id=fit(run_id, 128), source="log")
         if row["input_blob"] and not _is_digest(row["input_blob"]):
@@ -293,8 +333,8 @@ def _is_digest(text: str) -> bool:
 
 # The insert, as the driver's own statement: ``executemany`` of plain tuples, JSON columns
 # serialized here in one C call each. SQLAlchemy's per-row parameter processing cost more than
-# the database's work (OTLP ingest, docs/tracing.md). ``ON CONFLICT DO NOTHING`` on either backend:
-# a span already stored (same project, trace and span id) stays as it was.
+# the database's work (OTLP ingest, docs/tracing.md). On a conflict (same project, trace and span
+# id), a stored span stays as it was, unless it is open (no end): then the new row replaces it.
 _JSON_COLUMNS = ("attributes", "events", "links")
 _COLUMNS = tuple(column.name for column in spans.columns if column.name not in ("id", *_JSON_COLUMNS)) + _JSON_COLUMNS
 _PLAIN = operator.itemgetter(*_COLUMNS[: -len(_JSON_COLUMNS)])
@@ -309,7 +349,11 @@ def _insert_sql(dialect: str) -> str:
             marks = ", ".join("CAST(%s AS JSONB)" if name in _JSON_COLUMNS else "%s" for name in _COLUMNS)
         else:
             marks = ", ".join("?" for _ in _COLUMNS)
-        sql = _SQL[dialect] = f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING"
+        updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS
+                            if name not in ("project_id", "trace_id", "span_id"))
+        sql = _SQL[dialect] = (f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks}) "
+                               f"ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET {updates} "
+                               f"WHERE spans.end_ns = 0 AND excluded.end_ns != 0")
     return sql
 
 
@@ -387,7 +431,7 @@ def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filter
         result.append({
             "trace_id": trace_id,
             "start_ns": min(s["start_ns"] for s in members),
-            "end_ns": max(s["end_ns"] for s in members),
+            "end_ns": max(max(s["end_ns"], s["start_ns"]) for s in members),  # an open span: its start
             "run_id": run_ids[0] if run_ids else "",
             "input_tokens": _total(members, "input_tokens"),
             "output_tokens": _total(members, "output_tokens"),

@@ -89,12 +89,21 @@ class OpInfo:
                                         if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
+NEW, SEEN_OPEN, WRITTEN = 0, 1, 2
+
+
 class OpCall:
-    """One finished call, queued for the run's sender worker, which calls it to get the ``Span``
-    record (``tracklet.tracing.record.span_record``). Holds references, copies nothing."""
+    """One call, queued for the run's sender worker when it starts, which calls it to get the
+    ``Span`` record (``tracklet.tracing.record.span_record``). Holds references, copies nothing.
+
+    Queued at the start rather than the end, so a span still open when the worker drains is seen
+    (its start is written: after a kill it reads as unfinished) at no cost to calls that end
+    first. The handshake, with no lock: the caller sets every field, then ``end``, then reads
+    ``state``, and queues the call again only if the worker saw it open; the worker sets ``state``
+    before it reads ``end``, and writes a finished span once (``WRITTEN``)."""
 
     __slots__ = ("op", "run", "trace_id", "span_id", "parent_id", "start", "end", "step", "args", "kwargs",
-                 "result", "error", "items")
+                 "result", "error", "items", "state")
 
     def __init__(self, op: OpInfo, run: Any, trace_id: int, span_id: int, parent_id: int, start: int,
                  step: int) -> None:
@@ -111,11 +120,29 @@ class OpCall:
         self.result: Any = None
         self.error: BaseException | None = None
         self.items: int = -1  # a generator's count of items yielded; -1 for other ops
+        # The worker's view (see the class's docstring): NEW; SEEN_OPEN once the worker found it
+        # still running (it wrote the span's start, so the caller queues the call again at its
+        # end); WRITTEN once its finished span was written. Only the worker sets it.
+        self.state = NEW
 
     def __call__(self) -> Any:
+        """The record to write now: the finished span, its start (still open), or None (written
+        before)."""
+        from tracklet.tracing.record import claim, open_span_record
+
+        state = claim(self)
+        if state == WRITTEN:
+            return self._record()
+        return open_span_record(self) if state == SEEN_OPEN else None
+
+    def _record(self) -> Any:
         from tracklet.tracing.record import span_record
 
         return span_record(self)
+
+    def open_attributes(self) -> dict[str, Any]:
+        """Attributes of the span's start record (an LLM call's GenAI keys known at its start)."""
+        return {}
 
     @staticmethod
     def batch_records(calls: list[Any]) -> list[Any]:
@@ -141,7 +168,10 @@ def _contained(where: str, error: BaseException) -> None:
         pass
 
 
-def _begin(op: OpInfo, run: Any, kind: type[OpCall] = OpCall) -> tuple[Any, contextvars.Token[Any]]:
+def _begin(op: OpInfo, run: Any, kind: type[OpCall] = OpCall,
+           queue: bool = True) -> tuple[Any, contextvars.Token[Any]]:
+    """A call's span starts: made current, and queued (``queue=False``: the caller queues it once
+    it has set its own fields)."""
     parent = _CURRENT.get()
     span_id = _new_span_id()
     if parent is None:
@@ -149,19 +179,23 @@ def _begin(op: OpInfo, run: Any, kind: type[OpCall] = OpCall) -> tuple[Any, cont
     else:
         trace_id, parent_id = parent
     call = kind(op, run, trace_id, span_id, parent_id, _time_ns(), run._step)
+    if queue:
+        run._enqueue(call)
     return call, _CURRENT.set((trace_id, span_id))
 
 
 def _end(call: OpCall, token: contextvars.Token[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
          result: Any, error: BaseException | None) -> None:
-    call.end = _time_ns()
+    end = _time_ns()
     _CURRENT.reset(token)
     if call.op.capture != "none":
         call.args = args
         call.kwargs = kwargs
         call.result = result
     call.error = error
-    call.run._enqueue(call)
+    call.end = end  # last: the worker reads the other fields once it sees an end
+    if call.state:
+        call.run._enqueue(call)
 
 
 def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
@@ -249,12 +283,14 @@ class _GeneratorSpan:
         self.done = True
         try:
             call = self.call
-            call.end = _time_ns()
+            end = _time_ns()
             call.items = self.count
             if call.op.capture != "none":
                 call.args, call.kwargs, call.result = self.args, self.kwargs, self.items
             call.error = error
-            call.run._enqueue(call)
+            call.end = end
+            if call.state:
+                call.run._enqueue(call)
         except Exception as own:
             _contained("op end", own)
 

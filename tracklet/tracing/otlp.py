@@ -18,7 +18,10 @@ from typing import Any
 
 from tracklet.core.layout import name_problem
 from tracklet.errors import OtlpError
-from tracklet.store.spans import KIND_NAMES, STATUS_NAMES, span_row
+from tracklet.store.spans import (KIND_NAMES, MAX_ATTRIBUTE_CHARS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_LINKS, STATUS_NAMES,
+                                  capped_attributes, capped_event,
+                                  capped_link, checked_span_row)
+from tracklet.store.text import fit, store_text
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -125,6 +128,31 @@ def attributes(entries: Any) -> dict[str, Any]:
     return out
 
 
+def stored_attributes(entries: Any) -> dict[str, Any]:
+    """``attributes`` as the store keeps them (``capped_attributes``' result), in the same pass:
+    an int64 needs no check, a string only its length and NULs; other kinds, and keys that are
+    long or hold a NUL, go through ``capped_attributes``."""
+    out: dict[str, Any] = {}
+    odd = False
+    for entry in entries:
+        value = entry.value
+        kind = value.WhichOneof("value")
+        key = entry.key
+        if kind == "string_value":
+            text = value.string_value
+            if len(text) > MAX_ATTRIBUTE_CHARS or "\x00" in text:
+                odd = True
+            out[key] = text
+        elif kind == "int_value":
+            out[key] = value.int_value
+        else:
+            out[key] = any_value(value)
+            odd = True
+        if len(key) > 1024 or "\x00" in key:
+            odd = True
+    return capped_attributes(out) if odd or len(out) > MAX_ATTRIBUTES else out
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -135,7 +163,7 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
     decoded = Decoded()
     total = 0
     for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
+        resource = stored_attributes(resource_spans.resource.attributes)
         count = sum(len(scope.spans) for scope in resource_spans.scope_spans)
         total += count
         if total > MAX_SPANS:
@@ -151,27 +179,28 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
         rows = decoded.by_project.setdefault(target, [])
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
-            shared = {"otel.scope.name": scope.name, **resource_attributes} if scope.name else resource_attributes
+            shared = ({"otel.scope.name": fit(store_text(scope.name), 1024), **resource_attributes} if scope.name
+                      else resource_attributes)
             for span in scope_spans.spans:
                 why = _invalid(span)
                 if why is not None:
                     decoded.reject(1, why)
                     continue
-                own = attributes(span.attributes)
+                own = stored_attributes(span.attributes)
                 # The span's own keys first, then the scope's and resource's it lacks (dict merges: C-level).
                 span_attributes = {**own, **shared, **own} if own else dict(shared)
-                row = span_row({
-                    "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                    "parent_span_id": span.parent_span_id.hex(), "name": span.name,
-                    "kind": KIND_NAMES.get(span.kind, "unspecified"),
-                    "start_ns": span.start_time_unix_nano, "end_ns": span.end_time_unix_nano,
-                    "status": STATUS_NAMES.get(span.status.code, "unset"), "status_message": span.status.message,
-                    "attributes": span_attributes,
-                    "events": [{"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)}
-                               for e in span.events],
-                    "links": [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
-                               "attributes": attributes(link.attributes)} for link in span.links],
-                })
+                # Validated above: ids of their lengths, times within int64; so no coercion per field.
+                row = checked_span_row(
+                    span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
+                    fit(store_text(span.name), 512), KIND_NAMES.get(span.kind, "unspecified"),
+                    span.start_time_unix_nano, span.end_time_unix_nano,
+                    STATUS_NAMES.get(span.status.code, "unset"), store_text(span.status.message)[:4096], None,
+                    span_attributes if len(span_attributes) <= MAX_ATTRIBUTES else capped_attributes(span_attributes),
+                    [capped_event({"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)})
+                     for e in list(span.events)[:MAX_EVENTS]] if span.events else [],
+                    [capped_link({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
+                            "attributes": attributes(link.attributes)}) for link in list(span.links)[:MAX_LINKS]]
+                    if span.links else [])
                 row["run_id"] = run_id
                 rows.append(row)
         if not rows:

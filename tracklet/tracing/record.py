@@ -311,6 +311,45 @@ def fill_payload_text(message: Any, text: str, root: Path | None) -> None:
     message.blob_digest = str(digest)
 
 
+SKIP, SEEN_OPEN, WRITTEN = -1, 1, 2
+
+
+def claim(call: Any) -> int:
+    """The worker's side of ``OpCall``'s handshake: ``WRITTEN`` (write the finished span now),
+    ``SEEN_OPEN`` (the call is still running: write its start), or ``SKIP`` (written before)."""
+    if call.state == WRITTEN:
+        return SKIP
+    call.state = SEEN_OPEN  # before reading ``end``: a caller ending after this queues it again
+    if not call.end:
+        return SEEN_OPEN
+    call.state = WRITTEN
+    return WRITTEN
+
+
+def open_span_record(call: Any) -> pb.Record:
+    """The start of a span still running when the worker drained: ids, name, start, run and
+    step, no end (``end_time_unix_nano`` 0) and no payloads. Its finished record, written later
+    with the same ids, replaces it; after a kill, readers show it as unfinished."""
+    record = pb.Record()
+    span = record.span
+    span.MergeFromString(_template(call.op))
+    attributes = call.open_attributes()
+    name = getattr(call, "name", None)
+    if name:
+        span.name = name
+        span.kind = pb.Span.KIND_CLIENT
+    span.trace_id = call.trace_id.to_bytes(16, "big")
+    span.span_id = call.span_id.to_bytes(8, "big")
+    if call.parent_id:
+        span.parent_span_id = call.parent_id.to_bytes(8, "big")
+    span.start_time_unix_nano = call.start
+    span.run_id = call.run.id
+    span.step = call.step
+    if attributes:
+        fill_entries(span.attributes, attributes)
+    return record
+
+
 def span_record(call: Any) -> pb.Record:
     """The ``Span`` record of a finished ``OpCall`` (``tracklet/tracing/ops.py``)."""
     record = pb.Record()
@@ -461,7 +500,8 @@ def _fast_text(value: Any) -> str | None:
 
 
 def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
-    """The serialized ``Record`` of each finished op call, in order; a call that fails gives its
+    """The serialized ``Record`` of each op call, in order: its span if it has ended, its start if
+    it is still running (``claim``), nothing if written before; a call that fails gives its
     exception in its place (the sender reports it), never the others'."""
     common = []  # (index, inputs text or None, output text or None) of the calls written by hand
     out: list[bytes | BaseException] = []
@@ -469,8 +509,13 @@ def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
     for index, call in enumerate(calls):
         out.append(b"")
         try:
+            state = claim(call)
+            if state != WRITTEN:
+                if state == SEEN_OPEN:
+                    out[index] = open_span_record(call).SerializeToString()
+                continue
             if type(call) is not OpCall or call.error is not None or call.items >= 0 or _hook is not None:
-                record = call()
+                record = call._record()
                 out[index] = b"" if record is None else record.SerializeToString()
                 continue
             capture = call.op.capture

@@ -13,6 +13,7 @@ import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, isHistogram, runtime
 import { MediaView } from "../media";
 import { HistogramView } from "../histogram";
 import { TablesView } from "../components/table-card";
+import { runTracesCard } from "./traces";
 import { projectHref, sweepHref } from "../router";
 import { sweepOf } from "../runs/groups";
 import { runArtifactsCard } from "./artifact-run";
@@ -280,6 +281,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
       mediaView.card,
       histogramView.card,
       tablesView.card,
+      runTracesCard(project, runId),
       h("section.card.wide", {}, h("h2", { text: "System" }), system.el),
       h("section.card.wide", {}, h("h2", { text: "Console" }), consoleView.el),
       h("section.card.wide", {}, h("h2", { text: "Files" }), filesEl),

@@ -3,6 +3,10 @@
 // (status, operation, provider, model, run); /projects/<p>/traces/<trace id> shows one trace as a
 // tree of spans beside a waterfall of their times, and the selected span's details (typed
 // columns, inputs, output, attributes, events). Spans come from GET /api/v1/projects/<p>/traces.
+// A span without an end (status "open": still running, or cut off by a kill) shows as
+// "unfinished", its bar reaching the trace's last known time. An LLM call's span shows its
+// conversation as a chat (chatOf). ?compare=<trace id> adds a diff of the two traces (diffTraces:
+// spans paired by their place in the tree). runTracesCard: a run page's traces by step.
 
 import "./traces.css";
 
@@ -11,7 +15,7 @@ import type { components } from "../api-types";
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtDuration, fmtTime } from "../format";
-import { readQuery, runHref, setQuery, traceHref } from "../router";
+import { navigate, readQuery, runHref, setQuery, traceHref, tracesHref } from "../router";
 
 type Trace = components["schemas"]["TraceModel"];
 type Span = components["schemas"]["TraceSpanModel"];
@@ -29,8 +33,18 @@ function fmtTokens(input: number | null | undefined, output: number | null | und
   return `${input ?? 0} → ${output ?? 0}`;
 }
 
+/** A status as shown: a span without an end ("open") is unfinished. */
+const statusLabel = (status: string) => (status === "open" ? "unfinished" : status);
+
 function statusBadge(status: string, message = ""): HTMLElement {
-  return h("span.span-status", { "data-status": status, text: status, title: message || null });
+  return h("span.span-status", { "data-status": status, text: statusLabel(status), title: message || null });
+}
+
+/** A trace's status: error if a span failed, else unfinished if one has no end, else its root's. */
+function traceStatus(trace: Trace): string {
+  if (trace.spans.some((s) => s.status === "error")) return "error";
+  if (trace.spans.some((s) => s.status === "open")) return "open";
+  return rootOf(trace).status;
 }
 
 function rootOf(trace: Trace): Span {
@@ -91,16 +105,55 @@ export async function tracesPage(root: HTMLElement, project: string): Promise<()
 
 function traceRow(project: string, trace: Trace): HTMLElement {
   const first = rootOf(trace);
-  const failed = trace.spans.some((s) => s.status === "error");
   return h("tr", { "data-trace": trace.trace_id },
     h("td", { text: fmtTime(trace.start_ns / 1e9) }),
     h("td", {}, h("a", { href: traceHref(project, trace.trace_id), "data-link": true, text: first.name || trace.trace_id })),
     h("td.num", { text: String(trace.spans.length) }),
     h("td.num", { text: fmtDuration(durationMs(trace) / 1000) }),
-    h("td", {}, statusBadge(failed ? "error" : first.status)),
+    h("td", {}, statusBadge(traceStatus(trace))),
     h("td.num", { text: fmtTokens(trace.input_tokens, trace.output_tokens) }),
     h("td.num", { text: fmtCost(trace.cost) }),
     h("td", {}, trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: trace.run_id }) : ""));
+}
+
+const RUN_TRACES_LIMIT = 500;
+
+/** A run page's card: the run's traces grouped by the step their root started at (a link to each,
+ * and to the traces page filtered on the run). Hidden while the run has none. */
+export function runTracesCard(project: string, runId: string): HTMLElement {
+  const body = h("div.run-traces");
+  const card = h("section.card.wide.run-traces-card", { hidden: true },
+    h("div.pane-head", {}, h("h2", { text: "Traces" }),
+      h("a.run-traces-all", { href: `${tracesHref(project)}?run=${encodeURIComponent(runId)}`, "data-link": true,
+        text: "all traces of this run" })),
+    body);
+  void get<components["schemas"]["TracesResponse"]>(`/projects/${encodeURIComponent(project)}/traces`,
+    { run: runId, limit: RUN_TRACES_LIMIT }).then((data) => {
+    if (!data.traces.length) return;
+    const byStep = new Map<number | null, Trace[]>();
+    for (const trace of data.traces) {
+      const step = rootOf(trace).step ?? null;
+      byStep.set(step, [...(byStep.get(step) ?? []), trace]);
+    }
+    const order = [...byStep.keys()].sort((a, b) => (a ?? -1) - (b ?? -1));
+    const steps = order.map((step) => ({ step, traces: byStep.get(step)!.sort((a, b) => a.start_ns - b.start_ns).map((t) => t.trace_id) }));
+    body.replaceChildren(h("table.traces", {},
+      h("thead", {}, h("tr", {}, ...["step", "root span", "spans", "duration", "status", "tokens in → out", "cost"]
+        .map((label) => h("th", { text: label })))),
+      h("tbody", {}, ...steps.flatMap(({ step, traces }) => traces.map((id, index) => {
+        const trace = data.traces.find((t) => t.trace_id === id)!;
+        return h("tr", { "data-trace": id, "data-step": step === null ? "" : String(step) },
+          h("td.num", { text: index === 0 && step !== null ? String(step) : "" }),
+          h("td", {}, h("a", { href: traceHref(project, id), "data-link": true, text: rootOf(trace).name || id })),
+          h("td.num", { text: String(trace.spans.length) }),
+          h("td.num", { text: fmtDuration(durationMs(trace) / 1000) }),
+          h("td", {}, statusBadge(traceStatus(trace))),
+          h("td.num", { text: fmtTokens(trace.input_tokens, trace.output_tokens) }),
+          h("td.num", { text: fmtCost(trace.cost) }));
+      })))));
+    card.hidden = false;
+  }).catch(() => undefined);
+  return card;
 }
 
 /** Spans in tree order (depth first, children by start) with their depth. */
@@ -139,20 +192,146 @@ function payload(text: string, blob: string): string {
   return blob ? `(stored as blob sha256:${blob})` : "";
 }
 
+type ChatMessage = { role: string; text: string };
+
+/** A message content as text: a string, or the text of its parts (OpenAI/Anthropic content parts,
+ * OTel GenAI `parts`), tool calls and tool uses written as `name(arguments)`. */
+function contentText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return content === null || content === undefined ? "" : JSON.stringify(content);
+  return content.map((part) => {
+    if (typeof part === "string") return part;
+    if (!part || typeof part !== "object") return "";
+    const p = part as Record<string, unknown>;
+    if (typeof p.text === "string") return p.text;
+    if (typeof p.content === "string") return p.content;
+    if (p.type === "tool_use" || p.type === "tool_call" || p.type === "function_call")
+      return `→ ${String(p.name ?? "")}(${typeof p.arguments === "string" ? p.arguments : JSON.stringify(p.input ?? p.arguments ?? {})})`;
+    return "";
+  }).filter(Boolean).join("\n");
+}
+
+function toMessage(value: unknown, fallbackRole: string): ChatMessage | null {
+  if (!value || typeof value !== "object") return null;
+  const m = value as Record<string, unknown>;
+  if (m.type === "function_call") return { role: "assistant", text: contentText([m]) };
+  let text = contentText(m.content ?? m.parts);
+  const calls = Array.isArray(m.tool_calls) ? (m.tool_calls as { function?: { name?: string; arguments?: string } }[]) : [];
+  for (const call of calls) text += `${text ? "\n" : ""}→ ${call.function?.name ?? ""}(${call.function?.arguments ?? ""})`;
+  return { role: typeof m.role === "string" ? m.role : fallbackRole, text };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The GenAI conversation of a span, if it has one: the request's system prompt and messages
+ * (OpenAI/Anthropic arguments, Responses API `instructions`/`input`, or OTel's
+ * `gen_ai.input.messages`), then the answer's messages. Null for other spans. */
+export function chatOf(span: Span): ChatMessage[] | null {
+  const inputs = span.input ? parseJson(span.input) : undefined;
+  const attr = span.attributes as Record<string, unknown>;
+  let asked: unknown = undefined;
+  const out: ChatMessage[] = [];
+  if (inputs && typeof inputs === "object" && !Array.isArray(inputs)) {
+    const i = inputs as Record<string, unknown>;
+    const system = i.system ?? i.instructions;
+    if (typeof system === "string" && system) out.push({ role: "system", text: system });
+    asked = i.messages ?? (typeof i.input === "string" ? [{ role: "user", content: i.input }] : i.input);
+  }
+  if (asked === undefined && typeof attr["gen_ai.input.messages"] === "string") asked = parseJson(attr["gen_ai.input.messages"] as string);
+  if (!Array.isArray(asked)) return null;
+  for (const message of asked) {
+    const m = toMessage(message, "user");
+    if (m) out.push(m);
+  }
+  let answer: unknown = span.output ? parseJson(span.output) : undefined;
+  if (answer === undefined && typeof attr["gen_ai.output.messages"] === "string") answer = parseJson(attr["gen_ai.output.messages"] as string);
+  for (const message of Array.isArray(answer) ? answer : answer ? [answer] : []) {
+    const m = toMessage(message, "assistant");
+    if (m && (m.text || m.role)) out.push(m);
+  }
+  return out;
+}
+
+function chatView(messages: ChatMessage[]): HTMLElement {
+  return h("div.chat-view", {}, h("h3", { text: "chat" }),
+    ...messages.map((m) => h("div.chat-message", { "data-role": m.role },
+      h("span.chat-role", { text: m.role }), h("div.chat-text", { text: m.text }))));
+}
+
 function details(span: Span): HTMLElement {
   const rows: [string, string][] = [
-    ["name", span.name], ["status", span.status + (span.status_message ? `: ${span.status_message}` : "")],
-    ["kind", span.kind], ["duration", fmtDuration(span.duration_ms / 1000)], ["operation", span.operation],
+    ["name", span.name], ["status", statusLabel(span.status) + (span.status_message ? `: ${span.status_message}` : "")],
+    ["kind", span.kind], ["duration", span.status === "open" ? "unfinished" : fmtDuration(span.duration_ms / 1000)],
+    ["operation", span.operation],
     ["provider", span.provider], ["model", span.model], ["tokens in → out", fmtTokens(span.input_tokens, span.output_tokens)],
     ["cost", fmtCost(span.cost)], ["step", span.step === null ? "" : String(span.step)], ["span id", span.span_id],
   ];
   const section = (title: string, text: string) => text ? h("div", {}, h("h3", { text: title }), h("pre", { text })) : null;
+  const chat = chatOf(span);
   return h("div.span-details", { "data-span": span.span_id },
     h("table.kv", {}, ...rows.filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: v })))),
+    chat && chat.length ? chatView(chat) : null,
     section("inputs", payload(span.input, span.input_blob)),
     section("output", payload(span.output, span.output_blob)),
     section("attributes", Object.keys(span.attributes).length ? JSON.stringify(span.attributes, null, 2) : ""),
     section("events", span.events.length ? JSON.stringify(span.events, null, 2) : ""));
+}
+
+type DiffRow = { path: string; a: Span | null; b: Span | null; changed: string[] };
+
+/** Two traces' spans paired by their place in the tree (the names from the root down, and the
+ * index among same-named siblings), with what differs: status, tokens, output, inputs, model. */
+export function diffTraces(a: Trace, b: Trace): DiffRow[] {
+  const paths = (trace: Trace): Map<string, Span> => {
+    const byPath = new Map<string, Span>();
+    const pathOf = new Map<string, string>();
+    const seen = new Map<string, number>();
+    for (const { span } of treeOrder(trace)) {
+      const parent = span.parent_span_id ? pathOf.get(span.parent_span_id) ?? "" : "";
+      const base = parent ? `${parent} / ${span.name}` : span.name;
+      const count = seen.get(base) ?? 0;
+      seen.set(base, count + 1);
+      const path = count ? `${base} #${count + 1}` : base;
+      pathOf.set(span.span_id, path);
+      byPath.set(path, span);
+    }
+    return byPath;
+  };
+  const left = paths(a), right = paths(b);
+  const order = [...left.keys(), ...[...right.keys()].filter((k) => !left.has(k))];
+  return order.map((path) => {
+    const x = left.get(path) ?? null, y = right.get(path) ?? null;
+    const changed: string[] = [];
+    if (x && y) {
+      if (x.status !== y.status) changed.push("status");
+      if (x.model !== y.model) changed.push("model");
+      if (x.input_tokens !== y.input_tokens || x.output_tokens !== y.output_tokens) changed.push("tokens");
+      if (x.input !== y.input || x.input_blob !== y.input_blob) changed.push("inputs");
+      if (x.output !== y.output || x.output_blob !== y.output_blob) changed.push("output");
+    } else changed.push(x ? "only in A" : "only in B");
+    return { path, a: x, b: y, changed };
+  });
+}
+
+function diffCard(project: string, a: Trace, b: Trace): HTMLElement {
+  const rows = diffTraces(a, b);
+  const cell = (span: Span | null) => span
+    ? `${statusLabel(span.status)} · ${span.status === "open" ? "unfinished" : fmtDuration(span.duration_ms / 1000)}${
+      fmtTokens(span.input_tokens, span.output_tokens) ? ` · ${fmtTokens(span.input_tokens, span.output_tokens)}` : ""}`
+    : "—";
+  return h("section.card.wide.trace-diff", {},
+    h("h2", {}, "Compared with ", h("a", { href: traceHref(project, b.trace_id), "data-link": true, text: rootOf(b).name || b.trace_id })),
+    h("table.traces", {},
+      h("thead", {}, h("tr", {}, ...["span", "this trace (A)", "other (B)", "differs in"].map((label) => h("th", { text: label })))),
+      h("tbody", {}, ...rows.map((row) => h("tr.diff-row", { "data-path": row.path, "data-changed": row.changed.join(",") },
+        h("td", { text: row.path }), h("td", { text: cell(row.a) }), h("td", { text: cell(row.b) }),
+        h("td", { text: row.changed.join(", ") }))))));
 }
 
 export async function tracePage(root: HTMLElement, project: string, traceId: string): Promise<() => void> {
@@ -164,20 +343,36 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
     root.replaceChildren(h("p.error", { text: `No trace ${traceId} in ${project}` }));
     return () => {};
   }
+  const compareId = readQuery().get("compare");
+  const other = compareId
+    ? (await get<components["schemas"]["TracesResponse"]>(`/projects/${encodeURIComponent(project)}/traces`,
+      { trace_id: compareId, limit: 1 })).traces[0]
+    : undefined;
+  const compareInput = h("input.compare-input", { type: "search", name: "compare", placeholder: "compare with trace id",
+    value: compareId ?? "" }) as HTMLInputElement;
+  compareInput.addEventListener("change", () => {
+    const params = readQuery();
+    const value = compareInput.value.trim();
+    if (value) params.set("compare", value);
+    else params.delete("compare");
+    navigate(`${location.pathname}${params.toString() ? `?${params}` : ""}`); // the page again, with the diff
+  });
   const ordered = treeOrder(trace);
   const total = Math.max(1, trace.end_ns - trace.start_ns);
   const panel = h("section.card.span-panel");
   let selected = readQuery().get("span") ?? rootOf(trace).span_id;
   const rows = ordered.map(({ span, depth }) => {
+    const open = span.status === "open";
+    const end = open ? trace.end_ns : span.end_ns; // an unfinished span: up to the last time the trace knows
     const left = ((span.start_ns - trace.start_ns) / total) * 100;
-    const width = Math.max(0.3, ((span.end_ns - span.start_ns) / total) * 100);
+    const width = Math.max(0.3, ((end - span.start_ns) / total) * 100);
     const row = h("div.span-row", { "data-span": span.span_id, "data-status": span.status, role: "button", tabindex: 0 },
       h("div.span-name", { style: `padding-left: ${depth * 16 + 4}px`, title: span.name },
         h("span", { text: span.name }), span.model ? h("span.span-model", { text: span.model }) : null),
       h("div.span-lane", {},
         h("div.span-bar", { style: `left: ${left}%; width: ${Math.min(width, 100 - left)}%`, "data-status": span.status,
-          title: `${fmtDuration(span.duration_ms / 1000)} from +${fmtDuration((span.start_ns - trace.start_ns) / 1e9)}` })),
-      h("span.span-time", { text: fmtDuration(span.duration_ms / 1000) }));
+          title: `${open ? "unfinished" : fmtDuration(span.duration_ms / 1000)} from +${fmtDuration((span.start_ns - trace.start_ns) / 1e9)}` })),
+      h("span.span-time", { text: open ? "unfinished" : fmtDuration(span.duration_ms / 1000) }));
     row.addEventListener("click", () => select(span.span_id));
     row.addEventListener("keydown", (event) => { if (event.key === "Enter") select(span.span_id); });
     return row;
@@ -197,7 +392,7 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
     rows: rows.map((row) => {
       const bar = row.querySelector(".span-bar") as HTMLElement;
       const entry = ordered.find((o) => o.span.span_id === row.dataset.span)!;
-      return { span_id: row.dataset.span, name: entry.span.name, depth: entry.depth,
+      return { span_id: row.dataset.span, name: entry.span.name, depth: entry.depth, status: statusLabel(entry.span.status),
         left: parseFloat(bar.style.left), width: parseFloat(bar.style.width) };
     }),
   }));
@@ -207,7 +402,9 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
   root.replaceChildren(
     h("section.trace-page", {},
       h("div.pane-head", {}, h("h1", { text: rootOf(trace).name || trace.trace_id }), h("span.count", { text: summary }),
-        trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: `run ${trace.run_id}` }) : null),
+        trace.run_id ? h("a", { href: runHref(project, trace.run_id), "data-link": true, text: `run ${trace.run_id}` }) : null,
+        compareInput),
+      compareId ? (other ? diffCard(project, trace, other) : h("p.error", { text: `No trace ${compareId} in ${project}` })) : null,
       h("div.trace-columns", {},
         h("section.card.waterfall", {},
           h("div.span-row.span-head", {}, h("div.span-name", { text: "span" }), h("div.span-lane", { text: "timeline" }),

@@ -123,7 +123,7 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     plan = Plan(run=run.path, root=Path(root), env=env, directory=target.absolute(),
                 config=run.config, overrides=dict(overrides or {}))
     start, environment = run.start_record, run.environment_record
-    files = Path(run.dir) / "files"
+    files = Path(run.files_dir)
     if start is None:
         plan.problems.append(f"run {run.path} has no start record: its log is empty or damaged")
         return plan

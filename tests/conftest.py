@@ -28,6 +28,10 @@ def root(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TRACKLET_DIR", str(data))
     for name in [k for k in os.environ if k.startswith("TRACKLET_") and k != "TRACKLET_DIR"]:
         monkeypatch.delenv(name)
+    # Runs the tests record (in subprocesses too) wait for their whole environment capture: on a
+    # loaded CI machine git and the package scan can take longer than finish()'s default bound, and
+    # a test of what was captured must not depend on the load. Tests of the bound set capture_wait.
+    monkeypatch.setenv("TRACKLET_CAPTURE_WAIT", "120")
     return data
 
 

@@ -146,9 +146,13 @@ def test_a_run_that_never_seeds_differs_from_a_seeded_one(root, tmp_path):
     record(repo, env={"SEED": "1"})
     first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
     text = cli(root, "diff", first.path, second.path).stdout
-    assert "seeds:\n  random.seed: '2' -> None  (only in a)\n  torch.manual_seed: '1' -> None  (only in a)\n" in text
+    assert "seeds:\n  random.seed: '2' -> None  (only in a)\n  torch.initial_seed: None -> '" in text
+    assert "(only in b)\n  torch.manual_seed: '1' -> None  (only in a)\n" in text
+    # the unseeded run's torch seed came from the OS: the plan names it, so it can be replayed
+    (initial,) = second.metadata["seeds"]
+    assert initial["api"] == "torch.initial_seed"
     plan = cli(root, "reproduce", second.path, "--dry-run", cwd=tmp_path).stdout
-    assert "seeds  " not in plan
+    assert f"  seeds       torch.initial_seed({initial['value']})" in plan
 
 
 def test_a_refused_seed_is_not_recorded_and_calls_past_the_cap_are_counted_not_kept():
@@ -165,3 +169,69 @@ def test_a_refused_seed_is_not_recorded_and_calls_past_the_cap_are_counted_not_k
     assert taken[:2] == [("random.seed", "0"), ("random.seed", "1")]
     assert len(taken) == seeds.MAX_CALLS and dropped == 5
     assert seeds.take() == ([], 0)
+
+
+def test_generators_made_from_a_seed_and_jax_keys_are_recorded(root, tmp_path):
+    """numpy imported before tracklet, jax after (hooked at its import); a key made inside jit from
+    a traced seed is recorded by its type, not refused."""
+    pytest.importorskip("jax")
+    run_program(tmp_path, """
+        import numpy as np
+        import tracklet
+        import jax
+        run = tracklet.init(project="seeds")
+        np.random.default_rng(11)
+        np.random.default_rng()
+        jax.random.PRNGKey(12)
+        jax.random.key(13)
+        jax.jit(lambda seed: jax.random.PRNGKey(seed))(14)
+        run.finish()
+    """, env={"JAX_PLATFORMS": "cpu"})
+    ((generators),) = seeds_of(root, "seeds")
+    assert generators[:4] == [("numpy.random.default_rng", "11"), ("numpy.random.default_rng", "None"),
+                              ("jax.random.PRNGKey", "12"), ("jax.random.key", "13")]
+    assert generators[4][0] == "jax.random.PRNGKey" and "Tracer" in generators[4][1]
+
+
+def test_torch_seeded_before_import_tracklet_is_recorded_as_its_initial_seed(root, tmp_path):
+    """torch remembers the seed its generator started from: the process's first run records it
+    when it saw no torch seeding call; later runs, and runs that seed torch, don't."""
+    run_program(tmp_path, """
+        import torch
+        torch.manual_seed(21)
+        import tracklet
+        tracklet.init(project="seeds").finish()
+        tracklet.init(project="seeds").finish()
+    """)
+    run_program(tmp_path, """
+        import torch
+        torch.manual_seed(21)
+        import tracklet
+        run = tracklet.init(project="seeds")
+        torch.manual_seed(22)
+        run.finish()
+    """)
+    run_program(tmp_path, """
+        import torch, tracklet
+        tracklet.init(project="seeds").finish()
+    """)
+    first, second, seeded, unseeded = seeds_of(root, "seeds")
+    assert first == [("torch.initial_seed", "21")] and second == []
+    assert seeded == [("torch.manual_seed", "22")]
+    ((api, value),) = unseeded  # never seeded: the seed torch took from the OS, so it can be replayed
+    assert api == "torch.initial_seed" and int(value) >= 0
+
+
+def test_the_store_and_the_server_give_a_runs_seeds(root, tmp_path, servers):
+    import httpx
+
+    run_program(tmp_path, """
+        import random
+        import tracklet
+        run = tracklet.init(project="seeds", id="seeded")
+        random.seed(5)
+        run.finish()
+    """)
+    server = servers(root)
+    data = httpx.get(f"{server.url}/api/v1/runs/seeds/seeded", timeout=60).json()
+    assert data["run"]["metadata"]["seeds"] == [{"api": "random.seed", "value": "5"}]

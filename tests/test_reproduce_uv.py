@@ -88,3 +88,19 @@ def test_pip_sources_follow_pip_configuration(tmp_path):
     assert ("--index-url", "https://mirror.example/simple") in pairs
     assert ("--find-links", "/wheels") in pairs and ("--find-links", "/more") in pairs
     assert ("--extra-index-url", "file:///local/simple") in pairs
+    # like pip, the best version from every index (uv's default stops at the first index with the package)
+    assert ("--index-strategy", "unsafe-best-match") in pairs
+    assert "--index-strategy" not in pip_sources({"PIP_CONFIG_FILE": str(config), "HOME": str(tmp_path),
+                                                  "XDG_CONFIG_DIRS": str(tmp_path / "none")})
+
+
+def test_pip_sources_read_the_xdg_configuration_pip_reads(tmp_path):
+    system, user = tmp_path / "xdg-system" / "pip", tmp_path / "xdg-user" / "pip"
+    system.mkdir(parents=True)
+    user.mkdir(parents=True)
+    (system / "pip.conf").write_text("[global]\nindex-url = https://system.example/simple\n")
+    (user / "pip.conf").write_text("[global]\nfind-links = /user-wheels\n")
+    options = pip_sources({"XDG_CONFIG_DIRS": str(tmp_path / "xdg-system"),
+                           "XDG_CONFIG_HOME": str(tmp_path / "xdg-user")})
+    pairs = list(zip(options[::2], options[1::2]))
+    assert ("--index-url", "https://system.example/simple") in pairs and ("--find-links", "/user-wheels") in pairs

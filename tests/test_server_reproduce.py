@@ -3,6 +3,9 @@ a data root whose runs were recorded in a real git repository made in the test, 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import httpx
 
 import tracklet
@@ -95,3 +98,38 @@ def test_at_most_two_plans_or_comparisons_run_at_once(tmp_path):
                 routes_reproduce._slots.release()
         assert client.get("/api/v1/runs/p/r/reproduce-plan").status_code == 200
         assert client.get("/api/v1/projects/p/run-diff", params={"a": "r", "b": "r"}).status_code == 200
+
+
+def test_a_synced_runs_plan_and_diff_read_its_files_from_the_servers_file_store(root, tmp_path, servers):
+    """A run synced to a server keeps diff.patch and its code snapshot in the server's file store
+    (`<server>/files/...`), not beside its log: the plan finds them there (no "is gone" problem)
+    and the comparison shows the uncommitted change and the untracked module."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    repo = _committed_repo(tmp_path)
+    record(repo)
+    (repo / "helper.py").write_text("FACTOR = 2\n")  # untracked, imported: in the code snapshot
+    changed = SIMPLE.replace("import tracklet\n", "import tracklet\nimport helper\n").replace("'lr': 0.1", "'lr': 0.4")
+    (repo / "train.py").write_text(changed)  # uncommitted: diff.patch
+    record(repo)
+    first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
+    server = servers(tmp_path / "server-root")  # its own data root: the runs arrive only by sync
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
+    synced = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "--all"], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert synced.returncode == 0, synced.stderr
+    assert not (tmp_path / "server-root" / "projects" / "repro" / "runs" / second.id / "files").exists()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        data = http.get(f"/api/v1/runs/repro/{second.id}/reproduce-plan").json()
+        assert data["problems"] == [] and data["ok"], data["problems"]
+        assert data["code_files"] == ["helper.py"]
+        assert data["diff"] == f"<server files of repro/{second.id}>/diff.patch"
+        assert f"apply       <server files of repro/{second.id}>/diff.patch" in data["plan"]
+        diff = http.get("/api/v1/projects/repro/run-diff", params={"a": first.id, "b": second.id}).json()
+        assert "+import helper" in diff["code"]["diff"] and "+FACTOR = 2" in diff["code"]["diff"]
+    # nothing copied for the plan is left behind on the server
+    assert not list(Path(tempfile.gettempdir()).glob("tracklet-plan-*"))

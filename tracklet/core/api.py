@@ -6,6 +6,7 @@ store answers cross-run queries above this layer.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from tracklet.core import identity
@@ -22,8 +23,9 @@ from tracklet.errors import RunNotFound  # noqa: F401  (defined there; imported 
 class RecordedRun:
     """A run as its record log tells it. Read lazily on first use; :meth:`refresh` reads again."""
 
-    def __init__(self, paths: RunPaths) -> None:
+    def __init__(self, paths: RunPaths, *, files_dir: Path | None = None) -> None:
         self._paths = paths
+        self._files_dir = files_dir
         self._state: RunState | None = None
         self._label: str | None = None
         self._first: pb.RunStart | None = None
@@ -61,6 +63,12 @@ class RecordedRun:
     @property
     def dir(self) -> str:
         return str(self._paths.run_dir)
+
+    @property
+    def files_dir(self) -> Path:
+        """Where the run's files (``diff.patch``, the code snapshot, ...) are read from: its
+        ``files/`` directory, or the copy a server made of the files synced to it."""
+        return self._files_dir if self._files_dir is not None else self._paths.files_dir
 
     def refresh(self) -> "RecordedRun":
         self._known = None

@@ -29,6 +29,13 @@ VARIABLES = frozenset({
     "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_OFFLINE", "LANG", "LC_ALL", "TZ",
     "PL_GLOBAL_SEED", "PL_SEED_WORKERS",  # Lightning's seed_everything() sets them (before the run, as a rule)
 })
+# torchrun's (torch.distributed.run) description of a process of a distributed run: recorded, and
+# turned back into a torchrun launch by ``tracklet reproduce``, never passed on as they are.
+LAUNCH_VARIABLES = frozenset({
+    "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "ROLE_WORLD_SIZE",
+    "MASTER_ADDR", "MASTER_PORT",
+})
+VARIABLES = VARIABLES | LAUNCH_VARIABLES
 # ... and every variable with one of these prefixes,
 VARIABLE_PREFIXES = ("NCCL_", "TORCH_", "CUDNN_")
 # ... unless its name looks like it holds a secret.

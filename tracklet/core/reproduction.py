@@ -3,7 +3,8 @@
 ``tracklet reproduce`` starts the original command with ``TRACKLET_REPRODUCE`` (setting
 ``reproduce``) naming a JSON file it wrote: the new run's project and id, the run it reproduces,
 the config to run with (the original's, with ``--set`` overrides) and the artifact versions the
-original used. The first ``init()`` of the process records that run: its ``RunStart`` says which
+original used (and, for a distributed run, the rank whose process records it: the others record
+ordinary runs). The first ``init()`` of the process records that run: its ``RunStart`` says which
 run it reproduces, its config is that config (over what the program passes, as a sweep's
 parameters are), and ``use_artifact("name")`` of a pinned artifact returns the recorded version,
 whatever alias the program asks for. A file that can't be read is reported and the run records as
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ class Reproduction:
     reproduces: str  # "project/run_id"
     config: dict[str, Any]
     artifacts: dict[str, int]  # "project/name" -> N of vN
+    rank: str = ""  # a distributed run: only the process of this rank ($RANK) records the reproduction
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
@@ -47,7 +50,10 @@ def current(path: str | None) -> Reproduction | None:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         spec = Reproduction(str(data["project"]), str(data["run_id"]), str(data["reproduces"]),
-                            dict(data["config"]), {str(k): int(v) for k, v in dict(data["artifacts"]).items()})
+                            dict(data["config"]), {str(k): int(v) for k, v in dict(data["artifacts"]).items()},
+                            rank=str(data.get("rank") or ""))
+        if spec.rank and os.environ.get("RANK", "0") != spec.rank:
+            return None  # another process of the distributed run records the reproduction
         if is_valid_name(spec.project) and is_valid_name(spec.run_id):
             return spec
         problem = f"{path} names an invalid project or run id"

@@ -12,8 +12,14 @@ framework's seeding function are named after it (one entry for Lightning's three
 seeding call made inside another (the ``torch.cuda.manual_seed_all`` of ``torch.manual_seed``) is
 not recorded.
 
-Seeds set by code that imported the function before tracklet (``from random import seed``) are not
-seen; nor are JAX keys (values, not a global state).
+Generators the program makes from a seed are recorded too: ``numpy.random.default_rng(seed)`` and
+JAX's ``jax.random.PRNGKey(seed)`` / ``jax.random.key(seed)`` when called from the program's own
+files (libraries make generators for themselves all the time); a seed that is a traced value
+inside ``jit`` is recorded by its type. torch keeps the seed its default generator started from: when
+the process's first run saw no torch seeding call (torch seeded before ``import tracklet``, or
+never: then the seed came from the OS), ``torch.initial_seed()`` is recorded as that run's
+``torch.initial_seed``. Seeds given to ``random`` or ``numpy.random`` before ``import tracklet``,
+and seeding functions imported by name before it (``from random import seed``), are not seen.
 """
 
 from __future__ import annotations
@@ -41,12 +47,21 @@ FRAMEWORK_SEEDERS = {
 }
 
 
-def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+def _in_a_library(filename: str) -> bool:
+    return "site-packages" in filename or "dist-packages" in filename
+
+
+def _wrap(name: str, original: Callable[..., Any], user_code_only: bool = False) -> Callable[..., Any]:
+    """``user_code_only``: a generator factory that libraries call for their own use (numpy's
+    ``default_rng`` runs dozens of times while Lightning or transformers import): only the
+    program's own calls (from a file outside site-packages) are recorded."""
     if getattr(original, "__tracklet_seed__", None) is not None:
         return original
 
     def seed(*args: Any, **kwargs: Any) -> Any:
         if _depth[0]:  # made by a seeding call being recorded (torch.manual_seed seeds CUDA itself)
+            return original(*args, **kwargs)
+        if user_code_only and _in_a_library(sys._getframe(1).f_code.co_filename):
             return original(*args, **kwargs)
         _depth[0] += 1
         try:
@@ -68,10 +83,10 @@ def _wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     return seed
 
 
-def _patch(module: Any, attribute: str, name: str) -> None:
+def _patch(module: Any, attribute: str, name: str, user_code_only: bool = False) -> None:
     original = getattr(module, attribute, None)
     if callable(original):
-        setattr(module, attribute, _wrap(name, original))
+        setattr(module, attribute, _wrap(name, original, user_code_only))
 
 
 def _patch_random(module: Any) -> None:
@@ -80,6 +95,7 @@ def _patch_random(module: Any) -> None:
 
 def _patch_numpy_random(module: Any) -> None:
     _patch(module, "seed", "numpy.random.seed")
+    _patch(module, "default_rng", "numpy.random.default_rng", user_code_only=True)
 
 
 def _patch_torch(module: Any) -> None:
@@ -89,8 +105,14 @@ def _patch_torch(module: Any) -> None:
         _patch(cuda, "manual_seed_all", "torch.cuda.manual_seed_all")
 
 
+def _patch_jax_random(module: Any) -> None:
+    _patch(module, "PRNGKey", "jax.random.PRNGKey", user_code_only=True)
+    _patch(module, "key", "jax.random.key", user_code_only=True)
+
+
 PATCHERS: dict[str, Callable[[Any], None]] = {
     "random": _patch_random, "numpy.random": _patch_numpy_random, "torch": _patch_torch,
+    "jax.random": _patch_jax_random,
 }
 
 
@@ -143,6 +165,10 @@ class _Finder:
 
 
 _finder: _Finder | None = None
+_taken_before = [False]  # a run of this process has taken its seeds already
+
+# Seeding calls after which torch's initial seed is the one they set (so not worth recording).
+_SEEDS_TORCH = ("torch.", "lightning.", "transformers.", "accelerate.", "keras.")
 
 
 def install() -> None:
@@ -200,4 +226,22 @@ def take() -> tuple[list[tuple[str, str]], int]:
         calls = _calls[:]
         del _calls[:len(calls)]  # a call appended meanwhile stays for the next run
         dropped, _dropped[0] = _dropped[0], 0
-    return summarize(calls), dropped
+        first, _taken_before[0] = not _taken_before[0], True
+    taken = summarize(calls)
+    if first and not any(api.startswith(_SEEDS_TORCH) for api, _ in taken):
+        initial = _torch_initial_seed()
+        if initial is not None:
+            taken.insert(0, ("torch.initial_seed", initial))
+    return taken, dropped
+
+
+def _torch_initial_seed() -> str | None:
+    """The seed torch's default generator started from, when torch is imported (never imports it)."""
+    torch = sys.modules.get("torch")
+    initial_seed = getattr(torch, "initial_seed", None)
+    if not callable(initial_seed):
+        return None
+    try:
+        return _text(initial_seed())
+    except Exception:  # torch half-imported, or a stand-in module
+        return None

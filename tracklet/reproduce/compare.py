@@ -148,7 +148,7 @@ class _Code:
 
     def __init__(self, run: Any) -> None:
         env = run.environment_record
-        self.files = Path(run.dir) / "files"
+        self.files = Path(run.files_dir)
         self.root = env.git_root if env is not None else ""
         self.commit = env.git_commit if env is not None else ""
         patch = self.files / "diff.patch"

@@ -126,13 +126,13 @@ def reproduce(plan: Plan, *, force: bool = False, progress: Progress | None = No
     project = plan.run.partition("/")[0]
     new_id = run_id or new_run_id()
     spec = Reproduction(project, new_id, plan.run, merge_config(plan.config, nested(plan.overrides)),
-                        dict(plan.artifacts))
+                        dict(plan.artifacts), rank=plan.rank)
     spec_dir = plan.root / "reproductions"
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec_file = spec_dir / f"{new_id}.json"
     spec_file.write_text(spec.to_json(), encoding="utf-8")
     env = _child_environment(plan, spec_file)
-    command = [python, str(target / plan.program), *plan.arguments]
+    command = [python, *plan.launcher, str(target / plan.program), *plan.arguments]
     workdir = (target / plan.workdir).resolve()
 
     def run_program() -> int:
@@ -173,7 +173,12 @@ def pip_sources(environ: dict[str, str] | None = None) -> list[str]:
     import configparser
 
     environ = dict(os.environ if environ is None else environ)
-    files = [Path("/etc/pip.conf"), Path("~/.config/pip/pip.conf").expanduser(), Path("~/.pip/pip.conf").expanduser()]
+    # pip's own order (later files win): global, user, site, then PIP_CONFIG_FILE
+    xdg_dirs = [d for d in environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep) if d]
+    files = [Path(d) / "pip" / "pip.conf" for d in reversed(xdg_dirs)]
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    files += [Path("/etc/pip.conf"), home / ".pip" / "pip.conf",
+              Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "pip" / "pip.conf"]
     if environ.get("VIRTUAL_ENV"):
         files.append(Path(environ["VIRTUAL_ENV"]) / "pip.conf")
     if environ.get("PIP_CONFIG_FILE"):
@@ -198,6 +203,10 @@ def pip_sources(environ: dict[str, str] | None = None) -> list[str]:
     for name, value in found.items():
         for item in value.split():
             options += [f"--{name}", item]
+    if "extra-index-url" in found:
+        # pip takes the best version from all its indexes; uv by default only looks at the first
+        # index that has a package, so a version pip finds on an extra index would be missing
+        options += ["--index-strategy", "unsafe-best-match"]
     return options
 
 

@@ -37,6 +37,8 @@ class Plan:
     diff: Path | None = None
     code_files: list[str] = dataclasses.field(default_factory=list)
     program: str = ""  # relative to the repository
+    launcher: list[str] = dataclasses.field(default_factory=list)  # interpreter options before the program (torchrun)
+    rank: str = ""  # the rank of a distributed run's process that recorded the run ("" when not distributed)
     arguments: list[str] = dataclasses.field(default_factory=list)  # after the program
     workdir: str = "."  # the run's cwd relative to the repository
     python: str = ""  # the interpreter that will run it ("" until the environment exists)
@@ -83,7 +85,7 @@ class Plan:
             lines.append(f"  input       {name}:v{version} (the version the run used, whatever alias the program asks)")
         for name, value in self.variables.items():
             lines.append(f"  variable    {name}={value}")
-        command = shlex.join(["python", self.program or "?", *self.arguments])
+        command = shlex.join(["python", *self.launcher, self.program or "?", *self.arguments])
         lines.append(f"  run         {command}  (in {self.workdir}), as a new run linked to {self.run}")
         config = {**self.config, **self.overrides}
         if config:
@@ -123,7 +125,7 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     plan = Plan(run=run.path, root=Path(root), env=env, directory=target.absolute(),
                 config=run.config, overrides=dict(overrides or {}))
     start, environment = run.start_record, run.environment_record
-    files = Path(run.dir) / "files"
+    files = Path(run.files_dir)
     if start is None:
         plan.problems.append(f"run {run.path} has no start record: its log is empty or damaged")
         return plan
@@ -230,6 +232,33 @@ def _plan_command(plan: Plan, start: Any, environment: Any) -> None:
         plan.workdir = "." if relative_cwd.startswith("..") else relative_cwd
 
 
+def _plan_launch(plan: Plan) -> None:
+    """A process of a distributed run (torchrun set ``WORLD_SIZE`` > 1): the program is started
+    again by torchrun with as many processes on this machine, and the process with the recorded
+    rank records the new run. Its launch variables are torchrun's to set, so they are not passed on."""
+    from tracklet.core.provenance import LAUNCH_VARIABLES
+
+    launch = {name: plan.variables.pop(name) for name in sorted(LAUNCH_VARIABLES) if name in plan.variables}
+    try:
+        world = int(launch.get("WORLD_SIZE") or 1)
+        local = int(launch.get("LOCAL_WORLD_SIZE") or world)
+    except ValueError:
+        plan.problems.append(f"the run's WORLD_SIZE/LOCAL_WORLD_SIZE ({launch.get('WORLD_SIZE')!r}/"
+                             f"{launch.get('LOCAL_WORLD_SIZE')!r}) are not numbers: its launch can't be rebuilt")
+        return
+    if world <= 1:
+        return
+    local = max(1, min(local, world))
+    nodes = -(-world // local)
+    plan.rank = launch.get("RANK", "0")
+    plan.launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={local}"]
+    if nodes > 1:
+        plan.problems.append(f"the run was one of {world} processes on {nodes} machines (torchrun): reproduce "
+                             f"starts {local} on this machine only")
+    if plan.rank != "0":
+        plan.differences.append(f"the run was recorded by rank {plan.rank} of {world}: that rank records the new run")
+
+
 def _plan_environment(plan: Plan, start: Any, environment: Any, files: Path) -> None:
     here = platform.python_version()
     if start.python_version and start.python_version != here:
@@ -241,6 +270,7 @@ def _plan_environment(plan: Plan, start: Any, environment: Any, files: Path) -> 
     if environment.python_implementation and environment.python_implementation != platform.python_implementation():
         plan.differences.append(f"{environment.python_implementation} recorded, {platform.python_implementation()} here")
     plan.variables = dict(sorted(environment.variables.items()))
+    _plan_launch(plan)
     recorded_gpus = list(environment.gpus)
     if recorded_gpus or environment.cuda_version:
         plan.differences.append(f"recorded on GPU(s) {', '.join(recorded_gpus) or '?'}"

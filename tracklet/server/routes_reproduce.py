@@ -13,9 +13,11 @@ code diff covers at most 200 files; at most ``MAX_AT_ONCE`` of them run at a tim
 from __future__ import annotations
 
 import shlex
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -45,15 +47,45 @@ def _slot() -> Iterator[None]:
         _slots.release()
 
 
-def _recorded(request: Request, project: str, run_id: str) -> RecordedRun:
+def _recorded(request: Request, project: str, run_id: str, files: ExitStack) -> RecordedRun:
     """The run's record log in the server's data root: 400 for a bad name, 404 when it has none
-    here (unknown, or a server keeping its logs elsewhere: ``--logs``)."""
+    here (unknown, or a server keeping its logs elsewhere: ``--logs``). A run synced to the server
+    has its files (``diff.patch``, the code snapshot) in the server's file store, not beside its
+    log: those are copied into a temporary directory that ``files`` removes."""
     app = request.app.state.tracklet
     paths = run_paths(app.root, project, run_id)
     if not paths.log_file.is_file():
         raise HTTPException(status_code=404, detail=f"no record log of run {project}/{run_id} in this server's "
                             "data root")
-    return RecordedRun(paths)
+    store = getattr(app, "files", None)
+    if store is None or paths.files_dir.is_dir():
+        return RecordedRun(paths)
+    directory = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="tracklet-plan-")))
+    copy_source_files(store, project, run_id, directory)
+    return RecordedRun(paths, files_dir=directory)
+
+
+SOURCE_FILES_MAX_BYTES = 64 * 2**20  # what a plan reads of a run's files: diff.patch and the code snapshot
+
+
+def copy_source_files(store: Any, project: str, run_id: str, directory: Path) -> None:
+    """Copy the run's ``diff.patch`` and ``code/...`` files from the server's file store into
+    ``directory``, at most ``SOURCE_FILES_MAX_BYTES`` in all (the plan reports what is missing)."""
+    left = SOURCE_FILES_MAX_BYTES
+    for info in store.list(project, run_id):
+        if info.name != "diff.patch" and not info.name.startswith("code/"):
+            continue
+        if info.size > left:
+            break
+        try:
+            handle, size = store.open(project, run_id, info.name)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue  # removed since it was listed
+        target = directory / info.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with handle, target.open("wb") as out:
+            shutil.copyfileobj(handle, out)
+        left -= size
 
 
 def _guarded(work: Callable[[], T]) -> T:
@@ -73,12 +105,20 @@ def reproduce_plan(request: Request, project: str, run_id: str,
     `command` runs it where the data root and the repository are. Nothing is written."""
     from tracklet.reproduce.plan import make_plan
 
-    run = _recorded(request, project, run_id)
     root: Path = request.app.state.tracklet.root
     # A directory that is never created: the target is the caller's, not a path on the server.
     never = root / "reproductions" / f".plan-{run_id}-never-created"
-    plan = _guarded(lambda: make_plan(run, root, env=env, directory=never))
-    plan.directory = Path(f"reproduce-{run_id}")
+    with ExitStack() as files:
+        run = _recorded(request, project, run_id, files)
+        plan = _guarded(lambda: make_plan(run, root, env=env, directory=never))
+        plan.directory = Path(f"reproduce-{run_id}")
+        rendered = plan.render()
+        copied = str(run.files_dir)
+        if run.files_dir != run_paths(root, project, run_id).files_dir:  # name the copies as the server's files
+            label = f"<server files of {project}/{run_id}>"
+            rendered = rendered.replace(copied, label)
+            plan.problems = [problem.replace(copied, label) for problem in plan.problems]
+            plan.diff = Path(str(plan.diff).replace(copied, label)) if plan.diff is not None else None
     local = getattr(request.app.state, "registry_root", None) is not None  # tracklet ui over a data root
     command = ["tracklet", *(["--dir", str(root)] if local else []), "reproduce", run.path,
                *(["--env", env] if env != "current" else [])]
@@ -87,7 +127,7 @@ def reproduce_plan(request: Request, project: str, run_id: str,
         **{key: data[key] for key in ("run", "ok", "env", "repository", "commit", "branch", "diff", "code_files",
                                       "program", "arguments", "workdir", "requirements", "artifacts", "variables",
                                       "config", "problems", "differences")},
-        "command": shlex.join(command), "plan": plan.render()}))
+        "command": shlex.join(command), "plan": rendered}))
 
 
 @router.get("/api/v1/projects/{project}/run-diff", response_model=RunDiffResponse, response_model_exclude_unset=True,
@@ -102,6 +142,7 @@ def run_diff(request: Request, project: str,
     section lists only what differs."""
     from tracklet.reproduce.compare import compare
 
-    left, right = _recorded(request, project, a), _recorded(request, project, b)
-    result: dict[str, Any] = _guarded(lambda: compare(left, right))
+    with ExitStack() as files:
+        left, right = _recorded(request, project, a, files), _recorded(request, project, b, files)
+        result: dict[str, Any] = _guarded(lambda: compare(left, right))
     return RunDiffResponse.model_validate(json_value(result))

@@ -222,6 +222,7 @@ class _RunFold:
         elif kind == "exit":
             self.exit = record.exit
             self.last_time = record.exit.end_time
+            self.data.run_exit(record.exit)
         elif kind in RUN_DATA_KINDS:
             self.data.apply(kind, record)
         elif kind in EDGE_KINDS:

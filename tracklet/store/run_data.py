@@ -110,6 +110,23 @@ class RunDataFold:
                 self.metadata["reproduces"] = start.reproduces
         self.metadata_changed = True
 
+    def run_exit(self, end: pb.RunExit) -> None:
+        """The random seeds the program set (core/seeds.py), as ``RecordedRun.metadata`` gives them:
+        the last session's."""
+        seeds = [{"api": seed.api, "value": seed.value} for seed in end.seeds]
+        if seeds or end.seeds_dropped:
+            self.metadata["seeds"] = seeds
+            if end.seeds_dropped:
+                self.metadata["seeds_dropped"] = end.seeds_dropped
+            else:
+                self.metadata.pop("seeds_dropped", None)
+        elif "seeds" in self.metadata or "seeds_dropped" in self.metadata:
+            self.metadata.pop("seeds", None)
+            self.metadata.pop("seeds_dropped", None)
+        else:
+            return
+        self.metadata_changed = True
+
     def apply(self, kind: str, record: pb.Record) -> None:
         """One record of a kind in ``RUN_DATA_KINDS``."""
         if kind == "console":

@@ -1,0 +1,104 @@
+"""``tracklet reproduce`` of a distributed run (#21): a run recorded by one process of a torchrun
+launch is reproduced by a torchrun launch of as many processes, the recorded rank records the new
+run, and a run that spanned machines is named as what can't be restored here. Real
+``torch.distributed`` (gloo, on the CPU) and real torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tracklet
+
+from conftest import REPO
+from test_reproduce import _refused, cli, git
+
+pytest.importorskip("torch")
+
+TRAIN = """\
+import torch
+import torch.distributed as dist
+import tracklet
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+run = tracklet.init(project="repro", config={"lr": 0.1}) if rank == 0 else None
+total = torch.tensor([float(rank + 1)])
+dist.all_reduce(total)
+if run is not None:
+    run.log({"total": float(total), "world": dist.get_world_size()})
+    run.finish()
+dist.destroy_process_group()
+"""
+
+
+def _repo(tmp_path: Path, source: str) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(source)
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "train")
+    return repo
+
+
+def test_a_torchrun_run_is_reproduced_by_torchrun_with_as_many_processes(root, tmp_path):
+    repo = _repo(tmp_path, TRAIN)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "train.py"], cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)})
+    assert done.returncode == 0, done.stderr
+    (original,) = tracklet.Api(root).runs("repro")
+    assert original.summary["total"] == 3.0  # both processes took part
+
+    plan = json.loads(cli(root, "reproduce", original.path, "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert plan["ok"], plan["problems"]
+    assert plan["launcher"] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert plan["rank"] == "0" and "WORLD_SIZE" not in plan["variables"] and "RANK" not in plan["variables"]
+    text = cli(root, "reproduce", original.path, "--dry-run", cwd=tmp_path).stdout
+    assert "run         python -m torch.distributed.run --standalone --nproc-per-node=2 train.py" in text
+
+    reproduced = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "again"), "--env", "current",
+                     cwd=tmp_path)
+    assert reproduced.returncode == 0, reproduced.stderr
+    runs = {run.id: run for run in tracklet.Api(root).runs("repro")}
+    (new,) = [run for run in runs.values() if run.id != original.id]  # one new run: rank 0's
+    assert new.metadata["reproduces"] == original.path
+    assert new.summary["total"] == 3.0 and new.summary["world"] == 2
+    assert new.config == original.config
+
+
+def test_a_run_of_several_machines_is_named_as_what_cannot_be_restored(root, tmp_path):
+    """Recorded as rank 3 of 4 processes on 2 machines (torchrun's variables, set by hand here)."""
+    repo = _repo(tmp_path, "import tracklet\ntracklet.init(project='repro').finish()\n")
+    launch = {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "RANK": "3", "LOCAL_RANK": "1", "GROUP_RANK": "1",
+              "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
+    done = subprocess.run([sys.executable, "train.py"], cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), **launch})
+    assert done.returncode == 0, done.stderr
+    (original,) = tracklet.Api(root).runs("repro")
+    assert original.metadata["variables"]["WORLD_SIZE"] == "4"  # recorded
+    _refused(root, tmp_path, original.path, "the run was one of 4 processes on 2 machines (torchrun)")
+    plan = json.loads(cli(root, "reproduce", original.path, "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert plan["rank"] == "3" and plan["launcher"][-1] == "--nproc-per-node=2"
+    assert any("recorded by rank 3 of 4" in text for text in plan["differences"])
+
+
+def test_only_the_recorded_rank_claims_the_reproduction(tmp_path, monkeypatch):
+    from tracklet.core import reproduction
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"project": "p", "run_id": "new", "reproduces": "p/old", "config": {},
+                                "artifacts": {}, "rank": "1"}))
+    monkeypatch.setattr(reproduction, "_claimed", set())
+    monkeypatch.setenv("RANK", "0")
+    assert reproduction.current(str(spec)) is None  # rank 0 records an ordinary run
+    monkeypatch.setattr(reproduction, "_claimed", set())
+    monkeypatch.setenv("RANK", "1")
+    claimed = reproduction.current(str(spec))
+    assert claimed is not None and claimed.run_id == "new" and claimed.rank == "1"

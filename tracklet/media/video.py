@@ -102,7 +102,7 @@ def encode_av(frames: Any, fps: float, file_format: str) -> bytes:
     """mp4 (H.264) or webm (VP9) with PyAV; ``ImportError`` when it isn't installed."""
     from fractions import Fraction
 
-    import av  # type: ignore[import-not-found]
+    import av  # type: ignore[import-not-found,unused-ignore]
     import numpy as np
 
     if frames.ndim == 3:

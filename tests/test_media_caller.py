@@ -291,9 +291,11 @@ def test_a_strided_copy_is_one_span_of_the_pool_and_comes_back():
     assert keep == [] and np.array_equal(crop, picture[100:110, 100:110])
 
 
-def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would():
-    """The worker's PNG deflates Up-filtered rows with zlib's run-length strategy: about half the
-    CPU of level 1 (what a training step pays for on a busy machine; benchmarks/media.py) and, for
+@pytest.mark.parametrize("deflater", ["isal", "zlib"])
+def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would(deflater, monkeypatch):
+    """The worker's PNG deflates Up-filtered rows with ISA-L's level 1 (the media extra's ``isal``)
+    or, without it, zlib's run-length strategy: a half and a quarter of the CPU of zlib's level 1
+    (what a training step pays for on a busy machine; benchmarks/media.py) and, for
     photograph-like images, smaller files: this guards the choice. Flat images (plots) and noise
     stay as small as before, and every one decodes to the same pixels."""
     import io
@@ -301,7 +303,14 @@ def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would():
 
     from PIL import Image as PILImage
 
+    from tracklet.media import image
     from tracklet.media.image import fast_png
+
+    if deflater == "isal":
+        pytest.importorskip("isal")
+        monkeypatch.setattr(image, "_ISAL", image._isal_deflate())
+    else:
+        monkeypatch.setattr(image, "_ISAL", None)
 
     y, x = np.mgrid[0:224, 0:224]
     rng = np.random.default_rng(5)

@@ -332,3 +332,47 @@ def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would(deflater,
         assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(png))), pixels)
     assert len(fast_png(photo)) < 0.95 * level_1_size(photo)
     assert len(fast_png(plot)) <= level_1_size(plot) and len(fast_png(noise)) <= level_1_size(noise) + 64
+
+
+def test_a_cuda_tensor_is_copied_without_a_device_sync_on_the_caller(start, monkeypatch):
+    """No GPU here: a stand-in at the torch boundary plays a CUDA tensor whose host copy completes
+    only when its event is waited on (as a non-blocking device-to-host copy does). The caller
+    queues the copy and records an event, never waits; the worker waits on the event before it
+    reads, so the image is recorded with the tensor's values (zeros, had it read too early)."""
+    import torch
+
+    calls: list[tuple[str, str]] = []
+    picture = torch.from_numpy(_pictures(1)[0].transpose(2, 0, 1).copy())  # C×H×W, as on a GPU
+    pending: list[torch.Tensor] = []
+
+    class Event:
+        def record(self) -> None:
+            calls.append(("record", threading.current_thread().name))
+
+        def synchronize(self) -> None:
+            calls.append(("synchronize", threading.current_thread().name))
+            for host in pending:
+                host.copy_(picture)  # the device-to-host copy has landed
+
+    class CudaTensor:
+        __module__ = "torch.cuda"  # what tracklet dispatches on: a torch tensor
+        requires_grad = False
+        device = torch.device("cuda", 0)
+
+        def detach(self):
+            return self
+
+        def to(self, device, non_blocking=False):
+            calls.append((f"to {device} non_blocking={non_blocking}", threading.current_thread().name))
+            host = torch.zeros_like(picture)  # pinned memory the copy will fill later
+            pending.append(host)
+            return host
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    run = start()
+    run.log({"gpu": tracklet.Image(CudaTensor())})
+    caller = threading.current_thread().name
+    assert calls == [("to cpu non_blocking=True", caller), ("record", caller)]  # no sync on the caller
+    run.finish()
+    assert calls[2][0] == "synchronize" and calls[2][1] != caller
+    assert np.array_equal(read(run).images("gpu")[0].to_numpy(), picture.numpy().transpose(1, 2, 0))

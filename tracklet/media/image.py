@@ -33,6 +33,7 @@ def encode_png(image: Any) -> bytes:
 
 
 _PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (gray, RGB, RGBA)
+_FAST_MODES = ("L", "RGB", "RGBA")  # Pillow modes fast_png writes (8 bits per channel)
 
 
 def _isal_deflate() -> Any:
@@ -180,17 +181,18 @@ class Image(Media):
                 array = channels_last(array, self._channels_first or isinstance(data, TorchCopy))
                 pixels = to_pixels(array, notes, normalize=self._normalize)
                 if pixels.dtype.name == "uint8" and not self.mode and self._format_name() == "png":
-                    self._store(context, media, fast_png(pixels), "png")  # the common case: no Pillow image
-                    media.height, media.width = int(pixels.shape[0]), int(pixels.shape[1])
-                    media.channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
-                    media.mode = {1: "L", 3: "RGB", 4: "RGBA"}[media.channels]
-                    if max(pixels.shape[:2]) > THUMBNAIL_PX:
-                        media.thumbnail_digest = context.put_bytes(thumbnail_png(pil_image(pixels)) or b"")
-                    self._finish(context, where, media, (media.width, media.height), notes)
+                    self._store_pixels(context, where, media, pixels, notes)  # the common case: no Pillow image
                     return
                 image = pil_image(pixels)
             if self.mode and image.mode != self.mode:
                 image = image.convert(self.mode)
+            if self._format_name() == "png" and image.mode in _FAST_MODES:
+                # A PIL image, or a mode conversion: the same encoder as arrays (and the same bytes,
+                # so the same picture logged as an array or as a PIL image is stored once).
+                import numpy as np
+
+                self._store_pixels(context, where, media, np.asarray(image), notes)
+                return
             raw, file_format = self._encode(image, notes), self._format_name()
         self._store(context, media, raw, file_format)
         media.width, media.height = image.size
@@ -200,6 +202,16 @@ class Image(Media):
         if thumbnail is not None:
             media.thumbnail_digest = context.put_bytes(thumbnail)
         self._finish(context, where, media, image.size, notes)
+
+    def _store_pixels(self, context: Any, where: Placement, media: Any, pixels: Any, notes: list[str]) -> None:
+        """Store H×W / H×W×3 / H×W×4 uint8 ``pixels`` as a PNG (``fast_png``), with its thumbnail."""
+        self._store(context, media, fast_png(pixels), "png")
+        media.height, media.width = int(pixels.shape[0]), int(pixels.shape[1])
+        media.channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
+        media.mode = {1: "L", 3: "RGB", 4: "RGBA"}[media.channels]
+        if max(pixels.shape[:2]) > THUMBNAIL_PX:
+            media.thumbnail_digest = context.put_bytes(thumbnail_png(pil_image(pixels)) or b"")
+        self._finish(context, where, media, (media.width, media.height), notes)
 
     def _finish(self, context: Any, where: Placement, media: Any, size: tuple[int, int], notes: list[str]) -> None:
         """Masks, boxes, and the one warning about conversions made."""

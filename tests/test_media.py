@@ -141,7 +141,21 @@ def test_the_same_image_twice_is_one_blob(start, root):
     # one image blob and one thumbnail blob (the image is larger than 256 px)
     assert len(_blobs(root)) == 2
     thumbnail = PILImage.open(images[0].thumbnail_path)
-    assert max(thumbnail.size) == 256
+    assert thumbnail.size == (171, 256)
+
+
+def test_a_thumbnail_is_the_picture_scaled_down(start):
+    """The 256 px thumbnail of a large image (a box reduction, then bicubic) shows the same picture
+    as Pillow's full-quality Lanczos resample of it, to a few levels per pixel."""
+    y, x = np.mgrid[0:600, 0:900]
+    pixels = np.stack([x * 255 // 899, y * 255 // 599, (x // 100 % 2) * 255], -1).astype(np.uint8)
+    recorded = _log_and_read(start, {"big": tracklet.Image(pixels)})
+    (image,) = recorded.images("big")
+    small = np.asarray(PILImage.open(image.thumbnail_path)).astype(np.float64)
+    assert small.shape == (171, 256, 3)
+    fair = np.asarray(PILImage.fromarray(pixels).resize((256, 171), PILImage.Resampling.LANCZOS)).astype(np.float64)
+    assert np.abs(small - fair)[..., :2].mean() < 1  # smooth gradients: nearly exact
+    assert np.abs(small - fair).mean() < 2  # stripes: their edges differ a little
 
 
 def test_masks_and_boxes_round_trip(start):

@@ -145,7 +145,7 @@ def copy_array(array: Any, keep: list[Any]) -> Any:
         return array.copy()
     if array.flags.c_contiguous:
         buffer = POOL.take(nbytes)
-        copy = buffer[:nbytes].view(array.dtype).reshape(array.shape)
+        copy = np.ndarray(array.shape, array.dtype, buffer=buffer)  # one object (slice+view+reshape: 3 µs)
         try:
             memoryview(buffer)[:nbytes] = memoryview(array).cast("B")
         except (ValueError, TypeError):  # a dtype the buffer protocol can't show

@@ -9,11 +9,16 @@
     process; the ratio is what means something on a shared machine. Twice: in bursts of 50 calls
     back to back with a 50 ms pause (more than the media worker encodes: its backlog grows), and
     one call per 20 ms numpy "training step" (the worker keeps up).
-(b) slowdown of a training step (``--step-ms``, default 200 ms of numpy work) that logs one new
+(b) slowdown of a training step (``--step-ms``, default 200 ms of numpy work in CPU time) that logs one new
     image per step, against the same loop without tracking, in alternating blocks; the process's
     CPU time (all threads: the media worker's PNG encoding and hashing count) and wall time, as
-    medians of per-round ratios. Each tracked block ends with ``flush()`` after the media worker
+    medians of per-round ratios, and the CPU time it adds per step. Each tracked block ends with ``flush()`` after the media worker
     drained, so its work is paid inside the block.
+(c) the media worker's CPU per new image (convert, PNG, sha256, blob write, record) on one thread,
+    with ISA-L's deflate (the media extra's ``isal``) and zlib's, and its share of a ``--step-ms`` step.
+
+Beside each caller latency, a no-op call timed in the same loop (the machine's floor) and how many
+calls of each the kernel preempted (involuntary context switches of the calling thread).
 """
 
 from __future__ import annotations
@@ -59,19 +64,43 @@ def _percentiles(samples: list[int]) -> dict[str, float]:
     return {"p50_us": ordered[len(ordered) // 2] / 1000, "p99_us": ordered[int(len(ordered) * 0.99)] / 1000}
 
 
+def _switches() -> int:
+    """Involuntary context switches of the calling thread so far (Linux): the kernel preempting it."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+
+
 def _latency(log_image, calls: int, between) -> dict[str, float]:
     """Caller time of ``log_image(array)`` (the constructor's copy included), ``between(i)`` run
-    after each call (untimed)."""
+    after each call (untimed); beside it, in the same loop, the time of a no-op call (the
+    machine's floor: a preempted no-op reads milliseconds too), and how many of each were
+    preempted by the kernel (involuntary context switches during the call)."""
     images = [photo(i) for i in range(8)]
     clock = time.perf_counter_ns
-    samples = []
+
+    def noop(data) -> None:
+        return None
+
+    samples, floor = [], []
+    preempted = preempted_noop = 0
     for i in range(calls):
         data = images[i % 8]
+        switches = _switches()
+        start = clock()
+        noop(data)
+        floor.append(clock() - start)
+        middle = _switches()
         start = clock()
         log_image(data)
         samples.append(clock() - start)
+        end = _switches()
+        preempted_noop += middle != switches
+        preempted += end != middle
         between(i)
-    return _percentiles(samples)
+    noop_stats = _percentiles(floor)
+    return {**_percentiles(samples), "noop_p50_us": noop_stats["p50_us"], "noop_p99_us": noop_stats["p99_us"],
+            "preempted_calls": preempted, "preempted_noops": preempted_noop, "calls": calls}
 
 
 def _bursts(i: int) -> None:
@@ -112,14 +141,17 @@ def _make_step(target_ms: float):
             x = np.tanh(x @ a * 0.01)
         return float(x[0, 0])
 
+    # Sized in CPU time, not wall time: on a loaded machine a wall-clock 200 ms holds a fraction
+    # of that in work, and every overhead would read as a larger share of a smaller step.
+    clock = time.thread_time
     repeats = 1
     while True:
-        start = time.perf_counter()
+        start = clock()
         step(repeats)
-        if time.perf_counter() - start >= target_ms / 1000 or repeats > 1 << 20:
+        if clock() - start >= target_ms / 1000 or repeats > 1 << 20:
             break
         repeats *= 2
-    per = (time.perf_counter() - start) / repeats
+    per = (clock() - start) / repeats
     return step, max(1, round(target_ms / 1000 / per))
 
 
@@ -130,6 +162,8 @@ def step_slowdown(root: str, steps: int, rounds: int, step_ms: float) -> dict[st
     cpu, wall = time.process_time, time.perf_counter
     ratios: dict[str, list[float]] = {"cpu": [], "wall": []}
     plain_ms: list[float] = []
+    plain_cpu_ms: list[float] = []
+    added_cpu_ms: list[float] = []
     for _ in range(rounds):
         start_cpu, start_wall = cpu(), wall()
         for i in range(steps):
@@ -147,14 +181,44 @@ def step_slowdown(root: str, steps: int, rounds: int, step_ms: float) -> dict[st
         run.flush()
         tracked_cpu, tracked_wall = cpu() - start_cpu, wall() - start_wall
         plain_ms.append(plain_wall / steps * 1000)
+        plain_cpu_ms.append(plain_cpu / steps * 1000)
+        added_cpu_ms.append((tracked_cpu - plain_cpu) / steps * 1000)
         ratios["cpu"].append(tracked_cpu / plain_cpu)
         ratios["wall"].append(tracked_wall / plain_wall)
     dropped = run._logged.dropped if run._logged else 0
     run.finish()
-    step_time = statistics.median(plain_ms)
     cpu_ratio, wall_ratio = statistics.median(ratios["cpu"]), statistics.median(ratios["wall"])
-    return {"step_ms": step_time, "cpu_slowdown_pct": (cpu_ratio - 1) * 100, "wall_slowdown_pct": (wall_ratio - 1) * 100,
-            "added_ms_per_step_cpu": (cpu_ratio - 1) * step_time, "dropped": dropped}
+    return {"step_ms": statistics.median(plain_ms), "step_cpu_ms": statistics.median(plain_cpu_ms),
+            "cpu_slowdown_pct": (cpu_ratio - 1) * 100, "wall_slowdown_pct": (wall_ratio - 1) * 100,
+            "added_ms_per_step_cpu": statistics.median(added_cpu_ms), "dropped": dropped}
+
+
+def worker_cpu(root: str, images: int, rounds: int) -> dict[str, float]:
+    """CPU time the media worker spends per new 224×224×3 image (convert, PNG, sha256, blob write,
+    the record), measured on this thread (``thread_time``: what a core does for it, whoever runs
+    it): the median of ``rounds`` rounds, with ISA-L's deflate (when installed) and with zlib's."""
+    from tracklet.core.logged import Placement
+    from tracklet.media import image as image_module
+    from tracklet.media.worker import Context
+
+    context = Context(Path(root), lambda token, message: None)
+    pictures = [photo(1000 + i) for i in range(images)]
+    found: dict[str, float] = {}
+    deflaters = {"isal": image_module._isal_deflate(), "zlib": None}
+    for name, deflater in deflaters.items():
+        if name == "isal" and deflater is None:
+            continue
+        image_module._ISAL = deflater
+        per_round = []
+        for round_ in range(rounds):
+            fresh = [picture ^ np.uint8(round_ + 1 + 16 * (name == "zlib")) for picture in pictures]  # new blobs
+            start = time.thread_time()
+            for i, picture in enumerate(fresh):
+                tracklet.Image(picture)._record(context, Placement("img", i, 0, 1, 0.0))
+            per_round.append((time.thread_time() - start) / images * 1000)
+        found[f"{name}_ms"] = statistics.median(per_round)
+    image_module._ISAL = image_module._UNSET
+    return found
 
 
 def main() -> None:
@@ -175,20 +239,31 @@ def main() -> None:
         results["wandb"] = theirs = wandb_latency(root, wandb_calls)
         results["tracklet_per_step"] = ours_step = tracklet_latency(root, calls // 3, train_step)
         results["wandb_per_step"] = theirs_step = wandb_latency(root, wandb_calls // 3, train_step)
+        results["worker"] = encoder = worker_cpu(root, 20, rounds)
         results["step"] = slow = step_slowdown(root, steps, rounds, args.step_ms)
+    load = os.getloadavg()
+    results["load_average"] = load
     rows = []
     for label, mine, peer in (("in bursts of 50", ours, theirs),
                               (f"one per {STEP_MS_LATENCY:.0f} ms numpy step", ours_step, theirs_step)):
         rows.append([f"tracklet log(Image 224x224x3), {label}: p50 / p99",
-                     f"{mine['p50_us']:.1f} / {mine['p99_us']:.1f} us", f"dropped {mine['dropped']}"])
+                     f"{mine['p50_us']:.1f} / {mine['p99_us']:.1f} us",
+                     f"no-op beside it {mine['noop_p50_us']:.2f} / {mine['noop_p99_us']:.1f} us; preempted "
+                     f"{mine['preempted_calls']} / no-op {mine['preempted_noops']} of {mine['calls']}; "
+                     f"dropped {mine['dropped']}"])
         if peer:
             rows.append([f"W&B offline log(wandb.Image), {label}: p50 / p99",
                          f"{peer['p50_us']:.1f} / {peer['p99_us']:.1f} us",
                          f"tracklet is 1/{peer['p50_us'] / mine['p50_us']:.0f} of it (p50)"])
-    rows.append([f"one image per {slow['step_ms']:.0f} ms step: slowdown (CPU / wall)",
+    for name, ms in encoder.items():
+        rows.append([f"worker CPU per image ({name.removesuffix('_ms')} deflate)", f"{ms:.2f} ms",
+                     f"{ms / args.step_ms * 100:.2f}% of a {args.step_ms:.0f} ms step"])
+    rows.append([f"one image per {slow['step_cpu_ms']:.0f} ms (CPU) step, {slow['step_ms']:.0f} ms wall: "
+                 "slowdown (CPU / wall)",
                  f"{slow['cpu_slowdown_pct']:.1f}% / {slow['wall_slowdown_pct']:.1f}%",
                  f"+{slow['added_ms_per_step_cpu']:.2f} ms CPU per step; dropped {slow['dropped']}"])
     print_table(rows, ["measure", "value", "note"])
+    print("load average (1, 5, 15 min): " + ", ".join(f"{value:.1f}" for value in load))
     write_json(args.json, results)
 
 

@@ -79,11 +79,28 @@ def test_channels_first_arrays_and_torch_tensors_pil_images_and_paths(start, tmp
     for key in ("chw", "torch", "torch_float", "pil", "path"):
         (image,) = recorded.images(key)
         assert np.array_equal(image.to_numpy(), pixels), key
+    # One encoder for arrays, tensors and PIL images: the same picture is the same blob, stored once.
+    assert len({recorded.images(key)[0].digest for key in ("chw", "torch", "torch_float", "pil")}) == 1
     (path_image,) = recorded.images("path")
     assert path_image.digest == hashlib.sha256(png.read_bytes()).hexdigest()  # a file is stored as it is
     assert path_image.source_name == "photo.png"
     (gray,) = recorded.images("gray_16")
     assert gray.mode == "I;16" and np.array_equal(gray.to_numpy(), np.arange(320, dtype=np.uint16).reshape(16, 20) * 200)
+
+
+def test_a_mode_conversion_is_stored_like_an_array_of_that_mode(start):
+    """``mode=`` converts with Pillow on the worker; the result is stored by the same PNG encoder
+    as arrays (not Pillow's, which costs about twice the CPU), so it reads back as the conversion."""
+    pixels = _image((12, 10, 3))
+    gray = np.asarray(PILImage.fromarray(pixels).convert("L"))
+    recorded = _log_and_read(start, {"as_gray": tracklet.Image(pixels, mode="L"), "gray": tracklet.Image(gray),
+                                     "rgba": tracklet.Image(PILImage.fromarray(pixels), mode="RGBA")})
+    (as_gray,) = recorded.images("as_gray")
+    assert (as_gray.mode, as_gray.channels) == ("L", 1) and np.array_equal(as_gray.to_numpy(), gray)
+    assert as_gray.digest == recorded.images("gray")[0].digest
+    (rgba,) = recorded.images("rgba")
+    assert rgba.mode == "RGBA" and np.array_equal(rgba.to_numpy()[..., :3], pixels)
+    assert (rgba.to_numpy()[..., 3] == 255).all()
 
 
 def test_the_caller_copies_so_later_changes_are_not_recorded(start):
@@ -124,7 +141,21 @@ def test_the_same_image_twice_is_one_blob(start, root):
     # one image blob and one thumbnail blob (the image is larger than 256 px)
     assert len(_blobs(root)) == 2
     thumbnail = PILImage.open(images[0].thumbnail_path)
-    assert max(thumbnail.size) == 256
+    assert thumbnail.size == (171, 256)
+
+
+def test_a_thumbnail_is_the_picture_scaled_down(start):
+    """The 256 px thumbnail of a large image (a box reduction, then bicubic) shows the same picture
+    as Pillow's full-quality Lanczos resample of it, to a few levels per pixel."""
+    y, x = np.mgrid[0:600, 0:900]
+    pixels = np.stack([x * 255 // 899, y * 255 // 599, (x // 100 % 2) * 255], -1).astype(np.uint8)
+    recorded = _log_and_read(start, {"big": tracklet.Image(pixels)})
+    (image,) = recorded.images("big")
+    small = np.asarray(PILImage.open(image.thumbnail_path)).astype(np.float64)
+    assert small.shape == (171, 256, 3)
+    fair = np.asarray(PILImage.fromarray(pixels).resize((256, 171), PILImage.Resampling.LANCZOS)).astype(np.float64)
+    assert np.abs(small - fair)[..., :2].mean() < 1  # smooth gradients: nearly exact
+    assert np.abs(small - fair).mean() < 2  # stripes: their edges differ a little
 
 
 def test_masks_and_boxes_round_trip(start):
@@ -307,24 +338,65 @@ def test_video_frames_become_a_gif(start):
     assert PILImage.open(video.thumbnail_path).size == (24, 16)
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("av") is not None, reason="PyAV is installed")
-def test_mp4_without_pyav_is_stored_as_a_gif_with_a_warning(start):
+def test_mp4_without_pyav_is_stored_as_a_gif_with_a_warning(start, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed: importing it fails
+    frames = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    frames[1, 2:5] = 255
     run = start()
 
     def log():
-        run.log({"clip": tracklet.Video(np.zeros((2, 8, 8, 3), dtype=np.uint8), format="mp4")})
+        run.log({"clip": tracklet.Video(frames, format="mp4", fps=5)})
         run.finish()
 
     assert any("PyAV is not installed" in w and "'clip'" in w for w in _warnings_of(log))
-    assert read(run).media("clip")[0].format == "gif"
+    (video,) = read(run).media("clip")
+    assert (video.format, video.mime, video.frames, video.fps, video.width, video.height) == (
+        "gif", "image/gif", 2, 5.0, 8, 8)
+    assert np.array_equal(video.to_numpy(), frames)
 
 
-def test_mp4_with_pyav(start):
-    pytest.importorskip("av")
-    recorded = _log_and_read(start, {"clip": tracklet.Video(RNG.integers(0, 255, (8, 3, 32, 32), dtype=np.uint8),
-                                                            format="mp4", fps=8)})
+def _moving_square(count: int, height: int, width: int) -> np.ndarray:
+    """T×C×H×W frames (W&B's layout): a bright square moving over a gradient (compresses like video)."""
+    frames = np.empty((count, 3, height, width), dtype=np.uint8)
+    gradient = np.linspace(0, 160, width, dtype=np.float32)[None, :].repeat(height, 0)
+    for t in range(count):
+        frames[t] = gradient.astype(np.uint8)
+        frames[t, :, 4:12, 2 + 2 * t:10 + 2 * t] = 250
+    return frames
+
+
+@pytest.mark.parametrize("file_format", ["mp4", "webm"])
+def test_video_round_trips_through_pyav(start, file_format):
+    av = pytest.importorskip("av")
+    frames = _moving_square(8, 32, 48)
+    recorded = _log_and_read(start, {"clip": tracklet.Video(frames, format=file_format, fps=8)})
     (video,) = recorded.media("clip")
-    assert video.format == "mp4" and video.read_bytes()[4:8] == b"ftyp"
+    assert (video.format, video.mime, video.frames, video.fps, video.width, video.height, video.duration) == (
+        file_format, f"video/{file_format}", 8, 8.0, 48, 32, 1.0)
+    with av.open(str(video.path)) as container:  # the stored file, read by FFmpeg itself
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height, stream.average_rate) == (48, 32, 8)
+        assert sum(1 for _ in container.decode(video=0)) == 8
+    decoded = video.to_numpy()
+    assert decoded.shape == (8, 32, 48, 3)
+    # lossy, but the same pictures: the square is where it was logged, frame by frame
+    error = np.abs(decoded.astype(np.int16) - frames.transpose(0, 2, 3, 1).astype(np.int16))
+    assert float(error.mean()) < 8
+    assert PILImage.open(video.thumbnail_path).size == (48, 32)
+
+
+def test_mp4_of_odd_dimensions_is_cropped_to_even_ones_with_a_warning(start):
+    pytest.importorskip("av")
+    run = start()
+
+    def log():
+        run.log({"clip": tracklet.Video(_moving_square(3, 31, 33), format="mp4", fps=3)})
+        run.finish()
+
+    assert any("even dimensions" in w and "'clip'" in w for w in _warnings_of(log))
+    (video,) = read(run).media("clip")
+    assert (video.width, video.height, video.frames) == (32, 30, 3)
+    assert video.to_numpy().shape == (3, 30, 32, 3)
 
 
 def test_html_object3d_and_molecule_are_stored_as_files(start, tmp_path):

@@ -179,7 +179,8 @@ def _constructions_that_let_another_thread_run(make, count: int = 20) -> int:
     A second thread spins, counting, and never gives up the GIL on its own; the caller's thread
     gets it back after the switch interval. It counts on only when the caller's thread gives the
     GIL up (a C call releasing it), or when the interpreter takes it away after the interval
-    (5 ms; at most once or twice over these few calls, which take well under a millisecond)."""
+    (raised to 0.1 s here, so that a loaded machine's slow calls are not counted as hand-offs)."""
+    import sys
     import time
 
     spins = [0]
@@ -192,7 +193,9 @@ def _constructions_that_let_another_thread_run(make, count: int = 20) -> int:
     spinner = threading.Thread(target=spin, daemon=True)
     handed = 0
     made = []
+    interval = sys.getswitchinterval()
     try:
+        sys.setswitchinterval(0.1)
         spinner.start()
         time.sleep(0.01)  # the spinner is running: from now on it waits for the GIL
         for i in range(count):
@@ -202,6 +205,7 @@ def _constructions_that_let_another_thread_run(make, count: int = 20) -> int:
     finally:
         stop.set()
         spinner.join()
+        sys.setswitchinterval(interval)
     return handed
 
 
@@ -220,9 +224,78 @@ def test_copying_an_image_never_hands_the_gil_to_a_waiting_thread(kind):
     assert _constructions_that_let_another_thread_run(lambda i: tracklet.Image(data)) <= 3
 
 
-def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would():
-    """The worker's PNG deflates Up-filtered rows with zlib's run-length strategy: about half the
-    CPU of level 1 (what a training step pays for on a busy machine; benchmarks/media.py) and, for
+def _strided_layouts(picture: np.ndarray) -> dict[str, np.ndarray]:
+    """Views of ``picture`` (H×W×3) that are not C-contiguous, as callers make them."""
+    return {
+        "CHW transposed to HWC": np.ascontiguousarray(picture.transpose(2, 0, 1)).transpose(1, 2, 0),
+        "Fortran order": np.asfortranarray(picture),
+        "BGR to RGB": picture[..., ::-1],
+        "upside down": picture[::-1],
+        "crop": picture[3:-5, 7:-2],
+        "every second row": picture[::2],
+        "float32 transposed": (np.ascontiguousarray(picture[:, :picture.shape[1] // 4].transpose(1, 0, 2))
+                               / np.float32(255)).transpose(1, 0, 2),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_strided_layouts(np.zeros((4, 4, 3), np.uint8))))
+def test_copying_a_strided_array_never_hands_the_gil_to_a_waiting_thread(layout):
+    """Arrays that are not C-contiguous (transposed, Fortran-ordered, flipped, cropped, strided)
+    are copied with the GIL held too: numpy's strided copy releases it for more than 500 items,
+    so a waiting media worker took over the caller for up to its next pause. (Large images, so
+    that numpy's copy takes long enough for the waiting thread to get in.)"""
+    rng = np.random.default_rng(4)
+    picture = rng.integers(0, 256, (1024, 768, 3), dtype=np.uint8)
+    data = _strided_layouts(picture)[layout]
+    assert not data.flags.c_contiguous
+    # Each image is let go at once: its buffer serves the next copy (no fresh pages to map).
+    assert _constructions_that_let_another_thread_run(lambda i: tracklet.Image(data) and None) <= 1
+
+
+def test_strided_arrays_and_tensors_read_back_byte_exact(start):
+    """Every strided layout, and a permuted torch tensor, reads back through the read API with the
+    pixels of the array as logged, and later changes to the source change nothing recorded."""
+    import torch
+
+    run = start()
+    picture = _pictures(1)[0]
+    layouts = _strided_layouts(picture.copy())
+    expected = {name: np.ascontiguousarray(view) for name, view in layouts.items()}
+    expected["float32 transposed"] = picture[:, :picture.shape[1] // 4]  # floats in [0, 1]: back to 0-255 exactly
+    tensor = torch.from_numpy(picture.copy()).permute(2, 0, 1)  # C×H×W, a strided view
+    run.log({name: tracklet.Image(view) for name, view in layouts.items()} | {"tensor": tracklet.Image(tensor)})
+    for view in layouts.values():
+        view[...] = 0
+    tensor.zero_()
+    run.finish()
+    recorded = read(run)
+    for name, pixels in expected.items():
+        assert np.array_equal(recorded.images(name)[0].to_numpy(), pixels), name
+    assert np.array_equal(recorded.images("tensor")[0].to_numpy(), picture)
+
+
+def test_a_strided_copy_is_one_span_of_the_pool_and_comes_back():
+    """A transposed or flipped view costs one pooled buffer of its own size (the span of a
+    permuted or flipped dense block is the block), returned to the pool once the copy is gone;
+    a small crop of a large array is not worth its span and is copied by numpy."""
+    picture = _pictures(1)[0]
+    for view in (picture.transpose(1, 0, 2), picture[::-1, ::-1]):
+        keep: list = []
+        copy = buffers.copy_array(view, keep)
+        assert np.array_equal(copy, view) and [b.nbytes for b in keep] == [-(-view.nbytes // 4096) * 4096]
+        del copy
+        buffers.release(keep)
+        assert buffers.POOL.free_bytes >= view.nbytes
+    keep = []
+    crop = buffers.copy_array(picture[100:110, 100:110], keep)
+    assert keep == [] and np.array_equal(crop, picture[100:110, 100:110])
+
+
+@pytest.mark.parametrize("deflater", ["isal", "zlib"])
+def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would(deflater, monkeypatch):
+    """The worker's PNG deflates Up-filtered rows with ISA-L's level 1 (the media extra's ``isal``)
+    or, without it, zlib's run-length strategy: a half and a quarter of the CPU of zlib's level 1
+    (what a training step pays for on a busy machine; benchmarks/media.py) and, for
     photograph-like images, smaller files: this guards the choice. Flat images (plots) and noise
     stay as small as before, and every one decodes to the same pixels."""
     import io
@@ -230,7 +303,14 @@ def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would():
 
     from PIL import Image as PILImage
 
+    from tracklet.media import image
     from tracklet.media.image import fast_png
+
+    if deflater == "isal":
+        pytest.importorskip("isal")
+        monkeypatch.setattr(image, "_ISAL", image._isal_deflate())
+    else:
+        monkeypatch.setattr(image, "_ISAL", None)
 
     y, x = np.mgrid[0:224, 0:224]
     rng = np.random.default_rng(5)
@@ -252,3 +332,49 @@ def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would():
         assert np.array_equal(np.asarray(PILImage.open(io.BytesIO(png))), pixels)
     assert len(fast_png(photo)) < 0.95 * level_1_size(photo)
     assert len(fast_png(plot)) <= level_1_size(plot) and len(fast_png(noise)) <= level_1_size(noise) + 64
+
+
+def test_a_cuda_tensor_is_copied_without_a_device_sync_on_the_caller(start, monkeypatch):
+    """No GPU here: a stand-in at the torch boundary plays a CUDA tensor whose host copy completes
+    only when its event is waited on (as a non-blocking device-to-host copy does). The caller
+    queues the copy and records an event, never waits; the worker waits on the event before it
+    reads, so the image is recorded with the tensor's values (zeros, had it read too early)."""
+    import torch
+
+    calls: list[tuple[str, str]] = []
+    picture = torch.from_numpy(_pictures(1)[0].transpose(2, 0, 1).copy())  # C×H×W, as on a GPU
+    pending: list[torch.Tensor] = []
+
+    class Event:
+        def record(self) -> None:
+            calls.append(("record", threading.current_thread().name))
+
+        def synchronize(self) -> None:
+            calls.append(("synchronize", threading.current_thread().name))
+            for host in pending:
+                host.copy_(picture)  # the device-to-host copy has landed
+
+    class CudaTensor:
+        __module__ = "torch.cuda"  # what tracklet dispatches on: a torch tensor
+        requires_grad = False
+        device = torch.device("cuda", 0)
+
+        def detach(self):
+            return self
+
+        def to(self, device, non_blocking=False):
+            calls.append((f"to {device} non_blocking={non_blocking}", threading.current_thread().name))
+            host = torch.zeros_like(picture)  # pinned memory the copy will fill later
+            pending.append(host)
+            return host
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    run = start()
+    run.log({"gpu": tracklet.Image(CudaTensor())})
+    caller = threading.current_thread().name
+    run.finish()
+    # the caller queued the copy and recorded the event, and never waited; the worker waited, after
+    assert [what for what, thread in calls if thread == caller] == ["to cpu non_blocking=True", "record"]
+    assert [what for what, thread in calls if thread != caller] == ["synchronize"]
+    assert calls[-1][0] == "synchronize"
+    assert np.array_equal(read(run).images("gpu")[0].to_numpy(), picture.numpy().transpose(1, 2, 0))

@@ -33,12 +33,40 @@ def encode_png(image: Any) -> bytes:
 
 
 _PNG_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (gray, RGB, RGBA)
+_FAST_MODES = ("L", "RGB", "RGBA")  # Pillow modes fast_png writes (8 bits per channel)
+
+
+def _isal_deflate() -> Any:
+    """ISA-L's ``compress`` (the ``isal`` package, in the media extra) when it is installed, else None."""
+    try:
+        from isal import isal_zlib  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return isal_zlib.compress
+
+
+def deflate(data: Any) -> bytes:
+    """A zlib stream of ``data`` (a PNG's IDAT): ISA-L at level 1 when installed, else zlib's
+    run-length strategy. Both release the GIL while they work."""
+    global _ISAL
+    if _ISAL is _UNSET:
+        _ISAL = _isal_deflate()
+    if _ISAL is not None:
+        return bytes(_ISAL(data, 1))
+    import zlib
+
+    compressor = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    return compressor.compress(data) + compressor.flush()
+
+
+_UNSET: Any = object()
+_ISAL: Any = _UNSET
 
 
 def fast_png(pixels: Any) -> bytes:
     """A PNG of an H×W / H×W×3 / H×W×4 uint8 array: every row "Up"-filtered (its difference from
-    the row above, in numpy) and deflated with zlib's run-length strategy in one pass over the
-    filtered rows (which releases the GIL), the result assembled with a single copy.
+    the row above, in numpy) and deflated in one pass over the filtered rows (``deflate``, which
+    releases the GIL), the result assembled with a single copy.
 
     Why this encoder: the worker's CPU per image is what a training step pays for on a busy
     machine. Measured on the 2-core VMs for a 224×224×3 photograph-like image: Pillow's PNG
@@ -47,7 +75,9 @@ def fast_png(pixels: Any) -> bytes:
     costs about half of level 1 again (0.9-1.0 ms against 1.8 ms) and makes files ~10% smaller
     (after an Up filter a photograph's rows are small differences that Huffman coding packs and
     matching barely improves; flat regions are runs), and noise (deflate's worst case) a third.
-    Any PNG reader decodes it (Pillow in the tests)."""
+    ISA-L's level 1 (``isal``, in the media extra) costs about half of zlib's RLE again (0.5 ms)
+    for files ~3% larger than it (flat plots and noise the same). Any PNG reader decodes either
+    (Pillow in the tests)."""
     import struct
     import zlib
 
@@ -60,26 +90,36 @@ def fast_png(pixels: Any) -> bytes:
     filtered[:, 0] = 2  # filter type Up
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps, as PNG's does
-    compressor = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
-    body, tail = compressor.compress(filtered.data), compressor.flush()
-    crc = zlib.crc32(tail, zlib.crc32(body, zlib.crc32(b"IDAT")))
+    body = deflate(filtered.data)
+    crc = zlib.crc32(body, zlib.crc32(b"IDAT"))
     header = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[channels], 0, 0, 0)
     return b"".join((b"\x89PNG\r\n\x1a\n", struct.pack(">I", 13), header, struct.pack(">I", zlib.crc32(header)),
-                     struct.pack(">I", len(body) + len(tail)), b"IDAT", body, tail, struct.pack(">I", crc),
-                     _PNG_END))
+                     struct.pack(">I", len(body)), b"IDAT", body, struct.pack(">I", crc), _PNG_END))
 
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
+def thumbnail_size(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` scaled to at most ``THUMBNAIL_PX`` on the longer side, aspect kept."""
+    scale = THUMBNAIL_PX / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def thumbnail_png(image: Any) -> bytes | None:
-    """A PNG at most ``THUMBNAIL_PX`` on its longer side; None if the image is that small already."""
+    """A PNG at most ``THUMBNAIL_PX`` on its longer side; None if the image is that small already.
+
+    One ``resize`` into a new image (no copy of the original first, as ``thumbnail()`` needs), with
+    ``reducing_gap=1``: a box reduction by the integer factor, then bicubic for the rest. Measured
+    for a 768×512 photograph: 1.1 ms against 3.2 ms for ``copy()`` + ``thumbnail()`` (whose default
+    gap of 2 resamples twice the pixels bicubically); at 256 px the two can't be told apart."""
     if max(image.size) <= THUMBNAIL_PX:
         return None
-    small = image.copy()
-    if small.mode not in ("L", "RGB", "RGBA"):
-        small = small.convert("RGBA" if "A" in small.getbands() else "RGB")
-    small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    from PIL import Image as PILImage
+
+    if image.mode not in _FAST_MODES:
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    small = image.resize(thumbnail_size(*image.size), PILImage.Resampling.BICUBIC, reducing_gap=1.0)
     import numpy as np
 
     return fast_png(np.asarray(small))
@@ -153,17 +193,18 @@ class Image(Media):
                 array = channels_last(array, self._channels_first or isinstance(data, TorchCopy))
                 pixels = to_pixels(array, notes, normalize=self._normalize)
                 if pixels.dtype.name == "uint8" and not self.mode and self._format_name() == "png":
-                    self._store(context, media, fast_png(pixels), "png")  # the common case: no Pillow image
-                    media.height, media.width = int(pixels.shape[0]), int(pixels.shape[1])
-                    media.channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
-                    media.mode = {1: "L", 3: "RGB", 4: "RGBA"}[media.channels]
-                    if max(pixels.shape[:2]) > THUMBNAIL_PX:
-                        media.thumbnail_digest = context.put_bytes(thumbnail_png(pil_image(pixels)) or b"")
-                    self._finish(context, where, media, (media.width, media.height), notes)
+                    self._store_pixels(context, where, media, pixels, notes)  # the common case: no Pillow image
                     return
                 image = pil_image(pixels)
             if self.mode and image.mode != self.mode:
                 image = image.convert(self.mode)
+            if self._format_name() == "png" and image.mode in _FAST_MODES:
+                # A PIL image, or a mode conversion: the same encoder as arrays (and the same bytes,
+                # so the same picture logged as an array or as a PIL image is stored once).
+                import numpy as np
+
+                self._store_pixels(context, where, media, np.asarray(image), notes)
+                return
             raw, file_format = self._encode(image, notes), self._format_name()
         self._store(context, media, raw, file_format)
         media.width, media.height = image.size
@@ -173,6 +214,16 @@ class Image(Media):
         if thumbnail is not None:
             media.thumbnail_digest = context.put_bytes(thumbnail)
         self._finish(context, where, media, image.size, notes)
+
+    def _store_pixels(self, context: Any, where: Placement, media: Any, pixels: Any, notes: list[str]) -> None:
+        """Store H×W / H×W×3 / H×W×4 uint8 ``pixels`` as a PNG (``fast_png``), with its thumbnail."""
+        self._store(context, media, fast_png(pixels), "png")
+        media.height, media.width = int(pixels.shape[0]), int(pixels.shape[1])
+        media.channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
+        media.mode = {1: "L", 3: "RGB", 4: "RGBA"}[media.channels]
+        if max(pixels.shape[:2]) > THUMBNAIL_PX:
+            media.thumbnail_digest = context.put_bytes(thumbnail_png(pil_image(pixels)) or b"")
+        self._finish(context, where, media, (media.width, media.height), notes)
 
     def _finish(self, context: Any, where: Placement, media: Any, size: tuple[int, int], notes: list[str]) -> None:
         """Masks, boxes, and the one warning about conversions made."""

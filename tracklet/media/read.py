@@ -132,7 +132,8 @@ class MediaItem:
 
     def to_numpy(self) -> Any:
         """The data as numpy: an image's pixels (H×W or H×W×C, as stored), audio samples (1-D, or
-        frames × channels, as stored in the WAV), a GIF's frames (T×H×W×C), a point cloud."""
+        frames × channels, as stored in the WAV), a GIF's frames (T×H×W×C), an mp4's or webm's frames
+        (T×H×W×3, decoded by PyAV: lossy, so near the logged pixels, not equal), a point cloud."""
         import io
 
         import numpy as np
@@ -147,6 +148,10 @@ class MediaItem:
             from tracklet.media.video import decode_gif
 
             return decode_gif(self.read_bytes())
+        if self.kind == "video" and self.format in ("mp4", "webm"):
+            from tracklet.media.video import decode_av
+
+            return decode_av(self.read_bytes())  # PyAV decodes it (ImportError without it)
         if self.format == "npy":
             return np.load(io.BytesIO(self.read_bytes()), allow_pickle=False)
         raise ValueError(f"{self.kind} stored as {self.format} has no array form; read_bytes() or path give the file")

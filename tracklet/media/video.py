@@ -1,5 +1,6 @@
 """``tracklet.Video``: frames (T×C×H×W, W&B's layout, or T×H×W×C) encoded as a GIF with Pillow, or
-as mp4/webm when PyAV is installed (``pip install av``); or a video file stored as it is."""
+as mp4/webm when PyAV is installed (``pip install av``, or tracklet's ``media`` extra); or a video
+file stored as it is."""
 
 from __future__ import annotations
 
@@ -63,9 +64,15 @@ class Video(Media):
             try:
                 encoded = encode_av(pixels, self.fps, file_format)
             except ImportError:
-                notes.append(f"PyAV is not installed (pip install av), so the video is stored as a GIF, not "
-                             f"{file_format}")
+                notes.append(f"PyAV is not installed (pip install av, or tracklet's media extra), so the video is "
+                             f"stored as a GIF, not {file_format}")
                 file_format = "gif"
+            else:
+                height, width = _even(pixels.shape[1]), _even(pixels.shape[2])
+                if (height, width) != pixels.shape[1:3]:
+                    notes.append(f"{file_format} needs even dimensions: the {pixels.shape[2]}×{pixels.shape[1]} "
+                                 f"frames are stored as {width}×{height} (the last column or row left out)")
+                    pixels = pixels[:, :height, :width]
         elif file_format != "gif":
             raise MediaError(f"format must be gif, mp4 or webm; got {self.format!r}")
         if encoded is None:
@@ -73,7 +80,10 @@ class Video(Media):
         self._store(context, media, encoded, file_format)
         media.frames, media.fps = int(pixels.shape[0]), self.fps
         media.height, media.width = int(pixels.shape[1]), int(pixels.shape[2])
-        media.channels = 1 if pixels.ndim == 3 else int(pixels.shape[-1])
+        if file_format == "gif":
+            media.channels = 1 if pixels.ndim == 3 else int(pixels.shape[-1])
+        else:
+            media.channels = 3  # yuv420p colour: gray frames are stored as colour, alpha is left out
         media.duration = pixels.shape[0] / self.fps
         thumbnail = thumbnail_png(pil_image(pixels[0])) or _png(pil_image(pixels[0]))
         media.thumbnail_digest = context.put_bytes(thumbnail)
@@ -98,21 +108,32 @@ def encode_gif(frames: Any, fps: float) -> bytes:
     return buffer.getvalue()
 
 
+def _even(length: int) -> int:
+    return max(2, length - length % 2)
+
+
+# Encoders tried in order (the first PyAV's FFmpeg has): H.264 for mp4, VP9 then VP8 for webm.
+AV_CODECS = {"mp4": ("libx264", "h264", "libopenh264", "mpeg4"), "webm": ("libvpx-vp9", "libvpx")}
+
+
 def encode_av(frames: Any, fps: float, file_format: str) -> bytes:
-    """mp4 (H.264) or webm (VP9) with PyAV; ``ImportError`` when it isn't installed."""
+    """mp4 (H.264) or webm (VP9) with PyAV, in yuv420p (what browsers play), frames cropped to even
+    dimensions (yuv420p's rule); ``ImportError`` when PyAV isn't installed."""
     from fractions import Fraction
 
-    import av  # type: ignore[import-not-found]
+    import av  # type: ignore[import-not-found,unused-ignore]
     import numpy as np
 
     if frames.ndim == 3:
         frames = np.repeat(frames[..., None], 3, axis=-1)
     frames = frames[..., :3]
-    height, width = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
+    height, width = _even(frames.shape[1]), _even(frames.shape[2])
+    codec = next((name for name in AV_CODECS[file_format] if name in av.codecs_available), None)
+    if codec is None:
+        raise MediaError(f"this PyAV's FFmpeg has no {file_format} encoder ({', '.join(AV_CODECS[file_format])})")
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=file_format) as container:
-        stream = container.add_stream("libx264" if file_format == "mp4" else "libvpx-vp9",
-                                      rate=Fraction(fps).limit_denominator(1000))
+        stream: Any = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))  # a VideoStream
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for frame in frames:
             picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:height, :width]), format="rgb24")
@@ -141,6 +162,16 @@ def _describe_gif(raw: bytes, media: Any, context: Any, name: str) -> None:
 def _frame_ms(image: Any, index: int) -> float:
     image.seek(index)
     return float(image.info.get("duration", 0) or 0)
+
+
+def decode_av(raw: bytes) -> Any:
+    """An mp4/webm's frames as a T×H×W×3 uint8 array (RGB), with PyAV (``ImportError`` without it)."""
+    import av  # type: ignore[import-not-found,unused-ignore]
+    import numpy as np
+
+    with av.open(io.BytesIO(raw), mode="r") as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    return np.stack(frames)
 
 
 def decode_gif(raw: bytes) -> Any:

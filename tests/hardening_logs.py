@@ -742,57 +742,96 @@ def bad_value_attack(root: Path, kinds: Iterable[str] | None = None, rows: int =
 
 
 FULL_DISK_SCRIPT = """
-import sys, tracklet
-run = tracklet.init(project="full", id="r", settings={"capture_environment": False, "system_metrics": False,
-                                                        "console": "off", "flush_interval": 0.05})
-for step in range(int(sys.argv[1])):
+import os, sys, tracklet
+scenario, rows, filler = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+settings = {"capture_environment": False, "system_metrics": False, "console": "off", "flush_interval": 0.05}
+if scenario == "full at init":
+    try:
+        tracklet.init(project="full", id=scenario.replace(" ", "-"), settings=settings)
+    except OSError as error:
+        print("init refused:", error, flush=True)
+    os.remove(filler)
+run = tracklet.init(project="full", id=scenario.replace(" ", "-"), settings=settings)
+for step in range(rows):
     run.log({"step": step, "text": "x" * 1000})
     if step % 100 == 99:
         run.flush()
+    if step == rows // 2 and scenario == "freed mid-run":  # the disk filled at ~rows // 3
+        os.remove(filler)
 run.finish()
 print("training went on", flush=True)
 """
 
+FULL_DISK_SCENARIOS = ("stays full", "freed mid-run", "full at init")
 
-def full_disk_attack(scratch: Path, size_kib: int = 1024, rows: int = 5000) -> Outcome:
-    """A run logs ~5 MB into a ``size_kib`` tmpfs (root only; skipped otherwise). Failed: the
-    training process did not finish normally or a reader raised; lost: what was recorded is not
-    a prefix of what was logged (a gap)."""
+
+def full_disk_attack(scratch: Path, size_kib: int = 1024, rows: int = 600) -> Outcome:
+    """A run logs ~600 kB into a ``size_kib`` tmpfs (root only; skipped otherwise) that a filler
+    file leaves ~200 KiB of: the disk fills mid-run and stays full, or fills and is freed
+    mid-run, or is full when ``init`` creates the log (then freed). Failed: the training process
+    did not finish normally, the full disk was not reported, a refused ``init`` left an empty log
+    or did not name it, or a reader raised; lost: the rows recorded are not a prefix of those
+    logged, or a row logged after the space came back is missing."""
     outcome = Outcome("full disk (tmpfs)")
     if os.geteuid() != 0:
         outcome.note = "skipped: mounting a small tmpfs needs root"
         return outcome
-    mount = scratch / "small-fs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        outcome.note = f"skipped: mount: {done.stderr.strip()}"
-        return outcome
-    try:
-        outcome.tried = 1
-        env = {**_child_env(), "TRACKLET_DIR": str(mount)}
-        try:
-            child = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, str(rows)], env=env,
-                                   capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            outcome.fail("the training process hung on a full disk")
+    notes = []
+    for scenario in FULL_DISK_SCENARIOS:
+        mount = scratch / f"small-fs-{scenario.replace(' ', '-')}"
+        mount.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mount)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            outcome.note = f"skipped: mount: {done.stderr.strip()}"
             return outcome
-        if child.returncode != 0 or "training went on" not in child.stdout:
-            outcome.fail(f"training process exit {child.returncode}: {child.stderr[-400:]}")
-        elif "No space left" not in child.stderr and "ENOSPC" not in child.stderr:
-            outcome.fail("the full disk was not reported")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                history = tracklet.Api(mount).run("full/r").history()
-            except Exception as error:  # noqa: BLE001 - the harness counts every failure
-                outcome.fail(f"reading the run: {type(error).__name__}: {error}")
-                return outcome
-        steps = history.get("step", [])
-        if steps != list(range(len(steps))):
-            outcome.lose("the recorded rows are not a prefix of the logged rows")
-        outcome.note = f"{len(steps)} of {rows} rows fit in {size_kib} KiB"
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        try:
+            outcome.tried += 1
+            filler = mount / "filler"
+            with open(filler, "wb") as handle:
+                try:
+                    handle.write(bytes((size_kib - (0 if scenario == "full at init" else 200)) << 10))
+                except OSError:
+                    pass  # full
+            _full_disk_scenario(scenario, mount, filler, rows, outcome, notes)
+        finally:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    outcome.note = "; ".join(notes)
     return outcome
+
+
+def _full_disk_scenario(scenario: str, mount: Path, filler: Path, rows: int, outcome: Outcome,
+                        notes: list[str]) -> None:
+    run_id = scenario.replace(" ", "-")
+    env = {**_child_env(), "TRACKLET_DIR": str(mount)}
+    try:
+        child = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, scenario, str(rows), str(filler)], env=env,
+                               capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        outcome.fail(f"{scenario}: the training process hung")
+        return
+    if child.returncode != 0 or "training went on" not in child.stdout:
+        outcome.fail(f"{scenario}: training process exit {child.returncode}: {child.stderr[-400:]}")
+        return
+    if scenario == "stays full" and "No space left" not in child.stderr:
+        outcome.fail(f"{scenario}: the full disk was not reported")
+    if scenario == "full at init" and not ("init refused" in child.stdout and "run.tlog" in child.stdout):
+        outcome.fail(f"{scenario}: init on a full disk did not say which file it could not write: "
+                     f"{child.stdout[-300:]} {child.stderr[-300:]}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            api = tracklet.Api(mount)
+            history = api.run(f"full/{run_id}").history()
+            damaged = [run.id for run in api.runs("full") if run.damaged]
+        except Exception as error:  # noqa: BLE001 - the harness counts every failure
+            outcome.fail(f"{scenario}: reading the run: {type(error).__name__}: {error}")
+            return
+    steps = history.get("step", [])
+    if steps != list(range(len(steps))):
+        outcome.lose(f"{scenario}: the recorded rows are not a prefix of the logged rows")
+    elif scenario != "stays full" and len(steps) != rows:
+        outcome.lose(f"{scenario}: {len(steps)} of {rows} rows recorded after the space came back")
+    if damaged and scenario != "stays full":  # there, a torn last frame is what the disk holds
+        outcome.fail(f"{scenario}: runs listed as damaged: {damaged}")
+    notes.append(f"{scenario}: {len(steps)}/{rows} rows")

@@ -33,7 +33,10 @@ def test_processes_logging_into_one_project_while_it_is_indexed_and_queried(root
     assert _clean(concurrency_attack(root, processes=4, steps=600))
 
 
-def test_a_full_disk_never_stops_training_and_keeps_a_readable_prefix(tmp_path):
+def test_a_full_disk_never_stops_training_and_init_on_one_leaves_nothing_behind(tmp_path):
+    """The disk fills mid-run (and stays full, or is freed: every row then), or is full when
+    ``init`` creates the log: the error names the log, and no empty log is left that made the
+    same run id refused ("already exists") once there was space again."""
     outcome = full_disk_attack(tmp_path)
     if outcome.tried == 0:
         pytest.skip(outcome.note)

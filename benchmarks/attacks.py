@@ -13,8 +13,8 @@ call the same functions), here at the counts of the issue's original attack:
 * ``corruption``: seeded damaged record logs (bit flips, zeroed ranges, truncations, a zeroed
   header, crafted frames under an intact checksum) read by replay, ``Api.run``, ``tracklet runs``,
   ``show``, ``export``, ``index`` and the store, against the oracle of the intact frames (240);
-* ``concurrency``: processes logging into one project while another process indexes in a loop and
-  this one queries (18 processes);
+* ``concurrency``: processes logging into one project (~2,000 rows/s each, for 30 s) while
+  another process indexes in a loop and this one queries (18 processes);
 * ``bad-values``: the 22 kinds of value that once cost a batch, a run or the training loop;
 * ``server-kill``: SIGKILL of a real server while ``SyncClient`` uploads, then a restart (39);
 * ``auth``: every route with no key, a wrong scheme, a malformed, wrong, revoked or disabled
@@ -52,10 +52,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from benchmarks.report import print_table, write_json  # noqa: E402
 
 SCALES: dict[str, dict[str, Any]] = {
-    "full": {"kills": 24, "corruption": 240, "every_reader": None, "processes": 18, "steps": 2000,
+    "full": {"kills": 24, "corruption": 240, "every_reader": None, "processes": 18, "seconds": 30,
              "server_kills": 39, "filters": 500, "connections": 1000, "nofile": 1024, "mutated": 51_448,
              "fuzz_runs": 2000},
-    "quick": {"kills": 3, "corruption": 40, "every_reader": 8, "processes": 4, "steps": 500,
+    "quick": {"kills": 3, "corruption": 40, "every_reader": 8, "processes": 4, "seconds": 5,
               "server_kills": 2, "filters": 100, "connections": 300, "nofile": 256, "mutated": 1000,
               "fuzz_runs": 300},
 }
@@ -88,7 +88,7 @@ def attacks(scale: dict[str, Any], tmp: Path, postgres: str | None) -> dict[str,
         "corruption": lambda: [logs.corruption_attack(scale["corruption"], fresh("corruption"),
                                                       every_reader=scale["every_reader"])],
         "concurrency": lambda: [logs.concurrency_attack(fresh("crowd") / "data", scale["processes"],
-                                                        scale["steps"])],
+                                                        scale["seconds"])],
         "bad-values": lambda: [logs.bad_value_attack(fresh("bad") / "data")],
         "server-kill": lambda: [server.server_kill_attack(fresh("ingest") / "data", scale["server_kills"])],
         "auth": lambda: [server.auth_bypass_attack(fresh("auth"))],

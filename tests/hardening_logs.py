@@ -527,15 +527,18 @@ def kill_attack(root: Path, kills: int, logging_for: float = 1.2, grace: float =
 
 
 WORKER_SCRIPT = """
-import sys, tracklet
-index, steps = int(sys.argv[1]), int(sys.argv[2])
+import sys, time, tracklet
+index, seconds = int(sys.argv[1]), float(sys.argv[2])
 run = tracklet.init(project="crowd", id=f"w{index}", config={"index": index},
                     settings={"capture_environment": False, "system_metrics": False})
-for step in range(steps):
-    run.log({"loss": index + step / steps, "step": step})
-    if step % 500 == 499:
-        run.flush()
-print(f"worker {index} done")
+end, step = time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    for _ in range(20):  # ~2,000 rows a second
+        run.log({"loss": index + step / 1e6, "step": step})
+        step += 1
+    time.sleep(0.01)
+run.finish()
+print(f"worker {index} done {step}")
 """
 
 INDEX_LOOP = """
@@ -552,11 +555,11 @@ while True:
 """
 
 
-def concurrency_attack(root: Path, processes: int, steps: int, timeout: float = 600) -> Outcome:
-    """``processes`` processes log ``steps`` rows each into one project while another process
+def concurrency_attack(root: Path, processes: int, seconds: float, timeout: float = 600) -> Outcome:
+    """``processes`` processes log into one project for ``seconds`` each while another process
     indexes in a loop and this one queries (``Api.runs`` with a filter, ``Api.history``,
     ``tracklet runs --filter``). Failed: a query that raised, a process that failed; lost: a run
-    not read back whole, or not found by the store."""
+    not read back whole (every step it logged, in order), or not whole in the store."""
     from click.testing import CliRunner
 
     from tracklet.cli.main import main as cli
@@ -567,7 +570,7 @@ def concurrency_attack(root: Path, processes: int, steps: int, timeout: float = 
                                text=True)
     assert indexer.stdout is not None
     indexer.stdout.readline()
-    children = [subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(i), str(steps)], env=env,
+    children = [subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(i), str(seconds)], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for i in range(processes)]
     queries = 0
@@ -592,19 +595,22 @@ def concurrency_attack(root: Path, processes: int, steps: int, timeout: float = 
             if child.poll() is None:
                 child.kill()
                 outcome.fail(f"logging process {child.args[3]} still running after {timeout} s")
-            child.wait(30)
+        outputs = [child.communicate(timeout=30) for child in children]
         indexer.kill()
         indexer.wait(30)
-    for index, child in enumerate(children):
-        if child.returncode != 0:
-            outcome.fail(f"logging process {index} exited {child.returncode}: {child.stderr.read()[-300:]}")
     outcome.tried = processes
+    logged: dict[int, int] = {}
+    for index, (child, (out, err)) in enumerate(zip(children, outputs)):
+        if child.returncode != 0 or f"worker {index} done" not in out:
+            outcome.fail(f"logging process {index} exited {child.returncode}: {err[-300:]}")
+        else:
+            logged[index] = int(out.split()[-1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         api = tracklet.Api(root)
         api.index()
-        stored = {r.id: r for r in api.runs("crowd", filter="config.index >= 0")}
-        for index in range(processes):
+        stored = {r.id for r in api.runs("crowd", filter="config.index >= 0")}
+        for index, steps in logged.items():
             try:
                 recorded = api.run(f"crowd/w{index}")
                 history = recorded.history()
@@ -616,7 +622,7 @@ def concurrency_attack(root: Path, processes: int, steps: int, timeout: float = 
             except Exception as error:  # noqa: BLE001 - the harness counts every failure
                 outcome.fail(f"reading run w{index}: {type(error).__name__}: {error}")
         api.store.close()
-    outcome.note = f"{queries} queries during logging"
+    outcome.note = f"{queries} queries while logging, {sum(logged.values()):,} rows"
     return outcome
 
 

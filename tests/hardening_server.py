@@ -51,8 +51,8 @@ def _steps_once(http: httpx.Client, project: str, run_id: str, steps: int) -> bo
 # ---------------------------------------------------------------- server killed mid-ingest
 
 
-def server_kill_attack(root: Path, kills: int, store: str | None = None, runs: int = 6, steps: int = 20_000,
-                       seed: int = 12) -> Outcome:
+def server_kill_attack(root: Path, kills: int, store: str | None = None, runs: int | None = None,
+                       steps: int = 20_000, seed: int = 12) -> Outcome:
     """``kills`` SIGKILLs of a real server while `SyncClient` uploads (at a seeded point of what
     is left; half of the kills also leave a torn frame, as a kill inside a write does), each
     followed by a restart; then every run is synced to the end. Lost: a copy that is not the
@@ -61,6 +61,7 @@ def server_kill_attack(root: Path, kills: int, store: str | None = None, runs: i
 
     outcome = Outcome("server killed mid-ingest")
     rng = random.Random(seed)
+    runs = runs or kills // 2 + 1  # a run is killed part-way two or three times before it is whole
     local = {f"r{i}": record(root, "ingest", f"r{i}", steps) for i in range(runs)}
     server = Server(root.parent / f"{root.name}-server", store=store)
     try:

@@ -7,21 +7,16 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from serverproc import _free_port
+
 
 class Unavailable(Exception):
     """PostgreSQL can't be started here (not installed, or root without a 'postgres' user)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -95,53 +95,22 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL cluster (Debian's postgresql package: trust auth, fsync off, C
-    locale) on a free loopback port, started for real once per session and removed after it.
-    Yields the server URL without a database; `pg_url` gives each test a fresh database."""
-    import pwd
-    import shutil
-    import subprocess
-    import tempfile
-
-    initdb = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
-    if initdb is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    bin_dir = initdb.parent
-    as_user: list[str] = []
-    owner = None
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    # Not under pytest's tmp dir: that is private to root, and the server runs as user postgres.
-    base = Path(tempfile.mkdtemp(prefix="tracklet-pg-"))
-    data, log = base / "data", base / "server.log"
-    if owner is not None:
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-    port = _free_port()
-
-    def pg(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, text=True, timeout=60)
+    """A throwaway PostgreSQL cluster (tests/pgcluster.py), started for real once per session and
+    removed after it. Yields the server URL without a database; `pg_url` gives each test a fresh
+    database."""
+    from pgcluster import Unavailable, postgres_cluster
 
     try:
-        pg(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-           "--locale=C", "--no-sync")
-        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
-           f"-c listen_addresses=127.0.0.1 -c port={port} -c fsync=off -c unix_socket_directories={base}",
-           "start")
-    except subprocess.CalledProcessError as error:
-        server_log = log.read_text() if log.exists() else ""
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {error.stderr}\n{server_log}")
+        cluster = postgres_cluster()
+        url = cluster.__enter__()
+    except Unavailable as why:
+        pytest.skip(str(why))
+    except RuntimeError as error:
+        pytest.fail(str(error))
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield url
     finally:
-        try:
-            pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+        cluster.__exit__(None, None, None)
 
 
 _databases = iter(range(1, 1_000_000))
@@ -150,14 +119,9 @@ _databases = iter(range(1, 1_000_000))
 @pytest.fixture
 def pg_url(postgres_url):
     """A new, empty database in the session's PostgreSQL cluster."""
-    import sqlalchemy as sa
+    from pgcluster import create_database
 
-    name = f"t{next(_databases)}"
-    admin = sa.create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return f"{postgres_url}/{name}"
+    return create_database(postgres_url, f"t{next(_databases)}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -189,6 +153,7 @@ SLOW_FILES = frozenset({
     "test_autolog.py", "test_dashboard.py", "test_integration_huggingface.py", "test_integration_jax.py",
     "test_integration_keras.py", "test_integration_lightning.py", "test_server_connections.py",
     "test_server_deployment.py", "test_server_fuzz.py", "test_wandb_compat.py", "test_import_wandb.py",
+    "test_hardening_attacks.py",
 })
 
 

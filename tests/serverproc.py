@@ -54,9 +54,9 @@ class Server:
         self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      preexec_fn=limit_files if limit else None)
 
-    def start(self) -> Server:
+    def start(self, timeout: float = 30.0) -> Server:
         self.spawn()
-        self.wait_ready()
+        self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:

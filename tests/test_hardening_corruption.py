@@ -14,14 +14,10 @@ crafted frame: the frame as a reader should use it (a batch without its bad colu
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -30,15 +26,17 @@ from click.testing import CliRunner
 
 import tracklet
 from tracklet.cli.main import main as cli
-from tracklet.core.reader import RunState, damage_summary, replay
+from tracklet.core.reader import damage_summary, replay
 from tracklet.core.recordlog import MAGIC, frame, scan
-from tracklet.core.values import Histogram
 from tracklet.proto import records_pb2 as pb
 
 from conftest import QUIET, REPO
+from hardening_logs import (PROJECT, RUN_ID, SEED, Outcome, byte_cases, check_replay, clean_log, comparable,
+                            corruption_attack, crafted_cases, flip, frames_of, kill_attack, record_pristine,
+                            write_log)
+from hardening_logs import read_state as _state
 
-SEED = 20261202
-PROJECT, RUN_ID = "harness", "victim"
+_frames, _clean_log, _write, _flip, _comparable = frames_of, clean_log, write_log, flip, comparable
 
 
 # ---------------------------------------------------------------- the recorded run
@@ -46,253 +44,26 @@ PROJECT, RUN_ID = "harness", "victim"
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> bytes:
-    """A real run's record log: config, several history batches (floats, ints, strings, a
-    histogram, a sparse key), summary, alerts, a metric definition, console lines, an exit."""
-    root = tmp_path_factory.mktemp("pristine")
-    run = tracklet.init(project=PROJECT, id=RUN_ID, dir=str(root), settings=QUIET,
-                        config={"lr": 0.001, "layers": [64, 64], "name": "mlp"})
-    run.define_metric("loss", summary="min")
-    for step in range(240):
-        row = {"loss": 1.0 / (step + 1), "epoch": step // 40, "phase": "warmup" if step < 20 else "train"}
-        if step % 10 == 0:
-            row["eval/acc"] = step / 240
-        if step == 100:
-            row["weights"] = Histogram([0.1, 0.2, 0.2, 0.5])
-        run.log(row)
-        if step % 30 == 29:
-            run.flush()  # several history records
-            run.alert("checkpoint", f"step {step}", level="WARN" if step % 60 == 59 else "INFO")
-    run.summary["best"] = 0.5
-    run.finish()
-    return (root / "projects" / PROJECT / "runs" / RUN_ID / "run.tlog").read_bytes()
-
-
-def _frames(data: bytes) -> list[tuple[int, int, bytes]]:
-    """(start, end, payload) of every frame of an intact log."""
-    return [(offset, offset + 8 + len(payload), payload) for offset, payload in scan(data).payloads]
-
-
-def _clean_log(payloads: list[bytes]) -> bytes:
-    return MAGIC + b"".join(frame(p) for p in payloads)
-
-
-def _write(root: Path, data: bytes) -> Path:
-    log_file = root / "projects" / PROJECT / "runs" / RUN_ID / "run.tlog"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    log_file.write_bytes(data)
-    return log_file
-
-
-# ---------------------------------------------------------------- mutations
-
-
-@dataclasses.dataclass
-class Case:
-    name: str
-    data: bytes  # the damaged log
-    expected: list[bytes]  # payloads a reader should use, in order (its oracle)
-    damaged: bool  # whether readers must report damage
-
-
-def _byte_case(name: str, original: bytes, mutated: bytes) -> Case:
-    """Oracle for byte damage: every frame whose bytes are unchanged, in order."""
-    intact = [payload for start, end, payload in _frames(original) if mutated[start:end] == original[start:end]]
-    lost = len(intact) < len(_frames(original))
-    header_hurt = bool(mutated) and mutated[:8] != MAGIC
-    return Case(name, mutated, intact, lost or header_hurt)
-
-
-def byte_cases(original: bytes, rng: random.Random, count: int) -> list[Case]:
-    cases = [
-        Case("zero-filled file", bytes(len(original)), [], True),
-        _byte_case("header zeroed", original, bytes(8) + original[8:]),
-        _byte_case("20% bit flip", original, _flip(original, len(original) // 5, 0)),
-    ]
-    size = len(original)
-    for index in range(count):
-        kind = index % 4
-        if kind == 0:
-            position = rng.randrange(8, size)
-            cases.append(_byte_case(f"bit flip at {position}", original, _flip(original, position, rng.randrange(8))))
-        elif kind == 1:
-            start = rng.randrange(0, size - 1)
-            length = rng.choice([1, 4, 8, 64, 512, 4096])
-            end = min(size, start + length)
-            cases.append(_byte_case(f"zeroed {start}-{end}", original, original[:start] + bytes(end - start) + original[end:]))
-        elif kind == 2:
-            cut = rng.randrange(0, size)
-            cases.append(_byte_case(f"truncated at {cut}", original, original[:cut]))
-        else:  # several flips at once: damaged regions with intact frames between them
-            mutated = original
-            for _ in range(3):
-                mutated = _flip(mutated, rng.randrange(8, size), rng.randrange(8))
-            cases.append(_byte_case("three bit flips", original, mutated))
-    return cases
-
-
-def _flip(data: bytes, position: int, bit: int) -> bytes:
-    mutated = bytearray(data)
-    mutated[position] ^= 1 << bit
-    return bytes(mutated)
-
-
-def _batch(steps: list[int], **columns: tuple[int, list[float], list[int]]) -> pb.Record:
-    record = pb.Record()
-    batch = record.history
-    batch.steps.extend(steps)
-    batch.times.extend(1.7e9 + s for s in steps)
-    for key_id, values, rows in columns.values():
-        column = batch.columns.add()
-        column.key = key_id
-        column.floats.extend(values)
-        column.rows.extend(rows)
-    return record
-
-
-def crafted_cases(original: bytes, rng: random.Random, count: int) -> list[Case]:
-    """Frames with an intact checksum but content a reader can't use as it is, each inserted in
-    the middle of the log (so what follows must still be read)."""
-    frames = _frames(original)
-    payloads = [payload for _, _, payload in frames]
-    key_ids = _state(original).key_ids
-    loss = key_ids["loss"]
-    where = len(payloads) // 2
-    specs: list[tuple[str, bytes, bytes | None]] = []
-
-    good = _batch([5000, 5001], good=(loss, [0.5, 0.25], []))
-    undefined = _batch([5000, 5001], good=(loss, [0.5, 0.25], []), bad=(9999, [1.0, 2.0], []))
-    specs.append(("column for an undefined key id", undefined.SerializeToString(), good.SerializeToString()))
-    past = _batch([5000, 5001], good=(loss, [0.5, 0.25], []), bad=(key_ids["epoch"], [1.0, 2.0], [0, 7]))
-    specs.append(("column rows past the batch", past.SerializeToString(), good.SerializeToString()))
-    extra = _batch([5000, 5001], good=(loss, [0.5, 0.25], []), bad=(key_ids["epoch"], [1.0, 2.0, 3.0], []))
-    specs.append(("more values than rows", extra.SerializeToString(), good.SerializeToString()))
-    uneven = _batch([5000, 5001], good=(loss, [0.5, 0.25], []))
-    del uneven.history.times[-1]
-    specs.append(("steps without times", uneven.SerializeToString(), None))
-    huge = _batch([5000], good=(loss, [0.5], []))
-    definition = huge.history.new_keys.add()
-    definition.id, definition.name = 2**31, "huge"
-    specs.append(("key id 2**31", huge.SerializeToString(), None))
-    alert = pb.Record()
-    alert.alert.title, alert.alert.level = "from a newer writer", 42
-    specs.append(("unknown alert level", alert.SerializeToString(), alert.SerializeToString()))
-    console = pb.Record()
-    console.console.stream = 7  # a stream this reader doesn't know: read as stdout
-    line = console.console.lines.add()
-    line.time, line.text = 1.7e9, "hello from a newer writer"
-    specs.append(("unknown console stream", console.SerializeToString(), console.SerializeToString()))
-    unknown_kind = b"\xfa\x01\x03abc"  # field 31, length-delimited: a kind this reader doesn't know
-    specs.append(("unknown record kind", unknown_kind, unknown_kind))
-    specs.append(("not protobuf", b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", None))
-    nested = b""
-    for _ in range(200):  # a Value nested deeper than the parser allows
-        nested = b"\x32" + _varint(len(nested) + 2) + b"\x0a" + _varint(len(nested)) + nested
-    specs.append(("nesting too deep", b"\x12" + _varint(len(nested) + 2) + b"\x0a" + _varint(len(nested)) + nested, None))
-
-    cases = [  # a record from a newer writer (an unknown kind or enum value) is not damage
-        Case(name, _clean_log(payloads[:where] + [bad] + payloads[where:]),
-             payloads[:where] + ([used] if used is not None else []) + payloads[where:], used != bad)
-        for name, bad, used in specs
-    ]
-    for _ in range(count):  # random byte changes under a recomputed checksum
-        target = rng.randrange(1, len(payloads))
-        mutated = bytearray(payloads[target])
-        for _ in range(rng.choice([1, 2, 8])):
-            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
-        changed = payloads[:target] + [bytes(mutated)] + payloads[target + 1 :]
-        cases.append(Case(f"mutated payload of frame {target}", _clean_log(changed), changed, False))
-    return cases
-
-
-def _varint(number: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, number = number & 0x7F, number >> 7
-        out.append(byte | (0x80 if number else 0))
-        if not number:
-            return bytes(out)
-
-
-# ---------------------------------------------------------------- what readers must agree on
-
-
-def _state(data: bytes, tmp: Path | None = None) -> RunState:
-    path = (tmp or Path(os.environ.get("TMPDIR", "/tmp"))) / f"harness-{os.getpid()}.tlog"
-    path.write_bytes(data)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return replay(path)
-    finally:
-        path.unlink()
-
-
-def _comparable(value):
-    kind = type(value)
-    if kind is float:
-        return "NaN" if math.isnan(value) else value
-    if kind in (int, str, bool) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {k: _comparable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_comparable(v) for v in value]
-    if isinstance(value, Histogram):
-        return ("histogram", _comparable(value.to_dict()))
-    return value
-
-
-def _view(state: RunState) -> dict:
-    """Everything a reader shows of a run."""
-    return _comparable({
-        "history": dict(state.history()),
-        "config": state.config,
-        "summary": state.summary,
-        "alerts": [vars(a) for a in state.alerts],
-        "console": [vars(line) for line in state.console],
-        "metrics": [vars(m) for m in state.metric_definitions],
-        "exit": state.exit.exit_code if state.exit is not None else None,
-        "start": state.start.run_id if state.start is not None else None,
-        "keys": sorted(state.key_names.values()),
-    })
-
-
-@dataclasses.dataclass
-class Tally:
-    tried: int = 0
-    lost: int = 0  # cases where a reader read other records than the intact ones
-    failed: int = 0  # cases where a reader raised
-    unreported: int = 0  # damaged cases that no reader called damaged
-
-
-def _check(case: Case, tally: Tally, tmp: Path) -> None:
-    tally.tried += 1
-    try:
-        state = _state(case.data, tmp)
-        view = _view(state)
-        summary = damage_summary(state)
-    except Exception as error:  # noqa: BLE001 - the harness counts every failure
-        tally.failed += 1
-        print(f"FAILED {case.name}: {type(error).__name__}: {error}")
-        return
-    expected = _view(_state(_clean_log(case.expected), tmp))
-    if view != expected:
-        tally.lost += 1
-        print(f"LOST {case.name}: read {len(view['history']['_step'])} rows, expected {len(expected['history']['_step'])}")
-    if case.damaged and summary is None:
-        tally.unreported += 1
-        print(f"UNREPORTED {case.name}")
+    """A real run's record log (hardening_logs.record_pristine)."""
+    return record_pristine(tmp_path_factory.mktemp("pristine"))
 
 
 def test_replay_reads_exactly_the_intact_records_of_every_damaged_log(pristine, tmp_path):
     rng = random.Random(SEED)
     cases = byte_cases(pristine, rng, 120) + crafted_cases(pristine, rng, 40)
-    tally = Tally()
+    outcome = Outcome("replay")
     for case in cases:
-        _check(case, tally, tmp_path)
-    print(f"corruption harness: tried {tally.tried}, lost {tally.lost}, failed {tally.failed}, "
-          f"unreported {tally.unreported}")
-    assert (tally.lost, tally.failed, tally.unreported) == (0, 0, 0)
+        outcome.tried += 1
+        check_replay(case, outcome, tmp_path)
+    print(f"corruption harness: tried {outcome.tried}, lost {outcome.lost}, failed {outcome.failed}")
+    assert outcome.problems == []
+
+
+def test_every_reader_reads_damaged_logs_as_the_intact_frames_alone(tmp_path):
+    """The benchmark's corruption attack (benchmarks/attacks.py) at a bounded count: replay,
+    Api.run, tracklet runs/show/export/index and the store, against the oracle."""
+    outcome = corruption_attack(24, tmp_path, every_reader=24)
+    assert outcome.tried == 24 and outcome.problems == []
 
 
 def test_the_reported_damage_says_what_and_where(pristine, tmp_path):
@@ -491,51 +262,11 @@ def test_an_online_run_uploads_past_local_damage_and_says_so(pristine, root, ser
 # ---------------------------------------------------------------- kill harness
 
 
-KILL_SCRIPT = """
-import sys, time, tracklet
-run = tracklet.init(project="killed", id="k", resume="allow",
-                    settings={"flush_interval": 0.2, "capture_environment": False, "system_metrics": False,
-                              "console": "off"})
-print(run.step, flush=True)
-while True:
-    run.log({"logged_at": time.time()})
-    print(run.step, time.time(), flush=True)
-    time.sleep(0.002)
-"""
-
-
 def test_killed_and_resumed_runs_lose_nothing_logged_a_second_before_each_kill(root):
-    kills = []
-    for _ in range(3):  # kill, resume, kill, resume, ...: each resume meets a torn tail or none
-        child = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT], stdout=subprocess.PIPE, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(REPO)})
-        try:
-            child.stdout.readline()
-            first = None
-            for line in child.stdout:
-                step, when = line.split()
-                first = first or float(when)
-                if float(when) - first >= 1.2:
-                    break
-            kills.append(time.time())
-            child.send_signal(signal.SIGKILL)
-            child.wait(10)
-        finally:
-            if child.poll() is None:
-                child.kill()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run = tracklet.init(project="killed", id="k", dir=str(root), settings=QUIET, resume="allow")
-        run.finish()
-        history = tracklet.Api(root).run("killed/k").history()
-    logged = [t for t in history["logged_at"] if t is not None]
-    for killed_at in kills:
-        # Every row logged more than a second before this kill is there: rows are recorded in
-        # order, so the last one recorded before the kill is at most a second older than it.
-        before = [t for t in logged if t < killed_at]
-        assert before and killed_at - before[-1] < 1.0, (killed_at, before[-1:])
-    assert history["_step"] == sorted(set(history["_step"])), "a resumed session overwrote steps"
-    assert logged == sorted(logged)
+    """Kill, resume, kill, ...: each resume meets a torn tail or none (hardening_logs.kill_attack:
+    every row logged more than a second before its kill is read back, no step twice)."""
+    outcome = kill_attack(root, 3)
+    assert outcome.tried == 3 and outcome.problems == [], outcome.problems
 
 
 # ---------------------------------------------------------------- fuzz

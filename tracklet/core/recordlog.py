@@ -15,6 +15,7 @@ process is writing the run any more.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import struct
 import zlib
@@ -434,7 +435,7 @@ class RecordLogWriter:
             self._lock()
             size = os.fstat(self._fd).st_size
             if size == 0:
-                os.write(self._fd, MAGIC)
+                self._write_header()
                 self.offset = len(MAGIC)
             elif not resume:
                 raise RecordLogError(f"{self.path} already exists; pass resume to append to it")
@@ -446,6 +447,17 @@ class RecordLogWriter:
             raise
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+
+    def _write_header(self) -> None:
+        """Start a new log. If the header can't be written (a full disk), the empty file is
+        removed, so no run is left that readers would list as damaged, and the error names it."""
+        try:
+            if os.write(self._fd, MAGIC) != len(MAGIC):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as error:
+            os.ftruncate(self._fd, 0)
+            self.path.unlink(missing_ok=True)
+            raise OSError(error.errno, f"cannot start the record log: {error.strerror}", str(self.path)) from error
 
     def _lock(self) -> None:
         if fcntl is None:

@@ -249,3 +249,24 @@ def test_tracklet_ui_serves_the_data_roots_reports(tmp_path):
         data = http.get(f"{BASE}/{rep.id}/panels/0/data").json()
         assert data["access"] == "ok" and [run["id"] for run in data["runs"]] == ["a"]
     app.state.tracklet.store.close()
+
+
+def test_every_report_refusal_answers_its_status_with_the_reason(server):
+    """One app-level handler maps ReportError to 404 / 409 / 400 for every route (no route of its own)."""
+    admin = server.keys["root"]
+    too_many = _panel() * 201
+    for method, path, body in (("POST", BASE, {"markdown": too_many}), ("POST", f"{BASE}/preview", {"markdown": too_many})):
+        refused = server.request(method, path, json=body, headers=admin)
+        assert refused.status_code == 400 and "200 panels" in refused.json()["detail"], refused.text
+    missing = f"{BASE}/999"
+    for method, path, body in (("GET", missing, None), ("PUT", missing, {"markdown": "x", "parent": 1}),
+                               ("GET", f"{missing}/versions", None), ("GET", f"{missing}/diff?a=1&b=1", None),
+                               ("POST", f"{missing}/revert", {"version": 1}), ("POST", f"{missing}/publish", {"version": 1}),
+                               ("POST", f"{missing}/freeze", None), ("GET", f"{missing}/panels/0/data", None),
+                               ("POST", f"{missing}/tokens", {}), ("GET", f"{missing}/tokens", None),
+                               ("DELETE", f"{missing}/tokens/abc", None)):
+        refused = server.request(method, path, json=body, headers=admin)
+        assert refused.status_code == 404 and "no report 999 in project 'p'" in refused.json()["detail"], (path, refused.text)
+    report = server.post(BASE, json={"markdown": "x\n"}, headers=admin).json()
+    stale = server.put(f"{BASE}/{report['id']}", json={"markdown": "y\n", "parent": 2}, headers=admin)
+    assert stale.status_code == 409 and "is at v1, not v2" in stale.json()["detail"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from tracklet.core.layout import check_name
@@ -32,7 +32,7 @@ from tracklet.reports.runsets import freeze_pins, panel_project
 from tracklet.reports.runsets import panel_data as panel_data_of
 from tracklet.reports.sql import MAX_TITLE_CHARS, ReportStore
 from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
-from tracklet.server.models import CompareHistoryResponse, RowId, errors, json_response
+from tracklet.server.models import CompareHistoryResponse, ErrorResponse, RowId, errors, json_response
 from tracklet.server.routes_compare import compact_series
 
 TOKEN_HEADER = "x-tracklet-report-token"
@@ -267,12 +267,25 @@ def _may_read(request: Request, project: str, report_project: str) -> bool:
     return not exists or role_at_least(role, "read")  # as Authorizer.check: a project not there holds nothing
 
 
-def _refused(error: Exception) -> HTTPException:
+def _status(error: ReportError) -> int:
     if isinstance(error, ReportNotFound):
-        return HTTPException(status_code=404, detail=str(error))
+        return 404
     if isinstance(error, ReportConflict):
-        return HTTPException(status_code=409, detail=str(error))
-    return HTTPException(status_code=400, detail=str(error))
+        return 409
+    return 400
+
+
+def install_error_handlers(app: Any) -> None:
+    """Answer every ``ReportError`` a route raises as its status (404 not found, 409 a conflict,
+    else 400) with the error's message as ``detail``: one handler instead of a ``try`` per route.
+    Registered before the app's ``ValueError`` handler is consulted (Starlette looks handlers up
+    by the exception's class order, and ``ReportError`` comes before ``ValueError``)."""
+
+    async def refused(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ReportError)
+        return JSONResponse(status_code=_status(error), content=ErrorResponse(detail=str(error)).model_dump())
+
+    app.add_exception_handler(ReportError, refused)
 
 
 router = APIRouter(prefix="/api/v1/projects/{project}/reports", tags=["reports"],
@@ -292,19 +305,13 @@ def list_reports(request: Request, project: str) -> dict[str, Any]:
 @router.post("", response_model=ReportModel, responses=_ERRORS, summary="Create a report")
 def create_report(request: Request, project: str, body: CreateReportRequest) -> dict[str, Any]:
     """Version 1 of a new report. Bad panels don't refuse it: each says its error in `blocks`."""
-    try:
-        return _store(request).create(project, body.title, body.markdown, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).create(project, body.title, body.markdown, author=_actor(request))
 
 
 @router.post("/preview", response_model=PreviewResponse, responses=_ERRORS, summary="Parse a report's markdown")
 def preview(project: str, body: PreviewRequest) -> dict[str, Any]:
     """The blocks `markdown` parses into, each panel validated; nothing is saved."""
-    try:
-        return {"blocks": parse(body.markdown).to_json()}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"blocks": parse(body.markdown).to_json()}
 
 
 @router.get("/{report_id}", response_model=ReportModel, responses=_ERRORS, summary="A report")
@@ -312,29 +319,20 @@ def get_report(request: Request, project: str, report_id: RowId,
                version: int | None = Query(None, ge=1, le=MAX_VERSION,
                                            description="default: the published version, else the latest")
                ) -> dict[str, Any]:
-    try:
-        return _store(request).get(project, report_id, version)
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).get(project, report_id, version)
 
 
 @router.put("/{report_id}", response_model=ReportModel, responses=_ERRORS, summary="Save a new version")
 def save_report(request: Request, project: str, report_id: RowId, body: SaveReportRequest) -> dict[str, Any]:
     """A new version edited from `parent`: 409 if `parent` is not the latest, or the report is published."""
-    try:
-        return _store(request).save(project, report_id, body.markdown, parent=body.parent, title=body.title,
-                                    author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).save(project, report_id, body.markdown, parent=body.parent, title=body.title,
+                                author=_actor(request))
 
 
 @router.get("/{report_id}/versions", response_model=ReportVersionsResponse, responses=_ERRORS,
             summary="A report's versions")
 def report_versions(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
-    try:
-        return {"versions": _store(request).versions(project, report_id)}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"versions": _store(request).versions(project, report_id)}
 
 
 @router.get("/{report_id}/diff", response_model=ReportDiffResponse, responses=_ERRORS,
@@ -342,28 +340,19 @@ def report_versions(request: Request, project: str, report_id: RowId) -> dict[st
 def report_diff(request: Request, project: str, report_id: RowId,
                 a: int = Query(..., ge=1, le=MAX_VERSION), b: int = Query(..., ge=1, le=MAX_VERSION)
                 ) -> dict[str, Any]:
-    try:
-        return {"diff": _store(request).diff(project, report_id, a, b)}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"diff": _store(request).diff(project, report_id, a, b)}
 
 
 @router.post("/{report_id}/revert", response_model=ReportModel, responses=_ERRORS,
              summary="A new version equal to an old one")
 def revert_report(request: Request, project: str, report_id: RowId, body: VersionRequest) -> dict[str, Any]:
-    try:
-        return _store(request).revert(project, report_id, body.version, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).revert(project, report_id, body.version, author=_actor(request))
 
 
 @router.post("/{report_id}/publish", response_model=ReportModel, responses=_ERRORS,
              summary="Publish a version (the report becomes immutable)")
 def publish_report(request: Request, project: str, report_id: RowId, body: VersionRequest) -> dict[str, Any]:
-    try:
-        return _store(request).publish(project, report_id, body.version, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).publish(project, report_id, body.version, author=_actor(request))
 
 
 @router.post("/{report_id}/freeze", response_model=ReportModel, responses=_ERRORS,
@@ -379,10 +368,7 @@ def freeze_report(request: Request, project: str, report_id: RowId) -> dict[str,
             raise HTTPException(status_code=403, detail=f"freezing needs read access to project {project_name!r}")
         return freeze_pins(store, runs, report_project)
 
-    try:
-        return _store(request).freeze(project, report_id, resolve, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).freeze(project, report_id, resolve, author=_actor(request))
 
 
 @router.get("/{report_id}/panels/{index}/data", response_model=PanelDataResponse, responses=_ERRORS,
@@ -396,11 +382,8 @@ def panel_data(request: Request, project: str, report_id: RowId, index: PanelInd
     """The runs the panel's run set names (live, or frozen: its run ids, up to its max step) and,
     per run and key, what `GET /projects/{p}/history` answers. `access: "denied"` when the viewer
     may not read the panel's project; `error` for a bad spec, a failed query or no matching runs."""
-    try:
-        report = _store(request).get(project, report_id, version)
-        panel = parse(report["markdown"]).panel(index)
-    except ReportError as error:
-        raise _refused(error) from None
+    report = _store(request).get(project, report_id, version)
+    panel = parse(report["markdown"]).panel(index)
     store = request.app.state.tracklet.store
     # Millions of numbers at most: serialised as they are (models.json_response), not validated.
     return json_response(panel_data_of(store, panel, project, lambda name: _may_read(request, name, project),
@@ -412,28 +395,19 @@ def panel_data(request: Request, project: str, report_id: RowId, index: PanelInd
 def create_token(request: Request, project: str, report_id: RowId, body: TokenRequest | None = None
                  ) -> dict[str, Any]:
     """A token that reads this report (and its panels of this project) without an account."""
-    try:
-        return _store(request).create_token(project, report_id, author=_actor(request),
-                                            label=body.label if body is not None else "")
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).create_token(project, report_id, author=_actor(request),
+                                        label=body.label if body is not None else "")
 
 
 @router.get("/{report_id}/tokens", response_model=ReportTokensResponse, responses=_ERRORS,
             summary="A report's view tokens (never their secrets)")
 def list_tokens(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
-    try:
-        return {"tokens": _store(request).tokens(project, report_id)}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"tokens": _store(request).tokens(project, report_id)}
 
 
 @router.delete("/{report_id}/tokens/{token_id}", response_model=RevokedResponse, responses=_ERRORS,
                summary="Revoke a view token")
 def revoke_token(request: Request, project: str, report_id: RowId,
                  token_id: str = Path(..., max_length=32, pattern="^[A-Za-z0-9]+$")) -> dict[str, Any]:
-    try:
-        _store(request).revoke_token(project, report_id, token_id)
-    except ReportError as error:
-        raise _refused(error) from None
+    _store(request).revoke_token(project, report_id, token_id)
     return {"revoked": token_id}

@@ -6,6 +6,7 @@ the others draw; bad panels say their error and the rest of the report renders."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,50 @@ def test_every_report_refusal_answers_its_status_with_the_reason(server):
     report = server.post(BASE, json={"markdown": "x\n"}, headers=admin).json()
     stale = server.put(f"{BASE}/{report['id']}", json={"markdown": "y\n", "parent": 2}, headers=admin)
     assert stale.status_code == 409 and "is at v1, not v2" in stale.json()["detail"]
+
+
+def _lines(response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_every_panels_data_in_one_streamed_answer_cached_until_its_runs_log_more(server):
+    """GET .../data: a line per panel (in document order) equal to what panels/{i}/data answers; a
+    `known` stamp answers `data: null` until one of the panel's runs logs more (or a run joins a
+    live run set); an answer that draws nothing has no stamp; a frozen panel's data stays pinned."""
+    admin = server.keys["root"]
+    markdown = (_panel(runs="runs:\n  sort: run_id\n") + _panel("[acc]", "runs:\n  sort: run_id\n")
+                + _panel(runs="runs:\n  project: secret\n") + _panel("[loss]", "runs:\n  sort: run_id\n  frozen: "
+                                                                      "{run_ids: [a], max_step: 10}\n")
+                + _panel(runs="runs:\n  filter: \"config.lr > 100\"\n"))
+    report = server.post(BASE, json={"markdown": markdown}, headers=server.keys["bob"]).json()
+    url = f"{BASE}/{report['id']}"
+    lines = _lines(server.get(f"{url}/data", params={"buckets": 0}, headers=server.keys["alice"]))
+    assert [line["index"] for line in lines] == [0, 1, 2, 3, 4]
+    for line in lines:
+        alone = server.get(f"{url}/panels/{line['index']}/data", params={"buckets": 0}, headers=server.keys["alice"])
+        assert line["data"] == alone.json(), line["index"]
+    assert lines[2]["data"]["access"] == "denied" and lines[2]["stamp"] is None  # alice may not read `secret`
+    assert lines[4]["data"]["error"] and lines[4]["stamp"] is None
+    assert [run["id"] for run in lines[0]["data"]["runs"]] == ["a", "b"]
+    assert len(lines[3]["data"]["history"]["series"][0]["values"]) == 11
+    assert lines[0]["stamp"] == lines[1]["stamp"] != lines[3]["stamp"]  # the same runs, as far as logged
+
+    known = [f"{line['index']}:{line['stamp']}" for line in lines if line["stamp"]]
+    again = _lines(server.get(f"{url}/data", params={"buckets": 0, "known": known}, headers=admin))
+    assert [line["data"] for line in again if line["index"] in (0, 1, 3)] == [None, None, None]
+    picked = _lines(server.get(f"{url}/data", params={"panels": [3, 0], "buckets": [5, 0]}, headers=admin))
+    assert [line["index"] for line in picked] == [3, 0]
+    assert len(picked[0]["data"]["history"]["series"][0]["x"]) <= 5 < len(picked[1]["data"]["history"]["series"][0]["x"])
+
+    _record(server.app_root, "p", "c", steps=40, lr=0.5)  # a new run: the live sets gain it; the frozen one doesn't
+    server.app.state.tracklet.indexer.index_all()
+    after = _lines(server.get(f"{url}/data", params={"buckets": 0, "known": known}, headers=admin))
+    assert [run["id"] for run in after[0]["data"]["runs"]] == ["a", "b", "c"]
+    assert after[0]["stamp"] != lines[0]["stamp"]
+    assert after[3]["data"] is None  # run a logged nothing more
+    refused = server.get(f"{url}/data", params={"panels": [0, 1], "buckets": [1, 2, 3]}, headers=admin)
+    assert refused.status_code == 400 and "one per panel" in refused.json()["detail"]
+    assert server.get(f"{url}/data", params={"panels": [9]}, headers=admin).status_code == 404
+    assert server.get(f"{BASE}/999/data", headers=admin).status_code == 404

@@ -139,6 +139,18 @@ class ReportStore:
                 "published_version": row.published_version, "note": saved.note, "markdown": saved.markdown,
                 "blocks": parse(saved.markdown).to_json()}
 
+    def version_markdown(self, project: str, report_id: int, version: int | None = None) -> tuple[int, str]:
+        """(version, markdown) of the version ``get`` would answer, without parsing it (the panel
+        data routes parse through ``cache.document_of``)."""
+        with self.engine.connect() as connection:
+            row = self._row(connection, project, report_id)
+            wanted = version if version is not None else (row.published_version or row.version)
+            markdown = connection.execute(sa.select(report_versions.c.markdown).where(
+                report_versions.c.report_id == report_id, report_versions.c.version == wanted)).scalar()
+        if markdown is None:
+            raise ReportNotFound(f"report {report_id} has no version {wanted} (versions 1 to {row.version})")
+        return wanted, markdown
+
     def versions(self, project: str, report_id: int) -> list[dict[str, Any]]:
         """Every version, oldest first: version, parent, title, author, created_at, note."""
         with self.engine.connect() as connection:

@@ -19,20 +19,22 @@ report's own project only); a bad spec, a query error or a run set that matches 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field, TypeAdapter
 
 from tracklet.core.layout import check_name
 from tracklet.errors import ReportConflict, ReportError, ReportNotFound
+from tracklet.reports.cache import PanelCache, document_of, panel_key, run_stamp
 from tracklet.reports.document import MAX_MARKDOWN_CHARS, MAX_PANELS, parse
 from tracklet.reports.runsets import freeze_pins, panel_project
-from tracklet.reports.runsets import panel_data as panel_data_of
+from tracklet.reports.runsets import ResolvedPanel, answer, resolve_panel, resolved_data
 from tracklet.reports.sql import MAX_TITLE_CHARS, ReportStore
 from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
-from tracklet.server.models import CompareHistoryResponse, ErrorResponse, RowId, errors, json_response
+from tracklet.server.models import CompareHistoryResponse, ErrorResponse, RowId, errors
 from tracklet.server.routes_compare import compact_series
 
 TOKEN_HEADER = "x-tracklet-report-token"
@@ -40,6 +42,19 @@ MAX_VERSION = 2**31 - 1  # version numbers are 32-bit integers in the tables
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION, description="A version number (from 1)")]
 PanelIndex = Annotated[int, Path(ge=0, le=MAX_PANELS - 1, description="The panel's index (from 0, in document order)")]
 _ERRORS = errors(400, 404, 409)
+PanelNumber = Annotated[int, Field(ge=0, le=MAX_PANELS - 1)]
+BucketCount = Annotated[int, Field(ge=0, le=100_000)]
+PanelList = Annotated[list[PanelNumber] | None, Query(description="the panels wanted (indexes); default: all")]
+BucketList = Annotated[list[BucketCount] | None, Query(description="buckets per series (0: every point): one "
+                                                             "count for every panel, or one per panel in `panels`")]
+KnownList = Annotated[list[Annotated[str, Field(max_length=64)]] | None, Query(
+    description="`index:stamp` of answers the caller has: a panel whose runs haven't changed answers `data: null`")]
+_UNTYPED = TypeAdapter(dict[str, Any])
+
+
+def dump_json(content: dict[str, Any]) -> bytes:
+    """``content`` as JSON bytes, unvalidated (as ``models.json_response``: millions of numbers)."""
+    return _UNTYPED.dump_json(content)
 
 
 # ------------------------------------------------------------------ request and response bodies
@@ -371,6 +386,35 @@ def freeze_report(request: Request, project: str, report_id: RowId) -> dict[str,
     return _store(request).freeze(project, report_id, resolve, author=_actor(request))
 
 
+def panel_cache(request: Request) -> PanelCache:
+    """This app's cache of panel answers (``reports/cache.py``), made on first use."""
+    state = request.app.state
+    found = getattr(state, "report_panel_cache", None)
+    if found is None:
+        found = state.report_panel_cache = PanelCache()
+    return found
+
+
+def _panel_body(request: Request, project: str, panel: Any, *, memo: dict[str, Any] | None = None,
+                start: float | None = None, end: float | None = None, buckets: int | None = 1000
+                ) -> tuple[str | None, bytes]:
+    """(stamp, JSON bytes) of a panel's answer: from the cache when its runs haven't changed
+    since (the stamp: ``cache.run_stamp``; None for an answer that draws nothing, never cached)."""
+    store = request.app.state.tracklet.store
+    resolved = resolve_panel(store, panel, project, lambda name: _may_read(request, name, project), memo=memo)
+    if not isinstance(resolved, ResolvedPanel):
+        return None, dump_json(resolved)
+    stamp = run_stamp(resolved.rows)
+    cache = panel_cache(request)
+    key = panel_key(resolved.project, panel.spec, panel.runs, stamp, start=start, end=end, buckets=buckets)
+    body = cache.get(key)
+    if body is None:
+        body = dump_json(resolved_data(store, panel, resolved, start=start, end=end, buckets=buckets,
+                                       series_json=compact_series))
+        cache.put(key, body)
+    return stamp, body
+
+
 @router.get("/{report_id}/panels/{index}/data", response_model=PanelDataResponse, responses=_ERRORS,
             summary="A panel's runs and their history")
 def panel_data(request: Request, project: str, report_id: RowId, index: PanelIndex,
@@ -382,12 +426,53 @@ def panel_data(request: Request, project: str, report_id: RowId, index: PanelInd
     """The runs the panel's run set names (live, or frozen: its run ids, up to its max step) and,
     per run and key, what `GET /projects/{p}/history` answers. `access: "denied"` when the viewer
     may not read the panel's project; `error` for a bad spec, a failed query or no matching runs."""
-    report = _store(request).get(project, report_id, version)
-    panel = parse(report["markdown"]).panel(index)
-    store = request.app.state.tracklet.store
+    _, markdown = _store(request).version_markdown(project, report_id, version)
+    panel = document_of(markdown).panel(index)
     # Millions of numbers at most: serialised as they are (models.json_response), not validated.
-    return json_response(panel_data_of(store, panel, project, lambda name: _may_read(request, name, project),
-                                       start=start, end=end, buckets=buckets or None, series_json=compact_series))
+    _, body = _panel_body(request, project, panel, start=start, end=end, buckets=buckets or None)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/{report_id}/data", responses={**_ERRORS, 200: {
+                "content": {"application/x-ndjson": {}},
+                "description": "One JSON line per panel, as each is ready: `{index, stamp, data}` (`data`: what "
+                               "`panels/{index}/data` answers, or null when `stamp` is one the caller said it has)"}},
+            response_class=StreamingResponse, summary="Every panel's data in one streamed answer")
+def report_data(request: Request, project: str, report_id: RowId,
+                version: int | None = Query(None, ge=1, le=MAX_VERSION),
+                panels: PanelList = None, buckets: BucketList = None, known: KnownList = None,
+                ) -> StreamingResponse:
+    """The report's panels' data in document order, each line written as soon as it is ready, so
+    the first panels draw while the others are read. Run sets that several panels share are
+    resolved once; each panel's answer is cached until one of its runs logs more. A live page
+    polls with `known` (the stamps it drew) and redraws only what changed."""
+    _, markdown = _store(request).version_markdown(project, report_id, version)
+    document = document_of(markdown)
+    blocks = [block for block in document.blocks if block.kind == "panel"]
+    wanted = panels or [block.index for block in blocks]  # type: ignore[union-attr]
+    buckets, known = buckets or [1000], known or []
+    if len(wanted) > MAX_PANELS or len(known) > MAX_PANELS:
+        raise ReportError(f"a report has at most {MAX_PANELS} panels; asked for {len(wanted)}")
+    if len(buckets) not in (1, len(wanted)):
+        raise ReportError("buckets: one count for every panel, or one per panel asked for")
+    counts = buckets * len(wanted) if len(buckets) == 1 else buckets
+    have = dict(item.partition(":")[::2] for item in known)
+    chosen = [(document.panel(index), count) for index, count in zip(wanted, counts)]  # 404 for a missing one
+
+    def lines() -> Iterator[bytes]:
+        memo: dict[str, Any] = {}
+        for panel, count in chosen:
+            try:
+                stamp, body = _panel_body(request, project, panel, memo=memo, buckets=count or None)
+            except Exception as problem:  # a database failure: this panel's, not the stream's
+                stamp, body = None, dump_json(answer("ok", f"the panel's data could not be read: {problem}"))
+            head = dump_json({"index": panel.index, "stamp": stamp})[:-1]
+            if stamp is not None and have.get(str(panel.index)) == stamp:
+                yield head + b',"data":null}\n'
+            else:
+                yield head + b',"data":' + body + b"}\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 @router.post("/{report_id}/tokens", response_model=TokenCreatedResponse, responses=_ERRORS,

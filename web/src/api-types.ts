@@ -1784,6 +1784,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/projects/{project}/reports/{report_id}/data": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every panel's data in one streamed answer
+         * @description The report's panels' data in document order, each line written as soon as it is ready, so
+         *     the first panels draw while the others are read. Run sets that several panels share are
+         *     resolved once; each panel's answer is cached until one of its runs logs more. A live page
+         *     polls with `known` (the stamps it drew) and redraws only what changed.
+         */
+        get: operations["report_data_api_v1_projects__project__reports__report_id__data_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/projects/{project}/reports/{report_id}/tokens": {
         parameters: {
             query?: never;
@@ -11870,6 +11893,92 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PanelDataResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    report_data_api_v1_projects__project__reports__report_id__data_get: {
+        parameters: {
+            query?: {
+                version?: number | null;
+                /** @description the panels wanted (indexes); default: all */
+                panels?: number[] | null;
+                /** @description buckets per series (0: every point): one count for every panel, or one per panel in `panels` */
+                buckets?: number[] | null;
+                /** @description `index:stamp` of answers the caller has: a panel whose runs haven't changed answers `data: null` */
+                known?: string[] | null;
+            };
+            header?: never;
+            path: {
+                project: string;
+                /** @description A row id (a database's 64-bit integer) */
+                report_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One JSON line per panel, as each is ready: `{index, stamp, data}` (`data`: what `panels/{index}/data` answers, or null when `stamp` is one the caller said it has) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": unknown;
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -1,5 +1,7 @@
 // A report: its Markdown and live panels (reports/document.ts). `?version=N` shows an older
-// version; `?token=` is a view token (no account: the page is read-only). "Download HTML" saves
+// version; `?token=` is a view token (no account: the page is read-only). Every panel's data comes in
+// one streamed request, each panel drawn as its line arrives; live run sets are then polled and
+// redrawn when their runs log more (frozen ones never change). "Download HTML" saves
 // the report with its panels' data as one offline file; "Print / PDF" is the browser's print.
 
 import { h } from "../dom";
@@ -14,7 +16,8 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
   const asked = Number(readQuery().get("version"));
   const version = Number.isInteger(asked) && asked > 0 ? asked : null;
   const report = await reportsApi.get(project, id, version);
-  const doc = new ReportDocument(report.blocks, (block, window) => reportsApi.panelData(project, id, block.index, report.version, window));
+  const doc = new ReportDocument(report.blocks, (block, window) => reportsApi.panelData(project, id, block.index, report.version, window),
+    "report", (request, onPanel) => reportsApi.panels(project, id, report.version, request, onPanel));
   const token = reportToken();
   const exportButton = h("button.export-html", { text: "Download HTML", title: "One file with the report and its panels' data; opens offline" });
   exportButton.addEventListener("click", async () => {
@@ -38,6 +41,6 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
   ].filter((a) => a !== null) as HTMLElement[];
   const note = version && version !== report.latest_version ? "not the newest version" : "";
   root.replaceChildren(h("div.report-page", {}, reportHeader(report, note, actions), doc.el));
-  void doc.load();
+  void doc.load().then(() => doc.live());
   return () => doc.destroy();
 }

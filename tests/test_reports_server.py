@@ -318,3 +318,35 @@ def test_every_panels_data_in_one_streamed_answer_cached_until_its_runs_log_more
     assert refused.status_code == 400 and "one per panel" in refused.json()["detail"]
     assert server.get(f"{url}/data", params={"panels": [9]}, headers=admin).status_code == 404
     assert server.get(f"{BASE}/999/data", headers=admin).status_code == 404
+
+
+def test_publishing_emits_report_published_to_a_webhook_once(server):
+    """`report.published` goes through the automations path (outbox, worker, signed webhook) to a
+    real receiver; a refused publish (already published) emits nothing."""
+    from test_automations import SECRET, Receiver, wait_for
+
+    admin = server.keys["root"]
+    hook = Receiver()
+    try:
+        rule = {"name": "reports", "event": "report.published", "url": f"{hook.url}/published", "secret": SECRET}
+        assert server.post("/api/v1/automations", json=rule, headers=admin).status_code == 201
+        report = server.post(BASE, json={"title": "Q3 results", "markdown": "v1\n"}, headers=server.keys["bob"]).json()
+        url = f"{BASE}/{report['id']}"
+        server.put(url, json={"markdown": "v2\n", "parent": 1}, headers=admin)
+        assert server.post(f"{url}/publish", json={"version": 2}, headers=server.keys["bob"]).status_code == 200
+        assert server.post(f"{url}/publish", json={"version": 1}, headers=admin).status_code == 409
+        (delivered,) = wait_for(lambda: hook.delivered("/published"), "the report.published webhook")
+        event = delivered["body"]["event"]
+        assert delivered["verified"] and delivered["event"] == "report.published"
+        assert event["subject"] == f"p/reports/{report['id']}:v2"
+        assert event["payload"] == {"id": report["id"], "project": "p", "title": "Q3 results", "version": 2,
+                                    "actor": "bob"}
+        import sqlalchemy as sa
+
+        from tracklet.server.schema import event_outbox
+
+        with server.app.state.tracklet.store.engine.connect() as connection:  # the refused publish emitted nothing
+            kinds = connection.execute(sa.select(event_outbox.c.kind)).scalars().all()
+        assert kinds.count("report.published") == 1
+    finally:
+        hook.close()

@@ -231,8 +231,11 @@ class ReportStore:
         return self._append(project, report_id, parent=old["latest_version"], markdown=old["markdown"],
                             title=old["title"], author=author, note=f"reverted to v{version}")
 
-    def publish(self, project: str, report_id: int, version: int, *, author: str | None = None) -> dict[str, Any]:
-        """Make ``version`` the report's published version; the report is immutable from then on."""
+    def publish(self, project: str, report_id: int, version: int, *, author: str | None = None,
+                on_published: Callable[[sa.Connection, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Make ``version`` the report's published version; the report is immutable from then on.
+        ``on_published(connection, {id, project, title, version, actor})`` runs in the publishing
+        transaction (the server's ``report.published`` event commits with it, or not at all)."""
         with self._write() as connection:
             updated = connection.execute(reports.update().where(
                 reports.c.id == report_id, reports.c.project == project).values(updated_at=time.time())).rowcount
@@ -244,6 +247,11 @@ class ReportStore:
             if not 1 <= version <= row.version:
                 raise ReportNotFound(f"report {report_id} has no version {version} (versions 1 to {row.version})")
             connection.execute(reports.update().where(reports.c.id == report_id).values(published_version=version))
+            if on_published is not None:
+                title = connection.execute(sa.select(report_versions.c.title).where(
+                    report_versions.c.report_id == report_id, report_versions.c.version == version)).scalar()
+                on_published(connection, {"id": report_id, "project": project, "title": title, "version": version,
+                                          "actor": _actor(author)})
         return self.get(project, report_id, version)
 
     def freeze(self, project: str, report_id: int, resolve: Resolver, *, author: str | None = None

@@ -33,6 +33,7 @@ from tracklet.reports.document import MAX_MARKDOWN_CHARS, MAX_PANELS, parse
 from tracklet.reports.runsets import freeze_pins, panel_project
 from tracklet.reports.runsets import ResolvedPanel, answer, resolve_panel, resolved_data
 from tracklet.reports.sql import MAX_TITLE_CHARS, ReportStore
+from tracklet.server.events import emit, wake
 from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
 from tracklet.server.models import CompareHistoryResponse, ErrorResponse, RowId, errors
 from tracklet.server.routes_compare import compact_series
@@ -367,7 +368,16 @@ def revert_report(request: Request, project: str, report_id: RowId, body: Versio
 @router.post("/{report_id}/publish", response_model=ReportModel, responses=_ERRORS,
              summary="Publish a version (the report becomes immutable)")
 def publish_report(request: Request, project: str, report_id: RowId, body: VersionRequest) -> dict[str, Any]:
-    return _store(request).publish(project, report_id, body.version, author=_actor(request))
+    local = getattr(request.app.state, "registry_root", None) is not None  # tracklet ui: no automations there
+
+    def published(connection: Any, report: dict[str, Any]) -> None:
+        emit(connection, "report.published", f"{project}/reports/{report_id}:v{report['version']}", report,
+             project=project, actor=report["actor"])
+
+    report = _store(request).publish(project, report_id, body.version, author=_actor(request),
+                                     on_published=None if local else published)
+    wake()  # the event is committed now: deliver it without waiting for the worker's next poll
+    return report
 
 
 @router.post("/{report_id}/freeze", response_model=ReportModel, responses=_ERRORS,

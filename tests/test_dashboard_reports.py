@@ -400,3 +400,20 @@ def test_a_live_run_set_redraws_as_runs_log_and_a_frozen_one_does_not(runs_root,
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_delete_button_removes_the_report_after_confirmation(servers, runs_root, page):  # noqa: F811
+    server = servers(runs_root, dev=True)
+    keep = create(server.url, "kept\n", title="Kept")
+    report = create(server.url, MARKDOWN, title="To delete")
+    page.goto(f"{server.url}/projects/cmp/reports/{report['id']}")
+    page.wait_for_selector(".report-body[data-painted]")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # "Cancel": nothing happens
+    page.click("button.delete-report")
+    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 200
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button.delete-report")
+    page.wait_for_url(f"**/projects/cmp/reports")
+    page.wait_for_selector(f".reports-list tr[data-report='{keep['id']}']")
+    assert page.locator(f".reports-list tr[data-report='{report['id']}']").count() == 0
+    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 404

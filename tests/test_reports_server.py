@@ -350,3 +350,43 @@ def test_publishing_emits_report_published_to_a_webhook_once(server):
         assert kinds.count("report.published") == 1
     finally:
         hook.close()
+
+
+def test_deleting_a_report_needs_write_and_admin_once_published_and_its_id_is_never_reused(server):
+    """DELETE: write on the project (admin for a published report); the report leaves listings and
+    routes, its view tokens stop working, its versions stay (append-only) and a new report never
+    takes its id (SQLite would reuse the highest rowid)."""
+    admin, bob, alice = server.keys["root"], server.keys["bob"], server.keys["alice"]
+    draft = server.post(BASE, json={"title": "Draft", "markdown": "v1\n"}, headers=bob).json()
+    final = server.post(BASE, json={"title": "Final", "markdown": _panel()}, headers=bob).json()
+    token = server.post(f"{BASE}/{final['id']}/tokens", json={}, headers=bob).json()["token"]
+    assert server.get(f"{BASE}/{final['id']}", params={"token": token}).status_code == 200
+    server.post(f"{BASE}/{final['id']}/publish", json={"version": 1}, headers=bob)
+
+    assert server.delete(f"{BASE}/{draft['id']}", headers=alice).status_code == 403  # read only
+    assert server.delete(f"{BASE}/{draft['id']}", params={"token": token}).status_code == 403
+    refused = server.delete(f"{BASE}/{final['id']}", headers=bob)  # write, but it is published
+    assert refused.status_code == 403 and "only an admin of project 'p'" in refused.json()["detail"]
+    assert server.get(f"{BASE}/{final['id']}", headers=bob).status_code == 200
+
+    gone = server.delete(f"{BASE}/{draft['id']}", headers=bob)
+    assert gone.status_code == 200 and gone.json() == {"id": draft["id"], "project": "p", "title": "Draft",
+                                                       "version": 1, "published_version": None}
+    deleted = server.delete(f"{BASE}/{final['id']}", headers=admin)
+    assert deleted.status_code == 200 and deleted.json()["published_version"] == 1
+    assert server.get(BASE, headers=admin).json() == {"reports": []}
+    for path in ("", "/versions", "/panels/0/data", "/data"):
+        assert server.get(f"{BASE}/{final['id']}{path}", headers=admin).status_code == 404, path
+    assert server.get(f"{BASE}/{final['id']}", params={"token": token}).status_code == 403
+    assert server.delete(f"{BASE}/{final['id']}", headers=admin).status_code == 404
+
+    import sqlalchemy as sa
+
+    from tracklet.reports.tables import report_versions
+
+    with server.app.state.tracklet.store.engine.connect() as connection:  # the versions stay
+        kept = connection.execute(sa.select(report_versions.c.report_id)).scalars().all()
+    assert sorted(kept) == sorted([draft["id"], final["id"]])
+    fresh = server.post(BASE, json={"title": "Next", "markdown": "x\n"}, headers=bob)
+    assert fresh.status_code == 200 and fresh.json()["id"] not in (draft["id"], final["id"])
+    assert server.get(f"{BASE}/{fresh.json()['id']}/versions", headers=bob).json()["versions"][0]["title"] == "Next"

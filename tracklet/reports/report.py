@@ -158,6 +158,14 @@ class Report:
     def revoke_token(self, token_id: str) -> None:
         self._backend.revoke_token(self.project, self._saved(), token_id)
 
+    def delete(self) -> dict[str, Any]:
+        """Delete the report (on a server: ``write`` on its project, ``admin`` once published):
+        gone from every listing, its view tokens stop working; its versions stay in the database,
+        unreachable. What it was: ``{id, project, title, version, published_version}``."""
+        deleted = self._backend.delete(self.project, self._saved())
+        self.id = None
+        return deleted
+
     def __repr__(self) -> str:
         where = f"{self.path} v{self.version}" if self.id is not None else f"{self.project} (not saved)"
         return f"<Report {where}: {self.title!r}>"

@@ -197,6 +197,17 @@ class RevokedResponse(BaseModel):
     revoked: str
 
 
+class DeletedReportResponse(BaseModel):
+    """The report deleted: gone from listings and routes, its view tokens with it; its versions
+    stay in the append-only table, unreachable."""
+
+    id: int
+    project: str
+    title: str
+    version: int = Field(description="its latest version")
+    published_version: int | None
+
+
 # ------------------------------------------------------------------ access
 
 
@@ -343,6 +354,24 @@ def save_report(request: Request, project: str, report_id: RowId, body: SaveRepo
     """A new version edited from `parent`: 409 if `parent` is not the latest, or the report is published."""
     return _store(request).save(project, report_id, body.markdown, parent=body.parent, title=body.title,
                                 author=_actor(request))
+
+
+@router.delete("/{report_id}", response_model=DeletedReportResponse, responses=_ERRORS, summary="Delete a report")
+def delete_report(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
+    """Needs `write` on the project; a published report, `admin` (403 otherwise). The report and
+    its view tokens go; its versions stay in the database (append-only), unreachable."""
+    authorizer = request.app.state.tracklet.authorizer
+
+    def admin_only(published: int) -> bool:
+        if authorizer is not None:
+            principal = authorizer.principal(request)
+            exists, role = authorizer.accounts.role(principal, project)
+            if not role_at_least(role, "admin"):
+                raise HTTPException(status_code=403, detail=f"report {report_id} was published at v{published}: "
+                                    f"only an admin of project {project!r} may delete it")
+        return True
+
+    return _store(request).delete(project, report_id, allow_published=admin_only)
 
 
 @router.get("/{report_id}/versions", response_model=ReportVersionsResponse, responses=_ERRORS,

@@ -1667,7 +1667,12 @@ export interface paths {
          */
         put: operations["save_report_api_v1_projects__project__reports__report_id__put"];
         post?: never;
-        delete?: never;
+        /**
+         * Delete a report
+         * @description Needs `write` on the project; a published report, `admin` (403 otherwise). The report and
+         *     its view tokens go; its versions stay in the database (append-only), unreachable.
+         */
+        delete: operations["delete_report_api_v1_projects__project__reports__report_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -2480,6 +2485,26 @@ export interface components {
              * @description What is wrong with its registry file
              */
             detail: string;
+        };
+        /**
+         * DeletedReportResponse
+         * @description The report deleted: gone from listings and routes, its view tokens with it; its versions
+         *     stay in the append-only table, unreachable.
+         */
+        DeletedReportResponse: {
+            /** Id */
+            id: number;
+            /** Project */
+            project: string;
+            /** Title */
+            title: string;
+            /**
+             * Version
+             * @description its latest version
+             */
+            version: number;
+            /** Published Version */
+            published_version: number | null;
         };
         /** DeliveriesResponse */
         DeliveriesResponse: {
@@ -11404,6 +11429,84 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ReportModel"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_report_api_v1_projects__project__reports__report_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                /** @description A row id (a database's 64-bit integer) */
+                report_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedReportResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -5,7 +5,7 @@
 // the report with its panels' data as one offline file; "Print / PDF" is the browser's print.
 
 import { h } from "../dom";
-import { readQuery, reportEditHref, reportHref } from "../router";
+import { navigate, readQuery, reportEditHref, reportHref, reportsHref } from "../router";
 import { reportsApi, reportToken } from "../reports/api";
 import { ReportDocument } from "../reports/document";
 import { reportHeader } from "../reports/header";
@@ -28,6 +28,22 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
       exportButton.disabled = false;
     }
   });
+  const deleteButton = h("button.delete-report", {
+    text: "Delete",
+    title: report.published_version ? "Delete this published report (project admins only)" : "Delete this report",
+  });
+  deleteButton.addEventListener("click", async () => {
+    const what = report.published_version ? `the published report "${report.title}"` : `the report "${report.title}"`;
+    if (!window.confirm(`Delete ${what}? It leaves the reports list and its view links stop working.`)) return;
+    deleteButton.disabled = true;
+    try {
+      await reportsApi.delete(project, id);
+      navigate(reportsHref(project));
+    } catch (error) {
+      deleteButton.disabled = false;
+      window.alert(`Not deleted: ${(error as Error).message}`);
+    }
+  });
   const printButton = h("button.print", { text: "Print / PDF" });
   printButton.addEventListener("click", () => window.print());
   const actions = [
@@ -38,6 +54,7 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
       : null,
     exportButton,
     printButton,
+    token ? null : deleteButton,
   ].filter((a) => a !== null) as HTMLElement[];
   const note = version && version !== report.latest_version ? "not the newest version" : "";
   root.replaceChildren(h("div.report-page", {}, reportHeader(report, note, actions), doc.el));

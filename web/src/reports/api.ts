@@ -159,6 +159,7 @@ export const reportsApi = {
   diff: (project: string, id: string | number, a: number, b: number) => call<Schemas["ReportDiffResponse"]>("GET", `${base(project)}/${enc(id)}/diff`, undefined, { a, b }),
   revert: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/revert`, { version }),
   publish: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
+  delete: (project: string, id: string | number) => call<Schemas["DeletedReportResponse"]>("DELETE", `${base(project)}/${enc(id)}`),
   freeze: (project: string, id: string | number) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
   panels: (project: string, id: string | number, version: number | null | undefined, request: PanelsRequest, onPanel: (line: PanelLine) => void) =>
     streamPanels(project, id, version, request, onPanel),

@@ -413,7 +413,7 @@ def test_delete_button_removes_the_report_after_confirmation(servers, runs_root,
     assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 200
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button.delete-report")
-    page.wait_for_url(f"**/projects/cmp/reports")
+    page.wait_for_url("**/projects/cmp/reports")
     page.wait_for_selector(f".reports-list tr[data-report='{keep['id']}']")
     assert page.locator(f".reports-list tr[data-report='{report['id']}']").count() == 0
     assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 404

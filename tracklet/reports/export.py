@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -271,8 +271,8 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def rendered(html_path: Path, *, width: int = PAGE_WIDTH_PX) -> Iterator[Any]:
-    """A Chromium page (offline, 2x device scale) with the exported file open and every panel drawn."""
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (Playwright's ``Browser``), closed on leaving."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -281,21 +281,35 @@ def rendered(html_path: Path, *, width: int = PAGE_WIDTH_PX) -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
         try:
-            context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=DEVICE_SCALE,
-                                          offline=True)
-            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:", "blob:"))
-                          else route.abort())
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(html_path.resolve().as_uri())
-            try:
-                page.wait_for_selector(".report-body[data-painted]", timeout=RENDER_TIMEOUT_MS)
-            except Exception as problem:  # playwright's TimeoutError; the page's own errors say more
-                raise ReportError(f"the report did not render in Chromium: {'; '.join(errors) or problem}") from None
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def rendered(html_path: Path, *, width: int = PAGE_WIDTH_PX, browser: Any = None) -> Iterator[Any]:
+    """A Chromium page (offline, 2x device scale) with the exported file open and every panel
+    drawn, in ``browser`` (default: one started for it)."""
+    if browser is None:
+        with chromium() as started, rendered(html_path, width=width, browser=started) as page:
+            yield page
+        return
+    context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=DEVICE_SCALE,
+                                  offline=True)
+    try:
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:", "blob:"))
+                      else route.abort())
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(html_path.resolve().as_uri())
+        try:
+            page.wait_for_selector(".report-body[data-painted]", timeout=RENDER_TIMEOUT_MS)
+        except Exception as problem:  # playwright's TimeoutError; the page's own errors say more
+            raise ReportError(f"the report did not render in Chromium: {'; '.join(errors) or problem}") from None
+        yield page
+    finally:
+        context.close()
 
 
 def _write_pdf(page: Any, out: Path) -> None:
@@ -346,39 +360,58 @@ def markdown_with_images(report: dict[str, Any], image_dir: str) -> str:
 def export_snapshot(snapshot: dict[str, Any], fmt: str, out: str | os.PathLike[str]) -> list[Path]:
     """Write ``snapshot`` as ``fmt`` to ``out``; the paths written. ``png``: ``out`` is a
     directory (a PNG per panel); ``md``: ``out`` and the images in ``<out stem>_files/``."""
+    return _export(lambda: snapshot, fmt, out)
+
+
+def _export(snapshot_of: Callable[[], dict[str, Any]], fmt: str, out: str | os.PathLike[str]) -> list[Path]:
+    """``export_snapshot`` of ``snapshot_of()``. For pdf, png and md, Chromium starts (in a thread
+    of its own) while the snapshot is taken and the page written: its start-up is most of a
+    second, or several on a busy machine, that the export no longer waits for."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     target = Path(out)
-    html = offline_html(snapshot, level=KEPT_LEVEL if fmt == "html" else RENDER_LEVEL)
     if fmt == "html":
+        html = offline_html(snapshot_of(), level=KEPT_LEVEL)
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, html.encode("utf-8"))
         return [target]
     # Playwright's sync API refuses to run in a thread with a running event loop (Jupyter, an
     # async caller, another sync Playwright): Chromium is driven from a thread of its own.
+    page: Future[str | None] = Future()  # the page to render; None: nothing to render (the snapshot failed)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracklet-report-export") as pool:
-        written, images = pool.submit(_render, html, fmt, target).result()
+        rendering = pool.submit(_render, page, fmt, target)
+        try:
+            snapshot = snapshot_of()
+            page.set_result(offline_html(snapshot, level=RENDER_LEVEL))
+        except BaseException:
+            page.set_result(None)
+            raise
+        written, images = rendering.result()
     if fmt != "md":
         return written
     _atomic_write(target, markdown_with_images(snapshot["report"], quote(images.name)).encode("utf-8"))
     return [target, *written]
 
 
-def _render(html: str, fmt: str, target: Path) -> tuple[list[Path], Path]:
-    """Open ``html`` in Chromium and write ``fmt`` (pdf, png, md's images); (paths, image directory)."""
-    with tempfile.TemporaryDirectory(prefix="tracklet-report-") as work:
+def _render(page: Future[str | None], fmt: str, target: Path) -> tuple[list[Path], Path]:
+    """Start Chromium, then open the page ``page`` gives and write ``fmt`` (pdf, png, md's
+    images); (paths, image directory)."""
+    with chromium() as browser, tempfile.TemporaryDirectory(prefix="tracklet-report-") as work:
+        html = page.result()
+        if html is None:
+            return [], target
         page_path = Path(work) / "report.html"
         page_path.write_text(html, encoding="utf-8")
-        with rendered(page_path) as page:
+        with rendered(page_path, browser=browser) as shown:
             if fmt == "pdf":
                 temporary = Path(work) / "report.pdf"
-                _write_pdf(page, temporary)
+                _write_pdf(shown, temporary)
                 _atomic_write(target, temporary.read_bytes())
                 return [target], target.parent
             if fmt == "png":
-                return _write_pngs(page, target), target
+                return _write_pngs(shown, target), target
             images = target.parent / f"{target.stem}_files"
-            return _write_pngs(page, images), images
+            return _write_pngs(shown, images), images
 
 
 def export(report: Any, fmt: str, out: str | os.PathLike[str], *, version: int | None = None,
@@ -398,7 +431,7 @@ def export_report(source: ReportSource, project: str, report_id: str, fmt: str, 
     the paths written. ``buckets``: per series (default: by panel size, ``SNAPSHOT_BUCKETS``)."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return export_snapshot(take_snapshot(source, project, report_id, version, buckets=buckets), fmt, out)
+    return _export(lambda: take_snapshot(source, project, report_id, version, buckets=buckets), fmt, out)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -279,6 +279,7 @@ export class ReportDocument {
       if (!view || this.stopped || !line.data) return;
       view.stamp = line.stamp;
       view.show(line.data, null);
+      mark(`${this.prefix}-first-panel`);
     });
   }
 

@@ -30,11 +30,12 @@ def document_of(markdown: str) -> Document:
     return parse(markdown)
 
 
-def run_stamp(rows: list[dict[str, Any]]) -> str:
-    """A short digest of the runs a run set resolved to and how far the store has ingested each:
-    it changes when a run is added, removed or logs more (and never otherwise)."""
+def run_stamp(rows: list[dict[str, Any]], entries: list[dict[str, Any]] | None = None) -> str:
+    """A short digest of the runs a run set resolved to, how far the store has ingested each, and
+    what the panel says about them (``entries``: names, groups): it changes when a run is added,
+    removed, renamed or logs more (and never otherwise)."""
     parts = [(row["run_id"], row.get("heartbeat_at"), row.get("updated_at"), row.get("last_step")) for row in rows]
-    return hashlib.blake2b(json.dumps(parts, default=str).encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(json.dumps([parts, entries], default=str).encode(), digest_size=12).hexdigest()
 
 
 def panel_key(project: str, spec: dict[str, Any], runs: dict[str, Any], stamp: str, **window: Any) -> str:

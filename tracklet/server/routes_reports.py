@@ -443,7 +443,7 @@ def _panel_body(request: Request, project: str, panel: Any, *, memo: dict[str, A
     resolved = resolve_panel(store, panel, project, lambda name: _may_read(request, name, project), memo=memo)
     if not isinstance(resolved, ResolvedPanel):
         return None, dump_json(resolved)
-    stamp = run_stamp(resolved.rows)
+    stamp = run_stamp(resolved.rows, resolved.entries)
     cache = panel_cache(request)
     key = panel_key(resolved.project, panel.spec, panel.runs, stamp, start=start, end=end, buckets=buckets)
     body = cache.get(key)

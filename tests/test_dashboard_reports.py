@@ -364,3 +364,56 @@ def test_export_from_a_data_root_without_a_server(runs_root, tmp_path):
         series = snapshot["panels"]["0"]["history"]["series"]
         assert [s["run"] for s in series] == ["r0", "r1", "r2"]
         assert series[1]["values"] == [loss(1, step) for step in range(40)]
+
+
+def test_a_live_run_set_redraws_as_runs_log_and_a_frozen_one_does_not(runs_root, page):  # noqa: F811
+    """Over `tracklet ui` (which indexes the data root as runs log): a run logged while the report is
+    open joins the live panel without a reload; the frozen panel keeps its runs and is never redrawn."""
+    rep = tracklet.Report("cmp", title="Live", dir=runs_root)
+    rep.add_text("# Live\n")
+    rep.add_panel({"keys": ["train/loss"]}, runs={"sort": "run_id"})
+    rep.add_panel({"keys": ["train/loss"]}, runs={"sort": "run_id", "frozen": {"run_ids": ["r0", "r1", "r2"],
+                                                                               "max_step": 39}})
+    rep.save()
+    ui, url, token = start_ui(runs_root)
+    try:
+        page.goto(f"{url}projects/cmp/reports/{rep.id}?token={token}")
+        wait_report_chart(page, "report:0", runs=3)
+        wait_report_chart(page, "report:1", runs=3)
+        assert "token" not in page.url  # the ui's token became its cookie: not a report view token
+        run = tracklet.init(project="cmp", id="r3", name="delta", dir=str(runs_root), settings=QUIET)
+        for step in range(40):
+            run.log({"train/loss": loss(3, step)})
+        run.finish()
+        page.wait_for_function("() => window.__tracklet.chart('report:0').runs.length === 4", timeout=30_000)
+        live = chart(page, "report:0")
+        assert [r["run"] for r in live["runs"]] == ["r0", "r1", "r2", "r3"]
+        assert live["runs"][3]["line"] == [loss(3, step) for step in range(40)]
+        page.wait_for_timeout(6_000)  # at least one more poll
+        frozen = chart(page, "report:1")
+        assert [r["run"] for r in frozen["runs"]] == ["r0", "r1", "r2"] and frozen["loads"] == 1
+        panels = {p["index"]: p for p in probe(page, "report")["panels"]}
+        assert panels[0]["refreshes"] >= 1 and panels[1]["refreshes"] == 0
+        # Only the live panel was asked again, in one streamed request per poll.
+        assert page.evaluate("() => performance.getEntriesByType('resource')"
+                             ".filter(e => e.name.includes('/panels/')).length") == 0
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
+def test_delete_button_removes_the_report_after_confirmation(servers, runs_root, page):  # noqa: F811
+    server = servers(runs_root, dev=True)
+    keep = create(server.url, "kept\n", title="Kept")
+    report = create(server.url, MARKDOWN, title="To delete")
+    page.goto(f"{server.url}/projects/cmp/reports/{report['id']}")
+    page.wait_for_selector(".report-body[data-painted]")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # "Cancel": nothing happens
+    page.click("button.delete-report")
+    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 200
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button.delete-report")
+    page.wait_for_url("**/projects/cmp/reports")
+    page.wait_for_selector(f".reports-list tr[data-report='{keep['id']}']")
+    assert page.locator(f".reports-list tr[data-report='{report['id']}']").count() == 0
+    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{report['id']}", timeout=30).status_code == 404

@@ -1,4 +1,4 @@
-"""``tracklet report ls|show|diff|revert|publish|freeze|token`` over a data root (and ``export``'s
+"""``tracklet report ls|show|diff|revert|publish|freeze|rm|token`` over a data root (and ``export``'s
 hook); errors are one line, status 2."""
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def test_the_report_commands_over_a_data_root(tmp_path, monkeypatch):
     assert_clean_error(invoke(root, "report", "show", "p/999"), "no report 999")
     assert_clean_error(invoke(root, "report", "show", "nope"), "project/id")
     assert_clean_error(invoke(root, "report", "show", rep.path, "--project", "other"), "not in project 'other'")
+
+    assert_clean_error(invoke(root, "report", "rm", rep.path), "--yes")  # no terminal to ask on
+    assert str(rep.id) in invoke(root, "report", "ls", "p").output
+    removed = invoke(root, "report", "rm", rep.path, "--yes")
+    assert removed.exit_code == 0 and f"deleted report {rep.path} ('Sweep')" in removed.output
+    assert invoke(root, "report", "ls", "p").output == ""
+    assert_clean_error(invoke(root, "report", "show", rep.path), f"no report {rep.id}")
 
 
 def test_export_is_hooked_in(tmp_path):

@@ -81,3 +81,28 @@ def test_an_unknown_format_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ReportError, match="unknown export format 'docx'"):
         export_snapshot(_snapshot("t", []), "docx", tmp_path / "out.docx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_saved_report_exports_itself_from_python(tmp_path):
+    """`Report.export(fmt, out)`: the issue's "the same from Python" (here html from a data root)."""
+    import tracklet
+    from conftest import QUIET
+    from tracklet.reports.export import STATIC_DIR
+
+    if not (STATIC_DIR / "index.html").is_file():
+        pytest.skip("the dashboard bundle is not built (npm run build in web/)")
+    root = tmp_path / "data"
+    run = tracklet.init(project="p", id="a", dir=str(root), settings=QUIET)
+    for step in range(5):
+        run.log({"loss": 10.0 - step})
+    run.finish()
+    rep = tracklet.Report("p", title="From Python", dir=root).add_panel({"keys": ["loss"]})
+    with pytest.raises(ReportError, match="not saved"):
+        rep.export("html", tmp_path / "early.html")
+    rep.save()
+    (written,) = rep.export("html", tmp_path / "out.html")
+    encoded = re.search(rf'<script type="application/json" id="{SNAPSHOT_ID}">([^<]+)</script>', written.read_text())
+    snapshot = decode_snapshot(encoded.group(1))
+    assert snapshot["report"]["title"] == "From Python"
+    (series,) = snapshot["panels"]["0"]["history"]["series"]
+    assert series["run"] == "a" and series["values"] == [10.0, 9.0, 8.0, 7.0, 6.0]

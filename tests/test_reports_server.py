@@ -6,6 +6,7 @@ the others draw; bad panels say their error and the rest of the report renders."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,143 @@ def test_tracklet_ui_serves_the_data_roots_reports(tmp_path):
         data = http.get(f"{BASE}/{rep.id}/panels/0/data").json()
         assert data["access"] == "ok" and [run["id"] for run in data["runs"]] == ["a"]
     app.state.tracklet.store.close()
+
+
+def test_every_report_refusal_answers_its_status_with_the_reason(server):
+    """One app-level handler maps ReportError to 404 / 409 / 400 for every route (no route of its own)."""
+    admin = server.keys["root"]
+    too_many = _panel() * 201
+    for method, path, body in (("POST", BASE, {"markdown": too_many}), ("POST", f"{BASE}/preview", {"markdown": too_many})):
+        refused = server.request(method, path, json=body, headers=admin)
+        assert refused.status_code == 400 and "200 panels" in refused.json()["detail"], refused.text
+    missing = f"{BASE}/999"
+    for method, path, body in (("GET", missing, None), ("PUT", missing, {"markdown": "x", "parent": 1}),
+                               ("GET", f"{missing}/versions", None), ("GET", f"{missing}/diff?a=1&b=1", None),
+                               ("POST", f"{missing}/revert", {"version": 1}), ("POST", f"{missing}/publish", {"version": 1}),
+                               ("POST", f"{missing}/freeze", None), ("GET", f"{missing}/panels/0/data", None),
+                               ("POST", f"{missing}/tokens", {}), ("GET", f"{missing}/tokens", None),
+                               ("DELETE", f"{missing}/tokens/abc", None)):
+        refused = server.request(method, path, json=body, headers=admin)
+        assert refused.status_code == 404 and "no report 999 in project 'p'" in refused.json()["detail"], (path, refused.text)
+    report = server.post(BASE, json={"markdown": "x\n"}, headers=admin).json()
+    stale = server.put(f"{BASE}/{report['id']}", json={"markdown": "y\n", "parent": 2}, headers=admin)
+    assert stale.status_code == 409 and "is at v1, not v2" in stale.json()["detail"]
+
+
+def _lines(response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_every_panels_data_in_one_streamed_answer_cached_until_its_runs_log_more(server):
+    """GET .../data: a line per panel (in document order) equal to what panels/{i}/data answers; a
+    `known` stamp answers `data: null` until one of the panel's runs logs more (or a run joins a
+    live run set); an answer that draws nothing has no stamp; a frozen panel's data stays pinned."""
+    admin = server.keys["root"]
+    markdown = (_panel(runs="runs:\n  sort: run_id\n") + _panel("[acc]", "runs:\n  sort: run_id\n")
+                + _panel(runs="runs:\n  project: secret\n") + _panel("[loss]", "runs:\n  sort: run_id\n  frozen: "
+                                                                      "{run_ids: [a], max_step: 10}\n")
+                + _panel(runs="runs:\n  filter: \"config.lr > 100\"\n"))
+    report = server.post(BASE, json={"markdown": markdown}, headers=server.keys["bob"]).json()
+    url = f"{BASE}/{report['id']}"
+    lines = _lines(server.get(f"{url}/data", params={"buckets": 0}, headers=server.keys["alice"]))
+    assert [line["index"] for line in lines] == [0, 1, 2, 3, 4]
+    for line in lines:
+        alone = server.get(f"{url}/panels/{line['index']}/data", params={"buckets": 0}, headers=server.keys["alice"])
+        assert line["data"] == alone.json(), line["index"]
+    assert lines[2]["data"]["access"] == "denied" and lines[2]["stamp"] is None  # alice may not read `secret`
+    assert lines[4]["data"]["error"] and lines[4]["stamp"] is None
+    assert [run["id"] for run in lines[0]["data"]["runs"]] == ["a", "b"]
+    assert len(lines[3]["data"]["history"]["series"][0]["values"]) == 11
+    assert lines[0]["stamp"] == lines[1]["stamp"] != lines[3]["stamp"]  # the same runs, as far as logged
+
+    known = [f"{line['index']}:{line['stamp']}" for line in lines if line["stamp"]]
+    again = _lines(server.get(f"{url}/data", params={"buckets": 0, "known": known}, headers=admin))
+    assert [line["data"] for line in again if line["index"] in (0, 1, 3)] == [None, None, None]
+    picked = _lines(server.get(f"{url}/data", params={"panels": [3, 0], "buckets": [5, 0]}, headers=admin))
+    assert [line["index"] for line in picked] == [3, 0]
+    assert len(picked[0]["data"]["history"]["series"][0]["x"]) <= 5 < len(picked[1]["data"]["history"]["series"][0]["x"])
+
+    _record(server.app_root, "p", "c", steps=40, lr=0.5)  # a new run: the live sets gain it; the frozen one doesn't
+    server.app.state.tracklet.indexer.index_all()
+    after = _lines(server.get(f"{url}/data", params={"buckets": 0, "known": known}, headers=admin))
+    assert [run["id"] for run in after[0]["data"]["runs"]] == ["a", "b", "c"]
+    assert after[0]["stamp"] != lines[0]["stamp"]
+    assert after[3]["data"] is None  # run a logged nothing more
+    refused = server.get(f"{url}/data", params={"panels": [0, 1], "buckets": [1, 2, 3]}, headers=admin)
+    assert refused.status_code == 400 and "one per panel" in refused.json()["detail"]
+    assert server.get(f"{url}/data", params={"panels": [9]}, headers=admin).status_code == 404
+    assert server.get(f"{BASE}/999/data", headers=admin).status_code == 404
+
+
+def test_publishing_emits_report_published_to_a_webhook_once(server):
+    """`report.published` goes through the automations path (outbox, worker, signed webhook) to a
+    real receiver; a refused publish (already published) emits nothing."""
+    from test_automations import SECRET, Receiver, wait_for
+
+    admin = server.keys["root"]
+    hook = Receiver()
+    try:
+        rule = {"name": "reports", "event": "report.published", "url": f"{hook.url}/published", "secret": SECRET}
+        assert server.post("/api/v1/automations", json=rule, headers=admin).status_code == 201
+        report = server.post(BASE, json={"title": "Q3 results", "markdown": "v1\n"}, headers=server.keys["bob"]).json()
+        url = f"{BASE}/{report['id']}"
+        server.put(url, json={"markdown": "v2\n", "parent": 1}, headers=admin)
+        assert server.post(f"{url}/publish", json={"version": 2}, headers=server.keys["bob"]).status_code == 200
+        assert server.post(f"{url}/publish", json={"version": 1}, headers=admin).status_code == 409
+        (delivered,) = wait_for(lambda: hook.delivered("/published"), "the report.published webhook")
+        event = delivered["body"]["event"]
+        assert delivered["verified"] and delivered["event"] == "report.published"
+        assert event["subject"] == f"p/reports/{report['id']}:v2"
+        assert event["payload"] == {"id": report["id"], "project": "p", "title": "Q3 results", "version": 2,
+                                    "actor": "bob"}
+        import sqlalchemy as sa
+
+        from tracklet.server.schema import event_outbox
+
+        with server.app.state.tracklet.store.engine.connect() as connection:  # the refused publish emitted nothing
+            kinds = connection.execute(sa.select(event_outbox.c.kind)).scalars().all()
+        assert kinds.count("report.published") == 1
+    finally:
+        hook.close()
+
+
+def test_deleting_a_report_needs_write_and_admin_once_published_and_its_id_is_never_reused(server):
+    """DELETE: write on the project (admin for a published report); the report leaves listings and
+    routes, its view tokens stop working, its versions stay (append-only) and a new report never
+    takes its id (SQLite would reuse the highest rowid)."""
+    admin, bob, alice = server.keys["root"], server.keys["bob"], server.keys["alice"]
+    draft = server.post(BASE, json={"title": "Draft", "markdown": "v1\n"}, headers=bob).json()
+    final = server.post(BASE, json={"title": "Final", "markdown": _panel()}, headers=bob).json()
+    token = server.post(f"{BASE}/{final['id']}/tokens", json={}, headers=bob).json()["token"]
+    assert server.get(f"{BASE}/{final['id']}", params={"token": token}).status_code == 200
+    server.post(f"{BASE}/{final['id']}/publish", json={"version": 1}, headers=bob)
+
+    assert server.delete(f"{BASE}/{draft['id']}", headers=alice).status_code == 403  # read only
+    assert server.delete(f"{BASE}/{draft['id']}", params={"token": token}).status_code == 403
+    refused = server.delete(f"{BASE}/{final['id']}", headers=bob)  # write, but it is published
+    assert refused.status_code == 403 and "only an admin of project 'p'" in refused.json()["detail"]
+    assert server.get(f"{BASE}/{final['id']}", headers=bob).status_code == 200
+
+    gone = server.delete(f"{BASE}/{draft['id']}", headers=bob)
+    assert gone.status_code == 200 and gone.json() == {"id": draft["id"], "project": "p", "title": "Draft",
+                                                       "version": 1, "published_version": None}
+    deleted = server.delete(f"{BASE}/{final['id']}", headers=admin)
+    assert deleted.status_code == 200 and deleted.json()["published_version"] == 1
+    assert server.get(BASE, headers=admin).json() == {"reports": []}
+    for path in ("", "/versions", "/panels/0/data", "/data"):
+        assert server.get(f"{BASE}/{final['id']}{path}", headers=admin).status_code == 404, path
+    assert server.get(f"{BASE}/{final['id']}", params={"token": token}).status_code == 403
+    assert server.delete(f"{BASE}/{final['id']}", headers=admin).status_code == 404
+
+    import sqlalchemy as sa
+
+    from tracklet.reports.tables import report_versions
+
+    with server.app.state.tracklet.store.engine.connect() as connection:  # the versions stay
+        kept = connection.execute(sa.select(report_versions.c.report_id)).scalars().all()
+    assert sorted(kept) == sorted([draft["id"], final["id"]])
+    fresh = server.post(BASE, json={"title": "Next", "markdown": "x\n"}, headers=bob)
+    assert fresh.status_code == 200 and fresh.json()["id"] not in (draft["id"], final["id"])
+    assert server.get(f"{BASE}/{fresh.json()['id']}/versions", headers=bob).json()["versions"][0]["title"] == "Next"

@@ -1,4 +1,4 @@
-"""``tracklet report ls|show|diff|revert|publish|freeze|token|export``: reports of the data root,
+"""``tracklet report ls|show|diff|revert|publish|freeze|rm|token|export``: reports of the data root,
 or of a server with ``--url`` (tracklet/reports/, docs/reports.md).
 
 REPORT is ``PROJECT/ID``, or ``ID`` with ``--project`` (locally an id alone names it). ``export``
@@ -148,6 +148,27 @@ def publish(ctx: click.Context, reference: str, version: int | None, url: str | 
 def freeze(ctx: click.Context, reference: str, url: str | None, project: str | None) -> None:
     """Pin every live panel's runs and max step, as a new version."""
     click.echo(_summary(_open(ctx, url, reference, project).freeze()))
+
+
+@report_group.command("rm")
+@click.argument("reference", metavar="REPORT")
+@click.option("-y", "--yes", is_flag=True, help="Don't ask; needed when stdin is not a terminal.")
+@_where
+@click.pass_context
+@_handle_errors
+def rm(ctx: click.Context, reference: str, yes: bool, url: str | None, project: str | None) -> None:
+    """Delete a report: gone from listings, its view tokens stop working (on a server: write on
+    the project; a published report needs admin). Its versions stay in the database, unreachable."""
+    report = _open(ctx, url, reference, project)
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise CliError(f"deleting report {report.path} needs --yes when stdin is not a terminal")
+        click.confirm(f"Delete report {report.path} ({report.title!r}, v{report.latest_version}"
+                      f"{', published' if report.published_version else ''})?", abort=True)
+    deleted = report.delete()
+    click.echo(f"deleted report {deleted['project']}/{deleted['id']} ({deleted['title']!r})")
 
 
 @report_group.group("token")

@@ -70,6 +70,9 @@ class ReportsClient:
         return self.call("POST", self.url(project, report_id, f"/{action}"), f"{action} of report {project}/{report_id}",
                          json=body)
 
+    def delete(self, project: str, report_id: int) -> dict[str, Any]:
+        return self.call("DELETE", self.url(project, report_id), f"deleting report {project}/{report_id}")
+
     def panel_data(self, project: str, report_id: int, index: int, **params: Any) -> dict[str, Any]:
         return self.call("GET", self.url(project, report_id, f"/panels/{int(index)}/data"),
                          f"reading panel {index} of report {project}/{report_id}",

@@ -117,6 +117,10 @@ class LocalReports:
     def revoke_token(self, project: str, report_id: int, token_id: str) -> None:
         self.reports.revoke_token(project, report_id, token_id)
 
+    def delete(self, project: str, report_id: int) -> dict[str, Any]:
+        """Locally there are no roles: whoever may write the data root deletes (published too)."""
+        return self.reports.delete(project, report_id)
+
 
 class RemoteReports:
     """The reports of a server, through ``client`` (a ``ReportsClient``)."""
@@ -172,6 +176,9 @@ class RemoteReports:
 
     def revoke_token(self, project: str, report_id: int, token_id: str) -> None:
         self.client.revoke_token(project, report_id, token_id)
+
+    def delete(self, project: str, report_id: int) -> dict[str, Any]:
+        return self.client.delete(project, report_id)
 
 
 def remote(http: Any) -> RemoteReports:

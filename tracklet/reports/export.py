@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,6 +95,23 @@ class HttpReportSource:
         return self._get(f"/api/v1/projects/{quote(project, safe='')}/reports/{quote(str(report_id), safe='')}"
                          f"/panels/{int(index)}/data", version=version, buckets=buckets)
 
+    def panels(self, project: str, report_id: str, version: int, wanted: list[tuple[int, int]]
+               ) -> dict[int, dict[str, Any]]:
+        """Several panels' data in one request (``GET .../reports/{id}/data``): ``wanted`` is
+        (index, buckets) pairs; the answer by index."""
+        from tracklet.errors import ReportNotFound
+
+        if not wanted:
+            return {}
+        response = self._client.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/reports/{quote(str(report_id), safe='')}/data",
+            headers=self._headers, params={"version": version, "panels": [index for index, _ in wanted],
+                                           "buckets": [count for _, count in wanted]})
+        if response.status_code != 200:
+            raise self._client.refusal(response, missing=ReportNotFound)
+        lines = (json.loads(line) for line in response.text.splitlines() if line.strip())
+        return {int(line["index"]): line["data"] for line in lines}
+
 
 class BackendSource:
     """``tracklet.Report``'s backends (``reports/backends.py``: ``LocalReports``, ``RemoteReports``)
@@ -145,25 +162,41 @@ def take_snapshot(source: ReportSource, project: str, report_id: str, version: i
     if buckets is not None and not 1 <= buckets <= 100_000:
         raise ReportError(f"buckets must be between 1 and 100000; got {buckets}")
     report = source.report(project, report_id, version)
-    panels: dict[str, Any] = {}
+    wanted: list[tuple[int, int]] = []
     for block in report.get("blocks", []):
         if block.get("kind") != "panel" or block.get("error"):
             continue
-        index = int(block["index"])
         size = str((block.get("spec") or {}).get("size") or "m")
-        wanted = buckets if buckets is not None else SNAPSHOT_BUCKETS.get(size, SNAPSHOT_BUCKETS["m"])
+        wanted.append((int(block["index"]), buckets if buckets is not None
+                       else SNAPSHOT_BUCKETS.get(size, SNAPSHOT_BUCKETS["m"])))
+    found: dict[int, dict[str, Any]] = {}
+    many = getattr(source, "panels", None)  # a server answers them all in one request
+    if many is not None:
         try:
-            panels[str(index)] = source.panel_data(project, report_id, index, int(report["version"]), wanted)
+            found = many(project, report_id, int(report["version"]), wanted)
+        except TrackletError:
+            found = {}  # (an older server without the route) asked for one by one below
+    panels: dict[str, Any] = {}
+    for index, count in wanted:
+        try:
+            panels[str(index)] = found[index] if index in found else source.panel_data(
+                project, report_id, index, int(report["version"]), count)
         except TrackletError as problem:
             panels[str(index)] = {"access": "ok", "error": str(problem), "runs": [], "history": None}
     return {"format": SNAPSHOT_FORMAT, "report": report, "panels": panels, "exported_at": int(clock())}
 
 
-def encode_snapshot(snapshot: dict[str, Any]) -> str:
+# gzip level of the snapshot in an HTML file someone keeps (6: within 0.3% of 9's size, in 3/4 of its
+# time) and in the page Chromium renders for PDF/PNG/Markdown and throws away (1: a fifth of 6's time).
+KEPT_LEVEL = 6
+RENDER_LEVEL = 1
+
+
+def encode_snapshot(snapshot: dict[str, Any], level: int = KEPT_LEVEL) -> str:
     """base64 of the gzip of the snapshot's JSON (deterministic: no timestamp in the gzip header).
     NaN and infinities are written as the API writes them ("NaN", "Infinity")."""
     text = json.dumps(snapshot, separators=(",", ":"), allow_nan=False, default=_not_json)
-    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(text.encode(), compresslevel=level, mtime=0)).decode("ascii")
 
 
 def decode_snapshot(text: str) -> dict[str, Any]:
@@ -192,8 +225,9 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def offline_html(snapshot: dict[str, Any], static_dir: Path = STATIC_DIR) -> str:
-    """One HTML file: the dashboard bundle's script and styles inlined, and the snapshot."""
+def offline_html(snapshot: dict[str, Any], static_dir: Path = STATIC_DIR, *, level: int = KEPT_LEVEL) -> str:
+    """One HTML file: the dashboard bundle's script and styles inlined, and the snapshot (gzip
+    ``level``)."""
     index = static_dir / "index.html"
     if not index.is_file():
         raise MissingDependency(f"the dashboard's bundle is missing from this installation ({static_dir}); "
@@ -218,7 +252,7 @@ def offline_html(snapshot: dict[str, Any], static_dir: Path = STATIC_DIR) -> str
     page = re.sub(r'<a href="/" class="brand" data-link>', '<a class="brand">', page)
     head = "".join("<style>" + re.sub(r"</(style)", r"<\\/\1", css, flags=re.IGNORECASE) + "</style>\n"
                    for css in styles)
-    body = (f'<script type="application/json" id="{SNAPSHOT_ID}">{encode_snapshot(snapshot)}</script>\n'
+    body = (f'<script type="application/json" id="{SNAPSHOT_ID}">{encode_snapshot(snapshot, level)}</script>\n'
             + "".join(f'<script type="module">{inline_script(js)}</script>\n' for js in scripts))
     page = page.replace("</head>", head + "</head>", 1).replace("</body>", body + "</body>", 1)
     return page
@@ -237,8 +271,8 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def rendered(html_path: Path, *, width: int = PAGE_WIDTH_PX) -> Iterator[Any]:
-    """A Chromium page (offline, 2x device scale) with the exported file open and every panel drawn."""
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (Playwright's ``Browser``), closed on leaving."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -247,21 +281,35 @@ def rendered(html_path: Path, *, width: int = PAGE_WIDTH_PX) -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
         try:
-            context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=DEVICE_SCALE,
-                                          offline=True)
-            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:", "blob:"))
-                          else route.abort())
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(html_path.resolve().as_uri())
-            try:
-                page.wait_for_selector(".report-body[data-painted]", timeout=RENDER_TIMEOUT_MS)
-            except Exception as problem:  # playwright's TimeoutError; the page's own errors say more
-                raise ReportError(f"the report did not render in Chromium: {'; '.join(errors) or problem}") from None
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def rendered(html_path: Path, *, width: int = PAGE_WIDTH_PX, browser: Any = None) -> Iterator[Any]:
+    """A Chromium page (offline, 2x device scale) with the exported file open and every panel
+    drawn, in ``browser`` (default: one started for it)."""
+    if browser is None:
+        with chromium() as started, rendered(html_path, width=width, browser=started) as page:
+            yield page
+        return
+    context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=DEVICE_SCALE,
+                                  offline=True)
+    try:
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:", "blob:"))
+                      else route.abort())
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(html_path.resolve().as_uri())
+        try:
+            page.wait_for_selector(".report-body[data-painted]", timeout=RENDER_TIMEOUT_MS)
+        except Exception as problem:  # playwright's TimeoutError; the page's own errors say more
+            raise ReportError(f"the report did not render in Chromium: {'; '.join(errors) or problem}") from None
+        yield page
+    finally:
+        context.close()
 
 
 def _write_pdf(page: Any, out: Path) -> None:
@@ -312,39 +360,58 @@ def markdown_with_images(report: dict[str, Any], image_dir: str) -> str:
 def export_snapshot(snapshot: dict[str, Any], fmt: str, out: str | os.PathLike[str]) -> list[Path]:
     """Write ``snapshot`` as ``fmt`` to ``out``; the paths written. ``png``: ``out`` is a
     directory (a PNG per panel); ``md``: ``out`` and the images in ``<out stem>_files/``."""
+    return _export(lambda: snapshot, fmt, out)
+
+
+def _export(snapshot_of: Callable[[], dict[str, Any]], fmt: str, out: str | os.PathLike[str]) -> list[Path]:
+    """``export_snapshot`` of ``snapshot_of()``. For pdf, png and md, Chromium starts (in a thread
+    of its own) while the snapshot is taken and the page written: its start-up is most of a
+    second, or several on a busy machine, that the export no longer waits for."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     target = Path(out)
-    html = offline_html(snapshot)
     if fmt == "html":
+        html = offline_html(snapshot_of(), level=KEPT_LEVEL)
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, html.encode("utf-8"))
         return [target]
     # Playwright's sync API refuses to run in a thread with a running event loop (Jupyter, an
     # async caller, another sync Playwright): Chromium is driven from a thread of its own.
+    page: Future[str | None] = Future()  # the page to render; None: nothing to render (the snapshot failed)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracklet-report-export") as pool:
-        written, images = pool.submit(_render, html, fmt, target).result()
+        rendering = pool.submit(_render, page, fmt, target)
+        try:
+            snapshot = snapshot_of()
+            page.set_result(offline_html(snapshot, level=RENDER_LEVEL))
+        except BaseException:
+            page.set_result(None)
+            raise
+        written, images = rendering.result()
     if fmt != "md":
         return written
     _atomic_write(target, markdown_with_images(snapshot["report"], quote(images.name)).encode("utf-8"))
     return [target, *written]
 
 
-def _render(html: str, fmt: str, target: Path) -> tuple[list[Path], Path]:
-    """Open ``html`` in Chromium and write ``fmt`` (pdf, png, md's images); (paths, image directory)."""
-    with tempfile.TemporaryDirectory(prefix="tracklet-report-") as work:
+def _render(page: Future[str | None], fmt: str, target: Path) -> tuple[list[Path], Path]:
+    """Start Chromium, then open the page ``page`` gives and write ``fmt`` (pdf, png, md's
+    images); (paths, image directory)."""
+    with chromium() as browser, tempfile.TemporaryDirectory(prefix="tracklet-report-") as work:
+        html = page.result()
+        if html is None:
+            return [], target
         page_path = Path(work) / "report.html"
         page_path.write_text(html, encoding="utf-8")
-        with rendered(page_path) as page:
+        with rendered(page_path, browser=browser) as shown:
             if fmt == "pdf":
                 temporary = Path(work) / "report.pdf"
-                _write_pdf(page, temporary)
+                _write_pdf(shown, temporary)
                 _atomic_write(target, temporary.read_bytes())
                 return [target], target.parent
             if fmt == "png":
-                return _write_pngs(page, target), target
+                return _write_pngs(shown, target), target
             images = target.parent / f"{target.stem}_files"
-            return _write_pngs(page, images), images
+            return _write_pngs(shown, images), images
 
 
 def export(report: Any, fmt: str, out: str | os.PathLike[str], *, version: int | None = None,
@@ -364,7 +431,7 @@ def export_report(source: ReportSource, project: str, report_id: str, fmt: str, 
     the paths written. ``buckets``: per series (default: by panel size, ``SNAPSHOT_BUCKETS``)."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return export_snapshot(take_snapshot(source, project, report_id, version, buckets=buckets), fmt, out)
+    return _export(lambda: take_snapshot(source, project, report_id, version, buckets=buckets), fmt, out)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

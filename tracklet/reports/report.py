@@ -15,6 +15,7 @@ backend says (``backends.py``): a data root, or a server.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from tracklet.errors import ReportError, ReportNotFound
@@ -157,6 +158,22 @@ class Report:
 
     def revoke_token(self, token_id: str) -> None:
         self._backend.revoke_token(self.project, self._saved(), token_id)
+
+    def export(self, fmt: str, out: str | os.PathLike[str], *, version: int | None = None,
+               buckets: int | None = None) -> list[Path]:
+        """Export the saved report as ``fmt`` (html, pdf, png, md) to ``out``: the paths written
+        (``tracklet.reports.export``; docs/reports.md#export). pdf, png and md need Chromium."""
+        from tracklet.reports.export import export
+
+        return export(self, fmt, out, version=version, buckets=buckets)
+
+    def delete(self) -> dict[str, Any]:
+        """Delete the report (on a server: ``write`` on its project, ``admin`` once published):
+        gone from every listing, its view tokens stop working; its versions stay in the database,
+        unreachable. What it was: ``{id, project, title, version, published_version}``."""
+        deleted = self._backend.delete(self.project, self._saved())
+        self.id = None
+        return deleted
 
     def __repr__(self) -> str:
         where = f"{self.path} v{self.version}" if self.id is not None else f"{self.project} (not saved)"

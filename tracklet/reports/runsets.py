@@ -9,14 +9,17 @@ run ids (those still there, in the pinned order), and only their points at steps
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tracklet.errors import ReportError, RunNotIndexed
 
-_FIELDS = ("run_id", "name", "group_name", "config", "summary", "last_step", "state")
+# heartbeat_at and updated_at: the store moves them whenever it ingests more of a run (cache.run_stamp).
+_FIELDS = ("run_id", "name", "group_name", "config", "summary", "last_step", "state", "heartbeat_at", "updated_at")
 _ARRAYS = ("x", "steps", "values", "first_steps", "min", "max", "last", "count", "nonfinite")
 
 
@@ -118,6 +121,54 @@ def answer(access: str, error: str | None, runs: list[dict[str, Any]] | None = N
     return {"access": access, "error": error, "runs": runs or [], "history": {"series": series or []}}
 
 
+@dataclass
+class ResolvedPanel:
+    """A panel whose runs are known: what its history is drawn for."""
+
+    project: str
+    rows: list[dict[str, Any]]
+    entries: list[dict[str, Any]]
+    max_step: int | None
+
+
+def resolve_panel(store: Any, panel: Any, report_project: str, may_read: Callable[[str], bool], *,
+                  memo: dict[str, Any] | None = None) -> dict[str, Any] | ResolvedPanel:
+    """The panel's final answer when it draws nothing (``access: "denied"``, its spec's error, a
+    query error, no matching runs), else its runs (``ResolvedPanel``). ``memo`` (a dict kept for
+    one request) resolves each distinct run set once: a report's panels often share one."""
+    project = panel_project(panel.runs, report_project) if panel.runs else report_project
+    if not may_read(project):
+        return answer("denied", f"no access to project {project!r}")
+    if panel.error is not None:
+        return answer("ok", panel.error)
+    key = json.dumps([project, panel.runs], sort_keys=True, default=str)
+    try:
+        rows = memo[key] if memo is not None and key in memo else select_runs(store, panel.runs, report_project)
+    except ReportError as error:
+        return answer("ok", str(error))
+    if memo is not None:
+        memo[key] = rows
+    frozen = panel.runs.get("frozen") or {}
+    if not rows:
+        return answer("ok", "none of the frozen runs is there any more" if frozen
+                      else f"the run set matches no runs in project {project!r}")
+    return ResolvedPanel(project, rows, run_entries(rows, project, panel.runs.get("group")), frozen.get("max_step"))
+
+
+def resolved_data(store: Any, panel: Any, resolved: ResolvedPanel, *, start: float | None = None,
+                  end: float | None = None, buckets: int | None = 1000,
+                  series_json: Callable[[Any, bool], dict[str, Any]] = compact) -> dict[str, Any]:
+    """The answer of a panel whose runs are resolved: the runs and their history (or why not)."""
+    x = panel.spec.get("x", "step")
+    try:
+        histories = panel_history(store, resolved.project, [row["run_id"] for row in resolved.rows],
+                                  panel.spec["keys"], x=x, max_step=resolved.max_step, start=start, end=end,
+                                  buckets=buckets)
+    except (ValueError, RunNotIndexed) as error:
+        return answer("ok", f"the history query failed: {error}", resolved.entries)
+    return answer("ok", None, resolved.entries, [series_json(history, x == "step") for history in histories])
+
+
 def panel_data(store: Any, panel: Any, report_project: str, may_read: Callable[[str], bool], *,
                start: float | None = None, end: float | None = None, buckets: int | None = 1000,
                series_json: Callable[[Any, bool], dict[str, Any]] = compact) -> dict[str, Any]:
@@ -127,24 +178,7 @@ def panel_data(store: Any, panel: Any, report_project: str, may_read: Callable[[
     project (nothing else is said); ``error`` is the panel's spec error, a failed query, or that
     the run set matches no runs. Never raises for the panel's content: one panel's trouble is its
     own, and the rest of the report draws."""
-    project = panel_project(panel.runs, report_project) if panel.runs else report_project
-    if not may_read(project):
-        return answer("denied", f"no access to project {project!r}")
-    if panel.error is not None:
-        return answer("ok", panel.error)
-    try:
-        rows = select_runs(store, panel.runs, report_project)
-    except ReportError as error:
-        return answer("ok", str(error))
-    frozen = panel.runs.get("frozen") or {}
-    if not rows:
-        return answer("ok", "none of the frozen runs is there any more" if frozen
-                      else f"the run set matches no runs in project {project!r}")
-    entries = run_entries(rows, project, panel.runs.get("group"))
-    x = panel.spec.get("x", "step")
-    try:
-        histories = panel_history(store, project, [row["run_id"] for row in rows], panel.spec["keys"], x=x,
-                                  max_step=frozen.get("max_step"), start=start, end=end, buckets=buckets)
-    except (ValueError, RunNotIndexed) as error:
-        return answer("ok", f"the history query failed: {error}", entries)
-    return answer("ok", None, entries, [series_json(history, x == "step") for history in histories])
+    resolved = resolve_panel(store, panel, report_project, may_read)
+    if not isinstance(resolved, ResolvedPanel):
+        return resolved
+    return resolved_data(store, panel, resolved, start=start, end=end, buckets=buckets, series_json=series_json)

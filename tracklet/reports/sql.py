@@ -12,7 +12,11 @@ Rules:
 - publishing version N makes the report immutable: N is what it shows from then on, and saves,
   reverts, freezes and further publishing are refused (``ReportConflict``);
 - view tokens (``trv_<id>_<secret>``) are kept as the SHA-256 of the secret; a revoked token stays
-  listed and never works again. A token reads its own report only.
+  listed and never works again. A token reads its own report only;
+- deleting a report removes its row and its view tokens: it is gone from every listing and route
+  (and its tokens stop working). Its versions stay in the append-only ``report_versions``,
+  unreachable (a tombstone: what was published once is never erased from the database). A new
+  report never takes a deleted one's id.
 
 Every change starts by writing the report's row: on PostgreSQL that row lock serializes the
 writers of one report, on SQLite the database's write lock does (and a process-wide lock keeps
@@ -139,6 +143,18 @@ class ReportStore:
                 "published_version": row.published_version, "note": saved.note, "markdown": saved.markdown,
                 "blocks": parse(saved.markdown).to_json()}
 
+    def version_markdown(self, project: str, report_id: int, version: int | None = None) -> tuple[int, str]:
+        """(version, markdown) of the version ``get`` would answer, without parsing it (the panel
+        data routes parse through ``cache.document_of``)."""
+        with self.engine.connect() as connection:
+            row = self._row(connection, project, report_id)
+            wanted = version if version is not None else (row.published_version or row.version)
+            markdown = connection.execute(sa.select(report_versions.c.markdown).where(
+                report_versions.c.report_id == report_id, report_versions.c.version == wanted)).scalar()
+        if markdown is None:
+            raise ReportNotFound(f"report {report_id} has no version {wanted} (versions 1 to {row.version})")
+        return wanted, markdown
+
     def versions(self, project: str, report_id: int) -> list[dict[str, Any]]:
         """Every version, oldest first: version, parent, title, author, created_at, note."""
         with self.engine.connect() as connection:
@@ -167,9 +183,16 @@ class ReportStore:
         parse(markdown)  # too many panels: refused before anything is written
         now, author = time.time(), _actor(author)
         with self._write() as connection:
+            values: dict[str, Any] = {}
+            if connection.dialect.name == "sqlite":
+                # SQLite reuses the highest rowid once it is deleted: never a deleted report's id,
+                # whose versions are still there. (PostgreSQL's sequence never goes back.)
+                values["id"] = 1 + max(
+                    connection.execute(sa.select(sa.func.max(reports.c.id))).scalar() or 0,
+                    connection.execute(sa.select(sa.func.max(report_versions.c.report_id))).scalar() or 0)
             key = connection.execute(reports.insert().values(
                 project=project, title=title, version=1, published_version=None, author=author,
-                created_at=now, updated_at=now)).inserted_primary_key
+                created_at=now, updated_at=now, **values)).inserted_primary_key
             assert key is not None
             report_id = int(key[0])
             connection.execute(report_versions.insert().values(
@@ -219,8 +242,11 @@ class ReportStore:
         return self._append(project, report_id, parent=old["latest_version"], markdown=old["markdown"],
                             title=old["title"], author=author, note=f"reverted to v{version}")
 
-    def publish(self, project: str, report_id: int, version: int, *, author: str | None = None) -> dict[str, Any]:
-        """Make ``version`` the report's published version; the report is immutable from then on."""
+    def publish(self, project: str, report_id: int, version: int, *, author: str | None = None,
+                on_published: Callable[[sa.Connection, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Make ``version`` the report's published version; the report is immutable from then on.
+        ``on_published(connection, {id, project, title, version, actor})`` runs in the publishing
+        transaction (the server's ``report.published`` event commits with it, or not at all)."""
         with self._write() as connection:
             updated = connection.execute(reports.update().where(
                 reports.c.id == report_id, reports.c.project == project).values(updated_at=time.time())).rowcount
@@ -232,6 +258,11 @@ class ReportStore:
             if not 1 <= version <= row.version:
                 raise ReportNotFound(f"report {report_id} has no version {version} (versions 1 to {row.version})")
             connection.execute(reports.update().where(reports.c.id == report_id).values(published_version=version))
+            if on_published is not None:
+                title = connection.execute(sa.select(report_versions.c.title).where(
+                    report_versions.c.report_id == report_id, report_versions.c.version == version)).scalar()
+                on_published(connection, {"id": report_id, "project": project, "title": title, "version": version,
+                                          "actor": _actor(author)})
         return self.get(project, report_id, version)
 
     def freeze(self, project: str, report_id: int, resolve: Resolver, *, author: str | None = None
@@ -261,6 +292,23 @@ class ReportStore:
             raise ReportError(f"report {report_id} frozen would exceed {MAX_MARKDOWN_CHARS} characters")
         return self._append(project, report_id, parent=current["version"], markdown=markdown, title=None,
                             author=author, note="froze run sets")
+
+    def delete(self, project: str, report_id: int, *,
+               allow_published: Callable[[int], bool] | None = None) -> dict[str, Any]:
+        """Delete the report (its row and view tokens; its versions stay, unreachable): what it
+        was (``{id, project, title, version, published_version}``). A published report only if
+        ``allow_published(published_version)`` says so (``ReportConflict`` otherwise); None
+        allows it."""
+        with self._write() as connection:
+            row = self._row(connection, project, report_id)
+            if row.published_version is not None and allow_published is not None \
+                    and not allow_published(row.published_version):
+                raise ReportConflict(f"report {report_id} was published at v{row.published_version}: only a project "
+                                     "admin may delete a published report")
+            connection.execute(report_tokens.delete().where(report_tokens.c.report_id == report_id))
+            connection.execute(reports.delete().where(reports.c.id == report_id, reports.c.project == project))
+        return {"id": row.id, "project": row.project, "title": row.title, "version": row.version,
+                "published_version": row.published_version}
 
     # ------------------------------------------------------------ view tokens
 

@@ -178,6 +178,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
     # Reports guard themselves (routes_reports.report_guard): a report's view token stands in for a key there.
     app.include_router(routes_reports.router, responses=guard_errors)
+    routes_reports.install_error_handlers(app)  # ReportError: 404, 409 or 400 with its message
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
     async def health() -> HealthResponse:

@@ -42,6 +42,9 @@ Event kinds (``KINDS``; the subject in parentheses):
   "registry", "collection", "alias", "to_version", "actor", ...}`` plus ``reason`` or
   ``state`` and ``comment``. The registry (``ModelRegistry(on_event=registry_event)``) emits
   these inside the transaction of the change.
+- ``report.published`` (``project/reports/id:vN``): a report's version was published (it is
+  immutable from then on; docs/reports.md); payload ``{"id", "project", "title", "version",
+  "actor"}``, in the publishing transaction.
 - ``promotion.check`` is never emitted: a rule of this kind is only a protected alias's webhook
   check, called by the server before an approval moves the alias (``registry_checks.py``).
 """
@@ -60,7 +63,8 @@ import sqlalchemy as sa
 from tracklet.server.schema import event_outbox
 
 KINDS = ("artifact.version", "alias.moved", "run.finished", "run.failed", "run.crashed", "run.alert", "metric.threshold",
-         "promotion.requested", "promotion.decided", "version.linked", "promotion.check")
+         "promotion.requested", "promotion.decided", "version.linked", "promotion.check",
+         "report.published")
 
 _listeners: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 
@@ -68,6 +72,14 @@ _listeners: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 def listen(wakeup: threading.Event) -> None:
     """Have ``emit`` set ``wakeup`` (an automations worker's) after each event it writes."""
     _listeners.add(wakeup)
+
+
+def wake() -> None:
+    """Wake this process's automations workers: after a transaction in which ``emit`` was given
+    the ``sa.Connection`` has committed (``emit``'s own wake-up comes before that commit, and a
+    worker that looks then sees nothing yet and sleeps until its next poll)."""
+    for wakeup in list(_listeners):
+        wakeup.set()
 
 
 def emit(bind: sa.Connection | sa.Engine, kind: str, subject: str, payload: Mapping[str, Any], *,

@@ -19,20 +19,23 @@ report's own project only); a bad spec, a query error or a run set that matches 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field, TypeAdapter
 
 from tracklet.core.layout import check_name
 from tracklet.errors import ReportConflict, ReportError, ReportNotFound
+from tracklet.reports.cache import PanelCache, document_of, panel_key, run_stamp
 from tracklet.reports.document import MAX_MARKDOWN_CHARS, MAX_PANELS, parse
 from tracklet.reports.runsets import freeze_pins, panel_project
-from tracklet.reports.runsets import panel_data as panel_data_of
+from tracklet.reports.runsets import ResolvedPanel, answer, resolve_panel, resolved_data
 from tracklet.reports.sql import MAX_TITLE_CHARS, ReportStore
+from tracklet.server.events import emit, wake
 from tracklet.server.auth import DEV_PRINCIPAL, Principal, role_at_least
-from tracklet.server.models import CompareHistoryResponse, RowId, errors, json_response
+from tracklet.server.models import CompareHistoryResponse, ErrorResponse, RowId, errors
 from tracklet.server.routes_compare import compact_series
 
 TOKEN_HEADER = "x-tracklet-report-token"
@@ -40,6 +43,19 @@ MAX_VERSION = 2**31 - 1  # version numbers are 32-bit integers in the tables
 VersionNumber = Annotated[int, Field(ge=1, le=MAX_VERSION, description="A version number (from 1)")]
 PanelIndex = Annotated[int, Path(ge=0, le=MAX_PANELS - 1, description="The panel's index (from 0, in document order)")]
 _ERRORS = errors(400, 404, 409)
+PanelNumber = Annotated[int, Field(ge=0, le=MAX_PANELS - 1)]
+BucketCount = Annotated[int, Field(ge=0, le=100_000)]
+PanelList = Annotated[list[PanelNumber] | None, Query(description="the panels wanted (indexes); default: all")]
+BucketList = Annotated[list[BucketCount] | None, Query(description="buckets per series (0: every point): one "
+                                                             "count for every panel, or one per panel in `panels`")]
+KnownList = Annotated[list[Annotated[str, Field(max_length=64)]] | None, Query(
+    description="`index:stamp` of answers the caller has: a panel whose runs haven't changed answers `data: null`")]
+_UNTYPED = TypeAdapter(dict[str, Any])
+
+
+def dump_json(content: dict[str, Any]) -> bytes:
+    """``content`` as JSON bytes, unvalidated (as ``models.json_response``: millions of numbers)."""
+    return _UNTYPED.dump_json(content)
 
 
 # ------------------------------------------------------------------ request and response bodies
@@ -181,6 +197,17 @@ class RevokedResponse(BaseModel):
     revoked: str
 
 
+class DeletedReportResponse(BaseModel):
+    """The report deleted: gone from listings and routes, its view tokens with it; its versions
+    stay in the append-only table, unreachable."""
+
+    id: int
+    project: str
+    title: str
+    version: int = Field(description="its latest version")
+    published_version: int | None
+
+
 # ------------------------------------------------------------------ access
 
 
@@ -267,12 +294,25 @@ def _may_read(request: Request, project: str, report_project: str) -> bool:
     return not exists or role_at_least(role, "read")  # as Authorizer.check: a project not there holds nothing
 
 
-def _refused(error: Exception) -> HTTPException:
+def _status(error: ReportError) -> int:
     if isinstance(error, ReportNotFound):
-        return HTTPException(status_code=404, detail=str(error))
+        return 404
     if isinstance(error, ReportConflict):
-        return HTTPException(status_code=409, detail=str(error))
-    return HTTPException(status_code=400, detail=str(error))
+        return 409
+    return 400
+
+
+def install_error_handlers(app: Any) -> None:
+    """Answer every ``ReportError`` a route raises as its status (404 not found, 409 a conflict,
+    else 400) with the error's message as ``detail``: one handler instead of a ``try`` per route.
+    Registered before the app's ``ValueError`` handler is consulted (Starlette looks handlers up
+    by the exception's class order, and ``ReportError`` comes before ``ValueError``)."""
+
+    async def refused(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ReportError)
+        return JSONResponse(status_code=_status(error), content=ErrorResponse(detail=str(error)).model_dump())
+
+    app.add_exception_handler(ReportError, refused)
 
 
 router = APIRouter(prefix="/api/v1/projects/{project}/reports", tags=["reports"],
@@ -292,19 +332,13 @@ def list_reports(request: Request, project: str) -> dict[str, Any]:
 @router.post("", response_model=ReportModel, responses=_ERRORS, summary="Create a report")
 def create_report(request: Request, project: str, body: CreateReportRequest) -> dict[str, Any]:
     """Version 1 of a new report. Bad panels don't refuse it: each says its error in `blocks`."""
-    try:
-        return _store(request).create(project, body.title, body.markdown, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).create(project, body.title, body.markdown, author=_actor(request))
 
 
 @router.post("/preview", response_model=PreviewResponse, responses=_ERRORS, summary="Parse a report's markdown")
 def preview(project: str, body: PreviewRequest) -> dict[str, Any]:
     """The blocks `markdown` parses into, each panel validated; nothing is saved."""
-    try:
-        return {"blocks": parse(body.markdown).to_json()}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"blocks": parse(body.markdown).to_json()}
 
 
 @router.get("/{report_id}", response_model=ReportModel, responses=_ERRORS, summary="A report")
@@ -312,29 +346,38 @@ def get_report(request: Request, project: str, report_id: RowId,
                version: int | None = Query(None, ge=1, le=MAX_VERSION,
                                            description="default: the published version, else the latest")
                ) -> dict[str, Any]:
-    try:
-        return _store(request).get(project, report_id, version)
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).get(project, report_id, version)
 
 
 @router.put("/{report_id}", response_model=ReportModel, responses=_ERRORS, summary="Save a new version")
 def save_report(request: Request, project: str, report_id: RowId, body: SaveReportRequest) -> dict[str, Any]:
     """A new version edited from `parent`: 409 if `parent` is not the latest, or the report is published."""
-    try:
-        return _store(request).save(project, report_id, body.markdown, parent=body.parent, title=body.title,
-                                    author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).save(project, report_id, body.markdown, parent=body.parent, title=body.title,
+                                author=_actor(request))
+
+
+@router.delete("/{report_id}", response_model=DeletedReportResponse, responses=_ERRORS, summary="Delete a report")
+def delete_report(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
+    """Needs `write` on the project; a published report, `admin` (403 otherwise). The report and
+    its view tokens go; its versions stay in the database (append-only), unreachable."""
+    authorizer = request.app.state.tracklet.authorizer
+
+    def admin_only(published: int) -> bool:
+        if authorizer is not None:
+            principal = authorizer.principal(request)
+            exists, role = authorizer.accounts.role(principal, project)
+            if not role_at_least(role, "admin"):
+                raise HTTPException(status_code=403, detail=f"report {report_id} was published at v{published}: "
+                                    f"only an admin of project {project!r} may delete it")
+        return True
+
+    return _store(request).delete(project, report_id, allow_published=admin_only)
 
 
 @router.get("/{report_id}/versions", response_model=ReportVersionsResponse, responses=_ERRORS,
             summary="A report's versions")
 def report_versions(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
-    try:
-        return {"versions": _store(request).versions(project, report_id)}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"versions": _store(request).versions(project, report_id)}
 
 
 @router.get("/{report_id}/diff", response_model=ReportDiffResponse, responses=_ERRORS,
@@ -342,28 +385,28 @@ def report_versions(request: Request, project: str, report_id: RowId) -> dict[st
 def report_diff(request: Request, project: str, report_id: RowId,
                 a: int = Query(..., ge=1, le=MAX_VERSION), b: int = Query(..., ge=1, le=MAX_VERSION)
                 ) -> dict[str, Any]:
-    try:
-        return {"diff": _store(request).diff(project, report_id, a, b)}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"diff": _store(request).diff(project, report_id, a, b)}
 
 
 @router.post("/{report_id}/revert", response_model=ReportModel, responses=_ERRORS,
              summary="A new version equal to an old one")
 def revert_report(request: Request, project: str, report_id: RowId, body: VersionRequest) -> dict[str, Any]:
-    try:
-        return _store(request).revert(project, report_id, body.version, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).revert(project, report_id, body.version, author=_actor(request))
 
 
 @router.post("/{report_id}/publish", response_model=ReportModel, responses=_ERRORS,
              summary="Publish a version (the report becomes immutable)")
 def publish_report(request: Request, project: str, report_id: RowId, body: VersionRequest) -> dict[str, Any]:
-    try:
-        return _store(request).publish(project, report_id, body.version, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    local = getattr(request.app.state, "registry_root", None) is not None  # tracklet ui: no automations there
+
+    def published(connection: Any, report: dict[str, Any]) -> None:
+        emit(connection, "report.published", f"{project}/reports/{report_id}:v{report['version']}", report,
+             project=project, actor=report["actor"])
+
+    report = _store(request).publish(project, report_id, body.version, author=_actor(request),
+                                     on_published=None if local else published)
+    wake()  # the event is committed now: deliver it without waiting for the worker's next poll
+    return report
 
 
 @router.post("/{report_id}/freeze", response_model=ReportModel, responses=_ERRORS,
@@ -379,10 +422,36 @@ def freeze_report(request: Request, project: str, report_id: RowId) -> dict[str,
             raise HTTPException(status_code=403, detail=f"freezing needs read access to project {project_name!r}")
         return freeze_pins(store, runs, report_project)
 
-    try:
-        return _store(request).freeze(project, report_id, resolve, author=_actor(request))
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).freeze(project, report_id, resolve, author=_actor(request))
+
+
+def panel_cache(request: Request) -> PanelCache:
+    """This app's cache of panel answers (``reports/cache.py``), made on first use."""
+    state = request.app.state
+    found = getattr(state, "report_panel_cache", None)
+    if found is None:
+        found = state.report_panel_cache = PanelCache()
+    return found
+
+
+def _panel_body(request: Request, project: str, panel: Any, *, memo: dict[str, Any] | None = None,
+                start: float | None = None, end: float | None = None, buckets: int | None = 1000
+                ) -> tuple[str | None, bytes]:
+    """(stamp, JSON bytes) of a panel's answer: from the cache when its runs haven't changed
+    since (the stamp: ``cache.run_stamp``; None for an answer that draws nothing, never cached)."""
+    store = request.app.state.tracklet.store
+    resolved = resolve_panel(store, panel, project, lambda name: _may_read(request, name, project), memo=memo)
+    if not isinstance(resolved, ResolvedPanel):
+        return None, dump_json(resolved)
+    stamp = run_stamp(resolved.rows, resolved.entries)
+    cache = panel_cache(request)
+    key = panel_key(resolved.project, panel.spec, panel.runs, stamp, start=start, end=end, buckets=buckets)
+    body = cache.get(key)
+    if body is None:
+        body = dump_json(resolved_data(store, panel, resolved, start=start, end=end, buckets=buckets,
+                                       series_json=compact_series))
+        cache.put(key, body)
+    return stamp, body
 
 
 @router.get("/{report_id}/panels/{index}/data", response_model=PanelDataResponse, responses=_ERRORS,
@@ -396,15 +465,53 @@ def panel_data(request: Request, project: str, report_id: RowId, index: PanelInd
     """The runs the panel's run set names (live, or frozen: its run ids, up to its max step) and,
     per run and key, what `GET /projects/{p}/history` answers. `access: "denied"` when the viewer
     may not read the panel's project; `error` for a bad spec, a failed query or no matching runs."""
-    try:
-        report = _store(request).get(project, report_id, version)
-        panel = parse(report["markdown"]).panel(index)
-    except ReportError as error:
-        raise _refused(error) from None
-    store = request.app.state.tracklet.store
+    _, markdown = _store(request).version_markdown(project, report_id, version)
+    panel = document_of(markdown).panel(index)
     # Millions of numbers at most: serialised as they are (models.json_response), not validated.
-    return json_response(panel_data_of(store, panel, project, lambda name: _may_read(request, name, project),
-                                       start=start, end=end, buckets=buckets or None, series_json=compact_series))
+    _, body = _panel_body(request, project, panel, start=start, end=end, buckets=buckets or None)
+    return Response(body, media_type="application/json")
+
+
+@router.get("/{report_id}/data", responses={**_ERRORS, 200: {
+                "content": {"application/x-ndjson": {}},
+                "description": "One JSON line per panel, as each is ready: `{index, stamp, data}` (`data`: what "
+                               "`panels/{index}/data` answers, or null when `stamp` is one the caller said it has)"}},
+            response_class=StreamingResponse, summary="Every panel's data in one streamed answer")
+def report_data(request: Request, project: str, report_id: RowId,
+                version: int | None = Query(None, ge=1, le=MAX_VERSION),
+                panels: PanelList = None, buckets: BucketList = None, known: KnownList = None,
+                ) -> StreamingResponse:
+    """The report's panels' data in document order, each line written as soon as it is ready, so
+    the first panels draw while the others are read. Run sets that several panels share are
+    resolved once; each panel's answer is cached until one of its runs logs more. A live page
+    polls with `known` (the stamps it drew) and redraws only what changed."""
+    _, markdown = _store(request).version_markdown(project, report_id, version)
+    document = document_of(markdown)
+    blocks = [block for block in document.blocks if block.kind == "panel"]
+    wanted = panels or [block.index for block in blocks]  # type: ignore[union-attr]
+    buckets, known = buckets or [1000], known or []
+    if len(wanted) > MAX_PANELS or len(known) > MAX_PANELS:
+        raise ReportError(f"a report has at most {MAX_PANELS} panels; asked for {len(wanted)}")
+    if len(buckets) not in (1, len(wanted)):
+        raise ReportError("buckets: one count for every panel, or one per panel asked for")
+    counts = buckets * len(wanted) if len(buckets) == 1 else buckets
+    have = dict(item.partition(":")[::2] for item in known)
+    chosen = [(document.panel(index), count) for index, count in zip(wanted, counts)]  # 404 for a missing one
+
+    def lines() -> Iterator[bytes]:
+        memo: dict[str, Any] = {}
+        for panel, count in chosen:
+            try:
+                stamp, body = _panel_body(request, project, panel, memo=memo, buckets=count or None)
+            except Exception as problem:  # a database failure: this panel's, not the stream's
+                stamp, body = None, dump_json(answer("ok", f"the panel's data could not be read: {problem}"))
+            head = dump_json({"index": panel.index, "stamp": stamp})[:-1]
+            if stamp is not None and have.get(str(panel.index)) == stamp:
+                yield head + b',"data":null}\n'
+            else:
+                yield head + b',"data":' + body + b"}\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 @router.post("/{report_id}/tokens", response_model=TokenCreatedResponse, responses=_ERRORS,
@@ -412,28 +519,19 @@ def panel_data(request: Request, project: str, report_id: RowId, index: PanelInd
 def create_token(request: Request, project: str, report_id: RowId, body: TokenRequest | None = None
                  ) -> dict[str, Any]:
     """A token that reads this report (and its panels of this project) without an account."""
-    try:
-        return _store(request).create_token(project, report_id, author=_actor(request),
-                                            label=body.label if body is not None else "")
-    except ReportError as error:
-        raise _refused(error) from None
+    return _store(request).create_token(project, report_id, author=_actor(request),
+                                        label=body.label if body is not None else "")
 
 
 @router.get("/{report_id}/tokens", response_model=ReportTokensResponse, responses=_ERRORS,
             summary="A report's view tokens (never their secrets)")
 def list_tokens(request: Request, project: str, report_id: RowId) -> dict[str, Any]:
-    try:
-        return {"tokens": _store(request).tokens(project, report_id)}
-    except ReportError as error:
-        raise _refused(error) from None
+    return {"tokens": _store(request).tokens(project, report_id)}
 
 
 @router.delete("/{report_id}/tokens/{token_id}", response_model=RevokedResponse, responses=_ERRORS,
                summary="Revoke a view token")
 def revoke_token(request: Request, project: str, report_id: RowId,
                  token_id: str = Path(..., max_length=32, pattern="^[A-Za-z0-9]+$")) -> dict[str, Any]:
-    try:
-        _store(request).revoke_token(project, report_id, token_id)
-    except ReportError as error:
-        raise _refused(error) from None
+    _store(request).revoke_token(project, report_id, token_id)
     return {"revoked": token_id}

@@ -1667,7 +1667,12 @@ export interface paths {
          */
         put: operations["save_report_api_v1_projects__project__reports__report_id__put"];
         post?: never;
-        delete?: never;
+        /**
+         * Delete a report
+         * @description Needs `write` on the project; a published report, `admin` (403 otherwise). The report and
+         *     its view tokens go; its versions stay in the database (append-only), unreachable.
+         */
+        delete: operations["delete_report_api_v1_projects__project__reports__report_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1776,6 +1781,29 @@ export interface paths {
          *     may not read the panel's project; `error` for a bad spec, a failed query or no matching runs.
          */
         get: operations["panel_data_api_v1_projects__project__reports__report_id__panels__index__data_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/reports/{report_id}/data": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every panel's data in one streamed answer
+         * @description The report's panels' data in document order, each line written as soon as it is ready, so
+         *     the first panels draw while the others are read. Run sets that several panels share are
+         *     resolved once; each panel's answer is cached until one of its runs logs more. A live page
+         *     polls with `known` (the stamps it drew) and redraws only what changed.
+         */
+        get: operations["report_data_api_v1_projects__project__reports__report_id__data_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2457,6 +2485,26 @@ export interface components {
              * @description What is wrong with its registry file
              */
             detail: string;
+        };
+        /**
+         * DeletedReportResponse
+         * @description The report deleted: gone from listings and routes, its view tokens with it; its versions
+         *     stay in the append-only table, unreachable.
+         */
+        DeletedReportResponse: {
+            /** Id */
+            id: number;
+            /** Project */
+            project: string;
+            /** Title */
+            title: string;
+            /**
+             * Version
+             * @description its latest version
+             */
+            version: number;
+            /** Published Version */
+            published_version: number | null;
         };
         /** DeliveriesResponse */
         DeliveriesResponse: {
@@ -11439,6 +11487,84 @@ export interface operations {
             };
         };
     };
+    delete_report_api_v1_projects__project__reports__report_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                /** @description A row id (a database's 64-bit integer) */
+                report_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeletedReportResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     report_versions_api_v1_projects__project__reports__report_id__versions_get: {
         parameters: {
             query?: never;
@@ -11870,6 +11996,92 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PanelDataResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    report_data_api_v1_projects__project__reports__report_id__data_get: {
+        parameters: {
+            query?: {
+                version?: number | null;
+                /** @description the panels wanted (indexes); default: all */
+                panels?: number[] | null;
+                /** @description buckets per series (0: every point): one count for every panel, or one per panel in `panels` */
+                buckets?: number[] | null;
+                /** @description `index:stamp` of answers the caller has: a panel whose runs haven't changed answers `data: null` */
+                known?: string[] | null;
+            };
+            header?: never;
+            path: {
+                project: string;
+                /** @description A row id (a database's 64-bit integer) */
+                report_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One JSON line per panel, as each is ready: `{index, stamp, data}` (`data`: what `panels/{index}/data` answers, or null when `stamp` is one the caller said it has) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": unknown;
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

@@ -88,6 +88,65 @@ async function call<T>(method: string, path: string, body?: unknown, query: Reco
 
 const base = (project: string) => `/projects/${enc(project)}/reports`;
 
+/** One line of `GET .../reports/{id}/data`: a panel's answer (`data` null: unchanged since the `stamp` the caller sent). */
+export interface PanelLine {
+  index: number;
+  stamp: string | null;
+  data: PanelData | null;
+}
+
+/** Panels asked for in one streamed request: their indexes, buckets per series each, and the stamps drawn already. */
+export interface PanelsRequest {
+  panels: { index: number; buckets: number }[];
+  known?: Map<number, string>;
+}
+
+async function refusal(response: Response): Promise<ApiError> {
+  let detail = response.statusText;
+  try {
+    const payload = await response.json();
+    detail = typeof payload.detail === "string" ? payload.detail : JSON.stringify(payload.detail);
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(response.status, detail);
+}
+
+/** Every panel asked for in one request, answered as a stream of JSON lines: `onPanel` is called
+ * for each as it arrives (the first panels draw while the server reads the others). */
+async function streamPanels(project: string, id: string | number, version: number | null | undefined, request: PanelsRequest,
+  onPanel: (line: PanelLine) => void): Promise<void> {
+  const params = new URLSearchParams();
+  if (version) params.set("version", String(version));
+  for (const panel of request.panels) params.append("panels", String(panel.index));
+  const counts = [...new Set(request.panels.map((panel) => panel.buckets))];
+  for (const count of counts.length === 1 ? counts : request.panels.map((panel) => panel.buckets)) params.append("buckets", String(count));
+  for (const [index, stamp] of request.known ?? []) params.append("known", `${index}:${stamp}`);
+  const response = await fetch(`/api/v1${base(project)}/${enc(id)}/data?${params}`, { headers: headers(false) });
+  if (!response.ok || !response.body) throw await refusal(response);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  const emit = (text: string) => {
+    if (!text.trim()) return;
+    const line = JSON.parse(text) as PanelLine;
+    if (line.data?.history) line.data.history = plottable(line.data.history as never);
+    onPanel(line);
+  };
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    let end = pending.indexOf("\n");
+    while (end >= 0) {
+      emit(pending.slice(0, end));
+      pending = pending.slice(end + 1);
+      end = pending.indexOf("\n");
+    }
+  }
+  emit(pending + decoder.decode());
+}
+
 export const reportsApi = {
   list: (project: string) => call<Schemas["ReportsResponse"]>("GET", base(project)),
   create: (project: string, title: string, markdown: string) => call<Report>("POST", base(project), { title, markdown }),
@@ -100,7 +159,10 @@ export const reportsApi = {
   diff: (project: string, id: string | number, a: number, b: number) => call<Schemas["ReportDiffResponse"]>("GET", `${base(project)}/${enc(id)}/diff`, undefined, { a, b }),
   revert: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/revert`, { version }),
   publish: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
+  delete: (project: string, id: string | number) => call<Schemas["DeletedReportResponse"]>("DELETE", `${base(project)}/${enc(id)}`),
   freeze: (project: string, id: string | number) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
+  panels: (project: string, id: string | number, version: number | null | undefined, request: PanelsRequest, onPanel: (line: PanelLine) => void) =>
+    streamPanels(project, id, version, request, onPanel),
   panelData: (project: string, id: string | number, index: number, version?: number | null, window?: { start: number | null; end: number | null; buckets: number } | null) =>
     call<PanelData>("GET", `${base(project)}/${enc(id)}/panels/${index}/data`, undefined, { version, ...(window ?? {}) }).then((data) => ({
       ...data,

@@ -11,13 +11,17 @@ import { fromApi, type RunSeries } from "../charts/data";
 import { PANEL_SIZES } from "../charts/workspace";
 import { mark, registerProbe } from "../debug";
 import { h } from "../dom";
-import type { Block, PanelBlock, PanelData, PanelSpec, RunSetSpec } from "./api";
+import type { Block, PanelBlock, PanelData, PanelLine, PanelSpec, PanelsRequest, RunSetSpec } from "./api";
 import { renderMarkdown } from "./markdown";
 
 /** What to ask for: a window of x (a zoom; null ends: the whole run) and about one bucket per pixel of the chart. */
 export type PanelWindow = { start: number | null; end: number | null; buckets: number } | null;
 /** A panel's data; `window` is only a hint (a snapshot has what it has: the chart zooms into it). */
 export type PanelLoader = (block: PanelBlock, window: PanelWindow) => Promise<PanelData>;
+/** Many panels' data in one streamed request (the report page: `reportsApi.panels`); `onPanel` per panel as it comes. */
+export type PanelsLoader = (request: PanelsRequest, onPanel: (line: PanelLine) => void) => Promise<void>;
+/** How often a report's live panels ask whether their runs logged more. */
+export const REPORT_POLL_MS = 5000;
 
 /** Grid columns (of 6) a panel takes by its size: three small, two medium or one large per row. */
 const SPAN = { s: 2, m: 3, l: 6 } as const;
@@ -44,9 +48,13 @@ export class ReportPanelView {
   readonly el: HTMLElement;
   state: PanelState = "loading";
   reason = "";
+  /** The answer's stamp (the server's digest of its runs and how far they logged); null: not from a stream. */
+  stamp: string | null = null;
+  /** Times new data was drawn into the chart after its first draw (live run sets). */
+  refreshes = 0;
   data: PanelData | null = null;
   chart: ChartPanel | null = null;
-  private zoom: [number, number] | null = null;
+  zoom: [number, number] | null = null;
   private full: RunSeries[] = [];
   loader: PanelLoader | null = null;
   private names = new Map<string, string>();
@@ -94,6 +102,13 @@ export class ReportPanelView {
       }
     }
     if (!series.length) return this.fail("error", title, data.runs.length ? `no points of ${keys.join(", ")} in these runs` : "the run set matches no runs");
+    if (this.chart && this.state === "drawn" && !this.zoom) {
+      // Live data: the same chart, drawn again (hover, size and options stay).
+      this.chart.loads++;
+      this.chart.setRuns(series);
+      this.refreshes++;
+      return;
+    }
     const size = spec.size && spec.size in PANEL_SIZES ? spec.size : "m";
     this.chart?.destroy();
     this.chart = new ChartPanel(this.chartId, title, {
@@ -189,10 +204,12 @@ export class ReportDocument {
   private paintedAt: number | null = null;
   private readonly startedAt = performance.now();
   private readonly unregister: () => void;
+  private pollTimer: number | undefined;
   constructor(
     blocks: Block[],
     private readonly loader: PanelLoader,
     readonly prefix = "report",
+    private readonly batch: PanelsLoader | null = null,
   ) {
     this.el = h("article.report-body");
     let grid: HTMLElement | null = null;
@@ -214,32 +231,78 @@ export class ReportDocument {
     this.unregister = registerProbe(prefix, () => this.probe());
   }
 
-  /** Ask for every panel's data (a few at a time) and draw each as it comes. */
+  /** About one bucket per 2 px of the panel's width (min and max per bucket keep every spike; a zoom
+   * asks again at one per pixel): half the points to send and draw for 20 panels. */
+  private static buckets(view: ReportPanelView): number {
+    return Math.max(100, Math.min(2000, Math.round(view.el.clientWidth / 2)));
+  }
+
+  /** Ask for every panel's data and draw each as it comes: in one streamed request when there is a
+   * batch loader (the report page), else a few panels at a time. */
   async load(): Promise<void> {
-    const queue = [...this.panels];
+    const queue = this.panels.filter((view) => {
+      if (!view.block.error) return true;
+      view.show(null, view.block.error);
+      return false;
+    });
+    if (this.batch && queue.length) {
+      try {
+        await this.stream(queue);
+      } catch {
+        /* the panels not drawn yet are asked for one by one below */
+      }
+    }
+    const rest = queue.filter((view) => view.state === "loading");
     const worker = async () => {
-      for (let view = queue.shift(); view && !this.stopped; view = queue.shift()) {
-        if (view.block.error) {
-          view.show(null, view.block.error);
-          continue;
-        }
+      for (let view = rest.shift(); view && !this.stopped; view = rest.shift()) {
         try {
-          // About one bucket per 2 px of the panel's width (min and max per bucket keep every spike;
-          // a zoom asks again at one per pixel): half the points to send and draw for 20 panels.
-          const buckets = Math.max(100, Math.min(2000, Math.round(view.el.clientWidth / 2)));
-          const data = await this.loader(view.block, { start: null, end: null, buckets });
+          const data = await this.loader(view.block, { start: null, end: null, buckets: ReportDocument.buckets(view) });
           if (!this.stopped) view.show(data, null);
         } catch (error) {
           if (!this.stopped) view.show(null, String((error as Error).message ?? error));
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, this.panels.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, rest.length) }, worker));
     if (!this.stopped) {
       this.paintedAt = performance.now();
       this.el.dataset.painted = "true";
       mark(`${this.prefix}-painted`);
     }
+  }
+
+  /** One streamed request for `views`; with `known`, panels whose runs haven't changed answer nothing new. */
+  private async stream(views: ReportPanelView[], known?: Map<number, string>): Promise<void> {
+    const byIndex = new Map(views.map((view) => [view.block.index, view]));
+    await this.batch!({ panels: views.map((view) => ({ index: view.block.index, buckets: ReportDocument.buckets(view) })), known }, (line) => {
+      const view = byIndex.get(line.index);
+      if (!view || this.stopped || !line.data) return;
+      view.stamp = line.stamp;
+      view.show(line.data, null);
+      mark(`${this.prefix}-first-panel`);
+    });
+  }
+
+  /** Keep live run sets current: every `interval` ms (while the page is visible), ask whether the
+   * runs of each live panel (not frozen, not zoomed) logged more, and redraw those that did. */
+  live(interval = REPORT_POLL_MS): void {
+    if (!this.batch) return;
+    const tick = async () => {
+      if (this.stopped) return;
+      const views = this.panels.filter((view) => !runSetOf(view.block).frozen && !view.block.error && !view.zoom
+        && (view.state === "drawn" || view.state === "error"));
+      if (views.length && document.visibilityState !== "hidden") {
+        const known = new Map<number, string>();
+        for (const view of views) if (view.stamp) known.set(view.block.index, view.stamp);
+        try {
+          await this.stream(views, known);
+        } catch {
+          /* the next tick tries again */
+        }
+      }
+      if (!this.stopped) this.pollTimer = window.setTimeout(() => void tick(), interval);
+    };
+    this.pollTimer = window.setTimeout(() => void tick(), interval);
   }
 
   /** Each panel's data as loaded, by block index (what an exported file embeds). */
@@ -251,6 +314,7 @@ export class ReportDocument {
 
   destroy(): void {
     this.stopped = true;
+    clearTimeout(this.pollTimer);
     this.unregister();
     for (const view of this.panels) view.destroy();
     this.el.remove();
@@ -258,7 +322,7 @@ export class ReportDocument {
 
   private probe() {
     return {
-      panels: this.panels.map((view) => ({ index: view.block.index, state: view.state, reason: view.reason, chart: view.chartId })),
+      panels: this.panels.map((view) => ({ index: view.block.index, state: view.state, reason: view.reason, chart: view.chartId, refreshes: view.refreshes })),
       painted: this.paintedAt !== null,
       paintMs: this.paintedAt === null ? null : this.paintedAt - this.startedAt,
     };

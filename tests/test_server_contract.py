@@ -55,6 +55,8 @@ def test_every_route_declares_a_response_model_and_error_response(app):
             assert route.response_model is None, name
         elif route.name in ("get_file", "get_blob", "get_media_file", "get_table_blob"):  # raw bytes, declared as such
             assert "application/octet-stream" in route.responses[200]["content"], name
+        elif route.name == "report_data":  # JSON lines streamed as each panel is ready, declared as such
+            assert "application/x-ndjson" in route.responses[200]["content"], name
         else:
             assert route.response_model is not None and issubclass(route.response_model, BaseModel), name
         errors = {status: spec for status, spec in route.responses.items() if int(status) >= 400}

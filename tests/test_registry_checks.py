@@ -209,3 +209,28 @@ def test_each_check_has_its_own_bounded_timeout(deployment, receiver):
     request_id = _request(alice)
     assert bob.post(f"/registry-requests/{request_id}/reviews", json={"decision": "approve"}).status_code == 200
     assert alice.get(NET + "/versions/production").json()["link"]["version"] == 1
+
+
+def test_the_migration_keeps_existing_checks_at_ten_seconds(tmp_path):
+    """A database at s0009 with a check: after s0010 the check has its own timeout column, 10 s."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from tracklet.server import schema as server_schema
+    from tracklet.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)
+    config = Config()
+    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "s0009")
+        connection.execute(sa.text("INSERT INTO automations (id, name, event, filter, action, url, secret, created_at) "
+                                   "VALUES (1, 'canary', 'promotion.check', '{}', 'webhook', 'http://x', 's', 0)"))
+        connection.execute(sa.text("INSERT INTO registry_checks VALUES ('model', 'net', 'production', 1)"))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "s0010")
+        assert connection.execute(sa.text("SELECT alias, automation_id, timeout FROM registry_checks")).all() == [
+            ("production", 1, 10.0)]

@@ -401,9 +401,10 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
     """Move `alias` to the version `version` names, appending the move to the alias's history.
     A protected alias answers 409 naming the promotion request opened (for every role: only
     reviews move it). Needs the member role."""
-    _require(request, check_registry_name(registry), "move_alias")
-    target = _resolve(request, registry, collection, body.version)
-    event = registry_of(request).set_alias(target.registry, target.collection, alias, f"v{target.version}",
+    registry, collection = _names(registry, collection)
+    _require(request, registry, "move_alias")
+    # `version` is resolved inside the move's transaction (no read before it): one transaction a move.
+    event = registry_of(request).set_alias(registry, collection, alias, check_selector(body.version),
                                            actor=_actor(request), reason=body.reason)
     return {"event": event.to_json() if event is not None else None}
 

@@ -59,3 +59,47 @@ def test_a_failing_audit_insert_rolls_back_each_routes_change(keyed_server):  # 
             if action == "create_user":
                 events = events[1:]  # bob's, made before the trigger
             assert events == [(503, "error"), (answer.status_code, "ok")], action
+
+
+def test_an_event_whose_commit_fails_is_not_counted_as_written(tmp_path):
+    """The request's written ids name only events that committed: a COMMIT that fails after the
+    event's insert (a deferred constraint here, real SQLite) takes the id out, so the middleware
+    writes the event of the answer instead of trusting a lost one."""
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+
+    from tracklet.server import audit
+
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)
+    audit.AuditLog(store.engine)
+    audit.install_unit_of_work(FastAPI(), store.engine)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        connection.exec_driver_sql("CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER "
+                                   "REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+
+    class Route:
+        name, status_code = "make_child", 201
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/children", "route": Route(), "headers": [],
+             "state": {"audit_armed": True}}
+    token = audit._REQUEST_SCOPE.set(scope)
+    try:
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+            try:
+                with connection.begin():
+                    connection.exec_driver_sql("INSERT INTO child VALUES (1, 99)")  # no parent 99: COMMIT fails
+            except sa.exc.IntegrityError:
+                pass
+        # (closing the connection rolled the failed transaction back: SQLite keeps it open after such a COMMIT)
+        assert scope["state"]["audit_in_tx"] == []  # inserted, then lost with its transaction
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO parent VALUES (99)")
+        (event_id,) = scope["state"]["audit_in_tx"]  # the next writing transaction carried it
+    finally:
+        audit._REQUEST_SCOPE.reset(token)
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT id, action, status FROM audit_events")).all()
+    assert rows == [(event_id, "make_child", 201)]

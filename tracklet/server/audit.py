@@ -238,6 +238,7 @@ def _record_scope(connection: sa.Connection, scope: Scope, status: int) -> int |
         return None
     event_id = _insert(connection, event)
     written.append(event_id)
+    connection.info[_PENDING] = (written, event_id)  # until its transaction ends: see _lost
     return event_id
 
 
@@ -245,6 +246,7 @@ def _record_scope(connection: sa.Connection, scope: Scope, status: int) -> int |
 # copy it): the unit of work the engine's commit hook joins the request's audit event to.
 _REQUEST_SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("audit_scope", default=None)
 _WROTE = "tracklet_audit_wrote"  # Connection.info: this transaction wrote (not only to audit_events)
+_PENDING = "tracklet_audit_pending"  # Connection.info: (the request's written ids, the id this transaction inserted)
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT", "WITH")
 
 
@@ -263,7 +265,24 @@ def _armed() -> Scope | None:
 
 
 def _begin(connection: sa.Connection) -> None:
+    """A new transaction: the connection's last one ended, committed unless ``_lost`` said otherwise."""
     connection.info.pop(_WROTE, None)
+    connection.info.pop(_PENDING, None)
+
+
+def _lost(connection: sa.Connection) -> None:
+    """The transaction rolled back, or its COMMIT failed: the event it inserted is not written,
+    so the request's ids no longer name it (the middleware then writes the event of the answer)."""
+    connection.info.pop(_WROTE, None)
+    pending = connection.info.pop(_PENDING, None)
+    if pending is not None and pending[1] in pending[0]:
+        pending[0].remove(pending[1])
+
+
+def _error(context: Any) -> None:
+    """A failed COMMIT (no statement: SQLAlchemy fires no rollback event after one)."""
+    if context.connection is not None and context.statement is None:
+        _lost(context.connection)
 
 
 def _after_execute(connection: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any,
@@ -308,7 +327,8 @@ def install_unit_of_work(app: FastAPI, engine: sa.Engine) -> None:
     sa.event.listen(engine, "begin", _begin)
     sa.event.listen(engine, "after_cursor_execute", _after_execute)
     sa.event.listen(engine, "commit", _commit)
-    sa.event.listen(engine, "rollback", _begin)
+    sa.event.listen(engine, "rollback", _lost)
+    sa.event.listen(engine, "handle_error", _error)
 
 
 class AuditMiddleware:
@@ -335,9 +355,8 @@ class AuditMiddleware:
             if event is None:
                 return
             written = (scope.get("state") or {}).get("audit_in_tx")
-            # Written in the change's own transaction: a transaction that failed to commit
-            # surfaces as a 5xx (an unhandled database error, RegistryUnavailable, AuditUnavailable),
-            # so only then is the table asked whether the event is there.
+            # Written in the change's own transaction, which committed: a rollback or a failed
+            # COMMIT takes its id out of the list (_lost). A 5xx asks the table all the same.
             if written and status < 500:
                 return
             try:

@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import tracklet
-    from serverproc import Server
+    from serverproc import Server  # type: ignore[import-not-found,unused-ignore]  # tests/, on sys.path
 
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,6 +84,7 @@ def main() -> None:
                 assert http.put(path, json={"version": "v0"}).status_code == 200  # warm-up
                 times = []
                 load_before = os.getloadavg()[0]
+                assert server.proc is not None
                 process = psutil.Process(server.proc.pid)
                 cpu_before = sum(process.cpu_times()[:2])
                 for n in range(args.moves):

@@ -7,6 +7,7 @@ event (the middleware's) is the request's one event."""
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import httpx
 from test_audit import _bearer, _events, keyed_server  # noqa: F401  (a fixture)
@@ -81,7 +82,7 @@ def test_an_event_whose_commit_fails_is_not_counted_as_written(tmp_path):
     class Route:
         name, status_code = "make_child", 201
 
-    scope = {"type": "http", "method": "POST", "path": "/api/v1/children", "route": Route(), "headers": [],
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/api/v1/children", "route": Route(), "headers": [],
              "state": {"audit_armed": True}}
     token = audit._REQUEST_SCOPE.set(scope)
     try:

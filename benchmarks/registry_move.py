@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=500)
     parser.add_argument("--store", default=None, help="a PostgreSQL URL (default: the server's SQLite)")
     parser.add_argument("--in-process", action="store_true", help="also time the transaction without HTTP")
+    parser.add_argument("--rule-event", default="alias.moved",
+                        help="the webhook rule's event (another one, e.g. run.alert: no delivery per move)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -69,7 +71,7 @@ def main() -> None:
             server.wait_ready(timeout=180)  # a loaded machine starts a server slowly
             headers = {"Authorization": f"Bearer {admin}"}
             with httpx.Client(base_url=server.url + "/api/v1", headers=headers, timeout=60) as http:
-                made = http.post("/automations", json={"name": "hook", "event": "alias.moved", "action": "webhook",
+                made = http.post("/automations", json={"name": "hook", "event": args.rule_event, "action": "webhook",
                                                        "url": "http://127.0.0.1:9/nowhere"})
                 assert made.status_code == 201, made.text
                 run = tracklet.init(project="bench", dir=str(Path(tmp) / "client"), mode="online",

@@ -1,8 +1,9 @@
 """The model registry pages in a real headless Chromium (test_dashboard.py's browser and page
 fixtures) against a real `tracklet server` with API keys: collections, versions with aliases, the
-alias history, a model card, the link to the producing artifact version's lineage, and promotion
-requests approved and rejected through the buttons by a registry admin other than the requester
-(whose own view has no buttons)."""
+alias history, a model card, the registered model's lineage graph (registry version -> artifact
+version -> producing run -> its dataset version and code commit), promotion requests approved and
+rejected through the buttons by a registry admin other than the requester (whose own view has no
+buttons), and a registry admin managing roles and protected aliases (others get no controls)."""
 
 from __future__ import annotations
 
@@ -97,10 +98,12 @@ def test_registry_pages_show_collections_versions_history_and_card(registry, pag
     assert page.text_content("tr[data-field='run'] a") == f"train/{run_id}"
     source = page.text_content("tr[data-field='source'] a")
     assert source.startswith("train/") and source.endswith(":v1")
-    page.click("a.lineage-link")  # to the linked artifact version's lineage: the run that produced it
+    page.click("a.lineage-link")  # the registered model's lineage: the version it links, the run that produced it
     page.wait_for_selector(f"g.lineage-node[data-id='run:train/{run_id}']")
-    assert page.url == server.url + f"/projects/train/artifacts/{source.split('/')[1].replace(':', '/')}/lineage"
-    assert page.locator("g.lineage-node.root").get_attribute("data-id") == f"artifact:{source}"
+    assert page.url == server.url + "/registry/model/net/v1/lineage"
+    assert page.locator("g.lineage-node.root").get_attribute("data-id") == "registry:model/net:v1"
+    assert page.locator(f"path.lineage-edge[data-source='artifact:{source}'][data-target='registry:model/net:v1']"
+                        "[data-kind='linked']").count() == 1
 
     page.goto(server.url + "/registry/model/net/v0")  # no card yet: says how to make one
     page.wait_for_selector("p.no-card")
@@ -169,3 +172,124 @@ def test_a_refused_review_shows_the_servers_reason(registry, page, allowed_error
     row.locator("button.approve").click()
     page.wait_for_selector(".review-error:not([hidden])")
     assert "is rejected: it can't be reviewed (HTTP 400)" in page.text_content(".review-error")
+
+
+def _git_repo(directory: Path) -> str:
+    """A git repository with one commit; its sha."""
+    directory.mkdir(parents=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x"}
+    for args in (["init", "-q", "-b", "main"], ["add", "train.py"], ["commit", "-q", "-m", "train"]):
+        if args[0] == "add":
+            (directory / "train.py").write_text("print('train')\n")
+        subprocess.run(["git", *args], cwd=directory, env=env, check=True, capture_output=True, timeout=60)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+
+
+def test_the_lineage_graph_goes_from_a_registered_model_to_its_dataset_and_code(
+        servers, tmp_path, page, monkeypatch):  # noqa: F811
+    """Several hops from the registry version: model/net:v0 <- the model artifact version <- the
+    training run <- the dataset version it used (<- the run that logged it) and the commit it ran."""
+    server = servers(tmp_path / "server")
+    sha = _git_repo(tmp_path / "repo")
+    monkeypatch.chdir(tmp_path / "repo")
+    online = {"base_url": server.url, "console": "off", "system_metrics": False}
+    prepare = tracklet.init(project="data", dir=str(tmp_path / "client"), mode="online", settings={**QUIET, **online})
+    dataset = tracklet.Artifact("mnist", type="dataset")
+    (tmp_path / "images.bin").write_bytes(b"pixels")
+    dataset.add_file(str(tmp_path / "images.bin"))
+    prepare.log_artifact(dataset).wait()
+    prepare_id = prepare.id
+    prepare.finish()
+    train = tracklet.init(project="train", dir=str(tmp_path / "client"), mode="online",
+                          settings={**online, "capture_environment": True, "capture_wait": 60})
+    train.use_artifact("data/mnist:latest")
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    train.link_model(tmp_path / "model.pt", registered_model_name="net", aliases=["production"])
+    train_id = train.id
+    train.finish()
+
+    graph = httpx.get(server.url + NET + "/versions/production/lineage", params={"hops": 3}).json()
+    kinds = {node["id"]: node["kind"] for node in graph["nodes"]}
+    edges = {(edge["source"], edge["target"], edge["kind"]) for edge in graph["edges"]}
+    assert graph["root"] == "registry:model/net:v0"
+    model_node = next(i for i, k in kinds.items() if k == "artifact" and i.startswith("artifact:train/"))
+    assert {(model_node, "registry:model/net:v0", "linked"), (f"run:train/{train_id}", model_node, "logged"),
+            ("artifact:data/mnist:v0", f"run:train/{train_id}", "used"),
+            (f"run:data/{prepare_id}", "artifact:data/mnist:v0", "logged"),
+            (f"commit:{sha}", f"run:train/{train_id}", "code")} <= edges
+    assert kinds[f"commit:{sha}"] == "commit"
+
+    page.goto(server.url + "/registry/model/net/v0")
+    page.click("a.lineage-link")
+    page.wait_for_selector(f"g.lineage-node.commit[data-id='commit:{sha}']")
+    assert page.url == server.url + "/registry/model/net/v0/lineage"
+    for node_id in ("registry:model/net:v0", model_node, f"run:train/{train_id}", "artifact:data/mnist:v0",
+                    f"run:data/{prepare_id}"):
+        assert page.locator(f"g.lineage-node[data-id='{node_id}']").count() == 1, node_id
+    assert page.text_content(f"g.lineage-node[data-id='commit:{sha}'] text.title") == f"commit {sha[:12]}"
+    assert "main" in page.text_content(f"g.lineage-node[data-id='commit:{sha}'] text.subtitle")
+    # Data flows left to right: the dataset's layer before the run's, the run's before the registry version's.
+    layer = {node_id: int(page.get_attribute(f"g.lineage-node[data-id='{node_id}']", "data-layer"))
+             for node_id in ("artifact:data/mnist:v0", f"run:train/{train_id}", "registry:model/net:v0")}
+    assert layer["artifact:data/mnist:v0"] < layer[f"run:train/{train_id}"] < layer["registry:model/net:v0"]
+    assert page.text_content(".lineage-count") == "2 runs, 2 artifact versions, 1 commits, 5 edges"
+    page.select_option("select.hops", "1")  # one hop from the model version: the training run, not its inputs
+    page.wait_for_selector("g.lineage-node[data-id='artifact:data/mnist:v0']", state="detached")
+    assert page.locator(f"g.lineage-node[data-id='commit:{sha}']").count() == 1
+
+
+def test_a_registry_admin_manages_roles_and_protections_and_others_get_no_controls(
+        registry, page, browser, allowed_errors):  # noqa: F811
+    server, keys, alice, _ = registry
+    _as(page, keys["bob"])  # bob: a registry admin
+    page.goto(server.url + "/registry")
+    members = page.locator("details.registry-members[data-registry='model']")
+    members.locator("summary").click()
+    alice_row = members.locator("tr[data-member='alice']")
+    alice_row.wait_for()
+    assert alice_row.locator("select.role-select").input_value() == "admin"
+    alice_row.locator("select.role-select").select_option("member")
+    page.wait_for_function("() => document.querySelector(\"tr[data-member='alice'] select\").value === 'member'"
+                           " && !document.querySelector(\"tr[data-member='alice'] select\").disabled")
+    roles = {m["user"]: m["role"] for m in alice.get("/api/v1/registries/model/members").json()["members"]}
+    assert roles == {"alice": "member", "bob": "admin"}
+
+    page.goto(server.url + "/registry/model/net")
+    panel = page.locator(".protections-card")
+    panel.wait_for()
+    production = panel.locator("tr[data-alias='production']")
+    assert production.locator("input.approvals").input_value() == "1"
+    production.locator("input.approvals").fill("2")
+    production.locator("button.save-protection").click()
+    page.wait_for_selector(".protection[data-alias='production']:text('2 approvals')")
+    new = panel.locator("tr.new-protection")
+    new.locator("input.alias-name").fill("staging")
+    new.locator("button.save-protection").click()
+    page.wait_for_selector(".protection[data-alias='staging']")
+    protections = alice.get(NET + "/protections").json()["protections"]
+    assert [(p["alias"], p["approvals"]) for p in protections] == [("production", 2), ("staging", 1)]
+    # A refused change says why: a check needs a webhook automation that exists.
+    allowed_errors.append("status of 400")
+    staging = page.locator(".protections-card tr[data-alias='staging']")
+    staging.locator("input.check").fill("999")
+    staging.locator("button.save-protection").click()
+    page.wait_for_selector(".protect-error:not([hidden])")
+    assert "no automation #999 to check promotions with (HTTP 400)" in page.text_content(".protect-error")
+
+    # alice is a member now: no members editor, no protection controls; the server refuses her too.
+    alice_context = browser.new_context()
+    alice_context.add_init_script(f"localStorage.setItem('tracklet.apiKey', {keys['alice']!r})")
+    alice_tab = alice_context.new_page()
+    alice_tab.goto(server.url + "/registry")
+    alice_tab.wait_for_selector("section[data-registry='model'] .role:text('your role: member')")
+    assert alice_tab.locator("details.registry-members").count() == 0
+    alice_tab.goto(server.url + "/registry/model/net")
+    alice_tab.wait_for_selector("table.registry-versions")
+    assert alice_tab.locator(".protections-card").count() == 0
+    assert alice_tab.locator(".protection[data-alias='production']").count() == 1  # she still sees them
+    alice_context.close()
+    assert alice.put(NET + "/protections/production", json={"approvals": 0}).status_code == 403
+    assert alice.put("/api/v1/registries/model/members/alice", json={"role": "admin"}).status_code == 403
+    assert alice.delete("/api/v1/registries/model/members/bob").status_code == 403

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.status = 503
+        self.delay = 0.0  # seconds before answering
         self.got: list[tuple[dict[str, str], bytes]] = []
         receiver = self
 
@@ -35,11 +37,15 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                time.sleep(receiver.delay)
                 answer = b"model regressed on the canary set" if receiver.status >= 400 else b"ok"
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                try:
+                    self.send_response(receiver.status)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):  # the server gave up waiting (its timeout)
+                    pass
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -101,9 +107,9 @@ def test_a_promotion_moves_only_after_its_webhook_check_answers_ok(deployment, r
     root, users, rule_id, _ = deployment
     alice, bob, carol = users["alice"], users["bob"], users["carol"]
     protected = alice.put(NET + "/protections/production", json={"approvals": 2, "check": rule_id})
-    assert protected.json() == {"alias": "production", "approvals": 2, "check": rule_id}
+    assert protected.json() == {"alias": "production", "approvals": 2, "check": rule_id, "check_timeout": 10.0}
     assert alice.get(NET + "/protections").json() == {"protections": [
-        {"alias": "production", "approvals": 2, "check": rule_id}]}
+        {"alias": "production", "approvals": 2, "check": rule_id, "check_timeout": 10.0}]}
     request_id = _request(alice)
 
     # The first of two approvals completes nothing: no check is asked.
@@ -165,7 +171,7 @@ def test_a_check_must_be_a_webhook_automation_on_a_protected_alias(deployment, r
     alice = users["alice"]
     for body, detail in (({"approvals": 1, "check": slack_id}, f"automation #{slack_id} (chat) is a slack rule: a "
                           "check must be a webhook"),
-                         ({"approvals": 1, "check": 999}, "no automation 999"),
+                         ({"approvals": 1, "check": 999}, "no automation #999 to check promotions with"),
                          ({"approvals": 0, "check": rule_id}, "a check guards promotions: it needs approvals of at "
                           "least 1")):
         answer = alice.put(NET + "/protections/production", json=body)
@@ -175,3 +181,56 @@ def test_a_check_must_be_a_webhook_automation_on_a_protected_alias(deployment, r
     assert alice.put(NET + "/protections/production", json={"approvals": 0}).status_code == 200
     assert alice.put(NET + "/aliases/production", json={"version": "v1"}).status_code == 200
     assert receiver.got == []
+
+
+def test_each_check_has_its_own_bounded_timeout(deployment, receiver):
+    """A check answering after its protection's timeout fails the approval (nothing recorded); the
+    timeout is listed with the protection, defaults to 10 s, and out-of-bounds values are refused."""
+    root, users, rule_id, _ = deployment
+    alice, bob = users["alice"], users["bob"]
+    for timeout in (0.1, 121, "soon", True):
+        refused = alice.put(NET + "/protections/production", json={"approvals": 1, "check": rule_id,
+                                                                     "check_timeout": timeout})
+        assert refused.status_code == 422, (timeout, refused.text)
+    assert alice.put(NET + "/protections/production", json={"approvals": 1, "check": rule_id}).status_code == 200
+    assert alice.get(NET + "/protections").json()["protections"] == [
+        {"alias": "production", "approvals": 1, "check": rule_id, "check_timeout": 10.0}]
+    set_ = alice.put(NET + "/protections/production", json={"approvals": 1, "check": rule_id, "check_timeout": 0.5})
+    assert set_.status_code == 200 and set_.json()["check_timeout"] == 0.5
+    assert alice.get(NET + "/protections").json()["protections"][0]["check_timeout"] == 0.5
+    receiver.status, receiver.delay = 200, 3.0  # a 2xx, but after the check's 0.5 s
+    request_id = _request(alice)
+    late = bob.post(f"/registry-requests/{request_id}/reviews", json={"decision": "approve"})
+    assert late.status_code == 409 and "its check failed (canary: ReadTimeout" in late.json()["detail"], late.text
+    assert alice.get("/registry-requests?state=pending").json()["requests"][0]["reviews"] == []
+    receiver.delay = 0.0
+    assert alice.put(NET + "/protections/production", json={"approvals": 1, "check": rule_id,
+                                                             "check_timeout": 5}).status_code == 200
+    request_id = _request(alice)
+    assert bob.post(f"/registry-requests/{request_id}/reviews", json={"decision": "approve"}).status_code == 200
+    assert alice.get(NET + "/versions/production").json()["link"]["version"] == 1
+
+
+def test_the_migration_keeps_existing_checks_at_ten_seconds(tmp_path):
+    """A database at s0009 with a check: after s0010 the check has its own timeout column, 10 s."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from tracklet.server import schema as server_schema
+    from tracklet.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)
+    config = Config()
+    config.set_main_option("script_location", str(server_schema.MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "s0009")
+        connection.execute(sa.text("INSERT INTO automations (id, name, event, filter, action, url, secret, created_at) "
+                                   "VALUES (1, 'canary', 'promotion.check', '{}', 'webhook', 'http://x', 's', 0)"))
+        connection.execute(sa.text("INSERT INTO registry_checks VALUES ('model', 'net', 'production', 1)"))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "s0010")
+        assert connection.execute(sa.text("SELECT alias, automation_id, timeout FROM registry_checks")).all() == [
+            ("production", 1, 10.0)]

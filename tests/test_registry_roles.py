@@ -25,6 +25,7 @@ MATRIX = [
     ("read_card", 401, 403, 200, 200, 200),
     ("list_members", 401, 403, 200, 200, 200),
     ("read_protections", 401, 403, 200, 200, 200),
+    ("read_lineage", 401, 403, 200, 200, 200),  # also needs read on the version's project (all have it)
     ("link", 401, 403, 403, 200, 200),
     ("move_alias", 401, 403, 403, 200, 200),
     ("move_protected_alias", 401, 403, 403, 409, 409),
@@ -83,6 +84,8 @@ def _act(action: str, client: httpx.Client, admin: httpx.Client) -> httpx.Respon
         return client.get("/registries/model/members")
     if action == "read_protections":
         return client.get(net + "/protections")
+    if action == "read_lineage":
+        return client.get(net + "/versions/v0/lineage")
     if action == "link":
         source = admin.get(net + "/versions/v0").json()["link"]
         return client.post(net + "/links", json={"project": "train", "name": source["source_name"],

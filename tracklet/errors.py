@@ -24,6 +24,7 @@ __all__ = [
     "ArtifactNameError",
     "ArtifactNotFound",
     "ArtifactVerifyError",
+    "AuditUnavailable",
     "AuthError",
     "BadRequest",
     "ChunkCorrupt",
@@ -301,6 +302,11 @@ class TableNotFound(TrackletError, LookupError):
 
 
 # ---------------------------------------------------------------- the model registry (tracklet.registry)
+
+
+class AuditUnavailable(TrackletError):
+    """A server change's audit event could not be written in the change's transaction, so the
+    change rolled back: nothing changed (HTTP 503; docs/audit.md)."""
 
 
 class RegistryError(ArtifactError):

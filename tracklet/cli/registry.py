@@ -165,16 +165,21 @@ def card(ctx: click.Context, version_ref: str, generate: bool, save: bool, from_
               help="Approvals (by others than the requester) a move needs; 0 lifts the protection.")
 @click.option("--check", type=click.IntRange(1, 2**63 - 1), default=None,
               help="A webhook automation's id (server only): it must answer 2xx before a promotion completes.")
+@click.option("--check-timeout", type=click.FloatRange(0.5, 120), default=None,
+              help="Seconds the check may take to answer (0.5-120; default 10): a timeout fails it.")
 @click.pass_context
 @_handle_errors
-def protect(ctx: click.Context, collection: str, alias: str, approvals: int, check: int | None) -> None:
+def protect(ctx: click.Context, collection: str, alias: str, approvals: int, check: int | None,
+            check_timeout: float | None) -> None:
     """Protect ALIAS of COLLECTION: moving it takes an approved promotion request."""
     ref = _collection(collection)
     if check is not None and not ctx.meta.get("registry_url"):
         raise CliError("--check needs a server's registry (--url): webhook checks are a server's")
+    if check_timeout is not None and check is None:
+        raise CliError("--check-timeout is the timeout of a --check")
     registry = _api(ctx).registry
     if check is not None:
-        registry.protect(ref.registry, ref.collection, alias, approvals, check=check)
+        registry.protect(ref.registry, ref.collection, alias, approvals, check=check, check_timeout=check_timeout)
     else:
         registry.protect(ref.registry, ref.collection, alias, approvals)
     click.echo(f"{ref.path}:{alias} " + (f"needs {approvals} approval(s) to move" if approvals else "is not protected")

@@ -82,8 +82,9 @@ class RegistryClient:
                           "saving a model card", json={"text": text})
 
     def protect(self, registry: str, collection: str, alias: str, approvals: int,
-                check: int | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"approvals": approvals, **({"check": check} if check is not None else {})}
+                check: int | None = None, check_timeout: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"approvals": approvals, **({"check": check} if check is not None else {}),
+                                **({"check_timeout": check_timeout} if check_timeout is not None else {})}
         return self._call("PUT", f"{self._collection(registry, collection)}/protections/{quote(alias, safe='')}",
                           "protecting an alias", json=body)
 

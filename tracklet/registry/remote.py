@@ -67,9 +67,10 @@ class RemoteRegistry:
         return Card(**self.client.save_card(registry, collection, f"v{version}", text)["card"])
 
     def protect(self, registry: str, collection: str, alias: str, approvals: int = 1, *,
-                check: int | None = None) -> None:
-        """``check``: a webhook automation's id that must answer 2xx before a promotion completes."""
-        self.client.protect(registry, collection, alias, approvals, check)
+                check: int | None = None, check_timeout: float | None = None) -> None:
+        """``check``: a webhook automation's id that must answer 2xx, within ``check_timeout``
+        seconds (the server's default: 10), before a promotion completes."""
+        self.client.protect(registry, collection, alias, approvals, check, check_timeout)
 
     def members(self, registry: str) -> list[dict[str, str]]:
         """``[{user, role}]`` of ``registry`` (registry roles: viewer, member, admin)."""

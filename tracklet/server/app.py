@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from tracklet import __version__
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
-from tracklet.server.audit import AuditLog, AuditMiddleware
+from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.automations import Automations
 from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy
@@ -169,7 +169,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                                      registry=state.artifacts.registry))
     # Media and table blobs: the server's artifacts (grants checked), or a local data root's (tracklet ui).
     set_media_blobs(app, root, None if shared_root else state.artifacts)
-    guarded = [Depends(require_access)]
+    # After the guard, a mutating route's writes carry its audit event (audit.install_unit_of_work).
+    guarded = [Depends(require_access), Depends(in_route)]
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
@@ -177,12 +178,14 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                    routes_registry, routes_traces, routes_audit, routes_reproduce):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
     # Reports guard themselves (routes_reports.report_guard): a report's view token stands in for a key there.
-    app.include_router(routes_reports.router, responses=guard_errors)
+    app.include_router(routes_reports.router, dependencies=[Depends(in_route)], responses=guard_errors)
     routes_reports.install_error_handlers(app)  # ReportError: 404, 409 or 400 with its message
 
     @app.get("/api/v1/health", tags=["server"], summary="Liveness probe (no key needed)")
     async def health() -> HealthResponse:
         return HealthResponse(status="ok", version=__version__)
+
+    routes_registry.install_error_handlers(app)  # the registry's refusals: 400, 404, 409, 503
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, error: BadRequest) -> JSONResponse:
@@ -196,5 +199,6 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     if not shared_root:  # a local data root's dashboard (tracklet ui) is read-only: nothing to audit
         # Outermost but for Starlette's error handler: every mutating route, present or future, is audited.
         app.add_middleware(AuditMiddleware, log=state.audit)
+        install_unit_of_work(app, store.engine)  # each route's change and its audit event: one transaction
     mount_dashboard(app)  # the single-page app at / (its pages and /assets)
     return app

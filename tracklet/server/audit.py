@@ -10,10 +10,16 @@ authenticated, or none on a 401), what (the route's name as ``action``, the path
 outcome (the status, and ``ok``/``denied``/``rejected``/``error``). A route may add detail or a
 better target with ``note(request, ...)``.
 
-A route whose change is one transaction of the server's database may write its event *in* that
-transaction (``record_in``; the model registry's routes do): the event then commits with the
-change or not at all, and the middleware writes nothing more for the request, unless that
-transaction rolled back, when it writes the event of the answer as for any request.
+Every route's change writes its event *in* the change's own transaction, through one mechanism,
+a request-scoped unit of work (``install_unit_of_work``): while a mutating request's route runs
+(``in_route``, a dependency after the access guard, arms it), the first transaction of the
+server's database that writes (INSERT, UPDATE, DELETE) carries the request's event, inserted by a
+``commit`` hook on the engine just before its COMMIT, as answered with the route's success status.
+The event then commits with the change or not at all: a failing insert rolls the change back. A
+route whose change is one transaction may also write the event itself (``record_in``, with its own
+status: the model registry's move of a protected alias answers 409). The middleware writes nothing
+more for such a request; a request that changed nothing in the database (refused, or a change of
+files only: an upload's bytes) gets its event from the middleware, with the status answered.
 
 The table is append-only: this module only inserts, and triggers (migration ``s0004``) refuse
 UPDATE, DELETE (and TRUNCATE on PostgreSQL) on both backends. ``AuditLog.query`` filters it (by
@@ -23,6 +29,7 @@ id), with an event's id as the pagination cursor; each filter has an index endin
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import sys
@@ -32,8 +39,11 @@ from typing import Any
 
 import anyio
 import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tracklet.errors import AuditUnavailable
 from tracklet.server.schema import audit_events, migrate
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -212,7 +222,10 @@ def record_in(connection: sa.Connection, request: Any, *, status: int = 200) -> 
     own transaction, as answered with ``status`` (the answer once it commits); what ``note``
     added so far goes in. Once per request: a later transaction of the same request writes
     nothing when an earlier one's event committed. None if the request is not audited."""
-    scope = request.scope
+    return _record_scope(connection, request.scope, status)
+
+
+def _record_scope(connection: sa.Connection, scope: Scope, status: int) -> int | None:
     if scope.get("type") != "http" or scope.get("method") not in MUTATING:
         return None
     state = scope.setdefault("state", {})
@@ -225,7 +238,97 @@ def record_in(connection: sa.Connection, request: Any, *, status: int = 200) -> 
         return None
     event_id = _insert(connection, event)
     written.append(event_id)
+    connection.info[_PENDING] = (written, event_id)  # until its transaction ends: see _lost
     return event_id
+
+
+# The mutating request whose route is running (set by the middleware; threads the route runs on
+# copy it): the unit of work the engine's commit hook joins the request's audit event to.
+_REQUEST_SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("audit_scope", default=None)
+_WROTE = "tracklet_audit_wrote"  # Connection.info: this transaction wrote (not only to audit_events)
+_PENDING = "tracklet_audit_pending"  # Connection.info: (the request's written ids, the id this transaction inserted)
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT", "WITH")
+
+
+async def in_route(request: Request) -> None:
+    """A dependency, after the access guard: from here on the request's writes to the server's
+    database carry its audit event (the guard's own, such as creating a project on its first
+    upload, are before the route's change and audited by the middleware, with the answer)."""
+    request.state.audit_armed = True
+
+
+def _armed() -> Scope | None:
+    scope = _REQUEST_SCOPE.get()
+    if scope is None or not (scope.get("state") or {}).get("audit_armed"):
+        return None
+    return scope
+
+
+def _begin(connection: sa.Connection) -> None:
+    """A new transaction: the connection's last one ended, committed unless ``_lost`` said otherwise."""
+    connection.info.pop(_WROTE, None)
+    connection.info.pop(_PENDING, None)
+
+
+def _lost(connection: sa.Connection) -> None:
+    """The transaction rolled back, or its COMMIT failed: the event it inserted is not written,
+    so the request's ids no longer name it (the middleware then writes the event of the answer)."""
+    connection.info.pop(_WROTE, None)
+    pending = connection.info.pop(_PENDING, None)
+    if pending is not None and pending[1] in pending[0]:
+        pending[0].remove(pending[1])
+
+
+def _error(context: Any) -> None:
+    """A failed COMMIT (no statement: SQLAlchemy fires no rollback event after one)."""
+    if context.connection is not None and context.statement is None:
+        _lost(context.connection)
+
+
+def _after_execute(connection: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                   executemany: bool) -> None:
+    """Mark the transaction as a change once a statement changed a row (an UPDATE that matched
+    nothing changed nothing: the route will likely answer 404, and its event says so)."""
+    if _REQUEST_SCOPE.get() is None or _WROTE in connection.info:
+        return
+    head = statement.lstrip()[:80]
+    if head[:7].upper().startswith(_WRITES) and "audit_events" not in head and getattr(cursor, "rowcount", -1) != 0:
+        connection.info[_WROTE] = True
+
+
+def _commit(connection: sa.Connection) -> None:
+    """Just before a transaction's COMMIT: if it wrote, for a mutating request whose route runs, and
+    the request's event is not written yet, insert it here (a failure rolls the change back)."""
+    if not connection.info.pop(_WROTE, False):
+        return
+    scope = _armed()
+    if scope is None:
+        return
+    route = scope.get("route")
+    try:
+        _record_scope(connection, scope, int(getattr(route, "status_code", None) or 200))
+    except sa.exc.SQLAlchemyError as error:  # the transaction rolls back: nothing changed
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+        raise AuditUnavailable(f"the change was not made: its audit event could not be written ({reason})") from error
+
+
+async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": str(error)})
+
+
+def install_unit_of_work(app: FastAPI, engine: sa.Engine) -> None:
+    """Make every writing transaction on ``engine`` (the server's database, which holds
+    ``audit_events``) during a mutating request's route of ``app`` carry that request's audit
+    event, once per request (the module docstring); a change whose event can't be written rolls
+    back and answers 503."""
+    app.add_exception_handler(AuditUnavailable, _unavailable)
+    if sa.event.contains(engine, "commit", _commit):
+        return
+    sa.event.listen(engine, "begin", _begin)
+    sa.event.listen(engine, "after_cursor_execute", _after_execute)
+    sa.event.listen(engine, "commit", _commit)
+    sa.event.listen(engine, "rollback", _lost)
+    sa.event.listen(engine, "handle_error", _error)
 
 
 class AuditMiddleware:
@@ -247,13 +350,18 @@ class AuditMiddleware:
             if recorded:
                 return
             recorded = True
+            (scope.get("state") or {}).pop("audit_armed", None)  # the route is done: its own writes are past
             event = self._event(scope, status)
             if event is None:
                 return
             written = (scope.get("state") or {}).get("audit_in_tx")
+            # Written in the change's own transaction, which committed: a rollback or a failed
+            # COMMIT takes its id out of the list (_lost). A 5xx asks the table all the same.
+            if written and status < 500:
+                return
             try:
                 if written and await anyio.to_thread.run_sync(lambda: self.log.committed(written)):
-                    return  # written in the change's own transaction (record_in)
+                    return
                 await anyio.to_thread.run_sync(lambda: self.log.record(**event))
             except Exception as error:  # the mutation happened: answer it, and say loudly what is missing
                 print(f"tracklet server: could not write the audit event {event!r}: {error!r}", file=sys.stderr)
@@ -263,11 +371,14 @@ class AuditMiddleware:
                 await record(int(message["status"]))
             await send(message)
 
+        token = _REQUEST_SCOPE.set(scope)
         try:
             await self.app(scope, receive, send_audited)
         except BaseException:
             await record(500)  # an unhandled error: the server's error middleware answers 500
             raise
+        finally:
+            _REQUEST_SCOPE.reset(token)
 
     @staticmethod
     def _event(scope: Scope, status: int) -> dict[str, Any] | None:

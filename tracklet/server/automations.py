@@ -17,7 +17,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -125,7 +125,10 @@ class Automations:
     # ------------------------------------------------------------------ rules
 
     def create(self, *, name: str, event: str, filter: Mapping[str, Any], action: str, url: str,
-               secret: str | None = None, created_by: str | None = None) -> Rule:
+               secret: str | None = None, created_by: str | None = None,
+               inserted: Callable[[int], None] | None = None) -> Rule:
+        """A new rule; ``inserted`` is told its id inside the rule's transaction (the audit event's
+        target, written in that transaction)."""
         checked = check_rule(name, event, filter, action, url)
         secret = secret or secrets.token_urlsafe(32)
         if len(secret) > 128:
@@ -137,8 +140,10 @@ class Automations:
             key = connection.execute(automations.insert().values(
                 name=name, event=event, filter=json.dumps(checked), action=action, url=url, secret=secret,
                 created_by=created_by, created_at=time.time())).inserted_primary_key
+            assert key is not None
+            if inserted is not None:
+                inserted(int(key[0]))
         self._rules = None
-        assert key is not None
         return self.rule(int(key[0]))
 
     def rule(self, rule_id: int) -> Rule:

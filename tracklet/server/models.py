@@ -407,10 +407,13 @@ class RunArtifactsResponse(BaseModel):
 
 
 class LineageNode(BaseModel):
-    """A run (`run_id`, `state`) or an artifact version (`version`, `type`, `aliases`)."""
+    """A run (`run_id`, `state`) or an artifact version (`version`, `type`, `aliases`); in a
+    registered model's graph also the registry version (`registry`: `version`, `aliases`) and the
+    code commits its runs ran (`commit`: `commit`, `branch`, `remote`, `dirty`)."""
 
-    id: str = Field(description="`run:<project>/<run_id>` or `artifact:<project>/<name>:v<N>`")
-    kind: Literal["run", "artifact"]
+    id: str = Field(description="`run:<project>/<run_id>`, `artifact:<project>/<name>:v<N>`, "
+                    "`registry:<registry>/<collection>:v<N>` or `commit:<sha>`")
+    kind: Literal["run", "artifact", "registry", "commit"]
     project: str
     name: str = Field(description="The run's display name, or the collection's name")
     depth: int = Field(description="Edges from the start node")
@@ -419,14 +422,19 @@ class LineageNode(BaseModel):
     version: str | Absent = None
     type: str | Absent = None
     aliases: list[str] | Absent = None
+    commit: str | Absent = None
+    branch: str | Absent = None
+    remote: str | Absent = None
+    dirty: bool | Absent = None
 
 
 class LineageEdge(BaseModel):
-    """Data flows from `source` to `target`: a run logged a version, or a version was used by a run."""
+    """Data flows from `source` to `target`: a run logged a version, a version was used by a run,
+    a version was linked into a registry collection, or a commit's code ran in a run."""
 
     source: str
     target: str
-    kind: Literal["logged", "used"]
+    kind: Literal["logged", "used", "linked", "code"]
 
 
 class LineageResponse(BaseModel):

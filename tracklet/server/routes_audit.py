@@ -150,11 +150,14 @@ def list_automations(request: Request) -> AutomationsResponse:
 def create_automation(request: Request, body: AutomationRequest) -> NewAutomation:
     principal = _admin(request)
     try:
-        rule = _automations(request).create(name=body.name, event=body.event, filter=body.filter, action=body.action,
-                                            url=body.url, secret=body.secret, created_by=principal.name)
+        # Noted before the rule's transaction commits: its audit event is written in it.
+        audit.note(request, name=body.name, event=body.event, url=body.url)
+        rule = _automations(request).create(
+            name=body.name, event=body.event, filter=body.filter, action=body.action, url=body.url,
+            secret=body.secret, created_by=principal.name,
+            inserted=lambda rule_id: audit.note(request, target=f"automations/{rule_id}"))
     except ValueError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
-    audit.note(request, target=f"automations/{rule.id}", name=rule.name, event=rule.event, url=rule.url)
     return NewAutomation(**rule.public(), secret=rule.secret)
 
 

@@ -16,18 +16,20 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name
-from tracklet.errors import (ArtifactError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError,
-                             RegistryUnavailable)
+from tracklet.errors import (ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
+                             RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
 from tracklet.registry.sql import Link, ModelRegistry
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
-from tracklet.server.models import INT64_MAX, ArtifactVersion, RowId, errors
+from tracklet.server.models import INT64_MAX, ArtifactVersion, ErrorResponse, LineageResponse, RowId, errors
 from tracklet.server import audit
-from tracklet.server.registry_checks import RegistryChecks
+from tracklet.server.registry_lineage import registered_lineage
+from tracklet.server.registry_checks import DEFAULT_TIMEOUT, MAX_TIMEOUT, MIN_TIMEOUT, RegistryChecks
 from tracklet.server.registry_roles import ACTIONS, RegistryRoles, role_allows
 from tracklet.server.routes_artifacts_read import _version_model
 
@@ -58,6 +60,8 @@ class ProtectRequest(BaseModel):
     approvals: int = Field(ge=0, le=100, description="approvals a move needs; 0 lifts the protection")
     check: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a webhook automation's id: it must answer 2xx before "
                                 "an approved promotion moves the alias (server admins make automations)")
+    check_timeout: float = Field(default=DEFAULT_TIMEOUT, ge=MIN_TIMEOUT, le=MAX_TIMEOUT, strict=True,
+                                 description="seconds the check may take to answer (a timeout fails it)")
 
 
 class ReviewRequest(BaseModel):
@@ -152,6 +156,7 @@ class ProtectionResponse(BaseModel):
     alias: str
     approvals: int
     check: int | None = Field(default=None, description="the webhook automation that checks promotions")
+    check_timeout: float | None = Field(default=None, description="seconds the check may take to answer")
 
 
 class PromotionReview(BaseModel):
@@ -288,36 +293,32 @@ def _require(request: Request, registry: str, action: str, *, claim: bool = Fals
     return role  # type: ignore[return-value]
 
 
+# The registry's refusals, each family answered by one app-level handler (install_error_handlers):
+# routes raise them as they come. ArtifactNameError (a bad name) is also a ValueError: 400.
+REFUSALS: dict[type[Exception], int] = {ArtifactNameError: 400, ArtifactNotFound: 404, RegistryError: 400,
+                                        PromotionRequired: 409, RegistryUnavailable: 503}
+
+
+async def _refusal(request: Request, error: Exception) -> JSONResponse:
+    status = next(REFUSALS[kind] for kind in type(error).__mro__ if kind in REFUSALS)
+    return JSONResponse(status_code=status, content=ErrorResponse(detail=str(error)).model_dump())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer the registry's errors wherever they are raised: a bad name 400, no such collection,
+    version or alias 404, a refused change 400, a protected alias 409 (the request opened is
+    named), the registry's database refusing a change 503 (nothing changed)."""
+    for kind in REFUSALS:
+        app.add_exception_handler(kind, _refusal)
+
+
 def _names(registry: str, collection: str) -> tuple[str, str]:
-    try:
-        return check_registry_name(registry), check_artifact_name(collection)
-    except ArtifactError as error:
-        raise HTTPException(status_code=400, detail=str(error)) from None
-
-
-def check_registry_name_or_400(registry: str) -> str:
-    try:
-        return check_registry_name(registry)
-    except ArtifactError as error:
-        raise HTTPException(status_code=400, detail=str(error)) from None
-
-
-def _refused(error: Exception) -> HTTPException:
-    if isinstance(error, ArtifactNotFound):
-        return HTTPException(status_code=404, detail=str(error))
-    if isinstance(error, PromotionRequired):
-        return HTTPException(status_code=409, detail=str(error))
-    if isinstance(error, RegistryUnavailable):
-        return HTTPException(status_code=503, detail=str(error))
-    return HTTPException(status_code=400, detail=str(error))
+    return check_registry_name(registry), check_artifact_name(collection)
 
 
 def _resolve(request: Request, registry: str, collection: str, selector: str) -> Link:
     registry, collection = _names(registry, collection)
-    try:
-        return registry_of(request).resolve(registry, collection, check_selector(selector))
-    except ArtifactError as error:
-        raise _refused(error) from None
+    return registry_of(request).resolve(registry, collection, check_selector(selector))
 
 
 @router.get("/registries", response_model=RegistryCollectionsResponse, responses=_ERRORS,
@@ -330,7 +331,7 @@ def list_collections(request: Request, registry: str | None = Query(None, max_le
         return {"collections": []}
     roles = _roles(request)
     mine = None if roles is None else roles.roles(_principal(request))  # None: every registry's admin
-    found = model_registry.collections(check_registry_name_or_400(registry) if registry else None)
+    found = model_registry.collections(check_registry_name(registry) if registry else None)
     return {"collections": [{**item, "role": "admin" if mine is None else mine[item["registry"]]}
                             for item in found if mine is None or item["registry"] in mine]}
 
@@ -345,17 +346,14 @@ def link(request: Request, registry: str, collection: str, body: LinkRequest) ->
     registry, collection = _names(registry, collection)
     _allow(request, body.project, "read")
     artifacts = request.app.state.tracklet.artifacts
-    try:
-        info = artifacts.registry.version(body.project, check_artifact_name(body.name), f"v{body.version}")
-        if body.digest is not None and info.digest != body.digest:
-            raise RegistryError(f"{info.qualified_name} has digest {info.digest}, not {body.digest}")
-        # Only a new registry is claimed: one whose links were made before roles, by no user of
-        # this server (a --dev server's), keeps waiting for a server admin to give roles.
-        _require(request, registry, "link", claim=not registry_of(request).collections(registry))
-        found = registry_of(request).link(registry, collection, info, body.aliases, actor=_actor(request),
-                                          reason=body.reason)
-    except ArtifactError as error:
-        raise _refused(error) from None
+    info = artifacts.registry.version(body.project, check_artifact_name(body.name), f"v{body.version}")
+    if body.digest is not None and info.digest != body.digest:
+        raise RegistryError(f"{info.qualified_name} has digest {info.digest}, not {body.digest}")
+    # Only a new registry is claimed: one whose links were made before roles, by no user of
+    # this server (a --dev server's), keeps waiting for a server admin to give roles.
+    _require(request, registry, "link", claim=not registry_of(request).collections(registry))
+    found = registry_of(request).link(registry, collection, info, body.aliases, actor=_actor(request),
+                                      reason=body.reason)
     return {"link": found.to_json()}
 
 
@@ -365,10 +363,7 @@ def versions(request: Request, registry: str, collection: str, limit: int = Quer
              offset: int = Query(0, ge=0, le=2**62)) -> dict[str, Any]:
     registry, collection = _names(registry, collection)
     _require(request, registry, "read")
-    try:
-        links = registry_of(request).versions(registry, collection, limit=limit, offset=offset)
-    except ArtifactError as error:
-        raise _refused(error) from None
+    links = registry_of(request).versions(registry, collection, limit=limit, offset=offset)
     return {"links": [item.to_json() for item in links]}
 
 
@@ -377,14 +372,27 @@ def versions(request: Request, registry: str, collection: str, limit: int = Quer
 def version(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
     """The link `selector` (`vN`, `latest`, an alias) names and the artifact version it links
     (an `ArtifactVersion`: download its blobs from its project, which needs `read` there)."""
-    _require(request, check_registry_name_or_400(registry), "read")
+    _require(request, check_registry_name(registry), "read")
     found = _resolve(request, registry, collection, selector)
-    try:
-        info = request.app.state.tracklet.artifacts.registry.version(found.source_project, found.source_name,
-                                                                     f"v{found.source_version}")
-    except ArtifactError as error:
-        raise _refused(error) from None
+    info = request.app.state.tracklet.artifacts.registry.version(found.source_project, found.source_name,
+                                                                 f"v{found.source_version}")
     return {"link": found.to_json(), "version": _version_model(info).model_dump()}
+
+
+@router.get(_COLLECTION + "/versions/{selector}/lineage", response_model=LineageResponse, responses=_ERRORS,
+            response_model_exclude_unset=True, summary="A registered model's lineage graph")
+def version_lineage(request: Request, registry: str, collection: str, selector: str,
+                    hops: int = Query(3, ge=1, le=10, description="Edges out from the linked artifact version, at most"),
+                    max_nodes: int = Query(200, ge=1, le=1000, description="Runs and versions at most (then `truncated`)"),
+                    ) -> LineageResponse:
+    """The registry version, the artifact version it links, the run that logged it, that run's
+    inputs (dataset versions) and further hops, and the code commit of each run
+    (server/registry_lineage.py). Needs the viewer role and `read` on the version's project (the
+    graph leaves out runs and versions of projects the caller may not read)."""
+    _require(request, check_registry_name(registry), "read")
+    found = _resolve(request, registry, collection, selector)
+    _allow(request, found.source_project, "read")
+    return registered_lineage(request, found, hops=hops, max_nodes=max_nodes)
 
 
 @router.put(_COLLECTION + "/aliases/{alias}", response_model=AliasMoveResponse, responses=_ERRORS,
@@ -393,13 +401,11 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
     """Move `alias` to the version `version` names, appending the move to the alias's history.
     A protected alias answers 409 naming the promotion request opened (for every role: only
     reviews move it). Needs the member role."""
-    _require(request, check_registry_name_or_400(registry), "move_alias")
-    target = _resolve(request, registry, collection, body.version)
-    try:
-        event = registry_of(request).set_alias(target.registry, target.collection, alias, f"v{target.version}",
-                                               actor=_actor(request), reason=body.reason)
-    except ArtifactError as error:
-        raise _refused(error) from None
+    registry, collection = _names(registry, collection)
+    _require(request, registry, "move_alias")
+    # `version` is resolved inside the move's transaction (no read before it): one transaction a move.
+    event = registry_of(request).set_alias(registry, collection, alias, check_selector(body.version),
+                                           actor=_actor(request), reason=body.reason)
     return {"event": event.to_json() if event is not None else None}
 
 
@@ -407,13 +413,10 @@ def set_alias(request: Request, registry: str, collection: str, alias: str, body
                summary="Remove an alias")
 def remove_alias(request: Request, registry: str, collection: str, alias: str,
                  reason: str = Query("", max_length=4096)) -> dict[str, Any]:
-    _require(request, check_registry_name_or_400(registry), "remove_alias")
+    _require(request, check_registry_name(registry), "remove_alias")
     current = _resolve(request, registry, collection, alias)
-    try:
-        event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
-                                                  reason=reason)
-    except ArtifactError as error:
-        raise _refused(error) from None
+    event = registry_of(request).remove_alias(current.registry, current.collection, alias, actor=_actor(request),
+                                              reason=reason)
     return {"event": event.to_json() if event is not None else None}
 
 
@@ -423,17 +426,14 @@ def history(request: Request, registry: str, collection: str,
             alias: str | None = Query(None, max_length=128)) -> dict[str, Any]:
     registry, collection = _names(registry, collection)
     _require(request, registry, "read")
-    try:
-        events = registry_of(request).history(registry, collection, alias)
-    except ArtifactError as error:
-        raise _refused(error) from None
+    events = registry_of(request).history(registry, collection, alias)
     return {"events": [event.to_json() for event in events]}
 
 
 @router.get(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
             summary="A version's model card")
 def card(request: Request, registry: str, collection: str, selector: str) -> dict[str, Any]:
-    _require(request, check_registry_name_or_400(registry), "read")
+    _require(request, check_registry_name(registry), "read")
     found = _resolve(request, registry, collection, selector)
     saved = registry_of(request).card(found.registry, found.collection, found.version)
     return {"card": saved.to_json() if saved is not None else None}
@@ -442,13 +442,10 @@ def card(request: Request, registry: str, collection: str, selector: str) -> dic
 @router.put(_COLLECTION + "/versions/{selector}/card", response_model=ModelCardResponse, responses=_ERRORS,
             summary="Save a model card revision")
 def save_card(request: Request, registry: str, collection: str, selector: str, body: CardRequest) -> dict[str, Any]:
-    _require(request, check_registry_name_or_400(registry), "edit_card")
+    _require(request, check_registry_name(registry), "edit_card")
     found = _resolve(request, registry, collection, selector)
-    try:
-        saved = registry_of(request).save_card(found.registry, found.collection, found.version, body.text,
-                                               author=_actor(request))
-    except ArtifactError as error:
-        raise _refused(error) from None
+    saved = registry_of(request).save_card(found.registry, found.collection, found.version, body.text,
+                                           author=_actor(request))
     return {"card": saved.to_json()}
 
 
@@ -464,9 +461,13 @@ def protections(request: Request, registry: str, collection: str) -> dict[str, A
     _require(request, registry, "read")
     found = registry_of(request).protections(registry, collection)
     checks = _checks(request)
-    return {"protections": [{"alias": alias, "approvals": approvals,
-                             "check": checks.get(registry, collection, alias) if checks is not None else None}
-                            for alias, approvals in sorted(found.items())]}
+
+    def protection(alias: str, approvals: int) -> dict[str, Any]:
+        check = checks.get(registry, collection, alias) if checks is not None else None
+        return {"alias": alias, "approvals": approvals, "check": check.automation_id if check else None,
+                "check_timeout": check.timeout if check else None}
+
+    return {"protections": [protection(alias, approvals) for alias, approvals in sorted(found.items())]}
 
 
 @router.put(_COLLECTION + "/protections/{alias}", response_model=ProtectionResponse, responses=_ERRORS,
@@ -474,22 +475,18 @@ def protections(request: Request, registry: str, collection: str) -> dict[str, A
 def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:
     """Require `approvals` approvals to move `alias` (0 lifts it, and its check), and with `check`
     a webhook automation's 2xx before an approved promotion moves it. Needs the admin role."""
-    _require(request, check_registry_name_or_400(registry), "protect")
+    _require(request, check_registry_name(registry), "protect")
     latest = _resolve(request, registry, collection, "latest")
     if body.check is not None and not body.approvals:
         raise HTTPException(status_code=400, detail="a check guards promotions: it needs approvals of at least 1")
     checks = _checks(request)
     if body.check is not None and checks is None:
         raise HTTPException(status_code=400, detail="webhook checks need a tracking server (tracklet server)")
-    try:
-        if checks is not None:
-            checks.set(latest.registry, latest.collection, check_selector(alias), body.check)
-        registry_of(request).protect(latest.registry, latest.collection, alias, body.approvals)
-    except (LookupError, ValueError) as error:
-        raise HTTPException(status_code=400, detail=str(error).strip("'\"")) from None
-    except ArtifactError as error:
-        raise _refused(error) from None
-    return {"alias": alias, "approvals": body.approvals, "check": body.check}
+    if checks is not None:
+        checks.set(latest.registry, latest.collection, check_selector(alias), body.check, timeout=body.check_timeout)
+    registry_of(request).protect(latest.registry, latest.collection, alias, body.approvals)
+    return {"alias": alias, "approvals": body.approvals, "check": body.check,
+            "check_timeout": body.check_timeout if body.check is not None else None}
 
 
 @router.get("/registry-requests", response_model=PromotionRequestsResponse, responses=_ERRORS,
@@ -500,7 +497,7 @@ def requests(request: Request, registry: str | None = Query(None, max_length=128
     each with that role (`admin`: may review)."""
     roles = _roles(request)
     mine = None if roles is None else roles.roles(_principal(request))  # None: every registry's admin
-    found = registry_of(request).requests(check_registry_name_or_400(registry) if registry else None, state=state)
+    found = registry_of(request).requests(check_registry_name(registry) if registry else None, state=state)
     return {"requests": [{**item.to_json(), "role": "admin" if mine is None else mine[item.registry]}
                          for item in found if mine is None or item.registry in mine]}
 
@@ -512,26 +509,23 @@ def review(request: Request, request_id: RowId, body: ReviewRequest) -> dict[str
     the count moves the alias. Needs the admin role in the request's registry."""
     model_registry = registry_of(request)
     checks = _checks(request)
+    pending = model_registry.request(request_id)
+    role = _require(request, pending.registry, "review")
+    check = None if checks is None else checks.get(pending.registry, pending.collection, pending.alias)
+    review = {"reviewer": _actor(request), "comment": body.comment}
     try:
-        pending = model_registry.request(request_id)
-        role = _require(request, pending.registry, "review")
-        check = None if checks is None else checks.get(pending.registry, pending.collection, pending.alias)
-        review = {"reviewer": _actor(request), "comment": body.comment}
-        try:
-            decided = model_registry.review(request_id, body.decision, **review, checked=check is None)
-        except PromotionCheckRequired:
-            # This approval completes the request: the alias's check must pass first, asked
-            # outside any transaction (it may take up to its timeout).
-            assert checks is not None and check is not None
-            outcome = checks.run(check, pending.to_json(), actor=_actor(request))
-            audit.note(request, check=outcome.detail, check_passed=outcome.passed)
-            if not outcome.passed:
-                raise HTTPException(status_code=409, detail=(
-                    f"promotion request #{request_id} stays pending: its check failed ({outcome.detail}); "
-                    "approve again once it passes")) from None
-            decided = model_registry.review(request_id, body.decision, **review, checked=True)
-    except ArtifactError as error:
-        raise _refused(error) from None
+        decided = model_registry.review(request_id, body.decision, **review, checked=check is None)
+    except PromotionCheckRequired:
+        # This approval completes the request: the alias's check must pass first, asked
+        # outside any transaction (it may take up to its timeout).
+        assert checks is not None and check is not None
+        outcome = checks.run(check, pending.to_json(), actor=_actor(request))
+        audit.note(request, check=outcome.detail, check_passed=outcome.passed)
+        if not outcome.passed:
+            raise HTTPException(status_code=409, detail=(
+                f"promotion request #{request_id} stays pending: its check failed ({outcome.detail}); "
+                "approve again once it passes")) from None
+        decided = model_registry.review(request_id, body.decision, **review, checked=True)
     return {"request": {**decided.to_json(), "role": role}}
 
 
@@ -559,7 +553,7 @@ def _member_roles(request: Request) -> RegistryRoles:
 @router.get("/registries/{registry}/members", response_model=RegistryMembersResponse, responses=_ERRORS,
             summary="A registry's members and their roles")
 def registry_members(request: Request, registry: str) -> dict[str, Any]:
-    registry = check_registry_name_or_400(registry)
+    registry = check_registry_name(registry)
     _require(request, registry, "read")
     return {"registry": registry, "members": _member_roles(request).members(registry)}
 
@@ -568,7 +562,7 @@ def registry_members(request: Request, registry: str) -> dict[str, Any]:
             summary="Give a user a registry role")
 def set_registry_member(request: Request, registry: str, user: str, body: RegistryRoleRequest) -> dict[str, Any]:
     """Give `user` the role `viewer`, `member` or `admin` in `registry`. Needs the admin role."""
-    registry = check_registry_name_or_400(registry)
+    registry = check_registry_name(registry)
     _require(request, registry, "manage_members")
     roles = _member_roles(request)
     try:
@@ -581,7 +575,7 @@ def set_registry_member(request: Request, registry: str, user: str, body: Regist
 @router.delete("/registries/{registry}/members/{user}", response_model=RegistryMembersResponse, responses=_ERRORS,
                summary="Take a user's registry role")
 def remove_registry_member(request: Request, registry: str, user: str) -> dict[str, Any]:
-    registry = check_registry_name_or_400(registry)
+    registry = check_registry_name(registry)
     _require(request, registry, "manage_members")
     roles = _member_roles(request)
     if not roles.remove_member(registry, user):

@@ -177,6 +177,7 @@ registry_checks = sa.Table(
     sa.Column("collection", sa.String(128), primary_key=True),
     sa.Column("alias", sa.String(128), primary_key=True),
     sa.Column("automation_id", sa.Integer, sa.ForeignKey("automations.id"), nullable=False),
+    sa.Column("timeout", sa.Float, nullable=False, server_default="10"),  # seconds (s0010)
 )
 
 # 64-bit ids on PostgreSQL; SQLite's rowid alias must be declared INTEGER to autoincrement.

@@ -1277,6 +1277,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/registries/{registry}/collections/{collection}/versions/{selector}/lineage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A registered model's lineage graph
+         * @description The registry version, the artifact version it links, the run that logged it, that run's
+         *     inputs (dataset versions) and further hops, and the code commit of each run
+         *     (server/registry_lineage.py). Needs the viewer role and `read` on the version's project (the
+         *     graph leaves out runs and versions of projects the caller may not read).
+         */
+        get: operations["version_lineage_api_v1_registries__registry__collections__collection__versions__selector__lineage_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/registries/{registry}/collections/{collection}/aliases/{alias}": {
         parameters: {
             query?: never;
@@ -2649,7 +2672,8 @@ export interface components {
         };
         /**
          * LineageEdge
-         * @description Data flows from `source` to `target`: a run logged a version, or a version was used by a run.
+         * @description Data flows from `source` to `target`: a run logged a version, a version was used by a run,
+         *     a version was linked into a registry collection, or a commit's code ran in a run.
          */
         LineageEdge: {
             /** Source */
@@ -2660,23 +2684,25 @@ export interface components {
              * Kind
              * @enum {string}
              */
-            kind: "logged" | "used";
+            kind: "logged" | "used" | "linked" | "code";
         };
         /**
          * LineageNode
-         * @description A run (`run_id`, `state`) or an artifact version (`version`, `type`, `aliases`).
+         * @description A run (`run_id`, `state`) or an artifact version (`version`, `type`, `aliases`); in a
+         *     registered model's graph also the registry version (`registry`: `version`, `aliases`) and the
+         *     code commits its runs ran (`commit`: `commit`, `branch`, `remote`, `dirty`).
          */
         LineageNode: {
             /**
              * Id
-             * @description `run:<project>/<run_id>` or `artifact:<project>/<name>:v<N>`
+             * @description `run:<project>/<run_id>`, `artifact:<project>/<name>:v<N>`, `registry:<registry>/<collection>:v<N>` or `commit:<sha>`
              */
             id: string;
             /**
              * Kind
              * @enum {string}
              */
-            kind: "run" | "artifact";
+            kind: "run" | "artifact" | "registry" | "commit";
             /** Project */
             project: string;
             /**
@@ -2699,6 +2725,14 @@ export interface components {
             type?: string;
             /** Aliases */
             aliases?: string[];
+            /** Commit */
+            commit?: string;
+            /** Branch */
+            branch?: string;
+            /** Remote */
+            remote?: string;
+            /** Dirty */
+            dirty?: boolean;
         };
         /** LineageResponse */
         LineageResponse: {
@@ -3138,6 +3172,12 @@ export interface components {
              * @description a webhook automation's id: it must answer 2xx before an approved promotion moves the alias (server admins make automations)
              */
             check?: number | null;
+            /**
+             * Check Timeout
+             * @description seconds the check may take to answer (a timeout fails it)
+             * @default 10
+             */
+            check_timeout: number;
         };
         /** ProtectionResponse */
         ProtectionResponse: {
@@ -3150,6 +3190,11 @@ export interface components {
              * @description the webhook automation that checks promotions
              */
             check?: number | null;
+            /**
+             * Check Timeout
+             * @description seconds the check may take to answer
+             */
+            check_timeout?: number | null;
         };
         /** ProtectionsResponse */
         ProtectionsResponse: {
@@ -9314,6 +9359,98 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RegistryVersionResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Conflicts with what the server holds */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The server's database refused the change (it rolled back: nothing changed); the detail names why */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    version_lineage_api_v1_registries__registry__collections__collection__versions__selector__lineage_get: {
+        parameters: {
+            query?: {
+                /** @description Edges out from the linked artifact version, at most */
+                hops?: number;
+                /** @description Runs and versions at most (then `truncated`) */
+                max_nodes?: number;
+            };
+            header?: never;
+            path: {
+                registry: string;
+                collection: string;
+                selector: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LineageResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

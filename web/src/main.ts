@@ -53,7 +53,7 @@ async function render(): Promise<void> {
     ...artifactCrumbs(route),
     ...(route.page === "sweep" ? [h("span", { text: ` / sweep ${route.sweepId}` })] : []),
     ...(isRegistryRoute(route) && route.page !== "registries" ? [h("a", { href: registriesHref, "data-link": true, text: "registry" })] : []),
-    ...(route.page === "registry-version"
+    ...(route.page === "registry-version" || route.page === "registry-lineage"
       ? [h("span", { text: " / " }), h("a", { href: registryCollectionHref(route.registry, route.collection), "data-link": true, text: `${route.registry}/${route.collection}` }), h("span", { text: ` / ${route.version}` })]
       : []),
     ...(route.page === "registry-collection" ? [h("span", { text: ` / ${route.registry}/${route.collection}` })] : []),

@@ -1,4 +1,4 @@
-// Client-side routes: /, /projects/<p>/run-diff?a=<run>&b=<run>, /registry[/requests | /<registry>/<collection>[/<version>]], /projects/<p>, /projects/<p>/runs/<id>,
+// Client-side routes: /, /projects/<p>/run-diff?a=<run>&b=<run>, /registry[/requests | /<registry>/<collection>[/<version>[/lineage]]], /projects/<p>, /projects/<p>/runs/<id>,
 // /projects/<p>/runs/<id>/tables/<key>, /projects/<p>/sweeps/<id>, /projects/<p>/traces[/<trace id>], the report pages
 // (/projects/<p>/reports[/<id>[/edit]]), and the artifact pages
 // (/projects/<p>/artifacts[/<name>[/<version>[/lineage]]], /projects/<p>/runs/<id>/lineage). The server answers index.html for
@@ -83,12 +83,13 @@ function parseArtifactRoute(parts: string[]): ArtifactRoute | null {
   return null;
 }
 
-/** Model registry pages (pages/registry.ts): /registry, /registry/requests, /registry/<r>/<collection>[/<version>]. */
+/** Model registry pages (pages/registry.ts): /registry, /registry/requests, /registry/<r>/<collection>[/<version>[/lineage]]. */
 export type RegistryRoute =
   | { page: "registries" }
   | { page: "registry-requests" }
   | { page: "registry-collection"; registry: string; collection: string }
-  | { page: "registry-version"; registry: string; collection: string; version: string };
+  | { page: "registry-version"; registry: string; collection: string; version: string }
+  | { page: "registry-lineage"; registry: string; collection: string; version: string };
 
 function parseRegistryRoute(parts: string[]): RegistryRoute | null {
   if (parts[0] !== "registry") return null;
@@ -96,6 +97,7 @@ function parseRegistryRoute(parts: string[]): RegistryRoute | null {
   if (parts.length === 2 && parts[1] === "requests") return { page: "registry-requests" };
   if (parts.length === 3) return { page: "registry-collection", registry: parts[1], collection: parts[2] };
   if (parts.length === 4) return { page: "registry-version", registry: parts[1], collection: parts[2], version: parts[3] };
+  if (parts.length === 5 && parts[4] === "lineage") return { page: "registry-lineage", registry: parts[1], collection: parts[2], version: parts[3] };
   return null;
 }
 
@@ -109,6 +111,8 @@ export const registryCollectionHref = (registry: string, collection: string) =>
   `/registry/${encodeURIComponent(registry)}/${encodeURIComponent(collection)}`;
 export const registryVersionHref = (registry: string, collection: string, version: string) =>
   `${registryCollectionHref(registry, collection)}/${encodeURIComponent(version)}`;
+export const registryLineageHref = (registry: string, collection: string, version: string) =>
+  `${registryVersionHref(registry, collection, version)}/lineage`;
 
 export const projectHref = (project: string) => `/projects/${encodeURIComponent(project)}`;
 export const runHref = (project: string, runId: string) =>

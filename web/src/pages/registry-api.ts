@@ -40,4 +40,19 @@ export const registryApi = {
   requests: (query: { registry?: string; state?: string }) => get<Body<"/api/v1/registry-requests">>("/registry-requests", query),
   review: (requestId: number, decision: "approve" | "reject", comment: string) =>
     send<Schemas["PromotionRequestResponse"]>("POST", `/registry-requests/${requestId}/reviews`, { decision, comment }),
+  lineage: (registry: string, collection: string, selector: string, hops: number) =>
+    get<Body<"/api/v1/registries/{registry}/collections/{collection}/versions/{selector}/lineage">>(
+      `${collectionPath(registry, collection)}/versions/${enc(selector)}/lineage`,
+      { hops },
+    ),
+  protect: (registry: string, collection: string, alias: string, body: { approvals: number; check?: number; check_timeout?: number }) =>
+    send<Schemas["ProtectionResponse"]>("PUT", `${collectionPath(registry, collection)}/protections/${enc(alias)}`, body),
+  members: (registry: string) => get<Body<"/api/v1/registries/{registry}/members">>(`/registries/${enc(registry)}/members`),
+  setMember: (registry: string, user: string, role: string) =>
+    send<Schemas["RegistryMembersResponse"]>("PUT", `/registries/${enc(registry)}/members/${enc(user)}`, { role }),
+  removeMember: (registry: string, user: string) =>
+    send<Schemas["RegistryMembersResponse"]>("DELETE", `/registries/${enc(registry)}/members/${enc(user)}`),
 };
+
+export type Protection = Schemas["ProtectionResponse"];
+export type RegistryMember = Schemas["RegistryMember"];

@@ -3,6 +3,10 @@
 // (/registry/<r>/<collection>), one version with its model card and a link to the lineage of the
 // artifact version it links (/registry/<r>/<collection>/<vN>), and the promotion requests
 // (/registry/requests), which a registry admin other than the requester approves or rejects here.
+// A registry admin also manages the registry's members' roles (/registry) and the collection's
+// protected aliases: approvals needed, a webhook check and its timeout (/registry/<r>/<collection>);
+// others see no such controls (and the server refuses them: 403). The registered model's lineage
+// graph is registry-lineage.ts (/registry/<r>/<collection>/<vN>/lineage).
 
 import "./artifacts.css";
 import "./registry.css";
@@ -13,21 +17,23 @@ import { fmtBytes, fmtTime } from "../format";
 import {
   readQuery,
   registryCollectionHref,
+  registryLineageHref,
   registryRequestsHref,
   registryVersionHref,
   runHref,
   setQuery,
   versionHref,
-  versionLineageHref,
   type RegistryRoute,
 } from "../router";
 import { aliasChips, shortDigest } from "./artifacts";
-import { registryApi, type AliasMove, type Me, type PromotionRequest, type RegistryLink } from "./registry-api";
+import { registryApi, type AliasMove, type Me, type PromotionRequest, type Protection, type RegistryLink } from "./registry-api";
+import { registryLineagePage } from "./registry-lineage";
 
 export function registryPage(root: HTMLElement, route: RegistryRoute): Promise<() => void> {
   if (route.page === "registries") return registriesPage(root);
   if (route.page === "registry-requests") return requestsPage(root);
   if (route.page === "registry-collection") return collectionPage(root, route.registry, route.collection);
+  if (route.page === "registry-lineage") return registryLineagePage(root, route.registry, route.collection, route.version);
   return versionPage(root, route.registry, route.collection, route.version);
 }
 
@@ -52,6 +58,7 @@ async function registriesPage(root: HTMLElement): Promise<() => void> {
       "section.card.wide",
       { "data-registry": registry },
       h("div.card-head", {}, h("h2", { text: registry }), h("span.role", { text: `your role: ${items[0].role}` })),
+      items[0].role === "admin" ? membersPanel(registry) : null,
       h(
         "table.artifact-table.registry-collections",
         {},
@@ -87,6 +94,117 @@ async function registriesPage(root: HTMLElement): Promise<() => void> {
     ),
   );
   return () => {};
+}
+
+/** Shows an API error under a form: its message and HTTP status. */
+function showError(error: HTMLElement, failure: unknown): void {
+  error.hidden = false;
+  error.textContent = failure instanceof ApiError ? `${failure.message} (HTTP ${failure.status})` : String(failure);
+}
+
+/** A registry admin's members editor, folded: each member's role (change it, or take it) and a
+ * form to give a user a role. Loaded when opened. */
+function membersPanel(registry: string): HTMLElement {
+  const body = h("div.members-body");
+  const panel = h("details.registry-members", { "data-registry": registry }, h("summary", { text: "Members and roles" }), body);
+  const roleSelect = (selected: string, label: string) =>
+    h("select.role-select", { "aria-label": label }, ...["viewer", "member", "admin"].map((r) => h("option", { value: r, text: r, selected: r === selected })));
+  const render = async () => {
+    const error = h("p.error.members-error", { hidden: true });
+    let members;
+    try {
+      ({ members } = await registryApi.members(registry));
+    } catch (failure) {
+      showError(error, failure);
+      body.replaceChildren(error);
+      return;
+    }
+    const change = (action: () => Promise<unknown>) => async () => {
+      for (const control of body.querySelectorAll<HTMLButtonElement | HTMLSelectElement>("button, select")) control.disabled = true;
+      try {
+        await action();
+        await render();
+      } catch (failure) {
+        showError(error, failure);
+        for (const control of body.querySelectorAll<HTMLButtonElement | HTMLSelectElement>("button, select")) control.disabled = false;
+      }
+    };
+    const rows = members.map((m) => {
+      const select = roleSelect(m.role, `role of ${m.user}`);
+      select.addEventListener("change", change(() => registryApi.setMember(registry, m.user, select.value)));
+      const remove = h("button.remove-member", { type: "button", text: "Remove" });
+      remove.addEventListener("click", change(() => registryApi.removeMember(registry, m.user)));
+      return h("tr", { "data-member": m.user }, h("td.user", { text: m.user }), h("td", {}, select), h("td", {}, remove));
+    });
+    const user = h("input.new-member", { type: "text", placeholder: "user name", "aria-label": "user to add" });
+    const role = roleSelect("viewer", "role to give");
+    const add = h("button.add-member", { type: "button", text: "Give role" });
+    add.addEventListener("click", change(() => registryApi.setMember(registry, user.value.trim(), role.value)));
+    body.replaceChildren(
+      h("table.artifact-table.members-table", {}, h("tr", {}, ...["User", "Role", ""].map((t) => h("th", { text: t }))), ...rows),
+      h("div.member-form", {}, user, role, add),
+      error,
+    );
+  };
+  panel.addEventListener("toggle", () => {
+    if ((panel as HTMLDetailsElement).open && !body.childElementCount) void render();
+  });
+  return panel;
+}
+
+/** A registry admin's editor of a collection's protected aliases: approvals a move needs (0
+ * lifts it), a webhook check (an automation's id) and its timeout. */
+function protectionsPanel(registry: string, collection: string, protections: Protection[], reload: () => void): HTMLElement {
+  const error = h("p.error.protect-error", { hidden: true });
+  const number = (cls: string, label: string, value: string, attrs: Record<string, string | number> = {}) =>
+    h(`input.${cls}`, { type: "number", "aria-label": label, value, ...attrs }) as HTMLInputElement;
+  const save = (alias: string, approvals: HTMLInputElement, check: HTMLInputElement, timeout: HTMLInputElement, button: HTMLButtonElement) => async () => {
+    button.disabled = true;
+    try {
+      const body: { approvals: number; check?: number; check_timeout?: number } = { approvals: Number(approvals.value) };
+      if (check.value) body.check = Number(check.value);
+      if (check.value && timeout.value) body.check_timeout = Number(timeout.value);
+      await registryApi.protect(registry, collection, alias, body);
+      reload();
+    } catch (failure) {
+      showError(error, failure);
+      button.disabled = false;
+    }
+  };
+  const row = (p: Protection | null) => {
+    const alias = p ? null : (h("input.alias-name", { type: "text", placeholder: "alias, e.g. production", "aria-label": "alias to protect" }) as HTMLInputElement);
+    const approvals = number("approvals", "approvals needed", String(p?.approvals ?? 1), { min: 0, max: 100 });
+    const check = number("check", "check automation id", p?.check ? String(p.check) : "", { min: 1, placeholder: "none" });
+    const timeout = number("check-timeout", "check timeout in seconds", p?.check_timeout ? String(p.check_timeout) : "", { min: 0.5, max: 120, step: 0.5, placeholder: "10" });
+    const button = h("button.save-protection", { type: "button", text: p ? "Save" : "Protect" }) as HTMLButtonElement;
+    button.addEventListener("click", () => {
+      const name = p ? p.alias : alias!.value.trim();
+      void save(name, approvals, check, timeout, button)();
+    });
+    return h(
+      "tr",
+      p ? { "data-alias": p.alias } : { class: "new-protection" },
+      h("td", {}, p ? aliasChips([p.alias]) : alias!),
+      h("td", {}, approvals),
+      h("td", {}, check),
+      h("td", {}, timeout),
+      h("td", {}, button),
+    );
+  };
+  return h(
+    "section.card.wide.protections-card",
+    {},
+    h("h2", { text: "Protected aliases" }),
+    h("p.muted", { text: "Moving a protected alias opens a promotion request; approvals 0 lifts the protection and its check. A check is a webhook automation that must answer 2xx within its timeout (seconds) before an approved promotion moves the alias." }),
+    h(
+      "table.artifact-table.protections-table",
+      {},
+      h("tr", {}, ...["Alias", "Approvals", "Check (automation #)", "Check timeout (s)", ""].map((t) => h("th", { text: t }))),
+      ...protections.map((p) => row(p)),
+      row(null),
+    ),
+    error,
+  );
 }
 
 /** Pending requests as a table; a registry admin other than the requester gets approve/reject. */
@@ -194,13 +312,15 @@ function historyTable(events: AliasMove[]): HTMLElement {
 
 async function collectionPage(root: HTMLElement, registry: string, collection: string): Promise<() => void> {
   root.replaceChildren(h("p.loading", { text: "Loading the collection…" }));
-  const [me, { links }, { events }, { requests }, { protections }] = await Promise.all([
+  const [me, { links }, { events }, { requests }, { protections }, { collections }] = await Promise.all([
     registryApi.me(),
     registryApi.versions(registry, collection),
     registryApi.history(registry, collection),
     registryApi.requests({ registry }),
     registryApi.protections(registry, collection),
+    registryApi.collections(),
   ]);
+  const role = collections.find((c) => c.registry === registry && c.collection === collection)?.role;
   const mine = requests.filter((r) => r.collection === collection);
   const aliasFilter = readQuery().get("alias") ?? "";
   const aliases = [...new Set(events.map((e) => e.alias))].sort();
@@ -241,10 +361,11 @@ async function collectionPage(root: HTMLElement, registry: string, collection: s
           h("span.protection", {
             "data-alias": p.alias,
             title: "moving it takes a promotion request approved by others",
-            text: `🔒 ${p.alias}: ${p.approvals} approval${p.approvals === 1 ? "" : "s"}${p.check ? ` + check #${p.check}` : ""}`,
+            text: `🔒 ${p.alias}: ${p.approvals} approval${p.approvals === 1 ? "" : "s"}${p.check ? ` + check #${p.check} (${p.check_timeout} s)` : ""}`,
           }),
         ),
       ),
+      role === "admin" ? protectionsPanel(registry, collection, protections, () => void collectionPage(root, registry, collection)) : null,
       h(
         "section.card.wide.requests-card",
         {},
@@ -274,7 +395,6 @@ async function versionPage(root: HTMLElement, registry: string, collection: stri
     registryApi.version(registry, collection, selector),
     registryApi.card(registry, collection, selector),
   ]);
-  const sourceVersion = `v${link.source_version}`;
   const loggedBy = version.logged_by && version.logged_by.includes("/") ? version.logged_by.split("/") : null;
   const row = (label: string, field: string, value: Node | string) => h("tr", { "data-field": field }, h("th", { text: label }), h("td", {}, value));
   root.replaceChildren(
@@ -287,7 +407,7 @@ async function versionPage(root: HTMLElement, registry: string, collection: stri
         h("h1", { text: link.path }),
         h("span.type", { text: link.type }),
         h("a.lineage-link", {
-          href: versionLineageHref(link.source_project, link.source_name, sourceVersion),
+          href: registryLineageHref(registry, collection, `v${link.version}`),
           "data-link": true,
           text: "Lineage graph →",
         }),

@@ -1,0 +1,143 @@
+"""An alias move with its audit event and webhook enqueue (issue #18: p99 <= 20 ms), on a real
+`tracklet server` with API keys:
+
+    python benchmarks/registry_move.py                  # 500 moves over HTTP, SQLite store
+    python benchmarks/registry_move.py --moves 2000 --store postgresql://...
+
+A fresh server (its admin made with `tracklet admin create-user`) gets one registry collection
+``model/bench`` of two versions (an online run's ``link_model``) and an automation listening to
+``alias.moved`` (so each move enqueues a delivery: its outbox row is what the worker turns into a
+webhook). Then ``--moves`` times ``PUT .../aliases/canary`` alternately to v0 and v1 over one
+keep-alive connection: each is the route's role check and lookups, then one transaction holding
+the alias row, its history event, the ``alias.moved`` outbox row and the request's audit event,
+and one COMMIT. Wall-clock per request, p50/p99 in ms, with the load average beside them (the
+machine is shared: a p99 measures waiting for a core as much as the move), and the CPU time the
+server process spent per move (user + system: what the move costs, whatever the load).
+
+``--in-process`` also times the same transaction without HTTP (``ModelRegistry.set_alias`` over
+the server's database with the server's hooks), to separate the database's part from the web
+stack's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from benchmarks.report import print_table, write_json  # noqa: E402
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--moves", type=int, default=500)
+    parser.add_argument("--store", default=None, help="a PostgreSQL URL (default: the server's SQLite)")
+    parser.add_argument("--in-process", action="store_true", help="also time the transaction without HTTP")
+    parser.add_argument("--rule-event", default="alias.moved",
+                        help="the webhook rule's event (another one, e.g. run.alert: no delivery per move)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    import tracklet
+    from serverproc import Server  # type: ignore[import-not-found,unused-ignore]  # tests/, on sys.path
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "server"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        admin = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root),
+                                *(["--store", args.store] if args.store else []), "create-user", "root", "--admin"],
+                               env=env, capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+        server = Server(root, store=args.store, dev=False)
+        try:
+            server.spawn()
+            server.wait_ready(timeout=180)  # a loaded machine starts a server slowly
+            headers = {"Authorization": f"Bearer {admin}"}
+            with httpx.Client(base_url=server.url + "/api/v1", headers=headers, timeout=60) as http:
+                made = http.post("/automations", json={"name": "hook", "event": args.rule_event, "action": "webhook",
+                                                       "url": "http://127.0.0.1:9/nowhere"})
+                assert made.status_code == 201, made.text
+                run = tracklet.init(project="bench", dir=str(Path(tmp) / "client"), mode="online",
+                                    settings={"base_url": server.url, "api_key": admin, "console": "off",
+                                              "system_metrics": False, "capture_environment": False})
+                model = Path(tmp) / "model.pt"
+                for weights in (b"one", b"two"):
+                    model.write_bytes(weights)
+                    run.link_model(model, registered_model_name="bench")
+                run.finish()
+                path = "/registries/model/collections/bench/aliases/canary"
+                assert http.put(path, json={"version": "v0"}).status_code == 200  # warm-up
+                times = []
+                load_before = os.getloadavg()[0]
+                assert server.proc is not None
+                process = psutil.Process(server.proc.pid)
+                cpu_before = sum(process.cpu_times()[:2])
+                for n in range(args.moves):
+                    started = time.perf_counter()
+                    answer = http.put(path, json={"version": f"v{(n + 1) % 2}", "reason": "bench"})
+                    times.append((time.perf_counter() - started) * 1000)
+                    assert answer.status_code == 200 and answer.json()["event"] is not None, answer.text
+                cpu = (sum(process.cpu_times()[:2]) - cpu_before) * 1000 / args.moves
+                load = (load_before + os.getloadavg()[0]) / 2
+                results["HTTP PUT alias (audit + outbox in one transaction)"] = {
+                    "p50_ms": statistics.median(times), "p99_ms": p99(times), "cpu_ms": cpu, "load": load}
+                events = http.get("/audit", params={"action": "set_alias", "limit": 10_000}).json()["events"]
+                assert len(events) == args.moves + 1, len(events)
+        finally:
+            server.stop()
+        if args.in_process:
+            results["in process: set_alias transaction"] = _in_process(root, args.store, args.moves)
+    rows = [(name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['cpu_ms']:.2f}", f"{r['load']:.1f}",
+             "target p99 <= 20 ms") for name, r in results.items()]
+    print_table(rows, ("alias move", "p50 ms", "p99 ms", "CPU ms/move", "load avg", ""))
+    write_json(args.json, results)
+
+
+def _in_process(root: Path, store_url: str | None, moves: int) -> dict[str, float]:
+    """The route's transaction without HTTP: the server's registry with its hooks (the outbox row,
+    an audit event inserted in the transaction as ``record_in`` does)."""
+    from tracklet.registry.sql import ModelRegistry
+    from tracklet.server.audit import _insert
+    from tracklet.server.events import registry_event
+    from tracklet.store import Store
+
+    store = Store(store_url or f"sqlite:///{root / 'store.sqlite'}", root=root)
+
+    def audited(connection, kinds) -> None:
+        _insert(connection, {"actor": "root", "action": "set_alias", "method": "PUT", "status": 200,
+                             "outcome": "ok", "target": "registries/model/collections/bench/aliases/canary"})
+
+    registry = ModelRegistry(store.engine, on_event=registry_event, on_write=audited)
+    registry.set_alias("model", "bench", "canary", "v0", actor="root")
+    times = []
+    load_before = os.getloadavg()[0]
+    cpu_before = time.process_time()
+    for n in range(moves):
+        started = time.perf_counter()
+        registry.set_alias("model", "bench", "canary", f"v{(n + 1) % 2}", actor="root", reason="bench")
+        times.append((time.perf_counter() - started) * 1000)
+    cpu = (time.process_time() - cpu_before) * 1000 / moves
+    store.close()
+    return {"p50_ms": statistics.median(times), "p99_ms": p99(times), "cpu_ms": cpu,
+            "load": (load_before + os.getloadavg()[0]) / 2}
+
+
+if __name__ == "__main__":
+    main()

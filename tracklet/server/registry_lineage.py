@@ -1,0 +1,63 @@
+"""The lineage graph of a registered model (docs/registry.md): from a registry collection's version
+back through the artifact version it links, the run that logged it, the dataset versions that run
+used, and further hops, with the code commit each run ran.
+
+It is the artifact version's lineage graph (``routes_artifacts_read.lineage``: runs and versions,
+the caller's readable projects only) with two kinds of node added: the registry version itself
+(``registry:<registry>/<collection>:vN``, the root, fed by a ``linked`` edge from the artifact
+version) and one node per git commit its runs recorded (``commit:<sha>``, feeding each such run by
+a ``code`` edge). Depths count from the registry version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from tracklet.registry.sql import Link
+from tracklet.server.models import LineageEdge, LineageNode, LineageResponse
+from tracklet.server.routes_artifacts_read import lineage
+
+
+def registry_node_id(link: Link) -> str:
+    return f"registry:{link.registry}/{link.collection}:v{link.version}"
+
+
+def _git(metadata: Any) -> dict[str, Any] | None:
+    """The run's recorded git commit (``metadata.git``: core/provenance.py), or None."""
+    git = metadata.get("git") if isinstance(metadata, dict) else None
+    if not isinstance(git, dict) or not isinstance(git.get("commit"), str) or not git["commit"]:
+        return None
+    commit = git["commit"]
+    return {"commit": commit[:64], "branch": str(git.get("branch") or "")[:256] or None,
+            "remote": str(git.get("remote") or "")[:1024] or None, "dirty": bool(git.get("dirty"))}
+
+
+def registered_lineage(request: Request, link: Link, *, hops: int, max_nodes: int) -> LineageResponse:
+    """The graph of ``link`` (a resolved registry version) within ``hops`` edges of its artifact
+    version (so ``hops + 1`` of the registry version), at most ``max_nodes`` runs and versions."""
+    graph = lineage(request, link.source_project, run=None, artifact=f"{link.source_name}:v{link.source_version}",
+                    hops=hops, max_nodes=max_nodes)
+    root = registry_node_id(link)
+    nodes = [LineageNode(id=root, kind="registry", project=link.source_project, name=f"{link.registry}/{link.collection}",
+                         depth=0, version=f"v{link.version}", type=link.type, aliases=link.aliases)]
+    edges = [LineageEdge(source=graph.root, target=root, kind="linked")]
+    store = request.app.state.tracklet.store
+    commits: dict[str, LineageNode] = {}
+    for node in graph.nodes:
+        nodes.append(node.model_copy(update={"depth": node.depth + 1}))
+        if node.kind != "run":
+            continue
+        row = store.run(node.project, node.run_id, fields=("metadata",))
+        git = _git(row.get("metadata") if row else None)
+        if git is None:
+            continue
+        commit_id = f"commit:{git['commit']}"
+        if commit_id not in commits:
+            commits[commit_id] = LineageNode(id=commit_id, kind="commit", project=node.project, name=git["commit"][:12],
+                                             depth=node.depth + 2, **git)
+        edges.append(LineageEdge(source=commit_id, target=node.id, kind="code"))
+    nodes += commits.values()
+    edges += graph.edges
+    return LineageResponse(root=root, hops=hops, truncated=graph.truncated, nodes=nodes, edges=edges)

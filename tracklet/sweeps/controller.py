@@ -269,13 +269,16 @@ def _optuna() -> Any:
     return optuna
 
 
-def _storage(directory: Path) -> Any:
-    """Optuna's ``JournalStorage`` over the sweep's journal file (written once per operation)."""
+def _storage(directory: Path, *, held: bool = False) -> Any:
+    """Optuna's ``JournalStorage`` over the sweep's journal file (written once per operation);
+    ``held``: the caller holds the sweep's lock (the file is read once while it does)."""
     from optuna.storages import JournalStorage
 
     from tracklet.sweeps.journal import BatchedJournalFile
 
-    return JournalStorage(BatchedJournalFile(str(directory / "journal.log")))
+    backend = BatchedJournalFile(str(directory / "journal.log"))
+    backend.hold(held)
+    return JournalStorage(backend)
 
 
 def _write_json(path: Path, data: Any, *, durable: bool = True) -> None:
@@ -318,6 +321,7 @@ class LocalController:
         self._pruner_obj: Any = None
         self._study_obj: Any = None
         self._plain_sampler: Any = None
+        self._holding = False  # inside an operation: the sweep's lock is held
 
     @property
     def spec(self) -> SweepSpec:
@@ -331,6 +335,9 @@ class LocalController:
         fsync) before the lock is released; an operation that fails writes nothing."""
         with open(self.dir / "lock", "a+") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            self._holding = True
+            if self._storage_obj is not None:
+                self._storage_obj._backend.hold(True)
             try:
                 yield
                 self._flush()
@@ -341,6 +348,9 @@ class LocalController:
                     self._study_obj = None
                 raise
             finally:
+                self._holding = False
+                if self._storage_obj is not None:
+                    self._storage_obj._backend.hold(False)
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def _flush(self) -> None:
@@ -364,8 +374,9 @@ class LocalController:
         return self._study_obj
 
     def _new_storage(self) -> Any:
-        """The study's ``JournalStorage`` (here over ``journal.log``; the server's over a table)."""
-        return _storage(self.dir)
+        """The study's ``JournalStorage`` (here over ``journal.log``; the server's over a table),
+        told whether the operation creating it holds the sweep's lock."""
+        return _storage(self.dir, held=self._holding)
 
     def _write_trial(self, number: int, data: dict[str, Any]) -> None:
         """Where ``init()`` in the trial's process finds its config (``trials/<n>.json``)."""

@@ -45,3 +45,49 @@ def test_bayes_suggests_what_optunas_gpsampler_suggests_with_the_same_seed(tmp_p
         theirs.append(suggested)
         study.tell(trial, _objective(suggested))
     assert ours == theirs
+
+
+PRELOAD_SCRIPT = """
+import json, sys, time
+import tracklet
+from tracklet.sweeps.agent import Agent
+from tracklet.sweeps.controller import LocalController, create_sweep
+
+root = sys.argv[1]
+config = {"method": sys.argv[2], "metric": {"name": "f"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+sweep_id = create_sweep(root, config, project="p")
+seen = {}
+
+def trial():
+    deadline = time.monotonic() + 120
+    while "optuna._gp.gp" not in sys.modules and time.monotonic() < deadline and sys.argv[2] == "bayes":
+        time.sleep(0.05)
+    seen["gp"] = "optuna._gp.gp" in sys.modules
+    seen["torch"] = "torch" in sys.modules
+    run = tracklet.init(settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    run.log({"f": run.config["x"]})
+
+Agent(LocalController(root, sweep_id), count=1, log=lambda line: None).run_function(trial)
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("method, loaded", [("bayes", True), ("random", False)])
+def test_a_bayes_agent_imports_the_gp_while_its_first_random_trial_runs(tmp_path, method, loaded):
+    """The GP's modules (torch, SciPy) take seconds to import; a bayes agent imports them while its
+    start-up trials run, so the first GP suggestion doesn't add them between a trial's exit and the
+    next one's start (issue #17: run exit -> next run start <= 1 s). Other methods import nothing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "agent.py"
+    script.write_text(PRELOAD_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "root"), method], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"gp": loaded, "torch": loaded}

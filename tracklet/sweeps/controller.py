@@ -34,6 +34,7 @@ import json
 import math
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -381,6 +382,36 @@ class LocalController:
     def _write_trial(self, number: int, data: dict[str, Any]) -> None:
         """Where ``init()`` in the trial's process finds its config (``trials/<n>.json``)."""
         _write_json(self.dir / "trials" / f"{number}.json", data, durable=False)
+
+    def uses_gp(self) -> bool:
+        """Whether this sweep's sampler is Optuna's ``GPSampler`` (``bayes`` up to
+        ``GP_MAX_DIMS`` parameters, or ``method: optuna`` with ``sampler: gp``)."""
+        spec = self._spec
+        if spec.method == "bayes":
+            return len(spec.searched) <= GP_MAX_DIMS
+        return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
+
+    def prepare(self) -> threading.Thread | None:
+        """Import the GP's modules (torch, SciPy: seconds of CPU) on a background thread, so the
+        first GP suggestion, after the random start-up trials, doesn't pay for them between one
+        trial's exit and the next one's start. The agent calls it once as it starts; an import
+        that fails is left to the ask, which reports it."""
+        if not self.uses_gp():
+            return None
+
+        def load() -> None:
+            import importlib
+
+            for module in ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
+                           "optuna._gp.search_space"):
+                try:
+                    importlib.import_module(module)
+                except Exception:  # noqa: BLE001 - the ask imports it again and reports the failure
+                    return
+
+        thread = threading.Thread(target=load, name="tracklet-sweep-gp-import", daemon=True)
+        thread.start()
+        return thread
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:

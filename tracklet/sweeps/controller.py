@@ -403,7 +403,7 @@ class LocalController:
             import importlib
 
             for module in ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
-                           "optuna._gp.search_space"):
+                           "optuna._gp.search_space", "scipy.optimize", "scipy.stats"):
                 try:
                     importlib.import_module(module)
                 except Exception:  # noqa: BLE001 - the ask imports it again and reports the failure

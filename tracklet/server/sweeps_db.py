@@ -65,19 +65,8 @@ class TableJournal(BaseJournalBackend):
         self.connection: sa.Connection | None = None
         self._logs: list[dict[str, Any]] = []  # every entry read so far, in order
         self._pending: list[dict[str, Any]] = []
-        self._held = False  # the operation holds the sweep's row lock: nobody else appends
-        self._caught_up = False
-
-    def hold(self, held: bool) -> None:
-        """The operation took (True) or is ending (False) the sweep's row lock. Optuna reads the
-        journal on every storage call (dozens per ask); while the lock is held no other process
-        appends, so the rows are read once per operation, not once per call."""
-        self._held = held
-        self._caught_up = False
 
     def _catch_up(self) -> None:
-        if self._held and self._caught_up:
-            return
         statement = (sa.select(sweep_journal.c.seq, sweep_journal.c.log)
                      .where(sweep_journal.c.sweep_id == self.sweep_id, sweep_journal.c.seq >= len(self._logs))
                      .order_by(sweep_journal.c.seq))
@@ -90,7 +79,6 @@ class TableJournal(BaseJournalBackend):
             if row.seq != len(self._logs):  # rows are written whole per transaction: a gap is damage
                 raise ValueError(f"sweep {self.sweep_id}'s journal misses entry {len(self._logs)}")
             self._logs.append(json.loads(row.log))
-        self._caught_up = self._held
 
     @property
     def count(self) -> int:
@@ -238,7 +226,6 @@ class ServerController(LocalController):
                     self._lease_rows = {}
                     if self._journal is not None:
                         self._journal.connection = connection
-                        self._journal.hold(True)
                     yield
                     self._flush()
             except BaseException:
@@ -251,7 +238,6 @@ class ServerController(LocalController):
             finally:
                 if self._journal is not None:
                     self._journal.connection = None
-                    self._journal.hold(False)
                 self._connection = None
                 self._row = None
 
@@ -262,7 +248,6 @@ class ServerController(LocalController):
     def _new_storage(self) -> Any:
         self._journal = TableJournal(self.engine, self.sweep_id)
         self._journal.connection = self._connection
-        self._journal.hold(self._connection is not None)
         return _storage(self._journal)
 
     def _write_trial(self, number: int, data: dict[str, Any]) -> None:

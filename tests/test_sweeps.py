@@ -973,3 +973,34 @@ def test_wandb_errors_for_bad_input(root):
     rows = LocalController(root, sweep_id).status()["trials"]
     assert len(rows) == 5 and all(r["state"] == "failed" for r in rows)
     assert all(tracklet.Api(root).run(r["run"]).state == "failed" for r in rows)
+
+
+def _can_unshare_network() -> bool:
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow  # a real agent process
+@pytest.mark.skipif(not _can_unshare_network(), reason="needs unshare -n (a network namespace of its own)")
+def test_a_local_sweep_completes_with_networking_disabled(root, tmp_path):
+    """Local mode needs no network at all: the agent and every trial run in a network namespace
+    with no interface up (not even loopback), and the whole grid completes."""
+    (tmp_path / "train.py").write_text(TRAIN + textwrap.dedent("""
+        import socket
+        try:
+            socket.create_connection(("127.0.0.1", 9), timeout=1)
+        except OSError as error:
+            open(os.environ["TRIAL_LOG"] + ".net", "a").write(type(error).__name__ + "\\n")
+        """))
+    sweep_id = create_sweep(root, _grid(tmp_path), project="p")
+    log = tmp_path / "trials.log"
+    agent = subprocess.run(["unshare", "-n", sys.executable, "-m", "tracklet", "--dir", str(root), "agent", sweep_id],
+                           env={**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV, "TRIAL_LOG": str(log)},
+                           capture_output=True, text=True, timeout=240)
+    assert agent.returncode == 0, agent.stderr
+    points, rows = _complete_points(LocalController(root, sweep_id))
+    assert sorted(points) == sorted((a, b) for a in (1, 2) for b in ("x", "y")) and len(rows) == 4
+    assert len((tmp_path / "trials.log.net").read_text().splitlines()) == 4  # no trial could reach any address

@@ -173,6 +173,9 @@ class Agent:
 
     def _run_workers(self, execute: Callable[[Lease, str | None, int], tuple[int, str | None]]) -> AgentReport:
         host = socket.gethostname()
+        prepare = getattr(self.controller, "prepare", None)  # local mode: the GP's imports, during the first trials
+        if prepare is not None:
+            prepare()
         if len(self.slices) == 1:
             self._worker(f"{host}-{os.getpid()}", self.slices[0], 0, execute)
         else:

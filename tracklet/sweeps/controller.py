@@ -34,6 +34,7 @@ import json
 import math
 import os
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -269,13 +270,16 @@ def _optuna() -> Any:
     return optuna
 
 
-def _storage(directory: Path) -> Any:
-    """Optuna's ``JournalStorage`` over the sweep's journal file (written once per operation)."""
+def _storage(directory: Path, *, held: bool = False) -> Any:
+    """Optuna's ``JournalStorage`` over the sweep's journal file (written once per operation);
+    ``held``: the caller holds the sweep's lock (the file is read once while it does)."""
     from optuna.storages import JournalStorage
 
     from tracklet.sweeps.journal import BatchedJournalFile
 
-    return JournalStorage(BatchedJournalFile(str(directory / "journal.log")))
+    backend = BatchedJournalFile(str(directory / "journal.log"))
+    backend.hold(held)
+    return JournalStorage(backend)
 
 
 def _write_json(path: Path, data: Any, *, durable: bool = True) -> None:
@@ -318,6 +322,7 @@ class LocalController:
         self._pruner_obj: Any = None
         self._study_obj: Any = None
         self._plain_sampler: Any = None
+        self._holding = False  # inside an operation: the sweep's lock is held
 
     @property
     def spec(self) -> SweepSpec:
@@ -331,6 +336,9 @@ class LocalController:
         fsync) before the lock is released; an operation that fails writes nothing."""
         with open(self.dir / "lock", "a+") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            self._holding = True
+            if self._storage_obj is not None:
+                self._storage_obj._backend.hold(True)
             try:
                 yield
                 self._flush()
@@ -341,6 +349,9 @@ class LocalController:
                     self._study_obj = None
                 raise
             finally:
+                self._holding = False
+                if self._storage_obj is not None:
+                    self._storage_obj._backend.hold(False)
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def _flush(self) -> None:
@@ -364,12 +375,43 @@ class LocalController:
         return self._study_obj
 
     def _new_storage(self) -> Any:
-        """The study's ``JournalStorage`` (here over ``journal.log``; the server's over a table)."""
-        return _storage(self.dir)
+        """The study's ``JournalStorage`` (here over ``journal.log``; the server's over a table),
+        told whether the operation creating it holds the sweep's lock."""
+        return _storage(self.dir, held=self._holding)
 
     def _write_trial(self, number: int, data: dict[str, Any]) -> None:
         """Where ``init()`` in the trial's process finds its config (``trials/<n>.json``)."""
         _write_json(self.dir / "trials" / f"{number}.json", data, durable=False)
+
+    def uses_gp(self) -> bool:
+        """Whether this sweep's sampler is Optuna's ``GPSampler`` (``bayes`` up to
+        ``GP_MAX_DIMS`` parameters, or ``method: optuna`` with ``sampler: gp``)."""
+        spec = self._spec
+        if spec.method == "bayes":
+            return len(spec.searched) <= GP_MAX_DIMS
+        return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
+
+    def prepare(self) -> threading.Thread | None:
+        """Import the GP's modules (torch, SciPy: seconds of CPU) on a background thread, so the
+        first GP suggestion, after the random start-up trials, doesn't pay for them between one
+        trial's exit and the next one's start. The agent calls it once as it starts; an import
+        that fails is left to the ask, which reports it."""
+        if not self.uses_gp():
+            return None
+
+        def load() -> None:
+            import importlib
+
+            for module in ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
+                           "optuna._gp.search_space", "scipy.optimize", "scipy.stats"):
+                try:
+                    importlib.import_module(module)
+                except Exception:  # noqa: BLE001 - the ask imports it again and reports the failure
+                    return
+
+        thread = threading.Thread(target=load, name="tracklet-sweep-gp-import", daemon=True)
+        thread.start()
+        return thread
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:

@@ -1,0 +1,93 @@
+"""``method: bayes`` searches exactly as Optuna's ``GPSampler`` with the sweep's seed: the same
+suggestions, trial by trial, as a plain in-memory Optuna study on the same space (floats and an
+unordered categorical), for a metric minimized and one maximized. So a regret ``bayes`` gets in
+benchmarks/sweeps.py is GPSampler's own, not a mapping, seeding or direction of tracklet's."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tracklet.sweeps.controller import Lease, LocalController, create_sweep
+
+optuna = pytest.importorskip("optuna")
+
+CHOICES = ["a", "b", "c", "d"]
+
+
+def _objective(config: dict) -> float:
+    return (config["x"] - 0.2) ** 2 + math.sin(5 * config["y"]) + 0.5 * CHOICES.index(config["cat"])
+
+
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_bayes_suggests_what_optunas_gpsampler_suggests_with_the_same_seed(tmp_path, goal):
+    trials = 13  # 10 random start-up trials, then the GP's
+    config = {"method": "bayes", "seed": 5, "metric": {"name": "f", "goal": goal},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": -1.0, "max": 1.0},
+                             "cat": {"values": CHOICES}}}
+    controller = LocalController(tmp_path, create_sweep(tmp_path, config, project="p"))
+    ours = []
+    for _ in range(trials):
+        lease = controller.next_trial("agent")
+        assert isinstance(lease, Lease)
+        ours.append(lease.config)
+        controller.tell(lease, _objective(lease.config))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=goal, sampler=optuna.samplers.GPSampler(seed=5))
+    theirs = []
+    for _ in range(trials):
+        trial = study.ask()
+        # tracklet searches a categorical as the index of its value (docs/sweeps.md)
+        suggested = {"x": trial.suggest_float("x", 0.0, 1.0), "y": trial.suggest_float("y", -1.0, 1.0),
+                     "cat": CHOICES[trial.suggest_categorical("cat", tuple(range(len(CHOICES))))]}
+        theirs.append(suggested)
+        study.tell(trial, _objective(suggested))
+    assert ours == theirs
+
+
+PRELOAD_SCRIPT = """
+import json, sys, time
+import tracklet
+from tracklet.sweeps.agent import Agent
+from tracklet.sweeps.controller import LocalController, create_sweep
+
+root = sys.argv[1]
+config = {"method": sys.argv[2], "metric": {"name": "f"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+sweep_id = create_sweep(root, config, project="p")
+seen = {}
+
+def trial():
+    deadline = time.monotonic() + 120
+    while "optuna._gp.gp" not in sys.modules and time.monotonic() < deadline and sys.argv[2] == "bayes":
+        time.sleep(0.05)
+    seen["gp"] = "optuna._gp.gp" in sys.modules
+    seen["torch"] = "torch" in sys.modules
+    run = tracklet.init(settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    run.log({"f": run.config["x"]})
+
+Agent(LocalController(root, sweep_id), count=1, log=lambda line: None).run_function(trial)
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("method, loaded", [("bayes", True), ("random", False)])
+def test_a_bayes_agent_imports_the_gp_while_its_first_random_trial_runs(tmp_path, method, loaded):
+    """The GP's modules (torch, SciPy) take seconds to import; a bayes agent imports them while its
+    start-up trials run, so the first GP suggestion doesn't add them between a trial's exit and the
+    next one's start (issue #17: run exit -> next run start <= 1 s). Other methods import nothing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "agent.py"
+    script.write_text(PRELOAD_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "root"), method], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"gp": loaded, "torch": loaded}

@@ -237,7 +237,10 @@ def test_the_lineage_graph_goes_from_a_registered_model_to_its_dataset_and_code(
     assert page.text_content(".lineage-count") == "2 runs, 2 artifact versions, 1 commits, 5 edges"
     page.select_option("select.hops", "1")  # one hop from the model version: the training run, not its inputs
     page.wait_for_selector("g.lineage-node[data-id='artifact:data/mnist:v0']", state="detached")
+    # the graph is drawn again: wait for the new drawing's commit node, not the instant between two drawings
+    page.wait_for_selector(f"g.lineage-node.commit[data-id='commit:{sha}']")
     assert page.locator(f"g.lineage-node[data-id='commit:{sha}']").count() == 1
+    assert page.locator("g.lineage-node[data-id='artifact:data/mnist:v0']").count() == 0
 
 
 def test_a_registry_admin_manages_roles_and_protections_and_others_get_no_controls(

@@ -282,7 +282,9 @@ def test_the_frame_scanner_and_replay_survive_a_bounded_fuzz_run(pristine, tmp_p
     (corpus / "small").write_bytes(_clean_log([p for _, _, p in _frames(pristine)][:3]))
     done = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("fuzz_recordlog.py")), "-runs=2000", "-seed=1",
-         "-max_len=16384", "-timeout=20", str(corpus)],
+         # atheris' instrumentation alone brings the process to ~2 GiB (libFuzzer's default limit):
+         # the bound that still catches an input that makes a reader blow up memory is set above it
+         "-max_len=16384", "-timeout=20", "-rss_limit_mb=4096", str(corpus)],
         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]

@@ -26,6 +26,7 @@ import hashlib
 import os
 import sqlite3
 import struct
+import time
 import uuid
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -265,6 +266,20 @@ class PackStore:
         return len(paths)
 
 
+def _set_wal(db: sqlite3.Connection, deadline: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock: two processes
+    creating the index at once can get "database is locked" from it at once, without SQLite's busy
+    timeout (seen in CI: one of two processes storing the same file died of it)."""
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class ChunkIndex:
     """Which pack holds which chunk: a SQLite database of two tables (schema in ``SCHEMA``).
 
@@ -294,7 +309,7 @@ class ChunkIndex:
         self.path = os.fspath(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _set_wal(self._db, deadline=time.monotonic() + 30)
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._db:
             for statement in self.SCHEMA:

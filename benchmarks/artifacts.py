@@ -607,11 +607,7 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
     uploads, manifest, commit), a second upload of the same version (nothing to send), and the
     S3 server's own ceiling: the same objects PUT straight to it, 64 at a time, without tracklet.
     Target (issue #15): >= 1,000 files/s."""
-    import shutil as _shutil
-    import subprocess
     import uuid
-
-    import httpx
 
     from tracklet.artifacts.entries import LocalFile
     from tracklet.artifacts.remote import upload_version
@@ -620,12 +616,8 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
     from tracklet.client.http import HttpClient
 
     repo = Path(__file__).resolve().parents[1]
-    s3rver = repo / "tests" / "s3" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
-    node = _shutil.which("node")
-    if node is None or not s3rver.is_file():
-        return {"skipped": "s3rver is not installed (npm ci --prefix tests/s3)"}
     sys.path.insert(0, str(repo / "tests"))
-    from serverproc import Server, _free_port
+    from serverproc import Server
 
     data = work / "a1"
     data.mkdir()
@@ -636,23 +628,9 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
     result = store.commit("shards", "dataset", {p.name: LocalFile(str(p)) for p in data.iterdir()}, project="bench",
                           aliases=[])
     report: dict = {"files": files, "file_bytes": size, "local_commit_seconds": time.perf_counter() - started}
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    s3_dir = work / "s3"
-    s3_dir.mkdir()
-    s3 = subprocess.Popen([node, str(s3rver), "-d", str(s3_dir), "-a", "127.0.0.1", "-p", str(port), "-s",
-                           "--configure-bucket", "tracklet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{endpoint}/tracklet", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("s3rver did not start")
+    with _s3rver(work) as endpoint:
+        if endpoint is None:
+            return {"skipped": "s3rver is not installed (npm ci --prefix tests/s3)"}
         options = ("--files-option", f"endpoint_url={endpoint}", "--files-option", "key=S3RVER",
                    "--files-option", "secret=S3RVER")
         for backend, extra in (("s3", ("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options)),
@@ -679,9 +657,6 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
         started = time.perf_counter()
         direct.pipe(objects, batch_size=64)
         report["s3_ceiling_files_per_second"] = files / (time.perf_counter() - started)
-    finally:
-        s3.terminate()
-        s3.wait(timeout=10)
     return report
 
 

@@ -34,15 +34,17 @@ def s3rver() -> Iterator[str]:
     pytest.importorskip("s3fs", reason="S3 needs s3fs: pip install 'tracklet[s3]'")
     storage = Path(tempfile.mkdtemp(prefix="tracklet-s3rver-"))
     port = _free_port()
-    proc = subprocess.Popen([node, str(S3RVER), "-d", str(storage), "-a", "127.0.0.1", "-p", str(port), "-s",
-                             "--configure-bucket", BUCKET],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = storage.with_name(storage.name + ".stderr")  # a file, not a pipe nobody reads (a full one blocks s3rver)
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen([node, str(S3RVER), "-d", str(storage), "-a", "127.0.0.1", "-p", str(port), "-s",
+                                 "--configure-bucket", BUCKET],
+                                stdout=subprocess.DEVNULL, stderr=stderr)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:  # readiness: the bucket answers
             if proc.poll() is not None:
-                pytest.fail(f"s3rver exited: {proc.stderr.read().decode()}")
+                pytest.fail(f"s3rver exited: {log.read_text(errors='replace')}")
             try:
                 if httpx.get(f"{endpoint}/{BUCKET}", timeout=1).status_code == 200:
                     break
@@ -56,6 +58,7 @@ def s3rver() -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(storage, ignore_errors=True)
+        log.unlink(missing_ok=True)
 
 
 def s3_filesystem(endpoint: str) -> Any:

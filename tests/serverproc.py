@@ -40,6 +40,16 @@ class Server:
         self.args = [sys.executable, "-m", "tracklet", "server", "--dir", str(root), "--port", str(self.port),
                      *(["--store", store] if store else []), *(["--dev"] if dev else []), *extra]
         self.proc: subprocess.Popen | None = None
+        self.log = root.parent / f"server-{self.port}.stderr"  # beside the data directory, outside it
+
+    # stderr goes to a file, never to a pipe nobody reads: a server that wrote 64 KiB of warnings
+    # (64 agents retrying through a restart) blocked on the full pipe and stopped answering.
+    def stderr_text(self) -> str:
+        """Everything the server printed to stderr so far (all its starts)."""
+        try:
+            return self.log.read_bytes().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def spawn(self) -> None:
         """Start the process without waiting for it to answer."""
@@ -51,8 +61,10 @@ class Server:
 
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
-        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     preexec_fn=limit_files if limit else None)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as stderr:
+            self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                         preexec_fn=limit_files if limit else None)
 
     # A server that exits fails at once; one that is only slow to start (imports under a load of
     # 15+ on 2 cores took over 30 s) is waited for: a readiness limit, not a performance check.
@@ -65,7 +77,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()}")
+                raise RuntimeError(f"server exited: {self.stderr_text()}")
             try:
                 if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
                     return

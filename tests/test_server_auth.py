@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -227,11 +228,10 @@ def test_first_run_hint_is_a_command_that_works(backend, request, tmp_path):
     server.spawn()
     try:
         hint = None
-        for _ in range(50):  # the hint is one of the first lines the server prints
-            line = server.proc.stderr.readline().decode()
-            if not line or "No users yet" in line:
-                hint = line
-                break
+        deadline = time.monotonic() + 180
+        while hint is None and time.monotonic() < deadline and server.proc.poll() is None:
+            hint = next((line for line in server.stderr_text().splitlines() if "No users yet" in line), None)
+            time.sleep(0.05)  # polling the server's stderr file for the hint
         assert hint and "`" in hint, hint
         command = shlex.split(hint.split("`")[1].replace("NAME", "first"))
         assert command[:2] == ["tracklet", "admin"]

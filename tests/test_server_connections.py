@@ -81,7 +81,7 @@ def test_stalled_connections_are_closed_and_never_lock_out_a_client(servers):
         assert http.get("/api/v1/health").status_code == 200
         assert http.get("/api/v1/runs/p/r/log/offset").json() == {"offset": 0}
     server.stop()
-    assert b"--max-connections lowered from 1000 to 128" in server.proc.stderr.read()
+    assert "--max-connections lowered from 1000 to 128" in server.stderr_text()
 
 
 def test_a_slow_upload_that_keeps_going_is_not_cut_off(servers):

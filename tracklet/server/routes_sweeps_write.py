@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from tracklet.core.settings import is_valid_name
-from tracklet.errors import MissingDependency, SweepError, SweepNotFound
+from tracklet.errors import MissingDependency, RunNotIndexed, SweepError, SweepNotFound
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
     SweepControlRequest,
@@ -202,7 +202,7 @@ def _new_points(store: Any, project: str, run_id: str, metric: str, after: int) 
             points.extend((int(s), float(v)) for s, v in zip(steps.tolist(), values.tolist()) if math.isfinite(v))
             if len(points) >= MAX_PRUNE_POINTS:
                 break
-    except ValueError:  # the run (or the metric) is not in the store yet
+    except (ValueError, RunNotIndexed):  # the run (or the metric) is not in the store yet
         return []
     return points[:MAX_PRUNE_POINTS]
 

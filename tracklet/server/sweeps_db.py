@@ -62,9 +62,18 @@ class TableJournal(BaseJournalBackend):
         self.engine = engine
         self.sweep_id = sweep_id
         self.read_only = read_only
-        self.connection: sa.Connection | None = None
+        self._local = threading.local()
         self._logs: list[dict[str, Any]] = []  # every entry read so far, in order
         self._pending: list[dict[str, Any]] = []
+
+    @property
+    def connection(self) -> sa.Connection | None:
+        """The transaction of the operation running on this thread, if any (never another thread's)."""
+        return getattr(self._local, "connection", None)
+
+    @connection.setter
+    def connection(self, connection: sa.Connection | None) -> None:
+        self._local.connection = connection
 
     def _catch_up(self) -> None:
         statement = (sa.select(sweep_journal.c.seq, sweep_journal.c.log)
@@ -179,6 +188,18 @@ def readable_sweep_infos(engine: sa.Engine, may_read: Callable[[str], bool], *, 
     return [{**json.loads(row.info), "state": json.loads(row.state).get("state", "running")} for row in rows], total
 
 
+class _Operation(threading.local):
+    """What the operation running on this thread holds: its transaction, the sweep's row as it
+    read or wrote it, the lease rows as it last read or wrote them. Per thread, because readers that
+    take no lock (``_state``, ``lease_record``) run beside an operation on another thread and
+    must never use its connection (one that did met it closed mid-query)."""
+
+    def __init__(self) -> None:
+        self.connection: sa.Connection | None = None
+        self.row: Any = None
+        self.lease_rows: dict[str, dict[str, Any]] = {}
+
+
 class ServerController(LocalController):
     """A sweep's controller over the server's tables (see the module docstring)."""
 
@@ -200,9 +221,7 @@ class ServerController(LocalController):
         self._study_obj = None
         self._plain_sampler = None
         self._journal: TableJournal | None = None
-        self._connection: sa.Connection | None = None
-        self._row: Any = None
-        self._lease_rows: dict[str, dict[str, Any]] = {}  # the lease rows as this operation last read or wrote them
+        self._op = _Operation()
         self._thread_lock = threading.RLock()
         self._request: str | None = None
 
@@ -219,11 +238,11 @@ class ServerController(LocalController):
         with self._thread_lock:
             try:
                 with self.engine.begin() as connection:
-                    self._row = connection.execute(
+                    self._op.row = connection.execute(
                         sa.select(sweep_studies.c.state)
                         .where(sweep_studies.c.id == self.sweep_id).with_for_update()).one()
-                    self._connection = connection
-                    self._lease_rows = {}
+                    self._op.connection = connection
+                    self._op.lease_rows = {}
                     if self._journal is not None:
                         self._journal.connection = connection
                     yield
@@ -238,8 +257,8 @@ class ServerController(LocalController):
             finally:
                 if self._journal is not None:
                     self._journal.connection = None
-                self._connection = None
-                self._row = None
+                self._op.connection = None
+                self._op.row = None
 
     def _flush(self) -> None:
         if self._journal is not None:
@@ -247,15 +266,15 @@ class ServerController(LocalController):
 
     def _new_storage(self) -> Any:
         self._journal = TableJournal(self.engine, self.sweep_id)
-        self._journal.connection = self._connection
+        self._journal.connection = self._op.connection
         return _storage(self._journal)
 
     def _write_trial(self, number: int, data: dict[str, Any]) -> None:
         """Nothing: the agent writes the trial's file on its own machine from the lease."""
 
     def _state(self) -> dict[str, Any]:
-        if self._row is not None:
-            return json.loads(self._row.state)
+        if self._op.row is not None:
+            return json.loads(self._op.row.state)
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(sweep_studies.c.state).where(sweep_studies.c.id == self.sweep_id)).one()
         return json.loads(row.state)
@@ -264,33 +283,33 @@ class ServerController(LocalController):
         """The sweep's leases as the local controller keeps them: trial -> record (agent, expires, ...)."""
         statement = sa.select(sweep_leases.c.trial, sweep_leases.c.agent, sweep_leases.c.expires,
                               sweep_leases.c.record).where(sweep_leases.c.sweep_id == self.sweep_id)
-        if self._connection is not None:
-            rows = self._connection.execute(statement).all()
+        if self._op.connection is not None:
+            rows = self._op.connection.execute(statement).all()
         else:
             with self.engine.connect() as connection:
                 rows = connection.execute(statement).all()
         leases = {str(row.trial): {**json.loads(row.record), "agent": row.agent, "expires": row.expires}
                   for row in rows}
-        if self._connection is not None:
-            self._lease_rows = {number: dict(record) for number, record in leases.items()}
+        if self._op.connection is not None:
+            self._op.lease_rows = {number: dict(record) for number, record in leases.items()}
         return leases
 
     def _update(self, **values: str) -> None:
-        assert self._connection is not None, "the sweep's row is written inside an operation"
-        self._connection.execute(sweep_studies.update().where(sweep_studies.c.id == self.sweep_id).values(**values))
-        self._row = types.SimpleNamespace(**{"state": self._row.state, **values})  # what the row holds now
+        assert self._op.connection is not None, "the sweep's row is written inside an operation"
+        self._op.connection.execute(sweep_studies.update().where(sweep_studies.c.id == self.sweep_id).values(**values))
+        self._op.row = types.SimpleNamespace(**{"state": self._op.row.state, **values})  # what the row holds now
 
     def _save_leases(self, leases: dict[str, Any]) -> None:
         """Write what changed since the operation read the leases: rows of leases gone are deleted,
         new ones inserted, changed ones updated (the expiry only when it changed here, so a
         heartbeat that moved it meanwhile is not undone)."""
-        connection = self._connection
+        connection = self._op.connection
         assert connection is not None, "leases are written inside an operation"
         key = (sweep_leases.c.sweep_id == self.sweep_id)
-        for number in [n for n in self._lease_rows if n not in leases]:
+        for number in [n for n in self._op.lease_rows if n not in leases]:
             connection.execute(sweep_leases.delete().where(key, sweep_leases.c.trial == int(number)))
         for number, record in leases.items():
-            before = self._lease_rows.get(number)
+            before = self._op.lease_rows.get(number)
             if before == record:
                 continue
             rest = json.dumps({k: v for k, v in record.items() if k not in ("agent", "expires")})
@@ -303,7 +322,7 @@ class ServerController(LocalController):
             if record["expires"] != before.get("expires"):
                 changes["expires"] = record["expires"]
             connection.execute(sweep_leases.update().where(key, sweep_leases.c.trial == int(number)).values(**changes))
-        self._lease_rows = {number: dict(record) for number, record in leases.items()}
+        self._op.lease_rows = {number: dict(record) for number, record in leases.items()}
 
     def heartbeat(self, lease: Lease) -> bool:
         """Renew ``lease`` (one ``UPDATE``, no lock: see the module docstring); False once it lapsed."""

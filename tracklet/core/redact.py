@@ -61,6 +61,7 @@ _STRONG_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key")
 _WEAK_WORDS = frozenset({"token", "key", "auth"})
 _NOT_SECRETS = frozenset({"", "true", "false", "yes", "no", "on", "off", "none", "null", "0", "1"})
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]{16,}")
+_HEX_RUN = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32,}(?![A-Za-z0-9])")
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -83,8 +84,12 @@ def secret_name(name: str) -> str | None:
 
 def looks_random(value: str) -> bool:
     """Whether ``value`` looks like a generated credential rather than a word, name or path: a run
-    of 16+ letters and digits with both in it (hex digests, base62 tokens), or 20+ characters of a
-    URL-safe alphabet mixing two of upper case, lower case and digits (``secrets.token_urlsafe``)."""
+    of 16+ letters and digits with both in it (hex digests, base62 tokens), a run of 32+ hex digits
+    whatever its mix (``secrets.token_hex(16)`` is all digits but one letter ~1 time in 170,000), or
+    20+ characters of a URL-safe alphabet mixing two of upper case, lower case and digits
+    (``secrets.token_urlsafe``)."""
+    if _HEX_RUN.search(value):
+        return True
     for run in _ALNUM_RUN.findall(value):
         if sum(c.isdigit() for c in run) >= 2 and sum(c.isalpha() for c in run) >= 2:
             return True

@@ -2,8 +2,9 @@
 
 Runs on the sender's worker thread. Rows arrive as ``(step, wall_time, {key: value})``. Rows that
 share one key set (the usual case: the same keys every step) are transposed with ``zip`` at C
-level, and a column whose values all have one builtin type is handed to protobuf's packed
-``extend`` in one call. Only unusual values (numpy, tensors, mixed types) take a per-value path.
+level, and a column whose values all have one builtin type is handed to a packed ``extend`` in
+one call. Only unusual values (numpy, tensors, mixed types) take a per-value path. Records are
+``core/wire.py`` messages: the bytes protobuf would write, without importing protobuf.
 
 Encoding is total: whatever one value does (a conversion that raises, a string protobuf refuses, a
 dict that contains itself), the failure is contained to that value of that key, reported once per
@@ -32,8 +33,8 @@ from tracklet.core.values import (
     to_scalar,
     type_name,
 )
+from tracklet.core import wire  # the records built here, without importing protobuf (core/wire.py)
 from tracklet.core.warn import TrackletWarning, WarnOnce  # noqa: F401  (re-exported: their old home)
-from tracklet.proto import records_pb2 as pb
 
 Row = tuple  # (step: int, time: float, keys: tuple, values: tuple)
 
@@ -45,13 +46,14 @@ _BIG_INT = "big_int"
 # Every int up to this magnitude is exactly a double.
 _EXACT_DOUBLE_INT = 2**53
 
-SUMMARY_MODES = {
-    "last": pb.SUMMARY_MODE_LAST,
-    "min": pb.SUMMARY_MODE_MIN,
-    "max": pb.SUMMARY_MODE_MAX,
-    "mean": pb.SUMMARY_MODE_MEAN,
-    "none": pb.SUMMARY_MODE_NONE,
-    "first": pb.SUMMARY_MODE_FIRST,
+# The SummaryMode enum's numbers (checked against records_pb2 in tests/test_wire.py).
+SUMMARY_MODES: dict[str, Any] = {
+    "last": wire.SUMMARY_MODE_LAST,
+    "min": wire.SUMMARY_MODE_MIN,
+    "max": wire.SUMMARY_MODE_MAX,
+    "mean": wire.SUMMARY_MODE_MEAN,
+    "none": wire.SUMMARY_MODE_NONE,
+    "first": wire.SUMMARY_MODE_FIRST,
 }
 _MODE_NAMES: dict[int, str] = {number: name for name, number in SUMMARY_MODES.items()}
 
@@ -159,12 +161,12 @@ class SummaryTracker:
             self.values.pop(key, None)
             self.dirty[key] = None
 
-    def take_update(self) -> pb.Record | None:
+    def take_update(self) -> wire.Message | None:
         """A ``SummaryUpdate`` with every key changed since the last call, or None. A value that
         can't be encoded is left out with a warning naming its key; the other keys are written."""
         if not self.dirty:
             return None
-        record = pb.Record()
+        record = wire.Record()
         update = record.summary
         update.SetInParent()
         present = {k: to_plain(self.values[k], self._cut_reporter(k)) for k in self.dirty if k in self.values}
@@ -239,7 +241,7 @@ class HistoryEncoder:
 
     # ------------------------------------------------------------ keys
 
-    def _key_id(self, key: Any, batch: pb.HistoryBatch) -> int:
+    def _key_id(self, key: Any, batch: wire.Message) -> int:
         """The key's number, defining it in this batch if new; -1 for a key that can't be recorded."""
         key_id = self._key_ids.get(key)
         if key_id is not None:
@@ -295,14 +297,14 @@ class HistoryEncoder:
 
     # ------------------------------------------------------------ rows
 
-    def encode(self, rows: Sequence[Row]) -> pb.Record | None:
+    def encode(self, rows: Sequence[Row]) -> wire.Message | None:
         """Rows are ``(step, time, keys, values)``: two tuples per row, the same keys tuple object
         row after row in the usual case (then the key-set check below is an identity compare).
 
         Returns None when no row could be recorded. Raises only on a defect of this module (the
         caller then retries smaller parts of the batch); a bad value never makes it raise."""
         self.rollback()  # a record encoded before and never committed was not written
-        record = pb.Record()
+        record = wire.Record()
         batch = record.history
         steps, times, keysets, valuesets = zip(*rows)
         try:
@@ -336,14 +338,14 @@ class HistoryEncoder:
 
     def encode_columns(
         self, steps: Sequence[int], times: Sequence[float], groups: Sequence[tuple[tuple, Sequence[int], Sequence[Any]]]
-    ) -> pb.Record | None:
+    ) -> wire.Message | None:
         """The rows of :meth:`encode`, given as columns: ``groups`` holds, per key set in the
         order of their last rows, ``(keys, its rows in the batch or () for every row, one
         sequence of values per key)``. What the sender builds from rows queued flat (no tuple
         per row). Raises on a step or time protobuf refuses: the caller encodes the rows again
         with :meth:`encode`, which drops only those."""
         self.rollback()
-        record = pb.Record()
+        record = wire.Record()
         batch = record.history
         batch.steps.extend(steps)
         batch.times.extend(times)
@@ -356,7 +358,7 @@ class HistoryEncoder:
         """The rows whose step and time protobuf takes (a step past int64 reaches here only from an
         importer or a run advanced past 2**63 - 1; ``log()`` refuses explicit ones)."""
         kept = []
-        probe = pb.HistoryBatch()
+        probe = wire.HistoryBatch()
         for row in rows:
             try:
                 probe.steps.append(row[0])
@@ -372,11 +374,11 @@ class HistoryEncoder:
         return kept
 
     def _encode_group(
-        self, batch: pb.HistoryBatch, keys: tuple, indices: Sequence[int], valuesets: Sequence[tuple]
+        self, batch: wire.Message, keys: tuple, indices: Sequence[int], valuesets: Sequence[tuple]
     ) -> None:
         self._encode_columns(batch, keys, indices, zip(*valuesets))
 
-    def _encode_columns(self, batch: pb.HistoryBatch, keys: tuple, indices: Sequence[int], values: Iterable[Any]) -> None:
+    def _encode_columns(self, batch: wire.Message, keys: tuple, indices: Sequence[int], values: Iterable[Any]) -> None:
         columns, observed = batch.columns, self._observed
         for key, column in zip(keys, values):
             field = _FIELD_FOR_TYPE.get(type(column[0]))
@@ -411,7 +413,7 @@ class HistoryEncoder:
                 self._encode_each(batch, key, indices, column, error)
 
     def _encode_each(
-        self, batch: pb.HistoryBatch, key: Any, indices: Sequence[int], column: Sequence[Any], error: Exception
+        self, batch: wire.Message, key: Any, indices: Sequence[int], column: Sequence[Any], error: Exception
     ) -> None:
         """A column failed as a whole: record it value by value, dropping only the values that fail."""
         columns, observed = batch.columns, self._observed
@@ -446,7 +448,7 @@ class HistoryEncoder:
         except Exception:
             return f"<{type_name(key)}>"
 
-    def _encode_nested(self, batch: pb.HistoryBatch, key: Any, indices: list[int], column: list[Any]) -> None:
+    def _encode_nested(self, batch: wire.Message, key: Any, indices: list[int], column: list[Any]) -> None:
         """Flatten mapping values (``{"train": {"loss": ...}}`` → ``train/loss``) and encode them."""
         prefix = key if type(key) is str else str(key)
         sub: dict[tuple, tuple[list[int], list[tuple]]] = {}
@@ -469,7 +471,7 @@ class HistoryEncoder:
 
         return report
 
-    def _encode_slow(self, batch: pb.HistoryBatch, key: Any, indices: Sequence[int], column: Sequence[Any]) -> None:
+    def _encode_slow(self, batch: wire.Message, key: Any, indices: Sequence[int], column: Sequence[Any]) -> None:
         """Per-value conversion: numpy, tensors, histograms, None, mixed types, big ints, unsupported values."""
         nested = [position for position, value in enumerate(column) if isinstance(value, Mapping)]
         if nested:  # a key set first seen with scalars, now with a dict under one key

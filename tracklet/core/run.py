@@ -32,6 +32,7 @@ from tracklet.core.stack import user_stacklevel
 from tracklet.core.warn import TrackletWarning
 
 if TYPE_CHECKING:
+    from tracklet.core.wire import Message
     from tracklet.proto import records_pb2 as pb
 
 INT64_MAX = 2**63 - 1  # the largest step a record can hold (tracklet.core.values.INT64_MAX)
@@ -708,10 +709,10 @@ class Run:
         """Queue a ``ConfigUpdate`` of already-plain ``items``; the worker builds the record."""
         self._enqueue(lambda: self._config_record(items, removed))
 
-    def _config_record(self, items: dict[str, Any], removed: list[str]) -> pb.Record:
-        from tracklet.proto import records_pb2 as pb
+    def _config_record(self, items: dict[str, Any], removed: list[str]) -> Message:
+        from tracklet.core import wire
 
-        record = pb.Record()
+        record = wire.Record()
         update = record.config
         update.SetInParent()
         _values().fill_entries(update.items, items, self._config_failed)
@@ -920,19 +921,19 @@ def _holds_logged(value: Any) -> bool:
                                                and isinstance(value[0], LoggedObject))
 
 
-def _deferred(build: Callable[[dict[str, Any]], pb.Record], fields: dict[str, Any]) -> Callable[[], pb.Record]:
+def _deferred(build: Callable[[dict[str, Any]], Any], fields: dict[str, Any]) -> Callable[[], Any]:
     """A queue item the sender's worker calls to get the record (see ``BatchSender._handle``)."""
     return lambda: build(fields)
 
 
-def _run_start_record(fields: dict[str, Any]) -> pb.Record:
-    """The ``RunStart`` record, built on the worker from ``Run._run_start_fields``."""
+def _run_start_record(fields: dict[str, Any]) -> Message:
+    """The ``RunStart`` record, built on the worker from ``Run._run_start_fields`` (without protobuf)."""
+    from tracklet.core import wire
     from tracklet.core.redact import redact_command
-    from tracklet.proto import records_pb2 as pb
 
-    record = pb.Record()
+    record = wire.Record()
     start = record.run_start
-    start.schema_version = pb.SCHEMA_VERSION_1
+    start.schema_version = wire.SCHEMA_VERSION_1
     for name in ("run_id", "project", "name", "group", "job_type", "notes", "start_time", "host", "pid",
                  "python_version", "platform", "cwd", "tracklet_version", "resumed", "reproduces"):
         setattr(start, name, fields[name])
@@ -965,15 +966,17 @@ def _registry() -> Any:
     return load("registry")
 
 
-def _exit_record(fields: dict[str, Any]) -> pb.Record:
-    """The ``RunExit`` record, built on the worker from what ``Run.finish`` took."""
-    from tracklet.proto import records_pb2 as pb
+def _exit_record(fields: dict[str, Any]) -> Message:
+    """The ``RunExit`` record, built on the worker from what ``Run.finish`` took (without protobuf)."""
+    from tracklet.core import wire
 
-    record = pb.Record()
+    record = wire.Record()
     end = record.exit
+    end.SetInParent()
     for name, value in fields.items():
         if name == "seeds":
-            end.seeds.extend(pb.Seed(api=api, value=seed) for api, seed in value)
+            for api, seed in value:
+                end.seeds.add(api=api, value=seed)
         else:
             setattr(end, name, value)
     return record

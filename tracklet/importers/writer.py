@@ -19,6 +19,7 @@ from tracklet.core.encoder import HistoryEncoder, SummaryTracker, WarnOnce
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import LOG_FILE_NAME, RecordLogWriter
 from tracklet.core.values import fill_entries, to_plain
+from tracklet.core.wire import Message
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import SourceError  # noqa: F401  (defined there; imported from here too)
 
@@ -104,7 +105,7 @@ class RunWriter:
         self.rows = 0
         self.points = 0
 
-    def record(self, record: pb.Record) -> None:
+    def record(self, record: pb.Record | Message) -> None:
         self._writer.write(record.SerializeToString())
 
     def config(self, items: dict[str, Any]) -> None:

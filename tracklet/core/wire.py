@@ -284,6 +284,8 @@ def _check_double(value: Any) -> float:
 
 def _check_string(value: Any) -> str:
     if type(value) is not str:
+        if isinstance(value, bytes):  # protobuf takes UTF-8 bytes for a string field
+            return value.decode("utf-8")
         if not isinstance(value, str):
             raise TypeError(f"{value!r} has type {type(value).__name__}, but expected one of: bytes, unicode")
         value = str(value)

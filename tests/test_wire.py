@@ -1,0 +1,368 @@
+"""core/wire.py writes the bytes protobuf writes: its schema is records.proto's, and over random
+messages (NaN, inf, -0.0, int64 limits, ints past int64, unicode and lone surrogates, empty
+batches) its bytes equal ``SerializeToString(deterministic=True)`` of the same message built with
+protobuf, parse back equal, and the values protobuf refuses it refuses too, keeping nothing."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import types
+
+import pytest
+from google.protobuf.descriptor import FieldDescriptor
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracklet.core import encoder as encoder_module
+from tracklet.core import wire
+from tracklet.core.values import Histogram, fill_entries
+from tracklet.proto import records_pb2 as pb
+
+from conftest import REPO
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+_TYPES = {
+    "double": FieldDescriptor.TYPE_DOUBLE, "sint64": FieldDescriptor.TYPE_SINT64, "int64": FieldDescriptor.TYPE_INT64,
+    "int32": FieldDescriptor.TYPE_INT32, "uint32": FieldDescriptor.TYPE_UINT32, "uint64": FieldDescriptor.TYPE_UINT64,
+    "bool": FieldDescriptor.TYPE_BOOL, "string": FieldDescriptor.TYPE_STRING, "bytes": FieldDescriptor.TYPE_BYTES,
+    "enum": FieldDescriptor.TYPE_ENUM, "message": FieldDescriptor.TYPE_MESSAGE, "map": FieldDescriptor.TYPE_MESSAGE,
+}
+
+
+def _same(built: wire.Message, expected: object) -> None:
+    """The wire message's bytes are protobuf's, and protobuf parses them back to the same message."""
+    data = built.SerializeToString()
+    assert data == expected.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
+    parsed = type(expected)()
+    parsed.ParseFromString(data)
+    assert parsed.SerializeToString(deterministic=True) == data
+
+
+# ---------------------------------------------------------------- the schema is records.proto's
+
+
+@pytest.mark.parametrize("message", sorted(wire.SCHEMA))
+def test_schema_restates_records_proto(message):
+    descriptor = getattr(pb, message).DESCRIPTOR
+    oneof = wire.ONEOFS.get(message)
+    for name, number, kind, repeated, type_name in wire.SCHEMA[message]:
+        field = descriptor.fields_by_name[name]
+        assert field.number == number, name
+        assert field.type == _TYPES[kind], name
+        assert field.is_repeated == (repeated or kind == "map"), name
+        if kind == "map":
+            assert field.message_type.GetOptions().map_entry, name
+            assert [f.type for f in field.message_type.fields] == [FieldDescriptor.TYPE_STRING] * 2, name
+        elif kind == "message":
+            assert field.message_type.name == type_name, name
+        assert (field.containing_oneof.name if field.containing_oneof else None) == oneof, name
+        assert not field.has_presence or oneof or kind == "message", f"{name}: explicit presence outside a oneof"
+        if repeated and kind not in ("string", "bytes", "message"):
+            assert field.is_packed, name
+    if oneof is None:  # every field of a message written whole is known here
+        assert {f.name for f in descriptor.fields} == {f[0] for f in wire.SCHEMA[message]}, message
+
+
+def test_enum_numbers_are_records_proto():
+    assert wire.SCHEMA_VERSION_1 == pb.SCHEMA_VERSION_1
+    for mode in ("LAST", "MIN", "MAX", "MEAN", "NONE", "FIRST"):
+        assert getattr(wire, f"SUMMARY_MODE_{mode}") == getattr(pb, f"SUMMARY_MODE_{mode}")
+
+
+def test_a_run_that_records_the_common_records_never_imports_protobuf(tmp_path):
+    script = (
+        "import sys, tracklet\n"
+        "run = tracklet.init(project='p', dir=sys.argv[1], config={'lr': 0.1, 'nested': {'a': [1, None]}},\n"
+        "                    settings={'capture_environment': False, 'system_metrics': False})\n"
+        "for step in range(3000):\n"
+        "    run.log({'loss': 1.0 / (step + 1), 'epoch': step // 100, 'ok': True, 'tag': 'é'})\n"
+        "print('to the console')\n"
+        "run.summary['best'] = 0.5\n"
+        "run.finish()\n"
+        "assert 'google.protobuf' not in sys.modules, 'protobuf was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    import tracklet
+
+    run = tracklet.Api(root=str(tmp_path)).runs("p")[0]
+    assert run.config["nested"] == {"a": [1, None]}
+    assert run.summary["best"] == 0.5 and run.summary["tag"] == "é"
+    history = run.history()
+    assert history.num_rows == 3000 and history["epoch"][-1] == 29 and history["loss"][2] == pytest.approx(1 / 3)
+    assert history["ok"][0] is True and history["tag"][-1] == "é" and history["_step"][-1] == 2999
+
+
+# ---------------------------------------------------------------- random messages, both ways
+
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_EDGE_FLOATS = st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, 1.7976931348623157e308])
+_FLOATS = st.floats(allow_nan=True, allow_infinity=True) | _EDGE_FLOATS
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12) | st.sampled_from(["", "é", "日本語", "\U0001f600"])
+
+
+def _steps():
+    consecutive = st.builds(lambda first, count: list(range(first, first + count)),
+                            st.integers(0, 2**62) | st.integers(0, 300) | st.sampled_from([63, 8191, 2**20 - 3]),
+                            st.integers(0, 300))
+    return consecutive | st.lists(_INT64, max_size=40) | st.lists(st.integers(-3, 3), max_size=40)
+
+
+_COLUMN_FIELDS = {
+    "floats": st.lists(_FLOATS, max_size=30),
+    "ints": st.lists(_INT64, max_size=30),
+    "bools": st.lists(st.booleans(), max_size=30),
+    "strings": st.lists(_TEXT, max_size=8),
+    "big_ints": st.lists(st.integers().map(str), max_size=4),
+}
+
+
+@st.composite
+def _batches(draw):
+    """A HistoryBatch recipe: (new_keys, steps, times, columns), applied to both builders alike."""
+    keys = draw(st.lists(st.tuples(st.integers(0, 2**32 - 1), _TEXT), max_size=4))
+    steps = draw(_steps())
+    times = draw(st.lists(_FLOATS, max_size=len(steps), min_size=len(steps)))
+    columns = []
+    for _ in range(draw(st.integers(0, 4))):
+        field = draw(st.sampled_from(sorted(_COLUMN_FIELDS) + ["histograms"]))
+        rows = draw(st.lists(st.integers(0, 2**32 - 1), max_size=20) | st.just(list(range(draw(st.integers(0, 300))))))
+        if field == "histograms":
+            values = draw(st.lists(st.tuples(st.lists(_FLOATS, max_size=5), st.lists(st.integers(0, 2**64 - 1), max_size=5),
+                                             st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)), max_size=3))
+        else:
+            values = draw(_COLUMN_FIELDS[field])
+        columns.append((draw(st.integers(0, 2**32 - 1)), rows, field, values))
+    return keys, steps, times, columns
+
+
+def _build_batch(record, recipe) -> None:
+    keys, steps, times, columns = recipe
+    batch = record.history
+    batch.steps.extend(steps)  # an empty extend makes the batch present, in both
+    batch.times.extend(times)
+    for key_id, name in keys:
+        definition = batch.new_keys.add()
+        definition.id = key_id
+        definition.name = name
+    for key, rows, field, values in columns:
+        column = batch.columns.add()
+        column.key = key
+        column.rows.extend(rows)
+        if field == "histograms":
+            for edges, counts, nan_count, inf_count in values:
+                histogram = column.histograms.add()
+                histogram.edges.extend(edges)
+                histogram.counts.extend(counts)
+                histogram.nan_count = nan_count
+                histogram.inf_count = inf_count
+        else:
+            getattr(column, field).extend(values)
+
+
+@FAST
+@given(_batches())
+def test_history_batches_are_protobufs_bytes(recipe):
+    built, expected = wire.Record(), pb.Record()
+    _build_batch(built, recipe)
+    _build_batch(expected, recipe)
+    _same(built, expected)
+
+
+def test_varints_take_every_path_with_the_same_bytes(monkeypatch):
+    """Consecutive steps (byte patterns), numpy (when imported), value by value: one result."""
+    import numpy  # noqa: F401  (the numpy path needs it imported)
+
+    cases = [list(range(0, 3000)), list(range(2**20 - 100, 2**20 + 5000)), list(range(2**62, 2**62 + 70)),
+             [5, 5, 6, 7], [-1, 0, -(2**63), 2**63 - 1] * 10, list(range(100, 0, -1)) * 3]
+    for steps in cases:
+        expected = pb.HistoryBatch()
+        expected.steps.extend(steps)
+        for numpy_loaded in (True, False):
+            if not numpy_loaded:
+                monkeypatch.delitem(sys.modules, "numpy")
+            built = wire.HistoryBatch()
+            built.steps.extend(steps)
+            built.columns.add().rows.extend([abs(step) % 2**32 for step in steps])
+            expected_rows = pb.HistoryBatch()
+            expected_rows.CopyFrom(expected)
+            expected_rows.columns.add().rows.extend([abs(step) % 2**32 for step in steps])
+            _same(built, expected_rows)
+            monkeypatch.undo()
+
+
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | _FLOATS | st.integers() | _TEXT | st.binary(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TEXT, children, max_size=4),
+    max_leaves=20,
+)
+
+
+@FAST
+@given(st.dictionaries(_TEXT, _PLAIN, max_size=6), st.lists(_TEXT, max_size=3))
+def test_config_and_summary_values_are_protobufs_bytes(items, removed):
+    for kind in ("config", "summary"):
+        built, expected = wire.Record(), pb.Record()
+        for record in (built, expected):
+            update = getattr(record, kind)
+            update.SetInParent()
+            fill_entries(update.items, items)
+            update.removed.extend(removed)
+        _same(built, expected)
+
+
+_RUN_START_TEXT = ("run_id", "project", "name", "group", "job_type", "notes", "host", "python_version", "platform",
+                   "cwd", "tracklet_version", "reproduces")
+
+
+@FAST
+@given(st.fixed_dictionaries({name: _TEXT for name in _RUN_START_TEXT}), _FLOATS, _INT64, st.booleans(),
+       st.lists(_TEXT, max_size=3), st.lists(_TEXT, max_size=3),
+       st.integers(-(2**31), 2**31 - 1), _FLOATS, _FLOATS, _TEXT, st.lists(st.tuples(_TEXT, _TEXT), max_size=3),
+       st.integers(0, 2**32 - 1))
+def test_run_start_and_exit_are_protobufs_bytes(texts, start_time, pid, resumed, tags, command, exit_code, end_time,
+                                                runtime, error, seeds, dropped):
+    built, expected = wire.Record(), pb.Record()
+    for record in (built, expected):
+        start = record.run_start
+        start.schema_version = 1
+        for name, value in texts.items():
+            setattr(start, name, value)
+        start.start_time, start.pid, start.resumed = start_time, pid, resumed
+        start.tags.extend(tags)
+        start.command.extend(command)
+    _same(built, expected)
+    built, expected = wire.Record(), pb.Record()
+    for record in (built, expected):
+        end = record.exit
+        end.SetInParent()
+        end.exit_code, end.end_time, end.runtime, end.error, end.seeds_dropped = exit_code, end_time, runtime, error, dropped
+        for api, value in seeds:
+            seed = end.seeds.add()
+            seed.api, seed.value = api, value
+    _same(built, expected)
+
+
+@FAST
+@given(st.integers(0, 2), st.lists(st.tuples(_FLOATS, _TEXT, st.booleans()), max_size=5))
+def test_console_output_is_protobufs_bytes(stream, lines):
+    built, expected = wire.Record(), pb.Record()
+    for record in (built, expected):
+        output = record.console
+        output.stream = stream
+        for time, text, partial in lines:
+            line = output.lines.add()
+            line.time, line.text = time, text
+            if partial:
+                line.partial = True
+    _same(built, expected)
+
+
+# ---------------------------------------------------------------- what protobuf refuses
+
+
+@pytest.mark.parametrize(("field", "values"), [
+    ("steps", [1, 2**63]), ("steps", [-(2**63) - 1]), ("steps", [1, 2.5]), ("steps", ["1"]),
+    ("times", [1.0, "x"]), ("times", [None]), ("times", [2**1100]),
+])
+def test_a_refused_value_raises_and_keeps_nothing_as_protobuf_does(field, values):
+    for batch in (wire.HistoryBatch(), pb.HistoryBatch()):
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            getattr(batch, field).extend(values)
+        assert len(getattr(batch, field)) == 0
+
+
+@pytest.mark.parametrize(("message", "field", "value"), [
+    ("KeyDefinition", "name", "bad \ud800 surrogate"), ("KeyDefinition", "id", -1), ("KeyDefinition", "id", 2**32),
+    ("KeyDefinition", "id", 1.0), ("RunExit", "exit_code", 2**31), ("RunStart", "start_time", "now"),
+    ("MapEntry", "key", b"\xff not UTF-8"), ("MapEntry", "key", 3),
+])
+def test_a_refused_scalar_raises_as_protobuf_does(message, field, value):
+    for built in (wire.Message(message), getattr(pb, message)()):
+        with pytest.raises((TypeError, ValueError, UnicodeError)):
+            setattr(built, field, value)
+
+
+def test_a_refused_string_in_a_list_keeps_nothing():
+    for batch in (wire.HistoryBatch(), pb.HistoryBatch()):
+        column = batch.columns.add()
+        with pytest.raises(UnicodeError):
+            column.strings.extend(["fine", "\udc80"])
+        assert list(column.strings) == []
+
+
+# ---------------------------------------------------------------- the encoder, through either builder
+
+_PROTOBUF_BUILDER = types.SimpleNamespace(Record=pb.Record, HistoryBatch=pb.HistoryBatch, Message=pb.Record)
+_KEYS = st.sampled_from(["loss", "acc", "é/ключ", "日本", "_step", "a/b", "x" * 40])
+_ROW_VALUES = (_FLOATS | st.integers() | st.booleans() | _TEXT | st.none() | st.just("lone \ud800")
+               | st.builds(lambda c: Histogram(np_histogram=(c, list(range(len(c) + 1)))), st.lists(st.integers(0, 9),
+                                                                                                   max_size=3))
+               | st.dictionaries(st.sampled_from(["a", "b"]), _FLOATS, max_size=2) | st.just([1, 2]))
+
+
+@st.composite
+def _rows(draw):
+    keysets = draw(st.lists(st.lists(_KEYS, min_size=1, max_size=3, unique=True).map(tuple), min_size=1, max_size=3))
+    steps = draw(_steps() | st.lists(st.integers(-(2**64), 2**64), max_size=5))
+    rows = []
+    for step in steps:
+        keys = draw(st.sampled_from(keysets))
+        time = draw(_FLOATS | st.just("not a time"))
+        rows.append((step, time, keys, tuple(draw(_ROW_VALUES) for _ in keys)))
+    return rows
+
+
+def _encode_both(monkeypatch, rows, how):
+    outputs = []
+    for builder in (wire, _PROTOBUF_BUILDER):
+        monkeypatch.setattr(encoder_module, "wire", builder)
+        warnings: list[tuple] = []
+        summary = encoder_module.SummaryTracker(lambda key, text, into=warnings: into.append((key, text)))
+        encoder = encoder_module.HistoryEncoder(summary, lambda key, text, into=warnings: into.append((key, text)))
+        try:
+            record = how(encoder, rows)
+        except Exception as error:
+            outputs.append((type(error), None, None, [key for key, _ in warnings]))
+            continue
+        data = None if record is None else (record.SerializeToString(deterministic=True) if builder is not wire
+                                            else record.SerializeToString())
+        encoder.commit()
+        update = summary.take_update()
+        summary_data = None if update is None else (update.SerializeToString(deterministic=True)
+                                                    if builder is not wire else update.SerializeToString())
+        outputs.append((None, data, summary_data, [key for key, _ in warnings]))  # protobuf's texts differ
+    monkeypatch.undo()
+    return outputs
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(_rows())
+def test_the_encoder_writes_protobufs_bytes_for_any_rows(monkeypatch, rows):
+    """Whatever the rows hold, the encoder records the same values, drops the same ones with
+    the same warnings, and keeps the same summary, through wire as through protobuf."""
+    if not rows:
+        return
+    built, expected = _encode_both(monkeypatch, rows, lambda encoder, rows: encoder.encode(rows))
+    assert built == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(_KEYS, min_size=1, max_size=4, unique=True).map(tuple), _steps(),
+       st.sampled_from(["floats", "ints", "bools", "mixed"]), st.data())
+def test_encode_columns_writes_protobufs_bytes(monkeypatch, keys, steps, kind, data):
+    """The sender's column path (rows queued flat), with the value types a training loop logs."""
+    values = {"floats": _FLOATS, "ints": _INT64, "bools": st.booleans(), "mixed": _ROW_VALUES}[kind]
+    columns = [data.draw(st.lists(values, min_size=len(steps), max_size=len(steps))) for _ in keys]
+    times = data.draw(st.lists(_FLOATS, min_size=len(steps), max_size=len(steps)))
+    if not steps:
+        return
+    built, expected = _encode_both(monkeypatch, None,
+                                   lambda encoder, _: encoder.encode_columns(steps, times, [(keys, (), columns)]))
+    assert built == expected

@@ -28,7 +28,7 @@ import math
 import sys
 from array import array
 from operator import index
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 INT32 = (-(2**31), 2**31 - 1)
 UINT32 = (0, 2**32 - 1)
@@ -357,9 +357,10 @@ class _Doubles(array):
     """A repeated double field, kept as the packed array it is written as."""
 
     __slots__ = ("_owner",)
+    _owner: Message
 
     def __new__(cls, owner: Message) -> _Doubles:
-        self = super().__new__(cls, "d")
+        self = cast("_Doubles", array.__new__(cls, "d"))
         self._owner = owner
         return self
 

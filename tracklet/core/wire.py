@@ -265,6 +265,8 @@ def _delimited(number: int, payload: bytes) -> bytes:
 
 def _check_int(kind: str, value: Any) -> int:
     if type(value) is not int:
+        if isinstance(value, bool):
+            raise TypeError(f"Expected an int, got a boolean ({kind} field)")
         if isinstance(value, float):
             raise TypeError(f"{value!r} has type float, but expected one of: int")
         value = index(value)
@@ -314,6 +316,9 @@ def _check_many(kind: str, values: Iterable[Any]) -> list[Any]:
     if kind == "double":
         return array("d", values).tolist() if not isinstance(values, array) else values.tolist()
     if kind in _RANGES:
+        values = list(values)
+        if bool in set(map(type, values)):  # protobuf refuses a bool in an int field
+            raise TypeError(f"Expected an int, got a boolean ({kind} field)")
         checked = list(map(index, values))
         if checked:
             low, high = _RANGES[kind]

@@ -32,13 +32,18 @@ _TYPES = {
 }
 
 
-def _same(built: wire.Message, expected: object) -> None:
-    """The wire message's bytes are protobuf's, and protobuf parses them back to the same message."""
+def _same(built: wire.Message, expected: object, maps: bool = False) -> None:
+    """The wire message's bytes are protobuf's, and protobuf parses them back to the same message.
+    With ``maps`` (a message with map fields, whose order protobuf leaves unspecified: upb's
+    deterministic order is its own), the parsed message equals protobuf's and has its size."""
     data = built.SerializeToString()
-    assert data == expected.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
     parsed = type(expected)()
     parsed.ParseFromString(data)
-    assert parsed.SerializeToString(deterministic=True) == data
+    assert parsed == expected
+    if maps:
+        assert len(data) == expected.ByteSize()  # type: ignore[attr-defined]
+        return
+    assert data == expected.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- the schema is records.proto's
@@ -76,7 +81,7 @@ def test_a_run_that_records_the_common_records_never_imports_protobuf(tmp_path):
     script = (
         "import sys, tracklet\n"
         "run = tracklet.init(project='p', dir=sys.argv[1], config={'lr': 0.1, 'nested': {'a': [1, None]}},\n"
-        "                    settings={'capture_environment': False, 'system_metrics': False})\n"
+        "                    settings={'system_metrics': False, 'capture_wait': 30})\n"
         "for step in range(3000):\n"
         "    run.log({'loss': 1.0 / (step + 1), 'epoch': step // 100, 'ok': True, 'tag': 'é'})\n"
         "print('to the console')\n"
@@ -92,6 +97,8 @@ def test_a_run_that_records_the_common_records_never_imports_protobuf(tmp_path):
     run = tracklet.Api(root=str(tmp_path)).runs("p")[0]
     assert run.config["nested"] == {"a": [1, None]}
     assert run.summary["best"] == 0.5 and run.summary["tag"] == "é"
+    environment = run.environment_record  # written by hand too
+    assert environment.hostname and environment.python_implementation and not environment.incomplete
     history = run.history()
     assert history.num_rows == 3000 and history["epoch"][-1] == 29 and history["loss"][2] == pytest.approx(1 / 3)
     assert history["ok"][0] is True and history["tag"][-1] == "é" and history["_step"][-1] == 2999
@@ -260,6 +267,58 @@ def test_console_output_is_protobufs_bytes(stream, lines):
             if partial:
                 line.partial = True
     _same(built, expected)
+
+
+_ENVIRONMENT_TEXT = ("git_commit", "git_branch", "git_remote", "git_root", "git_diff_sha256", "hostname", "os",
+                     "cpu_model", "executable", "python_implementation", "cuda_version", "cudnn_version", "program")
+
+
+@st.composite
+def _environment_parts(draw):
+    """Partial Environment messages, as the capture thread's parts fill them."""
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        part: dict = {name: draw(_TEXT) for name in draw(st.lists(st.sampled_from(_ENVIRONMENT_TEXT), max_size=4))}
+        part["scalars"] = {"git_dirty": draw(st.booleans()), "cpu_count": draw(st.integers(-(2**31), 2**31 - 1)),
+                           "memory_total_bytes": draw(_FLOATS)}
+        part["lists"] = {name: draw(st.lists(_TEXT, max_size=3)) for name in ("gpus", "incomplete", "code_skipped")}
+        part["maps"] = {name: draw(st.dictionaries(_TEXT, _TEXT, max_size=3)) for name in ("variables", "incomplete_reasons")}
+        part["packages"] = draw(st.lists(st.tuples(_TEXT, _TEXT, _TEXT, st.booleans()), max_size=3))
+        part["code_files"] = draw(st.lists(st.tuples(_TEXT, st.integers(0, 2**64 - 1), _TEXT), max_size=2))
+        parts.append(part)
+    return parts
+
+
+def _fill_environment(environment, part) -> None:
+    for name in _ENVIRONMENT_TEXT:
+        if name in part:
+            setattr(environment, name, part[name])
+    for name, value in part["scalars"].items():
+        setattr(environment, name, value)
+    for name, values in part["lists"].items():
+        getattr(environment, name).extend(values)
+    for name, values in part["maps"].items():
+        for key, value in values.items():
+            getattr(environment, name)[key] = value
+    for name, version, url, editable in part["packages"]:
+        package = environment.packages.add()
+        package.name, package.version, package.url, package.editable = name, version, url, editable
+    for path, size, digest in part["code_files"]:
+        entry = environment.code_files.add()
+        entry.path, entry.size_bytes, entry.sha256 = path, size, digest
+
+
+@FAST
+@given(_environment_parts())
+def test_environment_is_protobufs_bytes_merged_from_its_parts(parts):
+    built, expected = wire.Record(), pb.Record()
+    for record, partial_type in ((built, lambda: wire.Message("Environment")), (expected, pb.Environment)):
+        record.environment.SetInParent()
+        for part in parts:
+            partial = partial_type()
+            _fill_environment(partial, part)
+            record.environment.MergeFrom(partial)
+    _same(built, expected, maps=True)
 
 
 # ---------------------------------------------------------------- what protobuf refuses

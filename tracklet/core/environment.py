@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tracklet.core import hostinfo
 
-if TYPE_CHECKING:  # imported on the capture thread, not by init() (see EnvironmentCapture._new_record)
+if TYPE_CHECKING:  # the record is a core/wire.py message; these functions also fill protobuf's
+    from tracklet.core.wire import Message
     from tracklet.proto import records_pb2 as pb
 
 GIT_TIMEOUT = 10.0
@@ -92,7 +93,7 @@ class GitProbe:
                 process.kill()
                 process.wait()
 
-    def capture(self, environment: pb.Environment, files_dir: Path) -> None:
+    def capture(self, environment: pb.Environment | Message, files_dir: Path) -> None:
         found = self._output("head")
         lines = found.splitlines() if found is not None else []
         if len(lines) != 3:
@@ -146,7 +147,7 @@ def _git(args: list[str], cwd: str) -> str | None:
     return done.stdout.decode("utf-8", errors="replace")
 
 
-def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
+def capture_git(environment: pb.Environment | Message, cwd: str, files_dir: Path) -> None:
     """The git state of ``cwd`` (root, commit, branch, remote without credentials, the diff
     against HEAD as ``diff.patch``)."""
     GitProbe(cwd).capture(environment, files_dir)
@@ -155,7 +156,7 @@ def capture_git(environment: pb.Environment, cwd: str, files_dir: Path) -> None:
 Inventory = list[tuple[str, str, dict[str, Any]]]  # (name, version, source: provenance.package_source)
 
 
-def capture_packages(environment: pb.Environment, files_dir: Path, cache_dir: Path | None = None,
+def capture_packages(environment: pb.Environment | Message, files_dir: Path, cache_dir: Path | None = None,
                      cached: Inventory | None = None) -> None:
     """Every installed distribution as ``name==version`` (first on ``sys.path`` wins, as imports do),
     with where a direct or editable install came from (PEP 610), and its commit. ``cached``: the
@@ -293,7 +294,7 @@ class EnvironmentCapture:
         self._done: list[str] = []
         self._reasons: dict[str, str] = {}  # why a part is missing: set when its capture fails
         self._queued = False
-        self._record: pb.Record | None = None  # created on the thread, which imports protobuf
+        self._record: Message | None = None  # created on the thread
         self._thread = threading.Thread(target=self._run, name="tracklet-environment", daemon=True)
         self._gate: threading.Event | None = None
         self._git_probe: GitProbe | None = None
@@ -315,13 +316,13 @@ class EnvironmentCapture:
         self._git_probe = GitProbe(self._cwd)  # the git commands run while the rest is captured
         try:
             self._prepare()
-            from tracklet.proto import records_pb2 as pb
+            from tracklet.core import wire  # no protobuf: the record is written by hand
 
             with self._lock:
                 record = self._new_record()
             self._files_dir.mkdir(parents=True, exist_ok=True)
             for part in self.PARTS:
-                partial = pb.Environment()
+                partial = wire.Message("Environment")
                 failure = None
                 try:
                     steps[part](partial)
@@ -363,10 +364,9 @@ class EnvironmentCapture:
             pass  # the next run scans again
 
     def _prepare(self) -> None:
-        """The parts' work that needs no protobuf, done before importing it: the sender's worker
-        imports protobuf at the same moment (~30 ms of CPU in a fresh process), and this thread
-        would otherwise wait for that import to end and only then do this, while a short run's
-        ``finish()`` waits for it. Imports the parts use, the CPU model, the cached inventory."""
+        """What the parts need first: the imports they use, the CPU model, the cached inventory.
+        The record is a ``core/wire.py`` message, so this thread imports no protobuf (~30 ms of
+        CPU in a fresh process, which a short run's ``finish()`` would wait for)."""
         import hashlib  # noqa: F401  (loaded now for the git and packages parts)
         import json  # noqa: F401
 
@@ -376,7 +376,7 @@ class EnvironmentCapture:
         if self._cache_dir is not None:
             self._inventory = _cached_inventory(self._cache_dir)
 
-    def _capture_host(self, environment: pb.Environment) -> None:
+    def _capture_host(self, environment: pb.Environment | Message) -> None:
         environment.hostname = hostinfo.hostname()  # os.uname(): no import of socket
         environment.os = hostinfo.platform_string()
         environment.executable = sys.executable
@@ -394,11 +394,11 @@ class EnvironmentCapture:
 
         capture_interpreter(environment)
 
-    def _capture_git(self, environment: pb.Environment) -> None:
+    def _capture_git(self, environment: pb.Environment | Message) -> None:
         if self._git_probe is not None:
             self._git_probe.capture(environment, self._files_dir)
 
-    def _capture_code(self, environment: pb.Environment) -> None:
+    def _capture_code(self, environment: pb.Environment | Message) -> None:
         probe = self._git_probe
         if probe is None or not probe.root:
             return
@@ -410,15 +410,15 @@ class EnvironmentCapture:
             provenance.snapshot_code(environment, probe.root, imported, set(probe.untracked(list(imported))),
                                      self._files_dir)
 
-    def _capture_packages(self, environment: pb.Environment) -> None:
+    def _capture_packages(self, environment: pb.Environment | Message) -> None:
         capture_packages(environment, self._files_dir, self._cache_dir, self._inventory)
 
-    def _new_record(self) -> pb.Record:
+    def _new_record(self) -> Message:
         """The record parts are merged into (call with the lock held)."""
         if self._record is None:
-            from tracklet.proto import records_pb2 as pb
+            from tracklet.core import wire
 
-            self._record = pb.Record()
+            self._record = wire.Record()
             self._record.environment.SetInParent()
         return self._record
 

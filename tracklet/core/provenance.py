@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tracklet.core import hostinfo
 
 if TYPE_CHECKING:
+    from tracklet.core.wire import Message
     from tracklet.proto import records_pb2 as pb
 
 # Environment variables that change what a program computes or where it runs, recorded by name.
@@ -49,7 +50,7 @@ MAX_CODE_BYTES = 8 << 20
 CODE_DIR = "code"
 
 
-def capture_interpreter(environment: pb.Environment, environ: dict[str, str] | None = None) -> None:
+def capture_interpreter(environment: pb.Environment | Message, environ: dict[str, str] | None = None) -> None:
     """Python's implementation, the allow-listed variables, CUDA versions."""
     environment.python_implementation = hostinfo.python_implementation()
     for name, value in sorted(variables(os.environ if environ is None else environ).items()):
@@ -127,7 +128,7 @@ def package_source(distribution: Any) -> dict[str, Any]:
     return source
 
 
-def fill_package(package: pb.Package, source: dict[str, Any]) -> None:
+def fill_package(package: pb.Package | Message, source: dict[str, Any]) -> None:
     """Set ``package``'s source fields; a local directory's commit is read now (its HEAD moves
     without the installed metadata changing, so it is never cached)."""
     if not source:
@@ -185,7 +186,7 @@ def git_head(path: Path) -> str:
     return ""
 
 
-def requirement_line(name: str, version: str, package: pb.Package | None) -> str:
+def requirement_line(name: str, version: str, package: pb.Package | Message | None) -> str:
     """One line of ``requirements.txt``: ``name==version``, or where a direct install came from."""
     if package is None or not package.url:
         return f"{name}=={version}"
@@ -239,7 +240,7 @@ def imported_files(root: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def snapshot_code(environment: pb.Environment, root: str, imported: dict[str, str], untracked: set[str],
+def snapshot_code(environment: pb.Environment | Message, root: str, imported: dict[str, str], untracked: set[str],
                   files_dir: Path) -> None:
     """Copy the ``imported`` files (relative path: absolute path) that are ``untracked`` into
     ``files/code/``, within the caps; record each in ``code_files`` and what was left out in

@@ -3,12 +3,13 @@
 Importing protobuf and the generated ``records_pb2`` costs ~30-40 ms of CPU in a fresh process,
 which a short script's ``finish()`` waited for (the worker imported it as ``init()`` returned and
 could encode nothing until it had). The records every run writes (``RunStart``, ``ConfigUpdate``,
-``HistoryBatch``, ``SummaryUpdate``, ``ConsoleOutput``, ``RunExit``) are built here instead, as
+``HistoryBatch``, ``SummaryUpdate``, ``ConsoleOutput``, ``Environment``, ``RunExit``) are built here instead, as
 :class:`Message` objects with the part of protobuf's Python API the recording code uses (fields
 by attribute, ``extend``/``append``/``add()`` on repeated fields, ``SetInParent``,
 ``SerializeToString``), and serialized by hand: bytes for bytes what protobuf's
-``SerializeToString(deterministic=True)`` writes for the same message (only maps differ from a
-plain ``SerializeToString``, whose map order is unspecified; both parse back the same).
+``SerializeToString(deterministic=True)`` writes for the same message, except the order of a
+map's entries (the Environment's two maps), which protobuf leaves unspecified: here by key; the
+message parses back equal.
 
 ``records.proto`` stays the single source of truth: ``SCHEMA`` below restates the fields of the
 messages built here, and ``tests/test_wire.py`` checks every entry against the generated
@@ -49,6 +50,7 @@ SCHEMA: dict[str, tuple[tuple[str, int, str, bool, str], ...]] = {
         ("summary", 4, "message", False, "SummaryUpdate"),
         ("console", 6, "message", False, "ConsoleOutput"),
         ("exit", 8, "message", False, "RunExit"),
+        ("environment", 10, "message", False, "Environment"),
     ),
     "Value": (
         ("float_value", 1, "double", False, ""),
@@ -120,6 +122,41 @@ SCHEMA: dict[str, tuple[tuple[str, int, str, bool, str], ...]] = {
         ("histograms", 7, "message", True, "Histogram"),
         ("big_ints", 8, "string", True, ""),
     ),
+    "Environment": (
+        ("git_commit", 1, "string", False, ""),
+        ("git_branch", 2, "string", False, ""),
+        ("git_remote", 3, "string", False, ""),
+        ("git_root", 4, "string", False, ""),
+        ("git_dirty", 5, "bool", False, ""),
+        ("git_diff_sha256", 6, "string", False, ""),
+        ("hostname", 7, "string", False, ""),
+        ("os", 8, "string", False, ""),
+        ("cpu_model", 9, "string", False, ""),
+        ("cpu_count", 10, "int32", False, ""),
+        ("memory_total_bytes", 11, "double", False, ""),
+        ("gpus", 12, "string", True, ""),
+        ("packages", 13, "message", True, "Package"),
+        ("executable", 14, "string", False, ""),
+        ("incomplete", 15, "string", True, ""),
+        ("python_implementation", 16, "string", False, ""),
+        ("variables", 17, "map", False, ""),
+        ("cuda_version", 18, "string", False, ""),
+        ("cudnn_version", 19, "string", False, ""),
+        ("code_files", 20, "message", True, "CodeFile"),
+        ("code_skipped", 21, "string", True, ""),
+        ("program", 22, "string", False, ""),
+        ("incomplete_reasons", 23, "map", False, ""),
+    ),
+    "Package": (
+        ("name", 1, "string", False, ""),
+        ("version", 2, "string", False, ""),
+        ("url", 3, "string", False, ""),
+        ("editable", 4, "bool", False, ""),
+        ("vcs", 5, "string", False, ""),
+        ("commit", 6, "string", False, ""),
+        ("requested_revision", 7, "string", False, ""),
+    ),
+    "CodeFile": (("path", 1, "string", False, ""), ("size_bytes", 2, "uint64", False, ""), ("sha256", 3, "string", False, "")),
     "ConsoleOutput": (("stream", 1, "enum", False, ""), ("lines", 2, "message", True, "ConsoleLine")),
     "ConsoleLine": (("time", 1, "double", False, ""), ("text", 2, "string", False, ""), ("partial", 3, "bool", False, "")),
 }

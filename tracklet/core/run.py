@@ -857,8 +857,8 @@ class Run:
         # The environment capture still running is waited for at most capture_wait: what is ready
         # then is recorded, the rest named as incomplete, with the reason.
         capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
-        # The worker starts on what is queued now (its imports, the rows), while capture is waited for.
-        self._sender.wake()
+        # The worker starts on what is queued now (the rows), while capture is waited for.
+        self._sender.wake(finishing=True)
         if self._console is not None:
             self._console.stop()
         if self._monitor is not None:  # one that has not taken its first sample is not waited for

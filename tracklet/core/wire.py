@@ -353,10 +353,12 @@ def _check_many(kind: str, values: Iterable[Any]) -> list[Any]:
     if kind == "double":
         return array("d", values).tolist() if not isinstance(values, array) else values.tolist()
     if kind in _RANGES:
-        values = list(values)
-        if bool in set(map(type, values)):  # protobuf refuses a bool in an int field
-            raise TypeError(f"Expected an int, got a boolean ({kind} field)")
-        checked = list(map(index, values))
+        checked = list(values)
+        types = set(map(type, checked))
+        if types != {int}:
+            if bool in types:  # protobuf refuses a bool in an int field
+                raise TypeError(f"Expected an int, got a boolean ({kind} field)")
+            checked = list(map(index, checked))  # numpy ints; a float or a str raises
         if checked:
             low, high = _RANGES[kind]
             if min(checked) < low or max(checked) > high:

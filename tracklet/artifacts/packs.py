@@ -22,7 +22,9 @@ sha256 before the file appears under its name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import mmap
 import os
 import sqlite3
 import struct
@@ -439,8 +441,134 @@ class ChunkIndex:
 
 
 #: A local pack's bytes are handed to the kernel's writeback every this many bytes, so the disk
-#: writes while chunking goes on and the fsync that seals the pack waits for little.
+#: writes while chunking goes on and the fsync that seals the pack waits for little (packs written
+#: through the page cache: where direct I/O is refused, or not durable).
 WRITEBACK_EVERY = 8 * 1024 * 1024
+
+#: A durable local pack is written with direct I/O (``O_DIRECT``) in pieces of this many bytes.
+DIRECT_PIECE = 4 * 1024 * 1024
+#: Direct I/O wants file offsets, lengths and buffer addresses aligned to the device's logical
+#: block; 4096 is a multiple of every common one (and the buffer is page-aligned memory).
+DIRECT_ALIGN = 4096
+
+
+class DirectFile:
+    """A new local file written with direct I/O: the bytes go from one reused, page-aligned buffer
+    straight to the disk, not through the page cache.
+
+    Measured on the first store of a 256 MiB checkpoint (perf): copying the chunks into new
+    page-cache pages (``copy_folio_from_iter_atomic``) took 24% of the process's CPU, more than the
+    file's sha256; with direct I/O the kernel copies nothing (the device reads the buffer) and the
+    chunk bytes are copied once, into a buffer that stays in the CPU's cache. A durable pack must
+    reach the disk before it is renamed anyway, so the fsync that seals it has little left to do.
+
+    Writes are buffered up to :data:`DIRECT_PIECE` bytes and written a whole piece at a time. The
+    last, unaligned bytes (and the pack's index) are written through the page cache on ``flush``,
+    after which the file is written normally. A file system that refuses direct I/O (at open or at
+    the first write: ``EINVAL``) gets the same bytes through the page cache; ``direct_bytes`` says
+    how many bytes went directly.
+    """
+
+    def __init__(self, path: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        direct_flag = getattr(os, "O_DIRECT", 0)  # Linux, FreeBSD; not macOS or Windows
+        self.direct = False
+        self.direct_bytes = 0
+        fd = -1
+        if direct_flag:
+            try:
+                fd = os.open(path, flags | direct_flag, 0o666)
+                self.direct = True
+            except OSError as error:
+                if error.errno != errno.EINVAL:  # EINVAL: this file system has no direct I/O
+                    raise
+        if fd < 0:
+            fd = os.open(path, flags, 0o666)
+        self._fd = fd
+        self._buffer: mmap.mmap | None = mmap.mmap(-1, DIRECT_PIECE) if self.direct else None
+        self._view = memoryview(self._buffer) if self._buffer is not None else memoryview(b"")
+        self._fill = 0
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        source = memoryview(data)
+        size = source.nbytes
+        if not self.direct:
+            self._drain()
+            _write_all(self._fd, source)
+            return size
+        view, position = self._view, 0
+        while position < size:
+            take = min(size - position, DIRECT_PIECE - self._fill)
+            view[self._fill : self._fill + take] = source[position : position + take]
+            self._fill += take
+            position += take
+            if self._fill == DIRECT_PIECE:
+                self._fill = 0
+                self._write(view)
+        return size
+
+    def flush(self) -> None:
+        """Write everything written so far: the aligned part directly, the rest through the page
+        cache (from here on the file is written normally)."""
+        fill, self._fill = self._fill, 0
+        aligned = fill - fill % DIRECT_ALIGN
+        if self.direct and aligned:
+            self._write(self._view[:aligned])
+        self._stop_direct()
+        if fill > aligned:
+            _write_all(self._fd, self._view[aligned:fill])
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+            os.close(self._fd)
+            self._view.release()
+            if self._buffer is not None:
+                self._buffer.close()
+
+    def _write(self, piece: memoryview) -> None:
+        """Write ``piece`` at the file's position: directly, unless the file system refuses it."""
+        while piece:
+            try:
+                written = os.write(self._fd, piece)
+            except OSError as error:
+                if error.errno != errno.EINVAL or not self.direct:
+                    raise
+                # Direct I/O refused (a file system that takes O_DIRECT at open and not at write,
+                # or an unaligned offset after a short write): the rest goes through the page cache.
+                self._stop_direct()
+                continue
+            if self.direct:
+                self.direct_bytes += written
+            piece = piece[written:]
+
+    def _drain(self) -> None:
+        """Write the buffered bytes through the page cache (the file is no longer direct)."""
+        if self._fill:
+            fill, self._fill = self._fill, 0
+            _write_all(self._fd, self._view[:fill])
+
+    def _stop_direct(self) -> None:
+        if not self.direct:
+            return
+        import fcntl
+
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        self.direct = False
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 @dataclass
@@ -458,7 +586,7 @@ class _OpenPack:
         the CPU's cache: moving the writes to a thread of their own, in larger pieces, measured
         3-4x the CPU for them here."""
         fadvise = getattr(os, "posix_fadvise", None)  # not on macOS or Windows
-        if fadvise is None:
+        if fadvise is None or getattr(self.handle, "direct", False):  # direct I/O: on its way already
             return
         self.handle.flush()
         with contextlib.suppress(OSError, AttributeError, ValueError):  # a file without a descriptor
@@ -576,6 +704,8 @@ class PackWriter:
     def _start_pack(self) -> _OpenPack:
         self.store.fs.makedirs(self.store.tmp_dir, exist_ok=True)
         path = f"{self.store.tmp_dir}/{uuid.uuid4().hex}.partial"
+        if self.durable and self.store.is_local:  # it must reach the disk: write it there directly
+            return _OpenPack(path=path, handle=DirectFile(path))
         return _OpenPack(path=path, handle=self.store.fs.open(path, "wb"))
 
     def seal(self) -> PackInfo | None:

@@ -109,6 +109,40 @@ def test_packs_are_byte_for_byte_those_of_earlier_versions(tmp_path: Path, durab
         store.verify(pack_id)  # index, id and every chunk's blake3
 
 
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="direct I/O is Linux's and FreeBSD's")
+@pytest.mark.parametrize("refused_at", ["open", "write"])
+def test_a_file_system_that_refuses_direct_io_gets_the_same_packs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  refused_at: str):
+    """Some file systems refuse O_DIRECT with EINVAL when the file is opened, others only at the
+    first write. Every file system here takes it, so the refusal is simulated at the OS call: the
+    pack is then written through the page cache, byte for byte the same."""
+    import errno
+    import fcntl
+
+    real_open, real_write = os.open, os.write
+
+    def refusing_open(path, flags, mode=0o777, **kwargs):
+        if refused_at == "open" and flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode, **kwargs)
+
+    def refusing_write(fd, data):
+        if refused_at == "write" and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    monkeypatch.setattr(os, "write", refusing_write)
+    source = tmp_path / "f.bin"
+    source.write_bytes(random.Random(15).randbytes(5 * MiB + 12345))
+    store = PackStore(tmp_path / "store")
+    with PackWriter(store, ChunkIndex(tmp_path / "chunks.sqlite"), pack_size=2 * MiB, durable=True) as writer:
+        writer.write_file(source)
+    assert [pack.pack_id for pack in writer.packs] == GOLDEN_PACKS
+    for pack_id in GOLDEN_PACKS:
+        store.verify(pack_id)
+
+
 @settings(max_examples=60, deadline=None)
 @given(sizes=st.lists(st.integers(0, 3 * DIRECT_PIECE // 2), max_size=12), seed=st.integers(0, 1 << 30))
 def test_a_direct_file_holds_exactly_the_bytes_written(tmp_path_factory: pytest.TempPathFactory, sizes: list[int],

@@ -83,6 +83,33 @@ def test_a_durable_pack_goes_to_the_disk_directly_not_through_the_page_cache(tmp
     assert out.read_bytes() == source.read_bytes()
 
 
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="tells cached pages by a read with RWF_NOWAIT (Linux)")
+def test_packs_an_upload_reads_at_once_stay_in_the_page_cache(tmp_path: Path):
+    """An online run uploads a version right after committing it, reading every new chunk back:
+    from the disk that cost 0.26 CPU s and 0.9 s per 256 MiB, from the page cache 0.03 s. So a
+    commit told ``read_back`` writes its packs through the page cache; a plain one directly."""
+    import time
+
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.storage import ArtifactStore
+
+    if not _direct_io_works(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    cached = {}
+    for read_back in (False, True):
+        source = _file(tmp_path / f"model-{read_back}.bin", 24 * MiB, seed=7 + read_back)
+        os.utime(source, (time.time() - 60, time.time() - 60))
+        store = ArtifactStore(tmp_path / f"root-{read_back}", chunk_threshold=8 * MiB)
+        result = store.commit("m", "model", {"model.bin": LocalFile(str(source))}, project="p", aliases=[],
+                              read_back=read_back)
+        packs = PackStore(store.directory)
+        (pack_id,) = packs.list_packs()
+        cached[read_back] = _cached_bytes(packs.pack_path(pack_id), 16 * MiB)
+        out = store.download(result.info, result.manifest, tmp_path / f"out-{read_back}")
+        assert (out / "model.bin").read_bytes() == source.read_bytes()
+    assert cached == {False: cached[False], True: 16 * MiB} and cached[False] < MiB, cached
+
+
 #: Written by the pack writer before direct I/O (page-cache writes; session 8's code): a 5 MiB +
 #: 12,345-byte file of ``random.Random(15)`` in packs of 2 MiB. Stores written then must stay
 #: readable and dedupe against new ones: same recipe, same pack ids, same bytes.

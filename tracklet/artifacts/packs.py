@@ -640,7 +640,10 @@ class PackWriter:
     Use as a context manager: leaving it normally seals the last pack; leaving it by an exception
     deletes the unfinished pack. ``on_pack`` is called with each sealed pack (to upload it while
     the next one fills, say). ``durable`` fsyncs a local pack before its rename, so it is never
-    visible with missing bytes even after a power cut.
+    visible with missing bytes even after a power cut, and writes it with direct I/O
+    (:class:`DirectFile`) unless ``direct`` is False: a pack about to be read again (uploaded right
+    after the commit) is cheaper written through the page cache, where the reads find it (read back
+    from the disk, 256 MiB of packs cost 0.26 CPU s and 0.9 s here, against 0.03 s from the cache).
     """
 
     def __init__(
@@ -651,11 +654,13 @@ class PackWriter:
         pack_size: int = DEFAULT_PACK_SIZE,
         durable: bool = True,
         on_pack: Callable[[PackInfo], None] | None = None,
+        direct: bool = True,
     ) -> None:
         self.store = store
         self.index = index
         self.pack_size = pack_size
         self.durable = durable
+        self.direct = direct
         self.on_pack = on_pack
         self.packs: list[PackInfo] = []
         self.new_bytes = 0
@@ -742,7 +747,7 @@ class PackWriter:
     def _start_pack(self) -> _OpenPack:
         self.store.fs.makedirs(self.store.tmp_dir, exist_ok=True)
         path = f"{self.store.tmp_dir}/{uuid.uuid4().hex}.partial"
-        if self.durable and self.store.is_local:  # it must reach the disk: write it there directly
+        if self.durable and self.direct and self.store.is_local:  # it must reach the disk: write it there directly
             return _OpenPack(path=path, handle=DirectFile(path))
         return _OpenPack(path=path, handle=self.store.fs.open(path, "wb"))
 

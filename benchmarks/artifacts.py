@@ -18,6 +18,8 @@ Then both versions are uploaded to a local ``tracklet server --dev`` (``a2_uploa
 every request body counted on the wire (target: v2 sends <= 10% of its size; whole-file uploads
 such as W&B's send 100%). The copy is also timed with an fsync (the store fsyncs its packs).
 
+``--only a2v1``: the v1 paired rounds alone, with the load average before and after.
+
 A3: log an artifact of one large file (``--size-mib``), then log the same content again. Reports
 each log's time (``log_artifact`` + ``wait``) and bytes written to the blob store, and the ratio of
 the second to the first. Target (issue #15): the second writes 0 bytes and returns in <= 1 s.
@@ -172,6 +174,21 @@ def a2_directory(work: Path, size_mib: int, rounds: int) -> dict:
         os.utime(path, (old, old))
     return {"files": len(list(data.iterdir())), "size_bytes": sum(p.stat().st_size for p in data.iterdir()),
             **_paired_rounds(work, data, rounds, "shards")}
+
+
+def a2_v1(work: Path, size_mib: int, rounds: int) -> dict:
+    """A2's v1 ratio alone (``--only a2v1``: no v2, no server, a minute on a small machine): the
+    paired rounds of a first log of a random checkpoint of ``size_mib`` against a copy with fsync,
+    with the load average before and after (on a shared machine the ratio follows the CPU the
+    process gets: report them together)."""
+    source = work / "a2v1.ckpt"
+    _write_large(source, size_mib << 20)
+    os.utime(source, (time.time() - 60, time.time() - 60))
+    os.sync()
+    load_before = os.getloadavg()
+    paired = _paired_rounds(work, source, rounds, "v1")
+    return {"size_bytes": source.stat().st_size, **paired, "load_before": load_before,
+            "load_after": os.getloadavg()}
 
 
 def a2(work: Path, size_mib: int, rounds: int = 3) -> dict:
@@ -665,7 +682,7 @@ def main() -> None:
     parser.add_argument("--short", "--quick", dest="short", action="store_true", help="128 MiB and 200 files")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2server,a2dir,a3,a4,peers to run (comma-separated).")
+    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2v1,a2server,a2dir,a3,a4,peers to run (comma-separated).")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating copy/log rounds for the A2 ratios")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--a1-files", type=int, default=0,
@@ -678,6 +695,8 @@ def main() -> None:
     try:
         if "a2" in only:
             results["a2"] = a2(work, size_mib, args.rounds)
+        if "a2v1" in only:
+            results["a2v1"] = a2_v1(work, size_mib, args.rounds)
         if "a2server" in only:
             results["a2server"] = a2_server(work, size_mib, args.rounds)
         if "a2dir" in only:
@@ -721,6 +740,14 @@ def main() -> None:
                 u = r["upload"][label]
                 rows.append([f"A2 {what}", f"{u['seconds']:.3f} s", f"{u['wire_bytes']:,} B received",
                              f"{u['share']:.1%} of its size"])
+    if "a2v1" in results:
+        r = results["a2v1"]
+        rows.append([f"A2 v1 alone vs copy + fsync, paired ({r['size_bytes'] >> 20} MiB)",
+                     f"{statistics.median(r['log_seconds']):.3f} s", f"copy {statistics.median(r['copy_seconds']):.3f} s",
+                     f"median ratio {r['median_ratio']:.2f}x (rounds: " + ", ".join(f"{x:.2f}" for x in r["ratios"])
+                     + f"; target >= 0.8); CPU s log/copy {statistics.median(r['log_cpu_seconds']):.2f}/"
+                     f"{statistics.median(r['copy_cpu_seconds']):.2f}; load {r['load_before'][0]:.1f}"
+                     f" -> {r['load_after'][0]:.1f}"])
     if "a2dir" in results:
         r = results["a2dir"]
         rows.append([f"A2 directory of {r['files']} x 4 MiB, paired", f"{statistics.median(r['log_seconds']):.3f} s",

@@ -369,7 +369,8 @@ class Artifact:
             assert self.project is not None
             result = store.commit(self._name, self.type, pending, project=self.project,
                                   aliases=self._requested_aliases, description=self.description,
-                                  metadata=self.metadata, logged_by=logged_by, progress=progress)
+                                  metadata=self.metadata, logged_by=logged_by, progress=progress,
+                                  read_back=after is not None)  # an upload reads the packs at once
         except BaseException as error:
             self._error = error
             self._state = FAILED

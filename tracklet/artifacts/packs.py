@@ -22,12 +22,15 @@ sha256 before the file appears under its name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import mmap
 import os
 import sqlite3
 import struct
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,8 +355,16 @@ class ChunkIndex:
         return found
 
     def present(self, chunk_ids: Iterable[bytes]) -> set[bytes]:
-        """The subset of ``chunk_ids`` that some pack holds (one query per 500 ids)."""
-        return set(self.locate(chunk_ids))
+        """The subset of ``chunk_ids`` that some pack holds (one query per 500 ids, reading the
+        index's keys only: asked once per block a store cuts)."""
+        found: set[bytes] = set()
+        ids = list(dict.fromkeys(chunk_ids))
+        for i in range(0, len(ids), self.BATCH):
+            part = ids[i : i + self.BATCH]
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(f"SELECT chunk_id FROM chunks WHERE chunk_id IN ({marks})", part)
+            found.update(bytes(cid) for (cid,) in rows)
+        return found
 
     def __contains__(self, chunk_id: object) -> bool:
         if not isinstance(chunk_id, bytes):
@@ -439,8 +450,163 @@ class ChunkIndex:
 
 
 #: A local pack's bytes are handed to the kernel's writeback every this many bytes, so the disk
-#: writes while chunking goes on and the fsync that seals the pack waits for little.
+#: writes while chunking goes on and the fsync that seals the pack waits for little (packs written
+#: through the page cache: where direct I/O is refused, or not durable).
 WRITEBACK_EVERY = 8 * 1024 * 1024
+
+#: A durable local pack is written with direct I/O (``O_DIRECT``) in pieces of this many bytes.
+DIRECT_PIECE = 4 * 1024 * 1024
+#: Direct I/O wants file offsets, lengths and buffer addresses aligned to the device's logical
+#: block; 4096 is a multiple of every common one (and the buffer is page-aligned memory).
+DIRECT_ALIGN = 4096
+
+
+class DirectFile:
+    """A new local file written with direct I/O: the bytes go from two reused, page-aligned buffers
+    straight to the disk, not through the page cache.
+
+    Measured on the first store of a 256 MiB checkpoint (perf): copying the chunks into new
+    page-cache pages (``copy_folio_from_iter_atomic``) took 24% of the process's CPU, more than the
+    file's sha256; with direct I/O the kernel copies nothing (the device reads the buffer) and the
+    chunk bytes are copied once, into a buffer that stays in the CPU's cache (L3). A durable pack must
+    reach the disk before it is renamed anyway, so the fsync that seals it has little left to do.
+
+    Writes are buffered up to :data:`DIRECT_PIECE` bytes and written a whole piece at a time, by a
+    writer thread while the next piece fills (a direct write waits for the disk). The
+    last, unaligned bytes (and the pack's index) are written through the page cache on ``flush``,
+    after which the file is written normally. A file system that refuses direct I/O (at open or at
+    the first write: ``EINVAL``) gets the same bytes through the page cache; ``direct_bytes`` says
+    how many bytes went directly.
+    """
+
+    def __init__(self, path: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        direct_flag = getattr(os, "O_DIRECT", 0)  # Linux, FreeBSD; not macOS or Windows
+        self.direct = False
+        self.direct_bytes = 0
+        fd = -1
+        if direct_flag:
+            try:
+                fd = os.open(path, flags | direct_flag, 0o666)
+                self.direct = True
+            except OSError as error:
+                if error.errno != errno.EINVAL:  # EINVAL: this file system has no direct I/O
+                    raise
+        if fd < 0:
+            fd = os.open(path, flags, 0o666)
+        self._fd = fd
+        # Two buffers: one fills while the other is written by the writer thread.
+        # Private anonymous memory: page-aligned, and cheaper to fault in than mmap's default
+        # shared mapping (shmem).
+        private = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        self._buffers = [mmap.mmap(-1, DIRECT_PIECE, flags=private) for _ in range(2)] if self.direct else []
+        self._views = [memoryview(buffer) for buffer in self._buffers]
+        self._view = self._views[0] if self._views else memoryview(b"")
+        self._fill = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        source = memoryview(data)
+        size = source.nbytes
+        if not self.direct:
+            self._drain()
+            _write_all(self._fd, source)
+            return size
+        view, position = self._view, 0
+        while position < size:
+            take = min(size - position, DIRECT_PIECE - self._fill)
+            view[self._fill : self._fill + take] = source[position : position + take]
+            self._fill += take
+            position += take
+            if self._fill == DIRECT_PIECE:
+                self._fill = 0
+                self._write_behind(view)
+                view = self._view
+        return size
+
+    def _write_behind(self, full: memoryview) -> None:
+        """Hand a full buffer to the writer thread (a direct write waits for the disk, with the
+        GIL released) and fill the other one meanwhile."""
+        self._wait()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="tracklet-pack-write")
+        self._pending = self._writer.submit(self._write, full)
+        self._view = self._views[1] if full is self._views[0] else self._views[0]
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def flush(self) -> None:
+        """Write everything written so far: the aligned part directly, the rest through the page
+        cache (from here on the file is written normally)."""
+        self._wait()
+        fill, self._fill = self._fill, 0
+        aligned = fill - fill % DIRECT_ALIGN
+        if self.direct and aligned:
+            self._write(self._view[:aligned])
+        self._stop_direct()
+        if fill > aligned:
+            _write_all(self._fd, self._view[aligned:fill])
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)  # a write that failed has been raised, or is dropped
+            os.close(self._fd)
+            self._view = memoryview(b"")
+            for view in self._views:
+                view.release()
+            for buffer in self._buffers:
+                buffer.close()
+
+    def _write(self, piece: memoryview) -> None:
+        """Write ``piece`` at the file's position: directly, unless the file system refuses it."""
+        while piece:
+            try:
+                written = os.write(self._fd, piece)
+            except OSError as error:
+                if error.errno != errno.EINVAL or not self.direct:
+                    raise
+                # Direct I/O refused (a file system that takes O_DIRECT at open and not at write,
+                # or an unaligned offset after a short write): the rest goes through the page cache.
+                self._stop_direct()
+                continue
+            if self.direct:
+                self.direct_bytes += written
+            piece = piece[written:]
+
+    def _drain(self) -> None:
+        """Write the buffered bytes through the page cache (the file is no longer direct)."""
+        self._wait()
+        if self._fill:
+            fill, self._fill = self._fill, 0
+            _write_all(self._fd, self._view[:fill])
+
+    def _stop_direct(self) -> None:
+        if not self.direct:
+            return
+        import fcntl
+
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        self.direct = False
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 @dataclass
@@ -458,7 +624,7 @@ class _OpenPack:
         the CPU's cache: moving the writes to a thread of their own, in larger pieces, measured
         3-4x the CPU for them here."""
         fadvise = getattr(os, "posix_fadvise", None)  # not on macOS or Windows
-        if fadvise is None:
+        if fadvise is None or getattr(self.handle, "direct", False):  # direct I/O: on its way already
             return
         self.handle.flush()
         with contextlib.suppress(OSError, AttributeError, ValueError):  # a file without a descriptor
@@ -474,7 +640,10 @@ class PackWriter:
     Use as a context manager: leaving it normally seals the last pack; leaving it by an exception
     deletes the unfinished pack. ``on_pack`` is called with each sealed pack (to upload it while
     the next one fills, say). ``durable`` fsyncs a local pack before its rename, so it is never
-    visible with missing bytes even after a power cut.
+    visible with missing bytes even after a power cut, and writes it with direct I/O
+    (:class:`DirectFile`) unless ``direct`` is False: a pack about to be read again (uploaded right
+    after the commit) is cheaper written through the page cache, where the reads find it (read back
+    from the disk, 256 MiB of packs cost 0.26 CPU s and 0.9 s here, against 0.03 s from the cache).
     """
 
     def __init__(
@@ -485,11 +654,13 @@ class PackWriter:
         pack_size: int = DEFAULT_PACK_SIZE,
         durable: bool = True,
         on_pack: Callable[[PackInfo], None] | None = None,
+        direct: bool = True,
     ) -> None:
         self.store = store
         self.index = index
         self.pack_size = pack_size
         self.durable = durable
+        self.direct = direct
         self.on_pack = on_pack
         self.packs: list[PackInfo] = []
         self.new_bytes = 0
@@ -518,17 +689,17 @@ class PackWriter:
         ``on_bytes`` is told how many bytes of the file each batch covered (for a progress bar)."""
         chunker = FileChunker(path, params, block_size=block_size)
         chunks: list[tuple[bytes, int]] = []
+        written = self._written
         for batch in chunker:
             ids = [cid for cid, _ in batch]
+            lengths = [len(data) for _, data in batch]
+            chunks.extend(zip(ids, lengths))
             stored = self._stored(ids, have)
-            covered = 0
             for cid, data in batch:
-                chunks.append((cid, len(data)))
-                covered += len(data)
-                if cid not in stored and cid not in self._written:
+                if cid not in stored and cid not in written:  # written: also a repeat within the batch
                     self.add_chunk(cid, data)
             if on_bytes is not None:
-                on_bytes(covered)
+                on_bytes(sum(lengths))
         return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=params)
 
     def write_missing(self, path: str | os.PathLike[str], recipe: FileRecipe, missing: Collection[bytes]) -> int:
@@ -576,6 +747,8 @@ class PackWriter:
     def _start_pack(self) -> _OpenPack:
         self.store.fs.makedirs(self.store.tmp_dir, exist_ok=True)
         path = f"{self.store.tmp_dir}/{uuid.uuid4().hex}.partial"
+        if self.durable and self.direct and self.store.is_local:  # it must reach the disk: write it there directly
+            return _OpenPack(path=path, handle=DirectFile(path))
         return _OpenPack(path=path, handle=self.store.fs.open(path, "wb"))
 
     def seal(self) -> PackInfo | None:

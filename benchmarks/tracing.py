@@ -16,6 +16,8 @@
 - **1,460 ops in a 50 ms step** (issue #19's training step): ops with chat-shaped arguments and
   results spread over 50 ms of Python work, worker included (``run.flush()`` closes each traced
   block), against the same step calling the plain function in alternating blocks. Target <= 2%.
+  Then the same step as a root op with ``sample_rate`` 0 (every trace left out: the floor) and
+  0.01, and the 1% figure expected from them (floor + 1% of the full slowdown).
 - **1 MB input**: the enabled caller p50 with a 1 MB string argument (target: as with a small one),
   50 calls; and the worker's time per such op (its JSON, secret redaction and blob write).
 
@@ -63,12 +65,15 @@ def chat(messages: Any, model: str = "gpt-4o") -> Any:
 traced_chat = tracklet.op(chat)
 
 
-def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int = 10, pairs: int = 5) -> dict[str, float]:
+def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int = 10, pairs: int = 5,
+                  sample_rate: float | None = None) -> dict[str, float]:
     """Issue #19's training step: ``ops`` op calls (a chat-shaped argument and result) spread over
     ``step_ms`` of Python work, against the same step calling the plain function, in alternating
     blocks of ``steps`` steps; a traced block ends with ``run.flush()``, so the worker's whole cost
-    (serializing, redacting, writing every span) is inside it. Slowdown: median traced block over
-    median plain block, minus 1."""
+    (serializing, redacting, writing every span) is inside it. With ``sample_rate``, each traced
+    step is itself an op, ``tracklet.op(sample_rate=...)``, the root of the step's trace: a step
+    sampling leaves out runs its ops as plain calls. Slowdown: median traced block over median
+    plain block, minus 1."""
 
     def work(n: int) -> int:
         total = 0
@@ -82,12 +87,18 @@ def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int =
         work(chunk)
     chunk = max(1, int(chunk * step_ms * 1e6 / (_clock() - started)))
 
+    def one_step(function: Callable[..., Any]) -> None:
+        for _ in range(ops):
+            work(chunk)
+            function(MESSAGES, model="gpt-4o")
+
+    root = one_step if sample_rate is None else tracklet.op(name="train_step", sample_rate=sample_rate)(one_step)
+
     def block(function: Callable[..., Any]) -> tuple[float, float]:
+        stepper = one_step if function is chat else root
         started, cpu = _clock(), time.process_time()
         for _ in range(steps):
-            for _ in range(ops):
-                work(chunk)
-                function(MESSAGES, model="gpt-4o")
+            stepper(function)
         if function is traced_chat:
             run.flush()
         return (_clock() - started) / 1e6, (time.process_time() - cpu) * 1e3
@@ -101,6 +112,7 @@ def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int =
     base_cpu, with_ops_cpu = statistics.median(p[1] for p in plain), statistics.median(t[1] for t in traced_ms)
     # CPU time (the process's, both threads) is what a shared VM's steal does not inflate.
     return {"ops_per_step": ops, "step_ms": base / steps, "traced_step_ms": with_ops / steps,
+            "sample_rate": 1.0 if sample_rate is None else sample_rate,
             "slowdown": with_ops / base - 1, "added_us_per_op": (with_ops - base) / steps / ops * 1000,
             "cpu_slowdown": with_ops_cpu / base_cpu - 1,
             "added_cpu_us_per_op": (with_ops_cpu - base_cpu) / steps / ops * 1000}
@@ -282,9 +294,18 @@ def main() -> None:
         otel_flush()
         otel_total = (_clock() - started) / calls / 1000
         step = step_slowdown(run, steps=3 if args.short else 10)
+        # Root sampling (docs/tracing.md): 0 is the cost of a step whose trace is left out (its
+        # ops are plain calls but for a context check); a rate r costs about that plus r times
+        # the full step's cost (measured at r = 1% too, where few steps in a short run are kept).
+        sampled_steps = {rate: step_slowdown(run, steps=3 if args.short else 10, sample_rate=rate)
+                         for rate in (0.0, 0.01)}
         run.finish()
     otel_shutdown()
     results["step"] = step
+    results["step_sampled"] = {str(rate): figures for rate, figures in sampled_steps.items()}
+    floor = sampled_steps[0.0]
+    expected = floor["slowdown"] + 0.01 * step["slowdown"]
+    results["step_sampled_1pct_expected"] = expected
     results["caller_us"] = rows
     results["with_worker_us"] = {"@op": op_total, "OTel SDK span": otel_total}
     results["worker_ms_per_1mb_op"] = big_worker_ms
@@ -307,6 +328,12 @@ def main() -> None:
     print(f"{step['ops_per_step']} ops in a {step['step_ms']:.0f} ms step (chat-shaped payloads, worker included): "
           f"{step['slowdown'] * 100:+.1f}% ({step['added_us_per_op']:.1f} us per op); in CPU time "
           f"{step['cpu_slowdown'] * 100:+.1f}% ({step['added_cpu_us_per_op']:.1f} us per op) (target <= 2%)")
+    for rate, figures in sampled_steps.items():
+        print(f"  the step a root op with sample_rate={rate:g} ({rate:.0%} of its traces kept): "
+              f"{figures['slowdown'] * 100:+.1f}% ({figures['added_us_per_op']:.2f} us per op); in CPU time "
+              f"{figures['cpu_slowdown'] * 100:+.1f}% ({figures['added_cpu_us_per_op']:.2f} us per op)")
+    print(f"  expected at sample_rate=0.01: left-out cost + 1% of the full cost = {expected * 100:+.2f}% "
+          f"(target <= 2%)")
     if otlp_spans:
         ingest = otlp_ingest(otlp_spans)
         results["otlp_ingest"] = ingest

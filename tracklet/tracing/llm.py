@@ -363,6 +363,8 @@ def _start(op: OpInfo, target: _Target, args: tuple[Any, ...],
     try:
         kwargs = _prepare(target, kwargs)
         call, token = _begin(op, run, LlmCall, queue=False)
+        if call is None:  # inside a trace sampling left out (an LLM call never starts one: no token)
+            return None
         call.provider = target.provider
         call.api = "messages" if target.api == "messages_stream" else target.api
         call.streamed = target.api == "messages_stream"

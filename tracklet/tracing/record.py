@@ -25,6 +25,7 @@ from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_
                                    secret_name)
 from tracklet.core.values import fill_entries
 from tracklet.proto import records_pb2 as pb
+from tracklet.tracing import media as span_media
 from tracklet.tracing.ops import OpCall
 
 # JSON text up to this many bytes stays in the span; longer text goes to the blob store.
@@ -126,7 +127,14 @@ def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
             out_list.append(f"... {len(items) - MAX_ITEMS} more items")
         return out_list
     if isinstance(value, (bytes, bytearray, memoryview)):
+        sink = span_media.current()
+        if sink is not None and len(value) > span_media.BYTES_INLINE:
+            return span_media.reference(value, sink)
         return {"_type": "bytes", "size": len(value)}
+    if span_media.is_media(value):
+        sink = span_media.current()
+        if sink is not None:
+            return span_media.reference(value, sink)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_json({f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}, budget, depth + 1)
     dump = getattr(value, "model_dump", None)  # pydantic v2 models
@@ -398,14 +406,20 @@ def span_record(call: Any) -> pb.Record:
         fill_entries(span.attributes, attributes)
     root = getattr(getattr(run, "_paths", None), "root", None)
     if op.capture == "full":
-        if _hook is None:
-            fill_payload_text(span.input, payload_json(bind_inputs(call)), root)
-            if error is None:
-                fill_payload_text(span.output, payload_json(call.result), root)
-        else:
-            fill_payload(span.input, _user_redaction(to_json(bind_inputs(call)), "input", op.name), root)
-            if error is None:
-                fill_payload(span.output, _user_redaction(to_json(call.result), "output", op.name), root)
+        sink = span_media.begin(root)
+        try:
+            if _hook is None:
+                fill_payload_text(span.input, payload_json(bind_inputs(call)), root)
+                if error is None:
+                    fill_payload_text(span.output, payload_json(call.result), root)
+            else:
+                fill_payload(span.input, _user_redaction(to_json(bind_inputs(call)), "input", op.name), root)
+                if error is None:
+                    fill_payload(span.output, _user_redaction(to_json(call.result), "output", op.name), root)
+        finally:
+            span_media.end()
+        if sink.digests:
+            fill_entries(span.attributes, {span_media.MEDIA_ATTRIBUTE: span_media.attribute(sink)})
     elif op.capture == "metadata":
         fill_payload(span.input, {name: _metadata(value) for name, value in bind_inputs(call).items()}, root)
         if error is None:
@@ -471,7 +485,14 @@ def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
     return tag + _varint(len(body)) + body
 
 
-def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | None) -> bytes:
+def _media_field(digests: list[str]) -> bytes:
+    """The ``Span`` field bytes of its ``tracklet.media`` attribute (a repeated field: appended)."""
+    shared = pb.Span()
+    fill_entries(shared.attributes, {span_media.MEDIA_ATTRIBUTE: digests})
+    return shared.SerializeToString()
+
+
+def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | None, extra: bytes = b"") -> bytes:
     """The serialized ``Record`` holding the ``Span`` of a returned ``OpCall``."""
     run_id = call.run.id
     run_field = _run_ids.get(run_id)
@@ -490,6 +511,8 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
         parts.append(_payload_field(b"\x82\x01", inputs, root))
     if output is not None:
         parts.append(_payload_field(b"\x8a\x01", output, root))
+    if extra:
+        parts.append(extra)
     span = b"".join(parts)
     return b"\x7a" + _varint(len(span)) + span
 
@@ -543,13 +566,20 @@ def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
     for index, inputs_text, output_text, inputs, output in common:
         call = calls[index]
         try:
-            if call.op.capture == "full":
-                if inputs_text is None or not _clean(inputs_text, clean):
-                    inputs_text = _ENCODER.encode(to_json(inputs))
-                if output_text is None or not _clean(output_text, clean):
-                    output_text = _ENCODER.encode(to_json(output))
             root = getattr(getattr(call.run, "_paths", None), "root", None)
-            out[index] = _span_bytes(call, inputs_text, output_text, root)
+            extra = b""
+            if call.op.capture == "full" and (inputs_text is None or output_text is None or not clean):
+                sink = span_media.begin(root)  # the walk stores media it meets (tracing/media.py)
+                try:
+                    if inputs_text is None or not _clean(inputs_text, clean):
+                        inputs_text = _ENCODER.encode(to_json(inputs))
+                    if output_text is None or not _clean(output_text, clean):
+                        output_text = _ENCODER.encode(to_json(output))
+                finally:
+                    span_media.end()
+                if sink.digests:
+                    extra = _media_field(span_media.attribute(sink))
+            out[index] = _span_bytes(call, inputs_text, output_text, root, extra)
         except Exception as error:
             out[index] = error
         finally:

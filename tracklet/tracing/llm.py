@@ -32,7 +32,7 @@ import weakref
 from typing import Any, Callable, NamedTuple
 
 from tracklet.core import lifecycle
-from tracklet.tracing.ops import OpCall, OpInfo, _begin, _contained, _CURRENT, _time_ns
+from tracklet.tracing.ops import _DROPPED, OpCall, OpInfo, _begin, _contained, _CURRENT, _time_ns
 
 PROVIDERS = ("openai", "anthropic")
 
@@ -361,10 +361,11 @@ def _start(op: OpInfo, target: _Target, args: tuple[Any, ...],
     if run is None:
         return None
     try:
-        kwargs = _prepare(target, kwargs)
-        call, token = _begin(op, run, LlmCall, queue=False)
-        if call is None:  # inside a trace sampling left out (an LLM call never starts one: no token)
+        parent = _CURRENT.get()
+        if parent is _DROPPED:  # inside a trace sampling left out
             return None
+        kwargs = _prepare(target, kwargs)
+        call, token = _begin(op, run, parent, LlmCall, queue=False)
         call.provider = target.provider
         call.api = "messages" if target.api == "messages_stream" else target.api
         call.streamed = target.api == "messages_stream"

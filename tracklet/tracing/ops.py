@@ -63,10 +63,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_seed)
 
 
-def _new_span_id() -> int:
-    return ((_SPAN_BASE + next(_counter)) & _MASK64) or 1
-
-
 # Root sampling: a trace is kept when its id's mix (the low 64 bits times an odd constant,
 # modulo 2**64: consecutive ids spread evenly) is below ``sample_rate * 2**64``. A function of the
 # trace id alone, so anyone holding the id and the rate can tell whether it was kept.
@@ -190,20 +186,18 @@ def _contained(where: str, error: BaseException) -> None:
         pass
 
 
-def _begin(op: OpInfo, run: Any, kind: type[OpCall] = OpCall,
+def _begin(op: OpInfo, run: Any, parent: tuple[int, int] | None, kind: type[OpCall] = OpCall,
            queue: bool = True) -> tuple[Any, Any]:
-    """A call's span starts: made current, and queued (``queue=False``: the caller queues it once
-    it has set its own fields). No span (``None``) in a trace sampling left out: with the token
-    that marks the context as such when this call is that trace's root, else with None."""
-    parent = _CURRENT.get()
-    span_id = _new_span_id()
+    """A call's span starts under ``parent`` (the context's current span; not ``_DROPPED``: such
+    calls are plain calls before they get here): made current, and queued (``queue=False``: the
+    caller queues it once it has set its own fields). No span (``None``) when this call would
+    start a trace its root sampling leaves out: then with the token that marks the context so."""
+    span_id = ((_SPAN_BASE + next(_counter)) & _MASK64) or 1
     if parent is None:
         trace_id, parent_id = _TRACE_HIGH | span_id, 0
         threshold = op.threshold
         if threshold is not None and ((trace_id & _MASK64) * _SAMPLE_MIX) & _MASK64 >= threshold:
             return None, _CURRENT.set(_DROPPED)
-    elif parent is _DROPPED:
-        return None, None
     else:
         trace_id, parent_id = parent
     call = kind(op, run, trace_id, span_id, parent_id, _time_ns(), run._step)
@@ -232,14 +226,15 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
         run = lifecycle.trace_target
         if run is None:
             return function(*args, **kwargs)
+        parent = _CURRENT.get()
+        if parent is _DROPPED:  # inside a trace sampling left out: the plain call
+            return function(*args, **kwargs)
         try:
-            call, token = _begin(op, run)
+            call, token = _begin(op, run, parent)
         except Exception as error:
             _contained("op start", error)
             return function(*args, **kwargs)
-        if call is None:  # a trace sampling left out
-            if token is None:
-                return function(*args, **kwargs)
+        if call is None:  # the root of a trace sampling leaves out
             try:
                 return function(*args, **kwargs)
             finally:
@@ -267,14 +262,15 @@ def _wrap_coroutine(function: Callable[..., Any], op: OpInfo) -> Callable[..., A
         run = lifecycle.trace_target
         if run is None:
             return await function(*args, **kwargs)
+        parent = _CURRENT.get()
+        if parent is _DROPPED:  # inside a trace sampling left out: the plain call
+            return await function(*args, **kwargs)
         try:
-            call, token = _begin(op, run)
+            call, token = _begin(op, run, parent)
         except Exception as error:
             _contained("op start", error)
             return await function(*args, **kwargs)
-        if call is None:  # a trace sampling left out
-            if token is None:
-                return await function(*args, **kwargs)
+        if call is None:  # the root of a trace sampling leaves out
             try:
                 return await function(*args, **kwargs)
             finally:
@@ -301,11 +297,11 @@ class _GeneratorSpan:
 
     __slots__ = ("call", "items", "count", "args", "kwargs", "done")
 
-    def __init__(self, op: OpInfo, run: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        call, token = _begin(op, run)
-        if token is not None:
-            _CURRENT.reset(token)
-        self.call = call  # None: a trace sampling left out (its code runs as part of it, unrecorded)
+    def __init__(self, op: OpInfo, run: Any, parent: tuple[int, int] | None, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        call, token = _begin(op, run, parent)
+        _CURRENT.reset(token)
+        self.call = call  # None: the root of a trace sampling leaves out (its code runs unrecorded)
         self.items: list[Any] = []
         self.count = 0
         self.args = args
@@ -345,8 +341,11 @@ def _start_generator_span(op: OpInfo, args: tuple[Any, ...], kwargs: dict[str, A
     run = lifecycle.trace_target
     if run is None:
         return None
+    parent = _CURRENT.get()
+    if parent is _DROPPED:  # inside a trace sampling left out
+        return None
     try:
-        return _GeneratorSpan(op, run, args, kwargs)
+        return _GeneratorSpan(op, run, parent, args, kwargs)
     except Exception as error:
         _contained("op start", error)
         return None

@@ -210,14 +210,20 @@ def test_a_spans_media_show_as_images_players_and_downloads(root, page):
     def caption(photo, clip, weights: bytes):
         return "a red square"
 
+    @tracklet.op(name="long")
+    def long(text: str):
+        return {"words": text.split()[:3]}
+
     run = tracklet.init(project="media", id="m1", dir=str(root), settings=QUIET)
     photo = np.zeros((200, 300, 3), dtype=np.uint8)
     photo[..., 0] = 255
     clip = tracklet.Audio(np.zeros(4000, dtype=np.float32), sample_rate=8000)
     weights = bytes(range(256)) * 64  # 16 KiB of bytes: stored, offered as a download
     caption(pil.fromarray(photo), clip, weights)
+    long("lorem ipsum " * 2000)  # 24 KB of JSON: a payload blob
     run.finish()
-    trace_id = tracklet.Api(root).traces("media")[0].trace_id
+    traces = {t.root.name: t.trace_id for t in tracklet.Api(root).traces("media")}
+    trace_id = traces["caption"]
     process, url, token = start_ui(root)
     try:
         page.goto(url + f"projects/media/traces/{trace_id}?token=" + token)
@@ -237,6 +243,11 @@ def test_a_spans_media_show_as_images_players_and_downloads(root, page):
         captions = [c.text_content() for c in page.query_selector_all(".span-media figcaption")]
         assert captions[0].startswith("inputs.photo · image · 300×200")
         assert captions[2].startswith("inputs.weights · bytes")
+
+        page.goto(url + f"projects/media/traces/{traces['long']}?token=" + token)  # a payload over 8 KiB
+        page.wait_for_function("() => (document.querySelector('pre.span-blob') || {}).textContent?.startsWith('{')")
+        shown = json.loads(page.text_content("pre.span-blob"))
+        assert shown == {"text": "lorem ipsum " * 2000}
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -333,6 +333,21 @@ function mediaSection(project: string, span: Span): HTMLElement | null {
     ...refs.map(({ path, ref }) => mediaItem(project, span.trace_id, path, ref)));
 }
 
+/** A payload stored as a blob (JSON over 8 KiB): fetched from the trace blob route and shown like an
+ * inline one, with the media it references. */
+function blobSection(project: string, span: Span, title: string, blob: string): HTMLElement {
+  const pre = h("pre.span-blob", { "data-blob": blob, text: `(loading blob sha256:${blob}…)` });
+  const box = h("div", {}, h("h3", { text: title }), pre);
+  traceBlob(project, span.trace_id, blob).then((data) => data.text()).then((text) => {
+    pre.textContent = payload(text, "");
+    let parsed: unknown = null;
+    try { parsed = JSON.parse(text); } catch { /* shown as text */ }
+    const refs = mediaRefs(parsed, title);
+    if (refs.length) box.append(h("div.span-media-list", {}, ...refs.map(({ path, ref }) => mediaItem(project, span.trace_id, path, ref))));
+  }, (error) => { pre.textContent = `(stored as blob sha256:${blob}; not readable: ${String(error)})`; });
+  return box;
+}
+
 function details(span: Span, project: string): HTMLElement {
   const rows: [string, string][] = [
     ["name", span.name], ["status", statusLabel(span.status) + (span.status_message ? `: ${span.status_message}` : "")],
@@ -347,8 +362,8 @@ function details(span: Span, project: string): HTMLElement {
     h("table.kv", {}, ...rows.filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: v })))),
     chat && chat.length ? chatView(chat) : null,
     mediaSection(project, span),
-    section("inputs", payload(span.input, span.input_blob)),
-    section("output", payload(span.output, span.output_blob)),
+    span.input || !span.input_blob ? section("inputs", payload(span.input, "")) : blobSection(project, span, "inputs", span.input_blob),
+    span.output || !span.output_blob ? section("output", payload(span.output, "")) : blobSection(project, span, "output", span.output_blob),
     section("attributes", Object.keys(span.attributes).length ? JSON.stringify(span.attributes, null, 2) : ""),
     section("events", span.events.length ? JSON.stringify(span.events, null, 2) : ""));
 }

@@ -119,6 +119,28 @@ def test_a_medium_that_cannot_be_encoded_is_described_and_the_span_kept(start, r
     assert "error" in span.inputs["image"] and span.output == 1 and span.status == "ok"
 
 
+def test_a_blob_store_that_fails_costs_the_value_not_the_span(start, root, monkeypatch):
+    from tracklet.tracing import record
+
+    class Full:
+        def put_bytes(self, data):
+            raise OSError(28, "No space left on device")
+
+    @tracklet.op(name="save")
+    def save(image, blob: bytes):
+        return "saved"
+
+    run = start(project="full")
+    monkeypatch.setattr(record, "_blob_store", lambda root: Full())
+    save(_pixels(5), bytes(20_000))
+    run.finish()
+    monkeypatch.undo()
+    span = tracklet.Api(root).traces("full")[0].spans[0]
+    assert span.status == "ok" and span.output == "saved"
+    assert "No space left" in span.inputs["image"]["error"] and "No space left" in span.inputs["blob"]["error"]
+    assert "tracklet.media" not in span.attributes
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "tracklet", *args], capture_output=True, text=True, env=env,

@@ -123,13 +123,14 @@ def reference(value: Any, sink: Sink) -> dict[str, Any]:
 
     if sink.root is None:
         return {"_type": type(value).__name__, "error": "no data root to store it in"}
-    context = _Context(_blob_store(sink.root))
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
-        digest = context.put_bytes(data)
-        sink.digests.append(digest)
-        return {"_type": MEDIA_TYPE, "kind": "bytes", "sha256": digest, "mime": sniff_mime(data), "size": len(data)}
-    try:
+    try:  # a failure (encoding, a full disk) is this value's alone: described, the span kept
+        context = _Context(_blob_store(sink.root))
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+            digest = context.put_bytes(data)
+            sink.digests.append(digest)
+            return {"_type": MEDIA_TYPE, "kind": "bytes", "sha256": digest, "mime": sniff_mime(data),
+                    "size": len(data)}
         return _media_reference(value, context, sink)
     except Exception as error:
         return {"_type": type(value).__name__, "error": f"not stored: {error}"[:500]}

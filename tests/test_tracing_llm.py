@@ -402,3 +402,15 @@ def test_a_raw_stream_never_parsed_still_ends_its_span(start, llm, patched):
     gc.collect()
     spans = _spans(run)
     assert len(spans) == 1 and spans[0].end_time_unix_nano > 0 and spans[0].status_code == spans[0].STATUS_OK
+
+
+def test_with_streaming_response_records_no_usage_whenever_the_body_is_read(start, llm, patched):
+    """``with_streaming_response`` leaves the body to the caller: its span never has usage, read
+    before the worker ran or not (the worker never reads or parses it)."""
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start()
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as response:
+        assert response.parse().choices[0].message.content == "echo: say hello world"  # read before the drain
+    spans = _spans(run)
+    assert len(spans) == 1 and spans[0].status_code == spans[0].STATUS_OK
+    assert "gen_ai.usage.input_tokens" not in _attrs(spans[0])

@@ -138,6 +138,7 @@ def _fold(api: str, result: Any, streamed: bool) -> tuple[dict[str, Any], Any]:
 
 
 _RAW_RESPONSES = ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse")
+_RAW_HEADER = "X-Stainless-Raw-Response"  # "true"/"raw": with_raw_response; "stream": with_streaming_response
 
 
 def _is_raw(result: Any) -> bool:
@@ -156,6 +157,8 @@ def _parsed(result: Any, streamed: bool) -> Any:
     if streamed or not _is_raw(result):
         return result
     try:
+        if result.http_response.request.headers.get(_RAW_HEADER) == "stream":
+            return None  # with_streaming_response: the caller reads the body, maybe not yet
         _ = result.http_response.content  # raises unless the body was read
     except Exception:
         return None

@@ -119,8 +119,9 @@ def test_a_medium_that_cannot_be_encoded_is_described_and_the_span_kept(start, r
     assert "error" in span.inputs["image"] and span.output == 1 and span.status == "ok"
 
 
-def test_a_blob_store_that_fails_costs_the_value_not_the_span(start, root, monkeypatch):
-    from tracklet.tracing import record
+@pytest.mark.parametrize("hook", [False, True])  # the batched bytes path, and span_record's
+def test_a_blob_store_that_fails_costs_the_value_not_the_span(start, root, monkeypatch, hook):
+    from tracklet.tracing import record, set_redaction_hook
 
     class Full:
         def put_bytes(self, data):
@@ -130,15 +131,30 @@ def test_a_blob_store_that_fails_costs_the_value_not_the_span(start, root, monke
     def save(image, blob: bytes):
         return "saved"
 
+    @tracklet.op(name="essay")
+    def essay(text: str):
+        return text
+
     run = start(project="full")
     monkeypatch.setattr(record, "_blob_store", lambda root: Full())
-    save(_pixels(5), bytes(20_000))
-    run.finish()
+    if hook:
+        set_redaction_hook(lambda value, part, name: value)
+    try:
+        save(_pixels(5), bytes(20_000))
+        essay("word " * 5_000)  # 25 KB of JSON each way: payload blobs
+        run.finish()
+    finally:
+        set_redaction_hook(None)
     monkeypatch.undo()
-    span = tracklet.Api(root).traces("full")[0].spans[0]
+    spans = {t.root.name: t.root for t in tracklet.Api(root).traces("full")}
+    span = spans["save"]
     assert span.status == "ok" and span.output == "saved"
     assert "No space left" in span.inputs["image"]["error"] and "No space left" in span.inputs["blob"]["error"]
     assert "tracklet.media" not in span.attributes
+    essay_span = spans["essay"]
+    assert essay_span.status == "ok" and not essay_span.input_blob
+    for payload in (essay_span.inputs, essay_span.output):
+        assert payload["_type"] == "payload" and payload["size"] > 25_000 and "No space left" in payload["error"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -315,8 +315,22 @@ def fill_payload_text(message: Any, text: str, root: Path | None) -> None:
     if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
         message.json = data.decode("utf-8", "replace")
         return
-    digest, _ = _blob_store(root).put_bytes(data)
-    message.blob_digest = str(digest)
+    digest, note = _stored(data, root)
+    if digest:
+        message.blob_digest = digest
+    else:
+        message.json = note
+
+
+def _stored(data: bytes, root: Path) -> tuple[str, str]:
+    """``data`` written to the blob store: ``(digest, "")``; when the store fails (a full disk),
+    ``("", note)``: JSON saying so, which the span keeps in the payload's place rather than being
+    lost."""
+    try:
+        digest, _ = _blob_store(root).put_bytes(data)
+        return str(digest), ""
+    except Exception as error:
+        return "", json.dumps({"_type": "payload", "size": len(data), "error": f"not stored: {error}"[:500]})
 
 
 SKIP, SEEN_OPEN, WRITTEN = -1, 1, 2
@@ -473,15 +487,18 @@ def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
     """A ``SpanPayload`` field (``tag``: field 16 or 17) holding JSON ``text``, inline or as a blob."""
     data = text.encode("utf-8", "surrogatepass")
     size = _varint(len(data))
-    if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
-        try:
-            inline = text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
-            inline = data.decode("utf-8", "replace").encode("utf-8")
-        body = b"\x0a" + _varint(len(inline)) + inline + b"\x18" + size
+    digest, note = _stored(data, root) if len(data) > PAYLOAD_INLINE_BYTES and root is not None else ("", "")
+    if digest:
+        body = b"\x12\x40" + digest.encode("ascii") + b"\x18" + size
     else:
-        digest, _ = _blob_store(root).put_bytes(data)
-        body = b"\x12\x40" + str(digest).encode("ascii") + b"\x18" + size
+        if note:
+            inline = note.encode("utf-8")
+        else:
+            try:
+                inline = text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
+                inline = data.decode("utf-8", "replace").encode("utf-8")
+        body = b"\x0a" + _varint(len(inline)) + inline + b"\x18" + size
     return tag + _varint(len(body)) + body
 
 

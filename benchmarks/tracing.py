@@ -4,6 +4,8 @@
 
 - **disabled**: an op with no run recording (one flag read, then the call), per call, minus the
   bare call's cost (mean over blocks of calls; median of blocks). Target (issue #19): <= 0.2 us.
+- **left out**: the same for an op called inside a trace its root's ``sample_rate`` left out (one
+  context read more than a disabled op).
 - **enabled caller**: each call timed alone (``perf_counter_ns`` around it) while a run records,
   p50/p99/p99.9/max, beside the same timing of the bare call (the timer's own cost and the
   machine's noise floor) and of a raw OpenTelemetry SDK span (``start_as_current_span`` with a
@@ -16,6 +18,11 @@
 - **1,460 ops in a 50 ms step** (issue #19's training step): ops with chat-shaped arguments and
   results spread over 50 ms of Python work, worker included (``run.flush()`` closes each traced
   block), against the same step calling the plain function in alternating blocks. Target <= 2%.
+  Then the same step as a root op with ``sample_rate`` 0 (every trace left out) and 0.01, and the
+  slowdown of a 50 ms step expected at 1% and 0.5% from absolute costs: the tight-loop cost of an
+  op in a left-out trace x 1,460, plus the rate x the full step's added CPU time (a short run
+  keeps too few steps at 1% for its direct measure to mean much, and on a loaded VM the
+  calibrated step's CPU time is far below its wall time, so ratios to it overstate).
 - **1 MB input**: the enabled caller p50 with a 1 MB string argument (target: as with a small one),
   50 calls; and the worker's time per such op (its JSON, secret redaction and blob write).
 
@@ -43,6 +50,7 @@ import tracklet  # noqa: E402
 from benchmarks.report import print_table, write_json  # noqa: E402
 
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
+STEP_MS = 50.0  # issue #19's training step
 _clock = time.perf_counter_ns
 
 
@@ -63,12 +71,15 @@ def chat(messages: Any, model: str = "gpt-4o") -> Any:
 traced_chat = tracklet.op(chat)
 
 
-def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int = 10, pairs: int = 5) -> dict[str, float]:
+def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int = 10, pairs: int = 5,
+                  sample_rate: float | None = None) -> dict[str, float]:
     """Issue #19's training step: ``ops`` op calls (a chat-shaped argument and result) spread over
     ``step_ms`` of Python work, against the same step calling the plain function, in alternating
     blocks of ``steps`` steps; a traced block ends with ``run.flush()``, so the worker's whole cost
-    (serializing, redacting, writing every span) is inside it. Slowdown: median traced block over
-    median plain block, minus 1."""
+    (serializing, redacting, writing every span) is inside it. With ``sample_rate``, each traced
+    step is itself an op, ``tracklet.op(sample_rate=...)``, the root of the step's trace: a step
+    sampling leaves out runs its ops as plain calls. Slowdown: median traced block over median
+    plain block, minus 1."""
 
     def work(n: int) -> int:
         total = 0
@@ -82,12 +93,18 @@ def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int =
         work(chunk)
     chunk = max(1, int(chunk * step_ms * 1e6 / (_clock() - started)))
 
+    def one_step(function: Callable[..., Any]) -> None:
+        for _ in range(ops):
+            work(chunk)
+            function(MESSAGES, model="gpt-4o")
+
+    root = one_step if sample_rate is None else tracklet.op(name="train_step", sample_rate=sample_rate)(one_step)
+
     def block(function: Callable[..., Any]) -> tuple[float, float]:
+        stepper = one_step if function is chat else root
         started, cpu = _clock(), time.process_time()
         for _ in range(steps):
-            for _ in range(ops):
-                work(chunk)
-                function(MESSAGES, model="gpt-4o")
+            stepper(function)
         if function is traced_chat:
             run.flush()
         return (_clock() - started) / 1e6, (time.process_time() - cpu) * 1e3
@@ -101,6 +118,7 @@ def step_slowdown(run: Any, ops: int = 1460, step_ms: float = 50.0, steps: int =
     base_cpu, with_ops_cpu = statistics.median(p[1] for p in plain), statistics.median(t[1] for t in traced_ms)
     # CPU time (the process's, both threads) is what a shared VM's steal does not inflate.
     return {"ops_per_step": ops, "step_ms": base / steps, "traced_step_ms": with_ops / steps,
+            "sample_rate": 1.0 if sample_rate is None else sample_rate,
             "slowdown": with_ops / base - 1, "added_us_per_op": (with_ops - base) / steps / ops * 1000,
             "cpu_slowdown": with_ops_cpu / base_cpu - 1,
             "added_cpu_us_per_op": (with_ops_cpu - base_cpu) / steps / ops * 1000}
@@ -261,6 +279,11 @@ def main() -> None:
         run = tracklet.init(project="bench", dir=root, settings={**QUIET, "max_queue": max(20_000, calls * 2)})
         each_call(traced, 500)  # warm-up: the worker's first drain imports protobuf
         run.flush()
+        # An op called inside a trace its root's sampling left out (tight loop, as "disabled").
+        left_out_ns = tracklet.op(name="left_out", sample_rate=0.0)(lambda: mean_per_call(traced, calls * 5))()
+        bare_again_ns = mean_per_call(bare, calls * 5)
+        results["left_out"] = {"bare_ns": bare_again_ns, "op_ns": left_out_ns,
+                               "added_us": (left_out_ns - bare_again_ns) / 1000}
         rows = {"bare": percentiles(each_call(bare, calls)),
                 "@op enabled": percentiles(each_call(traced, calls)),
                 "OTel SDK span": percentiles(each_call(spanned, calls))}
@@ -282,16 +305,33 @@ def main() -> None:
         otel_flush()
         otel_total = (_clock() - started) / calls / 1000
         step = step_slowdown(run, steps=3 if args.short else 10)
+        # Root sampling (docs/tracing.md): 0 is the cost of a step whose trace is left out (its
+        # ops are plain calls but for a context check); a rate r costs about that plus r times
+        # the full step's cost (measured at r = 1% too, where few steps in a short run are kept).
+        sampled_steps = {rate: step_slowdown(run, steps=3 if args.short else 10, sample_rate=rate)
+                         for rate in (0.0, 0.01)}
         run.finish()
     otel_shutdown()
     results["step"] = step
+    results["step_sampled"] = {str(rate): figures for rate, figures in sampled_steps.items()}
+    # Expected slowdown of a 50 ms step at a rate r, from absolute costs (a loaded VM's steal makes
+    # the calibrated step's own CPU time much less than its wall time, so ratios to it mislead):
+    # the left-out ops' added time (tight loop) plus r x the full step's added CPU time per op.
+    ops = step["ops_per_step"]
+    floor_ms = results["left_out"]["added_us"] * ops / 1000
+    full_ms = step["added_cpu_us_per_op"] * ops / 1000
+    expected = {rate: (floor_ms + rate * full_ms) / STEP_MS for rate in (0.01, 0.005)}
+    results["step_sampled_expected"] = {"floor_ms": floor_ms, "full_ms": full_ms,
+                                        **{str(rate): value for rate, value in expected.items()}}
     results["caller_us"] = rows
     results["with_worker_us"] = {"@op": op_total, "OTel SDK span": otel_total}
     results["worker_ms_per_1mb_op"] = big_worker_ms
 
     print(f"tracing overhead, {calls} calls per measure (Python {sys.version.split()[0]})")
     print_table([["bare call", f"{bare_ns:.0f} ns"], ["@op, no run", f"{disabled_ns:.0f} ns"],
-                 ["added by a disabled @op", f"{(disabled_ns - bare_ns) / 1000:.3f} us", "target <= 0.2 us"]])
+                 ["added by a disabled @op", f"{(disabled_ns - bare_ns) / 1000:.3f} us", "target <= 0.2 us"],
+                 ["added by an @op in a trace sampling left out", f"{(left_out_ns - bare_again_ns) / 1000:.3f} us",
+                  f"x 1,460 = {(left_out_ns - bare_again_ns) * 1460 / 1e6:.2f} ms per step"]])
     print()
     print_table([[name, f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['p99.9']:.2f}", f"{r['max']:.0f}"]
                  for name, r in rows.items()], header=["caller, per call (us)", "p50", "p99", "p99.9", "max"])
@@ -307,6 +347,13 @@ def main() -> None:
     print(f"{step['ops_per_step']} ops in a {step['step_ms']:.0f} ms step (chat-shaped payloads, worker included): "
           f"{step['slowdown'] * 100:+.1f}% ({step['added_us_per_op']:.1f} us per op); in CPU time "
           f"{step['cpu_slowdown'] * 100:+.1f}% ({step['added_cpu_us_per_op']:.1f} us per op) (target <= 2%)")
+    for rate, figures in sampled_steps.items():
+        print(f"  the step a root op with sample_rate={rate:g} ({rate:.0%} of its traces kept): "
+              f"{figures['slowdown'] * 100:+.1f}% ({figures['added_us_per_op']:.2f} us per op); in CPU time "
+              f"{figures['cpu_slowdown'] * 100:+.1f}% ({figures['added_cpu_us_per_op']:.2f} us per op)")
+    print(f"  expected for a {STEP_MS:.0f} ms step: {floor_ms:.2f} ms for {ops} left-out ops + the rate x "
+          f"{full_ms:.1f} ms (every op traced, CPU): " + ", ".join(
+              f"{value * 100:+.2f}% at sample_rate={rate:g}" for rate, value in expected.items()) + " (target <= 2%)")
     if otlp_spans:
         ingest = otlp_ingest(otlp_spans)
         results["otlp_ingest"] = ingest

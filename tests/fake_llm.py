@@ -9,6 +9,8 @@ counts its words. With ``tools``, the answer calls the first tool with ``{"city"
 pieces when streamed, as the real APIs send them). Fault modes by model name: ``"fail-500"`` answers 500, ``"fail-429"`` 429,
 ``"fail-midstream"`` drops a stream after two chunks (chat, responses and messages); a model named
 ``"slow-..."`` waits ``SLOW_FIRST_TOKEN_S`` before a chat stream's first chunk (after the headers).
+Every answer carries the headers callers read through ``with_raw_response``: ``x-request-id``
+(``req_<n>``, counting requests) and ``x-ratelimit-remaining-requests`` (``RATE_LIMIT_REMAINING``).
 The real ``openai`` and ``anthropic`` clients talk to it through ``base_url``.
 """
 
@@ -40,6 +42,7 @@ def _words(messages: list[dict[str, Any]], system: Any = None) -> tuple[int, str
 
 
 EMBEDDING_SIZE = 8
+RATE_LIMIT_REMAINING = "99"
 SLOW_FIRST_TOKEN_S = 0.3
 
 
@@ -222,6 +225,29 @@ async def embeddings(request: Request) -> Response:
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
+class _RateHeaders:
+    """ASGI middleware: the request id and rate-limit headers real providers send on every answer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.requests += 1
+        number = self.requests
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", f"req_{number}".encode()),
+                                      (b"x-ratelimit-remaining-requests", RATE_LIMIT_REMAINING.encode())]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
 class FakeLlmServer:
     """The server in a thread on 127.0.0.1 and a free port; ``url`` once started."""
 
@@ -233,7 +259,7 @@ class FakeLlmServer:
                                 Route("/v1/responses", responses, methods=["POST"]),
                                 Route("/v1/embeddings", embeddings, methods=["POST"]),
                                 Route("/v1/messages", messages, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
+        self.server = uvicorn.Server(uvicorn.Config(_RateHeaders(app), host="127.0.0.1", port=self.port, log_level="error",
                                                     lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -200,3 +200,54 @@ def test_two_traces_compare_span_by_span(stepped, page):
                for r in page.query_selector_all(".trace-diff tr.diff-row")}
     assert changed == {"answer": "only in A", "killed agent": "only in B", "killed agent / tool": "only in B",
                        "killed agent / llm": "only in B"}
+
+
+def test_a_spans_media_show_as_images_players_and_downloads(root, page):
+    np = pytest.importorskip("numpy")
+    pil = pytest.importorskip("PIL.Image")
+
+    @tracklet.op(name="caption")
+    def caption(photo, clip, weights: bytes):
+        return "a red square"
+
+    @tracklet.op(name="long")
+    def long(text: str):
+        return {"words": text.split()[:3]}
+
+    run = tracklet.init(project="media", id="m1", dir=str(root), settings=QUIET)
+    photo = np.zeros((200, 300, 3), dtype=np.uint8)
+    photo[..., 0] = 255
+    clip = tracklet.Audio(np.zeros(4000, dtype=np.float32), sample_rate=8000)
+    weights = bytes(range(256)) * 64  # 16 KiB of bytes: stored, offered as a download
+    caption(pil.fromarray(photo), clip, weights)
+    long("lorem ipsum " * 2000)  # 24 KB of JSON: a payload blob
+    run.finish()
+    traces = {t.root.name: t.trace_id for t in tracklet.Api(root).traces("media")}
+    trace_id = traces["caption"]
+    process, url, token = start_ui(root)
+    try:
+        page.goto(url + f"projects/media/traces/{trace_id}?token=" + token)
+        image = page.wait_for_selector(".span-media[data-kind=image] img.span-media-image")
+        page.wait_for_function("() => document.querySelector('img.span-media-image').naturalWidth > 0")
+        # the thumbnail (256 px on the longer side), in the image's colours
+        assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [256, 171]
+        red = image.evaluate("""i => { const c = document.createElement('canvas'); c.width = 4; c.height = 4;
+            const x = c.getContext('2d'); x.drawImage(i, 0, 0, 4, 4); return Array.from(x.getImageData(1, 1, 1, 1).data); }""")
+        assert red == [255, 0, 0, 255]
+        audio = page.wait_for_selector(".span-media[data-kind=audio] audio")
+        assert audio.get_attribute("src").startswith("blob:")
+        page.wait_for_function("() => document.querySelector('.span-media[data-kind=file] a').href.startsWith('blob:')")
+        size = page.evaluate("""() => fetch(document.querySelector('.span-media[data-kind=file] a').href)
+            .then(r => r.arrayBuffer()).then(b => b.byteLength)""")
+        assert size == len(weights)
+        captions = [c.text_content() for c in page.query_selector_all(".span-media figcaption")]
+        assert captions[0].startswith("inputs.photo · image · 300×200")
+        assert captions[2].startswith("inputs.weights · bytes")
+
+        page.goto(url + f"projects/media/traces/{traces['long']}?token=" + token)  # a payload over 8 KiB
+        page.wait_for_function("() => (document.querySelector('pre.span-blob') || {}).textContent?.startsWith('{')")
+        shown = json.loads(page.text_content("pre.span-blob"))
+        assert shown == {"text": "lorem ipsum " * 2000}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -343,3 +343,74 @@ def test_a_streams_span_covers_a_slow_first_token(start, llm, patched):
     (span,) = _spans(run)
     assert span.end_time_unix_nano - span.start_time_unix_nano >= SLOW_FIRST_TOKEN_S * 1e9
     assert (_attrs(span)["gen_ai.usage.output_tokens"], span.status_code) == (4, span.STATUS_OK)
+
+
+def test_with_raw_response_calls_record_usage_like_plain_ones(start, llm, patched, root):
+    """``with_raw_response`` (the headers: request id, rate limits) keeps the span's usage and
+    output, plain or streamed, sync or async, openai and anthropic; the caller's response is the
+    client's own."""
+    from fake_llm import RATE_LIMIT_REMAINING
+
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    aclient = openai.AsyncOpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    claude = anthropic.Anthropic(base_url=llm.url, api_key=KEY, max_retries=0)
+    run = start(project="raw")
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert raw.headers["x-ratelimit-remaining-requests"] == RATE_LIMIT_REMAINING
+    assert raw.headers["x-request-id"].startswith("req_")
+    assert raw.parse().choices[0].message.content == "echo: say hello world"
+    streamed = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    assert streamed.headers["x-ratelimit-remaining-requests"] == RATE_LIMIT_REMAINING
+    text = "".join(c.choices[0].delta.content or "" for c in streamed.parse() if c.choices)
+    assert text == "echo: say hello world"
+
+    async def async_raw():
+        answer = await aclient.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+        return answer.parse().usage.completion_tokens
+
+    assert asyncio.run(async_raw()) == 4
+    message = claude.messages.with_raw_response.create(model="claude-x", max_tokens=64,
+                                                       messages=[{"role": "user", "content": "say hello world"}])
+    assert message.parse().content[0].text == "echo: say hello world"
+    aclaude = anthropic.AsyncAnthropic(base_url=llm.url, api_key=KEY, max_retries=0)
+
+    async def async_raw_stream():
+        answer = await aclaude.messages.with_raw_response.create(
+            model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "say hello world"}], stream=True)
+        return [event.type async for event in await answer.parse()]
+
+    assert asyncio.run(async_raw_stream())[-1] == "message_stop"
+    run.finish()
+    spans = sorted((s for t in tracklet.Api(root).traces("raw") for s in t.spans), key=lambda s: s.start_ns)
+    assert [(s.provider, s.model, s.input_tokens, s.output_tokens) for s in spans] == [
+        ("openai", "gpt-4o-2024-08-06", 5, 4), ("openai", "gpt-4o-mini-2024-08-06", 5, 4),
+        ("openai", "gpt-4o-2024-08-06", 5, 4), ("anthropic", "claude-x-20250101", 3, 4),
+        ("anthropic", "claude-x-20250101", 3, 4)]
+    assert spans[0].output[0]["content"] == spans[1].output[0]["content"] == "echo: say hello world"
+    assert spans[0].cost is not None and spans[0].cost > 0  # priced like the plain call
+    assert spans[3].output["content"][0]["text"] == "echo: say hello world"
+
+
+def test_a_raw_stream_never_parsed_still_ends_its_span(start, llm, patched):
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start()
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    raw.http_response.close()
+    del raw
+    import gc
+
+    gc.collect()
+    spans = _spans(run)
+    assert len(spans) == 1 and spans[0].end_time_unix_nano > 0 and spans[0].status_code == spans[0].STATUS_OK
+
+
+def test_with_streaming_response_records_no_usage_whenever_the_body_is_read(start, llm, patched):
+    """``with_streaming_response`` leaves the body to the caller: its span never has usage, read
+    before the worker ran or not (the worker never reads or parses it)."""
+    client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key=KEY, max_retries=0)
+    run = start()
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as response:
+        assert response.parse().choices[0].message.content == "echo: say hello world"  # read before the drain
+    spans = _spans(run)
+    assert len(spans) == 1 and spans[0].status_code == spans[0].STATUS_OK
+    assert "gen_ai.usage.input_tokens" not in _attrs(spans[0])

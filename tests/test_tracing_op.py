@@ -475,3 +475,75 @@ def test_big_plain_payloads_skip_the_walk_and_oversized_ones_are_cut(monkeypatch
     assert walked == []
     long = list(range(10_001))
     assert json.loads(record.payload_json(long))[-1] == "... 1 more items" and walked == [1]
+
+
+def test_root_sampling_keeps_whole_traces_chosen_by_trace_id(start):
+    """``sample_rate`` on the op that starts a trace: kept traces are whole (every child, async and
+    generator ones too), left-out ones record nothing, the share is about the rate, and the choice
+    is ``sampled(trace_id, rate)``."""
+    from tracklet.tracing import current_span_ids, sampled
+
+    seen_inside: list = []
+
+    @tracklet.op(name="child")
+    def child(x):
+        seen_inside.append(current_span_ids())
+        return x
+
+    @tracklet.op(name="numbers")
+    def numbers():
+        yield child(1)
+
+    @tracklet.op(name="later")
+    async def later(x):
+        return child(x)
+
+    @tracklet.op(name="step", sample_rate=0.25)
+    def step(i):
+        child(i)
+        list(numbers())
+        asyncio.run(later(i))
+        return i
+
+    run = start()
+    steps = 400
+    for i in range(steps):
+        step(i)
+    assert current_span_ids() is None  # the context is restored after left-out traces too
+    spans = _spans(run)
+    traces: dict = {}
+    for span in spans:
+        traces.setdefault(span.trace_id, []).append(span)
+    kept = len(traces)
+    assert 0.15 * steps < kept < 0.35 * steps
+    for trace_id, members in traces.items():
+        assert sorted(s.name for s in members) == sorted(["step", "child", "numbers", "child", "later", "child"])
+        assert sampled(trace_id.hex(), 0.25)
+    # left-out steps ran their children as plain calls, outside any span
+    assert seen_inside.count(None) == 3 * (steps - kept)
+
+
+def test_sample_rate_bounds_and_extremes(start):
+    with pytest.raises(ValueError, match="sample_rate"):
+        tracklet.op(sample_rate=1.5)
+    with pytest.raises(ValueError, match="sample_rate"):
+        tracklet.op(sample_rate=True)
+    never = tracklet.op(name="never", sample_rate=0)(lambda: add(1))
+    always = tracklet.op(name="always", sample_rate=1)(lambda: add(1))
+    run = start()
+    for _ in range(20):
+        assert never() == 2
+        assert always() == 2
+    names = [s.name for s in _spans(run)]
+    assert names.count("always") == 20 and names.count("add") == 20 and "never" not in names
+
+
+def test_sampled_is_a_function_of_the_trace_id():
+    from tracklet.tracing import sampled
+
+    ids = [(0xABCDEF << 64) | n for n in range(1, 20_001)]  # consecutive ids, as one process makes them
+    for rate in (0.01, 0.1, 0.5):
+        kept = sum(sampled(trace_id, rate) for trace_id in ids)
+        assert abs(kept / len(ids) - rate) < 0.2 * rate + 0.002
+        assert [sampled(t, rate) for t in ids[:50]] == [sampled(f"{t:032x}", rate) for t in ids[:50]]
+    assert all(sampled(t, 1.0) for t in ids[:100]) and not any(sampled(t, 0.0) for t in ids[:100])

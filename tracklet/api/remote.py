@@ -13,6 +13,8 @@ the server (``read_retry``), and refusals as ``RemoteError`` (``RunNotFound`` fo
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -376,14 +378,21 @@ class RemoteApi(Api):
                 remaining -= len(rows)
 
     def traces(self, project: str, filter: Any = None, run: Any = None, limit: int = 100) -> list[Any]:
-        """See :meth:`tracklet.Api.traces`; payloads stored as blobs on the server are not fetched
-        (``TraceSpan.input_blob``/``output_blob`` name them)."""
+        """See :meth:`tracklet.Api.traces`; payloads stored as blobs on the server, and the media
+        they reference (``TraceSpan.blob``), are fetched from it when read."""
         from tracklet.api.traces import check_filter, run_id_of, trace_of
 
         check_name("project", project)
         data = self._http.get_json(f"/api/v1/projects/{project}/traces", run=run_id_of(run), limit=limit,
                                    **check_filter(filter))
-        return [trace_of(row) for row in data["traces"]]
+        return [trace_of(row, functools.partial(self._trace_blob, project, row["trace_id"]))
+                for row in data["traces"]]
+
+    def _trace_blob(self, project: str, trace_id: str, digest: str) -> bytes:
+        response = self._http.request("GET", f"/api/v1/projects/{project}/traces/{trace_id}/blobs/{digest}")
+        if response.status_code != 200:
+            raise self._http.refusal(response, what=f"blob {digest} of trace {trace_id}")
+        return response.content
 
     def run(self, path: str) -> RemoteRun:
         """A run by ``project/run_id``; ``RunNotFound`` if the server has none."""

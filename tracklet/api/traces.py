@@ -67,12 +67,46 @@ class TraceSpan:
         """The op's return value (a generator's: the items it yielded), or None."""
         return self._payload(self.output_json, self.output_blob)
 
+    @property
+    def media(self) -> list[dict[str, Any]]:
+        """The media references in the span's inputs and output, in order: images, audio, video
+        and long bytes an op took or returned, stored in the blob store (``{"_type":
+        "tracklet.media", "kind", "sha256", "mime", "size", ...}``; read one with :meth:`blob`)."""
+        found: list[dict[str, Any]] = []
+        _references(self.inputs, found)
+        _references(self.output, found)
+        return found
+
+    def blob(self, digest: str) -> bytes:
+        """The bytes of a blob this span names: a media reference's ``sha256`` or ``thumbnail``, or
+        a payload stored as a blob; from the data root's blob store, or over HTTP from a server."""
+        named = set(self.attributes.get("tracklet.media") or []) | {self.input_blob, self.output_blob}
+        if not digest or digest not in named:
+            raise KeyError(f"span {self.span_id} names no blob {digest!r}")
+        if self._blobs is None:
+            raise LookupError("this span's blobs can't be read here")
+        return self._blobs(digest)
+
     def _payload(self, text: str, blob: str) -> Any:
         if text:
             return json.loads(text)
         if blob and self._blobs is not None:
             return json.loads(self._blobs(blob).decode("utf-8"))
         return None
+
+
+def _references(value: Any, found: list[dict[str, Any]], depth: int = 0) -> None:
+    if depth > 40:
+        return
+    if isinstance(value, dict):
+        if value.get("_type") == "tracklet.media" and isinstance(value.get("sha256"), str):
+            found.append(value)
+            return
+        for item in value.values():
+            _references(item, found, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _references(item, found, depth + 1)
 
 
 @dataclasses.dataclass

@@ -1,9 +1,10 @@
-"""A run's media and table blobs to a tracking server, before the records that name them.
+"""A run's media, table and trace blobs to a tracking server, before the records that name them.
 
-``MediaLogged`` (Record field 13) and ``TableLogged`` (14) records name sha256 blobs in the local
-artifacts' blob store (``<blob dir>/blobs/sha256/ab/<digest>``): a media file, its thumbnail and
-masks; a table version's Parquet fragments and, for a table with media cells, each cell's file
-and thumbnail. ``SyncClient.sync_run`` (``tracklet sync`` and online mode's uploader) calls
+``MediaLogged`` (Record field 13), ``TableLogged`` (14) and ``Span`` (15) records name sha256
+blobs in the local artifacts' blob store (``<blob dir>/blobs/sha256/ab/<digest>``): a media file,
+its thumbnail and masks; a table version's Parquet fragments and, for a table with media cells,
+each cell's file and thumbnail; a span's payloads stored as blobs and the media its payloads
+reference (its ``tracklet.media`` attribute). ``SyncClient.sync_run`` (``tracklet sync`` and online mode's uploader) calls
 :meth:`MediaBlobSync.send` for the log bytes it is about to upload, so a record reaches the
 server only once every blob it names is there: a server never lists an image it can't serve,
 and a sync killed anywhere resumes by scanning the frames the server doesn't have yet.
@@ -17,7 +18,8 @@ object (online mode asks about each blob once). A blob missing or unreadable loc
 out with one warning (the records still upload: the server then answers 404 for that file).
 
 The log is read in bounded windows (``WINDOW_BYTES``, more only for one larger frame); only
-records whose first byte says media or table are parsed.
+records whose first byte says media or table are parsed (spans only when their bytes hold a blob
+field or the ``tracklet.media`` attribute's name).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ WINDOW_BYTES = 8 << 20  # log bytes read at a time while looking for media and t
 KNOWN_CAP = 200_000  # digests remembered as on the server (then forgotten, and asked about again)
 _MEDIA_TAG = (13 << 3) | 2  # first byte of a serialized Record whose kind is media (field 13) ...
 _TABLE_TAG = (14 << 3) | 2  # ... or a table (field 14)
+_SPAN_TAG = (15 << 3) | 2  # ... or a span (field 15), which may name payload and media blobs
+_SPAN_MEDIA = b"tracklet.media"  # the span attribute listing its payloads' media (tracing/media.py)
+_PAYLOAD_BLOB = b"\x12\x40"  # a SpanPayload's blob_digest field: tag, then 64 bytes of sha256
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _CELL_FIELDS = {"kind", "digest", "thumbnail"}  # a media cell's struct (media/table_cells.py)
 
@@ -83,9 +88,11 @@ def _frames(log_file: Path, start: int, end: int) -> Iterator[bytes]:
 
 
 def _record_digests(payload: bytes, blob_dir: Path, record: Any) -> list[str]:
-    """The blobs one media or table record names (``[]`` for any other record)."""
-    if not payload or payload[0] not in (_MEDIA_TAG, _TABLE_TAG):
+    """The blobs one media, table or span record names (``[]`` for any other record)."""
+    if not payload or payload[0] not in (_MEDIA_TAG, _TABLE_TAG, _SPAN_TAG):
         return []
+    if payload[0] == _SPAN_TAG and _SPAN_MEDIA not in payload and _PAYLOAD_BLOB not in payload:
+        return []  # most spans: payloads inline, no media (no parse)
     try:
         record.ParseFromString(payload)
     except Exception:  # a damaged record names nothing reliable
@@ -94,6 +101,13 @@ def _record_digests(payload: bytes, blob_dir: Path, record: Any) -> list[str]:
     if kind == "media":
         media = record.media
         return [media.digest, media.thumbnail_digest, *(mask.digest for mask in media.masks)]
+    if kind == "span":
+        span = record.span
+        found = [span.input.blob_digest, span.output.blob_digest]
+        for entry in span.attributes:
+            if entry.key == _SPAN_MEDIA.decode():
+                found.extend(item.string_value for item in entry.value.list_value.items)
+        return found
     if kind == "table_logged":
         table = record.table_logged
         found = [fragment.digest for fragment in table.fragments]

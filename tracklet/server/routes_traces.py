@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+import re
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
@@ -118,3 +120,56 @@ def list_traces(request: Request, project: str, run: str | None = None, limit: i
                                              ("source", source), ("trace_id", trace_id)) if value is not None}
     rows = request.app.state.tracklet.store.traces(project, run_id=run, filters=filters, limit=limit)
     return TracesResponse(traces=[TraceModel(**row) for row in rows])
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def trace_blobs(spans: list[dict[str, Any]]) -> dict[str, str]:
+    """The blobs a trace's spans reference, with their MIME type where it is known: payloads
+    stored as blobs (JSON over 8 KiB) and the media their payloads hold (the ``tracklet.media``
+    attribute: images, audio, ... and long bytes; ``tracklet/tracing/media.py``), typed from their
+    bytes when served."""
+    from tracklet.tracing.media import MEDIA_ATTRIBUTE
+
+    found: dict[str, str] = {}
+    for span in spans:
+        media = (span.get("attributes") or {}).get(MEDIA_ATTRIBUTE)
+        for digest in media if isinstance(media, list) else []:
+            if isinstance(digest, str):
+                found.setdefault(digest, "")
+        for field in ("input_blob", "output_blob"):
+            if span.get(field):
+                found[span[field]] = "application/json"
+    return found
+
+
+@router.get("/api/v1/projects/{project}/traces/{trace_id}/blobs/{digest}", responses={**errors(400, 404), 200: {
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    response_class=Response, summary="A blob a trace's spans reference: a media argument or result, a large payload")
+def get_trace_blob(request: Request, project: str,
+                   trace_id: str = Path(..., description="The trace's id (32 lowercase hex digits)"),
+                   digest: str = Path(..., description="The blob's sha256, as a span of the trace names it")) -> Response:
+    """The bytes of an image, audio clip, video or long bytes an op took or returned (a span's
+    payload holds ``{"_type": "tracklet.media", "sha256": ...}`` in its place), or of a payload
+    stored as a blob; only blobs the trace's spans name, checked against the digest."""
+    from tracklet.server.media_blobs import media_blobs
+    from tracklet.tracing.media import sniff_mime
+
+    if not _TRACE_ID.fullmatch(trace_id):
+        raise HTTPException(status_code=400, detail="a trace is named by its id (32 lowercase hex digits)")
+    if not _DIGEST.fullmatch(digest):
+        raise HTTPException(status_code=400, detail="a blob is named by its sha256 (64 lowercase hex digits)")
+    check_name("project", project)
+    rows = request.app.state.tracklet.store.traces(project, filters={"trace_id": trace_id}, limit=1)
+    named = trace_blobs(rows[0]["spans"]) if rows else {}
+    if digest not in named:
+        raise HTTPException(status_code=404, detail=f"no span of trace {trace_id} in {project} names blob {digest}")
+    data = media_blobs(request).read_bytes(project, digest)
+    if data is None:
+        raise HTTPException(status_code=404, detail=f"blob {digest} is missing or damaged in the blob store "
+                            "(on a server: not uploaded yet; `tracklet sync` sends it)")
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+               "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
+    return Response(data, media_type=named[digest] or sniff_mime(data), headers=headers)

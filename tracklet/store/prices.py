@@ -56,27 +56,39 @@ _ANTHROPIC = "docs.anthropic.com/en/docs/about-claude/pricing"
 _ANTHROPIC_45 = _ANTHROPIC + " (as mirrored 2025-11-15 at aiwiki.dev/claude/docs/about-claude/pricing)"
 _ANTHROPIC_UNVERIFIED = ("not on Anthropic's page as read here; deploybase.ai/articles/claude-api-pricing "
                          "(2026-03-21) and others")
-_OPENAI_UNVERIFIED = ("openai.com/api/pricing not reachable here; the figure several pages citing it agree on "
-                      "(deploybase.ai/articles/openai-pricing 2026-03, aimodelcalc.pages.dev 2026-06, "
-                      "github.com/kunishou/GenerativeAI-Cost)")
+
+
+def _openai(seen: str) -> str:
+    """An OpenAI entry's source: unverified (openai.com/api/pricing and platform.openai.com/docs/pricing
+    were not reachable where the table was checked, 2026-12-03), and the third-party pages that
+    gave the same figure, with the date each states."""
+    return f"UNVERIFIED against openai.com; the same figure on: {seen}"
+
+
+_O_CONDUIT = "github.com/knnlabs/Conduit docs/model-pricing/openai-pricing.md (2025-01-18)"
+_O_KUNISHOU = "github.com/kunishou/GenerativeAI-Cost (2024)"
+_O_AIMODELCALC = "aimodelcalc.pages.dev/guides/openai-api-pricing.html (citing platform.openai.com, 2026-05)"
+_O_GOITREELS = "goitreels-com.pages.dev/blog/openai-api-pricing-guide (2026-04-06)"
+_O_TOKENMATH = "tokenmath.io/openai-api-pricing-explained (2026-06-21)"
+_O_AKR = "chatgptpricing-akr.pages.dev/api-pricing (citing developers.openai.com)"
 
 # List prices (USD per 1M tokens, standard tier, no caching or batch discount) from the dates given:
 # a price change's date, else the model's release (the date in its snapshot's name where it has one).
 DEFAULT_PRICES: tuple[Price, ...] = (
-    _entry("openai", "gpt-4o", "2024-05-13", 5.00, 15.00, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4o", "2024-05-13", 5.00, 15.00, _openai(f"{_O_KUNISHOU}; {_O_CONDUIT} (the 2024-05-13 snapshot)")),
     # gpt-4o's price from gpt-4o-2024-08-06 on (the alias moved to it on 2024-10-02); the first
     # snapshot kept its launch price.
-    _entry("openai", "gpt-4o", "2024-10-02", 2.50, 10.00, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-4o-2024-05-13", "2024-05-13", 5.00, 15.00, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-4o-2024-08-06", "2024-08-06", 2.50, 10.00, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-4o-mini", "2024-07-18", 0.15, 0.60, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-4-turbo", "2024-04-09", 10.00, 30.00, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-3.5-turbo", "2024-01-25", 0.50, 1.50, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-4.1", "2025-04-14", 2.00, 8.00, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-4.1-mini", "2025-04-14", 0.40, 1.60, _OPENAI_UNVERIFIED),
-    _entry("openai", "gpt-4.1-nano", "2025-04-14", 0.10, 0.40, _OPENAI_UNVERIFIED),
-    _entry("openai", "text-embedding-3-small", "2024-01-25", 0.02, 0.0, _OPENAI_UNVERIFIED),
-    _entry("openai", "text-embedding-3-large", "2024-01-25", 0.13, 0.0, _OPENAI_UNVERIFIED),
+    _entry("openai", "gpt-4o", "2024-10-02", 2.50, 10.00, _openai(f"{_O_AIMODELCALC}; {_O_GOITREELS}; {_O_AKR}")),
+    _entry("openai", "gpt-4o-2024-05-13", "2024-05-13", 5.00, 15.00, _openai(_O_CONDUIT)),
+    _entry("openai", "gpt-4o-2024-08-06", "2024-08-06", 2.50, 10.00, _openai(f"{_O_CONDUIT}; {_O_KUNISHOU}")),
+    _entry("openai", "gpt-4o-mini", "2024-07-18", 0.15, 0.60, _openai(f"{_O_CONDUIT}; {_O_AIMODELCALC}; {_O_GOITREELS}; {_O_AKR}")),
+    _entry("openai", "gpt-4-turbo", "2024-04-09", 10.00, 30.00, _openai(_O_KUNISHOU)),
+    _entry("openai", "gpt-3.5-turbo", "2024-01-25", 0.50, 1.50, _openai(f"{_O_KUNISHOU} (gpt-3.5-turbo-0125); {_O_AIMODELCALC}; {_O_GOITREELS}")),
+    _entry("openai", "gpt-4.1", "2025-04-14", 2.00, 8.00, _openai(f"{_O_CONDUIT}; {_O_TOKENMATH}")),
+    _entry("openai", "gpt-4.1-mini", "2025-04-14", 0.40, 1.60, _openai(f"{_O_CONDUIT}; {_O_TOKENMATH}")),
+    _entry("openai", "gpt-4.1-nano", "2025-04-14", 0.10, 0.40, _openai(_O_CONDUIT)),
+    _entry("openai", "text-embedding-3-small", "2024-01-25", 0.02, 0.0, _openai(f"{_O_GOITREELS}; {_O_AKR}; {_O_TOKENMATH}")),
+    _entry("openai", "text-embedding-3-large", "2024-01-25", 0.13, 0.0, _openai(f"{_O_GOITREELS}; {_O_AKR}")),
     _entry("anthropic", "claude-3-opus", "2024-03-04", 15.00, 75.00, _ANTHROPIC),
     _entry("anthropic", "claude-3-haiku", "2024-03-07", 0.25, 1.25, _ANTHROPIC),
     _entry("anthropic", "claude-3-5-sonnet", "2024-06-20", 3.00, 15.00, _ANTHROPIC),

@@ -132,7 +132,7 @@ class Evaluation:
         @op(name="evaluate_row")
         def evaluate_row(index: int, trial: int, row: dict[str, Any]) -> dict[str, Any]:
             current = _CURRENT.get()
-            trace_id = f"{current[0]:032x}" if current else ""
+            trace_id = f"{current[0]:032x}" if current and current[0] else ""  # (0, 0): a trace sampling left out
             started = time.perf_counter()
             error = ""
             try:

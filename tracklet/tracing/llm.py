@@ -1,6 +1,6 @@
 """Spans for every call of the ``openai`` and ``anthropic`` clients: :func:`autopatch`.
 
-Patched, sync and async: ``openai``'s ``chat.completions.create`` / ``.parse``,
+Patched, sync and async (and their ``with_raw_response`` forms): ``openai``'s ``chat.completions.create`` / ``.parse``,
 ``responses.create`` / ``.parse`` and ``embeddings.create`` (the ``.stream()`` helpers of chat and
 responses call ``create``, so they are covered too), and ``anthropic``'s ``messages.create`` and ``messages.stream``. Each call, while a
 run records, becomes a span of the OTel GenAI semantic conventions: name ``"<operation> <model>"``
@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
+import weakref
 from typing import Any, Callable, NamedTuple
 
 from tracklet.core import lifecycle
-from tracklet.tracing.ops import OpCall, OpInfo, _begin, _contained, _CURRENT, _time_ns
+from tracklet.tracing.ops import _DROPPED, OpCall, OpInfo, _begin, _contained, _CURRENT, _time_ns
 
 PROVIDERS = ("openai", "anthropic")
 
@@ -108,7 +110,7 @@ class LlmCall(OpCall):
         from tracklet.tracing.record import span_record
 
         try:
-            attributes, output = _fold(self.api, self.result, self.streamed)
+            attributes, output = _fold(self.api, _parsed(self.result, self.streamed), self.streamed)
         except Exception as error:  # an unexpected response shape: the span without its usage
             attributes, output = {"tracklet.llm.fold_error": repr(error)[:500]}, None
         operation = _OPERATIONS[self.api]
@@ -133,6 +135,34 @@ def _fold(api: str, result: Any, streamed: bool) -> tuple[dict[str, Any], Any]:
     if streamed:
         return _STREAM_FOLDS[api](result)
     return _FOLDS[api](result)
+
+
+_RAW_RESPONSES = ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse")
+_RAW_HEADER = "X-Stainless-Raw-Response"  # "true"/"raw": with_raw_response; "stream": with_streaming_response
+
+
+def _is_raw(result: Any) -> bool:
+    """Whether ``result`` is what a ``with_raw_response`` call returns: the HTTP response with a
+    ``parse()`` for the model (``openai``'s ``LegacyAPIResponse``, ``anthropic``'s
+    ``APIResponse`` / ``AsyncAPIResponse``)."""
+    return type(result).__name__ in _RAW_RESPONSES and hasattr(result, "http_response") and callable(
+        getattr(result, "parse", None))
+
+
+def _parsed(result: Any, streamed: bool) -> Any:
+    """The response a span folds: a raw (not streamed) response's model, built on the worker from
+    the body the client read before the call returned, through the clients' own synchronous
+    ``_parse`` (no cache or caller-visible state touched; an async response's ``parse`` is a
+    coroutine). A body not read (``with_streaming_response``) is left alone: no usage then."""
+    if streamed or not _is_raw(result):
+        return result
+    try:
+        if result.http_response.request.headers.get(_RAW_HEADER) == "stream":
+            return None  # with_streaming_response: the caller reads the body, maybe not yet
+        _ = result.http_response.content  # raises unless the body was read
+    except Exception:
+        return None
+    return result._parse()
 
 
 def _usage(attributes: dict[str, Any], usage: Any, input_name: str, output_name: str | None) -> None:
@@ -334,8 +364,11 @@ def _start(op: OpInfo, target: _Target, args: tuple[Any, ...],
     if run is None:
         return None
     try:
+        parent = _CURRENT.get()
+        if parent is _DROPPED:  # inside a trace sampling left out
+            return None
         kwargs = _prepare(target, kwargs)
-        call, token = _begin(op, run, LlmCall, queue=False)
+        call, token = _begin(op, run, parent, LlmCall, queue=False)
         call.provider = target.provider
         call.api = "messages" if target.api == "messages_stream" else target.api
         call.streamed = target.api == "messages_stream"
@@ -370,9 +403,46 @@ def _returned(call: LlmCall, token: Any, result: Any, wrapper: type[_StreamWrapp
     _CURRENT.reset(token)
     if call.streamed or call.kwargs.get("stream") is True:
         call.streamed = True
+        if _is_raw(result):
+            return _raw_stream(result, _Chunks(call), wrapper)
         return wrapper(result, _Chunks(call))
     _finish(call, result, None)
     return result
+
+
+def _raw_stream(raw: Any, chunks: _Chunks, wrapper: type[_StreamWrapper]) -> Any:
+    """A streamed ``with_raw_response`` call: the caller gets the raw response itself, whose
+    ``parse()`` (the stream) is wrapped like a plain call's stream, so the span ends with the
+    stream and folds its chunks (usage included); a raw response dropped unparsed ends it empty."""
+    original = raw.parse
+    wrapped: list[Any] = []
+
+    def wrap(stream: Any, custom: bool) -> Any:
+        if custom:  # parse(to=...): the caller's own type, passed through
+            return stream
+        if not wrapped:  # parse() returns one stream, cached: wrapped once
+            wrapped.append(wrapper(stream, chunks))
+        return wrapped[0]
+
+    if inspect.iscoroutinefunction(original):  # anthropic's AsyncAPIResponse
+        @functools.wraps(original)
+        async def parse_async(*args: Any, **kwargs: Any) -> Any:
+            return wrap(await original(*args, **kwargs), bool(args or kwargs))
+
+        parse: Callable[..., Any] = parse_async
+    else:
+        @functools.wraps(original)
+        def parse_sync(*args: Any, **kwargs: Any) -> Any:
+            return wrap(original(*args, **kwargs), bool(args or kwargs))
+
+        parse = parse_sync
+    try:
+        raw.parse = parse
+        weakref.finalize(raw, chunks.end, None)
+    except Exception as own:
+        _contained("llm raw stream", own)
+        chunks.end(None)
+    return raw
 
 
 class _Chunks:

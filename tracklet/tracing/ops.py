@@ -39,8 +39,10 @@ CAPTURE_MODES = ("full", "metadata", "none")
 # Items of a generator's output kept for its span (the count is recorded whole).
 GENERATOR_ITEMS_KEPT = 1_000
 
-# (trace id, span id) of the span whose code is running in this context, or None.
+# (trace id, span id) of the span whose code is running in this context, or None; ``_DROPPED``
+# inside a trace its root op's sampling left out (its ops are plain calls).
 _CURRENT: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("tracklet_span", default=None)
+_DROPPED = (0, 0)
 _time_ns = time.time_ns
 _MASK64 = (1 << 64) - 1
 
@@ -61,19 +63,35 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_seed)
 
 
-def _new_span_id() -> int:
-    return ((_SPAN_BASE + next(_counter)) & _MASK64) or 1
+# Root sampling: a trace is kept when its id's mix (the low 64 bits times an odd constant,
+# modulo 2**64: consecutive ids spread evenly) is below ``sample_rate * 2**64``. A function of the
+# trace id alone, so anyone holding the id and the rate can tell whether it was kept.
+_SAMPLE_MIX = 0x9E3779B97F4A7C15
+
+
+def sampled(trace_id: int, sample_rate: float) -> bool:
+    """Whether a trace with this id (an int, or 32 hex digits) is kept at ``sample_rate``."""
+    if isinstance(trace_id, str):
+        trace_id = int(trace_id, 16)
+    return ((trace_id & _MASK64) * _SAMPLE_MIX) & _MASK64 < _threshold(sample_rate)
+
+
+def _threshold(sample_rate: float) -> int:
+    return min(1 << 64, int(sample_rate * (1 << 64)))
 
 
 class OpInfo:
     """What is resolved once, at decoration: the name, the capture mode, the signature."""
 
-    __slots__ = ("name", "capture", "signature", "kind", "positional", "template")
+    __slots__ = ("name", "capture", "signature", "kind", "positional", "template", "threshold")
 
-    def __init__(self, function: Callable[..., Any], name: str | None, capture: str, kind: str) -> None:
+    def __init__(self, function: Callable[..., Any], name: str | None, capture: str, kind: str,
+                 sample_rate: float = 1.0) -> None:
         self.name = name or getattr(function, "__qualname__", None) or getattr(function, "__name__", "op")
         self.capture = capture
         self.kind = kind  # "function", "coroutine", "generator", "async_generator"
+        # A trace this op starts is kept when its id's mix is below this (None: always kept).
+        self.threshold: int | None = None if sample_rate >= 1.0 else _threshold(sample_rate)
         self.template: bytes | None = None  # the worker's serialized Span fields every call shares
         try:
             self.signature: inspect.Signature | None = inspect.signature(function)
@@ -168,14 +186,18 @@ def _contained(where: str, error: BaseException) -> None:
         pass
 
 
-def _begin(op: OpInfo, run: Any, kind: type[OpCall] = OpCall,
-           queue: bool = True) -> tuple[Any, contextvars.Token[Any]]:
-    """A call's span starts: made current, and queued (``queue=False``: the caller queues it once
-    it has set its own fields)."""
-    parent = _CURRENT.get()
-    span_id = _new_span_id()
+def _begin(op: OpInfo, run: Any, parent: tuple[int, int] | None, kind: type[OpCall] = OpCall,
+           queue: bool = True) -> tuple[Any, Any]:
+    """A call's span starts under ``parent`` (the context's current span; not ``_DROPPED``: such
+    calls are plain calls before they get here): made current, and queued (``queue=False``: the
+    caller queues it once it has set its own fields). No span (``None``) when this call would
+    start a trace its root sampling leaves out: then with the token that marks the context so."""
+    span_id = ((_SPAN_BASE + next(_counter)) & _MASK64) or 1
     if parent is None:
         trace_id, parent_id = _TRACE_HIGH | span_id, 0
+        threshold = op.threshold
+        if threshold is not None and ((trace_id & _MASK64) * _SAMPLE_MIX) & _MASK64 >= threshold:
+            return None, _CURRENT.set(_DROPPED)
     else:
         trace_id, parent_id = parent
     call = kind(op, run, trace_id, span_id, parent_id, _time_ns(), run._step)
@@ -204,11 +226,19 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
         run = lifecycle.trace_target
         if run is None:
             return function(*args, **kwargs)
+        parent = _CURRENT.get()
+        if parent is _DROPPED:  # inside a trace sampling left out: the plain call
+            return function(*args, **kwargs)
         try:
-            call, token = _begin(op, run)
+            call, token = _begin(op, run, parent)
         except Exception as error:
             _contained("op start", error)
             return function(*args, **kwargs)
+        if call is None:  # the root of a trace sampling leaves out
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
         try:
             result = function(*args, **kwargs)
         except BaseException as error:
@@ -232,11 +262,19 @@ def _wrap_coroutine(function: Callable[..., Any], op: OpInfo) -> Callable[..., A
         run = lifecycle.trace_target
         if run is None:
             return await function(*args, **kwargs)
+        parent = _CURRENT.get()
+        if parent is _DROPPED:  # inside a trace sampling left out: the plain call
+            return await function(*args, **kwargs)
         try:
-            call, token = _begin(op, run)
+            call, token = _begin(op, run, parent)
         except Exception as error:
             _contained("op start", error)
             return await function(*args, **kwargs)
+        if call is None:  # the root of a trace sampling leaves out
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
         try:
             result = await function(*args, **kwargs)
         except BaseException as error:
@@ -259,10 +297,11 @@ class _GeneratorSpan:
 
     __slots__ = ("call", "items", "count", "args", "kwargs", "done")
 
-    def __init__(self, op: OpInfo, run: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        call, token = _begin(op, run)
+    def __init__(self, op: OpInfo, run: Any, parent: tuple[int, int] | None, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        call, token = _begin(op, run, parent)
         _CURRENT.reset(token)
-        self.call = call
+        self.call = call  # None: the root of a trace sampling leaves out (its code runs unrecorded)
         self.items: list[Any] = []
         self.count = 0
         self.args = args
@@ -270,15 +309,18 @@ class _GeneratorSpan:
         self.done = False
 
     def enter(self) -> contextvars.Token[Any]:
-        return _CURRENT.set((self.call.trace_id, self.call.span_id))
+        call = self.call
+        return _CURRENT.set(_DROPPED if call is None else (call.trace_id, call.span_id))
 
     def took(self, item: Any) -> None:
+        if self.call is None:
+            return
         self.count += 1
         if len(self.items) < GENERATOR_ITEMS_KEPT:
             self.items.append(item)
 
     def finish(self, error: BaseException | None) -> None:
-        if self.done:
+        if self.done or self.call is None:
             return
         self.done = True
         try:
@@ -299,8 +341,11 @@ def _start_generator_span(op: OpInfo, args: tuple[Any, ...], kwargs: dict[str, A
     run = lifecycle.trace_target
     if run is None:
         return None
+    parent = _CURRENT.get()
+    if parent is _DROPPED:  # inside a trace sampling left out
+        return None
     try:
-        return _GeneratorSpan(op, run, args, kwargs)
+        return _GeneratorSpan(op, run, parent, args, kwargs)
     except Exception as error:
         _contained("op start", error)
         return None
@@ -392,21 +437,21 @@ def _wrap_async_generator(function: Callable[..., Any], op: OpInfo) -> Callable[
     return traced
 
 
-def _decorate(function: Any, name: str | None, capture: str) -> Any:
+def _decorate(function: Any, name: str | None, capture: str, sample_rate: float) -> Any:
     if isinstance(function, (staticmethod, classmethod)):
-        return type(function)(_decorate(function.__func__, name, capture))
+        return type(function)(_decorate(function.__func__, name, capture, sample_rate))
     if not callable(function):
         raise TypeError(f"tracklet.op decorates a function or method; got {type(function).__name__}")
     if inspect.isasyncgenfunction(function):
-        op = OpInfo(function, name, capture, "async_generator")
+        op = OpInfo(function, name, capture, "async_generator", sample_rate)
         return _wrap_async_generator(function, op)
     if inspect.isgeneratorfunction(function):
-        op = OpInfo(function, name, capture, "generator")
+        op = OpInfo(function, name, capture, "generator", sample_rate)
         return _wrap_generator(function, op)
     if inspect.iscoroutinefunction(function):
-        op = OpInfo(function, name, capture, "coroutine")
+        op = OpInfo(function, name, capture, "coroutine", sample_rate)
         return _wrap_coroutine(function, op)
-    op = OpInfo(function, name, capture, "function")
+    op = OpInfo(function, name, capture, "function", sample_rate)
     return _wrap_function(function, op)
 
 
@@ -415,30 +460,36 @@ def op(function: F, /) -> F: ...
 
 
 @overload
-def op(*, name: str | None = None, capture: str = "full") -> Callable[[F], F]: ...
+def op(*, name: str | None = None, capture: str = "full", sample_rate: float = 1.0) -> Callable[[F], F]: ...
 
 
-def op(function: Any = None, /, *, name: str | None = None, capture: str = "full") -> Any:
+def op(function: Any = None, /, *, name: str | None = None, capture: str = "full", sample_rate: float = 1.0) -> Any:
     """Record a span for each call of the decorated function or method while a run is current.
 
     ``@tracklet.op`` or ``@tracklet.op(name="retrieve", capture="metadata")``. ``name``: the span's
     name (default: the function's qualified name). ``capture``: ``"full"`` records the arguments
     (by parameter name) and the return value, secrets redacted (docs/tracing.md); ``"metadata"``
-    only their types; ``"none"`` neither. Works on sync and async functions, generators and async
-    generators, methods, static and class methods.
+    only their types; ``"none"`` neither. ``sample_rate`` (0 to 1): the share of the traces this
+    op starts (when called outside any op) that are recorded, whole: a trace left out records
+    none of its ops, which cost about a disabled op's call. The choice is a function of the trace
+    id (:func:`sampled`). Works on sync and async functions, generators and async generators,
+    methods, static and class methods.
     """
     if capture not in CAPTURE_MODES:
         raise ValueError(f"tracklet.op: capture must be one of {', '.join(CAPTURE_MODES)}; got {capture!r}")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"tracklet.op: name must be a string; got {type(name).__name__}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0.0 <= sample_rate <= 1.0:
+        raise ValueError(f"tracklet.op: sample_rate must be a number from 0 to 1; got {sample_rate!r}")
+    rate = float(sample_rate)
     if function is None:
-        return lambda f: _decorate(f, name, capture)
-    return _decorate(function, name, capture)
+        return lambda f: _decorate(f, name, capture, rate)
+    return _decorate(function, name, capture, rate)
 
 
 def current_span_ids() -> tuple[str, str] | None:
     """The (trace id, span id) in hex of the op running in this context, or None."""
     current = _CURRENT.get()
-    if current is None:
+    if current is None or current is _DROPPED:
         return None
     return f"{current[0]:032x}", f"{current[1]:016x}"

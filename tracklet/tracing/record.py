@@ -25,6 +25,7 @@ from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_
                                    secret_name)
 from tracklet.core.values import fill_entries
 from tracklet.proto import records_pb2 as pb
+from tracklet.tracing import media as span_media
 from tracklet.tracing.ops import OpCall
 
 # JSON text up to this many bytes stays in the span; longer text goes to the blob store.
@@ -126,7 +127,14 @@ def to_json(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
             out_list.append(f"... {len(items) - MAX_ITEMS} more items")
         return out_list
     if isinstance(value, (bytes, bytearray, memoryview)):
+        sink = span_media.current()
+        if sink is not None and len(value) > span_media.BYTES_INLINE:
+            return span_media.reference(value, sink)
         return {"_type": "bytes", "size": len(value)}
+    if span_media.is_media(value):
+        sink = span_media.current()
+        if sink is not None:
+            return span_media.reference(value, sink)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_json({f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}, budget, depth + 1)
     dump = getattr(value, "model_dump", None)  # pydantic v2 models
@@ -307,8 +315,22 @@ def fill_payload_text(message: Any, text: str, root: Path | None) -> None:
     if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
         message.json = data.decode("utf-8", "replace")
         return
-    digest, _ = _blob_store(root).put_bytes(data)
-    message.blob_digest = str(digest)
+    digest, note = _stored(data, root)
+    if digest:
+        message.blob_digest = digest
+    else:
+        message.json = note
+
+
+def _stored(data: bytes, root: Path) -> tuple[str, str]:
+    """``data`` written to the blob store: ``(digest, "")``; when the store fails (a full disk),
+    ``("", note)``: JSON saying so, which the span keeps in the payload's place rather than being
+    lost."""
+    try:
+        digest, _ = _blob_store(root).put_bytes(data)
+        return str(digest), ""
+    except Exception as error:
+        return "", json.dumps({"_type": "payload", "size": len(data), "error": f"not stored: {error}"[:500]})
 
 
 SKIP, SEEN_OPEN, WRITTEN = -1, 1, 2
@@ -398,14 +420,20 @@ def span_record(call: Any) -> pb.Record:
         fill_entries(span.attributes, attributes)
     root = getattr(getattr(run, "_paths", None), "root", None)
     if op.capture == "full":
-        if _hook is None:
-            fill_payload_text(span.input, payload_json(bind_inputs(call)), root)
-            if error is None:
-                fill_payload_text(span.output, payload_json(call.result), root)
-        else:
-            fill_payload(span.input, _user_redaction(to_json(bind_inputs(call)), "input", op.name), root)
-            if error is None:
-                fill_payload(span.output, _user_redaction(to_json(call.result), "output", op.name), root)
+        sink = span_media.begin(root)
+        try:
+            if _hook is None:
+                fill_payload_text(span.input, payload_json(bind_inputs(call)), root)
+                if error is None:
+                    fill_payload_text(span.output, payload_json(call.result), root)
+            else:
+                fill_payload(span.input, _user_redaction(to_json(bind_inputs(call)), "input", op.name), root)
+                if error is None:
+                    fill_payload(span.output, _user_redaction(to_json(call.result), "output", op.name), root)
+        finally:
+            span_media.end()
+        if sink.digests:
+            fill_entries(span.attributes, {span_media.MEDIA_ATTRIBUTE: span_media.attribute(sink)})
     elif op.capture == "metadata":
         fill_payload(span.input, {name: _metadata(value) for name, value in bind_inputs(call).items()}, root)
         if error is None:
@@ -459,19 +487,29 @@ def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
     """A ``SpanPayload`` field (``tag``: field 16 or 17) holding JSON ``text``, inline or as a blob."""
     data = text.encode("utf-8", "surrogatepass")
     size = _varint(len(data))
-    if len(data) <= PAYLOAD_INLINE_BYTES or root is None:
-        try:
-            inline = text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
-            inline = data.decode("utf-8", "replace").encode("utf-8")
-        body = b"\x0a" + _varint(len(inline)) + inline + b"\x18" + size
+    digest, note = _stored(data, root) if len(data) > PAYLOAD_INLINE_BYTES and root is not None else ("", "")
+    if digest:
+        body = b"\x12\x40" + digest.encode("ascii") + b"\x18" + size
     else:
-        digest, _ = _blob_store(root).put_bytes(data)
-        body = b"\x12\x40" + str(digest).encode("ascii") + b"\x18" + size
+        if note:
+            inline = note.encode("utf-8")
+        else:
+            try:
+                inline = text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
+                inline = data.decode("utf-8", "replace").encode("utf-8")
+        body = b"\x0a" + _varint(len(inline)) + inline + b"\x18" + size
     return tag + _varint(len(body)) + body
 
 
-def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | None) -> bytes:
+def _media_field(digests: list[str]) -> bytes:
+    """The ``Span`` field bytes of its ``tracklet.media`` attribute (a repeated field: appended)."""
+    shared = pb.Span()
+    fill_entries(shared.attributes, {span_media.MEDIA_ATTRIBUTE: digests})
+    return shared.SerializeToString()
+
+
+def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | None, extra: bytes = b"") -> bytes:
     """The serialized ``Record`` holding the ``Span`` of a returned ``OpCall``."""
     run_id = call.run.id
     run_field = _run_ids.get(run_id)
@@ -490,6 +528,8 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
         parts.append(_payload_field(b"\x82\x01", inputs, root))
     if output is not None:
         parts.append(_payload_field(b"\x8a\x01", output, root))
+    if extra:
+        parts.append(extra)
     span = b"".join(parts)
     return b"\x7a" + _varint(len(span)) + span
 
@@ -543,13 +583,20 @@ def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
     for index, inputs_text, output_text, inputs, output in common:
         call = calls[index]
         try:
-            if call.op.capture == "full":
-                if inputs_text is None or not _clean(inputs_text, clean):
-                    inputs_text = _ENCODER.encode(to_json(inputs))
-                if output_text is None or not _clean(output_text, clean):
-                    output_text = _ENCODER.encode(to_json(output))
             root = getattr(getattr(call.run, "_paths", None), "root", None)
-            out[index] = _span_bytes(call, inputs_text, output_text, root)
+            extra = b""
+            if call.op.capture == "full" and (inputs_text is None or output_text is None or not clean):
+                sink = span_media.begin(root)  # the walk stores media it meets (tracing/media.py)
+                try:
+                    if inputs_text is None or not _clean(inputs_text, clean):
+                        inputs_text = _ENCODER.encode(to_json(inputs))
+                    if output_text is None or not _clean(output_text, clean):
+                        output_text = _ENCODER.encode(to_json(output))
+                finally:
+                    span_media.end()
+                if sink.digests:
+                    extra = _media_field(span_media.attribute(sink))
+            out[index] = _span_bytes(call, inputs_text, output_text, root, extra)
         except Exception as error:
             out[index] = error
         finally:

@@ -150,6 +150,16 @@ export async function mediaBlob(project: string, runId: string, digest: string):
   return response.blob();
 }
 
+/** A blob a trace's spans name (a media argument or result, a large payload), by sha256. */
+export async function traceBlob(project: string, traceId: string, digest: string): Promise<Blob> {
+  const key = storedKey();
+  const response = await fetch(`/api/v1/projects/${enc(project)}/traces/${enc(traceId)}/blobs/${enc(digest)}`, {
+    headers: key ? { Authorization: `Bearer ${key}` } : {},
+  });
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  return response.blob();
+}
+
 export const api = {
   projects: () => get<Body<"/api/v1/projects">>("/projects"),
   runs: (project: string, query: { filter?: string; order_by?: string; limit?: number }, signal?: AbortSignal) =>

@@ -10,7 +10,7 @@
 
 import "./traces.css";
 
-import { get } from "../api";
+import { get, traceBlob } from "../api";
 import type { components } from "../api-types";
 import { registerProbe } from "../debug";
 import { h } from "../dom";
@@ -264,7 +264,91 @@ function chatView(messages: ChatMessage[]): HTMLElement {
       h("span.chat-role", { text: m.role }), h("div.chat-text", { text: m.text }))));
 }
 
-function details(span: Span): HTMLElement {
+/** A media reference an op's payload holds in place of an image, audio clip, video or long bytes
+ * (tracklet/tracing/media.py). */
+export type MediaRef = { _type: "tracklet.media"; kind: string; sha256: string; mime: string; size: number;
+  width?: number; height?: number; thumbnail?: string; caption?: string; format?: string };
+
+/** The media references in a JSON payload, in order, each with the path to it ("inputs.image"). */
+export function mediaRefs(value: unknown, path: string, found: { path: string; ref: MediaRef }[] = [],
+  depth = 0): { path: string; ref: MediaRef }[] {
+  if (depth > 40 || value === null || typeof value !== "object") return found;
+  const record = value as Record<string, unknown>;
+  if (record._type === "tracklet.media" && typeof record.sha256 === "string") {
+    found.push({ path, ref: record as unknown as MediaRef });
+    return found;
+  }
+  for (const [key, item] of Array.isArray(value) ? value.entries() : Object.entries(record))
+    mediaRefs(item, `${path}${Array.isArray(value) ? `[${key}]` : `.${key}`}`, found, depth + 1);
+  return found;
+}
+
+const fmtBytes = (size: number) => size >= 1 << 20 ? `${(size / (1 << 20)).toFixed(1)} MB`
+  : size >= 1024 ? `${(size / 1024).toFixed(1)} KB` : `${size} B`;
+
+const blobUrls = new Map<string, Promise<string>>(); // digest -> object URL (content-addressed: never stale)
+
+function traceBlobUrl(project: string, traceId: string, digest: string): Promise<string> {
+  let url = blobUrls.get(digest);
+  if (!url) {
+    url = traceBlob(project, traceId, digest).then((blob) => URL.createObjectURL(blob));
+    url.catch(() => blobUrls.delete(digest));
+    blobUrls.set(digest, url);
+  }
+  return url;
+}
+
+/** One media reference: an image (its thumbnail, linking to the full image), an audio or video
+ * player, or a download link; the file is fetched with the key header an <img src> can't send. */
+function mediaItem(project: string, traceId: string, path: string, ref: MediaRef): HTMLElement {
+  const kind = ref.mime.startsWith("image/") ? "image" : ref.mime.startsWith("audio/") ? "audio"
+    : ref.mime.startsWith("video/") ? "video" : "file";
+  const label = [path, ref.kind, ref.width && ref.height ? `${ref.width}×${ref.height}` : "", fmtBytes(ref.size),
+    ref.caption ?? ""].filter(Boolean).join(" · ");
+  const item = h("figure.span-media", { "data-kind": kind, "data-sha256": ref.sha256 }, h("figcaption", { text: label }));
+  const name = `${path.replace(/[^\w.-]+/g, "_")}.${ref.format || ref.mime.split("/")[1] || "bin"}`;
+  const link = h("a.span-media-download", { text: "download", download: name, href: "#" }) as HTMLAnchorElement;
+  item.append(link);
+  const failed = (error: unknown) => item.append(h("span.error", { text: `not readable: ${String(error)}` }));
+  traceBlobUrl(project, traceId, ref.sha256).then((url) => {
+    link.href = url;
+    if (kind === "audio" || kind === "video") {
+      item.insertBefore(h(kind === "audio" ? "audio" : "video", { controls: true, src: url, preload: "metadata" }), link);
+    } else if (kind === "image" && !ref.thumbnail) {
+      item.insertBefore(h("img.span-media-image", { src: url, alt: label }), link);
+    }
+  }, failed);
+  if (kind === "image" && ref.thumbnail) {
+    traceBlobUrl(project, traceId, ref.thumbnail).then(
+      (url) => item.insertBefore(h("img.span-media-image", { src: url, alt: label }), link), failed);
+  }
+  return item;
+}
+
+function mediaSection(project: string, span: Span): HTMLElement | null {
+  const parse = (text: string) => { try { return JSON.parse(text) as unknown; } catch { return null; } };
+  const refs = [...mediaRefs(parse(span.input), "inputs"), ...mediaRefs(parse(span.output), "output")];
+  if (!refs.length) return null;
+  return h("div.span-media-list", {}, h("h3", { text: "media" }),
+    ...refs.map(({ path, ref }) => mediaItem(project, span.trace_id, path, ref)));
+}
+
+/** A payload stored as a blob (JSON over 8 KiB): fetched from the trace blob route and shown like an
+ * inline one, with the media it references. */
+function blobSection(project: string, span: Span, title: string, blob: string): HTMLElement {
+  const pre = h("pre.span-blob", { "data-blob": blob, text: `(loading blob sha256:${blob}…)` });
+  const box = h("div", {}, h("h3", { text: title }), pre);
+  traceBlob(project, span.trace_id, blob).then((data) => data.text()).then((text) => {
+    pre.textContent = payload(text, "");
+    let parsed: unknown = null;
+    try { parsed = JSON.parse(text); } catch { /* shown as text */ }
+    const refs = mediaRefs(parsed, title);
+    if (refs.length) box.append(h("div.span-media-list", {}, ...refs.map(({ path, ref }) => mediaItem(project, span.trace_id, path, ref))));
+  }, (error) => { pre.textContent = `(stored as blob sha256:${blob}; not readable: ${String(error)})`; });
+  return box;
+}
+
+function details(span: Span, project: string): HTMLElement {
   const rows: [string, string][] = [
     ["name", span.name], ["status", statusLabel(span.status) + (span.status_message ? `: ${span.status_message}` : "")],
     ["kind", span.kind], ["duration", span.status === "open" ? "unfinished" : fmtDuration(span.duration_ms / 1000)],
@@ -277,8 +361,9 @@ function details(span: Span): HTMLElement {
   return h("div.span-details", { "data-span": span.span_id },
     h("table.kv", {}, ...rows.filter(([, v]) => v).map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: v })))),
     chat && chat.length ? chatView(chat) : null,
-    section("inputs", payload(span.input, span.input_blob)),
-    section("output", payload(span.output, span.output_blob)),
+    mediaSection(project, span),
+    span.input || !span.input_blob ? section("inputs", payload(span.input, "")) : blobSection(project, span, "inputs", span.input_blob),
+    span.output || !span.output_blob ? section("output", payload(span.output, "")) : blobSection(project, span, "output", span.output_blob),
     section("attributes", Object.keys(span.attributes).length ? JSON.stringify(span.attributes, null, 2) : ""),
     section("events", span.events.length ? JSON.stringify(span.events, null, 2) : ""));
 }
@@ -383,7 +468,7 @@ export async function tracePage(root: HTMLElement, project: string, traceId: str
     setQuery({ span: spanId });
     for (const row of rows) row.classList.toggle("selected", row.dataset.span === spanId);
     const span = trace.spans.find((s) => s.span_id === spanId);
-    panel.replaceChildren(span ? details(span) : h("p", { text: "Select a span." }));
+    panel.replaceChildren(span ? details(span, project) : h("p", { text: "Select a span." }));
   }
 
   const unregister = registerProbe("trace", () => ({

@@ -340,6 +340,80 @@ def test_png_per_panel_at_twice_the_css_size_and_markdown_with_images(servers, r
     assert all(p.stat().st_size > 1000 for p in written[1:])
 
 
+def _inked(image) -> tuple[float, int]:
+    """(share of the image's pixels that are ink: not white or near it, count of distinct saturated
+    hues): how a blank page or panel is told from a drawn one."""
+    from PIL import Image
+
+    pixels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=int)
+    flat = pixels.reshape(-1, 3)
+    saturated = flat[flat.max(axis=1) - flat.min(axis=1) > 80]
+    return float((pixels.sum(axis=2) < 600).mean()), len({tuple(c // 32) for c in saturated})
+
+
+def _download(tab, selector: str, saved: Path) -> str:
+    """Click an export button and save what it downloads as ``saved``; the file name suggested."""
+    with tab.expect_download(timeout=180_000) as download:
+        tab.click(selector)
+    download.value.save_as(saved)
+    return download.value.suggested_filename
+
+
+@pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm is not installed (apt-get install poppler-utils)")
+def test_the_report_page_exports_html_pdf_markdown_and_png_as_the_cli_does(servers, runs_root, browser, tmp_path,  # noqa: F811
+                                                                          page):  # noqa: F811
+    """Each Export button downloads what `tracklet report export` writes (made by the server with
+    the same code): the HTML draws offline, the PDF's pages are not blank, the Markdown zip holds the
+    text with a PNG per panel, the PNG zip one decodable, drawn PNG per panel at 2x."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    server = servers(runs_root, dev=True)
+    report = create(server.url, MARKDOWN)
+    page.goto(f"{server.url}/projects/cmp/reports/{report['id']}")
+    page.wait_for_selector(".report-body[data-painted]")
+    assert page.locator(".report-export button").all_text_contents() == ["HTML", "PDF", "Markdown", "PNG"]
+
+    assert _download(page, "button.export-html", tmp_path / "r.html") == "Findings.html"
+    context, tab, asked, errors = _offline_page(browser, tmp_path / "r.html")
+    try:
+        assert wait_report_chart(tab, "report:0", runs=3)["runs"][2]["line"] == [loss(2, step) for step in range(40)]
+        assert asked == [] and errors == []
+    finally:
+        context.close()
+
+    assert _download(page, "button.export-pdf", tmp_path / "r.pdf") == "Findings.pdf"
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF-")
+    subprocess.run([PDFTOPPM, "-r", "50", "-png", str(tmp_path / "r.pdf"), str(tmp_path / "page")], check=True,
+                   timeout=120)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert pages and all(_inked(Image.open(path))[0] > 0.002 for path in pages)
+    assert _inked(Image.open(pages[0]))[1] >= 3  # the first chart's three runs' colours
+
+    assert _download(page, "button.export-md", tmp_path / "md.zip") == "Findings-md.zip"
+    with zipfile.ZipFile(tmp_path / "md.zip") as zipped:
+        assert sorted(zipped.namelist()) == ["Findings.md", "Findings_files/panel-1.png", "Findings_files/panel-2.png"]
+        text = zipped.read("Findings.md").decode()
+        images = {name: Image.open(io.BytesIO(zipped.read(name))) for name in zipped.namelist() if name.endswith(".png")}
+    assert text.startswith("# Loss study\n") and "## Accuracy" in text and "```tracklet-panel" not in text
+    assert "![Training loss](<Findings_files/panel-1.png>)" in text and "![eval/acc](<Findings_files/panel-2.png>)" in text
+    for name, image in images.items():
+        ink, hues = _inked(image)
+        assert ink > 0.01 and hues >= 2, name  # a drawn chart with its runs' colours, not a blank card
+
+    assert _download(page, "button.export-png", tmp_path / "png.zip") == "Findings-png.zip"
+    with zipfile.ZipFile(tmp_path / "png.zip") as zipped:
+        assert sorted(zipped.namelist()) == ["Findings/panel-1.png", "Findings/panel-2.png"]
+        pngs = [Image.open(io.BytesIO(zipped.read(name))) for name in sorted(zipped.namelist())]
+    for image in pngs:
+        image.load()  # decodes in full
+        assert _inked(image)[0] > 0.01
+    # Panel 1 is medium (half of the 1047 px page), panel 2 small (a third): at 2x device scale.
+    assert 2 * 480 < pngs[0].width < 2 * 540 and 2 * 300 < pngs[1].width < 2 * 360
+
+
 def test_export_from_a_data_root_without_a_server(runs_root, tmp_path):
     """A `tracklet.Report` saved in a data root exports from Python and, by its id alone, from
     `tracklet report export` (the root's store answers its panels)."""

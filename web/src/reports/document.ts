@@ -305,13 +305,6 @@ export class ReportDocument {
     this.pollTimer = window.setTimeout(() => void tick(), interval);
   }
 
-  /** Each panel's data as loaded, by block index (what an exported file embeds). */
-  snapshot(): Record<string, PanelData> {
-    const out: Record<string, PanelData> = {};
-    for (const view of this.panels) if (view.data) out[String(view.block.index)] = view.data;
-    return out;
-  }
-
   destroy(): void {
     this.stopped = true;
     clearTimeout(this.pollTimer);

@@ -231,6 +231,45 @@ def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(server
     assert sorted(r["run"] for r in drawn["runs"]) == ["r0", "r2"]
 
 
+def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(servers, tmp_path, page):  # noqa: F811
+    """Fidelity of the report page's bucketing: 12 runs of 6,000 noisy steps, each with a one-step
+    spike up and one down, are asked for at one min/max bucket per device pixel column of the plot
+    (far fewer points than logged), and every run's highest and lowest value is still in what is
+    drawn and inked on the canvas at its place (its band's column reaches it)."""
+    root = tmp_path / "srv"
+    rng = np.random.default_rng(20)
+    truth = {}
+    for index in range(12):
+        values = np.sin(np.arange(6000) / 300) + 0.2 * rng.standard_normal(6000) + index / 4
+        up, down = rng.choice(np.arange(50, 5950), size=2, replace=False)
+        values[up] += 8 + index
+        values[down] -= 8 + index
+        run = tracklet.init(project="dense", id=f"d{index:02d}", dir=str(root), settings=QUIET)
+        for value in values.tolist():
+            run.log({"noise": value})
+        run.finish()
+        truth[f"d{index:02d}"] = (float(values.min()), float(values.max()))
+    server = servers(root, dev=True)
+    report = create(server.url, panel("[noise]", "size: m\nruns:\n  sort: run_id\n  limit: 12\n"), project="dense")
+    page.goto(f"{server.url}/projects/dense/reports/{report['id']}")
+    page.wait_for_selector(".report-body[data-painted]")
+    drawn = wait_report_chart(page, "report:0", runs=12)
+    columns = drawn["plotPixels"]
+    height = drawn["height"]
+    span = drawn["scales"]["yMax"] - drawn["scales"]["yMin"]
+    for series in drawn["runs"]:
+        low, high = truth[series["run"]]
+        assert not series["exact"] and columns <= len(series["x"]) < 6000  # a bucket per column, not every point
+        assert min(series["min"]) == pytest.approx(low, rel=1e-6) and max(series["max"]) == pytest.approx(high, rel=1e-6)
+        # On the canvas: a pixel and a half inside each extreme, at its bucket's x, has a run's colour.
+        for extreme, inward, values in ((high, -1, series["max"]), (low, 1, series["min"])):
+            x = series["x"][values.index(max(values) if inward < 0 else min(values))]
+            rgba = page.evaluate("([id, x, y]) => window.__tracklet.chart(id).pixel(x, y)",
+                                 ["report:0", x, extreme + inward * 1.5 * span / height])
+            # Not blank (transparent) nor the grey of a grid line (which a band tints: a spread of 14 seen).
+            assert rgba[3] > 0 and max(rgba[:3]) - min(rgba[:3]) > 8, (series["run"], extreme, rgba)
+
+
 def _offline_page(chromium, path: Path):
     """A page showing the file at ``path`` with every network request aborted (and recorded)."""
     context = chromium.new_context(viewport={"width": 1300, "height": 900}, offline=True)

@@ -419,3 +419,19 @@ def test_the_export_route_answers_the_clis_file_as_the_caller_may_read_it(server
     assert server.get(url).status_code == 401  # no key, no token
     assert server.get(url, params={"format": "docx"}, headers=admin).status_code in (400, 422)
     assert server.get(f"{BASE}/999/export", headers=admin).status_code == 404
+
+
+def test_exporting_a_report_that_is_not_there_starts_no_browser(server, monkeypatch):
+    """A 404 (a missing report or version) is answered before Chromium would start: asking for
+    PDFs of made-up ids costs the server a query, not a browser each."""
+    import tracklet.reports.export as export
+
+    started = []
+    monkeypatch.setattr(export, "chromium", lambda: started.append(1) or (_ for _ in ()).throw(AssertionError))
+    admin = server.keys["root"]
+    report = server.post(BASE, json={"title": "R", "markdown": _panel()}, headers=admin).json()
+    for fmt in ("pdf", "png", "md"):
+        assert server.get(f"{BASE}/{report['id'] + 1}/export", params={"format": fmt}, headers=admin).status_code == 404
+        assert server.get(f"{BASE}/{report['id']}/export", params={"format": fmt, "version": 9},
+                          headers=admin).status_code == 404
+    assert started == []

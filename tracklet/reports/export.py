@@ -463,6 +463,7 @@ def export_download(source: ReportSource, project: str, report_id: str, fmt: str
     what ``tracklet report export`` writes, laid out as it lays them out."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    source.report(project, report_id, version)  # a report that isn't there fails before Chromium starts
     taken: list[dict[str, Any]] = []
 
     def snapshot_of() -> dict[str, Any]:

@@ -256,10 +256,12 @@ export class ReportDocument {
       }
     }
     const rest = queue.filter((view) => view.state === "loading");
+    // Every panel's width read before any is drawn: one layout, not one forced per panel drawn.
+    const counts = new Map(rest.map((view) => [view, ReportDocument.buckets(view)]));
     const worker = async () => {
       for (let view = rest.shift(); view && !this.stopped; view = rest.shift()) {
         try {
-          const data = await this.loader(view.block, { start: null, end: null, buckets: ReportDocument.buckets(view) });
+          const data = await this.loader(view.block, { start: null, end: null, buckets: counts.get(view)! });
           if (!this.stopped) view.show(data, null);
         } catch (error) {
           if (!this.stopped) view.show(null, String((error as Error).message ?? error));

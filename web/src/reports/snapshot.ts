@@ -24,7 +24,11 @@ export interface Snapshot {
 }
 
 async function gunzipBase64(text: string): Promise<string> {
-  const bytes = Uint8Array.from(atob(text.trim()), (c) => c.charCodeAt(0));
+  // A plain loop: `Uint8Array.from(binary, callback)` calls back per byte (~0.3 s of every PDF/PNG
+  // export's render for a 3.6 MB snapshot); this is a few milliseconds.
+  const binary = atob(text.trim());
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
   return new Response(stream).text();
 }

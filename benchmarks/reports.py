@@ -1,13 +1,15 @@
 """Reports (issue #20): a report of 20 panels × 50 runs in a real browser, and its exports.
 
     python benchmarks/reports.py [--panels 20] [--runs 50] [--steps 1000] [--repeat 3] [--json PATH]
+                                 [--baseline CHECKOUT]
 
 Writes ``--runs`` record logs directly (benchmarks/store.py: ``--steps`` rows of ``--panels``
 metrics each), indexes them, starts ``tracklet server --dev``, creates a report with one panel per
 metric over all the runs (``runs: {limit: --runs}``), and measures:
 
 - paint: navigation start → every panel of the report drawn (the report's ``report-painted`` mark:
-  each panel's data route answered and its chart drawn), in Debian's chromium through Playwright;
+  each panel's data answered and its chart drawn; then the next frame made, which rasterises the
+  charts' canvases), in Debian's chromium through Playwright;
 - HTML export: ``take_snapshot`` (the report and every panel's bucketed data from the server) then
   ``export_snapshot(..., "html")`` (the bundle inlined): time (and the snapshot's share) and size;
 - PDF export: ``export_report(..., "pdf")`` as the CLI runs it: the snapshot, the page rendered in
@@ -18,12 +20,19 @@ machine the wall time is mostly waiting for a core (the load average is printed 
 
 Targets: paint ≤ 1.5 s; HTML ≤ 5 s and ≤ 5 MB; PDF ≤ 10 s. Reported, not asserted. Median (and
 best) of ``--repeat``.
+
+``--baseline CHECKOUT`` (a copy of another commit with its dashboard bundle built, e.g. ``git
+archive main | tar -x -C /tmp/base``) measures that code in the same run, alternating with this
+one, over the same data: a second server for paint, and ``tracklet report export --format pdf``
+run as a command by each (wall time, and the CPU of its whole process tree, Chromium included).
+On a shared machine only such same-run ratios mean much.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,13 +99,44 @@ def paint(browser, url: str, panels: int, pids: list[int]) -> tuple[float, float
         before = cpu_seconds(pids)
         page.goto(url)
         page.wait_for_function("() => window.__tracklet.marks['report-painted'] !== undefined", timeout=120_000)
+        # The charts' canvases are rasterised when the next frame is made (Chromium's FinalizeFrame):
+        # painted means that frame is done, a requestAnimationFrame after it.
+        shown = page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame("
+                              "() => done(performance.now()))))")
         after = cpu_seconds(pids)
         states = page.evaluate("() => window.__tracklet.probe('report').panels.map(p => p.state)")
         assert states == ["drawn"] * panels, states
-        marks = page.evaluate("() => [window.__tracklet.marks['report-painted'], window.__tracklet.marks['report-first-panel']]")
-        return float(marks[0]), float(marks[1] or marks[0]), {kind: after[kind] - before[kind] for kind in after}
+        first = page.evaluate("() => window.__tracklet.marks['report-first-panel']")
+        return float(shown), float(first or shown), {kind: after[kind] - before[kind] for kind in after}
     finally:
         context.close()
+
+
+def baseline_server(root: Path, checkout: Path):
+    """``tracklet server --dev`` over ``root`` running the code (and dashboard bundle) of ``checkout``."""
+    from serverproc import Server
+
+    class Baseline(Server):
+        def spawn(self) -> None:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with self.log.open("ab") as stderr:
+                self.proc = subprocess.Popen(self.args, env={**os.environ, "PYTHONPATH": str(checkout)},
+                                             stdout=subprocess.DEVNULL, stderr=stderr)
+
+    return Baseline(root).start()
+
+
+def cli_pdf(checkout: Path, url: str, report_id: str, out: Path) -> tuple[float, float]:
+    """(wall s, CPU s of its process tree) of ``tracklet report export --format pdf`` run with
+    ``checkout``'s code against the server at ``url``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tracklet", "report", "export", f"bench/{report_id}", "--url", url,
+                    "--format", "pdf", "-o", str(out)], env={**os.environ, "PYTHONPATH": str(checkout)},
+                   check=True, capture_output=True, timeout=600)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -107,6 +147,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--paint-only", action="store_true", help="measure paint only (no exports)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout (bundle built) to measure in the same run, alternating with this one")
     args = parser.parse_args()
     import httpx
     from playwright.sync_api import sync_playwright
@@ -126,19 +169,35 @@ def main() -> None:
             made.raise_for_status()
             report_id = str(made.json()["id"])
             page_url = f"{server.url}/projects/bench/reports/{report_id}"
+            base = baseline_server(root, args.baseline) if args.baseline else None
+            base_url = f"{base.url}/projects/bench/reports/{report_id}" if base else ""
+            base_measured = []
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
                 pids = [server.proc.pid, os.getpid()]  # Chromium runs under Playwright's driver, a child of ours
                 cold = paint(browser, page_url, args.panels, pids)  # the server's first: imports, cold caches
-                measured = [paint(browser, page_url, args.panels, pids) for _ in range(args.repeat)]
+                if base:
+                    paint(browser, base_url, args.panels, [base.proc.pid, os.getpid()])
+                measured = []
+                for _ in range(args.repeat):  # alternating, so both see the same load
+                    measured.append(paint(browser, page_url, args.panels, pids))
+                    if base:
+                        base_measured.append(paint(browser, base_url, args.panels, [base.proc.pid, os.getpid()]))
                 browser.close()
+            cli_this, cli_base = [], []
+            if base and not args.paint_only:
+                for _ in range(args.repeat):
+                    cli_this.append(cli_pdf(ROOT, server.url, report_id, Path(tmp) / "this.pdf"))
+                    cli_base.append(cli_pdf(args.baseline, base.url, report_id, Path(tmp) / "base.pdf"))
+            if base:
+                base.stop()
             paints = [ms for ms, _, _ in measured]
             firsts = [first for _, first, _ in measured]
             browser_cpu = [cpu["chromium"] for _, _, cpu in measured]
             server_cpu = [cpu["server"] for _, _, cpu in measured]
             source = HttpReportSource(server.url)
             html_times, pdf_times, snap_times, size = [], [], [], 0
-            for _ in range(args.repeat):
+            for _ in range(0 if args.paint_only else args.repeat):
                 started = time.perf_counter()
                 snapshot = take_snapshot(source, "bench", report_id)
                 fetched = time.perf_counter()
@@ -154,6 +213,8 @@ def main() -> None:
             server.stop()
 
     def cell(values: list[float], unit: str, scale: float = 1.0) -> str:
+        if not values:
+            return "not measured"
         return f"{statistics.median(values) * scale:,.2f} {unit} (best {min(values) * scale:,.2f})"
 
     rows = [
@@ -167,11 +228,23 @@ def main() -> None:
         ["  … its size", f"{size / 1e6:,.2f} MB", "target ≤ 5 MB"],
         ["PDF export (Chromium start included)", cell(pdf_times, "s"), "target ≤ 10 s"],
     ]
+    if base_measured:
+        rows += [
+            ["baseline: paint", cell([ms for ms, _, _ in base_measured], "s", 1e-3), str(args.baseline)],
+            ["baseline: … CPU of Chromium per paint", cell([cpu["chromium"] for _, _, cpu in base_measured], "s"), ""],
+            ["this: `report export --format pdf` (a command)", cell([wall for wall, _ in cli_this], "s"), ""],
+            ["  … CPU of its process tree", cell([cpu for _, cpu in cli_this], "s"), ""],
+            ["baseline: `report export --format pdf`", cell([wall for wall, _ in cli_base], "s"), ""],
+            ["  … CPU of its process tree", cell([cpu for _, cpu in cli_base], "s"), ""],
+        ]
     print_table(rows, header=[f"measure (median of {args.repeat})", "value", "target"])
     print(f"load average (1, 5, 15 min): {', '.join(f'{value:.1f}' for value in os.getloadavg())} on {os.cpu_count()} CPUs")
     write_json(args.json, {"paint_ms": paints, "first_panel_ms": firsts, "chromium_cpu_s": browser_cpu,
                            "server_cpu_s": server_cpu, "load": os.getloadavg(), "html_s": html_times, "snapshot_s": snap_times, "html_bytes": size, "pdf_s": pdf_times,
-                           "panels": args.panels, "runs": args.runs, "steps": args.steps})
+                           "panels": args.panels, "runs": args.runs, "steps": args.steps,
+                           "baseline_paint_ms": [ms for ms, _, _ in base_measured],
+                           "baseline_chromium_cpu_s": [cpu["chromium"] for _, _, cpu in base_measured],
+                           "cli_pdf": cli_this, "baseline_cli_pdf": cli_base})
 
 
 if __name__ == "__main__":

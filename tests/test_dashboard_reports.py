@@ -231,6 +231,45 @@ def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(server
     assert sorted(r["run"] for r in drawn["runs"]) == ["r0", "r2"]
 
 
+def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(servers, tmp_path, page):  # noqa: F811
+    """Fidelity of the report page's bucketing: 12 runs of 6,000 noisy steps, each with a one-step
+    spike up and one down, are asked for at one min/max bucket per device pixel column of the plot
+    (far fewer points than logged), and every run's highest and lowest value is still in what is
+    drawn and inked on the canvas at its place (its band's column reaches it)."""
+    root = tmp_path / "srv"
+    rng = np.random.default_rng(20)
+    truth = {}
+    for index in range(12):
+        values = np.sin(np.arange(6000) / 300) + 0.2 * rng.standard_normal(6000) + index / 4
+        up, down = rng.choice(np.arange(50, 5950), size=2, replace=False)
+        values[up] += 8 + index
+        values[down] -= 8 + index
+        run = tracklet.init(project="dense", id=f"d{index:02d}", dir=str(root), settings=QUIET)
+        for value in values.tolist():
+            run.log({"noise": value})
+        run.finish()
+        truth[f"d{index:02d}"] = (float(values.min()), float(values.max()))
+    server = servers(root, dev=True)
+    report = create(server.url, panel("[noise]", "size: m\nruns:\n  sort: run_id\n  limit: 12\n"), project="dense")
+    page.goto(f"{server.url}/projects/dense/reports/{report['id']}")
+    page.wait_for_selector(".report-body[data-painted]")
+    drawn = wait_report_chart(page, "report:0", runs=12)
+    columns = drawn["plotPixels"]
+    height = drawn["height"]
+    span = drawn["scales"]["yMax"] - drawn["scales"]["yMin"]
+    for series in drawn["runs"]:
+        low, high = truth[series["run"]]
+        assert not series["exact"] and columns <= len(series["x"]) < 6000  # a bucket per column, not every point
+        assert min(series["min"]) == pytest.approx(low, rel=1e-6) and max(series["max"]) == pytest.approx(high, rel=1e-6)
+        # On the canvas: a pixel and a half inside each extreme, at its bucket's x, has a run's colour.
+        for extreme, inward, values in ((high, -1, series["max"]), (low, 1, series["min"])):
+            x = series["x"][values.index(max(values) if inward < 0 else min(values))]
+            rgba = page.evaluate("([id, x, y]) => window.__tracklet.chart(id).pixel(x, y)",
+                                 ["report:0", x, extreme + inward * 1.5 * span / height])
+            # Not blank (transparent) nor the grey of a grid line (which a band tints: a spread of 14 seen).
+            assert rgba[3] > 0 and max(rgba[:3]) - min(rgba[:3]) > 8, (series["run"], extreme, rgba)
+
+
 def _offline_page(chromium, path: Path):
     """A page showing the file at ``path`` with every network request aborted (and recorded)."""
     context = chromium.new_context(viewport={"width": 1300, "height": 900}, offline=True)
@@ -338,6 +377,80 @@ def test_png_per_panel_at_twice_the_css_size_and_markdown_with_images(servers, r
     assert "![Training loss](<report_files/panel-1.png>)" in text and "![eval/acc](<report_files/panel-2.png>)" in text
     assert [p.name for p in written[1:]] == ["panel-1.png", "panel-2.png", "panel-3.png"]
     assert all(p.stat().st_size > 1000 for p in written[1:])
+
+
+def _inked(image) -> tuple[float, int]:
+    """(share of the image's pixels that are ink: not white or near it, count of distinct saturated
+    hues): how a blank page or panel is told from a drawn one."""
+    from PIL import Image
+
+    pixels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=int)
+    flat = pixels.reshape(-1, 3)
+    saturated = flat[flat.max(axis=1) - flat.min(axis=1) > 80]
+    return float((pixels.sum(axis=2) < 600).mean()), len({tuple(c // 32) for c in saturated})
+
+
+def _download(tab, selector: str, saved: Path) -> str:
+    """Click an export button and save what it downloads as ``saved``; the file name suggested."""
+    with tab.expect_download(timeout=180_000) as download:
+        tab.click(selector)
+    download.value.save_as(saved)
+    return download.value.suggested_filename
+
+
+@pytest.mark.skipif(PDFTOPPM is None, reason="pdftoppm is not installed (apt-get install poppler-utils)")
+def test_the_report_page_exports_html_pdf_markdown_and_png_as_the_cli_does(servers, runs_root, browser, tmp_path,  # noqa: F811
+                                                                          page):  # noqa: F811
+    """Each Export button downloads what `tracklet report export` writes (made by the server with
+    the same code): the HTML draws offline, the PDF's pages are not blank, the Markdown zip holds the
+    text with a PNG per panel, the PNG zip one decodable, drawn PNG per panel at 2x."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    server = servers(runs_root, dev=True)
+    report = create(server.url, MARKDOWN)
+    page.goto(f"{server.url}/projects/cmp/reports/{report['id']}")
+    page.wait_for_selector(".report-body[data-painted]")
+    assert page.locator(".report-export button").all_text_contents() == ["HTML", "PDF", "Markdown", "PNG"]
+
+    assert _download(page, "button.export-html", tmp_path / "r.html") == "Findings.html"
+    context, tab, asked, errors = _offline_page(browser, tmp_path / "r.html")
+    try:
+        assert wait_report_chart(tab, "report:0", runs=3)["runs"][2]["line"] == [loss(2, step) for step in range(40)]
+        assert asked == [] and errors == []
+    finally:
+        context.close()
+
+    assert _download(page, "button.export-pdf", tmp_path / "r.pdf") == "Findings.pdf"
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF-")
+    subprocess.run([PDFTOPPM, "-r", "50", "-png", str(tmp_path / "r.pdf"), str(tmp_path / "page")], check=True,
+                   timeout=120)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert pages and all(_inked(Image.open(path))[0] > 0.002 for path in pages)
+    assert _inked(Image.open(pages[0]))[1] >= 3  # the first chart's three runs' colours
+
+    assert _download(page, "button.export-md", tmp_path / "md.zip") == "Findings-md.zip"
+    with zipfile.ZipFile(tmp_path / "md.zip") as zipped:
+        assert sorted(zipped.namelist()) == ["Findings.md", "Findings_files/panel-1.png", "Findings_files/panel-2.png"]
+        text = zipped.read("Findings.md").decode()
+        images = {name: Image.open(io.BytesIO(zipped.read(name))) for name in zipped.namelist() if name.endswith(".png")}
+    assert text.startswith("# Loss study\n") and "## Accuracy" in text and "```tracklet-panel" not in text
+    assert "![Training loss](<Findings_files/panel-1.png>)" in text and "![eval/acc](<Findings_files/panel-2.png>)" in text
+    for name, image in images.items():
+        ink, hues = _inked(image)
+        assert ink > 0.01 and hues >= 2, name  # a drawn chart with its runs' colours, not a blank card
+
+    assert _download(page, "button.export-png", tmp_path / "png.zip") == "Findings-png.zip"
+    with zipfile.ZipFile(tmp_path / "png.zip") as zipped:
+        assert sorted(zipped.namelist()) == ["Findings/panel-1.png", "Findings/panel-2.png"]
+        pngs = [Image.open(io.BytesIO(zipped.read(name))) for name in sorted(zipped.namelist())]
+    for image in pngs:
+        image.load()  # decodes in full
+        assert _inked(image)[0] > 0.01
+    # Panel 1 is medium (half of the 1047 px page), panel 2 small (a third): at 2x device scale.
+    assert 2 * 480 < pngs[0].width < 2 * 540 and 2 * 300 < pngs[1].width < 2 * 360
 
 
 def test_export_from_a_data_root_without_a_server(runs_root, tmp_path):

@@ -390,3 +390,48 @@ def test_deleting_a_report_needs_write_and_admin_once_published_and_its_id_is_ne
     fresh = server.post(BASE, json={"title": "Next", "markdown": "x\n"}, headers=bob)
     assert fresh.status_code == 200 and fresh.json()["id"] not in (draft["id"], final["id"])
     assert server.get(f"{BASE}/{fresh.json()['id']}/versions", headers=bob).json()["versions"][0]["title"] == "Next"
+
+
+def test_the_export_route_answers_the_clis_file_as_the_caller_may_read_it(server):
+    """`GET .../export` is `tracklet report export` on the server: the offline HTML embeds each
+    panel's data as this caller may read it (a reader: the secret project's panel denied; an admin:
+    drawn; a view token: its report's project only), as an attachment named after the title."""
+    from tracklet.reports.export import SNAPSHOT_ID, decode_snapshot
+
+    admin, alice = server.keys["root"], server.keys["alice"]
+    markdown = "# Mixed\n" + _panel() + _panel(runs="runs:\n  project: secret\n")
+    report = server.post(BASE, json={"title": "Loss / study", "markdown": markdown}, headers=admin).json()
+    url = f"{BASE}/{report['id']}/export"
+    token = server.post(f"{BASE}/{report['id']}/tokens", headers=admin).json()["token"]
+
+    def panels(response) -> dict:
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["content-disposition"] == 'attachment; filename="Loss_study.html"'
+        payload = response.text.split(f'id="{SNAPSHOT_ID}">', 1)[1].split("</script>", 1)[0]
+        snapshot = decode_snapshot(payload)
+        assert snapshot["report"]["title"] == "Loss / study"
+        return {index: data["access"] for index, data in snapshot["panels"].items()}
+
+    assert panels(server.get(url, params={"format": "html"}, headers=admin)) == {"0": "ok", "1": "ok"}
+    assert panels(server.get(url, params={"format": "html"}, headers=alice)) == {"0": "ok", "1": "denied"}
+    assert panels(server.get(url, params={"token": token})) == {"0": "ok", "1": "denied"}  # html: the default
+    assert server.get(url).status_code == 401  # no key, no token
+    assert server.get(url, params={"format": "docx"}, headers=admin).status_code in (400, 422)
+    assert server.get(f"{BASE}/999/export", headers=admin).status_code == 404
+
+
+def test_exporting_a_report_that_is_not_there_starts_no_browser(server, monkeypatch):
+    """A 404 (a missing report or version) is answered before Chromium would start: asking for
+    PDFs of made-up ids costs the server a query, not a browser each."""
+    import tracklet.reports.export as export
+
+    started = []
+    monkeypatch.setattr(export, "chromium", lambda: started.append(1) or (_ for _ in ()).throw(AssertionError))
+    admin = server.keys["root"]
+    report = server.post(BASE, json={"title": "R", "markdown": _panel()}, headers=admin).json()
+    for fmt in ("pdf", "png", "md"):
+        assert server.get(f"{BASE}/{report['id'] + 1}/export", params={"format": fmt}, headers=admin).status_code == 404
+        assert server.get(f"{BASE}/{report['id']}/export", params={"format": fmt, "version": 9},
+                          headers=admin).status_code == 404
+    assert started == []

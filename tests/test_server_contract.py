@@ -57,6 +57,8 @@ def test_every_route_declares_a_response_model_and_error_response(app):
             assert "application/octet-stream" in route.responses[200]["content"], name
         elif route.name == "report_data":  # JSON lines streamed as each panel is ready, declared as such
             assert "application/x-ndjson" in route.responses[200]["content"], name
+        elif route.name == "report_export":  # the exported file, declared by its media types
+            assert {"text/html", "application/pdf", "application/zip"} <= set(route.responses[200]["content"]), name
         else:
             assert route.response_model is not None and issubclass(route.response_model, BaseModel), name
         errors = {status: spec for status, spec in route.responses.items() if int(status) >= 400}

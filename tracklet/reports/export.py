@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -432,6 +435,60 @@ def export_report(source: ReportSource, project: str, report_id: str, fmt: str, 
     if fmt not in FORMATS:
         raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     return _export(lambda: take_snapshot(source, project, report_id, version, buckets=buckets), fmt, out)
+
+
+@dataclass(frozen=True)
+class Download:
+    """One exported file to hand to a browser: its bytes, media type and file name."""
+
+    data: bytes
+    media_type: str
+    filename: str
+
+
+MEDIA_TYPES = {"html": "text/html; charset=utf-8", "pdf": "application/pdf", "png": "application/zip",
+               "md": "application/zip"}
+
+
+def file_stem(report: dict[str, Any]) -> str:
+    """A file name for the report (its title, ASCII letters, digits, ``.``, ``-`` and ``_``)."""
+    stem = re.sub(r"[^\w.-]+", "_", str(report.get("title") or ""), flags=re.ASCII).strip("._")[:80]
+    return stem or f"report-{report.get('id')}"
+
+
+def export_download(source: ReportSource, project: str, report_id: str, fmt: str, *, version: int | None = None,
+                    buckets: int | None = None) -> Download:
+    """``export_report`` as one file for a browser to download (the dashboard's *Export*): html
+    and pdf as they are; png (a PNG per panel) and md (the Markdown and its images) as a zip of
+    what ``tracklet report export`` writes, laid out as it lays them out."""
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    source.report(project, report_id, version)  # a report that isn't there fails before Chromium starts
+    taken: list[dict[str, Any]] = []
+
+    def snapshot_of() -> dict[str, Any]:
+        taken.append(take_snapshot(source, project, report_id, version, buckets=buckets))
+        return taken[-1]
+
+    with tempfile.TemporaryDirectory(prefix="tracklet-report-download-") as work:
+        base = Path(work) / "report"
+        target = {"html": base.with_suffix(".html"), "pdf": base.with_suffix(".pdf"), "png": base,
+                  "md": base / "report.md"}[fmt]
+        written = _export(snapshot_of, fmt, target)
+        stem = file_stem(taken[-1]["report"])
+        if fmt in ("html", "pdf"):
+            return Download(written[0].read_bytes(), MEDIA_TYPES[fmt], f"{stem}.{fmt}")
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zipped:  # PNGs are compressed already: stored, the .md deflated
+            for path in written:
+                name = path.name if fmt == "png" else f"{stem}.md" if path == target else f"{stem}_files/{path.name}"
+                if fmt == "md" and path == target:  # its image links name <stem>_files/, not report_files/
+                    text = markdown_with_images(taken[-1]["report"], quote(f"{stem}_files"))
+                    zipped.writestr(name, text, compress_type=zipfile.ZIP_DEFLATED)
+                else:
+                    zipped.write(path, f"{stem}/{name}" if fmt == "png" else name)
+        suffix = "png" if fmt == "png" else "md"
+        return Download(archive.getvalue(), MEDIA_TYPES[fmt], f"{stem}-{suffix}.zip")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -19,6 +19,8 @@ report's own project only); a bad spec, a query error or a run set that matches 
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -27,7 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter
 
 from tracklet.core.layout import check_name
-from tracklet.errors import ReportConflict, ReportError, ReportNotFound
+from tracklet.errors import MissingDependency, ReportConflict, ReportError, ReportNotFound
 from tracklet.reports.cache import PanelCache, document_of, panel_key, run_stamp
 from tracklet.reports.document import MAX_MARKDOWN_CHARS, MAX_PANELS, parse
 from tracklet.reports.runsets import freeze_pins, panel_project
@@ -512,6 +514,68 @@ def report_data(request: Request, project: str, report_id: RowId,
                 yield head + b',"data":' + body + b"}\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+# Exports that render in Chromium at once (each a browser and a page: ~0.3 GB and a core while it
+# runs); more wait for a turn, up to EXPORT_WAIT_S, then answer 503.
+EXPORT_SLOTS = threading.BoundedSemaphore(2)
+EXPORT_WAIT_S = 60.0
+ExportFormat = Literal["html", "pdf", "png", "md"]
+
+
+class _RequestSource:
+    """The report and its panels as this request may read them (``ReportSource`` of
+    ``reports/export.py``): the same answers, access checks and panel cache as the GET routes, in
+    process."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def report(self, project: str, report_id: str, version: int | None = None) -> dict[str, Any]:
+        return _store(self.request).get(project, int(report_id), version)
+
+    def panel_data(self, project: str, report_id: str, index: int, version: int, buckets: int) -> dict[str, Any]:
+        return self.panels(project, report_id, version, [(index, buckets)])[index]
+
+    def panels(self, project: str, report_id: str, version: int, wanted: list[tuple[int, int]]
+               ) -> dict[int, dict[str, Any]]:
+        _, markdown = _store(self.request).version_markdown(project, int(report_id), version)
+        document = document_of(markdown)
+        memo: dict[str, Any] = {}
+        found: dict[int, dict[str, Any]] = {}
+        for index, count in wanted:
+            _, body = _panel_body(self.request, project, document.panel(index), memo=memo, buckets=count or None)
+            found[index] = json.loads(body)
+        return found
+
+
+@router.get("/{report_id}/export", responses={**errors(400, 404, 409, 500, 503), 200: {
+                "content": {"text/html": {}, "application/pdf": {}, "application/zip": {}},
+                "description": "The file `tracklet report export --format FORMAT` writes, as an attachment: html "
+                               "(one offline file), pdf; png (a PNG per panel) and md (the Markdown with its panels "
+                               "as PNGs) as a zip"}},
+            response_class=Response, summary="Export a report (HTML, PDF, PNGs, Markdown)")
+def report_export(request: Request, project: str, report_id: RowId,
+                  format: Annotated[ExportFormat, Query(description="html, pdf, png or md")] = "html",
+                  version: int | None = Query(None, ge=1, le=MAX_VERSION,
+                                              description="default: the published version, else the latest"),
+                  ) -> Response:
+    """What `tracklet report export` writes, made here by the same code (`reports/export.py`)
+    from the panels' data as this caller may read them (a view token's too). PDF, PNG and Markdown
+    render in the server's Chromium: 500 when it has none; 503 when too many exports are running."""
+    from tracklet.reports.export import export_download
+
+    if not EXPORT_SLOTS.acquire(timeout=EXPORT_WAIT_S):
+        raise HTTPException(status_code=503, detail="the server is busy with other exports; try again in a minute",
+                            headers={"Retry-After": "30"})
+    try:
+        download = export_download(_RequestSource(request), project, str(report_id), format, version=version)
+    except MissingDependency as problem:
+        raise HTTPException(status_code=500, detail=str(problem)) from None
+    finally:
+        EXPORT_SLOTS.release()
+    return Response(download.data, media_type=download.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{download.filename}"'})
 
 
 @router.post("/{report_id}/tokens", response_model=TokenCreatedResponse, responses=_ERRORS,

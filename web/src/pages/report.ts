@@ -1,16 +1,25 @@
 // A report: its Markdown and live panels (reports/document.ts). `?version=N` shows an older
 // version; `?token=` is a view token (no account: the page is read-only). Every panel's data comes in
 // one streamed request, each panel drawn as its line arrives; live run sets are then polled and
-// redrawn when their runs log more (frozen ones never change). "Download HTML" saves
-// the report with its panels' data as one offline file; "Print / PDF" is the browser's print.
+// redrawn when their runs log more (frozen ones never change). Export: HTML (one offline file),
+// PDF, PNG (a zip of one per panel) and Markdown (a zip of it and its panels' PNGs), each made by
+// the server with `tracklet report export`'s code; "Print" is the browser's print.
 
 import { h } from "../dom";
 import { navigate, readQuery, reportEditHref, reportHref, reportsHref } from "../router";
-import { reportsApi, reportToken } from "../reports/api";
+import { reportsApi, reportToken, type ExportFormat } from "../reports/api";
 import { ReportDocument } from "../reports/document";
 import { reportHeader } from "../reports/header";
-import { download, exportHtml } from "../reports/snapshot";
+import { download } from "../reports/snapshot";
 import "../reports/reports.css";
+
+/** The export buttons: format, label, tooltip. */
+const EXPORTS: { format: ExportFormat; text: string; title: string }[] = [
+  { format: "html", text: "HTML", title: "One file with the report and its panels' data; opens offline" },
+  { format: "pdf", text: "PDF", title: "The report printed by the server's Chromium (A4 landscape)" },
+  { format: "md", text: "Markdown", title: "A zip of the Markdown with each panel as a PNG" },
+  { format: "png", text: "PNG", title: "A zip of one PNG per panel, at twice its size on screen" },
+];
 
 export async function reportPage(root: HTMLElement, project: string, id: string): Promise<() => void> {
   const asked = Number(readQuery().get("version"));
@@ -19,14 +28,23 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
   const doc = new ReportDocument(report.blocks, (block, window) => reportsApi.panelData(project, id, block.index, report.version, window),
     "report", (request, onPanel) => reportsApi.panels(project, id, report.version, request, onPanel));
   const token = reportToken();
-  const exportButton = h("button.export-html", { text: "Download HTML", title: "One file with the report and its panels' data; opens offline" });
-  exportButton.addEventListener("click", async () => {
-    exportButton.disabled = true;
-    try {
-      download(await exportHtml(report, doc.snapshot()), `${String(report.title || report.id).replace(/[^\w.-]+/g, "_")}.html`);
-    } finally {
-      exportButton.disabled = false;
-    }
+  const exportButtons = EXPORTS.map(({ format, text, title }) => {
+    const button = h(`button.export-${format}`, { text, title });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const label = button.textContent;
+      button.textContent = `${text}…`;
+      try {
+        const { blob, name } = await reportsApi.export(project, id, report.version, format);
+        download(blob, name);
+      } catch (error) {
+        window.alert(`Not exported: ${(error as Error).message}`);
+      } finally {
+        button.disabled = false;
+        button.textContent = label;
+      }
+    });
+    return button;
   });
   const deleteButton = h("button.delete-report", {
     text: "Delete",
@@ -44,7 +62,7 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
       window.alert(`Not deleted: ${(error as Error).message}`);
     }
   });
-  const printButton = h("button.print", { text: "Print / PDF" });
+  const printButton = h("button.print", { text: "Print", title: "The browser's print dialog" });
   printButton.addEventListener("click", () => window.print());
   const actions = [
     token ? null : h("a.button", { href: reportEditHref(project, id), "data-link": true, text: "Edit" }),
@@ -52,7 +70,7 @@ export async function reportPage(root: HTMLElement, project: string, id: string)
     !version && report.latest_version && report.latest_version > report.version
       ? h("a.button.newer", { href: `${reportHref(project, id)}?version=${report.latest_version}${token ? `&token=${encodeURIComponent(token)}` : ""}`, "data-link": true, text: `Newest draft (v${report.latest_version})` })
       : null,
-    exportButton,
+    h("span.report-export", { title: "Download the report as the CLI exports it" }, h("span.export-label", { text: "Export:" }), ...exportButtons),
     printButton,
     token ? null : deleteButton,
   ].filter((a) => a !== null) as HTMLElement[];

@@ -147,6 +147,20 @@ async function streamPanels(project: string, id: string | number, version: numbe
   emit(pending + decoder.decode());
 }
 
+/** The export formats (`tracklet report export --format`): png and md come as a zip. */
+export type ExportFormat = "html" | "pdf" | "png" | "md";
+
+/** A report exported by the server (`GET .../export`, the CLI's code): the file and its name. */
+async function exportFile(project: string, id: string | number, version: number | null | undefined, format: ExportFormat
+): Promise<{ blob: Blob; name: string }> {
+  const params = new URLSearchParams({ format });
+  if (version) params.set("version", String(version));
+  const response = await fetch(`/api/v1${base(project)}/${enc(id)}/export?${params}`, { headers: headers(false) });
+  if (!response.ok) throw await refusal(response);
+  const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
+  return { blob: await response.blob(), name: named ? named[1] : `report-${id}.${format === "png" || format === "md" ? "zip" : format}` };
+}
+
 export const reportsApi = {
   list: (project: string) => call<Schemas["ReportsResponse"]>("GET", base(project)),
   create: (project: string, title: string, markdown: string) => call<Report>("POST", base(project), { title, markdown }),
@@ -161,6 +175,7 @@ export const reportsApi = {
   publish: (project: string, id: string | number, version: number) => call<Report>("POST", `${base(project)}/${enc(id)}/publish`, { version }),
   delete: (project: string, id: string | number) => call<Schemas["DeletedReportResponse"]>("DELETE", `${base(project)}/${enc(id)}`),
   freeze: (project: string, id: string | number) => call<Report>("POST", `${base(project)}/${enc(id)}/freeze`, {}),
+  export: exportFile,
   panels: (project: string, id: string | number, version: number | null | undefined, request: PanelsRequest, onPanel: (line: PanelLine) => void) =>
     streamPanels(project, id, version, request, onPanel),
   panelData: (project: string, id: string | number, index: number, version?: number | null, window?: { start: number | null; end: number | null; buckets: number } | null) =>

@@ -6,7 +6,7 @@
 // never a blank space, and never stops the others.
 
 import { paletteColor, runColor } from "../colors";
-import { ChartPanel, type RunInfo } from "../charts/panel";
+import { ChartPanel, plotColumns, type RunInfo } from "../charts/panel";
 import { fromApi, type RunSeries } from "../charts/data";
 import { PANEL_SIZES } from "../charts/workspace";
 import { mark, registerProbe } from "../debug";
@@ -25,6 +25,8 @@ export const REPORT_POLL_MS = 5000;
 
 /** Grid columns (of 6) a panel takes by its size: three small, two medium or one large per row. */
 const SPAN = { s: 2, m: 3, l: 6 } as const;
+/** Buckets per series at most (a 4K screen's full-width panel). */
+const MAX_BUCKETS = 4000;
 /** Panels asked for at once. */
 const CONCURRENCY = 6;
 /** Separates a run id from a key in a series' id when a panel charts several keys. */
@@ -231,10 +233,11 @@ export class ReportDocument {
     this.unregister = registerProbe(prefix, () => this.probe());
   }
 
-  /** About one bucket per 2 px of the panel's width (min and max per bucket keep every spike; a zoom
-   * asks again at one per pixel): half the points to send and draw for 20 panels. */
+  /** One bucket per device pixel column of the panel's plot area (`plotColumns`): each bucket's
+   * min and max are drawn as that column's band, so the chart shows every point's extremes (a
+   * one-step spike included) with no more data than it can draw. */
   private static buckets(view: ReportPanelView): number {
-    return Math.max(100, Math.min(2000, Math.round(view.el.clientWidth / 2)));
+    return Math.min(MAX_BUCKETS, plotColumns(view.el.clientWidth));
   }
 
   /** Ask for every panel's data and draw each as it comes: in one streamed request when there is a
@@ -253,10 +256,12 @@ export class ReportDocument {
       }
     }
     const rest = queue.filter((view) => view.state === "loading");
+    // Every panel's width read before any is drawn: one layout, not one forced per panel drawn.
+    const counts = new Map(rest.map((view) => [view, ReportDocument.buckets(view)]));
     const worker = async () => {
       for (let view = rest.shift(); view && !this.stopped; view = rest.shift()) {
         try {
-          const data = await this.loader(view.block, { start: null, end: null, buckets: ReportDocument.buckets(view) });
+          const data = await this.loader(view.block, { start: null, end: null, buckets: counts.get(view)! });
           if (!this.stopped) view.show(data, null);
         } catch (error) {
           if (!this.stopped) view.show(null, String((error as Error).message ?? error));
@@ -303,13 +308,6 @@ export class ReportDocument {
       if (!this.stopped) this.pollTimer = window.setTimeout(() => void tick(), interval);
     };
     this.pollTimer = window.setTimeout(() => void tick(), interval);
-  }
-
-  /** Each panel's data as loaded, by block index (what an exported file embeds). */
-  snapshot(): Record<string, PanelData> {
-    const out: Record<string, PanelData> = {};
-    for (const view of this.panels) if (view.data) out[String(view.block.index)] = view.data;
-    return out;
   }
 
   destroy(): void {

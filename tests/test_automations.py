@@ -237,6 +237,7 @@ def test_rules_are_validated_and_only_server_admins_manage_them(servers, tmp_pat
         assert http.post("/api/v1/automations", json=good).status_code == 401
         assert http.post("/api/v1/automations", json=good, headers=_bearer(alice["key"])).status_code == 403
         for bad, says in [({"event": "run.exploded"}, "unknown event"), ({"url": "ftp://x/y"}, "http(s) URL"),
+                          ({"url": "https://a\x01b/hook"}, "http(s) URL"), ({"url": "http://h:99999999/"}, "http(s) URL"),
                           ({"filter": {"colour": "red"}}, "unknown filter keys"),
                           ({"event": "metric.threshold", "filter": {"metric": "loss"}}, "needs filter keys"),
                           ({"filter": {"metric": "loss", "op": "<", "value": 1}}, "only metric.threshold"),

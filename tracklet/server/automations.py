@@ -77,8 +77,12 @@ def check_rule(name: str, event: str, filter: Mapping[str, Any], action: str, ur
         raise ValueError(f"unknown event {event!r}: one of *, {', '.join(events.KINDS)}")
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
-    parsed = httpx.URL(url) if len(url) <= 2048 else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+    try:
+        parsed = httpx.URL(url) if len(url) <= 2048 else None
+    except httpx.InvalidURL:  # control characters, a bad port, a malformed host: not a URL
+        parsed = None
+    if (parsed is None or parsed.scheme not in ("http", "https") or not parsed.host
+            or not 0 < (parsed.port or 80) < 65536):
         raise ValueError(f"the URL must be an http(s) URL of at most 2048 characters; got {url[:100]!r}")
     unknown = set(filter) - FILTER_KEYS
     if unknown:

@@ -149,6 +149,8 @@ def servers(tmp_path):
     # retried past it (a race in the sweep routes showed only as tracebacks on stderr).
     crashed = [server.stderr_text() for server in started if "Exception in ASGI application" in server.stderr_text()]
     assert not crashed, crashed[0][-6000:]
+    for server in started:
+        server.log.unlink(missing_ok=True)
 
 
 # Files whose tests train real frameworks, drive Chromium, start several servers or fuzz: marked

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +41,11 @@ class Server:
         self.args = [sys.executable, "-m", "tracklet", "server", "--dir", str(root), "--port", str(self.port),
                      *(["--store", store] if store else []), *(["--dev"] if dev else []), *extra]
         self.proc: subprocess.Popen | None = None
-        self.log = root.parent / f"server-{self.port}.stderr"  # beside the data directory, outside it
+        # Outside the test's tmp_path (tests list what a server wrote there); the servers fixture
+        # removes it once the test passed its check.
+        logs = Path(tempfile.gettempdir()) / "tracklet-test-servers"
+        logs.mkdir(exist_ok=True)
+        self.log = logs / f"{os.getpid()}-{self.port}-{time.monotonic_ns()}.stderr"
 
     # stderr goes to a file, never to a pipe nobody reads: a server that wrote 64 KiB of warnings
     # (64 agents retrying through a restart) blocked on the full pipe and stopped answering.
@@ -61,7 +66,6 @@ class Server:
 
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as stderr:
             self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
                                          preexec_fn=limit_files if limit else None)

@@ -365,3 +365,45 @@ def test_pruning_keeps_the_outbox_bounded_and_never_drops_what_is_pending_or_ded
     # The dedupe key still holds: the event is not derived again.
     assert events.emit(store.engine, "run.finished", "p/dedupe", {}, dedupe="run.finished:p/kept") is None
     store.close()
+
+
+def _delivery_processes(server) -> list:
+    import psutil
+
+    return [child for child in psutil.Process(server.proc.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())]
+
+
+@pytest.mark.parametrize("ending", ["terminate", "kill"])
+def test_tracklet_server_delivers_from_a_process_of_its_own_that_ends_with_the_server(servers, tmp_path, receiver,
+                                                                                       ending):
+    """`tracklet server` sends webhooks from a child process (no request thread or GIL of the
+    server's is spent on a delivery), woken as events are written, and that process never outlives
+    the server: a stopped server's, and a killed one's (the pipe it waits on closes), exit."""
+    import psutil
+
+    hook = receiver()
+    server = servers(tmp_path / "srv", extra=("--webhook-retry-base", "0.2"))
+    (deliverer,) = wait_for(lambda: _delivery_processes(server), "the delivery process")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.post("/api/v1/automations", json={"name": "all", "event": "*", "url": f"{hook.url}/all",
+                                                      "secret": SECRET}).status_code == 201
+        data = tmp_path / "data.txt"
+        data.write_text("rows\n")
+        run = tracklet.init(project="p", id="r1", dir=str(tmp_path / "client"), mode="online",
+                            settings={**QUIET, "base_url": server.url})
+        artifact = tracklet.Artifact("dataset", type="dataset")
+        artifact.add_file(str(data))
+        run.log_artifact(artifact)
+        artifact.wait()
+        run.finish()
+    wait_for(lambda: {request["event"] for request in hook.delivered("/all")} >= {"artifact.version", "run.finished"},
+             "the webhooks, from the delivery process")
+    assert all(request["verified"] for request in hook.requests)
+    assert deliverer.is_running() and deliverer.pid != server.proc.pid
+    server.stop() if ending == "terminate" else server.kill()
+    try:
+        deliverer.wait(timeout=30)
+    except psutil.TimeoutExpired:
+        deliverer.kill()
+        raise AssertionError(f"the delivery process outlived its server ({ending})") from None

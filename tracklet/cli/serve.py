@@ -126,7 +126,8 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     app = create_app(root, store_url=store_url, max_body_bytes=max_body_mb << 20,
                      files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
                      artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
-                     auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base))
+                     auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base),
+                     delivery_process=True)  # webhooks are sent by a process of their own: no request waits
     if dev:  # no keys: only this machine's own pages and programs, never a page by DNS rebinding
         from tracklet.server.localaccess import LoopbackHostCheck
 

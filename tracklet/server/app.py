@@ -25,7 +25,7 @@ from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_so
 from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
 from tracklet.server.auth import DEV_PRINCIPAL, Accounts, Authorizer
 from tracklet.server.automations import Automations
-from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy
+from tracklet.server.automations_worker import AutomationWorker, DeliveryPolicy, DeliveryProcess
 from tracklet.server.body import DEFAULT_MAX_BODY_BYTES
 from tracklet.server.files import DATA_ROOT_LAYOUT, RunFiles
 from tracklet.server.indexing import HEARTBEAT_LAPSE, StoreIndexer
@@ -79,7 +79,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                heartbeat_lapse: float = HEARTBEAT_LAPSE, auth: bool = True,
                liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
                logs_url: str | None = None, artifacts_url: str | None = None,
-               delivery: DeliveryPolicy | None = None, automation_interval: float = 1.0) -> FastAPI:
+               delivery: DeliveryPolicy | None = None, automation_interval: float = 1.0,
+               delivery_process: bool = False) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -96,7 +97,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     instead of ``<root>/artifacts`` (``artifact_blobs.py``). Every mutating API call writes an audit
     event (``audit.py``); automations deliver events (``automations.py``: ``delivery`` sets the
     timeout and retries, ``automation_interval`` the worker's polling period; not for a
-    ``shared_root``)."""
+    ``shared_root``): in a thread of this process, or with ``delivery_process`` (``tracklet
+    server``) in a process of its own, so that no request waits for a delivery."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_histograms, routes_ingest, routes_media, routes_read, routes_registry,
                                  routes_reports, routes_reproduce,
@@ -127,8 +129,14 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                         audit=AuditLog(store.engine), automations=Automations(store.engine))
     # A run the heartbeat sweep marks crashed emits run.crashed (docs/audit.md), as an upload's exit would.
     state.indexer.on_crashed = lambda project, run_id: state.automations.after_ingest(store, project, run_id)
-    worker = None if shared_root else AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(),
-                                                       interval=automation_interval)
+    worker: AutomationWorker | DeliveryProcess | None = None
+    if shared_root:
+        pass
+    elif delivery_process:
+        worker = DeliveryProcess(store.engine.url.render_as_string(hide_password=False),
+                                 policy=delivery or DeliveryPolicy(), interval=automation_interval)
+    else:
+        worker = AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(), interval=automation_interval)
     if index_on_start:
         state.indexer.index_all()
 

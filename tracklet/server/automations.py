@@ -119,9 +119,11 @@ class Automations:
 
     RULES_TTL = 2.0  # seconds a process trusts its copy of the rules (other processes may change them)
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, migrate_schema: bool = True) -> None:
+        """``migrate_schema=False``: the server migrated the database already (its delivery process)."""
         self.engine = engine
-        migrate(engine)
+        if migrate_schema:
+            migrate(engine)
         self._rules: tuple[float, list[Rule]] | None = None
         self._alerts_seen: dict[tuple[str, str], int] = {}
         self._guard = threading.Lock()

@@ -36,12 +36,16 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import multiprocessing
+import multiprocessing.connection
+import os
 import random
+import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -52,6 +56,7 @@ from tracklet.server.automations import Automations, Rule, row_rule
 from tracklet.server.schema import automation_attempts, automation_deliveries, automations, event_outbox
 
 RETRY_STATUSES = frozenset({408, 429})
+RECHECKS = (0.05, 0.25)  # seconds after a wake-up that found no event (its transaction not yet committed)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -104,21 +109,42 @@ class AutomationWorker:
             self._http.close()
 
     def _run(self) -> None:
+        def wait(seconds: float) -> bool | None:
+            woken = self.wakeup.wait(seconds)
+            self.wakeup.clear()
+            return None if self._stop.is_set() else woken
+
+        self.serve(wait)
+
+    def serve(self, wait: Callable[[float], bool | None]) -> None:
+        """Passes (prune when due, dispatch, deliver) until ``wait(seconds)`` says stop (None);
+        it sleeps until woken (True) or ``seconds`` passed (False). ``emit`` wakes the worker
+        before the emitting transaction commits, so a wake-up that found no event looks again
+        ``RECHECKS`` seconds later before going back to the polling interval."""
         pruned_at = -self.policy.prune_every
-        while not self._stop.is_set():
-            wait = self.interval
+        rechecks: list[float] = []
+        while True:
+            pause = self.interval
+            dispatched = 0
             try:
                 if time.monotonic() - pruned_at >= self.policy.prune_every:
                     pruned_at = time.monotonic()
                     self.prune()
-                self.dispatch()
+                dispatched = self.dispatch()
                 due = self.deliver_due()
                 if due is not None:
-                    wait = min(wait, max(0.0, due - time.time()))
+                    pause = min(pause, max(0.0, due - time.time()))
             except Exception as error:  # the database away a moment: the next pass tries again
                 print(f"tracklet server: automations pass failed: {error!r}", file=sys.stderr)
-            self.wakeup.wait(wait)
-            self.wakeup.clear()
+            if dispatched:
+                rechecks = []
+            elif rechecks:
+                pause = min(pause, rechecks.pop(0))
+            woken = wait(pause)
+            if woken is None:
+                return
+            if woken:
+                rechecks = list(RECHECKS)
 
     def dispatch(self) -> int:
         """Make the deliveries of undispatched events; how many events were dispatched."""
@@ -238,6 +264,85 @@ class AutomationWorker:
                     "event": {"id": event.id, "kind": event.kind, "subject": event.subject, "project": event.project,
                               "actor": event.actor, "time": event.time, "payload": payload}}
         return json.dumps(document, separators=(",", ":")).encode()
+
+
+class DeliveryProcess:
+    """The automations worker in a process of its own (what ``tracklet server`` runs): sending
+    webhooks, signing them and logging their attempts never takes the server's GIL or a core from
+    its request threads, so no route waits for a delivery (an alias move's p99 with its webhook,
+    docs/registry.md). The process reads the same tables over its own connections (``url``: the
+    store's database), so dispatching, leases and retries are the thread's, restart or not.
+
+    ``set`` (``emit``'s wake-up, from any request thread) writes a byte into a pipe the process
+    waits on, never blocking: a full pipe has a wake-up pending already. Closing the pipe (``stop``)
+    ends the process after its current pass; so does the server dying, however it dies (the pipe's
+    last writer is gone), so no delivery process outlives its server."""
+
+    def __init__(self, url: str, *, policy: DeliveryPolicy = DeliveryPolicy(), interval: float = 1.0) -> None:
+        self.url = url
+        self.policy = policy
+        self.interval = interval
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self._writer: multiprocessing.connection.Connection | None = None
+        self._guard = threading.Lock()  # a wake-up never writes to a descriptor ``stop`` closed
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of the server's threads
+        reader, writer = context.Pipe(duplex=False)
+        self.process = context.Process(target=_deliver_in_process, args=(self.url, self.policy, self.interval, reader),
+                                       name="tracklet-automations", daemon=True)
+        self.process.start()
+        reader.close()
+        os.set_blocking(writer.fileno(), False)
+        self._writer = writer
+        events.listen(self)
+
+    def set(self) -> None:
+        """Wake the process (``events.listen``'s interface)."""
+        with self._guard:
+            if self._writer is None:
+                return
+            try:
+                os.write(self._writer.fileno(), b"\0")
+            except OSError:  # full (a wake-up is pending) or the process gone: nothing to add
+                pass
+
+    def stop(self) -> None:
+        with self._guard:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self.process is not None:
+            self.process.join(timeout=self.policy.timeout + 5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(timeout=5)
+
+
+def _deliver_in_process(url: str, policy: DeliveryPolicy, interval: float,
+                        reader: multiprocessing.connection.Connection) -> None:
+    """``DeliveryProcess``'s process: the worker's passes, woken by bytes on ``reader``, until
+    its end closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle: it closes the pipe
+    from tracklet.store.engine import create_engine
+
+    engine = create_engine(url)
+    worker = AutomationWorker(Automations(engine, migrate_schema=False), policy=policy, interval=interval)
+    worker._http = httpx.Client(timeout=policy.timeout, follow_redirects=False)
+
+    def wait(seconds: float) -> bool | None:
+        if not multiprocessing.connection.wait([reader], seconds):
+            return False
+        try:
+            return True if os.read(reader.fileno(), 4096) else None  # b"": the server closed the pipe or died
+        except OSError:
+            return None
+
+    try:
+        worker.serve(wait)
+    finally:
+        worker._http.close()
+        engine.dispose()
 
 
 def slack_text(kind: str, subject: str, payload: Mapping[str, Any]) -> str:

@@ -52,11 +52,10 @@ Event kinds (``KINDS``; the subject in parentheses):
 from __future__ import annotations
 
 import json
-import threading
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -66,11 +65,16 @@ KINDS = ("artifact.version", "alias.moved", "run.finished", "run.failed", "run.c
          "promotion.requested", "promotion.decided", "version.linked", "promotion.check",
          "report.published")
 
-_listeners: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+class Wakeup(Protocol):
+    def set(self) -> None: ...
 
 
-def listen(wakeup: threading.Event) -> None:
-    """Have ``emit`` set ``wakeup`` (an automations worker's) after each event it writes."""
+_listeners: weakref.WeakSet[Wakeup] = weakref.WeakSet()
+
+
+def listen(wakeup: Wakeup) -> None:
+    """Have ``emit`` set ``wakeup`` (an automations worker's ``threading.Event``, or its delivery
+    process's pipe) after each event it writes."""
     _listeners.add(wakeup)
 
 

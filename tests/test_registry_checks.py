@@ -107,9 +107,9 @@ def test_a_promotion_moves_only_after_its_webhook_check_answers_ok(deployment, r
     root, users, rule_id, _ = deployment
     alice, bob, carol = users["alice"], users["bob"], users["carol"]
     protected = alice.put(NET + "/protections/production", json={"approvals": 2, "check": rule_id})
-    assert protected.json() == {"alias": "production", "approvals": 2, "check": rule_id, "check_timeout": 10.0}
+    assert protected.json() == {"alias": "production", "approvals": 2, "check": rule_id, "check_timeout": 10.0, "approver_role": "admin"}
     assert alice.get(NET + "/protections").json() == {"protections": [
-        {"alias": "production", "approvals": 2, "check": rule_id, "check_timeout": 10.0}]}
+        {"alias": "production", "approvals": 2, "check": rule_id, "check_timeout": 10.0, "approver_role": "admin"}]}
     request_id = _request(alice)
 
     # The first of two approvals completes nothing: no check is asked.
@@ -194,7 +194,7 @@ def test_each_check_has_its_own_bounded_timeout(deployment, receiver):
         assert refused.status_code == 422, (timeout, refused.text)
     assert alice.put(NET + "/protections/production", json={"approvals": 1, "check": rule_id}).status_code == 200
     assert alice.get(NET + "/protections").json()["protections"] == [
-        {"alias": "production", "approvals": 1, "check": rule_id, "check_timeout": 10.0}]
+        {"alias": "production", "approvals": 1, "check": rule_id, "check_timeout": 10.0, "approver_role": "admin"}]
     set_ = alice.put(NET + "/protections/production", json={"approvals": 1, "check": rule_id, "check_timeout": 0.5})
     assert set_.status_code == 200 and set_.json()["check_timeout"] == 0.5
     assert alice.get(NET + "/protections").json()["protections"][0]["check_timeout"] == 0.5

@@ -334,6 +334,12 @@ class PromotionCheckRequired(RegistryError):
     review again with ``checked=True``. A server does this itself (docs/registry.md)."""
 
 
+class PromotionReviewRefused(RegistryError):
+    """This reviewer may not review this promotion request: it is their own, or the alias's
+    protection takes approvals from a registry role they don't hold (a server answers 403); the
+    message names the request, the role needed and the reviewer's."""
+
+
 class OtlpError(TrackletError, ValueError):
     """A body sent to ``/v1/traces`` that is not an OTLP trace export request (the server answers
     400), or has a content type other than OTLP's protobuf or JSON (415): the message says which."""

@@ -167,10 +167,12 @@ def card(ctx: click.Context, version_ref: str, generate: bool, save: bool, from_
               help="A webhook automation's id (server only): it must answer 2xx before a promotion completes.")
 @click.option("--check-timeout", type=click.FloatRange(0.5, 120), default=None,
               help="Seconds the check may take to answer (0.5-120; default 10): a timeout fails it.")
+@click.option("--approver-role", type=click.Choice(["viewer", "member", "admin"]), default="admin", show_default=True,
+              help="The registry role whose holders (and those of higher roles) may approve or reject (server).")
 @click.pass_context
 @_handle_errors
 def protect(ctx: click.Context, collection: str, alias: str, approvals: int, check: int | None,
-            check_timeout: float | None) -> None:
+            check_timeout: float | None, approver_role: str) -> None:
     """Protect ALIAS of COLLECTION: moving it takes an approved promotion request."""
     ref = _collection(collection)
     if check is not None and not ctx.meta.get("registry_url"):
@@ -179,11 +181,26 @@ def protect(ctx: click.Context, collection: str, alias: str, approvals: int, che
         raise CliError("--check-timeout is the timeout of a --check")
     registry = _api(ctx).registry
     if check is not None:
-        registry.protect(ref.registry, ref.collection, alias, approvals, check=check, check_timeout=check_timeout)
+        registry.protect(ref.registry, ref.collection, alias, approvals, approver_role=approver_role, check=check,
+                         check_timeout=check_timeout)
     else:
-        registry.protect(ref.registry, ref.collection, alias, approvals)
-    click.echo(f"{ref.path}:{alias} " + (f"needs {approvals} approval(s) to move" if approvals else "is not protected")
+        registry.protect(ref.registry, ref.collection, alias, approvals, approver_role=approver_role)
+    click.echo(f"{ref.path}:{alias} " + (f"needs {approvals} approval(s) by the {approver_role} role or a higher one "
+                                         "to move" if approvals else "is not protected")
                + (f" and automation #{check}'s check" if check is not None and approvals else ""))
+
+
+@registry_group.command("protections")
+@click.argument("collection")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+@_handle_errors
+def protections(ctx: click.Context, collection: str, as_json: bool) -> None:
+    """COLLECTION's protected aliases: the approvals a move needs and the role that may approve."""
+    ref = _collection(collection)
+    for alias, policy in sorted(_api(ctx).registry.protections(ref.registry, ref.collection).items()):
+        click.echo(json.dumps(policy.to_json()) if as_json else
+                   f"{alias}\t{policy.approvals} approval(s)\tby {policy.approver_role} or higher")
 
 
 @registry_group.command("members")
@@ -221,7 +238,8 @@ def requests(ctx: click.Context, every: bool, as_json: bool) -> None:
         approvals = sum(review["decision"] == "approve" for review in request.reviews)
         click.echo(json.dumps(request.to_json()) if as_json else
                    f"#{request.id}  {request.registry}/{request.collection}:{request.alias} -> v{request.to_version}  "
-                   f"{request.state}  {approvals}/{request.approvals_required} approvals  by {request.requester}"
+                   f"{request.state}  {approvals}/{request.approvals_required} approvals (by {request.approver_role}s)  "
+                   f"by {request.requester}"
                    + (f"  ({request.reason})" if request.reason else ""))
 
 

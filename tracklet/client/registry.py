@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tracklet.client.http import HttpClient, response_detail
-from tracklet.errors import ArtifactNotFound, PromotionRequired, RegistryError
+from tracklet.errors import ArtifactNotFound, PromotionRequired, PromotionReviewRefused, RegistryError
 
 
 class RegistryClient:
@@ -82,11 +82,17 @@ class RegistryClient:
                           "saving a model card", json={"text": text})
 
     def protect(self, registry: str, collection: str, alias: str, approvals: int,
-                check: int | None = None, check_timeout: float | None = None) -> dict[str, Any]:
+                check: int | None = None, check_timeout: float | None = None,
+                approver_role: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"approvals": approvals, **({"check": check} if check is not None else {}),
-                                **({"check_timeout": check_timeout} if check_timeout is not None else {})}
+                                **({"check_timeout": check_timeout} if check_timeout is not None else {}),
+                                **({"approver_role": approver_role} if approver_role is not None else {})}
         return self._call("PUT", f"{self._collection(registry, collection)}/protections/{quote(alias, safe='')}",
                           "protecting an alias", json=body)
+
+    def protections(self, registry: str, collection: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"{self._collection(registry, collection)}/protections",
+                          "reading protected aliases")["protections"]
 
     def members(self, registry: str) -> list[dict[str, str]]:
         return self._call("GET", f"/api/v1/registries/{quote(registry, safe='')}/members",
@@ -104,5 +110,11 @@ class RegistryClient:
         return self._call("GET", "/api/v1/registry-requests", "listing promotion requests", params=params)["requests"]
 
     def review(self, request_id: int, decision: str, comment: str | None = None) -> dict[str, Any]:
-        return self._call("POST", f"/api/v1/registry-requests/{int(request_id)}/reviews", "reviewing a request",
-                          json={"decision": decision, "comment": comment or ""})
+        """``PromotionReviewRefused`` when the caller may not review it (their own request, or not
+        the alias's approver role: the server's 403 and its reason)."""
+        response = self.http.request("POST", f"/api/v1/registry-requests/{int(request_id)}/reviews",
+                                     json={"decision": decision, "comment": comment or ""})
+        if response.status_code == 403:
+            raise PromotionReviewRefused(f"{self.http.base_url} refused the review (HTTP 403): "
+                                         f"{response_detail(response)}")
+        return self._answer(response, "reviewing a request")

@@ -11,7 +11,7 @@ from typing import Any
 
 from tracklet.artifacts.names import LATEST
 from tracklet.client.registry import RegistryClient
-from tracklet.registry.sql import AliasEvent, Card, Link, PromotionRequest
+from tracklet.registry.sql import DEFAULT_APPROVER_ROLE, AliasEvent, Card, Link, PromotionRequest, Protection
 
 
 def link_of(document: dict[str, Any]) -> Link:
@@ -67,10 +67,21 @@ class RemoteRegistry:
         return Card(**self.client.save_card(registry, collection, f"v{version}", text)["card"])
 
     def protect(self, registry: str, collection: str, alias: str, approvals: int = 1, *,
-                check: int | None = None, check_timeout: float | None = None) -> None:
-        """``check``: a webhook automation's id that must answer 2xx, within ``check_timeout``
-        seconds (the server's default: 10), before a promotion completes."""
-        self.client.protect(registry, collection, alias, approvals, check, check_timeout)
+                approver_role: str = DEFAULT_APPROVER_ROLE, check: int | None = None,
+                check_timeout: float | None = None) -> Protection | None:
+        """Require ``approvals`` approvals from holders of ``approver_role`` (or a higher registry
+        role) to move ``alias``; ``check``: a webhook automation's id that must answer 2xx, within
+        ``check_timeout`` seconds (the server's default: 10), before a promotion completes. The
+        policy it replaced is in the server's audit log (``detail.previous``); returns None."""
+        self.client.protect(registry, collection, alias, approvals, check, check_timeout, approver_role)
+        return None
+
+    def protections(self, registry: str, collection: str) -> dict[str, Protection]:
+        """The collection's protected aliases with their policies (``Protection``; the server's
+        answer also names each one's webhook check: ``client.protections``)."""
+        return {item["alias"]: Protection(item["alias"], item["approvals"], item.get("approver_role",
+                                                                                     DEFAULT_APPROVER_ROLE))
+                for item in self.client.protections(registry, collection)}
 
     def members(self, registry: str) -> list[dict[str, str]]:
         """``[{user, role}]`` of ``registry`` (registry roles: viewer, member, admin)."""

@@ -67,10 +67,28 @@ def _create_tables(engine: Any) -> None:
     for attempt in range(10):
         try:
             metadata.create_all(engine, checkfirst=True)
-            return
+            break
         except sa.exc.OperationalError as error:
             if "already exists" not in str(error) or attempt == 9:
                 raise
+    _add_columns(engine)
+
+
+def _add_columns(engine: Any) -> None:
+    """Columns a newer tracklet added to a ``registry.sqlite`` made before them (the server's
+    migrations do this for a server): ``registry_protections.approver_role`` (server ``s0011``)."""
+    import sqlalchemy as sa
+
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("registry_protections")}
+    if "approver_role" in columns:
+        return
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE registry_protections "
+                                       "ADD COLUMN approver_role VARCHAR(16) NOT NULL DEFAULT 'admin'"))
+    except sa.exc.OperationalError as error:
+        if "duplicate column" not in str(error):  # another process added it first
+            raise
 
 
 def open_remote(base_url: str, api_key: str | None = None, *, http: Any = None) -> Any:

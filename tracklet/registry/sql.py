@@ -9,9 +9,10 @@ Rules:
   its collection at a time;
 - every alias move (added, moved, removed) appends one event (actor, time, from -> to, reason);
 - a protected alias (``protect``) moves only through a promotion request approved by as many
-  reviewers as it requires, none of them the requester; approving the last needed approval moves
-  the alias and supersedes the alias's other pending requests, so of two concurrent promotions
-  exactly one wins.
+  reviewers as it requires, none of them the requester, each holding the protection's approver
+  role or a higher one (on a server, whose routes pass the reviewer's registry role; local mode has
+  no roles); approving the last needed approval moves the alias and supersedes the alias's other
+  pending requests, so of two concurrent promotions exactly one wins.
 
 Every change starts by writing the collection's row (``_hold``): on PostgreSQL that row lock
 serializes the writers of one collection (links, moves, reviews), on SQLite the database's write
@@ -31,8 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, version_number
-from tracklet.errors import (ArtifactNotFound, PromotionCheckRequired, PromotionRequired, RegistryError,
-                             RegistryUnavailable)
+from tracklet.errors import (ArtifactNotFound, PromotionCheckRequired, PromotionRequired, PromotionReviewRefused,
+                             RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name
 from tracklet.registry.tables import (registry_alias_events, registry_aliases, registry_cards, registry_collections,
                                       registry_links, registry_protections, registry_requests, registry_reviews)
@@ -40,6 +41,20 @@ from tracklet.registry.tables import (registry_alias_events, registry_aliases, r
 MAX_CARD_CHARS = 1 << 20  # a model card is Markdown for people: 1 MiB is plenty
 MAX_REASON_CHARS = 4096
 MAX_HISTORY = 10_000  # events returned by one history call at most
+REGISTRY_ROLES = ("viewer", "member", "admin")  # a registry's roles, lowest first (server/registry_roles.py)
+DEFAULT_APPROVER_ROLE = "admin"
+
+
+def check_approver_role(role: str) -> str:
+    """``role`` if it is a registry role; ``RegistryError`` otherwise."""
+    if role not in REGISTRY_ROLES:
+        raise RegistryError(f"an approver role is one of {', '.join(REGISTRY_ROLES)}; got {role!r}")
+    return role
+
+
+def role_at_least(role: str | None, needed: str) -> bool:
+    """Whether registry role ``role`` (None: no role) is ``needed`` or a higher one."""
+    return role in REGISTRY_ROLES and REGISTRY_ROLES.index(role) >= REGISTRY_ROLES.index(needed)
 
 
 @dataclasses.dataclass
@@ -127,6 +142,20 @@ class PromotionRequest:
     decided_at: float | None
     approvals_required: int = 1
     reviews: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    approver_role: str = DEFAULT_APPROVER_ROLE  # who may review it: this registry role or a higher one
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Protection:
+    """A protected alias's approval policy: ``approvals`` approvals from reviewers holding
+    ``approver_role`` (or a higher registry role), never the requester."""
+
+    alias: str
+    approvals: int
+    approver_role: str = DEFAULT_APPROVER_ROLE
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -515,34 +544,45 @@ class ModelRegistry:
 
     # ------------------------------------------------------------ protected aliases, promotion requests
 
-    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1) -> None:
-        """Require ``approvals`` approvals (by others than the requester) to move ``alias``; 0 lifts it."""
+    def protect(self, registry: str, collection: str, alias: str, approvals: int = 1, *,
+                approver_role: str = DEFAULT_APPROVER_ROLE) -> Protection | None:
+        """Require ``approvals`` approvals to move ``alias``, by others than the requester who
+        hold ``approver_role`` (``viewer``, ``member`` or ``admin``) or a higher registry role;
+        0 lifts the protection. Returns the policy it replaced (None: the alias was not protected).
+        Pending requests follow the new policy from their next review on."""
         alias = check_alias(alias)
-        if not isinstance(approvals, int) or not 0 <= approvals <= 100:
+        if isinstance(approvals, bool) or not isinstance(approvals, int) or not 0 <= approvals <= 100:
             raise RegistryError(f"approvals must be a whole number from 0 to 100; got {approvals!r}")
+        check_approver_role(approver_role)
         with self._write() as connection:
             self._hold(connection, registry, collection)
             where = sa.and_(self._key(registry_protections, registry, collection), registry_protections.c.alias == alias)
+            before = connection.execute(sa.select(registry_protections).where(where)).first()
             connection.execute(registry_protections.delete().where(where))
             if approvals:
                 connection.execute(registry_protections.insert().values(
-                    registry=registry, collection=collection, alias=alias, approvals=approvals))
+                    registry=registry, collection=collection, alias=alias, approvals=approvals,
+                    approver_role=approver_role))
+        return None if before is None else Protection(alias, before.approvals, before.approver_role)
 
-    def protections(self, registry: str, collection: str) -> dict[str, int]:
+    def protections(self, registry: str, collection: str) -> dict[str, Protection]:
+        """The collection's protected aliases, each with its approval policy."""
         with self.engine.connect() as connection:
-            return {row.alias: row.approvals for row in connection.execute(sa.select(registry_protections).where(
-                self._key(registry_protections, registry, collection)))}
+            return {row.alias: Protection(row.alias, row.approvals, row.approver_role)
+                    for row in connection.execute(sa.select(registry_protections).where(
+                        self._key(registry_protections, registry, collection)))}
 
     def _request(self, connection: sa.Connection, request_id: int) -> PromotionRequest:
         row = connection.execute(sa.select(registry_requests).where(registry_requests.c.id == request_id)).first()
         if row is None:
             raise ArtifactNotFound(f"no promotion request #{request_id}")
-        needed = connection.execute(sa.select(registry_protections.c.approvals).where(
-            self._key(registry_protections, row.registry, row.collection),
-            registry_protections.c.alias == row.alias)).scalar() or 0
+        policy = connection.execute(sa.select(registry_protections.c.approvals, registry_protections.c.approver_role)
+                                    .where(self._key(registry_protections, row.registry, row.collection),
+                                           registry_protections.c.alias == row.alias)).first()
         reviews = [row_._asdict() for row_ in connection.execute(sa.select(registry_reviews).where(
             registry_reviews.c.request_id == request_id).order_by(registry_reviews.c.at))]
-        return PromotionRequest(**row._asdict(), approvals_required=needed, reviews=reviews)
+        return PromotionRequest(**row._asdict(), approvals_required=policy.approvals if policy else 0, reviews=reviews,
+                                approver_role=policy.approver_role if policy else DEFAULT_APPROVER_ROLE)
 
     def request(self, request_id: int) -> PromotionRequest:
         with self.engine.connect() as connection:
@@ -562,9 +602,14 @@ class ModelRegistry:
             return [self._request(connection, request_id) for request_id in ids]
 
     def review(self, request_id: int, decision: str, *, reviewer: str | None = None,
-               comment: str | None = None, checked: bool = True) -> PromotionRequest:
+               comment: str | None = None, checked: bool = True, reviewer_role: str | None = None,
+               roles: bool = False) -> PromotionRequest:
         """Approve or reject a pending promotion request (``decision``: ``approve``/``reject``).
-        The requester can't review their own request, nor anyone review twice. The approval that
+        The requester can't review their own request, nor anyone review twice. With ``roles`` (a
+        server with registry roles) the reviewer must hold the alias's approver role or a higher
+        one (``reviewer_role``: theirs in the registry, None for none), checked under the
+        collection's lock with the policy in force then: ``PromotionReviewRefused`` otherwise,
+        as for the requester. The approval that
         completes the count moves the alias (its event names the request) and supersedes the
         alias's other pending requests. With ``checked=False`` that approval raises
         ``PromotionCheckRequired`` instead, recording nothing (decided under the collection's
@@ -577,8 +622,14 @@ class ModelRegistry:
             if request.state != "pending":
                 raise RegistryError(f"promotion request #{request_id} is {request.state}: it can't be reviewed")
             if reviewer == request.requester:
-                raise RegistryError(f"promotion request #{request_id} was made by {reviewer}: someone else must "
-                                    "review it")
+                raise PromotionReviewRefused(f"promotion request #{request_id} was made by {reviewer}: someone else "
+                                             "must review it")
+            if roles and not role_at_least(reviewer_role, request.approver_role):
+                raise PromotionReviewRefused(
+                    f"{reviewer} may not review promotion request #{request_id}: alias {request.alias!r} of "
+                    f"{registry}/{collection} takes approvals from the {request.approver_role} role or a higher one "
+                    f"in registry {registry!r}, and {reviewer} "
+                    + (f"has {reviewer_role}" if reviewer_role else "has no role there"))
             if any(review["reviewer"] == reviewer for review in request.reviews):
                 raise RegistryError(f"{reviewer} has reviewed promotion request #{request_id} already")
             now = time.time()

@@ -88,7 +88,8 @@ registry_cards = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
-# Protected aliases: moving one takes a promotion request with ``approvals`` approvals by others.
+# Protected aliases: moving one takes a promotion request with ``approvals`` approvals by others
+# holding ``approver_role`` (or a higher registry role) in the registry.
 registry_protections = sa.Table(
     "registry_protections",
     metadata,
@@ -96,6 +97,7 @@ registry_protections = sa.Table(
     sa.Column("collection", sa.String(_NAME), primary_key=True),
     sa.Column("alias", sa.String(_NAME), primary_key=True),
     sa.Column("approvals", sa.Integer, nullable=False),
+    sa.Column("approver_role", sa.String(16), nullable=False, server_default="admin"),  # server s0011
 )
 
 registry_requests = sa.Table(

@@ -4,7 +4,10 @@ Each user holds at most one role per registry, ordered ``viewer`` < ``member`` <
 server admin (and a ``--dev`` server's implicit user) is every registry's admin. The first user to
 link into a new registry (no collections, no members) becomes its admin, as the first upload to a
 project makes its uploader the project's admin. ``ACTIONS`` is the whole matrix: every registry route names
-its action and ``RegistryRoles.role``/``allows`` decide; nothing else grants a registry right.
+its action and ``RegistryRoles.role``/``allows`` decide; nothing else grants a registry right, but
+for reviewing a promotion request, which the alias's protection decides: its approver role (admin
+unless the protection names another) or a higher one, never the requester
+(``ModelRegistry.review``, under the collection's lock).
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tracklet.registry.sql import REGISTRY_ROLES, role_at_least
 from tracklet.server.auth import Principal
 from tracklet.server.schema import registry_members, users
-
-REGISTRY_ROLES = ("viewer", "member", "admin")
 
 # action -> the lowest registry role that may do it
 ACTIONS: dict[str, str] = {
@@ -25,7 +27,6 @@ ACTIONS: dict[str, str] = {
     "move_alias": "member",  # point an alias at a version; a protected one opens a promotion request
     "remove_alias": "member",  # delete an alias (a protected one can't be removed by anyone)
     "edit_card": "member",  # save a model card revision
-    "review": "admin",  # approve or reject a promotion request (not one's own)
     "protect": "admin",  # protect an alias, change its approvals or webhook check, lift it
     "manage_members": "admin",  # give, change or take a registry role
 }
@@ -39,8 +40,7 @@ def check_registry_role(role: str) -> str:
 
 def role_allows(role: str | None, action: str) -> bool:
     """Whether ``role`` (None: no role) may do ``action`` (a key of ``ACTIONS``)."""
-    needed = ACTIONS[action]
-    return role is not None and REGISTRY_ROLES.index(role) >= REGISTRY_ROLES.index(needed)
+    return role_at_least(role, ACTIONS[action])
 
 
 class RegistryRoles:

@@ -3,8 +3,10 @@ history, model cards, protected aliases and promotion requests, in the server's 
 (``tracklet.registry.sql.ModelRegistry`` over the ``registry_*`` tables of migration ``s0003``).
 
 Who may do what: registry roles (``registry_roles.ACTIONS``: viewer reads; member links, moves and
-removes aliases, edits cards, and so requests promotions; admin reviews requests, protects aliases
-and manages the registry's members), checked by every route through ``_require``. Linking also
+removes aliases, edits cards, and so requests promotions; admin protects aliases and manages the
+registry's members), checked by every route through ``_require``; a promotion request is reviewed
+by holders of its alias's approver role or a higher one (the protection's policy, admin unless it
+names another), never its requester: ``ModelRegistry.review`` decides under the collection's lock. Linking also
 needs ``read`` on the artifact version's project: no one registers what they can't read. The
 actor of every change is the API key's user, never a value the client sends. 401: no key; 403: no
 role, or too low a one; 404: no such collection, version or alias; 409: a protected alias (the
@@ -14,6 +16,7 @@ promotion request opened is named); 400: a bad name or a refused change.
 from __future__ import annotations
 
 import contextvars
+import functools
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
@@ -22,9 +25,9 @@ from pydantic import BaseModel, Field
 
 from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import (ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
-                             RegistryError, RegistryUnavailable)
+                             PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
-from tracklet.registry.sql import Link, ModelRegistry
+from tracklet.registry.sql import DEFAULT_APPROVER_ROLE, Link, ModelRegistry, Protection, role_at_least
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
 from tracklet.server.models import INT64_MAX, ArtifactVersion, ErrorResponse, LineageResponse, RowId, errors
 from tracklet.server import audit
@@ -62,6 +65,9 @@ class ProtectRequest(BaseModel):
                                 "an approved promotion moves the alias (server admins make automations)")
     check_timeout: float = Field(default=DEFAULT_TIMEOUT, ge=MIN_TIMEOUT, le=MAX_TIMEOUT, strict=True,
                                  description="seconds the check may take to answer (a timeout fails it)")
+    approver_role: str = Field(default=DEFAULT_APPROVER_ROLE, pattern="^(viewer|member|admin)$",
+                               description="the registry role whose holders (and holders of higher roles) may "
+                                           "approve or reject a promotion, never its requester")
 
 
 class ReviewRequest(BaseModel):
@@ -155,6 +161,8 @@ class ModelCardResponse(BaseModel):
 class ProtectionResponse(BaseModel):
     alias: str
     approvals: int
+    approver_role: str = Field(default=DEFAULT_APPROVER_ROLE, description="who may review a promotion: holders of "
+                               "this registry role or a higher one (viewer < member < admin)")
     check: int | None = Field(default=None, description="the webhook automation that checks promotions")
     check_timeout: float | None = Field(default=None, description="seconds the check may take to answer")
 
@@ -180,8 +188,11 @@ class PromotionRequestModel(BaseModel):
     created_at: float
     decided_at: float | None
     approvals_required: int
+    approver_role: str = Field(description="who may review it: holders of this registry role or a higher one")
     reviews: list[PromotionReview]
-    role: str | None = Field(default=None, description="the caller's role in its registry (admin: may review)")
+    role: str | None = Field(default=None, description="the caller's role in its registry")
+    may_review: bool = Field(default=False, description="whether the caller may approve or reject it now: it is "
+                             "pending, theirs to review by role, not their own, and not reviewed by them yet")
 
 
 class PromotionRequestResponse(BaseModel):
@@ -296,7 +307,8 @@ def _require(request: Request, registry: str, action: str, *, claim: bool = Fals
 # The registry's refusals, each family answered by one app-level handler (install_error_handlers):
 # routes raise them as they come. ArtifactNameError (a bad name) is also a ValueError: 400.
 REFUSALS: dict[type[Exception], int] = {ArtifactNameError: 400, ArtifactNotFound: 404, RegistryError: 400,
-                                        PromotionRequired: 409, RegistryUnavailable: 503}
+                                        PromotionRequired: 409, PromotionReviewRefused: 403,
+                                        RegistryUnavailable: 503}
 
 
 async def _refusal(request: Request, error: Exception) -> JSONResponse:
@@ -307,7 +319,8 @@ async def _refusal(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Answer the registry's errors wherever they are raised: a bad name 400, no such collection,
     version or alias 404, a refused change 400, a protected alias 409 (the request opened is
-    named), the registry's database refusing a change 503 (nothing changed)."""
+    named), a review its reviewer may not make 403, the registry's database refusing a change 503
+    (nothing changed)."""
     for kind in REFUSALS:
         app.add_exception_handler(kind, _refusal)
 
@@ -456,25 +469,31 @@ class ProtectionsResponse(BaseModel):
 @router.get(_COLLECTION + "/protections", response_model=ProtectionsResponse, responses=_ERRORS,
             summary="A collection's protected aliases")
 def protections(request: Request, registry: str, collection: str) -> dict[str, Any]:
-    """Each protected alias: the approvals a move needs, and its webhook check (an automation id)."""
+    """Each protected alias: the approvals a move needs, the registry role that may approve, and
+    its webhook check (an automation id)."""
     registry, collection = _names(registry, collection)
     _require(request, registry, "read")
     found = registry_of(request).protections(registry, collection)
+    return {"protections": [_policy(request, registry, collection, found[alias]) for alias in sorted(found)]}
+
+
+def _policy(request: Request, registry: str, collection: str, protection: Protection | None) -> dict[str, Any] | None:
+    """A protected alias's policy as ``ProtectionResponse`` says it (None: not protected)."""
+    if protection is None:
+        return None
     checks = _checks(request)
-
-    def protection(alias: str, approvals: int) -> dict[str, Any]:
-        check = checks.get(registry, collection, alias) if checks is not None else None
-        return {"alias": alias, "approvals": approvals, "check": check.automation_id if check else None,
-                "check_timeout": check.timeout if check else None}
-
-    return {"protections": [protection(alias, approvals) for alias, approvals in sorted(found.items())]}
+    check = checks.get(registry, collection, protection.alias) if checks is not None else None
+    return {**protection.to_json(), "check": check.automation_id if check else None,
+            "check_timeout": check.timeout if check else None}
 
 
 @router.put(_COLLECTION + "/protections/{alias}", response_model=ProtectionResponse, responses=_ERRORS,
             summary="Protect an alias")
 def protect(request: Request, registry: str, collection: str, alias: str, body: ProtectRequest) -> dict[str, Any]:
-    """Require `approvals` approvals to move `alias` (0 lifts it, and its check), and with `check`
-    a webhook automation's 2xx before an approved promotion moves it. Needs the admin role."""
+    """Require `approvals` approvals to move `alias` (0 lifts it, and its check) from holders of
+    `approver_role` or a higher registry role, and with `check` a webhook automation's 2xx before
+    an approved promotion moves it. The audit event says the policy before and after
+    (`detail.previous`, `detail.policy`). Needs the admin role."""
     _require(request, check_registry_name(registry), "protect")
     latest = _resolve(request, registry, collection, "latest")
     if body.check is not None and not body.approvals:
@@ -482,11 +501,20 @@ def protect(request: Request, registry: str, collection: str, alias: str, body: 
     checks = _checks(request)
     if body.check is not None and checks is None:
         raise HTTPException(status_code=400, detail="webhook checks need a tracking server (tracklet server)")
+    alias = check_selector(alias)
+    model_registry = registry_of(request)
+    approver_role = body.approver_role if body.approvals else DEFAULT_APPROVER_ROLE
+    policy = {"alias": alias, "approvals": body.approvals, "approver_role": approver_role,
+              "check": body.check, "check_timeout": body.check_timeout if body.check is not None else None}
+    previous = _policy(request, latest.registry, latest.collection,
+                       model_registry.protections(latest.registry, latest.collection).get(alias))
+    # The audit event of this change (written in protect's transaction) says what it replaced.
+    audit.note(request, previous=previous, policy=policy if body.approvals else None)
     if checks is not None:
-        checks.set(latest.registry, latest.collection, check_selector(alias), body.check, timeout=body.check_timeout)
-    registry_of(request).protect(latest.registry, latest.collection, alias, body.approvals)
-    return {"alias": alias, "approvals": body.approvals, "check": body.check,
-            "check_timeout": body.check_timeout if body.check is not None else None}
+        checks.set(latest.registry, latest.collection, alias, body.check, timeout=body.check_timeout)
+    model_registry.protect(latest.registry, latest.collection, alias, body.approvals,
+                           approver_role=approver_role)
+    return policy
 
 
 @router.get("/registry-requests", response_model=PromotionRequestsResponse, responses=_ERRORS,
@@ -494,27 +522,37 @@ def protect(request: Request, registry: str, collection: str, alias: str, body: 
 def requests(request: Request, registry: str | None = Query(None, max_length=128),
              state: str | None = Query("pending", pattern="^(pending|approved|rejected|superseded)$")) -> dict[str, Any]:
     """Promotion requests (of `registry`, in `state`) of the registries the caller has a role in,
-    each with that role (`admin`: may review)."""
+    each with that role and whether the caller may review it (`may_review`)."""
     roles = _roles(request)
     mine = None if roles is None else roles.roles(_principal(request))  # None: every registry's admin
     found = registry_of(request).requests(check_registry_name(registry) if registry else None, state=state)
-    return {"requests": [{**item.to_json(), "role": "admin" if mine is None else mine[item.registry]}
+    me = _actor(request)
+    return {"requests": [_request_json(item, "admin" if mine is None else mine[item.registry], me)
                          for item in found if mine is None or item.registry in mine]}
+
+
+def _request_json(item: Any, role: str | None, me: str) -> dict[str, Any]:
+    """A promotion request as the caller (``me``, holding ``role`` in its registry) sees it."""
+    may_review = (item.state == "pending" and item.requester != me and role_at_least(role, item.approver_role)
+                  and all(review["reviewer"] != me for review in item.reviews))
+    return {**item.to_json(), "role": role, "may_review": may_review}
 
 
 @router.post("/registry-requests/{request_id}/reviews", response_model=PromotionRequestResponse, responses=_ERRORS,
              summary="Approve or reject a request")
 def review(request: Request, request_id: RowId, body: ReviewRequest) -> dict[str, Any]:
     """Approve or reject promotion request `request_id` (not your own). The approval that completes
-    the count moves the alias. Needs the admin role in the request's registry."""
+    the count moves the alias. Needs the alias's approver role (admin unless its protection names
+    another) or a higher one in the request's registry: 403 otherwise, naming both roles."""
     model_registry = registry_of(request)
     checks = _checks(request)
     pending = model_registry.request(request_id)
-    role = _require(request, pending.registry, "review")
+    role = _role(request, pending.registry)
     check = None if checks is None else checks.get(pending.registry, pending.collection, pending.alias)
-    review = {"reviewer": _actor(request), "comment": body.comment}
+    review = functools.partial(model_registry.review, request_id, body.decision, reviewer=_actor(request),
+                               comment=body.comment, reviewer_role=role, roles=True)
     try:
-        decided = model_registry.review(request_id, body.decision, **review, checked=check is None)
+        decided = review(checked=check is None)
     except PromotionCheckRequired:
         # This approval completes the request: the alias's check must pass first, asked
         # outside any transaction (it may take up to its timeout).
@@ -525,8 +563,8 @@ def review(request: Request, request_id: RowId, body: ReviewRequest) -> dict[str
             raise HTTPException(status_code=409, detail=(
                 f"promotion request #{request_id} stays pending: its check failed ({outcome.detail}); "
                 "approve again once it passes")) from None
-        decided = model_registry.review(request_id, body.decision, **review, checked=True)
-    return {"request": {**decided.to_json(), "role": role}}
+        decided = review(checked=True)
+    return {"request": _request_json(decided, role, _actor(request))}
 
 
 class RegistryMember(BaseModel):

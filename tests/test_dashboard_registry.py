@@ -86,7 +86,7 @@ def test_registry_pages_show_collections_versions_history_and_card(registry, pag
     assert page.locator("tr[data-version='v0'] .alias").all_text_contents() == ["production"]
     assert page.locator("tr[data-version='v1'] .alias").all_text_contents() == ["latest"]
     assert page.text_content("tr[data-version='v0'] .linked-by") == "alice"
-    assert page.text_content(".protection[data-alias='production']") == "🔒 production: 1 approval"
+    assert page.text_content(".protection[data-alias='production']") == "🔒 production: 1 approval by admins"
     history = page.locator("table.alias-history tr[data-alias='production']")
     assert history.count() == 1 and history.locator(".move").text_content() == "– → v0"
 
@@ -296,3 +296,32 @@ def test_a_registry_admin_manages_roles_and_protections_and_others_get_no_contro
     assert alice.put(NET + "/protections/production", json={"approvals": 0}).status_code == 403
     assert alice.put("/api/v1/registries/model/members/alice", json={"role": "admin"}).status_code == 403
     assert alice.delete("/api/v1/registries/model/members/bob").status_code == 403
+
+
+def test_an_admin_lets_members_approve_and_a_member_approves_through_the_buttons(registry, page):  # noqa: F811
+    """bob (a registry admin) sets production's approver role to member in the protections
+    editor; made a member, he still gets the buttons and his approval moves the alias."""
+    server, keys, alice, _ = registry
+    (pending,) = alice.get("/api/v1/registry-requests").json()["requests"]
+    _as(page, keys["bob"])
+    page.goto(server.url + "/registry/model/net")
+    production = page.locator(".protections-card tr[data-alias='production']")
+    production.wait_for()
+    assert production.locator("select.approver-role").input_value() == "admin"
+    production.locator("select.approver-role").select_option("member")
+    production.locator("button.save-protection").click()
+    page.wait_for_selector(".protection[data-alias='production']:text('1 approval by members')")
+    (policy,) = alice.get(NET + "/protections").json()["protections"]
+    assert policy["approver_role"] == "member"
+
+    assert alice.put("/api/v1/registries/model/members/bob", json={"role": "member"}).status_code == 200
+    page.goto(server.url + "/registry/requests")
+    row = page.locator(f"tr[data-request='{pending['id']}']")
+    row.wait_for()
+    assert row.locator(".approvals").get_attribute("title") == "approvals from the member role or higher"
+    row.locator("input.comment").fill("a member's review")
+    row.locator("button.approve").click()
+    page.wait_for_selector(f"tr[data-request='{pending['id']}'][data-state='approved'], .no-requests")
+    assert alice.get(NET + "/versions/production").json()["link"]["version"] == 1
+    (review,) = alice.get("/api/v1/registry-requests", params={"state": "approved"}).json()["requests"][0]["reviews"]
+    assert (review["reviewer"], review["comment"]) == ("bob", "a member's review")

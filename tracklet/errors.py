@@ -50,6 +50,7 @@ __all__ = [
     "RegistryError",
     "PromotionRequired",
     "PromotionCheckRequired",
+    "PromotionReviewRefused",
     "RegistryUnavailable",
     "RemoteError",
     "ReproduceError",

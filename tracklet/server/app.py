@@ -133,7 +133,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     if shared_root:
         pass
     elif delivery_process:
-        worker = DeliveryProcess(store.engine.url.render_as_string(hide_password=False),
+        worker = DeliveryProcess(store.engine.url.render_as_string(hide_password=False), str(root),
                                  policy=delivery or DeliveryPolicy(), interval=automation_interval)
     else:
         worker = AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(), interval=automation_interval)

@@ -278,8 +278,10 @@ class DeliveryProcess:
     ends the process after its current pass; so does the server dying, however it dies (the pipe's
     last writer is gone), so no delivery process outlives its server."""
 
-    def __init__(self, url: str, *, policy: DeliveryPolicy = DeliveryPolicy(), interval: float = 1.0) -> None:
+    def __init__(self, url: str, root: str, *, policy: DeliveryPolicy = DeliveryPolicy(),
+                 interval: float = 1.0) -> None:
         self.url = url
+        self.root = root
         self.policy = policy
         self.interval = interval
         self.process: multiprocessing.process.BaseProcess | None = None
@@ -289,7 +291,7 @@ class DeliveryProcess:
     def start(self) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of the server's threads
         reader, writer = context.Pipe(duplex=False)
-        self.process = context.Process(target=_deliver_in_process, args=(self.url, self.policy, self.interval, reader),
+        self.process = context.Process(target=_deliver_in_process, args=(self.url, self.root, self.policy, self.interval, reader),
                                        name="tracklet-automations", daemon=True)
         self.process.start()
         reader.close()
@@ -319,14 +321,15 @@ class DeliveryProcess:
                 self.process.join(timeout=5)
 
 
-def _deliver_in_process(url: str, policy: DeliveryPolicy, interval: float,
+def _deliver_in_process(url: str, root: str, policy: DeliveryPolicy, interval: float,
                         reader: multiprocessing.connection.Connection) -> None:
     """``DeliveryProcess``'s process: the worker's passes, woken by bytes on ``reader``, until
     its end closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle: it closes the pipe
-    from tracklet.store.engine import create_engine
+    from tracklet.store import Store
 
-    engine = create_engine(url)
+    store = Store(url, root=root)  # the server's database, with the store's connection settings
+    engine = store.engine
     worker = AutomationWorker(Automations(engine, migrate_schema=False), policy=policy, interval=interval)
     worker._http = httpx.Client(timeout=policy.timeout, follow_redirects=False)
 
@@ -342,7 +345,7 @@ def _deliver_in_process(url: str, policy: DeliveryPolicy, interval: float,
         worker.serve(wait)
     finally:
         worker._http.close()
-        engine.dispose()
+        store.close()
 
 
 def slack_text(kind: str, subject: str, payload: Mapping[str, Any]) -> str:

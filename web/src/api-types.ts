@@ -1367,7 +1367,8 @@ export interface paths {
         };
         /**
          * A collection's protected aliases
-         * @description Each protected alias: the approvals a move needs, and its webhook check (an automation id).
+         * @description Each protected alias: the approvals a move needs, the registry role that may approve, and
+         *     its webhook check (an automation id).
          */
         get: operations["protections_api_v1_registries__registry__collections__collection__protections_get"];
         put?: never;
@@ -1388,8 +1389,10 @@ export interface paths {
         get?: never;
         /**
          * Protect an alias
-         * @description Require `approvals` approvals to move `alias` (0 lifts it, and its check), and with `check`
-         *     a webhook automation's 2xx before an approved promotion moves it. Needs the admin role.
+         * @description Require `approvals` approvals to move `alias` (0 lifts it, and its check) from holders of
+         *     `approver_role` or a higher registry role, and with `check` a webhook automation's 2xx before
+         *     an approved promotion moves it. The audit event says the policy before and after
+         *     (`detail.previous`, `detail.policy`). Needs the admin role.
          */
         put: operations["protect_api_v1_registries__registry__collections__collection__protections__alias__put"];
         post?: never;
@@ -1409,7 +1412,7 @@ export interface paths {
         /**
          * Promotion requests
          * @description Promotion requests (of `registry`, in `state`) of the registries the caller has a role in,
-         *     each with that role (`admin`: may review).
+         *     each with that role and whether the caller may review it (`may_review`).
          */
         get: operations["requests_api_v1_registry_requests_get"];
         put?: never;
@@ -1432,7 +1435,8 @@ export interface paths {
         /**
          * Approve or reject a request
          * @description Approve or reject promotion request `request_id` (not your own). The approval that completes
-         *     the count moves the alias. Needs the admin role in the request's registry.
+         *     the count moves the alias. Needs the alias's approver role (admin unless its protection names
+         *     another) or a higher one in the request's registry: 403 otherwise, naming both roles.
          */
         post: operations["review_api_v1_registry_requests__request_id__reviews_post"];
         delete?: never;
@@ -3174,13 +3178,24 @@ export interface components {
             decided_at: number | null;
             /** Approvals Required */
             approvals_required: number;
+            /**
+             * Approver Role
+             * @description who may review it: holders of this registry role or a higher one
+             */
+            approver_role: string;
             /** Reviews */
             reviews: components["schemas"]["PromotionReview"][];
             /**
              * Role
-             * @description the caller's role in its registry (admin: may review)
+             * @description the caller's role in its registry
              */
             role?: string | null;
+            /**
+             * May Review
+             * @description whether the caller may approve or reject it now: it is pending, theirs to review by role, not their own, and not reviewed by them yet
+             * @default false
+             */
+            may_review: boolean;
         };
         /** PromotionRequestResponse */
         PromotionRequestResponse: {
@@ -3222,6 +3237,12 @@ export interface components {
              * @default 10
              */
             check_timeout: number;
+            /**
+             * Approver Role
+             * @description the registry role whose holders (and holders of higher roles) may approve or reject a promotion, never its requester
+             * @default admin
+             */
+            approver_role: string;
         };
         /** ProtectionResponse */
         ProtectionResponse: {
@@ -3229,6 +3250,12 @@ export interface components {
             alias: string;
             /** Approvals */
             approvals: number;
+            /**
+             * Approver Role
+             * @description who may review a promotion: holders of this registry role or a higher one (viewer < member < admin)
+             * @default admin
+             */
+            approver_role: string;
             /**
              * Check
              * @description the webhook automation that checks promotions

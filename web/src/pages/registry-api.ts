@@ -16,6 +16,10 @@ export type RegistryLink = Schemas["RegistryLink"];
 export type AliasMove = Schemas["AliasMove"];
 export type PromotionRequest = Schemas["PromotionRequestModel"];
 export type Me = Schemas["Me"];
+/** PUT .../protections/{alias}: the policy as a whole (approvals 0 lifts it). */
+export type ProtectBody = { approvals: number; approver_role?: string; check?: number; check_timeout?: number };
+/** Registry roles, lowest first: a protection's approvers hold its role or a higher one. */
+export const APPROVER_ROLES = ["viewer", "member", "admin"] as const;
 
 const enc = encodeURIComponent;
 const collectionPath = (registry: string, collection: string) => `/registries/${enc(registry)}/collections/${enc(collection)}`;
@@ -45,7 +49,7 @@ export const registryApi = {
       `${collectionPath(registry, collection)}/versions/${enc(selector)}/lineage`,
       { hops },
     ),
-  protect: (registry: string, collection: string, alias: string, body: { approvals: number; check?: number; check_timeout?: number }) =>
+  protect: (registry: string, collection: string, alias: string, body: ProtectBody) =>
     send<Schemas["ProtectionResponse"]>("PUT", `${collectionPath(registry, collection)}/protections/${enc(alias)}`, body),
   members: (registry: string) => get<Body<"/api/v1/registries/{registry}/members">>(`/registries/${enc(registry)}/members`),
   setMember: (registry: string, user: string, role: string) =>

@@ -26,7 +26,7 @@ import {
   type RegistryRoute,
 } from "../router";
 import { aliasChips, shortDigest } from "./artifacts";
-import { registryApi, type AliasMove, type Me, type PromotionRequest, type Protection, type RegistryLink } from "./registry-api";
+import { APPROVER_ROLES, registryApi, type AliasMove, type Me, type PromotionRequest, type ProtectBody, type Protection, type RegistryLink } from "./registry-api";
 import { registryLineagePage } from "./registry-lineage";
 
 export function registryPage(root: HTMLElement, route: RegistryRoute): Promise<() => void> {
@@ -153,15 +153,16 @@ function membersPanel(registry: string): HTMLElement {
 }
 
 /** A registry admin's editor of a collection's protected aliases: approvals a move needs (0
- * lifts it), a webhook check (an automation's id) and its timeout. */
+ * lifts it), the registry role that may approve (or a higher one), a webhook check (an
+ * automation's id) and its timeout. */
 function protectionsPanel(registry: string, collection: string, protections: Protection[], reload: () => void): HTMLElement {
   const error = h("p.error.protect-error", { hidden: true });
   const number = (cls: string, label: string, value: string, attrs: Record<string, string | number> = {}) =>
     h(`input.${cls}`, { type: "number", "aria-label": label, value, ...attrs }) as HTMLInputElement;
-  const save = (alias: string, approvals: HTMLInputElement, check: HTMLInputElement, timeout: HTMLInputElement, button: HTMLButtonElement) => async () => {
+  const save = (alias: string, approvals: HTMLInputElement, approver: HTMLSelectElement, check: HTMLInputElement, timeout: HTMLInputElement, button: HTMLButtonElement) => async () => {
     button.disabled = true;
     try {
-      const body: { approvals: number; check?: number; check_timeout?: number } = { approvals: Number(approvals.value) };
+      const body: ProtectBody = { approvals: Number(approvals.value), approver_role: approver.value };
       if (check.value) body.check = Number(check.value);
       if (check.value && timeout.value) body.check_timeout = Number(timeout.value);
       await registryApi.protect(registry, collection, alias, body);
@@ -174,18 +175,25 @@ function protectionsPanel(registry: string, collection: string, protections: Pro
   const row = (p: Protection | null) => {
     const alias = p ? null : (h("input.alias-name", { type: "text", placeholder: "alias, e.g. production", "aria-label": "alias to protect" }) as HTMLInputElement);
     const approvals = number("approvals", "approvals needed", String(p?.approvals ?? 1), { min: 0, max: 100 });
+    const current = p?.approver_role ?? "admin";
+    const approver = h(
+      "select.approver-role",
+      { "aria-label": "approver role" },
+      ...APPROVER_ROLES.map((role) => h("option", { value: role, text: `${role}s or higher`, ...(role === current ? { selected: true } : {}) })),
+    ) as HTMLSelectElement;
     const check = number("check", "check automation id", p?.check ? String(p.check) : "", { min: 1, placeholder: "none" });
     const timeout = number("check-timeout", "check timeout in seconds", p?.check_timeout ? String(p.check_timeout) : "", { min: 0.5, max: 120, step: 0.5, placeholder: "10" });
     const button = h("button.save-protection", { type: "button", text: p ? "Save" : "Protect" }) as HTMLButtonElement;
     button.addEventListener("click", () => {
       const name = p ? p.alias : alias!.value.trim();
-      void save(name, approvals, check, timeout, button)();
+      void save(name, approvals, approver, check, timeout, button)();
     });
     return h(
       "tr",
       p ? { "data-alias": p.alias } : { class: "new-protection" },
       h("td", {}, p ? aliasChips([p.alias]) : alias!),
       h("td", {}, approvals),
+      h("td", {}, approver),
       h("td", {}, check),
       h("td", {}, timeout),
       h("td", {}, button),
@@ -195,11 +203,11 @@ function protectionsPanel(registry: string, collection: string, protections: Pro
     "section.card.wide.protections-card",
     {},
     h("h2", { text: "Protected aliases" }),
-    h("p.muted", { text: "Moving a protected alias opens a promotion request; approvals 0 lifts the protection and its check. A check is a webhook automation that must answer 2xx within its timeout (seconds) before an approved promotion moves the alias." }),
+    h("p.muted", { text: "Moving a protected alias opens a promotion request, approved by holders of its approver role (or a higher role) other than the requester; approvals 0 lifts the protection and its check. A check is a webhook automation that must answer 2xx within its timeout (seconds) before an approved promotion moves the alias." }),
     h(
       "table.artifact-table.protections-table",
       {},
-      h("tr", {}, ...["Alias", "Approvals", "Check (automation #)", "Check timeout (s)", ""].map((t) => h("th", { text: t }))),
+      h("tr", {}, ...["Alias", "Approvals", "Approved by", "Check (automation #)", "Check timeout (s)", ""].map((t) => h("th", { text: t }))),
       ...protections.map((p) => row(p)),
       row(null),
     ),
@@ -207,7 +215,8 @@ function protectionsPanel(registry: string, collection: string, protections: Pro
   );
 }
 
-/** Pending requests as a table; a registry admin other than the requester gets approve/reject. */
+/** Pending requests as a table; who may review one (its alias's approver role or higher, not the
+ * requester: the server's `may_review`) gets approve/reject. */
 function requestsTable(requests: PromotionRequest[], me: Me, reload: () => void): HTMLElement {
   if (!requests.length) return h("p.muted.no-requests", { text: "No promotion requests." });
   return h(
@@ -221,7 +230,7 @@ function requestsTable(requests: PromotionRequest[], me: Me, reload: () => void)
 function requestRow(r: PromotionRequest, me: Me, reload: () => void): HTMLElement {
   const approvals = r.reviews.filter((review) => review.decision === "approve").length;
   const actions = h("div.review-actions");
-  if (r.state === "pending" && r.role === "admin" && r.requester !== me.user) {
+  if (r.may_review) {
     const comment = h("input.comment", { type: "text", placeholder: "comment", "aria-label": "review comment" });
     const error = h("p.error.review-error", { hidden: true });
     const decide = (decision: "approve" | "reject") => async () => {
@@ -242,7 +251,11 @@ function requestRow(r: PromotionRequest, me: Me, reload: () => void): HTMLElemen
     actions.append(comment, approve, reject, error);
   } else if (r.state === "pending") {
     actions.append(h("span.muted.cannot-review", {
-      text: r.requester === me.user ? "your request: someone else reviews it" : "a registry admin reviews it",
+      text: r.requester === me.user
+        ? "your request: someone else reviews it"
+        : r.reviews.some((review) => review.reviewer === me.user)
+          ? "you reviewed it"
+          : `a registry ${r.approver_role} (or higher) reviews it`,
     }));
   }
   return h(
@@ -254,7 +267,7 @@ function requestRow(r: PromotionRequest, me: Me, reload: () => void): HTMLElemen
     h("td.move", { text: `${vname(r.from_version)} → ${vname(r.to_version)}` }),
     h("td.requester", { text: r.requester }),
     h("td.reason", { text: r.reason }),
-    h("td.num.approvals", { text: `${approvals}/${r.approvals_required}` }),
+    h("td.num.approvals", { text: `${approvals}/${r.approvals_required}`, title: `approvals from the ${r.approver_role} role or higher` }),
     h(
       "td.reviews",
       {},
@@ -361,7 +374,7 @@ async function collectionPage(root: HTMLElement, registry: string, collection: s
           h("span.protection", {
             "data-alias": p.alias,
             title: "moving it takes a promotion request approved by others",
-            text: `🔒 ${p.alias}: ${p.approvals} approval${p.approvals === 1 ? "" : "s"}${p.check ? ` + check #${p.check} (${p.check_timeout} s)` : ""}`,
+            text: `🔒 ${p.alias}: ${p.approvals} approval${p.approvals === 1 ? "" : "s"} by ${p.approver_role}s${p.check ? ` + check #${p.check} (${p.check_timeout} s)` : ""}`,
           }),
         ),
       ),

@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="also time the transaction without HTTP")
     parser.add_argument("--rule-event", default="alias.moved",
                         help="the webhook rule's event (another one, e.g. run.alert: no delivery per move)")
+    parser.add_argument("--delivery", choices=("process", "thread"), default="process",
+                        help="where the server sends webhooks (tracklet server --webhook-delivery)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -66,7 +68,7 @@ def main() -> None:
         admin = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root),
                                 *(["--store", args.store] if args.store else []), "create-user", "root", "--admin"],
                                env=env, capture_output=True, text=True, timeout=120, check=True).stdout.strip()
-        server = Server(root, store=args.store, dev=False)
+        server = Server(root, store=args.store, dev=False, extra=("--webhook-delivery", args.delivery))
         try:
             server.spawn()
             server.wait_ready(timeout=180)  # a loaded machine starts a server slowly
@@ -101,7 +103,7 @@ def main() -> None:
                 delivery_cpu = (sum(sum(child.cpu_times()[:2]) for child in deliverers) - delivery_before) * 1000 \
                     / args.moves
                 load = (load_before + os.getloadavg()[0]) / 2
-                results[f"HTTP PUT alias (audit + outbox in one transaction), rule on {args.rule_event}"] = {
+                results[f"HTTP PUT alias, rule on {args.rule_event}, delivery in a {args.delivery}"] = {
                     "p50_ms": statistics.median(times), "p99_ms": p99(times), "cpu_ms": cpu,
                     "delivery_cpu_ms": delivery_cpu, "load": load}
                 events = http.get("/audit", params={"action": "set_alias", "limit": 10_000}).json()["events"]

@@ -90,6 +90,9 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
               help="Seconds an automation's webhook may take to answer before the attempt counts as failed.")
 @click.option("--webhook-retry-base", default=2.0, show_default=True, type=click.FloatRange(0.01),
               help="Seconds before an automation's first retry; doubled after each failed attempt (docs/audit.md).")
+@click.option("--webhook-delivery", type=click.Choice(["process", "thread"]), default="process", show_default=True,
+              help="Send automations' webhooks from a process of their own (no request waits for one) or from a "
+              "thread of the server's process (one process fewer; deliveries then cost requests' latency).")
 @click.option("--dev", is_flag=True, help="Development mode: no API keys, anyone may do anything; loopback only.")
 @click.pass_context
 @_handle_errors
@@ -97,7 +100,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
            files_url: str | None, files_options: tuple[str, ...], logs_url: str | None, artifacts_url: str | None,
            heartbeat_lapse: float, sweep_interval: float, header_timeout: float, idle_timeout: float,
            keep_alive: int, max_connections: int, webhook_timeout: float, webhook_retry_base: float,
-           dev: bool) -> None:
+           webhook_delivery: str, dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
     Every request needs an API key (create the first admin with `tracklet admin create-user NAME
@@ -127,7 +130,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
                      files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
                      artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
                      auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base),
-                     delivery_process=True)  # webhooks are sent by a process of their own: no request waits
+                     delivery_process=webhook_delivery == "process")
     if dev:  # no keys: only this machine's own pages and programs, never a page by DNS rebinding
         from tracklet.server.localaccess import LoopbackHostCheck
 

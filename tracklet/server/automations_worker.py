@@ -56,6 +56,7 @@ from tracklet.server.automations import Automations, Rule, row_rule
 from tracklet.server.schema import automation_attempts, automation_deliveries, automations, event_outbox
 
 RETRY_STATUSES = frozenset({408, 429})
+RECORD_EVERY = 1.0  # seconds a batch's attempt outcomes wait, at most, to be written together
 RECHECKS = (0.05, 0.25)  # seconds after a wake-up that found no event (its transaction not yet committed)
 
 
@@ -208,13 +209,33 @@ class AutomationWorker:
             if claimed:
                 connection.execute(automation_deliveries.update().where(d.id.in_([row.id for row in claimed]))
                                    .values(next_attempt_at=lease))
+        # Outcomes are recorded a batch at a time (at most RECORD_EVERY seconds after the first
+        # unrecorded one): one write transaction for many attempts, so the delivery log takes
+        # SQLite's write lock from the server's requests as seldom as it can.
+        outcomes: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        since = time.monotonic()
         for row in claimed:
-            self._attempt(row)
+            outcomes.append(self._attempt(row))
+            if time.monotonic() - since >= RECORD_EVERY:
+                self._record(outcomes)
+                outcomes, since = [], time.monotonic()
+        self._record(outcomes)
         with self.engine.connect() as connection:
             due = connection.execute(sa.select(sa.func.min(d.next_attempt_at)).where(d.state == "pending")).scalar()
         return None if due is None else float(due)
 
-    def _attempt(self, delivery: Any) -> None:
+    def _record(self, outcomes: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        """Log attempts and update their deliveries (``_attempt``'s outcomes), in one transaction."""
+        if not outcomes:
+            return
+        d = automation_deliveries.c
+        with self.engine.begin() as connection:
+            connection.execute(automation_attempts.insert(), [attempt for attempt, _ in outcomes])
+            for attempt, values in outcomes:
+                connection.execute(automation_deliveries.update().where(d.id == attempt["delivery_id"]).values(**values))
+
+    def _attempt(self, delivery: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send one delivery; its attempt row and the delivery's new values (``_record`` writes them)."""
         with self.engine.connect() as connection:
             event = connection.execute(sa.select(event_outbox).where(event_outbox.c.id == delivery.event_id)).one()
             rule_row = connection.execute(sa.select(automations).where(
@@ -247,13 +268,10 @@ class AutomationWorker:
             state, next_at = "pending", now + self.policy.backoff(attempt)
         else:
             state, next_at = "failed", now
-        d = automation_deliveries.c
-        with self.engine.begin() as connection:
-            connection.execute(automation_attempts.insert().values(
-                delivery_id=delivery.id, attempt=attempt, time=now, status=status, error=error, duration=duration))
-            connection.execute(automation_deliveries.update().where(d.id == delivery.id).values(
-                state=state, attempts=attempt, next_attempt_at=next_at, last_status=status, last_error=error,
-                finished_at=None if state == "pending" else now))
+        return ({"delivery_id": delivery.id, "attempt": attempt, "time": now, "status": status, "error": error,
+                 "duration": duration},
+                {"state": state, "attempts": attempt, "next_attempt_at": next_at, "last_status": status,
+                 "last_error": error, "finished_at": None if state == "pending" else now})
 
     @staticmethod
     def _body(rule: Rule, event: Any, idempotency_key: str) -> bytes:

@@ -156,7 +156,7 @@ def test_registry_roles_and_a_webhook_check_from_the_command_line(servers, tmp_p
     protected = invoke(here, "registry", "--url", server.url, "protect", "model/net", "production", "--check",
                        str(rule["id"]))
     assert protected.exit_code == 0, protected.output
-    assert protected.output.strip() == f"model/net:production needs 1 approval(s) to move and automation #{rule['id']}'s check"
+    assert protected.output.strip() == f"model/net:production needs 1 approval(s) by the admin role or a higher one to move and automation #{rule['id']}'s check"
     monkeypatch.setenv("TRACKLET_API_KEY", keys["bob"])  # a member: no admin's rights
     refused = invoke(here, "registry", "--url", server.url, "members", "model", "bob", "admin")
     assert refused.exit_code == 2 and "needs the admin role in registry 'model'" in refused.output

@@ -57,6 +57,7 @@ from tracklet.server.schema import automation_attempts, automation_deliveries, a
 
 RETRY_STATUSES = frozenset({408, 429})
 RECORD_EVERY = 1.0  # seconds a batch's attempt outcomes wait, at most, to be written together
+COALESCE = 0.05  # seconds the delivery process lets wake-ups gather before a pass
 RECHECKS = (0.05, 0.25)  # seconds after a wake-up that found no event (its transaction not yet committed)
 
 
@@ -354,6 +355,7 @@ def _deliver_in_process(url: str, root: str, policy: DeliveryPolicy, interval: f
     def wait(seconds: float) -> bool | None:
         if not multiprocessing.connection.wait([reader], seconds):
             return False
+        time.sleep(COALESCE)  # the wake-ups of a burst of events: one pass for all of them
         try:
             return True if os.read(reader.fileno(), 4096) else None  # b"": the server closed the pipe or died
         except OSError:

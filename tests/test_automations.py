@@ -378,14 +378,16 @@ def _delivery_processes(server) -> list:
 def test_tracklet_server_delivers_from_a_process_of_its_own_that_ends_with_the_server(servers, tmp_path, receiver,
                                                                                        ending):
     """`tracklet server` sends webhooks from a child process (no request thread or GIL of the
-    server's is spent on a delivery), woken as events are written, and that process never outlives
-    the server: a stopped server's, and a killed one's (the pipe it waits on closes), exit."""
+    server's is spent on a delivery), started once a rule exists and woken as events are written,
+    and that process never outlives the server: a stopped server's, and a killed one's (the pipe it
+    waits on closes), exit."""
     import psutil
 
     hook = receiver()
     server = servers(tmp_path / "srv", extra=("--webhook-retry-base", "0.2"))
-    (deliverer,) = wait_for(lambda: _delivery_processes(server), "the delivery process")
     with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get("/api/v1/health").status_code == 200
+        assert _delivery_processes(server) == []  # no rule, nothing to deliver: no second interpreter
         assert http.post("/api/v1/automations", json={"name": "all", "event": "*", "url": f"{hook.url}/all",
                                                       "secret": SECRET}).status_code == 201
         data = tmp_path / "data.txt"
@@ -399,6 +401,7 @@ def test_tracklet_server_delivers_from_a_process_of_its_own_that_ends_with_the_s
         run.finish()
     wait_for(lambda: {request["event"] for request in hook.delivered("/all")} >= {"artifact.version", "run.finished"},
              "the webhooks, from the delivery process")
+    (deliverer,) = _delivery_processes(server)
     assert all(request["verified"] for request in hook.requests)
     assert deliverer.is_running() and deliverer.pid != server.proc.pid
     server.stop() if ending == "terminate" else server.kill()

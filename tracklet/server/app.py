@@ -134,7 +134,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         pass
     elif delivery_process:
         worker = DeliveryProcess(store.engine.url.render_as_string(hide_password=False), str(root),
-                                 policy=delivery or DeliveryPolicy(), interval=automation_interval)
+                                 policy=delivery or DeliveryPolicy(), interval=automation_interval,
+                                 needed=lambda: bool(state.automations.rules(cached=True)))
     else:
         worker = AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(), interval=automation_interval)
     if index_on_start:

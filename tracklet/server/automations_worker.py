@@ -295,19 +295,35 @@ class DeliveryProcess:
     ``set`` (``emit``'s wake-up, from any request thread) writes a byte into a pipe the process
     waits on, never blocking: a full pipe has a wake-up pending already. Closing the pipe (``stop``)
     ends the process after its current pass; so does the server dying, however it dies (the pipe's
-    last writer is gone), so no delivery process outlives its server."""
+    last writer is gone), so no delivery process outlives its server.
+
+    The process starts once there is something to deliver: at ``start`` if ``needed()`` (an
+    automation rule exists), else at the first wake-up that finds one (a new interpreter costs
+    ~0.6 s of CPU, which a server without rules, such as every test server, never pays)."""
 
     def __init__(self, url: str, root: str, *, policy: DeliveryPolicy = DeliveryPolicy(),
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, needed: Callable[[], bool] = lambda: True) -> None:
         self.url = url
         self.root = root
         self.policy = policy
         self.interval = interval
+        self.needed = needed
         self.process: multiprocessing.process.BaseProcess | None = None
         self._writer: multiprocessing.connection.Connection | None = None
         self._guard = threading.Lock()  # a wake-up never writes to a descriptor ``stop`` closed
+        self._stopped = False
 
     def start(self) -> None:
+        self._stopped = False
+        events.listen(self)
+        if self.needed():
+            with self._guard:
+                self._spawn()
+
+    def _spawn(self) -> None:
+        """Start the process (under ``_guard``), once."""
+        if self.process is not None or self._stopped:
+            return
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of the server's threads
         reader, writer = context.Pipe(duplex=False)
         self.process = context.Process(target=_deliver_in_process, args=(self.url, self.root, self.policy, self.interval, reader),
@@ -316,10 +332,17 @@ class DeliveryProcess:
         reader.close()
         os.set_blocking(writer.fileno(), False)
         self._writer = writer
-        events.listen(self)
 
     def set(self) -> None:
-        """Wake the process (``events.listen``'s interface)."""
+        """Wake the process (``events.listen``'s interface), starting it if a rule now exists."""
+        if self.process is None and not self._stopped:
+            try:
+                wanted = self.needed()
+            except Exception:  # noqa: BLE001 - the database is unreachable: the next event asks again
+                wanted = False
+            if wanted:
+                with self._guard:
+                    self._spawn()
         with self._guard:
             if self._writer is None:
                 return
@@ -330,6 +353,7 @@ class DeliveryProcess:
 
     def stop(self) -> None:
         with self._guard:
+            self._stopped = True
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()

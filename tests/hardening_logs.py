@@ -119,11 +119,16 @@ class Case:
 
 
 def _byte_case(name: str, original: bytes, mutated: bytes) -> Case:
-    """Oracle for byte damage: every frame whose bytes are unchanged, in order."""
-    intact = [payload for start, end, payload in frames_of(original) if mutated[start:end] == original[start:end]]
-    lost = len(intact) < len(frames_of(original))
+    """Oracle for byte damage: every frame whose bytes are unchanged, in order. A log cut exactly
+    between two frames is a log whose writer stopped there (a kill does that): readers read it
+    whole and have no damage to report."""
+    frames = frames_of(original)
+    intact = [payload for start, end, payload in frames if mutated[start:end] == original[start:end]]
+    lost = len(intact) < len(frames)
     header_hurt = bool(mutated) and mutated[:8] != MAGIC
-    return Case(name, mutated, intact, lost or header_hurt)
+    cut_between_frames = len(mutated) > len(MAGIC) and original.startswith(mutated) \
+        and any(end == len(mutated) for _, end, _ in frames)
+    return Case(name, mutated, intact, (lost or header_hurt) and not cut_between_frames)
 
 
 def flip(data: bytes, position: int, bit: int) -> bytes:

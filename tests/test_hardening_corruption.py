@@ -31,7 +31,7 @@ from tracklet.core.recordlog import MAGIC, frame, scan
 from tracklet.proto import records_pb2 as pb
 
 from conftest import QUIET, REPO
-from hardening_logs import (PROJECT, RUN_ID, SEED, Outcome, byte_cases, check_replay, clean_log, comparable,
+from hardening_logs import (PROJECT, RUN_ID, SEED, Outcome, _byte_case, byte_cases, check_replay, clean_log, comparable,
                             corruption_attack, crafted_cases, flip, frames_of, kill_attack, record_pristine,
                             write_log)
 from hardening_logs import read_state as _state
@@ -90,6 +90,19 @@ def test_the_reported_damage_says_what_and_where(pristine, tmp_path):
 
 
 STORE_CASES = ("zero-filled file", "20% bit flip", "column for an undefined key id", "not protobuf")
+
+
+def test_a_log_cut_between_two_frames_reads_whole_and_a_cut_inside_one_is_damage(pristine, tmp_path):
+    """A cut exactly at a frame's end is what a kill between two writes leaves: no damage to report,
+    and the harness's oracle must not expect any (CI's random truncation drew such a cut)."""
+    frames = frames_of(pristine)
+    end = frames[len(frames) // 2][1]
+    between, inside = _byte_case("between", pristine, pristine[:end]), _byte_case("inside", pristine, pristine[:end + 3])
+    assert not between.damaged and inside.damaged
+    for case in (between, inside):
+        outcome = Outcome("replay")
+        check_replay(case, outcome, tmp_path)
+        assert outcome.problems == [], case.name
 
 
 def _store_view(root: Path) -> dict:

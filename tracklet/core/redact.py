@@ -87,7 +87,8 @@ def looks_random(value: str) -> bool:
     of 16+ letters and digits with both in it (hex digests, base62 tokens), a run of 32+ hex digits
     whatever its mix (``secrets.token_hex(16)`` is all digits but one letter ~1 time in 170,000), or
     20+ characters of a URL-safe alphabet mixing two of upper case, lower case and digits
-    (``secrets.token_urlsafe``)."""
+    (``secrets.token_urlsafe``; one of 16 bytes misses ~3 times in a million, being letters of one
+    case and '_' alone, as a name is)."""
     if _HEX_RUN.search(value):
         return True
     for run in _ALNUM_RUN.findall(value):

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 
 from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.errors import ArtifactError
@@ -118,3 +118,19 @@ def set_media_blobs(app: FastAPI, root: Path, artifacts: ServerArtifacts | None)
 
     blobs = artifacts.blobs if artifacts is not None else FsspecBlobStore(artifact_dir(root))
     app.state.media_blobs = MediaBlobs(blobs, artifacts, root / "cache" / FRAGMENT_CACHE)
+
+
+def blob_response(request: Request, project: str, digest: str, mime: str | None, what: str) -> Response:
+    """The bytes of blob ``digest`` of ``project`` (``what`` names it in a 404), served immutable and
+    sandboxed (a blob is user content: never sniffed as a page of this origin)."""
+    data = media_blobs(request).read_bytes(project, digest)
+    if data is None:
+        raise HTTPException(status_code=404, detail=f"{what} {digest} is missing or damaged in the blob store "
+                            "(on a server: not uploaded yet; `tracklet sync` sends it)")
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+               "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
+    if mime is None:
+        from tracklet.tracing.media import sniff_mime
+
+        mime = sniff_mime(data)
+    return Response(data, media_type=mime, headers=headers)

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tracklet.server.logs import run_paths
-from tracklet.server.media_blobs import media_blobs
+from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
@@ -127,13 +127,7 @@ def get_media_file(request: Request, project: str, run_id: str,
     mime = _mime_of(rows, digest)
     if mime is None:
         raise HTTPException(status_code=404, detail=f"run {project}/{run_id} logged no media file {digest}")
-    data = media_blobs(request).read_bytes(project, digest)
-    if data is None:
-        raise HTTPException(status_code=404, detail=f"media file {digest} is missing or damaged in the blob store "
-                            "(on a server: not uploaded yet; `tracklet sync` sends it)")
-    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-               "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
-    return Response(data, media_type=mime, headers=headers)
+    return blob_response(request, project, digest, mime, "media file")
 
 
 def _mime_of(rows: list[dict[str, Any]], digest: str) -> str | None:

@@ -154,8 +154,7 @@ def get_trace_blob(request: Request, project: str,
     """The bytes of an image, audio clip, video or long bytes an op took or returned (a span's
     payload holds ``{"_type": "tracklet.media", "sha256": ...}`` in its place), or of a payload
     stored as a blob; only blobs the trace's spans name, checked against the digest."""
-    from tracklet.server.media_blobs import media_blobs
-    from tracklet.tracing.media import sniff_mime
+    from tracklet.server.media_blobs import blob_response
 
     if not _TRACE_ID.fullmatch(trace_id):
         raise HTTPException(status_code=400, detail="a trace is named by its id (32 lowercase hex digits)")
@@ -166,10 +165,4 @@ def get_trace_blob(request: Request, project: str,
     named = trace_blobs(rows[0]["spans"]) if rows else {}
     if digest not in named:
         raise HTTPException(status_code=404, detail=f"no span of trace {trace_id} in {project} names blob {digest}")
-    data = media_blobs(request).read_bytes(project, digest)
-    if data is None:
-        raise HTTPException(status_code=404, detail=f"blob {digest} is missing or damaged in the blob store "
-                            "(on a server: not uploaded yet; `tracklet sync` sends it)")
-    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-               "Cache-Control": "private, max-age=31536000, immutable", "ETag": f'"{digest}"'}
-    return Response(data, media_type=named[digest] or sniff_mime(data), headers=headers)
+    return blob_response(request, project, digest, named[digest] or None, "blob")

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from tracklet.core.redact import (REDACTED, looks_random, may_hold_secrets, may_name_secrets, redact_text,
                                    secret_name)
 from tracklet.core.values import fill_entries
+from tracklet.core.wire import varint
 from tracklet.proto import records_pb2 as pb
 from tracklet.tracing import media as span_media
 from tracklet.tracing.ops import OpCall
@@ -453,7 +454,6 @@ def span_record(call: Any) -> pb.Record:
 # from the op's serialized template and the fields' wire encodings (tests compare them with
 # ``span_record``'s). Secret prefilters run once over all the calls' payload texts joined.
 
-_SMALL_VARINTS = [bytes((n,)) for n in range(128)]
 # Span fields 1-2 (trace and span id, big-endian bytes), 3 (parent id), 7-9 (start and end as
 # fixed64, little-endian; status OK): tags and values packed in one C call each.
 _IDS = struct.Struct(">2sQQ2sQ")
@@ -461,17 +461,6 @@ _PARENT = struct.Struct(">2sQ")
 _TIMES = struct.Struct("<1sQ1sQ2s")
 _MASK64 = (1 << 64) - 1
 _run_ids: dict[str, bytes] = {}  # a run id's encoded field (tag, length, UTF-8)
-
-
-def _varint(number: int) -> bytes:
-    if number < 128:
-        return _SMALL_VARINTS[number]
-    out = bytearray()
-    while number >= 128:
-        out.append((number & 127) | 128)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
 
 
 def _template(op: Any) -> bytes:
@@ -486,7 +475,7 @@ def _template(op: Any) -> bytes:
 def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
     """A ``SpanPayload`` field (``tag``: field 16 or 17) holding JSON ``text``, inline or as a blob."""
     data = text.encode("utf-8", "surrogatepass")
-    size = _varint(len(data))
+    size = varint(len(data))
     digest, note = _stored(data, root) if len(data) > PAYLOAD_INLINE_BYTES and root is not None else ("", "")
     if digest:
         body = b"\x12\x40" + digest.encode("ascii") + b"\x18" + size
@@ -498,8 +487,8 @@ def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
                 inline = text.encode("utf-8")
             except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
                 inline = data.decode("utf-8", "replace").encode("utf-8")
-        body = b"\x0a" + _varint(len(inline)) + inline + b"\x18" + size
-    return tag + _varint(len(body)) + body
+        body = b"\x0a" + varint(len(inline)) + inline + b"\x18" + size
+    return tag + varint(len(body)) + body
 
 
 def _media_field(digests: list[str]) -> bytes:
@@ -515,7 +504,7 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
     run_field = _run_ids.get(run_id)
     if run_field is None:
         encoded = run_id.encode("utf-8")
-        run_field = _run_ids[run_id] = b"\x72" + _varint(len(encoded)) + encoded if encoded else b""
+        run_field = _run_ids[run_id] = b"\x72" + varint(len(encoded)) + encoded if encoded else b""
         if len(_run_ids) > 1000:
             _run_ids.clear()
     trace_id = call.trace_id
@@ -523,7 +512,7 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
     if call.parent_id:
         parts.append(_PARENT.pack(b"\x1a\x08", call.parent_id))
     parts += (_TIMES.pack(b"\x39", call.start, b"\x41", call.end, b"\x48\x01"), run_field, b"\x78",
-              _varint(call.step & _MASK64))
+              varint(call.step & _MASK64))
     if inputs is not None:
         parts.append(_payload_field(b"\x82\x01", inputs, root))
     if output is not None:
@@ -531,7 +520,7 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
     if extra:
         parts.append(extra)
     span = b"".join(parts)
-    return b"\x7a" + _varint(len(span)) + span
+    return b"\x7a" + varint(len(span)) + span
 
 
 def _fast_text(value: Any) -> str | None:

@@ -171,15 +171,8 @@ def _version(number: int) -> VersionInfo:
                        manifest="a" * 64, size=1, file_count=1)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    return request.getfixturevalue("pg_url")
-
-
-def test_the_registry_checks_the_reviewers_role_against_the_policy_in_force(database):
-    engine = sa.create_engine(database)
+def test_the_registry_checks_the_reviewers_role_against_the_policy_in_force(store_url):
+    engine = sa.create_engine(store_url)
     metadata.create_all(engine)
     registry = ModelRegistry(engine)
     for number in range(2):

@@ -32,15 +32,8 @@ def _registry(url: str) -> ModelRegistry:
     return ModelRegistry(engine)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    return request.getfixturevalue("pg_url")
-
-
-def test_a_protected_alias_moves_only_when_someone_else_approves(database):
-    registry = _registry(database)
+def test_a_protected_alias_moves_only_when_someone_else_approves(store_url):
+    registry = _registry(store_url)
     for number in range(3):
         registry.link("model", "net", _version(number), actor="ci")
     registry.set_alias("model", "net", "production", "v0", actor="alice")
@@ -184,10 +177,10 @@ def test_promotion_over_http_checks_who_asks(servers, tmp_path):
         assert (last.from_version, last.to_version, last.actor, last.request_id) == (0, 1, "alice", request_id)
 
 
-def test_every_change_is_reported_inside_its_transaction(database):
+def test_every_change_is_reported_inside_its_transaction(store_url):
     """What the server hooks in (its audit log, automations) sees each change once, and commits with it."""
     seen: list[tuple[str, dict]] = []
-    engine = sa.create_engine(database)
+    engine = sa.create_engine(store_url)
     metadata.create_all(engine)
 
     def on_event(connection: sa.Connection, kind: str, payload: dict) -> None:
@@ -216,11 +209,11 @@ def test_every_change_is_reported_inside_its_transaction(database):
     assert [event.alias for event in registry.history("model", "net")] == ["staging", "production"]
 
 
-def test_an_approval_that_needs_a_check_records_nothing_until_checked(database):
+def test_an_approval_that_needs_a_check_records_nothing_until_checked(store_url):
     """``review(..., checked=False)``: the approval that would move the alias raises and rolls back
     (the server then runs the webhook check outside the lock); earlier approvals and rejections
     need no check."""
-    registry = _registry(database)
+    registry = _registry(store_url)
     for number in range(2):
         registry.link("model", "net", _version(number), actor="ci")
     registry.set_alias("model", "net", "production", "v0", actor="ci")

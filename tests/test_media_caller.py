@@ -291,6 +291,72 @@ def test_a_strided_copy_is_one_span_of_the_pool_and_comes_back():
     assert keep == [] and np.array_equal(crop, picture[100:110, 100:110])
 
 
+def test_images_of_every_dtype_and_byte_order_read_back_as_logged(start):
+    """A plain numeric array (any native dtype) takes the caller's short path (a copy into a
+    pooled buffer, its numpy view made on the worker); a big-endian array, a record array
+    or a datetime array takes the general one. Each reads back with the pixels W&B's rules give,
+    and changing the source after log() changes nothing recorded."""
+    run = start()
+    picture = _pictures(1)[0]
+    gray = picture[..., 0].copy()
+    unit = (picture / 255).astype(np.float32)
+    arrays = {
+        "uint8": picture.copy(),
+        "gray": gray.copy(),
+        "bool": gray > 127,
+        "float32": unit.copy(),
+        "float64 big-endian": unit.astype(">f8"),
+        "int64": gray.astype(np.int64),
+        "uint16 gray": gray.astype(np.uint16) * 257,
+    }
+    expected = {"uint8": picture, "gray": gray, "bool": np.where(gray > 127, 255, 0).astype(np.uint8),
+                "float32": np.rint(unit.astype(np.float64) * 255).astype(np.uint8),
+                "float64 big-endian": np.rint(unit.astype(np.float64) * 255).astype(np.uint8),
+                "int64": gray, "uint16 gray": gray.astype(np.uint16) * 257}
+    run.log({name: tracklet.Image(array) for name, array in arrays.items()})
+    for array in arrays.values():
+        array[...] = 0
+    run.finish()
+    recorded = read(run)
+    for name, pixels in expected.items():
+        got = recorded.images(name)[0].to_numpy()
+        assert got.dtype == pixels.dtype and np.array_equal(got, pixels), name
+
+
+def test_the_pool_never_hands_one_buffer_to_two_holders():
+    """``take`` pops a free buffer without the pool's lock (on the caller's thread): threads
+    taking and giving back at once never hold the same buffer together."""
+    pool = buffers.BufferPool()
+    held: set[int] = set()
+    guard = threading.Lock()
+    clashes = []
+
+    def churn() -> None:
+        for _ in range(3000):
+            buffer = pool.take(8192)
+            with guard:
+                if id(buffer) in held:
+                    clashes.append(id(buffer))
+                held.add(id(buffer))
+            buffer[:16] = 1  # the holder uses it a while
+            with guard:
+                held.discard(id(buffer))
+            pool.give(buffer)
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    interval = __import__("sys").getswitchinterval()
+    __import__("sys").setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        __import__("sys").setswitchinterval(interval)
+    assert clashes == []
+    assert pool.free_bytes <= 4 * 8192
+
+
 @pytest.mark.parametrize("deflater", ["isal", "zlib"])
 def test_the_worker_stores_photographs_smaller_than_zlib_level_1_would(deflater, monkeypatch):
     """The worker's PNG deflates Up-filtered rows with ISA-L's level 1 (the media extra's ``isal``)

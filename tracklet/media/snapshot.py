@@ -118,7 +118,7 @@ def to_numpy(data: Any) -> Any:
     """A snapshot as a numpy array (on the worker)."""
     import numpy as np
 
-    if isinstance(data, TorchCopy):
+    if isinstance(data, (TorchCopy, buffers.PooledCopy)):
         return data.numpy()
     return np.asarray(data)
 

@@ -127,22 +127,15 @@ class LoggedWorker:
             if isinstance(item, LoggedObject):
                 size += item._pending_bytes()
                 keep = keep or not item._droppable
-        with self._room:
-            full = self._full(len(items), size)
-            if full and keep and not self._closed:
-                self._warn("logged-queue-wait", f"tracklet: log() is waiting for the media and tables worker "
-                                                f"({self._pending} items queued): a table is never dropped")
-                for lane in self._lanes:
-                    lane.event.set()
-                while full and not self._closed:
-                    self._room.wait(0.05)
-                    full = self._full(len(items), size)
-            if full or self._closed:
-                self.dropped += len(items)
-            else:
-                self._pending += len(items)
+        count = len(items)
+        with self._lock:  # the lock itself, not the Condition over it: a Python-level __enter__ fewer
+            pending = self._pending
+            full = (self._closed or pending + count > self._max_pending
+                    or bool(pending and self._pending_bytes + size > self._max_bytes))  # _full, inlined
+            if not full:
+                self._pending = pending + count
                 self._pending_bytes += size
-        if full or self._closed:
+        if full and not self._room_for(count, size, keep):
             self._warn("media-queue-full",
                        f"tracklet: the media queue is full ({self._max_pending} items or {self._max_bytes >> 20} MiB "
                        f"waiting to be encoded): key {key!r} at step {step} and later media are dropped while it "
@@ -160,6 +153,26 @@ class LoggedWorker:
             # ``jobs`` finds this job there, or is seen dozing here (see _loop).
             self.caller_wakes += 1
             lane.event.set()
+
+    def _room_for(self, count: int, size: int, keep: bool) -> bool:
+        """The queue was full for ``count`` items of ``size`` bytes: wait for room if one of them
+        may not be dropped (a table), else count them dropped. True if they were queued."""
+        with self._room:
+            full = self._closed or self._full(count, size)
+            if full and keep and not self._closed:
+                self._warn("logged-queue-wait", f"tracklet: log() is waiting for the media and tables worker "
+                                                f"({self._pending} items queued): a table is never dropped")
+                for lane in self._lanes:
+                    lane.event.set()
+                while full and not self._closed:
+                    self._room.wait(0.05)
+                    full = self._full(count, size)
+            if full or self._closed:
+                self.dropped += count
+                return False
+            self._pending += count
+            self._pending_bytes += size
+            return True
 
     def _start(self, lane: _Lane) -> None:
         with self._lock:

@@ -28,7 +28,6 @@ class Media(LoggedObject):
 
     def __init__(self, caption: Any = None) -> None:
         self.caption = None if caption is None else str(caption)
-        self._problems: list[str] = []  # conversions made on the worker, said once in a warning
         self._buffers: list[Any] = []  # pooled buffers holding this item's copies (media.buffers)
 
     def __del__(self) -> None:
@@ -46,9 +45,7 @@ class Media(LoggedObject):
         raise NotImplementedError
 
     def _record(self, context: Any, where: Placement) -> Any:
-        from tracklet.proto import records_pb2 as pb
-
-        record = pb.Record()
+        record = _records().Record()
         media = record.media
         media.key, media.step, media.index, media.count, media.time = (where.key, where.step, where.index,
                                                                         where.count, where.time)
@@ -65,6 +62,21 @@ class Media(LoggedObject):
         media.size_bytes = len(data)
         media.format = file_format
         media.mime = MIME.get(file_format.rpartition(".")[2], "application/octet-stream")
+
+
+_RECORDS: Any = None
+
+
+def _records() -> Any:
+    """``tracklet.proto.records_pb2``, imported once: a ``from package import module`` statement
+    runs importlib's Python-level ``_handle_fromlist`` on every call, holding the GIL that the
+    training thread may be waiting for (a fifth of the media worker's GIL samples in a py-spy profile)."""
+    global _RECORDS
+    if _RECORDS is None:
+        from tracklet.proto import records_pb2
+
+        _RECORDS = records_pb2
+    return _RECORDS
 
 
 def read_source(source: Any, what: str) -> tuple[bytes, str]:

@@ -12,13 +12,26 @@
 (b) slowdown of a training step (``--step-ms``, default 200 ms of numpy work in CPU time) that logs one new
     image per step, against the same loop without tracking, in alternating blocks; the process's
     CPU time (all threads: the media worker's PNG encoding and hashing count) and wall time, as
-    medians of per-round ratios, and the CPU time it adds per step. Each tracked block ends with ``flush()`` after the media worker
-    drained, so its work is paid inside the block.
+    medians of per-round ratios, and the CPU time it adds per step. Each tracked block ends with ``flush()``,
+    which wakes the media worker and waits until it drained, so its work is paid inside the block (a
+    wait for the worker's 0.1 s tick instead, as before, added up to 100 ms of idle time per block:
+    several percent of wall time that no training loop waits for).
 (c) the media worker's CPU per new image (convert, PNG, sha256, blob write, record) on one thread,
     with ISA-L's deflate (the media extra's ``isal``) and zlib's, and its share of a ``--step-ms`` step.
 
 Beside each caller latency, a no-op call timed in the same loop (the machine's floor) and how many
-calls of each the kernel preempted (involuntary context switches of the calling thread).
+calls of each the kernel preempted (involuntary context switches of the calling thread). In the
+per-step measure each step is followed by one timed call, in turn: the image's ``log()``, a no-op,
+``log({"loss": float})`` and a bare memcpy of the image into a buffer reused every time. After a
+step every object and page the call touches is a cache and TLB miss on these VMs, so those three
+are the floor an image's ``log()`` stands on (the bare copy of 150 KB alone reads 30-55 µs there,
+against ~7 µs back to back).
+
+    python benchmarks/media.py --baseline DIR   # A/B: the same measures with DIR's tracklet too
+
+``--baseline`` runs the per-step latency and the step slowdown of the tracklet package in DIR
+(another checkout, e.g. ``git archive main | tar -x -C DIR``) in child processes, alternating
+with this checkout's, so that both are measured in the same minutes.
 """
 
 from __future__ import annotations
@@ -38,6 +51,8 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if os.environ.get("MEDIA_BENCH_TREE"):  # a --baseline child: that checkout's tracklet
+    sys.path.insert(0, os.environ["MEDIA_BENCH_TREE"])
 
 from benchmarks.report import print_table, write_json  # noqa: E402
 
@@ -71,11 +86,14 @@ def _switches() -> int:
     return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
 
 
-def _latency(log_image, calls: int, between) -> dict[str, float]:
+def _latency(log_image, calls: int, between, floors: dict | None = None) -> dict[str, float]:
     """Caller time of ``log_image(array)`` (the constructor's copy included), ``between(i)`` run
     after each call (untimed); beside it, in the same loop, the time of a no-op call (the
     machine's floor: a preempted no-op reads milliseconds too), and how many of each were
-    preempted by the kernel (involuntary context switches during the call)."""
+    preempted by the kernel (involuntary context switches during the call).
+
+    With ``floors`` (``{name: call(array)}``), every ``between`` is followed by one timed call, in
+    turn: the image's, the no-op, then each floor (so each is as cold as the image's call)."""
     images = [photo(i) for i in range(8)]
     clock = time.perf_counter_ns
 
@@ -84,6 +102,31 @@ def _latency(log_image, calls: int, between) -> dict[str, float]:
 
     samples, floor = [], []
     preempted = preempted_noop = 0
+    if floors is not None:
+        extra: dict[str, list[int]] = {name: [] for name in floors}
+        for i in range(calls):
+            data = images[i % 8]
+            start = clock()
+            noop(data)
+            floor.append(clock() - start)
+            between(i)
+            for name, call in floors.items():
+                start = clock()
+                call(data)
+                extra[name].append(clock() - start)
+                between(i)
+            switches = _switches()
+            start = clock()
+            log_image(data)
+            samples.append(clock() - start)
+            preempted += _switches() != switches
+            between(i)
+        noop_stats = _percentiles(floor)
+        found = {**_percentiles(samples), "noop_p50_us": noop_stats["p50_us"], "noop_p99_us": noop_stats["p99_us"],
+                 "preempted_calls": preempted, "preempted_noops": 0, "calls": calls}
+        for name, values in extra.items():
+            found[f"{name}_p50_us"] = _percentiles(values)["p50_us"]
+        return found
     for i in range(calls):
         data = images[i % 8]
         switches = _switches()
@@ -108,10 +151,20 @@ def _bursts(i: int) -> None:
         time.sleep(0.05)  # 50 calls back to back, then a pause (the worker can't keep up: a backlog grows)
 
 
-def tracklet_latency(root: str, calls: int, between=_bursts) -> dict[str, float]:
+def tracklet_latency(root: str, calls: int, between=_bursts, floors: bool = False) -> dict[str, float]:
     run = tracklet.init(project="bench-media", dir=root, settings={**QUIET, "media_queue": calls + 1})
     log, image = run.log, tracklet.Image
-    result = _latency(lambda data: log({"img": image(data)}), calls, between)
+    reused = np.empty(int(np.prod(SHAPE)), np.uint8)
+    extra = None
+    if floors:
+        def log_float(data) -> None:
+            log({"loss": 0.5})
+
+        def copy(data) -> None:
+            memoryview(reused)[:] = memoryview(data).cast("B")  # a memcpy that keeps the GIL, as the pool's
+
+        extra = {"log_float": log_float, "memcpy": copy}
+    result = _latency(lambda data: log({"img": image(data)}), calls, between, extra)
     worker = run._logged
     run.finish()
     return {**result, "dropped": worker.dropped if worker else 0}
@@ -175,10 +228,7 @@ def step_slowdown(root: str, steps: int, rounds: int, step_ms: float) -> dict[st
         for i in range(steps):
             value = step(repeats)
             run.log({"img": tracklet.Image(pictures[i]), "loss": value})
-        worker = run._logged
-        while worker is not None and worker._pending:
-            time.sleep(0.001)
-        run.flush()
+        run.flush()  # wakes the media worker's lanes and waits for them: its work is paid in the block
         tracked_cpu, tracked_wall = cpu() - start_cpu, wall() - start_wall
         plain_ms.append(plain_wall / steps * 1000)
         plain_cpu_ms.append(plain_cpu / steps * 1000)
@@ -221,13 +271,65 @@ def worker_cpu(root: str, images: int, rounds: int) -> dict[str, float]:
     return found
 
 
+def _child(calls: int, steps: int, rounds: int, step_ms: float) -> dict[str, object]:
+    """The measures ``--baseline`` repeats for each checkout: per-step caller latency (with its
+    floors) and the step slowdown."""
+    step, repeats = _make_step(STEP_MS_LATENCY)
+    with tempfile.TemporaryDirectory() as root:
+        return {"tracklet": str(Path(tracklet.__file__).parents[1]),
+                "per_step": tracklet_latency(root, calls, lambda i: step(repeats), floors=True),
+                "step": step_slowdown(root, steps, rounds, step_ms)}
+
+
+def _ab(baseline: Path, args: argparse.Namespace, calls: int, steps: int, rounds: int) -> list[list[str]]:
+    """This checkout against ``baseline``'s, in child processes, alternating twice."""
+    import json
+    import subprocess
+
+    found: dict[str, list[dict]] = {"this checkout": [], "baseline": []}
+    for _ in range(2):
+        for label, tree in (("this checkout", ROOT), ("baseline", baseline)):
+            command = [sys.executable, str(Path(__file__).resolve()), "--child", "--step-ms", str(args.step_ms)]
+            if args.short:
+                command.append("--short")
+            env = {**os.environ, "MEDIA_BENCH_TREE": str(tree), "PYTHONPATH": str(tree)}
+            output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+            found[label].append(json.loads(output.strip().splitlines()[-1]))
+    rows = []
+    for label, runs in found.items():
+        per_step = [run["per_step"] for run in runs]
+        slow = [run["step"] for run in runs]
+
+        def median(values: list[float]) -> float:
+            return statistics.median(values)
+
+        rows.append([f"A/B {label} ({runs[0]['tracklet']}): log(Image) per step p50, floors",
+                     f"{median([r['p50_us'] for r in per_step]):.1f} us",
+                     f"no-op {median([r['noop_p50_us'] for r in per_step]):.1f}, log(float) "
+                     f"{median([r['log_float_p50_us'] for r in per_step]):.1f}, memcpy 150 KB "
+                     f"{median([r['memcpy_p50_us'] for r in per_step]):.1f} us (medians of 2 runs)"])
+        rows.append([f"A/B {label}: one image per step, slowdown (CPU / wall)",
+                     f"{median([r['cpu_slowdown_pct'] for r in slow]):.1f}% / "
+                     f"{median([r['wall_slowdown_pct'] for r in slow]):.1f}%",
+                     f"+{median([r['added_ms_per_step_cpu'] for r in slow]):.2f} ms CPU per step "
+                     "(runs: " + ", ".join(f"{r['wall_slowdown_pct']:.1f}" for r in slow) + "% wall)"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--step-ms", type=float, default=200.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure beside this one (A/B)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     calls, wandb_calls, steps, rounds = (300, 100, 5, 5) if args.short else (1000, 300, 10, 9)
+    if args.child:
+        import json
+
+        print(json.dumps(_child(calls // 3, steps, rounds, args.step_ms)))
+        return
     results: dict[str, object] = {}
     step, repeats = _make_step(STEP_MS_LATENCY)
 
@@ -237,12 +339,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         results["tracklet"] = ours = tracklet_latency(root, calls)
         results["wandb"] = theirs = wandb_latency(root, wandb_calls)
-        results["tracklet_per_step"] = ours_step = tracklet_latency(root, calls // 3, train_step)
+        results["tracklet_per_step"] = ours_step = tracklet_latency(root, calls // 3, train_step, floors=True)
         results["wandb_per_step"] = theirs_step = wandb_latency(root, wandb_calls // 3, train_step)
         results["worker"] = encoder = worker_cpu(root, 20, rounds)
         results["step"] = slow = step_slowdown(root, steps, rounds, args.step_ms)
-    load = os.getloadavg()
-    results["load_average"] = load
     rows = []
     for label, mine, peer in (("in bursts of 50", ours, theirs),
                               (f"one per {STEP_MS_LATENCY:.0f} ms numpy step", ours_step, theirs_step)):
@@ -251,6 +351,11 @@ def main() -> None:
                      f"no-op beside it {mine['noop_p50_us']:.2f} / {mine['noop_p99_us']:.1f} us; preempted "
                      f"{mine['preempted_calls']} / no-op {mine['preempted_noops']} of {mine['calls']}; "
                      f"dropped {mine['dropped']}"])
+        if "memcpy_p50_us" in mine:
+            rows.append(["  floors after each step, p50: log({'loss': float}) / bare memcpy of the image",
+                         f"{mine['log_float_p50_us']:.1f} / {mine['memcpy_p50_us']:.1f} us",
+                         f"the image's log() above is "
+                         f"{mine['p50_us'] - mine['log_float_p50_us'] - mine['memcpy_p50_us']:.1f} us over their sum"])
         if peer:
             rows.append([f"W&B offline log(wandb.Image), {label}: p50 / p99",
                          f"{peer['p50_us']:.1f} / {peer['p99_us']:.1f} us",
@@ -262,6 +367,10 @@ def main() -> None:
                  "slowdown (CPU / wall)",
                  f"{slow['cpu_slowdown_pct']:.1f}% / {slow['wall_slowdown_pct']:.1f}%",
                  f"+{slow['added_ms_per_step_cpu']:.2f} ms CPU per step; dropped {slow['dropped']}"])
+    if args.baseline:
+        rows += _ab(args.baseline.resolve(), args, calls, steps, rounds)
+    load = os.getloadavg()
+    results["load_average"] = load
     print_table(rows, ["measure", "value", "note"])
     print("load average (1, 5, 15 min): " + ", ".join(f"{value:.1f}" for value in load))
     write_json(args.json, results)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import warnings
 
+import pytest
+
 from tracklet.core.recordlog import read_log
 from tracklet.core.sender import DRAIN_SLICE, MAX_ROWS_PER_RECORD, BatchSender
 from tracklet.core.warn import TrackletWarning
@@ -215,6 +217,15 @@ def test_a_float_column_packed_in_one_pass_reads_back_every_value_as_logged(star
         run.log({key: values[index] for key, values in columns.items()})
     run.log({"nan": 0.5})
     run.log({"nan": math.nan})
+
+    class NoFloat:
+        def __float__(self) -> float:
+            raise RuntimeError("no float")
+
+    with pytest.warns(TrackletWarning, match="key 'odd' at step 9 has a value of type"):
+        for value in (0.5, NoFloat(), 1.5):
+            run.log({"odd": value})
+        run.flush()
     run.finish()
     history = read(run).history()
     for key, values in columns.items():
@@ -223,6 +234,7 @@ def test_a_float_column_packed_in_one_pass_reads_back_every_value_as_logged(star
     assert type(history["a_str"][2]) is str and history["small"][2] == 1.0
     assert math.copysign(1.0, history["special"][4]) == -1.0
     assert history["nan"][6] == 0.5 and math.isnan(history["nan"][7])
+    assert history["odd"][8:] == [0.5, None, 1.5]
 
 def _flat_rows(sender: BatchSender, rows: int) -> None:
     from tracklet.core.sender import RowKeys

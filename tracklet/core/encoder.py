@@ -81,7 +81,7 @@ def _as_doubles(column: Sequence[Any]) -> array | None:
     has its types looked at."""
     try:
         packed = struct.pack(f"={len(column)}d", *column)
-    except (struct.error, TypeError, ValueError, OverflowError):
+    except Exception:  # a value it refuses, or whose __float__ raised: the per-value path contains it
         return None
     if packed[_HIGH_BYTE::8].translate(None, _BELOW_2_49):
         if int in set(map(type, column)) and not _exact_as_doubles(column):

@@ -325,3 +325,32 @@ def test_a_run_that_does_not_wait_for_the_package_scan_still_leaves_its_cache(ro
     assert done.returncode == 0, done.stderr
     (second,) = tracklet.Api(root).runs("second")
     assert "environment_incomplete" not in second.metadata and second.metadata["packages"]
+
+
+def test_a_clean_repository_is_captured_without_loading_openssl(tmp_path):
+    """``hashlib`` loads OpenSSL (~3 ms of CPU a short run's finish() may wait for); the capture of
+    a clean repository hashes nothing but its inventory cache's name (BLAKE2b, built in), so it
+    never imports it, twice in a row (the second run reads the cache the first wrote)."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text("print('train')\n")
+    for args in (["init", "-q"], ["add", "train.py"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    script = f"""
+        import json, sys, tracklet
+        run = tracklet.init(project="p", dir={str(tmp_path / "data")!r}, settings={{"capture_wait": 30}})
+        run.log({{"loss": 1.0}})
+        run.finish()
+        print(json.dumps(["hashlib" in sys.modules, "_hashlib" in sys.modules]))
+    """
+    for _ in range(2):
+        done = run_script(script, cwd=repo, check=True)
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, False]
+    for recorded in tracklet.Api(tmp_path / "data").runs("p"):
+        meta = recorded.metadata
+        assert "environment_incomplete" not in meta, meta.get("environment_incomplete_reasons")
+        assert meta["git"]["commit"] and meta["git"]["dirty"] is False
+        assert "protobuf" in {name.lower() for name in meta["packages"]}
+    assert len(list((tmp_path / "data" / "cache").glob("packages2-*.json"))) == 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import warnings
 
+import pytest
+
 from tracklet.core.recordlog import read_log
 from tracklet.core.sender import DRAIN_SLICE, MAX_ROWS_PER_RECORD, BatchSender
 from tracklet.core.warn import TrackletWarning
@@ -192,6 +194,47 @@ def test_log_queues_plain_rows_without_a_gc_tracked_object_per_call(start):
     assert history["m3"][:3] == [0.75, None, 0.75] and history["b"][:4] == [None, "x", None, "x"]
     assert history["c"][1] is True and history["m0"][-1] == 2**53 + 1 and history["a"][-2:] == [1, 2.5]
 
+
+
+def test_a_float_column_packed_in_one_pass_reads_back_every_value_as_logged(start):
+    """The encoder packs a float column in one C-level pass and looks at its values' types only
+    when a double of 2**49 or more (or an inf, a NaN) could have come from an int past 2**53:
+    every kind of value a float column meets reads back with its value (and an int past 2**53, a
+    str, with its type)."""
+    import math
+
+    import numpy as np
+
+    run = start(settings={"system_metrics": False})
+    columns = {
+        "small": [0.5, 2**50 - 1, True, -3, np.float32(1.5), np.float64(-0.25)],
+        "huge": [1.5, 1e300, -1e20, 2.0**60, 2**53, 7.0],
+        "special": [0.5, math.inf, -math.inf, 2**52 + 1, -0.0, 1.0],
+        "past_2_53": [0.5, 1e20, 2**53 + 1, 2.5, -(2**63), 1.0],
+        "a_str": [0.5, 1.0, "high", 2.0, 3.0, 4.0],
+    }
+    for index in range(6):
+        run.log({key: values[index] for key, values in columns.items()})
+    run.log({"nan": 0.5})
+    run.log({"nan": math.nan})
+
+    class NoFloat:
+        def __float__(self) -> float:
+            raise RuntimeError("no float")
+
+    with pytest.warns(TrackletWarning, match="key 'odd' at step 9 has a value of type"):
+        for value in (0.5, NoFloat(), 1.5):
+            run.log({"odd": value})
+        run.flush()
+    run.finish()
+    history = read(run).history()
+    for key, values in columns.items():
+        assert history[key][:6] == [v if type(v) in (int, str) else float(v) for v in values], key
+    assert [type(v) for v in history["past_2_53"][:6]] == [float, float, int, float, int, float]
+    assert type(history["a_str"][2]) is str and history["small"][2] == 1.0
+    assert math.copysign(1.0, history["special"][4]) == -1.0
+    assert history["nan"][6] == 0.5 and math.isnan(history["nan"][7])
+    assert history["odd"][8:] == [0.5, None, 1.5]
 
 def _flat_rows(sender: BatchSender, rows: int) -> None:
     from tracklet.core.sender import RowKeys

@@ -201,11 +201,18 @@ def _scan_packages() -> tuple[Inventory, set[str]]:
 
 
 def _cache_file(cache_dir: Path) -> Path:
-    """One cache file per interpreter and ``sys.path``."""
-    import hashlib
+    """One cache file per interpreter and ``sys.path``, named by a BLAKE2b digest of them.
+
+    ``_blake2`` is built into CPython; ``hashlib`` would first load OpenSSL (~3 ms of a short
+    run's capture, which ``finish()`` may wait for), which a clean repository's capture never needs
+    (only a diff or a code snapshot is hashed with SHA-256)."""
+    try:
+        from _blake2 import blake2b
+    except ImportError:  # an interpreter built without it
+        from hashlib import blake2b
 
     text = "\0".join([sys.executable, sys.version, *(os.path.abspath(entry or ".") for entry in sys.path)])
-    return cache_dir / f"packages2-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}.json"
+    return cache_dir / f"packages2-{blake2b(text.encode('utf-8', 'surrogatepass'), digest_size=16).hexdigest()}.json"
 
 
 def _watched(sources: set[str]) -> dict[str, int]:
@@ -367,8 +374,7 @@ class EnvironmentCapture:
         """What the parts need first: the imports they use, the CPU model, the cached inventory.
         The record is a ``core/wire.py`` message, so this thread imports no protobuf (~30 ms of
         CPU in a fresh process, which a short run's ``finish()`` would wait for)."""
-        import hashlib  # noqa: F401  (loaded now for the git and packages parts)
-        import json  # noqa: F401
+        import json  # noqa: F401  (loaded now for the packages part; hashlib only when a diff or code is hashed)
 
         from tracklet.core import provenance, redact  # noqa: F401
 

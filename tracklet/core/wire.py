@@ -26,6 +26,7 @@ consecutive non-negative steps (the usual history), and value by value only othe
 from __future__ import annotations
 
 import math
+import struct
 import sys
 from array import array
 from operator import index
@@ -409,7 +410,19 @@ class _Doubles(array):
         return self
 
     def extend(self, values: Iterable[Any]) -> None:
-        array.extend(self, values if type(values) is array and values.typecode == "d" else array("d", values))
+        if type(values) is array and values.typecode == "d":
+            array.extend(self, values)
+        elif type(values) is list or type(values) is tuple:
+            # struct converts as array("d", ...) does (PyFloat_AsDouble), without its per-item
+            # parsing (~3x faster for a batch's times); on a failure array() raises as before.
+            try:
+                packed = struct.pack(f"={len(values)}d", *values)
+            except Exception:
+                array.extend(self, array("d", values))
+            else:
+                self.frombytes(packed)
+        else:
+            array.extend(self, array("d", values))
         self._owner._mark()
 
     def append(self, value: Any) -> None:

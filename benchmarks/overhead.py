@@ -171,7 +171,7 @@ def _make_step(target_us: float):
     return step, repeats, per_step
 
 
-def step_slowdown(root: str, steps: int, rounds: int, target_us: float = 200.0) -> dict[str, float]:
+def step_slowdown(root: str, steps: int, rounds: int, target_us: float = 200.0) -> dict[str, Any]:
     """Rounds of three blocks, each ``steps`` training steps: without tracking, with tracklet, and
     with a naive synchronous JSON-lines writer (a reference point measured in the same run), and
     one more untracked block at the end. Each tracked (and naive) block is compared with the mean

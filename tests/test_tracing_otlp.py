@@ -214,12 +214,13 @@ def test_tracklets_otlp_schema_matches_opentelemetry_proto():
 
 
 def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
-    """The OTLP decoder builds rows without coercing each field (``checked_span_row``,
-    ``stored_attributes``): the same rows as the general ``span_row`` of the span's plain data, for
+    """The OTLP decoder builds the insert's tuples without coercing each field (``received_row``,
+    ``stored_attributes``, the scope's attributes serialized once): the same rows as the general
+    ``span_row`` of the span's plain data, for
     plain spans and for the values that need capping (NUL, a string over 256 KiB, a long key,
     doubles, arrays, maps, bytes, NaN), events, links, an open span and GenAI/OpenInference keys."""
     from tracklet.proto import otlp_trace_pb2 as otlp
-    from tracklet.store.spans import span_row
+    from tracklet.store.spans import RECEIVED_COLUMNS, span_row
     from tracklet.tracing.otlp import attributes, decode
 
     request = otlp.ExportTraceServiceRequest()
@@ -267,7 +268,10 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
             link = span.links.add()
             link.trace_id, link.span_id = b"\x07" * 16, b"\x07" * 8
     decoded = decode(request.SerializeToString(), "application/x-protobuf", project="p", run="r1")
-    rows = decoded.by_project["p"]
+    rows = [dict(zip(RECEIVED_COLUMNS, row)) for row in decoded.by_project["p"]]
+    for row in rows:
+        for column in ("attributes", "events", "links"):
+            row[column] = json.loads(row[column])
     resource_attributes = {f"resource.{k}": v for k, v in attributes(resource.resource.attributes).items()}
     shared = {"otel.scope.name": "scope\x00", **resource_attributes}
     expected = []

@@ -89,6 +89,9 @@ def test_sdk_exporter_to_a_real_server_then_api_reads_them(servers, tmp_path):
     assert api.traces("agent-app", filter={"provider": "anthropic"}) == []
     assert api.traces("ignored") == []
     api.close()
+    # One audit event per export request (the span writer's transaction carries it), none twice.
+    events = httpx.get(f"{server.url}/api/v1/audit", params={"action": "receive_traces"}).json()["events"]
+    assert len(events) == 3 and {(e["status"], e["method"], e["target"]) for e in events} == {(200, "POST", "/v1/traces")}
 
 
 def _json_body(trace_id: str = "5b8efff798038103d269b633813fc60c", span_id: str = "eee19b7ec3c1b174") -> dict:

@@ -25,6 +25,10 @@ MAX_PENDING = 50_000  # spans queued, not yet committed
 MAX_BATCH = 20_000  # spans per transaction (a request is never split)
 
 
+# A request's spans: project, rows, its answer, and what runs in their transaction.
+_Item = tuple[str, list[tuple[Any, ...]], "Future[int]", "Callable[[sa.Connection], Any] | None"]
+
+
 class SpanWriterBusy(Exception):
     """The writer's queue stayed full: the spans were not taken (retry later)."""
 
@@ -38,16 +42,19 @@ class SpanWriter:
         self._project_id = project_id  # a project's id, creating it: Store.add_project
         self._max_pending = max_pending
         self._max_batch = max_batch
-        self._queue: deque[tuple[str, list[tuple[Any, ...]], Future[int]]] = deque()
+        self._queue: deque[_Item] = deque()
         self._pending = 0
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._ids: dict[str, int] = {}
 
-    def write(self, project: str, rows: list[tuple[Any, ...]], wait_s: float = 30.0) -> int:
+    def write(self, project: str, rows: list[tuple[Any, ...]], wait_s: float = 30.0,
+              in_transaction: Callable[[sa.Connection], Any] | None = None) -> int:
         """Store ``rows`` in ``project`` (created if needed); returns how many once committed.
-        ``SpanWriterBusy`` if the queue had no room for ``wait_s`` seconds; the insert's error if it failed."""
+        ``in_transaction(connection)`` runs in the transaction that inserts them (the request's
+        audit event: it commits with the spans or not at all). ``SpanWriterBusy`` if the queue had
+        no room for ``wait_s`` seconds; the insert's error if it failed."""
         if not rows:
             return 0
         done: Future[int] = Future()
@@ -60,7 +67,7 @@ class SpanWriter:
                 raise SpanWriterBusy(f"{self._pending} spans are waiting to be stored; retry later")
             if self._closed:
                 raise RuntimeError("the span writer is closed")
-            self._queue.append((project, rows, done))
+            self._queue.append((project, rows, done, in_transaction))
             self._pending += len(rows)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tracklet-span-writer", daemon=True)
@@ -95,7 +102,7 @@ class SpanWriter:
                     self._pending -= size
                     self._lock.notify_all()
 
-    def _commit(self, batch: list[tuple[str, list[tuple[Any, ...]], Future[int]]]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         try:
             self._insert(batch)
         except Exception:
@@ -110,18 +117,20 @@ class SpanWriter:
                 else:
                     item[2].set_result(len(item[1]))
             return
-        for _, rows, done in batch:
+        for _, rows, done, _ in batch:
             done.set_result(len(rows))
 
-    def _insert(self, batch: list[tuple[str, list[tuple[Any, ...]], Future[int]]]) -> None:
-        for project, _, _ in batch:
+    def _insert(self, batch: list[_Item]) -> None:
+        for project, _, _, _ in batch:
             if project not in self._ids:
                 if len(self._ids) > 1024:
                     self._ids.clear()
                 self._ids[project] = self._project_id(project)
         with self._engine.begin() as connection:
             dialect = connection.dialect.name
-            for project, rows, _ in batch:
+            for project, rows, _, in_transaction in batch:
                 sql = received_sql(dialect, self._ids[project])
                 for start in range(0, len(rows), 1000):
                     connection.exec_driver_sql(sql, rows[start : start + 1000])
+                if in_transaction is not None:
+                    in_transaction(connection)

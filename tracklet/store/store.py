@@ -229,17 +229,19 @@ class Store(RunDataQueries):
             row["run_id"] = fit(store_text(str(row.get("run_id") or "")), 128)
         return self.add_received_spans(project, [received_tuple(row) for row in rows])
 
-    def add_received_spans(self, project: str, rows: list[tuple[Any, ...]]) -> int:
+    def add_received_spans(self, project: str, rows: list[tuple[Any, ...]],
+                           in_transaction: Callable[[sa.Connection], Any] | None = None) -> int:
         """``add_spans`` for rows as the OTLP decoder makes them (``spans.received_row`` tuples):
         written by the store's one span-writer thread, in a transaction shared with other callers'
-        spans; returns once it committed. ``SpanWriterBusy`` when too many spans wait already."""
+        spans (``in_transaction(connection)`` runs in it); returns once it committed.
+        ``SpanWriterBusy`` when too many spans wait already."""
         with self._span_writer_lock:
             if self._span_writer is None:
                 from tracklet.store.spans_writer import SpanWriter
 
                 self._span_writer = SpanWriter(self.engine, lambda name: self.add_project(name)[0])
             writer = self._span_writer
-        return int(writer.write(project, rows))
+        return int(writer.write(project, rows, in_transaction=in_transaction))
 
     def indexed_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (bytes of log ingested, state), by (project, run id): one query."""

@@ -293,3 +293,30 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     assert rows[0]["model"] == "gpt-4o" and rows[0]["input_tokens"] == 7 and rows[0]["output_tokens"] == 9
     assert rows[0]["attributes"]["nul"] == "a\ufffdb" and len(rows[0]["attributes"]["big"]) == 256 * 1024
     assert rows[1]["status"] == "open" and rows[2]["model"] == ""
+
+
+def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
+    """Spans' attributes are decoded entry by entry after the body parsed (repeated entries once
+    per request), so a malformed entry, which a full parse would have refused with the whole body,
+    costs only its span (partial success); an entry repeated in another span decodes the same."""
+    from tracklet.proto import otlp_trace_pb2 as otlp
+    from tracklet.tracing.otlp import decode
+
+    request = otlp.ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for number in range(3):
+        span = spans.add()
+        span.trace_id, span.span_id = b"\x01" * 16, bytes([number + 1]) * 8
+        span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+        entry = span.attributes.add()
+        entry.key, entry.value.string_value = "gen_ai.provider.name", "openai"
+    body = request.SerializeToString()
+    good = otlp.KeyValue(key="gen_ai.provider.name")
+    good.value.string_value = "openai"
+    bad = good.SerializeToString()[:-2] + b"\xff\xff"  # the value: not UTF-8
+    body = body.replace(good.SerializeToString(), bad, 1)  # the same length: the framing still holds
+    decoded = decode(body, "application/x-protobuf", project="p")
+    assert decoded.rejected == 1 and decoded.errors == ["a span's attribute is not an OTLP KeyValue"]
+    rows = decoded.by_project["p"]
+    assert [row[2] for row in rows] == ["0202020202020202", "0303030303030303"]
+    assert all(json.loads(row[-3]) == {"gen_ai.provider.name": "openai"} and row[13] == "openai" for row in rows)

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from tracklet.store.spans import received_row
-from tracklet.store.spans_writer import SpanWriter, SpanWriterBusy
+from tracklet.errors import SpanWriterBusy
+from tracklet.store.spans_writer import SpanWriter
 from tracklet.store.store import Store
 
 

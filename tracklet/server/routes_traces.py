@@ -34,7 +34,7 @@ MAX_TRACES_BODY_BYTES = 16 << 20
              responses=errors(400, 413, 415, 503), response_class=Response)
 async def receive_traces(request: Request) -> Response:
     from tracklet.server.audit import AuditMiddleware, record_in
-    from tracklet.store.spans_writer import SpanWriterBusy
+    from tracklet.errors import SpanWriterBusy
     from tracklet.tracing.otlp import JSON, PROTOBUF, OtlpError, decode, response_body
 
     state = request.app.state.tracklet

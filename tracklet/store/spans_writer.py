@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
+from tracklet.errors import SpanWriterBusy
 from tracklet.store.spans import received_sql
 
 MAX_PENDING = 50_000  # spans queued, not yet committed
@@ -27,10 +28,6 @@ MAX_BATCH = 20_000  # spans per transaction (a request is never split)
 
 # A request's spans: project, rows, its answer, and what runs in their transaction.
 _Item = tuple[str, list[tuple[Any, ...]], "Future[int]", "Callable[[sa.Connection], Any] | None"]
-
-
-class SpanWriterBusy(Exception):
-    """The writer's queue stayed full: the spans were not taken (retry later)."""
 
 
 class SpanWriter:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import itertools
 import json
 import math
 from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from tracklet.core.layout import name_problem
 from tracklet.errors import OtlpError
@@ -67,14 +70,14 @@ def _hex_ids_to_base64(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def parse_request(body: bytes, content_type: str) -> Any:
-    """An ``ExportTraceServiceRequest`` (tracklet's copy of OTLP's schema) from a body."""
+def parse_request(body: bytes, content_type: str, *, raw_attributes: bool = False) -> Any:
+    """An ``ExportTraceServiceRequest`` (tracklet's copy of OTLP's schema) from a body; with
+    ``raw_attributes``, spans' attributes left encoded (``_raw_request``)."""
     from google.protobuf import json_format
-    from google.protobuf.message import DecodeError
 
     from tracklet.proto import otlp_trace_pb2 as otlp
 
-    request = otlp.ExportTraceServiceRequest()
+    request = _raw_request()() if raw_attributes else otlp.ExportTraceServiceRequest()
     media_type = content_type.split(";")[0].strip().lower()
     if media_type == PROTOBUF:
         try:
@@ -89,10 +92,14 @@ def parse_request(body: bytes, content_type: str) -> Any:
             raise OtlpError(f"the body is not JSON: {error}") from None
         if not isinstance(data, dict):
             raise OtlpError("the JSON body must be an object (an ExportTraceServiceRequest)")
+        parsed = otlp.ExportTraceServiceRequest()
         try:
-            json_format.ParseDict(_hex_ids_to_base64(data), request, ignore_unknown_fields=True)
+            json_format.ParseDict(_hex_ids_to_base64(data), parsed, ignore_unknown_fields=True)
         except (json_format.ParseError, RecursionError) as error:
             raise OtlpError(f"the JSON body is not an OTLP ExportTraceServiceRequest: {error}") from None
+        if not raw_attributes:
+            return parsed
+        request.ParseFromString(parsed.SerializeToString())
         return request
     raise OtlpError(f"unsupported Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
 
@@ -132,28 +139,65 @@ def attributes(entries: Any) -> dict[str, Any]:
 
 def stored_attributes(entries: Any) -> dict[str, Any]:
     """``attributes`` as the store keeps them (``capped_attributes``' result), in the same pass and
-    value by value: a string needs only its length and NULs checked, an int64 or a bool nothing,
-    a double its finiteness; other kinds (and long keys, keys with a NUL) are capped alone."""
-    out: dict[str, Any] = {}
-    for entry in entries:
-        value = entry.value
-        kind = value.WhichOneof("value")
-        key = entry.key
-        if len(key) > 1024 or "\x00" in key:
-            key = fit(store_text(key), 1024)
-        if kind == "string_value":
-            text = value.string_value
-            out[key] = text if len(text) <= MAX_ATTRIBUTE_CHARS and "\x00" not in text else capped_value(text)
-        elif kind == "int_value":
-            out[key] = value.int_value
-        elif kind == "double_value":
-            number = value.double_value
-            out[key] = number if math.isfinite(number) else None
-        elif kind == "bool_value":
-            out[key] = value.bool_value
-        else:
-            out[key] = capped_value(any_value(value))
+    value by value (``_stored_pair``)."""
+    out = dict(_stored_pair(entry) for entry in entries)
     return out if len(out) <= MAX_ATTRIBUTES else dict(itertools.islice(out.items(), MAX_ATTRIBUTES))
+
+
+def _stored_pair(entry: Any) -> tuple[str, Any]:
+    """A ``KeyValue`` as stored: a string needs only its length and NULs checked, an int64 or a
+    bool nothing, a double its finiteness; other kinds (and long keys, keys with a NUL) are capped."""
+    value = entry.value
+    kind = value.WhichOneof("value")
+    key = entry.key
+    if len(key) > 1024 or "\x00" in key:
+        key = fit(store_text(key), 1024)
+    if kind == "string_value":
+        text = value.string_value
+        return key, text if len(text) <= MAX_ATTRIBUTE_CHARS and "\x00" not in text else capped_value(text)
+    if kind == "int_value":
+        return key, value.int_value
+    if kind == "double_value":
+        number = value.double_value
+        return key, number if math.isfinite(number) else None
+    if kind == "bool_value":
+        return key, value.bool_value
+    return key, capped_value(any_value(value))
+
+
+def _span_attributes(entries: Any, seen: dict[bytes, tuple[str, Any]]) -> dict[str, Any]:
+    """A span's attributes as stored, from their encoded ``KeyValue`` entries (``_raw_request``):
+    an entry already seen in this request (the same key and value: most of them, in telemetry)
+    is a dict lookup, not a decode. ``DecodeError`` if one isn't a ``KeyValue``."""
+    from tracklet.proto.otlp_trace_pb2 import KeyValue
+
+    out: dict[str, Any] = {}
+    for raw in entries:
+        pair = seen.get(raw)
+        if pair is None:
+            pair = seen[raw] = _stored_pair(KeyValue.FromString(raw))
+        out[pair[0]] = pair[1]
+    return out if len(out) <= MAX_ATTRIBUTES else dict(itertools.islice(out.items(), MAX_ATTRIBUTES))
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_request() -> Any:
+    """``ExportTraceServiceRequest`` with each span's attributes left encoded (``repeated bytes``
+    in place of ``repeated KeyValue``: the same wire format), built from tracklet's OTLP schema in
+    a pool of its own, so that repeated attributes decode once (``_span_attributes``)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    schema = descriptor_pb2.FileDescriptorProto()
+    otlp.DESCRIPTOR.CopyToProto(schema)
+    (span,) = (message for message in schema.message_type if message.name == "Span")
+    (field,) = (field for field in span.field if field.name == "attributes")
+    field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    field.ClearField("type_name")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(schema)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{schema.package}.ExportTraceServiceRequest"))
 
 
 def _text(value: Any) -> str | None:
@@ -163,8 +207,9 @@ def _text(value: Any) -> str | None:
 def decode(body: bytes, content_type: str, *, project: str | None = None, run: str | None = None) -> Decoded:
     """Span rows from an OTLP/HTTP body, grouped by project (``project``/``run``: the headers), as
     the insert's tuples (``tracklet.store.spans.received_row``)."""
-    request = parse_request(body, content_type)
+    request = parse_request(body, content_type, raw_attributes=True)
     decoded = Decoded()
+    seen: dict[bytes, tuple[str, Any]] = {}  # this request's attribute entries, decoded
     total = 0
     for resource_spans in request.resource_spans:
         resource = stored_attributes(resource_spans.resource.attributes)
@@ -185,14 +230,14 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
             scope = scope_spans.scope
             shared = ({"otel.scope.name": fit(store_text(scope.name), 1024), **resource_attributes} if scope.name
                       else resource_attributes)
-            _decode_spans(scope_spans.spans, shared, run_id, rows, decoded)
+            _decode_spans(scope_spans.spans, shared, run_id, rows, decoded, seen)
         if not rows:
             del decoded.by_project[target]
     return decoded
 
 
 def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tuple[Any, ...]],
-                  decoded: Decoded) -> None:
+                  decoded: Decoded, seen: dict[bytes, tuple[str, Any]]) -> None:
     """Append the rows of one scope's spans. A span's stored attributes are its own keys, then the
     scope's and resource's (``shared``) it lacks: as JSON, the span's own object with ``shared``'s
     members (serialized once for the scope) spliced in, unless the two share a key or together
@@ -208,7 +253,11 @@ def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tu
                 or start >= _TIME_LIMIT or end >= _TIME_LIMIT or not any(trace_id) or not any(span_id)):
             decoded.reject(1, _invalid(span) or "a span is not valid")
             continue
-        own = stored_attributes(span.attributes)
+        try:
+            own = _span_attributes(span.attributes, seen)
+        except DecodeError:
+            decoded.reject(1, "a span's attribute is not an OTLP KeyValue")
+            continue
         if not own:
             attributes_json = alone
         elif len(own) <= room and own.keys().isdisjoint(shared):

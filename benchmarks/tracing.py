@@ -21,7 +21,8 @@
   0.01 and (every 10th repetition) 1, in a rotating order, each step timed alone (wall and process
   CPU time) and closed by ``run.flush()`` (the worker's work on what it traced inside it). Per rate:
   the mean slowdown over all its steps (what training pays, kept traces included) with a bootstrap
-  95% interval, and the median step's. Target <= 2% (at sample_rate 0.01: every op traced costs
+  95% interval, and the median step's; the plain step as an arm of its own gives the measure's own
+  bias and noise (A/A). Target <= 2% (at sample_rate 0.01: every op traced costs
   far more, see docs/tracing.md).
 - **1 MB input**: the enabled caller p50 with a 1 MB string argument (target: as with a small one),
   50 calls; and the worker's time per such op (its JSON, secret redaction and blob write).
@@ -101,17 +102,19 @@ def step_slowdown(run: Any, rates: tuple[float, ...] = (0.0, 0.01, 1.0), repetit
         return total
 
     chunk = 200
-    started = time.process_time_ns()
-    for _ in range(ops):
-        work(chunk)
-    chunk = max(1, int(chunk * step_ms * 1e6 / max(1, time.process_time_ns() - started)))
 
     def one_step(function: Callable[..., Any]) -> None:
         for _ in range(ops):
             work(chunk)
             function(MESSAGES, model="gpt-4o")
 
-    steps = {"plain": lambda: one_step(chat)}
+    for _ in range(4):  # calibrate: the plain step's CPU time to step_ms (a first, short try is off by 2-3x)
+        started = time.process_time_ns()
+        one_step(chat)
+        chunk = max(1, int(chunk * step_ms * 1e6 / max(1, time.process_time_ns() - started)))
+
+    # "control": the plain step again, as an arm: its "slowdown" is the measure's own bias and noise (A/A).
+    steps = {"plain": lambda: one_step(chat), "control": lambda: one_step(chat)}
     for rate in rates:
         root = tracklet.op(name="train_step", sample_rate=rate)(one_step)
         steps[str(rate)] = lambda root=root: root(traced_chat)
@@ -124,13 +127,14 @@ def step_slowdown(run: Any, rates: tuple[float, ...] = (0.0, 0.01, 1.0), repetit
 
     for name in steps:  # warm-up
         timed(name)
-    pairs: dict[str, list[tuple[int, int, int, int]]] = {str(rate): [] for rate in rates}
+    pairs: dict[str, list[tuple[int, int, int, int]]] = {name: [] for name in steps if name != "plain"}
     for number in range(repetitions):
         active = [name for name in steps if name != "1.0" or number % full_every == 0]
         shift = number % len(active)
         measured = {name: timed(name) for name in active[shift:] + active[:shift]}
-        for name in active[1:]:
-            pairs[name].append(measured["plain"] + measured[name])
+        for name in active:
+            if name != "plain":
+                pairs[name].append(measured["plain"] + measured[name])
     draw = random.Random(seed)
     out: dict[str, Any] = {"ops_per_step": ops, "repetitions": repetitions}
     for name, rows in pairs.items():
@@ -162,7 +166,7 @@ def print_step(step: dict[str, Any], load: tuple[float, float]) -> None:
             continue
         for label in ("cpu", "wall"):
             f = figures[label]
-            rows.append([f"sample_rate={name} ({label})", str(figures["steps"]), f"{f['step_ms']:.1f}",
+            rows.append([f"{'plain again (A/A)' if name == 'control' else f'sample_rate={name}'} ({label})", str(figures["steps"]), f"{f['step_ms']:.1f}",
                          f"{f['mean_slowdown'] * 100:+.2f}%",
                          f"{f['ci95'][0] * 100:+.2f}..{f['ci95'][1] * 100:+.2f}%",
                          f"{f['median_slowdown'] * 100:+.2f}%", f"{f['added_ms_per_step']:+.2f}"])
@@ -306,8 +310,9 @@ def otlp_round(code: Path, bodies: list[bytes], senders: int, encoding: str) -> 
     port = _free_port()
     with tempfile.TemporaryDirectory() as root:
         env = {**os.environ, "PYTHONPATH": str(code)}
+        # cwd: ``python -m`` puts the working directory first on sys.path, ahead of PYTHONPATH.
         server = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dir", root, "--port", str(port),
-                                   "--dev"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   "--dev"], env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         failures: list[str] = []
         try:

@@ -89,6 +89,9 @@ def test_sdk_exporter_to_a_real_server_then_api_reads_them(servers, tmp_path):
     assert api.traces("agent-app", filter={"provider": "anthropic"}) == []
     assert api.traces("ignored") == []
     api.close()
+    # One audit event per export request (the span writer's transaction carries it), none twice.
+    events = httpx.get(f"{server.url}/api/v1/audit", params={"action": "receive_traces"}).json()["events"]
+    assert len(events) == 3 and {(e["status"], e["method"], e["target"]) for e in events} == {(200, "POST", "/v1/traces")}
 
 
 def _json_body(trace_id: str = "5b8efff798038103d269b633813fc60c", span_id: str = "eee19b7ec3c1b174") -> dict:
@@ -214,12 +217,13 @@ def test_tracklets_otlp_schema_matches_opentelemetry_proto():
 
 
 def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
-    """The OTLP decoder builds rows without coercing each field (``checked_span_row``,
-    ``stored_attributes``): the same rows as the general ``span_row`` of the span's plain data, for
+    """The OTLP decoder builds the insert's tuples without coercing each field (``received_row``,
+    ``stored_attributes``, the scope's attributes serialized once): the same rows as the general
+    ``span_row`` of the span's plain data, for
     plain spans and for the values that need capping (NUL, a string over 256 KiB, a long key,
     doubles, arrays, maps, bytes, NaN), events, links, an open span and GenAI/OpenInference keys."""
     from tracklet.proto import otlp_trace_pb2 as otlp
-    from tracklet.store.spans import span_row
+    from tracklet.store.spans import RECEIVED_COLUMNS, span_row
     from tracklet.tracing.otlp import attributes, decode
 
     request = otlp.ExportTraceServiceRequest()
@@ -267,7 +271,10 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
             link = span.links.add()
             link.trace_id, link.span_id = b"\x07" * 16, b"\x07" * 8
     decoded = decode(request.SerializeToString(), "application/x-protobuf", project="p", run="r1")
-    rows = decoded.by_project["p"]
+    rows = [dict(zip(RECEIVED_COLUMNS, row)) for row in decoded.by_project["p"]]
+    for row in rows:
+        for column in ("attributes", "events", "links"):
+            row[column] = json.loads(row[column])
     resource_attributes = {f"resource.{k}": v for k, v in attributes(resource.resource.attributes).items()}
     shared = {"otel.scope.name": "scope\x00", **resource_attributes}
     expected = []
@@ -286,3 +293,30 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     assert rows[0]["model"] == "gpt-4o" and rows[0]["input_tokens"] == 7 and rows[0]["output_tokens"] == 9
     assert rows[0]["attributes"]["nul"] == "a\ufffdb" and len(rows[0]["attributes"]["big"]) == 256 * 1024
     assert rows[1]["status"] == "open" and rows[2]["model"] == ""
+
+
+def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
+    """Spans' attributes are decoded entry by entry after the body parsed (repeated entries once
+    per request), so a malformed entry, which a full parse would have refused with the whole body,
+    costs only its span (partial success); an entry repeated in another span decodes the same."""
+    from tracklet.proto import otlp_trace_pb2 as otlp
+    from tracklet.tracing.otlp import decode
+
+    request = otlp.ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for number in range(3):
+        span = spans.add()
+        span.trace_id, span.span_id = b"\x01" * 16, bytes([number + 1]) * 8
+        span.start_time_unix_nano, span.end_time_unix_nano = 1, 2
+        entry = span.attributes.add()
+        entry.key, entry.value.string_value = "gen_ai.provider.name", "openai"
+    body = request.SerializeToString()
+    good = otlp.KeyValue(key="gen_ai.provider.name")
+    good.value.string_value = "openai"
+    bad = good.SerializeToString()[:-2] + b"\xff\xff"  # the value: not UTF-8
+    body = body.replace(good.SerializeToString(), bad, 1)  # the same length: the framing still holds
+    decoded = decode(body, "application/x-protobuf", project="p")
+    assert decoded.rejected == 1 and decoded.errors == ["a span's attribute is not an OTLP KeyValue"]
+    rows = decoded.by_project["p"]
+    assert [row[2] for row in rows] == ["0202020202020202", "0303030303030303"]
+    assert all(json.loads(row[-3]) == {"gen_ai.provider.name": "openai"} and row[13] == "openai" for row in rows)

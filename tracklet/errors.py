@@ -40,6 +40,7 @@ __all__ = [
     "NotAWandbFile",
     "OffsetConflict",
     "OtlpError",
+    "SpanWriterBusy",
     "PackCorrupt",
     "RecipeError",
     "RecordLogError",
@@ -344,6 +345,11 @@ class PromotionReviewRefused(RegistryError):
 class OtlpError(TrackletError, ValueError):
     """A body sent to ``/v1/traces`` that is not an OTLP trace export request (the server answers
     400), or has a content type other than OTLP's protobuf or JSON (415): the message says which."""
+
+
+class SpanWriterBusy(TrackletError, RuntimeError):
+    """Spans received over OTLP were not taken: the store's span writer had no room in its queue
+    for too long (``tracklet/store/spans_writer.py``; the server answers 503 with Retry-After)."""
 
 
 class PricesError(TrackletError, ValueError):

@@ -31,8 +31,10 @@ MAX_TRACES_BODY_BYTES = 16 << 20
 
 
 @router.post("/v1/traces", summary="Receive OTLP/HTTP trace exports (protobuf or JSON, gzip)",
-             responses=errors(400, 413, 415), response_class=Response)
+             responses=errors(400, 413, 415, 503), response_class=Response)
 async def receive_traces(request: Request) -> Response:
+    from tracklet.server.audit import AuditMiddleware, record_in
+    from tracklet.errors import SpanWriterBusy
     from tracklet.tracing.otlp import JSON, PROTOBUF, OtlpError, decode, response_body
 
     state = request.app.state.tracklet
@@ -55,8 +57,15 @@ async def receive_traces(request: Request) -> Response:
     for name in decoded.by_project:
         if authorizer is not None:
             authorizer.check(request, name, "write", create=True)
-    for name, rows in decoded.by_project.items():
-        await run_in_threadpool(state.store.add_spans, name, rows)
+    audited = any(middleware.cls is AuditMiddleware for middleware in request.app.user_middleware)
+    try:
+        for name, rows in decoded.by_project.items():  # answered once committed (store/spans_writer.py)
+            # The writer thread's transaction carries the request's audit event, where the app
+            # audits (audit.py's unit of work follows the request's own threads only).
+            await run_in_threadpool(state.store.add_received_spans, name, rows,
+                                    (lambda connection: record_in(connection, request)) if audited else None)
+    except SpanWriterBusy as error:  # OTLP exporters retry a 503 after Retry-After
+        raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "1"}) from None
     payload, media_type = response_body(content_type, decoded)
     return Response(content=payload, media_type=media_type)
 

@@ -17,6 +17,7 @@ value), since OTLP bodies cross a trust boundary.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -139,14 +140,23 @@ def _typed_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
 def typed_columns(attributes: Mapping[str, Any], values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """operation, provider, model, input_tokens, output_tokens from a span's attributes
     (``values``: their ``_typed_values``, when the caller has them)."""
-    if values is None:
-        values = _typed_values(attributes)
+    return dict(zip(_TYPED_COLUMNS, _typed_tuple(attributes, _typed_values(attributes) if values is None else values)))
+
+
+_TYPED_COLUMNS = ("operation", "provider", "model", "input_tokens", "output_tokens")
+_NO_TYPED = ("", "", "", None, None)
+
+
+def _typed_tuple(attributes: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``typed_columns``' values, in ``_TYPED_COLUMNS`` order."""
+    usage = attributes.get(_MLFLOW_USAGE)
+    if not values and usage is None:
+        return _NO_TYPED
     operation = values.get("operation")
     provider = values.get("provider")
     model = values.get("model")
     input_tokens = _tokens(values.get("input_tokens"))
     output_tokens = _tokens(values.get("output_tokens"))
-    usage = attributes.get(_MLFLOW_USAGE)
     if isinstance(usage, str):
         try:
             usage = json.loads(usage)
@@ -155,13 +165,10 @@ def typed_columns(attributes: Mapping[str, Any], values: Mapping[str, Any] | Non
     if isinstance(usage, dict):
         input_tokens = input_tokens if input_tokens is not None else _tokens(usage.get("input_tokens"))
         output_tokens = output_tokens if output_tokens is not None else _tokens(usage.get("output_tokens"))
-    return {
-        "operation": fit(store_text(str(operation)).lower(), 64) if operation is not None else "",
-        "provider": fit(store_text(str(provider)).lower(), 64) if provider is not None else "",
-        "model": fit(store_text(str(model)), 256) if model is not None else "",
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-    }
+    return (fit(store_text(str(operation)).lower(), 64) if operation is not None else "",
+            fit(store_text(str(provider)).lower(), 64) if provider is not None else "",
+            fit(store_text(str(model)), 256) if model is not None else "",
+            input_tokens, output_tokens)
 
 
 def payload_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str:
@@ -196,6 +203,11 @@ def capped_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = _capped(value)
     return out
+
+
+def capped_value(value: Any) -> Any:
+    """One attribute value as stored (``capped_attributes``' rule for a value of any kind)."""
+    return _capped(value)
 
 
 def _capped(value: Any, depth: int = 0) -> Any:
@@ -259,6 +271,53 @@ def checked_span_row(trace_id: str, span_id: str, parent_span_id: str, name: str
     }
     row.update(typed_columns(attributes, values))
     return row
+
+
+# A span received over OTLP as the insert's tuple (``RECEIVED_COLUMNS`` order; the project, run_pk
+# and source are constants of the statement, ``received_sql``): the decoder builds it straight
+# from the decoded values with the attributes already JSON text, no row dict per span.
+RECEIVED_COLUMNS = ("run_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns",
+                    "duration_ms", "status", "status_message", "step", *_TYPED_COLUMNS, "input", "input_blob",
+                    "output", "output_blob", "attributes", "events", "links")
+
+
+def received_row(run_id: str, trace_id: str, span_id: str, parent_span_id: str, name: str, kind: str, start: int,
+                 end: int, status: str, status_message: str, attributes: Mapping[str, Any], attributes_json: str,
+                 events_json: str = "[]", links_json: str = "[]") -> tuple[Any, ...]:
+    """``checked_span_row``'s values as the insert's tuple (same preconditions: values already as
+    the store keeps them; ``attributes_json``: the stored attributes as JSON text, ``attributes``
+    the span's own ones, which hold every key the typed columns read)."""
+    values = _typed_values(attributes)
+    return (run_id, trace_id, span_id, parent_span_id, name, kind, start, end, max(0, end - start) / 1e6,
+            status if end else OPEN, status_message, None, *_typed_tuple(attributes, values),
+            _payload(values.get("input")), "", _payload(values.get("output")), "", attributes_json, events_json,
+            links_json)
+
+
+_RECEIVED_PLAIN = operator.itemgetter(*RECEIVED_COLUMNS[:-3])
+
+
+def received_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A ``span_row`` row with its ``run_id`` as the insert's tuple (``RECEIVED_COLUMNS``)."""
+    events, links = row["events"], row["links"]
+    return _RECEIVED_PLAIN(row) + (_dumps(row["attributes"]), _dumps(events) if events else "[]",
+                                   _dumps(links) if links else "[]")
+
+
+def received_sql(dialect: str, project_id: int) -> str:
+    """The insert of ``RECEIVED_COLUMNS`` tuples into a project (source "otlp"), with the same
+    conflict rule as ``write_spans``."""
+    return _received_sql(dialect, int(project_id))
+
+
+@functools.lru_cache(maxsize=256)
+def _received_sql(dialect: str, project_id: int) -> str:
+    if dialect == "postgresql":
+        marks = ", ".join("CAST(%s AS JSONB)" if name in _JSON_COLUMNS else "%s" for name in RECEIVED_COLUMNS)
+    else:
+        marks = ", ".join("?" for _ in RECEIVED_COLUMNS)
+    return (f"INSERT INTO spans (project_id, run_pk, source, {', '.join(RECEIVED_COLUMNS)}) "
+            f"VALUES ({project_id}, NULL, 'otlp', {marks}) {_ON_CONFLICT}")
 
 
 def capped_event(event: Any) -> Any:
@@ -339,7 +398,11 @@ _JSON_COLUMNS = ("attributes", "events", "links")
 _COLUMNS = tuple(column.name for column in spans.columns if column.name not in ("id", *_JSON_COLUMNS)) + _JSON_COLUMNS
 _PLAIN = operator.itemgetter(*_COLUMNS[: -len(_JSON_COLUMNS)])
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+json_text = _dumps  # how the JSON columns are serialized (compact, UTF-8 kept)
 _SQL: dict[str, str] = {}
+_ON_CONFLICT = ("ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET " + ", ".join(
+    f"{name} = excluded.{name}" for name in _COLUMNS if name not in ("project_id", "trace_id", "span_id"))
+    + " WHERE spans.end_ns = 0 AND excluded.end_ns != 0")
 
 
 def _insert_sql(dialect: str) -> str:
@@ -349,11 +412,7 @@ def _insert_sql(dialect: str) -> str:
             marks = ", ".join("CAST(%s AS JSONB)" if name in _JSON_COLUMNS else "%s" for name in _COLUMNS)
         else:
             marks = ", ".join("?" for _ in _COLUMNS)
-        updates = ", ".join(f"{name} = excluded.{name}" for name in _COLUMNS
-                            if name not in ("project_id", "trace_id", "span_id"))
-        sql = _SQL[dialect] = (f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks}) "
-                               f"ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET {updates} "
-                               f"WHERE spans.end_ns = 0 AND excluded.end_ns != 0")
+        sql = _SQL[dialect] = f"INSERT INTO spans ({', '.join(_COLUMNS)}) VALUES ({marks}) {_ON_CONFLICT}"
     return sql
 
 
@@ -444,16 +503,6 @@ def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filter
 def _total(spans: list[dict[str, Any]], column: str) -> Any:
     values = [s[column] for s in spans if s.get(column) is not None]
     return sum(values) if values else None
-
-
-def insert_received(engine: sa.Engine, project_id: int, rows: list[dict[str, Any]]) -> int:
-    """Store spans received over OTLP (``source`` "otlp") for a project; how many."""
-    for row in rows:
-        row.update(project_id=project_id, run_pk=None, source="otlp")
-        row["run_id"] = fit(store_text(str(row.get("run_id") or "")), 128)
-    with engine.begin() as connection:
-        write_spans(connection, rows)
-    return len(rows)
 
 
 def run_pk_query(project: str, run_id: str) -> Any:

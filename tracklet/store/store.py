@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from tracklet.store.ingest import LOCK_FILE, Indexer, IndexerBusy, IndexReport
 from tracklet.store.logsource import LogSource
 from tracklet.store.run_data_queries import RunDataQueries
 from tracklet.store.schema import projects, runs, series
+from tracklet.store.text import fit, store_text
 
 __all__ = ["LIST_FIELDS", "LOCK_FILE", "RUN_FIELDS", "Store"]
 
@@ -39,6 +41,8 @@ class Store(RunDataQueries):
         self.url = url or os.environ.get("TRACKLET_STORE") or store_url(self.root)
         self.engine = create_engine(self.url)
         migrate(self.engine)
+        self._span_writer: Any = None
+        self._span_writer_lock = threading.Lock()
 
     def indexer(self, *, liveness: Callable[[Path], bool | None] | None = None,
                 source: LogSource | None = None) -> Indexer:
@@ -219,10 +223,25 @@ class Store(RunDataQueries):
         """Store spans received over OTLP (``tracklet.store.spans.span_row`` rows, each with its
         ``run_id`` or ""), creating the project if needed; how many were received (a span the
         project already holds, by trace and span id, is kept as it was)."""
-        from tracklet.store.spans import insert_received
+        from tracklet.store.spans import received_tuple
 
-        project_id, _ = self.add_project(project)
-        return insert_received(self.engine, project_id, rows)
+        for row in rows:
+            row["run_id"] = fit(store_text(str(row.get("run_id") or "")), 128)
+        return self.add_received_spans(project, [received_tuple(row) for row in rows])
+
+    def add_received_spans(self, project: str, rows: list[tuple[Any, ...]],
+                           in_transaction: Callable[[sa.Connection], Any] | None = None) -> int:
+        """``add_spans`` for rows as the OTLP decoder makes them (``spans.received_row`` tuples):
+        written by the store's one span-writer thread, in a transaction shared with other callers'
+        spans (``in_transaction(connection)`` runs in it); returns once it committed.
+        ``SpanWriterBusy`` when too many spans wait already."""
+        with self._span_writer_lock:
+            if self._span_writer is None:
+                from tracklet.store.spans_writer import SpanWriter
+
+                self._span_writer = SpanWriter(self.engine, lambda name: self.add_project(name)[0])
+            writer = self._span_writer
+        return int(writer.write(project, rows, in_transaction=in_transaction))
 
     def indexed_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (bytes of log ingested, state), by (project, run id): one query."""
@@ -255,6 +274,10 @@ class Store(RunDataQueries):
         return removed
 
     def close(self) -> None:
+        with self._span_writer_lock:
+            writer, self._span_writer = self._span_writer, None
+        if writer is not None:
+            writer.close()
         self.engine.dispose()
 
     def __enter__(self) -> "Store":

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
+import itertools
 import json
+import math
 from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from tracklet.core.layout import name_problem
 from tracklet.errors import OtlpError
 from tracklet.store.spans import (KIND_NAMES, MAX_ATTRIBUTE_CHARS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_LINKS, STATUS_NAMES,
-                                  capped_attributes, capped_event,
-                                  capped_link, checked_span_row)
+                                  capped_attributes, capped_event, capped_link, capped_value, received_row)
+from tracklet.store.spans import json_text as _dumps
 from tracklet.store.text import fit, store_text
 
 PROTOBUF = "application/x-protobuf"
@@ -34,9 +39,9 @@ _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_i
 
 @dataclasses.dataclass
 class Decoded:
-    """Span rows by project (each row with its ``run_id``), and what was rejected and why."""
+    """Span rows by project (``received_row`` tuples, each with its ``run_id``), and what was rejected and why."""
 
-    by_project: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    by_project: dict[str, list[tuple[Any, ...]]] = dataclasses.field(default_factory=dict)
     rejected: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)
 
@@ -65,14 +70,14 @@ def _hex_ids_to_base64(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def parse_request(body: bytes, content_type: str) -> Any:
-    """An ``ExportTraceServiceRequest`` (tracklet's copy of OTLP's schema) from a body."""
+def parse_request(body: bytes, content_type: str, *, raw_attributes: bool = False) -> Any:
+    """An ``ExportTraceServiceRequest`` (tracklet's copy of OTLP's schema) from a body; with
+    ``raw_attributes``, spans' attributes left encoded (``_raw_request``)."""
     from google.protobuf import json_format
-    from google.protobuf.message import DecodeError
 
     from tracklet.proto import otlp_trace_pb2 as otlp
 
-    request = otlp.ExportTraceServiceRequest()
+    request = _raw_request()() if raw_attributes else otlp.ExportTraceServiceRequest()
     media_type = content_type.split(";")[0].strip().lower()
     if media_type == PROTOBUF:
         try:
@@ -87,10 +92,14 @@ def parse_request(body: bytes, content_type: str) -> Any:
             raise OtlpError(f"the body is not JSON: {error}") from None
         if not isinstance(data, dict):
             raise OtlpError("the JSON body must be an object (an ExportTraceServiceRequest)")
+        parsed = otlp.ExportTraceServiceRequest()
         try:
-            json_format.ParseDict(_hex_ids_to_base64(data), request, ignore_unknown_fields=True)
+            json_format.ParseDict(_hex_ids_to_base64(data), parsed, ignore_unknown_fields=True)
         except (json_format.ParseError, RecursionError) as error:
             raise OtlpError(f"the JSON body is not an OTLP ExportTraceServiceRequest: {error}") from None
+        if not raw_attributes:
+            return parsed
+        request.ParseFromString(parsed.SerializeToString())
         return request
     raise OtlpError(f"unsupported Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
 
@@ -129,28 +138,66 @@ def attributes(entries: Any) -> dict[str, Any]:
 
 
 def stored_attributes(entries: Any) -> dict[str, Any]:
-    """``attributes`` as the store keeps them (``capped_attributes``' result), in the same pass:
-    an int64 needs no check, a string only its length and NULs; other kinds, and keys that are
-    long or hold a NUL, go through ``capped_attributes``."""
+    """``attributes`` as the store keeps them (``capped_attributes``' result), in the same pass and
+    value by value (``_stored_pair``)."""
+    out = dict(_stored_pair(entry) for entry in entries)
+    return out if len(out) <= MAX_ATTRIBUTES else dict(itertools.islice(out.items(), MAX_ATTRIBUTES))
+
+
+def _stored_pair(entry: Any) -> tuple[str, Any]:
+    """A ``KeyValue`` as stored: a string needs only its length and NULs checked, an int64 or a
+    bool nothing, a double its finiteness; other kinds (and long keys, keys with a NUL) are capped."""
+    value = entry.value
+    kind = value.WhichOneof("value")
+    key = entry.key
+    if len(key) > 1024 or "\x00" in key:
+        key = fit(store_text(key), 1024)
+    if kind == "string_value":
+        text = value.string_value
+        return key, text if len(text) <= MAX_ATTRIBUTE_CHARS and "\x00" not in text else capped_value(text)
+    if kind == "int_value":
+        return key, value.int_value
+    if kind == "double_value":
+        number = value.double_value
+        return key, number if math.isfinite(number) else None
+    if kind == "bool_value":
+        return key, value.bool_value
+    return key, capped_value(any_value(value))
+
+
+def _span_attributes(entries: Any, seen: dict[bytes, tuple[str, Any]]) -> dict[str, Any]:
+    """A span's attributes as stored, from their encoded ``KeyValue`` entries (``_raw_request``):
+    an entry already seen in this request (the same key and value: most of them, in telemetry)
+    is a dict lookup, not a decode. ``DecodeError`` if one isn't a ``KeyValue``."""
+    from tracklet.proto.otlp_trace_pb2 import KeyValue
+
     out: dict[str, Any] = {}
-    odd = False
-    for entry in entries:
-        value = entry.value
-        kind = value.WhichOneof("value")
-        key = entry.key
-        if kind == "string_value":
-            text = value.string_value
-            if len(text) > MAX_ATTRIBUTE_CHARS or "\x00" in text:
-                odd = True
-            out[key] = text
-        elif kind == "int_value":
-            out[key] = value.int_value
-        else:
-            out[key] = any_value(value)
-            odd = True
-        if len(key) > 1024 or "\x00" in key:
-            odd = True
-    return capped_attributes(out) if odd or len(out) > MAX_ATTRIBUTES else out
+    for raw in entries:
+        pair = seen.get(raw)
+        if pair is None:
+            pair = seen[raw] = _stored_pair(KeyValue.FromString(raw))
+        out[pair[0]] = pair[1]
+    return out if len(out) <= MAX_ATTRIBUTES else dict(itertools.islice(out.items(), MAX_ATTRIBUTES))
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_request() -> Any:
+    """``ExportTraceServiceRequest`` with each span's attributes left encoded (``repeated bytes``
+    in place of ``repeated KeyValue``: the same wire format), built from tracklet's OTLP schema in
+    a pool of its own, so that repeated attributes decode once (``_span_attributes``)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    from tracklet.proto import otlp_trace_pb2 as otlp
+
+    schema = descriptor_pb2.FileDescriptorProto()
+    otlp.DESCRIPTOR.CopyToProto(schema)
+    (span,) = (message for message in schema.message_type if message.name == "Span")
+    (field,) = (field for field in span.field if field.name == "attributes")
+    field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    field.ClearField("type_name")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(schema)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{schema.package}.ExportTraceServiceRequest"))
 
 
 def _text(value: Any) -> str | None:
@@ -158,9 +205,11 @@ def _text(value: Any) -> str | None:
 
 
 def decode(body: bytes, content_type: str, *, project: str | None = None, run: str | None = None) -> Decoded:
-    """Span rows from an OTLP/HTTP body, grouped by project (``project``/``run``: the headers)."""
-    request = parse_request(body, content_type)
+    """Span rows from an OTLP/HTTP body, grouped by project (``project``/``run``: the headers), as
+    the insert's tuples (``tracklet.store.spans.received_row``)."""
+    request = parse_request(body, content_type, raw_attributes=True)
     decoded = Decoded()
+    seen: dict[bytes, tuple[str, Any]] = {}  # this request's attribute entries, decoded
     total = 0
     for resource_spans in request.resource_spans:
         resource = stored_attributes(resource_spans.resource.attributes)
@@ -174,38 +223,63 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
         if problem is not None:
             decoded.reject(count, f"project {target[:100]!r} is not valid: {problem}")
             continue
-        run_id = run or _text(resource.get("tracklet.run")) or ""
+        run_id = fit(store_text(run or _text(resource.get("tracklet.run")) or ""), 128)
         resource_attributes = {f"resource.{key}": value for key, value in resource.items()}
         rows = decoded.by_project.setdefault(target, [])
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             shared = ({"otel.scope.name": fit(store_text(scope.name), 1024), **resource_attributes} if scope.name
                       else resource_attributes)
-            for span in scope_spans.spans:
-                why = _invalid(span)
-                if why is not None:
-                    decoded.reject(1, why)
-                    continue
-                own = stored_attributes(span.attributes)
-                # The span's own keys first, then the scope's and resource's it lacks (dict merges: C-level).
-                span_attributes = {**own, **shared, **own} if own else dict(shared)
-                # Validated above: ids of their lengths, times within int64; so no coercion per field.
-                row = checked_span_row(
-                    span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
-                    fit(store_text(span.name), 512), KIND_NAMES.get(span.kind, "unspecified"),
-                    span.start_time_unix_nano, span.end_time_unix_nano,
-                    STATUS_NAMES.get(span.status.code, "unset"), store_text(span.status.message)[:4096], None,
-                    span_attributes if len(span_attributes) <= MAX_ATTRIBUTES else capped_attributes(span_attributes),
-                    [capped_event({"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)})
-                     for e in list(span.events)[:MAX_EVENTS]] if span.events else [],
-                    [capped_link({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
-                            "attributes": attributes(link.attributes)}) for link in list(span.links)[:MAX_LINKS]]
-                    if span.links else [])
-                row["run_id"] = run_id
-                rows.append(row)
+            _decode_spans(scope_spans.spans, shared, run_id, rows, decoded, seen)
         if not rows:
             del decoded.by_project[target]
     return decoded
+
+
+def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tuple[Any, ...]],
+                  decoded: Decoded, seen: dict[bytes, tuple[str, Any]]) -> None:
+    """Append the rows of one scope's spans. A span's stored attributes are its own keys, then the
+    scope's and resource's (``shared``) it lacks: as JSON, the span's own object with ``shared``'s
+    members (serialized once for the scope) spliced in, unless the two share a key or together
+    pass ``MAX_ATTRIBUTES`` (then merged as dicts)."""
+    shared_members = _dumps(shared)[1:-1] if shared else ""
+    alone = "{" + shared_members + "}"
+    room = MAX_ATTRIBUTES - len(shared)
+    kinds, statuses = KIND_NAMES, STATUS_NAMES
+    for span in spans:
+        trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        if (len(trace_id) != 16 or len(span_id) != 8 or (parent and len(parent) != 8) or (end and end < start)
+                or start >= _TIME_LIMIT or end >= _TIME_LIMIT or not any(trace_id) or not any(span_id)):
+            decoded.reject(1, _invalid(span) or "a span is not valid")
+            continue
+        try:
+            own = _span_attributes(span.attributes, seen)
+        except DecodeError:
+            decoded.reject(1, "a span's attribute is not an OTLP KeyValue")
+            continue
+        if not own:
+            attributes_json = alone
+        elif len(own) <= room and own.keys().isdisjoint(shared):
+            attributes_json = _dumps(own)
+            if shared_members:
+                attributes_json = attributes_json[:-1] + "," + shared_members + "}"
+        else:
+            merged = {**own, **shared, **own}
+            attributes_json = _dumps(merged if len(merged) <= MAX_ATTRIBUTES else capped_attributes(merged))
+        status = span.status
+        rows.append(received_row(
+            run_id, trace_id.hex(), span_id.hex(), parent.hex(), fit(store_text(span.name), 512),
+            kinds.get(span.kind, "unspecified"), start, end, statuses.get(status.code, "unset"),
+            store_text(status.message)[:4096], own, attributes_json,
+            _dumps([capped_event({"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)})
+                    for e in list(span.events)[:MAX_EVENTS]]) if span.events else "[]",
+            _dumps([capped_link({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
+                                 "attributes": attributes(link.attributes)}) for link in list(span.links)[:MAX_LINKS]])
+            if span.links else "[]"))
+
+
+_TIME_LIMIT = 2**63  # ns: past int64
 
 
 def _invalid(span: Any) -> str | None:

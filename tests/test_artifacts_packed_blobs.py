@@ -70,7 +70,7 @@ def test_small_files_go_many_to_a_pack_and_come_back_whole_and_in_ranges(servers
     assert len(backend.pack_keys()) == 1
 
     remote = RemoteArtifacts(ArtifactClient(HttpClient(server.url)), tmp_path / "reader")
-    out = Path(remote.artifact("p/shards").download(tmp_path / "out"))
+    out = Path(remote.artifact("p/dataset").download(tmp_path / "out"))
     assert {path.name: path.read_bytes() for path in out.iterdir()} == files
     one = files["007.bin"]
     with httpx.Client(base_url=server.url) as http:

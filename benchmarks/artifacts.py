@@ -620,7 +620,8 @@ def peers(work: Path, size_mib: int, rounds: int) -> dict:
 def a1(work: Path, files: int, size: int = 40_000) -> dict:
     """A1: ``files`` small files (``size`` bytes each) committed locally, then uploaded to a local
     ``tracklet server --dev`` whose blobs go to S3 (a real s3rver process: tests/s3, needs Node),
-    and to one whose blobs stay on its disk. Reports each upload's files/s (digest queries, blob
+    and to one whose blobs stay on its disk, each with a batch's small blobs stored one object each
+    (the old layout) and packed (``server/artifact_packed.py``). Reports each upload's files/s (digest queries, blob
     uploads, manifest, commit), a second upload of the same version (nothing to send), and the
     S3 server's own ceiling: the same objects PUT straight to it, 64 at a time, without tracklet.
     Target (issue #15): >= 1,000 files/s."""
@@ -650,22 +651,28 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
             return {"skipped": "s3rver is not installed (npm ci --prefix tests/s3)"}
         options = ("--files-option", f"endpoint_url={endpoint}", "--files-option", "key=S3RVER",
                    "--files-option", "secret=S3RVER")
-        for backend, extra in (("s3", ("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options)),
-                               ("local", ())):
-            server = Server(work / f"a1-server-{backend}", extra=extra)
-            server.spawn()
-            try:
-                server.wait_ready(timeout=180)
-                client = ArtifactClient(HttpClient(server.url), work / "a1-state")
-                timings = {}
-                for label in ("first", "again"):
-                    started = time.perf_counter()
-                    answer = upload_version(client, store, result.info, [], result.manifest)
-                    timings[label] = {"seconds": time.perf_counter() - started, "bytes_sent": answer["bytes_sent"]}
-                client.http.close()
-            finally:
-                server.stop()
-            report[backend] = {**timings, "files_per_second": files / timings["first"]["seconds"]}
+        for backend in ("s3", "local"):
+            # The same upload to a server storing a batch's small blobs one object each (the layout
+            # before packed blobs: TRACKLET_ARTIFACT_PACK_SMALL=0) and to one packing them.
+            for layout, pack in (("objects", "0"), ("packed", "1")):
+                extra = ("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options) if backend == "s3" else ()
+                os.environ["TRACKLET_ARTIFACT_PACK_SMALL"] = pack
+                server = Server(work / f"a1-server-{backend}-{layout}", extra=extra)
+                server.spawn()
+                try:
+                    server.wait_ready(timeout=180)
+                    client = ArtifactClient(HttpClient(server.url), work / "a1-state")
+                    timings = {}
+                    for label in ("first", "again"):
+                        started = time.perf_counter()
+                        answer = upload_version(client, store, result.info, [], result.manifest)
+                        timings[label] = {"seconds": time.perf_counter() - started,
+                                          "bytes_sent": answer["bytes_sent"]}
+                    client.http.close()
+                finally:
+                    server.stop()
+                    os.environ.pop("TRACKLET_ARTIFACT_PACK_SMALL", None)
+                report[f"{backend}_{layout}"] = {**timings, "files_per_second": files / timings["first"]["seconds"]}
         import s3fs
 
         direct = s3fs.S3FileSystem(endpoint_url=endpoint, key="S3RVER", secret="S3RVER", skip_instance_cache=True)
@@ -804,10 +811,11 @@ def main() -> None:
         if "skipped" in uploads:
             print(f"A1 skipped: {uploads['skipped']}")
         else:
-            print_table([[f"A1 upload, {backend} backend", f"{uploads[backend]['first']['seconds']:.2f} s",
-                          f"{uploads[backend]['files_per_second']:.0f} files/s",
-                          f"again: {uploads[backend]['again']['seconds']:.2f} s, "
-                          f"{uploads[backend]['again']['bytes_sent']} B sent"] for backend in ("s3", "local")]
+            print_table([[f"A1 upload, {key.replace('_', ' backend, ')}", f"{uploads[key]['first']['seconds']:.2f} s",
+                          f"{uploads[key]['files_per_second']:.0f} files/s",
+                          f"again: {uploads[key]['again']['seconds']:.2f} s, "
+                          f"{uploads[key]['again']['bytes_sent']} B sent"]
+                         for key in ("s3_objects", "s3_packed", "local_objects", "local_packed")]
                         + [["A1 S3 server alone", "", f"{uploads['s3_ceiling_files_per_second']:.0f} files/s",
                             "the same objects PUT straight to s3rver, 64 at a time"]],
                         header=["benchmark", "time", "rate", "note"])

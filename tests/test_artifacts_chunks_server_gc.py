@@ -137,10 +137,10 @@ def _age(root: Path, artifacts: ServerArtifacts, seconds: float) -> None:
     """Make every row and object of the server's artifacts ``seconds`` older (an upload abandoned
     that long ago)."""
 
-    from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files
+    from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files, artifact_packed_blobs
 
     with artifacts.engine.begin() as connection:
-        for table in (artifact_blobs, artifact_chunks, artifact_files):
+        for table in (artifact_blobs, artifact_chunks, artifact_files, artifact_packed_blobs):
             connection.execute(table.update().values(created_at=table.c.created_at - seconds))
     then = time.time() - seconds
     for path in (root / "artifacts").rglob("*"):

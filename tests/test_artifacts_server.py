@@ -42,6 +42,7 @@ class Backend:
     name: str
     extra: tuple[str, ...]
     blob_keys: Callable[[], list[str]]  # every object/file under the blob store's blobs/ (tmp included)
+    pack_keys: Callable[[], list[str]]  # every pack under packs/ (small blobs of a batch, chunks)
 
 
 @pytest.fixture(autouse=True)
@@ -58,15 +59,19 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
         monkeypatch.delenv(name)
     if request.param == "local":
         base = tmp_path / "server" / "artifacts" / "blobs"
+        packs = base.with_name("packs")
         return Backend("local", (), lambda: sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
-                                                    if p.is_file()))
+                                                    if p.is_file()),
+                       lambda: sorted(p.name for p in packs.rglob("*.pack")))
     endpoint = request.getfixturevalue("s3rver")
     prefix = f"{BUCKET}/{uuid.uuid4().hex}"
     direct = s3_filesystem(endpoint)
     extra = ("--artifacts", f"s3://{prefix}", "--files-option", f"endpoint_url={endpoint}",
              "--files-option", f"key={S3_KEY}", "--files-option", f"secret={S3_SECRET}")
     return Backend("s3", extra, lambda: sorted(path[len(prefix) + len("/blobs/"):]
-                                               for path in direct.find(f"{prefix}/blobs")))
+                                               for path in direct.find(f"{prefix}/blobs")),
+                   lambda: sorted(path.rsplit("/", 1)[-1] for path in direct.find(f"{prefix}/packs")
+                                  if path.endswith(".pack")))
 
 
 def _published(keys: list[str]) -> list[str]:
@@ -129,7 +134,10 @@ def test_online_run_logs_to_the_server_and_another_root_downloads(servers, backe
                                                        "latest": "v0"}]
     # The blobs landed in the server's store, and only complete ones (nothing left in tmp/).
     keys = backend.blob_keys()
-    assert len(_published(keys)) == 4 and keys == _published(keys)  # three files and the manifest
+    # The manifest and the empty file are objects of their own; the two other files went in one
+    # batch, stored as one pack (server/artifact_packed.py).
+    assert len(_published(keys)) == 2 and keys == _published(keys)
+    assert len(backend.pack_keys()) == 1
 
     # use_artifact in another online run with a fresh root resolves on the server.
     run = tracklet.init(project="vision", id="eval1", dir=str(tmp_path / "evaluator"), mode="online", settings={
@@ -499,7 +507,10 @@ def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend
         assert f"has sha256 {_sha(bad)}" in answer["rejected"][0]["detail"]
         cut = http.post("/api/v1/projects/p/artifacts/_blobs/batch", content=body[:-10])
         assert cut.status_code == 400 and "more than the body holds" in cut.json()["detail"]
-    assert sorted(_published(backend.blob_keys())) == sorted(f"sha256/{_sha(d)[:2]}/{_sha(d)}" for d in good)
+    assert _published(backend.blob_keys()) == [] and len(backend.pack_keys()) == 1  # the good ones, in one pack
+    with httpx.Client(base_url=server.url) as http:
+        for data in good:
+            assert http.get(f"/api/v1/projects/p/artifacts/_blobs/{_sha(data)}").content == data
     # The client sends small files many to a request, and names a file whose bytes changed.
     paths = []
     for index in range(30):

@@ -26,6 +26,7 @@ from tracklet.errors import PromotionRequired
 from tracklet.registry.sql import ModelRegistry
 from tracklet.reports.sql import ReportStore
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
+                                    artifact_packed_blobs,
                                     artifact_versions, audit_events, automation_attempts, automation_deliveries,
                                     automations, event_outbox, log_heads, log_segments, registry_checks,
                                     registry_members, sweep_journal, sweep_leases, sweep_studies)
@@ -187,6 +188,9 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
                                                            pack_offset=0, length=3, created_at=1.0))
         connection.execute(artifact_files.insert().values(project="p", digest="e" * 64, recipe="a" * 64, size=3,
                                                           created_at=1.0))
+        # Small blobs placed in packs (server migration s0013).
+        connection.execute(artifact_packed_blobs.insert().values(digest="a" * 64, pack_id="d" * 64, pack_offset=3,
+                                                                 length=3, member="c" * 64, created_at=1.0))
         # The audit log, the events outbox and automations with their delivery log (server migration s0004).
         connection.execute(audit_events.insert().values(
             time=1.0, actor="alice", key_id="k", action="put_log", method="PUT", target="runs/p/r/log", project="p",

@@ -48,7 +48,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracklet.artifacts.blobs import FsspecBlobStore
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
@@ -56,7 +55,8 @@ from tracklet import errors
 from tracklet.errors import ArtifactError
 from tracklet.server.artifact_registry_sql import SqlRegistry
 from tracklet.server.logs import BadRequest
-from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files, migrate
+from tracklet.server.artifact_packed import PACKED_BLOB_BYTES, PackedBlobStore
+from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files, artifact_packed_blobs, migrate
 
 MAX_DIGESTS_PER_QUERY = 1000
 MIN_PART_BYTES = 5 << 20  # S3's smallest part (but the last)
@@ -67,6 +67,7 @@ _READ = 1 << 20
 SMALL_BLOB_BYTES = 8 << 20  # a blob up to this size is verified in memory and written in one piece
 MAX_BATCH_BLOBS = 1000
 STALE_UPLOAD_SECONDS = 7 * 24 * 3600  # an upload session untouched this long is aborted
+PACK_SMALL_ENV = "TRACKLET_ARTIFACT_PACK_SMALL"  # "0": a batch's small blobs stored one object each (benchmarks)
 
 
 NotHeld = errors.BlobNotHeld  # the project holds no such blob or upload session (404)
@@ -110,20 +111,20 @@ class ServerArtifacts:
     (with fsspec ``options``) puts the blobs elsewhere, e.g. ``s3://bucket/prefix``."""
 
     def __init__(self, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
-                 engine: sa.Engine | None = None) -> None:
+                 engine: sa.Engine | None = None, *, pack_small: bool | None = None) -> None:
         directory = Path(root) / "artifacts"
         self.registry: LocalRegistry | SqlRegistry = LocalRegistry(directory)
         if engine is None:  # no server database at hand (a test, a tool): the grants table alone, beside the blobs
             directory.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(f"sqlite:///{directory / 'grants.sqlite'}")
-            for table in (artifact_blobs, artifact_chunks, artifact_files):
+            for table in (artifact_blobs, artifact_chunks, artifact_files, artifact_packed_blobs):
                 table.create(engine, checkfirst=True)
         else:
             migrate(engine)  # the server's tables (a --dev server has no Accounts to do it)
             if engine.dialect.name == "postgresql":  # a deployment any number of processes may serve
                 self.registry = SqlRegistry(engine)
         self.engine = engine
-        self.blobs = FsspecBlobStore(url if url is not None else directory, options)
+        self.blobs = PackedBlobStore(url if url is not None else directory, options)
         if self.blobs.fs is None:
             import fsspec
 
@@ -133,6 +134,9 @@ class ServerArtifacts:
         from tracklet.artifacts.packs import PackStore
 
         self.packs = PackStore(self.blobs.base[: -len("/blobs")], self.fs)
+        self.blobs.bind(engine, self.packs)
+        # Small blobs of a batch go many to a pack (artifact_packed.py); off: one object each (as before 0.13).
+        self.pack_small = pack_small if pack_small is not None else os.environ.get(PACK_SMALL_ENV, "1") != "0"
 
     @classmethod
     def connect(cls, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
@@ -302,16 +306,53 @@ class ServerArtifacts:
                 rejected.append((digest, str(_mismatch(digest, actual, len(data)))))
             else:
                 good[digest] = data
+        packable = {digest: data for digest, data in good.items() if 0 < len(data) <= PACKED_BLOB_BYTES}
+        if self.pack_small and len(packable) > 1:
+            self.store_packed(packable)
+            loose = {digest: data for digest, data in good.items() if digest not in packable}
+        else:
+            loose = good
         if self.blobs.local:
-            for digest, data in good.items():
+            for digest, data in loose.items():
                 if not self.blobs.has(digest):
                     writer = self.blobs.writer()
                     writer.write(data)
                     writer.publish(digest)
-        elif good:
-            self.fs.pipe({self.blobs._path(digest): data for digest, data in good.items()})
+        elif loose:
+            self.fs.pipe({self.blobs._path(digest): data for digest, data in loose.items()})
         self.grant(project, {digest: len(data) for digest, data in good.items()})
         return rejected
+
+    def store_packed(self, blobs: dict[str, bytes]) -> str | None:
+        """Store verified small blobs as one pack (``artifact_packed.py``): those placed already
+        are only marked used now; the others are written as a pack (whole or not at all, as a
+        client's chunk packs: ``write_pack``), then their placements recorded. The pack's id, or
+        None if every blob was placed already. A server killed in between leaves a pack no row
+        names (collected after the grace period); the client, told nothing was stored, sends
+        the blobs again."""
+        import blake3
+
+        from tracklet.artifacts.packs import build_pack
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        placed = self.blobs.places(blobs, refresh=True)
+        todo = [(digest, data) for digest, data in blobs.items() if digest not in placed]
+        if not todo:
+            return None
+        members = [(blake3.blake3(data).digest(), data) for _, data in todo]
+        pack_id, packed = build_pack(members)
+        self.write_pack(pack_id, packed)
+        now = time.time()
+        rows = []
+        offset = 0
+        for (digest, data), (member, _) in zip(todo, members):
+            rows.append({"digest": digest, "pack_id": pack_id, "pack_offset": offset, "length": len(data),
+                         "member": member.hex(), "created_at": now})
+            offset += len(data)
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with self.engine.begin() as connection:  # placed meanwhile by another upload: its place stands
+            connection.execute(dialect.insert(artifact_packed_blobs).on_conflict_do_nothing(), rows)
+        return pack_id
 
     def store_batch(self, project: str, body: bytes) -> tuple[list[str], list[tuple[str, str]]]:
         """Store the blobs of a batch body (``encode_batch``'s frames); (stored digests, rejected

@@ -11,13 +11,16 @@ are older than a grace period, and never anything a committed version references
    (``artifact_chunks``); each ``DELETE`` repeats the age condition, and commits, file
    registrations and uploads refresh the rows they use (``touch``), so a row something used
    meanwhile is kept;
-3. a blob object none of whose grants is left (in any project) is removed from the store, and a
-   pack none of whose chunks is held by any project;
+3. a blob object none of whose grants is left (in any project) is removed from the store; a
+   packed blob's placement (``artifact_packed_blobs``) older than the grace period whose blob no
+   project holds is forgotten (its ``DELETE`` re-checks both), and a pack is removed once no
+   project holds a chunk in it and no placement names it (a pack is reclaimable only when none
+   of its members is referenced);
 4. upload sessions older than the grace period are aborted (their parts removed).
 
 A manifest or recipe that can't be read stops the collection before anything is removed. Packs
-with some live chunks are kept whole (no repacking on the server): the report says how many hold
-chunks no project references and how many bytes a repack would reclaim.
+with some live members (chunks or packed blobs) are kept whole: the report says how many hold
+members nothing references and how many bytes a repack would reclaim (``repack=`` does it).
 
 Uploads in flight: the "which do you have" queries (blobs and chunks) mark what they answer as
 held used now, and a pack sent again refreshes the project's rows for its chunks, so a chunk or
@@ -35,7 +38,8 @@ import sqlalchemy as sa
 from tracklet.artifacts.manifest import Manifest
 from tracklet.errors import ArtifactError, RecipeError
 from tracklet.server.artifact_blobs import ServerArtifacts
-from tracklet.server.schema import artifact_blobs, artifact_chunks, artifact_files, artifact_versions
+from tracklet.server.schema import (artifact_blobs, artifact_chunks, artifact_files, artifact_packed_blobs,
+                                    artifact_versions)
 
 DEFAULT_GRACE = 24 * 3600.0
 _BATCH = 1000
@@ -47,9 +51,10 @@ class ServerGcReport:
     blob_bytes: int = 0
     packs: int = 0  # pack objects removed
     pack_bytes: int = 0
-    grants: int = 0  # rows removed: blob grants, chunked files, chunks
+    grants: int = 0  # rows removed: blob grants, chunked files, chunks, placements of packed blobs
     files: int = 0
     chunks: int = 0
+    packed: int = 0
     sessions: int = 0  # stale upload sessions aborted
     removed: list[str] = dataclasses.field(default_factory=list)  # every object removed (or, dry, to remove)
     # Packs kept for their live chunks that also hold chunks no project holds, and the bytes a
@@ -63,7 +68,7 @@ class ServerGcReport:
     def summary(self) -> str:
         return (f"removed {self.blobs} blob(s) ({self.blob_bytes:,} bytes) and {self.packs} pack(s) "
                 f"({self.pack_bytes:,} bytes) no version references; {self.grants} blob grant(s), {self.files} "
-                f"chunked file(s), {self.chunks} chunk(s) forgotten; {self.sessions} stale upload session(s) aborted; "
+                f"chunked file(s), {self.chunks} chunk(s), {self.packed} packed blob(s) forgotten; {self.sessions} stale upload session(s) aborted; "
                 f"{self.mixed_packs} pack(s) kept for their live chunks hold {self.reclaimable_bytes:,} bytes no "
                 f"project references, of {self.pack_bytes_kept:,} pack bytes (a repack would reclaim them)"
                 + (f"; repacked {self.repacked} pack(s): their old copies ({self.repack_bytes:,} bytes) go with the "
@@ -139,24 +144,35 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
             .where(artifact_chunks.c.created_at < cutoff))
             if chunk_id not in live_chunks.get(project, ())]
     candidate_blobs = {digest for _, digest in grants}
-    candidate_packs = {pack_id for _, _, pack_id in chunk_rows} | _unheld_packs(artifacts, cutoff)
+    everywhere = set().union(*live.values()) if live else set()
+    with engine.connect() as connection:
+        old_places = [(digest, pack_id) for digest, pack_id in connection.execute(
+            sa.select(artifact_packed_blobs.c.digest, artifact_packed_blobs.c.pack_id)
+            .where(artifact_packed_blobs.c.created_at < cutoff)) if digest not in everywhere]
+    candidate_packs = ({pack_id for _, _, pack_id in chunk_rows} | {pack_id for _, pack_id in old_places}
+                       | _unheld_packs(artifacts, cutoff))
     if dry_run:
         with engine.connect() as connection:
             kept_blobs = _still_granted(connection, candidate_blobs, set(grants))
-            kept_packs = _packs_in_use(connection, candidate_packs, {(p, c) for p, c, _ in chunk_rows})
+            held = _still_granted(connection, {digest for digest, _ in old_places}, set(grants))
+            places_going = {("", digest) for digest, _ in old_places if digest not in held}
+            going = {(p, c) for p, c, _ in chunk_rows} | places_going
+            kept_packs = _packs_in_use(connection, candidate_packs, going)
         _remove_objects(artifacts, report, candidate_blobs - kept_blobs, candidate_packs - kept_packs, dry_run=True)
         report.grants, report.files, report.chunks = len(grants), len(dead_files), len(chunk_rows)
-        _count_reclaimable(artifacts, report, {(p, c) for p, c, _ in chunk_rows}, candidate_packs - kept_packs)
+        report.packed = len(places_going)
+        _count_reclaimable(artifacts, report, going, candidate_packs - kept_packs)
         return report
     with engine.begin() as connection:
         report.grants = _delete(connection, artifact_blobs, artifact_blobs.c.digest, grants, cutoff)
         report.files = _delete(connection, artifact_files, artifact_files.c.digest, dead_files, cutoff)
         report.chunks = _delete(connection, artifact_chunks, artifact_chunks.c.chunk_id,
                                 [(p, c) for p, c, _ in chunk_rows], cutoff)
+    with engine.begin() as connection:  # after the grants: a blob whose last grant just went loses its place
+        report.packed = _forget_places(connection, [digest for digest, _ in old_places], cutoff)
     with engine.connect() as connection:
         kept_blobs = _still_granted(connection, candidate_blobs, set())
         kept_packs = _packs_in_use(connection, candidate_packs, set())
-    everywhere = set().union(*live.values()) if live else set()
     _remove_objects(artifacts, report, candidate_blobs - kept_blobs - everywhere, candidate_packs - kept_packs,
                     dry_run=False)
     report.sessions = artifacts.sweep_uploads(max_age=grace)
@@ -196,8 +212,12 @@ def repack_packs(artifacts: ServerArtifacts, report: ServerGcReport, packs: dict
         statement = artifact_chunks.update().where(
             artifact_chunks.c.pack_id == sa.bindparam("old"), artifact_chunks.c.chunk_id == sa.bindparam("c")
         ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
-        with artifacts.engine.begin() as connection:
+        placed = artifact_packed_blobs.update().where(
+            artifact_packed_blobs.c.pack_id == sa.bindparam("old"), artifact_packed_blobs.c.member == sa.bindparam("c")
+        ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
+        with artifacts.engine.begin() as connection:  # chunks and packed blobs alike
             connection.execute(statement, moves)
+            connection.execute(placed, moves)
         report.repacked += 1
         report.repack_bytes += int(artifacts.fs.size(artifacts.packs.pack_path(old)))
 
@@ -206,7 +226,8 @@ def _count_reclaimable(artifacts: ServerArtifacts, report: ServerGcReport, going
                        removed: set[str], share: float | None = None) -> dict[str, dict[int, tuple[str, int]]]:
     """Fill the report's ``mixed_packs``, ``reclaimable_bytes`` and ``pack_bytes_kept``: per pack
     left (not in ``removed``), its size against what a pack of only the chunks some project holds
-    there (rows not in ``going``) would take. Chunk rows are read in pack order, one pack's places
+    there and the packed blobs placed there (rows not in ``going``: ``(project, chunk id)``, and
+    ``("", digest)`` for placements) would take. Chunk rows are read in pack order, one pack's places
     in memory at a time. Returns the live places of the packs whose reclaimable bytes are at least
     ``share`` of their size (none when ``share`` is None)."""
     worth: dict[str, dict[int, tuple[str, int]]] = {}
@@ -234,16 +255,23 @@ def _count_reclaimable(artifacts: ServerArtifacts, report: ServerGcReport, going
 
     current: str | None = None
     places: dict[int, tuple[str, int]] = {}
+    chunks, packed = artifact_chunks, artifact_packed_blobs
+    members = sa.union_all(  # a pack's live members: chunks some project holds, placements of packed blobs
+        sa.select(chunks.c.project.label("project"), chunks.c.chunk_id.label("key"), chunks.c.chunk_id.label("member"),
+                  chunks.c.pack_id.label("pack_id"), chunks.c.pack_offset.label("pack_offset"),
+                  chunks.c.length.label("length")),
+        sa.select(sa.literal("").label("project"), packed.c.digest.label("key"), packed.c.member.label("member"),
+                  packed.c.pack_id.label("pack_id"), packed.c.pack_offset.label("pack_offset"),
+                  packed.c.length.label("length"))).subquery()
     with artifacts.engine.connect() as connection:
-        rows = connection.execute(sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id,
-                                            artifact_chunks.c.pack_id, artifact_chunks.c.pack_offset,
-                                            artifact_chunks.c.length).order_by(artifact_chunks.c.pack_id))
-        for project, chunk_id, pack_id, offset, length in rows:
+        rows = connection.execute(sa.select(members.c.project, members.c.key, members.c.member, members.c.pack_id,
+                                            members.c.pack_offset, members.c.length).order_by(members.c.pack_id))
+        for project, key, member, pack_id, offset, length in rows:
             if pack_id != current:
                 tally(current, places)
                 current, places = pack_id, {}
-            if (project, chunk_id) not in going:
-                places[offset] = (chunk_id, length)
+            if (project, key) not in going:
+                places[offset] = (member, length)
         tally(current, places)
     return worth
 
@@ -290,15 +318,32 @@ def _still_granted(connection: sa.Connection, digests: set[str], going: set[tupl
 
 
 def _packs_in_use(connection: sa.Connection, packs: set[str], going: set[tuple[str, str]]) -> set[str]:
-    """Of ``packs``, those holding a chunk some project still holds there."""
+    """Of ``packs``, those holding a chunk some project still holds there, or a packed blob placed
+    there (``going``: rows about to be deleted, ``(project, chunk id)`` or ``("", digest)``)."""
     used: set[str] = set()
     ordered = sorted(packs)
     for start in range(0, len(ordered), _BATCH):
+        batch = ordered[start:start + _BATCH]
         rows = connection.execute(sa.select(artifact_chunks.c.project, artifact_chunks.c.chunk_id,
-                                            artifact_chunks.c.pack_id).where(
-            artifact_chunks.c.pack_id.in_(ordered[start:start + _BATCH])))
+                                            artifact_chunks.c.pack_id).where(artifact_chunks.c.pack_id.in_(batch)))
         used.update(pack_id for project, chunk_id, pack_id in rows if (project, chunk_id) not in going)
+        placed = connection.execute(sa.select(artifact_packed_blobs.c.digest, artifact_packed_blobs.c.pack_id)
+                                    .where(artifact_packed_blobs.c.pack_id.in_(batch)))
+        used.update(pack_id for digest, pack_id in placed if ("", digest) not in going)
     return used
+
+
+def _forget_places(connection: sa.Connection, digests: list[str], cutoff: float) -> int:
+    """Delete the placements of ``digests`` that are still older than ``cutoff`` and whose blob no
+    project holds (both re-checked in the ``DELETE``: an upload that was told the blob is stored
+    refreshed its placement, one that sent it again granted it); how many went."""
+    if not digests:
+        return 0
+    packed = artifact_packed_blobs
+    granted = sa.select(artifact_blobs.c.digest).where(artifact_blobs.c.digest == packed.c.digest).exists()
+    statement = packed.delete().where(packed.c.digest == sa.bindparam("d"), packed.c.created_at < cutoff, ~granted)
+    result = connection.execute(statement, [{"d": digest} for digest in digests])
+    return int(result.rowcount or 0)
 
 
 def _remove_objects(artifacts: ServerArtifacts, report: ServerGcReport, blobs: set[str], packs: set[str], *,

@@ -183,6 +183,8 @@ def get_blob(request: Request, project: str, digest: str,
         handle, size = _artifacts(request).open_blob(project, check_digest(digest))
     except NotHeld as error:
         raise _not_found(error) from None
+    except ArtifactError as error:  # a packed blob whose bytes no longer match: never served
+        raise HTTPException(status_code=500, detail=str(error)) from None
     try:
         span = _byte_range(range, size)
     except BaseException:

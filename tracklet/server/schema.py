@@ -123,6 +123,21 @@ artifact_files = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# Small blobs stored inside packs (artifact_blobs.py, "Packed blobs"): where the bytes of blob ``digest``
+# are, whichever projects hold it (``artifact_blobs`` says who may read it). The store is shared, so a
+# placement is not per project; a blob with no placement is one object ``blobs/sha256/ab/<digest>``.
+artifact_packed_blobs = sa.Table(
+    "artifact_packed_blobs",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 hex of the blob
+    sa.Column("pack_id", sa.String(64), nullable=False),
+    sa.Column("pack_offset", sa.BigInteger, nullable=False),
+    sa.Column("length", sa.Integer, nullable=False),
+    sa.Column("member", sa.String(64), nullable=False),  # blake3 hex: the blob's id in the pack's index
+    sa.Column("created_at", sa.Float, nullable=False),  # when stored or last re-sent (garbage collection)
+    sa.Index("ix_artifact_packed_blobs_pack", "pack_id"),
+)
+
 # Artifact versions and aliases of a server on PostgreSQL (artifact_registry_sql.py; on SQLite the
 # server keeps them as files, artifacts/registry.py).
 artifact_versions = sa.Table(
@@ -310,7 +325,7 @@ sweep_leases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files, *registry_tables, registry_members, registry_checks,
+                 artifact_aliases, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members, registry_checks,
                  audit_events, event_outbox, automations, automation_deliveries, automation_attempts, sweep_studies,
                  sweep_journal, sweep_leases, *report_tables)
 

@@ -244,9 +244,21 @@ def test_the_store_and_the_server_give_a_runs_seeds(root, tmp_path, servers):
         random.seed(5)
         run.finish()
     """)
+    run_program(tmp_path, """
+        import random, tracklet
+        run = tracklet.init(project="seeds", id="reseeded")
+        random.seed(6)
+        run.finish()
+    """)
     server = servers(root)
     data = httpx.get(f"{server.url}/api/v1/runs/seeds/seeded", timeout=60).json()
     assert data["run"]["metadata"]["seeds"] == [{"api": "random.seed", "value": "5"}]
+    plan = httpx.get(f"{server.url}/api/v1/runs/seeds/seeded/reproduce-plan", timeout=60).json()
+    assert "  seeds       random.seed(5) (set by the program" in plan["plan"]
+    assert "  seeds       not known: any given to random before `import tracklet`" in plan["plan"]
+    diff = httpx.get(f"{server.url}/api/v1/projects/seeds/run-diff", params={"a": "seeded", "b": "reseeded"},
+                     timeout=60).json()
+    assert [(c["key"], c["a"], c["b"]) for c in diff["seeds"]] == [("random.seed", "5", "6")]
 
 
 KILLED = """
@@ -346,3 +358,25 @@ def test_random_generators_made_by_the_program_are_recorded_and_the_standard_lib
     (made,) = seeds_of(root, "seeds")
     assert made == [("random.Random", "15"), ("random.Random.seed", "16"), ("random.Random", "None"),
                     ("random.Random", "17")]
+
+
+def test_a_forked_child_records_its_own_seeds_and_the_parent_keeps_its_own(root, tmp_path):
+    run_program(tmp_path, """
+        import os, random
+        import tracklet
+        parent = tracklet.init(project="seeds", id="parent")
+        random.seed(1)
+        pid = os.fork()
+        if pid == 0:
+            child = tracklet.init(project="seeds", id="child")
+            random.seed(2)
+            child.finish()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        random.seed(3)
+        parent.finish()
+    """)
+    runs = {run.id: run for run in tracklet.Api(root).runs("seeds")}
+    assert [s["value"] for s in runs["parent"].metadata["seeds"]] == ["1", "3"]
+    # the child's run starts where its parent's calls stood when no run had finished: random.seed(1) too
+    assert [s["value"] for s in runs["child"].metadata["seeds"]] == ["1", "2"]

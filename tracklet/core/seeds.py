@@ -218,6 +218,18 @@ def install() -> None:
         if module is not None:
             _imported_before.append(name)
             _patch_safely(name, module)
+    import os
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child's runs are its own: its parent's are never read again there, and the lock
+    may have been held by a thread the child doesn't have."""
+    global _lock
+    _lock = threading.Lock()
+    _open.clear()
 
 
 def _text(value: Any) -> str:

@@ -380,3 +380,26 @@ def test_a_forked_child_records_its_own_seeds_and_the_parent_keeps_its_own(root,
     assert [s["value"] for s in runs["parent"].metadata["seeds"]] == ["1", "3"]
     # the child's run starts where its parent's calls stood when no run had finished: random.seed(1) too
     assert [s["value"] for s in runs["child"].metadata["seeds"]] == ["1", "2"]
+
+
+def test_a_resumed_runs_seeds_are_its_last_sessions(root, tmp_path, store_url):
+    from tracklet.store import Store
+
+    run_program(tmp_path, """
+        import random, tracklet
+        run = tracklet.init(project="seeds", id="again")
+        random.seed(1)
+        run.finish()
+    """)
+    store = Store(store_url, root=root)
+    store.index()  # the first session indexed on its own, then the second on top of it
+    run_program(tmp_path, """
+        import random, tracklet
+        random.seed(2)
+        tracklet.init(project="seeds", id="again", resume="allow").finish()
+    """)
+    store.index()
+    (row,) = store.runs("seeds", fields=("metadata",))
+    assert row["metadata"]["seeds"] == [{"api": "random.seed", "value": "2"}]
+    (run,) = tracklet.Api(root).runs("seeds")
+    assert run.metadata["seeds"] == [{"api": "random.seed", "value": "2"}]

@@ -8,8 +8,11 @@
   by the planner and installed by the same code ``reproduce`` runs. uv twice (the second from its
   warm cache: the target, <= 30 s) beside ``python -m venv`` + pip of the same set, in the same run,
   from the same package sources (pip's configuration on this machine).
+- ``seeds``: what recording a seed costs the program's thread: each wrapped seeding call beside
+  the original function (``__wrapped__``), alternating blocks in this process; per call, the
+  fastest block of each (the one least disturbed by other processes on a shared machine).
 
-    python -m benchmarks.reproduce [--only dry-run|environment] [--keep]
+    python -m benchmarks.reproduce [--only dry-run|environment|seeds] [--keep]
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ def bench_dry_run(work: Path) -> dict[str, float]:
     _git(repo, "add", "train.py")
     _git(repo, "commit", "-qm", "train")
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    subprocess.run([sys.executable, "train.py"], cwd=repo, env=env, check=True, capture_output=True, timeout=300)
+    # A script this short finishes before its git state is captured on a loaded machine: let it wait.
+    subprocess.run([sys.executable, "train.py"], cwd=repo, env={**env, "TRACKLET_CAPTURE_WAIT": "60"}, check=True,
+                   capture_output=True, timeout=300)
     import tracklet
 
     (run,) = tracklet.Api(root).runs("bench")
@@ -129,9 +134,64 @@ def bench_environment(work: Path) -> dict[str, float]:
     return figures
 
 
+def _per_call(function, argument, calls: int = 2000) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        function(argument)
+    return (time.perf_counter() - start) / calls
+
+
+def bench_seed_calls(blocks: int = 25) -> dict[str, float]:
+    """µs per call, wrapped and original, of the seeding calls tracklet records; the records are
+    made by a run's sender worker (not timed here: it runs on another thread, a few per second)."""
+    import random
+
+    import tracklet  # noqa: F401  (installs the wrappers)
+    from tracklet.core import seeds
+
+    cases: list[tuple[str, object, object, object]] = [
+        ("random.seed", random.seed, random.seed.__wrapped__, 1),  # type: ignore[attr-defined]
+        ("random.Random", random.Random, None, 1),
+    ]
+    try:
+        import numpy as np
+
+        cases += [("numpy.random.seed", np.random.seed, np.random.seed.__wrapped__, 1),  # type: ignore[attr-defined]
+                  ("numpy default_rng", np.random.default_rng, np.random.default_rng.__wrapped__, 1)]  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        cases.append(("torch.manual_seed", torch.manual_seed, torch.manual_seed.__wrapped__, 1))  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    figures: dict[str, float] = {}
+    original_init = random.Random.__init__.__wrapped__  # type: ignore[attr-defined]
+    wrapped_init = random.Random.__init__
+    for name, wrapped, original, argument in cases:
+        timings: dict[str, list[float]] = {"wrapped": [], "original": []}
+        for _ in range(blocks):
+            for kind in ("wrapped", "original"):
+                if name == "random.Random":
+                    random.Random.__init__ = wrapped_init if kind == "wrapped" else original_init  # type: ignore[method-assign]
+                    function = random.Random
+                else:
+                    function = wrapped if kind == "wrapped" else original
+                del seeds._calls[:]  # every timed call is recorded, none past the cap
+                timings[kind].append(_per_call(function, argument, calls=200))
+        random.Random.__init__ = wrapped_init  # type: ignore[method-assign]
+        wrapped_us = min(timings["wrapped"]) * 1e6
+        original_us = min(timings["original"]) * 1e6
+        figures[f"{name} us (orig)"] = original_us
+        figures[f"{name} +us"] = wrapped_us - original_us
+    del seeds._calls[:]
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("dry-run", "environment"))
+    parser.add_argument("--only", choices=("dry-run", "environment", "seeds"))
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="tracklet-bench-reproduce-"))
@@ -139,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         figures: dict[str, float] = {}
         if args.only in (None, "dry-run"):
             figures.update(bench_dry_run(work / "dry"))
+        if args.only in (None, "seeds"):
+            figures.update(bench_seed_calls())
         if args.only in (None, "environment"):
             (work / "env").mkdir()
             figures.update(bench_environment(work / "env"))
@@ -148,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(f"reproduce benchmark (load average {load:.1f})")
     for name, value in figures.items():
-        print(f"  {name:<22} {value:8.2f}")
+        print(f"  {name:<28} {value:8.2f}")
     return 0
 
 

@@ -29,9 +29,10 @@ def test_record_kinds_leave_room_for_traces():
     from tracklet.proto import records_pb2 as pb
 
     numbers = {field.number for field in pb.Record.DESCRIPTOR.oneofs_by_name["kind"].fields}
-    # 11, 12: artifact lineage; 13: media; 14: tables; 15: spans; 23: registry links; 30: an upload's gap;
-    # 16-19 (traces) stay free
-    assert numbers == set(range(1, 16)) | {20, 21, 22, 23, 30}
+    # 11, 12: artifact lineage; 13: media; 14: tables; 15: spans; 23: registry links; 24: seeds as set;
+    # 30: an upload's gap; 16-19 (traces) stay free
+    assert numbers == set(range(1, 16)) | {20, 21, 22, 23, 24, 30}
+    assert pb.Record.DESCRIPTOR.fields_by_name["seeds"].number == 24
     assert pb.Record.DESCRIPTOR.fields_by_name["artifact_linked"].number == 23
     assert pb.Record.DESCRIPTOR.fields_by_name["media"].number == 13
     assert pb.Record.DESCRIPTOR.fields_by_name["table_logged"].number == 14

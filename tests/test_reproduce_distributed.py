@@ -27,6 +27,7 @@ import tracklet
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()
+torch.manual_seed(10 + rank)  # rank-specific seeding
 run = tracklet.init(project="repro", config={"lr": 0.1}) if rank == 0 else None
 total = torch.tensor([float(rank + 1)])
 dist.all_reduce(total)
@@ -62,6 +63,8 @@ def test_a_torchrun_run_is_reproduced_by_torchrun_with_as_many_processes(root, t
     assert plan["rank"] == "0" and "WORLD_SIZE" not in plan["variables"] and "RANK" not in plan["variables"]
     text = cli(root, "reproduce", original.path, "--dry-run", cwd=tmp_path).stdout
     assert "run         python -m torch.distributed.run --standalone --nproc-per-node=2 train.py" in text
+    assert "  seeds       torch.manual_seed(10) " in text  # rank 0's, set before init(): the run's
+    assert "  seeds       of rank 0's process: seeds the other ranks set (rank-specific seeding) are not recorded" in text
 
     reproduced = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "again"), "--env", "current",
                      cwd=tmp_path)

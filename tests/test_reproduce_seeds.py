@@ -160,15 +160,27 @@ def test_a_refused_seed_is_not_recorded_and_calls_past_the_cap_are_counted_not_k
 
     from tracklet.core import seeds
 
-    seeds.take()  # whatever this test process seeded before
+    seeds.RunSeeds(list().append).close()  # whatever this test process seeded before
+    queued: list = []
+    run = seeds.RunSeeds(queued.append)
     with pytest.raises(TypeError):
         random.seed([1])  # not a seed random accepts
     for value in range(seeds.MAX_CALLS + 5):
         random.seed(value)
-    taken, dropped = seeds.take()
-    assert taken[:2] == [("random.seed", "0"), ("random.seed", "1")]
-    assert len(taken) == seeds.MAX_CALLS and dropped == 5
-    assert seeds.take() == ([], 0)
+    run.tick()
+    (record,) = queued
+    assert [(seed.api, seed.value) for seed in record.seeds.seeds[:2]] == [("random.seed", "0"), ("random.seed", "1")]
+    assert len(record.seeds.seeds) == seeds.MAX_CALLS and record.seeds.dropped == 5
+    run.tick()
+    assert len(queued) == 1  # nothing new: no record
+    random.seed(7)  # the cap is per run: counted, not kept
+    run.close()
+    closing = queued[1]()  # built on the sender's worker
+    assert not closing.seeds.seeds and closing.seeds.dropped == 1
+    after = seeds.RunSeeds(queued.append)  # the next run starts with room again
+    random.seed(8)
+    after.close()
+    assert [(seed.api, seed.value) for seed in queued[2]().seeds.seeds] == [("random.seed", "8")]
 
 
 def test_generators_made_from_a_seed_and_jax_keys_are_recorded(root, tmp_path):
@@ -232,6 +244,162 @@ def test_the_store_and_the_server_give_a_runs_seeds(root, tmp_path, servers):
         random.seed(5)
         run.finish()
     """)
+    run_program(tmp_path, """
+        import random, tracklet
+        run = tracklet.init(project="seeds", id="reseeded")
+        random.seed(6)
+        run.finish()
+    """)
     server = servers(root)
     data = httpx.get(f"{server.url}/api/v1/runs/seeds/seeded", timeout=60).json()
     assert data["run"]["metadata"]["seeds"] == [{"api": "random.seed", "value": "5"}]
+    plan = httpx.get(f"{server.url}/api/v1/runs/seeds/seeded/reproduce-plan", timeout=60).json()
+    assert "  seeds       random.seed(5) (set by the program" in plan["plan"]
+    assert "  seeds       not known: any given to random before `import tracklet`" in plan["plan"]
+    diff = httpx.get(f"{server.url}/api/v1/projects/seeds/run-diff", params={"a": "seeded", "b": "reseeded"},
+                     timeout=60).json()
+    assert [(c["key"], c["a"], c["b"]) for c in diff["seeds"]] == [("random.seed", "5", "6")]
+
+
+KILLED = """
+import os, random, signal, sys, time
+import numpy as np
+import torch
+import tracklet
+run = tracklet.init(project="seeds", id="killed")
+random.seed(3)
+np.random.seed(4)
+torch.manual_seed(5)
+run.log({"loss": 1.0})
+if sys.argv[1] == "flush":
+    run.flush()
+else:  # the sender's worker records the seeds at its next tick (flush_interval / 2), unasked
+    time.sleep(3)
+os.kill(os.getpid(), signal.SIGKILL)  # killed before finish(): no RunExit
+"""
+
+
+@pytest.mark.parametrize("how", ["flush", "tick"])
+def test_the_seeds_of_a_run_killed_before_it_finishes_are_kept(root, tmp_path, store_url, how):
+    """A seed is recorded as it is set (a SeedsSet record), not only in the RunExit a killed run
+    never writes: the reader, the store, diff and the plan all have them."""
+    from tracklet.store import Store
+
+    (tmp_path / "killed.py").write_text(KILLED)
+    done = subprocess.run([sys.executable, "killed.py", how], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == -9, done.stderr
+    expected = [{"api": "random.seed", "value": "3"}, {"api": "numpy.random.seed", "value": "4"},
+                {"api": "torch.manual_seed", "value": "5"}]
+    (run,) = tracklet.Api(root).runs("seeds")
+    assert run.exit_code is None  # no RunExit: the run was killed
+    assert run.metadata["seeds"] == expected
+    # imported before tracklet (numpy imports numpy.random lazily, at np.random.seed: after tracklet)
+    assert run.metadata["seeds_unknown"] == ["random", "torch"]
+
+    store = Store(store_url, root=root)
+    store.index()
+    (row,) = store.runs("seeds", fields=("metadata",))
+    assert row["metadata"]["seeds"] == expected
+
+    plan = cli(root, "reproduce", "seeds/killed", "--dry-run", cwd=tmp_path).stdout
+    assert "  seeds       random.seed(3), numpy.random.seed(4), torch.manual_seed(5)" in plan
+    assert "  seeds       not known: any given to random, torch before `import tracklet`" in plan
+
+
+def test_a_log_whose_seeds_are_in_its_run_exit_still_reads(root, store_url):
+    """Logs written before SeedsSet records kept a run's seeds in its RunExit."""
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.store import Store
+
+    paths = RunPaths(root, "seeds", "older")
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    writer = RecordLogWriter(paths.log_file)
+    record = pb.Record()
+    record.run_start.run_id, record.run_start.project, record.run_start.start_time = "older", "seeds", 1.8e9
+    writer.write(record.SerializeToString())
+    record = pb.Record()
+    record.exit.exit_code, record.exit.end_time, record.exit.seeds_dropped = 0, 1.8e9 + 1, 2
+    record.exit.seeds.add(api="torch.manual_seed", value="7")
+    writer.write(record.SerializeToString())
+    writer.close()
+
+    (run,) = tracklet.Api(root).runs("seeds")
+    assert run.metadata["seeds"] == [{"api": "torch.manual_seed", "value": "7"}]
+    assert run.metadata["seeds_dropped"] == 2 and "seeds_unknown" not in run.metadata
+    store = Store(store_url, root=root)
+    store.index()
+    (row,) = store.runs("seeds", fields=("metadata",))
+    assert row["metadata"]["seeds"] == [{"api": "torch.manual_seed", "value": "7"}]
+    assert row["metadata"]["seeds_dropped"] == 2
+
+
+def test_random_generators_made_by_the_program_are_recorded_and_the_standard_librarys_are_not(root, tmp_path):
+    run_program(tmp_path, """
+        import pickle, random, sys, tempfile
+        import tracklet
+        run = tracklet.init(project="seeds")
+        rng = random.Random(15)
+        rng.seed(16)
+        random.Random()
+        random.SystemRandom().random()  # the OS's: no seed
+        tempfile.mkstemp()  # the standard library makes a Random of its own
+        class Dice(random.Random):
+            pass
+        dice = Dice(17)
+        assert isinstance(dice, random.Random) and type(rng) is random.Random
+        run.finish()
+        assert pickle.loads(pickle.dumps(rng)).random() == rng.random()  # (its Random() is the next run's)
+        heavy = {"numpy", "torch", "jax"}
+        assert not heavy & {name.split(".")[0] for name in sys.modules}, sorted(heavy & set(sys.modules))
+    """)
+    (made,) = seeds_of(root, "seeds")
+    assert made == [("random.Random", "15"), ("random.Random.seed", "16"), ("random.Random", "None"),
+                    ("random.Random", "17")]
+
+
+def test_a_forked_child_records_its_own_seeds_and_the_parent_keeps_its_own(root, tmp_path):
+    run_program(tmp_path, """
+        import os, random
+        import tracklet
+        parent = tracklet.init(project="seeds", id="parent")
+        random.seed(1)
+        pid = os.fork()
+        if pid == 0:
+            child = tracklet.init(project="seeds", id="child")
+            random.seed(2)
+            child.finish()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        random.seed(3)
+        parent.finish()
+    """)
+    runs = {run.id: run for run in tracklet.Api(root).runs("seeds")}
+    assert [s["value"] for s in runs["parent"].metadata["seeds"]] == ["1", "3"]
+    # the child's run starts where its parent's calls stood when no run had finished: random.seed(1) too
+    assert [s["value"] for s in runs["child"].metadata["seeds"]] == ["1", "2"]
+
+
+def test_a_resumed_runs_seeds_are_its_last_sessions(root, tmp_path, store_url):
+    from tracklet.store import Store
+
+    run_program(tmp_path, """
+        import random, tracklet
+        run = tracklet.init(project="seeds", id="again")
+        random.seed(1)
+        run.finish()
+    """)
+    store = Store(store_url, root=root)
+    store.index()  # the first session indexed on its own, then the second on top of it
+    run_program(tmp_path, """
+        import random, tracklet
+        random.seed(2)
+        tracklet.init(project="seeds", id="again", resume="allow").finish()
+    """)
+    store.index()
+    (row,) = store.runs("seeds", fields=("metadata",))
+    assert row["metadata"]["seeds"] == [{"api": "random.seed", "value": "2"}]
+    (run,) = tracklet.Api(root).runs("seeds")
+    assert run.metadata["seeds"] == [{"api": "random.seed", "value": "2"}]

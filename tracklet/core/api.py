@@ -6,6 +6,7 @@ store answers cross-run queries above this layer.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -202,10 +203,7 @@ class RecordedRun:
                 sessions=len(state.sessions),
                 reproduces=start.reproduces or None,
             )
-        if state.exit is not None and (state.exit.seeds or state.exit.seeds_dropped):
-            info["seeds"] = [{"api": seed.api, "value": seed.value} for seed in state.exit.seeds]
-            if state.exit.seeds_dropped:
-                info["seeds_dropped"] = state.exit.seeds_dropped
+        info.update(copy.deepcopy(state.seeds))  # seeds, seeds_dropped, seeds_unknown (core/seeds.py)
         env = state.environment
         if env is not None:
             info["git"] = {

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from tracklet.core import identity
+from tracklet.core import identity, seeds
 from tracklet.core.decode import InvalidRecord, RecordDecoder
 from tracklet.core.encoder import TrackletWarning, mode_names
 from tracklet.core.history import RUNTIME, STEP, TIMESTAMP, History, StepIndex, build_history  # noqa: F401 (re-exported)
@@ -79,6 +79,7 @@ class RunState:
         self.identity: dict[str, Any] = {"name": "", "tags": [], "notes": "", "group": "", "job_type": ""}
         self.exit: pb.RunExit | None = None
         self.environment: pb.Environment | None = None
+        self.seeds: dict[str, Any] = {}  # the last session's seeds, as RecordedRun.metadata gives them
         self.config: dict[str, Any] = {}
         self._summary = SummaryFold()
         self.metric_definitions: list[MetricDefinition] = []
@@ -134,10 +135,14 @@ class RunState:
                 self.identity = identity.of_start(record.run_start)
             self.sessions.append(record.run_start)
             self.exit = None  # a resumed session reopens the run
+            seeds.fold_session(self.seeds)
         elif kind == "run_update":
             self.identity.update(identity.changes_of(record.run_update))
         elif kind == "exit":
             self.exit = record.exit
+            seeds.fold_exit(self.seeds, record.exit)
+        elif kind == "seeds":
+            seeds.fold_seeds_set(self.seeds, record.seeds)
         elif kind == "environment":
             self.environment = record.environment
         elif kind == "console":

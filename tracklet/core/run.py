@@ -299,6 +299,7 @@ class Run:
         self._console: ConsoleCapture | None = None
         self._environment: Any = None  # an EnvironmentCapture
         self._monitor: Any = None
+        self._seeds: Any = None  # core/seeds.RunSeeds, once started
         self._checkpoints: Any = None
         self._artifacts: Any = None  # a tracklet.artifacts.worker.ArtifactWorker, made on first use
         self._logged: Any = None  # the logged-object worker (core/logged.py), made on first use
@@ -702,6 +703,8 @@ class Run:
         if self._logged is not None:  # media and tables queue their records once stored
             if not self._logged.flush(None if deadline is None else max(0.0, deadline - time.monotonic())):
                 return False
+        if self._seeds is not None:
+            self._seeds.tick(deferred=True)  # the seeds set so far (their record is built on the worker)
         return self._sender.force_flush(None if deadline is None else max(0.0, deadline - time.monotonic()),
                                         fsync=fsync)
 
@@ -791,6 +794,10 @@ class Run:
             self._console.start()
             console, age = self._console, self.settings.flush_interval / 2
             self._sender.add_tick_hook(lambda: console.stale_chunks(age))
+        from tracklet.core import seeds
+
+        self._seeds = seeds.RunSeeds(self._sender.queue.append)  # recorded as the program sets them
+        self._sender.add_tick_hook(self._seeds.tick)
         if self.settings.capture_environment:
             from tracklet.core.environment import EnvironmentCapture
 
@@ -884,9 +891,8 @@ class Run:
 
             fields["error"] = f"{type(error).__name__}: {error}"
             fields["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        from tracklet.core import seeds
-
-        fields["seeds"], fields["seeds_dropped"] = seeds.take()
+        if self._seeds is not None:
+            self._seeds.close()  # the seeds set since the last tick, before the exit
         self._sender.put(_deferred(_exit_record, fields))
         self._queue = _NoQueue(_FINISHED)
         self._sender.shutdown(max(0.0, deadline - time.monotonic()))
@@ -974,11 +980,7 @@ def _exit_record(fields: dict[str, Any]) -> Message:
     end = record.exit
     end.SetInParent()
     for name, value in fields.items():
-        if name == "seeds":
-            for api, seed in value:
-                end.seeds.add(api=api, value=seed)
-        else:
-            setattr(end, name, value)
+        setattr(end, name, value)
     return record
 
 

@@ -6,11 +6,13 @@ tracklet imports none of these libraries. ``install()`` (run by ``import trackle
 seeding functions of the modules already imported, and puts a finder first on ``sys.meta_path``
 that does the same right after ``random``, ``numpy.random`` or ``torch`` is imported later. A
 replaced function appends ``(function, seed, caller's module, caller's function)`` to a bounded
-list, then calls the original: nothing else on the caller's thread. ``take()`` (at ``finish()``)
-turns the calls since the previous ``take()`` into the run's seeds: primitive calls made by a
-framework's seeding function are named after it (one entry for Lightning's three calls), and a
-seeding call made inside another (the ``torch.cuda.manual_seed_all`` of ``torch.manual_seed``) is
-not recorded.
+list, then calls the original: nothing else on the caller's thread. Each run's ``RunSeeds``
+turns the new calls into ``SeedsSet`` records on the run's sender worker at each of its ticks
+(and at ``flush()`` and ``finish()``), so a run killed before it finishes keeps the seeds it set:
+primitive calls made by a framework's seeding function are named after it (one entry for
+Lightning's three calls), and a seeding call made inside another (the
+``torch.cuda.manual_seed_all`` of ``torch.manual_seed``) is not recorded. A run's seeds are the
+calls since the previous run of the process finished.
 
 Generators the program makes from a seed are recorded too: ``numpy.random.default_rng(seed)`` and
 JAX's ``jax.random.PRNGKey(seed)`` / ``jax.random.key(seed)`` when called from the program's own
@@ -19,20 +21,23 @@ inside ``jit`` is recorded by its type. torch keeps the seed its default generat
 the process's first run saw no torch seeding call (torch seeded before ``import tracklet``, or
 never: then the seed came from the OS), ``torch.initial_seed()`` is recorded as that run's
 ``torch.initial_seed``. Seeds given to ``random`` or ``numpy.random`` before ``import tracklet``,
-and seeding functions imported by name before it (``from random import seed``), are not seen.
+and seeding functions imported by name before it (``from random import seed``), are not seen: a
+run's first ``SeedsSet`` names the seeding modules imported before tracklet (``unknown_before``),
+and ``tracklet reproduce``'s plan says their earlier seeds can't be known.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 MAX_CALLS = 256  # calls kept between two runs' finish (a program that seeds in a loop)
 
 # (function, seed, caller's module name, caller's function name), appended by the wrappers.
 _calls: list[tuple[str, Any, str, str]] = []
-_dropped = [0]
+_dropped = [0]  # calls past MAX_CALLS since the process started (a running count)
+_base = [0]  # the number of calls ever made (and kept) before _calls[0]
 _depth = [0]  # seeding calls in progress (one process-wide counter: seeding is rare)
 _lock = threading.Lock()  # install / patch, not the wrappers
 
@@ -47,21 +52,42 @@ FRAMEWORK_SEEDERS = {
 }
 
 
+# Where library code lives: the standard library, tracklet, and (by name) site-packages.
+_LIBRARY_DIRS: tuple[str, ...] = ()
+
+
+def _library_dirs() -> tuple[str, ...]:
+    import os
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {os.path.join(os.path.realpath(paths[key]), "") for key in ("stdlib", "platstdlib") if key in paths}
+    found.add(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ""))  # tracklet's own
+    return tuple(sorted(found))
+
+
 def _in_a_library(filename: str) -> bool:
-    return "site-packages" in filename or "dist-packages" in filename
+    return ("site-packages" in filename or "dist-packages" in filename or filename.startswith(_LIBRARY_DIRS)
+            or filename.startswith("<frozen"))
 
 
-def _wrap(name: str, original: Callable[..., Any], user_code_only: bool = False) -> Callable[..., Any]:
+def _wrap(name: str, original: Callable[..., Any], user_code_only: bool = False,
+          method: bool = False, unless: type | None = None) -> Callable[..., Any]:
     """``user_code_only``: a generator factory that libraries call for their own use (numpy's
     ``default_rng`` runs dozens of times while Lightning or transformers import): only the
-    program's own calls (from a file outside site-packages) are recorded."""
+    program's own calls (from a file outside the standard library, site-packages and tracklet)
+    are recorded. ``method``: the seed is the second argument (after ``self``); ``unless``: calls
+    on instances of this class are not recorded (``random.SystemRandom`` has no seed)."""
     if getattr(original, "__tracklet_seed__", None) is not None:
         return original
+    first = 1 if method else 0
 
     def seed(*args: Any, **kwargs: Any) -> Any:
         if _depth[0]:  # made by a seeding call being recorded (torch.manual_seed seeds CUDA itself)
             return original(*args, **kwargs)
         if user_code_only and _in_a_library(sys._getframe(1).f_code.co_filename):
+            return original(*args, **kwargs)
+        if unless is not None and args and isinstance(args[0], unless):
             return original(*args, **kwargs)
         _depth[0] += 1
         try:
@@ -70,7 +96,7 @@ def _wrap(name: str, original: Callable[..., Any], user_code_only: bool = False)
             _depth[0] -= 1
         if len(_calls) < MAX_CALLS:
             caller = sys._getframe(1)
-            value = args[0] if args else next(iter(kwargs.values()), None)
+            value = args[first] if len(args) > first else next(iter(kwargs.values()), None)
             _calls.append((name, value, caller.f_globals.get("__name__", ""), caller.f_code.co_name))
         else:
             _dropped[0] += 1
@@ -83,14 +109,20 @@ def _wrap(name: str, original: Callable[..., Any], user_code_only: bool = False)
     return seed
 
 
-def _patch(module: Any, attribute: str, name: str, user_code_only: bool = False) -> None:
+def _patch(module: Any, attribute: str, name: str, user_code_only: bool = False, **how: Any) -> None:
     original = getattr(module, attribute, None)
     if callable(original):
-        setattr(module, attribute, _wrap(name, original, user_code_only))
+        setattr(module, attribute, _wrap(name, original, user_code_only, **how))
 
 
 def _patch_random(module: Any) -> None:
     _patch(module, "seed", "random.seed")
+    # Generators the program makes: random.Random(seed) and rng.seed(seed). A Python class, so its
+    # methods are replaced in place (isinstance and pickling see the same class).
+    generator, system = getattr(module, "Random", None), getattr(module, "SystemRandom", None)
+    if isinstance(generator, type) and isinstance(system, type):
+        _patch(generator, "__init__", "random.Random", user_code_only=True, method=True, unless=system)
+        _patch(generator, "seed", "random.Random.seed", user_code_only=True, method=True, unless=system)
 
 
 def _patch_numpy_random(module: Any) -> None:
@@ -165,7 +197,8 @@ class _Finder:
 
 
 _finder: _Finder | None = None
-_taken_before = [False]  # a run of this process has taken its seeds already
+# Seeding modules already imported when tracklet was: what they were given before is not known.
+_imported_before: list[str] = []
 
 # Seeding calls after which torch's initial seed is the one they set (so not worth recording).
 _SEEDS_TORCH = ("torch.", "lightning.", "transformers.", "accelerate.", "keras.")
@@ -176,12 +209,27 @@ def install() -> None:
     global _finder
     if _finder is not None:
         return
+    global _LIBRARY_DIRS
+    _LIBRARY_DIRS = _library_dirs()
     _finder = _Finder()
     sys.meta_path.insert(0, _finder)
     for name in PATCHERS:
         module = sys.modules.get(name)
         if module is not None:
+            _imported_before.append(name)
             _patch_safely(name, module)
+    import os
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child's runs are its own: its parent's are never read again there, and the lock
+    may have been held by a thread the child doesn't have."""
+    global _lock
+    _lock = threading.Lock()
+    _open.clear()
 
 
 def _text(value: Any) -> str:
@@ -203,11 +251,12 @@ def _origin(function: str, module: str, caller: str) -> str:
     return FRAMEWORK_SEEDERS.get((top, caller), function)
 
 
-def summarize(calls: list[tuple[str, Any, str, str]]) -> list[tuple[str, str]]:
+def summarize(calls: list[tuple[str, Any, str, str]],
+              previous: tuple[str, str, str] | None = None) -> tuple[list[tuple[str, str]], tuple[str, str, str] | None]:
     """``(api, seed)`` per seeding, in order: consecutive calls of one framework function with one
-    seed are one seeding."""
+    seed are one seeding. ``previous``: the last seeding of the calls summarized before these
+    (returned for the next calls, so a framework's calls split between two records stay one)."""
     out: list[tuple[str, str]] = []
-    previous: tuple[str, str, str] | None = None
     for function, value, module, caller in calls:
         api = _origin(function, module, caller)
         text = _text(value)
@@ -216,23 +265,7 @@ def summarize(calls: list[tuple[str, Any, str, str]]) -> list[tuple[str, str]]:
             continue
         previous = key
         out.append((api, text))
-    return out
-
-
-def take() -> tuple[list[tuple[str, str]], int]:
-    """The seeds set since the previous ``take()`` (``(api, seed)``), and how many calls past
-    ``MAX_CALLS`` were not kept."""
-    with _lock:
-        calls = _calls[:]
-        del _calls[:len(calls)]  # a call appended meanwhile stays for the next run
-        dropped, _dropped[0] = _dropped[0], 0
-        first, _taken_before[0] = not _taken_before[0], True
-    taken = summarize(calls)
-    if first and not any(api.startswith(_SEEDS_TORCH) for api, _ in taken):
-        initial = _torch_initial_seed()
-        if initial is not None:
-            taken.insert(0, ("torch.initial_seed", initial))
-    return taken, dropped
+    return out, previous
 
 
 def _torch_initial_seed() -> str | None:
@@ -245,3 +278,128 @@ def _torch_initial_seed() -> str | None:
         return _text(initial_seed())
     except Exception:  # torch half-imported, or a stand-in module
         return None
+
+
+# Where the next run's seeds start: the calls made since the previous run of the process
+# finished (or since tracklet was imported) are that run's, as those made while it runs.
+_next_start = [0, 0]  # (call position, dropped count)
+_open: set["RunSeeds"] = set()
+_closed_one = [False]  # a run of this process has finished already
+
+
+class RunSeeds:
+    """One run's seeds, recorded as the program sets them: ``tick()`` (on the sender's worker, at
+    each wake-up) appends a ``SeedsSet`` record of the calls since its previous one to the run's
+    queue, so a run killed before ``finish()`` keeps the seeds it set up to the last tick;
+    ``close()`` (at ``finish()``) queues the rest. Both append under one lock, so the records
+    are queued in the order of the calls. The wrappers on the training thread only append to
+    ``_calls``, trimmed at a run's finish up to the first call an open run has not read."""
+
+    def __init__(self, append: Callable[[Any], None]) -> None:
+        self._append = append  # the run's queue's append: one atomic list operation
+        with _lock:
+            self._position, self._dropped_seen = _next_start
+            _open.add(self)
+        self._previous: tuple[str, str, str] | None = None
+        self._seeded_torch = False
+        self._unknown = list(_imported_before)  # said once, in the run's first SeedsSet
+        self.closed = False
+
+    def _take(self) -> tuple[list[tuple[str, str]], int]:
+        """The seedings since the previous take (under ``_lock``)."""
+        start = max(self._position, _base[0]) - _base[0]
+        calls = _calls[start:]
+        self._position = _base[0] + start + len(calls)
+        dropped, self._dropped_seen = _dropped[0] - self._dropped_seen, _dropped[0]
+        taken, self._previous = summarize(calls, self._previous)
+        if any(api.startswith(_SEEDS_TORCH) for api, _ in taken):
+            self._seeded_torch = True
+        return taken, dropped
+
+    def tick(self, deferred: bool = False) -> list[Any]:
+        """A sender tick hook: queue a record of the new calls (none: returns at once).
+        ``deferred`` (``Run.flush`` on the program's thread): queue it to be built on the worker."""
+        if self.closed or (_base[0] + len(_calls) == self._position and _dropped[0] == self._dropped_seen
+                           and not self._unknown):
+            return []
+        with _lock:
+            if not self.closed:
+                taken, dropped = self._take()
+                if taken or dropped or self._unknown:
+                    unknown, self._unknown = self._unknown, []
+                    self._append((lambda: record(taken, dropped, unknown)) if deferred
+                                 else record(taken, dropped, unknown))
+        return []
+
+    def close(self) -> None:
+        """The run finishes: queue (as a deferred record) the seeds set since the last tick, and
+        for the process's first run that saw no torch seeding, ``torch.initial_seed``."""
+        with _lock:
+            if self.closed:
+                return
+            self.closed = True
+            taken, dropped = self._take()
+            first, _closed_one[0] = not _closed_one[0], True
+            _open.discard(self)
+            _next_start[:] = [self._position, self._dropped_seen]
+            keep = min([self._position, *(run._position for run in _open)])
+            if keep > _base[0]:
+                del _calls[:keep - _base[0]]
+                _base[0] = keep
+            if first and not self._seeded_torch:
+                initial = _torch_initial_seed()
+                if initial is not None:
+                    taken.append(("torch.initial_seed", initial))
+            if taken or dropped or self._unknown:
+                unknown, self._unknown = self._unknown, []
+                self._append(lambda: record(taken, dropped, unknown))
+
+
+def record(seeds: list[tuple[str, str]], dropped: int, unknown: Sequence[str] = ()) -> Any:
+    """A ``SeedsSet`` record, built without protobuf (core/wire.py)."""
+    from tracklet.core import wire
+
+    message = wire.Record()
+    seeds_set = message.seeds
+    seeds_set.SetInParent()
+    for api, value in seeds:
+        seeds_set.seeds.add(api=api, value=value)
+    if dropped:
+        seeds_set.dropped = dropped
+    if unknown:
+        seeds_set.unknown_before.extend(unknown)
+    return message
+
+
+# ---------------------------------------------------------------- reading
+
+SEED_KEYS = ("seeds", "seeds_dropped", "seeds_unknown")  # what a run's metadata says of its seeds
+
+
+def fold_session(metadata: dict[str, Any]) -> bool:
+    """A session starts (a ``RunStart``): the seeds are the last session's. True if it changed."""
+    return any([metadata.pop(key, None) is not None for key in SEED_KEYS])
+
+
+def fold_seeds_set(metadata: dict[str, Any], seeds_set: Any) -> bool:
+    """A ``SeedsSet`` record into a run's metadata (``seeds``: ``{"api", "value"}`` in order;
+    ``seeds_dropped``; ``seeds_unknown``: the seeding modules imported before tracklet). True if
+    it changed."""
+    if seeds_set.seeds:
+        added = [{"api": seed.api, "value": seed.value} for seed in seeds_set.seeds]
+        metadata["seeds"] = [*metadata.get("seeds", []), *added]  # a new list: the old may be a stored row's
+    if seeds_set.dropped:
+        metadata["seeds_dropped"] = int(metadata.get("seeds_dropped", 0)) + seeds_set.dropped
+    if seeds_set.unknown_before:
+        metadata["seeds_unknown"] = list(seeds_set.unknown_before)
+    return bool(seeds_set.seeds or seeds_set.dropped or seeds_set.unknown_before)
+
+
+def fold_exit(metadata: dict[str, Any], end: Any) -> bool:
+    """A ``RunExit``: an older writer's seeds are all in it (a newer one leaves them empty)."""
+    if not (end.seeds or end.seeds_dropped):
+        return False
+    metadata["seeds"] = [{"api": seed.api, "value": seed.value} for seed in end.seeds]
+    if end.seeds_dropped:
+        metadata["seeds_dropped"] = end.seeds_dropped
+    return True

@@ -3,7 +3,7 @@
 Importing protobuf and the generated ``records_pb2`` costs ~30-40 ms of CPU in a fresh process,
 which a short script's ``finish()`` waited for (the worker imported it as ``init()`` returned and
 could encode nothing until it had). The records every run writes (``RunStart``, ``ConfigUpdate``,
-``HistoryBatch``, ``SummaryUpdate``, ``ConsoleOutput``, ``Environment``, ``RunExit``) are built here instead, as
+``HistoryBatch``, ``SummaryUpdate``, ``ConsoleOutput``, ``Environment``, ``SeedsSet``, ``RunExit``) are built here instead, as
 :class:`Message` objects with the part of protobuf's Python API the recording code uses (fields
 by attribute, ``extend``/``append``/``add()`` on repeated fields, ``SetInParent``,
 ``SerializeToString``), and serialized by hand: bytes for bytes what protobuf's
@@ -52,6 +52,7 @@ SCHEMA: dict[str, tuple[tuple[str, int, str, bool, str], ...]] = {
         ("console", 6, "message", False, "ConsoleOutput"),
         ("exit", 8, "message", False, "RunExit"),
         ("environment", 10, "message", False, "Environment"),
+        ("seeds", 24, "message", False, "SeedsSet"),
     ),
     "Value": (
         ("float_value", 1, "double", False, ""),
@@ -102,6 +103,11 @@ SCHEMA: dict[str, tuple[tuple[str, int, str, bool, str], ...]] = {
         ("traceback", 5, "string", False, ""),
         ("seeds", 6, "message", True, "Seed"),
         ("seeds_dropped", 7, "uint32", False, ""),
+    ),
+    "SeedsSet": (
+        ("seeds", 1, "message", True, "Seed"),
+        ("dropped", 2, "uint32", False, ""),
+        ("unknown_before", 3, "string", True, ""),
     ),
     "Seed": (("api", 1, "string", False, ""), ("value", 2, "string", False, "")),
     "ConfigUpdate": (("items", 1, "message", True, "MapEntry"), ("removed", 2, "string", True, "")),

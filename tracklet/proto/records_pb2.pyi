@@ -37,7 +37,7 @@ SUMMARY_MODE_NONE: SummaryMode
 SUMMARY_MODE_FIRST: SummaryMode
 
 class Record(_message.Message):
-    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "table_logged", "span", "system_info", "checkpoint", "run_update", "artifact_linked", "gap")
+    __slots__ = ("run_start", "config", "history", "summary", "stats", "console", "alert", "exit", "metric_definition", "environment", "artifact_logged", "artifact_used", "media", "table_logged", "span", "system_info", "checkpoint", "run_update", "artifact_linked", "seeds", "gap")
     RUN_START_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class Record(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     RUN_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_LINKED_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
     run_start: RunStart
     config: ConfigUpdate
@@ -77,8 +78,9 @@ class Record(_message.Message):
     checkpoint: Checkpoint
     run_update: RunUpdate
     artifact_linked: ArtifactLinked
+    seeds: SeedsSet
     gap: Gap
-    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., table_logged: _Optional[_Union[TableLogged, _Mapping]] = ..., span: _Optional[_Union[Span, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., artifact_linked: _Optional[_Union[ArtifactLinked, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_start: _Optional[_Union[RunStart, _Mapping]] = ..., config: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., history: _Optional[_Union[HistoryBatch, _Mapping]] = ..., summary: _Optional[_Union[SummaryUpdate, _Mapping]] = ..., stats: _Optional[_Union[SystemStats, _Mapping]] = ..., console: _Optional[_Union[ConsoleOutput, _Mapping]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., exit: _Optional[_Union[RunExit, _Mapping]] = ..., metric_definition: _Optional[_Union[MetricDefinition, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., artifact_logged: _Optional[_Union[ArtifactLogged, _Mapping]] = ..., artifact_used: _Optional[_Union[ArtifactUsed, _Mapping]] = ..., media: _Optional[_Union[MediaLogged, _Mapping]] = ..., table_logged: _Optional[_Union[TableLogged, _Mapping]] = ..., span: _Optional[_Union[Span, _Mapping]] = ..., system_info: _Optional[_Union[SystemInfo, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., run_update: _Optional[_Union[RunUpdate, _Mapping]] = ..., artifact_linked: _Optional[_Union[ArtifactLinked, _Mapping]] = ..., seeds: _Optional[_Union[SeedsSet, _Mapping]] = ..., gap: _Optional[_Union[Gap, _Mapping]] = ...) -> None: ...
 
 class Gap(_message.Message):
     __slots__ = ("length", "reason", "padding")
@@ -221,6 +223,16 @@ class RunExit(_message.Message):
     seeds: _containers.RepeatedCompositeFieldContainer[Seed]
     seeds_dropped: int
     def __init__(self, exit_code: _Optional[int] = ..., end_time: _Optional[float] = ..., runtime: _Optional[float] = ..., error: _Optional[str] = ..., traceback: _Optional[str] = ..., seeds: _Optional[_Iterable[_Union[Seed, _Mapping]]] = ..., seeds_dropped: _Optional[int] = ...) -> None: ...
+
+class SeedsSet(_message.Message):
+    __slots__ = ("seeds", "dropped", "unknown_before")
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    seeds: _containers.RepeatedCompositeFieldContainer[Seed]
+    dropped: int
+    unknown_before: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seeds: _Optional[_Iterable[_Union[Seed, _Mapping]]] = ..., dropped: _Optional[int] = ..., unknown_before: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Seed(_message.Message):
     __slots__ = ("api", "value")

@@ -46,6 +46,9 @@ class Plan:
     artifacts: dict[str, int] = dataclasses.field(default_factory=dict)  # project/name -> vN
     variables: dict[str, str] = dataclasses.field(default_factory=dict)
     seeds: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {"api", "value"}, as set
+    seeds_dropped: int = 0  # seeding calls past the recorder's cap
+    # Seeding modules imported before tracklet: the seeds given to them before that are not known.
+    seeds_unknown: list[str] = dataclasses.field(default_factory=list)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
@@ -96,6 +99,14 @@ class Plan:
             shown_seeds = ", ".join(f"{seed['api']}({seed['value']})" for seed in self.seeds[:8])
             more = f", ... ({len(self.seeds)} in all)" if len(self.seeds) > 8 else ""
             lines.append(f"  seeds       {shown_seeds}{more} (set by the program: set again as it runs)")
+        if self.seeds and self.rank:
+            lines.append(f"  seeds       of rank {self.rank}'s process: seeds the other ranks set (rank-specific "
+                         "seeding) are not recorded")
+        if self.seeds_dropped:
+            lines.append(f"  seeds       {self.seeds_dropped} more seeding call(s) past the recorder's cap: not recorded")
+        if self.seeds_unknown:
+            lines.append(f"  seeds       not known: any given to {', '.join(self.seeds_unknown)} before `import tracklet` "
+                         "(imported before it; import tracklet first to record them)")
         if self.overrides:
             lines.append("  overrides   " + ", ".join(f"{key}={value!r}" for key, value in self.overrides.items()))
         if self.differences:
@@ -136,10 +147,19 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     _plan_environment(plan, start, environment, files)
     _plan_inputs(plan, run)
     plan.seeds = [dict(seed) for seed in run.metadata.get("seeds") or []]
+    plan.seeds_dropped = int(run.metadata.get("seeds_dropped") or 0)
+    plan.seeds_unknown = _seeds_unknown(run.metadata.get("seeds_unknown") or [], plan.seeds)
     unknown = [key for key in plan.overrides if key.split(".")[0] not in plan.config]
     if unknown:
         plan.differences.append("--set adds config key(s) the run did not have: " + ", ".join(unknown))
     return plan
+
+
+def _seeds_unknown(modules: list[str], seeds: list[dict[str, str]]) -> list[str]:
+    """The seeding modules imported before tracklet whose earlier seeds are not known: not torch
+    when its initial seed was recorded (that is the seed it was given)."""
+    recorded = {seed["api"] for seed in seeds}
+    return [module for module in modules if not (module == "torch" and "torch.initial_seed" in recorded)]
 
 
 def _free_directory(base: Path) -> Path:

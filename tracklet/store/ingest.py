@@ -223,6 +223,8 @@ class _RunFold:
             self.exit = record.exit
             self.last_time = record.exit.end_time
             self.data.run_exit(record.exit)
+        elif kind == "seeds":
+            self.data.seeds_set(record.seeds)
         elif kind in RUN_DATA_KINDS:
             self.data.apply(kind, record)
         elif kind in EDGE_KINDS:

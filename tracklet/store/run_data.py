@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from tracklet.core import seeds
 from tracklet.core.reader import add_console_line
 from tracklet.core.redact import redact_command, redact_url
 from tracklet.proto import records_pb2 as pb
@@ -99,6 +100,7 @@ class RunDataFold:
         self.system: dict[str, tuple[list[int], list[float], list[float]]] = {}
 
     def run_start(self, start: pb.RunStart) -> None:
+        seeds.fold_session(self.metadata)  # a session's seeds replace the previous session's
         if start.resumed and self.metadata:
             self.metadata["sessions"] = int(self.metadata.get("sessions", 1)) + 1
         else:  # the first session says how the run was started
@@ -111,21 +113,15 @@ class RunDataFold:
         self.metadata_changed = True
 
     def run_exit(self, end: pb.RunExit) -> None:
-        """The random seeds the program set (core/seeds.py), as ``RecordedRun.metadata`` gives them:
-        the last session's."""
-        seeds = [{"api": seed.api, "value": seed.value} for seed in end.seeds]
-        if seeds or end.seeds_dropped:
-            self.metadata["seeds"] = seeds
-            if end.seeds_dropped:
-                self.metadata["seeds_dropped"] = end.seeds_dropped
-            else:
-                self.metadata.pop("seeds_dropped", None)
-        elif "seeds" in self.metadata or "seeds_dropped" in self.metadata:
-            self.metadata.pop("seeds", None)
-            self.metadata.pop("seeds_dropped", None)
-        else:
-            return
-        self.metadata_changed = True
+        """An older writer's seeds (core/seeds.py), all in its ``RunExit``."""
+        if seeds.fold_exit(self.metadata, end):
+            self.metadata_changed = True
+
+    def seeds_set(self, seeds_set: pb.SeedsSet) -> None:
+        """The random seeds the program set (core/seeds.py), as ``RecordedRun.metadata`` gives
+        them: the last session's, recorded as the program set them."""
+        if seeds.fold_seeds_set(self.metadata, seeds_set):
+            self.metadata_changed = True
 
     def apply(self, kind: str, record: pb.Record) -> None:
         """One record of a kind in ``RUN_DATA_KINDS``."""

@@ -140,6 +140,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         worker = AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(), interval=automation_interval)
     if index_on_start:
         state.indexer.index_all()
+    if not shared_root:  # requests a process killed mid-change left as intents (audit.py): now events
+        state.audit.recover()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,6 +150,11 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         def sweep() -> None:
             while not stop.wait(sweep_interval):
                 state.indexer.index_all()
+                try:
+                    if not shared_root:
+                        state.audit.recover()  # intents of a sibling process that died (audit.py)
+                except Exception as error:  # the database gone a moment: the next pass tries again
+                    print(f"tracklet server: recovering audit intents failed: {error!r}", file=sys.stderr)
                 try:
                     state.artifacts.sweep_uploads()
                 except Exception as error:  # e.g. the artifacts bucket unreachable: the next pass tries again

@@ -115,6 +115,9 @@ def test_every_mutating_route_writes_exactly_one_audit_event(keyed_server, tmp_p
             assert event["project"] == ("p" if "{project}" in path else None)
         # Reads are not audited: the audit queries above wrote nothing themselves.
         assert len(_events(http, key)) == len(routes)
+    # Each intent (the routes that change files commit one first) ended with its request's event.
+    with Store(keyed_server.store_url).engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM audit_intents")).scalar() == 0
 
 
 def test_a_route_added_later_is_audited_without_being_told(tmp_path):

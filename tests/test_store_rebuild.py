@@ -27,7 +27,8 @@ from tracklet.registry.sql import ModelRegistry
 from tracklet.reports.sql import ReportStore
 from tracklet.server.schema import (SERVER_TABLES, artifact_aliases, artifact_blobs, artifact_chunks, artifact_files,
                                     artifact_packed_blobs,
-                                    artifact_versions, audit_events, automation_attempts, automation_deliveries,
+                                    artifact_versions, audit_events, audit_intents, automation_attempts,
+                                    automation_deliveries,
                                     automations, event_outbox, log_heads, log_segments, registry_checks,
                                     registry_members, sweep_journal, sweep_leases, sweep_studies)
 from tracklet.store import Store
@@ -224,6 +225,8 @@ def test_a_rebuild_keeps_users_keys_members_and_segment_tables(root, pg_url):
         connection.execute(registry_members.insert().values(registry="model", user_id=1, role="admin"))
         connection.execute(registry_checks.insert().values(registry="model", collection="mnist", alias="production",
                                                            automation_id=1))
+        # An audit intent in flight (server migration s0012).
+        connection.execute(audit_intents.insert().values(time=1.0, owner="host:1:1", event="{}"))
     # Reports, their versions and view tokens (server migration s0008).
     reports = ReportStore(store.engine)
     report = reports.create("p", "Findings", "# loss\n", author="alice")

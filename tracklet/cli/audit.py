@@ -57,7 +57,7 @@ def _filters(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--action", default=None, help="Only this action (a route's name, e.g. create_key)."),
         click.option("--project", default=None, help="Only calls on this project."),
         click.option("--target", default=None, help="Only targets starting with this (e.g. projects/p/members/)."),
-        click.option("--outcome", type=click.Choice(["ok", "denied", "rejected", "error"]), default=None),
+        click.option("--outcome", type=click.Choice(["ok", "denied", "rejected", "error", "unknown"]), default=None),
         click.option("--since", default=None, help="Only events at or after this time (Unix seconds or ISO 8601)."),
         click.option("--until", default=None, help="Only events before this time."),
     ]):

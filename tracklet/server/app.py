@@ -33,6 +33,7 @@ from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
 from tracklet.server.media_blobs import set_media_blobs
 from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
+from tracklet.server.wal_checkpoint import Checkpointer, wanted
 from tracklet.store import Store
 
 
@@ -138,8 +139,12 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                  needed=lambda: bool(state.automations.rules(cached=True)))
     else:
         worker = AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(), interval=automation_interval)
+    # SQLite, if asked (TRACKLET_SERVER_WAL_CHECKPOINT=thread): checkpoints off the request path (wal_checkpoint.py).
+    checkpointer = Checkpointer(store.engine) if not shared_root and wanted(store.engine) else None
     if index_on_start:
         state.indexer.index_all()
+    if not shared_root:  # requests a process killed mid-change left as intents (audit.py): now events
+        state.audit.recover()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,18 +154,27 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
             while not stop.wait(sweep_interval):
                 state.indexer.index_all()
                 try:
+                    if not shared_root:
+                        state.audit.recover()  # intents of a sibling process that died (audit.py)
+                except Exception as error:  # the database gone a moment: the next pass tries again
+                    print(f"tracklet server: recovering audit intents failed: {error!r}", file=sys.stderr)
+                try:
                     state.artifacts.sweep_uploads()
                 except Exception as error:  # e.g. the artifacts bucket unreachable: the next pass tries again
                     print(f"tracklet server: sweeping artifact uploads failed: {error!r}", file=sys.stderr)
 
         sweeper = threading.Thread(target=sweep, name="tracklet-server-sweep", daemon=True)
         sweeper.start()
+        if checkpointer is not None:
+            checkpointer.start()
         if worker is not None:
             worker.start()
         yield
         stop.set()
         if worker is not None:
             worker.stop()
+        if checkpointer is not None:
+            checkpointer.stop()
         store.close()
 
     app = FastAPI(

@@ -21,6 +21,17 @@ status: the model registry's move of a protected alias answers 409). The middlew
 more for such a request; a request that changed nothing in the database (refused, or a change of
 files only: an upload's bytes) gets its event from the middleware, with the status answered.
 
+**Changes that are files** (record log bytes, run files, artifact blobs, packs and upload parts,
+artifact versions on a SQLite server: every mutating route but those in ``DATABASE_ONLY``) cannot
+join a transaction, so such a request first commits an *intent* (``audit_intents``: the event it
+is about to be, owned by this process) before its route changes anything (``in_route``), and
+whatever writes the request's event (the unit of work's commit hook, or the middleware) deletes
+the intent in the event's own transaction. A process killed between the change and its event
+leaves the intent: a server starting over that database, and every server's periodic pass, turns
+the intents of processes that died (``AuditLog.recover``) into events whose outcome is
+``unknown`` (status 0): the change was about to be made and may have been. No mutation lands
+without a committed trace in the database.
+
 The table is append-only: this module only inserts, and triggers (migration ``s0004``) refuse
 UPDATE, DELETE (and TRUNCATE on PostgreSQL) on both backends. ``AuditLog.query`` filters it (by
 actor, action, project, target prefix, outcome and time), oldest or newest first by time (ties by
@@ -32,6 +43,9 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import json
+import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -44,7 +58,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracklet.errors import AuditUnavailable
-from tracklet.server.schema import audit_events, migrate
+from tracklet.server.schema import audit_events, audit_intents, migrate
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API_PREFIX = "/api/v1/"
@@ -55,9 +69,28 @@ SCAN_WINDOW = 20_000  # events a target-prefix query reads in order before it as
 _TOP = "\U0010ffff"
 _COLUMNS = ("id", "time", "actor", "key_id", "action", "method", "target", "project", "client", "status",
             "outcome", "detail")
+# Mutating routes whose every change is a row of the server's database, so their event commits with
+# it (the unit of work) and they need no intent; and two POSTs that only read. Every other mutating
+# route, a route added later included, commits an intent before it runs (see the module docstring).
+DATABASE_ONLY = frozenset({
+    "create_automation", "remove_automation", "create_key", "revoke_key", "create_user", "disable_user",
+    "set_member", "remove_member", "missing_blobs", "missing_chunks",
+    "create_report", "preview", "delete_report", "save_report", "freeze_report", "publish_report", "revert_report",
+    "create_token", "revoke_token",
+    "create_sweep", "control", "heartbeat", "next_trial", "release", "tell",
+    "link", "set_alias", "remove_alias", "protect", "save_card", "set_registry_member", "remove_registry_member",
+    "review",
+})
+UNKNOWN = "unknown"  # the outcome of a recovered intent: its process died before the answer
+INTENT_LAPSE = 6 * 3600.0  # an intent this old whose owner can't be checked (another host) is recovered
+# A test hook: a server process with TRACKLET_TEST_AUDIT_KILL=<action> kills itself (SIGKILL) just
+# before it would write the event of a request of that route: after its change, before its outcome.
+_KILL_BEFORE_OUTCOME = os.environ.get("TRACKLET_TEST_AUDIT_KILL") or None
 
 
 def outcome_of(status: int) -> str:
+    if status == 0:
+        return UNKNOWN
     if status < 400:
         return "ok"
     if status in (401, 403):
@@ -101,10 +134,50 @@ class AuditLog:
         self.scan_window = scan_window
         migrate(engine)
 
-    def record(self, **event: Any) -> int:
-        """Append one event (the ``audit_events`` columns but ``id``); its id."""
+    def record(self, *, intent: int | None = None, **event: Any) -> int:
+        """Append one event (the ``audit_events`` columns but ``id``); its id. ``intent``: the
+        request's intent (``intend``), deleted in the same transaction."""
         with self.engine.begin() as connection:
-            return _insert(connection, event)
+            event_id = _insert(connection, event)
+            if intent is not None:
+                _forget(connection, intent)
+            return event_id
+
+    def intend(self, event: Mapping[str, Any]) -> int:
+        """Commit the intent of a request about to change files: ``event`` (its audit event as
+        far as known, owned by this process) stays until the event is written (``record``, or
+        ``record_in``/the unit of work, which delete it) or ``recover`` turns it into one."""
+        body = {name: event.get(name) for name in _COLUMNS if name not in ("id", "status", "outcome")}
+        with self.engine.begin() as connection:
+            key = connection.execute(audit_intents.insert().values(
+                time=body.get("time") or time.time(), owner=process_owner(),
+                event=json.dumps(body, default=str, separators=(",", ":")))).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def recover(self, *, lapse: float = INTENT_LAPSE) -> int:
+        """Turn the intents left by server processes that died (on this host: their process is
+        gone; on another host: older than ``lapse`` seconds) into audit events with outcome
+        ``unknown`` and status 0, each in the transaction that deletes its intent: the change was
+        about to be made when its process stopped, and may have been. How many were recovered."""
+        now = time.time()
+        with self.engine.begin() as connection:
+            select = sa.select(audit_intents).order_by(audit_intents.c.id)
+            if connection.dialect.name == "postgresql":
+                select = select.with_for_update(skip_locked=True)  # a live request is deleting it
+            rows = connection.execute(select).all()
+            dead = [row for row in rows if (alive := owner_alive(row.owner)) is False
+                    or (alive is None and row.time < now - lapse)]
+            for row in dead:
+                event = json.loads(row.event)
+                detail = dict(event.get("detail") or {})
+                detail.update(recovered_intent=row.id, intent_owner=row.owner, recovered_at=now,
+                              reason="the server process stopped between the change and its outcome: "
+                                     "the change may have been made")
+                _insert(connection, {**event, "time": row.time, "status": 0, "outcome": UNKNOWN, "detail": detail})
+            if dead:
+                connection.execute(audit_intents.delete().where(audit_intents.c.id.in_([row.id for row in dead])))
+        return len(dead)
 
     def committed(self, event_ids: list[int]) -> bool:
         """Whether any of ``event_ids`` (written by ``record_in``) is in the table: its
@@ -193,6 +266,61 @@ class AuditLog:
             query = dataclasses.replace(query, after=rows[-1]["id"])
 
 
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux ``/proc``), which tells a process
+    from a later one that got its pid; None where there is no ``/proc`` or no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return stat.rsplit(b")", 1)[1].split()[19].decode()  # field 22, counted after the command's ")"
+
+
+_owner: tuple[int, str] | None = None
+
+
+def process_owner() -> str:
+    """This process, as the owner of its intents: ``host:pid:start``."""
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"{socket.gethostname()[:160]}:{pid}:{_proc_start(pid) or '?'}")
+    return _owner[1]
+
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the process ``owner`` (``process_owner``) still runs: None when it is on another
+    host (nothing here can tell)."""
+    parts = owner.rsplit(":", 2)
+    host, pid_text, start = parts if len(parts) == 3 else ("", "", "")
+    if host != socket.gethostname()[:160] or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    now = _proc_start(pid)
+    if now is not None:
+        return start == "?" or now == start
+    if os.path.isdir("/proc"):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _forget(connection: sa.Connection, intent: int) -> None:
+    connection.execute(audit_intents.delete().where(audit_intents.c.id == intent))
+
+
+def _kill_point(action: Any) -> None:
+    """The test hook (``TRACKLET_TEST_AUDIT_KILL``): die as a crash would, after the change."""
+    if _KILL_BEFORE_OUTCOME is not None and action == _KILL_BEFORE_OUTCOME:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _claimed_key_id(headers: Mapping[str, str]) -> str | None:
     """The key id an unauthenticated request presented (never its secret), if well formed."""
     scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -236,7 +364,11 @@ def _record_scope(connection: sa.Connection, scope: Scope, status: int) -> int |
     event = AuditMiddleware._event(scope, status)
     if event is None:
         return None
+    _kill_point(event["action"])
     event_id = _insert(connection, event)
+    intent = state.get("audit_intent")
+    if intent is not None:  # the intent ends with the event, in its transaction
+        _forget(connection, intent)
     written.append(event_id)
     connection.info[_PENDING] = (written, event_id)  # until its transaction ends: see _lost
     return event_id
@@ -253,7 +385,15 @@ _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT", "WITH")
 async def in_route(request: Request) -> None:
     """A dependency, after the access guard: from here on the request's writes to the server's
     database carry its audit event (the guard's own, such as creating a project on its first
-    upload, are before the route's change and audited by the middleware, with the answer)."""
+    upload, are before the route's change and audited by the middleware, with the answer). A
+    route not in ``DATABASE_ONLY`` first commits its intent (the module docstring)."""
+    scope = request.scope
+    log = (scope.get("state") or {}).get("audit_log")
+    name = getattr(scope.get("route"), "name", None)
+    if log is not None and scope.get("method") in MUTATING and name not in DATABASE_ONLY:
+        event = AuditMiddleware._event(scope, 0)
+        if event is not None:
+            request.state.audit_intent = await anyio.to_thread.run_sync(log.intend, event)
     request.state.audit_armed = True
 
 
@@ -292,7 +432,8 @@ def _after_execute(connection: sa.Connection, cursor: Any, statement: str, param
     if _REQUEST_SCOPE.get() is None or _WROTE in connection.info:
         return
     head = statement.lstrip()[:80]
-    if head[:7].upper().startswith(_WRITES) and "audit_events" not in head and getattr(cursor, "rowcount", -1) != 0:
+    if (head[:7].upper().startswith(_WRITES) and "audit_events" not in head and "audit_intents" not in head
+            and getattr(cursor, "rowcount", -1) != 0):
         connection.info[_WROTE] = True
 
 
@@ -355,6 +496,7 @@ class AuditMiddleware:
             if event is None:
                 return
             written = (scope.get("state") or {}).get("audit_in_tx")
+            intent = (scope.get("state") or {}).get("audit_intent")
             # Written in the change's own transaction, which committed: a rollback or a failed
             # COMMIT takes its id out of the list (_lost). A 5xx asks the table all the same.
             if written and status < 500:
@@ -362,15 +504,18 @@ class AuditMiddleware:
             try:
                 if written and await anyio.to_thread.run_sync(lambda: self.log.committed(written)):
                     return
-                await anyio.to_thread.run_sync(lambda: self.log.record(**event))
+                _kill_point(event["action"])
+                await anyio.to_thread.run_sync(lambda: self.log.record(intent=intent, **event))
             except Exception as error:  # the mutation happened: answer it, and say loudly what is missing
-                print(f"tracklet server: could not write the audit event {event!r}: {error!r}", file=sys.stderr)
+                kept = " (its intent stays: a later pass records it as unknown)" if intent is not None else ""
+                print(f"tracklet server: could not write the audit event {event!r}{kept}: {error!r}", file=sys.stderr)
 
         async def send_audited(message: Message) -> None:
             if message["type"] == "http.response.start":
                 await record(int(message["status"]))
             await send(message)
 
+        scope.setdefault("state", {})["audit_log"] = self.log  # in_route's intents
         token = _REQUEST_SCOPE.set(scope)
         try:
             await self.app(scope, receive, send_audited)

@@ -33,7 +33,8 @@ class AuditEvent(BaseModel):
     project: str | None
     client: str | None = Field(description="The client's address")
     status: int
-    outcome: str = Field(description="ok, denied (401/403), rejected (other 4xx) or error (5xx)")
+    outcome: str = Field(description="ok, denied (401/403), rejected (other 4xx), error (5xx), or unknown (status 0: "
+                         "a file change whose server process died before it answered)")
     detail: dict[str, Any] | None
 
 
@@ -114,7 +115,7 @@ _ACTOR = Query(None, max_length=128, description="Only this user's calls")
 _ACTION = Query(None, max_length=128, description="Only this action (a route's name)")
 _PROJECT = Query(None, max_length=128, description="Only calls on this project")
 _TARGET = Query(None, max_length=1024, description="Only targets starting with this")
-_OUTCOME = Query(None, pattern="^(ok|denied|rejected|error)$")
+_OUTCOME = Query(None, pattern="^(ok|denied|rejected|error|unknown)$")
 _SINCE = Query(None, description="Only events at or after this Unix time")
 _UNTIL = Query(None, description="Only events before this Unix time")
 _AFTER = Query(None, ge=0, le=INT64_MAX, description="The cursor: the previous page's next_after")

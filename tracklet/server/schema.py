@@ -226,6 +226,19 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_target", "target", "time", "id"),
 )
 
+# Audit intents (audit.py, migration s0012): the event of a mutating request whose change is not a
+# row of this database (files), committed before the change and deleted in the transaction that
+# writes the request's audit event; one left by a process that died becomes an ``unknown`` event.
+audit_intents = sa.Table(
+    "audit_intents",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("time", sa.Float, nullable=False),  # when the change was about to be made
+    sa.Column("owner", sa.String(256), nullable=False),  # the server process: host:pid:start time
+    sa.Column("event", sa.Text, nullable=False),  # JSON: the audit event's columns but id, status, outcome
+    sa.Index("ix_audit_intents_owner", "owner"),
+)
+
 # The events outbox (events.py): what happened, written with the mutation where it can be, read by
 # the automations worker; ``dedupe`` makes an event derived from ingested data (a run finished, an
 # alert, a threshold crossed) happen once however often it is derived.
@@ -325,9 +338,9 @@ sweep_leases = sa.Table(
 )
 
 SERVER_TABLES = (users, api_keys, project_members, log_heads, log_segments, artifact_blobs, artifact_versions,
-                 artifact_aliases, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members, registry_checks,
-                 audit_events, event_outbox, automations, automation_deliveries, automation_attempts, sweep_studies,
-                 sweep_journal, sweep_leases, *report_tables)
+                 artifact_aliases, artifact_chunks, artifact_files, artifact_packed_blobs, *registry_tables, registry_members,
+                 registry_checks, audit_events, audit_intents, event_outbox, automations, automation_deliveries,
+                 automation_attempts, sweep_studies, sweep_journal, sweep_leases, *report_tables)
 
 _migrated: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 _migrating = threading.Lock()

@@ -2299,7 +2299,7 @@ export interface components {
             status: number;
             /**
              * Outcome
-             * @description ok, denied (401/403), rejected (other 4xx) or error (5xx)
+             * @description ok, denied (401/403), rejected (other 4xx), error (5xx), or unknown (status 0: a file change whose server process died before it answered)
              */
             outcome: string;
             /** Detail */

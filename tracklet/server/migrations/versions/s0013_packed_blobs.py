@@ -2,14 +2,14 @@
 are: pack, offset, length, its blake3 in the pack's index), server/artifact_blobs.py.
 
 Revision ID: s0013
-Revises: s0011
+Revises: s0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "s0013"
-down_revision = "s0011"
+down_revision = "s0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,57 @@
+"""``TRACKLET_SERVER_WAL_CHECKPOINT=thread``: a server on SQLite checkpoints its write-ahead log in
+a thread of its own, never in a request's COMMIT (server/wal_checkpoint.py: the checkpoint about
+one alias move in 35-50 pays), and the log stays bounded while writes keep coming (a PASSIVE
+checkpoint alone never restarts it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tracklet.server import wal_checkpoint
+from tracklet.server.wal_checkpoint import RESTART_FRAMES, Checkpointer, wanted
+from tracklet.store import Store
+
+
+def _write_pages(engine: sa.Engine, rows: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO filler (blob) VALUES (:blob)"),
+                           [{"blob": b"x" * 3000} for _ in range(rows)])  # about a page each
+
+
+def test_only_sqlite_servers_asked_to_checkpoint_in_a_thread_do(store_url, tmp_path, monkeypatch):
+    store = Store(store_url, root=tmp_path)
+    monkeypatch.delenv("TRACKLET_SERVER_WAL_CHECKPOINT", raising=False)
+    assert not wanted(store.engine)  # SQLite's own checkpoints, in the COMMIT, unless asked
+    monkeypatch.setenv("TRACKLET_SERVER_WAL_CHECKPOINT", "thread")
+    assert wanted(store.engine) == store_url.startswith("sqlite")
+    store.close()
+
+
+def test_commits_never_checkpoint_and_the_checkpointer_keeps_the_log_bounded(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}", root=tmp_path)
+    wal = Path(f"{tmp_path / 'store.sqlite'}-wal")
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE filler (id INTEGER PRIMARY KEY, blob BLOB)"))
+    checkpointer = Checkpointer(store.engine)  # not started: each checkpoint below is called
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    _write_pages(store.engine, 1500)  # past SQLite's 1,000-page autocheckpoint: no commit copied it back
+    assert _backfilled(store.engine) == 0  # nothing checkpointed by the commits
+    assert checkpointer.checkpoint()[2] >= 1500
+    for _ in range(3):  # writes keep coming between checkpoints: PASSIVE copies, RESTART bounds the file
+        _write_pages(store.engine, RESTART_FRAMES // 2)
+        checkpointer.checkpoint()
+        _write_pages(store.engine, RESTART_FRAMES // 2 + 100)
+        checkpointer.checkpoint()
+    _write_pages(store.engine, 10)
+    assert wal.stat().st_size <= wal_checkpoint.JOURNAL_SIZE_LIMIT + 64 * 4096
+    store.close()
+
+
+def _backfilled(engine: sa.Engine) -> int:
+    """Frames the log's checkpoints copied so far, read without checkpointing (asking SQLite would
+    checkpoint): the WAL index's nBackfill, at byte 96 of the -shm file (SQLite's file format)."""
+    shm = Path(str(engine.url.database) + "-shm").read_bytes()
+    return int.from_bytes(shm[96:100], "little")

@@ -10,9 +10,13 @@ A buffer goes back to the pool when the media item that holds it is freed (``Med
 on the worker once the item is recorded: ``release``), and only if nothing else holds a view of
 it. When the caller logs faster than items are recorded (a burst of images), returned buffers
 don't suffice: each ``take`` that finds none raises that size's reserve by one, and the worker
-(``refill``, between items) allocates and touches buffers up to the reserve, so the pages are
-mapped on the worker's time, not the caller's (at most ``MAX_RESERVE`` of a size). The pool keeps at most ``MAX_FREE_BYTES`` of free
-buffers (more are freed), and none larger than ``MAX_BUFFER_BYTES``.
+(``refill``, before and after each job) allocates and touches buffers up to the whole reserve, so
+the pages are mapped on the worker's time, not the caller's (at most ``MAX_RESERVE`` of a size).
+Refilling a few buffers per job instead let a worker slower than the caller (images logged in
+bursts on a loaded machine) fall behind the bursts: every copy of a burst then mapped fresh pages.
+The pool keeps at most ``MAX_FREE_BYTES`` of free buffers (more are freed), and none larger than
+``MAX_BUFFER_BYTES``; ``mapped_bytes`` counts the buffers it made that are free or lent out (lent
+ones are held by queued media items, which the worker's queue bounds).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class BufferPool:
     def __init__(self, max_free_bytes: int = MAX_FREE_BYTES, max_buffer_bytes: int = MAX_BUFFER_BYTES) -> None:
         self._free: dict[int, list[Any]] = {}
         self._reserve: dict[int, int] = {}  # buffers of each size ``refill`` keeps free
+        self._mapped = 0  # bytes of the buffers this pool made that are free or lent out
         self._max_free = max_free_bytes
         self._max_buffer = max_buffer_bytes
         self._lock = threading.Lock()
@@ -40,6 +45,13 @@ class BufferPool:
     @property
     def free_bytes(self) -> int:
         return sum(size * len(stack) for size, stack in list(self._free.items()))
+
+    @property
+    def mapped_bytes(self) -> int:
+        """Bytes of the buffers this pool made (``take``, ``refill``) that it keeps free or that are
+        lent out and not yet freed: what it holds mapped, at most ``MAX_FREE_BYTES`` more than what
+        its holders (queued media items) keep."""
+        return self._mapped
 
     def take(self, nbytes: int) -> Any:
         """A 1-D uint8 array of at least ``nbytes`` (a free one when there is one of its size).
@@ -58,6 +70,7 @@ class BufferPool:
         if size <= self._max_buffer:
             with self._lock:
                 self._reserve[size] = min(self._reserve.get(size, 0) + 1, MAX_RESERVE, self._max_free // size)
+                self._mapped += size
         import numpy as np
 
         return np.empty(size, dtype=np.uint8)
@@ -69,12 +82,21 @@ class BufferPool:
             return
         with self._lock:
             if self.free_bytes + size > self._max_free:
+                self._mapped -= size
                 return
             self._free.setdefault(size, []).append(buffer)
 
-    def refill(self, most: int = 8) -> int:
-        """Allocate and touch up to ``most`` buffers where a size has fewer free than its reserve
-        (on the worker's thread, between items); how many were made."""
+    def drop(self, buffer: Any) -> None:
+        """``buffer`` (from ``take``) is not coming back (something else still views it): stop
+        counting it in ``mapped_bytes``."""
+        size = int(buffer.nbytes)
+        if size <= self._max_buffer and not size % _PAGE:
+            with self._lock:
+                self._mapped -= size
+
+    def refill(self, most: int = MAX_RESERVE) -> int:
+        """Allocate and touch buffers where a size has fewer free than its reserve, up to ``most``
+        (on the worker's thread, between jobs); how many were made."""
         made = 0
         while made < most:
             with self._lock:
@@ -82,6 +104,7 @@ class BufferPool:
                              if len(self._free.get(size, ())) < want), 0)
                 if not size or self.free_bytes + size > self._max_free:
                     return made
+                self._mapped += size
             import numpy as np
 
             buffer = np.empty(size, dtype=np.uint8)
@@ -93,6 +116,7 @@ class BufferPool:
     def clear(self) -> None:
         """Free every buffer the pool keeps, and forget the reserves."""
         with self._lock:
+            self._mapped -= self.free_bytes
             self._free.clear()
             self._reserve.clear()
 
@@ -120,6 +144,8 @@ def release(buffers: list[Any]) -> None:
         buffer = buffers.pop()
         if sys.getrefcount(buffer) <= _ALONE:
             POOL.give(buffer)
+        else:
+            POOL.drop(buffer)
 
 
 NDARRAY: Any = None  # numpy.ndarray, once a copy has needed numpy (Image's constructor tests for it)

@@ -214,6 +214,9 @@ class LoggedWorker:
         step, when, key, items, size = job
         del job
         count = len(items)
+        # Map the spare buffers the caller's copies found missing (a burst began) before encoding:
+        # the rest of the burst then copies into them (media.buffers).
+        buffers.POOL.refill()
         try:
             for index in range(count):
                 self._record_one(items[index], Placement(key, step, index, count, when))

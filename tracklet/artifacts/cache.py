@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tracklet.core.processes import pid_alive
 from tracklet.errors import ArtifactError
 
 CACHE_DIR_ENV = "TRACKLET_ARTIFACT_CACHE_DIR"
@@ -80,16 +81,6 @@ def default_cap(root: Path) -> int:
 
 def _is_sha256(digest: str) -> bool:
     return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _flock(handle: IO[Any], mode: int) -> bool:
@@ -275,7 +266,7 @@ class BlobCache:
     def _clear_dead_reservations(self) -> None:
         """Drop the reservations (and partial files) of processes that died mid-write."""
         for reservation, pid in self._db.execute("SELECT id, pid FROM reservations").fetchall():
-            if pid != os.getpid() and not _alive(pid):
+            if pid != os.getpid() and not pid_alive(pid):
                 with contextlib.suppress(OSError):
                     (self.tmp_dir / f"{reservation}.partial").unlink()
                 self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))

@@ -57,6 +57,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tracklet.core.processes import pid_alive
 from tracklet.errors import AuditUnavailable
 from tracklet.server.schema import audit_events, audit_intents, migrate
 
@@ -302,13 +303,7 @@ def owner_alive(owner: str) -> bool | None:
         return start == "?" or now == start
     if os.path.isdir("/proc"):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _forget(connection: sa.Connection, intent: int) -> None:

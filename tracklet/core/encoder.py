@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import struct
 import sys
 from array import array
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from tracklet.core.values import (
     type_name,
 )
 from tracklet.core import wire  # the records built here, without importing protobuf (core/wire.py)
+from tracklet.core.wire import doubles_or_none
 from tracklet.core.warn import TrackletWarning, WarnOnce  # noqa: F401  (re-exported: their old home)
 
 Row = tuple  # (step: int, time: float, keys: tuple, values: tuple)
@@ -73,15 +73,12 @@ def _as_doubles(column: Sequence[Any]) -> array | None:
     its values; None where that would not be exact or not take every value (the caller then looks
     at the values' types, as before).
 
-    ``struct`` converts as ``array("d", ...)`` does (a float, an int, a bool, anything with
-    ``__float__``; a str or None raises), but without its per-item parsing (~3x faster), and
-    without a second pass over the values for their types: the only values the ``floats`` field
-    must not take silently are ints past 2**53, which it would round, and those come out as
-    doubles of at least 2**53, so only a column holding a double of 2**49 or more (or an inf, a NaN)
-    has its types looked at."""
-    try:
-        packed = struct.pack(f"={len(column)}d", *column)
-    except Exception:  # a value it refuses, or whose __float__ raised: the per-value path contains it
+    Packed by :func:`~tracklet.core.wire.doubles_or_none`, without a second pass over the values for their types:
+    the only values the ``floats`` field must not take silently are ints past 2**53, which it
+    would round, and those come out as doubles of at least 2**53, so only a column holding a
+    double of 2**49 or more (or an inf, a NaN) has its types looked at."""
+    packed = doubles_or_none(column)
+    if packed is None:  # a value it refuses, or whose __float__ raised: the per-value path contains it
         return None
     if packed[_HIGH_BYTE::8].translate(None, _BELOW_2_49):
         if int in set(map(type, column)) and not _exact_as_doubles(column):

@@ -404,6 +404,17 @@ class _Scalars(list):
         self._owner._mark()
 
 
+def doubles_or_none(values: Any) -> bytes | None:
+    """``values`` as native doubles in one C-level pass, or None if one of them is refused.
+
+    ``struct`` converts as ``array("d", ...)`` does (``PyFloat_AsDouble``: a float, an int, a
+    bool, anything with ``__float__``), without its per-item parsing (~3x faster)."""
+    try:
+        return struct.pack(f"={len(values)}d", *values)
+    except Exception:  # a value it refuses, or whose __float__ raised
+        return None
+
+
 class _Doubles(array):
     """A repeated double field, kept as the packed array it is written as."""
 
@@ -419,12 +430,9 @@ class _Doubles(array):
         if type(values) is array and values.typecode == "d":
             array.extend(self, values)
         elif type(values) is list or type(values) is tuple:
-            # struct converts as array("d", ...) does (PyFloat_AsDouble), without its per-item
-            # parsing (~3x faster for a batch's times); on a failure array() raises as before.
-            try:
-                packed = struct.pack(f"={len(values)}d", *values)
-            except Exception:
-                array.extend(self, array("d", values))
+            packed = doubles_or_none(values)
+            if packed is None:
+                array.extend(self, array("d", values))  # raises as it always did
             else:
                 self.frombytes(packed)
         else:

@@ -268,3 +268,46 @@ def test_the_worker_yields_between_slices_to_producers_but_not_once_the_run_is_f
         steps = [step for history, _ in _histories(sink.payloads) for step in history.steps]
         assert steps == list(range(rows))
         assert bool(yields) == expect_yields, (finishing, yields)
+
+
+_LIMITED_LOG_WRITER = """
+import resource, signal, sys
+from tracklet.core.recordlog import RecordLogWriter
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+writer = RecordLogWriter(sys.argv[1])
+payloads = [bytes([index % 251]) * (20 + index % 97) for index in range(1500)]
+offsets = [writer.write(payload) for payload in payloads]
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), hard))
+try:
+    writer.flush()
+except OSError as error:
+    print("raised", error.errno)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+writer.close()
+print(" ".join(map(str, offsets)))
+"""
+
+
+def test_a_flush_cut_short_by_a_full_disk_writes_the_rest_on_the_next_flush(tmp_path):
+    """Frames are handed to the OS as they were queued, header and payload apart (``writev``,
+    at most IOV_MAX buffers a call): a write the disk cut short, in the middle of a frame, leaves
+    the rest queued, and the next flush writes it after what was written, so every record reads
+    back whole, at the offset ``write`` gave it. A file size limit stands in for a full disk."""
+    import errno
+    import subprocess
+    import sys
+
+    log = tmp_path / "run.tlog"
+    limit = 40_000 + 3  # inside a frame, and past the first writev's buffers
+    done = subprocess.run([sys.executable, "-c", _LIMITED_LOG_WRITER, str(log), str(limit)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    failure, offsets = done.stdout.splitlines()
+    assert failure == f"raised {errno.EFBIG}"
+    scan = read_log(log)
+    assert scan.damage is None
+    assert [payload for _, payload in scan.payloads] == [bytes([index % 251]) * (20 + index % 97)
+                                                         for index in range(1500)]
+    assert [offset for offset, _ in scan.payloads] == [int(offset) for offset in offsets.split()]

@@ -202,6 +202,32 @@ def test_varints_take_every_path_with_the_same_bytes(monkeypatch):
             monkeypatch.undo()
 
 
+def test_steps_known_to_be_consecutive_serialize_as_protobuf_after_any_later_change():
+    """Consecutive steps are checked once, when extended into the empty field; whatever is added
+    after (more steps, a step out of order) is serialized as protobuf serializes it."""
+    for changes in ([("extend", range(0, 500))], [("extend", range(0, 500)), ("append", 3)],
+                    [("extend", range(10, 300)), ("extend", range(300, 900))],
+                    [("extend", range(10, 300)), ("extend", [5, 6])], [("extend", []), ("extend", range(7, 99))],
+                    [("extend", [4]), ("extend", range(5, 200))], [("extend", range(2**63 - 70, 2**63))],
+                    [("extend", [0, 2, 1, 3])], [("extend", [7, 7, 9])]):  # their ends as if consecutive
+        built, expected = wire.HistoryBatch(), pb.HistoryBatch()
+        for how, steps in changes:
+            for batch in (built, expected):
+                getattr(batch.steps, how)(list(steps) if how == "extend" else steps)
+        _same(built, expected)
+
+
+def test_consecutive_steps_are_refused_as_protobuf_refuses_them():
+    """Past int64, or holding a float or a bool: refused whole, as protobuf does."""
+    for steps in (list(range(2**63 - 3, 2**63 + 2)), list(range(-(2**63) - 2, -(2**63) + 3)), [0, 1.0, 2], [0, True, 2]):
+        outcomes = []
+        for batch in (wire.HistoryBatch(), pb.HistoryBatch()):
+            with pytest.raises((TypeError, ValueError)) as raised:
+                batch.steps.extend(steps)
+            outcomes.append((raised.type, len(batch.steps)))
+        assert outcomes[0] == outcomes[1]
+
+
 _PLAIN = st.recursive(
     st.none() | st.booleans() | _FLOATS | st.integers() | _TEXT | st.binary(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_TEXT, children, max_size=4),

@@ -33,10 +33,21 @@ FRAME_HEADER = struct.Struct("<II")
 # A length beyond this is damage, not data: no single record is allowed to be this big.
 MAX_RECORD_BYTES = 1 << 30
 LOG_FILE_NAME = "run.tlog"
+# Buffers per writev call (the OS's limit; POSIX guarantees at least 16).
+_writev = getattr(os, "writev", None)
+try:
+    _IOV_MAX = max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
+except (AttributeError, ValueError, OSError):
+    _IOV_MAX = 16
 
 
 def frame(payload: bytes) -> bytes:
-    return FRAME_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    return frame_header(payload) + payload
+
+
+def frame_header(payload: bytes) -> bytes:
+    """The 8 bytes a frame of ``payload`` starts with (its length and CRC-32)."""
+    return FRAME_HEADER.pack(len(payload), zlib.crc32(payload))
 
 
 # The smallest frame a ``Gap`` record fits in: a header, the record's tag and length, a length field.
@@ -445,7 +456,7 @@ class RecordLogWriter:
         except BaseException:
             os.close(self._fd)
             raise
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
 
     def _write_header(self) -> None:
@@ -519,25 +530,33 @@ class RecordLogWriter:
         return sidecar
 
     def write(self, payload: bytes) -> int:
-        """Queue one record's bytes; returns the offset its frame will have in the file."""
-        framed = frame(payload)
+        """Queue one record's bytes; returns the offset its frame will have in the file.
+
+        The frame's header and the payload are kept as they are (no copy of the payload):
+        ``flush`` hands them to the OS in one ``writev``."""
         offset = self.offset + self._pending_bytes
-        self._pending.append(framed)
-        self._pending_bytes += len(framed)
+        self._pending += (frame_header(payload), payload)
+        self._pending_bytes += FRAME_HEADER.size + len(payload)
         return offset
 
     def flush(self, fsync: bool = False) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending = [data]
-            written = 0
-            try:
-                while written < len(data):
-                    written += os.write(self._fd, data[written:])
-            finally:  # on a failed write (disk full) keep what wasn't written for the next try
-                self.offset += written
-                self._pending = [data[written:]] if written < len(data) else []
-                self._pending_bytes = len(data) - written
+        pending = self._pending
+        # On a failed write (disk full) what wasn't written stays pending, for the next try.
+        while pending:
+            if _writev is None:  # no writev (Windows): one buffer
+                pending[:] = [b"".join(pending)]
+                written = os.write(self._fd, pending[0])
+            else:
+                written = _writev(self._fd, pending[:_IOV_MAX])
+            self.offset += written
+            self._pending_bytes -= written
+            done = 0
+            while done < len(pending) and written >= len(pending[done]):
+                written -= len(pending[done])
+                done += 1
+            del pending[:done]
+            if written:  # a buffer written in part: its rest goes next
+                pending[0] = memoryview(pending[0])[written:]
         if fsync:
             os.fsync(self._fd)
 

@@ -270,15 +270,16 @@ def _consecutive_varints(first: int, count: int) -> bytes:
     return b"".join(parts)
 
 
-def packed_varints(values: Any, zigzag: bool = False) -> bytes:
-    """The payload of a packed varint field (sint64 with ``zigzag``; int64 negatives as 10 bytes)."""
+def packed_varints(values: Any, zigzag: bool = False, consecutive: bool = False) -> bytes:
+    """The payload of a packed varint field (sint64 with ``zigzag``; int64 negatives as 10 bytes).
+    ``consecutive``: the caller knows ``values`` are consecutive ints."""
     count = len(values)
     if not count:
         return b""
     first = values[0]
     if zigzag and type(first) is int and first >= 0 and values[-1] - first == count - 1:
         expected = range(first, first + count)
-        if (list(expected) if isinstance(values, list) else tuple(expected)) == values:
+        if consecutive or (list(expected) if isinstance(values, list) else tuple(expected)) == values:
             return _consecutive_varints(first, count)
     np = sys.modules.get("numpy")
     if np is not None and count > 16:
@@ -355,22 +356,38 @@ def _check_scalar(kind: str, value: Any) -> Any:
     return _check_int(kind, value)
 
 
+def _consecutive(values: list[int]) -> bool:
+    """Whether ``values`` (ints) are ``n, n + 1, n + 2, ...``: a batch's steps, usually."""
+    first = values[0]
+    return values[-1] - first == len(values) - 1 and list(range(first, first + len(values))) == values
+
+
+def _check_ints(kind: str, values: Iterable[Any]) -> tuple[list[int], bool]:
+    """The values of an int field, checked as protobuf checks them, and whether they are
+    consecutive (then they lie between their ends: no pass for the minimum and the maximum, and
+    the serializer lays them in without a second look)."""
+    checked = list(values)
+    types = set(map(type, checked))
+    if types != {int}:
+        if bool in types:  # protobuf refuses a bool in an int field
+            raise TypeError(f"Expected an int, got a boolean ({kind} field)")
+        checked = list(map(index, checked))  # numpy ints; a float or a str raises
+    if not checked:
+        return checked, False
+    low, high = _RANGES[kind]
+    consecutive = _consecutive(checked)
+    smallest, largest = (checked[0], checked[-1]) if consecutive else (min(checked), max(checked))
+    if smallest < low or largest > high:
+        raise ValueError(f"Value out of range: {smallest if smallest < low else largest}")
+    return checked, consecutive
+
+
 def _check_many(kind: str, values: Iterable[Any]) -> list[Any]:
     """Every value checked and converted, or an exception with nothing kept (C-level for numbers)."""
     if kind == "double":
         return array("d", values).tolist() if not isinstance(values, array) else values.tolist()
     if kind in _RANGES:
-        checked = list(values)
-        types = set(map(type, checked))
-        if types != {int}:
-            if bool in types:  # protobuf refuses a bool in an int field
-                raise TypeError(f"Expected an int, got a boolean ({kind} field)")
-            checked = list(map(index, checked))  # numpy ints; a float or a str raises
-        if checked:
-            low, high = _RANGES[kind]
-            if min(checked) < low or max(checked) > high:
-                raise ValueError(f"Value out of range: {min(checked) if min(checked) < low else max(checked)}")
-        return checked
+        return _check_ints(kind, values)[0]
     if kind == "bool":
         checked = list(values)
         if set(map(type, checked)) <= {bool}:
@@ -385,22 +402,33 @@ def _check_many(kind: str, values: Iterable[Any]) -> list[Any]:
 
 
 class _Scalars(list):
-    """A repeated scalar field: ``extend`` and ``append`` check values as protobuf does."""
+    """A repeated scalar field: ``extend`` and ``append`` check values as protobuf does.
 
-    __slots__ = ("_owner", "_kind")
+    ``consecutive``: the length the field had when an ``extend`` into the empty field found its
+    ints consecutive (a history batch's steps), so serializing needs no second look; any other
+    length means not known."""
+
+    __slots__ = ("_owner", "_kind", "consecutive")
 
     def __init__(self, owner: Message, kind: str) -> None:
         super().__init__()
         self._owner = owner
         self._kind = kind
+        self.consecutive = -1
 
     def extend(self, values: Iterable[Any]) -> None:
-        checked = _check_many(self._kind, values)
+        if self._kind in _RANGES:
+            checked, consecutive = _check_ints(self._kind, values)
+            known = consecutive and not self
+        else:
+            checked, known = _check_many(self._kind, values), False
         list.extend(self, checked)
+        self.consecutive = len(self) if known else -1
         self._owner._mark()
 
     def append(self, value: Any) -> None:
         list.append(self, _check_scalar(self._kind, value))
+        self.consecutive = -1
         self._owner._mark()
 
 
@@ -655,7 +683,8 @@ def _repeated(number: int, kind: str, values: list[Any]) -> bytes:
     if kind == "bool":
         return _delimited(number, bytes(values))
     if kind in _VARINT_KINDS:
-        return _delimited(number, packed_varints(values, zigzag=kind == "sint64"))
+        consecutive = getattr(values, "consecutive", -1) == len(values)
+        return _delimited(number, packed_varints(values, zigzag=kind == "sint64", consecutive=consecutive))
     if kind == "string":
         return b"".join([_delimited(number, value.encode("utf-8")) for value in values])
     return b"".join([_delimited(number, value) for value in values])

@@ -611,33 +611,53 @@ class Message:
                 setattr(self, name, value)
 
     def SerializeToString(self) -> bytes:  # noqa: N802
-        return self._serialize()
+        """The message's bytes, joined once: nested messages and packed fields are laid out as
+        a list of parts (each message's length prefix computed from its parts), so a history
+        batch's packed columns are copied once here, not once per level of nesting."""
+        parts: list[bytes] = []
+        self._serialize_into(parts)
+        return b"".join(parts)
 
-    def _serialize(self) -> bytes:
+    def _serialize_into(self, parts: list[bytes]) -> int:
+        """Append the message's bytes to ``parts``; returns how many bytes that is."""
         values = self._values
         if not values:
-            return b""
+            return 0
         oneof = self._type in ONEOFS
-        parts = []
+        size = 0
         for name, (number, kind, repeated, _type) in self._order:
             value = values.get(name)
             if value is None:
                 continue
             if kind == "message":
                 if repeated:
-                    parts += [_delimited(number, item._serialize()) for item in value]
+                    for item in value:
+                        size += item._delimited_into(number, parts)
                 elif value._present:
-                    parts.append(_delimited(number, value._serialize()))
+                    size += value._delimited_into(number, parts)
             elif kind == "map":
                 for key in sorted(value):
                     entry = _delimited(1, key.encode("utf-8")) + _delimited(2, value[key].encode("utf-8"))
-                    parts.append(_delimited(number, entry))
+                    part = _delimited(number, entry)
+                    parts.append(part)
+                    size += len(part)
             elif repeated:
                 if value:
-                    parts.append(_repeated(number, kind, value))
+                    size += _repeated_into(parts, number, kind, value)
             elif oneof or not _is_default(kind, value):
-                parts.append(_scalar(number, kind, value))
-        return b"".join(parts)
+                part = _scalar(number, kind, value)
+                parts.append(part)
+                size += len(part)
+        return size
+
+    def _delimited_into(self, number: int, parts: list[bytes]) -> int:
+        """Append the message as field ``number`` of its parent (tag, length, bytes) to ``parts``."""
+        at = len(parts)
+        parts.append(b"")  # the tag and length, once the length is known
+        size = self._serialize_into(parts)
+        prefix = _tag(number, 2) + varint(size)
+        parts[at] = prefix
+        return len(prefix) + size
 
     @property
     def _order(self) -> Any:
@@ -677,17 +697,25 @@ def _scalar(number: int, kind: str, value: Any) -> bytes:
     return _tag(number, 0) + varint(value + (1 << 64) if value < 0 else int(value))
 
 
-def _repeated(number: int, kind: str, values: list[Any]) -> bytes:
-    if kind == "double":
-        return _delimited(number, packed_doubles(values))
-    if kind == "bool":
-        return _delimited(number, bytes(values))
-    if kind in _VARINT_KINDS:
-        consecutive = getattr(values, "consecutive", -1) == len(values)
-        return _delimited(number, packed_varints(values, zigzag=kind == "sint64", consecutive=consecutive))
+def _repeated_into(parts: list[bytes], number: int, kind: str, values: list[Any]) -> int:
+    """Append a repeated scalar field to ``parts`` (packed where protobuf packs it); returns its size."""
+    if kind == "double" or kind == "bool" or kind in _VARINT_KINDS:
+        if kind == "double":
+            payload = packed_doubles(values)
+        elif kind == "bool":
+            payload = bytes(values)
+        else:
+            consecutive = getattr(values, "consecutive", -1) == len(values)
+            payload = packed_varints(values, zigzag=kind == "sint64", consecutive=consecutive)
+        prefix = _tag(number, 2) + varint(len(payload))
+        parts += (prefix, payload)
+        return len(prefix) + len(payload)
     if kind == "string":
-        return b"".join([_delimited(number, value.encode("utf-8")) for value in values])
-    return b"".join([_delimited(number, value) for value in values])
+        items = [_delimited(number, value.encode("utf-8")) for value in values]
+    else:
+        items = [_delimited(number, value) for value in values]
+    parts += items
+    return sum(map(len, items))
 
 
 def Record() -> Message:  # noqa: N802  (named as protobuf's class is)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tracklet.core.logged import LoggedObject, Placement
-from tracklet.media import buffers
+from tracklet.media import buffers, warm
 
 # The most bytes of logged data (copies of arrays, ...) waiting to be encoded; more is dropped.
 MAX_PENDING_BYTES = 512 << 20
@@ -115,6 +115,7 @@ class LoggedWorker:
         self.recorded = 0  # items whose record was queued to the sender
         self.caller_wakes = 0  # times submit() woke a sleeping lane (a burst, or a lane dozing)
         self._closed = False
+        warm.start()  # the encoders' imports, on a thread of their own (media.warm)
 
     # ------------------------------------------------------------ caller side
 
@@ -215,6 +216,8 @@ class LoggedWorker:
     # ------------------------------------------------------------ worker side
 
     def _loop(self, lane: _Lane) -> None:
+        # Map the copy buffers a burst finds missing while the encoders are imported (media.warm).
+        warm.wait(buffers.POOL.refill)
         jobs = lane.jobs
         idle_since = time.monotonic()
         while True:

@@ -4,10 +4,10 @@ Why: the worker's first image imports what it encodes and stores with (Pillow, I
 module and protobuf, the artifacts' blob store: ~0.2 s of CPU on an idle machine, 1-1.5 s at load
 15 on the shared VMs). While a lane did that inside its first job it refilled no copy buffers
 (``media.buffers``), so every copy of a run's first bursts of images went into fresh memory: the
-first 4-6 bursts of 50 faulted ~1,850 pages each on the training thread. Now the worker starts
-this warm-up when it is made (the first logged media or table of the process's first run; never
-on ``import tracklet`` or ``init()``, which don't import this package), and a lane's first job
-waits for it while refilling the buffers every ``TICK`` seconds (``wait``).
+first 4-6 bursts of 50 faulted ~1,850 pages each on the training thread. Now the worker's first
+lane starts this warm-up as it starts (the first logged media or table of the process's first
+run; never on ``import tracklet`` or ``init()``, which don't import this package), and a lane's
+first job waits for it while refilling the buffers every ``TICK`` seconds (``wait``).
 
 A fork while the warm-up imports would leave the child with half-imported modules whose import
 locks belong to a thread the child doesn't have: ``os.fork`` (a DataLoader's workers) first waits

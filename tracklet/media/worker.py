@@ -115,7 +115,6 @@ class LoggedWorker:
         self.recorded = 0  # items whose record was queued to the sender
         self.caller_wakes = 0  # times submit() woke a sleeping lane (a burst, or a lane dozing)
         self._closed = False
-        warm.start()  # the encoders' imports, on a thread of their own (media.warm)
 
     # ------------------------------------------------------------ caller side
 
@@ -216,7 +215,9 @@ class LoggedWorker:
     # ------------------------------------------------------------ worker side
 
     def _loop(self, lane: _Lane) -> None:
-        # Map the copy buffers a burst finds missing while the encoders are imported (media.warm).
+        # Start the encoders' imports on a thread of their own, here rather than on the caller's
+        # thread (Thread.start waits for the new thread to run), and map the copy buffers a burst
+        # finds missing while they are imported (media.warm).
         warm.wait(buffers.POOL.refill)
         jobs = lane.jobs
         idle_since = time.monotonic()

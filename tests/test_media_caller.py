@@ -550,3 +550,13 @@ def test_a_run_s_first_burst_finds_buffers_mapped_while_the_encoders_warm_up(sta
     run.finish()
     assert faults < 20 * 37 // 4, faults  # 37 a copy into fresh memory
     assert len(read(run).images("img")) == 40
+
+
+def test_tracklet_image_is_looked_up_once():
+    """``tracklet.Image(x)`` in a training loop: the lazy lookup (a module ``__getattr__`` and
+    ``importlib.import_module``, ~50 µs right after a step on the shared VMs) runs once; later
+    lookups read a module attribute."""
+    from tracklet import media
+
+    assert tracklet.Image is media.Image
+    assert vars(tracklet)["Image"] is media.Image

@@ -271,6 +271,86 @@ def worker_cpu(root: str, images: int, rounds: int) -> dict[str, float]:
     return found
 
 
+FIRST_BURSTS = 8
+
+
+def first_bursts(bursts: int = FIRST_BURSTS, early: bool = False) -> dict[str, object]:
+    """A run's first bursts of 50 images back to back (a 50 ms pause after each), in a process
+    that has not logged media before (the media encoders not imported yet): per burst, the page
+    faults of the calling thread (copies into fresh memory: the pool has no buffers yet) and the
+    caller's p50; and the seconds from the first ``log()`` to the worker's first recorded image
+    (it imports its encoders first). ``early``: ``tracklet.Image`` is looked up before ``init()``
+    and 0.5 s of "setup" follow it (a script that imports what it logs at its top), else the
+    first ``tracklet.Image`` is touched in the first burst (the worst case)."""
+    import resource
+
+    images = [photo(i) for i in range(8)]
+    clock = time.perf_counter_ns
+    faults: list[int] = []
+    p50s: list[float] = []
+    first_record = None
+    with tempfile.TemporaryDirectory() as root:
+        if early:
+            tracklet.Image  # noqa: B018 (the lookup imports tracklet.media)
+        run = tracklet.init(project="bench-media", dir=root, settings={**QUIET, "media_queue": 50 * bursts + 1})
+        if early:
+            time.sleep(0.5)
+        started = time.perf_counter()
+
+        def look() -> None:
+            nonlocal first_record
+            if first_record is None and run._logged is not None and run._logged.recorded:
+                first_record = time.perf_counter() - started
+
+        for _ in range(bursts):
+            times = []
+            before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+            for i in range(50):
+                start = clock()
+                run.log({"img": tracklet.Image(images[i % 8])})
+                times.append(clock() - start)
+            faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+            p50s.append(statistics.median(times) / 1000)
+            look()
+            time.sleep(0.05)
+            look()
+        while first_record is None and time.perf_counter() - started < 30:
+            time.sleep(0.01)
+            look()
+        run.finish()
+    return {"faults": faults, "p50_us": p50s, "first_record_s": first_record}
+
+
+def _first_bursts_ab(baseline: Path | None, rounds: int) -> list[list[str]]:
+    """``first_bursts`` in fresh child processes, this checkout and ``baseline``'s alternating."""
+    import json
+    import subprocess
+
+    trees = [("this checkout", ROOT)] + ([("baseline", baseline)] if baseline else [])
+    found: dict[tuple[str, bool], list[dict]] = {}
+    for _ in range(rounds):
+        for early in (False, True):
+            for label, tree in trees:
+                command = [sys.executable, str(Path(__file__).resolve()), "--child-first"]
+                if early:
+                    command.append("--early")
+                env = {**os.environ, "MEDIA_BENCH_TREE": str(tree), "PYTHONPATH": str(tree)}
+                output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+                found.setdefault((label, early), []).append(json.loads(output.strip().splitlines()[-1]))
+    rows = []
+    for (label, early), runs in found.items():
+        when = "Image imported before init, 0.5 s setup" if early else "first Image in the burst"
+        faults = [statistics.median(column) for column in zip(*(run["faults"] for run in runs))]
+        p50s = [statistics.median(column) for column in zip(*(run["p50_us"] for run in runs))]
+        first = [run["first_record_s"] for run in runs if run["first_record_s"] is not None]
+        rows.append([f"first {FIRST_BURSTS} bursts of 50, {label}, {when}: caller faults per burst",
+                     " ".join(f"{value:.0f}" for value in faults),
+                     "p50 per burst " + " ".join(f"{value:.0f}" for value in p50s) + " us; first image recorded "
+                     + (f"{statistics.median(first):.2f} s" if first else "never") + " after the first log() "
+                     f"(medians of {len(runs)} runs)"])
+    return rows
+
+
 def _child(calls: int, steps: int, rounds: int, step_ms: float) -> dict[str, object]:
     """The measures ``--baseline`` repeats for each checkout: per-step caller latency (with its
     floors) and the step slowdown."""
@@ -322,9 +402,23 @@ def main() -> None:
     parser.add_argument("--step-ms", type=float, default=200.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--baseline", type=Path, help="another checkout to measure beside this one (A/B)")
+    parser.add_argument("--first-bursts", type=int, default=0, metavar="ROUNDS",
+                        help="only the first-bursts measure, in ROUNDS fresh processes per checkout")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-first", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--early", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     calls, wandb_calls, steps, rounds = (300, 100, 5, 5) if args.short else (1000, 300, 10, 9)
+    if args.child_first:
+        import json
+
+        print(json.dumps(first_bursts(early=args.early)))
+        return
+    if args.first_bursts:
+        rows = _first_bursts_ab(args.baseline.resolve() if args.baseline else None, args.first_bursts)
+        print_table(rows, ["measure", "value", "note"])
+        print("load average (1, 5, 15 min): " + ", ".join(f"{value:.1f}" for value in os.getloadavg()))
+        return
     if args.child:
         import json
 
@@ -367,6 +461,7 @@ def main() -> None:
                  "slowdown (CPU / wall)",
                  f"{slow['cpu_slowdown_pct']:.1f}% / {slow['wall_slowdown_pct']:.1f}%",
                  f"+{slow['added_ms_per_step_cpu']:.2f} ms CPU per step; dropped {slow['dropped']}"])
+    rows += _first_bursts_ab(args.baseline.resolve() if args.baseline else None, 1 if args.short else 2)
     if args.baseline:
         rows += _ab(args.baseline.resolve(), args, calls, steps, rounds)
     load = os.getloadavg()

@@ -489,3 +489,74 @@ def test_a_long_burst_keeps_the_pools_mapped_memory_within_its_bound(start, monk
     assert worker.dropped > 0  # the queue's bound was reached: the burst outran the worker
     assert most <= bound, (most, bound)
     assert pool.mapped_bytes == pool.free_bytes == 0  # finish frees the free ones; none is lent out
+
+
+def test_a_key_set_first_seen_holding_media_records_whatever_it_holds_later(start, monkeypatch):
+    """A key set first logged with media only takes log()'s short path for media (no dict built,
+    no scans: Run._prepare is not called), and anything else logged under it later takes the
+    general path: floats reach history, a nested dict is flattened, a list of images and a table
+    are recorded (the table as it was when logged)."""
+    run = start()
+    pictures = _pictures(3)
+    prepared = []
+    general = run._prepare
+    monkeypatch.setattr(run, "_prepare", lambda row: prepared.append(tuple(row)) or general(row))
+    table = tracklet.Table(columns=["a"], log_mode="MUTABLE")
+    table.add_data(1)
+    run.log({"img": tracklet.Image(pictures[0]), "t": table})  # first sight: the general path
+    run.log({"img": tracklet.Image(pictures[1]), "t": table})  # media only: the short path
+    table.add_data(2)  # after its second log: not in that version
+    run.log({"img": 2.0, "t": table})
+    run.log({"img": {"x": 3.0}, "t": table})
+    run.log({"img": [tracklet.Image(pictures[2]), tracklet.Image(pictures[0])], "t": table})
+    run.log({"img": tracklet.Image(pictures[1]), "t": table})
+    run.finish()
+    assert prepared == [("img", "t"), ("img", "t"), ("img", "t"), ("img", "t")]  # steps 0, 2, 3, 4
+    recorded = read(run)
+    images = recorded.images("img")
+    assert [(image.step, image.index) for image in images] == [(0, 0), (1, 0), (4, 0), (4, 1), (5, 0)]
+    expected = [pictures[0], pictures[1], pictures[2], pictures[0], pictures[1]]
+    assert all(np.array_equal(image.to_numpy(), picture) for image, picture in zip(images, expected))
+    history = recorded.history()
+    assert history["img"] == [None, None, 2.0, None, None, None]
+    assert history["img/x"] == [None, None, None, 3.0, None, None]
+    assert [len(recorded.table("t", step=step)) for step in (1, 2)] == [1, 2]
+
+
+def test_a_run_s_first_burst_finds_buffers_mapped_while_the_encoders_warm_up(start, monkeypatch):
+    """The worker's lanes wait for the encoders' warm-up (media.warm: imports, on a thread of its
+    own) refilling the copy buffers meanwhile, so a run's second burst of images copies into mapped
+    memory even while the worker has recorded nothing yet. Before, a lane imported the encoders
+    inside its first job and refilled nothing meanwhile (1-1.5 s at load 15): each of the first
+    4-6 bursts of 50 faulted ~1,850 pages on the caller's thread."""
+    from tracklet.media import warm
+
+    monkeypatch.setattr(warm, "DONE", threading.Event())  # a warm-up that has not finished
+    monkeypatch.setattr(warm, "_thread", threading.Thread(target=lambda: None))
+    run = start()
+    pictures = _pictures(4)
+    for i in range(20):  # the first burst: nothing mapped yet, every copy maps its own
+        run.log({"img": tracklet.Image(pictures[i % 4])})
+    for _ in range(500):  # the lane refills every 10 ms while it waits
+        if buffers.POOL.free_bytes >= 20 * 224 * 224 * 3:
+            break
+        threading.Event().wait(0.01)
+    assert run._logged.recorded == 0  # still warming up
+    before = _faults()
+    for i in range(20):
+        run.log({"img": tracklet.Image(pictures[i % 4])})
+    faults = _faults() - before
+    warm.DONE.set()
+    run.finish()
+    assert faults < 20 * 37 // 4, faults  # 37 a copy into fresh memory
+    assert len(read(run).images("img")) == 40
+
+
+def test_tracklet_image_is_looked_up_once():
+    """``tracklet.Image(x)`` in a training loop: the lazy lookup (a module ``__getattr__`` and
+    ``importlib.import_module``, ~50 µs right after a step on the shared VMs) runs once; later
+    lookups read a module attribute."""
+    from tracklet import media
+
+    assert tracklet.Image is media.Image
+    assert vars(tracklet)["Image"] is media.Image

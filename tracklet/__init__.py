@@ -216,7 +216,11 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(module), attribute)
+        value = getattr(importlib.import_module(module), attribute)
+        # Kept as a module attribute: later lookups don't call this. ``tracklet.Image(x)`` in a
+        # training loop looked it up per step, ~50 µs right after a step (cold caches) each time.
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'tracklet' has no attribute {name!r}")
 
 

@@ -35,6 +35,10 @@ class LoggedObject:
     #: so ``log()`` waits for room instead, as it does for a full sender queue.
     _droppable = True
 
+    #: Whether :meth:`_at_log` takes a snapshot (a table); when not, ``log()`` hands the object
+    #: itself and skips the call.
+    _snapshot_at_log = False
+
     def _at_log(self, key: str, step: int) -> LoggedObject:
         """What ``log()`` hands the worker for this object logged under ``key`` at ``step``: the
         object itself (media took their copy when they were made), or a snapshot taken now (a
@@ -76,6 +80,10 @@ class LoggedObjectWorker(Protocol):
     def submit(self, step: int, when: float, key: str, items: list[LoggedObject]) -> None:
         """Queue ``items`` logged under ``key`` at ``step``; a full queue drops them, counted, with
         one warning, except items that are not ``_droppable`` (tables), for which it waits."""
+
+    def submit_row(self, step: int, keys: tuple[str, ...], values: tuple[Any, ...]) -> bool:
+        """Submit every value of a row of logged objects under its key and return True; False,
+        having taken none, if a value is not a logged object (or the worker is closed)."""
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until what was submitted so far is recorded (its records queued). False on timeout."""

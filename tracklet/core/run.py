@@ -306,7 +306,7 @@ class Run:
         self._uploader_factory = uploader
         self._uploader: RunUploader | None = None
         self._warned: set[Any] = set()
-        self._keysets: dict[tuple, tuple[bool, tuple, RowKeys]] = {}
+        self._keysets: dict[tuple, tuple[bool | None, tuple, RowKeys]] = {}
         self._queue: Any = _NoQueue(None)
         self._batch_size = settings.batch_size * ROW_ENTRIES  # queue entries (see sender.ROW_ENTRIES)
         self._backlog = _no_backlog
@@ -412,6 +412,10 @@ class Run:
             # nothing queued is a GC-tracked object (see sender.RowKeys), so log() triggers no
             # collections. The temporary tuples are freed before this returns.
             queue.extend((known[2], step, _time()) + values)
+        elif known[0] is None and self._logged is not None and self._logged.submit_row(step, keys, values):
+            # Logged objects only (``log({"img": Image(x)})``): the worker took them, the history
+            # row is empty. None of the general path's per-call dicts and scans (see _classify).
+            queue.append((step, _time(), (), ()))
         else:
             row = self._prepare(dict(zip(keys, values)))
             if any(map(_holds_logged, row.values())):
@@ -422,12 +426,17 @@ class Run:
         if advance:
             self._step = step + 1
 
-    def _classify(self, keys: tuple, values: tuple) -> tuple[bool, tuple, RowKeys]:
+    def _classify(self, keys: tuple, values: tuple) -> tuple[bool | None, tuple, RowKeys]:
         """First sight of a key set: are its values plain builtins? Plain key sets skip the type
         scan on later calls (a key whose value later becomes a dict is still flattened, on the
         worker) and are queued flat, after their marker; others take :meth:`_prepare` every
-        time. Strict mode always checks. Returns (plain, the keys, the key set's marker)."""
-        plain = _PLAIN_TYPES.issuperset(map(type, values))
+        time. A key set first seen holding logged objects only (media) says None: later calls
+        hand its values straight to the logged-object worker, which takes them when each still is
+        one (``submit_row``). Strict mode always checks. Returns (plain, the keys, the key set's
+        marker)."""
+        plain: bool | None = _PLAIN_TYPES.issuperset(map(type, values))
+        if not plain and all(isinstance(value, LoggedObject) for value in values):
+            plain = None
         marker = RowKeys(keys)
         if self._strict:
             return False, keys, marker

@@ -21,6 +21,7 @@ ones are held by queued media items, which the worker's queue bounds).
 
 from __future__ import annotations
 
+import operator
 import sys
 import threading
 from typing import Any
@@ -154,19 +155,22 @@ NDARRAY: Any = None  # numpy.ndarray, once a copy has needed numpy (Image's cons
 _PLAIN_FORMATS = frozenset("?bBhHiIlLqQefdg")
 
 
-class PooledCopy:
-    """A copy of a C-contiguous array in a pooled ``buffer``: what ``copy_dense`` returns. The
-    numpy view of it (``numpy()``) is made on the worker: an ndarray made on the caller's thread
-    cost it ~13 µs after a training step (cold caches), this object a fraction of that."""
+class PooledCopy(tuple):
+    """A copy of a C-contiguous array in a pooled ``buffer``: what ``copy_dense`` returns, a tuple
+    ``(buffer, shape, dtype, nbytes)``. The numpy view of it (``numpy()``) is made on the worker: an
+    ndarray made on the caller's thread cost it ~13 µs after a training step (cold caches). A tuple
+    subclass, made by ``tuple.__new__``, so making one runs no Python-level ``__init__`` either."""
 
-    __slots__ = ("buffer", "shape", "dtype", "nbytes")
+    __slots__ = ()
 
-    def __init__(self, buffer: Any, shape: Any, dtype: Any, nbytes: int) -> None:
-        self.buffer, self.shape, self.dtype, self.nbytes = buffer, shape, dtype, nbytes
+    buffer = property(operator.itemgetter(0))
+    shape = property(operator.itemgetter(1))
+    dtype = property(operator.itemgetter(2))
+    nbytes = property(operator.itemgetter(3))
 
     def numpy(self) -> Any:
         """The copy as an array (a view of the pooled buffer)."""
-        return NDARRAY(self.shape, self.dtype, buffer=self.buffer)
+        return NDARRAY(self[1], self[2], buffer=self[0])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         array = self.numpy()
@@ -177,15 +181,20 @@ def copy_dense(array: Any, keep: list[Any]) -> Any:
     """``copy_array`` for a numpy array (``NDARRAY`` known) on the path a plain image takes: a
     C-contiguous array of a plain numeric dtype is copied into a pooled buffer (appended to
     ``keep``) and returned as a ``PooledCopy``; any other array goes to ``copy_array``. Its checks
-    ask the memoryview, not the dtype: every object the caller touches costs it (see ``take``)."""
+    ask the memoryview, not the dtype, and a free buffer is popped here, not in a call of
+    ``BufferPool.take``: every object and function the caller touches costs it (see ``take``)."""
     source = memoryview(array)
     size = source.nbytes
     if not (source.c_contiguous and source.format in _PLAIN_FORMATS and 0 < size <= MAX_BUFFER_BYTES):
         return copy_array(array, keep)
-    buffer = POOL.take(size)
+    stack = POOL._free.get(-(-size // _PAGE) * _PAGE)
+    try:
+        buffer = stack.pop() if stack else POOL.take(size)
+    except IndexError:  # another thread took the last one meanwhile
+        buffer = POOL.take(size)
     memoryview(buffer)[:size] = source.cast("B")
     keep.append(buffer)
-    return PooledCopy(buffer, source.shape, array.dtype, size)
+    return tuple.__new__(PooledCopy, (buffer, source.shape, array.dtype, size))
 
 # A strided array is copied as the whole memory span its elements lie in (one memcpy that keeps the
 # GIL) when that span is at most this many times the array's own bytes; else numpy copies it.

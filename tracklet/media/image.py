@@ -179,7 +179,8 @@ class Image(Media):
             self._boxes = {str(name): _boxes_snapshot(spec) for name, spec in boxes.items()}
 
     def _pending_bytes(self) -> int:
-        size = nbytes(self._data)
+        data = self._data
+        size = data[3] if type(data) is buffers.PooledCopy else nbytes(data)  # (log()'s path: no call)
         if self._masks:
             for mask in self._masks.values():
                 size += nbytes(mask.get("mask_data"))

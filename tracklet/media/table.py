@@ -127,6 +127,7 @@ class Table(LoggedObject):
     ``"MUTABLE"`` or ``"INCREMENTAL"`` (see the module's docstring and docs/tables.md)."""
 
     _kind = "table"
+    _snapshot_at_log = True  # a table changes after it is logged
 
     def __init__(self, columns: Sequence[str] | None = None, data: Any = None, rows: Any = None,
                  dataframe: Any = None, *, log_mode: str = "IMMUTABLE") -> None:

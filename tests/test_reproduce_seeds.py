@@ -258,6 +258,9 @@ def test_the_store_and_the_server_give_a_runs_seeds(root, tmp_path, servers):
     plan = httpx.get(f"{server.url}/api/v1/runs/seeds/seeded/reproduce-plan", timeout=60).json()
     assert "  seeds       random.seed(5) (set by the program" in plan["plan"]
     assert "  seeds       not known: any given to random before `import tracklet`" in plan["plan"]
+    # and as fields, for the dashboard and API clients
+    assert plan["seeds"] == [{"api": "random.seed", "value": "5"}]
+    assert (plan["seeds_unknown"], plan["seeds_dropped"], plan["rank"]) == (["random"], 0, "")
     diff = httpx.get(f"{server.url}/api/v1/projects/seeds/run-diff", params={"a": "seeded", "b": "reseeded"},
                      timeout=60).json()
     assert [(c["key"], c["a"], c["b"]) for c in diff["seeds"]] == [("random.seed", "5", "6")]

@@ -20,10 +20,15 @@ pytestmark = [
 ]
 
 
+SEEDED = SIMPLE.replace("import tracklet\n", "import random\nimport tracklet\nimport numpy\nrandom.seed(3)\n"
+                                             "numpy.random.seed(4)\n")
+
+
 def test_reproduce_shows_the_command_and_compare_shows_the_config_difference(root, tmp_path, page):  # noqa: F811
     repo = _committed_repo(tmp_path)
+    (repo / "train.py").write_text(SEEDED)  # an uncommitted change: the runs seed
     record(repo)
-    (repo / "train.py").write_text(SIMPLE.replace("'lr': 0.1", "'lr': 0.2"))
+    (repo / "train.py").write_text(SEEDED.replace("'lr': 0.1", "'lr': 0.2"))
     record(repo)
     first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
     commit = git(repo, "rev-parse", "HEAD").strip()
@@ -35,6 +40,10 @@ def test_reproduce_shows_the_command_and_compare_shows_the_config_difference(roo
         assert command.text_content() == f"tracklet --dir {root} reproduce repro/{first.id}"
         assert page.get_attribute(".reproduce-plan", "data-ok") == "true"
         assert f"at {commit[:12]}" in page.text_content(".reproduce-steps")
+        seeds = page.query_selector_all(".reproduce-seeds table.seeds tbody tr")
+        assert [(row.query_selector("td.api").text_content(), row.query_selector("td.value").text_content())
+                for row in seeds] == [("random.seed", "3"), ("numpy.random.seed", "4")]
+        assert "Not known: any seed given to random before `import tracklet`" in page.text_content(".reproduce-seeds")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.locator(".reproduce-card").screenshot(path=str(ARTIFACTS / "reproduce-card.png"))
 

@@ -64,7 +64,9 @@ def test_a_torchrun_run_is_reproduced_by_torchrun_with_as_many_processes(root, t
     text = cli(root, "reproduce", original.path, "--dry-run", cwd=tmp_path).stdout
     assert "run         python -m torch.distributed.run --standalone --nproc-per-node=2 train.py" in text
     assert "  seeds       torch.manual_seed(10) " in text  # rank 0's, set before init(): the run's
-    assert "  seeds       of rank 0's process: seeds the other ranks set (rank-specific seeding) are not recorded" in text
+    assert "  seeds       of rank 0's process, which recorded this run\n" in text
+    assert "  seeds       rank(s) 1: not known (they recorded no run of their own;" in text
+    assert (plan["rank_seeds"], plan["ranks_unrecorded"], plan["world"]) == ([], ["1"], 2)
 
     reproduced = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "again"), "--env", "current",
                      cwd=tmp_path)
@@ -74,6 +76,33 @@ def test_a_torchrun_run_is_reproduced_by_torchrun_with_as_many_processes(root, t
     assert new.metadata["reproduces"] == original.path
     assert new.summary["total"] == 3.0 and new.summary["world"] == 2
     assert new.config == original.config
+
+
+SEEDED_RANK = "import os, random\nimport tracklet\nrandom.seed(int(os.environ['SEED']))\ntracklet.init(project='repro').finish()\n"
+
+
+def test_the_plan_lists_the_seeds_of_the_other_ranks_of_its_launch_that_recorded_runs(root, tmp_path):
+    """Ranks 0 and 2 of one launch (torchrun's variables, set by hand here) record runs, rank 1 of
+    another launch too: the plan of rank 0's run lists rank 2's seeds from its run, and names
+    ranks 1 and 3 as not known (the other launch's rank 1 is not this launch's)."""
+    repo = _repo(tmp_path, SEEDED_RANK)
+    launch = {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1"}
+    for rank, port, seed in (("0", "29500", "10"), ("2", "29500", "12"), ("1", "29501", "21")):
+        done = subprocess.run([sys.executable, "train.py"], cwd=repo, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), **launch,
+                                   "RANK": rank, "LOCAL_RANK": rank, "MASTER_PORT": port, "SEED": seed})
+        assert done.returncode == 0, done.stderr
+    runs = {(run.metadata["variables"]["MASTER_PORT"], run.metadata["variables"]["RANK"]): run.path
+            for run in tracklet.Api(root).runs("repro")}
+    plan = json.loads(cli(root, "reproduce", runs["29500", "0"], "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert plan["rank"] == "0" and plan["seeds"] == [{"api": "random.seed", "value": "10"}]
+    assert plan["rank_seeds"] == [{"rank": "2", "run": runs["29500", "2"],
+                                   "seeds": [{"api": "random.seed", "value": "12"}]}]
+    assert plan["ranks_unrecorded"] == ["1", "3"]
+    text = cli(root, "reproduce", runs["29500", "0"], "--dry-run", cwd=tmp_path).stdout
+    assert "  seeds       of rank 0's process, which recorded this run\n" in text
+    assert f"  seeds       rank 2: random.seed(12) (its own run {runs['29500', '2']})\n" in text
+    assert "  seeds       rank(s) 1, 3: not known (they recorded no run of their own;" in text
 
 
 def test_a_run_of_several_machines_is_named_as_what_cannot_be_restored(root, tmp_path):

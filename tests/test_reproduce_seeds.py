@@ -7,9 +7,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -256,6 +258,9 @@ def test_the_store_and_the_server_give_a_runs_seeds(root, tmp_path, servers):
     plan = httpx.get(f"{server.url}/api/v1/runs/seeds/seeded/reproduce-plan", timeout=60).json()
     assert "  seeds       random.seed(5) (set by the program" in plan["plan"]
     assert "  seeds       not known: any given to random before `import tracklet`" in plan["plan"]
+    # and as fields, for the dashboard and API clients
+    assert plan["seeds"] == [{"api": "random.seed", "value": "5"}]
+    assert (plan["seeds_unknown"], plan["seeds_dropped"], plan["rank"]) == (["random"], 0, "")
     diff = httpx.get(f"{server.url}/api/v1/projects/seeds/run-diff", params={"a": "seeded", "b": "reseeded"},
                      timeout=60).json()
     assert [(c["key"], c["a"], c["b"]) for c in diff["seeds"]] == [("random.seed", "5", "6")]
@@ -305,6 +310,54 @@ def test_the_seeds_of_a_run_killed_before_it_finishes_are_kept(root, tmp_path, s
     plan = cli(root, "reproduce", "seeds/killed", "--dry-run", cwd=tmp_path).stdout
     assert "  seeds       random.seed(3), numpy.random.seed(4), torch.manual_seed(5)" in plan
     assert "  seeds       not known: any given to random, torch before `import tracklet`" in plan
+
+
+EARLY = """
+import random, sys, time
+import tracklet
+if sys.argv[1] == "before-init":
+    random.seed(3)
+run = tracklet.init(project="seeds", id="early")
+if sys.argv[1] == "after-init":
+    random.seed(3)
+print("seeded", flush=True)
+time.sleep(600)  # training, until killed; the sender's next tick is flush_interval / 2 = 600 s away
+"""
+
+
+def _seeds_when_written(root: Path, deadline: float) -> list[dict[str, str]] | None:
+    """The seeds in run seeds/early's record log once there (read as the process writes it)."""
+    while time.monotonic() < deadline:
+        try:
+            seeds = tracklet.Api(root).run("seeds/early").metadata.get("seeds")
+        except Exception:  # the run's directory or first record not there yet
+            seeds = None
+        if seeds:
+            return seeds
+        time.sleep(0.02)
+    return None
+
+
+@pytest.mark.parametrize("when", ["before-init", "after-init"])
+def test_seeds_are_written_as_they_are_set_not_at_the_senders_next_tick(root, tmp_path, when):
+    """A run killed (SIGKILL) right after seeding keeps its seeds: a seeding call wakes the run's
+    sender worker (seeds set before ``init()`` are written with its start record), so they are in
+    the record log long before its next tick. With flush_interval = 1200 s the tick never comes
+    before the kill: before this, the run's log had no seeds (nor anything else)."""
+    (tmp_path / "early.py").write_text(EARLY)
+    child = subprocess.Popen([sys.executable, "early.py", when], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_FLUSH_INTERVAL": "1200"})
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "seeded\n"
+        # waits until written (a bound for a stuck test, far below the tick; not a timing check)
+        written = _seeds_when_written(root, time.monotonic() + 60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+    assert child.returncode == -signal.SIGKILL
+    assert written == [{"api": "random.seed", "value": "3"}]
+    run = tracklet.Api(root).run("seeds/early")
+    assert run.exit_code is None and run.metadata["seeds"] == [{"api": "random.seed", "value": "3"}]
 
 
 def test_a_log_whose_seeds_are_in_its_run_exit_still_reads(root, store_url):

@@ -805,7 +805,8 @@ class Run:
             self._sender.add_tick_hook(lambda: console.stale_chunks(age))
         from tracklet.core import seeds
 
-        self._seeds = seeds.RunSeeds(self._sender.queue.append)  # recorded as the program sets them
+        # Recorded as the program sets them; a seeding call wakes the worker to write them.
+        self._seeds = seeds.RunSeeds(self._sender.queue.append, self._sender.wake)
         self._sender.add_tick_hook(self._seeds.tick)
         if self.settings.capture_environment:
             from tracklet.core.environment import EnvironmentCapture

@@ -6,9 +6,10 @@ tracklet imports none of these libraries. ``install()`` (run by ``import trackle
 seeding functions of the modules already imported, and puts a finder first on ``sys.meta_path``
 that does the same right after ``random``, ``numpy.random`` or ``torch`` is imported later. A
 replaced function appends ``(function, seed, caller's module, caller's function)`` to a bounded
-list, then calls the original: nothing else on the caller's thread. Each run's ``RunSeeds``
-turns the new calls into ``SeedsSet`` records on the run's sender worker at each of its ticks
-(and at ``flush()`` and ``finish()``), so a run killed before it finishes keeps the seeds it set:
+list, then calls the original, and (the first call after each of the worker's ticks) wakes the
+open runs' sender workers: no I/O on the caller's thread. Each run's ``RunSeeds`` turns the new
+calls into ``SeedsSet`` records on the run's sender worker when woken, at each of its ticks (and
+at ``flush()`` and ``finish()``), so a run killed before it finishes keeps the seeds it set:
 primitive calls made by a framework's seeding function are named after it (one entry for
 Lightning's three calls), and a seeding call made inside another (the
 ``torch.cuda.manual_seed_all`` of ``torch.manual_seed``) is not recorded. A run's seeds are the
@@ -100,6 +101,8 @@ def _wrap(name: str, original: Callable[..., Any], user_code_only: bool = False,
             _calls.append((name, value, caller.f_globals.get("__name__", ""), caller.f_code.co_name))
         else:
             _dropped[0] += 1
+        if _waiting:  # an open run's sender to wake, so that the seed is written now, not at its next tick
+            _wake_runs()
         return result
 
     seed.__tracklet_seed__ = original  # type: ignore[attr-defined]
@@ -230,6 +233,7 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     _open.clear()
+    del _waiting[:]
 
 
 def _text(value: Any) -> str:
@@ -280,6 +284,22 @@ def _torch_initial_seed() -> str | None:
         return None
 
 
+# Open runs whose sender worker has not been woken for a seeding call since its last tick: the
+# first seeding call after a tick wakes it (one ``Event.set``, on the caller's thread), later ones
+# until the next tick cost the wrapper one truth test of this list.
+_waiting: list["RunSeeds"] = []
+
+
+def _wake_runs() -> None:
+    """Wake the sender of every run in ``_waiting`` (and take it out: its tick puts it back)."""
+    while _waiting:
+        try:
+            run = _waiting.pop()  # atomic: another thread's wrapper may be emptying it too
+        except IndexError:
+            return
+        run.wake()
+
+
 # Where the next run's seeds start: the calls made since the previous run of the process
 # finished (or since tracklet was imported) are that run's, as those made while it runs.
 _next_start = [0, 0]  # (call position, dropped count)
@@ -289,21 +309,43 @@ _closed_one = [False]  # a run of this process has finished already
 
 class RunSeeds:
     """One run's seeds, recorded as the program sets them: ``tick()`` (on the sender's worker, at
-    each wake-up) appends a ``SeedsSet`` record of the calls since its previous one to the run's
-    queue, so a run killed before ``finish()`` keeps the seeds it set up to the last tick;
+    each wake-up; a seeding call wakes it) appends a ``SeedsSet`` record of the calls since its
+    previous one to the run's queue, so a run killed before ``finish()`` keeps the seeds it set;
     ``close()`` (at ``finish()``) queues the rest. Both append under one lock, so the records
     are queued in the order of the calls. The wrappers on the training thread only append to
     ``_calls``, trimmed at a run's finish up to the first call an open run has not read."""
 
-    def __init__(self, append: Callable[[Any], None]) -> None:
-        self._append = append  # the run's queue's append: one atomic list operation
-        with _lock:
-            self._position, self._dropped_seen = _next_start
-            _open.add(self)
+    def __init__(self, append: Callable[[Any], None], wake: Callable[[], None] | None = None) -> None:
+        """``append``: the run's queue's append (one atomic list operation); ``wake``: has the
+        run's sender worker wake up now (its ``wake``), so that a seeding call is written within
+        one wake-up of the worker, not at its next tick: the program's thread does no I/O."""
+        self._append = append
+        self._wake = wake
+        self._armed = False  # in _waiting
         self._previous: tuple[str, str, str] | None = None
         self._seeded_torch = False
         self._unknown = list(_imported_before)  # said once, in the run's first SeedsSet
         self.closed = False
+        with _lock:
+            self._position, self._dropped_seen = _next_start
+            _open.add(self)
+            pending = _base[0] + len(_calls) > self._position or _dropped[0] > self._dropped_seen
+        if pending:  # seeded before init(): written with the run's start record
+            self.wake()
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        """Have the next seeding call wake the sender (once: it is taken out of ``_waiting`` then)."""
+        if self._wake is not None and not self._armed and not self.closed:
+            self._armed = True
+            _waiting.append(self)
+
+    def wake(self) -> None:
+        """Wake the run's sender worker (a seeding call was made); its tick arms this again."""
+        self._armed = False
+        if self._wake is not None and not self.closed:
+            self._wake()
 
     def _take(self) -> tuple[list[tuple[str, str]], int]:
         """The seedings since the previous take (under ``_lock``)."""
@@ -319,6 +361,7 @@ class RunSeeds:
     def tick(self, deferred: bool = False) -> list[Any]:
         """A sender tick hook: queue a record of the new calls (none: returns at once).
         ``deferred`` (``Run.flush`` on the program's thread): queue it to be built on the worker."""
+        self._arm()
         if self.closed or (_base[0] + len(_calls) == self._position and _dropped[0] == self._dropped_seen
                            and not self._unknown):
             return []
@@ -338,6 +381,11 @@ class RunSeeds:
             if self.closed:
                 return
             self.closed = True
+            if self._armed:
+                try:
+                    _waiting.remove(self)
+                except ValueError:  # a seeding call on another thread has just taken it out
+                    pass
             taken, dropped = self._take()
             first, _closed_one[0] = not _closed_one[0], True
             _open.discard(self)

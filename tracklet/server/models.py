@@ -819,6 +819,21 @@ class SweepControlResponse(BaseModel):
     state: dict[str, Any]
 
 
+class PlanSeed(BaseModel):
+    """One seeding call the program made (core/seeds.py): the API, and the seed as text."""
+
+    api: str  # e.g. "torch.manual_seed", "lightning.seed_everything", "numpy.random.default_rng"
+    value: str  # the seed as the program gave it ("42"; "None": a seed from the operating system)
+
+
+class RankSeeds(BaseModel):
+    """Another rank of a distributed run that recorded a run of its own, and the seeds it set."""
+
+    rank: str
+    run: str  # project/run_id
+    seeds: list[PlanSeed]
+
+
 class ReproducePlanResponse(BaseModel):
     """``tracklet reproduce RUN --dry-run`` for a run of the server's data root (docs/reproduce.md):
     what would be checked out, applied, restored, installed and run, and what can't be restored."""
@@ -842,6 +857,16 @@ class ReproducePlanResponse(BaseModel):
     config: dict[str, Any]
     problems: list[str]  # what can't be restored, and why
     differences: list[str]  # what differs from the machine the run ran on
+    seeds: list[PlanSeed]  # the seeds the program set, in order (it sets them again as it runs)
+    seeds_dropped: int  # seeding calls past the recorder's cap (256 a run): not in `seeds`
+    seeds_unknown: list[str]  # seeding modules imported before tracklet: seeds given them before that not known
+    # A distributed run: the rank whose process recorded the run ("" when not distributed) of
+    # `world` processes. The seeds are that process's; `rank_seeds` are the other ranks' that
+    # recorded runs of their own; `ranks_unrecorded` recorded none, so their seeds are not known.
+    rank: str
+    world: int
+    rank_seeds: list[RankSeeds]
+    ranks_unrecorded: list[str]
 
 
 class ValueChange(BaseModel):

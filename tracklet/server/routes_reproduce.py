@@ -101,8 +101,10 @@ def reproduce_plan(request: Request, project: str, run_id: str,
                    ) -> ReproducePlanResponse:
     """`tracklet reproduce RUN --dry-run --env ENV` on this server's machine: what would be checked
     out, applied, restored, installed and run (`plan`, and its parts), what differs from the
-    machine the run ran on, and what can't be restored and why (`problems`; `ok` when none). The
-    `command` runs it where the data root and the repository are. Nothing is written."""
+    machine the run ran on, and what can't be restored and why (`problems`; `ok` when none); the
+    seeds the program set (`seeds`, and for a distributed run the other ranks': `rank_seeds`,
+    `ranks_unrecorded`). The `command` runs it where the data root and the repository are.
+    Nothing is written."""
     from tracklet.reproduce.plan import make_plan
 
     root: Path = request.app.state.tracklet.root
@@ -126,7 +128,8 @@ def reproduce_plan(request: Request, project: str, run_id: str,
     return ReproducePlanResponse.model_validate(json_value({
         **{key: data[key] for key in ("run", "ok", "env", "repository", "commit", "branch", "diff", "code_files",
                                       "program", "arguments", "workdir", "requirements", "artifacts", "variables",
-                                      "config", "problems", "differences")},
+                                      "config", "problems", "differences", "seeds", "seeds_dropped",
+                                      "seeds_unknown", "rank", "world", "rank_seeds", "ranks_unrecorded")},
         "command": shlex.join(command), "plan": rendered}))
 
 

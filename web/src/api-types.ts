@@ -1622,8 +1622,10 @@ export interface paths {
          * What reproducing a run would do (a dry run)
          * @description `tracklet reproduce RUN --dry-run --env ENV` on this server's machine: what would be checked
          *     out, applied, restored, installed and run (`plan`, and its parts), what differs from the
-         *     machine the run ran on, and what can't be restored and why (`problems`; `ok` when none). The
-         *     `command` runs it where the data root and the repository are. Nothing is written.
+         *     machine the run ran on, and what can't be restored and why (`problems`; `ok` when none); the
+         *     seeds the program set (`seeds`, and for a distributed run the other ranks': `rank_seeds`,
+         *     `ranks_unrecorded`). The `command` runs it where the data root and the repository are.
+         *     Nothing is written.
          */
         get: operations["reproduce_plan_api_v1_runs__project___run_id__reproduce_plan_get"];
         put?: never;
@@ -3127,6 +3129,16 @@ export interface components {
             /** Importance */
             importance: number;
         };
+        /**
+         * PlanSeed
+         * @description One seeding call the program made (core/seeds.py): the API, and the seed as text.
+         */
+        PlanSeed: {
+            /** Api */
+            api: string;
+            /** Value */
+            value: string;
+        };
         /** PreviewRequest */
         PreviewRequest: {
             /** Markdown */
@@ -3318,6 +3330,18 @@ export interface components {
              * @description Bytes received
              */
             size: number;
+        };
+        /**
+         * RankSeeds
+         * @description Another rank of a distributed run that recorded a run of its own, and the seeds it set.
+         */
+        RankSeeds: {
+            /** Rank */
+            rank: string;
+            /** Run */
+            run: string;
+            /** Seeds */
+            seeds: components["schemas"]["PlanSeed"][];
         };
         /** RegistryCollection */
         RegistryCollection: {
@@ -3601,6 +3625,20 @@ export interface components {
             problems: string[];
             /** Differences */
             differences: string[];
+            /** Seeds */
+            seeds: components["schemas"]["PlanSeed"][];
+            /** Seeds Dropped */
+            seeds_dropped: number;
+            /** Seeds Unknown */
+            seeds_unknown: string[];
+            /** Rank */
+            rank: string;
+            /** World */
+            world: number;
+            /** Rank Seeds */
+            rank_seeds: components["schemas"]["RankSeeds"][];
+            /** Ranks Unrecorded */
+            ranks_unrecorded: string[];
         };
         /** ReviewRequest */
         ReviewRequest: {

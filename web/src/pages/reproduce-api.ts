@@ -6,6 +6,7 @@ import type { components } from "../api-types";
 
 type Schemas = components["schemas"];
 export type ReproducePlan = Schemas["ReproducePlanResponse"];
+export type PlanSeed = Schemas["PlanSeed"];
 export type RunDiff = Schemas["RunDiffResponse"];
 export type ValueChange = Schemas["ValueChange"];
 

@@ -6,11 +6,33 @@
 import { api } from "../api";
 import { h } from "../dom";
 import { navigate, runDiffHref } from "../router";
-import { reproduceApi, type ReproducePlan } from "./reproduce-api";
+import { reproduceApi, type PlanSeed, type ReproducePlan } from "./reproduce-api";
 
 function list(title: string, items: string[], className: string): HTMLElement | "" {
   if (!items.length) return "";
   return h(`div.${className}`, {}, h("h3", { text: title }), h("ul", {}, ...items.map((text) => h("li", { text }))));
+}
+
+/** The seeds the run's program set, in order (it sets them again as it runs), and what of them
+ * isn't known: calls past the recorder's cap, seeds given before `import tracklet`, other ranks'. */
+function seedsView(plan: ReproducePlan): HTMLElement | "" {
+  const notes: string[] = [];
+  if (plan.seeds_dropped) notes.push(`${plan.seeds_dropped} more seeding call(s) past the recorder's cap: not recorded`);
+  if (plan.seeds_unknown.length) notes.push(`Not known: any seed given to ${plan.seeds_unknown.join(", ")} before \`import tracklet\``);
+  if (plan.ranks_unrecorded.length) notes.push(`Rank(s) ${plan.ranks_unrecorded.join(", ")}: not known (they recorded no run of their own)`);
+  if (!plan.seeds.length && !plan.rank_seeds.length && !notes.length) return "";
+  const row = (seed: PlanSeed, rank?: string) =>
+    h("tr", { "data-api": seed.api, "data-rank": rank ?? plan.rank }, ...(plan.rank ? [h("td.rank", { text: rank ?? plan.rank })] : []),
+      h("td.api", {}, h("code", { text: seed.api })), h("td.value", {}, h("code", { text: seed.value })));
+  const rows = [...plan.seeds.map((seed) => row(seed)), ...plan.rank_seeds.flatMap((other) => other.seeds.map((seed) => row(seed, other.rank)))];
+  const heads = [...(plan.rank ? ["rank"] : []), "set with", "seed"];
+  return h(
+    "div.reproduce-seeds",
+    {},
+    h("h3", { text: "Seeds (set by the program: set again as it runs)" }),
+    rows.length ? h("table.seeds", {}, h("thead", {}, h("tr", {}, ...heads.map((text) => h("th", { text })))), h("tbody", {}, ...rows)) : h("p.muted", { text: "The program set no seed." }),
+    ...notes.map((text) => h("p.muted.seeds-note", { text })),
+  );
 }
 
 function planView(plan: ReproducePlan): HTMLElement {
@@ -29,6 +51,7 @@ function planView(plan: ReproducePlan): HTMLElement {
     h("div.command-row", {}, command, copy),
     list("Cannot be restored", plan.problems, "reproduce-problems"),
     list("Differs from the original machine", plan.differences, "reproduce-differences"),
+    seedsView(plan),
     h("h3", { text: "Plan" }),
     h("pre.reproduce-steps", { text: plan.plan }),
   );

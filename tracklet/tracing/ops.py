@@ -221,13 +221,15 @@ def _end(call: OpCall, token: contextvars.Token[Any], args: tuple[Any, ...], kwa
 
 
 def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    current, dropped = _CURRENT.get, _DROPPED  # closure cells: no global lookups per call
+
     @functools.wraps(function)
     def traced(*args: Any, **kwargs: Any) -> Any:
+        parent = current()
+        if parent is dropped:  # inside a trace sampling left out: the plain call
+            return function(*args, **kwargs)
         run = lifecycle.trace_target
         if run is None:
-            return function(*args, **kwargs)
-        parent = _CURRENT.get()
-        if parent is _DROPPED:  # inside a trace sampling left out: the plain call
             return function(*args, **kwargs)
         try:
             call, token = _begin(op, run, parent)
@@ -305,13 +307,15 @@ def _same_signature(function: Callable[..., Any], op: OpInfo, traced: Callable[.
 
 
 def _wrap_coroutine(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    current, dropped = _CURRENT.get, _DROPPED  # closure cells: no global lookups per call
+
     @functools.wraps(function)
     async def traced(*args: Any, **kwargs: Any) -> Any:
+        parent = current()
+        if parent is dropped:  # inside a trace sampling left out: the plain call
+            return await function(*args, **kwargs)
         run = lifecycle.trace_target
         if run is None:
-            return await function(*args, **kwargs)
-        parent = _CURRENT.get()
-        if parent is _DROPPED:  # inside a trace sampling left out: the plain call
             return await function(*args, **kwargs)
         try:
             call, token = _begin(op, run, parent)

@@ -22,7 +22,8 @@
   CPU time) and closed by ``run.flush()`` (the worker's work on what it traced inside it). Per rate:
   the mean slowdown over all its steps (what training pays, kept traces included) with a bootstrap
   95% interval, and the median step's; the plain step as an arm of its own gives the measure's own
-  bias and noise (A/A). Target <= 2% (at sample_rate 0.01: every op traced costs
+  bias and noise (A/A), and rate 0 with ops wrapped the generic ``*args, **kwargs`` way (every
+  op's wrapper before ops over plain parameters took the function's own) an A/B. Target <= 2% (at sample_rate 0.01: every op traced costs
   far more, see docs/tracing.md).
 - **1 MB input**: the enabled caller p50 with a 1 MB string argument (target: as with a small one),
   50 calls; and the worker's time per such op (its JSON, secret redaction and blob write).
@@ -118,6 +119,18 @@ def step_slowdown(run: Any, rates: tuple[float, ...] = (0.0, 0.01, 1.0), repetit
     for rate in rates:
         root = tracklet.op(name="train_step", sample_rate=rate)(one_step)
         steps[str(rate)] = lambda root=root: root(traced_chat)
+    if 0.0 in rates:
+        # A/B: the same left-out step with ops wrapped the generic way (``*args, **kwargs``), as
+        # every op was before ops over plain parameters got the function's own parameters.
+        from tracklet.tracing.ops import OpInfo, _wrap_function
+
+        generic = _wrap_function(chat, OpInfo(chat, None, "full", "function"))
+        generic_root = tracklet.op(name="train_step", sample_rate=0.0)(one_step)
+
+        def generic_step() -> None:
+            generic_root(generic)
+
+        steps["0.0 generic"] = generic_step
 
     def timed(name: str) -> tuple[int, int]:
         wall, cpu = _clock(), time.process_time_ns()
@@ -166,7 +179,9 @@ def print_step(step: dict[str, Any], load: tuple[float, float]) -> None:
             continue
         for label in ("cpu", "wall"):
             f = figures[label]
-            rows.append([f"{'plain again (A/A)' if name == 'control' else f'sample_rate={name}'} ({label})", str(figures["steps"]), f"{f['step_ms']:.1f}",
+            arm = {"control": "plain again (A/A)", "0.0 generic": "sample_rate=0.0, *args/**kwargs op"}.get(
+                name, f"sample_rate={name}")
+            rows.append([f"{arm} ({label})", str(figures["steps"]), f"{f['step_ms']:.1f}",
                          f"{f['mean_slowdown'] * 100:+.2f}%",
                          f"{f['ci95'][0] * 100:+.2f}..{f['ci95'][1] * 100:+.2f}%",
                          f"{f['median_slowdown'] * 100:+.2f}%", f"{f['added_ms_per_step']:+.2f}"])

@@ -547,3 +547,43 @@ def test_sampled_is_a_function_of_the_trace_id():
         assert abs(kept / len(ids) - rate) < 0.2 * rate + 0.002
         assert [sampled(t, rate) for t in ids[:50]] == [sampled(f"{t:032x}", rate) for t in ids[:50]]
     assert all(sampled(t, 1.0) for t in ids[:100]) and not any(sampled(t, 0.0) for t in ids[:100])
+
+
+_DEFAULT: list = []
+
+
+def test_an_op_with_plain_parameters_takes_calls_exactly_as_its_function(start):
+    """An op over a function of positional-or-keyword parameters has the function's own parameters
+    (its calls that record nothing skip the generic wrapper's packing): every way of calling it
+    gives the function's result (a default left out is the default object itself) or its
+    TypeError, with no run, inside a trace sampling left out, and recording, where a parameter
+    left at its default is not recorded as passed."""
+    import inspect
+
+    def plain(a, b=_DEFAULT, c=None):
+        return a, b, c
+
+    traced = tracklet.op(name="f")(plain)
+    assert inspect.signature(traced) == inspect.signature(plain) and traced.__name__ == "plain"
+    calls = [((1,), {}), ((1, 2), {}), ((1,), {"c": 3}), ((), {"a": 1, "b": 2, "c": 3}), ((1, 2, 3), {})]
+    wrong = [((), {}), ((1,), {"z": 1}), ((1,), {"a": 2}), ((1, 2, 3, 4), {})]
+
+    def check() -> None:
+        for args, kwargs in calls:
+            result = traced(*args, **kwargs)
+            assert result == plain(*args, **kwargs) and result[1] is plain(*args, **kwargs)[1]
+        for args, kwargs in wrong:
+            with pytest.raises(TypeError) as expected:
+                plain(*args, **kwargs)
+            with pytest.raises(TypeError, match=str(expected.value).replace("plain()", ".*")):
+                traced(*args, **kwargs)
+
+    check()  # no run
+    run = start()
+    tracklet.op(name="left out", sample_rate=0.0)(check)()
+    check()  # recorded
+    spans = [span for span in _spans(run) if span.name == "f"]
+    assert [_inputs(span) for span in spans[: len(calls)]] == [
+        {"a": 1}, {"a": 1, "b": 2}, {"a": 1, "c": 3}, {"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2, "c": 3}]
+    assert [_output(span) for span in spans[: len(calls)]] == [[1, [], None], [1, 2, None], [1, [], 3], [1, 2, 3],
+                                                              [1, 2, 3]]

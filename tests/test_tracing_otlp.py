@@ -320,3 +320,59 @@ def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
     rows = decoded.by_project["p"]
     assert [row[2] for row in rows] == ["0202020202020202", "0303030303030303"]
     assert all(json.loads(row[-3]) == {"gen_ai.provider.name": "openai"} and row[13] == "openai" for row in rows)
+
+
+def test_spans_sharing_attribute_entries_decode_as_each_alone():
+    """Within a request, entries, names and typed columns are decoded once and reused (the
+    decoder's per-request caches): each span's row is still what it would be alone, for a value
+    that hashes like another of a different type (``1`` and ``True``), a key repeated in a span
+    (its last value, at its first place), a span key that the scope's attributes also have (the
+    span's value kept), and
+    unicode, quotes and escapes in keys and values."""
+    from tracklet.proto import otlp_trace_pb2 as otlp
+    from tracklet.store.spans import RECEIVED_COLUMNS
+    from tracklet.tracing.otlp import decode
+
+    cases = [
+        [("gen_ai.usage.input_tokens", 1), ("gen_ai.provider.name", "OpenAI")],
+        [("gen_ai.usage.input_tokens", True), ("gen_ai.provider.name", "OpenAI")],
+        [("gen_ai.usage.input_tokens", 1.0), ("gen_ai.provider.name", "OpenAI")],
+        [("k", "x"), ("gen_ai.request.model", "m1"), ("k", "y")],
+        [("otel.scope.name", "mine"), ("gen_ai.request.model", "m2")],
+        [('q"\\é\u2028', 'v"\\\n😀'), ("n", 12345678901234), ("f", False), ("d", 2.5)],
+    ]
+
+    def body(spans_cases: list[list[tuple[str, object]]]) -> bytes:
+        request = otlp.ExportTraceServiceRequest()
+        scope_spans = request.resource_spans.add().scope_spans.add()
+        scope_spans.scope.name = "lib"
+        for number, attributes in enumerate(spans_cases):
+            span = scope_spans.spans.add()
+            span.trace_id, span.span_id = b"\x01" * 16, bytes([number + 1]) * 8
+            span.name, span.start_time_unix_nano, span.end_time_unix_nano = "chat", 1, 2
+            for key, value in attributes:
+                entry = span.attributes.add()
+                entry.key = key
+                if isinstance(value, bool):
+                    entry.value.bool_value = value
+                elif isinstance(value, int):
+                    entry.value.int_value = value
+                elif isinstance(value, float):
+                    entry.value.double_value = value
+                else:
+                    entry.value.string_value = value
+        return request.SerializeToString()
+
+    def rows(data: bytes) -> list[dict[str, object]]:
+        return [dict(zip(RECEIVED_COLUMNS, row)) for row in decode(data, "application/x-protobuf", project="p")
+                .by_project["p"]]
+
+    together = rows(body(cases))
+    alone = [rows(body([[]] * number + [case]))[number] for number, case in enumerate(cases)]
+    assert together == alone
+    assert [row["input_tokens"] for row in together[:3]] == [1, None, 1]
+    assert json.loads(str(together[3]["attributes"])) == {"k": "y", "gen_ai.request.model": "m1", "otel.scope.name": "lib"}
+    assert list(json.loads(str(together[3]["attributes"]))) == ["k", "gen_ai.request.model", "otel.scope.name"]
+    assert json.loads(str(together[4]["attributes"]))["otel.scope.name"] == "mine"  # the span's own key wins
+    assert json.loads(str(together[5]["attributes"])) == {'q"\\é\u2028': 'v"\\\n😀', "n": 12345678901234, "f": False,
+                                                         "d": 2.5, "otel.scope.name": "lib"}

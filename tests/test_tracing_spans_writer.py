@@ -108,3 +108,58 @@ def test_a_request_that_fails_fails_alone_the_others_in_its_batch_are_stored(roo
     assert _count(store) == 30
     writer.close()
     store.close()
+
+
+def _transactions(store: Store) -> tuple[list[object], object]:
+    """The transaction each request's ``in_transaction`` ran in, and a maker of such callbacks."""
+    seen: list[object] = []
+
+    def hook(connection: sa.Connection) -> None:
+        seen.append(connection.get_transaction())  # held: ids of dropped objects could repeat
+
+    return seen, hook
+
+
+def test_a_request_being_decoded_joins_the_transaction_of_one_already_queued(root):
+    """While another request is announced (``arriving``: its spans being decoded), the writer waits
+    for it (up to ``linger_s``) so both commit in one transaction; a lone request is committed at
+    once (a linger of 600 s would hang it: joined with a bound below)."""
+    store = Store(root=root)
+    writer = SpanWriter(store.engine, lambda name: store.add_project(name)[0], linger_s=600)
+    seen, hook = _transactions(store)
+    lone = threading.Thread(target=writer.write, args=("p", _rows(1, 10)), kwargs={"in_transaction": hook})
+    lone.start()
+    lone.join(60)
+    assert not lone.is_alive() and _count(store) == 10
+
+    with writer.arriving() as arrival:
+        first = threading.Thread(target=writer.write, args=("p", _rows(2, 30)), kwargs={"in_transaction": hook})
+        first.start()
+        while writer._pending < 30:  # queued; the writer waits for the announced request
+            threading.Event().wait(0.01)
+        first.join(0.5)
+        assert first.is_alive() and _count(store) == 10  # not answered: not committed alone
+        assert writer.write("p", _rows(3, 20), in_transaction=hook, arrival=arrival) == 20
+    first.join(60)
+    assert not first.is_alive() and _count(store) == 60
+    assert len(seen) == 3 and seen[1] is seen[2] and seen[0] is not seen[1]
+    writer.close()
+    store.close()
+
+
+def test_an_announced_request_that_never_writes_releases_the_writer(root):
+    """A request whose decoding failed (the block exits without ``write``) must not hold back the
+    requests queued meanwhile until the linger ends (600 s here: joined with a bound)."""
+    store = Store(root=root)
+    writer = SpanWriter(store.engine, lambda name: store.add_project(name)[0], linger_s=600)
+    first = threading.Thread(target=writer.write, args=("p", _rows(1, 10)))
+    with pytest.raises(ValueError, match="not OTLP"):
+        with writer.arriving():
+            first.start()
+            while writer._pending < 10:
+                threading.Event().wait(0.01)
+            raise ValueError("not OTLP")
+    first.join(60)
+    assert not first.is_alive() and _count(store) == 10
+    writer.close()
+    store.close()

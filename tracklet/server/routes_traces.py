@@ -49,23 +49,27 @@ async def receive_traces(request: Request) -> Response:
         check_name("project", project)  # InvalidName: 400 naming the problem
     if run is not None:
         check_name("run id", run)
-    try:
-        decoded = await run_in_threadpool(decode, body, content_type, project=project, run=run)
-    except OtlpError as error:
-        raise HTTPException(status_code=400, detail=str(error)) from None
-    authorizer = state.authorizer
-    for name in decoded.by_project:
-        if authorizer is not None:
-            authorizer.check(request, name, "write", create=True)
-    audited = any(middleware.cls is AuditMiddleware for middleware in request.app.user_middleware)
-    try:
-        for name, rows in decoded.by_project.items():  # answered once committed (store/spans_writer.py)
-            # The writer thread's transaction carries the request's audit event, where the app
-            # audits (audit.py's unit of work follows the request's own threads only).
-            await run_in_threadpool(state.store.add_received_spans, name, rows,
-                                    (lambda connection: record_in(connection, request)) if audited else None)
-    except SpanWriterBusy as error:  # OTLP exporters retry a 503 after Retry-After
-        raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "1"}) from None
+    # Announced to the span writer while decoding, so that concurrent requests' spans share a
+    # transaction (store/spans_writer.py).
+    with state.store.span_writer().arriving() as arrival:
+        try:
+            decoded = await run_in_threadpool(decode, body, content_type, project=project, run=run)
+        except OtlpError as error:
+            raise HTTPException(status_code=400, detail=str(error)) from None
+        authorizer = state.authorizer
+        for name in decoded.by_project:
+            if authorizer is not None:
+                authorizer.check(request, name, "write", create=True)
+        audited = any(middleware.cls is AuditMiddleware for middleware in request.app.user_middleware)
+        try:
+            for name, rows in decoded.by_project.items():  # answered once committed (store/spans_writer.py)
+                # The writer thread's transaction carries the request's audit event, where the app
+                # audits (audit.py's unit of work follows the request's own threads only).
+                await run_in_threadpool(state.store.add_received_spans, name, rows,
+                                        (lambda connection: record_in(connection, request)) if audited else None,
+                                        arrival)
+        except SpanWriterBusy as error:  # OTLP exporters retry a 503 after Retry-After
+            raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "1"}) from None
     payload, media_type = response_body(content_type, decoded)
     return Response(content=payload, media_type=media_type)
 

@@ -125,6 +125,8 @@ _TYPED_KEYS = {key: (column, rank) for column, keys in (
 
 
 _TYPED_RANK = {key: rank for rank, key in enumerate(_TYPED_KEYS)}
+# Every attribute key the typed columns and payloads are read from (``received_typed``).
+TYPED_SOURCE_KEYS = frozenset(_TYPED_KEYS) | {_MLFLOW_USAGE}
 
 
 def _typed_values(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,11 +289,20 @@ def received_row(run_id: str, trace_id: str, span_id: str, parent_span_id: str, 
     """``checked_span_row``'s values as the insert's tuple (same preconditions: values already as
     the store keeps them; ``attributes_json``: the stored attributes as JSON text, ``attributes``
     the span's own ones, which hold every key the typed columns read)."""
-    values = _typed_values(attributes)
+    typed = received_typed(attributes)
     return (run_id, trace_id, span_id, parent_span_id, name, kind, start, end, max(0, end - start) / 1e6,
-            status if end else OPEN, status_message, None, *_typed_tuple(attributes, values),
-            _payload(values.get("input")), "", _payload(values.get("output")), "", attributes_json, events_json,
-            links_json)
+            status if end else OPEN, status_message, None, *typed[:5], typed[5], "", typed[6], "", attributes_json,
+            events_json, links_json)
+
+
+def received_typed(attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A span's operation, provider, model, input and output tokens, input and output payload
+    text, from its attributes (all it reads are ``TYPED_SOURCE_KEYS``)."""
+    values = _typed_values(attributes)
+    return (*_typed_tuple(attributes, values), _payload(values.get("input")), _payload(values.get("output")))
+
+
+NO_TYPED = ("", "", "", None, None, "", "")  # ``received_typed`` of attributes without those keys
 
 
 _RECEIVED_PLAIN = operator.itemgetter(*RECEIVED_COLUMNS[:-3])

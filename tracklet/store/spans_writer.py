@@ -12,10 +12,12 @@ OTLP exporters retry on).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -24,6 +26,19 @@ from tracklet.store.spans import received_sql
 
 MAX_PENDING = 50_000  # spans queued, not yet committed
 MAX_BATCH = 20_000  # spans per transaction (a request is never split)
+# The writer waits up to this long for requests being decoded (``arriving``) to join a transaction
+# holding fewer than LINGER_SPANS spans: about the decode time of a few 512-span requests.
+LINGER_S = 0.05
+LINGER_SPANS = 8192
+
+
+class Arrival:
+    """A request announced to the writer (``SpanWriter.arriving``)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
 
 
 # A request's spans: project, rows, its answer, and what runs in their transaction.
@@ -34,24 +49,50 @@ class SpanWriter:
     """Inserts ``received_row`` tuples into ``spans`` from one thread (started on the first write)."""
 
     def __init__(self, engine: sa.Engine, project_id: Callable[[str], int], *, max_pending: int = MAX_PENDING,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, linger_s: float = LINGER_S, linger_spans: int = LINGER_SPANS) -> None:
         self._engine = engine
         self._project_id = project_id  # a project's id, creating it: Store.add_project
         self._max_pending = max_pending
         self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._linger_spans = linger_spans
         self._queue: deque[_Item] = deque()
         self._pending = 0
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._ids: dict[str, int] = {}
+        self._arriving = 0  # requests announced (``arriving``) whose spans are not queued yet
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[Arrival]:
+        """Announce a request whose spans are being decoded: while any is, the writer waits (up
+        to ``linger_s``) for its spans to share the transaction. Pass the ``Arrival`` to
+        ``write``; the announcement ends there, or when the block exits."""
+        arrival = Arrival()
+        with self._lock:
+            self._arriving += 1
+        try:
+            yield arrival
+        finally:
+            self._arrived(arrival)
+
+    def _arrived(self, arrival: Arrival | None) -> None:
+        if arrival is None or arrival.done:
+            return
+        with self._lock:
+            if not arrival.done:
+                arrival.done = True
+                self._arriving -= 1
+                self._lock.notify_all()
 
     def write(self, project: str, rows: list[tuple[Any, ...]], wait_s: float = 30.0,
-              in_transaction: Callable[[sa.Connection], Any] | None = None) -> int:
+              in_transaction: Callable[[sa.Connection], Any] | None = None, arrival: Arrival | None = None) -> int:
         """Store ``rows`` in ``project`` (created if needed); returns how many once committed.
         ``in_transaction(connection)`` runs in the transaction that inserts them (the request's
         audit event: it commits with the spans or not at all). ``SpanWriterBusy`` if the queue had
         no room for ``wait_s`` seconds; the insert's error if it failed."""
+        self._arrived(arrival)  # first: a request waiting for room must not hold the writer's linger
         if not rows:
             return 0
         done: Future[int] = Future()
@@ -87,17 +128,38 @@ class SpanWriter:
                 self._lock.wait_for(lambda: self._queue or self._closed)
                 if not self._queue:
                     return
-                batch = [self._queue.popleft()]
-                size = len(batch[0][1])
-                while self._queue and size + len(self._queue[0][1]) <= self._max_batch:
-                    batch.append(self._queue.popleft())
-                    size += len(batch[-1][1])
+                batch, size = self._take()
             try:
                 self._commit(batch)
             finally:
                 with self._lock:
                     self._pending -= size
                     self._lock.notify_all()
+
+    def _take(self) -> tuple[list[_Item], int]:
+        """The next transaction's requests (the lock held, the queue not empty): what is queued, up
+        to ``max_batch`` spans, and while that is under ``linger_spans`` and other requests are
+        being decoded (``arriving``), theirs too, waiting up to ``linger_s`` for them. A lone
+        exporter's request is committed at once; concurrent exporters' requests share one
+        transaction (its commit) and the writer inserts while their decoding threads wait, not
+        against them for the GIL."""
+        batch: list[_Item] = []
+        size = 0
+        deadline = None
+        while True:
+            queue = self._queue
+            while queue and (not batch or size + len(queue[0][1]) <= self._max_batch):
+                item = queue.popleft()
+                batch.append(item)
+                size += len(item[1])
+            if queue or size >= self._linger_spans or self._closed or not self._arriving:
+                return batch, size
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self._linger_s
+            if now >= deadline:
+                return batch, size
+            self._lock.wait(deadline - now)
 
     def _commit(self, batch: list[_Item]) -> None:
         try:

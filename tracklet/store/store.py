@@ -230,18 +230,22 @@ class Store(RunDataQueries):
         return self.add_received_spans(project, [received_tuple(row) for row in rows])
 
     def add_received_spans(self, project: str, rows: list[tuple[Any, ...]],
-                           in_transaction: Callable[[sa.Connection], Any] | None = None) -> int:
+                           in_transaction: Callable[[sa.Connection], Any] | None = None, arrival: Any = None) -> int:
         """``add_spans`` for rows as the OTLP decoder makes them (``spans.received_row`` tuples):
         written by the store's one span-writer thread, in a transaction shared with other callers'
         spans (``in_transaction(connection)`` runs in it); returns once it committed.
-        ``SpanWriterBusy`` when too many spans wait already."""
+        ``SpanWriterBusy`` when too many spans wait already. ``arrival``: from
+        ``span_writer().arriving()``, announced while the rows were decoded."""
+        return int(self.span_writer().write(project, rows, in_transaction=in_transaction, arrival=arrival))
+
+    def span_writer(self) -> Any:
+        """The store's ``tracklet.store.spans_writer.SpanWriter`` (made on first use)."""
         with self._span_writer_lock:
             if self._span_writer is None:
                 from tracklet.store.spans_writer import SpanWriter
 
                 self._span_writer = SpanWriter(self.engine, lambda name: self.add_project(name)[0])
-            writer = self._span_writer
-        return int(writer.write(project, rows, in_transaction=in_transaction))
+            return self._span_writer
 
     def indexed_runs(self) -> dict[tuple[str, str], tuple[int, str]]:
         """Every indexed run's (bytes of log ingested, state), by (project, run id): one query."""

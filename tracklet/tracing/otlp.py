@@ -17,14 +17,17 @@ import functools
 import itertools
 import json
 import math
+import operator
 from typing import Any
 
 from google.protobuf.message import DecodeError
+from json.encoder import encode_basestring as _quoted
 
 from tracklet.core.layout import name_problem
 from tracklet.errors import OtlpError
-from tracklet.store.spans import (KIND_NAMES, MAX_ATTRIBUTE_CHARS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_LINKS, STATUS_NAMES,
-                                  capped_attributes, capped_event, capped_link, capped_value, received_row)
+from tracklet.store.spans import (KIND_NAMES, MAX_ATTRIBUTE_CHARS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_LINKS, NO_TYPED,
+                                  OPEN, STATUS_NAMES, TYPED_SOURCE_KEYS, capped_attributes, capped_event, capped_link,
+                                  capped_value, received_typed)
 from tracklet.store.spans import json_text as _dumps
 from tracklet.store.text import fit, store_text
 
@@ -165,19 +168,60 @@ def _stored_pair(entry: Any) -> tuple[str, Any]:
     return key, capped_value(any_value(value))
 
 
-def _span_attributes(entries: Any, seen: dict[bytes, tuple[str, Any]]) -> dict[str, Any]:
-    """A span's attributes as stored, from their encoded ``KeyValue`` entries (``_raw_request``):
-    an entry already seen in this request (the same key and value: most of them, in telemetry)
-    is a dict lookup, not a decode. ``DecodeError`` if one isn't a ``KeyValue``."""
-    from tracklet.proto.otlp_trace_pb2 import KeyValue
+class _Entries(dict[bytes, tuple[str, Any]]):
+    """This request's attribute entries, encoded ``KeyValue`` bytes (``_raw_request``) -> (key,
+    value) as stored: an entry already seen in this request (the same key and value: most of them,
+    in telemetry) is a dict lookup, not a decode. A miss decodes it (``DecodeError`` if it isn't a
+    ``KeyValue``) and files its JSON member text (``"key":value``) in ``members`` too, so a span's
+    attributes are joined from those, not serialized again span by span."""
 
-    out: dict[str, Any] = {}
-    for raw in entries:
-        pair = seen.get(raw)
-        if pair is None:
-            pair = seen[raw] = _stored_pair(KeyValue.FromString(raw))
-        out[pair[0]] = pair[1]
-    return out if len(out) <= MAX_ATTRIBUTES else dict(itertools.islice(out.items(), MAX_ATTRIBUTES))
+    __slots__ = ("members", "_parse")
+
+    def __init__(self) -> None:
+        super().__init__()
+        from tracklet.proto.otlp_trace_pb2 import KeyValue
+
+        self.members: dict[bytes, str] = {}
+        self._parse = KeyValue.FromString
+
+    def __missing__(self, raw: bytes) -> tuple[str, Any]:
+        pair = _stored_pair(self._parse(raw))
+        self[raw] = pair
+        self.members[raw] = _member(*pair)
+        return pair
+
+
+def _member(key: str, value: Any) -> str:
+    """``"key":value`` as ``_dumps`` writes it in an object (the common kinds without the
+    encoder's per-call setup: this runs for every attribute entry new to a request)."""
+    kind = type(value)
+    if kind is str:
+        text = _quoted(value)
+    elif kind is int:
+        text = int.__repr__(value)
+    elif kind is bool:
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    else:
+        return _dumps({key: value})[1:-1]
+    return _quoted(key) + ":" + text
+
+
+class _Typed(dict[tuple[str, ...], Any]):
+    """A span's typed columns and payloads (``received_typed``) by its attribute keys, in order ->
+    a getter of the values those columns read (``TYPED_SOURCE_KEYS``; None: it has none) and the
+    columns already computed for such values (with their types: ``1`` and ``True`` hash alike)."""
+
+    __slots__ = ()
+
+    def __missing__(self, keys: tuple[str, ...]) -> tuple[Any, dict[Any, tuple[Any, ...]]] | None:
+        read = [key for key in keys if key in TYPED_SOURCE_KEYS]
+        plan: tuple[Any, dict[Any, tuple[Any, ...]]] | None = (
+            operator.itemgetter(*read) if len(read) > 1 else (lambda attributes: (attributes[read[0]],)),
+            {}) if read else None
+        self[keys] = plan
+        return plan
 
 
 @functools.lru_cache(maxsize=1)
@@ -209,7 +253,7 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
     the insert's tuples (``tracklet.store.spans.received_row``)."""
     request = parse_request(body, content_type, raw_attributes=True)
     decoded = Decoded()
-    seen: dict[bytes, tuple[str, Any]] = {}  # this request's attribute entries, decoded
+    cache = _Cache()
     total = 0
     for resource_spans in request.resource_spans:
         resource = stored_attributes(resource_spans.resource.attributes)
@@ -230,22 +274,27 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
             scope = scope_spans.scope
             shared = ({"otel.scope.name": fit(store_text(scope.name), 1024), **resource_attributes} if scope.name
                       else resource_attributes)
-            _decode_spans(scope_spans.spans, shared, run_id, rows, decoded, seen)
+            _decode_spans(scope_spans.spans, shared, run_id, rows, decoded, cache)
         if not rows:
             del decoded.by_project[target]
     return decoded
 
 
 def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tuple[Any, ...]],
-                  decoded: Decoded, seen: dict[bytes, tuple[str, Any]]) -> None:
-    """Append the rows of one scope's spans. A span's stored attributes are its own keys, then the
-    scope's and resource's (``shared``) it lacks: as JSON, the span's own object with ``shared``'s
-    members (serialized once for the scope) spliced in, unless the two share a key or together
-    pass ``MAX_ATTRIBUTES`` (then merged as dicts)."""
+                  decoded: Decoded, cache: _Cache) -> None:
+    """Append the rows of one scope's spans (``received_row``'s tuples, built here in one loop:
+    this runs for every span received). A span's stored attributes are its own keys, then the
+    scope's and resource's (``shared``) it lacks: as JSON, the span's own members (each entry's
+    text made once per request, ``_Entries``) with ``shared``'s (serialized once for the scope)
+    spliced in, unless the two share a key, a key repeats or together they pass
+    ``MAX_ATTRIBUTES`` (then merged as dicts and serialized)."""
     shared_members = _dumps(shared)[1:-1] if shared else ""
     alone = "{" + shared_members + "}"
+    tail = "," + shared_members + "}" if shared_members else "}"
     room = MAX_ATTRIBUTES - len(shared)
-    kinds, statuses = KIND_NAMES, STATUS_NAMES
+    kinds, statuses, names, typed = KIND_NAMES, STATUS_NAMES, cache.names, cache.typed
+    pair_of, member_of = cache.entries.__getitem__, cache.entries.members.__getitem__
+    append, join, hexed = rows.append, ",".join, bytes.hex
     for span in spans:
         trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
@@ -253,30 +302,68 @@ def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tu
                 or start >= _TIME_LIMIT or end >= _TIME_LIMIT or not any(trace_id) or not any(span_id)):
             decoded.reject(1, _invalid(span) or "a span is not valid")
             continue
-        try:
-            own = _span_attributes(span.attributes, seen)
-        except DecodeError:
-            decoded.reject(1, "a span's attribute is not an OTLP KeyValue")
-            continue
-        if not own:
+        raws = list(span.attributes)
+        if not raws:
+            own: dict[str, Any] = {}
             attributes_json = alone
-        elif len(own) <= room and own.keys().isdisjoint(shared):
-            attributes_json = _dumps(own)
-            if shared_members:
-                attributes_json = attributes_json[:-1] + "," + shared_members + "}"
         else:
-            merged = {**own, **shared, **own}
-            attributes_json = _dumps(merged if len(merged) <= MAX_ATTRIBUTES else capped_attributes(merged))
+            try:
+                own = dict(map(pair_of, raws))
+            except DecodeError:
+                decoded.reject(1, "a span's attribute is not an OTLP KeyValue")
+                continue
+            if len(own) > MAX_ATTRIBUTES:
+                own = dict(itertools.islice(own.items(), MAX_ATTRIBUTES))
+            if len(own) <= room and own.keys().isdisjoint(shared):
+                attributes_json = "{" + (join(map(member_of, raws)) if len(own) == len(raws) else
+                                         _dumps(own)[1:-1]) + tail
+            else:
+                merged = {**own, **shared, **own}
+                attributes_json = _dumps(merged if len(merged) <= MAX_ATTRIBUTES else capped_attributes(merged))
+        plan = typed[tuple(own)]
+        if plan is None:
+            columns = NO_TYPED
+        else:
+            values = plan[0](own)
+            try:
+                key = (values, tuple(map(type, values)))
+                columns = plan[1].get(key)
+                if columns is None:
+                    columns = plan[1][key] = received_typed(own)
+            except TypeError:  # a value that is a list or a map: not a dict key
+                columns = received_typed(own)
         status = span.status
-        rows.append(received_row(
-            run_id, trace_id.hex(), span_id.hex(), parent.hex(), fit(store_text(span.name), 512),
-            kinds.get(span.kind, "unspecified"), start, end, statuses.get(status.code, "unset"),
-            store_text(status.message)[:4096], own, attributes_json,
-            _dumps([capped_event({"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)})
-                    for e in list(span.events)[:MAX_EVENTS]]) if span.events else "[]",
-            _dumps([capped_link({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
-                                 "attributes": attributes(link.attributes)}) for link in list(span.links)[:MAX_LINKS]])
-            if span.links else "[]"))
+        message = status.message
+        append((run_id, hexed(trace_id), hexed(span_id), hexed(parent), names[span.name],
+                kinds.get(span.kind, "unspecified"), start, end, max(0, end - start) / 1e6,
+                statuses.get(status.code, "unset") if end else OPEN, store_text(message)[:4096] if message else "",
+                None, *columns[:5], columns[5], "", columns[6], "", attributes_json,
+                _dumps([capped_event({"name": e.name, "time_ns": e.time_unix_nano, "attributes": attributes(e.attributes)})
+                        for e in list(span.events)[:MAX_EVENTS]]) if span.events else "[]",
+                _dumps([capped_link({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
+                                     "attributes": attributes(link.attributes)}) for link in list(span.links)[:MAX_LINKS]])
+                if span.links else "[]"))
+
+
+class _Names(dict[str, str]):
+    """Span names as stored (NUL replaced, cut to the column), each computed once per request."""
+
+    __slots__ = ()
+
+    def __missing__(self, name: str) -> str:
+        stored = self[name] = fit(store_text(name), 512)
+        return stored
+
+
+class _Cache:
+    """What one request's spans share: attribute entries, names, typed columns (see each class)."""
+
+    __slots__ = ("entries", "names", "typed")
+
+    def __init__(self) -> None:
+        self.entries = _Entries()
+        self.names = _Names()
+        self.typed = _Typed()
 
 
 _TIME_LIMIT = 2**63  # ns: past int64

@@ -184,8 +184,7 @@ class AuditLog:
         """Whether any of ``event_ids`` (written by ``record_in``) is in the table: its
         transaction committed."""
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(audit_events.c.id).where(
-                audit_events.c.id.in_(event_ids)).limit(1)).first() is not None
+            return connection.execute(_ANY_OF, {"ids": event_ids}).first() is not None
 
     def query(self, query: AuditQuery) -> list[dict[str, Any]]:
         """Events matching ``query``, at most ``query.limit``, in time order (ties by id; ``newest_first``:
@@ -326,6 +325,12 @@ def _claimed_key_id(headers: Mapping[str, str]) -> str | None:
     return key_id[:32] if sep and key_id else None
 
 
+# Built once: executed with the row as its parameters, it hits SQLAlchemy's compiled cache without
+# building an expression or a cache key per event.
+_INSERT_EVENT = audit_events.insert()
+_ANY_OF = sa.select(audit_events.c.id).where(audit_events.c.id.in_(sa.bindparam("ids", expanding=True))).limit(1)
+
+
 def _insert(connection: sa.Connection, event: Mapping[str, Any]) -> int:
     row = {name: event.get(name) for name in _COLUMNS if name != "id"}
     row["time"] = row["time"] if row["time"] is not None else time.time()
@@ -335,7 +340,7 @@ def _insert(connection: sa.Connection, event: Mapping[str, Any]) -> int:
             row[name] = str(row[name])[:size]
     if row["detail"] is not None and not isinstance(row["detail"], str):
         row["detail"] = json.dumps(row["detail"], default=str, separators=(",", ":"))
-    key = connection.execute(audit_events.insert().values(**row)).inserted_primary_key
+    key = connection.execute(_INSERT_EVENT, row).inserted_primary_key
     assert key is not None
     return int(key[0])
 
@@ -353,9 +358,12 @@ def _record_scope(connection: sa.Connection, scope: Scope, status: int) -> int |
         return None
     state = scope.setdefault("state", {})
     written: list[int] = state.setdefault("audit_in_tx", [])
-    if written and connection.execute(sa.select(audit_events.c.id).where(
-            audit_events.c.id.in_(written)).limit(1)).first() is not None:
-        return None
+    if written:
+        pending = connection.info.get(_PENDING)
+        if pending is not None and pending[1] in written:  # this transaction carries the event already
+            return None
+        if connection.execute(_ANY_OF, {"ids": written}).first() is not None:  # an earlier one committed it
+            return None
     event = AuditMiddleware._event(scope, status)
     if event is None:
         return None

@@ -106,9 +106,14 @@ def emit(bind: sa.Connection | sa.Engine, kind: str, subject: str, payload: Mapp
     return event_id
 
 
+# Built once: executed with the row as its parameters, it hits SQLAlchemy's compiled cache without
+# building an expression or a cache key per event (an alias move's hot path).
+_INSERT = event_outbox.insert()
+
+
 def _insert(connection: sa.Connection, row: dict[str, Any]) -> int | None:
     if row["dedupe"] is None:
-        key = connection.execute(event_outbox.insert().values(**row)).inserted_primary_key
+        key = connection.execute(_INSERT, row).inserted_primary_key
         return int(key[0]) if key is not None else None
     if connection.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert

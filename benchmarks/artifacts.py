@@ -477,8 +477,8 @@ def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True)
     after an ``os.sync()``, a fresh data root and project per round (the server lacks every
     chunk). Two online arms per round, in alternating order: ``streamed`` (the new chunks sent
     while the commit cuts them: ``remote.ChunkStreamer``) and ``after_commit`` (sent once the
-    local commit is done, read back from its packs: ``TRACKLET_ARTIFACT_STREAM_CHUNKS=0``, as
-    before the streamer). Each side's CPU seconds (this process, and the server or the receiver),
+    local commit is done, read back from its packs: the default). After one untimed warm-up log
+    (the process's first pays imports and connections). Each side's CPU seconds (this process, and the server or the receiver),
     and the load average before and after."""
     import subprocess
 
@@ -507,6 +507,14 @@ def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True)
         server.wait_ready(timeout=180)
         assert server.proc is not None
         _wait_port(port)
+        # The process's first online log pays imports, thread starts and connections: not timed.
+        warm = work / "a2loop-warm.txt"
+        warm.write_text("warm")
+        run = tracklet.init(project="loopwarm", dir=str(work / "a2loop-warm"), mode="online",
+                            settings={**QUIET, "base_url": server.url})
+        run.log_artifact(warm).wait()
+        run.finish()
+        _plain_put(f"http://127.0.0.1:{port}/warm", warm)
         plain, plain_cpu, plain_peer = [], [], []
         arms: dict[str, dict[str, list[float]]] = {
             arm: {"seconds": [], "client_cpu_seconds": [], "server_cpu_seconds": [], "ratios": []}

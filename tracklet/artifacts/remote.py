@@ -176,8 +176,9 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     return sent
 
 
-#: ``0`` in the environment: an online run uploads a version's chunks only after committing it
-#: locally (read back from its packs), as before ``ChunkStreamer`` (what the A2 benchmark compares).
+#: ``1`` in the environment: an online run streams a version's new chunks to its server while it
+#: commits them (``ChunkStreamer``); otherwise (the default) it uploads them after the local commit,
+#: read back from its packs. The A2 benchmark (``--only a2loop``) compares the two.
 STREAM_CHUNKS_ENV = "TRACKLET_ARTIFACT_STREAM_CHUNKS"
 
 

@@ -89,13 +89,15 @@ class ArtifactWorker:
 
     def _streamer(self, artifact: Artifact) -> Any:
         """A ``remote.ChunkStreamer`` sending the version's new chunks to the online run's server
-        while they are stored (off with ``TRACKLET_ARTIFACT_STREAM_CHUNKS=0``). Its client gives up
-        after two tries: what does not arrive is sent by ``_upload`` after the commit, which retries."""
+        while they are stored, with ``TRACKLET_ARTIFACT_STREAM_CHUNKS=1`` (off by default: on a
+        2-core machine whose cores are busy it cost the server ~1.2 CPU s more per 256 MiB and was
+        slower, docs/artifacts.md). Its client gives up after two tries: what does not arrive is
+        sent by ``_upload`` after the commit, which retries."""
         import os
 
         from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ChunkStreamer, connect
 
-        if self._remote is None or os.environ.get(STREAM_CHUNKS_ENV, "1") == "0" or artifact.project is None:
+        if self._remote is None or os.environ.get(STREAM_CHUNKS_ENV, "0") != "1" or artifact.project is None:
             return None
         base_url, api_key = self._remote
         return ChunkStreamer(connect(base_url, self._root, api_key=api_key, attempts=2), artifact.project)

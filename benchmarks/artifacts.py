@@ -418,6 +418,161 @@ def a2_server(work: Path, size_mib: int, rounds: int) -> dict:
             "median_ratio": statistics.median(ratios)}
 
 
+#: A trivial HTTP receiver (stdlib only, a process of its own): each ``PUT /<name>`` body is read in
+#: 1 MiB pieces into a temporary file under ``argv[2]``, fsync'd when ``argv[3]`` is ``1``, renamed to
+#: ``<name>``, then answered 200. The floor of moving a file's bytes to another process over loopback
+#: and onto its disk: no hashing, no chunking, no database.
+_RECEIVER = """
+import http.server, os, sys
+target, durable = sys.argv[2], sys.argv[3] == "1"
+class Put(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_PUT(self):
+        left = int(self.headers["Content-Length"])
+        path = os.path.join(target, self.path.strip("/"))
+        buffer = bytearray(1 << 20)
+        view = memoryview(buffer)
+        with open(path + ".partial", "wb") as handle:
+            while left:
+                got = self.rfile.readinto(view[:min(left, len(buffer))])
+                if not got:
+                    raise ConnectionError("body cut short")
+                handle.write(view[:got])
+                left -= got
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(path + ".partial", path)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Put).serve_forever()
+"""
+
+
+def _plain_put(url: str, source: Path) -> None:
+    """The file's bytes as one HTTP PUT (streamed in 1 MiB reads) to ``url``."""
+    import httpx
+
+    def body() -> Iterator[bytes]:
+        with open(source, "rb") as handle:
+            while piece := handle.read(1 << 20):
+                yield piece
+
+    answer = httpx.put(url, content=body(), headers={"Content-Length": str(source.stat().st_size)}, timeout=600)
+    answer.raise_for_status()
+
+
+def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True) -> dict:
+    """A2's v1 target as the issue states it (``--only a2loop``): v1 of a checkpoint of ``size_mib``
+    logged by an **online run** to a local ``tracklet server --dev`` (disk backend), from
+    ``log_artifact`` until ``wait()`` returns (the local commit: sha256, FastCDC, blake3, packs;
+    then the upload: chunk queries, packs, recipe, the server's checks and writes, the commit),
+    against a **plain copy of the same bytes over loopback**: one HTTP PUT of the file, streamed,
+    to a trivial receiver process (``_RECEIVER``, stdlib) that writes it to its disk and, with
+    ``durable``, fsyncs it before answering (the server keeps what it acknowledged: same bytes,
+    same loopback, same durability; a ``cp`` would not cross a socket). Alternating rounds, each
+    after an ``os.sync()``, a fresh data root and project per round (the server lacks every
+    chunk). Two online arms per round, in alternating order: ``streamed`` (the new chunks sent
+    while the commit cuts them: ``remote.ChunkStreamer``) and ``after_commit`` (sent once the
+    local commit is done, read back from its packs: the default). After one untimed warm-up log
+    (the process's first pays imports and connections). Each side's CPU seconds (this process, and the server or the receiver),
+    and the load average before and after."""
+    import subprocess
+
+    import tracklet
+
+    try:
+        from tracklet.artifacts.remote import STREAM_CHUNKS_ENV
+    except ImportError:  # an older tree (A/B runs): chunks always went after the commit
+        STREAM_CHUNKS_ENV = "TRACKLET_ARTIFACT_STREAM_CHUNKS"
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from serverproc import Server, _free_port
+
+    source = work / "a2loop.ckpt"
+    _write_large(source, size_mib << 20)
+    os.utime(source, (time.time() - 60, time.time() - 60))
+    size = source.stat().st_size
+    received = work / "a2loop-received"
+    received.mkdir()
+    port = _free_port()
+    receiver = subprocess.Popen([sys.executable, "-c", _RECEIVER, str(port), str(received), "1" if durable else "0"])
+    server = Server(work / "a2loop-server")
+    server.spawn()
+    report: dict = {"size_bytes": size, "durable": durable, "load_before": os.getloadavg()}
+    try:
+        server.wait_ready(timeout=180)
+        assert server.proc is not None
+        _wait_port(port)
+        # The process's first online log pays imports, thread starts and connections: not timed.
+        warm = work / "a2loop-warm.txt"
+        warm.write_text("warm")
+        run = tracklet.init(project="loopwarm", dir=str(work / "a2loop-warm"), mode="online",
+                            settings={**QUIET, "base_url": server.url})
+        run.log_artifact(warm).wait()
+        run.finish()
+        _plain_put(f"http://127.0.0.1:{port}/warm", warm)
+        plain, plain_cpu, plain_peer = [], [], []
+        arms: dict[str, dict[str, list[float]]] = {
+            arm: {"seconds": [], "client_cpu_seconds": [], "server_cpu_seconds": [], "ratios": []}
+            for arm in ("streamed", "after_commit")}
+        for number in range(rounds):
+            os.sync()
+            cpu_before, peer_before = _cpu_seconds(), _process_cpu([receiver.pid])
+            started = time.perf_counter()
+            _plain_put(f"http://127.0.0.1:{port}/copy{number}", source)
+            plain.append(time.perf_counter() - started)
+            plain_cpu.append(_cpu_seconds() - cpu_before)
+            plain_peer.append(_process_cpu([receiver.pid]) - peer_before)
+            (received / f"copy{number}").unlink()
+            for arm in list(arms) if number % 2 == 0 else list(reversed(arms)):  # neither always second
+                results = arms[arm]
+                # after_commit: the chunks uploaded once the local commit is done (read back from
+                # its packs), as before the chunk streamer; streamed: sent while they are cut.
+                os.environ[STREAM_CHUNKS_ENV] = "1" if arm == "streamed" else "0"
+                root = work / f"a2loop-root{number}-{arm}"
+                run = tracklet.init(project=f"loop{number}{arm.replace('_', '')}", dir=str(root), mode="online",
+                                    settings={**QUIET, "base_url": server.url})
+                artifact = tracklet.Artifact("checkpoint", "model")
+                artifact.add_file(source, name="model.ckpt")
+                os.sync()
+                cpu_before, peer_before = _cpu_seconds(), _process_cpu([server.proc.pid])
+                started = time.perf_counter()
+                run.log_artifact(artifact).wait()
+                results["seconds"].append(time.perf_counter() - started)
+                results["client_cpu_seconds"].append(_cpu_seconds() - cpu_before)
+                results["server_cpu_seconds"].append(_process_cpu([server.proc.pid]) - peer_before)
+                os.environ.pop(STREAM_CHUNKS_ENV, None)
+                if artifact.upload_error is not None:
+                    raise RuntimeError(f"the upload failed: {artifact.upload_error}")
+                run.finish()
+                shutil.rmtree(root)
+                results["ratios"].append(plain[-1] / results["seconds"][-1])
+    finally:
+        server.stop()
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    for results in arms.values():
+        results["median_ratio"] = statistics.median(results["ratios"])  # type: ignore[assignment]
+    report.update({"plain_put_seconds": plain, "plain_client_cpu_seconds": plain_cpu,
+                   "plain_receiver_cpu_seconds": plain_peer, **arms, "load_after": os.getloadavg()})
+    return report
+
+
+def _wait_port(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)  # readiness polling only
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
 def a3(work: Path, size_mib: int) -> dict:
     import tracklet
     from tracklet.artifacts import hashing
@@ -689,9 +844,11 @@ def main() -> None:
     parser.add_argument("--short", "--quick", dest="short", action="store_true", help="128 MiB and 200 files")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2v1,a2server,a2dir,a3,a4,peers to run (comma-separated).")
+    parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2v1,a2server,a2loop,a2dir,a3,a4,peers to run (comma-separated).")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating copy/log rounds for the A2 ratios")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="a2loop: the loopback receiver does not fsync (compare with a server that doesn't)")
     parser.add_argument("--a1-files", type=int, default=0,
                         help="A1 (uploads to a server, S3 backend): this many 40 kB files (issue: 10000); 0 skips it")
     args = parser.parse_args()
@@ -708,6 +865,8 @@ def main() -> None:
             results["a2server"] = a2_server(work, size_mib, args.rounds)
         if "a2dir" in only:
             results["a2dir"] = a2_directory(work, size_mib, args.rounds)
+        if "a2loop" in only:
+            results["a2loop"] = a2_loopback(work, size_mib, args.rounds, durable=not args.no_fsync)
         if "a3" in only:
             results["a3"] = a3(work, size_mib)
         if "a4" in only:
@@ -771,6 +930,19 @@ def main() -> None:
                      + f"; target >= 0.8); log alone {med(r['log_seconds']):.3f} s; CPU s client/server+s3rver "
                      f"{med(r['client_cpu_seconds']):.2f}/{med(r['server_cpu_seconds']):.2f} vs plain "
                      f"{med(r['plain_client_cpu_seconds']):.2f}/{med(r['plain_server_cpu_seconds']):.2f}"])
+    if "a2loop" in results:
+        r = results["a2loop"]
+        med = statistics.median
+        for arm, what in (("streamed", "chunks sent while cut"), ("after_commit", "chunks sent after the commit")):
+            a = r[arm]
+            rows.append([f"A2 v1 online to a local server, {what} ({r['size_bytes'] >> 20} MiB)",
+                         f"{med(a['seconds']):.3f} s", f"plain PUT {med(r['plain_put_seconds']):.3f} s"
+                         + (" + fsync" if r["durable"] else ""),
+                         f"median ratio {a['median_ratio']:.2f}x (rounds: " + ", ".join(f"{x:.2f}" for x in a["ratios"])
+                         + f"; target >= 0.8); CPU s client/server {med(a['client_cpu_seconds']):.2f}/"
+                         f"{med(a['server_cpu_seconds']):.2f} vs plain {med(r['plain_client_cpu_seconds']):.2f}/"
+                         f"{med(r['plain_receiver_cpu_seconds']):.2f}; load {r['load_before'][0]:.1f} -> "
+                         f"{r['load_after'][0]:.1f}"])
     if "a3" in results:
         r = results["a3"]
         rows += [

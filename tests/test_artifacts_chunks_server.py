@@ -247,3 +247,59 @@ def test_an_older_server_without_chunk_routes_gets_whole_files(servers, tmp_path
     assert dict(served["model.ckpt"].extra) == {}
     out = Path(RemoteArtifacts(client, tmp_path / "reader").artifact("p/ckpt").download(tmp_path / "out"))
     assert (out / "model.ckpt").read_bytes() == data
+
+
+def _streamed_commit(store: ArtifactStore, path: Path, streamer, project: str = "p"):
+    try:
+        return store.commit("ckpt", "model", {"model.ckpt": LocalFile(str(path))}, project=project, aliases=[],
+                            chunk_sink=streamer)
+    finally:
+        streamer.close()
+
+
+def test_chunks_streamed_while_stored_are_not_sent_again(servers, tmp_path):
+    """An online run sends a version's new chunks while the local commit cuts them
+    (``remote.ChunkStreamer``): each chunk crosses the wire once, the upload after the commit
+    sends no pack, v2 streams only what changed, and both versions come back byte for byte.
+    Streaming never fails a commit: a server it can't reach stops it at the first error, and the
+    upload after the commit sends every chunk."""
+    from serverproc import _free_port
+
+    from tracklet.artifacts.remote import ChunkStreamer, connect
+
+    server = servers(tmp_path / "server")
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=MiB)
+    tensors = [os.urandom(TENSOR) for _ in range(TENSORS)]
+    path = tmp_path / "model.ckpt"
+    versions = []
+    for changed in ((), (7, 23)):
+        for index in changed:
+            tensors[index] = os.urandom(TENSOR)  # 5% of the bytes
+        data = _checkpoint(path, tensors)
+        stream_wire, after_wire = Wire(), Wire()
+        streamer = ChunkStreamer(ArtifactClient(HttpClient(server.url, transport=stream_wire)), "p",
+                                 pack_bytes=4 * MiB)
+        result = _streamed_commit(store, path, streamer)
+        assert streamer.error is None
+        client = ArtifactClient(HttpClient(server.url, transport=after_wire), tmp_path / "state")
+        answer = upload_version(client, store, result.info, [], result.manifest)
+        assert not any("/_packs/" in p for _, p in after_wire.sent)  # nothing left to send after the commit
+        assert answer["bytes_sent"] < 0.01 * len(data)  # the recipe and the manifest
+        share = streamer.sent / len(data)
+        assert (1.0 <= share <= 1.01) if not changed else (0.05 <= share <= 0.08), share
+        versions.append((answer["version"]["index"], data))
+    remote = RemoteArtifacts(ArtifactClient(HttpClient(server.url)), tmp_path / "reader")
+    for index, data in versions:
+        out = Path(remote.artifact(f"p/ckpt:v{index}").download(tmp_path / f"v{index}"))
+        assert (out / "model.ckpt").read_bytes() == data
+
+    unreachable = ChunkStreamer(connect(f"http://127.0.0.1:{_free_port()}", tmp_path / "root", attempts=1), "q",
+                                pack_bytes=2 * MiB)
+    data = _checkpoint(path, [os.urandom(TENSOR) for _ in range(8)])
+    result = _streamed_commit(store, path, unreachable, project="q")
+    assert unreachable.error is not None and unreachable.sent == 0
+    answer = upload_version(ArtifactClient(HttpClient(server.url), tmp_path / "state"), store, result.info, [],
+                            result.manifest)
+    assert answer["bytes_sent"] >= len(data)
+    out = Path(remote.artifact("q/ckpt:v0").download(tmp_path / "q"))
+    assert (out / "model.ckpt").read_bytes() == data

@@ -290,3 +290,122 @@ def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collecti
                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert "0 pack(s) kept for their live chunks hold 0 bytes" in ran.stdout
+
+
+def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Path, request) -> None:
+    root = tmp_path / "server"
+    root.mkdir()
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    url, options = None, None
+    if backend == "s3":
+        import uuid
+
+        from s3server import BUCKET, S3_KEY, S3_SECRET
+
+        url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+        options = {"endpoint_url": request.getfixturevalue("s3rver"), "key": S3_KEY, "secret": S3_SECRET}
+    server = ServerArtifacts(root, url, options, engine=store.engine)  # the server process
+    admin = ServerArtifacts(root, url, options, engine=store.engine)  # `tracklet admin artifact-gc`, the same data
+    pieces = [os.urandom(3000), os.urandom(3300)]
+    ids = [blake3.blake3(piece).digest() for piece in pieces]
+    pack_id, pack = build_pack(list(zip(ids, pieces)))
+    server.write_pack(pack_id, pack)  # then the server was killed: no rows, no grants, the client told nothing
+
+    def retry() -> None:  # the client sends the same batch (or pack) again: the same members, the same pack id
+        if kind == "packed":
+            server.store_small("p", [(_sha(piece), piece) for piece in pieces])
+        else:
+            server.store_pack("p", pack_id, pack)
+
+    fired = []
+    fs = admin.fs
+
+    def hooked(name: str):
+        real = getattr(fs, name)
+
+        def call(*args, **kwargs):
+            if not fired and any(pack_id in str(arg) for arg in args):
+                if len([c for c in calls if c]) == moment:
+                    fired.append(name)
+                    retry()
+                calls.append(name)
+            return real(*args, **kwargs)
+        return call
+
+    calls: list[str] = []
+    if moment < 0:  # the whole collection runs inside the retry: after its write_pack found the pack, before its rows
+        write_pack = server.write_pack
+
+        def then_collect(*args) -> None:
+            write_pack(*args)
+            if not fired:
+                fired.append("write_pack")
+                collect(admin, grace=HOUR, now=time.time() + 2 * HOUR)
+
+        server.write_pack = then_collect  # type: ignore[method-assign]
+        retry()
+        server.write_pack = write_pack  # type: ignore[method-assign]
+    else:
+        originals = {name: getattr(fs, name) for name in ("mv", "rm", "rm_file")}
+        try:
+            for name in originals:
+                setattr(fs, name, hooked(name))
+            collect(admin, grace=HOUR, now=time.time() + 2 * HOUR)  # the pack sat unclaimed past the grace
+        finally:
+            for name, method in originals.items():
+                setattr(fs, name, method)
+        if not fired:
+            retry()  # the collection was done with the pack before the retry arrived
+    # What the retry was told is stored reads back: the pack its rows name is there.
+    if kind == "packed":
+        assert [_read(server, "p", _sha(piece)) for piece in pieces] == pieces
+    else:
+        data = b"".join(pieces)
+        recipe = FileRecipe(size=len(data), sha256=_sha(data),
+                            chunks=tuple(zip(ids, map(len, pieces)))).to_json().encode()
+        server.store_small("p", [(_sha(recipe), recipe)])
+        assert server.register_file("p", _sha(data), len(data), _sha(recipe))
+        assert _read(server, "p", _sha(data)) == data
+    assert server.packs.list_packs() == [pack_id]
+    # A later collection within the grace period keeps it; nothing is left set aside.
+    collect(admin, grace=HOUR)
+    assert server.packs.list_packs() == [pack_id]
+    assert not [name for name in (server.fs.ls(server.packs.tmp_dir, detail=False)
+                                  if server.fs.exists(server.packs.tmp_dir) else []) if "collected" in str(name)]
+    store.close()
+
+
+@pytest.mark.parametrize(("kind", "backend", "moment"), [
+    ("packed", "local", 0), ("packed", "local", 1), ("packed", "local", 2), ("packed", "local", -1),
+    ("chunks", "local", 0), ("chunks", "local", -1), ("packed", "s3", 0), ("chunks", "s3", 1), ("chunks", "s3", -1)])
+def test_a_retry_during_a_collection_never_names_a_removed_pack(kind, backend, moment, tmp_path, request):
+    """A pack written by a server killed before its rows sat unclaimed past the grace period; the
+    client's retry (same members, same pack id) arrives while a collection is removing it: at the
+    collection's first, second or third step on that pack, or with the whole collection between the
+    retry's check that the pack is there and its rows (moment -1). The retry finds the pack in place and
+    writes nothing, so without care its rows named a pack the collection then removed (blobs and
+    chunks the client was told are stored, gone). Whichever comes first, the pack is there after."""
+    _retry_during_collection(kind, backend, moment, tmp_path, request)
+
+
+def test_a_pack_a_dead_collection_left_set_aside_goes_back_if_named(tmp_path):
+    """A collection killed between setting a pack aside and deleting or restoring it: the next one
+    puts back a pack some row names (an upload claimed it meanwhile) and deletes one none does."""
+    from tracklet.server.artifact_gc import SET_ASIDE
+
+    root = tmp_path / "server"
+    root.mkdir()
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    artifacts = ServerArtifacts(root, engine=store.engine)
+    claimed = [os.urandom(2000), os.urandom(2200)]
+    _, _, claimed_pack, _ = _chunked_file(artifacts, "p", claimed)
+    lost_id, lost = build_pack([(blake3.blake3(b"x" * 100).digest(), b"x" * 100)])
+    artifacts.write_pack(lost_id, lost)
+    aside = Path(artifacts.packs.tmp_dir)
+    aside.mkdir(parents=True, exist_ok=True)
+    for pack_id in (claimed_pack, lost_id):
+        os.replace(artifacts.packs.pack_path(pack_id), aside / f"{pack_id}.0123{SET_ASIDE}")
+    collect(artifacts, grace=HOUR)
+    assert artifacts.packs.list_packs() == [claimed_pack] and not list(aside.iterdir())
+    assert b"".join(claimed) == _read(artifacts, "p", _sha(b"".join(claimed)))
+    store.close()

@@ -98,6 +98,10 @@ def test_a_damaged_member_is_refused_and_never_served(servers, tmp_path):
         assert http.get(f"/api/v1/projects/p/artifacts/_blobs/{_sha(blobs[0])}").content == blobs[0]
         refused = http.get(f"/api/v1/projects/p/artifacts/_blobs/{_sha(blobs[1])}")
         assert refused.status_code == 500 and "is damaged" in refused.json()["detail"]
+        # A status the route's OpenAPI schema declares (the dashboard's generated types know it).
+        schema = http.get("/openapi.json", timeout=120).json()  # built on the first request: slow under load
+        route = schema["paths"]["/api/v1/projects/{project}/artifacts/_blobs/{digest}"]
+        assert "500" in route["get"]["responses"]
 
 
 def test_blobs_stored_one_object_each_stay_readable_beside_packed_ones(tmp_path):

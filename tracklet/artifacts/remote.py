@@ -149,7 +149,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
             size = 0
             try:
                 for cid, piece in zip(todo, reader.iter_chunks(todo, name=entries[0].path)):
-                    batch.append((cid, bytes(piece)))
+                    batch.append((cid, piece))  # a view of one read of the local pack: build_pack copies it once
                     size += len(piece)
                     if size >= pack_bytes:
                         slots.acquire()
@@ -174,6 +174,100 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     for entry, recipe_blob, _ in recipes:
         client.register_file(project, entry.digest, entry.size, recipe_blob)
     return sent
+
+
+#: ``1`` in the environment: an online run streams a version's new chunks to its server while it
+#: commits them (``ChunkStreamer``); otherwise (the default) it uploads them after the local commit,
+#: read back from its packs. The A2 benchmark (``--only a2loop``) compares the two.
+STREAM_CHUNKS_ENV = "TRACKLET_ARTIFACT_STREAM_CHUNKS"
+
+
+class ChunkStreamer:
+    """Sends the new chunks of an online run's version to its server while the local commit cuts
+    them (``ArtifactStore.commit``'s ``chunk_sink``), so the upload overlaps the hashing and the
+    chunk bytes are copied once, while still in the CPU's cache, instead of read back from the
+    local packs after the commit. Every ``pack_bytes`` of chunks, a worker asks the server which
+    of them the project lacks and sends those as one pack (``client.workers`` at a time; the cutting
+    thread waits when that many are in flight: bounded memory).
+
+    Never a cause of failure: the first error (a server down, refusing) stops the streaming, and
+    ``upload_version`` after the commit, which asks again which chunks the project lacks, sends
+    whatever did not arrive, with its own retries and reporting. ``close()`` waits for what is in
+    flight (call it before ``upload_version``); ``sent`` is the bytes of the packs delivered."""
+
+    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES) -> None:
+        self.client = client
+        self.project = project
+        self.pack_bytes = pack_bytes
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._pool = ThreadPoolExecutor(max_workers=client.workers, thread_name_prefix="tracklet-stream")
+        self._slots = threading.Semaphore(client.workers + 1)
+        self._lock = threading.Lock()
+        self._futures: list[Any] = []
+        self._data = bytearray()
+        self._entries: list[tuple[bytes, int, int]] = []
+        self._closed = False
+
+    def __call__(self, chunk_id: bytes, data: bytes | bytearray | memoryview) -> None:
+        """One chunk the local store just wrote (on the cutting thread); its bytes are copied."""
+        if self.error is not None or self._closed:
+            return
+        self._entries.append((chunk_id, len(self._data), len(data)))
+        self._data += data
+        if len(self._data) >= self.pack_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._entries:
+            return
+        data, entries = self._data, self._entries
+        self._data, self._entries = bytearray(), []
+        self._slots.acquire()
+        try:
+            self._futures.append(self._pool.submit(self._send, data, entries))
+        except RuntimeError:  # the pool is shut down
+            self._slots.release()
+
+    def _send(self, data: bytearray, entries: list[tuple[bytes, int, int]]) -> None:
+        from tracklet.artifacts.packs import encode_trailer, pack_id_of
+
+        try:
+            if self.error is not None:
+                return
+            lacking = self.client.missing_chunks(self.project, [cid.hex() for cid, _, _ in entries])
+            if len(lacking) < len({cid for cid, _, _ in entries}):  # the server holds some: send the others
+                view = memoryview(data)
+                kept, offset, pieces = [], 0, []
+                for cid, start, length in entries:
+                    if cid.hex() in lacking:
+                        lacking.discard(cid.hex())  # a chunk twice in the batch: once
+                        kept.append((cid, offset, length))
+                        pieces.append(view[start:start + length])
+                        offset += length
+                if not kept:
+                    return
+                entries, data = kept, bytearray(b"".join(pieces))
+            trailer = encode_trailer(entries, len(data))
+            data += trailer
+            sent = self.client.upload_pack(self.project, pack_id_of(trailer), bytes(data))
+            with self._lock:
+                self.sent += sent
+        except BaseException as error:  # noqa: BLE001 - upload_version sends what did not arrive
+            self.error = error
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Send what is buffered and wait for every pack in flight (idempotent)."""
+        if self._closed:
+            return
+        if self.error is None:
+            self._flush()
+        self._closed = True
+        for future in self._futures:
+            future.result()
+        self._pool.shutdown(wait=True)
 
 
 def server_manifest(manifest: Manifest) -> Manifest:

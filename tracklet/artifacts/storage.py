@@ -177,11 +177,13 @@ class ArtifactStore:
 
     def commit(self, name: str, type: str, pending: dict[str, Pending], *, project: str, aliases: list[str],
                description: str = "", metadata: dict[str, Any] | None = None, logged_by: str | None = None,
-               progress: Progress | None = None, read_back: bool = False) -> CommitResult:
+               progress: Progress | None = None, read_back: bool = False,
+               chunk_sink: Callable[[bytes, Any], None] | None = None) -> CommitResult:
         """Hash and store a draft's files and add it as a version of ``project/name`` (or return
         the latest version if it has the same content). ``read_back``: the version is read again
         at once (an online run uploads it), so its packs are written through the page cache rather
-        than with direct I/O (``PackWriter``'s ``direct``)."""
+        than with direct I/O (``PackWriter``'s ``direct``). ``chunk_sink(id, bytes)`` is given each
+        new chunk of a large file as it is stored (``remote.ChunkStreamer``: uploaded meanwhile)."""
         try:
             unhashed = self._unhashed(pending)
             to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
@@ -206,7 +208,7 @@ class ArtifactStore:
         if progress is not None:
             progress.start(len(manifest), manifest.size)
         with store_lock(self.directory, exclusive=False):
-            written, overhead = self._store_files(name, manifest, pending, progress, read_back)
+            written, overhead = self._store_files(name, manifest, pending, progress, read_back, chunk_sink)
             manifest_blob, manifest_written = self.blobs.put_bytes(manifest.to_bytes())
             info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
                                manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
@@ -243,7 +245,8 @@ class ArtifactStore:
         return ManifestEntry(path, digest, size, ref=item.uri, extra=extra)
 
     def _store_files(self, name: str, manifest: Manifest, pending: dict[str, Pending],
-                     progress: Progress | None, read_back: bool = False) -> tuple[list[int], int]:
+                     progress: Progress | None, read_back: bool = False,
+                     chunk_sink: Callable[[bytes, Any], None] | None = None) -> tuple[list[int], int]:
         """Store every local file: small ones as blobs (in parallel), large ones as chunks (one
         after another, into shared packs), recording each large file's recipe in its manifest
         entry. Bytes written per small file, then per large file; and the packs' index bytes."""
@@ -287,7 +290,7 @@ class ArtifactStore:
         self.hasher.cache.put_many(learned)
         overhead = 0
         if large:
-            chunked, overhead = self._store_large(name, manifest, large, progress, read_back)
+            chunked, overhead = self._store_large(name, manifest, large, progress, read_back, chunk_sink)
             written += chunked
         return written, overhead
 
@@ -316,7 +319,8 @@ class ArtifactStore:
         return written, digest, after if started - after[2] > RACY_NS else None
 
     def _store_large(self, name: str, manifest: Manifest, jobs: list[tuple[ManifestEntry, Any]],
-                     progress: Progress | None, read_back: bool = False) -> tuple[list[int], int]:
+                     progress: Progress | None, read_back: bool = False,
+                    chunk_sink: Callable[[bytes, Any], None] | None = None) -> tuple[list[int], int]:
         """Store large files as chunks in packs, skipping chunks already stored, and point each
         one's manifest entry at its recipe. A file whose content is already stored (as a recipe
         whose chunks are all there, or whole as a blob) is not read at all."""
@@ -327,7 +331,7 @@ class ArtifactStore:
             packs, index = self.chunks()
             recipes: dict[str, str] = {}  # file sha256 -> recipe blob, recorded once the packs are sealed
             try:
-                with PackWriter(packs, index, direct=not read_back) as writer:
+                with PackWriter(packs, index, direct=not read_back, on_chunk=chunk_sink) as writer:
                     for entry, item in jobs:
                         on_bytes = None if progress is None else partial(progress.advance, 0)
                         recipe, digest, count, reported = self._store_chunked(name, entry, item.path, writer,

@@ -87,12 +87,30 @@ class ArtifactWorker:
 
         return open_store(self._root)
 
-    def _upload(self, artifact: Artifact, result: Any) -> None:
-        """Send a committed version to the online run's server (``Artifact._commit_with``'s ``after``)."""
+    def _streamer(self, artifact: Artifact) -> Any:
+        """A ``remote.ChunkStreamer`` sending the version's new chunks to the online run's server
+        while they are stored, with ``TRACKLET_ARTIFACT_STREAM_CHUNKS=1`` (off by default: on a
+        2-core machine whose cores are busy it cost the server ~1.2 CPU s more per 256 MiB and was
+        slower, docs/artifacts.md). Its client gives up after two tries: what does not arrive is
+        sent by ``_upload`` after the commit, which retries."""
+        import os
+
+        from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ChunkStreamer, connect
+
+        if self._remote is None or os.environ.get(STREAM_CHUNKS_ENV, "0") != "1" or artifact.project is None:
+            return None
+        base_url, api_key = self._remote
+        return ChunkStreamer(connect(base_url, self._root, api_key=api_key, attempts=2), artifact.project)
+
+    def _upload(self, artifact: Artifact, streamer: Any, result: Any) -> None:
+        """Send a committed version to the online run's server (``Artifact._commit_with``'s
+        ``after``): what ``streamer`` did not deliver while it was stored, then the rest."""
         from tracklet.artifacts.remote import connect, upload_version
 
         assert self._remote is not None
         base_url, api_key = self._remote
+        if streamer is not None:
+            streamer.close()
         try:
             if self._client is None:
                 self._client = connect(base_url, self._root, api_key=api_key)
@@ -151,9 +169,16 @@ class ArtifactWorker:
             kind, artifact, pending, when = job
             try:
                 if kind == "log":
-                    after = partial(self._upload, artifact) if self._remote is not None else None
-                    result = artifact._commit_with(self._store(), pending, self._run_path, after=after,
-                                                   report=lambda error, artifact=artifact: self._warn_failed(artifact, error))
+                    streamer = self._streamer(artifact)
+                    after = partial(self._upload, artifact, streamer) if self._remote is not None else None
+                    try:
+                        result = artifact._commit_with(
+                            self._store(), pending, self._run_path, after=after, chunk_sink=streamer,
+                            report=lambda error, artifact=artifact: self._warn_failed(artifact, error))
+                    finally:
+                        if streamer is not None:
+                            streamer.close()
+                            streamer.client.http.close()
                     aliases = ["latest", *[a for a in artifact._requested_aliases if a != "latest"]]
                     record: Any = partial(logged_record, result.info, aliases, result.reused, result.bytes_written,
                                           when)

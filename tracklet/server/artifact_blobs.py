@@ -352,6 +352,7 @@ class ServerArtifacts:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with self.engine.begin() as connection:  # placed meanwhile by another upload: its place stands
             connection.execute(dialect.insert(artifact_packed_blobs).on_conflict_do_nothing(), rows)
+        self.keep_pack(pack_id, packed)
         return pack_id
 
     def store_batch(self, project: str, body: bytes) -> tuple[list[str], list[tuple[str, str]]]:
@@ -404,12 +405,14 @@ class ServerArtifacts:
                       "length": length, "created_at": now} for cid, offset, length in reversed(entries)}
         with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
             connection.execute(statement, list(rows.values()))
+        self.keep_pack(pack_id, data)
         return len(entries)
 
     def write_pack(self, pack_id: str, data: bytes) -> None:
         """Put a checked pack's bytes in place under its id, whole or not at all (a temporary
         renamed on a directory, one PUT on an object store); nothing if it is there already."""
         final = self.packs.pack_path(pack_id)
+        self.fs.invalidate_cache(final)
         if self.fs.exists(final):
             return
         if self.blobs.local:
@@ -421,6 +424,15 @@ class ServerArtifacts:
             os.replace(temporary, final)
         else:
             self.fs.pipe_file(final, data)
+
+    def keep_pack(self, pack_id: str, data: bytes) -> None:
+        """Once rows name pack ``pack_id`` (chunks, placements): put it back if it is gone. A pack
+        written by a server killed before its rows sat unclaimed, so a garbage collection may
+        remove it between a retry's ``write_pack`` (which found it there and wrote nothing) and the
+        retry's rows; the collection re-checks the rows after moving a pack aside and puts back one
+        claimed meanwhile (``artifact_gc._remove_pack``), and this covers a collection that saw no
+        rows yet: whichever of the two comes last restores the pack, so no row names a removed one."""
+        self.write_pack(pack_id, data)
 
     def _places(self, project: str, chunk_ids: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """``chunk id -> (pack, offset, length)`` of the project's chunks among ``chunk_ids``."""
@@ -489,19 +501,23 @@ class ServerArtifacts:
         if absent:
             raise BadRequest(f"file {digest}: project {project} lacks {len(absent)} of its {len(unique_hex)} chunks "
                              f"(e.g. {absent[0]}): send them first")
-        from tracklet.server.artifact_chunks import ChunkedFile, ChunkStoreError
+        from tracklet.artifacts.packs import Located, PackReader
+        from tracklet.server.artifact_chunks import ChunkStoreError
 
+        # Each chunk was checked against its blake3 when its pack arrived, and the whole is checked
+        # against the file's sha256 here (a damaged chunk fails it): hashed as read, no copy.
         hasher = hashlib.sha256()
+        size_read = 0
         try:
-            from tracklet.artifacts.packs import Located
-
-            with ChunkedFile(recipe, self.packs, Located(places)) as handle:
-                while piece := handle.read(_READ * 4):
-                    hasher.update(piece)
+            for piece in PackReader(self.packs, Located(places), verify=False).iter_chunks(recipe.chunk_ids,
+                                                                                          name=digest):
+                hasher.update(piece)
+                size_read += len(piece)
         except (ChunkStoreError, FileNotFoundError) as error:
             raise BadRequest(f"file {digest} can't be rebuilt from project {project}'s chunks: {error}") from None
-        if hasher.hexdigest() != digest:
-            raise BadRequest(f"file {digest}: its chunks rebuild to sha256 {hasher.hexdigest()}; not registered")
+        if hasher.hexdigest() != digest or size_read != size:
+            raise BadRequest(f"file {digest}: its chunks rebuild to sha256 {hasher.hexdigest()} "
+                             f"({size_read:,} bytes); not registered")
         from sqlalchemy.dialects import postgresql, sqlite
 
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -116,6 +117,8 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
 
     cutoff = (time.time() if now is None else now) - grace
     report = ServerGcReport()
+    if not dry_run:
+        recover_set_aside(artifacts)
     live = live_set(artifacts)
     engine = artifacts.engine
     with engine.connect() as connection:
@@ -364,10 +367,70 @@ def _remove_objects(artifacts: ServerArtifacts, report: ServerGcReport, blobs: s
         path = artifacts.packs.pack_path(pack_id)
         try:
             size = fs.size(path)
-            if not dry_run:
-                fs.rm(path)
+            if not dry_run and not _remove_pack(artifacts, pack_id):
+                continue  # an upload claimed it meanwhile: kept
         except FileNotFoundError:
             continue
         report.packs += 1
         report.pack_bytes += size
         report.removed.append(path)
+
+
+SET_ASIDE = ".collected"  # a pack moved aside by a collection, under packs/tmp/: <pack id>.<uuid>.collected
+
+
+def _remove_pack(artifacts: ServerArtifacts, pack_id: str) -> bool:
+    """Remove pack ``pack_id``, which no row named when the collection looked, unless an upload
+    claims it meanwhile: a retry of a batch whose pack was written by a server killed before its
+    rows finds the pack in place, writes nothing and inserts rows naming it. So the pack is first
+    moved aside (out of readers' and writers' sight), the rows are checked again, and it is put
+    back if some row names it now (an upload that found it gone meanwhile wrote it again:
+    ``ServerArtifacts.keep_pack``), else deleted. False if it was kept."""
+    fs = artifacts.fs
+    path = artifacts.packs.pack_path(pack_id)
+    aside = f"{artifacts.packs.tmp_dir}/{pack_id}.{uuid.uuid4().hex}{SET_ASIDE}"
+    fs.makedirs(artifacts.packs.tmp_dir, exist_ok=True)
+    fs.mv(path, aside)
+    with artifacts.engine.connect() as connection:
+        claimed = bool(_packs_in_use(connection, {pack_id}, set()))
+    if claimed:
+        _put_back(artifacts, aside, path)
+        return False
+    fs.rm(aside)
+    return True
+
+
+def _put_back(artifacts: ServerArtifacts, aside: str, path: str) -> None:
+    """A pack set aside goes back to ``path``; if an upload wrote it there again meanwhile (the
+    same id: the same bytes), the set-aside copy is dropped."""
+    fs = artifacts.fs
+    fs.invalidate_cache(path)
+    if fs.exists(path):
+        fs.rm(aside)
+    else:
+        fs.mv(aside, path)
+
+
+def recover_set_aside(artifacts: ServerArtifacts) -> int:
+    """Packs a collection that died left set aside (between moving a pack aside and deleting or
+    putting it back): those some row names go back, the others are deleted. How many went back."""
+    fs = artifacts.fs
+    fs.invalidate_cache(artifacts.packs.tmp_dir)
+    try:
+        names = fs.ls(artifacts.packs.tmp_dir, detail=False)
+    except FileNotFoundError:
+        return 0
+    aside = {str(name): str(name).rsplit("/", 1)[-1].split(".", 1)[0] for name in names
+             if str(name).endswith(SET_ASIDE)}
+    if not aside:
+        return 0
+    with artifacts.engine.connect() as connection:
+        claimed = _packs_in_use(connection, set(aside.values()), set())
+    restored = 0
+    for name, pack_id in sorted(aside.items()):
+        if pack_id in claimed:
+            _put_back(artifacts, name, artifacts.packs.pack_path(pack_id))
+            restored += 1
+        else:
+            fs.rm(name)
+    return restored

@@ -173,12 +173,13 @@ def _read(handle: Any, start: int, end: int) -> Iterator[bytes]:
 
 @router.get("/_blobs/{digest}", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}}, "description": "The blob's bytes"},
-                       206: {"description": "The requested range of the blob"}, **errors(400, 404, 416)},
+                       206: {"description": "The requested range of the blob"}, **errors(400, 404, 416, 500)},
             summary="Download a blob (HTTP Range supported)")
 def get_blob(request: Request, project: str, digest: str,
              range: str | None = Header(default=None)) -> StreamingResponse:  # noqa: A002 (the header's name)
     """The bytes of a blob the project holds, whole or one `Range: bytes=start-end`; the client
-    checks them against the digest."""
+    checks them against the digest. A packed blob is checked by the server before a byte is sent:
+    one whose bytes no longer match its digest (a damaged pack) is 500 naming it, never served."""
     try:
         handle, size = _artifacts(request).open_blob(project, check_digest(digest))
     except NotHeld as error:

@@ -595,7 +595,8 @@ export interface paths {
         /**
          * Download a blob (HTTP Range supported)
          * @description The bytes of a blob the project holds, whole or one `Range: bytes=start-end`; the client
-         *     checks them against the digest.
+         *     checks them against the digest. A packed blob is checked by the server before a byte is sent:
+         *     one whose bytes no longer match its digest (a damaged pack) is 500 naming it, never served.
          */
         get: operations["get_blob_api_v1_projects__project__artifacts__blobs__digest__get"];
         /**
@@ -7003,6 +7004,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Stored data could not be read (a damaged or missing file, a missing optional package); the detail names it */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };

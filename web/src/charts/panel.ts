@@ -34,6 +34,10 @@ export interface PanelOptions {
   /** "Add to report": a button in the header that calls it (the workspace's panels). */
   onAddToReport?: () => void;
   height?: number;
+  /** The panel's width (its element's clientWidth), when the caller measured it already: the first
+   * draw takes it instead of reading it from a page it just changed, which forces a layout per chart
+   * (20 in a report). A wrong one costs a second draw: the resize observer sets the real width. */
+  width?: number;
   /** Columns of the grid the panel spans (1 unless its corner was dragged wider). */
   span?: number;
   /** Its corner was dragged to this plot height and span (null: double-click, back to the default). */
@@ -260,7 +264,7 @@ export class ChartPanel {
   }
 
   private plotWidth(): number {
-    return Math.max(200, this.el.clientWidth - PANEL_PADDING_PX);
+    return Math.max(200, (this.options.width ?? this.el.clientWidth) - PANEL_PADDING_PX);
   }
 
   private height(): number {
@@ -307,6 +311,7 @@ export class ChartPanel {
       this.plot?.destroy();
       this.signature = signature;
       this.plot = new uPlot(this.plotOptions(series), data, this.plotEl);
+      if (this.options.width !== undefined) this.options = { ...this.options, width: undefined }; // measured from now on
     }
     this.drawLegend();
     this.drawnAt = performance.now();

@@ -15,6 +15,20 @@ export interface RunSeries {
 }
 
 export function fromApi(series: Series): RunSeries {
+  const line = series.exact ? series.values : series.last;
+  if (!series.x.includes(null)) {
+    // Every point has its x (the usual case): the arrays are taken as they are, not copied.
+    const x = series.x as number[];
+    return {
+      run: series.run,
+      exact: series.exact,
+      x,
+      steps: series.steps ?? x,
+      line: line ?? [],
+      min: series.exact ? null : (series.min ?? null),
+      max: series.exact ? null : (series.max ?? null),
+    };
+  }
   const keep: number[] = [];
   series.x.forEach((x, i) => {
     if (x !== null) keep.push(i);
@@ -26,7 +40,7 @@ export function fromApi(series: Series): RunSeries {
     exact: series.exact,
     x,
     steps: series.steps ? keep.map((i) => series.steps![i]) : x,
-    line: (series.exact ? pick(series.values) : pick(series.last)) ?? [],
+    line: pick(line) ?? [],
     min: series.exact ? null : pick(series.min),
     max: series.exact ? null : pick(series.max),
   };

@@ -126,7 +126,9 @@ async function streamPanels(project: string, id: string | number, version: numbe
   if (!response.ok || !response.body) throw await refusal(response);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
-  let pending = "";
+  // A panel's line is a megabyte or more, read in chunks of tens of kilobytes: only each new chunk
+  // is searched for the line's end, and the line is joined once (not re-scanned per chunk).
+  let parts: string[] = [];
   const emit = (text: string) => {
     if (!text.trim()) return;
     const line = JSON.parse(text) as PanelLine;
@@ -136,15 +138,17 @@ async function streamPanels(project: string, id: string | number, version: numbe
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    pending += decoder.decode(value, { stream: true });
-    let end = pending.indexOf("\n");
-    while (end >= 0) {
-      emit(pending.slice(0, end));
-      pending = pending.slice(end + 1);
-      end = pending.indexOf("\n");
+    const chunk = decoder.decode(value, { stream: true });
+    let from = 0;
+    for (let end = chunk.indexOf("\n"); end >= 0; end = chunk.indexOf("\n", from)) {
+      parts.push(chunk.slice(from, end));
+      emit(parts.join(""));
+      parts = [];
+      from = end + 1;
     }
+    if (from < chunk.length) parts.push(chunk.slice(from));
   }
-  emit(pending + decoder.decode());
+  emit(parts.join("") + decoder.decode());
 }
 
 /** The export formats (`tracklet report export --format`): png and md come as a zip. */

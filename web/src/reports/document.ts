@@ -58,6 +58,8 @@ export class ReportPanelView {
   chart: ChartPanel | null = null;
   zoom: [number, number] | null = null;
   private full: RunSeries[] = [];
+  /** The loading card's width as last measured (a chart in its place is as wide): the chart's first draw takes it. */
+  cardWidth: number | null = null;
   loader: PanelLoader | null = null;
   private names = new Map<string, string>();
   private colors = new Map<string, string>();
@@ -119,6 +121,7 @@ export class ReportPanelView {
       log: Boolean(spec.log_y),
       zoom: null,
       height: PANEL_SIZES[size].height,
+      width: this.cardWidth ?? undefined,
       runInfo: (id) => this.runInfo(id),
       onZoom: (range) => void this.zoomTo(range, keys, multi),
     });
@@ -237,6 +240,7 @@ export class ReportDocument {
    * min and max are drawn as that column's band, so the chart shows every point's extremes (a
    * one-step spike included) with no more data than it can draw. */
   private static buckets(view: ReportPanelView): number {
+    if (view.state === "loading") view.cardWidth = (view.el.firstElementChild as HTMLElement | null)?.clientWidth ?? null;
     return Math.min(MAX_BUCKETS, plotColumns(view.el.clientWidth));
   }
 

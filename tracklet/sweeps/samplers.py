@@ -64,3 +64,50 @@ def tpe_sampler(**options: Any) -> Any:
     if _TPE_CLASS is None:
         _TPE_CLASS = _caching_tpe_class()
     return _TPE_CLASS(**options)
+
+
+def _covering_startup_class() -> Any:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.samplers import RandomSampler
+
+    class CoveringStartupSampler(RandomSampler):
+        """``RandomSampler`` whose categoricals cycle through their choices: each suggests one of the
+        choices the study's trials have tried least (ties broken at random), so ``n`` start-up
+        trials try every value of a categorical of up to ``n`` values, and several categoricals
+        are paired at random (a Latin-hypercube-like design over them). Floats are drawn as
+        ``RandomSampler`` draws them.
+
+        Why: a model of an unordered categorical learns nothing about a value no trial tried, and
+        a GP after purely random start-up trials left Hartmann-6 + an 8-way categorical on a
+        wrong value on the seeds whose start-up never drew the best one. The counts come from the
+        study's trials (the durable journal), so a restarted controller or a second agent
+        continues the cycle where it stands instead of starting it again."""
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+            if not isinstance(param_distribution, CategoricalDistribution):
+                return super().sample_independent(study, trial, param_name, param_distribution)
+            choices = param_distribution.choices
+            tried = [0] * len(choices)
+            for other in study.get_trials(deepcopy=False):
+                if other.number == trial.number or param_name not in other.params:
+                    continue
+                try:
+                    tried[choices.index(other.params[param_name])] += 1
+                except ValueError:  # a value outside this distribution (a warm start's): not a choice
+                    continue
+            least = min(tried)
+            candidates = [i for i, count in enumerate(tried) if count == least]
+            return choices[candidates[int(self._rng.rng.randint(len(candidates)))]]
+
+    return CoveringStartupSampler
+
+
+_COVERING_CLASS: Any = None
+
+
+def covering_startup_sampler(seed: int | None = None) -> Any:
+    """The start-up sampler of ``bayes`` (see ``CoveringStartupSampler``)."""
+    global _COVERING_CLASS
+    if _COVERING_CLASS is None:
+        _COVERING_CLASS = _covering_startup_class()
+    return _COVERING_CLASS(seed=seed)

@@ -1,9 +1,7 @@
 """``method: bayes`` searches exactly as Optuna's ``GPSampler`` with the sweep's seed: the same
-suggestions, trial by trial, as a plain in-memory Optuna study on the same space, for a metric
-minimized and one maximized; with a categorical, its start-up trials try every value first
-(``covering_startup_sampler``), and otherwise the suggestions are still GPSampler's. So a regret
-``bayes`` gets in benchmarks/sweeps.py is GPSampler's own, not a mapping, seeding or direction of
-tracklet's."""
+suggestions, trial by trial, as a plain in-memory Optuna study on the same space (floats and an
+unordered categorical), for a metric minimized and one maximized. So a regret ``bayes`` gets in
+benchmarks/sweeps.py is GPSampler's own, not a mapping, seeding or direction of tracklet's."""
 
 from __future__ import annotations
 
@@ -12,7 +10,6 @@ import math
 import pytest
 
 from tracklet.sweeps.controller import Lease, LocalController, create_sweep
-from tracklet.sweeps.samplers import covering_startup_sampler
 
 optuna = pytest.importorskip("optuna")
 
@@ -23,38 +20,9 @@ def _objective(config: dict) -> float:
     return (config["x"] - 0.2) ** 2 + math.sin(5 * config["y"]) + 0.5 * CHOICES.index(config["cat"])
 
 
-def _float_objective(config: dict) -> float:
-    return (config["x"] - 0.2) ** 2 + math.sin(5 * config["y"])
-
-
-def test_bayes_without_categoricals_suggests_what_plain_gpsampler_suggests(tmp_path):
-    """No categorical: the covering start-up draws the floats as Optuna's RandomSampler with the
-    same seed does, so Branin's and Hartmann-6's searches are GPSampler's, to the last digit."""
-    trials = 11  # 10 random start-up trials, then a GP one
-    config = {"method": "bayes", "seed": 3, "metric": {"name": "f", "goal": "minimize"},
-              "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": -1.0, "max": 1.0}}}
-    controller = LocalController(tmp_path, create_sweep(tmp_path, config, project="p"))
-    ours = []
-    for _ in range(trials):
-        lease = controller.next_trial("agent")
-        assert isinstance(lease, Lease)
-        ours.append(lease.config)
-        controller.tell(lease, _float_objective(lease.config))
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=3))
-    theirs = []
-    for _ in range(trials):
-        trial = study.ask()
-        suggested = {"x": trial.suggest_float("x", 0.0, 1.0), "y": trial.suggest_float("y", -1.0, 1.0)}
-        theirs.append(suggested)
-        study.tell(trial, _float_objective(suggested))
-    assert ours == theirs
-
-
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
 def test_bayes_suggests_what_optunas_gpsampler_suggests_with_the_same_seed(tmp_path, goal):
-    trials = 13  # 10 start-up trials (every categorical value first), then the GP's
+    trials = 13  # 10 random start-up trials, then the GP's
     config = {"method": "bayes", "seed": 5, "metric": {"name": "f", "goal": goal},
               "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": -1.0, "max": 1.0},
                              "cat": {"values": CHOICES}}}
@@ -67,8 +35,7 @@ def test_bayes_suggests_what_optunas_gpsampler_suggests_with_the_same_seed(tmp_p
         controller.tell(lease, _objective(lease.config))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=goal, sampler=optuna.samplers.GPSampler(
-        seed=5, independent_sampler=covering_startup_sampler(5)))
+    study = optuna.create_study(direction=goal, sampler=optuna.samplers.GPSampler(seed=5))
     theirs = []
     for _ in range(trials):
         trial = study.ask()
@@ -78,58 +45,6 @@ def test_bayes_suggests_what_optunas_gpsampler_suggests_with_the_same_seed(tmp_p
         theirs.append(suggested)
         study.tell(trial, _objective(suggested))
     assert ours == theirs
-
-
-def _bayes_sweep(root, seed, *, cats=8):
-    config = {"method": "bayes", "metric": {"name": "f", "goal": "minimize"},
-              "parameters": {"x": {"min": 0.0, "max": 1.0}, "cat": {"values": list(range(cats))},
-                             "small": {"values": ["a", "b", "c"]}}}
-    if seed is not None:
-        config["seed"] = seed
-    return create_sweep(root, config, project="p")
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2, None])
-def test_bayes_start_up_trials_try_every_categorical_value_first(tmp_path, seed):
-    """A GP learns nothing about a categorical value no trial tried (Hartmann-6 + an 8-way
-    categorical stayed on a wrong value on seeds whose random start-up missed the best one): the
-    first n trials try each of a categorical's n values once, every categorical at once, and the
-    values of two categoricals are not paired in lockstep."""
-    controller = LocalController(tmp_path, _bayes_sweep(tmp_path, seed))
-    configs = []
-    for _ in range(9):
-        lease = controller.next_trial("agent")
-        assert isinstance(lease, Lease)
-        configs.append(lease.config)
-        controller.tell(lease, lease.config["x"])
-    assert sorted(c["cat"] for c in configs[:8]) == list(range(8))
-    assert sorted(c["small"] for c in configs[:3]) == ["a", "b", "c"]
-    assert sorted(c["small"] for c in configs[3:6]) == ["a", "b", "c"]
-    assert len({c["x"] for c in configs}) == 9  # the floats stay random
-
-
-def test_a_restarted_controller_and_a_second_agent_continue_the_cycle(tmp_path):
-    """What was tried is read from the sweep's journal, not kept by the controller: a controller
-    started again (a new agent process, or after a crash) continues the cycle instead of starting
-    it over, and a trial still running counts as tried, so parallel agents spread over the values."""
-    sweep_id = _bayes_sweep(tmp_path, 4)
-    first = LocalController(tmp_path, sweep_id)
-    seen = []
-    for _ in range(3):
-        lease = first.next_trial("a1")
-        assert isinstance(lease, Lease)
-        seen.append(lease.config["cat"])
-        first.tell(lease, 1.0)
-    running = first.next_trial("a1")  # left running: a1 is still at work on it
-    assert isinstance(running, Lease)
-    seen.append(running.config["cat"])
-    restarted = LocalController(tmp_path, sweep_id)
-    for _ in range(4):
-        lease = restarted.next_trial("a2")
-        assert isinstance(lease, Lease)
-        seen.append(lease.config["cat"])
-        restarted.tell(lease, 1.0)
-    assert sorted(seen) == list(range(8))
 
 
 PRELOAD_SCRIPT = """

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
-from tracklet.sweeps.samplers import covering_startup_sampler, tpe_sampler
+from tracklet.sweeps.samplers import tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 
 DEFAULT_LEASE_TTL = 60.0
@@ -752,9 +752,7 @@ class LocalController:
             return samplers.RandomSampler(seed=seed)
         if spec.method == "bayes":
             if len(spec.searched) <= GP_MAX_DIMS:
-                # start-up trials try every categorical value before the GP models them
-                return samplers.GPSampler(seed=seed, n_startup_trials=startup,
-                                          independent_sampler=covering_startup_sampler(seed))
+                return samplers.GPSampler(seed=seed, n_startup_trials=startup)
             return tpe_sampler(seed=seed, n_startup_trials=startup, constant_liar=liar)
         options = dict(spec.sampler or {"type": "tpe"})
         kind = options.pop("type")

@@ -449,8 +449,12 @@ def test_a_sync_killed_mid_part_of_a_large_fragment_resumes_with_the_missing_par
     with _sync_client(server.url, root, transport) as client:
         result = client.sync_run(RunPaths(root, "vision", "big"))
     sent_parts = sorted(int(path.rsplit("/", 1)[1]) for _, path, _ in transport.sent if "/parts/" in path)
-    assert sent_parts == [n for n in range(1, parts + 1) if n not in held]  # finished parts never again
-    assert result.media_bytes == len(data) - sum(part["size"] for part in session["parts"])
+    # Finished parts are never sent again, the part cut mid-body is. A part whose body had fully
+    # arrived when the client died may still be stored by the server after `held` was read: it is
+    # then neither held above nor sent (the resume finds it), so compare with what was sent.
+    assert 3 in sent_parts and not set(sent_parts) & set(held), (sent_parts, held)
+    sizes = {n: min(PART_BYTES, len(data) - (n - 1) * PART_BYTES) for n in range(1, parts + 1)}
+    assert result.media_bytes == sum(sizes[n] for n in sent_parts)
     stored = server.root / "artifacts" / "blobs" / "sha256" / digest[:2] / digest
     assert stored.read_bytes() == data
     table = tracklet.Api(base_url=server.url).run("vision/big").table("scores")

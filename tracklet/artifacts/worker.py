@@ -95,9 +95,13 @@ class ArtifactWorker:
         sent by ``_upload`` after the commit, which retries."""
         import os
 
+        # An offline run imports nothing here: at interpreter exit (finish() from atexit) a first
+        # import of concurrent.futures.thread fails ("can't register atexit after shutdown").
+        if self._remote is None or artifact.project is None:
+            return None
         from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ChunkStreamer, connect
 
-        if self._remote is None or os.environ.get(STREAM_CHUNKS_ENV, "0") != "1" or artifact.project is None:
+        if os.environ.get(STREAM_CHUNKS_ENV, "0") != "1":
             return None
         base_url, api_key = self._remote
         return ChunkStreamer(connect(base_url, self._root, api_key=api_key, attempts=2), artifact.project)

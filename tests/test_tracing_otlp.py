@@ -216,6 +216,23 @@ def test_tracklets_otlp_schema_matches_opentelemetry_proto():
         assert {k for k in missing if k[0] != "EntityRef"} <= unread, missing
 
 
+def _set_any_value(target, value) -> None:
+    """Set an OTLP AnyValue from a Python value (bool, int, float, bytes, a list of ints/strings, str)."""
+    if isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        target.int_value = value
+    elif isinstance(value, float):
+        target.double_value = value
+    elif isinstance(value, bytes):
+        target.bytes_value = value
+    elif isinstance(value, list):
+        for part in value:
+            _set_any_value(target.array_value.values.add(), part)
+    else:
+        target.string_value = value
+
+
 def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     """The OTLP decoder builds the insert's tuples without coercing each field (``received_row``,
     ``stored_attributes``, the scope's attributes serialized once): the same rows as the general
@@ -246,23 +263,7 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
         for key, value in extra:
             item = span.attributes.add()
             item.key = key
-            if isinstance(value, bool):
-                item.value.bool_value = value
-            elif isinstance(value, int):
-                item.value.int_value = value
-            elif isinstance(value, float):
-                item.value.double_value = value
-            elif isinstance(value, bytes):
-                item.value.bytes_value = value
-            elif isinstance(value, list):
-                for part in value:
-                    element = item.value.array_value.values.add()
-                    if isinstance(part, int):
-                        element.int_value = part
-                    else:
-                        element.string_value = part
-            else:
-                item.value.string_value = value
+            _set_any_value(item.value, value)
         if number == 0:
             event = span.events.add()
             event.name, event.time_unix_nano = "exception\x00", 1_500
@@ -353,14 +354,7 @@ def test_spans_sharing_attribute_entries_decode_as_each_alone():
             for key, value in attributes:
                 entry = span.attributes.add()
                 entry.key = key
-                if isinstance(value, bool):
-                    entry.value.bool_value = value
-                elif isinstance(value, int):
-                    entry.value.int_value = value
-                elif isinstance(value, float):
-                    entry.value.double_value = value
-                else:
-                    entry.value.string_value = value
+                _set_any_value(entry.value, value)
         return request.SerializeToString()
 
     def rows(data: bytes) -> list[dict[str, object]]:

@@ -219,7 +219,9 @@ def test_an_online_run_whose_server_is_down_loads_from_the_local_registry(start,
     offline = start(project="p")
     offline.link_model(_model(tmp_path, b"local weights"), registered_model_name="net", aliases=["production"])
     offline.finish()
-    run = start(project="p", mode="online", settings={"base_url": f"http://127.0.0.1:{_free_port()}"})
+    # upload_timeout: finish() would otherwise wait its default 30 s for an upload to the server that is down.
+    run = start(project="p", mode="online", settings={"base_url": f"http://127.0.0.1:{_free_port()}",
+                                                      "upload_timeout": 1})
     found = run.use_artifact("models:/net@production")
     assert found.source_qualified_name == "p/model.pt:v0"
     assert Path(found.download(tmp_path / "dl"), "model.pt").read_bytes() == b"local weights"

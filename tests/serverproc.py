@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import serverfork
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +25,14 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _forkable(env: dict[str, str]) -> bool:
+    """Fork the server from the pre-imported template (tests/serverfork.py) unless a test hook read at
+    import time is set, or forking is turned off."""
+    if env.get("TRACKLET_TEST_FORK_SERVERS", "1") == "0":
+        return False
+    return not any(name.startswith("TRACKLET_TEST_") and name != "TRACKLET_TEST_FORK_SERVERS" for name in env)
 
 
 class Server:
@@ -40,7 +49,7 @@ class Server:
         self.dev = dev
         self.args = [sys.executable, "-m", "tracklet", "server", "--dir", str(root), "--port", str(self.port),
                      *(["--store", store] if store else []), *(["--dev"] if dev else []), *extra]
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | serverfork.ForkedProcess | None = None
         # Outside the test's tmp_path (tests list what a server wrote there); the servers fixture
         # removes it once the test passed its check.
         logs = Path(tempfile.gettempdir()) / "tracklet-test-servers"
@@ -66,6 +75,9 @@ class Server:
 
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
+        if _forkable(env):
+            self.proc = serverfork.spawn(self.args[3:], env=env, stderr=str(self.log), nofile=limit)
+            return
         with self.log.open("ab") as stderr:
             self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
                                          preexec_fn=limit_files if limit else None)

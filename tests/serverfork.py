@@ -1,0 +1,207 @@
+"""Test servers forked from a pre-imported template instead of started cold.
+
+CI is CPU-bound and the suite starts a few hundred `tracklet server` processes; a cold start spends
+most of its ~2 s of CPU importing FastAPI, pydantic, SQLAlchemy, uvicorn and tracklet's server. One
+template process per pytest process imports them once and waits on a Unix socket; each server is a
+``fork()`` of it that sets its own environment, working directory, stderr file and open-file limit, then
+runs the same command line ``python -m tracklet ...`` would. The forked process is the real server
+(same code, same arguments); only the interpreter start and the imports are shared.
+
+``spawn(args, env=, stderr=, nofile=)`` returns a ``ForkedProcess`` with the part of
+``subprocess.Popen``'s interface the tests use (``pid``, ``poll``, ``wait``, ``send_signal``,
+``terminate``, ``kill``, ``returncode``); the template is the parent, so it reaps the process and
+reports its exit status.
+
+Environment variables read when a module is imported can't reach a forked server (the template
+imported the module before the test set them): a command line whose environment sets a
+``TRACKLET_TEST_*`` variable is started cold instead (``serverproc.Server`` decides), and
+``TRACKLET_TEST_FORK_SERVERS=0`` starts every server cold.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# Imported by the template before it forks anything: what a `tracklet server` start imports.
+PRELOAD = (
+    "tracklet.cli.main", "uvicorn", "tracklet.server.app", "tracklet.server.automations_worker",
+    "tracklet.server.connections", "tracklet.server.localaccess", "tracklet.store",
+)
+
+_template: _Template | None = None
+_guard = threading.Lock()
+
+
+class ForkedProcess:
+    """A server forked by the template: ``subprocess.Popen``'s interface, as far as the tests use it."""
+
+    def __init__(self, template: _Template, pid: int, args: list[str]) -> None:
+        self._template = template
+        self.pid = pid
+        self.args = args
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self._template.status(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            time.sleep(0.01)  # waiting for the process to exit
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class _Template:
+    """The client side of one template process."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tracklet-server-template-"))
+        self.path = str(self.dir / "socket")
+        tests = str(Path(__file__).resolve().parent)
+        code = (f"import sys; sys.path.insert(0, {tests!r}); import serverfork; "
+                "args = serverfork.serve(sys.argv[1]); "
+                "from tracklet.cli.main import main; main(args=args, prog_name='tracklet')")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, self.path], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(self.path):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server template did not start")
+            time.sleep(0.02)  # readiness polling only
+
+    def _ask(self, request: dict) -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.path)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            reply = conn.makefile("rb").readline()
+        if not reply:
+            raise RuntimeError("the server template closed the connection")
+        return json.loads(reply)
+
+    def spawn(self, args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None) -> int:
+        return self._ask({"args": args, "env": env, "cwd": os.getcwd(), "stderr": stderr, "nofile": nofile})["pid"]
+
+    def status(self, pid: int) -> int | None:
+        return self._ask({"status": pid})["code"]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        try:
+            os.unlink(self.path)
+            self.dir.rmdir()
+        except OSError:
+            pass
+
+
+def spawn(args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None = None) -> ForkedProcess:
+    """Start ``python -m tracklet ARGS`` as a fork of this process's template (started on first use)."""
+    global _template
+    with _guard:
+        if _template is None or _template.proc.poll() is not None:
+            _template = _Template(env)
+            atexit.register(_template.close)
+        template = _template
+    return ForkedProcess(template, template.spawn(args, env=env, stderr=stderr, nofile=nofile), args)
+
+
+# ---------------------------------------------------------------- the template process
+
+def serve(path: str) -> list[str]:
+    """The template's loop. Returns only in a forked child: the ``tracklet`` arguments it is to run."""
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    if threading.active_count() != 1:  # a fork would copy a thread's locks mid-use
+        raise RuntimeError(f"the server template has threads after its imports: {threading.enumerate()}")
+    parent = os.getppid()
+    codes: dict[int, int] = {}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path + ".new")
+    os.rename(path + ".new", path)  # the client waits for the name: it appears once we listen
+    listener.listen(64)
+    listener.settimeout(1.0)
+    while True:
+        _reap(codes)
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the test process is gone
+                os._exit(0)
+            continue
+        with conn:
+            conn.settimeout(None)
+            request = json.loads(conn.makefile("rb").readline())
+            if "status" in request:
+                _reap(codes)
+                conn.sendall(json.dumps({"code": codes.get(request["status"])}).encode() + b"\n")
+                continue
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                conn.close()
+                _become(request)
+                return request["args"]
+            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+
+
+def _reap(codes: dict[int, int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        codes[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _become(request: dict) -> None:
+    """Make the forked child what ``subprocess.Popen(['python', '-m', 'tracklet', *args])`` would start."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    err = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(err, 2)
+    os.close(devnull)
+    os.close(err)
+    if request["nofile"]:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (request["nofile"], request["nofile"]))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    tempfile.tempdir = None  # gettempdir() again from this process's TMPDIR
+    sys.path.remove(str(Path(__file__).resolve().parent))
+    sys.argv = [sys.argv[0], *request["args"]]
+    signal.signal(signal.SIGINT, signal.default_int_handler)

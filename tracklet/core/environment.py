@@ -212,7 +212,7 @@ def _cache_file(cache_dir: Path) -> Path:
         from hashlib import blake2b
 
     text = "\0".join([sys.executable, sys.version, *(os.path.abspath(entry or ".") for entry in sys.path)])
-    return cache_dir / f"packages2-{blake2b(text.encode('utf-8', 'surrogatepass'), digest_size=16).hexdigest()}.json"
+    return cache_dir / f"packages3-{blake2b(text.encode('utf-8', 'surrogatepass'), digest_size=16).hexdigest()}.marshal"
 
 
 def _watched(sources: set[str]) -> dict[str, int]:
@@ -235,13 +235,18 @@ def _watched(sources: set[str]) -> dict[str, int]:
 
 
 def _cached_inventory(cache_dir: Path) -> Inventory | None:
-    import json
+    """The inventory a run saved (``_save_inventory``), while the directories it came from are
+    unchanged. Kept with ``marshal`` (built in) rather than ``json``: the capture thread then
+    imports no json package (four modules, a dozen file-system calls each, every one of which
+    hands the GIL back to a busy training loop for a switch interval). Only this interpreter
+    version reads the file (its name holds ``sys.version``); its contents are checked as read."""
+    import marshal
 
     try:
-        data = json.loads(_cache_file(cache_dir).read_text(encoding="utf-8"))
+        data = marshal.loads(_cache_file(cache_dir).read_bytes())
         watched = {str(path): int(mtime) for path, mtime in data["watched"].items()}
         packages = [(str(name), str(version), dict(source)) for name, version, source in data["packages"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, or damaged: scan again
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):  # absent, or damaged: scan again
         return None
     if _watched(set(watched)) != watched:
         return None
@@ -249,13 +254,13 @@ def _cached_inventory(cache_dir: Path) -> Inventory | None:
 
 
 def _save_inventory(cache_dir: Path, packages: Inventory, sources: set[str]) -> None:
-    import json
+    import marshal
 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         target = _cache_file(cache_dir)
         temporary = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps({"packages": packages, "watched": _watched(sources)}), encoding="utf-8")
+        temporary.write_bytes(marshal.dumps({"packages": packages, "watched": _watched(sources)}))
         os.replace(temporary, target)  # readers see the whole file or none
     except OSError:
         pass  # a read-only data root: scan every time
@@ -343,7 +348,7 @@ class EnvironmentCapture:
                         self._cache_inventory()
                     return
                 with self._lock:
-                    record.environment.MergeFrom(partial)
+                    record.environment.TakeFrom(partial)  # moved: the partial is dropped
                     if failure is None:
                         self._done.append(part)
                     else:
@@ -374,9 +379,7 @@ class EnvironmentCapture:
         """What the parts need first: the imports they use, the CPU model, the cached inventory.
         The record is a ``core/wire.py`` message, so this thread imports no protobuf (~30 ms of
         CPU in a fresh process, which a short run's ``finish()`` would wait for)."""
-        import json  # noqa: F401  (loaded now for the packages part; hashlib only when a diff or code is hashed)
-
-        from tracklet.core import provenance, redact  # noqa: F401
+        from tracklet.core import provenance, redact  # noqa: F401  (hashlib only when a diff or code is hashed)
 
         self._cpu_model = _cpu_model()
         if self._cache_dir is not None:

@@ -385,3 +385,37 @@ def test_take_from_merges_as_merge_from_does_and_moves_the_repeated_messages():
     assert moved.SerializeToString() == copied.SerializeToString()
     assert all(a is b for a, b in zip(moved.environment.packages, packages))  # the same messages
     assert [p.name for p in moved.environment.packages] == ["pkg0", "pkg1", "pkg2"]
+
+
+@pytest.mark.parametrize("spawn", ["posix_spawnp", "subprocess"])
+def test_git_state_is_the_same_through_posix_spawn_and_through_subprocess(tmp_path, monkeypatch, spawn):
+    """git is started with ``os.posix_spawnp`` (the capture thread then imports no subprocess);
+    where that is missing (Windows) through ``subprocess``: both read the same state, a git that
+    fails reads as none, and neither leaves a descriptor or a child behind."""
+    from tracklet.core import environment, wire
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text("print('train')\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "train.py"],
+                 ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"],
+                 ["remote", "add", "origin", "https://user:secret@example.com/r.git"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    (repo / "train.py").write_text("print('changed')\n")
+    if spawn == "subprocess":
+        monkeypatch.delattr(os, "posix_spawnp")
+    descriptors = sorted(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    found = wire.Message("Environment")
+    environment.capture_git(found, str(repo), tmp_path)
+    assert (found.git_root, found.git_branch, len(found.git_commit)) == (str(repo), "main", 40)
+    assert found.git_remote == "https://example.com/r.git" and found.git_dirty  # no credentials
+    assert b"+print('changed')" in (tmp_path / "diff.patch").read_bytes()
+    outside = wire.Message("Environment")
+    environment.capture_git(outside, str(tmp_path), tmp_path)  # not a repository: git fails
+    assert not outside.git_root and not outside.git_commit
+    probe = environment.GitProbe(str(repo))
+    probe.abandon()  # commands never read: stopped and reaped
+    if descriptors is not None:
+        assert sorted(os.listdir("/proc/self/fd")) == descriptors
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left to reap

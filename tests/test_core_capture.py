@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import marshal
 import os
 import subprocess
 import threading
@@ -151,7 +151,7 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
     site.mkdir(parents=True)
     first = _packages_of_new_run(root, site, "inv1")
     assert "protobuf" in {name.lower() for name in first} and "tracklet-fake-pkg" not in first
-    (cache,) = (root / "cache").glob("packages2-*.json")
+    (cache,) = (root / "cache").glob("packages3-*.marshal")
 
     info = _install_fake_distribution(site, "tracklet-fake-pkg", "1.0")
     assert _packages_of_new_run(root, site, "inv2")["tracklet-fake-pkg"] == "1.0"
@@ -162,16 +162,16 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
 
     # A cache that says something else is believed only while nothing changed: prove the runs above
     # read it by planting a marker in it and seeing it come back, then remove the package.
-    data = json.loads(cache.read_text())
-    data["packages"].append(["planted-marker", "9", {}])
-    cache.write_text(json.dumps(data))
+    data = marshal.loads(cache.read_bytes())
+    data["packages"].append(("planted-marker", "9", {}))
+    cache.write_bytes(marshal.dumps(data))
     assert _packages_of_new_run(root, site, "inv4")["planted-marker"] == "9"
     shutil.rmtree(site / "tracklet_fake_pkg-2.0.dist-info" if (site / "tracklet_fake_pkg-2.0.dist-info").exists()
                   else site / "tracklet-fake-pkg-2.0.dist-info")
     after = _packages_of_new_run(root, site, "inv5")
     assert "tracklet-fake-pkg" not in after and "planted-marker" not in after
 
-    cache.write_text("{ damaged")  # a damaged cache is a miss, never an error
+    cache.write_bytes(cache.read_bytes()[:-7])  # a damaged (cut) cache is a miss, never an error
     assert "protobuf" in {name.lower() for name in _packages_of_new_run(root, site, "inv6")}
 
 
@@ -318,7 +318,7 @@ def test_a_run_that_does_not_wait_for_the_package_scan_still_leaves_its_cache(ro
     """
     done = run_script(script.format(project="first", wait=0), timeout=120)
     assert done.returncode == 0, done.stderr
-    assert list((root / "cache").glob("packages2-*.json"))
+    assert list((root / "cache").glob("packages3-*.marshal"))
     (first,) = tracklet.Api(root).runs("first")
     assert "packages" in first.metadata["environment_incomplete"]
     done = run_script(script.format(project="second", wait=60), timeout=120)
@@ -327,10 +327,13 @@ def test_a_run_that_does_not_wait_for_the_package_scan_still_leaves_its_cache(ro
     assert "environment_incomplete" not in second.metadata and second.metadata["packages"]
 
 
-def test_a_clean_repository_is_captured_without_loading_openssl(tmp_path):
+def test_a_clean_repository_is_captured_without_loading_openssl_or_json(tmp_path):
     """``hashlib`` loads OpenSSL (~3 ms of CPU a short run's finish() may wait for); the capture of
     a clean repository hashes nothing but its inventory cache's name (BLAKE2b, built in), so it
-    never imports it, twice in a row (the second run reads the cache the first wrote)."""
+    never imports it, twice in a row (the second run reads the cache the first wrote). Nor json
+    (the cache is a marshal file) nor subprocess (git is started with ``os.posix_spawnp``): the
+    capture thread gets the GIL from a busy training loop only once per switch interval and gives
+    it up at every file-system call, and those imports were a dozen such calls a module."""
     import subprocess
 
     repo = tmp_path / "repo"
@@ -339,18 +342,80 @@ def test_a_clean_repository_is_captured_without_loading_openssl(tmp_path):
     for args in (["init", "-q"], ["add", "train.py"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"]):
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
     script = f"""
-        import json, sys, tracklet
+        import sys, tracklet
         run = tracklet.init(project="p", dir={str(tmp_path / "data")!r}, settings={{"capture_wait": 30}})
         run.log({{"loss": 1.0}})
         run.finish()
-        print(json.dumps(["hashlib" in sys.modules, "_hashlib" in sys.modules]))
+        print(["hashlib" in sys.modules, "_hashlib" in sys.modules, "json" in sys.modules, "subprocess" in sys.modules])
     """
+    imported = []
     for _ in range(2):
         done = run_script(script, cwd=repo, check=True)
-        assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, False]
+        imported.append(done.stdout.strip().splitlines()[-1])
+    assert imported[0].startswith("[False, False, ")  # the first run scans: importlib.metadata imports json
+    assert imported[1] == "[False, False, False, False]"
     for recorded in tracklet.Api(tmp_path / "data").runs("p"):
         meta = recorded.metadata
         assert "environment_incomplete" not in meta, meta.get("environment_incomplete_reasons")
         assert meta["git"]["commit"] and meta["git"]["dirty"] is False
         assert "protobuf" in {name.lower() for name in meta["packages"]}
-    assert len(list((tmp_path / "data" / "cache").glob("packages2-*.json"))) == 1
+    assert len(list((tmp_path / "data" / "cache").glob("packages3-*.marshal"))) == 1
+
+
+def test_take_from_merges_as_merge_from_does_and_moves_the_repeated_messages():
+    """The capture merges each part into its record by moving the part's messages (its package
+    list: hundreds of them), not copying them: the record's bytes are the same as MergeFrom's."""
+    from tracklet.core import wire
+
+    def part() -> wire.Message:
+        environment = wire.Message("Environment")
+        environment.hostname, environment.cpu_count = "host", 8
+        environment.gpus.extend(["a", "b"])
+        for index in range(3):
+            package = environment.packages.add()
+            package.name, package.version = f"pkg{index}", "1.0"
+        return environment
+
+    copied, moved = wire.Record(), wire.Record()
+    copied.environment.git_commit = moved.environment.git_commit = "abc"
+    copied.environment.MergeFrom(part())
+    taken = part()
+    packages = list(taken.packages)
+    moved.environment.TakeFrom(taken)
+    assert moved.SerializeToString() == copied.SerializeToString()
+    assert all(a is b for a, b in zip(moved.environment.packages, packages))  # the same messages
+    assert [p.name for p in moved.environment.packages] == ["pkg0", "pkg1", "pkg2"]
+
+
+@pytest.mark.parametrize("spawn", ["posix_spawnp", "subprocess"])
+def test_git_state_is_the_same_through_posix_spawn_and_through_subprocess(tmp_path, monkeypatch, spawn):
+    """git is started with ``os.posix_spawnp`` (the capture thread then imports no subprocess);
+    where that is missing (Windows) through ``subprocess``: both read the same state, a git that
+    fails reads as none, and neither leaves a descriptor or a child behind."""
+    from tracklet.core import environment, wire
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text("print('train')\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "train.py"],
+                 ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"],
+                 ["remote", "add", "origin", "https://user:secret@example.com/r.git"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    (repo / "train.py").write_text("print('changed')\n")
+    if spawn == "subprocess":
+        monkeypatch.delattr(os, "posix_spawnp")
+    descriptors = sorted(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    found = wire.Message("Environment")
+    environment.capture_git(found, str(repo), tmp_path)
+    assert (found.git_root, found.git_branch, len(found.git_commit)) == (str(repo), "main", 40)
+    assert found.git_remote == "https://example.com/r.git" and found.git_dirty  # no credentials
+    assert b"+print('changed')" in (tmp_path / "diff.patch").read_bytes()
+    outside = wire.Message("Environment")
+    environment.capture_git(outside, str(tmp_path), tmp_path)  # not a repository: git fails
+    assert not outside.git_root and not outside.git_commit
+    probe = environment.GitProbe(str(repo))
+    probe.abandon()  # commands never read: stopped and reaped
+    if descriptors is not None:
+        assert sorted(os.listdir("/proc/self/fd")) == descriptors
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left to reap

@@ -66,6 +66,56 @@ def test_sigkill_keeps_every_record_logged_a_flush_interval_before_the_kill(root
     assert history["value"][due] == due * 0.5
 
 
+EARLY_KILL = """
+import time, tracklet
+run = tracklet.init(project="early", id="killed", config={"lr": 0.1},
+                    settings={"console": "off", "system_metrics": False})
+for step in range(3):
+    run.log({"loss": 1.0 / (step + 1)})
+run.config.update({"batch": 32})
+print("started", flush=True)
+time.sleep(600)  # training, until killed; the sender's next tick is flush_interval / 2 = 600 s away
+"""
+
+
+def _early_run_when_written(root: Path, deadline: float) -> tracklet.Run | None:
+    """Run early/killed once its log holds the start, both config changes, the rows and the
+    environment (read as the process writes it)."""
+    while time.monotonic() < deadline:
+        try:
+            recorded = tracklet.Api(root).run("early/killed")
+            if (recorded.config == {"lr": 0.1, "batch": 32} and recorded.last_step == 2
+                    and "hostname" in recorded.metadata):
+                return recorded
+        except Exception:  # the run's directory or first record not there yet
+            pass
+        time.sleep(0.02)
+    return None
+
+
+def test_a_run_killed_right_after_it_started_keeps_its_start_config_rows_and_environment(root, tmp_path):
+    """A run SIGKILLed in its first moments is still a run: the sender's first wake-up is as init()
+    returns (not its first tick, flush_interval / 2 away: 600 s here), writing the start record, the
+    config and what was logged meanwhile; a config change (and the environment record, once
+    captured) wakes it again. Before, such a run's log held nothing at all, not even RunStart."""
+    child = subprocess.Popen([sys.executable, "-c", EARLY_KILL], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_FLUSH_INTERVAL": "1200"})
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "started\n"
+        # waits until written (a bound for a stuck test, far below the tick; not a timing check)
+        written = _early_run_when_written(root, time.monotonic() + 60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+    assert child.returncode == -signal.SIGKILL
+    assert written is not None, "the run's start, config, rows or environment were not written before the tick"
+    (recorded,) = tracklet.Api(root).runs("early")
+    assert recorded.id == "killed" and recorded.state == "crashed" and recorded.exit_code is None
+    assert recorded.config == {"lr": 0.1, "batch": 32}
+    assert recorded.history()["loss"] == [1.0, 0.5, 1.0 / 3]
+    assert recorded.metadata["host"] and recorded.metadata["pid"] == child.pid
+
+
 def _write_run(start, steps: int = 200) -> tracklet.Run:
     run = start()
     for step in range(steps):

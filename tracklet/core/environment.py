@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -39,13 +40,128 @@ GIT_TIMEOUT = 10.0
 INVENTORY_EXIT_WAIT = 2.0
 
 
+class _Command:
+    """One git command started with ``os.posix_spawnp`` (its output on a pipe, stdin and stderr
+    on the null device), read once by :meth:`output`.
+
+    Not ``subprocess``: importing it (with ``selectors``, ``signal``, ``locale``, ...) and its
+    ``Popen`` bookkeeping were ~150 file-system and pipe calls on the capture thread, each of which
+    gives the GIL up; beside a busy training loop, every one of them then waits out a switch
+    interval (5 ms) to get it back."""
+
+    __slots__ = ("pid", "fd")
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self.fd = fd
+
+    @classmethod
+    def start(cls, args: list[str], cwd: str) -> _Command | _PopenCommand | None:
+        if not hasattr(os, "posix_spawnp"):  # Windows
+            return _PopenCommand.start(args, cwd)
+        try:
+            read_end, write_end = os.pipe()  # not inheritable: only the dup2 reaches git
+        except OSError:
+            return None
+        try:
+            pid = os.posix_spawnp("git", ["git", "-C", cwd, *args], os.environ, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ])
+        except (OSError, ValueError, TypeError):  # no git, or a cwd or argument it can't take
+            os.close(read_end)
+            return None
+        finally:
+            os.close(write_end)
+        return cls(pid, read_end)
+
+    def output(self, timeout: float = GIT_TIMEOUT) -> str | None:
+        """What the command printed, or None if it failed or took longer than ``timeout``."""
+        import select
+
+        chunks = []
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    self.stop()
+                    return None
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError:
+            self.stop()
+            return None
+        finally:
+            self.close()
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:  # reaped by someone else (a SIGCHLD handler): its status is lost
+            return None
+        if os.waitstatus_to_exitcode(status) != 0:
+            return None
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def stop(self) -> None:
+        """Kill the command if it still runs, and reap it."""
+        try:
+            os.kill(self.pid, 9)  # SIGKILL (the signal module is not imported for it)
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _PopenCommand:
+    """``_Command`` where ``os.posix_spawnp`` is missing (Windows): ``subprocess``."""
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+
+    @classmethod
+    def start(cls, args: list[str], cwd: str) -> _PopenCommand | None:
+        import subprocess
+
+        try:
+            return cls(subprocess.Popen(["git", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+
+    def output(self, timeout: float = GIT_TIMEOUT) -> str | None:
+        import subprocess
+
+        try:
+            out, _ = self._process.communicate(timeout=timeout)
+        except (OSError, subprocess.SubprocessError):
+            self.stop()
+            return None
+        return None if self._process.returncode != 0 else out.decode("utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.communicate()
+
+    def close(self) -> None:
+        pass
+
+
 class GitProbe:
     """The git questions of a capture, asked at once: the commands start as child processes
     when the probe is made and are read by :meth:`capture`.
 
     Run one after another on a thread that shares the GIL with a busy training loop, each
     command's pipe reads wait for the GIL several times (~40 ms for the three); started together
-    first, they run while the thread imports protobuf and reads the host, and are read in one wait.
+    first, they run while the thread reads the host and the package inventory, and are read in
+    one wait.
     """
 
     # One call for root, commit and branch; in a repository without commits it fails, and the
@@ -56,42 +172,22 @@ class GitProbe:
 
     def __init__(self, cwd: str) -> None:
         self._cwd = cwd
-        self._started = {name: self._start(args) for name, args in
+        self._started = {name: _Command.start(list(args), cwd) for name, args in
                          (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF))}
         self.root = ""  # the work tree's top level, once captured
 
-    def _start(self, args: tuple[str, ...]) -> Any:
-        import subprocess
-
-        try:
-            return subprocess.Popen(["git", *args], cwd=self._cwd, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        except (OSError, ValueError, subprocess.SubprocessError):
-            return None
-
     def _output(self, name: str) -> str | None:
         """What the command printed, or None if it failed, timed out or couldn't start."""
-        import subprocess
-
-        process = self._started.get(name)
-        if process is None:
-            return None
-        try:
-            out, _ = process.communicate(timeout=GIT_TIMEOUT)
-        except (OSError, subprocess.SubprocessError):
-            process.kill()
-            process.communicate()
-            return None
-        if process.returncode != 0:
-            return None
-        return out.decode("utf-8", errors="replace")
+        command = self._started.pop(name, None)
+        return None if command is None else command.output()
 
     def abandon(self) -> None:
-        """Stop every command still running (a capture that failed before reading them)."""
-        for process in self._started.values():
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+        """Stop every command not read yet (a capture that failed before reading them)."""
+        for command in self._started.values():
+            if command is not None:
+                command.stop()
+                command.close()
+        self._started.clear()
 
     def capture(self, environment: pb.Environment | Message, files_dir: Path) -> None:
         found = self._output("head")
@@ -129,22 +225,8 @@ class GitProbe:
 
 
 def _git(args: list[str], cwd: str) -> str | None:
-    import subprocess
-
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            timeout=GIT_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return None
-    return done.stdout.decode("utf-8", errors="replace")
+    command = _Command.start(args, cwd)
+    return None if command is None else command.output()
 
 
 def capture_git(environment: pb.Environment | Message, cwd: str, files_dir: Path) -> None:
@@ -212,7 +294,7 @@ def _cache_file(cache_dir: Path) -> Path:
         from hashlib import blake2b
 
     text = "\0".join([sys.executable, sys.version, *(os.path.abspath(entry or ".") for entry in sys.path)])
-    return cache_dir / f"packages2-{blake2b(text.encode('utf-8', 'surrogatepass'), digest_size=16).hexdigest()}.json"
+    return cache_dir / f"packages3-{blake2b(text.encode('utf-8', 'surrogatepass'), digest_size=16).hexdigest()}.marshal"
 
 
 def _watched(sources: set[str]) -> dict[str, int]:
@@ -235,13 +317,18 @@ def _watched(sources: set[str]) -> dict[str, int]:
 
 
 def _cached_inventory(cache_dir: Path) -> Inventory | None:
-    import json
+    """The inventory a run saved (``_save_inventory``), while the directories it came from are
+    unchanged. Kept with ``marshal`` (built in) rather than ``json``: the capture thread then
+    imports no json package (four modules, a dozen file-system calls each, every one of which
+    hands the GIL back to a busy training loop for a switch interval). Only this interpreter
+    version reads the file (its name holds ``sys.version``); its contents are checked as read."""
+    import marshal
 
     try:
-        data = json.loads(_cache_file(cache_dir).read_text(encoding="utf-8"))
+        data = marshal.loads(_cache_file(cache_dir).read_bytes())
         watched = {str(path): int(mtime) for path, mtime in data["watched"].items()}
         packages = [(str(name), str(version), dict(source)) for name, version, source in data["packages"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, or damaged: scan again
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):  # absent, or damaged: scan again
         return None
     if _watched(set(watched)) != watched:
         return None
@@ -249,13 +336,13 @@ def _cached_inventory(cache_dir: Path) -> Inventory | None:
 
 
 def _save_inventory(cache_dir: Path, packages: Inventory, sources: set[str]) -> None:
-    import json
+    import marshal
 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         target = _cache_file(cache_dir)
         temporary = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps({"packages": packages, "watched": _watched(sources)}), encoding="utf-8")
+        temporary.write_bytes(marshal.dumps({"packages": packages, "watched": _watched(sources)}))
         os.replace(temporary, target)  # readers see the whole file or none
     except OSError:
         pass  # a read-only data root: scan every time
@@ -343,7 +430,7 @@ class EnvironmentCapture:
                         self._cache_inventory()
                     return
                 with self._lock:
-                    record.environment.MergeFrom(partial)
+                    record.environment.TakeFrom(partial)  # moved: the partial is dropped
                     if failure is None:
                         self._done.append(part)
                     else:
@@ -374,9 +461,7 @@ class EnvironmentCapture:
         """What the parts need first: the imports they use, the CPU model, the cached inventory.
         The record is a ``core/wire.py`` message, so this thread imports no protobuf (~30 ms of
         CPU in a fresh process, which a short run's ``finish()`` would wait for)."""
-        import json  # noqa: F401  (loaded now for the packages part; hashlib only when a diff or code is hashed)
-
-        from tracklet.core import provenance, redact  # noqa: F401
+        from tracklet.core import provenance, redact  # noqa: F401  (hashlib only when a diff or code is hashed)
 
         self._cpu_model = _cpu_model()
         if self._cache_dir is not None:

@@ -310,6 +310,7 @@ class Run:
         self._queue: Any = _NoQueue(None)
         self._batch_size = settings.batch_size * ROW_ENTRIES  # queue entries (see sender.ROW_ENTRIES)
         self._backlog = _no_backlog
+        self._nudge = _no_backlog
         self._reproduces = ""  # "project/run_id" this run reproduces (tracklet reproduce)
         self._artifact_pins: dict[str, int] = {}  # "project/name" -> the version a reproduction uses
 
@@ -328,6 +329,7 @@ class Run:
             return  # disabled mode, or a finished run: nothing records any more
         at = _time()
         self._enqueue(lambda: identity.update_record(changes, at))
+        self._nudge()
 
     name = property(lambda self: self._get_identity("name"), lambda self, v: self._set_identity("name", v),
                     doc="The run's display name; assigning it records the change.")
@@ -720,6 +722,7 @@ class Run:
     def _record_config(self, items: dict[str, Any], removed: list[str]) -> None:
         """Queue a ``ConfigUpdate`` of already-plain ``items``; the worker builds the record."""
         self._enqueue(lambda: self._config_record(items, removed))
+        self._nudge()  # written at the worker's next turn, not its next tick: a killed run keeps it
 
     def _config_record(self, items: dict[str, Any], removed: list[str]) -> Message:
         from tracklet.core import wire
@@ -784,6 +787,7 @@ class Run:
         try:
             self._queue = self._sender.queue
             self._backlog = self._sender.backlog
+            self._nudge = self._sender.nudge
             self._sender.logged_hook = self._logged_in_history
             # The first record of the log (readers take a run's identity from it): queued first.
             self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
@@ -811,7 +815,7 @@ class Run:
         if self.settings.capture_environment:
             from tracklet.core.environment import EnvironmentCapture
 
-            self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put, self._sender.warn,
+            self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put_soon, self._sender.warn,
                                                    cache_dir=paths.root / "cache",
                                                    gpu_names=not self.settings.system_metrics)
             self._environment.start(gate)

@@ -2,7 +2,8 @@
 
 Modelled on OpenTelemetry's ``BatchSpanProcessor``. The caller's side (``put``) appends to a list
 and, only when a batch has built up, wakes the worker. The worker wakes on that signal or on a
-timer (half the flush interval), drains what is queued, encodes history rows as column batches,
+timer (half the flush interval; the first wake-up follows ``init()`` at once, and the records
+that say what a run is wake it via ``nudge``), drains what is queued, encodes history rows as column batches,
 and hands each serialized record to every sink. ``force_flush`` and ``shutdown`` wait with
 timeouts. A failure inside the worker is reported once and contained: it never reaches the
 training loop.
@@ -327,6 +328,20 @@ class BatchSender:
         self._woken = True
         self._wake.set()
 
+    def nudge(self) -> None:
+        """Have the worker write what is queued at its next chance rather than at its next tick:
+        for the records that say what a run is (its config, its identity, its environment), rare
+        and worth keeping should the process be killed soon after. At most one ``Event.set`` per
+        wake-up of the worker; the caller does no I/O."""
+        if not self._woken:
+            self._woken = True
+            self._wake.set()
+
+    def put_soon(self, item: Any) -> None:
+        """``put`` then ``nudge``."""
+        self.put(item)
+        self.nudge()
+
     def force_flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
         """Write everything queued so far to every sink. False if that didn't finish in ``timeout``."""
         if not self._worker.is_alive():
@@ -416,6 +431,11 @@ class BatchSender:
             if not self._start_encoding():
                 self._discard()
                 return
+            # The first wake-up is now, not a tick away: what init() queued (the run's start and
+            # its config) and whatever was logged while the encoder was imported reach the OS at
+            # once, so a run killed in its first moments is still a run, with its identity.
+            self._woken = True
+            self._wake.set()
         while True:
             self._wake.wait(self._tick)
             self._wake.clear()

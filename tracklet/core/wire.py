@@ -610,6 +610,17 @@ class Message:
             elif value != _DEFAULTS[kind] or (kind == "double" and math.copysign(1.0, value) < 0):
                 setattr(self, name, value)
 
+    def TakeFrom(self, other: Message) -> None:  # noqa: N802  (after protobuf's MergeFrom)
+        """``MergeFrom`` for a ``Message`` of this type that is not used afterwards: its repeated
+        message fields are moved into this one, not copied message by message (an environment's
+        package list: copying it was ~40 % of a capture's CPU). ``other`` is left without them."""
+        moved = [name for name, value in other._values.items()
+                 if self._fields[name][1] == "message" and self._fields[name][2] and len(value)]
+        for name in moved:
+            list.extend(getattr(self, name), other._values.pop(name))
+            self._mark()
+        self.MergeFrom(other)
+
     def SerializeToString(self) -> bytes:  # noqa: N802
         """The message's bytes, joined once: nested messages and packed fields are laid out as
         a list of parts (each message's length prefix computed from its parts), so a history

@@ -11,6 +11,11 @@ The file's own ``fsync`` happens once per file, right before its rename (a visib
 never hold short bytes, since a blob found under its digest is trusted). The directories' are
 batched: a rename records its directory in a ``DirectorySyncs``, and whoever is about to commit
 rows calls ``sync()`` once, which ``fsync``s each directory renamed into since the last call.
+
+Within one process this covers a blob another thread published (one ``DirectorySyncs`` per store).
+Across processes sharing a local store it does not: a version may name a blob that another process
+renamed into place a moment before and whose directory that process has not synced yet (a window
+of one commit; that process syncs it before its own version).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ hashes what it wrote, and renames it into place only when the digest matches: a 
 under ``sha256/`` is always complete and correct, whatever was killed when. On a local file
 system blobs are made read-only (mode 0444), so a file that ``download()`` hard-linked to a blob
 can't be edited in place by accident (an editor that replaces the file, as most do, leaves the
-blob alone).
+blob alone). A store made with ``durable=True`` (artifacts: the local store and a server's) also
+``fsync``s each blob before its rename and each directory it was renamed into when ``sync()`` is
+called, before rows naming the blobs are committed (``durable.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from tracklet.artifacts.durable import DirectorySyncs, sync_file
 from tracklet.errors import ArtifactError
 
 _CHUNK = 1 << 20
@@ -59,9 +62,13 @@ class FsspecBlobStore:
     system does anyway, without importing fsspec: a run finished at interpreter exit may not
     import it any more, since fsspec registers an exit hook when it is first imported)."""
 
-    def __init__(self, url: str | os.PathLike, options: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str | os.PathLike, options: dict[str, Any] | None = None, *,
+                 durable: bool = False) -> None:
         self.url = str(url)
         self.local = "://" not in self.url or self.url.startswith("file://")
+        # Only a local disk needs the fsyncs: a PUT to an object store is durable once it returns.
+        self.durable = durable and self.local
+        self.directory_syncs = DirectorySyncs()
         self.fs: Any = None
         if self.local:
             base = self.url[len("file://"):] if self.url.startswith("file://") else self.url
@@ -122,8 +129,20 @@ class FsspecBlobStore:
         if self.local:
             os.chmod(temporary, 0o444)
             os.replace(temporary, final)
+            if self.durable:
+                self.directory_syncs.add(final.rsplit("/", 1)[0])
         else:
             self.fs.mv(temporary, final)
+
+    def _seal(self, handle: Any) -> None:
+        """A temporary blob's bytes written: on a durable store, on the disk before its rename."""
+        if self.durable:
+            sync_file(handle)
+
+    def sync(self) -> int:
+        """Make the names of the blobs published so far durable (``fsync`` their directories):
+        call before committing anything that names them. Directories synced (0 on an object store)."""
+        return self.directory_syncs.sync()
 
     def _discard(self, temporary: str) -> None:
         try:
@@ -151,6 +170,7 @@ class FsspecBlobStore:
                     written += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
+                self._seal(target)
             if hasher.hexdigest() != digest:
                 raise ArtifactError(f"{path} changed while it was being stored (its sha256 is now "
                                     f"{hasher.hexdigest()}, not {digest}); log the artifact again once it is written")
@@ -190,7 +210,9 @@ class FsspecBlobStore:
                             on_bytes(len(piece))
                         count = source.readinto(buffer)
                         piece = view[:count]
-                digest = hasher.hexdigest()
+                    digest = hasher.hexdigest()
+                    if not self.has(digest):
+                        self._seal(target)
                 if self.has(digest):
                     self._discard(temporary)
                     return digest, size, 0
@@ -209,6 +231,7 @@ class FsspecBlobStore:
         try:
             with self._open(temporary, "wb") as target:
                 target.write(data)
+                self._seal(target)
             self._publish(temporary, digest)
         except BaseException:
             self._discard(temporary)
@@ -274,8 +297,13 @@ class BlobWriter:
     def publish(self, digest: str) -> bool:
         """Close and make the blob visible as ``digest``; False (and nothing visible) unless the
         bytes written hash to ``digest``."""
-        self._handle.close()
-        if self.hasher.hexdigest() != digest:
+        matches = self.hasher.hexdigest() == digest
+        try:
+            if matches:
+                self.store._seal(self._handle)
+        finally:
+            self._handle.close()
+        if not matches:
             self.store._discard(self.temporary)
             return False
         try:

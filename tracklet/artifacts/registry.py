@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tracklet.artifacts.durable import sync_directory, sync_file
 from tracklet.artifacts.manifest import is_sha256
 from tracklet.artifacts.names import LATEST, check_alias, check_artifact_name, is_artifact_name, version_number
 from tracklet.core.atomicfile import replace_atomically
@@ -70,7 +71,7 @@ class VersionInfo:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    replace_atomically(path, data, durable=False)
+    replace_atomically(path, data, durable=True)
 
 
 class LocalRegistry:
@@ -253,7 +254,9 @@ class LocalRegistry:
         versions.mkdir(parents=True, exist_ok=True)
         temporary = versions / f".v{info.version}.{uuid.uuid4().hex}.tmp"
         # Metadata is the user's: a value JSON can't hold (a tensor, a path) is kept as its str().
-        temporary.write_bytes(json.dumps(info.to_json(), sort_keys=True, indent=1, default=str).encode())
+        with open(temporary, "xb") as handle:
+            handle.write(json.dumps(info.to_json(), sort_keys=True, indent=1, default=str).encode())
+            sync_file(handle)  # never a version file that a power cut leaves empty
         try:
             os.link(temporary, versions / f"v{info.version}.json")  # fails if that version exists
         except FileExistsError:
@@ -261,6 +264,7 @@ class LocalRegistry:
                                 "process at the same moment; log it again") from None
         finally:
             temporary.unlink()
+        sync_directory(str(versions))
 
     def set_aliases(self, project: str, name: str, version: int, add: list[str], remove: list[str]) -> None:
         """Give ``version`` the aliases ``add`` (moving them from other versions) and drop ``remove``."""

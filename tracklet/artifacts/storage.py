@@ -146,7 +146,7 @@ class ArtifactStore:
         self.data_root = Path(data_root).expanduser()
         self.directory = Path(directory) if directory is not None else artifact_dir(self.data_root)
         self.registry = LocalRegistry(self.directory)
-        self.blobs = FsspecBlobStore(self.directory)
+        self.blobs = FsspecBlobStore(self.directory, durable=True)  # fsync'd before a version names them
         self.hasher = Hasher(StatCache(self.data_root / "cache" / STAT_CACHE_FILE))
         self.configured_threshold = chunk_threshold
         self._chunk_lock = threading.Lock()  # the chunk index's connection: one thread at a time
@@ -213,6 +213,7 @@ class ArtifactStore:
             info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
                                manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
                                description=description or "", metadata=dict(metadata or {}), logged_by=logged_by)
+            self.blobs.sync()  # every blob the version names is on the disk before the version file
             stored, reused = self.registry.commit(info, aliases)
         return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,
                             sum(1 for n in written if n))
@@ -347,6 +348,8 @@ class ArtifactStore:
                 raise ArtifactError(f"artifact {name!r}: can't store chunks: {error}") from None
             except OSError as error:
                 raise _os_error(name, error) from None
+            if recipes:
+                self.blobs.sync()  # the recipe blobs, before the index rows that name them
             for file_digest, recipe in recipes.items():
                 index.add_recipe(file_digest, recipe)
             overhead = sum(pack.size - pack.data_bytes for pack in writer.packs)

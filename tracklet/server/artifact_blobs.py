@@ -48,6 +48,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tracklet.artifacts.durable import sync_directory, sync_file
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
@@ -124,7 +125,8 @@ class ServerArtifacts:
             if engine.dialect.name == "postgresql":  # a deployment any number of processes may serve
                 self.registry = SqlRegistry(engine)
         self.engine = engine
-        self.blobs = PackedBlobStore(url if url is not None else directory, options)
+        # Blobs and packs on a local disk are fsync'd before any row names them (artifacts/durable.py).
+        self.blobs = PackedBlobStore(url if url is not None else directory, options, durable=True)
         if self.blobs.fs is None:
             import fsspec
 
@@ -204,9 +206,11 @@ class ServerArtifacts:
         return found
 
     def grant(self, project: str, sizes: dict[str, int]) -> None:
-        """Record that ``project`` holds these blobs (digest -> size); one transaction."""
+        """Record that ``project`` holds these blobs (digest -> size); one transaction, once the
+        names of the blobs written so far are durable (``durable.py``)."""
         if not sizes:
             return
+        self.blobs.sync()
         from sqlalchemy.dialects import postgresql, sqlite
 
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -350,6 +354,7 @@ class ServerArtifacts:
                          "member": member.hex(), "created_at": now})
             offset += len(data)
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        self.blobs.sync()  # the pack's name is durable before its placements
         with self.engine.begin() as connection:  # placed meanwhile by another upload: its place stands
             connection.execute(dialect.insert(artifact_packed_blobs).on_conflict_do_nothing(), rows)
         self.keep_pack(pack_id, packed)
@@ -403,6 +408,7 @@ class ServerArtifacts:
                                                  set_={"created_at": insert.excluded.created_at})
         rows = {cid: {"project": project, "chunk_id": cid.hex(), "pack_id": pack_id, "pack_offset": offset,
                       "length": length, "created_at": now} for cid, offset, length in reversed(entries)}
+        self.blobs.sync()  # the pack's name is durable before the rows naming it
         with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
             connection.execute(statement, list(rows.values()))
         self.keep_pack(pack_id, data)
@@ -420,8 +426,10 @@ class ServerArtifacts:
             os.makedirs(os.path.dirname(temporary), exist_ok=True)
             with open(temporary, "wb") as handle:
                 handle.write(data)
+                sync_file(handle)  # on the disk before it is visible: a row may name it next
             os.makedirs(os.path.dirname(final), exist_ok=True)
             os.replace(temporary, final)
+            self.blobs.directory_syncs.add(os.path.dirname(final))
         else:
             self.fs.pipe_file(final, data)
 
@@ -433,6 +441,7 @@ class ServerArtifacts:
         claimed meanwhile (``artifact_gc._remove_pack``), and this covers a collection that saw no
         rows yet: whichever of the two comes last restores the pack, so no row names a removed one."""
         self.write_pack(pack_id, data)
+        self.blobs.sync()
 
     def _places(self, project: str, chunk_ids: list[bytes]) -> dict[bytes, tuple[str, int, int]]:
         """``chunk id -> (pack, offset, length)`` of the project's chunks among ``chunk_ids``."""
@@ -610,7 +619,9 @@ class ServerArtifacts:
             os.makedirs(os.path.dirname(final), exist_ok=True)
             with open(temporary, "wb") as handle:
                 handle.write(data)
+                sync_file(handle)  # the part's record below says it arrived whole: it must have
             os.replace(temporary, final)
+            sync_directory(os.path.dirname(final))
         self.fs.makedirs(f"{directory}/parts", exist_ok=True)
         self.fs.pipe_file(f"{directory}/parts/{number}.json", json.dumps(record).encode())
         return record

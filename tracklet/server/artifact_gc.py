@@ -218,6 +218,7 @@ def repack_packs(artifacts: ServerArtifacts, report: ServerGcReport, packs: dict
         placed = artifact_packed_blobs.update().where(
             artifact_packed_blobs.c.pack_id == sa.bindparam("old"), artifact_packed_blobs.c.member == sa.bindparam("c")
         ).values(pack_id=sa.bindparam("new"), pack_offset=sa.bindparam("o"))
+        artifacts.blobs.sync()  # the new pack's name is durable before rows move to it
         with artifacts.engine.begin() as connection:  # chunks and packed blobs alike
             connection.execute(statement, moves)
             connection.execute(placed, moves)
@@ -409,6 +410,9 @@ def _put_back(artifacts: ServerArtifacts, aside: str, path: str) -> None:
         fs.rm(aside)
     else:
         fs.mv(aside, path)
+        if artifacts.blobs.durable:  # rows name it: its name back in place must survive a power cut
+            artifacts.blobs.directory_syncs.add(path.rsplit("/", 1)[0])
+            artifacts.blobs.sync()
 
 
 def recover_set_aside(artifacts: ServerArtifacts) -> int:

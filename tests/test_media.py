@@ -62,6 +62,20 @@ def test_a_uint8_image_reads_back_byte_for_byte(start, shape):
     assert "img" not in recorded.keys()
 
 
+def test_jpeg_and_webp_are_opt_in_lossy_encodings_png_stays_the_default(start):
+    ramp = np.broadcast_to(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], (24, 32, 3)).copy()
+    recorded = _log_and_read(start, {"jpeg": tracklet.Image(ramp, file_type="jpeg"),
+                                     "webp": tracklet.Image(ramp, file_type="webp"), "png": tracklet.Image(ramp)})
+    for key, magic, mime in (("jpeg", b"\xff\xd8\xff", "image/jpeg"), ("webp", b"RIFF", "image/webp")):
+        (image,) = recorded.images(key)
+        assert (image.format, image.mime, image.width, image.height) == (key, mime, 32, 24)
+        assert image.path.read_bytes()[:len(magic)] == magic
+        assert np.abs(image.to_numpy().astype(int) - ramp).max() <= 16  # lossy, but the picture
+    assert np.array_equal(recorded.images("png")[0].to_numpy(), ramp)
+    with pytest.warns(tracklet.errors.TrackletWarning, match=r"key 'tiff' at step 0 could not be recorded: file_type must be png, jpeg or webp"):
+        _log_and_read(start, {"tiff": tracklet.Image(ramp, file_type="tiff")})
+
+
 def test_channels_first_arrays_and_torch_tensors_pil_images_and_paths(start, tmp_path):
     import torch
 

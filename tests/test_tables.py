@@ -314,13 +314,14 @@ def test_bad_table_arguments_are_clear_errors():
         tracklet.Table(dataframe=pd.DataFrame([[1, 2]], columns=["x", "x"]))
 
 
-def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, monkeypatch):
+def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, root, monkeypatch):
     from tracklet.media import table_store
 
-    def broken(table):
+    def broken(table, where):  # the disk fills up half way through the fragment
+        where.write(b"PAR1" + bytes(3 << 20))
         raise OSError("disk full")
 
-    monkeypatch.setattr(table_store, "parquet_bytes", broken)
+    monkeypatch.setattr(table_store, "write_parquet", broken)
     run = start()
     with pytest.warns(TrackletWarning, match="table at key 't' at step 0 could not be recorded: disk full"):
         run.log({"t": tracklet.Table(columns=["a"], data=[[1]]), "loss": 1.0})
@@ -329,6 +330,9 @@ def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, monk
     run.finish()
     assert read(run).history()["loss"] == [1.0, 2.0]
     assert _records(run) == []
+    blobs = root / "artifacts" / "blobs"
+    assert not (blobs / "sha256").exists() or _blob_files(root) == []  # nothing half-written is visible
+    assert list((blobs / "tmp").glob("*")) == []  # nor left behind
 
 
 # ---------------------------------------------------------------- queries vs pandas

@@ -350,6 +350,11 @@ def test_video_frames_become_a_gif(start):
         "gif", "image/gif", 5, 10.0, 24, 16, 0.5)
     assert np.array_equal(video.to_numpy(), frames.transpose(0, 2, 3, 1))  # few colours: the GIF is exact
     assert PILImage.open(video.thumbnail_path).size == (24, 16)
+    # a video file is stored as it is
+    clip = video.path.parent.parent.parent.parent.parent / "clip.gif"
+    clip.write_bytes(video.path.read_bytes())
+    (again,) = _log_and_read(start, {"file": tracklet.Video(str(clip))}).media("file")
+    assert (again.format, again.digest, again.frames) == ("gif", video.digest, 5)
 
 
 def test_mp4_without_pyav_is_stored_as_a_gif_with_a_warning(start, monkeypatch):

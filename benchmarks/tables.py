@@ -14,18 +14,33 @@ query's time (median of 5). Target: filter + sort + first 100 rows <= 300 ms.
 T3: ``--increments`` INCREMENTAL logs of 10 rows: the process's RSS growth between the 500th
 increment and the last (both after ``flush``). Target: <= 10 MB for 10,000 increments.
 
+T4 (``--server``, on by default; ``--no-server`` skips it): the same query through ``tracklet ui``
+over the data root, ``GET /api/v1/runs/<project>/<run>/tables/t?filter=...&sort=score&descending=true
+&limit=100`` (what the table panel asks: the count and the page): wall time of the request and the
+server process's CPU time for it (median of 5 after one warm-up). Target: <= 300 ms on the server.
+With ``--chromium PATH`` (Playwright), the dashboard: the table page opened at the URL with that
+filter and sort, ms from navigation start until the filtered count and the first row of the
+sorted page are drawn; and on a page showing the unfiltered table, from typing Enter on the filter
+until the filtered rows are drawn (median of 3 each). Target: <= 1 s visible in the dashboard.
+
 ``--quick``: 100k rows and 2,000 increments. Absolute times on shared machines drift; report
-them with the machine's state.
+them with the machine's state (wall and CPU time both printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import print_table, write_json  # noqa: E402
 
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
+FILTER = "score > 0.9 and label = 'cat'"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _frame(rows: int):
@@ -87,7 +104,84 @@ def t1_t2(work: Path, rows: int) -> dict:
     return {"rows": rows, "table_ms": (made - started) * 1000, "log_ms": (logged - made) * 1000, "relog_ms": relogged * 1000,
             "durable_seconds": durable - started, "stored_bytes": stored, "open_seconds": open_seconds,
             "query_ms_median": statistics.median(times) * 1000, "query_ms_min": min(times) * 1000,
-            "count_ms": count_seconds * 1000, "matched": matched}
+            "count_ms": count_seconds * 1000, "matched": matched, "run_path": run.path,
+            "first_id": int(expected["id"].iloc[0])}
+
+
+def _start_ui(root: Path) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # --no-token: any local user may read (this benchmark's throwaway data root)
+    ui = subprocess.Popen([sys.executable, "-m", "tracklet", "ui", "--dir", str(root), "--no-open", "--port", "0",
+                           "--no-token"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = ui.stdout.readline() if ui.stdout else ""
+    match = re.search(r"http://127\.0\.0\.1:\d+/", line)
+    if not match:
+        ui.kill()
+        raise SystemExit(f"tracklet ui did not start: {line}{ui.stderr.read() if ui.stderr else ''}")
+    return ui, match.group()
+
+
+def t4(work: Path, big: dict, chromium: str | None) -> dict:
+    """The T2 query through the server (and the dashboard, with ``chromium``)."""
+    import psutil
+
+    ui, url = _start_ui(work / "root")
+    process = psutil.Process(ui.pid)
+    project, run_id = big["run_path"].split("/")[-2:]
+    query = urllib.parse.urlencode({"filter": FILTER, "sort": "score", "descending": "true", "limit": 100})
+    api = f"{url}api/v1/runs/{project}/{run_id}/tables/t?{query}"
+    out: dict = {}
+    try:
+        walls, cpus = [], []
+        for _ in range(6):
+            before = sum(process.cpu_times()[:2])
+            began = time.perf_counter()
+            with urllib.request.urlopen(api, timeout=120) as response:
+                page = json.load(response)
+            walls.append(time.perf_counter() - began)
+            cpus.append(sum(process.cpu_times()[:2]) - before)
+            assert page["total"] == big["matched"] and len(page["rows"]) == 100, page.get("total")
+        out.update(server_ms=statistics.median(walls[1:]) * 1000, server_cpu_ms=statistics.median(cpus[1:]) * 1000,
+                   server_first_ms=walls[0] * 1000)
+        if chromium:
+            out.update(_dashboard(url, project, run_id, big, chromium))
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+    return out
+
+
+def _dashboard(url: str, project: str, run_id: str, big: dict, chromium: str) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    panel = ".table-panel[data-key='t']"
+    drawn = ("([total, id]) => { const p = window.__tracklet.probe('table:t'); const el = document.querySelector("
+             f"\"{panel}\"); return el && el.dataset.total === String(total) && p && p.rows.length > 0 && "
+             "p.rows.every(r => !r.loading) && p.rows[0].cells[p.columns.indexOf('id')] === String(id); }")
+    page_url = f"{url}projects/{project}/runs/{run_id}/tables/t"
+    opened, refiltered = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for _ in range(4):
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                query = urllib.parse.urlencode({"filter": FILTER, "sort": "score", "desc": "1"})
+                page.goto(f"{page_url}?{query}")
+                page.wait_for_function(drawn, arg=[big["matched"], big["first_id"]], timeout=120_000, polling=5)
+                opened.append(page.evaluate("() => performance.now()"))
+                # the same table unfiltered, sorted; then the filter typed in
+                page.goto(f"{page_url}?sort=score&desc=1")
+                page.wait_for_function(f"() => document.querySelector(\"{panel}\")?.dataset.total === '{big['rows']}'",
+                                       timeout=120_000, polling=5)
+                page.fill(f"{panel} input.tp-filter", FILTER)
+                began = page.evaluate("() => performance.now()")
+                page.press(f"{panel} input.tp-filter", "Enter")
+                page.wait_for_function(drawn, arg=[big["matched"], big["first_id"]], timeout=120_000, polling=5)
+                refiltered.append(page.evaluate("() => performance.now()") - began)
+                page.close()
+        finally:
+            browser.close()
+    return {"dashboard_open_ms": statistics.median(opened[1:]), "dashboard_filter_ms": statistics.median(refiltered[1:])}
 
 
 def t3(work: Path, increments: int) -> dict:
@@ -122,11 +216,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--increments", type=int, default=10_000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-server", dest="server", action="store_false", help="skip T4 (the server)")
+    parser.add_argument("--chromium", default=None, help="T4 in the dashboard too, with this Chromium (Playwright)")
     args = parser.parse_args()
     rows, increments = (100_000, 2_000) if args.quick else (args.rows, args.increments)
     work = Path(tempfile.mkdtemp(prefix="tracklet-bench-tables-"))
     try:
+        began = os.times()
         big = t1_t2(work, rows)
+        ended = os.times()
+        big["process_cpu_seconds"] = (ended.user - began.user) + (ended.system - began.system)
+        served = t4(work, big, args.chromium) if args.server else {}
         many = t3(work, increments)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -140,10 +240,18 @@ def main() -> None:
         ["T2 filter+sort+100 rows", f"{big['query_ms_median']:.1f} ms", f"min {big['query_ms_min']:.1f} ms",
          "median of 5; target <= 300 ms"],
         ["T2 count(filter)", f"{big['count_ms']:.1f} ms", f"{big['matched']:,} rows match", ""],
+        *([["T4 server: filter+sort+100 rows", f"{served['server_ms']:.1f} ms",
+            f"server CPU {served['server_cpu_ms']:.1f} ms", "median of 5, count + page; target <= 300 ms"]]
+          if served else []),
+        *([["T4 dashboard: opened at the URL", f"{served['dashboard_open_ms']:.0f} ms", "navigation -> rows drawn",
+            "median of 3; target <= 1 s"],
+           ["T4 dashboard: filter typed", f"{served['dashboard_filter_ms']:.0f} ms", "Enter -> rows drawn",
+            "median of 3; target <= 1 s"]] if "dashboard_open_ms" in served else []),
         ["T3 INCREMENTAL RSS growth", f"{many['rss_growth_mb']:.1f} MB", f"{increments:,} x 10 rows",
          f"{many['seconds']:.1f} s in all; target <= 10 MB for 10,000"],
     ], header=["benchmark", "figure", "size", "note"])
-    write_json(args.json, {"t1_t2": big, "t3": many})
+    print(f"T1+T2 process CPU {big['process_cpu_seconds']:.2f} s; load average {os.getloadavg()[0]:.1f}")
+    write_json(args.json, {"t1_t2": big, "t4": served, "t3": many})
 
 
 if __name__ == "__main__":

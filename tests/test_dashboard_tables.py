@@ -70,6 +70,11 @@ def tables_root(tmp_path_factory):
     for n in range(3):
         grow.add_data(n, n * n)
         run.log({"grow": grow})
+    frames = np.zeros((3, 3, 16, 16), dtype=np.uint8)
+    frames[:, 1] = 200
+    run.log({"av": tracklet.Table(columns=["sound", "clip", "page"], data=[[
+        tracklet.Audio(np.sin(np.linspace(0, 800, 8000)).astype(np.float32), sample_rate=8000),
+        tracklet.Video(frames, fps=3), tracklet.Html("<p id='x'>hi</p>")]])})
     run.finish()
     other = tracklet.init(project="tbl", id="b", name="second", dir=str(root), settings=QUIET)
     other.log({"cells": tracklet.Table(columns=["id", "guess"], data=[[i, f"h{i}"] for i in range(3, 9)])})
@@ -252,6 +257,22 @@ def test_media_cells_versions_and_a_join_of_two_runs(servers, tables_root, page)
     page.wait_for_selector(f"{_panel('grow')}[data-total='2']")
     version = _wait_rows(page, "grow", "p.rows.length === 2")
     assert [row["cells"] for row in version["rows"]] == [["0", "0"], ["1", "1"]]
+
+    # Audio, video and Html cells open a player, the GIF, a sandboxed frame (no allow-same-origin)
+    page.goto(server.url + "/projects/tbl/runs/a/tables/av")
+    _wait_rows(page, "av", "p.rows.length === 1")
+    page.click(f"{_panel('av')} button.tp-media:has-text('audio')")
+    page.wait_for_function("() => { const a = document.querySelector('dialog.tp-dialog[open] audio'); "
+                           "return a && Math.abs(a.duration - 1) < 0.01; }")  # 8,000 samples at 8 kHz, decoded
+    page.click("dialog.tp-dialog button")
+    page.click(f"{_panel('av')} button.tp-media:has-text('video')")
+    page.wait_for_function("() => { const i = document.querySelector('dialog.tp-dialog[open] img.tp-full'); "
+                           "return i && i.naturalWidth === 16; }")
+    page.click("dialog.tp-dialog button")
+    page.click(f"{_panel('av')} button.tp-media:has-text('html')")
+    frame = page.wait_for_selector("dialog.tp-dialog[open] iframe.media-html")
+    assert frame.get_attribute("sandbox") == "allow-scripts"
+    assert frame.content_frame().wait_for_selector("#x").text_content() == "hi"
 
 
 def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, page):  # noqa: F811

@@ -62,6 +62,20 @@ def test_a_uint8_image_reads_back_byte_for_byte(start, shape):
     assert "img" not in recorded.keys()
 
 
+def test_jpeg_and_webp_are_opt_in_lossy_encodings_png_stays_the_default(start):
+    ramp = np.broadcast_to(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], (24, 32, 3)).copy()
+    recorded = _log_and_read(start, {"jpeg": tracklet.Image(ramp, file_type="jpeg"),
+                                     "webp": tracklet.Image(ramp, file_type="webp"), "png": tracklet.Image(ramp)})
+    for key, magic, mime in (("jpeg", b"\xff\xd8\xff", "image/jpeg"), ("webp", b"RIFF", "image/webp")):
+        (image,) = recorded.images(key)
+        assert (image.format, image.mime, image.width, image.height) == (key, mime, 32, 24)
+        assert image.path.read_bytes()[:len(magic)] == magic
+        assert np.abs(image.to_numpy().astype(int) - ramp).max() <= 16  # lossy, but the picture
+    assert np.array_equal(recorded.images("png")[0].to_numpy(), ramp)
+    with pytest.warns(tracklet.errors.TrackletWarning, match=r"key 'tiff' at step 0 could not be recorded: file_type must be png, jpeg or webp"):
+        _log_and_read(start, {"tiff": tracklet.Image(ramp, file_type="tiff")})
+
+
 def test_channels_first_arrays_and_torch_tensors_pil_images_and_paths(start, tmp_path):
     import torch
 
@@ -336,6 +350,11 @@ def test_video_frames_become_a_gif(start):
         "gif", "image/gif", 5, 10.0, 24, 16, 0.5)
     assert np.array_equal(video.to_numpy(), frames.transpose(0, 2, 3, 1))  # few colours: the GIF is exact
     assert PILImage.open(video.thumbnail_path).size == (24, 16)
+    # a video file is stored as it is
+    clip = video.path.parent.parent.parent.parent.parent / "clip.gif"
+    clip.write_bytes(video.path.read_bytes())
+    (again,) = _log_and_read(start, {"file": tracklet.Video(str(clip))}).media("file")
+    assert (again.format, again.digest, again.frames) == ("gif", video.digest, 5)
 
 
 def test_mp4_without_pyav_is_stored_as_a_gif_with_a_warning(start, monkeypatch):

@@ -314,13 +314,14 @@ def test_bad_table_arguments_are_clear_errors():
         tracklet.Table(dataframe=pd.DataFrame([[1, 2]], columns=["x", "x"]))
 
 
-def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, monkeypatch):
+def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, root, monkeypatch):
     from tracklet.media import table_store
 
-    def broken(table):
+    def broken(table, where):  # the disk fills up half way through the fragment
+        where.write(b"PAR1" + bytes(3 << 20))
         raise OSError("disk full")
 
-    monkeypatch.setattr(table_store, "parquet_bytes", broken)
+    monkeypatch.setattr(table_store, "write_parquet", broken)
     run = start()
     with pytest.warns(TrackletWarning, match="table at key 't' at step 0 could not be recorded: disk full"):
         run.log({"t": tracklet.Table(columns=["a"], data=[[1]]), "loss": 1.0})
@@ -329,6 +330,9 @@ def test_a_table_that_fails_to_store_is_reported_and_the_run_goes_on(start, monk
     run.finish()
     assert read(run).history()["loss"] == [1.0, 2.0]
     assert _records(run) == []
+    blobs = root / "artifacts" / "blobs"
+    assert not (blobs / "sha256").exists() or _blob_files(root) == []  # nothing half-written is visible
+    assert list((blobs / "tmp").glob("*")) == []  # nor left behind
 
 
 # ---------------------------------------------------------------- queries vs pandas
@@ -626,6 +630,27 @@ def test_media_in_cells_are_stored_as_blobs_and_read_back_as_structs(start, root
         assert cell["thumbnail"] == "" or (blob.parent.parent / cell["thumbnail"][:2] / cell["thumbnail"]).is_file()
     assert got.filter("label = 'cat'").to_arrow().column("image").to_pylist()[0]["caption"] == "#1"
     assert len(table) == 5 and table.get_column("label")[-1] == "fish"  # the table still holds its media rows
+
+
+def test_a_dataframe_holding_media_or_other_objects_is_logged_as_wandb_logs_it(start):
+    """W&B scripts build predictions tables as DataFrames with a column of images: the media are
+    stored as cells; a column of objects Arrow can't store is their text, with a warning."""
+    run = start()
+    pixels = [np.full((4, 6, 3), 30 * i, dtype=np.uint8) for i in range(3)]
+    frame = pd.DataFrame({"id": np.arange(3, dtype=np.int64), "image": [tracklet.Image(p) for p in pixels],
+                          "score": [0.5, 0.25, 0.125], "thing": [object(), object(), None]})
+    table = tracklet.Table(dataframe=frame)
+    frame.loc[0, "id"] = -1  # changing the frame afterwards changes nothing logged
+    assert table.columns == ["id", "image", "score", "thing"] and len(table) == 3
+    with pytest.warns(TrackletWarning, match=r"table 'preds' at step 0: column 'thing' holds values Arrow can't store"):
+        run.log({"preds": table})
+        run.flush()
+    run.finish()
+    got = read(run).table("preds").to_arrow()
+    assert got.column("id").to_pylist() == [0, 1, 2] and got.column("score").to_pylist() == [0.5, 0.25, 0.125]
+    assert [(cell["kind"], cell["width"], cell["height"]) for cell in got.column("image").to_pylist()] == [
+        ("image", 6, 4)] * 3
+    assert got.column("thing").to_pylist()[0].startswith("<object object at")
 
 
 def test_a_column_added_to_a_table_of_media_rows_joins_them(start):

@@ -146,8 +146,14 @@ class Table(LoggedObject):
         self._rows: list[list[Any]] = []
         if data is None:
             data = rows
-        if dataframe is not None:
-            self._arrow = table_arrow.arrow_of_dataframe(dataframe)
+        if dataframe is not None and data is not None:
+            raise TableError("tracklet.Table: pass data= or dataframe=, not both")
+        converted = None if dataframe is None else table_arrow.arrow_of_dataframe(dataframe)
+        if dataframe is not None and converted is None:  # a pandas frame of media (or other objects)
+            frame = dataframe if columns is None else dataframe[list(columns)]
+            columns, data = [str(name) for name in frame.columns], table_arrow.dataframe_rows(frame)
+        elif converted is not None:
+            self._arrow = converted
             names = list(self._arrow.column_names)
             for name in names:
                 if name.startswith(table_arrow.RESERVED_PREFIX):
@@ -157,8 +163,6 @@ class Table(LoggedObject):
                 self._arrow = self._arrow.select(list(columns))  # KeyError-like ArrowInvalid names a missing one
                 names = list(columns)
             self._columns = names
-            if data is not None:
-                raise TableError("tracklet.Table: pass data= or dataframe=, not both")
             return
         if data is not None and type(data).__module__.partition(".")[0] == "numpy":
             data = data.tolist()  # one C call; rows of Python scalars

@@ -45,7 +45,9 @@ def pa_module() -> Any:
 def arrow_of_dataframe(frame: Any) -> Any:
     """``frame`` as an Arrow table the caller can't change afterwards: a pandas DataFrame is
     copied (``from_pandas`` would share its numeric buffers) and converted as a whole; an Arrow
-    table is immutable and taken as it is; other frames convert through the Arrow stream protocol."""
+    table is immutable and taken as it is; other frames convert through the Arrow stream protocol.
+    None for a pandas DataFrame Arrow can't convert (a column of media, as W&B scripts build
+    predictions tables, or of other objects): take its rows (``dataframe_rows``) instead."""
     pa = pa_module()
     if isinstance(frame, pa.Table):
         return frame
@@ -60,13 +62,24 @@ def arrow_of_dataframe(frame: Any) -> Any:
             raise TableError(f"tracklet.Table(dataframe=...): duplicate column names {duplicated}")
         copy = frame.copy(deep=True)
         copy.columns = names
-        return pa.Table.from_pandas(copy, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(copy, preserve_index=False)
+        except _arrow_errors(pa):
+            return None  # a column of media or other objects: the caller takes the frame's rows
     if hasattr(frame, "__arrow_c_stream__"):
         return pa.table(frame)
     if hasattr(frame, "to_arrow"):
         return frame.to_arrow()
     raise TypeError(f"tracklet.Table(dataframe=...) takes a pandas DataFrame, an Arrow table or a frame with "
                     f"the Arrow stream protocol; got {type(frame).__name__}")
+
+
+def dataframe_rows(frame: Any) -> list[list[Any]]:
+    """A pandas DataFrame's rows as lists of Python values (a column at a time): the path for a
+    frame holding media, whose cells are stored on the worker (``table_cells``), or objects Arrow
+    can't store (then stored as their text, ``column_array``)."""
+    columns = [frame[name].tolist() for name in frame.columns]
+    return [list(row) for row in zip(*columns)]
 
 
 def _arrow_errors(pa: Any) -> tuple[type[BaseException], ...]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 FRAGMENT_ROWS = 1 << 20
 ROW_GROUP_ROWS = 128 * 1024
+DICTIONARY_BYTES = 64 * 1024
 
 
 def store_snapshot(snapshot: TableSnapshot, context: Any, key: str, step: int, when: float) -> pb.Record:
@@ -61,31 +62,83 @@ def write_fragments(blobs: Any, table: Any) -> list[tuple[str, int, int]]:
     fragments = []
     for start in range(0, max(table.num_rows, 1), FRAGMENT_ROWS):
         part = table.slice(start, FRAGMENT_ROWS)
-        data = parquet_bytes(part)
-        digest, _ = blobs.put_bytes(data)
-        fragments.append((digest, part.num_rows, len(data)))
-        del data
+        digest, size = _store_parquet(blobs, part)
+        fragments.append((digest, part.num_rows, size))
     return fragments
+
+
+class _BlobSink:
+    """A blob being written (``FsspecBlobStore.writer``) as the file object Arrow writes to."""
+
+    closed = False
+
+    def __init__(self, blob: Any) -> None:
+        self.blob = blob
+
+    def write(self, data: Any) -> int:
+        self.blob.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _store_parquet(blobs: Any, table: Any) -> tuple[str, int]:
+    """``table`` as a Parquet blob: (digest, bytes). Written straight into the blob store, hashed
+    as it is written (a 1M-row fragment is ~50 MB: an in-memory file that grows, then its copy as
+    ``bytes``, cost more CPU in page faults than encoding it); through 1 MiB writes, so the worker
+    takes the GIL ~50 times for it, not at every page."""
+    if not hasattr(blobs, "writer"):  # a store that takes whole blobs only
+        data = parquet_bytes(table)
+        digest, _ = blobs.put_bytes(data)
+        return digest, len(data)
+    pa = table_arrow.pa_module()
+    blob = blobs.writer()
+    try:
+        with pa.output_stream(_BlobSink(blob), buffer_size=1 << 20) as stream:
+            write_parquet(table, stream)
+        digest, size = blob.hasher.hexdigest(), blob.size
+        if blobs.has(digest):  # stored before: identical content is stored once
+            blob.discard()
+        elif not blob.publish(digest):  # pragma: no cover - the bytes hashed as they were written
+            raise OSError(f"a table fragment's blob did not match its digest {digest}")
+    except BaseException:
+        blob.discard()
+        raise
+    return digest, size
 
 
 def parquet_bytes(table: Any) -> bytes:
     """``table`` as a Parquet file, with tracklet's row column appended."""
+    pa = table_arrow.pa_module()
+    sink = pa.BufferOutputStream()
+    write_parquet(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def write_parquet(table: Any, where: Any) -> None:
+    """``table`` as a Parquet file written to ``where`` (an Arrow output stream), with tracklet's
+    row column appended."""
     pa = table_arrow.pa_module()
     import numpy as np
     import pyarrow.parquet as pq
 
     # Dictionary encoding where values repeat (text, ints, bools): on floats it only costs (Arrow
     # tries, then falls back; 1M rows x 6 float columns: 2.3 s instead of 0.5 s, and a bigger file).
+    # A column chunk whose dictionary outgrows DICTIONARY_BYTES falls back to plain values there:
+    # an id column (every value distinct) stops being hashed after ~8k values, not 128k.
     types = pa.types
     dictionary = [field.name for field in table.schema
                   if types.is_string(field.type) or types.is_large_string(field.type) or types.is_integer(field.type)
                   or types.is_boolean(field.type) or types.is_binary(field.type)]
     rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
     table = table.append_column(table_arrow.ROW_COLUMN, rows)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary,
+    pq.write_table(table, where, compression="zstd", row_group_size=ROW_GROUP_ROWS, use_dictionary=dictionary,
+                   dictionary_pagesize_limit=DICTIONARY_BYTES,
                    column_encoding={table_arrow.ROW_COLUMN: "DELTA_BINARY_PACKED"})
-    return sink.getvalue().to_pybytes()
 
 
 def table_record(*, key: str, step: int, time: float, log_mode: str, table_id: str, increment: int,

@@ -233,6 +233,18 @@ def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(server
     drawn = wait_report_chart(page, "report:0", runs=2)
     assert sorted(r["run"] for r in drawn["runs"]) == ["r0", "r2"]
 
+    # A run page's charts too: the panel charts that run.
+    page.goto(f"{server.url}/projects/cmp/runs/r1")
+    page.wait_for_function("() => { const c = window.__tracklet.chart('eval/acc'); return c && c.runs.length === 1 }")
+    page.click(".panel[data-key='eval/acc'] button.add-to-report")
+    page.wait_for_selector("dialog.add-report-dialog[open]")
+    page.select_option("dialog select[name='report']", str(existing["id"]))
+    page.click("dialog button[value='add']")
+    page.wait_for_selector("dialog .result a")
+    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}", timeout=30).json()["version"] == 3
+    data = httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}/panels/1/data", timeout=30).json()
+    assert [run["id"] for run in data["runs"]] == ["r1"] and data["history"]["series"][0]["key"] == "eval/acc"
+
 
 def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(servers, tmp_path, page):  # noqa: F811
     """Fidelity of the report page's bucketing: 12 runs of 6,000 noisy steps, each with a one-step

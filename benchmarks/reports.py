@@ -127,8 +127,10 @@ def baseline_server(root: Path, checkout: Path):
         def spawn(self) -> None:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with self.log.open("ab") as stderr:
+                # cwd too: `python -m` puts the working directory first on sys.path, so a baseline
+                # started from this checkout's root would import this checkout's tracklet.
                 self.proc = subprocess.Popen(self.args, env={**os.environ, "PYTHONPATH": str(checkout)},
-                                             stdout=subprocess.DEVNULL, stderr=stderr)
+                                             cwd=checkout, stdout=subprocess.DEVNULL, stderr=stderr)
 
     return Baseline(root).start()
 
@@ -140,7 +142,7 @@ def cli_pdf(checkout: Path, url: str, report_id: str, out: Path) -> tuple[float,
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "tracklet", "report", "export", f"bench/{report_id}", "--url", url,
                     "--format", "pdf", "-o", str(out)], env={**os.environ, "PYTHONPATH": str(checkout)},
-                   check=True, capture_output=True, timeout=600)
+                   cwd=checkout, check=True, capture_output=True, timeout=600)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

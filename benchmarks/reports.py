@@ -90,9 +90,14 @@ def cpu_seconds(pids: list[int]) -> dict[str, float]:
     return found
 
 
+DATA_BYTES = ("() => performance.getEntriesByType('resource').filter(e => e.name.includes('/data?'))"
+              ".reduce((sum, e) => [sum[0] + e.encodedBodySize, sum[1] + e.decodedBodySize], [0, 0])")
+
+
 def paint(browser, url: str, panels: int, pids: list[int]) -> tuple[float, float, dict[str, float]]:
     """(ms from navigation start to every panel drawn, ms to the first panel drawn, CPU seconds
-    spent meanwhile by the server and by Chromium), in a fresh context (no cache)."""
+    spent meanwhile by the server and by Chromium, and the panel data's bytes as sent and as
+    decoded: "sent", "decoded"), in a fresh context (no cache)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
@@ -107,7 +112,9 @@ def paint(browser, url: str, panels: int, pids: list[int]) -> tuple[float, float
         states = page.evaluate("() => window.__tracklet.probe('report').panels.map(p => p.state)")
         assert states == ["drawn"] * panels, states
         first = page.evaluate("() => window.__tracklet.marks['report-first-panel']")
-        return float(shown), float(first or shown), {kind: after[kind] - before[kind] for kind in after}
+        sent, decoded = page.evaluate(DATA_BYTES)
+        return float(shown), float(first or shown), {**{kind: after[kind] - before[kind] for kind in after},
+                                                     "sent": sent, "decoded": decoded}
     finally:
         context.close()
 
@@ -120,8 +127,10 @@ def baseline_server(root: Path, checkout: Path):
         def spawn(self) -> None:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with self.log.open("ab") as stderr:
+                # cwd too: `python -m` puts the working directory first on sys.path, so a baseline
+                # started from this checkout's root would import this checkout's tracklet.
                 self.proc = subprocess.Popen(self.args, env={**os.environ, "PYTHONPATH": str(checkout)},
-                                             stdout=subprocess.DEVNULL, stderr=stderr)
+                                             cwd=checkout, stdout=subprocess.DEVNULL, stderr=stderr)
 
     return Baseline(root).start()
 
@@ -133,7 +142,7 @@ def cli_pdf(checkout: Path, url: str, report_id: str, out: Path) -> tuple[float,
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "tracklet", "report", "export", f"bench/{report_id}", "--url", url,
                     "--format", "pdf", "-o", str(out)], env={**os.environ, "PYTHONPATH": str(checkout)},
-                   check=True, capture_output=True, timeout=600)
+                   cwd=checkout, check=True, capture_output=True, timeout=600)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -223,6 +232,8 @@ def main() -> None:
         ["  … the first panel drawn", cell(firsts, "s", 1e-3), ""],
         ["  … CPU of Chromium (all its processes) per paint", cell(browser_cpu, "s"), ""],
         ["  … CPU of the server per paint (warm)", cell(server_cpu, "s"), f"cold: {cold[2]['server']:.2f} s"],
+        ["  … panel data per paint, as sent / decoded", f"{cold[2]['sent'] / 1e6:,.2f} / {cold[2]['decoded'] / 1e6:,.2f} MB",
+         ""],
         ["HTML export (offline file)", cell(html_times, "s"), "target ≤ 5 s"],
         ["  … of which the panels' data from the server", cell(snap_times, "s"), ""],
         ["  … its size", f"{size / 1e6:,.2f} MB", "target ≤ 5 MB"],
@@ -232,6 +243,8 @@ def main() -> None:
         rows += [
             ["baseline: paint", cell([ms for ms, _, _ in base_measured], "s", 1e-3), str(args.baseline)],
             ["baseline: … CPU of Chromium per paint", cell([cpu["chromium"] for _, _, cpu in base_measured], "s"), ""],
+            ["baseline: … panel data, as sent / decoded", f"{base_measured[0][2]['sent'] / 1e6:,.2f} / "
+             f"{base_measured[0][2]['decoded'] / 1e6:,.2f} MB", ""],
             ["this: `report export --format pdf` (a command)", cell([wall for wall, _ in cli_this], "s"), ""],
             ["  … CPU of its process tree", cell([cpu for _, cpu in cli_this], "s"), ""],
             ["baseline: `report export --format pdf`", cell([wall for wall, _ in cli_base], "s"), ""],
@@ -240,7 +253,8 @@ def main() -> None:
     print_table(rows, header=[f"measure (median of {args.repeat})", "value", "target"])
     print(f"load average (1, 5, 15 min): {', '.join(f'{value:.1f}' for value in os.getloadavg())} on {os.cpu_count()} CPUs")
     write_json(args.json, {"paint_ms": paints, "first_panel_ms": firsts, "chromium_cpu_s": browser_cpu,
-                           "server_cpu_s": server_cpu, "load": os.getloadavg(), "html_s": html_times, "snapshot_s": snap_times, "html_bytes": size, "pdf_s": pdf_times,
+                           "server_cpu_s": server_cpu, "data_bytes": [cpu["sent"] for _, _, cpu in measured],
+                           "baseline_data_bytes": [cpu["sent"] for _, _, cpu in base_measured], "load": os.getloadavg(), "html_s": html_times, "snapshot_s": snap_times, "html_bytes": size, "pdf_s": pdf_times,
                            "panels": args.panels, "runs": args.runs, "steps": args.steps,
                            "baseline_paint_ms": [ms for ms, _, _ in base_measured],
                            "baseline_chromium_cpu_s": [cpu["chromium"] for _, _, cpu in base_measured],

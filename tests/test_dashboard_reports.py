@@ -109,6 +109,9 @@ def test_report_page_renders_sanitised_markdown_and_live_panels_with_exact_hover
     assert all(not (href or "").startswith("javascript:")
                for href in page.eval_on_selector_all(".report-text a", "links => links.map(a => a.getAttribute('href'))"))
     assert probe(page, "report")["painted"]
+    # The page read its panels as binary columns (float64 values: the hover values above are exact).
+    asked = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/data?'))")
+    assert asked and all("format=columns" in name for name in asked)
 
 
 def test_a_token_viewer_sees_no_access_and_error_cards_while_the_other_panels_draw(servers, runs_root, page,  # noqa: F811
@@ -230,6 +233,18 @@ def test_add_to_report_appends_the_workspace_panel_with_the_selected_runs(server
     drawn = wait_report_chart(page, "report:0", runs=2)
     assert sorted(r["run"] for r in drawn["runs"]) == ["r0", "r2"]
 
+    # A run page's charts too: the panel charts that run.
+    page.goto(f"{server.url}/projects/cmp/runs/r1")
+    page.wait_for_function("() => { const c = window.__tracklet.chart('eval/acc'); return c && c.runs.length === 1 }")
+    page.click(".panel[data-key='eval/acc'] button.add-to-report")
+    page.wait_for_selector("dialog.add-report-dialog[open]")
+    page.select_option("dialog select[name='report']", str(existing["id"]))
+    page.click("dialog button[value='add']")
+    page.wait_for_selector("dialog .result a")
+    assert httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}", timeout=30).json()["version"] == 3
+    data = httpx.get(f"{server.url}/api/v1/projects/cmp/reports/{existing['id']}/panels/1/data", timeout=30).json()
+    assert [run["id"] for run in data["runs"]] == ["r1"] and data["history"]["series"][0]["key"] == "eval/acc"
+
 
 def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(servers, tmp_path, page):  # noqa: F811
     """Fidelity of the report page's bucketing: 12 runs of 6,000 noisy steps, each with a one-step
@@ -238,7 +253,7 @@ def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(
     drawn and inked on the canvas at its place (its band's column reaches it)."""
     root = tmp_path / "srv"
     rng = np.random.default_rng(20)
-    truth = {}
+    truth, logged = {}, {}
     for index in range(12):
         values = np.sin(np.arange(6000) / 300) + 0.2 * rng.standard_normal(6000) + index / 4
         up, down = rng.choice(np.arange(50, 5950), size=2, replace=False)
@@ -249,6 +264,7 @@ def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(
             run.log({"noise": value})
         run.finish()
         truth[f"d{index:02d}"] = (float(values.min()), float(values.max()))
+        logged[f"d{index:02d}"] = values
     server = servers(root, dev=True)
     report = create(server.url, panel("[noise]", "size: m\nruns:\n  sort: run_id\n  limit: 12\n"), project="dense")
     page.goto(f"{server.url}/projects/dense/reports/{report['id']}")
@@ -268,6 +284,9 @@ def test_a_dense_panel_keeps_every_series_min_and_max_on_screen_after_bucketing(
                                  ["report:0", x, extreme + inward * 1.5 * span / height])
             # Not blank (transparent) nor the grey of a grid line (which a band tints: a spread of 14 seen).
             assert rgba[3] > 0 and max(rgba[:3]) - min(rgba[:3]) > 8, (series["run"], extreme, rgba)
+    # Hovering a bucket shows its last point's logged value exactly (float64, not the bands' float32).
+    hovered = hover_values(page, "report:0", 3001, 0)
+    assert len(hovered) == 12 and all(value == logged[run][int(step)] for run, step, value in hovered), hovered
 
 
 def _offline_page(chromium, path: Path):

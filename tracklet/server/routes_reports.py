@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from tracklet.core.layout import check_name
 from tracklet.errors import MissingDependency, ReportConflict, ReportError, ReportNotFound
+from tracklet.reports import columns
 from tracklet.reports.cache import PanelCache, document_of, panel_key, run_stamp
 from tracklet.reports.document import MAX_MARKDOWN_CHARS, MAX_PANELS, parse
 from tracklet.reports.runsets import freeze_pins, panel_project
@@ -53,6 +54,7 @@ BucketList = Annotated[list[BucketCount] | None, Query(description="buckets per 
 KnownList = Annotated[list[Annotated[str, Field(max_length=64)]] | None, Query(
     description="`index:stamp` of answers the caller has: a panel whose runs haven't changed answers `data: null`")]
 _UNTYPED = TypeAdapter(dict[str, Any])
+PanelFormat = Literal["json", "columns"]
 
 
 def dump_json(content: dict[str, Any]) -> bytes:
@@ -437,21 +439,27 @@ def panel_cache(request: Request) -> PanelCache:
 
 
 def _panel_body(request: Request, project: str, panel: Any, *, memo: dict[str, Any] | None = None,
-                start: float | None = None, end: float | None = None, buckets: int | None = 1000
-                ) -> tuple[str | None, bytes]:
-    """(stamp, JSON bytes) of a panel's answer: from the cache when its runs haven't changed
-    since (the stamp: ``cache.run_stamp``; None for an answer that draws nothing, never cached)."""
+                start: float | None = None, end: float | None = None, buckets: int | None = 1000,
+                fmt: PanelFormat = "json") -> tuple[str | None, bytes]:
+    """(stamp, bytes) of a panel's answer: JSON, or for ``fmt`` "columns" ``columns.pack`` of its
+    data and body; from the cache when its runs haven't changed since (the stamp:
+    ``cache.run_stamp``; None for an answer that draws nothing, never cached)."""
     store = request.app.state.tracklet.store
     resolved = resolve_panel(store, panel, project, lambda name: _may_read(request, name, project), memo=memo)
     if not isinstance(resolved, ResolvedPanel):
-        return None, dump_json(resolved)
+        return None, (dump_json(resolved) if fmt == "json" else columns.pack(*columns.encode_answer(resolved, True)))
     stamp = run_stamp(resolved.rows, resolved.entries)
     cache = panel_cache(request)
-    key = panel_key(resolved.project, panel.spec, panel.runs, stamp, start=start, end=end, buckets=buckets)
+    key = panel_key(resolved.project, panel.spec, panel.runs, stamp, start=start, end=end, buckets=buckets, fmt=fmt)
     body = cache.get(key)
     if body is None:
-        body = dump_json(resolved_data(store, panel, resolved, start=start, end=end, buckets=buckets,
-                                       series_json=compact_series))
+        if fmt == "json":
+            body = dump_json(resolved_data(store, panel, resolved, start=start, end=end, buckets=buckets,
+                                           series_json=compact_series))
+        else:
+            answered = resolved_data(store, panel, resolved, start=start, end=end, buckets=buckets,
+                                     series_json=columns.keep)
+            body = columns.pack(*columns.encode_answer(answered, panel.spec.get("x", "step") == "step"))
         cache.put(key, body)
     return stamp, body
 
@@ -475,18 +483,24 @@ def panel_data(request: Request, project: str, report_id: RowId, index: PanelInd
 
 
 @router.get("/{report_id}/data", responses={**_ERRORS, 200: {
-                "content": {"application/x-ndjson": {}},
+                "content": {"application/x-ndjson": {}, columns.MEDIA_TYPE: {}},
                 "description": "One JSON line per panel, as each is ready: `{index, stamp, data}` (`data`: what "
-                               "`panels/{index}/data` answers, or null when `stamp` is one the caller said it has)"}},
+                               "`panels/{index}/data` answers, or null when `stamp` is one the caller said it has); "
+                               "with `format=columns`, one binary frame per panel instead (docs/reports.md)"}},
             response_class=StreamingResponse, summary="Every panel's data in one streamed answer")
 def report_data(request: Request, project: str, report_id: RowId,
                 version: int | None = Query(None, ge=1, le=MAX_VERSION),
                 panels: PanelList = None, buckets: BucketList = None, known: KnownList = None,
+                format: Annotated[PanelFormat, Query(description="json: JSON lines; columns: binary frames with "
+                                                     "the numbers as raw little-endian columns (the dashboard's)")
+                                  ] = "json",
                 ) -> StreamingResponse:
     """The report's panels' data in document order, each line written as soon as it is ready, so
     the first panels draw while the others are read. Run sets that several panels share are
     resolved once; each panel's answer is cached until one of its runs logs more. A live page
-    polls with `known` (the stamps it drew) and redraws only what changed."""
+    polls with `known` (the stamps it drew) and redraws only what changed. `format=columns`: the
+    same answers with their numbers as binary columns (`tracklet/reports/columns.py`), a fraction
+    of the bytes and nothing to parse."""
     _, markdown = _store(request).version_markdown(project, report_id, version)
     document = document_of(markdown)
     blocks = [block for block in document.blocks if block.kind == "panel"]
@@ -504,16 +518,23 @@ def report_data(request: Request, project: str, report_id: RowId,
         memo: dict[str, Any] = {}
         for panel, count in chosen:
             try:
-                stamp, body = _panel_body(request, project, panel, memo=memo, buckets=count or None)
+                stamp, body = _panel_body(request, project, panel, memo=memo, buckets=count or None, fmt=format)
             except Exception as problem:  # a database failure: this panel's, not the stream's
-                stamp, body = None, dump_json(answer("ok", f"the panel's data could not be read: {problem}"))
+                failed = answer("ok", f"the panel's data could not be read: {problem}")
+                stamp, body = None, (dump_json(failed) if format == "json"
+                                     else columns.pack(*columns.encode_answer(failed, True)))
+            unchanged = stamp is not None and have.get(str(panel.index)) == stamp
+            if format == "columns":
+                yield columns.frame(panel.index, stamp, None) if unchanged else columns.frame(
+                    panel.index, stamp, *columns.unpack(body))
+                continue
             head = dump_json({"index": panel.index, "stamp": stamp})[:-1]
-            if stamp is not None and have.get(str(panel.index)) == stamp:
+            if unchanged:
                 yield head + b',"data":null}\n'
             else:
                 yield head + b',"data":' + body + b"}\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return StreamingResponse(lines(), media_type="application/x-ndjson" if format == "json" else columns.MEDIA_TYPE)
 
 
 # Exports that render in Chromium at once (each a browser and a page: ~0.3 GB and a core while it

@@ -1853,7 +1853,9 @@ export interface paths {
          * @description The report's panels' data in document order, each line written as soon as it is ready, so
          *     the first panels draw while the others are read. Run sets that several panels share are
          *     resolved once; each panel's answer is cached until one of its runs logs more. A live page
-         *     polls with `known` (the stamps it drew) and redraws only what changed.
+         *     polls with `known` (the stamps it drew) and redraws only what changed. `format=columns`: the
+         *     same answers with their numbers as binary columns (`tracklet/reports/columns.py`), a fraction
+         *     of the bytes and nothing to parse.
          */
         get: operations["report_data_api_v1_projects__project__reports__report_id__data_get"];
         put?: never;
@@ -12400,6 +12402,8 @@ export interface operations {
                 buckets?: number[] | null;
                 /** @description `index:stamp` of answers the caller has: a panel whose runs haven't changed answers `data: null` */
                 known?: string[] | null;
+                /** @description json: JSON lines; columns: binary frames with the numbers as raw little-endian columns (the dashboard's) */
+                format?: "json" | "columns";
             };
             header?: never;
             path: {
@@ -12411,13 +12415,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description One JSON line per panel, as each is ready: `{index, stamp, data}` (`data`: what `panels/{index}/data` answers, or null when `stamp` is one the caller said it has) */
+            /** @description One JSON line per panel, as each is ready: `{index, stamp, data}` (`data`: what `panels/{index}/data` answers, or null when `stamp` is one the caller said it has); with `format=columns`, one binary frame per panel instead (docs/reports.md) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/x-ndjson": unknown;
+                    "application/vnd.tracklet.panel-columns": unknown;
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

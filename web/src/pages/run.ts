@@ -8,6 +8,7 @@ import { runColor } from "../colors";
 import { fromApi, append, type RunSeries } from "../charts/data";
 import { ChartPanel, fillGridRows } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
+import { addToReportDialog } from "../reports/add";
 import { debounce, h } from "../dom";
 import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
 import { MediaView } from "../media";
@@ -248,6 +249,7 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
   const tablesView = new TablesView(project, runId);
   const histogramView = new HistogramView(project, runId);
   const workspace = new ChartsWorkspace(project, readView(new URLSearchParams(location.search)), writeView);
+  workspace.addToReport = (key, view) => void addToReportDialog(project, key, view, [runId]);
   const configEl = h("div");
   const filesEl = h("div", {}, h("p.muted", { text: "Loading files…" }));
   const summaryEl = h("div");

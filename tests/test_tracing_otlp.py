@@ -326,7 +326,8 @@ def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
 def test_spans_sharing_attribute_entries_decode_as_each_alone():
     """Within a request, entries, names and typed columns are decoded once and reused (the
     decoder's per-request caches): each span's row is still what it would be alone, for a value
-    that hashes like another of a different type (``1`` and ``True``), a key repeated in a span
+    that hashes like another of a different type (``1`` and ``True``) or is equal to another of
+    the same type with another text (``0.0`` and ``-0.0``), a key repeated in a span
     (its last value, at its first place), a span key that the scope's attributes also have (the
     span's value kept), and
     unicode, quotes and escapes in keys and values."""
@@ -341,6 +342,8 @@ def test_spans_sharing_attribute_entries_decode_as_each_alone():
         [("k", "x"), ("gen_ai.request.model", "m1"), ("k", "y")],
         [("otel.scope.name", "mine"), ("gen_ai.request.model", "m2")],
         [('q"\\é\u2028', 'v"\\\n😀'), ("n", 12345678901234), ("f", False), ("d", 2.5)],
+        [("gen_ai.request.model", 0.0), ("input.value", 0.0)],
+        [("gen_ai.request.model", -0.0), ("input.value", -0.0)],  # equal to 0.0 (and hashes alike), not the same text
     ]
 
     def body(spans_cases: list[list[tuple[str, object]]]) -> bytes:
@@ -370,3 +373,4 @@ def test_spans_sharing_attribute_entries_decode_as_each_alone():
     assert json.loads(str(together[4]["attributes"]))["otel.scope.name"] == "mine"  # the span's own key wins
     assert json.loads(str(together[5]["attributes"])) == {'q"\\é\u2028': 'v"\\\n😀', "n": 12345678901234, "f": False,
                                                          "d": 2.5, "otel.scope.name": "lib"}
+    assert [(row["model"], row["input"]) for row in together[6:]] == [("0.0", "0.0"), ("-0.0", "-0.0")]

@@ -211,7 +211,8 @@ def _member(key: str, value: Any) -> str:
 class _Typed(dict[tuple[str, ...], Any]):
     """A span's typed columns and payloads (``received_typed``) by its attribute keys, in order ->
     a getter of the values those columns read (``TYPED_SOURCE_KEYS``; None: it has none) and the
-    columns already computed for such values (with their types: ``1`` and ``True`` hash alike)."""
+    columns already computed for such values (with their types: ``1`` and ``True`` hash alike;
+    and where one is a float, their text: ``-0.0`` equals ``0.0``)."""
 
     __slots__ = ()
 
@@ -326,7 +327,9 @@ def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tu
         else:
             values = plan[0](own)
             try:
-                key = (values, tuple(map(type, values)))
+                types = tuple(map(type, values))
+                # With the types (``1`` and ``True`` hash alike), and a float's text (``-0.0`` is ``0.0``).
+                key = (values, types) if float not in types else (values, types, repr(values))
                 columns = plan[1].get(key)
                 if columns is None:
                     columns = plan[1][key] = received_typed(own)

@@ -326,7 +326,8 @@ def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
 def test_spans_sharing_attribute_entries_decode_as_each_alone():
     """Within a request, entries, names and typed columns are decoded once and reused (the
     decoder's per-request caches): each span's row is still what it would be alone, for a value
-    that hashes like another of a different type (``1`` and ``True``), a key repeated in a span
+    that hashes like another of a different type (``1`` and ``True``) or is equal to another of
+    the same type with another text (``0.0`` and ``-0.0``), a key repeated in a span
     (its last value, at its first place), a span key that the scope's attributes also have (the
     span's value kept), and
     unicode, quotes and escapes in keys and values."""
@@ -341,6 +342,8 @@ def test_spans_sharing_attribute_entries_decode_as_each_alone():
         [("k", "x"), ("gen_ai.request.model", "m1"), ("k", "y")],
         [("otel.scope.name", "mine"), ("gen_ai.request.model", "m2")],
         [('q"\\é\u2028', 'v"\\\n😀'), ("n", 12345678901234), ("f", False), ("d", 2.5)],
+        [("gen_ai.request.model", 0.0), ("input.value", 0.0)],
+        [("gen_ai.request.model", -0.0), ("input.value", -0.0)],  # equal to 0.0 (and hashes alike), not the same text
     ]
 
     def body(spans_cases: list[list[tuple[str, object]]]) -> bytes:
@@ -370,3 +373,33 @@ def test_spans_sharing_attribute_entries_decode_as_each_alone():
     assert json.loads(str(together[4]["attributes"]))["otel.scope.name"] == "mine"  # the span's own key wins
     assert json.loads(str(together[5]["attributes"])) == {'q"\\é\u2028': 'v"\\\n😀', "n": 12345678901234, "f": False,
                                                          "d": 2.5, "otel.scope.name": "lib"}
+    assert [(row["model"], row["input"]) for row in together[6:]] == [("0.0", "0.0"), ("-0.0", "-0.0")]
+
+
+def test_an_attribute_entry_read_from_its_bytes_is_as_parsed():
+    """The decoder reads a short string entry from its bytes (``_short_string_pair``): each entry
+    here, in every encoding a sender may use (lengths at the one-byte edges, NULs, invalid UTF-8,
+    fields repeated or out of order, other kinds), stores as protobuf's own parse of it does, or
+    is refused as that is."""
+    from google.protobuf.message import DecodeError
+
+    from tracklet.proto import otlp_trace_pb2 as otlp
+    from tracklet.tracing.otlp import _Entries, _member, _stored_pair
+
+    def entry(key: str, value: object) -> bytes:
+        message = otlp.KeyValue(key=key)
+        _set_any_value(message.value, value)
+        return message.SerializeToString()
+
+    raws = [entry(key, value) for key in ("", "k", "é" * 63, "k" * 127, "k" * 128, "nul\x00key")
+            for value in ("", "v", "x" * 123, "x" * 124, "x" * 125, "x" * 126, "😀", "nul\x00", 7, True, 2.5)]
+    raws += [b"\x0a\x01k\x12\x03\x0a\x01v\x0a\x01j",  # the key again, after the value: the last one counts
+             b"\x12\x03\x0a\x01v\x0a\x01k",  # value first
+             b"\x0a\x01k\x12\x06\x0a\x01v\x0a\x01w"]  # the string twice
+    for raw in raws:
+        expected = _stored_pair(otlp.KeyValue.FromString(raw))
+        entries = _Entries()
+        assert (entries[raw], entries.members[raw]) == (expected, _member(*expected)), raw
+    for bad in (b"\x0a\x01k\x12\x03\x0a\x01\xff", b"\x0a\x01\xff\x12\x03\x0a\x01v"):  # not UTF-8
+        with pytest.raises(DecodeError):
+            _Entries()[bad]

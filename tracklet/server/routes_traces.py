@@ -35,7 +35,7 @@ MAX_TRACES_BODY_BYTES = 16 << 20
 async def receive_traces(request: Request) -> Response:
     from tracklet.server.audit import AuditMiddleware, record_in
     from tracklet.errors import SpanWriterBusy
-    from tracklet.tracing.otlp import JSON, PROTOBUF, OtlpError, decode, response_body
+    from tracklet.tracing.otlp import JSON, PROTOBUF, Decoded, OtlpError, decode, response_body
 
     state = request.app.state.tracklet
     content_type = request.headers.get("content-type", "")
@@ -49,25 +49,31 @@ async def receive_traces(request: Request) -> Response:
         check_name("project", project)  # InvalidName: 400 naming the problem
     if run is not None:
         check_name("run id", run)
+    audited = any(middleware.cls is AuditMiddleware for middleware in request.app.user_middleware)
+    authorizer = state.authorizer
+
+    def ingest(arrival: Any) -> Decoded:
+        """Decode, check write access to each project named, store: one worker thread for all of
+        it (a hop to the thread pool per step cost more server CPU than a small request's spans)."""
+        decoded = decode(body, content_type, project=project, run=run)
+        if authorizer is not None:
+            for name in decoded.by_project:
+                authorizer.check(request, name, "write", create=True)
+        for name, rows in decoded.by_project.items():  # answered once committed (store/spans_writer.py)
+            # The writer thread's transaction carries the request's audit event, where the app
+            # audits (audit.py's unit of work follows the request's own threads only).
+            state.store.add_received_spans(name, rows,
+                                           (lambda connection: record_in(connection, request)) if audited else None,
+                                           arrival)
+        return decoded
+
     # Announced to the span writer while decoding, so that concurrent requests' spans share a
     # transaction (store/spans_writer.py).
     with state.store.span_writer().arriving() as arrival:
         try:
-            decoded = await run_in_threadpool(decode, body, content_type, project=project, run=run)
+            decoded = await run_in_threadpool(ingest, arrival)
         except OtlpError as error:
             raise HTTPException(status_code=400, detail=str(error)) from None
-        authorizer = state.authorizer
-        for name in decoded.by_project:
-            if authorizer is not None:
-                authorizer.check(request, name, "write", create=True)
-        audited = any(middleware.cls is AuditMiddleware for middleware in request.app.user_middleware)
-        try:
-            for name, rows in decoded.by_project.items():  # answered once committed (store/spans_writer.py)
-                # The writer thread's transaction carries the request's audit event, where the app
-                # audits (audit.py's unit of work follows the request's own threads only).
-                await run_in_threadpool(state.store.add_received_spans, name, rows,
-                                        (lambda connection: record_in(connection, request)) if audited else None,
-                                        arrival)
         except SpanWriterBusy as error:  # OTLP exporters retry a 503 after Retry-After
             raise HTTPException(status_code=503, detail=str(error), headers={"Retry-After": "1"}) from None
     payload, media_type = response_body(content_type, decoded)

@@ -321,6 +321,20 @@ def received_sql(dialect: str, project_id: int) -> str:
     return _received_sql(dialect, int(project_id))
 
 
+def received_statements(dialect: str, project_id: int) -> tuple[str, str | None]:
+    """The statements ``SpanWriter`` inserts ``RECEIVED_COLUMNS`` tuples with: the first for every
+    chunk of rows, the second (None: not needed) again for a chunk where the first stored fewer
+    rows than it was given. On SQLite the first is ``INSERT OR IGNORE``, which skips the upsert's
+    work per row (an exporter's retry or an open span's end is the rare case), and the second
+    ``received_sql``'s upsert: rows the first inserted are left as they are by it (a row stored
+    open is replaced only by a row with an end, a finished one never), so the result is the
+    upsert's alone."""
+    upsert = _received_sql(dialect, int(project_id))
+    if dialect != "sqlite":
+        return upsert, None
+    return "INSERT OR IGNORE" + upsert[len("INSERT"):upsert.index(" ON CONFLICT")], upsert
+
+
 @functools.lru_cache(maxsize=256)
 def _received_sql(dialect: str, project_id: int) -> str:
     if dialect == "postgresql":

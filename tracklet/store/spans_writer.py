@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import sqlalchemy as sa
 
 from tracklet.errors import SpanWriterBusy
-from tracklet.store.spans import received_sql
+from tracklet.store.spans import received_statements
 
 MAX_PENDING = 50_000  # spans queued, not yet committed
 MAX_BATCH = 20_000  # spans per transaction (a request is never split)
@@ -188,8 +188,10 @@ class SpanWriter:
         with self._engine.begin() as connection:
             dialect = connection.dialect.name
             for project, rows, _, in_transaction in batch:
-                sql = received_sql(dialect, self._ids[project])
+                insert, again = received_statements(dialect, self._ids[project])
                 for start in range(0, len(rows), 1000):
-                    connection.exec_driver_sql(sql, rows[start : start + 1000])
+                    chunk = rows[start : start + 1000]
+                    if connection.exec_driver_sql(insert, chunk).rowcount != len(chunk) and again is not None:
+                        connection.exec_driver_sql(again, chunk)  # a span stored already: the upsert's rule
                 if in_transaction is not None:
                     in_transaction(connection)

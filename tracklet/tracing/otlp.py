@@ -185,10 +185,31 @@ class _Entries(dict[bytes, tuple[str, Any]]):
         self._parse = KeyValue.FromString
 
     def __missing__(self, raw: bytes) -> tuple[str, Any]:
-        pair = _stored_pair(self._parse(raw))
+        pair = _short_string_pair(raw) or _stored_pair(self._parse(raw))
         self[raw] = pair
         self.members[raw] = _member(*pair)
         return pair
+
+
+def _short_string_pair(raw: bytes) -> tuple[str, Any] | None:
+    """``_stored_pair`` of an encoded ``KeyValue`` read from its bytes, for the usual encoding of
+    a key under 128 bytes with a string value under 126 (tag, length, bytes: ids, names, short
+    texts, what most entries new to a request are), without a message object; None for any
+    other encoding or kind (then ``KeyValue`` parses it, and refuses what is not one)."""
+    size = len(raw)
+    if size < 6 or raw[0] != 0x0A or raw[1] > 127:
+        return None
+    at = raw[1] + 2  # the value: field 2, an AnyValue whose only field is string_value (1)
+    if (size < at + 4 or raw[at] != 0x12 or raw[at + 1] > 127 or raw[at + 1] != size - at - 2 or raw[at + 2] != 0x0A
+            or raw[at + 3] != size - at - 4):
+        return None
+    try:
+        key, text = raw[2:at].decode(), raw[at + 4:].decode()
+    except UnicodeDecodeError:
+        return None
+    if "\x00" in key:
+        key = fit(store_text(key), 1024)
+    return key, text if "\x00" not in text else capped_value(text)
 
 
 def _member(key: str, value: Any) -> str:
@@ -211,7 +232,8 @@ def _member(key: str, value: Any) -> str:
 class _Typed(dict[tuple[str, ...], Any]):
     """A span's typed columns and payloads (``received_typed``) by its attribute keys, in order ->
     a getter of the values those columns read (``TYPED_SOURCE_KEYS``; None: it has none) and the
-    columns already computed for such values (with their types: ``1`` and ``True`` hash alike)."""
+    columns already computed for such values (with their types: ``1`` and ``True`` hash alike;
+    and where one is a float, their text: ``-0.0`` equals ``0.0``)."""
 
     __slots__ = ()
 
@@ -326,7 +348,9 @@ def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tu
         else:
             values = plan[0](own)
             try:
-                key = (values, tuple(map(type, values)))
+                types = tuple(map(type, values))
+                # With the types (``1`` and ``True`` hash alike), and a float's text (``-0.0`` is ``0.0``).
+                key = (values, types) if float not in types else (values, types, repr(values))
                 columns = plan[1].get(key)
                 if columns is None:
                     columns = plan[1][key] = received_typed(own)

@@ -15,9 +15,15 @@ machine is shared: a p99 measures waiting for a core as much as the move), and t
 server process spent per move (user + system: what the move costs, whatever the load), beside
 its delivery process's (the webhooks, sent from a process of their own).
 
-``--checkpoint thread`` makes the server checkpoint SQLite's log in a thread of its own
-(``server/wal_checkpoint.py``) instead of in the COMMIT that takes it past 1,000 pages (SQLite's
-default, ``commit``: about one move in 35-50 pays it): the A/B of that part of the p99.
+``--checkpoint commit`` gives the server SQLite's defaults: a checkpoint in the COMMIT that takes
+the log past 1,000 pages (about one move in 35-50 pays it) and writers that meet each other's
+lock wait in SQLite's busy handler. ``thread`` (the server's default since session 12) makes its
+writers queue on a write gate (``server/write_gate.py``) and checkpoints in a thread of its own
+(``server/wal_checkpoint.py``): the A/B of that part of the p99.
+
+``--trace`` runs the server under ``strace`` and says which waits the slowest moves overlap:
+SQLite's busy-handler sleeps, checkpoint fsyncs, waits at the write gate, in the server or its
+delivery process (``benchmarks/registry_trace.py``).
 
 ``--in-process`` also times the same transaction without HTTP (``ModelRegistry.set_alias`` over
 the server's database with the server's hooks), to separate the database's part from the web
@@ -42,7 +48,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
+from benchmarks import registry_trace  # noqa: E402
 from benchmarks.report import print_table, write_json  # noqa: E402
+from tracklet.server import wal_checkpoint  # noqa: E402
+
+THREAD_NAME = getattr(wal_checkpoint, "THREAD_NAME", "tracklet-ckpt")  # code before session 12 names none
 
 
 def p99(samples: list[float]) -> float:
@@ -59,9 +69,13 @@ def main() -> None:
                         help="the webhook rule's event (another one, e.g. run.alert: no delivery per move)")
     parser.add_argument("--delivery", choices=("process", "thread"), default="process",
                         help="where the server sends webhooks (tracklet server --webhook-delivery)")
-    parser.add_argument("--checkpoint", choices=("thread", "commit"), default="commit",
-                        help="SQLite: WAL checkpoints in the COMMIT that passes 1,000 pages (SQLite's default) or "
-                             "in the server's own thread (TRACKLET_SERVER_WAL_CHECKPOINT=thread)")
+    parser.add_argument("--checkpoint", choices=("thread", "commit"), default="thread",
+                        help="SQLite: a write gate and WAL checkpoints in the server's own thread (the default), or "
+                             "SQLite's own: checkpoints in the COMMIT that passes 1,000 pages, busy-handler waits "
+                             "(TRACKLET_SERVER_WAL_CHECKPOINT=commit)")
+    parser.add_argument("--trace", action="store_true",
+                        help="run the server under strace: the waits the slowest moves overlap (registry_trace.py)")
+    parser.add_argument("--trace-log", type=Path, default=None, help="with --trace: keep strace's log there")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -77,6 +91,11 @@ def main() -> None:
                                env=env, capture_output=True, text=True, timeout=120, check=True).stdout.strip()
         os.environ["TRACKLET_SERVER_WAL_CHECKPOINT"] = args.checkpoint  # read by the server process
         server = Server(root, store=args.store, dev=False, extra=("--webhook-delivery", args.delivery))
+        trace_log = args.trace_log or Path(tmp) / "strace.log"
+        if args.trace:
+            server.args = [*registry_trace.command(trace_log), *server.args]
+        spans: list[tuple[float, float]] = []
+        groups: dict[str, set[int]] = {}
         try:
             server.spawn()
             server.wait_ready(timeout=180)  # a loaded machine starts a server slowly
@@ -99,18 +118,25 @@ def main() -> None:
                 load_before = os.getloadavg()[0]
                 assert server.proc is not None
                 process = psutil.Process(server.proc.pid)
+                if args.trace:  # strace's child is the server
+                    (process,) = process.children()
                 deliverers = [child for child in process.children() if "spawn_main" in " ".join(child.cmdline())]
                 cpu_before = sum(process.cpu_times()[:2])
                 delivery_before = sum(sum(child.cpu_times()[:2]) for child in deliverers)
                 for n in range(args.moves):
-                    started = time.perf_counter()
+                    began, started = time.time(), time.perf_counter()
                     answer = http.put(path, json={"version": f"v{(n + 1) % 2}", "reason": "bench"})
                     times.append((time.perf_counter() - started) * 1000)
+                    spans.append((began, began + times[-1] / 1000))
                     assert answer.status_code == 200 and answer.json()["event"] is not None, answer.text
                 cpu = (sum(process.cpu_times()[:2]) - cpu_before) * 1000 / args.moves
                 delivery_cpu = (sum(sum(child.cpu_times()[:2]) for child in deliverers) - delivery_before) * 1000 \
                     / args.moves
                 load = (load_before + os.getloadavg()[0]) / 2
+                threads = {thread.id for thread in process.threads()}
+                checkpoint = {tid for tid in threads if registry_trace.thread_name(process.pid, tid) == THREAD_NAME}
+                groups = {"server requests": threads - checkpoint, "server checkpoint thread": checkpoint,
+                          "delivery process": {thread.id for child in deliverers for thread in child.threads()}}
                 results[f"HTTP PUT alias, rule on {args.rule_event}, delivery in a {args.delivery}, "
                         f"checkpoints in {args.checkpoint}"] = {
                     "p50_ms": statistics.median(times), "p99_ms": p99(times), "cpu_ms": cpu,
@@ -118,12 +144,19 @@ def main() -> None:
                 events = http.get("/audit", params={"action": "set_alias", "limit": 10_000}).json()["events"]
                 assert len(events) == args.moves + 1, len(events)
         finally:
+            if args.trace and server.proc is not None:  # the server, then strace once it has nothing left to follow
+                for child in psutil.Process(server.proc.pid).children():
+                    child.terminate()
             server.stop()
+        if args.trace:
+            waits = registry_trace.analyse(registry_trace.parse(trace_log), groups, spans)
+            print_table([(name, value) for name, value in waits.items()], ("waits during the moves (strace)", ""))
+            results["trace"] = waits
         if args.in_process:
             results["in process: set_alias transaction"] = _in_process(root, args.store, args.moves)
     rows = [(name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['cpu_ms']:.2f}",
              f"{r['delivery_cpu_ms']:.2f}" if "delivery_cpu_ms" in r else "-", f"{r['load']:.1f}",
-             "target p99 <= 20 ms") for name, r in results.items()]
+             "target p99 <= 20 ms") for name, r in results.items() if name != "trace"]
     print_table(rows, ("alias move", "p50 ms", "p99 ms", "server CPU ms/move", "delivery process CPU ms/move",
                        "load avg", ""))
     write_json(args.json, results)

@@ -1,7 +1,7 @@
-"""``TRACKLET_SERVER_WAL_CHECKPOINT=thread``: a server on SQLite checkpoints its write-ahead log in
-a thread of its own, never in a request's COMMIT (server/wal_checkpoint.py: the checkpoint about
-one alias move in 35-50 pays), and the log stays bounded while writes keep coming (a PASSIVE
-checkpoint alone never restarts it)."""
+"""A server on SQLite checkpoints its write-ahead log in a thread of its own, never in a request's
+COMMIT (server/wal_checkpoint.py: the checkpoint about one alias move in 35-50 paid), unless
+``TRACKLET_SERVER_WAL_CHECKPOINT=commit``; the log stays bounded while writes keep coming (a
+PASSIVE checkpoint alone never restarts it)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ def _write_pages(engine: sa.Engine, rows: int) -> None:
                            [{"blob": b"x" * 3000} for _ in range(rows)])  # about a page each
 
 
-def test_only_sqlite_servers_asked_to_checkpoint_in_a_thread_do(store_url, tmp_path, monkeypatch):
+def test_sqlite_servers_checkpoint_in_a_thread_unless_asked_for_sqlites_own(store_url, tmp_path, monkeypatch):
     store = Store(store_url, root=tmp_path)
     monkeypatch.delenv("TRACKLET_SERVER_WAL_CHECKPOINT", raising=False)
-    assert not wanted(store.engine)  # SQLite's own checkpoints, in the COMMIT, unless asked
-    monkeypatch.setenv("TRACKLET_SERVER_WAL_CHECKPOINT", "thread")
     assert wanted(store.engine) == store_url.startswith("sqlite")
+    monkeypatch.setenv("TRACKLET_SERVER_WAL_CHECKPOINT", "commit")  # SQLite's own, in the COMMIT
+    assert not wanted(store.engine)
     store.close()
 
 
@@ -39,7 +39,9 @@ def test_commits_never_checkpoint_and_the_checkpointer_keeps_the_log_bounded(tmp
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
     _write_pages(store.engine, 1500)  # past SQLite's 1,000-page autocheckpoint: no commit copied it back
     assert _backfilled(store.engine) == 0  # nothing checkpointed by the commits
+    assert checkpointer.pending() >= 1500  # what the thread looks at before it checkpoints
     assert checkpointer.checkpoint()[2] >= 1500
+    assert checkpointer.pending() == 0
     for _ in range(3):  # writes keep coming between checkpoints: PASSIVE copies, RESTART bounds the file
         _write_pages(store.engine, RESTART_FRAMES // 2)
         checkpointer.checkpoint()

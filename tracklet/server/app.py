@@ -33,6 +33,7 @@ from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
 from tracklet.server.media_blobs import set_media_blobs
 from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
+from tracklet.server import write_gate
 from tracklet.server.wal_checkpoint import Checkpointer, wanted
 from tracklet.store import Store
 
@@ -139,8 +140,10 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                  needed=lambda: bool(state.automations.rules(cached=True)))
     else:
         worker = AutomationWorker(state.automations, policy=delivery or DeliveryPolicy(), interval=automation_interval)
-    # SQLite, if asked (TRACKLET_SERVER_WAL_CHECKPOINT=thread): checkpoints off the request path (wal_checkpoint.py).
-    checkpointer = Checkpointer(store.engine) if not shared_root and wanted(store.engine) else None
+    # SQLite: writers queue on a write gate (write_gate.py) and checkpoints leave the request path
+    # (wal_checkpoint.py), unless TRACKLET_SERVER_WAL_CHECKPOINT=commit.
+    checkpointer = (Checkpointer(store.engine, gate=write_gate.install(store.engine))
+                    if not shared_root and wanted(store.engine) else None)
     if index_on_start:
         state.indexer.index_all()
     if not shared_root:  # requests a process killed mid-change left as intents (audit.py): now events

@@ -40,6 +40,17 @@ ROLES = ("read", "write", "admin")
 LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used_at
 
 
+# Every request's lookups, built once with bound parameters: executing them hits SQLAlchemy's
+# compiled cache without building the expression and its cache key again (issue #18: the web
+# stack's CPU per alias move).
+_KEY_OWNER = (sa.select(api_keys.c.secret_hash, api_keys.c.revoked_at, users.c.id, users.c.name, users.c.is_admin,
+                        users.c.disabled)
+              .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
+              .where(api_keys.c.key_id == sa.bindparam("b_key_id")))
+_PROJECT_ROLE = sa.select(project_members.c.role).where(project_members.c.project_id == sa.bindparam("b_project_id"),
+                                                        project_members.c.user_id == sa.bindparam("b_user_id"))
+
+
 @dataclasses.dataclass(frozen=True)
 class Principal:
     """Who sent a request."""
@@ -179,12 +190,8 @@ class Accounts:
         if parts is None:
             return None, f"malformed API key: keys look like {KEY_PREFIX}<id>_<secret>"
         key_id, secret = parts
-        stmt = (sa.select(api_keys.c.secret_hash, api_keys.c.revoked_at, users.c.id, users.c.name, users.c.is_admin,
-                          users.c.disabled)
-                .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
-                .where(api_keys.c.key_id == key_id))
         with self.engine.connect() as connection:
-            row = connection.execute(stmt).first()
+            row = connection.execute(_KEY_OWNER, {"b_key_id": key_id}).first()
         if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
             return None, "invalid API key"
         if row.revoked_at is not None:
@@ -207,8 +214,7 @@ class Accounts:
         if principal.is_admin:
             return True, "admin"
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(project_members.c.role).where(
-                project_members.c.project_id == project_id, project_members.c.user_id == principal.user_id)).first()
+            row = connection.execute(_PROJECT_ROLE, {"b_project_id": project_id, "b_user_id": principal.user_id}).first()
         return True, None if row is None else row.role
 
     def create_project(self, project: str, owner: Principal) -> str:

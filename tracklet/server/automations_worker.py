@@ -51,7 +51,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from tracklet.server import events
+from tracklet.server import events, wal_checkpoint, write_gate
 from tracklet.server.automations import Automations, Rule, row_rule
 from tracklet.server.schema import automation_attempts, automation_deliveries, automations, event_outbox
 
@@ -93,6 +93,11 @@ _DISPATCHED = event_outbox.update().where(_o.id.in_(sa.bindparam("ids", expandin
 _DUE = (sa.select(_d.id, _d.event_id, _d.automation_id, _d.idempotency_key, _d.attempts)
         .where(_d.state == "pending", _d.next_attempt_at <= sa.bindparam("now"))
         .order_by(_d.next_attempt_at, _d.id).limit(sa.bindparam("batch")).with_for_update(skip_locked=True))
+_NEW_ATTEMPT = automation_attempts.insert()
+_OUTCOME = automation_deliveries.update().where(_d.id == sa.bindparam("b_id"))  # the values: each row's
+_EVENT = sa.select(event_outbox).where(event_outbox.c.id == sa.bindparam("b_id"))
+_RULE = sa.select(automations).where(automations.c.id == sa.bindparam("b_id"))
+_NEXT_DUE = sa.select(sa.func.min(_d.next_attempt_at)).where(_d.state == "pending")
 _LEASE = automation_deliveries.update().where(_d.id.in_(sa.bindparam("ids", expanding=True))).values(
     next_attempt_at=sa.bindparam("lease"))
 
@@ -237,7 +242,6 @@ class AutomationWorker:
 
     def _send(self, claimed: Sequence[Any]) -> float | None:
         """Send ``claimed`` and record the outcomes; when the next pending delivery is due."""
-        d = automation_deliveries.c
         # Outcomes are recorded a batch at a time (at most RECORD_EVERY seconds after the first
         # unrecorded one): one write transaction for many attempts, so the delivery log takes
         # SQLite's write lock from the server's requests as seldom as it can.
@@ -250,25 +254,26 @@ class AutomationWorker:
                 outcomes, since = [], time.monotonic()
         self._record(outcomes)
         with self.engine.connect() as connection:
-            due = connection.execute(sa.select(sa.func.min(d.next_attempt_at)).where(d.state == "pending")).scalar()
+            due = connection.execute(_NEXT_DUE).scalar()
         return None if due is None else float(due)
 
     def _record(self, outcomes: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
         """Log attempts and update their deliveries (``_attempt``'s outcomes), in one transaction."""
         if not outcomes:
             return
-        d = automation_deliveries.c
+        # Built before the transaction, executed as two statements with many rows: the write lock
+        # is held for the statements only (a request's COMMIT may be waiting for it).
+        attempts = [attempt for attempt, _ in outcomes]
+        updates = [{"b_id": attempt["delivery_id"], **values} for attempt, values in outcomes]
         with self.engine.begin() as connection:
-            connection.execute(automation_attempts.insert(), [attempt for attempt, _ in outcomes])
-            for attempt, values in outcomes:
-                connection.execute(automation_deliveries.update().where(d.id == attempt["delivery_id"]).values(**values))
+            connection.execute(_NEW_ATTEMPT, attempts)
+            connection.execute(_OUTCOME, updates)
 
     def _attempt(self, delivery: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Send one delivery; its attempt row and the delivery's new values (``_record`` writes them)."""
         with self.engine.connect() as connection:
-            event = connection.execute(sa.select(event_outbox).where(event_outbox.c.id == delivery.event_id)).one()
-            rule_row = connection.execute(sa.select(automations).where(
-                automations.c.id == delivery.automation_id)).one()
+            event = connection.execute(_EVENT, {"b_id": delivery.event_id}).one()
+            rule_row = connection.execute(_RULE, {"b_id": delivery.automation_id}).one()
         rule = row_rule(rule_row)
         attempt = delivery.attempts + 1
         status: int | None = None
@@ -401,6 +406,9 @@ def _deliver_in_process(url: str, root: str, policy: DeliveryPolicy, interval: f
 
     store = Store(url, root=root)  # the server's database, with the store's connection settings
     engine = store.engine
+    if wal_checkpoint.wanted(engine):  # the server's writers queue on the gate, its thread checkpoints
+        wal_checkpoint.no_autocheckpoint(engine)
+        write_gate.install(engine)
     worker = AutomationWorker(Automations(engine, migrate_schema=False), policy=policy, interval=interval)
     worker._http = httpx.Client(timeout=policy.timeout, follow_redirects=False)
 

@@ -43,6 +43,11 @@ def role_allows(role: str | None, action: str) -> bool:
     return role_at_least(role, ACTIONS[action])
 
 
+# A registry route's role lookup, built once (bound parameters: no expression or cache key per request).
+_ROLE = sa.select(registry_members.c.role).where(registry_members.c.registry == sa.bindparam("b_registry"),
+                                                 registry_members.c.user_id == sa.bindparam("b_user_id"))
+
+
 class RegistryRoles:
     """``registry_members`` in the server's database (``engine``: the store's, migrated)."""
 
@@ -53,8 +58,7 @@ class RegistryRoles:
         if principal.is_admin:
             return "admin"
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(registry_members.c.role).where(
-                registry_members.c.registry == registry, registry_members.c.user_id == principal.user_id)).scalar()
+            return connection.execute(_ROLE, {"b_registry": registry, "b_user_id": principal.user_id}).scalar()
 
     def roles(self, principal: Principal) -> dict[str, str] | None:
         """{registry: role} of the principal; None for a server admin (every registry's admin)."""

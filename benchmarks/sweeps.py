@@ -179,8 +179,18 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-def heartbeats(store: str | None, agents: int, seconds: float) -> list[float]:
-    """(d): every heartbeat's round trip (seconds) of ``agents`` agents beating at 1 Hz on one server."""
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def heartbeats(store: str | None, agents: int, seconds: float,
+               code: Path | None = None) -> tuple[list[float], float]:
+    """(d): every heartbeat's round trip (seconds) of ``agents`` agents beating at 1 Hz on one
+    server, and the server process's CPU seconds per beat over the beating (user + system: what
+    a loaded machine can't hide). ``code``: a checkout whose ``tracklet`` the server runs (an A/B
+    against older code in the same run)."""
     import socket
     import subprocess
     import sys
@@ -194,9 +204,10 @@ def heartbeats(store: str | None, agents: int, seconds: float) -> list[float]:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-sweeps-server-") as directory:
+        env = {**os.environ, "PYTHONPATH": str(code or ROOT)}
         server = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dir", directory, "--port", str(port),
                                    "--dev", *(["--store", store] if store else [])],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         try:
             for _ in range(600):
                 try:
@@ -227,11 +238,13 @@ def heartbeats(store: str | None, agents: int, seconds: float) -> list[float]:
                         next_beat += 1.0
 
             threads = [threading.Thread(target=agent, args=(i,)) for i in range(agents)]
+            cpu_before = _process_cpu(server.pid)
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-            return latencies
+            cpu = _process_cpu(server.pid) - cpu_before  # includes the 64 asks: ~1 % of the beats
+            return latencies, cpu / max(1, len(latencies))
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -291,6 +304,10 @@ def main() -> None:
                         help="run one part")
     parser.add_argument("--store", default=None, help="(d): the server's store URL (default: SQLite)")
     parser.add_argument("--heartbeat-seconds", type=float, default=20.0, help="(d): how long the agents beat")
+    parser.add_argument("--heartbeat-old", type=Path, default=None,
+                        help="(d): also run this checkout's server (e.g. `git archive main | tar -x -C DIR`), "
+                             "alternating with this one, --heartbeat-rounds times each")
+    parser.add_argument("--heartbeat-rounds", type=int, default=1, help="(d): rounds per server code")
     parser.add_argument("--epoch-seconds", type=float, default=0.03, help="(c): the sleep of one epoch")
     parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated functions (regret)")
     parser.add_argument("--engines", default=",".join([*ENGINES, DIRECT_GP]),
@@ -378,14 +395,24 @@ def main() -> None:
                   f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
             print_table(rows, ["method", "median", "max", "target"])
     if args.only in (None, "heartbeat"):
-        beats = heartbeats(args.store, 64, args.heartbeat_seconds)
-        results["heartbeat_ms"] = {"agents": 64, "beats": len(beats), "median": statistics.median(beats) * 1e3,
-                                   "p99": _p99(beats) * 1e3, "load_average": os.getloadavg()}
+        arms: list[tuple[str, Path | None]] = [("this checkout", None)]
+        if args.heartbeat_old is not None:
+            arms.insert(0, (f"old: {args.heartbeat_old}", args.heartbeat_old))
+        rows = []
+        results["heartbeat_ms"] = []
+        for round_ in range(args.heartbeat_rounds):
+            for name, code in arms:
+                beats, cpu = heartbeats(args.store, 64, args.heartbeat_seconds, code)
+                load = os.getloadavg()[0]
+                results["heartbeat_ms"].append({"code": name, "round": round_, "agents": 64, "beats": len(beats),
+                                                "median": statistics.median(beats) * 1e3, "p99": _p99(beats) * 1e3,
+                                                "server_cpu_ms_per_beat": cpu * 1e3, "load_average": load})
+                rows.append([name, len(beats), f"{statistics.median(beats) * 1e3:.1f} ms",
+                             f"{_p99(beats) * 1e3:.1f} ms", f"{cpu * 1e3:.2f} ms", f"{load:.1f}",
+                             "p99 <= 100 ms: " + ("met" if _p99(beats) <= 0.1 else "missed")])
         print(f"\n(d) 64 agents heartbeating at 1 Hz on one server process ({args.store or 'SQLite'}), "
-              f"{len(beats)} beats (load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
-        print_table([["heartbeat", f"{statistics.median(beats) * 1e3:.1f} ms", f"{_p99(beats) * 1e3:.1f} ms",
-                      "p99 <= 100 ms: " + ("met" if _p99(beats) <= 0.1 else "missed")]],
-                    ["", "median", "p99", "target"])
+              f"{args.heartbeat_seconds:g} s each ({os.cpu_count()} cores)")
+        print_table(rows, ["server code", "beats", "median", "p99", "server CPU / beat", "load", "target"])
     write_json(args.json, results)
 
 

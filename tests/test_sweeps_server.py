@@ -131,6 +131,9 @@ def test_keys_and_roles_guard_server_sweeps(server):
         assert bad.status_code == 400 and "parameters.x" in bad.json()["detail"]
 
 
+TTL = 300
+
+
 class ProtocolAgent(threading.Thread):
     """An agent as a thread doing the HTTP protocol itself (no process per trial): ask, heartbeat
     while "running", tell, until the sweep is finished. It rides out a server restart by asking
@@ -163,7 +166,9 @@ class ProtocolAgent(threading.Thread):
         try:
             with httpx.Client(headers=_bearer(self.key), timeout=60) as http:
                 while True:
-                    answer = self._post(http, "next", {"agent": self.agent, "ttl": 30, "request": uuid.uuid4().hex})
+                    # ttl: longer than the server's restart can take on a loaded CI machine (a lease
+                    # lapsed while the server was down is not what this test is about)
+                    answer = self._post(http, "next", {"agent": self.agent, "ttl": TTL, "request": uuid.uuid4().hex})
                     if answer["kind"] == "finished":
                         return
                     if answer["kind"] == "wait":
@@ -171,7 +176,7 @@ class ProtocolAgent(threading.Thread):
                         continue
                     lease = answer["lease"]
                     self.leased.append((lease["trial"], lease["config"]["a"], lease["config"]["b"], self.agent))
-                    ref = {"trial": lease["trial"], "agent": self.agent, "ttl": 30}
+                    ref = {"trial": lease["trial"], "agent": self.agent, "ttl": TTL}
                     time.sleep(self.hold)
                     assert self._post(http, "heartbeat", ref)["alive"]
                     value = float(lease["config"]["a"] * 10 + lease["config"]["b"])

@@ -97,6 +97,7 @@ PROBLEMS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], float], flo
 ENGINES = {"random": {"method": "random"}, "bayes (GP)": {"method": "bayes"},
            "optuna TPE": {"method": "optuna", "sampler": "tpe"}}
 DIRECT_GP = "Optuna GPSampler (direct)"
+WARPED_GP = "GPSampler warped where a categorical dominates (direct)"
 
 
 def sweep_once(root: Path, parameters: dict[str, Any], objective: Callable[[dict[str, Any]], float],
@@ -116,14 +117,104 @@ def sweep_once(root: Path, parameters: dict[str, Any], objective: Callable[[dict
     return best, latencies
 
 
+# A categorical whose values' mean objectives spread this many times wider than the objective
+# varies inside one value "dominates": the GP's one kernel would model its offsets, not the rest.
+DOMINANT_RATIO = 3.0
+
+
+def dominant_categorical(values: Any, groups: Any) -> bool:
+    """Whether ``groups`` (one categorical's value per trial) explain ``values`` (the trials'
+    objectives) so much that the variation inside a value is lost beside the offsets between
+    values: the spread (standard deviation) of the values' means is more than ``DOMINANT_RATIO``
+    times the pooled spread inside the values that at least two trials took. False when no value
+    was taken twice (nothing to say about the inside) or only one value was taken."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    keys, index = np.unique(np.asarray(groups), return_inverse=True)
+    if len(keys) < 2:
+        return False
+    counts = np.bincount(index)
+    means = np.bincount(index, weights=values) / counts
+    repeated = counts[index] >= 2
+    if not repeated.any():
+        return False
+    inside = float(np.sqrt(np.mean((values[repeated] - means[index][repeated]) ** 2)))
+    between = float(np.std(means))
+    return between > DOMINANT_RATIO * max(inside, 1e-12)
+
+
+def rank_warped(values: Any) -> Any:
+    """``values`` replaced by the standard normal quantiles of their ranks (ties share a rank):
+    the order kept, the scale of each gap dropped."""
+    import numpy as np
+    from scipy.stats import norm, rankdata
+
+    values = np.asarray(values, dtype=float)
+    return norm.ppf((rankdata(values) - 0.5) / len(values))
+
+
+def _warping_gp_class() -> Any:
+    import copy
+
+    import numpy as np
+    from optuna.distributions import CategoricalDistribution
+    from optuna.samplers import GPSampler
+
+    if not hasattr(GPSampler, "_sample_relative_impl"):
+        return GPSampler
+
+    class WarpingGPSampler(GPSampler):
+        """``GPSampler`` that fits its GP to the completed trials' value ranks (normal quantiles)
+        instead of their values when, and only when, one categorical parameter dominates the
+        objective (:func:`dominant_categorical`). One stationary kernel fitted to values that
+        jump by more than the function's whole range between categorical values models the jumps
+        and treats the variation inside the best value as noise (Hartmann-6 + an 8-way
+        categorical: GPSampler's regret stays at random search's); ranks keep the order and drop
+        the jumps' size. A space without such a categorical is searched exactly as GPSampler
+        searches it. Single objective only (several objectives: GPSampler's own fit)."""
+
+        def _sample_relative_impl(self, study: Any, completed_trials: list[Any], running_trials: list[Any],
+                                  search_space: dict[str, Any]) -> dict[str, Any]:
+            if len(study.directions) == 1 and len(completed_trials) >= 2:
+                values = np.array([trial.values[0] for trial in completed_trials], dtype=float)
+                finite = np.isfinite(values).all()
+                if finite and any(
+                        isinstance(distribution, CategoricalDistribution) and len(distribution.choices) > 1
+                        and dominant_categorical(values, [str(trial.params.get(name)) for trial in completed_trials])
+                        for name, distribution in search_space.items()):
+                    warped = []
+                    for trial, value in zip(completed_trials, rank_warped(values)):
+                        trial = copy.copy(trial)
+                        trial._values = [float(value)]
+                        warped.append(trial)
+                    completed_trials = warped
+            return super()._sample_relative_impl(study, completed_trials, running_trials, search_space)
+
+    return WarpingGPSampler
+
+
+_GP_CLASS: Any = None
+
+
+def warping_gp_sampler(**options: Any) -> Any:
+    """``GPSampler(**options)`` that warps the values it fits where one categorical dominates
+    the objective (``WarpingGPSampler``): measured, not in tracklet (docs/sweeps.md)."""
+    global _GP_CLASS
+    if _GP_CLASS is None:
+        _GP_CLASS = _warping_gp_class()
+    return _GP_CLASS(**options)
+
+
 def direct_gp_once(parameters: dict[str, Any], objective: Callable[[dict[str, Any]], float], seed: int,
-                   budget: int) -> float:
+                   budget: int, *, warping: bool = False) -> float:
     """The best value of a plain in-memory Optuna study with ``GPSampler(seed=seed)`` (no tracklet):
     what ``bayes`` is compared with in the same run (same function, same seeds)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=seed))
+    sampler = warping_gp_sampler(seed=seed) if warping else optuna.samplers.GPSampler(seed=seed)
+    study = optuna.create_study(sampler=sampler)
 
     def trial_value(trial: Any) -> float:
         return objective({name: (trial.suggest_categorical(name, spec["values"]) if "values" in spec
@@ -179,8 +270,18 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-def heartbeats(store: str | None, agents: int, seconds: float) -> list[float]:
-    """(d): every heartbeat's round trip (seconds) of ``agents`` agents beating at 1 Hz on one server."""
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def heartbeats(store: str | None, agents: int, seconds: float,
+               code: Path | None = None) -> tuple[list[float], float]:
+    """(d): every heartbeat's round trip (seconds) of ``agents`` agents beating at 1 Hz on one
+    server, and the server process's CPU seconds per beat over the beating (user + system: what
+    a loaded machine can't hide). ``code``: a checkout whose ``tracklet`` the server runs (an A/B
+    against older code in the same run)."""
     import socket
     import subprocess
     import sys
@@ -194,9 +295,10 @@ def heartbeats(store: str | None, agents: int, seconds: float) -> list[float]:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-sweeps-server-") as directory:
+        env = {**os.environ, "PYTHONPATH": str(code or ROOT)}
         server = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dir", directory, "--port", str(port),
                                    "--dev", *(["--store", store] if store else [])],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         try:
             for _ in range(600):
                 try:
@@ -227,11 +329,13 @@ def heartbeats(store: str | None, agents: int, seconds: float) -> list[float]:
                         next_beat += 1.0
 
             threads = [threading.Thread(target=agent, args=(i,)) for i in range(agents)]
+            cpu_before = _process_cpu(server.pid)
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-            return latencies
+            cpu = _process_cpu(server.pid) - cpu_before  # includes the 64 asks: ~1 % of the beats
+            return latencies, cpu / max(1, len(latencies))
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -291,10 +395,14 @@ def main() -> None:
                         help="run one part")
     parser.add_argument("--store", default=None, help="(d): the server's store URL (default: SQLite)")
     parser.add_argument("--heartbeat-seconds", type=float, default=20.0, help="(d): how long the agents beat")
+    parser.add_argument("--heartbeat-old", type=Path, default=None,
+                        help="(d): also run this checkout's server (e.g. `git archive main | tar -x -C DIR`), "
+                             "alternating with this one, --heartbeat-rounds times each")
+    parser.add_argument("--heartbeat-rounds", type=int, default=1, help="(d): rounds per server code")
     parser.add_argument("--epoch-seconds", type=float, default=0.03, help="(c): the sleep of one epoch")
     parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated functions (regret)")
     parser.add_argument("--engines", default=",".join([*ENGINES, DIRECT_GP]),
-                        help="comma-separated engines (regret): " + ", ".join([*ENGINES, DIRECT_GP]))
+                        help="comma-separated engines (regret): " + ", ".join([*ENGINES, DIRECT_GP, WARPED_GP]))
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     seeds = args.seeds or (3 if args.quick else 10)
@@ -302,7 +410,7 @@ def main() -> None:
     latency_n = args.latency_trials or (200 if args.quick else 1000)
     results: dict[str, Any] = {"seeds": seeds, "trials": budget, "regret": {}}
     engines = args.engines.split(",")
-    unknown = set(engines) - {*ENGINES, DIRECT_GP}
+    unknown = set(engines) - {*ENGINES, DIRECT_GP, WARPED_GP}
     if unknown:
         parser.error(f"--engines: unknown {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-sweeps-") as directory:
@@ -313,14 +421,15 @@ def main() -> None:
                 parameters, objective, optimum = PROBLEMS[problem]
                 regrets: dict[str, list[float]] = {}
                 for name in engines:
-                    if name == DIRECT_GP:
-                        regrets[name] = [direct_gp_once(parameters, objective, seed, budget) - optimum
+                    if name in (DIRECT_GP, WARPED_GP):
+                        regrets[name] = [direct_gp_once(parameters, objective, seed, budget,
+                                                        warping=name == WARPED_GP) - optimum
                                          for seed in range(seeds)]
                         continue
                     regrets[name] = [sweep_once(root, parameters, objective, ENGINES[name], seed, budget)[0] - optimum
                                      for seed in range(seeds)]
                 results["regret"][problem] = regrets
-                shown = [_quartiles(regrets[name]) if name in regrets else "-" for name in (*ENGINES, DIRECT_GP)]
+                shown = [_quartiles(regrets[name]) if name in regrets else "-" for name in (*ENGINES, DIRECT_GP, WARPED_GP)]
                 verdict = "-"
                 if "random" in regrets and "bayes (GP)" in regrets:
                     met = statistics.median(regrets["bayes (GP)"]) <= statistics.median(regrets["random"]) / 10
@@ -330,7 +439,7 @@ def main() -> None:
                 print(f"{problem}: " + "; ".join(f"{name} {sorted(round(r, 4) for r in values)}"
                                                 for name, values in regrets.items()), flush=True)
             print(f"(a) simple regret after {budget} trials, median [IQR] of {seeds} seeds")
-            print_table(rows, ["function", *ENGINES, DIRECT_GP, "W&B bayes @50", "target"])
+            print_table(rows, ["function", *ENGINES, DIRECT_GP, WARPED_GP, "W&B bayes @50", "target"])
         if args.only in (None, "pruning"):
             trials = 9 if args.quick else 27
             epochs = 9 if args.quick else 27
@@ -378,14 +487,24 @@ def main() -> None:
                   f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
             print_table(rows, ["method", "median", "max", "target"])
     if args.only in (None, "heartbeat"):
-        beats = heartbeats(args.store, 64, args.heartbeat_seconds)
-        results["heartbeat_ms"] = {"agents": 64, "beats": len(beats), "median": statistics.median(beats) * 1e3,
-                                   "p99": _p99(beats) * 1e3, "load_average": os.getloadavg()}
+        arms: list[tuple[str, Path | None]] = [("this checkout", None)]
+        if args.heartbeat_old is not None:
+            arms.insert(0, (f"old: {args.heartbeat_old}", args.heartbeat_old))
+        rows = []
+        results["heartbeat_ms"] = []
+        for round_ in range(args.heartbeat_rounds):
+            for name, code in arms:
+                beats, cpu = heartbeats(args.store, 64, args.heartbeat_seconds, code)
+                load = os.getloadavg()[0]
+                results["heartbeat_ms"].append({"code": name, "round": round_, "agents": 64, "beats": len(beats),
+                                                "median": statistics.median(beats) * 1e3, "p99": _p99(beats) * 1e3,
+                                                "server_cpu_ms_per_beat": cpu * 1e3, "load_average": load})
+                rows.append([name, len(beats), f"{statistics.median(beats) * 1e3:.1f} ms",
+                             f"{_p99(beats) * 1e3:.1f} ms", f"{cpu * 1e3:.2f} ms", f"{load:.1f}",
+                             "p99 <= 100 ms: " + ("met" if _p99(beats) <= 0.1 else "missed")])
         print(f"\n(d) 64 agents heartbeating at 1 Hz on one server process ({args.store or 'SQLite'}), "
-              f"{len(beats)} beats (load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
-        print_table([["heartbeat", f"{statistics.median(beats) * 1e3:.1f} ms", f"{_p99(beats) * 1e3:.1f} ms",
-                      "p99 <= 100 ms: " + ("met" if _p99(beats) <= 0.1 else "missed")]],
-                    ["", "median", "p99", "target"])
+              f"{args.heartbeat_seconds:g} s each ({os.cpu_count()} cores)")
+        print_table(rows, ["server code", "beats", "median", "p99", "server CPU / beat", "load", "target"])
     write_json(args.json, results)
 
 

@@ -11,9 +11,13 @@ ask/tell, leases, reaping lapsed leases, requeueing grid points, pruning) over t
 operation is one database transaction that first locks the sweep's row (``SELECT ... FOR UPDATE``
 on PostgreSQL; within a process a lock per sweep as well), reads what other server processes
 appended, and writes the journal entries, leases and state it made before it commits. A heartbeat
-is the one call that takes neither lock: a single ``UPDATE`` moves its lease's expiry on while it
-has not passed, so beats never queue behind an ask (a GP ask can take a while). A reaper that
-read the lease before the beat may still fail the trial; the next beat then says it is lost. A server
+is the one call that takes neither lock, so beats never queue behind an ask (a GP ask can take a
+while): it reads its lease's row and, only when a quarter of the ttl has passed since the expiry
+was last moved, moves it on with one ``UPDATE`` (while it has not passed). Most beats of an agent
+beating every second are thus a read: no write transaction, no wait for the database's write lock
+(on SQLite one writer at a time: 64 agents' beats each taking it queued behind each other). A
+reaper that read the lease before the beat may still fail the trial; the next beat then says it
+is lost. A server
 killed at any point (``kill -9``) loses the operation in flight entirely, and nothing it handed
 out: an answer is sent only after the commit. ``next_trial`` takes the agent's request id, so an
 agent that never got the answer and asks again gets the same trial, not a second one.
@@ -188,6 +192,17 @@ def readable_sweep_infos(engine: sa.Engine, may_read: Callable[[str], bool], *, 
     return [{**json.loads(row.info), "state": json.loads(row.state).get("state", "running")} for row in rows], total
 
 
+# A heartbeat writes its lease's new expiry only once this share of the ttl has passed since the
+# expiry was last moved: an agent beating every second (a sweep that prunes) writes every ttl/4,
+# not every second, and its lease still lasts at least 3/4 of the ttl after any beat.
+RENEW_SHARE = 0.25
+_LEASE_KEY = (sweep_leases.c.sweep_id == sa.bindparam("b_sweep"), sweep_leases.c.trial == sa.bindparam("b_trial"),
+              sweep_leases.c.agent == sa.bindparam("b_agent"))
+_LEASE_EXPIRY = sa.select(sweep_leases.c.expires).where(*_LEASE_KEY)
+_RENEW_LEASE = (sweep_leases.update().where(*_LEASE_KEY, sweep_leases.c.expires >= sa.bindparam("b_now"))
+                .values(expires=sa.bindparam("b_until")))
+
+
 class _Operation(threading.local):
     """What the operation running on this thread holds: its transaction, the sweep's row as it
     read or wrote it, the lease rows as it last read or wrote them. Per thread, because readers that
@@ -325,14 +340,19 @@ class ServerController(LocalController):
         self._op.lease_rows = {number: dict(record) for number, record in leases.items()}
 
     def heartbeat(self, lease: Lease) -> bool:
-        """Renew ``lease`` (one ``UPDATE``, no lock: see the module docstring); False once it lapsed."""
+        """Renew ``lease``; False once it lapsed (or isn't ``lease.agent``'s). No lock: one read of
+        the lease's row, and a write (one ``UPDATE``) only when its expiry is due, i.e. once
+        ``RENEW_SHARE`` of the ttl has passed since it was last moved (see the module docstring)."""
         now = time.time()
+        key = {"b_sweep": self.sweep_id, "b_trial": lease.trial, "b_agent": lease.agent}
+        with self.engine.connect() as connection:
+            expires = connection.execute(_LEASE_EXPIRY, key).scalar_one_or_none()
+        if expires is None or expires < now:
+            return False
+        if expires >= now + lease.ttl * (1.0 - RENEW_SHARE):
+            return True
         with self.engine.begin() as connection:
-            renewed = connection.execute(
-                sweep_leases.update()
-                .where(sweep_leases.c.sweep_id == self.sweep_id, sweep_leases.c.trial == lease.trial,
-                       sweep_leases.c.agent == lease.agent, sweep_leases.c.expires >= now)
-                .values(expires=now + lease.ttl))
+            renewed = connection.execute(_RENEW_LEASE, {**key, "b_now": now, "b_until": now + lease.ttl})
         return bool(renewed.rowcount)
 
     def _write_state(self, **changes: Any) -> None:

@@ -48,11 +48,11 @@ def git(repo: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def cli(root: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``tracklet --dir ROOT ARGS`` in its own process (the reproduction runs the program in a child)."""
     return subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def log_dataset(root: Path, rows: list[tuple[float, float]], where: Path) -> None:
@@ -239,7 +239,11 @@ def test_a_non_empty_target_directory_is_refused(root, tmp_path):
     assert (occupied / "keep.txt").read_text() == "mine"
 
 
-def test_a_venv_plan_pins_index_packages_and_names_a_local_source_that_is_gone(root, tmp_path):
+def test_a_venv_plan_pins_index_packages_and_names_packages_that_no_longer_install(root, tmp_path):
+    """Index packages are pinned; one no package source here has (installed from a wheel house that
+    is gone) can't be installed, nor can an editable install whose tree is gone: the plan names them."""
+    import numpy
+
     repo = _committed_repo(tmp_path)
     site = tmp_path / "site-packages"
     source = tmp_path / "src" / "gonelib"
@@ -254,9 +258,13 @@ def test_a_venv_plan_pins_index_packages_and_names_a_local_source_that_is_gone(r
     record(repo)
     (run,) = tracklet.Api(root).runs("repro")
     plan = json.loads(cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", "--json", cwd=tmp_path).stdout)
-    assert "pinnedlib==1.2" in plan["requirements"] and f"-e {source}" in plan["requirements"]
-    assert not [problem for problem in plan["problems"] if "gonelib" in problem]
+    assert f"numpy=={numpy.__version__}" in plan["requirements"] and f"-e {source}" in plan["requirements"]
+    assert [problem.split(":")[0] for problem in plan["problems"]] == ["package pinnedlib==1.2 no longer installs"]
+    assert "pinnedlib==1.2" not in plan["requirements"]  # --force goes on without it
     source.rename(tmp_path / "src" / "elsewhere")
     dry = cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 2 and f"package gonelib 1.2 was installed from {source}, which is gone" in dry.stdout
+    assert "package pinnedlib==1.2 no longer installs: none of the package sources pip uses here has it" in dry.stdout
     assert cli(root, "reproduce", run.path, "--dry-run", cwd=tmp_path).returncode == 0  # --env current needs no source
+    no_uv = cli(root, "reproduce", run.path, "--env", "uv", "--dry-run", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    assert no_uv.returncode == 2 and "--env uv needs uv on PATH" in no_uv.stdout, no_uv.stdout + no_uv.stderr

@@ -409,6 +409,40 @@ def _requirements(plan: Plan, environment: Any) -> None:
             plan.requirements.append(f"{package.name} @ {package.vcs}+{package.url}@{package.commit}")
         else:
             plan.requirements.append(f"{package.name} @ {package.url}")
+    _check_installable(plan)
+
+
+def _check_installable(plan: Plan) -> None:
+    """A pinned package no package source here has is a problem (the install would fail after the
+    checkout); uv answers (``installable``), from the sources pip is configured with here."""
+    import shutil
+
+    from tracklet.reproduce import installable
+    from tracklet.reproduce.execute import pip_sources
+
+    uv = shutil.which("uv")
+    if uv is None:
+        if plan.env == "uv":
+            plan.problems.append("--env uv needs uv on PATH (pip install uv): the environment can't be built "
+                                 "(or use --env venv or current)")
+        else:
+            plan.differences.append("not checked whether the run's pinned packages still install (that needs uv "
+                                    "on PATH)")
+        return
+    sources = pip_sources()
+    named = [sources[index + 1] for index in range(0, len(sources), 2)
+             if sources[index] in ("--index-url", "--extra-index-url", "--find-links")]
+    where = ", ".join(named if "--index-url" in sources else ["PyPI", *named])
+    found = installable.check(plan.requirements, uv, sources)
+    for requirement in found.missing:
+        plan.problems.append(f"package {requirement} no longer installs: none of the package sources pip uses here "
+                             f"has it ({where})")
+        plan.requirements.remove(requirement)
+    if found.more:
+        plan.differences.append("more pinned packages may not install: the check stopped after "
+                                f"{installable.MAX_ROUNDS} rounds")
+    if found.error:
+        plan.differences.append(f"could not check that the run's pinned packages still install: {found.error}")
 
 
 def _plan_inputs(plan: Plan, run: Any) -> None:

@@ -1,6 +1,7 @@
 """``tracklet reproduce`` and ``tracklet diff`` (#21) on a real git repository made in the test: a
-torch training script (fixed seed) that reads a dataset artifact, with an uncommitted change and
-an untracked helper module."""
+training script (numpy, fixed seed) that reads a dataset artifact, with an uncommitted change and
+an untracked helper module. The same with a torch model in a fresh uv environment:
+test_reproduce_uv."""
 
 from __future__ import annotations
 
@@ -18,29 +19,26 @@ from conftest import REPO
 
 TRAIN = '''\
 import numpy as np
-import torch
 import tracklet
-from helper import make_model
+from helper import features
 
 SCALE = 1.0
 
 run = tracklet.init(project="repro", config={"lr": 0.05, "epochs": 30, "seed": 7})
-torch.manual_seed(run.config["seed"])
+rng = np.random.default_rng(run.config["seed"])
 folder = run.use_artifact("dataset:latest").download()
-data = torch.tensor(np.loadtxt(f"{folder}/data.txt"), dtype=torch.float32)
-x, y = data[:, :1], data[:, 1:] * SCALE
-model = make_model()
-optimizer = torch.optim.SGD(model.parameters(), lr=run.config["lr"])
+x, y = np.loadtxt(f"{folder}/data.txt", unpack=True)
+y = y * SCALE
+w = rng.normal(size=3)
 for epoch in range(run.config["epochs"]):
-    optimizer.zero_grad()
-    loss = torch.nn.functional.mse_loss(model(x), y)
-    loss.backward()
-    optimizer.step()
-    run.log({"loss": loss.item()})
-run.summary["final_loss"] = loss.item()
+    error = features(x) @ w - y
+    w -= run.config["lr"] * features(x).T @ error / len(x)
+    loss = float(np.mean(error ** 2))
+    run.log({"loss": loss})
+run.summary["final_loss"] = loss
 run.finish()
 '''
-HELPER = "import torch\n\ndef make_model():\n    return torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))\n"
+HELPER = "import numpy as np\n\ndef features(x):\n    return np.stack([x, x ** 2, np.ones_like(x)], 1)\n"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -69,20 +67,25 @@ def record(repo: Path, script: str = "train.py", env: dict[str, str] | None = No
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture
-def project(root, tmp_path):
-    """A repository with train.py committed (SCALE = 1.0), then changed without committing
-    (SCALE = 3.0), and helper.py never committed; dataset v0 logged."""
+def make_project(root: Path, tmp_path: Path, train: str = TRAIN, helper: str = HELPER) -> Path:
+    """A repository with ``train`` committed (SCALE = 1.0), then changed without committing
+    (SCALE = 3.0), and helper.py (``helper``) never committed; dataset v0 logged."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
-    (repo / "train.py").write_text(TRAIN)
+    (repo / "train.py").write_text(train)
     git(repo, "add", "train.py")
     git(repo, "commit", "-qm", "train")
-    (repo / "train.py").write_text(TRAIN.replace("SCALE = 1.0", "SCALE = 3.0"))
-    (repo / "helper.py").write_text(HELPER)
+    (repo / "train.py").write_text(train.replace("SCALE = 1.0", "SCALE = 3.0"))
+    (repo / "helper.py").write_text(helper)
     log_dataset(root, [(x / 10, (x / 10) ** 2) for x in range(-10, 11)], tmp_path / "ds0")
     return repo
+
+
+@pytest.fixture
+def project(root, tmp_path):
+    """``make_project`` with the numpy script (the torch one runs in test_reproduce_uv)."""
+    return make_project(root, tmp_path)
 
 
 def test_reproduce_reruns_the_run_in_a_fresh_directory_with_its_code_data_and_config(root, tmp_path, project):
@@ -259,7 +262,9 @@ def test_a_venv_plan_pins_index_packages_and_names_packages_that_no_longer_insta
     (run,) = tracklet.Api(root).runs("repro")
     plan = json.loads(cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", "--json", cwd=tmp_path).stdout)
     assert f"numpy=={numpy.__version__}" in plan["requirements"] and f"-e {source}" in plan["requirements"]
-    assert [problem.split(":")[0] for problem in plan["problems"]] == ["package pinnedlib==1.2 no longer installs"]
+    problems = [problem.split(":")[0] for problem in plan["problems"]]
+    # (tracklet itself may be named too: a checkout on PYTHONPATH with an egg-info is recorded as tracklet==0.1.0)
+    assert "package pinnedlib==1.2 no longer installs" in problems and not [p for p in problems if "gonelib" in p]
     assert "pinnedlib==1.2" not in plan["requirements"]  # --force goes on without it
     source.rename(tmp_path / "src" / "elsewhere")
     dry = cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", cwd=tmp_path)
@@ -268,3 +273,20 @@ def test_a_venv_plan_pins_index_packages_and_names_packages_that_no_longer_insta
     assert cli(root, "reproduce", run.path, "--dry-run", cwd=tmp_path).returncode == 0  # --env current needs no source
     no_uv = cli(root, "reproduce", run.path, "--env", "uv", "--dry-run", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert no_uv.returncode == 2 and "--env uv needs uv on PATH" in no_uv.stdout, no_uv.stdout + no_uv.stderr
+
+
+def test_the_python_version_is_recorded_and_the_plan_names_another_one_here(root, tmp_path, monkeypatch):
+    """The run records this interpreter's version; a plan made under another Python says so (no
+    second interpreter here: the planner is asked in this process with another version reported)."""
+    import platform
+
+    from tracklet.reproduce.plan import make_plan
+
+    record(_committed_repo(tmp_path))
+    (run,) = tracklet.Api(root).runs("repro")
+    assert run.metadata["python"] == platform.python_version()
+    here = make_plan(run, root, directory=tmp_path / "a")
+    assert not [text for text in here.differences if text.startswith("Python ")]
+    monkeypatch.setattr(platform, "python_version", lambda: "3.1.0")
+    other = make_plan(run, root, directory=tmp_path / "a")
+    assert f"Python {run.metadata['python']} recorded, 3.1.0 here (a different minor version)" in other.differences

@@ -1,6 +1,7 @@
 """``tracklet reproduce`` and ``tracklet diff`` (#21) on a real git repository made in the test: a
-torch training script (fixed seed) that reads a dataset artifact, with an uncommitted change and
-an untracked helper module."""
+training script (numpy, fixed seed) that reads a dataset artifact, with an uncommitted change and
+an untracked helper module. The same with a torch model in a fresh uv environment:
+test_reproduce_uv."""
 
 from __future__ import annotations
 
@@ -18,29 +19,26 @@ from conftest import REPO
 
 TRAIN = '''\
 import numpy as np
-import torch
 import tracklet
-from helper import make_model
+from helper import features
 
 SCALE = 1.0
 
 run = tracklet.init(project="repro", config={"lr": 0.05, "epochs": 30, "seed": 7})
-torch.manual_seed(run.config["seed"])
+rng = np.random.default_rng(run.config["seed"])
 folder = run.use_artifact("dataset:latest").download()
-data = torch.tensor(np.loadtxt(f"{folder}/data.txt"), dtype=torch.float32)
-x, y = data[:, :1], data[:, 1:] * SCALE
-model = make_model()
-optimizer = torch.optim.SGD(model.parameters(), lr=run.config["lr"])
+x, y = np.loadtxt(f"{folder}/data.txt", unpack=True)
+y = y * SCALE
+w = rng.normal(size=3)
 for epoch in range(run.config["epochs"]):
-    optimizer.zero_grad()
-    loss = torch.nn.functional.mse_loss(model(x), y)
-    loss.backward()
-    optimizer.step()
-    run.log({"loss": loss.item()})
-run.summary["final_loss"] = loss.item()
+    error = features(x) @ w - y
+    w -= run.config["lr"] * features(x).T @ error / len(x)
+    loss = float(np.mean(error ** 2))
+    run.log({"loss": loss})
+run.summary["final_loss"] = loss
 run.finish()
 '''
-HELPER = "import torch\n\ndef make_model():\n    return torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))\n"
+HELPER = "import numpy as np\n\ndef features(x):\n    return np.stack([x, x ** 2, np.ones_like(x)], 1)\n"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -48,11 +46,11 @@ def git(repo: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def cli(root: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``tracklet --dir ROOT ARGS`` in its own process (the reproduction runs the program in a child)."""
     return subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def log_dataset(root: Path, rows: list[tuple[float, float]], where: Path) -> None:
@@ -69,20 +67,25 @@ def record(repo: Path, script: str = "train.py", env: dict[str, str] | None = No
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture
-def project(root, tmp_path):
-    """A repository with train.py committed (SCALE = 1.0), then changed without committing
-    (SCALE = 3.0), and helper.py never committed; dataset v0 logged."""
+def make_project(root: Path, tmp_path: Path, train: str = TRAIN, helper: str = HELPER) -> Path:
+    """A repository with ``train`` committed (SCALE = 1.0), then changed without committing
+    (SCALE = 3.0), and helper.py (``helper``) never committed; dataset v0 logged."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
-    (repo / "train.py").write_text(TRAIN)
+    (repo / "train.py").write_text(train)
     git(repo, "add", "train.py")
     git(repo, "commit", "-qm", "train")
-    (repo / "train.py").write_text(TRAIN.replace("SCALE = 1.0", "SCALE = 3.0"))
-    (repo / "helper.py").write_text(HELPER)
+    (repo / "train.py").write_text(train.replace("SCALE = 1.0", "SCALE = 3.0"))
+    (repo / "helper.py").write_text(helper)
     log_dataset(root, [(x / 10, (x / 10) ** 2) for x in range(-10, 11)], tmp_path / "ds0")
     return repo
+
+
+@pytest.fixture
+def project(root, tmp_path):
+    """``make_project`` with the numpy script (the torch one runs in test_reproduce_uv)."""
+    return make_project(root, tmp_path)
 
 
 def test_reproduce_reruns_the_run_in_a_fresh_directory_with_its_code_data_and_config(root, tmp_path, project):
@@ -239,7 +242,11 @@ def test_a_non_empty_target_directory_is_refused(root, tmp_path):
     assert (occupied / "keep.txt").read_text() == "mine"
 
 
-def test_a_venv_plan_pins_index_packages_and_names_a_local_source_that_is_gone(root, tmp_path):
+def test_a_venv_plan_pins_index_packages_and_names_packages_that_no_longer_install(root, tmp_path):
+    """Index packages are pinned; one no package source here has (installed from a wheel house that
+    is gone) can't be installed, nor can an editable install whose tree is gone: the plan names them."""
+    import numpy
+
     repo = _committed_repo(tmp_path)
     site = tmp_path / "site-packages"
     source = tmp_path / "src" / "gonelib"
@@ -254,9 +261,32 @@ def test_a_venv_plan_pins_index_packages_and_names_a_local_source_that_is_gone(r
     record(repo)
     (run,) = tracklet.Api(root).runs("repro")
     plan = json.loads(cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", "--json", cwd=tmp_path).stdout)
-    assert "pinnedlib==1.2" in plan["requirements"] and f"-e {source}" in plan["requirements"]
-    assert not [problem for problem in plan["problems"] if "gonelib" in problem]
+    assert f"numpy=={numpy.__version__}" in plan["requirements"] and f"-e {source}" in plan["requirements"]
+    problems = [problem.split(":")[0] for problem in plan["problems"]]
+    # (tracklet itself may be named too: a checkout on PYTHONPATH with an egg-info is recorded as tracklet==0.1.0)
+    assert "package pinnedlib==1.2 no longer installs" in problems and not [p for p in problems if "gonelib" in p]
+    assert "pinnedlib==1.2" not in plan["requirements"]  # --force goes on without it
     source.rename(tmp_path / "src" / "elsewhere")
     dry = cli(root, "reproduce", run.path, "--env", "venv", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 2 and f"package gonelib 1.2 was installed from {source}, which is gone" in dry.stdout
+    assert "package pinnedlib==1.2 no longer installs: none of the package sources pip uses here has it" in dry.stdout
     assert cli(root, "reproduce", run.path, "--dry-run", cwd=tmp_path).returncode == 0  # --env current needs no source
+    no_uv = cli(root, "reproduce", run.path, "--env", "uv", "--dry-run", cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
+    assert no_uv.returncode == 2 and "--env uv needs uv on PATH" in no_uv.stdout, no_uv.stdout + no_uv.stderr
+
+
+def test_the_python_version_is_recorded_and_the_plan_names_another_one_here(root, tmp_path, monkeypatch):
+    """The run records this interpreter's version; a plan made under another Python says so (no
+    second interpreter here: the planner is asked in this process with another version reported)."""
+    import platform
+
+    from tracklet.reproduce.plan import make_plan
+
+    record(_committed_repo(tmp_path))
+    (run,) = tracklet.Api(root).runs("repro")
+    assert run.metadata["python"] == platform.python_version()
+    here = make_plan(run, root, directory=tmp_path / "a")
+    assert not [text for text in here.differences if text.startswith("Python ")]
+    monkeypatch.setattr(platform, "python_version", lambda: "3.1.0")
+    other = make_plan(run, root, directory=tmp_path / "a")
+    assert f"Python {run.metadata['python']} recorded, 3.1.0 here (a different minor version)" in other.differences

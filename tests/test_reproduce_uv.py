@@ -1,13 +1,18 @@
-"""``tracklet reproduce --env uv`` (#21): a run recorded in its own virtual environment is run again
-in a fresh one that uv builds from the run's recorded packages, from the package sources pip on
-this machine uses (its index, find-links and uv's cache; nothing else)."""
+"""``tracklet reproduce --env uv`` (#21), the issue's end-to-end case: a run of a tiny torch model
+(fixed seed) that reads a dataset artifact, recorded in its own virtual environment from a git
+repository with an uncommitted change and an untracked helper module, is run again in a fresh
+directory and a fresh environment that uv builds from the run's recorded packages, from the
+package sources pip on this machine uses (its index, find-links and uv's cache; nothing else)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -16,68 +21,86 @@ import tracklet
 from tracklet.reproduce.execute import pip_sources
 
 from conftest import REPO
-from test_reproduce import cli, git, log_dataset
+from test_reproduce import cli, log_dataset, make_project
 
 pytestmark = pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed (pip install uv)")
 
 TRAIN = '''\
 import numpy as np
+import torch
 import tracklet
-from helper import features
+from helper import make_model
 
-run = tracklet.init(project="repro", config={"lr": 0.1, "steps": 40, "seed": 3})
-rng = np.random.default_rng(run.config["seed"])
-folder = run.use_artifact("dataset").download()
-x, y = np.loadtxt(f"{folder}/data.txt", unpack=True)
-w = rng.normal(size=2)
-for step in range(run.config["steps"]):
-    error = features(x) @ w - y
-    w -= run.config["lr"] * features(x).T @ error / len(x)
-    run.log({"loss": float(np.mean(error ** 2))})
+SCALE = 1.0
+
+run = tracklet.init(project="repro", config={"lr": 0.05, "epochs": 30, "seed": 7})
+torch.manual_seed(run.config["seed"])
+folder = run.use_artifact("dataset:latest").download()
+data = torch.tensor(np.loadtxt(f"{folder}/data.txt"), dtype=torch.float32)
+x, y = data[:, :1], data[:, 1:] * SCALE
+model = make_model()
+optimizer = torch.optim.SGD(model.parameters(), lr=run.config["lr"])
+for epoch in range(run.config["epochs"]):
+    optimizer.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+    run.log({"loss": loss.item()})
+run.summary["final_loss"] = loss.item()
 run.finish()
 '''
+HELPER = "import torch\n\ndef make_model():\n    return torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))\n"
 
 
 @pytest.fixture(scope="module")
 def recording_env(tmp_path_factory) -> Path:
-    """A virtual environment with tracklet (editable, this checkout) and its dependencies only."""
+    """A virtual environment with tracklet (editable, this checkout), its dependencies and torch
+    (this interpreter's version: uv's cache has it) only."""
     venv = tmp_path_factory.mktemp("recording") / "venv"
     uv = shutil.which("uv")
     assert uv is not None
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, timeout=120)
     subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *pip_sources(),
-                    "-e", str(REPO)], check=True, timeout=600)
+                    "-e", str(REPO), f"torch=={metadata.version('torch')}"], check=True, timeout=600)
     return venv / "bin" / "python"
 
 
-def test_uv_builds_a_fresh_environment_from_the_recorded_packages(root, tmp_path, recording_env):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "train.py").write_text(TRAIN)
-    git(repo, "add", "train.py")
-    git(repo, "commit", "-qm", "train")
-    (repo / "helper.py").write_text("import numpy as np\n\ndef features(x):\n    return np.stack([x, np.ones_like(x)], 1)\n")
-    log_dataset(root, [(x / 4, 2 * x / 4 + 1) for x in range(12)], tmp_path / "ds0")
+def test_uv_reproduces_a_torch_run_in_a_fresh_environment_built_from_its_recorded_packages(
+        root, tmp_path, recording_env):
+    project = make_project(root, tmp_path, TRAIN, HELPER)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([str(recording_env), "train.py"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([str(recording_env), "train.py"], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     (original,) = tracklet.Api(root).runs("repro")
     recorded = original.metadata["packages"]
-    assert "numpy" in recorded and "pytest" not in recorded  # the small environment, not this one
+    assert "torch" in recorded and "pytest" not in recorded  # the small environment, not this one
+    # After the run: a new dataset version (the program asks for "latest"), and the work tree moves on.
+    log_dataset(root, [(x / 10, 5.0) for x in range(-10, 11)], tmp_path / "ds1")
+    (project / "helper.py").unlink()
 
     dry = cli(root, "reproduce", original.path, "--env", "uv", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0 and f"uv venv + uv pip install: {len(recorded)} package(s)" in dry.stdout, dry.stdout
 
     target = tmp_path / "fresh"
-    done = cli(root, "reproduce", original.path, "--env", "uv", "--dir", str(target), cwd=tmp_path)
+    done = cli(root, "reproduce", original.path, "--env", "uv", "--dir", str(target), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    copy = tracklet.Api(root).run(done.stdout.strip().split(" as ")[1].split(" ")[0])
+    outcome = json.loads(done.stdout)
+    # progress: each step as it starts, the installer's own lines as they come, the time of each over a second
+    progress = done.stderr
+    assert "tracklet: plan: asking uv whether the run's" in progress
+    assert re.search(r"^tracklet:   .*Installed \d+ packages", progress, re.MULTILINE), progress
+    assert list(outcome["seconds"]) == ["checkout", "diff", "snapshot", "environment", "run"]
+    for step, seconds in outcome["seconds"].items():
+        assert f"tracklet: {step}: " in progress and (f"tracklet: {step}: done in" in progress) == (seconds >= 1.0)
+    copy = tracklet.Api(root).run(outcome["run"])
     assert copy.metadata["executable"] == str(target / ".venv" / "bin" / "python")
     assert copy.metadata["packages"] == recorded
     assert copy.config == original.config and copy.metadata["reproduces"] == original.path
-    assert copy.history(["loss"])["loss"] == pytest.approx(original.history(["loss"])["loss"], rel=1e-9)
+    assert [(a["name"], a["version"]) for a in copy.used_artifacts] == [("dataset", 0)]
+    assert copy.summary["final_loss"] == pytest.approx(original.summary["final_loss"], rel=1e-6)
+    assert copy.history(["loss"])["loss"] == pytest.approx(original.history(["loss"])["loss"], rel=1e-6)
+    assert "SCALE = 3.0" in (target / "train.py").read_text() and (target / "helper.py").read_text() == HELPER
 
 
 def test_pip_sources_follow_pip_configuration(tmp_path):

@@ -41,7 +41,11 @@ def reproduce(ctx: click.Context, run_path: str, directory: Path | None, env: st
 
     state = _state(ctx)
     run = state.api.run(run_path)
-    plan = make_plan(run, state.api.root, env=env, directory=directory, overrides=parse_overrides(overrides))
+    def progress(text: str) -> None:
+        click.echo(f"tracklet: {text}", err=True)
+
+    plan = make_plan(run, state.api.root, env=env, directory=directory, overrides=parse_overrides(overrides),
+                     progress=progress)
     if dry_run:
         click.echo(json.dumps(plan.to_dict(), indent=1, default=str) if as_json else plan.render())
         if plan.problems:
@@ -53,7 +57,7 @@ def reproduce(ctx: click.Context, run_path: str, directory: Path | None, env: st
                        "(--force goes on anyway)")
     if not as_json:
         click.echo(plan.render(), err=True)
-    outcome = carry_out(plan, force=force, progress=lambda text: click.echo(f"tracklet: {text}", err=True))
+    outcome = carry_out(plan, force=force, progress=progress)
     if as_json:
         click.echo(json.dumps({"plan": plan.to_dict(), "run": outcome.run, "exit_code": outcome.exit_code,
                                "directory": str(outcome.directory), "seconds": outcome.seconds}, indent=1,

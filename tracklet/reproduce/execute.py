@@ -11,6 +11,7 @@ pins ``use_artifact`` to the versions the original used.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import shutil
@@ -74,15 +75,35 @@ def _step(progress: Progress, seconds: dict[str, float], name: str, what: str, a
     return result
 
 
-def _call(command: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
-    try:
-        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              check=False)
-    except OSError as error:
-        raise ReproduceError(f"{what}: can't run {command[0]}: {error.strerror or error}") from None
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()
-        raise ReproduceError(f"{what} failed: {' / '.join(detail[-3:]) or f'exit status {done.returncode}'}")
+def _call(command: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+          progress: Progress | None = None) -> None:
+    """Run ``command``; a failure raises ``ReproduceError`` with its last lines. With ``progress``,
+    each line it prints is passed on as it comes (an install of minutes shows what it is at)."""
+    if progress is None:
+        try:
+            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                  check=False)
+        except OSError as error:
+            raise ReproduceError(f"{what}: can't run {command[0]}: {error.strerror or error}") from None
+        returncode, output = done.returncode, (done.stderr or done.stdout)
+    else:
+        last: collections.deque[str] = collections.deque(maxlen=20)
+        try:
+            with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, text=True, errors="replace") as child:
+                assert child.stdout is not None
+                for line in child.stdout:
+                    line = line.rstrip()
+                    if line.strip():
+                        last.append(line)
+                        progress(f"  {line}")
+                returncode = child.wait()
+        except OSError as error:
+            raise ReproduceError(f"{what}: can't run {command[0]}: {error.strerror or error}") from None
+        output = "\n".join(last)
+    if returncode != 0:
+        detail = output.strip().splitlines()
+        raise ReproduceError(f"{what} failed: {' / '.join(detail[-3:]) or f'exit status {returncode}'}")
 
 
 def reproduce(plan: Plan, *, force: bool = False, progress: Progress | None = None,
@@ -116,7 +137,7 @@ def reproduce(plan: Plan, *, force: bool = False, progress: Progress | None = No
     if plan.code_files:
         _step(say, seconds, "snapshot", f"restoring {len(plan.code_files)} untracked file(s)",
               lambda: _restore_snapshot(plan))
-    python = _step(say, seconds, "environment", _environment_text(plan), lambda: _environment(plan))
+    python = _step(say, seconds, "environment", _environment_text(plan), lambda: _environment(plan, say))
     plan.python = python
 
     from tracklet.core.reproduction import Reproduction
@@ -210,8 +231,8 @@ def pip_sources(environ: dict[str, str] | None = None) -> list[str]:
     return options
 
 
-def _environment(plan: Plan) -> str:
-    """The interpreter the program runs with."""
+def _environment(plan: Plan, progress: Progress | None = None) -> str:
+    """The interpreter the program runs with; the installer's lines go to ``progress``."""
     if plan.env == "current":
         return sys.executable
     venv = plan.directory / ".venv"
@@ -223,13 +244,13 @@ def _environment(plan: Plan) -> str:
             raise ReproduceError("--env uv needs uv on PATH (pip install uv), or use --env venv or current")
         _call([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], "creating the environment with uv")
         requirements.write_text("".join(line + "\n" for line in plan.requirements), encoding="utf-8")
-        _call([uv, "pip", "install", "--quiet", "--python", str(python), *pip_sources(), "-r", str(requirements)],
-              "installing the run's packages with uv")
+        _call([uv, "pip", "install", "--python", str(python), *pip_sources(), "-r", str(requirements)],
+              "installing the run's packages with uv", progress=progress)
     else:
         _call([sys.executable, "-m", "venv", str(venv)], "creating the environment with venv")
         requirements.write_text("".join(line + "\n" for line in plan.requirements), encoding="utf-8")
-        _call([str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
-              "installing the run's packages with pip")
+        _call([str(python), "-m", "pip", "install", "--progress-bar", "off", "-r", str(requirements)],
+              "installing the run's packages with pip", progress=progress)
     requirements.unlink(missing_ok=True)
     return str(python)
 

@@ -15,8 +15,9 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ENVS = ("current", "venv", "uv")
 GIT_TIMEOUT = 30.0
@@ -144,9 +145,10 @@ def _git(repository: str, *args: str) -> subprocess.CompletedProcess | None:
 
 
 def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | None = None,
-              overrides: dict[str, Any] | None = None) -> Plan:
+              overrides: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> Plan:
     """The plan of reproducing ``run`` (a ``tracklet.core.api.RecordedRun``) under data root
-    ``root``; ``directory`` defaults to ``./reproduce-<run id>`` (``-2``, ``-3``, ... when taken)."""
+    ``root``; ``directory`` defaults to ``./reproduce-<run id>`` (``-2``, ``-3``, ... when taken).
+    ``progress`` hears of the one part that can take seconds: asking whether packages still install."""
     if env not in ENVS:
         raise ValueError(f"--env must be one of {', '.join(ENVS)}; got {env!r}")
     target = Path(directory) if directory is not None else _free_directory(Path.cwd() / f"reproduce-{run.id}")
@@ -162,6 +164,8 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
     _plan_code(plan, run, start, environment, files)
     _plan_command(plan, start, environment)
     _plan_environment(plan, start, environment, files)
+    if plan.env != "current":
+        _check_installable(plan, progress or (lambda text: None))
     _plan_inputs(plan, run)
     plan.seeds = [dict(seed) for seed in run.metadata.get("seeds") or []]
     plan.seeds_dropped = int(run.metadata.get("seeds_dropped") or 0)
@@ -409,6 +413,46 @@ def _requirements(plan: Plan, environment: Any) -> None:
             plan.requirements.append(f"{package.name} @ {package.vcs}+{package.url}@{package.commit}")
         else:
             plan.requirements.append(f"{package.name} @ {package.url}")
+
+
+def _check_installable(plan: Plan, progress: Callable[[str], None]) -> None:
+    """A pinned package no package source here has is a problem (the install would fail after the
+    checkout); uv answers (``installable``), from the sources pip is configured with here."""
+    import shutil
+
+    from tracklet.reproduce import installable
+    from tracklet.reproduce.execute import pip_sources
+
+    uv = shutil.which("uv")
+    if uv is None:
+        if plan.env == "uv":
+            plan.problems.append("--env uv needs uv on PATH (pip install uv): the environment can't be built "
+                                 "(or use --env venv or current)")
+        else:
+            plan.differences.append("not checked whether the run's pinned packages still install (that needs uv "
+                                    "on PATH)")
+        return
+    if not plan.requirements:
+        return
+    sources = pip_sources()
+    named = [sources[index + 1] for index in range(0, len(sources), 2)
+             if sources[index] in ("--index-url", "--extra-index-url", "--find-links")]
+    where = ", ".join(named if "--index-url" in sources else ["PyPI", *named])
+    pinned = sum(1 for line in plan.requirements if installable.PINNED.match(line))
+    progress(f"plan: asking uv whether the run's {pinned} pinned package(s) still install")
+    began = time.monotonic()
+    found = installable.check(plan.requirements, uv, sources)
+    if time.monotonic() - began >= 1.0:
+        progress(f"plan: done in {time.monotonic() - began:.1f} s")
+    for requirement in found.missing:
+        plan.problems.append(f"package {requirement} no longer installs: none of the package sources pip uses here "
+                             f"has it ({where})")
+        plan.requirements.remove(requirement)
+    if found.more:
+        plan.differences.append("more pinned packages may not install: the check stopped after "
+                                f"{installable.MAX_ROUNDS} rounds")
+    if found.error:
+        plan.differences.append(f"could not check that the run's pinned packages still install: {found.error}")
 
 
 def _plan_inputs(plan: Plan, run: Any) -> None:

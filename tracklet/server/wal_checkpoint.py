@@ -87,6 +87,10 @@ class Checkpointer:
         self.gate = gate
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shm: int | None = None
+        # Descriptors of removed -shm files: closing one is safe (no lock on them), but they are
+        # kept with the rest until the process ends, so no close can ever meet a live lock.
+        self._retired: list[int] = []
         no_autocheckpoint(engine)
 
     def checkpoint(self) -> tuple[int, int, int]:
@@ -108,16 +112,42 @@ class Checkpointer:
     def pending(self) -> int:
         """Frames of the log not yet copied into the database file, read from the WAL index
         (the ``-shm`` file: ``mxFrame`` at byte 16, ``nBackfill`` at 96, SQLite's file format)
-        without taking a lock or asking SQLite (which would checkpoint); 0 when there is none."""
-        try:
-            with open(str(self.engine.url.database) + "-shm", "rb") as handle:
-                header = handle.read(100)
-        except OSError:
+        without taking a lock or asking SQLite (which would checkpoint); 0 when there is none.
+
+        The file is read through one descriptor kept open (``_shm_descriptor``): closing any descriptor
+        of a file drops every POSIX lock this process holds on it, SQLite's included, and without its
+        lock on the index another process opening the database believes it is the first, truncates
+        the index, and this process's SQLite dies of SIGBUS reading its mapping (seen in
+        benchmarks/registry_move.py when a descriptor was opened and closed for each look)."""
+        descriptor = self._shm_descriptor()
+        if descriptor is None:
             return 0
+        header = os.pread(descriptor, 100, 0)
         if len(header) < 100:
             return 0
         frames, copied = (int.from_bytes(header[at:at + 4], sys.byteorder) for at in (16, 96))
         return max(0, frames - copied)
+
+    def _shm_descriptor(self) -> int | None:
+        """A descriptor of the database's current ``-shm`` file, opened once and never closed while
+        the file exists (``os.stat`` tells a new file from the one open without opening it)."""
+        path = str(self.engine.url.database) + "-shm"
+        try:
+            current = os.stat(path)
+        except OSError:
+            return None
+        if self._shm is not None:
+            held = os.fstat(self._shm)
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                return self._shm
+            # A file SQLite removed and made anew: no lock of SQLite's is on the old one.
+            self._retired.append(self._shm)
+            self._shm = None
+        try:
+            self._shm = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        return self._shm
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tracklet-wal-checkpoint", daemon=True)

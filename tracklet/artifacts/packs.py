@@ -44,6 +44,7 @@ from tracklet.artifacts.chunking import (
     FileChunker,
     FileRecipe,
 )
+from tracklet.artifacts.durable import sync_directory
 from tracklet.errors import ChunkCorrupt, ChunkMissing, ChunkStoreError, DigestMismatch, PackCorrupt
 
 if TYPE_CHECKING:
@@ -777,7 +778,7 @@ class PackWriter:
                 fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
                 fs.mv(pack.path, final)
                 if self.durable and self.store.is_local:
-                    _fsync_dir(os.path.dirname(final))
+                    sync_directory(os.path.dirname(final))
         except BaseException:
             self._discard(pack)
             raise
@@ -808,14 +809,6 @@ class PackWriter:
             self.store.fs.rm(pack.path)
         except FileNotFoundError:
             pass
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ChunkLocator(Protocol):

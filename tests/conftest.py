@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,6 +87,24 @@ def run_script(code: str, *, env: dict | None = None, cwd: Path | None = None, c
         check=check,
         timeout=timeout,
     )
+
+
+def killed_once_written(args: list[str], *, cwd: Path, ready: str,
+                        written: Callable[[float], Any]) -> tuple[Any, int]:
+    """Start ``python ARGS`` (this checkout's tracklet, a 1,200 s flush interval, so no tick comes),
+    wait for its line ``ready``, then for ``written(deadline)`` (a poll of what reached disk, ``None``
+    until then), SIGKILL it and return what ``written`` found and the process's pid."""
+    child = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_FLUSH_INTERVAL": "1200"})
+    try:
+        assert child.stdout is not None and child.stdout.readline() == ready
+        # waits until written (a bound for a stuck test, far below the tick; not a timing check)
+        found = written(time.monotonic() + 60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+    assert child.returncode == -signal.SIGKILL
+    return found, child.pid
 
 
 def _free_port() -> int:

@@ -17,7 +17,7 @@ import tracklet
 from tracklet.core.recordlog import MAGIC, RecordLogWriter, read_log
 from tracklet.core.sender import BatchSender
 
-from conftest import REPO, read, run_script
+from conftest import REPO, killed_once_written, read, run_script
 
 KILL_SCRIPT = """
 import sys, time, tracklet
@@ -98,22 +98,14 @@ def test_a_run_killed_right_after_it_started_keeps_its_start_config_rows_and_env
     returns (not its first tick, flush_interval / 2 away: 600 s here), writing the start record, the
     config and what was logged meanwhile; a config change (and the environment record, once
     captured) wakes it again. Before, such a run's log held nothing at all, not even RunStart."""
-    child = subprocess.Popen([sys.executable, "-c", EARLY_KILL], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_FLUSH_INTERVAL": "1200"})
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "started\n"
-        # waits until written (a bound for a stuck test, far below the tick; not a timing check)
-        written = _early_run_when_written(root, time.monotonic() + 60)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(60)
-    assert child.returncode == -signal.SIGKILL
+    written, pid = killed_once_written(["-c", EARLY_KILL], cwd=tmp_path, ready="started\n",
+                                  written=lambda deadline: _early_run_when_written(root, deadline))
     assert written is not None, "the run's start, config, rows or environment were not written before the tick"
     (recorded,) = tracklet.Api(root).runs("early")
     assert recorded.id == "killed" and recorded.state == "crashed" and recorded.exit_code is None
     assert recorded.config == {"lr": 0.1, "batch": 32}
     assert recorded.history()["loss"] == [1.0, 0.5, 1.0 / 3]
-    assert recorded.metadata["host"] and recorded.metadata["pid"] == child.pid
+    assert recorded.metadata["host"] and recorded.metadata["pid"] == pid
 
 
 def _write_run(start, steps: int = 200) -> tracklet.Run:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ import pytest
 
 import tracklet
 
-from conftest import REPO
+from conftest import REPO, killed_once_written
 from test_reproduce import _committed_repo, cli, git, record
 
 pytest.importorskip("numpy")
@@ -345,16 +344,8 @@ def test_seeds_are_written_as_they_are_set_not_at_the_senders_next_tick(root, tm
     the record log long before its next tick. With flush_interval = 1200 s the tick never comes
     before the kill: before this, the run's log had no seeds (nor anything else)."""
     (tmp_path / "early.py").write_text(EARLY)
-    child = subprocess.Popen([sys.executable, "early.py", when], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_FLUSH_INTERVAL": "1200"})
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "seeded\n"
-        # waits until written (a bound for a stuck test, far below the tick; not a timing check)
-        written = _seeds_when_written(root, time.monotonic() + 60)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(60)
-    assert child.returncode == -signal.SIGKILL
+    written, _ = killed_once_written(["early.py", when], cwd=tmp_path, ready="seeded\n",
+                                  written=lambda deadline: _seeds_when_written(root, deadline))
     assert written == [{"api": "random.seed", "value": "3"}]
     run = tracklet.Api(root).run("seeds/early")
     assert run.exit_code is None and run.metadata["seeds"] == [{"api": "random.seed", "value": "3"}]

@@ -20,6 +20,7 @@ from tracklet.core import lifecycle
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from s3server import s3rver  # noqa: E402,F401  (the session fixture)
 from serverproc import Server  # noqa: E402
+import cpureport  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
@@ -183,6 +184,10 @@ SLOW_FILES = frozenset({
     "test_server_deployment.py", "test_server_fuzz.py", "test_wandb_compat.py", "test_import_wandb.py",
     "test_hardening_attacks.py",
 })
+
+
+def pytest_configure(config):
+    cpureport.register(config)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -147,8 +147,8 @@ def serve(path: str) -> list[str]:
     codes: dict[int, int] = {}
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".new")
-    os.rename(path + ".new", path)  # the client waits for the name: it appears once we listen
     listener.listen(64)
+    os.rename(path + ".new", path)  # the client waits for the name: it appears once we listen
     listener.settimeout(1.0)
     while True:
         _reap(codes)

@@ -235,8 +235,9 @@ def _set_any_value(target, value) -> None:
 
 def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     """The OTLP decoder builds the insert's tuples without coercing each field (``received_row``,
-    ``stored_attributes``, the scope's attributes serialized once): the same rows as the general
-    ``span_row`` of the span's plain data, for
+    ``stored_attributes``, the scope's and resource's attributes serialized once, stored apart and
+    merged by a read: ``with_resource``): the same rows as the general ``span_row`` of the span's
+    plain data, for
     plain spans and for the values that need capping (NUL, a string over 256 KiB, a long key,
     doubles, arrays, maps, bytes, NaN), events, links, an open span and GenAI/OpenInference keys."""
     from tracklet.proto import otlp_trace_pb2 as otlp
@@ -272,10 +273,7 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
             link = span.links.add()
             link.trace_id, link.span_id = b"\x07" * 16, b"\x07" * 8
     decoded = decode(request.SerializeToString(), "application/x-protobuf", project="p", run="r1")
-    rows = [dict(zip(RECEIVED_COLUMNS, row)) for row in decoded.by_project["p"]]
-    for row in rows:
-        for column in ("attributes", "events", "links"):
-            row[column] = json.loads(row[column])
+    rows = [_as_read(row) for row in decoded.by_project["p"]]
     resource_attributes = {f"resource.{k}": v for k, v in attributes(resource.resource.attributes).items()}
     shared = {"otel.scope.name": "scope\x00", **resource_attributes}
     expected = []
@@ -294,6 +292,18 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     assert rows[0]["model"] == "gpt-4o" and rows[0]["input_tokens"] == 7 and rows[0]["output_tokens"] == 9
     assert rows[0]["attributes"]["nul"] == "a\ufffdb" and len(rows[0]["attributes"]["big"]) == 256 * 1024
     assert rows[1]["status"] == "open" and rows[2]["model"] == ""
+
+
+def _as_read(row: tuple) -> dict:
+    """A decoded row as a read returns it: JSON columns parsed, the resource's attributes merged."""
+    from tracklet.store.spans import RECEIVED_COLUMNS, with_resource
+
+    out = dict(zip(RECEIVED_COLUMNS, row))
+    for column in ("attributes", "events", "links"):
+        out[column] = json.loads(out[column])
+    resource = out.pop("resource_id")
+    out["attributes"] = with_resource(out["attributes"], json.loads(resource) if resource else {})
+    return out
 
 
 def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
@@ -320,7 +330,7 @@ def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
     assert decoded.rejected == 1 and decoded.errors == ["a span's attribute is not an OTLP KeyValue"]
     rows = decoded.by_project["p"]
     assert [row[2] for row in rows] == ["0202020202020202", "0303030303030303"]
-    assert all(json.loads(row[-3]) == {"gen_ai.provider.name": "openai"} and row[13] == "openai" for row in rows)
+    assert all(_as_read(row)["attributes"] == {"gen_ai.provider.name": "openai"} and row[13] == "openai" for row in rows)
 
 
 def test_spans_sharing_attribute_entries_decode_as_each_alone():
@@ -368,11 +378,12 @@ def test_spans_sharing_attribute_entries_decode_as_each_alone():
     alone = [rows(body([[]] * number + [case]))[number] for number, case in enumerate(cases)]
     assert together == alone
     assert [row["input_tokens"] for row in together[:3]] == [1, None, 1]
-    assert json.loads(str(together[3]["attributes"])) == {"k": "y", "gen_ai.request.model": "m1", "otel.scope.name": "lib"}
-    assert list(json.loads(str(together[3]["attributes"]))) == ["k", "gen_ai.request.model", "otel.scope.name"]
-    assert json.loads(str(together[4]["attributes"]))["otel.scope.name"] == "mine"  # the span's own key wins
-    assert json.loads(str(together[5]["attributes"])) == {'q"\\é\u2028': 'v"\\\n😀', "n": 12345678901234, "f": False,
-                                                         "d": 2.5, "otel.scope.name": "lib"}
+    read = [_as_read(tuple(row.values())) for row in together]
+    assert read[3]["attributes"] == {"k": "y", "gen_ai.request.model": "m1", "otel.scope.name": "lib"}
+    assert list(read[3]["attributes"]) == ["k", "gen_ai.request.model", "otel.scope.name"]
+    assert read[4]["attributes"]["otel.scope.name"] == "mine"  # the span's own key wins
+    assert read[5]["attributes"] == {'q"\\é\u2028': 'v"\\\n😀', "n": 12345678901234, "f": False,
+                                     "d": 2.5, "otel.scope.name": "lib"}
     assert [(row["model"], row["input"]) for row in together[6:]] == [("0.0", "0.0"), ("-0.0", "-0.0")]
 
 

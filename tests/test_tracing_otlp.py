@@ -165,6 +165,25 @@ def test_a_keyed_server_needs_a_key_with_write_access(servers, tmp_path):
     assert len(tracklet.Api(base_url=server.url, api_key=owner).traces("json-app")) == 2
 
 
+def test_spans_and_their_audit_event_commit_together_no_intent_first(servers, tmp_path, monkeypatch):
+    """``/v1/traces`` changes only rows, its audit event in their transaction (``audit.DATABASE_ONLY``):
+    a server killed just before that commit (the test hook) stored neither the spans nor the event,
+    and committed no intent before (what a file-changing route pays per request)."""
+    import signal
+    import sqlite3
+
+    monkeypatch.setenv("TRACKLET_TEST_AUDIT_KILL", "receive_traces")
+    server = servers(tmp_path / "srv")
+    with pytest.raises(httpx.TransportError):  # the server died before it answered
+        httpx.post(f"{server.url}/v1/traces", content=json.dumps(_json_body()).encode(),
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert server.proc is not None and server.proc.wait(timeout=60) == -signal.SIGKILL
+    with sqlite3.connect(tmp_path / "srv" / "store.sqlite") as db:
+        counts = [db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                  for table in ("spans", "span_resources", "audit_events", "audit_intents")]
+    assert counts == [0, 0, 0, 0]
+
+
 def test_tracklet_ui_takes_spans_with_its_token_and_serves_op_traces(root, tmp_path):
     run = tracklet.init(project="local", dir=str(root), id="r1", settings=QUIET)
     tracklet.op(name="local-op")(lambda: 1)()

@@ -260,7 +260,7 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     plain spans and for the values that need capping (NUL, a string over 256 KiB, a long key,
     doubles, arrays, maps, bytes, NaN), events, links, an open span and GenAI/OpenInference keys."""
     from tracklet.proto import otlp_trace_pb2 as otlp
-    from tracklet.store.spans import RECEIVED_COLUMNS, span_row
+    from tracklet.store.spans import span_row
     from tracklet.tracing.otlp import attributes, decode
 
     request = otlp.ExportTraceServiceRequest()
@@ -433,3 +433,46 @@ def test_an_attribute_entry_read_from_its_bytes_is_as_parsed():
     for bad in (b"\x0a\x01k\x12\x03\x0a\x01\xff", b"\x0a\x01\xff\x12\x03\x0a\x01v"):  # not UTF-8
         with pytest.raises(DecodeError):
             _Entries()[bad]
+
+
+def test_an_openinference_instrumented_openai_client_exports_to_the_receiver(servers, tmp_path):
+    """The real OpenInference instrumentor of the ``openai`` client (``openinference-instrumentation-
+    openai``), exporting with the real SDK exporter: its LLM spans land with typed columns read from
+    OpenInference's keys (span kind, provider, model, token counts, input/output), against the fake
+    OpenAI server (tests/fake_llm.py), no network."""
+    openai = pytest.importorskip("openai")
+    instrumentation = pytest.importorskip("openinference.instrumentation.openai")
+    from fake_llm import FakeLlmServer
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    server = servers(tmp_path / "srv")
+    provider = TracerProvider(resource=Resource.create({"service.name": "oi-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=10)))
+    instrumentor = instrumentation.OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with FakeLlmServer() as llm:
+            client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key="sk-test", max_retries=0)
+            answer = client.chat.completions.create(model="gpt-4o-mini", messages=[
+                {"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello world"}])
+            stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                                    stream=True, stream_options={"include_usage": True})
+            assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: hi"
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    assert answer.choices[0].message.content == "echo: say hello world"
+    api = tracklet.Api(base_url=server.url)
+    spans = sorted((s for t in api.traces("oi-app") for s in t.spans), key=lambda s: s.start_ns)
+    api.close()
+    assert [(s.operation, s.provider, s.model.rsplit("-2024", 1)[0], s.source) for s in spans] == [
+        ("llm", "openai", "gpt-4o-mini", "otlp"), ("llm", "openai", "gpt-4o", "otlp")]  # the answer's model
+    plain, streamed = spans
+    assert (plain.input_tokens, plain.output_tokens) == (5, 4)  # the fake's word counts
+    assert (streamed.input_tokens, streamed.output_tokens) == (1, 2)
+    assert plain.inputs["messages"][1]["content"] == "say hello world"
+    assert "echo: say hello world" in json.dumps(plain.output)
+    assert plain.attributes["resource.service.name"] == "oi-app" and plain.cost is not None

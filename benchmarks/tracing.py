@@ -11,6 +11,9 @@
   machine's noise floor) and of a raw OpenTelemetry SDK span (``start_as_current_span`` with a
   ``BatchSpanProcessor`` and an exporter that drops what it gets: no network). Targets: p50 <= 5
   us, p99 <= 25 us, <= 1/10 of the SDK span.
+- **mlflow.trace** (when ``mlflow-tracing`` is installed): the same caller timing of ``bare`` under
+  ``@mlflow.trace``, exporting over OTLP/HTTP to a sink on loopback (the slim package has no local
+  store). Target: the enabled op <= 1/10 of it.
 - **with the worker**: the wall time of ``--calls`` enabled calls plus ``run.flush()`` (the worker
   serializing, redacting and writing every span) per call, against the SDK's calls plus
   ``force_flush``. On a 2-core machine the worker shares the GIL with the caller: this is what a
@@ -237,6 +240,35 @@ def otel_span() -> tuple[Callable[[Any], Any], Callable[[], bool], Callable[[], 
             return bare(x)
 
     return spanned, lambda: provider.force_flush(), provider.shutdown
+
+
+def mlflow_trace() -> Callable[[Any], Any] | None:
+    """``bare`` under ``@mlflow.trace`` (``pip install mlflow-tracing``), exporting its traces over
+    OTLP/HTTP (its ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` mode: the slim tracing package has no local
+    store) to a sink on loopback that answers 200 and drops them; None when mlflow isn't installed
+    (the row is left out). Call it before anything imports mlflow."""
+    import http.server
+    import threading
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
+    os.environ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+    try:
+        import mlflow
+    except ImportError:
+        return None
+    return mlflow.trace(bare)
 
 
 def sdk_bodies(count: int, per_request: int = 512, encoding: str = "protobuf") -> list[bytes]:
@@ -484,6 +516,10 @@ def main() -> None:
         rows = {"bare": percentiles(each_call(bare, calls)),
                 "@op enabled": percentiles(each_call(traced, calls)),
                 "OTel SDK span": percentiles(each_call(spanned, calls))}
+        mlflow_traced = mlflow_trace()
+        if mlflow_traced is not None:
+            each_call(mlflow_traced, 200)
+            rows["mlflow.trace (OTLP export)"] = percentiles(each_call(mlflow_traced, calls))
         run.flush()
         big = "x" * (1 << 20)
         rows["@op, 1 MB input"] = percentiles(each_call(traced, 50, big))
@@ -525,6 +561,13 @@ def main() -> None:
     results["ratio_op_to_otel"] = ratios
     print(f"@op / OTel SDK span: p50 {ratios['p50']:.2f}x, p99 {ratios['p99']:.2f}x (target <= 0.1x); "
           f"targets p50 <= 5 us, p99 <= 25 us")
+    mlflow_row = rows.get("mlflow.trace (OTLP export)")
+    if mlflow_row is not None:
+        results["ratio_op_to_mlflow"] = {q: op[q] / mlflow_row[q] for q in ("p50", "p99")}
+        print(f"@op / mlflow.trace: p50 {op['p50'] / mlflow_row['p50']:.4f}x, p99 {op['p99'] / mlflow_row['p99']:.4f}x "
+              f"(target <= 0.1x)")
+    else:
+        print("mlflow.trace: not installed (pip install mlflow-tracing), not measured")
     print()
     print_table([["@op", f"{op_total:.2f} us"], ["OTel SDK span", f"{otel_total:.2f} us"],
                  ["ratio", f"{op_total / otel_total:.2f}x"]], header=["per call incl. worker/export", ""])

@@ -121,6 +121,33 @@ def test_calls_outside_a_run_and_after_unpatch_record_nothing(start, llm):
         autopatch("cohere")
 
 
+def test_tracklet_run_autopatches_an_unmodified_scripts_openai_calls(root, tmp_path, llm):
+    """``tracklet run -- python script.py``: a script that never imports tracklet gets its openai
+    chat calls recorded as GenAI spans of the run (the launcher turns autolog on)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "chat.py"
+    script.write_text("import sys, openai\n"
+                      "client = openai.OpenAI(base_url=sys.argv[1], api_key='sk-test', max_retries=0)\n"
+                      "print(client.chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', "
+                      "'content': 'hi there'}]).choices[0].message.content)\n")
+    done = subprocess.run([sys.executable, "-m", "tracklet", "run", "--project", "chatbot", "--", sys.executable,
+                           str(script), f"{llm.url}/v1"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert "echo: hi there" in done.stdout
+    api = tracklet.Api(root)
+    ((span,),) = [trace.spans for trace in api.traces("chatbot")]
+    (run,) = api.runs("chatbot")
+    api.close()
+    assert (span.operation, span.provider, span.input_tokens, span.output_tokens) == ("chat", "openai", 2, 3)
+    assert span.run_id == run.id
+
+
 def test_autolog_patches_the_clients_and_disable_restores_them():
     from openai.resources.chat.completions.completions import Completions
 

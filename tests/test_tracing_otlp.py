@@ -165,6 +165,25 @@ def test_a_keyed_server_needs_a_key_with_write_access(servers, tmp_path):
     assert len(tracklet.Api(base_url=server.url, api_key=owner).traces("json-app")) == 2
 
 
+def test_spans_and_their_audit_event_commit_together_no_intent_first(servers, tmp_path, monkeypatch):
+    """``/v1/traces`` changes only rows, its audit event in their transaction (``audit.DATABASE_ONLY``):
+    a server killed just before that commit (the test hook) stored neither the spans nor the event,
+    and committed no intent before (what a file-changing route pays per request)."""
+    import signal
+    import sqlite3
+
+    monkeypatch.setenv("TRACKLET_TEST_AUDIT_KILL", "receive_traces")
+    server = servers(tmp_path / "srv")
+    with pytest.raises(httpx.TransportError):  # the server died before it answered
+        httpx.post(f"{server.url}/v1/traces", content=json.dumps(_json_body()).encode(),
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert server.proc is not None and server.proc.wait(timeout=60) == -signal.SIGKILL
+    with sqlite3.connect(tmp_path / "srv" / "store.sqlite") as db:
+        counts = [db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                  for table in ("spans", "span_resources", "audit_events", "audit_intents")]
+    assert counts == [0, 0, 0, 0]
+
+
 def test_tracklet_ui_takes_spans_with_its_token_and_serves_op_traces(root, tmp_path):
     run = tracklet.init(project="local", dir=str(root), id="r1", settings=QUIET)
     tracklet.op(name="local-op")(lambda: 1)()
@@ -235,12 +254,13 @@ def _set_any_value(target, value) -> None:
 
 def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     """The OTLP decoder builds the insert's tuples without coercing each field (``received_row``,
-    ``stored_attributes``, the scope's attributes serialized once): the same rows as the general
-    ``span_row`` of the span's plain data, for
+    ``stored_attributes``, the scope's and resource's attributes serialized once, stored apart and
+    merged by a read: ``with_resource``): the same rows as the general ``span_row`` of the span's
+    plain data, for
     plain spans and for the values that need capping (NUL, a string over 256 KiB, a long key,
     doubles, arrays, maps, bytes, NaN), events, links, an open span and GenAI/OpenInference keys."""
     from tracklet.proto import otlp_trace_pb2 as otlp
-    from tracklet.store.spans import RECEIVED_COLUMNS, span_row
+    from tracklet.store.spans import span_row
     from tracklet.tracing.otlp import attributes, decode
 
     request = otlp.ExportTraceServiceRequest()
@@ -272,10 +292,7 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
             link = span.links.add()
             link.trace_id, link.span_id = b"\x07" * 16, b"\x07" * 8
     decoded = decode(request.SerializeToString(), "application/x-protobuf", project="p", run="r1")
-    rows = [dict(zip(RECEIVED_COLUMNS, row)) for row in decoded.by_project["p"]]
-    for row in rows:
-        for column in ("attributes", "events", "links"):
-            row[column] = json.loads(row[column])
+    rows = [_as_read(row) for row in decoded.by_project["p"]]
     resource_attributes = {f"resource.{k}": v for k, v in attributes(resource.resource.attributes).items()}
     shared = {"otel.scope.name": "scope\x00", **resource_attributes}
     expected = []
@@ -294,6 +311,18 @@ def test_the_decoders_rows_are_span_rows_of_the_same_span_odd_values_included():
     assert rows[0]["model"] == "gpt-4o" and rows[0]["input_tokens"] == 7 and rows[0]["output_tokens"] == 9
     assert rows[0]["attributes"]["nul"] == "a\ufffdb" and len(rows[0]["attributes"]["big"]) == 256 * 1024
     assert rows[1]["status"] == "open" and rows[2]["model"] == ""
+
+
+def _as_read(row: tuple) -> dict:
+    """A decoded row as a read returns it: JSON columns parsed, the resource's attributes merged."""
+    from tracklet.store.spans import RECEIVED_COLUMNS, with_resource
+
+    out = dict(zip(RECEIVED_COLUMNS, row))
+    for column in ("attributes", "events", "links"):
+        out[column] = json.loads(out[column])
+    resource = out.pop("resource_id")
+    out["attributes"] = with_resource(out["attributes"], json.loads(resource) if resource else {})
+    return out
 
 
 def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
@@ -320,7 +349,7 @@ def test_a_span_whose_attribute_entry_is_not_a_keyvalue_is_rejected_alone():
     assert decoded.rejected == 1 and decoded.errors == ["a span's attribute is not an OTLP KeyValue"]
     rows = decoded.by_project["p"]
     assert [row[2] for row in rows] == ["0202020202020202", "0303030303030303"]
-    assert all(json.loads(row[-3]) == {"gen_ai.provider.name": "openai"} and row[13] == "openai" for row in rows)
+    assert all(_as_read(row)["attributes"] == {"gen_ai.provider.name": "openai"} and row[13] == "openai" for row in rows)
 
 
 def test_spans_sharing_attribute_entries_decode_as_each_alone():
@@ -368,11 +397,12 @@ def test_spans_sharing_attribute_entries_decode_as_each_alone():
     alone = [rows(body([[]] * number + [case]))[number] for number, case in enumerate(cases)]
     assert together == alone
     assert [row["input_tokens"] for row in together[:3]] == [1, None, 1]
-    assert json.loads(str(together[3]["attributes"])) == {"k": "y", "gen_ai.request.model": "m1", "otel.scope.name": "lib"}
-    assert list(json.loads(str(together[3]["attributes"]))) == ["k", "gen_ai.request.model", "otel.scope.name"]
-    assert json.loads(str(together[4]["attributes"]))["otel.scope.name"] == "mine"  # the span's own key wins
-    assert json.loads(str(together[5]["attributes"])) == {'q"\\é\u2028': 'v"\\\n😀', "n": 12345678901234, "f": False,
-                                                         "d": 2.5, "otel.scope.name": "lib"}
+    read = [_as_read(tuple(row.values())) for row in together]
+    assert read[3]["attributes"] == {"k": "y", "gen_ai.request.model": "m1", "otel.scope.name": "lib"}
+    assert list(read[3]["attributes"]) == ["k", "gen_ai.request.model", "otel.scope.name"]
+    assert read[4]["attributes"]["otel.scope.name"] == "mine"  # the span's own key wins
+    assert read[5]["attributes"] == {'q"\\é\u2028': 'v"\\\n😀', "n": 12345678901234, "f": False,
+                                     "d": 2.5, "otel.scope.name": "lib"}
     assert [(row["model"], row["input"]) for row in together[6:]] == [("0.0", "0.0"), ("-0.0", "-0.0")]
 
 
@@ -403,3 +433,46 @@ def test_an_attribute_entry_read_from_its_bytes_is_as_parsed():
     for bad in (b"\x0a\x01k\x12\x03\x0a\x01\xff", b"\x0a\x01\xff\x12\x03\x0a\x01v"):  # not UTF-8
         with pytest.raises(DecodeError):
             _Entries()[bad]
+
+
+def test_an_openinference_instrumented_openai_client_exports_to_the_receiver(servers, tmp_path):
+    """The real OpenInference instrumentor of the ``openai`` client (``openinference-instrumentation-
+    openai``), exporting with the real SDK exporter: its LLM spans land with typed columns read from
+    OpenInference's keys (span kind, provider, model, token counts, input/output), against the fake
+    OpenAI server (tests/fake_llm.py), no network."""
+    openai = pytest.importorskip("openai")
+    instrumentation = pytest.importorskip("openinference.instrumentation.openai")
+    from fake_llm import FakeLlmServer
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    server = servers(tmp_path / "srv")
+    provider = TracerProvider(resource=Resource.create({"service.name": "oi-app"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", timeout=10)))
+    instrumentor = instrumentation.OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        with FakeLlmServer() as llm:
+            client = openai.OpenAI(base_url=f"{llm.url}/v1", api_key="sk-test", max_retries=0)
+            answer = client.chat.completions.create(model="gpt-4o-mini", messages=[
+                {"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello world"}])
+            stream = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                                    stream=True, stream_options={"include_usage": True})
+            assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: hi"
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    assert answer.choices[0].message.content == "echo: say hello world"
+    api = tracklet.Api(base_url=server.url)
+    spans = sorted((s for t in api.traces("oi-app") for s in t.spans), key=lambda s: s.start_ns)
+    api.close()
+    assert [(s.operation, s.provider, s.model.rsplit("-2024", 1)[0], s.source) for s in spans] == [
+        ("llm", "openai", "gpt-4o-mini", "otlp"), ("llm", "openai", "gpt-4o", "otlp")]  # the answer's model
+    plain, streamed = spans
+    assert (plain.input_tokens, plain.output_tokens) == (5, 4)  # the fake's word counts
+    assert (streamed.input_tokens, streamed.output_tokens) == (1, 2)
+    assert plain.inputs["messages"][1]["content"] == "say hello world"
+    assert "echo: say hello world" in json.dumps(plain.output)
+    assert plain.attributes["resource.service.name"] == "oi-app" and plain.cost is not None

@@ -163,3 +163,39 @@ def test_an_announced_request_that_never_writes_releases_the_writer(root):
     assert not first.is_alive() and _count(store) == 10
     writer.close()
     store.close()
+
+
+def test_a_resources_attributes_are_stored_once_and_read_back_into_each_span(root, store_url):
+    """Spans received over OTLP keep their resource's and scope's attributes in one
+    ``span_resources`` row per distinct set and project (not in every span: migration 0009); a read
+    gives each span its own attributes, then those (its own value kept for a key both have)."""
+    from tracklet.proto import otlp_trace_pb2 as otlp
+    from tracklet.tracing.otlp import decode
+
+    def body(service: str, first: int) -> bytes:
+        request = otlp.ExportTraceServiceRequest()
+        resource = request.resource_spans.add()
+        entry = resource.resource.attributes.add()
+        entry.key, entry.value.string_value = "service.name", service
+        scope_spans = resource.scope_spans.add()
+        scope_spans.scope.name = "lib"
+        for number in range(first, first + 3):
+            span = scope_spans.spans.add()
+            span.trace_id, span.span_id = bytes([first]) * 16, bytes([number]) * 8
+            span.name, span.start_time_unix_nano, span.end_time_unix_nano = "chat", number, number + 1
+            entry = span.attributes.add()
+            entry.key, entry.value.string_value = ("otel.scope.name", "mine") if number == first else ("k", "v")
+        return request.SerializeToString()
+
+    store = Store(store_url, root=root)
+    for service, first in (("a", 1), ("a", 4), ("b", 7)):  # the second request's resource is the first's
+        for project, rows in decode(body(service, first), "application/x-protobuf", project="p").by_project.items():
+            assert store.add_received_spans(project, rows) == 3
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM span_resources")).scalar_one() == 2
+    spans = sorted((s for t in store.traces("p") for s in t["spans"]), key=lambda s: s["start_ns"])
+    assert [s["attributes"] for s in spans[:2]] == [
+        {"otel.scope.name": "mine", "resource.service.name": "a"},
+        {"k": "v", "otel.scope.name": "lib", "resource.service.name": "a"}]
+    assert {s["attributes"]["resource.service.name"] for s in spans} == {"a", "b"} and len(spans) == 9
+    store.close()

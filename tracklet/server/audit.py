@@ -81,6 +81,8 @@ DATABASE_ONLY = frozenset({
     "create_sweep", "control", "heartbeat", "next_trial", "release", "tell",
     "link", "set_alias", "remove_alias", "protect", "save_card", "set_registry_member", "remove_registry_member",
     "review",
+    # OTLP spans are rows only (no blob, no file); the span writer's transaction carries the event.
+    "receive_traces",
 })
 UNKNOWN = "unknown"  # the outcome of a recovered intent: its process died before the answer
 INTENT_LAPSE = 6 * 3600.0  # an intent this old whose owner can't be checked (another host) is recovered

@@ -18,6 +18,7 @@ value), since OTLP bodies cross a trust boundary.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import math
@@ -62,12 +63,29 @@ spans = sa.Table(
     sa.Column("attributes", Json, nullable=False, default=dict),
     sa.Column("events", Json, nullable=False, default=list),
     sa.Column("links", Json, nullable=False, default=list),
+    # A span received over OTLP: its resource's and scope's attributes (``span_resources``), stored
+    # once per resource, not in each span's ``attributes``; a read merges them (``with_resource``).
+    # No foreign key: checking one per span cost the insert; a project's deletion removes both.
+    sa.Column("resource_id", sa.Integer, nullable=True),
     sa.Index("ix_spans_project_start", "project_id", "start_ns"),
-    sa.Index("ix_spans_trace", "trace_id"),
+    # No index on trace_id alone: every query names the project, and the unique index below
+    # serves (project, trace) (migration 0009 dropped ``ix_spans_trace``: one index less per insert).
     sa.Index("ix_spans_run_step", "run_pk", "step"),
     # A span is stored once per project: an OTLP exporter's retry of a batch the server took, or a
     # span record repeated in a log, is not a second span.
     sa.Index("uq_spans_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
+)
+
+# The attributes spans received over OTLP share: ``otel.scope.name`` and the resource's, as
+# ``resource.<key>`` (``tracklet/tracing/otlp.py``), one row per distinct set in a project.
+span_resources = sa.Table(
+    "span_resources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),  # sha256 of the attributes' JSON text as received
+    sa.Column("attributes", Json, nullable=False),
+    sa.Index("uq_span_resources_project_digest", "project_id", "digest", unique=True),
 )
 
 SPAN_KINDS = frozenset({"span"})
@@ -278,21 +296,24 @@ def checked_span_row(trace_id: str, span_id: str, parent_span_id: str, name: str
 # A span received over OTLP as the insert's tuple (``RECEIVED_COLUMNS`` order; the project, run_pk
 # and source are constants of the statement, ``received_sql``): the decoder builds it straight
 # from the decoded values with the attributes already JSON text, no row dict per span.
+# The last, ``resource_id``, is the resource's attributes as JSON text in the tuple ("" for none):
+# the span writer puts the id of their ``span_resources`` row in its place (``resource_ids``).
 RECEIVED_COLUMNS = ("run_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns",
                     "duration_ms", "status", "status_message", "step", *_TYPED_COLUMNS, "input", "input_blob",
-                    "output", "output_blob", "attributes", "events", "links")
+                    "output", "output_blob", "attributes", "events", "links", "resource_id")
 
 
 def received_row(run_id: str, trace_id: str, span_id: str, parent_span_id: str, name: str, kind: str, start: int,
                  end: int, status: str, status_message: str, attributes: Mapping[str, Any], attributes_json: str,
-                 events_json: str = "[]", links_json: str = "[]") -> tuple[Any, ...]:
+                 events_json: str = "[]", links_json: str = "[]", resource_json: str = "") -> tuple[Any, ...]:
     """``checked_span_row``'s values as the insert's tuple (same preconditions: values already as
     the store keeps them; ``attributes_json``: the stored attributes as JSON text, ``attributes``
-    the span's own ones, which hold every key the typed columns read)."""
+    the span's own ones, which hold every key the typed columns read; ``resource_json``: the
+    attributes it shares with its resource, ``RECEIVED_COLUMNS``' last)."""
     typed = received_typed(attributes)
     return (run_id, trace_id, span_id, parent_span_id, name, kind, start, end, max(0, end - start) / 1e6,
             status if end else OPEN, status_message, None, *typed[:5], typed[5], "", typed[6], "", attributes_json,
-            events_json, links_json)
+            events_json, links_json, resource_json)
 
 
 def received_typed(attributes: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -305,14 +326,14 @@ def received_typed(attributes: Mapping[str, Any]) -> tuple[Any, ...]:
 NO_TYPED = ("", "", "", None, None, "", "")  # ``received_typed`` of attributes without those keys
 
 
-_RECEIVED_PLAIN = operator.itemgetter(*RECEIVED_COLUMNS[:-3])
+_RECEIVED_PLAIN = operator.itemgetter(*RECEIVED_COLUMNS[:-4])
 
 
 def received_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
     """A ``span_row`` row with its ``run_id`` as the insert's tuple (``RECEIVED_COLUMNS``)."""
     events, links = row["events"], row["links"]
     return _RECEIVED_PLAIN(row) + (_dumps(row["attributes"]), _dumps(events) if events else "[]",
-                                   _dumps(links) if links else "[]")
+                                   _dumps(links) if links else "[]", "")
 
 
 def received_sql(dialect: str, project_id: int) -> str:
@@ -343,6 +364,34 @@ def _received_sql(dialect: str, project_id: int) -> str:
         marks = ", ".join("?" for _ in RECEIVED_COLUMNS)
     return (f"INSERT INTO spans (project_id, run_pk, source, {', '.join(RECEIVED_COLUMNS)}) "
             f"VALUES ({project_id}, NULL, 'otlp', {marks}) {_ON_CONFLICT}")
+
+
+def resource_id(connection: sa.Connection, project_id: int, text: str) -> int:
+    """The id of the ``span_resources`` row of ``text`` (a JSON object's text: a resource's and
+    scope's attributes as the decoder serialized them) in a project, made in ``connection``'s
+    transaction if the project has none yet (a concurrent writer's row is found, not doubled)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("INSERT INTO span_resources (project_id, digest, attributes) VALUES "
+                                   "(%s, %s, CAST(%s AS JSONB)) ON CONFLICT (project_id, digest) DO NOTHING",
+                                   (project_id, digest, text))
+        found = connection.exec_driver_sql("SELECT id FROM span_resources WHERE project_id = %s AND digest = %s",
+                                           (project_id, digest)).scalar_one()
+    else:
+        connection.exec_driver_sql("INSERT OR IGNORE INTO span_resources (project_id, digest, attributes) "
+                                   "VALUES (?, ?, ?)", (project_id, digest, text))
+        found = connection.exec_driver_sql("SELECT id FROM span_resources WHERE project_id = ? AND digest = ?",
+                                           (project_id, digest)).scalar_one()
+    return int(found)
+
+
+def with_resource(attributes: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
+    """A span's attributes as received: its own, then those of its resource and scope (``shared``)
+    it lacks, at most ``MAX_ATTRIBUTES`` (as the decoder stored them inline before migration 0009)."""
+    merged = dict(attributes)
+    for key, value in shared.items():
+        merged.setdefault(key, value)
+    return merged if len(merged) <= MAX_ATTRIBUTES else dict(itertools.islice(merged.items(), MAX_ATTRIBUTES))
 
 
 def capped_event(event: Any) -> Any:
@@ -420,13 +469,15 @@ def _is_digest(text: str) -> bool:
 # the database's work (OTLP ingest, docs/tracing.md). On a conflict (same project, trace and span
 # id), a stored span stays as it was, unless it is open (no end): then the new row replaces it.
 _JSON_COLUMNS = ("attributes", "events", "links")
-_COLUMNS = tuple(column.name for column in spans.columns if column.name not in ("id", *_JSON_COLUMNS)) + _JSON_COLUMNS
+_COLUMNS = tuple(column.name for column in spans.columns
+                 if column.name not in ("id", "resource_id", *_JSON_COLUMNS)) + _JSON_COLUMNS
 _PLAIN = operator.itemgetter(*_COLUMNS[: -len(_JSON_COLUMNS)])
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 json_text = _dumps  # how the JSON columns are serialized (compact, UTF-8 kept)
 _SQL: dict[str, str] = {}
 _ON_CONFLICT = ("ON CONFLICT (project_id, trace_id, span_id) DO UPDATE SET " + ", ".join(
-    f"{name} = excluded.{name}" for name in _COLUMNS if name not in ("project_id", "trace_id", "span_id"))
+    f"{name} = excluded.{name}" for name in (*_COLUMNS, "resource_id")
+    if name not in ("project_id", "trace_id", "span_id"))
     + " WHERE spans.end_ns = 0 AND excluded.end_ns != 0")
 
 
@@ -497,12 +548,23 @@ def traces(engine: sa.Engine, project: str, *, run_id: str | None = None, filter
         if not trace_ids:
             return []
         project_id = connection.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
-        stmt = (sa.select(*(spans.c[name] for name in SPAN_FIELDS))
+        stmt = (sa.select(*(spans.c[name] for name in SPAN_FIELDS), spans.c.resource_id)
                 .where(spans.c.project_id == project_id, spans.c.trace_id.in_(trace_ids))
                 .order_by(spans.c.trace_id, spans.c.start_ns, spans.c.id).limit(max_spans))
         by_trace: dict[str, list[dict[str, Any]]] = {}
+        sharing: list[dict[str, Any]] = []
         for row in connection.execute(stmt).mappings():
-            by_trace.setdefault(row["trace_id"], []).append(dict(row))
+            span = dict(row)
+            if span["resource_id"] is not None:
+                sharing.append(span)
+            by_trace.setdefault(row["trace_id"], []).append(span)
+        shared = dict(connection.execute(sa.select(span_resources.c.id, span_resources.c.attributes).where(
+            span_resources.c.id.in_({span["resource_id"] for span in sharing}))).all()) if sharing else {}
+        for span in sharing:
+            span["attributes"] = with_resource(span["attributes"] or {}, shared.get(span["resource_id"]) or {})
+        for members in by_trace.values():
+            for span in members:
+                del span["resource_id"]
     result = []
     for trace_id in trace_ids:
         members = by_trace.get(trace_id, [])

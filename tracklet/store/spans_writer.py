@@ -13,6 +13,7 @@ OTLP exporters retry on).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterator
 import sqlalchemy as sa
 
 from tracklet.errors import SpanWriterBusy
-from tracklet.store.spans import received_statements
+from tracklet.store.spans import received_statements, resource_id
 
 MAX_PENDING = 50_000  # spans queued, not yet committed
 MAX_BATCH = 20_000  # spans per transaction (a request is never split)
@@ -62,6 +63,8 @@ class SpanWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._ids: dict[str, int] = {}
+        # (project id, a resource's attributes as JSON text) -> its committed ``span_resources`` id.
+        self._resources: dict[tuple[int, str], int] = {}
         self._arriving = 0  # requests announced (``arriving``) whose spans are not queued yet
 
     @contextlib.contextmanager
@@ -168,6 +171,7 @@ class SpanWriter:
             # One request's failure (its project deleted meanwhile, ...) must not fail the others:
             # each alone, its project's id looked up again.
             self._ids.clear()
+            self._resources.clear()
             for item in batch:
                 try:
                     self._insert([item])
@@ -185,13 +189,44 @@ class SpanWriter:
                 if len(self._ids) > 1024:
                     self._ids.clear()
                 self._ids[project] = self._project_id(project)
+        made: dict[tuple[int, str], int] = {}
         with self._engine.begin() as connection:
             dialect = connection.dialect.name
             for project, rows, _, in_transaction in batch:
-                insert, again = received_statements(dialect, self._ids[project])
+                project_id = self._ids[project]
+                insert, again = received_statements(dialect, project_id)
+                ids = _ResourceIds(functools.partial(self._resource, connection, project_id, made=made))
                 for start in range(0, len(rows), 1000):
-                    chunk = rows[start : start + 1000]
+                    # A row's last value: its resource's attributes as JSON text, here their row's id.
+                    chunk = [row[:-1] + (ids[row[-1]],) for row in rows[start : start + 1000]]
                     if connection.exec_driver_sql(insert, chunk).rowcount != len(chunk) and again is not None:
                         connection.exec_driver_sql(again, chunk)  # a span stored already: the upsert's rule
                 if in_transaction is not None:
                     in_transaction(connection)
+        if len(self._resources) + len(made) > 4096:
+            self._resources.clear()
+        self._resources.update(made)  # committed: only now may later transactions name them
+
+    def _resource(self, connection: sa.Connection, project_id: int, text: str,
+                  made: dict[tuple[int, str], int]) -> int | None:
+        if not text:
+            return None
+        key = (project_id, text)
+        found = self._resources.get(key) or made.get(key)
+        if found is None:
+            found = made[key] = resource_id(connection, project_id, text)
+        return found
+
+
+class _ResourceIds(dict[str, "int | None"]):
+    """A resource's JSON text -> its ``span_resources`` id, each looked up once per request."""
+
+    __slots__ = ("_find",)
+
+    def __init__(self, find: Callable[[str], int | None]) -> None:
+        super().__init__()
+        self._find = find
+
+    def __missing__(self, text: str) -> int | None:
+        found = self[text] = self._find(text)
+        return found

@@ -26,7 +26,7 @@ from json.encoder import encode_basestring as _quoted
 from tracklet.core.layout import name_problem
 from tracklet.errors import OtlpError
 from tracklet.store.spans import (KIND_NAMES, MAX_ATTRIBUTE_CHARS, MAX_ATTRIBUTES, MAX_EVENTS, MAX_LINKS, NO_TYPED,
-                                  OPEN, STATUS_NAMES, TYPED_SOURCE_KEYS, capped_attributes, capped_event, capped_link,
+                                  OPEN, STATUS_NAMES, TYPED_SOURCE_KEYS, capped_event, capped_link,
                                   capped_value, received_typed)
 from tracklet.store.spans import json_text as _dumps
 from tracklet.store.text import fit, store_text
@@ -305,15 +305,12 @@ def decode(body: bytes, content_type: str, *, project: str | None = None, run: s
 def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tuple[Any, ...]],
                   decoded: Decoded, cache: _Cache) -> None:
     """Append the rows of one scope's spans (``received_row``'s tuples, built here in one loop:
-    this runs for every span received). A span's stored attributes are its own keys, then the
-    scope's and resource's (``shared``) it lacks: as JSON, the span's own members (each entry's
-    text made once per request, ``_Entries``) with ``shared``'s (serialized once for the scope)
-    spliced in, unless the two share a key, a key repeats or together they pass
-    ``MAX_ATTRIBUTES`` (then merged as dicts and serialized)."""
-    shared_members = _dumps(shared)[1:-1] if shared else ""
-    alone = "{" + shared_members + "}"
-    tail = "," + shared_members + "}" if shared_members else "}"
-    room = MAX_ATTRIBUTES - len(shared)
+    this runs for every span received). A span's ``attributes`` are its own, as JSON joined from
+    its entries' member texts (each made once per request, ``_Entries``) unless a key repeats;
+    the scope's and resource's (``shared``) are serialized once for the scope and go in the row's
+    last value, stored once per resource (``span_resources``; a read merges them back,
+    ``tracklet.store.spans.with_resource``)."""
+    resource_json = _dumps(shared) if shared else ""
     kinds, statuses, names, typed = KIND_NAMES, STATUS_NAMES, cache.names, cache.typed
     pair_of, member_of = cache.entries.__getitem__, cache.entries.members.__getitem__
     append, join, hexed = rows.append, ",".join, bytes.hex
@@ -327,21 +324,19 @@ def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tu
         raws = list(span.attributes)
         if not raws:
             own: dict[str, Any] = {}
-            attributes_json = alone
+            attributes_json = "{}"
         else:
             try:
                 own = dict(map(pair_of, raws))
             except DecodeError:
                 decoded.reject(1, "a span's attribute is not an OTLP KeyValue")
                 continue
-            if len(own) > MAX_ATTRIBUTES:
-                own = dict(itertools.islice(own.items(), MAX_ATTRIBUTES))
-            if len(own) <= room and own.keys().isdisjoint(shared):
-                attributes_json = "{" + (join(map(member_of, raws)) if len(own) == len(raws) else
-                                         _dumps(own)[1:-1]) + tail
-            else:
-                merged = {**own, **shared, **own}
-                attributes_json = _dumps(merged if len(merged) <= MAX_ATTRIBUTES else capped_attributes(merged))
+            if len(own) == len(raws) <= MAX_ATTRIBUTES:
+                attributes_json = "{" + join(map(member_of, raws)) + "}"
+            else:  # a key repeated (its last value at its first place), or past MAX_ATTRIBUTES
+                if len(own) > MAX_ATTRIBUTES:
+                    own = dict(itertools.islice(own.items(), MAX_ATTRIBUTES))
+                attributes_json = _dumps(own)
         plan = typed[tuple(own)]
         if plan is None:
             columns = NO_TYPED
@@ -366,7 +361,7 @@ def _decode_spans(spans: Any, shared: dict[str, Any], run_id: str, rows: list[tu
                         for e in list(span.events)[:MAX_EVENTS]]) if span.events else "[]",
                 _dumps([capped_link({"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
                                      "attributes": attributes(link.attributes)}) for link in list(span.links)[:MAX_LINKS]])
-                if span.links else "[]"))
+                if span.links else "[]", resource_json))
 
 
 class _Names(dict[str, str]):

@@ -460,7 +460,7 @@ class BatchSender:
         except Exception as error:  # e.g. a broken protobuf install: report it, never block the caller
             self.warn(
                 "worker-start",
-                f"tracklet: the background sender could not start ({error!r}); nothing of this run is recorded",
+                f"tracklet: the background sender could not start ({error!r}); nothing of this run is recorded past its start",
             )
             return False
 

@@ -73,11 +73,13 @@ def log_latency(root: str, calls: int) -> dict[str, float]:
 
 
 def _tail(samples: list[int]) -> dict[str, float]:
-    """p99.9 and max (us) and the count of samples over 1 ms, from per-call times in ns."""
+    """p99.9 and max (us) and the counts of samples over 25 us (p99.9's target: p99.9 is at most
+    that while fewer than 0.1 % of the calls are over it) and over 1 ms, from per-call times in ns."""
     ordered = sorted(samples)
     return {
         "p999_us": ordered[int(len(ordered) * 0.999)] / 1000,
         "max_ms": ordered[-1] / 1e6,
+        "over_25us": sum(1 for s in ordered if s > 25_000),
         "over_1ms": sum(1 for s in ordered if s > 1_000_000),
     }
 
@@ -383,9 +385,10 @@ def main() -> int:
             "(interleaved blocks)",
         ),
         (
-            "log() calls over 1 ms (no-op)",
-            f"{results['stalls']['log']['over_1ms']} ({results['stalls']['noop']['over_1ms']})",
-            f"of {20_000 if short else 100_000:,} calls each",
+            "log() calls over 25 us / over 1 ms (no-op)",
+            f"{results['stalls']['log']['over_25us']} / {results['stalls']['log']['over_1ms']} "
+            f"({results['stalls']['noop']['over_25us']} / {results['stalls']['noop']['over_1ms']})",
+            f"of {20_000 if short else 100_000:,} calls each; p99.9 target: < 0.1 % over 25 us",
         ),
         ("points/s until durable", f"{results['throughput']['points_per_s']:,.0f}", ">= 2,000,000"),
         ("init()", f"{results['init_finish']['init_ms']:.2f} ms", "<= 10 ms"),

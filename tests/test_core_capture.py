@@ -152,7 +152,7 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
     site.mkdir(parents=True)
     first = _packages_of_new_run(root, site, "inv1")
     assert "protobuf" in {name.lower() for name in first} and "tracklet-fake-pkg" not in first
-    (cache,) = (root / "cache").glob("packages3-*.marshal")
+    (cache,) = (root / "cache").glob("packages4-*.marshal")
 
     info = _install_fake_distribution(site, "tracklet-fake-pkg", "1.0")
     assert _packages_of_new_run(root, site, "inv2")["tracklet-fake-pkg"] == "1.0"
@@ -174,6 +174,30 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
 
     cache.write_bytes(cache.read_bytes()[:-7])  # a damaged (cut) cache is a miss, never an error
     assert "protobuf" in {name.lower() for name in _packages_of_new_run(root, site, "inv6")}
+
+
+def test_a_checkout_on_pythonpath_with_an_egg_info_is_recorded_as_that_checkout_and_its_commit(root, tmp_path):
+    """A source tree put on ``sys.path`` (PYTHONPATH, ``setup.py develop``) whose ``*.egg-info`` makes
+    it a distribution is recorded as an editable install is: the checkout's path and the commit
+    checked out there, not ``name==version`` (which no index may have, or not with this code)."""
+    checkout = tmp_path / "mylib"
+    (checkout / "src" / "mylib.egg-info").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("[project]\nname = 'mylib'\nversion = '0.7'\n")
+    (checkout / "src" / "mylib.egg-info" / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: mylib\nVersion: 0.7\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=checkout, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], cwd=checkout, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True, capture_output=True,
+                          text=True).stdout.strip()
+    packages = _packages_of_new_run(root, checkout / "src", "eggs")
+    assert packages["mylib"] == "0.7"
+    (recorded,) = tracklet.Api(root).runs("eggs")
+    (source,) = [s for s in recorded.metadata["package_sources"] if s["name"] == "mylib"]
+    assert source["url"] == checkout.as_uri() and source["editable"]
+    assert (source["vcs"], source["commit"]) == ("git", head)
+    requirements = (Path(recorded.dir) / "files" / "requirements.txt").read_text().splitlines()
+    assert f"-e {checkout.as_uri()}  # mylib==0.7 at git {head}" in requirements
+    assert "mylib==0.7" not in requirements
 
 
 def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root, tmp_path):
@@ -319,7 +343,7 @@ def test_a_run_that_does_not_wait_for_the_package_scan_still_leaves_its_cache(ro
     """
     done = run_script(script.format(project="first", wait=0), timeout=120)
     assert done.returncode == 0, done.stderr
-    assert list((root / "cache").glob("packages3-*.marshal"))
+    assert list((root / "cache").glob("packages4-*.marshal"))
     (first,) = tracklet.Api(root).runs("first")
     assert "packages" in first.metadata["environment_incomplete"]
     done = run_script(script.format(project="second", wait=60), timeout=120)
@@ -360,7 +384,7 @@ def test_a_clean_repository_is_captured_without_loading_openssl_or_json(tmp_path
         assert "environment_incomplete" not in meta, meta.get("environment_incomplete_reasons")
         assert meta["git"]["commit"] and meta["git"]["dirty"] is False
         assert "protobuf" in {name.lower() for name in meta["packages"]}
-    assert len(list((tmp_path / "data" / "cache").glob("packages3-*.marshal"))) == 1
+    assert len(list((tmp_path / "data" / "cache").glob("packages4-*.marshal"))) == 1
 
 
 def test_take_from_merges_as_merge_from_does_and_moves_the_repeated_messages():

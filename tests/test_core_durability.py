@@ -108,6 +108,22 @@ def test_a_run_killed_right_after_it_started_keeps_its_start_config_rows_and_env
     assert recorded.metadata["host"] and recorded.metadata["pid"] == pid
 
 
+def test_a_run_killed_as_init_returns_is_still_a_run_with_its_identity(root, tmp_path):
+    """The start record is written by init() itself, before it returns: a process SIGKILLed before
+    the sender's first GIL turn (here: in the statement after init(), which gives no thread a turn)
+    still leaves a run, listed as crashed, with its name, tags and pid. Before, its log was empty."""
+    code = ("import os, signal, tracklet\n"
+            "run = tracklet.init(project='instant', id='gone', name='quick', tags=['t'], settings={'flush_interval': 1200,"
+            " 'capture_environment': False, 'system_metrics': False, 'console': 'off'})\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    child = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    (recorded,) = tracklet.Api(root).runs("instant")
+    assert (recorded.id, recorded.name, recorded.tags, recorded.state) == ("gone", "quick", ["t"], "crashed")
+    assert recorded.metadata["pid"] > 0
+
+
 def _write_run(start, steps: int = 200) -> tracklet.Run:
     run = start()
     for step in range(steps):

@@ -110,7 +110,8 @@ def test_the_run_api_imports_neither_protobuf_nor_the_encoder():
 
 def test_init_leaves_protobuf_psutil_and_nvml_to_background_threads(tmp_path):
     """Default settings (console, environment capture, system metrics) and a config: the calling
-    thread imports none of them during ``init()``; the run is recorded all the same."""
+    thread imports none of them during ``init()``, and nothing imports the reader (a new run reads
+    nothing back); the run is recorded all the same."""
     done = run_script(
         f"""
         import json, sys, threading
@@ -118,7 +119,7 @@ def test_init_leaves_protobuf_psutil_and_nvml_to_background_threads(tmp_path):
 
         class Watch:
             def find_spec(self, name, path=None, target=None):
-                if name in ("google.protobuf", "tracklet.core.encoder", "psutil", "pynvml"):
+                if name in ("google.protobuf", "tracklet.core.encoder", "psutil", "pynvml", "tracklet.core.reader"):
                     importers.setdefault(name, threading.current_thread().name)
                 return None
 
@@ -135,6 +136,7 @@ def test_init_leaves_protobuf_psutil_and_nvml_to_background_threads(tmp_path):
     during_init, importers, path = json.loads(done.stdout.strip().splitlines()[-1])
     assert "MainThread" not in during_init.values(), during_init
     assert importers.get("tracklet.core.encoder", "").startswith("tracklet-sender"), importers
+    assert "tracklet.core.reader" not in importers  # a new run reads nothing back: no reader, start to finish
 
     records = [pb.Record.FromString(payload) for _, payload in read_log(tmp_path / "projects" / "p" / "runs" /
                                                                         path.split("/")[1] / "run.tlog").payloads]

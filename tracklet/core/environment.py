@@ -294,7 +294,7 @@ def _cache_file(cache_dir: Path) -> Path:
         from hashlib import blake2b
 
     text = "\0".join([sys.executable, sys.version, *(os.path.abspath(entry or ".") for entry in sys.path)])
-    return cache_dir / f"packages3-{blake2b(text.encode('utf-8', 'surrogatepass'), digest_size=16).hexdigest()}.marshal"
+    return cache_dir / f"packages4-{blake2b(text.encode('utf-8', 'surrogatepass'), digest_size=16).hexdigest()}.marshal"
 
 
 def _watched(sources: set[str]) -> dict[str, int]:

@@ -107,7 +107,7 @@ def package_source(distribution: Any) -> dict[str, Any]:
     except Exception:
         return {}
     if not text:
-        return {}
+        return _checkout_source(distribution)
     try:
         data = json.loads(text)
     except ValueError:
@@ -126,6 +126,32 @@ def package_source(distribution: Any) -> dict[str, Any]:
         source["commit"] = str(vcs_info.get("commit_id") or "")
         source["requested_revision"] = str(vcs_info.get("requested_revision") or "")
     return source
+
+
+# Files that mark a directory as a project's root (where ``pip install -e`` is pointed).
+_PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+
+
+def _checkout_source(distribution: Any) -> dict[str, Any]:
+    """A source tree on ``sys.path`` (PYTHONPATH, ``setup.py develop``) is a distribution through the
+    ``*.egg-info`` directory setuptools left in it, with no ``direct_url.json``: record it as an
+    editable install (``file://`` of the project's root, whose commit ``fill_package`` reads) rather
+    than ``name==version``. An egg-info inside ``site-packages``/``dist-packages`` is an installed
+    copy (``setup.py install``): ``{}``, as an index install."""
+    where = getattr(distribution, "_path", None)  # PathDistribution: its metadata directory
+    if where is None or not str(where).endswith(".egg-info"):
+        return {}
+    found = os.path.dirname(os.path.abspath(str(where)))
+    if os.path.basename(found) in ("site-packages", "dist-packages"):
+        return {}
+    root = Path(found)
+    for directory in (root, *list(root.parents)[:2]):  # a src/ layout: the project root is above
+        if any((directory / name).is_file() for name in _PROJECT_FILES):
+            root = directory
+            break
+        if (directory / ".git").exists():
+            break
+    return {"url": root.as_uri(), "editable": True}
 
 
 def fill_package(package: pb.Package | Message, source: dict[str, Any]) -> None:

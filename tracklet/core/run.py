@@ -789,12 +789,32 @@ class Run:
             self._backlog = self._sender.backlog
             self._nudge = self._sender.nudge
             self._sender.logged_hook = self._logged_in_history
-            # The first record of the log (readers take a run's identity from it): queued first.
-            self._enqueue(_deferred(_run_start_record, self._run_start_fields()))
+            # The first record of the log (readers take a run's identity from it), written before
+            # init() returns: a process killed before the sender's first turn is still a run.
+            self._write_start(writer)
             self._start_capture(config, gate)
             lifecycle.register(self)
         finally:
             gate.set()
+
+    def _write_start(self, writer: RecordLogWriter) -> None:
+        """Write the ``RunStart`` record now, on the caller's thread, before the sender's worker
+        touches the log (it waits for the gate). Costs a cold ``init()`` the ``wire`` and ``redact``
+        imports the worker would make moments later anyway, and one ``writev`` (no fsync: a killed
+        process's writes are in the page cache). A write cut short (a full disk) stays pending in
+        the writer, for the sender's first flush; a record that can't be built is left to the
+        worker, which reports why."""
+        fields = self._run_start_fields()
+        try:
+            payload = _run_start_record(fields).SerializeToString()
+        except Exception:
+            self._enqueue(_deferred(_run_start_record, fields))
+            return
+        writer.write(payload)
+        try:
+            writer.flush()
+        except OSError:
+            pass
 
     def _start_capture(self, config: Any, gate: threading.Event) -> None:
         """The rest of ``_start``: the config, console capture, environment, system monitor, uploader."""

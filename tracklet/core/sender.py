@@ -460,7 +460,7 @@ class BatchSender:
         except Exception as error:  # e.g. a broken protobuf install: report it, never block the caller
             self.warn(
                 "worker-start",
-                f"tracklet: the background sender could not start ({error!r}); nothing of this run is recorded",
+                f"tracklet: the background sender could not start ({error!r}); nothing of this run is recorded past its start",
             )
             return False
 
@@ -470,7 +470,12 @@ class BatchSender:
         A slice that ends inside a flat row leaves that row to the next slice."""
         queue = self.queue
         stop = False
-        size = DRAIN_SLICE
+        # Removing a prefix of the queue moves everything after it, so taking a long queue slice by
+        # slice moves it once a slice (after 20k rows, 11 % of finish()'s instructions were that
+        # memmove). While the run finishes nobody is logging and the caller waits for this drain:
+        # it is taken whole, encoded a record (MAX_ROWS_PER_RECORD) at a time as always, and
+        # released a slice at a time.
+        size = count if self._finishing else DRAIN_SLICE
         while count > 0:
             items = queue[: min(count, size)]
             plan, used = self._plan(items)
@@ -481,6 +486,8 @@ class BatchSender:
             count -= used
             self._space.set()
             stop = self._execute(items, plan) or stop
+            while len(items) > DRAIN_SLICE:  # each C call frees at most a slice's rows
+                del items[-DRAIN_SLICE:]
             del items, plan  # this slice's rows are freed now, not a whole drain's at once
             if count and not self._finishing:
                 # Lets a producer waiting for the GIL run before the next slice. Not once the run

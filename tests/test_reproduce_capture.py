@@ -50,17 +50,31 @@ def test_untracked_imported_files_are_snapshotted_and_ignored_ones_are_not(root,
     (repo / "big.py").write_text("#" * (provenance.MAX_CODE_FILE_BYTES + 10) + "\n")  # over the cap
 
     run_program(repo, "train.py")
+    run_program(repo, "train.py")  # the same code again, as a sweep's next trial: stored once
 
-    (recorded,) = tracklet.Api(root).runs("snap")
-    code = recorded.metadata["code"]
+    api = tracklet.Api(root)
+    first, second = sorted(api.runs("snap"), key=lambda run: run.created_at or 0)
+    code = first.metadata["code"]
     assert code["program"] == "train.py"
     assert sorted(entry["path"] for entry in code["files"]) == ["helper.py", "pkg/__init__.py", "pkg/inner.py"]
     assert len(code["skipped"]) == 1 and code["skipped"][0].startswith("big.py: ")
-    files = Path(recorded.dir) / "files"
-    assert (files / "code" / "helper.py").read_text() == "LOSS = 0.5\n"
-    assert (files / "code" / "pkg" / "inner.py").read_text() == "X = 0.25\n"
-    assert not (files / "code" / "secret_local.py").exists() and not (files / "code" / "unused.py").exists()
-    assert "environment_incomplete" not in recorded.metadata
+    assert "environment_incomplete" not in first.metadata
+    # The snapshot is a `code` artifact (not run files), each run with a lineage edge to its version.
+    assert not (Path(first.dir) / "files" / "code").exists()
+    assert code["artifact"] == second.metadata["code"]["artifact"] == "snap/code-train.py:v0"
+    assert [(ref["name"], ref["type"], ref["version"]) for ref in first.logged_artifacts] == [
+        ("code-train.py", "code", 0)]
+    assert second.logged_artifacts == first.logged_artifacts
+    (version,) = api.artifact_versions("snap/code-train.py")
+    assert version.type == "code" and version.logged_by().id == first.id
+    assert {entry.path for entry in version.files()} == {"helper.py", "pkg/__init__.py", "pkg/inner.py"}
+    folder = Path(version.download(str(tmp_path / "snapshot")))
+    assert (folder / "helper.py").read_text() == "LOSS = 0.5\n" and (folder / "pkg" / "inner.py").read_text() == "X = 0.25\n"
+    # One blob per file across both runs: content-addressed, named by the digests the runs recorded.
+    digests = {entry["path"]: entry["sha256"] for entry in code["files"]}
+    assert {entry.path: entry.digest for entry in version.files()} == digests
+    blob_files = [path for path in (root / "artifacts" / "blobs").rglob("*") if path.is_file()]
+    assert sum(path.name == digests["helper.py"] for path in blob_files) == 1
 
 
 def test_allow_listed_variables_are_recorded_and_secrets_never(root):

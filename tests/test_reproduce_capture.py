@@ -201,3 +201,40 @@ def test_imported_files_never_run_a_lazy_modules_getattr(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "plain_thing", plain)
     monkeypatch.setitem(sys.modules, "missing_thing", None)
     assert provenance.imported_files(str(tmp_path)) == {"mod.py": str(source)}
+
+
+def test_cuda_versions_are_read_from_the_torch_the_program_imported_and_the_plan_names_the_hardware(
+        root, monkeypatch, tmp_path):
+    """No GPU here: torch is faked at its boundary (``torch.version.cuda``, cuDNN's ``version()``) as
+    NVML is (tests/fake_nvml.py, for the driver versions the system monitor records)."""
+    import types
+
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.reproduce.plan import make_plan
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert provenance.cuda_versions() == ("", "")  # the program never imported torch: nothing asked
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(version=types.SimpleNamespace(cuda="12.4")))
+    assert provenance.cuda_versions() == ("12.4", "")  # cuDNN not loaded: not asked
+    monkeypatch.setitem(sys.modules, "torch.backends.cudnn", types.SimpleNamespace(version=lambda: 90100))
+    environment = pb.Environment()
+    provenance.capture_interpreter(environment, environ={})
+    assert (environment.cuda_version, environment.cudnn_version) == ("12.4", "90100")
+
+    paths = RunPaths(root, "gpu", "r1")
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    writer = RecordLogWriter(paths.log_file)
+    for fill in (lambda r: (setattr(r.run_start, "run_id", "r1"), setattr(r.run_start, "project", "gpu")),
+                 lambda r: r.environment.CopyFrom(environment),
+                 lambda r: (r.system_info.gpus.add(name="NVIDIA H100"), setattr(r.system_info, "driver_version",
+                                                                                "550.54.15"),
+                            setattr(r.system_info, "cuda_driver_version", "12.4"))):
+        record = pb.Record()
+        fill(record)
+        writer.write(record.SerializeToString())
+    writer.close()
+    plan = make_plan(tracklet.Api(root).run("gpu/r1"), root, directory=tmp_path / "never")
+    assert ("recorded on GPU(s) NVIDIA H100 with driver 550.54.15, CUDA driver 12.4, CUDA 12.4, cuDNN 90100: "
+            "results may differ on other hardware") in plan.differences

@@ -172,7 +172,7 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
         plan.problems.append(f"directory {target} exists and is not empty: pick another with --dir")
     _plan_code(plan, run, start, environment, files, blobs)
     _plan_command(plan, start, environment)
-    _plan_environment(plan, start, environment, files)
+    _plan_environment(plan, run, start, environment, files)
     if plan.env != "current":
         _check_installable(plan, progress or (lambda text: None))
     _plan_inputs(plan, run)
@@ -323,7 +323,21 @@ def _plan_launch(plan: Plan) -> None:
         plan.differences.append(f"the run was recorded by rank {plan.rank} of {world}: that rank records the new run")
 
 
-def _plan_environment(plan: Plan, start: Any, environment: Any, files: Path) -> None:
+def _plan_hardware(plan: Plan, run: Any, environment: Any) -> None:
+    """The GPUs the run had (the environment's names, or the system monitor's when it ran), their
+    driver (NVML) and the CUDA and cuDNN torch was built with: named, as results may differ without them."""
+    info = run.system_info or {}
+    gpus = list(environment.gpus) or [str(gpu.get("name") or "?") for gpu in info.get("gpus") or []]
+    versions = [f"{label} {value}" for label, value in (
+        ("driver", info.get("driver_version")), ("CUDA driver", info.get("cuda_driver_version")),
+        ("CUDA", environment.cuda_version), ("cuDNN", environment.cudnn_version)) if value]
+    if gpus or versions:
+        plan.differences.append(f"recorded on GPU(s) {', '.join(gpus) or '?'}"
+                                + (f" with {', '.join(versions)}" if versions else "")
+                                + ": results may differ on other hardware")
+
+
+def _plan_environment(plan: Plan, run: Any, start: Any, environment: Any, files: Path) -> None:
     here = platform.python_version()
     if start.python_version and start.python_version != here:
         recorded_minor = ".".join(start.python_version.split(".")[:2])
@@ -335,11 +349,7 @@ def _plan_environment(plan: Plan, start: Any, environment: Any, files: Path) -> 
         plan.differences.append(f"{environment.python_implementation} recorded, {platform.python_implementation()} here")
     plan.variables = dict(sorted(environment.variables.items()))
     _plan_launch(plan)
-    recorded_gpus = list(environment.gpus)
-    if recorded_gpus or environment.cuda_version:
-        plan.differences.append(f"recorded on GPU(s) {', '.join(recorded_gpus) or '?'}"
-                                + (f" with CUDA {environment.cuda_version}" if environment.cuda_version else "")
-                                + ": results may differ on other hardware")
+    _plan_hardware(plan, run, environment)
     pythonpath = os.environ.get("PYTHONPATH", "")
     if plan.repository and any(os.path.realpath(p) == os.path.realpath(plan.repository)
                                for p in pythonpath.split(os.pathsep) if p):

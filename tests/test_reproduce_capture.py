@@ -214,7 +214,8 @@ def test_cuda_versions_are_read_from_the_torch_the_program_imported_and_the_plan
     from tracklet.proto import records_pb2 as pb
     from tracklet.reproduce.plan import make_plan
 
-    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # (another test of this process may have imported it)
+    monkeypatch.delitem(sys.modules, "torch.backends.cudnn", raising=False)
     assert provenance.cuda_versions() == ("", "")  # the program never imported torch: nothing asked
     monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(version=types.SimpleNamespace(cuda="12.4")))
     assert provenance.cuda_versions() == ("12.4", "")  # cuDNN not loaded: not asked

@@ -442,7 +442,9 @@ class EnvironmentCapture:
                         self._done.append(part)
                     else:
                         self._reasons[part] = f"failed: {failure!r}"[: self.REASON_LENGTH]
-                    if part == "code" and self._code:  # under the lock: finish() can't pass it meanwhile
+                    # Under the lock, and only while the record is not queued: finish() can't pass here
+                    # to close the run's artifact worker meanwhile.
+                    if part == "code" and self._code and not self._queued:
                         self._store_code(record.environment.program)
             self._queue_once()
         except Exception as error:

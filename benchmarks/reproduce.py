@@ -1,7 +1,7 @@
 """Reproduce benchmarks (#21): the dry-run plan, and building a torch + transformers environment.
 
-- ``dry-run``: ``tracklet reproduce RUN --dry-run`` of a run recorded in a git repository made here
-  (a fresh process per sample, as a user runs it, bytecode cached), median of 5. Target: <= 2 s.
+- ``dry-run``: ``tracklet reproduce RUN --dry-run`` of a run recorded in a git repository made here,
+  with an untracked helper module (read back from the run's ``code`` artifact) (a fresh process per sample, as a user runs it, bytecode cached), median of 5. Target: <= 2 s.
   The same with ``--env uv`` (its plan also asks uv whether every pinned package still installs;
   with this interpreter's packages, uv's cache answers).
 - ``environment``: the environment ``tracklet reproduce --env uv`` builds for a run that used torch
@@ -72,9 +72,10 @@ def bench_dry_run(work: Path) -> dict[str, float]:
     repo, root = work / "repo", work / "data"
     repo.mkdir(parents=True)
     _git(repo, "init", "-q")
-    (repo / "train.py").write_text(SCRIPT)
+    (repo / "train.py").write_text("import helper\n" + SCRIPT)
     _git(repo, "add", "train.py")
     _git(repo, "commit", "-qm", "train")
+    (repo / "helper.py").write_text("FACTOR = 2\n")  # untracked: the plan reads it from the run's code artifact
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
     # A script this short finishes before its git state is captured on a loaded machine: let it wait.
     subprocess.run([sys.executable, "train.py"], cwd=repo, env={**env, "TRACKLET_CAPTURE_WAIT": "60"}, check=True,
@@ -82,6 +83,7 @@ def bench_dry_run(work: Path) -> dict[str, float]:
     import tracklet
 
     (run,) = tracklet.Api(root).runs("bench")
+    assert run.metadata["code"]["artifact"], "the run logged no code snapshot"
     # tracklet's bytecode cached, as an installed package has it (pip compiles it at install; a
     # PYTHONDONTWRITEBYTECODE=1 checkout compiles some 90 modules at every start): one untimed run writes it.
     env.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,19 +83,32 @@ def make_project(root: Path, tmp_path: Path, train: str = TRAIN, helper: str = H
     return repo
 
 
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, Path]:
+    """One run of ``make_project``'s numpy script (the torch one runs in test_reproduce_uv),
+    recorded once for the tests that reproduce it: (its data root, the repository). After the
+    run the work tree moves on (train.py changed again, the untracked helper gone), so whatever is
+    restored comes from what the run recorded."""
+    base = tmp_path_factory.mktemp("recorded")
+    data = base / "data"
+    repo = make_project(data, base)
+    record(repo, env={"TRACKLET_DIR": str(data), "TRACKLET_CAPTURE_WAIT": "60"})
+    (repo / "train.py").write_text(TRAIN.replace("SCALE = 1.0", "SCALE = 100.0"))
+    (repo / "helper.py").unlink()
+    return data, repo
+
+
 @pytest.fixture
-def project(root, tmp_path):
-    """``make_project`` with the numpy script (the torch one runs in test_reproduce_uv)."""
-    return make_project(root, tmp_path)
+def project(root, recorded) -> Path:
+    """The recorded run's data root copied into this test's (``root``): the repository."""
+    shutil.copytree(recorded[0], root)
+    return recorded[1]
 
 
 def test_reproduce_reruns_the_run_in_a_fresh_directory_with_its_code_data_and_config(root, tmp_path, project):
-    record(project)
     (original,) = tracklet.Api(root).runs("repro")
-    # After the run: a new dataset version (the program asks for "latest"), and the work tree moves on.
+    # After the run: a new dataset version (the program asks for "latest").
     log_dataset(root, [(x / 10, 5.0) for x in range(-10, 11)], tmp_path / "ds1")
-    (project / "train.py").write_text(TRAIN.replace("SCALE = 1.0", "SCALE = 100.0"))
-    (project / "helper.py").unlink()
 
     target = tmp_path / "fresh"
     done = cli(root, "reproduce", original.path, "--dir", str(target), "--env", "current", cwd=tmp_path)
@@ -115,7 +129,6 @@ def test_reproduce_reruns_the_run_in_a_fresh_directory_with_its_code_data_and_co
 
 
 def test_set_overrides_reach_the_program_as_its_config(root, tmp_path, project):
-    record(project)
     (original,) = tracklet.Api(root).runs("repro")
     done = cli(root, "reproduce", original.path, "--dir", str(tmp_path / "fresh"), "--set", "epochs=3",
                "--set", "note=\"x\"", "--json", cwd=tmp_path)
@@ -133,7 +146,6 @@ def test_set_overrides_reach_the_program_as_its_config(root, tmp_path, project):
 
 
 def test_dry_run_prints_the_plan_and_does_nothing(root, tmp_path, project):
-    record(project)
     (original,) = tracklet.Api(root).runs("repro")
     target = tmp_path / "fresh"
     done = cli(root, "reproduce", original.path, "--dir", str(target), "--dry-run", cwd=tmp_path)
@@ -150,6 +162,47 @@ def test_dry_run_prints_the_plan_and_does_nothing(root, tmp_path, project):
     assert data["directory"] == str(tmp_path / f"reproduce-{original.id}-2")
     assert data["ok"] and data["commit"] == commit and data["program"] == "train.py"
     assert data["artifacts"] == {"repro/dataset": 0} and data["code_files"] == ["helper.py"]
+    # the untracked helper comes from the run's code artifact; with its blob gone, the plan says so
+    assert data["code_source"] == "artifact repro/code-train.py:v0"
+    assert "restore     untracked files the program imported (from artifact repro/code-train.py:v0): helper.py" in plan
+    (entry,) = original.metadata["code"]["files"]
+    (blob,) = (root / "artifacts" / "blobs").rglob(entry["sha256"])
+    blob.unlink()
+    gone = cli(root, "reproduce", original.path, "--dry-run", cwd=tmp_path)
+    assert gone.returncode == 2
+    assert "untracked file helper.py of the code snapshot is gone from artifact repro/code-train.py:v0" in gone.stdout
+
+
+# A run recorded as tracklet did before code snapshots were artifacts: the files in files/code/.
+OLDER_FORM = "import tracklet.core.run as module\nmodule.Run._log_code_snapshot = None  # type: ignore\n"
+
+
+def test_a_run_whose_snapshot_is_in_its_run_files_still_reproduces(root, tmp_path):
+    repo = _committed_repo(tmp_path)
+    (repo / "train.py").write_text(SIMPLE.replace("import tracklet\n", "import tracklet\nimport helper\n"))
+    git(repo, "commit", "-qam", "uses helper")
+    (repo / "helper.py").write_text("FACTOR = 2\n")  # untracked, imported
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "sitecustomize.py").write_text(OLDER_FORM)
+    record(repo, env={"PYTHONPATH": f"{older}{os.pathsep}{REPO}"})
+    (run,) = tracklet.Api(root).runs("repro")
+    files = Path(run.dir) / "files" / "code"
+    assert (files / "helper.py").read_text() == "FACTOR = 2\n"
+    assert run.logged_artifacts == [] and run.metadata["code"]["artifact"] == ""
+    (repo / "helper.py").unlink()
+
+    target = tmp_path / "fresh"
+    done = cli(root, "reproduce", run.path, "--dir", str(target), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["plan"]["code_source"] == str(files) and outcome["plan"]["code_files"] == ["helper.py"]
+    assert (target / "helper.py").read_text() == "FACTOR = 2\n" and outcome["exit_code"] == 0
+    copy = tracklet.Api(root).run(outcome["run"])  # recorded as runs are now: the snapshot an artifact
+    assert copy.state == "finished" and copy.metadata["code"]["artifact"] == "repro/code-train.py:v0"
+    # tracklet diff reads each form: the same code, so no code difference
+    diff = json.loads(cli(root, "diff", run.path, copy.path, "--json").stdout)
+    assert diff["code"]["diff"] == "" and diff["code"]["notes"] == []
 
 
 SIMPLE = "import tracklet\nrun = tracklet.init(project='repro', config={'lr': 0.1})\nrun.log({'loss': 1.0})\nrun.finish()\n"

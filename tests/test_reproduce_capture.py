@@ -50,17 +50,31 @@ def test_untracked_imported_files_are_snapshotted_and_ignored_ones_are_not(root,
     (repo / "big.py").write_text("#" * (provenance.MAX_CODE_FILE_BYTES + 10) + "\n")  # over the cap
 
     run_program(repo, "train.py")
+    run_program(repo, "train.py")  # the same code again, as a sweep's next trial: stored once
 
-    (recorded,) = tracklet.Api(root).runs("snap")
-    code = recorded.metadata["code"]
+    api = tracklet.Api(root)
+    first, second = sorted(api.runs("snap"), key=lambda run: run.created_at or 0)
+    code = first.metadata["code"]
     assert code["program"] == "train.py"
     assert sorted(entry["path"] for entry in code["files"]) == ["helper.py", "pkg/__init__.py", "pkg/inner.py"]
     assert len(code["skipped"]) == 1 and code["skipped"][0].startswith("big.py: ")
-    files = Path(recorded.dir) / "files"
-    assert (files / "code" / "helper.py").read_text() == "LOSS = 0.5\n"
-    assert (files / "code" / "pkg" / "inner.py").read_text() == "X = 0.25\n"
-    assert not (files / "code" / "secret_local.py").exists() and not (files / "code" / "unused.py").exists()
-    assert "environment_incomplete" not in recorded.metadata
+    assert "environment_incomplete" not in first.metadata
+    # The snapshot is a `code` artifact (not run files), each run with a lineage edge to its version.
+    assert not (Path(first.dir) / "files" / "code").exists()
+    assert code["artifact"] == second.metadata["code"]["artifact"] == "snap/code-train.py:v0"
+    assert [(ref["name"], ref["type"], ref["version"]) for ref in first.logged_artifacts] == [
+        ("code-train.py", "code", 0)]
+    assert second.logged_artifacts == first.logged_artifacts
+    (version,) = api.artifact_versions("snap/code-train.py")
+    assert version.type == "code" and version.logged_by().id == first.id
+    assert {entry.path for entry in version.files()} == {"helper.py", "pkg/__init__.py", "pkg/inner.py"}
+    folder = Path(version.download(str(tmp_path / "snapshot")))
+    assert (folder / "helper.py").read_text() == "LOSS = 0.5\n" and (folder / "pkg" / "inner.py").read_text() == "X = 0.25\n"
+    # One blob per file across both runs: content-addressed, named by the digests the runs recorded.
+    digests = {entry["path"]: entry["sha256"] for entry in code["files"]}
+    assert {entry.path: entry.digest for entry in version.files()} == digests
+    blob_files = [path for path in (root / "artifacts" / "blobs").rglob("*") if path.is_file()]
+    assert sum(path.name == digests["helper.py"] for path in blob_files) == 1
 
 
 def test_allow_listed_variables_are_recorded_and_secrets_never(root):
@@ -187,3 +201,41 @@ def test_imported_files_never_run_a_lazy_modules_getattr(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "plain_thing", plain)
     monkeypatch.setitem(sys.modules, "missing_thing", None)
     assert provenance.imported_files(str(tmp_path)) == {"mod.py": str(source)}
+
+
+def test_cuda_versions_are_read_from_the_torch_the_program_imported_and_the_plan_names_the_hardware(
+        root, monkeypatch, tmp_path):
+    """No GPU here: torch is faked at its boundary (``torch.version.cuda``, cuDNN's ``version()``) as
+    NVML is (tests/fake_nvml.py, for the driver versions the system monitor records)."""
+    import types
+
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+    from tracklet.reproduce.plan import make_plan
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # (another test of this process may have imported it)
+    monkeypatch.delitem(sys.modules, "torch.backends.cudnn", raising=False)
+    assert provenance.cuda_versions() == ("", "")  # the program never imported torch: nothing asked
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(version=types.SimpleNamespace(cuda="12.4")))
+    assert provenance.cuda_versions() == ("12.4", "")  # cuDNN not loaded: not asked
+    monkeypatch.setitem(sys.modules, "torch.backends.cudnn", types.SimpleNamespace(version=lambda: 90100))
+    environment = pb.Environment()
+    provenance.capture_interpreter(environment, environ={})
+    assert (environment.cuda_version, environment.cudnn_version) == ("12.4", "90100")
+
+    paths = RunPaths(root, "gpu", "r1")
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    writer = RecordLogWriter(paths.log_file)
+    for fill in (lambda r: (setattr(r.run_start, "run_id", "r1"), setattr(r.run_start, "project", "gpu")),
+                 lambda r: r.environment.CopyFrom(environment),
+                 lambda r: (r.system_info.gpus.add(name="NVIDIA H100"), setattr(r.system_info, "driver_version",
+                                                                                "550.54.15"),
+                            setattr(r.system_info, "cuda_driver_version", "12.4"))):
+        record = pb.Record()
+        fill(record)
+        writer.write(record.SerializeToString())
+    writer.close()
+    plan = make_plan(tracklet.Api(root).run("gpu/r1"), root, directory=tmp_path / "never")
+    assert ("recorded on GPU(s) NVIDIA H100 with driver 550.54.15, CUDA driver 12.4, CUDA 12.4, cuDNN 90100: "
+            "results may differ on other hardware") in plan.differences

@@ -7,10 +7,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -113,13 +115,32 @@ SEEDED = ("import os, random, torch, tracklet\n"
           "run.finish()\n")
 
 
-def test_diff_lists_different_seeds_and_the_plan_names_them(root, tmp_path):
-    repo = _committed_repo(tmp_path)
+@pytest.fixture(scope="module")
+def seeded_runs(tmp_path_factory) -> Path:
+    """Three runs of one repository's torch program, recorded once for the tests that compare them:
+    seeded with SEED=1, with SEED=2, then (an uncommitted change) never seeding. Their data root."""
+    base = tmp_path_factory.mktemp("seeded")
+    data = base / "data"
+    repo = _committed_repo(base)
     (repo / "train.py").write_text(SEEDED)
     git(repo, "commit", "-qam", "seeded")
-    record(repo, env={"SEED": "1"})
-    record(repo, env={"SEED": "2"})
-    first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
+    env = {"TRACKLET_DIR": str(data), "TRACKLET_CAPTURE_WAIT": "60"}
+    record(repo, env={**env, "SEED": "1"})
+    record(repo, env={**env, "SEED": "2"})
+    (repo / "train.py").write_text(SEEDED.replace("torch.manual_seed(int(os.environ['SEED']))\n", "")
+                                   .replace("random.seed(int(os.environ['SEED']) + 1)\n", ""))
+    record(repo, env={**env, "SEED": "1"})
+    return data
+
+
+def _seeded(root: Path, recorded: Path) -> list:
+    """The three runs of ``seeded_runs``, copied into this test's data root, oldest first."""
+    shutil.copytree(recorded, root)
+    return sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
+
+
+def test_diff_lists_different_seeds_and_the_plan_names_them(root, tmp_path, seeded_runs):
+    first, second, _ = _seeded(root, seeded_runs)
 
     done = cli(root, "diff", first.path, second.path)
     assert done.returncode == 0, done.stderr
@@ -137,21 +158,14 @@ def test_diff_lists_different_seeds_and_the_plan_names_them(root, tmp_path):
     assert as_json["seeds"] == [{"api": "torch.manual_seed", "value": "1"}, {"api": "random.seed", "value": "2"}]
 
 
-def test_a_run_that_never_seeds_differs_from_a_seeded_one(root, tmp_path):
-    repo = _committed_repo(tmp_path)
-    (repo / "train.py").write_text(SEEDED)
-    git(repo, "commit", "-qam", "seeded")
-    record(repo, env={"SEED": "1"})
-    (repo / "train.py").write_text(SEEDED.replace("torch.manual_seed(int(os.environ['SEED']))\n", "")
-                                   .replace("random.seed(int(os.environ['SEED']) + 1)\n", ""))
-    record(repo, env={"SEED": "1"})
-    first, second = sorted(tracklet.Api(root).runs("repro"), key=lambda r: r.created_at or 0)
+def test_a_run_that_never_seeds_differs_from_a_seeded_one(root, tmp_path, seeded_runs):
+    first, _, second = _seeded(root, seeded_runs)
     text = cli(root, "diff", first.path, second.path).stdout
     assert "seeds:\n  random.seed: '2' -> None  (only in a)\n  torch.initial_seed: None -> '" in text
     assert "(only in b)\n  torch.manual_seed: '1' -> None  (only in a)\n" in text
     # the unseeded run's torch seed came from the OS: the plan names it, so it can be replayed
     (initial,) = second.metadata["seeds"]
-    assert initial["api"] == "torch.initial_seed"
+    assert initial["api"] == "torch.initial_seed" and int(initial["value"]) >= 0
     plan = cli(root, "reproduce", second.path, "--dry-run", cwd=tmp_path).stdout
     assert f"  seeds       torch.initial_seed({initial['value']})" in plan
 
@@ -224,15 +238,10 @@ def test_torch_seeded_before_import_tracklet_is_recorded_as_its_initial_seed(roo
         torch.manual_seed(22)
         run.finish()
     """)
-    run_program(tmp_path, """
-        import torch, tracklet
-        tracklet.init(project="seeds").finish()
-    """)
-    first, second, seeded, unseeded = seeds_of(root, "seeds")
+    first, second, seeded = seeds_of(root, "seeds")
     assert first == [("torch.initial_seed", "21")] and second == []
     assert seeded == [("torch.manual_seed", "22")]
-    ((api, value),) = unseeded  # never seeded: the seed torch took from the OS, so it can be replayed
-    assert api == "torch.initial_seed" and int(value) >= 0
+    # (a process that never seeds torch records the seed torch took from the OS: the seeded_runs tests)
 
 
 def test_the_store_and_the_server_give_a_runs_seeds(root, tmp_path, servers):
@@ -283,16 +292,33 @@ os.kill(os.getpid(), signal.SIGKILL)  # killed before finish(): no RunExit
 """
 
 
+@pytest.fixture(scope="module")
+def killed_runs(tmp_path_factory) -> Callable[[str], Path]:
+    """``KILLED`` run and killed once per way (``flush``, ``tick``), whatever the store backend the
+    test then indexes it in: the data root it recorded in."""
+    made: dict[str, Path] = {}
+
+    def recorded(how: str) -> Path:
+        if how not in made:
+            base = tmp_path_factory.mktemp(f"killed-{how}")
+            (base / "killed.py").write_text(KILLED)
+            done = subprocess.run([sys.executable, "killed.py", how], cwd=base, capture_output=True, text=True,
+                                  timeout=300, env={**os.environ, "PYTHONPATH": str(REPO),
+                                                    "TRACKLET_DIR": str(base / "data")})
+            assert done.returncode == -9, done.stderr
+            made[how] = base / "data"
+        return made[how]
+
+    return recorded
+
+
 @pytest.mark.parametrize("how", ["flush", "tick"])
-def test_the_seeds_of_a_run_killed_before_it_finishes_are_kept(root, tmp_path, store_url, how):
+def test_the_seeds_of_a_run_killed_before_it_finishes_are_kept(root, tmp_path, store_url, how, killed_runs):
     """A seed is recorded as it is set (a SeedsSet record), not only in the RunExit a killed run
     never writes: the reader, the store, diff and the plan all have them."""
     from tracklet.store import Store
 
-    (tmp_path / "killed.py").write_text(KILLED)
-    done = subprocess.run([sys.executable, "killed.py", how], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == -9, done.stderr
+    shutil.copytree(killed_runs(how), root)
     expected = [{"api": "random.seed", "value": "3"}, {"api": "numpy.random.seed", "value": "4"},
                 {"api": "torch.manual_seed", "value": "5"}]
     (run,) = tracklet.Api(root).runs("seeds")

@@ -101,9 +101,10 @@ def test_at_most_two_plans_or_comparisons_run_at_once(tmp_path):
 
 
 def test_a_synced_runs_plan_and_diff_read_its_files_from_the_servers_file_store(root, tmp_path, servers):
-    """A run synced to a server keeps diff.patch and its code snapshot in the server's file store
-    (`<server>/files/...`), not beside its log: the plan finds them there (no "is gone" problem)
-    and the comparison shows the uncommitted change and the untracked module."""
+    """A run synced to a server keeps diff.patch in the server's file store (`<server>/files/...`),
+    not beside its log, and its code snapshot is a `code` artifact `tracklet sync` pushed to the
+    server: the plan finds both there (no "is gone" problem) and the comparison shows the
+    uncommitted change and the untracked module."""
     import os
     import subprocess
     import sys
@@ -127,6 +128,7 @@ def test_a_synced_runs_plan_and_diff_read_its_files_from_the_servers_file_store(
         data = http.get(f"/api/v1/runs/repro/{second.id}/reproduce-plan").json()
         assert data["problems"] == [] and data["ok"], data["problems"]
         assert data["code_files"] == ["helper.py"]
+        assert "untracked files the program imported (from artifact repro/code-train.py:v0): helper.py" in data["plan"]
         assert data["diff"] == f"<server files of repro/{second.id}>/diff.patch"
         assert f"apply       <server files of repro/{second.id}>/diff.patch" in data["plan"]
         diff = http.get("/api/v1/projects/repro/run-diff", params={"a": first.id, "b": second.id}).json()

@@ -307,7 +307,8 @@ def show(ctx: click.Context, run_path: str, as_json: bool, lines: int) -> None:
         field("Git remote", git.get("remote"))
     code = metadata.get("code") or {}
     if code.get("files"):
-        field("Code snapshot", f"{len(code['files'])} untracked file(s) in files/code/")
+        where = f"artifact {code['artifact']}" if code.get("artifact") else "files/code/"
+        field("Code snapshot", f"{len(code['files'])} untracked file(s) in {where}")
     field("Reproduces", metadata.get("reproduces"))
     field("Directory", run.dir)
     if run.damage:

@@ -66,6 +66,11 @@ class RecordedRun:
         return str(self._paths.run_dir)
 
     @property
+    def data_root(self) -> Path:
+        """The data root the run's log is in (where its artifacts are, for a local run)."""
+        return self._paths.root
+
+    @property
     def files_dir(self) -> Path:
         """Where the run's files (``diff.patch``, the code snapshot, ...) are read from: its
         ``files/`` directory, or the copy a server made of the files synced to it."""
@@ -236,6 +241,9 @@ class RecordedRun:
                     "program": env.program,
                     "files": [{"path": f.path, "size_bytes": f.size_bytes, "sha256": f.sha256} for f in env.code_files],
                     "skipped": list(env.code_skipped),
+                    # the code artifact version holding them ("" for the older form: files/code/)
+                    "artifact": next((f"{ref.project}/{ref.name}:v{ref.version}" for ref in state.artifacts_logged
+                                      if ref.type == "code"), ""),
                 },
             )
             if env.incomplete:
@@ -261,6 +269,17 @@ class RecordedRun:
         ``{"project", "name", "type", "version", "digest"}`` (``version`` is N of vN)."""
         seen: dict[tuple[str, str, int], dict[str, Any]] = {}
         for ref in self._read.artifacts_used:
+            seen.setdefault((ref.project, ref.name, ref.version), {
+                "project": ref.project, "name": ref.name, "type": ref.type, "version": ref.version,
+                "digest": ref.digest})
+        return list(seen.values())
+
+    @property
+    def logged_artifacts(self) -> list[dict[str, Any]]:
+        """The artifact versions this run logged (``log_artifact``, and its code snapshot: type
+        ``code``), in order, each once; the same keys as ``used_artifacts``."""
+        seen: dict[tuple[str, str, int], dict[str, Any]] = {}
+        for ref in self._read.artifacts_logged:
             seen.setdefault((ref.project, ref.name, ref.version), {
                 "project": ref.project, "name": ref.name, "type": ref.type, "version": ref.version,
                 "digest": ref.digest})

@@ -3,8 +3,9 @@ thread by a short-lived daemon thread that queues one ``Environment`` record whe
 
 Files written to the run's ``files/`` directory: ``diff.patch`` (``git diff HEAD``, tracked changes
 only) when the working tree is dirty, ``requirements.txt`` (``name==version`` per package; where a
-direct or editable install came from), and ``code/`` (the repository's untracked, not ignored
-source files the program had imported: ``core/provenance.py``). The interpreter, allow-listed
+direct or editable install came from). The repository's untracked, not ignored source files the
+program had imported (``core/provenance.py``) are handed to the run, which logs them as a ``code``
+artifact (``Run._log_code_snapshot``; without a run: ``files/code/``). The interpreter, allow-listed
 environment variables and CUDA versions are recorded with the host.
 
 The package inventory (reading every installed distribution's metadata: 100-250 ms in a venv with
@@ -377,8 +378,14 @@ class EnvironmentCapture:
     PARTS = ("host", "git", "packages", "code")
 
     def __init__(self, cwd: str, files_dir: Path, put: Callable[[Any], None], report: Callable[[Any, str], None],
-                 cache_dir: Path | None = None, gpu_names: bool = True):
+                 cache_dir: Path | None = None, gpu_names: bool = True,
+                 log_code: Callable[[dict[str, bytes], str], None] | None = None):
+        """``log_code(files, program)`` stores the code snapshot (the run logs it as a ``code``
+        artifact); called on this thread, with the lock held, once the part is kept. Without
+        it the snapshot goes into ``files/code/``."""
         self._cwd = cwd
+        self._log_code = log_code
+        self._code: dict[str, bytes] = {}  # the snapshot read by the code part
         self._gpu_names = gpu_names
         self._files_dir = files_dir
         self._put = put
@@ -435,6 +442,10 @@ class EnvironmentCapture:
                         self._done.append(part)
                     else:
                         self._reasons[part] = f"failed: {failure!r}"[: self.REASON_LENGTH]
+                    # Under the lock, and only while the record is not queued: finish() can't pass here
+                    # to close the run's artifact worker meanwhile.
+                    if part == "code" and self._code and not self._queued:
+                        self._store_code(record.environment.program)
             self._queue_once()
         except Exception as error:
             self._report("environment", f"tracklet: capturing the environment failed: {error!r}")
@@ -498,8 +509,21 @@ class EnvironmentCapture:
         environment.program = provenance.program_path(probe.root)
         imported = provenance.imported_files(probe.root)
         if imported:
-            provenance.snapshot_code(environment, probe.root, imported, set(probe.untracked(list(imported))),
-                                     self._files_dir)
+            self._code = provenance.snapshot_code(environment, imported, set(probe.untracked(list(imported))))
+
+    def _store_code(self, program: str) -> None:
+        """Hand the snapshot to ``log_code`` (or write it into ``files/code/``); a failure is
+        reported, and the part stays captured (its files are listed in the record)."""
+        files, self._code = self._code, {}
+        try:
+            if self._log_code is not None:
+                self._log_code(files, program)
+            else:
+                from tracklet.core import provenance
+
+                provenance.write_code_files(files, self._files_dir)
+        except Exception as error:
+            self._report(("environment", "code-store"), f"tracklet: storing the code snapshot failed: {error!r}")
 
     def _capture_packages(self, environment: pb.Environment | Message) -> None:
         capture_packages(environment, self._files_dir, self._cache_dir, self._inventory)

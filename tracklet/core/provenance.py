@@ -1,7 +1,8 @@
 """What reproducing a run needs beyond git state and package names, captured on the environment
 thread (``core/environment.py``): the interpreter, allow-listed environment variables, CUDA
 versions, where each package came from (PEP 610 ``direct_url.json``), and a snapshot of the
-repository's untracked source files the program imported (docs/reproduce.md).
+repository's untracked source files the program imported (stored by the run as a ``code`` artifact,
+docs/reproduce.md).
 
 Nothing here starts a process or imports a framework: torch is asked only when the program had
 already imported it, and package sources are read from metadata files.
@@ -266,13 +267,13 @@ def imported_files(root: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def snapshot_code(environment: pb.Environment | Message, root: str, imported: dict[str, str], untracked: set[str],
-                  files_dir: Path) -> None:
-    """Copy the ``imported`` files (relative path: absolute path) that are ``untracked`` into
-    ``files/code/``, within the caps; record each in ``code_files`` and what was left out in
-    ``code_skipped``."""
+def snapshot_code(environment: pb.Environment | Message, imported: dict[str, str], untracked: set[str]) -> dict[str, bytes]:
+    """The ``imported`` files (relative path: absolute path) that are ``untracked``, read within
+    the caps: ``{relative path: bytes}`` (stored by the run as a ``code`` artifact); each is
+    recorded in ``code_files`` and what was left out in ``code_skipped``."""
     chosen = [(relative, path) for relative, path in imported.items() if relative in untracked]
     total = 0
+    files: dict[str, bytes] = {}
     for relative, path in chosen:
         try:
             data = Path(path).read_bytes()
@@ -285,14 +286,22 @@ def snapshot_code(environment: pb.Environment | Message, root: str, imported: di
         if total + len(data) > MAX_CODE_BYTES:
             environment.code_skipped.append(f"{relative}: the snapshot would pass {MAX_CODE_BYTES} bytes")
             continue
-        target = files_dir / CODE_DIR / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        files[relative] = data
         total += len(data)
         entry = environment.code_files.add()
         import hashlib  # here: most captures snapshot nothing, and init()'s threads need not load OpenSSL
 
         entry.path, entry.size_bytes, entry.sha256 = relative, len(data), hashlib.sha256(data).hexdigest()
+    return files
+
+
+def write_code_files(files: dict[str, bytes], files_dir: Path) -> None:
+    """The snapshot as run files, ``files/code/<path>``: the older form (``tracklet reproduce``
+    still reads it), kept for a capture that has no run to log the artifact with."""
+    for relative, data in files.items():
+        target = files_dir / CODE_DIR / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
 
 def program_path(root: str) -> str:

@@ -98,6 +98,7 @@ class RunState:
         self.spans: list[pb.Span] = []
         self._span_at: dict[bytes, int] = {}  # trace id + span id -> index in spans
         self.artifacts_used: list[pb.ArtifactVersionRef] = []  # ArtifactUsed records, in log order
+        self.artifacts_logged: list[pb.ArtifactVersionRef] = []  # ArtifactLogged records, in log order
         self.last_step: int | None = None
         self.record_count = 0
         self.damage: Damage | None = None  # the first damaged region of the log
@@ -182,6 +183,8 @@ class RunState:
                 self.spans[index] = span
         elif kind == "artifact_used":
             self.artifacts_used.append(record.artifact_used.artifact)
+        elif kind == "artifact_logged":
+            self.artifacts_logged.append(record.artifact_logged.artifact)
         # Unknown kinds (from a newer writer) are skipped.
         if kind in ("history", "summary", "metric_definition", "run_start"):
             self._summary.apply(record)  # last: should it fail, the record's own effect is kept

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,24 @@ def pinned(reference: str, default_project: str, pins: dict[str, int]) -> str:
     key = f"{parts[-2] if len(parts) >= 2 else default_project}/{parts[-1]}"
     version = pins.get(key)
     return reference if version is None else f"{key}:v{version}"
+
+
+CODE_TYPE = "code"  # the type of a run's code snapshot artifact
+
+
+def code_artifact_name(program: str) -> str:
+    """The collection of a program's code snapshots: ``code-<program path>`` (``/`` and other
+    characters names can't hold as ``-``), ``code`` when the program is not a file of the repository."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", program).strip("-.")
+    return f"code-{cleaned}"[:128] if cleaned else "code"
+
+
+def code_artifact(make: Any, files: dict[str, bytes], program: str) -> Any:
+    """A draft ``code`` artifact (``make``: ``tracklet.Artifact``) holding ``files`` (relative
+    path: bytes) under their paths in the repository."""
+    artifact = make(code_artifact_name(program), CODE_TYPE,
+                    description="untracked source files the program imported (tracklet reproduce restores them)")
+    for path, data in files.items():
+        with artifact.new_file(path, "xb") as handle:
+            handle.write(data)
+    return artifact

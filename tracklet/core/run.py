@@ -40,6 +40,7 @@ _PLAIN_TYPES = frozenset({float, int, bool, str})
 # Key sets remembered as plain or not; a run logging ever-new key sets just starts over.
 _MAX_KEYSETS = 4096
 _LOGGED_LOCK = threading.Lock()
+_WORKER_LOCK = threading.Lock()  # one artifact worker per run: the environment thread may make it too
 _time = time.time
 
 _ADJECTIVES = (
@@ -696,9 +697,20 @@ class Run:
     def _artifact_worker(self) -> Any:
         if self._artifacts is None:
             assert self._paths is not None and self._sender is not None
-            self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn, self.path,
-                                                          remote=self._artifact_remote())
+            with _WORKER_LOCK:
+                if self._artifacts is None:
+                    self._artifacts = _artifacts().ArtifactWorker(self._paths.root, self._enqueue, self._sender.warn,
+                                                                  self.path, remote=self._artifact_remote())
         return self._artifacts
+
+    def _log_code_snapshot(self, files: dict[str, bytes], program: str) -> None:
+        """Log the code snapshot (the untracked files the program imported) as a ``code``
+        artifact, on the environment thread: content-addressed, so a sweep's runs of the same
+        code share its blobs (and its version, when it is the collection's latest)."""
+        from tracklet.core.reproduction import code_artifact
+
+        artifact = code_artifact(_artifacts().Artifact, files, program)
+        self._artifact_worker().log(artifact, artifact._freeze(self.project, []))
 
     def _artifact_remote(self) -> tuple[str, str | None] | None:
         """An online run's server (URL, API key): where its artifacts go and are looked up."""
@@ -837,7 +849,8 @@ class Run:
 
             self._environment = EnvironmentCapture(os.getcwd(), paths.files_dir, self._sender.put_soon, self._sender.warn,
                                                    cache_dir=paths.root / "cache",
-                                                   gpu_names=not self.settings.system_metrics)
+                                                   gpu_names=not self.settings.system_metrics,
+                                                   log_code=self._log_code_snapshot)
             self._environment.start(gate)
         if self.settings.system_metrics:
             from tracklet.core.system import SystemMonitor, default_samplers

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tracklet.reproduce.snapshot import BlobReader, CodeSnapshot
+
 MAX_CODE_FILES = 200  # files compared at most (a diff between distant commits)
 GIT_TIMEOUT = 30.0
 
@@ -100,8 +102,9 @@ def _summary(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def compare(a: Any, b: Any) -> dict[str, Any]:
-    """What differs between runs ``a`` and ``b`` (``tracklet.core.api.RecordedRun``s)."""
+def compare(a: Any, b: Any, blobs: BlobReader | None = None) -> dict[str, Any]:
+    """What differs between runs ``a`` and ``b`` (``tracklet.core.api.RecordedRun``s). ``blobs``
+    reads their code snapshots' blobs where they are not in the runs' data root (a server's store)."""
     inputs_a = {f"{u['project']}/{u['name']}": f"v{u['version']}" for u in a.used_artifacts}
     inputs_b = {f"{u['project']}/{u['name']}": f"v{u['version']}" for u in b.used_artifacts}
     packages = _changes(_packages(a), _packages(b))
@@ -111,7 +114,7 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
         "environment": _changes(_environment(a), _environment(b)),
         "packages": packages,
         "seeds": _changes(_seeds(a), _seeds(b)),
-        "code": code_diff(a, b),
+        "code": code_diff(a, b, blobs),
         "inputs": _changes(inputs_a, inputs_b),
         "summary": _summary(a.summary, b.summary),
     }
@@ -146,14 +149,15 @@ def _patch_paths(patch: bytes) -> set[str]:
 class _Code:
     """One run's source as it ran: files at its commit, its diff applied, its snapshot on top."""
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, blobs: BlobReader | None = None) -> None:
         env = run.environment_record
         self.files = Path(run.files_dir)
         self.root = env.git_root if env is not None else ""
         self.commit = env.git_commit if env is not None else ""
         patch = self.files / "diff.patch"
         self.patch = patch.read_bytes() if env is not None and env.git_dirty and patch.is_file() else b""
-        self.snapshot = {entry.path for entry in env.code_files} if env is not None else set()
+        self.code = CodeSnapshot(run, blobs)  # its code artifact, or files/code/ (an older run)
+        self.snapshot = set(self.code.digests)
         self.notes: list[str] = []
 
     def touched(self) -> set[str]:
@@ -181,12 +185,14 @@ class _Code:
                     self.notes.append("its diff.patch did not apply to the commit's files")
             except (OSError, subprocess.SubprocessError):
                 self.notes.append("git apply could not run")
-        for path in self.snapshot & paths:
-            source = self.files / "code" / path
-            if source.is_file():
-                target = where / path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(source.read_bytes())
+        for path in sorted(self.snapshot & paths):
+            data = self.code.read(path)
+            if data is None:
+                self.notes.append(f"untracked file {path} of its code snapshot is {self.code.missing[path]}")
+                continue
+            target = where / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
         contents: dict[str, str | None] = {}
         for path in paths:
             target = where / path
@@ -194,9 +200,9 @@ class _Code:
         return contents
 
 
-def code_diff(a: Any, b: Any) -> dict[str, Any]:
-    """``{"commits": [a, b], "diff": unified diff text, "notes": [...]}``."""
-    left, right = _Code(a), _Code(b)
+def code_diff(a: Any, b: Any, blobs: BlobReader | None = None) -> dict[str, Any]:
+    """``{"commits": [a, b], "diff": unified diff text, "notes": [...]}``; ``blobs`` as for ``compare``."""
+    left, right = _Code(a, blobs), _Code(b, blobs)
     paths = left.touched() | right.touched()
     if left.commit and right.commit and left.commit != right.commit:
         repository = left.root if left.root and Path(left.root).is_dir() else right.root

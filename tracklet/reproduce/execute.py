@@ -167,18 +167,20 @@ def reproduce(plan: Plan, *, force: bool = False, progress: Progress | None = No
 
 
 def _restore_snapshot(plan: Plan) -> None:
-    from tracklet.core.layout import RunPaths
-
-    project, _, run_id = plan.run.partition("/")
-    files = RunPaths(plan.root, project, run_id).files_dir / "code"
+    """Write the code snapshot's files into the working tree (from the run's ``code`` artifact, or
+    ``files/code/`` for an older run); one the plan found missing is skipped (forced past it)."""
+    snapshot = plan.snapshot
+    if snapshot is None:
+        return
     for relative in plan.code_files:
-        if not (files / relative).is_file():  # named in the plan's problems; forced past them
-            continue
         target = plan.directory / relative
         if not target.resolve().is_relative_to(plan.directory.resolve()):
             raise ReproduceError(f"code snapshot path {relative!r} points outside the working tree")
+        data = snapshot.read(relative)
+        if data is None:  # named in the plan's problems; forced past them
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(files / relative, target)
+        target.write_bytes(data)
 
 
 def _environment_text(plan: Plan) -> str:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tracklet.reproduce.snapshot import BlobReader, CodeSnapshot
+
 ENVS = ("current", "venv", "uv")
 GIT_TIMEOUT = 30.0
 
@@ -37,6 +39,7 @@ class Plan:
     branch: str = ""
     diff: Path | None = None
     code_files: list[str] = dataclasses.field(default_factory=list)
+    code_source: str = ""  # where the code snapshot is read from: "artifact project/name:vN" or files/code/
     program: str = ""  # relative to the repository
     launcher: list[str] = dataclasses.field(default_factory=list)  # interpreter options before the program (torchrun)
     rank: str = ""  # the rank of a distributed run's process that recorded the run ("" when not distributed)
@@ -59,13 +62,16 @@ class Plan:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     problems: list[str] = dataclasses.field(default_factory=list)
     differences: list[str] = dataclasses.field(default_factory=list)
+    # The code snapshot's reader (execute restores the files through it); not part of to_dict().
+    snapshot: CodeSnapshot | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, snapshot=None))
+        data.pop("snapshot")
         data["root"], data["directory"] = str(self.root), str(self.directory)
         data["diff"] = str(self.diff) if self.diff is not None else None
         data["ok"] = self.ok
@@ -96,7 +102,8 @@ class Plan:
         if self.code_files:
             shown = ", ".join(self.code_files[:5]) + (f", ... ({len(self.code_files)} in all)"
                                                       if len(self.code_files) > 5 else "")
-            lines.append(f"  restore     untracked files the program imported: {shown}")
+            source = f" (from {self.code_source})" if self.code_source.startswith("artifact ") else ""
+            lines.append(f"  restore     untracked files the program imported{source}: {shown}")
         if self.env == "current":
             lines.append(f"  environment the current one: {sys.executable} (Python {platform.python_version()})")
         else:
@@ -145,9 +152,11 @@ def _git(repository: str, *args: str) -> subprocess.CompletedProcess | None:
 
 
 def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | None = None,
-              overrides: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None) -> Plan:
+              overrides: dict[str, Any] | None = None, progress: Callable[[str], None] | None = None,
+              blobs: BlobReader | None = None) -> Plan:
     """The plan of reproducing ``run`` (a ``tracklet.core.api.RecordedRun``) under data root
     ``root``; ``directory`` defaults to ``./reproduce-<run id>`` (``-2``, ``-3``, ... when taken).
+    ``blobs`` reads the code snapshot's blobs where they are not in ``root``'s store (a server's).
     ``progress`` hears of the one part that can take seconds: asking whether packages still install."""
     if env not in ENVS:
         raise ValueError(f"--env must be one of {', '.join(ENVS)}; got {env!r}")
@@ -161,9 +170,9 @@ def make_plan(run: Any, root: Path, *, env: str = "current", directory: Path | N
         return plan
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         plan.problems.append(f"directory {target} exists and is not empty: pick another with --dir")
-    _plan_code(plan, run, start, environment, files)
+    _plan_code(plan, run, start, environment, files, blobs)
     _plan_command(plan, start, environment)
-    _plan_environment(plan, start, environment, files)
+    _plan_environment(plan, run, start, environment, files)
     if plan.env != "current":
         _check_installable(plan, progress or (lambda text: None))
     _plan_inputs(plan, run)
@@ -197,7 +206,25 @@ def _free_directory(base: Path) -> Path:
     return candidate
 
 
-def _plan_code(plan: Plan, run: Any, start: Any, environment: Any, files: Path) -> None:
+def _plan_snapshot(plan: Plan, run: Any, environment: Any, blobs: BlobReader | None) -> None:
+    """The untracked files to restore: each read (and checked against its digest) from the run's
+    ``code`` artifact, or from ``files/code/`` for a run recorded before snapshots were artifacts."""
+    if not environment.code_files:
+        return
+    snapshot = plan.snapshot = CodeSnapshot(run, blobs)
+    plan.code_source = snapshot.where
+    if not snapshot.artifact and not snapshot.files.is_dir():
+        plan.problems.append(f"the run's code snapshot ({len(environment.code_files)} untracked file(s)) was not "
+                             "stored: its code artifact was not committed before the run ended")
+        return
+    for entry in environment.code_files:
+        if snapshot.read(entry.path) is None:
+            plan.problems.append(f"untracked file {entry.path} of the code snapshot is "
+                                 f"{snapshot.missing[entry.path]}")
+        plan.code_files.append(entry.path)
+
+
+def _plan_code(plan: Plan, run: Any, start: Any, environment: Any, files: Path, blobs: BlobReader | None) -> None:
     if environment is None:
         plan.problems.append(f"run {run.path} recorded no environment (capture_environment was off, or the run "
                              "ended before it was captured): its code can't be checked out")
@@ -235,16 +262,7 @@ def _plan_code(plan: Plan, run: Any, start: Any, environment: Any, files: Path) 
             plan.diff = diff
         else:
             plan.problems.append(f"the run had uncommitted changes but {diff} is gone")
-    for entry in environment.code_files:
-        path = files / "code" / entry.path
-        try:
-            same = hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
-        except OSError:
-            plan.problems.append(f"untracked file {entry.path} of the code snapshot is gone from {files / 'code'}")
-            continue
-        if not same:
-            plan.problems.append(f"untracked file {entry.path} of the code snapshot changed since it was recorded")
-        plan.code_files.append(entry.path)
+    _plan_snapshot(plan, run, environment, blobs)
     for skipped in environment.code_skipped:
         plan.differences.append(f"not in the code snapshot, so not restored: {skipped}")
     if "code" in environment.incomplete:
@@ -305,7 +323,21 @@ def _plan_launch(plan: Plan) -> None:
         plan.differences.append(f"the run was recorded by rank {plan.rank} of {world}: that rank records the new run")
 
 
-def _plan_environment(plan: Plan, start: Any, environment: Any, files: Path) -> None:
+def _plan_hardware(plan: Plan, run: Any, environment: Any) -> None:
+    """The GPUs the run had (the environment's names, or the system monitor's when it ran), their
+    driver (NVML) and the CUDA and cuDNN torch was built with: named, as results may differ without them."""
+    info = run.system_info or {}
+    gpus = list(environment.gpus) or [str(gpu.get("name") or "?") for gpu in info.get("gpus") or []]
+    versions = [f"{label} {value}" for label, value in (
+        ("driver", info.get("driver_version")), ("CUDA driver", info.get("cuda_driver_version")),
+        ("CUDA", environment.cuda_version), ("cuDNN", environment.cudnn_version)) if value]
+    if gpus or versions:
+        plan.differences.append(f"recorded on GPU(s) {', '.join(gpus) or '?'}"
+                                + (f" with {', '.join(versions)}" if versions else "")
+                                + ": results may differ on other hardware")
+
+
+def _plan_environment(plan: Plan, run: Any, start: Any, environment: Any, files: Path) -> None:
     here = platform.python_version()
     if start.python_version and start.python_version != here:
         recorded_minor = ".".join(start.python_version.split(".")[:2])
@@ -317,11 +349,7 @@ def _plan_environment(plan: Plan, start: Any, environment: Any, files: Path) -> 
         plan.differences.append(f"{environment.python_implementation} recorded, {platform.python_implementation()} here")
     plan.variables = dict(sorted(environment.variables.items()))
     _plan_launch(plan)
-    recorded_gpus = list(environment.gpus)
-    if recorded_gpus or environment.cuda_version:
-        plan.differences.append(f"recorded on GPU(s) {', '.join(recorded_gpus) or '?'}"
-                                + (f" with CUDA {environment.cuda_version}" if environment.cuda_version else "")
-                                + ": results may differ on other hardware")
+    _plan_hardware(plan, run, environment)
     pythonpath = os.environ.get("PYTHONPATH", "")
     if plan.repository and any(os.path.realpath(p) == os.path.realpath(plan.repository)
                                for p in pythonpath.split(os.pathsep) if p):

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from tracklet.core.api import RecordedRun
+from tracklet.reproduce.snapshot import BlobReader, server_blobs
 from tracklet.server.jsonable import json_value
 from tracklet.server.logs import run_paths
 from tracklet.server.models import ReproducePlanResponse, RunDiffResponse, errors
@@ -50,8 +51,9 @@ def _slot() -> Iterator[None]:
 def _recorded(request: Request, project: str, run_id: str, files: ExitStack) -> RecordedRun:
     """The run's record log in the server's data root: 400 for a bad name, 404 when it has none
     here (unknown, or a server keeping its logs elsewhere: ``--logs``). A run synced to the server
-    has its files (``diff.patch``, the code snapshot) in the server's file store, not beside its
-    log: those are copied into a temporary directory that ``files`` removes."""
+    has its files (``diff.patch``, an older run's code snapshot) in the server's file store, not
+    beside its log: those are copied into a temporary directory that ``files`` removes (a newer
+    run's snapshot is a ``code`` artifact: read from the server's artifacts, ``_blobs``)."""
     app = request.app.state.tracklet
     paths = run_paths(app.root, project, run_id)
     if not paths.log_file.is_file():
@@ -65,7 +67,7 @@ def _recorded(request: Request, project: str, run_id: str, files: ExitStack) -> 
     return RecordedRun(paths, files_dir=directory)
 
 
-SOURCE_FILES_MAX_BYTES = 64 * 2**20  # what a plan reads of a run's files: diff.patch and the code snapshot
+SOURCE_FILES_MAX_BYTES = 64 * 2**20  # what a plan reads of a run's files: diff.patch and an older code snapshot
 
 
 def copy_source_files(store: Any, project: str, run_id: str, directory: Path) -> None:
@@ -86,6 +88,15 @@ def copy_source_files(store: Any, project: str, run_id: str, directory: Path) ->
         with handle, target.open("wb") as out:
             shutil.copyfileobj(handle, out)
         left -= size
+
+
+def _blobs(request: Request) -> BlobReader | None:
+    """Where a run's code snapshot artifact is read: a server's artifact store (its grants, its
+    ``--artifacts`` location, small blobs in packs); None for ``tracklet ui`` (the data root's own)."""
+    if getattr(request.app.state, "registry_root", None) is not None:
+        return None
+    artifacts = getattr(request.app.state.tracklet, "artifacts", None)
+    return server_blobs(artifacts) if artifacts is not None else None
 
 
 def _guarded(work: Callable[[], T]) -> T:
@@ -112,7 +123,8 @@ def reproduce_plan(request: Request, project: str, run_id: str,
     never = root / "reproductions" / f".plan-{run_id}-never-created"
     with ExitStack() as files:
         run = _recorded(request, project, run_id, files)
-        plan = _guarded(lambda: make_plan(run, root, env=env, directory=never))
+        blobs = _blobs(request)
+        plan = _guarded(lambda: make_plan(run, root, env=env, directory=never, blobs=blobs))
         plan.directory = Path(f"reproduce-{run_id}")
         rendered = plan.render()
         copied = str(run.files_dir)
@@ -147,5 +159,6 @@ def run_diff(request: Request, project: str,
 
     with ExitStack() as files:
         left, right = _recorded(request, project, a, files), _recorded(request, project, b, files)
-        result: dict[str, Any] = _guarded(lambda: compare(left, right))
+        blobs = _blobs(request)
+        result: dict[str, Any] = _guarded(lambda: compare(left, right, blobs))
     return RunDiffResponse.model_validate(json_value(result))

@@ -352,7 +352,7 @@ STREAM_KILLER = textwrap.dedent('''
 
     ArtifactClient.upload_pack = dying
     store = ArtifactStore(root, chunk_threshold=1 << 20)
-    target = ServerChunks(ArtifactClient(HttpClient(url), workers=1), "p", pack_bytes=2 << 20)
+    target = ServerChunks(ArtifactClient(HttpClient(url)), "p", pack_bytes=2 << 20, batches=1)  # packs in order
     store.commit("ckpt", "model", {"model.ckpt": LocalFile(source)}, project="p", aliases=[], chunk_target=target)
     print("not killed")
 ''')

@@ -186,22 +186,26 @@ STREAM_CHUNKS_ENV = "TRACKLET_ARTIFACT_STREAM_CHUNKS"
 class ChunkStreamer:
     """Sends chunks to a server in packs as they are given (on the cutting thread), so the upload
     overlaps the hashing and each chunk is copied once, while still in the CPU's cache. Every
-    ``pack_bytes`` of chunks, a worker asks the server which of them the project lacks and sends
-    those as one pack (``client.workers`` at a time; the cutting thread waits when that many are in
-    flight: bounded memory). A chunk given twice is sent once.
+    ``query_packs`` packs' worth of chunks (``pack_bytes`` each), a worker asks the server which of
+    them the project lacks (one request: each costs the server a transaction, so not one per pack)
+    and sends those in packs of about ``pack_bytes``. At most ``batches`` such batches are in flight
+    (the cutting thread waits otherwise: memory stays under ``batches * query_packs * pack_bytes``).
+    A chunk given twice is sent once.
 
     The first error (a server down, refusing) stops it; ``error`` holds it and later chunks are
     dropped: the caller decides what to do (``ServerChunks`` stores the file locally instead).
     ``close()`` waits for what is in flight; ``sent`` is the bytes of the packs delivered."""
 
-    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES) -> None:
+    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES,
+                 query_packs: int = 4, batches: int = 3) -> None:
         self.client = client
         self.project = project
         self.pack_bytes = pack_bytes
+        self.batch_bytes = pack_bytes * query_packs
         self.sent = 0
         self.error: BaseException | None = None
-        self._pool = ThreadPoolExecutor(max_workers=client.workers, thread_name_prefix="tracklet-stream")
-        self._slots = threading.Semaphore(client.workers + 1)
+        self._pool = ThreadPoolExecutor(max_workers=batches, thread_name_prefix="tracklet-stream")
+        self._slots = threading.Semaphore(batches)
         self._lock = threading.Lock()
         self._futures: list[Any] = []
         self._data = bytearray()
@@ -216,7 +220,7 @@ class ChunkStreamer:
         self._seen.add(chunk_id)
         self._entries.append((chunk_id, len(self._data), len(data)))
         self._data += data
-        if len(self._data) >= self.pack_bytes:
+        if len(self._data) >= self.batch_bytes:
             self._flush()
 
     def _flush(self) -> None:
@@ -237,22 +241,24 @@ class ChunkStreamer:
             if self.error is not None:
                 return
             lacking = self.client.missing_chunks(self.project, [cid.hex() for cid, _, _ in entries])
-            if len(lacking) < len(entries):  # the server holds some: send the others
-                view = memoryview(data)
-                kept, offset, pieces = [], 0, []
-                for cid, start, length in entries:
-                    if cid.hex() in lacking:
-                        kept.append((cid, offset, length))
-                        pieces.append(view[start:start + length])
-                        offset += length
-                if not kept:
-                    return
-                entries, data = kept, bytearray(b"".join(pieces))
-            trailer = encode_trailer(entries, len(data))
-            data += trailer
-            sent = self.client.upload_pack(self.project, pack_id_of(trailer), bytes(data))
-            with self._lock:
-                self.sent += sent
+            view = memoryview(data)
+            pack: list[tuple[bytes, int, int]] = []
+            pieces: list[memoryview] = []
+            size = 0
+            for number, (cid, start, length) in enumerate(entries):
+                if cid.hex() in lacking:
+                    pack.append((cid, size, length))
+                    pieces.append(view[start:start + length])
+                    size += length
+                if pack and (size >= self.pack_bytes or number == len(entries) - 1):
+                    if self.error is not None:
+                        return
+                    trailer = encode_trailer(pack, size)
+                    pieces.append(memoryview(trailer))
+                    sent = self.client.upload_pack(self.project, pack_id_of(trailer), b"".join(pieces))
+                    with self._lock:
+                        self.sent += sent
+                    pack, pieces, size = [], [], 0
         except BaseException as error:  # noqa: BLE001 - the caller decides (ServerChunks: store locally)
             self.error = error
         finally:
@@ -287,10 +293,11 @@ class ServerChunks:
     packs: tuple[()] = ()  # no local packs
     new_bytes = 0  # bytes written to the local store
 
-    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES) -> None:
+    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES,
+                 batches: int = 3) -> None:
         self.client = client
         self.project = project
-        self.streamer = ChunkStreamer(client, project, pack_bytes=pack_bytes)
+        self.streamer = ChunkStreamer(client, project, pack_bytes=pack_bytes, batches=batches)
 
     @property
     def error(self) -> BaseException | None:

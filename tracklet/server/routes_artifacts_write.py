@@ -289,8 +289,16 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
         return PutPackResponse(pack=pack_id, chunks=chunks, size=len(body))
     size = int(declared)
     buffer = PACK_BUFFERS.take(size)  # each piece copied once, into memory touched before
+    view = memoryview(buffer)
+
+    def store() -> int:
+        try:
+            return artifacts.store_pack(project, pack_id, view[:size])
+        finally:  # here, not in the request: a cancelled request must not hand out a buffer still read
+            PACK_BUFFERS.give(buffer)
+
+    handed = False
     try:
-        view = memoryview(buffer)
         received = 0
         try:
             async for piece in request.stream():
@@ -303,9 +311,11 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
             raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
         if received != size:
             raise HTTPException(status_code=400, detail=f"pack {pack_id}: {received} of {size} bytes arrived")
-        chunks = await run_in_threadpool(artifacts.store_pack, project, pack_id, view[:size])
+        handed = True
+        chunks = await run_in_threadpool(store)
     finally:
-        PACK_BUFFERS.give(buffer)
+        if not handed:
+            PACK_BUFFERS.give(buffer)
     return PutPackResponse(pack=pack_id, chunks=chunks, size=size)
 
 

@@ -393,3 +393,27 @@ def test_an_online_commit_killed_mid_stream_leaves_no_version_and_resumes_sendin
     out = Path(RemoteArtifacts(client, tmp_path / "reader").artifact(f"p/ckpt:v{answer['version']['index']}")
                .download(tmp_path / "out"))
     assert (out / "model.ckpt").read_bytes() == data
+
+
+def test_an_online_runs_large_file_reaches_the_server_without_a_local_copy(servers, tmp_path, monkeypatch):
+    """Through a real online run: ``log_artifact`` of a file over the chunk threshold streams its
+    chunks (the worker's ``ServerChunks``); the data root keeps no pack, the version is on the
+    server, and another machine downloads it byte for byte."""
+    import tracklet
+    from conftest import QUIET
+
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "1MiB")
+    server = servers(tmp_path / "server")
+    path = tmp_path / "model.ckpt"
+    data = _checkpoint(path, [os.urandom(MiB) for _ in range(3)])
+    root = tmp_path / "writer"
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    artifact = run.log_artifact(path, name="ckpt", type="model")
+    artifact.wait()
+    assert artifact.upload_error is None
+    run.finish()
+    assert not list(root.rglob("*.pack"))
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    with tracklet.Api(base_url=server.url) as api:
+        out = Path(api.artifact("p/ckpt:latest").download(tmp_path / "out"))
+    assert (out / "model.ckpt").read_bytes() == data

@@ -475,9 +475,11 @@ def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True)
     ``durable``, fsyncs it before answering (the server keeps what it acknowledged: same bytes,
     same loopback, same durability; a ``cp`` would not cross a socket). Alternating rounds, each
     after an ``os.sync()``, a fresh data root and project per round (the server lacks every
-    chunk). Two online arms per round, in alternating order: ``streamed`` (the new chunks sent
-    while the commit cuts them: ``remote.ChunkStreamer``) and ``after_commit`` (sent once the
-    local commit is done, read back from its packs: the default). After one untimed warm-up log
+    chunk). Two online arms per round, in alternating order: ``streamed`` (the chunks sent while
+    the commit cuts them, no local copy: ``remote.ServerChunks``, the default since session 13; in
+    an older tree ``TRACKLET_ARTIFACT_STREAM_CHUNKS=1``'s ``ChunkStreamer`` beside local packs) and
+    ``after_commit`` (``TRACKLET_ARTIFACT_STREAM_CHUNKS=0``: stored in local packs, sent once the
+    local commit is done, read back from them; the default before). After one untimed warm-up log
     (the process's first pays imports and connections). Each side's CPU seconds (this process, and the server or the receiver),
     and the load average before and after."""
     import subprocess
@@ -933,6 +935,7 @@ def main() -> None:
     if "a2loop" in results:
         r = results["a2loop"]
         med = statistics.median
+        gib = (1 << 30) / r["size_bytes"]
         for arm, what in (("streamed", "chunks sent while cut"), ("after_commit", "chunks sent after the commit")):
             a = r[arm]
             rows.append([f"A2 v1 online to a local server, {what} ({r['size_bytes'] >> 20} MiB)",
@@ -941,7 +944,10 @@ def main() -> None:
                          f"median ratio {a['median_ratio']:.2f}x (rounds: " + ", ".join(f"{x:.2f}" for x in a["ratios"])
                          + f"; target >= 0.8); CPU s client/server {med(a['client_cpu_seconds']):.2f}/"
                          f"{med(a['server_cpu_seconds']):.2f} vs plain {med(r['plain_client_cpu_seconds']):.2f}/"
-                         f"{med(r['plain_receiver_cpu_seconds']):.2f}; load {r['load_before'][0]:.1f} -> "
+                         f"{med(r['plain_receiver_cpu_seconds']):.2f}; client+server CPU s per GiB "
+                         f"{med(c + v for c, v in zip(a['client_cpu_seconds'], a['server_cpu_seconds'])) * gib:.2f}"
+                         f" (plain {med(c + v for c, v in zip(r['plain_client_cpu_seconds'], r['plain_receiver_cpu_seconds'])) * gib:.2f})"
+                         f"; load {r['load_before'][0]:.1f} -> "
                          f"{r['load_after'][0]:.1f}"])
     if "a3" in results:
         r = results["a3"]

@@ -249,26 +249,38 @@ def test_an_older_server_without_chunk_routes_gets_whole_files(servers, tmp_path
     assert (out / "model.ckpt").read_bytes() == data
 
 
-def _streamed_commit(store: ArtifactStore, path: Path, streamer, project: str = "p"):
-    try:
-        return store.commit("ckpt", "model", {"model.ckpt": LocalFile(str(path))}, project=project, aliases=[],
-                            chunk_sink=streamer)
-    finally:
-        streamer.close()
+def _streamed_commit(store: ArtifactStore, path: Path, target, project: str = "p"):
+    return store.commit("ckpt", "model", {"model.ckpt": LocalFile(str(path))}, project=project, aliases=[],
+                        chunk_target=target)
 
 
-def test_chunks_streamed_while_stored_are_not_sent_again(servers, tmp_path):
-    """An online run sends a version's new chunks while the local commit cuts them
-    (``remote.ChunkStreamer``): each chunk crosses the wire once, the upload after the commit
-    sends no pack, v2 streams only what changed, and both versions come back byte for byte.
-    Streaming never fails a commit: a server it can't reach stops it at the first error, and the
-    upload after the commit sends every chunk."""
+def _local_pack_bytes(store: ArtifactStore) -> int:
+    return sum(p.stat().st_size for p in (store.directory / "packs").glob("??/*.pack"))
+
+
+def test_an_online_commit_streams_its_chunks_and_keeps_no_local_copy(servers, tmp_path, monkeypatch):
+    """An online run's commit cuts a large file once and streams its chunks to the server
+    (``remote.ServerChunks``): no local pack is written, each chunk crosses the wire once, the
+    file is registered on the server before the local version file exists, the upload after the
+    commit sends no pack, v2 streams only what changed, and both versions come back byte for
+    byte. A server it can't reach costs nothing but the fallback: the chunks are stored locally
+    and the upload after the commit sends every one."""
     from serverproc import _free_port
 
-    from tracklet.artifacts.remote import ChunkStreamer, connect
+    from tracklet.artifacts.registry import LocalRegistry
+    from tracklet.artifacts.remote import ServerChunks, connect
 
     server = servers(tmp_path / "server")
     store = ArtifactStore(tmp_path / "root", chunk_threshold=MiB)
+    registered_before_version: list[bool] = []
+    stream_wire = Wire()
+    real_create = LocalRegistry._create_version
+
+    def create_version(registry, directory, info):  # noqa: ANN001, ANN202
+        registered_before_version.append(("POST", "/api/v1/projects/p/artifacts/_files") in stream_wire.sent)
+        real_create(registry, directory, info)
+
+    monkeypatch.setattr(LocalRegistry, "_create_version", create_version)
     tensors = [os.urandom(TENSOR) for _ in range(TENSORS)]
     path = tmp_path / "model.ckpt"
     versions = []
@@ -276,30 +288,132 @@ def test_chunks_streamed_while_stored_are_not_sent_again(servers, tmp_path):
         for index in changed:
             tensors[index] = os.urandom(TENSOR)  # 5% of the bytes
         data = _checkpoint(path, tensors)
-        stream_wire, after_wire = Wire(), Wire()
-        streamer = ChunkStreamer(ArtifactClient(HttpClient(server.url, transport=stream_wire)), "p",
-                                 pack_bytes=4 * MiB)
-        result = _streamed_commit(store, path, streamer)
-        assert streamer.error is None
+        os.utime(path, (1e9 + len(versions),) * 2)  # not written just now: the stat cache may remember it
+        stream_wire.sent.clear()
+        target = ServerChunks(ArtifactClient(HttpClient(server.url, transport=stream_wire)), "p", pack_bytes=4 * MiB)
+        result = _streamed_commit(store, path, target)
+        assert target.error is None and registered_before_version[-1]
+        assert _local_pack_bytes(store) == 0  # the chunks live on the server only
+        after_wire = Wire()
         client = ArtifactClient(HttpClient(server.url, transport=after_wire), tmp_path / "state")
         answer = upload_version(client, store, result.info, [], result.manifest)
         assert not any("/_packs/" in p for _, p in after_wire.sent)  # nothing left to send after the commit
-        assert answer["bytes_sent"] < 0.01 * len(data)  # the recipe and the manifest
-        share = streamer.sent / len(data)
+        assert answer["bytes_sent"] < 0.01 * len(data)  # the manifest
+        share = target.sent / len(data)
         assert (1.0 <= share <= 1.01) if not changed else (0.05 <= share <= 0.08), share
         versions.append((answer["version"]["index"], data))
     remote = RemoteArtifacts(ArtifactClient(HttpClient(server.url)), tmp_path / "reader")
     for index, data in versions:
         out = Path(remote.artifact(f"p/ckpt:v{index}").download(tmp_path / f"v{index}"))
         assert (out / "model.ckpt").read_bytes() == data
+    # The same content again: the server holds the file, nothing is cut or sent.
+    again_wire = Wire()
+    again = ServerChunks(ArtifactClient(HttpClient(server.url, transport=again_wire)), "p")
+    assert _streamed_commit(store, path, again).reused and again.sent == 0
+    assert not any("/_packs/" in p or "/_chunks/" in p for _, p in again_wire.sent)
 
-    unreachable = ChunkStreamer(connect(f"http://127.0.0.1:{_free_port()}", tmp_path / "root", attempts=1), "q",
-                                pack_bytes=2 * MiB)
+    unreachable = ServerChunks(connect(f"http://127.0.0.1:{_free_port()}", tmp_path / "root", attempts=1), "q",
+                               pack_bytes=2 * MiB)
     data = _checkpoint(path, [os.urandom(TENSOR) for _ in range(8)])
     result = _streamed_commit(store, path, unreachable, project="q")
     assert unreachable.error is not None and unreachable.sent == 0
+    assert _local_pack_bytes(store) >= len(data)  # stored locally after all
     answer = upload_version(ArtifactClient(HttpClient(server.url), tmp_path / "state"), store, result.info, [],
                             result.manifest)
     assert answer["bytes_sent"] >= len(data)
     out = Path(remote.artifact("q/ckpt:v0").download(tmp_path / "q"))
+    assert (out / "model.ckpt").read_bytes() == data
+
+
+STREAM_KILLER = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    from tracklet.artifacts.entries import LocalFile
+    from tracklet.artifacts.remote import ServerChunks
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    url, root, source, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    original = ArtifactClient.upload_pack
+    count = 0
+
+    def dying(self, project, pack_id, data):
+        global count
+        count += 1
+        if count == kill_at:
+            def body():
+                yield data[: len(data) // 2]
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-pack: half of it is on the wire
+                yield data[len(data) // 2:]
+            self.http.request("PUT", f"{self._base(project)}/_packs/{pack_id}", content=body(),
+                              headers={"Content-Length": str(len(data))})
+        return original(self, project, pack_id, data)
+
+    ArtifactClient.upload_pack = dying
+    store = ArtifactStore(root, chunk_threshold=1 << 20)
+    target = ServerChunks(ArtifactClient(HttpClient(url)), "p", pack_bytes=2 << 20, batches=1)  # packs in order
+    store.commit("ckpt", "model", {"model.ckpt": LocalFile(source)}, project="p", aliases=[], chunk_target=target)
+    print("not killed")
+''')
+
+
+def test_an_online_commit_killed_mid_stream_leaves_no_version_and_resumes_sending_each_byte_once(servers, tmp_path):
+    """kill -9 of an online run while its chunks stream: no local version and no local pack (the
+    version is committed only after the server registered the file), the server keeps the packs
+    that arrived whole and not the one cut short; logging again sends only the rest."""
+    from tracklet.artifacts.chunking import chunk_file
+    from tracklet.artifacts.remote import ServerChunks
+
+    server = servers(tmp_path / "server")
+    root = tmp_path / "root"
+    path = tmp_path / "model.ckpt"
+    data = _checkpoint(path, [os.urandom(MiB) for _ in range(12)])
+    script = tmp_path / "killer.py"
+    script.write_text(STREAM_KILLER)
+    killed = subprocess.run([sys.executable, str(script), server.url, str(root), str(path), "3"],
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr.decode()
+    store = ArtifactStore(root, chunk_threshold=MiB)
+    with pytest.raises(ArtifactNotFound):
+        store.registry.version("p", "ckpt", "latest")
+    assert _local_pack_bytes(store) == 0
+    client = ArtifactClient(HttpClient(server.url))
+    recipe = chunk_file(path)
+    lacking = client.missing_chunks("p", [cid.hex() for cid in recipe.chunk_ids])
+    held = sum(length for cid, length in recipe.chunks if cid.hex() not in lacking)
+    assert 4 * MiB <= held < 5 * MiB  # two packs of about 2 MiB arrived whole; the third, cut short, is not kept
+
+    wire = Wire()
+    target = ServerChunks(ArtifactClient(HttpClient(server.url, transport=wire)), "p", pack_bytes=2 * MiB)
+    result = _streamed_commit(store, path, target)
+    assert target.error is None
+    assert len(data) - held <= target.sent < len(data) - held + 64 * 1024  # the rest (and the packs' indexes)
+    answer = upload_version(client, store, result.info, [], result.manifest)
+    out = Path(RemoteArtifacts(client, tmp_path / "reader").artifact(f"p/ckpt:v{answer['version']['index']}")
+               .download(tmp_path / "out"))
+    assert (out / "model.ckpt").read_bytes() == data
+
+
+def test_an_online_runs_large_file_reaches_the_server_without_a_local_copy(servers, tmp_path, monkeypatch):
+    """Through a real online run: ``log_artifact`` of a file over the chunk threshold streams its
+    chunks (the worker's ``ServerChunks``); the data root keeps no pack, the version is on the
+    server, and another machine downloads it byte for byte."""
+    import tracklet
+    from conftest import QUIET
+
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CHUNK_THRESHOLD", "1MiB")
+    server = servers(tmp_path / "server")
+    path = tmp_path / "model.ckpt"
+    data = _checkpoint(path, [os.urandom(MiB) for _ in range(3)])
+    root = tmp_path / "writer"
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    artifact = run.log_artifact(path, name="ckpt", type="model")
+    artifact.wait()
+    assert artifact.upload_error is None
+    run.finish()
+    assert not list(root.rglob("*.pack"))
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    with tracklet.Api(base_url=server.url) as api:
+        out = Path(api.artifact("p/ckpt:latest").download(tmp_path / "out"))
     assert (out / "model.ckpt").read_bytes() == data

@@ -18,6 +18,7 @@ import blake3
 import pytest
 import sqlalchemy as sa
 
+from tracklet.artifacts.cache import BlobCache
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.entries import LocalFile
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
@@ -40,6 +41,7 @@ class PowerCutModel:
         self.root = root
         self.clock = 0
         self.synced_inodes: set[tuple[int, int]] = set()
+        self.inode_synced_at: dict[tuple[int, int], int] = {}  # the last fsync of each file's inode
         self.directory_synced: dict[str, int] = {}
         self.named_at: dict[str, int] = {}
         self.file_fsyncs = 0
@@ -56,6 +58,7 @@ class PowerCutModel:
                 self.directory_synced[os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))] = self.clock
             else:
                 self.synced_inodes.add((status.st_dev, status.st_ino))
+                self.inode_synced_at[(status.st_dev, status.st_ino)] = self.clock
                 self.file_fsyncs += 1
 
         def naming(real):  # noqa: ANN001, ANN202 - wraps os.replace, os.rename, os.link alike
@@ -76,6 +79,15 @@ class PowerCutModel:
         named = self.named_at.get(real)  # a name made in place, not by a rename: never trusted here
         return ((status.st_dev, status.st_ino) in self.synced_inodes and named is not None
                 and self.directory_synced.get(os.path.dirname(real), 0) > named)
+
+    def bytes_synced_before_named(self, path: Path) -> bool:
+        """Whether ``path``'s bytes were on the disk before the rename that named it (so a power
+        cut can lose the name, never leave it naming short bytes)."""
+        real = os.path.realpath(path)
+        status = os.stat(real)
+        named = self.named_at.get(real)
+        synced = self.inode_synced_at.get((status.st_dev, status.st_ino))
+        return named is not None and synced is not None and synced < named
 
     def stored_files(self, only_packs: bool = False) -> Iterator[Path]:
         yield from (p for p in (self.root / "packs").glob("??/*.pack"))
@@ -171,3 +183,19 @@ def test_the_local_store_makes_a_versions_bytes_durable_before_the_version(tmp_p
     # aliases), not one a chunk.
     assert model.file_fsyncs - before <= 7
     assert model.violations == []
+
+
+def test_the_download_cache_names_no_blob_before_its_bytes_are_on_the_disk(tmp_path, monkeypatch):
+    """A cached blob is trusted by its name and hard-linked into downloads: a power cut must not
+    leave a short one under its digest (written, renamed, the data not yet on the disk)."""
+    model = PowerCutModel(tmp_path / "cache")
+    model.install(monkeypatch)
+    cache = BlobCache(tmp_path / "cache", cap_bytes=64 * MiB)
+    streamed, copied = os.urandom(3 * MiB + 7), os.urandom(5000)
+    cache.put_stream(iter([streamed[:MiB], streamed[MiB:]]), _sha(streamed), len(streamed))
+    source = tmp_path / "source.bin"
+    source.write_bytes(copied)
+    cache.put_file(source, _sha(copied))
+    blobs = [path for path in (tmp_path / "cache" / "blobs").rglob("*") if path.is_file()]
+    assert sorted(p.name for p in blobs) == sorted([_sha(streamed), _sha(copied)])
+    assert [p.name for p in blobs if not model.bytes_synced_before_named(p)] == []

@@ -360,20 +360,21 @@ class Artifact:
 
     def _commit_with(self, store: ArtifactStore, pending: dict[str, Pending], logged_by: str | None,
                      progress: Any = None, report: Any = None, after: Any = None,
-                     chunk_sink: Any = None) -> CommitResult:
+                     chunk_target: Any = None) -> CommitResult:
         """Store and register (on the worker, or the caller for ``save()``); sets the outcome.
         ``report(error)`` is called on failure before ``wait()`` is released, so a caller that
         saw ``wait()`` raise has also had the warning. ``after(result)`` (an online run's upload
         to its server) runs once the version is committed and before ``wait()`` returns; what it
         raises is kept in ``upload_error`` (``after`` reports it), and the local version stands.
-        ``chunk_sink`` is given each new chunk as it is stored (``remote.ChunkStreamer``)."""
+        ``chunk_target`` (an online run's ``remote.ServerChunks``) takes the chunks of large files
+        instead of local packs (``ArtifactStore.commit``)."""
         try:
             assert self.project is not None
             result = store.commit(self._name, self.type, pending, project=self.project,
                                   aliases=self._requested_aliases, description=self.description,
                                   metadata=self.metadata, logged_by=logged_by, progress=progress,
-                                  # an upload reads the packs at once, unless their chunks were streamed
-                                  read_back=after is not None and chunk_sink is None, chunk_sink=chunk_sink)
+                                  # an upload reads any local packs at once: through the page cache
+                                  read_back=after is not None, chunk_target=chunk_target)
         except BaseException as error:
             self._error = error
             self._state = FAILED

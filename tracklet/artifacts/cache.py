@@ -26,6 +26,11 @@ A file the server keeps as content-defined chunks is cached whole, with its reci
 recorded (``chunks``: chunk id, blob, offset, length; dropped with the blob), so a later version
 of it downloads only the chunks no cached file has (``artifacts/delta.py``).
 
+Durability: a blob's bytes are ``fsync``'d before its rename (``artifacts/durable.py``), so a
+power cut never leaves a short blob under its digest for a download to link out. The directory is
+not synced: a name lost to a power cut only makes its entry over-count until eviction drops it,
+and the blob is fetched again.
+
 In local mode the artifact store's committed blobs are the data itself and are not in any cache;
 this is for bytes that can be fetched again. Uploads don't copy into it.
 """
@@ -44,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tracklet.artifacts.durable import sync_file
 from tracklet.core.processes import pid_alive
 from tracklet.errors import ArtifactError
 
@@ -212,6 +218,10 @@ class BlobCache:
                         raise ArtifactError(f"blob {digest}: more than the {size:,} bytes announced arrived")
                     hasher.update(piece)
                     target.write(piece)
+                if written == size:
+                    # On the disk before its rename: after a power cut a name under blobs/ must never
+                    # hold short bytes (a download hard-links a cached blob, trusted by its name).
+                    sync_file(target)
             if written != size or hasher.hexdigest() != digest:
                 raise ArtifactError(f"blob {digest}: got {written:,} bytes with sha256 {hasher.hexdigest()}, expected "
                                     f"{size:,} bytes with sha256 {digest}; not cached")

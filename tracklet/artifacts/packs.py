@@ -248,6 +248,19 @@ class PackStore:
             raise PackCorrupt(f"pack {path}: wanted {length} bytes at {offset}, got {len(data)}")
         return data
 
+    def read_range_into(self, pack_id: str, offset: int, target: memoryview) -> None:
+        """Read ``len(target)`` bytes at ``offset`` into ``target`` (a reused buffer: no fresh pages
+        to fault in and zero, unlike a new ``bytes`` per read), from a local pack."""
+        path = self.pack_path(pack_id)
+        with open(path, "rb", buffering=0) as handle:
+            handle.seek(offset)
+            got = 0
+            while got < len(target):
+                count = handle.readinto(target[got:])
+                if not count:
+                    raise PackCorrupt(f"pack {path}: wanted {len(target)} bytes at {offset}, got {got}")
+                got += count
+
     def verify(self, pack_id: str) -> PackInfo:
         """Read a whole pack back: index, id and every chunk's hash. Raises on any difference."""
         entries = self.read_entries(pack_id)
@@ -832,13 +845,17 @@ class PackReader:
     """Reads chunks back through ``index``, merging reads of adjacent chunks of one pack and
     checking each chunk's bytes against its id."""
 
-    def __init__(self, store: PackStore, index: ChunkLocator, *, lookup_batch: int = 4096, verify: bool = True) -> None:
+    def __init__(self, store: PackStore, index: ChunkLocator, *, lookup_batch: int = 4096, verify: bool = True,
+                 reuse_buffer: bool = False) -> None:
         """``verify=False``: chunks are not checked against their ids, for a reader that checks the
-        whole they rebuild against its sha256 anyway (a server registering a file)."""
+        whole they rebuild against its sha256 anyway (a server registering a file).
+        ``reuse_buffer``: a local store's reads go into one buffer, reused: each chunk given is
+        valid only until the next is asked for (a consumer that hashes or copies it at once)."""
         self.store = store
         self.index = index
         self.lookup_batch = lookup_batch
         self.verify = verify
+        self._buffer = bytearray(MAX_READ) if reuse_buffer and store.is_local else None
 
     def iter_chunks(self, chunk_ids: Sequence[bytes], *, name: str = "") -> Iterator[memoryview]:
         """The bytes of each of ``chunk_ids``, in order, located ``lookup_batch`` at a time as
@@ -871,7 +888,13 @@ class PackReader:
             return
         total = sum(length for _, length in run)
         try:
-            data = memoryview(self.store.read_range(pack_id, start, total))
+            if self._buffer is not None:
+                if total > len(self._buffer):  # one chunk larger than MAX_READ
+                    self._buffer = bytearray(total)
+                data = memoryview(self._buffer)[:total]
+                self.store.read_range_into(pack_id, start, data)
+            else:
+                data = memoryview(self.store.read_range(pack_id, start, total))
         except FileNotFoundError:
             raise ChunkMissing(f"pack {pack_id} is indexed but missing{where}") from None
         pos = 0

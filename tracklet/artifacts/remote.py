@@ -176,46 +176,51 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     return sent
 
 
-#: ``1`` in the environment: an online run streams a version's new chunks to its server while it
-#: commits them (``ChunkStreamer``); otherwise (the default) it uploads them after the local commit,
-#: read back from its packs. The A2 benchmark (``--only a2loop``) compares the two.
+#: ``0`` in the environment: an online run commits a version's large files locally as chunks and
+#: uploads them after the commit (read back from its packs), as before session 13; otherwise (the
+#: default) it streams their chunks to its server as they are cut and keeps no local copy of them
+#: (``ServerChunks``). The A2 benchmark (``--only a2loop``) compares the two.
 STREAM_CHUNKS_ENV = "TRACKLET_ARTIFACT_STREAM_CHUNKS"
 
 
 class ChunkStreamer:
-    """Sends the new chunks of an online run's version to its server while the local commit cuts
-    them (``ArtifactStore.commit``'s ``chunk_sink``), so the upload overlaps the hashing and the
-    chunk bytes are copied once, while still in the CPU's cache, instead of read back from the
-    local packs after the commit. Every ``pack_bytes`` of chunks, a worker asks the server which
-    of them the project lacks and sends those as one pack (``client.workers`` at a time; the cutting
-    thread waits when that many are in flight: bounded memory).
+    """Sends chunks to a server in packs as they are given (on the cutting thread), so the upload
+    overlaps the hashing and each chunk is copied once, while still in the CPU's cache. Every
+    ``query_packs`` packs' worth of chunks (``pack_bytes`` each), a worker asks the server which of
+    them the project lacks (one request: each costs the server a transaction, so not one per pack)
+    and sends those in packs of about ``pack_bytes``. At most ``batches`` such batches are in flight
+    (the cutting thread waits otherwise: memory stays under ``batches * query_packs * pack_bytes``).
+    A chunk given twice is sent once.
 
-    Never a cause of failure: the first error (a server down, refusing) stops the streaming, and
-    ``upload_version`` after the commit, which asks again which chunks the project lacks, sends
-    whatever did not arrive, with its own retries and reporting. ``close()`` waits for what is in
-    flight (call it before ``upload_version``); ``sent`` is the bytes of the packs delivered."""
+    The first error (a server down, refusing) stops it; ``error`` holds it and later chunks are
+    dropped: the caller decides what to do (``ServerChunks`` stores the file locally instead).
+    ``close()`` waits for what is in flight; ``sent`` is the bytes of the packs delivered."""
 
-    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES) -> None:
+    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES,
+                 query_packs: int = 4, batches: int = 3) -> None:
         self.client = client
         self.project = project
         self.pack_bytes = pack_bytes
+        self.batch_bytes = pack_bytes * query_packs
         self.sent = 0
         self.error: BaseException | None = None
-        self._pool = ThreadPoolExecutor(max_workers=client.workers, thread_name_prefix="tracklet-stream")
-        self._slots = threading.Semaphore(client.workers + 1)
+        self._pool = ThreadPoolExecutor(max_workers=batches, thread_name_prefix="tracklet-stream")
+        self._slots = threading.Semaphore(batches)
         self._lock = threading.Lock()
         self._futures: list[Any] = []
         self._data = bytearray()
         self._entries: list[tuple[bytes, int, int]] = []
+        self._seen: set[bytes] = set()
         self._closed = False
 
     def __call__(self, chunk_id: bytes, data: bytes | bytearray | memoryview) -> None:
-        """One chunk the local store just wrote (on the cutting thread); its bytes are copied."""
-        if self.error is not None or self._closed:
+        """One chunk (on the cutting thread); its bytes are copied."""
+        if self.error is not None or self._closed or chunk_id in self._seen:
             return
+        self._seen.add(chunk_id)
         self._entries.append((chunk_id, len(self._data), len(data)))
         self._data += data
-        if len(self._data) >= self.pack_bytes:
+        if len(self._data) >= self.batch_bytes:
             self._flush()
 
     def _flush(self) -> None:
@@ -236,24 +241,25 @@ class ChunkStreamer:
             if self.error is not None:
                 return
             lacking = self.client.missing_chunks(self.project, [cid.hex() for cid, _, _ in entries])
-            if len(lacking) < len({cid for cid, _, _ in entries}):  # the server holds some: send the others
-                view = memoryview(data)
-                kept, offset, pieces = [], 0, []
-                for cid, start, length in entries:
-                    if cid.hex() in lacking:
-                        lacking.discard(cid.hex())  # a chunk twice in the batch: once
-                        kept.append((cid, offset, length))
-                        pieces.append(view[start:start + length])
-                        offset += length
-                if not kept:
-                    return
-                entries, data = kept, bytearray(b"".join(pieces))
-            trailer = encode_trailer(entries, len(data))
-            data += trailer
-            sent = self.client.upload_pack(self.project, pack_id_of(trailer), bytes(data))
-            with self._lock:
-                self.sent += sent
-        except BaseException as error:  # noqa: BLE001 - upload_version sends what did not arrive
+            view = memoryview(data)
+            pack: list[tuple[bytes, int, int]] = []
+            pieces: list[memoryview] = []
+            size = 0
+            for number, (cid, start, length) in enumerate(entries):
+                if cid.hex() in lacking:
+                    pack.append((cid, size, length))
+                    pieces.append(view[start:start + length])
+                    size += length
+                if pack and (size >= self.pack_bytes or number == len(entries) - 1):
+                    if self.error is not None:
+                        return
+                    trailer = encode_trailer(pack, size)
+                    pieces.append(memoryview(trailer))
+                    sent = self.client.upload_pack(self.project, pack_id_of(trailer), b"".join(pieces))
+                    with self._lock:
+                        self.sent += sent
+                    pack, pieces, size = [], [], 0
+        except BaseException as error:  # noqa: BLE001 - the caller decides (ServerChunks: store locally)
             self.error = error
         finally:
             self._slots.release()
@@ -268,6 +274,83 @@ class ChunkStreamer:
         for future in self._futures:
             future.result()
         self._pool.shutdown(wait=True)
+
+
+class ServerChunks:
+    """Where an online run's commit puts the chunks of its large files (``ArtifactStore.commit``'s
+    ``chunk_target``): on its server, not in local packs (docs/artifacts.md, "Server mode").
+
+    ``write_file`` cuts a file in one pass (sha256, FastCDC, blake3, as a local ``PackWriter``) and
+    streams its chunks to the server as they are cut (``ChunkStreamer``: only those the project
+    lacks); nothing of them is written locally. ``register`` then sends the recipes and registers
+    each file: the server rebuilds it from its chunks, checks its sha256 and holds it durably. Only
+    then may the local version name the file without local chunks. Any failure (``error``, or
+    ``register`` raising) and the commit stores the files' chunks locally instead
+    (``PackWriter.write_missing`` from the source, each chunk checked against its id) and the
+    upload after the commit sends them: a version that exists anywhere names bytes that are
+    durable where it says."""
+
+    packs: tuple[()] = ()  # no local packs
+    new_bytes = 0  # bytes written to the local store
+
+    def __init__(self, client: ArtifactClient, project: str, *, pack_bytes: int = UPLOAD_PACK_BYTES,
+                 batches: int = 3) -> None:
+        self.client = client
+        self.project = project
+        self.streamer = ChunkStreamer(client, project, pack_bytes=pack_bytes, batches=batches)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.streamer.error
+
+    @property
+    def sent(self) -> int:
+        return self.streamer.sent
+
+    def __enter__(self) -> ServerChunks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.streamer.close()
+
+    def holds(self, digest: str) -> bool:
+        """Whether the project holds file ``digest`` on the server (False if it can't be asked)."""
+        try:
+            return not self.client.missing(self.project, [digest])
+        except Exception:  # noqa: BLE001 - then it is stored as if new
+            return False
+
+    def write_file(self, path: str | os.PathLike, *, on_bytes: Any = None) -> Any:
+        """Cut ``path`` in one pass, stream its chunks; its ``FileRecipe``."""
+        from tracklet.artifacts.chunking import DEFAULT_PARAMS, FileChunker, FileRecipe
+
+        chunker = FileChunker(path, DEFAULT_PARAMS)
+        chunks: list[tuple[bytes, int]] = []
+        send = self.streamer
+        for batch in chunker:
+            covered = 0
+            for cid, data in batch:
+                chunks.append((cid, len(data)))
+                covered += len(data)
+                send(cid, data)
+            if on_bytes is not None:
+                on_bytes(covered)
+        return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=DEFAULT_PARAMS)
+
+    def register(self, files: list[tuple[str, int, str, bytes]]) -> None:
+        """Once every chunk is sent: upload the recipes ``(file sha256, size, recipe blob, recipe
+        bytes)`` the project lacks and register each file. Raises what failed (the streaming's
+        first error included)."""
+        self.streamer.close()
+        if self.streamer.error is not None:
+            raise self.streamer.error
+        lacking = self.client.missing(self.project, [recipe for _, _, recipe, _ in files])
+        for _, _, recipe, data in files:
+            if recipe in lacking:
+                self.client.upload_bytes(self.project, data)
+                lacking.discard(recipe)
+        for digest, size, recipe, _ in files:
+            self.client.register_file(self.project, digest, size, recipe)
 
 
 def server_manifest(manifest: Manifest) -> Manifest:

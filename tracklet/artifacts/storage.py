@@ -178,12 +178,14 @@ class ArtifactStore:
     def commit(self, name: str, type: str, pending: dict[str, Pending], *, project: str, aliases: list[str],
                description: str = "", metadata: dict[str, Any] | None = None, logged_by: str | None = None,
                progress: Progress | None = None, read_back: bool = False,
-               chunk_sink: Callable[[bytes, Any], None] | None = None) -> CommitResult:
+               chunk_target: Any = None) -> CommitResult:
         """Hash and store a draft's files and add it as a version of ``project/name`` (or return
         the latest version if it has the same content). ``read_back``: the version is read again
         at once (an online run uploads it), so its packs are written through the page cache rather
-        than with direct I/O (``PackWriter``'s ``direct``). ``chunk_sink(id, bytes)`` is given each
-        new chunk of a large file as it is stored (``remote.ChunkStreamer``: uploaded meanwhile)."""
+        than with direct I/O (``PackWriter``'s ``direct``). ``chunk_target`` (an online run's
+        ``remote.ServerChunks``) takes the large files' chunks instead of local packs: streamed to the
+        server as they are cut, the files registered there before the version is committed here;
+        if that fails, they are stored locally after all (``_store_large``)."""
         try:
             unhashed = self._unhashed(pending)
             to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
@@ -208,7 +210,7 @@ class ArtifactStore:
         if progress is not None:
             progress.start(len(manifest), manifest.size)
         with store_lock(self.directory, exclusive=False):
-            written, overhead = self._store_files(name, manifest, pending, progress, read_back, chunk_sink)
+            written, overhead = self._store_files(name, manifest, pending, progress, read_back, chunk_target)
             manifest_blob, manifest_written = self.blobs.put_bytes(manifest.to_bytes())
             info = VersionInfo(project=project, name=name, version=-1, type=type, digest=manifest.digest(),
                                manifest=manifest_blob, size=manifest.size, file_count=len(manifest),
@@ -247,7 +249,7 @@ class ArtifactStore:
 
     def _store_files(self, name: str, manifest: Manifest, pending: dict[str, Pending],
                      progress: Progress | None, read_back: bool = False,
-                     chunk_sink: Callable[[bytes, Any], None] | None = None) -> tuple[list[int], int]:
+                     chunk_target: Any = None) -> tuple[list[int], int]:
         """Store every local file: small ones as blobs (in parallel), large ones as chunks (one
         after another, into shared packs), recording each large file's recipe in its manifest
         entry. Bytes written per small file, then per large file; and the packs' index bytes."""
@@ -291,7 +293,7 @@ class ArtifactStore:
         self.hasher.cache.put_many(learned)
         overhead = 0
         if large:
-            chunked, overhead = self._store_large(name, manifest, large, progress, read_back, chunk_sink)
+            chunked, overhead = self._store_large(name, manifest, large, progress, read_back, chunk_target)
             written += chunked
         return written, overhead
 
@@ -321,29 +323,47 @@ class ArtifactStore:
 
     def _store_large(self, name: str, manifest: Manifest, jobs: list[tuple[ManifestEntry, Any]],
                      progress: Progress | None, read_back: bool = False,
-                    chunk_sink: Callable[[bytes, Any], None] | None = None) -> tuple[list[int], int]:
+                     chunk_target: Any = None) -> tuple[list[int], int]:
         """Store large files as chunks in packs, skipping chunks already stored, and point each
         one's manifest entry at its recipe. A file whose content is already stored (as a recipe
-        whose chunks are all there, or whole as a blob) is not read at all."""
+        whose chunks are all there, or whole as a blob) is not read at all.
+
+        With ``chunk_target`` (``remote.ServerChunks``) the chunks go to the server instead, and
+        the files are registered there before this returns (so before the version file names
+        them); if streaming or registering fails, the chunks the local packs lack are read from
+        the files again, each checked against its id, and stored locally."""
         from tracklet.artifacts.packs import PackWriter
 
         written: list[int] = []
         with self._chunk_lock:
             packs, index = self.chunks()
             recipes: dict[str, str] = {}  # file sha256 -> recipe blob, recorded once the packs are sealed
+            streamed: list[tuple[ManifestEntry, str, str, Any]] = []  # (entry, source, recipe blob, recipe)
+            overhead = 0
             try:
-                with PackWriter(packs, index, direct=not read_back, on_chunk=chunk_sink) as writer:
+                writer_context = chunk_target if chunk_target is not None else PackWriter(
+                    packs, index, direct=not read_back)
+                with writer_context as writer:
                     for entry, item in jobs:
                         on_bytes = None if progress is None else partial(progress.advance, 0)
-                        recipe, digest, count, reported = self._store_chunked(name, entry, item.path, writer,
-                                                                              index, on_bytes)
+                        recipe, digest, count, reported, cut = self._store_chunked(
+                            name, entry, item.path, writer, index, on_bytes, chunk_target)
                         if recipe is not None:
-                            manifest.entries[entry.path] = dataclasses.replace(
+                            entry = manifest.entries[entry.path] = dataclasses.replace(
                                 entry, digest=digest, extra={**entry.extra, "recipe": recipe})
                             recipes[digest] = recipe
+                        if cut is not None and recipe is not None and chunk_target is not None:
+                            streamed.append((entry, item.path, recipe, cut))
                         written.append(count)
                         if progress is not None:
                             progress.advance(1, entry.size - reported)
+                overhead = sum(pack.size - pack.data_bytes for pack in writer.packs)
+                if streamed:
+                    try:
+                        chunk_target.register([(entry.digest, entry.size, recipe_blob, recipe.to_json().encode())
+                                               for entry, _, recipe_blob, recipe in streamed])
+                    except Exception:  # noqa: BLE001 - the server didn't take them: keep them here
+                        overhead += self._store_streamed_locally(name, streamed, packs, index, read_back)
             except ChunkStoreError as error:
                 raise ArtifactError(f"artifact {name!r}: can't store chunks: {error}") from None
             except OSError as error:
@@ -352,19 +372,43 @@ class ArtifactStore:
                 self.blobs.sync()  # the recipe blobs, before the index rows that name them
             for file_digest, recipe in recipes.items():
                 index.add_recipe(file_digest, recipe)
-            overhead = sum(pack.size - pack.data_bytes for pack in writer.packs)
         return written, overhead
 
+    def _store_streamed_locally(self, name: str, streamed: list[tuple[ManifestEntry, str, str, Any]], packs: Any,
+                                index: Any, read_back: bool) -> int:
+        """Store in local packs the chunks of files whose streaming to a server failed, read from
+        their sources again (each chunk checked against its id: a file changed since it was cut is
+        an ``ArtifactError`` naming it); the bytes written (chunks and the packs' indexes)."""
+        from tracklet.artifacts.packs import PackWriter
+        from tracklet.errors import ChunkCorrupt
+
+        added = 0
+        with PackWriter(packs, index, direct=not read_back) as writer:
+            for _, source, _, recipe in streamed:
+                ids = recipe.chunk_ids
+                missing = set(ids) - index.present(ids)
+                try:
+                    added += writer.write_missing(source, recipe, missing)
+                except ChunkCorrupt:
+                    raise ArtifactError(f"{source} changed while it was being stored; log the artifact again once "
+                                        "it is written") from None
+        return added + sum(pack.size - pack.data_bytes for pack in writer.packs)
+
     def _store_chunked(self, name: str, entry: ManifestEntry, local_path: str, writer: Any, index: Any,
-                       on_bytes: Callable[[int], None] | None) -> tuple[str | None, str, int, int]:
+                       on_bytes: Callable[[int], None] | None,
+                       chunk_target: Any = None) -> tuple[str | None, str, int, int, Any]:
         """(recipe blob or None if stored whole, the file's sha256, bytes written, bytes reported to
-        ``on_bytes``) for one large file. An entry without a digest yet gets it from this pass."""
+        ``on_bytes``, the recipe if the file was cut by this call, else None) for one large file. An
+        entry without a digest yet gets it from this pass."""
         if entry.digest:
             known = index.recipe_for(entry.digest)
             if known is not None and self._recipe_is_whole(known, entry, index):
-                return known, entry.digest, 0, 0
+                return known, entry.digest, 0, 0, None
             if self.blobs.has(entry.digest):  # stored whole before (an older threshold): that will do
-                return None, entry.digest, 0, 0
+                return None, entry.digest, 0, 0, None
+            if (known is not None and chunk_target is not None and self._recipe_matches(known, entry)
+                    and chunk_target.holds(entry.digest)):  # streamed before: the server holds the file
+                return known, entry.digest, 0, 0, None
             before_stat = None
         else:
             before_stat = stat_key(local_path, os.stat(local_path))
@@ -391,21 +435,26 @@ class ArtifactStore:
             raise ArtifactError(f"{local_path} changed while it was being stored (its sha256 is now "
                                 f"{recipe.sha256}, not {entry.digest}); log the artifact again once it is written")
         recipe_blob, recipe_written = self.blobs.put_bytes(recipe.to_json().encode())
-        return recipe_blob, recipe.sha256, writer.new_bytes - before + recipe_written, reported
+        return recipe_blob, recipe.sha256, writer.new_bytes - before + recipe_written, reported, recipe
 
     def _recipe_is_whole(self, recipe_blob: str, entry: ManifestEntry, index: Any) -> bool:
         """Whether a recorded recipe still rebuilds ``entry``: its blob is intact, it describes a
         file of that sha256 and size, and every chunk is in a pack."""
-        if not self.blobs.has(recipe_blob):
-            return False
-        try:
-            recipe = self.read_recipe(recipe_blob, entry.path)
-        except ArtifactError:
-            return False
-        if recipe.sha256 != entry.digest or recipe.size != entry.size:
+        recipe = self._recipe_matches(recipe_blob, entry)
+        if recipe is None:
             return False
         ids = recipe.chunk_ids
         return len(index.present(ids)) == len(set(ids))
+
+    def _recipe_matches(self, recipe_blob: str, entry: ManifestEntry) -> Any:
+        """The recorded recipe if its blob is intact and describes ``entry``'s sha256 and size."""
+        if not self.blobs.has(recipe_blob):
+            return None
+        try:
+            recipe = self.read_recipe(recipe_blob, entry.path)
+        except ArtifactError:
+            return None
+        return recipe if recipe.sha256 == entry.digest and recipe.size == entry.size else None
 
     # ------------------------------------------------------------ reading
 

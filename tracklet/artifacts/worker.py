@@ -88,33 +88,32 @@ class ArtifactWorker:
         return open_store(self._root)
 
     def _streamer(self, artifact: Artifact) -> Any:
-        """A ``remote.ChunkStreamer`` sending the version's new chunks to the online run's server
-        while they are stored, with ``TRACKLET_ARTIFACT_STREAM_CHUNKS=1`` (off by default: on a
-        2-core machine whose cores are busy it cost the server ~1.2 CPU s more per 256 MiB and was
-        slower, docs/artifacts.md). Its client gives up after two tries: what does not arrive is
-        sent by ``_upload`` after the commit, which retries."""
+        """A ``remote.ServerChunks`` for the online run's server: the version's large files are
+        cut once and their chunks streamed there, with no local copy (off with
+        ``TRACKLET_ARTIFACT_STREAM_CHUNKS=0``: stored locally, uploaded after the commit). Its
+        client gives up after two tries: the commit then stores the chunks locally, and ``_upload``
+        after the commit sends them, with its retries."""
         import os
 
         # An offline run imports nothing here: at interpreter exit (finish() from atexit) a first
         # import of concurrent.futures.thread fails ("can't register atexit after shutdown").
         if self._remote is None or artifact.project is None:
             return None
-        from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ChunkStreamer, connect
+        from tracklet.artifacts.remote import STREAM_CHUNKS_ENV, ServerChunks, connect
 
-        if os.environ.get(STREAM_CHUNKS_ENV, "0") != "1":
+        if os.environ.get(STREAM_CHUNKS_ENV, "1") == "0":
             return None
         base_url, api_key = self._remote
-        return ChunkStreamer(connect(base_url, self._root, api_key=api_key, attempts=2), artifact.project)
+        return ServerChunks(connect(base_url, self._root, api_key=api_key, attempts=2), artifact.project)
 
     def _upload(self, artifact: Artifact, streamer: Any, result: Any) -> None:
         """Send a committed version to the online run's server (``Artifact._commit_with``'s
-        ``after``): what ``streamer`` did not deliver while it was stored, then the rest."""
+        ``after``): the blobs and chunks the server lacks (none of the chunks ``streamer`` got
+        there), the manifest, the commit."""
         from tracklet.artifacts.remote import connect, upload_version
 
         assert self._remote is not None
         base_url, api_key = self._remote
-        if streamer is not None:
-            streamer.close()
         try:
             if self._client is None:
                 self._client = connect(base_url, self._root, api_key=api_key)
@@ -177,11 +176,11 @@ class ArtifactWorker:
                     after = partial(self._upload, artifact, streamer) if self._remote is not None else None
                     try:
                         result = artifact._commit_with(
-                            self._store(), pending, self._run_path, after=after, chunk_sink=streamer,
+                            self._store(), pending, self._run_path, after=after, chunk_target=streamer,
                             report=lambda error, artifact=artifact: self._warn_failed(artifact, error))
                     finally:
                         if streamer is not None:
-                            streamer.close()
+                            streamer.streamer.close()
                             streamer.client.http.close()
                     aliases = ["latest", *[a for a in artifact._requested_aliases if a != "latest"]]
                     record: Any = partial(logged_record, result.info, aliases, result.reused, result.bytes_written,

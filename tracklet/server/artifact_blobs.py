@@ -387,7 +387,7 @@ class ServerArtifacts:
             held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(held_rows)).scalars())
         return [chunk for chunk in unique if chunk not in held]
 
-    def store_pack(self, project: str, pack_id: str, data: bytes) -> int:
+    def store_pack(self, project: str, pack_id: str, data: bytes | memoryview) -> int:
         """Keep a pack of chunks a client sent and grant its chunks to ``project`` (a chunk the
         project holds already keeps its place, marked used now): checked whole first (``check_pack``: nothing is kept
         from a pack with one bad chunk), then written in one piece (a temporary renamed into place
@@ -414,7 +414,7 @@ class ServerArtifacts:
         self.keep_pack(pack_id, data)
         return len(entries)
 
-    def write_pack(self, pack_id: str, data: bytes) -> None:
+    def write_pack(self, pack_id: str, data: bytes | memoryview) -> None:
         """Put a checked pack's bytes in place under its id, whole or not at all (a temporary
         renamed on a directory, one PUT on an object store); nothing if it is there already."""
         final = self.packs.pack_path(pack_id)
@@ -431,9 +431,9 @@ class ServerArtifacts:
             os.replace(temporary, final)
             self.blobs.directory_syncs.add(os.path.dirname(final))
         else:
-            self.fs.pipe_file(final, data)
+            self.fs.pipe_file(final, bytes(data))
 
-    def keep_pack(self, pack_id: str, data: bytes) -> None:
+    def keep_pack(self, pack_id: str, data: bytes | memoryview) -> None:
         """Once rows name pack ``pack_id`` (chunks, placements): put it back if it is gone. A pack
         written by a server killed before its rows sat unclaimed, so a garbage collection may
         remove it between a retry's ``write_pack`` (which found it there and wrote nothing) and the
@@ -518,8 +518,8 @@ class ServerArtifacts:
         hasher = hashlib.sha256()
         size_read = 0
         try:
-            for piece in PackReader(self.packs, Located(places), verify=False).iter_chunks(recipe.chunk_ids,
-                                                                                          name=digest):
+            reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)
+            for piece in reader.iter_chunks(recipe.chunk_ids, name=digest):
                 hasher.update(piece)
                 size_read += len(piece)
         except (ChunkStoreError, FileNotFoundError) as error:

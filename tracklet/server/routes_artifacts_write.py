@@ -278,12 +278,45 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
     chunk's bytes must hash to its id and the index to `pack_id`, else 400 and nothing is kept;
     then the pack is stored whole and its chunks are held by the project. A pack cut short is
     not kept: send it again."""
-    from tracklet.server.artifact_chunks import MAX_UPLOAD_PACK_BYTES
+    from tracklet.server.artifact_chunks import MAX_UPLOAD_PACK_BYTES, PACK_BUFFERS
 
     artifacts = _artifacts(request)
-    body = await read_body(request, MAX_UPLOAD_PACK_BYTES)
-    chunks = await run_in_threadpool(artifacts.store_pack, project, pack_id, body)
-    return PutPackResponse(pack=pack_id, chunks=chunks, size=len(body))
+    declared = request.headers.get("content-length", "")
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "") or not declared.isdigit() or int(declared) > MAX_UPLOAD_PACK_BYTES:
+        body = await read_body(request, MAX_UPLOAD_PACK_BYTES)  # gzip, chunked, or refused (413)
+        chunks = await run_in_threadpool(artifacts.store_pack, project, pack_id, body)
+        return PutPackResponse(pack=pack_id, chunks=chunks, size=len(body))
+    size = int(declared)
+    buffer = PACK_BUFFERS.take(size)  # each piece copied once, into memory touched before
+    view = memoryview(buffer)
+
+    def store() -> int:
+        try:
+            return artifacts.store_pack(project, pack_id, view[:size])
+        finally:  # here, not in the request: a cancelled request must not hand out a buffer still read
+            PACK_BUFFERS.give(buffer)
+
+    handed = False
+    try:
+        received = 0
+        try:
+            async for piece in request.stream():
+                end = received + len(piece)
+                if end > size:
+                    raise BadRequest(f"pack {pack_id}: more bytes than its Content-Length {size}")
+                view[received:end] = piece
+                received = end
+        except ClientDisconnect:
+            raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
+        if received != size:
+            raise HTTPException(status_code=400, detail=f"pack {pack_id}: {received} of {size} bytes arrived")
+        handed = True
+        chunks = await run_in_threadpool(store)
+    finally:
+        if not handed:
+            PACK_BUFFERS.give(buffer)
+    return PutPackResponse(pack=pack_id, chunks=chunks, size=size)
 
 
 @router.post("/_files", response_model=FileResponse, responses=errors(400),

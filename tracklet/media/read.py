@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tracklet.errors import ArtifactError, TrackletWarning
+from tracklet.media.retention import read_cutoffs, retained
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -224,4 +225,5 @@ def logged_digests(root: Path) -> set[str]:
     return found
 
 
-__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items"]
+__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items", "read_cutoffs",
+           "retained"]

@@ -132,6 +132,19 @@ def test_the_caller_copies_so_later_changes_are_not_recorded(start):
     assert recorded.images("torch")[0].to_numpy().max() == 0
 
 
+def test_copy_false_hands_the_array_itself_to_the_worker_under_the_lifetime_rule(start):
+    array = _image()
+    original = array.copy()
+    run = start()
+    image = tracklet.Image(array, copy=False)
+    assert image._data is array and image._buffers == []  # no copy, no pooled buffer taken
+    run.log({"np": image})
+    run.flush()  # README's rule for logged arrays: unchanged until the run is flushed
+    array[:] = 0
+    run.finish()
+    assert np.array_equal(read(run).images("np")[0].to_numpy(), original)
+
+
 def test_a_list_of_images_under_one_key_keeps_its_order_and_steps(start):
     frames = [_image() for _ in range(3)]
     run = start()

@@ -89,3 +89,25 @@ def test_prune_removes_no_blob_while_a_run_is_running_or_the_store_may_be_shared
     report = retention.apply(root, retention.plan(root, "test", 0), keep_last=0)
     assert report.blobs_removed == 0 and "may be shared with other data roots" in report.blobs_note
     assert read(done).media("img") == [] and paths[2].is_file()
+
+
+def test_max_bytes_retires_the_oldest_steps_until_the_rest_fits(start, root):
+    run = start()
+    for step in range(4):
+        run.log({"a": tracklet.Image(_pixels(step)), "b": tracklet.Image(_pixels(20 + step))}, step=step)
+    run.finish()
+    sizes = {}
+    for item in read(run).media():
+        sizes[item.step] = sizes.get(item.step, 0) + item.size_bytes
+    budget = sizes[2] + sizes[3]  # the last two steps of both keys fit, exactly
+
+    refused = _cli(root, "media", "prune", "test")
+    assert refused.exit_code == 2 and "--keep-last N, --max-bytes SIZE, or both" in refused.output
+    result = _cli(root, "media", "prune", "test", "--max-bytes", str(budget))
+    assert result.exit_code == 0 and "retired 4 media item(s)" in result.output, result.output
+    recorded = read(run)
+    assert [(m.key, m.step) for m in recorded.media()] == [("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+    assert recorded.media_retention == {"a": 2, "b": 2}
+    assert sum(m.size_bytes for m in recorded.media()) <= budget
+    smaller = _cli(root, "media", "prune", "test", "--max-bytes", str(budget - 1), "--keep-blobs")
+    assert "retired 2 media item(s)" in smaller.output and [m.step for m in read(run).media()] == [3, 3]

@@ -76,7 +76,7 @@ def test_tracklet_ui_lists_a_runs_media_and_serves_only_its_blobs(root, tmp_path
 
         from tracklet.media import retention  # `tracklet media prune` retired pred's step 0: not listed
 
-        retention._write_cutoffs(root / "projects" / "ui" / "runs" / "pictures", {"pred": 1}, 0)
+        retention._write_cutoffs(root / "projects" / "ui" / "runs" / "pictures", {"pred": 1}, {"keep_last": 0})
         assert [item["key"] for item in httpx.get(url, headers=auth).json()["media"]] == ["page"]
     finally:
         ui.terminate()

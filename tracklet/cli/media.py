@@ -1,5 +1,6 @@
-"""``tracklet media prune PROJECT --keep-last N``: a project's media retention policy, applied
-explicitly (``tracklet.media.retention``; nothing is ever sampled away while a run records)."""
+"""``tracklet media prune PROJECT --keep-last N --max-bytes SIZE``: a project's media retention
+policy, applied explicitly (``tracklet.media.retention``; nothing is sampled away while a run
+records)."""
 
 from __future__ import annotations
 
@@ -15,24 +16,36 @@ def media_group() -> None:
 
 @media_group.command("prune")
 @click.argument("project")
-@click.option("--keep-last", type=click.IntRange(0), required=True, metavar="N",
+@click.option("--keep-last", type=click.IntRange(0), default=None, metavar="N",
               help="Per run and key, keep the media of the last N steps that key logged; retire older ones.")
+@click.option("--max-bytes", default=None, metavar="SIZE",
+              help="Then, per run, retire the oldest steps (of the keys in scope) until the files kept add up to at "
+                   "most SIZE (e.g. 500MB, 2GiB; thumbnails and masks not counted).")
 @click.option("--key", "keys", multiple=True, metavar="KEY", help="Only these keys (repeatable). Default: every key.")
 @click.option("--dry-run", is_flag=True, help="Say what would be retired; change nothing.")
 @click.option("--keep-blobs", is_flag=True, help="Retire (hide) the items but remove no stored file.")
 @click.pass_context
 @_handle_errors
-def prune(ctx: click.Context, project: str, keep_last: int, keys: tuple[str, ...], dry_run: bool,
-          keep_blobs: bool) -> None:
-    """Retire the media before each key's last N steps in every run of PROJECT: the read API and
+def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: str | None, keys: tuple[str, ...],
+          dry_run: bool, keep_blobs: bool) -> None:
+    """Retire the media before each key's last N steps (--keep-last), and then the oldest steps
+    past a size (--max-bytes), in every run of PROJECT: the read API and
     dashboard stop listing them (each run's media-retention.json says from which step a key is
     kept), and stored files nothing else names (no kept item, run, artifact or table cell) are
     removed. The record logs are not rewritten."""
     from tracklet.media import retention
 
+    from tracklet.artifacts.sizes import parse_size
+
     root = _state(ctx).api.root
     try:
-        plans = retention.plan(root, project, keep_last, list(keys) or None)
+        limit = None if max_bytes is None else parse_size(max_bytes)
+    except ValueError as error:
+        raise CliError(f"--max-bytes: {error}") from None
+    if keep_last is None and limit is None:
+        raise CliError("say what to keep: --keep-last N, --max-bytes SIZE, or both")
+    try:
+        plans = retention.plan(root, project, keep_last, list(keys) or None, max_bytes=limit)
     except ValueError as error:
         raise CliError(str(error)) from None
     for run in plans:
@@ -41,10 +54,10 @@ def prune(ctx: click.Context, project: str, keep_last: int, keys: tuple[str, ...
             click.echo(f"{'would retire' if dry_run else 'retired'} {run.newly_retired} media item(s) "
                        f"({run.newly_retired_bytes:,} bytes) of {run.project}/{run.run_id}: kept {kept}")
     if not any(run.newly_retired for run in plans):
-        click.echo(f"nothing to retire in {project} (keeping the last {keep_last} step(s) of each key)")
+        click.echo(f"nothing to retire in {project} (the policy keeps everything there is)")
     if dry_run or not plans:
         return
-    report = retention.apply(root, plans, keep_last=keep_last, remove_blobs=not keep_blobs)
+    report = retention.apply(root, plans, keep_last=keep_last, max_bytes=limit, remove_blobs=not keep_blobs)
     if report.blobs_note:
         click.echo(report.blobs_note, err=True)
     elif not keep_blobs:

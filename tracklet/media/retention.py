@@ -2,11 +2,12 @@
 
 Nothing logged is sampled away while a run records: every image of every step is kept. What a
 project keeps afterwards is the user's decision, made with ``tracklet media prune PROJECT
---keep-last N`` (``prune``): for each run and media key, the media of the last ``N`` steps that
-key logged stay; older ones are retired.
+--keep-last N --max-bytes SIZE`` (``plan``): for each run and media key, the media of the last
+``N`` steps that key logged stay, then the run's oldest steps go until the rest fits in ``SIZE``;
+what is left out is retired.
 
 Retiring writes ``media-retention.json`` in the run's directory (``{"keys": {key: first kept
-step}, "keep_last": N, "time": ...}``, replaced atomically; a later prune only moves a key's
+step}, "policy": {...}, "time": ...}``, replaced atomically; a later prune only moves a key's
 first kept step forward). The record log is never rewritten: the read API (``run.media(key)``,
 ``images``) leaves out items before a key's first kept step, and ``media_retention`` says where
 each key starts (the gap is explicit, not silent).
@@ -88,15 +89,20 @@ class PruneReport:
     blobs_note: str = ""  # why no blob was removed, when none could be
 
 
-def plan(root: Path, project: str, keep_last: int, keys: Sequence[str] | None = None) -> list[RunPrune]:
+def plan(root: Path, project: str, keep_last: int | None = None, keys: Sequence[str] | None = None, *,
+         max_bytes: int | None = None) -> list[RunPrune]:
     """For each run of ``project`` under data root ``root`` with media retired: what keeping the
-    media of the last ``keep_last`` steps of each key (of ``keys``, or all) retires, with what
-    earlier prunes retired (``newly_retired`` counts this one's)."""
+    media of the last ``keep_last`` steps of each key (of ``keys``, or all) retires, and then, with
+    ``max_bytes``, the oldest steps of those keys until the files they keep are at most that many
+    bytes (``size_bytes`` as recorded: thumbnails and masks not counted); with what earlier prunes
+    retired (``newly_retired`` counts this one's)."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
 
-    if keep_last < 0:
-        raise ValueError(f"keep_last must be 0 or more; got {keep_last}")
+    if keep_last is None and max_bytes is None:
+        raise ValueError("a retention policy needs keep_last or max_bytes")
+    if (keep_last is not None and keep_last < 0) or (max_bytes is not None and max_bytes < 0):
+        raise ValueError(f"keep_last and max_bytes must be 0 or more; got {keep_last}, {max_bytes}")
     plans = []
     for paths in iter_runs(Path(root), project):
         messages = list(RecordedRun(paths)._read.media)
@@ -104,13 +110,16 @@ def plan(root: Path, project: str, keep_last: int, keys: Sequence[str] | None = 
         cutoffs = dict(before)
         steps: dict[str, set[int]] = collections.defaultdict(set)
         for message in messages:
-            steps[message.key].add(message.step)
+            if keys is None or message.key in keys:
+                steps[message.key].add(message.step)
         for key, logged in steps.items():
-            if keys is not None and key not in keys:
+            if keep_last is None:
                 continue
             kept = sorted(logged)[-keep_last:] if keep_last else []
             first_kept = kept[0] if kept else max(logged) + 1
             cutoffs[key] = max(first_kept, before.get(key, first_kept))
+        if max_bytes is not None and steps:
+            _within_bytes(messages, steps, cutoffs, max_bytes)
         retired = [m for m in messages if m.step < cutoffs.get(m.key, m.step)]
         new = [m for m in retired if m.step >= before.get(m.key, m.step)]
         if retired:  # (retired earlier only: its blobs may not have been removable then)
@@ -119,22 +128,43 @@ def plan(root: Path, project: str, keep_last: int, keys: Sequence[str] | None = 
     return plans
 
 
-def apply(root: Path, plans: list[RunPrune], *, keep_last: int, remove_blobs: bool = True) -> PruneReport:
+def _within_bytes(messages: list[Any], steps: dict[str, set[int]], cutoffs: dict[str, int], max_bytes: int) -> None:
+    """Move the cutoffs of the keys in ``steps`` to the first step from which the media they keep
+    add up to at most ``max_bytes`` (the oldest steps go first, across those keys)."""
+    by_step: collections.Counter[int] = collections.Counter()
+    for message in messages:
+        if message.key in steps and message.step >= cutoffs.get(message.key, message.step):
+            by_step[message.step] += message.size_bytes
+    kept = sum(by_step.values())
+    first = min(by_step, default=0)
+    for step in sorted(by_step):
+        if kept <= max_bytes:
+            break
+        kept -= by_step[step]
+        first = step + 1
+    for key, logged in steps.items():
+        target = max(cutoffs.get(key, first), first)
+        if target > min(logged):  # else nothing of this key is retired: no entry
+            cutoffs[key] = target
+
+
+def apply(root: Path, plans: list[RunPrune], *, keep_last: int | None = None, max_bytes: int | None = None,
+          remove_blobs: bool = True) -> PruneReport:
     """Write each run's retention file, then remove the blobs only retired items name (see the
     module docstring for when that is safe)."""
     for run in plans:
         if run.newly_retired:
-            _write_cutoffs(run.run_dir, run.cutoffs, keep_last)
+            _write_cutoffs(run.run_dir, run.cutoffs, {"keep_last": keep_last, "max_bytes": max_bytes})
     report = PruneReport(plans)
     if remove_blobs and plans:
         _remove_blobs(Path(root), report)
     return report
 
 
-def _write_cutoffs(run_dir: Path, cutoffs: dict[str, int], keep_last: int) -> None:
+def _write_cutoffs(run_dir: Path, cutoffs: dict[str, int], policy: dict[str, Any]) -> None:
     path = run_dir / RETENTION_FILE
     temporary = path.with_name(f".{RETENTION_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"keys": cutoffs, "keep_last": keep_last, "time": time.time()}, indent=1))
+    temporary.write_text(json.dumps({"keys": cutoffs, "policy": policy, "time": time.time()}, indent=1))
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)

@@ -342,8 +342,12 @@ def test_audio_round_trips_as_wav(start, tmp_path):
     assert f.digest == hashlib.sha256(wav_file.read_bytes()).hexdigest() and f.duration == 0.25
 
 
-def test_audio_as_flac_round_trips_losslessly_and_falls_back_to_wav_saying_why(start):
+def test_audio_as_flac_round_trips_losslessly_and_falls_back_to_wav_saying_why(start, tmp_path):
     pytest.importorskip("av")
+    from tracklet.media.audio import encode_flac
+
+    flac_file = tmp_path / "clip.flac"
+    flac_file.write_bytes(encode_flac(np.zeros((1600, 2), np.int16), 16000))
     tone = np.sin(np.linspace(0, 2 * np.pi * 440, 8000)).astype(np.float32) * 0.5
     stereo = RNG.integers(-32768, 32767, (4001, 2)).astype(np.int16)
     wide = RNG.integers(-2**31, 2**31 - 1, 500).astype(np.int32)
@@ -353,7 +357,8 @@ def test_audio_as_flac_round_trips_losslessly_and_falls_back_to_wav_saying_why(s
         run.log({"tone": tracklet.Audio(tone, sample_rate=8000, format="flac"),
                  "stereo": tracklet.Audio(stereo, sample_rate=16000, format="FLAC"),
                  "wide": tracklet.Audio(wide, sample_rate=8000, format="flac"),
-                 "ogg": tracklet.Audio(tone, sample_rate=8000, format="ogg")})
+                 "ogg": tracklet.Audio(tone, sample_rate=8000, format="ogg"),
+                 "file": tracklet.Audio(str(flac_file))})
         run.finish()
 
     warned = _warnings_of(log)
@@ -369,6 +374,9 @@ def test_audio_as_flac_round_trips_losslessly_and_falls_back_to_wav_saying_why(s
     assert w.format == "wav" and np.array_equal(w.to_numpy(), wide)
     assert any("'wide'" in m and "stored as WAV, not FLAC" in m and "int32" in m for m in warned)
     assert recorded.media("ogg") == [] and any("'ogg'" in m and "format must be wav or flac" in m for m in warned)
+    (f,) = recorded.media("file")  # a FLAC file: stored as it is, described from its header
+    assert (f.format, f.sample_rate, f.channels, f.duration) == ("flac", 16000, 2, 0.1)
+    assert f.digest == hashlib.sha256(flac_file.read_bytes()).hexdigest() and f.to_numpy().shape == (1600, 2)
 
 
 def test_audio_without_a_sample_rate_is_refused_naming_key_and_step(start):

@@ -52,6 +52,8 @@ class Audio(Media):
                 raise MediaError(f"{name!r} is not an audio file tracklet knows ({', '.join(AUDIO_FORMATS)})")
             if file_format == "wav":
                 describe_wav(raw, media, name)
+            elif file_format == "flac":
+                describe_flac(raw, media)
         else:
             if self.sample_rate is None or int(self.sample_rate) <= 0:
                 raise MediaError("audio samples need sample_rate= (a positive number of samples per second)")
@@ -209,3 +211,18 @@ def decode_flac(raw: bytes) -> Any:
             planes.append((samples.T if frame.format.is_planar else samples).reshape(-1))
     samples = np.concatenate(planes).astype(np.int16, copy=False) if planes else np.zeros(0, np.int16)
     return samples if channels == 1 else samples.reshape(-1, channels)
+
+
+def describe_flac(raw: bytes, media: Any) -> None:
+    """Sample rate, channels and duration of a FLAC file, from its stream header by PyAV; nothing
+    without PyAV or from a file it can't read (the file is stored as it is either way)."""
+    try:
+        import av  # type: ignore[import-not-found,unused-ignore]
+
+        with av.open(io.BytesIO(raw), mode="r") as container:
+            stream = container.streams.audio[0]
+            media.sample_rate, media.channels = int(stream.rate or 0), int(stream.channels or 0)
+            if stream.duration is not None and stream.time_base is not None:
+                media.duration = float(stream.duration * stream.time_base)
+    except Exception:  # ImportError, or not a FLAC PyAV can read
+        return

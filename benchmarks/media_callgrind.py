@@ -1,5 +1,6 @@
 """Instructions the caller's thread executes per step (callgrind), where wall clocks can't decide:
-``log({"x": 1.0})``, ``tracklet.Image(uint8 224×224×3)`` alone, and ``log({"img": Image(...)})``.
+``log({"x": 1.0})``, ``tracklet.Image(uint8 224×224×3)`` alone, ``log({"img": Image(...)})``, and
+``log({"img": Image(..., copy=False)})`` (no copy: README's lifetime rule).
 
     python benchmarks/media_callgrind.py [--steps 200] [--baseline OLD_CHECKOUT]
 
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("float", "ctor", "img")
+MODES = ("float", "ctor", "img", "img_copy_false")
 IMAGE_BYTES = 224 * 224 * 3
 
 
@@ -54,8 +55,10 @@ def _child(mode: str, steps: int, flag: str) -> None:
             kept.append(image(pixels))
             if len(kept) > 8:
                 kept.clear()
-        else:
+        elif mode == "img":
             run.log({"img": image(pixels)})
+        else:
+            run.log({"img": image(pixels, copy=False)})
     os._exit(0)
 
 
@@ -95,7 +98,7 @@ def main() -> None:
         cells = []
         for name, checkout in sides:
             ir = measure(checkout, mode, args.steps)
-            copy = f" ({ir - IMAGE_BYTES:,} without the copy)" if mode != "float" else ""
+            copy = f" ({ir - IMAGE_BYTES:,} without the copy)" if mode in ("ctor", "img") else ""
             cells.append(f"{name} {ir:,}{copy}")
         print(f"{mode:6s} Ir per step, main thread: " + "; ".join(cells), flush=True)
 

@@ -146,7 +146,7 @@ def test_every_command_is_registered_once():
     assert sorted(main.commands) == sorted(["projects", "runs", "show", "export", "index", "gc", "run", "demo",
                                             "server", "ui", "admin", "login", "sync", "import", "artifact",
                                             "registry", "sweep", "agent", "audit", "automation", "reproduce", "diff",
-                                            "report", "traces"])
+                                            "report", "traces", "media"])
 
 
 def test_cli_help_imports_no_store_server_or_protobuf():

@@ -132,6 +132,19 @@ def test_the_caller_copies_so_later_changes_are_not_recorded(start):
     assert recorded.images("torch")[0].to_numpy().max() == 0
 
 
+def test_copy_false_hands_the_array_itself_to_the_worker_under_the_lifetime_rule(start):
+    array = _image()
+    original = array.copy()
+    run = start()
+    image = tracklet.Image(array, copy=False)
+    assert image._data is array and image._buffers == []  # no copy, no pooled buffer taken
+    run.log({"np": image})
+    run.flush()  # README's rule for logged arrays: unchanged until the run is flushed
+    array[:] = 0
+    run.finish()
+    assert np.array_equal(read(run).images("np")[0].to_numpy(), original)
+
+
 def test_a_list_of_images_under_one_key_keeps_its_order_and_steps(start):
     frames = [_image() for _ in range(3)]
     run = start()
@@ -327,6 +340,43 @@ def test_audio_round_trips_as_wav(start, tmp_path):
     assert s.channels == 2 and np.array_equal(s.to_numpy(), stereo)
     (f,) = recorded.media("file")
     assert f.digest == hashlib.sha256(wav_file.read_bytes()).hexdigest() and f.duration == 0.25
+
+
+def test_audio_as_flac_round_trips_losslessly_and_falls_back_to_wav_saying_why(start, tmp_path):
+    pytest.importorskip("av")
+    from tracklet.media.audio import encode_flac
+
+    flac_file = tmp_path / "clip.flac"
+    flac_file.write_bytes(encode_flac(np.zeros((1600, 2), np.int16), 16000))
+    tone = np.sin(np.linspace(0, 2 * np.pi * 440, 8000)).astype(np.float32) * 0.5
+    stereo = RNG.integers(-32768, 32767, (4001, 2)).astype(np.int16)
+    wide = RNG.integers(-2**31, 2**31 - 1, 500).astype(np.int32)
+    run = start()
+
+    def log():
+        run.log({"tone": tracklet.Audio(tone, sample_rate=8000, format="flac"),
+                 "stereo": tracklet.Audio(stereo, sample_rate=16000, format="FLAC"),
+                 "wide": tracklet.Audio(wide, sample_rate=8000, format="flac"),
+                 "ogg": tracklet.Audio(tone, sample_rate=8000, format="ogg"),
+                 "file": tracklet.Audio(str(flac_file))})
+        run.finish()
+
+    warned = _warnings_of(log)
+    recorded = read(run)
+    (a,) = recorded.media("tone")
+    assert (a.format, a.mime, a.sample_rate, a.channels, a.duration) == ("flac", "audio/flac", 8000, 1, 1.0)
+    assert a.path.read_bytes()[:4] == b"fLaC"
+    assert np.array_equal(a.to_numpy(), np.rint(tone * 32767).astype(np.int16))
+    (s,) = recorded.media("stereo")
+    assert (s.format, s.channels) == ("flac", 2) and np.array_equal(s.to_numpy(), stereo)
+    assert s.path.read_bytes()[:4] == b"fLaC"
+    (w,) = recorded.media("wide")  # 32-bit samples: FFmpeg's FLAC would keep 24 bits of them
+    assert w.format == "wav" and np.array_equal(w.to_numpy(), wide)
+    assert any("'wide'" in m and "stored as WAV, not FLAC" in m and "int32" in m for m in warned)
+    assert recorded.media("ogg") == [] and any("'ogg'" in m and "format must be wav or flac" in m for m in warned)
+    (f,) = recorded.media("file")  # a FLAC file: stored as it is, described from its header
+    assert (f.format, f.sample_rate, f.channels, f.duration) == ("flac", 16000, 2, 0.1)
+    assert f.digest == hashlib.sha256(flac_file.read_bytes()).hexdigest() and f.to_numpy().shape == (1600, 2)
 
 
 def test_audio_without_a_sample_rate_is_refused_naming_key_and_step(start):

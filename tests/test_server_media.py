@@ -73,6 +73,11 @@ def test_tracklet_ui_lists_a_runs_media_and_serves_only_its_blobs(root, tmp_path
         assert httpx.get(f"{url}/{'A' * 64}", headers=auth).status_code == 400
         assert httpx.get(url.replace("pictures", "nope"), headers=auth).status_code == 404
         assert httpx.get(url).status_code == 401  # the ui's token is needed
+
+        from tracklet.media import retention  # `tracklet media prune` retired pred's step 0: not listed
+
+        retention._write_cutoffs(root / "projects" / "ui" / "runs" / "pictures", {"pred": 1}, {"keep_last": 0})
+        assert [item["key"] for item in httpx.get(url, headers=auth).json()["media"]] == ["page"]
     finally:
         ui.terminate()
         ui.wait(timeout=10)

@@ -738,3 +738,67 @@ def test_a_remote_api_reads_tables_through_the_server(start, root, servers):
         remote.table("nope").count()
     with pytest.raises(tracklet.TrackletError, match="unknown column 'nope'"):
         remote.table("eval/preds").filter("nope > 1").count()
+
+
+def _scans(query, tmp_path) -> list[dict]:
+    """What DuckDB's Parquet scans did for ``query``'s rows (``to_arrow``'s statement, run with
+    DuckDB's JSON profiling): per scan its projected columns, pushed filters and row groups read."""
+    import json
+
+    import duckdb
+
+    sql, params = query._statement([f'"{name}"' for name in query.columns], ordered=True, paged=True)
+    connection = duckdb.connect()
+    connection.execute("PRAGMA enable_profiling = 'json'")
+    connection.execute(f"PRAGMA profiling_output = '{tmp_path / 'profile.json'}'")
+    rows = connection.sql(sql, params=params).fetchall()
+    connection.close()
+    found: list[dict] = []
+
+    def walk(node: dict) -> None:
+        if node.get("name") == "READ_PARQUET":
+            info = node["extra_info"]
+            text = {name: " ".join(value) if isinstance(value, list) else str(value)
+                    for name, value in info.items()}  # one item or a list of them
+            found.append({"projections": text.get("Projections", ""), "filters": text.get("Filters", ""),
+                          "row_groups": (node["row_groups_scanned"], node["total_row_groups_to_scan"]),
+                          "rows_scanned": node["rows_scanned"], "result_rows": len(rows)})
+        for child in node.get("children", []):
+            walk(child)
+
+    for node in json.loads((tmp_path / "profile.json").read_text())["operator"]:
+        walk(node)
+    return found
+
+
+def test_duckdb_pushes_projection_and_filters_into_the_parquet_scan(start, monkeypatch, tmp_path):
+    """The issue's "projection and filter pushdown": a filtered, projected query reads only the
+    columns it names and, through the row groups' min/max statistics, only the row groups a filter
+    can match, in one fragment and across fragments (INCREMENTAL's join on the file name)."""
+    pytest.importorskip("duckdb", minversion="1.4")  # the JSON profile's row group counts
+    from tracklet.media import table_store
+
+    monkeypatch.setattr(table_store, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(table_store, "FRAGMENT_ROWS", 5000)
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"id": np.arange(10_000), "score": rng.random(10_000),
+                          "label": rng.choice(["cat", "dog"], 10_000), "payload": rng.random(10_000)})
+    run = start()
+    run.log({"one": tracklet.Table(dataframe=frame[:5000])})
+    run.log({"two": tracklet.Table(dataframe=frame)})  # two fragments of 5 row groups each
+    run.finish()
+    recorded = read(run)
+    for key, groups in (("one", 5), ("two", 10)):
+        query = recorded.table(key).filter("id >= 4500 and label = 'cat'").select("id", "score")
+        scans = _scans(query, tmp_path)
+        expected = frame[:5000 if key == "one" else None]
+        expected = expected[(expected["id"] >= 4500) & (expected["label"] == "cat")]
+        assert query.to_pandas()["id"].tolist() == expected["id"].tolist()
+        assert len(scans) == 1 and scans[0]["result_rows"] == len(expected)
+        (scan,) = scans
+        assert "payload" not in scan["projections"] and "id" in scan["projections"]
+        assert "id>=4500" in scan["filters"].replace(" ", "") and "label='cat'" in scan["filters"].replace(" ", "")
+        # ids 4500.. lie in one row group of fragment one (4000-4999) and all of fragment two's
+        read_groups = 1 if key == "one" else 1 + 5
+        assert scan["row_groups"] == (read_groups, groups), scan
+        assert scan["rows_scanned"] <= read_groups * 1000

@@ -21,6 +21,7 @@
     tracklet diff RUN_A RUN_B [--json]     config, environment, packages, code, inputs, summary
     tracklet report ls|show|diff|revert|publish|freeze|token|export  reports (docs/reports.md)
     tracklet traces export PROJECT -o spans.parquet [--run RUN]   spans as Parquet / JSON Lines
+    tracklet media prune PROJECT [--keep-last N] [--max-bytes SIZE] [--dry-run]   media retention (docs/media.md)
 
 ``RUN`` is ``project/run_id`` or ``project/run_name``, or a run id or run name that is unique under
 the data root (``tracklet sync`` takes the same, or a run directory).
@@ -75,14 +76,14 @@ def main(ctx: click.Context, root: Path | None) -> None:
 
 def _register() -> None:
     """Add every command module's commands to the group (they import ``common``, never this module)."""
-    from tracklet.cli import (artifacts, audit, demo, diff, importing, index, launch, registry, report, reproduce, runs,
-                              serve, sweeps, traces)
+    from tracklet.cli import (artifacts, audit, demo, diff, importing, index, launch, media, registry, report, reproduce,
+                              runs, serve, sweeps, traces)
 
     for command in (runs.projects, runs.runs, runs.show, runs.export, index.index, index.gc, launch.run, demo.demo,
                     serve.server, serve.ui, serve.admin, serve.login, serve.sync, importing.import_group,
                     artifacts.artifact_group, registry.registry_group, sweeps.sweep_group, sweeps.agent,
                     audit.audit_group, audit.automation_group, reproduce.reproduce, diff.diff,
-                    report.report_group, traces.traces_group):
+                    report.report_group, traces.traces_group, media.media_group):
         main.add_command(command)
 
 

@@ -343,7 +343,16 @@ class RecordedRun:
         ``to_numpy()``, masks and boxes (docs/media.md)."""
         from tracklet.core.extensions import load
 
-        return list(load("media").media_items(self._read.media, self._paths.root, key, kind))
+        kept = load("media").retained(self._read.media, self.media_retention)
+        return list(load("media").media_items(kept, self._paths.root, key, kind))
+
+    @property
+    def media_retention(self) -> dict[str, int]:
+        """Keys whose older media a retention policy retired (``tracklet media prune``), each with
+        its first kept step; ``media()`` leaves out what came before it (docs/media.md)."""
+        from tracklet.core.extensions import load
+
+        return dict(load("media").read_cutoffs(self._paths.run_dir))
 
     def images(self, key: str | None = None) -> list[Any]:
         """The images logged under ``key`` (see :meth:`media`)."""

@@ -139,6 +139,12 @@ class Image(Media):
     (its ``{"id", "name"}`` list gives labels to masks and boxes that have none). ``file_type``:
     "png" (default, lossless), "jpeg" or "webp". ``normalize``: scale float arrays in [0, 1] or
     [-1, 1] to 0-255 (W&B's default).
+
+    ``copy=False`` (numpy arrays only; tracklet's, not W&B's): the array itself is handed to the
+    worker, not a copy, under the lifetime rule README states for logged arrays: don't change it in
+    place until the run is flushed (``run.flush()``). The caller then pays no copy: after a
+    training step the copy of a 224×224×3 image is about 40 of the ~90 µs ``log()`` costs
+    (docs/media.md, "What the caller pays").
     """
 
     _kind = "image"
@@ -153,14 +159,16 @@ class Image(Media):
 
     def __init__(self, data_or_path: Any, mode: str | None = None, caption: Any = None, grouping: Any = None,
                  classes: Any = None, boxes: Mapping[str, Any] | None = None, masks: Mapping[str, Any] | None = None,
-                 file_type: str | None = None, normalize: bool = True) -> None:
+                 file_type: str | None = None, normalize: bool = True, copy: bool = True) -> None:
         # The caller pays for every object this touches: after a training step each is a cache
         # and TLB miss (~5 µs for a no-op call on the shared VMs), so a plain numpy image takes
         # one copy call and sets three attributes (Media.__init__'s two, inlined, and the copy).
         self.caption = None if caption is None else str(caption)
         self._buffers: list[Any] = []
         if type(data_or_path) is buffers.NDARRAY:
-            self._data = buffers.copy_dense(data_or_path, self._buffers)
+            self._data = buffers.copy_dense(data_or_path, self._buffers) if copy else data_or_path
+        elif not copy and type(data_or_path).__module__ == "numpy" and type(data_or_path).__name__ == "ndarray":
+            self._data = data_or_path  # (the first call of a process: NDARRAY not known yet)
         else:
             if type(data_or_path).__module__.partition(".")[0] == "torch":
                 self._channels_first = True

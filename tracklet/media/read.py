@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tracklet.errors import ArtifactError, TrackletWarning
+from tracklet.media.retention import read_cutoffs, retained
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -132,7 +133,7 @@ class MediaItem:
 
     def to_numpy(self) -> Any:
         """The data as numpy: an image's pixels (H×W or H×W×C, as stored), audio samples (1-D, or
-        frames × channels, as stored in the WAV), a GIF's frames (T×H×W×C), an mp4's or webm's frames
+        frames × channels, as stored in the WAV or FLAC), a GIF's frames (T×H×W×C), an mp4's or webm's frames
         (T×H×W×3, decoded by PyAV: lossy, so near the logged pixels, not equal), a point cloud."""
         import io
 
@@ -144,6 +145,10 @@ class MediaItem:
             from tracklet.media.audio import decode_wav
 
             return decode_wav(self.read_bytes())
+        if self.kind == "audio" and self.format == "flac":
+            from tracklet.media.audio import decode_flac
+
+            return decode_flac(self.read_bytes())  # PyAV decodes it (ImportError without it)
         if self.kind == "video" and self.format == "gif":
             from tracklet.media.video import decode_gif
 
@@ -220,4 +225,5 @@ def logged_digests(root: Path) -> set[str]:
     return found
 
 
-__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items"]
+__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items", "read_cutoffs",
+           "retained"]

@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from tracklet.media.retention import read_cutoffs
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import errors
@@ -83,10 +84,15 @@ class MediaListResponse(BaseModel):
 
 def _rows(request: Request, project: str, run_id: str, key: str | None) -> list[dict[str, Any]]:
     app = request.app.state.tracklet
-    run_paths(app.root, project, run_id)  # 400 for a bad name
+    paths = run_paths(app.root, project, run_id)  # 400 for a bad name
     if app.store.run(project, run_id, fields=("run_id",)) is None:
         raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    return list(app.store.media(project, run_id, key))
+    rows = list(app.store.media(project, run_id, key))
+    try:  # a retention policy applied to the run (`tracklet media prune`): its retired items are left out
+        cutoffs = read_cutoffs(paths.run_dir)
+    except ValueError:  # a damaged policy file: everything, as logged (the read API names the file)
+        cutoffs = {}
+    return [row for row in rows if row["step"] >= cutoffs.get(row["key"], row["step"])] if cutoffs else rows
 
 
 def _entry(row: dict[str, Any]) -> MediaEntry:

@@ -1,0 +1,113 @@
+"""Media retention (issue #16: "nothing is sampled away: retention is an explicit policy"):
+``tracklet media prune PROJECT --keep-last N`` retires each key's media before its last N steps,
+says so, and removes only the stored files nothing else names (tracklet.media.retention)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+import tracklet
+from tracklet.cli.main import main
+
+from conftest import read
+
+
+def _cli(root, *args):
+    return CliRunner().invoke(main, ["--dir", str(root), *args], catch_exceptions=False)
+
+
+def _pixels(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+
+
+def test_prune_keeps_the_last_steps_of_each_key_and_removes_only_blobs_nothing_else_names(start, root):
+    shared = _pixels(100)  # logged at a retired step and at a kept one
+    run = start()
+    for step in range(6):
+        run.log({"img": tracklet.Image(shared if step in (0, 5) else _pixels(step)),
+                 "other": tracklet.Image(_pixels(10 + step)), "loss": float(step)}, step=step)
+    run.finish()
+    other = start()  # step 1's pixels as media of another run, step 2's in a table cell of it
+    other.log({"img": tracklet.Image(_pixels(1)), "cells": tracklet.Table(columns=["im"], data=[[tracklet.Image(
+        _pixels(2))]])})
+    other.finish()
+    blob = {item.step: item.path for item in read(run).media("img")}
+
+    dry = _cli(root, "media", "prune", "test", "--keep-last", "2", "--key", "img", "--dry-run")
+    assert dry.exit_code == 0 and "would retire 4 media item(s)" in dry.output, dry.output
+    assert all(path.is_file() for path in blob.values())
+    assert len(read(run).media("img")) == 6 and read(run).media_retention == {}  # a dry run changes nothing
+
+    done = _cli(root, "media", "prune", "test", "--keep-last", "2", "--key", "img")
+    assert done.exit_code == 0, done.output
+    assert "retired 4 media item(s)" in done.output and "img from step 4" in done.output
+    recorded = read(run)
+    assert [m.step for m in recorded.media("img")] == [4, 5]  # the key's last two steps
+    assert len(recorded.media("other")) == 6  # a key not named: untouched
+    assert recorded.media_retention == {"img": 4}  # said, in the run's directory
+    assert json.loads((Path(recorded.dir) / "media-retention.json").read_text())["keys"] == {"img": 4}
+    assert recorded.history()["loss"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # only media are retired
+    assert not blob[3].is_file()  # only the retired item named it
+    assert blob[0].is_file() and np.array_equal(recorded.media("img")[1].to_numpy(), shared)  # step 5's too
+    assert blob[1].is_file() and len(read(other).media("img")) == 1  # another run's
+    assert blob[2].is_file() and read(other).table("cells").to_pandas()["im"][0]["digest"] == blob[2].name
+    assert "removed 1 stored file(s)" in done.output
+
+    again = _cli(root, "media", "prune", "test", "--keep-last", "3", "--key", "img")
+    assert "nothing to retire" in again.output  # a later prune never brings retired items back
+    assert [m.step for m in read(run).media("img")] == [4, 5]
+
+
+def test_prune_removes_no_blob_while_a_run_is_running_or_the_store_may_be_shared(start, root, monkeypatch):
+    done = start()
+    for step in range(3):
+        done.log({"img": tracklet.Image(_pixels(step))}, step=step)
+    done.finish()
+    paths = [item.path for item in read(done).media("img")]
+    live = start()  # still recording: its worker may be deduplicating against any blob
+    live.log({"x": 1.0})
+
+    result = _cli(root, "media", "prune", "test", "--keep-last", "1")
+    assert "retired 2 media item(s)" in result.output
+    assert "is still running" in result.output and all(path.is_file() for path in paths)
+    assert [m.step for m in read(done).media("img")] == [2]  # hidden all the same
+    live.finish()
+
+    monkeypatch.setenv("TRACKLET_ARTIFACT_DIR", str(root / "artifacts"))
+    monkeypatch.chdir(root)
+    shared = _cli(root, "media", "prune", "test", "--keep-last", "1")
+    assert "nothing to retire" in shared.output  # retired already; its blobs are removed now, if they can be
+    assert "removed 2 stored file(s)" in shared.output and not paths[0].is_file() and paths[2].is_file()
+
+    from tracklet.media import retention
+
+    monkeypatch.setenv("TRACKLET_ARTIFACT_DIR", str(root.parent / "elsewhere"))  # shared by other data roots?
+    report = retention.apply(root, retention.plan(root, "test", 0), keep_last=0)
+    assert report.blobs_removed == 0 and "may be shared with other data roots" in report.blobs_note
+    assert read(done).media("img") == [] and paths[2].is_file()
+
+
+def test_max_bytes_retires_the_oldest_steps_until_the_rest_fits(start, root):
+    run = start()
+    for step in range(4):
+        run.log({"a": tracklet.Image(_pixels(step)), "b": tracklet.Image(_pixels(20 + step))}, step=step)
+    run.finish()
+    sizes = {}
+    for item in read(run).media():
+        sizes[item.step] = sizes.get(item.step, 0) + item.size_bytes
+    budget = sizes[2] + sizes[3]  # the last two steps of both keys fit, exactly
+
+    refused = _cli(root, "media", "prune", "test")
+    assert refused.exit_code == 2 and "--keep-last N, --max-bytes SIZE, or both" in refused.output
+    result = _cli(root, "media", "prune", "test", "--max-bytes", str(budget))
+    assert result.exit_code == 0 and "retired 4 media item(s)" in result.output, result.output
+    recorded = read(run)
+    assert [(m.key, m.step) for m in recorded.media()] == [("a", 2), ("b", 2), ("a", 3), ("b", 3)]
+    assert recorded.media_retention == {"a": 2, "b": 2}
+    assert sum(m.size_bytes for m in recorded.media()) <= budget
+    smaller = _cli(root, "media", "prune", "test", "--max-bytes", str(budget - 1), "--keep-blobs")
+    assert "retired 2 media item(s)" in smaller.output and [m.step for m in read(run).media()] == [3, 3]

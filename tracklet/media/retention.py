@@ -1,0 +1,301 @@
+"""Media retention: an explicit policy, applied by a command, never by the logging path.
+
+Nothing logged is sampled away while a run records: every image of every step is kept. What a
+project keeps afterwards is the user's decision, made with ``tracklet media prune PROJECT
+--keep-last N --max-bytes SIZE`` (``plan``): for each run and media key, the media of the last
+``N`` steps that key logged stay, then the run's oldest steps go until the rest fits in ``SIZE``;
+what is left out is retired.
+
+Retiring writes ``media-retention.json`` in the run's directory (``{"keys": {key: first kept
+step}, "policy": {...}, "time": ...}``, replaced atomically; a later prune only moves a key's
+first kept step forward). The record log is never rewritten: the read API (``run.media(key)``,
+``images``) leaves out items before a key's first kept step, and ``media_retention`` says where
+each key starts (the gap is explicit, not silent).
+
+Then the blobs only retired items name are removed, where that is provably safe. Blobs are
+deduplicated, so one blob may be named by a kept item, another run, an artifact version, a table
+cell, a trace: a retired item's blob (file, thumbnail, masks) is removed only when
+
+- the blob store is this data root's own (``<root>/artifacts``; one set by
+  ``$TRACKLET_ARTIFACT_DIR`` may be shared with other data roots: nothing is removed);
+- no run of the data root is still running (its worker may be deduplicating against the blob
+  right now: the prune hides the items and says to run it again later);
+- every run record log of the data root names the digest exactly as many times as the retired
+  items' records do (a raw search of the logs, which finds any record kind's reference: kept
+  media, tables, spans, ...);
+- no artifact version references it, and no table cell of any run names it (the Parquet
+  fragments' media columns are read);
+
+and anything that can't be read (a damaged log, a fragment) stops the removal, not the hiding.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+RETENTION_FILE = "media-retention.json"
+_DIGEST = re.compile(rb"[0-9a-f]{64}")
+
+
+def read_cutoffs(run_dir: Path) -> dict[str, int]:
+    """Each key's first kept step in ``run_dir`` (empty without a policy applied). A damaged
+    file is an error: guessing would show retired items or hide kept ones."""
+    path = Path(run_dir) / RETENTION_FILE
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} can't be read ({error}): fix or remove it") from None
+    keys = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(keys, dict) or not all(isinstance(step, int) for step in keys.values()):
+        raise ValueError(f"{path} is not a media retention file")
+    return {str(key): int(step) for key, step in keys.items()}
+
+
+def retained(messages: Iterable[Any], cutoffs: dict[str, int]) -> list[Any]:
+    """The media records a retention policy keeps (all of them without one)."""
+    if not cutoffs:
+        return list(messages)
+    return [m for m in messages if m.step >= cutoffs.get(m.key, m.step)]
+
+
+@dataclasses.dataclass
+class RunPrune:
+    """What ``keep_last`` retires in one run: each key's new first kept step and the records retired."""
+
+    project: str
+    run_id: str
+    run_dir: Path
+    cutoffs: dict[str, int]  # every key's first kept step after this prune (earlier ones included)
+    retired: list[Any]  # MediaLogged messages before their key's cutoff, earlier prunes' included
+    newly_retired: int  # how many of them this prune retires
+    newly_retired_bytes: int
+
+
+@dataclasses.dataclass
+class PruneReport:
+    runs: list[RunPrune]
+    blobs_removed: int = 0
+    bytes_freed: int = 0
+    blobs_kept_shared: int = 0  # named by something besides the retired items
+    blobs_note: str = ""  # why no blob was removed, when none could be
+
+
+def plan(root: Path, project: str, keep_last: int | None = None, keys: Sequence[str] | None = None, *,
+         max_bytes: int | None = None) -> list[RunPrune]:
+    """For each run of ``project`` under data root ``root`` with media retired: what keeping the
+    media of the last ``keep_last`` steps of each key (of ``keys``, or all) retires, and then, with
+    ``max_bytes``, the oldest steps of those keys until the files they keep are at most that many
+    bytes (``size_bytes`` as recorded: thumbnails and masks not counted); with what earlier prunes
+    retired (``newly_retired`` counts this one's)."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_runs
+
+    if keep_last is None and max_bytes is None:
+        raise ValueError("a retention policy needs keep_last or max_bytes")
+    if (keep_last is not None and keep_last < 0) or (max_bytes is not None and max_bytes < 0):
+        raise ValueError(f"keep_last and max_bytes must be 0 or more; got {keep_last}, {max_bytes}")
+    plans = []
+    for paths in iter_runs(Path(root), project):
+        messages = list(RecordedRun(paths)._read.media)
+        before = read_cutoffs(paths.run_dir)
+        cutoffs = dict(before)
+        steps: dict[str, set[int]] = collections.defaultdict(set)
+        for message in messages:
+            if keys is None or message.key in keys:
+                steps[message.key].add(message.step)
+        for key, logged in steps.items():
+            if keep_last is None:
+                continue
+            kept = sorted(logged)[-keep_last:] if keep_last else []
+            first_kept = kept[0] if kept else max(logged) + 1
+            cutoffs[key] = max(first_kept, before.get(key, first_kept))
+        if max_bytes is not None and steps:
+            _within_bytes(messages, steps, cutoffs, max_bytes)
+        retired = [m for m in messages if m.step < cutoffs.get(m.key, m.step)]
+        new = [m for m in retired if m.step >= before.get(m.key, m.step)]
+        if retired:  # (retired earlier only: its blobs may not have been removable then)
+            plans.append(RunPrune(project, paths.run_id, paths.run_dir, cutoffs, retired, len(new),
+                                  sum(m.size_bytes for m in new)))
+    return plans
+
+
+def _within_bytes(messages: list[Any], steps: dict[str, set[int]], cutoffs: dict[str, int], max_bytes: int) -> None:
+    """Move the cutoffs of the keys in ``steps`` to the first step from which the media they keep
+    add up to at most ``max_bytes`` (the oldest steps go first, across those keys)."""
+    by_step: collections.Counter[int] = collections.Counter()
+    for message in messages:
+        if message.key in steps and message.step >= cutoffs.get(message.key, message.step):
+            by_step[message.step] += message.size_bytes
+    kept = sum(by_step.values())
+    first = min(by_step, default=0)
+    for step in sorted(by_step):
+        if kept <= max_bytes:
+            break
+        kept -= by_step[step]
+        first = step + 1
+    for key, logged in steps.items():
+        target = max(cutoffs.get(key, first), first)
+        if target > min(logged):  # else nothing of this key is retired: no entry
+            cutoffs[key] = target
+
+
+def apply(root: Path, plans: list[RunPrune], *, keep_last: int | None = None, max_bytes: int | None = None,
+          remove_blobs: bool = True) -> PruneReport:
+    """Write each run's retention file, then remove the blobs only retired items name (see the
+    module docstring for when that is safe)."""
+    for run in plans:
+        if run.newly_retired:
+            _write_cutoffs(run.run_dir, run.cutoffs, {"keep_last": keep_last, "max_bytes": max_bytes})
+    report = PruneReport(plans)
+    if remove_blobs and plans:
+        _remove_blobs(Path(root), report)
+    return report
+
+
+def _write_cutoffs(run_dir: Path, cutoffs: dict[str, int], policy: dict[str, Any]) -> None:
+    path = run_dir / RETENTION_FILE
+    temporary = path.with_name(f".{RETENTION_FILE}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"keys": cutoffs, "policy": policy, "time": time.time()}, indent=1))
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _digests_of(message: Any) -> list[str]:
+    found = [message.digest, *(mask.digest for mask in message.masks)]
+    if message.thumbnail_digest:
+        found.append(message.thumbnail_digest)
+    return found
+
+
+def _remove_blobs(root: Path, report: PruneReport) -> None:
+    from tracklet.artifacts.storage import artifact_dir
+
+    store_dir = artifact_dir(root)
+    if store_dir.resolve() != (root / "artifacts").resolve():
+        report.blobs_note = (f"blobs kept: the blob store {store_dir} ($TRACKLET_ARTIFACT_DIR) may be shared with "
+                             "other data roots")
+        return
+    running = _running_runs(root)
+    if running:
+        report.blobs_note = (f"blobs kept: run {running[0]} is still running (it may be storing the same bytes); "
+                             "prune again when no run is")
+        return
+    wanted: collections.Counter[str] = collections.Counter()
+    for run in report.runs:
+        for message in run.retired:
+            wanted.update(_digests_of(message))
+    try:
+        named = _times_named_in_logs(root, set(wanted))
+        shared = {digest for digest, count in wanted.items() if named.get(digest, 0) != count}
+        candidates = set(wanted) - shared
+        candidates -= _artifact_references(root, candidates)
+        candidates -= _table_cell_digests(root)
+    except (OSError, ValueError, RuntimeError) as error:
+        report.blobs_note = f"blobs kept: {error}"
+        return
+    report.blobs_kept_shared = len(wanted) - len(candidates)
+    from tracklet.artifacts.blobs import FsspecBlobStore
+
+    blobs = FsspecBlobStore(store_dir)
+    for digest in sorted(candidates):
+        path = blobs.local_path(digest)
+        if path is None:
+            continue
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        report.blobs_removed += 1
+        report.bytes_freed += size
+
+
+def _running_runs(root: Path) -> list[str]:
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_runs
+
+    return [f"{paths.project}/{paths.run_id}" for paths in iter_runs(root)
+            if RecordedRun(paths).state == "running"]
+
+
+def _times_named_in_logs(root: Path, digests: set[str]) -> dict[str, int]:
+    """How many times each of ``digests`` appears in the run record logs under ``root`` (records are
+    uncompressed protobuf: a digest field is its hex text, after its length byte). Read in blocks;
+    a digest across a block's end is counted once (what the carried tail alone holds is not)."""
+    from tracklet.core.layout import iter_runs
+
+    counts: collections.Counter[str] = collections.Counter()
+    if not digests:
+        return counts
+    wanted = {digest.encode() for digest in digests}
+
+    def named(data: bytes) -> collections.Counter[bytes]:
+        return collections.Counter(match for match in _DIGEST.findall(data) if match in wanted)
+
+    for paths in iter_runs(root):
+        with open(paths.log_file, "rb") as handle:  # OSError: nothing is removed
+            tail = b""
+            while block := handle.read(16 << 20):
+                data = tail + block
+                found = named(data)
+                found.subtract(named(tail))
+                counts.update({digest.decode(): count for digest, count in found.items() if count > 0})
+                tail = data[-63:]
+    return counts
+
+
+def _artifact_references(root: Path, digests: set[str]) -> set[str]:
+    """Those of ``digests`` an artifact version's manifest or files reference."""
+    if not digests:
+        return set()
+    from tracklet.artifacts.gc import reference_counts
+    from tracklet.artifacts.storage import open_store
+    from tracklet.errors import ArtifactError
+
+    try:
+        counts, _, _ = reference_counts(open_store(root))
+    except ArtifactError as error:
+        raise RuntimeError(str(error)) from None
+    return {digest for digest in digests if counts.get(digest)}
+
+
+def _table_cell_digests(root: Path) -> set[str]:
+    """Every blob a media cell of any table fragment under ``root`` names (file, thumbnail, masks)."""
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.artifacts.storage import artifact_dir
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_runs
+
+    fragments = {fragment.digest for paths in iter_runs(root) for record in RecordedRun(paths)._read.tables
+                 for fragment in record.fragments}
+    if not fragments:
+        return set()
+    import pyarrow.parquet as pq
+
+    blobs = FsspecBlobStore(artifact_dir(root))
+    found: set[str] = set()
+    for digest in sorted(fragments):
+        path = blobs.local_path(digest)
+        if path is None or not path.is_file():
+            raise RuntimeError(f"table fragment {digest} is missing: which blobs its cells name can't be known")
+        schema = pq.read_schema(path)
+        media = [field.name for field in schema if str(field.type).startswith("struct<") and
+                 "digest" in [child.name for child in field.type]]
+        if not media:
+            continue
+        for column in pq.read_table(path, columns=media).columns:
+            for cell in column.to_pylist():
+                if cell:
+                    found.update(value for value in (cell.get("digest"), cell.get("thumbnail")) if value)
+                    found.update(mask.get("digest") for mask in cell.get("masks") or () if mask.get("digest"))
+    return found

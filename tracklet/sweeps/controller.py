@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
-from tracklet.sweeps.samplers import tpe_sampler
+from tracklet.sweeps.samplers import gp_sampler, tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 
 DEFAULT_LEASE_TTL = 60.0
@@ -773,7 +773,7 @@ class LocalController:
             return samplers.RandomSampler(seed=seed)
         if spec.method == "bayes":
             if len(spec.searched) <= GP_MAX_DIMS:
-                return samplers.GPSampler(seed=seed, n_startup_trials=startup)
+                return gp_sampler(seed=seed, n_startup_trials=startup)
             return tpe_sampler(seed=seed, n_startup_trials=startup, constant_liar=liar)
         options = dict(spec.sampler or {"type": "tpe"})
         kind = options.pop("type")

@@ -713,9 +713,9 @@ print("survivor", report.stopped_because, flush=True)
 @pytest.mark.slow  # agent processes (forked from one)
 def test_kill_9_of_the_local_controller_mid_operation_loses_no_trial_and_runs_no_point_twice(root, tmp_path):
     """Local mode's controller runs inside each agent process, under the sweep's file lock: agent
-    processes SIGKILLed inside the controller's operations (an ask's journal line torn; an ask
-    journaled and fsynced but its trial file and lease never written; a tell's journal line
-    torn), one after another on the same sweep, then an agent that finishes it. Every grid point
+    processes SIGKILLed inside the controller's operations (an ask's journal write cut halfway:
+    some of its lines whole, the next torn; an ask journaled and fsynced but its trial file and
+    lease never written; a tell's journal write cut halfway), one after another on the same sweep, then an agent that finishes it. Every grid point
     completes exactly once with its own value, every trial the journal holds ended (none left
     running), each interrupted one is marked lapsed, and Optuna's own reader reads the journal."""
     import optuna
@@ -824,6 +824,25 @@ def _search(root, method: str, budget: int, **extra) -> list[float]:
     rows = LocalController(root, sweep_id).status()["trials"]
     assert len(rows) == budget and all(r["state"] == "complete" for r in rows)
     return [r["value"] for r in rows]
+
+
+def test_bayes_over_more_than_20_parameters_searches_as_optunas_tpe(root):
+    """Issue #17's mapping: ``bayes`` is GPSampler up to 20 searched parameters, TPE beyond
+    (a GP over that many dimensions fits slowly and models little from a sweep's budget)."""
+    import optuna
+
+    parameters = {f"x{i}": {"min": 0.0, "max": 1.0} for i in range(21)}
+    controller = LocalController(root, create_sweep(root, {"method": "bayes", "seed": 2, "metric": {"name": "f"},
+                                                           "parameters": parameters}, project="wide"))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=2, n_startup_trials=10, constant_liar=False))
+    distributions = {name: optuna.distributions.FloatDistribution(0.0, 1.0) for name in parameters}
+    for _ in range(12):  # 10 random start-up trials, then TPE's
+        lease = controller.next_trial("solo")
+        trial = study.ask(distributions)
+        assert lease.config == trial.params
+        value = sum((v - 0.3) ** 2 for v in trial.params.values())
+        controller.tell(lease, value)
+        study.tell(trial, value)
 
 
 @pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"),

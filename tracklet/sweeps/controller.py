@@ -712,8 +712,9 @@ class LocalController:
         if all(key in frozen.params for key in keys):
             return dict(frozen.params)
         grid_id = frozen.system_attrs.get("grid_id")
-        points = getattr(self._grid_sampler(), "_all_grids", None)  # GridSampler's points, by grid_id
-        names = getattr(self._grid_sampler(), "_param_names", None)
+        sampler = self._grid_sampler()
+        points = getattr(sampler, "_all_grids", None)  # GridSampler's points, by grid_id
+        names = getattr(sampler, "_param_names", None)
         if not isinstance(grid_id, int) or points is None or names is None or not 0 <= grid_id < len(points):
             return None
         return dict(zip(names, points[grid_id]))

@@ -8,7 +8,8 @@ temporary data root: JournalStorage, the file lock, leases), one run:
 (a) simple regret (best found - optimum) after the budget, median [IQR] over seeds 0..N-1, on
 Branin, Hartmann-6, Branin + an 8-way unordered categorical and Hartmann-6 + the same categorical
 (offsets 0, 5, ..., 35: only the first value reaches the optimum), for ``method: random``,
-``bayes`` (Optuna's GPSampler) and ``optuna`` with TPE, printed beside W&B bayes's figures from the
+``bayes`` (Optuna's GPSampler, searching a categorical that dominates the objective on its own:
+``tracklet.sweeps.samplers.ConditionalGPSampler``) and ``optuna`` with TPE, printed beside W&B bayes's figures from the
 issue and docs/research (its sweeps controller run locally, 50 trials, 10 seeds; the research
 measured the categorical on Branin only, the issue names those figures on Hartmann-6: Hartmann-6 +
 the categorical has no W&B figure), and beside a plain in-memory Optuna ``GPSampler`` study on the

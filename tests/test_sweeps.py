@@ -700,7 +700,9 @@ for point in sys.argv[3:]:  # each in a child process killed at that point of th
     pid = os.fork()
     if pid == 0:
         arm(operation, int(nth), how)
-        Agent(LocalController(root, sweep_id), ttl=1.0, log=lambda line: None).run_function(train)
+        # a long lease: no kill point leaves one behind (the ask's comes after its journal write,
+        # the tell drops it before its own), so nothing waits for it; a short one could lapse under load
+        Agent(LocalController(root, sweep_id), ttl=60.0, log=lambda line: None).run_function(train)
         os._exit(0)
     _, status = os.waitpid(pid, 0)
     print(point, "killed" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL else status, flush=True)

@@ -8,7 +8,8 @@ temporary data root: JournalStorage, the file lock, leases), one run:
 (a) simple regret (best found - optimum) after the budget, median [IQR] over seeds 0..N-1, on
 Branin, Hartmann-6, Branin + an 8-way unordered categorical and Hartmann-6 + the same categorical
 (offsets 0, 5, ..., 35: only the first value reaches the optimum), for ``method: random``,
-``bayes`` (Optuna's GPSampler) and ``optuna`` with TPE, printed beside W&B bayes's figures from the
+``bayes`` (Optuna's GPSampler, searching a categorical that dominates the objective on its own:
+``tracklet.sweeps.samplers.ConditionalGPSampler``) and ``optuna`` with TPE, printed beside W&B bayes's figures from the
 issue and docs/research (its sweeps controller run locally, 50 trials, 10 seeds; the research
 measured the categorical on Branin only, the issue names those figures on Hartmann-6: Hartmann-6 +
 the categorical has no W&B figure), and beside a plain in-memory Optuna ``GPSampler`` study on the
@@ -53,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import print_table, write_json  # noqa: E402
 from tracklet.sweeps.controller import Lease, LocalController, create_sweep  # noqa: E402
+from tracklet.sweeps.samplers import dominant_categorical  # noqa: E402
 
 BRANIN_MIN = 0.397887
 HARTMANN6_MIN = -3.32237
@@ -98,6 +100,7 @@ ENGINES = {"random": {"method": "random"}, "bayes (GP)": {"method": "bayes"},
            "optuna TPE": {"method": "optuna", "sampler": "tpe"}}
 DIRECT_GP = "Optuna GPSampler (direct)"
 WARPED_GP = "GPSampler warped where a categorical dominates (direct)"
+CONDITIONAL_GP = "conditional GP (direct)"
 
 
 def sweep_once(root: Path, parameters: dict[str, Any], objective: Callable[[dict[str, Any]], float],
@@ -115,33 +118,6 @@ def sweep_once(root: Path, parameters: dict[str, Any], objective: Callable[[dict
         best = min(best, value)
         controller.tell(lease, value)
     return best, latencies
-
-
-# A categorical whose values' mean objectives spread this many times wider than the objective
-# varies inside one value "dominates": the GP's one kernel would model its offsets, not the rest.
-DOMINANT_RATIO = 3.0
-
-
-def dominant_categorical(values: Any, groups: Any) -> bool:
-    """Whether ``groups`` (one categorical's value per trial) explain ``values`` (the trials'
-    objectives) so much that the variation inside a value is lost beside the offsets between
-    values: the spread (standard deviation) of the values' means is more than ``DOMINANT_RATIO``
-    times the pooled spread inside the values that at least two trials took. False when no value
-    was taken twice (nothing to say about the inside) or only one value was taken."""
-    import numpy as np
-
-    values = np.asarray(values, dtype=float)
-    keys, index = np.unique(np.asarray(groups), return_inverse=True)
-    if len(keys) < 2:
-        return False
-    counts = np.bincount(index)
-    means = np.bincount(index, weights=values) / counts
-    repeated = counts[index] >= 2
-    if not repeated.any():
-        return False
-    inside = float(np.sqrt(np.mean((values[repeated] - means[index][repeated]) ** 2)))
-    between = float(np.std(means))
-    return between > DOMINANT_RATIO * max(inside, 1e-12)
 
 
 def rank_warped(values: Any) -> Any:
@@ -207,13 +183,16 @@ def warping_gp_sampler(**options: Any) -> Any:
 
 
 def direct_gp_once(parameters: dict[str, Any], objective: Callable[[dict[str, Any]], float], seed: int,
-                   budget: int, *, warping: bool = False) -> float:
+                   budget: int, *, warping: bool = False, conditional: bool = False) -> float:
     """The best value of a plain in-memory Optuna study with ``GPSampler(seed=seed)`` (no tracklet):
     what ``bayes`` is compared with in the same run (same function, same seeds)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = warping_gp_sampler(seed=seed) if warping else optuna.samplers.GPSampler(seed=seed)
+    from tracklet.sweeps.samplers import gp_sampler
+
+    sampler = (warping_gp_sampler(seed=seed) if warping else gp_sampler(seed=seed) if conditional
+               else optuna.samplers.GPSampler(seed=seed))
     study = optuna.create_study(sampler=sampler)
 
     def trial_value(trial: Any) -> float:
@@ -402,7 +381,7 @@ def main() -> None:
     parser.add_argument("--epoch-seconds", type=float, default=0.03, help="(c): the sleep of one epoch")
     parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated functions (regret)")
     parser.add_argument("--engines", default=",".join([*ENGINES, DIRECT_GP]),
-                        help="comma-separated engines (regret): " + ", ".join([*ENGINES, DIRECT_GP, WARPED_GP]))
+                        help="comma-separated engines (regret): " + ", ".join([*ENGINES, DIRECT_GP, WARPED_GP, CONDITIONAL_GP]))
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     seeds = args.seeds or (3 if args.quick else 10)
@@ -410,7 +389,7 @@ def main() -> None:
     latency_n = args.latency_trials or (200 if args.quick else 1000)
     results: dict[str, Any] = {"seeds": seeds, "trials": budget, "regret": {}}
     engines = args.engines.split(",")
-    unknown = set(engines) - {*ENGINES, DIRECT_GP, WARPED_GP}
+    unknown = set(engines) - {*ENGINES, DIRECT_GP, WARPED_GP, CONDITIONAL_GP}
     if unknown:
         parser.error(f"--engines: unknown {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-sweeps-") as directory:
@@ -421,15 +400,16 @@ def main() -> None:
                 parameters, objective, optimum = PROBLEMS[problem]
                 regrets: dict[str, list[float]] = {}
                 for name in engines:
-                    if name in (DIRECT_GP, WARPED_GP):
+                    if name in (DIRECT_GP, WARPED_GP, CONDITIONAL_GP):
                         regrets[name] = [direct_gp_once(parameters, objective, seed, budget,
-                                                        warping=name == WARPED_GP) - optimum
+                                                        warping=name == WARPED_GP,
+                                                        conditional=name == CONDITIONAL_GP) - optimum
                                          for seed in range(seeds)]
                         continue
                     regrets[name] = [sweep_once(root, parameters, objective, ENGINES[name], seed, budget)[0] - optimum
                                      for seed in range(seeds)]
                 results["regret"][problem] = regrets
-                shown = [_quartiles(regrets[name]) if name in regrets else "-" for name in (*ENGINES, DIRECT_GP, WARPED_GP)]
+                shown = [_quartiles(regrets[name]) if name in regrets else "-" for name in (*ENGINES, DIRECT_GP, WARPED_GP, CONDITIONAL_GP)]
                 verdict = "-"
                 if "random" in regrets and "bayes (GP)" in regrets:
                     met = statistics.median(regrets["bayes (GP)"]) <= statistics.median(regrets["random"]) / 10
@@ -439,7 +419,7 @@ def main() -> None:
                 print(f"{problem}: " + "; ".join(f"{name} {sorted(round(r, 4) for r in values)}"
                                                 for name, values in regrets.items()), flush=True)
             print(f"(a) simple regret after {budget} trials, median [IQR] of {seeds} seeds")
-            print_table(rows, ["function", *ENGINES, DIRECT_GP, WARPED_GP, "W&B bayes @50", "target"])
+            print_table(rows, ["function", *ENGINES, DIRECT_GP, WARPED_GP, CONDITIONAL_GP, "W&B bayes @50", "target"])
         if args.only in (None, "pruning"):
             trials = 9 if args.quick else 27
             epochs = 9 if args.quick else 27

@@ -406,6 +406,24 @@ def test_a_controller_failing_mid_operation_loses_no_grid_point(root, monkeypatc
     assert (lease.trial, lease.config) == (1, rows[0]["config"])
 
 
+def test_a_seeded_grid_hands_out_distinct_points_to_agents_in_different_processes(root):
+    """Each agent process keeps its own sampler; a seeded grid's GridSampler must order the grid
+    the same in all of them (the sweep's seed, not a per-process one), or a trial's ``grid_id``
+    names another point in another process: duplicates, and points never run."""
+    config = _grid(root, seed=3)
+    config["parameters"]["a"] = {"values": [1, 2, 3, 4]}
+    sweep_id = create_sweep(root, config, project="p")
+    agents = [LocalController(root, sweep_id) for _ in range(3)]  # as three processes: a sampler each
+    points = []
+    for n in range(8):
+        controller = agents[n % 3]
+        lease = controller.next_trial(f"agent-{n % 3}")
+        points.append((lease.config["a"], lease.config["b"]))
+        controller.tell(lease, 1.0)
+    assert sorted(points) == sorted((a, b) for a in (1, 2, 3, 4) for b in ("x", "y"))
+    assert isinstance(agents[0].next_trial("agent-0"), Finished)
+
+
 def test_a_restarted_job_takes_its_running_trial_back(root):
     sweep_id = create_sweep(root, _grid(root), project="p")
     controller = LocalController(root, sweep_id)
@@ -629,6 +647,116 @@ def test_kill_9_of_an_agent_mid_trial_lapses_its_lease_and_the_point_is_retried(
     assert len(log.read_text().splitlines()) == 4
 
 
+CONTROLLER_KILL = """
+import json, os, signal, sys
+import optuna  # imported once, before the forks
+import tracklet
+from tracklet.sweeps.agent import Agent
+from tracklet.sweeps.controller import LocalController
+from tracklet.sweeps.journal import BatchedJournalFile
+
+root, sweep_id = sys.argv[1], sys.argv[2]
+SETTINGS = {"console": "off", "capture_environment": False, "system_metrics": False}
+real_flush, armed, calls = BatchedJournalFile.flush, [None], {}
+
+
+def train():
+    run = tracklet.init(settings=SETTINGS)
+    run.log({"loss": 10.0 * run.config["a"] + (1.0 if run.config["b"] == "y" else 0.0)})
+    run.finish()
+
+
+def flush(self):
+    # The kill: half of the operation's journal lines written (a torn line), or all of them
+    # written and fsynced but nothing after (the trial's file, its lease).
+    if armed[0] == "torn" and self.pending:
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\\n" for log in self._pending).encode()
+        with open(self._path, "ab") as handle:
+            handle.write(data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    wrote = self.pending
+    real_flush(self)
+    if armed[0] == "written" and wrote:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(operation, nth, how):
+    real = getattr(LocalController, operation)
+
+    def wrapped(self, *args, **kwargs):
+        calls[operation] = calls.get(operation, 0) + 1
+        armed[0] = how if calls[operation] == nth else None
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            armed[0] = None
+
+    setattr(LocalController, operation, wrapped)
+
+
+BatchedJournalFile.flush = flush
+for point in sys.argv[3:]:  # each in a child process killed at that point of the controller
+    operation, nth, how = point.split(":")
+    pid = os.fork()
+    if pid == 0:
+        arm(operation, int(nth), how)
+        # a long lease: no kill point leaves one behind (the ask's comes after its journal write,
+        # the tell drops it before its own), so nothing waits for it; a short one could lapse under load
+        Agent(LocalController(root, sweep_id), ttl=60.0, log=lambda line: None).run_function(train)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(point, "killed" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL else status, flush=True)
+BatchedJournalFile.flush = real_flush
+report = Agent(LocalController(root, sweep_id), ttl=60.0, poll_interval=0.2, log=lambda line: None).run_function(train)
+print("survivor", report.stopped_because, flush=True)
+"""
+
+
+@pytest.mark.slow  # agent processes (forked from one)
+def test_kill_9_of_the_local_controller_mid_operation_loses_no_trial_and_runs_no_point_twice(root, tmp_path):
+    """Local mode's controller runs inside each agent process, under the sweep's file lock: agent
+    processes SIGKILLed inside the controller's operations (an ask's journal write cut halfway:
+    some of its lines whole, the next torn; an ask journaled and fsynced but its trial file and
+    lease never written; a tell's journal write cut halfway), one after another on the same sweep, then an agent that finishes it. Every grid point
+    completes exactly once with its own value, every trial the journal holds ended (none left
+    running), each interrupted one is marked lapsed, and Optuna's own reader reads the journal."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    config = _grid(tmp_path)
+    config["parameters"]["a"] = {"values": [1, 2, 3]}
+    sweep_id = create_sweep(root, config, project="p")
+    points = ["next_trial:2:torn", "next_trial:2:written", "tell:1:torn"]
+    script = tmp_path / "kill.py"
+    script.write_text(CONTROLLER_KILL)
+    done = subprocess.run([sys.executable, str(script), str(root), sweep_id, *points], capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{point} killed" for point in points] + [
+        "survivor every grid point is done"], done.stderr
+
+    status = LocalController(root, sweep_id).status()
+    rows = status["trials"]
+    complete = [r for r in rows if r["state"] == "complete"]
+    expected = sorted((a, b) for a in (1, 2, 3) for b in ("x", "y"))
+    assert sorted((r["config"]["a"], r["config"]["b"]) for r in complete) == expected  # each point exactly once
+    assert all(r["value"] == 10.0 * r["config"]["a"] + (r["config"]["b"] == "y") for r in complete)
+    lapsed = [r for r in rows if r["state"] == "lapsed"]
+    # The three interrupted trials (the half-journaled ask, the ask without its lease, the torn
+    # tell) failed as lapsed and their points ran again above; no other trial.
+    assert len(lapsed) == 3 and len(rows) == len(complete) + 3, rows
+    assert status["state"] == "finished" and not status["leases"]
+    journal = root / "sweeps" / sweep_id / "journal.log"
+    assert journal.read_bytes().endswith(b"\n")
+    study = optuna.load_study(study_name=sweep_id, storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert [t.state.name for t in study.trials] == [
+        "COMPLETE" if r["state"] == "complete" else "FAIL" for r in rows]
+    for row in complete:  # each completed trial's run is recorded, finished, with its value
+        run = tracklet.Api(root).run(row["run"])
+        assert run.state == "finished" and run.summary["loss"] == row["value"]
+
+
 @pytest.mark.slow  # real agent processes
 def test_ctrl_c_gives_running_trials_back(root, tmp_path):
     (tmp_path / "train.py").write_text(TRAIN)
@@ -698,6 +826,25 @@ def _search(root, method: str, budget: int, **extra) -> list[float]:
     rows = LocalController(root, sweep_id).status()["trials"]
     assert len(rows) == budget and all(r["state"] == "complete" for r in rows)
     return [r["value"] for r in rows]
+
+
+def test_bayes_over_more_than_20_parameters_searches_as_optunas_tpe(root):
+    """Issue #17's mapping: ``bayes`` is GPSampler up to 20 searched parameters, TPE beyond
+    (a GP over that many dimensions fits slowly and models little from a sweep's budget)."""
+    import optuna
+
+    parameters = {f"x{i}": {"min": 0.0, "max": 1.0} for i in range(21)}
+    controller = LocalController(root, create_sweep(root, {"method": "bayes", "seed": 2, "metric": {"name": "f"},
+                                                           "parameters": parameters}, project="wide"))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=2, n_startup_trials=10, constant_liar=False))
+    distributions = {name: optuna.distributions.FloatDistribution(0.0, 1.0) for name in parameters}
+    for _ in range(12):  # 10 random start-up trials, then TPE's
+        lease = controller.next_trial("solo")
+        trial = study.ask(distributions)
+        assert lease.config == trial.params
+        value = sum((v - 0.3) ** 2 for v in trial.params.values())
+        controller.tell(lease, value)
+        study.tell(trial, value)
 
 
 @pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"),

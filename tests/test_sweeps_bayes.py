@@ -91,3 +91,31 @@ def test_a_bayes_agent_imports_the_gp_while_its_first_random_trial_runs(tmp_path
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"gp": loaded, "torch": loaded}
+
+
+LETTERS = list("abcdefgh")
+
+
+def test_bayes_searches_a_dominating_categorical_on_its_own_then_inside_its_best_value(tmp_path):
+    """Where one categorical's values shift the objective by more than everything else varies
+    (Hartmann-6 + an 8-way categorical in benchmarks/sweeps.py: GPSampler's one kernel modelled the
+    shifts and searched inside the best value no better than random), ``bayes`` tries every value
+    of it once after the start-up trials, then keeps to the value of the best trial so far (the GP
+    fitted to that value's trials picks the rest). A categorical that doesn't dominate leaves the
+    search GPSampler's own (the test above)."""
+    config = {"method": "bayes", "seed": 1, "metric": {"name": "f", "goal": "minimize"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0},
+                             "cat": {"values": LETTERS}}}
+    controller = LocalController(tmp_path, create_sweep(tmp_path, config, project="p"))
+    taken = []
+    for _ in range(10 + len(LETTERS) + 2):  # start-up, at most one per value, two inside the best
+        lease = controller.next_trial("agent")
+        assert isinstance(lease, Lease)
+        taken.append(lease.config["cat"])
+        c = lease.config
+        controller.tell(lease, (c["x"] - 0.3) ** 2 + (c["y"] - 0.6) ** 2 + 10.0 * LETTERS.index(c["cat"]))
+    covered = next(n for n in range(len(taken)) if set(taken[:n + 1]) == set(LETTERS))
+    assert covered < 10 + len(LETTERS)  # every value tried right after the start-up...
+    after = taken[10:covered + 1]
+    assert len(set(after)) == len(after) and not set(after) & set(taken[:10])  # ...each untried one once
+    assert set(taken[covered + 1:]) == {"a"}  # then only the best value

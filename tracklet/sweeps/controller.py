@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
-from tracklet.sweeps.samplers import tpe_sampler
+from tracklet.sweeps.samplers import gp_sampler, tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 
 DEFAULT_LEASE_TTL = 60.0
@@ -694,13 +694,35 @@ class LocalController:
                 trial.set_user_attr("error", f"the lease lapsed ({holder} stopped renewing it): the agent or its "
                                              "machine died; the trial was marked failed")
             study.tell(number, state=optuna.trial.TrialState.FAIL)
-            if self._spec.method == "grid":
-                study.enqueue_trial(dict(frozen.params))
+            point = self._grid_point_of(frozen) if self._spec.method == "grid" else None
+            if point is not None:
+                study.enqueue_trial(point)
             leases.pop(str(number), None)
             changed = True
         if changed:
             self._save_leases(leases)
         return leases
+
+    def _grid_point_of(self, frozen: Any) -> dict[str, Any] | None:
+        """The grid point a lapsed trial held, to run again: its parameters, or, when the journal
+        holds only part of the ask that made it (a write cut short: a power cut, or a process
+        killed inside a large write), the point of the ``grid_id`` GridSampler gave it. None
+        when it got no ``grid_id``: GridSampler never counted its point as taken."""
+        keys = [p.key for p in self._spec.searched]
+        if all(key in frozen.params for key in keys):
+            return dict(frozen.params)
+        grid_id = frozen.system_attrs.get("grid_id")
+        sampler = self._grid_sampler()
+        points = getattr(sampler, "_all_grids", None)  # GridSampler's points, by grid_id
+        names = getattr(sampler, "_param_names", None)
+        if not isinstance(grid_id, int) or points is None or names is None or not 0 <= grid_id < len(points):
+            return None
+        return dict(zip(names, points[grid_id]))
+
+    def _grid_sampler(self) -> Any:
+        """A GridSampler as every process of this sweep builds it: seeded with the sweep's own seed
+        (not a per-process one), so a ``grid_id`` names the same point in every process."""
+        return _optuna().samplers.GridSampler(space.grid_search_space(self._spec), seed=self._spec.seed)
 
     def _grid_point(self, trial: Any) -> tuple[Any, ...] | None:
         params = trial.params if trial.params else trial.system_attrs.get("fixed_params") or {}
@@ -747,12 +769,12 @@ class LocalController:
         seed = None if spec.seed is None else _derived_seed(spec.seed, trials)
         samplers = optuna.samplers
         if spec.method == "grid":
-            return samplers.GridSampler(space.grid_search_space(spec), seed=seed)
+            return self._grid_sampler()
         if spec.method == "random":
             return samplers.RandomSampler(seed=seed)
         if spec.method == "bayes":
             if len(spec.searched) <= GP_MAX_DIMS:
-                return samplers.GPSampler(seed=seed, n_startup_trials=startup)
+                return gp_sampler(seed=seed, n_startup_trials=startup)
             return tpe_sampler(seed=seed, n_startup_trials=startup, constant_liar=liar)
         options = dict(spec.sampler or {"type": "tpe"})
         kind = options.pop("type")

@@ -7,7 +7,10 @@ writes them with one ``write`` and one ``fsync`` before the lock is released. Th
 ``JournalFileBackend``'s (one JSON object per line), so Optuna's own tools read it.
 
 A writer killed mid-write leaves a torn last line; the next flush cuts it (nothing in it was acted
-on: the operation that wrote it never returned). Readers ignore a line without its newline.
+on: the operation that wrote it never returned). Readers ignore a line without its newline. A write
+cut short (a power cut, a kill inside a large write) can also leave whole lines of the operation
+before the torn one: what they replay is a trial asked without all its parameters and no lease, so
+the next operation reaps it as lapsed (controller.py requeues its grid point by its ``grid_id``).
 
 Optuna's ``JournalStorage`` reads the backend on every storage call (an ask at 1,000 trials makes
 dozens). While the caller holds the sweep's lock (:meth:`BatchedJournalFile.hold`) no other process

@@ -64,3 +64,118 @@ def tpe_sampler(**options: Any) -> Any:
     if _TPE_CLASS is None:
         _TPE_CLASS = _caching_tpe_class()
     return _TPE_CLASS(**options)
+
+
+# A categorical whose values' mean objectives spread this many times wider than the objective
+# varies inside one value "dominates" the objective (see :func:`dominant_categorical`).
+DOMINANT_RATIO = 3.0
+# Random trials inside a dominating categorical's best value before its own GP fit: a GP fitted to
+# one or two points sends the next suggestions to the cube's corners (Hartmann-6: stuck seeds).
+INSIDE_STARTUP = 6
+
+
+def dominant_categorical(values: Any, groups: Any) -> bool:
+    """Whether ``groups`` (one categorical's value per trial) explain ``values`` (the trials'
+    objectives) so much that the variation inside one value is lost beside the offsets between
+    values: the spread (standard deviation) of the values' means is more than ``DOMINANT_RATIO``
+    times the pooled spread inside the values that at least two trials took. False when no value
+    was taken twice (nothing to say about the inside) or only one value was taken."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    keys, index = np.unique(np.asarray(groups), return_inverse=True)
+    if len(keys) < 2:
+        return False
+    counts = np.bincount(index)
+    means = np.bincount(index, weights=values) / counts
+    repeated = counts[index] >= 2
+    if not repeated.any():
+        return False
+    inside = float(np.sqrt(np.mean((values[repeated] - means[index][repeated]) ** 2)))
+    between = float(np.std(means))
+    return between > DOMINANT_RATIO * max(inside, 1e-12)
+
+
+def _conditional_gp_class() -> Any:
+    from optuna.distributions import CategoricalDistribution
+    from optuna.samplers import GPSampler
+    from optuna.study import StudyDirection
+
+    try:
+        from optuna.samplers._gp.sampler import _get_params
+    except ImportError:  # Optuna moved its internals: the plain sampler
+        return GPSampler
+    method = getattr(GPSampler, "_sample_relative_impl", None)
+    if method is None or list(inspect.signature(method).parameters) != [
+            "self", "study", "completed_trials", "running_trials", "search_space"]:
+        return GPSampler
+
+    class ConditionalGPSampler(GPSampler):
+        """``GPSampler`` that, where one categorical parameter dominates the objective
+        (:func:`dominant_categorical`: its values' offsets dwarf the variation inside one value),
+        searches that parameter on its own and fits the GP inside its best value only.
+
+        One GP kernel over the whole space, fitted to values that jump between categorical values
+        by more than the rest of the function's range, models the jumps and takes the variation
+        inside the best value for noise: on Hartmann-6 plus an 8-way categorical worth 5 a value,
+        GPSampler found the best value early and then did no better than random search inside it
+        (benchmarks/sweeps.py). Here, once a categorical dominates, every one of its values is
+        tried once (the untried ones first, at random), then each suggestion takes the value of
+        the best trial so far and the GP, fitted to that value's trials alone, picks the other
+        parameters (at random until the value has ``INSIDE_STARTUP`` trials). Without such a categorical (no categorical at all, or one whose offsets are
+        small beside the rest, as on Branin plus the same categorical) it suggests exactly what
+        ``GPSampler`` suggests. Single objective only."""
+
+        inside_startup = INSIDE_STARTUP
+
+        def _sample_relative_impl(self, study: Any, completed_trials: list[Any], running_trials: list[Any],
+                                  search_space: dict[str, Any]) -> dict[str, Any]:
+            if len(study.directions) == 1 and len(completed_trials) >= 2:
+                chosen = self._dominant_choice(study, completed_trials, search_space)
+                if chosen is not None:
+                    name, value = chosen
+                    inside = [t for t in completed_trials if t.params.get(name) == value]
+                    rest = {key: d for key, d in search_space.items() if key != name}
+                    if len(inside) < self.inside_startup or not rest:
+                        return {name: value}  # the others from the independent (random) sampler
+                    running = [t for t in running_trials if _get_params(t).get(name) == value]
+                    params = super()._sample_relative_impl(study, inside, running, rest)
+                    return {**params, name: value}
+            return super()._sample_relative_impl(study, completed_trials, running_trials, search_space)
+
+        def _dominant_choice(self, study: Any, completed_trials: list[Any],
+                             search_space: dict[str, Any]) -> tuple[str, Any] | None:
+            """The dominating categorical and the value to suggest for it, or None."""
+            import numpy as np
+
+            values = np.array([t.values[0] for t in completed_trials], dtype=float)
+            if not np.isfinite(values).all():
+                return None
+            sign = 1.0 if study.directions[0] == StudyDirection.MINIMIZE else -1.0
+            for name, distribution in search_space.items():
+                if not isinstance(distribution, CategoricalDistribution) or len(distribution.choices) < 2:
+                    continue
+                taken = [t.params.get(name) for t in completed_trials]
+                if not dominant_categorical(values, [repr(v) for v in taken]):
+                    continue
+                untried = [c for c in distribution.choices if c not in taken]
+                if untried:
+                    return name, untried[self._rng.rng.randint(len(untried))]
+                return name, taken[int(np.argmin(sign * values))]
+            return None
+
+    return ConditionalGPSampler
+
+
+_GP_CLASS: Any = None
+
+
+def gp_sampler(**options: Any) -> Any:
+    """A GP sampler with ``options`` (GPSampler's) that conditions on a dominating categorical
+    (``ConditionalGPSampler``); the plain ``GPSampler`` if Optuna's internals changed shape."""
+    global _GP_CLASS
+    if _GP_CLASS is None:
+        _GP_CLASS = _conditional_gp_class()
+    # a sweep's space is fixed: the only independent sampling is the sampler's own choice (above)
+    options.setdefault("warn_independent_sampling", False)
+    return _GP_CLASS(**options)

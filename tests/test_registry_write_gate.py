@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from tracklet.server import write_gate
+from tracklet.server.auth import Accounts
 from tracklet.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,7 @@ _OTHER = """
 import sys
 import sqlalchemy as sa
 from tracklet.server import write_gate
+from tracklet.server.auth import Accounts
 engine = sa.create_engine(sys.argv[1])
 write_gate.install(engine)
 with engine.begin() as connection:
@@ -160,9 +162,8 @@ def test_tracklet_admin_on_a_live_servers_database_writes_through_its_write_gate
     root = tmp_path / "server"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     admin = [sys.executable, "-m", "tracklet", "admin", "--dir", str(root)]
-    subprocess.run([*admin, "create-user", "root", "--admin"], env=env, cwd=REPO, capture_output=True, check=True,
-                   timeout=300)  # the server's database, as a server's first start leaves it
     store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    Accounts(store).create_user("root", admin=True)  # the server's database, as its first admin leaves it
     gate = write_gate.install(store.engine)
     assert gate is not None and gate.acquire()  # a server writer's transaction
     try:

@@ -25,6 +25,11 @@ writers queue on a write gate (``server/write_gate.py``) and checkpoints in a th
 SQLite's busy-handler sleeps, checkpoint fsyncs, waits at the write gate, in the server or its
 delivery process (``benchmarks/registry_trace.py``).
 
+``--receiver`` points the rule at a webhook receiver in this process that answers 204 to every
+delivery (the default points it at a closed port: every delivery fails and is retried later), so
+the delivery process sends and logs each move's webhook while the moves go on; the benchmark then
+waits until every move's delivery arrived and says how many did.
+
 ``--in-process`` also times the same transaction without HTTP (``ModelRegistry.set_alias`` over
 the server's database with the server's hooks), to separate the database's part from the web
 stack's.
@@ -33,7 +38,9 @@ stack's.
 from __future__ import annotations
 
 import argparse
+import http.server
 import os
+import threading
 import statistics
 import subprocess
 import sys
@@ -60,6 +67,34 @@ def p99(samples: list[float]) -> float:
     return ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
+class Receiver:
+    """A webhook receiver answering 204 to every POST, counting the ``alias.moved`` deliveries."""
+
+    def __init__(self) -> None:
+        self.moves: set[str] = set()  # the deliveries' idempotency keys (a retry repeats one)
+        self.posts = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                receiver.posts += 1
+                receiver.moves.add(self.headers.get("idempotency-key") or f"post-{receiver.posts}")
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--moves", type=int, default=500)
@@ -76,8 +111,11 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true",
                         help="run the server under strace: the waits the slowest moves overlap (registry_trace.py)")
     parser.add_argument("--trace-log", type=Path, default=None, help="with --trace: keep strace's log there")
+    parser.add_argument("--receiver", action="store_true",
+                        help="point the rule at a receiver answering 204 (default: a closed port, deliveries fail)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    receiver = Receiver() if args.receiver else None
 
     import tracklet
     from serverproc import Server  # type: ignore[import-not-found,unused-ignore]  # tests/, on sys.path
@@ -102,7 +140,7 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {admin}"}
             with httpx.Client(base_url=server.url + "/api/v1", headers=headers, timeout=60) as http:
                 made = http.post("/automations", json={"name": "hook", "event": args.rule_event, "action": "webhook",
-                                                       "url": "http://127.0.0.1:9/nowhere"})
+                                                       "url": receiver.url if receiver else "http://127.0.0.1:9/nowhere"})
                 assert made.status_code == 201, made.text
                 run = tracklet.init(project="bench", dir=str(Path(tmp) / "client"), mode="online",
                                     settings={"base_url": server.url, "api_key": admin, "console": "off",
@@ -133,14 +171,24 @@ def main() -> None:
                 delivery_cpu = (sum(sum(child.cpu_times()[:2]) for child in deliverers) - delivery_before) * 1000 \
                     / args.moves
                 load = (load_before + os.getloadavg()[0]) / 2
+                delivered = None
+                if receiver is not None:  # every move's webhook arrives (the warm-up's too); a bounded wait
+                    deadline = time.monotonic() + 120
+                    while len(receiver.moves) < args.moves and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    delivered = len(receiver.moves)
+                    delivery_cpu = (sum(sum(child.cpu_times()[:2]) for child in deliverers) - delivery_before) * 1000 \
+                        / args.moves
                 threads = {thread.id for thread in process.threads()}
                 checkpoint = {tid for tid in threads if registry_trace.thread_name(process.pid, tid) == THREAD_NAME}
                 groups = {"server requests": threads - checkpoint, "server checkpoint thread": checkpoint,
                           "delivery process": {thread.id for child in deliverers for thread in child.threads()}}
-                results[f"HTTP PUT alias, rule on {args.rule_event}, delivery in a {args.delivery}, "
+                hook = "a receiver answering 204" if receiver else "a closed port"
+                results[f"HTTP PUT alias, rule on {args.rule_event} to {hook}, delivery in a {args.delivery}, "
                         f"checkpoints in {args.checkpoint}"] = {
                     "p50_ms": statistics.median(times), "p99_ms": p99(times), "cpu_ms": cpu,
-                    "delivery_cpu_ms": delivery_cpu, "load": load}
+                    "delivery_cpu_ms": delivery_cpu, "load": load,
+                    **({"delivered": delivered} if delivered is not None else {})}
                 events = http.get("/audit", params={"action": "set_alias", "limit": 10_000}).json()["events"]
                 assert len(events) == args.moves + 1, len(events)
         finally:
@@ -148,6 +196,8 @@ def main() -> None:
                 for child in psutil.Process(server.proc.pid).children():
                     child.terminate()
             server.stop()
+            if receiver is not None:
+                receiver.close()
         if args.trace:
             waits = registry_trace.analyse(registry_trace.parse(trace_log), groups, spans)
             print_table([(name, value) for name, value in waits.items()], ("waits during the moves (strace)", ""))
@@ -159,6 +209,9 @@ def main() -> None:
              "target p99 <= 20 ms") for name, r in results.items() if name != "trace"]
     print_table(rows, ("alias move", "p50 ms", "p99 ms", "server CPU ms/move", "delivery process CPU ms/move",
                        "load avg", ""))
+    for name, r in results.items():
+        if "delivered" in r:
+            print(f"{name}: {int(r['delivered'])} of {args.moves} moves' webhooks delivered (204)")
     write_json(args.json, results)
 
 

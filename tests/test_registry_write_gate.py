@@ -8,6 +8,7 @@ gate."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from tracklet.server import write_gate
+from tracklet.server.auth import Accounts
 from tracklet.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +66,7 @@ _OTHER = """
 import sys
 import sqlalchemy as sa
 from tracklet.server import write_gate
+from tracklet.server.auth import Accounts
 engine = sa.create_engine(sys.argv[1])
 write_gate.install(engine)
 with engine.begin() as connection:
@@ -136,4 +139,47 @@ def test_a_thread_writing_on_a_second_connection_gets_sqlites_answer_not_a_deadl
         _write(store.engine, "inner", failures)  # this thread holds the gate: SQLite's lock decides
         assert len(failures) == 1 and "locked" in str(failures[0])
     assert gate.waits == 0 and _who(store.engine) == ["outer"]
+    store.close()
+
+
+def _waiting_for_flock(pid: int, inode: int) -> bool:
+    """Whether process ``pid`` waits for a ``flock`` on the file with ``inode`` (``/proc/locks``:
+    a blocked request is listed with ``->``)."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and "FLOCK" in fields:
+            rest = fields[fields.index("->") + 1:]
+            if len(rest) >= 5 and rest[3] == str(pid) and rest[4].rsplit(":", 1)[-1] == str(inode):
+                return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads /proc/locks (Linux)")
+def test_tracklet_admin_on_a_live_servers_database_writes_through_its_write_gate(tmp_path):
+    """`tracklet admin` writing to a server's SQLite database queues at the server's write gate
+    like the server's own writers: while a server writer holds the gate, the admin's write waits
+    for it (no busy-handler sleeps beside it), then commits."""
+    root = tmp_path / "server"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    admin = [sys.executable, "-m", "tracklet", "admin", "--dir", str(root)]
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    Accounts(store).create_user("root", admin=True)  # the server's database, as its first admin leaves it
+    gate = write_gate.install(store.engine)
+    assert gate is not None and gate.acquire()  # a server writer's transaction
+    try:
+        waiting = subprocess.Popen([*admin, "create-user", "bob"], env=env, cwd=REPO, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        inode = (root / f"store.sqlite{write_gate.SUFFIX}").stat().st_ino
+        deadline = time.monotonic() + 300  # the CLI's start on a loaded machine
+        while not _waiting_for_flock(waiting.pid, inode) and waiting.poll() is None:
+            assert time.monotonic() < deadline, "tracklet admin never came to the gate"
+            time.sleep(0.01)
+        assert waiting.poll() is None, "tracklet admin wrote while a server writer held the gate"
+    finally:
+        gate.release()
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
+    assert out.startswith("tlk_")
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT name FROM users ORDER BY name").scalars().all() == ["bob", "root"]
     store.close()

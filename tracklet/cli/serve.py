@@ -209,14 +209,24 @@ def admin(ctx: click.Context, server_dir: Path | None, store_url: str | None) ->
     ctx.obj = (_server_root(ctx, server_dir), store_url)
 
 
-def _accounts(ctx: click.Context) -> Any:
-    from tracklet.server.auth import Accounts
+def _server_store(ctx: click.Context) -> Any:
+    """The server's store (closed with the command), its SQLite writes queued at the server's write
+    gate (server/write_gate.py): a live server's writers are not made to meet SQLite's lock and
+    sleep in its busy handler while an admin command writes, nor the other way round."""
+    from tracklet.server import write_gate
     from tracklet.store import Store
 
     root, store_url = ctx.obj
     store = Store(store_url or f"sqlite:///{Path(root) / 'store.sqlite'}", root=root)
     ctx.call_on_close(store.close)
-    return Accounts(store)
+    write_gate.install(store.engine)
+    return store
+
+
+def _accounts(ctx: click.Context) -> Any:
+    from tracklet.server.auth import Accounts
+
+    return Accounts(_server_store(ctx))
 
 
 def _show_new_key(new: Any) -> None:
@@ -245,15 +255,13 @@ def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_optio
     from tracklet.artifacts.sizes import parse_duration
     from tracklet.server.artifact_blobs import ServerArtifacts
     from tracklet.server.artifact_gc import collect
-    from tracklet.store import Store
 
     try:
         grace_seconds = parse_duration(grace)
     except ValueError as error:
         raise CliError(f"--grace: {error}") from None
-    root, store_url = ctx.obj
-    store = Store(store_url or f"sqlite:///{Path(root) / 'store.sqlite'}", root=root)
-    ctx.call_on_close(store.close)
+    root, _ = ctx.obj
+    store = _server_store(ctx)
     try:
         artifacts = ServerArtifacts.connect(Path(root), artifacts_url, _files_options(files_options), store.engine)
     except ValueError as error:

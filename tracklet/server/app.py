@@ -33,7 +33,7 @@ from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
 from tracklet.server.media_blobs import set_media_blobs
 from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
-from tracklet.server import write_gate
+from tracklet.server import dispatch, write_gate
 from tracklet.server.wal_checkpoint import Checkpointer, wanted
 from tracklet.store import Store
 
@@ -227,4 +227,5 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         app.add_middleware(AuditMiddleware, log=state.audit)
         install_unit_of_work(app, store.engine)  # each route's change and its audit event: one transaction
     mount_dashboard(app)  # the single-page app at / (its pages and /assets)
+    dispatch.install(app)  # routes tried by literal path prefix (dispatch.py)
     return app

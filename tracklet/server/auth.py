@@ -40,6 +40,10 @@ ROLES = ("read", "write", "admin")
 LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used_at
 
 
+# The store's projects table, named as the server's own tables name it (project_members' foreign
+# key, schema.py): the server reads the store through Store methods but for this join.
+projects = sa.table("projects", sa.column("id", sa.Integer), sa.column("name", sa.String))
+
 # Every request's lookups, built once with bound parameters: executing them hits SQLAlchemy's
 # compiled cache without building the expression and its cache key again (issue #18: the web
 # stack's CPU per alias move).
@@ -47,8 +51,17 @@ _KEY_OWNER = (sa.select(api_keys.c.secret_hash, api_keys.c.revoked_at, users.c.i
                         users.c.disabled)
               .select_from(api_keys.join(users, users.c.id == api_keys.c.user_id))
               .where(api_keys.c.key_id == sa.bindparam("b_key_id")))
-_PROJECT_ROLE = sa.select(project_members.c.role).where(project_members.c.project_id == sa.bindparam("b_project_id"),
-                                                        project_members.c.user_id == sa.bindparam("b_user_id"))
+# The same with the project's id and the key owner's role in it: a request's whole check, one statement.
+_KEY_OWNER_ROLE = (_KEY_OWNER.add_columns(projects.c.id.label("project_id"), project_members.c.role)
+                   .outerjoin(projects, projects.c.name == sa.bindparam("b_project"))
+                   .outerjoin(project_members, sa.and_(project_members.c.project_id == projects.c.id,
+                                                       project_members.c.user_id == users.c.id)))
+# A project's id and the user's role in it, one statement (was two lookups on two connections).
+_PROJECT_ROLE = (sa.select(projects.c.id, project_members.c.role)
+                 .select_from(projects.outerjoin(project_members, sa.and_(
+                     project_members.c.project_id == projects.c.id,
+                     project_members.c.user_id == sa.bindparam("b_user_id"))))
+                 .where(projects.c.name == sa.bindparam("b_project")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,19 +199,33 @@ class Accounts:
 
     def authenticate(self, key: str) -> tuple[Principal | None, str]:
         """The key's owner, or None and why not."""
+        principal, reason, _ = self.authenticate_for(key, None)
+        return principal, reason
+
+    def authenticate_for(self, key: str, project: str | None) -> tuple[Principal | None, str, tuple[bool, str | None]]:
+        """``authenticate`` and, for ``project``, ``role`` (what the principal's ``role`` would
+        answer; (False, None) without a project or a principal): one statement, as each request
+        needs both."""
         parts = _split_key(key)
         if parts is None:
-            return None, f"malformed API key: keys look like {KEY_PREFIX}<id>_<secret>"
+            return None, f"malformed API key: keys look like {KEY_PREFIX}<id>_<secret>", (False, None)
         key_id, secret = parts
         with self.engine.connect() as connection:
-            row = connection.execute(_KEY_OWNER, {"b_key_id": key_id}).first()
+            if project is None:
+                row = connection.execute(_KEY_OWNER, {"b_key_id": key_id}).first()
+            else:
+                row = connection.execute(_KEY_OWNER_ROLE, {"b_key_id": key_id, "b_project": project}).first()
         if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
-            return None, "invalid API key"
+            return None, "invalid API key", (False, None)
         if row.revoked_at is not None:
-            return None, f"API key {key_id} was revoked"
+            return None, f"API key {key_id} was revoked", (False, None)
         if row.disabled:
-            return None, f"user {row.name!r} is disabled"
-        return Principal(user_id=row.id, name=row.name, is_admin=row.is_admin, key_id=key_id), ""
+            return None, f"user {row.name!r} is disabled", (False, None)
+        principal = Principal(user_id=row.id, name=row.name, is_admin=row.is_admin, key_id=key_id)
+        if project is None:
+            return principal, "", (False, None)
+        exists = row.project_id is not None
+        return principal, "", (exists, "admin" if principal.is_admin else row.role if exists else None)
 
     def touch(self, key_id: str) -> None:
         with self.engine.begin() as connection:
@@ -208,14 +235,11 @@ class Accounts:
 
     def role(self, principal: Principal, project: str) -> tuple[bool, str | None]:
         """(whether the project exists, the principal's role in it)."""
-        project_id = self.store.project_id(project)
-        if project_id is None:
-            return False, "admin" if principal.is_admin else None
-        if principal.is_admin:
-            return True, "admin"
         with self.engine.connect() as connection:
-            row = connection.execute(_PROJECT_ROLE, {"b_project_id": project_id, "b_user_id": principal.user_id}).first()
-        return True, None if row is None else row.role
+            row = connection.execute(_PROJECT_ROLE, {"b_project": project, "b_user_id": principal.user_id}).first()
+        if row is None:
+            return False, "admin" if principal.is_admin else None
+        return True, "admin" if principal.is_admin else row.role
 
     def create_project(self, project: str, owner: Principal) -> str:
         """Create ``project`` with ``owner`` as its admin; if someone created it meanwhile, the
@@ -289,22 +313,27 @@ class Authorizer:
 
     def principal(self, request: Request) -> Principal:
         """The request's sender; 401 when the key is missing, malformed, wrong or revoked."""
+        return self._authenticate(request, None)[0]
+
+    def _authenticate(self, request: Request, project: str | None) -> tuple[Principal, tuple[bool, str | None] | None]:
+        """``principal``, and with ``project`` the principal's ``Accounts.role`` there, looked up
+        together on a request's first check (None: look it up)."""
         cached = getattr(request.state, "principal", None)
         if cached is not None:
-            return cached
+            return cached, None
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         if not header:
             self._unauthorized("missing API key: send 'Authorization: Bearer <key>' (or run `tracklet login`)")
         if scheme.lower() != "bearer" or not key.strip():
             self._unauthorized("the Authorization header must be 'Bearer <API key>'")
-        principal, reason = self.accounts.authenticate(key.strip())
+        principal, reason, access = self.accounts.authenticate_for(key.strip(), project)
         if principal is None:
             self._unauthorized(reason)
         assert principal is not None and principal.key_id is not None
         self._note_use(principal.key_id)
         request.state.principal = principal
-        return principal
+        return principal, access if project is not None else None
 
     def _note_use(self, key_id: str) -> None:
         now = time.monotonic()
@@ -322,9 +351,9 @@ class Authorizer:
         """The sender, if they hold ``needed`` on ``project``; 403 otherwise. A project that
         doesn't exist yet may be read by anyone (there is nothing in it) and, with ``create``, is
         created for a write, with the sender as its admin (an upload)."""
-        principal = self.principal(request)
+        principal, access = self._authenticate(request, project)
         check_name("project", project)
-        exists, role = self.accounts.role(principal, project)
+        exists, role = access if access is not None else self.accounts.role(principal, project)
         if not exists:
             if needed == "read":  # nothing to see: the route answers 404 (or offset 0)
                 return principal

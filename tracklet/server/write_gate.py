@@ -16,8 +16,9 @@ is held exactly while SQLite's write lock is (pysqlite begins a transaction at i
 statement and SQLAlchemy commits through ``dialect.do_commit``), so it changes who waits how, never
 what commits.
 
-What the gate does not cover, SQLite's busy handler still does, as before: a writer that did not
-install the gate (``tracklet admin`` on the server's database), a thread writing on a second
+``tracklet admin`` installs it too on the server's database (its users, keys, members, artifact
+collection). What the gate does not cover, SQLite's busy handler still does, as before: a writer
+that did not install it (another program on the database), a thread writing on a second
 connection while its first one holds the gate (it doesn't wait for itself: SQLite decides), and a
 thread that waited ``WAIT`` seconds for another of its process (it goes on to SQLite's handler).
 A process that dies holding the gate releases it with its ``flock``.

@@ -170,15 +170,8 @@ def test_a_corrupt_chunk_or_a_wrong_recipe_is_refused(servers, backend, tmp_path
     assert out.read_bytes() == data
 
 
-KILLER = textwrap.dedent('''
-    import os, signal, sys
-    from pathlib import Path
-    from tracklet.artifacts import remote
-    from tracklet.artifacts.storage import ArtifactStore
-    from tracklet.client.artifacts import ArtifactClient
-    from tracklet.client.http import HttpClient
-
-    url, root, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# The client's pack upload, SIGKILLed halfway through the body of its `kill_at`-th pack.
+DIE_MID_PACK = textwrap.dedent('''
     original = ArtifactClient.upload_pack
     count = 0
 
@@ -195,11 +188,24 @@ KILLER = textwrap.dedent('''
         return original(self, project, pack_id, data)
 
     ArtifactClient.upload_pack = dying
+''')
+
+
+KILLER = textwrap.dedent('''
+    import os, signal, sys
+    from pathlib import Path
+    from tracklet.artifacts import remote
+    from tracklet.artifacts.storage import ArtifactStore
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+
+    url, root, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    {die_mid_pack}
     store = ArtifactStore(root, chunk_threshold=1 << 20)
     client = ArtifactClient(HttpClient(url), Path(root) / "state", workers=1)
     remote.upload_version(client, store, store.registry.version("p", "ckpt", "v0"), [])
     print("not killed")
-''')
+''').replace("{die_mid_pack}", DIE_MID_PACK)
 
 
 def test_a_killed_chunk_upload_resumes_with_the_packs_the_server_lacks(servers, backend, tmp_path):  # noqa: F811
@@ -335,27 +341,12 @@ STREAM_KILLER = textwrap.dedent('''
     from tracklet.client.http import HttpClient
 
     url, root, source, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    original = ArtifactClient.upload_pack
-    count = 0
-
-    def dying(self, project, pack_id, data):
-        global count
-        count += 1
-        if count == kill_at:
-            def body():
-                yield data[: len(data) // 2]
-                os.kill(os.getpid(), signal.SIGKILL)  # mid-pack: half of it is on the wire
-                yield data[len(data) // 2:]
-            self.http.request("PUT", f"{self._base(project)}/_packs/{pack_id}", content=body(),
-                              headers={"Content-Length": str(len(data))})
-        return original(self, project, pack_id, data)
-
-    ArtifactClient.upload_pack = dying
+    {die_mid_pack}
     store = ArtifactStore(root, chunk_threshold=1 << 20)
     target = ServerChunks(ArtifactClient(HttpClient(url)), "p", pack_bytes=2 << 20, batches=1)  # packs in order
     store.commit("ckpt", "model", {"model.ckpt": LocalFile(source)}, project="p", aliases=[], chunk_target=target)
     print("not killed")
-''')
+''').replace("{die_mid_pack}", DIE_MID_PACK)
 
 
 def test_an_online_commit_killed_mid_stream_leaves_no_version_and_resumes_sending_each_byte_once(servers, tmp_path):

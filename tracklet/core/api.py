@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from tracklet.core import identity
 from tracklet.core.layout import RunPaths
@@ -267,23 +267,13 @@ class RecordedRun:
     def used_artifacts(self) -> list[dict[str, Any]]:
         """The artifact versions this run used (``use_artifact``), in order, each once:
         ``{"project", "name", "type", "version", "digest"}`` (``version`` is N of vN)."""
-        seen: dict[tuple[str, str, int], dict[str, Any]] = {}
-        for ref in self._read.artifacts_used:
-            seen.setdefault((ref.project, ref.name, ref.version), {
-                "project": ref.project, "name": ref.name, "type": ref.type, "version": ref.version,
-                "digest": ref.digest})
-        return list(seen.values())
+        return _distinct_versions(self._read.artifacts_used)
 
     @property
     def logged_artifacts(self) -> list[dict[str, Any]]:
         """The artifact versions this run logged (``log_artifact``, and its code snapshot: type
         ``code``), in order, each once; the same keys as ``used_artifacts``."""
-        seen: dict[tuple[str, str, int], dict[str, Any]] = {}
-        for ref in self._read.artifacts_logged:
-            seen.setdefault((ref.project, ref.name, ref.version), {
-                "project": ref.project, "name": ref.name, "type": ref.type, "version": ref.version,
-                "digest": ref.digest})
-        return list(seen.values())
+        return _distinct_versions(self._read.artifacts_logged)
 
     @property
     def console(self) -> list[ConsoleLine]:
@@ -401,3 +391,13 @@ class RecordedRun:
 def _monitored_gpu_names(state: RunState) -> list[str]:
     """With system metrics on, the monitor's SystemInfo names the GPUs (NVML is opened once)."""
     return [gpu.name for gpu in state.system_info.gpus] if state.system_info is not None else []
+
+
+def _distinct_versions(refs: Iterable[Any]) -> list[dict[str, Any]]:
+    """Artifact version references in order, each version once, as plain dicts."""
+    seen: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for ref in refs:
+        seen.setdefault((ref.project, ref.name, ref.version), {
+            "project": ref.project, "name": ref.name, "type": ref.type, "version": ref.version,
+            "digest": ref.digest})
+    return list(seen.values())

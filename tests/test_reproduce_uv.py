@@ -21,6 +21,8 @@ import tracklet
 from tracklet.reproduce.execute import pip_sources
 
 from conftest import REPO
+from test_reproduce import HELPER as NUMPY_HELPER
+from test_reproduce import TRAIN as NUMPY_TRAIN
 from test_reproduce import cli, log_dataset, make_project
 
 pytestmark = pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not installed (pip install uv)")
@@ -128,3 +130,45 @@ def test_pip_sources_read_the_xdg_configuration_pip_reads(tmp_path):
                            "XDG_CONFIG_HOME": str(tmp_path / "xdg-user")})
     pairs = list(zip(options[::2], options[1::2]))
     assert ("--index-url", "https://system.example/simple") in pairs and ("--find-links", "/user-wheels") in pairs
+
+
+@pytest.fixture(scope="module")
+def numpy_env(tmp_path_factory) -> Path:
+    """A virtual environment with tracklet (editable, this checkout) and its own dependencies only:
+    no pip inside (uv's venvs have none), so the package set a ``--env venv`` rebuild must match is
+    exactly what the run recorded."""
+    venv = tmp_path_factory.mktemp("recording-numpy") / "venv"
+    uv = shutil.which("uv")
+    assert uv is not None
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, timeout=120)
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *pip_sources(),
+                    "-e", str(REPO)], check=True, timeout=600)
+    return venv / "bin" / "python"
+
+
+def test_venv_rebuilds_the_recorded_package_set_with_pip_and_reruns_the_run(root, tmp_path, numpy_env):
+    project = make_project(root, tmp_path, NUMPY_TRAIN, NUMPY_HELPER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([str(numpy_env), "train.py"], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    (original,) = tracklet.Api(root).runs("repro")
+    recorded = original.metadata["packages"]
+    assert "numpy" in recorded and "tracklet" in recorded and "pip" not in recorded and "torch" not in recorded
+
+    dry = cli(root, "reproduce", original.path, "--env", "venv", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and f"python -m venv + pip install: {len(recorded)} package(s)" in dry.stdout, \
+        dry.stdout
+
+    target = tmp_path / "fresh"
+    done = cli(root, "reproduce", original.path, "--env", "venv", "--dir", str(target), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert re.search(r"^tracklet:   .*Successfully installed ", done.stderr, re.MULTILINE), done.stderr
+    copy = tracklet.Api(root).run(outcome["run"])
+    assert copy.metadata["executable"] == str(target / ".venv" / "bin" / "python")
+    # the same distributions at the same versions, nothing more (no pip of the venv's own)
+    assert copy.metadata["packages"] == recorded
+    assert copy.config == original.config and copy.metadata["reproduces"] == original.path
+    assert copy.summary["final_loss"] == pytest.approx(original.summary["final_loss"], rel=1e-9)
+    assert "SCALE = 3.0" in (target / "train.py").read_text() and (target / "helper.py").read_text() == NUMPY_HELPER

@@ -249,12 +249,29 @@ def _environment(plan: Plan, progress: Progress | None = None) -> str:
         _call([uv, "pip", "install", "--python", str(python), *pip_sources(), "-r", str(requirements)],
               "installing the run's packages with uv", progress=progress)
     else:
-        _call([sys.executable, "-m", "venv", str(venv)], "creating the environment with venv")
+        # This interpreter's pip installs into a venv made without one (pip >= 22.3's --python), so
+        # the new environment holds exactly the recorded distributions, not the venv's own pip and
+        # setuptools besides (a recorded pip is one of the requirements like any other).
+        outer_pip = _pip_that_targets_other_interpreters()
+        _call([sys.executable, "-m", "venv", *(["--without-pip"] if outer_pip else []), str(venv)],
+              "creating the environment with venv")
         requirements.write_text("".join(line + "\n" for line in plan.requirements), encoding="utf-8")
-        _call([str(python), "-m", "pip", "install", "--progress-bar", "off", "-r", str(requirements)],
+        installer = [sys.executable, "-m", "pip", "--python", str(python)] if outer_pip else [str(python), "-m", "pip"]
+        _call([*installer, "install", "--progress-bar", "off", "--no-compile", "-r", str(requirements)],
               "installing the run's packages with pip", progress=progress)
     requirements.unlink(missing_ok=True)
     return str(python)
+
+
+def _pip_that_targets_other_interpreters() -> bool:
+    """Whether this interpreter has a pip that can install into another one (``--python``, 22.3+)."""
+    from importlib import metadata
+
+    try:
+        major, minor = (int(part) for part in metadata.version("pip").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (22, 3)
 
 
 def _child_environment(plan: Plan, spec_file: Path) -> dict[str, str]:

@@ -371,6 +371,52 @@ def logged_by_run(store: ArtifactStore, project: str, run_id: str) -> list[Versi
             for info in store.registry.versions(project, name) if info.logged_by == run_path]
 
 
+def versions_of_run(store: ArtifactStore, root: str | os.PathLike, project: str, run_id: str) -> list[VersionInfo]:
+    """The local versions a run logged, logged again (content an earlier version already had: that
+    version, first logged by another run) or used, ordered by collection and version: what ``tracklet
+    sync`` sends with the run, so the server holds the run's whole lineage (its code snapshot, its
+    input data) even when the runs that first logged them are never synced. A version the run read
+    from a server, not stored here, is left out: the server has it."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import RunPaths
+
+    found = {(info.project, info.name, info.version): info for info in logged_by_run(store, project, run_id)}
+    run = RecordedRun(RunPaths(Path(root), project, run_id))
+    for ref in [*run.logged_artifacts, *run.used_artifacts]:
+        key = (ref["project"], ref["name"], ref["version"])
+        if key in found:
+            continue
+        try:
+            info = store.registry.version(ref["project"], ref["name"], f"v{ref['version']}")
+        except ArtifactNotFound:
+            continue
+        if info.digest == ref["digest"]:
+            found[key] = info
+    return [found[key] for key in sorted(found)]
+
+
+def push_run_versions(client: ArtifactClient, store: ArtifactStore, infos: Iterable[VersionInfo],
+                      run_path: str) -> list[dict[str, Any]]:
+    """``push`` for ``versions_of_run``: the versions ``run_path`` logged itself always (the server
+    commit is idempotent for them), another's only where the server's collection has no version with
+    that content yet (a version logged outside any run would otherwise be added again on each sync)."""
+    on_server: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    todo = []
+    for info in infos:
+        if info.logged_by != run_path:
+            key = (info.project, info.name)
+            if key not in on_server:
+                try:
+                    on_server[key] = {(v["digest"], v["type"]) for v in client.versions(*key)}
+                except ArtifactNotFound:
+                    on_server[key] = set()
+            if (info.digest, info.type) in on_server[key]:
+                continue
+            on_server[key].add((info.digest, info.type))
+        todo.append(info)
+    return push(client, store, todo)
+
+
 def push(client: ArtifactClient, store: ArtifactStore, infos: Iterable[VersionInfo]) -> list[dict[str, Any]]:
     """Send local versions to the server (each with its custom aliases); the server's answers.
     A version the server has from the same run is not added again (idempotent)."""

@@ -480,17 +480,18 @@ def sync(ctx: click.Context, run_paths: tuple[str, ...], sync_all: bool, url: st
 
 
 def _push_artifacts(root: Path, url: str, paths: Any) -> int:
-    """Send the artifact versions a run logged (stored locally) to the server; bytes sent."""
-    from tracklet.artifacts.remote import connect, logged_by_run, push
+    """Send the artifact versions a run logged or used (those stored locally) to the server; bytes sent."""
+    from tracklet.artifacts.remote import connect, push_run_versions, versions_of_run
     from tracklet.artifacts.storage import open_store
 
     store = open_store(root)
-    infos = logged_by_run(store, paths.project, paths.run_id)
+    infos = versions_of_run(store, root, paths.project, paths.run_id)
     if not infos:
         return 0
     client = connect(url, root)
     try:
-        return sum(answer["bytes_sent"] for answer in push(client, store, infos))
+        answers = push_run_versions(client, store, infos, f"{paths.project}/{paths.run_id}")
+        return sum(answer["bytes_sent"] for answer in answers)
     finally:
         client.http.close()
 

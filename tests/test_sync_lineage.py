@@ -12,6 +12,7 @@ from conftest import QUIET
 from test_artifacts_server import _client
 
 import tracklet
+import tracklet.compat.wandb as wandb
 from tracklet.cli.main import main
 
 
@@ -50,6 +51,12 @@ def test_sync_sends_the_versions_a_run_relogged_or_used_once(servers, tmp_path):
     _sync(root, server.url, "p/first")  # the run that logged it first, synced later: still one version
     assert [v["version"] for v in client.versions("p", "weights")] == ["v0"]
     with tracklet.Api(base_url=server.url) as api:
+        on_server = api.run("p/second")
+        assert [(a["name"], a["version"]) for a in on_server.used_artifacts] == [("dataset", 0)]
+        assert [(a["name"], a["version"]) for a in on_server.logged_artifacts] == [("weights", 0)]
+        wandb_run = wandb.Api(overrides={"base_url": server.url}).run("p/second")  # W&B's names, same answer
+        assert [a.qualified_name for a in wandb_run.used_artifacts()] == ["p/dataset:v0"]
+        assert [a.qualified_name for a in wandb_run.logged_artifacts()] == ["p/weights:v0"]
         downloaded = api.artifact("p/dataset:v0").download(str(tmp_path / "from-server"))
         assert (tmp_path / "from-server" / "data.txt").read_text() == "1 2\n3 4\n" and downloaded
 

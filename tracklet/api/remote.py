@@ -152,6 +152,23 @@ class RemoteRun:
                               buckets=buckets, x=x)
         return [series_from_json(item) for item in data["series"]]
 
+    @property
+    def used_artifacts(self) -> list[dict[str, Any]]:
+        """The artifact versions this run used, in order, each once; the keys of the local
+        ``RecordedRun.used_artifacts`` (project, name, type, version, digest). Versions in projects
+        this key may not read are left out."""
+        return self._artifacts("used")
+
+    @property
+    def logged_artifacts(self) -> list[dict[str, Any]]:
+        """The artifact versions this run logged, as :attr:`used_artifacts`."""
+        return self._artifacts("logged")
+
+    def _artifacts(self, direction: str) -> list[dict[str, Any]]:
+        data = self._http.get_json(f"/api/v1/runs/{self.path}/artifacts", missing=RunNotFound)
+        return [{"project": item["project"], "name": item["name"], "type": item["type"], "version": item["index"],
+                 "digest": item["digest"]} for item in data[direction]]
+
     def files(self) -> list[str]:
         """Names of the run's files on the server (diff.patch, requirements.txt...)."""
         return [item["name"] for item in self._http.get_json(f"/api/v1/runs/{self.path}/files")["files"]]

@@ -64,9 +64,10 @@ _EDITABLE = ("name", "tags", "notes", "group", "job_type")
 class Run:
     """A recorded run as ``wandb.Api().run(...)`` returns it."""
 
-    def __init__(self, recorded: Any, entity: str | None = None) -> None:
+    def __init__(self, recorded: Any, entity: str | None = None, api: Any = None) -> None:
         self._recorded = recorded
         self.entity = entity
+        self._api = api  # the tracklet.Api that found it (a server's: resolves its artifacts)
         self._config: dict[str, Any] | None = None
         self._summary: HTTPSummary | None = None
         self._edited: dict[str, Any] = {}  # name, tags, notes, group, job_type set on this object
@@ -290,6 +291,10 @@ class Run:
         from tracklet.store.lineage import edges_of_run
 
         recorded = self._recorded
+        if not hasattr(recorded, "_paths"):  # a run on a tracking server: its lineage from the server
+            refs = recorded.used_artifacts if direction == "used" else recorded.logged_artifacts
+            return [Artifact._wrap(self._api.artifact(f"{ref['project']}/{ref['name']}:v{ref['version']}"))
+                    for ref in refs]
         root = recorded._paths.root
         api = TrackletApi(root)
         edges = edges_of_run(api.store.engine, recorded.project, recorded.id, direction)
@@ -466,7 +471,7 @@ class Api:
                 found = list(reversed(found))
         else:
             found = self._api.runs(project, filter=expression or None, order_by=to_order(order))
-        return Runs(Run(r, entity) for r in found)
+        return Runs(Run(r, entity, self._api) for r in found)
 
     def run(self, path: str = "") -> Run:
         """A run by ``entity/project/run_id``, ``project/run_id`` (``runs/`` and ``:`` accepted) or a
@@ -480,7 +485,7 @@ class Api:
         target = "/".join(parts[-2:]) if len(parts) > 1 else (
             f"{self._default_project}/{parts[0]}" if self._default_project else parts[0])
         try:
-            return Run(self._api.run(target), entity)
+            return Run(self._api.run(target), entity, self._api)
         except RunNotFound as error:
             raise CommError(str(error)) from None
 

@@ -75,6 +75,13 @@ class Api:
         ``model``, ``kind``, ``source``, ``trace_id``), at most ``limit`` (docs/tracing.md)."""
         raise NotImplementedError
 
+    def sweep(self, path: str) -> dict[str, Any]:
+        """A sweep by ``project/sweep_id``, as the dashboard shows it: ``id``, ``project``,
+        ``method``, ``state`` (running, paused, stopped, finished), ``metric``, ``config`` (the
+        normalized spec), ``parameters``, ``trials`` (number, state, params, value, ``run_id``), ``best``
+        and ``best_so_far`` (docs/sweeps.md); ``SweepNotFound`` when there is none."""
+        raise NotImplementedError
+
     def report(self, reference: int | str, *, project: str | None = None, version: int | None = None) -> Any:
         """A report (``tracklet.Report``) by ``project/id`` (or its id: locally, or with ``project``),
         at ``version`` (default: the published version, else the latest); ``ReportNotFound`` if none."""

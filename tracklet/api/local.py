@@ -181,6 +181,17 @@ class LocalApi(Api):
 
         return collections(self.root, check_name("project", project), type=type)
 
+    def sweep(self, path: str) -> dict[str, Any]:
+        """See :meth:`tracklet.Api.sweep`; here a sweep id alone also names it (ids are unique under
+        a data root)."""
+        from tracklet.sweeps.view import read_sweep, reader
+
+        if "/" not in path.strip("/"):
+            found = reader(self.root, path.strip("/"))
+            return read_sweep(self.root, found.controller.project, found.sweep_id, found=found)
+        project, sweep_id = _sweep_path(path)
+        return read_sweep(self.root, check_name("project", project), sweep_id)
+
     def traces(self, project: str, filter: Any = None, run: Any = None, limit: int = 100) -> list[Any]:
         """See :meth:`tracklet.Api.traces`; payloads over 8 KiB are read from the data root's blob store."""
         from tracklet.api.traces import check_filter, run_id_of, trace_of
@@ -226,3 +237,10 @@ def _only(reference: str, matches: list[RecordedRun]) -> RecordedRun:
     if len(matches) > 1:
         raise RunNotFound(f"{reference!r} matches {len(matches)} runs: " + ", ".join(r.path for r in matches))
     return matches[0]
+
+
+def _sweep_path(path: str) -> tuple[str, str]:
+    project, _, sweep_id = path.strip("/").rpartition("/")
+    if not project or not sweep_id:
+        raise ValueError(f"a sweep is named project/sweep_id; got {path!r}")
+    return project, sweep_id

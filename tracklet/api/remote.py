@@ -394,6 +394,13 @@ class RemoteApi(Api):
             if remaining is not None:
                 remaining -= len(rows)
 
+    def sweep(self, path: str) -> dict[str, Any]:
+        from tracklet.api.local import _sweep_path
+        from tracklet.errors import SweepNotFound
+
+        project, sweep_id = _sweep_path(path)
+        return self._http.get_json(f"/api/v1/projects/{project}/sweeps/{sweep_id}", missing=SweepNotFound)["sweep"]
+
     def traces(self, project: str, filter: Any = None, run: Any = None, limit: int = 100) -> list[Any]:
         """See :meth:`tracklet.Api.traces`; payloads stored as blobs on the server, and the media
         they reference (``TraceSpan.blob``), are fetched from it when read."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import datetime
 from collections.abc import Mapping
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb.apis.filters import to_filter, to_order
@@ -401,6 +401,62 @@ class File:
         return open(target)
 
 
+class Sweep:
+    """A sweep as ``wandb.Api().sweep(...)`` returns it: its config, state, runs and best run."""
+
+    _STATES: ClassVar[dict[str, str]] = {"running": "RUNNING", "paused": "PAUSED", "stopped": "FINISHED", "finished": "FINISHED"}
+
+    def __init__(self, data: dict[str, Any], api: Any, entity: str | None = None) -> None:
+        self._data = data
+        self._api = api
+        self.entity = entity
+
+    id = property(lambda self: self._data["id"])
+    project = property(lambda self: self._data["project"])
+    config = property(lambda self: copy.deepcopy(self._data["config"]), doc="The sweep's config, normalized.")
+    name = property(lambda self: self._data["config"].get("name") or self._data["id"])
+    state = property(lambda self: self._STATES.get(self._data["state"], str(self._data["state"]).upper()),
+                     doc="RUNNING, PAUSED or FINISHED (stopped, or every trial done), as W&B spells them.")
+    expected_run_count = property(lambda self: self._data.get("run_cap") or self._data.get("grid_size"))
+
+    @property
+    def runs(self) -> Runs:
+        """The sweep's runs, in trial order (a trial whose run this store or server lacks is left out)."""
+        from tracklet.core.api import RunNotFound
+
+        found = Runs()
+        for trial in sorted(self._data["trials"], key=lambda trial: trial["number"]):
+            if trial.get("run_id"):
+                try:
+                    found.append(Run(self._api.run(f"{self.project}/{trial['run_id']}"), self.entity, self._api))
+                except RunNotFound:
+                    continue
+        return found
+
+    def best_run(self, order: str | None = None) -> Run | None:
+        """The run with the best value of the sweep's metric (``order``: ``"-name"`` for the largest
+        ``summary["name"]``, ``"+name"`` or ``"name"`` for the smallest, instead); None if no run has one."""
+        if order is None:
+            best = self._data.get("best") or {}
+            if not best.get("run_id"):
+                return None
+            return Run(self._api.run(f"{self.project}/{best['run_id']}"), self.entity, self._api)
+        key = order.lstrip("+-").removeprefix("summary_metrics.").removeprefix("summary.")
+        scored = [(value, run) for run in self.runs
+                  if isinstance(value := run.summary.get(key), (int, float)) and not isinstance(value, bool)
+                  and value == value]
+        if not scored:
+            return None
+        pick = max if order.startswith("-") else min
+        return pick(scored, key=lambda pair: pair[0])[1]
+
+    def load(self, force: bool = False) -> None:
+        self._data = self._api.sweep(f"{self.project}/{self.id}")
+
+    def __repr__(self) -> str:
+        return f"<Sweep {self.project}/{self.id} ({self.state})>"
+
+
 class Runs(list):
     """The runs a query matched, newest first unless ``order`` says otherwise."""
 
@@ -503,8 +559,21 @@ class Api:
         except ArtifactError as error:
             raise CommError(str(error)) from None
 
-    def sweep(self, path: str = "") -> Any:
-        raise CommError("tracklet has no sweeps yet, so wandb.Api().sweep() has nothing to return")
+    def sweep(self, path: str = "") -> Sweep:
+        """A sweep by ``entity/project/sweep_id``, ``project/sweep_id`` or its id (in the default
+        project; locally the id alone finds it)."""
+        from tracklet.errors import SweepNotFound
+
+        parts = _parts(path)
+        if not parts:
+            raise UsageError("wandb.Api().sweep() needs a sweep path: 'entity/project/sweep_id'")
+        entity = parts[-3] if len(parts) > 2 else self._entity
+        target = "/".join(parts[-2:]) if len(parts) > 1 else (
+            f"{self._default_project}/{parts[0]}" if self._default_project else parts[0])
+        try:
+            return Sweep(self._api.sweep(target), self._api, entity)
+        except (SweepNotFound, ValueError) as error:
+            raise CommError(str(error)) from None
 
     def flush(self) -> None:
         """Nothing cached to drop: every read goes to the record logs or the store."""

@@ -1,0 +1,53 @@
+"""``wandb.Api().sweep(path)`` (W&B's public API, as export scripts use it) on a sweep run with
+``wandb.sweep`` / ``wandb.agent``: its config, state, runs and best run, from the data root and
+from a tracking server serving it, through ``tracklet.Api().sweep``."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import QUIET
+
+import tracklet
+import tracklet.compat.wandb as wandb
+
+pytest.importorskip("optuna", reason="pip install 'tracklet[sweeps]'")
+
+CONFIG = {"method": "grid", "name": "lr-grid", "metric": {"name": "val_loss", "goal": "minimize"},
+          "parameters": {"lr": {"values": [0.3, 0.1, 0.2]}}}
+
+
+@pytest.fixture
+def swept(root, monkeypatch) -> str:
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    sweep_id = wandb.sweep(CONFIG, project="wb")
+
+    def train() -> None:
+        run = tracklet.init(settings=QUIET)
+        run.log({"val_loss": run.config["lr"], "acc": 1 - run.config["lr"]})
+        run.finish()
+
+    wandb.agent(sweep_id, function=train, count=3)
+    return sweep_id
+
+
+def _check(api: wandb.Api, sweep_id: str) -> None:
+    sweep = api.sweep(f"someone/wb/{sweep_id}")
+    assert (sweep.id, sweep.project, sweep.name, sweep.state) == (sweep_id, "wb", "lr-grid", "FINISHED")
+    assert sweep.config["metric"] == {"name": "val_loss", "goal": "minimize"} and sweep.expected_run_count == 3
+    runs = sweep.runs
+    assert sorted(run.config["lr"] for run in runs) == [0.1, 0.2, 0.3]
+    assert sweep.best_run().config["lr"] == 0.1  # the sweep's metric and goal
+    assert sweep.best_run(order="-acc").config["lr"] == 0.1 and sweep.best_run(order="+acc").config["lr"] == 0.3
+    assert sweep.best_run(order="-nosuch") is None
+    with pytest.raises(wandb.errors.CommError, match="no sweep"):
+        api.sweep("wb/nosuch12")
+
+
+def test_a_sweep_reads_its_config_state_runs_and_best_run(root, swept):
+    _check(wandb.Api(), swept)
+    assert tracklet.Api(root).sweep(swept)["project"] == "wb"  # locally the id alone finds it
+
+
+def test_the_same_from_a_server(root, swept, servers):
+    server = servers(root)
+    _check(wandb.Api(overrides={"base_url": server.url}), swept)

@@ -39,6 +39,7 @@ def _check(api: wandb.Api, sweep_id: str) -> None:
     assert sweep.best_run().config["lr"] == 0.1  # the sweep's metric and goal
     assert sweep.best_run(order="-acc").config["lr"] == 0.1 and sweep.best_run(order="+acc").config["lr"] == 0.3
     assert sweep.best_run(order="-nosuch") is None
+    assert runs[0].sweep.id == sweep_id and api.run(f"wb/{runs[0].id}").sweep.id == sweep_id  # W&B's run.sweep
     with pytest.raises(wandb.errors.CommError, match="no sweep"):
         api.sweep("wb/nosuch12")
 

@@ -158,9 +158,17 @@ class Run:
         return self.summary._json_dict
 
     @property
-    def sweep(self) -> None:
-        """tracklet has no sweeps: always None."""
-        return None
+    def sweep(self) -> Sweep | None:
+        """The sweep this run is a trial of (its ``sweep:<id>`` tag), else None."""
+        from tracklet.errors import SweepNotFound
+
+        sweep_id = next((tag.removeprefix("sweep:") for tag in self._recorded.tags if tag.startswith("sweep:")), None)
+        if sweep_id is None or self._api is None:
+            return None
+        try:
+            return Sweep(self._api.sweep(f"{self.project}/{sweep_id}"), self._api, self.entity)
+        except (SweepNotFound, ValueError):
+            return None
 
     @property
     def created_at(self) -> str | None:

@@ -32,15 +32,17 @@ with open(path, "rb") as f:
 with open(staged.download() + "/model.pt", "rb") as f:
     staging = f.read().decode()
 latest = wandb.Api().artifact("wandb-registry-model/mnist-classifier:latest")
+with open(run.use_model("models:/mnist-classifier@staging"), "rb") as f:  # MLflow's URI, as tracklet.Api takes it
+    by_uri = f.read().decode()
 run.finish()
-print(json.dumps({"production": production, "staging": staging, "latest": [latest.version, sorted(latest.aliases)],
+print(json.dumps({"production": production, "staging": staging, "by_uri": by_uri, "latest": [latest.version, sorted(latest.aliases)],
                   "eval": run.id}))
 """
 
 
 def test_an_unmodified_wandb_script_links_models_and_loads_them_by_alias(root, tmp_path):
     out = tracklet_run(tmp_path, SCRIPT)
-    assert out["production"] == "weights v2" and out["staging"] == "weights v1"
+    assert out["production"] == "weights v2" and out["staging"] == "weights v1" == out["by_uri"]
     assert out["latest"] == ["v1", ["latest", "production"]]
     api = tracklet.Api(root)
     assert [c["collection"] for c in api.registry_collections()] == ["mnist-classifier"]

@@ -172,11 +172,11 @@ def main() -> None:
                     / args.moves
                 load = (load_before + os.getloadavg()[0]) / 2
                 delivered = None
-                if receiver is not None:  # every move's webhook arrives (the warm-up's too); a bounded wait
+                if receiver is not None:  # every move's webhook arrives, and the warm-up's; a bounded wait
                     deadline = time.monotonic() + 120
-                    while len(receiver.moves) < args.moves and time.monotonic() < deadline:
+                    while len(receiver.moves) < args.moves + 1 and time.monotonic() < deadline:
                         time.sleep(0.1)
-                    delivered = len(receiver.moves)
+                    delivered = len(receiver.moves) - 1  # the warm-up move's is not one of the moves timed
                     delivery_cpu = (sum(sum(child.cpu_times()[:2]) for child in deliverers) - delivery_before) * 1000 \
                         / args.moves
                 threads = {thread.id for thread in process.threads()}

@@ -12,6 +12,7 @@ disabled run with a warning, so training goes on.
 from __future__ import annotations
 
 import os
+import sys
 import re
 from typing import Any, Sequence
 
@@ -122,9 +123,6 @@ def init(
     for key, instead in _UNSUPPORTED_ARGS.items():
         if locals()[key] not in (None, False):
             not_supported(f"wandb.init({key}=...)", instead)
-    if save_code:
-        not_supported("wandb.init(save_code=True)", "tracklet records the git commit and diff of tracked changes, "
-                      "not a copy of the script")
     if entity or given.get("entity") or env.get("WANDB_ENTITY"):
         warn_once("entity", "entity= is accepted but not recorded: tracklet has no entities, runs are kept by project")
     data_root = _data_root(dir if dir is not None else given.get("root_dir"))
@@ -213,7 +211,24 @@ def init(
         started = _fall_back(arguments, config_items, error)
     _current = wrap(started, entity=pick(entity, "entity", "WANDB_ENTITY"), allow_val_change=allow,
                     settings=wandb_settings.Settings(**given) if given else None)
+    if save_code if save_code is not None else (given.get("save_code") or _flag(env.get("WANDB_SAVE_CODE"))):
+        _save_program(_current)
     return _current
+
+
+def _save_program(run: Any) -> None:
+    """``save_code=True``: the program's main file as a ``code`` artifact (``run.log_code`` of that one
+    file), as W&B saves it; beside it tracklet's own capture records the git commit, the diff and the
+    untracked modules the program imported (docs/reproduce.md)."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if not os.path.isfile(program):
+        warn_once("save-code", "wandb.init(save_code=True): no program file to save (a notebook or `python -c`)")
+        return
+    program = os.path.abspath(program)
+    try:
+        run._log_code_files(os.path.dirname(program), [program])
+    except Exception as error:  # never into training
+        warn_once("save-code", f"wandb.init(save_code=True): saving {program} failed: {error!r}")
 
 
 def _fall_back(arguments: dict[str, Any], config: Any, error: Exception) -> Any:

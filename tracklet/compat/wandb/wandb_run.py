@@ -13,6 +13,7 @@ import fnmatch
 import glob
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -90,6 +91,44 @@ class _StepSync:
         for name in missing:
             filled[name] = self.last[name]
         return filled
+
+
+_CODE_SKIPPED_DIRS = frozenset({".git", "wandb", "__pycache__", "node_modules", ".tox", ".mypy_cache"})
+
+
+def _is_python(path: str, root: str | None = None) -> bool:
+    return path.endswith(".py")
+
+
+def _never(path: str, root: str | None = None) -> bool:
+    return False
+
+
+def _call_filter(function: Callable[..., bool], path: str, root: str) -> bool:
+    """W&B calls ``include_fn``/``exclude_fn`` with (path, root), or (path) when that is all they take."""
+    try:
+        return bool(function(path, root))
+    except TypeError:
+        return bool(function(path))
+
+
+def _code_files(base: str, include: Callable[..., bool], exclude: Callable[..., bool], run: Any) -> list[str]:
+    from tracklet.core.settings import data_root as data_root_of
+
+    try:
+        data_root: str | None = os.path.abspath(data_root_of(run.settings))
+    except Exception:  # a disabled run's settings: nothing of tracklet's to leave out
+        data_root = None
+    found = []
+    for directory, subdirs, files in os.walk(base):
+        subdirs[:] = sorted(d for d in subdirs if d not in _CODE_SKIPPED_DIRS
+                            and not os.path.exists(os.path.join(directory, d, "pyvenv.cfg"))
+                            and os.path.join(directory, d) != data_root)
+        for file in sorted(files):
+            path = os.path.join(directory, file)
+            if os.path.isfile(path) and _call_filter(include, path, base) and not _call_filter(exclude, path, base):
+                found.append(path)
+    return found
 
 
 def _strip_unrecorded(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -507,9 +546,34 @@ class Run:
 
     # ---------------------------------------------------------------- accepted, not recorded
 
-    def log_code(self, *args: Any, **kwargs: Any) -> None:
-        not_supported("run.log_code()", "tracklet records the git commit and the diff of tracked changes instead")
-        return None
+    def log_code(self, root: str | os.PathLike | None = ".", name: str | None = None,
+                 include_fn: Callable[..., bool] | None = None,
+                 exclude_fn: Callable[..., bool] | None = None) -> Any:
+        """W&B's ``run.log_code``: the files under ``root`` that ``include_fn(path, root)`` takes
+        (default: ``.py`` files) and ``exclude_fn(path, root)`` doesn't, logged as a ``code``
+        artifact (default name ``source-<project>-<program>``, else ``source-<project>-<run id>``);
+        returns it, or None when no file matched, as W&B does. Never read: ``.git``, ``wandb``,
+        ``__pycache__``, ``node_modules``, virtual environments and the run's data root."""
+        base = os.path.abspath(os.fspath(root if root is not None else "."))
+        found = _code_files(base, include_fn or _is_python, exclude_fn or _never, self._run)
+        if not found:
+            warn_once(f"log-code-{base}", f"run.log_code(): no file under {base} matched; nothing logged")
+            return None
+        return self._log_code_files(base, found, name)
+
+    def _log_code_files(self, base: str, found: list[str], name: str | None = None) -> Any:
+        """``found`` (paths under ``base``) as a ``code`` artifact, each file under its path relative to ``base``."""
+        import re
+
+        if name is None:
+            program = sys.argv[0] if sys.argv and sys.argv[0] and os.path.isfile(sys.argv[0]) else None
+            tail = os.path.relpath(os.path.abspath(program), base) if program else self._run.id
+            name = re.sub(r"[^A-Za-z0-9._-]", "-", f"source-{self._run.project}-{tail}")
+            name = re.sub(r"\.{2,}", ".", name)[:128]
+        artifact = data_types.Artifact(name, "code")
+        for path in found:
+            artifact.add_file(path, name=os.path.relpath(path, base))
+        return self._run.log_artifact(artifact, type="code")
 
     def restore(self, *args: Any, **kwargs: Any) -> None:
         not_supported("wandb.restore()", "it returns None")

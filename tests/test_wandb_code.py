@@ -1,0 +1,53 @@
+"""W&B's code saving, unmodified: ``wandb.init(save_code=True)`` keeps the program's main file and
+``run.log_code(root, include_fn=, exclude_fn=)`` the files it picks, each as a ``code`` artifact
+version the run logged (no "not supported" warning any more); environments, caches and ``wandb/``
+are never read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_wandb_compat import tracklet_run
+
+import tracklet
+
+SCRIPT = """
+import json, warnings
+warnings.simplefilter("always")
+caught = []
+warnings.showwarning = lambda message, *rest: caught.append(str(message))
+import wandb
+
+run = wandb.init(project="code", save_code=True)
+logged = run.log_code(".", include_fn=lambda path, root: path.endswith((".py", ".yaml")),
+                      exclude_fn=lambda path: path.endswith("secret.py"))
+nothing = run.log_code("configs", include_fn=lambda path: path.endswith(".toml"))
+run.finish()
+print(json.dumps({"id": run.id, "name": logged.name, "nothing": nothing, "warnings": caught}))
+"""
+
+
+def test_save_code_and_log_code_log_code_artifacts(root, tmp_path):
+    (tmp_path / "util.py").write_text("X = 1\n")
+    (tmp_path / "secret.py").write_text("KEY = 'no'\n")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "base.yaml").write_text("lr: 0.1\n")
+    for skipped in ("venv/lib/site.py", "__pycache__/util.py", "wandb/debug.py", ".git/hooks.py", "notes.txt"):
+        (tmp_path / skipped).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / skipped).write_text("skipped\n")
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    out = tracklet_run(tmp_path, SCRIPT)
+    assert not [w for w in out["warnings"] if "not yet supported" in w], out["warnings"]
+    assert [w for w in out["warnings"] if "log_code" in w and "configs matched; nothing logged" in w]  # as W&B says
+    assert out["name"] == "source-code-train.py" and out["nothing"] is None
+
+    api = tracklet.Api(root)
+    run = api.run(f"code/{out['id']}")
+    logged = [(a["name"], a["version"]) for a in run.logged_artifacts if a["type"] == "code"]
+    assert ("source-code-train.py", 0) in logged and ("source-code-train.py", 1) in logged
+    program = api.artifact("code/source-code-train.py:v0")  # save_code's: the program alone
+    picked = api.artifact("code/source-code-train.py:v1")
+    assert sorted(entry.path for entry in picked.files()) == ["configs/base.yaml", "train.py", "util.py"]
+    folder = Path(picked.download(str(tmp_path / "restored")))
+    assert (folder / "train.py").read_text() == (tmp_path / "train.py").read_text()
+    assert sorted(entry.path for entry in program.files()) == ["train.py"]

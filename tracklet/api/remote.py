@@ -14,6 +14,7 @@ the server (``read_retry``), and refusals as ``RemoteError`` (``RunNotFound`` fo
 from __future__ import annotations
 
 import functools
+import os
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -171,7 +172,31 @@ class RemoteRun:
 
     def files(self) -> list[str]:
         """Names of the run's files on the server (diff.patch, requirements.txt...)."""
-        return [item["name"] for item in self._http.get_json(f"/api/v1/runs/{self.path}/files")["files"]]
+        return [item["name"] for item in self.file_entries()]
+
+    def file_entries(self) -> list[dict[str, Any]]:
+        """The run's files on the server: ``name``, ``size``, ``sha256`` and last update each."""
+        return list(self._http.get_json(f"/api/v1/runs/{self.path}/files")["files"])
+
+    def download_file(self, name: str, target: str | os.PathLike) -> Path:
+        """The run file ``name`` written to ``target`` (in place only once whole); ``FileNotFoundError``
+        if the run has no such file."""
+        from urllib.parse import quote
+
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        with self._http.stream("GET", f"/api/v1/runs/{self.path}/files/{quote(name)}") as response:
+            if response.status_code == 404:
+                raise FileNotFoundError(f"run {self.path} has no file {name!r} on the server")
+            if response.status_code != 200:
+                response.read()
+                raise self._http.refusal(response, what=f"file {name!r} of run {self.path}")
+            with open(partial, "wb") as out:
+                for piece in response.iter_bytes():
+                    out.write(piece)
+        os.replace(partial, target)
+        return target
 
     def table_keys(self) -> list[str]:
         """The keys the run logged tables under (``tracklet.Table``, docs/tables.md)."""

@@ -14,13 +14,13 @@ calls before ``wandb.init()`` raise :class:`wandb.Error`.
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any
 
 from tracklet.compat.redirect import WANDB_VERSION
 from tracklet.compat.wandb import errors, plot, sdk, util, wandb_run
 from tracklet.compat.wandb._init import current as _current_run
 from tracklet.compat.wandb._init import finish, init
-from tracklet.compat.wandb._messages import not_supported as _not_supported
 from tracklet.compat.wandb._messages import termerror, termlog, termwarn
 from tracklet.compat.wandb.data_types import (
     Artifact,
@@ -35,7 +35,7 @@ from tracklet.compat.wandb.data_types import (
     Table,
     Video,
 )
-from tracklet.compat.wandb.errors import Error
+from tracklet.compat.wandb.errors import CommError, Error
 from tracklet.compat.wandb.wandb_run import Run
 from tracklet.compat.wandb.wandb_settings import Settings
 
@@ -110,8 +110,37 @@ def mark_preempting() -> None:
     _run_for("wandb.mark_preempting").mark_preempting()
 
 
-def restore(name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> None:
-    _not_supported("wandb.restore()", "it returns None")
+def restore(name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> Any:
+    """W&B's ``wandb.restore``: run file ``name`` of ``run_path`` (default: the current run) copied
+    into ``root`` (default: the current run's files directory, else the working directory) unless
+    it is there already (``replace=True``: always), opened for reading; None if the run has no such
+    file. The run is read from the data root, else from the server at ``TRACKLET_BASE_URL``."""
+    from tracklet.compat.wandb.apis.public import Api
+    from tracklet.core.settings import data_root
+
+    run = _current_run()
+    if run_path is None:
+        if run is None:
+            raise ValueError("run_path required when calling wandb.restore before wandb.init")
+        run_path = f"{run.project}/{run.id}"
+    if root is None:
+        root = run.dir if run is not None else os.getcwd()
+    path = os.path.join(root, name)
+    if os.path.exists(path) and not replace:
+        return open(path)
+    sources: list[dict[str, Any]] = [{"root": str(data_root(run._run.settings))} if run is not None else {}]
+    if os.environ.get("TRACKLET_BASE_URL"):
+        sources.append({"base_url": os.environ["TRACKLET_BASE_URL"]})
+    for overrides in sources:
+        try:
+            found = Api(overrides=overrides).run(run_path)
+        except CommError:
+            continue
+        if name not in [file.name for file in found.files()]:
+            return None
+        return found.file(name).download(root=root, replace=True)
+    raise CommError(f"wandb.restore(): no run {run_path!r} here"
+                    + ("" if os.environ.get("TRACKLET_BASE_URL") else " (set TRACKLET_BASE_URL to read a server's)"))
 
 
 def login(key: str | None = None, relogin: bool | None = None, host: str | None = None, anonymous: Any = None,

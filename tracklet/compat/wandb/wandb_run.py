@@ -575,9 +575,11 @@ class Run:
             artifact.add_file(path, name=os.path.relpath(path, base))
         return self._run.log_artifact(artifact, type="code")
 
-    def restore(self, *args: Any, **kwargs: Any) -> None:
-        not_supported("wandb.restore()", "it returns None")
-        return None
+    def restore(self, name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> Any:
+        """``wandb.restore`` (W&B's ``run.restore`` is the same call)."""
+        from tracklet.compat.wandb import restore
+
+        return restore(name, run_path=run_path, replace=replace, root=root)
 
     def mark_preempting(self) -> None:
         not_supported("run.mark_preempting()", "it is ignored")

@@ -385,18 +385,30 @@ class File:
         self.name = name
 
     @property
+    def _remote(self) -> bool:
+        return not hasattr(self._recorded, "dir")  # a run read from a tracking server
+
+    @property
     def path(self) -> str:
         import os
 
+        if self._remote:
+            return f"{self._recorded.path}/files/{self.name}"
         return os.path.join(self._recorded.dir, "files", self.name)
 
     @property
     def size(self) -> int:
         import os
 
+        if self._remote:
+            entry = next((e for e in self._recorded.file_entries() if e["name"] == self.name), None)
+            if entry is None:
+                raise CommError(f"run {self._recorded.path} has no file {self.name!r}")
+            return int(entry["size"])
         return os.path.getsize(self.path)
 
     def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False) -> Any:
+        """The file copied to ``root/<name>`` (from a server, downloaded), opened for reading."""
         import os
         import shutil
 
@@ -405,7 +417,13 @@ class File:
             raise ValueError(f"File already exists, pass replace=True to overwrite: {target}")
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
         if not os.path.exists(target) or replace:
-            shutil.copy2(self.path, target)
+            try:
+                if self._remote:
+                    self._recorded.download_file(self.name, target)
+                else:
+                    shutil.copy2(self.path, target)
+            except FileNotFoundError as error:
+                raise CommError(f"run {self._recorded.path} has no file {self.name!r}: {error}") from None
         return open(target)
 
 

@@ -146,6 +146,7 @@ def numpy_env(tmp_path_factory) -> Path:
     return venv / "bin" / "python"
 
 
+@pytest.mark.slow  # pip installs ~20 packages into a fresh venv
 def test_venv_rebuilds_the_recorded_package_set_with_pip_and_reruns_the_run(root, tmp_path, numpy_env):
     project = make_project(root, tmp_path, NUMPY_TRAIN, NUMPY_HELPER)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

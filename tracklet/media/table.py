@@ -209,6 +209,19 @@ class Table(LoggedObject):
         """One column's values: a list, or with ``convert_to="numpy"`` a numpy array."""
         if name not in self._columns:
             raise TableError(f"{self._where()}: no column {name!r}; columns: {', '.join(self._columns)}")
+        if self._rows and table_cells.holds_media(self._rows, len(self._columns)):
+            # media cells stay objects until the table is logged: this column's values as held, media
+            # objects included (as W&B's get_column), without converting (and warning about) the media
+            index = self._columns.index(name)
+            values = (self._arrow.column(name).to_pylist() if self._arrow is not None else []) + \
+                [row[index] for row in self._rows]
+            if convert_to == "numpy":
+                import numpy as np
+
+                from tracklet.media.base import Media
+
+                return np.asarray(values, dtype=object if any(isinstance(v, Media) for v in values) else None)
+            return values
         column = self.to_arrow().column(name)
         if convert_to == "numpy":
             return column.to_numpy(zero_copy_only=False)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
-from tracklet.compat.wandb._messages import not_supported, warn_once
+from tracklet.compat.wandb._messages import warn_once
 from tracklet.core.values import Histogram as _TrackletHistogram
 from tracklet.errors import ArtifactError
 from tracklet.media import Audio as _Audio
@@ -155,8 +155,8 @@ class Table(_TrackletTable, WBValue):
 
 class Artifact(_TrackletArtifact, WBValue):
     """``wandb.Artifact(name, type, ...)``: a :class:`tracklet.Artifact` (content-addressed,
-    versioned, with lineage; docs/artifacts.md) that takes W&B's extra arguments. ``add(obj)`` of a
-    W&B media object is accepted with a warning and stores nothing."""
+    versioned, with lineage; docs/artifacts.md) that takes W&B's extra arguments; ``add(obj, name)`` and
+    ``get(name)`` store and read back a ``Table`` or media object as W&B does."""
 
     def __init__(self, name: str, type: str, description: str | None = None, metadata: dict | None = None,
                  incremental: bool = False, use_as: str | None = None, **kwargs: Any) -> None:
@@ -200,8 +200,22 @@ class Artifact(_TrackletArtifact, WBValue):
         entries = {entry.path: entry for entry in self.files()}
         return [entries[added] for added in names]
 
-    def add(self, obj: Any, name: str, **kwargs: Any) -> None:
-        not_supported("Artifact.add()", f"{name!r} is not stored (tracklet does not record W&B media or tables yet)")
+    def add(self, obj: Any, name: str, overwrite: bool = False, **kwargs: Any) -> Any:
+        """W&B's ``add``: a ``Table`` or media object stored under ``name`` as W&B stores it
+        (``<name>.table.json`` and the media files; ``_artifact_objects``); returns its entry."""
+        from tracklet.compat.wandb._artifact_objects import add_object
+
+        path = add_object(self, obj, name)
+        try:
+            return self.get_entry(path)
+        except KeyError:  # a draft lists its files once stored
+            return path
+
+    def get(self, name: str) -> Any:
+        """W&B's ``get``: the ``Table`` or media object ``add`` stored under ``name``, or None."""
+        from tracklet.compat.wandb._artifact_objects import get_object
+
+        return get_object(self, name)
 
     def download(self, root: str | os.PathLike | None = None, allow_missing_references: bool = False,
                  skip_cache: Any = None, path_prefix: Any = None, multipart: Any = None, *, link: bool = True,

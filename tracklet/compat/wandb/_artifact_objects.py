@@ -1,0 +1,158 @@
+"""W&B's ``artifact.add(obj, name)`` and ``artifact.get(name)``: a table or a media object stored
+in an artifact version as W&B stores it, and read back as the same kind of object.
+
+- A ``Table`` becomes ``<name>.table.json`` in W&B's shape (``{"_type": "table", "columns",
+  "data"}``); a media cell becomes its file under ``media/<kind>/`` and, in the row, W&B's
+  reference to it (``{"_type": "image-file", "path", "sha256", "size", "format", "width",
+  "height", "caption"}``).
+- An ``Image``, ``Audio``, ``Video``, ``Html``, ``Object3D`` or ``Molecule`` becomes its file and
+  ``<name>.<kind>.json`` holding that reference.
+
+Media are encoded by the media classes' own code (the bytes ``log()`` would store), here on the
+caller's thread, as W&B does in ``add``. ``get`` reads the JSON and returns a ``Table`` (media
+cells as media objects over their files) or the media object. An image's masks and boxes are not
+carried into the artifact (one warning): W&B's own artifact format keeps them, tracklet's run
+media do (``run.log``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+from tracklet.compat.wandb._messages import warn_once
+
+# W&B's ``_type`` of a media reference, by tracklet media kind (``Media._kind``)
+_FILE_TYPES = {"image": "image-file", "audio": "audio-file", "video": "video-file", "html": "html-file",
+               "object3d": "object3D-file", "molecule": "molecule-file"}
+_KINDS = {file_type: kind for kind, file_type in _FILE_TYPES.items()}
+_JSON_SUFFIXES = ("table", *_FILE_TYPES)
+
+
+class _Collect:
+    """What a media object's ``_record`` stores through: each blob's bytes kept by digest."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = bytes(data)
+        return digest
+
+    def warn(self, token: Any, message: str) -> None:
+        warn_once(f"artifact-add-{token}", message)
+
+
+def _media_reference(item: Any, artifact: Any, written: set[str]) -> dict[str, Any]:
+    """``item`` encoded, its file added to ``artifact`` (once per content), and W&B's reference to it."""
+    from tracklet.core.logged import Placement
+
+    collect = _Collect()
+    media = item._record(collect, Placement("artifact", 0, 0, 1, time.time())).media
+    if len(media.masks) or len(media.boxes):
+        warn_once("artifact-add-overlays", "artifact.add(): an image's masks and boxes are not stored in the "
+                  "artifact (log the image with run.log to keep them)")
+    kind = media.kind
+    path = f"media/{kind}/{media.digest[:20]}.{media.format}"
+    if path not in written:
+        with artifact.new_file(path, mode="xb") as handle:
+            handle.write(collect.blobs[media.digest])
+        written.add(path)
+    reference = {"_type": _FILE_TYPES.get(kind, f"{kind}-file"), "path": path, "sha256": media.digest,
+                 "size": media.size_bytes, "format": media.format}
+    if media.width or media.height:
+        reference.update(width=media.width, height=media.height)
+    if media.caption:
+        reference["caption"] = media.caption
+    return reference
+
+
+def _is_media(value: Any) -> bool:
+    from tracklet.media.base import Media
+
+    return isinstance(value, Media)
+
+
+def _cell(value: Any, artifact: Any, written: set[str]) -> Any:
+    if _is_media(value):
+        return _media_reference(value, artifact, written)
+    if isinstance(value, float) and value != value:
+        return None  # JSON has no NaN; W&B writes null too
+    if hasattr(value, "item") and type(value).__module__.partition(".")[0] == "numpy":
+        return value.item()
+    return value
+
+
+def add_object(artifact: Any, obj: Any, name: str) -> str:
+    """Store ``obj`` (a ``Table`` or a media object) in ``artifact`` under ``name``; the JSON
+    file's path in the artifact."""
+    from tracklet.errors import ArtifactError
+    from tracklet.media.table import Table
+
+    written = {entry.path for entry in artifact.files()}  # media an earlier add() stored: not again
+    name = name.removesuffix(".json")
+    if isinstance(obj, Table):
+        columns = obj.columns
+        rows = [[_cell(value, artifact, written) for value in row] for row in _rows(obj)]
+        document: dict[str, Any] = {"_type": "table", "columns": columns, "data": rows, "ncols": len(columns),
+                                    "nrows": len(rows)}
+        path = f"{name}.table.json"
+    elif _is_media(obj):
+        document = _media_reference(obj, artifact, written)
+        path = f"{name}.{obj._kind}.json"
+    else:
+        raise ArtifactError(f"artifact.add() takes a Table or a media object (Image, Audio, Video, Html, Object3D, "
+                            f"Molecule); got {type(obj).__name__}")
+    with artifact.new_file(path, mode="x") as handle:
+        json.dump(document, handle, allow_nan=False, default=str)
+    return path
+
+
+def _rows(table: Any) -> list[list[Any]]:
+    """The table's rows with media cells as the media objects (``table.data`` gives their text)."""
+    held = getattr(table, "_rows", None)
+    arrow = getattr(table, "_arrow", None)
+    rows: list[list[Any]] = []
+    if arrow is not None:
+        names = table.columns
+        rows.extend([row[column] for column in names] for row in arrow.to_pylist())
+    rows.extend(list(row) for row in held or [])
+    return rows
+
+
+def get_object(artifact: Any, name: str) -> Any:
+    """What ``add_object`` stored under ``name`` (a ``Table``, or the media object); None if the
+    artifact has no such object, as W&B returns."""
+    from tracklet.compat.wandb import data_types
+
+    name = name.removesuffix(".json")
+    paths = {entry.path for entry in artifact.files()}
+    path = next((f"{name}.{suffix}.json" for suffix in _JSON_SUFFIXES if f"{name}.{suffix}.json" in paths), None)
+    if path is None:
+        return None
+    root = artifact.download()
+    with open(os.path.join(root, path), encoding="utf-8") as handle:
+        document = json.load(handle)
+    if document.get("_type") == "table":
+        data = [[_object_of(cell, root) for cell in row] for row in document.get("data", [])]
+        return data_types.Table(columns=document.get("columns"), data=data)
+    return _object_of(document, root)
+
+
+def _object_of(cell: Any, root: str) -> Any:
+    from tracklet.compat.wandb import data_types
+
+    if not isinstance(cell, dict) or cell.get("_type") not in _KINDS:
+        return cell
+    classes = {"image": data_types.Image, "audio": data_types.Audio, "video": data_types.Video,
+               "html": data_types.Html, "object3d": data_types.Object3D, "molecule": data_types.Molecule}
+    kind = _KINDS[cell["_type"]]
+    path = os.path.join(root, cell["path"])
+    if kind == "html":
+        with open(path, encoding="utf-8") as handle:
+            return data_types.Html(handle.read())
+    return classes[kind](path, caption=cell.get("caption"))

@@ -209,12 +209,10 @@ class Table(LoggedObject):
         """One column's values: a list, or with ``convert_to="numpy"`` a numpy array."""
         if name not in self._columns:
             raise TableError(f"{self._where()}: no column {name!r}; columns: {', '.join(self._columns)}")
-        if self._rows and table_cells.holds_media(self._rows, len(self._columns)):
-            # media cells stay objects until the table is logged: this column's values as held, media
-            # objects included (as W&B's get_column), without converting (and warning about) the media
+        held = self._rows_with_media()
+        if held is not None:
             index = self._columns.index(name)
-            values = (self._arrow.column(name).to_pylist() if self._arrow is not None else []) + \
-                [row[index] for row in self._rows]
+            values = [row[index] for row in held]
             if convert_to == "numpy":
                 import numpy as np
 
@@ -232,9 +230,23 @@ class Table(LoggedObject):
 
     @property
     def data(self) -> list[list[Any]]:
-        """The rows held, as lists (a copy: change the table with ``add_data``/``add_column``)."""
+        """The rows held, as lists (a copy: change the table with ``add_data``/``add_column``);
+        media cells as the media objects until the table is logged."""
+        held = self._rows_with_media()
+        if held is not None:
+            return held
         names = self._columns
         return [[row[name] for name in names] for row in self.to_arrow().to_pylist()]
+
+    def _rows_with_media(self) -> list[list[Any]] | None:
+        """The rows as held, media objects included (as W&B's ``data`` and ``get_column`` give them),
+        when they hold media; None otherwise. Media cells stay objects until the table is logged:
+        converting them (``to_arrow``) would give their text, with a warning."""
+        if not (self._rows and table_cells.holds_media(self._rows, len(self._columns))):
+            return None
+        names = self._columns
+        head = [[row[name] for name in names] for row in self._arrow.to_pylist()] if self._arrow is not None else []
+        return head + [list(row) for row in self._rows]
 
     # ------------------------------------------------------------ changing
 

@@ -144,18 +144,64 @@ class WandbCallback(keras.callbacks.Callback):
 
 
 class WandbEvalCallback(keras.callbacks.Callback):
-    """Accepted for code that subclasses it; builds no tables (tracklet records no tables yet)."""
+    """W&B's base class for evaluation tables: a subclass fills ``self.data_table`` in
+    ``add_ground_truth`` (once, when training begins) and ``self.pred_table`` in
+    ``add_model_predictions`` (each epoch). The data table is logged as artifact ``val``
+    (``val_data``) and read back as ``self.data_table_ref`` (what predictions refer to); each
+    epoch's predictions as a version of ``run_<run id>_pred`` (``eval_data``), as W&B logs them."""
 
-    def __init__(self, data_table_columns: list[str] | None = None, pred_table_columns: list[str] | None = None,
-                 *args: Any, **kwargs: Any) -> None:
+    _tracklet_integration = True
+
+    def __init__(self, data_table_columns: list[str], pred_table_columns: list[str], *args: Any,
+                 **kwargs: Any) -> None:
         super().__init__()
-        not_supported("WandbEvalCallback", "no evaluation tables are recorded")
+        if _wandb().run is None:
+            raise Error("You must call wandb.init() before WandbEvalCallback()")
+        self.data_table_columns = data_table_columns
+        self.pred_table_columns = pred_table_columns
+        self.data_table: Any = None
+        self.pred_table: Any = None
+        self.data_table_ref: Any = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.init_data_table(column_names=self.data_table_columns)
+        self.add_ground_truth(logs)
+        self.log_data_table()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.init_pred_table(column_names=self.pred_table_columns)
+        self.add_model_predictions(epoch, logs)
+        self.log_pred_table()
 
     def add_ground_truth(self, logs: dict[str, Any] | None = None) -> None:
-        pass
+        """Fill ``self.data_table`` (a subclass's)."""
+        raise NotImplementedError(f"{type(self).__name__} must define add_ground_truth(logs)")
 
     def add_model_predictions(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        pass
+        """Fill ``self.pred_table`` (a subclass's)."""
+        raise NotImplementedError(f"{type(self).__name__} must define add_model_predictions(epoch, logs)")
+
+    def init_data_table(self, column_names: list[str]) -> None:
+        self.data_table = _wandb().Table(columns=column_names, allow_mixed_types=True)
+
+    def init_pred_table(self, column_names: list[str]) -> None:
+        self.pred_table = _wandb().Table(columns=column_names)
+
+    def log_data_table(self, name: str = "val", type: str = "dataset", table_name: str = "val_data") -> None:
+        wandb = _wandb()
+        artifact = wandb.Artifact(name, type=type)
+        artifact.add(self.data_table, table_name)
+        wandb.run.log_artifact(artifact)  # W&B uploads it through use_artifact; here it is logged, then stored
+        artifact.wait()
+        wandb.run.use_artifact(f"{name}:latest")
+        self.data_table_ref = artifact.get(table_name)
+
+    def log_pred_table(self, type: str = "evaluation", table_name: str = "eval_data",
+                       aliases: list[str] | None = None) -> None:
+        wandb = _wandb()
+        artifact = wandb.Artifact(f"run_{wandb.run.id}_pred", type=type)
+        artifact.add(self.pred_table, table_name)
+        wandb.run.log_artifact(artifact, aliases=aliases or ["latest"])
 
 
 __all__ = ["WandbCallback", "WandbEvalCallback", "WandbMetricsLogger", "WandbModelCheckpoint"]

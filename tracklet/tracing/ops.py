@@ -274,7 +274,7 @@ def _begin(op: OpInfo, run: Any, parent: tuple[int, int] | None, kind: type[OpCa
         if threshold is not None:
             if ((trace_id & _MASK64) * _SAMPLE_MIX) & _MASK64 >= threshold:
                 return None, _CURRENT.set(_DROPPED)
-        elif run.id is _over_budget and op.budgeted:
+        elif _over_budget is not None and _over_budget is run.id and op.budgeted:
             _left_out(run)
             return None, _CURRENT.set(_DROPPED)
     else:

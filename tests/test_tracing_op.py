@@ -606,11 +606,17 @@ def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_
     def root(i):
         return [leaf(i) for _ in range(3)]
 
+    @tracklet.op
+    def spanning(i):
+        first = leaf(i)
+        run.flush()  # the worker charges the run mid-trace: over budget from here
+        return [first, leaf(i)]
+
     explicit = tracklet.op(name="explicit", sample_rate=1.0)(lambda: leaf(0))
     run = start(settings={"tracing_budget": 1e-9})
-    assert root(0) == [0, 0, 0]  # within budget until the worker charges it
     with pytest.warns(tracklet.TrackletWarning, match="tracing_budget"):
-        run.flush()
+        assert spanning(0) == [0, 0]  # a trace begun within budget is kept whole
+    assert seen_inside[0] is not None and seen_inside[1] is not None
     seen_inside.clear()
     for i in range(5):
         assert root(i) == [i, i, i]
@@ -620,7 +626,7 @@ def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once per run
         spans = _spans(run)
-    assert sorted(s.name.rsplit(".", 1)[-1] for s in spans) == sorted(["root", "leaf", "leaf", "leaf", "explicit", "leaf"])
+    assert sorted(s.name.rsplit(".", 1)[-1] for s in spans) == sorted(["spanning", "leaf", "leaf", "explicit", "leaf"])
 
 
 def test_within_the_default_budget_and_at_budget_1_every_trace_is_kept(start):

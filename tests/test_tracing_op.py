@@ -589,10 +589,11 @@ def test_an_op_with_plain_parameters_takes_calls_exactly_as_its_function(start):
                                                               [1, 2, 3]]
 
 
-def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_sample_rate(start):
+def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_sample_rate(start, monkeypatch):
     """``Settings.tracing_budget``: once the worker has charged a run more than its share of time,
     traces started by ops without a ``sample_rate`` of their own are left out whole (their ops are
-    plain calls), counted, with one warning; an op with an explicit ``sample_rate`` keeps its own."""
+    plain calls), counted, with one warning, until the credit is back; an op with an explicit
+    ``sample_rate`` keeps its own."""
     from tracklet.tracing.ops import budget_left_out, current_span_ids
 
     seen_inside: list = []
@@ -623,10 +624,16 @@ def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_
     assert seen_inside == [None] * 15  # the left-out traces' ops ran as plain calls
     explicit()
     assert budget_left_out(run) == 5
+    from tracklet.tracing import ops
+
+    monkeypatch.setattr(ops, "_monotonic_ns", lambda: ops._reopen_at)  # time passes: the credit is back
+    assert root(9) == [9, 9, 9]  # traced again (no op call reached the worker meanwhile to say so)
+    assert seen_inside[-1] is not None and budget_left_out(run) == 5
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once per run
         spans = _spans(run)
-    assert sorted(s.name.rsplit(".", 1)[-1] for s in spans) == sorted(["spanning", "leaf", "leaf", "explicit", "leaf"])
+    assert sorted(s.name.rsplit(".", 1)[-1] for s in spans) == sorted(
+        ["spanning", "leaf", "leaf", "explicit", "leaf", "root", "leaf", "leaf", "leaf"])
 
 
 def test_within_the_default_budget_and_at_budget_1_every_trace_is_kept(start):

@@ -103,19 +103,23 @@ class _Budget:
 
 
 _budgets: dict[str, _Budget] = {}
-# The id (the very string object) of the run whose budget-sampled traces are left out now, or None.
+# The id (the very string object) of the run whose budget-sampled traces are left out now, or None;
+# and when its credit is back to zero (``time.monotonic_ns``): the first root op after that is
+# traced again (while every root is left out, no op call reaches the worker to charge).
 _over_budget: str | None = None
+_reopen_at = 0
+_monotonic_ns = time.monotonic_ns
 
 
 def charge(run: Any, calls: int, worker_ns: int) -> None:
     """The worker's side of the budget: ``calls`` op calls cost it ``worker_ns`` of its CPU time."""
-    global _over_budget
+    global _over_budget, _reopen_at
     fraction = run.settings.tracing_budget
     if fraction >= 1.0:
         if _over_budget is run.id:
             _over_budget = None
         return
-    now = time.monotonic_ns()
+    now = _monotonic_ns()
     cap = fraction * BUDGET_WINDOW_S * 1e9
     state = _budgets.get(run.id)
     if state is None:
@@ -128,6 +132,7 @@ def charge(run: Any, calls: int, worker_ns: int) -> None:
         if _over_budget is run.id:
             _over_budget = None
         return
+    _reopen_at = now + int(-state.credit / fraction) + 1
     _over_budget = run.id
     if not state.warned:
         state.warned = True
@@ -140,10 +145,17 @@ def charge(run: Any, calls: int, worker_ns: int) -> None:
             pass
 
 
-def _left_out(run: Any) -> None:
+def _left_out(run: Any) -> bool:
+    """Whether a root op of ``run``, which is over its budget, is left out: True (counted) until
+    the credit is back, then False (the op is traced; the worker charges it again)."""
+    global _over_budget
+    if _monotonic_ns() >= _reopen_at:
+        _over_budget = None
+        return False
     state = _budgets.get(run.id)
     if state is not None:
         state.left_out += 1
+    return True
 
 
 def budget_left_out(run: Any) -> int:
@@ -274,8 +286,7 @@ def _begin(op: OpInfo, run: Any, parent: tuple[int, int] | None, kind: type[OpCa
         if threshold is not None:
             if ((trace_id & _MASK64) * _SAMPLE_MIX) & _MASK64 >= threshold:
                 return None, _CURRENT.set(_DROPPED)
-        elif _over_budget is not None and _over_budget is run.id and op.budgeted:
-            _left_out(run)
+        elif _over_budget is not None and _over_budget is run.id and op.budgeted and _left_out(run):
             return None, _CURRENT.set(_DROPPED)
     else:
         trace_id, parent_id = parent

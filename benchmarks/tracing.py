@@ -175,7 +175,7 @@ def step_slowdown(run: Any, rates: tuple[float, ...] = (0.0, 0.01, 1.0), repetit
     return out
 
 
-def budget_slowdown(run: Any, blocks: int = 6, block_steps: int = 40, ops: int = 1460,
+def budget_slowdown(run: Any, blocks: int = 3, block_steps: int = 100, ops: int = 1460,
                     step_ms: float = STEP_MS) -> dict[str, Any]:
     """The same 50 ms step as a root op *without* a ``sample_rate`` (the default: the run's
     ``Settings.tracing_budget`` decides), against the plain step, in alternating blocks of
@@ -540,7 +540,7 @@ def _step_only(args: argparse.Namespace) -> None:
         load_before = os.getloadavg()[0]
         step = step_slowdown(run, repetitions=args.step_repetitions or (40 if args.short else 400))
         load = (load_before, os.getloadavg()[0])
-        budget = budget_slowdown(run, blocks=2 if args.short else 6)
+        budget = budget_slowdown(run, blocks=1 if args.short else 3)
         budget_load = (load[1], os.getloadavg()[0])
         run.finish()
     print_step(step, load)
@@ -578,7 +578,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as root:
             run = tracklet.init(project="bench", dir=root, settings={**QUIET, "max_queue": 100_000})
             load_before = os.getloadavg()[0]
-            budget = budget_slowdown(run, blocks=2 if args.short else 6)
+            budget = budget_slowdown(run, blocks=1 if args.short else 3)
             budget_load = (load_before, os.getloadavg()[0])
             run.finish()
         print_budget(budget, budget_load)
@@ -627,7 +627,7 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         step = step_slowdown(run, repetitions=args.step_repetitions or (40 if args.short else 400))
         step_load = (load_before, os.getloadavg()[0])
-        budget = budget_slowdown(run, blocks=2 if args.short else 6)
+        budget = budget_slowdown(run, blocks=1 if args.short else 3)
         budget_load = (step_load[1], os.getloadavg()[0])
         run.finish()
     otel_shutdown()

@@ -14,6 +14,11 @@
 - **mlflow.trace** (when ``mlflow-tracing`` is installed): the same caller timing of ``bare`` under
   ``@mlflow.trace``, exporting over OTLP/HTTP to a sink on loopback (the slim package has no local
   store). Target: the enabled op <= 1/10 of it.
+- **weave** is not measured: ``weave.init`` needs a W&B account (weave 0.54.0, checked 2026-12-04:
+  it asks for a W&B API key and then for wandb.ai; its wheel has no local trace server), so the
+  comparison is issue #19's figure from Weave's users: a step calling 1,460 ``@weave.op`` functions runs
+  5-9x slower (+400 to +800 %), against this benchmark's traced step (+60-70 % CPU with every op
+  traced, about the budget's 1 % by default).
 - **with the worker**: the wall time of ``--calls`` enabled calls plus ``run.flush()`` (the worker
   serializing, redacting and writing every span) per call, against the SDK's calls plus
   ``force_flush``. On a 2-core machine the worker shares the GIL with the caller: this is what a

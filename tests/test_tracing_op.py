@@ -587,3 +587,78 @@ def test_an_op_with_plain_parameters_takes_calls_exactly_as_its_function(start):
         {"a": 1}, {"a": 1, "b": 2}, {"a": 1, "c": 3}, {"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2, "c": 3}]
     assert [_output(span) for span in spans[: len(calls)]] == [[1, [], None], [1, 2, None], [1, [], 3], [1, 2, 3],
                                                               [1, 2, 3]]
+
+
+def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_sample_rate(start, monkeypatch):
+    """``Settings.tracing_budget``: once the worker has charged a run more than its share of time,
+    traces started by ops without a ``sample_rate`` of their own are left out whole (their ops are
+    plain calls), counted, with one warning, until the credit is back; an op with an explicit
+    ``sample_rate`` keeps its own."""
+    from tracklet.tracing.ops import budget_left_out, current_span_ids
+
+    seen_inside: list = []
+
+    @tracklet.op
+    def leaf(i):
+        seen_inside.append(current_span_ids())
+        return i
+
+    @tracklet.op
+    def root(i):
+        return [leaf(i) for _ in range(3)]
+
+    @tracklet.op
+    def spanning(i):
+        first = leaf(i)
+        run.flush()  # the worker charges the run mid-trace: over budget from here
+        return [first, leaf(i)]
+
+    explicit = tracklet.op(name="explicit", sample_rate=1.0)(lambda: leaf(0))
+    run = start(settings={"tracing_budget": 1e-9})
+    with pytest.warns(tracklet.TrackletWarning, match="tracing_budget"):
+        assert spanning(0) == [0, 0]  # a trace begun within budget is kept whole
+    assert seen_inside[0] is not None and seen_inside[1] is not None
+    seen_inside.clear()
+    for i in range(5):
+        assert root(i) == [i, i, i]
+    assert seen_inside == [None] * 15  # the left-out traces' ops ran as plain calls
+    explicit()
+    assert budget_left_out(run) == 5
+    from tracklet.tracing import ops
+
+    monkeypatch.setattr(ops, "_monotonic_ns", lambda: ops._reopen_at)  # time passes: the credit is back
+    assert root(9) == [9, 9, 9]  # traced again (no op call reached the worker meanwhile to say so)
+    assert seen_inside[-1] is not None and budget_left_out(run) == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per run
+        spans = _spans(run)
+    assert sorted(s.name.rsplit(".", 1)[-1] for s in spans) == sorted(
+        ["spanning", "leaf", "leaf", "explicit", "leaf", "root", "leaf", "leaf", "leaf"])
+
+
+def test_within_the_default_budget_and_at_budget_1_every_trace_is_kept(start):
+    from tracklet.tracing import ops
+    from tracklet.tracing.ops import budget_left_out, charge
+
+    run = start()
+    assert run.settings.tracing_budget == 0.01
+    for i in range(200):
+        add(i)
+    run.flush()
+    assert budget_left_out(run) == 0
+    assert len(_spans(run)) == 200
+    everything = start(settings={"tracing_budget": 1})
+    charge(everything, 10**6, 10**12)  # a million calls that cost the worker 1,000 s: still kept
+    assert ops._over_budget is not everything.id
+    add(1)
+    assert [s.name for s in _spans(everything)] == ["add"]
+
+
+def test_tracing_budget_is_a_share_of_time(start, monkeypatch):
+    for wrong in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="tracing_budget"):
+            start(settings={"tracing_budget": wrong})
+    monkeypatch.setenv("TRACKLET_TRACING_BUDGET", "0.05")
+    run = start()
+    assert run.settings.tracing_budget == 0.05
+    run.finish()

@@ -76,6 +76,10 @@ class Settings:
             (counted, one warning), never waited for. ``TRACKLET_MEDIA_QUEUE``.
         tracing: record a span for each call of a ``@tracklet.op`` function while this run is
             the current one (docs/tracing.md). ``TRACKLET_TRACING``.
+        tracing_budget: the share of the run's time its traced ops may cost (the worker's CPU
+            time on their spans plus an estimate of the callers'); while over it, traces started
+            outside any op by ops without their own ``sample_rate`` are left out whole
+            (docs/tracing.md, "Tracing budget"). 1 keeps every trace. ``TRACKLET_TRACING_BUDGET``.
     """
 
     mode: str = "offline"
@@ -103,6 +107,7 @@ class Settings:
     media_workers: int = 2
     media_queue: int = 256
     tracing: bool = True
+    tracing_budget: float = 0.01
 
     def __post_init__(self) -> None:
         # Which fields were given (to the constructor, or set afterwards): those win over the
@@ -141,6 +146,8 @@ class Settings:
             raise ValueError("mode='online' needs the tracking server's URL: settings base_url or TRACKLET_BASE_URL")
         if not self.upload_interval > 0 or self.upload_timeout < 0:
             raise ValueError("upload_interval must be positive and upload_timeout at least 0")
+        if not 0 < self.tracing_budget <= 1:
+            raise ValueError(f"tracing_budget must be a share of the run's time above 0 and at most 1; got {self.tracing_budget!r}")
         if not self.capture_wait >= 0:
             raise ValueError(f"capture_wait must be >= 0 seconds; got {self.capture_wait!r}")
         if self.finish_timeout < 0:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracklet.tracing.ops import current_span_ids, op, sampled
+from tracklet.tracing.ops import budget_left_out, current_span_ids, op, sampled
 
-__all__ = ["autopatch", "current_span_ids", "op", "sampled", "set_redaction_hook"]
+__all__ = ["autopatch", "budget_left_out", "current_span_ids", "op", "sampled", "set_redaction_hook"]
 
 
 def autopatch(providers: Any = None, *, include_usage: bool = True) -> list[str]:

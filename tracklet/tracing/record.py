@@ -16,6 +16,7 @@ import json
 import math
 import struct
 import threading
+import time
 import traceback
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -27,7 +28,7 @@ from tracklet.core.values import fill_entries
 from tracklet.core.wire import varint
 from tracklet.proto import records_pb2 as pb
 from tracklet.tracing import media as span_media
-from tracklet.tracing.ops import OpCall
+from tracklet.tracing.ops import OpCall, charge
 
 # JSON text up to this many bytes stays in the span; longer text goes to the blob store.
 PAYLOAD_INLINE_BYTES = 8 * 1024
@@ -40,6 +41,7 @@ RedactionHook = Callable[[Any, str, str], Any]
 _hook: RedactionHook | None = None
 _blob_stores: dict[Path, Any] = {}
 _blob_lock = threading.Lock()
+_thread_time_ns = time.thread_time_ns
 
 
 def set_redaction_hook(hook: RedactionHook | None) -> None:
@@ -461,6 +463,7 @@ _PARENT = struct.Struct(">2sQ")
 _TIMES = struct.Struct("<1sQ1sQ2s")
 _MASK64 = (1 << 64) - 1
 _run_ids: dict[str, bytes] = {}  # a run id's encoded field (tag, length, UTF-8)
+_SMALL = [bytes((n,)) for n in range(128)]  # varint(n) for n < 128, without the call
 
 
 def _template(op: Any) -> bytes:
@@ -474,21 +477,25 @@ def _template(op: Any) -> bytes:
 
 def _payload_field(tag: bytes, text: str, root: Path | None) -> bytes:
     """A ``SpanPayload`` field (``tag``: field 16 or 17) holding JSON ``text``, inline or as a blob."""
-    data = text.encode("utf-8", "surrogatepass")
-    size = varint(len(data))
-    digest, note = _stored(data, root) if len(data) > PAYLOAD_INLINE_BYTES and root is not None else ("", "")
-    if digest:
-        body = b"\x12\x40" + digest.encode("ascii") + b"\x18" + size
+    try:
+        data = inline = text.encode("utf-8")  # the same bytes "surrogatepass" gives, when it succeeds
+    except UnicodeEncodeError:  # lone surrogates: sized as they are, stored as fill_payload_text stores them
+        data = text.encode("utf-8", "surrogatepass")
+        inline = data.decode("utf-8", "replace").encode("utf-8")
+    length = len(data)
+    size = _SMALL[length] if length < 128 else varint(length)
+    if length <= PAYLOAD_INLINE_BYTES or root is None:
+        count = len(inline)
+        body = b"\x0a" + (_SMALL[count] if count < 128 else varint(count)) + inline + b"\x18" + size
     else:
-        if note:
-            inline = note.encode("utf-8")
+        digest, note = _stored(data, root)
+        if digest:
+            body = b"\x12\x40" + digest.encode("ascii") + b"\x18" + size
         else:
-            try:
-                inline = text.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates: as fill_payload_text stores them
-                inline = data.decode("utf-8", "replace").encode("utf-8")
-        body = b"\x0a" + varint(len(inline)) + inline + b"\x18" + size
-    return tag + varint(len(body)) + body
+            inline = note.encode("utf-8")
+            body = b"\x0a" + varint(len(inline)) + inline + b"\x18" + size
+    length = len(body)
+    return tag + (_SMALL[length] if length < 128 else varint(length)) + body
 
 
 def _media_field(digests: list[str]) -> bytes:
@@ -511,8 +518,9 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
     parts = [_template(call.op), _IDS.pack(b"\x0a\x10", trace_id >> 64, trace_id & _MASK64, b"\x12\x08", call.span_id)]
     if call.parent_id:
         parts.append(_PARENT.pack(b"\x1a\x08", call.parent_id))
+    step = call.step & _MASK64
     parts += (_TIMES.pack(b"\x39", call.start, b"\x41", call.end, b"\x48\x01"), run_field, b"\x78",
-              varint(call.step & _MASK64))
+              _SMALL[step] if step < 128 else varint(step))
     if inputs is not None:
         parts.append(_payload_field(b"\x82\x01", inputs, root))
     if output is not None:
@@ -520,7 +528,8 @@ def _span_bytes(call: Any, inputs: str | None, output: str | None, root: Path | 
     if extra:
         parts.append(extra)
     span = b"".join(parts)
-    return b"\x7a" + varint(len(span)) + span
+    length = len(span)
+    return b"\x7a" + (_SMALL[length] if length < 128 else varint(length)) + span
 
 
 def _fast_text(value: Any) -> str | None:
@@ -531,7 +540,19 @@ def _fast_text(value: Any) -> str | None:
 def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
     """The serialized ``Record`` of each op call, in order: its span if it has ended, its start if
     it is still running (``claim``), nothing if written before; a call that fails gives its
-    exception in its place (the sender reports it), never the others'."""
+    exception in its place (the sender reports it), never the others'. The worker's CPU time on
+    them is charged to the run's tracing budget (``tracklet.tracing.ops.charge``)."""
+    started = _thread_time_ns()
+    try:
+        return _batch_records(calls)
+    finally:
+        try:
+            charge(calls[0].run, len(calls), _thread_time_ns() - started)
+        except Exception:  # noqa: BLE001 - the budget never costs a span
+            pass
+
+
+def _batch_records(calls: list[Any]) -> list[bytes | BaseException]:
     common = []  # (index, inputs text or None, output text or None) of the calls written by hand
     out: list[bytes | BaseException] = []
     texts: list[str] = []

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 import tracklet.compat.wandb as wandb
 
 
-def test_a_table_with_images_and_an_image_round_trip_through_an_artifact(root, monkeypatch):
+def test_a_table_with_images_and_an_image_round_trip_through_an_artifact(root, tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKLET_DIR", str(root))
     pixels = [np.random.default_rng(i).integers(0, 256, (6, 5, 3), dtype=np.uint8) for i in range(3)]
     with wandb.init(project="tables") as run:
@@ -40,7 +40,7 @@ def test_a_table_with_images_and_an_image_round_trip_through_an_artifact(root, m
         assert got.columns == ["id", "image", "label", "score"]
         assert got.get_column("id") == [0, 1, 2, 3] and got.get_column("label") == ["dog", "cat", "dog", None]
         assert got.get_column("score")[:3] == pytest.approx([0.5, 0.6, 0.7]) and got.get_column("score")[3] is None
-        folder = used.download()
+        folder = used.download(str(tmp_path / "downloaded"))
         with open(os.path.join(folder, "eval_table.table.json")) as handle:
             document = json.load(handle)
         for row, expected in zip(document["data"], [*pixels, pixels[0]]):

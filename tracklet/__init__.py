@@ -118,6 +118,14 @@ def _reports() -> Any:
     return report
 
 
+def _sweep_view() -> Any:
+    """What ``Api.sweep`` reads a local sweep with (``tracklet.sweeps.view``): the api package can't
+    import a package of its own layer."""
+    from tracklet.sweeps import view
+
+    return view
+
+
 def _plug_in() -> None:
     from tracklet.core.extensions import provide
 
@@ -127,6 +135,7 @@ def _plug_in() -> None:
     provide("tables", _table_reader)
     provide("registry", _registry)
     provide("reports", _reports)
+    provide("sweep_view", _sweep_view)
 
 
 _plug_in()

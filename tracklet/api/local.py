@@ -184,13 +184,14 @@ class LocalApi(Api):
     def sweep(self, path: str) -> dict[str, Any]:
         """See :meth:`tracklet.Api.sweep`; here a sweep id alone also names it (ids are unique under
         a data root)."""
-        from tracklet.sweeps.view import read_sweep, reader
+        from tracklet.core.extensions import load
 
+        view = load("sweep_view")
         if "/" not in path.strip("/"):
-            found = reader(self.root, path.strip("/"))
-            return read_sweep(self.root, found.controller.project, found.sweep_id, found=found)
+            found = view.reader(self.root, path.strip("/"))
+            return view.read_sweep(self.root, found.controller.project, found.sweep_id, found=found)
         project, sweep_id = _sweep_path(path)
-        return read_sweep(self.root, check_name("project", project), sweep_id)
+        return view.read_sweep(self.root, check_name("project", project), sweep_id)
 
     def traces(self, project: str, filter: Any = None, run: Any = None, limit: int = 100) -> list[Any]:
         """See :meth:`tracklet.Api.traces`; payloads over 8 KiB are read from the data root's blob store."""

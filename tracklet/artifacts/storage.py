@@ -733,6 +733,13 @@ def default_download_root(info: VersionInfo) -> Path:
     return Path("artifacts") / f"{info.name}{separator}v{info.version}"
 
 
+def cache_download_root(data_root: str | os.PathLike, info: VersionInfo) -> Path:
+    """Where tracklet itself materializes a version it reads (``wandb`` compat's ``artifact.get``,
+    an evaluation's dataset): once per version under the data root's cache, never the working
+    directory that ``download()`` defaults to."""
+    return Path(data_root) / "cache" / "artifact-files" / info.project / info.name / f"v{info.version}"
+
+
 _stores: dict[tuple[str, str], ArtifactStore] = {}
 _stores_lock = threading.Lock()
 

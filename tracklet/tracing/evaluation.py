@@ -94,7 +94,9 @@ class Evaluation:
         if isinstance(dataset, (list, tuple)):
             return [dict(row) for row in dataset]
         artifact = run.use_artifact(dataset)  # the input, for lineage
-        rows = _rows_of_files(Path(artifact.download()))
+        from tracklet.artifacts.storage import cache_download_root
+
+        rows = _rows_of_files(Path(artifact.download(cache_download_root(artifact._store.data_root, artifact._info))))
         if not rows:
             raise ValueError(f"Evaluation: the dataset artifact {getattr(artifact, 'name', dataset)!r} holds no "
                              "rows (*.jsonl or *.json files)")

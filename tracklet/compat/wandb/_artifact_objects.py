@@ -11,7 +11,7 @@ in an artifact version as W&B stores it, and read back as the same kind of objec
 Media are encoded by the media classes' own code (the bytes ``log()`` would store), here on the
 caller's thread, as W&B does in ``add``. ``get`` reads the JSON and returns a ``Table`` (media
 cells as media objects over their files, materialized once per version under the data root's
-``cache/artifact-objects/``) or the media object. An image's masks and boxes are not
+``cache/artifact-files/``) or the media object. An image's masks and boxes are not
 carried into the artifact (one warning): W&B's own artifact format keeps them, tracklet's run
 media do (``run.log``).
 """
@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from tracklet.compat.wandb._messages import warn_once
@@ -136,10 +135,9 @@ def get_object(artifact: Any, name: str) -> Any:
     path = next((f"{name}.{suffix}.json" for suffix in _JSON_SUFFIXES if f"{name}.{suffix}.json" in paths), None)
     if path is None:
         return None
-    info = artifact._info  # committed: files() listed it
-    # Not ./artifacts (download()'s default, the working directory): the data root's cache, once per version
-    cache = Path(artifact._store.data_root) / "cache" / "artifact-objects" / info.project / info.name / f"v{info.version}"
-    root = artifact.download(cache)
+    from tracklet.artifacts.storage import cache_download_root
+
+    root = artifact.download(cache_download_root(artifact._store.data_root, artifact._info))
     with open(os.path.join(root, path), encoding="utf-8") as handle:
         document = json.load(handle)
     if document.get("_type") == "table":

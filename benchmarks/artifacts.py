@@ -774,14 +774,16 @@ def peers(work: Path, size_mib: int, rounds: int) -> dict:
 # ---------------------------------------------------------------- A1: uploads to a server (art-server)
 
 
-def a1(work: Path, files: int, size: int = 40_000) -> dict:
+def a1(work: Path, files: int, size: int = 40_000, layouts: tuple[str, ...] = ("objects", "packed")) -> dict:
     """A1: ``files`` small files (``size`` bytes each) committed locally, then uploaded to a local
     ``tracklet server --dev`` whose blobs go to S3 (a real s3rver process: tests/s3, needs Node),
     and to one whose blobs stay on its disk, each with a batch's small blobs stored one object each
     (the old layout) and packed (``server/artifact_packed.py``). Reports each upload's files/s (digest queries, blob
     uploads, manifest, commit), a second upload of the same version (nothing to send), and the
     S3 server's own ceiling: the same objects PUT straight to it, 64 at a time, without tracklet.
-    Target (issue #15): >= 1,000 files/s."""
+    Each first upload also reports the CPU seconds per 1,000 files of this process (the client),
+    the tracklet server and s3rver (what each side adds per file). ``layouts`` picks the server
+    layouts run (``--a1-layouts``). Target (issue #15): >= 1,000 files/s."""
     import uuid
 
     from tracklet.artifacts.entries import LocalFile
@@ -812,6 +814,8 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
             # The same upload to a server storing a batch's small blobs one object each (the layout
             # before packed blobs: TRACKLET_ARTIFACT_PACK_SMALL=0) and to one packing them.
             for layout, pack in (("objects", "0"), ("packed", "1")):
+                if layout not in layouts:
+                    continue
                 extra = ("--artifacts", f"s3://tracklet/{uuid.uuid4().hex}", *options) if backend == "s3" else ()
                 os.environ["TRACKLET_ARTIFACT_PACK_SMALL"] = pack
                 server = Server(work / f"a1-server-{backend}-{layout}", extra=extra)
@@ -819,12 +823,18 @@ def a1(work: Path, files: int, size: int = 40_000) -> dict:
                 try:
                     server.wait_ready(timeout=180)
                     client = ArtifactClient(HttpClient(server.url), work / "a1-state")
-                    timings = {}
+                    timings: dict = {}
+                    assert server.proc is not None
+                    peers = {"server": [server.proc.pid], "s3rver": [_s3rver.pid] if backend == "s3" else []}  # type: ignore[attr-defined]
                     for label in ("first", "again"):
+                        cpu_before = {"client": _cpu_seconds(), **{k: _process_cpu(v) for k, v in peers.items()}}
                         started = time.perf_counter()
                         answer = upload_version(client, store, result.info, [], result.manifest)
                         timings[label] = {"seconds": time.perf_counter() - started,
                                           "bytes_sent": answer["bytes_sent"]}
+                        cpu_after = {"client": _cpu_seconds(), **{k: _process_cpu(v) for k, v in peers.items()}}
+                        timings[label]["cpu_seconds_per_1000_files"] = {
+                            k: (cpu_after[k] - cpu_before[k]) * 1000 / files for k in cpu_before}
                     client.http.close()
                 finally:
                     server.stop()
@@ -853,6 +863,8 @@ def main() -> None:
                         help="a2loop: the loopback receiver does not fsync (compare with a server that doesn't)")
     parser.add_argument("--a1-files", type=int, default=0,
                         help="A1 (uploads to a server, S3 backend): this many 40 kB files (issue: 10000); 0 skips it")
+    parser.add_argument("--a1-layouts", default="objects,packed",
+                        help="A1: the server layouts to run (objects: one object per small blob; packed)")
     args = parser.parse_args()
     size_mib, files = (128, 200) if args.short else (args.size_mib, args.files)
     only = {name.strip().lower() for name in args.only.split(",")}
@@ -985,15 +997,18 @@ def main() -> None:
     print_table(rows, header=["benchmark", "time", "bytes/files", "note"])
     if args.a1_files:
         with tempfile.TemporaryDirectory(prefix="tracklet-bench-a1-") as a1_work:
-            results["a1"] = uploads = a1(Path(a1_work), args.a1_files)
+            layouts = tuple(name.strip() for name in args.a1_layouts.split(","))
+            results["a1"] = uploads = a1(Path(a1_work), args.a1_files, layouts=layouts)
         if "skipped" in uploads:
             print(f"A1 skipped: {uploads['skipped']}")
         else:
             print_table([[f"A1 upload, {key.replace('_', ' backend, ')}", f"{uploads[key]['first']['seconds']:.2f} s",
                           f"{uploads[key]['files_per_second']:.0f} files/s",
                           f"again: {uploads[key]['again']['seconds']:.2f} s, "
-                          f"{uploads[key]['again']['bytes_sent']} B sent"]
-                         for key in ("s3_objects", "s3_packed", "local_objects", "local_packed")]
+                          f"{uploads[key]['again']['bytes_sent']} B sent; CPU s per 1,000 files: "
+                          + ", ".join(f"{side} {seconds:.2f}" for side, seconds
+                                      in uploads[key]['first']['cpu_seconds_per_1000_files'].items())]
+                         for key in ("s3_objects", "s3_packed", "local_objects", "local_packed") if key in uploads]
                         + [["A1 S3 server alone", "", f"{uploads['s3_ceiling_files_per_second']:.0f} files/s",
                             "the same objects PUT straight to s3rver, 64 at a time"]],
                         header=["benchmark", "time", "rate", "note"])

@@ -179,6 +179,8 @@ DIE_MID_PACK = textwrap.dedent('''
         global count
         count += 1
         if count == kill_at:
+            data = data if isinstance(data, bytes) else b"".join(data)  # a streamer's Pieces
+
             def body():
                 yield data[: len(data) // 2]
                 os.kill(os.getpid(), signal.SIGKILL)  # mid-pack: half of it is on the wire
@@ -296,9 +298,12 @@ def test_an_online_commit_streams_its_chunks_and_keeps_no_local_copy(servers, tm
         data = _checkpoint(path, tensors)
         os.utime(path, (1e9 + len(versions),) * 2)  # not written just now: the stat cache may remember it
         stream_wire.sent.clear()
-        target = ServerChunks(ArtifactClient(HttpClient(server.url, transport=stream_wire)), "p", pack_bytes=4 * MiB)
+        target = ServerChunks(ArtifactClient(HttpClient(server.url, transport=stream_wire)), "p", pack_bytes=MiB)
         result = _streamed_commit(store, path, target)
         assert target.error is None and registered_before_version[-1]
+        # 10 batches of 4 MiB (4 packs each) went through at most batches + 1 = 4 buffers, reused:
+        # a buffer per batch (and per pack) cost the kernel a page fault per 4 KiB each time.
+        assert target.streamer.buffers_made <= 4, target.streamer.buffers_made
         assert _local_pack_bytes(store) == 0  # the chunks live on the server only
         after_wire = Wire()
         client = ArtifactClient(HttpClient(server.url, transport=after_wire), tmp_path / "state")

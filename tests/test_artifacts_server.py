@@ -29,7 +29,7 @@ from test_artifact_references import site  # noqa: F401, F811 (a loopback HTTP s
 import tracklet
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.remote import RemoteArtifacts, upload_version
-from tracklet.artifacts.storage import ArtifactStore
+from tracklet.artifacts.storage import ArtifactStore, store_lock
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.http import HttpClient
 from tracklet.errors import ArtifactVerifyError, RemoteError
@@ -447,7 +447,7 @@ def test_a_reader_can_download_but_not_upload(servers, tmp_path):
     assert Path(remote.artifact("p/model").download(tmp_path / "dl"), "w").read_bytes() == data
 
 
-def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatch):
+def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatch, capfd):
     server = servers(tmp_path / "server")
     root = tmp_path / "offline"
     run = tracklet.init(project="nlp", id="r1", dir=str(root), settings=QUIET)
@@ -471,10 +471,28 @@ def test_sync_sends_an_offline_runs_artifacts_once(servers, tmp_path, monkeypatc
     pushed = _cli("--dir", str(root), "artifact", "push", "nlp/notes.txt:latest", "--url", server.url)
     assert pushed.returncode == 0, pushed.stderr
     assert "nlp/notes.txt:v0" in pushed.stdout
+    # finish() waits for an artifact still being stored only within its timeout (here a collection
+    # holds the store's lock, so the commit can't start), says so, and returns; the version is
+    # committed whole once it can, and `tracklet sync` sends it.
+    late = tracklet.init(project="nlp", id="r2", dir=str(root), settings={**QUIET, "finish_timeout": 0.5})
+    dataset = tmp_path / "shard.bin"
+    dataset.write_bytes(os.urandom(50_000))
+    with store_lock(ArtifactStore(root).directory, exclusive=True):
+        pending = late.log_artifact(str(dataset), name="shard", type="dataset")
+        late.finish()
+        assert "artifacts still being stored at finish" in capfd.readouterr().err
+        assert pending.state != "committed"
+    pending.wait(60)
+    synced = _cli("--dir", str(root), "sync", "nlp/r2", "--url", server.url, "--quiet")
+    assert synced.returncode == 0, synced.stderr
+    [shard] = client.versions("nlp", "shard")
+    assert shard["logged_by"] == "nlp/r2"
     monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))
     with tracklet.Api(base_url=server.url) as api:
         notes = api.artifact("nlp/notes.txt")
         assert Path(notes.download(tmp_path / "n"), "notes.txt").read_text() == "notes"
+        shard_back = api.artifact("nlp/shard:latest")
+        assert Path(shard_back.download(tmp_path / "s"), "shard.bin").read_bytes() == dataset.read_bytes()
 
 
 def test_abandoned_upload_sessions_are_swept(tmp_path):

@@ -189,8 +189,13 @@ class ChunkStreamer:
     ``query_packs`` packs' worth of chunks (``pack_bytes`` each), a worker asks the server which of
     them the project lacks (one request: each costs the server a transaction, so not one per pack)
     and sends those in packs of about ``pack_bytes``. At most ``batches`` such batches are in flight
-    (the cutting thread waits otherwise: memory stays under ``batches * query_packs * pack_bytes``).
-    A chunk given twice is sent once.
+    (the cutting thread waits otherwise: memory stays under ``(batches + 1) * query_packs *
+    pack_bytes``). A chunk given twice is sent once.
+
+    A batch's chunks are copied into a buffer allocated once and reused for later batches, and a
+    pack goes to the socket as views of that buffer (``Pieces``): a buffer grown chunk by chunk,
+    or a fresh one per pack, costs the kernel a page fault and zeroing per 4 KiB each time, which
+    was most of the client's CPU per GiB (``benchmarks/artifacts.py --only a2loop``).
 
     The first error (a server down, refusing) stops it; ``error`` holds it and later chunks are
     dropped: the caller decides what to do (``ServerChunks`` stores the file locally instead).
@@ -204,11 +209,14 @@ class ChunkStreamer:
         self.batch_bytes = pack_bytes * query_packs
         self.sent = 0
         self.error: BaseException | None = None
+        self.buffers_made = 0  # batch buffers allocated (the rest of the batches reuse them)
         self._pool = ThreadPoolExecutor(max_workers=batches, thread_name_prefix="tracklet-stream")
         self._slots = threading.Semaphore(batches)
         self._lock = threading.Lock()
         self._futures: list[Any] = []
-        self._data = bytearray()
+        self._free: list[bytearray] = []  # buffers whose batch is sent
+        self._data: bytearray | None = None  # the batch being filled ...
+        self._used = 0  # ... up to here
         self._entries: list[tuple[bytes, int, int]] = []
         self._seen: set[bytes] = set()
         self._closed = False
@@ -218,50 +226,74 @@ class ChunkStreamer:
         if self.error is not None or self._closed or chunk_id in self._seen:
             return
         self._seen.add(chunk_id)
-        self._entries.append((chunk_id, len(self._data), len(data)))
-        self._data += data
-        if len(self._data) >= self.batch_bytes:
+        length = len(data)
+        if self._data is not None and self._used + length > len(self._data):
+            self._flush()
+        if self._data is None:
+            self._data = self._buffer(length)
+            self._used = 0
+        self._entries.append((chunk_id, self._used, length))
+        self._data[self._used:self._used + length] = data
+        self._used += length
+        if self._used >= self.batch_bytes:
             self._flush()
 
+    def _buffer(self, least: int) -> bytearray:
+        """A batch buffer: a free one, else a new one (room for a batch plus its last chunk)."""
+        with self._lock:
+            if self._free and len(self._free[-1]) >= least:
+                return self._free.pop()
+        self.buffers_made += 1
+        return bytearray(max(least, self.batch_bytes + (1 << 20)))
+
     def _flush(self) -> None:
-        if not self._entries:
+        if not self._entries or self._data is None:
             return
-        data, entries = self._data, self._entries
-        self._data, self._entries = bytearray(), []
+        data, used, entries = self._data, self._used, self._entries
+        self._data, self._used, self._entries = None, 0, []
         self._slots.acquire()
         try:
-            self._futures.append(self._pool.submit(self._send, data, entries))
+            self._futures.append(self._pool.submit(self._send, data, used, entries))
         except RuntimeError:  # the pool is shut down
             self._slots.release()
 
-    def _send(self, data: bytearray, entries: list[tuple[bytes, int, int]]) -> None:
+    def _send(self, data: bytearray, used: int, entries: list[tuple[bytes, int, int]]) -> None:
         from tracklet.artifacts.packs import encode_trailer, pack_id_of
+        from tracklet.client.artifacts import Pieces
 
         try:
             if self.error is not None:
                 return
             lacking = self.client.missing_chunks(self.project, [cid.hex() for cid, _, _ in entries])
-            view = memoryview(data)
+            view = memoryview(data)[:used]
             pack: list[tuple[bytes, int, int]] = []
-            pieces: list[memoryview] = []
+            runs: list[memoryview] = []  # the pack's chunk bytes: runs of adjacent chunks in ``data``
+            run_start = run_end = -1
             size = 0
             for number, (cid, start, length) in enumerate(entries):
                 if cid.hex() in lacking:
                     pack.append((cid, size, length))
-                    pieces.append(view[start:start + length])
+                    if start != run_end:
+                        if run_end > run_start:
+                            runs.append(view[run_start:run_end])
+                        run_start = start
+                    run_end = start + length
                     size += length
                 if pack and (size >= self.pack_bytes or number == len(entries) - 1):
                     if self.error is not None:
                         return
+                    runs.append(view[run_start:run_end])
                     trailer = encode_trailer(pack, size)
-                    pieces.append(memoryview(trailer))
-                    sent = self.client.upload_pack(self.project, pack_id_of(trailer), b"".join(pieces))
+                    sent = self.client.upload_pack(self.project, pack_id_of(trailer), Pieces([*runs, trailer]))
                     with self._lock:
                         self.sent += sent
-                    pack, pieces, size = [], [], 0
+                    pack, runs, size = [], [], 0
+                    run_start = run_end = -1
         except BaseException as error:  # noqa: BLE001 - the caller decides (ServerChunks: store locally)
             self.error = error
         finally:
+            with self._lock:
+                self._free.append(data)
             self._slots.release()
 
     def close(self) -> None:
@@ -274,6 +306,8 @@ class ChunkStreamer:
         for future in self._futures:
             future.result()
         self._pool.shutdown(wait=True)
+        self._free.clear()
+        self._data = None
 
 
 class ServerChunks:

@@ -190,7 +190,8 @@ def t3(work: Path, increments: int) -> dict:
     import tracklet
 
     process = psutil.Process()
-    run = tracklet.init(project="bench", dir=str(work / "root3"), settings=QUIET)
+    # Room for every increment: a full queue would drop increments (their rows then go with later logs).
+    run = tracklet.init(project="bench", dir=str(work / "root3"), settings={**QUIET, "media_queue": increments + 1})
     table = tracklet.Table(columns=["i", "label", "x"], log_mode="INCREMENTAL")
     before = 0
     started = time.perf_counter()

@@ -248,17 +248,36 @@ def test_a_full_queue_drops_table_logs_without_waiting_and_keeps_what_it_accepte
             assert len(increments) == 9  # the dropped increments' rows went back to the table
         finally:
             release.set()
-        run.flush()
-        run.log({"inc": increments, "whole": whole}, step=11)
-        run.finish()
+        run.finish()  # logs both tables again at step 10, their last (dropped) log
     full = [str(w.message) for w in caught if "media queue is full" in str(w.message)]
     assert len(full) == 1 and "at step 2" in full[0]
-    assert any("18 media item(s) were dropped" in str(w.message) for w in caught)
+    assert any("18 media item(s) were dropped" in str(w.message) and "2 table(s) whose last log was dropped were "
+               "logged at finish" in str(w.message) for w in caught)
     recorded = read(run)
     assert recorded.table("inc").to_pandas()["i"].tolist() == list(range(10))  # no row lost
     assert recorded.table("whole", step=1).to_pandas()["i"].tolist() == [0]
     assert recorded.table("whole").to_pandas()["i"].tolist() == list(range(10))
-    assert [r.step for r in _records(run) if r.key == "inc"] == [1, 11]
+    assert [r.step for r in _records(run) if r.key == "inc"] == [1, 10]
+
+
+def test_a_dropped_increment_goes_with_the_tables_next_log(start):
+    release = threading.Event()
+    run = start(settings={"media_queue": 2, "media_workers": 1})
+    table = tracklet.Table(columns=["i"], log_mode="INCREMENTAL")
+    run.log({"busy": _Busy(release)}, step=0)
+    for i in range(3):  # step 1 is taken, 2 and 3 are dropped: their rows go back to the table
+        table.add_data(i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run.log({"t": table}, step=1 + i)
+    assert (run._logged.dropped, len(table)) == (2, 2)
+    release.set()
+    run.flush()
+    table.add_data(3)
+    run.log({"t": table}, step=4)
+    run.finish()
+    assert [(r.step, r.rows) for r in _records(run)] == [(1, 1), (4, 3)]
+    assert read(run).table("t").to_pandas()["i"].tolist() == [0, 1, 2, 3]
 
 
 def test_incremental_identical_increments_are_each_kept(start):

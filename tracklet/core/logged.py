@@ -40,10 +40,12 @@ class LoggedObject:
         table, which changes after it is logged). Runs on the caller's thread: it must be cheap."""
         return self
 
-    def _dropped(self) -> None:
+    def _dropped(self) -> LoggedObject | None:
         """Called on the caller's thread, right after :meth:`_at_log`, when a full queue dropped
         this object (``log()`` never waits): undo what logging took (an INCREMENTAL table's
-        snapshot hands its rows back to the table). Nothing for media."""
+        snapshot hands its rows back to the table) and return what ``finish()`` should log under
+        the same key if no later log of that key is taken (a table), or None (media)."""
+        return None
 
     def _pending_bytes(self) -> int:
         """About how many bytes this object holds until it is recorded (the worker's queue is

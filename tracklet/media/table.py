@@ -56,7 +56,8 @@ class TableSnapshot(LoggedObject):
     stores off the caller's thread, through :meth:`_record`. ``arrow``: the part converted already
     (immutable); ``rows``: the rows after it (a list no one appends to any more); ``row_offset``:
     rows of this table logged before (INCREMENTAL). A full queue drops it like any media (``log()``
-    never waits); a dropped INCREMENTAL snapshot hands its rows back to ``source`` (its table)."""
+    never waits); a dropped INCREMENTAL snapshot hands its rows back to ``source`` (its table),
+    which ``finish()`` logs if no later log of the key is taken (``media/worker.py``)."""
 
     _kind = "table"
 
@@ -105,11 +106,13 @@ class TableSnapshot(LoggedObject):
 
         return store_snapshot(self, context, where.key, where.step, where.time)
 
-    def _dropped(self) -> None:
+    def _dropped(self) -> Any:
         """A full queue dropped this snapshot: an INCREMENTAL table takes its rows back, so its
-        next ``log()`` records them (IMMUTABLE and MUTABLE tables still hold every row)."""
-        if self.source is not None:
+        next ``log()`` records them (IMMUTABLE and MUTABLE tables still hold every row); the
+        table, for ``finish()`` to log if no later log of the key is taken."""
+        if self.source is not None and self.log_mode == "INCREMENTAL":
             self.source._take_back(self)
+        return self.source
 
 
 def _warn(what: str, message: str) -> None:
@@ -290,7 +293,7 @@ class Table(LoggedObject):
             self._arrow, self._rows = None, []
             self._increments += 1
         else:
-            snapshot = self._snapshot(self._rows[:], 0)
+            snapshot = self._snapshot(self._rows[:], 0, self)
         self._logged_version = self._version
         return snapshot
 

@@ -11,8 +11,10 @@ training thread runs meanwhile.
 
 The queue is bounded by items (``settings.media_queue``) and bytes (``MAX_PENDING_BYTES``): a row
 that would overflow it has its logged objects dropped, counted, with one warning; ``log()`` never
-waits, for media or tables alike (a dropped INCREMENTAL increment hands its rows back to its table,
-so they go with the table's next ``log()``: ``LoggedObject._dropped``). ``close`` (``finish()``) records what is pending within its timeout.
+waits, for media or tables alike. A dropped table log loses no rows: the table still holds them
+(a dropped INCREMENTAL increment hands its rows back), so its next ``log()`` under that key records
+them, and ``close`` (``finish()``) logs, at the step of its last dropped log, a table whose last
+log was dropped (``LoggedObject._dropped``). ``close`` (``finish()``) records what is pending within its timeout.
 
 **The caller never wakes a working lane.** Handing an item over is an ``append`` to the lane's
 deque; no lock is released and no event set, so no system call: waking a sleeping thread from
@@ -116,6 +118,8 @@ class LoggedWorker:
         self.recorded = 0  # items whose record was queued to the sender
         self.caller_wakes = 0  # times submit() woke a sleeping lane (a burst, or a lane dozing)
         self._closed = False
+        self._late: dict[str, tuple[int, float, Any]] = {}  # key -> (step, time, object) to log at close
+        self.late_recorded = 0  # dropped table logs logged again at close
 
     # ------------------------------------------------------------ caller side
 
@@ -159,8 +163,10 @@ class LoggedWorker:
                 self._pending = pending + count
                 self._pending_bytes += size
         if full:
-            self._drop(step, key, items)
+            self._drop(step, key, items, when)
             return
+        if self._late:
+            self._late.pop(key, None)  # this log (of the same table, or a newer one) holds those rows now
         lane = self._lanes[hash(key) % len(self._lanes)]  # one key's items are recorded in the order logged
         jobs = lane.jobs
         jobs.append((step, when, key, items, size))
@@ -173,9 +179,10 @@ class LoggedWorker:
             self.caller_wakes += 1
             lane.event.set()
 
-    def _drop(self, step: int, key: str, items: list[Any]) -> None:
+    def _drop(self, step: int, key: str, items: list[Any], when: float = 0.0) -> None:
         """The queue is full: count ``items`` dropped, say so once per run (``finish()`` reports
-        the count), and let each item undo what logging it took (``LoggedObject._dropped``)."""
+        the count), and let each item undo what logging it took (``LoggedObject._dropped``); what
+        that hands back (a table) is logged at ``close`` unless a later log of ``key`` is taken."""
         with self._lock:
             self.dropped += len(items)
         self._warn("media-queue-full",
@@ -187,9 +194,11 @@ class LoggedWorker:
         for item in items:
             if isinstance(item, LoggedObject):
                 try:
-                    item._dropped()
+                    again = item._dropped()
                 except Exception:  # pragma: no cover - never fail the caller's log() over a drop
-                    pass
+                    continue
+                if again is not None and len(items) == 1:
+                    self._late[key] = (step, when, again)
 
     def _start(self, lane: _Lane) -> None:
         with self._lock:
@@ -285,7 +294,9 @@ class LoggedWorker:
             pass
 
     def close(self, timeout: float) -> bool:
-        """Record what is pending within ``timeout`` and stop the threads. False on timeout."""
+        """Log the tables whose last log a full queue dropped (at that step), record what is
+        pending within ``timeout`` and stop the threads. False on timeout."""
+        self._log_late()
         self._closed = True
         deadline = time.monotonic() + timeout
         for lane in self._lanes:
@@ -299,6 +310,23 @@ class LoggedWorker:
                 done = done and not lane.thread.is_alive()
         buffers.POOL.clear()  # the reserve served this run's bursts; a later run grows its own
         if self.dropped:
+            late = (f"; {self.late_recorded} table(s) whose last log was dropped were logged at finish with the rows "
+                    "they held" if self.late_recorded else "")
             self._warn("media-dropped", f"tracklet: {self.dropped} media item(s) were dropped because the media "
-                                        "queue was full")
+                                        f"queue was full{late}")
         return done
+
+    def _log_late(self) -> None:
+        """``close``'s first step, on the caller's thread: each table whose last log under a key was
+        dropped is logged again there (past the queue's bound: the run is ending), so no row the
+        table held is lost."""
+        late, self._late = self._late, {}
+        for key, (step, when, source) in late.items():
+            item = source._at_log(key, step)
+            with self._lock:
+                self._pending += 1
+            lane = self._lanes[hash(key) % len(self._lanes)]
+            lane.jobs.append((step, when, key, [item], 0))
+            if lane.thread is None:
+                self._start(lane)
+            self.late_recorded += 1

@@ -140,6 +140,15 @@ def test_immutable_table_changed_after_logging_warns_as_wandb_does(start):
     assert read(run).table("t").to_pandas()["a"].tolist() == [1, 2]
 
 
+def test_a_table_under_a_key_first_logged_with_a_plain_value_is_recorded(start):
+    run = start()
+    run.log({"loss": 1.0, "t": 1})  # the key set {loss, t} is first seen holding plain values
+    table = tracklet.Table(columns=["a"], data=[[1], [2]])
+    run.log({"loss": 2.0, "t": table})
+    run.finish()
+    assert read(run).table("t").to_pandas()["a"].tolist() == [1, 2]
+
+
 def test_a_table_alone_in_log_still_records_its_steps_row_as_wandb_does(start):
     run = start()
     run.log({"t": tracklet.Table(columns=["a"], data=[[1]])})

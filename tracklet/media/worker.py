@@ -146,10 +146,14 @@ class LoggedWorker:
 
     def submit(self, step: int, when: float, key: str, items: list[LoggedObject]) -> None:
         """Queue ``items`` logged under ``key`` at ``step``; drop them (counted, one warning) when
-        the queue is full: never wait."""
+        the queue is full: never wait. A table that reached here without its snapshot (a row
+        ``log()`` sent to history as plain values: ``Run._logged_in_history``, on the sender's
+        thread) is snapshotted now."""
         size = 0
-        for item in items:
+        for index, item in enumerate(items):
             if isinstance(item, LoggedObject):
+                if item._snapshot_at_log:
+                    items[index] = item = item._at_log(key, step)
                 size += item._pending_bytes()
         self._enqueue(step, when, key, items, size)
 

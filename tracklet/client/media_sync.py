@@ -164,10 +164,10 @@ class MediaBlobSync:
         name, once each, in log order (anything that is not a sha256 is left out)."""
         from tracklet.proto import records_pb2 as pb
 
-        from tracklet.media.retention import read_cutoffs
+        from tracklet.core.extensions import load
 
         try:
-            retired = read_cutoffs(paths.run_dir)
+            retired = load("media").read_cutoffs(paths.run_dir)
         except ValueError:  # a damaged retention file: every item's blob is sent
             retired = {}
         record = pb.Record()

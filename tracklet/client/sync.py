@@ -216,9 +216,10 @@ class SyncClient:
     def _sync_retention(self, paths: RunPaths) -> None:
         """The run's media retention (``tracklet media prune`` applied locally), sent once per
         change of its file: the server then hides the same retired items (it only moves forward)."""
-        from tracklet.media.retention import RETENTION_FILE, read_cutoffs
+        from tracklet.core.extensions import load
 
-        file = paths.run_dir / RETENTION_FILE
+        media = load("media")  # tracklet.media.read (the layer above: tests/test_layers.py)
+        file = paths.run_dir / media.RETENTION_FILE
         try:
             stamp = file.stat().st_mtime_ns
         except FileNotFoundError:
@@ -226,7 +227,7 @@ class SyncClient:
         if self._retention_sent.get(file) == stamp:
             return
         try:
-            cutoffs = read_cutoffs(paths.run_dir)
+            cutoffs = media.read_cutoffs(paths.run_dir)
         except ValueError as error:
             raise SyncError(f"{paths.project}/{paths.run_id}: {error}") from None
         response = self._http.request("PUT", f"/api/v1/runs/{paths.project}/{paths.run_id}/media/retention",

@@ -32,10 +32,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from tracklet.server.schema import artifact_blobs, artifact_files
-
 if TYPE_CHECKING:
     from tracklet.server.artifact_blobs import ServerArtifacts
     from tracklet.store import Store
@@ -84,14 +80,8 @@ class ServerMediaBlobs:
         return pq.read_schema(source) if columns is None else pq.read_table(io.BytesIO(data), columns=columns)
 
     def remove(self, digest: str) -> int | None:
-        cutoff = time.time() - self.grace
-        with self.artifacts.engine.begin() as connection:
-            dropped = connection.execute(artifact_blobs.delete().where(
-                artifact_blobs.c.project == self.project, artifact_blobs.c.digest == digest,
-                artifact_blobs.c.created_at < cutoff)).rowcount
-            self.grants_dropped += dropped or 0
-            held = any(connection.execute(sa.select(table.c.digest).where(table.c.digest == digest).limit(1)).first()
-                       for table in (artifact_blobs, artifact_files))
+        dropped, held = self.artifacts.release(self.project, digest, time.time() - self.grace)
+        self.grants_dropped += dropped
         if held:
             self.kept_granted += 1
             return None

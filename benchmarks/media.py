@@ -490,9 +490,12 @@ def issue_targets(ours: dict, theirs: dict | None, slow: dict, per_step: dict) -
                      f"1/{ratio:.0f} of it (target <= 1/20: {verdict(ratio >= 20)})")
     else:
         lines.append("     W&B ratio: not measured (wandb is not installed: pip install wandb)")
-    lines.append(f"  2. one image per {slow['step_ms']:.0f} ms step: slowdown {slow['wall_slowdown_pct']:.2f}% wall "
-                 f"(target <= 1%: {verdict(slow['wall_slowdown_pct'] <= 1)}), {slow['cpu_slowdown_pct']:.2f}% CPU "
-                 f"(the figure that holds under load: {verdict(slow['cpu_slowdown_pct'] <= 1)})")
+    noise = " (negative: below this run's noise)" if min(slow["wall_slowdown_pct"], slow["cpu_slowdown_pct"]) < 0 else ""
+    lines.append(f"  2. one image per {slow['step_cpu_ms']:.0f} ms (CPU) step ({slow['step_ms']:.0f} ms wall here): "
+                 f"slowdown {slow['wall_slowdown_pct']:.2f}% wall (target <= 1%: "
+                 f"{verdict(slow['wall_slowdown_pct'] <= 1)}), {slow['cpu_slowdown_pct']:.2f}% CPU (the figure that "
+                 f"holds under load: {verdict(slow['cpu_slowdown_pct'] <= 1)}){noise}; the worker's CPU per image is "
+                 "above")
     lines.append(f"  information, not a target: the same call once after each {STEP_MS_LATENCY:.0f} ms numpy step "
                  f"(cold caches) p50 {per_step['p50_us']:.1f} us (benchmarks/media_floor.py breaks it down)")
     return lines

@@ -11,7 +11,9 @@ when it returned. Then 300 ``Image`` calls on an idle GPU give the steady caller
 recorded PNG is compared byte for byte with the tensor it came from. The worker runs without a
 run (``LoggedWorker`` with a list for records), so only numpy, torch, Pillow and protobuf are needed.
 
-Session 14 (2026-12-04, one NVIDIA H200, torch 2.11.0+cu130, the code of this module's commit):
+Session 14 (2026-12-04, one NVIDIA H200, torch 2.11.0+cu130; the device machine runs the lead's
+checkout, main at 90ceae5, whose CUDA path (media/snapshot.py, image.py, buffers.py) this branch
+leaves unchanged, through these same steps inline):
 callers 96-260 µs while 0.3 s of GPU work was queued (the stream still busy after 4 of 5 calls
 returned, so none waited for it); steady ``Image(cuda 3x224x224)`` p50 33.1 µs, p99 2.0 ms; 5 of 5
 recorded images byte-exact, 306 records, none dropped.

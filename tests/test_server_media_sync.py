@@ -291,6 +291,7 @@ def test_only_writers_upload_blobs_and_a_digest_alone_reads_nothing(servers, roo
         alice = http.post("/api/v1/users", json={"name": "alice"}).json()["key"]
         reader = http.post("/api/v1/users", json={"name": "reader"}).json()["key"]
         carol = http.post("/api/v1/users", json={"name": "carol"}).json()["key"]
+        writer = http.post("/api/v1/users", json={"name": "writer"}).json()["key"]
 
     run = tracklet.init(project="vision", id="alice", dir=str(root), settings=QUIET)
     logged = _log_media(run)
@@ -299,6 +300,7 @@ def test_only_writers_upload_blobs_and_a_digest_alone_reads_nothing(servers, roo
         assert client.sync_run(RunPaths(root, "vision", "alice")).media_sent > 0
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {alice}"}) as http:
         assert http.put("/api/v1/projects/vision/members/reader", json={"role": "read"}).status_code in (200, 204)
+        assert http.put("/api/v1/projects/vision/members/writer", json={"role": "write"}).status_code in (200, 204)
     _check_read_back(server.url, "vision/alice", logged, key=reader)  # a reader reads ...
 
     before = set(_local_blobs(root))
@@ -330,6 +332,20 @@ def test_only_writers_upload_blobs_and_a_digest_alone_reads_nothing(servers, roo
     assert answer.status_code == 404
     answer = httpx.get(f"{server.url}/api/v1/runs/vision/alice/media/{image_digest}", headers=carol_headers)
     assert answer.status_code == 403
+
+    # Retention: a prune on the server (it removes blobs) needs admin on the project; moving a
+    # run's retention forward (what sync sends) needs write.
+    for key, status in ((reader, 403), (writer, 403), (alice, 200)):
+        answer = httpx.post(f"{server.url}/api/v1/projects/vision/media/prune", json={"keep_last": 0, "dry_run": True},
+                            headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == status, answer.text
+    assert [run["retired"] for run in answer.json()["runs"]] == [5]  # would retire all 5 (a dry run)
+    for key, status in ((reader, 403), (writer, 200)):
+        answer = httpx.put(f"{server.url}/api/v1/runs/vision/alice/media/retention", json={"keys": {"pred": 0}},
+                           headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == status, answer.text
+    assert len(httpx.get(f"{server.url}/api/v1/runs/vision/alice/media", headers={
+        "Authorization": f"Bearer {alice}"}).json()["media"]) == 5  # the dry run hid nothing
 
 
 def _digests_held(url: str, key: str, project: str, digests) -> set[str]:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 import warnings
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pytest
 
 import tracklet
+from tracklet.core.logged import LoggedObject
 from tracklet.errors import FilterSyntaxError, TableError, TableNotFound, TrackletWarning
 from tracklet.proto import records_pb2 as pb
 
@@ -138,6 +140,15 @@ def test_immutable_table_changed_after_logging_warns_as_wandb_does(start):
     assert read(run).table("t").to_pandas()["a"].tolist() == [1, 2]
 
 
+def test_a_table_under_a_key_first_logged_with_a_plain_value_is_recorded(start):
+    run = start()
+    run.log({"loss": 1.0, "t": 1})  # the key set {loss, t} is first seen holding plain values
+    table = tracklet.Table(columns=["a"], data=[[1], [2]])
+    run.log({"loss": 2.0, "t": table})
+    run.finish()
+    assert read(run).table("t").to_pandas()["a"].tolist() == [1, 2]
+
+
 def test_a_table_alone_in_log_still_records_its_steps_row_as_wandb_does(start):
     run = start()
     run.log({"t": tracklet.Table(columns=["a"], data=[[1]])})
@@ -173,9 +184,8 @@ def test_large_tables_are_split_into_fragments(start, monkeypatch):
 # ---------------------------------------------------------------- INCREMENTAL
 
 
-@pytest.mark.filterwarnings("ignore:tracklet. log.. is waiting for the media and tables worker")
 def test_incremental_many_increments_all_rows_in_order_and_client_memory_bounded(start):
-    run = start()
+    run = start(settings={"media_queue": 2001})  # room for every increment: none dropped on a slow machine
     table = tracklet.Table(columns=["i", "label", "x"], log_mode="INCREMENTAL")
 
     def increments(first: int, count: int) -> None:
@@ -212,15 +222,71 @@ def test_incremental_many_increments_all_rows_in_order_and_client_memory_bounded
     assert read(run).table("inc", step=2).to_pandas()["i"].tolist() == list(range(30))
 
 
-@pytest.mark.filterwarnings("ignore:tracklet. log.. is waiting for the media and tables worker")
-def test_a_full_worker_queue_never_drops_a_table_log_waits_instead(start):
-    run = start(settings={"media_queue": 2, "media_workers": 1})  # a queue of two items: full at once
+class _Busy(LoggedObject):
+    """A logged object whose recording waits for ``release``: keeps the worker's one lane busy."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def _record(self, context, where):
+        self.release.wait(60)
+
+
+def test_a_full_queue_drops_table_logs_without_waiting_and_keeps_what_it_accepted(start):
+    release = threading.Event()
+    run = start(settings={"media_queue": 3, "media_workers": 1})  # the busy item and step 0's two tables
+    increments = tracklet.Table(columns=["i"], log_mode="INCREMENTAL")
+    whole = tracklet.Table(columns=["i"], log_mode="MUTABLE")
+    logged = threading.Event()
+
+    def train():
+        run.log({"busy": _Busy(release)}, step=0)
+        for i in range(10):
+            increments.add_data(i)
+            whole.add_data(i)
+            run.log({"inc": increments, "whole": whole}, step=1 + i)
+        logged.set()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threading.Thread(target=train, daemon=True).start()
+        try:
+            # The worker records nothing until release is set: a log() that waited would never return.
+            assert logged.wait(30)
+            assert (run._logged.dropped, run._logged.recorded) == (18, 0)
+            assert len(increments) == 9  # the dropped increments' rows went back to the table
+        finally:
+            release.set()
+        run.finish()  # logs both tables again at step 10, their last (dropped) log
+    full = [str(w.message) for w in caught if "media queue is full" in str(w.message)]
+    assert len(full) == 1 and "at step 2" in full[0]
+    assert any("18 media item(s) were dropped" in str(w.message) and "2 table(s) whose last log was dropped were "
+               "logged at finish" in str(w.message) for w in caught)
+    recorded = read(run)
+    assert recorded.table("inc").to_pandas()["i"].tolist() == list(range(10))  # no row lost
+    assert recorded.table("whole", step=1).to_pandas()["i"].tolist() == [0]
+    assert recorded.table("whole").to_pandas()["i"].tolist() == list(range(10))
+    assert [r.step for r in _records(run) if r.key == "inc"] == [1, 10]
+
+
+def test_a_dropped_increment_goes_with_the_tables_next_log(start):
+    release = threading.Event()
+    run = start(settings={"media_queue": 2, "media_workers": 1})
     table = tracklet.Table(columns=["i"], log_mode="INCREMENTAL")
-    for i in range(300):
+    run.log({"busy": _Busy(release)}, step=0)
+    for i in range(3):  # step 1 is taken, 2 and 3 are dropped: their rows go back to the table
         table.add_data(i)
-        run.log({"t": table})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run.log({"t": table}, step=1 + i)
+    assert (run._logged.dropped, len(table)) == (2, 2)
+    release.set()
+    run.flush()
+    table.add_data(3)
+    run.log({"t": table}, step=4)
     run.finish()
-    assert read(run).table("t").to_pandas()["i"].tolist() == list(range(300))
+    assert [(r.step, r.rows) for r in _records(run)] == [(1, 1), (4, 3)]
+    assert read(run).table("t").to_pandas()["i"].tolist() == [0, 1, 2, 3]
 
 
 def test_incremental_identical_increments_are_each_kept(start):

@@ -21,7 +21,7 @@
     tracklet diff RUN_A RUN_B [--json]     config, environment, packages, code, inputs, summary
     tracklet report ls|show|diff|revert|publish|freeze|token|export  reports (docs/reports.md)
     tracklet traces export PROJECT -o spans.parquet [--run RUN]   spans as Parquet / JSON Lines
-    tracklet media prune PROJECT [--keep-last N] [--max-bytes SIZE] [--dry-run]   media retention (docs/media.md)
+    tracklet media prune PROJECT [--keep-last N] [--max-bytes SIZE] [--dry-run] [--url URL]   media retention (docs/media.md)
 
 ``RUN`` is ``project/run_id`` or ``project/run_name``, or a run id or run name that is unique under
 the data root (``tracklet sync`` takes the same, or a run directory).

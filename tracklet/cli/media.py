@@ -24,10 +24,15 @@ def media_group() -> None:
 @click.option("--key", "keys", multiple=True, metavar="KEY", help="Only these keys (repeatable). Default: every key.")
 @click.option("--dry-run", is_flag=True, help="Say what would be retired; change nothing.")
 @click.option("--keep-blobs", is_flag=True, help="Retire (hide) the items but remove no stored file.")
+@click.option("--url", default=None, metavar="URL",
+              help="Apply the policy on this tracking server (its runs and blob store, local or S3; admin on PROJECT) "
+                   "instead of the local data root.")
+@click.option("--grace", default="1h", show_default=True,
+              help="With --url: keep blobs an upload used more recently than this (0, 30m, 12h, 1d).")
 @click.pass_context
 @_handle_errors
 def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: str | None, keys: tuple[str, ...],
-          dry_run: bool, keep_blobs: bool) -> None:
+          dry_run: bool, keep_blobs: bool, url: str | None, grace: str) -> None:
     """Retire the media before each key's last N steps (--keep-last), and then the oldest steps
     past a size (--max-bytes), in every run of PROJECT: the read API and
     dashboard stop listing them (each run's media-retention.json says from which step a key is
@@ -44,6 +49,9 @@ def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: st
         raise CliError(f"--max-bytes: {error}") from None
     if keep_last is None and limit is None:
         raise CliError("say what to keep: --keep-last N, --max-bytes SIZE, or both")
+    if url:
+        _prune_on_server(url, project, keep_last, limit, list(keys) or None, dry_run, keep_blobs, grace)
+        return
     try:
         plans = retention.plan(root, project, keep_last, list(keys) or None, max_bytes=limit)
     except ValueError as error:
@@ -63,3 +71,39 @@ def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: st
     elif not keep_blobs:
         click.echo(f"removed {report.blobs_removed} stored file(s), {report.bytes_freed:,} bytes; "
                    f"kept {report.blobs_kept_shared} that something else names")
+
+
+def _prune_on_server(url: str, project: str, keep_last: int | None, limit: int | None, keys: list[str] | None,
+                     dry_run: bool, keep_blobs: bool, grace: str) -> None:
+    """``prune --url``: the server applies the policy to its copies of the runs and its blob store."""
+    from tracklet.artifacts.sizes import parse_duration
+    from tracklet.client.http import HttpClient
+
+    try:
+        grace_seconds = parse_duration(grace)
+    except ValueError as error:
+        raise CliError(f"--grace: {error}") from None
+    http = HttpClient(url)
+    try:
+        response = http.request("POST", f"/api/v1/projects/{project}/media/prune", json={
+            "keep_last": keep_last, "max_bytes": limit, "keys": keys, "dry_run": dry_run, "keep_blobs": keep_blobs,
+            "grace_seconds": grace_seconds})
+        if response.status_code != 200:
+            raise http.refusal(response, what="the prune")
+        report = response.json()
+    finally:
+        http.close()
+    for run in report["runs"]:
+        kept = ", ".join(f"{key} from step {step}" for key, step in sorted(run["kept_from"].items()))
+        click.echo(f"{'would retire' if dry_run else 'retired'} {run['retired']} media item(s) "
+                   f"({run['retired_bytes']:,} bytes) of {project}/{run['run_id']} on {url}: kept {kept}")
+    if not report["runs"]:
+        click.echo(f"nothing to retire in {project} on {url} (the policy keeps everything there is)")
+    if dry_run or not report["runs"]:
+        return
+    if report["note"]:
+        click.echo(report["note"], err=True)
+    elif not keep_blobs:
+        click.echo(f"removed {report['blobs_removed']} stored blob(s) on the server, {report['bytes_freed']:,} bytes; "
+                   f"released {report['grants_dropped']} claim(s); kept {report['blobs_kept_shared']} that something "
+                   "else names or holds")

@@ -266,7 +266,8 @@ def admin_artifact_gc(ctx: click.Context, artifacts_url: str | None, files_optio
         artifacts = ServerArtifacts.connect(Path(root), artifacts_url, _files_options(files_options), store.engine)
     except ValueError as error:
         raise CliError(str(error)) from None
-    report = collect(artifacts, grace=grace_seconds, dry_run=dry_run, repack=None if dry_run else repack)
+    report = collect(artifacts, grace=grace_seconds, dry_run=dry_run, repack=None if dry_run else repack,
+                     runs_root=Path(root))  # runs' media, tables and spans are live too
     for path in report.removed:
         click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
     click.echo(("dry run: " if dry_run else "") + report.summary())

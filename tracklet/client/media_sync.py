@@ -87,8 +87,9 @@ def _frames(log_file: Path, start: int, end: int) -> Iterator[bytes]:
             offset, window = stop, WINDOW_BYTES
 
 
-def _record_digests(payload: bytes, blob_dir: Path, record: Any) -> list[str]:
-    """The blobs one media, table or span record names (``[]`` for any other record)."""
+def _record_digests(payload: bytes, blob_dir: Path, record: Any, retired: dict[str, int] | None = None) -> list[str]:
+    """The blobs one media, table or span record names (``[]`` for any other record, and for a
+    media item a retention policy retired: ``retired``, each key's first kept step)."""
     if not payload or payload[0] not in (_MEDIA_TAG, _TABLE_TAG, _SPAN_TAG):
         return []
     if payload[0] == _SPAN_TAG and _SPAN_MEDIA not in payload and _PAYLOAD_BLOB not in payload:
@@ -100,6 +101,8 @@ def _record_digests(payload: bytes, blob_dir: Path, record: Any) -> list[str]:
     kind = record.WhichOneof("kind")
     if kind == "media":
         media = record.media
+        if retired and media.step < retired.get(media.key, media.step):
+            return []  # retired (`tracklet media prune`): its blob may be gone; the server is told (sync.py)
         return [media.digest, media.thumbnail_digest, *(mask.digest for mask in media.masks)]
     if kind == "span":
         span = record.span
@@ -161,10 +164,16 @@ class MediaBlobSync:
         name, once each, in log order (anything that is not a sha256 is left out)."""
         from tracklet.proto import records_pb2 as pb
 
+        from tracklet.core.extensions import load
+
+        try:
+            retired = load("media").read_cutoffs(paths.run_dir)
+        except ValueError:  # a damaged retention file: every item's blob is sent
+            retired = {}
         record = pb.Record()
         found: dict[str, None] = {}
         for payload in _frames(paths.log_file, start, end):
-            for digest in _record_digests(payload, self.blob_dir, record):
+            for digest in _record_digests(payload, self.blob_dir, record, retired):
                 if _DIGEST.fullmatch(digest):
                     found[digest] = None
         return list(found)

@@ -175,6 +175,7 @@ class SyncClient:
         )
         self.base_url = self._http.base_url
         self._files = FileSync(self._http.request)  # the run's files/, after its log (files.py)
+        self._retention_sent: dict[Path, int] = {}  # a run's media-retention.json -> its mtime when sent
         # Media and table blobs, before the records naming them (media_sync.py); ``blob_dir`` is the
         # local artifacts directory (artifact_dir(data root)), ``upload_state_dir`` keeps resumable uploads.
         # ``check_media``: look at every record's blobs, not only those of the frames being sent (a run
@@ -211,6 +212,29 @@ class SyncClient:
         return int(response.json()["offset"])
 
     # ------------------------------------------------------------------ sync
+
+    def _sync_retention(self, paths: RunPaths) -> None:
+        """The run's media retention (``tracklet media prune`` applied locally), sent once per
+        change of its file: the server then hides the same retired items (it only moves forward)."""
+        from tracklet.core.extensions import load
+
+        media = load("media")  # tracklet.media.read (the layer above: tests/test_layers.py)
+        file = paths.run_dir / media.RETENTION_FILE
+        try:
+            stamp = file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if self._retention_sent.get(file) == stamp:
+            return
+        try:
+            cutoffs = media.read_cutoffs(paths.run_dir)
+        except ValueError as error:
+            raise SyncError(f"{paths.project}/{paths.run_id}: {error}") from None
+        response = self._http.request("PUT", f"/api/v1/runs/{paths.project}/{paths.run_id}/media/retention",
+                                      json={"keys": cutoffs, "policy": {"from": "tracklet sync"}})
+        if response.status_code != 200:
+            raise self._refused(response)
+        self._retention_sent[file] = stamp
 
     def sync_run(self, paths: RunPaths, *, progress: Callable[[int, int], None] | None = None) -> SyncResult:
         """Upload the run's intact frames the server doesn't have yet, after the media and table
@@ -266,6 +290,8 @@ class SyncClient:
             if progress:
                 progress(offset, total)
         files_sent = self._sync_files(paths) if offset > 0 else 0  # files of a run the server knows
+        if offset > 0:
+            self._sync_retention(paths)
         result = SyncResult(path=path, sent_bytes=sent, requests=requests, offset=offset, files_sent=files_sent,
                             gaps=gaps)
         if media is not None:

@@ -30,11 +30,6 @@ class LoggedObject:
     #: What the object is, for warnings ("image", "audio", "table", ...).
     _kind = "object"
 
-    #: Whether a full queue may drop it (media: ``log()`` never waits for them). A table's
-    #: snapshot says False: its rows (an INCREMENTAL table's, above all) would be lost for good,
-    #: so ``log()`` waits for room instead, as it does for a full sender queue.
-    _droppable = True
-
     #: Whether :meth:`_at_log` takes a snapshot (a table); when not, ``log()`` hands the object
     #: itself and skips the call.
     _snapshot_at_log = False
@@ -44,6 +39,13 @@ class LoggedObject:
         object itself (media took their copy when they were made), or a snapshot taken now (a
         table, which changes after it is logged). Runs on the caller's thread: it must be cheap."""
         return self
+
+    def _dropped(self) -> LoggedObject | None:
+        """Called on the caller's thread, right after :meth:`_at_log`, when a full queue dropped
+        this object (``log()`` never waits): undo what logging took (an INCREMENTAL table's
+        snapshot hands its rows back to the table) and return what ``finish()`` should log under
+        the same key if no later log of that key is taken (a table), or None (media)."""
+        return None
 
     def _pending_bytes(self) -> int:
         """About how many bytes this object holds until it is recorded (the worker's queue is
@@ -78,8 +80,8 @@ class LoggedObjectWorker(Protocol):
     """What ``Run`` hands logged objects to (provided above the core)."""
 
     def submit(self, step: int, when: float, key: str, items: list[LoggedObject]) -> None:
-        """Queue ``items`` logged under ``key`` at ``step``; a full queue drops them, counted, with
-        one warning, except items that are not ``_droppable`` (tables), for which it waits."""
+        """Queue ``items`` logged under ``key`` at ``step``; a full queue drops them (media and
+        tables alike), counted, with one warning: it never waits."""
 
     def submit_row(self, step: int, keys: tuple[str, ...], values: tuple[Any, ...]) -> bool:
         """Submit every value of a row of logged objects under its key and return True; False,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tracklet.errors import ArtifactError, TrackletWarning
-from tracklet.media.retention import read_cutoffs, retained
+from tracklet.media.retention import RETENTION_FILE, read_cutoffs, retained
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -225,5 +225,6 @@ def logged_digests(root: Path) -> set[str]:
     return found
 
 
-__all__ = ["ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items", "read_cutoffs",
+__all__ = ["RETENTION_FILE", "ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items",
+           "read_cutoffs",
            "retained"]

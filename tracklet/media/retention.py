@@ -149,16 +149,30 @@ def _within_bytes(messages: list[Any], steps: dict[str, set[int]], cutoffs: dict
 
 
 def apply(root: Path, plans: list[RunPrune], *, keep_last: int | None = None, max_bytes: int | None = None,
-          remove_blobs: bool = True) -> PruneReport:
+          remove_blobs: bool = True, store: Any = None) -> PruneReport:
     """Write each run's retention file, then remove the blobs only retired items name (see the
-    module docstring for when that is safe)."""
+    module docstring for when that is safe) from ``store`` (the data root's own by default; a
+    server passes ``ServerMediaBlobs``)."""
     for run in plans:
         if run.newly_retired:
             _write_cutoffs(run.run_dir, run.cutoffs, {"keep_last": keep_last, "max_bytes": max_bytes})
     report = PruneReport(plans)
     if remove_blobs and plans:
-        _remove_blobs(Path(root), report)
+        _remove_blobs(Path(root), report, store)
     return report
+
+
+def merge_cutoffs(run_dir: Path, cutoffs: dict[str, int], policy: dict[str, Any]) -> dict[str, int]:
+    """Move ``run_dir``'s retention forward to ``cutoffs`` (another copy's: ``tracklet sync``
+    sends a run's), never back: each key's first kept step becomes the later of the two. Returns
+    the cutoffs now in force; writes the file only when one moved."""
+    before = read_cutoffs(run_dir)
+    merged = dict(before)
+    for key, step in cutoffs.items():
+        merged[key] = max(int(step), before.get(key, int(step)))
+    if merged != before:
+        _write_cutoffs(Path(run_dir), merged, policy)
+    return merged
 
 
 def _write_cutoffs(run_dir: Path, cutoffs: dict[str, int], policy: dict[str, Any]) -> None:
@@ -177,13 +191,57 @@ def _digests_of(message: Any) -> list[str]:
     return found
 
 
-def _remove_blobs(root: Path, report: PruneReport) -> None:
-    from tracklet.artifacts.storage import artifact_dir
+class LocalBlobs:
+    """Where a local data root's media blobs live and how one is removed (``apply``); the
+    server's counterpart is ``tracklet.server.media_retention.ServerMediaBlobs``."""
 
-    store_dir = artifact_dir(root)
-    if store_dir.resolve() != (root / "artifacts").resolve():
-        report.blobs_note = (f"blobs kept: the blob store {store_dir} ($TRACKLET_ARTIFACT_DIR) may be shared with "
-                             "other data roots")
+    def __init__(self, root: Path) -> None:
+        from tracklet.artifacts.blobs import FsspecBlobStore
+        from tracklet.artifacts.storage import artifact_dir
+
+        self.root = root
+        self.store_dir = artifact_dir(root)
+        self.blobs = FsspecBlobStore(self.store_dir)
+
+    def refusal(self) -> str:
+        """Why no blob may be removed at all ("" when they may)."""
+        if self.store_dir.resolve() != (self.root / "artifacts").resolve():
+            return (f"blobs kept: the blob store {self.store_dir} ($TRACKLET_ARTIFACT_DIR) may be shared with "
+                    "other data roots")
+        return ""
+
+    def artifact_references(self, digests: set[str]) -> set[str]:
+        """Those of ``digests`` an artifact version's manifest or files reference."""
+        return _artifact_references(self.root, digests)
+
+    def read_fragment_columns(self, digest: str, columns: list[str] | None) -> Any:
+        """A table fragment's schema (``columns`` None) or those columns, as Arrow."""
+        import pyarrow.parquet as pq
+
+        path = self.blobs.local_path(digest)
+        if path is None or not path.is_file():
+            raise RuntimeError(f"table fragment {digest} is missing: which blobs its cells name can't be known")
+        return pq.read_schema(path) if columns is None else pq.read_table(path, columns=columns)
+
+    def remove(self, digest: str) -> int | None:
+        """Remove the blob; the bytes freed, or None when there was none."""
+        path = self.blobs.local_path(digest)
+        if path is None:
+            return None
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        return size
+
+
+def _remove_blobs(root: Path, report: PruneReport, store: Any = None) -> None:
+    """Remove the blobs only ``report``'s retired items name (the module docstring's rules) from
+    ``store`` (``LocalBlobs`` of ``root`` by default; a server passes its own)."""
+    store = LocalBlobs(root) if store is None else store
+    report.blobs_note = store.refusal()
+    if report.blobs_note:
         return
     running = _running_runs(root)
     if running:
@@ -198,23 +256,15 @@ def _remove_blobs(root: Path, report: PruneReport) -> None:
         named = _times_named_in_logs(root, set(wanted))
         shared = {digest for digest, count in wanted.items() if named.get(digest, 0) != count}
         candidates = set(wanted) - shared
-        candidates -= _artifact_references(root, candidates)
-        candidates -= _table_cell_digests(root)
+        candidates -= store.artifact_references(candidates)
+        candidates -= _table_cell_digests(root, store)
     except (OSError, ValueError, RuntimeError) as error:
         report.blobs_note = f"blobs kept: {error}"
         return
     report.blobs_kept_shared = len(wanted) - len(candidates)
-    from tracklet.artifacts.blobs import FsspecBlobStore
-
-    blobs = FsspecBlobStore(store_dir)
     for digest in sorted(candidates):
-        path = blobs.local_path(digest)
-        if path is None:
-            continue
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
+        size = store.remove(digest)
+        if size is None:
             continue
         report.blobs_removed += 1
         report.bytes_freed += size
@@ -269,31 +319,27 @@ def _artifact_references(root: Path, digests: set[str]) -> set[str]:
     return {digest for digest in digests if counts.get(digest)}
 
 
-def _table_cell_digests(root: Path) -> set[str]:
-    """Every blob a media cell of any table fragment under ``root`` names (file, thumbnail, masks)."""
-    from tracklet.artifacts.blobs import FsspecBlobStore
-    from tracklet.artifacts.storage import artifact_dir
+def _table_cell_digests(root: Path, store: Any) -> set[str]:
+    """Every blob a media cell of any table fragment under ``root`` names (file, thumbnail,
+    masks); the fragments are read through ``store`` (``LocalBlobs``, or a server's)."""
     from tracklet.core.api import RecordedRun
     from tracklet.core.layout import iter_runs
 
     fragments = {fragment.digest for paths in iter_runs(root) for record in RecordedRun(paths)._read.tables
                  for fragment in record.fragments}
-    if not fragments:
-        return set()
-    import pyarrow.parquet as pq
+    return cell_digests(fragments, store)
 
-    blobs = FsspecBlobStore(artifact_dir(root))
+
+def cell_digests(fragments: set[str], store: Any) -> set[str]:
+    """Every blob a media cell of these table fragments names, read through ``store``."""
     found: set[str] = set()
     for digest in sorted(fragments):
-        path = blobs.local_path(digest)
-        if path is None or not path.is_file():
-            raise RuntimeError(f"table fragment {digest} is missing: which blobs its cells name can't be known")
-        schema = pq.read_schema(path)
+        schema = store.read_fragment_columns(digest, None)
         media = [field.name for field in schema if str(field.type).startswith("struct<") and
                  "digest" in [child.name for child in field.type]]
         if not media:
             continue
-        for column in pq.read_table(path, columns=media).columns:
+        for column in store.read_fragment_columns(digest, media).columns:
             for cell in column.to_pylist():
                 if cell:
                     found.update(value for value in (cell.get("digest"), cell.get("thumbnail")) if value)

@@ -55,10 +55,11 @@ class TableSnapshot(LoggedObject):
     """A table as it was when logged: what the run's logged-object worker (``media/worker.py``)
     stores off the caller's thread, through :meth:`_record`. ``arrow``: the part converted already
     (immutable); ``rows``: the rows after it (a list no one appends to any more); ``row_offset``:
-    rows of this table logged before (INCREMENTAL). Never dropped by a full queue: ``log()`` waits."""
+    rows of this table logged before (INCREMENTAL). A full queue drops it like any media (``log()``
+    never waits); a dropped INCREMENTAL snapshot hands its rows back to ``source`` (its table),
+    which ``finish()`` logs if no later log of the key is taken (``media/worker.py``)."""
 
     _kind = "table"
-    _droppable = False
 
     table_id: str
     log_mode: str
@@ -69,6 +70,7 @@ class TableSnapshot(LoggedObject):
     rows: list[Any]
     row_offset: int = 0
     increment: int = 0
+    source: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def row_count(self) -> int:
@@ -103,6 +105,14 @@ class TableSnapshot(LoggedObject):
         from tracklet.media.table_store import store_snapshot
 
         return store_snapshot(self, context, where.key, where.step, where.time)
+
+    def _dropped(self) -> Any:
+        """A full queue dropped this snapshot: an INCREMENTAL table takes its rows back, so its
+        next ``log()`` records them (IMMUTABLE and MUTABLE tables still hold every row); the
+        table, for ``finish()`` to log if no later log of the key is taken."""
+        if self.source is not None and self.log_mode == "INCREMENTAL":
+            self.source._take_back(self)
+        return self.source
 
 
 def _warn(what: str, message: str) -> None:
@@ -293,9 +303,9 @@ class Table(LoggedObject):
 
     # ------------------------------------------------------------ logging (core/logged.py)
 
-    def _snapshot(self, rows: list[Any], row_offset: int) -> TableSnapshot:
+    def _snapshot(self, rows: list[Any], row_offset: int, source: Table | None = None) -> TableSnapshot:
         return TableSnapshot(self._id, self._log_mode, self._state, self._version, tuple(self._columns), self._arrow,
-                             rows, row_offset, self._increments)
+                             rows, row_offset, self._increments, source)
 
     def _at_log(self, key: str, step: int) -> TableSnapshot:
         """What ``log()`` hands to the logged-object worker (``core/logged.py``): the Arrow part
@@ -303,14 +313,23 @@ class Table(LoggedObject):
         then lets go of."""
         self._key = key
         if self._log_mode == "INCREMENTAL":
-            snapshot = self._snapshot(self._rows, self._released)
+            snapshot = self._snapshot(self._rows, self._released, self)
             self._released += len(self)
             self._arrow, self._rows = None, []
             self._increments += 1
         else:
-            snapshot = self._snapshot(self._rows[:], 0)
+            snapshot = self._snapshot(self._rows[:], 0, self)
         self._logged_version = self._version
         return snapshot
+
+    def _take_back(self, snapshot: TableSnapshot) -> None:
+        """An INCREMENTAL increment ``_at_log`` let go of was dropped by a full queue (right after,
+        on the caller's thread): hold its rows again, so the next ``log()`` records them."""
+        if snapshot.increment != self._increments - 1 or self._arrow is not None or self._rows:
+            return  # the table changed since (another thread): the increment stays dropped
+        self._arrow, self._rows = snapshot.arrow, snapshot.rows
+        self._released -= snapshot.row_count
+        self._increments -= 1
 
     def _where(self) -> str:
         if self._key is not None:

@@ -11,7 +11,10 @@ training thread runs meanwhile.
 
 The queue is bounded by items (``settings.media_queue``) and bytes (``MAX_PENDING_BYTES``): a row
 that would overflow it has its logged objects dropped, counted, with one warning; ``log()`` never
-waits. ``close`` (``finish()``) records what is pending within its timeout.
+waits, for media or tables alike. A dropped table log loses no rows: the table still holds them
+(a dropped INCREMENTAL increment hands its rows back), so its next ``log()`` under that key records
+them, and ``close`` (``finish()``) logs, at the step of its last dropped log, a table whose last
+log was dropped (``LoggedObject._dropped``). ``close`` (``finish()``) records what is pending within its timeout.
 
 **The caller never wakes a working lane.** Handing an item over is an ``append`` to the lane's
 deque; no lock is released and no event set, so no system call: waking a sleeping thread from
@@ -115,6 +118,8 @@ class LoggedWorker:
         self.recorded = 0  # items whose record was queued to the sender
         self.caller_wakes = 0  # times submit() woke a sleeping lane (a burst, or a lane dozing)
         self._closed = False
+        self._late: dict[str, tuple[int, float, Any]] = {}  # key -> (step, time, object) to log at close
+        self.late_recorded = 0  # dropped table logs logged again at close
 
     # ------------------------------------------------------------ caller side
 
@@ -136,21 +141,23 @@ class LoggedWorker:
         for key, item in zip(keys, values):
             if item._snapshot_at_log:
                 item = item._at_log(key, step)
-            self._enqueue(step, when, key, [item], item._pending_bytes(), not item._droppable)
+            self._enqueue(step, when, key, [item], item._pending_bytes())
         return True
 
     def submit(self, step: int, when: float, key: str, items: list[LoggedObject]) -> None:
-        """Queue ``items`` logged under ``key`` at ``step``; drop them (counted) when full, except
-        items that are not ``_droppable`` (tables' snapshots): for those, wait for room."""
+        """Queue ``items`` logged under ``key`` at ``step``; drop them (counted, one warning) when
+        the queue is full: never wait. A table that reached here without its snapshot (a row
+        ``log()`` sent to history as plain values: ``Run._logged_in_history``, on the sender's
+        thread) is snapshotted now."""
         size = 0
-        keep = False
-        for item in items:
+        for index, item in enumerate(items):
             if isinstance(item, LoggedObject):
+                if item._snapshot_at_log:
+                    items[index] = item = item._at_log(key, step)
                 size += item._pending_bytes()
-                keep = keep or not item._droppable
-        self._enqueue(step, when, key, items, size, keep)
+        self._enqueue(step, when, key, items, size)
 
-    def _enqueue(self, step: int, when: float, key: str, items: list[Any], size: int, keep: bool) -> None:
+    def _enqueue(self, step: int, when: float, key: str, items: list[Any], size: int) -> None:
         count = len(items)
         with self._lock:  # the lock itself, not the Condition over it: a Python-level __enter__ fewer
             pending = self._pending
@@ -159,13 +166,11 @@ class LoggedWorker:
             if not full:
                 self._pending = pending + count
                 self._pending_bytes += size
-        if full and not self._room_for(count, size, keep):
-            self._warn("media-queue-full",
-                       f"tracklet: the media queue is full ({self._max_pending} items or {self._max_bytes >> 20} MiB "
-                       f"waiting to be encoded): key {key!r} at step {step} and later media are dropped while it "
-                       "is, never waited for (the count is reported at finish). Log media less often, or raise "
-                       "settings media_queue / media_workers.")
+        if full:
+            self._drop(step, key, items, when)
             return
+        if self._late:
+            self._late.pop(key, None)  # this log (of the same table, or a newer one) holds those rows now
         lane = self._lanes[hash(key) % len(self._lanes)]  # one key's items are recorded in the order logged
         jobs = lane.jobs
         jobs.append((step, when, key, items, size))
@@ -178,25 +183,26 @@ class LoggedWorker:
             self.caller_wakes += 1
             lane.event.set()
 
-    def _room_for(self, count: int, size: int, keep: bool) -> bool:
-        """The queue was full for ``count`` items of ``size`` bytes: wait for room if one of them
-        may not be dropped (a table), else count them dropped. True if they were queued."""
-        with self._room:
-            full = self._closed or self._full(count, size)
-            if full and keep and not self._closed:
-                self._warn("logged-queue-wait", f"tracklet: log() is waiting for the media and tables worker "
-                                                f"({self._pending} items queued): a table is never dropped")
-                for lane in self._lanes:
-                    lane.event.set()
-                while full and not self._closed:
-                    self._room.wait(0.05)
-                    full = self._full(count, size)
-            if full or self._closed:
-                self.dropped += count
-                return False
-            self._pending += count
-            self._pending_bytes += size
-            return True
+    def _drop(self, step: int, key: str, items: list[Any], when: float = 0.0) -> None:
+        """The queue is full: count ``items`` dropped, say so once per run (``finish()`` reports
+        the count), and let each item undo what logging it took (``LoggedObject._dropped``); what
+        that hands back (a table) is logged at ``close`` unless a later log of ``key`` is taken."""
+        with self._lock:
+            self.dropped += len(items)
+        self._warn("media-queue-full",
+                   f"tracklet: the media queue is full ({self._max_pending} items or {self._max_bytes >> 20} MiB "
+                   f"waiting to be encoded): key {key!r} at step {step} and later media and tables are dropped "
+                   "while it is, never waited for (an INCREMENTAL table keeps the rows for its next log(); the "
+                   "count is reported at finish). Log media less often, or raise settings media_queue / "
+                   "media_workers.")
+        for item in items:
+            if isinstance(item, LoggedObject):
+                try:
+                    again = item._dropped()
+                except Exception:  # pragma: no cover - never fail the caller's log() over a drop
+                    continue
+                if again is not None and len(items) == 1:
+                    self._late[key] = (step, when, again)
 
     def _start(self, lane: _Lane) -> None:
         with self._lock:
@@ -258,11 +264,6 @@ class LoggedWorker:
                 self._room.notify_all()
         buffers.POOL.refill()
 
-    def _full(self, count: int, size: int) -> bool:
-        """Would ``count`` more items of ``size`` bytes overflow the queue? (Called holding the lock.)"""
-        return (self._pending + count > self._max_pending
-                or bool(self._pending and self._pending_bytes + size > self._max_bytes))
-
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every item submitted so far is recorded (its record queued). False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -297,7 +298,9 @@ class LoggedWorker:
             pass
 
     def close(self, timeout: float) -> bool:
-        """Record what is pending within ``timeout`` and stop the threads. False on timeout."""
+        """Log the tables whose last log a full queue dropped (at that step), record what is
+        pending within ``timeout`` and stop the threads. False on timeout."""
+        self._log_late()
         self._closed = True
         deadline = time.monotonic() + timeout
         for lane in self._lanes:
@@ -311,6 +314,23 @@ class LoggedWorker:
                 done = done and not lane.thread.is_alive()
         buffers.POOL.clear()  # the reserve served this run's bursts; a later run grows its own
         if self.dropped:
+            late = (f"; {self.late_recorded} table(s) whose last log was dropped were logged at finish with the rows "
+                    "they held" if self.late_recorded else "")
             self._warn("media-dropped", f"tracklet: {self.dropped} media item(s) were dropped because the media "
-                                        "queue was full")
+                                        f"queue was full{late}")
         return done
+
+    def _log_late(self) -> None:
+        """``close``'s first step, on the caller's thread: each table whose last log under a key was
+        dropped is logged again there (past the queue's bound: the run is ending), so no row the
+        table held is lost."""
+        late, self._late = self._late, {}
+        for key, (step, when, source) in late.items():
+            item = source._at_log(key, step)
+            with self._lock:
+                self._pending += 1
+            lane = self._lanes[hash(key) % len(self._lanes)]
+            lane.jobs.append((step, when, key, [item], 0))
+            if lane.thread is None:
+                self._start(lane)
+            self.late_recorded += 1

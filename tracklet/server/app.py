@@ -203,6 +203,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
                    routes_registry, routes_traces, routes_audit, routes_reproduce):
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
+    app.include_router(routes_media.projects_router, dependencies=guarded, responses=guard_errors)  # media prune
     # Reports guard themselves (routes_reports.report_guard): a report's view token stands in for a key there.
     app.include_router(routes_reports.router, dependencies=[Depends(in_route)], responses=guard_errors)
     routes_reports.install_error_handlers(app)  # ReportError: 404, 409 or 400 with its message

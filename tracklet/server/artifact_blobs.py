@@ -205,6 +205,19 @@ class ServerArtifacts:
                     artifact_blobs.c.digest.in_(batch))).scalars())
         return found
 
+    def release(self, project: str, digest: str, cutoff: float) -> tuple[int, bool]:
+        """Drop ``project``'s grant of ``digest`` if it was last used before ``cutoff`` (the age
+        condition is in the ``DELETE``: a grant an upload touched meanwhile stays). Returns the
+        grants dropped and whether any project still holds the blob (as a blob or a chunked file):
+        ``tracklet media prune`` on a server (``media_retention.py``)."""
+        with self.engine.begin() as connection:
+            dropped = connection.execute(artifact_blobs.delete().where(
+                artifact_blobs.c.project == project, artifact_blobs.c.digest == digest,
+                artifact_blobs.c.created_at < cutoff)).rowcount or 0
+            held = any(connection.execute(sa.select(table.c.digest).where(table.c.digest == digest).limit(1)).first()
+                       for table in (artifact_blobs, artifact_files))
+        return dropped, held
+
     def grant(self, project: str, sizes: dict[str, int]) -> None:
         """Record that ``project`` holds these blobs (digest -> size); one transaction, once the
         names of the blobs written so far are durable (``durable.py``)."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -108,11 +109,13 @@ def live_set(artifacts: ServerArtifacts) -> dict[str, set[str]]:
 
 
 def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run: bool = False,
-            now: float | None = None, repack: float | None = None) -> ServerGcReport:
+            now: float | None = None, repack: float | None = None, runs_root: Path | None = None) -> ServerGcReport:
     """Remove what no committed version references and nothing used within ``grace`` seconds
     (see the module); with ``dry_run`` only say what would go (``removed``). ``repack`` (a share,
     0-1): then rewrite each pack whose reclaimable bytes are at least that share of it
-    (``repack_packs``)."""
+    (``repack_packs``). ``runs_root``: the server's data root, whose runs' media, tables and spans
+    name blobs too (granted like artifact files): those are live as well
+    (``media_retention.media_references``; ``tracklet media prune`` retires them)."""
     from tracklet.artifacts.chunking import FileRecipe
 
     cutoff = (time.time() if now is None else now) - grace
@@ -120,6 +123,15 @@ def collect(artifacts: ServerArtifacts, *, grace: float = DEFAULT_GRACE, dry_run
     if not dry_run:
         recover_set_aside(artifacts)
     live = live_set(artifacts)
+    if runs_root is not None:
+        from tracklet.server.media_retention import media_references
+
+        try:
+            named = media_references(runs_root, artifacts)
+        except RuntimeError as error:
+            raise ArtifactError(f"garbage collection stopped, nothing removed: {error}") from None
+        for project, digests in named.items():
+            live.setdefault(project, set()).update(digests)
     engine = artifacts.engine
     with engine.connect() as connection:
         files = connection.execute(sa.select(artifact_files.c.project, artifact_files.c.digest,

@@ -17,14 +17,15 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tracklet.media.retention import read_cutoffs
+from tracklet.media.retention import merge_cutoffs, read_cutoffs
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import blob_response
 from tracklet.server.models import errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
+projects_router = APIRouter(prefix="/api/v1/projects", tags=["media"])
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -146,3 +147,84 @@ def _mime_of(rows: list[dict[str, Any]], digest: str) -> str | None:
                                              for mask in (row.get("extra") or {}).get("masks", [])):
             return "image/png"
     return None
+
+
+class MediaRetention(BaseModel):
+    """A run's media retention: each key's first kept step (items before it are retired)."""
+
+    keys: dict[str, int] = Field(..., max_length=10_000)
+    policy: dict[str, Any] = Field(default_factory=dict, description="What retired them (keep_last, max_bytes)")
+
+
+@router.put("/{project}/{run_id}/media/retention", response_model=MediaRetention, responses=errors(400, 404),
+            summary="Move a run's media retention forward (tracklet sync sends a pruned run's)")
+def put_media_retention(request: Request, project: str, run_id: str, body: MediaRetention) -> MediaRetention:
+    """Each key's first kept step becomes the later of the server's and the body's (retention
+    only moves forward: an item retired stays retired); answers the retention now in force. The
+    retired items leave the media list; their blobs go with the next `POST
+    /api/v1/projects/{project}/media/prune` on the server."""
+    app = request.app.state.tracklet
+    paths = run_paths(app.root, project, run_id)
+    if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
+        raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server: sync its log first")
+    if any(step < 0 or len(key) > 1024 for key, step in body.keys.items()):
+        raise HTTPException(status_code=400, detail="retention keys are media keys (at most 1,024 characters) "
+                            "mapped to a first kept step of 0 or more")
+    try:
+        merged = merge_cutoffs(paths.run_dir, body.keys, body.policy)
+    except ValueError as error:  # the server's own file is damaged
+        raise HTTPException(status_code=400, detail=str(error)) from None
+    return MediaRetention(keys=merged, policy=body.policy)
+
+
+class MediaPruneRequest(BaseModel):
+    """`tracklet media prune --url`: the policy, as the command's options."""
+
+    keep_last: int | None = Field(None, ge=0, description="Per run and key, keep the media of the last N steps")
+    max_bytes: int | None = Field(None, ge=0, description="Then retire a run's oldest steps until the rest fits")
+    keys: list[str] | None = Field(None, max_length=1000, description="Only these keys (default: every key)")
+    dry_run: bool = False
+    keep_blobs: bool = Field(False, description="Retire the items but remove no stored blob")
+    grace_seconds: float = Field(3600.0, ge=0, description="Keep blobs an upload used more recently than this")
+
+
+class MediaPruneRun(BaseModel):
+    run_id: str
+    retired: int  # items this prune retires
+    retired_bytes: int
+    kept_from: dict[str, int]  # each key's first kept step
+
+
+class MediaPruneResponse(BaseModel):
+    """What a prune retired and removed (`note`: why no blob was removed, when none could be)."""
+
+    runs: list[MediaPruneRun]
+    blobs_removed: int
+    bytes_freed: int
+    blobs_kept_shared: int  # named by something besides the retired items, or held by another project
+    grants_dropped: int  # the project's claims on blobs released (a packed blob's bytes: artifact-gc --repack)
+    note: str
+
+
+@projects_router.post("/{project}/media/prune", response_model=MediaPruneResponse, responses=errors(400, 403),
+                      summary="Apply a media retention policy to a project's runs (admin)")
+def prune_media(request: Request, project: str, body: MediaPruneRequest) -> MediaPruneResponse:
+    """Retire the media before each key's last `keep_last` steps (then the oldest past `max_bytes`)
+    in every run of the project; remove the blobs from the server's store (local or S3) that
+    nothing else names: no kept item, run, table cell or artifact version, and no other
+    project's grant (docs/media.md, "Retention"). Needs `admin` on the project."""
+    from tracklet.server.media_retention import prune
+
+    app = request.app.state.tracklet
+    if app.authorizer is not None:
+        app.authorizer.check(request, project, "admin")
+    if body.keep_last is None and body.max_bytes is None:
+        raise HTTPException(status_code=400, detail="say what to keep: keep_last, max_bytes, or both")
+    report, blobs = prune(app.root, app.artifacts, app.store, project, keep_last=body.keep_last,
+                          max_bytes=body.max_bytes, keys=body.keys, dry_run=body.dry_run, keep_blobs=body.keep_blobs,
+                          grace=body.grace_seconds)
+    runs = [MediaPruneRun(run_id=run.run_id, retired=run.newly_retired, retired_bytes=run.newly_retired_bytes,
+                          kept_from=run.cutoffs) for run in report.runs if run.newly_retired]
+    return MediaPruneResponse(runs=runs, blobs_removed=report.blobs_removed, bytes_freed=report.bytes_freed,
+                              blobs_kept_shared=report.blobs_kept_shared + blobs.kept_granted,
+                              grants_dropped=blobs.grants_dropped, note=report.blobs_note)

@@ -1159,6 +1159,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/media/retention": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Move a run's media retention forward (tracklet sync sends a pruned run's)
+         * @description Each key's first kept step becomes the later of the server's and the body's (retention
+         *     only moves forward: an item retired stays retired); answers the retention now in force. The
+         *     retired items leave the media list; their blobs go with the next `POST
+         *     /api/v1/projects/{project}/media/prune` on the server.
+         */
+        put: operations["put_media_retention_api_v1_runs__project___run_id__media_retention_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{project}/{run_id}/histograms": {
         parameters: {
             query?: never;
@@ -1654,6 +1677,29 @@ export interface paths {
         get: operations["run_diff_api_v1_projects__project__run_diff_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/projects/{project}/media/prune": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Apply a media retention policy to a project's runs (admin)
+         * @description Retire the media before each key's last `keep_last` steps (then the oldest past `max_bytes`)
+         *     in every run of the project; remove the blobs from the server's store (local or S3) that
+         *     nothing else names: no kept item, run, table cell or artifact version, and no other
+         *     project's grant (docs/media.md, "Retention"). Needs `admin` on the project.
+         */
+        post: operations["prune_media_api_v1_projects__project__media_prune_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2965,6 +3011,92 @@ export interface components {
              */
             class_labels: {
                 [key: string]: string;
+            };
+        };
+        /**
+         * MediaPruneRequest
+         * @description `tracklet media prune --url`: the policy, as the command's options.
+         */
+        MediaPruneRequest: {
+            /**
+             * Keep Last
+             * @description Per run and key, keep the media of the last N steps
+             */
+            keep_last?: number | null;
+            /**
+             * Max Bytes
+             * @description Then retire a run's oldest steps until the rest fits
+             */
+            max_bytes?: number | null;
+            /**
+             * Keys
+             * @description Only these keys (default: every key)
+             */
+            keys?: string[] | null;
+            /**
+             * Dry Run
+             * @default false
+             */
+            dry_run: boolean;
+            /**
+             * Keep Blobs
+             * @description Retire the items but remove no stored blob
+             * @default false
+             */
+            keep_blobs: boolean;
+            /**
+             * Grace Seconds
+             * @description Keep blobs an upload used more recently than this
+             * @default 3600
+             */
+            grace_seconds: number;
+        };
+        /**
+         * MediaPruneResponse
+         * @description What a prune retired and removed (`note`: why no blob was removed, when none could be).
+         */
+        MediaPruneResponse: {
+            /** Runs */
+            runs: components["schemas"]["MediaPruneRun"][];
+            /** Blobs Removed */
+            blobs_removed: number;
+            /** Bytes Freed */
+            bytes_freed: number;
+            /** Blobs Kept Shared */
+            blobs_kept_shared: number;
+            /** Grants Dropped */
+            grants_dropped: number;
+            /** Note */
+            note: string;
+        };
+        /** MediaPruneRun */
+        MediaPruneRun: {
+            /** Run Id */
+            run_id: string;
+            /** Retired */
+            retired: number;
+            /** Retired Bytes */
+            retired_bytes: number;
+            /** Kept From */
+            kept_from: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * MediaRetention
+         * @description A run's media retention: each key's first kept step (items before it are retired).
+         */
+        MediaRetention: {
+            /** Keys */
+            keys: {
+                [key: string]: number;
+            };
+            /**
+             * Policy
+             * @description What retired them (keep_last, max_bytes)
+             */
+            policy?: {
+                [key: string]: unknown;
             };
         };
         /** Member */
@@ -9054,6 +9186,78 @@ export interface operations {
             };
         };
     };
+    put_media_retention_api_v1_runs__project___run_id__media_retention_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MediaRetention"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaRetention"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     get_histogram_keys_api_v1_runs__project___run_id__histograms_get: {
         parameters: {
             query?: never;
@@ -11422,6 +11626,68 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    prune_media_api_v1_projects__project__media_prune_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MediaPruneRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaPruneResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

@@ -1,0 +1,138 @@
+"""Media retention on a tracking server (docs/media.md, "Retention"): ``tracklet media prune`` run
+against the server, and a synced run's retention reaching it.
+
+The server holds each run's record log under its data root, as a local data root does, so the
+policy is the same code (``tracklet.media.retention``): ``plan`` over the server's logs, each run's
+``media-retention.json`` beside its log (the media routes leave retired items out), and a retired
+item's blob removed only when nothing else names it. What differs is the blob store
+(``ServerMediaBlobs``): the server's artifacts store (``<dir>/artifacts`` or ``--artifacts
+s3://...``), where a blob belongs to the projects holding a grant of it (``artifact_blobs``):
+
+- the pruned project's grant is dropped only if it was not used within ``grace`` seconds (an
+  upload asking "which are missing?" marks the blobs it was told are there as used: it won't send
+  them, so they must stay), with the same age condition in the ``DELETE``;
+- the object is removed only when no grant of it is left in any project (another project that
+  sent the same bytes keeps them), and nothing else names it: no record of any run on the server
+  (kept media, tables, spans; the raw search of ``retention``), no table cell, no artifact
+  version (``artifact_gc.live_set``);
+- a blob stored inside a pack (small blobs are packed) loses the grant only: the pack is
+  reclaimed by ``tracklet admin artifact-gc --repack``;
+- no run of the server may be running (the store's state), as locally.
+
+``media_references`` is what ``tracklet admin artifact-gc`` keeps for runs: the blobs the runs of
+each project name (media, tables and their cells, spans), which are granted like artifact files
+but referenced by no artifact version.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tracklet.server.artifact_blobs import ServerArtifacts
+    from tracklet.store import Store
+
+DEFAULT_GRACE = 3600.0  # seconds: a grant used more recently is kept (an upload may rely on it)
+
+
+class ServerMediaBlobs:
+    """``retention``'s blob store on a tracking server (see the module): removes ``project``'s
+    blobs from the server's artifacts store (local or S3) when no other grant holds them."""
+
+    def __init__(self, artifacts: ServerArtifacts, store: Store, project: str, grace: float = DEFAULT_GRACE) -> None:
+        self.artifacts = artifacts
+        self.store = store
+        self.project = project
+        self.grace = grace
+        self.kept_granted = 0  # blobs another project (or a recent upload) still holds
+        self.grants_dropped = 0
+
+    def refusal(self) -> str:
+        running = [f"{project}/{row['run_id']}" for project, _ in self.store.projects()
+                   for row in self.store.runs(project, fields=("state",)) if row.get("state") == "running"]
+        if running:
+            return (f"blobs kept: run {running[0]} is still running (it may be sending the same bytes); prune again "
+                    "when no run is")
+        return ""
+
+    def artifact_references(self, digests: set[str]) -> set[str]:
+        if not digests:
+            return set()
+        from tracklet.server.artifact_gc import live_set
+
+        live = live_set(self.artifacts)  # ArtifactError (a manifest unreadable): nothing removed
+        return digests & set().union(*live.values()) if live else set()
+
+    def read_fragment_columns(self, digest: str, columns: list[str] | None) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            data = bytes(self.artifacts.blobs.read_bytes(digest))
+        except Exception as error:
+            raise RuntimeError(f"table fragment {digest} can't be read ({error}): which blobs its cells name can't "
+                               "be known") from None
+        source = pa.BufferReader(data)
+        return pq.read_schema(source) if columns is None else pq.read_table(io.BytesIO(data), columns=columns)
+
+    def remove(self, digest: str) -> int | None:
+        dropped, held = self.artifacts.release(self.project, digest, time.time() - self.grace)
+        self.grants_dropped += dropped
+        if held:
+            self.kept_granted += 1
+            return None
+        fs = self.artifacts.fs
+        path = self.artifacts.blobs._path(digest)
+        try:
+            size = int(fs.size(path))
+            fs.rm(path)
+        except FileNotFoundError:  # packed (artifact-gc --repack reclaims it), or gone already
+            return None
+        return size
+
+
+def prune(root: Path, artifacts: ServerArtifacts, store: Store, project: str, *, keep_last: int | None,
+          max_bytes: int | None, keys: list[str] | None, dry_run: bool, keep_blobs: bool,
+          grace: float = DEFAULT_GRACE) -> tuple[Any, ServerMediaBlobs]:
+    """``tracklet media prune`` on the server's data root ``root`` for ``project`` (see the module):
+    the plans (``retention.RunPrune``) and, unless ``dry_run``, the ``PruneReport``."""
+    from tracklet.media import retention
+
+    plans = retention.plan(root, project, keep_last, keys, max_bytes=max_bytes)
+    blobs = ServerMediaBlobs(artifacts, store, project, grace)
+    if dry_run:
+        return retention.PruneReport(plans), blobs
+    return retention.apply(root, plans, keep_last=keep_last, max_bytes=max_bytes, remove_blobs=not keep_blobs,
+                           store=blobs), blobs
+
+
+def media_references(root: Path, artifacts: ServerArtifacts) -> dict[str, set[str]]:
+    """Per project, every blob digest the server's runs of it name: any digest in their record
+    logs (media, thumbnails, masks, table fragments, span payloads: a raw search, so nothing a
+    record kind adds is missed) and every blob their tables' media cells name. ``RuntimeError``
+    if a log or fragment can't be read (a collection must then remove nothing)."""
+    from tracklet.core.api import RecordedRun
+    from tracklet.core.layout import iter_runs
+    from tracklet.media.retention import _DIGEST, cell_digests
+
+    found: dict[str, set[str]] = collections.defaultdict(set)
+    reader = ServerMediaBlobs(artifacts, None, "")  # type: ignore[arg-type]  # reads fragments only
+    for paths in iter_runs(Path(root)):
+        names = found[paths.project]
+        try:
+            with open(paths.log_file, "rb") as handle:
+                tail = b""
+                while block := handle.read(16 << 20):
+                    data = tail + block
+                    names.update(match.decode() for match in _DIGEST.findall(data))
+                    tail = data[-63:]
+        except OSError as error:
+            raise RuntimeError(f"the record log of {paths.project}/{paths.run_id} can't be read: {error}") from None
+        fragments = {fragment.digest for record in RecordedRun(paths)._read.tables for fragment in record.fragments}
+        if fragments:
+            names |= cell_digests(fragments, reader)
+    return dict(found)

@@ -382,3 +382,53 @@ def test_a_queue_full_while_the_worker_starts_is_no_warning(root):
     assert done.returncode == 0, done.stderr
     (recorded,) = tracklet.Api(root).runs("q")
     assert recorded.history()["x"] == list(range(2_500))
+
+
+def test_a_seed_set_after_the_queue_was_handed_on_in_chunks_is_recorded(start):
+    """The run's seeds are queued by a hook bound at ``init()``; the sender hands its queue to the
+    worker a chunk at a time (``CHUNK_ENTRIES``), so a binder of the first chunk's ``append`` would
+    queue into a chunk already written, and the seed would be lost."""
+    import random
+
+    from tracklet.core.sender import CHUNK_ENTRIES
+
+    run = start()
+    rows = 3 * CHUNK_ENTRIES // 4  # rows of one value take 4 queue entries: three chunks handed on
+    for step in range(rows):
+        run.log({"x": float(step)})
+    run.flush()
+    random.seed(1234)
+    run.log({"x": float(rows)})
+    run.finish()
+    recorded = read(run)
+    assert recorded.history()["x"] == [float(step) for step in range(rows + 1)]
+    assert {(seed["api"], seed["value"]) for seed in recorded.metadata["seeds"]} >= {("random.seed", "1234")}
+
+
+def test_a_row_whose_log_is_interrupted_by_the_worker_taking_the_queue_is_recorded(start, monkeypatch):
+    """``log()`` reads the clock, and the GIL may pass to the worker when that call returns; the
+    worker then seals the open chunk and writes it. The row must go to the chunk open after that:
+    here the clock itself waits for the worker to take and write everything queued (a flush), so a
+    ``log()`` that had loaded the open chunk before reading the clock would append to a written
+    chunk and lose the row. Both paths: a row of plain values and one that is flattened."""
+    from tracklet.core import run as run_module
+
+    run = start()
+    clock = run_module._time
+    drains: list[bool] = []
+
+    def clock_then_drain() -> float:
+        now = clock()
+        drains.append(run._sender.force_flush(timeout=30))
+        return now
+
+    run.log({"x": 0.0, "d": {"a": 0}})
+    monkeypatch.setattr(run_module, "_time", clock_then_drain)
+    run.log({"x": 1.0})
+    run.log({"d": {"a": 2}})
+    monkeypatch.setattr(run_module, "_time", clock)
+    run.log({"x": 3.0})
+    run.finish()
+    assert drains == [True, True]
+    history = read(run).history()
+    assert history["x"] == [0.0, 1.0, None, 3.0] and history["d/a"] == [0, None, 2, None]

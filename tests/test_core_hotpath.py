@@ -25,13 +25,13 @@ class _RecordingSink:
     """Keeps every record, and how many items were still queued when each was written."""
 
     def __init__(self) -> None:
-        self.queue: list = []
+        self.queued = lambda: 0  # the sender's queued_entries, once there is one
         self.payloads: list[bytes] = []
         self.queued_at_write: list[int] = []
 
     def write(self, payload: bytes) -> None:
         self.payloads.append(payload)
-        self.queued_at_write.append(len(self.queue))
+        self.queued_at_write.append(self.queued())
 
     def flush(self, fsync: bool = False) -> None:
         pass
@@ -54,7 +54,7 @@ def test_a_big_backlog_is_taken_in_slices_and_written_as_bounded_records():
     sink = _RecordingSink()
     # Nothing wakes the worker before shutdown(): it finds all 25,000 rows queued at once.
     sender = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
-    sink.queue = sender.queue
+    sink.queued = sender.queued_entries
     keys = ("loss", "acc")
     for step in range(rows):
         sender.put((step, float(step), keys, (step * 0.5, 1.0)))
@@ -246,7 +246,7 @@ def _flat_rows(sender: BatchSender, rows: int) -> None:
 
     marker = RowKeys(("loss", "acc"))
     for step in range(rows):
-        sender.queue.extend((marker, step, float(step), step * 0.5, 1.0))
+        sender.put_many((marker, step, float(step), step * 0.5, 1.0))
 
 
 def test_the_worker_yields_between_slices_to_producers_but_not_once_the_run_is_finishing(monkeypatch):

@@ -60,9 +60,10 @@ ROW_ENTRIES = 13
 # The most queue entries the worker takes (and later frees) at a time (2,000 rows of 10 values);
 # between slices it lets the producers run.
 DRAIN_SLICE = 2_000 * ROW_ENTRIES
-# The open chunk is sealed and handed to the worker once it holds this many entries (256 rows of
+# The open chunk is sealed and handed to the worker once it holds this many entries (250 rows of
 # 10 values, 26 KB of pointers): see the module docstring. Fewer when ``batch_size`` is smaller.
-CHUNK_ENTRIES = 256 * ROW_ENTRIES
+# A slice joins whole chunks up to ``DRAIN_SLICE``: 8 chunks of such rows, one full record.
+CHUNK_ENTRIES = 250 * ROW_ENTRIES
 
 
 class RowKeys:

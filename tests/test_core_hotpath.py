@@ -316,3 +316,34 @@ def test_a_flush_cut_short_by_a_full_disk_writes_the_rest_on_the_next_flush(tmp_
     assert [payload for _, payload in scan.payloads] == [bytes([index % 251]) * (20 + index % 97)
                                                          for index in range(1500)]
     assert [offset for offset, _ in scan.payloads] == [int(offset) for offset in offsets.split()]
+
+
+def test_finish_runs_no_garbage_collection(start):
+    """``finish()`` waits for the worker's last drain and the environment capture; a collection
+    started by either (the capture unmarshals the package inventory: thousands of containers) held
+    the GIL for milliseconds of a cold ``finish()``. Collection is paused for the call and resumed
+    after it; here the threshold would start one every 10 allocations."""
+    import gc
+
+    run = start()
+    for step in range(5_000):
+        run.log({"loss": 1.0 / (step + 1), "config": {"lr": 0.1}})  # flattened: containers on both threads
+    collections: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":  # ``finished`` is set once collection is paused (before: may be running)
+            collections.append(run.finished)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(count)
+    gc.set_threshold(10)
+    try:
+        run.finish()
+        during = list(collections)
+        assert gc.isenabled()
+        gc.collect(0)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(count)
+    assert True not in during and len(collections) > len(during)  # none in finish(); resumed after it
+    assert len(read(run).history()["loss"]) == 5_000

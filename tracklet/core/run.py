@@ -13,6 +13,7 @@ imported on first need (a config, an unusual value, an error message).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -909,7 +910,19 @@ class Run:
         """
         if self._finished:
             return
-        self._finished = True
+        # No garbage collection while finish() waits: one started by the worker's last drain or by
+        # the environment capture (which unmarshals the package inventory: thousands of containers)
+        # held the GIL for milliseconds of a short script's finish(). Resumed as finish() returns.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._finished = True
+            self._finish(exit_code, error)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _finish(self, exit_code: int | None, error: BaseException | None) -> None:
         if exit_code is None:
             exit_code = 0 if error is None else 1
         lifecycle.unregister(self)

@@ -432,3 +432,36 @@ def test_a_row_whose_log_is_interrupted_by_the_worker_taking_the_queue_is_record
     assert drains == [True, True]
     history = read(run).history()
     assert history["x"] == [0.0, 1.0, None, 3.0] and history["d/a"] == [0, None, 2, None]
+
+
+def test_a_long_log_is_put_on_disk_behind_the_writer_so_its_close_syncs_only_the_tail(tmp_path, monkeypatch):
+    """Past ``SYNC_BEHIND_BYTES`` handed to the OS, a thread of the writer's own has them written
+    to disk while the writer goes on: what ``close()`` (a run's ``finish()``) must wait for is the
+    tail, not the whole log (a 20k-step run left ~2 MB for it), and a power cut loses at most about
+    that much of a long run. Every sync the writer asked for is served before the final fsync."""
+    from tracklet.core import recordlog
+
+    synced: list[tuple[str, int]] = []  # (which call, the file's size when it was made)
+    real_fsync, real_fdatasync = os.fsync, recordlog._fdatasync
+
+    def recording(name, real):
+        def sync(fd: int) -> None:
+            size = os.fstat(fd).st_size
+            real(fd)
+            synced.append((name, size))
+        return sync
+
+    monkeypatch.setattr(os, "fsync", recording("fsync", real_fsync))
+    monkeypatch.setattr(recordlog, "_fdatasync", recording("behind", real_fdatasync))
+    writer = RecordLogWriter(tmp_path / "run.tlog")
+    payload = b"x" * 1000
+    for index in range(1_000):  # ~1 MB in flushes of ~10 KB
+        writer.write(payload)
+        if index % 10 == 9:
+            writer.flush()
+    writer.close()
+    size = (tmp_path / "run.tlog").stat().st_size
+    assert synced[-1] == ("fsync", size)
+    behind = [at for name, at in synced[:-1] if name == "behind"]
+    assert behind and max(behind) >= recordlog.SYNC_BEHIND_BYTES
+    assert len(read_log(tmp_path / "run.tlog").payloads) == 1_000

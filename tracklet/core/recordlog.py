@@ -471,6 +471,7 @@ class RecordLogWriter:
         self._sync_wanted = threading.Event()
         self._sync_requested = False
         self._closing = False
+        self.synced = threading.Event()  # set after each sync behind the writer (for tests)
 
     def _write_header(self) -> None:
         """Start a new log. If the header can't be written (a full disk), the empty file is
@@ -585,21 +586,22 @@ class RecordLogWriter:
         self._sync_wanted.set()
 
     def _sync_loop(self) -> None:
-        """Serve every sync the writer asked for (also one asked just before ``close()``, which
-        waits for this thread before its own fsync and before closing the descriptor)."""
+        """Serve the syncs the writer asks for, until ``close()``: a sync not begun by then is
+        left to close()'s own fsync (two syncs in a row would make it wait for two journal
+        commits); one under way ends before close() closes the descriptor."""
         while True:
             self._sync_wanted.wait()
             self._sync_wanted.clear()
-            if self._sync_requested:
-                target = self.offset
-                try:
-                    _fdatasync(self._fd)
-                except OSError:
-                    return  # close()'s fsync reports the disk's error, on the writer's thread
-                self._synced = max(self._synced, target)
-                self._sync_requested = False
             if self._closing:
                 return
+            target = self.offset
+            try:
+                _fdatasync(self._fd)
+            except OSError:
+                return  # close()'s fsync reports the disk's error, on the writer's thread
+            self._synced = max(self._synced, target)
+            self._sync_requested = False
+            self.synced.set()
 
     def close(self) -> None:
         if self._fd < 0:
@@ -608,9 +610,10 @@ class RecordLogWriter:
             if self._syncer is not None:
                 self._closing = True
                 self._sync_wanted.set()
-                self._syncer.join()
-            self.flush(fsync=True)
+            self.flush(fsync=True)  # beside a sync under way, if any: the kernel waits for both
         finally:
+            if self._syncer is not None:
+                self._syncer.join()
             os.close(self._fd)
             self._fd = -1
 

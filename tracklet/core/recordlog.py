@@ -36,8 +36,9 @@ MAX_RECORD_BYTES = 1 << 30
 LOG_FILE_NAME = "run.tlog"
 # Once this many bytes were handed to the OS since the log was last known on disk, a background
 # thread asks for them to be written (``fdatasync``): ``close()``'s fsync (``finish()``) then
-# waits for at most about this much, where a 20k-step run left ~2 MB of dirty pages for it
-# (5-17 ms on these VMs' disks); and a power cut loses at most about this much of a long run.
+# waits for at most about this much, where a 20k-step run left ~1.8 MB of dirty pages for it
+# (an fsync of 1.8 MB took 2-70 ms on these VMs' shared disks, one of a 28-byte tail ~0.3 ms);
+# and a power cut loses at most about this much of a long run.
 SYNC_BEHIND_BYTES = 256 * 1024
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 # Buffers per writev call (the OS's limit; POSIX guarantees at least 16).

@@ -382,3 +382,91 @@ def test_a_queue_full_while_the_worker_starts_is_no_warning(root):
     assert done.returncode == 0, done.stderr
     (recorded,) = tracklet.Api(root).runs("q")
     assert recorded.history()["x"] == list(range(2_500))
+
+
+def test_a_seed_set_after_the_queue_was_handed_on_in_chunks_is_recorded(start):
+    """The run's seeds are queued by a hook bound at ``init()``; the sender hands its queue to the
+    worker a chunk at a time (``CHUNK_ENTRIES``), so a binder of the first chunk's ``append`` would
+    queue into a chunk already written, and the seed would be lost."""
+    import random
+
+    from tracklet.core.sender import CHUNK_ENTRIES
+
+    run = start()
+    rows = 3 * CHUNK_ENTRIES // 4  # rows of one value take 4 queue entries: three chunks handed on
+    for step in range(rows):
+        run.log({"x": float(step)})
+    run.flush()
+    random.seed(1234)
+    run.log({"x": float(rows)})
+    run.finish()
+    recorded = read(run)
+    assert recorded.history()["x"] == [float(step) for step in range(rows + 1)]
+    assert {(seed["api"], seed["value"]) for seed in recorded.metadata["seeds"]} >= {("random.seed", "1234")}
+
+
+def test_a_row_whose_log_is_interrupted_by_the_worker_taking_the_queue_is_recorded(start, monkeypatch):
+    """``log()`` reads the clock, and the GIL may pass to the worker when that call returns; the
+    worker then seals the open chunk and writes it. The row must go to the chunk open after that:
+    here the clock itself waits for the worker to take and write everything queued (a flush), so a
+    ``log()`` that had loaded the open chunk before reading the clock would append to a written
+    chunk and lose the row. Both paths: a row of plain values and one that is flattened."""
+    from tracklet.core import run as run_module
+
+    run = start()
+    clock = run_module._time
+    drains: list[bool] = []
+
+    def clock_then_drain() -> float:
+        now = clock()
+        drains.append(run._sender.force_flush(timeout=30))
+        return now
+
+    run.log({"x": 0.0, "d": {"a": 0}})
+    monkeypatch.setattr(run_module, "_time", clock_then_drain)
+    run.log({"x": 1.0})
+    run.log({"d": {"a": 2}})
+    monkeypatch.setattr(run_module, "_time", clock)
+    run.log({"x": 3.0})
+    run.finish()
+    assert drains == [True, True]
+    history = read(run).history()
+    assert history["x"] == [0.0, 1.0, None, 3.0] and history["d/a"] == [0, None, 2, None]
+
+
+def test_a_long_log_is_put_on_disk_behind_the_writer_so_its_close_syncs_only_the_tail(tmp_path, monkeypatch):
+    """Past ``SYNC_BEHIND_BYTES`` handed to the OS, a thread of the writer's own has them written
+    to disk while the writer goes on: what ``close()`` (a run's ``finish()``) must wait for is the
+    tail, not the whole log (a 20k-step run left ~2 MB for it), and a power cut loses at most about
+    that much of a long run."""
+    from tracklet.core import recordlog
+
+    synced: list[tuple[str, int, int]] = []  # (which call, the file's size then, the thread)
+    real_fsync, real_fdatasync = os.fsync, recordlog._fdatasync
+
+    def recording(name, real):
+        def sync(fd: int) -> None:
+            size = os.fstat(fd).st_size
+            real(fd)
+            synced.append((name, size, threading.get_ident()))
+        return sync
+
+    monkeypatch.setattr(os, "fsync", recording("fsync", real_fsync))
+    monkeypatch.setattr(recordlog, "_fdatasync", recording("behind", real_fdatasync))
+    writer = RecordLogWriter(tmp_path / "run.tlog")
+    payload = b"x" * 1000
+    for index in range(400):  # ~400 KB in flushes of ~10 KB
+        writer.write(payload)
+        if index % 10 == 9:
+            writer.flush()
+    assert writer.synced.wait(60)  # served by the sync thread; the writer did not wait for it
+    for index in range(400):
+        writer.write(payload)
+        if index % 10 == 9:
+            writer.flush()
+    writer.close()
+    size = (tmp_path / "run.tlog").stat().st_size
+    behind = [at for name, at, thread in synced if name == "behind" and thread != threading.get_ident()]
+    assert synced[-1][:2] == ("fsync", size)
+    assert behind and recordlog.SYNC_BEHIND_BYTES <= behind[0] < size
+    assert len(read_log(tmp_path / "run.tlog").payloads) == 800

@@ -25,13 +25,13 @@ class _RecordingSink:
     """Keeps every record, and how many items were still queued when each was written."""
 
     def __init__(self) -> None:
-        self.queue: list = []
+        self.queued = lambda: 0  # the sender's queued_entries, once there is one
         self.payloads: list[bytes] = []
         self.queued_at_write: list[int] = []
 
     def write(self, payload: bytes) -> None:
         self.payloads.append(payload)
-        self.queued_at_write.append(len(self.queue))
+        self.queued_at_write.append(self.queued())
 
     def flush(self, fsync: bool = False) -> None:
         pass
@@ -54,7 +54,7 @@ def test_a_big_backlog_is_taken_in_slices_and_written_as_bounded_records():
     sink = _RecordingSink()
     # Nothing wakes the worker before shutdown(): it finds all 25,000 rows queued at once.
     sender = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
-    sink.queue = sender.queue
+    sink.queued = sender.queued_entries
     keys = ("loss", "acc")
     for step in range(rows):
         sender.put((step, float(step), keys, (step * 0.5, 1.0)))
@@ -246,7 +246,7 @@ def _flat_rows(sender: BatchSender, rows: int) -> None:
 
     marker = RowKeys(("loss", "acc"))
     for step in range(rows):
-        sender.queue.extend((marker, step, float(step), step * 0.5, 1.0))
+        sender.put_many((marker, step, float(step), step * 0.5, 1.0))
 
 
 def test_the_worker_yields_between_slices_to_producers_but_not_once_the_run_is_finishing(monkeypatch):
@@ -316,3 +316,34 @@ def test_a_flush_cut_short_by_a_full_disk_writes_the_rest_on_the_next_flush(tmp_
     assert [payload for _, payload in scan.payloads] == [bytes([index % 251]) * (20 + index % 97)
                                                          for index in range(1500)]
     assert [offset for offset, _ in scan.payloads] == [int(offset) for offset in offsets.split()]
+
+
+def test_finish_runs_no_garbage_collection(start):
+    """``finish()`` waits for the worker's last drain and the environment capture; a collection
+    started by either (the capture unmarshals the package inventory: thousands of containers) held
+    the GIL for milliseconds of a cold ``finish()``. Collection is paused for the call and resumed
+    after it; here the threshold would start one every 10 allocations."""
+    import gc
+
+    run = start()
+    for step in range(5_000):
+        run.log({"loss": 1.0 / (step + 1), "config": {"lr": 0.1}})  # flattened: containers on both threads
+    collections: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":  # ``finished`` is set once collection is paused (before: may be running)
+            collections.append(run.finished)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(count)
+    gc.set_threshold(10)
+    try:
+        run.finish()
+        during = list(collections)
+        assert gc.isenabled()
+        gc.collect(0)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(count)
+    assert True not in during and len(collections) > len(during)  # none in finish(); resumed after it
+    assert len(read(run).history()["loss"]) == 5_000

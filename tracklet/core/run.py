@@ -13,6 +13,7 @@ imported on first need (a config, an unusual value, an error message).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -309,7 +310,7 @@ class Run:
         self._warned: set[Any] = set()
         self._keysets: dict[tuple, tuple[bool | None, tuple, RowKeys]] = {}
         self._queue: Any = _NoQueue(None)
-        self._batch_size = settings.batch_size * ROW_ENTRIES  # queue entries (see sender.ROW_ENTRIES)
+        self._chunk_entries = settings.batch_size * ROW_ENTRIES  # the sender's, once it exists (see sender.put)
         self._backlog = _no_backlog
         self._nudge = _no_backlog
         self._reproduces = ""  # "project/run_id" this run reproduces (tracklet reproduce)
@@ -409,22 +410,29 @@ class Run:
         known = self._keysets.get(keys)
         if known is None or self._strict:
             known = self._classify(keys, values)
-        queue = self._queue
+        # Each branch builds what it queues before it loads the open chunk, and calls nothing between
+        # that load and the append: the sender may seal the chunk at any switch point (sender.put).
         if known[0]:
             # One entry per value, after the key set's marker, step and time, in one atomic extend:
             # nothing queued is a GC-tracked object (see sender.RowKeys), so log() triggers no
             # collections. The temporary tuples are freed before this returns.
-            queue.extend((known[2], step, _time()) + values)
+            entries = (known[2], step, _time()) + values
+            queue = self._queue
+            queue.extend(entries)
         elif known[0] is None and self._logged is not None and self._logged.submit_row(step, keys, values):
             # Logged objects only (``log({"img": Image(x)})``): the worker took them, the history
             # row is empty. None of the general path's per-call dicts and scans (see _classify).
-            queue.append((step, _time(), (), ()))
+            entry = (step, _time(), (), ())
+            queue = self._queue
+            queue.append(entry)
         else:
             row = self._prepare(dict(zip(keys, values)))
             if any(map(_holds_logged, row.values())):
                 row = self._take_logged(row, step)
-            queue.append((step, _time(), tuple(row), tuple(row.values())))
-        if len(queue) >= self._batch_size:
+            entry = (step, _time(), tuple(row), tuple(row.values()))
+            queue = self._queue
+            queue.append(entry)
+        if len(queue) >= self._chunk_entries:
             self._backlog()
         if advance:
             self._step = step + 1
@@ -765,7 +773,7 @@ class Run:
         """Queue a non-history item (config, summary, alert, console lines, records)."""
         queue = self._queue
         queue.append(item)
-        if len(queue) >= self._batch_size:
+        if len(queue) >= self._chunk_entries:
             self._backlog()
 
     # ------------------------------------------------------------ lifecycle
@@ -797,7 +805,8 @@ class Run:
             start_gate=gate,
         )
         try:
-            self._queue = self._sender.queue
+            self._sender.bind(self)  # self._queue: the open chunk, kept on it by the sender
+            self._chunk_entries = self._sender.chunk_entries
             self._backlog = self._sender.backlog
             self._nudge = self._sender.nudge
             self._sender.logged_hook = self._logged_in_history
@@ -842,7 +851,7 @@ class Run:
         from tracklet.core import seeds
 
         # Recorded as the program sets them; a seeding call wakes the worker to write them.
-        self._seeds = seeds.RunSeeds(self._sender.queue.append, self._sender.wake)
+        self._seeds = seeds.RunSeeds(self._sender.put, self._sender.wake)  # never the open chunk's append
         self._sender.add_tick_hook(self._seeds.tick)
         if self.settings.capture_environment:
             from tracklet.core.environment import EnvironmentCapture
@@ -901,7 +910,19 @@ class Run:
         """
         if self._finished:
             return
-        self._finished = True
+        # No garbage collection while finish() waits: one started by the worker's last drain or by
+        # the environment capture (which unmarshals the package inventory: thousands of containers)
+        # held the GIL for milliseconds of a short script's finish(). Resumed as finish() returns.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._finished = True
+            self._finish(exit_code, error)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _finish(self, exit_code: int | None, error: BaseException | None) -> None:
         if exit_code is None:
             exit_code = 0 if error is None else 1
         lifecycle.unregister(self)

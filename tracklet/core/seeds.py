@@ -316,7 +316,8 @@ class RunSeeds:
     ``_calls``, trimmed at a run's finish up to the first call an open run has not read."""
 
     def __init__(self, append: Callable[[Any], None], wake: Callable[[], None] | None = None) -> None:
-        """``append``: the run's queue's append (one atomic list operation); ``wake``: has the
+        """``append``: queues one item on the run's sender (its ``put``; never the bound ``append`` of
+        its open chunk, which the sender hands on to its worker as it fills); ``wake``: has the
         run's sender worker wake up now (its ``wake``), so that a seeding call is written within
         one wake-up of the worker, not at its next tick: the program's thread does no I/O."""
         self._append = append

@@ -14,6 +14,19 @@ a ``log()`` call that needs the GIL then waits that long. So the worker takes th
 of ``DRAIN_SLICE`` items at a time, encodes at most ``MAX_ROWS_PER_RECORD`` rows per record,
 frees each slice's rows before taking the next, and hands the GIL to the caller between slices.
 
+The queue is a series of chunks: producers append to the open chunk (``queue``, a plain list), and
+the producer whose append fills it (``CHUNK_ENTRIES``) seals it: a fresh list becomes the open
+chunk and the full one goes to the worker whole. A list that grew to a whole batch (26k entries,
+200 KB and more) was reallocated as it grew, on the caller's thread: per 100k ``log()`` calls of 10
+floats, 450-1,200 calls took page faults and 9-12 copied the list into 26-94 fresh pages at once;
+a chunk stays small enough (26 KB) to be served from memory the allocator already has (about 110
+calls with one page fault each, no copies). Sealing (``_seal``) is
+serialized by a lock and publishes chunks in order; a producer loads the open chunk and appends
+to it with no call in between (no switch point of the GIL), so nothing is ever appended to a chunk
+after it was handed on. Whoever keeps the open chunk in an attribute of its own (``Run._queue``,
+for ``log()``'s speed) is named to ``bind`` and moved to each fresh chunk with it; everyone else
+goes through ``put``.
+
 This module, like ``tracklet.core.run``, imports neither protobuf nor the encoder: the worker
 imports the encoder on its own thread, as soon as ``start_gate`` is set (``init()`` sets it as it
 returns) or else at its first drain. The records every run writes (run start, config, history,
@@ -28,6 +41,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from tracklet.core.warn import WarnOnce
@@ -47,6 +61,10 @@ ROW_ENTRIES = 13
 # The most queue entries the worker takes (and later frees) at a time (2,000 rows of 10 values);
 # between slices it lets the producers run.
 DRAIN_SLICE = 2_000 * ROW_ENTRIES
+# The open chunk is sealed and handed to the worker once it holds this many entries (250 rows of
+# 10 values, 26 KB of pointers): see the module docstring. Fewer when ``batch_size`` is smaller.
+# A slice joins whole chunks up to ``DRAIN_SLICE``: 8 chunks of such rows, one full record.
+CHUNK_ENTRIES = 250 * ROW_ENTRIES
 
 
 class RowKeys:
@@ -260,12 +278,21 @@ class BatchSender:
         self._key_ids = key_ids
         self._summary_values = summary_values
         self._build_lock = threading.Lock()
-        # A plain list: producers only ever append; the worker takes a prefix with one slice and
-        # one slice deletion, each atomic under the GIL, instead of popping item by item.
+        # The open chunk (see the module docstring): producers only ever append to it; once it
+        # holds ``chunk_entries`` the producer that filled it seals it (``backlog``) into ``_chunks``.
         self.queue: list[Any] = []
+        self._chunks: deque[list[Any]] = deque()
+        self._seal_lock = threading.Lock()
+        self._bound: Any = None  # an object whose ``_queue`` is kept on the open chunk (see ``bind``)
+        self._carry: list[Any] = []  # entries of a row a slice cut, for the next drain (never in practice)
+        self._pending: list[list[Any]] = []  # the chunks of the worker's drain (each [] once taken)
         self._tick = flush_interval / 2
-        self._max_queue = max_queue * ROW_ENTRIES  # in queue entries, as len(queue) counts
-        self._batch_size = batch_size * ROW_ENTRIES
+        max_entries = max_queue * ROW_ENTRIES  # in queue entries, as len(queue) counts
+        batch_entries = batch_size * ROW_ENTRIES
+        # A producer seals the open chunk at this many entries (``Run.log`` checks it inline).
+        self.chunk_entries = max(1, min(CHUNK_ENTRIES, batch_entries, max_entries))
+        self._wake_chunks = -(-batch_entries // self.chunk_entries)  # sealed chunks that wake the worker
+        self._max_chunks = -(-max_entries // self.chunk_entries)  # sealed chunks at which producers wait
         self._wake = threading.Event()
         self._space = threading.Event()
         self._stopped = False
@@ -283,24 +310,68 @@ class BatchSender:
     # ------------------------------------------------------------ caller side
 
     def put(self, item: Any) -> None:
-        """Queue one item. Cheap unless a batch has built up (then it wakes the worker).
+        """Queue one item. Cheap unless the open chunk is full (then it is sealed, see ``backlog``).
 
-        ``Run.log`` inlines this (``queue.append`` then the length check) to save a call."""
+        ``Run.log`` inlines this (``queue.append`` then the length check) to save a call. The
+        item is built before the open chunk is loaded, and nothing is called between that load
+        and the append: a chunk is never appended to once it was sealed (module docstring)."""
         queue = self.queue
         queue.append(item)
-        if len(queue) >= self._batch_size:
+        if len(queue) >= self.chunk_entries:
             self.backlog()
 
+    def put_many(self, items: Any) -> None:
+        """Queue several items in one atomic ``extend``."""
+        queue = self.queue
+        queue.extend(items)
+        if len(queue) >= self.chunk_entries:
+            self.backlog()
+
+    def bind(self, owner: Any) -> None:
+        """Keep ``owner._queue`` on the open chunk: set now and moved to each fresh chunk as the
+        old one is sealed, as long as it still names the chunk being sealed (an owner that put
+        something else there, such as a finished run's stand-in, is left alone)."""
+        with self._seal_lock:
+            self._bound = owner
+            owner._queue = self.queue
+
+    def _seal(self, force: bool = False) -> None:
+        """Hand the open chunk to the worker and open a fresh one: when it holds ``chunk_entries``
+        (a producer's ``backlog``), or whatever it holds (``force``: the worker, taking everything
+        queued). Under the lock, so that chunks are published in the order they were open."""
+        fresh: list[Any] = []  # made first: an allocation may run the GC, which may switch threads
+        with self._seal_lock:
+            full = self.queue
+            if not full or (not force and len(full) < self.chunk_entries):
+                return  # another producer sealed it first
+            # A producer loads the open chunk and appends with no switch point in between: from
+            # here on, every append lands in ``fresh``. The owner's attribute moves in the same
+            # breath (no call between its test and its store), before ``full`` is published.
+            self.queue = fresh
+            owner = self._bound
+            if owner is not None and owner._queue is full:
+                owner._queue = fresh
+            self._chunks.append(full)
+
+    def queued_entries(self) -> int:
+        """Entries queued and not yet taken into a slice by the worker (sealed chunks, the open
+        one, and those of the worker's drain it has not reached)."""
+        return sum(map(len, [*self._pending, *self._chunks])) + len(self.queue)
+
     def backlog(self) -> None:
-        """Called by producers once ``batch_size`` items are queued: wake the worker, and wait
-        (never drop) while the queue is at ``max_queue``."""
-        if not self._woken:
+        """Called by producers once the open chunk holds ``chunk_entries``: seal it, wake the
+        worker once ``batch_size`` rows are sealed, and wait (never drop) while ``max_queue`` are."""
+        self._seal()
+        chunks = self._chunks
+        if len(chunks) >= self._wake_chunks and not self._woken:
             self._woken = True
             self._wake.set()
-        if len(self.queue) < self._max_queue:
+        if len(chunks) < self._max_chunks:
             return
         if not self._worker.is_alive():
             return  # shutdown already reported what is left; never block a training loop on a dead worker
+        if threading.get_ident() == self._worker.ident:
+            return  # queued by the worker itself (a tick hook's put): waiting for itself would never end
         # A worker still loading the encoder (right after init) is no reason to
         # warn: the wait ends once it has, and it happens once per process.
         if not self._warned_full and self._encoder is not None:
@@ -310,11 +381,12 @@ class BatchSender:
             self.warn(
                 "queue-full",
                 f"tracklet: log() is waiting for the background sender, which is about "
-                f"{len(self.queue) // ROW_ENTRIES} rows behind (max_queue={self._max_queue // ROW_ENTRIES}); "
+                f"{self.queued_entries() // ROW_ENTRIES} rows behind "
+                f"(max_queue={self._max_chunks * self.chunk_entries // ROW_ENTRIES}); "
                 "nothing is dropped. Log less often or raise max_queue.",
                 stacklevel=user_stacklevel(),
             )
-        while len(self.queue) >= self._max_queue and self._worker.is_alive():
+        while len(chunks) >= self._max_chunks and self._worker.is_alive():
             self._space.clear()
             self._wake.set()
             self._space.wait(0.05)
@@ -345,7 +417,7 @@ class BatchSender:
     def force_flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
         """Write everything queued so far to every sink. False if that didn't finish in ``timeout``."""
         if not self._worker.is_alive():
-            return not self.queue
+            return not self.queue and not self._chunks
         request = _Flush(fsync)
         self.queue.append(request)
         self._wake.set()
@@ -360,11 +432,13 @@ class BatchSender:
         if self._stopped:
             return True
         self._stopped = self._finishing = True
-        self.queue.append(_Stop())
+        stop = _Stop()  # made before the open chunk is loaded (see put)
+        self.queue.append(stop)
         self._wake.set()
         self._worker.join(timeout)
         if self._worker.is_alive():
-            pending = sum(1 for item in list(self.queue) if type(item) is tuple or type(item) is RowKeys)
+            queued = [item for chunk in [*self._pending, *self._chunks, self.queue] for item in chunk]
+            pending = sum(1 for item in queued if type(item) is tuple or type(item) is RowKeys)
             print(
                 f"tracklet: the background sender did not finish within {timeout}s; "
                 f"{pending} queued history rows were not recorded",
@@ -425,7 +499,6 @@ class BatchSender:
     # ------------------------------------------------------------ worker side
 
     def _run(self) -> None:
-        queue = self.queue
         if self._start_gate is not None:
             self._start_gate.wait()
             if not self._start_encoding():
@@ -445,10 +518,11 @@ class BatchSender:
                 return
             for hook in self._tick_hooks:
                 try:
-                    queue.extend(hook())  # after what is queued, so in this drain
+                    items = hook()
+                    self.queue.extend(items)  # after what is queued, so in this drain
                 except Exception as error:  # contained like every worker failure
                     self.warn(("tick-hook", type(error)), f"tracklet: a sender tick hook failed: {error!r}")
-            if self._drain(len(queue)):
+            if self._drain(self._take()):
                 break
         self._close_sinks()
 
@@ -464,47 +538,56 @@ class BatchSender:
             )
             return False
 
-    def _drain(self, count: int) -> bool:
-        """Process the ``count`` entries queued when the worker woke, a slice at a time, then
-        write the summary (when due) and flush the sinks. True once the stop item was processed.
-        A slice that ends inside a flat row leaves that row to the next slice."""
-        queue = self.queue
+    def _take(self) -> list[list[Any]]:
+        """Everything queued now, as the chunks it was queued in (the open one sealed too), in order."""
+        self._seal(force=True)
+        chunks = self._chunks
+        taken = [self._carry] if self._carry else []
+        self._carry = []
+        while chunks:
+            taken.append(chunks.popleft())
+        self._space.set()
+        return taken
+
+    def _drain(self, chunks: list[list[Any]]) -> bool:
+        """Process the chunks taken when the worker woke, a slice (about ``DRAIN_SLICE`` entries of
+        whole chunks) at a time, then write the summary (when due) and flush the sinks. True once
+        the stop item was processed."""
         stop = False
-        # Removing a prefix of the queue moves everything after it, so taking a long queue slice by
-        # slice moves it once a slice (after 20k rows, 11 % of finish()'s instructions were that
-        # memmove). While the run finishes nobody is logging and the caller waits for this drain:
-        # it is taken whole, encoded a record (MAX_ROWS_PER_RECORD) at a time as always, and
-        # released a slice at a time.
-        size = count if self._finishing else DRAIN_SLICE
-        while count > 0:
-            items = queue[: min(count, size)]
+        taken, count = 0, len(chunks)
+        items: list[Any] = []
+        self._pending = chunks
+        while taken < count:
+            while taken < count and len(items) < DRAIN_SLICE:
+                if items:
+                    items += chunks[taken]
+                else:
+                    items = chunks[taken]
+                chunks[taken] = []  # the chunk's own list is freed here; its items live on in ``items``
+                taken += 1
             plan, used = self._plan(items)
-            if not used:  # one row wider than a slice: take it whole
-                size = max(size, queue[0].width)
-                continue
-            del queue[:used], items[used:]
-            count -= used
-            self._space.set()
+            carry = items[used:]
+            del items[used:]
             stop = self._execute(items, plan) or stop
             while len(items) > DRAIN_SLICE:  # each C call frees at most a slice's rows
                 del items[-DRAIN_SLICE:]
             del items, plan  # this slice's rows are freed now, not a whole drain's at once
-            if count and not self._finishing:
+            items = carry  # a row the slice cut (chunks hold whole rows: not in practice)
+            if taken < count and not self._finishing:
                 # Lets a producer waiting for the GIL run before the next slice. Not once the run
                 # is finishing: its caller waits for this drain then, and under load the yield
                 # gives the CPU to other processes (2-3 ms a slice at load 10-12 on 2 cores).
                 time.sleep(0)
+        self._carry = items
+        self._pending = []
         self._write_summary(force=stop)
         self._flush_sinks(False)
         return stop
 
     def _discard(self) -> None:
         """The worker could not start: drop what is queued (answering flushes) until the stop."""
-        queue = self.queue
         while True:
-            items = queue[: len(queue)]
-            del queue[: len(items)]
-            self._space.set()
+            items = [item for chunk in self._take() for item in chunk]
             for item in items:
                 if type(item) is _Flush:
                     item.done.set()
@@ -727,4 +810,5 @@ class BatchSender:
     def abandon_after_fork(self) -> None:
         """In a forked child the worker thread does not exist: drop the queue, don't wait for it."""
         self.queue.clear()
+        self._chunks.clear()
         self._stopped = True

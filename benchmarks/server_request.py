@@ -5,6 +5,7 @@ on a real `tracklet server` process with API keys, this checkout against another
     python benchmarks/server_request.py --baseline /tmp/old            # A/B: DIR's tracklet beside this one
     python benchmarks/server_request.py --requests 1000 --kinds heartbeat,otlp_span
     python benchmarks/server_request.py --py-spy /tmp/alias.svg --kinds alias_move   # profile this checkout's server
+    python benchmarks/server_request.py --baseline /tmp/old --http h11               # this checkout's server on h11
 
 (``/tmp/old`` made with ``git archive main | tar -x -C /tmp/old``.) Each checkout runs its own server
 (``python -m tracklet server`` with its own ``PYTHONPATH`` and working directory, so ``python -m`` imports
@@ -105,6 +106,7 @@ class Arm:
     root: Path
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen[bytes] | None = None
+    server_args: tuple[str, ...] = ()
     key: str = ""
     run_id: str = ""
     sweep: str = ""
@@ -130,7 +132,7 @@ class Arm:
         with log.open("ab") as stderr:
             # cwd too: `python -m` puts the working directory first on sys.path.
             self.proc = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dir", str(self.root),
-                                          "--port", str(self.port)], env=self.env(), cwd=self.tree,
+                                          "--port", str(self.port), *self.server_args], env=self.env(), cwd=self.tree,
                                          stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -251,6 +253,8 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout measured beside this one")
     parser.add_argument("--py-spy", type=Path, default=None, help="record this checkout's server with py-spy here")
+    parser.add_argument("--http", default=None, choices=("auto", "httptools", "h11"),
+                        help="this checkout's server's HTTP implementation (`tracklet server --http`; default: its own)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
@@ -261,7 +265,7 @@ def main() -> None:
     spans = span_bodies(per_arm) if "otlp_span" in kinds else []
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-request-") as tmp:
         scratch = Path(tmp)
-        arms = [Arm("new", ROOT, scratch / "new")]
+        arms = [Arm("new", ROOT, scratch / "new", server_args=("--http", args.http) if args.http else ())]
         if args.baseline is not None:
             arms.append(Arm("old", args.baseline.resolve(), scratch / "old"))
         recorder: list[subprocess.Popen[bytes]] = []
@@ -285,7 +289,7 @@ def main() -> None:
         finally:
             for arm in arms:
                 arm.stop()
-    results: dict[str, Any] = {"load": load, "cores": os.cpu_count(), "kinds": {}}
+    results: dict[str, Any] = {"load": load, "cores": os.cpu_count(), "http": args.http, "kinds": {}}
     rows = []
     for kind in kinds:
         per = {}
@@ -301,7 +305,7 @@ def main() -> None:
     header = ("request", *(f"{arm.name} CPU ms" for arm in arms), "new/old" if len(arms) > 1 else "",
               *(f"{arm.name} p50 / p99 ms" for arm in arms))
     print(f"server CPU per request and round trip; {args.requests} requests per kind and checkout, "
-          f"load average {load:.1f} on {os.cpu_count()} cores")
+          f"load average {load:.1f} on {os.cpu_count()} cores" + (f"; this checkout on --http {args.http}" if args.http else ""))
     print_table(rows, header)
     if args.py_spy is not None:
         print(f"py-spy profile of this checkout's server: {args.py_spy}")

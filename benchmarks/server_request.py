@@ -235,6 +235,16 @@ class Arm:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name}: callgrind wrote no dump")
 
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
 
 def _instructions(dump: Path) -> int:
     """The instructions a callgrind dump counts: the sum of its self costs (its ``summary:`` line
@@ -252,16 +262,6 @@ def _instructions(dump: Path) -> int:
             if len(parts) >= 2:
                 total += int(parts[1])
     return total
-
-    def stop(self) -> None:
-        if self.http is not None:
-            self.http.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:

@@ -99,8 +99,9 @@ def _one_hop(function: Callable[..., Any]) -> Callable[..., Any]:
         def work() -> Any:
             run_deferred(request)
             result = function(*args, **kwargs)
-            for step in getattr(request.state, _AFTER, ()) if request is not None else ():
-                step(result)
+            steps: list[Callable[[Any], None]] | None = getattr(request.state, _AFTER, None) if request else None
+            while steps:  # each once, as the deferred steps
+                steps.pop(0)(result)
             return result
 
         return await run_in_threadpool(work)

@@ -99,7 +99,8 @@ def _one_hop(function: Callable[..., Any]) -> Callable[..., Any]:
         def work() -> Any:
             run_deferred(request)
             result = function(*args, **kwargs)
-            steps: list[Callable[[Any], None]] | None = getattr(request.state, _AFTER, None) if request else None
+            steps: list[Callable[[Any], None]] | None = (getattr(request.state, _AFTER, None)
+                                                         if request is not None else None)
             while steps:  # each once, as the deferred steps
                 steps.pop(0)(result)
             return result

@@ -122,9 +122,9 @@ def test_both_http_implementations_refuse_bad_heads_and_close_stalls(servers):
         host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
         deadline = time.monotonic() + 20
 
-        def answer(head: bytes) -> bytes:
-            data = _exchange(server.port, head, deadline)
-            assert data is not None, (parser, head[:60])
+        def answer(head: bytes, port: int = server.port, deadline: float = deadline) -> bytes:
+            data = _exchange(port, head, deadline)
+            assert data is not None, head[:60]
             return data.split(b"\r\n", 1)[0]
 
         def request(*headers: bytes, version: bytes = b"1.1") -> bytes:

@@ -5,6 +5,8 @@ on a real `tracklet server` process with API keys, this checkout against another
     python benchmarks/server_request.py --baseline /tmp/old            # A/B: DIR's tracklet beside this one
     python benchmarks/server_request.py --requests 1000 --kinds heartbeat,otlp_span
     python benchmarks/server_request.py --py-spy /tmp/alias.svg --kinds alias_move   # profile this checkout's server
+    python benchmarks/server_request.py --baseline /tmp/old --http h11               # this checkout's server on h11
+    python benchmarks/server_request.py --baseline /tmp/old --callgrind /tmp/cg --requests 100   # instructions
 
 (``/tmp/old`` made with ``git archive main | tar -x -C /tmp/old``.) Each checkout runs its own server
 (``python -m tracklet server`` with its own ``PYTHONPATH`` and working directory, so ``python -m`` imports
@@ -26,7 +28,10 @@ Reported per kind and checkout: the server process's CPU time per request (user 
 the machine's load) and the client's round trip p50/p99 (wall clock: meaningful only beside the
 load average, which is printed). ``--py-spy FILE`` records this checkout's server with py-spy
 (``--format`` from the file's suffix: ``.svg`` flame graph, ``.txt`` collapsed stacks,
-``.json`` speedscope) while it answers ``--kinds``.
+``.json`` speedscope) while it answers ``--kinds``. ``--callgrind DIR`` runs each server under
+valgrind's callgrind (``PYTHONHASHSEED=0``) and reports the instructions the server process executed
+per request (all its threads, zeroed before and dumped after each chunk with ``callgrind_control``):
+a figure the machine's load doesn't move.
 """
 
 from __future__ import annotations
@@ -105,6 +110,9 @@ class Arm:
     root: Path
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen[bytes] | None = None
+    server_args: tuple[str, ...] = ()
+    callgrind: Path | None = None  # run the server under callgrind, dumps here
+    instructions: dict[str, int] = field(default_factory=dict)
     key: str = ""
     run_id: str = ""
     sweep: str = ""
@@ -120,7 +128,7 @@ class Arm:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(self.tree)}
+        return {**os.environ, "PYTHONPATH": str(self.tree), **({"PYTHONHASHSEED": "0"} if self.callgrind else {})}
 
     def start(self, log: Path) -> None:
         """The admin (this checkout's CLI), then the server; waits until it answers."""
@@ -129,10 +137,13 @@ class Arm:
                                   timeout=300, check=True).stdout.strip()
         with log.open("ab") as stderr:
             # cwd too: `python -m` puts the working directory first on sys.path.
-            self.proc = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dir", str(self.root),
-                                          "--port", str(self.port)], env=self.env(), cwd=self.tree,
+            valgrind = ([] if self.callgrind is None else
+                        ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                         f"--callgrind-out-file={self.callgrind / self.name}.%p"])
+            self.proc = subprocess.Popen([*valgrind, sys.executable, "-m", "tracklet", "server", "--dir", str(self.root),
+                                          "--port", str(self.port), *self.server_args], env=self.env(), cwd=self.tree,
                                          stdout=subprocess.DEVNULL, stderr=stderr)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + (1800 if self.callgrind else 300)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name}'s server exited: {log.read_text()[-2000:]}")
@@ -196,6 +207,9 @@ class Arm:
         assert self.proc is not None
         process = psutil.Process(self.proc.pid)
         times = self.times.setdefault(kind, [])
+        if self.callgrind is not None:
+            subprocess.run(["callgrind_control", "--instr=on", str(self.proc.pid)], check=True, capture_output=True)
+            self._callgrind("--zero")
         before = process.cpu_times()
         for _ in range(count):
             started = time.perf_counter()
@@ -203,6 +217,23 @@ class Arm:
             times.append((time.perf_counter() - started) * 1000)
         after = process.cpu_times()
         self.cpu[kind] = self.cpu.get(kind, 0.0) + (after.user - before.user) + (after.system - before.system)
+        if self.callgrind is not None:
+            subprocess.run(["callgrind_control", "--instr=off", str(self.proc.pid)], check=True, capture_output=True)
+            self.instructions[kind] = self.instructions.get(kind, 0) + self._callgrind("--dump")
+
+    def _callgrind(self, command: str) -> int:
+        """``callgrind_control command`` on the server; after a dump, the instructions it counted."""
+        assert self.proc is not None and self.callgrind is not None
+        known = set(self.callgrind.glob(f"{self.name}.*"))
+        subprocess.run(["callgrind_control", command, str(self.proc.pid)], check=True, capture_output=True)
+        if command != "--dump":
+            return 0
+        for _ in range(600):
+            new = sorted(set(self.callgrind.glob(f"{self.name}.*")) - known)
+            if new and any(line.startswith("summary:") for line in new[0].read_text(errors="replace").splitlines()):
+                return _instructions(new[0])
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: callgrind wrote no dump")
 
     def stop(self) -> None:
         if self.http is not None:
@@ -213,6 +244,24 @@ class Arm:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def _instructions(dump: Path) -> int:
+    """The instructions a callgrind dump counts: the sum of its self costs (its ``summary:`` line
+    came out wrapped below zero after ``--zero`` with instrumentation toggled); the line after a
+    ``calls=`` line is the call's inclusive cost, already counted in the callee."""
+    total = 0
+    after_call = False
+    for line in dump.read_text(errors="replace").splitlines():
+        if after_call:
+            after_call = False
+        elif line.startswith("calls="):
+            after_call = True
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            parts = line.split()
+            if len(parts) >= 2:
+                total += int(parts[1])
+    return total
 
 
 def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -251,6 +300,10 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout measured beside this one")
     parser.add_argument("--py-spy", type=Path, default=None, help="record this checkout's server with py-spy here")
+    parser.add_argument("--http", default=None, choices=("auto", "httptools", "h11"),
+                        help="this checkout's server's HTTP implementation (`tracklet server --http`; default: its own)")
+    parser.add_argument("--callgrind", type=Path, default=None,
+                        help="run the servers under callgrind (dumps in DIR): instructions per request")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
@@ -261,9 +314,12 @@ def main() -> None:
     spans = span_bodies(per_arm) if "otlp_span" in kinds else []
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-request-") as tmp:
         scratch = Path(tmp)
-        arms = [Arm("new", ROOT, scratch / "new")]
+        if args.callgrind is not None:
+            args.callgrind.mkdir(parents=True, exist_ok=True)
+        arms = [Arm("new", ROOT, scratch / "new", server_args=("--http", args.http) if args.http else (),
+                    callgrind=args.callgrind)]
         if args.baseline is not None:
-            arms.append(Arm("old", args.baseline.resolve(), scratch / "old"))
+            arms.append(Arm("old", args.baseline.resolve(), scratch / "old", callgrind=args.callgrind))
         recorder: list[subprocess.Popen[bytes]] = []
         try:
             for arm in arms:
@@ -285,7 +341,7 @@ def main() -> None:
         finally:
             for arm in arms:
                 arm.stop()
-    results: dict[str, Any] = {"load": load, "cores": os.cpu_count(), "kinds": {}}
+    results: dict[str, Any] = {"load": load, "cores": os.cpu_count(), "http": args.http, "kinds": {}}
     rows = []
     for kind in kinds:
         per = {}
@@ -293,15 +349,22 @@ def main() -> None:
             times = arm.times[kind]
             per[arm.name] = {"cpu_ms": arm.cpu[kind] * 1000 / len(times), "p50_ms": statistics.median(times),
                              "p99_ms": _p99(times), "requests": len(times)}
+            if args.callgrind is not None:
+                per[arm.name]["instructions"] = arm.instructions[kind] / len(times)
         results["kinds"][kind] = per
         new = per["new"]
         ratio = f"{new['cpu_ms'] / per['old']['cpu_ms']:.2f}" if "old" in per and per["old"]["cpu_ms"] else ""
+        if args.callgrind is not None:
+            counts = " / ".join(f"{per[arm.name]['instructions'] / 1e6:.2f}M" for arm in arms)
+            ratio += f"; instructions {counts}"
+            if "old" in per:
+                ratio += f" ({per['new']['instructions'] / per['old']['instructions']:.2f})"
         rows.append((kind, *(f"{per[arm.name]['cpu_ms']:.2f}" for arm in arms), ratio,
                      *(f"{per[arm.name]['p50_ms']:.2f} / {per[arm.name]['p99_ms']:.2f}" for arm in arms)))
     header = ("request", *(f"{arm.name} CPU ms" for arm in arms), "new/old" if len(arms) > 1 else "",
               *(f"{arm.name} p50 / p99 ms" for arm in arms))
     print(f"server CPU per request and round trip; {args.requests} requests per kind and checkout, "
-          f"load average {load:.1f} on {os.cpu_count()} cores")
+          f"load average {load:.1f} on {os.cpu_count()} cores" + (f"; this checkout on --http {args.http}" if args.http else ""))
     print_table(rows, header)
     if args.py_spy is not None:
         print(f"py-spy profile of this checkout's server: {args.py_spy}")

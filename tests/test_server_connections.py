@@ -99,3 +99,51 @@ def test_a_slow_upload_that_keeps_going_is_not_cut_off(servers):
     finally:
         sock.close()
     assert httpx.get(f"{server.url}/api/v1/runs/p/r/log/offset", timeout=10).json() == {"offset": 8}
+
+
+def _exchange(port: int, data: bytes, deadline: float) -> bytes | None:
+    """Send ``data`` on a fresh connection; what came back before the server closed it (None:
+    still open at ``deadline``)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        sock.sendall(data)
+        return _closed_by_server(sock, deadline)
+    finally:
+        sock.close()
+
+
+def test_both_http_implementations_refuse_bad_heads_and_close_stalls(servers):
+    """What h11 checks of a request head holds with httptools (the default, whose parser checks
+    less): a head that grows past 64 KiB without ending gets 400, as does an HTTP/1.1 request
+    without exactly one Host; a head just under passes (with httptools any head over 64 KiB gets
+    400). Both time out a partial head (408) and a stalled body (closed)."""
+    for parser in ("h11", "httptools"):
+        server = servers(extra=("--http", parser, "--header-timeout", "1", "--idle-timeout", "1"))
+        host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+        deadline = time.monotonic() + 20
+
+        def answer(head: bytes, port: int = server.port, deadline: float = deadline) -> bytes:
+            data = _exchange(port, head, deadline)
+            assert data is not None, head[:60]
+            return data.split(b"\r\n", 1)[0]
+
+        def request(*headers: bytes, version: bytes = b"1.1") -> bytes:
+            return b"GET /api/v1/health HTTP/" + version + b"\r\n" + b"".join(headers) + b"Connection: close\r\n\r\n"
+
+        ok, bad = b"HTTP/1.1 200 OK", b"HTTP/1.1 400 Bad Request"
+        assert answer(request(host, b"X-Big: " + b"a" * 60_000 + b"\r\n")) == ok, parser
+        endless = b"GET /api/v1/health HTTP/1.1\r\n" + host + b"X-Endless: " + b"a" * 70_000  # never finishes its line
+        assert answer(endless) == bad, parser
+        if parser == "httptools":  # h11 refuses a head that stays incomplete past 64 KiB, one read may bring more
+            assert answer(request(host, b"X-Big: " + b"a" * 70_000 + b"\r\n")) == bad
+            assert answer(request(host, *[b"X-H%d: %s\r\n" % (n, b"v" * 30) for n in range(2_000)])) == bad
+        assert answer(request()) == bad, parser  # HTTP/1.1 without Host
+        assert answer(request(host, host)) == bad, parser
+        # HTTP/1.0 needs none: the parser passes it (the --dev server's Host check then answers 403).
+        assert answer(request(version=b"1.0")) == b"HTTP/1.1 403 Forbidden", parser
+        assert answer(_partial_head(server.port)) == b"HTTP/1.1 408 Request Timeout", parser
+        stalled_body = (b"PUT /api/v1/runs/p/r/log?offset=0 HTTP/1.1\r\n" + host
+                        + b"Content-Length: 1000\r\n\r\n" + MAGIC)
+        assert _exchange(server.port, stalled_body, deadline) == b"", parser
+        with httpx.Client(base_url=server.url, timeout=10) as http:  # kept alive: two requests, one connection
+            assert [http.get("/api/v1/health").status_code for _ in range(2)] == [200, 200]

@@ -97,3 +97,75 @@ def test_dispatch_hands_every_request_to_the_route_the_router_would(tmp_path: Pa
     requests = _requests(app)
     assert len(requests) > 800  # every route's path and its near misses
     assert asyncio.run(every_request()) > len(requests) / 2  # the expressions picked most, the router had the rest
+
+
+def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path: Path, monkeypatch) -> None:
+    """The access check, the audit arming and a sync route run in one worker call (one_hop.py),
+    not one each (and the response model is validated on the event loop): what a request costs
+    in hand-offs between the event loop and the thread pool, counted."""
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.auth import Accounts
+
+    trips: list[str] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(function, "__name__", repr(function)))
+        return await real(function, *args, **kwargs)
+
+    app = create_app(tmp_path / "server", index_on_start=False, sweep_interval=3600)
+    key = Accounts(app.state.tracklet.store).create_user("admin", admin=True).key
+    config = {"method": "random", "metric": {"name": "f", "goal": "minimize"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
+        sweep = client.post("/api/v1/projects/p/sweeps", json={"config": config}).json()["id"]
+        lease = client.post(f"/api/v1/projects/p/sweeps/{sweep}/next", json={"agent": "a", "ttl": 600}).json()["lease"]
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        for method, path, body in (
+                ("GET", f"/api/v1/projects/p/sweeps/{sweep}", None),
+                ("POST", f"/api/v1/projects/p/sweeps/{sweep}/heartbeat", {"trial": lease["trial"], "agent": "a", "ttl": 600}),
+                ("POST", "/api/v1/projects/p/sweeps", {"config": config})):
+            trips.clear()
+            answer = client.request(method, path, json=body)
+            assert answer.status_code in (200, 201), (path, answer.text)
+            assert len(trips) == 1, (method, path, trips)
+
+
+def test_a_deferred_check_still_answers_before_validation(tmp_path: Path) -> None:
+    """A request both unauthorized and malformed gets the guard's answer (401, 403, or 400 for a
+    bad project name), as when the guard ran before parameter and body validation; an authorized
+    malformed one gets 422. The audit events say the same (one_hop.validation_error)."""
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.audit import AuditQuery
+    from tracklet.server.auth import Accounts
+
+    app = create_app(tmp_path / "server", index_on_start=False, sweep_interval=3600)
+    accounts = Accounts(app.state.tracklet.store)
+    admin = accounts.create_user("admin", admin=True).key
+    reader = accounts.create_user("reader").key
+    accounts.set_member("p", "reader", "read")
+    bad = {"config": "not a mapping"}
+    with TestClient(app) as client:
+        none = client.post("/api/v1/projects/p/sweeps", json=bad)
+        assert none.status_code == 401 and none.headers["www-authenticate"] == "Bearer", none.text
+        assert "missing API key" in none.json()["detail"]
+        assert client.post("/api/v1/projects/p/sweeps", json=bad,
+                           headers={"Authorization": "Bearer tlk_nope_nope"}).status_code == 401
+        refused = client.post("/api/v1/projects/p/sweeps", json=bad, headers={"Authorization": f"Bearer {reader}"})
+        assert refused.status_code == 403 and "needs write access" in refused.json()["detail"], refused.text
+        named = client.post("/api/v1/projects/no%20spaces/sweeps", json=bad, headers={"Authorization": f"Bearer {admin}"})
+        assert named.status_code == 400, named.text
+        malformed = client.post("/api/v1/projects/p/sweeps", json=bad, headers={"Authorization": f"Bearer {admin}"})
+        assert malformed.status_code == 422 and malformed.json()["detail"][0]["loc"][:2] == ["body", "config"]
+        # An intent route (artifact upload start: not DATABASE_ONLY) refused before validation.
+        assert client.post("/api/v1/projects/p/artifacts/_uploads", json={"nope": 1},
+                           headers={"Authorization": f"Bearer {reader}"}).status_code == 403
+    events = app.state.tracklet.audit.query(AuditQuery(action="create_sweep"))
+    assert [(event["status"], event["actor"]) for event in events] == [
+        (401, None), (401, None), (403, "reader"), (400, "admin"), (422, "admin")]
+    uploads = app.state.tracklet.audit.query(AuditQuery(action="start_upload"))
+    assert [(event["status"], event["actor"]) for event in uploads] == [(403, "reader")]
+    assert app.state.tracklet.audit.recover() == 0  # no intent left behind

@@ -86,6 +86,9 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 @click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(1),
               help="Open connections at once (lowered to fit the open-file limit); past it, the oldest connection "
               "without a request in progress is closed, or the newcomer gets 503.")
+@click.option("--http", "http_parser", type=click.Choice(["auto", "httptools", "h11"]), default="auto", show_default=True,
+              help="The HTTP/1.1 implementation: httptools (a C parser; auto picks it where installed) or h11 "
+              "(pure Python). The connection limits above apply to both.")
 @click.option("--webhook-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds an automation's webhook may take to answer before the attempt counts as failed.")
 @click.option("--webhook-retry-base", default=2.0, show_default=True, type=click.FloatRange(0.01),
@@ -99,8 +102,8 @@ _SERVER_STORE_HELP = "The server's store: sqlite:///PATH or postgresql://... (de
 def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, store_url: str | None, max_body_mb: int,
            files_url: str | None, files_options: tuple[str, ...], logs_url: str | None, artifacts_url: str | None,
            heartbeat_lapse: float, sweep_interval: float, header_timeout: float, idle_timeout: float,
-           keep_alive: int, max_connections: int, webhook_timeout: float, webhook_retry_base: float,
-           webhook_delivery: str, dev: bool) -> None:
+           keep_alive: int, max_connections: int, http_parser: str, webhook_timeout: float,
+           webhook_retry_base: float, webhook_delivery: str, dev: bool) -> None:
     """Run the tracking server: clients upload runs (online mode, `tracklet sync`); a JSON read API serves them.
 
     Every request needs an API key (create the first admin with `tracklet admin create-user NAME
@@ -140,7 +143,11 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     if not dev and not app.state.tracklet.authorizer.accounts.users():
         click.echo(f"No users yet: create the first admin with `{first_admin_command(root, store_url)}`",
                    err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options(limits))
+    try:
+        options = uvicorn_options(limits, http_parser)
+    except ValueError as error:  # --http httptools without httptools installed
+        raise CliError(str(error)) from None
+    uvicorn.run(app, host=host, port=port, log_level="warning", **options)
 
 
 def first_admin_command(server_dir: Path | None, store_url: str | None) -> str:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from tracklet import __version__
 from tracklet.server.artifact_blobs import ServerArtifacts
@@ -33,7 +36,7 @@ from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
 from tracklet.server.media_blobs import set_media_blobs
 from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
-from tracklet.server import dispatch, write_gate
+from tracklet.server import dispatch, one_hop, write_gate
 from tracklet.server.wal_checkpoint import Checkpointer, wanted
 from tracklet.store import Store
 
@@ -54,15 +57,22 @@ class ServerState:
     automations: Automations  # rules and deliveries (automations.py); the worker runs in the lifespan
 
 
-def require_access(request: Request) -> None:
+async def require_access(request: Request) -> None:
     """Every API route's gate: the sender must present a valid key, and on a route with a
     ``{project}`` hold ``read`` (GET, HEAD) or ``write`` (other methods) there. An upload
     (``PUT /api/v1/runs/...``, or any artifact write) to a project that doesn't exist yet creates
-    it for the sender."""
+    it for the sender. The check blocks on the database: it runs in the route function's own
+    worker call where the route has one (``one_hop.py``), else in a worker call of its own."""
     authorizer: Authorizer | None = request.app.state.tracklet.authorizer
     if authorizer is None:
         request.state.principal = DEV_PRINCIPAL
         return
+    if not one_hop.defer(request, functools.partial(check_access, request, authorizer)):
+        await run_in_threadpool(check_access, request, authorizer)
+
+
+def check_access(request: Request, authorizer: Authorizer) -> None:
+    """``require_access``'s check (blocking: the key and role lookups)."""
     project = request.path_params.get("project")
     if project is None:
         authorizer.principal(request)
@@ -202,8 +212,14 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
                    routes_registry, routes_traces, routes_audit, routes_reproduce):
+        # Nothing but these two guards may run before a sync route: they defer their blocking
+        # steps to its worker call (one_hop.py), so one trip to the thread pool serves the request.
+        one_hop.wrap_router(module.router)
         app.include_router(module.router, dependencies=guarded, responses=guard_errors)
+    one_hop.wrap_router(routes_media.projects_router)
     app.include_router(routes_media.projects_router, dependencies=guarded, responses=guard_errors)  # media prune
+    # A request failing validation runs its deferred guard steps first (a 401 before a 422, as before).
+    app.add_exception_handler(RequestValidationError, one_hop.validation_error)
     # Reports guard themselves (routes_reports.report_guard): a report's view token stands in for a key there.
     app.include_router(routes_reports.router, dependencies=[Depends(in_route)], responses=guard_errors)
     routes_reports.install_error_handlers(app)  # ReportError: 404, 409 or 400 with its message

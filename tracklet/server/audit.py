@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -55,10 +56,12 @@ import anyio
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracklet.core.processes import pid_alive
 from tracklet.errors import AuditUnavailable
+from tracklet.server import one_hop
 from tracklet.server.schema import audit_events, audit_intents, migrate
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -391,15 +394,62 @@ async def in_route(request: Request) -> None:
     """A dependency, after the access guard: from here on the request's writes to the server's
     database carry its audit event (the guard's own, such as creating a project on its first
     upload, are before the route's change and audited by the middleware, with the answer). A
-    route not in ``DATABASE_ONLY`` first commits its intent (the module docstring)."""
+    route not in ``DATABASE_ONLY`` first commits its intent (the module docstring). On a route
+    that runs its guards' steps in its own worker call (``one_hop.py``) this is one of them."""
+    if one_hop.defer(request, functools.partial(arm, request)):
+        one_hop.after(request, functools.partial(record_answer, request))
+        return
+    intent = _intent(request)
+    if intent is not None:
+        log, event = intent
+        request.state.audit_intent = await anyio.to_thread.run_sync(log.intend, event)
+    request.state.audit_armed = True
+
+
+def arm(request: Request) -> None:
+    """``in_route``'s work, blocking: commit the request's intent if it needs one, then arm."""
+    intent = _intent(request)
+    if intent is not None:
+        log, event = intent
+        request.state.audit_intent = log.intend(event)
+    request.state.audit_armed = True
+
+
+def record_answer(request: Request, result: Any) -> None:
+    """In a route's worker call, once it returned ``result`` (``one_hop.after``): the audit event
+    of a mutating request whose route wrote none in its own transaction (a refusal it answered,
+    a change of files only, or nothing changed), as answered with the route's success status or
+    the status of the response it returned. Written here, in the same worker call, instead of by
+    the middleware in one more; the middleware then writes nothing (the event is written, as
+    when a transaction carried it). A route that takes FastAPI's ``Response`` parameter (it may
+    set the status) is left to the middleware."""
+    scope = request.scope
+    state: dict[str, Any] = scope.get("state") or {}
+    log: AuditLog | None = state.get("audit_log")
+    route = scope.get("route")
+    if (log is None or scope.get("method") not in MUTATING or not state.get("audit_armed")
+            or state.get("audit_in_tx") or route is None or getattr(route.dependant, "response_param_name", None)):
+        return
+    status = result.status_code if isinstance(result, Response) else int(getattr(route, "status_code", None) or 200)
+    event = AuditMiddleware._event(scope, status)
+    if event is None:
+        return
+    _kill_point(event["action"])
+    event_id = log.record(intent=state.get("audit_intent"), **event)
+    state.setdefault("audit_in_tx", []).append(event_id)
+
+
+def _intent(request: Request) -> tuple[AuditLog, dict[str, Any]] | None:
+    """The audit log and the intent a mutating request of a route not in ``DATABASE_ONLY``
+    commits before its route runs; None when it needs none."""
     scope = request.scope
     log = (scope.get("state") or {}).get("audit_log")
     name = getattr(scope.get("route"), "name", None)
     if log is not None and scope.get("method") in MUTATING and name not in DATABASE_ONLY:
         event = AuditMiddleware._event(scope, 0)
         if event is not None:
-            request.state.audit_intent = await anyio.to_thread.run_sync(log.intend, event)
-    request.state.audit_armed = True
+            return log, event
+    return None
 
 
 def _armed() -> Scope | None:

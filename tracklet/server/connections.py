@@ -3,8 +3,10 @@
 uvicorn closes a kept-alive connection that goes quiet (``timeout_keep_alive``), but nothing
 else: a connection that never finishes its request head, or stops sending a body it announced,
 or never reads its response, holds a file descriptor forever, and about a thousand of them (the
-usual descriptor limit) stop the server from accepting anyone. ``GuardedH11Protocol`` is uvicorn's
-h11 protocol with:
+usual descriptor limit) stop the server from accepting anyone. ``GuardedHttpToolsProtocol`` is
+uvicorn's httptools protocol (the default: its C parser costs a fraction of h11's pure-Python
+one per request) and ``GuardedH11Protocol`` its h11 protocol (``--http h11``, or where httptools
+isn't installed), each with:
 
 - a *header timeout*: a request head must arrive complete within ``header_timeout`` seconds of the
   connection opening (or of the first byte of a kept-alive connection's next request);
@@ -13,7 +15,9 @@ h11 protocol with:
 - a *connection cap*: at most ``max_connections`` open at once. A connection past the cap closes
   the oldest one that has no request in progress (an unfinished head, or an idle keep-alive), so
   stalled connections can't lock out new clients; when every connection is busy with a request,
-  the newcomer gets 503 and is closed.
+  the newcomer gets 503 and is closed;
+- h11's checks of a request head, kept with httptools: a head over ``max_header_bytes`` and an
+  HTTP/1.1 request without exactly one ``Host`` header get 400 (``Invalid HTTP request received.``).
 
 A reverse proxy in front (docs/deployment.md) should apply the same limits; these keep a server
 that is reached directly, or through a proxy that doesn't, available.
@@ -27,6 +31,15 @@ from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from tracklet.errors import TrackletError
+
+try:
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - the server extra installs it; h11 then
+    httptools = None  # type: ignore[assignment]
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 try:
     import resource
@@ -72,30 +85,55 @@ def fit_descriptor_limit(max_connections: int) -> tuple[int, str | None]:
                     f"of {soft} (ulimit -n); raise that limit to allow more")
 
 
-def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
-    """Keyword arguments for ``uvicorn.run``/``uvicorn.Config`` that apply ``limits``."""
-    return {"http": guarded_protocol(limits), "timeout_keep_alive": limits.keep_alive,
+HTTP_PARSERS = ("auto", "httptools", "h11")
+
+
+def http_parser(choice: str = "auto") -> str:
+    """The HTTP implementation ``choice`` names: ``auto`` is httptools where it is installed, else h11."""
+    if choice not in HTTP_PARSERS:
+        raise ValueError(f"unknown HTTP implementation {choice!r}: pick one of {', '.join(HTTP_PARSERS)}")
+    if choice == "auto":
+        return "httptools" if httptools is not None else "h11"
+    if choice == "httptools" and httptools is None:
+        raise ValueError("--http httptools needs the httptools package: pip install 'tracklet[server]'")
+    return choice
+
+
+def uvicorn_options(limits: ConnectionLimits, http: str = "auto") -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run``/``uvicorn.Config`` that apply ``limits`` with the
+    HTTP implementation ``http`` (``http_parser``)."""
+    return {"http": guarded_protocol(limits, http), "timeout_keep_alive": limits.keep_alive,
             "h11_max_incomplete_event_size": limits.max_header_bytes}
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
-    """A ``GuardedH11Protocol`` class for one server (its cap counts that server's connections)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "waiting": {}})
+def guarded_protocol(limits: ConnectionLimits, http: str = "auto") -> type[asyncio.Protocol]:
+    """A guarded protocol class for one server (its cap counts that server's connections)."""
+    base: type[_ConnectionGuard] = (GuardedHttpToolsProtocol if http_parser(http) == "httptools"
+                                    else GuardedH11Protocol)
+    return type(base.__name__, (base,), {"limits": limits, "waiting": {}})
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header timeout, an idle timeout and a connection cap."""
+class _ConnectionGuard:
+    """The header timeout, idle timeout and connection cap, over either uvicorn protocol (a mixin
+    before it: ``_reading_body`` says where the protocol's parser is)."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
     # Connections with no request in progress, oldest first: the ones a newcomer may displace.
-    waiting: ClassVar[dict[GuardedH11Protocol, None]] = {}
+    waiting: ClassVar[dict[Any, None]] = {}
+    # The uvicorn protocol's own state (both have these).
+    connections: set[Any]
+    cycle: Any
+    flow: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    timeout_keep_alive_task: asyncio.TimerHandle | None
 
     _read_timer: asyncio.TimerHandle | None = None
     _write_timer: asyncio.TimerHandle | None = None
     _received = False  # bytes of the current request head have arrived
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         if len(self.connections) > self.limits.max_connections and not self._displace_one():
             self.connections.discard(self)
             transport.write(_BUSY_503)
@@ -106,11 +144,11 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received = True
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         self._update()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._received = False
         self._update()
 
@@ -120,15 +158,15 @@ class GuardedH11Protocol(H11Protocol):
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def pause_writing(self) -> None:
-        super().pause_writing()
+        super().pause_writing()  # type: ignore[misc]
         if self._write_timer is None:
             self._write_timer = self.loop.call_later(self.limits.idle_timeout, self._close)
 
     def resume_writing(self) -> None:
-        super().resume_writing()
+        super().resume_writing()  # type: ignore[misc]
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
@@ -138,13 +176,17 @@ class GuardedH11Protocol(H11Protocol):
     def _in_request(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
+    def _reading_body(self) -> bool:
+        """Whether the client is sending the current request's body."""
+        raise NotImplementedError
+
     def _update(self) -> None:
         """Pick the read timer for where the connection is now."""
         if self.transport.is_closing():
             return
         if self._in_request():
             self.waiting.pop(self, None)
-            if self.conn.their_state is h11.SEND_BODY:
+            if self._reading_body():
                 self._arm_read(self.limits.idle_timeout, header=False)  # restarts at every chunk
             else:
                 self._cancel_read()  # the application has the whole request
@@ -188,3 +230,67 @@ class GuardedH11Protocol(H11Protocol):
                 other.connections.discard(other)  # counted out now, not when the close completes
                 return True
         return False
+
+
+class GuardedH11Protocol(_ConnectionGuard, H11Protocol):  # type: ignore[misc]  # connection_made: uvicorn narrows the transport too
+    """uvicorn's h11 protocol with a header timeout, an idle timeout and a connection cap (h11
+    itself bounds the head, ``h11_max_incomplete_event_size``, and checks its ``Host``)."""
+
+    def _reading_body(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
+
+
+class _BadHead(TrackletError):
+    """A head h11 would refuse, raised from a parser callback: httptools turns it into its parser error (a 400)."""
+
+
+class _GuardedHttpTools(_ConnectionGuard):
+    """The guard over uvicorn's httptools protocol, with the checks h11 makes of a head and
+    llhttp doesn't: its size (``max_header_bytes``, counted as it arrives, so a head that never
+    ends can't grow without bound) and exactly one ``Host`` in an HTTP/1.1 request."""
+
+    parser: Any
+    _head_bytes = 0  # bytes received since the current head began (reset once it is complete)
+    _head_size = 0  # the current head's request target and header lines, as parsed
+
+    def _reading_body(self) -> bool:
+        return bool(self.cycle.more_body)
+
+    def data_received(self, data: bytes) -> None:
+        reading_head = not self._in_request()
+        if reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if (reading_head and not self._in_request() and self._head_bytes > self.limits.max_header_bytes
+                and not self.transport.is_closing()):
+            self.send_400_response("Invalid HTTP request received.")  # type: ignore[attr-defined]
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()  # type: ignore[misc]
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)  # type: ignore[misc]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)  # type: ignore[misc]
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = 0
+        if self.parser.get_http_version() == "1.1":
+            hosts = sum(name == b"host" for name, _ in self.headers)  # type: ignore[attr-defined]
+            if hosts != 1:
+                raise _BadHead("missing Host header" if not hosts else "multiple Host headers")
+        super().on_headers_complete()  # type: ignore[misc]
+
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > self.limits.max_header_bytes:
+            raise _BadHead(f"request head over {self.limits.max_header_bytes} bytes")
+
+
+GuardedHttpToolsProtocol: type[_ConnectionGuard] = (
+    type("GuardedHttpToolsProtocol", (_GuardedHttpTools, HttpToolsProtocol), {}) if HttpToolsProtocol is not None
+    else GuardedH11Protocol)

@@ -246,12 +246,18 @@ def test_an_agent_killed_mid_trial_lapses_and_its_point_runs_again(server, tmp_p
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     (tmp_path / "slow").unlink()  # the rerun doesn't sleep (the first trial's process died with its agent)
-    second = _cli("--dir", str(machine / "b"), "agent", made["id"], "--url", server.url, env=env, cwd=tmp_path)
+    # The rerun's program logs and exits at once: its online upload still finishes before it exits
+    # (it once lost a race with interpreter shutdown and waited out the whole upload timeout).
+    second = _cli("--dir", str(machine / "b"), "agent", made["id"], "--url", server.url, cwd=tmp_path,
+                  env={**env, "TRACKLET_UPLOAD_TIMEOUT": "10"})
     assert second.returncode == 0, second.stderr
+    assert "did not finish" not in second.stderr and "uploading failed" not in second.stderr, second.stderr
     trials = _trials(server, "killed", made["id"])
     assert [t["state"] for t in trials] == ["lapsed", "complete"]
     assert "lease lapsed" in trials[0]["error"]
     assert [t["params"]["x"] for t in trials] == [0, 0]
+    rerun = httpx.get(f"{server.url}/api/v1/runs/killed/{trials[1]['run_id']}", headers=_bearer(server.admin_key))
+    assert rerun.status_code == 200 and rerun.json()["run"]["summary"]["f"] == 0, rerun.text
     shown = _cli("--dir", str(machine / "b"), "sweep", "show", made["id"], "--url", server.url, env=env)
     assert shown.returncode == 0, shown.stderr
     assert "trials: 1 complete, 1 lapsed of 1 grid points" in shown.stdout and "lease lapsed" in shown.stdout

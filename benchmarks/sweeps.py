@@ -88,6 +88,16 @@ def hartmann6_cat(c: dict[str, Any]) -> float:
     return hartmann6(c) + 5.0 * "abcdefgh".index(c["cat"])
 
 
+CATEGORICALS = [f"c{k}" for k in range(8)]
+
+
+def hartmann6_8cats(c: dict[str, Any]) -> float:
+    """Hartmann-6 plus 8 separate 4-way categoricals (``c0``..``c7``, values a-d), each adding
+    0.5 x its value's index: only all-``a`` reaches the optimum, every parameter matters about as
+    much as one of Hartmann's dimensions, and none dominates the objective on its own."""
+    return hartmann6(c) + sum(0.5 * "abcd".index(c[name]) for name in CATEGORICALS)
+
+
 PROBLEMS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], float], float]] = {
     "branin": ({"x1": {"min": -5.0, "max": 10.0}, "x2": {"min": 0.0, "max": 15.0}}, branin, BRANIN_MIN),
     "hartmann6": ({f"x{i}": {"min": 0.0, "max": 1.0} for i in range(6)}, hartmann6, HARTMANN6_MIN),
@@ -95,6 +105,8 @@ PROBLEMS: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], float], flo
                      "cat": {"values": list("abcdefgh")}}, branin_cat, BRANIN_MIN),
     "hartmann6+8cat": ({**{f"x{i}": {"min": 0.0, "max": 1.0} for i in range(6)}, "cat": {"values": list("abcdefgh")}},
                        hartmann6_cat, HARTMANN6_MIN),
+    "hartmann6+8cats": ({**{f"x{i}": {"min": 0.0, "max": 1.0} for i in range(6)},
+                         **{name: {"values": list("abcd")} for name in CATEGORICALS}}, hartmann6_8cats, HARTMANN6_MIN),
 }
 ENGINES = {"random": {"method": "random"}, "bayes (GP)": {"method": "bayes"},
            "optuna TPE": {"method": "optuna", "sampler": "tpe"}}

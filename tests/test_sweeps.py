@@ -487,14 +487,25 @@ def test_a_bad_lease_ttl_is_refused(root, monkeypatch):
     assert result.exit_code == 2 and "--lease-ttl" in result.output
 
 
-def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path):
+def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path, monkeypatch):
+    monkeypatch.delenv("TRACKLET_PROJECT", raising=False)
     good = tmp_path / "sweep.yaml"
-    good.write_text((DATA / "grid.yaml").read_text())
-    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(good), "--project", "mine"])
-    assert result.exit_code == 0, result.output
-    sweep_id = result.stdout.strip().splitlines()[-1]
+    text = (DATA / "grid.yaml").read_text()
+    assert "project: sweeps-examples\n" in text
+    good.write_text(text)
+    (tmp_path / "unnamed.yaml").write_text(text.replace("project: sweeps-examples\n", ""))
+
+    def create(path: Path, *options: str) -> str:
+        result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(path), *options])
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip().splitlines()[-1]
+
+    # the project: --project, else the config's project: key, else the default
+    sweep_id = create(good, "--project", "mine")
     assert LocalController(root, sweep_id).project == "mine"
-    listed = CliRunner().invoke(main, ["--dir", str(root), "sweep", "ls", "--json"])
+    assert LocalController(root, create(good)).project == "sweeps-examples"
+    assert LocalController(root, create(tmp_path / "unnamed.yaml")).project == "default"
+    listed = CliRunner().invoke(main, ["--dir", str(root), "sweep", "ls", "--json", "--project", "mine"])
     assert [s["id"] for s in json.loads(listed.stdout)] == [sweep_id]
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: grid\nparameters:\n  lr: {min: 1.0, max: 0.5}\n")

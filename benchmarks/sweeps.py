@@ -17,7 +17,9 @@ same function and seeds; the target is bayes <= 1/10 of random. Which function t
 "Hartmann-6 with 8 extra categorical parameters" is: docs/research measured *one* 8-way unordered
 categorical added to *Branin* ("offsets 0-40"; its scripts were not kept: 5 per value, 0..35,
 is this harness's reading), so W&B's 1.33 and GPSampler's 0.012 belong to ``branin+8cat``, and
-``hartmann6+8cat`` is this harness's own, harder case; (b) ``next_trial`` latency (ask under the lock,
+``hartmann6+8cat`` is this harness's own, harder case; ``hartmann6+8cats`` reads the issue's words
+literally: 8 *separate* categoricals (``c0``..``c7``, 4 values each, each adding 0.5 x its value's
+index, so only all-``a`` reaches the optimum and none dominates; no W&B figure either); (b) ``next_trial`` latency (ask under the lock,
 lease written) with TPE at N trials, median and p99 of wall time and of this process's CPU time
 (on a shared machine the wall time includes other jobs' turns on the cores; the load average is
 printed) (target p99 <= 50 ms at 1,000). Trials are told their value directly

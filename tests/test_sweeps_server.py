@@ -6,6 +6,8 @@
 - keys and project roles guard every sweep call;
 - 64 agents (threads doing the HTTP protocol) on one grid sweep: every point leased once;
 - an agent process killed with `kill -9` mid-trial: its lease lapses, its point is run again;
+- agent processes killed at five points of a trial's life (lease, start, heartbeat, before and
+  after the tell): what the server was told stays, the rest lapses, each point completes once;
 - the server killed with `kill -9` mid-sweep and started again: agents carry on, no trial lost
   or run twice;
 - pruning from the metric the server ingested: the agent learns it on a heartbeat, stops the

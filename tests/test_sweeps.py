@@ -487,14 +487,25 @@ def test_a_bad_lease_ttl_is_refused(root, monkeypatch):
     assert result.exit_code == 2 and "--lease-ttl" in result.output
 
 
-def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path):
+def test_cli_create_prints_the_id_last_and_refuses_a_bad_config(root, tmp_path, monkeypatch):
+    monkeypatch.delenv("TRACKLET_PROJECT", raising=False)
     good = tmp_path / "sweep.yaml"
-    good.write_text((DATA / "grid.yaml").read_text())
-    result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(good), "--project", "mine"])
-    assert result.exit_code == 0, result.output
-    sweep_id = result.stdout.strip().splitlines()[-1]
+    text = (DATA / "grid.yaml").read_text()
+    assert "project: sweeps-examples\n" in text
+    good.write_text(text)
+    (tmp_path / "unnamed.yaml").write_text(text.replace("project: sweeps-examples\n", ""))
+
+    def create(path: Path, *options: str) -> str:
+        result = CliRunner().invoke(main, ["--dir", str(root), "sweep", "create", str(path), *options])
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip().splitlines()[-1]
+
+    # the project: --project, else the config's project: key, else the default
+    sweep_id = create(good, "--project", "mine")
     assert LocalController(root, sweep_id).project == "mine"
-    listed = CliRunner().invoke(main, ["--dir", str(root), "sweep", "ls", "--json"])
+    assert LocalController(root, create(good)).project == "sweeps-examples"
+    assert LocalController(root, create(tmp_path / "unnamed.yaml")).project == "default"
+    listed = CliRunner().invoke(main, ["--dir", str(root), "sweep", "ls", "--json", "--project", "mine"])
     assert [s["id"] for s in json.loads(listed.stdout)] == [sweep_id]
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: grid\nparameters:\n  lr: {min: 1.0, max: 0.5}\n")
@@ -896,18 +907,21 @@ def _curve_sweep(root, **extra):
     config = {"method": "grid", "metric": {"name": "loss", "goal": "minimize"}, "seed": 3,
               "parameters": {"q": {"values": list(range(8))}}, **extra}
     sweep_id = create_sweep(root, config, project="curves")
+    # An epoch's work, during which the agent watches the run's log; without a pruner nothing
+    # watches, so the baseline's epochs take no time.
+    epoch_seconds = 0.03 if "early_terminate" in extra else 0.0
 
     def train():
         with tracklet.init(settings={**QUIET, "flush_interval": 0.02}) as run:  # a prune ends it as an exception
             for epoch in range(EPOCHS):
                 run.log({"loss": _curve(run.config["q"], epoch)}, step=epoch)
-                time.sleep(0.03)  # an epoch's work: the agent watches the run's log meanwhile
+                time.sleep(epoch_seconds)
 
     Agent(LocalController(root, sweep_id), log=lambda line: None, prune_interval=0.02).run_function(train)
     return LocalController(root, sweep_id).status()
 
 
-@pytest.mark.slow  # 16 trials of ~1 s
+@pytest.mark.slow  # 8 trials of up to ~1 s, 8 without waits
 def test_hyperband_prunes_bad_runs_early_on_their_real_step(root):
     pruned = _curve_sweep(root, early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
     plain = _curve_sweep(root)

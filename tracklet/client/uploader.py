@@ -50,15 +50,30 @@ class Uploader:
         self._thread = threading.Thread(target=self._run, name="tracklet-uploader", daemon=True)
 
     def start(self) -> None:
+        # The thread imports the sync client (httpx, ...), which registers a thread-pool hook with
+        # ``threading._register_atexit``. A script that logs and exits at once reaches interpreter
+        # shutdown before that import is done, and registering then raises: the import failed and
+        # nothing was uploaded. Imported here, on the caller's thread, the hook is registered in time
+        # (~11 ms CPU, mostly ``logging``, which the thread's import loads anyway).
+        import concurrent.futures.thread  # noqa: F401
+
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._upload()
+        except Exception as error:  # contained: a dead uploader must not make finish() wait its timeout out
+            self._report(("uploader", type(error)), f"tracklet: uploading failed: {error!r}; the run is recorded "
+                                                    "locally")
+        finally:
+            self._done.set()
+
+    def _upload(self) -> None:
         try:
             from tracklet.client.sync import SyncClient, SyncError, local_damage
         except ImportError as error:
             self._report("uploader-import", f"tracklet: online mode needs httpx "
                                             f"(pip install 'tracklet[server]'): {error}; the run is recorded locally")
-            self._done.set()
             return
         # Retry for as long as the process lives: an outage only delays the upload.
         try:
@@ -67,7 +82,6 @@ class Uploader:
         except Exception as error:  # e.g. an unreadable credentials file
             self._report("uploader-setup", f"tracklet: cannot upload to {self._base_url}: {error}; "
                                            "the run is recorded locally")
-            self._done.set()
             return
         damage_reported = False
         with client:
@@ -92,7 +106,6 @@ class Uploader:
                     self._report(("uploader", type(error)), f"tracklet: uploading failed: {error!r}")
                 if stopping:
                     break
-        self._done.set()
 
     def finish(self, timeout: float) -> bool:
         """Send what the closed log holds, waiting at most ``timeout``; False if not all of it."""

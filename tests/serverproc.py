@@ -27,12 +27,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# TRACKLET_TEST_* variables that are not hooks read by the server's modules (cpureport.py's is pytest's).
+_NOT_HOOKS = frozenset({"TRACKLET_TEST_FORK_SERVERS", "TRACKLET_TEST_CPU_REPORT"})
+
+
 def _forkable(env: dict[str, str]) -> bool:
     """Fork the server from the pre-imported template (tests/serverfork.py) unless a test hook read at
     import time is set, or forking is turned off."""
     if env.get("TRACKLET_TEST_FORK_SERVERS", "1") == "0":
         return False
-    return not any(name.startswith("TRACKLET_TEST_") and name != "TRACKLET_TEST_FORK_SERVERS" for name in env)
+    return not any(name.startswith("TRACKLET_TEST_") and name not in _NOT_HOOKS for name in env)
 
 
 def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120,

@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import serverproc
 from conftest import QUIET, REPO
 
 import tracklet
@@ -287,9 +288,8 @@ def test_tracklet_ui_shows_a_live_run_growing_without_reload(root, tmp_path, pag
 
 def test_a_server_with_keys_asks_for_one(servers, three_runs, page, allowed_errors):
     allowed_errors.append("status of 401")  # the first request, before the key is entered
-    made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(three_runs), "create-user", "root",
-                           "--admin"], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=60, check=True)
+    made = serverproc.cli("admin", "--dir", str(three_runs), "create-user", "root", "--admin", timeout=60)
+    assert made.returncode == 0, made.stderr
     server = servers(three_runs, dev=False)
     page.goto(server.url + "/")
     page.wait_for_selector("dialog.key-dialog[open]")

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import QUIET, REPO
+import serverproc
 from serverproc import Server, _free_port
 
 import tracklet
@@ -37,9 +38,7 @@ def _record(root: Path, project: str, run_id: str, steps: int = 500, flush_every
 
 
 def _sync(url: str, root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    return subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", url, "-q", *args],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    return serverproc.cli("sync", "--url", url, "-q", *args, env={"TRACKLET_DIR": str(root)})
 
 
 def _copy(server: Server, project: str, run_id: str) -> bytes:

@@ -12,7 +12,7 @@ import pytest
 
 import tracklet
 
-import serverproc
+from conftest import REPO
 
 LIGHTNING_SCRIPT = """
 import sys, torch, lightning as L
@@ -92,9 +92,11 @@ print("done", float(w3.sum()))
 def _launch(root, project, code, tmp_path, *args, env=None):
     script = tmp_path / f"{project}.py"
     script.write_text(code)
-    # The launcher forks from the server template (serverproc.cli); the script it starts is a cold interpreter.
-    done = serverproc.cli("run", "-p", project, "--", sys.executable, str(script), *args, timeout=300, cwd=tmp_path,
-                          env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "tracklet", "run", "-p", project, "--", sys.executable, str(script), *args],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 

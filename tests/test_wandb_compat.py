@@ -18,7 +18,6 @@ import sys
 import textwrap
 
 import pytest
-import serverproc
 from conftest import REPO
 
 import tracklet
@@ -35,9 +34,11 @@ def tracklet_run(tmp_path, script: str, *args: str, env: dict | None = None, tim
     """Run ``script`` under ``tracklet run --wandb ARGS -- python``; return the JSON line it printed last."""
     path = tmp_path / "train.py"
     path.write_text(textwrap.dedent(script))
-    # The launcher forks from the server template (serverproc.cli); the script it starts is a cold interpreter.
-    done = serverproc.cli("run", "--wandb", *args, "--", sys.executable, str(path), timeout=timeout, cwd=tmp_path,
-                          env={**QUIET_ENV, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", "tracklet", "run", "--wandb", *args, "--", sys.executable, str(path)],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), **QUIET_ENV, **(env or {})},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

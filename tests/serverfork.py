@@ -7,6 +7,10 @@ template process per pytest process imports them once and waits on a Unix socket
 runs the same command line ``python -m tracklet ...`` would. The forked process is the real server
 (same code, same arguments); only the interpreter start and the imports are shared.
 
+``run(args, env=, input=, timeout=)`` is ``subprocess.run([python, '-m', 'tracklet', *args],
+capture_output=True, text=True)`` the same way, for the tests' CLI commands (a cold CLI start costs the
+same imports: ~1-1.5 s of CPU each): the child's stdin, stdout and stderr are files the caller reads back.
+
 ``spawn(args, env=, stderr=, nofile=)`` returns a ``ForkedProcess`` with the part of
 ``subprocess.Popen``'s interface the tests use (``pid``, ``poll``, ``wait``, ``send_signal``,
 ``terminate``, ``kill``, ``returncode``); the template is the parent, so it reaps the process and
@@ -23,6 +27,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -58,12 +63,26 @@ class ForkedProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
+        if self.poll() is None:
+            self._exited(timeout)
+        while self.poll() is None:  # exited: until the template reaped it
             if deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
             time.sleep(0.01)  # waiting for the process to exit
         assert self.returncode is not None
         return self.returncode
+
+    def _exited(self, timeout: float | None) -> None:
+        """Block until the process ends or ``timeout`` passes, without asking the template: a pidfd
+        becomes readable when the process exits (it is the template's child, not ours to wait for)."""
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:  # gone already
+            return
+        try:
+            select.select([pidfd], [], [], timeout)
+        finally:
+            os.close(pidfd)
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:
@@ -106,8 +125,10 @@ class _Template:
             raise RuntimeError("the server template closed the connection")
         return json.loads(reply)
 
-    def spawn(self, args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None) -> int:
-        return self._ask({"args": args, "env": env, "cwd": os.getcwd(), "stderr": stderr, "nofile": nofile})["pid"]
+    def spawn(self, args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None,
+              stdin: str = os.devnull, stdout: str = os.devnull, cwd: str | None = None) -> int:
+        return self._ask({"args": args, "env": env, "cwd": cwd or os.getcwd(), "stderr": stderr, "nofile": nofile,
+                          "stdin": stdin, "stdout": stdout})["pid"]
 
     def status(self, pid: int) -> int | None:
         return self._ask({"status": pid})["code"]
@@ -122,15 +143,38 @@ class _Template:
             pass
 
 
-def spawn(args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None = None) -> ForkedProcess:
-    """Start ``python -m tracklet ARGS`` as a fork of this process's template (started on first use)."""
+def _running_template(env: dict[str, str]) -> _Template:
     global _template
     with _guard:
         if _template is None or _template.proc.poll() is not None:
             _template = _Template(env)
             atexit.register(_template.close)
-        template = _template
+        return _template
+
+
+def spawn(args: list[str], *, env: dict[str, str], stderr: str, nofile: int | None = None) -> ForkedProcess:
+    """Start ``python -m tracklet ARGS`` as a fork of this process's template (started on first use)."""
+    template = _running_template(env)
     return ForkedProcess(template, template.spawn(args, env=env, stderr=stderr, nofile=nofile), args)
+
+
+def run(args: list[str], *, env: dict[str, str], input: str | None = None, timeout: float = 120,
+        cwd: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m tracklet ARGS`` forked from the template, run to its end: what ``subprocess.run`` with
+    ``capture_output=True, text=True`` returns (``TimeoutExpired`` past ``timeout``, the child killed)."""
+    template = _running_template(env)
+    with tempfile.TemporaryDirectory(prefix="tracklet-cli-") as scratch:
+        paths = {name: os.path.join(scratch, name) for name in ("stdin", "stdout", "stderr")}
+        Path(paths["stdin"]).write_text(input or "")
+        child = ForkedProcess(template, template.spawn(args, env=env, nofile=None, cwd=cwd, **paths), args)
+        try:
+            code = child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise
+        out, err = (Path(paths[name]).read_bytes().decode(errors="replace") for name in ("stdout", "stderr"))
+    return subprocess.CompletedProcess([sys.executable, "-m", "tracklet", *args], code, out, err)
 
 
 # ---------------------------------------------------------------- the template process
@@ -141,6 +185,7 @@ def serve(path: str) -> list[str]:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    _warm_up()
     if threading.active_count() != 1:  # a fork would copy a thread's locks mid-use
         raise RuntimeError(f"the server template has threads after its imports: {threading.enumerate()}")
     parent = os.getppid()
@@ -174,6 +219,26 @@ def serve(path: str) -> list[str]:
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
+def _warm_up() -> None:
+    """Build one throwaway app, so that what every server start would do again is done once here: the
+    ~200 modules ``create_app`` imports lazily (routes, pydantic models, alembic and its migration
+    scripts), about 0.5-1 s of CPU per forked server. Its stores are closed and its root removed before
+    any fork; ``gc.freeze()`` then keeps the children's collections off the template's objects."""
+    import gc
+    import shutil
+
+    from tracklet.server.app import create_app
+
+    root = Path(tempfile.mkdtemp(prefix="tracklet-server-warm-up-"))
+    try:
+        app = create_app(root, index_on_start=False)
+        app.state.tracklet.store.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    gc.collect()
+    gc.freeze()
+
+
 def _reap(codes: dict[int, int]) -> None:
     while True:
         try:
@@ -187,13 +252,12 @@ def _reap(codes: dict[int, int]) -> None:
 
 def _become(request: dict) -> None:
     """Make the forked child what ``subprocess.Popen(['python', '-m', 'tracklet', *args])`` would start."""
-    devnull = os.open(os.devnull, os.O_RDWR)
+    stdin = os.open(request["stdin"], os.O_RDONLY)
+    out = os.open(request["stdout"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     err = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.dup2(err, 2)
-    os.close(devnull)
-    os.close(err)
+    for fd, target in ((stdin, 0), (out, 1), (err, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
     if request["nofile"]:
         import resource
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -15,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import serverfork
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,12 +27,29 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# TRACKLET_TEST_* variables that are not hooks read by the server's modules (cpureport.py's is pytest's).
+_NOT_HOOKS = frozenset({"TRACKLET_TEST_FORK_SERVERS", "TRACKLET_TEST_CPU_REPORT"})
+
+
 def _forkable(env: dict[str, str]) -> bool:
     """Fork the server from the pre-imported template (tests/serverfork.py) unless a test hook read at
     import time is set, or forking is turned off."""
     if env.get("TRACKLET_TEST_FORK_SERVERS", "1") == "0":
         return False
-    return not any(name.startswith("TRACKLET_TEST_") and name != "TRACKLET_TEST_FORK_SERVERS" for name in env)
+    return not any(name.startswith("TRACKLET_TEST_") and name not in _NOT_HOOKS for name in env)
+
+
+def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 120,
+        cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m tracklet ARGS`` run to its end, output captured as text (``subprocess.run``'s result),
+    with this checkout's tracklet and ``env`` over this process's environment; forked from the server
+    template (tests/serverfork.py) under the same rule as a server."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    if _forkable(full_env):
+        return serverfork.run(list(args), env=full_env, input=input, timeout=timeout,
+                              cwd=None if cwd is None else str(cwd))
+    return subprocess.run([sys.executable, "-m", "tracklet", *args], env=full_env, capture_output=True, text=True,
+                          timeout=timeout, check=False, input=input, cwd=cwd)
 
 
 class Server:
@@ -94,13 +111,22 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.stderr_text()}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            if self._healthy():
+                return
             time.sleep(0.05)  # readiness polling only
         raise RuntimeError("server did not answer in time")
+
+    def _healthy(self) -> bool:
+        """Whether /api/v1/health answers 200. The standard library's client: each ``httpx.get`` builds
+        an SSL context (~35 ms of CPU), paid on every poll of every server start."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+        try:
+            connection.request("GET", "/api/v1/health")
+            return connection.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -14,10 +14,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import serverproc
 from conftest import QUIET, REPO
+from serverproc import Server
 
 import tracklet
 
@@ -88,10 +91,31 @@ def loss(run: int, step: int) -> float:
     return 1.0 + run + step / 8  # exact in binary: what is shown is what was logged
 
 
+def _read_only_server(root: Path) -> Iterator[Server]:
+    """One `tracklet server --dev` over ``root`` for a module's tests that only read (the project and
+    run pages write nothing), checked at the end as the ``servers`` fixture checks its own."""
+    server = Server(root).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert "Exception in ASGI application" not in server.stderr_text(), server.stderr_text()[-6000:]
+    server.log.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def three_runs(tmp_path):
     """A server root with three finished runs: lr 0.1/0.01/0.001, 40 steps of `train/loss`."""
-    root = tmp_path / "srv"
+    return _three_runs(tmp_path / "srv")
+
+
+@pytest.fixture(scope="module")
+def three_runs_server(tmp_path_factory) -> Iterator[Server]:
+    """A `--dev` server over ``three_runs``' runs, shared by the module's tests that only read them."""
+    yield from _read_only_server(_three_runs(tmp_path_factory.mktemp("three-runs") / "srv"))
+
+
+def _three_runs(root: Path) -> Path:
     for index, (name, lr) in enumerate([("alpha", 0.1), ("beta", 0.01), ("gamma", 0.001)]):
         run = tracklet.init(project="cmp", id=f"r{index}", name=name, dir=str(root), config={"lr": lr, "layers": index},
                             tags=["sweep"], settings=QUIET)
@@ -138,8 +162,8 @@ def test_project_page_lists_sorts_and_filters_runs(servers, three_runs, page, al
     assert "unexpected token" in page.text_content(".filter-error")
 
 
-def test_two_selected_runs_overlay_with_exact_hover_values(servers, three_runs, page):
-    server = servers(three_runs, dev=True)
+def test_two_selected_runs_overlay_with_exact_hover_values(three_runs_server, page):
+    server = three_runs_server
     page.goto(server.url + "/projects/cmp")
     page.wait_for_selector(".tr")
     page.click("button:text('None')")
@@ -287,9 +311,8 @@ def test_tracklet_ui_shows_a_live_run_growing_without_reload(root, tmp_path, pag
 
 def test_a_server_with_keys_asks_for_one(servers, three_runs, page, allowed_errors):
     allowed_errors.append("status of 401")  # the first request, before the key is entered
-    made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(three_runs), "create-user", "root",
-                           "--admin"], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=60, check=True)
+    made = serverproc.cli("admin", "--dir", str(three_runs), "create-user", "root", "--admin", timeout=60)
+    assert made.returncode == 0, made.stderr
     server = servers(three_runs, dev=False)
     page.goto(server.url + "/")
     page.wait_for_selector("dialog.key-dialog[open]")
@@ -309,11 +332,11 @@ SWEEP = [  # run id -> config; `seed` is the same everywhere, so it is no differ
 ]
 
 
-@pytest.fixture
-def sweep(tmp_path):
-    """Five finished runs of a small sweep: `train/loss` and `epoch` (step / 8) for 24 steps,
-    summary `best` = 1.5 × the run's index."""
-    root = tmp_path / "srv"
+@pytest.fixture(scope="module")
+def sweep_server(tmp_path_factory) -> Iterator[Server]:
+    """A `--dev` server over five finished runs of a small sweep: `train/loss` and `epoch` (step / 8) for
+    24 steps, summary `best` = 1.5 × the run's index; shared by the module's tests (they only read)."""
+    root = tmp_path_factory.mktemp("sweep") / "srv"
     for index, (run_id, config) in enumerate(SWEEP):
         run = tracklet.init(project="sweep", id=run_id, name=f"run-{run_id}", dir=str(root), config=config,
                             settings=QUIET)
@@ -321,7 +344,7 @@ def sweep(tmp_path):
             run.log({"train/loss": loss(index, step), "epoch": step / 8})
         run.summary["best"] = 1.5 * index
         run.finish()
-    return root
+    yield from _read_only_server(root)
 
 
 def probe(tab, name: str) -> dict:
@@ -329,8 +352,8 @@ def probe(tab, name: str) -> dict:
                         "return p && JSON.parse(JSON.stringify(p)) }", name)
 
 
-def test_compare_diffs_configs_and_draws_parallel_coordinates(servers, sweep, page):
-    server = servers(sweep, dev=True)
+def test_compare_diffs_configs_and_draws_parallel_coordinates(sweep_server, page):
+    server = sweep_server
     page.goto(server.url + "/projects/sweep?sel=s0,s2&tab=compare")
     page.wait_for_selector("table.diff")
     diff = page.eval_on_selector_all(
@@ -371,8 +394,8 @@ def test_compare_diffs_configs_and_draws_parallel_coordinates(servers, sweep, pa
     assert probe(page, "parcoords")["metric"] == "train/loss" and page.is_visible("table.diff")
 
 
-def test_runs_table_groups_by_a_config_key_and_charts_colour_by_group(servers, sweep, page):
-    server = servers(sweep, dev=True)
+def test_runs_table_groups_by_a_config_key_and_charts_colour_by_group(sweep_server, page):
+    server = sweep_server
     page.goto(server.url + "/projects/sweep")
     wait_chart(page, "train/loss", runs=5)
     page.select_option("select[name='group']", "opt")
@@ -402,8 +425,8 @@ def test_runs_table_groups_by_a_config_key_and_charts_colour_by_group(servers, s
     assert probe(page, "table")["groupBy"] == "opt"
 
 
-def test_x_axis_can_be_another_metric(servers, sweep, page):
-    server = servers(sweep, dev=True)
+def test_x_axis_can_be_another_metric(sweep_server, page):
+    server = sweep_server
     page.goto(server.url + "/projects/sweep?sel=s1")
     wait_chart(page, "train/loss", runs=1)
     options = page.eval_on_selector_all("select[name='x'] option", "os => os.map(o => o.value)")
@@ -424,8 +447,8 @@ def test_x_axis_can_be_another_metric(servers, sweep, page):
     assert step == "12"
 
 
-def test_panel_size_is_chosen_and_kept_in_the_url(servers, sweep, page):
-    server = servers(sweep, dev=True)
+def test_panel_size_is_chosen_and_kept_in_the_url(sweep_server, page):
+    server = sweep_server
     page.goto(server.url + "/projects/sweep?sel=s0")
     wait_chart(page, "train/loss", runs=1)
     plot = ".panel[data-key='train/loss'] .u-over"
@@ -443,8 +466,8 @@ def test_panel_size_is_chosen_and_kept_in_the_url(servers, sweep, page):
                            ".getBoundingClientRect().height < h - 40", arg=before["height"])
 
 
-def test_a_panel_is_resized_by_dragging_its_corner(servers, sweep, page):
-    server = servers(sweep, dev=True)
+def test_a_panel_is_resized_by_dragging_its_corner(sweep_server, page):
+    server = sweep_server
     page.goto(server.url + "/projects/sweep?sel=s0")
     wait_chart(page, "train/loss", runs=1)
     wait_chart(page, "epoch", runs=1)
@@ -523,8 +546,8 @@ def drawn_series(tab, key: str) -> list[dict]:
     return chart(tab, key)["series"]
 
 
-def test_a_table_filter_removes_its_runs_from_the_charts(servers, three_runs, page):
-    server = servers(three_runs, dev=True)
+def test_a_table_filter_removes_its_runs_from_the_charts(three_runs_server, page):
+    server = three_runs_server
     page.goto(server.url + "/projects/cmp")
     assert sorted(r["run"] for r in wait_chart(page, "train/loss", runs=3)["runs"]) == ["r0", "r1", "r2"]
     page.fill("input.filter", "config.lr < 0.05")
@@ -544,8 +567,8 @@ def test_a_table_filter_removes_its_runs_from_the_charts(servers, three_runs, pa
     page.wait_for_function("() => window.__tracklet.chart('train/loss').runs.length === 3")
 
 
-def test_grouping_recolours_the_chart_lines_without_a_reload(servers, sweep, page):
-    server = servers(sweep, dev=True)
+def test_grouping_recolours_the_chart_lines_without_a_reload(sweep_server, page):
+    server = sweep_server
     page.goto(server.url + "/projects/sweep")
     wait_chart(page, "train/loss", runs=5)
     own = {s["label"]: s["stroke"] for s in drawn_series(page, "train/loss")}
@@ -602,8 +625,8 @@ def test_a_single_point_is_a_marker_and_short_runtimes_have_distinct_ticks(serve
     assert cpu["scales"]["xMin"] == 0 and cpu["scales"]["xMax"] == pytest.approx(2 * x)
 
 
-def test_runs_table_columns_fit_and_the_split_is_resizable(servers, sweep, page):
-    server = servers(sweep, dev=True)
+def test_runs_table_columns_fit_and_the_split_is_resizable(sweep_server, page):
+    server = sweep_server
     page.goto(server.url + "/projects/sweep?cols=config.opt,config.width,summary.best,summary.train/loss")
     page.wait_for_selector(".tr[data-run='s0']")
     wait_chart(page, "train/loss", runs=5)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import QUIET, REPO
+import serverproc
+from conftest import QUIET
 from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, page  # noqa: F401
 
 import tracklet
@@ -33,9 +33,8 @@ def registry(servers, tmp_path):
     """alice linked model/net:v0 (production, protected: 1 approval) and v1 from project `train`,
     saved v1's card and asked to move production to v1; bob is a registry admin and may read `train`."""
     root = tmp_path / "server"
-    made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(root), "create-user", "root",
-                           "--admin"], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=60, check=True)
+    made = serverproc.cli("admin", "--dir", str(root), "create-user", "root", "--admin", timeout=60)
+    assert made.returncode == 0, made.stderr
     server = servers(root, dev=False)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {made.stdout.strip()}"}) as root_client:
         keys = {name: root_client.post("/api/v1/users", json={"name": name}).json()["key"] for name in ("alice", "bob")}

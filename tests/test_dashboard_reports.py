@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import serverproc
 from conftest import QUIET, REPO
 from test_dashboard import CHROMIUM, STATIC, allowed_errors, browser, chart, loss, page, probe, start_ui  # noqa: F401
 
@@ -117,8 +117,8 @@ def test_report_page_renders_sanitised_markdown_and_live_panels_with_exact_hover
 def test_a_token_viewer_sees_no_access_and_error_cards_while_the_other_panels_draw(servers, runs_root, page,  # noqa: F811
                                                                                    allowed_errors):  # noqa: F811
     allowed_errors.append("status of 403")  # the revoked token, below
-    made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(runs_root), "create-user", "root",
-                           "--admin"], env=ENV, capture_output=True, text=True, timeout=60, check=True)
+    made = serverproc.cli("admin", "--dir", str(runs_root), "create-user", "root", "--admin", env=ENV, timeout=60)
+    assert made.returncode == 0, made.stderr
     admin = {"Authorization": f"Bearer {made.stdout.strip()}"}
     server = servers(runs_root, dev=False)
     markdown = ("Mixed panels\n\n" + panel("[train/loss]") + panel("[train/loss]", "runs:\n  project: secret\n")
@@ -310,8 +310,7 @@ def test_html_export_renders_its_charts_with_networking_disabled(servers, runs_r
     server = servers(runs_root, dev=True)
     report = create(server.url, MARKDOWN + panel("[train/loss]", "runs:\n  project: nowhere\n"))
     out = tmp_path / "report.html"
-    done = subprocess.run([sys.executable, "-m", "tracklet", "report", "export", f"cmp/{report['id']}", "--url",
-                           server.url, "-o", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
+    done = serverproc.cli("report", "export", f"cmp/{report['id']}", "--url", server.url, "-o", str(out), env=ENV)
     assert done.returncode == 0, done.stderr
     server.stop()  # the file needs no server
     html = out.read_text()
@@ -355,9 +354,8 @@ def test_pdf_export_has_non_blank_pages_showing_the_charts(servers, runs_root, t
     report = create(server.url, MARKDOWN + "\n## More\n\n" + "\n".join(
         panel("[train/loss]", f"title: copy {i}\nsize: l\n") for i in range(3)))
     out = tmp_path / "report.pdf"
-    done = subprocess.run([sys.executable, "-m", "tracklet", "report", "export", str(report["id"]), "-p", "cmp",
-                           "--url", server.url, "--format", "pdf", "-o", str(out)],
-                          env=ENV, capture_output=True, text=True, timeout=180)
+    done = serverproc.cli("report", "export", str(report["id"]), "-p", "cmp", "--url", server.url, "--format", "pdf",
+                          "-o", str(out), env=ENV, timeout=180)
     assert done.returncode == 0, done.stderr
     assert out.read_bytes().startswith(b"%PDF-")
     subprocess.run([PDFTOPPM, "-r", "50", "-png", str(out), str(tmp_path / "page")], check=True, timeout=120)
@@ -487,8 +485,7 @@ def test_export_from_a_data_root_without_a_server(runs_root, tmp_path):
 
     (from_python,) = export(report, "html", tmp_path / "python.html")
     out = tmp_path / "local.html"
-    done = subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(runs_root), "report", "export",
-                           str(report.id), "-o", str(out)], env=ENV, capture_output=True, text=True, timeout=120)
+    done = serverproc.cli("--dir", str(runs_root), "report", "export", str(report.id), "-o", str(out), env=ENV)
     assert done.returncode == 0, done.stderr
     for path in (from_python, out):
         snapshot = snapshot_of(path)

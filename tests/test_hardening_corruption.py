@@ -30,6 +30,7 @@ from tracklet.core.reader import damage_summary, replay
 from tracklet.core.recordlog import MAGIC, frame, scan
 from tracklet.proto import records_pb2 as pb
 
+import serverproc
 from conftest import QUIET, REPO
 from hardening_logs import (PROJECT, RUN_ID, SEED, Outcome, _byte_case, byte_cases, check_replay, clean_log, comparable,
                             corruption_attack, crafted_cases, flip, frames_of, kill_attack, record_pristine,
@@ -221,9 +222,8 @@ def test_sync_uploads_past_local_damage_and_says_what_was_lost(pristine, root, s
     torn.parent.mkdir(parents=True)
     torn.write_bytes(pristine + frame(b"\x0a" * 100)[:50])
     server = servers()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    command = [sys.executable, "-m", "tracklet", "sync", "--url", server.url, "-q", "--all"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    command = ("sync", "--url", server.url, "-q", "--all")
+    done = serverproc.cli(*command, env={"TRACKLET_DIR": str(root)})
     assert done.returncode == 0, done.stdout + done.stderr
     damage = scan(damaged, resync=True).damage
     assert damage is not None and damage.end is not None
@@ -249,7 +249,7 @@ def test_sync_uploads_past_local_damage_and_says_what_was_lost(pristine, root, s
     assert store.run(PROJECT, RUN_ID)["last_step"] == local.last_step
     store.close()
     # A second sync has nothing to send and nothing to say.
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    again = serverproc.cli(*command, env={"TRACKLET_DIR": str(root)})
     assert again.returncode == 0 and "gap record" not in again.stderr and ": 0 new bytes" in again.stdout
 
 

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import QUIET, REPO
+import serverproc
 from serverproc import Server, _free_port
 
 import tracklet
@@ -37,9 +39,7 @@ def _record(root: Path, project: str, run_id: str, steps: int = 500, flush_every
 
 
 def _sync(url: str, root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    return subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", url, "-q", *args],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    return serverproc.cli("sync", "--url", url, "-q", *args, env={"TRACKLET_DIR": str(root)})
 
 
 def _copy(server: Server, project: str, run_id: str) -> bytes:
@@ -165,12 +165,12 @@ def test_four_clients_sync_different_runs_at_once(root, servers):
     ids = [f"run{i}" for i in range(4)]
     for run_id in ids:
         _record(root, "team", run_id, steps=4000, flush_every=200)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), "TRACKLET_BASE_URL": server.url}
-    procs = [subprocess.Popen([sys.executable, "-m", "tracklet", "sync", "-q", "--chunk-mb", "0.01", f"team/{run_id}"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run_id in ids]
-    for proc in procs:
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
+    env = {"TRACKLET_DIR": str(root), "TRACKLET_BASE_URL": server.url}
+    with ThreadPoolExecutor(len(ids)) as pool:  # four `tracklet sync` processes at once
+        done = list(pool.map(lambda run_id: serverproc.cli("sync", "-q", "--chunk-mb", "0.01", f"team/{run_id}", env=env),
+                             ids))
+    for result in done:
+        assert result.returncode == 0, result.stderr
     for run_id in ids:
         assert _copy(server, "team", run_id) == _local(root, "team", run_id)
     rows = httpx.get(f"{server.url}/api/v1/projects/team/runs").json()["runs"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import QUIET, REPO
+import serverproc
 from serverproc import Server
 
 import tracklet
@@ -24,8 +25,7 @@ from tracklet.client.sync import SyncClient, SyncError
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-                          capture_output=True, text=True, timeout=120, check=False, input=input)
+    return serverproc.cli(*args, env=env, input=input)
 
 
 def _admin(server_root: Path, *args: str, store: str | None = None) -> subprocess.CompletedProcess:

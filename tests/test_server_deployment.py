@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serverproc
 from conftest import QUIET, REPO
 from s3server import BUCKET, S3_KEY, S3_SECRET, s3_filesystem
 
@@ -34,8 +35,8 @@ def deployment(tmp_path, servers, pg_url, s3rver):
     shared = ("--logs", f"s3://{prefix}/logs", "--files", f"s3://{prefix}/files",
               "--files-option", f"endpoint_url={s3rver}", "--files-option", f"key={S3_KEY}",
               "--files-option", f"secret={S3_SECRET}", "--heartbeat-lapse", "600")
-    made = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--store", pg_url, "--dir", str(tmp_path / "adm"),
-                           "create-user", "root", "--admin"], env=_env(), capture_output=True, text=True, timeout=60)
+    made = serverproc.cli("admin", "--store", pg_url, "--dir", str(tmp_path / "adm"), "create-user", "root", "--admin",
+                          timeout=60)
     assert made.returncode == 0, made.stderr
     started = [servers(tmp_path / f"api{index}", store=pg_url, dev=False, extra=shared) for index in range(3)]
     return started, made.stdout.strip(), prefix
@@ -51,9 +52,8 @@ def _record(root: Path, run_id: str, steps: range, **init) -> None:
 
 
 def _sync(url: str, root: Path, key: str, *runs: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tracklet", "sync", "--url", url, "-q", "--chunk-mb", "0.01", *runs],
-                          env=_env(TRACKLET_DIR=str(root), TRACKLET_API_KEY=key), capture_output=True, text=True,
-                          timeout=180)
+    return serverproc.cli("sync", "--url", url, "-q", "--chunk-mb", "0.01", *runs,
+                          env={"TRACKLET_DIR": str(root), "TRACKLET_API_KEY": key}, timeout=180)
 
 
 def _steps(url: str, key: str, run_id: str) -> list[int]:
@@ -179,7 +179,5 @@ def test_every_process_checks_uploads_against_the_runs_shared_key_table(deployme
 
 
 def test_shared_logs_need_postgresql(tmp_path, s3rver):
-    result = subprocess.run([sys.executable, "-m", "tracklet", "server", "--dev", "--dir", str(tmp_path),
-                             "--logs", str(tmp_path / "segments")], env=_env(), capture_output=True, text=True,
-                            timeout=60)
+    result = serverproc.cli("server", "--dev", "--dir", str(tmp_path), "--logs", str(tmp_path / "segments"), timeout=60)
     assert result.returncode == 2 and "need a PostgreSQL store" in result.stderr

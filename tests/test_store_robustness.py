@@ -26,6 +26,7 @@ from tracklet.store.schema import runs as runs_table
 from tracklet.store.store import RUN_FIELDS
 from tracklet.store.text import store_text
 
+import serverproc
 from conftest import QUIET, REPO
 
 R = "\ufffd"  # what the store holds in place of NUL
@@ -45,9 +46,7 @@ def _ids(store: Store, project: str, filter: str | None = None) -> list[str]:
 
 
 def _cli(root: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tracklet", *args], env=full_env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return serverproc.cli(*args, env={"TRACKLET_DIR": str(root), **(env or {})}, timeout=timeout)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+import serverproc
 from conftest import QUIET, REPO, read, run_script, wait_for_system_sample
 
 import tracklet
@@ -397,9 +398,7 @@ def test_run_metadata_has_command_git_python_and_gpus(root, store_url, tmp_path)
 
 
 def _sync(url: str, root: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TRACKLET_DIR": str(root)}
-    result = subprocess.run([sys.executable, "-m", "tracklet", "sync", "--all", "--url", url, "-q"],
-                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    result = serverproc.cli("sync", "--all", "--url", url, "-q", env={"TRACKLET_DIR": str(root)})
     assert result.returncode == 0, result.stderr
 
 
@@ -487,9 +486,7 @@ def test_a_keyed_server_guards_console_and_system_like_every_read(tmp_path, serv
     _print(CONSOLE_LINES[:2])
     wait_for_system_sample(run)
     run.finish()  # recorded straight into the server's root: indexed when it starts
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    created = subprocess.run([sys.executable, "-m", "tracklet", "admin", "--dir", str(server_root), "create-user",
-                              "root", "--admin"], env=env, capture_output=True, text=True, timeout=120)
+    created = serverproc.cli("admin", "--dir", str(server_root), "create-user", "root", "--admin")
     assert created.returncode == 0, created.stderr
     server = servers(server_root, dev=False)
     admin = {"Authorization": f"Bearer {created.stdout.strip()}"}

@@ -224,18 +224,41 @@ def test_cuda_versions_are_read_from_the_torch_the_program_imported_and_the_plan
     provenance.capture_interpreter(environment, environ={})
     assert (environment.cuda_version, environment.cudnn_version) == ("12.4", "90100")
 
-    paths = RunPaths(root, "gpu", "r1")
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
-    writer = RecordLogWriter(paths.log_file)
-    for fill in (lambda r: (setattr(r.run_start, "run_id", "r1"), setattr(r.run_start, "project", "gpu")),
-                 lambda r: r.environment.CopyFrom(environment),
-                 lambda r: (r.system_info.gpus.add(name="NVIDIA H100"), setattr(r.system_info, "driver_version",
-                                                                                "550.54.15"),
-                            setattr(r.system_info, "cuda_driver_version", "12.4"))):
-        record = pb.Record()
-        fill(record)
-        writer.write(record.SerializeToString())
-    writer.close()
-    plan = make_plan(tracklet.Api(root).run("gpu/r1"), root, directory=tmp_path / "never")
-    assert ("recorded on GPU(s) NVIDIA H100 with driver 550.54.15, CUDA driver 12.4, CUDA 12.4, cuDNN 90100: "
-            "results may differ on other hardware") in plan.differences
+    def record(run_id, gpu):
+        paths = RunPaths(root, "gpu", run_id)
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        writer = RecordLogWriter(paths.log_file)
+        fills = [lambda r: (setattr(r.run_start, "run_id", run_id), setattr(r.run_start, "project", "gpu")),
+                 lambda r: r.environment.CopyFrom(environment)]
+        if gpu:
+            fills.append(lambda r: (r.system_info.gpus.add(name=gpu), setattr(r.system_info, "driver_version",
+                                                                              "550.54.15"),
+                                    setattr(r.system_info, "cuda_driver_version", "12.4")))
+        for fill in fills:
+            record = pb.Record()
+            fill(record)
+            writer.write(record.SerializeToString())
+        writer.close()
+        return tracklet.Api(root).run(f"gpu/{run_id}")
+
+    def hardware_lines(run):
+        plan = make_plan(run, root, directory=tmp_path / "never")
+        return [line for line in plan.differences if "GPU" in line]
+
+    h100 = "NVIDIA H100 80GB HBM3"
+    on_gpu, on_cpu = record("r1", h100), record("r2", None)
+    monkeypatch.setattr("tracklet.core.system.nvidia.no_driver_in_sight", lambda *a: True)  # no GPU here
+    assert hardware_lines(on_gpu) == [f"recorded on GPU(s) {h100} with driver 550.54.15, CUDA driver 12.4, CUDA 12.4, "
+                                      "cuDNN 90100; here: no NVIDIA GPU: results may differ on other hardware"]
+    assert hardware_lines(on_cpu) == []  # a CUDA build of torch on a machine without a GPU: no GPU line
+    monkeypatch.undo()
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    from fake_nvml import fake_nvml, h100_sxm
+
+    nvml = fake_nvml(monkeypatch, [h100_sxm(0)])  # the same GPU and driver here: nothing to say
+    assert hardware_lines(on_gpu) == []
+    assert hardware_lines(on_cpu) == [f"recorded without a GPU; here: {h100}: results may differ"]
+    nvml.gpus.append(h100_sxm(1))
+    assert hardware_lines(on_gpu) == [f"recorded on GPU(s) {h100} with driver 550.54.15, CUDA driver 12.4, CUDA 12.4, "
+                                      f"cuDNN 90100; here: 2 × {h100} with driver 550.54.15: results may differ on "
+                                      "other hardware"]

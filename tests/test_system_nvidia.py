@@ -22,14 +22,15 @@ from fake_nvml import GiB, MiB, a100_pcie, fake_nvml, h100_sxm, rtx_4090  # noqa
 GPU_METRICS = {
     "utilization_percent", "memory_utilization_percent", "memory_used_bytes", "memory_total_bytes",
     "memory_percent", "power_watts", "power_limit_watts", "power_percent", "temperature_celsius",
-    "sm_clock_mhz", "memory_clock_mhz", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s",
-    "ecc_corrected_errors", "ecc_uncorrected_errors", "process_memory_used_bytes",
+    "sm_clock_mhz", "memory_clock_mhz", "ecc_corrected_errors", "ecc_uncorrected_errors",
+    "process_memory_used_bytes",
 }
+PCIE_METRICS = {"pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s"}
 
 
 def _started(environ=None, **kw):
     warned = []
-    sampler = NvidiaGpuSampler(report=lambda token, message: warned.append(message), environ=environ or {})
+    sampler = NvidiaGpuSampler(report=lambda token, message: warned.append(message), environ=environ or {}, **kw)
     info = sampler.start()
     return sampler, info, warned
 
@@ -39,10 +40,11 @@ def test_eight_h100s_give_every_metric_in_the_documented_units(monkeypatch):
     nvml.gpus[3].memory_used = 40 * GiB
     nvml.gpus[3].pcie_tx_kbps = 2048
     nvml.gpus[3].ecc_corrected_volatile = 2
-    sampler, info, warned = _started()
+    sampler, info, warned = _started(pcie=True)
     values = sampler.sample()
     for index in range(8):
-        assert {k.removeprefix(f"gpu.{index}.") for k in values if k.startswith(f"gpu.{index}.")} == GPU_METRICS
+        assert {k.removeprefix(f"gpu.{index}.") for k in values if k.startswith(f"gpu.{index}.")} == \
+            GPU_METRICS | PCIE_METRICS
         assert values[f"gpu.{index}.utilization_percent"] == 10 * index
     assert values["gpu.3.memory_used_bytes"] == 40 * GiB
     assert values["gpu.3.memory_total_bytes"] == 81559 * MiB
@@ -60,6 +62,34 @@ def test_eight_h100s_give_every_metric_in_the_documented_units(monkeypatch):
     assert warned == [] and nvml.unfaked == []
     sampler.close()
     assert not nvml.initialized
+
+
+def test_pcie_throughput_is_asked_only_when_turned_on_and_never_in_the_sample_finish_waits_for(monkeypatch):
+    """The driver measures PCIe throughput by sampling for 20 ms per direction (measured on an H200:
+    42 ms of a 42.4 ms sample, 1.9 of its 2.2 ms of CPU), so it is opt-in and left out of the last
+    sample, which ``finish()`` waits for."""
+    nvml = fake_nvml(monkeypatch, [h100_sxm(0), h100_sxm(1)], latency={"nvmlDeviceGetPcieThroughput": 0.02})
+    sampler, _, _ = _started()
+    assert not PCIE_METRICS & {k.removeprefix("gpu.0.") for k in sampler.sample()}
+    assert nvml.calls["nvmlDeviceGetPcieThroughput"] == 0
+    sampler.close()
+    sampler, _, _ = _started(pcie=True)
+    assert PCIE_METRICS <= {k.removeprefix("gpu.1.") for k in sampler.sample()}
+    assert nvml.calls["nvmlDeviceGetPcieThroughput"] == 4  # two directions on two GPUs
+    final = sampler.final_sample()
+    assert nvml.calls["nvmlDeviceGetPcieThroughput"] == 4
+    assert {k.removeprefix("gpu.1.") for k in final if k.startswith("gpu.1.")} == GPU_METRICS
+    sampler.close()
+
+
+def test_a_run_records_pcie_throughput_with_system_pcie(start, monkeypatch):
+    nvml = fake_nvml(monkeypatch, [h100_sxm(0)])
+    nvml.gpus[0].pcie_rx_kbps = 4096
+    run = start(settings={"system_metrics": True, "system_interval": 0.05, "system_window": 0.1,
+                          "system_pcie": True, "capture_wait": 60})
+    wait_for_system_sample(run)
+    run.finish()
+    assert set(read(run).system_metrics()["gpu.0.pcie_rx_bytes_per_s"]) == {4096 * 1024.0}
 
 
 def test_not_supported_drops_one_metric_on_one_gpu_and_is_not_asked_again(monkeypatch):

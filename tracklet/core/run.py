@@ -864,7 +864,8 @@ class Run:
         if self.settings.system_metrics:
             from tracklet.core.system import SystemMonitor, default_samplers
 
-            samplers = default_samplers(paths.run_dir, per_core=self.settings.system_per_core, report=self._sender.warn)
+            samplers = default_samplers(paths.run_dir, per_core=self.settings.system_per_core, report=self._sender.warn,
+                                       pcie=self.settings.system_pcie)
             self._monitor = SystemMonitor(
                 samplers,
                 self._sender.put,

@@ -56,6 +56,8 @@ class Settings:
         system_window: seconds aggregated (mean and max) into one stats record.
             ``TRACKLET_SYSTEM_WINDOW``.
         system_per_core: also record every CPU core's utilisation. ``TRACKLET_SYSTEM_PER_CORE``.
+        system_pcie: also record each GPU's PCIe throughput (the driver samples it for 20 ms per
+            direction, so it is off by default). ``TRACKLET_SYSTEM_PCIE``.
         base_url: the tracking server for ``mode="online"``. ``TRACKLET_BASE_URL``.
         api_key: the API key to present to it. ``TRACKLET_API_KEY``; else the key that
             ``tracklet login`` saved for ``base_url``.
@@ -97,6 +99,7 @@ class Settings:
     system_interval: float = 2.0
     system_window: float = 10.0
     system_per_core: bool = False
+    system_pcie: bool = False
     base_url: str | None = None
     api_key: str | None = None
     upload_interval: float = 2.0

@@ -324,17 +324,48 @@ def _plan_launch(plan: Plan) -> None:
 
 
 def _plan_hardware(plan: Plan, run: Any, environment: Any) -> None:
-    """The GPUs the run had (the environment's names, or the system monitor's when it ran), their
-    driver (NVML) and the CUDA and cuDNN torch was built with: named, as results may differ without them."""
+    """The GPUs the run had (the environment's names, or the system monitor's when it ran) and their
+    driver (NVML), beside this machine's: named when they differ, as results may differ with them.
+    torch's CUDA and cuDNN versions count only for a run that had a GPU (a CUDA build of torch
+    also runs on a machine without one)."""
     info = run.system_info or {}
     gpus = list(environment.gpus) or [str(gpu.get("name") or "?") for gpu in info.get("gpus") or []]
+    here, here_driver = _gpus_here()
+    if not gpus:
+        if here:
+            plan.differences.append(f"recorded without a GPU; here: {_gpu_list(here)}: results may differ")
+        return
+    driver = info.get("driver_version") or ""
+    if sorted(gpus) == sorted(here) and (not driver or driver == here_driver):
+        return
     versions = [f"{label} {value}" for label, value in (
-        ("driver", info.get("driver_version")), ("CUDA driver", info.get("cuda_driver_version")),
+        ("driver", driver), ("CUDA driver", info.get("cuda_driver_version")),
         ("CUDA", environment.cuda_version), ("cuDNN", environment.cudnn_version)) if value]
-    if gpus or versions:
-        plan.differences.append(f"recorded on GPU(s) {', '.join(gpus) or '?'}"
-                                + (f" with {', '.join(versions)}" if versions else "")
-                                + ": results may differ on other hardware")
+    here_text = f"{_gpu_list(here)} with driver {here_driver}" if here and here_driver else _gpu_list(here)
+    plan.differences.append(f"recorded on GPU(s) {_gpu_list(gpus)}"
+                            + (f" with {', '.join(versions)}" if versions else "")
+                            + f"; here: {here_text or 'no NVIDIA GPU'}: results may differ on other hardware")
+
+
+def _gpus_here() -> tuple[list[str], str]:
+    """This machine's visible NVIDIA GPUs and driver version (NVML; nothing without a driver)."""
+    from tracklet.core.system.nvidia import NvidiaGpuSampler
+
+    sampler = NvidiaGpuSampler()
+    try:
+        info = sampler.start()
+        return [str(gpu["name"]) for gpu in info.gpus], str(info.fields.get("driver_version") or "")
+    except Exception:
+        return [], ""
+    finally:
+        sampler.close()
+
+
+def _gpu_list(names: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(name if count == 1 else f"{count} × {name}" for name, count in counts.items())
 
 
 def _plan_environment(plan: Plan, run: Any, start: Any, environment: Any, files: Path) -> None:

@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # protobuf and logging are imported on the monitor's thread, 
 FIRST_SAMPLE_AFTER = 1.0
 
 
-def default_samplers(run_dir: str | Path, *, per_core: bool, report: Callable[[Any, str], None]) -> list[Sampler]:
-    return [HostSampler(run_dir, per_core=per_core, report=report), NvidiaGpuSampler(report=report)]
+def default_samplers(run_dir: str | Path, *, per_core: bool, report: Callable[[Any, str], None],
+                     pcie: bool = False) -> list[Sampler]:
+    return [HostSampler(run_dir, per_core=per_core, report=report), NvidiaGpuSampler(report=report, pcie=pcie)]
 
 
 class _Window:
@@ -169,7 +170,7 @@ class SystemMonitor:
                 if next_sample < time.monotonic():  # fell behind (a suspended VM): don't catch up in a burst
                     next_sample = time.monotonic() + self._interval
                 stopping = self._stop.wait(max(0.0, next_sample - time.monotonic()))
-                window.add(self._sample())
+                window.add(self._sample(final=stopping))
         except Exception as error:  # contained: system metrics must never take the run down
             self._report(("system-monitor", type(error)), f"tracklet: the system monitor stopped: {error!r}")
         finally:
@@ -218,14 +219,14 @@ class SystemMonitor:
                 device.memory_total_bytes = gpu["memory_total_bytes"]
         return record
 
-    def _sample(self) -> dict[str, float]:
+    def _sample(self, final: bool = False) -> dict[str, float]:
         started = time.thread_time()
         values: dict[str, float] = {}
         for sampler in self.samplers:
             if not sampler.enabled:
                 continue
             try:
-                values.update(sampler.sample())
+                values.update(sampler.final_sample() if final else sampler.sample())
             except Exception as error:
                 sampler.enabled = False
                 self._report(

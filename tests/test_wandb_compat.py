@@ -72,7 +72,8 @@ wandb.log({"late": 2}, step=4)                                   # dropped silen
 wandb.log({"hist": wandb.Histogram([1, 2, 2, 3]), "img": wandb.Image([[0, 255], [255, 0]], caption="c"),
            "table": wandb.Table(columns=["a"])})
 wandb.log({"pics": [wandb.Image([[0, 255], [255, 0]]), wandb.Image([[1, 2], [3, 4]])],
-           "plot": wandb.plot.line(None, "x", "y")})
+           "plot": wandb.plot.line(wandb.Table(columns=["x", "y"], data=[[0, 1], [1, 3]]), "x", "y"),
+           "chart": wandb.Plotly({})})
 wandb.summary["best"] = 0.25
 run.summary.update({"note": "ok"})
 
@@ -144,11 +145,12 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     warned = out["warnings"]
     assert not any("image" in w.lower() for w in warned), warned  # media are recorded, not warned about
     for fragment in ("entity= is accepted", "lower than the current step",
-                     "logging wandb.plot.line"):
+                     "logging wandb.Plotly"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
     assert not any("log_code" in w for w in warned), warned  # the script logged as a code artifact (test_wandb_code)
     assert not any("Table" in w for w in warned), warned  # tables are recorded (docs/tables.md)
-    assert recorded.table_keys() == ["table"] and recorded.table("table").columns == ["a"]
+    assert recorded.table_keys() == ["table", "plot_table"] and recorded.table("table").columns == ["a"]
+    assert recorded.table("plot_table").chart["kind"] == "line"  # wandb.plot.*: W&B's table, with the chart
     assert recorded.table("table").count() == 0 and recorded.table("table").step == 11
     assert not any("log_artifact" in w or "artifact" in w.lower() for w in warned), warned
 

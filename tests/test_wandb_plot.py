@@ -160,3 +160,13 @@ def test_bad_chart_input_is_named_as_w_and_b_names_it(here):
     with pytest.warns(tracklet.errors.TrackletWarning, match="missing values") as caught:
         assert wandb.plot.pr_curve([0, 1], [[0.5, np.nan], [0.2, 0.8]]) is None
     assert caught[0].filename == __file__  # the warning points at the script's line
+
+
+def test_a_server_serves_the_chart_with_the_table(here, servers):
+    run_id = _log_every_chart()
+    server = servers(here, dev=True)
+    table = tracklet.Api(base_url=server.url).run(f"charts/{run_id}").table("roc_table")
+    assert table.chart == tracklet.Api(here).run(f"charts/{run_id}").table("roc_table").chart
+    assert (table.chart["kind"], table.chart["x"], table.chart["y"]) == ("roc_curve", "fpr", "tpr")
+    assert tracklet.Api(base_url=server.url).run(f"charts/{run_id}").table("pts_table").filter("acc > 1").chart[
+        "kind"] == "scatter"

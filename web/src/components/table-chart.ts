@@ -55,7 +55,6 @@ function draw(chart: Chart, rows: unknown[][], column: (name: string) => number,
     case "pr_curve":
     case "roc_curve":
     case "scatter":
-    case "custom":
       if (x < 0 || y < 0) return false;
       xy(root, chart, rows, x, y, series);
       return true;

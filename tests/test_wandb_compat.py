@@ -591,15 +591,15 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         warnings.simplefilter("always")
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
         run.log({"table": wandb.Table(columns=["a"])})                          # recorded: no warning
-        run.mark_preempting(); preempting = _line()                               # one "not yet supported"
+        run.log({"fig": wandb.Plotly({})}); unsupported = _line()                  # one "not yet supported"
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one
         wandb.finish()
     where = {str(w.message).split(":")[1].strip()[:20]: (w.filename, w.lineno) for w in caught}
-    assert sorted(line for _, line in where.values()) == [preempting, alert, backwards, too_far], where
+    assert sorted(line for _, line in where.values()) == [unsupported, alert, backwards, too_far], where
     assert {filename for filename, _ in where.values()} == {__file__}, where
-    assert first < preempting
+    assert first < unsupported
 
 
 def _line() -> int:

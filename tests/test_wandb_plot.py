@@ -42,7 +42,8 @@ def _log_every_chart() -> str:
             "roc": wandb.plot.roc_curve(Y_TRUE, Y_PROBAS, classes_to_plot=[1]),
             "loss": 0.5,
         })
-        wandb.log({"split": wandb.plot.scatter(points, "epoch", "acc", split_table=True)})
+        wandb.log({"split": wandb.plot.scatter(points, "epoch", "acc", split_table=True),
+                   "eval": {"curve": wandb.plot.line(points, "epoch", "acc")}})  # nested: flattened
     return run.id
 
 
@@ -53,7 +54,8 @@ def test_every_chart_is_recorded_as_its_table_with_the_chart_and_nothing_is_warn
     assert not [str(w.message) for w in caught if "wandb compat" in str(w.message)]
     recorded = tracklet.Api(here).run(f"charts/{run_id}")
     assert set(recorded.table_keys()) == {"acc_table", "pts_table", "per_class_table", "hist_table", "series_table",
-                                          "cm_table", "pr_table", "roc_table", "Custom Chart Tables/split_table"}
+                                          "cm_table", "pr_table", "roc_table", "Custom Chart Tables/split_table",
+                                          "eval/curve_table"}
     assert next(recorded.history().rows())["loss"] == 0.5  # the rest of the row is history as usual
 
     charts = {key: recorded.table(key).chart for key in recorded.table_keys()}
@@ -69,6 +71,7 @@ def test_every_chart_is_recorded_as_its_table_with_the_chart_and_nothing_is_warn
         "pr_table": ("pr_curve", "recall", "precision", "class", "", "Precision-Recall Curve", "pr"),
         "roc_table": ("roc_curve", "fpr", "tpr", "class", "", "ROC Curve", "roc"),
         "Custom Chart Tables/split_table": ("scatter", "epoch", "acc", "", "", "", "split"),
+        "eval/curve_table": ("line", "epoch", "acc", "", "", "", "eval/curve"),
     }
     assert charts["series_table"]["x_title"] == "epoch" and charts["pr_table"]["y_title"] == "Precision"
     assert charts["acc_table"]["spec"] == "wandb/line/v0"

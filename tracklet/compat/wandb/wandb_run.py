@@ -133,14 +133,14 @@ def _code_files(base: str, include: Callable[..., bool], exclude: Callable[..., 
     return found
 
 
-def _strip_unrecorded(data: Mapping[str, Any]) -> dict[str, Any]:
+def _strip_unrecorded(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """The row without the W&B values tracklet does not record (one warning per type), nested
     dicts included; W&B histograms become tracklet histograms, ``wandb.plot`` charts their tables
     (under ``<key>_table``, as W&B's) with the chart."""
     row: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, CustomChart):  # wandb.plot.*: its table, with the chart, under <key>_table
-            row[value.table_key(key)] = value.to_tracklet(key)
+            row[value.table_key(key)] = value.to_tracklet(prefix + key)  # the chart's key as flattened
         elif data_types.is_unrecorded(value):
             label = data_types.type_label(value)
             warn_once(f"log-{label}", f"logging {label} is not yet supported; key {key!r} (and any later "
@@ -148,7 +148,7 @@ def _strip_unrecorded(data: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, data_types.Histogram):
             row[key] = value.to_tracklet()
         elif isinstance(value, Mapping):
-            row[key] = _strip_unrecorded(value)
+            row[key] = _strip_unrecorded(value, f"{prefix}{key}/")
         else:
             row[key] = value
     return row

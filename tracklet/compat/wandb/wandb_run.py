@@ -2,8 +2,9 @@
 
 ``log`` keeps W&B's step and commit rules (tracklet's ``Run.log`` follows them: ``commit=False``
 accumulates into the current step, ``step=N`` moves to N, a step lower than the current one is
-dropped with a warning), leaves out W&B media it cannot record yet with one warning per type, and
-fills in ``step_sync`` metrics. Nothing here raises into training: a failure inside tracklet is
+dropped with a warning), records ``wandb.plot`` charts as their tables under ``<key>_table`` (with
+the chart), leaves out W&B values it cannot record yet with one warning per type, and fills in
+``step_sync`` metrics. Nothing here raises into training: a failure inside tracklet is
 reported once and the call returns.
 """
 

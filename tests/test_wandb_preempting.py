@@ -1,8 +1,10 @@
 """W&B's ``run.mark_preempting()`` and ``run.status()``: a job that expects to be preempted marks its
 run, ``wandb.Api`` shows it as W&B's states do (``preempting``, ``preempted``), and the resumed run
-is ``running`` again."""
+is ``running`` again; a job killed after marking its run reads as ``preempted``."""
 
 from __future__ import annotations
+
+from conftest import run_script
 
 import tracklet
 import tracklet.compat.wandb as wandb
@@ -42,3 +44,20 @@ def test_status_reports_what_is_left_to_write(root, tmp_path, monkeypatch):
         run.tracklet_run.flush()
         status = run.status()
         assert (status.sync_items_pending, status.sync_items_total, status.sync_time) == (0, 0, None)
+
+
+def test_a_job_killed_after_marking_its_run_reads_as_preempted(root, tmp_path, monkeypatch):
+    # what a preemptible job does: on the scheduler's SIGTERM it marks the run, then it is killed
+    killed = run_script(f"""
+        import os, signal
+        import tracklet.compat.wandb as wandb
+        run = wandb.init(project="jobs", id="killed", dir={str(root)!r}, settings=wandb.Settings(console="off"))
+        wandb.log({{"loss": 0.5}})
+        run.mark_preempting()
+        run.tracklet_run.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    """, cwd=tmp_path)
+    assert killed.returncode == -9, killed.stderr
+    assert tracklet.Api(root).run("jobs/killed").state == "crashed"  # tracklet's own state
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    assert wandb.Api().run("jobs/killed").state == "preempted"

@@ -72,7 +72,8 @@ wandb.log({"late": 2}, step=4)                                   # dropped silen
 wandb.log({"hist": wandb.Histogram([1, 2, 2, 3]), "img": wandb.Image([[0, 255], [255, 0]], caption="c"),
            "table": wandb.Table(columns=["a"])})
 wandb.log({"pics": [wandb.Image([[0, 255], [255, 0]]), wandb.Image([[1, 2], [3, 4]])],
-           "plot": wandb.plot.line(None, "x", "y")})
+           "plot": wandb.plot.line(wandb.Table(columns=["x", "y"], data=[[0, 1], [1, 3]]), "x", "y"),
+           "chart": wandb.Plotly({})})
 wandb.summary["best"] = 0.25
 run.summary.update({"note": "ok"})
 
@@ -144,11 +145,12 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     warned = out["warnings"]
     assert not any("image" in w.lower() for w in warned), warned  # media are recorded, not warned about
     for fragment in ("entity= is accepted", "lower than the current step",
-                     "logging wandb.plot.line"):
+                     "logging wandb.Plotly"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
     assert not any("log_code" in w for w in warned), warned  # the script logged as a code artifact (test_wandb_code)
     assert not any("Table" in w for w in warned), warned  # tables are recorded (docs/tables.md)
-    assert recorded.table_keys() == ["table"] and recorded.table("table").columns == ["a"]
+    assert recorded.table_keys() == ["table", "plot_table"] and recorded.table("table").columns == ["a"]
+    assert recorded.table("plot_table").chart["kind"] == "line"  # wandb.plot.*: W&B's table, with the chart
     assert recorded.table("table").count() == 0 and recorded.table("table").step == 11
     assert not any("log_artifact" in w or "artifact" in w.lower() for w in warned), warned
 
@@ -589,15 +591,15 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         warnings.simplefilter("always")
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
         run.log({"table": wandb.Table(columns=["a"])})                          # recorded: no warning
-        run.mark_preempting(); preempting = _line()                               # one "not yet supported"
+        run.log({"fig": wandb.Plotly({})}); unsupported = _line()                  # one "not yet supported"
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one
         wandb.finish()
     where = {str(w.message).split(":")[1].strip()[:20]: (w.filename, w.lineno) for w in caught}
-    assert sorted(line for _, line in where.values()) == [preempting, alert, backwards, too_far], where
+    assert sorted(line for _, line in where.values()) == [unsupported, alert, backwards, too_far], where
     assert {filename for filename, _ in where.values()} == {__file__}, where
-    assert first < preempting
+    assert first < unsupported
 
 
 def _line() -> int:

@@ -340,6 +340,12 @@ class RemoteTable:
         """Rows matching the filters (before paging)."""
         return int(self._get(0, 1)["total"])
 
+    @property
+    def chart(self) -> dict[str, Any] | None:
+        """The chart the version was logged with (``wandb.plot.*``), as the local
+        ``TableQuery.chart``; None when there is none."""
+        return self._get(0, 1).get("chart")
+
     def __len__(self) -> int:
         left = max(0, self.count() - self._offset)
         return left if self._limit is None else min(left, self._limit)

@@ -109,6 +109,13 @@ class RecordedRun:
         assert self._label is not None
         return self._label
 
+    @property
+    def preempting(self) -> float | None:
+        """When the run's last session said it expects to be stopped and resumed
+        (``Run.mark_preempting``, W&B's ``run.mark_preempting()``; seconds since the epoch), or
+        None: not marked, or resumed since."""
+        return self._read.preempting or None
+
     # Name, tags, notes, group and job type: the RunStart's, changed by any RunUpdate after it.
 
     def _identity(self) -> dict[str, Any]:

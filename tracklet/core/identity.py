@@ -37,14 +37,17 @@ def of_start(start: Any) -> dict[str, Any]:
             "job_type": start.job_type}
 
 
-def update_record(changes: Mapping[str, Any], time: float) -> Any:
-    """A ``Record`` holding a ``RunUpdate`` of checked ``changes``."""
+def update_record(changes: Mapping[str, Any], time: float, preempting: bool = False) -> Any:
+    """A ``Record`` holding a ``RunUpdate`` of checked ``changes`` (``preempting``: marking the
+    run as expecting to be stopped and resumed, at ``time``)."""
     from tracklet.proto import records_pb2 as pb
 
     record = pb.Record()
     update = record.run_update
     update.SetInParent()
     update.time = time
+    if preempting:
+        update.preempting = time
     for field in ("name", "notes", "group", "job_type"):
         if field in changes:
             setattr(update, field, changes[field])

@@ -78,6 +78,7 @@ class RunState:
         # name, tags, notes, group, job_type: the first RunStart's, then each RunUpdate's changes
         self.identity: dict[str, Any] = {"name": "", "tags": [], "notes": "", "group": "", "job_type": ""}
         self.exit: pb.RunExit | None = None
+        self.preempting = 0.0  # when the session said it expects to be preempted (RunUpdate.preempting); 0: not
         self.environment: pb.Environment | None = None
         self.seeds: dict[str, Any] = {}  # the last session's seeds, as RecordedRun.metadata gives them
         self.config: dict[str, Any] = {}
@@ -136,9 +137,12 @@ class RunState:
                 self.identity = identity.of_start(record.run_start)
             self.sessions.append(record.run_start)
             self.exit = None  # a resumed session reopens the run
+            self.preempting = 0.0  # ... and is not marked preempting until it says so
             seeds.fold_session(self.seeds)
         elif kind == "run_update":
             self.identity.update(identity.changes_of(record.run_update))
+            if record.run_update.preempting:
+                self.preempting = record.run_update.preempting
         elif kind == "exit":
             self.exit = record.exit
             seeds.fold_exit(self.seeds, record.exit)

@@ -333,6 +333,16 @@ class Run:
         self._enqueue(lambda: identity.update_record(changes, at))
         self._nudge()
 
+    def mark_preempting(self) -> None:
+        """Record that this run expects to be stopped (preempted) and resumed: readers show it
+        (``RecordedRun.preempting``; ``wandb.Api`` state ``preempting``, then ``preempted`` if it
+        ends other than finished) until a resumed session of the run starts."""
+        if self._sender is None or self._finished:
+            return
+        at = _time()
+        self._enqueue(lambda: identity.update_record({}, at, preempting=True))
+        self._nudge()
+
     name = property(lambda self: self._get_identity("name"), lambda self, v: self._set_identity("name", v),
                     doc="The run's display name; assigning it records the change.")
     tags = property(lambda self: self._get_identity("tags"), lambda self, v: self._set_identity("tags", v),

@@ -43,6 +43,7 @@ class TableSource:
     log_mode: str
     fragments: tuple[Fragment, ...]
     columns: tuple[tuple[str, str], ...]  # (name, Arrow type), in column order
+    chart: Any = None  # the ``table_chart.TableChart`` the version was logged with, if any
 
     @property
     def rows(self) -> int:
@@ -84,6 +85,13 @@ class TableQuery:
     @property
     def log_mode(self) -> str:
         return self._source.log_mode
+
+    @property
+    def chart(self) -> dict[str, Any] | None:
+        """The chart this version was logged with (``wandb.plot.*``: ``kind``, ``title``, ``x``,
+        ``y``, ``series``, ``value``, ...; docs/wandb-compat.md#charts), or None."""
+        chart = self._source.chart
+        return None if chart is None else chart.to_dict()
 
     @property
     def columns(self) -> list[str]:

@@ -71,6 +71,7 @@ class TableSnapshot(LoggedObject):
     row_offset: int = 0
     increment: int = 0
     source: Any = dataclasses.field(default=None, compare=False, repr=False)
+    chart: Any = None  # a ``table_chart.TableChart`` when logged as a chart (``wandb.plot.*``)
 
     @property
     def row_count(self) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from tracklet.errors import TableError, TableNotFound
 from tracklet.media.query import Fragment, TableQuery, TableSource
+from tracklet.media.table_chart import read_chart
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _MODES = {1: "IMMUTABLE", 2: "MUTABLE", 3: "INCREMENTAL"}
@@ -108,5 +109,5 @@ def _query(data_root: Path, chosen: Sequence[Any], key: str, *, locate: Callable
             base += int(fragment.rows)
     last = chosen[-1]
     source = TableSource(key, int(last.step), _MODES.get(last.log_mode, "IMMUTABLE"), tuple(fragments),
-                         tuple(columns.items()))
+                         tuple(columns.items()), read_chart(last))
     return TableQuery(source)

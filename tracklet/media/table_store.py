@@ -54,7 +54,8 @@ def store_snapshot(snapshot: TableSnapshot, context: Any, key: str, step: int, w
         if incremental:
             state.fragments = []  # an increment is new rows: nothing to reuse
     return table_record(key=key, step=step, time=when, log_mode=snapshot.log_mode, table_id=snapshot.table_id,
-                        increment=snapshot.increment if incremental else 0, fragments=fragments, columns=columns)
+                        increment=snapshot.increment if incremental else 0, fragments=fragments, columns=columns,
+                        chart=snapshot.chart)
 
 
 def write_fragments(blobs: Any, table: Any) -> list[tuple[str, int, int]]:
@@ -142,8 +143,9 @@ def write_parquet(table: Any, where: Any) -> None:
 
 
 def table_record(*, key: str, step: int, time: float, log_mode: str, table_id: str, increment: int,
-                 fragments: list[tuple[str, int, int]], columns: list[tuple[str, str]]) -> pb.Record:
-    """The ``TableLogged`` record."""
+                 fragments: list[tuple[str, int, int]], columns: list[tuple[str, str]],
+                 chart: Any = None) -> pb.Record:
+    """The ``TableLogged`` record (``chart``: a ``table_chart.TableChart`` to record with it)."""
     from tracklet.proto import records_pb2 as pb
 
     record = pb.Record()
@@ -163,4 +165,8 @@ def table_record(*, key: str, step: int, time: float, log_mode: str, table_id: s
     for name, kind in columns:
         column = logged.columns.add()
         column.name, column.type = name, kind
+    if chart is not None:
+        from tracklet.media.table_chart import write_chart
+
+        write_chart(chart, logged.chart)
     return record

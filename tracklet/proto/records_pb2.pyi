@@ -189,7 +189,7 @@ class RunStart(_message.Message):
     def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., run_id: _Optional[str] = ..., project: _Optional[str] = ..., name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[float] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., python_version: _Optional[str] = ..., platform: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tracklet_version: _Optional[str] = ..., resumed: _Optional[bool] = ..., reproduces: _Optional[str] = ...) -> None: ...
 
 class RunUpdate(_message.Message):
-    __slots__ = ("name", "notes", "group", "job_type", "tags_set", "tags", "time")
+    __slots__ = ("name", "notes", "group", "job_type", "tags_set", "tags", "time", "preempting")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +197,7 @@ class RunUpdate(_message.Message):
     TAGS_SET_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTING_FIELD_NUMBER: _ClassVar[int]
     name: str
     notes: str
     group: str
@@ -204,7 +205,8 @@ class RunUpdate(_message.Message):
     tags_set: bool
     tags: _containers.RepeatedScalarFieldContainer[str]
     time: float
-    def __init__(self, name: _Optional[str] = ..., notes: _Optional[str] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., tags_set: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., time: _Optional[float] = ...) -> None: ...
+    preempting: float
+    def __init__(self, name: _Optional[str] = ..., notes: _Optional[str] = ..., group: _Optional[str] = ..., job_type: _Optional[str] = ..., tags_set: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., time: _Optional[float] = ..., preempting: _Optional[float] = ...) -> None: ...
 
 class RunExit(_message.Message):
     __slots__ = ("exit_code", "end_time", "runtime", "error", "traceback", "seeds", "seeds_dropped")
@@ -510,7 +512,7 @@ class MediaBox(_message.Message):
     def __init__(self, min_x: _Optional[float] = ..., max_x: _Optional[float] = ..., min_y: _Optional[float] = ..., max_y: _Optional[float] = ..., pixel: _Optional[bool] = ..., class_id: _Optional[int] = ..., caption: _Optional[str] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TableLogged(_message.Message):
-    __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "fragments", "rows", "columns")
+    __slots__ = ("key", "step", "time", "log_mode", "table_id", "increment", "fragments", "rows", "columns", "chart")
     class LogMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         LOG_MODE_UNSPECIFIED: _ClassVar[TableLogged.LogMode]
@@ -530,6 +532,7 @@ class TableLogged(_message.Message):
     FRAGMENTS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    CHART_FIELD_NUMBER: _ClassVar[int]
     key: str
     step: int
     time: float
@@ -539,7 +542,41 @@ class TableLogged(_message.Message):
     fragments: _containers.RepeatedCompositeFieldContainer[TableFragment]
     rows: int
     columns: _containers.RepeatedCompositeFieldContainer[TableColumn]
-    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., time: _Optional[float] = ..., log_mode: _Optional[_Union[TableLogged.LogMode, str]] = ..., table_id: _Optional[str] = ..., increment: _Optional[int] = ..., fragments: _Optional[_Iterable[_Union[TableFragment, _Mapping]]] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[TableColumn, _Mapping]]] = ...) -> None: ...
+    chart: TableChart
+    def __init__(self, key: _Optional[str] = ..., step: _Optional[int] = ..., time: _Optional[float] = ..., log_mode: _Optional[_Union[TableLogged.LogMode, str]] = ..., table_id: _Optional[str] = ..., increment: _Optional[int] = ..., fragments: _Optional[_Iterable[_Union[TableFragment, _Mapping]]] = ..., rows: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[TableColumn, _Mapping]]] = ..., chart: _Optional[_Union[TableChart, _Mapping]] = ...) -> None: ...
+
+class TableChart(_message.Message):
+    __slots__ = ("kind", "title", "x", "y", "series", "value", "x_title", "y_title", "spec", "fields", "chart_key")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    X_TITLE_FIELD_NUMBER: _ClassVar[int]
+    Y_TITLE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CHART_KEY_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    title: str
+    x: str
+    y: str
+    series: str
+    value: str
+    x_title: str
+    y_title: str
+    spec: str
+    fields: _containers.ScalarMap[str, str]
+    chart_key: str
+    def __init__(self, kind: _Optional[str] = ..., title: _Optional[str] = ..., x: _Optional[str] = ..., y: _Optional[str] = ..., series: _Optional[str] = ..., value: _Optional[str] = ..., x_title: _Optional[str] = ..., y_title: _Optional[str] = ..., spec: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., chart_key: _Optional[str] = ...) -> None: ...
 
 class TableFragment(_message.Message):
     __slots__ = ("digest", "rows", "size_bytes")

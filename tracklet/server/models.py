@@ -266,6 +266,24 @@ class TableColumn(BaseModel):
     type: str  # the Arrow type as pyarrow prints it: int64, double, string, bool, timestamp[us], ...
 
 
+class TableChart(BaseModel):
+    """The chart a table was logged with (W&B's `wandb.plot.*`; docs/wandb-compat.md#charts): its
+    `kind` and the columns on each role (`x`, `y`, `series` splitting lines, `value` a confusion
+    matrix's counts; "" where the kind has none)."""
+
+    kind: str
+    title: str
+    x: str
+    y: str
+    series: str
+    value: str
+    x_title: str
+    y_title: str
+    spec: str
+    fields: dict[str, str]
+    chart_key: str
+
+
 class TableRowsResponse(BaseModel):
     """One page of a logged table version (`run.table(key, step)` filtered, sorted and paged).
     `total`: rows matching the filter; `rows`: one list per row, values in `columns`' order (NaN
@@ -279,6 +297,7 @@ class TableRowsResponse(BaseModel):
     total: int
     offset: int
     rows: list[list[Any]]
+    chart: TableChart | None = None  # the chart the version was logged with (wandb.plot.*), if any
 
 
 # ---------------------------------------------------------------------------------- files

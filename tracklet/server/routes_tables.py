@@ -22,7 +22,7 @@ from tracklet.errors import TableError, TableNotFound
 from tracklet.server.log_fold import LogFolds
 from tracklet.server.logs import run_paths
 from tracklet.server.media_blobs import media_blobs
-from tracklet.server.models import TableColumn, TableKeysResponse, TableRowsResponse, errors
+from tracklet.server.models import TableChart, TableColumn, TableKeysResponse, TableRowsResponse, errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
 
@@ -102,4 +102,5 @@ def get_table(
     schema = query.schema
     return TableRowsResponse(key=key, step=query.step, log_mode=query.log_mode,  # type: ignore[arg-type]
                              columns=[TableColumn(name=name, type=schema[name]) for name in names],
-                             total=total, offset=offset, rows=rows)
+                             total=total, offset=offset, rows=rows,
+                             chart=TableChart(**query.chart) if query.chart else None)

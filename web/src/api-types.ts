@@ -4366,6 +4366,38 @@ export interface components {
             /** Series */
             series: components["schemas"]["Series"][];
         };
+        /**
+         * TableChart
+         * @description The chart a table was logged with (W&B's `wandb.plot.*`; docs/wandb-compat.md#charts): its
+         *     `kind` and the columns on each role (`x`, `y`, `series` splitting lines, `value` a confusion
+         *     matrix's counts; "" where the kind has none).
+         */
+        TableChart: {
+            /** Kind */
+            kind: string;
+            /** Title */
+            title: string;
+            /** X */
+            x: string;
+            /** Y */
+            y: string;
+            /** Series */
+            series: string;
+            /** Value */
+            value: string;
+            /** X Title */
+            x_title: string;
+            /** Y Title */
+            y_title: string;
+            /** Spec */
+            spec: string;
+            /** Fields */
+            fields: {
+                [key: string]: string;
+            };
+            /** Chart Key */
+            chart_key: string;
+        };
         /** TableColumn */
         TableColumn: {
             /** Name */
@@ -4437,6 +4469,7 @@ export interface components {
             offset: number;
             /** Rows */
             rows: unknown[][];
+            chart?: components["schemas"]["TableChart"] | null;
         };
         /** TableVersion */
         TableVersion: {

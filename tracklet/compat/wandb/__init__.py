@@ -36,6 +36,7 @@ from tracklet.compat.wandb.data_types import (
     Video,
 )
 from tracklet.compat.wandb.errors import CommError, Error
+from tracklet.compat.wandb.plot import plot_table
 from tracklet.compat.wandb.wandb_run import Run
 from tracklet.compat.wandb.wandb_settings import Settings
 
@@ -214,7 +215,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AlertLevel", "Api", "Artifact", "Audio", "Error", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D",
     "Plotly", "Run", "Settings", "Table", "Video", "__version__", "agent", "alert", "controller", "define_metric",
-    "errors", "finish", "init", "link_model", "log", "log_artifact", "log_model", "login", "mark_preempting", "plot", "require",
+    "errors", "finish", "init", "link_model", "log", "log_artifact", "log_model", "login", "mark_preempting", "plot", "plot_table",
+    "require",
     "restore", "save", "sdk", "setup", "sweep", "teardown", "termerror", "termlog", "termwarn", "unwatch",
     "use_artifact", "use_model", "util", "wandb_run", "watch",
 ]

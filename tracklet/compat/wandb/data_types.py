@@ -253,17 +253,6 @@ class Artifact(_TrackletArtifact, WBValue):
         return wrapped  # type: ignore[return-value]
 
 
-class _PlotValue(WBValue):
-    """What ``wandb.plot.*`` returns: accepted, not recorded."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    @property
-    def _type_name(self) -> str:
-        return f"wandb.plot.{self.kind}"
-
-
 def is_unrecorded(value: Any) -> bool:
     """A W&B data type (or a list of them) that ``log()`` leaves out."""
     if isinstance(value, WBValue):

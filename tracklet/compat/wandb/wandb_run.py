@@ -2,13 +2,15 @@
 
 ``log`` keeps W&B's step and commit rules (tracklet's ``Run.log`` follows them: ``commit=False``
 accumulates into the current step, ``step=N`` moves to N, a step lower than the current one is
-dropped with a warning), leaves out W&B media it cannot record yet with one warning per type, and
-fills in ``step_sync`` metrics. Nothing here raises into training: a failure inside tracklet is
+dropped with a warning), records ``wandb.plot`` charts as their tables under ``<key>_table`` (with
+the chart), leaves out W&B values it cannot record yet with one warning per type, and fills in
+``step_sync`` metrics. Nothing here raises into training: a failure inside tracklet is
 reported once and the call returns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import glob
 import os
@@ -24,6 +26,7 @@ from tracklet.compat.wandb import data_types
 from tracklet.compat.wandb._config import Config
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb._summary import Summary
+from tracklet.compat.wandb.plot import CustomChart
 
 
 _SUMMARY_OPS = {"min", "max", "mean", "last", "first", "none"}
@@ -131,19 +134,22 @@ def _code_files(base: str, include: Callable[..., bool], exclude: Callable[..., 
     return found
 
 
-def _strip_unrecorded(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The row without W&B media, tables and plots (one warning per type), nested dicts included;
-    W&B histograms become tracklet histograms."""
+def _strip_unrecorded(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The row without the W&B values tracklet does not record (one warning per type), nested
+    dicts included; W&B histograms become tracklet histograms, ``wandb.plot`` charts their tables
+    (under ``<key>_table``, as W&B's) with the chart."""
     row: dict[str, Any] = {}
     for key, value in data.items():
-        if data_types.is_unrecorded(value):
+        if isinstance(value, CustomChart):  # wandb.plot.*: its table, with the chart, under <key>_table
+            row[value.table_key(key)] = value.to_tracklet(prefix + key)  # the chart's key as flattened
+        elif data_types.is_unrecorded(value):
             label = data_types.type_label(value)
             warn_once(f"log-{label}", f"logging {label} is not yet supported; key {key!r} (and any later "
                       f"{label} values) are left out of the row, the rest is recorded")
         elif isinstance(value, data_types.Histogram):
             row[key] = value.to_tracklet()
         elif isinstance(value, Mapping):
-            row[key] = _strip_unrecorded(value)
+            row[key] = _strip_unrecorded(value, f"{prefix}{key}/")
         else:
             row[key] = value
     return row
@@ -173,6 +179,15 @@ def _wait_seconds(wait_duration: Any) -> float:
     warn_once("alert-wait-duration", f"alert(wait_duration={wait_duration!r}) must be seconds or a timedelta; "
               "waiting one minute, as by default")
     return _ALERT_WAIT_DEFAULT
+
+
+@dataclasses.dataclass
+class RunStatus:
+    """What ``run.status()`` returns, W&B's fields."""
+
+    sync_items_total: int = 0
+    sync_items_pending: int = 0
+    sync_time: Any = None
 
 
 class Run:
@@ -582,10 +597,24 @@ class Run:
         return restore(name, run_path=run_path, replace=replace, root=root)
 
     def mark_preempting(self) -> None:
-        not_supported("run.mark_preempting()", "it is ignored")
+        """Record that this run expects to be preempted and resumed (``tracklet.Run.mark_preempting``):
+        ``wandb.Api().run(path).state`` is ``preempting``, then ``preempted`` if the run ends other
+        than finished, until a resumed session (``init(id=..., resume="allow")``) starts."""
+        try:
+            self._run.mark_preempting()
+        except Exception as error:  # the tracker never stops training
+            warn_once("mark-preempting-failed", f"run.mark_preempting() was not recorded: {error!r}")
 
-    def status(self) -> None:
-        not_supported("run.status()", "it returns None")
+    def status(self) -> RunStatus:
+        """W&B's sync status: ``sync_items_pending`` is the records queued and not yet written to
+        the run's record log (what tracklet's background writer has left to do); nothing is
+        uploaded, so ``sync_items_total`` counts those too and ``sync_time`` is None."""
+        sender = getattr(self._run, "_sender", None)
+        try:
+            pending = sender.queued_entries() if sender is not None else 0
+        except Exception:  # a sender closed meanwhile: nothing left to write
+            pending = 0
+        return RunStatus(sync_items_total=pending, sync_items_pending=pending, sync_time=None)
 
     def display(self, *args: Any, **kwargs: Any) -> bool:
         return False

@@ -15,6 +15,7 @@ import { h } from "../dom";
 import { fmtValue } from "../format";
 import { boxesSvg, maskCanvas, toggle, type BoxGroup } from "../media";
 import { runHref } from "../router";
+import { tableChart } from "./table-chart";
 import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
 
 const blobs = new Map<string, Promise<string>>(); // run/key/digest -> object URL (content-addressed)
@@ -107,6 +108,8 @@ export class TablePanel {
   private readonly error = h("div.tp-error", { hidden: true });
   private readonly count = h("span.tp-count.muted");
   private readonly groups = h("div.tp-groups", { hidden: true });
+  private readonly chart = h("div.tp-chart", { hidden: true }); // the chart it was logged with (wandb.plot.*)
+  private chartFor = ""; // the version (step) the chart shown was drawn from
   private readonly grid: TableGrid;
   private columns: Column[] = [];
   private versions: TableVersion[] = [];
@@ -164,7 +167,7 @@ export class TablePanel {
       this.count,
       options.tall ? null : h("a.tp-open", { href: tableHref(project, runId, key), "data-link": true, text: "Open ↗" }),
     );
-    this.el = h(`div.table-panel${options.tall ? ".tall" : ""}` as "div", { "data-key": key }, toolbar, this.error, this.groups, this.grid.el);
+    this.el = h(`div.table-panel${options.tall ? ".tall" : ""}` as "div", { "data-key": key }, toolbar, this.error, this.chart, this.groups, this.grid.el);
     this.unregister = registerProbe(`table-panel:${key}`, () => ({
       loaded: this.loaded,
       filter: this.filter,
@@ -274,8 +277,22 @@ export class TablePanel {
     this.grid.reset(fetcher, first, this.sort);
     this.showGroups(grouped);
     this.showCount(first);
+    await this.showChart(first);
     this.loaded++;
     this.options.onState?.({ filter: this.filter, sort: this.sort, group: this.groupBy, step: this.step, compare: this.compare });
+  }
+
+  /** The chart the version shown was logged with, drawn from its rows (table-chart.ts); none
+   * while comparing (the rows are a join) or when the table has none. */
+  private async showChart(first: TableRows): Promise<void> {
+    const version = this.compare || !first.chart ? "" : `${first.step}`;
+    if (version === this.chartFor) return;
+    this.chartFor = version;
+    const drawn = version && first.chart
+      ? await tableChart(this.project, this.runId, this.key, this.step, first.chart).catch(() => null)
+      : null;
+    this.chart.replaceChildren(...(drawn ? [drawn] : []));
+    this.chart.hidden = !drawn;
   }
 
   private showCount(first: TableRows): void {

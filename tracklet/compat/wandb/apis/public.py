@@ -101,8 +101,13 @@ class Run:
 
     @property
     def state(self) -> str:
-        """``running``, ``finished``, ``failed`` or ``crashed``."""
-        return self._recorded.state
+        """``running``, ``finished``, ``failed`` or ``crashed``; for a run that called
+        ``mark_preempting()`` (and was not resumed since) ``preempting`` while it runs and
+        ``preempted`` when it ended other than finished, as W&B's."""
+        state = self._recorded.state
+        if state != "finished" and getattr(self._recorded, "preempting", None):
+            return "preempting" if state == "running" else "preempted"
+        return state
 
     @property
     def config(self) -> dict[str, Any]:
@@ -573,7 +578,8 @@ class Api:
 
     def artifact(self, name: str, type: str | None = None) -> Any:
         """An artifact version by ``entity/project/name:alias``, ``project/name:v3`` or
-        ``name:alias`` (in the default project)."""
+        ``name:alias`` (in the default project); ``run-<run id>-<key>:latest`` (or ``:v<n>``) is a
+        table the run logged under ``key`` (``_run_tables.py``), as W&B names it."""
         from tracklet.compat.wandb.data_types import Artifact
         from tracklet.errors import ArtifactError
 
@@ -583,7 +589,18 @@ class Api:
         try:
             return Artifact._wrap(self._api.artifact(name, type=type))
         except ArtifactError as error:
+            table = self._run_table(name)  # a run's logged table, named as W&B names it
+            if table is not None:
+                return table
             raise CommError(str(error)) from None
+
+    def _run_table(self, name: str) -> Any:
+        from tracklet.compat.wandb.apis._run_tables import run_table_artifact
+
+        parts = name.split("/")
+        if len(parts) < 2:
+            return None
+        return run_table_artifact(self._api, parts[-2], parts[-1])
 
     def sweep(self, path: str = "") -> Sweep:
         """A sweep by ``entity/project/sweep_id``, ``project/sweep_id`` or its id (in the default

@@ -1,0 +1,72 @@
+"""A run's logged tables as W&B names them: artifact ``run-<run id>-<key>``, version ``v<n>`` (the
+n-th time the key was logged) or ``latest``, whose ``get(key)`` is the ``wandb.Table``.
+
+W&B stores every table a run logs (a ``wandb.plot`` chart's included, under ``<key>_table``) as
+such an artifact, and its documented way to read one back is
+``api.artifact("project/run-<id>-<key>:latest").get("<key>")``. tracklet keeps logged tables in
+the run's record log (docs/tables.md), so ``wandb.Api().artifact`` answers those names from the
+run's tables when no artifact of that name exists.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_NAME = re.compile(r"run-(?P<rest>.+?)(?::(?P<alias>[^:/]+))?$")
+
+
+class RunTableArtifact:
+    """One logged version of a run's table, read through W&B's artifact calls (``get``, ``name``,
+    ``version``, ``type``)."""
+
+    type = "run_table"
+
+    def __init__(self, recorded: Any, project: str, key: str, index: int, step: int, count: int) -> None:
+        self._recorded, self._key, self._step = recorded, key, step
+        self.project = project
+        self.version = f"v{index}"
+        self.aliases = ["latest"] if index == count - 1 else []
+        self.name = f"run-{recorded.id}-{key}:{self.version}"
+        self.qualified_name = f"{project}/{self.name}"
+
+    def get(self, name: str) -> Any:
+        """The table (a ``wandb.Table``) when ``name`` is the key, else None (as W&B's ``get``)."""
+        from tracklet.compat.wandb.data_types import Table
+
+        if name != self._key:
+            return None
+        return Table(dataframe=self._recorded.table(self._key, step=self._step).to_pandas())
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.qualified_name} (a logged table)>"
+
+
+def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | None:
+    """The table artifact ``name`` (``run-<id>-<key>[:alias]``) of ``project``, or None when it
+    names no run's logged table."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    rest, alias = match["rest"], match["alias"] or "latest"
+    for place in [index for index, char in enumerate(rest) if char == "-"]:
+        run_id, key = rest[:place], rest[place + 1:]
+        try:
+            recorded = api.run(f"{project}/{run_id}")
+            steps = [record.step for record in recorded._read.tables if record.key == key]
+        except Exception:  # no such run (or not a local one): try a longer id
+            continue
+        if not steps:
+            continue
+        index = len(steps) - 1 if alias == "latest" else _version(alias)
+        if index is None or not 0 <= index < len(steps):
+            return None
+        return RunTableArtifact(recorded, project, key, index, steps[index], len(steps))
+    return None
+
+
+def _version(alias: str) -> int | None:
+    return int(alias[1:]) if re.fullmatch(r"v\d+", alias) else None
+
+
+__all__ = ["RunTableArtifact", "run_table_artifact"]

@@ -727,7 +727,9 @@ class Run:
         return self.settings.base_url, self.settings.api_key
 
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
-        """Wait until everything logged so far is in the record log. False on timeout."""
+        """Wait until everything logged so far is in the record log (handed to the OS: it survives
+        the process being killed); with ``fsync``, on disk too (a power cut keeps it). False on
+        timeout. ``finish()`` always fsyncs; nothing else does (docs/architecture.md)."""
         if self._sender is None or self._finished:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout

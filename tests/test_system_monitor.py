@@ -79,6 +79,7 @@ def test_windows_hold_mean_and_max_and_stop_emits_the_partial_window():
     while source.calls < 5 and time.monotonic() < deadline:
         time.sleep(0.005)  # waiting for the monitor's own timer, which is what is under test
     monitor.stop(timeout=5)
+    monitor._thread.join(30)  # the sources are closed after stop() returns, on the monitor's thread
     info = out.records[0].system_info
     assert list(info.notes) == ["scripted source"]
     windows = out.stats()
@@ -308,6 +309,40 @@ def test_a_monitor_that_took_its_first_sample_is_stopped_with_a_last_sample():
     monitor.stop(timeout=30)
     assert out.records[0].WhichOneof("kind") == "system_info"
     (window,) = out.stats()
+    assert [(v.name, v.samples) for v in window.values] == [("a", 2)]
+
+
+class BlockingClose(ScriptedSampler):
+    """A source whose close() (``nvmlShutdown`` on a real driver) waits for the test."""
+
+    def __init__(self, readings):
+        super().__init__(readings)
+        self.closing = threading.Event()
+        self.release = threading.Event()
+
+    def close(self):
+        self.closing.set()
+        self.release.wait(60)
+        super().close()
+
+
+def test_stop_returns_once_the_last_records_are_queued_without_waiting_for_the_sources_to_close():
+    """finish() waits for the last sample and the partial window (they precede the run's exit
+    record), not for the samplers' close (``nvmlShutdown``), which the monitor's thread does after."""
+    source = BlockingClose([{"a": 1.0}, {"a": 3.0}])
+    out = Collector()
+    monitor = SystemMonitor([source], out.put, interval=60.0, window=600.0, first_sample_after=0)
+    monitor.start()
+    while not monitor.sampled:
+        time.sleep(0.001)
+    stopper = threading.Thread(target=monitor.stop)  # stop(timeout=None): before, it waited for close()
+    stopper.start()
+    stopper.join(30)
+    stopped_while_closing = not stopper.is_alive()
+    (window,) = out.stats()  # queued before stop() returned
+    source.release.set()
+    monitor._thread.join(30)
+    assert stopped_while_closing and source.closed
     assert [(v.name, v.samples) for v in window.values] == [("a", 2)]
 
 

@@ -79,6 +79,7 @@ def test_windows_hold_mean_and_max_and_stop_emits_the_partial_window():
     while source.calls < 5 and time.monotonic() < deadline:
         time.sleep(0.005)  # waiting for the monitor's own timer, which is what is under test
     monitor.stop(timeout=5)
+    monitor._thread.join(30)  # the sources are closed after stop() returns, on the monitor's thread
     info = out.records[0].system_info
     assert list(info.notes) == ["scripted source"]
     windows = out.stats()
@@ -264,25 +265,35 @@ def test_finish_does_not_wait_out_the_interval(start):
     assert windows.num_rows == 1  # the partial window, recorded at finish
 
 
-class BlockingStart(ScriptedSampler):
-    """A source whose start() (importing its library, opening a driver) waits for the test."""
+class Blocking(ScriptedSampler):
+    """A source whose start() (importing its library, opening a driver) or close()
+    (``nvmlShutdown``), as ``at`` says, waits for the test."""
 
-    def __init__(self, readings):
+    def __init__(self, readings, at):
         super().__init__(readings)
+        self.at = at
         self.entered = threading.Event()
         self.release = threading.Event()
 
+    def _wait(self, where):
+        if where == self.at:
+            self.entered.set()
+            self.release.wait(60)
+
     def start(self):
-        self.entered.set()
-        self.release.wait(60)
+        self._wait("start")
         return super().start()
+
+    def close(self):
+        self._wait("close")
+        super().close()
 
 
 def test_stop_never_waits_for_a_monitor_that_has_not_taken_its_first_sample():
     """A run that ends while the monitor is still starting its samplers (a driver whose init hangs,
     psutil still importing) is not held up: stop() returns at once, and the monitor queues
     nothing afterwards (no SystemInfo without stats, no late window)."""
-    source = BlockingStart([{"a": 1.0}] * 5)
+    source = Blocking([{"a": 1.0}] * 5, at="start")
     out = Collector()
     monitor = SystemMonitor([source], out.put, interval=0.01, window=1.0, first_sample_after=0)
     monitor.start()
@@ -297,17 +308,26 @@ def test_stop_never_waits_for_a_monitor_that_has_not_taken_its_first_sample():
     assert out.records == [] and source.calls == 0 and source.closed
 
 
-def test_a_monitor_that_took_its_first_sample_is_stopped_with_a_last_sample():
-    """Once sampled, stop() waits for the last sample and the partial window, as before."""
-    source = ScriptedSampler([{"a": 1.0}, {"a": 3.0}])
+def test_a_monitor_that_took_its_first_sample_is_stopped_with_a_last_sample_not_its_sources_close():
+    """Once sampled, stop() waits for the last sample and the partial window (they precede the
+    run's exit record), not for the sources' close (``nvmlShutdown``), which the monitor's thread
+    does after."""
+    source = Blocking([{"a": 1.0}, {"a": 3.0}], at="close")
     out = Collector()
     monitor = SystemMonitor([source], out.put, interval=60.0, window=600.0, first_sample_after=0)
     monitor.start()
     while not monitor.sampled:
         time.sleep(0.001)
-    monitor.stop(timeout=30)
-    assert out.records[0].WhichOneof("kind") == "system_info"
-    (window,) = out.stats()
+    stopper = threading.Thread(target=monitor.stop)  # stop(timeout=None): before, it waited for close()
+    stopper.start()
+    stopper.join(30)
+    stopped_while_closing = not stopper.is_alive()
+    records = list(out.records)  # queued before stop() returned
+    source.release.set()
+    monitor._thread.join(30)
+    assert stopped_while_closing and source.closed
+    assert records[0].WhichOneof("kind") == "system_info"
+    (window,) = [r.stats for r in records if r.WhichOneof("kind") == "stats"]
     assert [(v.name, v.samples) for v in window.values] == [("a", 2)]
 
 

@@ -210,6 +210,7 @@ def test_a_run_records_gpu_metrics_and_gpu_info(start, monkeypatch):
     assert [g["name"] for g in info["gpus"]] == ["NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090"]
     assert info["driver_version"] == "550.54.15" and info["notes"] == []
     assert recorded.metadata["gpus"] == ["NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 4090"]
+    run._monitor._thread.join(30)  # it shuts NVML down after finish() returned
     assert nvml.unfaked == [] and not nvml.initialized  # every init was matched by a shutdown
 
 
@@ -232,3 +233,34 @@ def test_a_crashing_nvml_wrapper_never_reaches_the_training_loop(start, monkeypa
     assert recorded.state == "finished" and recorded.history()["x"] == [0, 1, 2]
     assert "cpu.percent" in recorded.system_metrics()  # the host sampler went on
     assert nvml.unfaked == []
+
+
+def test_the_last_sample_never_lists_the_process_tree(monkeypatch, tmp_path):
+    """The sample ``finish()`` waits for uses the process tree as last listed, however old: listing
+    it walks ``/proc`` (62-68 ms on a GPU node with many processes), which a run older than the
+    tree's 10 s refresh paid inside ``finish()``. The samples before it refresh the tree as ever."""
+    import psutil
+
+    from tracklet.core.system import processes
+    from tracklet.core.system.host import HostSampler
+
+    walks = []
+    children = psutil.Process.children
+    monkeypatch.setattr(psutil.Process, "children", lambda self, **kw: walks.append(self.pid) or children(self, **kw))
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        nvml = fake_nvml(monkeypatch, [h100_sxm(0)])
+        nvml.gpus[0].processes = [(os.getpid(), 3 * GiB), (child.pid, 1 * GiB)]
+        gpu, _, _ = _started()
+        host = HostSampler(tmp_path)
+        host.start()
+        # The tree as listed long ago, before the child started: older than any refresh interval.
+        monkeypatch.setattr(processes, "_cached", (-1e9, frozenset({os.getpid()})))
+        last = {**host.final_sample(), **gpu.final_sample()}
+        assert walks == []
+        assert last["gpu.0.process_memory_used_bytes"] == 3 * GiB and last["process.rss_bytes"] > 0
+        assert gpu.sample()["gpu.0.process_memory_used_bytes"] == 4 * GiB  # a regular sample lists it anew
+        assert walks == [os.getpid()]
+    finally:
+        child.communicate(b"")
+        processes.forget_process_tree()

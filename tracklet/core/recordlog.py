@@ -18,7 +18,6 @@ import dataclasses
 import errno
 import os
 import struct
-import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,6 @@ FRAME_HEADER = struct.Struct("<II")
 # A length beyond this is damage, not data: no single record is allowed to be this big.
 MAX_RECORD_BYTES = 1 << 30
 LOG_FILE_NAME = "run.tlog"
-# Once this many bytes were handed to the OS since the log was last known on disk, a background
-# thread asks for them to be written (``fdatasync``): ``close()``'s fsync (``finish()``) then
-# waits for at most about this much, where a 20k-step run left ~1.8 MB of dirty pages for it
-# (an fsync of 1.8 MB took 2-70 ms on these VMs' shared disks, one of a 28-byte tail ~0.3 ms);
-# and a power cut loses at most about this much of a long run.
-SYNC_BEHIND_BYTES = 256 * 1024
-_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 # Buffers per writev call (the OS's limit; POSIX guarantees at least 16).
 _writev = getattr(os, "writev", None)
 try:
@@ -441,8 +433,7 @@ class RecordLogWriter:
     """Appends frames to a run's record log. Used by one thread (the sender's worker).
 
     Frames are collected in memory and handed to the OS by ``flush()``; ``fsync=True`` also asks
-    the OS to put them on disk. A thread of the writer's own keeps the disk at most about
-    ``SYNC_BEHIND_BYTES`` behind what was handed to the OS, without the writer waiting for it. Plain ``os.write`` on a raw descriptor (no ``io`` buffer) so a
+    the OS to put them on disk. Plain ``os.write`` on a raw descriptor (no ``io`` buffer) so a
     process forked from the writer has no buffered copy that it could write a second time.
     """
 
@@ -467,12 +458,6 @@ class RecordLogWriter:
             raise
         self._pending: list[bytes | memoryview] = []
         self._pending_bytes = 0
-        self._synced = self.offset  # bytes known to be on disk (or that were there before)
-        self._syncer: threading.Thread | None = None  # started by the first sync behind the writer
-        self._sync_wanted = threading.Event()
-        self._sync_requested = False
-        self._closing = False
-        self.synced = threading.Event()  # set after each sync behind the writer (for tests)
 
     def _write_header(self) -> None:
         """Start a new log. If the header can't be written (a full disk), the empty file is
@@ -574,47 +559,13 @@ class RecordLogWriter:
                 pending[0] = memoryview(pending[0])[written:]
         if fsync:
             os.fsync(self._fd)
-            self._synced = self.offset
-        elif self.offset - self._synced >= SYNC_BEHIND_BYTES and not self._sync_requested:
-            self._sync_behind()
-
-    def _sync_behind(self) -> None:
-        """Have the sync thread put what was written so far on disk; the writer does not wait."""
-        if self._syncer is None:
-            self._syncer = threading.Thread(target=self._sync_loop, name="tracklet-log-sync", daemon=True)
-            self._syncer.start()
-        self._sync_requested = True
-        self._sync_wanted.set()
-
-    def _sync_loop(self) -> None:
-        """Serve the syncs the writer asks for, until ``close()``: a sync not begun by then is
-        left to close()'s own fsync (two syncs in a row would make it wait for two journal
-        commits); one under way ends before close() closes the descriptor."""
-        while True:
-            self._sync_wanted.wait()
-            self._sync_wanted.clear()
-            if self._closing:
-                return
-            target = self.offset
-            try:
-                _fdatasync(self._fd)
-            except OSError:
-                return  # close()'s fsync reports the disk's error, on the writer's thread
-            self._synced = max(self._synced, target)
-            self._sync_requested = False
-            self.synced.set()
 
     def close(self) -> None:
         if self._fd < 0:
             return
         try:
-            if self._syncer is not None:
-                self._closing = True
-                self._sync_wanted.set()
-            self.flush(fsync=True)  # beside a sync under way, if any: the kernel waits for both
+            self.flush(fsync=True)
         finally:
-            if self._syncer is not None:
-                self._syncer.join()
             os.close(self._fd)
             self._fd = -1
 
@@ -622,7 +573,6 @@ class RecordLogWriter:
         """In a forked child: forget buffered frames and drop the inherited descriptor (and lock)."""
         self._pending.clear()
         self._pending_bytes = 0
-        self._syncer = None  # the parent's thread: not in this process
         if self._fd >= 0:
             try:
                 os.close(self._fd)

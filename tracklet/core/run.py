@@ -737,7 +737,9 @@ class Run:
         return self.settings.base_url, self.settings.api_key
 
     def flush(self, timeout: float | None = None, fsync: bool = False) -> bool:
-        """Wait until everything logged so far is in the record log. False on timeout."""
+        """Wait until everything logged so far is in the record log (handed to the OS: it survives
+        the process being killed); with ``fsync``, on disk too (a power cut keeps it). False on
+        timeout. ``finish()`` always fsyncs; nothing else does (docs/architecture.md)."""
         if self._sender is None or self._finished:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -945,14 +947,16 @@ class Run:
         capture_deadline = min(deadline, time.monotonic() + self.settings.capture_wait)
         # The worker starts on what is queued now (the rows), while capture is waited for.
         self._sender.wake(finishing=True)
+        if self._monitor is not None:  # its last sample is taken while the rest below goes on
+            self._monitor.request_stop()
         if self._console is not None:
             self._console.stop()
-        if self._monitor is not None:  # one that has not taken its first sample is not waited for
-            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
         if self._environment is not None:
             self._environment.finish(max(0.0, capture_deadline - time.monotonic()))
         if self._checkpoints is not None and not self._checkpoints.close(max(0.0, deadline - time.monotonic())):
             print("tracklet: checkpoint digests still running at finish were not recorded", file=sys.stderr)
+        if self._monitor is not None:  # one that has not taken its first sample is not waited for
+            self._monitor.stop(max(0.0, min(5.0, deadline - time.monotonic())))
         # Rows still queued may hold media the sender hands to the logged-object worker: first them.
         self._sender.force_flush(max(0.0, deadline - time.monotonic()))
         if self._logged is not None and not self._logged.close(max(0.0, deadline - time.monotonic())):

@@ -61,11 +61,12 @@ class HostSampler(Sampler):
             pass
         return None
 
-    def _tree(self) -> list[Any]:
+    def _tree(self, refresh: bool = True) -> list[Any]:
         """``psutil.Process`` objects for this process tree, kept across samples so that
-        ``cpu_percent`` measures since the previous sample."""
+        ``cpu_percent`` measures since the previous sample. ``refresh=False``: the processes
+        listed last (see ``process_tree``)."""
         known = {}
-        for pid in process_tree():
+        for pid in process_tree(refresh=refresh):
             process = self._processes.get(pid)
             if process is None:
                 try:
@@ -77,6 +78,13 @@ class HostSampler(Sampler):
         return list(known.values())
 
     def sample(self) -> dict[str, float]:
+        return self._sample()
+
+    def final_sample(self) -> dict[str, float]:
+        """The sample ``finish()`` waits for: the process tree as last listed (no ``/proc`` walk)."""
+        return self._sample(refresh=False)
+
+    def _sample(self, refresh: bool = True) -> dict[str, float]:
         psutil = self._psutil
         now = time.monotonic()
         values: dict[str, float] = {}
@@ -92,7 +100,7 @@ class HostSampler(Sampler):
         values["memory.available_bytes"] = float(memory.available)
 
         cpu = rss = 0.0
-        for process in self._tree():
+        for process in self._tree(refresh):
             try:
                 with process.oneshot():
                     cpu += process.cpu_percent()

@@ -11,6 +11,11 @@ threads would otherwise share one GIL with) only when its first sample is due, `
 seconds after the run starts (or one ``interval``, if that is shorter), and ``stop()`` never waits
 for a monitor that has not taken that sample: a run that ends sooner records no system metrics
 (neither ``SystemInfo`` nor ``SystemStats``) and never imports psutil or NVML for them.
+
+Stopping a sampled monitor waits for its last records only: the last sample (each sampler's
+``final_sample``: no 20 ms PCIe reading, no ``/proc`` walk for the process tree) and the partial
+window, queued before the run's exit record. Closing the samplers (``nvmlShutdown``) happens after
+that on the monitor's thread, which ``finish()`` does not wait for.
 """
 
 from __future__ import annotations
@@ -109,6 +114,8 @@ class SystemMonitor:
         self._lock = threading.Lock()
         self._sampled = False
         self._abandoned = False
+        # Set once the last records are queued (or none will be): what stop() waits for.
+        self._last_queued = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tracklet-system-monitor", daemon=True)
         self._gate: threading.Event | None = None
         self.samples_taken = 0
@@ -125,8 +132,15 @@ class SystemMonitor:
         """True once the first sample was taken (and the ``SystemInfo`` record queued)."""
         return self._sampled
 
+    def request_stop(self) -> None:
+        """Have the thread take its last sample now, without waiting for it (``finish()`` calls
+        this first and ``stop`` later, so the last sample overlaps what finish() does between)."""
+        self._stop.set()
+
     def stop(self, timeout: float | None = None) -> None:
-        """Stop now (not at the next interval): take a last sample and emit the partial window.
+        """Stop now (not at the next interval): take a last sample and emit the partial window,
+        and return once they are queued (at most ``timeout`` seconds); the samplers are closed
+        after that, on the monitor's thread (``nvmlShutdown`` is not waited for).
 
         A monitor that has not taken its first sample yet (still waiting for it, or starting its
         samplers: importing psutil, opening the NVIDIA driver) is not waited for: it queues
@@ -136,7 +150,7 @@ class SystemMonitor:
             if not self._sampled:
                 self._abandoned = True
                 return
-        self._thread.join(timeout)
+        self._last_queued.wait(timeout)
 
     def _run(self) -> None:
         if self._gate is not None:
@@ -174,6 +188,7 @@ class SystemMonitor:
         except Exception as error:  # contained: system metrics must never take the run down
             self._report(("system-monitor", type(error)), f"tracklet: the system monitor stopped: {error!r}")
         finally:
+            self._last_queued.set()  # nothing is queued after this: stop() returns
             for sampler in self.samplers:
                 try:
                     sampler.close()

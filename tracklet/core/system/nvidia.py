@@ -215,10 +215,11 @@ class NvidiaGpuSampler(Sampler):
         return self._sample_devices(skip=frozenset())
 
     def final_sample(self) -> dict[str, float]:
-        """The sample ``finish()`` waits for: without the 20 ms PCIe measurements."""
-        return self._sample_devices(skip=SLOW_QUERIES)
+        """The sample ``finish()`` waits for: without the 20 ms PCIe measurements, and with the
+        process tree as last listed (no ``/proc`` walk)."""
+        return self._sample_devices(skip=SLOW_QUERIES, refresh=False)
 
-    def _sample_devices(self, skip: frozenset[str]) -> dict[str, float]:
+    def _sample_devices(self, skip: frozenset[str], refresh: bool = True) -> dict[str, float]:
         nvml = self._nvml
         values: dict[str, float] = {}
         tree: frozenset[int] | None = None
@@ -245,7 +246,7 @@ class NvidiaGpuSampler(Sampler):
                 found["power_percent"] = 100.0 * found["power_watts"] / found["power_limit_watts"]
             if "processes" not in device.unsupported:
                 if tree is None:
-                    tree = process_tree()
+                    tree = process_tree(refresh=refresh)
                 used = self._process_memory(device, tree)
                 if used is not None:
                     found["process_memory_used_bytes"] = used

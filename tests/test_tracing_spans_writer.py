@@ -202,15 +202,13 @@ def test_a_resources_attributes_are_stored_once_and_read_back_into_each_span(roo
 
 
 def test_a_big_request_with_spans_stored_already_keeps_the_upserts_rule_and_every_column(root, store_url):
-    """A request of 100 spans (on SQLite: two multi-row statements of 39 and 22 by executemany,
-    ``insert_rows``), some of them stored already: open ones take their end, a finished one is
-    kept as first stored, the rest are new; each is stored column for column as the same span
-    stored alone, and the request counts all it gave."""
+    """A request of 100 spans, some of them stored already: the open ones take their end, a
+    finished one is kept as first stored, the rest are new; each is stored column for column as
+    the same span stored alone, and the request counts all it gave."""
     store = Store(store_url, root=root)
     rows = [received_row("r", "a" * 32, f"{number + 1:016x}", "", f"final {number}", "client", 1_000 + number,
                          2_000 + number, "ok", "", {"gen_ai.request.model": f"m{number}", "n": number},
                          f'{{"gen_ai.request.model":"m{number}","n":{number}}}') for number in range(100)]
-    # Stored already, all in the multi-row statements: the rest (78-99) goes by executemany.
     earlier = [row[:6] + (row[6], 0, 0.0, "open") + row[10:] for row in (rows[10], rows[60])]
     earlier.append(rows[20][:4] + ("first",) + rows[20][5:])
     assert store.add_received_spans("p", earlier) == 3

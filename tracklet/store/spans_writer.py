@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import threading
 import time
 from collections import deque
@@ -24,7 +23,7 @@ from typing import Any, Callable, Iterator
 import sqlalchemy as sa
 
 from tracklet.errors import SpanWriterBusy
-from tracklet.store.spans import RECEIVED_COLUMNS, received_statements, resource_id
+from tracklet.store.spans import received_statements, resource_id
 
 MAX_PENDING = 50_000  # spans queued, not yet committed
 MAX_BATCH = 20_000  # spans per transaction (a request is never split)
@@ -32,9 +31,6 @@ MAX_BATCH = 20_000  # spans per transaction (a request is never split)
 # holding fewer than LINGER_SPANS spans: about the decode time of a few 512-span requests.
 LINGER_S = 0.05
 LINGER_SPANS = 8192
-# Rows a multi-row insert statement takes on SQLite (``insert_rows``): 39 rows of 25 values, within
-# 999 bound parameters, the limit of SQLite builds before 3.32.
-ROWS_PER_STATEMENT = 999 // len(RECEIVED_COLUMNS)
 
 
 class Arrival:
@@ -203,7 +199,7 @@ class SpanWriter:
                 for start in range(0, len(rows), 1000):
                     # A row's last value: its resource's attributes as JSON text, here their row's id.
                     chunk = [row[:-1] + (ids[row[-1]],) for row in rows[start : start + 1000]]
-                    if insert_rows(connection, insert, chunk) != len(chunk) and again is not None:
+                    if connection.exec_driver_sql(insert, chunk).rowcount != len(chunk) and again is not None:
                         connection.exec_driver_sql(again, chunk)  # a span stored already: the upsert's rule
                 if in_transaction is not None:
                     in_transaction(connection)
@@ -220,33 +216,6 @@ class SpanWriter:
         if found is None:
             found = made[key] = resource_id(connection, project_id, text)
         return found
-
-
-def insert_rows(connection: sa.Connection, insert: str, rows: list[tuple[Any, ...]]) -> int:
-    """Run ``insert`` (``received_statements``' first) over ``rows``; returns how many it stored.
-    On SQLite, ``ROWS_PER_STATEMENT`` rows go in one multi-row ``VALUES`` statement (the rest, under
-    that, by ``executemany``): 18 % fewer instructions a row than ``executemany`` alone (callgrind,
-    8,192 SDK spans: 68.0k -> 55.5k), and Python's sqlite3 module lets go of the GIL once a
-    statement instead of once a row, so the writer no longer has to win the GIL back from the
-    decoding threads after every row it stores."""
-    if connection.dialect.name != "sqlite" or len(rows) < ROWS_PER_STATEMENT:
-        return int(connection.exec_driver_sql(insert, rows).rowcount)
-    whole = len(rows) - len(rows) % ROWS_PER_STATEMENT
-    many = _multi_row(insert)
-    stored = 0
-    for start in range(0, whole, ROWS_PER_STATEMENT):
-        values = tuple(itertools.chain.from_iterable(rows[start : start + ROWS_PER_STATEMENT]))
-        stored += connection.exec_driver_sql(many, values).rowcount
-    if whole < len(rows):
-        stored += connection.exec_driver_sql(insert, rows[whole:]).rowcount
-    return stored
-
-
-@functools.lru_cache(maxsize=64)
-def _multi_row(insert: str) -> str:
-    """``insert`` (one row's ``VALUES (...)``, nothing after it) for ``ROWS_PER_STATEMENT`` rows."""
-    head, _, one = insert.partition(" VALUES ")
-    return head + " VALUES " + ",".join([one] * ROWS_PER_STATEMENT)
 
 
 class _ResourceIds(dict[str, "int | None"]):

@@ -199,3 +199,30 @@ def test_a_resources_attributes_are_stored_once_and_read_back_into_each_span(roo
         {"k": "v", "otel.scope.name": "lib", "resource.service.name": "a"}]
     assert {s["attributes"]["resource.service.name"] for s in spans} == {"a", "b"} and len(spans) == 9
     store.close()
+
+
+def test_a_big_request_with_spans_stored_already_keeps_the_upserts_rule_and_every_column(root, store_url):
+    """A request of 100 spans, some of them stored already: the open ones take their end, a
+    finished one is kept as first stored, the rest are new; each is stored column for column as
+    the same span stored alone, and the request counts all it gave."""
+    store = Store(store_url, root=root)
+    rows = [received_row("r", "a" * 32, f"{number + 1:016x}", "", f"final {number}", "client", 1_000 + number,
+                         2_000 + number, "ok", "", {"gen_ai.request.model": f"m{number}", "n": number},
+                         f'{{"gen_ai.request.model":"m{number}","n":{number}}}') for number in range(100)]
+    earlier = [row[:6] + (row[6], 0, 0.0, "open") + row[10:] for row in (rows[10], rows[60])]
+    earlier.append(rows[20][:4] + ("first",) + rows[20][5:])
+    assert store.add_received_spans("p", earlier) == 3
+    assert store.add_received_spans("p", rows) == 100
+    assert store.add_received_spans("alone", [rows[0]]) == 1
+    (alone,) = store.traces("alone")[0]["spans"]
+    spans = {span["span_id"]: span for span in store.traces("p")[0]["spans"]}
+    assert len(spans) == 100
+    for number, row in enumerate(rows):
+        span = spans[row[2]]
+        assert (span["name"], span["status"], span["end_ns"], span["model"]) == (
+            "first" if number == 20 else f"final {number}", "ok", 2_000 + number, f"m{number}"), number
+        assert span["attributes"] == {"gen_ai.request.model": f"m{number}", "n": number}
+        same = {key: (value if key not in ("name", "model", "attributes", "start_ns", "end_ns", "span_id")
+                      else alone[key]) for key, value in span.items()}
+        assert same == alone or number == 20, number
+    store.close()

@@ -115,7 +115,12 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     project lacks, then register each file (the server rebuilds it from its chunks and checks its
     sha256). Bytes sent. A killed upload resumes for free: the packs the server stored hold their
     chunks, and the next try asks again and sends only the rest."""
-    from tracklet.artifacts.packs import build_pack
+    from tracklet.artifacts.packs import pack_trailer
+    from tracklet.client.artifacts import Pieces
+
+    def build_pack(chunks: list[tuple[bytes, bytes]]) -> tuple[str, Pieces]:
+        pack_id, trailer = pack_trailer(chunks)  # the chunk bytes are sent from the reads, not joined
+        return pack_id, Pieces([*(data for _, data in chunks), trailer])
 
     recipes = []
     for entry in entries:
@@ -132,7 +137,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     lock = threading.Lock()
     slots = threading.Semaphore(client.workers + 1)  # packs built but not sent yet: bounded memory
 
-    def send(pack_id: str, data: bytes) -> None:
+    def send(pack_id: str, data: Pieces) -> None:
         nonlocal sent
         try:
             count = client.upload_pack(project, pack_id, data)
@@ -149,7 +154,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
             size = 0
             try:
                 for cid, piece in zip(todo, reader.iter_chunks(todo, name=entries[0].path)):
-                    batch.append((cid, piece))  # a view of one read of the local pack: build_pack copies it once
+                    batch.append((cid, piece))  # a view of one read of the local pack, sent as it is
                     size += len(piece)
                     if size >= pack_bytes:
                         slots.acquire()

@@ -410,7 +410,10 @@ class ServerArtifacts:
             if not is_stream_id(stream) or segment is None or not 0 <= segment < 1 << 31:
                 raise BadRequest(f"stream {str(stream)[:40]!r} segment {segment!r}: a stream is 32 lowercase hex "
                                  "digits and a segment a number from 0")
-            self.streams.announce(project, stream, segment, [bytes.fromhex(chunk) for chunk in chunk_ids])
+            lacking = [chunk for chunk in unique if chunk not in held]
+            self.streams.announce(project, stream, segment, [bytes.fromhex(chunk) for chunk in chunk_ids],
+                                  {bytes.fromhex(chunk) for chunk in lacking})
+            return lacking
         return [chunk for chunk in unique if chunk not in held]
 
     def _held_chunks(self, project: str, chunk_ids: list[bytes]) -> Iterator[memoryview] | None:
@@ -449,7 +452,7 @@ class ServerArtifacts:
         with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
             connection.execute(statement, list(rows.values()))
         self.keep_pack(pack_id, data)
-        self.streams.arrived(project)
+        self.streams.arrived(project, list(rows))
         return len(entries)
 
     def write_pack(self, pack_id: str, data: bytes | memoryview) -> None:

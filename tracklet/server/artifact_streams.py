@@ -4,7 +4,8 @@ whole file back at the end (docs/artifacts.md, "Server mode").
 A client streaming a file's chunks (``remote.ChunkStreamer``) names the file's **stream** (a random
 id) and numbers its **segments** in its "which chunks do you lack?" queries: each query lists a
 segment's chunk ids in file order, repeats included. Here, in the background, each segment is
-hashed in order as soon as the project holds all its chunks: read back from the packs just written
+hashed in order as soon as the project holds all its chunks (the query's answer says which it
+lacks; the packs stored since tell which arrived, without asking the database): read back from the packs just written
 (the page cache, on a directory) into one reused buffer, the file's sha256 and the sequence of ids
 hashed both advanced. When the client registers the file with that stream, the server uses that
 sha256 only if the ids hashed are exactly the recipe's chunk ids, in order; otherwise (a stream this
@@ -55,7 +56,8 @@ class _Stream:
     chunks: int = 0
     size: int = 0
     next_segment: int = 0
-    pending: dict[int, list[bytes]] = field(default_factory=dict)
+    pending: dict[int, list[bytes]] = field(default_factory=dict)  # segment -> its chunk ids
+    waiting: dict[int, set[bytes]] = field(default_factory=dict)  # segment -> its chunks not arrived yet
     broken: bool = False  # a gap or a read error: the registration reads the file back
     touched: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)  # held while hashing
@@ -73,8 +75,9 @@ class FileStreams:
         self._pool: Any = None
         self.reads_avoided = 0  # registrations answered from a stream (for tests and benchmarks)
 
-    def announce(self, project: str, stream: str, segment: int, chunk_ids: list[bytes]) -> None:
-        """Segment ``segment`` of ``stream`` is ``chunk_ids`` (in file order); hash it once held."""
+    def announce(self, project: str, stream: str, segment: int, chunk_ids: list[bytes], lacking: set[bytes]) -> None:
+        """Segment ``segment`` of ``stream`` is ``chunk_ids`` (in file order), of which the project
+        lacks ``lacking``; hash it once they arrived."""
         now = time.monotonic()
         with self._lock:
             key = (project, stream)
@@ -92,16 +95,26 @@ class FileStreams:
             if len(state.pending) >= MAX_PENDING_SEGMENTS:
                 state.broken = True
                 state.pending.clear()
+                state.waiting.clear()
                 return
             state.pending[segment] = list(chunk_ids)
-        self._schedule(state)
+            state.waiting[segment] = set(lacking)
+            ready = segment == state.next_segment and not lacking
+        if ready:
+            self._schedule(state)
 
-    def arrived(self, project: str) -> None:
-        """Chunks of ``project`` were stored: hash the segments of its streams that are complete now."""
+    def arrived(self, project: str, chunk_ids: list[bytes]) -> None:
+        """``chunk_ids`` of ``project`` were stored: hash the segments that are complete now."""
+        ready = []
         with self._lock:
-            waiting = [state for (owner, _), state in self._streams.items()
-                       if owner == project and state.pending and not state.broken]
-        for state in waiting:
+            for (owner, _), state in self._streams.items():
+                if owner != project or state.broken or not state.waiting:
+                    continue
+                for waiting in state.waiting.values():
+                    waiting.difference_update(chunk_ids)
+                if not state.waiting.get(state.next_segment, True):
+                    ready.append(state)
+        for state in ready:
             self._schedule(state)
 
     def digest(self, project: str, stream: str, chunk_ids: list[bytes]) -> tuple[str, int] | None:
@@ -112,7 +125,7 @@ class FileStreams:
         if state is None:
             return None
         with state.lock:
-            self._advance(state)
+            self._advance(state, force=True)  # what arrived through another process is in the database
             if state.broken or state.pending or state.chunks != len(chunk_ids):
                 return None
             if state.ids.digest() != hashlib.sha256(b"".join(chunk_ids)).digest():
@@ -146,13 +159,14 @@ class FileStreams:
                     return
                 state.again = False
 
-    def _advance(self, state: _Stream) -> None:
-        """Hash the pending segments that follow on from what is hashed and are held whole (under
-        ``state.lock``)."""
+    def _advance(self, state: _Stream, *, force: bool = False) -> None:
+        """Hash the pending segments that follow on from what is hashed and whose chunks all
+        arrived (``force``: ask the database whether they are held) (under ``state.lock``)."""
         while not state.broken:
             with self._lock:
                 ids = state.pending.get(state.next_segment)
-            if ids is None:
+                waiting = state.waiting.get(state.next_segment)
+            if ids is None or (waiting and not force):
                 return
             try:
                 pieces = self._read(state.project, ids)
@@ -167,6 +181,7 @@ class FileStreams:
                 return
             with self._lock:
                 state.pending.pop(state.next_segment, None)
+                state.waiting.pop(state.next_segment, None)
                 state.next_segment += 1
                 state.ids.update(b"".join(ids))
                 state.chunks += len(ids)

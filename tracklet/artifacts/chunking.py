@@ -393,7 +393,7 @@ class _BlockPipeline:
         item = self._cut.get()
         if isinstance(item, BaseException):
             raise item
-        return item  # type: ignore[no-any-return]
+        return item
 
     def recycle(self, block: bytearray) -> None:
         """Take ``block`` back for reading into, unless something still holds a view into it."""

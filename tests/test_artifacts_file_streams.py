@@ -14,6 +14,7 @@ import pytest
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.packs import build_pack
+from tracklet.server import artifact_streams
 from tracklet.server.artifact_blobs import NotHeld, ServerArtifacts
 from tracklet.server.logs import BadRequest
 
@@ -91,10 +92,13 @@ def test_a_streamed_file_whose_sha256_does_not_match_is_refused_and_nothing_is_r
         artifacts.open_blob("p", lie)
 
 
-@pytest.mark.parametrize("gap", ["a segment never announced", "another file's stream"])
-def test_a_stream_that_does_not_cover_the_recipe_falls_back_to_reading_the_file(artifacts, gap):
+@pytest.mark.parametrize("gap", ["a segment never announced", "another file's stream", "more segments waiting than followed"])
+def test_a_stream_that_does_not_cover_the_recipe_falls_back_to_reading_the_file(artifacts, gap, monkeypatch):
     pieces, ids = _file()
-    if gap == "a segment never announced":
+    if gap == "more segments waiting than followed":  # 3 segments announced before any chunk arrives
+        monkeypatch.setattr(artifact_streams, "MAX_PENDING_SEGMENTS", 2)
+        stream = _stream(artifacts, "p", ids, pieces)
+    elif gap == "a segment never announced":
         stream = _stream(artifacts, "p", ids, pieces, segments=[0, 2])
     else:
         other_pieces, other_ids = _file(20)

@@ -535,7 +535,7 @@ class ServerArtifacts:
         check_digest(recipe_digest)
         if self._file_recipe(project, digest) is not None:
             if stream is not None:
-                self.streams.digest(project, stream, [])  # forget it
+                self.streams.forget(project, stream)
             self.touch(project, [digest])
             return False
         recipe = self._read_recipe(project, recipe_digest)

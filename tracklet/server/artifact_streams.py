@@ -31,8 +31,9 @@ from typing import Any
 
 #: Streams followed at once per server process; a new one beyond that is not followed.
 MAX_STREAMS = 64
-#: Segments announced but not hashed yet, per stream (a client has a few 32 MiB batches in flight).
-MAX_PENDING_SEGMENTS = 32
+#: Segments announced but not hashed yet, per stream (a client has at most 4 batches of 32 MiB in
+#: flight: 3 being sent, 1 being filled). Memory: ~70 kB of ids per segment.
+MAX_PENDING_SEGMENTS = 8
 #: A stream nobody announced a segment for or registered in this long is forgotten.
 IDLE_SECONDS = 600.0
 #: Threads hashing streams (each stream is hashed by one at a time, in order).
@@ -116,6 +117,11 @@ class FileStreams:
                     ready.append(state)
         for state in ready:
             self._schedule(state)
+
+    def forget(self, project: str, stream: str) -> None:
+        """Drop ``stream`` (its file was registered already)."""
+        with self._lock:
+            self._streams.pop((project, stream), None)
 
     def digest(self, project: str, stream: str, chunk_ids: list[bytes]) -> tuple[str, int] | None:
         """``(sha256, size)`` of the file streamed as ``stream`` if the chunks hashed for it are

@@ -48,9 +48,9 @@ CHUNK_THRESHOLD = 64 * 1024 * 1024
 #: Bytes read from the file per block (plus room for the carried-over tail of the previous one).
 DEFAULT_BLOCK_SIZE = 2 * 1024 * 1024
 
-#: Blocks queued between two stages of the pipeline (read -> sha256 -> cut -> ids). With one block
-#: in each stage's hands and the three the consumer holds (being cut, carried from, held by the
-#: caller), about ``3 * READ_AHEAD + 6`` blocks are alive at once: ~20 MiB for any file size.
+#: Blocks queued between two stages of the pipeline (read -> sha256 -> cut -> ids -> caller). With
+#: one block in each stage's hands and the three the consumer holds (being cut, carried from, held
+#: by the caller), about ``4 * READ_AHEAD + 7`` blocks are alive at once: ~25 MiB for any file size.
 READ_AHEAD = 1
 
 RECIPE_FORMAT = "tracklet.recipe.v1"
@@ -247,18 +247,11 @@ class FileChunker:
         return self._batches()
 
     def _batches(self) -> Iterator[list[tuple[bytes, memoryview]]]:
-        import blake3
-
         reader = _BlockPipeline(self.path, self.block_size, self.params)
-        hasher = blake3.blake3
         done: list[bytearray] = []  # blocks already handed out, oldest first; recycled two batches on
         try:
             while True:
-                block, view, cuts, eof = reader.next_block()
-                # The ids are computed here, on the consumer's thread, while the pipeline's threads
-                # read, sha256 and cut the next blocks (blake3 releases the GIL too).
-                batch = [(hasher(chunk).digest(), chunk) for chunk in (view[o : o + n] for o, n in cuts)]
-                del view
+                block, batch, eof = reader.next_block()
                 done.append(block)
                 del block
                 if len(done) > 2:  # the caller has moved past that block's batch: reuse it
@@ -274,9 +267,10 @@ class FileChunker:
 
 
 class _BlockPipeline:
-    """Reads a file in blocks and cuts them, in three threads so that the stages overlap on
+    """Reads a file in blocks and cuts them, in four threads so that the stages overlap on
     separate cores: one reads (into reused blocks), one computes the whole file's sha256, one
-    finds the FastCDC cut points; the consumer (``FileChunker``) computes the chunks' blake3 ids.
+    finds the FastCDC cut points, one computes the chunks' blake3 ids; the consumer
+    (``FileChunker``'s caller) only stores or sends them.
     File reads, hashlib, blake3 and pyfastcdc's scan all release the GIL, so with free cores the
     pipeline runs at the pace of its slowest stage (the sha256, ~0.6 CPU s/GiB with SHA-NI)
     instead of the sum of them (~1.4 s/GiB). Blocks flow in order through bounded queues
@@ -300,9 +294,10 @@ class _BlockPipeline:
         self._read: queue.Queue[Any] = queue.Queue(READ_AHEAD)
         self._hashed: queue.Queue[Any] = queue.Queue(READ_AHEAD)
         self._cut: queue.Queue[Any] = queue.Queue(READ_AHEAD)
+        self._ids: queue.Queue[Any] = queue.Queue(READ_AHEAD)
         self._threads = [threading.Thread(target=target, name=f"tracklet-chunk-{name}", daemon=True)
                          for name, target in (("reader", self._run_reader), ("sha256", self._run_sha),
-                                              ("cutter", self._run_cutter))]
+                                              ("cutter", self._run_cutter), ("ids", self._run_ids))]
         for thread in self._threads:
             thread.start()
 
@@ -387,10 +382,34 @@ class _BlockPipeline:
             except queue.Full:
                 continue
 
-    def next_block(self) -> tuple[bytearray, memoryview, list[tuple[int, int]], bool]:
-        """The next block, a read-only view of its bytes from the carried-over tail on, the
-        ``(offset, length)`` of its final chunks in that view, and whether the file ends there."""
-        item = self._cut.get()
+    def _run_ids(self) -> None:
+        try:
+            import blake3
+
+            hasher = blake3.blake3
+        except BaseException as exc:  # noqa: BLE001 - the consumer raises it
+            self._put(self._ids, exc)
+            return
+        while not self._stop.is_set():
+            item = self._get(self._cut)
+            if not isinstance(item, tuple):
+                self._put(self._ids, item)
+                return
+            block, view, cuts, eof = item
+            try:
+                batch = [(hasher(chunk).digest(), chunk) for chunk in (view[o : o + n] for o, n in cuts)]
+            except BaseException as exc:  # noqa: BLE001 - the consumer raises it
+                self._put(self._ids, exc)
+                return
+            self._put(self._ids, (block, batch, eof))
+            del view, block, batch, item
+            if eof:
+                return
+
+    def next_block(self) -> tuple[bytearray, list[tuple[bytes, memoryview]], bool]:
+        """The next block, its final chunks (blake3 id, read-only view of the bytes) in order, and
+        whether the file ends there."""
+        item = self._ids.get()
         if isinstance(item, BaseException):
             raise item
         return item

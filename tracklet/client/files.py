@@ -50,15 +50,11 @@ WHOLE_BYTES = 8 << 20
 def _sha256_of(path: Path) -> tuple[str, int, os.stat_result]:
     """(sha256, size) of ``path`` read in pieces, and its ``fstat`` after the read (the version
     those bytes belong to)."""
-    hasher = hashlib.sha256()
-    size = 0
+    from tracklet.artifacts.hashing import sha256_handle
+
     with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(PIECE)
-        view = memoryview(buffer)
-        while read := handle.readinto(buffer):
-            hasher.update(view[:read])
-            size += read
-        return hasher.hexdigest(), size, os.fstat(handle.fileno())
+        digest, size = sha256_handle(handle)
+        return digest, size, os.fstat(handle.fileno())
 
 
 class GzipBody:

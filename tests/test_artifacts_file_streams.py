@@ -115,3 +115,45 @@ def test_a_stream_that_does_not_cover_the_recipe_falls_back_to_reading_the_file(
 def test_a_bad_stream_name_is_refused(artifacts):
     with pytest.raises(BadRequest, match="32 lowercase hex"):
         artifacts.missing_chunks("p", ["ab" * 32], stream="../x", segment=0)
+
+
+def test_an_online_commits_streamed_file_is_registered_from_its_stream(tmp_path):
+    """The real client (``ServerChunks``: segments, repeats, chunks seen earlier) against the real
+    app over HTTP (uvicorn in this process, so the test can read the server's count)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from tracklet.artifacts.remote import ServerChunks
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+    from tracklet.server.app import create_app
+
+    app = create_app(tmp_path / "server", auth=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.02)  # until it listens
+        repeated = os.urandom(2 << 20)
+        data = repeated + os.urandom(6 << 20) + repeated + os.urandom(3 << 20)  # repeats across segments
+        path = tmp_path / "model.bin"
+        path.write_bytes(data)
+        client = ArtifactClient(HttpClient(f"http://127.0.0.1:{port}"), tmp_path / "state")
+        with ServerChunks(client, "p", pack_bytes=1 << 20) as target:  # 4 MiB segments: several
+            recipe = target.write_file(path)
+            text = recipe.to_json().encode()
+            target.register([(recipe.sha256, recipe.size, _sha(text), text)])
+        client.http.close()
+        artifacts = app.state.tracklet.artifacts
+        assert recipe.sha256 == _sha(data)
+        assert artifacts.streams.reads_avoided == 1  # hashed as it arrived, not read back
+        assert _read(artifacts, "p", recipe.sha256) == data
+    finally:
+        server.should_exit = True
+        thread.join(10)

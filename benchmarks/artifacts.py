@@ -465,7 +465,8 @@ def _plain_put(url: str, source: Path) -> None:
     answer.raise_for_status()
 
 
-def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True) -> dict:
+def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True,
+                arms: tuple[str, ...] = ("streamed", "after_commit")) -> dict:
     """A2's v1 target as the issue states it (``--only a2loop``): v1 of a checkpoint of ``size_mib``
     logged by an **online run** to a local ``tracklet server --dev`` (disk backend), from
     ``log_artifact`` until ``wait()`` returns (the local commit: sha256, FastCDC, blake3, packs;
@@ -520,7 +521,7 @@ def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True)
         plain, plain_cpu, plain_peer = [], [], []
         arms: dict[str, dict[str, list[float]]] = {
             arm: {"seconds": [], "client_cpu_seconds": [], "server_cpu_seconds": [], "ratios": []}
-            for arm in ("streamed", "after_commit")}
+            for arm in arms}
         for number in range(rounds):
             os.sync()
             cpu_before, peer_before = _cpu_seconds(), _process_cpu([receiver.pid])
@@ -859,6 +860,9 @@ def main() -> None:
     parser.add_argument("--only", default="a2,a2dir,a3,a4", help="Which of a2,a2v1,a2server,a2loop,a2dir,a3,a4,peers to run (comma-separated).")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating copy/log rounds for the A2 ratios")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--a2loop-arms", default="streamed,after_commit",
+                        help="a2loop: the online arms to run (streamed: chunks sent while cut, the default; "
+                             "after_commit: stored locally, then sent)")
     parser.add_argument("--no-fsync", action="store_true",
                         help="a2loop: the loopback receiver does not fsync (compare with a server that doesn't)")
     parser.add_argument("--a1-files", type=int, default=0,
@@ -880,7 +884,8 @@ def main() -> None:
         if "a2dir" in only:
             results["a2dir"] = a2_directory(work, size_mib, args.rounds)
         if "a2loop" in only:
-            results["a2loop"] = a2_loopback(work, size_mib, args.rounds, durable=not args.no_fsync)
+            results["a2loop"] = a2_loopback(work, size_mib, args.rounds, durable=not args.no_fsync,
+                                            arms=tuple(arm.strip() for arm in args.a2loop_arms.split(",")))
         if "a3" in only:
             results["a3"] = a3(work, size_mib)
         if "a4" in only:
@@ -926,7 +931,9 @@ def main() -> None:
                      f"{statistics.median(r['log_seconds']):.3f} s", f"copy {statistics.median(r['copy_seconds']):.3f} s",
                      f"median ratio {r['median_ratio']:.2f}x (rounds: " + ", ".join(f"{x:.2f}" for x in r["ratios"])
                      + f"; target >= 0.8); CPU s log/copy {statistics.median(r['log_cpu_seconds']):.2f}/"
-                     f"{statistics.median(r['copy_cpu_seconds']):.2f}; load {r['load_before'][0]:.1f}"
+                     f"{statistics.median(r['copy_cpu_seconds']):.2f} (log: "
+                     f"{statistics.median(r['log_cpu_seconds']) * (1 << 30) / r['size_bytes']:.2f} CPU s/GiB); "
+                     f"load {r['load_before'][0]:.1f}"
                      f" -> {r['load_after'][0]:.1f}"])
     if "a2dir" in results:
         r = results["a2dir"]
@@ -949,6 +956,8 @@ def main() -> None:
         med = statistics.median
         gib = (1 << 30) / r["size_bytes"]
         for arm, what in (("streamed", "chunks sent while cut"), ("after_commit", "chunks sent after the commit")):
+            if arm not in r:
+                continue
             a = r[arm]
             rows.append([f"A2 v1 online to a local server, {what} ({r['size_bytes'] >> 20} MiB)",
                          f"{med(a['seconds']):.3f} s", f"plain PUT {med(r['plain_put_seconds']):.3f} s"

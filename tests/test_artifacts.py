@@ -569,6 +569,26 @@ def test_cli_put_ls_show_get_verify(root, dataset, tmp_path):
     assert with_bar.exit_code == 0 and "4/4 files" in with_bar.stderr
 
 
+def test_cli_put_and_get_show_files_bytes_and_rate_on_stderr_and_quiet_hides_it(root, dataset, tmp_path):
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tracklet", "--dir", str(root), "artifact", *args],
+                              capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "160"})
+
+    stored = cli("put", str(dataset), "-p", "proj", "-n", "images")
+    assert stored.returncode == 0, stored.stderr
+    size = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
+    assert "4/4 files" in stored.stderr and f"{size / 1000:.1f}/{size / 1000:.1f} kB" in stored.stderr
+    assert "B/s" in stored.stderr  # the rate
+    assert "stored as proj/images:v0" in stored.stdout  # the result on stdout, the bar on stderr
+
+    fetched = cli("get", "proj/images:v0", "--root", str(tmp_path / "out"))
+    assert fetched.returncode == 0, fetched.stderr
+    assert "4/4 files" in fetched.stderr and "B/s" in fetched.stderr
+    quiet = cli("get", "proj/images:v0", "--root", str(tmp_path / "out2"), "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_damaged_registry_files_are_reported_not_followed(start, root, tmp_path):
     run = start()
     path = tmp_path / "f.txt"

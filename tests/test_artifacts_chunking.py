@@ -293,10 +293,11 @@ def test_an_unchanged_file_stores_nothing_and_repeated_chunks_are_stored_once(tm
     assert writer.new_bytes == 0 and writer.packs == []
 
 
-def test_memory_stays_bounded_on_a_64_mib_file(tmp_path: Path):
+def test_memory_stays_bounded_on_a_128_mib_file(tmp_path: Path):
+    # The pipeline holds a fixed number of blocks (~20 MiB, chunking.READ_AHEAD) whatever the size.
     path = tmp_path / "big.bin"
     with open(path, "wb") as f:
-        f.writelines(random.Random(i).randbytes(MiB) for i in range(64))
+        f.writelines(random.Random(i).randbytes(MiB) for i in range(128))
     size = path.stat().st_size
     store, index = make_store(tmp_path)
     tracemalloc.start()

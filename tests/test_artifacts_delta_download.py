@@ -108,7 +108,8 @@ def test_a_second_version_downloads_only_its_changed_chunks(servers, backend, tm
     wire.bytes = 0
     second = Path(remote.artifact("p/ckpt:v1").download(tmp_path / "v1"))
     assert (second / "model.ckpt").read_bytes() == v2
-    changed = sum(a != b for a, b in zip(v1[::MiB], v2[::MiB])) * MiB
+    changed = sum(v1[i:i + MiB] != v2[i:i + MiB] for i in range(0, len(v1), MiB)) * MiB  # whole tensors: a
+    # changed tensor's first byte is the old one 1 time in 256 (this compared first bytes and flaked)
     assert changed == CHANGED * MiB
     # About the changed fraction: the changed tensors, the chunks straddling their edges, the recipe.
     assert changed <= wire.bytes <= changed + 24 * 256 * 1024, (wire.bytes, changed)

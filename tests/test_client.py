@@ -203,3 +203,23 @@ def test_give_up_after_counts_from_the_first_attempt(scripted):
             pytest.raises(RemoteError, match="gave up"):
         client.request("GET", "/x")
     assert 1 < len(scripted.seen) < 100
+
+
+def test_clients_share_one_tls_context_built_once_per_process(monkeypatch):
+    # Building httpx's default context loads the CA bundle (~0.1 CPU s); an online run's artifact
+    # thread made two clients per run and paid it each time, on the path A2 times.
+    import tracklet.client.http as http_module
+
+    monkeypatch.setattr(http_module, "_ssl_context", None)
+    built = []
+    real = httpx.create_ssl_context
+    monkeypatch.setattr(httpx, "create_ssl_context", lambda *a, **k: built.append(1) or real(*a, **k))
+    clients = [HttpClient("http://127.0.0.1:9"), HttpClient("https://tracking.example"), HttpClient("http://[::1]:9")]
+    try:
+        assert len(built) == 1
+        https = httpx.Client(verify=http_module.ssl_context())  # what they use verifies certificates
+        assert https._transport._pool._ssl_context.verify_mode.name == "CERT_REQUIRED"
+        https.close()
+    finally:
+        for client in clients:
+            client.close()

@@ -251,3 +251,26 @@ def test_importing_tracklet_and_its_sync_client_loads_no_storage_library():
     result = run_script("import sys, tracklet, tracklet.client.sync; "
                         "print(sorted(m for m in ('fsspec', 's3fs', 'fastapi') if m in sys.modules))", check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("backend", ["local", "s3-env"], indirect=True)
+def test_a_large_file_is_streamed_and_a_body_that_does_not_match_its_sha256_is_refused(root, servers, backend, tmp_path):
+    from tracklet.client import files as client_files
+
+    server = servers(tmp_path / "server", extra=backend.extra)
+    big = os.urandom(client_files.WHOLE_BYTES + 3 * client_files.PIECE + 17)  # hashed, then sent from disk in pieces
+    local = _record(root, "p", "r", {"model.bin": big})
+    with SyncClient(server.url) as client:
+        assert client.sync_run(local).files_sent == 1
+    assert backend.read("p/r/model.bin") == big
+    assert _listing(server.url, "p", "r")["model.bin"]["sha256"] == hashlib.sha256(big).hexdigest()
+
+    with httpx.Client(base_url=server.url) as http:  # a body that changed after it was hashed
+        stale = http.put("/api/v1/runs/p/r/files/model.bin", content=gzip.compress(b"other bytes"),
+                         headers={"Content-Encoding": "gzip", "X-Tracklet-Sha256": hashlib.sha256(big).hexdigest()})
+        assert stale.status_code == 412 and "nothing was stored" in stale.json()["detail"]
+        fresh = http.put("/api/v1/runs/p/r/files/new.bin", content=b"abc",
+                         headers={"X-Tracklet-Sha256": hashlib.sha256(b"abd").hexdigest()})
+        assert fresh.status_code == 412
+    assert backend.read("p/r/model.bin") == big  # the stored file is untouched
+    assert backend.keys() == ["p/r/model.bin"]  # nothing half-written, no temporary left visible

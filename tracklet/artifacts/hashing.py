@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 CHUNK = 1 << 20
 STAT_CACHE_FILE = "artifact-digests.sqlite"
@@ -73,17 +73,24 @@ def stat_key(path: str, stat: os.stat_result) -> StatKey:
 
 def sha256_file(path: str | os.PathLike, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
     """(sha256 hex, size) of a file, read in 1 MiB pieces."""
+    with open(path, "rb", buffering=0) as handle:
+        result = sha256_handle(handle, on_bytes)
+    count_file_hashed()
+    return result
+
+
+def sha256_handle(handle: Any, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """(sha256 hex, size) of what is left to read from an open binary file, read into one 1 MiB
+    buffer (hashlib releases the GIL on each piece)."""
     hasher = hashlib.sha256()
     size = 0
-    with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        while read := handle.readinto(buffer):
-            hasher.update(view[:read])
-            size += read
-            if on_bytes is not None:
-                on_bytes(read)
-    count_file_hashed()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while read := handle.readinto(buffer):
+        hasher.update(view[:read])
+        size += read
+        if on_bytes is not None:
+            on_bytes(read)
     return hasher.hexdigest(), size
 
 

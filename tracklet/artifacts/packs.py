@@ -112,14 +112,22 @@ def pack_id_of(trailer: bytes) -> str:
 
 def build_pack(chunks: Sequence[tuple[bytes, bytes | bytearray | memoryview]]) -> tuple[str, bytes]:
     """A whole pack in memory from ``(chunk id, bytes)`` pairs (the caller vouches for the ids):
-    its id and its bytes (what an uploader sends a server)."""
+    its id and its bytes."""
+    pack_id, trailer = pack_trailer(chunks)
+    return pack_id, b"".join([*(data for _, data in chunks), trailer])  # one copy of each chunk
+
+
+def pack_trailer(chunks: Sequence[tuple[bytes, bytes | bytearray | memoryview]]) -> tuple[str, bytes]:
+    """The id and the trailer (index and footer) of the pack of ``(chunk id, bytes)`` pairs: the
+    pack is their bytes in order, then the trailer. An uploader sends the pieces as they are (no
+    copy joins them: ``client.artifacts.Pieces``)."""
     entries = []
     offset = 0
     for cid, data in chunks:
         entries.append((cid, offset, len(data)))
         offset += len(data)
     trailer = encode_trailer(entries, offset)
-    return pack_id_of(trailer), b"".join([*(data for _, data in chunks), trailer])  # one copy of each chunk
+    return pack_id_of(trailer), trailer
 
 
 def decode_trailer(trailer: bytes, pack_size: int, where: str) -> list[tuple[bytes, int, int]]:

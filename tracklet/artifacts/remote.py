@@ -115,7 +115,12 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     project lacks, then register each file (the server rebuilds it from its chunks and checks its
     sha256). Bytes sent. A killed upload resumes for free: the packs the server stored hold their
     chunks, and the next try asks again and sends only the rest."""
-    from tracklet.artifacts.packs import build_pack
+    from tracklet.artifacts.packs import pack_trailer
+    from tracklet.client.artifacts import Pieces
+
+    def build_pack(chunks: list[tuple[bytes, bytes]]) -> tuple[str, Pieces]:
+        pack_id, trailer = pack_trailer(chunks)  # the chunk bytes are sent from the reads, not joined
+        return pack_id, Pieces([*(data for _, data in chunks), trailer])
 
     recipes = []
     for entry in entries:
@@ -132,7 +137,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     lock = threading.Lock()
     slots = threading.Semaphore(client.workers + 1)  # packs built but not sent yet: bounded memory
 
-    def send(pack_id: str, data: bytes) -> None:
+    def send(pack_id: str, data: Pieces) -> None:
         nonlocal sent
         try:
             count = client.upload_pack(project, pack_id, data)
@@ -149,7 +154,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
             size = 0
             try:
                 for cid, piece in zip(todo, reader.iter_chunks(todo, name=entries[0].path)):
-                    batch.append((cid, piece))  # a view of one read of the local pack: build_pack copies it once
+                    batch.append((cid, piece))  # a view of one read of the local pack, sent as it is
                     size += len(piece)
                     if size >= pack_bytes:
                         slots.acquire()
@@ -181,6 +186,9 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
 #: default) it streams their chunks to its server as they are cut and keeps no local copy of them
 #: (``ServerChunks``). The A2 benchmark (``--only a2loop``) compares the two.
 STREAM_CHUNKS_ENV = "TRACKLET_ARTIFACT_STREAM_CHUNKS"
+
+#: Chunk ids per segment of a streamed file (one chunk query each: the server's limit per query).
+MAX_SEGMENT_CHUNKS = 1000
 
 
 class ChunkStreamer:
@@ -220,10 +228,33 @@ class ChunkStreamer:
         self._entries: list[tuple[bytes, int, int]] = []
         self._seen: set[bytes] = set()
         self._closed = False
+        self._stream: str | None = None  # the file being streamed (start_file) ...
+        self._segment = 0  # ... the number of its next segment ...
+        self._sequence: list[bytes] = []  # ... and that segment's chunk ids so far, in file order
+
+    def start_file(self) -> str:
+        """The chunks given from now on, until ``end_file``, are one file's in order: its stream
+        id. Each batch's chunk query then names the stream and lists the segment's ids in file order
+        (repeats included), so the server hashes the file as they arrive and its registration
+        (``register_file(..., stream=)``) needs no read back."""
+        self._flush()
+        self._stream, self._segment = uuid.uuid4().hex, 0
+        return self._stream
+
+    def end_file(self) -> None:
+        """The file started with ``start_file`` is over: its last segment goes out."""
+        self._flush()
+        self._stream = None
 
     def __call__(self, chunk_id: bytes, data: bytes | bytearray | memoryview) -> None:
         """One chunk (on the cutting thread); its bytes are copied."""
-        if self.error is not None or self._closed or chunk_id in self._seen:
+        if self.error is not None or self._closed:
+            return
+        if self._stream is not None:
+            self._sequence.append(chunk_id)
+            if len(self._sequence) >= MAX_SEGMENT_CHUNKS:
+                self._flush()
+        if chunk_id in self._seen:
             return
         self._seen.add(chunk_id)
         length = len(data)
@@ -247,24 +278,37 @@ class ChunkStreamer:
         return bytearray(max(least, self.batch_bytes + (1 << 20)))
 
     def _flush(self) -> None:
-        if not self._entries or self._data is None:
+        if not self._entries and not self._sequence:
             return
         data, used, entries = self._data, self._used, self._entries
         self._data, self._used, self._entries = None, 0, []
+        segment = None
+        if self._stream is not None and self._sequence:
+            segment = (self._stream, self._segment, self._sequence)
+            self._segment += 1
+        self._sequence = []
         self._slots.acquire()
         try:
-            self._futures.append(self._pool.submit(self._send, data, used, entries))
+            self._futures.append(self._pool.submit(self._send, data, used, entries, segment))
         except RuntimeError:  # the pool is shut down
             self._slots.release()
 
-    def _send(self, data: bytearray, used: int, entries: list[tuple[bytes, int, int]]) -> None:
+    def _send(self, data: bytearray | None, used: int, entries: list[tuple[bytes, int, int]],
+              segment: tuple[str, int, list[bytes]] | None) -> None:
         from tracklet.artifacts.packs import encode_trailer, pack_id_of
         from tracklet.client.artifacts import Pieces
 
         try:
             if self.error is not None:
                 return
-            lacking = self.client.missing_chunks(self.project, [cid.hex() for cid, _, _ in entries])
+            if segment is not None:
+                stream, number, sequence = segment
+                lacking = self.client.missing_chunks(self.project, [cid.hex() for cid in sequence], stream=stream,
+                                                     segment=number)
+            else:
+                lacking = self.client.missing_chunks(self.project, [cid.hex() for cid, _, _ in entries])
+            if data is None or not entries:
+                return
             view = memoryview(data)[:used]
             pack: list[tuple[bytes, int, int]] = []
             runs: list[memoryview] = []  # the pack's chunk bytes: runs of adjacent chunks in ``data``
@@ -292,8 +336,9 @@ class ChunkStreamer:
         except BaseException as error:  # noqa: BLE001 - the caller decides (ServerChunks: store locally)
             self.error = error
         finally:
-            with self._lock:
-                self._free.append(data)
+            if data is not None:
+                with self._lock:
+                    self._free.append(data)
             self._slots.release()
 
     def close(self) -> None:
@@ -332,6 +377,7 @@ class ServerChunks:
         self.client = client
         self.project = project
         self.streamer = ChunkStreamer(client, project, pack_bytes=pack_bytes, batches=batches)
+        self.streams: dict[str, str] = {}  # file sha256 -> the stream its chunks went in
 
     @property
     def error(self) -> BaseException | None:
@@ -361,6 +407,7 @@ class ServerChunks:
         chunker = FileChunker(path, DEFAULT_PARAMS)
         chunks: list[tuple[bytes, int]] = []
         send = self.streamer
+        stream = send.start_file()
         for batch in chunker:
             covered = 0
             for cid, data in batch:
@@ -369,6 +416,8 @@ class ServerChunks:
                 send(cid, data)
             if on_bytes is not None:
                 on_bytes(covered)
+        send.end_file()
+        self.streams[chunker.sha256] = stream
         return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=DEFAULT_PARAMS)
 
     def register(self, files: list[tuple[str, int, str, bytes]]) -> None:
@@ -384,7 +433,7 @@ class ServerChunks:
                 self.client.upload_bytes(self.project, data)
                 lacking.discard(recipe)
         for digest, size, recipe, _ in files:
-            self.client.register_file(self.project, digest, size, recipe)
+            self.client.register_file(self.project, digest, size, recipe, stream=self.streams.get(digest))
 
 
 def server_manifest(manifest: Manifest) -> Manifest:

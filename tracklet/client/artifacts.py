@@ -146,15 +146,23 @@ class ArtifactClient:
 
     # ------------------------------------------------------------ chunks of large files
 
-    def missing_chunks(self, project: str, chunk_ids: list[str]) -> set[str]:
+    def missing_chunks(self, project: str, chunk_ids: list[str], *, stream: str | None = None,
+                       segment: int = 0) -> set[str]:
         """The chunk ids (blake3 hex) of ``chunk_ids`` the project lacks (1,000 per request);
-        ``ChunkRoutesMissing`` if the server has no chunk routes."""
-        unique = list(dict.fromkeys(chunk_ids))
+        ``ChunkRoutesMissing`` if the server has no chunk routes. With ``stream``, ``chunk_ids``
+        (at most 1,000, in file order, repeats included) are segment ``segment`` of a file being
+        streamed: the server hashes the file as they arrive (``register_file(..., stream=)``)."""
+        if stream is not None and len(chunk_ids) > MAX_DIGESTS_PER_QUERY:
+            raise ValueError(f"a stream's segment holds at most {MAX_DIGESTS_PER_QUERY} chunk ids, got {len(chunk_ids)}")
+        unique = list(dict.fromkeys(chunk_ids)) if stream is None else chunk_ids
         lacking: set[str] = set()
         for start in range(0, len(unique), MAX_DIGESTS_PER_QUERY):
             batch = unique[start:start + MAX_DIGESTS_PER_QUERY]
+            query: dict[str, object] = {"chunks": batch}
+            if stream is not None:
+                query.update(stream=stream, segment=segment)
             response = self.http.request("POST", f"{self._base(project)}/_chunks/missing", idempotent=True,
-                                         json={"chunks": batch})
+                                         json=query)
             if response.status_code in (404, 405):
                 raise ChunkRoutesMissing(f"{self.http.base_url} takes no chunks (an older server)")
             if response.status_code != 200:
@@ -173,12 +181,15 @@ class ArtifactClient:
             raise self.http.refusal(response, what=f"the upload of pack {pack_id}")
         return len(data)
 
-    def register_file(self, project: str, digest: str, size: int, recipe: str) -> bool:
+    def register_file(self, project: str, digest: str, size: int, recipe: str, *, stream: str | None = None) -> bool:
         """Register file ``digest`` as the chunks recipe blob ``recipe`` lists (its chunks and the
-        recipe uploaded first); False if the project held it already."""
-        # The server reads the whole file back to check it: give it time for the size (20 MB/s).
-        response = self.http.request("POST", f"{self._base(project)}/_files", idempotent=True,
-                                     json={"digest": digest, "size": size, "recipe": recipe},
+        recipe uploaded first; ``stream``: the stream they were sent in, see ``missing_chunks``);
+        False if the project held it already."""
+        # The server may read the whole file back to check it: give it time for the size (20 MB/s).
+        body: dict[str, object] = {"digest": digest, "size": size, "recipe": recipe}
+        if stream is not None:
+            body["stream"] = stream
+        response = self.http.request("POST", f"{self._base(project)}/_files", idempotent=True, json=body,
                                      timeout=max(60.0, size / 20e6))
         if response.status_code != 200:
             raise self.http.refusal(response, what=f"registering file {digest}")

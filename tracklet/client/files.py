@@ -4,8 +4,11 @@
 online mode both carry files. One listing request per run tells what the server has (size and
 sha256 per name); only files that differ are read and sent, whole and gzip-compressed. A local
 file's digest is remembered per (size, mtime), so a live run's unchanged files cost one ``stat``
-per upload tick. A file that vanishes or can't be read, or that the server refuses (a name it
-doesn't accept, too large), is skipped with a ``TrackletWarning``: files never stop the log upload.
+per upload tick. A file is hashed in pieces and sent as a stream of gzip pieces read from it
+again (never held whole in memory: a run may keep a checkpoint among its files), with its sha256
+in ``X-Tracklet-Sha256`` so the server refuses a body that changed since it was hashed. A file
+that vanishes or can't be read, or that the server refuses (a name it doesn't accept, too large,
+changed while sent), is skipped with a ``TrackletWarning``: files never stop the log upload.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import hashlib
 import os
 import urllib.parse
 import warnings
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -34,6 +38,40 @@ class _Seen:
     mtime_ns: int
     sha256: str
     refused: bool = False
+
+
+#: Bytes read from a run file at a time, to hash it and to send it.
+PIECE = 1 << 20
+#: A file up to this size is read whole once, hashed and sent from memory (a consistent snapshot of
+#: a file being appended to, such as a live log); a larger one is hashed, then streamed from disk.
+WHOLE_BYTES = 8 << 20
+
+
+def _sha256_of(path: Path) -> tuple[str, int, os.stat_result]:
+    """(sha256, size) of ``path`` read in pieces, and its ``fstat`` after the read (the version
+    those bytes belong to)."""
+    from tracklet.artifacts.hashing import sha256_handle
+
+    with open(path, "rb", buffering=0) as handle:
+        digest, size = sha256_handle(handle)
+        return digest, size, os.fstat(handle.fileno())
+
+
+class GzipBody:
+    """A file's bytes as gzip pieces, read again from the start each time it is iterated (so the
+    HTTP client's retry can send it again); memory stays at one piece whatever the file's size."""
+
+    def __init__(self, path: Path, level: int = 6) -> None:
+        self.path = path
+        self.level = level
+
+    def __iter__(self) -> Iterator[bytes]:
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, 31)  # 31: the gzip container
+        with open(self.path, "rb") as handle:
+            while piece := handle.read(PIECE):
+                if out := compressor.compress(piece):
+                    yield out
+        yield compressor.flush()
 
 
 def local_files(files_dir: Path) -> list[tuple[str, Path]]:
@@ -92,22 +130,30 @@ class FileSync:
         if seen is not None and (seen.size, seen.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             if seen.refused or remote == (seen.size, seen.sha256):
                 return 0  # unchanged since the server had it, or since it refused it
-        with open(path, "rb") as handle:
-            data = handle.read()
-            after = os.fstat(handle.fileno())  # the version these bytes belong to
-        sha256 = hashlib.sha256(data).hexdigest()
-        version = _Seen(len(data), after.st_mtime_ns, sha256)
-        if after.st_size == len(data):  # not being appended to as we read: remember it
+        data: bytes | None = None
+        if stat.st_size <= WHOLE_BYTES:
+            with open(path, "rb") as handle:
+                data = handle.read(WHOLE_BYTES + 1)
+                after = os.fstat(handle.fileno())  # the version these bytes belong to
+            sha256, size = hashlib.sha256(data).hexdigest(), len(data)
+        if data is None or len(data) > WHOLE_BYTES:  # large (or grew past the limit meanwhile)
+            data = None
+            sha256, size, after = _sha256_of(path)
+        version = _Seen(size, after.st_mtime_ns, sha256)
+        if after.st_size == size:  # not being appended to as we read: remember it
             self._seen[path] = version
-        if remote == (len(data), sha256):
+        if remote == (size, sha256):
             return 0
         response = self._request(
-            "PUT", self._url(paths, name), content=gzip.compress(data, 6),
-            headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream"},
+            "PUT", self._url(paths, name), content=gzip.compress(data, 6) if data is not None else GzipBody(path),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/octet-stream", "X-Tracklet-Sha256": sha256},
         )
         if response.status_code == 200:
             return 1
-        if after.st_size == len(data):
+        if response.status_code == 412:  # it changed between the hash and the send: next tick sends it
+            self._seen.pop(path, None)
+            return 0
+        if after.st_size == size:
             self._seen[path] = dataclasses.replace(version, refused=True)  # not again until it changes
         _warn(f"the server refused file {name!r} of {run} (HTTP {response.status_code}): {response_detail(response)}")
         return 0

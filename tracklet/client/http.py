@@ -23,6 +23,7 @@ import dataclasses
 import email.utils
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -104,6 +105,21 @@ def refusal(response: httpx.Response, *, base_url: str, error: type[TrackletErro
     return error(f"{base_url} refused {what} (HTTP {status}): {detail}{login}")
 
 
+_ssl_lock = threading.Lock()
+_ssl_context: Any = None
+
+
+def ssl_context() -> Any:
+    """httpx's default TLS context (certifi's CAs, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), built
+    once per process: building it loads the CA bundle, ~0.1 CPU s each time, which every new
+    ``httpx.Client`` paid (an online run's artifact thread made two per run)."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
+
+
 class HttpClient:
     """An ``httpx.Client`` for the server at ``base_url`` with the API key, ``retry`` and
     ``error`` (the class refusals and give-ups raise); ``advice`` ends a give-up's message."""
@@ -118,6 +134,7 @@ class HttpClient:
         self._sleep = sleep
         key = resolve_key(self.base_url, api_key)
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                    verify=ssl_context() if transport is None else True,
                                     headers={"Authorization": f"Bearer {key}"} if key else None)
 
     def close(self) -> None:

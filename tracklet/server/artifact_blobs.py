@@ -139,6 +139,10 @@ class ServerArtifacts:
         self.blobs.bind(engine, self.packs)
         # Small blobs of a batch go many to a pack (artifact_packed.py); off: one object each (as before 0.13).
         self.pack_small = pack_small if pack_small is not None else os.environ.get(PACK_SMALL_ENV, "1") != "0"
+        from tracklet.server.artifact_streams import FileStreams
+
+        # Large files streamed as chunks are sha256'd as their packs arrive (artifact_streams.py).
+        self.streams = FileStreams(self._held_chunks)
 
     @classmethod
     def connect(cls, root: Path, url: str | None = None, options: dict[str, Any] | None = None,
@@ -383,9 +387,13 @@ class ServerArtifacts:
 
     # ------------------------------------------------------------ chunks of large files
 
-    def missing_chunks(self, project: str, chunk_ids: list[str]) -> list[str]:
-        """Which of ``chunk_ids`` (blake3 hex) the project does not hold (in the order given, once each)."""
+    def missing_chunks(self, project: str, chunk_ids: list[str], *, stream: str | None = None,
+                       segment: int | None = None) -> list[str]:
+        """Which of ``chunk_ids`` (blake3 hex) the project does not hold (in the order given, once
+        each). With ``stream`` and ``segment``, ``chunk_ids`` are that segment of a file being
+        streamed, in file order: it is sha256'd once held (``artifact_streams``)."""
         from tracklet.server.artifact_chunks import MAX_CHUNK_IDS_PER_QUERY, check_chunk_id
+        from tracklet.server.artifact_streams import is_stream_id
 
         check_name("project", project)
         if len(chunk_ids) > MAX_CHUNK_IDS_PER_QUERY:
@@ -398,7 +406,26 @@ class ServerArtifacts:
             # them, so a garbage collection in flight keeps them (its DELETE re-checks the age).
             connection.execute(artifact_chunks.update().where(held_rows).values(created_at=time.time()))
             held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(held_rows)).scalars())
+        if stream is not None:
+            if not is_stream_id(stream) or segment is None or not 0 <= segment < 1 << 31:
+                raise BadRequest(f"stream {str(stream)[:40]!r} segment {segment!r}: a stream is 32 lowercase hex "
+                                 "digits and a segment a number from 0")
+            lacking = [chunk for chunk in unique if chunk not in held]
+            self.streams.announce(project, stream, segment, [bytes.fromhex(chunk) for chunk in chunk_ids],
+                                  {bytes.fromhex(chunk) for chunk in lacking})
+            return lacking
         return [chunk for chunk in unique if chunk not in held]
+
+    def _held_chunks(self, project: str, chunk_ids: list[bytes]) -> Iterator[memoryview] | None:
+        """The bytes of ``chunk_ids`` in order, read from the project's packs into one reused
+        buffer (not checked against their ids: they were when they arrived), or None if the
+        project lacks one of them."""
+        from tracklet.artifacts.packs import Located, PackReader
+
+        places = self._places(project, chunk_ids)
+        if any(cid not in places for cid in chunk_ids):
+            return None
+        return PackReader(self.packs, Located(places), verify=False, reuse_buffer=True).iter_chunks(chunk_ids)
 
     def store_pack(self, project: str, pack_id: str, data: bytes | memoryview) -> int:
         """Keep a pack of chunks a client sent and grant its chunks to ``project`` (a chunk the
@@ -425,6 +452,7 @@ class ServerArtifacts:
         with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
             connection.execute(statement, list(rows.values()))
         self.keep_pack(pack_id, data)
+        self.streams.arrived(project, list(rows))
         return len(entries)
 
     def write_pack(self, pack_id: str, data: bytes | memoryview) -> None:
@@ -495,14 +523,19 @@ class ServerArtifacts:
         except RecipeError as error:
             raise BadRequest(f"the recipe {recipe_digest}: {error}") from None
 
-    def register_file(self, project: str, digest: str, size: int, recipe_digest: str) -> bool:
+    def register_file(self, project: str, digest: str, size: int, recipe_digest: str, *,
+                      stream: str | None = None) -> bool:
         """Record that ``project`` holds file ``digest`` as the chunks its recipe blob lists: the
         recipe must describe that sha256 and size, the project must hold every chunk, and the file
         rebuilt from them (each chunk checked against its blake3) must hash to ``digest``.
-        ``BadRequest`` naming what fails (nothing recorded). False if it was registered already."""
+        ``BadRequest`` naming what fails (nothing recorded). False if it was registered already.
+        With the ``stream`` its chunks were sent in, the sha256 computed while they arrived is used
+        when it covers exactly the recipe's chunks (``artifact_streams``); else the file is read back."""
         check_digest(digest)
         check_digest(recipe_digest)
         if self._file_recipe(project, digest) is not None:
+            if stream is not None:
+                self.streams.forget(project, stream)
             self.touch(project, [digest])
             return False
         recipe = self._read_recipe(project, recipe_digest)
@@ -527,18 +560,24 @@ class ServerArtifacts:
         from tracklet.server.artifact_chunks import ChunkStoreError
 
         # Each chunk was checked against its blake3 when its pack arrived, and the whole is checked
-        # against the file's sha256 here (a damaged chunk fails it): hashed as read, no copy.
-        hasher = hashlib.sha256()
-        size_read = 0
-        try:
-            reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)
-            for piece in reader.iter_chunks(recipe.chunk_ids, name=digest):
-                hasher.update(piece)
-                size_read += len(piece)
-        except (ChunkStoreError, FileNotFoundError) as error:
-            raise BadRequest(f"file {digest} can't be rebuilt from project {project}'s chunks: {error}") from None
-        if hasher.hexdigest() != digest or size_read != size:
-            raise BadRequest(f"file {digest}: its chunks rebuild to sha256 {hasher.hexdigest()} "
+        # against the file's sha256 here (a damaged chunk fails it): hashed while the chunks
+        # arrived when the client named its stream, else hashed as read back, no copy.
+        streamed = self.streams.digest(project, stream, ids) if stream is not None else None
+        if streamed is not None:
+            actual, size_read = streamed
+        else:
+            hasher = hashlib.sha256()
+            size_read = 0
+            try:
+                reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)
+                for piece in reader.iter_chunks(recipe.chunk_ids, name=digest):
+                    hasher.update(piece)
+                    size_read += len(piece)
+            except (ChunkStoreError, FileNotFoundError) as error:
+                raise BadRequest(f"file {digest} can't be rebuilt from project {project}'s chunks: {error}") from None
+            actual = hasher.hexdigest()
+        if actual != digest or size_read != size:
+            raise BadRequest(f"file {digest}: its chunks rebuild to sha256 {actual} "
                              f"({size_read:,} bytes); not registered")
         from sqlalchemy.dialects import postgresql, sqlite
 

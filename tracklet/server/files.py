@@ -32,6 +32,7 @@ import fsspec.core
 from fsspec.implementations.local import LocalFileSystem
 
 from tracklet.server.logs import BadRequest, run_paths
+from tracklet.errors import DigestMismatch
 from tracklet.errors import NameConflict  # noqa: F401  (defined there; imported from here too)
 
 MAX_NAME_CHARS = 512
@@ -250,11 +251,18 @@ class RunFiles:
             raise
         return handle, size
 
-    def put(self, project: str, run_id: str, name: str, data: bytes) -> tuple[FileInfo, bool]:
+    def put(self, project: str, run_id: str, name: str, data: bytes, *,
+            expected_sha256: str | None = None) -> tuple[FileInfo, bool]:
         """Store ``data`` as the run's file ``name`` atomically; ``(info, written)``, where
-        ``written`` is False when the same bytes were already stored."""
+        ``written`` is False when the same bytes were already stored. With ``expected_sha256``
+        (what the client hashed), a body that hashes to something else is refused
+        (``DigestMismatch``) and nothing is written: the file changed while it was sent, or the
+        bytes were damaged."""
         key = self._key(project, run_id, name)
         sha256 = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and expected_sha256.lower() != sha256:
+            raise DigestMismatch(f"file {name!r}: the body ({len(data):,} bytes) has sha256 {sha256}, not "
+                             f"{expected_sha256[:64]!r} as sent: nothing was stored (send it again)")
         with self._lock(project, run_id):
             try:
                 current = self.info(project, run_id, name)

@@ -57,6 +57,7 @@ _ERROR_DESCRIPTIONS = {
     403: "The key's user lacks the role this needs",
     404: "No such project, run, file, user or key",
     409: "Conflicts with what the server holds",
+    412: "The body does not hash to the X-Tracklet-Sha256 it was sent with (changed while sent): nothing was stored",
     413: "Request body too large (on the wire or decompressed)",
     415: "Unsupported Content-Encoding",
     416: "The requested byte range is outside the blob",
@@ -545,6 +546,11 @@ class BlobQueryResponse(BaseModel):
 
 class ChunkQuery(BaseModel):
     chunks: list[str] = Field(description="Chunk ids (blake3, 64 lowercase hex digits), at most 1,000")
+    stream: str | None = Field(None, description="With `segment`: the chunks are that segment of a file being "
+                               "streamed (a random id of 32 lowercase hex digits), in file order, repeats included: "
+                               "the server sha256s the file as they arrive, so registering it with this stream "
+                               "needs no read back")
+    segment: int | None = Field(None, ge=0, description="The segment's number in its stream, from 0")
 
 
 class ChunkQueryResponse(BaseModel):
@@ -561,6 +567,7 @@ class FileRequest(BaseModel):
     digest: str = Field(description="The file's sha256")
     size: int = Field(ge=0, description="The file's size in bytes")
     recipe: str = Field(description="sha256 of the file's recipe blob (its chunk ids and lengths), uploaded first")
+    stream: str | None = Field(None, description="The stream its chunks were sent in (see the chunk query), if any")
 
 
 class FileResponse(BaseModel):

@@ -266,8 +266,10 @@ def complete_upload(request: Request, project: str, upload_id: str) -> PutBlobRe
              summary="Which of these chunks does the project lack?")
 def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQueryResponse:
     """Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
-    packs. More ids in one request: 400 naming the limit."""
-    return ChunkQueryResponse(missing=_artifacts(request).missing_chunks(project, query.chunks))
+    packs. More ids in one request: 400 naming the limit. With `stream` and `segment` (a file's
+    chunks being streamed, in file order), the server hashes the file as they arrive."""
+    return ChunkQueryResponse(missing=_artifacts(request).missing_chunks(project, query.chunks, stream=query.stream,
+                                                                         segment=query.segment))
 
 
 @router.put("/_packs/{pack_id}", response_model=PutPackResponse, responses=errors(400, 413, 415),
@@ -327,7 +329,7 @@ def register_file(request: Request, project: str, body: FileRequest) -> FileResp
     chunk checked against its id) and records it only if it hashes to `digest` (else 400). A
     registered file is held like a blob: commits may name it, and `GET .../_blobs/{digest}`
     serves it (ranged)."""
-    registered = _artifacts(request).register_file(project, body.digest, body.size, body.recipe)
+    registered = _artifacts(request).register_file(project, body.digest, body.size, body.recipe, stream=body.stream)
     return FileResponse(digest=body.digest, registered=registered)
 
 

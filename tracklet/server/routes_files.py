@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from tracklet.errors import DigestMismatch
 from tracklet.server.body import read_body
 from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
 from tracklet.server.logs import run_paths
@@ -45,21 +46,26 @@ def _no_file(project: str, run_id: str, name: str) -> HTTPException:
 @router.put(
     "/{project}/{run_id}/files/{name:path}",
     response_model=PutFileResponse,
-    responses=errors(400, 404, 409, 413, 415),
+    responses=errors(400, 404, 409, 412, 413, 415),
     openapi_extra=_RAW_BODY,
     summary="Store a run file (whole body, atomic)",
 )
 async def put_file(request: Request, project: str, run_id: str, name: str = _NAME) -> PutFileResponse:
     """Replace the run's file `name` with the body; readers see the old file or the new one, never
-    part of one. Sending the bytes already stored writes nothing (`written: false`)."""
+    part of one. Sending the bytes already stored writes nothing (`written: false`). With an
+    `X-Tracklet-Sha256` header, a body (decoded) that hashes to something else is refused (412:
+    the file changed while it was sent; send it again) and nothing is stored."""
     state = request.app.state.tracklet
     check_file_name(name)  # 400 before reading the body
     _known_run(request, project, run_id)
     body = await read_body(request, state.max_body_bytes)  # why this route is async: it streams the body
     try:
-        info, written = await run_in_threadpool(state.files.put, project, run_id, name, body)
+        info, written = await run_in_threadpool(state.files.put, project, run_id, name, body,
+                                                expected_sha256=request.headers.get("x-tracklet-sha256"))
     except NameConflict as conflict:
         raise HTTPException(status_code=409, detail=str(conflict)) from None
+    except DigestMismatch as mismatch:
+        raise HTTPException(status_code=412, detail=str(mismatch)) from None
     return PutFileResponse(**info.as_dict(), written=written)
 
 

@@ -1,0 +1,159 @@
+"""A large file's sha256 computed by the server while its chunks arrive (issue #15, A2; docs/artifacts.md,
+"Server mode"): registering a file whose chunks were streamed needs no read back of the whole file,
+and the check is as strict as the read back: a digest that doesn't match is refused with nothing
+registered, and a stream that doesn't cover exactly the recipe's chunks falls back to reading."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+
+import blake3
+import pytest
+
+from tracklet.artifacts.chunking import FileRecipe
+from tracklet.artifacts.packs import build_pack
+from tracklet.server import artifact_streams
+from tracklet.server.artifact_blobs import NotHeld, ServerArtifacts
+from tracklet.server.logs import BadRequest
+
+CHUNK = 64 * 1024
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file(chunks: int = 40) -> tuple[list[bytes], list[bytes]]:
+    """A file of ``chunks`` random chunks with one repeated (ids repeat in a recipe): chunks, ids."""
+    pieces = [os.urandom(CHUNK) for _ in range(chunks)]
+    pieces[7] = pieces[3]
+    return pieces, [blake3.blake3(piece).digest() for piece in pieces]
+
+
+def _recipe(artifacts: ServerArtifacts, project: str, ids: list[bytes], pieces: list[bytes], *,
+            sha256: str | None = None) -> str:
+    data = b"".join(pieces)
+    recipe = FileRecipe(size=len(data), sha256=sha256 or _sha(data), chunks=tuple(zip(ids, map(len, pieces))))
+    text = recipe.to_json().encode()
+    artifacts.store_small(project, [(_sha(text), text)])
+    return _sha(text)
+
+
+def _stream(artifacts: ServerArtifacts, project: str, ids: list[bytes], pieces: list[bytes], *,
+            segments: list[int] | None = None) -> str:
+    """Announce the file in segments of 16 chunk ids (in the order ``segments`` says, all by
+    default) and send its chunks in packs of 10, the last pack first: packs arrive out of order."""
+    stream = uuid.uuid4().hex
+    numbers = list(range((len(ids) + 15) // 16)) if segments is None else segments
+    for number in numbers:
+        artifacts.missing_chunks(project, [cid.hex() for cid in ids[number * 16:(number + 1) * 16]],
+                                 stream=stream, segment=number)
+    unique = dict(zip(ids, pieces))
+    packs = [list(unique.items())[start:start + 10] for start in range(0, len(unique), 10)]
+    for pack in reversed(packs):
+        artifacts.store_pack(project, *build_pack(pack))
+    return stream
+
+
+@pytest.fixture
+def artifacts(tmp_path) -> ServerArtifacts:
+    return ServerArtifacts(tmp_path / "server")
+
+
+def _read(artifacts: ServerArtifacts, project: str, digest: str) -> bytes:
+    handle, _ = artifacts.open_blob(project, digest)
+    with handle:
+        return handle.read()
+
+
+def test_a_streamed_file_is_registered_without_reading_it_back(artifacts):
+    pieces, ids = _file()
+    stream = _stream(artifacts, "p", ids, pieces, segments=[2, 0, 1])  # segments announced out of order
+    recipe = _recipe(artifacts, "p", ids, pieces)
+    digest = _sha(b"".join(pieces))
+
+    assert artifacts.register_file("p", digest, len(b"".join(pieces)), recipe, stream=stream)
+    assert artifacts.streams.reads_avoided == 1
+    assert _read(artifacts, "p", digest) == b"".join(pieces)
+
+
+def test_a_streamed_file_whose_sha256_does_not_match_is_refused_and_nothing_is_registered(artifacts):
+    pieces, ids = _file()
+    stream = _stream(artifacts, "p", ids, pieces)
+    lie = _sha(b"something else")  # the client claims the chunks make a file they don't make
+    recipe = _recipe(artifacts, "p", ids, pieces, sha256=lie)
+
+    with pytest.raises(BadRequest, match=f"file {lie}: its chunks rebuild to sha256 {_sha(b''.join(pieces))}"):
+        artifacts.register_file("p", lie, len(b"".join(pieces)), recipe, stream=stream)
+    assert artifacts.missing("p", [lie]) == [lie]  # not held: nothing visible
+    with pytest.raises(NotHeld, match=f"holds no blob {lie}"):
+        artifacts.open_blob("p", lie)
+
+
+@pytest.mark.parametrize("gap", ["a segment never announced", "another file's stream", "more segments waiting than followed"])
+def test_a_stream_that_does_not_cover_the_recipe_falls_back_to_reading_the_file(artifacts, gap, monkeypatch):
+    pieces, ids = _file()
+    if gap == "more segments waiting than followed":  # 3 segments announced before any chunk arrives
+        monkeypatch.setattr(artifact_streams, "MAX_PENDING_SEGMENTS", 2)
+        stream = _stream(artifacts, "p", ids, pieces)
+    elif gap == "a segment never announced":
+        stream = _stream(artifacts, "p", ids, pieces, segments=[0, 2])
+    else:
+        other_pieces, other_ids = _file(20)
+        stream = _stream(artifacts, "p", other_ids, other_pieces)
+        _stream(artifacts, "p", ids, pieces)
+    recipe = _recipe(artifacts, "p", ids, pieces)
+    digest = _sha(b"".join(pieces))
+
+    assert artifacts.register_file("p", digest, len(b"".join(pieces)), recipe, stream=stream)
+    assert artifacts.streams.reads_avoided == 0  # read back, and checked the same way
+    assert _read(artifacts, "p", digest) == b"".join(pieces)
+
+
+def test_a_bad_stream_name_is_refused(artifacts):
+    with pytest.raises(BadRequest, match="32 lowercase hex"):
+        artifacts.missing_chunks("p", ["ab" * 32], stream="../x", segment=0)
+
+
+def test_an_online_commits_streamed_file_is_registered_from_its_stream(tmp_path):
+    """The real client (``ServerChunks``: segments, repeats, chunks seen earlier) against the real
+    app over HTTP (uvicorn in this process, so the test can read the server's count)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from tracklet.artifacts.remote import ServerChunks
+    from tracklet.client.artifacts import ArtifactClient
+    from tracklet.client.http import HttpClient
+    from tracklet.server.app import create_app
+
+    app = create_app(tmp_path / "server", auth=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.02)  # until it listens
+        repeated = os.urandom(2 << 20)
+        data = repeated + os.urandom(6 << 20) + repeated + os.urandom(3 << 20)  # repeats across segments
+        path = tmp_path / "model.bin"
+        path.write_bytes(data)
+        client = ArtifactClient(HttpClient(f"http://127.0.0.1:{port}"), tmp_path / "state")
+        with ServerChunks(client, "p", pack_bytes=1 << 20) as target:  # 4 MiB segments: several
+            recipe = target.write_file(path)
+            text = recipe.to_json().encode()
+            target.register([(recipe.sha256, recipe.size, _sha(text), text)])
+        client.http.close()
+        artifacts = app.state.tracklet.artifacts
+        assert recipe.sha256 == _sha(data)
+        assert artifacts.streams.reads_avoided == 1  # hashed as it arrived, not read back
+        assert _read(artifacts, "p", recipe.sha256) == data
+    finally:
+        server.should_exit = True
+        thread.join(10)

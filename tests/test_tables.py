@@ -479,6 +479,38 @@ def test_filter_sort_and_page_agree_with_pandas_on_random_data(start):
         assert len(page) == len(ordered["id"].tolist()[offset:offset + limit])
 
 
+def test_queries_from_many_threads_at_once_each_get_their_own_answer(start):
+    """The server answers table requests on a thread pool, every query on DuckDB's database of
+    the process: queries run at once from several threads each give their own filter's rows."""
+    rng = random.Random(17)
+    arrow = _random_frame(rng, 400)
+    run = start()
+    run.log({"t": tracklet.Table(dataframe=arrow)})
+    run.finish()
+    query = read(run).table("t")
+    frame = arrow.to_pandas()
+    filters = [_random_filter(rng) for _ in range(24)]
+    answers: dict[int, tuple[list[int], int]] = {}
+    errors: list[BaseException] = []
+
+    def ask(index: int) -> None:
+        try:
+            filtered = query.filter(filters[index][0]).sort("id", descending=True)
+            answers[index] = (filtered.to_pandas()["id"].tolist(), filtered.count())
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(filters))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for index, (text, keep) in enumerate(filters):
+        expected = frame[keep(frame)]["id"].tolist()[::-1]
+        assert answers[index] == (expected, len(expected)), text
+
+
 def test_select_reads_only_the_columns_asked_for(start):
     run = start()
     run.log({"t": tracklet.Table(columns=["a", "b", "c"], data=[[1, "x", 2.0], [2, "y", 3.0]])})

@@ -85,6 +85,37 @@ def test_a_dataframe_converts_through_arrow_and_keeps_its_dtypes(start):
     assert read(run).table("frame").filter("when >= '2026-01-04 00:00:00'").count() == 5000 - 3 * 24 * 60
 
 
+def test_a_dataframe_is_converted_off_the_callers_thread(start, monkeypatch):
+    """``Table(dataframe=df)`` and ``log()`` only copy and hand over: pyarrow's conversion of
+    the frame runs once, on the logged-object worker; the frame changed afterwards changes nothing
+    logged; a frame of text in object columns (pandas 2's strings) is deferred too."""
+    import pyarrow.pandas_compat as pandas_compat
+
+    converting_threads: list[str] = []
+    convert = pandas_compat.dataframe_to_arrays
+
+    def observed(*args, **kwargs):
+        converting_threads.append(threading.current_thread().name)
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(pandas_compat, "dataframe_to_arrays", observed)
+    run = start()
+    frame = pd.DataFrame({"i": np.arange(1000, dtype=np.int64), "x": np.linspace(0, 1, 1000),
+                          "s": pd.Series([f"r{i % 7}" if i % 5 else None for i in range(1000)], dtype=object)})
+    expected = frame.copy()
+    table = tracklet.Table(dataframe=frame)
+    frame.loc[0, "i"] = -1
+    assert table.columns == ["i", "x", "s"] and len(table) == 1000
+    run.log({"frame": table})
+    run.flush()
+    # converted once, never on this (the training) thread
+    assert len(converting_threads) == 1 and converting_threads[0] != threading.current_thread().name
+    run.finish()
+    got = read(run).table("frame").to_pandas()
+    assert got["i"].tolist() == expected["i"].tolist() and got["x"].tolist() == expected["x"].tolist()
+    assert [v if isinstance(v, str) else None for v in got["s"]] == expected["s"].tolist()
+
+
 def test_an_arrow_table_is_taken_as_it_is(start):
     run = start()
     arrow = pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"]})

@@ -172,7 +172,9 @@ def add_object(artifact: Any, obj: Any, name: str) -> str:
 def _rows(table: Any) -> list[list[Any]]:
     """The table's rows with media cells as the media objects (``table.data`` gives their text)."""
     held = getattr(table, "_rows", None)
-    arrow = getattr(table, "_arrow", None)
+    from tracklet.media.table_arrow import materialize
+
+    arrow = materialize(getattr(table, "_arrow", None))
     rows: list[list[Any]] = []
     if arrow is not None:
         names = table.columns

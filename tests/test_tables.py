@@ -487,14 +487,18 @@ def _random_filter(rng: random.Random, depth: int = 0):
             lambda d: d[column].notna() if negated else d[column].isna())
 
 
-def test_filter_sort_and_page_agree_with_pandas_on_random_data(start):
-    rng = random.Random(16)
+def _logged_random_table(start, rng: random.Random):
+    """A random 400-row table logged and read back: (its query, the frame as pandas)."""
     arrow = _random_frame(rng, 400)
     run = start()
     run.log({"t": tracklet.Table(dataframe=arrow)})
     run.finish()
-    query = read(run).table("t")
-    frame = arrow.to_pandas()
+    return read(run).table("t"), arrow.to_pandas()
+
+
+def test_filter_sort_and_page_agree_with_pandas_on_random_data(start):
+    rng = random.Random(16)
+    query, frame = _logged_random_table(start, rng)
     for _ in range(40):
         text, keep = _random_filter(rng)
         expected = frame[keep(frame)]
@@ -514,12 +518,7 @@ def test_queries_from_many_threads_at_once_each_get_their_own_answer(start):
     """The server answers table requests on a thread pool, every query on DuckDB's database of
     the process: queries run at once from several threads each give their own filter's rows."""
     rng = random.Random(17)
-    arrow = _random_frame(rng, 400)
-    run = start()
-    run.log({"t": tracklet.Table(dataframe=arrow)})
-    run.finish()
-    query = read(run).table("t")
-    frame = arrow.to_pandas()
+    query, frame = _logged_random_table(start, rng)
     filters = [_random_filter(rng) for _ in range(24)]
     answers: dict[int, tuple[list[int], int]] = {}
     errors: list[BaseException] = []

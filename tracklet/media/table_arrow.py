@@ -80,15 +80,29 @@ def materialize(part: Any) -> Any:
 
 
 def _converts_whole(frame: Any) -> bool:
-    """Whether ``from_pandas`` converts every column of ``frame`` (numbers, bools, dates,
-    categoricals, pandas strings; object columns only of text, ``infer_dtype``, a C scan): a
-    column of media or other objects may need the rows path instead."""
+    """Whether ``from_pandas`` surely converts every column of ``frame``: numpy bools, ints,
+    floats, dates and durations; pandas' strings, nullable numbers and bools, dates with a time
+    zone, Arrow-backed columns; categoricals of those; object columns of text only
+    (``infer_dtype``, a C scan). Anything else (media, other objects, complex numbers) is
+    converted on the caller, where a frame that doesn't convert takes the rows path."""
+    return all(_converts(column.dtype, column) for _, column in frame.items())
+
+
+def _converts(dtype: Any, values: Any) -> bool:
+    import pandas as pd
     from pandas.api.types import infer_dtype
 
-    for _, column in frame.items():
-        if column.dtype == object and infer_dtype(column, skipna=True) not in ("string", "empty"):
-            return False
-    return True
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _converts(dtype.categories.dtype, dtype.categories)
+    if isinstance(dtype, (pd.StringDtype, pd.BooleanDtype, pd.DatetimeTZDtype, pd.ArrowDtype)):
+        return True
+    if getattr(dtype, "kind", None) in ("i", "u", "f") and isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return True  # Int64, Float64 and the like (nullable)
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return False
+    if dtype.kind in "biufmM":
+        return True
+    return dtype.kind == "O" and infer_dtype(values, skipna=True) in ("string", "empty")
 
 
 def arrow_of_dataframe(frame: Any) -> Any:

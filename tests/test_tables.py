@@ -110,6 +110,8 @@ def test_a_dataframe_is_converted_off_the_callers_thread(start, monkeypatch):
     run.flush()
     # converted once, never on this (the training) thread
     assert len(converting_threads) == 1 and converting_threads[0] != threading.current_thread().name
+    frame.loc[1, "x"] = 99.0  # after the conversion too, the frame's changes are not the table's
+    assert table.get_dataframe()["x"].tolist() == expected["x"].tolist()
     run.finish()
     got = read(run).table("frame").to_pandas()
     assert got["i"].tolist() == expected["i"].tolist() and got["x"].tolist() == expected["x"].tolist()

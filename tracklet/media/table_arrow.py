@@ -48,14 +48,16 @@ def pa_module() -> Any:
 class PendingFrame:
     """A pandas DataFrame copied on the caller's thread and converted to Arrow (``from_pandas``,
     as a whole) once, where first asked for (``materialize``): on the logged-object worker when
-    the table is logged, so ``Table(dataframe=df)`` costs the caller the copy only (~7 ms for
-    1M rows × 10 columns, against ~15 ms of CPU more and a thread pool's start for the
-    conversion), or on the caller when it reads the table first. Only frames whose conversion
+    the table is logged, so ``Table(dataframe=df)`` costs the caller the copy only (with pandas'
+    copy-on-write a shallow one, microseconds, the deep copy then the worker's; else ~7-160 ms
+    for 1M rows × 10 columns, page faults included), not the ~15 ms of CPU more and a thread
+    pool's start of the conversion, or on the caller when it reads the table first. Only frames whose conversion
     can't fail are deferred (``arrow_of_dataframe``). Stands in for the Arrow part where the
     table needs only its size and names."""
 
-    def __init__(self, frame: Any) -> None:
+    def __init__(self, frame: Any, copy_first: bool = False) -> None:
         self._frame = frame
+        self._copy_first = copy_first  # ``frame`` is a copy-on-write snapshot: copy it deep before converting
         self._arrow: Any = None
         self._lock = threading.Lock()  # the worker and the caller may both ask
         self.num_rows = len(frame)
@@ -64,14 +66,25 @@ class PendingFrame:
 
     def select(self, names: list[str]) -> "PendingFrame":
         """Only ``names``, in that order (a KeyError names a column the frame doesn't have)."""
-        return PendingFrame(self._frame[names])
+        return PendingFrame(self._frame[names], self._copy_first)
 
     def arrow(self) -> Any:
         with self._lock:
             if self._arrow is None:
-                self._arrow = pa_module().Table.from_pandas(self._frame, preserve_index=False, nthreads=1)
+                # from_pandas shares numeric buffers: they must be this table's own, not the caller's
+                frame = self._frame.copy(deep=True) if self._copy_first else self._frame
+                self._arrow = pa_module().Table.from_pandas(frame, preserve_index=False, nthreads=1)
                 self._frame = None  # the Arrow table holds the data now
             return self._arrow
+
+
+def _copy_on_write() -> bool:
+    """Whether pandas copies on write (pandas 3 always; pandas 2 when its option is on)."""
+    import pandas as pd
+
+    if int(pd.__version__.partition(".")[0]) >= 3:
+        return True
+    return getattr(pd.options.mode, "copy_on_write", False) is True
 
 
 def materialize(part: Any) -> Any:
@@ -124,10 +137,16 @@ def arrow_of_dataframe(frame: Any) -> Any:
         if len(set(names)) != len(names):
             duplicated = sorted({name for name in names if names.count(name) > 1})
             raise TableError(f"tracklet.Table(dataframe=...): duplicate column names {duplicated}")
+        if _converts_whole(frame):
+            # With pandas' copy-on-write (always on from pandas 3) a shallow copy is a snapshot:
+            # a later change to ``frame`` copies the data it changes, on the caller's side; the
+            # deep copy, which Arrow's zero-copy conversion needs, is then the worker's.
+            lazy = _copy_on_write()
+            copy = frame.copy(deep=not lazy)
+            copy.columns = names
+            return PendingFrame(copy, copy_first=lazy)
         copy = frame.copy(deep=True)
         copy.columns = names
-        if _converts_whole(copy):
-            return PendingFrame(copy)
         try:
             return pa.Table.from_pandas(copy, preserve_index=False)
         except _arrow_errors(pa):

@@ -315,7 +315,9 @@ def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, 
     assert page.eval_on_selector_all(".hist-panel", "ps => ps.map(p => p.dataset.key)")[0] == "layer2/w"
 
 
-def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page):  # noqa: F811
+def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page, allowed_errors):  # noqa: F811
+    # the test stops its server while the page still polls the live run (the page closes after)
+    allowed_errors.append("ERR_CONNECTION_REFUSED")
     go, stop = tmp_path / "go", tmp_path / "stop"
     code = f"""
         import os, time, tracklet
@@ -438,3 +440,23 @@ def test_a_table_compared_with_another_key_joins_on_a_column_both_have(servers, 
     assert page.get_attribute(_panel("cells"), "data-total") == "10"
     # another table of this run can be chosen too
     assert "a" in page.eval_on_selector_all(f"{_panel('cells')} select.tp-compare option", "o => o.map(x => x.value)")
+
+
+def test_a_table_opened_at_its_url_asks_for_its_rows_without_waiting_for_its_versions(  # noqa: F811
+        servers, tables_root, page):  # noqa: F811
+    """The first page is asked for beside the versions list, not after it: with the versions'
+    response held back, the rows' request is made anyway, and once both are in, the panel shows
+    the filtered rows and their count against the version's rows."""
+    root, _ = tables_root
+    server = servers(root, dev=True)
+    held = []
+    page.route("**/table-versions/cells", lambda route: held.append(route))
+    with page.expect_request(lambda request: "/api/v1/runs/tbl/a/tables/cells?" in request.url,
+                             timeout=30_000) as asked:
+        page.goto(server.url + "/projects/tbl/runs/a/tables/cells?filter=id+%3E%3D+2&sort=id&desc=1")
+    assert "offset=0" in asked.value.url and held, "the rows were asked for while the versions were held back"
+    for route in held:
+        route.continue_()
+    cells = _wait_rows(page, "cells", "p.rows.length === 4")
+    assert [row["cells"][0] for row in cells["rows"]] == ["5", "4", "3", "2"]
+    assert page.text_content(f"{_panel('cells')} .tp-count") == "4 of 6 rows"

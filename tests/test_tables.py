@@ -85,6 +85,39 @@ def test_a_dataframe_converts_through_arrow_and_keeps_its_dtypes(start):
     assert read(run).table("frame").filter("when >= '2026-01-04 00:00:00'").count() == 5000 - 3 * 24 * 60
 
 
+def test_a_dataframe_is_converted_off_the_callers_thread(start, monkeypatch):
+    """``Table(dataframe=df)`` and ``log()`` only copy and hand over: pyarrow's conversion of
+    the frame runs once, on the logged-object worker; the frame changed afterwards changes nothing
+    logged; a frame of text in object columns (pandas 2's strings) is deferred too."""
+    import pyarrow.pandas_compat as pandas_compat
+
+    converting_threads: list[str] = []
+    convert = pandas_compat.dataframe_to_arrays
+
+    def observed(*args, **kwargs):
+        converting_threads.append(threading.current_thread().name)
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(pandas_compat, "dataframe_to_arrays", observed)
+    run = start()
+    frame = pd.DataFrame({"i": np.arange(1000, dtype=np.int64), "x": np.linspace(0, 1, 1000),
+                          "s": pd.Series([f"r{i % 7}" if i % 5 else None for i in range(1000)], dtype=object)})
+    expected = frame.copy()
+    table = tracklet.Table(dataframe=frame)
+    frame.loc[0, "i"] = -1
+    assert table.columns == ["i", "x", "s"] and len(table) == 1000
+    run.log({"frame": table})
+    run.flush()
+    # converted once, never on this (the training) thread
+    assert len(converting_threads) == 1 and converting_threads[0] != threading.current_thread().name
+    frame.loc[1, "x"] = 99.0  # after the conversion too, the frame's changes are not the table's
+    assert table.get_dataframe()["x"].tolist() == expected["x"].tolist()
+    run.finish()
+    got = read(run).table("frame").to_pandas()
+    assert got["i"].tolist() == expected["i"].tolist() and got["x"].tolist() == expected["x"].tolist()
+    assert [v if isinstance(v, str) else None for v in got["s"]] == expected["s"].tolist()
+
+
 def test_an_arrow_table_is_taken_as_it_is(start):
     run = start()
     arrow = pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"]})
@@ -456,14 +489,18 @@ def _random_filter(rng: random.Random, depth: int = 0):
             lambda d: d[column].notna() if negated else d[column].isna())
 
 
-def test_filter_sort_and_page_agree_with_pandas_on_random_data(start):
-    rng = random.Random(16)
+def _logged_random_table(start, rng: random.Random):
+    """A random 400-row table logged and read back: (its query, the frame as pandas)."""
     arrow = _random_frame(rng, 400)
     run = start()
     run.log({"t": tracklet.Table(dataframe=arrow)})
     run.finish()
-    query = read(run).table("t")
-    frame = arrow.to_pandas()
+    return read(run).table("t"), arrow.to_pandas()
+
+
+def test_filter_sort_and_page_agree_with_pandas_on_random_data(start):
+    rng = random.Random(16)
+    query, frame = _logged_random_table(start, rng)
     for _ in range(40):
         text, keep = _random_filter(rng)
         expected = frame[keep(frame)]
@@ -477,6 +514,33 @@ def test_filter_sort_and_page_agree_with_pandas_on_random_data(start):
         page = filtered.sort(column, descending=descending).page(offset, limit)
         assert page.to_pandas()["id"].tolist() == ordered["id"].tolist()[offset:offset + limit], (text, column)
         assert len(page) == len(ordered["id"].tolist()[offset:offset + limit])
+
+
+def test_queries_from_many_threads_at_once_each_get_their_own_answer(start):
+    """The server answers table requests on a thread pool, every query on DuckDB's database of
+    the process: queries run at once from several threads each give their own filter's rows."""
+    rng = random.Random(17)
+    query, frame = _logged_random_table(start, rng)
+    filters = [_random_filter(rng) for _ in range(24)]
+    answers: dict[int, tuple[list[int], int]] = {}
+    errors: list[BaseException] = []
+
+    def ask(index: int) -> None:
+        try:
+            filtered = query.filter(filters[index][0]).sort("id", descending=True)
+            answers[index] = (filtered.to_pandas()["id"].tolist(), filtered.count())
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(filters))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for index, (text, keep) in enumerate(filters):
+        expected = frame[keep(frame)]["id"].tolist()[::-1]
+        assert answers[index] == (expected, len(expected)), text
 
 
 def test_select_reads_only_the_columns_asked_for(start):

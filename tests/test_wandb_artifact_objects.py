@@ -13,6 +13,7 @@ import pytest
 from PIL import Image as PILImage
 
 import tracklet.compat.wandb as wandb
+from conftest import read
 
 
 def test_a_table_with_images_and_an_image_round_trip_through_an_artifact(root, tmp_path, monkeypatch):
@@ -53,3 +54,61 @@ def test_a_table_with_images_and_an_image_round_trip_through_an_artifact(root, t
         sample = used.get("sample")
         assert isinstance(sample, wandb.Image) and sample.caption == "one"
         assert used.get("nosuch") is None
+
+
+def test_an_image_with_masks_and_boxes_keeps_them_through_an_artifact(root, tmp_path, monkeypatch):
+    """W&B's segmentation tutorial: predictions with masks and boxes added to an artifact (alone
+    and as table cells); ``get`` gives images whose masks (pixels, labels) and boxes (corners,
+    class, caption, scores, labels) are the ones added, stored in W&B's artifact shape."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    pixels = np.random.default_rng(7).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    mask = np.zeros((40, 60), dtype=np.uint8)
+    mask[10:20, 5:25] = 1
+    mask[30:, 40:] = 2
+    box_data = [
+        {"position": {"minX": 0.1, "maxX": 0.4, "minY": 0.2, "maxY": 0.5}, "class_id": 1, "box_caption": "cat",
+         "scores": {"acc": 0.9}},
+        {"position": {"middle": [30, 20], "width": 10, "height": 8}, "domain": "pixel", "class_id": 2},
+    ]
+
+    def segmented(caption):
+        return wandb.Image(pixels, caption=caption,
+                           masks={"truth": {"mask_data": mask, "class_labels": {0: "bg", 1: "cat", 2: "dog"}}},
+                           boxes={"predictions": {"box_data": box_data, "class_labels": {1: "kitty", 2: "doggo"}}})
+
+    with wandb.init(project="seg") as run:
+        artifact = wandb.Artifact("segmentation", type="evaluation")
+        artifact.add(segmented("alone"), "sample")
+        table = wandb.Table(columns=["id", "image"])
+        table.add_data(0, segmented("in a table"))
+        artifact.add(table, "preds")
+        run.log_artifact(artifact).wait()
+
+    with wandb.init(project="seg") as reader:
+        used = reader.use_artifact("segmentation:latest")
+        folder = used.download(str(tmp_path / "downloaded"))
+        with open(os.path.join(folder, "sample.image.json")) as handle:
+            document = json.load(handle)
+        stored_mask = document["masks"]["truth"]
+        assert np.array_equal(np.asarray(PILImage.open(os.path.join(folder, stored_mask["path"]))), mask)
+        assert document["boxes"]["predictions"][0] == {**box_data[0], "position": box_data[0]["position"]}
+        assert document["boxes"]["predictions"][1]["position"] == {"minX": 25, "maxX": 35, "minY": 16, "maxY": 24}
+        with open(os.path.join(folder, document["classes"]["path"])) as handle:
+            classes = json.load(handle)
+        assert classes["_type"] == "classes" and {c["id"] for c in classes["class_set"]} == {0, 1, 2}
+        sample = used.get("sample")
+        (cell,) = used.get("preds").get_column("image")
+        reader.log({"sample": sample, "cell": cell})
+        logged = reader._run
+
+    recorded = read(logged)
+    for key, caption in (("sample", "alone"), ("cell", "in a table")):
+        (image,) = recorded.images(key)
+        assert image.caption == caption and np.array_equal(image.to_numpy(), pixels)
+        truth = image.masks["truth"]
+        assert np.array_equal(truth.to_numpy(), mask) and truth.class_labels == {0: "bg", 1: "cat", 2: "dog"}
+        first, second = image.boxes["predictions"].boxes
+        assert (first.min_x, first.max_x, first.min_y, first.max_y, first.pixel) == (0.1, 0.4, 0.2, 0.5, False)
+        assert (first.class_id, first.label, first.caption, first.scores) == (1, "kitty", "cat", {"acc": 0.9})
+        assert (second.min_x, second.max_x, second.min_y, second.max_y, second.pixel, second.label) == (
+            25, 35, 16, 24, True, "doggo")

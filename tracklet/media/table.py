@@ -90,7 +90,7 @@ class TableSnapshot(LoggedObject):
         parts = []
         converted = 0
         if self.arrow is not None:
-            parts.append(self.arrow)
+            parts.append(table_arrow.materialize(self.arrow))  # a pending DataFrame converts here, on the worker
             converted = self.arrow.num_rows
         if self.rows:
             parts.append(table_arrow.rows_to_arrow(self.rows, self.columns, where, report,
@@ -171,7 +171,7 @@ class Table(LoggedObject):
                     raise TableError(f"tracklet.Table(dataframe=...): column {name!r} uses the prefix "
                                      f"{table_arrow.RESERVED_PREFIX!r}, which is tracklet's own")
             if columns is not None and list(columns) != names:
-                self._arrow = self._arrow.select(list(columns))  # KeyError-like ArrowInvalid names a missing one
+                self._arrow = self._arrow.select(list(columns))  # ArrowInvalid or KeyError naming a missing one
                 names = list(columns)
             self._columns = names
             return
@@ -210,6 +210,7 @@ class Table(LoggedObject):
             if table_cells.holds_media(self._rows, len(self._columns)):
                 return converted  # the rows stay as they are, for log() to store their media
             self._arrow, self._rows = converted, []
+        self._arrow = table_arrow.materialize(self._arrow)
         return self._arrow
 
     def get_dataframe(self) -> Any:
@@ -256,7 +257,8 @@ class Table(LoggedObject):
         if not (self._rows and table_cells.holds_media(self._rows, len(self._columns))):
             return None
         names = self._columns
-        head = [[row[name] for name in names] for row in self._arrow.to_pylist()] if self._arrow is not None else []
+        arrow = table_arrow.materialize(self._arrow)
+        head = [[row[name] for name in names] for row in arrow.to_pylist()] if arrow is not None else []
         return head + [list(row) for row in self._rows]
 
     # ------------------------------------------------------------ changing
@@ -285,7 +287,7 @@ class Table(LoggedObject):
             self._changing()
             if self._arrow is not None:
                 head = table_arrow.column_array(values[:converted], name, self._where(), _warn, self._released)
-                self._arrow = self._arrow.append_column(name, head)
+                self._arrow = table_arrow.materialize(self._arrow).append_column(name, head)
             self._rows = [[*row, value] for row, value in zip(self._rows, values[converted:])]
             self._columns.append(name)
             return

@@ -396,7 +396,9 @@ export interface paths {
         /**
          * Store a run file (whole body, atomic)
          * @description Replace the run's file `name` with the body; readers see the old file or the new one, never
-         *     part of one. Sending the bytes already stored writes nothing (`written: false`).
+         *     part of one. Sending the bytes already stored writes nothing (`written: false`). With an
+         *     `X-Tracklet-Sha256` header, a body (decoded) that hashes to something else is refused (412:
+         *     the file changed while it was sent; send it again) and nothing is stored.
          */
         put: operations["put_file_api_v1_runs__project___run_id__files__name__put"];
         post?: never;
@@ -729,7 +731,8 @@ export interface paths {
         /**
          * Which of these chunks does the project lack?
          * @description Of up to 1,000 chunk ids (blake3 hex), those the project doesn't hold: the ones to send in
-         *     packs. More ids in one request: 400 naming the limit.
+         *     packs. More ids in one request: 400 naming the limit. With `stream` and `segment` (a file's
+         *     chunks being streamed, in file order), the server hashes the file as they arrive.
          */
         post: operations["missing_chunks_api_v1_projects__project__artifacts__chunks_missing_post"];
         delete?: never;
@@ -2474,6 +2477,16 @@ export interface components {
              * @description Chunk ids (blake3, 64 lowercase hex digits), at most 1,000
              */
             chunks: string[];
+            /**
+             * Stream
+             * @description With `segment`: the chunks are that segment of a file being streamed (a random id of 32 lowercase hex digits), in file order, repeats included: the server sha256s the file as they arrive, so registering it with this stream needs no read back
+             */
+            stream?: string | null;
+            /**
+             * Segment
+             * @description The segment's number in its stream, from 0
+             */
+            segment?: number | null;
         };
         /** ChunkQueryResponse */
         ChunkQueryResponse: {
@@ -2701,6 +2714,11 @@ export interface components {
              * @description sha256 of the file's recipe blob (its chunk ids and lengths), uploaded first
              */
             recipe: string;
+            /**
+             * Stream
+             * @description The stream its chunks were sent in (see the chunk query), if any
+             */
+            stream?: string | null;
         };
         /** FileResponse */
         FileResponse: {
@@ -6371,6 +6389,15 @@ export interface operations {
             };
             /** @description Conflicts with what the server holds */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body does not hash to the X-Tracklet-Sha256 it was sent with (changed while sent): nothing was stored */
+            412: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -11,9 +11,17 @@ in an artifact version as W&B stores it, and read back as the same kind of objec
 Media are encoded by the media classes' own code (the bytes ``log()`` would store), here on the
 caller's thread, as W&B does in ``add``. ``get`` reads the JSON and returns a ``Table`` (media
 cells as media objects over their files, materialized once per version under the data root's
-``cache/artifact-files/``) or the media object. An image's masks and boxes are not
-carried into the artifact (one warning): W&B's own artifact format keeps them, tracklet's run
-media do (``run.log``).
+``cache/artifact-files/``) or the media object.
+
+An image's masks and boxes are kept as W&B keeps them in an artifact: in the image's reference,
+``"masks": {name: {"path", "sha256", "size"}}`` (each mask a PNG of class ids under
+``media/image/mask/``), ``"boxes": {name: [box, ...]}`` (W&B's ``box_data``: ``position``
+``{minX, maxX, minY, maxY}``, ``class_id``, ``box_caption``, ``scores``, ``domain``) and
+``"classes"``, a ``classes-file`` (``media/classes/<md5>_cls.classes.json``, ``{"_type":
+"classes", "class_set": [{"id", "name"}]}``) holding every label of the image. W&B has one class
+set per image where tracklet has labels per mask and per box group, so each mask's reference also
+holds its own ``class_labels`` and the image's ``"box_class_labels"`` each box group's (keys W&B's
+reader ignores); ``get`` gives an ``Image`` with the same masks, boxes and labels.
 """
 
 from __future__ import annotations
@@ -54,22 +62,70 @@ def _media_reference(item: Any, artifact: Any, written: set[str]) -> dict[str, A
 
     collect = _Collect()
     media = item._record(collect, Placement("artifact", 0, 0, 1, time.time())).media
-    if len(media.masks) or len(media.boxes):
-        warn_once("artifact-add-overlays", "artifact.add(): an image's masks and boxes are not stored in the "
-                  "artifact (log the image with run.log to keep them)")
     kind = media.kind
-    path = f"media/{kind}/{media.digest[:20]}.{media.format}"
-    if path not in written:
-        with artifact.new_file(path, mode="xb") as handle:
-            handle.write(collect.blobs[media.digest])
-        written.add(path)
+    path = _add_blob(artifact, written, collect, f"media/{kind}/{media.digest[:20]}.{media.format}", media.digest)
     reference = {"_type": _FILE_TYPES.get(kind, f"{kind}-file"), "path": path, "sha256": media.digest,
                  "size": media.size_bytes, "format": media.format}
     if media.width or media.height:
         reference.update(width=media.width, height=media.height)
     if media.caption:
         reference["caption"] = media.caption
+    if len(media.masks) or len(media.boxes):
+        reference.update(_overlays(media, artifact, written, collect))
     return reference
+
+
+def _add_blob(artifact: Any, written: set[str], collect: _Collect, path: str, digest: str) -> str:
+    """The blob ``digest`` as the artifact's file ``path`` (written once per artifact); ``path``."""
+    if path not in written:
+        with artifact.new_file(path, mode="xb") as handle:
+            handle.write(collect.blobs[digest])
+        written.add(path)
+    return path
+
+
+def _overlays(media: Any, artifact: Any, written: set[str], collect: _Collect) -> dict[str, Any]:
+    """An image's masks, boxes and class set in W&B's artifact shape (the module's docstring)."""
+    classes: dict[int, str] = {}
+    masks: dict[str, Any] = {}
+    for mask in media.masks:
+        path = _add_blob(artifact, written, collect, f"media/image/mask/{mask.digest[:20]}.png", mask.digest)
+        masks[mask.name] = {"path": path, "sha256": mask.digest, "size": len(collect.blobs[mask.digest]),
+                            "class_labels": {str(k): v for k, v in sorted(mask.class_labels.items())}}
+        for class_id, label in mask.class_labels.items():
+            classes.setdefault(class_id, label)
+    boxes: dict[str, list[dict[str, Any]]] = {}
+    box_labels: dict[str, dict[str, str]] = {}
+    for group in media.boxes:
+        boxes[group.name] = [_box_data(box) for box in group.boxes]
+        box_labels[group.name] = {str(k): v for k, v in sorted(group.class_labels.items())}
+        for class_id, label in group.class_labels.items():
+            classes.setdefault(class_id, label)
+    found: dict[str, Any] = {"masks": masks} if masks else {}
+    if boxes:
+        found.update(boxes=boxes, box_class_labels=box_labels)
+    class_set = [{"id": class_id, "name": classes[class_id]} for class_id in sorted(classes)]
+    document = json.dumps({"_type": "classes", "class_set": class_set}, sort_keys=True).encode()
+    path = f"media/classes/{hashlib.md5(document, usedforsecurity=False).hexdigest()}_cls.classes.json"
+    if path not in written:
+        with artifact.new_file(path, mode="xb") as handle:
+            handle.write(document)
+        written.add(path)
+    found["classes"] = {"type": "classes-file", "path": path, "digest": hashlib.sha256(document).hexdigest()}
+    return found
+
+
+def _box_data(box: Any) -> dict[str, Any]:
+    """One stored box as W&B's ``box_data`` entry."""
+    data: dict[str, Any] = {"position": {"minX": box.min_x, "maxX": box.max_x, "minY": box.min_y, "maxY": box.max_y},
+                            "class_id": box.class_id}
+    if box.pixel:
+        data["domain"] = "pixel"
+    if box.caption:
+        data["box_caption"] = box.caption
+    if len(box.scores):
+        data["scores"] = dict(box.scores)
+    return data
 
 
 def _is_media(value: Any) -> bool:
@@ -116,7 +172,9 @@ def add_object(artifact: Any, obj: Any, name: str) -> str:
 def _rows(table: Any) -> list[list[Any]]:
     """The table's rows with media cells as the media objects (``table.data`` gives their text)."""
     held = getattr(table, "_rows", None)
-    arrow = getattr(table, "_arrow", None)
+    from tracklet.media.table_arrow import materialize
+
+    arrow = materialize(getattr(table, "_arrow", None))
     rows: list[list[Any]] = []
     if arrow is not None:
         names = table.columns
@@ -158,4 +216,31 @@ def _object_of(cell: Any, root: str) -> Any:
     if kind == "html":
         with open(path, encoding="utf-8") as handle:
             return data_types.Html(handle.read())
+    if kind == "image" and (cell.get("masks") or cell.get("boxes")):
+        return data_types.Image(path, caption=cell.get("caption"), **_overlays_of(cell, root))
     return classes[kind](path, caption=cell.get("caption"))
+
+
+def _overlays_of(cell: dict[str, Any], root: str) -> dict[str, Any]:
+    """An image reference's masks, boxes and classes as ``Image``'s arguments (W&B's artifact
+    shape: labels from each mask's and box group's own, else the image's class set)."""
+    class_set: list[Any] = []
+    classes_file = cell.get("classes")
+    if isinstance(classes_file, dict) and isinstance(classes_file.get("path"), str):
+        with open(os.path.join(root, classes_file["path"]), encoding="utf-8") as handle:
+            class_set = json.load(handle).get("class_set") or []
+    labels = {int(entry["id"]): str(entry.get("name", entry["id"])) for entry in class_set
+              if isinstance(entry, dict) and "id" in entry}
+    masks = {name: {"path": os.path.join(root, mask["path"]), "class_labels": _labels(mask.get("class_labels"), labels)}
+             for name, mask in (cell.get("masks") or {}).items()}
+    box_labels = cell.get("box_class_labels") or {}
+    boxes = {name: {"box_data": box_data, "class_labels": _labels(box_labels.get(name), labels)}
+             for name, box_data in (cell.get("boxes") or {}).items()}
+    return {"masks": masks or None, "boxes": boxes or None, "classes": class_set or None}
+
+
+def _labels(own: Any, image_labels: dict[int, str]) -> dict[int, str]:
+    """A mask's or box group's ``{id: label}`` (JSON keys are text), else the image's."""
+    if isinstance(own, dict) and own:
+        return {int(k): str(v) for k, v in own.items()}
+    return dict(image_labels)

@@ -180,8 +180,12 @@ export class TablePanel {
     }));
   }
 
-  /** Versions, the other runs that logged this key, then the first page. */
+  /** Versions, the other runs that logged this key and the first page, asked for at once (the
+   * rows don't wait for the versions: a round trip less before a table opened at its URL shows). */
   async load(): Promise<void> {
+    const asked = this.queryState();
+    const first = this.compare ? undefined : this.firstPage();
+    first?.catch(() => undefined); // handled where reload() awaits it: no unhandled rejection meanwhile
     const [{ versions }, { runs }] = await Promise.all([
       api.tableVersions(this.project, this.runId, this.key),
       api.runs(this.project, { limit: 1000 }),
@@ -213,7 +217,13 @@ export class TablePanel {
       this.onSelect.replaceChildren(h("option", { value: this.compare.on, text: `on ${this.compare.on}` }));
       this.onSelect.hidden = false;
     }
-    await this.reload();
+    // the query changed meanwhile (a filter typed, a header clicked): that one's rows instead
+    await this.reload(this.queryState() === asked ? first : undefined);
+  }
+
+  /** What the first page depends on, to tell whether one asked for earlier is still this query's. */
+  private queryState(): string {
+    return JSON.stringify([this.filter, this.sort, this.step, this.groupBy, this.compare]);
   }
 
   /** A live run: new versions are listed, and the rows are asked again when the latest is shown. */
@@ -254,19 +264,24 @@ export class TablePanel {
     return (offset, limit, signal) => api.table(this.project, this.runId, this.key, { ...query, offset, limit, step }, signal);
   }
 
-  /** Ask for the first page of the current query; only if it succeeds does the grid change. */
-  private async reload(): Promise<void> {
+  /** The first page of the current query (and its groups, when grouped). */
+  private firstPage(): Promise<[TableRows, TableGroups | null]> {
+    return Promise.all([
+      this.fetcher()(0, 200, new AbortController().signal),
+      this.groupBy && !this.compare
+        ? api.tableGroups(this.project, this.runId, this.key, { by: this.groupBy, step: this.step, filter: this.filter || undefined, limit: 1000 })
+        : Promise.resolve(null),
+    ]);
+  }
+
+  /** Ask for the first page of the current query (or take `started`, the same query already
+   * asked for); only if it succeeds does the grid change. */
+  private async reload(started?: Promise<[TableRows, TableGroups | null]>): Promise<void> {
     const fetcher = this.fetcher();
     let first: TableRows;
     let grouped: TableGroups | null = null;
     try {
-      const controller = new AbortController();
-      [first, grouped] = await Promise.all([
-        fetcher(0, 200, controller.signal),
-        this.groupBy && !this.compare
-          ? api.tableGroups(this.project, this.runId, this.key, { by: this.groupBy, step: this.step, filter: this.filter || undefined, limit: 1000 })
-          : Promise.resolve(null),
-      ]);
+      [first, grouped] = await (started ?? this.firstPage());
     } catch (error) {
       this.showError(error as Error);
       return;

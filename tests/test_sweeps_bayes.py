@@ -93,6 +93,52 @@ def test_a_bayes_agent_imports_the_gp_while_its_first_random_trial_runs(tmp_path
     assert seen == {"gp": loaded, "torch": loaded}
 
 
+SHORT_TRIALS_SCRIPT = """
+import json, sys
+import tracklet
+from tracklet.sweeps.agent import Agent
+from tracklet.sweeps.controller import LocalController, create_sweep
+
+root = sys.argv[1]
+config = {"method": "bayes", "seed": 0, "run_cap": 14, "metric": {"name": "f"},
+          "parameters": {f"x{i}": {"min": 0.0, "max": 1.0} for i in range(3)}}
+sweep_id = create_sweep(root, config, project="p")
+controller = LocalController(root, sweep_id)
+for _ in range(10):  # the random start-up trials, done before the agent starts
+    lease = controller.next_trial("earlier")
+    controller.tell(lease, sum(lease.config.values()))
+
+
+def trial():
+    run = tracklet.init(settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    run.log({"f": sum(run.config[f"x{i}"] for i in range(3))})
+
+
+Agent(controller, log=lambda line: None).run_function(trial)
+print(json.dumps(controller.status()["counts"]))
+"""
+
+
+def test_a_bayes_agent_whose_gp_asks_come_before_its_imports_end_keeps_going(tmp_path):
+    """An agent that reaches its first GP suggestion while the GP's modules are still being
+    imported in the background (the start-up trials were short, or done by agents before it, or
+    the machine was busy) waits for the imports and asks: two threads importing SciPy at once
+    got a partly initialised module, and the agent stopped on ImportError."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "agent.py"
+    script.write_text(SHORT_TRIALS_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "root")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]).get("complete") == 14
+
+
 LETTERS = list("abcdefgh")
 
 

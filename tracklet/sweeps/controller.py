@@ -305,6 +305,8 @@ def trial_run_id(sweep_id: str, trial: int) -> str:
 class LocalController:
     """The controller over the data root (no server): see the module docstring."""
 
+    _gp_import: threading.Thread | None = None  # ``prepare``'s imports, until an ask waited for them
+
     def __init__(self, root: Path | str, sweep_id: str) -> None:
         self.root = Path(root)
         self.sweep_id = parse_sweep_id(sweep_id)
@@ -411,7 +413,20 @@ class LocalController:
 
         thread = threading.Thread(target=load, name="tracklet-sweep-gp-import", daemon=True)
         thread.start()
+        self._gp_import = thread
         return thread
+
+    def _await_gp_import(self, complete: int) -> None:
+        """Before an ask that may fit the GP (``complete`` finished trials: at least the fewest
+        start-up trials any agent count gives), wait for ``prepare``'s imports to end. Two
+        threads importing SciPy's circular ``stats``/``qmc`` modules at once get a partly
+        initialised module: the ask raised ImportError and the agent stopped, whenever the
+        start-up trials ended before the imports (a loaded machine, short trials). Start-up
+        asks don't wait: they import nothing of the GP's."""
+        thread = self._gp_import
+        if thread is not None and complete >= MIN_STARTUP_TRIALS:
+            thread.join()
+            self._gp_import = None
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:
@@ -467,6 +482,7 @@ class LocalController:
                     return self._wait_or_finish(running, "every grid point is done")
             agents = {lease["agent"] for lease in leases.values()} | {agent}
             study.sampler = self._sampler(len(agents), len(trials))
+            self._await_gp_import(sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
                 trial = study.ask(space.distributions(self._spec))

@@ -888,7 +888,7 @@ def test_bayes_over_more_than_20_parameters_searches_as_optunas_tpe(root):
         study.tell(trial, value)
 
 
-@pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"),
+@pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"), ({"method": "random"}, "RandomSampler"),
                                              ({"method": "optuna", "sampler": "tpe"}, "TPESampler")])
 def test_one_agent_searches_exactly_as_optunas_sampler(root, engine, sampler):
     """The controller adds no search behaviour of its own: a seeded sweep with one agent suggests
@@ -901,7 +901,8 @@ def test_one_agent_searches_exactly_as_optunas_sampler(root, engine, sampler):
     parameters = {"x1": {"min": -5.0, "max": 10.0}, "x2": {"min": 0.0, "max": 15.0}}
     controller = LocalController(root, create_sweep(root, {**engine, "seed": seed, "metric": {"name": "f"},
                                                            "parameters": parameters}, project="same"))
-    study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=seed, n_startup_trials=10))
+    startup = {} if sampler == "RandomSampler" else {"n_startup_trials": 10}
+    study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=seed, **startup))
     distributions = {name: optuna.distributions.FloatDistribution(p["min"], p["max"])
                      for name, p in parameters.items()}
     for _ in range(budget):

@@ -658,6 +658,36 @@ def test_kill_9_of_an_agent_mid_trial_lapses_its_lease_and_the_point_is_retried(
     assert len(log.read_text().splitlines()) == 4
 
 
+@pytest.mark.slow  # real agent processes
+def test_a_requeued_slurm_job_resumes_the_trial_it_was_running(root, tmp_path):
+    """SLURM requeues a preempted job with the environment it was submitted with: no
+    TRACKLET_SWEEP_TRIAL, the same SLURM_JOB_ID. The job's agent, killed mid-trial and started
+    again within the lease, takes its own trial back (the same trial and run) instead of leaving it
+    to lapse and starting another."""
+    (tmp_path / "train.py").write_text(TRAIN)
+    sweep_id = create_sweep(root, _grid(tmp_path), project="p")
+    marker, log = tmp_path / "hung.pid", tmp_path / "trials.log"
+    env = {"TRIAL_LOG": str(log), "HANG_MARKER": str(marker), "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0"}
+    preempted = _agent(root, sweep_id, env=env)
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline and preempted.poll() is None, preempted.communicate()
+        time.sleep(0.1)
+    os.kill(preempted.pid, signal.SIGKILL)
+    preempted.wait()
+    [held] = [r for r in LocalController(root, sweep_id).status()["trials"] if r["state"] == "running"]
+    assert held["agent"].startswith("slurm-4242.0-")
+    other_job = _agent(root, sweep_id, "--count", "1", env={**env, "SLURM_JOB_ID": "5151"})
+    _out, err = other_job.communicate(timeout=120)  # another job's agent leaves the held trial alone
+    assert other_job.returncode == 0, err
+    requeued = _agent(root, sweep_id, "--count", "1", env=env)
+    _out, err = requeued.communicate(timeout=120)
+    assert requeued.returncode == 0, err
+    rows = {r["trial"]: r for r in LocalController(root, sweep_id).status()["trials"]}
+    assert rows[held["trial"]]["state"] == "complete" and rows[held["trial"]]["run"] == held["run"]
+    assert sorted(r["state"] for r in rows.values()) == ["complete", "complete"]  # nothing lapsed, no third trial
+
+
 CONTROLLER_KILL = """
 import json, os, signal, sys
 import optuna  # imported once, before the forks
@@ -858,7 +888,7 @@ def test_bayes_over_more_than_20_parameters_searches_as_optunas_tpe(root):
         study.tell(trial, value)
 
 
-@pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"),
+@pytest.mark.parametrize("engine, sampler", [({"method": "bayes"}, "GPSampler"), ({"method": "random"}, "RandomSampler"),
                                              ({"method": "optuna", "sampler": "tpe"}, "TPESampler")])
 def test_one_agent_searches_exactly_as_optunas_sampler(root, engine, sampler):
     """The controller adds no search behaviour of its own: a seeded sweep with one agent suggests
@@ -871,7 +901,8 @@ def test_one_agent_searches_exactly_as_optunas_sampler(root, engine, sampler):
     parameters = {"x1": {"min": -5.0, "max": 10.0}, "x2": {"min": 0.0, "max": 15.0}}
     controller = LocalController(root, create_sweep(root, {**engine, "seed": seed, "metric": {"name": "f"},
                                                            "parameters": parameters}, project="same"))
-    study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=seed, n_startup_trials=10))
+    startup = {} if sampler == "RandomSampler" else {"n_startup_trials": 10}
+    study = optuna.create_study(sampler=getattr(optuna.samplers, sampler)(seed=seed, **startup))
     distributions = {name: optuna.distributions.FloatDistribution(p["min"], p["max"])
                      for name, p in parameters.items()}
     for _ in range(budget):

@@ -93,6 +93,109 @@ def test_a_bayes_agent_imports_the_gp_while_its_first_random_trial_runs(tmp_path
     assert seen == {"gp": loaded, "torch": loaded}
 
 
+SHORT_TRIALS_SCRIPT = """
+import json, sys
+import tracklet
+from tracklet.sweeps.agent import Agent
+from tracklet.sweeps.controller import LocalController, create_sweep
+
+root = sys.argv[1]
+config = {"method": "bayes", "seed": 0, "run_cap": 14, "metric": {"name": "f"},
+          "parameters": {f"x{i}": {"min": 0.0, "max": 1.0} for i in range(3)}}
+sweep_id = create_sweep(root, config, project="p")
+controller = LocalController(root, sweep_id)
+for _ in range(10):  # the random start-up trials, done before the agent starts
+    lease = controller.next_trial("earlier")
+    controller.tell(lease, sum(lease.config.values()))
+
+
+def trial():
+    run = tracklet.init(settings={"console": "off", "capture_environment": False, "system_metrics": False})
+    run.log({"f": sum(run.config[f"x{i}"] for i in range(3))})
+
+
+Agent(controller, log=lambda line: None).run_function(trial)
+print(json.dumps(controller.status()["counts"]))
+"""
+
+
+def test_a_bayes_agent_whose_gp_asks_come_before_its_imports_end_keeps_going(tmp_path):
+    """An agent that reaches its first GP suggestion while the GP's modules are still being
+    imported in the background (the start-up trials were short, or done by agents before it, or
+    the machine was busy) waits for the imports and asks: two threads importing SciPy at once
+    got a partly initialised module, and the agent stopped on ImportError."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "agent.py"
+    script.write_text(SHORT_TRIALS_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "root")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]).get("complete") == 14
+
+
+NO_TORCH_SCRIPT = """
+import json, sys, warnings
+
+class NoTorch:  # this interpreter as one where PyTorch was never installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoTorch())
+from tracklet.errors import SweepError
+from tracklet.sweeps.controller import LocalController, create_sweep
+
+root = sys.argv[1]
+parameters = {"x": {"min": 0.0, "max": 1.0}, "y": {"min": -1.0, "max": 1.0}}
+controller = LocalController(root, create_sweep(root, {"method": "bayes", "seed": 0, "metric": {"name": "f"},
+                                                       "parameters": parameters}, project="p"))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for _ in range(14):
+        lease = controller.next_trial("a")
+        controller.tell(lease, (lease.config["x"] - 0.3) ** 2 + lease.config["y"] ** 2)
+try:
+    create_sweep(root, {"method": "optuna", "sampler": {"type": "gp"}, "metric": {"name": "f"},
+                        "parameters": parameters}, project="p")
+    refused = None
+except SweepError as error:
+    refused = str(error)
+print(json.dumps({"counts": controller.status()["counts"], "uses_gp": controller.uses_gp(),
+                  "warnings": sorted({str(w.message) for w in caught}), "refused": refused,
+                  "torch": "torch" in sys.modules}))
+"""
+
+
+def test_bayes_without_pytorch_searches_with_tpe_and_says_so(tmp_path):
+    """``tracklet[sweeps]`` leaves PyTorch out, which Optuna's GPSampler needs. A bayes sweep there
+    ran its random start-up trials and then stopped at the first GP ask (ModuleNotFoundError:
+    torch); it now searches with TPE from the start and says why once, and a sweep that names
+    ``sampler: gp`` is refused as it is created, naming what to install."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "no_torch.py"
+    script.write_text(NO_TORCH_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "root")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["counts"] == {"complete": 14} and not seen["uses_gp"] and not seen["torch"]
+    [warning] = [w for w in seen["warnings"] if "bayes" in w]
+    assert "searches with TPE" in warning and "pip install torch" in warning
+    assert seen["refused"] is not None and "sampler: gp" in seen["refused"] and "pip install torch" in seen["refused"]
+
+
 LETTERS = list("abcdefgh")
 
 

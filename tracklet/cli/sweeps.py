@@ -266,9 +266,10 @@ def agent(ctx: click.Context, sweep_id: str, count: int | None, gpus: str | None
     """Run trials of a sweep: take a suggestion, run the sweep's command with it, report its metric.
 
     With $TRACKLET_SWEEP_TRIAL set (a preempted job restarted with its environment), the agent
-    first resumes that trial if it is still running.
+    first resumes that trial if it is still running; inside a SLURM job, the trial the same job
+    (its $SLURM_JOB_ID, kept across a requeue) was running.
     """
-    from tracklet.sweeps.agent import Agent, parse_gpus
+    from tracklet.sweeps.agent import Agent, parse_gpus, slurm_agent_name
 
     resume = os.environ.get("TRACKLET_SWEEP_TRIAL")
     resume_trial = int(resume) if resume and resume.isdigit() and os.environ.get("TRACKLET_SWEEP_ID") in (
@@ -276,7 +277,7 @@ def agent(ctx: click.Context, sweep_id: str, count: int | None, gpus: str | None
     controller = _controller(ctx, sweep_id, url)
     report = Agent(controller, count=count, ttl=lease_ttl, max_failures=max_failures, poll_interval=poll_interval,
                    gpus=parse_gpus(gpus) if gpus else None, gpus_per_trial=gpus_per_trial,
-                   resume_trial=resume_trial).run_commands()
+                   resume_trial=resume_trial, name=slurm_agent_name()).run_commands()
     done = sum(1 for r in report.results if r.state == "complete")
     click.echo(f"Agent done: {len(report.results)} trial(s) run, {done} complete"
                + (f"; {report.stopped_because}" if report.stopped_because else ""), err=True)

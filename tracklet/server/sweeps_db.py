@@ -46,6 +46,7 @@ from tracklet.sweeps.controller import (
     LAPSED,
     Lease,
     LocalController,
+    check_engine,
     Next,
     TrialResult,
     _optuna,
@@ -136,7 +137,7 @@ def create_server_sweep(engine: sa.Engine, root: Path, config: Any, *, project: 
     its logs under the data root or ``--logs`` segments), else from the data root ``root``."""
     from tracklet.sweeps.controller import _new_sweep_id
 
-    spec = parse(config)
+    spec = check_engine(parse(config))
     check_name("project", project)
     sweep_id = check_name("sweep id", sweep_id) if sweep_id else _new_sweep_id()
     optuna = _optuna()

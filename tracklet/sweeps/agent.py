@@ -13,6 +13,8 @@ it, so a trial whose lease lapsed is not still running when its point is retried
 ``CUDA_VISIBLE_DEVICES`` for its trials. The agent stops after ``count`` trials, when the sweep has
 nothing more (grid done, run cap, stopped), or after ``max_failures`` failed trials in a row (a
 command that can't start must not burn the budget), raising :class:`~tracklet.errors.SweepError`.
+Inside a SLURM job (``tracklet agent``) the agent is named after the job (``slurm_agent_name``):
+the job requeued after a preemption first takes back the trial it was running, within its lease.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +122,18 @@ class AgentReport:
     stopped_because: str = ""
 
 
+def slurm_agent_name(environ: Mapping[str, str] | None = None) -> str | None:
+    """``slurm-<job id>.<task rank>`` inside a SLURM job, else None. SLURM requeues a preempted
+    job with the environment it was submitted with and the same job id, so an agent named after
+    it finds the trial it was running (``Agent._held_trial``) and resumes it."""
+    environ = os.environ if environ is None else environ
+    job = environ.get("SLURM_JOB_ID")
+    if not job or not job.isdigit():
+        return None
+    rank = environ.get("SLURM_PROCID", "0")
+    return f"slurm-{job}.{rank if rank.isdigit() else 0}"
+
+
 class Agent:
     """Runs trials of one sweep; see the module docstring."""
 
@@ -127,7 +141,7 @@ class Agent:
                  max_failures: int = DEFAULT_MAX_FAILURES, poll_interval: float = 1.0,
                  gpus: list[str] | None = None, gpus_per_trial: int = 1,
                  log: Callable[[str], None] | None = None, resume_trial: int | None = None,
-                 prune_interval: float = DEFAULT_PRUNE_INTERVAL) -> None:
+                 prune_interval: float = DEFAULT_PRUNE_INTERVAL, name: str | None = None) -> None:
         if count is not None and count < 1:
             raise ValueError(f"count must be >= 1; got {count}")
         if max_failures < 1:
@@ -141,6 +155,7 @@ class Agent:
         self.log = log or (lambda line: print(f"tracklet agent: {line}", file=sys.stderr, flush=True))
         self.resume_trial = resume_trial
         self.prune_interval = prune_interval
+        self.name = name
         self._function_running = threading.Event()
         self._prune_lock = threading.Lock()
         self.report = AgentReport()
@@ -169,10 +184,21 @@ class Agent:
         self.slices = [None]
         return self._run_workers(lambda lease, devices, worker: self._execute_function(function, lease))
 
+    def _held_trial(self) -> int | None:
+        """The running trial an agent of this name (``name``, e.g. a SLURM job's) took, if one
+        is: the trial to resume when the same job starts again."""
+        prefix = f"{self.name}-"
+        for row in self.controller.status()["trials"]:
+            if row["state"] == "running" and str(row.get("agent") or "").startswith(prefix):
+                return int(row["trial"])
+        return None
+
     # ------------------------------------------------------------ the loop
 
     def _run_workers(self, execute: Callable[[Lease, str | None, int], tuple[int, str | None]]) -> AgentReport:
-        host = socket.gethostname()
+        host = socket.gethostname() if self.name is None else f"{self.name}-{socket.gethostname()}"
+        if self.resume_trial is None and self.name is not None:
+            self.resume_trial = self._held_trial()
         prepare = getattr(self.controller, "prepare", None)  # local mode: the GP's imports, during the first trials
         if prepare is not None:
             prepare()

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
-from tracklet.sweeps.samplers import gp_sampler, tpe_sampler
+from tracklet.sweeps.samplers import GP_NEEDS_TORCH, gp_available, gp_sampler, tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 
 DEFAULT_LEASE_TTL = 60.0
@@ -141,7 +141,7 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
     """Validate ``config``, create the sweep's study under ``root`` and return its id."""
     from tracklet.core.start import DEFAULT_PROJECT
 
-    spec = parse(config)
+    spec = check_engine(parse(config))
     project_name = project or spec.project or os.environ.get("TRACKLET_PROJECT") or DEFAULT_PROJECT
     check_name("project", project_name)
     sweep_id = check_name("sweep id", sweep_id) if sweep_id else _new_sweep_id()
@@ -159,6 +159,15 @@ def create_sweep(root: Path, config: Any, *, project: str | None = None, sweep_i
     _write_json(directory / "state.json", {"state": "running"})
     _write_json(directory / "sweep.json", info)
     return sweep_id
+
+
+def check_engine(spec: SweepSpec) -> SweepSpec:
+    """``spec``, if its search can run here; a sweep that asks for ``sampler: gp`` where PyTorch
+    is missing is refused as it is created, not at its first GP ask (``method: bayes`` searches
+    with TPE there instead, with a warning: W&B configs name bayes without knowing the engine)."""
+    if spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp" and not gp_available():
+        raise SweepError(f"sampler: gp: {GP_NEEDS_TORCH}")
+    return spec
 
 
 def warm_start(study: Any, spec: SweepSpec, root: Path, project: str) -> dict[str, Any]:
@@ -305,6 +314,8 @@ def trial_run_id(sweep_id: str, trial: int) -> str:
 class LocalController:
     """The controller over the data root (no server): see the module docstring."""
 
+    _gp_import: threading.Thread | None = None  # ``prepare``'s imports, until an ask waited for them
+
     def __init__(self, root: Path | str, sweep_id: str) -> None:
         self.root = Path(root)
         self.sweep_id = parse_sweep_id(sweep_id)
@@ -388,7 +399,7 @@ class LocalController:
         ``GP_MAX_DIMS`` parameters, or ``method: optuna`` with ``sampler: gp``)."""
         spec = self._spec
         if spec.method == "bayes":
-            return len(spec.searched) <= GP_MAX_DIMS
+            return len(spec.searched) <= GP_MAX_DIMS and gp_available()
         return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
 
     def prepare(self) -> threading.Thread | None:
@@ -411,7 +422,20 @@ class LocalController:
 
         thread = threading.Thread(target=load, name="tracklet-sweep-gp-import", daemon=True)
         thread.start()
+        self._gp_import = thread
         return thread
+
+    def _await_gp_import(self, complete: int) -> None:
+        """Before an ask that may fit the GP (``complete`` finished trials: at least the fewest
+        start-up trials any agent count gives), wait for ``prepare``'s imports to end. Two
+        threads importing SciPy's circular ``stats``/``qmc`` modules at once get a partly
+        initialised module: the ask raised ImportError and the agent stopped, whenever the
+        start-up trials ended before the imports (a loaded machine, short trials). Start-up
+        asks don't wait: they import nothing of the GP's."""
+        thread = self._gp_import
+        if thread is not None and complete >= MIN_STARTUP_TRIALS:
+            thread.join()
+            self._gp_import = None
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:
@@ -467,6 +491,7 @@ class LocalController:
                     return self._wait_or_finish(running, "every grid point is done")
             agents = {lease["agent"] for lease in leases.values()} | {agent}
             study.sampler = self._sampler(len(agents), len(trials))
+            self._await_gp_import(sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
                 trial = study.ask(space.distributions(self._spec))
@@ -774,10 +799,15 @@ class LocalController:
             return samplers.RandomSampler(seed=seed)
         if spec.method == "bayes":
             if len(spec.searched) <= GP_MAX_DIMS:
-                return gp_sampler(seed=seed, n_startup_trials=startup)
+                if gp_available():
+                    return gp_sampler(seed=seed, n_startup_trials=startup)
+                # Not a failure at the first GP ask, after the start-up trials: TPE, said once.
+                warnings.warn(f"method: bayes searches with TPE: {GP_NEEDS_TORCH}", RuntimeWarning, stacklevel=2)
             return tpe_sampler(seed=seed, n_startup_trials=startup, constant_liar=liar)
         options = dict(spec.sampler or {"type": "tpe"})
         kind = options.pop("type")
+        if kind == "gp" and not gp_available():
+            raise SweepError(f"sampler: gp: {GP_NEEDS_TORCH}")
         if options.get("seed") is not None:
             options["seed"] = _derived_seed(options["seed"], trials)
         elif seed is not None:

@@ -170,6 +170,22 @@ def _conditional_gp_class() -> Any:
 _GP_CLASS: Any = None
 
 
+GP_NEEDS_TORCH = ("Optuna's GPSampler needs PyTorch, which is not installed here (pip install torch; "
+                  "a CPU build is enough: https://pytorch.org/get-started/locally/)")
+
+
+def gp_available() -> bool:
+    """Whether Optuna's ``GPSampler`` can run in this environment: it needs PyTorch, which
+    ``tracklet[sweeps]`` leaves out (a CPU build is the user's choice, and a plain ``pip install
+    torch`` on Linux is a multi-GB CUDA build). Looked up, not imported (seconds of CPU)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def gp_sampler(**options: Any) -> Any:
     """A GP sampler with ``options`` (GPSampler's) that conditions on a dominating categorical
     (``ConditionalGPSampler``); the plain ``GPSampler`` if Optuna's internals changed shape."""

@@ -12,14 +12,15 @@ and it was last modified more than ``RACY_NS`` before (see there).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from tracklet.core.filehash import sha256_handle
 
 CHUNK = 1 << 20
 STAT_CACHE_FILE = "artifact-digests.sqlite"
@@ -77,21 +78,6 @@ def sha256_file(path: str | os.PathLike, on_bytes: Callable[[int], None] | None 
         result = sha256_handle(handle, on_bytes)
     count_file_hashed()
     return result
-
-
-def sha256_handle(handle: Any, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
-    """(sha256 hex, size) of what is left to read from an open binary file, read into one 1 MiB
-    buffer (hashlib releases the GIL on each piece)."""
-    hasher = hashlib.sha256()
-    size = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    while read := handle.readinto(buffer):
-        hasher.update(view[:read])
-        size += read
-        if on_bytes is not None:
-            on_bytes(read)
-    return hasher.hexdigest(), size
 
 
 class StatCache:

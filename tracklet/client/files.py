@@ -50,7 +50,7 @@ WHOLE_BYTES = 8 << 20
 def _sha256_of(path: Path) -> tuple[str, int, os.stat_result]:
     """(sha256, size) of ``path`` read in pieces, and its ``fstat`` after the read (the version
     those bytes belong to)."""
-    from tracklet.artifacts.hashing import sha256_handle
+    from tracklet.core.filehash import sha256_handle
 
     with open(path, "rb", buffering=0) as handle:
         digest, size = sha256_handle(handle)

@@ -40,6 +40,7 @@ next program's first line (target <= 1 s).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -380,14 +381,44 @@ with open(os.environ["HANDOFF_TIMES"], "a") as out:
 """
 
 
-def handoff(root: Path, method: str, trials: int) -> tuple[list[float], float, float]:
+@dataclasses.dataclass
+class Handoffs:
+    """(e) for one method: each handoff's seconds (``gaps[i]``: trial ``i``'s last line to trial
+    ``i + 1``'s first), the agent's ask inside it (``asks[i]``: wall and CPU seconds of the
+    ``next_trial`` that handed out trial ``i + 1``), which of those asks fitted a model (the GP),
+    the agent's CPU seconds per trial and a program's median CPU seconds to its first line."""
+
+    gaps: list[float]
+    asks: list[tuple[float, float]]
+    fitted: list[bool]
+    agent_cpu: float
+    startup_cpu: float
+
+
+def handoff(root: Path, method: str, trials: int) -> Handoffs:
     """(e): seconds from one trial's program ending (its last line, after ``finish()``) to the next
     trial's program starting (its first line), for ``trials`` trials run by one agent with real
     processes: the interpreter's exit, the agent reading the run's metric and telling the study,
     the next ask (``bayes``: a GP fit), the process start and Python's start-up until the first line.
     Also what a loaded machine can't hide: the agent process's CPU seconds per trial (the tell, the
-    ask, starting the process, watching it) and a program's median CPU seconds to its first line."""
+    ask, starting the process, watching it), each ask's CPU seconds (on the agent's thread) and a
+    program's median CPU seconds to its first line."""
     from tracklet.sweeps.agent import Agent
+    from tracklet.sweeps.controller import BASE_STARTUP_TRIALS
+
+    class TimedController(LocalController):
+        """The agent's controller, timing each ``next_trial`` (wall, and CPU on its thread)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.asks: list[tuple[float, float]] = []
+
+        def next_trial(self, *args: Any, **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return super().next_trial(*args, **kwargs)
+            finally:
+                self.asks.append((time.perf_counter() - wall, time.thread_time() - cpu))
 
     program = root / f"handoff_{method}.py"
     program.write_text(HANDOFF_PROGRAM)
@@ -400,9 +431,10 @@ def handoff(root: Path, method: str, trials: int) -> tuple[list[float], float, f
                                            "TRACKLET_SYSTEM_METRICS", "TRACKLET_DIR")}
     os.environ.update({"HANDOFF_TIMES": str(times), "TRACKLET_CONSOLE": "off", "TRACKLET_CAPTURE_ENVIRONMENT": "false",
                        "TRACKLET_SYSTEM_METRICS": "false"})
+    controller = TimedController(root, sweep_id)
     cpu = time.process_time()
     try:
-        Agent(LocalController(root, sweep_id), log=lambda line: None).run_commands()
+        Agent(controller, log=lambda line: None).run_commands()
         agent_cpu = (time.process_time() - cpu) / trials
     finally:
         for key, value in saved.items():
@@ -414,7 +446,10 @@ def handoff(root: Path, method: str, trials: int) -> tuple[list[float], float, f
 
     spans = [json.loads(line) for line in times.read_text().splitlines()]
     gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
-    return gaps, agent_cpu, statistics.median(span[2] for span in spans)
+    # one agent: trial n is asked with n trials complete, so the GP fits from its start-up count on
+    fitted = [controller.uses_gp() and i + 1 >= BASE_STARTUP_TRIALS for i in range(len(gaps))]
+    return Handoffs(gaps, controller.asks[1:len(gaps) + 1], fitted, agent_cpu,
+                    statistics.median(span[2] for span in spans))
 
 
 PARTS = ("regret", "pruning", "latency", "handoff", "heartbeat")
@@ -486,22 +521,50 @@ def run_latency(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
 
 
 def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
-    """(e): run exit -> next run start for ``random`` and ``bayes``, wall time and CPU."""
+    """(e): run exit -> next run start for ``random`` and ``bayes``, wall time and CPU: the first
+    handoff (the agent's first reads of a run), those whose ask was random, the first that fitted
+    the GP and the later ones apart, then every handoff with its ask's CPU."""
+    from tracklet.sweeps.samplers import gp_available
+
     count = 6 if args.quick else 16
     rows = []
+    lines = []
     results["handoff_s"] = {}
     for method in ("random", "bayes"):
-        gaps, agent_cpu, startup_cpu = handoff(root, method, count)
-        results["handoff_s"][method] = {"gaps": gaps, "agent_cpu_per_trial": agent_cpu,
-                                        "program_startup_cpu": startup_cpu, "load_average": os.getloadavg()}
-        from tracklet.sweeps.samplers import gp_available
-
+        measured = handoff(root, method, count)
+        gaps = measured.gaps
+        results["handoff_s"][method] = {"gaps": gaps, "asks": measured.asks, "fitted": measured.fitted,
+                                        "agent_cpu_per_trial": measured.agent_cpu,
+                                        "program_startup_cpu": measured.startup_cpu, "load_average": os.getloadavg()}
+        plain = [g for i, g in enumerate(gaps) if i > 0 and not measured.fitted[i]]
+        fitted = [(g, measured.asks[i][0]) for i, g in enumerate(gaps) if measured.fitted[i]]
+        later = [g for g, _ in fitted[1:]]
         shown = method if method != "bayes" or gp_available() else "bayes (TPE: no PyTorch here)"
-        rows.append([shown, f"{statistics.median(gaps):.3f} s", f"{max(gaps):.3f} s", f"{agent_cpu * 1e3:.0f} ms",
-                     f"{startup_cpu * 1e3:.0f} ms", "<= 1 s: " + ("met" if max(gaps) <= 1.0 else "missed")])
+        rows.append([shown, f"{statistics.median(gaps):.3f} s", f"{max(gaps):.3f} s", f"{gaps[0]:.3f} s",
+                     _median_max(plain),
+                     f"{fitted[0][0]:.3f} s ({fitted[0][1]:.3f} s)" if fitted else "-",
+                     _median_max(later),
+                     _median_max([measured.asks[i][1] * 1e3 for i in range(len(gaps)) if measured.fitted[i]][1:],
+                                 "ms", 0),
+                     f"{measured.agent_cpu * 1e3:.0f} ms", f"{measured.startup_cpu * 1e3:.0f} ms",
+                     "<= 1 s: " + ("met" if max(gaps) <= 1.0 else "missed")])
+        lines.append(f"{method}: " + " ".join(
+            f"{g:.3f}{'*' if measured.fitted[i] else ''}[{measured.asks[i][0] * 1e3:.0f}/{measured.asks[i][1] * 1e3:.0f}]"
+            for i, g in enumerate(gaps)))
     print(f"\n(e) run exit -> next run start, one agent, {count} trials of a real program "
           f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
-    print_table(rows, ["method", "median", "max", "agent CPU / trial", "start-up CPU", "target"])
+    print_table(rows, ["method", "median", "max", "first", "random asks: median / max", "first GP (its ask)",
+                       "later GP: median / max", "later GP asks' CPU", "agent CPU / trial", "start-up CPU", "target"])
+    print("each handoff in s, * where the ask fitted the GP, [the ask in it: wall / CPU ms]:")
+    for line in lines:
+        print("  " + line)
+
+
+def _median_max(values: list[float], unit: str = "s", digits: int = 3) -> str:
+    """``median / max unit`` of ``values``, ``-`` when there are none."""
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.{digits}f} / {max(values):.{digits}f} {unit}"
 
 
 def run_heartbeat(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:

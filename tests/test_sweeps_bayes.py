@@ -222,3 +222,77 @@ def test_bayes_searches_a_dominating_categorical_on_its_own_then_inside_its_best
     after = taken[10:covered + 1]
     assert len(set(after)) == len(after) and not set(after) & set(taken[:10])  # ...each untried one once
     assert set(taken[covered + 1:]) == {"a"}  # then only the best value
+
+
+class _SlowImport:
+    """Stands in for ``prepare``'s import thread on a machine where the imports outlast the
+    start-up trials: records how many trials were told whenever an ask waits for it."""
+
+    def __init__(self) -> None:
+        self.told = 0
+        self.waited_at: list[int] = []
+
+    def join(self) -> None:
+        self.waited_at.append(self.told)
+
+
+def test_a_bayes_agents_start_up_asks_do_not_wait_for_the_gp_imports(tmp_path):
+    """A start-up (random) ask imports nothing of the GP's, so it must not wait for ``prepare``'s
+    background imports: asks from the third finished trial on once did, putting the rest of the
+    imports (5.2 s on an idle 16-core machine) between one trial's exit and the next one's start
+    (issue #17: <= 1 s). Only the first ask that fits the GP waits: one agent's, at 10 finished."""
+    config = {"method": "bayes", "seed": 0, "metric": {"name": "f"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}
+    controller = LocalController(tmp_path, create_sweep(tmp_path, config, project="p"))
+    slow = _SlowImport()
+    controller._gp_import = slow  # type: ignore[assignment]
+    for _ in range(12):
+        lease = controller.next_trial("agent")
+        assert isinstance(lease, Lease)
+        controller.tell(lease, (lease.config["x"] - 0.3) ** 2 + lease.config["y"])
+        slow.told += 1
+    assert slow.waited_at == [10]
+
+
+def test_a_gp_ask_runs_its_blas_and_torch_on_one_thread_and_gives_the_threads_back(tmp_path, monkeypatch):
+    """Each GP ask is thousands of tiny SciPy (L-BFGS-B), NumPy and PyTorch calls; with OpenBLAS
+    and PyTorch at a thread per core each call woke and spun every thread: 3-5x the CPU on 2
+    cores, 1.7 s of CPU per trial on 16 (issue #17's handoff). Optuna's own limit sets
+    ``OPENBLAS_NUM_THREADS``, which a loaded OpenBLAS never reads again. The ask runs with every
+    loaded OpenBLAS and PyTorch at one thread, and the agent's process gets its threads back
+    after it (``wandb.agent(function=)`` trains in that process)."""
+    torch = pytest.importorskip("torch")
+    from tracklet.sweeps.threads import openblas_controls
+
+    config = {"method": "optuna", "sampler": {"type": "gp", "seed": 0, "n_startup_trials": 2},
+              "metric": {"name": "f"}, "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}
+    controller = LocalController(tmp_path, create_sweep(tmp_path, config, project="p"))
+    seen: list[tuple[list[int], int]] = []
+    plain = optuna.samplers.GPSampler.sample_relative
+
+    def watched(self, study, trial, search_space):  # the real sampler, watched
+        seen.append(([get() for get, _ in openblas_controls()], torch.get_num_threads()))
+        return plain(self, study, trial, search_space)
+
+    monkeypatch.setattr(optuna.samplers.GPSampler, "sample_relative", watched)
+    import scipy.optimize  # noqa: F401 - SciPy's own OpenBLAS, loaded as the GP loads it
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    controls = openblas_controls()
+    assert controls, "no OpenBLAS found loaded (NumPy and SciPy wheels each bring one)"
+    saved = [get() for get, _ in controls]
+    try:
+        for _, set_ in controls:
+            set_(2)
+        for _ in range(4):
+            lease = controller.next_trial("agent")
+            assert isinstance(lease, Lease)
+            controller.tell(lease, (lease.config["x"] - 0.3) ** 2 + lease.config["y"])
+        fitted = seen[2:]  # the asks after the two start-up trials fit the GP
+        assert len(fitted) == 2 and all(blas == [1] * len(controls) and threads == 1 for blas, threads in fitted)
+        assert [get() for get, _ in controls] == [2] * len(controls) and torch.get_num_threads() == 2
+    finally:
+        for (_, set_), threads in zip(controls, saved):
+            set_(threads)
+        torch.set_num_threads(before)

@@ -46,6 +46,7 @@ from tracklet.errors import MissingDependency, SweepError, SweepNotFound
 from tracklet.sweeps import space
 from tracklet.sweeps.samplers import GP_NEEDS_TORCH, gp_available, gp_sampler, tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
+from tracklet.sweeps.threads import one_thread
 
 DEFAULT_LEASE_TTL = 60.0
 STATES = ("running", "paused", "stopped")
@@ -425,15 +426,24 @@ class LocalController:
         self._gp_import = thread
         return thread
 
-    def _await_gp_import(self, complete: int) -> None:
-        """Before an ask that may fit the GP (``complete`` finished trials: at least the fewest
-        start-up trials any agent count gives), wait for ``prepare``'s imports to end. Two
-        threads importing SciPy's circular ``stats``/``qmc`` modules at once get a partly
-        initialised module: the ask raised ImportError and the agent stopped, whenever the
-        start-up trials ended before the imports (a loaded machine, short trials). Start-up
-        asks don't wait: they import nothing of the GP's."""
+    def _fits_gp(self, sampler: Any, complete: int) -> bool:
+        """Whether asking ``sampler`` with ``complete`` finished trials fits the GP: a GP sweep
+        past the sampler's start-up trials (its ``n_startup_trials``; where Optuna renamed it,
+        the fewest any agent count gives). A start-up ask is random and imports nothing."""
+        if not self.uses_gp():
+            return False
+        return complete >= getattr(sampler, "_n_startup_trials", MIN_STARTUP_TRIALS)
+
+    def _await_gp_import(self) -> None:
+        """Before an ask that fits the GP, wait for ``prepare``'s imports to end. Two threads
+        importing SciPy's circular ``stats``/``qmc`` modules at once get a partly initialised
+        module: the ask raised ImportError and the agent stopped, whenever the start-up trials
+        ended before the imports (a loaded machine, short trials). Only asks that fit wait: a
+        start-up ask waiting here (it once did from the third finished trial on, though one
+        agent's GP starts at the tenth) put the rest of the imports, seconds, between a trial's
+        exit and the next one's start (issue #17: <= 1 s)."""
         thread = self._gp_import
-        if thread is not None and complete >= MIN_STARTUP_TRIALS:
+        if thread is not None:
             thread.join()
             self._gp_import = None
 
@@ -491,8 +501,10 @@ class LocalController:
                     return self._wait_or_finish(running, "every grid point is done")
             agents = {lease["agent"] for lease in leases.values()} | {agent}
             study.sampler = self._sampler(len(agents), len(trials))
-            self._await_gp_import(sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE))
-            with warnings.catch_warnings():
+            fits = self._fits_gp(study.sampler, sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE))
+            if fits:
+                self._await_gp_import()
+            with warnings.catch_warnings(), one_thread() if fits else contextlib.nullcontext():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
                 trial = study.ask(space.distributions(self._spec))
             config = space.decode(self._spec, trial.params)

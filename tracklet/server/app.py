@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tracklet import __version__
+from tracklet.server import query_warm
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
@@ -182,6 +183,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
             checkpointer.start()
         if worker is not None:
             worker.start()
+        # The table query stack's imports, off the first table request (query_warm.py).
+        query_warm.start()
         yield
         stop.set()
         if worker is not None:

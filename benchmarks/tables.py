@@ -18,6 +18,8 @@ T4 (``--server``, on by default; ``--no-server`` skips it): the same query throu
 over the data root, ``GET /api/v1/runs/<project>/<run>/tables/t?filter=...&sort=score&descending=true
 &limit=100`` (what the table panel asks: the count and the page): wall time of the request and the
 server process's CPU time for it (median of 5 after one warm-up). Target: <= 300 ms on the server.
+The first request's wall time is printed too: sent ``FIRST_AFTER`` (1 s) after the server first
+answered, as a user's first table request follows the dashboard's page and script.
 With ``--chromium PATH`` (Playwright), the dashboard: the table page opened at the URL with that
 filter and sort, ms from navigation start until the filtered count and the first row of the
 sorted page are drawn; and on a page showing the unfiltered table, from typing Enter on the filter
@@ -55,6 +57,7 @@ from benchmarks.report import print_table, write_json  # noqa: E402
 QUIET = {"console": "off", "capture_environment": False, "system_metrics": False}
 FILTER = "score > 0.9 and label = 'cat'"
 ROOT = Path(__file__).resolve().parents[1]
+FIRST_AFTER = 1.0  # seconds from the server's first answer to T4's first table request
 
 
 def _frame(rows: int):
@@ -131,7 +134,18 @@ def _start_ui(root: Path) -> tuple[subprocess.Popen, str]:
     if not match:
         ui.kill()
         raise SystemExit(f"tracklet ui did not start: {line}{ui.stderr.read() if ui.stderr else ''}")
-    return ui, match.group()
+    url = match.group()
+    deadline = time.monotonic() + 120
+    while True:  # the URL is printed before the server listens: wait until it answers
+        try:
+            with urllib.request.urlopen(f"{url}api/v1/health", timeout=120):
+                break
+        except OSError:
+            if time.monotonic() > deadline or ui.poll() is not None:
+                ui.kill()
+                raise SystemExit(f"tracklet ui did not answer: {ui.stderr.read() if ui.stderr else ''}") from None
+            time.sleep(0.02)
+    return ui, url
 
 
 def t4(work: Path, big: dict, chromium: str | None) -> dict:
@@ -145,6 +159,7 @@ def t4(work: Path, big: dict, chromium: str | None) -> dict:
     api = f"{url}api/v1/runs/{project}/{run_id}/tables/t?{query}"
     out: dict = {}
     try:
+        time.sleep(FIRST_AFTER)  # a user's first table request comes after the dashboard's page loaded
         walls, cpus = [], []
         for _ in range(6):
             before = sum(process.cpu_times()[:2])
@@ -295,7 +310,8 @@ def issue_targets(big: dict, served: dict, many: dict, why_not_served: str) -> l
     if served:
         lines.append(f"  filter + sort + first 100 rows on the server (count + page, one request): "
                      f"{served['server_ms']:.0f} ms wall, {served['server_cpu_ms']:.0f} ms server CPU (target <= "
-                     f"300 ms: {verdict(served['server_ms'] <= 300)}); first request {served['server_first_ms']:.0f} ms")
+                     f"300 ms: {verdict(served['server_ms'] <= 300)}); first request {served['server_first_ms']:.0f} ms "
+                     f"({FIRST_AFTER:.0f} s after the server answered)")
     else:
         lines.append(f"  on the server: not measured ({why_not_served})")
     if "dashboard_open_ms" in served:

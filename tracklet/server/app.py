@@ -9,6 +9,7 @@ with ``auth=False`` (``tracklet server --dev``, loopback only).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tracklet import __version__
+from tracklet.server import query_warm
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
@@ -182,7 +184,12 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
             checkpointer.start()
         if worker is not None:
             worker.start()
+        # The table query stack's imports, off the first table request (query_warm.py), and the
+        # routes' state FastAPI readies on the first request (dispatch.prepare), a moment after start.
+        query_warm.start()
+        routes_ready = asyncio.get_running_loop().call_later(query_warm.DELAY, dispatch.prepare, app)
         yield
+        routes_ready.cancel()
         stop.set()
         if worker is not None:
             worker.stop()

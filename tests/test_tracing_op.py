@@ -636,6 +636,48 @@ def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_
         ["spanning", "leaf", "leaf", "explicit", "leaf", "root", "leaf", "leaf", "leaf"])
 
 
+def test_the_tracing_budget_is_charged_the_worker_time_spent_delivering_spans(start):
+    """Writing a span's record to the run's sinks (the record log, a remote sender) is work tracing
+    costs the process: it counts against the budget as much as building the record. A sink that
+    spends 80 ms of the worker's thread CPU time on one span puts a run allowed 30 ms (0.1 % of
+    30 s) over its budget, so the next trace is left out."""
+    import time
+
+    from tracklet.tracing.ops import budget_left_out
+
+    class SlowSink:
+        """A sink whose writes take ``cost_ns`` of thread CPU time each while ``armed``."""
+
+        armed = False
+        cost_ns = 80_000_000
+
+        def write(self, payload: bytes) -> None:
+            if self.armed:
+                until = time.thread_time_ns() + self.cost_ns
+                while time.thread_time_ns() < until:
+                    pass
+
+        def flush(self, fsync: bool = False) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    run = start(settings={"tracing_budget": 0.001})
+    run.flush()  # the run's own start records, before the slow sink joins
+    sink = SlowSink()
+    run._sender.sinks.append(sink)
+    sink.armed = True
+    assert add(1) == 2  # within budget: traced, its one span costs the worker 80 ms to deliver
+    with pytest.warns(tracklet.TrackletWarning, match="tracing_budget"):
+        run.flush()
+    sink.armed = False
+    assert budget_left_out(run) == 0
+    add(2)
+    assert budget_left_out(run) == 1  # over budget now: this trace was left out
+    assert [s.name for s in _spans(run)] == ["add"]
+
+
 def test_within_the_default_budget_and_at_budget_1_every_trace_is_kept(start):
     from tracklet.tracing import ops
     from tracklet.tracing.ops import budget_left_out, charge

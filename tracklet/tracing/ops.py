@@ -83,15 +83,18 @@ def _threshold(sample_rate: float) -> int:
 # ---------------------------------------------------------------- the tracing budget
 # ``Settings.tracing_budget``: the share of a run's time its traced ops may cost. A token bucket
 # per run: credit accrues at ``budget`` per nanosecond of wall time, up to ``budget *
-# BUDGET_WINDOW_S`` (where it starts: the first seconds are traced whole); the worker charges it
-# the thread CPU time it spent on a drain's op calls plus ``UNTIMED_NS`` per call (the callers'
-# side and the records' delivery, which nothing times). While the credit is below zero, ``_over_budget`` is the run's id, and a
+# BUDGET_WINDOW_S`` (where it starts: the first seconds are traced whole); the sender's worker
+# charges it the thread CPU time it spent building and delivering a drain's op call records
+# (``OpCall.charge_batch``) plus ``UNTIMED_NS`` per call (the callers' side, which nothing times).
+# While the credit is below zero, ``_over_budget`` is the run's id, and a
 # trace that an op without a ``sample_rate`` of its own would start is left out whole (its ops
 # are plain calls, as with sampling): one global read per root op, nothing per nested op.
 BUDGET_WINDOW_S = 30.0
-# A traced op's cost outside ``batch_records``' timing: the caller's contextvar, clocks and queue,
-# the record log write, the threads' hand-offs. Measured (CPU time of traced steps minus plain ones,
-# less the timed part, 1,460 ops a step, load 20): 5.6-6.6 us.
+# A traced op's cost outside the worker's timing: the caller's contextvar, clocks and queue, the
+# drain's wake-up and sink flush, the threads' hand-offs. Measured (CPU time of traced steps minus
+# plain ones, less the timed part, 1,460 ops a step, load 20): 5.6-6.6 us when the timed part
+# left out the records' delivery (~2 us a span, timed since); kept at 6 us, erring on the side of
+# charging more.
 UNTIMED_NS = 6_000
 
 
@@ -259,6 +262,12 @@ class OpCall:
         from tracklet.tracing.record import batch_records
 
         return batch_records(calls)
+
+    @staticmethod
+    def charge_batch(calls: list[Any], worker_ns: int) -> None:
+        """The sender's worker spent ``worker_ns`` of its thread CPU time building and delivering
+        the records of ``calls`` (one ``batch_records``): charged to their run's tracing budget."""
+        charge(calls[0].run, len(calls), worker_ns)
 
 
 _warned: set[str] = set()

@@ -96,16 +96,26 @@ BUDGET_WINDOW_S = 30.0
 # left out the records' delivery (~2 us a span, timed since); kept at 6 us, erring on the side of
 # charging more.
 UNTIMED_NS = 6_000
+# What a traced op costs its caller depends on the machine (cache misses, a worker on another core
+# trading the GIL): the callers' side is also measured, on the thread CPU time of a budgeted sync
+# root op (``_measured_root``): a kept trace's time less the op's left-out calls' mean, per span it
+# began. A run is charged the larger of that and ``UNTIMED_NS`` per call. One left-out call in
+# ``LEFT_OUT_TIMED_EVERY`` is timed (a thread-clock read costs 0.1-0.7 us).
+LEFT_OUT_TIMED_EVERY = 16
+_thread_time_ns = time.thread_time_ns
 
 
 class _Budget:
-    __slots__ = ("credit", "at", "left_out", "warned")
+    __slots__ = ("credit", "at", "left_out", "warned", "caller_ns")
 
     def __init__(self, credit: float, at: int) -> None:
         self.credit = credit
         self.at = at
         self.left_out = 0  # traces left out while over budget
         self.warned = False
+        # The callers' side of a traced op, charged per call: measured (``_measured_root``) when
+        # that says more than the estimate.
+        self.caller_ns = float(UNTIMED_NS)
 
 
 _budgets: dict[str, _Budget] = {}
@@ -132,7 +142,7 @@ def charge(run: Any, calls: int, worker_ns: int) -> None:
         if len(_budgets) >= 64:
             _budgets.clear()
         state = _budgets[run.id] = _Budget(cap, now)
-    state.credit = min(cap, state.credit + (now - state.at) * fraction) - worker_ns - calls * UNTIMED_NS
+    state.credit = min(cap, state.credit + (now - state.at) * fraction) - worker_ns - calls * state.caller_ns
     state.at = now
     if state.credit >= 0:
         if _over_budget is run.id:
@@ -170,10 +180,36 @@ def budget_left_out(run: Any) -> int:
     return 0 if state is None else state.left_out
 
 
+def _timed_left_out(op: OpInfo, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A budgeted sync root op's call left out by the budget: the plain call, its thread CPU time
+    folded into ``op.left_out_ns`` (one call in ``LEFT_OUT_TIMED_EVERY``)."""
+    op.left_out_calls += 1
+    if op.left_out_calls % LEFT_OUT_TIMED_EVERY:
+        return function(*args, **kwargs)
+    started = _thread_time_ns()
+    result = function(*args, **kwargs)
+    spent = _thread_time_ns() - started
+    op.left_out_ns = spent if not op.left_out_ns else 0.875 * op.left_out_ns + 0.125 * spent
+    return result
+
+
+def _measured_root(op: OpInfo, run: Any, spent_ns: int, spans: int) -> None:
+    """A budgeted sync root op's kept trace took its caller ``spent_ns`` of thread CPU time and
+    began ``spans`` spans: what that is over the op's left-out calls, per span, is what a traced
+    op costs the caller here; the run's per-call charge follows it (never below the estimate)."""
+    state = _budgets.get(run.id)
+    if state is None or not op.left_out_ns or spans <= 0:
+        return
+    per_span = (spent_ns - op.left_out_ns) / spans
+    measured = 0.75 * state.caller_ns + 0.25 * per_span
+    state.caller_ns = max(float(UNTIMED_NS), measured)
+
+
 class OpInfo:
     """What is resolved once, at decoration: the name, the capture mode, the signature."""
 
-    __slots__ = ("name", "capture", "signature", "kind", "positional", "template", "threshold", "budgeted")
+    __slots__ = ("name", "capture", "signature", "kind", "positional", "template", "threshold", "budgeted",
+                 "left_out_ns", "left_out_calls")
 
     def __init__(self, function: Callable[..., Any], name: str | None, capture: str, kind: str,
                  sample_rate: float | None = None) -> None:
@@ -185,6 +221,10 @@ class OpInfo:
         # No sample rate of its own: the traces it starts are left out while the run is over its
         # tracing budget (``charge``).
         self.budgeted = sample_rate is None
+        # The caller's thread CPU time of this op's calls as the root of a trace the budget left
+        # out (a running mean of the timed ones; 0: none timed yet), and how many there were.
+        self.left_out_ns = 0.0
+        self.left_out_calls = 0
         self.template: bytes | None = None  # the worker's serialized Span fields every call shares
         try:
             self.signature: inspect.Signature | None = inspect.signature(function)
@@ -338,11 +378,16 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
         except Exception as error:
             _contained("op start", error)
             return function(*args, **kwargs)
-        if call is None:  # the root of a trace sampling leaves out
+        if call is None:  # the root of a trace sampling (or the budget) leaves out
             try:
+                if op.budgeted:
+                    return _timed_left_out(op, function, args, kwargs)
                 return function(*args, **kwargs)
             finally:
                 _CURRENT.reset(token)
+        if op.left_out_ns and parent is None and op.budgeted:
+            # A kept trace of a root the budget has left out before: its caller's side measured.
+            return _measured_call(function, op, call, token, args, kwargs)
         try:
             result = function(*args, **kwargs)
         except BaseException as error:
@@ -358,6 +403,28 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
         return result
 
     return traced
+
+
+def _measured_call(function: Callable[..., Any], op: OpInfo, call: OpCall, token: contextvars.Token[Any],
+                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``traced``'s kept-root path, timed on the caller's thread clock (``_measured_root``); the
+    spans it began are read off the span id counter (one id skipped)."""
+    started = _thread_time_ns()
+    try:
+        result = function(*args, **kwargs)
+    except BaseException as error:
+        try:
+            _end(call, token, args, kwargs, None, error)
+        except Exception as own:
+            _contained("op end", own)
+        raise
+    try:
+        _end(call, token, args, kwargs, result, None)
+        spans = (_SPAN_BASE + next(_counter) - call.span_id) & _MASK64  # the root and those it began
+        _measured_root(op, call.run, _thread_time_ns() - started, spans)
+    except Exception as own:
+        _contained("op end", own)
+    return result
 
 
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<not passed>"})()

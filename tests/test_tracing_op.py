@@ -302,10 +302,11 @@ def test_tracklets_own_failure_is_contained(start, monkeypatch):
 
     run = start()
 
-    def broken(*args, **kwargs):
-        raise OSError("queue exploded")
+    class Broken(list):
+        def append(self, item):
+            raise OSError("queue exploded")
 
-    monkeypatch.setattr(run, "_enqueue", broken)
+    monkeypatch.setattr(run, "_queue", Broken())
     monkeypatch.setattr(op_module, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -366,8 +366,13 @@ def _end(call: OpCall, token: contextvars.Token[Any], args: tuple[Any, ...], kwa
         call.run._enqueue(call)
 
 
-def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+def _wrap_function(function: Callable[..., Any], op: OpInfo,
+                   record: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """The generic wrapper (``*args, **kwargs``) of a sync function; its recording calls go on to
+    ``record`` (``_recorder``'s), which the wrapper over the function's own parameters calls
+    directly (``_same_signature``)."""
     current, dropped = _CURRENT.get, _DROPPED  # closure cells: no global lookups per call
+    record = record or _recorder(function, op)
 
     @functools.wraps(function)
     def traced(*args: Any, **kwargs: Any) -> Any:
@@ -377,6 +382,16 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
         run = lifecycle.trace_target
         if run is None:
             return function(*args, **kwargs)
+        return record(parent, run, args, kwargs)
+
+    return traced
+
+
+def _recorder(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    """A call of ``function`` while ``run`` records, under ``parent`` (not ``_DROPPED``): its span
+    begun, the call made, its span ended; tracklet's own failures contained."""
+
+    def record(parent: tuple[int, int] | None, run: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             call, token = _begin(op, run, parent)
         except Exception as error:
@@ -406,7 +421,7 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
             _contained("op end", own)
         return result
 
-    return traced
+    return record
 
 
 def _measured_call(function: Callable[..., Any], op: OpInfo, call: OpCall, token: contextvars.Token[Any],
@@ -434,12 +449,13 @@ def _measured_call(function: Callable[..., Any], op: OpInfo, call: OpCall, token
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<not passed>"})()
 
 
-def _same_signature(function: Callable[..., Any], op: OpInfo, traced: Callable[..., Any]) -> Callable[..., Any] | None:
+def _same_signature(function: Callable[..., Any], op: OpInfo, record: Callable[..., Any]) -> Callable[..., Any] | None:
     """A wrapper with ``function``'s own parameters (positional-or-keyword ones only; else None),
     for the calls that record nothing (no run, or inside a trace sampling left out): one context
     read, then ``function`` called with the arguments as they came, without the ``*args, **kwargs``
     packing and unpacking a generic wrapper pays on every call (measured: most of a left-out op's
-    cost inside a training step). Calls that record go on to ``traced`` with the arguments passed
+    cost inside a training step). Calls that record go straight to ``record`` (no generic wrapper
+    between: a frame, a keywords dict and a second context read less) with the arguments passed
     (a parameter left at its default is not passed, as before)."""
     signature = op.signature
     if signature is None or not signature.parameters or len(signature.parameters) > 32:
@@ -452,28 +468,35 @@ def _same_signature(function: Callable[..., Any], op: OpInfo, traced: Callable[.
     optional = [p for p in parameters if p.default is not inspect.Parameter.empty]
     if [p.name for p in parameters[: len(required)]] != required:
         return None
-    namespace: dict[str, Any] = {"_tl_function": function, "_tl_traced": traced, "_tl_get": _CURRENT.get,
-                                 "_tl_dropped": _DROPPED, "_tl_lifecycle": lifecycle, "_tl_missing": _MISSING}
+    namespace: dict[str, Any] = {"_tl_function": function, "_tl_record": record, "_tl_get": _CURRENT.get,
+                                 "_tl_dropped": _DROPPED, "_tl_lifecycle": lifecycle, "_tl_missing": _MISSING,
+                                 "_tl_no_keywords": _NO_KWARGS}
     for number, parameter in enumerate(optional):
         namespace[f"_tl_default{number}"] = parameter.default
     signature_text = ", ".join(required + [f"{p.name}=_tl_missing" for p in optional])
     plain = ", ".join(required + [f"_tl_default{number} if {p.name} is _tl_missing else {p.name}"
                                   for number, p in enumerate(optional)])
     defaults = "".join(f", _tl_default{number}" for number in range(len(optional)))
-    source = (f"def _tl_make(_tl_function, _tl_traced, _tl_get, _tl_dropped, _tl_lifecycle, _tl_missing{defaults}):\n"
+    arguments = "(" + "".join(name + ", " for name in required) + ")"
+    source = (f"def _tl_make(_tl_function, _tl_record, _tl_get, _tl_dropped, _tl_lifecycle, _tl_missing, "
+              f"_tl_no_keywords{defaults}):\n"
               f"  def op_call({signature_text}):\n"
-              f"    if _tl_get() is _tl_dropped or _tl_lifecycle.trace_target is None:\n"
+              f"    _tl_parent = _tl_get()\n"
+              f"    if _tl_parent is _tl_dropped:\n"
+              f"      return _tl_function({plain})\n"
+              f"    _tl_run = _tl_lifecycle.trace_target\n"
+              f"    if _tl_run is None:\n"
               f"      return _tl_function({plain})\n"
               + ("    _tl_keywords = {}\n"
                  + "".join(f"    if {p.name} is not _tl_missing:\n      _tl_keywords[{p.name!r}] = {p.name}\n"
                            for p in optional)
-                 + f"    return _tl_traced({''.join(name + ', ' for name in required)}**_tl_keywords)\n"
-                 if optional else f"    return _tl_traced({', '.join(required)})\n")
+                 + f"    return _tl_record(_tl_parent, _tl_run, {arguments}, _tl_keywords)\n"
+                 if optional else f"    return _tl_record(_tl_parent, _tl_run, {arguments}, _tl_no_keywords)\n")
               + "  return op_call\n")
     try:
         exec(compile(source, f"<tracklet.op {op.name}>", "exec"), namespace)  # noqa: S102 - our own text
         wrapper = namespace["_tl_make"](*(namespace[key] for key in (
-            "_tl_function", "_tl_traced", "_tl_get", "_tl_dropped", "_tl_lifecycle", "_tl_missing")),
+            "_tl_function", "_tl_record", "_tl_get", "_tl_dropped", "_tl_lifecycle", "_tl_missing", "_tl_no_keywords")),
             *(namespace[f"_tl_default{number}"] for number in range(len(optional))))
     except Exception:  # noqa: BLE001 - an odd signature: the generic wrapper serves
         return None
@@ -678,8 +701,8 @@ def _decorate(function: Any, name: str | None, capture: str, sample_rate: float 
         op = OpInfo(function, name, capture, "coroutine", sample_rate)
         return _wrap_coroutine(function, op)
     op = OpInfo(function, name, capture, "function", sample_rate)
-    traced = _wrap_function(function, op)
-    return _same_signature(function, op, traced) or traced
+    record = _recorder(function, op)
+    return _same_signature(function, op, record) or _wrap_function(function, op, record)
 
 
 @overload

@@ -404,9 +404,8 @@ def _recorder(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
                 return function(*args, **kwargs)
             finally:
                 _CURRENT.reset(token)
-        if op.left_out_ns and parent is None and op.budgeted:
-            # A kept trace of a root the budget has left out before: its caller's side measured.
-            return _measured_call(function, op, call, token, args, kwargs)
+        # A kept trace of a root the budget has left out before: its caller's side is measured.
+        started = _thread_time_ns() if op.left_out_ns and parent is None and op.budgeted else 0
         try:
             result = function(*args, **kwargs)
         except BaseException as error:
@@ -417,6 +416,8 @@ def _recorder(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
             raise
         try:
             _end(call, token, args, kwargs, result, None)
+            if started:
+                _measured_end(op, call, started)
         except Exception as own:
             _contained("op end", own)
         return result
@@ -424,26 +425,11 @@ def _recorder(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
     return record
 
 
-def _measured_call(function: Callable[..., Any], op: OpInfo, call: OpCall, token: contextvars.Token[Any],
-                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``traced``'s kept-root path, timed on the caller's thread clock (``_measured_root``); the
-    spans it began are read off the span id counter (one id skipped)."""
-    started = _thread_time_ns()
-    try:
-        result = function(*args, **kwargs)
-    except BaseException as error:
-        try:
-            _end(call, token, args, kwargs, None, error)
-        except Exception as own:
-            _contained("op end", own)
-        raise
-    try:
-        _end(call, token, args, kwargs, result, None)
-        spans = (_SPAN_BASE + next(_counter) - call.span_id) & _MASK64  # the root and those it began
-        _measured_root(op, call.run, _thread_time_ns() - started, spans)
-    except Exception as own:
-        _contained("op end", own)
-    return result
+def _measured_end(op: OpInfo, call: OpCall, started: int) -> None:
+    """A measured kept root (``record``) has ended: its caller's thread CPU time since ``started``
+    and the spans it began, read off the span id counter (one id skipped), to ``_measured_root``."""
+    spans = (_SPAN_BASE + next(_counter) - call.span_id) & _MASK64  # the root and those it began
+    _measured_root(op, call.run, _thread_time_ns() - started, spans)
 
 
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<not passed>"})()

@@ -45,7 +45,7 @@
   REV`` runs that git revision's server in the same rounds (A/B); ``--encoding`` gzip or json
   checks those paths. Target >= 20k/s.
 
-``--short``: 3,000 calls, 40 step repetitions, 100 budget steps an arm (10 blocks of 10), 20,480 OTLP spans, then
+``--short``: 3,000 calls, 40 step repetitions, 100 budget steps an arm (10 blocks of 10, 3 arms), 20,480 OTLP spans, then
 a table of issue #19's targets with this run's figures (about 45 s on an idle machine). Absolute times drift between runs on shared machines; compare ratios.
 """
 
@@ -192,9 +192,10 @@ def budget_slowdown(run: Any, blocks: int = 30, block_steps: int = 10, ops: int 
     state of a long run: no credit (the first seconds' burst spent). Short blocks because the
     machine drifts: on the GPU machine the plain step's CPU time moved 50 -> 41 ms (and 50 -> 71 ms
     another day) between its calibration and a 100-step block seconds later, which two long
-    blocks read as the budget's slowdown. Per arm: the process CPU time of its steps, each closed
-    by ``run.flush()``; the slowdown is the budget blocks' sum over the plain blocks' minus 1,
-    with the share of steps whose trace was kept."""
+    blocks read as the budget's slowdown. A third arm runs the plain step again (A/A), in the
+    same rotation: its "slowdown" is the measure's own noise, printed beside the figure. Per arm:
+    the process CPU time of its steps, each closed by ``run.flush()``; the slowdown is the budget
+    blocks' sum over the plain blocks' minus 1, with the share of steps whose trace was kept."""
     from tracklet.tracing import ops as tracing_ops
 
     def work(n: int) -> int:
@@ -218,13 +219,14 @@ def budget_slowdown(run: Any, blocks: int = 30, block_steps: int = 10, ops: int 
     # The other measures run with tracing_budget=1 (every trace kept); this one with the default.
     kept_every_trace = run.settings.tracing_budget
     run.settings.tracing_budget = tracklet.Settings().tracing_budget
-    cpu = {"plain": 0, "budget": 0}
-    wall = {"plain": 0, "budget": 0}
+    # "control": the plain step again, in blocks of its own (A/A): the measure's own noise and drift.
+    cpu = {"plain": 0, "budget": 0, "control": 0}
+    wall = {"plain": 0, "budget": 0, "control": 0}
     left_out = 0
     state = tracing_ops._Budget(0.0, 0)  # the budget blocks' own: its clock stops between them
     over, reopens_in = False, 0
-    for number in range(2 * blocks):
-        arm = "plain" if number % 2 == 0 else "budget"
+    for number in range(3 * blocks):
+        arm = ("plain", "budget", "control")[number % 3]
         if arm == "budget":
             now = time.monotonic_ns()
             state.at = now
@@ -234,7 +236,7 @@ def budget_slowdown(run: Any, blocks: int = 30, block_steps: int = 10, ops: int 
             before = tracing_ops.budget_left_out(run)
         for _ in range(block_steps):
             started, started_cpu = _clock(), time.process_time_ns()
-            if arm == "plain":
+            if arm != "budget":
                 one_step(chat)
             else:
                 root(traced_chat)
@@ -259,8 +261,10 @@ def budget_slowdown(run: Any, blocks: int = 30, block_steps: int = 10, ops: int 
     spent = (cpu["budget"] - cpu["plain"]) / (budget * wall["budget"])
     return {"ops_per_step": ops, "steps_per_arm": steps, "block_steps": block_steps, "budget": budget,
             "kept_share": 1 - left_out / steps, "spent_over_allowed": spent,
-            "cpu": {"step_ms": cpu["plain"] / steps / 1e6, "slowdown": cpu["budget"] / cpu["plain"] - 1},
-            "wall": {"step_ms": wall["plain"] / steps / 1e6, "slowdown": wall["budget"] / wall["plain"] - 1}}
+            "cpu": {"step_ms": cpu["plain"] / steps / 1e6, "slowdown": cpu["budget"] / cpu["plain"] - 1,
+                    "control": cpu["control"] / cpu["plain"] - 1},
+            "wall": {"step_ms": wall["plain"] / steps / 1e6, "slowdown": wall["budget"] / wall["plain"] - 1,
+                     "control": wall["control"] / wall["plain"] - 1}}
 
 
 def print_budget(budget: dict[str, Any], load: tuple[float, float]) -> None:
@@ -268,7 +272,9 @@ def print_budget(budget: dict[str, Any], load: tuple[float, float]) -> None:
           f"(tracing_budget={budget['budget']:g}; {budget['steps_per_arm']} steps an arm in alternating blocks of "
           f"{budget['block_steps']}, the budget's clock stopped between its blocks; "
           f"load {load[0]:.1f}-{load[1]:.1f}): CPU {budget['cpu']['slowdown'] * 100:+.2f}%, wall "
-          f"{budget['wall']['slowdown'] * 100:+.2f}% (plain step {budget['cpu']['step_ms']:.1f} ms CPU); "
+          f"{budget['wall']['slowdown'] * 100:+.2f}% (plain step {budget['cpu']['step_ms']:.1f} ms CPU; the plain step "
+          f"again as a third arm (A/A): CPU {budget['cpu']['control'] * 100:+.2f}%, wall "
+          f"{budget['wall']['control'] * 100:+.2f}%); "
           f"{budget['kept_share']:.1%} of the steps' traces kept; CPU spent over the budget's allowance (its share "
           f"of the arm's wall time) {budget['spent_over_allowed']:.2f}x. Target <= 2%.")
 

@@ -45,7 +45,7 @@
   REV`` runs that git revision's server in the same rounds (A/B); ``--encoding`` gzip or json
   checks those paths. Target >= 20k/s.
 
-``--short``: 3,000 calls, 40 step repetitions, one budget block an arm, 20,480 OTLP spans, then
+``--short``: 3,000 calls, 40 step repetitions, 100 budget steps an arm (10 blocks of 10, 3 arms), 20,480 OTLP spans, then
 a table of issue #19's targets with this run's figures (about 45 s on an idle machine). Absolute times drift between runs on shared machines; compare ratios.
 """
 
@@ -181,15 +181,21 @@ def step_slowdown(run: Any, rates: tuple[float, ...] = (0.0, 0.01, 1.0), repetit
     return out
 
 
-def budget_slowdown(run: Any, blocks: int = 3, block_steps: int = 100, ops: int = 1460,
+def budget_slowdown(run: Any, blocks: int = 30, block_steps: int = 10, ops: int = 1460,
                     step_ms: float = STEP_MS) -> dict[str, Any]:
     """The same 50 ms step as a root op *without* a ``sample_rate`` (the default: the run's
     ``Settings.tracing_budget`` decides), against the plain step, in alternating blocks of
-    ``block_steps`` consecutive steps (the budget is a rate over time: interleaving single steps
-    would credit it with the other arms' time). Each budget block starts in the steady state of a
-    long run: no credit (the first seconds' burst spent). Per arm: the process CPU time of its
-    steps, each closed by ``run.flush()``; the slowdown is the budget blocks' sum over the plain
-    blocks' minus 1, with the share of steps whose trace was kept."""
+    ``block_steps`` consecutive steps. The budget is a rate over time, so its clock is stopped
+    while a plain block runs: each budget block goes on from where the last one left off (its
+    credit, and when a run over budget gets it back), as if the budget blocks ran back to back,
+    so short blocks do not credit it with the plain blocks' time; the first starts in the steady
+    state of a long run: no credit (the first seconds' burst spent). Short blocks because the
+    machine drifts: on the GPU machine the plain step's CPU time moved 50 -> 41 ms (and 50 -> 71 ms
+    another day) between its calibration and a 100-step block seconds later, which two long
+    blocks read as the budget's slowdown. A third arm runs the plain step again (A/A), in the
+    same rotation: its "slowdown" is the measure's own noise, printed beside the figure. Per arm:
+    the process CPU time of its steps, each closed by ``run.flush()``; the slowdown is the budget
+    blocks' sum over the plain blocks' minus 1, with the share of steps whose trace was kept."""
     from tracklet.tracing import ops as tracing_ops
 
     def work(n: int) -> int:
@@ -213,18 +219,24 @@ def budget_slowdown(run: Any, blocks: int = 3, block_steps: int = 100, ops: int 
     # The other measures run with tracing_budget=1 (every trace kept); this one with the default.
     kept_every_trace = run.settings.tracing_budget
     run.settings.tracing_budget = tracklet.Settings().tracing_budget
-    cpu = {"plain": 0, "budget": 0}
-    wall = {"plain": 0, "budget": 0}
+    # "control": the plain step again, in blocks of its own (A/A): the measure's own noise and drift.
+    cpu = {"plain": 0, "budget": 0, "control": 0}
+    wall = {"plain": 0, "budget": 0, "control": 0}
     left_out = 0
-    for number in range(2 * blocks):
-        arm = "plain" if number % 2 == 0 else "budget"
+    state = tracing_ops._Budget(0.0, 0)  # the budget blocks' own: its clock stops between them
+    over, reopens_in = False, 0
+    for number in range(3 * blocks):
+        arm = ("plain", "budget", "control")[number % 3]
         if arm == "budget":
-            tracing_ops._budgets[run.id] = tracing_ops._Budget(0.0, time.monotonic_ns())
-            tracing_ops._over_budget = None
+            now = time.monotonic_ns()
+            state.at = now
+            tracing_ops._budgets[run.id] = state
+            tracing_ops._over_budget = run.id if over else None
+            tracing_ops._reopen_at = now + reopens_in
             before = tracing_ops.budget_left_out(run)
         for _ in range(block_steps):
             started, started_cpu = _clock(), time.process_time_ns()
-            if arm == "plain":
+            if arm != "budget":
                 one_step(chat)
             else:
                 root(traced_chat)
@@ -233,6 +245,12 @@ def budget_slowdown(run: Any, blocks: int = 3, block_steps: int = 100, ops: int 
             cpu[arm] += time.process_time_ns() - started_cpu
         if arm == "budget":
             left_out += tracing_ops.budget_left_out(run) - before
+            now = time.monotonic_ns()
+            state = tracing_ops._budgets[run.id]
+            state.credit = min(state.credit + (now - state.at) * run.settings.tracing_budget,
+                               run.settings.tracing_budget * tracing_ops.BUDGET_WINDOW_S * 1e9)
+            over, reopens_in = tracing_ops._over_budget is run.id, max(0, tracing_ops._reopen_at - now)
+            tracing_ops._over_budget = None
     budget = run.settings.tracing_budget
     run.settings.tracing_budget = kept_every_trace
     tracing_ops._over_budget = None
@@ -241,17 +259,22 @@ def budget_slowdown(run: Any, blocks: int = 3, block_steps: int = 100, ops: int 
     # near 1 if the worker charges the budget what tracing costs. Unlike the slowdown, it does not
     # depend on the machine's load (a loaded machine stretches the wall time the budget accrues on).
     spent = (cpu["budget"] - cpu["plain"]) / (budget * wall["budget"])
-    return {"ops_per_step": ops, "steps_per_arm": steps, "budget": budget,
+    return {"ops_per_step": ops, "steps_per_arm": steps, "block_steps": block_steps, "budget": budget,
             "kept_share": 1 - left_out / steps, "spent_over_allowed": spent,
-            "cpu": {"step_ms": cpu["plain"] / steps / 1e6, "slowdown": cpu["budget"] / cpu["plain"] - 1},
-            "wall": {"step_ms": wall["plain"] / steps / 1e6, "slowdown": wall["budget"] / wall["plain"] - 1}}
+            "cpu": {"step_ms": cpu["plain"] / steps / 1e6, "slowdown": cpu["budget"] / cpu["plain"] - 1,
+                    "control": cpu["control"] / cpu["plain"] - 1},
+            "wall": {"step_ms": wall["plain"] / steps / 1e6, "slowdown": wall["budget"] / wall["plain"] - 1,
+                     "control": wall["control"] / wall["plain"] - 1}}
 
 
 def print_budget(budget: dict[str, Any], load: tuple[float, float]) -> None:
     print(f"{budget['ops_per_step']} ops in a {STEP_MS:.0f} ms step under the default tracing budget "
-          f"(tracing_budget={budget['budget']:g}; {budget['steps_per_arm']} steps an arm in alternating blocks; "
+          f"(tracing_budget={budget['budget']:g}; {budget['steps_per_arm']} steps an arm in alternating blocks of "
+          f"{budget['block_steps']}, the budget's clock stopped between its blocks; "
           f"load {load[0]:.1f}-{load[1]:.1f}): CPU {budget['cpu']['slowdown'] * 100:+.2f}%, wall "
-          f"{budget['wall']['slowdown'] * 100:+.2f}% (plain step {budget['cpu']['step_ms']:.1f} ms CPU); "
+          f"{budget['wall']['slowdown'] * 100:+.2f}% (plain step {budget['cpu']['step_ms']:.1f} ms CPU; the plain step "
+          f"again as a third arm (A/A): CPU {budget['cpu']['control'] * 100:+.2f}%, wall "
+          f"{budget['wall']['control'] * 100:+.2f}%); "
           f"{budget['kept_share']:.1%} of the steps' traces kept; CPU spent over the budget's allowance (its share "
           f"of the arm's wall time) {budget['spent_over_allowed']:.2f}x. Target <= 2%.")
 
@@ -601,7 +624,7 @@ def _step_only(args: argparse.Namespace) -> None:
         load_before = os.getloadavg()[0]
         step = step_slowdown(run, repetitions=args.step_repetitions or (40 if args.short else 400))
         load = (load_before, os.getloadavg()[0])
-        budget = budget_slowdown(run, blocks=1 if args.short else 3)
+        budget = budget_slowdown(run, blocks=10 if args.short else 30)
         budget_load = (load[1], os.getloadavg()[0])
         run.finish()
     print_step(step, load)
@@ -640,7 +663,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as root:
             run = tracklet.init(project="bench", dir=root, settings={**QUIET, "max_queue": 100_000})
             load_before = os.getloadavg()[0]
-            budget = budget_slowdown(run, blocks=1 if args.short else 3)
+            budget = budget_slowdown(run, blocks=10 if args.short else 30)
             budget_load = (load_before, os.getloadavg()[0])
             run.finish()
         print_budget(budget, budget_load)
@@ -689,7 +712,7 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         step = step_slowdown(run, repetitions=args.step_repetitions or (40 if args.short else 400))
         step_load = (load_before, os.getloadavg()[0])
-        budget = budget_slowdown(run, blocks=1 if args.short else 3)
+        budget = budget_slowdown(run, blocks=10 if args.short else 30)
         budget_load = (step_load[1], os.getloadavg()[0])
         run.finish()
     otel_shutdown()

@@ -302,10 +302,11 @@ def test_tracklets_own_failure_is_contained(start, monkeypatch):
 
     run = start()
 
-    def broken(*args, **kwargs):
-        raise OSError("queue exploded")
+    class Broken(list):
+        def append(self, item):
+            raise OSError("queue exploded")
 
-    monkeypatch.setattr(run, "_enqueue", broken)
+    monkeypatch.setattr(run, "_queue", Broken())
     monkeypatch.setattr(op_module, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -634,6 +635,92 @@ def test_over_its_tracing_budget_a_run_leaves_out_whole_traces_of_ops_without_a_
         spans = _spans(run)
     assert sorted(s.name.rsplit(".", 1)[-1] for s in spans) == sorted(
         ["spanning", "leaf", "leaf", "explicit", "leaf", "root", "leaf", "leaf", "leaf"])
+
+
+def test_the_tracing_budget_is_charged_the_worker_time_spent_delivering_spans(start):
+    """Writing a span's record to the run's sinks (the record log, a remote sender) is work tracing
+    costs the process: it counts against the budget as much as building the record. A sink that
+    spends 80 ms of the worker's thread CPU time on one span puts a run allowed 30 ms (0.1 % of
+    30 s) over its budget, so the next trace is left out."""
+    import time
+
+    from tracklet.tracing.ops import budget_left_out
+
+    class SlowSink:
+        """A sink whose writes take ``cost_ns`` of thread CPU time each while ``armed``."""
+
+        armed = False
+        cost_ns = 80_000_000
+
+        def write(self, payload: bytes) -> None:
+            if self.armed:
+                until = time.thread_time_ns() + self.cost_ns
+                while time.thread_time_ns() < until:
+                    pass
+
+        def flush(self, fsync: bool = False) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    run = start(settings={"tracing_budget": 0.001})
+    run.flush()  # the run's own start records, before the slow sink joins
+    sink = SlowSink()
+    run._sender.sinks.append(sink)
+    sink.armed = True
+    assert add(1) == 2  # within budget: traced, its one span costs the worker 80 ms to deliver
+    with pytest.warns(tracklet.TrackletWarning, match="tracing_budget"):
+        run.flush()
+    sink.armed = False
+    assert budget_left_out(run) == 0
+    add(2)
+    assert budget_left_out(run) == 1  # over budget now: this trace was left out
+    assert [s.name for s in _spans(run)] == ["add"]
+
+
+def test_the_tracing_budget_charges_what_a_traced_op_costs_its_caller_here(start, monkeypatch):
+    """What a traced op costs the training thread (its bookkeeping, cache misses, trading the GIL
+    with a worker on another core) differs between machines, so the budget measures it rather
+    than trusting a fixed estimate: a kept trace of a budgeted root op, on the caller's thread
+    clock, less the mean of the root's calls the budget left out, per span the trace began. With
+    the thread clock injected: a 1 ms step whose 9 traced ops cost it 50 us each more than plain
+    calls is charged ~45 us a call for the callers' side, not the 6 us estimate."""
+    from tracklet.tracing import ops
+    from tracklet.tracing.ops import budget_left_out, current_span_ids
+
+    clock = [0]
+    monkeypatch.setattr(ops, "_thread_time_ns", lambda: clock[0])
+
+    @tracklet.op
+    def leaf(i):
+        if current_span_ids() is not None:
+            clock[0] += 50_000  # traced: 50 us of the caller's time more than the plain call
+        return i
+
+    @tracklet.op
+    def step(n):
+        clock[0] += 1_000_000  # the step's own work
+        return [leaf(i) for i in range(n)]
+
+    run = start(settings={"tracing_budget": 1e-9})
+    with pytest.warns(tracklet.TrackletWarning, match="tracing_budget"):
+        step(9)
+        run.flush()  # charged: over budget from here
+    for _ in range(ops.LEFT_OUT_TIMED_EVERY):
+        assert step(9) == list(range(9))
+    assert budget_left_out(run) == ops.LEFT_OUT_TIMED_EVERY
+    state = ops._budgets[run.id]
+    assert state.caller_ns == ops.UNTIMED_NS  # nothing measured yet: the estimate
+    monkeypatch.setattr(ops, "_monotonic_ns", lambda: ops._reopen_at)  # the credit is back at each root
+    for _ in range(12):
+        step(9)  # kept, measured: 1.45 ms against 1 ms left out, over 10 spans
+        run.flush()
+    assert budget_left_out(run) == ops.LEFT_OUT_TIMED_EVERY
+    assert 40_000 < state.caller_ns <= 45_000
+    before = state.credit
+    ops.charge(run, 1000, 0)  # 1,000 calls that cost the worker nothing
+    assert before - state.credit > 1000 * 40_000
 
 
 def test_within_the_default_budget_and_at_budget_1_every_trace_is_kept(start):

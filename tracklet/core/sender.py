@@ -65,6 +65,7 @@ DRAIN_SLICE = 2_000 * ROW_ENTRIES
 # 10 values, 26 KB of pointers): see the module docstring. Fewer when ``batch_size`` is smaller.
 # A slice joins whole chunks up to ``DRAIN_SLICE``: 8 chunks of such rows, one full record.
 CHUNK_ENTRIES = 250 * ROW_ENTRIES
+_thread_time_ns = time.thread_time_ns
 
 
 class RowKeys:
@@ -692,20 +693,30 @@ class BatchSender:
 
     def _write_op_batch(self, items: list[Any]) -> None:
         """Items whose type builds many records in one call (``batch_records``: a drain's op calls,
-        tracing/record.py), written in order; one that failed is reported, the others written."""
+        tracing/record.py), written in order; one that failed is reported, the others written. The
+        worker's thread CPU time on them, building and delivering both, goes to the type's
+        ``charge_batch`` when it has one (the tracing budget: tracing/ops.py)."""
+        kind = type(items[0])
+        started = _thread_time_ns()
         try:
-            payloads = type(items[0]).batch_records(items)
+            payloads = kind.batch_records(items)
         except Exception:  # the batch as a whole: each item on its own, contained one by one
             for item in items:
                 self._guarded(self._handle, item)
-            return
+            payloads = []
         for payload in payloads:
             if isinstance(payload, BaseException):
                 self.warn(("worker-error", "batch_records", type(payload)),
-                          f"tracklet: recording failed in {type(items[0]).__qualname__}.batch_records: "
+                          f"tracklet: recording failed in {kind.__qualname__}.batch_records: "
                           f"{payload!r}; the run goes on.")
             elif payload:
                 self._deliver(payload)
+        charge = getattr(kind, "charge_batch", None)
+        if charge is not None:
+            try:
+                charge(items, _thread_time_ns() - started)
+            except Exception:  # noqa: BLE001 - accounting never costs a record
+                pass
 
     def _handle(self, item: Any) -> None:
         kind = type(item)

@@ -83,26 +83,39 @@ def _threshold(sample_rate: float) -> int:
 # ---------------------------------------------------------------- the tracing budget
 # ``Settings.tracing_budget``: the share of a run's time its traced ops may cost. A token bucket
 # per run: credit accrues at ``budget`` per nanosecond of wall time, up to ``budget *
-# BUDGET_WINDOW_S`` (where it starts: the first seconds are traced whole); the worker charges it
-# the thread CPU time it spent on a drain's op calls plus ``UNTIMED_NS`` per call (the callers'
-# side and the records' delivery, which nothing times). While the credit is below zero, ``_over_budget`` is the run's id, and a
+# BUDGET_WINDOW_S`` (where it starts: the first seconds are traced whole); the sender's worker
+# charges it the thread CPU time it spent building and delivering a drain's op call records
+# (``OpCall.charge_batch``) plus ``UNTIMED_NS`` per call (the callers' side, which nothing times).
+# While the credit is below zero, ``_over_budget`` is the run's id, and a
 # trace that an op without a ``sample_rate`` of its own would start is left out whole (its ops
 # are plain calls, as with sampling): one global read per root op, nothing per nested op.
 BUDGET_WINDOW_S = 30.0
-# A traced op's cost outside ``batch_records``' timing: the caller's contextvar, clocks and queue,
-# the record log write, the threads' hand-offs. Measured (CPU time of traced steps minus plain ones,
-# less the timed part, 1,460 ops a step, load 20): 5.6-6.6 us.
+# A traced op's cost outside the worker's timing: the caller's contextvar, clocks and queue, the
+# drain's wake-up and sink flush, the threads' hand-offs. Measured (CPU time of traced steps minus
+# plain ones, less the timed part, 1,460 ops a step, load 20): 5.6-6.6 us when the timed part
+# left out the records' delivery (~2 us a span, timed since); kept at 6 us, erring on the side of
+# charging more.
 UNTIMED_NS = 6_000
+# What a traced op costs its caller depends on the machine (cache misses, a worker on another core
+# trading the GIL): the callers' side is also measured, on the thread CPU time of a budgeted sync
+# root op (``_measured_root``): a kept trace's time less the op's left-out calls' mean, per span it
+# began. A run is charged the larger of that and ``UNTIMED_NS`` per call. One left-out call in
+# ``LEFT_OUT_TIMED_EVERY`` is timed (a thread-clock read costs 0.1-0.7 us).
+LEFT_OUT_TIMED_EVERY = 16
+_thread_time_ns = time.thread_time_ns
 
 
 class _Budget:
-    __slots__ = ("credit", "at", "left_out", "warned")
+    __slots__ = ("credit", "at", "left_out", "warned", "caller_ns")
 
     def __init__(self, credit: float, at: int) -> None:
         self.credit = credit
         self.at = at
         self.left_out = 0  # traces left out while over budget
         self.warned = False
+        # The callers' side of a traced op, charged per call: measured (``_measured_root``) when
+        # that says more than the estimate.
+        self.caller_ns = float(UNTIMED_NS)
 
 
 _budgets: dict[str, _Budget] = {}
@@ -129,7 +142,7 @@ def charge(run: Any, calls: int, worker_ns: int) -> None:
         if len(_budgets) >= 64:
             _budgets.clear()
         state = _budgets[run.id] = _Budget(cap, now)
-    state.credit = min(cap, state.credit + (now - state.at) * fraction) - worker_ns - calls * UNTIMED_NS
+    state.credit = min(cap, state.credit + (now - state.at) * fraction) - worker_ns - calls * state.caller_ns
     state.at = now
     if state.credit >= 0:
         if _over_budget is run.id:
@@ -167,10 +180,36 @@ def budget_left_out(run: Any) -> int:
     return 0 if state is None else state.left_out
 
 
+def _timed_left_out(op: OpInfo, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A budgeted sync root op's call left out by the budget: the plain call, its thread CPU time
+    folded into ``op.left_out_ns`` (one call in ``LEFT_OUT_TIMED_EVERY``)."""
+    op.left_out_calls += 1
+    if op.left_out_calls % LEFT_OUT_TIMED_EVERY:
+        return function(*args, **kwargs)
+    started = _thread_time_ns()
+    result = function(*args, **kwargs)
+    spent = _thread_time_ns() - started
+    op.left_out_ns = spent if not op.left_out_ns else 0.875 * op.left_out_ns + 0.125 * spent
+    return result
+
+
+def _measured_root(op: OpInfo, run: Any, spent_ns: int, spans: int) -> None:
+    """A budgeted sync root op's kept trace took its caller ``spent_ns`` of thread CPU time and
+    began ``spans`` spans: what that is over the op's left-out calls, per span, is what a traced
+    op costs the caller here; the run's per-call charge follows it (never below the estimate)."""
+    state = _budgets.get(run.id)
+    if state is None or not op.left_out_ns or spans <= 0:
+        return
+    per_span = (spent_ns - op.left_out_ns) / spans
+    measured = 0.75 * state.caller_ns + 0.25 * per_span
+    state.caller_ns = max(float(UNTIMED_NS), measured)
+
+
 class OpInfo:
     """What is resolved once, at decoration: the name, the capture mode, the signature."""
 
-    __slots__ = ("name", "capture", "signature", "kind", "positional", "template", "threshold", "budgeted")
+    __slots__ = ("name", "capture", "signature", "kind", "positional", "template", "threshold", "budgeted",
+                 "left_out_ns", "left_out_calls")
 
     def __init__(self, function: Callable[..., Any], name: str | None, capture: str, kind: str,
                  sample_rate: float | None = None) -> None:
@@ -182,6 +221,10 @@ class OpInfo:
         # No sample rate of its own: the traces it starts are left out while the run is over its
         # tracing budget (``charge``).
         self.budgeted = sample_rate is None
+        # The caller's thread CPU time of this op's calls as the root of a trace the budget left
+        # out (a running mean of the timed ones; 0: none timed yet), and how many there were.
+        self.left_out_ns = 0.0
+        self.left_out_calls = 0
         self.template: bytes | None = None  # the worker's serialized Span fields every call shares
         try:
             self.signature: inspect.Signature | None = inspect.signature(function)
@@ -198,6 +241,7 @@ class OpInfo:
 
 
 NEW, SEEN_OPEN, WRITTEN = 0, 1, 2
+_NO_KWARGS: dict[str, Any] = {}
 
 
 class OpCall:
@@ -224,7 +268,7 @@ class OpCall:
         self.end = 0
         self.step = step
         self.args: tuple[Any, ...] = ()
-        self.kwargs: dict[str, Any] = {}
+        self.kwargs: dict[str, Any] = _NO_KWARGS  # shared, never mutated: replaced at the call's end
         self.result: Any = None
         self.error: BaseException | None = None
         self.items: int = -1  # a generator's count of items yielded; -1 for other ops
@@ -260,6 +304,12 @@ class OpCall:
 
         return batch_records(calls)
 
+    @staticmethod
+    def charge_batch(calls: list[Any], worker_ns: int) -> None:
+        """The sender's worker spent ``worker_ns`` of its thread CPU time building and delivering
+        the records of ``calls`` (one ``batch_records``): charged to their run's tracing budget."""
+        charge(calls[0].run, len(calls), worker_ns)
+
 
 _warned: set[str] = set()
 
@@ -294,8 +344,11 @@ def _begin(op: OpInfo, run: Any, parent: tuple[int, int] | None, kind: type[OpCa
     else:
         trace_id, parent_id = parent
     call = kind(op, run, trace_id, span_id, parent_id, _time_ns(), run._step)
-    if queue:
-        run._enqueue(call)
+    if queue:  # ``run._enqueue(call)``, inlined (a frame less on every traced call)
+        pending = run._queue
+        pending.append(call)
+        if len(pending) >= run._chunk_entries:
+            run._backlog()
     return call, _CURRENT.set((trace_id, span_id))
 
 
@@ -313,8 +366,13 @@ def _end(call: OpCall, token: contextvars.Token[Any], args: tuple[Any, ...], kwa
         call.run._enqueue(call)
 
 
-def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+def _wrap_function(function: Callable[..., Any], op: OpInfo,
+                   record: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """The generic wrapper (``*args, **kwargs``) of a sync function; its recording calls go on to
+    ``record`` (``_recorder``'s), which the wrapper over the function's own parameters calls
+    directly (``_same_signature``)."""
     current, dropped = _CURRENT.get, _DROPPED  # closure cells: no global lookups per call
+    record = record or _recorder(function, op)
 
     @functools.wraps(function)
     def traced(*args: Any, **kwargs: Any) -> Any:
@@ -324,16 +382,30 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
         run = lifecycle.trace_target
         if run is None:
             return function(*args, **kwargs)
+        return record(parent, run, args, kwargs)
+
+    return traced
+
+
+def _recorder(function: Callable[..., Any], op: OpInfo) -> Callable[..., Any]:
+    """A call of ``function`` while ``run`` records, under ``parent`` (not ``_DROPPED``): its span
+    begun, the call made, its span ended; tracklet's own failures contained."""
+
+    def record(parent: tuple[int, int] | None, run: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             call, token = _begin(op, run, parent)
         except Exception as error:
             _contained("op start", error)
             return function(*args, **kwargs)
-        if call is None:  # the root of a trace sampling leaves out
+        if call is None:  # the root of a trace sampling (or the budget) leaves out
             try:
+                if op.budgeted:
+                    return _timed_left_out(op, function, args, kwargs)
                 return function(*args, **kwargs)
             finally:
                 _CURRENT.reset(token)
+        # A kept trace of a root the budget has left out before: its caller's side is measured.
+        started = _thread_time_ns() if op.left_out_ns and parent is None and op.budgeted else 0
         try:
             result = function(*args, **kwargs)
         except BaseException as error:
@@ -344,22 +416,32 @@ def _wrap_function(function: Callable[..., Any], op: OpInfo) -> Callable[..., An
             raise
         try:
             _end(call, token, args, kwargs, result, None)
+            if started:
+                _measured_end(op, call, started)
         except Exception as own:
             _contained("op end", own)
         return result
 
-    return traced
+    return record
+
+
+def _measured_end(op: OpInfo, call: OpCall, started: int) -> None:
+    """A measured kept root (``record``) has ended: its caller's thread CPU time since ``started``
+    and the spans it began, read off the span id counter (one id skipped), to ``_measured_root``."""
+    spans = (_SPAN_BASE + next(_counter) - call.span_id) & _MASK64  # the root and those it began
+    _measured_root(op, call.run, _thread_time_ns() - started, spans)
 
 
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<not passed>"})()
 
 
-def _same_signature(function: Callable[..., Any], op: OpInfo, traced: Callable[..., Any]) -> Callable[..., Any] | None:
+def _same_signature(function: Callable[..., Any], op: OpInfo, record: Callable[..., Any]) -> Callable[..., Any] | None:
     """A wrapper with ``function``'s own parameters (positional-or-keyword ones only; else None),
     for the calls that record nothing (no run, or inside a trace sampling left out): one context
     read, then ``function`` called with the arguments as they came, without the ``*args, **kwargs``
     packing and unpacking a generic wrapper pays on every call (measured: most of a left-out op's
-    cost inside a training step). Calls that record go on to ``traced`` with the arguments passed
+    cost inside a training step). Calls that record go straight to ``record`` (no generic wrapper
+    between: a frame, a keywords dict and a second context read less) with the arguments passed
     (a parameter left at its default is not passed, as before)."""
     signature = op.signature
     if signature is None or not signature.parameters or len(signature.parameters) > 32:
@@ -372,27 +454,35 @@ def _same_signature(function: Callable[..., Any], op: OpInfo, traced: Callable[.
     optional = [p for p in parameters if p.default is not inspect.Parameter.empty]
     if [p.name for p in parameters[: len(required)]] != required:
         return None
-    namespace: dict[str, Any] = {"_tl_function": function, "_tl_traced": traced, "_tl_get": _CURRENT.get,
-                                 "_tl_dropped": _DROPPED, "_tl_lifecycle": lifecycle, "_tl_missing": _MISSING}
+    namespace: dict[str, Any] = {"_tl_function": function, "_tl_record": record, "_tl_get": _CURRENT.get,
+                                 "_tl_dropped": _DROPPED, "_tl_lifecycle": lifecycle, "_tl_missing": _MISSING,
+                                 "_tl_no_keywords": _NO_KWARGS}
     for number, parameter in enumerate(optional):
         namespace[f"_tl_default{number}"] = parameter.default
     signature_text = ", ".join(required + [f"{p.name}=_tl_missing" for p in optional])
     plain = ", ".join(required + [f"_tl_default{number} if {p.name} is _tl_missing else {p.name}"
                                   for number, p in enumerate(optional)])
     defaults = "".join(f", _tl_default{number}" for number in range(len(optional)))
-    source = (f"def _tl_make(_tl_function, _tl_traced, _tl_get, _tl_dropped, _tl_lifecycle, _tl_missing{defaults}):\n"
+    arguments = "(" + "".join(name + ", " for name in required) + ")"
+    source = (f"def _tl_make(_tl_function, _tl_record, _tl_get, _tl_dropped, _tl_lifecycle, _tl_missing, "
+              f"_tl_no_keywords{defaults}):\n"
               f"  def op_call({signature_text}):\n"
-              f"    if _tl_get() is _tl_dropped or _tl_lifecycle.trace_target is None:\n"
+              f"    _tl_parent = _tl_get()\n"
+              f"    if _tl_parent is _tl_dropped:\n"
               f"      return _tl_function({plain})\n"
-              f"    _tl_keywords = {{}}\n"
-              + "".join(f"    if {p.name} is not _tl_missing:\n      _tl_keywords[{p.name!r}] = {p.name}\n"
-                        for p in optional)
-              + f"    return _tl_traced({''.join(name + ', ' for name in required)}**_tl_keywords)\n"
-              f"  return op_call\n")
+              f"    _tl_run = _tl_lifecycle.trace_target\n"
+              f"    if _tl_run is None:\n"
+              f"      return _tl_function({plain})\n"
+              + ("    _tl_keywords = {}\n"
+                 + "".join(f"    if {p.name} is not _tl_missing:\n      _tl_keywords[{p.name!r}] = {p.name}\n"
+                           for p in optional)
+                 + f"    return _tl_record(_tl_parent, _tl_run, {arguments}, _tl_keywords)\n"
+                 if optional else f"    return _tl_record(_tl_parent, _tl_run, {arguments}, _tl_no_keywords)\n")
+              + "  return op_call\n")
     try:
         exec(compile(source, f"<tracklet.op {op.name}>", "exec"), namespace)  # noqa: S102 - our own text
         wrapper = namespace["_tl_make"](*(namespace[key] for key in (
-            "_tl_function", "_tl_traced", "_tl_get", "_tl_dropped", "_tl_lifecycle", "_tl_missing")),
+            "_tl_function", "_tl_record", "_tl_get", "_tl_dropped", "_tl_lifecycle", "_tl_missing", "_tl_no_keywords")),
             *(namespace[f"_tl_default{number}"] for number in range(len(optional))))
     except Exception:  # noqa: BLE001 - an odd signature: the generic wrapper serves
         return None
@@ -597,8 +687,8 @@ def _decorate(function: Any, name: str | None, capture: str, sample_rate: float 
         op = OpInfo(function, name, capture, "coroutine", sample_rate)
         return _wrap_coroutine(function, op)
     op = OpInfo(function, name, capture, "function", sample_rate)
-    traced = _wrap_function(function, op)
-    return _same_signature(function, op, traced) or traced
+    record = _recorder(function, op)
+    return _same_signature(function, op, record) or _wrap_function(function, op, record)
 
 
 @overload

@@ -16,7 +16,6 @@ import json
 import math
 import struct
 import threading
-import time
 import traceback
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -28,7 +27,7 @@ from tracklet.core.values import fill_entries
 from tracklet.core.wire import varint
 from tracklet.proto import records_pb2 as pb
 from tracklet.tracing import media as span_media
-from tracklet.tracing.ops import OpCall, charge
+from tracklet.tracing.ops import OpCall
 
 # JSON text up to this many bytes stays in the span; longer text goes to the blob store.
 PAYLOAD_INLINE_BYTES = 8 * 1024
@@ -41,7 +40,6 @@ RedactionHook = Callable[[Any, str, str], Any]
 _hook: RedactionHook | None = None
 _blob_stores: dict[Path, Any] = {}
 _blob_lock = threading.Lock()
-_thread_time_ns = time.thread_time_ns
 
 
 def set_redaction_hook(hook: RedactionHook | None) -> None:
@@ -540,19 +538,9 @@ def _fast_text(value: Any) -> str | None:
 def batch_records(calls: list[Any]) -> list[bytes | BaseException]:
     """The serialized ``Record`` of each op call, in order: its span if it has ended, its start if
     it is still running (``claim``), nothing if written before; a call that fails gives its
-    exception in its place (the sender reports it), never the others'. The worker's CPU time on
-    them is charged to the run's tracing budget (``tracklet.tracing.ops.charge``)."""
-    started = _thread_time_ns()
-    try:
-        return _batch_records(calls)
-    finally:
-        try:
-            charge(calls[0].run, len(calls), _thread_time_ns() - started)
-        except Exception:  # noqa: BLE001 - the budget never costs a span
-            pass
-
-
-def _batch_records(calls: list[Any]) -> list[bytes | BaseException]:
+    exception in its place (the sender reports it), never the others'. The sender charges the
+    worker's CPU time on them, these and their delivery, to the run's tracing budget
+    (``OpCall.charge_batch``)."""
     common = []  # (index, inputs text or None, output text or None) of the calls written by hand
     out: list[bytes | BaseException] = []
     texts: list[str] = []

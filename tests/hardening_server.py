@@ -28,7 +28,7 @@ from tracklet.core.recordlog import MAGIC, frame
 from tracklet.proto import records_pb2 as pb
 
 from hardening_logs import QUIET, Outcome
-from serverproc import Server
+from serverproc import Server, settled_rss
 
 START_TIMEOUT = 180.0  # a server's start on a loaded 2-core machine can take tens of seconds
 
@@ -390,7 +390,7 @@ def huge_upload_attack(tmp: Path, store: str | None = None, max_body_mb: int = 1
         server.start(START_TIMEOUT)
         assert server.proc is not None
         process = psutil.Process(server.proc.pid)
-        before = process.memory_info().rss
+        before = settled_rss(process)
         with httpx.Client(base_url=server.url, timeout=60) as http:
             requests: list[tuple[bytes, dict[str, str]]] = [(u, {}) for u in uploads]
             requests += [(b, {"Content-Encoding": "gzip"}) for b in bombs]

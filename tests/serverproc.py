@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import serverfork
 
@@ -140,3 +141,24 @@ class Server:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def settled_rss(process: Any) -> int:
+    """The server's RSS once its background warm-up (server/query_warm.py: duckdb and pyarrow
+    imported shortly after start) has loaded DuckDB and the RSS has settled, so what the test
+    measures is the request's growth, not the warm-up's."""
+    import importlib.util
+
+    deadline = time.monotonic() + 120
+    if importlib.util.find_spec("duckdb") is not None:
+        while not any("duckdb" in m.path for m in process.memory_maps()):
+            assert time.monotonic() < deadline, "the server never loaded duckdb"
+            time.sleep(0.1)
+    rss = process.memory_info().rss
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = process.memory_info().rss
+        if abs(now - rss) < 1 << 20:
+            return now
+        rss = now
+    return rss

@@ -284,7 +284,7 @@ def test_a_huge_key_id_gets_400_without_the_server_growing(servers, server_store
     upload = MAGIC + _batch(define=(50_000_000,), key=50_000_000)
     assert len(upload) < 100
     process = psutil.Process(server.proc.pid)
-    before = process.memory_info().rss
+    before = serverproc.settled_rss(process)
     with httpx.Client(base_url=server.url, timeout=60) as http:
         response = http.put("/api/v1/runs/p/r/log", params={"offset": 0}, content=upload)
         assert response.status_code == 400, response.text

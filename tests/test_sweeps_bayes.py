@@ -262,16 +262,20 @@ def test_a_gp_ask_runs_its_blas_and_torch_on_one_thread_and_gives_the_threads_ba
     loaded OpenBLAS and PyTorch at one thread, and the agent's process gets its threads back
     after it (``wandb.agent(function=)`` trains in that process)."""
     torch = pytest.importorskip("torch")
-    from tracklet.sweeps.threads import openblas_controls
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     config = {"method": "optuna", "sampler": {"type": "gp", "seed": 0, "n_startup_trials": 2},
               "metric": {"name": "f"}, "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}
     controller = LocalController(tmp_path, create_sweep(tmp_path, config, project="p"))
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
     seen: list[tuple[list[int], int]] = []
     plain = optuna.samplers.GPSampler.sample_relative
 
     def watched(self, study, trial, search_space):  # the real sampler, watched
-        seen.append(([get() for get, _ in openblas_controls()], torch.get_num_threads()))
+        seen.append((blas_threads(), torch.get_num_threads()))
         return plain(self, study, trial, search_space)
 
     monkeypatch.setattr(optuna.samplers.GPSampler, "sample_relative", watched)
@@ -279,20 +283,16 @@ def test_a_gp_ask_runs_its_blas_and_torch_on_one_thread_and_gives_the_threads_ba
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    controls = openblas_controls()
-    assert controls, "no OpenBLAS found loaded (NumPy and SciPy wheels each bring one)"
-    saved = [get() for get, _ in controls]
     try:
-        for _, set_ in controls:
-            set_(2)
-        for _ in range(4):
-            lease = controller.next_trial("agent")
-            assert isinstance(lease, Lease)
-            controller.tell(lease, (lease.config["x"] - 0.3) ** 2 + lease.config["y"])
-        fitted = seen[2:]  # the asks after the two start-up trials fit the GP
-        assert len(fitted) == 2 and all(blas == [1] * len(controls) and threads == 1 for blas, threads in fitted)
-        assert [get() for get, _ in controls] == [2] * len(controls) and torch.get_num_threads() == 2
+        with threadpool_limits(limits=2, user_api="blas"):
+            pools = len(blas_threads())
+            assert pools, "no BLAS found loaded (NumPy and SciPy wheels each bring an OpenBLAS)"
+            for _ in range(4):
+                lease = controller.next_trial("agent")
+                assert isinstance(lease, Lease)
+                controller.tell(lease, (lease.config["x"] - 0.3) ** 2 + lease.config["y"])
+            fitted = seen[2:]  # the asks after the two start-up trials fit the GP
+            assert len(fitted) == 2 and all(blas == [1] * pools and threads == 1 for blas, threads in fitted)
+            assert blas_threads() == [2] * pools and torch.get_num_threads() == 2
     finally:
-        for (_, set_), threads in zip(controls, saved):
-            set_(threads)
         torch.set_num_threads(before)

@@ -8,79 +8,52 @@ ms with OpenBLAS at one thread (benchmarks/sweeps.py, handoff); a 16-core machin
 
 Optuna limits PyTorch around parts of the ask and sets ``OPENBLAS_NUM_THREADS``, which OpenBLAS
 reads only when it is loaded, long before the first ask: too late for both the NumPy and the SciPy
-OpenBLAS. :func:`one_thread` sets every OpenBLAS loaded in this process (found in
-``/proc/self/maps``; pip's NumPy and SciPy wheels each bring one) and PyTorch to one thread for the
-whole ask, and puts them back after it, so the agent's own process (``wandb.agent(function=)``
-trains in it) keeps its threads. Elsewhere than Linux (macOS: Accelerate) only PyTorch is set.
+OpenBLAS. :func:`one_thread` sets every BLAS loaded in this process (threadpoolctl finds them:
+pip's NumPy and SciPy wheels each bring an OpenBLAS; MKL and BLIS too) and PyTorch to one thread
+for the whole ask, and puts them back after it, so the agent's own process
+(``wandb.agent(function=)`` trains in it) keeps its threads. Without threadpoolctl (it comes with
+the ``sweeps`` extra) only PyTorch is set.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-_PREFIXES = ("openblas", "scipy_openblas")  # the wheels' OpenBLAS builds name their symbols so
-_SUFFIXES = ("", "64_", "_64")  # 64-bit integer builds add one of these
-
 _lock = threading.Lock()
 _depth = 0  # asks inside one_thread now (a server's sweeps ask from several threads)
-_saved: list[tuple[Any, int]] = []  # (setter, threads before) to put back when the last one leaves
-_found: dict[str, tuple[Any, Any] | None] = {}  # library path -> (get, set) functions, or None
+_restore: list[Any] = []  # what puts the threads back when the last ask leaves
 
 
-def openblas_controls() -> list[tuple[Any, Any]]:
-    """``(get_num_threads, set_num_threads)`` of each OpenBLAS loaded in this process (Linux)."""
+def _limit_blas() -> Any | None:
+    """Every loaded BLAS at one thread; returns the limiter whose ``restore_original_limits()``
+    puts them back, or None without threadpoolctl."""
     try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split(None, 5)[-1].strip() for line in maps if "openblas" in line.lower()}
-    except OSError:
-        return []
-    controls = []
-    for path in sorted(paths):
-        if path not in _found:
-            _found[path] = _controls_of(path)
-        found = _found[path]
-        if found is not None:
-            controls.append(found)
-    return controls
-
-
-def _controls_of(path: str) -> tuple[Any, Any] | None:
-    try:
-        library = ctypes.CDLL(path)  # already loaded: the same handle, nothing new runs
-    except OSError:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
         return None
-    for prefix in _PREFIXES:
-        for suffix in _SUFFIXES:
-            get = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-            set_ = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                get.restype = ctypes.c_int
-                set_.argtypes = [ctypes.c_int]
-                set_.restype = None
-                return get, set_
-    return None
+    return ThreadpoolController().limit(limits=1, user_api="blas")
 
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Run the block with every loaded OpenBLAS and PyTorch at one thread (see the module
-    docstring); nested or concurrent blocks share the limit, the last to leave restores it."""
+    """Run the block with every loaded BLAS and PyTorch at one thread (see the module docstring);
+    nested or concurrent blocks share the limit, the last to leave restores it."""
     global _depth
     with _lock:
         if _depth == 0:
-            _saved.clear()
-            for get, set_ in openblas_controls():
-                _saved.append((set_, get()))
-                set_(1)
+            _restore.clear()
+            limiter = _limit_blas()
+            if limiter is not None:
+                _restore.append(limiter.restore_original_limits)
             torch = sys.modules.get("torch")
             if torch is not None and hasattr(torch, "set_num_threads"):
-                _saved.append((torch.set_num_threads, torch.get_num_threads()))
+                threads = torch.get_num_threads()
                 torch.set_num_threads(1)
+                _restore.append(lambda: torch.set_num_threads(threads))
         _depth += 1
     try:
         yield
@@ -88,6 +61,6 @@ def one_thread() -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                for set_, threads in _saved:
-                    set_(threads)
-                _saved.clear()
+                for restore in _restore:
+                    restore()
+                _restore.clear()

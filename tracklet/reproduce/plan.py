@@ -330,7 +330,9 @@ def _plan_hardware(plan: Plan, run: Any, environment: Any) -> None:
     also runs on a machine without one)."""
     info = run.system_info or {}
     gpus = list(environment.gpus) or [str(gpu.get("name") or "?") for gpu in info.get("gpus") or []]
-    here, here_driver = _gpus_here()
+    from tracklet.core.system.nvidia import gpus_and_driver
+
+    here, here_driver = gpus_and_driver()
     if not gpus:
         if here:
             plan.differences.append(f"recorded without a GPU; here: {_gpu_list(here)}: results may differ")
@@ -345,20 +347,6 @@ def _plan_hardware(plan: Plan, run: Any, environment: Any) -> None:
     plan.differences.append(f"recorded on GPU(s) {_gpu_list(gpus)}"
                             + (f" with {', '.join(versions)}" if versions else "")
                             + f"; here: {here_text or 'no NVIDIA GPU'}: results may differ on other hardware")
-
-
-def _gpus_here() -> tuple[list[str], str]:
-    """This machine's visible NVIDIA GPUs and driver version (NVML; nothing without a driver)."""
-    from tracklet.core.system.nvidia import NvidiaGpuSampler
-
-    sampler = NvidiaGpuSampler()
-    try:
-        info = sampler.start()
-        return [str(gpu["name"]) for gpu in info.gpus], str(info.fields.get("driver_version") or "")
-    except Exception:
-        return [], ""
-    finally:
-        sampler.close()
 
 
 def _gpu_list(names: list[str]) -> str:

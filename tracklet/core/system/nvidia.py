@@ -296,11 +296,16 @@ class NvidiaGpuSampler(Sampler):
 
 def gpu_names() -> list[str]:
     """Model names of the visible NVIDIA GPUs; empty without a driver. For environment capture."""
+    return gpus_and_driver()[0]
+
+
+def gpus_and_driver() -> tuple[list[str], str]:
+    """Model names of the visible NVIDIA GPUs and the driver's version; empty without a driver."""
     sampler = NvidiaGpuSampler()
     try:
         info = sampler.start()
-        return [gpu["name"] for gpu in info.gpus]
+        return [str(gpu["name"]) for gpu in info.gpus], str(info.fields.get("driver_version") or "")
     except Exception:
-        return []
+        return [], ""
     finally:
         sampler.close()

@@ -176,8 +176,8 @@ def wandb_latency(root: str, calls: int, between=_bursts) -> dict[str, float] | 
         import wandb
     except ImportError:
         return None
-    if getattr(wandb, "__file__", "").startswith(str(ROOT)):
-        return None  # tracklet's compat layer, not W&B
+    if getattr(wandb, "__file__", "").startswith(str(ROOT / "tracklet")):
+        return None  # tracklet's compat layer, not W&B (a venv inside the checkout holds the real one)
     os.environ.update({"WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true", "WANDB_X_DISABLE_STATS": "true"})
     run = wandb.init(project="bench-media", mode="offline", dir=root)
     log, image = run.log, wandb.Image

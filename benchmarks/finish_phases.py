@@ -13,7 +13,9 @@ done meanwhile):
 - ``environment``: ``EnvironmentCapture.finish``, the wait for the environment capture (bounded
   by ``capture_wait``); whether the capture was still running when it returned (the bound was
   hit), the parts not captured, whether the package inventory came from the cache, and each
-  part's thread CPU and when it ended (ms from ``finish()``'s start: negative = before it);
+  part's thread CPU, wall time and when it ended (ms from ``finish()``'s start: negative =
+  before it; a part that ends late was starved of the GIL by the training loop, or waited for
+  git's processes);
 - ``monitor``: ``SystemMonitor.stop``;
 - ``drain``: ``BatchSender.force_flush``, the worker encoding and writing what was queued;
 - ``close``: ``BatchSender.shutdown``, the exit record, the final write, ``fsync`` and close;
@@ -133,12 +135,12 @@ def install() -> None:
 
 def _part(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     def timed(self: Any, *args: Any) -> Any:
-        cpu = time.thread_time()
+        cpu, started = time.thread_time(), _clock()
         try:
             return method(self, *args)
         finally:
-            _state["parts"][name] = {"cpu_ms": (time.thread_time() - cpu) * 1000, "ended_ms": _since_finish_ms(_clock()),
-                                     "thread": threading.current_thread().name}
+            _state["parts"][name] = {"cpu_ms": (time.thread_time() - cpu) * 1000, "wall_ms": (_clock() - started) * 1000,
+                                     "ended_ms": _since_finish_ms(_clock()), "thread": threading.current_thread().name}
 
     return timed
 

@@ -430,8 +430,10 @@ def finish_phase_rows(samples: list[dict[str, Any]]) -> list[tuple[str, str, str
         cpus = [s["parts"][part]["cpu_ms"] for s in samples if part in s["parts"]]
         ends = [s["parts"][part]["ended_ms"] for s in samples
                 if part in s["parts"] and s["parts"][part]["ended_ms"] is not None]
+        walls = [s["parts"][part]["wall_ms"] for s in samples if part in s["parts"]]
         rows.append((f"    capture part {part}", f"{median(cpus):.1f} ms CPU",
-                     f"ended {median(ends):+.1f} ms from finish() (median); done in {len(cpus)}/{count}"))
+                     f"{median(walls):.1f} ms wall, ended {median(ends):+.1f} ms from finish(); "
+                     f"done in {len(cpus)}/{count}"))
     return rows
 
 

@@ -231,6 +231,32 @@ def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root,
     assert meta["hostname"] and meta["cpu_count"] >= 1 and meta["git"] is None
 
 
+def test_packages_the_cache_answers_are_recorded_when_git_outlasts_capture_wait(root, tmp_path):
+    """With the inventory cached, the packages part is a read the cache already answered: it is
+    captured before git, so a git that outlasts ``capture_wait`` (slow file system calls, a huge
+    repository) leaves out git and the code snapshot only, never the packages."""
+    script = """
+        import tracklet
+        run = tracklet.init(project="{project}", settings={{"console": "off", "system_metrics": False,
+                                                           "capture_wait": {wait}}})
+        run.log({{"a": 1}})
+        run.finish()
+    """
+    done = run_script(script.format(project="warm", wait=60), timeout=120)  # writes the inventory cache
+    assert done.returncode == 0, done.stderr
+    slow_bin = tmp_path / "bin"
+    slow_bin.mkdir()
+    (slow_bin / "git").write_text("#!/bin/sh\nsleep 60\n")
+    (slow_bin / "git").chmod(0o755)
+    done = run_script(script.format(project="slowgit", wait=2), env={"PATH": f"{slow_bin}:{os.environ['PATH']}"},
+                      timeout=30)
+    assert done.returncode == 0, done.stderr
+    (recorded,) = tracklet.Api(root).runs("slowgit")
+    meta = recorded.metadata
+    assert meta["environment_incomplete"] == ["git", "code"], meta.get("environment_incomplete_reasons")
+    assert "protobuf" in {name.lower() for name in meta["packages"]}
+
+
 def test_a_monitor_still_starting_at_finish_takes_nothing_from_the_capture_wait(root, monkeypatch):
     """The system monitor still starting its samplers (psutil importing, a driver's init hanging)
     at finish() is not waited for at all: the environment capture gets the whole capture_wait, and

@@ -413,6 +413,49 @@ def test_a_clean_repository_is_captured_without_loading_openssl_or_json(tmp_path
     assert len(list((tmp_path / "data" / "cache").glob("packages4-*.marshal"))) == 1
 
 
+def test_a_tight_training_loop_leaves_the_capture_no_imports_and_git_already_running(tmp_path):
+    """A loop that holds the GIL lets the capture thread run once per switch interval (5 ms), and
+    each import's file-system calls hand the GIL back: imports left to that thread, and git's
+    processes started by it, ended up inside ``finish()`` (where file-system calls are slow, as
+    under gVisor, past ``capture_wait``). The capture's modules are imported by ``init()`` before
+    its thread starts, and git's commands are started before ``init()`` returns (the gate)."""
+    script = """
+        import sys, threading
+        import tracklet
+        from tracklet.core import environment
+        seen = {}
+        run_thread, make_probe, start = (environment.EnvironmentCapture._run, environment.GitProbe.__init__,
+                                         environment.EnvironmentCapture.start)
+        probe_made = threading.Event()
+
+        def capture_thread(self):
+            seen["imported"] = sorted(m for m in ("tracklet.core.provenance", "select", "_blake2") if m in sys.modules)
+            run_thread(self)
+
+        def probe(self, cwd):
+            make_probe(self, cwd)
+            seen["gate set at git's start"] = gate[0].is_set()
+            probe_made.set()
+
+        def started(self, gate_event=None):
+            gate.append(gate_event)
+            start(self, gate_event)
+            probe_made.wait(10)  # init() returns (sets the gate) only once git started, or 10 s passed
+
+        gate = []
+        environment.EnvironmentCapture._run = capture_thread
+        environment.GitProbe.__init__ = probe
+        environment.EnvironmentCapture.start = started
+        run = tracklet.init(project="p", dir=DATA, settings={"console": "off", "system_metrics": False,
+                                                             "capture_wait": 30})
+        run.finish()
+        print(seen)
+    """
+    done = run_script(script.replace("DATA", repr(str(tmp_path / "data"))), cwd=tmp_path, check=True)
+    assert done.stdout.strip().splitlines()[-1] == str(
+        {"imported": ["_blake2", "select", "tracklet.core.provenance"], "gate set at git's start": False})
+
+
 def test_take_from_merges_as_merge_from_does_and_moves_the_repeated_messages():
     """The capture merges each part into its record by moving the part's messages (its package
     list: hundreds of them), not copying them: the record's bytes are the same as MergeFrom's."""

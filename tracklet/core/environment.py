@@ -350,6 +350,19 @@ def _save_inventory(cache_dir: Path, packages: Inventory, sources: set[str]) -> 
         pass  # a read-only data root: scan every time
 
 
+def _import_capture_modules() -> None:
+    """Import what the capture's parts use (not ``hashlib``: only a diff or a code snapshot is
+    hashed with SHA-256, and it loads OpenSSL)."""
+    import marshal  # noqa: F401  (the inventory cache)
+    import select  # noqa: F401  (reading git's output)
+
+    from tracklet.core import provenance, redact  # noqa: F401
+    try:
+        import _blake2  # noqa: F401  (the inventory cache's name)
+    except ImportError:
+        pass
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
@@ -405,17 +418,25 @@ class EnvironmentCapture:
         self._ended = threading.Event()  # set as the thread ends
 
     def start(self, gate: threading.Event | None = None) -> None:
-        """Start the thread; with ``gate``, it begins capturing once the gate is set (``init()``
-        sets it as it returns, so the capture's imports don't compete with it for the GIL)."""
+        """Start the thread; with ``gate``, it starts git's commands at once and captures the rest
+        once the gate is set (``init()`` sets it as it returns).
+
+        The modules the parts use are imported here, on the caller's thread (~0.5 ms of
+        ``init()``): on the capture thread, after the gate, a training loop that holds the GIL let
+        it run once per switch interval (5 ms), and each import's dozen file-system calls hands the
+        GIL back, so a tight loop left the imports (and all that follows them) to ``finish()``."""
+        _import_capture_modules()
         self._gate = gate
         self._thread.start()
 
     def _run(self) -> None:
         steps = {"host": self._capture_host, "git": self._capture_git, "code": self._capture_code,
                  "packages": self._capture_packages}
+        # git's commands start before the gate, while init() ends: spawning them is system calls,
+        # which release the GIL, and the processes then run beside the training loop from its start.
+        self._git_probe = GitProbe(self._cwd)
         if self._gate is not None:
             self._gate.wait()
-        self._git_probe = GitProbe(self._cwd)  # the git commands run while the rest is captured
         try:
             self._prepare()
             from tracklet.core import wire  # no protobuf: the record is written by hand
@@ -480,11 +501,10 @@ class EnvironmentCapture:
             pass  # the next run scans again
 
     def _prepare(self) -> None:
-        """What the parts need first: the imports they use, the CPU model, the cached inventory.
-        The record is a ``core/wire.py`` message, so this thread imports no protobuf (~30 ms of
-        CPU in a fresh process, which a short run's ``finish()`` would wait for)."""
-        from tracklet.core import provenance, redact  # noqa: F401  (hashlib only when a diff or code is hashed)
-
+        """What the parts need first: the CPU model, the cached inventory (their modules were
+        imported by :meth:`start`). The record is a ``core/wire.py`` message, so this thread
+        imports no protobuf (~30 ms of CPU in a fresh process, which a short run's ``finish()``
+        would wait for)."""
         self._cpu_model = _cpu_model()
         if self._cache_dir is not None:
             self._inventory = _cached_inventory(self._cache_dir)

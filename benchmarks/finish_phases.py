@@ -55,11 +55,6 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-def _since_finish_ms(at: float) -> float | None:
-    start = _state["finish_start"]
-    return None if start is None else (at - start) * 1000
-
-
 def install() -> None:
     """Wrap the phases of ``Run._finish`` and the environment capture's parts (call before ``init()``)."""
     from tracklet.core import environment, run, sender
@@ -140,7 +135,7 @@ def _part(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args)
         finally:
             _state["parts"][name] = {"cpu_ms": (time.thread_time() - cpu) * 1000, "wall_ms": (_clock() - started) * 1000,
-                                     "ended_ms": _since_finish_ms(_clock()), "thread": threading.current_thread().name}
+                                     "ended_at": _clock(), "thread": threading.current_thread().name}
 
     return timed
 
@@ -148,6 +143,13 @@ def _part(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 def collect() -> dict[str, Any]:
     """What was measured, as JSON-ready values (ms); call after ``finish()``."""
     total = _state.get("total", (0.0, 0.0))
+    start = _state["finish_start"]
+    parts = {}
+    for name, part in _state["parts"].items():
+        part = dict(part)
+        ended = part.pop("ended_at")
+        part["ended_ms"] = None if start is None else (ended - start) * 1000
+        parts[name] = {key: (round(value, 3) if isinstance(value, float) else value) for key, value in part.items()}
     phases = {name: [round(wall, 3), round(cpu, 3)] for name, (wall, cpu) in _state["phases"].items()}
     phases["other"] = [round(total[0] - sum(wall for wall, _ in phases.values()), 3),
                        round(total[1] - sum(cpu for _, cpu in phases.values()), 3)]
@@ -159,6 +161,5 @@ def collect() -> dict[str, Any]:
         "incomplete": _state.get("incomplete", []),
         "inventory": _state["inventory"],
         "scans": _state["scans"],
-        "parts": {name: {key: (round(value, 3) if isinstance(value, float) else value) for key, value in part.items()}
-                  for name, part in _state["parts"].items()},
+        "parts": parts,
     }

@@ -456,6 +456,46 @@ def test_a_tight_training_loop_leaves_the_capture_no_imports_and_git_already_run
         {"imported": ["_blake2", "select", "tracklet.core.provenance"], "gate set at git's start": False})
 
 
+def test_git_is_asked_about_the_imported_files_while_the_diff_still_runs(tmp_path):
+    """The code snapshot's question to git (which imported files are untracked) starts as soon
+    as the work tree's top level is known, beside ``git diff HEAD`` (which reads every tracked
+    file's state), not after it: one process start and run less that a short run's ``finish()``
+    waits for in turn. Checked with a git wrapper whose diff waits (up to 5 s) for ls-files to
+    start; the snapshot is still right: the untracked module is in it, the tracked one is not."""
+    import shutil
+
+    repo, marks, bin_dir = tmp_path / "repo", tmp_path / "marks", tmp_path / "bin"
+    for folder in (repo, marks, bin_dir):
+        folder.mkdir()
+    (repo / "tracked_helper.py").write_text("X = 1\n")
+    (repo / "untracked_helper.py").write_text("Y = 2\n")
+    for args in (["init", "-q"], ["add", "tracked_helper.py"],
+                 ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    real_git = shutil.which("git")
+    (bin_dir / "git").write_text(f"""#!/bin/sh
+case " $* " in
+  *" ls-files "*) touch {marks}/ls-files ;;
+  *" diff "*) i=0
+    while [ ! -e {marks}/ls-files ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    if [ -e {marks}/ls-files ]; then echo beside > {marks}/diff; else echo after > {marks}/diff; fi ;;
+esac
+exec {real_git} "$@"
+""")
+    (bin_dir / "git").chmod(0o755)
+    script = f"""
+        import tracklet, tracked_helper, untracked_helper
+        run = tracklet.init(project="p", dir={str(tmp_path / "data")!r}, settings={{"console": "off",
+                            "system_metrics": False, "capture_wait": 60}})
+        run.finish()
+    """
+    run_script(script, cwd=repo, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, check=True, timeout=120)
+    assert (marks / "diff").read_text().strip() == "beside"
+    (recorded,) = tracklet.Api(tmp_path / "data").runs("p")
+    assert "environment_incomplete" not in recorded.metadata
+    assert [entry["path"] for entry in recorded.metadata["code"]["files"]] == ["untracked_helper.py"]
+
+
 def test_take_from_merges_as_merge_from_does_and_moves_the_repeated_messages():
     """The capture merges each part into its record by moving the part's messages (its package
     list: hundreds of them), not copying them: the record's bytes are the same as MergeFrom's."""

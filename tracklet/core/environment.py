@@ -177,6 +177,11 @@ class GitProbe:
         self._started = {name: _Command.start(list(args), cwd) for name, args in
                          (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF))}
         self.root = ""  # the work tree's top level, once captured
+        # The code snapshot's question (which imported files are untracked), asked as soon as the
+        # top level is known (see capture): the paths asked about and git's command for them.
+        self._asked: list[tuple[list[str], _Command | _PopenCommand | None]] = []
+        self._imported: dict[str, str] = {}  # provenance.imported_files(root) when it was asked
+        self._modules: frozenset[str] = frozenset()  # sys.modules' names then
 
     def _output(self, name: str) -> str | None:
         """What the command printed, or None if it failed, timed out or couldn't start."""
@@ -185,11 +190,12 @@ class GitProbe:
 
     def abandon(self) -> None:
         """Stop every command not read yet (a capture that failed before reading them)."""
-        for command in self._started.values():
+        for command in [*self._started.values(), *(command for _, command in self._asked)]:
             if command is not None:
                 command.stop()
                 command.close()
         self._started.clear()
+        self._asked.clear()
 
     def capture(self, environment: pb.Environment | Message, files_dir: Path) -> None:
         found = self._output("head")
@@ -202,6 +208,7 @@ class GitProbe:
             lines = [root.strip(), "", ""]
         environment.git_root, environment.git_commit, environment.git_branch = (line.strip() for line in lines)
         self.root = environment.git_root
+        self._ask_untracked()  # beside the diff (it reads every tracked file's state), not after it
         # https://user:token@host/... would reach every reader of the project: never record userinfo.
         from tracklet.core.redact import redact_url  # on the capture thread: its regexes cost init() nothing
 
@@ -215,15 +222,48 @@ class GitProbe:
             environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
             (files_dir / "diff.patch").write_bytes(data)
 
+    UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z", "--")
+
+    def _ask_untracked(self) -> None:
+        """Start git's answer to :meth:`untracked` for the files imported from the work tree so
+        far, in commands of at most 500 paths: it then runs beside the diff instead of starting
+        after it (one more process start, and git's own, that a short run's ``finish()`` waited
+        for in turn)."""
+        if not self.root:
+            return
+        from tracklet.core import provenance
+
+        self._modules = frozenset(sys.modules)
+        self._imported = provenance.imported_files(self.root)
+        paths = list(self._imported)
+        self._asked = [(paths[start:start + 500], _Command.start([*self.UNTRACKED, *paths[start:start + 500]], self.root))
+                       for start in range(0, len(paths), 500)]
+
+    def imported(self) -> dict[str, str]:
+        """``provenance.imported_files(root)`` now: as read when git was asked, unless the program
+        imported or dropped modules since."""
+        if frozenset(sys.modules) == self._modules:
+            return self._imported
+        from tracklet.core import provenance
+
+        return provenance.imported_files(self.root)
+
     def untracked(self, paths: list[str]) -> list[str]:
         """Which of ``paths`` (relative to the top level) are untracked and not ignored. Only those
-        paths are asked about: git doesn't walk the work tree for them."""
-        found = []
-        for start in range(0, len(paths), 500):
-            listed = _git(["ls-files", "--others", "--exclude-standard", "-z", "--", *paths[start:start + 500]],
-                          self.root)
+        paths are asked about: git doesn't walk the work tree for them. Paths already asked about
+        (:meth:`_ask_untracked`) are read from that command's answer."""
+        found, asked = [], set()
+        for chunk, command in self._asked:
+            if command is not None:
+                found += [path for path in (command.output() or "").split("\0") if path]
+                asked.update(chunk)
+        self._asked = []
+        rest = [path for path in paths if path not in asked]
+        for start in range(0, len(rest), 500):
+            listed = _git([*self.UNTRACKED, *rest[start:start + 500]], self.root)
             found += [path for path in (listed or "").split("\0") if path]
-        return found
+        wanted = set(paths)
+        return [path for path in found if path in wanted]
 
 
 def _git(args: list[str], cwd: str) -> str | None:
@@ -538,7 +578,7 @@ class EnvironmentCapture:
         from tracklet.core import provenance
 
         environment.program = provenance.program_path(probe.root)
-        imported = provenance.imported_files(probe.root)
+        imported = probe.imported()
         if imported:
             self._code = provenance.snapshot_code(environment, imported, set(probe.untracked(list(imported))))
 

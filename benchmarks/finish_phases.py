@@ -20,7 +20,9 @@ done meanwhile):
 - ``drain``: ``BatchSender.force_flush``, the worker encoding and writing what was queued;
 - ``close``: ``BatchSender.shutdown``, the exit record, the final write, ``fsync`` and close;
 - ``fsync``: the wall time of ``os.fsync`` calls made during ``finish()`` (inside ``close``);
-- ``other``: the rest of ``finish()``.
+- ``other``: the rest of ``finish()`` (with a code snapshot: waiting for the artifact worker);
+- ``code_snapshot``: the untracked imported files stored as a ``code`` artifact, if any (their
+  count, and the capture thread's wall and CPU time logging them).
 """
 
 from __future__ import annotations
@@ -95,6 +97,20 @@ def install() -> None:
                          ("cache_after", "_cache_inventory")):
         setattr(environment.EnvironmentCapture, method, _part(name, getattr(environment.EnvironmentCapture, method)))
 
+    # A code snapshot (untracked files the program imported, e.g. a train.py not committed yet)
+    # is stored as a ``code`` artifact: the artifacts package's imports and its worker, in finish().
+    log_code = run.Run._log_code_snapshot
+
+    def timed_log_code(self: Any, files: dict[str, bytes], program: str) -> None:
+        wall, cpu = _clock(), time.thread_time()
+        try:
+            log_code(self, files, program)
+        finally:
+            _state["code_snapshot"] = {"files": len(files), "wall_ms": (_clock() - wall) * 1000,
+                                       "cpu_ms": (time.thread_time() - cpu) * 1000}
+
+    run.Run._log_code_snapshot = timed_log_code  # type: ignore[method-assign]
+
     cached = environment._cached_inventory
 
     def timed_cached(cache_dir: Any) -> Any:
@@ -161,5 +177,6 @@ def collect() -> dict[str, Any]:
         "incomplete": _state.get("incomplete", []),
         "inventory": _state["inventory"],
         "scans": _state["scans"],
+        "code_snapshot": _state.get("code_snapshot"),
         "parts": parts,
     }

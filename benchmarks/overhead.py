@@ -426,6 +426,13 @@ def finish_phase_rows(samples: list[dict[str, Any]]) -> list[tuple[str, str, str
                      ", median {:.0f} ms wall / {:.0f} ms CPU for {} packages".format(
                          median([x["wall_ms"] for x in scans]), median([x["cpu_ms"] for x in scans]),
                          max(x["packages"] for x in scans)) if scans else "")))
+    snapshots = [s["code_snapshot"] for s in samples if s.get("code_snapshot")]
+    rows.append(("  code snapshot stored (untracked imported files)", f"{len(snapshots)}/{count}",
+                 "none: nothing imported from the repository is untracked" if not snapshots else
+                 "{} files; logging it: {:.1f} ms wall / {:.1f} ms CPU on the capture thread (median), and the "
+                 "artifact worker's close in the rest".format(max(x["files"] for x in snapshots),
+                                                                median([x["wall_ms"] for x in snapshots]),
+                                                                median([x["cpu_ms"] for x in snapshots]))))
     for part in ("prepare", "host", "git", "packages", "code"):
         cpus = [s["parts"][part]["cpu_ms"] for s in samples if part in s["parts"]]
         ends = [s["parts"][part]["ended_ms"] for s in samples

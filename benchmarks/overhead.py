@@ -334,8 +334,10 @@ clock = time.perf_counter
 start = began = clock()
 import json
 baseline = clock() - start
+from benchmarks import finish_phases  # not timed: where finish()'s time goes (see that module)
 start = clock()
 import tracklet
+finish_phases.install()  # imports only what init() imports next
 settings = json.loads(sys.argv[2])
 run = tracklet.init(project="cold", dir=sys.argv[1], settings=settings)
 first_init = clock() - start
@@ -346,6 +348,7 @@ start, cpu = clock(), time.process_time()
 run.finish()
 finish, finish_cpu = clock() - start, time.process_time() - cpu
 print(json.dumps([baseline, first_init, finish, finish_cpu, time.process_time(), clock() - began]))
+print(json.dumps(finish_phases.collect()))
 """
 # The same script with nothing captured in the background: what finish() costs for the sender
 # alone (its imports, encoding the rows it has not yet, fsync), the baseline for capture's share.
@@ -360,27 +363,85 @@ def cold_start(root: str, samples: int, quiet: bool = True) -> dict[str, Any]:
     package inventory cache) is not counted."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    measured: dict[str, list] = {"default": [], "quiet": []}
+    measured: dict[str, list] = {"default": [], "quiet": [], "default_phases": [], "quiet_phases": []}
     kinds = (("default", {}), ("quiet", _QUIET_COLD)) if quiet else (("default", {}),)
     for sample in range(samples + 1):
         for name, settings in kinds:  # alternating, same load
             out = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, root, json.dumps(settings)], capture_output=True,
                                  text=True, check=True, cwd=ROOT, env=env)
             if sample:
-                measured[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                *_, figures, phases = out.stdout.strip().splitlines()
+                measured[name].append(json.loads(figures))
+                measured[f"{name}_phases"].append(json.loads(phases))
     baseline, first_init, finish, finish_cpu, script_cpu, script = (statistics.median(column) * 1000
                                                                     for column in zip(*measured["default"]))
     each = {"first_init_ms": [round(sample[1] * 1000, 2) for sample in measured["default"]],
             "finish_ms": [round(sample[2] * 1000, 2) for sample in measured["default"]]}
     if not quiet:
         return {"import_json_ms": baseline, "import_and_first_init_ms": first_init, "cold_finish_ms": finish,
-                "cold_finish_cpu_ms": finish_cpu, "each": each}
+                "cold_finish_cpu_ms": finish_cpu, "each": each, "phases": measured["default_phases"]}
     quiet_finish, quiet_cpu, quiet_script_cpu, quiet_script = (statistics.median(column) * 1000
                                                                for column in list(zip(*measured["quiet"]))[2:])
     return {"import_json_ms": baseline, "import_and_first_init_ms": first_init, "cold_finish_ms": finish,
             "cold_finish_cpu_ms": finish_cpu, "cold_script_cpu_ms": script_cpu, "cold_script_ms": script,
             "cold_finish_no_capture_ms": quiet_finish, "cold_finish_no_capture_cpu_ms": quiet_cpu,
-            "cold_script_no_capture_cpu_ms": quiet_script_cpu, "cold_script_no_capture_ms": quiet_script, "each": each}
+            "cold_script_no_capture_cpu_ms": quiet_script_cpu, "cold_script_no_capture_ms": quiet_script, "each": each,
+            "phases": measured["default_phases"]}
+
+
+def finish_phase_rows(samples: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Rows of a table saying where the cold ``finish()`` went, from ``finish_phases.collect()`` of
+    each sample: per phase the median wall and CPU (process, all threads) over the samples, how
+    often the environment wait ran out (``capture_wait``) and what was then missing, whether the
+    package inventory came from its cache, and the capture's parts (thread CPU, and when each ended:
+    ms from finish()'s start, negative = before it)."""
+    count = len(samples)
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    def phase(name: str) -> tuple[float, float]:
+        return (median([s["phases"].get(name, [0.0, 0.0])[0] for s in samples]),
+                median([s["phases"].get(name, [0.0, 0.0])[1] for s in samples]))
+
+    rows = [("finish(), as timed inside it", "{:.1f} / {:.1f} ms".format(*(median([s["total"][i] for s in samples])
+                                                                           for i in (0, 1))), "wall / CPU")]
+    for name, label in (("environment", "environment capture wait"), ("monitor", "system monitor stop"),
+                        ("drain", "worker drain + encode (force_flush)"),
+                        ("close", "exit record, last write, fsync, close"), ("other", "the rest")):
+        rows.append((f"  {label}", "{:.1f} / {:.1f} ms".format(*phase(name)), "median wall / CPU"))
+    rows.append(("    of which os.fsync (wall)", f"{median([s['fsync_ms'] for s in samples]):.1f} ms", ""))
+    ran_out = sum(1 for s in samples if s["environment_running_after_wait"])
+    missing: dict[str, int] = {}
+    for sample in samples:
+        for part in sample["incomplete"]:
+            missing[part] = missing.get(part, 0) + 1
+    rows.append(("  capture still running after capture_wait", f"{ran_out}/{count}",
+                 ("incomplete: " + ", ".join(f"{part} {n}/{count}" for part, n in missing.items())) if missing
+                 else "every record complete"))
+    hits = sum(1 for s in samples if s["inventory"] == "hit")
+    scans = [scan for s in samples for scan in s["scans"]]
+    rows.append(("  package inventory from its cache", f"{hits}/{count}",
+                 f"{len(scans)} scans before finish() returned" + (
+                     ", median {:.0f} ms wall / {:.0f} ms CPU for {} packages".format(
+                         median([x["wall_ms"] for x in scans]), median([x["cpu_ms"] for x in scans]),
+                         max(x["packages"] for x in scans)) if scans else "")))
+    snapshots = [s["code_snapshot"] for s in samples if s.get("code_snapshot")]
+    rows.append(("  code snapshot stored (untracked imported files)", f"{len(snapshots)}/{count}",
+                 "none: nothing imported from the repository is untracked" if not snapshots else
+                 "{} files; logging it: {:.1f} ms wall / {:.1f} ms CPU on the capture thread (median), and the "
+                 "artifact worker's close in the rest".format(max(x["files"] for x in snapshots),
+                                                                median([x["wall_ms"] for x in snapshots]),
+                                                                median([x["cpu_ms"] for x in snapshots]))))
+    for part in ("prepare", "host", "git", "packages", "code"):
+        cpus = [s["parts"][part]["cpu_ms"] for s in samples if part in s["parts"]]
+        ends = [s["parts"][part]["ended_ms"] for s in samples
+                if part in s["parts"] and s["parts"][part]["ended_ms"] is not None]
+        walls = [s["parts"][part]["wall_ms"] for s in samples if part in s["parts"]]
+        rows.append((f"    capture part {part}", f"{median(cpus):.1f} ms CPU",
+                     f"{median(walls):.1f} ms wall, ended {median(ends):+.1f} ms from finish(); "
+                     f"done in {len(cpus)}/{count}"))
+    return rows
 
 
 # Issue #13's targets, as ``--targets`` checks them.
@@ -424,6 +485,8 @@ def targets(samples: int = 15, calls: int = 100_000) -> int:
     rows.append(("load average (1 min), before / after", f"{load_before[0]:.1f} / {load_after[0]:.1f}", "",
                  "", f"{os.cpu_count()} CPUs; {samples} cold samples, {calls:,} log() calls"))
     print_table(rows, header=("target (issue #13)", "median", "target", "", "beside it"))
+    print()
+    print_table(finish_phase_rows(cold["phases"]), header=("where the cold finish() goes", "median", ""))
     return 0 if all(ok for *_, ok in checks) else 1
 
 

@@ -231,6 +231,32 @@ def test_finish_does_not_wait_for_a_slow_capture_and_records_what_is_ready(root,
     assert meta["hostname"] and meta["cpu_count"] >= 1 and meta["git"] is None
 
 
+def test_packages_the_cache_answers_are_recorded_when_git_outlasts_capture_wait(root, tmp_path):
+    """With the inventory cached, the packages part is a read the cache already answered: it is
+    captured before git, so a git that outlasts ``capture_wait`` (slow file system calls, a huge
+    repository) leaves out git and the code snapshot only, never the packages."""
+    script = """
+        import tracklet
+        run = tracklet.init(project="{project}", settings={{"console": "off", "system_metrics": False,
+                                                           "capture_wait": {wait}}})
+        run.log({{"a": 1}})
+        run.finish()
+    """
+    done = run_script(script.format(project="warm", wait=60), timeout=120)  # writes the inventory cache
+    assert done.returncode == 0, done.stderr
+    slow_bin = tmp_path / "bin"
+    slow_bin.mkdir()
+    (slow_bin / "git").write_text("#!/bin/sh\nsleep 60\n")
+    (slow_bin / "git").chmod(0o755)
+    done = run_script(script.format(project="slowgit", wait=2), env={"PATH": f"{slow_bin}:{os.environ['PATH']}"},
+                      timeout=30)
+    assert done.returncode == 0, done.stderr
+    (recorded,) = tracklet.Api(root).runs("slowgit")
+    meta = recorded.metadata
+    assert meta["environment_incomplete"] == ["git", "code"], meta.get("environment_incomplete_reasons")
+    assert "protobuf" in {name.lower() for name in meta["packages"]}
+
+
 def test_a_monitor_still_starting_at_finish_takes_nothing_from_the_capture_wait(root, monkeypatch):
     """The system monitor still starting its samplers (psutil importing, a driver's init hanging)
     at finish() is not waited for at all: the environment capture gets the whole capture_wait, and
@@ -385,6 +411,89 @@ def test_a_clean_repository_is_captured_without_loading_openssl_or_json(tmp_path
         assert meta["git"]["commit"] and meta["git"]["dirty"] is False
         assert "protobuf" in {name.lower() for name in meta["packages"]}
     assert len(list((tmp_path / "data" / "cache").glob("packages4-*.marshal"))) == 1
+
+
+def test_a_tight_training_loop_leaves_the_capture_no_imports_and_git_already_running(tmp_path):
+    """A loop that holds the GIL lets the capture thread run once per switch interval (5 ms), and
+    each import's file-system calls hand the GIL back: imports left to that thread, and git's
+    processes started by it, ended up inside ``finish()`` (where file-system calls are slow, as
+    under gVisor, past ``capture_wait``). The capture's modules are imported by ``init()`` before
+    its thread starts, and git's commands are started before ``init()`` returns (the gate)."""
+    script = """
+        import sys, threading
+        import tracklet
+        from tracklet.core import environment
+        seen = {}
+        run_thread, make_probe, start = (environment.EnvironmentCapture._run, environment.GitProbe.__init__,
+                                         environment.EnvironmentCapture.start)
+        probe_made = threading.Event()
+
+        def capture_thread(self):
+            seen["imported"] = sorted(m for m in ("tracklet.core.provenance", "select", "_blake2") if m in sys.modules)
+            run_thread(self)
+
+        def probe(self, cwd):
+            make_probe(self, cwd)
+            seen["gate set at git's start"] = gate[0].is_set()
+            probe_made.set()
+
+        def started(self, gate_event=None):
+            gate.append(gate_event)
+            start(self, gate_event)
+            probe_made.wait(10)  # init() returns (sets the gate) only once git started, or 10 s passed
+
+        gate = []
+        environment.EnvironmentCapture._run = capture_thread
+        environment.GitProbe.__init__ = probe
+        environment.EnvironmentCapture.start = started
+        run = tracklet.init(project="p", dir=DATA, settings={"console": "off", "system_metrics": False,
+                                                             "capture_wait": 30})
+        run.finish()
+        print(seen)
+    """
+    done = run_script(script.replace("DATA", repr(str(tmp_path / "data"))), cwd=tmp_path, check=True)
+    assert done.stdout.strip().splitlines()[-1] == str(
+        {"imported": ["_blake2", "select", "tracklet.core.provenance"], "gate set at git's start": False})
+
+
+def test_git_is_asked_about_the_imported_files_while_the_diff_still_runs(tmp_path):
+    """The code snapshot's question to git (which imported files are untracked) starts as soon
+    as the work tree's top level is known, beside ``git diff HEAD`` (which reads every tracked
+    file's state), not after it: one process start and run less that a short run's ``finish()``
+    waits for in turn. Checked with a git wrapper whose diff waits (up to 5 s) for ls-files to
+    start; the snapshot is still right: the untracked module is in it, the tracked one is not."""
+    import shutil
+
+    repo, marks, bin_dir = tmp_path / "repo", tmp_path / "marks", tmp_path / "bin"
+    for folder in (repo, marks, bin_dir):
+        folder.mkdir()
+    (repo / "tracked_helper.py").write_text("X = 1\n")
+    (repo / "untracked_helper.py").write_text("Y = 2\n")
+    for args in (["init", "-q"], ["add", "tracked_helper.py"],
+                 ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    real_git = shutil.which("git")
+    (bin_dir / "git").write_text(f"""#!/bin/sh
+case " $* " in
+  *" ls-files "*) touch {marks}/ls-files ;;
+  *" diff "*) i=0
+    while [ ! -e {marks}/ls-files ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    if [ -e {marks}/ls-files ]; then echo beside > {marks}/diff; else echo after > {marks}/diff; fi ;;
+esac
+exec {real_git} "$@"
+""")
+    (bin_dir / "git").chmod(0o755)
+    script = f"""
+        import tracklet, tracked_helper, untracked_helper
+        run = tracklet.init(project="p", dir={str(tmp_path / "data")!r}, settings={{"console": "off",
+                            "system_metrics": False, "capture_wait": 60}})
+        run.finish()
+    """
+    run_script(script, cwd=repo, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, check=True, timeout=120)
+    assert (marks / "diff").read_text().strip() == "beside"
+    (recorded,) = tracklet.Api(tmp_path / "data").runs("p")
+    assert "environment_incomplete" not in recorded.metadata
+    assert [entry["path"] for entry in recorded.metadata["code"]["files"]] == ["untracked_helper.py"]
 
 
 def test_take_from_merges_as_merge_from_does_and_moves_the_repeated_messages():

@@ -14,9 +14,10 @@ used while the directories the packages live in keep their modification times (i
 removing a package changes them). ``finish()``
 waits at most ``Settings.capture_wait`` (0.1 s) for the capture; parts not captured by then, and
 parts whose capture failed, are named in the record's ``incomplete`` field with the reason in
-``incomplete_reasons``, instead of holding up the end of the run. A run that found no inventory
-cache (the first after an install) still writes one: interpreter exit waits for its scan, at
-most ``INVENTORY_EXIT_WAIT``, so the next short run of the script finds it.
+``incomplete_reasons``, instead of holding up the end of the run. Packages the cache answers are
+captured right after the host, before git; a scan (no cache) comes last. A run that found no
+inventory cache (the first after an install) still writes one: interpreter exit waits for its
+scan, at most ``INVENTORY_EXIT_WAIT``, so the next short run of the script finds it.
 The git remote is recorded without credentials (``core/redact.py``); the diff is recorded as is.
 """
 
@@ -176,6 +177,11 @@ class GitProbe:
         self._started = {name: _Command.start(list(args), cwd) for name, args in
                          (("head", self.HEAD), ("remote", self.REMOTE), ("diff", self.DIFF))}
         self.root = ""  # the work tree's top level, once captured
+        # The code snapshot's question (which imported files are untracked), asked as soon as the
+        # top level is known (see capture): the paths asked about and git's command for them.
+        self._asked: list[tuple[list[str], _Command | _PopenCommand | None]] = []
+        self._imported: dict[str, str] = {}  # provenance.imported_files(root) when it was asked
+        self._modules: frozenset[str] = frozenset()  # sys.modules' names then
 
     def _output(self, name: str) -> str | None:
         """What the command printed, or None if it failed, timed out or couldn't start."""
@@ -184,11 +190,12 @@ class GitProbe:
 
     def abandon(self) -> None:
         """Stop every command not read yet (a capture that failed before reading them)."""
-        for command in self._started.values():
+        for command in [*self._started.values(), *(command for _, command in self._asked)]:
             if command is not None:
                 command.stop()
                 command.close()
         self._started.clear()
+        self._asked.clear()
 
     def capture(self, environment: pb.Environment | Message, files_dir: Path) -> None:
         found = self._output("head")
@@ -201,6 +208,7 @@ class GitProbe:
             lines = [root.strip(), "", ""]
         environment.git_root, environment.git_commit, environment.git_branch = (line.strip() for line in lines)
         self.root = environment.git_root
+        self._ask_untracked()  # beside the diff (it reads every tracked file's state), not after it
         # https://user:token@host/... would reach every reader of the project: never record userinfo.
         from tracklet.core.redact import redact_url  # on the capture thread: its regexes cost init() nothing
 
@@ -214,15 +222,48 @@ class GitProbe:
             environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
             (files_dir / "diff.patch").write_bytes(data)
 
+    UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z", "--")
+
+    def _ask_untracked(self) -> None:
+        """Start git's answer to :meth:`untracked` for the files imported from the work tree so
+        far, in commands of at most 500 paths: it then runs beside the diff instead of starting
+        after it (one more process start, and git's own, that a short run's ``finish()`` waited
+        for in turn)."""
+        if not self.root:
+            return
+        from tracklet.core import provenance
+
+        self._modules = frozenset(sys.modules)
+        self._imported = provenance.imported_files(self.root)
+        paths = list(self._imported)
+        self._asked = [(paths[start:start + 500], _Command.start([*self.UNTRACKED, *paths[start:start + 500]], self.root))
+                       for start in range(0, len(paths), 500)]
+
+    def imported(self) -> dict[str, str]:
+        """``provenance.imported_files(root)`` now: as read when git was asked, unless the program
+        imported or dropped modules since."""
+        if frozenset(sys.modules) == self._modules:
+            return self._imported
+        from tracklet.core import provenance
+
+        return provenance.imported_files(self.root)
+
     def untracked(self, paths: list[str]) -> list[str]:
         """Which of ``paths`` (relative to the top level) are untracked and not ignored. Only those
-        paths are asked about: git doesn't walk the work tree for them."""
-        found = []
-        for start in range(0, len(paths), 500):
-            listed = _git(["ls-files", "--others", "--exclude-standard", "-z", "--", *paths[start:start + 500]],
-                          self.root)
+        paths are asked about: git doesn't walk the work tree for them. Paths already asked about
+        (:meth:`_ask_untracked`) are read from that command's answer."""
+        found, asked = [], set()
+        for chunk, command in self._asked:
+            if command is not None:
+                found += [path for path in (command.output() or "").split("\0") if path]
+                asked.update(chunk)
+        self._asked = []
+        rest = [path for path in paths if path not in asked]
+        for start in range(0, len(rest), 500):
+            listed = _git([*self.UNTRACKED, *rest[start:start + 500]], self.root)
             found += [path for path in (listed or "").split("\0") if path]
-        return found
+        wanted = set(paths)
+        return [path for path in found if path in wanted]
 
 
 def _git(args: list[str], cwd: str) -> str | None:
@@ -349,6 +390,19 @@ def _save_inventory(cache_dir: Path, packages: Inventory, sources: set[str]) -> 
         pass  # a read-only data root: scan every time
 
 
+def _import_capture_modules() -> None:
+    """Import what the capture's parts use (not ``hashlib``: only a diff or a code snapshot is
+    hashed with SHA-256, and it loads OpenSSL)."""
+    import marshal  # noqa: F401  (the inventory cache)
+    import select  # noqa: F401  (reading git's output)
+
+    from tracklet.core import provenance, redact  # noqa: F401
+    try:
+        import _blake2  # noqa: F401  (the inventory cache's name)
+    except ImportError:
+        pass
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
@@ -404,17 +458,25 @@ class EnvironmentCapture:
         self._ended = threading.Event()  # set as the thread ends
 
     def start(self, gate: threading.Event | None = None) -> None:
-        """Start the thread; with ``gate``, it begins capturing once the gate is set (``init()``
-        sets it as it returns, so the capture's imports don't compete with it for the GIL)."""
+        """Start the thread; with ``gate``, it starts git's commands at once and captures the rest
+        once the gate is set (``init()`` sets it as it returns).
+
+        The modules the parts use are imported here, on the caller's thread (~0.5 ms of
+        ``init()``): on the capture thread, after the gate, a training loop that holds the GIL let
+        it run once per switch interval (5 ms), and each import's dozen file-system calls hands the
+        GIL back, so a tight loop left the imports (and all that follows them) to ``finish()``."""
+        _import_capture_modules()
         self._gate = gate
         self._thread.start()
 
     def _run(self) -> None:
         steps = {"host": self._capture_host, "git": self._capture_git, "code": self._capture_code,
                  "packages": self._capture_packages}
+        # git's commands start before the gate, while init() ends: spawning them is system calls,
+        # which release the GIL, and the processes then run beside the training loop from its start.
+        self._git_probe = GitProbe(self._cwd)
         if self._gate is not None:
             self._gate.wait()
-        self._git_probe = GitProbe(self._cwd)  # the git commands run while the rest is captured
         try:
             self._prepare()
             from tracklet.core import wire  # no protobuf: the record is written by hand
@@ -422,7 +484,7 @@ class EnvironmentCapture:
             with self._lock:
                 record = self._new_record()
             self._files_dir.mkdir(parents=True, exist_ok=True)
-            for part in self.PARTS:
+            for part in self._order():
                 partial = wire.Message("Environment")
                 failure = None
                 try:
@@ -433,7 +495,7 @@ class EnvironmentCapture:
                 with self._lock:
                     queued = self._queued
                 if queued:  # finish() stopped waiting: what this thread captures now is dropped
-                    if part in ("host", "git"):  # but the inventory scan is for the next run too
+                    if part != "packages":  # but the inventory scan is for the next run too
                         self._cache_inventory()
                     return
                 with self._lock:
@@ -457,6 +519,16 @@ class EnvironmentCapture:
                 self._git_probe.abandon()
             self._ended.set()
 
+    def _order(self) -> tuple[str, ...]:
+        """The order the parts are captured in. Packages answered by the inventory cache come
+        right after the host, before git (whose processes a short run's ``finish()`` may wait
+        for): cheap and certain, they are not left out when ``capture_wait`` runs out. A scan (no
+        cache: 100-250 ms in a venv of 100+ packages) comes last, so git and the code snapshot are
+        not left out behind it."""
+        if self._inventory is not None:
+            return ("host", "packages", "git", "code")
+        return ("host", "git", "code", "packages")
+
     def _cache_inventory(self) -> None:
         """Scan the packages and save the cache, if this run found none (finish() stopped waiting
         before the packages part): the next run reads it instead of scanning too late again."""
@@ -469,11 +541,10 @@ class EnvironmentCapture:
             pass  # the next run scans again
 
     def _prepare(self) -> None:
-        """What the parts need first: the imports they use, the CPU model, the cached inventory.
-        The record is a ``core/wire.py`` message, so this thread imports no protobuf (~30 ms of
-        CPU in a fresh process, which a short run's ``finish()`` would wait for)."""
-        from tracklet.core import provenance, redact  # noqa: F401  (hashlib only when a diff or code is hashed)
-
+        """What the parts need first: the CPU model, the cached inventory (their modules were
+        imported by :meth:`start`). The record is a ``core/wire.py`` message, so this thread
+        imports no protobuf (~30 ms of CPU in a fresh process, which a short run's ``finish()``
+        would wait for)."""
         self._cpu_model = _cpu_model()
         if self._cache_dir is not None:
             self._inventory = _cached_inventory(self._cache_dir)
@@ -507,7 +578,7 @@ class EnvironmentCapture:
         from tracklet.core import provenance
 
         environment.program = provenance.program_path(probe.root)
-        imported = provenance.imported_files(probe.root)
+        imported = probe.imported()
         if imported:
             self._code = provenance.snapshot_code(environment, imported, set(probe.untracked(list(imported))))
 

@@ -3,7 +3,8 @@
 Importing protobuf and the generated ``records_pb2`` costs ~30-40 ms of CPU in a fresh process,
 which a short script's ``finish()`` waited for (the worker imported it as ``init()`` returned and
 could encode nothing until it had). The records every run writes (``RunStart``, ``ConfigUpdate``,
-``HistoryBatch``, ``SummaryUpdate``, ``ConsoleOutput``, ``Environment``, ``SeedsSet``, ``RunExit``) are built here instead, as
+``HistoryBatch``, ``SummaryUpdate``, ``ConsoleOutput``, ``Environment``, ``SeedsSet``, ``RunExit``, and
+``ArtifactLogged``/``ArtifactUsed``: a code snapshot is logged as an artifact by many runs) are built here instead, as
 :class:`Message` objects with the part of protobuf's Python API the recording code uses (fields
 by attribute, ``extend``/``append``/``add()`` on repeated fields, ``SetInParent``,
 ``SerializeToString``), and serialized by hand: bytes for bytes what protobuf's
@@ -52,8 +53,27 @@ SCHEMA: dict[str, tuple[tuple[str, int, str, bool, str], ...]] = {
         ("console", 6, "message", False, "ConsoleOutput"),
         ("exit", 8, "message", False, "RunExit"),
         ("environment", 10, "message", False, "Environment"),
+        ("artifact_logged", 11, "message", False, "ArtifactLogged"),
+        ("artifact_used", 12, "message", False, "ArtifactUsed"),
         ("seeds", 24, "message", False, "SeedsSet"),
     ),
+    "ArtifactVersionRef": (
+        ("project", 1, "string", False, ""),
+        ("name", 2, "string", False, ""),
+        ("type", 3, "string", False, ""),
+        ("version", 4, "int64", False, ""),
+        ("digest", 5, "string", False, ""),
+    ),
+    "ArtifactLogged": (
+        ("artifact", 1, "message", False, "ArtifactVersionRef"),
+        ("aliases", 2, "string", True, ""),
+        ("size_bytes", 3, "uint64", False, ""),
+        ("file_count", 4, "uint64", False, ""),
+        ("time", 5, "double", False, ""),
+        ("reused", 6, "bool", False, ""),
+        ("bytes_written", 7, "uint64", False, ""),
+    ),
+    "ArtifactUsed": (("artifact", 1, "message", False, "ArtifactVersionRef"), ("time", 2, "double", False, "")),
     "Value": (
         ("float_value", 1, "double", False, ""),
         ("int_value", 2, "sint64", False, ""),

@@ -37,7 +37,7 @@ def _chunked_file(artifacts: ServerArtifacts, project: str, chunks: list[bytes])
     pack_id, pack = build_pack(list(zip(ids, chunks)))
     artifacts.store_pack(project, pack_id, pack)
     data = b"".join(chunks)
-    recipe = FileRecipe(size=len(data), sha256=_sha(data), chunks=tuple(zip(ids, map(len, chunks)))).to_json().encode()
+    recipe = FileRecipe(size=len(data), digest=_sha(data), chunks=tuple(zip(ids, map(len, chunks)))).to_json().encode()
     artifacts.store_small(project, [(_sha(recipe), recipe)])
     assert artifacts.register_file(project, _sha(data), len(data), _sha(recipe))
     return _sha(data), data, pack_id, _sha(recipe)
@@ -177,7 +177,7 @@ def test_an_upload_in_flight_keeps_what_the_server_said_it_holds(tmp_path, reque
     assert (report.blobs, report.packs, report.grants, report.files, report.chunks) == (0, 0, 0, 0, 0)
 
     loose_data = b"".join(loose)
-    loose_recipe = FileRecipe(size=len(loose_data), sha256=_sha(loose_data), chunks=tuple(
+    loose_recipe = FileRecipe(size=len(loose_data), digest=_sha(loose_data), chunks=tuple(
         (blake3.blake3(c).digest(), len(c)) for c in loose)).to_json().encode()
     artifacts.store_small("p", [(_sha(loose_recipe), loose_recipe)])
     assert artifacts.register_file("p", _sha(loose_data), len(loose_data), _sha(loose_recipe))
@@ -207,7 +207,7 @@ def test_a_pack_sent_again_refreshes_the_chunks_an_abandoned_upload_left(tmp_pat
     artifacts.store_pack("p", pack_id, pack)  # sent again now
     collect(artifacts, grace=HOUR)
     data = b"".join(chunks)
-    recipe = FileRecipe(size=len(data), sha256=_sha(data), chunks=tuple(
+    recipe = FileRecipe(size=len(data), digest=_sha(data), chunks=tuple(
         (blake3.blake3(c).digest(), len(c)) for c in chunks)).to_json().encode()
     artifacts.store_small("p", [(_sha(recipe), recipe)])
     assert artifacts.register_file("p", _sha(data), len(data), _sha(recipe))
@@ -227,7 +227,7 @@ def test_the_report_says_how_many_bytes_a_repack_would_reclaim(tmp_path):
     live, dead = os.urandom(40_000), os.urandom(25_000)
     pack_id, pack = build_pack([(blake3.blake3(live).digest(), live), (blake3.blake3(dead).digest(), dead)])
     artifacts.store_pack("p", pack_id, pack)
-    recipe = FileRecipe(size=len(live), sha256=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
+    recipe = FileRecipe(size=len(live), digest=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
     recipe_bytes = recipe.to_json().encode()
     artifacts.store_small("p", [(_sha(recipe_bytes), recipe_bytes)])
     assert artifacts.register_file("p", _sha(live), len(live), _sha(recipe_bytes))
@@ -260,7 +260,7 @@ def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collecti
     old_pack, pack = build_pack([(blake3.blake3(dead).digest(), dead), (blake3.blake3(live).digest(), live)])
     artifacts.store_pack("p", old_pack, pack)
     artifacts.store_pack("q", old_pack, pack)  # q holds the live chunk too: its rows move as well
-    recipe = FileRecipe(size=len(live), sha256=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
+    recipe = FileRecipe(size=len(live), digest=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
     recipe_bytes = recipe.to_json().encode()
     for project in ("p", "q"):
         artifacts.store_small(project, [(_sha(recipe_bytes), recipe_bytes)])
@@ -361,7 +361,7 @@ def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Pat
         assert [_read(server, "p", _sha(piece)) for piece in pieces] == pieces
     else:
         data = b"".join(pieces)
-        recipe = FileRecipe(size=len(data), sha256=_sha(data),
+        recipe = FileRecipe(size=len(data), digest=_sha(data),
                             chunks=tuple(zip(ids, map(len, pieces)))).to_json().encode()
         server.store_small("p", [(_sha(recipe), recipe)])
         assert server.register_file("p", _sha(data), len(data), _sha(recipe))

@@ -469,7 +469,7 @@ def a2_loopback(work: Path, size_mib: int, rounds: int, *, durable: bool = True,
                 arms: tuple[str, ...] = ("streamed", "after_commit")) -> dict:
     """A2's v1 target as the issue states it (``--only a2loop``): v1 of a checkpoint of ``size_mib``
     logged by an **online run** to a local ``tracklet server --dev`` (disk backend), from
-    ``log_artifact`` until ``wait()`` returns (the local commit: sha256, FastCDC, blake3, packs;
+    ``log_artifact`` until ``wait()`` returns (the local commit: the file's BLAKE3, FastCDC, chunk ids, packs;
     then the upload: chunk queries, packs, recipe, the server's checks and writes, the commit),
     against a **plain copy of the same bytes over loopback**: one HTTP PUT of the file, streamed,
     to a trivial receiver process (``_RECEIVER``, stdlib) that writes it to its disk and, with
@@ -699,7 +699,7 @@ def peers(work: Path, size_mib: int, rounds: int) -> dict:
     median seconds and CPU seconds. W&B offline: ``Artifact.add_file``/``add_dir`` +
     ``log_artifact`` (it copies each file into its staging directory and hashes it with MD5; the
     upload waits for ``wandb sync``), in a process of its own (its service process is not timed).
-    tracklet: ``log_artifact`` + ``wait`` (sha256, chunks and packs fsync'd for the file; blobs for
+    tracklet: ``log_artifact`` + ``wait`` (BLAKE3, chunks and packs fsync'd for the file; blobs for
     the directory). MLflow: ``log_artifact``/``log_artifacts`` into a local file store (copies,
     no hashing), with this interpreter if it has MLflow, else ``$TRACKLET_BENCH_MLFLOW_PYTHON``."""
     import importlib.util

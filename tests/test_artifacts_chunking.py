@@ -4,7 +4,6 @@ dedupe figures are checked at the real 64 KiB parameters."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
@@ -103,7 +102,7 @@ def test_streamed_cut_points_equal_fastcdc_over_the_whole_file(tmp_path: Path, s
     recipe = chunk_file(path, SMALL, block_size=block_size)
     assert list(recipe.chunks) == fastcdc_reference(data, SMALL)
     assert recipe.size == len(data)
-    assert recipe.sha256 == hashlib.sha256(data).hexdigest()
+    assert recipe.digest == "blake3:" + blake3.blake3(data).hexdigest()  # the file's BLAKE3, as b3sum prints it
 
 
 @given(
@@ -314,7 +313,8 @@ def test_memory_stays_bounded_on_a_128_mib_file(tmp_path: Path):
     finally:
         tracemalloc.stop()
     assert max(peak_chunk, peak_pack, peak_rebuild) < size / 4, (peak_chunk, peak_pack, peak_rebuild)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == recipe.sha256 == chunk_file(tmp_path / "out.bin").sha256
+    assert "blake3:" + blake3.blake3(path.read_bytes()).hexdigest() == recipe.digest == \
+        chunk_file(tmp_path / "out.bin").digest
 
 
 # ---------------------------------------------------------------- packs: crash safety and damage
@@ -468,7 +468,7 @@ def test_a_wrong_digest_or_a_missing_chunk_fails_reassembly_and_leaves_nothing(t
     with pytest.raises(DigestMismatch, match="model.bin"):
         reassemble(wrong, PackReader(store, index), dest)
     assert_nothing_left(dest)
-    missing = FileRecipe(recipe.size + 5, recipe.sha256, recipe.chunks + ((b"\x01" * 32, 5),), recipe.params)
+    missing = FileRecipe(recipe.size + 5, recipe.digest, recipe.chunks + ((b"\x01" * 32, 5),), recipe.params)
     with pytest.raises(ChunkMissing, match="0101.*model.bin"):
         reassemble(missing, PackReader(store, index), dest)
     assert_nothing_left(dest)

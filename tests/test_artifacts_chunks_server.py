@@ -30,7 +30,7 @@ from tracklet.artifacts.remote import RemoteArtifacts, upload_version
 from tracklet.artifacts.storage import ArtifactStore
 from tracklet.client.artifacts import ArtifactClient
 from tracklet.client.http import HttpClient
-from tracklet.errors import ArtifactNotFound, RemoteError
+from tracklet.errors import ArtifactError, ArtifactNotFound, RemoteError
 
 MiB = 1 << 20
 TENSORS = 40
@@ -63,6 +63,13 @@ def _commit(store: ArtifactStore, path: Path):
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _b3(data: bytes) -> str:
+    """A chunked file's digest: ``blake3:`` and the BLAKE3 of its bytes."""
+    import blake3
+
+    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 def test_a_second_version_sends_only_the_changed_chunks(servers, backend, tmp_path):  # noqa: F811
@@ -110,7 +117,7 @@ def test_a_chunked_file_downloads_in_ranges(servers, tmp_path, request, database
     path = tmp_path / "model.ckpt"
     data = _checkpoint(path, [os.urandom(3 * MiB + 777)])
     answer = upload_version(ArtifactClient(HttpClient(server.url)), store, _commit(store, path).info, [])
-    digest = _sha(data)
+    digest = _b3(data)
     url = f"/api/v1/projects/p/artifacts/_blobs/{digest}"
     with httpx.Client(base_url=server.url) as http:
         whole = http.get(url)
@@ -152,22 +159,29 @@ def test_a_corrupt_chunk_or_a_wrong_recipe_is_refused(servers, backend, tmp_path
     client.upload_pack("p", pack_id, good)
     assert client.missing_chunks("p", [i.hex() for i in ids]) == set()
     data = b"".join(chunks)
-    # A recipe claiming another sha256 than its chunks rebuild to is refused; so is one whose
-    # chunks the project lacks.
-    lying = FileRecipe(size=len(data), sha256=_sha(b"something else"), chunks=tuple(zip(ids, map(len, chunks))))
-    recipe_digest = client.upload_bytes("p", lying.to_json().encode())
-    with pytest.raises(RemoteError, match="rebuild to sha256"):
-        client.register_file("p", lying.sha256, len(data), recipe_digest)
-    honest = FileRecipe(size=len(data), sha256=_sha(data), chunks=tuple(zip(ids, map(len, chunks))))
-    other = client.upload_bytes("q", honest.to_json().encode())
-    with pytest.raises(RemoteError, match="lacks 4 of its 4 chunks"):
-        client.register_file("q", honest.sha256, len(data), other)
-    assert client.missing("p", [_sha(data)]) == {_sha(data)}
-    assert client.register_file("p", honest.sha256, len(data), client.upload_bytes("p", honest.to_json().encode()))
-    assert client.missing("p", [_sha(data)]) == set()
-    out = tmp_path / "back"
-    client.download("p", _sha(data), out)
-    assert out.read_bytes() == data
+    # A recipe claiming another digest than its chunks rebuild to is refused, nothing visible; so
+    # is one whose chunks the project lacks. The file's BLAKE3 (today's clients) or its sha256 (a
+    # client from before chunked files were named by their BLAKE3).
+    for digest_of in (_b3, _sha):
+        lie = digest_of(b"something else")
+        lying = FileRecipe(size=len(data), digest=lie, chunks=tuple(zip(ids, map(len, chunks))))
+        recipe_digest = client.upload_bytes("p", lying.to_json().encode())
+        with pytest.raises(RemoteError, match=f"file {lie}: its chunks rebuild to {digest_of(data)}"):
+            client.register_file("p", lie, len(data), recipe_digest)
+        assert client.missing("p", [lie]) == {lie}
+        with pytest.raises(ArtifactNotFound, match=f"holds no blob {lie}"):
+            client.download("p", lie, tmp_path / "lie")
+        assert not (tmp_path / "lie").exists()
+        honest = FileRecipe(size=len(data), digest=digest_of(data), chunks=tuple(zip(ids, map(len, chunks))))
+        other = client.upload_bytes("q", honest.to_json().encode())
+        with pytest.raises(RemoteError, match="lacks 4 of its 4 chunks"):
+            client.register_file("q", honest.digest, len(data), other)
+        assert client.missing("p", [digest_of(data)]) == {digest_of(data)}
+        assert client.register_file("p", honest.digest, len(data), client.upload_bytes("p", honest.to_json().encode()))
+        assert client.missing("p", [digest_of(data)]) == set()
+        out = tmp_path / "back"
+        client.download("p", digest_of(data), out)
+        assert out.read_bytes() == data
 
 
 # The client's pack upload, SIGKILLed halfway through the body of its `kill_at`-th pack.
@@ -242,14 +256,31 @@ def test_a_killed_chunk_upload_resumes_with_the_packs_the_server_lacks(servers, 
 
 def test_an_older_server_without_chunk_routes_gets_whole_files(servers, tmp_path):
     """``chunks=False`` is what the client falls back to when a server answers 404 to the chunk
-    query: the file is rebuilt from the local chunks and sent whole, its manifest names no recipe."""
+    query. A chunked file named by its BLAKE3 can't go whole (a server keeps blobs by sha256): a
+    clear error naming it, and the server gets no version. One of a version stored before that
+    rule (named by its sha256) is rebuilt from the local chunks and sent whole, its manifest names
+    no recipe."""
+    import shutil
+
     server = servers(tmp_path / "server")
     store = ArtifactStore(tmp_path / "root", chunk_threshold=MiB)
     path = tmp_path / "model.ckpt"
-    data = _checkpoint(path, [os.urandom(2 * MiB + 5)])
+    _checkpoint(path, [os.urandom(2 * MiB + 5)])
+    client = ArtifactClient(HttpClient(server.url), tmp_path / "state")
+    with pytest.raises(ArtifactError, match="model.ckpt can't be sent whole .*no chunk routes"):
+        upload_version(client, store, _commit(store, path).info, [], chunks=False)
+    assert client.collections("p") == []
+
+    old = Path(__file__).parent / "data" / "sha256_chunked_store"
+    shutil.copytree(old / "store", tmp_path / "old-store")
+    store = ArtifactStore(tmp_path / "old-root", tmp_path / "old-store")
+    spec = __import__("importlib.util").util.spec_from_file_location("old_store_make", old / "make.py")
+    make = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    data = make.source_bytes()
     wire = Wire()
     client = ArtifactClient(HttpClient(server.url, transport=wire), tmp_path / "state")
-    answer = upload_version(client, store, _commit(store, path).info, [], chunks=False)
+    answer = upload_version(client, store, store.registry.version("p", "ckpt", "v0"), [], chunks=False)
     assert not any("/_packs/" in p or "/_chunks/" in p for _, p in wire.sent)
     served = Manifest.from_bytes(client.read("p", answer["version"]["manifest"]))
     assert dict(served["model.ckpt"].extra) == {}

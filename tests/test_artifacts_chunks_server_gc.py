@@ -30,17 +30,23 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _chunked_file(artifacts: ServerArtifacts, project: str, chunks: list[bytes]) -> tuple[str, bytes, str, str]:
-    """Send ``chunks`` in one pack, the recipe, and register the file: (its sha256, bytes, pack id,
-    recipe digest)."""
+def _b3(data: bytes) -> str:
+    return "blake3:" + blake3.blake3(data).hexdigest()
+
+
+def _chunked_file(artifacts: ServerArtifacts, project: str, chunks: list[bytes], digest_of=_b3
+                  ) -> tuple[str, bytes, str, str]:
+    """Send ``chunks`` in one pack, the recipe, and register the file: (its digest: BLAKE3, or with
+    ``digest_of=_sha`` the sha256 of a client from before, bytes, pack id, recipe digest)."""
     ids = [blake3.blake3(c).digest() for c in chunks]
     pack_id, pack = build_pack(list(zip(ids, chunks)))
     artifacts.store_pack(project, pack_id, pack)
     data = b"".join(chunks)
-    recipe = FileRecipe(size=len(data), sha256=_sha(data), chunks=tuple(zip(ids, map(len, chunks)))).to_json().encode()
+    digest = digest_of(data)
+    recipe = FileRecipe(size=len(data), digest=digest, chunks=tuple(zip(ids, map(len, chunks)))).to_json().encode()
     artifacts.store_small(project, [(_sha(recipe), recipe)])
-    assert artifacts.register_file(project, _sha(data), len(data), _sha(recipe))
-    return _sha(data), data, pack_id, _sha(recipe)
+    assert artifacts.register_file(project, digest, len(data), _sha(recipe))
+    return digest, data, pack_id, _sha(recipe)
 
 
 def _read(artifacts: ServerArtifacts, project: str, digest: str) -> bytes:
@@ -54,8 +60,11 @@ def _objects(root: Path) -> set[str]:
     return {p.relative_to(base).as_posix() for sub in ("blobs", "packs") for p in (base / sub).rglob("*") if p.is_file()}
 
 
+@pytest.mark.parametrize("old_digests", [False, True], ids=["blake3", "sha256"])
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_what_no_version_references_goes_after_the_grace_period(tmp_path, request, database):
+def test_what_no_version_references_goes_after_the_grace_period(tmp_path, request, database, old_digests):
+    """``old_digests``: the chunked files named by their sha256, as before BLAKE3 named them."""
+    digest_of = _sha if old_digests else _b3
     root = tmp_path / "server"
     root.mkdir()
     url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{root / 'store.sqlite'}"
@@ -66,7 +75,7 @@ def test_what_no_version_references_goes_after_the_grace_period(tmp_path, reques
     small = os.urandom(3000)
     artifacts.store_small("p", [(_sha(small), small)])
     kept_chunks = [os.urandom(40_000 + i) for i in range(4)]
-    kept_digest, kept_data, kept_pack, _ = _chunked_file(artifacts, "p", kept_chunks)
+    kept_digest, kept_data, kept_pack, _ = _chunked_file(artifacts, "p", kept_chunks, digest_of)
     manifest = Manifest({"small.bin": ManifestEntry("small.bin", _sha(small), len(small)),
                          "model.ckpt": ManifestEntry("model.ckpt", kept_digest, len(kept_data))}).to_bytes()
     artifacts.store_small("p", [(_sha(manifest), manifest)])
@@ -81,7 +90,8 @@ def test_what_no_version_references_goes_after_the_grace_period(tmp_path, reques
     loose = [os.urandom(30_000), os.urandom(31_000)]
     loose_pack, loose_bytes = build_pack([(blake3.blake3(c).digest(), c) for c in loose])
     artifacts.store_pack("p", loose_pack, loose_bytes)
-    orphan_digest, _, orphan_pack, orphan_recipe = _chunked_file(artifacts, "p", [os.urandom(45_000), kept_chunks[1]])
+    orphan_digest, _, orphan_pack, orphan_recipe = _chunked_file(artifacts, "p", [os.urandom(45_000), kept_chunks[1]],
+                                                                digest_of)
     shared = os.urandom(1000)
     artifacts.store_small("p", [(_sha(shared), shared)])
     artifacts.store_small("q", [(_sha(shared), shared)])
@@ -177,7 +187,7 @@ def test_an_upload_in_flight_keeps_what_the_server_said_it_holds(tmp_path, reque
     assert (report.blobs, report.packs, report.grants, report.files, report.chunks) == (0, 0, 0, 0, 0)
 
     loose_data = b"".join(loose)
-    loose_recipe = FileRecipe(size=len(loose_data), sha256=_sha(loose_data), chunks=tuple(
+    loose_recipe = FileRecipe(size=len(loose_data), digest=_sha(loose_data), chunks=tuple(
         (blake3.blake3(c).digest(), len(c)) for c in loose)).to_json().encode()
     artifacts.store_small("p", [(_sha(loose_recipe), loose_recipe)])
     assert artifacts.register_file("p", _sha(loose_data), len(loose_data), _sha(loose_recipe))
@@ -207,7 +217,7 @@ def test_a_pack_sent_again_refreshes_the_chunks_an_abandoned_upload_left(tmp_pat
     artifacts.store_pack("p", pack_id, pack)  # sent again now
     collect(artifacts, grace=HOUR)
     data = b"".join(chunks)
-    recipe = FileRecipe(size=len(data), sha256=_sha(data), chunks=tuple(
+    recipe = FileRecipe(size=len(data), digest=_sha(data), chunks=tuple(
         (blake3.blake3(c).digest(), len(c)) for c in chunks)).to_json().encode()
     artifacts.store_small("p", [(_sha(recipe), recipe)])
     assert artifacts.register_file("p", _sha(data), len(data), _sha(recipe))
@@ -227,7 +237,7 @@ def test_the_report_says_how_many_bytes_a_repack_would_reclaim(tmp_path):
     live, dead = os.urandom(40_000), os.urandom(25_000)
     pack_id, pack = build_pack([(blake3.blake3(live).digest(), live), (blake3.blake3(dead).digest(), dead)])
     artifacts.store_pack("p", pack_id, pack)
-    recipe = FileRecipe(size=len(live), sha256=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
+    recipe = FileRecipe(size=len(live), digest=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
     recipe_bytes = recipe.to_json().encode()
     artifacts.store_small("p", [(_sha(recipe_bytes), recipe_bytes)])
     assert artifacts.register_file("p", _sha(live), len(live), _sha(recipe_bytes))
@@ -260,7 +270,7 @@ def test_repack_rewrites_a_mixed_pack_with_its_live_chunks_and_the_next_collecti
     old_pack, pack = build_pack([(blake3.blake3(dead).digest(), dead), (blake3.blake3(live).digest(), live)])
     artifacts.store_pack("p", old_pack, pack)
     artifacts.store_pack("q", old_pack, pack)  # q holds the live chunk too: its rows move as well
-    recipe = FileRecipe(size=len(live), sha256=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
+    recipe = FileRecipe(size=len(live), digest=_sha(live), chunks=((blake3.blake3(live).digest(), len(live)),))
     recipe_bytes = recipe.to_json().encode()
     for project in ("p", "q"):
         artifacts.store_small(project, [(_sha(recipe_bytes), recipe_bytes)])
@@ -361,7 +371,7 @@ def _retry_during_collection(kind: str, backend: str, moment: int, tmp_path: Pat
         assert [_read(server, "p", _sha(piece)) for piece in pieces] == pieces
     else:
         data = b"".join(pieces)
-        recipe = FileRecipe(size=len(data), sha256=_sha(data),
+        recipe = FileRecipe(size=len(data), digest=_sha(data),
                             chunks=tuple(zip(ids, map(len, pieces)))).to_json().encode()
         server.store_small("p", [(_sha(recipe), recipe)])
         assert server.register_file("p", _sha(data), len(data), _sha(recipe))
@@ -398,7 +408,7 @@ def test_a_pack_a_dead_collection_left_set_aside_goes_back_if_named(tmp_path):
     store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
     artifacts = ServerArtifacts(root, engine=store.engine)
     claimed = [os.urandom(2000), os.urandom(2200)]
-    _, _, claimed_pack, _ = _chunked_file(artifacts, "p", claimed)
+    claimed_digest, _, claimed_pack, _ = _chunked_file(artifacts, "p", claimed)
     lost_id, lost = build_pack([(blake3.blake3(b"x" * 100).digest(), b"x" * 100)])
     artifacts.write_pack(lost_id, lost)
     aside = Path(artifacts.packs.tmp_dir)
@@ -407,5 +417,5 @@ def test_a_pack_a_dead_collection_left_set_aside_goes_back_if_named(tmp_path):
         os.replace(artifacts.packs.pack_path(pack_id), aside / f"{pack_id}.0123{SET_ASIDE}")
     collect(artifacts, grace=HOUR)
     assert artifacts.packs.list_packs() == [claimed_pack] and not list(aside.iterdir())
-    assert b"".join(claimed) == _read(artifacts, "p", _sha(b"".join(claimed)))
+    assert b"".join(claimed) == _read(artifacts, "p", claimed_digest)
     store.close()

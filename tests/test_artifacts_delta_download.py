@@ -142,9 +142,9 @@ def test_a_damaged_cached_file_costs_a_fetch_not_a_wrong_file(servers, tmp_path)
     remote = _reader(server.url, tmp_path / "reader", wire, tmp_path / "cache")
     remote.artifact("p/ckpt:v0").download(tmp_path / "v0")
     cache = BlobCache(tmp_path / "cache", cap_bytes=1 << 30)
-    import hashlib
+    import blake3
 
-    cached = cache.path(hashlib.sha256(v1).hexdigest())
+    cached = cache.path("blake3:" + blake3.blake3(v1).hexdigest())  # a chunked file: cached by its BLAKE3
     os.chmod(cached, 0o644)
     with open(cached, "r+b") as handle:  # damage every byte of the cached v1 (a disk fault, a user's edit)
         handle.write(bytes(b ^ 0xFF for b in v1[: 4 * MiB]))
@@ -158,9 +158,9 @@ def test_a_damaged_cached_file_costs_a_fetch_not_a_wrong_file(servers, tmp_path)
 
 @pytest.mark.parametrize("have_v1", [False, True], ids=["whole", "chunks"])
 def test_damaged_bytes_from_the_server_leave_nothing_visible(servers, tmp_path, have_v1):
-    """Without v1 the file comes in one streamed request, checked by its sha256; with v1 cached,
+    """Without v1 the file comes in one streamed request, checked by its BLAKE3; with v1 cached,
     as the chunks it lacks, each checked by its id."""
-    import hashlib
+    import blake3
 
     server = servers(tmp_path / "server")
     v1, v2 = _versions(tmp_path)
@@ -170,7 +170,7 @@ def test_damaged_bytes_from_the_server_leave_nothing_visible(servers, tmp_path, 
             tmp_path / "v0")
     cache = BlobCache(tmp_path / "cache", cap_bytes=1 << 30)
     held = cache.stats(scan=True)
-    remote = _reader(server.url, tmp_path / "reader", Received(damage=hashlib.sha256(v2).hexdigest()),
+    remote = _reader(server.url, tmp_path / "reader", Received(damage=blake3.blake3(v2).hexdigest()),
                      tmp_path / "cache")
     with pytest.raises(RemoteError if have_v1 else ArtifactError, match="arrived damaged" if have_v1 else "not cached"):
         remote.artifact("p/ckpt:v1").download(tmp_path / "v1")

@@ -132,7 +132,7 @@ def test_a_server_commits_no_row_before_the_bytes_it_names_are_durable(tmp_path,
     artifacts.store_pack("p", pack_id, pack)
     assert model.file_fsyncs - before == 1  # one fsync for the pack, not one per chunk
     whole = b"".join(chunks)
-    recipe = FileRecipe(size=len(whole), sha256=_sha(whole), chunks=tuple(zip(ids, map(len, chunks))))
+    recipe = FileRecipe(size=len(whole), digest=_sha(whole), chunks=tuple(zip(ids, map(len, chunks))))
     recipe_bytes = recipe.to_json().encode()
     artifacts.store_small("p", [(_sha(recipe_bytes), recipe_bytes)])
     assert artifacts.register_file("p", _sha(whole), len(whole), _sha(recipe_bytes))

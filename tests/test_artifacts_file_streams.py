@@ -25,6 +25,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _b3(data: bytes) -> str:
+    """A chunked file's digest: its BLAKE3, as ``b3sum`` prints it, after ``blake3:``."""
+    return "blake3:" + blake3.blake3(data).hexdigest()
+
+
 def _file(chunks: int = 40) -> tuple[list[bytes], list[bytes]]:
     """A file of ``chunks`` random chunks with one repeated (ids repeat in a recipe): chunks, ids."""
     pieces = [os.urandom(CHUNK) for _ in range(chunks)]
@@ -33,9 +38,9 @@ def _file(chunks: int = 40) -> tuple[list[bytes], list[bytes]]:
 
 
 def _recipe(artifacts: ServerArtifacts, project: str, ids: list[bytes], pieces: list[bytes], *,
-            sha256: str | None = None) -> str:
+            digest: str | None = None) -> str:
     data = b"".join(pieces)
-    recipe = FileRecipe(size=len(data), sha256=sha256 or _sha(data), chunks=tuple(zip(ids, map(len, pieces))))
+    recipe = FileRecipe(size=len(data), digest=digest or _b3(data), chunks=tuple(zip(ids, map(len, pieces))))
     text = recipe.to_json().encode()
     artifacts.store_small(project, [(_sha(text), text)])
     return _sha(text)
@@ -72,20 +77,20 @@ def test_a_streamed_file_is_registered_without_reading_it_back(artifacts):
     pieces, ids = _file()
     stream = _stream(artifacts, "p", ids, pieces, segments=[2, 0, 1])  # segments announced out of order
     recipe = _recipe(artifacts, "p", ids, pieces)
-    digest = _sha(b"".join(pieces))
+    digest = _b3(b"".join(pieces))
 
     assert artifacts.register_file("p", digest, len(b"".join(pieces)), recipe, stream=stream)
     assert artifacts.streams.reads_avoided == 1
     assert _read(artifacts, "p", digest) == b"".join(pieces)
 
 
-def test_a_streamed_file_whose_sha256_does_not_match_is_refused_and_nothing_is_registered(artifacts):
+def test_a_streamed_file_whose_digest_does_not_match_is_refused_and_nothing_is_registered(artifacts):
     pieces, ids = _file()
     stream = _stream(artifacts, "p", ids, pieces)
-    lie = _sha(b"something else")  # the client claims the chunks make a file they don't make
-    recipe = _recipe(artifacts, "p", ids, pieces, sha256=lie)
+    lie = _b3(b"something else")  # the client claims the chunks make a file they don't make
+    recipe = _recipe(artifacts, "p", ids, pieces, digest=lie)
 
-    with pytest.raises(BadRequest, match=f"file {lie}: its chunks rebuild to sha256 {_sha(b''.join(pieces))}"):
+    with pytest.raises(BadRequest, match=f"file {lie}: its chunks rebuild to {_b3(b''.join(pieces))}"):
         artifacts.register_file("p", lie, len(b"".join(pieces)), recipe, stream=stream)
     assert artifacts.missing("p", [lie]) == [lie]  # not held: nothing visible
     with pytest.raises(NotHeld, match=f"holds no blob {lie}"):
@@ -105,7 +110,7 @@ def test_a_stream_that_does_not_cover_the_recipe_falls_back_to_reading_the_file(
         stream = _stream(artifacts, "p", other_ids, other_pieces)
         _stream(artifacts, "p", ids, pieces)
     recipe = _recipe(artifacts, "p", ids, pieces)
-    digest = _sha(b"".join(pieces))
+    digest = _b3(b"".join(pieces))
 
     assert artifacts.register_file("p", digest, len(b"".join(pieces)), recipe, stream=stream)
     assert artifacts.streams.reads_avoided == 0  # read back, and checked the same way
@@ -148,12 +153,12 @@ def test_an_online_commits_streamed_file_is_registered_from_its_stream(tmp_path)
         with ServerChunks(client, "p", pack_bytes=1 << 20) as target:  # 4 MiB segments: several
             recipe = target.write_file(path)
             text = recipe.to_json().encode()
-            target.register([(recipe.sha256, recipe.size, _sha(text), text)])
+            target.register([(recipe.digest, recipe.size, _sha(text), text)])
         client.http.close()
         artifacts = app.state.tracklet.artifacts
-        assert recipe.sha256 == _sha(data)
+        assert recipe.digest == _b3(data)
         assert artifacts.streams.reads_avoided == 1  # hashed as it arrived, not read back
-        assert _read(artifacts, "p", recipe.sha256) == data
+        assert _read(artifacts, "p", recipe.digest) == data
     finally:
         server.should_exit = True
         thread.join(10)

@@ -545,21 +545,20 @@ def test_a_batch_stores_each_good_blob_and_rejects_each_bad_one(servers, backend
 
 
 @pytest.mark.parametrize("resumable", [False, True])
-def test_a_chunked_file_goes_to_the_server_whole(servers, tmp_path, resumable):
-    """With ``chunks=False`` (what a server without chunk routes gets) a large file the local
-    store keeps as chunks (no blob of its own) is sent rebuilt from them, checked as it goes; the
-    server's manifest names no local recipe; another root gets it. (Chunk-level uploads:
-    tests/test_artifacts_chunks_server.py.)"""
+def test_a_large_file_goes_to_the_server_whole(servers, tmp_path, resumable):
+    """With ``chunks=False`` (what a server without chunk routes gets) a large file stored whole is
+    sent whole (in resumable parts, or one request); another root gets it. A chunked file goes as
+    chunks (tests/test_artifacts_chunks_server.py; an old sha256-named one can go whole, there)."""
     from tracklet.artifacts.entries import LocalFile
 
     server = servers(tmp_path / "server")
-    store = ArtifactStore(tmp_path / "root", chunk_threshold=1 << 20)
+    store = ArtifactStore(tmp_path / "root", chunk_threshold=64 << 20)
     data = os.urandom(11 * MiB + 3)
     (tmp_path / "ckpt.bin").write_bytes(data)
     result = store.commit("ckpt", "model", {"ckpt.bin": LocalFile(str(tmp_path / "ckpt.bin"))}, project="p",
                           aliases=[])
     (entry,) = result.manifest
-    assert "recipe" in entry.extra and not store.blobs.has(entry.digest)  # chunks only
+    assert "recipe" not in entry.extra and store.blobs.has(entry.digest)
     client = ArtifactClient(HttpClient(server.url), tmp_path / "state", part_bytes=5 * MiB,
                             resumable_bytes=5 * MiB if resumable else 1 << 40)
     answer = upload_version(client, store, result.info, [], result.manifest, chunks=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 
+import blake3
 import pytest
 from fastapi.testclient import TestClient
 
@@ -43,7 +44,7 @@ def served(tmp_path):
         recipe_bytes = recipe.to_json().encode()
         recipe_digest = hashlib.sha256(recipe_bytes).hexdigest()
         assert artifacts.store_small(PROJECT, [(recipe_digest, recipe_bytes)]) == []
-        assert artifacts.register_file(PROJECT, recipe.sha256, recipe.size, recipe_digest)
+        assert artifacts.register_file(PROJECT, recipe.digest, recipe.size, recipe_digest)
         yield client, artifacts, data, recipe
 
 
@@ -79,7 +80,7 @@ def test_a_range_of_a_chunked_file_reads_and_locates_only_the_chunks_it_covers(s
     start = int(where * (len(data) - 1000))
     end = start + 1000  # a thousand bytes: within one or two chunks
     counted = Counted(artifacts, monkeypatch)
-    response = client.get(f"/api/v1/projects/{PROJECT}/artifacts/_blobs/{recipe.sha256}",
+    response = client.get(f"/api/v1/projects/{PROJECT}/artifacts/_blobs/{recipe.digest}",
                           headers={"Range": f"bytes={start}-{end - 1}"})
     assert response.status_code == 206
     assert response.content == data[start:end]
@@ -95,8 +96,8 @@ def test_a_whole_chunked_file_streams_in_bounded_look_ups_and_reads(served, monk
 
     client, artifacts, data, recipe = served
     counted = Counted(artifacts, monkeypatch)
-    response = client.get(f"/api/v1/projects/{PROJECT}/artifacts/_blobs/{recipe.sha256}")
-    assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == recipe.sha256
+    response = client.get(f"/api/v1/projects/{PROJECT}/artifacts/_blobs/{recipe.digest}")
+    assert response.status_code == 200 and "blake3:" + blake3.blake3(response.content).hexdigest() == recipe.digest
     # Located a batch at a time as the stream reaches them, read in merged reads of bounded size:
     # memory follows those bounds, not the file's size.
     assert max(counted.lookups) <= LOCATE_BATCH and sum(counted.lookups) == len(recipe.chunks)
@@ -107,7 +108,7 @@ def test_a_whole_chunked_file_streams_in_bounded_look_ups_and_reads(served, monk
 def test_ranges_at_every_boundary_give_the_exact_bytes(served):
     client, _, data, recipe = served
     starts = [offset for _, offset, _ in recipe.offsets()]
-    url = f"/api/v1/projects/{PROJECT}/artifacts/_blobs/{recipe.sha256}"
+    url = f"/api/v1/projects/{PROJECT}/artifacts/_blobs/{recipe.digest}"
     for start, end in [(starts[5], starts[6]), (starts[5] - 1, starts[6] + 1), (0, 1),
                        (len(data) - 1, len(data)), (starts[10], starts[40])]:
         response = client.get(url, headers={"Range": f"bytes={start}-{end - 1}"})

@@ -5,6 +5,7 @@ Layout under the cache's root (``default_cache_dir()``: ``$TRACKLET_ARTIFACT_CAC
 ``$XDG_CACHE_HOME/tracklet/artifacts``, else ``~/.cache/tracklet/artifacts``)::
 
     blobs/sha256/ab/<digest>   complete, verified blobs (read-only)
+    blobs/blake3/ab/<hex>      the same for files kept as chunks, by their ``blake3:<hex>`` digest
     tmp/<reservation>.partial  blobs being written
     cache.sqlite               entries (digest, size, last use), reservations (bytes promised to a
                                writer), and where each chunk of a cached chunked file lies in it
@@ -38,7 +39,6 @@ this is for bytes that can be fetched again. Uploads don't copy into it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import sqlite3
@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tracklet.artifacts.digests import BLAKE3_PREFIX, file_hasher, is_blake3, is_sha256
 from tracklet.artifacts.durable import sync_file
 from tracklet.core.processes import pid_alive
 from tracklet.errors import ArtifactError
@@ -83,10 +84,6 @@ def default_cap(root: Path) -> int:
         return parse_size(text, whole=total)
     except ValueError as error:
         raise ArtifactError(f"${CACHE_SIZE_ENV}: {error}") from None
-
-
-def _is_sha256(digest: str) -> bool:
-    return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
 
 
 def _flock(handle: IO[Any], mode: int) -> bool:
@@ -137,8 +134,11 @@ class BlobCache:
 
     def path(self, digest: str) -> Path:
         """Where blob ``digest`` lives (whether or not it is there)."""
-        if not _is_sha256(digest):
-            raise ArtifactError(f"not a sha256 digest: {digest!r:.80}")
+        if is_blake3(digest):  # a file the server keeps as chunks, cached whole
+            hexdigest = digest[len(BLAKE3_PREFIX):]
+            return self.root / "blobs" / "blake3" / hexdigest[:2] / hexdigest
+        if not is_sha256(digest):
+            raise ArtifactError(f"not a sha256 or blake3: digest: {digest!r:.80}")
         return self.blob_dir / digest[:2] / digest
 
     def has(self, digest: str) -> bool:
@@ -209,7 +209,7 @@ class BlobCache:
         reservation = self._reserve(size)
         temporary = self.tmp_dir / f"{reservation}.partial"
         try:
-            hasher = hashlib.sha256()
+            hasher = file_hasher(digest)
             written = 0
             with open(temporary, "xb") as target:
                 for piece in pieces:
@@ -223,8 +223,8 @@ class BlobCache:
                     # hold short bytes (a download hard-links a cached blob, trusted by its name).
                     sync_file(target)
             if written != size or hasher.hexdigest() != digest:
-                raise ArtifactError(f"blob {digest}: got {written:,} bytes with sha256 {hasher.hexdigest()}, expected "
-                                    f"{size:,} bytes with sha256 {digest}; not cached")
+                raise ArtifactError(f"blob {digest}: got {written:,} bytes with digest {hasher.hexdigest()}, expected "
+                                    f"{size:,} bytes with digest {digest}; not cached")
             os.chmod(temporary, 0o444)
             self._publish(reservation, temporary, digest, size, chunks)
         except BaseException:

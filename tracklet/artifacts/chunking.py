@@ -3,19 +3,19 @@
 A file of at least :data:`CHUNK_THRESHOLD` bytes is cut into chunks of about 64 KiB whose
 boundaries depend on the content (FastCDC 2020, ``pyfastcdc``), so an insertion or a deletion moves
 only the cut points near it: a new version of a checkpoint shares every chunk away from its edits
-with the old one. Each chunk is identified by its blake3 digest; the whole file gets its sha256 (the
-artifact manifest's digest) in the same pass. The file is streamed in blocks of a few MiB, never
-read whole; reading, the sha256, the cutting and the chunks' blake3 run on threads of their own
-(each releases the GIL), so on a machine with free cores they overlap (``_BlockPipeline``).
+with the old one. Each chunk is identified by its blake3 digest; the whole file gets its BLAKE3
+(the artifact manifest's digest, ``blake3:<hex>``: ``tracklet.artifacts.digests``) in the same
+pass. The file is streamed in blocks of a few MiB, never read whole; reading, the whole-file
+BLAKE3, the cutting and the chunks' blake3 run on threads of their own (each releases the GIL), so
+on a machine with free cores they overlap (``_BlockPipeline``).
 
-``chunk_file(path)`` returns the :class:`FileRecipe` (chunk ids and lengths in order, sha256,
-size); ``tracklet.artifacts.packs`` stores the chunks and rebuilds files from recipes.
+``chunk_file(path)`` returns the :class:`FileRecipe` (chunk ids and lengths in order, the file's
+digest, size); ``tracklet.artifacts.packs`` stores the chunks and rebuilds files from recipes.
 ``pyfastcdc`` and ``blake3`` are imported on first use, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tracklet.artifacts.digests import BLAKE3_PREFIX, blake3_digest, is_blake3, is_sha256
 from tracklet.errors import RecipeError
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ CHUNK_THRESHOLD = 64 * 1024 * 1024
 #: Bytes read from the file per block (plus room for the carried-over tail of the previous one).
 DEFAULT_BLOCK_SIZE = 2 * 1024 * 1024
 
-#: Blocks queued between two stages of the pipeline (read -> sha256 -> cut -> ids -> caller). With
+#: Blocks queued between two stages of the pipeline (read -> file digest -> cut -> ids -> caller). With
 #: one block in each stage's hands and the three the consumer holds (being cut, carried from, held
 #: by the caller), about ``4 * READ_AHEAD + 7`` blocks are alive at once: ~25 MiB for any file size.
 READ_AHEAD = 1
@@ -128,10 +129,14 @@ def chunk_id(data: bytes | bytearray | memoryview) -> bytes:
 @dataclass(frozen=True)
 class FileRecipe:
     """How to rebuild one file from chunks: the chunk ids and lengths in file order, the file's
-    sha256 (hex) and size, and the chunking parameters that produced the cut points."""
+    digest and size, and the chunking parameters that produced the cut points.
+
+    ``digest`` is in the manifest's form: ``blake3:<hex>`` (recorded as ``"blake3": <hex>``), or a
+    plain sha256 for a file chunked before BLAKE3 identified chunked files (``"sha256": <hex>``);
+    a recipe carries exactly one of the two."""
 
     size: int
-    sha256: str
+    digest: str
     chunks: tuple[tuple[bytes, int], ...]
     params: ChunkingParams = DEFAULT_PARAMS
 
@@ -151,10 +156,14 @@ class FileRecipe:
         return sum(dict(self.chunks).values())
 
     def to_dict(self) -> dict[str, Any]:
+        if is_blake3(self.digest):
+            named = {"blake3": self.digest[len(BLAKE3_PREFIX):]}
+        else:
+            named = {"sha256": self.digest}
         return {
             "format": RECIPE_FORMAT,
             "size": self.size,
-            "sha256": self.sha256,
+            **named,
             "chunker": self.params.to_dict(),
             "chunks": [[cid.hex(), length] for cid, length in self.chunks],
         }
@@ -164,17 +173,17 @@ class FileRecipe:
 
     @classmethod
     def from_dict(cls, data: Any) -> FileRecipe:
-        """Parse and check a recipe from outside (a manifest, a server): every field typed, every
-        chunk id 64 hex digits, every length within the chunker's bounds, lengths summing to size."""
+        """Parse and check a recipe from outside (a manifest, a server): every field typed, exactly
+        one file digest (``blake3`` or, from before, ``sha256``: 64 hex digits), every chunk id 64
+        hex digits, every length within the chunker's bounds, lengths summing to size."""
         if not isinstance(data, dict):
             raise RecipeError(f"a recipe is a JSON object, got {type(data).__name__}")
         if data.get("format") != RECIPE_FORMAT:
             raise RecipeError(f"recipe format is {data.get('format')!r:.80}, expected {RECIPE_FORMAT!r}")
-        size, sha256, raw_chunks = data.get("size"), data.get("sha256"), data.get("chunks")
+        size, raw_chunks = data.get("size"), data.get("chunks")
         if type(size) is not int or size < 0:
             raise RecipeError(f"recipe 'size' must be a non-negative integer, got {size!r:.80}")
-        if not (isinstance(sha256, str) and len(sha256) == 64 and _is_hex(sha256)):
-            raise RecipeError(f"recipe 'sha256' must be 64 hex digits, got {sha256!r:.80}")
+        digest = _recipe_digest(data)
         if not isinstance(raw_chunks, list):
             raise RecipeError("recipe 'chunks' must be a list")
         params = ChunkingParams.from_dict(data.get("chunker"))
@@ -194,7 +203,7 @@ class FileRecipe:
             chunks.append((bytes.fromhex(hexid), length))
         if total != size:
             raise RecipeError(f"recipe chunks add up to {total} bytes, its size is {size}")
-        return cls(size=size, sha256=sha256.lower(), chunks=tuple(chunks), params=params)
+        return cls(size=size, digest=digest, chunks=tuple(chunks), params=params)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> FileRecipe:
@@ -208,13 +217,29 @@ class FileRecipe:
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
+def _recipe_digest(data: dict[str, Any]) -> str:
+    """The file digest a recipe records, in the manifest's form: ``blake3`` (``blake3:<hex>``) or,
+    in a recipe from before BLAKE3, ``sha256``; exactly one of them."""
+    named = [key for key in ("blake3", "sha256") if key in data]
+    if len(named) != 1:
+        raise RecipeError(f"a recipe names its file's digest as exactly one of 'blake3' and 'sha256', got {named}")
+    value = data[named[0]]
+    if not (isinstance(value, str) and len(value) == 64 and _is_hex(value)):
+        raise RecipeError(f"recipe {named[0]!r} must be 64 hex digits, got {value!r:.80}")
+    value = value.lower()
+    digest = blake3_digest(value) if named[0] == "blake3" else value
+    assert is_blake3(digest) or is_sha256(digest)
+    return digest
+
+
 def _is_hex(text: str) -> bool:
     return _HEX.fullmatch(text) is not None  # a regex: 10x a per-character loop on a 16k-chunk recipe
 
 
 class FileChunker:
     """One streaming pass over a file: iterate for batches of ``(chunk id, chunk bytes)``, one
-    batch per block read, in file order; after the last batch ``size`` and ``sha256`` are set.
+    batch per block read, in file order; after the last batch ``size`` and ``digest`` (the whole
+    file's BLAKE3, ``blake3:<hex>``) are set.
 
     The chunk bytes are read-only memoryviews into the block they were read in. Blocks are reused
     two batches later unless a consumer still holds a view into one (then a fresh block replaces
@@ -237,7 +262,7 @@ class FileChunker:
         self.params = params
         self.block_size = block_size
         self.size = 0
-        self.sha256 = ""
+        self.digest = ""
         self._started = False
 
     def __iter__(self) -> Iterator[list[tuple[bytes, memoryview]]]:
@@ -263,17 +288,17 @@ class FileChunker:
                     break
         finally:
             reader.close()
-        self.size, self.sha256 = reader.size, reader.hexdigest()
+        self.size, self.digest = reader.size, reader.hexdigest()
 
 
 class _BlockPipeline:
     """Reads a file in blocks and cuts them, in four threads so that the stages overlap on
-    separate cores: one reads (into reused blocks), one computes the whole file's sha256, one
-    finds the FastCDC cut points, one computes the chunks' blake3 ids; the consumer
-    (``FileChunker``'s caller) only stores or sends them.
-    File reads, hashlib, blake3 and pyfastcdc's scan all release the GIL, so with free cores the
-    pipeline runs at the pace of its slowest stage (the sha256, ~0.6 CPU s/GiB with SHA-NI)
-    instead of the sum of them (~1.4 s/GiB). Blocks flow in order through bounded queues
+    separate cores: one reads (into reused blocks), one computes the whole file's BLAKE3 (on
+    several threads per block, ``max_threads``), one finds the FastCDC cut points, one computes
+    the chunks' blake3 ids; the consumer (``FileChunker``'s caller) only stores or sends them.
+    File reads, blake3 and pyfastcdc's scan all release the GIL, so with free cores the pipeline
+    runs at the pace of its slowest stage (the FastCDC scan, ~0.3 CPU s/GiB; a whole-file sha256
+    here was ~0.6 s/GiB even with SHA-NI) instead of the sum of them. Blocks flow in order through bounded queues
     (``READ_AHEAD`` each), so memory stays at a few dozen MiB for any file.
 
     Each block is a bytearray with ``max_size`` free bytes in front, where the cutting thread
@@ -287,7 +312,9 @@ class _BlockPipeline:
         self._block_size = block_size
         self._params = params
         self._headroom = params.max_size
-        self._sha = hashlib.sha256()
+        import blake3
+
+        self._file_hash = blake3.blake3(max_threads=blake3.blake3.AUTO)
         self.size = 0
         self._stop = threading.Event()
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
@@ -296,7 +323,7 @@ class _BlockPipeline:
         self._cut: queue.Queue[Any] = queue.Queue(READ_AHEAD)
         self._ids: queue.Queue[Any] = queue.Queue(READ_AHEAD)
         self._threads = [threading.Thread(target=target, name=f"tracklet-chunk-{name}", daemon=True)
-                         for name, target in (("reader", self._run_reader), ("sha256", self._run_sha),
+                         for name, target in (("reader", self._run_reader), ("digest", self._run_digest),
                                               ("cutter", self._run_cutter), ("ids", self._run_ids))]
         for thread in self._threads:
             thread.start()
@@ -322,13 +349,13 @@ class _BlockPipeline:
         except BaseException as exc:  # noqa: BLE001 - handed down the pipeline, the consumer raises it
             self._put(self._read, exc)
 
-    def _run_sha(self) -> None:
+    def _run_digest(self) -> None:
         while not self._stop.is_set():
             item = self._get(self._read)
             if isinstance(item, tuple):
                 block, count, eof = item
                 with memoryview(block) as view:
-                    self._sha.update(view[self._headroom : self._headroom + count])
+                    self._file_hash.update(view[self._headroom : self._headroom + count])
                 self.size += count
             self._put(self._hashed, item)
             if not isinstance(item, tuple) or item[2]:
@@ -426,7 +453,8 @@ class _BlockPipeline:
         self._free.put(block)
 
     def hexdigest(self) -> str:
-        return self._sha.hexdigest()
+        """The whole file's digest in the manifest's form (``blake3:<hex>``)."""
+        return blake3_digest(self._file_hash.hexdigest())
 
     def close(self) -> None:
         self._stop.set()
@@ -458,4 +486,4 @@ def chunk_file(
     chunks: list[tuple[bytes, int]] = []
     for batch in chunker:
         chunks.extend((cid, len(data)) for cid, data in batch)
-    return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=params)
+    return FileRecipe(size=chunker.size, digest=chunker.digest, chunks=tuple(chunks), params=params)

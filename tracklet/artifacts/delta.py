@@ -65,9 +65,9 @@ def read_recipe(client: ArtifactClient, project: str, entry: ManifestEntry, reci
         recipe = FileRecipe.from_json(data)
     except RecipeError as error:
         raise ArtifactError(f"the recipe of {entry.path} on the server is damaged: {error}") from None
-    if recipe.sha256 != entry.digest or recipe.size != entry.size:
+    if recipe.digest != entry.digest or recipe.size != entry.size:
         raise ArtifactError(f"the recipe {recipe_digest} of {entry.path} describes other content "
-                            f"(sha256 {recipe.sha256}, {recipe.size:,} bytes)")
+                            f"(digest {recipe.digest}, {recipe.size:,} bytes)")
     return recipe
 
 

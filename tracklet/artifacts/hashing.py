@@ -1,4 +1,8 @@
-"""sha256 of files in a thread pool, with a stat cache so an unchanged file is never read twice.
+"""Digests of files in a thread pool, with a stat cache so an unchanged file is never read twice.
+
+A file's digest is its sha256, or for a file stored as chunks ``blake3:<hex>``
+(``tracklet.artifacts.digests``); a cached digest of the other form than the one asked for counts
+as a miss (the chunking threshold moved, or the cache predates the BLAKE3 rule).
 
 ``hashlib`` releases the GIL while it hashes a buffer, so several files hash in parallel and the
 training thread keeps running. The stat cache maps ``(path, size, mtime_ns, inode)`` to a digest
@@ -16,10 +20,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from tracklet.artifacts.digests import hash_file, is_blake3
 from tracklet.core.filehash import sha256_handle
 
 CHUNK = 1 << 20
@@ -81,7 +86,8 @@ def sha256_file(path: str | os.PathLike, on_bytes: Callable[[int], None] | None 
 
 
 class StatCache:
-    """``(path, size, mtime_ns, inode) -> sha256`` in SQLite; any failure reads as a miss."""
+    """``(path, size, mtime_ns, inode) -> digest`` (sha256, or ``blake3:<hex>``) in SQLite; any
+    failure reads as a miss. The column is still named ``sha256`` (caches written before hold only those)."""
 
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
@@ -145,15 +151,16 @@ class Hasher:
         self.cache = cache
         self.workers = workers or min(4, os.cpu_count() or 1)
 
-    def digest_files(self, paths: Iterable[str], on_bytes: Callable[[int], None] | None = None
-                     ) -> dict[str, tuple[str, int]]:
-        """``{path: (sha256, size)}`` for existing regular files; ``OSError`` (naming the file)
-        for one that can't be read."""
+    def digest_files(self, paths: Iterable[str], on_bytes: Callable[[int], None] | None = None, *,
+                     blake3: Collection[str] = ()) -> dict[str, tuple[str, int]]:
+        """``{path: (digest, size)}`` for existing regular files: sha256, or ``blake3:<hex>`` for
+        the paths in ``blake3`` (chunked files); ``OSError`` (naming the file) for one that can't be read."""
         stats: dict[str, StatKey] = {}
         for path in dict.fromkeys(paths):
             stats[path] = stat_key(path, os.stat(path))
         known = self.cache.get_many(list(stats.values()))
-        result = {path: (known[key], key[1]) for path, key in stats.items() if key in known}
+        result = {path: (known[key], key[1]) for path, key in stats.items()
+                  if key in known and is_blake3(known[key]) == (path in blake3)}
         todo = [path for path in stats if path not in result]
         if not todo:
             return result
@@ -161,7 +168,11 @@ class Hasher:
 
         def one(path: str) -> tuple[str, tuple[str, int]]:
             started = time.time_ns()
-            digest, size = sha256_file(path, on_bytes)
+            if path in blake3:
+                digest, size = hash_file(path, "blake3", on_bytes)
+                count_file_hashed()
+            else:
+                digest, size = sha256_file(path, on_bytes)
             after = stat_key(path, os.stat(path))
             if after == stats[path] and size == after[1] and started - after[2] > RACY_NS:
                 learned[after] = digest

@@ -1,13 +1,16 @@
 """An artifact's manifest, in W&B's shape: ``{"version": 1, "storagePolicy": ..., "contents":
-{path: {"digest", "size", "ref"?, "extra"?}}}``, with sha256 hex digests.
+{path: {"digest", "size", "ref"?, "extra"?}}}``. A digest is the sha256 of the file's bytes (64 hex
+digits), or, for a file stored as chunks, ``blake3:`` and the BLAKE3 of its bytes
+(``tracklet.artifacts.digests``: why, and how old versions read).
 
 The manifest's own digest (an artifact version's identity) is the sha256 of the sorted
 ``path:digest`` lines, each ending in a newline: two artifacts with the same files under the same
 names have the same digest, whatever their metadata. A manifest read back from storage is
 checked (bounded size, valid paths and digests) before anything uses it.
 
-A large file's entry may later carry a chunk list in ``extra`` (``tracklet.artifacts.chunking``);
-``digest`` stays the sha256 of the whole file, so manifests and their digests don't change.
+A large file's entry names its recipe (its chunk list, ``tracklet.artifacts.chunking``) in
+``extra["recipe"]``; ``digest`` is the whole file's, so the manifest's digest doesn't depend on how
+the file was cut.
 """
 
 from __future__ import annotations
@@ -15,25 +18,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from tracklet.artifacts.digests import is_file_digest, is_sha256
 from tracklet.artifacts.names import check_entry_path
 from tracklet.errors import ArtifactError
 
 STORAGE_POLICY = "tracklet-cas-v1"
 MAX_MANIFEST_BYTES = 1 << 30
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def is_sha256(text: object) -> bool:
-    return isinstance(text, str) and _SHA256.fullmatch(text) is not None
+__all__ = ["MAX_MANIFEST_BYTES", "STORAGE_POLICY", "Manifest", "ManifestEntry", "is_file_digest", "is_sha256"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ManifestEntry:
-    """One file: ``digest`` (sha256 hex of its bytes), ``size`` in bytes, ``ref`` (the URI of a
+    """One file: ``digest`` (sha256 hex of its bytes, or ``blake3:<hex>`` for a chunked file), ``size`` in bytes, ``ref`` (the URI of a
     reference, whose bytes are not stored) and ``extra`` (e.g. ``mtime_ns`` of a file reference)."""
 
     path: str
@@ -105,9 +104,10 @@ class Manifest:
             for path, item in contents.items():
                 checked = check_entry_path(path)
                 digest, size, ref, extra = item["digest"], item["size"], item.get("ref"), item.get("extra") or {}
-                if not is_sha256(digest) or type(size) is not int or size < 0:
+                if not is_file_digest(digest) or type(size) is not int or size < 0:
                     raise ValueError(f"bad digest or size for {path!r}")
-                if ref is not None and not isinstance(ref, str) or not isinstance(extra, dict):
+                if ref is not None and (not isinstance(ref, str) or digest.startswith("blake3:")) \
+                        or not isinstance(extra, dict):
                     raise ValueError(f"bad ref or extra for {path!r}")
                 entries[checked] = ManifestEntry(checked, digest, size, ref, extra)
         except (ValueError, KeyError, TypeError, AttributeError) as error:

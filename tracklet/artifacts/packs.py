@@ -16,14 +16,13 @@ every pack's index. The two tables are plain SQL meant to move to the server's P
 
 :class:`PackWriter` stores the chunks a store lacks (one pass over the file), and
 :func:`reassemble` rebuilds a file byte for byte, verifying every chunk's blake3 and the file's
-sha256 before the file appears under its name.
+digest (BLAKE3, or sha256 for a file chunked before that rule) before the file appears under its name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import mmap
 import os
 import sqlite3
@@ -44,6 +43,7 @@ from tracklet.artifacts.chunking import (
     FileChunker,
     FileRecipe,
 )
+from tracklet.artifacts.digests import file_hasher
 from tracklet.artifacts.durable import sync_directory
 from tracklet.errors import ChunkCorrupt, ChunkMissing, ChunkStoreError, DigestMismatch, PackCorrupt
 
@@ -323,7 +323,7 @@ class ChunkIndex:
             " length INTEGER NOT NULL) WITHOUT ROWID"
         ),
         "CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack_id)",
-        # A stored large file: its sha256 -> the sha256 of its recipe blob (the artifact store's
+        # A stored large file: its digest (manifest form: blake3:<hex>, or an old sha256) -> the sha256 of its recipe blob (the artifact store's
         # shortcut for "this file is already stored": no chunking pass for unchanged content).
         "CREATE TABLE IF NOT EXISTS recipes (file_sha256 TEXT PRIMARY KEY, recipe TEXT NOT NULL)",
     )
@@ -725,7 +725,7 @@ class PackWriter:
                     self.add_chunk(cid, data)
             if on_bytes is not None:
                 on_bytes(sum(lengths))
-        return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=params)
+        return FileRecipe(size=chunker.size, digest=chunker.digest, chunks=tuple(chunks), params=params)
 
     def write_missing(self, path: str | os.PathLike[str], recipe: FileRecipe, missing: Collection[bytes]) -> int:
         """Second pass of a two-pass upload: read from ``path`` only the chunks of ``recipe`` named
@@ -856,7 +856,7 @@ class PackReader:
     def __init__(self, store: PackStore, index: ChunkLocator, *, lookup_batch: int = 4096, verify: bool = True,
                  reuse_buffer: bool = False) -> None:
         """``verify=False``: chunks are not checked against their ids, for a reader that checks the
-        whole they rebuild against its sha256 anyway (a server registering a file).
+        whole they rebuild against its digest anyway (a server registering a file).
         ``reuse_buffer``: a local store's reads go into one buffer, reused: each chunk given is
         valid only until the next is asked for (a consumer that hashes or copies it at once)."""
         self.store = store
@@ -920,18 +920,18 @@ def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[s
     """Rebuild the file ``recipe`` describes at ``dest``, byte for byte.
 
     The bytes go to a temporary file next to ``dest`` and are checked against the recipe's size and
-    sha256; only then is the file renamed to ``dest`` (replacing what was there). On any error
+    digest (``digests.file_hasher``: BLAKE3 or an old recipe's sha256); only then is the file renamed to ``dest`` (replacing what was there). On any error
     (a chunk missing or corrupt, a digest mismatch, a full disk) the temporary file is removed and
     an error naming ``dest`` is raised: nothing partial is left visible.
     """
     dest_path = Path(dest)
     tmp = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex[:12]}.partial")
-    sha = hashlib.sha256()
+    hasher = file_hasher(recipe.digest)
     size = 0
     try:
         with open(tmp, "xb") as f:
             for piece in reader.iter_chunks(recipe.chunk_ids, name=str(dest_path)):
-                sha.update(piece)
+                hasher.update(piece)
                 f.write(piece)
                 size += len(piece)
                 if on_bytes is not None:
@@ -939,10 +939,10 @@ def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[s
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        if size != recipe.size or sha.hexdigest() != recipe.sha256:
+        if size != recipe.size or hasher.hexdigest() != recipe.digest:
             raise DigestMismatch(
-                f"{dest_path}: rebuilt {size} bytes with sha256 {sha.hexdigest()}, "
-                f"expected {recipe.size} bytes with sha256 {recipe.sha256}"
+                f"{dest_path}: rebuilt {size} bytes with digest {hasher.hexdigest()}, "
+                f"expected {recipe.size} bytes with digest {recipe.digest}"
             )
         os.replace(tmp, dest_path)
     except BaseException:

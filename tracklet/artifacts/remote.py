@@ -35,6 +35,7 @@ from tracklet.artifacts.names import check_artifact_name, parse_ref, version_num
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
+from tracklet.artifacts.digests import is_blake3
 from tracklet.artifacts.storage import ArtifactStore, recipe_of
 from tracklet.client.artifacts import ArtifactClient, ChunkRoutesMissing
 from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactVerifyError, ChunkStoreError
@@ -79,6 +80,10 @@ def upload_version(client: ArtifactClient, store: ArtifactStore, info: VersionIn
             chunks = False
     if not chunks:
         sent_whole = {entry.digest for entry in chunked}
+        blake3 = [entry.path for entry in chunked if is_blake3(entry.digest)]
+        if blake3:  # a server keeps blobs by sha256: a BLAKE3-identified file can only go as chunks
+            raise ArtifactError(f"artifact {info.qualified_name}: {', '.join(blake3[:3])} can't be sent whole (a "
+                                "chunked file, identified by its BLAKE3): this server has no chunk routes; upgrade it")
     files: list[tuple[Any, str, int]] = []
     for digest, entry in entries.items():
         if digest not in lacking or (recipe_of(entry) is not None and digest not in sent_whole):
@@ -113,7 +118,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
     per request), send those in packs of about ``pack_bytes`` (read from the local packs, each
     chunk checked against its id; ``client.workers`` packs at a time), upload the recipes the
     project lacks, then register each file (the server rebuilds it from its chunks and checks its
-    sha256). Bytes sent. A killed upload resumes for free: the packs the server stored hold their
+    digest). Bytes sent. A killed upload resumes for free: the packs the server stored hold their
     chunks, and the next try asks again and sends only the rest."""
     from tracklet.artifacts.packs import pack_trailer
     from tracklet.client.artifacts import Pieces
@@ -127,7 +132,7 @@ def upload_chunked(client: ArtifactClient, store: ArtifactStore, project: str, e
         recipe_blob = recipe_of(entry)
         assert recipe_blob is not None
         recipe = store.read_recipe(recipe_blob, entry.path)
-        if recipe.sha256 != entry.digest or recipe.size != entry.size:
+        if recipe.digest != entry.digest or recipe.size != entry.size:
             raise ArtifactError(f"{entry.path}: its recipe {recipe_blob} describes other content")
         recipes.append((entry, recipe_blob, recipe))
     ids = list(dict.fromkeys(cid for _, _, recipe in recipes for cid in recipe.chunk_ids))
@@ -377,7 +382,7 @@ class ServerChunks:
         self.client = client
         self.project = project
         self.streamer = ChunkStreamer(client, project, pack_bytes=pack_bytes, batches=batches)
-        self.streams: dict[str, str] = {}  # file sha256 -> the stream its chunks went in
+        self.streams: dict[str, str] = {}  # file digest -> the stream its chunks went in
 
     @property
     def error(self) -> BaseException | None:
@@ -417,11 +422,11 @@ class ServerChunks:
             if on_bytes is not None:
                 on_bytes(covered)
         send.end_file()
-        self.streams[chunker.sha256] = stream
-        return FileRecipe(size=chunker.size, sha256=chunker.sha256, chunks=tuple(chunks), params=DEFAULT_PARAMS)
+        self.streams[chunker.digest] = stream
+        return FileRecipe(size=chunker.size, digest=chunker.digest, chunks=tuple(chunks), params=DEFAULT_PARAMS)
 
     def register(self, files: list[tuple[str, int, str, bytes]]) -> None:
-        """Once every chunk is sent: upload the recipes ``(file sha256, size, recipe blob, recipe
+        """Once every chunk is sent: upload the recipes ``(file digest, size, recipe blob, recipe
         bytes)`` the project lacks and register each file. Raises what failed (the streaming's
         first error included)."""
         self.streamer.close()
@@ -573,14 +578,14 @@ class ServerVersionStore:
     def download(self, info: VersionInfo, manifest: Manifest, root: Path, *, link: bool = True,
                  progress: Any = None, allow_missing_references: bool = False) -> Path:
         """Each file of ``manifest`` under ``root``: left alone if it is there with the right
-        sha256, else fetched into the cache (unless cached) and materialized through a hidden
+        digest, else fetched into the cache (unless cached) and materialized through a hidden
         temporary renamed into place. A remote reference (``s3://``, ``gs://``, ``http(s)://``)
         is fetched from where it lives and checked against what was recorded, as in local mode
         (``allow_missing_references`` skips one whose object is gone); a ``file://`` reference
         (not stored on a server) is an ``ArtifactVerifyError`` naming it, after the other files
         are done."""
         from tracklet.artifacts.blobs import materialize
-        from tracklet.artifacts.hashing import sha256_file
+        from tracklet.artifacts.digests import algorithm, hash_file
         from tracklet.artifacts.references import ReferenceMissing, fetch, is_remote
 
         root.mkdir(parents=True, exist_ok=True)
@@ -604,7 +609,8 @@ class ServerVersionStore:
             if entry.ref is not None:
                 problems[entry.path] = f"reference {entry.ref} is not stored on the server"
                 continue
-            if target.is_file() and target.stat().st_size == entry.size and sha256_file(target)[0] == entry.digest:
+            if target.is_file() and target.stat().st_size == entry.size and \
+                    hash_file(target, algorithm(entry.digest))[0] == entry.digest:
                 if progress is not None:
                     progress.advance(1, entry.size)
                 continue

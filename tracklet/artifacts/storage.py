@@ -6,7 +6,7 @@ identical files are stored once), else ``<data root>/artifacts``. Blobs go to ``
 through fsspec; the stat cache is ``<data root>/cache/artifact-digests.sqlite``.
 
 Committing reads each new or changed file once (a small one is hashed as it is copied into a
-temporary blob, published under the digest it hashes to; a large one's sha256 comes from the
+temporary blob, published under the digest it hashes to; a large one's BLAKE3 comes from the
 chunking pass), and an unchanged one not at all (stat cache); a blob already stored is not written
 again, so logging content identical to the latest version writes nothing and returns it.
 
@@ -14,9 +14,10 @@ Large files are chunked: a file of at least the chunk threshold (64 MiB; ``chunk
 ``$TRACKLET_ARTIFACT_CHUNK_THRESHOLD``, e.g. ``1MiB``) is cut into content-defined chunks
 (``tracklet.artifacts.chunking``) stored in packs (``tracklet.artifacts.packs``, under ``packs/``,
 indexed in ``chunk-index.sqlite``); only chunks the store lacks are written. Its manifest entry
-keeps the whole file's sha256 as ``digest`` and names its recipe (the chunk list, a blob of its
-own) in ``extra["recipe"]``. ``download()`` rebuilds such a file into a hidden temporary next to
-its final name, checks its sha256, then renames it: a killed download never leaves a partial file
+has the whole file's BLAKE3 as ``digest`` (``blake3:<hex>``, ``tracklet.artifacts.digests``; a
+file chunked before that rule keeps its sha256, and reads as before) and names its recipe (the
+chunk list, a blob of its own) in ``extra["recipe"]``. ``download()`` rebuilds such a file into a
+hidden temporary next to its final name, checks its digest, then renames it: a killed download never leaves a partial file
 under the final name.
 
 Committing holds a shared lock on ``gc.lock`` and garbage collection (``tracklet.artifacts.gc``)
@@ -38,9 +39,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
+from tracklet.artifacts.digests import algorithm, file_hasher, hash_file, is_blake3, is_sha256
 from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
 from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, count_file_hashed,
-                                       parallel_map, sha256_file, stat_key)
+                                       parallel_map, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.references import check_file_reference, content_digest, is_remote, known_size
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
@@ -187,10 +189,10 @@ class ArtifactStore:
         server as they are cut, the files registered there before the version is committed here;
         if that fails, they are stored locally after all (``_store_large``)."""
         try:
-            unhashed = self._unhashed(pending)
+            unhashed, large = self._unhashed(pending)
             to_hash = [item.path for item in pending.values() if isinstance(item, LocalFile) and item.path not in
                        unhashed or isinstance(item, FileReference) and item.checksum]
-            digests = self.hasher.digest_files(to_hash)
+            digests = self.hasher.digest_files(to_hash, blake3=large)
         except OSError as error:
             raise _os_error(name, error) from None
         entries: dict[str, ManifestEntry] = {}
@@ -198,7 +200,7 @@ class ArtifactStore:
             if isinstance(item, ManifestEntry):
                 entries[path] = dataclasses.replace(item, path=path)
             elif isinstance(item, LocalFile) and item.path in unhashed:
-                # Its sha256 comes from the pass that stores it (chunking, or a copy that hashes as
+                # Its digest comes from the pass that stores it (chunking, or a copy that hashes as
                 # it goes): a new file is read once, not twice.
                 entries[path] = ManifestEntry(path, "", unhashed[item.path][1])
             elif isinstance(item, LocalFile):
@@ -220,16 +222,20 @@ class ArtifactStore:
         return CommitResult(stored, manifest, reused, sum(written) + overhead + manifest_written,
                             sum(1 for n in written if n))
 
-    def _unhashed(self, pending: dict[str, Pending]) -> dict[str, StatKey]:
+    def _unhashed(self, pending: dict[str, Pending]) -> tuple[dict[str, StatKey], set[str]]:
         """The draft's local files whose digest the stat cache doesn't know: their stat before
         they are read (``OSError`` for one that can't be). They are hashed by the pass that stores
-        them, so each is read once."""
+        them, so each is read once. And the local files that will be chunked (their digest is a
+        BLAKE3: a cached sha256 of one, from before that rule or another threshold, is a miss)."""
         stats = {}
         for item in pending.values():
             if isinstance(item, LocalFile):
                 stats[item.path] = stat_key(item.path, os.stat(item.path))
+        threshold = self.chunk_threshold
+        large = {path for path, key in stats.items() if key[1] >= threshold}
         known = self.hasher.cache.get_many(list(stats.values())) if stats else {}
-        return {path: key for path, key in stats.items() if key not in known}
+        return {path: key for path, key in stats.items()
+                if key not in known or is_blake3(known[key]) != (path in large)}, large
 
     def _reference_entry(self, name: str, path: str, item: FileReference,
                          digests: dict[str, tuple[str, int]]) -> ManifestEntry:
@@ -397,14 +403,14 @@ class ArtifactStore:
     def _store_chunked(self, name: str, entry: ManifestEntry, local_path: str, writer: Any, index: Any,
                        on_bytes: Callable[[int], None] | None,
                        chunk_target: Any = None) -> tuple[str | None, str, int, int, Any]:
-        """(recipe blob or None if stored whole, the file's sha256, bytes written, bytes reported to
+        """(recipe blob or None if stored whole, the file's digest, bytes written, bytes reported to
         ``on_bytes``, the recipe if the file was cut by this call, else None) for one large file. An
-        entry without a digest yet gets it from this pass."""
+        entry without a digest yet gets it from this pass (its BLAKE3)."""
         if entry.digest:
             known = index.recipe_for(entry.digest)
             if known is not None and self._recipe_is_whole(known, entry, index):
                 return known, entry.digest, 0, 0, None
-            if self.blobs.has(entry.digest):  # stored whole before (an older threshold): that will do
+            if is_sha256(entry.digest) and self.blobs.has(entry.digest):  # stored whole before: that will do
                 return None, entry.digest, 0, 0, None
             if (known is not None and chunk_target is not None and self._recipe_matches(known, entry)
                     and chunk_target.holds(entry.digest)):  # streamed before: the server holds the file
@@ -429,17 +435,17 @@ class ArtifactStore:
                 raise ArtifactError(f"{local_path} changed while it was being stored; log the artifact again once "
                                     "it is written")
             if started - after[2] > RACY_NS:
-                self.hasher.cache.put_many({after: recipe.sha256})
-            entry = dataclasses.replace(entry, digest=recipe.sha256)
-        if recipe.sha256 != entry.digest or recipe.size != entry.size:
-            raise ArtifactError(f"{local_path} changed while it was being stored (its sha256 is now "
-                                f"{recipe.sha256}, not {entry.digest}); log the artifact again once it is written")
+                self.hasher.cache.put_many({after: recipe.digest})
+            entry = dataclasses.replace(entry, digest=recipe.digest)
+        if recipe.digest != entry.digest or recipe.size != entry.size:
+            raise ArtifactError(f"{local_path} changed while it was being stored (its digest is now "
+                                f"{recipe.digest}, not {entry.digest}); log the artifact again once it is written")
         recipe_blob, recipe_written = self.blobs.put_bytes(recipe.to_json().encode())
-        return recipe_blob, recipe.sha256, writer.new_bytes - before + recipe_written, reported, recipe
+        return recipe_blob, recipe.digest, writer.new_bytes - before + recipe_written, reported, recipe
 
     def _recipe_is_whole(self, recipe_blob: str, entry: ManifestEntry, index: Any) -> bool:
         """Whether a recorded recipe still rebuilds ``entry``: its blob is intact, it describes a
-        file of that sha256 and size, and every chunk is in a pack."""
+        file of that digest and size, and every chunk is in a pack."""
         recipe = self._recipe_matches(recipe_blob, entry)
         if recipe is None:
             return False
@@ -447,14 +453,14 @@ class ArtifactStore:
         return len(index.present(ids)) == len(set(ids))
 
     def _recipe_matches(self, recipe_blob: str, entry: ManifestEntry) -> Any:
-        """The recorded recipe if its blob is intact and describes ``entry``'s sha256 and size."""
+        """The recorded recipe if its blob is intact and describes ``entry``'s digest and size."""
         if not self.blobs.has(recipe_blob):
             return None
         try:
             recipe = self.read_recipe(recipe_blob, entry.path)
         except ArtifactError:
             return None
-        return recipe if recipe.sha256 == entry.digest and recipe.size == entry.size else None
+        return recipe if recipe.digest == entry.digest and recipe.size == entry.size else None
 
     # ------------------------------------------------------------ reading
 
@@ -484,7 +490,8 @@ class ArtifactStore:
         present = [str(targets[entry.path]) for entry in manifest
                    if content_digest(entry) and targets[entry.path].is_file()]
         try:
-            have = self.hasher.digest_files(present)
+            have = self.hasher.digest_files(present, blake3={str(targets[entry.path]) for entry in manifest
+                                                             if is_blake3(entry.digest)})
         except OSError:
             have = {}
         made: list[str] = []
@@ -499,7 +506,7 @@ class ArtifactStore:
             on_bytes = None if progress is None or isinstance(sources[entry.path], Path) else \
                 partial(progress.advance, 0)
             self._materialize_entry(info, entry, sources[entry.path], target, link, on_bytes)
-            if content_digest(entry):  # only a sha256 of the bytes may go into the stat cache
+            if content_digest(entry):  # only a digest of the bytes may go into the stat cache
                 made.append(str(target))
             if progress is not None:
                 progress.advance(1, 0 if on_bytes is not None else entry.size)
@@ -557,6 +564,8 @@ class ArtifactStore:
                 continue
             if recipe_blob is not None:
                 chunked[entry.path] = recipe_blob
+            elif is_blake3(entry.digest):
+                problems[entry.path] = "its digest is a BLAKE3 (a chunked file's) but its entry names no recipe"
             elif entry.ref is not None:
                 sources[entry.path] = Path(uri_path(entry.ref))
                 if not content_digest(entry):
@@ -593,13 +602,13 @@ class ArtifactStore:
     def entry_bytes(self, entry: ManifestEntry) -> Iterator[bytes | memoryview]:
         """The stored bytes of one file of a version, in pieces, whether stored whole or as chunks
         (for an uploader: a chunked file has no blob of its own). Chunks are checked against their
-        ids as they are read, and the whole against the entry's sha256 at the end (``ArtifactError``)."""
-        import hashlib
-
+        ids as they are read, and the whole against the entry's digest at the end (``ArtifactError``)."""
         recipe_blob = recipe_of(entry)
         if entry.ref is not None:
             raise ArtifactError(f"{entry.path} is a reference ({entry.ref}); its bytes are not stored")
-        hasher = hashlib.sha256()
+        if recipe_blob is None and is_blake3(entry.digest):
+            raise ArtifactError(f"{entry.path}: its digest is a BLAKE3 (a chunked file's) but its entry names no recipe")
+        hasher = file_hasher(entry.digest)
         if recipe_blob is None:
             with self.blobs.open(entry.digest) as handle:
                 while piece := handle.read(1 << 20):
@@ -646,8 +655,8 @@ class ArtifactStore:
                 except ArtifactError as error:
                     problems[path] = str(error)
                     continue
-                if recipe.sha256 != entry.digest or recipe.size != entry.size:
-                    problems[path] = f"its recipe {recipe_blob} describes other content (sha256 {recipe.sha256})"
+                if recipe.digest != entry.digest or recipe.size != entry.size:
+                    problems[path] = f"its recipe {recipe_blob} describes other content (digest {recipe.digest})"
                     continue
                 ids = recipe.chunk_ids
                 missing = set(ids) - index.present(ids)
@@ -672,7 +681,7 @@ class ArtifactStore:
     def _reassemble(self, info: VersionInfo, entry: ManifestEntry, recipe: Any, target: Path,
                     on_bytes: Callable[[int], None] | None) -> None:
         """Rebuild a chunked file: into ``.<name>.<random>.partial`` beside ``target``, checked
-        against its sha256, then renamed over ``target`` (what a killed earlier try left beside
+        against its digest, then renamed over ``target`` (what a killed earlier try left beside
         it is removed first)."""
         from tracklet.artifacts.packs import reassemble
 
@@ -709,12 +718,13 @@ def verify_tree(info: VersionInfo, manifest: Manifest, root: Path) -> None:
                 problems[entry.path] = f"size mismatch ({size:,} bytes; the manifest says {expected:,} bytes)"
             continue
         try:
-            digest, size = sha256_file(path)
+            digest, size = hash_file(path, algorithm(entry.digest))
+            count_file_hashed()
         except OSError as error:
             problems[entry.path] = f"missing ({error.strerror or error})"
             continue
         if digest != entry.digest:
-            problems[entry.path] = f"digest mismatch (sha256 {digest}, {size:,} bytes; the manifest says " \
+            problems[entry.path] = f"digest mismatch ({digest}, {size:,} bytes; the manifest says " \
                                    f"{entry.digest}, {entry.size:,} bytes)"
     if root.is_dir():
         for base, _, names in os.walk(root):

@@ -49,6 +49,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.durable import sync_directory, sync_file
+from tracklet.artifacts.digests import file_hasher, is_blake3, is_file_digest
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
@@ -79,8 +80,19 @@ class DigestMismatch(BadRequest):
 
 
 def check_digest(digest: object) -> str:
+    """A blob's digest: a sha256 (``BadRequest`` if not)."""
     if not is_sha256(digest):
         raise BadRequest(f"{str(digest)[:80]!r} is not a sha256 digest (64 lowercase hex digits)")
+    assert isinstance(digest, str)
+    return digest
+
+
+def check_file_digest(digest: object) -> str:
+    """A file's digest as a manifest has it: a sha256, or ``blake3:`` and 64 lowercase hex digits
+    for a file kept as chunks (``tracklet.artifacts.digests``); ``BadRequest`` if neither."""
+    if not is_file_digest(digest):
+        raise BadRequest(f"{str(digest)[:80]!r} is not a file digest (a sha256: 64 lowercase hex digits, or "
+                         "'blake3:' and 64 lowercase hex digits)")
     assert isinstance(digest, str)
     return digest
 
@@ -195,7 +207,7 @@ class ServerArtifacts:
                                        .values(created_at=now))
 
     def holds(self, project: str, digest: str) -> bool:
-        return bool(self.holding(project, [check_digest(digest)]))
+        return bool(self.holding(project, [check_file_digest(digest)]))
 
     def claimed(self, digests: list[str]) -> set[str]:
         """Which of ``digests`` any project holds (1,000 per query): a blob no project holds was
@@ -247,7 +259,7 @@ class ServerArtifacts:
         if len(digests) > MAX_DIGESTS_PER_QUERY:
             raise BadRequest(f"{len(digests)} digests in one query; at most {MAX_DIGESTS_PER_QUERY} may be asked "
                              "about at once (split the list)")
-        unique = list(dict.fromkeys(check_digest(d) for d in digests))
+        unique = list(dict.fromkeys(check_file_digest(d) for d in digests))
         check_name("project", project)
         self.touch(project, unique)
         held = self.holding(project, unique)
@@ -526,12 +538,13 @@ class ServerArtifacts:
     def register_file(self, project: str, digest: str, size: int, recipe_digest: str, *,
                       stream: str | None = None) -> bool:
         """Record that ``project`` holds file ``digest`` as the chunks its recipe blob lists: the
-        recipe must describe that sha256 and size, the project must hold every chunk, and the file
-        rebuilt from them (each chunk checked against its blake3) must hash to ``digest``.
+        recipe must describe that digest and size, the project must hold every chunk, and the file
+        rebuilt from them (each chunk checked against its blake3) must hash to ``digest`` (its
+        BLAKE3, ``blake3:<hex>``; or, from a client before that rule, its sha256).
         ``BadRequest`` naming what fails (nothing recorded). False if it was registered already.
-        With the ``stream`` its chunks were sent in, the sha256 computed while they arrived is used
+        With the ``stream`` its chunks were sent in, the BLAKE3 computed while they arrived is used
         when it covers exactly the recipe's chunks (``artifact_streams``); else the file is read back."""
-        check_digest(digest)
+        check_file_digest(digest)
         check_digest(recipe_digest)
         if self._file_recipe(project, digest) is not None:
             if stream is not None:
@@ -539,9 +552,9 @@ class ServerArtifacts:
             self.touch(project, [digest])
             return False
         recipe = self._read_recipe(project, recipe_digest)
-        if recipe.sha256 != digest or recipe.size != size:
-            raise BadRequest(f"the recipe {recipe_digest} describes {recipe.size:,} bytes with sha256 "
-                             f"{recipe.sha256}, not file {digest} of {size:,} bytes")
+        if recipe.digest != digest or recipe.size != size:
+            raise BadRequest(f"the recipe {recipe_digest} describes {recipe.size:,} bytes with digest "
+                             f"{recipe.digest}, not file {digest} of {size:,} bytes")
         now = time.time()
         ids = recipe.chunk_ids
         unique_hex = list(dict.fromkeys(cid.hex() for cid in ids))
@@ -560,13 +573,14 @@ class ServerArtifacts:
         from tracklet.server.artifact_chunks import ChunkStoreError
 
         # Each chunk was checked against its blake3 when its pack arrived, and the whole is checked
-        # against the file's sha256 here (a damaged chunk fails it): hashed while the chunks
-        # arrived when the client named its stream, else hashed as read back, no copy.
+        # against the file's digest here (a damaged chunk fails it): hashed while the chunks
+        # arrived when the client named its stream (streams hash BLAKE3: an old client's sha256
+        # file reads back), else hashed as read back, no copy.
         streamed = self.streams.digest(project, stream, ids) if stream is not None else None
-        if streamed is not None:
+        if streamed is not None and is_blake3(digest):
             actual, size_read = streamed
         else:
-            hasher = hashlib.sha256()
+            hasher = file_hasher(digest)
             size_read = 0
             try:
                 reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)
@@ -577,7 +591,7 @@ class ServerArtifacts:
                 raise BadRequest(f"file {digest} can't be rebuilt from project {project}'s chunks: {error}") from None
             actual = hasher.hexdigest()
         if actual != digest or size_read != size:
-            raise BadRequest(f"file {digest}: its chunks rebuild to sha256 {actual} "
+            raise BadRequest(f"file {digest}: its chunks rebuild to {actual} "
                              f"({size_read:,} bytes); not registered")
         from sqlalchemy.dialects import postgresql, sqlite
 

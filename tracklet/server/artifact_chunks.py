@@ -7,7 +7,7 @@ bytes, an index of ``(blake3 id, offset, length)``, a footer). ``check_pack`` re
 index doesn't hash to its name, doesn't tile its data, or names a chunk whose bytes hash to
 something else, before any of it is kept. ``ChunkedFile`` rebuilds a file from its recipe,
 each chunk checked against its id as it is read, for the blob route's (ranged) downloads and for
-the check of a file's sha256 when it is registered.
+the check of a file's digest when it is registered.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def check_pack(pack_id: str, data: bytes | memoryview) -> list[tuple[bytes, int,
 class ChunkedFile:
     """A file rebuilt from chunks, as a read-only file object (``seek``, ``read``, ``close``): what
     the blob route streams for a chunked file, whole or one range. Each chunk is checked against
-    its blake3 id as it is read (``ChunkStoreError`` otherwise); the file's sha256 was checked when
+    its blake3 id as it is read (``ChunkStoreError`` otherwise); the file's digest was checked when
     it was registered.
 
     Only what is read is fetched: ``seek(offset, end)`` narrows reads to ``[offset, end)`` (the
@@ -135,7 +135,7 @@ class ChunkedFile:
             return iter(())
         first = bisect.bisect_right(self.starts, self.position) - 1
         last = bisect.bisect_right(self.starts, self.end - 1) - 1
-        pieces = self.reader.iter_chunks(self.recipe.chunk_ids[first:last + 1], name=self.recipe.sha256)
+        pieces = self.reader.iter_chunks(self.recipe.chunk_ids[first:last + 1], name=self.recipe.digest)
         piece = next(pieces, None)
         self._buffer = memoryview(b"") if piece is None else piece[self.position - self.starts[first]:]
         return pieces

@@ -1,4 +1,4 @@
-"""The sha256 of a large file computed while its chunks arrive, so registering it does not read the
+"""The BLAKE3 of a large file computed while its chunks arrive, so registering it does not read the
 whole file back at the end (docs/artifacts.md, "Server mode").
 
 A client streaming a file's chunks (``remote.ChunkStreamer``) names the file's **stream** (a random
@@ -6,13 +6,14 @@ id) and numbers its **segments** in its "which chunks do you lack?" queries: eac
 segment's chunk ids in file order, repeats included. Here, in the background, each segment is
 hashed in order as soon as the project holds all its chunks (the query's answer says which it
 lacks; the packs stored since tell which arrived, without asking the database): read back from the packs just written
-(the page cache, on a directory) into one reused buffer, the file's sha256 and the sequence of ids
-hashed both advanced. When the client registers the file with that stream, the server uses that
-sha256 only if the ids hashed are exactly the recipe's chunk ids, in order; otherwise (a stream this
-process never saw, a server restarted, another process of a deployment, a gap, a read error) it
-reads the file back as before. So the check is the same either way: the server's own stored chunk
-bytes, in the recipe's order, must hash to the file's sha256; the stream only moves that work off
-the end of the upload, where it was one serial pass over the file (~1.2 s/GiB measured).
+(the page cache, on a directory) into one reused buffer, the file's BLAKE3 (the digest of a chunked
+file, ``tracklet.artifacts.digests``) and the sequence of ids hashed both advanced. When the client
+registers the file with that stream, the server uses that digest only if the ids hashed are exactly
+the recipe's chunk ids, in order (and the file is claimed by its BLAKE3: an older client's sha256
+file is read back); otherwise (a stream this process never saw, a server restarted, another
+process of a deployment, a gap, a read error) it reads the file back as before. So the check is the
+same either way: the server's own stored chunk bytes, in the recipe's order, must hash to the
+file's digest; the stream only moves that work off the end of the upload.
 
 Bounded: at most ``MAX_STREAMS`` streams per process (idle ones dropped after ``IDLE_SECONDS``),
 ``MAX_PENDING_SEGMENTS`` segments waiting per stream (more and the stream is dropped: the
@@ -28,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from tracklet.artifacts.digests import FileHasher
 
 #: Streams followed at once per server process; a new one beyond that is not followed.
 MAX_STREAMS = 64
@@ -52,7 +55,7 @@ def is_stream_id(value: object) -> bool:
 @dataclass
 class _Stream:
     project: str
-    sha256: Any = field(default_factory=hashlib.sha256)  # of the file's bytes hashed so far
+    content: Any = field(default_factory=lambda: FileHasher("blake3"))  # of the file's bytes hashed so far
     ids: Any = field(default_factory=hashlib.sha256)  # of the chunk ids hashed so far, concatenated
     chunks: int = 0
     size: int = 0
@@ -124,7 +127,7 @@ class FileStreams:
             self._streams.pop((project, stream), None)
 
     def digest(self, project: str, stream: str, chunk_ids: list[bytes]) -> tuple[str, int] | None:
-        """``(sha256, size)`` of the file streamed as ``stream`` if the chunks hashed for it are
+        """``(blake3:<hex>, size)`` of the file streamed as ``stream`` if the chunks hashed for it are
         exactly ``chunk_ids`` in order (catching up first); None otherwise. Forgets the stream."""
         with self._lock:
             state = self._streams.pop((project, stream), None)
@@ -137,7 +140,7 @@ class FileStreams:
             if state.ids.digest() != hashlib.sha256(b"".join(chunk_ids)).digest():
                 return None
             self.reads_avoided += 1
-            return state.sha256.hexdigest(), state.size
+            return state.content.hexdigest(), state.size
 
     def _schedule(self, state: _Stream) -> None:
         with self._lock:
@@ -148,7 +151,7 @@ class FileStreams:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="tracklet-file-sha256")
+                self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="tracklet-file-digest")
         try:
             self._pool.submit(self._run, state)
         except RuntimeError:  # shutting down: the registration reads back
@@ -180,7 +183,7 @@ class FileStreams:
                     return  # some chunk has not arrived yet: a later pack wakes it
                 size = 0
                 for piece in pieces:
-                    state.sha256.update(piece)
+                    state.content.update(piece)
                     size += len(piece)
             except Exception:  # noqa: BLE001 - a damaged or vanished pack: read back at registration
                 state.broken = True

@@ -396,7 +396,8 @@ class ArtifactFileEntry(BaseModel):
     path: str
     name: str
     size: int
-    digest: str = Field(description="sha256 of its bytes")
+    digest: str = Field(description="sha256 of its bytes, or `blake3:` and the BLAKE3 of its bytes for a file "
+                        "stored as chunks")
     ref: str | None = Field(description="A reference's URI (its bytes are not stored), else null")
 
 
@@ -537,7 +538,8 @@ class MembersResponse(BaseModel):
 
 
 class BlobQuery(BaseModel):
-    digests: list[str] = Field(description="sha256 digests (64 lowercase hex digits), at most 1,000")
+    digests: list[str] = Field(description="sha256 digests (64 lowercase hex digits), or chunked files' "
+                               "`blake3:<64 hex digits>`, at most 1,000")
 
 
 class BlobQueryResponse(BaseModel):
@@ -548,7 +550,7 @@ class ChunkQuery(BaseModel):
     chunks: list[str] = Field(description="Chunk ids (blake3, 64 lowercase hex digits), at most 1,000")
     stream: str | None = Field(None, description="With `segment`: the chunks are that segment of a file being "
                                "streamed (a random id of 32 lowercase hex digits), in file order, repeats included: "
-                               "the server sha256s the file as they arrive, so registering it with this stream "
+                               "the server hashes the file (BLAKE3) as they arrive, so registering it with this stream "
                                "needs no read back")
     segment: int | None = Field(None, ge=0, description="The segment's number in its stream, from 0")
 
@@ -564,7 +566,8 @@ class PutPackResponse(BaseModel):
 
 
 class FileRequest(BaseModel):
-    digest: str = Field(description="The file's sha256")
+    digest: str = Field(description="The file's digest: `blake3:` and the BLAKE3 of its bytes (64 lowercase hex "
+                        "digits); a sha256 from a client before that rule")
     size: int = Field(ge=0, description="The file's size in bytes")
     recipe: str = Field(description="sha256 of the file's recipe blob (its chunk ids and lengths), uploaded first")
     stream: str | None = Field(None, description="The stream its chunks were sent in (see the chunk query), if any")

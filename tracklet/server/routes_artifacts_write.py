@@ -23,7 +23,8 @@ from starlette.requests import ClientDisconnect
 
 from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError
-from tracklet.server.artifact_blobs import MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest
+from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
+                                            check_file_digest)
 from tracklet.server.body import read_body
 from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
@@ -181,7 +182,7 @@ def get_blob(request: Request, project: str, digest: str,
     checks them against the digest. A packed blob is checked by the server before a byte is sent:
     one whose bytes no longer match its digest (a damaged pack) is 500 naming it, never served."""
     try:
-        handle, size = _artifacts(request).open_blob(project, check_digest(digest))
+        handle, size = _artifacts(request).open_blob(project, check_file_digest(digest))
     except NotHeld as error:
         raise _not_found(error) from None
     except ArtifactError as error:  # a packed blob whose bytes no longer match: never served

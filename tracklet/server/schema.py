@@ -111,13 +111,14 @@ artifact_chunks = sa.Table(
     sa.Index("ix_artifact_chunks_pack", "pack_id"),
 )
 
-# Large files each project holds as chunks: the file's sha256 -> its recipe blob, recorded once the
-# server rebuilt the file from the project's chunks and it hashed to that sha256.
+# Large files each project holds as chunks: the file's digest (blake3:<hex>, or a sha256 from before
+# that rule: tracklet.artifacts.digests) -> its recipe blob, recorded once the server rebuilt the
+# file from the project's chunks and it hashed to that digest.
 artifact_files = sa.Table(
     "artifact_files",
     metadata,
     sa.Column("project", sa.String(128), primary_key=True),
-    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 hex of the whole file
+    sa.Column("digest", sa.String(71), primary_key=True),  # blake3:<hex> (or an old sha256 hex) of the whole file
     sa.Column("recipe", sa.String(64), nullable=False),  # sha256 of the recipe blob
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),

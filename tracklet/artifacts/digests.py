@@ -1,0 +1,101 @@
+"""The two forms of a file's digest in a manifest, and hashing a file or a stream in either.
+
+- A file stored whole (below the chunking threshold), a reference and a blob: the **sha256** of
+  its bytes, 64 lowercase hex digits. It is also the blob's key in the CAS (``blobs/sha256/...``).
+- A file stored as chunks (at or above the threshold, since this rule): ``"blake3:"`` followed by
+  the **BLAKE3** (32 bytes) of its whole bytes in 64 lowercase hex digits, the value ``b3sum FILE``
+  prints. One BLAKE3 pass is faster than the FastCDC scan that cuts the file (and runs on several
+  threads for large buffers), where a sha256 pass was the chunking pipeline's slowest stage, so it
+  bounded how fast a checkpoint could be logged. It is a standard value anyone can check, and it
+  does not depend on the chunking parameters (a tree over the chunk ids would).
+
+The prefix makes the two unambiguous everywhere a digest travels (manifests, their ``path:digest``
+lines, recipes, the server's tables). Chunked files logged before the rule keep their plain sha256
+digests and recipes: everything that checks a file's bytes picks the hash from the digest's form
+(:func:`file_hasher`), so old versions still verify and download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+BLAKE3_PREFIX = "blake3:"
+#: A buffer at least this large is hashed by BLAKE3 on several threads (``max_threads=AUTO``);
+#: below it the threads cost more than they save.
+BLAKE3_THREADED_BYTES = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_BLAKE3 = re.compile(r"blake3:[0-9a-f]{64}")
+#: The longest digest a manifest entry may have (the server's column width).
+MAX_FILE_DIGEST_LENGTH = len(BLAKE3_PREFIX) + 64
+
+
+def is_sha256(text: object) -> bool:
+    """Whether ``text`` is a sha256 in hex (64 lowercase hex digits)."""
+    return isinstance(text, str) and _SHA256.fullmatch(text) is not None
+
+
+def is_blake3(text: object) -> bool:
+    """Whether ``text`` is a chunked file's digest: ``blake3:`` and 64 lowercase hex digits."""
+    return isinstance(text, str) and _BLAKE3.fullmatch(text) is not None
+
+
+def is_file_digest(text: object) -> bool:
+    """Whether ``text`` is a manifest entry's digest in either form."""
+    return is_sha256(text) or is_blake3(text)
+
+
+def blake3_digest(hexdigest: str) -> str:
+    """The manifest form of a BLAKE3 hex digest."""
+    return BLAKE3_PREFIX + hexdigest
+
+
+def algorithm(digest: str) -> str:
+    """``"blake3"`` or ``"sha256"``: what produced ``digest`` (``ValueError`` for neither)."""
+    if is_blake3(digest):
+        return "blake3"
+    if is_sha256(digest):
+        return "sha256"
+    raise ValueError(f"{digest!r:.80} is neither a sha256 nor a blake3: digest")
+
+
+class FileHasher:
+    """``update(bytes)`` then ``hexdigest()`` in the form of the digest it will be compared to:
+    a plain sha256, or ``blake3:<hex>`` (BLAKE3 on several threads for large pieces)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._blake3 = kind == "blake3"
+        if self._blake3:
+            import blake3
+
+            self._hash: Any = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        else:
+            self._hash = hashlib.sha256()
+
+    def update(self, data: Any) -> None:
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        digest = self._hash.hexdigest()
+        return blake3_digest(digest) if self._blake3 else digest
+
+
+def file_hasher(like: str) -> FileHasher:
+    """A hasher whose ``hexdigest()`` is comparable to the digest ``like``."""
+    return FileHasher(algorithm(like))
+
+
+def hash_file(path: str | os.PathLike[str], kind: str,
+              on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """(digest in ``kind``'s form, size) of a file, read in 4 MiB pieces (BLAKE3 spreads a piece
+    over several threads)."""
+    from tracklet.core.filehash import hash_handle
+
+    hasher = FileHasher(kind)
+    with open(path, "rb", buffering=0) as handle:
+        size = hash_handle(handle, hasher, on_bytes, 4 << 20)
+    return hasher.hexdigest(), size

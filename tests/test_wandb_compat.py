@@ -73,7 +73,7 @@ wandb.log({"hist": wandb.Histogram([1, 2, 2, 3]), "img": wandb.Image([[0, 255], 
            "table": wandb.Table(columns=["a"])})
 wandb.log({"pics": [wandb.Image([[0, 255], [255, 0]]), wandb.Image([[1, 2], [3, 4]])],
            "plot": wandb.plot.line(wandb.Table(columns=["x", "y"], data=[[0, 1], [1, 3]]), "x", "y"),
-           "chart": wandb.Plotly({})})
+           "chart": wandb.Plotly({}), "graph": wandb.Graph()})
 wandb.summary["best"] = 0.25
 run.summary.update({"note": "ok"})
 
@@ -131,6 +131,7 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     assert all((image.to_numpy() == [[0, 255], [255, 0]]).all() for image in images)
     assert len({image.digest for image in images}) == 1  # the same image: one blob
     assert [(image.step, image.index, image.count) for image in recorded.images("pics")] == [(12, 0, 2), (12, 1, 2)]
+    assert [(item.step, item.kind) for item in recorded.media("chart")] == [(12, "plotly")]  # wandb.Plotly: recorded
 
     summary = recorded.summary
     # define_metric(summary=...) in W&B's shape
@@ -145,7 +146,7 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     warned = out["warnings"]
     assert not any("image" in w.lower() for w in warned), warned  # media are recorded, not warned about
     for fragment in ("entity= is accepted", "lower than the current step",
-                     "logging wandb.Plotly"):
+                     "logging wandb.Graph"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
     assert not any("log_code" in w for w in warned), warned  # the script logged as a code artifact (test_wandb_code)
     assert not any("Table" in w for w in warned), warned  # tables are recorded (docs/tables.md)
@@ -591,7 +592,7 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         warnings.simplefilter("always")
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
         run.log({"table": wandb.Table(columns=["a"])})                          # recorded: no warning
-        run.log({"fig": wandb.Plotly({})}); unsupported = _line()                  # one "not yet supported"
+        run.log({"graph": wandb.Graph()}); unsupported = _line()                   # one "not yet supported"
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one

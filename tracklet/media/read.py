@@ -131,6 +131,18 @@ class MediaItem:
         image.load()
         return image
 
+    def to_plotly(self) -> Any:
+        """A plotly figure's item (kind ``"plotly"``) as a ``plotly.graph_objects.Figure`` (needs
+        plotly; ``read_bytes()`` gives its JSON without it)."""
+        if self.kind != "plotly":
+            raise ValueError(f"{self.kind} is not a plotly figure; to_pil()/to_numpy()/read_bytes() read it")
+        import json
+
+        import plotly.graph_objects
+
+        figure = json.loads(self.read_bytes(), object_hook=_typed_array)
+        return plotly.graph_objects.Figure(figure, skip_invalid=True)
+
     def to_numpy(self) -> Any:
         """The data as numpy: an image's pixels (H×W or H×W×C, as stored), audio samples (1-D, or
         frames × channels, as stored in the WAV or FLAC), a GIF's frames (T×H×W×C), an mp4's or webm's frames
@@ -160,6 +172,22 @@ class MediaItem:
         if self.format == "npy":
             return np.load(io.BytesIO(self.read_bytes()), allow_pickle=False)
         raise ValueError(f"{self.kind} stored as {self.format} has no array form; read_bytes() or path give the file")
+
+
+def _typed_array(value: dict[str, Any]) -> Any:
+    """A plotly typed array (``{"dtype": "f8", "bdata": base64, "shape": "2, 3"}``, what plotly
+    writes for numpy arrays) as the numpy array it was; any other JSON object as it is."""
+    if "bdata" not in value or not isinstance(value.get("dtype"), str) or len(value) > 3:
+        return value
+    import base64
+
+    import numpy as np
+
+    array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+    shape = value.get("shape")
+    if isinstance(shape, str) and shape:
+        array = array.reshape([int(size) for size in shape.split(",")])
+    return array
 
 
 def _item(message: Any, blobs: Any) -> MediaItem:

@@ -3,7 +3,8 @@
 ``log`` keeps W&B's step and commit rules (tracklet's ``Run.log`` follows them: ``commit=False``
 accumulates into the current step, ``step=N`` moves to N, a step lower than the current one is
 dropped with a warning), records ``wandb.plot`` charts as their tables under ``<key>_table`` (with
-the chart), leaves out W&B values it cannot record yet with one warning per type, and fills in
+the chart), records matplotlib figures (and ``pyplot``) as images and plotly figures as
+``Plotly``, leaves out W&B values it cannot record yet with one warning per type, and fills in
 ``step_sync`` metrics. Nothing here raises into training: a failure inside tracklet is
 reported once and the call returns.
 """
@@ -27,6 +28,7 @@ from tracklet.compat.wandb._config import Config
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb._summary import Summary
 from tracklet.compat.wandb.plot import CustomChart
+from tracklet.media import figures
 
 
 _SUMMARY_OPS = {"min", "max", "mean", "last", "first", "none"}
@@ -140,6 +142,12 @@ def _strip_unrecorded(data: Mapping[str, Any], prefix: str = "") -> dict[str, An
     (under ``<key>_table``, as W&B's) with the chart."""
     row: dict[str, Any] = {}
     for key, value in data.items():
+        try:
+            value = data_types.recordable(value)  # figures: matplotlib's as images, plotly's as Plotly
+        except Exception as error:  # a figure that can't be drawn: left out alone, the row is kept
+            warn_once(f"log-figure-{key}", f"the figure logged under {key!r} could not be recorded ({error!r}); "
+                      "it is left out of the row, the rest is recorded")
+            continue
         if isinstance(value, CustomChart):  # wandb.plot.*: its table, with the chart, under <key>_table
             row[value.table_key(key)] = value.to_tracklet(prefix + key)  # the chart's key as flattened
         elif data_types.is_unrecorded(value):
@@ -162,6 +170,8 @@ def _needs_stripping(data: Mapping[str, Any]) -> bool:
             continue
         if isinstance(value, (data_types.WBValue, Mapping)) or (kind in (list, tuple) and value
                                                                  and isinstance(value[0], data_types.WBValue)):
+            return True
+        if figures.is_matplotlib(value) or figures.is_plotly(value):
             return True
     return False
 

@@ -829,3 +829,34 @@ def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     assert recorded.table("frame").filter("z = true").to_pandas().to_dict("list") == {"x": [1.5], "y": ["a"],
                                                                                        "z": [True]}
     assert isinstance(frame, tracklet.Table)
+
+
+def test_logged_tables_are_listed_in_logged_artifacts_as_w_and_b_lists_them(root, tmp_path):
+    import tracklet.compat.wandb as wandb
+
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"w" * 10)
+    run = wandb.init(project="listed", settings={"console": "off", "x_disable_stats": True})
+    preds = wandb.Table(columns=["id", "label"], log_mode="MUTABLE")
+    for step in range(3):
+        preds.add_data(step, f"label {step}")
+        wandb.log({"preds": preds})
+        if step == 0:
+            artifact = wandb.Artifact("weights", type="model")
+            artifact.add_file(str(weights))
+            run.log_artifact(artifact).wait()
+    wandb.log({"curve": wandb.plot.line(wandb.Table(columns=["x", "y"], data=[[0, 1], [1, 2]]), "x", "y")})
+    wandb.finish()
+
+    api = wandb.Api()
+    listed = api.run(f"listed/{run.id}").logged_artifacts()
+    table = f"listed/run-{run.id}-preds"
+    assert [(a.qualified_name, a.type) for a in listed] == [
+        (f"{table}:v0", "run_table"), ("listed/weights:v0", "model"), (f"{table}:v1", "run_table"),
+        (f"{table}:v2", "run_table"), (f"listed/run-{run.id}-curve_table:v0", "run_table")]  # in the order logged
+    assert [a.aliases for a in listed if a.type == "run_table"] == [[], [], ["latest"], ["latest"]]
+    for version, artifact in enumerate(a for a in listed if a.qualified_name.startswith(table)):
+        assert artifact.version == f"v{version}" and artifact.name == f"run-{run.id}-preds:v{version}"
+        assert artifact.get("preds").get_column("id") == list(range(version + 1))  # the rows at that log
+        assert api.artifact(artifact.qualified_name).get("preds").data == artifact.get("preds").data
+    assert listed[-1].get("curve_table").columns == ["x", "y"]

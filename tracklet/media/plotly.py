@@ -42,6 +42,11 @@ class Plotly(Media):
             raise MediaError(f"Plotly takes a plotly figure or a figure dict ({{'data': [...], 'layout': {{...}}}}); "
                              f"got {type(figure).__name__}")
 
+    @property
+    def figure(self) -> dict[str, Any]:
+        """The figure as a dict (``{"data": [...], "layout": {...}}``) as it was when this was made."""
+        return self._data
+
     def _pending_bytes(self) -> int:
         return 0
 

@@ -24,8 +24,13 @@ _MODES = {1: "IMMUTABLE", 2: "MUTABLE", 3: "INCREMENTAL"}
 
 
 def table_keys(records: Sequence[Any]) -> list[str]:
-    """The keys a run logged tables under, in the order first logged."""
-    return list(dict.fromkeys(record.key for record in records))
+    """The keys a run logged tables under, in the order first logged: by the step and time of each
+    key's first record, not the records' order in the log, since the media worker stores each key
+    on its own lane and a small table logged later can be recorded before a larger earlier one."""
+    first: dict[str, tuple[int, float]] = {}
+    for record in records:
+        first.setdefault(record.key, (record.step, record.time))  # a key's records keep their order
+    return sorted(first, key=first.__getitem__)
 
 
 def version_records(records: Sequence[Any], key: str, step: int | None = None) -> list[Any]:

@@ -315,7 +315,9 @@ def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, 
     assert page.eval_on_selector_all(".hist-panel", "ps => ps.map(p => p.dataset.key)")[0] == "layer2/w"
 
 
-def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page, allowed_errors):  # noqa: F811
+@pytest.mark.parametrize("refresh_fails_once", [False, True], ids=["plain", "a-refresh-fails-once"])
+def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page, allowed_errors,  # noqa: F811
+                                                              refresh_fails_once):
     # the test stops its server while the page still polls the live run (the page closes after)
     allowed_errors.append("ERR_CONNECTION_REFUSED")
     go, stop = tmp_path / "go", tmp_path / "stop"
@@ -348,8 +350,21 @@ def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, pa
         page.goto(url + "projects/live/runs/growing?token=" + token)
         page.wait_for_selector(f"{_panel('preds')}[data-total='20']")
         page.wait_for_selector(".hist-panel[data-key='w'][data-steps='2']")
+        if refresh_fails_once:  # the rows of the new version fail once (a server busy, a dropped connection)
+            allowed_errors.append("ERR_FAILED")
+            failures = [1]
+
+            def fail_once(route):
+                if failures and "/tables/" in route.request.url:
+                    failures.pop()
+                    route.abort()
+                else:
+                    route.continue_()
+
+            page.route("**/api/v1/runs/live/growing/tables/**", fail_once)
         go.touch()
         page.wait_for_selector(f"{_panel('preds')}[data-total='40']")  # the latest version, asked again
+        assert not refresh_fails_once or failures == []  # a later poll asked again
         page.wait_for_selector(".hist-panel[data-key='w'][data-steps='4']")
         page.eval_on_selector(f"{_panel('preds')} .tp-scroll", "s => { s.scrollTop = s.scrollHeight; }")
         rows = _wait_rows(page, "preds", "p.rows[p.rows.length - 1].index === 39")

@@ -113,6 +113,7 @@ export class TablePanel {
   private readonly grid: TableGrid;
   private columns: Column[] = [];
   private versions: TableVersion[] = [];
+  private rowsBehind = false; // a live refresh's rows request failed: ask again at the next poll
   private step: number | null = null;
   private filter = "";
   private sort: SortState = null;
@@ -226,11 +227,14 @@ export class TablePanel {
     return JSON.stringify([this.filter, this.sort, this.step, this.groupBy, this.compare]);
   }
 
-  /** A live run: new versions are listed, and the rows are asked again when the latest is shown. */
+  /** A live run: new versions are listed, and the rows are asked again when the latest is shown.
+   * A failed ask leaves `rowsBehind` set, so the next poll asks again even though the versions
+   * it lists are then unchanged (without it the panel kept the old rows for good). */
   async refresh(): Promise<void> {
     const { versions } = await api.tableVersions(this.project, this.runId, this.key);
     const last = versions[versions.length - 1];
-    if (!last || (this.versions.length === versions.length && this.versions[this.versions.length - 1]?.rows === last.rows)) return;
+    const unchanged = this.versions.length === versions.length && this.versions[this.versions.length - 1]?.rows === last?.rows;
+    if (!last || (unchanged && !this.rowsBehind)) return;
     this.versions = versions;
     const chosen = this.versionSelect.value;
     this.versionSelect.replaceChildren(
@@ -239,6 +243,7 @@ export class TablePanel {
     );
     this.versionSelect.value = chosen;
     this.versionSelect.hidden = !(versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1);
+    this.rowsBehind = false;
     if (this.step !== null || this.groupBy) return;
     const fetcher = this.fetcher();
     try {
@@ -246,7 +251,7 @@ export class TablePanel {
       this.grid.refresh(fetcher, first);
       this.showCount(first);
     } catch {
-      /* the next poll tries again */
+      this.rowsBehind = true; // the next poll tries again
     }
   }
 

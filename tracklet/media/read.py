@@ -174,6 +174,17 @@ class MediaItem:
         raise ValueError(f"{self.kind} stored as {self.format} has no array form; read_bytes() or path give the file")
 
 
+def keys_in_logged_order(records: Iterable[Any]) -> list[str]:
+    """The keys of ``records`` (``MediaLogged`` or ``TableLogged`` messages) in the order first
+    logged: by the step and time of each key's first record, not the records' order in the log,
+    since the worker stores each key on its own lane and a small item logged later can be
+    recorded before a larger earlier one (one key's records keep their order)."""
+    first: dict[str, tuple[int, float]] = {}
+    for record in records:
+        first.setdefault(record.key, (record.step, record.time))
+    return sorted(first, key=first.__getitem__)
+
+
 def _typed_array(value: dict[str, Any]) -> Any:
     """A plotly typed array (``{"dtype": "f8", "bdata": base64, "shape": "2, 3"}``, what plotly
     writes for numpy arrays) as the numpy array it was; any other JSON object as it is."""
@@ -253,6 +264,7 @@ def logged_digests(root: Path) -> set[str]:
     return found
 
 
-__all__ = ["RETENTION_FILE", "ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items",
+__all__ = ["RETENTION_FILE", "ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "keys_in_logged_order",
+           "logged_digests", "media_items",
            "read_cutoffs",
            "retained"]

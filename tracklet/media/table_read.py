@@ -24,13 +24,11 @@ _MODES = {1: "IMMUTABLE", 2: "MUTABLE", 3: "INCREMENTAL"}
 
 
 def table_keys(records: Sequence[Any]) -> list[str]:
-    """The keys a run logged tables under, in the order first logged: by the step and time of each
-    key's first record, not the records' order in the log, since the media worker stores each key
-    on its own lane and a small table logged later can be recorded before a larger earlier one."""
-    first: dict[str, tuple[int, float]] = {}
-    for record in records:
-        first.setdefault(record.key, (record.step, record.time))  # a key's records keep their order
-    return sorted(first, key=first.__getitem__)
+    """The keys a run logged tables under, in the order first logged (``keys_in_logged_order``:
+    not the record log's order, which differs across keys)."""
+    from tracklet.media.read import keys_in_logged_order
+
+    return keys_in_logged_order(records)
 
 
 def version_records(records: Sequence[Any], key: str, step: int | None = None) -> list[Any]:

@@ -137,10 +137,14 @@ if (window.Plotly) {
 </script>`;
 }
 
-async function plotlyItem(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
-  const figure = await (await mediaBlob(project, runId, item.digest)).text();
+/** A sandboxed frame drawing a plotly figure's JSON (the media card's and a table cell's). */
+export function plotlyFrame(figureJson: string, title: string): HTMLIFrameElement {
   const script = `${location.origin}/vendor/plotly.min.js`;
-  return h("iframe.media-plotly", { sandbox: "allow-scripts", srcdoc: plotlyDocument(figure, script), title: item.key });
+  return h("iframe.media-plotly", { sandbox: "allow-scripts", srcdoc: plotlyDocument(figureJson, script), title });
+}
+
+async function plotlyItem(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
+  return plotlyFrame(await (await mediaBlob(project, runId, item.digest)).text(), item.key);
 }
 
 async function itemBody(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {

@@ -13,7 +13,7 @@ import { api, ApiError, tableBlob, type TableGroups, type TableRows, type TableV
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtValue } from "../format";
-import { boxesSvg, maskCanvas, toggle, type BoxGroup } from "../media";
+import { boxesSvg, maskCanvas, plotlyFrame, toggle, type BoxGroup } from "../media";
 import { runHref } from "../router";
 import { tableChart } from "./table-chart";
 import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
@@ -457,7 +457,7 @@ export class TablePanel {
   }
 
   /** A media cell at full size in a dialog: an image at its pixels, audio and video players, HTML
-   * in a sandboxed frame (no allow-same-origin, as on the media card). */
+   * and plotly figures in a sandboxed frame (no allow-same-origin, as on the media card). */
   private async openMedia(runId: string, key: string, kind: string, digest: string, caption: string, format: string,
     cell?: Record<string, unknown>): Promise<void> {
     let body: HTMLElement;
@@ -471,6 +471,7 @@ export class TablePanel {
       else if (kind === "audio") body = h("audio", { controls: true, src: url });
       else if (kind === "video") body = h("video", { controls: true, src: url });
       else if (kind === "html") body = h("iframe.media-html", { sandbox: "allow-scripts", src: url, title: caption || kind });
+      else if (kind === "plotly") body = plotlyFrame(await (await fetch(url)).text(), caption || kind);
       else body = h("a", { href: url, download: `${kind}.${format}`, text: `Download ${kind} (${format})` });
     } catch (error) {
       body = h("p.error", { text: (error as Error).message });

@@ -53,6 +53,24 @@ def test_a_matplotlib_figure_and_pyplot_are_recorded_as_the_pixels_drawn_when_lo
     assert middle[2] > 200 and middle[0] < 50  # the blue drawn at the second log()
 
 
+def test_a_figure_without_an_agg_canvas_is_drawn_at_its_size_and_keeps_its_canvas(root):
+    """A bare ``matplotlib.figure.Figure()`` (no pyplot) has no pixel buffer; the user's savefig
+    settings (a tight bbox) don't change what is recorded."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2, 1), dpi=50)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    canvas = figure.canvas
+    run = tracklet.init(project="figs", dir=str(root), settings=QUIET)
+    with matplotlib.rc_context({"savefig.bbox": "tight"}):
+        run.log({"bare": tracklet.Image(figure)})
+    run.finish()
+    (image,) = read(run).images("bare")
+    assert (image.width, image.height, image.mode) == (100, 50, "RGBA")
+    assert figure.canvas is canvas
+    assert (image.to_numpy()[:, :, :3] < 128).any()  # the line and the axes were drawn
+
+
 def test_a_plotly_figure_is_recorded_as_json_and_read_back_as_a_plotly_figure(root):
     figure = go.Figure(go.Scatter(x=np.arange(4), y=[1.0, 3.0, 2.0, 5.0], name="loss"),
                        layout={"title": {"text": "scores"}})

@@ -37,8 +37,9 @@ def matplotlib_pixels(value: Any) -> Any:
     """The figure (pyplot: its current figure) drawn now, as an H×W×4 uint8 array of its own.
 
     Agg canvases (the default backend, and the GUI backends built on it) are drawn and their RGBA
-    buffer copied: no encoding on the caller. A canvas without an RGBA buffer (a vector backend)
-    is saved as raw RGBA through ``savefig``, which renders with Agg and leaves the canvas as it was."""
+    buffer copied: no encoding on the caller. Any other canvas (a bare ``Figure()``'s, a vector
+    backend's) is drawn on an Agg canvas made for the purpose, then given back, as ``savefig``
+    does (``savefig`` itself would apply the user's ``savefig.*`` settings, e.g. a tight bbox)."""
     import numpy as np
 
     pyplot = sys.modules.get("matplotlib.pyplot")
@@ -47,12 +48,14 @@ def matplotlib_pixels(value: Any) -> Any:
     if hasattr(canvas, "buffer_rgba") and hasattr(canvas, "draw"):
         canvas.draw()
         return np.array(canvas.buffer_rgba(), dtype=np.uint8, copy=True)
-    import io
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="rgba", dpi=figure.dpi)
-    width, height = (int(round(size)) for size in figure.bbox.size)
-    return np.frombuffer(buffer.getvalue(), dtype=np.uint8).reshape(height, width, 4).copy()
+    try:
+        agg = FigureCanvasAgg(figure)  # (becomes the figure's canvas while it draws)
+        agg.draw()
+        return np.array(agg.buffer_rgba(), dtype=np.uint8, copy=True)
+    finally:
+        figure.set_canvas(canvas)
 
 
 __all__ = ["is_matplotlib", "is_plotly", "matplotlib_pixels"]

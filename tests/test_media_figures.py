@@ -146,3 +146,21 @@ def test_logging_without_matplotlib_or_plotly_imports_neither():
         print(sorted(m for m in sys.modules if m.partition(".")[0] in ("matplotlib", "plotly")))
     """, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_values_of_other_types_logged_first_do_not_hide_a_later_figure(root):
+    """wandb.log remembers the value types that need no conversion (a string, a numpy scalar, a
+    module that isn't pyplot): a figure or pyplot logged after them is still recorded."""
+    import tracklet.compat.wandb as wandb
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a module is not a loggable value: warned about and dropped
+        run = wandb.init(project="figs", settings={"console": "off", "x_disable_stats": True})
+        wandb.log({"note": "warm-up", "lr": np.float32(0.1), "module": json})
+        _figure("red")
+        wandb.log({"note": "figures", "lr": np.float32(0.1), "chart": plt, "fig": _figure("blue")})
+        wandb.finish()
+    plt.close("all")
+    recorded = tracklet.Api(root).run(f"figs/{run.id}")
+    assert [image.step for image in recorded.images("chart")] == [1]
+    assert [image.step for image in recorded.images("fig")] == [1]

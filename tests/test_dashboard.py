@@ -503,6 +503,32 @@ def test_a_panel_is_resized_by_dragging_its_corner(sweep_server, page):
     assert chart(page, "train/loss")["height"] == 220
 
 
+def test_run_page_draws_a_logged_plotly_figure_with_the_servers_own_plotly_js(root, page):
+    go = pytest.importorskip("plotly.graph_objects")
+    figure = go.Figure(go.Scatter(x=[0, 1, 2, 3], y=[4.0, 1.0, 3.0, 2.0], mode="lines+markers", name="loss"),
+                       layout={"title": {"text": "val loss </script> by epoch"}})
+    run = tracklet.init(project="plots", id="fig", dir=str(root), settings=QUIET)
+    run.log({"curve": tracklet.Plotly(figure), "loss": 1.0})
+    run.finish()
+    requested: list[str] = []
+    page.context.on("request", lambda request: requested.append(request.url))  # the frame's too
+    ui, url, token = start_ui(root)
+    try:
+        page.goto(url + "projects/plots/runs/fig?token=" + token)
+        frame_el = page.wait_for_selector(".media-panel[data-key='curve'] iframe.media-plotly")
+        assert frame_el.get_attribute("sandbox") == "allow-scripts"  # no access to the dashboard's origin
+        frame = frame_el.content_frame()
+        frame.wait_for_selector(".js-plotly-plot .scatterlayer .trace")
+        assert frame.eval_on_selector_all(".scatterlayer .trace .point", "points => points.length") == 4
+        assert frame.text_content(".gtitle") == "val loss </script> by epoch"  # the JSON can't end the script
+        assert all(request.startswith(url) for request in requested if request.startswith("http")), requested
+        loaded = frame.evaluate("() => performance.getEntriesByType('resource').map(entry => entry.name)")
+        assert loaded == [url + "vendor/plotly.min.js"]  # the server's plotly.js, not a CDN's
+    finally:
+        ui.terminate()
+        ui.wait(timeout=10)
+
+
 def start_ui(root: Path) -> tuple[subprocess.Popen, str, str]:
     """A `tracklet ui` process, its base URL and the token in the URL it printed."""
     ui = subprocess.Popen([sys.executable, "-m", "tracklet", "--dir", str(root), "ui", "--no-open", "--port", "0"],

@@ -9,6 +9,7 @@ page.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -72,9 +73,10 @@ def tables_root(tmp_path_factory):
         run.log({"grow": grow})
     frames = np.zeros((3, 3, 16, 16), dtype=np.uint8)
     frames[:, 1] = 200
-    run.log({"av": tracklet.Table(columns=["sound", "clip", "page"], data=[[
+    run.log({"av": tracklet.Table(columns=["sound", "clip", "page", "plot"], data=[[
         tracklet.Audio(np.sin(np.linspace(0, 800, 8000)).astype(np.float32), sample_rate=8000),
-        tracklet.Video(frames, fps=3), tracklet.Html("<p id='x'>hi</p>")]])})
+        tracklet.Video(frames, fps=3), tracklet.Html("<p id='x'>hi</p>"),
+        tracklet.Plotly({"data": [{"type": "scatter", "mode": "markers", "x": [0, 1, 2], "y": [2, 0, 1]}]})]])})
     run.finish()
     other = tracklet.init(project="tbl", id="b", name="second", dir=str(root), settings=QUIET)
     other.log({"cells": tracklet.Table(columns=["id", "guess"], data=[[i, f"h{i}"] for i in range(3, 9)])})
@@ -273,6 +275,14 @@ def test_media_cells_versions_and_a_join_of_two_runs(servers, tables_root, page)
     frame = page.wait_for_selector("dialog.tp-dialog[open] iframe.media-html")
     assert frame.get_attribute("sandbox") == "allow-scripts"
     assert frame.content_frame().wait_for_selector("#x").text_content() == "hi"
+    page.click("dialog.tp-dialog button")
+    if importlib.util.find_spec("plotly") is not None:  # the server draws figures with the package's plotly.js
+        page.click(f"{_panel('av')} button.tp-media:has-text('plotly')")
+        frame = page.wait_for_selector("dialog.tp-dialog[open] iframe.media-plotly")
+        assert frame.get_attribute("sandbox") == "allow-scripts"
+        drawn = frame.content_frame()
+        drawn.wait_for_selector(".scatterlayer .trace")
+        assert drawn.eval_on_selector_all(".scatterlayer .trace .point", "points => points.length") == 3
 
 
 def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, page):  # noqa: F811
@@ -315,7 +325,9 @@ def test_histograms_over_steps_draw_the_logged_distributions(servers, tmp_path, 
     assert page.eval_on_selector_all(".hist-panel", "ps => ps.map(p => p.dataset.key)")[0] == "layer2/w"
 
 
-def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page, allowed_errors):  # noqa: F811
+@pytest.mark.parametrize("refresh_fails_once", [False, True], ids=["plain", "a-refresh-fails-once"])
+def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, page, allowed_errors,  # noqa: F811
+                                                              refresh_fails_once):
     # the test stops its server while the page still polls the live run (the page closes after)
     allowed_errors.append("ERR_CONNECTION_REFUSED")
     go, stop = tmp_path / "go", tmp_path / "stop"
@@ -348,8 +360,21 @@ def test_a_live_runs_table_and_histograms_grow_without_reload(root, tmp_path, pa
         page.goto(url + "projects/live/runs/growing?token=" + token)
         page.wait_for_selector(f"{_panel('preds')}[data-total='20']")
         page.wait_for_selector(".hist-panel[data-key='w'][data-steps='2']")
+        if refresh_fails_once:  # the rows of the new version fail once (a server busy, a dropped connection)
+            allowed_errors.append("ERR_FAILED")
+            failures = [1]
+
+            def fail_once(route):
+                if failures and "/tables/" in route.request.url:
+                    failures.pop()
+                    route.abort()
+                else:
+                    route.continue_()
+
+            page.route("**/api/v1/runs/live/growing/tables/**", fail_once)
         go.touch()
         page.wait_for_selector(f"{_panel('preds')}[data-total='40']")  # the latest version, asked again
+        assert not refresh_fails_once or failures == []  # a later poll asked again
         page.wait_for_selector(".hist-panel[data-key='w'][data-steps='4']")
         page.eval_on_selector(f"{_panel('preds')} .tp-scroll", "s => { s.scrollTop = s.scrollHeight; }")
         rows = _wait_rows(page, "preds", "p.rows[p.rows.length - 1].index === 39")

@@ -932,3 +932,28 @@ def test_duckdb_pushes_projection_and_filters_into_the_parquet_scan(start, monke
         read_groups = 1 if key == "one" else 1 + 5
         assert scan["row_groups"] == (read_groups, groups), scan
         assert scan["rows_scanned"] <= read_groups * 1000
+
+
+def test_table_keys_are_in_the_order_first_logged_whatever_order_the_lanes_recorded_them():
+    """Each key is stored on its own worker lane: a table logged later (a small one) can reach the
+    record log before an earlier one (a large one). table_keys() still lists them as logged."""
+    from tracklet.media.table_read import table_keys
+
+    def record(key: str, step: int, time: float) -> pb.TableLogged:
+        return pb.TableLogged(key=key, step=step, time=time)
+
+    arrived = [record("small", 12, 100.5), record("large", 11, 100.0), record("small", 13, 101.0),
+               record("large", 14, 102.0)]
+    assert table_keys(arrived) == ["large", "small"]
+
+
+def test_media_keys_are_in_the_order_first_logged_whatever_order_the_lanes_recorded_them(start):
+    """The same for media: an image logged later under another key can be recorded first."""
+    run = start()
+    run.log({"large": tracklet.Image(np.zeros((4, 4), dtype=np.uint8))})
+    run.log({"small": tracklet.Image(np.ones((2, 2), dtype=np.uint8))})
+    run.finish()
+    recorded = read(run)
+    assert recorded.media_keys() == ["large", "small"]
+    recorded._read.media.reverse()  # as the lanes may have recorded them
+    assert recorded.media_keys() == ["large", "small"]

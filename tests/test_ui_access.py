@@ -164,6 +164,15 @@ def test_health_needs_no_token(ui):
     assert ui.client.get("/api/v1/health").json()["status"] == "ok"
 
 
+def test_plotly_js_needs_no_token_and_is_the_installed_packages_own(ui):
+    """The dashboard's sandboxed plotly frames load it cross-site, without the cookie: a public library."""
+    plotly = pytest.importorskip("plotly")
+    response = ui.client.get("/vendor/plotly.min.js")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/javascript")
+    assert response.content == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    assert ui.client.get("/vendor/other.js").status_code == 401  # only that path is open
+
+
 def test_the_token_can_be_fixed_by_the_environment(data):
     fixed = Ui(data, env={"TRACKLET_UI_TOKEN": "my-fixed-token"})
     try:

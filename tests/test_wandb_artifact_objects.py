@@ -112,3 +112,22 @@ def test_an_image_with_masks_and_boxes_keeps_them_through_an_artifact(root, tmp_
         assert (first.class_id, first.label, first.caption, first.scores) == (1, "kitty", "cat", {"acc": 0.9})
         assert (second.min_x, second.max_x, second.min_y, second.max_y, second.pixel, second.label) == (
             25, 35, 16, 24, True, "doggo")
+
+
+def test_a_plotly_figure_round_trips_through_an_artifact(root, monkeypatch):
+    """``artifact.add(wandb.Plotly(fig), name)``: stored as W&B's ``<name>.plotly.json`` reference
+    to the figure's JSON under ``media/plotly/``; ``get`` gives a ``wandb.Plotly`` of that figure."""
+    go = pytest.importorskip("plotly.graph_objects")
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    with wandb.init(project="figs") as run:
+        artifact = wandb.Artifact("plots", type="evaluation")
+        artifact.add(wandb.Plotly(go.Figure(go.Bar(x=["a", "b"], y=[3, 1]))), "bars")
+        run.log_artifact(artifact).wait()
+    with wandb.init(project="figs") as reader:
+        used = reader.use_artifact("plots:latest")
+        files = sorted(entry.path for entry in used.files())
+        assert files[0] == "bars.plotly.json" and files[1].startswith("media/plotly/") and len(files) == 2
+        got = used.get("bars")
+        assert isinstance(got, wandb.Plotly)
+        (bar,) = got.figure["data"]
+        assert (bar["type"], bar["x"], bar["y"]) == ("bar", ["a", "b"], [3, 1])

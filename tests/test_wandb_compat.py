@@ -73,7 +73,7 @@ wandb.log({"hist": wandb.Histogram([1, 2, 2, 3]), "img": wandb.Image([[0, 255], 
            "table": wandb.Table(columns=["a"])})
 wandb.log({"pics": [wandb.Image([[0, 255], [255, 0]]), wandb.Image([[1, 2], [3, 4]])],
            "plot": wandb.plot.line(wandb.Table(columns=["x", "y"], data=[[0, 1], [1, 3]]), "x", "y"),
-           "chart": wandb.Plotly({})})
+           "chart": wandb.Plotly({}), "graph": wandb.Graph()})
 wandb.summary["best"] = 0.25
 run.summary.update({"note": "ok"})
 
@@ -131,6 +131,7 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     assert all((image.to_numpy() == [[0, 255], [255, 0]]).all() for image in images)
     assert len({image.digest for image in images}) == 1  # the same image: one blob
     assert [(image.step, image.index, image.count) for image in recorded.images("pics")] == [(12, 0, 2), (12, 1, 2)]
+    assert [(item.step, item.kind) for item in recorded.media("chart")] == [(12, "plotly")]  # wandb.Plotly: recorded
 
     summary = recorded.summary
     # define_metric(summary=...) in W&B's shape
@@ -145,7 +146,7 @@ def test_a_plain_wandb_script_records_under_tracklet_run_wandb(root, tmp_path):
     warned = out["warnings"]
     assert not any("image" in w.lower() for w in warned), warned  # media are recorded, not warned about
     for fragment in ("entity= is accepted", "lower than the current step",
-                     "logging wandb.Plotly"):
+                     "logging wandb.Graph"):
         assert sum(fragment in w for w in warned) == 1, (fragment, warned)
     assert not any("log_code" in w for w in warned), warned  # the script logged as a code artifact (test_wandb_code)
     assert not any("Table" in w for w in warned), warned  # tables are recorded (docs/tables.md)
@@ -591,7 +592,7 @@ def test_every_compat_warning_points_at_the_users_line(root, monkeypatch):
         warnings.simplefilter("always")
         run = wandb.init(project="where", settings={"console": "off", "x_disable_stats": True}); first = _line()
         run.log({"table": wandb.Table(columns=["a"])})                          # recorded: no warning
-        run.log({"fig": wandb.Plotly({})}); unsupported = _line()                  # one "not yet supported"
+        run.log({"graph": wandb.Graph()}); unsupported = _line()                   # one "not yet supported"
         wandb.alert("t", "x", wait_duration="soon"); alert = _line()
         run.log({"x": 1}, step=5); run.log({"x": 2}, step=1); backwards = _line()  # tracklet.Run's own warning
         wandb.log({"x": 3}, step=2**63); too_far = _line()                         # ... and its step-range one
@@ -828,3 +829,34 @@ def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     assert recorded.table("frame").filter("z = true").to_pandas().to_dict("list") == {"x": [1.5], "y": ["a"],
                                                                                        "z": [True]}
     assert isinstance(frame, tracklet.Table)
+
+
+def test_logged_tables_are_listed_in_logged_artifacts_as_w_and_b_lists_them(root, tmp_path):
+    import tracklet.compat.wandb as wandb
+
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"w" * 10)
+    run = wandb.init(project="listed", settings={"console": "off", "x_disable_stats": True})
+    preds = wandb.Table(columns=["id", "label"], log_mode="MUTABLE")
+    for step in range(3):
+        preds.add_data(step, f"label {step}")
+        wandb.log({"preds": preds})
+        if step == 0:
+            artifact = wandb.Artifact("weights", type="model")
+            artifact.add_file(str(weights))
+            run.log_artifact(artifact).wait()
+    wandb.log({"curve": wandb.plot.line(wandb.Table(columns=["x", "y"], data=[[0, 1], [1, 2]]), "x", "y")})
+    wandb.finish()
+
+    api = wandb.Api()
+    listed = api.run(f"listed/{run.id}").logged_artifacts()
+    table = f"listed/run-{run.id}-preds"
+    assert [(a.qualified_name, a.type) for a in listed] == [
+        (f"{table}:v0", "run_table"), ("listed/weights:v0", "model"), (f"{table}:v1", "run_table"),
+        (f"{table}:v2", "run_table"), (f"listed/run-{run.id}-curve_table:v0", "run_table")]  # in the order logged
+    assert [a.aliases for a in listed if a.type == "run_table"] == [[], [], ["latest"], ["latest"]]
+    for version, artifact in enumerate(a for a in listed if a.qualified_name.startswith(table)):
+        assert artifact.version == f"v{version}" and artifact.name == f"run-{run.id}-preds:v{version}"
+        assert artifact.get("preds").get_column("id") == list(range(version + 1))  # the rows at that log
+        assert api.artifact(artifact.qualified_name).get("preds").data == artifact.get("preds").data
+    assert listed[-1].get("curve_table").columns == ["x", "y"]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tracklet.core.run import Run
     from tracklet.core.settings import Settings
     from tracklet.core.values import Histogram
-    from tracklet.media import Audio, Html, Image, Molecule, Object3D, Video
+    from tracklet.media import Audio, Html, Image, Molecule, Object3D, Plotly, Video
     from tracklet.media.table import Table
     from tracklet.tracing.evaluation import Evaluation
     from tracklet.tracing.ops import op
@@ -47,6 +47,7 @@ _LAZY = {
     "Html": ("tracklet.media", "Html"),
     "Object3D": ("tracklet.media", "Object3D"),
     "Molecule": ("tracklet.media", "Molecule"),
+    "Plotly": ("tracklet.media", "Plotly"),
     "Table": ("tracklet.media.table", "Table"),
     "Report": ("tracklet.reports.report", "Report"),
     "TrackletWarning": ("tracklet.errors", "TrackletWarning"),
@@ -243,6 +244,7 @@ __all__ = [
     "Image",
     "Molecule",
     "Object3D",
+    "Plotly",
     "RecordedRun",
     "Run",
     "Settings",

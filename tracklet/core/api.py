@@ -356,8 +356,11 @@ class RecordedRun:
         return self.media(key, kind="image")
 
     def media_keys(self) -> list[str]:
-        """Every key media were logged under, in first-use order."""
-        return list(dict.fromkeys(message.key for message in self._read.media))
+        """Every key media were logged under, in the order first logged (not the record log's
+        order, which differs across keys: ``tracklet.media.read.keys_in_logged_order``)."""
+        from tracklet.media.read import keys_in_logged_order
+
+        return keys_in_logged_order(self._read.media)
 
     def system_metrics(self, stat: str = "mean") -> History:
         """System metrics (GPU, CPU, memory, disk, network) per stats window: ``_timestamp``,

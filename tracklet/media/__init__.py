@@ -1,5 +1,5 @@
-"""Logged media: ``tracklet.Image``, ``Audio``, ``Video``, ``Html``, ``Object3D``, ``Molecule``
-(docs/media.md). The constructors copy the caller's data; ``tracklet.media.worker`` encodes and
+"""Logged media: ``tracklet.Image``, ``Audio``, ``Video``, ``Html``, ``Object3D``, ``Molecule``,
+``Plotly`` (docs/media.md). The constructors copy the caller's data; ``tracklet.media.worker`` encodes and
 stores it off the training thread as blobs in the artifacts' content-addressed store;
 ``tracklet.media.read`` reads it back (``RecordedRun.media``/``images``).
 
@@ -11,7 +11,8 @@ from tracklet.media.audio import Audio
 from tracklet.media.base import Media, MediaError
 from tracklet.media.files import Html, Molecule, Object3D
 from tracklet.media.image import Image
+from tracklet.media.plotly import Plotly
 from tracklet.media.table import Table
 from tracklet.media.video import Video
 
-__all__ = ["Audio", "Html", "Image", "Media", "MediaError", "Molecule", "Object3D", "Table", "Video"]
+__all__ = ["Audio", "Html", "Image", "Media", "MediaError", "Molecule", "Object3D", "Plotly", "Table", "Video"]

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from tracklet.core.logged import Placement
-from tracklet.media import buffers
+from tracklet.media import buffers, figures
 from tracklet.media.base import Media, MediaError, extension, read_source
 from tracklet.media.pixels import channels_last, pil_image, to_pixels
 from tracklet.media.snapshot import TorchCopy, is_path, nbytes, snapshot, to_numpy
@@ -129,7 +129,9 @@ def thumbnail_png(image: Any) -> bytes | None:
 
 class Image(Media):
     """An image: a numpy array (H×W, H×W×1/3/4, C×H×W; uint8, bool, ints, floats), a torch tensor
-    (C×H×W or H×W), a jax array, a PIL image, or a path to an image file (stored as it is).
+    (C×H×W or H×W), a jax array, a PIL image, a matplotlib figure or ``matplotlib.pyplot`` (its
+    current figure: drawn now, on the caller, as RGBA; ``tracklet.media.figures``), or a path to an
+    image file (stored as it is).
 
     ``mode``: a Pillow mode to convert to ("L", "RGB", "RGBA"). ``masks``: ``{name: {"mask_data":
     H×W class ids, "class_labels": {id: label}}}`` (or ``"path"`` instead of ``mask_data``).
@@ -170,8 +172,11 @@ class Image(Media):
         elif not copy and type(data_or_path).__module__ == "numpy" and type(data_or_path).__name__ == "ndarray":
             self._data = data_or_path  # (the first call of a process: NDARRAY not known yet)
         else:
-            if type(data_or_path).__module__.partition(".")[0] == "torch":
+            root = type(data_or_path).__module__.partition(".")[0]
+            if root == "torch":
                 self._channels_first = True
+            elif root in ("matplotlib", "builtins") and figures.is_matplotlib(data_or_path):
+                data_or_path = figures.matplotlib_pixels(data_or_path)  # drawn here: figures aren't thread-safe
             self._data = snapshot(data_or_path, self._buffers)
         if mode is not None:
             self.mode = mode

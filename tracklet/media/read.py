@@ -131,6 +131,18 @@ class MediaItem:
         image.load()
         return image
 
+    def to_plotly(self) -> Any:
+        """A plotly figure's item (kind ``"plotly"``) as a ``plotly.graph_objects.Figure`` (needs
+        plotly; ``read_bytes()`` gives its JSON without it)."""
+        if self.kind != "plotly":
+            raise ValueError(f"{self.kind} is not a plotly figure; to_pil()/to_numpy()/read_bytes() read it")
+        import json
+
+        import plotly.graph_objects
+
+        figure = json.loads(self.read_bytes(), object_hook=_typed_array)
+        return plotly.graph_objects.Figure(figure, skip_invalid=True)
+
     def to_numpy(self) -> Any:
         """The data as numpy: an image's pixels (H×W or H×W×C, as stored), audio samples (1-D, or
         frames × channels, as stored in the WAV or FLAC), a GIF's frames (T×H×W×C), an mp4's or webm's frames
@@ -160,6 +172,33 @@ class MediaItem:
         if self.format == "npy":
             return np.load(io.BytesIO(self.read_bytes()), allow_pickle=False)
         raise ValueError(f"{self.kind} stored as {self.format} has no array form; read_bytes() or path give the file")
+
+
+def keys_in_logged_order(records: Iterable[Any]) -> list[str]:
+    """The keys of ``records`` (``MediaLogged`` or ``TableLogged`` messages) in the order first
+    logged: by the step and time of each key's first record, not the records' order in the log,
+    since the worker stores each key on its own lane and a small item logged later can be
+    recorded before a larger earlier one (one key's records keep their order)."""
+    first: dict[str, tuple[int, float]] = {}
+    for record in records:
+        first.setdefault(record.key, (record.step, record.time))
+    return sorted(first, key=first.__getitem__)
+
+
+def _typed_array(value: dict[str, Any]) -> Any:
+    """A plotly typed array (``{"dtype": "f8", "bdata": base64, "shape": "2, 3"}``, what plotly
+    writes for numpy arrays) as the numpy array it was; any other JSON object as it is."""
+    if "bdata" not in value or not isinstance(value.get("dtype"), str) or len(value) > 3:
+        return value
+    import base64
+
+    import numpy as np
+
+    array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+    shape = value.get("shape")
+    if isinstance(shape, str) and shape:
+        array = array.reshape([int(size) for size in shape.split(",")])
+    return array
 
 
 def _item(message: Any, blobs: Any) -> MediaItem:
@@ -225,6 +264,7 @@ def logged_digests(root: Path) -> set[str]:
     return found
 
 
-__all__ = ["RETENTION_FILE", "ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "logged_digests", "media_items",
+__all__ = ["RETENTION_FILE", "ArtifactError", "Box", "Boxes", "Mask", "MediaItem", "keys_in_logged_order",
+           "logged_digests", "media_items",
            "read_cutoffs",
            "retained"]

@@ -24,8 +24,11 @@ _MODES = {1: "IMMUTABLE", 2: "MUTABLE", 3: "INCREMENTAL"}
 
 
 def table_keys(records: Sequence[Any]) -> list[str]:
-    """The keys a run logged tables under, in the order first logged."""
-    return list(dict.fromkeys(record.key for record in records))
+    """The keys a run logged tables under, in the order first logged (``keys_in_logged_order``:
+    not the record log's order, which differs across keys)."""
+    from tracklet.media.read import keys_in_logged_order
+
+    return keys_in_logged_order(records)
 
 
 def version_records(records: Sequence[Any], key: str, step: int | None = None) -> list[Any]:

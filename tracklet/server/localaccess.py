@@ -7,7 +7,7 @@ Both listen on a loopback address only, which keeps other machines out but not
   ``Host: evil.example:PORT``, so :class:`LoopbackHostCheck` answers only requests whose ``Host``
   names the loopback address and port the server is bound to;
 - **other users of the machine**: anyone can connect to a loopback port. :class:`UiAccess` asks
-  every request of ``tracklet ui`` for a token made at start (``secrets.token_urlsafe``) that only
+  every request of ``tracklet ui`` (but the health probe and the public plotly.js) for a token made at start (``secrets.token_urlsafe``) that only
   the user who started it has: printed in the URL it opens, ``http://127.0.0.1:PORT/?token=...``,
   as Jupyter does. The first request with a valid ``?token=`` gets an HttpOnly, SameSite=Strict
   cookie and a page request is redirected to the same URL without the token, so the dashboard's
@@ -41,7 +41,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 TOKEN_ENV = "TRACKLET_UI_TOKEN"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OPEN_PATHS = frozenset({"/api/v1/health"})  # a liveness probe: no data, no token
+# A liveness probe, and the plotly.js the dashboard's sandboxed plotly frames load (server/web.py): no data,
+# no token (a sandboxed frame's requests are cross-site, so they never carry the SameSite=Strict cookie).
+OPEN_PATHS = frozenset({"/api/v1/health", "/vendor/plotly.min.js"})
 # The one write tracklet ui takes (with its token): OTLP spans from local applications (docs/tracing.md).
 WRITE_PATHS = frozenset({"/v1/traces"})
 # Reports the user writes in the dashboard (docs/reports.md): kept in the data root's reports.sqlite,

@@ -5,7 +5,8 @@ and each of its pages (``/``, ``/projects/<p>``, ``/projects/<p>/runs/<id>``, th
 ``/projects/<p>/sweeps/<id>``, ``/projects/<p>/traces[/<trace id>]``, ``/projects/<p>/run-diff``, ``/projects/<p>/reports[/<id>[/edit]]``) answers
 ``index.html``, whose script routes on the client. The JSON API under ``/api/v1`` and FastAPI's
 ``/docs`` and ``/openapi.json`` are registered first and are untouched. The bundle needs no key:
-it holds no data; the browser sends its key with each API request.
+it holds no data; the browser sends its key with each API request. ``/vendor/plotly.min.js`` is
+the installed plotly package's script, which the dashboard draws logged plotly figures with.
 """
 
 from __future__ import annotations
@@ -52,9 +53,27 @@ def mount_dashboard(app: FastAPI, static_dir: Path = STATIC_DIR) -> None:
             return HTMLResponse(_MISSING.format(where=static_dir), status_code=503)
         return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
+    app.add_api_route("/vendor/plotly.min.js", plotly_js, methods=["GET"], include_in_schema=False,
+                      response_model=None)
     # The client's routes (web/src/router.ts), and nothing else: other paths stay the API's 404/405.
     for path in PAGES:
         app.add_api_route(path, dashboard, methods=["GET"], include_in_schema=False, response_model=None)
+
+
+def plotly_js() -> Response:
+    """The plotly.js that the ``plotly`` package installed beside the server ships, which the
+    dashboard draws logged plotly figures with (``tracklet.media.plotly``: figures are stored as
+    JSON, not with 4.6 MB of script each). Served from here, never a CDN, so it works offline;
+    404 with what to install when the package is missing. Like the bundle it holds no data: no key."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("plotly")
+    path = Path(spec.origin).parent / "package_data" / "plotly.min.js" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        return Response("plotly is not installed beside the tracklet server: `pip install plotly` there to draw "
+                        "logged plotly figures (they are recorded either way)", status_code=404,
+                        media_type="text/plain")
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
 
 
 class _ImmutableFiles(StaticFiles):

@@ -82,9 +82,11 @@ def runs_with_edge(engine: sa.Engine, project: str, name: str, version: int, dir
 
 
 def edges_of_run(engine: sa.Engine, project: str, run_id: str, direction: str) -> list[dict[str, Any]]:
-    """The artifact versions a run logged or used: ``{"project", "name", "version", "type"}``."""
+    """The artifact versions a run logged or used, in the order it did: ``{"project", "name",
+    "version", "type", "time"}``."""
     stmt = (
-        sa.select(artifact_edges.c.project, artifact_edges.c.name, artifact_edges.c.version, artifact_edges.c.type)
+        sa.select(artifact_edges.c.project, artifact_edges.c.name, artifact_edges.c.version, artifact_edges.c.type,
+                  artifact_edges.c.time)
         .select_from(artifact_edges.join(runs, runs.c.id == artifact_edges.c.run_pk)
                      .join(projects, projects.c.id == runs.c.project_id))
         .where(projects.c.name == project, runs.c.run_id == run_id, artifact_edges.c.direction == direction)

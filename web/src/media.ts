@@ -1,7 +1,8 @@
 // A run's logged media (docs/media.md): one panel per key with a step slider; images with their
 // masks (a canvas per mask, one colour per class id) and boxes (SVG), each group toggled on and
 // off; audio and video players; HTML in a sandboxed frame (no allow-same-origin: it can't reach the
-// dashboard's origin); other files as downloads. Files come from GET .../media/{digest}.
+// dashboard's origin); plotly figures (stored as JSON) drawn in such a frame with the plotly.js the
+// server ships (/vendor/plotly.min.js); other files as downloads. Files come from GET .../media/{digest}.
 
 import { api, mediaBlob, type MediaEntry } from "./api";
 import { h } from "./dom";
@@ -117,8 +118,38 @@ async function imageItem(project: string, runId: string, item: MediaEntry): Prom
   return h("div", {}, frame, toggles.childElementCount ? toggles : null);
 }
 
+/** A plotly figure's document: the stored figure JSON drawn by the plotly.js the server serves
+ * from its installed plotly package (/vendor/plotly.min.js: never a CDN), or a line saying what to
+ * install when it can't be loaded. `<` is escaped so the JSON can't end the script early. */
+export function plotlyDocument(figureJson: string, scriptUrl: string): string {
+  const figure = figureJson.replace(/</g, "\\u003c");
+  return `<!doctype html><meta charset="utf-8">
+<style>html,body{margin:0;height:100%;font:13px sans-serif}#plot{width:100%;height:100%}</style>
+<div id="plot"></div><script src="${scriptUrl}"></script><script>
+const figure = ${figure};
+if (window.Plotly) {
+  Plotly.newPlot("plot", figure.data || [], Object.assign({}, figure.layout, { autosize: true }),
+                 { responsive: true, displaylogo: false });
+} else {
+  document.getElementById("plot").textContent =
+    "plotly.js could not be loaded from the server: pip install plotly beside the tracklet server to draw this figure";
+}
+</script>`;
+}
+
+/** A sandboxed frame drawing a plotly figure's JSON (the media card's and a table cell's). */
+export function plotlyFrame(figureJson: string, title: string): HTMLIFrameElement {
+  const script = `${location.origin}/vendor/plotly.min.js`;
+  return h("iframe.media-plotly", { sandbox: "allow-scripts", srcdoc: plotlyDocument(figureJson, script), title });
+}
+
+async function plotlyItem(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
+  return plotlyFrame(await (await mediaBlob(project, runId, item.digest)).text(), item.key);
+}
+
 async function itemBody(project: string, runId: string, item: MediaEntry): Promise<HTMLElement> {
   if (item.kind === "image") return imageItem(project, runId, item);
+  if (item.kind === "plotly") return plotlyItem(project, runId, item);
   const url = await blobUrl(project, runId, item.digest);
   if (item.kind === "audio") return h("audio", { controls: true, src: url });
   if (item.kind === "video" && item.format === "gif") return h("img.media-image", { src: url, alt: item.key });

@@ -36,7 +36,7 @@ from tracklet.compat.wandb._messages import warn_once
 
 # W&B's ``_type`` of a media reference, by tracklet media kind (``Media._kind``)
 _FILE_TYPES = {"image": "image-file", "audio": "audio-file", "video": "video-file", "html": "html-file",
-               "object3d": "object3D-file", "molecule": "molecule-file"}
+               "object3d": "object3D-file", "molecule": "molecule-file", "plotly": "plotly-file"}
 _KINDS = {file_type: kind for kind, file_type in _FILE_TYPES.items()}
 _JSON_SUFFIXES = ("table", *_FILE_TYPES)
 
@@ -163,7 +163,7 @@ def add_object(artifact: Any, obj: Any, name: str) -> str:
         path = f"{name}.{obj._kind}.json"
     else:
         raise ArtifactError(f"artifact.add() takes a Table or a media object (Image, Audio, Video, Html, Object3D, "
-                            f"Molecule); got {type(obj).__name__}")
+                            f"Molecule, Plotly); got {type(obj).__name__}")
     with artifact.new_file(path, mode="x") as handle:
         json.dump(document, handle, allow_nan=False, default=str)
     return path
@@ -216,6 +216,9 @@ def _object_of(cell: Any, root: str) -> Any:
     if kind == "html":
         with open(path, encoding="utf-8") as handle:
             return data_types.Html(handle.read())
+    if kind == "plotly":  # the figure's JSON (tracklet.media.plotly)
+        with open(path, encoding="utf-8") as handle:
+            return data_types.Plotly(json.load(handle))
     if kind == "image" and (cell.get("masks") or cell.get("boxes")):
         return data_types.Image(path, caption=cell.get("caption"), **_overlays_of(cell, root))
     return classes[kind](path, caption=cell.get("caption"))

@@ -2,8 +2,9 @@
 ``Audio``, ``Video``, ``Html``, ``Object3D`` and ``Molecule`` are tracklet's media types
 (``tracklet.media``, docs/media.md) with W&B's arguments, masks and boxes included: recorded off the
 training thread; ``Table`` is a ``tracklet.Table`` (docs/tables.md), recorded as Parquet fragments.
-``Plotly`` and ``Graph`` are accepted so code builds them as usual, and a logged key holding one is
-left out of the row with one warning per type. ``Artifact`` is a ``tracklet.Artifact``
+``Plotly`` is a ``tracklet.Plotly`` (the figure's JSON); matplotlib figures, logged as they are or
+in ``Image``/``Plotly``, are recorded as images (``recordable``). ``Graph`` is accepted so code
+builds it as usual, and a logged key holding one is left out of the row with one warning. ``Artifact`` is a ``tracklet.Artifact``
 (docs/artifacts.md).
 """
 
@@ -23,6 +24,9 @@ from tracklet.media import Html as _Html
 from tracklet.media import Image as _Image
 from tracklet.media import Molecule as _Molecule
 from tracklet.media import Object3D as _Object3D
+from tracklet.media import Plotly as _Plotly
+from tracklet.media import figures as _figures
+from tracklet.media.base import Media as _MediaBase
 from tracklet.media import Video as _Video
 from tracklet.media.table import Table as _TrackletTable
 
@@ -126,8 +130,38 @@ class Molecule(_Molecule, WBValue):
     _recorded = True
 
 
-class Plotly(_Media):
-    pass
+class Plotly(_Plotly, WBValue):
+    """``wandb.Plotly(figure)``: a :class:`tracklet.Plotly` (the figure's JSON, drawn by the
+    dashboard with a local plotly.js). A matplotlib figure, which W&B converts with plotly's
+    ``mpl_to_plotly``, is recorded as the image it draws (``image_of``)."""
+
+    _recorded = True
+
+    def __init__(self, val: Any) -> None:
+        if _figures.is_matplotlib(val):
+            _MediaBase.__init__(self)
+            self._image: Image | None = Image(val)
+        else:
+            self._image = None
+            super().__init__(val)
+
+    @classmethod
+    def make_plot_media(cls, val: Any) -> "Image | Plotly":
+        """W&B's helper: an ``Image`` of a matplotlib figure, else a ``Plotly``."""
+        return Image(val) if _figures.is_matplotlib(val) else cls(val)
+
+
+def recordable(value: Any) -> Any:
+    """What ``log()`` records for ``value``: a matplotlib figure (or ``pyplot``) becomes an
+    ``Image``, a plotly figure a ``Plotly``, a ``Plotly`` made of a matplotlib figure its image;
+    anything else is returned as it is."""
+    if isinstance(value, Plotly):
+        return value._image if value._image is not None else value
+    if _figures.is_matplotlib(value):
+        return Image(value)
+    if _figures.is_plotly(value):
+        return Plotly(value)
+    return value
 
 
 class Graph(_Media):
@@ -269,5 +303,5 @@ def type_label(value: Any) -> str:
 
 __all__ = [
     "Artifact", "Audio", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D", "Plotly", "Table",
-    "Video", "WBValue", "is_unrecorded", "type_label",
+    "Video", "WBValue", "is_unrecorded", "recordable", "type_label",
 ]

@@ -3,7 +3,8 @@
 ``log`` keeps W&B's step and commit rules (tracklet's ``Run.log`` follows them: ``commit=False``
 accumulates into the current step, ``step=N`` moves to N, a step lower than the current one is
 dropped with a warning), records ``wandb.plot`` charts as their tables under ``<key>_table`` (with
-the chart), leaves out W&B values it cannot record yet with one warning per type, and fills in
+the chart), records matplotlib figures (and ``pyplot``) as images and plotly figures as
+``Plotly``, leaves out W&B values it cannot record yet with one warning per type, and fills in
 ``step_sync`` metrics. Nothing here raises into training: a failure inside tracklet is
 reported once and the call returns.
 """
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Literal, Sequence
 
 from tracklet.compat.wandb import data_types
@@ -27,6 +29,7 @@ from tracklet.compat.wandb._config import Config
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb._summary import Summary
 from tracklet.compat.wandb.plot import CustomChart
+from tracklet.media import figures
 
 
 _SUMMARY_OPS = {"min", "max", "mean", "last", "first", "none"}
@@ -140,6 +143,12 @@ def _strip_unrecorded(data: Mapping[str, Any], prefix: str = "") -> dict[str, An
     (under ``<key>_table``, as W&B's) with the chart."""
     row: dict[str, Any] = {}
     for key, value in data.items():
+        try:
+            value = data_types.recordable(value)  # figures: matplotlib's as images, plotly's as Plotly
+        except Exception as error:  # a figure that can't be drawn: left out alone, the row is kept
+            warn_once(f"log-figure-{key}", f"the figure logged under {key!r} could not be recorded ({error!r}); "
+                      "it is left out of the row, the rest is recorded")
+            continue
         if isinstance(value, CustomChart):  # wandb.plot.*: its table, with the chart, under <key>_table
             row[value.table_key(key)] = value.to_tracklet(prefix + key)  # the chart's key as flattened
         elif data_types.is_unrecorded(value):
@@ -156,14 +165,28 @@ def _strip_unrecorded(data: Mapping[str, Any], prefix: str = "") -> dict[str, An
 
 
 def _needs_stripping(data: Mapping[str, Any]) -> bool:
+    """Whether the row holds a W&B value, a dict or a figure for ``_strip_unrecorded``. Types found
+    to be none of those (strings, numpy scalars, tensors) are remembered, so later rows pay one
+    set lookup for them instead of the isinstance and figure tests (~0.2 µs a value)."""
     for value in data.values():
         kind = type(value)
-        if kind is float or kind is int:
+        if kind is float or kind is int or kind in _PLAIN_TYPES:
             continue
-        if isinstance(value, (data_types.WBValue, Mapping)) or (kind in (list, tuple) and value
-                                                                 and isinstance(value[0], data_types.WBValue)):
+        if isinstance(value, (data_types.WBValue, Mapping)):
             return True
+        if kind is list or kind is tuple:
+            if value and isinstance(value[0], data_types.WBValue):
+                return True
+            continue
+        if figures.is_matplotlib(value) or figures.is_plotly(value):
+            return True
+        if kind is not ModuleType and len(_PLAIN_TYPES) < _PLAIN_TYPES_MAX:  # (pyplot is a module: never cached)
+            _PLAIN_TYPES.add(kind)
     return False
+
+
+_PLAIN_TYPES: set[type] = set()  # value types that are never a W&B value, a mapping or a figure
+_PLAIN_TYPES_MAX = 256
 
 
 def _wait_seconds(wait_duration: Any) -> float:

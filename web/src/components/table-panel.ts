@@ -13,7 +13,7 @@ import { api, ApiError, tableBlob, type TableGroups, type TableRows, type TableV
 import { registerProbe } from "../debug";
 import { h } from "../dom";
 import { fmtValue } from "../format";
-import { boxesSvg, maskCanvas, toggle, type BoxGroup } from "../media";
+import { boxesSvg, maskCanvas, plotlyFrame, toggle, type BoxGroup } from "../media";
 import { runHref } from "../router";
 import { tableChart } from "./table-chart";
 import { TableGrid, isMedia, type Column, type PageFetcher, type SortState } from "./table-grid";
@@ -113,6 +113,7 @@ export class TablePanel {
   private readonly grid: TableGrid;
   private columns: Column[] = [];
   private versions: TableVersion[] = [];
+  private rowsBehind = false; // a live refresh's rows request failed: ask again at the next poll
   private step: number | null = null;
   private filter = "";
   private sort: SortState = null;
@@ -226,11 +227,14 @@ export class TablePanel {
     return JSON.stringify([this.filter, this.sort, this.step, this.groupBy, this.compare]);
   }
 
-  /** A live run: new versions are listed, and the rows are asked again when the latest is shown. */
+  /** A live run: new versions are listed, and the rows are asked again when the latest is shown.
+   * A failed ask leaves `rowsBehind` set, so the next poll asks again even though the versions
+   * it lists are then unchanged (without it the panel kept the old rows for good). */
   async refresh(): Promise<void> {
     const { versions } = await api.tableVersions(this.project, this.runId, this.key);
     const last = versions[versions.length - 1];
-    if (!last || (this.versions.length === versions.length && this.versions[this.versions.length - 1]?.rows === last.rows)) return;
+    const unchanged = this.versions.length === versions.length && this.versions[this.versions.length - 1]?.rows === last?.rows;
+    if (!last || (unchanged && !this.rowsBehind)) return;
     this.versions = versions;
     const chosen = this.versionSelect.value;
     this.versionSelect.replaceChildren(
@@ -239,6 +243,7 @@ export class TablePanel {
     );
     this.versionSelect.value = chosen;
     this.versionSelect.hidden = !(versions.some((v) => v.log_mode !== "IMMUTABLE") || versions.length > 1);
+    this.rowsBehind = false;
     if (this.step !== null || this.groupBy) return;
     const fetcher = this.fetcher();
     try {
@@ -246,7 +251,7 @@ export class TablePanel {
       this.grid.refresh(fetcher, first);
       this.showCount(first);
     } catch {
-      /* the next poll tries again */
+      this.rowsBehind = true; // the next poll tries again
     }
   }
 
@@ -452,7 +457,7 @@ export class TablePanel {
   }
 
   /** A media cell at full size in a dialog: an image at its pixels, audio and video players, HTML
-   * in a sandboxed frame (no allow-same-origin, as on the media card). */
+   * and plotly figures in a sandboxed frame (no allow-same-origin, as on the media card). */
   private async openMedia(runId: string, key: string, kind: string, digest: string, caption: string, format: string,
     cell?: Record<string, unknown>): Promise<void> {
     let body: HTMLElement;
@@ -466,6 +471,7 @@ export class TablePanel {
       else if (kind === "audio") body = h("audio", { controls: true, src: url });
       else if (kind === "video") body = h("video", { controls: true, src: url });
       else if (kind === "html") body = h("iframe.media-html", { sandbox: "allow-scripts", src: url, title: caption || kind });
+      else if (kind === "plotly") body = plotlyFrame(await (await fetch(url)).text(), caption || kind);
       else body = h("a", { href: url, download: `${kind}.${format}`, text: `Download ${kind} (${format})` });
     } catch (error) {
       body = h("p.error", { text: (error as Error).message });

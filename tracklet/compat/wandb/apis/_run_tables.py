@@ -5,7 +5,8 @@ W&B stores every table a run logs (a ``wandb.plot`` chart's included, under ``<k
 such an artifact, and its documented way to read one back is
 ``api.artifact("project/run-<id>-<key>:latest").get("<key>")``. tracklet keeps logged tables in
 the run's record log (docs/tables.md), so ``wandb.Api().artifact`` answers those names from the
-run's tables when no artifact of that name exists.
+run's tables when no artifact of that name exists, and ``wandb.Api().run(...).logged_artifacts()``
+lists them (``run_table_artifacts``) beside the artifacts the run logged, as W&B's does.
 """
 
 from __future__ import annotations
@@ -22,13 +23,26 @@ class RunTableArtifact:
 
     type = "run_table"
 
-    def __init__(self, recorded: Any, project: str, key: str, index: int, step: int, count: int) -> None:
+    def __init__(self, recorded: Any, project: str, key: str, index: int, step: int, count: int,
+                 time: float = 0.0) -> None:
         self._recorded, self._key, self._step = recorded, key, step
         self.project = project
         self.version = f"v{index}"
         self.aliases = ["latest"] if index == count - 1 else []
-        self.name = f"run-{recorded.id}-{key}:{self.version}"
+        self.source_name = f"run-{recorded.id}-{key}"
+        self.name = f"{self.source_name}:{self.version}"
         self.qualified_name = f"{project}/{self.name}"
+        self.time = time  # when the table was logged (seconds since the epoch)
+        self.metadata: dict[str, Any] = {}
+        self.description = None
+        self.state = "COMMITTED"
+
+    @property
+    def created_at(self) -> str:
+        """When it was logged, as W&B's ISO-8601 string (UTC)."""
+        import datetime
+
+        return datetime.datetime.fromtimestamp(self.time, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def get(self, name: str) -> Any:
         """The table (a ``wandb.Table``) when ``name`` is the key, else None (as W&B's ``get``)."""
@@ -42,6 +56,21 @@ class RunTableArtifact:
         return f"<Artifact {self.qualified_name} (a logged table)>"
 
 
+def run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
+    """Every logged version of every table of ``recorded`` (a local ``RecordedRun``), in log order."""
+    records = list(recorded._read.tables)
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.key] = counts.get(record.key, 0) + 1
+    seen: dict[str, int] = {}
+    found = []
+    for record in records:
+        index = seen[record.key] = seen.get(record.key, -1) + 1
+        found.append(RunTableArtifact(recorded, project, record.key, index, record.step, counts[record.key],
+                                      record.time))
+    return found
+
+
 def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | None:
     """The table artifact ``name`` (``run-<id>-<key>[:alias]``) of ``project``, or None when it
     names no run's logged table."""
@@ -53,15 +82,15 @@ def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | 
         run_id, key = rest[:place], rest[place + 1:]
         try:
             recorded = api.run(f"{project}/{run_id}")
-            steps = [record.step for record in recorded._read.tables if record.key == key]
+            versions = [table for table in run_table_artifacts(recorded, project) if table._key == key]
         except Exception:  # no such run (or not a local one): try a longer id
             continue
-        if not steps:
+        if not versions:
             continue
-        index = len(steps) - 1 if alias == "latest" else _version(alias)
-        if index is None or not 0 <= index < len(steps):
+        index = len(versions) - 1 if alias == "latest" else _version(alias)
+        if index is None or not 0 <= index < len(versions):
             return None
-        return RunTableArtifact(recorded, project, key, index, steps[index], len(steps))
+        return versions[index]
     return None
 
 
@@ -69,4 +98,4 @@ def _version(alias: str) -> int | None:
     return int(alias[1:]) if re.fullmatch(r"v\d+", alias) else None
 
 
-__all__ = ["RunTableArtifact", "run_table_artifact"]
+__all__ = ["RunTableArtifact", "run_table_artifact", "run_table_artifacts"]

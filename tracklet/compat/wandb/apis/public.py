@@ -290,7 +290,9 @@ class Run:
         not_supported("wandb.Api run.delete()", "nothing is deleted (remove the run's directory to delete it)")
 
     def logged_artifacts(self, per_page: int = 100) -> list:
-        """The artifact versions this run logged (from the store's lineage)."""
+        """The artifact versions this run logged (from the store's lineage), with its logged tables
+        as W&B lists them: ``run-<id>-<key>:v<n>`` of type ``run_table``, one per time the key was
+        logged (``_run_tables.py``), all in the order they were logged."""
         return self._artifacts("logged")
 
     def used_artifacts(self, per_page: int = 100) -> list:
@@ -311,12 +313,17 @@ class Run:
         root = recorded._paths.root
         api = TrackletApi(root)
         edges = edges_of_run(api.store.engine, recorded.project, recorded.id, direction)
-        found: list[Any] = []
+        found: list[tuple[float, Any]] = []
         for edge in edges:
             reference = f"{edge['project']}/{edge['name']}:v{edge['version']}"
-            if all(a.qualified_name != reference for a in found):
-                found.append(Artifact._wrap(resolve(root, reference)))
-        return found
+            if all(a.qualified_name != reference for _, a in found):
+                found.append((edge["time"], Artifact._wrap(resolve(root, reference))))
+        if direction == "logged":
+            from tracklet.compat.wandb.apis._run_tables import run_table_artifacts
+
+            found.extend((table.time, table) for table in run_table_artifacts(recorded, recorded.project))
+            found.sort(key=lambda pair: pair[0])  # stable: ties keep the lineage order
+        return [artifact for _, artifact in found]
 
     def load(self, force: bool = False) -> None:
         self._recorded.refresh()

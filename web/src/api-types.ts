@@ -2172,7 +2172,7 @@ export interface components {
             size: number;
             /**
              * Digest
-             * @description sha256 of its bytes
+             * @description sha256 of its bytes, or `blake3:` and the BLAKE3 of its bytes for a file stored as chunks
              */
             digest: string;
             /**
@@ -2453,7 +2453,7 @@ export interface components {
         BlobQuery: {
             /**
              * Digests
-             * @description sha256 digests (64 lowercase hex digits), at most 1,000
+             * @description sha256 digests (64 lowercase hex digits), or chunked files' `blake3:<64 hex digits>`, at most 1,000
              */
             digests: string[];
         };
@@ -2479,7 +2479,7 @@ export interface components {
             chunks: string[];
             /**
              * Stream
-             * @description With `segment`: the chunks are that segment of a file being streamed (a random id of 32 lowercase hex digits), in file order, repeats included: the server sha256s the file as they arrive, so registering it with this stream needs no read back
+             * @description With `segment`: the chunks are that segment of a file being streamed (a random id of 32 lowercase hex digits), in file order, repeats included: the server hashes the file (BLAKE3) as they arrive, so registering it with this stream needs no read back
              */
             stream?: string | null;
             /**
@@ -2701,7 +2701,7 @@ export interface components {
         FileRequest: {
             /**
              * Digest
-             * @description The file's sha256
+             * @description The file's digest: `blake3:` and the BLAKE3 of its bytes (64 lowercase hex digits); a sha256 from a client before that rule
              */
             digest: string;
             /**

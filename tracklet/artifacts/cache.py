@@ -49,7 +49,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from tracklet.artifacts.digests import BLAKE3_PREFIX, file_hasher, is_blake3, is_sha256
+from tracklet.core.digests import BLAKE3_PREFIX, file_hasher, is_blake3, is_sha256
 from tracklet.artifacts.durable import sync_file
 from tracklet.core.processes import pid_alive
 from tracklet.errors import ArtifactError

@@ -4,7 +4,7 @@ A file of at least :data:`CHUNK_THRESHOLD` bytes is cut into chunks of about 64 
 boundaries depend on the content (FastCDC 2020, ``pyfastcdc``), so an insertion or a deletion moves
 only the cut points near it: a new version of a checkpoint shares every chunk away from its edits
 with the old one. Each chunk is identified by its blake3 digest; the whole file gets its BLAKE3
-(the artifact manifest's digest, ``blake3:<hex>``: ``tracklet.artifacts.digests``) in the same
+(the artifact manifest's digest, ``blake3:<hex>``: ``tracklet.core.digests``) in the same
 pass. The file is streamed in blocks of a few MiB, never read whole; reading, the whole-file
 BLAKE3, the cutting and the chunks' blake3 run on threads of their own (each releases the GIL), so
 on a machine with free cores they overlap (``_BlockPipeline``).
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tracklet.artifacts.digests import BLAKE3_PREFIX, blake3_digest, is_blake3, is_sha256
+from tracklet.core.digests import BLAKE3_PREFIX, blake3_digest, is_blake3, is_sha256
 from tracklet.errors import RecipeError
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Digests of files in a thread pool, with a stat cache so an unchanged file is never read twice.
 
 A file's digest is its sha256, or for a file stored as chunks ``blake3:<hex>``
-(``tracklet.artifacts.digests``); a cached digest of the other form than the one asked for counts
+(``tracklet.core.digests``); a cached digest of the other form than the one asked for counts
 as a miss (the chunking threshold moved, or the cache predates the BLAKE3 rule).
 
 ``hashlib`` releases the GIL while it hashes a buffer, so several files hash in parallel and the
@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from tracklet.artifacts.digests import hash_file, is_blake3
+from tracklet.core.digests import hash_file, is_blake3
 from tracklet.core.filehash import sha256_handle
 
 CHUNK = 1 << 20

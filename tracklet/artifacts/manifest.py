@@ -1,7 +1,7 @@
 """An artifact's manifest, in W&B's shape: ``{"version": 1, "storagePolicy": ..., "contents":
 {path: {"digest", "size", "ref"?, "extra"?}}}``. A digest is the sha256 of the file's bytes (64 hex
 digits), or, for a file stored as chunks, ``blake3:`` and the BLAKE3 of its bytes
-(``tracklet.artifacts.digests``: why, and how old versions read).
+(``tracklet.core.digests``: why, and how old versions read).
 
 The manifest's own digest (an artifact version's identity) is the sha256 of the sorted
 ``path:digest`` lines, each ending in a newline: two artifacts with the same files under the same
@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tracklet.artifacts.digests import is_file_digest, is_sha256
+from tracklet.core.digests import is_file_digest, is_sha256
 from tracklet.artifacts.names import check_entry_path
 from tracklet.errors import ArtifactError
 

@@ -43,7 +43,7 @@ from tracklet.artifacts.chunking import (
     FileChunker,
     FileRecipe,
 )
-from tracklet.artifacts.digests import file_hasher
+from tracklet.core.digests import file_hasher
 from tracklet.artifacts.durable import sync_directory
 from tracklet.errors import ChunkCorrupt, ChunkMissing, ChunkStoreError, DigestMismatch, PackCorrupt
 

@@ -35,7 +35,7 @@ from tracklet.artifacts.names import check_artifact_name, parse_ref, version_num
 from tracklet.artifacts.registry import VersionInfo
 from tracklet.artifacts.cache import BlobCache, CacheFull
 from tracklet.artifacts.manifest import MAX_MANIFEST_BYTES
-from tracklet.artifacts.digests import is_blake3
+from tracklet.core.digests import is_blake3
 from tracklet.artifacts.storage import ArtifactStore, recipe_of
 from tracklet.client.artifacts import ArtifactClient, ChunkRoutesMissing
 from tracklet.errors import ArtifactError, ArtifactNotFound, ArtifactVerifyError, ChunkStoreError
@@ -585,7 +585,7 @@ class ServerVersionStore:
         (not stored on a server) is an ``ArtifactVerifyError`` naming it, after the other files
         are done."""
         from tracklet.artifacts.blobs import materialize
-        from tracklet.artifacts.digests import algorithm, hash_file
+        from tracklet.core.digests import algorithm, hash_file
         from tracklet.artifacts.references import ReferenceMissing, fetch, is_remote
 
         root.mkdir(parents=True, exist_ok=True)

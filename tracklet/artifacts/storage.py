@@ -14,7 +14,7 @@ Large files are chunked: a file of at least the chunk threshold (64 MiB; ``chunk
 ``$TRACKLET_ARTIFACT_CHUNK_THRESHOLD``, e.g. ``1MiB``) is cut into content-defined chunks
 (``tracklet.artifacts.chunking``) stored in packs (``tracklet.artifacts.packs``, under ``packs/``,
 indexed in ``chunk-index.sqlite``); only chunks the store lacks are written. Its manifest entry
-has the whole file's BLAKE3 as ``digest`` (``blake3:<hex>``, ``tracklet.artifacts.digests``; a
+has the whole file's BLAKE3 as ``digest`` (``blake3:<hex>``, ``tracklet.core.digests``; a
 file chunked before that rule keeps its sha256, and reads as before) and names its recipe (the
 chunk list, a blob of its own) in ``extra["recipe"]``. ``download()`` rebuilds such a file into a
 hidden temporary next to its final name, checks its digest, then renames it: a killed download never leaves a partial file
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
-from tracklet.artifacts.digests import algorithm, file_hasher, hash_file, is_blake3, is_sha256
+from tracklet.core.digests import algorithm, file_hasher, hash_file, is_blake3, is_sha256
 from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
 from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, count_file_hashed,
                                        parallel_map, stat_key)

@@ -426,7 +426,7 @@ class ArtifactClient:
                     raise RemoteError(f"downloading blob {digest} from {self.http.base_url} failed {attempts} "
                                       f"times: {type(error).__name__}: {error}") from None
                 self.http._sleep(self.http.retry.backoff(attempt))
-        from tracklet.artifacts.digests import file_hasher
+        from tracklet.core.digests import file_hasher
 
         hasher = file_hasher(digest)  # a blob's sha256, or a chunked file's blake3:<hex>
         with open(partial, "rb") as handle:

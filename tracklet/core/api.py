@@ -357,8 +357,8 @@ class RecordedRun:
 
     def media_keys(self) -> list[str]:
         """Every key media were logged under, in the order first logged (not the record log's
-        order, which differs across keys: ``tracklet.media.read.keys_in_logged_order``)."""
-        from tracklet.media.read import keys_in_logged_order
+        order, which differs across keys: ``tracklet.core.reader.keys_in_logged_order``)."""
+        from tracklet.core.reader import keys_in_logged_order
 
         return keys_in_logged_order(self._read.media)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from tracklet.core import identity, seeds
 from tracklet.core.decode import InvalidRecord, RecordDecoder
@@ -307,3 +307,14 @@ def warn_damage(state: RunState, log_file: Path | str, live: bool) -> None:
         return  # a live writer's last frame may simply be half-written
     warnings.warn(f"tracklet: record log {log_file} is {summary}; every other record was read",
                   TrackletWarning, stacklevel=3)
+
+
+def keys_in_logged_order(records: Iterable[Any]) -> list[str]:
+    """The keys of ``records`` (``MediaLogged`` or ``TableLogged`` messages) in the order first
+    logged: by the step and time of each key's first record, not the records' order in the log,
+    since the worker stores each key on its own lane and a small item logged later can be
+    recorded before a larger earlier one (one key's records keep their order)."""
+    first: dict[str, tuple[int, float]] = {}
+    for record in records:
+        first.setdefault(record.key, (record.step, record.time))
+    return sorted(first, key=first.__getitem__)

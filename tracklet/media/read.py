@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+from tracklet.core.reader import keys_in_logged_order
 from tracklet.errors import ArtifactError, TrackletWarning
 from tracklet.media.retention import RETENTION_FILE, read_cutoffs, retained
 
@@ -172,17 +173,6 @@ class MediaItem:
         if self.format == "npy":
             return np.load(io.BytesIO(self.read_bytes()), allow_pickle=False)
         raise ValueError(f"{self.kind} stored as {self.format} has no array form; read_bytes() or path give the file")
-
-
-def keys_in_logged_order(records: Iterable[Any]) -> list[str]:
-    """The keys of ``records`` (``MediaLogged`` or ``TableLogged`` messages) in the order first
-    logged: by the step and time of each key's first record, not the records' order in the log,
-    since the worker stores each key on its own lane and a small item logged later can be
-    recorded before a larger earlier one (one key's records keep their order)."""
-    first: dict[str, tuple[int, float]] = {}
-    for record in records:
-        first.setdefault(record.key, (record.step, record.time))
-    return sorted(first, key=first.__getitem__)
 
 
 def _typed_array(value: dict[str, Any]) -> Any:

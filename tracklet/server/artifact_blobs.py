@@ -49,7 +49,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracklet.artifacts.durable import sync_directory, sync_file
-from tracklet.artifacts.digests import file_hasher, is_blake3, is_file_digest
+from tracklet.core.digests import file_hasher, is_blake3, is_file_digest
 from tracklet.artifacts.manifest import Manifest, is_sha256
 from tracklet.artifacts.registry import LocalRegistry, VersionInfo
 from tracklet.core.layout import check_name
@@ -89,7 +89,7 @@ def check_digest(digest: object) -> str:
 
 def check_file_digest(digest: object) -> str:
     """A file's digest as a manifest has it: a sha256, or ``blake3:`` and 64 lowercase hex digits
-    for a file kept as chunks (``tracklet.artifacts.digests``); ``BadRequest`` if neither."""
+    for a file kept as chunks (``tracklet.core.digests``); ``BadRequest`` if neither."""
     if not is_file_digest(digest):
         raise BadRequest(f"{str(digest)[:80]!r} is not a file digest (a sha256: 64 lowercase hex digits, or "
                          "'blake3:' and 64 lowercase hex digits)")

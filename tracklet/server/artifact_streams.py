@@ -7,7 +7,7 @@ segment's chunk ids in file order, repeats included. Here, in the background, ea
 hashed in order as soon as the project holds all its chunks (the query's answer says which it
 lacks; the packs stored since tell which arrived, without asking the database): read back from the packs just written
 (the page cache, on a directory) into one reused buffer, the file's BLAKE3 (the digest of a chunked
-file, ``tracklet.artifacts.digests``) and the sequence of ids hashed both advanced. When the client
+file, ``tracklet.core.digests``) and the sequence of ids hashed both advanced. When the client
 registers the file with that stream, the server uses that digest only if the ids hashed are exactly
 the recipe's chunk ids, in order (and the file is claimed by its BLAKE3: an older client's sha256
 file is read back); otherwise (a stream this process never saw, a server restarted, another
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracklet.artifacts.digests import FileHasher
+from tracklet.core.digests import FileHasher
 
 #: Streams followed at once per server process; a new one beyond that is not followed.
 MAX_STREAMS = 64

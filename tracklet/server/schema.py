@@ -112,7 +112,7 @@ artifact_chunks = sa.Table(
 )
 
 # Large files each project holds as chunks: the file's digest (blake3:<hex>, or a sha256 from before
-# that rule: tracklet.artifacts.digests) -> its recipe blob, recorded once the server rebuilt the
+# that rule: tracklet.core.digests) -> its recipe blob, recorded once the server rebuilt the
 # file from the project's chunks and it hashed to that digest.
 artifact_files = sa.Table(
     "artifact_files",

@@ -1,5 +1,5 @@
 """artifact_files.digest holds a chunked file's ``blake3:<hex>`` digest (71 characters) as well as
-an older file's sha256 (64): tracklet.artifacts.digests.
+an older file's sha256 (64): tracklet.core.digests.
 
 Revision ID: s0014
 Revises: s0013

@@ -580,7 +580,7 @@ class ServerArtifacts:
         if streamed is not None and is_blake3(digest):
             actual, size_read = streamed
         else:
-            hasher = file_hasher(digest)
+            hasher = file_hasher(digest, threaded=False)  # fed a chunk at a time
             size_read = 0
             try:
                 reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)

@@ -177,3 +177,13 @@ def test_a_file_hashed_a_chunk_at_a_time_on_one_thread_has_its_blake3(size):
         one.update(memoryview(data)[start:start + CHUNK - 5])
         threaded.update(data[start:start + CHUNK - 5])
     assert one.hexdigest() == threaded.hexdigest() == _b3(data)
+
+
+@pytest.mark.parametrize("bad", ["a" * 63, "a" * 65, "A" * 64, "g" * 64, "a" * 64 + "\n", " " + "a" * 63, 7, None])
+def test_a_query_naming_something_that_is_not_a_chunk_id_is_refused(artifacts, bad):
+    """Every id of a "which chunks do you lack?" query is 64 lowercase hex digits, matched whole (a
+    trailing newline or an uppercase digit is refused too), else 400 naming it and nothing asked."""
+    good = blake3.blake3(b"x").hexdigest()
+    with pytest.raises(BadRequest, match="is not a chunk id"):
+        artifacts.missing_chunks("p", [good, bad])
+    assert artifacts.missing_chunks("p", [good]) == [good]

@@ -162,3 +162,28 @@ def test_an_online_commits_streamed_file_is_registered_from_its_stream(tmp_path)
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1025, 64 * 1024 + 7, 3 * (1 << 20) + 11])
+def test_a_file_hashed_a_chunk_at_a_time_on_one_thread_has_its_blake3(size):
+    """The server's stream and read back hash a file one ~64 KiB chunk at a time on one thread
+    (``FileHasher(threaded=False)``: a thread pool costs twice the CPU per GiB at that piece size);
+    the digest is the file's BLAKE3 all the same, as b3sum and the threaded hasher give it."""
+    from tracklet.core.digests import FileHasher
+
+    data = os.urandom(size)
+    one, threaded = FileHasher("blake3", threaded=False), FileHasher("blake3")
+    for start in range(0, size, CHUNK - 5):  # pieces not aligned to BLAKE3's 1 KiB blocks
+        one.update(memoryview(data)[start:start + CHUNK - 5])
+        threaded.update(data[start:start + CHUNK - 5])
+    assert one.hexdigest() == threaded.hexdigest() == _b3(data)
+
+
+@pytest.mark.parametrize("bad", ["a" * 63, "a" * 65, "A" * 64, "g" * 64, "a" * 64 + "\n", " " + "a" * 63, 7, None])
+def test_a_query_naming_something_that_is_not_a_chunk_id_is_refused(artifacts, bad):
+    """Every id of a "which chunks do you lack?" query is 64 lowercase hex digits, matched whole (a
+    trailing newline or an uppercase digit is refused too), else 400 naming it and nothing asked."""
+    good = blake3.blake3(b"x").hexdigest()
+    with pytest.raises(BadRequest, match="is not a chunk id"):
+        artifacts.missing_chunks("p", [good, bad])
+    assert artifacts.missing_chunks("p", [good]) == [good]

@@ -926,7 +926,7 @@ def reassemble(recipe: FileRecipe, reader: PackReader, dest: str | os.PathLike[s
     """
     dest_path = Path(dest)
     tmp = dest_path.with_name(f".{dest_path.name}.{uuid.uuid4().hex[:12]}.partial")
-    hasher = file_hasher(recipe.digest)
+    hasher = file_hasher(recipe.digest, threaded=False)  # fed a chunk at a time
     size = 0
     try:
         with open(tmp, "xb") as f:

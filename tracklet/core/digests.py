@@ -64,15 +64,21 @@ def algorithm(digest: str) -> str:
 
 class FileHasher:
     """``update(bytes)`` then ``hexdigest()`` in the form of the digest it will be compared to:
-    a plain sha256, or ``blake3:<hex>`` (BLAKE3 on several threads for large pieces)."""
+    a plain sha256, or ``blake3:<hex>``.
 
-    def __init__(self, kind: str) -> None:
+    BLAKE3 runs on several threads (``threaded``, the default) for callers that feed it large
+    pieces (4 MiB reads). A caller that feeds it one chunk at a time (~64 KiB: a file rebuilt or
+    re-hashed from its chunks) passes ``threaded=False``: at that size the thread pool's hand-offs
+    cost more than they save, about twice the CPU per GiB of one thread (0.45 vs 0.24 CPU s/GiB
+    measured, docs/artifacts.md "Server CPU per byte"); at 4 MiB pieces the two cost the same."""
+
+    def __init__(self, kind: str, *, threaded: bool = True) -> None:
         self.kind = kind
         self._blake3 = kind == "blake3"
         if self._blake3:
             import blake3
 
-            self._hash: Any = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            self._hash: Any = blake3.blake3(max_threads=blake3.blake3.AUTO if threaded else 1)
         else:
             self._hash = hashlib.sha256()
 
@@ -84,9 +90,10 @@ class FileHasher:
         return blake3_digest(digest) if self._blake3 else digest
 
 
-def file_hasher(like: str) -> FileHasher:
-    """A hasher whose ``hexdigest()`` is comparable to the digest ``like``."""
-    return FileHasher(algorithm(like))
+def file_hasher(like: str, *, threaded: bool = True) -> FileHasher:
+    """A hasher whose ``hexdigest()`` is comparable to the digest ``like`` (``threaded``: see
+    ``FileHasher``)."""
+    return FileHasher(algorithm(like), threaded=threaded)
 
 
 def hash_file(path: str | os.PathLike[str], kind: str,

@@ -414,10 +414,11 @@ class ServerArtifacts:
         unique = list(dict.fromkeys(check_chunk_id(c) for c in chunk_ids))
         held_rows = (artifact_chunks.c.project == project) & artifact_chunks.c.chunk_id.in_(unique)
         with self.engine.begin() as connection:
-            # Held chunks are marked used now, in the same transaction: the client will not send
+            # Held chunks are marked used now, in the same statement that finds them (UPDATE ...
+            # RETURNING, one round trip, not an UPDATE then a SELECT): the client will not send
             # them, so a garbage collection in flight keeps them (its DELETE re-checks the age).
-            connection.execute(artifact_chunks.update().where(held_rows).values(created_at=time.time()))
-            held = set(connection.execute(sa.select(artifact_chunks.c.chunk_id).where(held_rows)).scalars())
+            held = set(connection.execute(artifact_chunks.update().where(held_rows).values(created_at=time.time())
+                                          .returning(artifact_chunks.c.chunk_id)).scalars())
         if stream is not None:
             if not is_stream_id(stream) or segment is None or not 0 <= segment < 1 << 31:
                 raise BadRequest(f"stream {str(stream)[:40]!r} segment {segment!r}: a stream is 32 lowercase hex "
@@ -580,7 +581,7 @@ class ServerArtifacts:
         if streamed is not None and is_blake3(digest):
             actual, size_read = streamed
         else:
-            hasher = file_hasher(digest)
+            hasher = file_hasher(digest, threaded=False)  # fed a chunk at a time
             size_read = 0
             try:
                 reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)

@@ -13,6 +13,7 @@ the check of a file's digest when it is registered.
 from __future__ import annotations
 
 import bisect
+import re
 import threading
 from collections.abc import Iterator
 
@@ -62,8 +63,15 @@ class BufferPool:
 PACK_BUFFERS = BufferPool()
 
 
+#: A chunk id as sent: 64 lowercase hex digits (matched whole: no trailing newline).
+_CHUNK_ID = re.compile(r"[0-9a-f]{64}")
+
+
 def check_chunk_id(chunk_id: object) -> str:
-    if not (isinstance(chunk_id, str) and len(chunk_id) == 64 and all(c in "0123456789abcdef" for c in chunk_id)):
+    """``chunk_id`` if it is one (64 lowercase hex digits of a blake3), else ``BadRequest``. One
+    regular expression match: checked for every id of every "which chunks do you lack?" query
+    (~16k per GiB uploaded), where a per-character test was 40% of the query's CPU."""
+    if not (isinstance(chunk_id, str) and _CHUNK_ID.fullmatch(chunk_id)):
         raise BadRequest(f"{str(chunk_id)[:80]!r} is not a chunk id (64 lowercase hex digits of a blake3)")
     return chunk_id
 

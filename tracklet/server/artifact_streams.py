@@ -55,7 +55,7 @@ def is_stream_id(value: object) -> bool:
 @dataclass
 class _Stream:
     project: str
-    content: Any = field(default_factory=lambda: FileHasher("blake3"))  # of the file's bytes hashed so far
+    content: Any = field(default_factory=lambda: FileHasher("blake3", threaded=False))  # the file's bytes so far, fed a chunk at a time
     ids: Any = field(default_factory=hashlib.sha256)  # of the chunk ids hashed so far, concatenated
     chunks: int = 0
     size: int = 0

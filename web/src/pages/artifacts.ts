@@ -23,8 +23,18 @@ export function aliasChips(aliases: string[]): HTMLElement {
   );
 }
 
+/** The algorithm a digest names: the prefix of `blake3:<hex>` (a chunked file's BLAKE3), "sha256"
+ * for 64 bare hex digits (a blob's sha256, a version's manifest digest), else "digest" (a
+ * reference's checksum, such as an ETag, whose kind the string doesn't say). */
+export function digestAlgorithm(digest: string): string {
+  const prefixed = /^([a-z0-9]+):[0-9a-f]+$/.exec(digest);
+  if (prefixed) return prefixed[1];
+  return /^[0-9a-f]{64}$/.test(digest) ? "sha256" : "digest";
+}
+
+/** A digest's first 12 characters, the whole digest and its algorithm in the tooltip. */
 export function shortDigest(digest: string): HTMLElement {
-  return h("code.digest", { title: `sha256 ${digest}`, text: digest.slice(0, 12) });
+  return h("code.digest", { title: `${digestAlgorithm(digest)} ${digest}`, text: digest.slice(0, 12) });
 }
 
 function runLink(run: LineageRun): HTMLElement {

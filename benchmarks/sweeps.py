@@ -386,13 +386,15 @@ class Handoffs:
     """(e) for one method: each handoff's seconds (``gaps[i]``: trial ``i``'s last line to trial
     ``i + 1``'s first), the agent's ask inside it (``asks[i]``: wall and CPU seconds of the
     ``next_trial`` that handed out trial ``i + 1``), which of those asks fitted a model (the GP),
-    the agent's CPU seconds per trial and a program's median CPU seconds to its first line."""
+    the agent's CPU seconds per trial, a program's median CPU seconds to its first line, and how
+    many asks past the start-up trials were random because the GP's imports were still running."""
 
     gaps: list[float]
     asks: list[tuple[float, float]]
     fitted: list[bool]
     agent_cpu: float
     startup_cpu: float
+    random_while_importing: int  # asks past the start-up trials answered at random: the GP's imports ran
 
 
 def handoff(root: Path, method: str, trials: int) -> Handoffs:
@@ -446,10 +448,14 @@ def handoff(root: Path, method: str, trials: int) -> Handoffs:
 
     spans = [json.loads(line) for line in times.read_text().splitlines()]
     gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
-    # one agent: trial n is asked with n trials complete, so the GP fits from its start-up count on
-    fitted = [controller.uses_gp() and i + 1 >= BASE_STARTUP_TRIALS for i in range(len(gaps))]
+    # one agent: trial n is asked with n trials complete, so the GP fits from its start-up count on,
+    # but for the asks answered at random while the GP's imports still ran (``prepare``)
+    rows = {row["trial"]: row for row in controller.status()["trials"]}
+    fitted = [controller.uses_gp() and i + 1 >= BASE_STARTUP_TRIALS
+              and not rows.get(i + 1, {}).get("random_while_gp_imports") for i in range(len(gaps))]
+    waited = sum(1 for row in rows.values() if row.get("random_while_gp_imports"))
     return Handoffs(gaps, controller.asks[1:len(gaps) + 1], fitted, agent_cpu,
-                    statistics.median(span[2] for span in spans))
+                    statistics.median(span[2] for span in spans), waited)
 
 
 PARTS = ("regret", "pruning", "latency", "handoff", "heartbeat")
@@ -535,7 +541,9 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
         gaps = measured.gaps
         results["handoff_s"][method] = {"gaps": gaps, "asks": measured.asks, "fitted": measured.fitted,
                                         "agent_cpu_per_trial": measured.agent_cpu,
-                                        "program_startup_cpu": measured.startup_cpu, "load_average": os.getloadavg()}
+                                        "program_startup_cpu": measured.startup_cpu,
+                                        "random_while_importing": measured.random_while_importing,
+                                        "load_average": os.getloadavg()}
         plain = [g for i, g in enumerate(gaps) if i > 0 and not measured.fitted[i]]
         fitted = [(g, measured.asks[i][0]) for i, g in enumerate(gaps) if measured.fitted[i]]
         later = [g for g, _ in fitted[1:]]
@@ -546,6 +554,7 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
                      _median_max(later),
                      _median_max([measured.asks[i][1] * 1e3 for i in range(len(gaps)) if measured.fitted[i]][1:],
                                  "ms", 0),
+                     str(measured.random_while_importing) if shown == "bayes" else "-",
                      f"{measured.agent_cpu * 1e3:.0f} ms", f"{measured.startup_cpu * 1e3:.0f} ms",
                      "<= 1 s: " + ("met" if max(gaps) <= 1.0 else "missed")])
         lines.append(f"{method}: " + " ".join(
@@ -554,8 +563,9 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
     print(f"\n(e) run exit -> next run start, one agent, {count} trials of a real program "
           f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
     print_table(rows, ["method", "median", "max", "first", "random asks: median / max", "first GP (its ask)",
-                       "later GP: median / max", "later GP asks' CPU", "agent CPU / trial", "start-up CPU", "target"])
-    print("each handoff in s, * where the ask fitted the GP, [the ask in it: wall / CPU ms]:")
+                       "later GP: median / max", "later GP asks' CPU", "random: GP importing", "agent CPU / trial", "start-up CPU", "target"])
+    print("each handoff in s, * where the ask fitted the GP, [the ask in it: wall / CPU ms]; past the start-up trials,"
+          " an ask is random while the GP's imports still run (no ask waits for them):")
     for line in lines:
         print("  " + line)
 

@@ -57,6 +57,11 @@ MIN_STARTUP_TRIALS = 3
 GP_MAX_DIMS = 20
 LAPSED = "tracklet_lapsed"
 WARM_START = "warm_start"  # user attr of a trial added from an existing run
+# user attr of a trial suggested at random because the GP's modules were still importing (``prepare``)
+GP_LOADING = "random_while_gp_imports"
+# What ``prepare`` imports in the background: the GP's modules and what they pull in (torch, SciPy).
+GP_MODULES = ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
+              "optuna._gp.search_space", "scipy.optimize", "scipy.stats")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,7 +320,7 @@ def trial_run_id(sweep_id: str, trial: int) -> str:
 class LocalController:
     """The controller over the data root (no server): see the module docstring."""
 
-    _gp_import: threading.Thread | None = None  # ``prepare``'s imports, until an ask waited for them
+    _gp_import: threading.Thread | None = None  # ``prepare``'s imports, until an ask saw them end
 
     def __init__(self, root: Path | str, sweep_id: str) -> None:
         self.root = Path(root)
@@ -404,18 +409,18 @@ class LocalController:
         return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
 
     def prepare(self) -> threading.Thread | None:
-        """Import the GP's modules (torch, SciPy: seconds of CPU) on a background thread, so the
-        first GP suggestion, after the random start-up trials, doesn't pay for them between one
-        trial's exit and the next one's start. The agent calls it once as it starts; an import
-        that fails is left to the ask, which reports it."""
+        """Import the GP's modules (``GP_MODULES``: torch, SciPy, seconds of CPU) on a background
+        thread, so that no suggestion pays for them between one trial's exit and the next one's
+        start (issue #17: <= 1 s). The agent calls it once as it starts. Until the thread ends, an
+        ask that would fit the GP is served at random instead (:meth:`_gp_loading`); an import
+        that fails is left to the first GP ask after it, which imports again and reports it."""
         if not self.uses_gp():
             return None
 
         def load() -> None:
             import importlib
 
-            for module in ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
-                           "optuna._gp.search_space", "scipy.optimize", "scipy.stats"):
+            for module in GP_MODULES:
                 try:
                     importlib.import_module(module)
                 except Exception:  # noqa: BLE001 - the ask imports it again and reports the failure
@@ -434,18 +439,22 @@ class LocalController:
             return False
         return complete >= getattr(sampler, "_n_startup_trials", MIN_STARTUP_TRIALS)
 
-    def _await_gp_import(self) -> None:
-        """Before an ask that fits the GP, wait for ``prepare``'s imports to end. Two threads
-        importing SciPy's circular ``stats``/``qmc`` modules at once get a partly initialised
-        module: the ask raised ImportError and the agent stopped, whenever the start-up trials
-        ended before the imports (a loaded machine, short trials). Only asks that fit wait: a
-        start-up ask waiting here (it once did from the third finished trial on, though one
-        agent's GP starts at the tenth) put the rest of the imports, seconds, between a trial's
-        exit and the next one's start (issue #17: <= 1 s)."""
+    def _gp_loading(self) -> bool:
+        """Whether ``prepare``'s imports are still running. An ask that would fit the GP then
+        never waits for them (a first GP ask that did spent 1.1 s of its 1.2 s waiting: the
+        imports outlast the start-up trials when trials are short or the machine loaded), and
+        never imports beside them either (two threads importing SciPy's circular ``stats``/``qmc``
+        modules at once get a partly initialised module: ImportError, the agent stopped): it is
+        suggested by the GP sampler's independent (random) sampler, as a start-up trial is, and
+        the trial says so (user attr ``GP_LOADING``). The GP takes over at the first ask after
+        the imports end, fitted to every finished trial, the random ones included."""
         thread = self._gp_import
-        if thread is not None:
-            thread.join()
-            self._gp_import = None
+        if thread is None:
+            return False
+        if thread.is_alive():
+            return True
+        self._gp_import = None
+        return False
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:
@@ -502,11 +511,15 @@ class LocalController:
             agents = {lease["agent"] for lease in leases.values()} | {agent}
             study.sampler = self._sampler(len(agents), len(trials))
             fits = self._fits_gp(study.sampler, sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE))
-            if fits:
-                self._await_gp_import()
+            loading = fits and self._gp_loading()
+            if loading:  # at random, as a start-up trial: never wait for the GP's imports
+                study.sampler = getattr(study.sampler, "_independent_sampler", None) or optuna.samplers.RandomSampler()
+                fits = False
             with warnings.catch_warnings(), one_thread() if fits else contextlib.nullcontext():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
                 trial = study.ask(space.distributions(self._spec))
+            if loading:
+                trial.set_user_attr(GP_LOADING, True)
             config = space.decode(self._spec, trial.params)
             run_id = trial_run_id(self.sweep_id, trial.number)
             trial.set_user_attr("run_id", run_id)
@@ -854,6 +867,7 @@ class LocalController:
                 "config": config, "run": trial.user_attrs.get("run") or (
                     f"{self.project}/{trial.user_attrs['run_id']}" if "run_id" in trial.user_attrs else None),
                 "warm_start": bool(trial.user_attrs.get(WARM_START)),
+                "random_while_gp_imports": bool(trial.user_attrs.get(GP_LOADING)),
                 "last_step": trial.last_step,
                 "agent": trial.user_attrs.get("agent"), "error": trial.user_attrs.get("error"),
                 "start": trial.datetime_start.timestamp() if trial.datetime_start else None,

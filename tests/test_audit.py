@@ -173,6 +173,42 @@ def test_events_say_who_what_from_where_and_the_outcome(keyed_server, root):
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
 
 
+def test_routine_heartbeats_write_no_event_a_lapsed_lease_and_the_state_changes_do(keyed_server):
+    """A sweep agent renews its lease once a second (64 agents: 5.5M events a day in an
+    append-only table): a heartbeat that only renews is a routine call (``audit.ROUTINE``) and
+    writes no event. What changes state still does: the lease granted (next), a heartbeat that
+    finds its lease lapsed, a refused heartbeat, the trial's end (tell), the sweep paused."""
+    pytest.importorskip("optuna")
+    from tracklet.sweeps.remote import create_remote_sweep
+
+    key = keyed_server.admin_key
+    config = {"method": "random", "metric": {"name": "f"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep = create_remote_sweep(keyed_server.url, config, project="beats", api_key=key)["id"]
+    base = f"/api/v1/projects/beats/sweeps/{sweep}"
+    with httpx.Client(base_url=keyed_server.url, timeout=30, headers=_bearer(key)) as http:
+        start = _last_id(http, key)
+        lease = http.post(f"{base}/next", json={"agent": "a", "ttl": 60}).json()["lease"]
+        granted = _last_id(http, key)
+        for _ in range(30):
+            beat = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "a", "ttl": 60})
+            assert beat.json() == {"alive": True, "stop": None}
+        assert _events(http, key, after=granted) == []  # 30 renewals, no event
+        short = http.post(f"{base}/next", json={"agent": "b", "ttl": 0.2}).json()["lease"]
+        time.sleep(0.5)  # b's lease lapses
+        beat = http.post(f"{base}/heartbeat", json={"trial": short["trial"], "agent": "b", "ttl": 0.2})
+        assert beat.json() == {"alive": False, "stop": "lost"}
+        refused = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "a", "ttl": 60},
+                            headers=_bearer(f"tlk_nokey_{'x' * 43}"))
+        assert refused.status_code == 401
+        assert http.post(f"{base}/tell", json={"trial": lease["trial"], "agent": "a", "values": [0.5]}).status_code == 200
+        assert http.post(f"{base}/control", json={"state": "paused"}).status_code == 200
+        events = _events(http, key, after=start)
+    assert [(e["action"], e["status"], (e["detail"] or {}).get("change")) for e in events] == [
+        ("next_trial", 200, None), ("next_trial", 200, None), ("heartbeat", 200, "lease lost"),
+        ("heartbeat", 401, None), ("tell", 200, None), ("control", 200, None)]
+    assert events[2]["detail"] == {"change": "lease lost", "trial": short["trial"]}
+
+
 def test_only_server_admins_read_the_audit_log(keyed_server):
     server = keyed_server
     with httpx.Client(base_url=server.url, timeout=30) as http:

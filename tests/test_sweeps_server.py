@@ -298,6 +298,12 @@ def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded
     assert [t["state"] for t in trials] == ["complete", "pruned"]
     run = httpx.get(f"{server.url}/api/v1/runs/pruning/{trials[1]['run_id']}", headers=_bearer(server.admin_key))
     assert "pruned" in run.json()["run"]["tags"]
+    # The heartbeats (every 0.2 s) are routine calls: the one that stopped the trial is the only one
+    # in the audit log (server/audit.py's ROUTINE), written with the prune.
+    audit = httpx.get(f"{server.url}/api/v1/audit", params={"action": "heartbeat", "limit": 1000},
+                      headers=_bearer(server.admin_key)).json()["events"]
+    assert [(e["target"].rsplit("/", 1)[-1], e["detail"]) for e in audit] == [
+        ("heartbeat", {"change": "trial pruned", "trial": trials[1]["number"]})]
 
 
 def test_the_unmodified_wandb_sweep_script_in_online_mode_uses_the_server(server, tmp_path):

@@ -9,7 +9,8 @@ An agent on any machine talks only HTTP (``tracklet.sweeps.remote.RemoteControll
 - ``POST .../sweeps/{id}/heartbeat``: renew the lease; the answer says ``stop: lost`` (it lapsed)
   or ``stop: pruned``: on each beat of a sweep that prunes, the server reads the trial's run's new
   metric points from its store (what ingest indexed from the run's upload), reports them to the
-  trial at the run's steps and asks the pruner.
+  trial at the run's steps and asks the pruner. A routine call (``audit.ROUTINE``): audited only
+  when the lease is found lost or the pruner stops the trial (or the call is refused).
 - ``POST .../sweeps/{id}/tell``: how the trial ended (its objective values or an error); a
   pruned trial is told ``PRUNED`` whatever its process's exit.
 - ``POST .../sweeps/{id}/release``: give a trial back (the agent was interrupted).
@@ -29,6 +30,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from tracklet.core.settings import is_valid_name
 from tracklet.errors import MissingDependency, RunNotIndexed, SweepError, SweepNotFound
+from tracklet.server import audit
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
     SweepControlRequest,
@@ -215,6 +217,7 @@ def heartbeat(request: Request, project: str, sweep_id: str, body: SweepTrialRef
     ctl = _controller(request, project, sweep_id)
     lease = _lease(ctl, body)
     if not ctl.heartbeat(lease):
+        audit.changed("lease lost", trial=body.trial)  # lapsed, or not this agent's: the agent stops the trial
         return SweepHeartbeatResponse(alive=False, stop="lost")
     metric = ctl.spec.metric
     if not ctl.prunes or metric is None:

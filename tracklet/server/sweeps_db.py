@@ -40,6 +40,7 @@ from optuna.storages.journal import BaseJournalBackend
 
 from tracklet.core.settings import check_name
 from tracklet.errors import SweepNotFound
+from tracklet.server import audit
 from tracklet.server.schema import sweep_journal, sweep_leases, sweep_studies
 from tracklet.sweeps import space
 from tracklet.sweeps.controller import (
@@ -328,6 +329,9 @@ class ServerController(LocalController):
             before = self._op.lease_rows.get(number)
             if before == record:
                 continue
+            if record.get("pruned") and not (before or {}).get("pruned"):
+                # a routine heartbeat that stops a trial is audited, in this transaction (audit.ROUTINE)
+                audit.changed("trial pruned", trial=int(number))
             rest = json.dumps({k: v for k, v in record.items() if k not in ("agent", "expires")})
             if before is None:
                 connection.execute(sweep_leases.insert().values(sweep_id=self.sweep_id, trial=int(number),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from gp_gate import block_gp_imports, trials_while_blocked, watch_gp_asks
 
 from tracklet.sweeps.controller import Lease, LocalController, create_sweep
 
@@ -224,14 +225,6 @@ def test_bayes_searches_a_dominating_categorical_on_its_own_then_inside_its_best
     assert set(taken[covered + 1:]) == {"a"}  # then only the best value
 
 
-BLOCKED_IMPORT = """
-import sys
-# imported by prepare's thread: stands for a GP import that outlasts the start-up trials
-if not sys.modules["tracklet_test_gate"].release.wait(20):
-    raise ImportError("the test never released the import")
-"""
-
-
 def test_no_bayes_ask_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_path, monkeypatch):
     """The GP's modules (torch, SciPy) import on ``prepare``'s thread while the start-up trials
     run; where they outlast those trials (short trials, a loaded machine) the first GP ask waited
@@ -239,32 +232,11 @@ def test_no_bayes_ask_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_p
     start <= 1 s). No ask waits: while the imports run, an ask past the start-up trials is random
     (and its trial says so); the first ask after they end is the GP's. Here one of the imports
     blocks until the test releases it, so an ask that waited would hang there."""
-    import sys
-    import threading
-    import types
-
-    from tracklet.sweeps import controller as controller_module
-
-    gate = types.ModuleType("tracklet_test_gate")
-    gate.release = threading.Event()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tracklet_test_gate", gate)
-    (tmp_path / "mods").mkdir()
-    (tmp_path / "mods" / "tracklet_test_blocked_import.py").write_text(BLOCKED_IMPORT)
-    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
-    monkeypatch.setattr(controller_module, "GP_MODULES",
-                        ("tracklet_test_blocked_import", *controller_module.GP_MODULES))
-
+    release = block_gp_imports(tmp_path, monkeypatch)
     config = {"method": "bayes", "seed": 0, "metric": {"name": "f"},
               "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}
     controller = LocalController(tmp_path / "root", create_sweep(tmp_path / "root", config, project="p"))
-    asked_gp: list[int] = []  # the trials the GP sampler was asked for (start-up ones answer {})
-    plain = optuna.samplers.GPSampler.sample_relative
-
-    def watched(self, study, trial, search_space):  # the real sampler, watched
-        asked_gp.append(trial.number)
-        return plain(self, study, trial, search_space)
-
-    monkeypatch.setattr(optuna.samplers.GPSampler, "sample_relative", watched)
+    asked_gp = watch_gp_asks(monkeypatch)
     loading = controller.prepare()
     assert loading is not None
 
@@ -273,14 +245,7 @@ def test_no_bayes_ask_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_p
         assert isinstance(lease, Lease)
         controller.tell(lease, (lease.config["x"] - 0.3) ** 2 + lease.config["y"])
 
-    try:
-        for _ in range(13):  # 10 start-up trials, then 3 that the GP would fit
-            run_trial()
-        assert loading.is_alive()  # no ask waited for the imports
-    finally:
-        gate.release.set()  # type: ignore[attr-defined]
-    loading.join()
-    run_trial()
+    trials_while_blocked(run_trial, 13, release, loading)  # 10 start-up trials, then 3 that the GP would fit
     rows = controller.status()["trials"]
     assert [row["random_while_gp_imports"] for row in rows] == [False] * 10 + [True] * 3 + [False]
     assert asked_gp == [*range(10), 13]  # the GP's again once the imports ended

@@ -42,7 +42,7 @@ from tracklet.core.settings import check_name
 from tracklet.errors import SweepNotFound
 from tracklet.server import audit
 from tracklet.server.schema import sweep_journal, sweep_leases, sweep_studies
-from tracklet.sweeps import space
+from tracklet.sweeps import gp_imports, space
 from tracklet.sweeps.controller import (
     LAPSED,
     Lease,
@@ -53,6 +53,7 @@ from tracklet.sweeps.controller import (
     _optuna,
     parse_sweep_id,
     trial_run_id,
+    uses_gp,
     warm_start,
     warm_start_from_store,
 )
@@ -159,6 +160,8 @@ def create_server_sweep(engine: sa.Engine, root: Path, config: Any, *, project: 
             id=sweep_id, project=project, info=json.dumps(info), state=json.dumps({"state": "running"}),
             created_at=info["created"]))
         journal.flush()
+    if uses_gp(spec):  # its agents' asks will need the GP's modules: import them meanwhile (gp_imports)
+        gp_imports.start()
     return sweep_id
 
 
@@ -469,6 +472,9 @@ def controller(engine: sa.Engine, sweep_id: str, root: Path) -> ServerController
         found = _kept.setdefault(key, made)
         while len(_kept) > MAX_KEPT:
             _kept.pop(next(iter(_kept)))
+    # A GP sweep: its modules import in the background from its first call (a server started again
+    # mid-sweep: the first heartbeat or ask), so no ask imports them (``gp_imports``).
+    found.prepare()
     return found
 
 

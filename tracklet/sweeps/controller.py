@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
-from tracklet.sweeps import space
+from tracklet.sweeps import gp_imports, space
 from tracklet.sweeps.samplers import GP_NEEDS_TORCH, gp_available, gp_sampler, tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 from tracklet.sweeps.threads import one_thread
@@ -59,9 +59,6 @@ LAPSED = "tracklet_lapsed"
 WARM_START = "warm_start"  # user attr of a trial added from an existing run
 # user attr of a trial suggested at random because the GP's modules were still importing (``prepare``)
 GP_LOADING = "random_while_gp_imports"
-# What ``prepare`` imports in the background: the GP's modules and what they pull in (torch, SciPy).
-GP_MODULES = ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
-              "optuna._gp.search_space", "scipy.optimize", "scipy.stats")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,10 +314,16 @@ def trial_run_id(sweep_id: str, trial: int) -> str:
     return f"{sweep_id}-{trial}"
 
 
+def uses_gp(spec: SweepSpec) -> bool:
+    """Whether a sweep of ``spec`` asks Optuna's ``GPSampler`` (``bayes`` up to ``GP_MAX_DIMS``
+    parameters where PyTorch is installed, or ``method: optuna`` with ``sampler: gp``)."""
+    if spec.method == "bayes":
+        return len(spec.searched) <= GP_MAX_DIMS and gp_available()
+    return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
+
+
 class LocalController:
     """The controller over the data root (no server): see the module docstring."""
-
-    _gp_import: threading.Thread | None = None  # ``prepare``'s imports, until an ask saw them end
 
     def __init__(self, root: Path | str, sweep_id: str) -> None:
         self.root = Path(root)
@@ -401,35 +404,20 @@ class LocalController:
         _write_json(self.dir / "trials" / f"{number}.json", data, durable=False)
 
     def uses_gp(self) -> bool:
-        """Whether this sweep's sampler is Optuna's ``GPSampler`` (``bayes`` up to
-        ``GP_MAX_DIMS`` parameters, or ``method: optuna`` with ``sampler: gp``)."""
-        spec = self._spec
-        if spec.method == "bayes":
-            return len(spec.searched) <= GP_MAX_DIMS and gp_available()
-        return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
+        """Whether this sweep's sampler is Optuna's ``GPSampler`` (:func:`uses_gp`)."""
+        return uses_gp(self._spec)
 
     def prepare(self) -> threading.Thread | None:
-        """Import the GP's modules (``GP_MODULES``: torch, SciPy, seconds of CPU) on a background
-        thread, so that no suggestion pays for them between one trial's exit and the next one's
-        start (issue #17: <= 1 s). The agent calls it once as it starts. Until the thread ends, an
-        ask that would fit the GP is served at random instead (:meth:`_gp_loading`); an import
-        that fails is left to the first GP ask after it, which imports again and reports it."""
+        """Start importing the GP's modules (``gp_imports.GP_MODULES``: torch, SciPy, seconds of
+        CPU) on the process's background thread, so that no suggestion pays for them between one
+        trial's exit and the next one's start (issue #17: <= 1 s). The agent calls it once as it
+        starts, a server as it makes the controller of a GP sweep. Until the thread ends, an ask
+        that would fit the GP is served at random instead (:meth:`_gp_loading`); an import that
+        fails is left to the first GP ask after it, which imports again and reports it. The
+        thread, or None (not a GP sweep, or the modules are imported)."""
         if not self.uses_gp():
             return None
-
-        def load() -> None:
-            import importlib
-
-            for module in GP_MODULES:
-                try:
-                    importlib.import_module(module)
-                except Exception:  # noqa: BLE001 - the ask imports it again and reports the failure
-                    return
-
-        thread = threading.Thread(target=load, name="tracklet-sweep-gp-import", daemon=True)
-        thread.start()
-        self._gp_import = thread
-        return thread
+        return gp_imports.start()
 
     def _fits_gp(self, sampler: Any, complete: int) -> bool:
         """Whether asking ``sampler`` with ``complete`` finished trials fits the GP: a GP sweep
@@ -440,21 +428,15 @@ class LocalController:
         return complete >= getattr(sampler, "_n_startup_trials", MIN_STARTUP_TRIALS)
 
     def _gp_loading(self) -> bool:
-        """Whether ``prepare``'s imports are still running. An ask that would fit the GP then
-        never waits for them (a first GP ask that did spent 1.1 s of its 1.2 s waiting: the
+        """Whether the background GP imports (:meth:`prepare`) still run. An ask that would fit the
+        GP then never waits for them (a first GP ask that did spent 1.1 s of its 1.2 s waiting: the
         imports outlast the start-up trials when trials are short or the machine loaded), and
         never imports beside them either (two threads importing SciPy's circular ``stats``/``qmc``
         modules at once get a partly initialised module: ImportError, the agent stopped): it is
         suggested by the GP sampler's independent (random) sampler, as a start-up trial is, and
         the trial says so (user attr ``GP_LOADING``). The GP takes over at the first ask after
         the imports end, fitted to every finished trial, the random ones included."""
-        thread = self._gp_import
-        if thread is None:
-            return False
-        if thread.is_alive():
-            return True
-        self._gp_import = None
-        return False
+        return gp_imports.importing()
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:
@@ -515,6 +497,8 @@ class LocalController:
             if loading:  # at random, as a start-up trial: never wait for the GP's imports
                 study.sampler = getattr(study.sampler, "_independent_sampler", None) or optuna.samplers.RandomSampler()
                 fits = False
+            elif fits:  # nobody prepared them (a script's controller): here, one import at a time
+                gp_imports.serialized_import(*gp_imports.GP_MODULES)
             with warnings.catch_warnings(), one_thread() if fits else contextlib.nullcontext():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
                 trial = study.ask(space.distributions(self._spec))
@@ -752,6 +736,7 @@ class LocalController:
         if changed:
             self._save_leases(leases)
         return leases
+
 
     def _grid_point_of(self, frozen: Any) -> dict[str, Any] | None:
         """The grid point a lapsed trial held, to run again: its parameters, or, when the journal

@@ -89,12 +89,14 @@ DATABASE_ONLY = frozenset({
     "receive_traces",
 })
 # Routine calls: state-preserving requests that clients repeat at a high rate (a sweep agent's
-# lease renewal, once a second per agent: 64 agents wrote 5.5M events a day). A request of one of
-# these routes writes an event only when it did not end ok (denied, rejected or failed: always
-# audited), or when its code said it changed state (``changed``: a lease found lapsed, a trial the
-# pruner stopped). Every other mutating route writes its event whatever it did. Each is a
-# ``DATABASE_ONLY`` route: it commits no intent (an intent would become an event of its own).
-ROUTINE = frozenset({"heartbeat"})
+# lease renewal, once a second per agent: 64 agents wrote 5.5M events a day; its poll for the next
+# trial of a paused or full sweep, answered "wait", at its poll interval). A request of one of these
+# routes writes an event only when it did not end ok (denied, rejected or failed: always audited),
+# or when its code said it changed state (``changed``: a lease granted, lapsed leases failed, a
+# lease found lost, a trial the pruner stopped). Every other mutating route writes its event
+# whatever it did. Each is a ``DATABASE_ONLY`` route: it commits no intent (an intent would become
+# an event of its own).
+ROUTINE = frozenset({"heartbeat", "next_trial"})
 UNKNOWN = "unknown"  # the outcome of a recovered intent: its process died before the answer
 INTENT_LAPSE = 6 * 3600.0  # an intent this old whose owner can't be checked (another host) is recovered
 assert ROUTINE <= DATABASE_ONLY, "a routine route commits no intent"
@@ -115,10 +117,11 @@ def outcome_of(status: int) -> str:
 
 def changed(what: str, **detail: Any) -> None:
     """Say that the routine request being handled (its route in ``ROUTINE``) changed state, so it
-    is audited: ``what`` (e.g. "trial pruned") goes in its event's detail as ``change``, with
-    ``detail``. Called by the request's own code, on the thread its route runs on: before the
-    transaction that makes the change commits, so that transaction carries the event (the
-    unit of work); nothing outside a request."""
+    is audited: ``what`` (e.g. "trial pruned") goes in its event's detail as ``change`` (a later
+    call's replaces it), with ``detail`` (merged). Called by the request's own code, on the thread
+    its route runs on: before the transaction that makes the change commits, so that transaction
+    carries the event (the unit of work); nothing outside a request. On a request of any other
+    route it only adds to the event's detail."""
     scope = _REQUEST_SCOPE.get()
     if scope is None:
         return

@@ -5,7 +5,9 @@ An agent on any machine talks only HTTP (``tracklet.sweeps.remote.RemoteControll
 - ``POST /api/v1/projects/{project}/sweeps``: create a sweep (write; a new project is created for
   its sender, as a first upload does); ``GET /api/v1/sweeps/{id}``: its project and config (read);
   ``GET /api/v1/sweeps[?project=]``: the server sweeps of the projects the sender may read.
-- ``POST .../sweeps/{id}/next``: a lease on the next trial, or ``wait`` / ``finished``.
+- ``POST .../sweeps/{id}/next``: a lease on the next trial, or ``wait`` / ``finished``. A routine
+  call (``audit.ROUTINE``: agents poll it while a sweep is paused or full): audited only when it
+  grants a lease, fails lapsed leases (its event's detail lists them: ``lapsed``), or is refused.
 - ``POST .../sweeps/{id}/heartbeat``: renew the lease; the answer says ``stop: lost`` (it lapsed)
   or ``stop: pruned``: on each beat of a sweep that prunes, the server reads the trial's run's new
   metric points from its store (what ingest indexed from the run's upload), reports them to the

@@ -332,9 +332,6 @@ class ServerController(LocalController):
             before = self._op.lease_rows.get(number)
             if before == record:
                 continue
-            if record.get("pruned") and not (before or {}).get("pruned"):
-                # a routine heartbeat that stops a trial is audited, in this transaction (audit.ROUTINE)
-                audit.changed("trial pruned", trial=int(number))
             rest = json.dumps({k: v for k, v in record.items() if k not in ("agent", "expires")})
             if before is None:
                 connection.execute(sweep_leases.insert().values(sweep_id=self.sweep_id, trial=int(number),
@@ -346,6 +343,12 @@ class ServerController(LocalController):
                 changes["expires"] = record["expires"]
             connection.execute(sweep_leases.update().where(key, sweep_leases.c.trial == int(number)).values(**changes))
         self._op.lease_rows = {number: dict(record) for number, record in leases.items()}
+
+    def _changed(self, what: str, **detail: Any) -> None:
+        """Audit the change (``audit.changed``): it makes the routine call it is part of (an
+        agent's ``next`` or heartbeat, ``audit.ROUTINE``) write its event, in the operation's
+        transaction, which has not committed yet; on another call it adds to the event's detail."""
+        audit.changed(what, **detail)
 
     def heartbeat(self, lease: Lease) -> bool:
         """Renew ``lease``; False once it lapsed (or isn't ``lease.agent``'s). No lock: one read of
@@ -387,6 +390,7 @@ class ServerController(LocalController):
                     for number, record in leases.items():
                         if record.get("agent") == agent and record.get("request") == request:
                             record.update(self._lease_record(agent, ttl))
+                            self._changed("lease granted", trial=int(number), repeated=True)
                             self._save_leases(leases)
                             return self._lease_of(int(number), agent, ttl)
             self._request = request

@@ -512,6 +512,7 @@ class LocalController:
             self._write_trial(trial.number, {"sweep_id": self.sweep_id, "trial": trial.number, "run_id": run_id,
                                              "project": self.project, "config": config})
             leases[str(trial.number)] = self._lease_record(agent, ttl)
+            self._changed("lease granted", trial=trial.number)
             self._save_leases(leases)
             return Lease(self.sweep_id, trial.number, run_id, self.project, config, agent, ttl)
 
@@ -561,6 +562,7 @@ class LocalController:
                 if asking and trial.should_prune():
                     if not ended:
                         record["pruned"] = True
+                        self._changed("trial pruned", trial=lease.trial)
                         self._save_leases(leases)
                         return True
                     asking = False  # past a rung it didn't pass: record no later rung for it
@@ -699,6 +701,7 @@ class LocalController:
         if frozen.state != optuna.trial.TrialState.RUNNING:
             return None
         leases[str(number)] = self._lease_record(agent, ttl)
+        self._changed("lease granted", trial=number, resumed=True)
         self._save_leases(leases)
         config = space.decode(self._spec, frozen.params)
         return Lease(self.sweep_id, number, trial_run_id(self.sweep_id, number), self.project, config, agent, ttl,
@@ -710,6 +713,7 @@ class LocalController:
         optuna = _optuna()
         now = time.time()
         changed = False
+        lapsed: list[int] = []
         running = {t.number: t for t in study.get_trials(deepcopy=False)
                    if t.state == optuna.trial.TrialState.RUNNING}
         for number in [n for n in leases if int(n) not in running]:
@@ -727,16 +731,24 @@ class LocalController:
             else:
                 trial.set_user_attr("error", f"the lease lapsed ({holder} stopped renewing it): the agent or its "
                                              "machine died; the trial was marked failed")
+                lapsed.append(number)
             study.tell(number, state=optuna.trial.TrialState.FAIL)
             point = self._grid_point_of(frozen) if self._spec.method == "grid" else None
             if point is not None:
                 study.enqueue_trial(point)
             leases.pop(str(number), None)
             changed = True
+        if lapsed:
+            self._changed("leases lapsed", lapsed=sorted(lapsed))
         if changed:
             self._save_leases(leases)
         return leases
 
+    def _changed(self, what: str, **detail: Any) -> None:
+        """An operation, inside its lock, changed the sweep in a way worth a record of its own (a
+        lease granted, lapsed leases failed, a trial pruned): nothing here; the server's
+        controller audits it (``audit.changed``), so that an agent's polls and beats that change
+        nothing write no audit event."""
 
     def _grid_point_of(self, frozen: Any) -> dict[str, Any] | None:
         """The grid point a lapsed trial held, to run again: its parameters, or, when the journal

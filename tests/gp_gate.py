@@ -14,6 +14,7 @@ from typing import Any
 BLOCKED_IMPORT = """
 import sys
 # imported by the GP's import thread: stands for a GP import that outlasts the start-up trials
+sys.modules["tracklet_test_gate"].entered.set()
 if not sys.modules["tracklet_test_gate"].release.wait(20):
     raise ImportError("the test never released the import")
 """
@@ -30,6 +31,7 @@ def block_gp_imports(tmp_path: Path, monkeypatch: Any) -> threading.Event:
     gate = types.ModuleType("tracklet_test_gate")
     release = threading.Event()
     gate.release = release  # type: ignore[attr-defined]
+    gate.entered = threading.Event()  # type: ignore[attr-defined]  # set once the blocked import began
     monkeypatch.setitem(sys.modules, "tracklet_test_gate", gate)
     folder = tmp_path / "gp_gate_modules"
     folder.mkdir()
@@ -38,6 +40,7 @@ def block_gp_imports(tmp_path: Path, monkeypatch: Any) -> threading.Event:
     monkeypatch.delitem(sys.modules, "tracklet_test_blocked_import", raising=False)
     monkeypatch.setattr(gp_imports, "GP_MODULES", ("tracklet_test_blocked_import", *gp_imports.GP_MODULES))
     monkeypatch.setattr(gp_imports, "_imported", set(gp_imports._imported) - {"tracklet_test_blocked_import"})
+    monkeypatch.setattr(gp_imports, "_failed", False)
     return release
 
 

@@ -476,9 +476,8 @@ def controller(engine: sa.Engine, sweep_id: str, root: Path) -> ServerController
         found = _kept.setdefault(key, made)
         while len(_kept) > MAX_KEPT:
             _kept.pop(next(iter(_kept)))
-    # A GP sweep: its modules import in the background from its first call (a server started again
-    # mid-sweep: the first heartbeat or ask), so no ask imports them (``gp_imports``).
-    found.prepare()
+    if found is made:  # a GP sweep's modules import in the background from the first call naming it
+        found.prepare()  # (a server started again mid-sweep: its first heartbeat or ask): ``gp_imports``
     return found
 
 

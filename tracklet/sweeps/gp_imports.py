@@ -42,6 +42,7 @@ _lock = threading.Lock()  # held by the one thread importing one of these module
 _imported: set[str] = set()  # modules imported whole through serialized_import
 _start_lock = threading.Lock()
 _thread: threading.Thread | None = None
+_failed = False  # the background imports failed once: not tried again in the background
 
 
 def serialized_import(*modules: str) -> None:
@@ -57,14 +58,16 @@ def serialized_import(*modules: str) -> None:
 
 def start() -> threading.Thread | None:
     """Import ``GP_MODULES`` on a background daemon thread, unless a thread is at it already (then
-    that one is returned) or they all are imported (None). An import that fails ends the thread
-    quietly: the next GP ask imports again (:func:`serialized_import`) and reports the error."""
+    that one is returned), they all are imported, or a thread failed to import them before (None).
+    An import that fails ends the thread quietly and is not tried again here (a server would have
+    started a thread per request): the next GP ask imports again (:func:`serialized_import`) and
+    reports the error."""
     global _thread
     with _start_lock:
         if _thread is not None and _thread.is_alive():
             return _thread
         modules = tuple(GP_MODULES)
-        if all(name in _imported for name in modules):
+        if _failed or all(name in _imported for name in modules):
             return None
         _thread = threading.Thread(target=_load, args=(modules,), name="tracklet-sweep-gp-import", daemon=True)
         _thread.start()
@@ -72,10 +75,11 @@ def start() -> threading.Thread | None:
 
 
 def _load(modules: tuple[str, ...]) -> None:
+    global _failed
     try:
         serialized_import(*modules)
     except Exception:  # noqa: BLE001 - the GP ask imports again and reports the failure
-        pass
+        _failed = True
 
 
 def importing() -> bool:

@@ -18,10 +18,13 @@ it starts (``LocalController.prepare``), a server as a GP sweep is created or it
 (``server/sweeps_db.py``). While it runs (:func:`importing`), an ask that would fit the GP is
 answered at random instead and its trial marked (``controller.GP_LOADING``); no ask waits for it.
 
-A fork while the thread imports would leave the child with half-imported modules whose import
-locks belong to a thread the child doesn't have: ``os.fork`` first waits for the thread, at most
-``FORK_WAIT`` seconds (as ``server/query_warm.py`` does); the child gets fresh locks and no thread.
-Importing this module imports nothing heavy.
+A forked child gets a fresh import lock and no thread (``_after_fork_in_child``); a fork does not
+wait for the thread: under ``subprocess.Popen`` with a ``preexec_fn`` (how the agent starts every
+command trial) a before-fork hook joining the thread waited its whole timeout while the imports
+stood still (measured on CPython 3.11; under ``os.fork`` they went on), so every trial start
+waited 10 s while they ran. A child forked while the thread was inside an import (``os.fork`` in a function trial, not
+a command trial: ``exec`` follows there) that imports the same module may hang on that module's
+lock. Importing this module imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -35,8 +38,6 @@ GP_MODULES = ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "opt
               "optuna._gp.search_space", "scipy.optimize", "scipy.stats")
 # What parameter importance imports: Optuna's evaluators (fANOVA's imports scikit-learn, hence SciPy).
 IMPORTANCE_MODULES = ("optuna.importance",)
-# The longest os.fork() waits for the background imports under way.
-FORK_WAIT = 10.0
 
 _lock = threading.Lock()  # held by the one thread importing one of these modules
 _imported: set[str] = set()  # modules imported whole through serialized_import
@@ -94,12 +95,6 @@ def running() -> threading.Thread | None:
     return thread if thread is not None and thread.is_alive() else None
 
 
-def _before_fork() -> None:
-    thread = running()
-    if thread is not None and thread is not threading.current_thread():
-        thread.join(FORK_WAIT)
-
-
 def _after_fork_in_child() -> None:
     """The child has no import thread, and a lock its parent's thread held would stay held."""
     global _lock, _start_lock, _thread
@@ -109,4 +104,4 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

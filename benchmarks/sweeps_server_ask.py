@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,32 +30,24 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.server import free_port, wait_ready  # noqa: E402
+from benchmarks.sweeps import _process_cpu  # noqa: E402
+
 STARTUP = 10  # a bayes sweep's random start-up trials with one agent
-
-
-def _process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def asks(code: Path, trials: int, pause: float) -> dict[str, object]:
     """One server from ``code`` (its own working directory, so ``-m tracklet`` is that checkout's)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="tracklet-bench-server-ask-") as directory:
         server = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dev", "--dir", directory,
                                    "--port", str(port)], cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
+            wait_ready(url, server)
             time.sleep(1.0)  # the server's own warm-ups (query_warm, the routes) are over
             config = {"method": "bayes", "seed": 0, "metric": {"name": "f"},
                       "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}

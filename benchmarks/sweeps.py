@@ -10,14 +10,15 @@ temporary data root: JournalStorage, the file lock, leases), one run:
 objective on its own: ``tracklet.sweeps.samplers.ConditionalGPSampler``) and ``optuna`` with TPE,
 beside a plain in-memory Optuna ``GPSampler`` study on the same function and seeds, bayes's median
 over random's (the issue's target: <= 1/10) and the research's W&B bayes and GPSampler figures.
-The issue's three functions come first: Branin, Hartmann-6 and Hartmann-6 + 8 categoricals, the
-third as the team's research defines "+8cat" (sweeps-artifacts-registry.md §1.4): *one* 8-way
-unordered categorical (offsets 0, 5, ..., 35 here; the research says "0-40", its scripts were not
-kept), so ``hartmann6+8cat``. The issue's "1.33 vs 0.012" on it are the research's figures for
-that categorical on *Branin*: printed with "(on branin+8cat)". Extra rows: ``branin+8cat`` (the
-research's own function, where those figures belong) and ``hartmann6+8cats``, the issue's words
-read literally: 8 *separate* categoricals (``c0``..``c7``, 4 values each, each adding 0.5 x its
-value's index, so only all-``a`` reaches the optimum and none dominates; no W&B figure).
+The target (bayes <= random / 10) is judged on four functions (``TARGET_PROBLEMS``): the issue's
+three, Branin, Hartmann-6 and Hartmann-6 + 8 categoricals, the third as the team's research defines
+"+8cat" (sweeps-artifacts-registry.md §1.4): *one* 8-way unordered categorical (offsets 0, 5, ...,
+35 here; the research says "0-40", its scripts were not kept), so ``hartmann6+8cat``; and
+``branin+8cat``, the research's own function, where the issue's "1.33 vs 0.012" were measured
+(printed with "(on branin+8cat)" on the Hartmann row). ``hartmann6+8cats`` is the issue's words read
+literally, printed as an extra row with no verdict: 8 *separate* categoricals (``c0``..``c7``, 4
+values each, each adding 0.5 x its value's index, so only all-``a`` reaches the optimum and none
+dominates; no W&B figure).
 (b) ``next_trial`` latency (ask under the lock,
 lease written) with TPE at N trials, median and p99 of wall time and of this process's CPU time
 (on a shared machine the wall time includes other jobs' turns on the cores; the load average is
@@ -72,10 +73,14 @@ PUBLISHED: dict[str, tuple[float, float, str]] = {
     "branin+8cat": (1.33, 0.012, "branin+8cat"),
     "hartmann6+8cat": (1.33, 0.012, "branin+8cat"),  # the issue's sentence; measured on Branin + 8cat
 }
-# The issue's three functions (its regret bullet), as the research defines the third: one 8-way
-# categorical; the rest are extra rows (the research's own +8cat function, and the issue's words
-# read literally: 8 separate categoricals).
-ISSUE_PROBLEMS = ("branin", "hartmann6", "hartmann6+8cat")
+# The functions the issue's target (bayes <= random / 10) applies to, with the row's label: the
+# issue's three, the third as the research defines "+8cat" (one 8-way categorical), and the
+# research's own +8cat function, where the issue's figures (1.33 vs 0.012) were measured (the
+# lead's decision, session 16). The issue's words read literally (8 separate categoricals,
+# ``hartmann6+8cats``) are printed as an extra row with no verdict.
+TARGET_PROBLEMS = {"branin": "issue #17", "hartmann6": "issue #17", "hartmann6+8cat": "issue #17 (research's +8cat)",
+                   "branin+8cat": "research's +8cat (issue's figures)"}
+LITERAL_READING = "hartmann6+8cats"
 _A = [[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]]
 _P = [[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
       [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]]
@@ -231,23 +236,26 @@ def direct_gp_once(parameters: dict[str, Any], objective: Callable[[dict[str, An
 
 
 def regret_row(problem: str, engines: list[str], regrets: dict[str, list[float]]) -> list[str]:
-    """One row of table (a): the function, whether it is one of the issue's three, each engine's
-    median [IQR], bayes's median over random's, the research's W&B bayes and GPSampler figures
-    (with the function they were measured on, where that is another), and the issue's target
-    (bayes <= random / 10)."""
+    """One row of table (a): the function, why it is there (``TARGET_PROBLEMS``' label, or the
+    literal reading), each engine's median [IQR], bayes's median over random's, the research's W&B
+    bayes and GPSampler figures (with the function they were measured on, where that is another),
+    and the issue's target (bayes <= random / 10) on the target functions only."""
     shown = [_quartiles(regrets[name]) for name in engines]
     ratio, verdict = "-", "-"
     if "random" in regrets and "bayes (GP)" in regrets:
         bayes, random = statistics.median(regrets["bayes (GP)"]), statistics.median(regrets["random"])
         ratio = f"{bayes / random:.3g}" if random > 0 else "-"
-        verdict = "bayes <= random/10: " + ("met" if bayes <= random / 10 else "missed")
+        if problem in TARGET_PROBLEMS:
+            verdict = "bayes <= random/10: " + ("met" if bayes <= random / 10 else "missed")
+        elif problem == LITERAL_READING:
+            verdict = "literal reading: not a target"
     wandb, research_gp = "-", "-"
     if problem in PUBLISHED:
         figure, gp, measured_on = PUBLISHED[problem]
         where = "" if measured_on == problem else f" (on {measured_on})"
         wandb, research_gp = f"{figure:g}{where}", f"{gp:g}{where}"
-    return [problem, "issue #17" if problem in ISSUE_PROBLEMS else "extra", *shown, ratio, wandb, research_gp,
-            verdict]
+    label = TARGET_PROBLEMS.get(problem, "literal reading (8 separate)" if problem == LITERAL_READING else "extra")
+    return [problem, label, *shown, ratio, wandb, research_gp, verdict]
 
 
 def _quartiles(values: list[float]) -> str:
@@ -386,13 +394,15 @@ class Handoffs:
     """(e) for one method: each handoff's seconds (``gaps[i]``: trial ``i``'s last line to trial
     ``i + 1``'s first), the agent's ask inside it (``asks[i]``: wall and CPU seconds of the
     ``next_trial`` that handed out trial ``i + 1``), which of those asks fitted a model (the GP),
-    the agent's CPU seconds per trial and a program's median CPU seconds to its first line."""
+    the agent's CPU seconds per trial, a program's median CPU seconds to its first line, and how
+    many asks past the start-up trials were random because the GP's imports were still running."""
 
     gaps: list[float]
     asks: list[tuple[float, float]]
     fitted: list[bool]
     agent_cpu: float
     startup_cpu: float
+    random_while_importing: int  # asks past the start-up trials answered at random: the GP's imports ran
 
 
 def handoff(root: Path, method: str, trials: int) -> Handoffs:
@@ -446,10 +456,14 @@ def handoff(root: Path, method: str, trials: int) -> Handoffs:
 
     spans = [json.loads(line) for line in times.read_text().splitlines()]
     gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
-    # one agent: trial n is asked with n trials complete, so the GP fits from its start-up count on
-    fitted = [controller.uses_gp() and i + 1 >= BASE_STARTUP_TRIALS for i in range(len(gaps))]
+    # one agent: trial n is asked with n trials complete, so the GP fits from its start-up count on,
+    # but for the asks answered at random while the GP's imports still ran (``prepare``)
+    rows = {row["trial"]: row for row in controller.status()["trials"]}
+    fitted = [controller.uses_gp() and i + 1 >= BASE_STARTUP_TRIALS
+              and not rows.get(i + 1, {}).get("random_while_gp_imports") for i in range(len(gaps))]
+    waited = sum(1 for row in rows.values() if row.get("random_while_gp_imports"))
     return Handoffs(gaps, controller.asks[1:len(gaps) + 1], fitted, agent_cpu,
-                    statistics.median(span[2] for span in spans))
+                    statistics.median(span[2] for span in spans), waited)
 
 
 PARTS = ("regret", "pruning", "latency", "handoff", "heartbeat")
@@ -477,9 +491,10 @@ def run_regret(args: argparse.Namespace, root: Path, results: dict[str, Any]) ->
         rows.append(regret_row(problem, engines, regrets))
         print(f"{problem}: " + "; ".join(f"{name} {sorted(round(r, 4) for r in values)}"
                                         for name, values in regrets.items()), flush=True)
-    print(f"(a) simple regret after {budget} trials, median [IQR] of {seeds} seeds; the issue's three functions "
-          f"first ({', '.join(ISSUE_PROBLEMS)}: the third as the research defines '+8cat', one 8-way categorical); "
-          f"W&B bayes and GPSampler @50 are the research's figures, on the function named")
+    print(f"(a) simple regret after {budget} trials, median [IQR] of {seeds} seeds; the target (bayes <= random/10) "
+          f"on {', '.join(TARGET_PROBLEMS)} ('+8cat': one 8-way categorical, offsets 0, 5, ..., 35, as the research "
+          f"defines it); {LITERAL_READING}: the issue's words read literally (8 separate 4-way categoricals), "
+          f"not a target; W&B bayes and GPSampler @50 are the research's figures, on the function named")
     print_table(rows, ["function", "row", *engines, "bayes / random", "W&B bayes @50", "GPSampler @50", "target"])
 
 
@@ -535,7 +550,9 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
         gaps = measured.gaps
         results["handoff_s"][method] = {"gaps": gaps, "asks": measured.asks, "fitted": measured.fitted,
                                         "agent_cpu_per_trial": measured.agent_cpu,
-                                        "program_startup_cpu": measured.startup_cpu, "load_average": os.getloadavg()}
+                                        "program_startup_cpu": measured.startup_cpu,
+                                        "random_while_importing": measured.random_while_importing,
+                                        "load_average": os.getloadavg()}
         plain = [g for i, g in enumerate(gaps) if i > 0 and not measured.fitted[i]]
         fitted = [(g, measured.asks[i][0]) for i, g in enumerate(gaps) if measured.fitted[i]]
         later = [g for g, _ in fitted[1:]]
@@ -546,6 +563,7 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
                      _median_max(later),
                      _median_max([measured.asks[i][1] * 1e3 for i in range(len(gaps)) if measured.fitted[i]][1:],
                                  "ms", 0),
+                     str(measured.random_while_importing) if shown == "bayes" else "-",
                      f"{measured.agent_cpu * 1e3:.0f} ms", f"{measured.startup_cpu * 1e3:.0f} ms",
                      "<= 1 s: " + ("met" if max(gaps) <= 1.0 else "missed")])
         lines.append(f"{method}: " + " ".join(
@@ -554,8 +572,9 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
     print(f"\n(e) run exit -> next run start, one agent, {count} trials of a real program "
           f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
     print_table(rows, ["method", "median", "max", "first", "random asks: median / max", "first GP (its ask)",
-                       "later GP: median / max", "later GP asks' CPU", "agent CPU / trial", "start-up CPU", "target"])
-    print("each handoff in s, * where the ask fitted the GP, [the ask in it: wall / CPU ms]:")
+                       "later GP: median / max", "later GP asks' CPU", "random: GP importing", "agent CPU / trial", "start-up CPU", "target"])
+    print("each handoff in s, * where the ask fitted the GP, [the ask in it: wall / CPU ms]; past the start-up trials,"
+          " an ask is random while the GP's imports still run (no ask waits for them):")
     for line in lines:
         print("  " + line)
 

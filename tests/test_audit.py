@@ -173,6 +173,79 @@ def test_events_say_who_what_from_where_and_the_outcome(keyed_server, root):
     assert [e["id"] for e in events] == sorted(e["id"] for e in events)
 
 
+def _random_sweep(server, project: str) -> str:
+    """A random-search sweep on ``server`` in ``project``: its routes' base path."""
+    pytest.importorskip("optuna")
+    from tracklet.sweeps.remote import create_remote_sweep
+
+    config = {"method": "random", "metric": {"name": "f"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    sweep = create_remote_sweep(server.url, config, project=project, api_key=server.admin_key)["id"]
+    return f"/api/v1/projects/{project}/sweeps/{sweep}"
+
+
+def test_routine_heartbeats_write_no_event_a_lapsed_lease_and_the_state_changes_do(keyed_server):
+    """A sweep agent renews its lease once a second (64 agents: 5.5M events a day in an
+    append-only table): a heartbeat that only renews is a routine call (``audit.ROUTINE``) and
+    writes no event. What changes state still does: the lease granted (next), a heartbeat that
+    finds its lease lapsed, a refused heartbeat, the trial's end (tell), the sweep paused."""
+    key = keyed_server.admin_key
+    base = _random_sweep(keyed_server, "beats")
+    with httpx.Client(base_url=keyed_server.url, timeout=30, headers=_bearer(key)) as http:
+        start = _last_id(http, key)
+        lease = http.post(f"{base}/next", json={"agent": "a", "ttl": 60}).json()["lease"]
+        granted = _last_id(http, key)
+        for _ in range(30):
+            beat = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "a", "ttl": 60})
+            assert beat.json() == {"alive": True, "stop": None}
+        assert _events(http, key, after=granted) == []  # 30 renewals, no event
+        short = http.post(f"{base}/next", json={"agent": "b", "ttl": 0.2}).json()["lease"]
+        time.sleep(0.5)  # b's lease lapses
+        beat = http.post(f"{base}/heartbeat", json={"trial": short["trial"], "agent": "b", "ttl": 0.2})
+        assert beat.json() == {"alive": False, "stop": "lost"}
+        refused = http.post(f"{base}/heartbeat", json={"trial": lease["trial"], "agent": "a", "ttl": 60},
+                            headers=_bearer(f"tlk_nokey_{'x' * 43}"))
+        assert refused.status_code == 401
+        assert http.post(f"{base}/tell", json={"trial": lease["trial"], "agent": "a", "values": [0.5]}).status_code == 200
+        assert http.post(f"{base}/control", json={"state": "paused"}).status_code == 200
+        events = _events(http, key, after=start)
+    assert [(e["action"], e["status"], (e["detail"] or {}).get("change")) for e in events] == [
+        ("next_trial", 200, "lease granted"), ("next_trial", 200, "lease granted"), ("heartbeat", 200, "lease lost"),
+        ("heartbeat", 401, None), ("tell", 200, "leases lapsed"), ("control", 200, None)]
+    assert events[2]["detail"] == {"change": "lease lost", "trial": short["trial"]}
+    # the tell failed b's lapsed lease (the first call to reap it): its event names the trial
+    assert events[4]["detail"] == {"change": "leases lapsed", "lapsed": [short["trial"]]}
+
+
+def test_polling_next_writes_no_event_a_poll_that_grants_or_fails_a_lapsed_lease_does(keyed_server):
+    """Agents poll `next` at their poll interval while a sweep is paused or its run cap is reached
+    (answered `wait`): a routine call (``audit.ROUTINE``), so polls that change nothing write no
+    event. A poll that grants a lease writes one, as does the poll that fails lapsed leases (agents
+    killed): its detail names the trials that lapsed."""
+    key = keyed_server.admin_key
+    base = _random_sweep(keyed_server, "polls")
+    with httpx.Client(base_url=keyed_server.url, timeout=30, headers=_bearer(key)) as http:
+        leases = [http.post(f"{base}/next", json={"agent": agent, "ttl": 0.3}).json()["lease"] for agent in "ab"]
+        assert http.post(f"{base}/control", json={"state": "paused"}).status_code == 200
+        paused = _last_id(http, key)
+        time.sleep(0.6)  # a's and b's leases lapse: their agents were killed
+        first = http.post(f"{base}/next", json={"agent": "c", "ttl": 60}).json()
+        assert first["kind"] == "wait"
+        reaped = _events(http, key, after=paused)
+        assert [(e["action"], e["status"], e["detail"]) for e in reaped] == [
+            ("next_trial", 200, {"change": "leases lapsed", "lapsed": sorted(lease["trial"] for lease in leases)})]
+        for _ in range(20):  # polls of the paused sweep
+            assert http.post(f"{base}/next", json={"agent": "c", "ttl": 60}).json()["kind"] == "wait"
+        assert _events(http, key, after=reaped[-1]["id"]) == []
+        assert http.post(f"{base}/control", json={"state": "running", "run_cap": 1}).status_code == 200
+        resumed = _last_id(http, key)
+        lease = http.post(f"{base}/next", json={"agent": "c", "ttl": 60}).json()["lease"]
+        for _ in range(20):  # the run cap is reached (lapsed trials do not count): wait for c's trial
+            assert http.post(f"{base}/next", json={"agent": "d", "ttl": 60}).json()["kind"] == "wait"
+        events = _events(http, key, after=resumed)
+    assert [(e["action"], e["detail"]) for e in events] == [
+        ("next_trial", {"change": "lease granted", "trial": lease["trial"]})]
+
+
 def test_only_server_admins_read_the_audit_log(keyed_server):
     server = keyed_server
     with httpx.Client(base_url=server.url, timeout=30) as http:

@@ -298,6 +298,12 @@ def test_the_server_prunes_from_the_metric_it_ingested_and_the_trial_is_recorded
     assert [t["state"] for t in trials] == ["complete", "pruned"]
     run = httpx.get(f"{server.url}/api/v1/runs/pruning/{trials[1]['run_id']}", headers=_bearer(server.admin_key))
     assert "pruned" in run.json()["run"]["tags"]
+    # The heartbeats (every 0.2 s) are routine calls: the one that stopped the trial is the only one
+    # in the audit log (server/audit.py's ROUTINE), written with the prune.
+    audit = httpx.get(f"{server.url}/api/v1/audit", params={"action": "heartbeat", "limit": 1000},
+                      headers=_bearer(server.admin_key)).json()["events"]
+    assert [(e["target"].rsplit("/", 1)[-1], e["detail"]) for e in audit] == [
+        ("heartbeat", {"change": "trial pruned", "trial": trials[1]["number"]})]
 
 
 def test_the_unmodified_wandb_sweep_script_in_online_mode_uses_the_server(server, tmp_path):
@@ -552,3 +558,45 @@ def test_kill_9_of_a_server_agent_mid_operation_lapses_its_trial_and_runs_each_p
         run = httpx.get(f"{server.url}/api/v1/runs/agentkill/{trial['run_id']}", headers=_bearer(server.admin_key))
         assert run.status_code == 200 and run.json()["run"]["summary"]["f"] == trial["value"], run.text
         assert trial["run_state"] == "finished"
+
+
+def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_path, monkeypatch):
+    """The server imports a GP sweep's modules (torch, SciPy: seconds) in the background from the
+    sweep's creation (``gp_imports``); its first ask past the start-up trials imported them inside
+    the request before (seconds between an agent's trial exit and its next trial's start: issue
+    #17, <= 1 s). While they import, an ask past the start-up trials is answered at random and
+    its trial marked ``random_while_gp_imports``, as the local agent's is; the first ask after
+    they end is the GP's. One of the imports here blocks until the test releases it: a request
+    that waited for it would hang."""
+    from fastapi.testclient import TestClient
+    from gp_gate import block_gp_imports, trials_while_blocked, watch_gp_asks
+
+    from tracklet.server.app import create_app
+    from tracklet.server.sweeps_db import controller
+    from tracklet.sweeps import gp_imports
+
+    release = block_gp_imports(tmp_path, monkeypatch)
+    asked_gp = watch_gp_asks(monkeypatch)
+    config = {"method": "bayes", "seed": 0, "metric": {"name": "f"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}
+    root = tmp_path / "srv"
+    app = create_app(root, auth=False, index_on_start=False)
+    with TestClient(app) as client:
+        made = client.post("/api/v1/projects/gp/sweeps", json={"config": config})
+        assert made.status_code == 200, made.text
+        sweep_id = made.json()["id"]
+        loading = gp_imports.running()
+        assert loading is not None  # started by the sweep's creation
+
+        def run_trial() -> None:
+            answer = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/next", json={"agent": "a", "ttl": 60})
+            assert answer.status_code == 200, answer.text
+            lease = answer.json()["lease"]
+            told = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/tell", json={
+                "trial": lease["trial"], "agent": "a", "values": [(lease["config"]["x"] - 0.3) ** 2]})
+            assert told.status_code == 200 and told.json()["state"] == "complete", told.text
+
+        trials_while_blocked(run_trial, 12, release, loading)  # 10 start-up trials, then 2 the GP would fit
+        rows = controller(app.state.tracklet.store.engine, sweep_id, root).status()["trials"]
+    assert [row["random_while_gp_imports"] for row in rows] == [False] * 10 + [True] * 2 + [False]
+    assert asked_gp == [*range(10), 12]  # the GP's once the imports ended

@@ -2,7 +2,8 @@
 however it ended (docs/audit.md).
 
 Nothing has to remember to audit: ``AuditMiddleware`` wraps the whole application and, for every
-request that matched a route with a POST, PUT, PATCH or DELETE method, writes exactly one row to
+request that matched a route with a POST, PUT, PATCH or DELETE method (but the routine calls of
+``ROUTINE`` routes that changed nothing: a sweep agent's lease renewal), writes exactly one row to
 ``audit_events`` (``schema.py``) before the response's first byte leaves, so a client that saw the
 answer can read the event. The event says who (the user and API key ``require_access``
 authenticated, or none on a 401), what (the route's name as ``action``, the path below
@@ -87,8 +88,18 @@ DATABASE_ONLY = frozenset({
     # OTLP spans are rows only (no blob, no file); the span writer's transaction carries the event.
     "receive_traces",
 })
+# Routine calls: state-preserving requests that clients repeat at a high rate (a sweep agent's
+# lease renewal, once a second per agent: 64 agents wrote 5.5M events a day; its poll for the next
+# trial of a paused or full sweep, answered "wait", at its poll interval). A request of one of these
+# routes writes an event only when it did not end ok (denied, rejected or failed: always audited),
+# or when its code said it changed state (``changed``: a lease granted, lapsed leases failed, a
+# lease found lost, a trial the pruner stopped). Every other mutating route writes its event
+# whatever it did. Each is a ``DATABASE_ONLY`` route: it commits no intent (an intent would become
+# an event of its own).
+ROUTINE = frozenset({"heartbeat", "next_trial"})
 UNKNOWN = "unknown"  # the outcome of a recovered intent: its process died before the answer
 INTENT_LAPSE = 6 * 3600.0  # an intent this old whose owner can't be checked (another host) is recovered
+assert ROUTINE <= DATABASE_ONLY, "a routine route commits no intent"
 # A test hook: a server process with TRACKLET_TEST_AUDIT_KILL=<action> kills itself (SIGKILL) just
 # before it would write the event of a request of that route: after its change, before its outcome.
 _KILL_BEFORE_OUTCOME = os.environ.get("TRACKLET_TEST_AUDIT_KILL") or None
@@ -102,6 +113,23 @@ def outcome_of(status: int) -> str:
     if status in (401, 403):
         return "denied"
     return "rejected" if status < 500 else "error"
+
+
+def changed(what: str, **detail: Any) -> None:
+    """Say that the routine request being handled (its route in ``ROUTINE``) changed state, so it
+    is audited: ``what`` (e.g. "trial pruned") goes in its event's detail as ``change`` (a later
+    call's replaces it), with ``detail`` (merged). Called by the request's own code, on the thread
+    its route runs on: before the transaction that makes the change commits, so that transaction
+    carries the event (the unit of work); nothing outside a request. On a request of any other
+    route it only adds to the event's detail."""
+    scope = _REQUEST_SCOPE.get()
+    if scope is None:
+        return
+    state = scope.setdefault("state", {})
+    state["audit_changed"] = True
+    merged = dict(state.get("audit_detail") or {})
+    merged.update(detail, change=what)
+    state["audit_detail"] = merged
 
 
 def note(request: Any, *, target: str | None = None, **detail: Any) -> None:
@@ -586,6 +614,8 @@ class AuditMiddleware:
         if route is None:  # no route matched (404/405 from the router): nothing was acted on
             return None
         state: dict[str, Any] = scope.get("state") or {}
+        if getattr(route, "name", None) in ROUTINE and 0 < status < 400 and not state.get("audit_changed"):
+            return None  # a routine call that changed nothing (ROUTINE)
         principal = state.get("principal")
         headers = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope.get("headers", ())}
         path: str = scope.get("path", "")

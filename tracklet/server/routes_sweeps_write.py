@@ -5,11 +5,14 @@ An agent on any machine talks only HTTP (``tracklet.sweeps.remote.RemoteControll
 - ``POST /api/v1/projects/{project}/sweeps``: create a sweep (write; a new project is created for
   its sender, as a first upload does); ``GET /api/v1/sweeps/{id}``: its project and config (read);
   ``GET /api/v1/sweeps[?project=]``: the server sweeps of the projects the sender may read.
-- ``POST .../sweeps/{id}/next``: a lease on the next trial, or ``wait`` / ``finished``.
+- ``POST .../sweeps/{id}/next``: a lease on the next trial, or ``wait`` / ``finished``. A routine
+  call (``audit.ROUTINE``: agents poll it while a sweep is paused or full): audited only when it
+  grants a lease, fails lapsed leases (its event's detail lists them: ``lapsed``), or is refused.
 - ``POST .../sweeps/{id}/heartbeat``: renew the lease; the answer says ``stop: lost`` (it lapsed)
   or ``stop: pruned``: on each beat of a sweep that prunes, the server reads the trial's run's new
   metric points from its store (what ingest indexed from the run's upload), reports them to the
-  trial at the run's steps and asks the pruner.
+  trial at the run's steps and asks the pruner. A routine call (``audit.ROUTINE``): audited only
+  when the lease is found lost or the pruner stops the trial (or the call is refused).
 - ``POST .../sweeps/{id}/tell``: how the trial ended (its objective values or an error); a
   pruned trial is told ``PRUNED`` whatever its process's exit.
 - ``POST .../sweeps/{id}/release``: give a trial back (the agent was interrupted).
@@ -29,6 +32,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from tracklet.core.settings import is_valid_name
 from tracklet.errors import MissingDependency, RunNotIndexed, SweepError, SweepNotFound
+from tracklet.server import audit
 from tracklet.server.logs import run_paths
 from tracklet.server.models import (
     SweepControlRequest,
@@ -215,6 +219,7 @@ def heartbeat(request: Request, project: str, sweep_id: str, body: SweepTrialRef
     ctl = _controller(request, project, sweep_id)
     lease = _lease(ctl, body)
     if not ctl.heartbeat(lease):
+        audit.changed("lease lost", trial=body.trial)  # lapsed, or not this agent's: the agent stops the trial
         return SweepHeartbeatResponse(alive=False, stop="lost")
     metric = ctl.spec.metric
     if not ctl.prunes or metric is None:

@@ -40,8 +40,9 @@ from optuna.storages.journal import BaseJournalBackend
 
 from tracklet.core.settings import check_name
 from tracklet.errors import SweepNotFound
+from tracklet.server import audit
 from tracklet.server.schema import sweep_journal, sweep_leases, sweep_studies
-from tracklet.sweeps import space
+from tracklet.sweeps import gp_imports, space
 from tracklet.sweeps.controller import (
     LAPSED,
     Lease,
@@ -52,6 +53,7 @@ from tracklet.sweeps.controller import (
     _optuna,
     parse_sweep_id,
     trial_run_id,
+    uses_gp,
     warm_start,
     warm_start_from_store,
 )
@@ -158,6 +160,8 @@ def create_server_sweep(engine: sa.Engine, root: Path, config: Any, *, project: 
             id=sweep_id, project=project, info=json.dumps(info), state=json.dumps({"state": "running"}),
             created_at=info["created"]))
         journal.flush()
+    if uses_gp(spec):  # its agents' asks will need the GP's modules: import them meanwhile (gp_imports)
+        gp_imports.start()
     return sweep_id
 
 
@@ -340,6 +344,12 @@ class ServerController(LocalController):
             connection.execute(sweep_leases.update().where(key, sweep_leases.c.trial == int(number)).values(**changes))
         self._op.lease_rows = {number: dict(record) for number, record in leases.items()}
 
+    def _changed(self, what: str, **detail: Any) -> None:
+        """Audit the change (``audit.changed``): it makes the routine call it is part of (an
+        agent's ``next`` or heartbeat, ``audit.ROUTINE``) write its event, in the operation's
+        transaction, which has not committed yet; on another call it adds to the event's detail."""
+        audit.changed(what, **detail)
+
     def heartbeat(self, lease: Lease) -> bool:
         """Renew ``lease``; False once it lapsed (or isn't ``lease.agent``'s). No lock: one read of
         the lease's row, and a write (one ``UPDATE``) only when its expiry is due, i.e. once
@@ -380,6 +390,7 @@ class ServerController(LocalController):
                     for number, record in leases.items():
                         if record.get("agent") == agent and record.get("request") == request:
                             record.update(self._lease_record(agent, ttl))
+                            self._changed("lease granted", trial=int(number), repeated=True)
                             self._save_leases(leases)
                             return self._lease_of(int(number), agent, ttl)
             self._request = request
@@ -465,6 +476,8 @@ def controller(engine: sa.Engine, sweep_id: str, root: Path) -> ServerController
         found = _kept.setdefault(key, made)
         while len(_kept) > MAX_KEPT:
             _kept.pop(next(iter(_kept)))
+    if found is made:  # a GP sweep's modules import in the background from the first call naming it
+        found.prepare()  # (a server started again mid-sweep: its first heartbeat or ask): ``gp_imports``
     return found
 
 

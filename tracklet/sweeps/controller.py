@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from tracklet.core.settings import check_name, is_valid_name
 from tracklet.errors import MissingDependency, SweepError, SweepNotFound
-from tracklet.sweeps import space
+from tracklet.sweeps import gp_imports, space
 from tracklet.sweeps.samplers import GP_NEEDS_TORCH, gp_available, gp_sampler, tpe_sampler
 from tracklet.sweeps.spec import SweepSpec, parse
 from tracklet.sweeps.threads import one_thread
@@ -57,6 +57,8 @@ MIN_STARTUP_TRIALS = 3
 GP_MAX_DIMS = 20
 LAPSED = "tracklet_lapsed"
 WARM_START = "warm_start"  # user attr of a trial added from an existing run
+# user attr of a trial suggested at random because the GP's modules were still importing (``prepare``)
+GP_LOADING = "random_while_gp_imports"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,10 +314,16 @@ def trial_run_id(sweep_id: str, trial: int) -> str:
     return f"{sweep_id}-{trial}"
 
 
+def uses_gp(spec: SweepSpec) -> bool:
+    """Whether a sweep of ``spec`` asks Optuna's ``GPSampler`` (``bayes`` up to ``GP_MAX_DIMS``
+    parameters where PyTorch is installed, or ``method: optuna`` with ``sampler: gp``)."""
+    if spec.method == "bayes":
+        return len(spec.searched) <= GP_MAX_DIMS and gp_available()
+    return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
+
+
 class LocalController:
     """The controller over the data root (no server): see the module docstring."""
-
-    _gp_import: threading.Thread | None = None  # ``prepare``'s imports, until an ask waited for them
 
     def __init__(self, root: Path | str, sweep_id: str) -> None:
         self.root = Path(root)
@@ -396,35 +404,20 @@ class LocalController:
         _write_json(self.dir / "trials" / f"{number}.json", data, durable=False)
 
     def uses_gp(self) -> bool:
-        """Whether this sweep's sampler is Optuna's ``GPSampler`` (``bayes`` up to
-        ``GP_MAX_DIMS`` parameters, or ``method: optuna`` with ``sampler: gp``)."""
-        spec = self._spec
-        if spec.method == "bayes":
-            return len(spec.searched) <= GP_MAX_DIMS and gp_available()
-        return spec.method == "optuna" and (spec.sampler or {}).get("type") == "gp"
+        """Whether this sweep's sampler is Optuna's ``GPSampler`` (:func:`uses_gp`)."""
+        return uses_gp(self._spec)
 
     def prepare(self) -> threading.Thread | None:
-        """Import the GP's modules (torch, SciPy: seconds of CPU) on a background thread, so the
-        first GP suggestion, after the random start-up trials, doesn't pay for them between one
-        trial's exit and the next one's start. The agent calls it once as it starts; an import
-        that fails is left to the ask, which reports it."""
+        """Start importing the GP's modules (``gp_imports.GP_MODULES``: torch, SciPy, seconds of
+        CPU) on the process's background thread, so that no suggestion pays for them between one
+        trial's exit and the next one's start (issue #17: <= 1 s). The agent calls it once as it
+        starts, a server as it makes the controller of a GP sweep. Until the thread ends, an ask
+        that would fit the GP is served at random instead (:meth:`_gp_loading`); an import that
+        fails is left to the first GP ask after it, which imports again and reports it. The
+        thread, or None (not a GP sweep, or the modules are imported)."""
         if not self.uses_gp():
             return None
-
-        def load() -> None:
-            import importlib
-
-            for module in ("optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "optuna._gp.prior",
-                           "optuna._gp.search_space", "scipy.optimize", "scipy.stats"):
-                try:
-                    importlib.import_module(module)
-                except Exception:  # noqa: BLE001 - the ask imports it again and reports the failure
-                    return
-
-        thread = threading.Thread(target=load, name="tracklet-sweep-gp-import", daemon=True)
-        thread.start()
-        self._gp_import = thread
-        return thread
+        return gp_imports.start()
 
     def _fits_gp(self, sampler: Any, complete: int) -> bool:
         """Whether asking ``sampler`` with ``complete`` finished trials fits the GP: a GP sweep
@@ -434,18 +427,16 @@ class LocalController:
             return False
         return complete >= getattr(sampler, "_n_startup_trials", MIN_STARTUP_TRIALS)
 
-    def _await_gp_import(self) -> None:
-        """Before an ask that fits the GP, wait for ``prepare``'s imports to end. Two threads
-        importing SciPy's circular ``stats``/``qmc`` modules at once get a partly initialised
-        module: the ask raised ImportError and the agent stopped, whenever the start-up trials
-        ended before the imports (a loaded machine, short trials). Only asks that fit wait: a
-        start-up ask waiting here (it once did from the third finished trial on, though one
-        agent's GP starts at the tenth) put the rest of the imports, seconds, between a trial's
-        exit and the next one's start (issue #17: <= 1 s)."""
-        thread = self._gp_import
-        if thread is not None:
-            thread.join()
-            self._gp_import = None
+    def _gp_loading(self) -> bool:
+        """Whether the background GP imports (:meth:`prepare`) still run. An ask that would fit the
+        GP then never waits for them (a first GP ask that did spent 1.1 s of its 1.2 s waiting: the
+        imports outlast the start-up trials when trials are short or the machine loaded), and
+        never imports beside them either (two threads importing SciPy's circular ``stats``/``qmc``
+        modules at once get a partly initialised module: ImportError, the agent stopped): it is
+        suggested by the GP sampler's independent (random) sampler, as a start-up trial is, and
+        the trial says so (user attr ``GP_LOADING``). The GP takes over at the first ask after
+        the imports end, fitted to every finished trial, the random ones included."""
+        return gp_imports.importing()
 
     def _pruner(self) -> Any:
         if self._pruner_obj is None:
@@ -502,11 +493,17 @@ class LocalController:
             agents = {lease["agent"] for lease in leases.values()} | {agent}
             study.sampler = self._sampler(len(agents), len(trials))
             fits = self._fits_gp(study.sampler, sum(1 for t in trials if t.state == optuna.trial.TrialState.COMPLETE))
-            if fits:
-                self._await_gp_import()
+            loading = fits and self._gp_loading()
+            if loading:  # at random, as a start-up trial: never wait for the GP's imports
+                study.sampler = getattr(study.sampler, "_independent_sampler", None) or optuna.samplers.RandomSampler()
+                fits = False
+            elif fits:  # nobody prepared them (a script's controller): here, one import at a time
+                gp_imports.serialized_import(*gp_imports.GP_MODULES)
             with warnings.catch_warnings(), one_thread() if fits else contextlib.nullcontext():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and friends
                 trial = study.ask(space.distributions(self._spec))
+            if loading:
+                trial.set_user_attr(GP_LOADING, True)
             config = space.decode(self._spec, trial.params)
             run_id = trial_run_id(self.sweep_id, trial.number)
             trial.set_user_attr("run_id", run_id)
@@ -515,6 +512,7 @@ class LocalController:
             self._write_trial(trial.number, {"sweep_id": self.sweep_id, "trial": trial.number, "run_id": run_id,
                                              "project": self.project, "config": config})
             leases[str(trial.number)] = self._lease_record(agent, ttl)
+            self._changed("lease granted", trial=trial.number)
             self._save_leases(leases)
             return Lease(self.sweep_id, trial.number, run_id, self.project, config, agent, ttl)
 
@@ -564,6 +562,7 @@ class LocalController:
                 if asking and trial.should_prune():
                     if not ended:
                         record["pruned"] = True
+                        self._changed("trial pruned", trial=lease.trial)
                         self._save_leases(leases)
                         return True
                     asking = False  # past a rung it didn't pass: record no later rung for it
@@ -702,6 +701,7 @@ class LocalController:
         if frozen.state != optuna.trial.TrialState.RUNNING:
             return None
         leases[str(number)] = self._lease_record(agent, ttl)
+        self._changed("lease granted", trial=number, resumed=True)
         self._save_leases(leases)
         config = space.decode(self._spec, frozen.params)
         return Lease(self.sweep_id, number, trial_run_id(self.sweep_id, number), self.project, config, agent, ttl,
@@ -713,6 +713,7 @@ class LocalController:
         optuna = _optuna()
         now = time.time()
         changed = False
+        lapsed: list[int] = []
         running = {t.number: t for t in study.get_trials(deepcopy=False)
                    if t.state == optuna.trial.TrialState.RUNNING}
         for number in [n for n in leases if int(n) not in running]:
@@ -730,15 +731,24 @@ class LocalController:
             else:
                 trial.set_user_attr("error", f"the lease lapsed ({holder} stopped renewing it): the agent or its "
                                              "machine died; the trial was marked failed")
+                lapsed.append(number)
             study.tell(number, state=optuna.trial.TrialState.FAIL)
             point = self._grid_point_of(frozen) if self._spec.method == "grid" else None
             if point is not None:
                 study.enqueue_trial(point)
             leases.pop(str(number), None)
             changed = True
+        if lapsed:
+            self._changed("leases lapsed", lapsed=sorted(lapsed))
         if changed:
             self._save_leases(leases)
         return leases
+
+    def _changed(self, what: str, **detail: Any) -> None:
+        """An operation, inside its lock, changed the sweep in a way worth a record of its own (a
+        lease granted, lapsed leases failed, a trial pruned): nothing here; the server's
+        controller audits it (``audit.changed``), so that an agent's polls and beats that change
+        nothing write no audit event."""
 
     def _grid_point_of(self, frozen: Any) -> dict[str, Any] | None:
         """The grid point a lapsed trial held, to run again: its parameters, or, when the journal
@@ -854,6 +864,7 @@ class LocalController:
                 "config": config, "run": trial.user_attrs.get("run") or (
                     f"{self.project}/{trial.user_attrs['run_id']}" if "run_id" in trial.user_attrs else None),
                 "warm_start": bool(trial.user_attrs.get(WARM_START)),
+                "random_while_gp_imports": bool(trial.user_attrs.get(GP_LOADING)),
                 "last_step": trial.last_step,
                 "agent": trial.user_attrs.get("agent"), "error": trial.user_attrs.get("error"),
                 "start": trial.datetime_start.timestamp() if trial.datetime_start else None,

@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from tracklet.sweeps import gp_imports
 from tracklet.sweeps.spec import Param, SweepSpec, _quantize, grid_values
 
 _EPS = 1e-9  # CDF space is (0, 1): the ppf of 0 or 1 is infinite
@@ -106,8 +107,7 @@ def decode_value(param: Param, engine_value: Any, method: str) -> Any:
         return _quantize(math.exp(low + u * (high - low)), f["q"])
     if kind == "q_log_uniform":
         return _quantize(math.exp(f["min"] + u * (f["max"] - f["min"])), f["q"])
-    from scipy import stats  # type: ignore[import-untyped]
-
+    stats = _scipy_stats()
     if kind in ("normal", "q_normal"):
         value = float(stats.norm.ppf(u, loc=f["mu"], scale=f["sigma"]))
     elif kind in ("log_normal", "q_log_normal"):
@@ -115,6 +115,15 @@ def decode_value(param: Param, engine_value: Any, method: str) -> Any:
     else:  # beta, q_beta
         value = float(stats.beta.ppf(u, f["a"], f["b"]))
     return _quantize(value, f["q"]) if kind.startswith("q_") else value
+
+
+def _scipy_stats() -> Any:
+    """``scipy.stats``, imported one thread at a time (``gp_imports``: a server's request may
+    decode while the GP's modules import in the background)."""
+    gp_imports.serialized_import("scipy.stats")
+    import scipy.stats  # type: ignore[import-untyped]
+
+    return scipy.stats
 
 
 def decode(spec: SweepSpec, engine_params: dict[str, Any]) -> dict[str, Any]:
@@ -183,8 +192,7 @@ def _cdf(param: Param, value: float) -> float:
         low, high = (math.log(f["min"]), math.log(f["max"])) if kind == "q_log_uniform_values" else (f["min"], f["max"])
         u = (math.log(value) - low) / (high - low)
     else:
-        from scipy import stats
-
+        stats = _scipy_stats()
         if kind in ("normal", "q_normal"):
             u = float(stats.norm.cdf(value, loc=f["mu"], scale=f["sigma"]))
         elif kind in ("log_normal", "q_log_normal"):

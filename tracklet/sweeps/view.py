@@ -200,9 +200,12 @@ class SweepReader:
             return result
 
     def _compute_importance(self) -> dict[str, Any]:
+        from tracklet.sweeps import gp_imports
         from tracklet.sweeps.controller import _optuna
 
         optuna = _optuna()
+        # one thread at a time: scikit-learn's SciPy may be importing on the GP's thread (gp_imports)
+        gp_imports.serialized_import(*gp_imports.IMPORTANCE_MODULES)
         names = {param.key: param.name for param in self.controller.spec.searched}
         with self._lock:
             study = self._load()

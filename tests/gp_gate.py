@@ -1,0 +1,74 @@
+"""A GP import that blocks until the test releases it: stands for the GP's background imports
+(``tracklet.sweeps.gp_imports``) outlasting the start-up trials (short trials, a loaded
+machine), so a test can check that no ask waits for them and what an ask does meanwhile."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BLOCKED_IMPORT = """
+import sys
+# imported by the GP's import thread: stands for a GP import that outlasts the start-up trials
+sys.modules["tracklet_test_gate"].entered.set()
+if not sys.modules["tracklet_test_gate"].release.wait(20):
+    raise ImportError("the test never released the import")
+"""
+
+
+def block_gp_imports(tmp_path: Path, monkeypatch: Any) -> threading.Event:
+    """Put a module first in ``gp_imports.GP_MODULES`` whose import waits for the returned event
+    (set it to let the imports go on). Waits first for an import thread an earlier test started."""
+    from tracklet.sweeps import gp_imports
+
+    running = gp_imports.running()
+    if running is not None:
+        running.join()
+    gate = types.ModuleType("tracklet_test_gate")
+    release = threading.Event()
+    gate.release = release  # type: ignore[attr-defined]
+    gate.entered = threading.Event()  # type: ignore[attr-defined]  # set once the blocked import began
+    monkeypatch.setitem(sys.modules, "tracklet_test_gate", gate)
+    folder = tmp_path / "gp_gate_modules"
+    folder.mkdir()
+    (folder / "tracklet_test_blocked_import.py").write_text(BLOCKED_IMPORT)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "tracklet_test_blocked_import", raising=False)
+    monkeypatch.setattr(gp_imports, "GP_MODULES", ("tracklet_test_blocked_import", *gp_imports.GP_MODULES))
+    monkeypatch.setattr(gp_imports, "_imported", set(gp_imports._imported) - {"tracklet_test_blocked_import"})
+    monkeypatch.setattr(gp_imports, "_failed", False)
+    return release
+
+
+def watch_gp_asks(monkeypatch: Any) -> list[int]:
+    """The numbers of the trials Optuna's GPSampler is asked for from now on (the real sampler,
+    watched; a start-up ask is one too: it answers {})."""
+    import optuna
+
+    asked: list[int] = []
+    plain: Callable[..., Any] = optuna.samplers.GPSampler.sample_relative
+
+    def watched(self: Any, study: Any, trial: Any, search_space: Any) -> Any:
+        asked.append(trial.number)
+        return plain(self, study, trial, search_space)
+
+    monkeypatch.setattr(optuna.samplers.GPSampler, "sample_relative", watched)
+    return asked
+
+
+def trials_while_blocked(run_trial: Callable[[], None], count: int, release: threading.Event,
+                         loading: threading.Thread) -> None:
+    """Run ``count`` trials while the imports are blocked (none may wait for them: the import
+    thread is still alive after them), then release the imports, wait for them, and run one more."""
+    try:
+        for _ in range(count):
+            run_trial()
+        assert loading.is_alive()  # no ask waited for the imports
+    finally:
+        release.set()
+    loading.join()
+    run_trial()

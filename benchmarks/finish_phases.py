@@ -12,7 +12,9 @@ done meanwhile):
 
 - ``environment``: ``EnvironmentCapture.finish``, the wait for the environment capture (bounded
   by ``capture_wait``); whether the capture was still running when it returned (the bound was
-  hit), the parts not captured, whether the package inventory came from the cache, and each
+  hit), the parts not captured, whether the package inventory came from the cache ("hit"; "updated":
+  a watched directory had changed, and only its added or changed entries were read: their CPU in
+  ``updates``; "miss": a full scan, in ``scans``), and each
   part's thread CPU, wall time and when it ended (ms from ``finish()``'s start: negative =
   before it; a part that ends late was starved of the GIL by the training loop, or waited for
   git's processes);
@@ -37,6 +39,7 @@ _cpu = time.process_time
 
 # Filled while the process runs; read by collect().
 _state: dict[str, Any] = {"finish_start": None, "phases": {}, "parts": {}, "inventory": None, "scans": [],
+                          "updates": [],
                           "environment_running_after_wait": None, "fsync_ms": 0.0}
 
 
@@ -116,10 +119,21 @@ def install() -> None:
     def timed_cached(cache_dir: Any) -> Any:
         found = cached(cache_dir)
         if _state["inventory"] is None:  # the first read (in _prepare) says hit or miss
-            _state["inventory"] = "hit" if found is not None else "miss"
+            _state["inventory"] = ("miss" if found is None else "updated" if _state["updates"] else "hit")
         return found
 
     environment._cached_inventory = timed_cached
+    update = environment._update_inventory
+
+    def timed_update(directories: Any) -> Any:
+        wall, cpu = _clock(), time.thread_time()
+        updated = update(directories)
+        if updated is not directories:
+            _state["updates"].append({"wall_ms": (_clock() - wall) * 1000,
+                                      "cpu_ms": (time.thread_time() - cpu) * 1000})
+        return updated
+
+    environment._update_inventory = timed_update
     scan = environment._scan_packages
 
     def timed_scan() -> Any:
@@ -177,6 +191,7 @@ def collect() -> dict[str, Any]:
         "incomplete": _state.get("incomplete", []),
         "inventory": _state["inventory"],
         "scans": _state["scans"],
+        "updates": _state["updates"],
         "code_snapshot": _state.get("code_snapshot"),
         "parts": parts,
     }

@@ -419,9 +419,12 @@ def finish_phase_rows(samples: list[dict[str, Any]]) -> list[tuple[str, str, str
     rows.append(("  capture still running after capture_wait", f"{ran_out}/{count}",
                  ("incomplete: " + ", ".join(f"{part} {n}/{count}" for part, n in missing.items())) if missing
                  else "every record complete"))
-    hits = sum(1 for s in samples if s["inventory"] == "hit")
+    hits = sum(1 for s in samples if s["inventory"] in ("hit", "updated"))
     scans = [scan for s in samples for scan in s["scans"]]
+    updates = [update for s in samples for update in s.get("updates", ())]
     rows.append(("  package inventory from its cache", f"{hits}/{count}",
+                 (f"{len(updates)} brought up to date after an install (median {median([x['cpu_ms'] for x in updates]):.1f} "
+                  "ms CPU), " if updates else "") +
                  f"{len(scans)} scans before finish() returned" + (
                      ", median {:.0f} ms wall / {:.0f} ms CPU for {} packages".format(
                          median([x["wall_ms"] for x in scans]), median([x["cpu_ms"] for x in scans]),

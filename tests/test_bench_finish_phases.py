@@ -44,6 +44,25 @@ def test_the_cold_script_reports_where_finish_went_and_a_cache_miss_then_a_hit(t
     assert shown["  capture still running after capture_wait"] == "0/2"
 
 
+def test_the_first_cold_run_after_an_install_brings_the_inventory_cache_up_to_date_without_a_scan(tmp_path):
+    """``pip install`` changes a watched directory: the next run reads only the new entry into
+    the cache (``updated``), and records the package, with no full scan."""
+    site = tmp_path / "site-packages"  # a site directory on sys.path is watched even while empty
+    site.mkdir()
+    data, env = str(tmp_path / "data"), {"PYTHONPATH": f"{REPO}{os.pathsep}{site}"}
+    _, first = _cold(data, {"capture_wait": 60}, env)
+    info = site / "tracklet_fake_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tracklet-fake-pkg\nVersion: 1.0\n")
+    _, second = _cold(data, {"capture_wait": 60}, env)
+    assert first["inventory"] == "miss" and first["scans"]
+    assert second["inventory"] == "updated" and second["scans"] == [] and len(second["updates"]) == 1
+    assert second["incomplete"] == []
+    assert sum("tracklet-fake-pkg==1.0" in path.read_text() for path in (tmp_path / "data").rglob("requirements.txt")) == 1
+    shown = {row[0]: row[2] for row in overhead.finish_phase_rows([first, second])}
+    assert shown["  package inventory from its cache"].startswith("1 brought up to date after an install")
+
+
 def test_a_capture_cut_short_by_capture_wait_is_reported_with_its_missing_parts(tmp_path):
     slow = tmp_path / "bin"
     slow.mkdir()

@@ -152,7 +152,7 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
     site.mkdir(parents=True)
     first = _packages_of_new_run(root, site, "inv1")
     assert "protobuf" in {name.lower() for name in first} and "tracklet-fake-pkg" not in first
-    (cache,) = (root / "cache").glob("packages4-*.marshal")
+    (cache,) = (root / "cache").glob("packages5-*.marshal")
 
     info = _install_fake_distribution(site, "tracklet-fake-pkg", "1.0")
     assert _packages_of_new_run(root, site, "inv2")["tracklet-fake-pkg"] == "1.0"
@@ -174,6 +174,110 @@ def test_package_inventory_is_cached_and_follows_installs_and_removals(root, tmp
 
     cache.write_bytes(cache.read_bytes()[:-7])  # a damaged (cut) cache is a miss, never an error
     assert "protobuf" in {name.lower() for name in _packages_of_new_run(root, site, "inv6")}
+
+
+def _fake_site_install(site: Path, name: str, version: str, url: str = "") -> None:
+    """A distribution as pip leaves it: a ``*.dist-info`` directory (with PEP 610's
+    ``direct_url.json`` for a direct or editable install), any older one of that name removed."""
+    import shutil
+
+    for old in site.glob(f"{name}-*.dist-info"):
+        shutil.rmtree(old)
+    info = _install_fake_distribution(site, name, version)
+    (info / "RECORD").write_text("")
+    if url:
+        (info / "direct_url.json").write_text(f'{{"url": "{url}", "dir_info": {{"editable": true}}}}')
+
+
+def test_an_inventory_cache_miss_reads_only_what_changed_and_equals_a_full_scan(tmp_path, monkeypatch):
+    """After ``pip install`` (a watched directory changed) the cache is brought up to date by
+    reading only the entries added or changed, the removed ones dropped: a few ms instead of a
+    full scan (~150 ms of CPU with 250 packages), so the first run after an install still records
+    its packages within ``capture_wait``. Its result is the full scan's, through installs,
+    removals, upgrades, a reinstall of the same version as an editable install, and a package
+    shadowed by one installed earlier on ``sys.path``."""
+    from tracklet.core import environment
+
+    first, second = tmp_path / "a" / "site-packages", tmp_path / "b" / "site-packages"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    import sys
+
+    monkeypatch.setattr("sys.path", [str(first), str(second),
+                                     *(entry for entry in sys.path if "-packages" not in entry)])
+    cache = tmp_path / "cache"
+    for name in ("alpha", "beta", "gamma"):
+        _fake_site_install(second, name, "1.0")
+    environment._save_inventory(cache, environment._scan_packages()[1])
+
+    def versions() -> dict[str, str]:
+        found = environment._cached_inventory(cache)
+        assert found == environment._scan_packages()[0]
+        return {name: version for name, version, _ in found or []}
+
+    def plant(name: str) -> None:  # a mark only a cache read of the unchanged entry keeps
+        (cache_file,) = cache.glob("packages5-*.marshal")
+        data = marshal.loads(cache_file.read_bytes())
+        data["entries"] = marshal.dumps([(path, mtime, [(c, s, n, "planted" if n == name else v, src)
+                                                        for c, s, n, v, src in entries])
+                                         for path, mtime, entries in marshal.loads(data["entries"])])
+        cache_file.write_bytes(marshal.dumps(data))
+
+    assert versions() == {"alpha": "1.0", "beta": "1.0", "gamma": "1.0"}
+    _fake_site_install(second, "delta", "1.0")  # an install beside the others
+    plant("alpha")
+    found = environment._cached_inventory(cache)
+    assert {name: version for name, version, _ in found or []} == \
+        {"alpha": "planted", "beta": "1.0", "gamma": "1.0", "delta": "1.0"}  # alpha was not read again
+    plant("nothing")  # the cache file rewritten without the mark
+    _fake_site_install(second, "alpha", "2.0")  # an upgrade
+    import shutil
+
+    shutil.rmtree(second / "beta-1.0.dist-info")  # a removal
+    assert versions() == {"alpha": "2.0", "gamma": "1.0", "delta": "1.0"}
+    _fake_site_install(second, "gamma", "1.0", url="file:///src/gamma")  # reinstalled, editable
+    (gamma,) = [source for name, _, source in environment._cached_inventory(cache) or [] if name == "gamma"]
+    assert gamma == {"url": "file:///src/gamma", "editable": True}
+    versions()
+    _fake_site_install(first, "delta", "3.0")  # earlier on sys.path: it wins, as on import
+    assert versions()["delta"] == "3.0"
+    shutil.rmtree(first / "delta-3.0.dist-info")
+    assert versions()["delta"] == "1.0"
+
+    (cache_file,) = cache.glob("packages5-*.marshal")
+    _fake_site_install(second, "epsilon", "1.0")  # a change: the entries are read, and must be whole
+    data = marshal.loads(cache_file.read_bytes())
+    for foreign in (marshal.dumps({"packages": [("x", "1", {})], "watched": {}}),  # the older format
+                    marshal.dumps({**data, "entries": marshal.dumps([("a", "b", "c")])}),
+                    marshal.dumps({**data, "entries": data["entries"][:-9]}), b"\x00junk"):
+        cache_file.write_bytes(foreign)
+        assert environment._cached_inventory(cache) is None  # a full scan follows
+
+
+def test_the_inventory_update_reads_metadata_as_importlib_metadata_does(tmp_path):
+    """An update reads new entries without importing ``importlib.metadata`` (20-35 ms of CPU in a
+    fresh process): every distribution installed here, and headers written oddly, read the same."""
+    from importlib import metadata
+
+    from tracklet.core.environment import _MetadataEntry, _read_distribution
+
+    for distribution in metadata.distributions():
+        where = str(distribution._path)  # type: ignore[attr-defined]
+        assert _read_distribution(_MetadataEntry(where)) == _read_distribution(distribution), where
+    odd = {"folded": "Metadata-Version: 2.1\nname:  folded\nVERSION: 1.0\n  .post1\nName: second\n\nName: body\n",
+           "no-version": "Metadata-Version: 2.1\r\nName: no-version\r\n",
+           "body-only": "\nName: body-only\nVersion: 1\n", "not-a-header": "Name: x\nnot a header\nVersion: 2\n"}
+    for key, text in odd.items():
+        info = tmp_path / f"{key}-1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(text, newline="")
+        (info / "direct_url.json").write_text('{"url": "https://example.com/x.whl"}')
+        assert _read_distribution(_MetadataEntry(str(info))) == \
+            _read_distribution(metadata.PathDistribution(info)), key
+    egg = tmp_path / "eggfile-1.0.egg-info"  # setup.py install's single-file egg-info
+    egg.write_text("Metadata-Version: 1.0\nName: eggfile\nVersion: 1.0\n")
+    assert _read_distribution(_MetadataEntry(str(egg)))[:2] == ("eggfile", "1.0")
+    assert _read_distribution(_MetadataEntry(str(egg))) == _read_distribution(metadata.PathDistribution(egg))
 
 
 def test_a_checkout_on_pythonpath_with_an_egg_info_is_recorded_as_that_checkout_and_its_commit(root, tmp_path):
@@ -369,7 +473,7 @@ def test_a_run_that_does_not_wait_for_the_package_scan_still_leaves_its_cache(ro
     """
     done = run_script(script.format(project="first", wait=0), timeout=120)
     assert done.returncode == 0, done.stderr
-    assert list((root / "cache").glob("packages4-*.marshal"))
+    assert list((root / "cache").glob("packages5-*.marshal"))
     (first,) = tracklet.Api(root).runs("first")
     assert "packages" in first.metadata["environment_incomplete"]
     done = run_script(script.format(project="second", wait=60), timeout=120)
@@ -410,7 +514,7 @@ def test_a_clean_repository_is_captured_without_loading_openssl_or_json(tmp_path
         assert "environment_incomplete" not in meta, meta.get("environment_incomplete_reasons")
         assert meta["git"]["commit"] and meta["git"]["dirty"] is False
         assert "protobuf" in {name.lower() for name in meta["packages"]}
-    assert len(list((tmp_path / "data" / "cache").glob("packages4-*.marshal"))) == 1
+    assert len(list((tmp_path / "data" / "cache").glob("packages5-*.marshal"))) == 1
 
 
 def test_a_tight_training_loop_leaves_the_capture_no_imports_and_git_already_running(tmp_path):

@@ -19,7 +19,6 @@ import hashlib
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -108,7 +107,7 @@ class FsspecBlobStore:
         if not self._swept:
             self._swept = True
             self._sweep_partials()
-        return f"{self._tmp_dir}/{uuid.uuid4().hex}.partial"
+        return f"{self._tmp_dir}/{os.urandom(16).hex()}.partial"
 
     def _sweep_partials(self) -> None:
         """Remove temporary blobs a killed process left long ago (never a live writer's)."""

@@ -36,7 +36,6 @@ import importlib
 import json
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -402,7 +401,7 @@ def fetch(entry: ManifestEntry, target: Path) -> None:
     checked against the recorded validators and size, then renamed into place.
     ``ReferenceChanged`` (naming the URI) if it can't be reached or is not what was recorded."""
     assert entry.ref is not None
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+    temporary = target.with_name(f".{target.name}.{os.urandom(6).hex()}.partial")
     try:
         with open(temporary, "xb") as out:
             written = _fetch_http(entry, out) if scheme_of(entry.ref) in ("http", "https") else _fetch_object(entry, out)

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -252,7 +251,7 @@ class LocalRegistry:
     def _create_version(self, directory: Path, info: VersionInfo) -> None:
         versions = directory / "versions"
         versions.mkdir(parents=True, exist_ok=True)
-        temporary = versions / f".v{info.version}.{uuid.uuid4().hex}.tmp"
+        temporary = versions / f".v{info.version}.{os.urandom(16).hex()}.tmp"
         # Metadata is the user's: a value JSON can't hold (a tensor, a path) is kept as its str().
         with open(temporary, "xb") as handle:
             handle.write(json.dumps(info.to_json(), sort_keys=True, indent=1, default=str).encode())

@@ -8,7 +8,6 @@ large files, have their own streaming variant in ``core/export.py``.)
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 
@@ -16,7 +15,7 @@ def replace_atomically(path: Path, data: bytes, *, mode: int = 0o666, durable: b
     """Write ``data`` to a hidden file beside ``path`` (created with ``mode``, less the umask),
     ``fsync`` it when ``durable``, and rename it over ``path``. A failure leaves ``path`` as it
     was and removes the temporary file; two writers never share one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as handle:

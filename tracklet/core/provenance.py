@@ -101,14 +101,14 @@ def cuda_versions() -> tuple[str, str]:
 def package_source(distribution: Any) -> dict[str, Any]:
     """Where a distribution came from, from its ``direct_url.json``: ``{}`` for an index
     install, else ``url``, ``editable``, ``vcs``, ``commit``, ``requested_revision``."""
-    import json
-
     try:
         text = distribution.read_text("direct_url.json")
     except Exception:
         return {}
     if not text:
         return _checkout_source(distribution)
+    import json  # only for a direct install (~1.3 ms of CPU in a fresh process)
+
     try:
         data = json.loads(text)
     except ValueError:

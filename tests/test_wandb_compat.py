@@ -18,9 +18,11 @@ import sys
 import textwrap
 
 import pytest
+from click.testing import CliRunner
 from conftest import REPO
 
 import tracklet
+from tracklet.cli.main import main
 
 QUIET_ENV = {"TRACKLET_CONSOLE": "off", "TRACKLET_CAPTURE_ENVIRONMENT": "false", "TRACKLET_SYSTEM_METRICS": "false"}
 COMPAT_DIR = str(REPO / "tracklet" / "compat" / "wandb")
@@ -831,7 +833,8 @@ def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     assert isinstance(frame, tracklet.Table)
 
 
-def test_logged_tables_are_listed_in_logged_artifacts_as_w_and_b_lists_them(root, tmp_path):
+def _log_tables_and_weights(tmp_path) -> str:
+    """A run that logs a table three times, an artifact after the first, then a chart: its id."""
     import tracklet.compat.wandb as wandb
 
     weights = tmp_path / "weights.bin"
@@ -847,16 +850,35 @@ def test_logged_tables_are_listed_in_logged_artifacts_as_w_and_b_lists_them(root
             run.log_artifact(artifact).wait()
     wandb.log({"curve": wandb.plot.line(wandb.Table(columns=["x", "y"], data=[[0, 1], [1, 2]]), "x", "y")})
     wandb.finish()
+    return run.id
 
-    api = wandb.Api()
-    listed = api.run(f"listed/{run.id}").logged_artifacts()
-    table = f"listed/run-{run.id}-preds"
+
+def _check_logged_tables_listed(api, run_id: str) -> None:
+    listed = api.run(f"listed/{run_id}").logged_artifacts()
+    table = f"listed/run-{run_id}-preds"
     assert [(a.qualified_name, a.type) for a in listed] == [
         (f"{table}:v0", "run_table"), ("listed/weights:v0", "model"), (f"{table}:v1", "run_table"),
-        (f"{table}:v2", "run_table"), (f"listed/run-{run.id}-curve_table:v0", "run_table")]  # in the order logged
+        (f"{table}:v2", "run_table"), (f"listed/run-{run_id}-curve_table:v0", "run_table")]  # in the order logged
     assert [a.aliases for a in listed if a.type == "run_table"] == [[], [], ["latest"], ["latest"]]
     for version, artifact in enumerate(a for a in listed if a.qualified_name.startswith(table)):
-        assert artifact.version == f"v{version}" and artifact.name == f"run-{run.id}-preds:v{version}"
+        assert artifact.version == f"v{version}" and artifact.name == f"run-{run_id}-preds:v{version}"
         assert artifact.get("preds").get_column("id") == list(range(version + 1))  # the rows at that log
         assert api.artifact(artifact.qualified_name).get("preds").data == artifact.get("preds").data
     assert listed[-1].get("curve_table").columns == ["x", "y"]
+
+
+def test_logged_tables_are_listed_in_logged_artifacts_as_w_and_b_lists_them(root, tmp_path):
+    import tracklet.compat.wandb as wandb
+
+    _check_logged_tables_listed(wandb.Api(), _log_tables_and_weights(tmp_path))
+
+
+def test_a_run_synced_to_a_server_lists_its_logged_tables_as_w_and_b_does(root, tmp_path, servers):
+    import tracklet.compat.wandb as wandb
+
+    run_id = _log_tables_and_weights(tmp_path)
+    server = servers(tmp_path / "server")
+    synced = CliRunner().invoke(main, ["--dir", str(root), "sync", f"listed/{run_id}", "--url", server.url,
+                                       "--quiet"])
+    assert synced.exit_code == 0, synced.output
+    _check_logged_tables_listed(wandb.Api(overrides={"base_url": server.url}), run_id)

@@ -156,8 +156,9 @@ class RemoteRun:
     @property
     def used_artifacts(self) -> list[dict[str, Any]]:
         """The artifact versions this run used, in order, each once; the keys of the local
-        ``RecordedRun.used_artifacts`` (project, name, type, version, digest). Versions in projects
-        this key may not read are left out."""
+        ``RecordedRun.used_artifacts`` (project, name, type, version, digest) and ``time``, when the
+        run used it (seconds since the epoch; 0 from a server that doesn't say). Versions in
+        projects this key may not read are left out."""
         return self._artifacts("used")
 
     @property
@@ -168,7 +169,7 @@ class RemoteRun:
     def _artifacts(self, direction: str) -> list[dict[str, Any]]:
         data = self._http.get_json(f"/api/v1/runs/{self.path}/artifacts", missing=RunNotFound)
         return [{"project": item["project"], "name": item["name"], "type": item["type"], "version": item["index"],
-                 "digest": item["digest"]} for item in data[direction]]
+                 "digest": item["digest"], "time": item.get("time", 0.0)} for item in data[direction]]
 
     def files(self) -> list[str]:
         """Names of the run's files on the server (diff.patch, requirements.txt...)."""
@@ -201,6 +202,21 @@ class RemoteRun:
     def table_keys(self) -> list[str]:
         """The keys the run logged tables under (``tracklet.Table``, docs/tables.md)."""
         return list(self._http.get_json(f"/api/v1/runs/{self.path}/tables", missing=RunNotFound)["keys"])
+
+    def table_versions(self, key: str) -> list[dict[str, Any]]:
+        """Each time ``key`` was logged, oldest first: ``step`` (``table(key, step)`` reads that
+        version), ``time`` (seconds since the epoch), ``log_mode`` and ``rows``; ``index`` is the
+        version's place among all of them (the server lists the last 10,000). ``TableNotFound``
+        for a key the run never logged."""
+        from urllib.parse import quote
+
+        from tracklet.errors import TableNotFound
+
+        data = self._http.get_json(f"/api/v1/runs/{self.path}/table-versions/{quote(key, safe='/')}",
+                                   missing=TableNotFound)
+        first = int(data["total"]) - len(data["versions"])
+        return [{"index": first + place, "step": item["step"], "time": item.get("time", 0.0),
+                 "log_mode": item["log_mode"], "rows": item["rows"]} for place, item in enumerate(data["versions"])]
 
     def table(self, key: str, step: int | None = None) -> RemoteTable:
         """The table logged under ``key`` (its version at ``step``; default the latest), queried

@@ -420,6 +420,7 @@ class RunArtifact(BaseModel):
     type: str
     digest: str
     aliases: list[str]
+    time: float = Field(0.0, description="When the run logged or used it (seconds since the epoch)")
 
 
 class RunArtifactsResponse(BaseModel):

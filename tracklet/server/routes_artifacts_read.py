@@ -253,7 +253,8 @@ def run_artifacts(request: Request, project: str, run_id: str) -> RunArtifactsRe
         except (ArtifactError, ValueError):
             pass  # not in this registry (another artifact directory): the aliases it was recorded with
         item = RunArtifact(project=edge["project"], name=edge["name"], version=f"v{edge['version']}",
-                           index=edge["version"], type=edge["type"], digest=edge["digest"], aliases=aliases)
+                           index=edge["version"], type=edge["type"], digest=edge["digest"], aliases=aliases,
+                           time=edge["time"])
         (logged if edge["direction"] == "logged" else used).append(item)
     return RunArtifactsResponse(logged=logged, used=used)
 

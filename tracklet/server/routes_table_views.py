@@ -9,6 +9,7 @@ the table under that key names it in a media column: a run's readers reach no ot
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -37,6 +38,7 @@ class TableVersion(BaseModel):
     step: int
     log_mode: str
     rows: int  # rows of the version read at this step (INCREMENTAL: every increment up to it)
+    time: float = 0.0  # when it was logged (seconds since the epoch): W&B's run_table artifacts are listed by it
 
 
 class TableVersionsResponse(BaseModel):
@@ -96,7 +98,8 @@ def get_table_versions(request: Request, project: str, run_id: str, key: str) ->
         mode = _MODES.get(record.log_mode, "IMMUTABLE")
         if mode == "INCREMENTAL":
             rows = added[record.table_id] = added.get(record.table_id, 0) + rows
-        versions.append(TableVersion(step=record.step, log_mode=mode, rows=rows))
+        versions.append(TableVersion(step=record.step, log_mode=mode, rows=rows,
+                                     time=record.time if math.isfinite(record.time) else 0.0))
     return TableVersionsResponse(key=key, versions=versions[-MAX_VERSIONS:], total=len(versions))
 
 

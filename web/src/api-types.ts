@@ -3829,6 +3829,12 @@ export interface components {
             digest: string;
             /** Aliases */
             aliases: string[];
+            /**
+             * Time
+             * @description When the run logged or used it (seconds since the epoch)
+             * @default 0
+             */
+            time: number;
         };
         /** RunArtifactsResponse */
         RunArtifactsResponse: {
@@ -4497,6 +4503,11 @@ export interface components {
             log_mode: string;
             /** Rows */
             rows: number;
+            /**
+             * Time
+             * @default 0
+             */
+            time: number;
         };
         /**
          * TableVersionsResponse

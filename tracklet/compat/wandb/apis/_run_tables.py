@@ -4,7 +4,7 @@ n-th time the key was logged) or ``latest``, whose ``get(key)`` is the ``wandb.T
 W&B stores every table a run logs (a ``wandb.plot`` chart's included, under ``<key>_table``) as
 such an artifact, and its documented way to read one back is
 ``api.artifact("project/run-<id>-<key>:latest").get("<key>")``. tracklet keeps logged tables in
-the run's record log (docs/tables.md), so ``wandb.Api().artifact`` answers those names from the
+the run's record log (docs/tables.md), so (from a data root or a tracking server) ``wandb.Api().artifact`` answers those names from the
 run's tables when no artifact of that name exists, and ``wandb.Api().run(...).logged_artifacts()``
 lists them (``run_table_artifacts``) beside the artifacts the run logged, as W&B's does.
 """
@@ -57,7 +57,10 @@ class RunTableArtifact:
 
 
 def run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
-    """Every logged version of every table of ``recorded`` (a local ``RecordedRun``), in log order."""
+    """Every logged version of every table of ``recorded``, in log order: a local ``RecordedRun``
+    from its record log, a ``RemoteRun`` through the server's table keys and versions routes."""
+    if not hasattr(recorded, "_read"):  # a run on a tracking server
+        return _remote_run_table_artifacts(recorded, project)
     records = list(recorded._read.tables)
     counts: dict[str, int] = {}
     for record in records:
@@ -68,6 +71,17 @@ def run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
         index = seen[record.key] = seen.get(record.key, -1) + 1
         found.append(RunTableArtifact(recorded, project, record.key, index, record.step, counts[record.key],
                                       record.time))
+    return found
+
+
+def _remote_run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
+    found = []
+    for key in recorded.table_keys():
+        versions = recorded.table_versions(key)
+        count = versions[-1]["index"] + 1 if versions else 0
+        found.extend(RunTableArtifact(recorded, project, key, version["index"], version["step"], count,
+                                      version["time"]) for version in versions)
+    found.sort(key=lambda table: table.time)  # stable: a key's versions keep their order
     return found
 
 
@@ -83,7 +97,7 @@ def run_table_artifact(api: Any, project: str, name: str) -> RunTableArtifact | 
         try:
             recorded = api.run(f"{project}/{run_id}")
             versions = [table for table in run_table_artifacts(recorded, project) if table._key == key]
-        except Exception:  # no such run (or not a local one): try a longer id
+        except Exception:  # no such run: try a longer id
             continue
         if not versions:
             continue

@@ -292,7 +292,8 @@ class Run:
     def logged_artifacts(self, per_page: int = 100) -> list:
         """The artifact versions this run logged (from the store's lineage), with its logged tables
         as W&B lists them: ``run-<id>-<key>:v<n>`` of type ``run_table``, one per time the key was
-        logged (``_run_tables.py``), all in the order they were logged."""
+        logged (``_run_tables.py``), all in the order they were logged; a run on a tracking server
+        the same, from the server's read routes."""
         return self._artifacts("logged")
 
     def used_artifacts(self, per_page: int = 100) -> list:
@@ -306,18 +307,18 @@ class Run:
         from tracklet.store.lineage import edges_of_run
 
         recorded = self._recorded
+        found: list[tuple[float, Any]] = []
         if not hasattr(recorded, "_paths"):  # a run on a tracking server: its lineage from the server
             refs = recorded.used_artifacts if direction == "used" else recorded.logged_artifacts
-            return [Artifact._wrap(self._api.artifact(f"{ref['project']}/{ref['name']}:v{ref['version']}"))
-                    for ref in refs]
-        root = recorded._paths.root
-        api = TrackletApi(root)
-        edges = edges_of_run(api.store.engine, recorded.project, recorded.id, direction)
-        found: list[tuple[float, Any]] = []
-        for edge in edges:
-            reference = f"{edge['project']}/{edge['name']}:v{edge['version']}"
-            if all(a.qualified_name != reference for _, a in found):
-                found.append((edge["time"], Artifact._wrap(resolve(root, reference))))
+            found.extend((ref["time"], Artifact._wrap(self._api.artifact(
+                f"{ref['project']}/{ref['name']}:v{ref['version']}"))) for ref in refs)
+        else:
+            root = recorded._paths.root
+            edges = edges_of_run(TrackletApi(root).store.engine, recorded.project, recorded.id, direction)
+            for edge in edges:
+                reference = f"{edge['project']}/{edge['name']}:v{edge['version']}"
+                if all(a.qualified_name != reference for _, a in found):
+                    found.append((edge["time"], Artifact._wrap(resolve(root, reference))))
         if direction == "logged":
             from tracklet.compat.wandb.apis._run_tables import run_table_artifacts
 

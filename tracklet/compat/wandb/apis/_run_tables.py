@@ -75,7 +75,7 @@ def run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
 
 
 def _remote_run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:
-    found = []
+    found: list[RunTableArtifact] = []
     for key in recorded.table_keys():
         versions = recorded.table_versions(key)
         count = versions[-1]["index"] + 1 if versions else 0

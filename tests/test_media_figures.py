@@ -164,3 +164,57 @@ def test_values_of_other_types_logged_first_do_not_hide_a_later_figure(root):
     recorded = tracklet.Api(root).run(f"figs/{run.id}")
     assert [image.step for image in recorded.images("chart")] == [1]
     assert [image.step for image in recorded.images("fig")] == [1]
+
+
+def test_bare_figures_logged_through_tracklet_log_are_recorded_as_media(root):
+    """``tracklet.log`` takes figures as they are (no ``tracklet.Image``/``Plotly`` around them),
+    lists of them under one key and figures nested in a dict, as the wandb layer does."""
+    red, blue = _figure("red"), _figure("blue")
+    expected = [_drawn(red), _drawn(blue)]
+    scatter = go.Figure(go.Scatter(x=[0, 1], y=[2, 3]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing warned about, nothing dropped
+        run = tracklet.init(project="figs", dir=str(root), settings=QUIET)
+        tracklet.log({"fig": red, "chart": plt, "p": scatter, "loss": 0.5})
+        red.axes[0].patches[0].set_color("green")  # drawn at log(): not what was recorded
+        tracklet.log({"both": [red, blue], "plots": {"p": scatter}, "ps": (scatter, scatter)})
+        tracklet.finish()
+    plt.close("all")
+    recorded = read(run)
+    assert recorded.history()["loss"][0] == 0.5
+    (image,) = recorded.images("fig")
+    assert np.array_equal(image.to_numpy(), expected[0])
+    assert np.array_equal(recorded.images("chart")[0].to_numpy(), expected[1])  # pyplot: the current figure
+    first, second = recorded.images("both")
+    assert first.step == second.step == 1 and np.array_equal(second.to_numpy(), expected[1])
+    assert first.to_numpy()[30, 40][1] > 100  # the green drawn at the second log()
+    for key, count in (("p", 1), ("plots/p", 1), ("ps", 2)):
+        items = recorded.media(key)
+        assert len(items) == count and all(item.kind == "plotly" for item in items), key
+        assert list(items[0].to_plotly().data[0].y) == [2, 3]
+
+
+def test_a_bare_figure_that_fails_to_draw_is_left_out_of_tracklet_log_alone(root):
+    figure = _figure()
+    figure.add_artist(_Broken())
+    run = tracklet.init(project="figs", dir=str(root), settings=QUIET)
+    with pytest.warns(tracklet.errors.TrackletWarning, match="figure logged under 'broken' could not be recorded"):
+        run.log({"broken": figure, "loss": 1.0})
+    run.finish()
+    plt.close("all")
+    recorded = read(run)
+    assert recorded.history()["loss"] == [1.0] and recorded.media("broken") == []
+
+
+def test_tracklet_log_without_matplotlib_or_plotly_imports_neither():
+    done = run_script("""
+        import sys, tempfile
+        import numpy as np
+        import tracklet
+        run = tracklet.init(project="x", dir=tempfile.mkdtemp(), settings={"console": "off", "system_metrics": False})
+        run.log({"name": "a", "img": tracklet.Image(np.zeros((4, 4), dtype=np.uint8)), "arr": np.ones(3),
+                 "nested": {"x": np.float32(1.0)}, "xs": [1, 2], "x": 1.0})
+        run.finish()
+        print(sorted(m for m in sys.modules if m.partition(".")[0] in ("matplotlib", "plotly")))
+    """, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -89,6 +89,13 @@ def _logged_worker() -> Any:
     return worker
 
 
+def _figures() -> Any:
+    """What ``Run.log`` turns matplotlib and plotly figures into media with (``as_logged``)."""
+    from tracklet.media import figures
+
+    return figures
+
+
 def _media_reader() -> Any:
     """What ``RecordedRun.media``/``images`` read logged media with."""
     from tracklet.media import read
@@ -132,6 +139,7 @@ def _plug_in() -> None:
 
     provide("artifacts", _artifact_hooks)
     provide("logged", _logged_worker)
+    provide("figures", _figures)
     provide("media", _media_reader)
     provide("tables", _table_reader)
     provide("registry", _registry)

@@ -468,8 +468,9 @@ class Run:
 
     def _prepare(self, row: dict) -> dict:
         """The caller-side slow path: flatten nested mappings (copying them; a dict that contains
-        itself or nests too deep is cut there, with a warning) and, in strict mode, reject
-        unsupported values before anything from this call is queued."""
+        itself or nests too deep is cut there, with a warning), turn matplotlib and plotly
+        figures into the media they are recorded as (:meth:`_take_figures`) and, in strict mode,
+        reject unsupported values before anything from this call is queued."""
         values = _values()
         if any(map(values.is_mapping, row.values())):
             cuts: list[tuple[str, str]] = []
@@ -483,6 +484,9 @@ class Run:
                 self._warn_once(
                     ("nesting", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded"
                 )
+        if "matplotlib" in sys.modules or "plotly" in sys.modules:  # else no value can be a figure
+            if _figures().holds_figure(row.values()):
+                row = self._take_figures(row)
         if self._strict:
             bad = [(k, v) for k, v in row.items() if not values.is_supported_type(v) or not isinstance(k, str)]
             if bad:
@@ -493,6 +497,23 @@ class Run:
                 )
                 raise TypeError(f"tracklet (strict mode): {what}, which can't be logged; nothing from this call was recorded")
         return row
+
+    def _take_figures(self, row: dict) -> dict:
+        """The row with matplotlib and plotly figures (and lists of them) as the media they are
+        recorded as (``tracklet.media.figures.as_logged``: a matplotlib figure is drawn now, on
+        the caller, since figures aren't thread-safe). A figure that can't be drawn is left out
+        with a warning; the rest of the row is recorded."""
+        as_logged = _figures().as_logged
+        taken = {}
+        for key, value in row.items():
+            try:
+                taken[key] = as_logged(value)
+            except Exception as error:
+                if self._strict:
+                    raise
+                self._warn_once(("figure", key), f"tracklet: the figure logged under {key!r} could not be recorded "
+                                f"({error!r}); it is left out of the row, the rest is recorded")
+        return taken
 
     def _take_logged(self, row: dict, step: int) -> dict:
         """Hand the row's logged objects (media, tables; lists of them) to the run's
@@ -1039,6 +1060,21 @@ def _artifact_used_record(fields: dict[str, Any]) -> pb.Record:
 def _artifact_linked_record(fields: dict[str, Any]) -> pb.Record:
     """The ``ArtifactLinked`` record (proto field 23), built on the worker."""
     return _registry().linked_record(fields["linked"], fields["time"])
+
+
+def _figures() -> Any:
+    """``tracklet.media.figures``, plugged in by the package (``core/extensions.py``) and kept
+    after the first call: ``log()``'s slow path asks it about every row while matplotlib or
+    plotly is imported."""
+    global _FIGURES
+    if _FIGURES is None:
+        from tracklet.core.extensions import load
+
+        _FIGURES = load("figures")
+    return _FIGURES
+
+
+_FIGURES: Any = None
 
 
 def _artifacts() -> Any:

@@ -14,6 +14,8 @@ code imported the library, so ``sys.modules`` says whether to look.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 
@@ -58,4 +60,48 @@ def matplotlib_pixels(value: Any) -> Any:
         figure.set_canvas(canvas)
 
 
-__all__ = ["is_matplotlib", "is_plotly", "matplotlib_pixels"]
+def holds_figure(values: Iterable[Any]) -> bool:
+    """Whether any of ``values`` is a figure or a list/tuple starting with one. Types found to be
+    neither (numpy scalars, strings, media) are remembered, so a row of them costs one set lookup
+    a value on later calls: ``Run.log``'s slow path asks this of every row while matplotlib or
+    plotly is imported. (A type can't become a figure later: its library was imported before any
+    figure existed.)"""
+    for value in values:
+        kind = type(value)
+        if kind in _NOT_FIGURES:
+            continue
+        if kind is list or kind is tuple:
+            if value and (is_matplotlib(value[0]) or is_plotly(value[0])):
+                return True
+            continue
+        if is_matplotlib(value) or is_plotly(value):
+            return True
+        if kind is not ModuleType and len(_NOT_FIGURES) < _NOT_FIGURES_MAX:  # (pyplot is a module: never cached)
+            _NOT_FIGURES.add(kind)
+    return False
+
+
+_NOT_FIGURES: set[type] = {int, float, str, bool, bytes, type(None)}
+_NOT_FIGURES_MAX = 256
+
+
+def as_logged(value: Any) -> Any:
+    """What ``Run.log`` records for ``value``: a matplotlib figure (or ``pyplot``) as a
+    ``tracklet.Image`` of what it draws now, a plotly figure as a ``tracklet.Plotly``, a list or
+    tuple of figures as a list of those; any other value as it is. The core's slow path calls it
+    (through ``core/extensions.py``: ``"figures"``) only for a row that :func:`holds_figure`.
+    Raises what drawing the figure raised."""
+    if type(value) in (list, tuple) and value and (is_matplotlib(value[0]) or is_plotly(value[0])):
+        return [as_logged(item) for item in value]
+    if is_matplotlib(value):
+        from tracklet.media.image import Image
+
+        return Image(value)
+    if is_plotly(value):
+        from tracklet.media.plotly import Plotly
+
+        return Plotly(value)
+    return value
+
+
+__all__ = ["as_logged", "holds_figure", "is_matplotlib", "is_plotly", "matplotlib_pixels"]

@@ -600,3 +600,50 @@ def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_th
         rows = controller(app.state.tracklet.store.engine, sweep_id, root).status()["trials"]
     assert [row["random_while_gp_imports"] for row in rows] == [False] * 10 + [True] * 2 + [False]
     assert asked_gp == [*range(10), 12]  # the GP's once the imports ended
+
+
+@pytest.mark.parametrize("state", ["running", "paused", "stopped", "finished"])
+def test_a_restarted_server_starts_its_gp_sweeps_imports_before_any_sweep_call(tmp_path, monkeypatch, state):
+    """A server started over tables holding a bayes sweep that may still ask (running or paused)
+    starts the GP's imports on its own, a moment after start (``sweeps_warm``): before, only a
+    call naming the sweep started them, so a restarted server answered its agents' first asks
+    past the start-up trials at random for the seconds they took. A stopped sweep, or one whose
+    run cap is reached (finished), asks no more: no imports. No sweep call is made to the restarted server here; one import blocks until the
+    test releases it, so the thread is seen running."""
+    from fastapi.testclient import TestClient
+    from gp_gate import block_gp_imports
+
+    from tracklet.server.app import create_app
+    from tracklet.sweeps import gp_imports
+
+    config = {"method": "bayes", "seed": 0, "metric": {"name": "f"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}
+    root = tmp_path / "srv"
+    first = create_app(root, auth=False, index_on_start=False)
+    with TestClient(first) as client:
+        made = client.post("/api/v1/projects/gp/sweeps",
+                           json={"config": {**config, "run_cap": 1} if state == "finished" else config})
+        assert made.status_code == 200, made.text
+        sweep_id = made.json()["id"]
+        if state == "finished":
+            lease = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/next", json={"agent": "a"}).json()["lease"]
+            told = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/tell",
+                               json={"trial": lease["trial"], "agent": "a", "values": [0.5]})
+            assert told.status_code == 200, told.text
+            assert client.get(f"/api/v1/projects/gp/sweeps/{sweep_id}").json()["sweep"]["state"] == "finished"
+        elif state != "running":
+            control = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/control", json={"state": state})
+            assert control.status_code == 200, control.text
+        first.state.sweeps_warm.join()
+    release = block_gp_imports(tmp_path, monkeypatch)  # waits for the imports the creation started
+    assert gp_imports.running() is None
+    again = create_app(root, auth=False, index_on_start=False)
+    try:
+        with TestClient(again):
+            again.state.sweeps_warm.join()  # it has looked for GP sweeps (no request made)
+            loading = gp_imports.running()
+            assert (loading is not None) == (state in ("running", "paused"))
+    finally:
+        release.set()
+    if loading is not None:
+        loading.join()

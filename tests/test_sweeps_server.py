@@ -560,14 +560,17 @@ def test_kill_9_of_a_server_agent_mid_operation_lapses_its_trial_and_runs_each_p
         assert trial["run_state"] == "finished"
 
 
-def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_path, monkeypatch):
+def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_path, monkeypatch,
+                                                                                       servers):
     """The server imports a GP sweep's modules (torch, SciPy: seconds) in the background from the
     sweep's creation (``gp_imports``); its first ask past the start-up trials imported them inside
     the request before (seconds between an agent's trial exit and its next trial's start: issue
     #17, <= 1 s). While they import, an ask past the start-up trials is answered at random and
     its trial marked ``random_while_gp_imports``, as the local agent's is; the first ask after
     they end is the GP's. One of the imports here blocks until the test releases it: a request
-    that waited for it would hang."""
+    that waited for it would hang. Users see the mark in the sweep route's trials, hence
+    ``tracklet.Api(base_url=...).sweep`` and ``tracklet sweep show --url`` (a server process over
+    the same tables)."""
     from fastapi.testclient import TestClient
     from gp_gate import block_gp_imports, trials_while_blocked, watch_gp_asks
 
@@ -598,8 +601,17 @@ def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_th
 
         trials_while_blocked(run_trial, 12, release, loading)  # 10 start-up trials, then 2 the GP would fit
         rows = controller(app.state.tracklet.store.engine, sweep_id, root).status()["trials"]
-    assert [row["random_while_gp_imports"] for row in rows] == [False] * 10 + [True] * 2 + [False]
+    marks = [False] * 10 + [True] * 2 + [False]
+    assert [row["random_while_gp_imports"] for row in rows] == marks
     assert asked_gp == [*range(10), 12]  # the GP's once the imports ended
+    server = servers(root)
+    with tracklet.Api(base_url=server.url) as api:
+        trials = api.sweep(f"gp/{sweep_id}")["trials"]
+    assert [trial["random_while_gp_imports"] for trial in trials] == marks
+    shown = _cli("sweep", "show", sweep_id, "--url", server.url)
+    assert shown.returncode == 0, shown.stderr
+    marked = [int(line.split()[0]) for line in shown.stdout.splitlines() if line.endswith("(random: GP importing)")]
+    assert marked == [10, 11]
 
 
 @pytest.mark.parametrize("state", ["running", "paused", "stopped", "finished"])

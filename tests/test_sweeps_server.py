@@ -659,3 +659,23 @@ def test_a_restarted_server_starts_its_gp_sweeps_imports_before_any_sweep_call(t
         release.set()
     if loading is not None:
         loading.join()
+
+
+def test_a_server_without_sweeps_does_not_import_optuna_to_look_for_gp_sweeps(tmp_path):
+    """The look for GP sweeps at start (``sweeps_warm``) imports the sweeps' modules (Optuna) only
+    when the server's tables hold a sweep: a server that never ran one doesn't pay for them. In a
+    fresh interpreter (this one imported Optuna already)."""
+    script = f"""
+import sys
+from fastapi.testclient import TestClient
+from tracklet.server.app import create_app
+
+app = create_app({str(tmp_path / "srv")!r}, auth=False, index_on_start=False)
+with TestClient(app) as client:
+    app.state.sweeps_warm.join()
+    print("health", client.get("/api/v1/health").status_code, "optuna", "optuna" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "health 200 optuna False"

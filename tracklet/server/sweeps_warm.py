@@ -15,7 +15,7 @@ under way or done.
 Nothing waits for it: not start-up, not a request, not a fork (``gp_imports`` explains why no
 before-fork hook joins its thread). If the database can't be read, the thread ends quietly: the
 first call naming a GP sweep starts the imports, as before. Importing this module imports nothing
-heavy (the thread imports ``sweeps_db``, hence Optuna).
+heavy (the thread imports ``sweeps_db``, hence Optuna, only if the tables hold a sweep).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def start(engine: Any, root: Path, delay: float = DELAY) -> threading.Thread:
 def _warm(engine: Any, root: Path, delay: float) -> None:
     time.sleep(delay)
     try:
+        if not _has_sweeps(engine):  # most servers: no Optuna import (sweeps_db) for nothing
+            return
         from tracklet.server.sweeps_db import active_gp_sweep
         from tracklet.sweeps import gp_imports
 
@@ -52,3 +54,15 @@ def _warm(engine: Any, root: Path, delay: float) -> None:
             gp_imports.start()
     except Exception as error:  # the database gone a moment: the first call naming a GP sweep starts them
         print(f"tracklet server: looking for GP sweeps at start failed: {error!r}", file=sys.stderr)
+
+
+def _has_sweeps(engine: Any) -> bool:
+    """Whether the server's tables hold any sweep (one cheap query, before importing Optuna)."""
+    import sqlalchemy as sa
+
+    from tracklet.server.schema import sweep_studies
+
+    if not sa.inspect(engine).has_table(sweep_studies.name):
+        return False
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sweep_studies.c.id).limit(1)).first() is not None

@@ -174,3 +174,40 @@ def test_a_running_sweep_updates_without_a_reload(root, monkeypatch, page):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_trial_suggested_at_random_while_the_gp_imported_is_marked_in_the_trials_table(root, tmp_path, monkeypatch,
+                                                                                         page):
+    """A bayes trial past the start-up trials that was suggested at random because the GP's
+    modules were still importing (``random_while_gp_imports``) carries a "random" mark in the
+    sweep page's trials table; the start-up trials and the GP's own don't. One of the imports here
+    blocks until the test releases it (tests/gp_gate.py), so trial 10 is such a trial."""
+    from gp_gate import block_gp_imports, trials_while_blocked
+
+    from tracklet.sweeps.controller import Lease, LocalController, create_sweep
+
+    release = block_gp_imports(tmp_path, monkeypatch)
+    sweep_id = create_sweep(root, {"method": "bayes", "seed": 0, "metric": {"name": "f"},
+                                   "parameters": {"x": {"min": 0.0, "max": 1.0}}}, project="gp")
+    controller = LocalController(root, sweep_id)
+    loading = controller.prepare()
+    assert loading is not None
+
+    def run_trial() -> None:
+        lease = controller.next_trial("agent")
+        assert isinstance(lease, Lease)
+        controller.tell(lease, (lease.config["x"] - 0.3) ** 2)
+
+    trials_while_blocked(run_trial, 11, release, loading)  # 10 start-up trials, 1 the GP would fit; then the GP's
+    process, url, token = start_ui(root)
+    try:
+        page.goto(url + f"projects/gp/sweeps/{sweep_id}?token=" + token)
+        page.wait_for_selector("table.trials tbody tr[data-trial='11']")
+        marked = page.eval_on_selector_all("table.trials tbody tr:has(.gp-importing)", "rows => rows.map(r => r.dataset.trial)")
+        assert marked == ["10"]
+        mark = page.locator("tr[data-trial='10'] td[data-col='state'] .gp-importing")
+        assert mark.text_content() == "random"
+        assert "still importing" in mark.get_attribute("title")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from click.testing import CliRunner
 from gp_gate import block_gp_imports, trials_while_blocked, watch_gp_asks
 
+import tracklet
+from tracklet.cli.main import main
 from tracklet.sweeps.controller import Lease, LocalController, create_sweep
 
 optuna = pytest.importorskip("optuna")
@@ -249,6 +252,14 @@ def test_no_bayes_ask_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_p
     rows = controller.status()["trials"]
     assert [row["random_while_gp_imports"] for row in rows] == [False] * 10 + [True] * 3 + [False]
     assert asked_gp == [*range(10), 13]  # the GP's again once the imports ended
+    # what a user reads: tracklet.Api().sweep's trials (the dashboard's rows) and `tracklet sweep show`
+    with tracklet.Api(tmp_path / "root") as api:
+        trials = api.sweep(f"p/{controller.sweep_id}")["trials"]
+    assert [t["random_while_gp_imports"] for t in trials] == [False] * 10 + [True] * 3 + [False]
+    shown = CliRunner().invoke(main, ["--dir", str(tmp_path / "root"), "sweep", "show", controller.sweep_id])
+    assert shown.exit_code == 0, shown.output
+    marked = [int(line.split()[0]) for line in shown.stdout.splitlines() if line.endswith("(random: GP importing)")]
+    assert marked == [10, 11, 12]
 
 
 def test_a_gp_ask_runs_its_blas_and_torch_on_one_thread_and_gives_the_threads_back(tmp_path, monkeypatch):

@@ -52,3 +52,34 @@ def test_background_imports_that_failed_are_not_started_again(tmp_path, monkeypa
     assert gp_imports.start() is None and not gp_imports.importing()
     with pytest.raises(ImportError):
         gp_imports.serialized_import(*gp_imports.GP_MODULES)
+
+
+def test_a_process_exiting_while_the_gp_imports_run_lets_them_end_first(tmp_path):
+    """Python ends a daemon thread still running at exit wherever it is; inside torch's import
+    (C++) that aborted the process (``terminate called after throwing an instance of ''``, exit
+    status 134: a server stopped seconds after it started and began the imports). The exit now
+    waits for the import thread. Here the first GP module, in a fresh interpreter, takes a moment
+    and then writes a file: the main thread exits at once, and the file must be there after."""
+    import os
+    import subprocess
+    import textwrap
+
+    from conftest import REPO
+
+    done = tmp_path / "import-finished"
+    (tmp_path / "tracklet_test_slow_import.py").write_text(textwrap.dedent(f"""
+        import pathlib, time
+        time.sleep(1.0)  # the import is still running when the main thread exits
+        pathlib.Path({str(done)!r}).write_text("whole")
+    """))
+    script = textwrap.dedent("""
+        from tracklet.sweeps import gp_imports
+        gp_imports.GP_MODULES = ("tracklet_test_slow_import",)
+        assert gp_imports.start() is not None
+        print("main thread exits")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "main thread exits"
+    assert done.read_text() == "whole"

@@ -560,14 +560,17 @@ def test_kill_9_of_a_server_agent_mid_operation_lapses_its_trial_and_runs_each_p
         assert trial["run_state"] == "finished"
 
 
-def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_path, monkeypatch):
+def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_they_end(tmp_path, monkeypatch,
+                                                                                       servers):
     """The server imports a GP sweep's modules (torch, SciPy: seconds) in the background from the
     sweep's creation (``gp_imports``); its first ask past the start-up trials imported them inside
     the request before (seconds between an agent's trial exit and its next trial's start: issue
     #17, <= 1 s). While they import, an ask past the start-up trials is answered at random and
     its trial marked ``random_while_gp_imports``, as the local agent's is; the first ask after
     they end is the GP's. One of the imports here blocks until the test releases it: a request
-    that waited for it would hang."""
+    that waited for it would hang. Users see the mark in the sweep route's trials, hence
+    ``tracklet.Api(base_url=...).sweep`` and ``tracklet sweep show --url`` (a server process over
+    the same tables)."""
     from fastapi.testclient import TestClient
     from gp_gate import block_gp_imports, trials_while_blocked, watch_gp_asks
 
@@ -598,5 +601,81 @@ def test_a_server_bayes_ask_never_waits_for_the_gp_imports_it_is_random_until_th
 
         trials_while_blocked(run_trial, 12, release, loading)  # 10 start-up trials, then 2 the GP would fit
         rows = controller(app.state.tracklet.store.engine, sweep_id, root).status()["trials"]
-    assert [row["random_while_gp_imports"] for row in rows] == [False] * 10 + [True] * 2 + [False]
+    marks = [False] * 10 + [True] * 2 + [False]
+    assert [row["random_while_gp_imports"] for row in rows] == marks
     assert asked_gp == [*range(10), 12]  # the GP's once the imports ended
+    server = servers(root)
+    with tracklet.Api(base_url=server.url) as api:
+        trials = api.sweep(f"gp/{sweep_id}")["trials"]
+    assert [trial["random_while_gp_imports"] for trial in trials] == marks
+    shown = _cli("sweep", "show", sweep_id, "--url", server.url)
+    assert shown.returncode == 0, shown.stderr
+    marked = [int(line.split()[0]) for line in shown.stdout.splitlines() if line.endswith("(random: GP importing)")]
+    assert marked == [10, 11]
+
+
+@pytest.mark.parametrize("state", ["running", "paused", "stopped", "finished"])
+def test_a_restarted_server_starts_its_gp_sweeps_imports_before_any_sweep_call(tmp_path, monkeypatch, state):
+    """A server started over tables holding a bayes sweep that may still ask (running or paused)
+    starts the GP's imports on its own, a moment after start (``sweeps_warm``): before, only a
+    call naming the sweep started them, so a restarted server answered its agents' first asks
+    past the start-up trials at random for the seconds they took. A stopped sweep, or one whose
+    run cap is reached (finished), asks no more: no imports. No sweep call is made to the restarted server here; one import blocks until the
+    test releases it, so the thread is seen running."""
+    from fastapi.testclient import TestClient
+    from gp_gate import block_gp_imports
+
+    from tracklet.server.app import create_app
+    from tracklet.sweeps import gp_imports
+
+    config = {"method": "bayes", "seed": 0, "metric": {"name": "f"},
+              "parameters": {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}}
+    root = tmp_path / "srv"
+    first = create_app(root, auth=False, index_on_start=False)
+    with TestClient(first) as client:
+        made = client.post("/api/v1/projects/gp/sweeps",
+                           json={"config": {**config, "run_cap": 1} if state == "finished" else config})
+        assert made.status_code == 200, made.text
+        sweep_id = made.json()["id"]
+        if state == "finished":
+            lease = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/next", json={"agent": "a"}).json()["lease"]
+            told = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/tell",
+                               json={"trial": lease["trial"], "agent": "a", "values": [0.5]})
+            assert told.status_code == 200, told.text
+            assert client.get(f"/api/v1/projects/gp/sweeps/{sweep_id}").json()["sweep"]["state"] == "finished"
+        elif state != "running":
+            control = client.post(f"/api/v1/projects/gp/sweeps/{sweep_id}/control", json={"state": state})
+            assert control.status_code == 200, control.text
+        first.state.sweeps_warm.join()
+    release = block_gp_imports(tmp_path, monkeypatch)  # waits for the imports the creation started
+    assert gp_imports.running() is None
+    again = create_app(root, auth=False, index_on_start=False)
+    try:
+        with TestClient(again):
+            again.state.sweeps_warm.join()  # it has looked for GP sweeps (no request made)
+            loading = gp_imports.running()
+            assert (loading is not None) == (state in ("running", "paused"))
+    finally:
+        release.set()
+    if loading is not None:
+        loading.join()
+
+
+def test_a_server_without_sweeps_does_not_import_optuna_to_look_for_gp_sweeps(tmp_path):
+    """The look for GP sweeps at start (``sweeps_warm``) imports the sweeps' modules (Optuna) only
+    when the server's tables hold a sweep: a server that never ran one doesn't pay for them. In a
+    fresh interpreter (this one imported Optuna already)."""
+    script = f"""
+import sys
+from fastapi.testclient import TestClient
+from tracklet.server.app import create_app
+
+app = create_app({str(tmp_path / "srv")!r}, auth=False, index_on_start=False)
+with TestClient(app) as client:
+    app.state.sweeps_warm.join()
+    print("health", client.get("/api/v1/health").status_code, "optuna", "optuna" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "health 200 optuna False"

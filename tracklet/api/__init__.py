@@ -78,7 +78,8 @@ class Api:
     def sweep(self, path: str) -> dict[str, Any]:
         """A sweep by ``project/sweep_id``, as the dashboard shows it: ``id``, ``project``,
         ``method``, ``state`` (running, paused, stopped, finished), ``metric``, ``config`` (the
-        normalized spec), ``parameters``, ``trials`` (number, state, params, value, ``run_id``), ``best``
+        normalized spec), ``parameters``, ``trials`` (number, state, params, value, ``run_id``,
+        ``random_while_gp_imports``: suggested at random while the GP's modules imported), ``best``
         and ``best_so_far`` (docs/sweeps.md); ``SweepNotFound`` when there is none."""
         raise NotImplementedError
 

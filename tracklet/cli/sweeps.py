@@ -171,6 +171,8 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool, url: str | None) -> N
         note = f"  ({row['error']})" if row["error"] and row["state"] != "complete" else ""
         if row["state"] == "pruned" and row.get("last_step") is not None:
             note = f"  (pruned at step {row['last_step']})"
+        if row.get("random_while_gp_imports"):  # the GP would have been asked: its modules were importing
+            note += "  (random: GP importing)"
         click.echo(f"  {row['trial']:>4}  {row['state']:<8} {value:>12}  {row['run'] or '':<24} "
                    f"{_compact(row['config'])}{note}")
 

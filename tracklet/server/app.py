@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tracklet import __version__
-from tracklet.server import query_warm
+from tracklet.server import query_warm, sweeps_warm
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
@@ -187,6 +187,8 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         # The table query stack's imports, off the first table request (query_warm.py), and the
         # routes' state FastAPI readies on the first request (dispatch.prepare), a moment after start.
         query_warm.start()
+        # A restarted server's GP sweeps: their GP's imports begin now, not at an agent's first call.
+        app.state.sweeps_warm = sweeps_warm.start(store.engine, root) if not shared_root else None
         routes_ready = asyncio.get_running_loop().call_later(query_warm.DELAY, dispatch.prepare, app)
         yield
         routes_ready.cancel()

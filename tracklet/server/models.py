@@ -705,6 +705,8 @@ class SweepTrial(BaseModel):
     lease_expires: float | None = Field(description="A running trial's lease expiry (past: it is lapsing)")
     last_step: int | None = Field(None, description="The last step reported to the pruner (a pruned trial: "
                                                      "where it was stopped)")
+    random_while_gp_imports: bool = Field(False, description="Suggested at random where the GP would have "
+                                          "been asked: the GP's modules (torch, SciPy) were still importing")
 
 
 class BestSoFarPoint(BaseModel):

@@ -477,8 +477,32 @@ def controller(engine: sa.Engine, sweep_id: str, root: Path) -> ServerController
         while len(_kept) > MAX_KEPT:
             _kept.pop(next(iter(_kept)))
     if found is made:  # a GP sweep's modules import in the background from the first call naming it
-        found.prepare()  # (a server started again mid-sweep: its first heartbeat or ask): ``gp_imports``
+        found.prepare()  # (``gp_imports``), if the server's start did not begin them (``sweeps_warm``)
     return found
+
+
+def active_gp_sweep(engine: sa.Engine, root: Path) -> str | None:
+    """The id of a sweep in the server's tables whose agents will ask the GP (``uses_gp``) and
+    which may still ask: running or paused, not finished (its run cap or grid not reached, as
+    the dashboard's reader sums it up, replaying the journal); None if there is none, or no sweep
+    table yet. ``sweeps_warm`` starts the GP's imports at a server's start when there is one."""
+    if not sa.inspect(engine).has_table(sweep_studies.name):
+        return None
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(sweep_studies.c.id, sweep_studies.c.info, sweep_studies.c.state)
+                                  .order_by(sweep_studies.c.created_at.desc())).all()
+    for row in rows:
+        if json.loads(row.state).get("state", "running") not in ("running", "paused"):
+            continue
+        try:
+            if not uses_gp(parse(json.loads(row.info)["config"])):
+                continue
+            if reader(engine, row.id, root).summary()["state"] == "finished":
+                continue
+        except Exception:  # noqa: BLE001 - a sweep whose config or journal doesn't read: not one to warm for
+            continue
+        return str(row.id)
+    return None
 
 
 def journal_version(engine: sa.Engine, sweep_id: str) -> int:

@@ -24,11 +24,19 @@ command trial) a before-fork hook joining the thread waited its whole timeout wh
 stood still (measured on CPython 3.11; under ``os.fork`` they went on), so every trial start
 waited 10 s while they ran. A child forked while the thread was inside an import (``os.fork`` in a function trial, not
 a command trial: ``exec`` follows there) that imports the same module may hang on that module's
-lock. Importing this module imports nothing heavy.
+lock.
+
+A process that exits while the thread imports waits for it (``atexit``, at most ``EXIT_WAIT``
+seconds): Python ends a daemon thread still running at exit inside C++ code (torch's import)
+with a forced unwind that torch catches, and the process aborted (``terminate called after
+throwing an instance of ''``, exit status 134; seen on a server stopped seconds after its
+start, which now begins the imports itself: ``server/sweeps_warm.py``). Importing this module
+imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import threading
@@ -44,6 +52,8 @@ _imported: set[str] = set()  # modules imported whole through serialized_import
 _start_lock = threading.Lock()
 _thread: threading.Thread | None = None
 _failed = False  # the background imports failed once: not tried again in the background
+# The longest a process's exit waits for the import thread (see the module docstring).
+EXIT_WAIT = 30.0
 
 
 def serialized_import(*modules: str) -> None:
@@ -93,6 +103,16 @@ def running() -> threading.Thread | None:
     """The background import thread while it runs, else None."""
     thread = _thread
     return thread if thread is not None and thread.is_alive() else None
+
+
+def _wait_at_exit() -> None:
+    """At the interpreter's exit: let the imports end rather than kill the thread inside torch."""
+    thread = _thread
+    if thread is not None and thread.is_alive():
+        thread.join(EXIT_WAIT)
+
+
+atexit.register(_wait_at_exit)
 
 
 def _after_fork_in_child() -> None:

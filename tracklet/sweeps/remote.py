@@ -212,6 +212,7 @@ class RemoteController:
         trials = [{"trial": t["number"], "state": t["state"], "value": t["value"], "values": t.get("values"),
                    "config": t["params"], "run": f"{self.project}/{t['run_id']}" if t.get("run_id") else None,
                    "agent": t.get("agent"), "error": t.get("error"), "last_step": t.get("last_step"),
+                   "random_while_gp_imports": bool(t.get("random_while_gp_imports")),
                    "start": t.get("start"), "end": t.get("end")} for t in sweep["trials"]]
         best = next((row for row in trials if sweep["best"] and row["trial"] == sweep["best"]["trial"]), None)
         front = sweep.get("pareto")

@@ -154,6 +154,7 @@ class SweepReader:
                 "start": row.get("start"), "end": row.get("end"), "error": row.get("error"),
                 "lease_expires": lease.get("expires") if isinstance(lease, dict) else None,
                 "last_step": row.get("last_step"),
+                "random_while_gp_imports": bool(row.get("random_while_gp_imports")),
             }
             if row.get("values") is not None:  # several objectives
                 trial["values"] = [_finite(v) for v in row["values"]]

@@ -4334,6 +4334,12 @@ export interface components {
              * @description The last step reported to the pruner (a pruned trial: where it was stopped)
              */
             last_step?: number | null;
+            /**
+             * Random While Gp Imports
+             * @description Suggested at random where the GP would have been asked: the GP's modules (torch, SciPy) were still importing
+             * @default false
+             */
+            random_while_gp_imports: boolean;
         };
         /** SweepTrialRef */
         SweepTrialRef: {

@@ -19,6 +19,14 @@ function stateBadge(state: string, error?: string | null): HTMLElement {
   return h("span.state", { "data-state": state, text: state, title: error ?? null });
 }
 
+/** A trial's state, and a mark on a trial suggested at random where the GP would have been asked
+ *  (its modules, torch and SciPy, were still importing: `random_while_gp_imports`). */
+function stateCell(t: SweepTrial): Node {
+  if (!t.random_while_gp_imports) return stateBadge(t.state, t.error);
+  const title = "Suggested at random: the GP's modules (torch, SciPy) were still importing";
+  return h("span", {}, stateBadge(t.state, t.error), " ", h("span.muted.gp-importing", { text: "random", title }));
+}
+
 /** Sort values: numbers and strings compare as such; missing values last either way. */
 function compare(a: unknown, b: unknown): number {
   const missing = (v: unknown) => v === null || v === undefined;
@@ -106,7 +114,7 @@ export async function sweepPage(root: HTMLElement, project: string, sweepId: str
     const duration = (t: SweepTrial) => (t.start === null ? null : (t.end ?? Date.now() / 1000) - t.start);
     return [
       { id: "number", label: "#", value: (t) => t.number, cell: (t) => String(t.number) },
-      { id: "state", label: "state", value: (t) => t.state, cell: (t) => stateBadge(t.state, t.error) },
+      { id: "state", label: "state", value: (t) => t.state, cell: stateCell },
       ...valueColumns(),
       ...sweep.parameters.map((p): Column => ({ id: `param:${p.name}`, label: p.name, value: (t) => t.params[p.name], cell: (t) => fmtValue(t.params[p.name]) })),
       { id: "run", label: "run", value: (t) => t.run_id, cell: runCell },

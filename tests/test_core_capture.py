@@ -203,8 +203,11 @@ def test_an_inventory_cache_miss_reads_only_what_changed_and_equals_a_full_scan(
     second.mkdir(parents=True)
     import sys
 
+    def holds_distributions(entry: str) -> bool:  # site-packages, or a checkout with its *.egg-info
+        return "-packages" in entry or any(Path(entry or ".").glob("*.*-info"))
+
     monkeypatch.setattr("sys.path", [str(first), str(second),
-                                     *(entry for entry in sys.path if "-packages" not in entry)])
+                                     *(entry for entry in sys.path if not holds_distributions(entry))])
     cache = tmp_path / "cache"
     for name in ("alpha", "beta", "gamma"):
         _fake_site_install(second, name, "1.0")

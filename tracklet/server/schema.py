@@ -367,3 +367,12 @@ def migrate(engine: sa.Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         _migrated.add(engine)
+
+
+def holds_rows(engine: sa.Engine, table: sa.Table) -> bool:
+    """Whether ``table`` exists under ``engine`` and holds a row: one cheap query, for a caller
+    that would otherwise import a heavy owner of the table to find it empty (``sweeps_warm``)."""
+    if not sa.inspect(engine).has_table(table.name):
+        return False
+    with engine.connect() as connection:
+        return connection.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None

@@ -58,11 +58,6 @@ def _warm(engine: Any, root: Path, delay: float) -> None:
 
 def _has_sweeps(engine: Any) -> bool:
     """Whether the server's tables hold any sweep (one cheap query, before importing Optuna)."""
-    import sqlalchemy as sa
+    from tracklet.server.schema import holds_rows, sweep_studies
 
-    from tracklet.server.schema import sweep_studies
-
-    if not sa.inspect(engine).has_table(sweep_studies.name):
-        return False
-    with engine.connect() as connection:
-        return connection.execute(sa.select(sweep_studies.c.id).limit(1)).first() is not None
+    return holds_rows(engine, sweep_studies)

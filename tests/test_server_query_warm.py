@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import tracklet
 
 from conftest import REPO
@@ -82,3 +84,21 @@ def test_a_server_without_duckdb_starts_answers_and_its_warm_up_ends_quietly(roo
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["health 200", "warm-up ended True", "health again 200"]
     assert "Traceback" not in result.stderr and "Exception in thread" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("module, start", [("tracklet.server.query_warm", "start(0)"), ("tracklet.media.warm", "start()")])
+def test_a_process_exiting_while_a_warm_up_imports_waits_for_it(module: str, start: str):
+    """Interpreter exit waits for a warm-up still importing: Python ends a daemon thread still
+    running at exit with a forced unwind, and DuckDB's and pyarrow's C++ import code caught it and
+    aborted the process ("terminate called after throwing an instance of ''"; seen on a server
+    stopped a second after its start). The check runs after the warm-up's own exit hook (hooks run
+    last registered first), and the process exits as soon as the warm-up has started."""
+    result = _run(f"""
+        import atexit, importlib
+        state = {{}}
+        atexit.register(lambda: print("done at exit", state["warm"].DONE.is_set(), flush=True))
+        state["warm"] = warm = importlib.import_module({module!r})
+        warm.{start}
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "done at exit True" in result.stdout, result.stdout + result.stderr

@@ -11,11 +11,14 @@ first job waits for it while refilling the buffers every ``TICK`` seconds (``wai
 
 A fork while the warm-up imports would leave the child with half-imported modules whose import
 locks belong to a thread the child doesn't have: ``os.fork`` (a DataLoader's workers) first waits
-for the warm-up, at most ``FORK_WAIT`` seconds.
+for the warm-up, at most ``FORK_WAIT`` seconds. Interpreter exit waits for one under way as well (at
+most ``EXIT_WAIT`` seconds): a daemon thread still importing at exit is ended by a forced unwind, which
+C++ import code can catch and abort the process on (``server.query_warm``, ``sweeps.gp_imports``).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from typing import Callable
@@ -26,6 +29,8 @@ TICK = 0.01
 MOST_WAIT = 30.0
 # The longest os.fork() waits for a warm-up under way.
 FORK_WAIT = 5.0
+# The longest interpreter exit waits for a warm-up under way.
+EXIT_WAIT = 30.0
 
 DONE = threading.Event()
 _lock = threading.Lock()
@@ -86,5 +91,12 @@ def _after_fork_in_child() -> None:
         _thread = None
 
 
+def _wait_at_exit() -> None:
+    thread = _thread
+    if thread is not None and thread.is_alive():
+        DONE.wait(EXIT_WAIT)
+
+
+atexit.register(_wait_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

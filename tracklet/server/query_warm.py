@@ -17,10 +17,15 @@ ends quietly: the first table request imports them itself and reports what is mi
 A fork while the warm-up imports would leave the child with half-imported modules whose import
 locks belong to a thread the child doesn't have: ``os.fork`` first waits for the warm-up, at most
 ``FORK_WAIT`` seconds once the imports have begun (as ``media.warm`` does for the media worker's encoders).
+A process that exits while the warm-up imports waits for it too (``atexit``, at most ``EXIT_WAIT``
+seconds): Python ends a daemon thread still running at exit with a forced unwind, which DuckDB's or
+pyarrow's C++ import code caught, and the process aborted ("terminate called after throwing an
+instance of ''", 1 exit in 6 of a server stopped a second after its start; as ``sweeps.gp_imports``).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -30,6 +35,8 @@ import time
 DELAY = 0.25
 # The longest os.fork() waits for a warm-up under way.
 FORK_WAIT = 5.0
+# The longest interpreter exit waits for a warm-up under way.
+EXIT_WAIT = 30.0
 
 IMPORTING = threading.Event()  # set once the delay is over
 DONE = threading.Event()
@@ -84,5 +91,12 @@ def _after_fork_in_child() -> None:
         _thread = None
 
 
+def _wait_at_exit() -> None:
+    thread = _thread
+    if thread is not None and thread.is_alive():  # its delay may not be over: it imports next
+        DONE.wait(EXIT_WAIT)
+
+
+atexit.register(_wait_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

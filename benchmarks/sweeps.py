@@ -545,7 +545,17 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
     rows = []
     lines = []
     results["handoff_s"] = {}
+    if args.cold:
+        waits = {state: lock_waits_while_gp_imports(cold=state == "cold") for state in ("cold", "warm", "cold ")}
+        results["gp_import_lock_waits_ms"] = waits
+        print("(e) the longest waits of a thread for the interpreter lock while the GP's imports run (a fresh process;"
+              " a handoff's asks wait as long): " + "; ".join(
+                  f"{state.strip()} cache {' / '.join(f'{w:.0f}' for w in ms)} ms" for state, ms in waits.items()))
     for method in ("random", "bayes"):
+        if method == "bayes" and args.cold:
+            evicted = evict_page_cache(COLD_PACKAGES)
+            results["handoff_cold_evicted_files"] = evicted
+            print(f"(e) --cold: dropped the page cache of {evicted} files of {', '.join(COLD_PACKAGES)} before bayes")
         measured = handoff(root, method, count)
         gaps = measured.gaps
         results["handoff_s"][method] = {"gaps": gaps, "asks": measured.asks, "fitted": measured.fitted,
@@ -577,6 +587,66 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
           " an ask is random while the GP's imports still run (no ask waits for them):")
     for line in lines:
         print("  " + line)
+
+
+# What the GP's imports read from disk (--cold drops it from the page cache): torch and its CUDA
+# libraries, SciPy, NumPy and what they pull in.
+COLD_PACKAGES = ("torch", "nvidia", "cuda", "scipy", "scipy.libs", "numpy", "numpy.libs", "sympy", "optuna")
+
+
+def evict_page_cache(packages: tuple[str, ...]) -> int:
+    """Drop every file of ``packages`` (site-packages directories, not imported) from the page cache,
+    as after a job that read gigabytes or a reboot (``posix_fadvise(DONTNEED)``; pages another
+    process maps stay). Linux only; returns how many files were dropped."""
+    import importlib.util
+    import site
+
+    dropped = 0
+    if not hasattr(os, "posix_fadvise"):
+        return dropped
+    roots = [Path(p) for p in site.getsitepackages()]
+    for package in packages:
+        spec = importlib.util.find_spec(package) if "." not in package else None
+        folders = [Path(p) for p in (spec.submodule_search_locations or [])] if spec else [r / package for r in roots]
+        for folder in folders:
+            for dirpath, _, files in os.walk(folder):
+                for name in files:
+                    try:
+                        fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+                    except OSError:
+                        continue
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                        dropped += 1
+                    finally:
+                        os.close(fd)
+    return dropped
+
+
+LOCK_WAITS = """
+import json, time
+from tracklet.sweeps import gp_imports
+thread = gp_imports.start()
+waits = []
+while thread is not None and thread.is_alive():
+    began = time.perf_counter()
+    time.sleep(0.001)
+    waits.append(time.perf_counter() - began)
+print(json.dumps(sorted(waits)[-3:]))
+"""
+
+
+def lock_waits_while_gp_imports(cold: bool) -> list[float]:
+    """The three longest waits (ms) of a thread sleeping 1 ms at a time for the interpreter lock,
+    in a fresh process, while the GP's background imports run (``cold``: their libraries dropped
+    from the page cache first): what a start-up ask in a handoff waits at worst."""
+    import json
+    import subprocess
+
+    if cold:
+        evict_page_cache(COLD_PACKAGES)
+    out = subprocess.run([sys.executable, "-c", LOCK_WAITS], capture_output=True, text=True, check=True).stdout
+    return [w * 1e3 for w in json.loads(out.splitlines()[-1])]
 
 
 def _median_max(values: list[float], unit: str = "s", digits: int = 3) -> str:
@@ -641,6 +711,8 @@ def run_parallel(parts: list[str], argv: list[str]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds x 20 trials; latency at 200 trials")
+    parser.add_argument("--cold", action="store_true",
+                        help="(e): drop the GP's libraries (torch, SciPy, ...) from the page cache before bayes")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--latency-trials", type=int, default=None)

@@ -72,3 +72,31 @@ def trials_while_blocked(run_trial: Callable[[], None], count: int, release: thr
         release.set()
     loading.join()
     run_trial()
+
+
+def first_page_resident(path: str) -> bool:
+    """Whether the first page of ``path`` is in the page cache, by ``mincore`` (Linux), which,
+    unlike a read, starts no read-ahead: a test can look without warming what it looks at."""
+    import ctypes
+    import mmap
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap of {path}")
+        try:
+            vector = ctypes.create_string_buffer(1)
+            if libc.mincore(address, mmap.PAGESIZE, vector) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore of {path}")
+            return bool(vector.raw[0] & 1)
+        finally:
+            libc.munmap(address, mmap.PAGESIZE)
+    finally:
+        os.close(fd)

@@ -7,7 +7,7 @@ import sys
 import threading
 
 import pytest
-from gp_gate import block_gp_imports
+from gp_gate import block_gp_imports, first_page_resident
 
 from tracklet.sweeps import gp_imports
 
@@ -74,6 +74,7 @@ def test_a_process_exiting_while_the_gp_imports_run_lets_them_end_first(tmp_path
     """))
     script = textwrap.dedent("""
         from tracklet.sweeps import gp_imports
+        gp_imports.SHARED_LIBRARIES = ()  # straight to the import (the exit stops a page-cache warm-up: below)
         gp_imports.GP_MODULES = ("tracklet_test_slow_import",)
         assert gp_imports.start() is not None
         print("main thread exits")
@@ -83,3 +84,104 @@ def test_a_process_exiting_while_the_gp_imports_run_lets_them_end_first(tmp_path
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "main thread exits"
     assert done.read_text() == "whole"
+
+
+SHARED_LIBRARY = """
+import sys
+from gp_gate import first_page_resident
+# imported by the GP's import thread: were the package's libraries in the page cache by then?
+CACHED_AT_IMPORT = [first_page_resident(path) for path in sys.modules["tracklet_test_libs"].paths]
+"""
+
+
+def _drop_from_page_cache(path):
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages can't be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _package_of_shared_libraries(tmp_path, monkeypatch):
+    """A package (not imported) holding copies of a real shared library, dropped from the page
+    cache, standing for torch's: ``SHARED_LIBRARIES`` names it. Returns the copies' paths."""
+    import shutil
+    import types
+
+    import _ctypes
+
+    package = tmp_path / "libpkg" / "tracklet_test_libpkg"
+    (package / "lib").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    paths = [package / "lib" / "libtest_global_deps.so", package / "_C.test.so", package / "lib" / "libtest_big.so"]
+    for path in paths:
+        shutil.copyfile(_ctypes.__file__, path)
+        _drop_from_page_cache(path)
+    if any(first_page_resident(str(path)) for path in paths):
+        pytest.skip("this file system keeps the files in the page cache (tmpfs?): nothing to warm")
+    monkeypatch.syspath_prepend(str(tmp_path / "libpkg"))
+    monkeypatch.setattr(gp_imports, "SHARED_LIBRARIES", (
+        ("tracklet_test_libpkg", ("lib/libtest_global_deps.so", "_C.*.so"), ("lib/libtest_big.so",)),))
+    monkeypatch.setitem(sys.modules, "tracklet_test_libs", types.SimpleNamespace(paths=[str(p) for p in paths]))
+    return paths
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-cache warming is Linux-only")
+def test_the_gp_imports_read_their_shared_libraries_into_the_page_cache_in_a_child_first(tmp_path, monkeypatch):
+    """CPython holds the interpreter lock through an extension's ``dlopen``: ``import torch`` with
+    libtorch out of the page cache read it from disk with the lock held, and the agent's asks
+    waited up to ~1 s for the lock (a 1.2 s handoff; issue #17: <= 1 s). The background thread
+    first has a child process load the libraries (the disk reads happen there, this thread waits
+    without the lock): when the GP's modules are imported, the libraries' pages are cached, and
+    nothing of them was loaded into this process."""
+    paths = _package_of_shared_libraries(tmp_path, monkeypatch)
+    block_gp_imports(tmp_path, monkeypatch).set()  # a clean slate: no thread, nothing failed yet
+    (tmp_path / "gp_gate_modules" / "tracklet_test_after_warm.py").write_text(SHARED_LIBRARY)
+    monkeypatch.delitem(sys.modules, "tracklet_test_after_warm", raising=False)
+    monkeypatch.setattr(gp_imports, "GP_MODULES", ("tracklet_test_after_warm",))
+    thread = gp_imports.start()
+    assert thread is not None
+    thread.join(60)
+    loaded, behind = paths[:2], paths[2]  # what the child loads; what torch's _C would load behind them
+    assert sys.modules["tracklet_test_after_warm"].CACHED_AT_IMPORT[:2] == [True, True]
+    with open("/proc/self/maps") as maps:
+        assert not any(str(path) in line for line in maps for path in paths)
+    behind.read_bytes()  # as loading the two would have, where it is their dependency
+    assert gp_imports.warm_shared_libraries() == []  # all cached: no second child
+    _drop_from_page_cache(behind)
+    assert gp_imports.warm_shared_libraries() == [str(path) for path in loaded]  # one cold: the child again
+
+
+def test_an_exit_while_the_libraries_warm_stops_the_child_and_imports_nothing(tmp_path):
+    """The exit waits for an import under way (above), but not for the child warming the page
+    cache, which may read a gigabyte from a slow disk: the child is stopped and no import starts."""
+    import os
+    import subprocess
+    import textwrap
+
+    from conftest import REPO
+
+    package = tmp_path / "tracklet_test_libpkg"
+    package.mkdir()
+    (package / "libslow.so").write_bytes(b"\0" * 4096)
+    started = tmp_path / "child-started"
+    script = textwrap.dedent(f"""
+        import os, pathlib, sys, time
+        from tracklet.sweeps import gp_imports
+        gp_imports.SHARED_LIBRARIES = (("tracklet_test_libpkg", ("libslow.so",), ()),)
+        gp_imports._first_page_cached = lambda path: False  # a cold cache, whatever this disk holds
+        gp_imports._WARM_CHILD = "import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(300)"
+        gp_imports.GP_MODULES = ("tracklet_test_never_imported",)
+        assert gp_imports.start() is not None
+        while not pathlib.Path({str(started)!r}).exists():
+            time.sleep(0.01)
+        print("main thread exits")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "main thread exits"
+    assert "tracklet_test_never_imported" not in result.stderr  # no import was tried

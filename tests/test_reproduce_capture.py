@@ -77,6 +77,38 @@ def test_untracked_imported_files_are_snapshotted_and_ignored_ones_are_not(root,
     assert sum(path.name == digests["helper.py"] for path in blob_files) == 1
 
 
+
+def test_a_code_snapshot_is_stored_without_staging_files_or_opening_the_stat_cache(root, tmp_path):
+    """A run's code snapshot is logged inside ``finish()``, where every import is paid before it
+    returns: its files go into the artifact from memory, so storing it imports neither
+    ``tempfile`` nor ``shutil`` (a staging directory) nor ``sqlite3`` (the stat cache, which has
+    nothing to say about bytes), and the version still holds every file with its bytes."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(
+        "import sys, helper\n"
+        "import tracklet\n"
+        "run = tracklet.init(project='snap', settings={'console': 'off', 'system_metrics': False, 'capture_wait': 30})\n"
+        "run.log({'loss': helper.LOSS})\n"
+        "run.finish()\n"
+        "print(sorted(name for name in ('tempfile', 'shutil', 'sqlite3') if name in sys.modules))\n")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "start")
+    (repo / "helper.py").write_text("LOSS = 0.5\n")  # untracked, imported: snapshotted
+
+    run_program(repo, "train.py")  # the first run scans the package inventory (importlib.metadata imports them)
+    done = run_program(repo, "train.py")
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    api = tracklet.Api(root)
+    for run in api.runs("snap"):
+        assert "environment_incomplete" not in run.metadata
+        assert run.metadata["code"]["artifact"] == "snap/code-train.py:v0"
+    (version,) = api.artifact_versions("snap/code-train.py")
+    folder = Path(version.download(str(tmp_path / "snapshot")))
+    assert [path.name for path in folder.iterdir()] == ["helper.py"]
+    assert (folder / "helper.py").read_text() == "LOSS = 0.5\n"
+
 def test_allow_listed_variables_are_recorded_and_secrets_never(root):
     found = provenance.variables({
         "OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0,1", "NCCL_DEBUG": "INFO", "PYTHONHASHSEED": "0",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -373,5 +372,7 @@ def materialize(source: Path, target: Path, *, link: bool = True) -> str:
         except OSError as error:
             if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
                 raise
+    import shutil  # here, not at import: storing a run's code snapshot in finish() never copies
+
     shutil.copyfile(source, target)
     return "copy"

@@ -1,5 +1,5 @@
-"""What a draft artifact holds before it is stored: files to read, file references, and
-entries of an earlier version (``new_draft``). Kept light (no hashing, no storage) so that
+"""What a draft artifact holds before it is stored: files to read, files given as bytes, file
+references, and entries of an earlier version (``new_draft``). Kept light (no hashing, no storage) so that
 building a draft, and importing ``tracklet.Artifact``, costs little."""
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ class FileReference:
     checksum: bool
 
 
-Pending = LocalFile | FileReference | ManifestEntry
+@dataclasses.dataclass(frozen=True)
+class InMemoryFile:
+    """A draft's file given as bytes (a run's code snapshot, ``Artifact._add_bytes``): stored as
+    one blob when the draft is committed (whatever its size: it is in memory already), with no
+    staging copy on disk and no stat cache lookup."""
+
+    data: bytes = dataclasses.field(repr=False)
+
+
+Pending = LocalFile | FileReference | ManifestEntry | InMemoryFile
 
 
 def uri_path(uri: str) -> str:

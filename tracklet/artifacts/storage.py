@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import sys
 import threading
@@ -41,6 +40,7 @@ from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.core.digests import algorithm, file_hasher, hash_file, is_blake3, is_sha256
+from tracklet.core.filehash import sha256_hex
 from tracklet.artifacts.entries import FileReference, InMemoryFile, LocalFile, Pending, uri_path
 from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, count_file_hashed,
                                        parallel_map, stat_key)
@@ -208,7 +208,7 @@ class ArtifactStore:
                 digest, size = digests[item.path]
                 entries[path] = ManifestEntry(path, digest, size)
             elif isinstance(item, InMemoryFile):
-                entries[path] = ManifestEntry(path, hashlib.sha256(item.data).hexdigest(), len(item.data))
+                entries[path] = ManifestEntry(path, sha256_hex(item.data), len(item.data))
             else:
                 entries[path] = self._reference_entry(name, path, item, digests)
         manifest = Manifest(entries)
@@ -250,7 +250,7 @@ class ArtifactStore:
         if item.checksum:
             digest, size = digests[item.path]
         else:  # W&B's choice: without a checksum the reference's identity is its URI and size
-            digest, size = hashlib.sha256(f"{item.uri}\0{stat.st_size}".encode()).hexdigest(), stat.st_size
+            digest, size = sha256_hex(f"{item.uri}\0{stat.st_size}".encode()), stat.st_size
             extra["checksum"] = False
         return ManifestEntry(path, digest, size, ref=item.uri, extra=extra)
 

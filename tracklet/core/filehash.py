@@ -29,15 +29,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_BUILTIN_SHA256: list[Any] = []  # CPython's built-in constructor (or None), once looked up
+
+
 def _builtin_sha256() -> Any:
     """CPython's own SHA-256 constructor (``_sha2`` from 3.12, ``_sha256`` before), or None in
-    an interpreter built without it."""
-    for name in ("_sha2", "_sha256"):
+    an interpreter built without it. Looked up once: a failed import searches all of ``sys.path``."""
+    if not _BUILTIN_SHA256:
+        name = "_sha2" if sys.version_info >= (3, 12) else "_sha256"
         try:
-            return importlib.import_module(name).sha256
+            _BUILTIN_SHA256.append(importlib.import_module(name).sha256)
         except (ImportError, AttributeError):
-            continue
-    return None
+            _BUILTIN_SHA256.append(None)
+    return _BUILTIN_SHA256[0]
 
 
 def sha256_handle(handle: Any, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:

@@ -26,13 +26,19 @@ class FileReference:
     checksum: bool
 
 
-@dataclasses.dataclass(frozen=True)
 class InMemoryFile:
     """A draft's file given as bytes (a run's code snapshot, ``Artifact._add_bytes``): stored as
     one blob when the draft is committed (whatever its size: it is in memory already), with no
-    staging copy on disk and no stat cache lookup."""
+    staging copy on disk and no stat cache lookup. A plain class: a frozen dataclass costs every
+    import of ``tracklet.artifacts`` ~0.35 ms of CPU to create."""
 
-    data: bytes = dataclasses.field(repr=False)
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"InMemoryFile({len(self.data)} bytes)"
 
 
 Pending = LocalFile | FileReference | ManifestEntry | InMemoryFile

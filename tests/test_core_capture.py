@@ -662,3 +662,28 @@ def test_git_state_is_the_same_through_posix_spawn_and_through_subprocess(tmp_pa
     # No child left running or unreaped (children the test process had before, such as the test servers'
     # template, are not git's).
     assert {child.pid for child in psutil.Process().children()} == children
+
+
+def test_the_packages_the_cache_answers_are_captured_before_init_returns(tmp_path):
+    """A tight training loop lets the capture thread run once per switch interval after
+    ``init()`` returns (the gate), so what it still had to do then ended up inside ``finish()``.
+    The packages the inventory cache answers are read and captured before the gate: a capture
+    held at the gate has them, and ``finish()`` records them even though nothing else was captured."""
+    from tracklet.core import environment
+
+    cache_dir = tmp_path / "cache"
+    environment._save_inventory(cache_dir, environment._scan_packages()[1])
+    queued: list = []
+    capture = environment.EnvironmentCapture(str(tmp_path), tmp_path / "files", queued.append,
+                                             lambda key, message: None, cache_dir=cache_dir)
+    gate = threading.Event()  # init() never returns here
+    capture.start(gate)
+    deadline = time.monotonic() + 10
+    while "packages" not in capture._done and capture._thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    capture.finish(0.01)
+    gate.set()
+    (record,) = queued
+    assert list(record.environment.incomplete) == ["host", "git", "code"]
+    assert "protobuf" in {package.name.lower() for package in record.environment.packages}
+    assert "protobuf==" in (tmp_path / "files" / "requirements.txt").read_text()

@@ -170,6 +170,19 @@ def test_a_bit_flip_skips_only_the_damaged_record(start):
     assert recorded.summary["loss"] == 1.0 / 200  # records after the damage (the summary) are read
 
 
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 8192, 160_003])
+def test_a_frame_checksums_the_whole_payload_whatever_its_size(size):
+    """A frame's CRC-32 is taken a piece at a time (so the sender's worker keeps the GIL: zlib
+    releases it for more than 5 KiB), and is still the CRC-32 of the whole payload, which every
+    reader checks."""
+    import zlib
+
+    from tracklet.core.recordlog import FRAME_HEADER, frame_header
+
+    payload = bytes(index * 7 % 251 for index in range(size))
+    assert frame_header(payload) == FRAME_HEADER.pack(size, zlib.crc32(payload))
+
 def test_garbage_is_not_a_record_log(tmp_path):
     bogus = tmp_path / "run.tlog"
     bogus.write_bytes(b"hello world, not a log")

@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tracklet
-from tracklet.core import provenance
+from tracklet.core import filehash, provenance
 
 from conftest import REPO
 
@@ -76,6 +78,62 @@ def test_untracked_imported_files_are_snapshotted_and_ignored_ones_are_not(root,
     blob_files = [path for path in (root / "artifacts" / "blobs").rglob("*") if path.is_file()]
     assert sum(path.name == digests["helper.py"] for path in blob_files) == 1
 
+
+
+def test_a_code_snapshot_and_a_diff_are_stored_without_staging_files_the_stat_cache_or_openssl(root, tmp_path):
+    """A run's code snapshot is logged inside ``finish()``, where every import is paid before it
+    returns (and a tight training loop leaves the diff's hashing there too): its files go into the
+    artifact from memory, so storing it imports neither ``tempfile`` nor ``shutil`` (a staging
+    directory) nor ``sqlite3`` (the stat cache, which has nothing to say about bytes), and small
+    files and diffs are hashed without loading OpenSSL (``_hashlib``). The version still holds
+    every file with its bytes, and every digest is the sha256 hashlib gives."""
+    import hashlib
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "tracked.py").write_text("VALUE = 1\n")
+    (repo / "train.py").write_text(
+        "import sys, helper, tracked\n"
+        "import tracklet\n"
+        "run = tracklet.init(project='snap', settings={'console': 'off', 'system_metrics': False, 'capture_wait': 30})\n"
+        "run.log({'loss': helper.LOSS})\n"
+        "run.finish()\n"
+        "print(sorted(name for name in ('tempfile', 'shutil', 'sqlite3', '_hashlib') if name in sys.modules))\n")
+    git(repo, "add", "train.py", "tracked.py")
+    git(repo, "commit", "-qm", "start")
+    (repo / "helper.py").write_text("LOSS = 0.5\n")  # untracked, imported: snapshotted
+    (repo / "tracked.py").write_text("VALUE = 2\n")  # a tracked change: the diff
+
+    run_program(repo, "train.py")  # the first run scans the package inventory (importlib.metadata imports them)
+    done = run_program(repo, "train.py")
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    api = tracklet.Api(root)
+    for run in api.runs("snap"):
+        assert "environment_incomplete" not in run.metadata
+        assert run.metadata["code"]["artifact"] == "snap/code-train.py:v0"
+        assert run.metadata["code"]["files"][0]["sha256"] == hashlib.sha256(b"LOSS = 0.5\n").hexdigest()
+        diff = (Path(run.dir) / "files" / "diff.patch").read_bytes()
+        assert b"+VALUE = 2" in diff and run.metadata["git"]["diff_sha256"] == hashlib.sha256(diff).hexdigest()
+    (version,) = api.artifact_versions("snap/code-train.py")
+    folder = Path(version.download(str(tmp_path / "snapshot")))
+    assert [path.name for path in folder.iterdir()] == ["helper.py"]
+    assert (folder / "helper.py").read_text() == "LOSS = 0.5\n"
+    assert [entry.digest for entry in version.files()] == [hashlib.sha256(b"LOSS = 0.5\n").hexdigest()]
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, filehash.SMALL_BYTES, filehash.SMALL_BYTES + 1, 3 * filehash.SMALL_BYTES])
+@pytest.mark.parametrize("openssl_loaded", [False, True])
+def test_sha256_of_bytes_is_hashlibs_whichever_implementation_computes_it(size, openssl_loaded, monkeypatch):
+    """``filehash.sha256_hex`` takes CPython's built-in SHA-256 for small bytes while OpenSSL is not
+    loaded, OpenSSL's otherwise: the digest is the same either way (digests name blobs)."""
+    import hashlib
+
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = hashlib.sha256(data).hexdigest()
+    if not openssl_loaded:
+        monkeypatch.delitem(sys.modules, "_hashlib", raising=False)
+    assert filehash.sha256_hex(data) == expected
 
 def test_allow_listed_variables_are_recorded_and_secrets_never(root):
     found = provenance.variables({

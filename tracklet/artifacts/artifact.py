@@ -12,15 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
 import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tracklet.artifacts.entries import LocalFile, Pending
+from tracklet.artifacts.entries import InMemoryFile, LocalFile, Pending
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
 from tracklet.artifacts.names import check_alias, check_artifact_name, check_entry_path
 from tracklet.errors import ArtifactError
@@ -173,6 +171,8 @@ class Artifact:
         for path, item in sorted(self._pending.items()):
             if isinstance(item, ManifestEntry):
                 listed.append(item)
+            elif isinstance(item, InMemoryFile):
+                listed.append(ManifestEntry(path, "", len(item.data)))
             else:
                 try:
                     size = os.stat(item.path).st_size
@@ -260,6 +260,11 @@ class Artifact:
                     self._add(entry_name, LocalFile(self._snapshot(path, entry_name) if mutable else path))
 
     def _staging_dir(self) -> str:
+        # tempfile and shutil are imported by the first draft that stages a file, not by
+        # ``import tracklet.artifacts``: a run's code snapshot (``_add_bytes``) needs neither.
+        import shutil
+        import tempfile
+
         if self._staging is None:
             self._staging = tempfile.mkdtemp(prefix="tracklet-artifact-")
             # A draft dropped without being logged doesn't leave its staged files behind.
@@ -276,6 +281,8 @@ class Artifact:
             if os.path.exists(target):
                 os.unlink(target)
             if not _reflink(Path(path), Path(target)):
+                import shutil
+
                 shutil.copyfile(path, target)
         except OSError as error:
             raise ArtifactError(f"artifact {self._name!r}: can't snapshot {path}: {error.strerror or error}") from None
@@ -295,6 +302,16 @@ class Artifact:
         with open(path, mode, encoding=None if binary else (encoding or "utf-8")) as handle:
             yield handle
         self._add(entry_name, LocalFile(path))
+
+    def _add_bytes(self, name: str, data: bytes) -> None:
+        """A file holding ``data``, kept in memory until the artifact is stored (``InMemoryFile``):
+        what a run's code snapshot is made of. Nothing is staged on disk, so logging it imports
+        neither ``tempfile`` nor ``shutil`` and opens no stat cache (inside ``finish()``)."""
+        self._check_draft()
+        entry_name = check_entry_path(name)
+        if entry_name in self._pending:
+            raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
+        self._add(entry_name, InMemoryFile(bytes(data)))
 
     def add_reference(self, uri: str, name: str | None = None, checksum: bool = True,
                       max_objects: int | None = None) -> list[str]:
@@ -397,6 +414,8 @@ class Artifact:
 
     def _drop_staging(self) -> None:
         if self._staging is not None:
+            import shutil
+
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
 

@@ -15,15 +15,14 @@ called, before rows naming the blobs are committed (``durable.py``).
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.durable import DirectorySyncs, sync_file
+from tracklet.core.filehash import sha256_hex
 from tracklet.errors import ArtifactError
 
 _CHUNK = 1 << 20
@@ -158,6 +157,8 @@ class FsspecBlobStore:
         after it was hashed): nothing is left visible then."""
         if self.has(digest):
             return 0
+        import hashlib  # here: storing small bytes (put_bytes) never loads OpenSSL (core/filehash.py)
+
         temporary = self._temporary()
         hasher = hashlib.sha256()
         written = 0
@@ -193,6 +194,8 @@ class FsspecBlobStore:
                 if on_bytes is not None:
                     on_bytes(len(head))
                 return digest, len(head), written
+            import hashlib
+
             temporary = self._temporary()
             hasher = hashlib.sha256()
             size = 0
@@ -223,7 +226,7 @@ class FsspecBlobStore:
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         """Store ``data``; its (sha256, bytes written)."""
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_hex(data)
         if self.has(digest):
             return digest, 0
         temporary = self._temporary()
@@ -244,7 +247,7 @@ class FsspecBlobStore:
                 data = handle.read()
         except FileNotFoundError:
             raise ArtifactError(f"blob {digest} is missing from {self.url}") from None
-        if hashlib.sha256(data).hexdigest() != digest:
+        if sha256_hex(data) != digest:
             raise ArtifactError(f"blob {digest} in {self.url} is damaged (its bytes don't match its digest)")
         return data
 
@@ -281,6 +284,8 @@ class BlobWriter:
 
     def __init__(self, store: FsspecBlobStore) -> None:
         self.store = store
+        import hashlib
+
         self.temporary = store._temporary()
         self.hasher = hashlib.sha256()
         self.size = 0
@@ -373,5 +378,7 @@ def materialize(source: Path, target: Path, *, link: bool = True) -> str:
         except OSError as error:
             if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
                 raise
+    import shutil  # here, not at import: storing a run's code snapshot in finish() never copies
+
     shutil.copyfile(source, target)
     return "copy"

@@ -16,12 +16,12 @@ the file was cut.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from tracklet.core.digests import is_file_digest, is_sha256
+from tracklet.core.filehash import sha256_hex
 from tracklet.artifacts.names import check_entry_path
 from tracklet.errors import ArtifactError
 
@@ -74,10 +74,7 @@ class Manifest:
 
     def digest(self) -> str:
         """sha256 over the sorted ``path:digest`` lines."""
-        hasher = hashlib.sha256()
-        for path in sorted(self.entries):
-            hasher.update(f"{path}:{self.entries[path].digest}\n".encode())
-        return hasher.hexdigest()
+        return sha256_hex("".join(f"{path}:{self.entries[path].digest}\n" for path in sorted(self.entries)).encode())
 
     def to_json(self) -> dict[str, Any]:
         return {

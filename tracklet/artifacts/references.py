@@ -31,7 +31,6 @@ or changed is an ``ArtifactVerifyError`` naming the URI.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import json
 import os
@@ -43,6 +42,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 from tracklet.artifacts.entries import FileReference, Pending, uri_path
 from tracklet.artifacts.manifest import ManifestEntry
+from tracklet.core.filehash import sha256_hex
 from tracklet.errors import ArtifactError, UnsupportedReference
 
 DEFAULT_MAX_OBJECTS = 10_000_000  # W&B's default
@@ -76,7 +76,7 @@ def known_size(entry: ManifestEntry) -> int | None:
 
 
 def identity_digest(uri: str, size: int, extra: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps([uri, size, extra], sort_keys=True).encode()).hexdigest()
+    return sha256_hex(json.dumps([uri, size, extra], sort_keys=True).encode())
 
 
 def _base_name(path: str) -> str:

@@ -40,7 +40,8 @@ from typing import Any, Protocol
 
 from tracklet.artifacts.blobs import FsspecBlobStore, materialize
 from tracklet.core.digests import algorithm, file_hasher, hash_file, is_blake3, is_sha256
-from tracklet.artifacts.entries import FileReference, LocalFile, Pending, uri_path
+from tracklet.core.filehash import sha256_hex
+from tracklet.artifacts.entries import FileReference, InMemoryFile, LocalFile, Pending, uri_path
 from tracklet.artifacts.hashing import (RACY_NS, STAT_CACHE_FILE, Hasher, StatCache, StatKey, count_file_hashed,
                                        parallel_map, stat_key)
 from tracklet.artifacts.manifest import Manifest, ManifestEntry
@@ -206,6 +207,8 @@ class ArtifactStore:
             elif isinstance(item, LocalFile):
                 digest, size = digests[item.path]
                 entries[path] = ManifestEntry(path, digest, size)
+            elif isinstance(item, InMemoryFile):
+                entries[path] = ManifestEntry(path, sha256_hex(item.data), len(item.data))
             else:
                 entries[path] = self._reference_entry(name, path, item, digests)
         manifest = Manifest(entries)
@@ -247,9 +250,7 @@ class ArtifactStore:
         if item.checksum:
             digest, size = digests[item.path]
         else:  # W&B's choice: without a checksum the reference's identity is its URI and size
-            import hashlib
-
-            digest, size = hashlib.sha256(f"{item.uri}\0{stat.st_size}".encode()).hexdigest(), stat.st_size
+            digest, size = sha256_hex(f"{item.uri}\0{stat.st_size}".encode()), stat.st_size
             extra["checksum"] = False
         return ManifestEntry(path, digest, size, ref=item.uri, extra=extra)
 
@@ -277,7 +278,7 @@ class ArtifactStore:
             return written, digest, learned
 
         if progress is not None:
-            skipped = [entry for entry in manifest if not isinstance(pending[entry.path], LocalFile)]
+            skipped = [entry for entry in manifest if not isinstance(pending[entry.path], (LocalFile, InMemoryFile))]
             progress.advance(len(skipped), sum(entry.size for entry in skipped))
         outcomes = parallel_map(one, jobs, self.hasher.workers, "tracklet-store")
         written = [count for count, _, _ in outcomes]
@@ -297,6 +298,15 @@ class ArtifactStore:
                 except OSError:
                     pass
         self.hasher.cache.put_many(learned)
+        for entry in manifest:  # given as bytes: one blob each (no stat to remember)
+            item = pending[entry.path]
+            if isinstance(item, InMemoryFile):
+                try:
+                    written.append(self.blobs.put_bytes(item.data)[1])
+                except OSError as error:
+                    raise _os_error(name, error) from None
+                if progress is not None:
+                    progress.advance(1, entry.size)
         overhead = 0
         if large:
             chunked, overhead = self._store_large(name, manifest, large, progress, read_back, chunk_target)

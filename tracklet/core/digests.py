@@ -17,7 +17,6 @@ digests and recipes: everything that checks a file's bytes picks the hash from t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -80,6 +79,8 @@ class FileHasher:
 
             self._hash: Any = blake3.blake3(max_threads=blake3.blake3.AUTO if threaded else 1)
         else:
+            import hashlib  # here: a run that hashes only small bytes never loads OpenSSL (core/filehash.py)
+
             self._hash = hashlib.sha256()
 
     def update(self, data: Any) -> None:

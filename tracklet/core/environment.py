@@ -17,7 +17,7 @@ changed) only the entries added or changed there are read and the removed ones d
 waits at most ``Settings.capture_wait`` (0.1 s) for the capture; parts not captured by then, and
 parts whose capture failed, are named in the record's ``incomplete`` field with the reason in
 ``incomplete_reasons``, instead of holding up the end of the run. Packages the cache answers are
-captured right after the host, before git; a scan (no usable cache) comes last. A run that found
+captured first, before ``init()`` returns, and before git; a scan (no usable cache) comes last. A run that found
 no inventory cache still writes one: interpreter exit waits for its scan, at most
 ``INVENTORY_EXIT_WAIT``, so the next short run of the script finds it.
 The git remote is recorded without credentials (``core/redact.py``); the diff is recorded as is.
@@ -219,9 +219,9 @@ class GitProbe:
         if diff and environment.git_commit:
             data = diff.encode("utf-8")
             environment.git_dirty = True
-            import hashlib
+            from tracklet.core.filehash import sha256_hex  # a small diff: no OpenSSL (~3 ms of CPU) to load
 
-            environment.git_diff_sha256 = hashlib.sha256(data).hexdigest()
+            environment.git_diff_sha256 = sha256_hex(data)
             (files_dir / "diff.patch").write_bytes(data)
 
     UNTRACKED = ("ls-files", "--others", "--exclude-standard", "-z", "--")
@@ -620,8 +620,9 @@ def _cpu_model() -> str:
 class EnvironmentCapture:
     """Captures the environment on a daemon thread and queues one ``Environment`` record.
 
-    The host part is captured first (with the interpreter, variables and CUDA versions), then
-    git, then the package inventory, then the code snapshot (imported untracked files). ``finish(timeout)``
+    The parts: the host (with the interpreter, variables and CUDA versions), git, the package
+    inventory and the code snapshot (imported untracked files), in the order :meth:`_order` gives
+    (packages the cache answers first, before ``init()`` returns). ``finish(timeout)``
     waits up to ``timeout`` for the whole; if the thread is still busy then, it queues what is
     ready, names the missing parts in ``incomplete`` and why in ``incomplete_reasons``, and the
     thread's later results are dropped. A part whose capture raised is named there too (what
@@ -659,7 +660,8 @@ class EnvironmentCapture:
         self._ended = threading.Event()  # set as the thread ends
 
     def start(self, gate: threading.Event | None = None) -> None:
-        """Start the thread; with ``gate``, it starts git's commands at once and captures the rest
+        """Start the thread; with ``gate``, it starts git's commands, reads the CPU model and the
+        inventory cache and captures the packages the cache answers at once, and captures the rest
         once the gate is set (``init()`` sets it as it returns).
 
         The modules the parts use are imported here, on the caller's thread (~0.5 ms of
@@ -676,16 +678,21 @@ class EnvironmentCapture:
         # git's commands start before the gate, while init() ends: spawning them is system calls,
         # which release the GIL, and the processes then run beside the training loop from its start.
         self._git_probe = GitProbe(self._cwd)
-        if self._gate is not None:
-            self._gate.wait()
         try:
+            # Before the gate too: what reads only files (the CPU model, the inventory cache) and the
+            # packages the cache answers. After the gate, a tight training loop lets this thread run
+            # once per switch interval (5 ms) and takes the GIL back at each of its file-system
+            # calls, so this work used to be left to finish(); here it costs init() ~2 ms of CPU.
             self._prepare()
             from tracklet.core import wire  # no protobuf: the record is written by hand
 
             with self._lock:
                 record = self._new_record()
             self._files_dir.mkdir(parents=True, exist_ok=True)
+            early = self._before_gate()
             for part in self._order():
+                if part not in early and self._gate is not None:
+                    self._gate.wait()
                 partial = wire.Message("Environment")
                 failure = None
                 try:
@@ -722,13 +729,20 @@ class EnvironmentCapture:
 
     def _order(self) -> tuple[str, ...]:
         """The order the parts are captured in. Packages answered by the inventory cache come
-        right after the host, before git (whose processes a short run's ``finish()`` may wait
-        for): cheap and certain, they are not left out when ``capture_wait`` runs out. A scan (no
-        cache: 100-250 ms in a venv of 100+ packages) comes last, so git and the code snapshot are
-        not left out behind it."""
+        first, before the gate (:meth:`_before_gate`) and before git (whose processes a short run's
+        ``finish()`` may wait for): cheap and certain, they are not left out when ``capture_wait``
+        runs out. A scan (no cache: 100-250 ms in a venv of 100+ packages) comes last, so git and
+        the code snapshot are not left out behind it."""
         if self._inventory is not None:
-            return ("host", "packages", "git", "code")
+            return ("packages", "host", "git", "code")
         return ("host", "git", "code", "packages")
+
+    def _before_gate(self) -> tuple[str, ...]:
+        """The parts captured before the gate (``init()`` returning): the packages when the
+        inventory cache answered them (a list built from what was read). Not the host: it may
+        load NVML (GPU names) or cuDNN (its version), which can take longer than the rest of
+        ``init()``; not git: its processes are still running."""
+        return ("packages",) if self._inventory is not None else ()
 
     def _cache_inventory(self) -> None:
         """Scan the packages and save the cache, if this run found none (finish() stopped waiting

@@ -87,10 +87,10 @@ def code_artifact_name(program: str) -> str:
 
 def code_artifact(make: Any, files: dict[str, bytes], program: str) -> Any:
     """A draft ``code`` artifact (``make``: ``tracklet.Artifact``) holding ``files`` (relative
-    path: bytes) under their paths in the repository."""
+    path: bytes) under their paths in the repository, in memory (no staging directory: it is
+    logged inside ``finish()``)."""
     artifact = make(code_artifact_name(program), CODE_TYPE,
                     description="untracked source files the program imported (tracklet reproduce restores them)")
     for path, data in files.items():
-        with artifact.new_file(path, "xb") as handle:
-            handle.write(data)
+        artifact._add_bytes(path, data)
     return artifact

@@ -42,7 +42,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -440,11 +440,30 @@ class ServerArtifacts:
             return None
         return PackReader(self.packs, Located(places), verify=False, reuse_buffer=True).iter_chunks(chunk_ids)
 
-    def store_pack(self, project: str, pack_id: str, data: bytes | memoryview) -> int:
+    def store_pack(self, project: str, pack_id: str, data: bytes | memoryview, *,
+                   release: Callable[[], None] | None = None) -> int:
         """Keep a pack of chunks a client sent and grant its chunks to ``project`` (a chunk the
         project holds already keeps its place, marked used now): checked whole first (``check_pack``: nothing is kept
         from a pack with one bad chunk), then written in one piece (a temporary renamed into place
-        on a directory, one PUT on an object store). Chunks granted."""
+        on a directory, one PUT on an object store). Chunks granted. ``release``: ``data`` is a
+        buffer lent by the caller, called exactly once when nothing reads it any more, which may be
+        after this returns (a stream being hashed keeps a pack that arrived ahead, ``artifact_streams``)."""
+        try:
+            entries = self._keep_pack_and_rows(project, pack_id, data)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        view = memoryview(data)  # checked, and the bytes just written: hashed from here, not read back
+        chunks = {cid: view[offset:offset + length] for cid, offset, length in entries}
+        try:
+            self.streams.received(project, chunks, len(data), release)  # calls release, now or later
+        finally:
+            self.streams.arrived(project, list(chunks))
+        return len(entries)
+
+    def _keep_pack_and_rows(self, project: str, pack_id: str, data: bytes | memoryview) -> list[tuple[bytes, int, int]]:
+        """``store_pack``'s check, pack write and chunk rows: the pack's entries."""
         from tracklet.server.artifact_chunks import check_pack
 
         check_name("project", project)
@@ -465,8 +484,7 @@ class ServerArtifacts:
         with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
             connection.execute(statement, list(rows.values()))
         self.keep_pack(pack_id, data)
-        self.streams.arrived(project, list(rows))
-        return len(entries)
+        return entries
 
     def write_pack(self, pack_id: str, data: bytes | memoryview) -> None:
         """Put a checked pack's bytes in place under its id, whole or not at all (a temporary

@@ -12,11 +12,15 @@ blob and the registration with the stream. The server process's CPU seconds (use
 writes, varies most) from
 the first request to the registration's answer, per GiB of file, is the figure; the replaying
 client only sends bytes it holds, so the server has a core to itself on a 2-core machine and the
-figure is far less noisy than ``artifacts.py --only a2loop``'s. Rounds after ``--warm`` untimed
+figure is far less noisy than ``artifacts.py --only a2loop``'s. The kernel's share (the pack
+writes and their writeback) still varies with the page cache: ``--work-dir /dev/shm`` takes the
+disk out, and ``user`` is the figure the code's Python and hashing move. Rounds after ``--warm`` untimed
 ones (a server's first chunked uploads pay its threads, buffers and statement caches).
 
-Run it from two trees one after the other (``PYTHONPATH`` names the tree: the server runs the
-same one) for an A/B, and say the load.
+``--baseline PATH`` (another checkout, e.g. ``git worktree add /tmp/base main``) starts a second
+server from that tree; both take the same recorded uploads, alternated round by round (each
+first in turn), and the median of the per-round CPU ratios is reported: an A/B under the same
+load. Say the load.
 """
 
 from __future__ import annotations
@@ -113,53 +117,91 @@ def replay(http: Any, project: str, upload: dict[str, Any], parallel: int) -> No
     response.raise_for_status()
 
 
+def _server(root: Path, tree: Path) -> Any:
+    """A ``tracklet server --dev`` subprocess running the code of ``tree``."""
+    import subprocess
+
+    from serverproc import Server
+
+    class TreeServer(Server):
+        def spawn(self) -> None:
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            with self.log.open("ab") as stderr:
+                self.proc = subprocess.Popen(self.args, env=env, cwd=str(tree), stdout=subprocess.DEVNULL,
+                                             stderr=stderr)
+
+    return TreeServer(root)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--warm", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--parallel", type=int, default=3, help="segments sent at once (the client's batches)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another tree (a checkout): its server takes the same uploads, alternated round by "
+                             "round with this tree's, and the ratio of their CPU is reported")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="where the servers keep their data (e.g. /dev/shm: no disk writeback, whose cost "
+                             "varies most here); each round's packs are removed after it")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
+    import shutil
+
     import httpx
     import psutil
-    from serverproc import Server
 
-    work = Path(tempfile.mkdtemp(prefix="tracklet-bench-server-cpu-"))
-    server = Server(work / "server")
-    server.spawn()
+    work = Path(tempfile.mkdtemp(prefix="tracklet-bench-server-cpu-", dir=args.work_dir))
+    trees = {"this": REPO, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    servers = {name: _server(work / f"server-{name}", tree) for name, tree in trees.items()}
     size = args.size_mib << 20
     per_gib = (1 << 30) / size
-    cpu_per_gib: list[float] = []
-    user_per_gib: list[float] = []
+    cpu: dict[str, list[float]] = {name: [] for name in servers}
+    user: dict[str, list[float]] = {name: [] for name in servers}
+    load_before = os.getloadavg()[0]
     try:
-        server.wait_ready(timeout=180)
-        process = psutil.Process(server.proc.pid)  # type: ignore[union-attr]
-        with httpx.Client(base_url=server.url, timeout=120,
-                          limits=httpx.Limits(max_connections=args.parallel + 1)) as http:
-            for number in range(args.warm + args.rounds):
-                source = work / "v1.bin"
-                _make_file(source, size, seed=number)
-                upload = record_upload(source)
-                source.unlink()
+        for server in servers.values():
+            server.spawn()
+        for server in servers.values():
+            server.wait_ready(timeout=180)
+        clients = {name: httpx.Client(base_url=server.url, timeout=120,
+                                      limits=httpx.Limits(max_connections=args.parallel + 1))
+                   for name, server in servers.items()}
+        for number in range(args.warm + args.rounds):
+            source = work / "v1.bin"
+            _make_file(source, size, seed=number)
+            upload = record_upload(source)
+            source.unlink()
+            order = list(servers) if number % 2 == 0 else list(reversed(servers))  # neither always first
+            for name in order:
+                process = psutil.Process(servers[name].proc.pid)
                 os.sync()
                 before = process.cpu_times()
-                replay(http, f"p{number}", upload, args.parallel)
+                replay(clients[name], f"p{number}", upload, args.parallel)
                 after = process.cpu_times()
                 if number >= args.warm:
-                    cpu_per_gib.append((after.user + after.system - before.user - before.system) * per_gib)
-                    user_per_gib.append((after.user - before.user) * per_gib)
+                    cpu[name].append((after.user + after.system - before.user - before.system) * per_gib)
+                    user[name].append((after.user - before.user) * per_gib)
+                for pack in (work / f"server-{name}").rglob("*.pack"):  # never read again: bounded space
+                    pack.unlink()
+        for client in clients.values():
+            client.close()
     finally:
-        server.stop()
-        import shutil
-
+        for server in servers.values():
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    result = {"tree": str(REPO), "size_mib": args.size_mib, "load_after": os.getloadavg()[0],
-              "server_cpu_s_per_gib": [round(value, 3) for value in cpu_per_gib],
-              "median": round(statistics.median(cpu_per_gib), 3),
-              "user_s_per_gib": [round(value, 3) for value in user_per_gib],
-              "user_median": round(statistics.median(user_per_gib), 3)}
+    result: dict[str, Any] = {"size_mib": args.size_mib, "rounds": args.rounds, "load_before": load_before,
+                              "load_after": os.getloadavg()[0]}
+    for name, tree in trees.items():
+        result[name] = {"tree": str(tree), "cpu_s_per_gib": [round(v, 3) for v in cpu[name]],
+                        "median": round(statistics.median(cpu[name]), 3),
+                        "user_s_per_gib": [round(v, 3) for v in user[name]],
+                        "user_median": round(statistics.median(user[name]), 3)}
+    if args.baseline:
+        result["median_ratio"] = round(statistics.median(a / b for a, b in zip(cpu["this"], cpu["baseline"])), 3)
+        result["user_median_ratio"] = round(statistics.median(a / b for a, b in zip(user["this"], user["baseline"])), 3)
     print(json.dumps(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result))

@@ -577,14 +577,16 @@ class ServerArtifacts:
         now = time.time()
         ids = recipe.chunk_ids
         unique_hex = list(dict.fromkeys(cid.hex() for cid in ids))
-        with self.engine.begin() as connection:  # used now: a collection running meanwhile keeps them
+        held: set[str] = set()
+        # Used now, so a collection running meanwhile keeps them; held, in the same statement
+        # (RETURNING); where they are is asked only if the file is read back.
+        with self.engine.begin() as connection:
             for start in range(0, len(unique_hex), MAX_DIGESTS_PER_QUERY):
-                connection.execute(artifact_chunks.update().where(
+                held.update(connection.execute(artifact_chunks.update().where(
                     artifact_chunks.c.project == project,
                     artifact_chunks.c.chunk_id.in_(unique_hex[start:start + MAX_DIGESTS_PER_QUERY]))
-                    .values(created_at=now))
-        places = self._places(project, ids)
-        absent = [cid for cid in unique_hex if bytes.fromhex(cid) not in places]
+                    .values(created_at=now).returning(artifact_chunks.c.chunk_id)).scalars())
+        absent = [cid for cid in unique_hex if cid not in held]
         if absent:
             raise BadRequest(f"file {digest}: project {project} lacks {len(absent)} of its {len(unique_hex)} chunks "
                              f"(e.g. {absent[0]}): send them first")
@@ -602,7 +604,7 @@ class ServerArtifacts:
             hasher = file_hasher(digest, threaded=False)  # fed a chunk at a time
             size_read = 0
             try:
-                reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)
+                reader = PackReader(self.packs, Located(self._places(project, ids)), verify=False, reuse_buffer=True)
                 for piece in reader.iter_chunks(recipe.chunk_ids, name=digest):
                     hasher.update(piece)
                     size_read += len(piece)

@@ -197,17 +197,23 @@ def _store_lent(artifacts: ServerArtifacts, project: str, pack: list[tuple[bytes
     artifacts.store_pack(project, pack_id, memoryview(buffer), release=lambda: released.append(pack_id))
 
 
-def test_packs_that_arrive_ahead_are_hashed_from_memory_and_each_buffer_is_given_back_once(artifacts):
-    """A client sends several segments at once, so packs arrive ahead of the chunks they follow:
-    they are kept (their buffers lent) until the hash reaches them, and nothing is read back from
-    the packs on disk. Each lent buffer is given back exactly once, none before the hash is past it."""
+def _three_segments(artifacts: ServerArtifacts) -> tuple[list[bytes], list[bytes], str, list[list[tuple[bytes, bytes]]]]:
+    """A file of 48 chunks announced as 3 segments of 16 (as a client sending 3 at once does),
+    and its unique chunks in packs of 8: pieces, ids, stream, packs."""
     pieces, ids = _file(48)
     stream = uuid.uuid4().hex
     for number in range(3):
         artifacts.missing_chunks("p", [cid.hex() for cid in ids[number * 16:(number + 1) * 16]], stream=stream,
                                  segment=number)
     unique = dict(zip(ids, pieces))
-    packs = [list(unique.items())[start:start + 8] for start in range(0, len(unique), 8)]
+    return pieces, ids, stream, [list(unique.items())[start:start + 8] for start in range(0, len(unique), 8)]
+
+
+def test_packs_that_arrive_ahead_are_hashed_from_memory_and_each_buffer_is_given_back_once(artifacts):
+    """A client sends several segments at once, so packs arrive ahead of the chunks they follow:
+    they are kept (their buffers lent) until the hash reaches them, and nothing is read back from
+    the packs on disk. Each lent buffer is given back exactly once, none before the hash is past it."""
+    pieces, ids, stream, packs = _three_segments(artifacts)
     released: list[str] = []
     for pack in [packs[2], packs[4], packs[1], packs[3], packs[5], packs[0]]:  # the first last
         _store_lent(artifacts, "p", pack, released)
@@ -227,15 +233,9 @@ def test_packs_not_held_are_read_back_and_every_lent_buffer_comes_back(artifacts
     """Past ``MAX_HELD_BYTES`` a pack that arrived ahead is not kept: its chunks are read back when
     the hash reaches them, and the file's digest is checked the same. A stream given up (its file
     registered without it) lets go of what it held; a pack refused is given back at once."""
-    pieces, ids = _file(48)
     if case == "no room to hold packs":
         monkeypatch.setattr(artifact_streams, "MAX_HELD_BYTES", 0)
-    stream = uuid.uuid4().hex
-    for number in range(3):
-        artifacts.missing_chunks("p", [cid.hex() for cid in ids[number * 16:(number + 1) * 16]], stream=stream,
-                                 segment=number)
-    unique = dict(zip(ids, pieces))
-    packs = [list(unique.items())[start:start + 8] for start in range(0, len(unique), 8)]
+    pieces, ids, stream, packs = _three_segments(artifacts)
     released: list[str] = []
     if case == "a pack is refused":
         pack_id, data = build_pack(packs[0])
@@ -273,13 +273,7 @@ def test_a_stream_gone_quiet_gives_its_packs_back_and_still_verifies(artifacts, 
     """A client that stops querying (gone, or very slow) doesn't pin the packs its stream holds:
     once it has been quiet for ``HOLD_SECONDS``, the next pack any upload stores lets them go; the
     stream goes on, reading back what it no longer holds."""
-    pieces, ids = _file(48)
-    stream = uuid.uuid4().hex
-    for number in range(3):
-        artifacts.missing_chunks("p", [cid.hex() for cid in ids[number * 16:(number + 1) * 16]], stream=stream,
-                                 segment=number)
-    unique = dict(zip(ids, pieces))
-    packs = [list(unique.items())[start:start + 8] for start in range(0, len(unique), 8)]
+    pieces, ids, stream, packs = _three_segments(artifacts)
     released: list[str] = []
     for pack in packs[1:]:
         _store_lent(artifacts, "p", pack, released)

@@ -187,3 +187,106 @@ def test_a_query_naming_something_that_is_not_a_chunk_id_is_refused(artifacts, b
     with pytest.raises(BadRequest, match="is not a chunk id"):
         artifacts.missing_chunks("p", [good, bad])
     assert artifacts.missing_chunks("p", [good]) == [good]
+
+
+def _store_lent(artifacts: ServerArtifacts, project: str, pack: list[tuple[bytes, bytes]], released: list[str]) -> None:
+    """Store ``pack`` from a lent buffer, as the pack route does; ``released`` gets its id each
+    time the server gives the buffer back."""
+    pack_id, data = build_pack(pack)
+    buffer = bytearray(data)
+    artifacts.store_pack(project, pack_id, memoryview(buffer), release=lambda: released.append(pack_id))
+
+
+def _three_segments(artifacts: ServerArtifacts) -> tuple[list[bytes], list[bytes], str, list[list[tuple[bytes, bytes]]]]:
+    """A file of 48 chunks announced as 3 segments of 16 (as a client sending 3 at once does),
+    and its unique chunks in packs of 8: pieces, ids, stream, packs."""
+    pieces, ids = _file(48)
+    stream = uuid.uuid4().hex
+    for number in range(3):
+        artifacts.missing_chunks("p", [cid.hex() for cid in ids[number * 16:(number + 1) * 16]], stream=stream,
+                                 segment=number)
+    unique = dict(zip(ids, pieces))
+    return pieces, ids, stream, [list(unique.items())[start:start + 8] for start in range(0, len(unique), 8)]
+
+
+def test_packs_that_arrive_ahead_are_hashed_from_memory_and_each_buffer_is_given_back_once(artifacts):
+    """A client sends several segments at once, so packs arrive ahead of the chunks they follow:
+    they are kept (their buffers lent) until the hash reaches them, and nothing is read back from
+    the packs on disk. Each lent buffer is given back exactly once, none before the hash is past it."""
+    pieces, ids, stream, packs = _three_segments(artifacts)
+    released: list[str] = []
+    for pack in [packs[2], packs[4], packs[1], packs[3], packs[5], packs[0]]:  # the first last
+        _store_lent(artifacts, "p", pack, released)
+        assert artifacts.streams.held_bytes <= artifact_streams.MAX_HELD_BYTES
+    recipe = _recipe(artifacts, "p", ids, pieces)
+    digest = _b3(b"".join(pieces))
+
+    assert artifacts.register_file("p", digest, len(b"".join(pieces)), recipe, stream=stream)
+    assert artifacts.streams.reads_avoided == 1 and artifacts.streams.bytes_read_back == 0
+    assert sorted(released) == sorted(build_pack(pack)[0] for pack in packs)  # each once
+    assert artifacts.streams.held_bytes == 0
+    assert _read(artifacts, "p", digest) == b"".join(pieces)
+
+
+@pytest.mark.parametrize("case", ["no room to hold packs", "the stream is dropped", "a pack is refused"])
+def test_packs_not_held_are_read_back_and_every_lent_buffer_comes_back(artifacts, case, monkeypatch):
+    """Past ``MAX_HELD_BYTES`` a pack that arrived ahead is not kept: its chunks are read back when
+    the hash reaches them, and the file's digest is checked the same. A stream given up (its file
+    registered without it) lets go of what it held; a pack refused is given back at once."""
+    if case == "no room to hold packs":
+        monkeypatch.setattr(artifact_streams, "MAX_HELD_BYTES", 0)
+    pieces, ids, stream, packs = _three_segments(artifacts)
+    released: list[str] = []
+    if case == "a pack is refused":
+        pack_id, data = build_pack(packs[0])
+        damaged = bytearray(data)
+        damaged[10] ^= 1
+        with pytest.raises(BadRequest, match="doesn't hash to its id"):
+            artifacts.store_pack("p", pack_id, memoryview(damaged), release=lambda: released.append("refused"))
+        assert released == ["refused"]
+        assert artifacts.missing_chunks("p", [packs[0][0][0].hex()]) == [packs[0][0][0].hex()]  # nothing kept
+        released.clear()
+    for pack in reversed(packs[1:]):
+        _store_lent(artifacts, "p", pack, released)
+    if case == "the stream is dropped":  # before the first pack came, which the others follow
+        assert artifacts.streams.held_bytes > 0 and not released
+        artifacts.streams.forget("p", stream)
+        assert artifacts.streams.held_bytes == 0 and len(released) == len(packs) - 1
+    _store_lent(artifacts, "p", packs[0], released)
+    recipe = _recipe(artifacts, "p", ids, pieces)
+    digest = _b3(b"".join(pieces))
+
+    if case == "the stream is dropped":
+        assert artifacts.register_file("p", digest, len(b"".join(pieces)), recipe, stream=stream)
+        assert artifacts.streams.reads_avoided == 0  # read back: the stream was given up
+    else:
+        assert artifacts.register_file("p", digest, len(b"".join(pieces)), recipe, stream=stream)
+        assert artifacts.streams.reads_avoided == 1
+        if case == "no room to hold packs":
+            assert artifacts.streams.bytes_read_back > 0
+    assert sorted(released) == sorted(build_pack(pack)[0] for pack in packs)
+    assert artifacts.streams.held_bytes == 0
+    assert _read(artifacts, "p", digest) == b"".join(pieces)
+
+
+def test_a_stream_gone_quiet_gives_its_packs_back_and_still_verifies(artifacts, monkeypatch):
+    """A client that stops querying (gone, or very slow) doesn't pin the packs its stream holds:
+    once it has been quiet for ``HOLD_SECONDS``, the next pack any upload stores lets them go; the
+    stream goes on, reading back what it no longer holds."""
+    pieces, ids, stream, packs = _three_segments(artifacts)
+    released: list[str] = []
+    for pack in packs[1:]:
+        _store_lent(artifacts, "p", pack, released)
+    assert artifacts.streams.held_bytes > 0 and not released
+
+    monkeypatch.setattr(artifact_streams, "HOLD_SECONDS", 0.0)
+    other, other_ids = _file(8)
+    _store_lent(artifacts, "q", list(zip(other_ids, other)), released)  # another project's upload
+    assert artifacts.streams.held_bytes == 0 and len(released) == len(packs)  # its own, and the quiet ones
+
+    _store_lent(artifacts, "p", packs[0], released)
+    digest = _b3(b"".join(pieces))
+    assert artifacts.register_file("p", digest, len(b"".join(pieces)), _recipe(artifacts, "p", ids, pieces),
+                                   stream=stream)
+    assert artifacts.streams.reads_avoided == 1 and artifacts.streams.bytes_read_back > 0
+    assert _read(artifacts, "p", digest) == b"".join(pieces)

@@ -42,7 +42,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -440,11 +440,30 @@ class ServerArtifacts:
             return None
         return PackReader(self.packs, Located(places), verify=False, reuse_buffer=True).iter_chunks(chunk_ids)
 
-    def store_pack(self, project: str, pack_id: str, data: bytes | memoryview) -> int:
+    def store_pack(self, project: str, pack_id: str, data: bytes | memoryview, *,
+                   release: Callable[[], None] | None = None) -> int:
         """Keep a pack of chunks a client sent and grant its chunks to ``project`` (a chunk the
         project holds already keeps its place, marked used now): checked whole first (``check_pack``: nothing is kept
         from a pack with one bad chunk), then written in one piece (a temporary renamed into place
-        on a directory, one PUT on an object store). Chunks granted."""
+        on a directory, one PUT on an object store). Chunks granted. ``release``: ``data`` is a
+        buffer lent by the caller, called exactly once when nothing reads it any more, which may be
+        after this returns (a stream being hashed keeps a pack that arrived ahead, ``artifact_streams``)."""
+        try:
+            entries = self._keep_pack_and_rows(project, pack_id, data)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        view = memoryview(data)  # checked, and the bytes just written: hashed from here, not read back
+        chunks = {cid: view[offset:offset + length] for cid, offset, length in entries}
+        try:
+            self.streams.received(project, chunks, len(data), release)  # calls release, now or later
+        finally:
+            self.streams.arrived(project, list(chunks))
+        return len(entries)
+
+    def _keep_pack_and_rows(self, project: str, pack_id: str, data: bytes | memoryview) -> list[tuple[bytes, int, int]]:
+        """``store_pack``'s check, pack write and chunk rows: the pack's entries."""
         from tracklet.server.artifact_chunks import check_pack
 
         check_name("project", project)
@@ -465,8 +484,7 @@ class ServerArtifacts:
         with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
             connection.execute(statement, list(rows.values()))
         self.keep_pack(pack_id, data)
-        self.streams.arrived(project, list(rows))
-        return len(entries)
+        return entries
 
     def write_pack(self, pack_id: str, data: bytes | memoryview) -> None:
         """Put a checked pack's bytes in place under its id, whole or not at all (a temporary
@@ -559,14 +577,16 @@ class ServerArtifacts:
         now = time.time()
         ids = recipe.chunk_ids
         unique_hex = list(dict.fromkeys(cid.hex() for cid in ids))
-        with self.engine.begin() as connection:  # used now: a collection running meanwhile keeps them
+        held: set[str] = set()
+        # Used now, so a collection running meanwhile keeps them; held, in the same statement
+        # (RETURNING); where they are is asked only if the file is read back.
+        with self.engine.begin() as connection:
             for start in range(0, len(unique_hex), MAX_DIGESTS_PER_QUERY):
-                connection.execute(artifact_chunks.update().where(
+                held.update(connection.execute(artifact_chunks.update().where(
                     artifact_chunks.c.project == project,
                     artifact_chunks.c.chunk_id.in_(unique_hex[start:start + MAX_DIGESTS_PER_QUERY]))
-                    .values(created_at=now))
-        places = self._places(project, ids)
-        absent = [cid for cid in unique_hex if bytes.fromhex(cid) not in places]
+                    .values(created_at=now).returning(artifact_chunks.c.chunk_id)).scalars())
+        absent = [cid for cid in unique_hex if cid not in held]
         if absent:
             raise BadRequest(f"file {digest}: project {project} lacks {len(absent)} of its {len(unique_hex)} chunks "
                              f"(e.g. {absent[0]}): send them first")
@@ -584,7 +604,7 @@ class ServerArtifacts:
             hasher = file_hasher(digest, threaded=False)  # fed a chunk at a time
             size_read = 0
             try:
-                reader = PackReader(self.packs, Located(places), verify=False, reuse_buffer=True)
+                reader = PackReader(self.packs, Located(self._places(project, ids)), verify=False, reuse_buffer=True)
                 for piece in reader.iter_chunks(recipe.chunk_ids, name=digest):
                     hasher.update(piece)
                     size_read += len(piece)

@@ -37,10 +37,11 @@ class BufferPool:
     before, not into fresh pages. A fresh 8 MiB allocation is mapped anew and zeroed by the kernel
     page by page (``clear_page``: 63% of a server's CPU while it took packs, measured with perf),
     more than receiving, checking and writing the bytes. At most ``keep`` buffers are kept
-    (``MAX_UPLOAD_PACK_BYTES`` each at most; a client's are 9 MiB: ~72 MiB held once a large
-    upload ran); more packs at once get fresh ones."""
+    (``MAX_UPLOAD_PACK_BYTES`` each at most; a client's are 9 MiB: ~108 MiB held once a large
+    upload ran: the packs in flight and those a file's hash keeps, ``artifact_streams.MAX_HELD_BYTES``);
+    more packs at once get fresh ones."""
 
-    def __init__(self, keep: int = 8) -> None:
+    def __init__(self, keep: int = 12) -> None:
         self.keep = keep
         self._free: list[bytearray] = []
         self._lock = threading.Lock()

@@ -295,10 +295,10 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
     view = memoryview(buffer)
 
     def store() -> int:
-        try:
-            return artifacts.store_pack(project, pack_id, view[:size])
-        finally:  # here, not in the request: a cancelled request must not hand out a buffer still read
-            PACK_BUFFERS.give(buffer)
+        # The buffer goes back to the pool when nothing reads it any more (store_pack says when:
+        # a file's hash may keep a pack that arrived ahead), never from the request: a cancelled
+        # request must not hand out a buffer still read.
+        return artifacts.store_pack(project, pack_id, view[:size], release=lambda: PACK_BUFFERS.give(buffer))
 
     handed = False
     try:

@@ -382,20 +382,39 @@ def _consecutive(values: list[int]) -> bool:
     return values[-1] - first == len(values) - 1 and list(range(first, first + len(values))) == values
 
 
+def _plain_consecutive(values: list[Any]) -> bool:
+    """Whether ``values`` are consecutive ints (a history batch's steps), found without a pass over
+    their types: their sum is an int (a float, a str or an array among them makes it something
+    else, or raise), they equal consecutive ints from 0 or more, and neither of the two that could
+    be a bool (0 and 1 come first) is one. An int subclass other than bool passes as the int it
+    equals (protobuf takes it too, and writes the same bytes)."""
+    if len(values) < 2 or type(values[0]) is not int or type(values[1]) is not int or values[0] < 0:
+        return False
+    try:
+        if type(sum(values)) is not int:
+            return False
+    except Exception:  # a value that does not add to an int: the checks by type report it
+        return False
+    return _consecutive(values)
+
+
 def _check_ints(kind: str, values: Iterable[Any]) -> tuple[list[int], bool]:
     """The values of an int field, checked as protobuf checks them, and whether they are
     consecutive (then they lie between their ends: no pass for the minimum and the maximum, and
-    the serializer lays them in without a second look)."""
-    checked = list(values)
-    types = set(map(type, checked))
-    if types != {int}:
-        if bool in types:  # protobuf refuses a bool in an int field
-            raise TypeError(f"Expected an int, got a boolean ({kind} field)")
-        checked = list(map(index, checked))  # numpy ints; a float or a str raises
-    if not checked:
-        return checked, False
+    the serializer lays them in without a second look). A list is read, not copied (the field
+    copies what it keeps)."""
+    checked = values if type(values) is list else list(values)
+    consecutive = _plain_consecutive(checked)
+    if not consecutive:
+        types = set(map(type, checked))
+        if types != {int}:
+            if bool in types:  # protobuf refuses a bool in an int field
+                raise TypeError(f"Expected an int, got a boolean ({kind} field)")
+            checked = list(map(index, checked))  # numpy ints; a float or a str raises
+        if not checked:
+            return checked, False
+        consecutive = _consecutive(checked)
     low, high = _RANGES[kind]
-    consecutive = _consecutive(checked)
     smallest, largest = (checked[0], checked[-1]) if consecutive else (min(checked), max(checked))
     if smallest < low or largest > high:
         raise ValueError(f"Value out of range: {smallest if smallest < low else largest}")

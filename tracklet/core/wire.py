@@ -475,9 +475,10 @@ def doubles_or_none(values: Any) -> bytes | None:
     """``values`` as native doubles in one C-level pass, or None if one of them is refused.
 
     ``struct`` converts as ``array("d", ...)`` does (``PyFloat_AsDouble``: a float, an int, a
-    bool, anything with ``__float__``), without its per-item parsing (~3x faster)."""
+    bool, anything with ``__float__``), without its per-item parsing (~3x faster). Native mode
+    (no ``=``): a double is copied as it is, not re-encoded byte by byte; the bytes are the same."""
     try:
-        return struct.pack(f"={len(values)}d", *values)
+        return struct.pack(f"{len(values)}d", *values)
     except Exception:  # a value it refuses, or whose __float__ raised
         return None
 
@@ -496,6 +497,8 @@ class _Doubles(array):
     def extend(self, values: Iterable[Any]) -> None:
         if type(values) is array and values.typecode == "d":
             array.extend(self, values)
+        elif type(values) is memoryview and values.format == "d":  # packed native doubles, copied once
+            self.frombytes(values.cast("B"))
         elif type(values) is list or type(values) is tuple:
             packed = doubles_or_none(values)
             if packed is None:
@@ -750,16 +753,21 @@ def _scalar(number: int, kind: str, value: Any) -> bytes:
 def _repeated_into(parts: list[bytes], number: int, kind: str, values: list[Any]) -> int:
     """Append a repeated scalar field to ``parts`` (packed where protobuf packs it); returns its size."""
     if kind == "double" or kind == "bool" or kind in _VARINT_KINDS:
+        payload: Any
         if kind == "double":
-            payload = packed_doubles(values)
-        elif kind == "bool":
-            payload = bytes(values)
+            # The array itself where it is the bytes to write (b"".join takes any buffer): no copy.
+            payload = values if _LITTLE and type(values) is _Doubles else packed_doubles(values)
+            size = 8 * len(values)
         else:
-            consecutive = getattr(values, "consecutive", -1) == len(values)
-            payload = packed_varints(values, zigzag=kind == "sint64", consecutive=consecutive)
-        prefix = _tag(number, 2) + varint(len(payload))
+            if kind == "bool":
+                payload = bytes(values)
+            else:
+                consecutive = getattr(values, "consecutive", -1) == len(values)
+                payload = packed_varints(values, zigzag=kind == "sint64", consecutive=consecutive)
+            size = len(payload)
+        prefix = _tag(number, 2) + varint(size)
         parts += (prefix, payload)
-        return len(prefix) + len(payload)
+        return len(prefix) + size
     if kind == "string":
         items = [_delimited(number, value.encode("utf-8")) for value in values]
     else:

@@ -253,6 +253,9 @@ def _varints_numpy(np: Any, values: Any, zigzag: bool) -> bytes:
 
 # Byte 0 of the varint of 2*s (a non-negative sint64's zigzag) for s = 0..63, continued.
 _EVEN_LOW = bytes(((2 * s) & 127) | 128 for s in range(64))
+# Byte 1 of the varint of 2*s for s = 0..8191, continued or (a 2-byte varint's) last.
+_SECOND = b"".join(bytes((value | 128,)) * 64 for value in range(128))
+_SECOND_LAST = b"".join(bytes((value,)) * 64 for value in range(128))
 
 
 def _varint_length(number: int) -> int:
@@ -273,6 +276,11 @@ def _consecutive_varints(first: int, count: int) -> bytes:
             if position == 0 and not last:
                 offset = first % 64
                 out[0::length] = (_EVEN_LOW * ((same + offset) // 64 + 1))[offset : offset + same]
+                continue
+            if position == 1:  # a pattern too: 128 runs of 64 steps (a slice, not ~30 runs a batch)
+                pattern = _SECOND_LAST if last else _SECOND
+                offset = first % len(pattern)
+                out[1::length] = (pattern * ((same + offset) // len(pattern) + 1))[offset : offset + same]
                 continue
             shift = 7 * position
             column = bytearray()

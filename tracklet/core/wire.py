@@ -19,9 +19,10 @@ random messages. Values are checked as protobuf checks them (a ``str`` with a lo
 an int outside its field's range, a float in an int field raise), and a repeated field's
 ``extend`` adds all of its values or none.
 
-Columns are packed at C level: doubles through ``array``; varints (steps, int columns, row
-indexes) through numpy when the program has imported it, through slices of byte patterns for
-consecutive non-negative steps (the usual history), and value by value only otherwise.
+Columns are packed at C level: doubles by ``struct`` (native mode) into an ``array`` that is itself
+a part of the record's bytes; varints (steps, int columns, row indexes) through numpy when the
+program has imported it, through slices of byte patterns for consecutive non-negative steps (the
+usual history), and value by value only otherwise.
 """
 
 from __future__ import annotations

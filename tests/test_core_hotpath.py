@@ -275,6 +275,49 @@ def test_the_worker_yields_between_slices_to_producers_but_not_once_the_run_is_f
         assert bool(yields) == expect_yields, (finishing, yields)
 
 
+def test_finding_a_key_sets_rows_in_the_queue_never_compares_a_logged_value():
+    """The worker finds each run of one key set's flat rows by comparing queue entries with the
+    key set's marker: a value's own ``__eq__`` (a tensor's, an array's, one that raises) is never
+    called, whatever follows the run, and every row is written in order."""
+    from tracklet.core.sender import RowKeys
+
+    compared: list[object] = []
+
+    class Touchy:
+        def __eq__(self, other: object) -> bool:
+            compared.append(other)
+            raise RuntimeError("compared")
+
+        __hash__ = object.__hash__
+
+        def __float__(self) -> float:
+            return 2.0
+
+    class Record:  # a queued item of another kind, with an __eq__ of its own
+        __eq__ = Touchy.__eq__
+        __hash__ = object.__hash__
+
+        def SerializeToString(self) -> bytes:  # noqa: N802
+            return b""
+
+    sink = _RecordingSink()
+    sender = BatchSender([sink], flush_interval=600, batch_size=10**9, max_queue=10**9)
+    narrow, wide = RowKeys(("a",)), RowKeys(("b", "c"))
+    step = 0
+    for block in range(40):
+        for _ in range(block % 7 + 1):
+            sender.put_many((narrow, step, 1.0, Touchy()))
+            step += 1
+        for _ in range(block % 5 + 1):
+            sender.put_many((wide, step, 1.0, Touchy(), 0.5))
+            step += 1
+        if block % 3 == 0:
+            sender.put(Record())
+    assert sender.shutdown(timeout=60)
+    steps = [step for history, _ in _histories(sink.payloads) for step in history.steps]
+    assert steps == list(range(step)) and not compared
+
+
 _LIMITED_LOG_WRITER = """
 import resource, signal, sys
 from tracklet.core.recordlog import RecordLogWriter

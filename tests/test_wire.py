@@ -219,9 +219,27 @@ def test_steps_known_to_be_consecutive_serialize_as_protobuf_after_any_later_cha
         _same(built, expected)
 
 
+def test_consecutive_steps_of_int_kinds_serialize_as_protobuf():
+    """Steps found consecutive without a look at each one's type (numpy ints, an IntEnum among
+    them) are written as protobuf writes them."""
+    import enum
+
+    import numpy as np
+
+    class Step(enum.IntEnum):
+        SEVEN = 7
+
+    for steps in ([5, 6, Step.SEVEN, 8], [0, 1, np.int64(2), 3], [np.int64(4), 5, 6], list(range(1000, 3000))):
+        built, expected = wire.HistoryBatch(), pb.HistoryBatch()
+        for batch in (built, expected):
+            batch.steps.extend(steps)
+        _same(built, expected)
+
+
 def test_consecutive_steps_are_refused_as_protobuf_refuses_them():
     """Past int64, or holding a float or a bool: refused whole, as protobuf does."""
-    for steps in (list(range(2**63 - 3, 2**63 + 2)), list(range(-(2**63) - 2, -(2**63) + 3)), [0, 1.0, 2], [0, True, 2]):
+    for steps in (list(range(2**63 - 3, 2**63 + 2)), list(range(-(2**63) - 2, -(2**63) + 3)), [0, 1.0, 2], [0, True, 2],
+                  [5, 6, 7.0, 8], [-1, 0, True, 2], [3, "4", 5], [True, 2, 3]):  # a float, a bool, a str inside
         outcomes = []
         for batch in (wire.HistoryBatch(), pb.HistoryBatch()):
             with pytest.raises((TypeError, ValueError)) as raised:

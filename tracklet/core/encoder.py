@@ -19,7 +19,6 @@ from __future__ import annotations
 import fnmatch
 import math
 import sys
-from array import array
 from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
@@ -68,8 +67,9 @@ _HIGH_BYTE = 7 if sys.byteorder == "little" else 0
 _BELOW_2_49 = bytes(b for b in range(256) if b & 0x7F < 0x43)
 
 
-def _as_doubles(column: Sequence[Any]) -> array | None:
-    """A float column as the packed doubles the ``floats`` field takes, in one C-level pass over
+def _as_doubles(column: Sequence[Any]) -> memoryview[float] | None:
+    """A float column as the packed native doubles the ``floats`` field takes (a view of doubles
+    over the packed bytes: ``wire`` copies them once, protobuf reads them as floats), in one C-level pass over
     its values; None where that would not be exact or not take every value (the caller then looks
     at the values' types, as before).
 
@@ -83,9 +83,7 @@ def _as_doubles(column: Sequence[Any]) -> array | None:
     if packed[_HIGH_BYTE::8].translate(None, _BELOW_2_49):
         if int in set(map(type, column)) and not _exact_as_doubles(column):
             return None
-    doubles = array("d")
-    doubles.frombytes(packed)
-    return doubles
+    return memoryview(packed).cast("d")
 
 
 def _exact_as_doubles(column: Sequence[Any]) -> bool:

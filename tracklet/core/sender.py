@@ -84,6 +84,13 @@ class RowKeys:
         self.keys = keys
         self.width = len(keys) + 3
 
+    def __eq__(self, other: object) -> bool:
+        """Identity, and a plain bool for any other object: comparing a list of markers with a list
+        of queue entries (``_run_of``) never calls a value's ``__eq__`` (a tensor's, an array's)."""
+        return self is other
+
+    __hash__ = object.__hash__
+
 
 # A live run's summary record is rewritten at most this often (and on every flush and at the end).
 SUMMARY_INTERVAL = 5.0
@@ -147,9 +154,9 @@ def _run_of(items: list[Any], start: int, marker: RowKeys) -> int:
         take = min((end - stop) // width, window)
         if take == 0:
             return stop
-        heads = items[stop : stop + take * width : width]
-        # type() first: a value's __eq__ is never called (it may be a tensor); then identities.
-        if set(map(type, heads)) == {RowKeys} and heads.count(marker) == take:
+        # Markers on the left: each entry is compared by identity, then (an entry that is not
+        # ``marker``) by RowKeys.__eq__, so a value's own __eq__ (a tensor's) is never called.
+        if [marker] * take == items[stop : stop + take * width : width]:
             stop += take * width
             window *= 4
             continue
@@ -220,14 +227,20 @@ class _Rows:
         times: list[Any] = [0.0] * self.count
         built = []
         for keys, group in sorted(self.groups.items(), key=lambda item: item[1][4][0]):
-            width, rows = group[0], group[3]
-            joined = self._joined(group)
-            if single:
-                steps, times = joined[1::width], joined[2::width]
+            width, rows, starts = group[0], group[3], group[1]
+            if len(starts) == 1 and starts[0] >= 0:  # one stretch of the slice: no joined copy
+                source, start = self.source, starts[0]
+                end = start + group[2][0] * width
             else:
-                list(map(steps.__setitem__, rows, joined[1::width]))
-                list(map(times.__setitem__, rows, joined[2::width]))
-            built.append((keys, () if single else rows, [joined[index::width] for index in range(3, width)]))
+                source, start = self._joined(group), 0
+                end = len(source)
+            if single:
+                steps, times = source[start + 1 : end : width], source[start + 2 : end : width]
+            else:
+                list(map(steps.__setitem__, rows, source[start + 1 : end : width]))
+                list(map(times.__setitem__, rows, source[start + 2 : end : width]))
+            columns = [source[index:end:width] for index in range(start + 3, start + width)]
+            built.append((keys, () if single else rows, columns))
         return steps, times, built
 
     def tuples(self) -> list[tuple]:

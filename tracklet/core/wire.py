@@ -19,9 +19,10 @@ random messages. Values are checked as protobuf checks them (a ``str`` with a lo
 an int outside its field's range, a float in an int field raise), and a repeated field's
 ``extend`` adds all of its values or none.
 
-Columns are packed at C level: doubles through ``array``; varints (steps, int columns, row
-indexes) through numpy when the program has imported it, through slices of byte patterns for
-consecutive non-negative steps (the usual history), and value by value only otherwise.
+Columns are packed at C level: doubles by ``struct`` (native mode) into an ``array`` that is itself
+a part of the record's bytes; varints (steps, int columns, row indexes) through numpy when the
+program has imported it, through slices of byte patterns for consecutive non-negative steps (the
+usual history), and value by value only otherwise.
 """
 
 from __future__ import annotations
@@ -253,6 +254,9 @@ def _varints_numpy(np: Any, values: Any, zigzag: bool) -> bytes:
 
 # Byte 0 of the varint of 2*s (a non-negative sint64's zigzag) for s = 0..63, continued.
 _EVEN_LOW = bytes(((2 * s) & 127) | 128 for s in range(64))
+# Byte 1 of the varint of 2*s for s = 0..8191, continued or (a 2-byte varint's) last.
+_SECOND = b"".join(bytes((value | 128,)) * 64 for value in range(128))
+_SECOND_LAST = b"".join(bytes((value,)) * 64 for value in range(128))
 
 
 def _varint_length(number: int) -> int:
@@ -273,6 +277,11 @@ def _consecutive_varints(first: int, count: int) -> bytes:
             if position == 0 and not last:
                 offset = first % 64
                 out[0::length] = (_EVEN_LOW * ((same + offset) // 64 + 1))[offset : offset + same]
+                continue
+            if position == 1:  # a pattern too: 128 runs of 64 steps (a slice, not ~30 runs a batch)
+                pattern = _SECOND_LAST if last else _SECOND
+                offset = first % len(pattern)
+                out[1::length] = (pattern * ((same + offset) // len(pattern) + 1))[offset : offset + same]
                 continue
             shift = 7 * position
             column = bytearray()
@@ -382,20 +391,39 @@ def _consecutive(values: list[int]) -> bool:
     return values[-1] - first == len(values) - 1 and list(range(first, first + len(values))) == values
 
 
+def _plain_consecutive(values: list[Any]) -> bool:
+    """Whether ``values`` are consecutive ints (a history batch's steps), found without a pass over
+    their types: their sum is an int (a float, a str or an array among them makes it something
+    else, or raise), they equal consecutive ints from 0 or more, and neither of the two that could
+    be a bool (0 and 1 come first) is one. An int subclass other than bool passes as the int it
+    equals (protobuf takes it too, and writes the same bytes)."""
+    if len(values) < 2 or type(values[0]) is not int or type(values[1]) is not int or values[0] < 0:
+        return False
+    try:
+        if type(sum(values)) is not int:
+            return False
+    except Exception:  # a value that does not add to an int: the checks by type report it
+        return False
+    return _consecutive(values)
+
+
 def _check_ints(kind: str, values: Iterable[Any]) -> tuple[list[int], bool]:
     """The values of an int field, checked as protobuf checks them, and whether they are
     consecutive (then they lie between their ends: no pass for the minimum and the maximum, and
-    the serializer lays them in without a second look)."""
-    checked = list(values)
-    types = set(map(type, checked))
-    if types != {int}:
-        if bool in types:  # protobuf refuses a bool in an int field
-            raise TypeError(f"Expected an int, got a boolean ({kind} field)")
-        checked = list(map(index, checked))  # numpy ints; a float or a str raises
-    if not checked:
-        return checked, False
+    the serializer lays them in without a second look). A list is read, not copied (the field
+    copies what it keeps)."""
+    checked = values if type(values) is list else list(values)
+    consecutive = _plain_consecutive(checked)
+    if not consecutive:
+        types = set(map(type, checked))
+        if types != {int}:
+            if bool in types:  # protobuf refuses a bool in an int field
+                raise TypeError(f"Expected an int, got a boolean ({kind} field)")
+            checked = list(map(index, checked))  # numpy ints; a float or a str raises
+        if not checked:
+            return checked, False
+        consecutive = _consecutive(checked)
     low, high = _RANGES[kind]
-    consecutive = _consecutive(checked)
     smallest, largest = (checked[0], checked[-1]) if consecutive else (min(checked), max(checked))
     if smallest < low or largest > high:
         raise ValueError(f"Value out of range: {smallest if smallest < low else largest}")
@@ -456,9 +484,10 @@ def doubles_or_none(values: Any) -> bytes | None:
     """``values`` as native doubles in one C-level pass, or None if one of them is refused.
 
     ``struct`` converts as ``array("d", ...)`` does (``PyFloat_AsDouble``: a float, an int, a
-    bool, anything with ``__float__``), without its per-item parsing (~3x faster)."""
+    bool, anything with ``__float__``), without its per-item parsing (~3x faster). Native mode
+    (no ``=``): a double is copied as it is, not re-encoded byte by byte; the bytes are the same."""
     try:
-        return struct.pack(f"={len(values)}d", *values)
+        return struct.pack(f"{len(values)}d", *values)
     except Exception:  # a value it refuses, or whose __float__ raised
         return None
 
@@ -477,6 +506,8 @@ class _Doubles(array):
     def extend(self, values: Iterable[Any]) -> None:
         if type(values) is array and values.typecode == "d":
             array.extend(self, values)
+        elif type(values) is memoryview and values.format == "d":  # packed native doubles, copied once
+            self.frombytes(values.cast("B"))
         elif type(values) is list or type(values) is tuple:
             packed = doubles_or_none(values)
             if packed is None:
@@ -731,16 +762,21 @@ def _scalar(number: int, kind: str, value: Any) -> bytes:
 def _repeated_into(parts: list[bytes], number: int, kind: str, values: list[Any]) -> int:
     """Append a repeated scalar field to ``parts`` (packed where protobuf packs it); returns its size."""
     if kind == "double" or kind == "bool" or kind in _VARINT_KINDS:
+        payload: Any
         if kind == "double":
-            payload = packed_doubles(values)
-        elif kind == "bool":
-            payload = bytes(values)
+            # The array itself where it is the bytes to write (b"".join takes any buffer): no copy.
+            payload = values if _LITTLE and type(values) is _Doubles else packed_doubles(values)
+            size = 8 * len(values)
         else:
-            consecutive = getattr(values, "consecutive", -1) == len(values)
-            payload = packed_varints(values, zigzag=kind == "sint64", consecutive=consecutive)
-        prefix = _tag(number, 2) + varint(len(payload))
+            if kind == "bool":
+                payload = bytes(values)
+            else:
+                consecutive = getattr(values, "consecutive", -1) == len(values)
+                payload = packed_varints(values, zigzag=kind == "sint64", consecutive=consecutive)
+            size = len(payload)
+        prefix = _tag(number, 2) + varint(size)
         parts += (prefix, payload)
-        return len(prefix) + len(payload)
+        return len(prefix) + size
     if kind == "string":
         items = [_delimited(number, value.encode("utf-8")) for value in values]
     else:

@@ -556,7 +556,8 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
             evicted = evict_page_cache(COLD_PACKAGES)
             results["handoff_cold_evicted_files"] = evicted
             print(f"(e) --cold: dropped the page cache of {evicted} files of {', '.join(COLD_PACKAGES)} before bayes")
-        measured = handoff(root, method, count)
+        # bayes: long enough that the GP's imports end and later asks fit it (short trials: ~0.1 s each)
+        measured = handoff(root, method, count * 3 if method == "bayes" else count)
         gaps = measured.gaps
         results["handoff_s"][method] = {"gaps": gaps, "asks": measured.asks, "fitted": measured.fitted,
                                         "agent_cpu_per_trial": measured.agent_cpu,
@@ -579,7 +580,7 @@ def run_handoff(args: argparse.Namespace, root: Path, results: dict[str, Any]) -
         lines.append(f"{method}: " + " ".join(
             f"{g:.3f}{'*' if measured.fitted[i] else ''}[{measured.asks[i][0] * 1e3:.0f}/{measured.asks[i][1] * 1e3:.0f}]"
             for i, g in enumerate(gaps)))
-    print(f"\n(e) run exit -> next run start, one agent, {count} trials of a real program "
+    print(f"\n(e) run exit -> next run start, one agent, {count} trials of a real program ({count * 3} for bayes) "
           f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
     print_table(rows, ["method", "median", "max", "first", "random asks: median / max", "first GP (its ask)",
                        "later GP: median / max", "later GP asks' CPU", "random: GP importing", "agent CPU / trial", "start-up CPU", "target"])

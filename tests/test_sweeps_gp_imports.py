@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import pytest
 from gp_gate import block_gp_imports, first_page_resident
@@ -173,7 +174,8 @@ def test_an_exit_while_the_libraries_warm_stops_the_child_and_imports_nothing(tm
         from tracklet.sweeps import gp_imports
         gp_imports.SHARED_LIBRARIES = (("tracklet_test_libpkg", ("libslow.so",), ()),)
         gp_imports._first_page_cached = lambda path: False  # a cold cache, whatever this disk holds
-        gp_imports._WARM_CHILD = "import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(300)"
+        gp_imports._WARM_CHILD = ("import os, pathlib, time; pathlib.Path({str(started)!r}).write_text(str(os.getpid()));"
+                                  " time.sleep(300)")
         gp_imports.GP_MODULES = ("tracklet_test_never_imported",)
         assert gp_imports.start() is not None
         while not pathlib.Path({str(started)!r}).exists():
@@ -185,3 +187,17 @@ def test_an_exit_while_the_libraries_warm_stops_the_child_and_imports_nothing(tm
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "main thread exits"
     assert "tracklet_test_never_imported" not in result.stderr  # no import was tried
+    child = int(started.read_text())
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:  # killed, not left sleeping as an orphan
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def _alive(pid):
+    """Whether process ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

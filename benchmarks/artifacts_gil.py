@@ -78,13 +78,13 @@ class LockSampler:
         return sum(leaves.values()) / self.rate, leaves
 
 
-def _thread_cpu(pid: int) -> dict[int, float]:
+def thread_cpu(pid: int) -> dict[int, float]:
     import psutil
 
     return {t.id: t.user_time + t.system_time for t in psutil.Process(pid).threads()}
 
 
-def _busiest(before: dict[int, float], after: dict[int, float]) -> float:
+def busiest(before: dict[int, float], after: dict[int, float]) -> float:
     return max((cpu - before.get(tid, 0.0) for tid, cpu in after.items()), default=0.0)
 
 
@@ -107,7 +107,7 @@ class Arm:
     def measure(self, work: Path, peer: int, gib: float, rate: int, action: Any) -> None:
         me = os.getpid()
         number = len(self.rows)
-        threads = {"client": _thread_cpu(me), "server": _thread_cpu(peer)}
+        threads = {"client": thread_cpu(me), "server": thread_cpu(peer)}
         cpu = {"client": _process_cpu(me), "server": _process_cpu(peer)}
         samplers = {"client": LockSampler(me, work / f"{self.name}{number}-client.txt", rate),
                     "server": LockSampler(peer, work / f"{self.name}{number}-server.txt", rate)}
@@ -117,14 +117,14 @@ class Arm:
             action()
             wall = time.perf_counter() - started
             cpu_after = {"client": _process_cpu(me), "server": _process_cpu(peer)}
-            threads_after = {"client": _thread_cpu(me), "server": _thread_cpu(peer)}
+            threads_after = {"client": thread_cpu(me), "server": thread_cpu(peer)}
         row = {"wall": wall / gib}
         for side in ("client", "server"):
             held, leaves = samplers[side].held()
             self.leaves[side].update(leaves)
             row[f"{side}_cpu"] = (cpu_after[side] - cpu[side]) / gib
             row[f"{side}_lock"] = held / gib
-            row[f"{side}_thread"] = _busiest(threads[side], threads_after[side]) / gib
+            row[f"{side}_thread"] = busiest(threads[side], threads_after[side]) / gib
         row["bound"] = max(row[f"{side}_{what}"] for side in ("client", "server") for what in ("lock", "thread"))
         self.rows.append(row)
 

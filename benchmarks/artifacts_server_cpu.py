@@ -21,17 +21,23 @@ ones (a server's first chunked uploads pay its threads, buffers and statement ca
 server from that tree; both take the same recorded uploads, alternated round by round (each
 first in turn), and the median of the per-round CPU ratios is reported: an A/B under the same
 load. Say the load.
+
+``--lock`` also reports what stays serial when cores are many (``benchmarks/artifacts_gil.py``):
+the seconds per GiB the server held its interpreter lock (py-spy ``--gil`` samples, so py-spy
+must be installed) and its busiest thread's CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import statistics
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+
+from benchmarks.artifacts_gil import LockSampler, busiest, thread_cpu  # noqa: E402
 
 
 class _Recorder:
@@ -145,6 +153,9 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="where the servers keep their data (e.g. /dev/shm: no disk writeback, whose cost "
                              "varies most here); each round's packs are removed after it")
+    parser.add_argument("--lock", action="store_true",
+                        help="also the seconds the server held its interpreter lock and its busiest thread's CPU "
+                             "per GiB (py-spy --gil, benchmarks/artifacts_gil.py): what stays serial on many cores")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -160,6 +171,8 @@ def main() -> None:
     per_gib = (1 << 30) / size
     cpu: dict[str, list[float]] = {name: [] for name in servers}
     user: dict[str, list[float]] = {name: [] for name in servers}
+    lock: dict[str, list[float]] = {name: [] for name in servers}
+    thread: dict[str, list[float]] = {name: [] for name in servers}
     load_before = os.getloadavg()[0]
     try:
         for server in servers.values():
@@ -176,14 +189,24 @@ def main() -> None:
             source.unlink()
             order = list(servers) if number % 2 == 0 else list(reversed(servers))  # neither always first
             for name in order:
-                process = psutil.Process(servers[name].proc.pid)
+                pid = servers[name].proc.pid
+                process = psutil.Process(pid)
                 os.sync()
-                before = process.cpu_times()
-                replay(clients[name], f"p{number}", upload, args.parallel)
-                after = process.cpu_times()
+                sampler = LockSampler(pid, work / f"lock-{name}-{number}.txt", 250) if args.lock else None
+                with sampler if sampler is not None else contextlib.nullcontext():
+                    if sampler is not None:
+                        time.sleep(0.3)  # py-spy attaches
+                    threads = thread_cpu(pid)
+                    before = process.cpu_times()
+                    replay(clients[name], f"p{number}", upload, args.parallel)
+                    after = process.cpu_times()
+                    threads_after = thread_cpu(pid)
                 if number >= args.warm:
                     cpu[name].append((after.user + after.system - before.user - before.system) * per_gib)
                     user[name].append((after.user - before.user) * per_gib)
+                    thread[name].append(busiest(threads, threads_after) * per_gib)
+                    if sampler is not None:
+                        lock[name].append(sampler.held()[0] * per_gib)
                 for pack in (work / f"server-{name}").rglob("*.pack"):  # never read again: bounded space
                     pack.unlink()
         for client in clients.values():
@@ -198,10 +221,17 @@ def main() -> None:
         result[name] = {"tree": str(tree), "cpu_s_per_gib": [round(v, 3) for v in cpu[name]],
                         "median": round(statistics.median(cpu[name]), 3),
                         "user_s_per_gib": [round(v, 3) for v in user[name]],
-                        "user_median": round(statistics.median(user[name]), 3)}
+                        "user_median": round(statistics.median(user[name]), 3),
+                        "busiest_thread_median": round(statistics.median(thread[name]), 3)}
+        if args.lock:
+            result[name].update(lock_s_per_gib=[round(v, 3) for v in lock[name]],
+                                lock_median=round(statistics.median(lock[name]), 3))
     if args.baseline:
         result["median_ratio"] = round(statistics.median(a / b for a, b in zip(cpu["this"], cpu["baseline"])), 3)
         result["user_median_ratio"] = round(statistics.median(a / b for a, b in zip(user["this"], user["baseline"])), 3)
+        if args.lock:
+            result["lock_median_ratio"] = round(statistics.median(
+                a / b for a, b in zip(lock["this"], lock["baseline"])), 3)
     print(json.dumps(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result))

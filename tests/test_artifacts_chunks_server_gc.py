@@ -203,12 +203,15 @@ def test_an_upload_in_flight_keeps_what_the_server_said_it_holds(tmp_path, reque
     store.close()
 
 
-def test_a_pack_sent_again_refreshes_the_chunks_an_abandoned_upload_left(tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_pack_sent_again_refreshes_the_chunks_an_abandoned_upload_left(tmp_path, request, database):
     """The same pack sent again (a resumed upload that didn't ask first) must mark its chunks used,
-    not leave the abandoned upload's old rows for the collection to delete under it."""
+    not leave the abandoned upload's old rows for the collection to delete under it (each database's
+    upsert: the rows go to the driver as they are)."""
     root = tmp_path / "server"
     root.mkdir()
-    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{root / 'store.sqlite'}"
+    store = Store(url, root=root)
     artifacts = ServerArtifacts(root, engine=store.engine)
     chunks = [os.urandom(30_000), os.urandom(31_000)]
     pack_id, pack = build_pack([(blake3.blake3(c).digest(), c) for c in chunks])

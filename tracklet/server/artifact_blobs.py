@@ -36,6 +36,7 @@ client's: ``vN`` and ``latest`` assigned, an alias unique per collection).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -117,6 +118,10 @@ class Session:
         if number < self.part_count:
             return self.part_size
         return self.size - self.part_size * (self.part_count - 1)
+
+
+#: The columns of a chunk row, in the order ``_keep_pack_and_rows`` gives them.
+_CHUNK_ROW = ("project", "chunk_id", "pack_id", "pack_offset", "length", "created_at")
 
 
 class ServerArtifacts:
@@ -469,22 +474,37 @@ class ServerArtifacts:
         check_name("project", project)
         entries = check_pack(pack_id, data)
         self.write_pack(pack_id, data)
+        now = time.time()
+        sql, positional = self._chunk_rows_upsert
+        # A chunk twice in the pack: one row, its first place.
+        rows: dict[bytes, Any] = {cid: (project, cid.hex(), pack_id, offset, length, now)
+                                  for cid, offset, length in reversed(entries)}
+        values = list(rows.values()) if positional else [dict(zip(_CHUNK_ROW, row)) for row in rows.values()]
+        self.blobs.sync()  # the pack's name is durable before the rows naming it
+        with self.engine.begin() as connection:
+            if values:
+                connection.exec_driver_sql(sql, values)
+        self.keep_pack(pack_id, data)
+        return entries
+
+    @functools.cached_property
+    def _chunk_rows_upsert(self) -> tuple[str, bool]:
+        """The chunk rows' insert as the driver's SQL (built once), and whether its parameters are
+        positional (SQLite's ``?``: each row a tuple) or named (psycopg's: each row a dict). Handed to
+        the driver's ``executemany`` as it is: SQLAlchemy building the statement and each row's
+        parameters again for every pack was most of a pack's Python outside the hashing. A chunk the
+        project holds keeps its place but is marked used now: an old row of an abandoned upload must
+        not be collected under the upload that just sent the chunk again."""
         from sqlalchemy.dialects import postgresql, sqlite
 
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        now = time.time()
         insert = dialect.insert(artifact_chunks)
-        # A chunk the project holds keeps its place but is marked used now: an old row of an
-        # abandoned upload must not be collected under the upload that just sent the chunk again.
         statement = insert.on_conflict_do_update(index_elements=["project", "chunk_id"],
                                                  set_={"created_at": insert.excluded.created_at})
-        rows = {cid: {"project": project, "chunk_id": cid.hex(), "pack_id": pack_id, "pack_offset": offset,
-                      "length": length, "created_at": now} for cid, offset, length in reversed(entries)}
-        self.blobs.sync()  # the pack's name is durable before the rows naming it
-        with self.engine.begin() as connection:  # a chunk twice in the pack: one row, its first place
-            connection.execute(statement, list(rows.values()))
-        self.keep_pack(pack_id, data)
-        return entries
+        compiled = statement.compile(dialect=self.engine.dialect, column_keys=list(_CHUNK_ROW))
+        if compiled.positional and tuple(compiled.positiontup or ()) != _CHUNK_ROW:
+            raise RuntimeError(f"chunk rows' parameters came out as {compiled.positiontup}, not {_CHUNK_ROW}")
+        return str(compiled), bool(compiled.positional)
 
     def write_pack(self, pack_id: str, data: bytes | memoryview) -> None:
         """Put a checked pack's bytes in place under its id, whole or not at all (a temporary

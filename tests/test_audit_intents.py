@@ -8,12 +8,14 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import blake3
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -22,6 +24,7 @@ from serverproc import Server
 from test_audit import _bearer, _cli, _events, mutating_routes
 
 import tracklet
+from tracklet.artifacts.packs import build_pack
 from tracklet.core.layout import RunPaths
 from tracklet.server.audit import DATABASE_ONLY, INTENT_LAPSE, AuditLog, AuditQuery, owner_alive, process_owner
 from tracklet.server.schema import audit_intents
@@ -48,12 +51,16 @@ def test_a_server_killed_between_a_file_change_and_its_event_still_audits_the_ch
     log = RunPaths(root, "vision", "r1").log_file.read_bytes()
     blob = b"the weights"
     digest = hashlib.sha256(blob).hexdigest()
+    chunk = os.urandom(5000)
+    # A pack upload commits its intent in the worker call that stores the pack (audit.arms_itself).
+    pack_id, pack = build_pack([(blake3.blake3(chunk).digest(), chunk)])
     server = Server(server_root, store=store, dev=False)
     try:
         for action, method, path, body in [
                 ("put_log", "PUT", "/api/v1/runs/vision/r1/log?offset=0", log),
                 ("put_file", "PUT", "/api/v1/runs/vision/r1/files/notes.txt", b"hello"),
-                ("put_blob", "PUT", f"/api/v1/projects/vision/artifacts/_blobs/{digest}", blob)]:
+                ("put_blob", "PUT", f"/api/v1/projects/vision/artifacts/_blobs/{digest}", blob),
+                ("put_pack", "PUT", f"/api/v1/projects/vision/artifacts/_packs/{pack_id}", pack)]:
             monkeypatch.setenv("TRACKLET_TEST_AUDIT_KILL", action)
             server.start()  # (recovers what the previous one left)
             with pytest.raises(httpx.TransportError):  # the server died before it answered
@@ -62,7 +69,7 @@ def test_a_server_killed_between_a_file_change_and_its_event_still_audits_the_ch
         monkeypatch.delenv("TRACKLET_TEST_AUDIT_KILL")
         server.start()
         with httpx.Client(base_url=server.url, timeout=30, headers=_bearer(key)) as http:
-            events = [e for e in _events(http, key) if e["action"] in ("put_log", "put_file", "put_blob")]
+            events = [e for e in _events(http, key) if e["action"] in ("put_log", "put_file", "put_blob", "put_pack")]
             # Each has exactly one event, its outcome unknown; the changes happened (their bytes are there).
             # Each change happened (its bytes are there), and each has exactly one event: unknown outcome.
             assert http.get("/api/v1/runs/vision/r1/log/offset").json()["offset"] == len(log)
@@ -70,12 +77,18 @@ def test_a_server_killed_between_a_file_change_and_its_event_still_audits_the_ch
             # The blob's row (the project holds it) was the transaction killed: the client's resend completes it.
             assert http.put(f"/api/v1/projects/vision/artifacts/_blobs/{digest}", content=blob).status_code == 200
             assert http.get(f"/api/v1/projects/vision/artifacts/_blobs/{digest}").content == blob
+            # The pack's rows were the transaction killed: sent again, the project holds its chunk.
+            assert http.put(f"/api/v1/projects/vision/artifacts/_packs/{pack_id}", content=pack).status_code == 200
+            missing = http.post("/api/v1/projects/vision/artifacts/_chunks/missing",
+                                json={"chunks": [blake3.blake3(chunk).hexdigest()]})
+            assert missing.status_code == 200 and missing.json()["missing"] == []
     finally:
         server.stop()
     assert [(e["action"], e["target"], e["status"], e["outcome"], e["actor"]) for e in events] == [
         ("put_log", "runs/vision/r1/log", 0, "unknown", "root"),
         ("put_file", "runs/vision/r1/files/notes.txt", 0, "unknown", "root"),
-        ("put_blob", f"projects/vision/artifacts/_blobs/{digest}", 0, "unknown", "root")]
+        ("put_blob", f"projects/vision/artifacts/_blobs/{digest}", 0, "unknown", "root"),
+        ("put_pack", f"projects/vision/artifacts/_packs/{pack_id}", 0, "unknown", "root")]
     for event in events:
         assert event["detail"]["reason"].startswith("the server process stopped between the change")
         assert event["key_id"] == key.split("_")[1] and event["client"] == "127.0.0.1"

@@ -50,7 +50,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -427,11 +427,25 @@ async def in_route(request: Request) -> None:
     if one_hop.defer(request, functools.partial(arm, request)):
         one_hop.after(request, functools.partial(record_answer, request))
         return
+    if getattr(getattr(request.scope.get("route"), "endpoint", None), _ARMS_ITSELF, False):
+        return  # the route calls ``arm`` in its worker call, before its change (``arms_itself``)
     intent = _intent(request)
     if intent is not None:
         log, event = intent
         request.state.audit_intent = await anyio.to_thread.run_sync(log.intend, event)
     request.state.audit_armed = True
+
+
+_ARMS_ITSELF = "__tracklet_arms_itself__"
+
+
+def arms_itself(route: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark an ``async`` route function that receives a body and then makes one worker call for
+    its change (a pack upload): ``in_route`` leaves its intent and arming to that call, which must
+    run ``arm(request)`` before it changes anything. The intent is still committed before the
+    change, in the same trip to the thread pool instead of one of its own (a pack upload made two)."""
+    setattr(route, _ARMS_ITSELF, True)
+    return route
 
 
 def arm(request: Request) -> None:

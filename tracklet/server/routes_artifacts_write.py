@@ -25,6 +25,7 @@ from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
                                             check_file_digest)
+from tracklet.server.audit import arm, arms_itself
 from tracklet.server.body import read_body
 from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
@@ -275,6 +276,7 @@ def missing_chunks(request: Request, project: str, query: ChunkQuery) -> ChunkQu
 
 @router.put("/_packs/{pack_id}", response_model=PutPackResponse, responses=errors(400, 413, 415),
             openapi_extra=_RAW_BODY, summary="Upload a pack of chunks (each chunk verified)")
+@arms_itself
 async def put_pack(request: Request, project: str, pack_id: str) -> PutPackResponse:
     """A pack (docs/artifacts.md, "Pack": chunk bytes, an index of blake3 id, offset and length
     per chunk, a footer) of at most 32 MiB, named by the blake3 of its index and footer. Every
@@ -288,7 +290,12 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "") or not declared.isdigit() or int(declared) > MAX_UPLOAD_PACK_BYTES:
         body = await read_body(request, MAX_UPLOAD_PACK_BYTES)  # gzip, chunked, or refused (413)
-        chunks = await run_in_threadpool(artifacts.store_pack, project, pack_id, body)
+
+        def store_body() -> int:
+            arm(request)  # the audit intent, before the change (arms_itself)
+            return artifacts.store_pack(project, pack_id, body)
+
+        chunks = await run_in_threadpool(store_body)
         return PutPackResponse(pack=pack_id, chunks=chunks, size=len(body))
     size = int(declared)
     buffer = PACK_BUFFERS.take(size)  # each piece copied once, into memory touched before
@@ -298,6 +305,11 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
         # The buffer goes back to the pool when nothing reads it any more (store_pack says when:
         # a file's hash may keep a pack that arrived ahead), never from the request: a cancelled
         # request must not hand out a buffer still read.
+        try:
+            arm(request)  # the audit intent, before the change (arms_itself)
+        except BaseException:
+            PACK_BUFFERS.give(buffer)
+            raise
         return artifacts.store_pack(project, pack_id, view[:size], release=lambda: PACK_BUFFERS.give(buffer))
 
     handed = False

@@ -22,6 +22,9 @@ arms alike), over one kept-alive connection each, one request at a time:
 - ``otlp_span``: ``POST /v1/traces`` with one span (OTLP protobuf, the SDK's own encoder), a new span each time;
 - ``alias_move``: ``PUT /api/v1/registries/model/collections/bench/aliases/canary``, v0 and v1 in turn:
   one transaction with the alias, its history event and the audit event.
+- ``log_append``: ``PUT /api/v1/runs/bench/<id>/log?offset=N``, the next ~2 KiB of whole frames of a
+  record log written beforehand (``benchmarks/store.write_run``, 8 rows of 3 floats a record): an
+  online run's upload, with its audit intent, the append, indexing its records and their events.
 
 Reported per kind and checkout: the server process's CPU time per request (user + system from
 ``psutil``, everything the process did while the chunk ran: the point of comparison, whatever
@@ -52,14 +55,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from benchmarks.report import print_table, write_json  # noqa: E402
 
-KINDS = ("health", "get_run", "heartbeat", "otlp_span", "alias_move")
+KINDS = ("health", "get_run", "heartbeat", "otlp_span", "alias_move", "log_append")
+LOG_PIECE = 2048  # log_append: record log bytes per request (whole frames), as an online run's sender sends them
 ALIAS = "/api/v1/registries/model/collections/bench/aliases/canary"
 
 
@@ -119,6 +123,10 @@ class Arm:
     lease: dict[str, Any] = field(default_factory=dict)
     spans: Iterator[bytes] = field(default_factory=lambda: iter(()))
     moves: Iterator[int] = field(default_factory=lambda: itertools.cycle((1, 0)))
+    log: bytes = b""  # log_append: the record log sent, whole frames of about LOG_PIECE at a time
+    log_id: str = ""
+    log_cuts: Iterator[int] = field(default_factory=lambda: iter(()))  # where each request's body ends
+    log_offset: int = 0
     http: httpx.Client | None = None
     cpu: dict[str, float] = field(default_factory=dict)
     times: dict[str, list[float]] = field(default_factory=dict)
@@ -182,6 +190,9 @@ class Arm:
         self.lease = {"trial": lease["trial"], "agent": "a0", "ttl": 3600}
         assert self.http.put(ALIAS, json={"version": "v0"}).status_code == 200
         self.spans = iter(spans)
+        self.log_id = "appended"
+        self.log, cuts = record_log(scratch / f"log-{self.name}", self.log_id)
+        self.log_cuts = iter(cuts)
 
     def send(self, kind: str) -> None:
         http = self.http
@@ -197,6 +208,13 @@ class Arm:
                                headers={"content-type": "application/x-protobuf", "x-tracklet-project": "bench"})
         elif kind == "alias_move":
             answer = http.put(ALIAS, json={"version": f"v{next(self.moves)}", "reason": "bench"})
+        elif kind == "log_append":
+            end = next(self.log_cuts, None)
+            if end is None:
+                raise RuntimeError(f"{self.name} log_append: the prepared log is used up ({len(self.log)} bytes)")
+            answer = http.put(f"/api/v1/runs/bench/{self.log_id}/log", params={"offset": self.log_offset},
+                              content=self.log[self.log_offset:end])
+            self.log_offset = end
         else:
             raise ValueError(kind)
         if answer.status_code != 200:
@@ -270,6 +288,25 @@ def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "500", "--format", fmt,
                              "--output", str(out), "--gil"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def record_log(root: Path, run_id: str, steps: int = 400_000) -> tuple[bytes, list[int]]:
+    """A run's record log (``steps`` rows of 3 floats, 8 a record) for ``log_append``, and where
+    each request's body ends (the server takes whole frames: about LOG_PIECE each)."""
+    from store import write_run
+
+    from tracklet.core.layout import RunPaths
+    from tracklet.core.recordlog import scan
+
+    write_run(root, "bench", run_id, steps, 3, rows_per_record=8)
+    data = RunPaths(root, "bench", run_id).log_file.read_bytes()
+    scanned = scan(data)
+    cuts, start = [], 0
+    for end in [offset for offset, _ in scanned.payloads[1:]] + [scanned.end_offset]:
+        if end - start >= LOG_PIECE:
+            cuts.append(end)
+            start = end
+    return data, cuts
 
 
 def measure(arms: list[Arm], kinds: list[str], requests: int, chunk: int, warmup: int,

@@ -37,8 +37,10 @@ from tracklet.store.schema import projects, runs  # noqa: E402
 CHUNK = 100_000
 
 
-def write_run(root: Path, project: str, run_id: str, steps: int, keys: int, seed: int = 0) -> int:
-    """A finished run's record log with ``steps`` rows of ``keys`` float metrics; returns points."""
+def write_run(root: Path, project: str, run_id: str, steps: int, keys: int, seed: int = 0, *,
+              rows_per_record: int = CHUNK) -> int:
+    """A finished run's record log with ``steps`` rows of ``keys`` float metrics, ``rows_per_record``
+    rows a record; returns points."""
     paths = RunPaths(root, project, run_id)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     writer = RecordLogWriter(paths.log_file)
@@ -49,8 +51,8 @@ def write_run(root: Path, project: str, run_id: str, steps: int, keys: int, seed
     start.run_start.name = run_id
     start.run_start.start_time = 1.8e9
     writer.write(start.SerializeToString())
-    for first in range(0, steps, CHUNK):
-        count = min(CHUNK, steps - first)
+    for first in range(0, steps, rows_per_record):
+        count = min(rows_per_record, steps - first)
         record = pb.Record()
         batch = record.history
         if first == 0:

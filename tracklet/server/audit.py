@@ -448,6 +448,13 @@ def arms_itself(route: Callable[..., Any]) -> Callable[..., Any]:
     return route
 
 
+def armed(request: Request, change: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``change(*args, **kwargs)`` after ``arm(request)``: the worker call of a route marked
+    ``arms_itself``, its audit intent committed first."""
+    arm(request)
+    return change(*args, **kwargs)
+
+
 def arm(request: Request) -> None:
     """``in_route``'s work, blocking: commit the request's intent if it needs one, then arm."""
     intent = _intent(request)

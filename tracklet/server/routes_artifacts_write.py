@@ -25,7 +25,7 @@ from tracklet.artifacts.names import check_artifact_name
 from tracklet.errors import ArtifactError
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
                                             check_file_digest)
-from tracklet.server.audit import arm, arms_itself
+from tracklet.server.audit import arm, armed, arms_itself
 from tracklet.server.body import read_body
 from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
@@ -111,6 +111,7 @@ async def stream_body(request: Request, limit: int) -> Iterator[bytes]:
 
 @router.put("/_blobs/{digest}", response_model=PutBlobResponse, responses=errors(400, 413, 415),
             openapi_extra=_RAW_BODY, summary="Upload a blob (streamed, verified)")
+@arms_itself
 async def put_blob(request: Request, project: str, digest: str) -> PutBlobResponse:
     """Store the body as blob `digest` of the project: streamed to a temporary name while its
     sha256 is computed, made visible only if it matches (else 400, nothing stored). Sending a
@@ -120,7 +121,7 @@ async def put_blob(request: Request, project: str, digest: str) -> PutBlobRespon
     check_digest(digest)
     chunks = await stream_body(request, request.app.state.tracklet.max_body_bytes)
     try:
-        size = await run_in_threadpool(artifacts.store_chunks, project, digest, chunks)
+        size = await run_in_threadpool(armed, request, artifacts.store_chunks, project, digest, chunks)
     except ClientDisconnect:
         raise HTTPException(status_code=400, detail="the client disconnected before sending the whole blob") from None
     return PutBlobResponse(digest=digest, size=size)
@@ -128,6 +129,7 @@ async def put_blob(request: Request, project: str, digest: str) -> PutBlobRespon
 
 @router.post("/_blobs/batch", response_model=BatchResponse, responses=errors(400, 413, 415),
              openapi_extra=_RAW_BODY, summary="Upload many small blobs in one request")
+@arms_itself
 async def put_blob_batch(request: Request, project: str) -> BatchResponse:
     """Up to 1,000 blobs, each framed as its sha256 (64 ASCII hex digits), its length (8 bytes,
     big-endian) and its bytes; the whole body within the server's body limit. Each blob is
@@ -135,7 +137,7 @@ async def put_blob_batch(request: Request, project: str) -> BatchResponse:
     stored), the others are stored. What makes many small files fast."""
     artifacts = _artifacts(request)
     body = await read_body(request, request.app.state.tracklet.max_body_bytes)
-    stored, rejected = await run_in_threadpool(artifacts.store_batch, project, body)
+    stored, rejected = await run_in_threadpool(armed, request, artifacts.store_batch, project, body)
     return BatchResponse(stored=stored, rejected=[RejectedBlob(digest=d, detail=why) for d, why in rejected])
 
 
@@ -290,12 +292,7 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "") or not declared.isdigit() or int(declared) > MAX_UPLOAD_PACK_BYTES:
         body = await read_body(request, MAX_UPLOAD_PACK_BYTES)  # gzip, chunked, or refused (413)
-
-        def store_body() -> int:
-            arm(request)  # the audit intent, before the change (arms_itself)
-            return artifacts.store_pack(project, pack_id, body)
-
-        chunks = await run_in_threadpool(store_body)
+        chunks = await run_in_threadpool(armed, request, artifacts.store_pack, project, pack_id, body)
         return PutPackResponse(pack=pack_id, chunks=chunks, size=len(body))
     size = int(declared)
     buffer = PACK_BUFFERS.take(size)  # each piece copied once, into memory touched before

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from tracklet.errors import DigestMismatch
+from tracklet.server.audit import armed, arms_itself
 from tracklet.server.body import read_body
 from tracklet.server.files import NameConflict, check_file_name, content_type, iter_chunks
 from tracklet.server.logs import run_paths
@@ -50,6 +51,7 @@ def _no_file(project: str, run_id: str, name: str) -> HTTPException:
     openapi_extra=_RAW_BODY,
     summary="Store a run file (whole body, atomic)",
 )
+@arms_itself
 async def put_file(request: Request, project: str, run_id: str, name: str = _NAME) -> PutFileResponse:
     """Replace the run's file `name` with the body; readers see the old file or the new one, never
     part of one. Sending the bytes already stored writes nothing (`written: false`). With an
@@ -60,7 +62,7 @@ async def put_file(request: Request, project: str, run_id: str, name: str = _NAM
     _known_run(request, project, run_id)
     body = await read_body(request, state.max_body_bytes)  # why this route is async: it streams the body
     try:
-        info, written = await run_in_threadpool(state.files.put, project, run_id, name, body,
+        info, written = await run_in_threadpool(armed, request, state.files.put, project, run_id, name, body,
                                                 expected_sha256=request.headers.get("x-tracklet-sha256"))
     except NameConflict as conflict:
         raise HTTPException(status_code=409, detail=str(conflict)) from None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from tracklet.server.audit import armed, arms_itself
 from tracklet.server.body import read_body
 from tracklet.server.logs import OffsetConflict, run_paths
 from tracklet.server.models import AppendResponse, OffsetConflictResponse, OffsetResponse, errors
@@ -34,6 +35,7 @@ _RAW_BODY = {
     openapi_extra=_RAW_BODY,
     summary="Append record log bytes at an offset",
 )
+@arms_itself
 async def put_log(
     request: Request,
     project: str,
@@ -45,14 +47,19 @@ async def put_log(
     app = request.app.state.tracklet
     paths = run_paths(app.root, project, run_id)  # 400 before reading the body
     body = await read_body(request, app.max_body_bytes)  # why this route is async: it streams the body
+
+    def append() -> Any:  # one trip to the thread pool: the audit intent, the append, its indexing and events
+        result = armed(request, app.copies.append, project, run_id, offset, body)
+        if result.appended:
+            app.indexer.index_run(paths)
+            _derive_events(app, project, run_id)
+        return result
+
     try:
-        result = await run_in_threadpool(app.copies.append, project, run_id, offset, body)
+        result = await run_in_threadpool(append)
     except OffsetConflict as conflict:
         # (offset first, as ever: built by hand rather than from OffsetConflictResponse's field order)
         return JSONResponse(status_code=409, content={"offset": conflict.offset, "detail": str(conflict)})
-    if result.appended:
-        await run_in_threadpool(app.indexer.index_run, paths)
-        await run_in_threadpool(_derive_events, app, project, run_id)
     return AppendResponse(offset=result.offset, appended=result.appended)
 
 

@@ -276,10 +276,14 @@ class ChunkStreamer:
         for chunk_id, data in chunks:
             length = len(data)
             if self._stream is not None:
-                self._sequence.append(chunk_id)
+                # A full segment goes out before the next id joins it, with the batch so far: the
+                # chunks a batch sends are the ones its segment asks about. (Ending it after the
+                # id joined left that chunk's bytes to the next batch, whose query didn't name it:
+                # it was never sent and the file's registration failed.)
                 if len(self._sequence) >= MAX_SEGMENT_CHUNKS:
                     run = self._copy(source, run, offset)
                     self._flush()
+                self._sequence.append(chunk_id)
             if chunk_id in self._seen:
                 run = self._copy(source, run, offset)
                 offset += length

@@ -382,10 +382,11 @@ class _BlockPipeline:
                 return
 
     def _run_cutter(self) -> None:
-        import pyfastcdc
-
         p = self._params
         try:
+            import numpy
+            import pyfastcdc
+
             cdc = pyfastcdc.FastCDC(p.avg_size, min_size=p.min_size, max_size=p.max_size,
                                     normalized_chunking=p.normalization)  # type: ignore[arg-type]
         except BaseException as exc:  # noqa: BLE001 - the consumer raises it
@@ -401,7 +402,9 @@ class _BlockPipeline:
             block, count, eof = item
             try:
                 start = headroom - len(carry)
-                block[start:headroom] = carry
+                if carry:  # up to max_size bytes per block: copied outside the interpreter lock
+                    numpy.copyto(numpy.frombuffer(block, numpy.uint8)[start:headroom],
+                                 numpy.frombuffer(carry, numpy.uint8))
                 view = memoryview(block)[start : headroom + count].toreadonly()
                 cuts, tail = _cut_points(cdc, view, p.max_size, eof)
                 carry = view[tail:]

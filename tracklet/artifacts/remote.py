@@ -266,7 +266,7 @@ class ChunkStreamer:
         not given before in one ``numpy.copyto``, which lets go of the interpreter lock while it
         copies (a slice assignment per chunk held it for the whole copy), so the other threads of
         the process (the sends, the chunking pipeline, the training) run meanwhile."""
-        if self.error is not None or self._closed:
+        if self.error is not None or self._closed or not chunks:
             return
         import numpy as np
 

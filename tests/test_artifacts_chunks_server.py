@@ -367,6 +367,50 @@ def test_an_online_commit_streams_its_chunks_and_keeps_no_local_copy(servers, tm
     assert (out / "model.ckpt").read_bytes() == data
 
 
+def test_chunks_streamed_a_block_at_a_time_go_in_the_same_packs_as_one_at_a_time(servers, tmp_path, monkeypatch):
+    """``ChunkStreamer.add_batch`` copies each run of adjacent new chunks of a block in one call:
+    where a repeated chunk breaks a run, a batch buffer fills mid-run and a stream segment ends
+    mid-run, the packs (their ids name every chunk id and length in them) are exactly those of
+    the chunks given one at a time, each new chunk is sent once, and the server, which hashes the
+    streamed file as its segments arrive, registers it: its bytes arrived intact and in order."""
+    from tracklet.artifacts import remote
+    from tracklet.artifacts.chunking import DEFAULT_PARAMS, FileChunker, chunk_file
+
+    monkeypatch.setattr(remote, "MAX_SEGMENT_CHUNKS", 7)  # segments end mid-block
+    server = servers(tmp_path / "server")
+    repeated = [os.urandom(300 * 1024) for _ in range(2)]
+    data = _checkpoint(tmp_path / "model.ckpt", [piece for number in range(24)
+                                                 for piece in (os.urandom(200 * 1024), repeated[number % 2])])
+    recipe = chunk_file(tmp_path / "model.ckpt")
+    assert len(recipe.chunks) > len(dict(recipe.chunks)) + 20  # chunks repeat, within blocks and across them
+    packs: dict[str, list[str]] = {}
+    for project, batched in (("batched", True), ("single", False)):
+        wire = Wire()
+        # 256 KiB packs, 4 per batch: a batch buffer fills in the middle of a 2 MiB block's run.
+        streamer = remote.ChunkStreamer(ArtifactClient(HttpClient(server.url, transport=wire)), project,
+                                        pack_bytes=256 * 1024)
+        stream = streamer.start_file()
+        chunker = FileChunker(tmp_path / "model.ckpt", DEFAULT_PARAMS)
+        for batch in chunker:
+            if batched:
+                streamer.add_batch(batch, batch.span)
+            else:
+                for cid, piece in batch:
+                    streamer(cid, bytes(piece))
+        streamer.end_file()
+        streamer.close()
+        assert streamer.error is None
+        assert recipe.unique_bytes() <= streamer.sent < recipe.unique_bytes() + 64 * 1024  # each chunk once
+        client = ArtifactClient(HttpClient(server.url))
+        recipe_blob = client.upload_bytes(project, recipe.to_json().encode())
+        assert client.register_file(project, _b3(data), len(data), recipe_blob, stream=stream)
+        packs[project] = sorted(path for _, path in wire.sent if "/_packs/" in path)
+        client.download(project, _b3(data), tmp_path / f"{project}.out")
+        assert (tmp_path / f"{project}.out").read_bytes() == data
+    assert packs["batched"] and [p.rsplit("/", 1)[1] for p in packs["batched"]] == \
+        [p.rsplit("/", 1)[1] for p in packs["single"]]
+
+
 STREAM_KILLER = textwrap.dedent('''
     import os, signal, sys
     from pathlib import Path

@@ -23,7 +23,7 @@ import hashlib
 import os
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -208,7 +208,11 @@ class ChunkStreamer:
     A batch's chunks are copied into a buffer allocated once and reused for later batches, and a
     pack goes to the socket as views of that buffer (``Pieces``): a buffer grown chunk by chunk,
     or a fresh one per pack, costs the kernel a page fault and zeroing per 4 KiB each time, which
-    was most of the client's CPU per GiB (``benchmarks/artifacts.py --only a2loop``).
+    was most of the client's CPU per GiB (``benchmarks/artifacts.py --only a2loop``). The buffers
+    are numpy arrays, made unzeroed and filled by ``numpy.copyto`` a run of chunks at a time
+    (``add_batch``): both the copy and the first touch of a new buffer's pages then happen outside
+    the interpreter lock, which on many cores is what bounds the process (``benchmarks/
+    artifacts_gil.py``: the client held it 1.1 s per GiB, about half of that zeroing and copying).
 
     The first error (a server down, refusing) stops it; ``error`` holds it and later chunks are
     dropped: the caller decides what to do (``ServerChunks`` stores the file locally instead).
@@ -227,8 +231,8 @@ class ChunkStreamer:
         self._slots = threading.Semaphore(batches)
         self._lock = threading.Lock()
         self._futures: list[Any] = []
-        self._free: list[bytearray] = []  # buffers whose batch is sent
-        self._data: bytearray | None = None  # the batch being filled ...
+        self._free: list[Any] = []  # buffers (numpy arrays of bytes) whose batch is sent
+        self._data: Any = None  # the batch being filled (a numpy array of bytes) ...
         self._used = 0  # ... up to here
         self._entries: list[tuple[bytes, int, int]] = []
         self._seen: set[bytes] = set()
@@ -253,34 +257,75 @@ class ChunkStreamer:
 
     def __call__(self, chunk_id: bytes, data: bytes | bytearray | memoryview) -> None:
         """One chunk (on the cutting thread); its bytes are copied."""
-        if self.error is not None or self._closed:
-            return
-        if self._stream is not None:
-            self._sequence.append(chunk_id)
-            if len(self._sequence) >= MAX_SEGMENT_CHUNKS:
-                self._flush()
-        if chunk_id in self._seen:
-            return
-        self._seen.add(chunk_id)
-        length = len(data)
-        if self._data is not None and self._used + length > len(self._data):
-            self._flush()
-        if self._data is None:
-            self._data = self._buffer(length)
-            self._used = 0
-        self._entries.append((chunk_id, self._used, length))
-        self._data[self._used:self._used + length] = data
-        self._used += length
-        if self._used >= self.batch_bytes:
-            self._flush()
+        self.add_batch(((chunk_id, data),), data)
 
-    def _buffer(self, least: int) -> bytearray:
-        """A batch buffer: a free one, else a new one (room for a batch plus its last chunk)."""
+    def add_batch(self, chunks: Sequence[tuple[bytes, bytes | bytearray | memoryview]],
+                  span: bytes | bytearray | memoryview) -> None:
+        """Chunks whose bytes lie back to back in ``span``, in order (a ``FileChunker`` batch and
+        its ``span``), on the cutting thread. Their bytes are copied: each run of adjacent chunks
+        not given before in one ``numpy.copyto``, which lets go of the interpreter lock while it
+        copies (a slice assignment per chunk held it for the whole copy), so the other threads of
+        the process (the sends, the chunking pipeline, the training) run meanwhile."""
+        if self.error is not None or self._closed or not chunks:
+            return
+        import numpy as np
+
+        source = np.frombuffer(span, dtype=np.uint8)
+        offset = 0  # where the chunk starts in span
+        run = -1  # where the run of chunks not copied yet starts in span (-1: none)
+        for chunk_id, data in chunks:
+            length = len(data)
+            if self._stream is not None:
+                # A full segment goes out before the next id joins it, with the batch so far: the
+                # chunks a batch sends are the ones its segment asks about. (Ending it after the
+                # id joined left that chunk's bytes to the next batch, whose query didn't name it:
+                # it was never sent and the file's registration failed.)
+                if len(self._sequence) >= MAX_SEGMENT_CHUNKS:
+                    run = self._copy(source, run, offset)
+                    self._flush()
+                self._sequence.append(chunk_id)
+            if chunk_id in self._seen:
+                run = self._copy(source, run, offset)
+                offset += length
+                continue
+            self._seen.add(chunk_id)
+            if self._data is not None and self._used + (offset - run if run >= 0 else 0) + length > len(self._data):
+                run = self._copy(source, run, offset)
+                self._flush()
+            if self._data is None:
+                self._data = self._buffer(length)
+                self._used = 0
+            if run < 0:
+                run = offset
+            self._entries.append((chunk_id, self._used + offset - run, length))
+            offset += length
+            if self._used + offset - run >= self.batch_bytes:
+                run = self._copy(source, run, offset)
+                self._flush()
+        self._copy(source, run, offset)
+
+    def _copy(self, source: Any, start: int, end: int) -> int:
+        """Copy ``source[start:end]`` (a run of chunks, none if ``start`` is -1) to the batch
+        buffer after what it holds; -1 (no run pending)."""
+        if start >= 0 and end > start:
+            import numpy as np
+
+            assert self._data is not None
+            np.copyto(self._data[self._used:self._used + end - start], source[start:end])
+            self._used += end - start
+        return -1
+
+    def _buffer(self, least: int) -> Any:
+        """A batch buffer (a numpy array of bytes): a free one, else a new one (room for a batch
+        plus its last chunk). A new one is not zeroed: its pages are faulted in by the copies,
+        outside the interpreter lock (``bytearray(n)`` zeroed them all while holding it)."""
+        import numpy as np
+
         with self._lock:
             if self._free and len(self._free[-1]) >= least:
                 return self._free.pop()
         self.buffers_made += 1
-        return bytearray(max(least, self.batch_bytes + (1 << 20)))
+        return np.empty(max(least, self.batch_bytes + (1 << 20)), dtype=np.uint8)
 
     def _flush(self) -> None:
         if not self._entries and not self._sequence:
@@ -298,7 +343,7 @@ class ChunkStreamer:
         except RuntimeError:  # the pool is shut down
             self._slots.release()
 
-    def _send(self, data: bytearray | None, used: int, entries: list[tuple[bytes, int, int]],
+    def _send(self, data: Any, used: int, entries: list[tuple[bytes, int, int]],
               segment: tuple[str, int, list[bytes]] | None) -> None:
         from tracklet.artifacts.packs import encode_trailer, pack_id_of
         from tracklet.client.artifacts import Pieces
@@ -414,13 +459,10 @@ class ServerChunks:
         send = self.streamer
         stream = send.start_file()
         for batch in chunker:
-            covered = 0
-            for cid, data in batch:
-                chunks.append((cid, len(data)))
-                covered += len(data)
-                send(cid, data)
+            chunks.extend([(cid, len(data)) for cid, data in batch])
+            send.add_batch(batch, batch.span)
             if on_bytes is not None:
-                on_bytes(covered)
+                on_bytes(len(batch.span))
         send.end_file()
         self.streams[chunker.digest] = stream
         return FileRecipe(size=chunker.size, digest=chunker.digest, chunks=tuple(chunks), params=DEFAULT_PARAMS)

@@ -96,9 +96,46 @@ def test_a_process_exiting_while_a_warm_up_imports_waits_for_it(module: str, sta
     result = _run(f"""
         import atexit, importlib
         state = {{}}
-        atexit.register(lambda: print("done at exit", state["warm"].DONE.is_set(), flush=True))
+        atexit.register(lambda: print("done at exit", state["warm"].DONE.is_set(),
+                                      "thread alive", state["warm"]._thread.is_alive(), flush=True))
         state["warm"] = warm = importlib.import_module({module!r})
         warm.{start}
     """)
     assert result.returncode == 0, result.stderr
-    assert "done at exit True" in result.stdout, result.stdout + result.stderr
+    assert "done at exit True thread alive False" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_process_exiting_as_the_warm_up_ends_waits_for_what_it_made_to_be_destroyed():
+    """The warm-up's DuckDB cursor is destroyed as its function returns, after it said it was done
+    (``DONE``); exit must wait for that too: a server exiting in that window aborted ("terminate
+    called after throwing an instance of ''", CI). Here the cursor's teardown takes 0.5 s."""
+    result = _run("""
+        import atexit, sys, time
+        # Registered before query_warm's own exit hook, so it runs after it (last registered first).
+        atexit.register(lambda: print("at exit: thread alive",
+                                      sys.modules["tracklet.server.query_warm"]._thread.is_alive(), flush=True))
+        from tracklet.media import query
+        from tracklet.server import query_warm
+
+        real = query._cursor
+
+        class SlowToDestroy:
+            def __init__(self, cursor):
+                self.cursor = cursor
+
+            def sql(self, text):
+                return self.cursor.sql(text)
+
+            def close(self):
+                self.cursor.close()
+
+            def __del__(self):
+                time.sleep(0.5)
+                print("cursor destroyed", flush=True)
+
+        query._cursor = lambda: SlowToDestroy(real())
+        query_warm.start(0)
+        query_warm.DONE.wait(120)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["cursor destroyed", "at exit: thread alive False"], result.stdout

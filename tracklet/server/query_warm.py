@@ -92,9 +92,12 @@ def _after_fork_in_child() -> None:
 
 
 def _wait_at_exit() -> None:
+    """Let a warm-up under way end before the interpreter does: its thread joined, not only its
+    imports done (``DONE``): what it made is destroyed as it returns, and a DuckDB cursor's C++
+    destructor caught in the forced unwind aborted the process as an import did."""
     thread = _thread
     if thread is not None and thread.is_alive():  # its delay may not be over: it imports next
-        DONE.wait(EXIT_WAIT)
+        thread.join(EXIT_WAIT)
 
 
 atexit.register(_wait_at_exit)

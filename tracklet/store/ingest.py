@@ -823,9 +823,9 @@ def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
     ``old_count`` points rewrites (what ``BlockWriter.append`` loads)."""
     size = B.BLOCK_SIZE
     needed = [(0, old_count // size)] if old_count % size else []
-    below, level = old_count, 1
+    affected, below, level = old_count, old_count, 1  # first changed entry and entries, level below
     while below > 1:
-        affected = below // B.FANOUT
+        affected //= B.FANOUT
         if affected % size:
             needed.append((level, affected // size))
         below, level = -(-below // B.FANOUT), level + 1
@@ -900,10 +900,12 @@ class BlockWriter:
 
         below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
         below_base = seq * size
-        below_old, below_new = old_count, below_base + len(below)
+        below_changed, below_new = old_count, below_base + len(below)  # first changed entry, entries
         level = 1
         while below_new > 1:
-            affected = below_old // B.FANOUT  # first entry at this level that the new points change
+            # The first entry at this level that the new points change: the one over the first
+            # changed entry below (a partial entry below is changed, and so is the entry over it).
+            affected = below_changed // B.FANOUT
             fresh = B.summarize(below[affected * B.FANOUT - below_base :])
             seq = affected // size
             base = seq * size
@@ -920,7 +922,7 @@ class BlockWriter:
                                  count=len(chunk), data=B.encode_entries(chunk)))
             self._store(series_id, level, seq, rows, replaces=old_count > 0)
             below, below_base = current, base
-            below_old, below_new = -(-below_old // B.FANOUT), base + len(current)
+            below_changed, below_new = affected, base + len(current)
             level += 1
         if self.pending_bytes >= self.FLUSH_BYTES:
             self.flush()

@@ -1,0 +1,109 @@
+"""A server's indexing of small appends (an online run's upload, about once a second), on SQLite
+and a real PostgreSQL: what many small appends leave in the store equals one pass over the whole
+log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import RecordLogWriter, scan
+from tracklet.proto import records_pb2 as pb
+from tracklet.store import Store
+from tracklet.store.ingest import Indexer
+
+import conftest
+from test_store_robustness import _store_content
+
+PROJECT, RUN = "p", "online"
+ROWS_PER_RECORD = 8
+
+
+def _log(directory: Path, steps: int, seed: int) -> bytes:
+    """A run's record log: ``steps`` rows of 3 floats, ``ROWS_PER_RECORD`` a record (what an online
+    run's worker writes); the same length for any ``seed``, with other values."""
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = RecordLogWriter(directory / "log")
+    rng = np.random.default_rng(seed)
+    start = pb.Record()
+    start.run_start.run_id, start.run_start.project, start.run_start.name = RUN, PROJECT, RUN
+    start.run_start.start_time = 1.8e9
+    writer.write(start.SerializeToString())
+    for first in range(0, steps, ROWS_PER_RECORD):
+        record = pb.Record()
+        batch = record.history
+        if first == 0:
+            for key in range(3):
+                batch.new_keys.add(id=key, name=f"metric_{key}")
+        batch.steps.extend(range(first, first + ROWS_PER_RECORD))
+        batch.times.extend((1.8e9 + np.arange(first, first + ROWS_PER_RECORD) * 0.01).tolist())
+        for key in range(3):
+            batch.columns.add(key=key).floats.extend(rng.standard_normal(ROWS_PER_RECORD).tolist())
+        writer.write(record.SerializeToString())
+    writer.close()
+    return (directory / "log").read_bytes()
+
+
+def _cuts(data: bytes, piece: int = 2048) -> list[int]:
+    """Where each upload of about ``piece`` bytes of whole frames ends."""
+    scanned = scan(data)
+    cuts, start = [], 0
+    for end in [offset for offset, _ in scanned.payloads[1:]] + [scanned.end_offset]:
+        if end - start >= piece:
+            cuts.append(end)
+            start = end
+    return cuts
+
+
+class _Copy:
+    """The server's copy of the run's log under ``root``, grown upload by upload."""
+
+    def __init__(self, root: Path) -> None:
+        self.paths = RunPaths(root, PROJECT, RUN)
+        self.paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def hold(self, data: bytes) -> None:
+        self.paths.log_file.write_bytes(data)
+
+
+def _indexer(store: Store, root: Path) -> Indexer:
+    return Indexer(store.engine, root, liveness=lambda _: True)
+
+
+def _whole(tmp_path: Path, fresh_url, root: Path) -> dict:
+    """What one pass over the run's log under ``root`` stores (in a fresh store of the same backend)."""
+    store = Store(fresh_url(tmp_path / "whole"), root=root)
+    _indexer(store, root).index_run(RunPaths(root, PROJECT, RUN))
+    content = _store_content(store.engine)
+    store.close()
+    return content
+
+
+@pytest.fixture
+def fresh_url(store_url, request):
+    """A new, empty store of ``store_url``'s backend for a data root (where one pass is compared)."""
+    def url(root: Path) -> str:
+        if store_url.startswith("sqlite"):
+            root.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{root / 'store.sqlite'}"
+        from pgcluster import create_database
+        return create_database(request.getfixturevalue("postgres_url"), f"t{next(conftest._databases)}")
+    return url
+
+
+def test_many_small_appends_store_what_one_pass_over_the_whole_log_stores(tmp_path, store_url, fresh_url):
+    """Upload by upload across block and pyramid level boundaries (1,024 points a block, 16 a
+    summary entry), the series, their blocks and the run's row equal one pass over the log."""
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    root = tmp_path / "server"
+    copy = _Copy(root)
+    store = Store(store_url, root=root)
+    indexer = _indexer(store, root)
+    for end in _cuts(data):
+        copy.hold(data[:end])
+        indexer.index_run(copy.paths)
+    assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
+    store.close()

@@ -1,6 +1,8 @@
 """A server's indexing of small appends (an online run's upload, about once a second), on SQLite
 and a real PostgreSQL: what many small appends leave in the store equals one pass over the whole
-log."""
+log, a steady append reads none of the series blocks it rewrites back from the store (the
+indexer kept them from the append before), and what the indexer kept is never used once another
+writer changed the run, nor after a transaction that rolled back."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter, scan
@@ -105,5 +108,75 @@ def test_many_small_appends_store_what_one_pass_over_the_whole_log_stores(tmp_pa
     for end in _cuts(data):
         copy.hold(data[:end])
         indexer.index_run(copy.paths)
+    assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
+    store.close()
+
+
+def test_a_steady_small_append_reads_no_series_blocks_back(tmp_path, store_url):
+    """The blocks an append rewrites (each level's last) were kept from the append before: it
+    writes them without reading them from the store (a statement and their decoding saved on
+    every upload of every online run)."""
+    data = _log(tmp_path / "client", steps=1000, seed=0)
+    root = tmp_path / "server"
+    copy = _Copy(root)
+    store = Store(store_url, root=root)
+    indexer = _indexer(store, root)
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    for end in _cuts(data)[:5]:
+        copy.hold(data[:end])
+        statements.clear()
+        indexer.index_run(copy.paths)
+    assert any("INSERT INTO blocks" in sql for sql in statements)
+    assert not [sql for sql in statements if sql.startswith("SELECT") and "FROM blocks" in sql]
+    store.close()
+
+
+def test_what_an_indexer_kept_is_not_used_after_another_writer_indexed_the_run_anew(tmp_path, store_url, fresh_url):
+    """Another process rebuilds the store from a log recorded again under the same id, of the same
+    length (so the run's offset and its series' counts are those the first indexer left, and on
+    SQLite the series ids too): the first indexer's next append reads the new blocks from the store."""
+    first, again = _log(tmp_path / "one", steps=600, seed=0), _log(tmp_path / "two", steps=600, seed=1)
+    assert len(first) == len(again)
+    cuts = _cuts(first)
+    root = tmp_path / "server"
+    copy = _Copy(root)
+    store = Store(store_url, root=root)
+    indexer = _indexer(store, root)
+    for end in cuts[:4]:
+        copy.hold(first[:end])
+        indexer.index_run(copy.paths)
+    copy.hold(again[: cuts[3]])
+    _indexer(store, root).index(rebuild=True)  # another process (tracklet index --rebuild)
+    copy.hold(again[: cuts[5]])
+    indexer.index_run(copy.paths)
+    assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
+    store.close()
+
+
+def test_what_a_rolled_back_append_wrote_is_not_kept(tmp_path, store_url, fresh_url):
+    """An append whose transaction fails at its last statement (here: the database refuses the
+    series counts, after the blocks were rewritten) leaves the store as it was; the next append,
+    which succeeds, stores what one pass stores."""
+    data = _log(tmp_path / "client", steps=600, seed=0)
+    cuts = _cuts(data)
+    root = tmp_path / "server"
+    copy = _Copy(root)
+    store = Store(store_url, root=root)
+    indexer = _indexer(store, root)
+    for end in cuts[:3]:
+        copy.hold(data[:end])
+        indexer.index_run(copy.paths)
+    refuse = [True]
+
+    def fail_series_update(connection, cursor, statement, parameters, context, executemany):
+        if refuse[0] and statement.startswith("UPDATE series"):
+            raise RuntimeError("refused")
+    sa.event.listen(store.engine, "before_cursor_execute", fail_series_update)
+    copy.hold(data[: cuts[4]])
+    with pytest.raises(RuntimeError, match="refused"):
+        indexer.index_run(copy.paths)
+    refuse[0] = False
+    indexer.index_run(copy.paths)
     assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
     store.close()

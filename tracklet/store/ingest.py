@@ -37,7 +37,7 @@ from tracklet.store.spans import SPAN_KINDS, log_span_rows, spans, write_spans
 from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
                                      write_alerts, write_console)
-from tracklet.store.tail_cache import SeriesTail, TailCache
+from tracklet.store.tail_cache import RunTails, SeriesTail, TailCache
 from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
 from tracklet.store.text import column_length, fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
@@ -674,7 +674,7 @@ class Indexer:
         # A run indexed on its own (not with a group, whose writer is shared) keeps its series'
         # tails for its next append: kept from its last one if its row is as that one left it.
         kept = (None if self._block_writer is not None
-                else {} if row is None else self._tails.take(row.id, (row.log_offset, row.heartbeat_at)))
+                else RunTails() if row is None else self._tails.take(row.id, (row.log_offset, row.heartbeat_at)))
         run_pk = self._write_run(connection, project_id, paths, row, values)
         if kept is not None:
             self._tails.stage(run_pk, (values["log_offset"], values["heartbeat_at"]), kept)
@@ -780,16 +780,23 @@ class Indexer:
         return row.id
 
     def _write_series(self, connection: sa.Connection, run_pk: int, kind: str, new: Mapping[str, Any],
-                      kept: dict[int, SeriesTail] | None = None) -> int:
+                      kept: RunTails | None = None) -> int:
         """Append new points (``new[key].arrays()``: steps, values) to the run's series of ``kind``;
         returns the number of points, not counting ``_timestamp``. A handful of statements per
         call, however many series (a run's system metrics are a few hundred). ``kept``: the run's
-        series tails (``BlockWriter``), not read again where they match."""
+        series as the last append left them (``TailCache``): neither their rows nor their tail
+        blocks are read again where it holds them all; updated with what this append writes."""
         if not new:
             return 0
-        if run_pk in self._new_runs:  # inserted by this transaction: no series yet
-            existing: dict[str, Any] = {}
-        else:
+        existing: dict[str, Any] = {}
+        if kept is not None:
+            for key in new:
+                series_id = kept.ids.get((kind, key))
+                tail = kept.series.get(series_id) if series_id is not None else None
+                if series_id is None or tail is None:
+                    break
+                existing[key] = _SeriesRow(series_id, tail.count, tail.first_step)
+        if len(existing) < len(new) and run_pk not in self._new_runs:  # (a new run has no series yet)
             existing = {
                 r.key: r for r in connection.execute(
                     _RUN_SERIES, {"run_pk": run_pk, "kind": kind, "keys": list(new)})
@@ -801,9 +808,11 @@ class Indexer:
                                           sort_by_parameter_order=True),
                 [{"run_pk": run_pk, "key": key, "kind": kind, "count": 0} for key in missing])
             existing.update((r.key, r) for r in inserted)
+        if kept is not None:
+            kept.ids.update(((kind, key), row.id) for key, row in existing.items())
         targets = [(existing[key].id, existing[key].count or 0) for key in new]
         shared = self._block_writer
-        writer = shared if shared is not None else BlockWriter(connection, [], kept)
+        writer = shared if shared is not None else BlockWriter(connection, [], kept.series if kept is not None else None)
         writer.load(targets)
         total = 0
         for key, points in new.items():
@@ -845,6 +854,15 @@ def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
             needed.append((level, affected // size))
         below, level = -(-below // B.FANOUT), level + 1
     return needed
+
+
+class _SeriesRow:
+    """What ``_write_series`` needs of a series' row (read, or kept from the last append)."""
+
+    __slots__ = ("id", "count", "first_step")
+
+    def __init__(self, series_id: int, count: int, first_step: int | None) -> None:
+        self.id, self.count, self.first_step = series_id, count, first_step
 
 
 class BlockWriter:
@@ -965,7 +983,7 @@ class BlockWriter:
             below_changed, below_new = affected, base + len(current)
             level += 1
         if self.kept is not None:
-            self.kept[series_id] = SeriesTail(new_count, tail)
+            self.kept[series_id] = SeriesTail(new_count, first_step, tail)
         if self.pending_bytes >= self.FLUSH_BYTES:
             self.flush()
 

@@ -29,17 +29,31 @@ MAX_BYTES = 64 << 20
 
 
 class SeriesTail:
-    """One series' point count and its last block at each level, by (level, seq), decoded."""
+    """One series' point count, first step, and last block at each level by (level, seq), decoded."""
 
-    __slots__ = ("count", "blocks")
+    __slots__ = ("count", "first_step", "blocks")
 
-    def __init__(self, count: int, blocks: dict[tuple[int, int], Block]) -> None:
+    def __init__(self, count: int, first_step: int, blocks: dict[tuple[int, int], Block]) -> None:
         self.count = count
+        self.first_step = first_step
         self.blocks = blocks
 
     def nbytes(self) -> int:
         return sum(sum(a.nbytes for a in block) if isinstance(block, tuple) else block.nbytes
                    for block in self.blocks.values())
+
+
+class RunTails:
+    """One run's series as this process last committed them: ids by (kind, key), tails by id."""
+
+    __slots__ = ("ids", "series")
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str], int] = {}
+        self.series: dict[int, SeriesTail] = {}
+
+    def nbytes(self) -> int:
+        return sum(tail.nbytes() for tail in self.series.values())
 
 
 class TailCache:
@@ -48,20 +62,20 @@ class TailCache:
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._runs: OrderedDict[int, tuple[Version, dict[int, SeriesTail], int]] = OrderedDict()
+        self._runs: OrderedDict[int, tuple[Version, RunTails, int]] = OrderedDict()
         self._bytes = 0
-        self._staged: dict[int, tuple[Version, dict[int, SeriesTail]]] = {}
+        self._staged: dict[int, tuple[Version, RunTails]] = {}
 
-    def take(self, run_pk: int, version: Version) -> dict[int, SeriesTail]:
-        """The run's series tails (series id -> tail) if the run's row is still at ``version``,
-        else none; either way the run's entry leaves the cache until a commit stages it again."""
+    def take(self, run_pk: int, version: Version) -> RunTails:
+        """The run's series if the run's row is still at ``version``, else none; either way the
+        run's entry leaves the cache until a commit stages it again."""
         entry = self._runs.pop(run_pk, None)
         if entry is None:
-            return {}
+            return RunTails()
         self._bytes -= entry[2]
-        return entry[1] if entry[0] == version else {}
+        return entry[1] if entry[0] == version else RunTails()
 
-    def stage(self, run_pk: int, version: Version, tails: dict[int, SeriesTail]) -> None:
+    def stage(self, run_pk: int, version: Version, tails: RunTails) -> None:
         """What the run's series tails are once the current transaction commits the run's row
         at ``version``."""
         self._staged[run_pk] = (version, tails)
@@ -69,7 +83,7 @@ class TailCache:
     def commit(self) -> None:
         """The current transaction committed: what it staged is the store's state."""
         for run_pk, (version, tails) in self._staged.items():
-            size = sum(tail.nbytes() for tail in tails.values())
+            size = tails.nbytes()
             if size > self.max_bytes:
                 continue
             old = self._runs.pop(run_pk, None)

@@ -180,3 +180,18 @@ def test_what_a_rolled_back_append_wrote_is_not_kept(tmp_path, store_url, fresh_
     indexer.index_run(copy.paths)
     assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
     store.close()
+
+
+def test_summaries_of_nan_and_inf_merge_under_numpy_errors_raised():
+    """A summary level merges entries without a finite value (NaN min and max) with others, even in
+    a process that made numpy raise on every floating-point error (``np.seterr(all="raise")``, as a
+    training script may): min and max skip them, a bucket of none stays NaN, and nothing raises."""
+    from tracklet.store import blocks as B
+
+    values = np.array([np.nan, np.nan, 1.0, np.inf, -2.0, np.nan, -np.inf, 3.0])
+    entries = B.point_entries(np.arange(len(values)), values)
+    with np.errstate(all="raise"):
+        merged = B.merge(entries, np.array([0, 2, 4, 6]))
+    assert np.isnan(merged["min"][0]) and np.isnan(merged["max"][0])
+    assert list(merged["min"][1:]) == [1.0, -2.0, 3.0] and list(merged["max"][1:]) == [1.0, -2.0, 3.0]
+    assert list(merged["count"]) == [2, 2, 2, 2] and list(merged["nonfinite"]) == [2, 1, 1, 1]

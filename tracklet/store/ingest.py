@@ -842,6 +842,30 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_blocks(connection: sa.Connection) -> Any:
+    """``INSERT INTO blocks ... ON CONFLICT (series_id, level, seq) DO UPDATE``, built once per
+    dialect (SQLite, PostgreSQL; None elsewhere: old blocks are deleted, then inserted): an
+    append's rewritten last blocks in one statement instead of a delete and an insert. Only ever
+    the last block of a level is rewritten, so no block past the new ones is left behind."""
+    name = connection.dialect.name
+    if name not in _UPSERTS:
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        else:
+            _UPSERTS[name] = None
+            return None
+        statement = insert(blocks)
+        _UPSERTS[name] = statement.on_conflict_do_update(
+            index_elements=[blocks.c.series_id, blocks.c.level, blocks.c.seq],
+            set_={column: statement.excluded[column] for column in ("first_step", "last_step", "count", "data")})
+    return _UPSERTS[name]
+
+
 def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
     """The (level, seq) of the partial last block of each level that appending to a series of
     ``old_count`` points rewrites (what ``BlockWriter.append`` loads)."""
@@ -887,6 +911,7 @@ class BlockWriter:
         self.decoded: dict[tuple[int, int, int], Any] = {}
         self.deletes: list[dict[str, int]] = []
         self.inserts: list[dict[str, Any]] = []
+        self.upserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, int]] = []
         self.pending_bytes = 0
         self.load(targets)
@@ -922,9 +947,13 @@ class BlockWriter:
 
     def _store(self, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]],
                replaces: bool = True) -> None:
-        if replaces:  # a series' first points have no old blocks to take out
+        if not replaces:  # a series' first points: no old blocks
+            self.inserts.extend(rows)
+        elif _upsert_blocks(self.connection) is not None:  # the old last block overwritten in place
+            self.upserts.extend(rows)
+        else:
             self.deletes.append({"sid": series_id, "lvl": level, "from_seq": first_seq})
-        self.inserts.extend(rows)
+            self.inserts.extend(rows)
         self.pending_bytes += sum(len(row["data"]) for row in rows)
 
     def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
@@ -988,12 +1017,14 @@ class BlockWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is pending: old tail blocks out, rewritten blocks in, series counts."""
+        """Write what is pending: rewritten blocks over the old ones, new blocks, series counts."""
         if self.deletes:
             self.connection.execute(self._delete, self.deletes)
+        if self.upserts:
+            self.connection.execute(_upsert_blocks(self.connection), self.upserts)
         if self.inserts:
             self.connection.execute(blocks.insert(), self.inserts)
         if self.updates:
             self.connection.execute(self._update, self.updates)
-        self.deletes, self.inserts, self.updates, self.pending_bytes = [], [], [], 0
+        self.deletes, self.inserts, self.upserts, self.updates, self.pending_bytes = [], [], [], [], 0
 

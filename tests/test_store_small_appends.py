@@ -61,15 +61,25 @@ def _cuts(data: bytes, piece: int = 2048) -> list[int]:
     return cuts
 
 
-class _Copy:
-    """The server's copy of the run's log under ``root``, grown upload by upload."""
+class _Server:
+    """A server's side of the run: its copy of the log under ``tmp_path/server``, grown upload by
+    upload, and a store that one indexer keeps up to date after each upload."""
 
-    def __init__(self, root: Path) -> None:
-        self.paths = RunPaths(root, PROJECT, RUN)
+    def __init__(self, tmp_path: Path, store_url: str) -> None:
+        self.root = tmp_path / "server"
+        self.paths = RunPaths(self.root, PROJECT, RUN)
         self.paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store(store_url, root=self.root)
+        self.indexer = _indexer(self.store, self.root)
 
     def hold(self, data: bytes) -> None:
         self.paths.log_file.write_bytes(data)
+
+    def upload(self, data: bytes, ends: list[int]) -> None:
+        """``data`` uploaded up to each of ``ends`` in turn, indexed after each."""
+        for end in ends:
+            self.hold(data[:end])
+            self.indexer.index_run(self.paths)
 
 
 def _indexer(store: Store, root: Path) -> Indexer:
@@ -101,15 +111,10 @@ def test_many_small_appends_store_what_one_pass_over_the_whole_log_stores(tmp_pa
     """Upload by upload across block and pyramid level boundaries (1,024 points a block, 16 a
     summary entry), the series, their blocks and the run's row equal one pass over the log."""
     data = _log(tmp_path / "client", steps=3000, seed=0)
-    root = tmp_path / "server"
-    copy = _Copy(root)
-    store = Store(store_url, root=root)
-    indexer = _indexer(store, root)
-    for end in _cuts(data):
-        copy.hold(data[:end])
-        indexer.index_run(copy.paths)
-    assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
-    store.close()
+    server = _Server(tmp_path, store_url)
+    server.upload(data, _cuts(data))
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
 
 
 def test_a_steady_small_append_reads_no_series_blocks_back(tmp_path, store_url):
@@ -117,19 +122,15 @@ def test_a_steady_small_append_reads_no_series_blocks_back(tmp_path, store_url):
     the append before: it writes them without reading them from the store (two statements and
     the blocks' decoding saved on every upload of every online run)."""
     data = _log(tmp_path / "client", steps=1000, seed=0)
-    root = tmp_path / "server"
-    copy = _Copy(root)
-    store = Store(store_url, root=root)
-    indexer = _indexer(store, root)
+    cuts = _cuts(data)
+    server = _Server(tmp_path, store_url)
+    server.upload(data, cuts[:4])
     statements: list[str] = []
-    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    for end in _cuts(data)[:5]:
-        copy.hold(data[:end])
-        statements.clear()
-        indexer.index_run(copy.paths)
+    sa.event.listen(server.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    server.upload(data, cuts[4:5])
     assert any("INSERT INTO blocks" in sql for sql in statements)
     assert not [sql for sql in statements if sql.startswith("SELECT") and ("FROM blocks" in sql or "FROM series" in sql)]
-    store.close()
+    server.store.close()
 
 
 def test_what_an_indexer_kept_is_not_used_after_another_writer_indexed_the_run_anew(tmp_path, store_url, fresh_url):
@@ -139,19 +140,13 @@ def test_what_an_indexer_kept_is_not_used_after_another_writer_indexed_the_run_a
     first, again = _log(tmp_path / "one", steps=600, seed=0), _log(tmp_path / "two", steps=600, seed=1)
     assert len(first) == len(again)
     cuts = _cuts(first)
-    root = tmp_path / "server"
-    copy = _Copy(root)
-    store = Store(store_url, root=root)
-    indexer = _indexer(store, root)
-    for end in cuts[:4]:
-        copy.hold(first[:end])
-        indexer.index_run(copy.paths)
-    copy.hold(again[: cuts[3]])
-    _indexer(store, root).index(rebuild=True)  # another process (tracklet index --rebuild)
-    copy.hold(again[: cuts[5]])
-    indexer.index_run(copy.paths)
-    assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
-    store.close()
+    server = _Server(tmp_path, store_url)
+    server.upload(first, cuts[:4])
+    server.hold(again[: cuts[3]])
+    _indexer(server.store, server.root).index(rebuild=True)  # another process (tracklet index --rebuild)
+    server.upload(again, cuts[5:6])
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
 
 
 def test_what_a_rolled_back_append_wrote_is_not_kept(tmp_path, store_url, fresh_url):
@@ -160,26 +155,22 @@ def test_what_a_rolled_back_append_wrote_is_not_kept(tmp_path, store_url, fresh_
     which succeeds, stores what one pass stores."""
     data = _log(tmp_path / "client", steps=600, seed=0)
     cuts = _cuts(data)
-    root = tmp_path / "server"
-    copy = _Copy(root)
-    store = Store(store_url, root=root)
-    indexer = _indexer(store, root)
-    for end in cuts[:3]:
-        copy.hold(data[:end])
-        indexer.index_run(copy.paths)
+    server = _Server(tmp_path, store_url)
+    server.upload(data, cuts[:3])
+    before = _store_content(server.store.engine)
     refuse = [True]
 
     def fail_series_update(connection, cursor, statement, parameters, context, executemany):
         if refuse[0] and statement.startswith("UPDATE series"):
             raise RuntimeError("refused")
-    sa.event.listen(store.engine, "before_cursor_execute", fail_series_update)
-    copy.hold(data[: cuts[4]])
+    sa.event.listen(server.store.engine, "before_cursor_execute", fail_series_update)
     with pytest.raises(RuntimeError, match="refused"):
-        indexer.index_run(copy.paths)
+        server.upload(data, cuts[4:5])
+    assert _store_content(server.store.engine) == before
     refuse[0] = False
-    indexer.index_run(copy.paths)
-    assert _store_content(store.engine) == _whole(tmp_path, fresh_url, root)
-    store.close()
+    server.indexer.index_run(server.paths)
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
 
 
 def test_summaries_of_nan_and_inf_merge_under_numpy_errors_raised():

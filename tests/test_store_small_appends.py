@@ -186,3 +186,28 @@ def test_summaries_of_nan_and_inf_merge_under_numpy_errors_raised():
     assert np.isnan(merged["min"][0]) and np.isnan(merged["max"][0])
     assert list(merged["min"][1:]) == [1.0, -2.0, 3.0] and list(merged["max"][1:]) == [1.0, -2.0, 3.0]
     assert list(merged["count"]) == [2, 2, 2, 2] and list(merged["nonfinite"]) == [2, 1, 1, 1]
+
+
+def test_what_the_indexer_keeps_is_bounded_least_recently_appended_runs_out_first():
+    """However many runs a server indexes, the tails it keeps stay under ``max_bytes``: a run's
+    tails leave when newer runs need the room, and a run appended to again is the newest."""
+    from tracklet.store.tail_cache import RunTails, SeriesTail, TailCache
+
+    def tails(points: int) -> RunTails:
+        run = RunTails()
+        run.series[1] = SeriesTail(points, 0, {(0, 0): (np.arange(points), np.zeros(points))})
+        return run
+
+    cache = TailCache(max_bytes=3 * 16 * 100)  # three runs of 100 points (16 bytes each)
+    for run_pk in (1, 2, 3):
+        cache.stage(run_pk, (run_pk, 1.0), tails(100))
+        cache.commit()
+    cache.stage(1, (10, 2.0), cache.take(1, (1, 1.0)))  # run 1 appended to again: the newest
+    cache.commit()
+    cache.stage(4, (4, 1.0), tails(100))
+    cache.commit()
+    assert cache.take(2, (2, 1.0)).series == {}  # the least recently appended run went
+    assert cache.take(3, (3, 1.0)).series and cache.take(1, (10, 2.0)).series and cache.take(4, (4, 1.0)).series
+    cache.stage(5, (5, 1.0), tails(1000))  # more than the whole cache holds: not kept
+    cache.commit()
+    assert cache.take(5, (5, 1.0)).series == {}

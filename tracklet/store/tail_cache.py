@@ -31,16 +31,14 @@ MAX_BYTES = 64 << 20
 class SeriesTail:
     """One series' point count, first step, and last block at each level by (level, seq), decoded."""
 
-    __slots__ = ("count", "first_step", "blocks")
+    __slots__ = ("count", "first_step", "blocks", "nbytes")
 
     def __init__(self, count: int, first_step: int, blocks: dict[tuple[int, int], Block]) -> None:
         self.count = count
         self.first_step = first_step
         self.blocks = blocks
-
-    def nbytes(self) -> int:
-        return sum(sum(a.nbytes for a in block) if isinstance(block, tuple) else block.nbytes
-                   for block in self.blocks.values())
+        self.nbytes = sum(sum(a.nbytes for a in block) if isinstance(block, tuple) else block.nbytes
+                          for block in blocks.values())
 
 
 class RunTails:
@@ -53,7 +51,7 @@ class RunTails:
         self.series: dict[int, SeriesTail] = {}
 
     def nbytes(self) -> int:
-        return sum(tail.nbytes() for tail in self.series.values())
+        return sum(tail.nbytes for tail in self.series.values())
 
 
 class TailCache:

@@ -111,9 +111,10 @@ def merge(entries: np.ndarray, starts: np.ndarray) -> np.ndarray:
     merged = np.empty(len(starts), dtype=ENTRY)
     merged["first_step"] = entries["first_step"][starts]
     merged["last_step"] = entries["last_step"][ends]
-    with np.errstate(invalid="ignore"):
-        merged["min"] = np.fmin.reduceat(entries["min"], starts)
-        merged["max"] = np.fmax.reduceat(entries["max"], starts)
+    # fmin/fmax skip NaN without raising the invalid flag (no np.errstate: entering one cost as
+    # much as the rest of a small merge, and a server's small append merges a few dozen times).
+    merged["min"] = np.fmin.reduceat(entries["min"], starts)
+    merged["max"] = np.fmax.reduceat(entries["max"], starts)
     merged["last"] = entries["last"][ends]
     merged["count"] = np.add.reduceat(entries["count"], starts)
     merged["nonfinite"] = np.add.reduceat(entries["nonfinite"], starts)

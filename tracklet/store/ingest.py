@@ -37,6 +37,7 @@ from tracklet.store.spans import SPAN_KINDS, log_span_rows, spans, write_spans
 from tracklet.store.logsource import LocalLogs, LogSource, heartbeat_liveness  # noqa: F401  (imported from here too)
 from tracklet.store.run_data import (RUN_DATA_KINDS, RunDataFold, alert_rows, console_rows, last_system_step,
                                      write_alerts, write_console)
+from tracklet.store.tail_cache import RunTails, SeriesTail, TailCache
 from tracklet.store.schema import alerts, blocks, console_lines, projects, runs, series
 from tracklet.store.text import column_length, fit, store_json, stored_key
 from tracklet.errors import IndexerBusy  # noqa: F401  (defined there; imported from here too)
@@ -75,6 +76,11 @@ _NEW_RUN_IDS = sa.select(runs.c.id, runs.c.run_id).where(runs.c.project_id == sa
 _NEW_SERIES_IDS = sa.select(series.c.id, series.c.run_pk, series.c.kind, series.c.key).where(
     series.c.run_pk.in_(sa.bindparam("run_pks", expanding=True)))
 _IDS_PER_QUERY = 500
+# A run's row updated, and some of its series of one kind read (a run indexed on its own: a
+# server's every append), built once.
+_UPDATE_RUN = runs.update().where(runs.c.id == sa.bindparam("run_pk"))
+_RUN_SERIES = sa.select(series).where(series.c.run_pk == sa.bindparam("run_pk"), series.c.kind == sa.bindparam("kind"),
+                                      series.c.key.in_(sa.bindparam("keys", expanding=True)))
 # A new run's row before its records say otherwise (its name: the run id).
 _NEW_RUN_DEFAULTS: dict[str, Any] = dict(tags=[], group_name="", job_type="", notes="", host="", state="running",
                                          deleted=False)
@@ -334,6 +340,7 @@ class Indexer:
         self._pending: list[_NewRun] | None = None  # the group transaction's new runs, written at its end
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
         self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
+        self._tails = TailCache()  # series tails of the runs indexed one by one (a server's appends)
 
     def _locked(self, wait: float, on_wait: Callable[[], None] | None) -> Any:
         """The data root's indexing lock (an open file holding ``flock``), waiting up to ``wait``
@@ -568,7 +575,9 @@ class Indexer:
             with self.engine.begin() as connection:
                 yield connection
             self._project_ids.update(self._uncommitted)
+            self._tails.commit()
         finally:
+            self._tails.discard()
             self._uncommitted = {}
             self._new_runs = set()
             self._prefetched = {}
@@ -662,8 +671,14 @@ class Indexer:
             new = _NewRun({**_NEW_RUN_DEFAULTS, "name": paths.run_id, **values}, fold)
             self._pending.append(new)
             return new.points(), result.end_offset - offset, more
+        # A run indexed on its own (not with a group, whose writer is shared) keeps its series'
+        # tails for its next append: kept from its last one if its row is as that one left it.
+        kept = (None if self._block_writer is not None
+                else RunTails() if row is None else self._tails.take(row.id, (row.log_offset, row.heartbeat_at)))
         run_pk = self._write_run(connection, project_id, paths, row, values)
-        points = self._write_series(connection, run_pk, "number", fold.points)
+        if kept is not None:
+            self._tails.stage(run_pk, (values["log_offset"], values["heartbeat_at"]), kept)
+        points = self._write_series(connection, run_pk, "number", fold.points, kept)
         if fold.data.console:
             write_console(connection, run_pk, fold.data.console)
         if fold.data.alerts:
@@ -677,7 +692,7 @@ class Indexer:
         if fold.data.window_times:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
-                self._write_series(connection, run_pk, kind, by_name)
+                self._write_series(connection, run_pk, kind, by_name, kept)
         return points, result.end_offset - offset, more
 
     def _note_damage(self, paths: RunPaths, result: Any, decoder: RecordDecoder) -> None:
@@ -761,23 +776,30 @@ class Indexer:
             ).scalar_one()
             self._new_runs.add(run_pk)
             return run_pk
-        connection.execute(runs.update().where(runs.c.id == sa.bindparam("run_pk")), {**values, "run_pk": row.id})
+        connection.execute(_UPDATE_RUN, {**values, "run_pk": row.id})
         return row.id
 
-    def _write_series(self, connection: sa.Connection, run_pk: int, kind: str, new: Mapping[str, Any]) -> int:
+    def _write_series(self, connection: sa.Connection, run_pk: int, kind: str, new: Mapping[str, Any],
+                      kept: RunTails | None = None) -> int:
         """Append new points (``new[key].arrays()``: steps, values) to the run's series of ``kind``;
         returns the number of points, not counting ``_timestamp``. A handful of statements per
-        call, however many series (a run's system metrics are a few hundred)."""
+        call, however many series (a run's system metrics are a few hundred). ``kept``: the run's
+        series as the last append left them (``TailCache``): neither their rows nor their tail
+        blocks are read again where it holds them all; updated with what this append writes."""
         if not new:
             return 0
-        if run_pk in self._new_runs:  # inserted by this transaction: no series yet
-            existing: dict[str, Any] = {}
-        else:
+        existing: dict[str, Any] = {}
+        if kept is not None:
+            for key in new:
+                series_id = kept.ids.get((kind, key))
+                tail = kept.series.get(series_id) if series_id is not None else None
+                if series_id is None or tail is None:
+                    break
+                existing[key] = _SeriesRow(series_id, tail.count, tail.first_step)
+        if len(existing) < len(new) and run_pk not in self._new_runs:  # (a new run has no series yet)
             existing = {
                 r.key: r for r in connection.execute(
-                    sa.select(series).where(series.c.run_pk == run_pk, series.c.kind == kind,
-                                            series.c.key.in_(list(new)))
-                )
+                    _RUN_SERIES, {"run_pk": run_pk, "kind": kind, "keys": list(new)})
             }
         missing = [key for key in new if key not in existing]
         if missing:
@@ -786,9 +808,11 @@ class Indexer:
                                           sort_by_parameter_order=True),
                 [{"run_pk": run_pk, "key": key, "kind": kind, "count": 0} for key in missing])
             existing.update((r.key, r) for r in inserted)
+        if kept is not None:
+            kept.ids.update(((kind, key), row.id) for key, row in existing.items())
         targets = [(existing[key].id, existing[key].count or 0) for key in new]
         shared = self._block_writer
-        writer = shared if shared is not None else BlockWriter(connection, [])
+        writer = shared if shared is not None else BlockWriter(connection, [], kept.series if kept is not None else None)
         writer.load(targets)
         total = 0
         for key, points in new.items():
@@ -818,18 +842,51 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_blocks(connection: sa.Connection) -> Any:
+    """``INSERT INTO blocks ... ON CONFLICT (series_id, level, seq) DO UPDATE``, built once per
+    dialect (SQLite, PostgreSQL; None elsewhere: old blocks are deleted, then inserted): an
+    append's rewritten last blocks in one statement instead of a delete and an insert. Only ever
+    the last block of a level is rewritten, so no block past the new ones is left behind."""
+    name = connection.dialect.name
+    if name not in _UPSERTS:
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        else:
+            _UPSERTS[name] = None
+            return None
+        statement = insert(blocks)
+        _UPSERTS[name] = statement.on_conflict_do_update(
+            index_elements=[blocks.c.series_id, blocks.c.level, blocks.c.seq],
+            set_={column: statement.excluded[column] for column in ("first_step", "last_step", "count", "data")})
+    return _UPSERTS[name]
+
+
 def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
     """The (level, seq) of the partial last block of each level that appending to a series of
     ``old_count`` points rewrites (what ``BlockWriter.append`` loads)."""
     size = B.BLOCK_SIZE
     needed = [(0, old_count // size)] if old_count % size else []
-    below, level = old_count, 1
+    affected, below, level = old_count, old_count, 1  # first changed entry and entries, level below
     while below > 1:
-        affected = below // B.FANOUT
+        affected //= B.FANOUT
         if affected % size:
             needed.append((level, affected // size))
         below, level = -(-below // B.FANOUT), level + 1
     return needed
+
+
+class _SeriesRow:
+    """What ``_write_series`` needs of a series' row (read, or kept from the last append)."""
+
+    __slots__ = ("id", "count", "first_step")
+
+    def __init__(self, series_id: int, count: int, first_step: int | None) -> None:
+        self.id, self.count, self.first_step = series_id, count, first_step
 
 
 class BlockWriter:
@@ -843,12 +900,18 @@ class BlockWriter:
     _update = series.update().where(series.c.id == sa.bindparam("sid")).values(
         count=sa.bindparam("new_count"), first_step=sa.bindparam("first"), last_step=sa.bindparam("last"))
 
-    def __init__(self, connection: sa.Connection, targets: list[tuple[int, int]]) -> None:
-        """``targets``: (series id, current point count) of every series that will be appended to."""
+    def __init__(self, connection: sa.Connection, targets: list[tuple[int, int]],
+                 kept: dict[int, SeriesTail] | None = None) -> None:
+        """``targets``: (series id, current point count) of every series that will be appended to.
+        ``kept``: series tails kept from earlier appends (``TailCache.take``), used instead of
+        reading the store where a series' count matches; updated with the tails ``append`` writes."""
         self.connection = connection
+        self.kept = kept
         self.tails: dict[tuple[int, int, int], bytes] = {}
+        self.decoded: dict[tuple[int, int, int], Any] = {}
         self.deletes: list[dict[str, int]] = []
         self.inserts: list[dict[str, Any]] = []
+        self.upserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, int]] = []
         self.pending_bytes = 0
         self.load(targets)
@@ -856,7 +919,14 @@ class BlockWriter:
     def load(self, targets: list[tuple[int, int]]) -> None:
         """Read the tail blocks that appending to ``targets`` ((series id, current point count)
         each) rewrites; more series may be appended to after each ``load``."""
-        wanted = [(series_id, level, seq) for series_id, count in targets for level, seq in _tail_blocks(count)]
+        wanted: list[tuple[int, int, int]] = []
+        for series_id, count in targets:
+            needed = _tail_blocks(count)
+            tail = self.kept.get(series_id) if self.kept is not None else None
+            if tail is not None and tail.count == count and all(place in tail.blocks for place in needed):
+                self.decoded.update(((series_id, *place), tail.blocks[place]) for place in needed)
+            else:
+                wanted.extend((series_id, level, seq) for level, seq in needed)
         key = sa.tuple_(blocks.c.series_id, blocks.c.level, blocks.c.seq)
         for start in range(0, len(wanted), 300):
             rows = self.connection.execute(
@@ -865,14 +935,25 @@ class BlockWriter:
             )
             self.tails.update(((r.series_id, r.level, r.seq), r.data) for r in rows)
 
-    def _load(self, series_id: int, level: int, seq: int) -> bytes:
-        return self.tails[(series_id, level, seq)]
+    def _points(self, series_id: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
+        """The level-0 block ``seq`` of a series, as ``load`` found it."""
+        kept = self.decoded.get((series_id, 0, seq))
+        return kept if kept is not None else B.decode_points(self.tails[(series_id, 0, seq)])
+
+    def _entries(self, series_id: int, level: int, seq: int) -> np.ndarray:
+        """The summary block ``seq`` of a series' ``level``, as ``load`` found it."""
+        kept = self.decoded.get((series_id, level, seq))
+        return kept if kept is not None else B.decode_entries(self.tails[(series_id, level, seq)])
 
     def _store(self, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]],
                replaces: bool = True) -> None:
-        if replaces:  # a series' first points have no old blocks to take out
+        if not replaces:  # a series' first points: no old blocks
+            self.inserts.extend(rows)
+        elif _upsert_blocks(self.connection) is not None:  # the old last block overwritten in place
+            self.upserts.extend(rows)
+        else:
             self.deletes.append({"sid": series_id, "lvl": level, "from_seq": first_seq})
-        self.inserts.extend(rows)
+            self.inserts.extend(rows)
         self.pending_bytes += sum(len(row["data"]) for row in rows)
 
     def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
@@ -886,8 +967,9 @@ class BlockWriter:
                                  "last": int(steps[-1])})
         size = B.BLOCK_SIZE
         seq = old_count // size
+        new_count = old_count + len(steps)
         if old_count % size:
-            tail_steps, tail_values = B.decode_points(self._load(series_id, 0, seq))
+            tail_steps, tail_values = self._points(series_id, seq)
             steps = np.concatenate([tail_steps, steps])
             values = np.concatenate([tail_values, values])
         rows = []
@@ -897,19 +979,25 @@ class BlockWriter:
                              last_step=int(chunk_steps[-1]), count=len(chunk_steps),
                              data=B.encode_points(chunk_steps, chunk_values)))
         self._store(series_id, 0, seq, rows, replaces=old_count > 0)
+        last = len(rows) - 1  # each level's last block: what the series' next append rewrites
+        tail: dict[tuple[int, int], Any] = {(0, seq + last): (chunk_steps.copy(), chunk_values.copy())}
 
         below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
         below_base = seq * size
-        below_old, below_new = old_count, below_base + len(below)
+        below_changed, below_new = old_count, below_base + len(below)  # first changed entry, entries
         level = 1
         while below_new > 1:
-            affected = below_old // B.FANOUT  # first entry at this level that the new points change
+            # The first entry at this level that the new points change: the one over the first
+            # changed entry below (a partial entry below is changed, and so is the entry over it).
+            affected = below_changed // B.FANOUT
             fresh = B.summarize(below[affected * B.FANOUT - below_base :])
             seq = affected // size
             base = seq * size
             if affected > base:
-                kept = B.decode_entries(self._load(series_id, level, seq))[: affected - base]
-                current = np.concatenate([kept, fresh])
+                kept = self._entries(series_id, level, seq)[: affected - base]
+                current = np.empty(len(kept) + len(fresh), dtype=B.ENTRY)  # (concatenate: slow on records)
+                current[: len(kept)] = kept
+                current[len(kept) :] = fresh
             else:
                 current = fresh
             rows = []
@@ -919,19 +1007,24 @@ class BlockWriter:
                                  first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
                                  count=len(chunk), data=B.encode_entries(chunk)))
             self._store(series_id, level, seq, rows, replaces=old_count > 0)
+            tail[(level, seq + len(rows) - 1)] = chunk.copy()
             below, below_base = current, base
-            below_old, below_new = -(-below_old // B.FANOUT), base + len(current)
+            below_changed, below_new = affected, base + len(current)
             level += 1
+        if self.kept is not None:
+            self.kept[series_id] = SeriesTail(new_count, first_step, tail)
         if self.pending_bytes >= self.FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is pending: old tail blocks out, rewritten blocks in, series counts."""
+        """Write what is pending: rewritten blocks over the old ones, new blocks, series counts."""
         if self.deletes:
             self.connection.execute(self._delete, self.deletes)
+        if self.upserts:
+            self.connection.execute(_upsert_blocks(self.connection), self.upserts)
         if self.inserts:
             self.connection.execute(blocks.insert(), self.inserts)
         if self.updates:
             self.connection.execute(self._update, self.updates)
-        self.deletes, self.inserts, self.updates, self.pending_bytes = [], [], [], 0
+        self.deletes, self.inserts, self.upserts, self.updates, self.pending_bytes = [], [], [], [], 0
 

@@ -1,0 +1,213 @@
+"""A server's indexing of small appends (an online run's upload, about once a second), on SQLite
+and a real PostgreSQL: what many small appends leave in the store equals one pass over the whole
+log, a steady append reads none of the series rows and blocks it rewrites back from the store (the
+indexer kept them from the append before), and what the indexer kept is never used once another
+writer changed the run, nor after a transaction that rolled back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import RecordLogWriter, scan
+from tracklet.proto import records_pb2 as pb
+from tracklet.store import Store
+from tracklet.store.ingest import Indexer
+
+import conftest
+from test_store_robustness import _store_content
+
+PROJECT, RUN = "p", "online"
+ROWS_PER_RECORD = 8
+
+
+def _log(directory: Path, steps: int, seed: int) -> bytes:
+    """A run's record log: ``steps`` rows of 3 floats, ``ROWS_PER_RECORD`` a record (what an online
+    run's worker writes); the same length for any ``seed``, with other values."""
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = RecordLogWriter(directory / "log")
+    rng = np.random.default_rng(seed)
+    start = pb.Record()
+    start.run_start.run_id, start.run_start.project, start.run_start.name = RUN, PROJECT, RUN
+    start.run_start.start_time = 1.8e9
+    writer.write(start.SerializeToString())
+    for first in range(0, steps, ROWS_PER_RECORD):
+        record = pb.Record()
+        batch = record.history
+        if first == 0:
+            for key in range(3):
+                batch.new_keys.add(id=key, name=f"metric_{key}")
+        batch.steps.extend(range(first, first + ROWS_PER_RECORD))
+        batch.times.extend((1.8e9 + np.arange(first, first + ROWS_PER_RECORD) * 0.01).tolist())
+        for key in range(3):
+            batch.columns.add(key=key).floats.extend(rng.standard_normal(ROWS_PER_RECORD).tolist())
+        writer.write(record.SerializeToString())
+    writer.close()
+    return (directory / "log").read_bytes()
+
+
+def _cuts(data: bytes, piece: int = 2048) -> list[int]:
+    """Where each upload of about ``piece`` bytes of whole frames ends."""
+    scanned = scan(data)
+    cuts, start = [], 0
+    for end in [offset for offset, _ in scanned.payloads[1:]] + [scanned.end_offset]:
+        if end - start >= piece:
+            cuts.append(end)
+            start = end
+    return cuts
+
+
+class _Server:
+    """A server's side of the run: its copy of the log under ``tmp_path/server``, grown upload by
+    upload, and a store that one indexer keeps up to date after each upload."""
+
+    def __init__(self, tmp_path: Path, store_url: str) -> None:
+        self.root = tmp_path / "server"
+        self.paths = RunPaths(self.root, PROJECT, RUN)
+        self.paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store(store_url, root=self.root)
+        self.indexer = _indexer(self.store, self.root)
+
+    def hold(self, data: bytes) -> None:
+        self.paths.log_file.write_bytes(data)
+
+    def upload(self, data: bytes, ends: list[int]) -> None:
+        """``data`` uploaded up to each of ``ends`` in turn, indexed after each."""
+        for end in ends:
+            self.hold(data[:end])
+            self.indexer.index_run(self.paths)
+
+
+def _indexer(store: Store, root: Path) -> Indexer:
+    return Indexer(store.engine, root, liveness=lambda _: True)
+
+
+def _whole(tmp_path: Path, fresh_url, root: Path) -> dict:
+    """What one pass over the run's log under ``root`` stores (in a fresh store of the same backend)."""
+    store = Store(fresh_url(tmp_path / "whole"), root=root)
+    _indexer(store, root).index_run(RunPaths(root, PROJECT, RUN))
+    content = _store_content(store.engine)
+    store.close()
+    return content
+
+
+@pytest.fixture
+def fresh_url(store_url, request):
+    """A new, empty store of ``store_url``'s backend for a data root (where one pass is compared)."""
+    def url(root: Path) -> str:
+        if store_url.startswith("sqlite"):
+            root.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{root / 'store.sqlite'}"
+        from pgcluster import create_database
+        return create_database(request.getfixturevalue("postgres_url"), f"t{next(conftest._databases)}")
+    return url
+
+
+def test_many_small_appends_store_what_one_pass_over_the_whole_log_stores(tmp_path, store_url, fresh_url):
+    """Upload by upload across block and pyramid level boundaries (1,024 points a block, 16 a
+    summary entry), the series, their blocks and the run's row equal one pass over the log."""
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    server = _Server(tmp_path, store_url)
+    server.upload(data, _cuts(data))
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
+
+
+def test_a_steady_small_append_reads_no_series_blocks_back(tmp_path, store_url):
+    """The series an append extends and the blocks it rewrites (each level's last) were kept from
+    the append before: it writes them without reading them from the store (two statements and
+    the blocks' decoding saved on every upload of every online run)."""
+    data = _log(tmp_path / "client", steps=1000, seed=0)
+    cuts = _cuts(data)
+    server = _Server(tmp_path, store_url)
+    server.upload(data, cuts[:4])
+    statements: list[str] = []
+    sa.event.listen(server.store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    server.upload(data, cuts[4:5])
+    assert any("INSERT INTO blocks" in sql for sql in statements)
+    assert not [sql for sql in statements if sql.startswith("SELECT") and ("FROM blocks" in sql or "FROM series" in sql)]
+    server.store.close()
+
+
+def test_what_an_indexer_kept_is_not_used_after_another_writer_indexed_the_run_anew(tmp_path, store_url, fresh_url):
+    """Another process rebuilds the store from a log recorded again under the same id, of the same
+    length (so the run's offset and its series' counts are those the first indexer left, and on
+    SQLite the series ids too): the first indexer's next append reads the new blocks from the store."""
+    first, again = _log(tmp_path / "one", steps=600, seed=0), _log(tmp_path / "two", steps=600, seed=1)
+    assert len(first) == len(again)
+    cuts = _cuts(first)
+    server = _Server(tmp_path, store_url)
+    server.upload(first, cuts[:4])
+    server.hold(again[: cuts[3]])
+    _indexer(server.store, server.root).index(rebuild=True)  # another process (tracklet index --rebuild)
+    server.upload(again, cuts[5:6])
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
+
+
+def test_what_a_rolled_back_append_wrote_is_not_kept(tmp_path, store_url, fresh_url):
+    """An append whose transaction fails at its last statement (here: the database refuses the
+    series counts, after the blocks were rewritten) leaves the store as it was; the next append,
+    which succeeds, stores what one pass stores."""
+    data = _log(tmp_path / "client", steps=600, seed=0)
+    cuts = _cuts(data)
+    server = _Server(tmp_path, store_url)
+    server.upload(data, cuts[:3])
+    before = _store_content(server.store.engine)
+    refuse = [True]
+
+    def fail_series_update(connection, cursor, statement, parameters, context, executemany):
+        if refuse[0] and statement.startswith("UPDATE series"):
+            raise RuntimeError("refused")
+    sa.event.listen(server.store.engine, "before_cursor_execute", fail_series_update)
+    with pytest.raises(RuntimeError, match="refused"):
+        server.upload(data, cuts[4:5])
+    assert _store_content(server.store.engine) == before
+    refuse[0] = False
+    server.indexer.index_run(server.paths)
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
+
+
+def test_summaries_of_nan_and_inf_merge_under_numpy_errors_raised():
+    """A summary level merges entries without a finite value (NaN min and max) with others, even in
+    a process that made numpy raise on every floating-point error (``np.seterr(all="raise")``, as a
+    training script may): min and max skip them, a bucket of none stays NaN, and nothing raises."""
+    from tracklet.store import blocks as B
+
+    values = np.array([np.nan, np.nan, 1.0, np.inf, -2.0, np.nan, -np.inf, 3.0])
+    entries = B.point_entries(np.arange(len(values)), values)
+    with np.errstate(all="raise"):
+        merged = B.merge(entries, np.array([0, 2, 4, 6]))
+    assert np.isnan(merged["min"][0]) and np.isnan(merged["max"][0])
+    assert list(merged["min"][1:]) == [1.0, -2.0, 3.0] and list(merged["max"][1:]) == [1.0, -2.0, 3.0]
+    assert list(merged["count"]) == [2, 2, 2, 2] and list(merged["nonfinite"]) == [2, 1, 1, 1]
+
+
+def test_what_the_indexer_keeps_is_bounded_least_recently_appended_runs_out_first():
+    """However many runs a server indexes, the tails it keeps stay under ``max_bytes``: a run's
+    tails leave when newer runs need the room, and a run appended to again is the newest."""
+    from tracklet.store.tail_cache import RunTails, SeriesTail, TailCache
+
+    def tails(points: int) -> RunTails:
+        run = RunTails()
+        run.series[1] = SeriesTail(points, 0, {(0, 0): (np.arange(points), np.zeros(points))})
+        return run
+
+    cache = TailCache(max_bytes=3 * 16 * 100)  # three runs of 100 points (16 bytes each)
+    for run_pk in (1, 2, 3):
+        cache.stage(run_pk, (run_pk, 1.0), tails(100))
+        cache.commit()
+    cache.stage(1, (10, 2.0), cache.take(1, (1, 1.0)))  # run 1 appended to again: the newest
+    cache.commit()
+    cache.stage(4, (4, 1.0), tails(100))
+    cache.commit()
+    assert cache.take(2, (2, 1.0)).series == {}  # the least recently appended run went
+    assert cache.take(3, (3, 1.0)).series and cache.take(1, (10, 2.0)).series and cache.take(4, (4, 1.0)).series
+    cache.stage(5, (5, 1.0), tails(1000))  # more than the whole cache holds: not kept
+    cache.commit()
+    assert cache.take(5, (5, 1.0)).series == {}

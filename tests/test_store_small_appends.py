@@ -211,3 +211,44 @@ def test_what_the_indexer_keeps_is_bounded_least_recently_appended_runs_out_firs
     cache.stage(5, (5, 1.0), tails(1000))  # more than the whole cache holds: not kept
     cache.commit()
     assert cache.take(5, (5, 1.0)).series == {}
+
+
+def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(tmp_path, fresh_url):
+    """Migration 0010: a 0009 indexer left stale summary entries in runs it indexed while they
+    recorded; every run is indexed again from its log (here stale entries are two series' level-2
+    blocks swapped: valid blocks, wrong content), and the store then equals one pass over the log."""
+    from alembic import command
+    from alembic.config import Config
+
+    from tracklet.store.engine import MIGRATIONS, create_engine
+    from tracklet.store.schema import blocks, series
+
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0009")
+    server = _Server.__new__(_Server)  # the server's side over the 0009 store, indexed upload by upload
+    server.root = tmp_path / "server"
+    server.paths = RunPaths(server.root, PROJECT, RUN)
+    server.paths.log_file.parent.mkdir(parents=True, exist_ok=True)
+    server.indexer = Indexer(engine, server.root, liveness=lambda _: True)
+    server.upload(data, _cuts(data))
+    with engine.begin() as connection:
+        level_two = {key: connection.execute(
+            sa.select(blocks.c.series_id, blocks.c.data).join(series, series.c.id == blocks.c.series_id).where(
+                series.c.key == key, blocks.c.level == 2)).one() for key in ("metric_0", "metric_1")}
+        for key, other in (("metric_0", "metric_1"), ("metric_1", "metric_0")):
+            connection.execute(blocks.update().where(blocks.c.series_id == level_two[key].series_id,
+                                                     blocks.c.level == 2).values(data=level_two[other].data))
+    whole = _whole(tmp_path, fresh_url, server.root)
+    assert _store_content(engine) != whole  # what the old indexer left is visible
+    engine.dispose()
+
+    migrated = Store(url, root=server.root)  # migrates to head
+    _indexer(migrated, server.root).index_run(server.paths)
+    assert _store_content(migrated.engine) == whole
+    migrated.close()

@@ -293,20 +293,13 @@ def py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 def record_log(root: Path, run_id: str, steps: int = 400_000) -> tuple[bytes, list[int]]:
     """A run's record log (``steps`` rows of 3 floats, 8 a record) for ``log_append``, and where
     each request's body ends (the server takes whole frames: about LOG_PIECE each)."""
-    from store import write_run
+    from store import upload_ends, write_run
 
     from tracklet.core.layout import RunPaths
-    from tracklet.core.recordlog import scan
 
     write_run(root, "bench", run_id, steps, 3, rows_per_record=8)
     data = RunPaths(root, "bench", run_id).log_file.read_bytes()
-    scanned = scan(data)
-    cuts, start = [], 0
-    for end in [offset for offset, _ in scanned.payloads[1:]] + [scanned.end_offset]:
-        if end - start >= LOG_PIECE:
-            cuts.append(end)
-            start = end
-    return data, cuts
+    return data, upload_ends(data, LOG_PIECE)
 
 
 def measure(arms: list[Arm], kinds: list[str], requests: int, chunk: int, warmup: int,

@@ -76,6 +76,20 @@ def write_run(root: Path, project: str, run_id: str, steps: int, keys: int, seed
     return steps * keys
 
 
+def upload_ends(data: bytes, piece: int) -> list[int]:
+    """Where each upload of a record log ``data`` ends when it is sent in pieces of about ``piece``
+    bytes of whole frames (a server takes whole frames): an online run's uploads."""
+    from tracklet.core.recordlog import scan
+
+    scanned = scan(data)
+    ends, start = [], 0
+    for end in [offset for offset, _ in scanned.payloads[1:]] + [scanned.end_offset]:
+        if end - start >= piece:
+            ends.append(end)
+            start = end
+    return ends
+
+
 def write_small_runs(root: Path, runs_count: int, steps: int, keys: int = 2) -> int:
     """``runs_count`` finished runs of ``steps`` rows of ``keys`` floats (a sweep of small runs:
     what ``tracklet index`` meets on a fresh data root); returns points."""

@@ -194,3 +194,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)
+
+
+def store_at_revision(url: str, revision: str) -> Any:
+    """An engine on the store at ``url`` migrated up to ``revision`` only: what an older tracklet
+    left, for a test of the migrations after it (``Store(url)`` then migrates to the head)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from tracklet.store.engine import MIGRATIONS, create_engine
+
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return engine

@@ -15,16 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from conftest import QUIET, REPO, read
+from conftest import QUIET, REPO, read, store_at_revision
 
 import tracklet
 from tracklet.core.layout import RunPaths
 from tracklet.store import Store
 from tracklet.store import ingest
 from tracklet.store.ingest import Indexer
-from tracklet.store.engine import MIGRATIONS, create_engine
 from tracklet.store.query import RunNotIndexed
 from tracklet.store.run_data import MAX_ALERT_TEXT, MAX_ALERT_TITLE
 
@@ -143,12 +140,7 @@ def test_tracklet_ui_serves_alerts(root):
 def test_a_store_migrated_from_0004_reindexes_its_runs_for_alerts(root, tmp_path, monkeypatch):
     run = _alerting_run(root)
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0004")
+    engine = store_at_revision(url, "0004")
     # What a 0004 indexer left: every run ingested to the end of its log, and no alerts anywhere.
     monkeypatch.setattr(ingest, "RUN_DATA_KINDS", ingest.RUN_DATA_KINDS - {"alert"})
     Indexer(engine, root).index()

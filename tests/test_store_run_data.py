@@ -15,19 +15,16 @@ import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 import serverproc
-from conftest import QUIET, REPO, read, run_script, wait_for_system_sample
+from conftest import QUIET, REPO, read, run_script, store_at_revision, wait_for_system_sample
 
 import tracklet
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import RecordLogWriter
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import Store
-from tracklet.store.engine import MIGRATIONS, create_engine
 from tracklet.store.query import RunNotIndexed
 from tracklet.store.run_data import MAX_LINE_CHARS
 from tracklet.store.schema import metadata
@@ -86,12 +83,8 @@ def test_the_migrated_schema_equals_the_tables_in_schema_py(store_url, tmp_path)
 
 def test_a_store_migrated_from_0002_reindexes_its_runs_and_equals_a_fresh_one(root, store_url, tmp_path):
     run = _console_run(root)
-    engine = create_engine(store_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = store_at_revision(store_url, "0002")
     with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0002")
         # What a 0002 indexer left: the run ingested to the end of its log, its series filled.
         size = RunPaths(root, "p", run.id).log_file.stat().st_size
         project = connection.execute(sa.text("INSERT INTO projects (name) VALUES ('p') RETURNING id")).scalar()

@@ -13,12 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from tracklet.core.layout import RunPaths
-from tracklet.core.recordlog import RecordLogWriter, scan
+from tracklet.core.recordlog import RecordLogWriter
 from tracklet.proto import records_pb2 as pb
 from tracklet.store import Store
 from tracklet.store.ingest import Indexer
 
 import conftest
+from benchmarks.store import upload_ends
 from test_store_robustness import _store_content
 
 PROJECT, RUN = "p", "online"
@@ -52,13 +53,7 @@ def _log(directory: Path, steps: int, seed: int) -> bytes:
 
 def _cuts(data: bytes, piece: int = 2048) -> list[int]:
     """Where each upload of about ``piece`` bytes of whole frames ends."""
-    scanned = scan(data)
-    cuts, start = [], 0
-    for end in [offset for offset, _ in scanned.payloads[1:]] + [scanned.end_offset]:
-        if end - start >= piece:
-            cuts.append(end)
-            start = end
-    return cuts
+    return upload_ends(data, piece)
 
 
 class _Server:
@@ -217,20 +212,11 @@ def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(t
     """Migration 0010: a 0009 indexer left stale summary entries in runs it indexed while they
     recorded; every run is indexed again from its log (here stale entries are two series' level-2
     blocks swapped: valid blocks, wrong content), and the store then equals one pass over the log."""
-    from alembic import command
-    from alembic.config import Config
-
-    from tracklet.store.engine import MIGRATIONS, create_engine
     from tracklet.store.schema import blocks, series
 
     data = _log(tmp_path / "client", steps=3000, seed=0)
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0009")
+    engine = conftest.store_at_revision(url, "0009")
     server = _Server.__new__(_Server)  # the server's side over the 0009 store, indexed upload by upload
     server.root = tmp_path / "server"
     server.paths = RunPaths(server.root, PROJECT, RUN)

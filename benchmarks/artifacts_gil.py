@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from benchmarks.artifacts import _RECEIVER, QUIET, _plain_put, _wait_port, _write_large  # noqa: E402
+from benchmarks.artifacts import _RECEIVER, QUIET, _plain_put, _process_cpu, _wait_port, _write_large  # noqa: E402
 from benchmarks.report import print_table, write_json  # noqa: E402
 
 
@@ -88,13 +88,6 @@ def busiest(before: dict[int, float], after: dict[int, float]) -> float:
     return max((cpu - before.get(tid, 0.0) for tid, cpu in after.items()), default=0.0)
 
 
-def _process_cpu(pid: int) -> float:
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
 class Arm:
     """One arm's figures over its rounds, per GiB."""
 
@@ -108,7 +101,7 @@ class Arm:
         me = os.getpid()
         number = len(self.rows)
         threads = {"client": thread_cpu(me), "server": thread_cpu(peer)}
-        cpu = {"client": _process_cpu(me), "server": _process_cpu(peer)}
+        cpu = {"client": _process_cpu([me]), "server": _process_cpu([peer])}
         samplers = {"client": LockSampler(me, work / f"{self.name}{number}-client.txt", rate),
                     "server": LockSampler(peer, work / f"{self.name}{number}-server.txt", rate)}
         with samplers["client"], samplers["server"]:
@@ -116,7 +109,7 @@ class Arm:
             started = time.perf_counter()
             action()
             wall = time.perf_counter() - started
-            cpu_after = {"client": _process_cpu(me), "server": _process_cpu(peer)}
+            cpu_after = {"client": _process_cpu([me]), "server": _process_cpu([peer])}
             threads_after = {"client": thread_cpu(me), "server": thread_cpu(peer)}
         row = {"wall": wall / gib}
         for side in ("client", "server"):

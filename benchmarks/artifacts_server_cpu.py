@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from benchmarks.artifacts import _write_large  # noqa: E402
 from benchmarks.artifacts_gil import LockSampler, busiest, thread_cpu  # noqa: E402
 
 
@@ -77,18 +78,6 @@ class _Recorder:
         with self._lock:
             self.segments[self._current[threading.get_ident()]]["packs"].append((pack_id, body))
         return len(body)
-
-
-def _make_file(path: Path, size: int, seed: int) -> None:
-    import random
-
-    generator = random.Random(seed)
-    with open(path, "wb") as handle:
-        left = size
-        while left:
-            piece = min(left, 4 << 20)
-            handle.write(generator.randbytes(piece))
-            left -= piece
 
 
 def record_upload(path: Path) -> dict[str, Any]:
@@ -184,7 +173,7 @@ def main() -> None:
                    for name, server in servers.items()}
         for number in range(args.warm + args.rounds):
             source = work / "v1.bin"
-            _make_file(source, size, seed=number)
+            _write_large(source, size)  # fresh random bytes each round: the server lacks every chunk
             upload = record_upload(source)
             source.unlink()
             order = list(servers) if number % 2 == 0 else list(reversed(servers))  # neither always first

@@ -396,7 +396,8 @@ def test_chunks_streamed_a_block_at_a_time_go_in_the_same_packs_as_one_at_a_time
                 streamer.add_batch(batch, batch.span)
             else:
                 for cid, piece in batch:
-                    streamer(cid, bytes(piece))
+                    alone = bytes(piece)
+                    streamer.add_batch([(cid, alone)], alone)
         streamer.end_file()
         streamer.close()
         assert streamer.error is None

@@ -384,7 +384,6 @@ class _BlockPipeline:
     def _run_cutter(self) -> None:
         p = self._params
         try:
-            import numpy
             import pyfastcdc
 
             cdc = pyfastcdc.FastCDC(p.avg_size, min_size=p.min_size, max_size=p.max_size,
@@ -402,9 +401,7 @@ class _BlockPipeline:
             block, count, eof = item
             try:
                 start = headroom - len(carry)
-                if carry:  # up to max_size bytes per block: copied outside the interpreter lock
-                    numpy.copyto(numpy.frombuffer(block, numpy.uint8)[start:headroom],
-                                 numpy.frombuffer(carry, numpy.uint8))
+                block[start:headroom] = carry
                 view = memoryview(block)[start : headroom + count].toreadonly()
                 cuts, tail = _cut_points(cdc, view, p.max_size, eof)
                 carry = view[tail:]

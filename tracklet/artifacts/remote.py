@@ -255,10 +255,6 @@ class ChunkStreamer:
         self._flush()
         self._stream = None
 
-    def __call__(self, chunk_id: bytes, data: bytes | bytearray | memoryview) -> None:
-        """One chunk (on the cutting thread); its bytes are copied."""
-        self.add_batch(((chunk_id, data),), data)
-
     def add_batch(self, chunks: Sequence[tuple[bytes, bytes | bytearray | memoryview]],
                   span: bytes | bytearray | memoryview) -> None:
         """Chunks whose bytes lie back to back in ``span``, in order (a ``FileChunker`` batch and

@@ -199,15 +199,8 @@ def pytest_collection_modifyitems(config, items):
 def store_at_revision(url: str, revision: str) -> Any:
     """An engine on the store at ``url`` migrated up to ``revision`` only: what an older tracklet
     left, for a test of the migrations after it (``Store(url)`` then migrates to the head)."""
-    from alembic import command
-    from alembic.config import Config
-
-    from tracklet.store.engine import MIGRATIONS, create_engine
+    from tracklet.store.engine import create_engine, migrate
 
     engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    migrate(engine, revision)
     return engine

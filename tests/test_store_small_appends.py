@@ -60,12 +60,15 @@ class _Server:
     """A server's side of the run: its copy of the log under ``tmp_path/server``, grown upload by
     upload, and a store that one indexer keeps up to date after each upload."""
 
-    def __init__(self, tmp_path: Path, store_url: str) -> None:
+    def __init__(self, tmp_path: Path, store_url: str, engine: sa.Engine | None = None) -> None:
+        """``engine``: index into it as it is (an older schema), not into a ``Store`` of ``store_url``."""
         self.root = tmp_path / "server"
         self.paths = RunPaths(self.root, PROJECT, RUN)
         self.paths.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.store = Store(store_url, root=self.root)
-        self.indexer = _indexer(self.store, self.root)
+        if engine is None:
+            self.store = Store(store_url, root=self.root)
+            engine = self.store.engine
+        self.indexer = Indexer(engine, self.root, liveness=lambda _: True)
 
     def hold(self, data: bytes) -> None:
         self.paths.log_file.write_bytes(data)
@@ -217,11 +220,7 @@ def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(t
     data = _log(tmp_path / "client", steps=3000, seed=0)
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = conftest.store_at_revision(url, "0009")
-    server = _Server.__new__(_Server)  # the server's side over the 0009 store, indexed upload by upload
-    server.root = tmp_path / "server"
-    server.paths = RunPaths(server.root, PROJECT, RUN)
-    server.paths.log_file.parent.mkdir(parents=True, exist_ok=True)
-    server.indexer = Indexer(engine, server.root, liveness=lambda _: True)
+    server = _Server(tmp_path, url, engine)  # the server's side over the 0009 store, indexed upload by upload
     server.upload(data, _cuts(data))
     with engine.begin() as connection:
         level_two = {key: connection.execute(

@@ -93,10 +93,10 @@ def _after_fork_in_child() -> None:
 
 def _wait_at_exit() -> None:
     """Let a warm-up under way end before the interpreter does: its thread joined, not only its
-    imports done (``DONE``): what it made is destroyed as it returns, and a DuckDB cursor's C++
-    destructor caught in the forced unwind aborted the process as an import did."""
+    imports done (``DONE``), so nothing it made is torn down by exit's forced unwind (as the
+    table warm-up's DuckDB cursor was: ``server/query_warm.py``)."""
     thread = _thread
-    if thread is not None and thread.is_alive():  # its delay may not be over: it imports next
+    if thread is not None and thread.is_alive():
         thread.join(EXIT_WAIT)
 
 

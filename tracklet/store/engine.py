@@ -49,8 +49,9 @@ def create_engine(url: str) -> sa.Engine:
         ) from None
 
 
-def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision (creating it in an empty database)."""
+def migrate(engine: sa.Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest revision (creating it in an empty database); ``revision``: up
+    to that one only (what an older tracklet left: the migrations' tests)."""
     from alembic import command
     from alembic.config import Config
 
@@ -61,4 +62,4 @@ def migrate(engine: sa.Engine) -> None:
             # Server processes of one deployment may start at once: one migrates, the others wait.
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)

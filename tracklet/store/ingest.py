@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -413,6 +414,7 @@ class Indexer:
                     connection.execute(spans.delete().where(spans.c.run_pk.isnot(None)))
                 else:
                     connection.execute(table.delete())
+        self._tails.clear()
 
     def _index_group(self, group: list[RunPaths], report: IndexReport) -> None:
         """Index the first chunk of each run of ``group`` in one transaction (what makes a sweep
@@ -653,6 +655,7 @@ class Indexer:
         size = self.source.size(paths)
         if row is not None and (size < offset or self._replaced(paths, row)):  # start over
             forget_run(connection, row.id)
+            self._tails.take(row.id, None)  # what it kept of the run is gone with it
             row, offset = None, 0
         if row is not None and size == offset:
             self._refresh_liveness(connection, row, paths)
@@ -842,28 +845,20 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 
-_UPSERTS: dict[str, Any] = {}
-
-
-def _upsert_blocks(connection: sa.Connection) -> Any:
-    """``INSERT INTO blocks ... ON CONFLICT (series_id, level, seq) DO UPDATE``, built once per
-    dialect (SQLite, PostgreSQL; None elsewhere: old blocks are deleted, then inserted): an
-    append's rewritten last blocks in one statement instead of a delete and an insert. Only ever
-    the last block of a level is rewritten, so no block past the new ones is left behind."""
-    name = connection.dialect.name
-    if name not in _UPSERTS:
-        if name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        elif name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-        else:
-            _UPSERTS[name] = None
-            return None
-        statement = insert(blocks)
-        _UPSERTS[name] = statement.on_conflict_do_update(
-            index_elements=[blocks.c.series_id, blocks.c.level, blocks.c.seq],
-            set_={column: statement.excluded[column] for column in ("first_step", "last_step", "count", "data")})
-    return _UPSERTS[name]
+@functools.cache
+def _upsert_blocks(dialect: str) -> Any:
+    """``INSERT INTO blocks ... ON CONFLICT (series_id, level, seq) DO UPDATE`` (SQLite, PostgreSQL):
+    an append's rewritten last blocks in one statement instead of a delete and an insert. Only ever
+    the last block of a level is rewritten, so no block past the new ones is left behind. Built
+    once per dialect."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    statement = insert(blocks)
+    return statement.on_conflict_do_update(
+        index_elements=[blocks.c.series_id, blocks.c.level, blocks.c.seq],
+        set_={column: statement.excluded[column] for column in ("first_step", "last_step", "count", "data")})
 
 
 def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
@@ -895,8 +890,6 @@ class BlockWriter:
     and series counts are written with executemany, flushed every ``FLUSH_BYTES`` of blocks."""
 
     FLUSH_BYTES = 64 << 20
-    _delete = blocks.delete().where(blocks.c.series_id == sa.bindparam("sid"), blocks.c.level == sa.bindparam("lvl"),
-                                    blocks.c.seq >= sa.bindparam("from_seq"))
     _update = series.update().where(series.c.id == sa.bindparam("sid")).values(
         count=sa.bindparam("new_count"), first_step=sa.bindparam("first"), last_step=sa.bindparam("last"))
 
@@ -909,7 +902,7 @@ class BlockWriter:
         self.kept = kept
         self.tails: dict[tuple[int, int, int], bytes] = {}
         self.decoded: dict[tuple[int, int, int], Any] = {}
-        self.deletes: list[dict[str, int]] = []
+        self._upsert = _upsert_blocks(connection.dialect.name)
         self.inserts: list[dict[str, Any]] = []
         self.upserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, int]] = []
@@ -945,15 +938,10 @@ class BlockWriter:
         kept = self.decoded.get((series_id, level, seq))
         return kept if kept is not None else B.decode_entries(self.tails[(series_id, level, seq)])
 
-    def _store(self, series_id: int, level: int, first_seq: int, rows: list[dict[str, Any]],
-               replaces: bool = True) -> None:
-        if not replaces:  # a series' first points: no old blocks
-            self.inserts.extend(rows)
-        elif _upsert_blocks(self.connection) is not None:  # the old last block overwritten in place
-            self.upserts.extend(rows)
-        else:
-            self.deletes.append({"sid": series_id, "lvl": level, "from_seq": first_seq})
-            self.inserts.extend(rows)
+    def _store(self, rows: list[dict[str, Any]], replaces: bool) -> None:
+        """Blocks to write: over the old last block of their level where ``replaces``, else new
+        (a series' first points)."""
+        (self.upserts if replaces else self.inserts).extend(rows)
         self.pending_bytes += sum(len(row["data"]) for row in rows)
 
     def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
@@ -978,7 +966,7 @@ class BlockWriter:
             rows.append(dict(series_id=series_id, level=0, seq=seq + index, first_step=int(chunk_steps[0]),
                              last_step=int(chunk_steps[-1]), count=len(chunk_steps),
                              data=B.encode_points(chunk_steps, chunk_values)))
-        self._store(series_id, 0, seq, rows, replaces=old_count > 0)
+        self._store(rows, replaces=old_count > 0)
         last = len(rows) - 1  # each level's last block: what the series' next append rewrites
         tail: dict[tuple[int, int], Any] = {(0, seq + last): (chunk_steps.copy(), chunk_values.copy())}
 
@@ -1006,7 +994,7 @@ class BlockWriter:
                 rows.append(dict(series_id=series_id, level=level, seq=seq + index,
                                  first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
                                  count=len(chunk), data=B.encode_entries(chunk)))
-            self._store(series_id, level, seq, rows, replaces=old_count > 0)
+            self._store(rows, replaces=old_count > 0)
             tail[(level, seq + len(rows) - 1)] = chunk.copy()
             below, below_base = current, base
             below_changed, below_new = affected, base + len(current)
@@ -1018,13 +1006,11 @@ class BlockWriter:
 
     def flush(self) -> None:
         """Write what is pending: rewritten blocks over the old ones, new blocks, series counts."""
-        if self.deletes:
-            self.connection.execute(self._delete, self.deletes)
         if self.upserts:
-            self.connection.execute(_upsert_blocks(self.connection), self.upserts)
+            self.connection.execute(self._upsert, self.upserts)
         if self.inserts:
             self.connection.execute(blocks.insert(), self.inserts)
         if self.updates:
             self.connection.execute(self._update, self.updates)
-        self.deletes, self.inserts, self.upserts, self.updates, self.pending_bytes = [], [], [], [], 0
+        self.inserts, self.upserts, self.updates, self.pending_bytes = [], [], [], 0
 

@@ -64,7 +64,7 @@ class TailCache:
         self._bytes = 0
         self._staged: dict[int, tuple[Version, RunTails]] = {}
 
-    def take(self, run_pk: int, version: Version) -> RunTails:
+    def take(self, run_pk: int, version: Version | None) -> RunTails:
         """The run's series if the run's row is still at ``version``, else none; either way the
         run's entry leaves the cache until a commit stages it again."""
         entry = self._runs.pop(run_pk, None)

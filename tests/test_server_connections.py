@@ -8,6 +8,7 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from tracklet.core.recordlog import MAGIC
 
@@ -190,3 +191,130 @@ def test_body_pieces_hand_over_one_piece_as_is_and_join_several():
     assert bytes(pieces) is piece and len(pieces) == 70_000  # not copied
     pieces += b"yz"
     assert bytes(pieces) == piece + b"yz" and len(pieces) == 70_002
+
+
+class _BodyIntoApp:
+    """A raw ASGI app that reads each request's body with ``body.read_body_into`` into a buffer of
+    its Content-Length and answers with what it saw: whether the protocol offered ``BODY_INTO``,
+    the bytes' sha256, or the error's status and detail."""
+
+    def __init__(self) -> None:
+        self.offered: list[bool] = []
+        self.answers: list[dict] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        import hashlib
+        import json
+
+        from fastapi import HTTPException
+        from starlette.requests import Request
+
+        from tracklet.server.body import read_body_into
+        from tracklet.server.connections import BODY_INTO
+
+        request = Request(scope, receive)
+        self.offered.append(BODY_INTO in scope.get("extensions", {}))
+        buffer = bytearray(int(request.headers["content-length"]) - int(request.headers.get("x-shorter", "0")))
+        try:
+            size = await read_body_into(request, memoryview(buffer))
+            answer = {"size": size, "sha256": hashlib.sha256(buffer[:size]).hexdigest()}
+            status = 200
+        except HTTPException as error:
+            answer, status = {"detail": error.detail}, error.status_code
+        self.answers.append(answer)
+        body = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _serve(app, http: str = "httptools", **limits):
+    import contextlib
+    import threading
+
+    import uvicorn
+
+    from tracklet.server.connections import ConnectionLimits, uvicorn_options
+
+    @contextlib.contextmanager
+    def running():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                               **uvicorn_options(ConnectionLimits(**limits), http)))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                thread.join(0.02)
+            yield port
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+    return running()
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_body_read_into_a_buffer_arrives_byte_exact_however_it_is_sent(http):
+    """``BODY_INTO`` (artifact packs): the parser's callback writes each piece straight into the
+    route's buffer. Whatever the pieces (1 byte to 1 MiB, with pauses so some arrive alone and
+    some while others wait), with ``Expect: 100-continue``, and on a kept-alive connection whose
+    next request follows: each body is exact, and a body longer than the route's buffer, or cut
+    off by the client, is a clear 400, not a hang."""
+    import hashlib
+    import json
+    import random
+
+    app = _BodyIntoApp()
+    generator = random.Random(19)
+    with _serve(app, http) as port:
+        head = f"PUT /x HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n"
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            for size in (1, 70_000, 5 << 20):  # three requests, one connection
+                blob = generator.randbytes(size)
+                sock.sendall(f"{head}Content-Length: {size}\r\n\r\n".encode())
+                sent = 0
+                while sent < size:
+                    step = generator.choice((1, 7, 4096, 65_537, 300_000, 1 << 20))
+                    sock.sendall(blob[sent:sent + step])
+                    sent += step
+                    if generator.random() < 0.2:
+                        time.sleep(0.01)
+                answer = _answer_body(sock)
+                assert json.loads(answer) == {"size": size, "sha256": hashlib.sha256(blob).hexdigest()}
+
+            blob = generator.randbytes(1 << 20)  # the client waits for 100 Continue before its body
+            sock.sendall(f"{head}Content-Length: {len(blob)}\r\nExpect: 100-continue\r\n\r\n".encode())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+            sock.sendall(blob)
+            assert json.loads(_answer_body(sock))["sha256"] == hashlib.sha256(blob).hexdigest()
+
+            sock.sendall(f"{head}Content-Length: 1000\r\nX-Shorter: 1\r\n\r\n".encode() + bytes(1000))
+            assert json.loads(_answer_body(sock)) == {"detail": "the request body is longer than its 999 bytes"}
+        finally:
+            sock.close()
+
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(f"{head}Content-Length: 1000000\r\n\r\n".encode() + bytes(300_000))
+        time.sleep(0.2)  # the route waits for the rest
+        sock.close()
+        deadline = time.monotonic() + 10
+        while len(app.answers) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert app.answers[-1] == {"detail": "the client disconnected before sending the whole body"}
+    assert app.offered == [http == "httptools"] * 6  # through the extension where offered
+
+
+def _answer_body(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return body

@@ -1,4 +1,5 @@
-"""Reading a request body with a size limit, before and after gzip decoding."""
+"""Reading a request body with a size limit, before and after gzip decoding, or into a buffer the
+route sized from its ``Content-Length``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import zlib
 
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
+
+from tracklet.server.connections import BODY_INTO, BodyDisconnect, BodyOverflow
 
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 
@@ -53,3 +56,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     if len(data) > limit:
         raise _too_large(limit, "the decompressed body is")
     return data
+
+
+async def read_body_into(request: Request, view: memoryview) -> int:
+    """Write the request's (identity-encoded) body into ``view`` and return its length: 400 if it is
+    longer than ``view`` or the client disconnects first. Through the server's ``BODY_INTO``
+    extension where the protocol offers it (the parser's callback writes each piece, the route
+    wakes once), else piece by piece from ``request.stream()``."""
+    body_into = request.scope.get("extensions", {}).get(BODY_INTO)
+    try:
+        if body_into is not None:
+            return int(await body_into(view))
+        received = 0
+        async for piece in request.stream():
+            end = received + len(piece)
+            if end > len(view):
+                raise BodyOverflow(f"the request body is longer than its {len(view)} bytes")
+            view[received:end] = piece
+            received = end
+        return received
+    except (BodyDisconnect, ClientDisconnect):  # gone, or closed by the server's idle timeout
+        raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
+    except BodyOverflow as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None

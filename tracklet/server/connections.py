@@ -21,7 +21,11 @@ isn't installed), each with:
 
 With httptools, a request body's pieces also reach the application as the parser made them
 (``_BodyPieces``), not copied twice on the way (uvicorn's ``bytearray +=`` and ``bytes()``): what
-a large upload (artifact packs) cost the server most outside of hashing and the disk.
+a large upload (artifact packs) cost the server most outside of hashing and the disk. A route
+that knows its body's size can go further with the ``tracklet.body_into`` ASGI extension
+(``BODY_INTO``, in the request scope's ``extensions``; ``body.read_body_into`` uses it): the rest of
+the body is written by the parser's callback straight into the route's buffer, and the route
+wakes once, when it is whole, not once per piece through ``receive()``.
 
 A reverse proxy in front (docs/deployment.md) should apply the same limits; these keep a server
 that is reached directly, or through a proxy that doesn't, available.
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from typing import Any, ClassVar
 
 import h11
@@ -273,12 +278,77 @@ class _BodyPieces:
         return self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
 
 
+#: The ASGI extension (``scope["extensions"][BODY_INTO]``) a guarded httptools protocol offers:
+#: ``await body_into(view)`` writes the rest of the request's body into ``view`` and returns how
+#: many bytes that was (``body.read_body_into``).
+BODY_INTO = "tracklet.body_into"
+
+
+class BodyOverflow(TrackletError):
+    """A request body longer than the buffer ``body_into`` was given."""
+
+
+class BodyDisconnect(TrackletError):
+    """The client went away (or was closed by the idle timeout) before its body was whole."""
+
+
+class _BodyInto:
+    """The rest of a request body written into a buffer as the parser delivers it (in place of
+    ``cycle.body``). Its length is 0 to uvicorn: nothing waits to be handed over, so reading never
+    pauses; the buffer, sized by the route, bounds what is kept."""
+
+    __slots__ = ("view", "received", "overflow")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.received = 0
+        self.overflow = False
+
+    def write(self, piece: bytes | memoryview) -> None:
+        end = self.received + len(piece)
+        if end > len(self.view):
+            self.overflow = True  # the route answers; the rest of the body is dropped
+            return
+        self.view[self.received:end] = piece
+        self.received = end
+
+    def __len__(self) -> int:
+        return 0
+
+
+async def _body_into(protocol: Any, cycle: Any, view: memoryview) -> int:
+    """``BODY_INTO`` for one request: what arrived before goes into ``view`` first, then every
+    further piece, until the body is whole (uvicorn's ``on_message_complete``) or the client is
+    gone (``connection_lost``), either of which sets the cycle's event."""
+    if cycle.waiting_for_100_continue and not protocol.transport.is_closing():
+        protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        cycle.waiting_for_100_continue = False
+    sink = _BodyInto(view)
+    pending = cycle.body
+    for piece in pending.pieces if type(pending) is _BodyPieces else ((pending,) if pending else ()):
+        sink.write(piece)
+    cycle.body = sink
+    try:
+        while cycle.more_body and not cycle.disconnected and not sink.overflow:
+            cycle.message_event.clear()
+            protocol.flow.resume_reading()
+            await cycle.message_event.wait()
+    finally:
+        cycle.body = bytearray()  # uvicorn's own again (nothing more is handed over)
+    if sink.overflow:
+        raise BodyOverflow(f"the request body is longer than its {len(view)} bytes")
+    if cycle.more_body or cycle.disconnected:
+        raise BodyDisconnect("the client disconnected before sending the whole body")
+    return sink.received
+
+
 class _GuardedHttpTools(_ConnectionGuard):
     """The guard over uvicorn's httptools protocol, with the checks h11 makes of a head and
     llhttp doesn't: its size (``max_header_bytes``, counted as it arrives, so a head that never
     ends can't grow without bound) and exactly one ``Host`` in an HTTP/1.1 request."""
 
     parser: Any
+    scope: Any  # the request being parsed (uvicorn's)
     _head_bytes = 0  # bytes received since the current head began (reset once it is complete)
     _head_size = 0  # the current head's request target and header lines, as parsed
 
@@ -300,7 +370,14 @@ class _GuardedHttpTools(_ConnectionGuard):
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
-        if type(cycle.body) is not _BodyPieces:  # uvicorn puts back a bytearray after each hand-over
+        sink = cycle.body
+        if type(sink) is _BodyInto:
+            if not cycle.response_complete:
+                sink.write(body)
+                if sink.overflow:
+                    cycle.message_event.set()
+            return
+        if type(sink) is not _BodyPieces:  # uvicorn puts back a bytearray after each hand-over
             pieces = _BodyPieces()
             if cycle.body:
                 pieces += bytes(cycle.body)
@@ -322,6 +399,10 @@ class _GuardedHttpTools(_ConnectionGuard):
             if hosts != 1:
                 raise _BadHead("missing Host header" if not hosts else "multiple Host headers")
         super().on_headers_complete()  # type: ignore[misc]
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # not an upgrade: a request for the app
+            extensions = self.scope.setdefault("extensions", {})
+            extensions[BODY_INTO] = functools.partial(_body_into, self, cycle)
 
     def _count_head(self, size: int) -> None:
         self._head_size += size

@@ -26,7 +26,7 @@ from tracklet.errors import ArtifactError
 from tracklet.server.artifact_blobs import (MAX_PARTS, NotHeld, ServerArtifacts, Session, check_digest,
                                             check_file_digest)
 from tracklet.server.audit import arm, armed, arms_itself
-from tracklet.server.body import read_body
+from tracklet.server.body import read_body, read_body_into
 from tracklet.server.events import alias_versions, version_events
 from tracklet.server.logs import BadRequest
 from tracklet.server.models import (BatchResponse, BlobQuery, BlobQueryResponse, ChunkQuery, ChunkQueryResponse,
@@ -311,16 +311,7 @@ async def put_pack(request: Request, project: str, pack_id: str) -> PutPackRespo
 
     handed = False
     try:
-        received = 0
-        try:
-            async for piece in request.stream():
-                end = received + len(piece)
-                if end > size:
-                    raise BadRequest(f"pack {pack_id}: more bytes than its Content-Length {size}")
-                view[received:end] = piece
-                received = end
-        except ClientDisconnect:
-            raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
+        received = await read_body_into(request, view[:size])
         if received != size:
             raise HTTPException(status_code=400, detail=f"pack {pack_id}: {received} of {size} bytes arrived")
         handed = True

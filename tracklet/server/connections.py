@@ -316,6 +316,79 @@ class _BodyInto:
         return 0
 
 
+class _DirectBody(asyncio.BufferedProtocol):
+    """The rest of a request body received by the transport straight into the route's buffer
+    (``recv_into``: no copy of it in user space, reads as large as the socket has, none of the
+    parser's per-piece work), standing in for the connection's protocol until the body is whole.
+    The parser is then replaced by a fresh one (the bytes it didn't see would otherwise be owed
+    to it) and the request marked complete, as uvicorn's ``on_message_complete`` does. Used only
+    where the body's end is known: one ``Content-Length``, no ``Transfer-Encoding``, the request
+    the parser is reading now, and a buffer with room for all of it."""
+
+    __slots__ = ("protocol", "cycle", "sink", "end", "active")
+
+    def __init__(self, protocol: Any, cycle: Any, sink: _BodyInto, end: int) -> None:
+        self.protocol = protocol
+        self.cycle = cycle
+        self.sink = sink
+        self.end = end  # in ``sink.view``: where the body ends
+        self.active = True
+
+    @classmethod
+    def start(cls, protocol: Any, cycle: Any, sink: _BodyInto) -> _DirectBody | None:
+        transport = protocol.transport
+        if (protocol.cycle is not cycle or protocol.pipeline or transport.is_closing()
+                or transport.get_protocol() is not protocol):
+            return None
+        lengths = [value for name, value in cycle.scope["headers"] if name in (b"content-length", b"transfer-encoding")]
+        if len(lengths) != 1 or not lengths[0].isdigit():  # a Transfer-Encoding, or not exactly one length
+            return None
+        remaining = int(lengths[0]) - protocol._body_parsed
+        if remaining <= 0 or sink.received + remaining > len(sink.view):
+            return None  # past the buffer: the parser's callback says so (``BodyOverflow``)
+        direct = cls(protocol, cycle, sink, sink.received + remaining)
+        transport.set_protocol(direct)
+        return direct
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.sink.view[self.sink.received:self.end]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.sink.received += nbytes
+        if self.sink.received < self.end:
+            self.protocol._update()  # the idle timer restarts at every read, as with the parser
+            return
+        self.active = False
+        protocol = self.protocol
+        protocol.transport.set_protocol(protocol)  # before the transport asks this one for a buffer again
+        protocol.parser = protocol.fresh_parser()
+        self.cycle.more_body = False
+        self.cycle.message_event.set()
+        protocol._update()
+
+    def stop(self) -> None:
+        """The route stopped waiting before the body was whole (cancelled): the parser can't take
+        this connection's bytes any more, so it is closed."""
+        if self.active:
+            self.active = False
+            self.protocol.transport.set_protocol(self.protocol)
+            self.protocol._close()
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self.protocol.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.active = False
+        self.protocol.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.protocol.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.protocol.resume_writing()
+
+
 async def _body_into(protocol: Any, cycle: Any, view: memoryview) -> int:
     """``BODY_INTO`` for one request: what arrived before goes into ``view`` first, then every
     further piece, until the body is whole (uvicorn's ``on_message_complete``) or the client is
@@ -328,6 +401,7 @@ async def _body_into(protocol: Any, cycle: Any, view: memoryview) -> int:
     for piece in pending.pieces if type(pending) is _BodyPieces else ((pending,) if pending else ()):
         sink.write(piece)
     cycle.body = sink
+    direct = _DirectBody.start(protocol, cycle, sink) if cycle.more_body else None
     try:
         while cycle.more_body and not cycle.disconnected and not sink.overflow:
             cycle.message_event.clear()
@@ -335,6 +409,8 @@ async def _body_into(protocol: Any, cycle: Any, view: memoryview) -> int:
             await cycle.message_event.wait()
     finally:
         cycle.body = bytearray()  # uvicorn's own again (nothing more is handed over)
+        if direct is not None:
+            direct.stop()
     if sink.overflow:
         raise BodyOverflow(f"the request body is longer than its {len(view)} bytes")
     if cycle.more_body or cycle.disconnected:
@@ -349,6 +425,8 @@ class _GuardedHttpTools(_ConnectionGuard):
 
     parser: Any
     scope: Any  # the request being parsed (uvicorn's)
+    pipeline: Any  # requests received while one is answered (uvicorn's)
+    _body_parsed = 0  # bytes of the current request's body the parser has delivered
     _head_bytes = 0  # bytes received since the current head began (reset once it is complete)
     _head_size = 0  # the current head's request target and header lines, as parsed
 
@@ -368,8 +446,18 @@ class _GuardedHttpTools(_ConnectionGuard):
         super().on_message_begin()  # type: ignore[misc]
         self._head_size = 0
 
+    def fresh_parser(self) -> Any:
+        """A parser at the start of a request, set up as uvicorn sets up its own."""
+        parser = httptools.HttpRequestParser(self)
+        try:
+            parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        except AttributeError:  # pragma: no cover - httptools < 0.6.3
+            pass
+        return parser
+
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
+        self._body_parsed += len(body)
         sink = cycle.body
         if type(sink) is _BodyInto:
             if not cycle.response_complete:
@@ -394,6 +482,7 @@ class _GuardedHttpTools(_ConnectionGuard):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = 0
+        self._body_parsed = 0
         if self.parser.get_http_version() == "1.1":
             hosts = sum(name == b"host" for name, _ in self.headers)  # type: ignore[attr-defined]
             if hosts != 1:

@@ -203,6 +203,7 @@ class _BodyIntoApp:
         self.answers: list[dict] = []
 
     async def __call__(self, scope, receive, send) -> None:
+        import asyncio
         import hashlib
         import json
 
@@ -216,11 +217,16 @@ class _BodyIntoApp:
         self.offered.append(BODY_INTO in scope.get("extensions", {}))
         buffer = bytearray(int(request.headers["content-length"]) - int(request.headers.get("x-shorter", "0")))
         try:
-            size = await read_body_into(request, memoryview(buffer))
+            reading = read_body_into(request, memoryview(buffer))
+            wait = request.headers.get("x-give-up-after")  # the route stops waiting (cancelled mid-body)
+            size = await (asyncio.wait_for(reading, float(wait)) if wait else reading)
             answer = {"size": size, "sha256": hashlib.sha256(buffer[:size]).hexdigest()}
             status = 200
         except HTTPException as error:
             answer, status = {"detail": error.detail}, error.status_code
+        except asyncio.TimeoutError:
+            answer, status = {"detail": "gave up"}, 408
+            self.abandoned = (buffer, bytes(buffer))  # the buffer may go to another request now
         self.answers.append(answer)
         body = json.dumps(answer).encode()
         await send({"type": "http.response.start", "status": status,
@@ -332,7 +338,32 @@ def test_a_body_read_into_a_buffer_arrives_byte_exact_however_it_is_sent(http, l
             while len(app.answers) < 8 + (ending == "stall") and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert app.answers[-1] == {"detail": "the client disconnected before sending the whole body"}
-    assert app.offered == [http == "httptools"] * 9  # through the extension where offered
+
+        # The route gives up mid-body: on the direct read the connection is closed (its parser can't
+        # resume), else the answer goes out; either way the server goes on serving.
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        whole = request(generator.randbytes(1_000_000), "X-Give-Up-After: 0.3\r\n")
+        sock.sendall(whole[:-700_000])
+        deadline = time.monotonic() + 10
+        while len(app.answers) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert app.answers[-1] == {"detail": "gave up"}
+        try:  # the rest of the body: nothing may write it into the buffer the route gave up
+            sock.sendall(whole[-700_000:])
+        except OSError:
+            pass
+        assert _closed_by_server(sock, time.monotonic() + 10) is not None
+        sock.close()
+        buffer, then = app.abandoned
+        assert bytes(buffer) == then
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        try:
+            blob = generator.randbytes(2 << 20)
+            sock.sendall(request(blob))
+            assert json.loads(_Answers(sock).body()) == exact(blob)
+        finally:
+            sock.close()
+    assert app.offered == [http == "httptools"] * 11  # through the extension where offered
 
 
 class _Answers:

@@ -43,7 +43,7 @@ class BlobStore(Protocol):
 
     def put_file(self, path: str, digest: str, on_bytes: Callable[[int], None] | None = None) -> int: ...
 
-    def put_bytes(self, data: bytes) -> tuple[str, int]: ...
+    def put_bytes(self, data: bytes, digest: str = "") -> tuple[str, int]: ...
 
     def read_bytes(self, digest: str) -> bytes: ...
 
@@ -224,9 +224,10 @@ class FsspecBlobStore:
                 raise
         return digest, size, size
 
-    def put_bytes(self, data: bytes) -> tuple[str, int]:
-        """Store ``data``; its (sha256, bytes written)."""
-        digest = sha256_hex(data)
+    def put_bytes(self, data: bytes, digest: str = "") -> tuple[str, int]:
+        """Store ``data``; its (sha256, bytes written). ``digest``: the sha256 of ``data`` where the
+        caller computed it from these very bytes already (not checked again), "" to hash them here."""
+        digest = digest or sha256_hex(data)
         if self.has(digest):
             return digest, 0
         temporary = self._temporary()

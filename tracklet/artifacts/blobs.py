@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.durable import DirectorySyncs, sync_file
+from tracklet.core.digests import FileHasher
 from tracklet.core.filehash import sha256_hex
 from tracklet.errors import ArtifactError
 
@@ -157,10 +158,8 @@ class FsspecBlobStore:
         after it was hashed): nothing is left visible then."""
         if self.has(digest):
             return 0
-        import hashlib  # here: storing small bytes (put_bytes) never loads OpenSSL (core/filehash.py)
-
         temporary = self._temporary()
-        hasher = hashlib.sha256()
+        hasher = FileHasher("sha256")
         written = 0
         try:
             with open(path, "rb") as source, self._open(temporary, "wb") as target:
@@ -194,10 +193,8 @@ class FsspecBlobStore:
                 if on_bytes is not None:
                     on_bytes(len(head))
                 return digest, len(head), written
-            import hashlib
-
             temporary = self._temporary()
-            hasher = hashlib.sha256()
+            hasher = FileHasher("sha256")
             size = 0
             try:
                 with self._open(temporary, "wb") as target:
@@ -285,10 +282,8 @@ class BlobWriter:
 
     def __init__(self, store: FsspecBlobStore) -> None:
         self.store = store
-        import hashlib
-
         self.temporary = store._temporary()
-        self.hasher = hashlib.sha256()
+        self.hasher = FileHasher("sha256")
         self.size = 0
         # An object store's file buffers a block before each part it sends: keep that small.
         self._handle: Any = (store._open(self.temporary, "wb") if store.local

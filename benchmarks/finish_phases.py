@@ -104,7 +104,7 @@ def install() -> None:
     # is stored as a ``code`` artifact: the artifacts package's imports and its worker, in finish().
     log_code = run.Run._log_code_snapshot
 
-    def timed_log_code(self: Any, files: dict[str, bytes], program: str) -> None:
+    def timed_log_code(self: Any, files: dict[str, tuple[bytes, str]], program: str) -> None:
         wall, cpu = _clock(), time.thread_time()
         try:
             log_code(self, files, program)

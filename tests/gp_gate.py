@@ -76,7 +76,9 @@ def trials_while_blocked(run_trial: Callable[[], None], count: int, release: thr
 
 def first_page_resident(path: str) -> bool:
     """Whether the first page of ``path`` is in the page cache, by ``mincore`` (Linux), which,
-    unlike a read, starts no read-ahead: a test can look without warming what it looks at."""
+    unlike a read (even one with ``RWF_NOWAIT``), starts no read-ahead: a test can look without
+    warming what it looks at. True to the cache only for a file this process owns or may write
+    (for others Linux reports every page resident): the tests' files are their own copies."""
     import ctypes
     import mmap
     import os

@@ -1,9 +1,10 @@
 """A pack's request body at the trust boundary (issue #15; docs/artifacts.md, "Server CPU per
 byte"): the server receives a pack's body piece by piece into a reused buffer (no copies on the
-way, ``connections._BodyPieces``), checks it whole, and lends the buffer to a file's hash while
-it needs it. Whatever goes wrong with a body, the answer is a clear 4xx and nothing of the pack
-is visible: no pack file, no partial file, no chunk held; and the next pack through the same
-buffers is stored intact. A real `tracklet server` process over raw sockets."""
+way, ``connections._BodyPieces``) and checks it whole. Whatever goes wrong with a body, the
+answer is a clear 4xx and nothing of the pack is visible: no pack file, no partial file, no
+chunk held; and the next pack through the same buffers is stored intact. A real `tracklet
+server` process over raw sockets. (The buffer then lent to a file's hash while it needs it, and
+given back once: tests/test_artifacts_file_streams.py.)"""
 
 from __future__ import annotations
 

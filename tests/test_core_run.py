@@ -55,6 +55,35 @@ def test_step_must_be_an_integer(start):
     assert read(run).history()["_step"] == [3]
 
 
+def test_steps_given_as_int_enums_or_numpy_ints_are_recorded_as_the_ints_they_stand_for(start):
+    """A training loop's step may be an ``IntEnum`` member or a numpy int (a counter read off an
+    array): each row lands at the int it equals, in batches whose steps are consecutive (the
+    wire's shortcut that takes them without a look at each one's type) or not."""
+    import enum
+
+    import numpy as np
+
+    class Phase(enum.IntEnum):
+        WARMUP = 0
+        TRAIN = 1
+        EVAL = 2
+        TEST = 3
+
+    run = start()
+    for phase in Phase:
+        run.log({"a": int(phase)}, step=phase)
+    for step in np.arange(4, 8):
+        run.log({"a": int(step)}, step=step)
+    run.log({"a": 10}, step=np.uint8(10))
+    run.log({"a": 11}, step=Phase.TEST + 8)
+    run.finish()
+    recorded = read(run)
+    history = recorded.history()
+    assert history["_step"] == history["a"] == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11]
+    assert {type(step) for step in history["_step"]} == {int}
+    assert recorded.summary["a"] == 11
+
+
 def test_config_dict_and_attribute_style(start):
     @dataclasses.dataclass
     class Optim:

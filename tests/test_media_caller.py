@@ -531,8 +531,8 @@ def test_a_run_s_first_burst_finds_buffers_mapped_while_the_encoders_warm_up(sta
     4-6 bursts of 50 faulted ~1,850 pages on the caller's thread."""
     from tracklet.media import warm
 
-    monkeypatch.setattr(warm, "DONE", threading.Event())  # a warm-up that has not finished
-    monkeypatch.setattr(warm, "_thread", threading.Thread(target=lambda: None))
+    monkeypatch.setattr(warm.WARM_UP, "done", threading.Event())  # a warm-up that has not finished
+    monkeypatch.setattr(warm.WARM_UP, "_thread", threading.Thread(target=lambda: None))
     run = start()
     pictures = _pictures(4)
     for i in range(20):  # the first burst: nothing mapped yet, every copy maps its own
@@ -546,7 +546,7 @@ def test_a_run_s_first_burst_finds_buffers_mapped_while_the_encoders_warm_up(sta
     for i in range(20):
         run.log({"img": tracklet.Image(pictures[i % 4])})
     faults = _faults() - before
-    warm.DONE.set()
+    warm.WARM_UP.done.set()
     run.finish()
     assert faults < 20 * 37 // 4, faults  # 37 a copy into fresh memory
     assert len(read(run).images("img")) == 40

@@ -122,6 +122,36 @@ def test_a_code_snapshot_and_a_diff_are_stored_without_staging_files_the_stat_ca
     assert [entry.digest for entry in version.files()] == [hashlib.sha256(b"LOSS = 0.5\n").hexdigest()]
 
 
+def test_each_code_snapshot_file_is_hashed_once(root, tmp_path):
+    """A snapshot file's sha256 is computed where it is read (the record's ``code_files``) and
+    carried into the ``code`` artifact's manifest entry and blob, not computed again for each:
+    ``finish()`` waits on it. Counted by wrapping ``hashlib.sha256`` in the program."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "train.py").write_text(
+        "import hashlib\n"
+        "real, hashed = hashlib.sha256, []\n"
+        "def counting(*args, **kwargs):\n"
+        "    hashed.extend(args[:1])\n"
+        "    return real(*args, **kwargs)\n"
+        "hashlib.sha256 = counting\n"
+        "import helper, tracklet\n"
+        "run = tracklet.init(project='snap', settings={'console': 'off', 'system_metrics': False, 'capture_wait': 30})\n"
+        "run.finish()\n"
+        "print(sum(bytes(data) == b'LOSS = 0.5\\n' for data in hashed))\n")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "start")
+    (repo / "helper.py").write_text("LOSS = 0.5\n")  # untracked, imported: snapshotted
+
+    done = run_program(repo, "train.py")
+    assert done.stdout.strip().splitlines()[-1] == "1"
+    (run,) = tracklet.Api(root).runs("snap")
+    assert run.metadata["code"]["artifact"] == "snap/code-train.py:v0"
+    (version,) = tracklet.Api(root).artifact_versions("snap/code-train.py")
+    assert [entry.digest for entry in version.files()] == [run.metadata["code"]["files"][0]["sha256"]]
+
+
 @pytest.mark.parametrize("size", [0, 1, 63, 64, 65, filehash.SMALL_BYTES, filehash.SMALL_BYTES + 1, 3 * filehash.SMALL_BYTES])
 @pytest.mark.parametrize("openssl_loaded", [False, True])
 def test_sha256_of_bytes_is_hashlibs_whichever_implementation_computes_it(size, openssl_loaded, monkeypatch):

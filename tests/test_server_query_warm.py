@@ -55,7 +55,7 @@ def test_the_first_table_request_after_start_finds_the_query_stack_imported(star
             print("loaded", [name for name in heavy if name in sys.modules], "routes ready", bool(stack._groups))
             assert client.get("/api/v1/health").status_code == 200
             from tracklet.server import query_warm
-            assert query_warm.DONE.wait(120)
+            assert query_warm.WARM_UP.done.wait(120)
             sys.meta_path.insert(0, Recorder())
             page = client.get("/api/v1/runs/{run.path}/tables/preds", params={{"filter": "score > 0.45", "sort": "score"}})
             assert page.status_code == 200, page.text
@@ -78,7 +78,7 @@ def test_a_server_without_duckdb_starts_answers_and_its_warm_up_ends_quietly(roo
 
         with TestClient(create_app({str(root)!r}, auth=False)) as client:
             print("health", client.get("/api/v1/health").status_code)
-            print("warm-up ended", query_warm.DONE.wait(120))
+            print("warm-up ended", query_warm.WARM_UP.done.wait(120))
             print("health again", client.get("/api/v1/health").status_code)
     """)
     assert result.returncode == 0, result.stderr
@@ -96,8 +96,8 @@ def test_a_process_exiting_while_a_warm_up_imports_waits_for_it(module: str, sta
     result = _run(f"""
         import atexit, importlib
         state = {{}}
-        atexit.register(lambda: print("done at exit", state["warm"].DONE.is_set(),
-                                      "thread alive", state["warm"]._thread.is_alive(), flush=True))
+        atexit.register(lambda: print("done at exit", state["warm"].WARM_UP.done.is_set(),
+                                      "thread alive", state["warm"].WARM_UP.running(), flush=True))
         state["warm"] = warm = importlib.import_module({module!r})
         warm.{start}
     """)
@@ -113,7 +113,7 @@ def test_a_process_exiting_as_the_warm_up_ends_waits_for_what_it_made_to_be_dest
         import atexit, sys, time
         # Registered before query_warm's own exit hook, so it runs after it (last registered first).
         atexit.register(lambda: print("at exit: thread alive",
-                                      sys.modules["tracklet.server.query_warm"]._thread.is_alive(), flush=True))
+                                      sys.modules["tracklet.server.query_warm"].WARM_UP.running(), flush=True))
         from tracklet.media import query
         from tracklet.server import query_warm
 
@@ -135,7 +135,7 @@ def test_a_process_exiting_as_the_warm_up_ends_waits_for_what_it_made_to_be_dest
 
         query._cursor = lambda: SlowToDestroy(real())
         query_warm.start(0)
-        query_warm.DONE.wait(120)
+        query_warm.WARM_UP.done.wait(120)
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["cursor destroyed", "at exit: thread alive False"], result.stdout

@@ -303,15 +303,16 @@ class Artifact:
             yield handle
         self._add(entry_name, LocalFile(path))
 
-    def _add_bytes(self, name: str, data: bytes) -> None:
+    def _add_bytes(self, name: str, data: bytes, digest: str = "") -> None:
         """A file holding ``data``, kept in memory until the artifact is stored (``InMemoryFile``):
-        what a run's code snapshot is made of. Nothing is staged on disk, so logging it imports
+        what a run's code snapshot is made of (``digest``: the sha256 of ``data`` where the caller
+        has it already). Nothing is staged on disk, so logging it imports
         neither ``tempfile`` nor ``shutil`` and opens no stat cache (inside ``finish()``)."""
         self._check_draft()
         entry_name = check_entry_path(name)
         if entry_name in self._pending:
             raise ArtifactError(f"artifact {self._name!r} already has a file {entry_name!r}")
-        self._add(entry_name, InMemoryFile(bytes(data)))
+        self._add(entry_name, InMemoryFile(bytes(data), digest))
 
     def add_reference(self, uri: str, name: str | None = None, checksum: bool = True,
                       max_objects: int | None = None) -> list[str]:

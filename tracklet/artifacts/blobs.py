@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tracklet.artifacts.durable import DirectorySyncs, sync_file
+from tracklet.core.digests import FileHasher
 from tracklet.core.filehash import sha256_hex
 from tracklet.errors import ArtifactError
 
@@ -43,7 +44,7 @@ class BlobStore(Protocol):
 
     def put_file(self, path: str, digest: str, on_bytes: Callable[[int], None] | None = None) -> int: ...
 
-    def put_bytes(self, data: bytes) -> tuple[str, int]: ...
+    def put_bytes(self, data: bytes, digest: str = "") -> tuple[str, int]: ...
 
     def read_bytes(self, digest: str) -> bytes: ...
 
@@ -157,10 +158,8 @@ class FsspecBlobStore:
         after it was hashed): nothing is left visible then."""
         if self.has(digest):
             return 0
-        import hashlib  # here: storing small bytes (put_bytes) never loads OpenSSL (core/filehash.py)
-
         temporary = self._temporary()
-        hasher = hashlib.sha256()
+        hasher = FileHasher("sha256")
         written = 0
         try:
             with open(path, "rb") as source, self._open(temporary, "wb") as target:
@@ -194,10 +193,8 @@ class FsspecBlobStore:
                 if on_bytes is not None:
                     on_bytes(len(head))
                 return digest, len(head), written
-            import hashlib
-
             temporary = self._temporary()
-            hasher = hashlib.sha256()
+            hasher = FileHasher("sha256")
             size = 0
             try:
                 with self._open(temporary, "wb") as target:
@@ -224,9 +221,10 @@ class FsspecBlobStore:
                 raise
         return digest, size, size
 
-    def put_bytes(self, data: bytes) -> tuple[str, int]:
-        """Store ``data``; its (sha256, bytes written)."""
-        digest = sha256_hex(data)
+    def put_bytes(self, data: bytes, digest: str = "") -> tuple[str, int]:
+        """Store ``data``; its (sha256, bytes written). ``digest``: the sha256 of ``data`` where the
+        caller computed it from these very bytes already (not checked again), "" to hash them here."""
+        digest = digest or sha256_hex(data)
         if self.has(digest):
             return digest, 0
         temporary = self._temporary()
@@ -284,10 +282,8 @@ class BlobWriter:
 
     def __init__(self, store: FsspecBlobStore) -> None:
         self.store = store
-        import hashlib
-
         self.temporary = store._temporary()
-        self.hasher = hashlib.sha256()
+        self.hasher = FileHasher("sha256")
         self.size = 0
         # An object store's file buffers a block before each part it sends: keep that small.
         self._handle: Any = (store._open(self.temporary, "wb") if store.local

@@ -23,7 +23,6 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tracklet.core.digests import BLAKE3_PREFIX, blake3_digest, is_blake3, is_sha256
@@ -171,12 +170,8 @@ class FileRecipe:
         }
 
     def to_json(self) -> str:
-        """The recipe as compact JSON (its blob's bytes, encoded), built once: a commit needs it
-        for the local recipe blob and again for the server (8 ms of Python per GiB of file)."""
-        return self._json
-
-    @cached_property
-    def _json(self) -> str:
+        """The recipe as compact JSON (its blob's bytes, encoded). Building it costs ~8 ms of
+        Python per GiB of file: a caller that needs it twice keeps the bytes."""
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
     @classmethod

@@ -29,13 +29,16 @@ class FileReference:
 class InMemoryFile:
     """A draft's file given as bytes (a run's code snapshot, ``Artifact._add_bytes``): stored as
     one blob when the draft is committed (whatever its size: it is in memory already), with no
-    staging copy on disk and no stat cache lookup. A plain class: a frozen dataclass costs every
-    import of ``tracklet.artifacts`` ~0.35 ms of CPU to create."""
+    staging copy on disk and no stat cache lookup. ``digest``: its sha256 when the caller hashed
+    it already (a code snapshot's, recorded in the run's environment), "" to hash it at commit.
+    A plain class: a frozen dataclass costs every import of ``tracklet.artifacts`` ~0.35 ms of CPU
+    to create."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "digest")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, digest: str = "") -> None:
         self.data = data
+        self.digest = digest
 
     def __repr__(self) -> str:
         return f"InMemoryFile({len(self.data)} bytes)"

@@ -208,7 +208,7 @@ class ArtifactStore:
                 digest, size = digests[item.path]
                 entries[path] = ManifestEntry(path, digest, size)
             elif isinstance(item, InMemoryFile):
-                entries[path] = ManifestEntry(path, sha256_hex(item.data), len(item.data))
+                entries[path] = ManifestEntry(path, item.digest or sha256_hex(item.data), len(item.data))
             else:
                 entries[path] = self._reference_entry(name, path, item, digests)
         manifest = Manifest(entries)
@@ -302,7 +302,7 @@ class ArtifactStore:
             item = pending[entry.path]
             if isinstance(item, InMemoryFile):
                 try:
-                    written.append(self.blobs.put_bytes(item.data)[1])
+                    written.append(self.blobs.put_bytes(item.data, entry.digest)[1])
                 except OSError as error:
                     raise _os_error(name, error) from None
                 if progress is not None:
@@ -354,7 +354,8 @@ class ArtifactStore:
         with self._chunk_lock:
             packs, index = self.chunks()
             recipes: dict[str, str] = {}  # file sha256 -> recipe blob, recorded once the packs are sealed
-            streamed: list[tuple[ManifestEntry, str, str, Any]] = []  # (entry, source, recipe blob, recipe)
+            # (entry, source, recipe blob, recipe, its JSON: the recipe blob's bytes)
+            streamed: list[tuple[ManifestEntry, str, str, Any, bytes]] = []
             overhead = 0
             try:
                 writer_context = chunk_target if chunk_target is not None else PackWriter(
@@ -369,15 +370,15 @@ class ArtifactStore:
                                 entry, digest=digest, extra={**entry.extra, "recipe": recipe})
                             recipes[digest] = recipe
                         if cut is not None and recipe is not None and chunk_target is not None:
-                            streamed.append((entry, item.path, recipe, cut))
+                            streamed.append((entry, item.path, recipe, *cut))
                         written.append(count)
                         if progress is not None:
                             progress.advance(1, entry.size - reported)
                 overhead = sum(pack.size - pack.data_bytes for pack in writer.packs)
                 if streamed:
                     try:
-                        chunk_target.register([(entry.digest, entry.size, recipe_blob, recipe.to_json().encode())
-                                               for entry, _, recipe_blob, recipe in streamed])
+                        chunk_target.register([(entry.digest, entry.size, recipe_blob, recipe_json)
+                                               for entry, _, recipe_blob, _, recipe_json in streamed])
                     except Exception:  # noqa: BLE001 - the server didn't take them: keep them here
                         overhead += self._store_streamed_locally(name, streamed, packs, index, read_back)
             except ChunkStoreError as error:
@@ -390,7 +391,7 @@ class ArtifactStore:
                 index.add_recipe(file_digest, recipe)
         return written, overhead
 
-    def _store_streamed_locally(self, name: str, streamed: list[tuple[ManifestEntry, str, str, Any]], packs: Any,
+    def _store_streamed_locally(self, name: str, streamed: list[tuple[ManifestEntry, str, str, Any, bytes]], packs: Any,
                                 index: Any, read_back: bool) -> int:
         """Store in local packs the chunks of files whose streaming to a server failed, read from
         their sources again (each chunk checked against its id: a file changed since it was cut is
@@ -400,7 +401,7 @@ class ArtifactStore:
 
         added = 0
         with PackWriter(packs, index, direct=not read_back) as writer:
-            for _, source, _, recipe in streamed:
+            for _, source, _, recipe, _ in streamed:
                 ids = recipe.chunk_ids
                 missing = set(ids) - index.present(ids)
                 try:
@@ -412,10 +413,10 @@ class ArtifactStore:
 
     def _store_chunked(self, name: str, entry: ManifestEntry, local_path: str, writer: Any, index: Any,
                        on_bytes: Callable[[int], None] | None,
-                       chunk_target: Any = None) -> tuple[str | None, str, int, int, Any]:
+                       chunk_target: Any = None) -> tuple[str | None, str, int, int, tuple[Any, bytes] | None]:
         """(recipe blob or None if stored whole, the file's digest, bytes written, bytes reported to
-        ``on_bytes``, the recipe if the file was cut by this call, else None) for one large file. An
-        entry without a digest yet gets it from this pass (its BLAKE3)."""
+        ``on_bytes``, (the recipe, its JSON bytes) if the file was cut by this call, else None) for
+        one large file. An entry without a digest yet gets it from this pass (its BLAKE3)."""
         if entry.digest:
             known = index.recipe_for(entry.digest)
             if known is not None and self._recipe_is_whole(known, entry, index):
@@ -450,8 +451,9 @@ class ArtifactStore:
         if recipe.digest != entry.digest or recipe.size != entry.size:
             raise ArtifactError(f"{local_path} changed while it was being stored (its digest is now "
                                 f"{recipe.digest}, not {entry.digest}); log the artifact again once it is written")
-        recipe_blob, recipe_written = self.blobs.put_bytes(recipe.to_json().encode())
-        return recipe_blob, recipe.digest, writer.new_bytes - before + recipe_written, reported, recipe
+        recipe_json = recipe.to_json().encode()
+        recipe_blob, recipe_written = self.blobs.put_bytes(recipe_json)
+        return recipe_blob, recipe.digest, writer.new_bytes - before + recipe_written, reported, (recipe, recipe_json)
 
     def _recipe_is_whole(self, recipe_blob: str, entry: ManifestEntry, index: Any) -> bool:
         """Whether a recorded recipe still rebuilds ``entry``: its blob is intact, it describes a

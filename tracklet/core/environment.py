@@ -635,13 +635,13 @@ class EnvironmentCapture:
 
     def __init__(self, cwd: str, files_dir: Path, put: Callable[[Any], None], report: Callable[[Any, str], None],
                  cache_dir: Path | None = None, gpu_names: bool = True,
-                 log_code: Callable[[dict[str, bytes], str], None] | None = None):
+                 log_code: Callable[[dict[str, tuple[bytes, str]], str], None] | None = None):
         """``log_code(files, program)`` stores the code snapshot (the run logs it as a ``code``
         artifact); called on this thread, with the lock held, once the part is kept. Without
         it the snapshot goes into ``files/code/``."""
         self._cwd = cwd
         self._log_code = log_code
-        self._code: dict[str, bytes] = {}  # the snapshot read by the code part
+        self._code: dict[str, tuple[bytes, str]] = {}  # the snapshot read by the code part: (bytes, sha256)
         self._gpu_names = gpu_names
         self._files_dir = files_dir
         self._put = put
@@ -689,9 +689,9 @@ class EnvironmentCapture:
             with self._lock:
                 record = self._new_record()
             self._files_dir.mkdir(parents=True, exist_ok=True)
-            early = self._before_gate()
-            for part in self._order():
-                if part not in early and self._gate is not None:
+            early, late = self._order()
+            for part in (*early, *late):
+                if part in late and self._gate is not None:
                     self._gate.wait()
                 partial = wire.Message("Environment")
                 failure = None
@@ -727,22 +727,18 @@ class EnvironmentCapture:
                 self._git_probe.abandon()
             self._ended.set()
 
-    def _order(self) -> tuple[str, ...]:
-        """The order the parts are captured in. Packages answered by the inventory cache come
-        first, before the gate (:meth:`_before_gate`) and before git (whose processes a short run's
-        ``finish()`` may wait for): cheap and certain, they are not left out when ``capture_wait``
-        runs out. A scan (no cache: 100-250 ms in a venv of 100+ packages) comes last, so git and
-        the code snapshot are not left out behind it."""
+    def _order(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The parts in the order they are captured in: (before the gate, ``init()`` returning;
+        after it). Packages answered by the inventory cache come first, before the gate (a list
+        built from what was read) and before git (whose processes a short run's ``finish()`` may
+        wait for): cheap and certain, they are not left out when ``capture_wait`` runs out. Not the
+        host before the gate: it may load NVML (GPU names) or cuDNN (its version), which can take
+        longer than the rest of ``init()``; not git: its processes are still running. A scan (no
+        cache: 100-250 ms in a venv of 100+ packages) comes last, so git and the code snapshot are
+        not left out behind it."""
         if self._inventory is not None:
-            return ("packages", "host", "git", "code")
-        return ("host", "git", "code", "packages")
-
-    def _before_gate(self) -> tuple[str, ...]:
-        """The parts captured before the gate (``init()`` returning): the packages when the
-        inventory cache answered them (a list built from what was read). Not the host: it may
-        load NVML (GPU names) or cuDNN (its version), which can take longer than the rest of
-        ``init()``; not git: its processes are still running."""
-        return ("packages",) if self._inventory is not None else ()
+            return ("packages",), ("host", "git", "code")
+        return (), ("host", "git", "code", "packages")
 
     def _cache_inventory(self) -> None:
         """Scan the packages and save the cache, if this run found none (finish() stopped waiting

@@ -267,13 +267,15 @@ def imported_files(root: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def snapshot_code(environment: pb.Environment | Message, imported: dict[str, str], untracked: set[str]) -> dict[str, bytes]:
+def snapshot_code(environment: pb.Environment | Message, imported: dict[str, str],
+                  untracked: set[str]) -> dict[str, tuple[bytes, str]]:
     """The ``imported`` files (relative path: absolute path) that are ``untracked``, read within
-    the caps: ``{relative path: bytes}`` (stored by the run as a ``code`` artifact); each is
-    recorded in ``code_files`` and what was left out in ``code_skipped``."""
+    the caps: ``{relative path: (bytes, sha256)}`` (stored by the run as a ``code`` artifact, with
+    the digest carried along so no one hashes a file again); each is recorded in ``code_files`` and
+    what was left out in ``code_skipped``."""
     chosen = [(relative, path) for relative, path in imported.items() if relative in untracked]
     total = 0
-    files: dict[str, bytes] = {}
+    files: dict[str, tuple[bytes, str]] = {}
     for relative, path in chosen:
         try:
             data = Path(path).read_bytes()
@@ -286,19 +288,20 @@ def snapshot_code(environment: pb.Environment | Message, imported: dict[str, str
         if total + len(data) > MAX_CODE_BYTES:
             environment.code_skipped.append(f"{relative}: the snapshot would pass {MAX_CODE_BYTES} bytes")
             continue
-        files[relative] = data
-        total += len(data)
-        entry = environment.code_files.add()
         from tracklet.core.filehash import sha256_hex  # small files: no OpenSSL (~3 ms of CPU) to load
 
-        entry.path, entry.size_bytes, entry.sha256 = relative, len(data), sha256_hex(data)
+        digest = sha256_hex(data)
+        files[relative] = data, digest
+        total += len(data)
+        entry = environment.code_files.add()
+        entry.path, entry.size_bytes, entry.sha256 = relative, len(data), digest
     return files
 
 
-def write_code_files(files: dict[str, bytes], files_dir: Path) -> None:
-    """The snapshot as run files, ``files/code/<path>``: the older form (``tracklet reproduce``
-    still reads it), kept for a capture that has no run to log the artifact with."""
-    for relative, data in files.items():
+def write_code_files(files: dict[str, tuple[bytes, str]], files_dir: Path) -> None:
+    """The snapshot (``snapshot_code``'s) as run files, ``files/code/<path>``: the older form
+    (``tracklet reproduce`` still reads it), kept for a capture that has no run to log the artifact with."""
+    for relative, (data, _) in files.items():
         target = files_dir / CODE_DIR / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)

@@ -85,12 +85,12 @@ def code_artifact_name(program: str) -> str:
     return f"code-{cleaned}"[:128] if cleaned else "code"
 
 
-def code_artifact(make: Any, files: dict[str, bytes], program: str) -> Any:
+def code_artifact(make: Any, files: dict[str, tuple[bytes, str]], program: str) -> Any:
     """A draft ``code`` artifact (``make``: ``tracklet.Artifact``) holding ``files`` (relative
-    path: bytes) under their paths in the repository, in memory (no staging directory: it is
-    logged inside ``finish()``)."""
+    path: (bytes, sha256)) under their paths in the repository, in memory (no staging directory:
+    it is logged inside ``finish()``), with the digests they were recorded with (not hashed again)."""
     artifact = make(code_artifact_name(program), CODE_TYPE,
                     description="untracked source files the program imported (tracklet reproduce restores them)")
-    for path, data in files.items():
-        artifact._add_bytes(path, data)
+    for path, (data, digest) in files.items():
+        artifact._add_bytes(path, data, digest)
     return artifact

@@ -742,7 +742,7 @@ class Run:
                                                                   self.path, remote=self._artifact_remote())
         return self._artifacts
 
-    def _log_code_snapshot(self, files: dict[str, bytes], program: str) -> None:
+    def _log_code_snapshot(self, files: dict[str, tuple[bytes, str]], program: str) -> None:
         """Log the code snapshot (the untracked files the program imported) as a ``code``
         artifact, on the environment thread: content-addressed, so a sweep's runs of the same
         code share its blobs (and its version, when it is the collection's latest)."""

@@ -205,18 +205,21 @@ class _Rows:
         self.extra += (None, row[0], row[1], *row[3])
         self.add_flat(keys, len(keys) + 3, -1 - offset, 1)
 
-    def _joined(self, group: list[Any]) -> list[Any]:
+    def _entries(self, group: list[Any]) -> tuple[list[Any], int, int]:
+        """A key set's rows' entries, one row after another, as (a list, where they start in it,
+        where they end): the slice taken from the queue itself when they are one stretch of it
+        (no copy), else a list joined from their stretches and the rows queued as tuples."""
         width, starts, counts = group[0], group[1], group[2]
         source, extra = self.source, self.extra
         if len(starts) == 1 and starts[0] >= 0:
-            return source[starts[0] : starts[0] + counts[0] * width]
+            return source, starts[0], starts[0] + counts[0] * width
         joined: list[Any] = []
         for start, count in zip(starts, counts):
             if start >= 0:
                 joined += source[start : start + count * width]
             else:
                 joined += extra[-1 - start : -1 - start + width]
-        return joined
+        return joined, 0, len(joined)
 
     def columns(self) -> tuple[list[Any], list[Any], list[tuple[tuple, Any, list[Any]]]]:
         """(steps, times, groups) for ``HistoryEncoder.encode_columns``: a group per key set
@@ -227,13 +230,8 @@ class _Rows:
         times: list[Any] = [0.0] * self.count
         built = []
         for keys, group in sorted(self.groups.items(), key=lambda item: item[1][4][0]):
-            width, rows, starts = group[0], group[3], group[1]
-            if len(starts) == 1 and starts[0] >= 0:  # one stretch of the slice: no joined copy
-                source, start = self.source, starts[0]
-                end = start + group[2][0] * width
-            else:
-                source, start = self._joined(group), 0
-                end = len(source)
+            width, rows = group[0], group[3]
+            source, start, end = self._entries(group)
             if single:
                 steps, times = source[start + 1 : end : width], source[start + 2 : end : width]
             else:
@@ -247,9 +245,10 @@ class _Rows:
         """Every row as ``(step, time, keys, values)`` (the encoder's per-row form), in order."""
         rows: list[tuple | None] = [None] * self.count
         for keys, group in self.groups.items():
-            width, joined = group[0], self._joined(group)
-            for at, row in zip(range(0, len(joined), width), group[3]):
-                rows[row] = (joined[at + 1], joined[at + 2], keys, tuple(joined[at + 3 : at + width]))
+            width = group[0]
+            entries, start, end = self._entries(group)
+            for at, row in zip(range(start, end, width), group[3]):
+                rows[row] = (entries[at + 1], entries[at + 2], keys, tuple(entries[at + 3 : at + width]))
         return rows  # type: ignore[return-value]
 
 

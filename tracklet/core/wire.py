@@ -395,8 +395,9 @@ def _plain_consecutive(values: list[Any]) -> bool:
     """Whether ``values`` are consecutive ints (a history batch's steps), found without a pass over
     their types: their sum is an int (a float, a str or an array among them makes it something
     else, or raise), they equal consecutive ints from 0 or more, and neither of the two that could
-    be a bool (0 and 1 come first) is one. An int subclass other than bool passes as the int it
-    equals (protobuf takes it too, and writes the same bytes)."""
+    be a bool (0 and 1 come first) is one. An int subclass other than bool (an ``IntEnum``) past
+    the first two passes as the object it is: the bytes written are those of the int it equals, as
+    protobuf's (``Run.log`` hands the encoder plain ints anyway: it converts a step by ``__index__``)."""
     if len(values) < 2 or type(values[0]) is not int or type(values[1]) is not int or values[0] < 0:
         return False
     try:

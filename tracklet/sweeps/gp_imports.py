@@ -160,7 +160,14 @@ def warm_shared_libraries() -> list[str]:
 def _first_page_cached(path: str) -> bool:
     """Whether the first page of ``path`` is in the page cache (read with ``RWF_NOWAIT``, which
     fails rather than wait for the disk). A library whose ELF header is cached was loaded recently:
-    its other pages the loader touches are most likely cached too. Unknown counts as not cached."""
+    its other pages the loader touches are most likely cached too. Unknown counts as not cached.
+
+    Not ``mincore`` (what the tests look with, tests/gp_gate.py): for a file this process neither
+    owns nor may write, the usual case for a torch installed by another user or by root, Linux
+    (5.2 on) reports every page resident, so the libraries would never be warmed. The read has a
+    side effect instead: a miss starts read-ahead of the file's first pages (16 KiB seen on Linux
+    6.18), so a second look finds them cached. Harmless here: a miss is acted on at once, by the
+    child loading every one of the files."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -1,0 +1,85 @@
+"""A warm-up: work done once per process on a daemon thread of its own (imports, mostly), so that
+the first caller that needs what it makes finds it made (``server/query_warm.py``,
+``media/warm.py``). What they share is the thread's lifecycle around ``fork`` and interpreter exit:
+
+- A fork while the work imports would leave the child with half-imported modules whose import locks
+  belong to a thread the child doesn't have: ``os.fork`` first waits for a warm-up under way, at
+  most ``fork_wait`` seconds, once its work has begun (not during its delay). In the child, a
+  warm-up that had not finished may be started again.
+- A process that exits while the work runs waits for its thread (``atexit``, at most ``exit_wait``
+  seconds): Python ends a daemon thread still running at exit with a forced unwind, which DuckDB's
+  or pyarrow's C++ import code caught, and the process aborted ("terminate called after throwing
+  an instance of ''"). The thread is joined, not only its work waited for (``done``): what the work
+  made is destroyed as it returns, and a DuckDB cursor's C++ destructor caught in that unwind aborted
+  the process the same way.
+
+Nothing else waits for a warm-up. Its work failing ends it quietly (``done`` is set all the same):
+whoever needs what it makes does the work again and reports what is wrong.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections.abc import Callable
+
+
+class WarmUp:
+    """``work`` run once per process on a daemon thread named ``name`` (:meth:`start`); made once,
+    at a module's import, since it registers the fork and exit hooks."""
+
+    def __init__(self, name: str, work: Callable[[], object], *, fork_wait: float, exit_wait: float) -> None:
+        self.name = name
+        self.fork_wait = fork_wait
+        self.exit_wait = exit_wait
+        self.begun = threading.Event()  # set once the delay is over and the work begins
+        self.done = threading.Event()  # set once the work has ended, well or not
+        self._work = work
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        atexit.register(self._wait_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
+
+    def start(self, delay: float = 0.0) -> None:
+        """Start the work ``delay`` seconds from now, once per process; later calls return at once."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, args=(delay,), name=self.name, daemon=True)
+        self._thread.start()
+
+    def running(self) -> bool:
+        """Whether the thread is alive (its delay, its work, or the teardown of what it made)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _run(self, delay: float) -> None:
+        try:
+            if delay:
+                time.sleep(delay)
+            self.begun.set()
+            self._work()
+        except Exception:  # noqa: BLE001 - see the module docstring
+            pass
+        finally:
+            self.done.set()
+
+    def _before_fork(self) -> None:
+        if self.begun.is_set():
+            self.done.wait(self.fork_wait)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        if not self.done.is_set():
+            self.begun.clear()
+            self._thread = None
+
+    def _wait_at_exit(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():  # its delay may not be over: it works next
+            thread.join(self.exit_wait)

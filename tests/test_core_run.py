@@ -84,6 +84,44 @@ def test_steps_given_as_int_enums_or_numpy_ints_are_recorded_as_the_ints_they_st
     assert recorded.summary["a"] == 11
 
 
+def test_enum_members_logged_as_values_are_recorded_as_their_values(start, recwarn):
+    """``run.log({"phase": Phase.TRAIN})`` (W&B records an ``IntEnum`` as its int, a str-mixin member
+    as its string): each member is recorded as its value, in strict mode too, never as
+    ``"Phase.TRAIN"``; an enum whose value isn't a scalar is dropped with a warning naming it, the
+    row's other keys recorded."""
+    import enum
+
+    class Phase(enum.IntEnum):
+        TRAIN = 1
+        EVAL = 2
+
+    class Split(str, enum.Enum):
+        TRAIN = "train"
+
+    class Rate(enum.Enum):
+        LOW = 0.1
+
+    class Shape(enum.Enum):
+        SQUARE = (2, 2)
+
+    run = start()
+    run.log({"phase": Phase.TRAIN, "split": Split.TRAIN, "rate": Rate.LOW, "shape": Shape.SQUARE, "x": 1.0}, step=0)
+    run.log({"phase": Phase.EVAL, "x": 2.0}, step=1)
+    run.finish()
+    history = read(run).history()
+    assert history["phase"] == [1, 2] and {type(v) for v in history["phase"]} == {int}
+    assert history["split"][0] == "train" and history["rate"][0] == 0.1 and history["x"] == [1.0, 2.0]
+    assert "shape" not in history
+    assert any("'shape'" in str(w.message) and "Shape" in str(w.message) for w in recwarn)
+
+    strict = start(settings={"strict": True})
+    strict.log({"phase": Phase.TRAIN, "split": Split.TRAIN}, step=0)
+    with pytest.raises(TypeError, match="'shape'"):
+        strict.log({"shape": Shape.SQUARE}, step=1)
+    strict.finish()
+    assert read(strict).history()["phase"] == [1]
+
+
 def test_config_dict_and_attribute_style(start):
     @dataclasses.dataclass
     class Optim:

@@ -179,15 +179,27 @@ def to_scalar(value: Any) -> Any:
         import numpy as np
 
         return _from_array(np.asarray(value))
-    if isinstance(value, (bool, int, float, str)) and not isinstance(value, enum.Enum):
+    if isinstance(value, enum.Enum):
+        return _enum_value(value)
+    if isinstance(value, (bool, int, float, str)):
         return _builtin(value)
     if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
         return histogram_of(value)
     raise Unsupported(type_name(value))
 
 
+def _enum_value(member: enum.Enum) -> Any:
+    """An enum member is recorded as its value when that is a scalar (``IntEnum.TRAIN`` as 1, a
+    ``(str, Enum)`` member as its string: what W&B records, and what config keeps), never as
+    ``str(member)`` (``"Phase.TRAIN"`` for a str-mixin member on Python 3.11)."""
+    inner = member.value
+    if isinstance(inner, (bool, int, float, str)) and not isinstance(inner, enum.Enum):
+        return _builtin(inner)
+    raise Unsupported(f"{type_name(member)} (an enum whose value is a {type_name(inner)})")
+
+
 def _builtin(value: Any) -> Any:
-    """Subclasses of builtins (IntEnum aside) are stored as the builtin they extend."""
+    """Subclasses of builtins are stored as the builtin they extend (enums: ``_enum_value``)."""
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
@@ -218,7 +230,9 @@ def is_supported_type(value: Any) -> bool:
         return hasattr(value, "detach") and not value.is_complex()
     if root in ("jax", "jaxlib"):
         return hasattr(value, "shape")
-    if isinstance(value, (int, float, str)) and not isinstance(value, enum.Enum):
+    if isinstance(value, enum.Enum):
+        return isinstance(value.value, (int, float, str)) and not isinstance(value.value, enum.Enum)
+    if isinstance(value, (int, float, str)):
         return True
     if isinstance(value, (list, tuple)):
         return bool(value) and all(type(v) in (int, float) for v in value)

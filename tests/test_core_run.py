@@ -122,6 +122,32 @@ def test_enum_members_logged_as_values_are_recorded_as_their_values(start, recwa
     assert read(strict).history()["phase"] == [1]
 
 
+def test_timestamps_paths_and_exact_numbers_are_recorded_as_w_and_b_records_them(start, recwarn):
+    """W&B records a ``datetime``/``date``/``time`` as its ISO 8601 text and a path as its string;
+    ``Decimal`` and ``Fraction`` are numbers, recorded as floats (so they chart). Each was dropped
+    with a warning before. In history and summary, and accepted by strict mode."""
+    import datetime
+    import decimal
+    import fractions
+    from pathlib import Path, PurePosixPath
+
+    when = datetime.datetime(2026, 12, 5, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    row = {"when": when, "day": when.date(), "at": when.time(), "ckpt": Path("/ckpt/epoch-3.pt"),
+           "posix": PurePosixPath("a/b"), "lr": decimal.Decimal("0.0003"), "third": fractions.Fraction(1, 3)}
+    for settings in ({}, {"strict": True}):
+        run = start(settings=settings)
+        run.log(row, step=0)
+        run.summary["best_at"] = when
+        run.finish()
+        recorded = read(run)
+        history = recorded.history()
+        assert history["when"] == ["2026-12-05T03:04:05+00:00"] and history["day"] == ["2026-12-05"]
+        assert history["at"] == ["03:04:05"] and history["ckpt"] == ["/ckpt/epoch-3.pt"] and history["posix"] == ["a/b"]
+        assert history["lr"] == [0.0003] and history["third"] == [1 / 3]
+        assert recorded.summary["best_at"] == "2026-12-05T03:04:05+00:00"
+    assert not [w for w in recwarn if "can't be logged" in str(w.message)]
+
+
 def test_config_dict_and_attribute_style(start):
     @dataclasses.dataclass
     class Optim:

@@ -1,7 +1,9 @@
 """What a logged value may be, and how it becomes something the wire format can hold.
 
 Scalars are ``bool``, ``int`` (any size: ints outside int64 are kept exact, as decimal text on
-the wire), ``float`` (NaN and +-inf kept) and ``str``. numpy scalars,
+the wire), ``float`` (NaN and +-inf kept) and ``str``. What W&B records as text or a number is
+recorded the same way: an enum member as its value, a ``datetime``/``date``/``time`` as its ISO
+8601 text, a path as its string, a ``Decimal`` or ``Fraction`` as a float. numpy scalars,
 0-d or one-element numpy arrays and torch/jax tensors are scalars too; larger arrays and tensors,
 lists and tuples of numbers, and :class:`Histogram` become histograms. ``None`` means "no value
 for this key in this row" and is skipped.
@@ -185,7 +187,22 @@ def to_scalar(value: Any) -> Any:
         return _builtin(value)
     if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
         return histogram_of(value)
+    as_text = _text_or_number(value, root)
+    if as_text is not None:
+        return as_text
     raise Unsupported(type_name(value))
+
+
+def _text_or_number(value: Any, root: str) -> str | float | None:
+    """Values W&B records as text (a timestamp as ISO 8601, a path as its string) or that are plain
+    numbers of another class (``Decimal``, ``Fraction``: a float, so they chart); None for others."""
+    if root == "datetime" and hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if isinstance(value, PurePath):
+        return str(value)
+    if root in ("decimal", "fractions"):
+        return float(value)
+    return None
 
 
 def _enum_value(member: enum.Enum) -> Any:
@@ -233,6 +250,8 @@ def is_supported_type(value: Any) -> bool:
     if isinstance(value, enum.Enum):
         return isinstance(value.value, (int, float, str)) and not isinstance(value.value, enum.Enum)
     if isinstance(value, (int, float, str)):
+        return True
+    if root in ("datetime", "decimal", "fractions") or isinstance(value, PurePath):
         return True
     if isinstance(value, (list, tuple)):
         return bool(value) and all(type(v) in (int, float) for v in value)
@@ -371,7 +390,8 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
             return str(value)
     if isinstance(value, (int, float, str)):
         return _builtin(value)
-    return str(value)
+    as_text = _text_or_number(value, root)
+    return str(value) if as_text is None else as_text
 
 
 def to_value_message(value: Any, message: Any) -> None:

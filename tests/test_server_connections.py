@@ -34,15 +34,10 @@ def _closed_by_server(sock: socket.socket, deadline: float) -> bytes | None:
 
 
 def _response(sock: socket.socket) -> bytes:
-    """One whole response (with content-length) read from a raw socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(4096)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
-    while len(body) < length:
-        body += sock.recv(4096)
-    return head
+    """The head of one whole response (with content-length) read from a raw socket."""
+    answers = _Answers(sock)
+    answers.body()
+    return answers.head
 
 
 def test_stalled_connections_are_closed_and_never_lock_out_a_client(servers):
@@ -195,12 +190,16 @@ def test_body_pieces_hand_over_one_piece_as_is_and_join_several():
 
 class _BodyIntoApp:
     """A raw ASGI app that reads each request's body with ``body.read_body_into`` into a buffer of
-    its Content-Length and answers with what it saw: whether the protocol offered ``BODY_INTO``,
-    the bytes' sha256, or the error's status and detail."""
+    its Content-Length (``X-Shorter``/``X-Longer``: that many bytes less or more) and answers with
+    what it saw: the bytes' size and sha256, or the error's status and detail. ``X-Give-Up-After``:
+    the route stops waiting for the body after that many seconds (cancelled mid-body);
+    ``X-Think``: it answers that many seconds after the body is whole; ``X-Linger``: that many
+    seconds after giving up."""
 
     def __init__(self) -> None:
         self.offered: list[bool] = []
         self.answers: list[dict] = []
+        self.abandoned: tuple[bytearray, bytes] | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         import asyncio
@@ -214,12 +213,15 @@ class _BodyIntoApp:
         from tracklet.server.connections import BODY_INTO
 
         request = Request(scope, receive)
+        headers = request.headers
         self.offered.append(BODY_INTO in scope.get("extensions", {}))
-        buffer = bytearray(int(request.headers["content-length"]) - int(request.headers.get("x-shorter", "0")))
+        size = int(headers.get("content-length", "0")) - int(headers.get("x-shorter", "0"))
+        buffer = bytearray(size + int(headers.get("x-longer", "0")))
         try:
             reading = read_body_into(request, memoryview(buffer))
-            wait = request.headers.get("x-give-up-after")  # the route stops waiting (cancelled mid-body)
+            wait = headers.get("x-give-up-after")
             size = await (asyncio.wait_for(reading, float(wait)) if wait else reading)
+            await asyncio.sleep(float(headers.get("x-think", "0")))
             answer = {"size": size, "sha256": hashlib.sha256(buffer[:size]).hexdigest()}
             status = 200
         except HTTPException as error:
@@ -227,11 +229,17 @@ class _BodyIntoApp:
         except asyncio.TimeoutError:
             answer, status = {"detail": "gave up"}, 408
             self.abandoned = (buffer, bytes(buffer))  # the buffer may go to another request now
+            await asyncio.sleep(float(headers.get("x-linger", "0")))  # as a route's exception handling may
         self.answers.append(answer)
         body = json.dumps(answer).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+    def wait_for_answers(self, count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.answers) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def _serve(app, http: str = "httptools", loop: str = "auto", **limits):
@@ -263,107 +271,232 @@ def _serve(app, http: str = "httptools", loop: str = "auto", **limits):
     return running()
 
 
-@pytest.mark.parametrize(("http", "loop"), [("httptools", "uvloop"), ("httptools", "asyncio"), ("h11", "asyncio")])
-def test_a_body_read_into_a_buffer_arrives_byte_exact_however_it_is_sent(http, loop):
-    """``BODY_INTO`` (artifact packs): the rest of the body goes straight into the route's buffer
-    (received into it by the transport where its length is known, else written by the parser's
-    callback). Whatever the pieces (1 byte to 1 MiB, with pauses so some arrive alone and some
-    while others wait), with ``Expect: 100-continue``, with the next request sent right behind the
-    body's last byte, on one kept-alive connection: each body is exact and each request answered.
-    A body longer than the route's buffer is a clear 400; a client that goes away or stalls
-    mid-body (the idle timeout) is a disconnect the route hears of, not a hang. With h11 (no
-    extension) the route reads piece by piece, the same."""
+class _BodyServer:
+    """An in-process uvicorn server with the guarded protocol and a ``_BodyIntoApp``, and the ways
+    of sending it requests the tests below share."""
+
+    def __init__(self, port: int, app: _BodyIntoApp, path: str, starts: list[bool]) -> None:
+        self.port, self.app, self.path, self.starts = port, app, path, starts
+
+    def head(self, size: int, extra: str = "") -> bytes:
+        return (f"PUT /x HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {size}\r\n{extra}\r\n").encode()
+
+    def request(self, body: bytes, extra: str = "") -> bytes:
+        return self.head(len(body), extra) + body
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
+
+    def took_its_path(self) -> bool:
+        """Whether the requests took the path this server stands for: the direct read into the
+        buffer where it is offered and not refused, the parser's callback where refused (h11:
+        neither; the route reads piece by piece)."""
+        offered = {self.path != "h11"}
+        return set(self.app.offered) == offered and any(self.starts) == (self.path == "direct")
+
+
+@pytest.fixture(params=[("direct", "httptools", "uvloop"), ("direct", "httptools", "asyncio"),
+                        ("callback", "httptools", "uvloop"), ("h11", "h11", "asyncio")],
+                ids=lambda param: "-".join(param))
+def body_server(request, monkeypatch):
+    """``BODY_INTO`` (artifact packs) over each way a body can reach the route's buffer: received
+    straight into it (``_DirectBody``, on uvloop and on asyncio's own loop), written into it by the
+    parser's callback (the direct read refused), and read piece by piece (h11: no extension)."""
+    from tracklet.server import connections
+
+    path, http, loop = request.param
+    starts: list[bool] = []
+    real = connections._DirectBody.start.__func__
+
+    def start(cls, protocol, cycle, sink):
+        direct = real(cls, protocol, cycle, sink) if path == "direct" else None
+        starts.append(direct is not None)
+        return direct
+
+    monkeypatch.setattr(connections._DirectBody, "start", classmethod(start))
+    app = _BodyIntoApp()
+    with _serve(app, http, loop, idle_timeout=1.0) as port:
+        yield _BodyServer(port, app, path, starts)
+
+
+def _exact(body: bytes) -> dict:
     import hashlib
+
+    return {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_a_body_read_into_a_buffer_arrives_byte_exact_however_it_is_sent(body_server):
+    """Whatever the pieces (1 byte to 1 MiB, with pauses so some arrive alone and some while others
+    wait), with ``Expect: 100-continue``, with the next request sent right behind the body's last
+    byte, into a buffer larger than the body, behind a GET on the same connection: each body is
+    exact and each request answered, on one kept-alive connection."""
     import json
     import random
 
-    app = _BodyIntoApp()
+    server = body_server
     generator = random.Random(19)
-    with _serve(app, http, loop, idle_timeout=1.0) as port:
-        head = f"PUT /x HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n"
+    sock = server.connect()
+    answers = _Answers(sock)
+    try:
+        for size in (1, 70_000, 5 << 20):
+            blob = generator.randbytes(size)
+            sock.sendall(server.head(size))
+            sent = 0
+            while sent < size:
+                step = generator.choice((1, 7, 4096, 65_537, 300_000, 1 << 20))
+                sock.sendall(blob[sent:sent + step])
+                sent += step
+                if generator.random() < 0.2:
+                    time.sleep(0.01)
+            assert json.loads(answers.body()) == _exact(blob)
 
-        def head_of(size: int, extra: str = "") -> bytes:
-            return f"{head}Content-Length: {size}\r\n{extra}\r\n".encode()
+        blob = generator.randbytes(1 << 20)  # the client waits for 100 Continue before its body
+        sock.sendall(server.head(len(blob), "Expect: 100-continue\r\n"))
+        assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(blob)
+        assert json.loads(answers.body()) == _exact(blob)
 
-        def request(body: bytes, extra: str = "") -> bytes:
-            return head_of(len(body), extra) + body
-
-        def exact(body: bytes) -> dict:
-            return {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
-
-        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        answers = _Answers(sock)
-        try:
-            for size in (1, 70_000, 5 << 20):
-                blob = generator.randbytes(size)
-                sock.sendall(head_of(size))
-                sent = 0
-                while sent < size:
-                    step = generator.choice((1, 7, 4096, 65_537, 300_000, 1 << 20))
-                    sock.sendall(blob[sent:sent + step])
-                    sent += step
-                    if generator.random() < 0.2:
-                        time.sleep(0.01)
-                assert json.loads(answers.body()) == exact(blob)
-
-            blob = generator.randbytes(1 << 20)  # the client waits for 100 Continue before its body
-            sock.sendall(head_of(len(blob), "Expect: 100-continue\r\n"))
-            assert sock.recv(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
-            sock.sendall(blob)
-            assert json.loads(answers.body()) == exact(blob)
-
+        for extra in ("", "X-Longer: 100000\r\n"):  # the next request right behind the body
             first, second = generator.randbytes(3 << 20), generator.randbytes(200_000)
-            whole = request(first)
-            sock.sendall(whole[:len(whole) - len(first) + 100_000])
+            whole = server.request(first, extra)
+            cut = len(whole) - len(first) + 100_000
+            sock.sendall(whole[:cut])
             time.sleep(0.2)  # the route waits for the rest of the body
-            sock.sendall(whole[len(whole) - len(first) + 100_000:] + request(second))  # the next request right behind
-            assert json.loads(answers.body()) == exact(first)
-            assert json.loads(answers.body()) == exact(second)
+            sock.sendall(whole[cut:] + server.request(second, extra))
+            assert json.loads(answers.body()) == _exact(first)
+            assert json.loads(answers.body()) == _exact(second)
 
-            sock.sendall(request(bytes(1000), "X-Shorter: 1\r\n"))
-            assert json.loads(answers.body()) == {"detail": "the request body is longer than its 999 bytes"}
-        finally:
+        blob = generator.randbytes(2 << 20)  # a PUT pipelined behind a GET
+        whole = f"GET /x HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode() + server.request(blob)
+        sock.sendall(whole[:-1_500_000])
+        time.sleep(0.2)
+        sock.sendall(whole[-1_500_000:])
+        assert json.loads(answers.body()) == _exact(b"")
+        assert json.loads(answers.body()) == _exact(blob)
+    finally:
+        sock.close()
+    assert server.took_its_path()
+
+
+def test_a_slow_sender_and_a_slow_route_are_not_cut_off_by_the_idle_timeout(body_server):
+    """The idle timeout (1 s here) counts from the last bytes received, at every read, and stops
+    once the body is whole: a body sent in pieces 0.6 s apart (2.4 s in all) arrives whole, and a
+    route that answers 1.5 s after its body gets its answer out."""
+    import json
+    import random
+
+    server = body_server
+    blob = random.Random(3).randbytes(400_000)
+    sock = server.connect()
+    answers = _Answers(sock)
+    try:
+        sock.sendall(server.head(len(blob)))
+        for piece in range(4):
+            time.sleep(0.6)
+            sock.sendall(blob[piece * 100_000:(piece + 1) * 100_000])
+        assert json.loads(answers.body()) == _exact(blob)
+        sock.sendall(server.request(blob, "X-Think: 1.5\r\n"))
+        assert json.loads(answers.body()) == _exact(blob)
+    finally:
+        sock.close()
+    assert server.took_its_path()
+
+
+def test_a_body_longer_than_its_buffer_or_cut_off_is_answered_not_hung(body_server):
+    """A body longer than the route's buffer is a clear 400, whether its excess arrived before the
+    route asked or after; a request with ``Connection: close`` followed by stray bytes gets its
+    answer; a client that goes away or stalls mid-body (the idle timeout) is a disconnect the
+    route hears of, not a hang."""
+    import json
+
+    server = body_server
+    longer = {"detail": "the request body is longer than its 1400 bytes"}
+    sock = server.connect()
+    answers = _Answers(sock)
+    try:
+        sock.sendall(server.request(bytes(2000), "X-Shorter: 600\r\n"))  # whole before the route asks
+        assert json.loads(answers.body()) == longer
+    finally:
+        sock.close()
+    sock = server.connect()
+    answers = _Answers(sock)
+    try:
+        whole = server.request(bytes(2000), "X-Shorter: 600\r\n")
+        sock.sendall(whole[:-500])  # more than the buffer already in, the rest would fit
+        time.sleep(0.2)
+        sock.sendall(whole[-500:])
+        assert json.loads(answers.body()) == longer
+    finally:
+        sock.close()
+
+    sock = server.connect()
+    answers = _Answers(sock)
+    try:  # the old parser ignored bytes after a closing request; so must whatever reads after it
+        whole = server.request(bytes(300_000), "Connection: close\r\n")
+        sock.sendall(whole[:-200_000])
+        time.sleep(0.2)
+        sock.sendall(whole[-200_000:] + b"\x00junk\r")
+        assert json.loads(answers.body()) == _exact(bytes(300_000))
+    finally:
+        sock.close()
+
+    count = len(server.app.answers)
+    for ending in ("close", "stall"):
+        sock = server.connect()
+        sock.sendall(server.request(bytes(1_000_000))[:-700_000])
+        time.sleep(0.2)  # the route waits for the rest
+        if ending == "close":
             sock.close()
+        else:  # the server's idle timeout (1 s) closes it
+            assert _closed_by_server(sock, time.monotonic() + 10) is not None
+            sock.close()
+        count += 1
+        server.app.wait_for_answers(count)
+        assert server.app.answers[-1] == {"detail": "the client disconnected before sending the whole body"}
+    assert server.took_its_path()
 
-        for ending in ("close", "stall"):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-            sock.sendall(request(bytes(1_000_000))[:-700_000])
-            time.sleep(0.2)  # the route waits for the rest
-            if ending == "close":
-                sock.close()
-            else:  # the server's idle timeout (1 s) closes it
-                assert _closed_by_server(sock, time.monotonic() + 10) is not None
-                sock.close()
-            deadline = time.monotonic() + 10
-            while len(app.answers) < 8 + (ending == "stall") and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert app.answers[-1] == {"detail": "the client disconnected before sending the whole body"}
 
-        # The route gives up mid-body: on the direct read the connection is closed (its parser can't
-        # resume), else the answer goes out; either way the server goes on serving.
-        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        whole = request(generator.randbytes(1_000_000), "X-Give-Up-After: 0.3\r\n")
+def test_a_route_that_gives_up_mid_body_never_has_its_buffer_written(body_server):
+    """A route cancelled while it waits for its body (a server shutting down) may hand its buffer
+    to another request at once: nothing of the rest of the body may be written into it. Where the
+    body was being received straight into the buffer, the connection is closed (the parser can't
+    resume mid-body), so a request sent behind it gets no answer; the server goes on serving."""
+    import json
+    import random
+
+    server = body_server
+    generator = random.Random(5)
+    sock = server.connect()
+    try:
+        whole = server.request(generator.randbytes(1_000_000), "X-Give-Up-After: 0.3\r\nX-Linger: 0.5\r\n")
         sock.sendall(whole[:-700_000])
         deadline = time.monotonic() + 10
-        while len(app.answers) < 10 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert app.answers[-1] == {"detail": "gave up"}
-        try:  # the rest of the body: nothing may write it into the buffer the route gave up
-            sock.sendall(whole[-700_000:])
+        while server.app.abandoned is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:  # the rest of the body while the route lingers, and a request behind it
+            sock.sendall(whole[-700_000:] + server.request(b"next"))
         except OSError:
             pass
-        assert _closed_by_server(sock, time.monotonic() + 10) is not None
+        server.app.wait_for_answers(1)
+        assert server.app.answers[0] == {"detail": "gave up"}
+        received = _closed_by_server(sock, time.monotonic() + (10 if server.path == "direct" else 1.5))
+        if server.path == "direct":
+            assert received == b""  # closed unanswered: neither the 408 nor the next request's answer
+    finally:
         sock.close()
-        buffer, then = app.abandoned
-        assert bytes(buffer) == then
-        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        try:
-            blob = generator.randbytes(2 << 20)
-            sock.sendall(request(blob))
-            assert json.loads(_Answers(sock).body()) == exact(blob)
-        finally:
-            sock.close()
-    assert app.offered == [http == "httptools"] * 11  # through the extension where offered
+    assert server.app.abandoned is not None
+    buffer, then = server.app.abandoned
+    assert bytes(buffer) == then
+
+    sock = server.connect()
+    try:
+        blob = generator.randbytes(2 << 20)
+        sock.sendall(server.request(blob))
+        assert json.loads(_Answers(sock).body()) == _exact(blob)
+    finally:
+        sock.close()
+    assert server.took_its_path()
 
 
 class _Answers:
@@ -372,14 +505,22 @@ class _Answers:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.data = b""
+        self.head = b""
 
     def body(self) -> bytes:
         while b"\r\n\r\n" not in self.data:
-            self.data += self.sock.recv(65536)
+            self.data += self._more()
         head, _, rest = self.data.partition(b"\r\n\r\n")
+        self.head = head
         length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                           if line.lower().startswith(b"content-length")))
         while len(rest) < length:
-            rest += self.sock.recv(65536)
+            rest += self._more()
         self.data = rest[length:]
         return rest[:length]
+
+    def _more(self) -> bytes:
+        piece = self.sock.recv(65536)
+        if not piece:
+            raise ConnectionError(f"the server closed the connection; had {self.data[:200]!r}")
+        return piece

@@ -24,8 +24,9 @@ With httptools, a request body's pieces also reach the application as the parser
 a large upload (artifact packs) cost the server most outside of hashing and the disk. A route
 that knows its body's size can go further with the ``tracklet.body_into`` ASGI extension
 (``BODY_INTO``, in the request scope's ``extensions``; ``body.read_body_into`` uses it): the rest of
-the body is written by the parser's callback straight into the route's buffer, and the route
-wakes once, when it is whole, not once per piece through ``receive()``.
+the body goes straight into the route's buffer (received into it by the transport, ``_DirectBody``,
+where the body's end is known; else written by the parser's callback, ``_BodyInto``), and the
+route wakes once, when it is whole, not once per piece through ``receive()``.
 
 A reverse proxy in front (docs/deployment.md) should apply the same limits; these keep a server
 that is reached directly, or through a proxy that doesn't, available.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import weakref
 from typing import Any, ClassVar
 
 import h11
@@ -318,26 +320,33 @@ class _BodyInto:
 
 class _DirectBody(asyncio.BufferedProtocol):
     """The rest of a request body received by the transport straight into the route's buffer
-    (``recv_into``: no copy of it in user space, reads as large as the socket has, none of the
-    parser's per-piece work), standing in for the connection's protocol until the body is whole.
-    The parser is then replaced by a fresh one (the bytes it didn't see would otherwise be owed
-    to it) and the request marked complete, as uvicorn's ``on_message_complete`` does. Used only
-    where the body's end is known: one ``Content-Length``, no ``Transfer-Encoding``, the request
-    the parser is reading now, and a buffer with room for all of it."""
+    (the socket read into it: no copy of it in user space, reads as large as the socket has, none
+    of the parser's per-piece work), standing in for the connection's protocol until the body is
+    whole. The parser is then replaced by a fresh one (the bytes it didn't see would otherwise be
+    owed to it) and the request marked complete, as uvicorn's ``on_message_complete`` does. Used
+    only where the body's end is known: one ``Content-Length``, no ``Transfer-Encoding``, the
+    request the parser is reading now, and a buffer with room for all of it.
 
-    __slots__ = ("protocol", "cycle", "sink", "end", "active")
+    Once the body is whole it keeps nothing of the request (uvloop's transport keeps the methods
+    of the last buffered protocol it had), and a transport that goes on feeding it regardless
+    (asyncio's proactor loop finishes the read it began with it) has those bytes passed on to the
+    connection's protocol."""
+
+    __slots__ = ("protocol", "cycle", "sink", "end", "active", "passing_on", "_spill")
 
     def __init__(self, protocol: Any, cycle: Any, sink: _BodyInto, end: int) -> None:
         self.protocol = protocol
-        self.cycle = cycle
-        self.sink = sink
+        self.cycle: Any = cycle
+        self.sink: _BodyInto | None = sink
         self.end = end  # in ``sink.view``: where the body ends
         self.active = True
+        self.passing_on = False  # the body is whole: bytes still fed to this one go to the protocol
+        self._spill: bytearray | None = None
 
     @classmethod
     def start(cls, protocol: Any, cycle: Any, sink: _BodyInto) -> _DirectBody | None:
         transport = protocol.transport
-        if (protocol.cycle is not cycle or protocol.pipeline or transport.is_closing()
+        if (sink.overflow or protocol.cycle is not cycle or protocol.pipeline or transport.is_closing()
                 or transport.get_protocol() is not protocol):
             return None
         lengths = [value for name, value in cycle.scope["headers"] if name in (b"content-length", b"transfer-encoding")]
@@ -351,35 +360,52 @@ class _DirectBody(asyncio.BufferedProtocol):
         return direct
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self.sink is None:  # after the body: see the class docstring
+            if self._spill is None:
+                self._spill = bytearray(64 << 10)
+            return memoryview(self._spill)
         return self.sink.view[self.sink.received:self.end]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.sink.received += nbytes
-        if self.sink.received < self.end:
+        sink = self.sink
+        if sink is None:
+            if self.passing_on and self._spill is not None:
+                self.protocol.data_received(bytes(self._spill[:nbytes]))
+            return
+        sink.received += nbytes
+        if sink.received < self.end:
             self.protocol._update()  # the idle timer restarts at every read, as with the parser
             return
-        self.active = False
-        protocol = self.protocol
+        cycle, protocol = self.cycle, self.protocol
+        self._let_go()
+        self.passing_on = True
         protocol.transport.set_protocol(protocol)  # before the transport asks this one for a buffer again
         protocol.parser = protocol.fresh_parser()
-        self.cycle.more_body = False
-        self.cycle.message_event.set()
+        if not cycle.keep_alive:  # the old parser ignored bytes after a closing request; the fresh one
+            protocol.flow.pause_reading()  # doesn't know, so none are read: the response closes it
+        cycle.more_body = False
+        cycle.message_event.set()
         protocol._update()
 
     def stop(self) -> None:
         """The route stopped waiting before the body was whole (cancelled): the parser can't take
         this connection's bytes any more, so it is closed."""
         if self.active:
-            self.active = False
+            self._let_go()
             self.protocol.transport.set_protocol(self.protocol)
             self.protocol._close()
+
+    def _let_go(self) -> None:
+        self.active = False
+        self.sink = self.cycle = None
 
     def eof_received(self) -> bool | None:
         result: bool | None = self.protocol.eof_received()
         return result
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.active = False
+        self._let_go()
+        self.passing_on = False
         self.protocol.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -389,10 +415,16 @@ class _DirectBody(asyncio.BufferedProtocol):
         self.protocol.resume_writing()
 
 
-async def _body_into(protocol: Any, cycle: Any, view: memoryview) -> int:
+async def _body_into(protocol: Any, request: weakref.ref[Any], view: memoryview) -> int:
     """``BODY_INTO`` for one request: what arrived before goes into ``view`` first, then every
     further piece, until the body is whole (uvicorn's ``on_message_complete``) or the client is
     gone (``connection_lost``), either of which sets the cycle's event."""
+    cycle = request()
+    if cycle is None:  # pragma: no cover - the request's scope keeps its cycle's extension alive
+        raise BodyDisconnect("the request is over")
+    if view.readonly:
+        raise ValueError("body_into needs a writable buffer")
+    view = view.cast("B")  # lengths in bytes, whatever the buffer's item type
     if cycle.waiting_for_100_continue and not protocol.transport.is_closing():
         protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         cycle.waiting_for_100_continue = False
@@ -491,7 +523,9 @@ class _GuardedHttpTools(_ConnectionGuard):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:  # not an upgrade: a request for the app
             extensions = self.scope.setdefault("extensions", {})
-            extensions[BODY_INTO] = functools.partial(_body_into, self, cycle)
+            # The cycle by weak reference: the scope is the cycle's, and no request should wait
+            # for the cyclic garbage collector.
+            extensions[BODY_INTO] = functools.partial(_body_into, self, weakref.ref(cycle))
 
     def _count_head(self, size: int) -> None:
         self._head_size += size

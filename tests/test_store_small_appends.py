@@ -237,3 +237,144 @@ def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(t
     _indexer(migrated, server.root).index_run(server.paths)
     assert _store_content(migrated.engine) == whole
     migrated.close()
+
+
+def _logged(steps: int, seed: int) -> dict[str, np.ndarray]:
+    """The values ``_log(..., steps, seed)`` logged, by key."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[np.ndarray]] = {f"metric_{key}": [] for key in range(3)}
+    for _ in range(0, steps, ROWS_PER_RECORD):
+        for key in range(3):
+            values[f"metric_{key}"].append(rng.standard_normal(ROWS_PER_RECORD))
+    return {key: np.concatenate(parts) for key, parts in values.items()}
+
+
+def _blocks_written(engine: sa.Engine) -> list[tuple[int, int, int, int]]:
+    """(series id, level, seq, entries) of every block row the engine's statements insert or upsert, as they run."""
+    from tracklet.store.schema import blocks
+
+    written: list[tuple[int, int, int, int]] = []
+
+    def note(connection, statement, multiparams, params, options):
+        if isinstance(statement, sa.Insert) and statement.table is blocks:
+            rows = multiparams[0] if multiparams and isinstance(multiparams[0], list) else [*multiparams, params]
+            written.extend((row["series_id"], row["level"], row["seq"], row["count"]) for row in rows if row)
+    sa.event.listen(engine, "before_execute", note)
+    return written
+
+
+def test_a_small_append_rewrites_only_the_pieces_its_points_fall_in(tmp_path, store_url, fresh_url):
+    """A level's last block, while partial, is stored in pieces of ``PIECE_SIZE`` entries: an
+    upload rewrites the piece its first point falls in and writes the pieces after it, not the
+    whole partial block (which re-encoded and wrote ~50 times the bytes uploaded); a block that
+    fills up is written whole, a level-0 one once. The store still equals one pass."""
+    from tracklet.store import blocks as B
+
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    server = _Server(tmp_path, store_url)
+    written = _blocks_written(server.store.engine)
+    server.upload(data, _cuts(data))
+    assert written and all(count <= B.PIECE_SIZE or count == B.BLOCK_SIZE for *_, count in written)
+    full = [(series_id, seq) for series_id, level, seq, count in written if level == 0 and count == B.BLOCK_SIZE]
+    assert len(full) == len(set(full)) == 4 * 2  # 3 metrics and _timestamp, 2 full blocks each
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
+
+
+def test_uploads_of_any_size_over_filled_summary_blocks_read_back_every_value(tmp_path, store_url, fresh_url):
+    """Uploads of 1 to ~40 frames, past a full level-1 block (16,384 points), every fifth indexed
+    by a new indexer (a restarted server, which keeps nothing: it reads the open blocks' pieces
+    back from the store): the store equals one pass, and every logged value reads back exactly."""
+    steps = 17_000
+    data = _log(tmp_path / "client", steps=steps, seed=3)
+    frame_ends = _cuts(data, piece=1)
+    rng = np.random.default_rng(0)
+    ends, at = [], 0
+    while at < len(frame_ends) - 1:
+        at = min(at + int(rng.integers(1, 40)), len(frame_ends) - 1)
+        ends.append(frame_ends[at])
+    server = _Server(tmp_path, store_url)
+    for number, end in enumerate(ends):
+        if number % 5 == 4:
+            server.indexer = _indexer(server.store, server.root)
+        server.upload(data, [end])
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    for key, values in _logged(steps, seed=3).items():
+        (history,) = server.store.history(f"{PROJECT}/{RUN}", key, buckets=None)
+        assert history.exact and np.array_equal(history.steps, np.arange(steps))
+        assert np.array_equal(history.values, values)
+        (summary,) = server.store.history(f"{PROJECT}/{RUN}", key, buckets=10)
+        assert summary.count.sum() == steps and summary.min.min() == values.min() and summary.max.max() == values.max()
+    server.store.close()
+
+
+def test_an_append_rolled_back_as_a_block_fills_up_leaves_its_pieces(tmp_path, store_url, fresh_url):
+    """The append that fills a level's open block writes it whole and deletes its other pieces;
+    if its transaction then fails, the pieces are all still there (the store as before it), and
+    the next append stores what one pass stores."""
+    data = _log(tmp_path / "client", steps=1500, seed=0)
+    server = _Server(tmp_path, store_url)
+    statements: list[str] = []
+    refuse = [True]
+
+    def refuse_counts_after_deleting_pieces(connection, cursor, statement, *rest):
+        statements.append(statement)
+        if refuse[0] and statement.startswith("UPDATE series") and any(
+                sql.startswith("DELETE FROM blocks") for sql in statements):
+            raise RuntimeError("refused")
+    sa.event.listen(server.store.engine, "before_cursor_execute", refuse_counts_after_deleting_pieces)
+    cuts = _cuts(data)
+    failed = None
+    for number, end in enumerate(cuts):
+        before = _store_content(server.store.engine)
+        statements.clear()
+        try:
+            server.upload(data, [end])
+        except RuntimeError:
+            failed = number
+            break
+    assert failed is not None and failed < len(cuts) - 1, "no append filled a block"
+    assert _store_content(server.store.engine) == before
+    refuse[0] = False
+    server.upload(data, cuts[failed:])
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
+
+
+def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(tmp_path, fresh_url):
+    """Migration 0011: a 0010 indexer stored each level's partial last block as one row, where
+    this one appends to the last of its pieces; every run is indexed again from its log (here the
+    0010 layout is made by joining each open block's pieces into one row), and the store then
+    equals one pass over the log."""
+    from tracklet.store import blocks as B
+    from tracklet.store.schema import blocks
+
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = conftest.store_at_revision(url, "0010")
+    server = _Server(tmp_path, url, engine)
+    server.upload(data, _cuts(data))
+    with engine.begin() as connection:
+        rows = connection.execute(sa.select(blocks).where(blocks.c.count < B.BLOCK_SIZE)
+                                  .order_by(blocks.c.series_id, blocks.c.level, blocks.c.seq)).all()
+        opened: dict[tuple[int, int], list] = {}
+        for row in rows:
+            opened.setdefault((row.series_id, row.level), []).append(row)
+        for (series_id, level), pieces in opened.items():
+            if level == 0:
+                decoded = [B.decode_points(piece.data) for piece in pieces]
+                joined = B.encode_points(np.concatenate([s for s, _ in decoded]), np.concatenate([v for _, v in decoded]))
+            else:
+                joined = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
+            where = (blocks.c.series_id == series_id, blocks.c.level == level)
+            connection.execute(blocks.delete().where(*where, blocks.c.seq > pieces[0].seq))
+            connection.execute(blocks.update().where(*where, blocks.c.seq == pieces[0].seq).values(
+                data=joined, count=sum(piece.count for piece in pieces), last_step=pieces[-1].last_step))
+    whole = _whole(tmp_path, fresh_url, server.root)
+    assert _store_content(engine) != whole  # what the old indexer left is visible
+    engine.dispose()
+
+    migrated = Store(url, root=server.root)  # migrates to head
+    _indexer(migrated, server.root).index_run(server.paths)
+    assert _store_content(migrated.engine) == whole
+    migrated.close()

@@ -892,6 +892,8 @@ class BlockWriter:
     FLUSH_BYTES = 64 << 20
     _update = series.update().where(series.c.id == sa.bindparam("sid")).values(
         count=sa.bindparam("new_count"), first_step=sa.bindparam("first"), last_step=sa.bindparam("last"))
+    _delete_pieces = blocks.delete().where(blocks.c.series_id == sa.bindparam("sid"), blocks.c.level == sa.bindparam("lvl"),
+                                           blocks.c.seq > sa.bindparam("low"), blocks.c.seq < sa.bindparam("high"))
 
     def __init__(self, connection: sa.Connection, targets: list[tuple[int, int]],
                  kept: dict[int, SeriesTail] | None = None) -> None:
@@ -900,12 +902,13 @@ class BlockWriter:
         reading the store where a series' count matches; updated with the tails ``append`` writes."""
         self.connection = connection
         self.kept = kept
-        self.tails: dict[tuple[int, int, int], bytes] = {}
+        self.tails: dict[tuple[int, int, int], list[bytes]] = {}  # stored rows of a block, in order
         self.decoded: dict[tuple[int, int, int], Any] = {}
         self._upsert = _upsert_blocks(connection.dialect.name)
         self.inserts: list[dict[str, Any]] = []
         self.upserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, int]] = []
+        self.deletes: list[dict[str, int]] = []
         self.pending_bytes = 0
         self.load(targets)
 
@@ -920,36 +923,60 @@ class BlockWriter:
                 self.decoded.update(((series_id, *place), tail.blocks[place]) for place in needed)
             else:
                 wanted.extend((series_id, level, seq) for level, seq in needed)
-        key = sa.tuple_(blocks.c.series_id, blocks.c.level, blocks.c.seq)
-        for start in range(0, len(wanted), 300):
+        # Each is its level's last block: the rows from its seq on (its pieces, if it is open).
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start : start + 100]
+            block_of = {(series_id, level): seq for series_id, level, seq in chunk}
             rows = self.connection.execute(
                 sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.data)
-                .where(key.in_(wanted[start : start + 300]))
-            )
-            self.tails.update(((r.series_id, r.level, r.seq), r.data) for r in rows)
+                .where(sa.or_(*(sa.and_(blocks.c.series_id == series_id, blocks.c.level == level, blocks.c.seq >= seq)
+                                for series_id, level, seq in chunk)))
+                .order_by(blocks.c.seq))
+            for r in rows:
+                self.tails.setdefault((r.series_id, r.level, block_of[(r.series_id, r.level)]), []).append(r.data)
 
     def _points(self, series_id: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
         """The level-0 block ``seq`` of a series, as ``load`` found it."""
         kept = self.decoded.get((series_id, 0, seq))
-        return kept if kept is not None else B.decode_points(self.tails[(series_id, 0, seq)])
+        if kept is not None:
+            return kept
+        pieces = [B.decode_points(data) for data in self.tails[(series_id, 0, seq)]]
+        if len(pieces) == 1:
+            return pieces[0]
+        return np.concatenate([steps for steps, _ in pieces]), np.concatenate([values for _, values in pieces])
 
     def _entries(self, series_id: int, level: int, seq: int) -> np.ndarray:
         """The summary block ``seq`` of a series' ``level``, as ``load`` found it."""
         kept = self.decoded.get((series_id, level, seq))
-        return kept if kept is not None else B.decode_entries(self.tails[(series_id, level, seq)])
+        if kept is not None:
+            return kept
+        pieces = [B.decode_entries(data) for data in self.tails[(series_id, level, seq)]]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
-    def _store(self, rows: list[dict[str, Any]], replaces: bool) -> None:
-        """Blocks to write: over the old last block of their level where ``replaces``, else new
-        (a series' first points)."""
+    def _store(self, series_id: int, level: int, seq: int, length: int, changed: int, stored: int,
+               piece: Callable[[int, int], tuple[int, int, bytes]], replaces: bool) -> None:
+        """Write a level's entries from the start of its block ``seq`` on (``length`` of them, those
+        before ``changed`` stored already, ``stored`` of them in that block before): full blocks
+        whole, the open block's pieces from the one holding ``changed`` on (``B.stored_rows``);
+        ``piece(start, end)`` gives the first and last step and the encoded entries of a row.
+        Over the old rows where ``replaces``, else new (a series' first points)."""
+        rows = []
+        for offset, start, end in B.stored_rows(length, changed):
+            first_step, last_step, data = piece(start, end)
+            rows.append(dict(series_id=series_id, level=level, seq=seq + offset, first_step=first_step,
+                             last_step=last_step, count=end - start, data=data))
+            self.pending_bytes += len(data)
+        if B.PIECE_SIZE < stored < B.BLOCK_SIZE <= length:  # an open block filled up: written whole, its pieces go
+            self.deletes.append({"sid": series_id, "lvl": level, "low": seq,
+                                 "high": seq + B.BLOCK_SIZE // B.PIECE_SIZE})
         (self.upserts if replaces else self.inserts).extend(rows)
-        self.pending_bytes += sum(len(row["data"]) for row in rows)
 
     def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
                *, counted: bool = False) -> None:
-        """Append points to a series: rewrite its last level-0 block and, level by level, the
-        summary entries the new points change (only ever the last block of each level).
-        ``counted``: the series' row already has its new count and first and last step (a series
-        inserted with its points), so it isn't updated."""
+        """Append points to a series: rewrite the changed rows of its last level-0 block and, level
+        by level, of the summary entries the new points change (only ever the last block of each
+        level). ``counted``: the series' row already has its new count and first and last step (a
+        series inserted with its points), so it isn't updated."""
         if not counted:
             self.updates.append({"sid": series_id, "new_count": old_count + len(steps), "first": first_step,
                                  "last": int(steps[-1])})
@@ -960,24 +987,30 @@ class BlockWriter:
             tail_steps, tail_values = self._points(series_id, seq)
             steps = np.concatenate([tail_steps, steps])
             values = np.concatenate([tail_values, values])
-        rows = []
-        for index, start in enumerate(range(0, len(steps), size)):
-            chunk_steps, chunk_values = steps[start : start + size], values[start : start + size]
-            rows.append(dict(series_id=series_id, level=0, seq=seq + index, first_step=int(chunk_steps[0]),
-                             last_step=int(chunk_steps[-1]), count=len(chunk_steps),
-                             data=B.encode_points(chunk_steps, chunk_values)))
-        self._store(rows, replaces=old_count > 0)
-        last = len(rows) - 1  # each level's last block: what the series' next append rewrites
-        tail: dict[tuple[int, int], Any] = {(0, seq + last): (chunk_steps.copy(), chunk_values.copy())}
+        base = seq * size
+        replaces = old_count > 0
+
+        def points(start: int, end: int) -> tuple[int, int, bytes]:
+            return int(steps[start]), int(steps[end - 1]), B.encode_points(steps[start:end], values[start:end])
+
+        def entries(start: int, end: int) -> tuple[int, int, bytes]:
+            chunk = current[start:end]
+            return int(chunk["first_step"][0]), int(chunk["last_step"][-1]), B.encode_entries(chunk)
+
+        self._store(series_id, 0, seq, len(steps), old_count - base, old_count - base, points, replaces)
+        last = (len(steps) - 1) // size * size  # each level's last block: what the series' next append rewrites
+        tail: dict[tuple[int, int], Any] = {(0, seq + last // size): (steps[last:].copy(), values[last:].copy())}
 
         below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
-        below_base = seq * size
+        below_base = base
         below_changed, below_new = old_count, below_base + len(below)  # first changed entry, entries
+        stored_below = old_count  # entries the level below had before
         level = 1
         while below_new > 1:
             # The first entry at this level that the new points change: the one over the first
             # changed entry below (a partial entry below is changed, and so is the entry over it).
             affected = below_changed // B.FANOUT
+            stored = -(-stored_below // B.FANOUT)
             fresh = B.summarize(below[affected * B.FANOUT - below_base :])
             seq = affected // size
             base = seq * size
@@ -988,16 +1021,11 @@ class BlockWriter:
                 current[len(kept) :] = fresh
             else:
                 current = fresh
-            rows = []
-            for index, start in enumerate(range(0, len(current), size)):
-                chunk = current[start : start + size]
-                rows.append(dict(series_id=series_id, level=level, seq=seq + index,
-                                 first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
-                                 count=len(chunk), data=B.encode_entries(chunk)))
-            self._store(rows, replaces=old_count > 0)
-            tail[(level, seq + len(rows) - 1)] = chunk.copy()
+            self._store(series_id, level, seq, len(current), affected - base, stored - base, entries, replaces)
+            last = (len(current) - 1) // size * size
+            tail[(level, seq + last // size)] = current[last:].copy()
             below, below_base = current, base
-            below_changed, below_new = affected, base + len(current)
+            below_changed, below_new, stored_below = affected, base + len(current), stored
             level += 1
         if self.kept is not None:
             self.kept[series_id] = SeriesTail(new_count, first_step, tail)
@@ -1005,12 +1033,14 @@ class BlockWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is pending: rewritten blocks over the old ones, new blocks, series counts."""
+        """Write what is pending: the pieces of filled-up open blocks deleted, rewritten blocks
+        over the old ones, new blocks, series counts."""
+        if self.deletes:
+            self.connection.execute(self._delete_pieces, self.deletes)
         if self.upserts:
             self.connection.execute(self._upsert, self.upserts)
         if self.inserts:
             self.connection.execute(blocks.insert(), self.inserts)
         if self.updates:
             self.connection.execute(self._update, self.updates)
-        self.inserts, self.upserts, self.updates, self.pending_bytes = [], [], [], 0
-
+        self.inserts, self.upserts, self.updates, self.deletes, self.pending_bytes = [], [], [], [], 0

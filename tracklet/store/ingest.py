@@ -875,6 +875,13 @@ def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
     return needed
 
 
+def _kept(array: np.ndarray, last: int) -> np.ndarray:
+    """``array[last:]`` (a level's last block) to keep until the next append: the array itself when
+    that is all of it (an array this append made, which nothing changes), else a copy (a view would
+    keep all of a long append's array alive)."""
+    return array if last == 0 else array[last:].copy()
+
+
 class _SeriesRow:
     """What ``_write_series`` needs of a series' row (read, or kept from the last append)."""
 
@@ -999,10 +1006,11 @@ class BlockWriter:
 
         self._store(series_id, 0, seq, len(steps), old_count - base, old_count - base, points, replaces)
         last = (len(steps) - 1) // size * size  # each level's last block: what the series' next append rewrites
-        tail: dict[tuple[int, int], Any] = {(0, seq + last // size): (steps[last:].copy(), values[last:].copy())}
+        tail: dict[tuple[int, int], Any] = {(0, seq + last // size): (_kept(steps, last), _kept(values, last))}
 
-        below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
-        below_base = base
+        # Level 0 as entries, from the first point of the first level-1 entry the new points change on.
+        below_base = old_count // B.FANOUT * B.FANOUT
+        below = B.point_entries(steps[below_base - base :], values[below_base - base :])
         below_changed, below_new = old_count, below_base + len(below)  # first changed entry, entries
         stored_below = old_count  # entries the level below had before
         level = 1
@@ -1023,7 +1031,7 @@ class BlockWriter:
                 current = fresh
             self._store(series_id, level, seq, len(current), affected - base, stored - base, entries, replaces)
             last = (len(current) - 1) // size * size
-            tail[(level, seq + last // size)] = current[last:].copy()
+            tail[(level, seq + last // size)] = _kept(current, last)
             below, below_base = current, base
             below_changed, below_new, stored_below = affected, base + len(current), stored
             level += 1

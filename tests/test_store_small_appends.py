@@ -250,16 +250,17 @@ def _logged(steps: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _blocks_written(engine: sa.Engine) -> list[tuple[int, int, int, int]]:
-    """(series id, level, seq, entries) of every block row the engine's statements insert or upsert, as they run."""
-    from tracklet.store.schema import blocks
-
+    """(series id, level, seq, entries) of every block row the engine's statements insert or
+    upsert, as the database driver gets them."""
     written: list[tuple[int, int, int, int]] = []
 
-    def note(connection, statement, multiparams, params, options):
-        if isinstance(statement, sa.Insert) and statement.table is blocks:
-            rows = multiparams[0] if multiparams and isinstance(multiparams[0], list) else [*multiparams, params]
-            written.extend((row["series_id"], row["level"], row["seq"], row["count"]) for row in rows if row)
-    sa.event.listen(engine, "before_execute", note)
+    def note(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO blocks"):
+            names = [name.strip() for name in statement[statement.index("(") + 1 : statement.index(")")].split(",")]
+            for row in parameters if executemany else [parameters]:
+                row = row if isinstance(row, dict) else dict(zip(names, row))
+                written.append((row["series_id"], row["level"], row["seq"], row["count"]))
+    sa.event.listen(engine, "before_cursor_execute", note)
     return written
 
 

@@ -1043,12 +1043,28 @@ class BlockWriter:
     def flush(self) -> None:
         """Write what is pending: the pieces of filled-up open blocks deleted, rewritten blocks
         over the old ones, new blocks, series counts."""
-        if self.deletes:
-            self.connection.execute(self._delete_pieces, self.deletes)
-        if self.upserts:
-            self.connection.execute(self._upsert, self.upserts)
-        if self.inserts:
-            self.connection.execute(blocks.insert(), self.inserts)
-        if self.updates:
-            self.connection.execute(self._update, self.updates)
+        for statement, rows in ((self._delete_pieces, self.deletes), (self._upsert, self.upserts),
+                                (_INSERT_BLOCKS, self.inserts), (self._update, self.updates)):
+            if rows:
+                sql, names = _driver_sql(self.connection, statement)
+                self.connection.exec_driver_sql(sql, rows if names is None else [
+                    tuple(row[name] for name in names) for row in rows])
         self.inserts, self.upserts, self.updates, self.deletes, self.pending_bytes = [], [], [], [], 0
+
+
+_INSERT_BLOCKS = blocks.insert()
+_DRIVER_SQL: dict[tuple[str, int], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _driver_sql(connection: sa.Connection, statement: Any) -> tuple[str, tuple[str, ...] | None]:
+    """A statement built once (a module's or a class's) as its dialect's driver takes it, compiled
+    once per dialect, and the names of its parameters in order where the driver takes them by
+    position (SQLite's ``?``; None: by name, each row a dict, as psycopg's). An append's blocks
+    and counts go to the driver's ``executemany`` as they are: SQLAlchemy processing each row's
+    parameters again was most of the statements' Python on a server's small appends."""
+    key = (connection.dialect.name, id(statement))
+    found = _DRIVER_SQL.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=connection.dialect)
+        found = _DRIVER_SQL[key] = (compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
+    return found

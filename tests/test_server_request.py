@@ -100,14 +100,9 @@ def test_dispatch_hands_every_request_to_the_route_the_router_would(tmp_path: Pa
     assert asyncio.run(every_request()) > len(requests) / 2  # the expressions picked most, the router had the rest
 
 
-def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path: Path, monkeypatch) -> None:
-    """The access check, the audit arming and a sync route run in one worker call (one_hop.py),
-    not one each (and the response model is validated on the event loop): what a request costs
-    in hand-offs between the event loop and the thread pool, counted."""
+def _count_trips(monkeypatch) -> list[str]:
+    """The names of the functions run in the thread pool from now on (``anyio.to_thread.run_sync``), in order."""
     import anyio.to_thread
-    from fastapi.testclient import TestClient
-
-    from tracklet.server.auth import Accounts
 
     trips: list[str] = []
     real = anyio.to_thread.run_sync
@@ -115,6 +110,17 @@ def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path:
     async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
         trips.append(getattr(function, "__name__", repr(function)))
         return await real(function, *args, **kwargs)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    return trips
+
+
+def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path: Path, monkeypatch) -> None:
+    """The access check, the audit arming and a sync route run in one worker call (one_hop.py),
+    not one each (and the response model is validated on the event loop): what a request costs
+    in hand-offs between the event loop and the thread pool, counted."""
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.auth import Accounts
 
     app = create_app(tmp_path / "server", index_on_start=False, sweep_interval=3600)
     key = Accounts(app.state.tracklet.store).create_user("admin", admin=True).key
@@ -123,7 +129,7 @@ def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path:
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         sweep = client.post("/api/v1/projects/p/sweeps", json={"config": config}).json()["id"]
         lease = client.post(f"/api/v1/projects/p/sweeps/{sweep}/next", json={"agent": "a", "ttl": 600}).json()["lease"]
-        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        trips = _count_trips(monkeypatch)
         for method, path, body in (
                 ("GET", f"/api/v1/projects/p/sweeps/{sweep}", None),
                 ("POST", f"/api/v1/projects/p/sweeps/{sweep}/heartbeat", {"trial": lease["trial"], "agent": "a", "ttl": 600}),
@@ -178,17 +184,9 @@ def test_an_online_runs_next_upload_is_admitted_without_the_database_until_acces
     the thread pool (the append), not two (the key and role lookups too). A key revoked or a
     member removed through the server is refused at the next request; by another process sharing
     the database (``tracklet admin``: here a second ``Accounts``), once ``admitted_for`` passed."""
-    import anyio.to_thread
     from fastapi.testclient import TestClient
 
     from tracklet.server.auth import Accounts
-
-    trips: list[str] = []
-    real = anyio.to_thread.run_sync
-
-    async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
-        trips.append(getattr(function, "__name__", repr(function)))
-        return await real(function, *args, **kwargs)
 
     app = create_app(tmp_path / "server", index_on_start=False, sweep_interval=3600)
     authorizer = app.state.tracklet.authorizer
@@ -210,13 +208,14 @@ def test_an_online_runs_next_upload_is_admitted_without_the_database_until_acces
             sent[0] = end
         return answer.status_code
 
+    trips: list[str] = []
     with TestClient(app) as client:
         assert upload(client, writer.key, "r") == 200
-        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        trips = _count_trips(monkeypatch)
         assert upload(client, writer.key, "r") == 200 and len(trips) == 1, trips
         # Through the server: at once, however long a passed check is trusted.
         authorizer.admitted_for = 3600.0
-        answer = client.delete(f"/api/v1/projects/p/members/writer", headers={"Authorization": f"Bearer {admin}"})
+        answer = client.delete("/api/v1/projects/p/members/writer", headers={"Authorization": f"Bearer {admin}"})
         assert answer.status_code == 204, answer.text
         assert upload(client, writer.key, "r") == 403
         elsewhere.set_member("p", "writer", "write")

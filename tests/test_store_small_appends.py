@@ -229,10 +229,16 @@ def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(t
         for key, other in (("metric_0", "metric_1"), ("metric_1", "metric_0")):
             connection.execute(blocks.update().where(blocks.c.series_id == level_two[key].series_id,
                                                      blocks.c.level == 2).values(data=level_two[other].data))
+    _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)
+
+
+def _assert_migrating_indexes_again(tmp_path: Path, fresh_url, url: str, engine: sa.Engine, server: _Server) -> None:
+    """The store at ``url`` (``engine``, at an older revision, where ``server`` indexed its run
+    upload by upload and the test made it what an older indexer left) differs from one pass over
+    the run's log; migrated to head and indexed, it equals one pass."""
     whole = _whole(tmp_path, fresh_url, server.root)
     assert _store_content(engine) != whole  # what the old indexer left is visible
     engine.dispose()
-
     migrated = Store(url, root=server.root)  # migrates to head
     _indexer(migrated, server.root).index_run(server.paths)
     assert _store_content(migrated.engine) == whole
@@ -371,11 +377,4 @@ def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(t
             connection.execute(blocks.delete().where(*where, blocks.c.seq > pieces[0].seq))
             connection.execute(blocks.update().where(*where, blocks.c.seq == pieces[0].seq).values(
                 data=joined, count=sum(piece.count for piece in pieces), last_step=pieces[-1].last_step))
-    whole = _whole(tmp_path, fresh_url, server.root)
-    assert _store_content(engine) != whole  # what the old indexer left is visible
-    engine.dispose()
-
-    migrated = Store(url, root=server.root)  # migrates to head
-    _indexer(migrated, server.root).index_run(server.paths)
-    assert _store_content(migrated.engine) == whole
-    migrated.close()
+    _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)

@@ -1,14 +1,13 @@
-"""Every run indexed again from its record log: each level's open (last, partial) block is now
-stored in pieces.
+"""Open blocks in pieces: every run is indexed again from its record log.
 
-Until 0010 a level's last block was one row however full, and every append re-encoded and
-rewrote it whole (a server's small append rewrote ~50 times the bytes it appended). Now a level's
-open block is stored as pieces of ``PIECE_SIZE`` entries, one row each (``blocks.py``); the indexer
-appends to the last piece only, so it must find the open block stored that way. As in 0010 every
-run's indexed data is dropped and its offset reset, so the next index reads every log again from
-the start and a migrated store equals one built from scratch. (An upgrade from before 0010 pays
-that once: 0010 has reset the offsets already.) Runs keep their rows (a run deleted from the store
-stays deleted); spans received over OTLP (no run) have no log to come back from and stay.
+Up to 0010 the last, partial block of each pyramid level was a single row, and each append
+re-encoded and rewrote all of it (a server's 2 KiB upload rewrote ~100 KB of blocks). From 0011 the
+indexer stores a level's open block as rows of ``PIECE_SIZE`` entries (``blocks.py``) and appends
+to its last piece, which it can only do where the open block is stored that way; converting the
+blocks in place would need the indexer's own encoding in a migration, so, as 0010 did, the indexed
+data of every run goes and its log offset returns to 0: the next index pass reads each log from
+its first byte. An upgrade from before 0010 re-reads every log once, not twice (0010 left the
+offsets at 0 already). A deleted run stays deleted; OTLP spans without a run stay.
 
 Revision ID: 0011
 Revises: 0010

@@ -1053,16 +1053,16 @@ class BlockWriter:
 
 
 _INSERT_BLOCKS = blocks.insert()
-_DRIVER_SQL: dict[tuple[str, int], tuple[str, tuple[str, ...] | None]] = {}
+_DRIVER_SQL: dict[tuple[str, str, int], tuple[str, tuple[str, ...] | None]] = {}
 
 
 def _driver_sql(connection: sa.Connection, statement: Any) -> tuple[str, tuple[str, ...] | None]:
     """A statement built once (a module's or a class's) as its dialect's driver takes it, compiled
-    once per dialect, and the names of its parameters in order where the driver takes them by
+    once per dialect and driver, and the names of its parameters in order where the driver takes them by
     position (SQLite's ``?``; None: by name, each row a dict, as psycopg's). An append's blocks
     and counts go to the driver's ``executemany`` as they are: SQLAlchemy processing each row's
     parameters again was most of the statements' Python on a server's small appends."""
-    key = (connection.dialect.name, id(statement))
+    key = (connection.dialect.name, connection.dialect.driver, id(statement))
     found = _DRIVER_SQL.get(key)
     if found is None:
         compiled = statement.compile(dialect=connection.dialect)

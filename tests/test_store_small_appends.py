@@ -378,3 +378,83 @@ def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(t
             connection.execute(blocks.update().where(*where, blocks.c.seq == pieces[0].seq).values(
                 data=joined, count=sum(piece.count for piece in pieces), last_step=pieces[-1].last_step))
     _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)
+
+
+def _ended_log(directory: Path, steps: int, seed: int, resumed: int = 0) -> bytes:
+    """``_log``'s run finished after ``steps`` rows; with ``resumed``, then resumed for that many
+    rows more and finished again."""
+    data = _log(directory, steps, seed)
+    writer = RecordLogWriter(directory / "log", resume=True)
+    rng = np.random.default_rng(seed + 1)
+    end = pb.Record()
+    end.exit.exit_code, end.exit.end_time = 0, 1.8e9 + steps
+    writer.write(end.SerializeToString())
+    if resumed:
+        start = pb.Record()
+        start.run_start.run_id, start.run_start.project, start.run_start.name = RUN, PROJECT, RUN
+        start.run_start.resumed = True
+        start.run_start.start_time = 1.8e9 + steps + 1
+        writer.write(start.SerializeToString())
+        for first in range(steps, steps + resumed, ROWS_PER_RECORD):
+            record = pb.Record()
+            record.history.steps.extend(range(first, first + ROWS_PER_RECORD))
+            record.history.times.extend((1.8e9 + np.arange(first, first + ROWS_PER_RECORD) * 0.01).tolist())
+            for key in range(3):
+                record.history.columns.add(key=key).floats.extend(rng.standard_normal(ROWS_PER_RECORD).tolist())
+            writer.write(record.SerializeToString())
+        end.exit.end_time = 1.8e9 + steps + resumed
+        writer.write(end.SerializeToString())
+    writer.close()
+    assert (directory / "log").read_bytes().startswith(data)
+    return (directory / "log").read_bytes()
+
+
+def _open_rows(engine: sa.Engine) -> dict[tuple[int, int], int]:
+    """Rows of each (series, level) holding fewer than a full block's entries."""
+    from tracklet.store import blocks as B
+    from tracklet.store.schema import blocks
+
+    with engine.connect() as connection:
+        return {(row.series_id, row.level): row.rows for row in connection.execute(
+            sa.select(blocks.c.series_id, blocks.c.level, sa.func.count().label("rows"))
+            .where(blocks.c.count < B.BLOCK_SIZE).group_by(blocks.c.series_id, blocks.c.level))}
+
+
+@pytest.mark.parametrize("exit_alone", [False, True])
+def test_a_finished_runs_open_blocks_are_one_row_each(tmp_path, store_url, fresh_url, exit_alone):
+    """Once a run finished, each level's open block is stored as one row again (a chart reads one
+    row per level of it, not up to 16 pieces), whether its last upload held points or only the
+    exit record, and the store equals one pass over the log (which indexes a run of the data
+    root's runs together with others: written whole there)."""
+    data = _ended_log(tmp_path / "client", steps=3000, seed=0)
+    frame_ends = _cuts(data, piece=1)
+    before_exit = frame_ends[-2] if exit_alone else frame_ends[-1]
+    cuts = [*(end for end in _cuts(data) if end < before_exit), before_exit, len(data)]
+    server = _Server(tmp_path, store_url)
+    server.upload(data, cuts)
+    open_rows = _open_rows(server.store.engine)
+    assert open_rows and set(open_rows.values()) == {1}
+    whole = _whole(tmp_path, fresh_url, server.root)
+    assert _store_content(server.store.engine) == whole
+    together = Store(fresh_url(tmp_path / "together"), root=server.root)
+    assert _indexer(together, server.root).index().runs_updated == 1
+    assert _store_content(together.engine) == whole
+    together.close()
+    server.store.close()
+
+
+def test_a_resumed_runs_appends_to_its_joined_open_blocks_store_what_one_pass_stores(tmp_path, store_url, fresh_url):
+    """A run finished (its open blocks joined), then resumed: its appends write the joined blocks
+    as pieces again, uploads indexed by one indexer or each by a new one, and once it finished
+    again the store equals one pass over the whole log."""
+    data = _ended_log(tmp_path / "client", steps=3000, seed=0, resumed=1000)
+    cuts = [*_cuts(data)[:-1], len(data)]
+    for restart in (False, True):
+        server = _Server(tmp_path / str(restart), store_url)
+        for end in cuts:
+            if restart:
+                server.indexer = _indexer(server.store, server.root)
+            server.upload(data, [end])
+        assert set(_open_rows(server.store.engine).values()) == {1}
+        assert _store_content(server.store.engine) == _whole(tmp_path / str(restart), fresh_url, server.root)
+        server.store.close()

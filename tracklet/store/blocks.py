@@ -15,8 +15,11 @@ blocks are stored whole, block ``k`` as row ``seq = k``; its last block while it
 ``seq = k + j``, so an append rewrites the piece its first new entry falls in and the pieces after
 it, not the whole block (a server appends a few dozen points a second to each series: rewriting
 whole open blocks re-encoded ~50 times the bytes appended). When an open block fills up it is
-written whole over its first piece and its other pieces are deleted. Rows of a level in ``seq``
-order hold its entries in order either way, so readers need not know which rows are pieces.
+written whole over its first piece and its other pieces are deleted. Once a run ended (finished,
+failed or crashed) its open blocks are *joined*, each stored as one row again (``Indexer``): a
+chart reads one row per level, not up to 16; an append to a joined open block (a resumed run)
+writes all of it as pieces again. Rows of a level in ``seq`` order hold its entries in order
+either way, so readers need not know which rows are pieces.
 """
 
 from __future__ import annotations
@@ -42,15 +45,16 @@ ENTRY = np.dtype(
     ]
 )
 
-def stored_rows(length: int, changed: int) -> list[tuple[int, int, int]]:
+def stored_rows(length: int, changed: int, joined: bool = False) -> list[tuple[int, int, int]]:
     """The rows that store ``length`` entries of a level from the start of one of its blocks on,
     as (seq past that block's, first entry, end entry), leaving out the pieces of the open block
-    that hold no entry from ``changed`` on (entries before it are stored already)."""
+    that hold no entry from ``changed`` on (entries before it are stored already). ``joined``: the
+    open block as one row too (a run that ended: its open blocks are read, no longer appended to)."""
     rows = []
     for start in range(0, length, BLOCK_SIZE):
         end = min(start + BLOCK_SIZE, length)
         block = start // BLOCK_SIZE
-        if end - start == BLOCK_SIZE:
+        if end - start == BLOCK_SIZE or joined:
             rows.append((block, start, end))
             continue
         first = start + max(0, changed - start) // PIECE_SIZE * PIECE_SIZE

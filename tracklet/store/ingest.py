@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import logging
 import math
 import time
@@ -339,6 +340,7 @@ class Indexer:
         self.group_runs = INDEX_GROUP_RUNS
         self._block_writer: BlockWriter | None = None  # the group transaction's, flushed at its end
         self._pending: list[_NewRun] | None = None  # the group transaction's new runs, written at its end
+        self._ended: list[int] = []  # the group's runs that ended, their open blocks joined at its end
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
         self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
         self._tails = TailCache()  # series tails of the runs indexed one by one (a server's appends)
@@ -492,13 +494,17 @@ class Indexer:
         counts are written in a few statements at its end, not a few per run."""
         self._block_writer = BlockWriter(connection, [])
         self._pending = []
+        self._ended = []
         try:
             yield
             self._write_new_runs(connection, self._pending)
             self._block_writer.flush()
+            for run_pk in self._ended:
+                join_open_blocks(connection, run_pk)
         finally:
             self._block_writer = None
             self._pending = None
+            self._ended = []
 
     def _write_new_runs(self, connection: sa.Connection, pending: list[_NewRun]) -> None:
         """Insert a group's new runs, their series, console lines, alerts and artifact edges: one
@@ -552,10 +558,12 @@ class Indexer:
             for start in range(0, len(run_pks), _IDS_PER_QUERY):
                 rows = connection.execute(_NEW_SERIES_IDS, {"run_pks": run_pks[start : start + _IDS_PER_QUERY]})
                 series_ids.update(((r.run_pk, r.kind, r.key), r.id) for r in rows)
+            ended = {run_pk for run_pk, new in zip(run_pks, pending) if new.row["state"] != "running"}
             for row, (steps, values) in zip(series_rows, points):
                 if len(steps):
                     series_id = series_ids[(row["run_pk"], row["kind"], row["key"])]
-                    writer.append(series_id, 0, steps, values, int(steps[0]), counted=True)
+                    writer.append(series_id, 0, steps, values, int(steps[0]), counted=True,
+                                  joined=row["run_pk"] in ended)
         if console:
             connection.execute(console_lines.insert(), console)
         if found:
@@ -696,7 +704,19 @@ class Indexer:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
                 self._write_series(connection, run_pk, kind, by_name, kept)
+        if values.get("state", row.state if row is not None else "running") != "running":
+            self._join_ended(connection, run_pk, (values["log_offset"], values["heartbeat_at"]))
         return points, result.end_offset - offset, more
+
+    def _join_ended(self, connection: sa.Connection, run_pk: int, version: Any) -> None:
+        """The run ended (finished, failed, crashed): its series' open blocks are joined, each
+        stored as one row (``join_open_blocks``), now or, in a group transaction, once the group's
+        blocks are written. What the indexer kept of the run is dropped: it was kept as pieces."""
+        if self._block_writer is not None:
+            self._ended.append(run_pk)
+        else:
+            join_open_blocks(connection, run_pk)
+            self._tails.stage(run_pk, version, RunTails())
 
     def _note_damage(self, paths: RunPaths, result: Any, decoder: RecordDecoder) -> None:
         """Say what of the new bytes was skipped (a damaged region, an invalid record); a torn
@@ -726,6 +746,7 @@ class Indexer:
         if row.state == "running" and self.source.alive(paths) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(
                 state="crashed", summary=self._summary_from_log(paths)))
+            join_open_blocks(connection, row.id)
 
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
         """A crashed run's summary as its live tracker had it at the kill: its last written
@@ -845,6 +866,39 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(runs.delete().where(runs.c.id == run_pk))
 
 
+_JOIN_ROW = blocks.update().where(blocks.c.series_id == sa.bindparam("sid"), blocks.c.level == sa.bindparam("lvl"),
+                                  blocks.c.seq == sa.bindparam("low")).values(
+    last_step=sa.bindparam("last"), count=sa.bindparam("entries"), data=sa.bindparam("joined"))
+
+
+def join_open_blocks(connection: sa.Connection, run_pk: int) -> None:
+    """Store each open block of the run's series that is in pieces as one row (``blocks.py``):
+    its pieces' entries joined into the first, the others deleted. For a run that ended, whose
+    blocks are read from then on, one row per level instead of up to 16."""
+    rows = connection.execute(
+        sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.last_step, blocks.c.count.label("entries"),
+                  blocks.c.data)
+        .where(blocks.c.series_id.in_(sa.select(series.c.id).where(series.c.run_pk == run_pk)),
+               blocks.c.count < B.BLOCK_SIZE)  # full blocks are single rows
+        .order_by(blocks.c.series_id, blocks.c.level, blocks.c.seq)).all()
+    joins = []
+    for (series_id, level), group in itertools.groupby(rows, key=lambda r: (r.series_id, r.level)):
+        pieces = list(group)
+        if len(pieces) < 2:
+            continue
+        if level == 0:
+            decoded = [B.decode_points(piece.data) for piece in pieces]
+            data = B.encode_points(np.concatenate([steps for steps, _ in decoded]),
+                                   np.concatenate([values for _, values in decoded]))
+        else:
+            data = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
+        joins.append({"sid": series_id, "lvl": level, "low": pieces[0].seq, "high": pieces[-1].seq + 1,
+                      "last": pieces[-1].last_step, "entries": sum(piece.entries for piece in pieces), "joined": data})
+    if joins:
+        connection.execute(BlockWriter._delete_pieces, joins)
+        connection.execute(_JOIN_ROW, joins)
+
+
 @functools.cache
 def _upsert_blocks(dialect: str) -> Any:
     """``INSERT INTO blocks ... ON CONFLICT (series_id, level, seq) DO UPDATE`` (SQLite, PostgreSQL):
@@ -910,6 +964,7 @@ class BlockWriter:
         self.connection = connection
         self.kept = kept
         self.tails: dict[tuple[int, int, int], list[bytes]] = {}  # stored rows of a block, in order
+        self.joined: set[tuple[int, int, int]] = set()  # open blocks ``load`` found stored as one row
         self.decoded: dict[tuple[int, int, int], Any] = {}
         self._upsert = _upsert_blocks(connection.dialect.name)
         self.inserts: list[dict[str, Any]] = []
@@ -935,12 +990,16 @@ class BlockWriter:
             chunk = wanted[start : start + 100]
             block_of = {(series_id, level): seq for series_id, level, seq in chunk}
             rows = self.connection.execute(
-                sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.data)
+                sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.count.label("entries"),
+                          blocks.c.data)
                 .where(sa.or_(*(sa.and_(blocks.c.series_id == series_id, blocks.c.level == level, blocks.c.seq >= seq)
                                 for series_id, level, seq in chunk)))
                 .order_by(blocks.c.seq))
             for r in rows:
-                self.tails.setdefault((r.series_id, r.level, block_of[(r.series_id, r.level)]), []).append(r.data)
+                place = (r.series_id, r.level, block_of[(r.series_id, r.level)])
+                self.tails.setdefault(place, []).append(r.data)
+                if B.PIECE_SIZE < r.entries < B.BLOCK_SIZE:  # more than a piece holds: a joined open block
+                    self.joined.add(place)
 
     def _points(self, series_id: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
         """The level-0 block ``seq`` of a series, as ``load`` found it."""
@@ -961,29 +1020,33 @@ class BlockWriter:
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def _store(self, series_id: int, level: int, seq: int, length: int, changed: int, stored: int,
-               piece: Callable[[int, int], tuple[int, int, bytes]], replaces: bool) -> None:
+               piece: Callable[[int, int], tuple[int, int, bytes]], replaces: bool, joined: bool) -> None:
         """Write a level's entries from the start of its block ``seq`` on (``length`` of them, those
         before ``changed`` stored already, ``stored`` of them in that block before): full blocks
-        whole, the open block's pieces from the one holding ``changed`` on (``B.stored_rows``);
-        ``piece(start, end)`` gives the first and last step and the encoded entries of a row.
-        Over the old rows where ``replaces``, else new (a series' first points)."""
+        whole, the open block's pieces from the one holding ``changed`` on, or as one row where
+        ``joined`` (``B.stored_rows``); ``piece(start, end)`` gives the first and last step and the
+        encoded entries of a row. Over the old rows where ``replaces``, else new (a series' first
+        points)."""
+        if (series_id, level, seq) in self.joined:
+            changed = 0  # stored as one row: its pieces are all written anew
         rows = []
-        for offset, start, end in B.stored_rows(length, changed):
+        for offset, start, end in B.stored_rows(length, changed, joined):
             first_step, last_step, data = piece(start, end)
             rows.append(dict(series_id=series_id, level=level, seq=seq + offset, first_step=first_step,
                              last_step=last_step, count=end - start, data=data))
             self.pending_bytes += len(data)
-        if B.PIECE_SIZE < stored < B.BLOCK_SIZE <= length:  # an open block filled up: written whole, its pieces go
+        if B.PIECE_SIZE < stored < B.BLOCK_SIZE and (joined or length >= B.BLOCK_SIZE):  # written whole: its pieces go
             self.deletes.append({"sid": series_id, "lvl": level, "low": seq,
                                  "high": seq + B.BLOCK_SIZE // B.PIECE_SIZE})
         (self.upserts if replaces else self.inserts).extend(rows)
 
     def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
-               *, counted: bool = False) -> None:
+               *, counted: bool = False, joined: bool = False) -> None:
         """Append points to a series: rewrite the changed rows of its last level-0 block and, level
         by level, of the summary entries the new points change (only ever the last block of each
         level). ``counted``: the series' row already has its new count and first and last step (a
-        series inserted with its points), so it isn't updated."""
+        series inserted with its points), so it isn't updated. ``joined``: the run ended, each
+        level's open block is written as one row (and not kept for a next append)."""
         if not counted:
             self.updates.append({"sid": series_id, "new_count": old_count + len(steps), "first": first_step,
                                  "last": int(steps[-1])})
@@ -1004,7 +1067,7 @@ class BlockWriter:
             chunk = current[start:end]
             return int(chunk["first_step"][0]), int(chunk["last_step"][-1]), B.encode_entries(chunk)
 
-        self._store(series_id, 0, seq, len(steps), old_count - base, old_count - base, points, replaces)
+        self._store(series_id, 0, seq, len(steps), old_count - base, old_count - base, points, replaces, joined)
         last = (len(steps) - 1) // size * size  # each level's last block: what the series' next append rewrites
         tail: dict[tuple[int, int], Any] = {(0, seq + last // size): (_kept(steps, last), _kept(values, last))}
 
@@ -1029,13 +1092,14 @@ class BlockWriter:
                 current[len(kept) :] = fresh
             else:
                 current = fresh
-            self._store(series_id, level, seq, len(current), affected - base, stored - base, entries, replaces)
+            self._store(series_id, level, seq, len(current), affected - base, stored - base, entries, replaces,
+                        joined)
             last = (len(current) - 1) // size * size
             tail[(level, seq + last // size)] = _kept(current, last)
             below, below_base = current, base
             below_changed, below_new, stored_below = affected, base + len(current), stored
             level += 1
-        if self.kept is not None:
+        if self.kept is not None and not joined:
             self.kept[series_id] = SeriesTail(new_count, first_step, tail)
         if self.pending_bytes >= self.FLUSH_BYTES:
             self.flush()

@@ -458,3 +458,16 @@ def test_a_resumed_runs_appends_to_its_joined_open_blocks_store_what_one_pass_st
         assert set(_open_rows(server.store.engine).values()) == {1}
         assert _store_content(server.store.engine) == _whole(tmp_path / str(restart), fresh_url, server.root)
         server.store.close()
+
+
+def test_a_run_found_crashed_has_its_open_blocks_joined(tmp_path, store_url):
+    """A run whose uploads stopped without an exit record is found crashed by a later pass (no
+    new bytes): its open blocks are joined into one row each, as a finished run's."""
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    server = _Server(tmp_path, store_url)
+    server.upload(data, _cuts(data))
+    assert max(_open_rows(server.store.engine).values()) > 1  # recording: in pieces
+    Indexer(server.store.engine, server.root, liveness=lambda _: False).index_run(server.paths)
+    assert server.store.run(PROJECT, RUN, fields=("state",))["state"] == "crashed"
+    assert set(_open_rows(server.store.engine).values()) == {1}
+    server.store.close()

@@ -198,17 +198,17 @@ def test_what_the_indexer_keeps_is_bounded_least_recently_appended_runs_out_firs
 
     cache = TailCache(max_bytes=3 * 16 * 100)  # three runs of 100 points (16 bytes each)
     for run_pk in (1, 2, 3):
-        cache.stage(run_pk, (run_pk, 1.0), tails(100))
+        cache.stage(run_pk, (run_pk, 1.0, "running"), tails(100))
         cache.commit()
-    cache.stage(1, (10, 2.0), cache.take(1, (1, 1.0)))  # run 1 appended to again: the newest
+    cache.stage(1, (10, 2.0, "running"), cache.take(1, (1, 1.0, "running")))  # run 1 appended to again: the newest
     cache.commit()
-    cache.stage(4, (4, 1.0), tails(100))
+    cache.stage(4, (4, 1.0, "running"), tails(100))
     cache.commit()
-    assert cache.take(2, (2, 1.0)).series == {}  # the least recently appended run went
-    assert cache.take(3, (3, 1.0)).series and cache.take(1, (10, 2.0)).series and cache.take(4, (4, 1.0)).series
-    cache.stage(5, (5, 1.0), tails(1000))  # more than the whole cache holds: not kept
+    assert cache.take(2, (2, 1.0, "running")).series == {}  # the least recently appended run went
+    assert cache.take(3, (3, 1.0, "running")).series and cache.take(1, (10, 2.0, "running")).series and cache.take(4, (4, 1.0, "running")).series
+    cache.stage(5, (5, 1.0, "running"), tails(1000))  # more than the whole cache holds: not kept
     cache.commit()
-    assert cache.take(5, (5, 1.0)).series == {}
+    assert cache.take(5, (5, 1.0, "running")).series == {}
 
 
 def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(tmp_path, fresh_url):
@@ -380,15 +380,16 @@ def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(t
     _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)
 
 
-def _ended_log(directory: Path, steps: int, seed: int, resumed: int = 0) -> bytes:
-    """``_log``'s run finished after ``steps`` rows; with ``resumed``, then resumed for that many
-    rows more and finished again."""
+def _ended_log(directory: Path, steps: int, seed: int, resumed: int = 0, *, exited: bool = True) -> bytes:
+    """``_log``'s run finished after ``steps`` rows (or, not ``exited``, killed: no exit record);
+    with ``resumed``, then resumed for that many rows more and finished."""
     data = _log(directory, steps, seed)
     writer = RecordLogWriter(directory / "log", resume=True)
     rng = np.random.default_rng(seed + 1)
     end = pb.Record()
     end.exit.exit_code, end.exit.end_time = 0, 1.8e9 + steps
-    writer.write(end.SerializeToString())
+    if exited:
+        writer.write(end.SerializeToString())
     if resumed:
         start = pb.Record()
         start.run_start.run_id, start.run_start.project, start.run_start.name = RUN, PROJECT, RUN
@@ -460,14 +461,22 @@ def test_a_resumed_runs_appends_to_its_joined_open_blocks_store_what_one_pass_st
         server.store.close()
 
 
-def test_a_run_found_crashed_has_its_open_blocks_joined(tmp_path, store_url):
-    """A run whose uploads stopped without an exit record is found crashed by a later pass (no
-    new bytes): its open blocks are joined into one row each, as a finished run's."""
-    data = _log(tmp_path / "client", steps=3000, seed=0)
+def test_a_run_found_crashed_has_its_open_blocks_joined_and_resumed_appends_to_them(tmp_path, store_url, fresh_url):
+    """A run whose uploads stopped without an exit record is found crashed by another process's
+    pass (no new bytes): its open blocks are joined into one row each, as a finished run's. Then
+    resumed, its uploads to the indexer that kept its series as pieces append to the joined
+    blocks (the run's state is part of what that indexer checks): its series equal one pass."""
+    data = _ended_log(tmp_path / "client", steps=3000, seed=0, resumed=1000, exited=False)
+    killed_at = _cuts(data, piece=1)[3000 // ROWS_PER_RECORD]  # the start and 375 records
+    cuts = _cuts(data)
     server = _Server(tmp_path, store_url)
-    server.upload(data, _cuts(data))
+    server.upload(data, [*(end for end in cuts if end < killed_at), killed_at])
     assert max(_open_rows(server.store.engine).values()) > 1  # recording: in pieces
     Indexer(server.store.engine, server.root, liveness=lambda _: False).index_run(server.paths)
     assert server.store.run(PROJECT, RUN, fields=("state",))["state"] == "crashed"
     assert set(_open_rows(server.store.engine).values()) == {1}
+    server.upload(data, [*(end for end in cuts if end > killed_at), len(data)])
+    whole = _whole(tmp_path, fresh_url, server.root)
+    content = _store_content(server.store.engine)
+    assert (content["series"], content["blocks"]) == (whole["series"], whole["blocks"])
     server.store.close()

@@ -685,10 +685,12 @@ class Indexer:
         # A run indexed on its own (not with a group, whose writer is shared) keeps its series'
         # tails for its next append: kept from its last one if its row is as that one left it.
         kept = (None if self._block_writer is not None
-                else RunTails() if row is None else self._tails.take(row.id, (row.log_offset, row.heartbeat_at)))
+                else RunTails() if row is None else self._tails.take(row.id, (row.log_offset, row.heartbeat_at, row.state)))
         run_pk = self._write_run(connection, project_id, paths, row, values)
+        state = values.get("state", row.state if row is not None else "running")
+        version = (values["log_offset"], values["heartbeat_at"], state)
         if kept is not None:
-            self._tails.stage(run_pk, (values["log_offset"], values["heartbeat_at"]), kept)
+            self._tails.stage(run_pk, version, kept)
         points = self._write_series(connection, run_pk, "number", fold.points, kept)
         if fold.data.console:
             write_console(connection, run_pk, fold.data.console)
@@ -704,8 +706,8 @@ class Indexer:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
                 self._write_series(connection, run_pk, kind, by_name, kept)
-        if values.get("state", row.state if row is not None else "running") != "running":
-            self._join_ended(connection, run_pk, (values["log_offset"], values["heartbeat_at"]))
+        if state != "running":
+            self._join_ended(connection, run_pk, version)
         return points, result.end_offset - offset, more
 
     def _join_ended(self, connection: sa.Connection, run_pk: int, version: Any) -> None:

@@ -286,7 +286,7 @@ class _NewRun:
     console lines and alerts, written with the group's other new runs in a few executemany
     statements at the group's end (``Indexer._write_new_runs``), not a few statements per run."""
 
-    __slots__ = ("row", "series", "console", "alerts", "edges", "media", "spans")
+    __slots__ = ("row", "series", "console", "alerts", "edges", "media", "spans", "joined")
 
     def __init__(self, row: dict[str, Any], fold: _RunFold) -> None:
         self.row = row
@@ -300,6 +300,7 @@ class _NewRun:
         self.edges = fold.artifact_edges
         self.media = fold.media
         self.spans = fold.spans
+        self.joined = False  # its open blocks written as one row each (``BlockWriter.append``)
 
     def points(self) -> int:
         """Metric points, as ``_write_series`` counts them (not ``_timestamp``, not system metrics)."""
@@ -558,12 +559,12 @@ class Indexer:
             for start in range(0, len(run_pks), _IDS_PER_QUERY):
                 rows = connection.execute(_NEW_SERIES_IDS, {"run_pks": run_pks[start : start + _IDS_PER_QUERY]})
                 series_ids.update(((r.run_pk, r.kind, r.key), r.id) for r in rows)
-            ended = {run_pk for run_pk, new in zip(run_pks, pending) if new.row["state"] != "running"}
+            joined = {run_pk for run_pk, new in zip(run_pks, pending) if new.joined}
             for row, (steps, values) in zip(series_rows, points):
                 if len(steps):
                     series_id = series_ids[(row["run_pk"], row["kind"], row["key"])]
                     writer.append(series_id, 0, steps, values, int(steps[0]), counted=True,
-                                  joined=row["run_pk"] in ended)
+                                  joined=row["run_pk"] in joined)
         if console:
             connection.execute(console_lines.insert(), console)
         if found:
@@ -680,6 +681,8 @@ class Indexer:
         if row is None and self._pending is not None:  # a group's new run: written at the group's end
             values.update(project_id=project_id, run_id=paths.run_id, log_path=self.source.location(paths))
             new = _NewRun({**_NEW_RUN_DEFAULTS, "name": paths.run_id, **values}, fold)
+            # Open blocks as one row where the run ended or the pass's next chunk (of 8 MiB) rewrites them.
+            new.joined = more or new.row["state"] != "running"
             self._pending.append(new)
             return new.points(), result.end_offset - offset, more
         # A run indexed on its own (not with a group, whose writer is shared) keeps its series'
@@ -691,7 +694,8 @@ class Indexer:
         version = (values["log_offset"], values["heartbeat_at"], state)
         if kept is not None:
             self._tails.stage(run_pk, version, kept)
-        points = self._write_series(connection, run_pk, "number", fold.points, kept)
+        joined = state != "running"  # open blocks as one row: the run ended
+        points = self._write_series(connection, run_pk, "number", fold.points, kept, joined)
         if fold.data.console:
             write_console(connection, run_pk, fold.data.console)
         if fold.data.alerts:
@@ -705,7 +709,7 @@ class Indexer:
         if fold.data.window_times:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
-                self._write_series(connection, run_pk, kind, by_name, kept)
+                self._write_series(connection, run_pk, kind, by_name, kept, joined)
         if state != "running":
             self._join_ended(connection, run_pk, version)
         return points, result.end_offset - offset, more
@@ -806,10 +810,11 @@ class Indexer:
         return row.id
 
     def _write_series(self, connection: sa.Connection, run_pk: int, kind: str, new: Mapping[str, Any],
-                      kept: RunTails | None = None) -> int:
+                      kept: RunTails | None = None, joined: bool = False) -> int:
         """Append new points (``new[key].arrays()``: steps, values) to the run's series of ``kind``;
         returns the number of points, not counting ``_timestamp``. A handful of statements per
-        call, however many series (a run's system metrics are a few hundred). ``kept``: the run's
+        call, however many series (a run's system metrics are a few hundred). ``joined``: each open
+        block as one row (``BlockWriter.append``). ``kept``: the run's
         series as the last append left them (``TailCache``): neither their rows nor their tail
         blocks are read again where it holds them all; updated with what this append writes."""
         if not new:
@@ -848,7 +853,7 @@ class Indexer:
             current = existing[key]
             old_count = current.count or 0
             first_step = current.first_step if old_count else int(steps[0])
-            writer.append(current.id, old_count, steps, values, first_step)
+            writer.append(current.id, old_count, steps, values, first_step, joined=joined)
             total += len(steps) if key != TIMESTAMP_KEY else 0
         if shared is None:
             writer.flush()
@@ -876,27 +881,33 @@ _JOIN_ROW = blocks.update().where(blocks.c.series_id == sa.bindparam("sid"), blo
 def join_open_blocks(connection: sa.Connection, run_pk: int) -> None:
     """Store each open block of the run's series that is in pieces as one row (``blocks.py``):
     its pieces' entries joined into the first, the others deleted. For a run that ended, whose
-    blocks are read from then on, one row per level instead of up to 16."""
-    rows = connection.execute(
-        sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.last_step, blocks.c.count.label("entries"),
-                  blocks.c.data)
+    blocks are read from then on, one row per level instead of up to 16. Reads the data of those
+    open blocks only (most are one row already: written so by the chunk that ended the run)."""
+    in_pieces = connection.execute(
+        sa.select(blocks.c.series_id, blocks.c.level)
         .where(blocks.c.series_id.in_(sa.select(series.c.id).where(series.c.run_pk == run_pk)),
                blocks.c.count < B.BLOCK_SIZE)  # full blocks are single rows
-        .order_by(blocks.c.series_id, blocks.c.level, blocks.c.seq)).all()
-    joins = []
-    for (series_id, level), group in itertools.groupby(rows, key=lambda r: (r.series_id, r.level)):
-        pieces = list(group)
-        if len(pieces) < 2:
-            continue
-        if level == 0:
-            decoded = [B.decode_points(piece.data) for piece in pieces]
-            data = B.encode_points(np.concatenate([steps for steps, _ in decoded]),
-                                   np.concatenate([values for _, values in decoded]))
-        else:
-            data = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
-        joins.append({"sid": series_id, "lvl": level, "low": pieces[0].seq, "high": pieces[-1].seq + 1,
-                      "last": pieces[-1].last_step, "entries": sum(piece.entries for piece in pieces), "joined": data})
-    if joins:
+        .group_by(blocks.c.series_id, blocks.c.level).having(sa.func.count() > 1)).all()
+    for start in range(0, len(in_pieces), 100):
+        chunk = in_pieces[start : start + 100]
+        rows = connection.execute(
+            sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.last_step,
+                      blocks.c.count.label("entries"), blocks.c.data)
+            .where(sa.tuple_(blocks.c.series_id, blocks.c.level).in_([tuple(place) for place in chunk]),
+                   blocks.c.count < B.BLOCK_SIZE)
+            .order_by(blocks.c.series_id, blocks.c.level, blocks.c.seq)).all()
+        joins = []
+        for (series_id, level), group in itertools.groupby(rows, key=lambda r: (r.series_id, r.level)):
+            pieces = list(group)
+            if level == 0:
+                decoded = [B.decode_points(piece.data) for piece in pieces]
+                data = B.encode_points(np.concatenate([steps for steps, _ in decoded]),
+                                       np.concatenate([values for _, values in decoded]))
+            else:
+                data = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
+            joins.append({"sid": series_id, "lvl": level, "low": pieces[0].seq, "high": pieces[-1].seq + 1,
+                          "last": pieces[-1].last_step, "entries": sum(piece.entries for piece in pieces),
+                          "joined": data})
         connection.execute(BlockWriter._delete_pieces, joins)
         connection.execute(_JOIN_ROW, joins)
 
@@ -1101,7 +1112,9 @@ class BlockWriter:
             below, below_base = current, base
             below_changed, below_new, stored_below = affected, base + len(current), stored
             level += 1
-        if self.kept is not None and not joined:
+        if self.kept is not None and joined:
+            self.kept.pop(series_id, None)  # kept as pieces, or not at all
+        elif self.kept is not None:
             self.kept[series_id] = SeriesTail(new_count, first_step, tail)
         if self.pending_bytes >= self.FLUSH_BYTES:
             self.flush()

@@ -351,10 +351,10 @@ def test_an_append_rolled_back_as_a_block_fills_up_leaves_its_pieces(tmp_path, s
 def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(tmp_path, fresh_url):
     """Migration 0011: a 0010 indexer stored each level's partial last block as one row, where
     this one appends to the last of its pieces; every run is indexed again from its log (here the
-    0010 layout is made by joining each open block's pieces into one row), and the store then
-    equals one pass over the log."""
-    from tracklet.store import blocks as B
-    from tracklet.store.schema import blocks
+    0010 layout is made by joining each open block's pieces into one row, as this indexer does
+    once a run ended), and the store then equals one pass over the log."""
+    from tracklet.store.ingest import join_open_blocks
+    from tracklet.store.schema import runs as runs_table
 
     data = _log(tmp_path / "client", steps=3000, seed=0)
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
@@ -362,21 +362,7 @@ def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(t
     server = _Server(tmp_path, url, engine)
     server.upload(data, _cuts(data))
     with engine.begin() as connection:
-        rows = connection.execute(sa.select(blocks).where(blocks.c.count < B.BLOCK_SIZE)
-                                  .order_by(blocks.c.series_id, blocks.c.level, blocks.c.seq)).all()
-        opened: dict[tuple[int, int], list] = {}
-        for row in rows:
-            opened.setdefault((row.series_id, row.level), []).append(row)
-        for (series_id, level), pieces in opened.items():
-            if level == 0:
-                decoded = [B.decode_points(piece.data) for piece in pieces]
-                joined = B.encode_points(np.concatenate([s for s, _ in decoded]), np.concatenate([v for _, v in decoded]))
-            else:
-                joined = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
-            where = (blocks.c.series_id == series_id, blocks.c.level == level)
-            connection.execute(blocks.delete().where(*where, blocks.c.seq > pieces[0].seq))
-            connection.execute(blocks.update().where(*where, blocks.c.seq == pieces[0].seq).values(
-                data=joined, count=sum(piece.count for piece in pieces), last_step=pieces[-1].last_step))
+        join_open_blocks(connection, connection.execute(sa.select(runs_table.c.id)).scalar_one())
     _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)
 
 

@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
+from benchmarks.store import upload_ends
 from tracklet.server import dispatch
 from tracklet.server.app import create_app
 
@@ -99,14 +100,9 @@ def test_dispatch_hands_every_request_to_the_route_the_router_would(tmp_path: Pa
     assert asyncio.run(every_request()) > len(requests) / 2  # the expressions picked most, the router had the rest
 
 
-def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path: Path, monkeypatch) -> None:
-    """The access check, the audit arming and a sync route run in one worker call (one_hop.py),
-    not one each (and the response model is validated on the event loop): what a request costs
-    in hand-offs between the event loop and the thread pool, counted."""
+def _count_trips(monkeypatch) -> list[str]:
+    """The names of the functions run in the thread pool from now on (``anyio.to_thread.run_sync``), in order."""
     import anyio.to_thread
-    from fastapi.testclient import TestClient
-
-    from tracklet.server.auth import Accounts
 
     trips: list[str] = []
     real = anyio.to_thread.run_sync
@@ -114,6 +110,17 @@ def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path:
     async def counted(function: Any, *args: Any, **kwargs: Any) -> Any:
         trips.append(getattr(function, "__name__", repr(function)))
         return await real(function, *args, **kwargs)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    return trips
+
+
+def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path: Path, monkeypatch) -> None:
+    """The access check, the audit arming and a sync route run in one worker call (one_hop.py),
+    not one each (and the response model is validated on the event loop): what a request costs
+    in hand-offs between the event loop and the thread pool, counted."""
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.auth import Accounts
 
     app = create_app(tmp_path / "server", index_on_start=False, sweep_interval=3600)
     key = Accounts(app.state.tracklet.store).create_user("admin", admin=True).key
@@ -122,7 +129,7 @@ def test_a_guarded_sync_route_answers_with_one_trip_to_the_thread_pool(tmp_path:
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as client:
         sweep = client.post("/api/v1/projects/p/sweeps", json={"config": config}).json()["id"]
         lease = client.post(f"/api/v1/projects/p/sweeps/{sweep}/next", json={"agent": "a", "ttl": 600}).json()["lease"]
-        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        trips = _count_trips(monkeypatch)
         for method, path, body in (
                 ("GET", f"/api/v1/projects/p/sweeps/{sweep}", None),
                 ("POST", f"/api/v1/projects/p/sweeps/{sweep}/heartbeat", {"trial": lease["trial"], "agent": "a", "ttl": 600}),
@@ -169,3 +176,73 @@ def test_a_deferred_check_still_answers_before_validation(tmp_path: Path) -> Non
     uploads = app.state.tracklet.audit.query(AuditQuery(action="start_upload"))
     assert [(event["status"], event["actor"]) for event in uploads] == [(403, "reader")]
     assert app.state.tracklet.audit.recover() == 0  # no intent left behind
+
+
+def test_an_online_runs_next_upload_is_admitted_without_the_database_until_access_changes(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    """An upload whose key passed the same check moments ago (auth.ADMITTED_FOR) makes one trip to
+    the thread pool (the append), not two (the key and role lookups too). A key revoked or a
+    member removed through the server is refused at the next request; by another process sharing
+    the database (``tracklet admin``: here a second ``Accounts``), once ``admitted_for`` passed."""
+    from fastapi.testclient import TestClient
+
+    from tracklet.server.auth import Accounts
+
+    app = create_app(tmp_path / "server", index_on_start=False, sweep_interval=3600)
+    authorizer = app.state.tracklet.authorizer
+    elsewhere = Accounts(app.state.tracklet.store)  # as `tracklet admin` on the same database
+    admin = elsewhere.create_user("admin", admin=True).key
+    writer = elsewhere.create_user("writer")
+    elsewhere.set_member("p", "writer", "write")
+
+    data = _record_log(tmp_path / "client", rows=40)
+    ends = iter(upload_ends(data, 256))
+    sent = [0]
+
+    def upload(client: TestClient, key: str, run_id: str) -> int:
+        end = next(ends)
+        trips.clear()
+        answer = client.put(f"/api/v1/runs/p/{run_id}/log", params={"offset": sent[0]}, content=data[sent[0] : end],
+                            headers={"Authorization": f"Bearer {key}"})
+        if answer.status_code == 200:
+            sent[0] = end
+        return answer.status_code
+
+    trips: list[str] = []
+    with TestClient(app) as client:
+        assert upload(client, writer.key, "r") == 200
+        trips = _count_trips(monkeypatch)
+        assert upload(client, writer.key, "r") == 200 and len(trips) == 1, trips
+        # Through the server: at once, however long a passed check is trusted.
+        authorizer.admitted_for = 3600.0
+        answer = client.delete("/api/v1/projects/p/members/writer", headers={"Authorization": f"Bearer {admin}"})
+        assert answer.status_code == 204, answer.text
+        assert upload(client, writer.key, "r") == 403
+        elsewhere.set_member("p", "writer", "write")
+        assert upload(client, writer.key, "r") == 200
+        # Elsewhere: once the passed check is no longer trusted.
+        authorizer.admitted_for = 0.0
+        elsewhere.revoke_key(writer.key_id)
+        assert upload(client, writer.key, "r") == 401
+
+
+def _record_log(directory: Path, rows: int) -> bytes:
+    """A run's record log: its start, then ``rows`` rows of one float, one a record."""
+    from tracklet.core.recordlog import RecordLogWriter
+    from tracklet.proto import records_pb2 as pb
+
+    directory.mkdir(parents=True)
+    writer = RecordLogWriter(directory / "log")
+    start = pb.Record()
+    start.run_start.run_id, start.run_start.project, start.run_start.start_time = "r", "p", 1.8e9
+    writer.write(start.SerializeToString())
+    for step in range(rows):
+        record = pb.Record()
+        if step == 0:
+            record.history.new_keys.add(id=0, name="loss")
+        record.history.steps.append(step)
+        record.history.times.append(1.8e9 + step)
+        record.history.columns.add(key=0).floats.append(1.0 / (step + 1))
+        writer.write(record.SerializeToString())
+    writer.close()
+    return (directory / "log").read_bytes()

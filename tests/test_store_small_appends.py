@@ -198,17 +198,17 @@ def test_what_the_indexer_keeps_is_bounded_least_recently_appended_runs_out_firs
 
     cache = TailCache(max_bytes=3 * 16 * 100)  # three runs of 100 points (16 bytes each)
     for run_pk in (1, 2, 3):
-        cache.stage(run_pk, (run_pk, 1.0), tails(100))
+        cache.stage(run_pk, (run_pk, 1.0, "running"), tails(100))
         cache.commit()
-    cache.stage(1, (10, 2.0), cache.take(1, (1, 1.0)))  # run 1 appended to again: the newest
+    cache.stage(1, (10, 2.0, "running"), cache.take(1, (1, 1.0, "running")))  # run 1 appended to again: the newest
     cache.commit()
-    cache.stage(4, (4, 1.0), tails(100))
+    cache.stage(4, (4, 1.0, "running"), tails(100))
     cache.commit()
-    assert cache.take(2, (2, 1.0)).series == {}  # the least recently appended run went
-    assert cache.take(3, (3, 1.0)).series and cache.take(1, (10, 2.0)).series and cache.take(4, (4, 1.0)).series
-    cache.stage(5, (5, 1.0), tails(1000))  # more than the whole cache holds: not kept
+    assert cache.take(2, (2, 1.0, "running")).series == {}  # the least recently appended run went
+    assert cache.take(3, (3, 1.0, "running")).series and cache.take(1, (10, 2.0, "running")).series and cache.take(4, (4, 1.0, "running")).series
+    cache.stage(5, (5, 1.0, "running"), tails(1000))  # more than the whole cache holds: not kept
     cache.commit()
-    assert cache.take(5, (5, 1.0)).series == {}
+    assert cache.take(5, (5, 1.0, "running")).series == {}
 
 
 def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(tmp_path, fresh_url):
@@ -229,11 +229,240 @@ def test_a_store_migrated_from_0009_indexes_its_runs_again_and_equals_one_pass(t
         for key, other in (("metric_0", "metric_1"), ("metric_1", "metric_0")):
             connection.execute(blocks.update().where(blocks.c.series_id == level_two[key].series_id,
                                                      blocks.c.level == 2).values(data=level_two[other].data))
+    _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)
+
+
+def _assert_migrating_indexes_again(tmp_path: Path, fresh_url, url: str, engine: sa.Engine, server: _Server) -> None:
+    """The store at ``url`` (``engine``, at an older revision, where ``server`` indexed its run
+    upload by upload and the test made it what an older indexer left) differs from one pass over
+    the run's log; migrated to head and indexed, it equals one pass."""
     whole = _whole(tmp_path, fresh_url, server.root)
     assert _store_content(engine) != whole  # what the old indexer left is visible
     engine.dispose()
-
     migrated = Store(url, root=server.root)  # migrates to head
     _indexer(migrated, server.root).index_run(server.paths)
     assert _store_content(migrated.engine) == whole
     migrated.close()
+
+
+def _logged(steps: int, seed: int) -> dict[str, np.ndarray]:
+    """The values ``_log(..., steps, seed)`` logged, by key."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[np.ndarray]] = {f"metric_{key}": [] for key in range(3)}
+    for _ in range(0, steps, ROWS_PER_RECORD):
+        for key in range(3):
+            values[f"metric_{key}"].append(rng.standard_normal(ROWS_PER_RECORD))
+    return {key: np.concatenate(parts) for key, parts in values.items()}
+
+
+def _blocks_written(engine: sa.Engine) -> list[tuple[int, int, int, int]]:
+    """(series id, level, seq, entries) of every block row the engine's statements insert or
+    upsert, as the database driver gets them."""
+    written: list[tuple[int, int, int, int]] = []
+
+    def note(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO blocks"):
+            names = [name.strip() for name in statement[statement.index("(") + 1 : statement.index(")")].split(",")]
+            for row in parameters if executemany else [parameters]:
+                row = row if isinstance(row, dict) else dict(zip(names, row))
+                written.append((row["series_id"], row["level"], row["seq"], row["count"]))
+    sa.event.listen(engine, "before_cursor_execute", note)
+    return written
+
+
+def test_a_small_append_rewrites_only_the_pieces_its_points_fall_in(tmp_path, store_url, fresh_url):
+    """A level's last block, while partial, is stored in pieces of ``PIECE_SIZE`` entries: an
+    upload rewrites the piece its first point falls in and writes the pieces after it, not the
+    whole partial block (which re-encoded and wrote ~50 times the bytes uploaded); a block that
+    fills up is written whole, a level-0 one once. The store still equals one pass."""
+    from tracklet.store import blocks as B
+
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    server = _Server(tmp_path, store_url)
+    written = _blocks_written(server.store.engine)
+    server.upload(data, _cuts(data))
+    assert written and all(count <= B.PIECE_SIZE or count == B.BLOCK_SIZE for *_, count in written)
+    full = [(series_id, seq) for series_id, level, seq, count in written if level == 0 and count == B.BLOCK_SIZE]
+    assert len(full) == len(set(full)) == 4 * 2  # 3 metrics and _timestamp, 2 full blocks each
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
+
+
+def test_uploads_of_any_size_over_filled_summary_blocks_read_back_every_value(tmp_path, store_url, fresh_url):
+    """Uploads of 1 to ~40 frames, past a full level-1 block (16,384 points), every fifth indexed
+    by a new indexer (a restarted server, which keeps nothing: it reads the open blocks' pieces
+    back from the store): the store equals one pass, and every logged value reads back exactly."""
+    steps = 17_000
+    data = _log(tmp_path / "client", steps=steps, seed=3)
+    frame_ends = _cuts(data, piece=1)
+    rng = np.random.default_rng(0)
+    ends, at = [], 0
+    while at < len(frame_ends) - 1:
+        at = min(at + int(rng.integers(1, 40)), len(frame_ends) - 1)
+        ends.append(frame_ends[at])
+    server = _Server(tmp_path, store_url)
+    for number, end in enumerate(ends):
+        if number % 5 == 4:
+            server.indexer = _indexer(server.store, server.root)
+        server.upload(data, [end])
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    for key, values in _logged(steps, seed=3).items():
+        (history,) = server.store.history(f"{PROJECT}/{RUN}", key, buckets=None)
+        assert history.exact and np.array_equal(history.steps, np.arange(steps))
+        assert np.array_equal(history.values, values)
+        (summary,) = server.store.history(f"{PROJECT}/{RUN}", key, buckets=10)
+        assert summary.count.sum() == steps and summary.min.min() == values.min() and summary.max.max() == values.max()
+    server.store.close()
+
+
+def test_an_append_rolled_back_as_a_block_fills_up_leaves_its_pieces(tmp_path, store_url, fresh_url):
+    """The append that fills a level's open block writes it whole and deletes its other pieces;
+    if its transaction then fails, the pieces are all still there (the store as before it), and
+    the next append stores what one pass stores."""
+    data = _log(tmp_path / "client", steps=1500, seed=0)
+    server = _Server(tmp_path, store_url)
+    statements: list[str] = []
+    refuse = [True]
+
+    def refuse_counts_after_deleting_pieces(connection, cursor, statement, *rest):
+        statements.append(statement)
+        if refuse[0] and statement.startswith("UPDATE series") and any(
+                sql.startswith("DELETE FROM blocks") for sql in statements):
+            raise RuntimeError("refused")
+    sa.event.listen(server.store.engine, "before_cursor_execute", refuse_counts_after_deleting_pieces)
+    cuts = _cuts(data)
+    failed = None
+    for number, end in enumerate(cuts):
+        before = _store_content(server.store.engine)
+        statements.clear()
+        try:
+            server.upload(data, [end])
+        except RuntimeError:
+            failed = number
+            break
+    assert failed is not None and failed < len(cuts) - 1, "no append filled a block"
+    assert _store_content(server.store.engine) == before
+    refuse[0] = False
+    server.upload(data, cuts[failed:])
+    assert _store_content(server.store.engine) == _whole(tmp_path, fresh_url, server.root)
+    server.store.close()
+
+
+def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(tmp_path, fresh_url):
+    """Migration 0011: a 0010 indexer stored each level's partial last block as one row, where
+    this one appends to the last of its pieces; every run is indexed again from its log (here the
+    0010 layout is made by joining each open block's pieces into one row, as this indexer does
+    once a run ended), and the store then equals one pass over the log."""
+    from tracklet.store.ingest import join_open_blocks
+    from tracklet.store.schema import runs as runs_table
+
+    data = _log(tmp_path / "client", steps=3000, seed=0)
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = conftest.store_at_revision(url, "0010")
+    server = _Server(tmp_path, url, engine)
+    server.upload(data, _cuts(data))
+    with engine.begin() as connection:
+        join_open_blocks(connection, connection.execute(sa.select(runs_table.c.id)).scalar_one())
+    _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)
+
+
+def _ended_log(directory: Path, steps: int, seed: int, resumed: int = 0, *, exited: bool = True) -> bytes:
+    """``_log``'s run finished after ``steps`` rows (or, not ``exited``, killed: no exit record);
+    with ``resumed``, then resumed for that many rows more and finished."""
+    data = _log(directory, steps, seed)
+    writer = RecordLogWriter(directory / "log", resume=True)
+    rng = np.random.default_rng(seed + 1)
+    end = pb.Record()
+    end.exit.exit_code, end.exit.end_time = 0, 1.8e9 + steps
+    if exited:
+        writer.write(end.SerializeToString())
+    if resumed:
+        start = pb.Record()
+        start.run_start.run_id, start.run_start.project, start.run_start.name = RUN, PROJECT, RUN
+        start.run_start.resumed = True
+        start.run_start.start_time = 1.8e9 + steps + 1
+        writer.write(start.SerializeToString())
+        for first in range(steps, steps + resumed, ROWS_PER_RECORD):
+            record = pb.Record()
+            record.history.steps.extend(range(first, first + ROWS_PER_RECORD))
+            record.history.times.extend((1.8e9 + np.arange(first, first + ROWS_PER_RECORD) * 0.01).tolist())
+            for key in range(3):
+                record.history.columns.add(key=key).floats.extend(rng.standard_normal(ROWS_PER_RECORD).tolist())
+            writer.write(record.SerializeToString())
+        end.exit.end_time = 1.8e9 + steps + resumed
+        writer.write(end.SerializeToString())
+    writer.close()
+    assert (directory / "log").read_bytes().startswith(data)
+    return (directory / "log").read_bytes()
+
+
+def _open_rows(engine: sa.Engine) -> dict[tuple[int, int], int]:
+    """Rows of each (series, level) holding fewer than a full block's entries."""
+    from tracklet.store import blocks as B
+    from tracklet.store.schema import blocks
+
+    with engine.connect() as connection:
+        return {(row.series_id, row.level): row.rows for row in connection.execute(
+            sa.select(blocks.c.series_id, blocks.c.level, sa.func.count().label("rows"))
+            .where(blocks.c.count < B.BLOCK_SIZE).group_by(blocks.c.series_id, blocks.c.level))}
+
+
+@pytest.mark.parametrize("exit_alone", [False, True])
+def test_a_finished_runs_open_blocks_are_one_row_each(tmp_path, store_url, fresh_url, exit_alone):
+    """Once a run finished, each level's open block is stored as one row again (a chart reads one
+    row per level of it, not up to 16 pieces), whether its last upload held points or only the
+    exit record, and the store equals one pass over the log (which indexes a run of the data
+    root's runs together with others: written whole there)."""
+    data = _ended_log(tmp_path / "client", steps=3000, seed=0)
+    frame_ends = _cuts(data, piece=1)
+    before_exit = frame_ends[-2] if exit_alone else frame_ends[-1]
+    cuts = [*(end for end in _cuts(data) if end < before_exit), before_exit, len(data)]
+    server = _Server(tmp_path, store_url)
+    server.upload(data, cuts)
+    open_rows = _open_rows(server.store.engine)
+    assert open_rows and set(open_rows.values()) == {1}
+    whole = _whole(tmp_path, fresh_url, server.root)
+    assert _store_content(server.store.engine) == whole
+    together = Store(fresh_url(tmp_path / "together"), root=server.root)
+    assert _indexer(together, server.root).index().runs_updated == 1
+    assert _store_content(together.engine) == whole
+    together.close()
+    server.store.close()
+
+
+def test_a_resumed_runs_appends_to_its_joined_open_blocks_store_what_one_pass_stores(tmp_path, store_url, fresh_url):
+    """A run finished (its open blocks joined), then resumed: its appends write the joined blocks
+    as pieces again, uploads indexed by one indexer or each by a new one, and once it finished
+    again the store equals one pass over the whole log."""
+    data = _ended_log(tmp_path / "client", steps=3000, seed=0, resumed=1000)
+    cuts = [*_cuts(data)[:-1], len(data)]
+    for restart in (False, True):
+        server = _Server(tmp_path / str(restart), store_url)
+        for end in cuts:
+            if restart:
+                server.indexer = _indexer(server.store, server.root)
+            server.upload(data, [end])
+        assert set(_open_rows(server.store.engine).values()) == {1}
+        assert _store_content(server.store.engine) == _whole(tmp_path / str(restart), fresh_url, server.root)
+        server.store.close()
+
+
+def test_a_run_found_crashed_has_its_open_blocks_joined_and_resumed_appends_to_them(tmp_path, store_url, fresh_url):
+    """A run whose uploads stopped without an exit record is found crashed by another process's
+    pass (no new bytes): its open blocks are joined into one row each, as a finished run's. Then
+    resumed, its uploads to the indexer that kept its series as pieces append to the joined
+    blocks (the run's state is part of what that indexer checks): its series equal one pass."""
+    data = _ended_log(tmp_path / "client", steps=3000, seed=0, resumed=1000, exited=False)
+    killed_at = _cuts(data, piece=1)[3000 // ROWS_PER_RECORD]  # the start and 375 records
+    cuts = _cuts(data)
+    server = _Server(tmp_path, store_url)
+    server.upload(data, [*(end for end in cuts if end < killed_at), killed_at])
+    assert max(_open_rows(server.store.engine).values()) > 1  # recording: in pieces
+    Indexer(server.store.engine, server.root, liveness=lambda _: False).index_run(server.paths)
+    assert server.store.run(PROJECT, RUN, fields=("state",))["state"] == "crashed"
+    assert set(_open_rows(server.store.engine).values()) == {1}
+    server.upload(data, [*(end for end in cuts if end > killed_at), len(data)])
+    whole = _whole(tmp_path, fresh_url, server.root)
+    content = _store_content(server.store.engine)
+    assert (content["series"], content["blocks"]) == (whole["series"], whole["blocks"])
+    server.store.close()

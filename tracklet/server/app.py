@@ -69,8 +69,15 @@ async def require_access(request: Request) -> None:
     if authorizer is None:
         request.state.principal = DEV_PRINCIPAL
         return
+    project = request.path_params.get("project")
+    if project is not None and authorizer.admits(request, project, _needed(request)):
+        return  # the same key passed the same check moments ago (auth.ADMITTED_FOR)
     if not one_hop.defer(request, functools.partial(check_access, request, authorizer)):
         await run_in_threadpool(check_access, request, authorizer)
+
+
+def _needed(request: Request) -> str:
+    return "read" if request.method in ("GET", "HEAD") else "write"
 
 
 def check_access(request: Request, authorizer: Authorizer) -> None:
@@ -79,12 +86,12 @@ def check_access(request: Request, authorizer: Authorizer) -> None:
     if project is None:
         authorizer.principal(request)
         return
-    reading = request.method in ("GET", "HEAD")
+    needed = _needed(request)
     # The first upload of a run, or of an artifact, creates its project (else no role could guard its reads).
-    creating = not reading and (request.url.path.startswith("/api/v1/runs/")
-                                or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/")
-                                or request.url.path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
-    authorizer.check(request, project, "read" if reading else "write", create=creating)
+    creating = needed == "write" and (request.url.path.startswith("/api/v1/runs/")
+                                      or request.url.path.startswith(f"/api/v1/projects/{project}/artifacts/")
+                                      or request.url.path == f"/api/v1/projects/{project}/sweeps")  # a server sweep
+    authorizer.check(request, project, needed, create=creating)
 
 
 def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 KEY_PREFIX = "tlk_"
 ROLES = ("read", "write", "admin")
 LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used_at
+# Seconds a passed check (a key, a project, a role) admits the same key's next requests to that
+# project without the database (``Authorizer.admits``): a key revoked, a user disabled or a member
+# removed by another process sharing the database (``tracklet admin``, another server process) is
+# refused within this; through this server's own API, at once.
+ADMITTED_FOR = 5.0
+ADMITTED_MAX = 10_000  # passed checks remembered at most (all forgotten when full)
 
 
 # The store's projects table, named as the server's own tables name it (project_members' foreign
@@ -125,6 +131,9 @@ class Accounts:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.engine: sa.Engine = store.engine
+        # Bumped by each change that can take access away (a key revoked, a user disabled, a role
+        # set or removed), once it committed: what ``Authorizer.admits`` remembers is from before.
+        self.revision = 0
         migrate(self.engine)
 
     # ------------------------------------------------------------------ users and keys
@@ -172,6 +181,7 @@ class Accounts:
             connection.execute(users.update().where(users.c.id == row.id).values(disabled=True))
             connection.execute(api_keys.update().where(api_keys.c.user_id == row.id, api_keys.c.revoked_at.is_(None))
                                .values(revoked_at=time.time()))
+        self.revision += 1
 
     def keys(self, user: str | None = None) -> list[dict[str, Any]]:
         """Keys (never their secrets): all, or one user's."""
@@ -196,6 +206,7 @@ class Accounts:
                 raise AuthError(f"no key {key_id!r}" + (f" of user {owner!r}" if owner else ""))
             connection.execute(api_keys.update().where(api_keys.c.id == row.id, api_keys.c.revoked_at.is_(None))
                                .values(revoked_at=time.time()))
+        self.revision += 1
 
     def authenticate(self, key: str) -> tuple[Principal | None, str]:
         """The key's owner, or None and why not."""
@@ -292,6 +303,7 @@ class Accounts:
                 connection.execute(project_members.update().where(*where).values(role=role))
             else:
                 connection.execute(project_members.insert().values(project_id=project_id, user_id=user_row.id, role=role))
+        self.revision += 1
 
     def remove_member(self, project: str, user: str) -> None:
         project_id = self.store.project_id(project)
@@ -301,6 +313,7 @@ class Accounts:
                 raise AuthError(f"{user!r} is not a member of {project!r}")
             connection.execute(project_members.delete().where(
                 project_members.c.project_id == project_id, project_members.c.user_id == user_row.id))
+        self.revision += 1
 
 
 class Authorizer:
@@ -310,6 +323,37 @@ class Authorizer:
         self.accounts = accounts
         self._touched: dict[str, float] = {}
         self._guard = threading.Lock()
+        self.admitted_for = ADMITTED_FOR
+        # Passed checks by (the Authorization header's digest, project): when, at which
+        # ``Accounts.revision``, who, with what role (``admits``).
+        self._admitted: dict[tuple[bytes, str], tuple[float, int, Principal, str]] = {}
+
+    def admits(self, request: Request, project: str, needed: str) -> bool:
+        """Whether the request's key passed the check for ``project`` with at least ``needed``
+        within ``admitted_for`` seconds (``ADMITTED_FOR``), with no change to access made through this server since:
+        then the request is admitted without the database (no lookups, no trip to the thread pool,
+        on every upload of an online run), else ``check`` decides. Only passed checks are
+        remembered; a key whose last use is due to be written goes through ``check``."""
+        header = request.headers.get("authorization")
+        entry = self._admitted.get((hashlib.sha256(header.encode()).digest(), project)) if header else None
+        if entry is None:
+            return False
+        at, revision, principal, role = entry
+        now = time.monotonic()
+        if now - at >= self.admitted_for or revision != self.accounts.revision or not role_at_least(role, needed):
+            return False
+        assert principal.key_id is not None  # a principal of a key
+        if now - self._touched.get(principal.key_id, -LAST_USED_EVERY) >= LAST_USED_EVERY:
+            return False
+        request.state.principal = principal
+        return True
+
+    def _admit(self, request: Request, project: str, revision: int, principal: Principal, role: str) -> None:
+        """Remember a passed check (``admits``), as of ``revision`` (read before its lookups)."""
+        if len(self._admitted) >= ADMITTED_MAX:
+            self._admitted.clear()
+        digest = hashlib.sha256(request.headers.get("authorization", "").encode()).digest()
+        self._admitted[(digest, project)] = (time.monotonic(), revision, principal, role)
 
     def principal(self, request: Request) -> Principal:
         """The request's sender; 401 when the key is missing, malformed, wrong or revoked."""
@@ -351,6 +395,7 @@ class Authorizer:
         """The sender, if they hold ``needed`` on ``project``; 403 otherwise. A project that
         doesn't exist yet may be read by anyone (there is nothing in it) and, with ``create``, is
         created for a write, with the sender as its admin (an upload)."""
+        revision = self.accounts.revision
         principal, access = self._authenticate(request, project)
         check_name("project", project)
         exists, role = access if access is not None else self.accounts.role(principal, project)
@@ -365,4 +410,6 @@ class Authorizer:
                 detail=f"user {principal.name!r} needs {needed} access to project {project!r}"
                 + (f" (has {role})" if role else " (not a member; a project admin can add them)"),
             )
+        if exists and role is not None:
+            self._admit(request, project, revision, principal, role)
         return principal

@@ -9,7 +9,17 @@ coarsest level that still has at least B entries in its window: between B and FA
 entries, whatever the series length.
 
 Entries always start at a multiple of ``FANOUT ** L`` points, and ``BLOCK_SIZE`` is a multiple of
-``FANOUT``, so appending points only ever rewrites the last (partial) block of each level.
+``FANOUT``, so appending points only ever changes the last block of each level. A level's full
+blocks are stored whole, block ``k`` as row ``seq = k``; its last block while it is partial (the
+*open* block) is stored in pieces of ``PIECE_SIZE`` entries, piece ``j`` of open block ``k`` as row
+``seq = k + j``, so an append rewrites the piece its first new entry falls in and the pieces after
+it, not the whole block (a server appends a few dozen points a second to each series: rewriting
+whole open blocks re-encoded ~50 times the bytes appended). When an open block fills up it is
+written whole over its first piece and its other pieces are deleted. Once a run ended (finished,
+failed or crashed) its open blocks are *joined*, each stored as one row again (``Indexer``): a
+chart reads one row per level, not up to 16; an append to a joined open block (a resumed run)
+writes all of it as pieces again. Rows of a level in ``seq`` order hold its entries in order
+either way, so readers need not know which rows are pieces.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import numpy as np
 
 FANOUT = 16
 BLOCK_SIZE = 1024  # points per level-0 block, entries per summary block
+PIECE_SIZE = 64  # entries per stored piece of a level's open block (BLOCK_SIZE is a multiple)
 
 ENTRY = np.dtype(
     [
@@ -33,6 +44,24 @@ ENTRY = np.dtype(
         ("nonfinite", "<u4"),
     ]
 )
+
+def stored_rows(length: int, changed: int, joined: bool = False) -> list[tuple[int, int, int]]:
+    """The rows that store ``length`` entries of a level from the start of one of its blocks on,
+    as (seq past that block's, first entry, end entry), leaving out the pieces of the open block
+    that hold no entry from ``changed`` on (entries before it are stored already). ``joined``: the
+    open block as one row too (a run that ended: its open blocks are read, no longer appended to)."""
+    rows = []
+    for start in range(0, length, BLOCK_SIZE):
+        end = min(start + BLOCK_SIZE, length)
+        block = start // BLOCK_SIZE
+        if end - start == BLOCK_SIZE or joined:
+            rows.append((block, start, end))
+            continue
+        first = start + max(0, changed - start) // PIECE_SIZE * PIECE_SIZE
+        rows.extend((block + (piece - start) // PIECE_SIZE, piece, min(piece + PIECE_SIZE, end))
+                    for piece in range(first, end, PIECE_SIZE))
+    return rows
+
 
 _POINTS_HEADER = struct.Struct("<IqI")  # point count, first step, compressed deltas length
 

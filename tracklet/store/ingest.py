@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import logging
 import math
 import time
@@ -285,7 +286,7 @@ class _NewRun:
     console lines and alerts, written with the group's other new runs in a few executemany
     statements at the group's end (``Indexer._write_new_runs``), not a few statements per run."""
 
-    __slots__ = ("row", "series", "console", "alerts", "edges", "media", "spans")
+    __slots__ = ("row", "series", "console", "alerts", "edges", "media", "spans", "joined")
 
     def __init__(self, row: dict[str, Any], fold: _RunFold) -> None:
         self.row = row
@@ -299,6 +300,7 @@ class _NewRun:
         self.edges = fold.artifact_edges
         self.media = fold.media
         self.spans = fold.spans
+        self.joined = False  # its open blocks written as one row each (``BlockWriter.append``)
 
     def points(self) -> int:
         """Metric points, as ``_write_series`` counts them (not ``_timestamp``, not system metrics)."""
@@ -339,6 +341,7 @@ class Indexer:
         self.group_runs = INDEX_GROUP_RUNS
         self._block_writer: BlockWriter | None = None  # the group transaction's, flushed at its end
         self._pending: list[_NewRun] | None = None  # the group transaction's new runs, written at its end
+        self._ended: list[int] = []  # the group's runs that ended, their open blocks joined at its end
         self._new_runs: set[int] = set()  # ids of the runs the current transaction inserted
         self._prefetched: dict[tuple[str, str], Any] = {}  # the group's rows (None: new), read locked
         self._tails = TailCache()  # series tails of the runs indexed one by one (a server's appends)
@@ -492,13 +495,17 @@ class Indexer:
         counts are written in a few statements at its end, not a few per run."""
         self._block_writer = BlockWriter(connection, [])
         self._pending = []
+        self._ended = []
         try:
             yield
             self._write_new_runs(connection, self._pending)
             self._block_writer.flush()
+            for run_pk in self._ended:
+                join_open_blocks(connection, run_pk)
         finally:
             self._block_writer = None
             self._pending = None
+            self._ended = []
 
     def _write_new_runs(self, connection: sa.Connection, pending: list[_NewRun]) -> None:
         """Insert a group's new runs, their series, console lines, alerts and artifact edges: one
@@ -552,10 +559,12 @@ class Indexer:
             for start in range(0, len(run_pks), _IDS_PER_QUERY):
                 rows = connection.execute(_NEW_SERIES_IDS, {"run_pks": run_pks[start : start + _IDS_PER_QUERY]})
                 series_ids.update(((r.run_pk, r.kind, r.key), r.id) for r in rows)
+            joined = {run_pk for run_pk, new in zip(run_pks, pending) if new.joined}
             for row, (steps, values) in zip(series_rows, points):
                 if len(steps):
                     series_id = series_ids[(row["run_pk"], row["kind"], row["key"])]
-                    writer.append(series_id, 0, steps, values, int(steps[0]), counted=True)
+                    writer.append(series_id, 0, steps, values, int(steps[0]), counted=True,
+                                  joined=row["run_pk"] in joined)
         if console:
             connection.execute(console_lines.insert(), console)
         if found:
@@ -672,16 +681,21 @@ class Indexer:
         if row is None and self._pending is not None:  # a group's new run: written at the group's end
             values.update(project_id=project_id, run_id=paths.run_id, log_path=self.source.location(paths))
             new = _NewRun({**_NEW_RUN_DEFAULTS, "name": paths.run_id, **values}, fold)
+            # Open blocks as one row where the run ended or the pass's next chunk (of 8 MiB) rewrites them.
+            new.joined = more or new.row["state"] != "running"
             self._pending.append(new)
             return new.points(), result.end_offset - offset, more
         # A run indexed on its own (not with a group, whose writer is shared) keeps its series'
         # tails for its next append: kept from its last one if its row is as that one left it.
         kept = (None if self._block_writer is not None
-                else RunTails() if row is None else self._tails.take(row.id, (row.log_offset, row.heartbeat_at)))
+                else RunTails() if row is None else self._tails.take(row.id, (row.log_offset, row.heartbeat_at, row.state)))
         run_pk = self._write_run(connection, project_id, paths, row, values)
+        state = values.get("state", row.state if row is not None else "running")
+        version = (values["log_offset"], values["heartbeat_at"], state)
         if kept is not None:
-            self._tails.stage(run_pk, (values["log_offset"], values["heartbeat_at"]), kept)
-        points = self._write_series(connection, run_pk, "number", fold.points, kept)
+            self._tails.stage(run_pk, version, kept)
+        joined = state != "running"  # open blocks as one row: the run ended
+        points = self._write_series(connection, run_pk, "number", fold.points, kept, joined)
         if fold.data.console:
             write_console(connection, run_pk, fold.data.console)
         if fold.data.alerts:
@@ -695,8 +709,20 @@ class Indexer:
         if fold.data.window_times:
             system = fold.data.system_series(last_system_step(connection, run_pk))
             for kind, by_name in system.items():
-                self._write_series(connection, run_pk, kind, by_name, kept)
+                self._write_series(connection, run_pk, kind, by_name, kept, joined)
+        if state != "running":
+            self._join_ended(connection, run_pk, version)
         return points, result.end_offset - offset, more
+
+    def _join_ended(self, connection: sa.Connection, run_pk: int, version: Any) -> None:
+        """The run ended (finished, failed, crashed): its series' open blocks are joined, each
+        stored as one row (``join_open_blocks``), now or, in a group transaction, once the group's
+        blocks are written. What the indexer kept of the run is dropped: it was kept as pieces."""
+        if self._block_writer is not None:
+            self._ended.append(run_pk)
+        else:
+            join_open_blocks(connection, run_pk)
+            self._tails.stage(run_pk, version, RunTails())
 
     def _note_damage(self, paths: RunPaths, result: Any, decoder: RecordDecoder) -> None:
         """Say what of the new bytes was skipped (a damaged region, an invalid record); a torn
@@ -726,6 +752,7 @@ class Indexer:
         if row.state == "running" and self.source.alive(paths) is False:
             connection.execute(runs.update().where(runs.c.id == row.id).values(
                 state="crashed", summary=self._summary_from_log(paths)))
+            join_open_blocks(connection, row.id)
 
     def _summary_from_log(self, paths: RunPaths) -> dict[str, Any]:
         """A crashed run's summary as its live tracker had it at the kill: its last written
@@ -783,10 +810,11 @@ class Indexer:
         return row.id
 
     def _write_series(self, connection: sa.Connection, run_pk: int, kind: str, new: Mapping[str, Any],
-                      kept: RunTails | None = None) -> int:
+                      kept: RunTails | None = None, joined: bool = False) -> int:
         """Append new points (``new[key].arrays()``: steps, values) to the run's series of ``kind``;
         returns the number of points, not counting ``_timestamp``. A handful of statements per
-        call, however many series (a run's system metrics are a few hundred). ``kept``: the run's
+        call, however many series (a run's system metrics are a few hundred). ``joined``: each open
+        block as one row (``BlockWriter.append``). ``kept``: the run's
         series as the last append left them (``TailCache``): neither their rows nor their tail
         blocks are read again where it holds them all; updated with what this append writes."""
         if not new:
@@ -825,7 +853,7 @@ class Indexer:
             current = existing[key]
             old_count = current.count or 0
             first_step = current.first_step if old_count else int(steps[0])
-            writer.append(current.id, old_count, steps, values, first_step)
+            writer.append(current.id, old_count, steps, values, first_step, joined=joined)
             total += len(steps) if key != TIMESTAMP_KEY else 0
         if shared is None:
             writer.flush()
@@ -843,6 +871,45 @@ def forget_run(connection: sa.Connection, run_pk: int) -> None:
     connection.execute(media.delete().where(media.c.run_pk == run_pk))
     connection.execute(spans.delete().where(spans.c.run_pk == run_pk))
     connection.execute(runs.delete().where(runs.c.id == run_pk))
+
+
+_JOIN_ROW = blocks.update().where(blocks.c.series_id == sa.bindparam("sid"), blocks.c.level == sa.bindparam("lvl"),
+                                  blocks.c.seq == sa.bindparam("low")).values(
+    last_step=sa.bindparam("last"), count=sa.bindparam("entries"), data=sa.bindparam("joined"))
+
+
+def join_open_blocks(connection: sa.Connection, run_pk: int) -> None:
+    """Store each open block of the run's series that is in pieces as one row (``blocks.py``):
+    its pieces' entries joined into the first, the others deleted. For a run that ended, whose
+    blocks are read from then on, one row per level instead of up to 16. Reads the data of those
+    open blocks only (most are one row already: written so by the chunk that ended the run)."""
+    in_pieces = connection.execute(
+        sa.select(blocks.c.series_id, blocks.c.level)
+        .where(blocks.c.series_id.in_(sa.select(series.c.id).where(series.c.run_pk == run_pk)),
+               blocks.c.count < B.BLOCK_SIZE)  # full blocks are single rows
+        .group_by(blocks.c.series_id, blocks.c.level).having(sa.func.count() > 1)).all()
+    for start in range(0, len(in_pieces), 100):
+        chunk = in_pieces[start : start + 100]
+        rows = connection.execute(
+            sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.last_step,
+                      blocks.c.count.label("entries"), blocks.c.data)
+            .where(sa.tuple_(blocks.c.series_id, blocks.c.level).in_([tuple(place) for place in chunk]),
+                   blocks.c.count < B.BLOCK_SIZE)
+            .order_by(blocks.c.series_id, blocks.c.level, blocks.c.seq)).all()
+        joins = []
+        for (series_id, level), group in itertools.groupby(rows, key=lambda r: (r.series_id, r.level)):
+            pieces = list(group)
+            if level == 0:
+                decoded = [B.decode_points(piece.data) for piece in pieces]
+                data = B.encode_points(np.concatenate([steps for steps, _ in decoded]),
+                                       np.concatenate([values for _, values in decoded]))
+            else:
+                data = B.encode_entries(np.concatenate([B.decode_entries(piece.data) for piece in pieces]))
+            joins.append({"sid": series_id, "lvl": level, "low": pieces[0].seq, "high": pieces[-1].seq + 1,
+                          "last": pieces[-1].last_step, "entries": sum(piece.entries for piece in pieces),
+                          "joined": data})
+        connection.execute(BlockWriter._delete_pieces, joins)
+        connection.execute(_JOIN_ROW, joins)
 
 
 @functools.cache
@@ -875,6 +942,13 @@ def _tail_blocks(old_count: int) -> list[tuple[int, int]]:
     return needed
 
 
+def _kept(array: np.ndarray, last: int) -> np.ndarray:
+    """``array[last:]`` (a level's last block) to keep until the next append: the array itself when
+    that is all of it (an array this append made, which nothing changes), else a copy (a view would
+    keep all of a long append's array alive)."""
+    return array if last == 0 else array[last:].copy()
+
+
 class _SeriesRow:
     """What ``_write_series`` needs of a series' row (read, or kept from the last append)."""
 
@@ -892,6 +966,8 @@ class BlockWriter:
     FLUSH_BYTES = 64 << 20
     _update = series.update().where(series.c.id == sa.bindparam("sid")).values(
         count=sa.bindparam("new_count"), first_step=sa.bindparam("first"), last_step=sa.bindparam("last"))
+    _delete_pieces = blocks.delete().where(blocks.c.series_id == sa.bindparam("sid"), blocks.c.level == sa.bindparam("lvl"),
+                                           blocks.c.seq > sa.bindparam("low"), blocks.c.seq < sa.bindparam("high"))
 
     def __init__(self, connection: sa.Connection, targets: list[tuple[int, int]],
                  kept: dict[int, SeriesTail] | None = None) -> None:
@@ -900,12 +976,14 @@ class BlockWriter:
         reading the store where a series' count matches; updated with the tails ``append`` writes."""
         self.connection = connection
         self.kept = kept
-        self.tails: dict[tuple[int, int, int], bytes] = {}
+        self.tails: dict[tuple[int, int, int], list[bytes]] = {}  # stored rows of a block, in order
+        self.joined: set[tuple[int, int, int]] = set()  # open blocks ``load`` found stored as one row
         self.decoded: dict[tuple[int, int, int], Any] = {}
         self._upsert = _upsert_blocks(connection.dialect.name)
         self.inserts: list[dict[str, Any]] = []
         self.upserts: list[dict[str, Any]] = []
         self.updates: list[dict[str, int]] = []
+        self.deletes: list[dict[str, int]] = []
         self.pending_bytes = 0
         self.load(targets)
 
@@ -920,36 +998,68 @@ class BlockWriter:
                 self.decoded.update(((series_id, *place), tail.blocks[place]) for place in needed)
             else:
                 wanted.extend((series_id, level, seq) for level, seq in needed)
-        key = sa.tuple_(blocks.c.series_id, blocks.c.level, blocks.c.seq)
-        for start in range(0, len(wanted), 300):
+        # Each is its level's last block: the rows from its seq on (its pieces, if it is open).
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start : start + 100]
+            block_of = {(series_id, level): seq for series_id, level, seq in chunk}
             rows = self.connection.execute(
-                sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.data)
-                .where(key.in_(wanted[start : start + 300]))
-            )
-            self.tails.update(((r.series_id, r.level, r.seq), r.data) for r in rows)
+                sa.select(blocks.c.series_id, blocks.c.level, blocks.c.seq, blocks.c.count.label("entries"),
+                          blocks.c.data)
+                .where(sa.or_(*(sa.and_(blocks.c.series_id == series_id, blocks.c.level == level, blocks.c.seq >= seq)
+                                for series_id, level, seq in chunk)))
+                .order_by(blocks.c.seq))
+            for r in rows:
+                place = (r.series_id, r.level, block_of[(r.series_id, r.level)])
+                self.tails.setdefault(place, []).append(r.data)
+                if B.PIECE_SIZE < r.entries < B.BLOCK_SIZE:  # more than a piece holds: a joined open block
+                    self.joined.add(place)
 
     def _points(self, series_id: int, seq: int) -> tuple[np.ndarray, np.ndarray]:
         """The level-0 block ``seq`` of a series, as ``load`` found it."""
         kept = self.decoded.get((series_id, 0, seq))
-        return kept if kept is not None else B.decode_points(self.tails[(series_id, 0, seq)])
+        if kept is not None:
+            return kept
+        pieces = [B.decode_points(data) for data in self.tails[(series_id, 0, seq)]]
+        if len(pieces) == 1:
+            return pieces[0]
+        return np.concatenate([steps for steps, _ in pieces]), np.concatenate([values for _, values in pieces])
 
     def _entries(self, series_id: int, level: int, seq: int) -> np.ndarray:
         """The summary block ``seq`` of a series' ``level``, as ``load`` found it."""
         kept = self.decoded.get((series_id, level, seq))
-        return kept if kept is not None else B.decode_entries(self.tails[(series_id, level, seq)])
+        if kept is not None:
+            return kept
+        pieces = [B.decode_entries(data) for data in self.tails[(series_id, level, seq)]]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
-    def _store(self, rows: list[dict[str, Any]], replaces: bool) -> None:
-        """Blocks to write: over the old last block of their level where ``replaces``, else new
-        (a series' first points)."""
+    def _store(self, series_id: int, level: int, seq: int, length: int, changed: int, stored: int,
+               piece: Callable[[int, int], tuple[int, int, bytes]], replaces: bool, joined: bool) -> None:
+        """Write a level's entries from the start of its block ``seq`` on (``length`` of them, those
+        before ``changed`` stored already, ``stored`` of them in that block before): full blocks
+        whole, the open block's pieces from the one holding ``changed`` on, or as one row where
+        ``joined`` (``B.stored_rows``); ``piece(start, end)`` gives the first and last step and the
+        encoded entries of a row. Over the old rows where ``replaces``, else new (a series' first
+        points)."""
+        if (series_id, level, seq) in self.joined:
+            changed = 0  # stored as one row: its pieces are all written anew
+        rows = []
+        for offset, start, end in B.stored_rows(length, changed, joined):
+            first_step, last_step, data = piece(start, end)
+            rows.append(dict(series_id=series_id, level=level, seq=seq + offset, first_step=first_step,
+                             last_step=last_step, count=end - start, data=data))
+            self.pending_bytes += len(data)
+        if B.PIECE_SIZE < stored < B.BLOCK_SIZE and (joined or length >= B.BLOCK_SIZE):  # written whole: its pieces go
+            self.deletes.append({"sid": series_id, "lvl": level, "low": seq,
+                                 "high": seq + B.BLOCK_SIZE // B.PIECE_SIZE})
         (self.upserts if replaces else self.inserts).extend(rows)
-        self.pending_bytes += sum(len(row["data"]) for row in rows)
 
     def append(self, series_id: int, old_count: int, steps: np.ndarray, values: np.ndarray, first_step: int,
-               *, counted: bool = False) -> None:
-        """Append points to a series: rewrite its last level-0 block and, level by level, the
-        summary entries the new points change (only ever the last block of each level).
-        ``counted``: the series' row already has its new count and first and last step (a series
-        inserted with its points), so it isn't updated."""
+               *, counted: bool = False, joined: bool = False) -> None:
+        """Append points to a series: rewrite the changed rows of its last level-0 block and, level
+        by level, of the summary entries the new points change (only ever the last block of each
+        level). ``counted``: the series' row already has its new count and first and last step (a
+        series inserted with its points), so it isn't updated. ``joined``: the run ended, each
+        level's open block is written as one row (and not kept for a next append)."""
         if not counted:
             self.updates.append({"sid": series_id, "new_count": old_count + len(steps), "first": first_step,
                                  "last": int(steps[-1])})
@@ -960,24 +1070,31 @@ class BlockWriter:
             tail_steps, tail_values = self._points(series_id, seq)
             steps = np.concatenate([tail_steps, steps])
             values = np.concatenate([tail_values, values])
-        rows = []
-        for index, start in enumerate(range(0, len(steps), size)):
-            chunk_steps, chunk_values = steps[start : start + size], values[start : start + size]
-            rows.append(dict(series_id=series_id, level=0, seq=seq + index, first_step=int(chunk_steps[0]),
-                             last_step=int(chunk_steps[-1]), count=len(chunk_steps),
-                             data=B.encode_points(chunk_steps, chunk_values)))
-        self._store(rows, replaces=old_count > 0)
-        last = len(rows) - 1  # each level's last block: what the series' next append rewrites
-        tail: dict[tuple[int, int], Any] = {(0, seq + last): (chunk_steps.copy(), chunk_values.copy())}
+        base = seq * size
+        replaces = old_count > 0
 
-        below = B.point_entries(steps, values)  # level 0 as entries, from point index seq * size on
-        below_base = seq * size
+        def points(start: int, end: int) -> tuple[int, int, bytes]:
+            return int(steps[start]), int(steps[end - 1]), B.encode_points(steps[start:end], values[start:end])
+
+        def entries(start: int, end: int) -> tuple[int, int, bytes]:
+            chunk = current[start:end]
+            return int(chunk["first_step"][0]), int(chunk["last_step"][-1]), B.encode_entries(chunk)
+
+        self._store(series_id, 0, seq, len(steps), old_count - base, old_count - base, points, replaces, joined)
+        last = (len(steps) - 1) // size * size  # each level's last block: what the series' next append rewrites
+        tail: dict[tuple[int, int], Any] = {(0, seq + last // size): (_kept(steps, last), _kept(values, last))}
+
+        # Level 0 as entries, from the first point of the first level-1 entry the new points change on.
+        below_base = old_count // B.FANOUT * B.FANOUT
+        below = B.point_entries(steps[below_base - base :], values[below_base - base :])
         below_changed, below_new = old_count, below_base + len(below)  # first changed entry, entries
+        stored_below = old_count  # entries the level below had before
         level = 1
         while below_new > 1:
             # The first entry at this level that the new points change: the one over the first
             # changed entry below (a partial entry below is changed, and so is the entry over it).
             affected = below_changed // B.FANOUT
+            stored = -(-stored_below // B.FANOUT)
             fresh = B.summarize(below[affected * B.FANOUT - below_base :])
             seq = affected // size
             base = seq * size
@@ -988,29 +1105,45 @@ class BlockWriter:
                 current[len(kept) :] = fresh
             else:
                 current = fresh
-            rows = []
-            for index, start in enumerate(range(0, len(current), size)):
-                chunk = current[start : start + size]
-                rows.append(dict(series_id=series_id, level=level, seq=seq + index,
-                                 first_step=int(chunk["first_step"][0]), last_step=int(chunk["last_step"][-1]),
-                                 count=len(chunk), data=B.encode_entries(chunk)))
-            self._store(rows, replaces=old_count > 0)
-            tail[(level, seq + len(rows) - 1)] = chunk.copy()
+            self._store(series_id, level, seq, len(current), affected - base, stored - base, entries, replaces,
+                        joined)
+            last = (len(current) - 1) // size * size
+            tail[(level, seq + last // size)] = _kept(current, last)
             below, below_base = current, base
-            below_changed, below_new = affected, base + len(current)
+            below_changed, below_new, stored_below = affected, base + len(current), stored
             level += 1
-        if self.kept is not None:
+        if self.kept is not None and joined:
+            self.kept.pop(series_id, None)  # kept as pieces, or not at all
+        elif self.kept is not None:
             self.kept[series_id] = SeriesTail(new_count, first_step, tail)
         if self.pending_bytes >= self.FLUSH_BYTES:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is pending: rewritten blocks over the old ones, new blocks, series counts."""
-        if self.upserts:
-            self.connection.execute(self._upsert, self.upserts)
-        if self.inserts:
-            self.connection.execute(blocks.insert(), self.inserts)
-        if self.updates:
-            self.connection.execute(self._update, self.updates)
-        self.inserts, self.upserts, self.updates, self.pending_bytes = [], [], [], 0
+        """Write what is pending: the pieces of filled-up open blocks deleted, rewritten blocks
+        over the old ones, new blocks, series counts."""
+        for statement, rows in ((self._delete_pieces, self.deletes), (self._upsert, self.upserts),
+                                (_INSERT_BLOCKS, self.inserts), (self._update, self.updates)):
+            if rows:
+                sql, names = _driver_sql(self.connection, statement)
+                self.connection.exec_driver_sql(sql, rows if names is None else [
+                    tuple(row[name] for name in names) for row in rows])
+        self.inserts, self.upserts, self.updates, self.deletes, self.pending_bytes = [], [], [], [], 0
 
+
+_INSERT_BLOCKS = blocks.insert()
+_DRIVER_SQL: dict[tuple[str, str, int], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _driver_sql(connection: sa.Connection, statement: Any) -> tuple[str, tuple[str, ...] | None]:
+    """A statement built once (a module's or a class's) as its dialect's driver takes it, compiled
+    once per dialect and driver, and the names of its parameters in order where the driver takes them by
+    position (SQLite's ``?``; None: by name, each row a dict, as psycopg's). An append's blocks
+    and counts go to the driver's ``executemany`` as they are: SQLAlchemy processing each row's
+    parameters again was most of the statements' Python on a server's small appends."""
+    key = (connection.dialect.name, connection.dialect.driver, id(statement))
+    found = _DRIVER_SQL.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=connection.dialect)
+        found = _DRIVER_SQL[key] = (compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
+    return found

@@ -6,10 +6,11 @@ blocks back and decoding them was a statement and about a fifth of the indexing 
 such append; a ``TailCache`` keeps them, decoded, as the transaction that wrote them committed.
 
 A run's tails are used only while the run's row still carries the version they were written
-with: its ``log_offset`` and ``heartbeat_at`` (a fresh ``time.time()`` at every write of the
-row), read under the run's lock in the appending transaction. Any other writer of the run
-(another server process sharing the store, ``tracklet index``, a rebuild, the run indexed anew)
-writes another version, and its blocks are read from the store as before. Each series' point
+with: its ``log_offset``, ``heartbeat_at`` (a fresh ``time.time()`` at every write of the row)
+and ``state``, read under the run's lock in the appending transaction. Any other writer of the
+run (another server process sharing the store, ``tracklet index``, a rebuild, the run indexed
+anew, a pass that found it crashed and joined its open blocks into single rows) writes another
+version, and its blocks are read from the store as before. Each series' point
 count is checked too. The cache holds at most ``max_bytes`` of arrays, least recently used runs
 out first.
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 Points = tuple[np.ndarray, np.ndarray]  # a level-0 block: steps, values
 Block = Points | np.ndarray  # a level >= 1 block: summary entries (blocks.ENTRY)
-Version = tuple[int, Any]  # the run row's (log_offset, heartbeat_at)
+Version = tuple[int, Any, str]  # the run row's (log_offset, heartbeat_at, state)
 
 MAX_BYTES = 64 << 20
 

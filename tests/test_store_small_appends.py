@@ -378,7 +378,9 @@ def _ended_log(directory: Path, steps: int, seed: int, resumed: int = 0, *, exit
         writer.write(end.SerializeToString())
     if resumed:
         start = pb.Record()
-        start.run_start.run_id, start.run_start.project, start.run_start.name = RUN, PROJECT, RUN
+        # A resumed session's start need not repeat the run's identity (no name here) and may come
+        # from another machine: the run keeps its first start's, however its log was uploaded.
+        start.run_start.run_id, start.run_start.project, start.run_start.host = RUN, PROJECT, "elsewhere"
         start.run_start.resumed = True
         start.run_start.start_time = 1.8e9 + steps + 1
         writer.write(start.SerializeToString())

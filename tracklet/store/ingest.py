@@ -192,6 +192,10 @@ class _RunFold:
         self.artifact_edges: list[Any] = []
         self.media: list[Any] = []  # MediaLogged messages
         self.spans: list[Any] = []  # Span messages
+        # The run's identity (name, tags, group, ...) is its first start's, as one pass over its
+        # log takes it: a resumed session's start, however the log was cut into uploads, changes
+        # none of it (a rename is a RunUpdate record).
+        self.identified = row is not None
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")
@@ -211,7 +215,7 @@ class _RunFold:
             self.summary_changed = True
         elif kind == "run_start":
             start = record.run_start
-            if not start.resumed or "created_at" not in self.fields:
+            if not start.resumed or not (self.identified or "created_at" in self.fields):
                 self.fields.update(
                     name=start.name, tags=list(start.tags), group_name=start.group, job_type=start.job_type,
                     notes=start.notes, host=start.host,

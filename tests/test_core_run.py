@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import time
@@ -106,11 +107,16 @@ def test_enum_members_logged_as_values_are_recorded_as_their_values(start, recwa
 
     run = start()
     run.log({"phase": Phase.TRAIN, "split": Split.TRAIN, "rate": Rate.LOW, "shape": Shape.SQUARE, "x": 1.0}, step=0)
-    run.log({"phase": Phase.EVAL, "x": 2.0}, step=1)
+    run.log({"phase": Phase.EVAL, "x": 2.0, "split": "eval"}, step=1)
+    run.log({"mixed": "plain"}, step=2)  # a column of a str, then a str-mixin member, in one batch
+    run.log({"mixed": Split.TRAIN}, step=3)
     run.finish()
-    history = read(run).history()
-    assert history["phase"] == [1, 2] and {type(v) for v in history["phase"]} == {int}
-    assert history["split"][0] == "train" and history["rate"][0] == 0.1 and history["x"] == [1.0, 2.0]
+    recorded = read(run)
+    history = recorded.history()
+    assert history["phase"][:2] == [1, 2] and {type(v) for v in history["phase"][:2]} == {int}
+    assert history["split"][:2] == ["train", "eval"] and history["rate"][0] == 0.1 and history["x"][:2] == [1.0, 2.0]
+    assert [v for v in history["mixed"] if v is not None] == ["plain", "train"]
+    assert recorded.summary["mixed"] == "train"
     assert "shape" not in history
     assert any("'shape'" in str(w.message) and "Shape" in str(w.message) for w in recwarn)
 
@@ -123,29 +129,47 @@ def test_enum_members_logged_as_values_are_recorded_as_their_values(start, recwa
 
 
 def test_timestamps_paths_and_exact_numbers_are_recorded_as_w_and_b_records_them(start, recwarn):
-    """W&B records a ``datetime``/``date``/``time`` as its ISO 8601 text and a path as its string;
-    ``Decimal`` and ``Fraction`` are numbers, recorded as floats (so they chart). Each was dropped
-    with a warning before. In history and summary, and accepted by strict mode."""
+    """W&B records a ``datetime``/``date``/``time`` (subclasses too: pandas' ``Timestamp``) as its
+    ISO 8601 text and a path as its string; a logged ``Decimal`` or ``Fraction`` is a number,
+    recorded as a float so it charts (exact text where no float holds it). Each was dropped with a
+    warning before. Strict mode accepts exactly what is then recorded; config and summary keep a
+    ``Decimal``'s exact text."""
     import datetime
     import decimal
     import fractions
     from pathlib import Path, PurePosixPath
 
+    class Stamp(datetime.datetime):  # as pandas' Timestamp and freezegun's FakeDatetime are
+        pass
+
     when = datetime.datetime(2026, 12, 5, 3, 4, 5, tzinfo=datetime.timezone.utc)
     row = {"when": when, "day": when.date(), "at": when.time(), "ckpt": Path("/ckpt/epoch-3.pt"),
-           "posix": PurePosixPath("a/b"), "lr": decimal.Decimal("0.0003"), "third": fractions.Fraction(1, 3)}
+           "posix": PurePosixPath("a/b"), "lr": decimal.Decimal("0.0003"), "third": fractions.Fraction(1, 3),
+           "stamp": Stamp(2026, 1, 2, 3, 4, 5), "signaling": decimal.Decimal("sNaN"),
+           "huge": fractions.Fraction(10**400, 3)}
+    exact = decimal.Decimal("12345678901234567890.5")
     for settings in ({}, {"strict": True}):
-        run = start(settings=settings)
+        run = start(settings=settings, config={"budget": exact, "since": when})
         run.log(row, step=0)
         run.summary["best_at"] = when
+        run.summary["budget"] = exact
+        with pytest.raises(TypeError, match="'span'") if settings else contextlib.nullcontext():
+            run.log({"span": datetime.timedelta(seconds=3)}, step=1)  # no W&B text for it: refused
         run.finish()
         recorded = read(run)
         history = recorded.history()
-        assert history["when"] == ["2026-12-05T03:04:05+00:00"] and history["day"] == ["2026-12-05"]
-        assert history["at"] == ["03:04:05"] and history["ckpt"] == ["/ckpt/epoch-3.pt"] and history["posix"] == ["a/b"]
-        assert history["lr"] == [0.0003] and history["third"] == [1 / 3]
+        assert history["when"][0] == "2026-12-05T03:04:05+00:00" and history["day"][0] == "2026-12-05"
+        assert history["at"][0] == "03:04:05" and history["ckpt"][0] == "/ckpt/epoch-3.pt"
+        assert history["posix"][0] == "a/b" and history["stamp"][0] == "2026-01-02T03:04:05"
+        assert history["lr"][0] == 0.0003 and history["third"][0] == 1 / 3
+        assert history["signaling"][0] == "sNaN" and history["huge"][0] == str(fractions.Fraction(10**400, 3))
         assert recorded.summary["best_at"] == "2026-12-05T03:04:05+00:00"
-    assert not [w for w in recwarn if "can't be logged" in str(w.message)]
+        assert recorded.summary["budget"] == "12345678901234567890.5"
+        assert recorded.config["budget"] == "12345678901234567890.5"
+        assert recorded.config["since"] == "2026-12-05T03:04:05+00:00"
+    assert [str(w.message) for w in recwarn if "can't be logged" in str(w.message)] == [
+        "tracklet: key 'span' at step 1 has a value of type datetime.timedelta that can't be logged; that key is "
+        "dropped from this call, the rest is recorded"]
 
 
 def test_config_dict_and_attribute_style(start):

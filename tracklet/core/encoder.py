@@ -412,6 +412,8 @@ class HistoryEncoder:
             field = _FIELD_FOR_TYPE.get(type(column[0]))
             if field == "bools" and set(map(type, column)) != {bool}:
                 field = None  # the bools field would take ints silently
+            elif field == "strings" and set(map(type, column)) != {str}:
+                field = None  # a str subclass (a (str, Enum) member) is recorded as to_scalar says
             elif field == "floats":
                 # Packed in one C-level pass; None for a value the field refuses or an int past
                 # 2**53 (which it would round: the slow path keeps it an int). Ints within 2**53

@@ -3,7 +3,8 @@
 Scalars are ``bool``, ``int`` (any size: ints outside int64 are kept exact, as decimal text on
 the wire), ``float`` (NaN and +-inf kept) and ``str``. What W&B records as text or a number is
 recorded the same way: an enum member as its value, a ``datetime``/``date``/``time`` as its ISO
-8601 text, a path as its string, a ``Decimal`` or ``Fraction`` as a float. numpy scalars,
+8601 text, a path as its string; a logged ``Decimal`` or ``Fraction`` as a float (config and
+summary keep its exact text). numpy scalars,
 0-d or one-element numpy arrays and torch/jax tensors are scalars too; larger arrays and tensors,
 lists and tuples of numbers, and :class:`Histogram` become histograms. ``None`` means "no value
 for this key in this row" and is skipped.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from pathlib import PurePath
 from typing import Any, Callable, Iterable, Mapping
 
@@ -187,22 +189,40 @@ def to_scalar(value: Any) -> Any:
         return _builtin(value)
     if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
         return histogram_of(value)
-    as_text = _text_or_number(value, root)
+    as_text = _text_or_number(value)
     if as_text is not None:
         return as_text
     raise Unsupported(type_name(value))
 
 
-def _text_or_number(value: Any, root: str) -> str | float | None:
-    """Values W&B records as text (a timestamp as ISO 8601, a path as its string) or that are plain
-    numbers of another class (``Decimal``, ``Fraction``: a float, so they chart); None for others."""
-    if root == "datetime" and hasattr(value, "isoformat"):
+def _text_or_number(value: Any) -> str | float | None:
+    """Values W&B records as text: a timestamp as its ISO 8601 text, a path as its string; and plain
+    numbers of another class (``Decimal``, ``Fraction``) as floats, so they chart (as exact text where
+    no float holds them: a signaling NaN, a fraction past a float's range). None for other values."""
+    if _is_timestamp(value):
         return str(value.isoformat())
     if isinstance(value, PurePath):
         return str(value)
-    if root in ("decimal", "fractions"):
-        return float(value)
+    if _is_exact_number(value):
+        try:
+            return float(value)
+        except (ValueError, OverflowError):
+            return str(value)
     return None
+
+
+def _is_timestamp(value: Any) -> bool:
+    """A ``datetime``, ``date`` or ``time``, subclasses included (pandas' ``Timestamp``). Looked up
+    where loaded: a value of those classes means their module is."""
+    module = sys.modules.get("datetime")
+    return module is not None and isinstance(value, (module.date, module.time))
+
+
+def _is_exact_number(value: Any) -> bool:
+    """A ``decimal.Decimal`` or ``fractions.Fraction`` (subclasses included)."""
+    decimal, fractions = sys.modules.get("decimal"), sys.modules.get("fractions")
+    return ((decimal is not None and isinstance(value, decimal.Decimal))
+            or (fractions is not None and isinstance(value, fractions.Fraction)))
 
 
 def _enum_value(member: enum.Enum) -> Any:
@@ -251,7 +271,7 @@ def is_supported_type(value: Any) -> bool:
         return isinstance(value.value, (int, float, str)) and not isinstance(value.value, enum.Enum)
     if isinstance(value, (int, float, str)):
         return True
-    if root in ("datetime", "decimal", "fractions") or isinstance(value, PurePath):
+    if _is_timestamp(value) or isinstance(value, PurePath) or _is_exact_number(value):
         return True
     if isinstance(value, (list, tuple)):
         return bool(value) and all(type(v) in (int, float) for v in value)
@@ -390,8 +410,9 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
             return str(value)
     if isinstance(value, (int, float, str)):
         return _builtin(value)
-    as_text = _text_or_number(value, root)
-    return str(value) if as_text is None else as_text
+    if _is_timestamp(value):  # as W&B records it; anything else (a Decimal: exact) as its text
+        return str(value.isoformat())
+    return str(value)
 
 
 def to_value_message(value: Any, message: Any) -> None:

@@ -58,8 +58,8 @@ def test_step_must_be_an_integer(start):
 
 def test_steps_given_as_int_enums_or_numpy_ints_are_recorded_as_the_ints_they_stand_for(start):
     """A training loop's step may be an ``IntEnum`` member or a numpy int (a counter read off an
-    array): each row lands at the int it equals, in batches whose steps are consecutive (the
-    wire's shortcut that takes them without a look at each one's type) or not."""
+    array): each row lands at the int it equals, whether the steps run consecutively or jump, and
+    reads back as a plain int."""
     import enum
 
     import numpy as np

@@ -68,3 +68,21 @@ def test_the_works_failure_ends_it_quietly():
     assert result.returncode == 0 and result.stdout.strip() == "done True", result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
 
+
+
+def test_a_process_exiting_during_the_delay_skips_the_work(tmp_path):
+    """A server stopped within its warm-up's delay must not import the whole query stack on its
+    way out: exit ends a warm-up still in its delay without beginning the work (it joined the
+    thread, which then did the work)."""
+    marker = tmp_path / "worked"
+    result = run_script(f"""
+        from pathlib import Path
+        from tracklet.core.warmup import WarmUp
+
+        warm_up = WarmUp("test-warm", lambda: Path({str(marker)!r}).write_text("yes"), fork_wait=5, exit_wait=600)
+        warm_up.start(delay=0.5)
+        print("exiting")
+    """)
+    assert result.returncode == 0 and result.stdout.strip() == "exiting", result.stdout + result.stderr
+    assert not marker.exists()
+

@@ -6,8 +6,8 @@ the first caller that needs what it makes finds it made (``server/query_warm.py`
   belong to a thread the child doesn't have: ``os.fork`` first waits for a warm-up under way, at
   most ``fork_wait`` seconds, once its work has begun (not during its delay). In the child, a
   warm-up that had not finished may be started again.
-- A process that exits while the work runs waits for its thread (``atexit``, at most ``exit_wait``
-  seconds): Python ends a daemon thread still running at exit with a forced unwind, which DuckDB's
+- A process that exits during the delay skips the work (its thread ends at once); one that exits
+  while the work runs waits for its thread (``atexit``, at most ``exit_wait`` seconds): Python ends a daemon thread still running at exit with a forced unwind, which DuckDB's
   or pyarrow's C++ import code caught, and the process aborted ("terminate called after throwing
   an instance of ''"). The thread is joined, not only its work waited for (``done``): what the work
   made is destroyed as it returns, and a DuckDB cursor's C++ destructor caught in that unwind aborted
@@ -15,6 +15,11 @@ the first caller that needs what it makes finds it made (``server/query_warm.py`
 
 Nothing else waits for a warm-up. Its work failing ends it quietly (``done`` is set all the same):
 whoever needs what it makes does the work again and reports what is wrong.
+
+A work must not be the first in its process to import a module that registers fork hooks of its own
+(``logging``, ``concurrent.futures``): registered while a fork waits for the work, their
+after-fork hooks would run in the parent without their before-fork ones (a lock released that was
+never taken). Import such modules before ``start``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import time
 from collections.abc import Callable
 
 
@@ -39,6 +43,7 @@ class WarmUp:
         self._work = work
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._exiting = threading.Event()  # the interpreter is exiting: a work not begun is skipped
         atexit.register(self._wait_at_exit)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(before=self._before_fork, after_in_child=self._after_fork_in_child)
@@ -51,6 +56,8 @@ class WarmUp:
             if self._thread is not None:
                 return
             self._thread = threading.Thread(target=self._run, args=(delay,), name=self.name, daemon=True)
+            if not delay:
+                self.begun.set()  # before the thread runs: a fork from now on waits for the work
         self._thread.start()
 
     def running(self) -> bool:
@@ -61,8 +68,9 @@ class WarmUp:
     def _run(self, delay: float) -> None:
         try:
             if delay:
-                time.sleep(delay)
-            self.begun.set()
+                if self._exiting.wait(delay):
+                    return
+                self.begun.set()
             self._work()
         except Exception:  # noqa: BLE001 - see the module docstring
             pass
@@ -80,6 +88,7 @@ class WarmUp:
             self._thread = None
 
     def _wait_at_exit(self) -> None:
+        self._exiting.set()  # a work still in its delay ends without beginning
         thread = self._thread
-        if thread is not None and thread.is_alive():  # its delay may not be over: it works next
+        if thread is not None and thread.is_alive():
             thread.join(self.exit_wait)

@@ -277,10 +277,19 @@ def test_a_small_append_rewrites_only_the_pieces_its_points_fall_in(tmp_path, st
     fills up is written whole, a level-0 one once. The store still equals one pass."""
     from tracklet.store import blocks as B
 
+    import collections
+
     data = _log(tmp_path / "client", steps=3000, seed=0)
     server = _Server(tmp_path, store_url)
     written = _blocks_written(server.store.engine)
-    server.upload(data, _cuts(data))
+    most = 0  # open-block rows one upload wrote for one (series, level)
+    for end in _cuts(data):
+        before = len(written)
+        server.upload(data, [end])
+        rows = collections.Counter((series_id, level) for series_id, level, _, count in written[before:]
+                                   if count < B.BLOCK_SIZE)
+        most = max(most, *rows.values(), 0)
+    assert most == 2  # the piece its first point falls in and the next (a 2 KiB upload crosses at most one edge)
     assert written and all(count <= B.PIECE_SIZE or count == B.BLOCK_SIZE for *_, count in written)
     full = [(series_id, seq) for series_id, level, seq, count in written if level == 0 and count == B.BLOCK_SIZE]
     assert len(full) == len(set(full)) == 4 * 2  # 3 metrics and _timestamp, 2 full blocks each
@@ -348,22 +357,66 @@ def test_an_append_rolled_back_as_a_block_fills_up_leaves_its_pieces(tmp_path, s
     server.store.close()
 
 
-def test_a_store_migrated_from_0010_indexes_its_runs_again_and_equals_one_pass(tmp_path, fresh_url):
-    """Migration 0011: a 0010 indexer stored each level's partial last block as one row, where
-    this one appends to the last of its pieces; every run is indexed again from its log (here the
-    0010 layout is made by joining each open block's pieces into one row, as this indexer does
-    once a run ended), and the store then equals one pass over the log."""
+def _reads_back_exactly(store: Store, logged: dict[str, np.ndarray]) -> None:
+    """Every key of the run reads back as logged so far: steps 0..n-1, each value exact, and a
+    zoomed-out read's buckets count every point and keep the true min and max."""
+    for key, values in logged.items():
+        (points,) = store.history(f"{PROJECT}/{RUN}", key, buckets=None)
+        count = len(points.steps)
+        assert np.array_equal(points.steps, np.arange(count)), key
+        assert np.array_equal(points.values, values[:count]), key
+        (buckets,) = store.history(f"{PROJECT}/{RUN}", key, buckets=7)
+        if count:
+            assert buckets.count.sum() == count, key
+            assert (buckets.min.min(), buckets.max.max()) == (values[:count].min(), values[:count].max()), key
+
+
+def test_a_store_migrated_from_0010_keeps_its_index_and_appends_to_its_open_blocks(tmp_path, fresh_url):
+    """Migration 0011 converts nothing: a 0010 indexer stored each level's partial last block as
+    one row (made here by joining the pieces, as this indexer does once a run ended), which this
+    indexer takes as a joined block. Migrated, the store keeps every row; the run's next uploads
+    (indexed by a kept indexer and by fresh ones) read back every value after each, and the store
+    then equals one pass. Migrated back down, the indexed data goes (0010's indexer would write
+    over the pieces after the first) and each run's log is to be read again from its first byte."""
+    from alembic import command
+    from alembic.config import Config
+
+    from tracklet.store.engine import MIGRATIONS
     from tracklet.store.ingest import join_open_blocks
+    from tracklet.store.schema import blocks
     from tracklet.store.schema import runs as runs_table
 
-    data = _log(tmp_path / "client", steps=3000, seed=0)
+    steps = 6000
+    data = _log(tmp_path / "client", steps=steps, seed=1)
+    cuts = _cuts(data)
+    half = len(cuts) // 2
     url = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = conftest.store_at_revision(url, "0010")
     server = _Server(tmp_path, url, engine)
-    server.upload(data, _cuts(data))
+    server.upload(data, cuts[:half])
     with engine.begin() as connection:
         join_open_blocks(connection, connection.execute(sa.select(runs_table.c.id)).scalar_one())
-    _assert_migrating_indexes_again(tmp_path, fresh_url, url, engine, server)
+    before = _store_content(engine)
+    engine.dispose()
+    store = Store(url, root=server.root)  # migrates to head
+    assert _store_content(store.engine) == before
+    logged = _logged(steps, 1)
+    for number, end in enumerate(cuts[half:]):
+        if number % 3 == 0:
+            server.indexer = _indexer(store, server.root)
+        server.upload(data, [end])
+        _reads_back_exactly(store, logged)
+    assert _store_content(store.engine) == _whole(tmp_path, fresh_url, server.root)
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0010")
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(blocks)).scalar() == 0
+        assert connection.execute(sa.select(runs_table.c.log_offset)).scalar_one() == 0
+    store.close()
 
 
 def _ended_log(directory: Path, steps: int, seed: int, resumed: int = 0, *, exited: bool = True) -> bytes:
@@ -396,6 +449,16 @@ def _ended_log(directory: Path, steps: int, seed: int, resumed: int = 0, *, exit
     writer.close()
     assert (directory / "log").read_bytes().startswith(data)
     return (directory / "log").read_bytes()
+
+
+def _logged_resumed(steps: int, resumed: int, seed: int) -> dict[str, np.ndarray]:
+    """The values ``_ended_log(..., steps, seed, resumed)`` logged, by key."""
+    rng = np.random.default_rng(seed + 1)
+    more: dict[str, list[np.ndarray]] = {f"metric_{key}": [] for key in range(3)}
+    for _ in range(steps, steps + resumed, ROWS_PER_RECORD):
+        for key in range(3):
+            more[f"metric_{key}"].append(rng.standard_normal(ROWS_PER_RECORD))
+    return {key: np.concatenate([values, *more[key]]) for key, values in _logged(steps, seed).items()}
 
 
 def _open_rows(engine: sa.Engine) -> dict[tuple[int, int], int]:
@@ -436,14 +499,20 @@ def test_a_resumed_runs_appends_to_its_joined_open_blocks_store_what_one_pass_st
     """A run finished (its open blocks joined), then resumed: its appends write the joined blocks
     as pieces again, uploads indexed by one indexer or each by a new one, and once it finished
     again the store equals one pass over the whole log."""
-    data = _ended_log(tmp_path / "client", steps=3000, seed=0, resumed=1000)
-    cuts = [*_cuts(data)[:-1], len(data)]
+    steps, resumed = 3000, 1000
+    data = _ended_log(tmp_path / "client", steps=steps, seed=0, resumed=resumed)
+    exit_end = _cuts(data, piece=1)[steps // ROWS_PER_RECORD + 1]  # the start, the records, the exit
+    cuts = sorted({*_cuts(data)[:-1], exit_end, len(data)})  # one upload ends with the exit: joined
+    logged = _logged_resumed(steps, resumed, seed=0)
     for restart in (False, True):
         server = _Server(tmp_path / str(restart), store_url)
         for end in cuts:
             if restart:
                 server.indexer = _indexer(server.store, server.root)
             server.upload(data, [end])
+            if end == exit_end:
+                assert set(_open_rows(server.store.engine).values()) == {1}  # ended: joined
+            _reads_back_exactly(server.store, logged)
         assert set(_open_rows(server.store.engine).values()) == {1}
         assert _store_content(server.store.engine) == _whole(tmp_path / str(restart), fresh_url, server.root)
         server.store.close()
@@ -463,8 +532,39 @@ def test_a_run_found_crashed_has_its_open_blocks_joined_and_resumed_appends_to_t
     Indexer(server.store.engine, server.root, liveness=lambda _: False).index_run(server.paths)
     assert server.store.run(PROJECT, RUN, fields=("state",))["state"] == "crashed"
     assert set(_open_rows(server.store.engine).values()) == {1}
-    server.upload(data, [*(end for end in cuts if end > killed_at), len(data)])
+    logged = _logged_resumed(3000, 1000, seed=0)
+    for end in [*(end for end in cuts if end > killed_at), len(data)]:
+        server.upload(data, [end])
+        _reads_back_exactly(server.store, logged)
     whole = _whole(tmp_path, fresh_url, server.root)
     content = _store_content(server.store.engine)
     assert (content["series"], content["blocks"]) == (whole["series"], whole["blocks"])
     server.store.close()
+
+
+@pytest.mark.parametrize("first_resumed", [False, True])
+def test_a_runs_identity_is_its_first_starts_however_its_log_is_uploaded(tmp_path, store_url, fresh_url,
+                                                                         first_resumed):
+    """A run's name, host, tags... are its first session's start's; a later session's resumed
+    start (here with no name, from another machine) changes none of them, whether it arrives in the
+    same upload or one of its own, and also where the log's first start is itself a resumed one
+    (a run resumed from another store's copy)."""
+    directory = tmp_path / "client"
+    directory.mkdir()
+    writer = RecordLogWriter(directory / "log")
+    for number, (name, host) in enumerate((("first-name", "h1"), ("", "elsewhere"))):
+        record = pb.Record()
+        start = record.run_start
+        start.run_id, start.project, start.name, start.host = RUN, PROJECT, name, host
+        start.resumed, start.start_time = number > 0 or first_resumed, 1.8e9 + 10 * number
+        start.tags.append(f"t{number}")
+        writer.write(record.SerializeToString())
+    writer.close()
+    data = (directory / "log").read_bytes()
+    fields = ("name", "host", "tags")
+    for ends in ([len(data)], [_cuts(data, piece=1)[0], len(data)]):
+        server = _Server(tmp_path / str(len(ends)), store_url)
+        server.upload(data, ends)
+        run = server.store.run(PROJECT, RUN, fields=fields)
+        assert {field: run[field] for field in fields} == {"name": "first-name", "host": "h1", "tags": ["t0"]}
+        server.store.close()

@@ -43,7 +43,7 @@ LAST_USED_EVERY = 60.0  # seconds between writes of a key's last_used_at
 # removed by another process sharing the database (``tracklet admin``, another server process) is
 # refused within this; through this server's own API, at once.
 ADMITTED_FOR = 5.0
-ADMITTED_MAX = 10_000  # passed checks remembered at most (all forgotten when full)
+ADMITTED_MAX = 10_000  # passed checks remembered at most (when full: the expired go, else the oldest half)
 
 
 # The store's projects table, named as the server's own tables name it (project_members' foreign
@@ -316,6 +316,16 @@ class Accounts:
         self.revision += 1
 
 
+def _key_digest(request: Request) -> bytes | None:
+    """The sha256 of the request's API key as ``_authenticate`` reads it (any case of ``Bearer``,
+    the key stripped): one entry per key however its header is spelled. None without one."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return None
+    return hashlib.sha256(key.encode()).digest()
+
+
 class Authorizer:
     """Checks each request's ``Authorization: Bearer <key>`` against ``Accounts``."""
 
@@ -334,8 +344,8 @@ class Authorizer:
         then the request is admitted without the database (no lookups, no trip to the thread pool,
         on every upload of an online run), else ``check`` decides. Only passed checks are
         remembered; a key whose last use is due to be written goes through ``check``."""
-        header = request.headers.get("authorization")
-        entry = self._admitted.get((hashlib.sha256(header.encode()).digest(), project)) if header else None
+        digest = _key_digest(request)
+        entry = self._admitted.get((digest, project)) if digest is not None else None
         if entry is None:
             return False
         at, revision, principal, role = entry
@@ -350,10 +360,17 @@ class Authorizer:
 
     def _admit(self, request: Request, project: str, revision: int, principal: Principal, role: str) -> None:
         """Remember a passed check (``admits``), as of ``revision`` (read before its lookups)."""
-        if len(self._admitted) >= ADMITTED_MAX:
-            self._admitted.clear()
-        digest = hashlib.sha256(request.headers.get("authorization", "").encode()).digest()
-        self._admitted[(digest, project)] = (time.monotonic(), revision, principal, role)
+        digest = _key_digest(request)
+        if digest is None:
+            return
+        now = time.monotonic()
+        if len(self._admitted) >= ADMITTED_MAX:  # the expired go first; if none has, the oldest half
+            kept = [(at_key, entry) for at_key, entry in self._admitted.items() if now - entry[0] < self.admitted_for]
+            if len(kept) >= ADMITTED_MAX:
+                kept.sort(key=lambda item: item[1][0])
+                kept = kept[len(kept) // 2:]
+            self._admitted = dict(kept)
+        self._admitted[(digest, project)] = (now, revision, principal, role)
 
     def principal(self, request: Request) -> Principal:
         """The request's sender; 401 when the key is missing, malformed, wrong or revoked."""

@@ -193,8 +193,8 @@ class _RunFold:
         self.media: list[Any] = []  # MediaLogged messages
         self.spans: list[Any] = []  # Span messages
         # The run's identity (name, tags, group, ...) is its first start's, as one pass over its
-        # log takes it: a resumed session's start, however the log was cut into uploads, changes
-        # none of it (a rename is a RunUpdate record).
+        # log takes it: a later session's resumed start, however the log was cut into uploads,
+        # changes none of it (a rename is a RunUpdate record).
         self.identified = row is not None
 
     def apply(self, record: pb.Record) -> None:
@@ -215,13 +215,14 @@ class _RunFold:
             self.summary_changed = True
         elif kind == "run_start":
             start = record.run_start
-            if not start.resumed or not (self.identified or "created_at" in self.fields):
+            if not start.resumed or not self.identified:
                 self.fields.update(
                     name=start.name, tags=list(start.tags), group_name=start.group, job_type=start.job_type,
                     notes=start.notes, host=start.host,
                 )
                 if not start.resumed:
                     self.fields["created_at"] = start.start_time
+            self.identified = True
             self.exit = None
             self.reopened = True
             self.last_time = start.start_time
@@ -1136,16 +1137,16 @@ class BlockWriter:
 
 
 _INSERT_BLOCKS = blocks.insert()
-_DRIVER_SQL: dict[tuple[str, str, int], tuple[str, tuple[str, ...] | None]] = {}
+_DRIVER_SQL: dict[tuple[str, str, str, int], tuple[str, tuple[str, ...] | None]] = {}
 
 
 def _driver_sql(connection: sa.Connection, statement: Any) -> tuple[str, tuple[str, ...] | None]:
     """A statement built once (a module's or a class's) as its dialect's driver takes it, compiled
-    once per dialect and driver, and the names of its parameters in order where the driver takes them by
+    once per dialect, driver and parameter style, and the names of its parameters in order where the driver takes them by
     position (SQLite's ``?``; None: by name, each row a dict, as psycopg's). An append's blocks
     and counts go to the driver's ``executemany`` as they are: SQLAlchemy processing each row's
     parameters again was most of the statements' Python on a server's small appends."""
-    key = (connection.dialect.name, connection.dialect.driver, id(statement))
+    key = (connection.dialect.name, connection.dialect.driver, connection.dialect.paramstyle, id(statement))
     found = _DRIVER_SQL.get(key)
     if found is None:
         compiled = statement.compile(dialect=connection.dialect)

@@ -381,6 +381,7 @@ class _DirectBody(asyncio.BufferedProtocol):
         self.passing_on = True
         protocol.transport.set_protocol(protocol)  # before the transport asks this one for a buffer again
         protocol.parser = protocol.fresh_parser()
+        protocol._in_body = False  # the old parser's message ends here: the fresh one is between messages
         if not cycle.keep_alive:  # the old parser ignored bytes after a closing request; the fresh one
             protocol.flow.pause_reading()  # doesn't know, so none are read: the response closes it
         cycle.more_body = False
@@ -459,6 +460,7 @@ class _GuardedHttpTools(_ConnectionGuard):
     scope: Any  # the request being parsed (uvicorn's)
     pipeline: Any  # requests received while one is answered (uvicorn's)
     _body_parsed = 0  # bytes of the current request's body the parser has delivered
+    _in_body = False  # the parser is past a head and before its message's end
     _head_bytes = 0  # bytes received since the current head began (reset once it is complete)
     _head_size = 0  # the current head's request target and header lines, as parsed
 
@@ -466,13 +468,19 @@ class _GuardedHttpTools(_ConnectionGuard):
         return bool(self.cycle.more_body)
 
     def data_received(self, data: bytes) -> None:
-        reading_head = not self._in_request()
+        # Where the parser is, not whether a response is under way: a route that answered before
+        # reading its body (413) leaves the rest of it to be parsed and dropped, not counted as a head.
+        reading_head = not self._in_body
         if reading_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if (reading_head and not self._in_request() and self._head_bytes > self.limits.max_header_bytes
-                and not self.transport.is_closing()):
+        if (reading_head and not self._in_body and not self._in_request()
+                and self._head_bytes > self.limits.max_header_bytes and not self.transport.is_closing()):
             self.send_400_response("Invalid HTTP request received.")  # type: ignore[attr-defined]
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()  # type: ignore[misc]
 
     def on_message_begin(self) -> None:
         super().on_message_begin()  # type: ignore[misc]
@@ -515,6 +523,7 @@ class _GuardedHttpTools(_ConnectionGuard):
     def on_headers_complete(self) -> None:
         self._head_bytes = 0
         self._body_parsed = 0
+        self._in_body = True
         if self.parser.get_http_version() == "1.1":
             hosts = sum(name == b"host" for name, _ in self.headers)  # type: ignore[attr-defined]
             if hosts != 1:

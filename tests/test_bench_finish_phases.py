@@ -37,7 +37,9 @@ def test_the_cold_script_reports_where_finish_went_and_a_cache_miss_then_a_hit(t
         assert set(sample["phases"]) == {"environment", "monitor", "drain", "close", "other"}
         assert sample["fsync_ms"] > 0  # finish() fsyncs the record log
     wall, cpu = second["total"]
-    assert abs(wall - figures[2] * 1000) <= max(5.0, 0.2 * wall)  # the same finish() the script timed
+    # Timed inside the finish() the script timed: never longer than it (how much shorter depends on
+    # what preempts the process between the two clocks: no bound on a shared machine).
+    assert 0 < wall <= figures[2] * 1000 + 0.5
     rows = overhead.finish_phase_rows([first, second])
     shown = {row[0]: row[1] for row in rows}
     assert shown["  package inventory from its cache"] == "1/2"

@@ -8,7 +8,7 @@ import zlib
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
 
-from tracklet.server.connections import BODY_INTO, BodyDisconnect, BodyOverflow
+from tracklet.server.connections import BODY_INTO, BodyDisconnect, BodyOverflow, BodySink
 
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 
@@ -67,14 +67,12 @@ async def read_body_into(request: Request, view: memoryview) -> int:
     try:
         if body_into is not None:
             return int(await body_into(view))
-        received = 0
+        sink = BodySink(view)
         async for piece in request.stream():
-            end = received + len(piece)
-            if end > len(view):
-                raise BodyOverflow(f"the request body is longer than its {len(view)} bytes")
-            view[received:end] = piece
-            received = end
-        return received
+            sink.write(piece)
+            if sink.overflow:
+                break
+        return sink.length()
     except (BodyDisconnect, ClientDisconnect):  # gone, or closed by the server's idle timeout
         raise HTTPException(status_code=400, detail="the client disconnected before sending the whole body") from None
     except BodyOverflow as error:

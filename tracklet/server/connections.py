@@ -25,7 +25,7 @@ a large upload (artifact packs) cost the server most outside of hashing and the 
 that knows its body's size can go further with the ``tracklet.body_into`` ASGI extension
 (``BODY_INTO``, in the request scope's ``extensions``; ``body.read_body_into`` uses it): the rest of
 the body goes straight into the route's buffer (received into it by the transport, ``_DirectBody``,
-where the body's end is known; else written by the parser's callback, ``_BodyInto``), and the
+where the body's end is known; else written by the parser's callback, ``BodySink``), and the
 route wakes once, when it is whole, not once per piece through ``receive()``.
 
 A reverse proxy in front (docs/deployment.md) should apply the same limits; these keep a server
@@ -294,7 +294,7 @@ class BodyDisconnect(TrackletError):
     """The client went away (or was closed by the idle timeout) before its body was whole."""
 
 
-class _BodyInto:
+class BodySink:
     """The rest of a request body written into a buffer as the parser delivers it (in place of
     ``cycle.body``). Its length is 0 to uvicorn: nothing waits to be handed over, so reading never
     pauses; the buffer, sized by the route, bounds what is kept."""
@@ -317,6 +317,12 @@ class _BodyInto:
     def __len__(self) -> int:
         return 0
 
+    def length(self) -> int:
+        """The body's length once it ended; ``BodyOverflow`` if it didn't fit."""
+        if self.overflow:
+            raise BodyOverflow(f"the request body is longer than its {len(self.view)} bytes")
+        return self.received
+
 
 class _DirectBody(asyncio.BufferedProtocol):
     """The rest of a request body received by the transport straight into the route's buffer
@@ -334,17 +340,17 @@ class _DirectBody(asyncio.BufferedProtocol):
 
     __slots__ = ("protocol", "cycle", "sink", "end", "active", "passing_on", "_spill")
 
-    def __init__(self, protocol: Any, cycle: Any, sink: _BodyInto, end: int) -> None:
+    def __init__(self, protocol: Any, cycle: Any, sink: BodySink, end: int) -> None:
         self.protocol = protocol
         self.cycle: Any = cycle
-        self.sink: _BodyInto | None = sink
+        self.sink: BodySink | None = sink
         self.end = end  # in ``sink.view``: where the body ends
         self.active = True
         self.passing_on = False  # the body is whole: bytes still fed to this one go to the protocol
         self._spill: bytearray | None = None
 
     @classmethod
-    def start(cls, protocol: Any, cycle: Any, sink: _BodyInto) -> _DirectBody | None:
+    def start(cls, protocol: Any, cycle: Any, sink: BodySink) -> _DirectBody | None:
         transport = protocol.transport
         if (sink.overflow or protocol.cycle is not cycle or protocol.pipeline or transport.is_closing()
                 or transport.get_protocol() is not protocol):
@@ -429,7 +435,7 @@ async def _body_into(protocol: Any, request: weakref.ref[Any], view: memoryview)
     if cycle.waiting_for_100_continue and not protocol.transport.is_closing():
         protocol.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         cycle.waiting_for_100_continue = False
-    sink = _BodyInto(view)
+    sink = BodySink(view)
     pending = cycle.body
     for piece in pending.pieces if type(pending) is _BodyPieces else ((pending,) if pending else ()):
         sink.write(piece)
@@ -444,11 +450,9 @@ async def _body_into(protocol: Any, request: weakref.ref[Any], view: memoryview)
         cycle.body = bytearray()  # uvicorn's own again (nothing more is handed over)
         if direct is not None:
             direct.stop()
-    if sink.overflow:
-        raise BodyOverflow(f"the request body is longer than its {len(view)} bytes")
-    if cycle.more_body or cycle.disconnected:
+    if not sink.overflow and (cycle.more_body or cycle.disconnected):
         raise BodyDisconnect("the client disconnected before sending the whole body")
-    return sink.received
+    return sink.length()
 
 
 class _GuardedHttpTools(_ConnectionGuard):
@@ -499,7 +503,7 @@ class _GuardedHttpTools(_ConnectionGuard):
         cycle = self.cycle
         self._body_parsed += len(body)
         sink = cycle.body
-        if type(sink) is _BodyInto:
+        if type(sink) is BodySink:
             if not cycle.response_complete:
                 sink.write(body)
                 if sink.overflow:

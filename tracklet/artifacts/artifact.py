@@ -67,6 +67,7 @@ class Artifact:
         self._info: Any = None  # a VersionInfo once committed
         self._manifest: Manifest | None = None
         self._requested_aliases: list[str] = []
+        self._alias_edit: list[str] | None = None  # a committed version's aliases as the caller edits them
         self._link: Any = None  # a tracklet.registry.sql.Link when read through a registry collection
         self._staging: str | None = None
         self.project: str | None = None
@@ -134,17 +135,32 @@ class Artifact:
 
     @property
     def aliases(self) -> list[str]:
-        """The version's aliases (``latest`` and custom ones); on a draft, the ones it will get."""
+        """The version's aliases (``latest`` and custom ones); on a draft, the ones it will get.
+
+        The list itself, as in W&B: ``artifact.aliases.append("best")`` (or assigning a list)
+        and then ``artifact.save()`` gives a committed version the aliases added and takes away
+        those removed (``save``)."""
         if self._state == COMMITTED:
-            names = self._link.aliases if self._link is not None else self._info.aliases
-            return [alias for alias in names if alias != self.version]
-        return list(self._requested_aliases)
+            if self._alias_edit is None:
+                self._alias_edit = self._stored_aliases()
+            return self._alias_edit
+        return self._requested_aliases
 
     @aliases.setter
     def aliases(self, value: list[str]) -> None:
-        if self._state != DRAFT:
-            raise ArtifactError(f"artifact {self._name!r} is logged; move aliases with tracklet.Api().artifact(...)")
-        self._requested_aliases = [str(alias) for alias in value]
+        if isinstance(value, str) or not all(isinstance(alias, str) for alias in value):
+            raise ArtifactError(f"artifact {self._name!r}: aliases must be a list of strings; got {value!r}")
+        if self._state == COMMITTED:
+            self._alias_edit = list(value)
+        elif self._state == DRAFT:
+            self._requested_aliases = list(value)
+        else:
+            raise ArtifactError(f"artifact {self._name!r} is {self._state}: set its aliases once it is committed "
+                                "(wait()), then save()")
+
+    def _stored_aliases(self) -> list[str]:
+        names = self._link.aliases if self._link is not None else self._info.aliases
+        return [alias for alias in names if alias != self.version]
 
     @property
     def manifest(self) -> Manifest:
@@ -423,12 +439,55 @@ class Artifact:
     def save(self, project: str | None = None, *, root: str | os.PathLike | None = None,
              aliases: list[str] | None = None, progress: Any = None) -> Artifact:
         """Store this draft as a version now, outside any run (what ``tracklet artifact put``
-        does). ``root`` is the data root (default ``$TRACKLET_DIR`` or the per-user one)."""
+        does). ``root`` is the data root (default ``$TRACKLET_DIR`` or the per-user one).
+
+        On a committed version, save the aliases edited since it was read (``aliases``; and
+        ``aliases=`` given here are added): custom aliases added move to this version, those
+        removed are taken away (W&B's ``artifact.aliases.append("best"); artifact.save()``).
+        Its files, description and metadata are fixed once stored: changing them raises
+        ``ArtifactError`` (log the change as a new version: ``new_draft()``)."""
         from tracklet.artifacts.storage import open_store
 
+        if self._state == COMMITTED:
+            if aliases:
+                self.aliases.extend(alias for alias in aliases if alias not in self.aliases)
+            self._save_aliases()
+            return self
         pending = self._freeze(project or "uncategorized", list(aliases or []))
         self._commit_with(open_store(_data_root(root)), pending, None, progress)
         return self
+
+    def _save_aliases(self) -> None:
+        """Apply the alias edits of a committed version (``save``), checking everything first, so
+        a refused save changes nothing."""
+        info = self._info
+        if self.description != (info.description or "") or self.metadata != dict(info.metadata or {}):
+            raise ArtifactError(f"artifact {info.qualified_name}: a stored version's description and metadata can't "
+                                "change; log the change as a new version (artifact.new_draft())")
+        if self._alias_edit is None:
+            return
+        stored = self._stored_aliases()
+        wanted = list(dict.fromkeys(self._alias_edit))
+        fixed = {"latest", self.version}
+        added = [alias for alias in wanted if alias not in stored and alias not in fixed]
+        removed = [alias for alias in stored if alias not in wanted and alias not in fixed]
+        for alias in added:
+            check_alias(alias)  # ArtifactNameError (an ArtifactError) for a bad one or a "vN"
+        if "latest" in stored and "latest" not in wanted:
+            raise ArtifactError(f"artifact {info.qualified_name}: 'latest' always names the newest version; "
+                                "it can't be removed")
+        if not added and not removed:
+            return
+        if self._link is not None:
+            raise ArtifactError(f"artifact {self._link.path} is read through a registry collection: move its "
+                                "aliases with run.link_artifact(..., aliases=[...]) or `tracklet registry alias`")
+        registry = getattr(self._store, "registry", None)
+        if registry is None or not hasattr(registry, "set_aliases"):
+            raise ArtifactError(f"artifact {info.qualified_name} was read from a server: its aliases can't be moved "
+                                "from this client; log the version again with aliases=[...]")
+        registry.set_aliases(info.project, info.name, info.version, added, removed)
+        self._info = registry.version(info.project, info.name, f"v{info.version}")
+        self._alias_edit = None
 
     def wait(self, timeout: float | None = None) -> Artifact:
         """Block until the artifact is a committed version; raise what went wrong if storing it
@@ -453,19 +512,31 @@ class Artifact:
         return artifact
 
     def download(self, root: str | os.PathLike | None = None, *, link: bool = True, progress: Any = None,
-                 allow_missing_references: bool = False) -> str:
+                 allow_missing_references: bool = False, path_prefix: str | None = None) -> str:
         """Materialize the version's files under ``root`` (default ``./artifacts/<name>:vN``)
         and return that directory. Files are reflinked, else hard-linked to the store's read-only
         blobs, else copied (``link=False``: always copied); each is checked against its digest.
         References are fetched and checked against what was recorded; one whose object is gone
-        is an error, or skipped with ``allow_missing_references``."""
-        from tracklet.artifacts.storage import default_download_root
-
+        is an error, or skipped with ``allow_missing_references``. ``path_prefix``: only the
+        files whose path starts with it (W&B's option; ``"images/"`` is a directory's files)."""
         self.wait()
         assert self._store is not None
-        target = Path(root) if root is not None else default_download_root(self._info)
-        return str(self._store.download(self._info, self.manifest, target, link=link, progress=progress,
+        manifest = self.manifest
+        if path_prefix is not None:
+            manifest = Manifest({entry.path: entry for entry in manifest if entry.path.startswith(str(path_prefix))})
+        target = Path(root) if root is not None else _default_root(self._info)
+        return str(self._store.download(self._info, manifest, target, link=link, progress=progress,
                                         allow_missing_references=allow_missing_references))
+
+    def download_file(self, name: str, root: str | os.PathLike | None = None, *, link: bool = True) -> str:
+        """Materialize the one file ``name`` under ``root`` (as ``download`` does) and return its
+        path; ``KeyError`` if the version has no such file."""
+        self.wait()
+        assert self._store is not None
+        entry = self.get_entry(name)
+        directory = self._store.download(self._info, Manifest({entry.path: entry}),
+                                         Path(root) if root is not None else _default_root(self._info), link=link)
+        return str(Path(directory).joinpath(*entry.path.split("/")))
 
     def verify(self, root: str | os.PathLike | None = None) -> None:
         """Re-hash the files under ``root`` (default: where ``download()`` puts them); raise
@@ -506,6 +577,12 @@ def _check_policy(name: str, policy: str) -> bool:
     if policy not in ("mutable", "immutable"):
         raise ArtifactError(f"artifact {name!r}: policy must be 'mutable' or 'immutable'; got {policy!r}")
     return policy == "mutable"
+
+
+def _default_root(info: Any) -> Path:
+    from tracklet.artifacts.storage import default_download_root
+
+    return default_download_root(info)
 
 
 def _data_root(root: str | os.PathLike | None) -> Path:

@@ -11,11 +11,13 @@ builds it as usual, and a logged key holding one is left out of the row with one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
+from tracklet.artifacts.manifest import ManifestEntry as _ManifestEntry
 from tracklet.compat.wandb._messages import warn_once
 from tracklet.core.values import Histogram as _TrackletHistogram
 from tracklet.errors import ArtifactError
@@ -187,6 +189,36 @@ class Table(_TrackletTable, WBValue):
         yield from enumerate(self.data)
 
 
+@dataclasses.dataclass(frozen=True)
+class ArtifactManifestEntry(_ManifestEntry):
+    """W&B's ``ArtifactManifestEntry``: a manifest entry of a ``wandb.Artifact`` that can fetch
+    its file (``download``) and has W&B's ``File`` name for its path (``name``)."""
+
+    artifact: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, entry: _ManifestEntry, artifact: Any) -> "ArtifactManifestEntry":
+        return cls(entry.path, entry.digest, entry.size, entry.ref, entry.extra, artifact)
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def download(self, root: str | os.PathLike | None = None, skip_cache: Any = None, **kwargs: Any) -> str:
+        """Fetch this file alone (checked against its digest) under ``root`` (default: where the
+        artifact's ``download()`` puts its files) and return its path."""
+        if self.artifact is None or self.artifact.state != "committed":
+            raise ArtifactError(f"file {self.path!r} belongs to an artifact that is not stored yet: log it and "
+                                "wait() first")
+        return self.artifact.download_file(self.path, root)
+
+    def ref_target(self) -> str:
+        """The reference's URI (``ValueError`` for a stored file, as W&B)."""
+        if self.ref is None:
+            raise ValueError(f"file {self.path!r} is stored in the artifact, not a reference")
+        return self.ref
+
+
 class Artifact(_TrackletArtifact, WBValue):
     """``wandb.Artifact(name, type, ...)``: a :class:`tracklet.Artifact` (content-addressed,
     versioned, with lineage; docs/artifacts.md) that takes W&B's extra arguments; ``add(obj, name)`` and
@@ -255,9 +287,23 @@ class Artifact(_TrackletArtifact, WBValue):
                  skip_cache: Any = None, path_prefix: Any = None, multipart: Any = None, *, link: bool = True,
                  progress: Any = None, **kwargs: Any) -> str:
         """W&B's signature over ``tracklet.Artifact.download``: ``allow_missing_references``
-        skips references whose object is gone; ``skip_cache``, ``path_prefix``, ``multipart``
-        are accepted and ignored."""
-        return super().download(root, link=link, progress=progress, allow_missing_references=allow_missing_references)
+        skips references whose object is gone, ``path_prefix`` downloads only the files whose
+        path starts with it; ``skip_cache`` and ``multipart`` are accepted and ignored."""
+        return super().download(root, link=link, progress=progress, allow_missing_references=allow_missing_references,
+                                path_prefix=path_prefix)
+
+    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[Any]:
+        """W&B's ``files``: the entries (``name``, ``path``, ``size``, ``digest``, ``ref``;
+        ``download(root)``), of ``names`` only if given."""
+        wanted = None if names is None else set(names)
+        return [ArtifactManifestEntry.of(entry, self) for entry in super().files()
+                if wanted is None or entry.path in wanted]
+
+    def get_entry(self, name: str) -> Any:
+        """W&B's ``get_entry``: the file's entry, whose ``download(root)`` fetches that file alone."""
+        return ArtifactManifestEntry.of(super().get_entry(name), self)
+
+    get_path = get_entry  # W&B's older name
 
     @contextlib.contextmanager
     def new_file(self, name: str, mode: str = "x", encoding: str | None = None,
@@ -267,9 +313,13 @@ class Artifact(_TrackletArtifact, WBValue):
             yield handle
 
     def save(self, project: str | None = None, settings: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
-        """With a run active, log this artifact to it; else store it as a version of ``project``."""
+        """With a run active, log this artifact to it; else store it as a version of ``project``.
+        A logged (committed) version saves its alias edits (``aliases.append``, as in W&B)."""
         from tracklet.core import lifecycle
 
+        if self.state == "committed":
+            super().save()
+            return
         run = lifecycle.current()
         if run is not None and project is None:
             run.log_artifact(self)

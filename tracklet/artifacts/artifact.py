@@ -69,6 +69,7 @@ class Artifact:
         self._requested_aliases: list[str] = []
         self._alias_edit: list[str] | None = None  # a committed version's aliases as the caller edits them
         self._link: Any = None  # a tracklet.registry.sql.Link when read through a registry collection
+        self._registry: Any = None  # the registry (local or a server's) that link was read from
         self._staging: str | None = None
         self.project: str | None = None
         self.reused = False  # True when logging found identical content and returned that version
@@ -479,14 +480,34 @@ class Artifact:
         if not added and not removed:
             return
         if self._link is not None:
-            raise ArtifactError(f"artifact {self._link.path} is read through a registry collection: move its "
-                                "aliases with run.link_artifact(..., aliases=[...]) or `tracklet registry alias`")
+            self._save_link_aliases(added, removed)
+            return
         registry = getattr(self._store, "registry", None)
         if registry is None or not hasattr(registry, "set_aliases"):
             raise ArtifactError(f"artifact {info.qualified_name} was read from a server: its aliases can't be moved "
                                 "from this client; log the version again with aliases=[...]")
         registry.set_aliases(info.project, info.name, info.version, added, removed)
         self._info = registry.version(info.project, info.name, f"v{info.version}")
+        self._alias_edit = None
+
+    def _save_link_aliases(self, added: list[str], removed: list[str]) -> None:
+        """Move the aliases of a registry collection's version in the registry it was read from
+        (local or a server's), with its rules: every move is in the alias history, and a
+        protected alias raises ``PromotionRequired`` naming the request it opened."""
+        from tracklet.registry.service import default_actor
+
+        link, backend = self._link, self._registry
+        if backend is None:
+            raise ArtifactError(f"artifact {link.path}: move its aliases with `tracklet registry alias`")
+        actor = default_actor()
+        for alias in removed:
+            backend.remove_alias(link.registry, link.collection, alias, actor=actor, reason="artifact.save()")
+        for alias in added:
+            backend.set_alias(link.registry, link.collection, alias, f"v{link.version}", actor=actor,
+                              reason="artifact.save()")
+        fixed = [alias for alias in link.aliases if alias in ("latest", f"v{link.version}")]
+        custom = sorted({*self._stored_aliases(), *added} - {*removed, *fixed})
+        self._link = dataclasses.replace(link, aliases=[*fixed, *custom])
         self._alias_edit = None
 
     def wait(self, timeout: float | None = None) -> Artifact:

@@ -334,6 +334,7 @@ class Artifact(_TrackletArtifact, WBValue):
         assert artifact._store is not None
         wrapped = cls._from_version(artifact._store, artifact._info)
         wrapped._link = artifact._link  # read through a registry collection: its version and aliases
+        wrapped._registry = artifact._registry
         return wrapped  # type: ignore[return-value]
 
 

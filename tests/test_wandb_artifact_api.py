@@ -126,19 +126,28 @@ def test_one_file_or_a_prefix_is_downloaded_alone(root, tmp_path, monkeypatch):
     assert (tmp_path / "images-only" / "images" / "a.bin").read_bytes() == b"image 1"
 
 
-def test_from_a_server_versions_list_and_alias_moves_are_refused_clearly(root, tmp_path, monkeypatch, servers):
+def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_refused_clearly(
+        root, tmp_path, monkeypatch, servers):
     import tracklet.compat.wandb as wandb
     from tracklet.errors import ArtifactError
 
     monkeypatch.chdir(tmp_path)
     _log_dataset_versions(wandb, tmp_path)
+    with wandb.init(project="arts", job_type="eval") as reader:
+        reader.use_artifact("mnist:v0")
+        reader_id = reader.id
     server = servers(tmp_path / "server")
-    pushed = CliRunner().invoke(main, ["--dir", str(root), "artifact", "push", "arts/mnist:v0", "arts/mnist:v1",
-                                       "--url", server.url])
-    assert pushed.exit_code == 0, pushed.output
+    synced = CliRunner().invoke(main, ["--dir", str(root), "sync", "--all", "--url", server.url, "--quiet"])
+    assert synced.exit_code == 0, synced.output
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))  # another machine: nothing local
     api = wandb.Api(overrides={"base_url": server.url})
     assert [v.version for v in api.artifacts("dataset", "arts/mnist")] == ["v1", "v0"]
     assert api.artifact_exists("arts/mnist:train") and not api.artifact_exists("arts/mnist:v5")
+    first = api.artifact("arts/mnist:v0")
+    writer = first.logged_by()  # the server's lineage (it was None: this machine's store was asked)
+    assert writer is not None and writer.job_type == "dataset" and writer.project == "arts"
+    assert [run.id for run in first.used_by()] == [reader_id]
+    assert api.artifact("arts/mnist:v1").used_by() == []
     remote = api.artifact("arts/mnist:latest")
     remote.aliases.append("best")
     with pytest.raises(ArtifactError, match="read from a server: its aliases can't be moved"):

@@ -577,19 +577,26 @@ class Artifact:
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
     def logged_by(self) -> Any:
-        """The run that logged this version (a ``tracklet.RecordedRun``), or None."""
+        """The run that logged this version (a ``tracklet.RecordedRun``; for a version read from a
+        server, the server's run: a ``RemoteRun``), or None."""
         from tracklet.artifacts.lineage import logged_by
 
         self.wait()
         assert self._store is not None
+        if hasattr(self._store, "lineage"):  # read from a server: its lineage, not this machine's
+            found = self._store.lineage(self._info, "logged")
+            return found[0] if found else None
         return logged_by(self._store.data_root, self._info)
 
     def used_by(self) -> list[Any]:
-        """The runs that used this version (``run.use_artifact``), oldest first."""
+        """The runs that used this version (``run.use_artifact``), oldest first (for a version read
+        from a server, the server's runs)."""
         from tracklet.artifacts.lineage import used_by
 
         self.wait()
         assert self._store is not None
+        if hasattr(self._store, "lineage"):
+            return list(self._store.lineage(self._info, "used"))
         return used_by(self._store.data_root, self._info)
 
 

@@ -204,3 +204,25 @@ def test_a_cell_whose_file_is_gone_is_none_and_costs_only_itself(root, monkeypat
     cells = got.get_column("image")
     assert cells[0] is None and got.get_column("label") == ["cat", "dog"]
     assert isinstance(cells[1], wandb.Image) and cells[1].caption == "second"
+
+
+def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monkeypatch):
+    """W&B's segmentation docs build ``wandb.Classes`` for an image's masks; its tables docs join
+    tables with ``wandb.JoinedTable``. Both names were missing (AttributeError): the class set now
+    labels the masks, and a joined table is left out of its row with one warning, the rest kept."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:5, 2:5] = 1
+    class_set = wandb.Classes([{"id": 0, "name": "background"}, {"id": 1, "name": "car"}])
+    with wandb.init(project="seg") as run:
+        image = wandb.Image(np.zeros((8, 8, 3), dtype=np.uint8), classes=class_set,
+                            masks={"prediction": {"mask_data": mask}})
+        left, right = wandb.Table(columns=["id", "a"], data=[[1, 2]]), wandb.Table(columns=["id", "b"], data=[[1, 3]])
+        with pytest.warns(Warning, match="JoinedTable"):
+            run.log({"segmented": image, "joined": wandb.JoinedTable(left, right, "id"), "loss": 0.5})
+        logged = run._run
+    recorded = read(logged)
+    (got,) = recorded.images("segmented")
+    assert got.masks["prediction"].class_labels == {0: "background", 1: "car"}
+    assert np.array_equal(got.masks["prediction"].to_numpy(), mask)
+    assert recorded.summary["loss"] == 0.5 and "joined" not in recorded.summary

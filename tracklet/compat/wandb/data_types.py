@@ -170,6 +170,34 @@ class Graph(_Media):
     pass
 
 
+class JoinedTable(_Media):
+    """``wandb.JoinedTable(table1, table2, join_key)``: not recorded (one warning when logged);
+    join logged tables in the dashboard or with ``tracklet.media.table_views`` (docs/tables.md)."""
+
+    def __init__(self, table1: Any = None, table2: Any = None, join_key: Any = None) -> None:
+        super().__init__()
+        self._table1, self._table2, self._join_key = table1, table2, join_key
+
+
+class PartitionedTable(_Media):
+    """``wandb.PartitionedTable(parts_path)``: not recorded (one warning when logged)."""
+
+    def __init__(self, parts_path: str = "") -> None:
+        super().__init__()
+        self.parts_path = parts_path
+
+
+class Classes(WBValue):
+    """``wandb.Classes([{"id": 1, "name": "cat"}, ...])``: the class set of an ``Image``'s masks and
+    boxes (``Image(..., classes=wandb.Classes(...))``), as W&B's."""
+
+    def __init__(self, class_set: Sequence[dict[str, Any]]) -> None:
+        self._class_set = [dict(entry) for entry in class_set]
+
+    def __repr__(self) -> str:
+        return f"<wandb.Classes {self._class_set!r}>"
+
+
 class Table(_TrackletTable, WBValue):
     """``wandb.Table(columns=..., data=..., dataframe=..., log_mode=...)``: a
     :class:`tracklet.Table` (``add_data``, ``add_column``, ``get_column``, ``get_dataframe``,
@@ -353,6 +381,6 @@ def type_label(value: Any) -> str:
 
 
 __all__ = [
-    "Artifact", "Audio", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D", "Plotly", "Table",
-    "Video", "WBValue", "is_unrecorded", "recordable", "type_label",
+    "Artifact", "Audio", "Classes", "Graph", "Histogram", "Html", "Image", "JoinedTable", "Molecule", "Object3D",
+    "PartitionedTable", "Plotly", "Table", "Video", "WBValue", "is_unrecorded", "recordable", "type_label",
 ]

@@ -152,3 +152,36 @@ def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_
     remote.aliases.append("best")
     with pytest.raises(ArtifactError, match="read from a server: its aliases can't be moved"):
         remote.save()
+
+
+def test_w_and_b_cleanup_script_deletes_versions_without_aliases(root, tmp_path, monkeypatch):
+    """W&B's documented clean-up: delete every version of a collection that has no alias
+    (``artifact.delete()``, which was missing); one with aliases needs ``delete_aliases=True``,
+    and a registered one is refused, as ``tracklet artifact rm`` refuses it."""
+    import tracklet
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import ArtifactError, ArtifactNotFound
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="clean", settings=wandb.Settings(x_disable_stats=True)) as run:
+        for number in range(4):
+            (tmp_path / "model.pt").write_bytes(f"weights {number}".encode())
+            model = wandb.Artifact("model", type="model")
+            model.add_file(str(tmp_path / "model.pt"))
+            run.log_artifact(model, aliases=["best"] if number == 1 else []).wait()
+        run.link_artifact(model, "wandb-registry-model/prod-models")  # v3, registered
+    api = wandb.Api()
+    for version in api.artifacts("model", "clean/model"):
+        if len(version.aliases) == 0:  # W&B's snippet: v0 and v2 ("latest" is v3's)
+            version.delete()
+    assert [v.version for v in api.artifacts("model", "clean/model")] == ["v3", "v1"]
+    with pytest.raises(ArtifactError, match="has alias\\(es\\) best"):
+        api.artifact("clean/model:v1").delete()
+    api.artifact("clean/model:v1").delete(delete_aliases=True)
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(root).artifact("clean/model:best")
+    with pytest.raises(ArtifactError, match="is registered as model/prod-models:v0"):
+        api.artifact("clean/model:v3").delete()
+    with pytest.raises(ArtifactError, match="a registry collection's version"):
+        api.artifact("wandb-registry-model/prod-models:v0").delete()
+    assert [v.version for v in api.artifacts("model", "clean/model")] == ["v3"]

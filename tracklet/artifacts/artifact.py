@@ -576,6 +576,23 @@ class Artifact:
         self.wait()
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
+    def delete(self, delete_aliases: bool = False) -> None:
+        """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``): its
+        number is never given again and its files stay stored until ``tracklet artifact gc``. A
+        version holding custom aliases, or registered in the model registry, raises
+        ``ArtifactError`` naming them unless ``delete_aliases`` (its aliases go with it)."""
+        from tracklet.artifacts.lookup import delete_version
+
+        info = self._committed_info("version to delete")
+        if self._link is not None:
+            raise ArtifactError(f"{self._link.path} is a registry collection's version (a link): delete its source "
+                                f"{info.qualified_name} instead")
+        if not hasattr(getattr(self._store, "registry", None), "delete_version"):
+            raise ArtifactError(f"artifact {info.qualified_name} was read from a server: it can't be deleted from "
+                                "this client")
+        assert self._store is not None
+        delete_version(self._store.data_root, info, force=delete_aliases)
+
     def logged_by(self) -> Any:
         """The run that logged this version (a ``tracklet.RecordedRun``; for a version read from a
         server, the server's run: a ``RemoteRun``), or None."""

@@ -194,16 +194,11 @@ def rm(ctx: click.Context, ref: str, force: bool) -> None:
     parsed = parse_ref(ref)
     if parsed.project is None or ":" not in ref.rsplit("/", 1)[-1]:
         raise CliError(f"{ref!r}: name one version, as project/name:vN (or project/name:alias)")
+    from tracklet.artifacts.lookup import delete_version
+
     store = open_store(_state(ctx).api.root)
     info = store.registry.version(parsed.project, parsed.name, parsed.selector)
-    from tracklet.registry.service import open_local
-
-    registry = open_local(_state(ctx).api.root, create=False)
-    links = [link.path for link in registry.links_to(info.project, info.name, info.version)] if registry else []
-    if links and not force:
-        raise CliError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it breaks those "
-                       "versions (--force deletes it anyway)")
-    dropped = store.registry.delete_version(info.project, info.name, info.version, drop_aliases=force)
+    dropped, links = delete_version(_state(ctx).api.root, info, force=force)
     note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
     note += f" (registry versions left without files: {', '.join(links)})" if links else ""
     click.echo(f"deleted {info.qualified_name}{note}; run `tracklet artifact gc` to free its storage")

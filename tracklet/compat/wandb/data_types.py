@@ -20,7 +20,7 @@ from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
 from tracklet.artifacts.manifest import ManifestEntry as _ManifestEntry
 from tracklet.compat.wandb._messages import warn_once
 from tracklet.core.values import Histogram as _TrackletHistogram
-from tracklet.errors import ArtifactError
+from tracklet.errors import ArtifactError, TableError
 from tracklet.media import Audio as _Audio
 from tracklet.media import Html as _Html
 from tracklet.media import Image as _Image
@@ -215,6 +215,23 @@ class Table(_TrackletTable, WBValue):
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
         """``(index, row)`` for each row held, as W&B's."""
         yield from enumerate(self.data)
+
+    def add_computed_columns(self, fn: Any) -> "Table":
+        """W&B's ``add_computed_columns``: ``fn(index, row)`` (``row`` a dict by column name)
+        returns a dict of new columns' values for that row; the columns its first answer names
+        are added (a row whose answer lacks one gets None). Returns the table."""
+        names = self.columns
+        computed = [fn(index, dict(zip(names, row))) for index, row in self.iterrows()]
+        if not all(isinstance(values, dict) for values in computed):
+            raise TypeError("add_computed_columns: fn must return a dict of column name to value for every row")
+        for name in (list(computed[0]) if computed else []):
+            self.add_column(name, [values.get(name) for values in computed])
+        return self
+
+    def cast(self, col_name: str, dtype: Any, optional: bool = False) -> None:
+        """W&B's ``cast``: accepted, nothing to do (column types are inferred when logged)."""
+        if col_name not in self.columns:
+            raise TableError(f"cast: no column {col_name!r}; columns: {', '.join(self.columns)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,3 +185,29 @@ def test_w_and_b_cleanup_script_deletes_versions_without_aliases(root, tmp_path,
     with pytest.raises(ArtifactError, match="a registry collection's version"):
         api.artifact("wandb-registry-model/prod-models:v0").delete()
     assert [v.version for v in api.artifacts("model", "clean/model")] == ["v3"]
+
+
+def test_w_and_b_artifact_attributes_scripts_read(root, tmp_path, monkeypatch):
+    """Attributes W&B scripts print or key on: ``id``, ``entity``, ``created_at`` (an ISO 8601
+    string, as W&B and the run tables' ``created_at`` give it: it was epoch seconds),
+    ``updated_at``, ``file_count``, ``ttl``, ``is_draft()``."""
+    import datetime
+
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    _log_dataset_versions(wandb, tmp_path)
+    draft = wandb.Artifact("fresh", type="dataset")
+    assert draft.is_draft() and draft.id is None
+    version = wandb.Api().artifact("arts/mnist:v1")
+    assert not version.is_draft() and version.id == "arts/mnist:v1" and version.entity is None
+    assert version.file_count == 2 and version.ttl is None
+    stored = datetime.datetime.fromisoformat(version.created_at.replace("Z", "+00:00"))
+    assert abs(stored.timestamp() - tracklet_created_at(root, "arts/mnist:v1")) < 1
+    assert version.updated_at == version.created_at
+
+
+def tracklet_created_at(root, reference: str) -> float:
+    import tracklet
+
+    return tracklet.Api(root).artifact(reference).created_at

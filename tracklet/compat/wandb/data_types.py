@@ -344,6 +344,42 @@ class Artifact(_TrackletArtifact, WBValue):
         return [ArtifactManifestEntry.of(entry, self) for entry in super().files()
                 if wanted is None or entry.path in wanted]
 
+    @property
+    def id(self) -> str | None:
+        """A stable id of the version (``project/name:vN``; W&B's is an opaque string), None for a draft."""
+        return self.qualified_name if self.state == "committed" else None
+
+    @property
+    def entity(self) -> None:
+        """tracklet has no entities (W&B's team or user): None."""
+        return None
+
+    @property
+    def created_at(self) -> str:  # type: ignore[override]
+        """When the version was stored, as W&B gives it: an ISO 8601 string (UTC); the epoch
+        seconds are ``tracklet.Artifact.created_at``."""
+        import datetime
+
+        moment = _TrackletArtifact.created_at.fget(self)  # type: ignore[attr-defined]
+        return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def updated_at(self) -> str:
+        """``created_at``: a stored version never changes (its aliases aside)."""
+        return self.created_at
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files())
+
+    @property
+    def ttl(self) -> None:
+        """No time-to-live: versions are kept until deleted (``delete``, ``tracklet artifact rm``)."""
+        return None
+
+    def is_draft(self) -> bool:
+        return self.state == "draft"
+
     def get_entry(self, name: str) -> Any:
         """W&B's ``get_entry``: the file's entry, whose ``download(root)`` fetches that file alone."""
         return ArtifactManifestEntry.of(super().get_entry(name), self)

@@ -145,7 +145,9 @@ class Artifact:
             if self._alias_edit is None:
                 self._alias_edit = self._stored_aliases()
             return self._alias_edit
-        return self._requested_aliases
+        if self._state == DRAFT:
+            return self._requested_aliases
+        return list(self._requested_aliases)  # being stored with these: a copy (edit once committed)
 
     @aliases.setter
     def aliases(self, value: list[str]) -> None:

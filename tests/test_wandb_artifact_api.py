@@ -211,3 +211,28 @@ def tracklet_created_at(root, reference: str) -> float:
     import tracklet
 
     return tracklet.Api(root).artifact(reference).created_at
+
+
+def test_a_missing_artifact_is_a_comm_error_as_w_and_b_raises_it(root, tmp_path, monkeypatch):
+    """W&B scripts try ``use_artifact("ckpt:latest")`` and catch ``wandb.errors.CommError`` on the
+    first run; tracklet raised its own ``ArtifactNotFound``, which that ``except`` let through."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import ArtifactNotFound
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="resume", settings=wandb.Settings(x_disable_stats=True)) as run:
+        try:
+            checkpoint = run.use_artifact("ckpt:latest")
+        except wandb.errors.CommError as error:
+            checkpoint = None
+            assert "no artifact resume/ckpt" in str(error)
+        assert checkpoint is None
+        with pytest.raises(wandb.errors.CommError):
+            wandb.use_artifact("resume/ckpt:v3", type="model")
+        with pytest.raises(wandb.errors.CommError):
+            run.use_model("ckpt:latest")
+        with pytest.raises(ArtifactNotFound):  # tracklet's own class still catches it
+            run.use_artifact("ckpt:latest")
+    with pytest.raises(wandb.errors.CommError) as raised:
+        wandb.Api().artifact("resume/ckpt:latest")
+    assert isinstance(raised.value, ArtifactNotFound)

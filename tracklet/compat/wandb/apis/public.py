@@ -590,7 +590,8 @@ class Api:
         ``name:alias`` (in the default project); ``run-<run id>-<key>:latest`` (or ``:v<n>``) is a
         table the run logged under ``key`` (``_run_tables.py``), as W&B names it."""
         from tracklet.compat.wandb.data_types import Artifact
-        from tracklet.errors import ArtifactError
+        from tracklet.compat.wandb.errors import ArtifactNotFoundCommError
+        from tracklet.errors import ArtifactError, ArtifactNotFound
 
         parts = name.split("/")
         if len(parts) == 1 and self._default_project:
@@ -601,7 +602,7 @@ class Api:
             table = self._run_table(name)  # a run's logged table, named as W&B names it
             if table is not None:
                 return table
-            raise CommError(str(error)) from None
+            raise (ArtifactNotFoundCommError if isinstance(error, ArtifactNotFound) else CommError)(str(error)) from None
 
     def artifacts(self, type_name: str, name: str, per_page: int = 50, tags: Any = None) -> list[Any]:
         """Every version of the collection ``entity/project/name`` (or ``project/name``), newest

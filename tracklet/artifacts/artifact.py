@@ -491,6 +491,15 @@ class Artifact:
         registry.set_aliases(info.project, info.name, info.version, added, removed)
         self._info = registry.version(info.project, info.name, f"v{info.version}")
         self._alias_edit = None
+        if self._server_version is not None:  # an online run's version: its server copy is not moved
+            import warnings
+
+            from tracklet.core.stack import user_stacklevel
+            from tracklet.errors import TrackletWarning
+
+            warnings.warn(f"tracklet: the aliases of {info.qualified_name} moved in the local store only; the "
+                          f"server's copy (v{self._server_version}) keeps its aliases (log the version again "
+                          "with aliases=[...] to move them there)", TrackletWarning, stacklevel=user_stacklevel())
 
     def _save_link_aliases(self, added: list[str], removed: list[str]) -> None:
         """Move the aliases of a registry collection's version in the registry it was read from

@@ -190,7 +190,7 @@ def test_w_and_b_cleanup_script_deletes_versions_without_aliases(root, tmp_path,
 def test_w_and_b_artifact_attributes_scripts_read(root, tmp_path, monkeypatch):
     """Attributes W&B scripts print or key on: ``id``, ``entity``, ``created_at`` (an ISO 8601
     string, as W&B and the run tables' ``created_at`` give it: it was epoch seconds),
-    ``updated_at``, ``file_count``, ``ttl``, ``is_draft()``."""
+    ``updated_at``, ``file_count``, ``ttl``, ``is_draft()``, and ``logged_by()`` as W&B's Run."""
     import datetime
 
     import tracklet.compat.wandb as wandb
@@ -205,6 +205,9 @@ def test_w_and_b_artifact_attributes_scripts_read(root, tmp_path, monkeypatch):
     stored = datetime.datetime.fromisoformat(version.created_at.replace("Z", "+00:00"))
     assert abs(stored.timestamp() - tracklet_created_at(root, "arts/mnist:v1")) < 1
     assert version.updated_at == version.created_at
+    writer = version.logged_by()  # W&B's public Run (it was tracklet's RecordedRun: path a str, history not pandas)
+    assert isinstance(writer, wandb.apis.public.Run) and writer.path[-2] == "arts" and writer.job_type == "dataset"
+    assert writer.history().__class__.__name__ == "DataFrame" and version.used_by() == []
 
 
 def tracklet_created_at(root, reference: str) -> float:

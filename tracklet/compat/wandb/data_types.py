@@ -380,6 +380,23 @@ class Artifact(_TrackletArtifact, WBValue):
     def is_draft(self) -> bool:
         return self.state == "draft"
 
+    def logged_by(self) -> Any:
+        """The run that logged the version, as ``wandb.Api().run`` gives it (``history()`` a
+        DataFrame, ``path`` a list), or None."""
+        found = super().logged_by()
+        return None if found is None else self._public_run(found)
+
+    def used_by(self) -> list[Any]:
+        """The runs that used the version, as ``wandb.Api().run`` gives them."""
+        return [self._public_run(found) for found in super().used_by()]
+
+    def _public_run(self, recorded: Any) -> Any:
+        import tracklet
+        from tracklet.compat.wandb.apis.public import Run
+
+        local = hasattr(recorded, "_paths")  # else a run on the server this version was read from
+        return Run(recorded, None, tracklet.Api(recorded._paths.root) if local else None)
+
     def get_entry(self, name: str) -> Any:
         """W&B's ``get_entry``: the file's entry, whose ``download(root)`` fetches that file alone."""
         return ArtifactManifestEntry.of(super().get_entry(name), self)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from tracklet.cli.common import CliError, _handle_errors, _iso, _state
+from tracklet.cli.common import CliError, _handle_errors, _iso, _state, unknown_project
 
 
 @click.group("artifact")
@@ -77,7 +77,12 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
         return
     from tracklet.artifacts.storage import open_store
 
-    projects = [where] if where else open_store(api.root).registry.projects()
+    holding = open_store(api.root).registry.projects()
+    if where and where not in holding:
+        if where not in api.projects():
+            raise unknown_project(api, where, also=holding)
+        click.echo(f"no artifacts in project {where} yet", err=True)
+    projects = [where] if where else holding
     for project in projects:
         for row in api.artifact_collections(project):
             row = {"project": project, **row}

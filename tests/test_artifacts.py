@@ -202,12 +202,16 @@ def test_a_committed_versions_aliases_are_edited_in_place_and_saved(start, root,
     for number in range(2):
         path = tmp_path / f"m{number}.bin"
         path.write_bytes(f"model {number}".encode())
-        artifact = tracklet.Artifact("model", "model")
+        # Metadata JSON doesn't hold as given (a tuple, a path): stored as its JSON form.
+        artifact = tracklet.Artifact("model", "model", metadata={"shape": (28, 28), "source": tmp_path})
         artifact.add_file(path, name="model.bin")
         artifact.aliases.append("candidate")  # a draft's list is live too
         logged.append(run.log_artifact(artifact, aliases=["prod"] if number == 0 else []).wait())
     run.finish()
     assert logged[1].aliases == ["latest", "candidate"]
+    logged[1].aliases.append("fresh")  # the logged object itself: its metadata is not an edit
+    logged[1].save()
+    assert logged[1].aliases == ["latest", "candidate", "fresh"]
     api = tracklet.Api(root)
     assert api.artifact("test/model:v0").aliases == ["prod"]
     first = api.artifact("test/model:v0")
@@ -221,7 +225,7 @@ def test_a_committed_versions_aliases_are_edited_in_place_and_saved(start, root,
     with pytest.raises(ArtifactNotFound, match="no alias 'prod'"):
         api.artifact("test/model:prod")
     latest = api.artifact("test/model:latest")
-    assert latest.aliases == ["latest"]
+    assert latest.aliases == ["latest", "fresh"]
     latest.aliases = ["latest", "staging"]
     latest.save()
     assert api.artifact("test/model:staging").version == "v1"

@@ -464,7 +464,7 @@ class Artifact:
         """Apply the alias edits of a committed version (``save``), checking everything first, so
         a refused save changes nothing."""
         info = self._info
-        if self.description != (info.description or "") or self.metadata != dict(info.metadata or {}):
+        if self.description != (info.description or "") or _as_stored(self.metadata) != _as_stored(info.metadata or {}):
             raise ArtifactError(f"artifact {info.qualified_name}: a stored version's description and metadata can't "
                                 "change; log the change as a new version (artifact.new_draft())")
         if self._alias_edit is None:
@@ -626,6 +626,14 @@ class Artifact:
         if hasattr(self._store, "lineage"):
             return list(self._store.lineage(self._info, "used"))
         return used_by(self._store.data_root, self._info)
+
+
+def _as_stored(metadata: Any) -> str:
+    """Metadata as its version file holds it (a value JSON can't hold, such as a tuple, a numpy
+    number or a path, as the version file writes it), to tell an edit from a round trip."""
+    import json
+
+    return json.dumps(metadata, sort_keys=True, default=str)
 
 
 def _check_policy(name: str, policy: str) -> bool:

@@ -359,6 +359,25 @@ def test_resume_continues_steps_config_and_summary(start):
     assert recorded.metadata["sessions"] == 2 and recorded.state == "finished"
 
 
+def test_a_run_resumed_with_a_new_name_is_renamed_and_keeps_what_was_not_given(start, root):
+    """W&B renames a run resumed with ``name=`` (a run resumed without one keeps its name)."""
+    run = start(id="renamed", name="first-name", tags=["a"], notes="first notes", group="g1")
+    run.log({"loss": 1.0})
+    run.finish()
+    again = start(id="renamed", resume="allow", name="second-name", notes="")
+    assert again.name == "second-name" and again.notes == "" and again.tags == ["a"] and again.group == "g1"
+    again.log({"loss": 0.5})
+    again.finish()
+    recorded = read(again)
+    assert (recorded.name, recorded.notes, recorded.tags, recorded.group) == ("second-name", "", ["a"], "g1")
+    listed = {r.id: r for r in tracklet.Api(str(root)).runs(again.project)}  # through the store
+    assert listed["renamed"].name == "second-name"
+    third = start(id="renamed", resume="allow")  # nothing given: the run's identity as it now is
+    assert third.name == "second-name" and third.tags == ["a"]
+    third.finish()
+    assert read(third).name == "second-name"
+
+
 def test_a_first_summary_survives_a_resume(start):
     run = start(id="warmup")
     run.define_metric("lr", summary="first")

@@ -325,7 +325,11 @@ class Run:
     def _set_identity(self, field: str, value: Any) -> None:
         """``run.name = ...`` (and tags, notes, group, job_type) after ``init()``: recorded in the
         log as a ``RunUpdate``, which readers, the store and the dashboard apply."""
-        changes = identity.checked_changes({field: value})
+        self._update_identity({field: value})
+
+    def _update_identity(self, changes: dict[str, Any]) -> None:
+        """Change identity fields together, in one ``RunUpdate`` record."""
+        changes = identity.checked_changes(changes)
         self._identity.update(changes)
         if self._sender is None or self._finished:
             return  # disabled mode, or a finished run: nothing records any more

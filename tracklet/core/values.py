@@ -6,8 +6,11 @@ recorded the same way: an enum member as its value, a ``datetime``/``date``/``ti
 8601 text, a path as its string; a logged ``Decimal`` or ``Fraction`` as a float (config and
 summary keep its exact text). numpy scalars,
 0-d or one-element numpy arrays and torch/jax tensors are scalars too; larger arrays and tensors,
-lists and tuples of numbers, and :class:`Histogram` become histograms. ``None`` means "no value
-for this key in this row" and is skipped.
+lists and tuples of numbers, and :class:`Histogram` become histograms. Other lists, tuples and sets
+(strings, nested lists, dicts inside, ``None`` inside, an empty list) are *structured values*,
+recorded as the list W&B keeps as JSON (:func:`structured`); ``bytes`` as their UTF-8 text, a
+``timedelta`` as its seconds, a complex number as its text, a ``numpy.datetime64`` as W&B records
+it. ``None`` means "no value for this key in this row" and is skipped.
 
 Tensors are converted here, on the sender's worker thread, never on the caller's: ``log()`` keeps
 a reference and this module reads it later. That is what keeps ``log()`` from forcing a device
@@ -39,8 +42,19 @@ DEFAULT_BINS = 64
 # ValueMap, MapEntry) under the four of Record > ConfigUpdate > MapEntry > Value.
 MAX_NESTING = 30
 
+# The most one structured history value (a logged list that is not all numbers) takes as a
+# serialized ``Value``; a larger one is dropped with a warning naming its key (W&B warns past
+# 100,000 bytes and keeps it). Readers drop larger ones from a record log too (core/decode.py).
+MAX_STRUCTURED_BYTES = 256 << 10
+_SEQUENCE_TYPES = (list, tuple, set, frozenset)
+
 # ``report(where, why)``: where a nested value was cut (``a/b/c``) and why.
 CutReport = Callable[[str, str], None]
+
+
+class Unrecordable(ValueError):
+    """A value of a supported kind that can't be recorded as it is (too large, nested too deep,
+    containing itself); the message says why and where."""
 
 
 class Histogram:
@@ -135,11 +149,16 @@ def _module_root(value: Any) -> str:
 def _numpy_scalar(value: Any) -> Any:
     """A numpy scalar or one-element array as a builtin (``item()`` is exact for every real dtype:
     float16/32 widen to float64 exactly)."""
-    if value.dtype.kind not in "biufUS":
+    kind = value.dtype.kind
+    if kind not in "biufUSMc":
         raise Unsupported(f"numpy dtype {value.dtype}")
     item = value.item()
     if type(item) is bytes:
         item = item.decode("utf-8", errors="replace")
+    elif kind == "M":  # as W&B: a datetime or date as its ISO text; an int (ns, ps...); None for NaT
+        item = item.isoformat() if _is_timestamp(item) else item
+    elif kind == "c":
+        item = str(item)
     return item
 
 
@@ -189,19 +208,82 @@ def to_scalar(value: Any) -> Any:
         return _builtin(value)
     if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
         return histogram_of(value)
+    if isinstance(value, _SEQUENCE_TYPES):
+        return structured(value)
     as_text = _text_or_number(value)
     if as_text is not None:
         return as_text
     raise Unsupported(type_name(value))
 
 
+def structured(value: Any) -> list[Any]:
+    """A logged list, tuple or set that is not all numbers, as the list W&B records for it (its
+    JSON): items converted as :func:`to_plain` converts config values (dicts stay dicts, tuples
+    and sets become lists, sets sorted by ``repr``, ``None`` and NaN kept, numpy and tensors their
+    values), and as W&B's ``json_friendly`` does for ``bytes`` (their UTF-8 text), plus a
+    ``timedelta`` as its seconds. Raises :class:`Unrecordable` for one that contains itself or
+    nests deeper than :data:`MAX_NESTING` levels, and for one with more items than could fit in
+    :data:`MAX_STRUCTURED_BYTES` (its encoded size is checked where it is encoded)."""
+    if len(value) > MAX_STRUCTURED_BYTES // 2:  # every item takes two bytes or more
+        raise Unrecordable(f"a {type_name(value)} of {len(value)} items is larger than the "
+                           f"{MAX_STRUCTURED_BYTES // 1024} KiB a history value may take")
+    cuts: list[tuple[str, str]] = []
+    plain = _plain(value, lambda where, why: cuts.append((where, why)), "", set(), 0, True)
+    if cuts:
+        where, why = cuts[0]
+        raise Unrecordable(f"{why.partition(';')[0]} (at {where!r})")
+    return list(plain)
+
+
+def structured_message(plain: list[Any], message: Any) -> None:
+    """Fill ``message`` (a ``Value``) with a :func:`structured` list; raises
+    :class:`Unrecordable` when it takes more than :data:`MAX_STRUCTURED_BYTES`."""
+    to_value_message(plain, message)
+    size = message.ByteSize()
+    if size > MAX_STRUCTURED_BYTES:
+        raise Unrecordable(f"a list of {size} bytes is larger than the {MAX_STRUCTURED_BYTES // 1024} KiB "
+                           "a history value may take")
+
+
+def structured_problem(value: Any) -> str | None:
+    """Why a list, tuple or set would not be recorded (strict mode asks on the caller), or None."""
+    from tracklet.core import wire
+
+    if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
+        return None  # a histogram
+    try:
+        structured_message(structured(value), wire.Message("Value"))
+    except Exception as error:  # Unrecordable, or a string protobuf refuses (a lone surrogate)
+        return str(error)
+    return None
+
+
+def _bytes_text(value: bytes) -> str:
+    """Bytes as W&B records them, their UTF-8 text; bytes that are not UTF-8 (which W&B refuses)
+    with each undecodable byte as ``\\xNN``."""
+    return value.decode("utf-8", errors="backslashreplace")
+
+
+def _is_timedelta(value: Any) -> bool:
+    module = sys.modules.get("datetime")
+    return module is not None and isinstance(value, module.timedelta)
+
+
 def _text_or_number(value: Any) -> str | float | None:
-    """Values W&B records as text: a timestamp as its ISO 8601 text, a path as its string; and plain
-    numbers of another class (``Decimal``, ``Fraction``) as floats, so they chart (as exact text where
-    no float holds them: a signaling NaN, a fraction past a float's range). None for other values."""
+    """Values W&B records as text: a timestamp as its ISO 8601 text, a path as its string, bytes as
+    their UTF-8 text; plain numbers of another class (``Decimal``, ``Fraction``) as floats, so they
+    chart (as exact text where no float holds them: a signaling NaN, a fraction past a float's
+    range), a ``timedelta`` as its seconds (W&B refuses it: ``TypeError``), a complex number as its
+    text (W&B refuses it too). None for other values."""
     if _is_timestamp(value):
         return str(value.isoformat())
     if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, bytes):
+        return _bytes_text(value)
+    if _is_timedelta(value):
+        return float(value.total_seconds())
+    if isinstance(value, complex):
         return str(value)
     if _is_exact_number(value):
         try:
@@ -262,7 +344,7 @@ def is_supported_type(value: Any) -> bool:
         return all(is_supported_type(v) for v in value.values())
     root = _module_root(value)
     if root == "numpy":
-        return getattr(getattr(value, "dtype", None), "kind", "O") in "biufUS"
+        return getattr(getattr(value, "dtype", None), "kind", "O") in "biufUSMc"
     if root == "torch":
         return hasattr(value, "detach") and not value.is_complex()
     if root in ("jax", "jaxlib"):
@@ -273,9 +355,40 @@ def is_supported_type(value: Any) -> bool:
         return True
     if _is_timestamp(value) or isinstance(value, PurePath) or _is_exact_number(value):
         return True
-    if isinstance(value, (list, tuple)):
-        return bool(value) and all(type(v) in (int, float) for v in value)
+    if isinstance(value, (bytes, complex)) or _is_timedelta(value):
+        return True
+    if isinstance(value, _SEQUENCE_TYPES):
+        return structured_problem(value) is None
     return False
+
+
+_CONTAINER_TYPES = frozenset((list, tuple, set, frozenset, dict))
+
+
+def holds_container(values: Iterable[Any]) -> bool:
+    """Whether any of ``values`` is a list, tuple, set or dict (one C-level pass over their types)."""
+    return not _CONTAINER_TYPES.isdisjoint(map(type, values))
+
+
+def snapshot(value: Any, depth: int = 0) -> Any:
+    """A copy of a logged list, tuple, set or dict (and of those inside it) taken on the caller,
+    so that changing it after ``log()`` (``generated.append(...)``) doesn't change what the worker
+    records later. Only containers are copied, each at C level (``list(value)``), and only those
+    holding containers are walked: a list of numbers or strings costs one copy. Past
+    :data:`MAX_NESTING` levels (or in a value that contains itself) the rest is kept by reference,
+    for the worker to cut and report."""
+    kind = type(value)
+    if kind is dict:
+        items = dict(value)
+        if depth < MAX_NESTING and holds_container(items.values()):
+            return {key: snapshot(item, depth + 1) for key, item in items.items()}
+        return items
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        items = list(value)
+        if depth < MAX_NESTING and holds_container(items):
+            items = [snapshot(item, depth + 1) for item in items]
+        return items if kind is list else kind(items)
+    return value
 
 
 _mapping_types: dict[type, bool] = {}
@@ -355,10 +468,15 @@ def to_plain(value: Any, report: CutReport | None = None) -> Any:
     return _plain(value, report, "", set(), 0)
 
 
-def _plain(value: Any, report: CutReport | None, path: str, active: set[int], depth: int) -> Any:
+def _plain(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
+           history: bool = False) -> Any:
+    """``history``: an item of a :func:`structured` history value (bytes as text, a timedelta as
+    its seconds, as W&B's history keeps them), else of a config or summary value."""
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
+    if history and (kind is bytes or _is_timedelta(value)):
+        return _text_or_number(value)
     if isinstance(value, (Histogram, bytes)):
         return value
     if isinstance(value, PurePath):
@@ -371,7 +489,7 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
         return None
     active.add(id(value))
     try:
-        return _plain_container(value, report, path, active, depth)
+        return _plain_container(value, report, path, active, depth, history)
     except Exception as error:  # a broken __iter__, __str__, dataclass field, tensor...
         _cut(report, path or "(the value)", f"converting a {type_name(value)} failed ({error!r}); recorded as null")
         return None
@@ -379,9 +497,10 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
         active.discard(id(value))
 
 
-def _plain_container(value: Any, report: CutReport | None, path: str, active: set[int], depth: int) -> Any:
+def _plain_container(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
+                     history: bool = False) -> Any:
     def child(item: Any, name: Any) -> Any:
-        return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1)
+        return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1, history)
 
     if isinstance(value, Mapping):
         return {str(k): child(v, k) for k, v in value.items()}
@@ -390,7 +509,7 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
     if type(value).__name__ == "Namespace" and hasattr(value, "__dict__"):
         return {str(k): child(v, k) for k, v in vars(value).items()}
     if isinstance(value, enum.Enum):
-        return _plain(value.value, report, path, active, depth)
+        return _plain(value.value, report, path, active, depth, history)
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
         return [child(v, i) for i, v in enumerate(items)]
@@ -405,7 +524,7 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
                 value = np.asarray(value)
             if getattr(value, "ndim", 0) == 0:
                 return _numpy_scalar(value)
-            return _plain(value.tolist(), report, path, active, depth)
+            return _plain(value.tolist(), report, path, active, depth, history)
         except (Unsupported, TypeError, ValueError, RuntimeError):
             return str(value)
     if isinstance(value, (int, float, str)):
@@ -525,5 +644,9 @@ __all__ = [
     "to_scalar",
     "to_value_message",
     "MAX_NESTING",
+    "MAX_STRUCTURED_BYTES",
+    "Unrecordable",
     "parse_big_int",
+    "structured",
+    "structured_message",
 ]

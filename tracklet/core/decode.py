@@ -144,11 +144,11 @@ class RecordDecoder:
     def _drop_bad_values(self, offset: int, column: pb.Column) -> str | None:
         """Remove the structured values a writer could not have written (too large, too deep)
         from ``column``, noting each; a problem to drop the column for when none is left."""
-        bad = [index for index, value in enumerate(column.values) if _structured_problem(value) is not None]
+        bad = [index for index, value in enumerate(column.values) if stored_value_problem(value) is not None]
         if not bad:
             return None
         name = self.key_names.get(column.key, f"key id {column.key}")
-        why = _structured_problem(column.values[bad[0]])
+        why = stored_value_problem(column.values[bad[0]])
         if len(bad) == len(column.values):
             return f"{name!r}: every structured value ({why})"
         if not column.rows:
@@ -179,7 +179,7 @@ class RecordDecoder:
         return None
 
 
-def _structured_problem(value: pb.Value) -> str | None:
+def stored_value_problem(value: pb.Value) -> str | None:
     """Why a structured history value can't be what a writer wrote, or None: larger than
     ``MAX_STRUCTURED_BYTES`` (protobuf's own count), or lists and maps nested deeper than
     ``MAX_NESTING`` (walked without recursion, only once the size is known to be in bounds)."""

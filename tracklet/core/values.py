@@ -7,10 +7,9 @@ recorded the same way: an enum member as its value, a ``datetime``/``date``/``ti
 summary keep its exact text). numpy scalars,
 0-d or one-element numpy arrays and torch/jax tensors are scalars too; larger arrays and tensors,
 lists and tuples of numbers, and :class:`Histogram` become histograms. Other lists, tuples and sets
-(strings, nested lists, dicts inside, ``None`` inside, an empty list) are *structured values*,
-recorded as the list W&B keeps as JSON (:func:`structured`); ``bytes`` as their UTF-8 text, a
-``timedelta`` as its seconds, a complex number as its text, a ``numpy.datetime64`` as W&B records
-it. ``None`` means "no value for this key in this row" and is skipped.
+(strings, nested lists, dicts inside, ``None`` inside, an empty list) and numpy arrays of strings
+are *structured values*, recorded as the list W&B keeps as JSON (:func:`structured`); ``bytes``,
+a ``timedelta``, a complex number and a ``numpy.datetime64`` as the text W&B records. ``None`` means "no value for this key in this row" and is skipped.
 
 Tensors are converted here, on the sender's worker thread, never on the caller's: ``log()`` keeps
 a reference and this module reads it later. That is what keeps ``log()`` from forcing a device
@@ -158,13 +157,15 @@ def _numpy_scalar(value: Any) -> Any:
     elif kind == "M":  # as W&B: a datetime or date as its ISO text; an int (ns, ps...); None for NaT
         item = item.isoformat() if _is_timestamp(item) else item
     elif kind == "c":
-        item = str(item)
+        item = _complex_text(item)
     return item
 
 
 def _from_array(array: Any) -> Any:
     if array.size == 1:
         return _numpy_scalar(array)
+    if array.dtype.kind in "US":  # strings: the list W&B records (numbers: a histogram)
+        return structured(array.tolist())
     if array.dtype.kind not in "biuf":
         raise Unsupported(f"array of dtype {array.dtype}")
     return histogram_of(array)
@@ -220,8 +221,8 @@ def structured(value: Any) -> list[Any]:
     """A logged list, tuple or set that is not all numbers, as the list W&B records for it (its
     JSON): items converted as :func:`to_plain` converts config values (dicts stay dicts, tuples
     and sets become lists, sets sorted by ``repr``, ``None`` and NaN kept, numpy and tensors their
-    values), and as W&B's ``json_friendly`` does for ``bytes`` (their UTF-8 text), plus a
-    ``timedelta`` as its seconds. Raises :class:`Unrecordable` for one that contains itself or
+    values), and as W&B's JSON encoder does for ``bytes`` (their UTF-8 text), a ``timedelta`` (its
+    ISO 8601 duration) and a complex number. Raises :class:`Unrecordable` for one that contains itself or
     nests deeper than :data:`MAX_NESTING` levels, and for one with more items than could fit in
     :data:`MAX_STRUCTURED_BYTES` (its encoded size is checked where it is encoded)."""
     if len(value) > MAX_STRUCTURED_BYTES // 2:  # every item takes two bytes or more
@@ -264,6 +265,30 @@ def _bytes_text(value: bytes) -> str:
     return value.decode("utf-8", errors="backslashreplace")
 
 
+def iso_duration(value: Any) -> str:
+    """A ``timedelta`` as the ISO 8601 duration W&B records for it (pydantic-core's text:
+    ``PT1M30S``, ``P1DT5S``, ``-PT1.5S``, ``P1Y36DT1H0.000001S``: a year is 365 days)."""
+    sign = "-" if value.days < 0 else ""
+    value = abs(value)
+    years, days = divmod(value.days, 365)
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    micros = value.microseconds
+    second_text = f"{seconds}.{micros:06d}".rstrip("0") if micros else str(seconds)
+    date = (f"{years}Y" if years else "") + (f"{days}D" if days else "")
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (
+        f"{second_text}S" if seconds or micros else "")
+    if not date and not time:
+        return "PT0S"
+    return f"{sign}P{date}" + (f"T{time}" if time else "")
+
+
+def _complex_text(value: complex) -> str:
+    """``1+2j``, ``2j``: Python's text without its parentheses (W&B's is the same but for exponents
+    and NaN, which it writes as ``100000000000000000000`` and ``NaN``)."""
+    return str(value).removeprefix("(").removesuffix(")")
+
+
 def _is_timedelta(value: Any) -> bool:
     module = sys.modules.get("datetime")
     return module is not None and isinstance(value, module.timedelta)
@@ -273,8 +298,8 @@ def _text_or_number(value: Any) -> str | float | None:
     """Values W&B records as text: a timestamp as its ISO 8601 text, a path as its string, bytes as
     their UTF-8 text; plain numbers of another class (``Decimal``, ``Fraction``) as floats, so they
     chart (as exact text where no float holds them: a signaling NaN, a fraction past a float's
-    range), a ``timedelta`` as its seconds (W&B refuses it: ``TypeError``), a complex number as its
-    text (W&B refuses it too). None for other values."""
+    range); a ``timedelta`` as its ISO 8601 duration and a complex number as ``"1+2j"``, the texts
+    W&B's JSON encoder (pydantic-core) writes. None for other values."""
     if _is_timestamp(value):
         return str(value.isoformat())
     if isinstance(value, PurePath):
@@ -282,9 +307,9 @@ def _text_or_number(value: Any) -> str | float | None:
     if isinstance(value, bytes):
         return _bytes_text(value)
     if _is_timedelta(value):
-        return float(value.total_seconds())
+        return iso_duration(value)
     if isinstance(value, complex):
-        return str(value)
+        return _complex_text(value)
     if _is_exact_number(value):
         try:
             return float(value)
@@ -370,25 +395,31 @@ def holds_container(values: Iterable[Any]) -> bool:
     return not _CONTAINER_TYPES.isdisjoint(map(type, values))
 
 
-def snapshot(value: Any, depth: int = 0) -> Any:
+def snapshot(value: Any) -> Any:
     """A copy of a logged list, tuple, set or dict (and of those inside it) taken on the caller,
     so that changing it after ``log()`` (``generated.append(...)``) doesn't change what the worker
     records later. Only containers are copied, each at C level (``list(value)``), and only those
     holding containers are walked: a list of numbers or strings costs one copy. Past
-    :data:`MAX_NESTING` levels (or in a value that contains itself) the rest is kept by reference,
+    :data:`MAX_NESTING` levels, and where a value contains itself, the rest is kept by reference,
     for the worker to cut and report."""
+    return _snapshot(value, 0, set())
+
+
+def _snapshot(value: Any, depth: int, active: set[int]) -> Any:
     kind = type(value)
-    if kind is dict:
-        items = dict(value)
-        if depth < MAX_NESTING and holds_container(items.values()):
-            return {key: snapshot(item, depth + 1) for key, item in items.items()}
-        return items
-    if kind is list or kind is tuple or kind is set or kind is frozenset:
-        items = list(value)
-        if depth < MAX_NESTING and holds_container(items):
-            items = [snapshot(item, depth + 1) for item in items]
-        return items if kind is list else kind(items)
-    return value
+    if kind is not dict and kind is not list and kind is not tuple and kind is not set and kind is not frozenset:
+        return value
+    if id(value) in active:
+        return value
+    items: Any = dict(value) if kind is dict else list(value)
+    if depth < MAX_NESTING and holds_container(items.values() if kind is dict else items):
+        active.add(id(value))
+        if kind is dict:
+            items = {key: _snapshot(item, depth + 1, active) for key, item in items.items()}
+        else:
+            items = [_snapshot(item, depth + 1, active) for item in items]
+        active.discard(id(value))
+    return items if kind is list or kind is dict else kind(items)
 
 
 _mapping_types: dict[type, bool] = {}
@@ -470,12 +501,12 @@ def to_plain(value: Any, report: CutReport | None = None) -> Any:
 
 def _plain(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
            history: bool = False) -> Any:
-    """``history``: an item of a :func:`structured` history value (bytes as text, a timedelta as
-    its seconds, as W&B's history keeps them), else of a config or summary value."""
+    """``history``: an item of a :func:`structured` history value (bytes, a timedelta and a complex
+    number as the text W&B's history keeps), else of a config or summary value."""
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
-    if history and (kind is bytes or _is_timedelta(value)):
+    if history and (kind is bytes or kind is complex or _is_timedelta(value)):
         return _text_or_number(value)
     if isinstance(value, (Histogram, bytes)):
         return value

@@ -469,7 +469,7 @@ class Run:
     def _prepare(self, row: dict) -> dict:
         """The caller-side slow path: flatten nested mappings (copying them; a dict that contains
         itself or nests too deep is cut there, with a warning), copy lists, tuples and sets
-        (``values.snapshot``: changing one after ``log()`` doesn't change what is recorded), turn
+        (``values.snapshot_containers``: changing one after ``log()`` doesn't change what is recorded), turn
         matplotlib and plotly figures into the media they are recorded as (:meth:`_take_figures`) and, in strict mode,
         reject unsupported values before anything from this call is queued."""
         values = _values()
@@ -485,8 +485,8 @@ class Run:
                 self._warn_once(
                     ("nesting", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded"
                 )
-        if values.holds_container(row.values()):  # copied now: the caller may change it after log()
-            row = {key: values.snapshot(value) for key, value in row.items()}
+        if values.holds_container(row.values()):  # copied now: the caller may change them after log()
+            values.snapshot_containers(row)
         if "matplotlib" in sys.modules or "plotly" in sys.modules:  # else no value can be a figure
             if _figures().holds_figure(row.values()):
                 row = self._take_figures(row)

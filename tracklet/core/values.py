@@ -395,30 +395,35 @@ def holds_container(values: Iterable[Any]) -> bool:
     return not _CONTAINER_TYPES.isdisjoint(map(type, values))
 
 
-def snapshot(value: Any) -> Any:
-    """A copy of a logged list, tuple, set or dict (and of those inside it) taken on the caller,
-    so that changing it after ``log()`` (``generated.append(...)``) doesn't change what the worker
-    records later. Only containers are copied, each at C level (``list(value)``), and only those
-    holding containers are walked: a list of numbers or strings costs one copy. Past
+def snapshot_containers(row: dict[str, Any]) -> None:
+    """Replace each list, tuple, set or dict among ``row``'s values (a dict ``log()`` built) by a
+    copy taken now, on the caller, so that changing it after ``log()`` (``generated.append(...)``)
+    doesn't change what the worker records later. Containers are copied at C level
+    (``list.copy()``), and only those holding containers are walked (one C-level pass over their
+    items' types): a list of numbers or strings costs one copy and one pass. Past
     :data:`MAX_NESTING` levels, and where a value contains itself, the rest is kept by reference,
     for the worker to cut and report."""
-    return _snapshot(value, 0, set())
+    for key, value in row.items():
+        if type(value) in _CONTAINER_TYPES:
+            row[key] = _snapshot(value, 0, None)
 
 
-def _snapshot(value: Any, depth: int, active: set[int]) -> Any:
+def _snapshot(value: Any, depth: int, active: set[int] | None) -> Any:
     kind = type(value)
-    if kind is not dict and kind is not list and kind is not tuple and kind is not set and kind is not frozenset:
-        return value
+    items: Any = value.copy() if kind is list or kind is dict else list(value)
+    if depth >= MAX_NESTING or _CONTAINER_TYPES.isdisjoint(map(type, items.values() if kind is dict else items)):
+        return items if kind is list or kind is dict else kind(items)
+    active = active or set()
     if id(value) in active:
         return value
-    items: Any = dict(value) if kind is dict else list(value)
-    if depth < MAX_NESTING and holds_container(items.values() if kind is dict else items):
-        active.add(id(value))
-        if kind is dict:
-            items = {key: _snapshot(item, depth + 1, active) for key, item in items.items()}
-        else:
-            items = [_snapshot(item, depth + 1, active) for item in items]
-        active.discard(id(value))
+    active.add(id(value))
+    if kind is dict:
+        for key, item in items.items():
+            if type(item) in _CONTAINER_TYPES:
+                items[key] = _snapshot(item, depth + 1, active)
+    else:
+        items = [_snapshot(item, depth + 1, active) if type(item) in _CONTAINER_TYPES else item for item in items]
+    active.discard(id(value))
     return items if kind is list or kind is dict else kind(items)
 
 

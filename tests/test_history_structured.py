@@ -367,4 +367,21 @@ def test_an_online_run_round_trips_through_a_server(root, servers, tmp_path):
     for key, (_, recorded) in KINDS.items():
         assert summary[key] == json.loads(json.dumps(recorded)), key
     assert summary["with_nan"] == ["x", None, [None]]  # NaN and inf: null in the store's JSON
-    assert remote.history(["generated"])["generated"] == [None] * 3  # no points: never charted
+    history = remote.history()  # numbers from the server's store, the rest from its copy of the log
+    for key, (_, recorded) in KINDS.items():
+        # an int is a number the store keeps as a double (its exact value: the local Api, the log)
+        expected = float(recorded) if type(recorded) is int else json.loads(json.dumps(recorded))
+        assert history[key] == [expected] * 3, key
+    assert history["with_nan"] == [["x", "NaN", ["Infinity"]]] * 3  # the JSON policy (core/jsonsafe.py)
+    assert history["loss"] == [1.0, 0.5, 1.0 / 3]
+    import tracklet.compat.wandb as wandb
+
+    rows = wandb.Api(overrides={"base_url": server.url}).run(run.path).history(pandas=False)
+    assert [row["top_k"] for row in rows] == [[[1, 2], [3, 4]]] * 3
+    import httpx
+
+    url = f"{server.url}/api/v1/runs/{run.path}/values"
+    capped = httpx.get(url, params={"keys": "generated,loss,nowhere", "limit": 2}).json()["keys"]
+    assert capped == {"generated": {"steps": [0, 1], "values": [["a cat", "a dog"]] * 2, "truncated": True}}
+    assert httpx.get(url, params={"keys": ","}).status_code == 400
+    assert httpx.get(f"{server.url}/api/v1/runs/p/nosuchrun/values", params={"keys": "a"}).status_code == 404

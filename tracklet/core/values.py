@@ -9,7 +9,8 @@ summary keep its exact text). numpy scalars,
 lists and tuples of numbers, and :class:`Histogram` become histograms. Other lists, tuples and sets
 (strings, nested lists, dicts inside, ``None`` inside, an empty list) and numpy arrays of strings
 are *structured values*, recorded as the list W&B keeps as JSON (:func:`structured`); ``bytes``,
-a ``timedelta``, a complex number and a ``numpy.datetime64`` as the text W&B records. ``None`` means "no value for this key in this row" and is skipped.
+a ``timedelta``, a complex number and a ``numpy.datetime64`` as the text W&B records. ``None``
+means "no value for this key in this row" and is skipped.
 
 Tensors are converted here, on the sender's worker thread, never on the caller's: ``log()`` keeps
 a reference and this module reads it later. That is what keeps ``log()`` from forcing a device
@@ -222,9 +223,9 @@ def structured(value: Any) -> list[Any]:
     JSON): items converted as :func:`to_plain` converts config values (dicts stay dicts, tuples
     and sets become lists, sets sorted by ``repr``, ``None`` and NaN kept, numpy and tensors their
     values), and as W&B's JSON encoder does for ``bytes`` (their UTF-8 text), a ``timedelta`` (its
-    ISO 8601 duration) and a complex number. Raises :class:`Unrecordable` for one that contains itself or
-    nests deeper than :data:`MAX_NESTING` levels, and for one with more items than could fit in
-    :data:`MAX_STRUCTURED_BYTES` (its encoded size is checked where it is encoded)."""
+    ISO 8601 duration) and a complex number. Raises :class:`Unrecordable` for one that contains
+    itself or nests deeper than :data:`MAX_NESTING` levels, and for one with more items than could
+    fit in :data:`MAX_STRUCTURED_BYTES` (its encoded size is checked where it is encoded)."""
     if len(value) > MAX_STRUCTURED_BYTES // 2:  # every item takes two bytes or more
         raise Unrecordable(f"a {type_name(value)} of {len(value)} items is larger than the "
                            f"{MAX_STRUCTURED_BYTES // 1024} KiB a history value may take")

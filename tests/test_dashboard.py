@@ -776,6 +776,32 @@ def test_a_histogram_summary_is_one_entry(servers, tmp_path, page):
     assert not [c for c in offered if "nan_count" in c or "inf_count" in c], offered
 
 
+def test_structured_values_are_text_in_the_summary_and_runs_table_and_never_charted(servers, tmp_path, page):
+    root = tmp_path / "srv"
+    run = tracklet.init(project="sv", id="s", dir=str(root), settings=QUIET)
+    for step in range(6):
+        run.log({"loss": 1.0 + step / 8, "generated": ["a cat", f"dog {step}"],
+                 "mixed": [0.5, 1.5, 2.5, [[1, 2], [3, 4]], 4.5, "five"][step]})  # a number key, then a list
+    run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/sv/runs/s")
+    mixed = wait_chart(page, "mixed", runs=1)  # the numbers of a key that also held a list are charted
+    assert mixed["runs"][0]["x"] == [0, 1, 2, 4] and mixed["runs"][0]["line"] == [0.5, 1.5, 2.5, 4.5]
+    wait_chart(page, "loss", runs=1)
+    assert "generated" not in page.evaluate("() => window.__tracklet.charts()")
+    summary = dict(page.eval_on_selector_all(
+        "table.summary tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
+    assert summary["generated"] == '["a cat","dog 5"]' and summary["mixed"] == "five"
+    page.goto(server.url + "/projects/sv")
+    page.wait_for_selector(".tr[data-run='s']")
+    page.click("details.columns > summary")
+    offered = page.eval_on_selector_all(".column-list input", "boxes => boxes.map(b => b.value)")
+    assert "summary.generated" in offered
+    page.goto(server.url + "/projects/sv?cols=summary.generated")
+    cell = page.wait_for_selector(".tr[data-run='s'] .td[data-col='summary.generated']")
+    assert cell.text_content() == '["a cat","dog 5"]'
+
+
 def test_run_page_shows_alerts(servers, tmp_path, page):
     root = tmp_path / "srv"
     run = tracklet.init(project="al", id="a", dir=str(root), settings=QUIET)

@@ -118,6 +118,8 @@ def served(tmp_path):
             row = {"loss": 1.0 / (step + 1), "count": step * 2, "acc": step / 7}
             if step == 5:
                 row.update(loss=float("nan"), acc=float("inf"))
+            if step % 100 == 0:
+                row["generated"] = ["text", step, {"nan": float("nan")}]  # a structured value
             run.log(row)
             if step % 100 == 0:
                 print(f"step {step}")
@@ -152,6 +154,7 @@ READS = [
     "/api/v1/runs/proj/alpha/history?keys=loss,acc,count",
     "/api/v1/runs/proj/alpha/history?keys=loss,acc,count&buckets=0",
     "/api/v1/runs/proj/alpha/history?keys=loss,acc&x=relative_time&buckets=20",
+    "/api/v1/runs/proj/alpha/values?keys=generated,loss", "/api/v1/runs/proj/alpha/values?keys=generated&limit=1",
     "/api/v1/projects/proj/history?runs=alpha,beta&keys=loss,acc,count",
     "/api/v1/projects/proj/history?runs=alpha,beta&keys=loss,acc,count&buckets=0",
     "/api/v1/projects/proj/history?runs=alpha,beta&keys=loss&x=time&buckets=10",

@@ -568,3 +568,31 @@ def test_a_runs_identity_is_its_first_starts_however_its_log_is_uploaded(tmp_pat
         run = server.store.run(PROJECT, RUN, fields=fields)
         assert {field: run[field] for field in fields} == {"name": "first-name", "host": "h1", "tags": ["t0"]}
         server.store.close()
+
+
+def test_a_run_whose_first_upload_held_no_start_takes_its_identity_from_the_first_start(tmp_path, store_url):
+    """A log whose first frames are not a start (its first frame torn, a copy cut short at the
+    front) gets a run row from its first upload; the first start that arrives later, resumed or
+    not, still gives the run its name, host and tags, as one pass over the log does."""
+    directory = tmp_path / "client"
+    directory.mkdir()
+    writer = RecordLogWriter(directory / "log")
+    history = pb.Record()
+    history.history.steps.append(0)
+    history.history.times.append(1.8e9)
+    writer.write(history.SerializeToString())
+    record = pb.Record()
+    start = record.run_start
+    start.run_id, start.project, start.name, start.host = RUN, PROJECT, "resumed-name", "h2"
+    start.resumed, start.start_time = True, 1.8e9 + 10
+    start.tags.append("t1")
+    writer.write(record.SerializeToString())
+    writer.close()
+    data = (directory / "log").read_bytes()
+    fields = ("name", "host", "tags")
+    for ends in ([len(data)], [_cuts(data, piece=1)[0], len(data)]):
+        server = _Server(tmp_path / str(len(ends)), store_url)
+        server.upload(data, ends)
+        run = server.store.run(PROJECT, RUN, fields=fields)
+        assert {field: run[field] for field in fields} == {"name": "resumed-name", "host": "h2", "tags": ["t1"]}
+        server.store.close()

@@ -111,21 +111,42 @@ class RemoteRun:
         return [key for key in self._field("keys") or [] if key and not key.startswith("_")]
 
     def history(self, keys: Sequence[str] | None = None) -> History:
-        """Every point of ``keys`` (default: all), as columns aligned on ``_step`` like the local
-        ``RecordedRun.history``, with ``_timestamp``; ``None`` where a step has no value for a key."""
+        """Every value of ``keys`` (default: all), as columns aligned on ``_step`` like the local
+        ``RecordedRun.history``, with ``_timestamp``; ``None`` where a step has no value for a key.
+        Numbers come from the server's store, strings and structured values (logged lists) from its
+        copy of the record log (at most 10,000 per key; NaN inside a list reads as ``"NaN"``: the
+        JSON policy); histograms are not included (``histograms`` on the server's API)."""
         names = list(keys) if keys is not None else self.keys()
         wanted = ["_timestamp", *names]
         data = self._http.get_json(f"/api/v1/runs/{self.path}/history", keys=",".join(wanted), buckets=0)
         series = {item["key"]: item for item in data["series"]}
         steps = sorted({step for item in series.values() for step in item["steps"]})
+        texts = self._texts(names)
         history = History()
         history[STEP] = steps
         for name in wanted:
             by_step = ({step: value if not isinstance(value, str) else float_from_json(value)
                         for step, value in zip(series[name]["steps"], series[name]["values"])}
                        if name in series else {})
+            if name in texts:
+                by_step.update(zip(texts[name]["steps"], texts[name]["values"]))
             history[name] = [by_step.get(step) for step in steps]
         return history
+
+    def _texts(self, names: Sequence[str]) -> dict[str, Any]:
+        """The strings and structured values of ``names`` (the server's ``values`` route), a
+        hundred keys a request; none from a server older than that route."""
+        found: dict[str, Any] = {}
+        for start in range(0, len(names), 100):
+            try:
+                data = self._http.get_json(f"/api/v1/runs/{self.path}/values", missing=RunNotFound,
+                                           keys=",".join(names[start:start + 100]))
+            except RunNotFound as error:
+                if "no run" in str(error):
+                    raise
+                return found  # a server without the route: its 404 names no run
+            found.update(data["keys"])
+        return found
 
     def console(self, *, after: int = 0, limit: int = 1000, search: str | None = None,
                 stream: str | None = None) -> list[ConsoleLine]:

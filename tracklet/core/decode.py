@@ -9,7 +9,11 @@ than rows). :class:`RecordDecoder` parses each payload, drops what can't be read
   defines an absurd key id, is skipped whole (an :class:`InvalidRecord`);
 * a column that doesn't fit its batch, or whose key was never defined (its definition may have
   been in a damaged frame), is removed from the batch and counted; the batch's other columns
-  are kept.
+  are kept;
+* a structured value (``Column.values``) larger than ``MAX_STRUCTURED_BYTES`` or nested deeper
+  than ``MAX_NESTING`` lists and maps is removed from its column and counted (naming its key);
+  the column's other values are kept. Its size is protobuf's count (C level), and its depth is
+  walked only within that size, so checking costs what the value's bytes allow.
 
 Unknown fields and record kinds (from a newer writer) are not damage: protobuf keeps or skips
 them, and readers skip kinds they don't know. Both the replaying reader (``core/reader.py``) and
@@ -22,6 +26,7 @@ import dataclasses
 from typing import Any, Callable, Iterable
 
 from tracklet.core.recordlog import FRAME_HEADER, Damage
+from tracklet.core.values import MAX_NESTING, MAX_STRUCTURED_BYTES
 from tracklet.proto import records_pb2 as pb
 
 # Key ids are assigned 0, 1, 2, ... as keys first appear; one beyond this is damage, not data.
@@ -29,7 +34,7 @@ MAX_KEY_ID = (1 << 20) - 1
 # Details kept per reader; beyond this only the count grows (a hostile file can hold millions).
 MAX_DETAILS = 100
 # The value fields of a history Column: exactly one is filled.
-COLUMN_VALUE_FIELDS = ("floats", "ints", "bools", "strings", "histograms", "big_ints")
+COLUMN_VALUE_FIELDS = ("floats", "ints", "bools", "strings", "histograms", "big_ints", "values")
 
 
 @dataclasses.dataclass
@@ -49,6 +54,7 @@ class RecordDecoder:
 
     def __init__(self, known_key_ids: Iterable[int] = ()) -> None:
         self.known_keys: set[int] = set(known_key_ids)
+        self.key_names: dict[int, str] = {}  # as defined in this reader's records: for what it reports
         self.invalid: list[InvalidRecord] = []  # the first MAX_DETAILS
         self.invalid_count = 0  # records skipped whole
         self.partial_count = 0  # records kept without some of their columns
@@ -116,10 +122,14 @@ class RecordDecoder:
         if defined and max(defined) > MAX_KEY_ID:
             return f"history batch defines key id {max(defined)}, beyond {MAX_KEY_ID}"
         self.known_keys.update(defined)
+        for definition in batch.new_keys:
+            self.key_names[definition.id] = definition.name
         dropped: list[int] = []
         reasons: list[str] = []
         for index, column in enumerate(batch.columns):
             problem = self._column_problem(column, rows)
+            if problem is None and len(column.values):
+                problem = self._drop_bad_values(offset, column)
             if problem is not None:
                 dropped.append(index)
                 reasons.append(problem)
@@ -129,6 +139,25 @@ class RecordDecoder:
             more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
             self._note(offset, f"dropped {len(dropped)} column(s) of a history batch: "
                                + "; ".join(reasons[:3]) + more, whole=False)
+        return None
+
+    def _drop_bad_values(self, offset: int, column: pb.Column) -> str | None:
+        """Remove the structured values a writer could not have written (too large, too deep)
+        from ``column``, noting each; a problem to drop the column for when none is left."""
+        bad = [index for index, value in enumerate(column.values) if stored_value_problem(value) is not None]
+        if not bad:
+            return None
+        name = self.key_names.get(column.key, f"key id {column.key}")
+        why = stored_value_problem(column.values[bad[0]])
+        if len(bad) == len(column.values):
+            return f"{name!r}: every structured value ({why})"
+        if not column.rows:
+            column.rows.extend(range(len(column.values)))
+        for index in reversed(bad):
+            del column.values[index]
+            del column.rows[index]
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        self._note(offset, f"dropped a structured value of {name!r}: {why}{more}", whole=False)
         return None
 
     def _column_problem(self, column: pb.Column, rows: int) -> str | None:
@@ -148,3 +177,28 @@ class RecordDecoder:
         elif count and count < rows:
             return f"key id {column.key} has {count} value(s) for a batch of {rows} row(s)"
         return None
+
+
+def stored_value_problem(value: pb.Value) -> str | None:
+    """Why a structured history value can't be what a writer wrote, or None: larger than
+    ``MAX_STRUCTURED_BYTES`` (protobuf's own count), or lists and maps nested deeper than
+    ``MAX_NESTING`` (walked without recursion, only once the size is known to be in bounds)."""
+    size = value.ByteSize()
+    if size > MAX_STRUCTURED_BYTES:
+        return f"{size} bytes, more than the {MAX_STRUCTURED_BYTES} a history value may take"
+    level: list[pb.Value] = [value]
+    depth = 0
+    while level:
+        below: list[pb.Value] = []
+        for item in level:
+            kind = item.WhichOneof("kind")
+            if kind == "list_value":
+                below.extend(item.list_value.items)
+            elif kind == "map_value":
+                below.extend(entry.value for entry in item.map_value.entries)
+        if below:
+            depth += 1
+            if depth > MAX_NESTING:
+                return f"nested deeper than {MAX_NESTING} levels"
+        level = below
+    return None

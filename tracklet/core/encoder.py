@@ -26,10 +26,12 @@ from tracklet.core.values import (
     INT64_MAX,
     INT64_MIN,
     Histogram,
+    Unrecordable,
     Unsupported,
     fill_entries,
     fill_histogram,
     flatten,
+    structured_message,
     to_plain,
     to_scalar,
     type_name,
@@ -470,6 +472,32 @@ class HistoryEncoder:
                 "this batch), the rest of its row and batch are recorded",
             )
 
+    def _structured(self, name: str, bucket: tuple[list[int], list[Any]] | None) -> list[wire.Message] | None:
+        """The ``Value`` messages of a key's structured values (``bucket``: their rows in the
+        batch and :func:`~tracklet.core.values.structured` lists); one too large to record is
+        dropped from the bucket with a warning, the others are kept. None without a bucket."""
+        if bucket is None:
+            return None
+        rows, values = bucket
+        messages: list[wire.Message] = []
+        kept = 0
+        for row, value in zip(rows, values):
+            message = wire.Message("Value")
+            try:
+                structured_message(value, message)
+            except Unrecordable as error:
+                self._unrecordable(name, self._steps[row], error)
+                continue
+            rows[kept], values[kept] = row, value
+            kept += 1
+            messages.append(message)
+        del rows[kept:], values[kept:]
+        return messages
+
+    def _unrecordable(self, name: str, step: Any, error: Exception) -> None:
+        self._warn(("unrecordable", name), f"tracklet: key {name!r} at step {step}: {error}; that value is dropped, "
+                                           "the rest of its row and batch are recorded")
+
     def _step_at(self, indices: Sequence[int], position: int) -> Any:
         """The step of the value at ``position`` of a column whose rows are ``indices`` (or all)."""
         try:
@@ -534,12 +562,17 @@ class HistoryEncoder:
                     "that can't be logged; that key is dropped from this call, the rest is recorded",
                 )
                 continue
+            except Unrecordable as error:
+                self._unrecordable(name, self._step_at(indices, position), error)
+                continue
             except Exception as error:  # a tensor that fails to convert must not stop the run
                 self._warn(
                     ("conversion", name),
                     f"tracklet: key {name!r} at step {self._step_at(indices, position)}: converting a "
                     f"{type_name(value)} failed ({error!r}); that value is dropped, the rest is recorded",
                 )
+                continue
+            if converted is None:  # numpy's NaT: no value, as None
                 continue
             kind: type | str = type(converted)
             if kind is int and not INT64_MIN <= converted <= INT64_MAX:
@@ -549,6 +582,9 @@ class HistoryEncoder:
                 bucket = by_type[kind] = ([], [])
             bucket[0].append(indices[position] if indices else position)
             bucket[1].append(converted)
+        messages = self._structured(name, by_type.get(list))
+        if messages is not None and not messages:
+            del by_type[list]
         if not by_type:
             return
         key_id = self._key_id(key, batch)
@@ -560,7 +596,10 @@ class HistoryEncoder:
             target.key = key_id
             if not every_row:
                 target.rows.extend(rows)
-            if kind is Histogram:
+            if kind is list:
+                for message in messages or ():
+                    target.values.append_built(message)
+            elif kind is Histogram:
                 for histogram in values:
                     fill_histogram(target.histograms.add(), histogram)
             elif kind is _BIG_INT:

@@ -16,7 +16,9 @@ that order. Values come back exactly as :meth:`tracklet.RecordedRun.history` giv
 * :class:`~tracklet.Histogram`: JSON text of ``Histogram.to_dict()``
   (``{"edges": [...], "counts": [...], "nan_count": 0, "inf_count": 0}``; a non-finite edge,
   possible only with ``Histogram(np_histogram=...)``, is the string ``"NaN"``/``"Infinity"``/
-  ``"-Infinity"``: strict JSON, tracklet's one policy, ``tracklet.core.jsonsafe``).
+  ``"-Infinity"``: strict JSON, tracklet's one policy, ``tracklet.core.jsonsafe``);
+* a structured value (a logged list that is not all numbers: ``["a cat", "a dog"]``,
+  ``[[1, 2], [3, 4]]``): its JSON text, NaN and infinities in it as the strings above.
 
 CSV has no types, so a cell alone cannot tell ``"1"`` (a string) from ``1``: use JSON Lines or
 Parquet when types matter.
@@ -28,7 +30,8 @@ exactly (Python's ``json`` reads them back exactly; JavaScript's ``JSON.parse`` 
 2**53). NaN and infinities, which strict JSON has no literal for, are the *strings* ``"NaN"``,
 ``"Infinity"`` and ``"-Infinity"`` (``float(text)`` reads them back); a logged string with one of
 those texts is indistinguishable from them. (The same policy as every JSON tracklet writes:
-``tracklet.core.jsonsafe``.) Histograms are objects, ``Histogram.to_dict()``.
+``tracklet.core.jsonsafe``.) Histograms are objects, ``Histogram.to_dict()``; structured values
+are JSON arrays.
 
 **Parquet** (``parquet``; needs pyarrow: ``pip install 'tracklet[parquet]'``). One row per history
 row; a missing value is null. Each key's column gets its type from its values:
@@ -39,8 +42,8 @@ row; a missing value is null. Each key's column gets its type from its values:
   int/float distinction is lost);
 * all histograms → ``struct<edges: list<double>, counts: list<int64>, nan_count: int64,
   inf_count: int64>``;
-* any other mix (e.g. ``int`` and ``str``, ``bool`` and ``float``, huge ints with floats, ints
-  outside int64) →
+* structured values (lists), or any other mix (e.g. ``int`` and ``str``, ``bool`` and ``float``,
+  huge ints with floats, ints outside int64) →
   ``string``, each cell the strict JSON text of its value (``1``, ``2.5``, ``"text"``, ``true``,
   a histogram object; NaN and infinities as the strings ``"NaN"``/``"Infinity"``/``"-Infinity"``,
   which ``float()`` reads back), which ``json.loads`` reads back.
@@ -169,7 +172,7 @@ def _csv_cell(value: Any) -> str:
         return "true" if value else "false"
     if kind is int or kind is str:
         return str(value)
-    if isinstance(value, Histogram):
+    if isinstance(value, (Histogram, list, dict)):
         return to_json_text(value)
     return str(value)
 

@@ -14,7 +14,7 @@ from collections.abc import ItemsView, Mapping, MutableMapping, ValuesView
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from tracklet.core.decode import COLUMN_VALUE_FIELDS
-from tracklet.core.values import histogram_from_message, parse_big_int
+from tracklet.core.values import from_value_message, histogram_from_message, parse_big_int
 from tracklet.proto import records_pb2 as pb
 
 if TYPE_CHECKING:
@@ -351,6 +351,8 @@ def _column_piece(column: pb.Column, batch_rows: int) -> tuple[Any, Any] | None:
         values = [histogram_from_message(h) for h in data]
     elif field == "big_ints":
         values = [parse_big_int(text) for text in data]  # None for text that isn't an int
+    elif field == "values":
+        values = [from_value_message(value) for value in data]  # structured: lists (of dicts...)
     else:
         values = list(data)
     if not column.rows and (field != "big_ints" or None not in values):

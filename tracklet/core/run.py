@@ -325,7 +325,11 @@ class Run:
     def _set_identity(self, field: str, value: Any) -> None:
         """``run.name = ...`` (and tags, notes, group, job_type) after ``init()``: recorded in the
         log as a ``RunUpdate``, which readers, the store and the dashboard apply."""
-        changes = identity.checked_changes({field: value})
+        self._update_identity({field: value})
+
+    def _update_identity(self, changes: dict[str, Any]) -> None:
+        """Change identity fields together, in one ``RunUpdate`` record."""
+        changes = identity.checked_changes(changes)
         self._identity.update(changes)
         if self._sender is None or self._finished:
             return  # disabled mode, or a finished run: nothing records any more
@@ -468,8 +472,9 @@ class Run:
 
     def _prepare(self, row: dict) -> dict:
         """The caller-side slow path: flatten nested mappings (copying them; a dict that contains
-        itself or nests too deep is cut there, with a warning), turn matplotlib and plotly
-        figures into the media they are recorded as (:meth:`_take_figures`) and, in strict mode,
+        itself or nests too deep is cut there, with a warning), copy lists, tuples and sets
+        (``values.snapshot_containers``: changing one after ``log()`` doesn't change what is recorded), turn
+        matplotlib and plotly figures into the media they are recorded as (:meth:`_take_figures`) and, in strict mode,
         reject unsupported values before anything from this call is queued."""
         values = _values()
         if any(map(values.is_mapping, row.values())):
@@ -484,6 +489,8 @@ class Run:
                 self._warn_once(
                     ("nesting", key), f"tracklet: key {key!r}: {why} at {where!r}; cut there, the rest is recorded"
                 )
+        if values.holds_container(row.values()):  # copied now: the caller may change them after log()
+            values.snapshot_containers(row)
         if "matplotlib" in sys.modules or "plotly" in sys.modules:  # else no value can be a figure
             if _figures().holds_figure(row.values()):
                 row = self._take_figures(row)
@@ -492,9 +499,12 @@ class Run:
             if bad:
                 key, value = bad[0]
                 type_name = values.type_name
-                what = f"key {key!r} has a value of type {type_name(value)}" if isinstance(key, str) else (
-                    f"key {key!r} is a {type_name(key)}, not a str"
-                )
+                if not isinstance(key, str):
+                    what = f"key {key!r} is a {type_name(key)}, not a str"
+                elif isinstance(value, (list, tuple, set, frozenset)):
+                    what = f"key {key!r} has a {type_name(value)} that can't be recorded ({values.structured_problem(value)})"
+                else:
+                    what = f"key {key!r} has a value of type {type_name(value)}"
                 raise TypeError(f"tracklet (strict mode): {what}, which can't be logged; nothing from this call was recorded")
         return row
 

@@ -105,6 +105,9 @@ def init(
     if reproduction is not None:
         run._reproduces, run._artifact_pins = reproduction.reproduces, dict(reproduction.artifacts)
     run._start(config, resume_state=state)
+    renamed = _changed_on_resume(identity, state)
+    if renamed:
+        run._update_identity(renamed)
     if reproduction is not None:
         from tracklet.core.sweeptrial import merge_config
 
@@ -132,6 +135,17 @@ def _fill_identity(identity: dict[str, Any], state: Any) -> dict[str, Any]:
         if filled[field] is None:
             filled[field] = known[field] if known is not None else ""
     return filled
+
+
+def _changed_on_resume(identity: dict[str, Any], state: Any) -> dict[str, Any]:
+    """The identity fields ``init()`` was given that differ from the resumed run's: W&B renames a
+    run resumed with a new ``name`` (and so for tags, group, job type and notes); fields left unset
+    keep the run's."""
+    if state is None or state.start is None:
+        return {}
+    known = state.identity
+    return {field: identity[field] for field in ("name", "tags", "group", "job_type", "notes")
+            if identity[field] is not None and identity[field] != known[field]}
 
 
 def init_arguments(owner: str, kwargs: dict[str, Any], *, own: Sequence[str] = ()) -> dict[str, Any]:

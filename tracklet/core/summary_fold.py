@@ -86,6 +86,8 @@ def _observed(column: pb.Column) -> Any:
     if len(column.histograms):
         # Only a "last" summary can hold a histogram: the aggregates ignore non-numbers.
         return [histogram_from_message(column.histograms[-1])]
+    if len(column.values):  # likewise a structured value (a list)
+        return [from_value_message(column.values[-1])]
     if len(column.big_ints):
         return [value for value in map(parse_big_int, column.big_ints) if value is not None]
     return ()
@@ -97,6 +99,9 @@ def _merged(columns: list[pb.Column]) -> list[Any]:
         if len(column.histograms):
             values: Any = [histogram_from_message(column.histograms[-1])]
             rows = [column.rows[-1] if column.rows else len(column.histograms) - 1]
+        elif len(column.values):
+            values = [from_value_message(column.values[-1])]
+            rows = [column.rows[-1] if column.rows else len(column.values) - 1]
         elif len(column.big_ints):
             values = list(map(parse_big_int, column.big_ints))
             rows = list(column.rows) if column.rows else list(range(len(values)))

@@ -6,8 +6,11 @@ recorded the same way: an enum member as its value, a ``datetime``/``date``/``ti
 8601 text, a path as its string; a logged ``Decimal`` or ``Fraction`` as a float (config and
 summary keep its exact text). numpy scalars,
 0-d or one-element numpy arrays and torch/jax tensors are scalars too; larger arrays and tensors,
-lists and tuples of numbers, and :class:`Histogram` become histograms. ``None`` means "no value
-for this key in this row" and is skipped.
+lists and tuples of numbers, and :class:`Histogram` become histograms. Other lists, tuples and sets
+(strings, nested lists, dicts inside, ``None`` inside, an empty list) and numpy arrays of strings
+are *structured values*, recorded as the list W&B keeps as JSON (:func:`structured`); ``bytes``,
+a ``timedelta``, a complex number and a ``numpy.datetime64`` as the text W&B records. ``None``
+means "no value for this key in this row" and is skipped.
 
 Tensors are converted here, on the sender's worker thread, never on the caller's: ``log()`` keeps
 a reference and this module reads it later. That is what keeps ``log()`` from forcing a device
@@ -39,8 +42,19 @@ DEFAULT_BINS = 64
 # ValueMap, MapEntry) under the four of Record > ConfigUpdate > MapEntry > Value.
 MAX_NESTING = 30
 
+# The most one structured history value (a logged list that is not all numbers) takes as a
+# serialized ``Value``; a larger one is dropped with a warning naming its key (W&B warns past
+# 100,000 bytes and keeps it). Readers drop larger ones from a record log too (core/decode.py).
+MAX_STRUCTURED_BYTES = 256 << 10
+_SEQUENCE_TYPES = (list, tuple, set, frozenset)
+
 # ``report(where, why)``: where a nested value was cut (``a/b/c``) and why.
 CutReport = Callable[[str, str], None]
+
+
+class Unrecordable(ValueError):
+    """A value of a supported kind that can't be recorded as it is (too large, nested too deep,
+    containing itself); the message says why and where."""
 
 
 class Histogram:
@@ -135,17 +149,24 @@ def _module_root(value: Any) -> str:
 def _numpy_scalar(value: Any) -> Any:
     """A numpy scalar or one-element array as a builtin (``item()`` is exact for every real dtype:
     float16/32 widen to float64 exactly)."""
-    if value.dtype.kind not in "biufUS":
+    kind = value.dtype.kind
+    if kind not in "biufUSMc":
         raise Unsupported(f"numpy dtype {value.dtype}")
     item = value.item()
     if type(item) is bytes:
         item = item.decode("utf-8", errors="replace")
+    elif kind == "M":  # as W&B: a datetime or date as its ISO text; an int (ns, ps...); None for NaT
+        item = item.isoformat() if _is_timestamp(item) else item
+    elif kind == "c":
+        item = _complex_text(item)
     return item
 
 
 def _from_array(array: Any) -> Any:
     if array.size == 1:
         return _numpy_scalar(array)
+    if array.dtype.kind in "US":  # strings: the list W&B records (numbers: a histogram)
+        return structured(array.tolist())
     if array.dtype.kind not in "biuf":
         raise Unsupported(f"array of dtype {array.dtype}")
     return histogram_of(array)
@@ -189,20 +210,107 @@ def to_scalar(value: Any) -> Any:
         return _builtin(value)
     if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
         return histogram_of(value)
+    if isinstance(value, _SEQUENCE_TYPES):
+        return structured(value)
     as_text = _text_or_number(value)
     if as_text is not None:
         return as_text
     raise Unsupported(type_name(value))
 
 
+def structured(value: Any) -> list[Any]:
+    """A logged list, tuple or set that is not all numbers, as the list W&B records for it (its
+    JSON): items converted as :func:`to_plain` converts config values (dicts stay dicts, tuples
+    and sets become lists, sets sorted by ``repr``, ``None`` and NaN kept, numpy and tensors their
+    values), and as W&B's JSON encoder does for ``bytes`` (their UTF-8 text), a ``timedelta`` (its
+    ISO 8601 duration) and a complex number. Raises :class:`Unrecordable` for one that contains
+    itself or nests deeper than :data:`MAX_NESTING` levels, and for one with more items than could
+    fit in :data:`MAX_STRUCTURED_BYTES` (its encoded size is checked where it is encoded)."""
+    if len(value) > MAX_STRUCTURED_BYTES // 2:  # every item takes two bytes or more
+        raise Unrecordable(f"a {type_name(value)} of {len(value)} items is larger than the "
+                           f"{MAX_STRUCTURED_BYTES // 1024} KiB a history value may take")
+    cuts: list[tuple[str, str]] = []
+    plain = _plain(value, lambda where, why: cuts.append((where, why)), "", set(), 0, True)
+    if cuts:
+        where, why = cuts[0]
+        raise Unrecordable(f"{why.partition(';')[0]} (at {where!r})")
+    return list(plain)
+
+
+def structured_message(plain: list[Any], message: Any) -> None:
+    """Fill ``message`` (a ``Value``) with a :func:`structured` list; raises
+    :class:`Unrecordable` when it takes more than :data:`MAX_STRUCTURED_BYTES`."""
+    to_value_message(plain, message)
+    size = message.ByteSize()
+    if size > MAX_STRUCTURED_BYTES:
+        raise Unrecordable(f"a list of {size} bytes is larger than the {MAX_STRUCTURED_BYTES // 1024} KiB "
+                           "a history value may take")
+
+
+def structured_problem(value: Any) -> str | None:
+    """Why a list, tuple or set would not be recorded (strict mode asks on the caller), or None."""
+    from tracklet.core import wire
+
+    if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
+        return None  # a histogram
+    try:
+        structured_message(structured(value), wire.Message("Value"))
+    except Exception as error:  # Unrecordable, or a string protobuf refuses (a lone surrogate)
+        return str(error)
+    return None
+
+
+def _bytes_text(value: bytes) -> str:
+    """Bytes as W&B records them, their UTF-8 text; bytes that are not UTF-8 (which W&B refuses)
+    with each undecodable byte as ``\\xNN``."""
+    return value.decode("utf-8", errors="backslashreplace")
+
+
+def iso_duration(value: Any) -> str:
+    """A ``timedelta`` as the ISO 8601 duration W&B records for it (pydantic-core's text:
+    ``PT1M30S``, ``P1DT5S``, ``-PT1.5S``, ``P1Y36DT1H0.000001S``: a year is 365 days)."""
+    sign = "-" if value.days < 0 else ""
+    value = abs(value)
+    years, days = divmod(value.days, 365)
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    micros = value.microseconds
+    second_text = f"{seconds}.{micros:06d}".rstrip("0") if micros else str(seconds)
+    date = (f"{years}Y" if years else "") + (f"{days}D" if days else "")
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (
+        f"{second_text}S" if seconds or micros else "")
+    if not date and not time:
+        return "PT0S"
+    return f"{sign}P{date}" + (f"T{time}" if time else "")
+
+
+def _complex_text(value: complex) -> str:
+    """``1+2j``, ``2j``: Python's text without its parentheses (W&B's is the same but for exponents
+    and NaN, which it writes as ``100000000000000000000`` and ``NaN``)."""
+    return str(value).removeprefix("(").removesuffix(")")
+
+
+def _is_timedelta(value: Any) -> bool:
+    module = sys.modules.get("datetime")
+    return module is not None and isinstance(value, module.timedelta)
+
+
 def _text_or_number(value: Any) -> str | float | None:
-    """Values W&B records as text: a timestamp as its ISO 8601 text, a path as its string; and plain
-    numbers of another class (``Decimal``, ``Fraction``) as floats, so they chart (as exact text where
-    no float holds them: a signaling NaN, a fraction past a float's range). None for other values."""
+    """Values W&B records as text: a timestamp as its ISO 8601 text, a path as its string, bytes as
+    their UTF-8 text; plain numbers of another class (``Decimal``, ``Fraction``) as floats, so they
+    chart (as exact text where no float holds them: a signaling NaN, a fraction past a float's
+    range); a ``timedelta`` as its ISO 8601 duration and a complex number as ``"1+2j"``, the texts
+    W&B's JSON encoder (pydantic-core) writes. None for other values."""
     if _is_timestamp(value):
         return str(value.isoformat())
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, bytes):
+        return _bytes_text(value)
+    if _is_timedelta(value):
+        return iso_duration(value)
+    if isinstance(value, complex):
+        return _complex_text(value)
     if _is_exact_number(value):
         try:
             return float(value)
@@ -262,7 +370,7 @@ def is_supported_type(value: Any) -> bool:
         return all(is_supported_type(v) for v in value.values())
     root = _module_root(value)
     if root == "numpy":
-        return getattr(getattr(value, "dtype", None), "kind", "O") in "biufUS"
+        return getattr(getattr(value, "dtype", None), "kind", "O") in "biufUSMc"
     if root == "torch":
         return hasattr(value, "detach") and not value.is_complex()
     if root in ("jax", "jaxlib"):
@@ -273,9 +381,51 @@ def is_supported_type(value: Any) -> bool:
         return True
     if _is_timestamp(value) or isinstance(value, PurePath) or _is_exact_number(value):
         return True
-    if isinstance(value, (list, tuple)):
-        return bool(value) and all(type(v) in (int, float) for v in value)
+    if isinstance(value, (bytes, complex)) or _is_timedelta(value):
+        return True
+    if isinstance(value, _SEQUENCE_TYPES):
+        return structured_problem(value) is None
     return False
+
+
+_CONTAINER_TYPES = frozenset((list, tuple, set, frozenset, dict))
+
+
+def holds_container(values: Iterable[Any]) -> bool:
+    """Whether any of ``values`` is a list, tuple, set or dict (one C-level pass over their types)."""
+    return not _CONTAINER_TYPES.isdisjoint(map(type, values))
+
+
+def snapshot_containers(row: dict[str, Any]) -> None:
+    """Replace each list, tuple, set or dict among ``row``'s values (a dict ``log()`` built) by a
+    copy taken now, on the caller, so that changing it after ``log()`` (``generated.append(...)``)
+    doesn't change what the worker records later. Containers are copied at C level
+    (``list.copy()``), and only those holding containers are walked (one C-level pass over their
+    items' types): a list of numbers or strings costs one copy and one pass. Past
+    :data:`MAX_NESTING` levels, and where a value contains itself, the rest is kept by reference,
+    for the worker to cut and report."""
+    for key, value in row.items():
+        if type(value) in _CONTAINER_TYPES:
+            row[key] = _snapshot(value, 0, None)
+
+
+def _snapshot(value: Any, depth: int, active: set[int] | None) -> Any:
+    kind = type(value)
+    items: Any = value.copy() if kind is list or kind is dict else list(value)
+    if depth >= MAX_NESTING or _CONTAINER_TYPES.isdisjoint(map(type, items.values() if kind is dict else items)):
+        return items if kind is list or kind is dict else kind(items)
+    active = active or set()
+    if id(value) in active:
+        return value
+    active.add(id(value))
+    if kind is dict:
+        for key, item in items.items():
+            if type(item) in _CONTAINER_TYPES:
+                items[key] = _snapshot(item, depth + 1, active)
+    else:
+        items = [_snapshot(item, depth + 1, active) if type(item) in _CONTAINER_TYPES else item for item in items]
+    active.discard(id(value))
+    return items if kind is list or kind is dict else kind(items)
 
 
 _mapping_types: dict[type, bool] = {}
@@ -355,10 +505,15 @@ def to_plain(value: Any, report: CutReport | None = None) -> Any:
     return _plain(value, report, "", set(), 0)
 
 
-def _plain(value: Any, report: CutReport | None, path: str, active: set[int], depth: int) -> Any:
+def _plain(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
+           history: bool = False) -> Any:
+    """``history``: an item of a :func:`structured` history value (bytes, a timedelta and a complex
+    number as the text W&B's history keeps), else of a config or summary value."""
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
+    if history and (kind is bytes or kind is complex or _is_timedelta(value)):
+        return _text_or_number(value)
     if isinstance(value, (Histogram, bytes)):
         return value
     if isinstance(value, PurePath):
@@ -371,7 +526,7 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
         return None
     active.add(id(value))
     try:
-        return _plain_container(value, report, path, active, depth)
+        return _plain_container(value, report, path, active, depth, history)
     except Exception as error:  # a broken __iter__, __str__, dataclass field, tensor...
         _cut(report, path or "(the value)", f"converting a {type_name(value)} failed ({error!r}); recorded as null")
         return None
@@ -379,9 +534,10 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
         active.discard(id(value))
 
 
-def _plain_container(value: Any, report: CutReport | None, path: str, active: set[int], depth: int) -> Any:
+def _plain_container(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
+                     history: bool = False) -> Any:
     def child(item: Any, name: Any) -> Any:
-        return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1)
+        return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1, history)
 
     if isinstance(value, Mapping):
         return {str(k): child(v, k) for k, v in value.items()}
@@ -390,7 +546,7 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
     if type(value).__name__ == "Namespace" and hasattr(value, "__dict__"):
         return {str(k): child(v, k) for k, v in vars(value).items()}
     if isinstance(value, enum.Enum):
-        return _plain(value.value, report, path, active, depth)
+        return _plain(value.value, report, path, active, depth, history)
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
         return [child(v, i) for i, v in enumerate(items)]
@@ -405,7 +561,7 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
                 value = np.asarray(value)
             if getattr(value, "ndim", 0) == 0:
                 return _numpy_scalar(value)
-            return _plain(value.tolist(), report, path, active, depth)
+            return _plain(value.tolist(), report, path, active, depth, history)
         except (Unsupported, TypeError, ValueError, RuntimeError):
             return str(value)
     if isinstance(value, (int, float, str)):
@@ -525,5 +681,9 @@ __all__ = [
     "to_scalar",
     "to_value_message",
     "MAX_NESTING",
+    "MAX_STRUCTURED_BYTES",
+    "Unrecordable",
     "parse_big_int",
+    "structured",
+    "structured_message",
 ]

@@ -149,6 +149,7 @@ SCHEMA: dict[str, tuple[tuple[str, int, str, bool, str], ...]] = {
         ("strings", 6, "string", True, ""),
         ("histograms", 7, "message", True, "Histogram"),
         ("big_ints", 8, "string", True, ""),
+        ("values", 9, "message", True, "Value"),
     ),
     "Environment": (
         ("git_commit", 1, "string", False, ""),
@@ -548,6 +549,15 @@ class _Messages(list):
             copy = self.add()
             copy.MergeFrom(message)
 
+    def append_built(self, message: Message) -> None:
+        """Append a ``Message`` of this field's type as it is (not copied): one built apart, e.g.
+        to check its size before it joins the record. It must not be changed afterwards."""
+        if message._type != self._type:
+            raise TypeError(f"a {message._type} is not a {self._type}")
+        object.__setattr__(message, "_present", True)
+        list.append(self, message)
+        self._owner._mark()
+
 
 class _StringMap(dict):
     """A ``map<string, string>`` field."""
@@ -672,6 +682,10 @@ class Message:
             list.extend(getattr(self, name), other._values.pop(name))
             self._mark()
         self.MergeFrom(other)
+
+    def ByteSize(self) -> int:  # noqa: N802  (protobuf's name)
+        """The size of the message's bytes (they are laid out to count them)."""
+        return self._serialize_into([])
 
     def SerializeToString(self) -> bytes:  # noqa: N802
         """The message's bytes, joined once: nested messages and packed fields are laid out as

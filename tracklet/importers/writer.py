@@ -15,6 +15,7 @@ import os
 import time
 from typing import Any, Iterable, Sequence
 
+from tracklet.core.decode import COLUMN_VALUE_FIELDS
 from tracklet.core.encoder import HistoryEncoder, SummaryTracker, WarnOnce
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import LOG_FILE_NAME, RecordLogWriter
@@ -187,7 +188,7 @@ class RunWriter:
 
 
 def _column_values(column: pb.Column) -> Any:
-    for field in ("floats", "ints", "bools", "strings", "histograms", "big_ints"):
+    for field in COLUMN_VALUE_FIELDS:
         values = getattr(column, field)
         if len(values):
             return values

@@ -295,7 +295,7 @@ class KeyDefinition(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class Column(_message.Message):
-    __slots__ = ("key", "rows", "floats", "ints", "bools", "strings", "histograms", "big_ints")
+    __slots__ = ("key", "rows", "floats", "ints", "bools", "strings", "histograms", "big_ints", "values")
     KEY_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     FLOATS_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +304,7 @@ class Column(_message.Message):
     STRINGS_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
     BIG_INTS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
     key: int
     rows: _containers.RepeatedScalarFieldContainer[int]
     floats: _containers.RepeatedScalarFieldContainer[float]
@@ -312,7 +313,8 @@ class Column(_message.Message):
     strings: _containers.RepeatedScalarFieldContainer[str]
     histograms: _containers.RepeatedCompositeFieldContainer[Histogram]
     big_ints: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, key: _Optional[int] = ..., rows: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., ints: _Optional[_Iterable[int]] = ..., bools: _Optional[_Iterable[bool]] = ..., strings: _Optional[_Iterable[str]] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., big_ints: _Optional[_Iterable[str]] = ...) -> None: ...
+    values: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, key: _Optional[int] = ..., rows: _Optional[_Iterable[int]] = ..., floats: _Optional[_Iterable[float]] = ..., ints: _Optional[_Iterable[int]] = ..., bools: _Optional[_Iterable[bool]] = ..., strings: _Optional[_Iterable[str]] = ..., histograms: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., big_ints: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
     __slots__ = ("path", "sha256", "size_bytes", "step", "has_score", "score", "monitor", "time", "metadata", "error")

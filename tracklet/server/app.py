@@ -124,7 +124,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                                  routes_compare, routes_files, routes_histograms, routes_ingest, routes_media, routes_read, routes_registry,
                                  routes_reports, routes_reproduce,
                                  routes_run_data, routes_sweeps, routes_sweeps_write,
-                                 routes_table_views, routes_tables, routes_traces)
+                                 routes_table_views, routes_tables, routes_traces, routes_values)
     from tracklet.server.web import mount_dashboard
 
     root = Path(root).expanduser().resolve()
@@ -227,7 +227,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     guard_errors = errors(400, 401, 403)
     for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
-                   routes_registry, routes_traces, routes_audit, routes_reproduce):
+                   routes_values, routes_registry, routes_traces, routes_audit, routes_reproduce):
         # Nothing but these two guards may run before a sync route: they defer their blocking
         # steps to its worker call (one_hop.py), so one trip to the thread pool serves the request.
         one_hop.wrap_router(module.router)

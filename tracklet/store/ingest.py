@@ -194,8 +194,9 @@ class _RunFold:
         self.spans: list[Any] = []  # Span messages
         # The run's identity (name, tags, group, ...) is its first start's, as one pass over its
         # log takes it: a later session's resumed start, however the log was cut into uploads,
-        # changes none of it (a rename is a RunUpdate record).
-        self.identified = row is not None
+        # changes none of it (a rename is a RunUpdate record). A row made by an upload that held
+        # no start (its metadata has no sessions yet) takes the first start that comes.
+        self.identified = row is not None and "sessions" in (row.metadata or {})
 
     def apply(self, record: pb.Record) -> None:
         kind = record.WhichOneof("kind")

@@ -1223,6 +1223,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{project}/{run_id}/values": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * History keys' strings and structured values over steps
+         * @description The strings and structured values logged under `keys` (numbers: the `history` route), at
+         *     most `limit` per key and 16 MiB in all, in step order.
+         */
+        get: operations["get_values_api_v1_runs__project___run_id__values_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/registries": {
         parameters: {
             query?: never;
@@ -2786,6 +2807,19 @@ export interface components {
              * @default
              */
             label: string;
+        };
+        /**
+         * KeyValues
+         * @description One key's strings and structured values: `values[i]` was logged at `steps[i]`. Structured
+         *     values are JSON arrays (NaN and ±inf in them as the strings "NaN", "Infinity", "-Infinity").
+         */
+        KeyValues: {
+            /** Steps */
+            steps: number[];
+            /** Values */
+            values: unknown[];
+            /** Truncated */
+            truncated: boolean;
         };
         /**
          * LineageEdge
@@ -4739,6 +4773,16 @@ export interface components {
             difference?: number | null;
             /** Relative */
             relative?: number | null;
+        };
+        /**
+         * ValuesResponse
+         * @description The asked keys that hold strings or structured values (a key with none is left out).
+         */
+        ValuesResponse: {
+            /** Keys */
+            keys: {
+                [key: string]: components["schemas"]["KeyValues"];
+            };
         };
         /** VersionRequest */
         VersionRequest: {
@@ -9428,6 +9472,79 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HistogramSeriesResponse"];
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_values_api_v1_runs__project___run_id__values_get: {
+        parameters: {
+            query: {
+                /** @description Comma-separated history keys, e.g. generated,phase */
+                keys: string;
+                /** @description Values per key at most (the first ones) */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValuesResponse"];
                 };
             };
             /** @description Bad request: an invalid name, filter, sort, parameter or body */

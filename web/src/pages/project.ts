@@ -94,7 +94,8 @@ function availableColumns(rows: RunRow[]): string[] {
   const found = new Set<string>();
   for (const row of rows.slice(0, 200)) {
     for (const [key, value] of flatten(row.config)) if (typeof value !== "object" || value === null) found.add(`config.${key}`);
-    for (const [key, value] of flatten(row.summary)) if (typeof value !== "object" || value === null) found.add(`summary.${key}`);
+    // A summary may be a structured value (a logged list): a column of its JSON text.
+    for (const [key, value] of flatten(row.summary)) if (typeof value !== "object" || value === null || Array.isArray(value)) found.add(`summary.${key}`);
   }
   return [...found].sort().slice(0, 300);
 }

@@ -10,7 +10,7 @@ import { ChartPanel, fillGridRows } from "../charts/panel";
 import { ChartsWorkspace, POLL_MS } from "../charts/workspace";
 import { addToReportDialog } from "../reports/add";
 import { debounce, h } from "../dom";
-import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, isHistogram, runtime } from "../format";
+import { flatten, fmtBytes, fmtDuration, fmtTime, fmtValue, runtime } from "../format";
 import { MediaView } from "../media";
 import { HistogramView } from "../histogram";
 import { TablesView } from "../components/table-card";
@@ -258,7 +258,8 @@ export async function runPage(root: HTMLElement, project: string, runId: string)
     stateEl.textContent = run.state;
     stateEl.dataset.state = run.state;
     configEl.replaceChildren(table(flatten(run.config), "config"));
-    summaryEl.replaceChildren(table(flatten(run.summary).filter(([, v]) => typeof v !== "object" || v === null || isHistogram(v)), "summary"));
+    // Structured values (a logged list of strings, nested lists) are shown as their JSON text.
+    summaryEl.replaceChildren(table(flatten(run.summary), "summary"));
   };
   draw();
   root.replaceChildren(

@@ -1,0 +1,387 @@
+"""History values W&B keeps as JSON or text (lists of strings, nested lists, tuples, sets, lists
+of dicts, bytes) and the kinds W&B refuses (complex, timedelta) are recorded and read back: in the
+history, the summary, exports, the store, a server's copy, W&B's ``run.history()`` and the
+dashboard's tables. A value too large or too deep is dropped alone, with a warning naming its key,
+by the writer and by every reader of a record log."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tracklet
+from tracklet.cli.main import main
+from tracklet.core.decode import RecordDecoder
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import frame, read_log
+from tracklet.core.validate import RecordRejected, check_record
+from tracklet.core.values import MAX_NESTING, MAX_STRUCTURED_BYTES, iso_duration, to_value_message
+from tracklet.proto import records_pb2 as pb
+
+from conftest import QUIET, read
+
+# (logged, recorded): what each kind is recorded as, the W&B history value where W&B keeps one.
+KINDS = {
+    "generated": (["a cat", "a dog"], ["a cat", "a dog"]),
+    "top_k": ([[1, 2], [3, 4]], [[1, 2], [3, 4]]),
+    "pair": ((1, "x"), [1, "x"]),
+    "tags": ({"b", "a", "c"}, ["a", "b", "c"]),  # W&B: the set's iteration order; here sorted
+    "records": ([{"label": "cat", "p": 0.9}, {"label": "dog", "p": 0.1}],
+                [{"label": "cat", "p": 0.9}, {"label": "dog", "p": 0.1}]),
+    "holes": ([1, None, "x"], [1, None, "x"]),
+    "nested": ([{"a": [1, {"b": None}]}], [{"a": [1, {"b": None}]}]),
+    "empty": ([], []),
+    "flags": ([True, 0, 2.5], [True, 0, 2.5]),
+    "raw": (b"caf\xc3\xa9", "café"),
+    "not_utf8": (b"\xffa\xfe", "\\xffa\\xfe"),
+    "z": (1 + 2j, "1+2j"),
+    "epoch_time": (datetime.timedelta(minutes=1, seconds=30), "PT1M30S"),
+    "in_list": ([datetime.timedelta(days=-1), 2j, b"b"], ["-P1D", "2j", "b"]),
+    "np_strings": (np.array(["a", "b"]), ["a", "b"]),
+    "when": (np.datetime64("2024-01-02T03:04:05"), "2024-01-02T03:04:05"),
+    "day": (np.datetime64("2024-01-02"), "2024-01-02"),
+    "when_ns": (np.datetime64("2024-01-02T03:04:05.000000001"), 1704164645000000001),
+    "np_items": ([np.float32(0.5), np.int64(3), "s"], [0.5, 3, "s"]),
+}
+
+
+def _same(a, b) -> bool:
+    """Equal, NaN equal to NaN, types kept (True is not 1)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _log_every_kind(run: tracklet.Run, steps: int = 3) -> None:
+    for step in range(steps):
+        run.log({"loss": 1.0 / (step + 1), **{key: logged for key, (logged, _) in KINDS.items()},
+                 "with_nan": ["x", math.nan, [math.inf]]})
+
+
+def _check_recorded(history, summary) -> None:
+    for key, (_, recorded) in KINDS.items():
+        assert all(_same(value, recorded) for value in history[key]), (key, history[key])
+        assert _same(summary[key], recorded), (key, summary[key])
+    assert history["loss"] == [1.0, 0.5, 1.0 / 3]
+    nan_list = history["with_nan"][-1]
+    assert nan_list[0] == "x" and math.isnan(nan_list[1]) and nan_list[2] == [math.inf]
+
+
+def test_every_kind_round_trips_in_history_and_summary(start, tmp_path):
+    run = start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tracklet.TrackletWarning)  # none of them is dropped any more
+        _log_every_kind(run)
+        run.finish()
+    recorded = read(run)
+    _check_recorded(recorded.history(), recorded.summary)
+    # the summary the live run wrote (not only the one a reader folds from history)
+    assert _same(run.summary["records"], KINDS["records"][1])
+    rows = list(recorded.history().rows())
+    assert _same(rows[0]["top_k"], [[1, 2], [3, 4]])
+
+
+def test_exports_write_structured_values_as_json(start, tmp_path):
+    run = start()
+    run.log({"generated": ["a cat", "a dog"], "loss": 1.0})
+    run.log({"generated": [{"p": math.nan}], "loss": 2.0})
+    run.finish()
+    root = str(tmp_path / "data")
+    runner = CliRunner()
+    cells = {}
+    for fmt in ("csv", "jsonl", "parquet"):
+        out = tmp_path / f"export.{fmt}"
+        done = runner.invoke(main, ["--dir", root, "export", run.path, "-f", fmt, "-o", str(out)])
+        assert done.exit_code == 0, done.output
+        cells[fmt] = out
+    import csv
+
+    with open(cells["csv"], newline="") as handle:
+        column = [row["generated"] for row in csv.DictReader(handle)]
+    assert [json.loads(cell) for cell in column] == [["a cat", "a dog"], [{"p": "NaN"}]]
+    lines = [json.loads(line) for line in cells["jsonl"].read_text().splitlines()]
+    assert [line["generated"] for line in lines] == [["a cat", "a dog"], [{"p": "NaN"}]]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(cells["parquet"])
+    assert [json.loads(cell) for cell in table.column("generated").to_pylist()] == [["a cat", "a dog"], [{"p": "NaN"}]]
+
+
+def test_a_list_changed_after_log_is_recorded_as_it_was_logged(start):
+    run = start()
+    generated: list = []
+    for step in range(3):
+        generated.append(f"sample {step}")
+        nested = [[step], {"inner": [step]}]
+        run.log({"generated": generated, "nested": nested, "loss": float(step)})
+        nested[0].append(99)
+        nested[1]["inner"].clear()
+    generated.clear()
+    run.finish()
+    history = read(run).history()
+    assert history["generated"] == [["sample 0"], ["sample 0", "sample 1"], ["sample 0", "sample 1", "sample 2"]]
+    assert history["nested"] == [[[step], {"inner": [step]}] for step in range(3)]
+
+
+def test_a_key_whose_type_changes_between_rows_keeps_every_value(start, root):
+    from tracklet.store import Store
+
+    run = start()
+    for value in (1.5, ["a", "b"], 2.5, [[1], [2]], "text", 3):
+        run.log({"x": value, "loss": 0.0})
+    run.finish()
+    history = read(run).history()
+    assert history["x"] == [1.5, ["a", "b"], 2.5, [[1], [2]], "text", 3]
+    assert read(run).summary["x"] == 3
+    # the store charts the numbers of the key and nothing else
+    store = Store(f"sqlite:///{root / 'store.sqlite'}", root=root)
+    store.index()
+    (series,) = store.history(run.path, "x", buckets=None)
+    assert series.steps.tolist() == [0, 2, 5] and series.values.tolist() == [1.5, 2.5, 3.0]
+
+
+def test_the_store_keeps_the_last_structured_value_as_the_summary(root, store_url):
+    from tracklet.store import Store
+
+    run = tracklet.init(project="p", dir=str(root), settings=QUIET)
+    for step in range(3):
+        run.log({"loss": float(step), "generated": [f"s{step}", None, math.nan]})
+    run.finish()
+    store = Store(store_url, root=root)
+    store.index()
+    (row,) = store.runs("p", fields=("summary", "keys"))
+    assert row["summary"]["generated"] == ["s2", None, None]  # NaN: null in the store's JSON (jsonsafe.py)
+    assert store.history(run.path, "generated", buckets=None) == []  # never a series to chart
+
+
+def test_one_bad_value_in_a_batch_is_dropped_alone_with_a_warning_naming_its_key(start):
+    run = start()
+    looped: list = ["x"]
+    looped.append(looped)
+    too_deep: list = []
+    inner = too_deep
+    for _ in range(MAX_NESTING + 2):
+        inner.append([])
+        inner = inner[0]
+    huge = ["x" * 1000] * (MAX_STRUCTURED_BYTES // 1000 + 10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step, bad in enumerate((looped, too_deep, huge)):
+            run.log({"loss": float(step), "gen": ["ok", step], "bad": ["fine", step]})
+            run.log({"loss": float(step) + 0.5, "gen": ["ok", step], "bad": bad})
+        run.finish()
+    messages = [str(w.message) for w in caught if issubclass(w.category, tracklet.TrackletWarning)]
+    bad = [m for m in messages if "'bad'" in m]
+    assert bad and all("dropped" in m for m in bad)
+    assert any("contains itself" in m for m in bad)
+    assert not [m for m in messages if "'gen'" in m or "'loss'" in m]
+    history = read(run).history()
+    assert history["loss"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert history["gen"] == [["ok", s] for s in (0, 0, 1, 1, 2, 2)]
+    assert history["bad"] == [["fine", 0], None, ["fine", 1], None, ["fine", 2], None]
+
+
+def test_strict_mode_accepts_exactly_what_is_recorded(start):
+    run = start(settings={"strict": True})
+    run.log({"generated": ["a", "b"], "z": 1j, "td": datetime.timedelta(seconds=2), "raw": b"x", "s": {1, "a"}})
+    looped: list = []
+    looped.append(looped)
+    with pytest.raises(TypeError, match="'bad'.*contains itself"):
+        run.log({"ok": 1.0, "bad": looped})
+    with pytest.raises(TypeError, match="'big'.*KiB"):
+        run.log({"ok": 1.0, "big": ["x" * 1000] * (MAX_STRUCTURED_BYTES // 1000 + 10)})
+    run.finish()
+    history = read(run).history()
+    assert history["generated"] == [["a", "b"]] and history["z"] == ["1j"] and history["td"] == ["PT2S"]
+    assert "ok" not in history
+
+
+@pytest.mark.parametrize("delta", [
+    datetime.timedelta(seconds=90), datetime.timedelta(days=1, seconds=5), datetime.timedelta(0),
+    datetime.timedelta(microseconds=500000), datetime.timedelta(days=-1), datetime.timedelta(seconds=-1.5),
+    datetime.timedelta(days=401, hours=1, microseconds=1), datetime.timedelta(minutes=61), datetime.timedelta.max,
+    datetime.timedelta.min, datetime.timedelta(days=-3, microseconds=10)])
+def test_a_timedelta_is_the_iso_duration_wandbs_json_encoder_writes(delta):
+    pydantic_core = pytest.importorskip("pydantic_core")  # what W&B's history JSON is written with
+    assert iso_duration(delta) == json.loads(pydantic_core.to_json(delta))
+
+
+# ---------------------------------------------------------------- record logs from disk and uploads
+
+
+def _value(plain) -> pb.Value:
+    value = pb.Value()
+    to_value_message(plain, value)
+    return value
+
+
+def _deep(levels: int) -> list:
+    value: list = [1]
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def _log_with_bad_values(root) -> RunPaths:
+    """A run whose log (written by hand, as a hostile or broken writer could) holds, in one batch,
+    a good structured value, one too large and one too deep under key ``gen``, and a number key."""
+    run = tracklet.init(project="p", id="r", dir=str(root), settings=QUIET)
+    run.log({"loss": 0.0, "gen": ["first"]})
+    run.finish()
+    paths = RunPaths(root, "p", "r")
+    record = pb.Record()
+    batch = record.history
+    batch.steps.extend([1, 2, 3])
+    batch.times.extend([1.0, 2.0, 3.0])
+    keys = {definition.name: definition.id for r in _records(paths) if r.HasField("history")
+            for definition in r.history.new_keys}
+    batch.columns.add(key=keys["loss"]).floats.extend([1.0, 2.0, 3.0])
+    gen = batch.columns.add(key=keys["gen"])
+    gen.values.extend([_value(["ok"]), _value(["x" * (MAX_STRUCTURED_BYTES + 1)]), _value(_deep(MAX_NESTING + 2))])
+    with open(paths.log_file, "ab") as handle:
+        handle.write(frame(record.SerializeToString()))
+    return paths
+
+
+def _records(paths: RunPaths) -> list[pb.Record]:
+    records = []
+    for _, payload in read_log(paths.log_file).payloads:
+        record = pb.Record()
+        record.ParseFromString(payload)
+        records.append(record)
+    return records
+
+
+def test_a_reader_drops_a_too_large_or_too_deep_value_from_disk_and_keeps_the_rest(root):
+    paths = _log_with_bad_values(root)
+    recorded = tracklet.Api(root).run("p/r")
+    with pytest.warns(tracklet.TrackletWarning, match="dropped a structured value of 'gen'"):
+        history = recorded.history()
+    assert history["loss"] == [0.0, 1.0, 2.0, 3.0]
+    assert history["gen"] == [["first"], ["ok"], None, None]
+    assert recorded.summary["gen"] == ["ok"]
+    decoder = RecordDecoder()
+    decoder.fold(read_log(paths.log_file).payloads, lambda record: None)
+    assert decoder.partial_count == 1 and "'gen'" in decoder.invalid[0].reason
+    assert "bytes" in decoder.invalid[0].reason and "and 1 more" in decoder.invalid[0].reason
+
+
+def test_a_server_refuses_a_record_holding_a_value_no_writer_writes():
+    for bad in (["x" * (MAX_STRUCTURED_BYTES + 1)], _deep(MAX_NESTING + 2)):
+        record = pb.Record()
+        record.history.new_keys.add(id=0, name="gen")
+        record.history.steps.append(0)
+        record.history.times.append(1.0)
+        record.history.columns.add(key=0).values.append(_value(bad))
+        with pytest.raises(RecordRejected, match="key id 0.*structured value 0"):
+            check_record(record, 0)
+        del record.history.columns[0].values[:]
+        record.history.columns[0].values.append(_value(_deep(MAX_NESTING)))  # what a writer may write
+        assert check_record(record, 0) == 1
+
+
+def test_a_log_written_before_structured_values_still_reads(start):
+    # an old log holds only the value fields 3..8; a column of each next to a structured one reads
+    run = start()
+    for _ in range(2):
+        run.log({"f": 0.5, "i": 2, "b": True, "s": "t", "h": tracklet.Histogram(np.arange(5.0)), "big": 2**70,
+                 "l": ["x"]})
+    run.finish()
+    history = read(run).history()
+    assert history["f"] == [0.5, 0.5] and history["i"] == [2, 2] and history["b"] == [True, True]
+    assert history["s"] == ["t", "t"] and history["big"] == [2**70, 2**70] and history["l"] == [["x"], ["x"]]
+    paths = RunPaths(Path(run.dir).parents[3], "test", run.id)
+    fields = {field for record in _records(paths) if record.HasField("history")
+              for column in record.history.columns for field in ("floats", "values") if len(getattr(column, field))}
+    assert fields == {"floats", "values"}
+
+
+# ---------------------------------------------------------------- W&B's API and online mode
+
+
+def test_a_wandb_script_reads_its_values_back_through_wandb_api(root):
+    import tracklet.compat.wandb as wandb
+
+    quiet = wandb.Settings(console="off", x_disable_stats=True, disable_git=True, x_disable_meta=True)
+    run = wandb.init(project="wb", dir=str(root), settings=quiet)
+    for epoch in range(3):
+        wandb.log({"epoch/loss": 1.0 / (epoch + 1), "generated": ["a cat", "a dog"], "top_k": [[1, 2], [3, 4]],
+                   "epoch_time": datetime.timedelta(seconds=epoch)})
+    run_id = run.id
+    wandb.finish()
+    api_run = wandb.Api().run(f"wb/{run_id}")
+    rows = api_run.history(pandas=False)
+    assert [row["generated"] for row in rows] == [["a cat", "a dog"]] * 3
+    assert [row["top_k"] for row in rows] == [[[1, 2], [3, 4]]] * 3
+    assert [row["epoch_time"] for row in rows] == ["PT0S", "PT1S", "PT2S"]
+    assert [row["top_k"] for row in api_run.scan_history(keys=["top_k"])] == [[[1, 2], [3, 4]]] * 3
+    frame_ = api_run.history(keys=["generated"])
+    assert frame_["generated"].tolist() == [["a cat", "a dog"]] * 3
+    assert api_run.summary["generated"] == ["a cat", "a dog"] and api_run.summary["epoch_time"] == "PT2S"
+
+
+def test_tracklet_import_wandb_keeps_the_json_values_of_a_real_wandb_run(tmp_path):
+    """``tests/data/wandb-structured``: an offline run written by wandb 0.31.0 (``make.py`` there), whose
+    history holds W&B's JSON for each kind; every value imports as W&B recorded it."""
+    from tracklet.importers import import_wandb
+
+    source = Path(__file__).parent / "data" / "wandb-structured"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tracklet.TrackletWarning)
+        (imported,) = import_wandb(source, root=tmp_path)
+    run = tracklet.Api(tmp_path).run(imported.path)
+    history = run.history()
+    assert history["generated"] == [["a cat", "dog 0"], ["a cat", "dog 1"]]
+    assert history["top_k"] == [[[1, 2], [3, 4]]] * 2 and history["pair"] == [[1, "x"]] * 2
+    assert history["records"] == [[{"label": "cat", "p": 0.5}]] * 2 and history["holes"] == [[1, None, "x"]] * 2
+    assert history["empty"] == [[], []] and history["names"] == [["a", "b"]] * 2
+    assert all(value[0] == "x" and math.isnan(value[1]) for value in history["with_nan"])
+    assert history["raw"] == ["café"] * 2 and history["z"] == ["1+2j"] * 2
+    assert history["epoch_time"] == ["PT1M30S", "PT1M31S"] and history["when"] == ["2024-01-02T03:04:05"] * 2
+    assert history["mixed"] == [0.5, ["a"]] and history["loss"] == [1.0, 0.5]
+    assert run.summary["generated"] == ["a cat", "dog 1"] and run.summary["mixed"] == ["a"]
+
+
+def test_an_online_run_round_trips_through_a_server(root, servers, tmp_path):
+    server = servers(tmp_path / "srv")
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    _log_every_kind(run)
+    run.finish()
+    copy = tracklet.Api(tmp_path / "srv").run(run.path)  # the server's copy of the record log
+    _check_recorded(copy.history(), copy.summary)
+    remote = tracklet.Api(base_url=server.url).run(run.path)
+    summary = remote.summary
+    for key, (_, recorded) in KINDS.items():
+        assert summary[key] == json.loads(json.dumps(recorded)), key
+    assert summary["with_nan"] == ["x", None, [None]]  # NaN and inf: null in the store's JSON
+    history = remote.history()  # numbers from the server's store, the rest from its copy of the log
+    for key, (_, recorded) in KINDS.items():
+        # an int is a number the store keeps as a double (its exact value: the local Api, the log)
+        expected = float(recorded) if type(recorded) is int else json.loads(json.dumps(recorded))
+        assert history[key] == [expected] * 3, key
+    assert history["with_nan"] == [["x", "NaN", ["Infinity"]]] * 3  # the JSON policy (core/jsonsafe.py)
+    assert history["loss"] == [1.0, 0.5, 1.0 / 3]
+    import tracklet.compat.wandb as wandb
+
+    rows = wandb.Api(overrides={"base_url": server.url}).run(run.path).history(pandas=False)
+    assert [row["top_k"] for row in rows] == [[[1, 2], [3, 4]]] * 3
+    import httpx
+
+    url = f"{server.url}/api/v1/runs/{run.path}/values"
+    capped = httpx.get(url, params={"keys": "generated,loss,nowhere", "limit": 2}).json()["keys"]
+    assert capped == {"generated": {"steps": [0, 1], "values": [["a cat", "a dog"]] * 2, "truncated": True}}
+    assert httpx.get(url, params={"keys": ","}).status_code == 400
+    assert httpx.get(f"{server.url}/api/v1/runs/p/nosuchrun/values", params={"keys": "a"}).status_code == 404

@@ -114,5 +114,7 @@ def test_weave_class_scorers_publish_and_attributes_run_as_weave_scripts_write_t
     (run,) = api.runs("wvs")
     assert run.state == "finished" and run.summary["ExactMatch.correct"] == 0.5
     names = [s.name for t in api.traces("wvs", limit=100) for s in t.spans]
-    assert names.count("ExactMatch") == 2 and names.count("Length") == 2
+    # An op scorer's span is its own (Weave's name), once per row; a plain one's is named by its class.
+    assert names.count("ExactMatch.score") == 2 and names.count("Length") == 2 and "ExactMatch" not in names
+    assert names.count("Echo.predict") == 2 and "predict" not in names  # the op model: one span a row
     api.close()

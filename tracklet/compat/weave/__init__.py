@@ -26,6 +26,7 @@ import tracklet
 from tracklet.compat.wandb._messages import warn_once
 from tracklet.core import lifecycle
 from tracklet.tracing.evaluation import Evaluation as _Evaluation
+from tracklet.tracing.ops import OP_MARK, is_op
 from tracklet.tracing.ops import op as _op
 
 _tracklet_compat = True
@@ -77,6 +78,8 @@ def _scorer(scorer: Any) -> Any:
 
     score.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
     score.__name__ = score.__qualname__ = type(scorer).__name__
+    if is_op(method):  # its own span (``ExactMatch.score``, as Weave names it) is the scorer's
+        setattr(score, OP_MARK, True)
     return score
 
 

@@ -193,6 +193,69 @@ def test_aliases_move_and_are_unique_per_collection(start, root, tmp_path):
         run2.log_artifact(artifact, aliases=["v7"])
 
 
+def test_a_committed_versions_aliases_are_edited_in_place_and_saved(start, root, tmp_path):
+    """W&B's documented way to move aliases of a logged version: ``artifact.aliases.append("best")``
+    (or assigning the list, or ``remove``) and then ``artifact.save()``; before, the edit was made
+    on a copy and lost, and ``save()`` raised."""
+    run = start()
+    logged = []
+    for number in range(2):
+        path = tmp_path / f"m{number}.bin"
+        path.write_bytes(f"model {number}".encode())
+        # Metadata JSON doesn't hold as given (a tuple, a path): stored as its JSON form.
+        artifact = tracklet.Artifact("model", "model", metadata={"shape": (28, 28), "source": tmp_path})
+        artifact.add_file(path, name="model.bin")
+        artifact.aliases.append("candidate")  # a draft's list is live too
+        logged.append(run.log_artifact(artifact, aliases=["prod"] if number == 0 else []).wait())
+    run.finish()
+    assert logged[1].aliases == ["latest", "candidate"]
+    logged[1].aliases.append("fresh")  # the logged object itself: its metadata is not an edit
+    logged[1].save()
+    assert logged[1].aliases == ["latest", "candidate", "fresh"]
+    api = tracklet.Api(root)
+    assert api.artifact("test/model:v0").aliases == ["prod"]
+    first = api.artifact("test/model:v0")
+    first.aliases.append("best")
+    first.aliases.append("candidate")  # moves it from v1
+    first.aliases.remove("prod")
+    assert first.save() is first
+    assert first.aliases == ["best", "candidate"]
+    assert api.artifact("test/model:best").version == "v0"
+    assert api.artifact("test/model:candidate").version == "v0"
+    with pytest.raises(ArtifactNotFound, match="no alias 'prod'"):
+        api.artifact("test/model:prod")
+    latest = api.artifact("test/model:latest")
+    assert latest.aliases == ["latest", "fresh"]
+    latest.aliases = ["latest", "staging"]
+    latest.save()
+    assert api.artifact("test/model:staging").version == "v1"
+    latest.save(aliases=["canary"])  # W&B-style extra aliases given to save()
+    assert api.artifact("test/model:canary").aliases == ["latest", "canary", "staging"]
+
+    # Refused edits raise a clear error and change nothing.
+    bad = api.artifact("test/model:v1")
+    bad.aliases.append("v0")
+    with pytest.raises(ArtifactNameError, match="assigned automatically"):
+        bad.save()
+    bad = api.artifact("test/model:v1")
+    bad.aliases.remove("latest")
+    bad.aliases.append("gone")
+    with pytest.raises(ArtifactError, match="'latest' always names the newest version"):
+        bad.save()
+    edited = api.artifact("test/model:v1")
+    edited.metadata["accuracy"] = 0.9
+    edited.aliases.append("gone")
+    with pytest.raises(ArtifactError, match="description and metadata can't change.*new_draft"):
+        edited.save()
+    with pytest.raises(ArtifactNotFound, match="no alias 'gone'"):
+        api.artifact("test/model:gone")
+    with pytest.raises(ArtifactError, match="list of strings"):
+        edited.aliases = "best"
+    unchanged = api.artifact("test/model:v1")
+    unchanged.save()  # nothing edited: nothing to do
+    assert unchanged.aliases == ["latest", "canary", "staging"]
+
+
 _LOGGER = """
 import os, sys, time
 import tracklet

@@ -676,3 +676,24 @@ def test_a_server_version_fetches_its_http_references_from_where_they_live(serve
             remote.download(tmp_path / "gone")
         skipped = Path(remote.download(tmp_path / "skipped", allow_missing_references=True))
         assert not (skipped / "weights.bin").exists() and (skipped / "card.txt").is_file()
+
+
+def test_moving_an_online_versions_aliases_says_the_servers_copy_keeps_its_own(servers, tmp_path, monkeypatch):
+    """``aliases.append`` + ``save()`` on a version an online run logged moves them in the local
+    store; the server's copy is not moved, and the caller is told so rather than left to assume it."""
+    from tracklet.errors import TrackletWarning
+
+    server = servers(tmp_path / "server")
+    writer = tmp_path / "writer"
+    run = tracklet.init(project="vision", dir=str(writer), mode="online", settings={**QUIET, "base_url": server.url})
+    (tmp_path / "m.bin").write_bytes(b"model")
+    artifact = run.log_artifact(tmp_path / "m.bin", name="m", type="model").wait()
+    run.finish()
+    assert artifact.upload_error is None
+    artifact.aliases.append("best")
+    with pytest.warns(TrackletWarning, match=r"moved in the local store only; the server's copy \(v0\) keeps its"):
+        artifact.save()
+    assert tracklet.Api(writer).artifact("vision/m:best").version == "v0"
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    with tracklet.Api(base_url=server.url) as api:
+        assert api.artifact("vision/m:latest").aliases == ["latest"]

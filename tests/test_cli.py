@@ -128,6 +128,18 @@ def test_runs_unknown_project(runs_root):
     assert_clean_error(invoke(runs_root, "runs", "gamma"), "gamma", "alpha, beta")
 
 
+@pytest.mark.parametrize("command", [("artifact", "ls"), ("report", "ls"), ("traces", "export", "-o", "{out}"),
+                                     ("media", "prune", "--keep-last", "1")])
+def test_every_command_taking_a_project_names_an_unknown_one(runs_root, tmp_path, command):
+    """A mistyped PROJECT was answered with silence (exit 0: nothing listed, an empty export
+    written, "nothing to retire"); now as `tracklet runs` answers it: the projects there."""
+    out = tmp_path / "spans.jsonl"
+    words = [word.format(out=out) for word in command]
+    assert_clean_error(invoke(runs_root, *words[:2], "gamma", *words[2:]), "no project 'gamma'", "alpha, beta")
+    assert not out.exists()
+    assert invoke(runs_root, *words[:2], "alpha", *words[2:]).exit_code == 0  # a project without any: fine
+
+
 # ---------------------------------------------------------------- show
 
 

@@ -56,3 +56,65 @@ def test_weave_init_op_and_evaluation_record_into_tracklet(root):
     assert names.count("evaluate_row") == 2 and names.count("match") == 2 and names.count("retrieve") == 3
     assert run.table("eval/results").to_pandas()["trace_id"].str.len().tolist() == [32, 32]
     api.close()
+
+
+SCORER_SCRIPT = r"""
+import asyncio, json, sys, warnings
+from tracklet.compat import install_wandb
+install_wandb(propagate=False)
+import weave
+
+weave.init("team/wvs", dir=sys.argv[1], settings={"console": "off", "capture_environment": False,
+                                                  "system_metrics": False})
+
+class Echo(weave.Model):
+    suffix: str
+
+    @weave.op()
+    async def predict(self, question: str) -> str:
+        return question.upper() + self.suffix
+
+class ExactMatch(weave.Scorer):          # Weave's class-based scorer
+    @weave.op
+    async def score(self, expected: str, output: str) -> dict:
+        return {"correct": expected == output}
+
+class Length(weave.Scorer):
+    limit: int
+
+    def score(self, output: str) -> bool:
+        return len(output) <= self.limit
+
+rows = [{"question": "a", "expected": "A!"}, {"question": "bb", "expected": "x"}]
+weave.publish(weave.Dataset(name="qa", rows=rows))            # no Weave server: a warning, not a crash
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with weave.attributes({"env": "test"}):
+        summary = asyncio.run(weave.Evaluation(dataset=rows, scorers=[ExactMatch(), Length(limit=2)])
+                              .evaluate(Echo(suffix="!")))
+weave.finish()
+print(json.dumps({"summary": summary, "warned": [str(w.message) for w in caught]}))
+"""
+
+
+def test_weave_class_scorers_publish_and_attributes_run_as_weave_scripts_write_them(root):
+    """Weave's docs score with ``weave.Scorer`` subclasses and call ``weave.publish`` and
+    ``weave.attributes``: the scorers are scored under their class names; the other two are one
+    warning each, and the script runs on (they raised ``AttributeError`` / ``TypeError``)."""
+    done = subprocess.run([sys.executable, "-c", SCORER_SCRIPT, str(root)], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(root)})
+    assert done.returncode == 0, done.stderr
+    out = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert out["summary"]["ExactMatch.correct"] == 0.5 and out["summary"]["Length"] == 0.5
+    assert "weave.publish() is not provided" in done.stderr
+    assert any("weave.attributes() is not recorded" in message for message in out["warned"])
+    import tracklet
+
+    api = tracklet.Api(root)
+    (run,) = api.runs("wvs")
+    assert run.state == "finished" and run.summary["ExactMatch.correct"] == 0.5
+    names = [s.name for t in api.traces("wvs", limit=100) for s in t.spans]
+    # An op scorer's span is its own (Weave's name), once per row; a plain one's is named by its class.
+    assert names.count("ExactMatch.score") == 2 and names.count("Length") == 2 and "ExactMatch" not in names
+    assert names.count("Echo.predict") == 2 and "predict" not in names  # the op model: one span a row
+    api.close()

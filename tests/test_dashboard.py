@@ -914,3 +914,29 @@ def test_run_page_shows_images_with_masks_and_boxes_at_the_right_pixels(root, pa
     finally:
         ui.terminate()
         ui.wait(timeout=10)
+
+
+def test_summary_keys_holding_dots_show_in_the_runs_table_and_sort(servers, tmp_path, page):
+    """An evaluation names a scorer's field ``<scorer>.<key>`` in the summary (``exact.correct``),
+    as W&B scripts name keys ``val.acc``: the runs table showed those columns empty (it looked the
+    name up as nested keys) and sorted by a field the server doesn't have. Nested keys still work."""
+    root = tmp_path / "srv"
+    for index, score in enumerate([0.25, 0.75, 0.5]):
+        run = tracklet.init(project="evals", id=f"e{index}", dir=str(root), settings=QUIET)
+        run.summary.update({"exact.correct": score, "nested": {"depth": index}})
+        run.finish()
+    server = servers(root, dev=True)
+    page.goto(server.url + "/projects/evals?cols=summary.exact.correct,summary.nested.depth")
+    page.wait_for_selector(".tr .td[data-col='summary.exact.correct']:text('0.75')")
+
+    def column(name: str) -> list[str]:
+        return page.eval_on_selector_all(f".tr .td[data-col='{name}']", "cells => cells.map(c => c.textContent)")
+
+    assert sorted(column("summary.exact.correct")) == ["0.25", "0.5", "0.75"]
+    assert sorted(column("summary.nested.depth")) == ["0", "1", "2"]
+    header = page.locator(".th[data-col='summary.exact.correct']")
+    assert header.get_attribute("title") == 'Sort by summary."exact.correct"'
+    header.click()
+    page.wait_for_selector(".th[data-col='summary.exact.correct']:text('summary.exact.correct ▲')")
+    page.wait_for_function("""() => [...document.querySelectorAll(".tr .td[data-col='summary.exact.correct']")]
+                              .map(c => c.textContent).join(",") === "0.25,0.5,0.75" """)

@@ -193,6 +193,27 @@ def test_server_mode_links_resolves_and_keeps_history(servers, tmp_path, monkeyp
     evaluator.finish()
 
 
+def test_a_servers_registry_version_moves_aliases_with_append_and_save(servers, tmp_path, monkeypatch):
+    """``artifact.aliases.append(...)`` + ``save()`` on a version read from a server's registry
+    moves the alias there (W&B's way), recorded in the server's alias history."""
+    server = servers(tmp_path / "server")
+    run = tracklet.init(project="train", id="t1", dir=str(tmp_path / "writer"), mode="online",
+                        settings={**QUIET, "base_url": server.url})
+    run.link_model(_model(tmp_path, b"weights one"), registered_model_name="mnist", aliases=["staging"])
+    run.finish()
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "reader"))
+    with tracklet.Api(base_url=server.url) as api:
+        version = api.artifact("model/mnist:v0")
+        version.aliases.append("canary")
+        version.aliases.remove("staging")
+        version.save()
+        assert api.artifact("model/mnist:canary").version == "v0"
+        with pytest.raises(ArtifactNotFound, match="no alias 'staging'"):
+            api.artifact("model/mnist:staging")
+        history = api.alias_history("model/mnist")
+        assert [(e.alias, e.from_version, e.to_version, e.reason) for e in history[-2:]] == [
+            ("staging", 0, None, "artifact.save()"), ("canary", None, 0, "artifact.save()")]
+
 def test_the_local_dashboard_server_reads_the_data_roots_registry(start, root, tmp_path):
     from fastapi.testclient import TestClient
 

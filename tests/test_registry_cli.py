@@ -24,6 +24,7 @@ def _train(root: Path, tmp_path: Path, weights: bytes, accuracy: float, project:
     dataset = run.log_artifact(data, name="mnist-data", type="dataset")
     dataset.wait()
     run.use_artifact("mnist-data:latest")
+    run.use_artifact("mnist-data:v0")  # the same version again, by another name: one input of the card
     run.log({"accuracy": accuracy})
     artifact = run.log_artifact(model, name="mnist-cnn", type="model")
     artifact.wait()

@@ -50,3 +50,42 @@ def test_an_unmodified_wandb_script_links_models_and_loads_them_by_alias(root, t
     api.index()
     used = api.artifact("mnist/mnist-model:v0").used_by()  # the eval run's input is the linked version
     assert [run.id for run in used] == [out["eval"]]
+
+
+def test_aliases_of_a_registry_version_move_with_append_and_save(root, tmp_path, monkeypatch):
+    """W&B's registry docs move an alias by editing the linked version's ``aliases`` and calling
+    ``save()``: tracklet moves it in the registry, with its history and protection rules."""
+    import pytest
+
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb.errors import CommError
+    from tracklet.errors import PromotionRequired
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="mnist", settings=wandb.Settings(x_disable_stats=True)) as run:
+        for number in range(2):
+            (tmp_path / "model.pt").write_bytes(f"weights v{number}".encode())
+            run.link_model("model.pt", registered_model_name="classifier", aliases=["staging"] if number else [])
+    api = wandb.Api()
+    first = api.artifact("wandb-registry-model/classifier:v0")
+    first.aliases.append("production")
+    first.aliases.append("staging")  # moves it from v1
+    first.save()
+    assert api.artifact("wandb-registry-model/classifier:production").version == "v0"
+    assert api.artifact("wandb-registry-model/classifier:staging").version == "v0"
+    assert sorted(first.aliases) == ["production", "staging"]
+    moves = tracklet.Api(root).alias_history("model/classifier")
+    assert [(e.alias, e.from_version, e.to_version, e.reason) for e in moves[-2:]] == [
+        ("production", None, 0, "artifact.save()"), ("staging", 1, 0, "artifact.save()")]
+
+    first.aliases.remove("staging")
+    first.save()
+    with pytest.raises(CommError, match="no alias 'staging'"):
+        api.artifact("wandb-registry-model/classifier:staging")
+
+    tracklet.Api(root).registry.protect("model", "classifier", "production")
+    latest = api.artifact("wandb-registry-model/classifier:latest")
+    latest.aliases.append("production")
+    with pytest.raises(PromotionRequired, match="is protected: promotion request #1"):
+        latest.save()
+    assert api.artifact("wandb-registry-model/classifier:production").version == "v0"  # until approved

@@ -181,3 +181,45 @@ def test_every_process_checks_uploads_against_the_runs_shared_key_table(deployme
 def test_shared_logs_need_postgresql(tmp_path, s3rver):
     result = serverproc.cli("server", "--dev", "--dir", str(tmp_path), "--logs", str(tmp_path / "segments"), timeout=60)
     assert result.returncode == 2 and "need a PostgreSQL store" in result.stderr
+
+
+def test_a_taken_port_is_one_clear_error_and_port_0_serves_on_the_port_it_announces(tmp_path):
+    """A taken port printed "tracklet server on http://...:PORT" and then uvicorn's raw
+    ``[Errno 98]`` line; ``--port 0`` announced ``:0``. The address is now bound before it is
+    announced."""
+    import re
+    import select
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        result = serverproc.cli("server", "--dev", "--dir", str(tmp_path / "taken"), "--port", str(port), timeout=60)
+    finally:
+        holder.close()
+    assert result.returncode == 2, result.stderr
+    assert f"port {port} on 127.0.0.1 is in use (another `tracklet server` or `tracklet ui`?)" in result.stderr
+    assert "tracklet server on" not in result.stderr and "Errno" not in result.stderr
+
+    process = subprocess.Popen([sys.executable, "-m", "tracklet", "server", "--dev", "--dir", str(tmp_path / "free"),
+                                "--port", "0"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([process.stderr], [], [], 60)
+        assert ready, "the server announced nothing within 60 s"
+        line = process.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+) ", line)
+        assert match and int(match[1]) != 0, line
+        answered = None
+        for _ in range(600):
+            try:
+                answered = httpx.get(f"http://127.0.0.1:{match[1]}/api/v1/projects", timeout=5)
+                break
+            except httpx.TransportError:
+                threading.Event().wait(0.1)
+        assert answered is not None and answered.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -762,6 +762,26 @@ def test_media_in_cells_are_stored_as_blobs_and_read_back_as_structs(start, root
     assert len(table) == 5 and table.get_column("label")[-1] == "fish"  # the table still holds its media rows
 
 
+
+def test_get_dataframe_of_a_table_holding_media_gives_the_media_objects(start):
+    """W&B's ``get_dataframe`` keeps media cells as the objects; tracklet's gave their ``str()``
+    text, warning that they were "stored as their text" although nothing had been stored."""
+    images = [tracklet.Image(np.full((4, 4), i, dtype=np.uint8), caption=f"#{i}") for i in range(2)]
+    table = tracklet.Table(columns=["id", "image", "score"])
+    for i, image in enumerate(images):
+        table.add_data(i, image, 0.5 + i)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = table.get_dataframe()
+    assert list(frame.columns) == ["id", "image", "score"]
+    assert frame["id"].tolist() == [0, 1] and frame["score"].tolist() == [0.5, 1.5]
+    assert frame["image"].tolist()[0] is images[0] and frame["image"].tolist()[1] is images[1]
+    run = start()
+    run.log({"preds": table})  # still stores the media: reading the frame converted nothing
+    run.finish()
+    cells = read(run).table("preds").to_arrow().column("image").to_pylist()
+    assert [cell["caption"] for cell in cells] == ["#0", "#1"]
+
 def test_a_dataframe_holding_media_or_other_objects_is_logged_as_wandb_logs_it(start):
     """W&B scripts build predictions tables as DataFrames with a column of images: the media are
     stored as cells; a column of objects Arrow can't store is their text, with a warning."""

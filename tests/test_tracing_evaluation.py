@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,28 @@ def test_an_evaluation_records_into_a_given_run(start):
     assert summary["exact"] == 1.0 and summary["rows"] == 2
     assert not run._finished  # a run it did not start stays open
     run.finish()
+
+
+def test_an_op_model_and_op_scorer_are_one_span_each_per_row(start):
+    """A model or scorer that is an op already (``@tracklet.op``, ``@weave.op``) was wrapped in a
+    second op of the evaluation's: two spans of one name per call in every row's trace."""
+    @tracklet.op
+    def answer(question: str) -> str:
+        return str(eval(question))  # noqa: S307 - a fixed test input
+
+    @tracklet.op(name="judge")
+    def judged(expected: str, output: str) -> bool:
+        return output == expected
+
+    run = start(project="ev3")
+    summary = tracklet.Evaluation(dataset=ROWS[:2], scorers=[judged, exact]).evaluate(answer, run=run)
+    run.finish()
+    assert summary["judged"] == 1.0 and summary["exact"] == 1.0
+    api = tracklet.Api(Path(run.dir).parents[3])  # the run's data root
+    traces = api.traces("ev3", limit=100)
+    assert len(traces) == 2
+    for trace in traces:
+        names = sorted(s.name for s in trace.spans)
+        assert names == sorted(["evaluate_row", answer.__qualname__, "judge", "exact"]), names
+        assert {s.parent_span_id for s in trace.spans if s.name != "evaluate_row"} == {trace.root.span_id}
+    api.close()

@@ -337,3 +337,11 @@ def test_traces_export_writes_one_row_per_span_as_parquet_and_jsonl(start, root)
     assert result.exit_code == 0
     lines = [_json.loads(line) for line in (root / "spans.jsonl").read_text().splitlines()]
     assert sorted(line["name"] for line in lines) == ["inner", "outer"]
+    # Written as `tracklet export` writes: with the umask's permissions (mkstemp made them 0600),
+    # and a missing directory named as such (the error named a hidden temporary file).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (root / "spans.parquet").stat().st_mode & 0o777 == 0o666 & ~umask
+    result = runner.invoke(main, ["--dir", str(root), "traces", "export", "ex", "-o", str(root / "nodir" / "s.jsonl")])
+    assert result.exit_code != 0 and f"No such directory: {root / 'nodir'}" in result.output, result.output
+    assert not (root / "nodir").exists()

@@ -131,3 +131,98 @@ def test_a_plotly_figure_round_trips_through_an_artifact(root, monkeypatch):
         assert isinstance(got, wandb.Plotly)
         (bar,) = got.figure["data"]
         assert (bar["type"], bar["x"], bar["y"]) == ("bar", ["a", "b"], [3, 1])
+
+
+def _log_segmented_table(monkeypatch, root) -> tuple[str, np.ndarray, np.ndarray]:
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    pixels = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    mask = np.zeros((20, 30), dtype=np.uint8)
+    mask[5:10, 5:15] = 1
+    box = {"position": {"minX": 0.1, "maxX": 0.4, "minY": 0.2, "maxY": 0.5}, "class_id": 1, "box_caption": "cat",
+           "scores": {"acc": 0.9}}
+    with wandb.init(project="seg") as run:
+        table = wandb.Table(columns=["id", "image", "label"])
+        table.add_data(0, wandb.Image(pixels, caption="first",
+                                      masks={"truth": {"mask_data": mask, "class_labels": {0: "bg", 1: "cat"}}},
+                                      boxes={"pred": {"box_data": [box], "class_labels": {1: "kitty"}}}), "cat")
+        table.add_data(1, wandb.Image(pixels[::-1].copy(), caption="second"), "dog")
+        run.log({"preds": table})
+        run_id = run.id
+    return run_id, pixels, mask
+
+
+def _check_cells_are_images(api, run_id, pixels, mask) -> None:
+    got = api.artifact(f"seg/run-{run_id}-preds:latest").get("preds")
+    assert got.get_column("id") == [0, 1] and got.get_column("label") == ["cat", "dog"]
+    first, second = got.get_column("image")
+    assert isinstance(first, wandb.Image) and isinstance(second, wandb.Image)
+    with wandb.init(project="seg") as again:  # what W&B users do with them: log them (or look at them)
+        again.log({"first": first, "second": second})
+        logged = again._run
+    recorded = read(logged)
+    (image,) = recorded.images("first")
+    assert image.caption == "first" and np.array_equal(image.to_numpy(), pixels)
+    assert np.array_equal(image.masks["truth"].to_numpy(), mask)
+    assert image.masks["truth"].class_labels == {0: "bg", 1: "cat"}
+    (kept,) = image.boxes["pred"].boxes
+    assert (kept.min_x, kept.max_x, kept.class_id, kept.label, kept.caption, kept.scores) == (
+        0.1, 0.4, 1, "kitty", "cat", {"acc": 0.9})
+    (image,) = recorded.images("second")
+    assert image.caption == "second" and np.array_equal(image.to_numpy(), pixels[::-1])
+
+
+def test_a_logged_tables_image_cells_read_back_through_the_w_and_b_api_are_images(root, monkeypatch):
+    """W&B's documented way to read a logged table, ``api.artifact("run-<id>-<key>:latest").get(key)``,
+    gives its media cells as ``wandb.Image`` objects (they were the stored structs: dicts)."""
+    run_id, pixels, mask = _log_segmented_table(monkeypatch, root)
+    _check_cells_are_images(wandb.Api(), run_id, pixels, mask)
+
+
+def test_image_cells_of_a_table_on_a_server_are_images_too(root, monkeypatch, tmp_path, servers):
+    from click.testing import CliRunner
+
+    from tracklet.cli.main import main
+
+    run_id, pixels, mask = _log_segmented_table(monkeypatch, root)
+    server = servers(tmp_path / "server")
+    synced = CliRunner().invoke(main, ["--dir", str(root), "sync", f"seg/{run_id}", "--url", server.url, "--quiet"])
+    assert synced.exit_code == 0, synced.output
+    monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
+    _check_cells_are_images(wandb.Api(overrides={"base_url": server.url}), run_id, pixels, mask)
+
+
+def test_a_cell_whose_file_is_gone_is_none_and_costs_only_itself(root, monkeypatch):
+    run_id, pixels, _ = _log_segmented_table(monkeypatch, root)
+    import tracklet
+
+    first = tracklet.Api(root).run(f"seg/{run_id}").table("preds").to_arrow().column("image")[0].as_py()
+    blob = root / "artifacts" / "blobs" / "sha256" / first["digest"][:2] / first["digest"]
+    os.chmod(blob.parent, 0o755)
+    blob.unlink()
+    with pytest.warns(Warning, match=f"column 'image' is None: its file {first['digest']} can't be read"):
+        got = wandb.Api().artifact(f"seg/run-{run_id}-preds:latest").get("preds")
+    cells = got.get_column("image")
+    assert cells[0] is None and got.get_column("label") == ["cat", "dog"]
+    assert isinstance(cells[1], wandb.Image) and cells[1].caption == "second"
+
+
+def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monkeypatch):
+    """W&B's segmentation docs build ``wandb.Classes`` for an image's masks; its tables docs join
+    tables with ``wandb.JoinedTable``. Both names were missing (AttributeError): the class set now
+    labels the masks, and a joined table is left out of its row with one warning, the rest kept."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:5, 2:5] = 1
+    class_set = wandb.Classes([{"id": 0, "name": "background"}, {"id": 1, "name": "car"}])
+    with wandb.init(project="seg") as run:
+        image = wandb.Image(np.zeros((8, 8, 3), dtype=np.uint8), classes=class_set,
+                            masks={"prediction": {"mask_data": mask}})
+        left, right = wandb.Table(columns=["id", "a"], data=[[1, 2]]), wandb.Table(columns=["id", "b"], data=[[1, 3]])
+        with pytest.warns(Warning, match="JoinedTable"):
+            run.log({"segmented": image, "joined": wandb.JoinedTable(left, right, "id"), "loss": 0.5})
+        logged = run._run
+    recorded = read(logged)
+    (got,) = recorded.images("segmented")
+    assert got.masks["prediction"].class_labels == {0: "background", 1: "car"}
+    assert np.array_equal(got.masks["prediction"].to_numpy(), mask)
+    assert recorded.summary["loss"] == 0.5 and "joined" not in recorded.summary

@@ -802,6 +802,30 @@ def test_an_unmodified_wandb_script_records_images_with_masks_and_boxes_and_audi
     assert len({a.digest for a in speech}) == 1  # the same tone each epoch: one blob
 
 
+def test_wandb_table_add_computed_columns_and_cast_as_w_and_b(root):
+    """W&B's ``Table.add_computed_columns(fn)`` (``fn(index, row_dict) -> {new column: value}``)
+    and ``cast`` were missing (AttributeError); computed columns are recorded with the table."""
+    import numpy as np
+
+    import tracklet.compat.wandb as wandb
+
+    run = wandb.init(project="tables", settings={"console": "off", "x_disable_stats": True})
+    table = wandb.Table(columns=["image", "truth", "pred"])
+    for index in range(3):
+        table.add_data(wandb.Image(np.full((4, 4), index, dtype=np.uint8)), index, index if index else 5)
+    table.cast("truth", "int")
+    with pytest.raises(Exception, match="no column 'nope'"):
+        table.cast("nope", "int")
+    assert table.add_computed_columns(lambda ndx, row: {"correct": row["truth"] == row["pred"], "row": ndx}) is table
+    assert table.columns == ["image", "truth", "pred", "correct", "row"]
+    assert table.get_column("correct") == [False, True, True] and table.get_column("row") == [0, 1, 2]
+    with pytest.raises(TypeError, match="must return a dict"):
+        table.add_computed_columns(lambda ndx, row: row["truth"])
+    run.log({"preds": table})
+    wandb.finish()
+    got = tracklet.Api(root).run(f"tables/{run.id}").table("preds").to_pandas()
+    assert got["correct"].tolist() == [False, True, True] and got["image"][0]["kind"] == "image"
+
 def test_wandb_table_is_a_tracklet_table_and_logging_it_records_it(root):
     import warnings
 

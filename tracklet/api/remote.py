@@ -245,6 +245,10 @@ class RemoteRun:
         ``count``, ``len()``, ``to_arrow``, ``to_pandas``."""
         return RemoteTable(self._http, self.path, key, step)
 
+    def _table_blobs(self, key: str) -> Any:
+        """The files of table ``key``'s media cells (``local_path``, ``read_bytes``), from the server."""
+        return _RemoteBlobs(self._http, self.path, table_key=key)
+
     def media(self, key: str | None = None, kind: str | None = None) -> list[Any]:
         """The run's logged media under ``key`` (all keys when None) of ``kind`` (``"image"``,
         ``"audio"``, ...), in step order, then by place in the logged list, like the local
@@ -280,9 +284,12 @@ class _RemoteBlobs:
     fetched from ``GET .../media/{digest}`` and checked against its digest; ``local_path`` puts it
     in the machine's size-capped blob cache (``artifacts/cache.py``) first."""
 
-    def __init__(self, http: HttpClient, path: str) -> None:
+    def __init__(self, http: HttpClient, path: str, table_key: str | None = None) -> None:
         self._http, self._path = http, path
-        self.url = f"{http.base_url}/api/v1/runs/{path}/media"
+        # A logged table's media cells are served by their own route, for the table key naming them.
+        self._route = "media" if table_key is None else "table-blobs"
+        self._params = {} if table_key is None else {"key": table_key}
+        self.url = f"{http.base_url}/api/v1/runs/{path}/{self._route}"
         self._cache: Any = None
 
     def read_bytes(self, digest: str) -> bytes:
@@ -290,7 +297,7 @@ class _RemoteBlobs:
 
         from tracklet.errors import ArtifactError
 
-        response = self._http.request("GET", f"/api/v1/runs/{self._path}/media/{digest}")
+        response = self._http.request("GET", f"/api/v1/runs/{self._path}/{self._route}/{digest}", params=self._params)
         if response.status_code == 404:
             raise ArtifactError(f"{self.url}/{digest}: the server has no such file of run {self._path} "
                                 f"({response.text[:200]})")

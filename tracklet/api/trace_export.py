@@ -10,12 +10,11 @@ tracklet.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tracklet.core.export import write_atomically
 from tracklet.errors import TrackletError
 
 FORMATS = ("parquet", "jsonl")
@@ -50,25 +49,22 @@ def export_spans(traces: Iterable[Any], fmt: str, out: Path) -> int:
     if fmt not in FORMATS:
         raise TrackletError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
     rows = list(span_rows(traces))
-    out = Path(out)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or ".")
-    os.close(handle)
-    try:
-        if fmt == "jsonl":
-            with open(temporary, "w", encoding="utf-8") as stream:
-                for row in rows:
-                    stream.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-        else:
-            try:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise TrackletError(f"parquet export needs pyarrow: {PARQUET_INSTALL_HINT}") from None
-            schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in COLUMNS])
-            table = pa.Table.from_pylist(rows, schema=schema)
-            pq.write_table(table, temporary)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    if fmt == "jsonl":
+        def write(stream: Any) -> None:
+            for row in rows:
+                stream.write((json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
+    else:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise TrackletError(f"parquet export needs pyarrow: {PARQUET_INSTALL_HINT}") from None
+        schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in COLUMNS])
+        table = pa.Table.from_pylist(rows, schema=schema)
+
+        def write(stream: Any) -> None:
+            pq.write_table(table, stream)
+    # As `tracklet export` writes: a hidden file beside it renamed into place, with the umask's
+    # permissions, and errors naming the file asked for (or its missing directory).
+    write_atomically(Path(out), write)
     return len(rows)

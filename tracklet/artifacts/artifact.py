@@ -67,7 +67,9 @@ class Artifact:
         self._info: Any = None  # a VersionInfo once committed
         self._manifest: Manifest | None = None
         self._requested_aliases: list[str] = []
+        self._alias_edit: list[str] | None = None  # a committed version's aliases as the caller edits them
         self._link: Any = None  # a tracklet.registry.sql.Link when read through a registry collection
+        self._registry: Any = None  # the registry (local or a server's) that link was read from
         self._staging: str | None = None
         self.project: str | None = None
         self.reused = False  # True when logging found identical content and returned that version
@@ -134,17 +136,34 @@ class Artifact:
 
     @property
     def aliases(self) -> list[str]:
-        """The version's aliases (``latest`` and custom ones); on a draft, the ones it will get."""
+        """The version's aliases (``latest`` and custom ones); on a draft, the ones it will get.
+
+        The list itself, as in W&B: ``artifact.aliases.append("best")`` (or assigning a list)
+        and then ``artifact.save()`` gives a committed version the aliases added and takes away
+        those removed (``save``)."""
         if self._state == COMMITTED:
-            names = self._link.aliases if self._link is not None else self._info.aliases
-            return [alias for alias in names if alias != self.version]
-        return list(self._requested_aliases)
+            if self._alias_edit is None:
+                self._alias_edit = self._stored_aliases()
+            return self._alias_edit
+        if self._state == DRAFT:
+            return self._requested_aliases
+        return list(self._requested_aliases)  # being stored with these: a copy (edit once committed)
 
     @aliases.setter
     def aliases(self, value: list[str]) -> None:
-        if self._state != DRAFT:
-            raise ArtifactError(f"artifact {self._name!r} is logged; move aliases with tracklet.Api().artifact(...)")
-        self._requested_aliases = [str(alias) for alias in value]
+        if isinstance(value, str) or not all(isinstance(alias, str) for alias in value):
+            raise ArtifactError(f"artifact {self._name!r}: aliases must be a list of strings; got {value!r}")
+        if self._state == COMMITTED:
+            self._alias_edit = list(value)
+        elif self._state == DRAFT:
+            self._requested_aliases = list(value)
+        else:
+            raise ArtifactError(f"artifact {self._name!r} is {self._state}: set its aliases once it is committed "
+                                "(wait()), then save()")
+
+    def _stored_aliases(self) -> list[str]:
+        names = self._link.aliases if self._link is not None else self._info.aliases
+        return [alias for alias in names if alias != self.version]
 
     @property
     def manifest(self) -> Manifest:
@@ -423,12 +442,84 @@ class Artifact:
     def save(self, project: str | None = None, *, root: str | os.PathLike | None = None,
              aliases: list[str] | None = None, progress: Any = None) -> Artifact:
         """Store this draft as a version now, outside any run (what ``tracklet artifact put``
-        does). ``root`` is the data root (default ``$TRACKLET_DIR`` or the per-user one)."""
+        does). ``root`` is the data root (default ``$TRACKLET_DIR`` or the per-user one).
+
+        On a committed version, save the aliases edited since it was read (``aliases``; and
+        ``aliases=`` given here are added): custom aliases added move to this version, those
+        removed are taken away (W&B's ``artifact.aliases.append("best"); artifact.save()``).
+        Its files, description and metadata are fixed once stored: changing them raises
+        ``ArtifactError`` (log the change as a new version: ``new_draft()``)."""
         from tracklet.artifacts.storage import open_store
 
+        if self._state == COMMITTED:
+            if aliases:
+                self.aliases.extend(alias for alias in aliases if alias not in self.aliases)
+            self._save_aliases()
+            return self
         pending = self._freeze(project or "uncategorized", list(aliases or []))
         self._commit_with(open_store(_data_root(root)), pending, None, progress)
         return self
+
+    def _save_aliases(self) -> None:
+        """Apply the alias edits of a committed version (``save``), checking everything first, so
+        a refused save changes nothing."""
+        info = self._info
+        if self.description != (info.description or "") or _as_stored(self.metadata) != _as_stored(info.metadata or {}):
+            raise ArtifactError(f"artifact {info.qualified_name}: a stored version's description and metadata can't "
+                                "change; log the change as a new version (artifact.new_draft())")
+        if self._alias_edit is None:
+            return
+        stored = self._stored_aliases()
+        wanted = list(dict.fromkeys(self._alias_edit))
+        fixed = {"latest", self.version}
+        added = [alias for alias in wanted if alias not in stored and alias not in fixed]
+        removed = [alias for alias in stored if alias not in wanted and alias not in fixed]
+        for alias in added:
+            check_alias(alias)  # ArtifactNameError (an ArtifactError) for a bad one or a "vN"
+        if "latest" in stored and "latest" not in wanted:
+            raise ArtifactError(f"artifact {info.qualified_name}: 'latest' always names the newest version; "
+                                "it can't be removed")
+        if not added and not removed:
+            return
+        if self._link is not None:
+            self._save_link_aliases(added, removed)
+            return
+        registry = getattr(self._store, "registry", None)
+        if registry is None or not hasattr(registry, "set_aliases"):
+            raise ArtifactError(f"artifact {info.qualified_name} was read from a server: its aliases can't be moved "
+                                "from this client; log the version again with aliases=[...]")
+        registry.set_aliases(info.project, info.name, info.version, added, removed)
+        self._info = registry.version(info.project, info.name, f"v{info.version}")
+        self._alias_edit = None
+        if self._server_version is not None:  # an online run's version: its server copy is not moved
+            import warnings
+
+            from tracklet.core.stack import user_stacklevel
+            from tracklet.errors import TrackletWarning
+
+            warnings.warn(f"tracklet: the aliases of {info.qualified_name} moved in the local store only; the "
+                          f"server's copy (v{self._server_version}) keeps its aliases (log the version again "
+                          "with aliases=[...] to move them there)", TrackletWarning, stacklevel=user_stacklevel())
+
+    def _save_link_aliases(self, added: list[str], removed: list[str]) -> None:
+        """Move the aliases of a registry collection's version in the registry it was read from
+        (local or a server's), with its rules: every move is in the alias history, and a
+        protected alias raises ``PromotionRequired`` naming the request it opened."""
+        from tracklet.registry.service import default_actor
+
+        link, backend = self._link, self._registry
+        if backend is None:
+            raise ArtifactError(f"artifact {link.path}: move its aliases with `tracklet registry alias`")
+        actor = default_actor()
+        for alias in removed:
+            backend.remove_alias(link.registry, link.collection, alias, actor=actor, reason="artifact.save()")
+        for alias in added:
+            backend.set_alias(link.registry, link.collection, alias, f"v{link.version}", actor=actor,
+                              reason="artifact.save()")
+        fixed = [alias for alias in link.aliases if alias in ("latest", f"v{link.version}")]
+        custom = sorted({*self._stored_aliases(), *added} - {*removed, *fixed})
+        self._link = dataclasses.replace(link, aliases=[*fixed, *custom])
+        self._alias_edit = None
 
     def wait(self, timeout: float | None = None) -> Artifact:
         """Block until the artifact is a committed version; raise what went wrong if storing it
@@ -453,19 +544,31 @@ class Artifact:
         return artifact
 
     def download(self, root: str | os.PathLike | None = None, *, link: bool = True, progress: Any = None,
-                 allow_missing_references: bool = False) -> str:
+                 allow_missing_references: bool = False, path_prefix: str | None = None) -> str:
         """Materialize the version's files under ``root`` (default ``./artifacts/<name>:vN``)
         and return that directory. Files are reflinked, else hard-linked to the store's read-only
         blobs, else copied (``link=False``: always copied); each is checked against its digest.
         References are fetched and checked against what was recorded; one whose object is gone
-        is an error, or skipped with ``allow_missing_references``."""
-        from tracklet.artifacts.storage import default_download_root
-
+        is an error, or skipped with ``allow_missing_references``. ``path_prefix``: only the
+        files whose path starts with it (W&B's option; ``"images/"`` is a directory's files)."""
         self.wait()
         assert self._store is not None
-        target = Path(root) if root is not None else default_download_root(self._info)
-        return str(self._store.download(self._info, self.manifest, target, link=link, progress=progress,
+        manifest = self.manifest
+        if path_prefix is not None:
+            manifest = Manifest({entry.path: entry for entry in manifest if entry.path.startswith(str(path_prefix))})
+        target = Path(root) if root is not None else _default_root(self._info)
+        return str(self._store.download(self._info, manifest, target, link=link, progress=progress,
                                         allow_missing_references=allow_missing_references))
+
+    def download_file(self, name: str, root: str | os.PathLike | None = None, *, link: bool = True) -> str:
+        """Materialize the one file ``name`` under ``root`` (as ``download`` does) and return its
+        path; ``KeyError`` if the version has no such file."""
+        self.wait()
+        assert self._store is not None
+        entry = self.get_entry(name)
+        directory = self._store.download(self._info, Manifest({entry.path: entry}),
+                                         Path(root) if root is not None else _default_root(self._info), link=link)
+        return str(Path(directory).joinpath(*entry.path.split("/")))
 
     def verify(self, root: str | os.PathLike | None = None) -> None:
         """Re-hash the files under ``root`` (default: where ``download()`` puts them); raise
@@ -484,21 +587,53 @@ class Artifact:
         self.wait()
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
+    def delete(self, delete_aliases: bool = False) -> None:
+        """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``): its
+        number is never given again and its files stay stored until ``tracklet artifact gc``. A
+        version holding custom aliases, or registered in the model registry, raises
+        ``ArtifactError`` naming them unless ``delete_aliases`` (its aliases go with it)."""
+        from tracklet.artifacts.lookup import delete_version
+
+        info = self._committed_info("version to delete")
+        if self._link is not None:
+            raise ArtifactError(f"{self._link.path} is a registry collection's version (a link): delete its source "
+                                f"{info.qualified_name} instead")
+        if not hasattr(getattr(self._store, "registry", None), "delete_version"):
+            raise ArtifactError(f"artifact {info.qualified_name} was read from a server: it can't be deleted from "
+                                "this client")
+        assert self._store is not None
+        delete_version(self._store.data_root, info, force=delete_aliases)
+
     def logged_by(self) -> Any:
-        """The run that logged this version (a ``tracklet.RecordedRun``), or None."""
+        """The run that logged this version (a ``tracklet.RecordedRun``; for a version read from a
+        server, the server's run: a ``RemoteRun``), or None."""
         from tracklet.artifacts.lineage import logged_by
 
         self.wait()
         assert self._store is not None
+        if hasattr(self._store, "lineage"):  # read from a server: its lineage, not this machine's
+            found = self._store.lineage(self._info, "logged")
+            return found[0] if found else None
         return logged_by(self._store.data_root, self._info)
 
     def used_by(self) -> list[Any]:
-        """The runs that used this version (``run.use_artifact``), oldest first."""
+        """The runs that used this version (``run.use_artifact``), oldest first (for a version read
+        from a server, the server's runs)."""
         from tracklet.artifacts.lineage import used_by
 
         self.wait()
         assert self._store is not None
+        if hasattr(self._store, "lineage"):
+            return list(self._store.lineage(self._info, "used"))
         return used_by(self._store.data_root, self._info)
+
+
+def _as_stored(metadata: Any) -> str:
+    """Metadata as its version file holds it (a value JSON can't hold, such as a tuple, a numpy
+    number or a path, as the version file writes it), to tell an edit from a round trip."""
+    import json
+
+    return json.dumps(metadata, sort_keys=True, default=str)
 
 
 def _check_policy(name: str, policy: str) -> bool:
@@ -506,6 +641,12 @@ def _check_policy(name: str, policy: str) -> bool:
     if policy not in ("mutable", "immutable"):
         raise ArtifactError(f"artifact {name!r}: policy must be 'mutable' or 'immutable'; got {policy!r}")
     return policy == "mutable"
+
+
+def _default_root(info: Any) -> Path:
+    from tracklet.artifacts.storage import default_download_root
+
+    return default_download_root(info)
 
 
 def _data_root(root: str | os.PathLike | None) -> Path:

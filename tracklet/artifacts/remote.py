@@ -605,6 +605,15 @@ class ServerVersionStore:
             self._cache = BlobCache()
         return self._cache
 
+    def lineage(self, info: VersionInfo, direction: str) -> list[Any]:
+        """The server's runs that logged (``direction="logged"``) or used (``"used"``) the version,
+        as ``tracklet.api.remote.RemoteRun``s: its lineage, not this machine's store's."""
+        from tracklet.api.remote import RemoteRun
+
+        found = self.client.lineage(info.project, info.name, f"v{info.version}")
+        rows = found["logged_by" if direction == "logged" else "used_by"]
+        return [RemoteRun(self.client.http, {"run_id": row["run_id"]}, row["project"]).refresh() for row in rows]
+
     def manifest(self, info: VersionInfo) -> Manifest:
         manifest = self._manifests.get(info.manifest)
         if manifest is None:

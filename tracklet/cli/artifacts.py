@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from tracklet.cli.common import CliError, _handle_errors, _iso, _state
+from tracklet.cli.common import CliError, _handle_errors, _iso, _state, unknown_project
 
 
 @click.group("artifact")
@@ -77,7 +77,12 @@ def ls(ctx: click.Context, where: str | None, as_json: bool) -> None:
         return
     from tracklet.artifacts.storage import open_store
 
-    projects = [where] if where else open_store(api.root).registry.projects()
+    holding = open_store(api.root).registry.projects()
+    if where and where not in holding:
+        if where not in api.projects():
+            raise unknown_project(api, where, also=holding)
+        click.echo(f"no artifacts in project {where} yet", err=True)
+    projects = [where] if where else holding
     for project in projects:
         for row in api.artifact_collections(project):
             row = {"project": project, **row}
@@ -194,16 +199,11 @@ def rm(ctx: click.Context, ref: str, force: bool) -> None:
     parsed = parse_ref(ref)
     if parsed.project is None or ":" not in ref.rsplit("/", 1)[-1]:
         raise CliError(f"{ref!r}: name one version, as project/name:vN (or project/name:alias)")
+    from tracklet.artifacts.lookup import delete_version
+
     store = open_store(_state(ctx).api.root)
     info = store.registry.version(parsed.project, parsed.name, parsed.selector)
-    from tracklet.registry.service import open_local
-
-    registry = open_local(_state(ctx).api.root, create=False)
-    links = [link.path for link in registry.links_to(info.project, info.name, info.version)] if registry else []
-    if links and not force:
-        raise CliError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it breaks those "
-                       "versions (--force deletes it anyway)")
-    dropped = store.registry.delete_version(info.project, info.name, info.version, drop_aliases=force)
+    dropped, links = delete_version(_state(ctx).api.root, info, force=force)
     note = f" (aliases dropped: {', '.join(dropped)})" if dropped else ""
     note += f" (registry versions left without files: {', '.join(links)})" if links else ""
     click.echo(f"deleted {info.qualified_name}{note}; run `tracklet artifact gc` to free its storage")

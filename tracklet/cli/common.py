@@ -29,6 +29,14 @@ class CliError(click.ClickException, TrackletError):
         click.echo(f"tracklet: error: {self.format_message()}", err=True)
 
 
+def unknown_project(api: Any, project: str, also: list[str] | tuple[str, ...] = ()) -> CliError:
+    """The error for a PROJECT argument that names nothing under the data root (a typo, most
+    often), listing the projects there (``also``: names known otherwise, e.g. projects holding
+    only artifacts), so a command never answers an unknown project with silence."""
+    known = sorted({*api.projects(), *also})
+    return CliError(f"no project {project!r} under {api.root} (projects: {', '.join(known) if known else 'none'})")
+
+
 def _as_cli_error(error: Exception) -> CliError | None:
     """The one-line error for a failure a user can cause; None for anything else (a bug).
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from tracklet.cli.common import CliError, _handle_errors, _state
+from tracklet.cli.common import CliError, _handle_errors, _state, unknown_project
 
 
 @click.group("media")
@@ -52,6 +52,8 @@ def prune(ctx: click.Context, project: str, keep_last: int | None, max_bytes: st
     if url:
         _prune_on_server(url, project, keep_last, limit, list(keys) or None, dry_run, keep_blobs, grace)
         return
+    if project not in _state(ctx).api.projects():
+        raise unknown_project(_state(ctx).api, project)
     try:
         plans = retention.plan(root, project, keep_last, list(keys) or None, max_bytes=limit)
     except ValueError as error:

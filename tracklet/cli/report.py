@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from tracklet.cli.common import CliError, _handle_errors, _iso, _state
+from tracklet.cli.common import CliError, _handle_errors, _iso, _state, unknown_project
 
 
 @click.group("report")
@@ -70,7 +70,10 @@ _VERSION = click.IntRange(1, 2**31 - 1)
 @_handle_errors
 def ls(ctx: click.Context, project_name: str, as_json: bool, url: str | None, project: str | None) -> None:
     """A project's reports, most recently changed first."""
-    for row in _backend(ctx, url).list_reports(project_name):
+    rows = _backend(ctx, url).list_reports(project_name)
+    if not rows and url is None and project_name not in _state(ctx).api.projects():
+        raise unknown_project(_state(ctx).api, project_name)
+    for row in rows:
         published = f"published v{row['published_version']}" if row["published_version"] else "draft"
         click.echo(json.dumps(row) if as_json else
                    f"{row['id']:<6} v{row['version']:<4} {published:<15} {_iso(row['updated_at'])}  "

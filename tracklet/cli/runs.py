@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import click
 
-from tracklet.cli.common import CliError, _handle_errors, _iso, _state
+from tracklet.cli.common import CliError, _handle_errors, _iso, _state, unknown_project
 
 _SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 _STATE_STYLES = {"finished": "green", "running": "cyan", "failed": "red", "crashed": "magenta"}
@@ -191,10 +191,8 @@ def runs(ctx: click.Context, project: str | None, as_json: bool, filter_text: st
     if (filter_text or sort) and project is None:
         raise CliError("--filter and --sort need a PROJECT")
     if project is not None:
-        known = api.projects()
-        if project not in known:
-            listing = ", ".join(known) if known else "none"
-            raise CliError(f"no project {project!r} under {api.root} (projects: {listing})")
+        if project not in api.projects():
+            raise unknown_project(api, project)
         selected = api.runs(project, filter=filter_text, order_by=sort, limit=limit)
     else:
         selected = [run for name in api.projects() for run in api.runs(name)]

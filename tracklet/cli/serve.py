@@ -134,10 +134,19 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
                      artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
                      auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base),
                      delivery_process=webhook_delivery == "process")
+    from tracklet.cli.ui import bind_loopback
+
+    try:  # bound before it is announced: a taken port is one clear error
+        sock = bind_loopback(host, port, other="another `tracklet server` or `tracklet ui`")
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    except OSError as error:  # an address this machine doesn't have, a privileged port
+        raise CliError(f"can't listen on {host}:{port}: {error.strerror or error}") from None
+    port = sock.getsockname()[1]  # --port 0: the free port chosen
     if dev:  # no keys: only this machine's own pages and programs, never a page by DNS rebinding
         from tracklet.server.localaccess import LoopbackHostCheck
 
-        app.add_middleware(LoopbackHostCheck, port=port or None, bound=host)
+        app.add_middleware(LoopbackHostCheck, port=port, bound=host)
     mode = "--dev: no API keys" if dev else "API keys required"
     click.echo(f"tracklet server on http://{host}:{port} ({mode}; data root {root})", err=True)
     if not dev and not app.state.tracklet.authorizer.accounts.users():
@@ -147,7 +156,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
         options = uvicorn_options(limits, http_parser)
     except ValueError as error:  # --http httptools without httptools installed
         raise CliError(str(error)) from None
-    uvicorn.run(app, host=host, port=port, log_level="warning", **options)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", **options)).run(sockets=[sock])
 
 
 def first_admin_command(server_dir: Path | None, store_url: str | None) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tracklet.cli.common import CliError, _handle_errors, _state
+from tracklet.cli.common import CliError, _handle_errors, _state, unknown_project
 
 
 @click.group("traces")
@@ -34,6 +34,9 @@ def export(ctx: click.Context, project: str, output: Path, fmt: str | None, run_
         fmt = "jsonl" if output.suffix.lower() in (".jsonl", ".ndjson") else "parquet"
     if fmt not in FORMATS:
         raise CliError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    traces = _state(ctx).api.traces(project, run=run_id, limit=limit)
+    api = _state(ctx).api
+    traces = api.traces(project, run=run_id, limit=limit)
+    if not traces and project not in api.projects():  # spans of a project without runs come by OTLP
+        raise unknown_project(api, project)
     rows = export_spans(traces, fmt, output)
     click.echo(f"Wrote {rows} spans of {len(traces)} traces of {project} to {output} ({fmt})", err=True)

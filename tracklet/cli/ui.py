@@ -28,8 +28,9 @@ from urllib.parse import quote
 SWEEP_INTERVAL = 1.0  # seconds between index passes: the dashboard polls every 2 s
 
 
-def bind_loopback(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (0: any free port); a clear error when it's taken."""
+def bind_loopback(host: str, port: int, *, other: str = "another `tracklet ui`") -> socket.socket:
+    """A listening socket on ``host:port`` (0: any free port); a clear error when it's taken
+    (``other``: what is likely holding it). ``tracklet server`` binds its address with it too."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -37,8 +38,7 @@ def bind_loopback(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         if error.errno == errno.EADDRINUSE:
-            raise ValueError(f"port {port} on {host} is in use (another `tracklet ui`?); "
-                             "pick another with --port") from None
+            raise ValueError(f"port {port} on {host} is in use ({other}?); pick another with --port") from None
         raise
     sock.listen(128)
     sock.set_inheritable(True)

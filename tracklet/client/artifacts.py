@@ -390,6 +390,12 @@ class ArtifactClient:
         return self.http.get_json(f"{self._base(project)}/{name}/versions/{selector}",
                                   missing=ArtifactNotFound)["version"]
 
+    def lineage(self, project: str, name: str, selector: str) -> dict[str, list[dict[str, Any]]]:
+        """The runs that logged and used a version (``{"logged_by": [...], "used_by": [...]}``, each
+        run's ``project``, ``run_id``, ``name``, ``state``; runs the key may not read are left out)."""
+        found = self.http.get_json(f"{self._base(project)}/{name}/versions/{selector}", missing=ArtifactNotFound)
+        return {"logged_by": list(found.get("logged_by") or []), "used_by": list(found.get("used_by") or [])}
+
     def versions(self, project: str, name: str) -> list[dict[str, Any]]:
         """Every readable ``ArtifactVersion`` of a collection, oldest first (the server pages them
         newest first)."""

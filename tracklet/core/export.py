@@ -117,7 +117,7 @@ def export_history(run: Any, fmt: str, out: str | os.PathLike[str] | IO[Any], ke
     writer = {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}[fmt]
     meta = {"tracklet.run": getattr(run, "path", ""), "tracklet.format": "tracklet-history-1"}
     if isinstance(out, (str, os.PathLike)):
-        _write_atomically(Path(out), lambda handle: writer(history, handle, meta))
+        write_atomically(Path(out), lambda handle: writer(history, handle, meta))
     elif fmt == "parquet":
         if _is_text_stream(out):
             raise TypeError("parquet export needs a path or a binary file, not a text stream")
@@ -455,7 +455,7 @@ class _text:
             self._wrapper.detach()
 
 
-def _write_atomically(path: Path, write: Any) -> None:
+def write_atomically(path: Path, write: Any) -> None:
     """Write through ``write(binary_stream)`` to a hidden file beside ``path``, then rename it into
     place: readers never see a half-written export, and a failure leaves nothing behind."""
     path = path.expanduser()

@@ -214,7 +214,13 @@ class Table(LoggedObject):
         return self._arrow
 
     def get_dataframe(self) -> Any:
-        """The rows held as a pandas DataFrame (through Arrow)."""
+        """The rows held as a pandas DataFrame (through Arrow); a table holding media gives them
+        as the media objects (as W&B's ``get_dataframe``), in object columns."""
+        held = self._rows_with_media()
+        if held is not None:
+            import pandas as pd
+
+            return pd.DataFrame(held, columns=self._columns)
         return self.to_arrow().to_pandas()
 
     def get_column(self, name: str, convert_to: str | None = None) -> Any:

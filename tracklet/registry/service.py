@@ -123,11 +123,13 @@ def default_actor() -> str:
         return "unknown"
 
 
-def linked_artifact(store: Any, info: Any, link: Link) -> Artifact:
+def linked_artifact(store: Any, info: Any, link: Link, backend: Any = None) -> Artifact:
     """The artifact version ``info`` (of ``store``) as read through ``link``: its files and
-    lineage are the version's, its version and aliases the collection's."""
+    lineage are the version's, its version and aliases the collection's. ``backend``: the
+    registry it was read from (local or a server's), which ``save()`` moves its aliases in."""
     artifact = Artifact._from_version(store, dataclasses.replace(info))
     artifact._link = link
+    artifact._registry = backend
     return artifact
 
 
@@ -175,7 +177,7 @@ def resolve(root: str | os.PathLike, reference: Any, *, type: str | None = None,
     store, info = _local_source(Path(root).expanduser(), link)
     if type is not None and info.type != type:
         raise ArtifactNotFound(f"{link.path} is of type {info.type!r}, not {type!r}")
-    return linked_artifact(store, info, link)
+    return linked_artifact(store, info, link, registry)
 
 
 def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str, str | None], type: str | None,
@@ -197,7 +199,7 @@ def _resolve_remote(root: str | os.PathLike, ref: RegistryRef, remote: tuple[str
     if type is not None and info.type != type:
         raise ArtifactNotFound(f"{ref} is of type {info.type!r}, not {type!r}")
     store = ServerVersionStore(ArtifactClient(backend.client.http), root)
-    return linked_artifact(store, info, link_of(document["link"]))
+    return linked_artifact(store, info, link_of(document["link"]), backend)
 
 
 def resolve_on_server(http: Any, data_root: str | os.PathLike, reference: Any, *,

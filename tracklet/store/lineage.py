@@ -82,8 +82,9 @@ def runs_with_edge(engine: sa.Engine, project: str, name: str, version: int, dir
 
 
 def edges_of_run(engine: sa.Engine, project: str, run_id: str, direction: str) -> list[dict[str, Any]]:
-    """The artifact versions a run logged or used, in the order it did: ``{"project", "name",
-    "version", "type", "time"}``."""
+    """The artifact versions a run logged or used, in the order it did, each once (a run that
+    used one version twice has two edges: the first is kept): ``{"project", "name", "version",
+    "type", "time"}``."""
     stmt = (
         sa.select(artifact_edges.c.project, artifact_edges.c.name, artifact_edges.c.version, artifact_edges.c.type,
                   artifact_edges.c.time)
@@ -93,7 +94,15 @@ def edges_of_run(engine: sa.Engine, project: str, run_id: str, direction: str) -
         .order_by(artifact_edges.c.seq)
     )
     with engine.connect() as connection:
-        return [dict(row) for row in connection.execute(stmt).mappings()]
+        rows = [dict(row) for row in connection.execute(stmt).mappings()]
+    seen: set[tuple[str, str, int]] = set()
+    distinct = []
+    for row in rows:
+        key = (row["project"], row["name"], row["version"])
+        if key not in seen:
+            seen.add(key)
+            distinct.append(row)
+    return distinct
 
 
 EDGE_CHUNK = 200  # runs or versions per statement (bound parameters stay far below every backend's limit)

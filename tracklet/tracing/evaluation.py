@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tracklet.tracing.ops import _CURRENT, op
+from tracklet.tracing.ops import _CURRENT, is_op, op
 
 RESULTS_KEY = "eval/results"
 
@@ -127,9 +127,13 @@ class Evaluation:
         from tracklet.media.table import Table
 
         rows = self._rows(run)
-        model_name = _name(model)
-        traced_model = op(name=model_name)(lambda **fields: _call(model, fields))
-        scorers = [(_name(s), op(name=_name(s))(functools.partial(_score, s))) for s in self.scorers]
+        # A model or scorer that is an op already records its own span (under the row's): wrapping
+        # it in another would give each call two spans of one name.
+        def traced(function: Callable[..., Any], call: Callable[..., Any]) -> Callable[..., Any]:
+            return call if is_op(function) else op(name=_name(function))(call)
+
+        traced_model = traced(model, lambda **fields: _call(model, fields))
+        scorers = [(_name(s), traced(s, functools.partial(_score, s))) for s in self.scorers]
 
         @op(name="evaluate_row")
         def evaluate_row(index: int, trial: int, row: dict[str, Any]) -> dict[str, Any]:

@@ -672,6 +672,15 @@ def _wrap_async_generator(function: Callable[..., Any], op: OpInfo) -> Callable[
     return traced
 
 
+OP_MARK = "__tracklet_op__"  # set on every op's wrapper: what ``is_op`` reads
+
+
+def is_op(function: Any) -> bool:
+    """Whether ``function`` (or the function of a bound method) records spans itself: an
+    ``@tracklet.op`` (``@weave.op``), so a caller that would trace it (an evaluation) needn't."""
+    return bool(getattr(getattr(function, "__func__", function), OP_MARK, False))
+
+
 def _decorate(function: Any, name: str | None, capture: str, sample_rate: float | None) -> Any:
     if isinstance(function, (staticmethod, classmethod)):
         return type(function)(_decorate(function.__func__, name, capture, sample_rate))
@@ -679,16 +688,19 @@ def _decorate(function: Any, name: str | None, capture: str, sample_rate: float 
         raise TypeError(f"tracklet.op decorates a function or method; got {type(function).__name__}")
     if inspect.isasyncgenfunction(function):
         op = OpInfo(function, name, capture, "async_generator", sample_rate)
-        return _wrap_async_generator(function, op)
-    if inspect.isgeneratorfunction(function):
+        wrapped = _wrap_async_generator(function, op)
+    elif inspect.isgeneratorfunction(function):
         op = OpInfo(function, name, capture, "generator", sample_rate)
-        return _wrap_generator(function, op)
-    if inspect.iscoroutinefunction(function):
+        wrapped = _wrap_generator(function, op)
+    elif inspect.iscoroutinefunction(function):
         op = OpInfo(function, name, capture, "coroutine", sample_rate)
-        return _wrap_coroutine(function, op)
-    op = OpInfo(function, name, capture, "function", sample_rate)
-    record = _recorder(function, op)
-    return _same_signature(function, op, record) or _wrap_function(function, op, record)
+        wrapped = _wrap_coroutine(function, op)
+    else:
+        op = OpInfo(function, name, capture, "function", sample_rate)
+        record = _recorder(function, op)
+        wrapped = _same_signature(function, op, record) or _wrap_function(function, op, record)
+    setattr(wrapped, OP_MARK, True)
+    return wrapped
 
 
 @overload

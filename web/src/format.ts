@@ -85,12 +85,31 @@ export function flatten(data: Record<string, unknown> | null | undefined, prefix
   return out;
 }
 
+/** The keys a dotted column name (`flatten`'s) takes through `data`, or null when it names
+ * nothing there. A key may hold dots itself (an evaluation's summary names a scorer's field
+ * `exact.correct`; W&B keys such as `val.acc`), so at each level the longest key present wins. */
+export function keyPath(data: unknown, dotted: string): string[] | null {
+  const parts = dotted.split(".");
+  const walk = (value: unknown, start: number): string[] | null => {
+    if (start === parts.length) return [];
+    if (!value || typeof value !== "object") return null;
+    const record = value as Record<string, unknown>;
+    for (let end = parts.length; end > start; end--) {
+      const key = parts.slice(start, end).join(".");
+      if (!Object.prototype.hasOwnProperty.call(record, key)) continue;
+      const rest = walk(record[key], end);
+      if (rest) return [key, ...rest];
+    }
+    return null;
+  };
+  return walk(data, 0);
+}
+
 export function lookup(data: Record<string, unknown> | null | undefined, dotted: string): unknown {
+  const path = keyPath(data, dotted);
+  if (!path) return undefined;
   let value: unknown = data;
-  for (const part of dotted.split(".")) {
-    if (!value || typeof value !== "object") return undefined;
-    value = (value as Record<string, unknown>)[part];
-  }
+  for (const key of path) value = (value as Record<string, unknown>)[key];
   return value;
 }
 

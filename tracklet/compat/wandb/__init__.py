@@ -25,11 +25,14 @@ from tracklet.compat.wandb._messages import termerror, termlog, termwarn
 from tracklet.compat.wandb.data_types import (
     Artifact,
     Audio,
+    Classes,
     Graph,
     Histogram,
     Html,
     Image,
+    JoinedTable,
     Molecule,
+    PartitionedTable,
     Object3D,
     Plotly,
     Table,
@@ -213,8 +216,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AlertLevel", "Api", "Artifact", "Audio", "Error", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D",
-    "Plotly", "Run", "Settings", "Table", "Video", "__version__", "agent", "alert", "controller", "define_metric",
+    "AlertLevel", "Api", "Artifact", "Audio", "Classes", "Error", "Graph", "Histogram", "Html", "Image", "JoinedTable",
+    "Molecule", "Object3D", "PartitionedTable", "Plotly", "Run", "Settings", "Table", "Video", "__version__", "agent", "alert", "controller", "define_metric",
     "errors", "finish", "init", "link_model", "log", "log_artifact", "log_model", "login", "mark_preempting", "plot", "plot_table",
     "require",
     "restore", "save", "sdk", "setup", "sweep", "teardown", "termerror", "termlog", "termwarn", "unwatch",

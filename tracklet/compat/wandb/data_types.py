@@ -11,14 +11,16 @@ builds it as usual, and a logged key holding one is left out of the row with one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any, Sequence
 
 from tracklet.artifacts.artifact import Artifact as _TrackletArtifact
+from tracklet.artifacts.manifest import ManifestEntry as _ManifestEntry
 from tracklet.compat.wandb._messages import warn_once
 from tracklet.core.values import Histogram as _TrackletHistogram
-from tracklet.errors import ArtifactError
+from tracklet.errors import ArtifactError, TableError
 from tracklet.media import Audio as _Audio
 from tracklet.media import Html as _Html
 from tracklet.media import Image as _Image
@@ -168,6 +170,34 @@ class Graph(_Media):
     pass
 
 
+class JoinedTable(_Media):
+    """``wandb.JoinedTable(table1, table2, join_key)``: not recorded (one warning when logged);
+    join logged tables in the dashboard or with ``tracklet.media.table_views`` (docs/tables.md)."""
+
+    def __init__(self, table1: Any = None, table2: Any = None, join_key: Any = None) -> None:
+        super().__init__()
+        self._table1, self._table2, self._join_key = table1, table2, join_key
+
+
+class PartitionedTable(_Media):
+    """``wandb.PartitionedTable(parts_path)``: not recorded (one warning when logged)."""
+
+    def __init__(self, parts_path: str = "") -> None:
+        super().__init__()
+        self.parts_path = parts_path
+
+
+class Classes(WBValue):
+    """``wandb.Classes([{"id": 1, "name": "cat"}, ...])``: the class set of an ``Image``'s masks and
+    boxes (``Image(..., classes=wandb.Classes(...))``), as W&B's."""
+
+    def __init__(self, class_set: Sequence[dict[str, Any]]) -> None:
+        self._class_set = [dict(entry) for entry in class_set]
+
+    def __repr__(self) -> str:
+        return f"<wandb.Classes {self._class_set!r}>"
+
+
 class Table(_TrackletTable, WBValue):
     """``wandb.Table(columns=..., data=..., dataframe=..., log_mode=...)``: a
     :class:`tracklet.Table` (``add_data``, ``add_column``, ``get_column``, ``get_dataframe``,
@@ -185,6 +215,53 @@ class Table(_TrackletTable, WBValue):
     def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
         """``(index, row)`` for each row held, as W&B's."""
         yield from enumerate(self.data)
+
+    def add_computed_columns(self, fn: Any) -> "Table":
+        """W&B's ``add_computed_columns``: ``fn(index, row)`` (``row`` a dict by column name)
+        returns a dict of new columns' values for that row; the columns its first answer names
+        are added (a row whose answer lacks one gets None). Returns the table."""
+        names = self.columns
+        computed = [fn(index, dict(zip(names, row))) for index, row in self.iterrows()]
+        if not all(isinstance(values, dict) for values in computed):
+            raise TypeError("add_computed_columns: fn must return a dict of column name to value for every row")
+        for name in (list(computed[0]) if computed else []):
+            self.add_column(name, [values.get(name) for values in computed])
+        return self
+
+    def cast(self, col_name: str, dtype: Any, optional: bool = False) -> None:
+        """W&B's ``cast``: accepted, nothing to do (column types are inferred when logged)."""
+        if col_name not in self.columns:
+            raise TableError(f"cast: no column {col_name!r}; columns: {', '.join(self.columns)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactManifestEntry(_ManifestEntry):
+    """W&B's ``ArtifactManifestEntry``: a manifest entry of a ``wandb.Artifact`` that can fetch
+    its file (``download``) and has W&B's ``File`` name for its path (``name``)."""
+
+    artifact: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, entry: _ManifestEntry, artifact: Any) -> "ArtifactManifestEntry":
+        return cls(entry.path, entry.digest, entry.size, entry.ref, entry.extra, artifact)
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def download(self, root: str | os.PathLike | None = None, skip_cache: Any = None, **kwargs: Any) -> str:
+        """Fetch this file alone (checked against its digest) under ``root`` (default: where the
+        artifact's ``download()`` puts its files) and return its path."""
+        if self.artifact is None or self.artifact.state != "committed":
+            raise ArtifactError(f"file {self.path!r} belongs to an artifact that is not stored yet: log it and "
+                                "wait() first")
+        return self.artifact.download_file(self.path, root)
+
+    def ref_target(self) -> str:
+        """The reference's URI (``ValueError`` for a stored file, as W&B)."""
+        if self.ref is None:
+            raise ValueError(f"file {self.path!r} is stored in the artifact, not a reference")
+        return self.ref
 
 
 class Artifact(_TrackletArtifact, WBValue):
@@ -255,9 +332,76 @@ class Artifact(_TrackletArtifact, WBValue):
                  skip_cache: Any = None, path_prefix: Any = None, multipart: Any = None, *, link: bool = True,
                  progress: Any = None, **kwargs: Any) -> str:
         """W&B's signature over ``tracklet.Artifact.download``: ``allow_missing_references``
-        skips references whose object is gone; ``skip_cache``, ``path_prefix``, ``multipart``
-        are accepted and ignored."""
-        return super().download(root, link=link, progress=progress, allow_missing_references=allow_missing_references)
+        skips references whose object is gone, ``path_prefix`` downloads only the files whose
+        path starts with it; ``skip_cache`` and ``multipart`` are accepted and ignored."""
+        return super().download(root, link=link, progress=progress, allow_missing_references=allow_missing_references,
+                                path_prefix=path_prefix)
+
+    def files(self, names: Sequence[str] | None = None, per_page: int = 50) -> list[Any]:
+        """W&B's ``files``: the entries (``name``, ``path``, ``size``, ``digest``, ``ref``;
+        ``download(root)``), of ``names`` only if given."""
+        wanted = None if names is None else set(names)
+        return [ArtifactManifestEntry.of(entry, self) for entry in super().files()
+                if wanted is None or entry.path in wanted]
+
+    @property
+    def id(self) -> str | None:
+        """A stable id of the version (``project/name:vN``; W&B's is an opaque string), None for a draft."""
+        return self.qualified_name if self.state == "committed" else None
+
+    @property
+    def entity(self) -> None:
+        """tracklet has no entities (W&B's team or user): None."""
+        return None
+
+    @property
+    def created_at(self) -> str:  # type: ignore[override]
+        """When the version was stored, as W&B gives it: an ISO 8601 string (UTC); the epoch
+        seconds are ``tracklet.Artifact.created_at``."""
+        import datetime
+
+        moment = _TrackletArtifact.created_at.fget(self)  # type: ignore[attr-defined]
+        return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def updated_at(self) -> str:
+        """``created_at``: a stored version never changes (its aliases aside)."""
+        return self.created_at
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files())
+
+    @property
+    def ttl(self) -> None:
+        """No time-to-live: versions are kept until deleted (``delete``, ``tracklet artifact rm``)."""
+        return None
+
+    def is_draft(self) -> bool:
+        return self.state == "draft"
+
+    def logged_by(self) -> Any:
+        """The run that logged the version, as ``wandb.Api().run`` gives it (``history()`` a
+        DataFrame, ``path`` a list), or None."""
+        found = super().logged_by()
+        return None if found is None else self._public_run(found)
+
+    def used_by(self) -> list[Any]:
+        """The runs that used the version, as ``wandb.Api().run`` gives them."""
+        return [self._public_run(found) for found in super().used_by()]
+
+    def _public_run(self, recorded: Any) -> Any:
+        import tracklet
+        from tracklet.compat.wandb.apis.public import Run
+
+        local = hasattr(recorded, "_paths")  # else a run on the server this version was read from
+        return Run(recorded, None, tracklet.Api(recorded._paths.root) if local else None)
+
+    def get_entry(self, name: str) -> Any:
+        """W&B's ``get_entry``: the file's entry, whose ``download(root)`` fetches that file alone."""
+        return ArtifactManifestEntry.of(super().get_entry(name), self)
+
+    get_path = get_entry  # W&B's older name
 
     @contextlib.contextmanager
     def new_file(self, name: str, mode: str = "x", encoding: str | None = None,
@@ -267,9 +411,13 @@ class Artifact(_TrackletArtifact, WBValue):
             yield handle
 
     def save(self, project: str | None = None, settings: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
-        """With a run active, log this artifact to it; else store it as a version of ``project``."""
+        """With a run active, log this artifact to it; else store it as a version of ``project``.
+        A logged (committed) version saves its alias edits (``aliases.append``, as in W&B)."""
         from tracklet.core import lifecycle
 
+        if self.state == "committed":
+            super().save()
+            return
         run = lifecycle.current()
         if run is not None and project is None:
             run.log_artifact(self)
@@ -284,6 +432,7 @@ class Artifact(_TrackletArtifact, WBValue):
         assert artifact._store is not None
         wrapped = cls._from_version(artifact._store, artifact._info)
         wrapped._link = artifact._link  # read through a registry collection: its version and aliases
+        wrapped._registry = artifact._registry
         return wrapped  # type: ignore[return-value]
 
 
@@ -302,6 +451,6 @@ def type_label(value: Any) -> str:
 
 
 __all__ = [
-    "Artifact", "Audio", "Graph", "Histogram", "Html", "Image", "Molecule", "Object3D", "Plotly", "Table",
-    "Video", "WBValue", "is_unrecorded", "recordable", "type_label",
+    "Artifact", "Audio", "Classes", "Graph", "Histogram", "Html", "Image", "JoinedTable", "Molecule", "Object3D",
+    "PartitionedTable", "Plotly", "Table", "Video", "WBValue", "is_unrecorded", "recordable", "type_label",
 ]

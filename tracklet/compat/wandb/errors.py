@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tracklet.errors import ArtifactNotFound
+
 
 class Error(Exception):
     """Base class of W&B errors (``wandb.Error``)."""
@@ -20,6 +22,11 @@ class CommError(Error):
         self.exc = exc
 
 
+class ArtifactNotFoundCommError(CommError, ArtifactNotFound):
+    """No artifact version matches (``run.use_artifact``, ``use_model``, ``wandb.Api().artifact``):
+    a ``CommError``, as W&B raises, and tracklet's ``ArtifactNotFound``, so either ``except`` works."""
+
+
 class AuthenticationError(CommError):
     pass
 
@@ -36,4 +43,4 @@ class WandbCoreNotAvailableError(Error):
     pass
 
 
-__all__ = ["AuthenticationError", "CommError", "Error", "UnsupportedError", "UsageError", "WandbCoreNotAvailableError"]
+__all__ = ["ArtifactNotFoundCommError", "AuthenticationError", "CommError", "Error", "UnsupportedError", "UsageError", "WandbCoreNotAvailableError"]

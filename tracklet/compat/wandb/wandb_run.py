@@ -545,8 +545,15 @@ class Run:
 
     def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: Any = None,
                      use_as: str | None = None) -> Any:
-        """Record this run's use of an artifact version and return it (``download()`` it)."""
-        return data_types.Artifact._wrap(self._run.use_artifact(artifact_or_name, type=type))
+        """Record this run's use of an artifact version and return it (``download()`` it). No such
+        version: ``CommError``, as W&B (also tracklet's ``ArtifactNotFound``)."""
+        from tracklet.compat.wandb.errors import ArtifactNotFoundCommError
+        from tracklet.errors import ArtifactNotFound
+
+        try:
+            return data_types.Artifact._wrap(self._run.use_artifact(artifact_or_name, type=type))
+        except ArtifactNotFound as error:
+            raise ArtifactNotFoundCommError(str(error)) from None
 
     def log_model(self, path: Any, name: str | None = None, aliases: Any = None) -> Any:
         """A file, directory or reference URI logged as a ``model`` artifact (default name

@@ -9,18 +9,24 @@ weave`` resolves to this module, as ``import wandb`` resolves to ``tracklet.comp
 - ``@weave.op`` / ``@weave.op()`` is ``@tracklet.op``;
 - ``weave.Evaluation(dataset=, scorers=, trials=)``: ``await evaluation.evaluate(model)`` runs a
   ``tracklet.Evaluation`` into the current run (a ``weave.Model``'s ``predict`` is the model;
-  a scorer may name the output ``output`` or, as older Weave code does, ``model_output``) and
-  returns its summary.
+  a scorer may name the output ``output`` or, as older Weave code does, ``model_output``; a
+  ``weave.Scorer`` instance scores with its ``score`` method) and returns its summary;
+- ``weave.publish`` and ``weave.attributes`` are one warning each (no Weave server), ``weave.finish``
+  finishes the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 from typing import Any
 
 import tracklet
+from tracklet.compat.wandb._messages import warn_once
 from tracklet.core import lifecycle
 from tracklet.tracing.evaluation import Evaluation as _Evaluation
+from tracklet.tracing.ops import OP_MARK, is_op
 from tracklet.tracing.ops import op as _op
 
 _tracklet_compat = True
@@ -48,6 +54,55 @@ class Model:
             setattr(self, key, value)
 
 
+class Scorer(Model):
+    """A ``weave.Scorer``: subclass it with a ``score`` method (an op or not, sync or async) that
+    names the row's fields it needs and ``output``; an instance is a scorer of an ``Evaluation``,
+    its scores named by the class."""
+
+    def score(self, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define score(...)")
+
+
+def _scorer(scorer: Any) -> Any:
+    """A ``Scorer`` (or any object with a ``score`` method that is not itself callable) as the
+    function ``tracklet.Evaluation`` calls: the bound ``score`` under the class's name."""
+    if callable(scorer) and not isinstance(scorer, Scorer):
+        return scorer
+    method = getattr(scorer, "score", None)
+    if not callable(method):
+        raise TypeError(f"weave.Evaluation: a scorer must be a function or have a score() method; "
+                        f"got {type(scorer).__name__}")
+
+    def score(*args: Any, **kwargs: Any) -> Any:
+        return method(*args, **kwargs)
+
+    score.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    score.__name__ = score.__qualname__ = type(scorer).__name__
+    if is_op(method):  # its own span (``ExactMatch.score``, as Weave names it) is the scorer's
+        setattr(score, OP_MARK, True)
+    return score
+
+
+def publish(obj: Any, name: str | None = None) -> None:
+    """``weave.publish``: there is no Weave server to publish to; one warning, nothing done
+    (log a dataset or model as an artifact instead: ``run.log_artifact``)."""
+    warn_once("weave-publish", "weave.publish() is not provided: nothing published (log it as an artifact "
+                               "with run.log_artifact to version it)")
+
+
+def attributes(attrs: Any) -> Any:
+    """``with weave.attributes({...}):``: not recorded (one warning); the block runs as is."""
+    warn_once("weave-attributes", "weave.attributes() is not recorded on tracklet's spans; the block runs as is")
+    return contextlib.nullcontext()
+
+
+def finish() -> None:
+    """``weave.finish()``: finish the run ``weave.init`` started."""
+    run = lifecycle.current()
+    if run is not None:
+        run.finish()
+
+
 class Dataset:
     """A ``weave.Dataset``: a name and its rows (a list of dicts)."""
 
@@ -62,7 +117,7 @@ class Evaluation:
     def __init__(self, dataset: Any, scorers: Any = (), trials: int = 1, name: str | None = None,
                  **_: Any) -> None:
         rows = dataset.rows if isinstance(dataset, Dataset) else dataset
-        self._evaluation = _Evaluation(dataset=rows, scorers=scorers, trials=trials, name=name)
+        self._evaluation = _Evaluation(dataset=rows, scorers=[_scorer(s) for s in scorers], trials=trials, name=name)
 
     async def evaluate(self, model: Any) -> dict[str, Any]:
         predict = model.predict if hasattr(model, "predict") else model

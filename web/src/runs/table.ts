@@ -7,7 +7,7 @@ import type { RunRow } from "../api";
 import { runColor } from "../colors";
 import { mark, registerProbe } from "../debug";
 import { h } from "../dom";
-import { fmtDuration, fmtTime, fmtValue, lookup, runtime } from "../format";
+import { fmtDuration, fmtTime, fmtValue, keyPath, lookup, runtime } from "../format";
 import { runHref } from "../router";
 import { groupRuns, type RunGroup } from "./groups";
 
@@ -37,13 +37,14 @@ interface Column {
   width: number;
   sort: string | null; // the API's sort field, or null when the server can't sort by it
   cell: (row: RunRow) => string | HTMLElement;
+  key?: { section: "config" | "summary"; dotted: string }; // a config or summary column's key
 }
 
-/** `config.a.b` as a sort/filter field: bare when the key is plain, quoted otherwise. */
-export function fieldName(section: "config" | "summary", dotted: string): string {
-  const parts = dotted.split(".");
+/** `config.a.b` as a sort/filter field: bare when the key is plain, quoted otherwise. `parts`:
+ * the keys the name takes (`keyPath`), when one holds a dot (`summary."exact.correct"`). */
+export function fieldName(section: "config" | "summary", dotted: string, parts: string[] = dotted.split(".")): string {
   const plain = parts.every((p) => /^[A-Za-z_][A-Za-z0-9_/-]*$/.test(p));
-  return plain ? `${section}.${dotted}` : `${section}.${parts.map((p) => JSON.stringify(p)).join(".")}`;
+  return plain ? `${section}.${parts.join(".")}` : `${section}.${parts.map((p) => JSON.stringify(p)).join(".")}`;
 }
 
 export interface TableOptions {
@@ -170,8 +171,9 @@ export class RunsTable {
         id,
         label: id,
         width: 110,
-        sort: fieldName(sectionName, dotted),
+        sort: fieldName(sectionName, dotted, this.keysOf(sectionName, dotted)),
         cell: (r) => fmtValue(lookup(sectionName === "summary" ? r.summary : r.config, dotted)),
+        key: { section: sectionName, dotted },
       };
     });
     this.columns = [...base, ...chosen];
@@ -180,8 +182,20 @@ export class RunsTable {
     this.render(true);
   }
 
+  /** The keys `dotted` takes in the rows that have it (see `keyPath`); split at every dot when none has. */
+  private keysOf(section: "config" | "summary", dotted: string): string[] {
+    for (const row of this.rows) {
+      const path = keyPath(section === "summary" ? row.summary : row.config, dotted);
+      if (path) return path;
+    }
+    return dotted.split(".");
+  }
+
   setRows(rows: RunRow[]): void {
     this.rows = rows;
+    for (const column of this.columns) {
+      if (column.key) column.sort = fieldName(column.key.section, column.key.dotted, this.keysOf(column.key.section, column.key.dotted));
+    }
     this.fitColumns();
     this.drawHeader();
     this.layoutItems();

@@ -50,10 +50,91 @@ class RunTableArtifact:
 
         if name != self._key:
             return None
-        return Table(dataframe=self._recorded.table(self._key, step=self._step).to_pandas())
+        frame = self._recorded.table(self._key, step=self._step).to_pandas()
+        return Table(dataframe=media_objects(frame, self._blobs()))
+
+    def _blobs(self) -> Any:
+        """Where the table's media cells' files are: the data root's blob store, or the server."""
+        if not hasattr(self._recorded, "_read"):  # a run on a tracking server
+            return self._recorded._table_blobs(self._key)
+        from tracklet.artifacts.blobs import FsspecBlobStore
+        from tracklet.artifacts.storage import artifact_dir
+
+        return FsspecBlobStore(artifact_dir(self._recorded.data_root))
 
     def __repr__(self) -> str:
         return f"<Artifact {self.qualified_name} (a logged table)>"
+
+
+def media_objects(frame: Any, blobs: Any) -> Any:
+    """``frame`` with each media cell (the struct ``tracklet.media.table_cells`` stores: ``kind``,
+    ``digest``, ``caption``, masks, boxes) as the ``wandb`` media object over its file, as W&B's
+    ``get`` gives them. A cell whose file can't be had is None, with one warning naming it (a
+    column keeps one type: the table's other cells are media objects)."""
+    for column in frame.columns:
+        values = frame[column].tolist()
+        if not any(_is_cell(value) for value in values):
+            continue
+        frame[column] = [_media_object(value, blobs, column) if _is_cell(value) else value for value in values]
+    return frame
+
+
+def _is_cell(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("kind"), str) and isinstance(value.get("digest"), str)
+
+
+def _media_object(cell: dict[str, Any], blobs: Any, column: str) -> Any:
+    from tracklet.compat.wandb import data_types
+    from tracklet.compat.wandb._messages import warn_once
+
+    try:
+        path = _path(blobs, cell["digest"])
+        kind = cell["kind"]
+        if kind == "image":
+            return data_types.Image(path, caption=cell.get("caption") or None, **_overlays(cell, blobs))
+        if kind in ("html", "plotly"):
+            import json
+
+            text = path.read_text(encoding="utf-8")
+            return data_types.Html(text) if kind == "html" else data_types.Plotly(json.loads(text))
+        classes = {"audio": data_types.Audio, "video": data_types.Video, "object3d": data_types.Object3D,
+                   "molecule": data_types.Molecule}
+        if kind not in classes:
+            raise ValueError(f"unknown media kind {kind!r}")
+        return classes[kind](str(path), caption=cell.get("caption") or None)
+    except Exception as error:  # a missing or damaged file costs only its cell
+        warn_once(f"table-cell-{column}", f"a media cell of column {column!r} is None: its file "
+                                          f"{cell.get('digest')} can't be read ({error})")
+        return None
+
+
+def _path(blobs: Any, digest: str) -> Any:
+    from tracklet.errors import ArtifactError
+
+    path = blobs.local_path(digest)
+    if path is None or not path.is_file():
+        raise ArtifactError(f"blob {digest} is not in the blob store")
+    return path
+
+
+def _overlays(cell: dict[str, Any], blobs: Any) -> dict[str, Any]:
+    """An image cell's masks and boxes as ``wandb.Image``'s ``masks=`` and ``boxes=``."""
+    def labels(entries: Any) -> dict[int, str]:
+        return {int(entry["id"]): str(entry["label"]) for entry in _listed(entries)}
+
+    masks = {mask["name"]: {"path": str(_path(blobs, mask["digest"])), "class_labels": labels(mask["class_labels"])}
+             for mask in _listed(cell.get("masks"))}
+    boxes = {group["name"]: {"class_labels": labels(group["class_labels"]), "box_data": [
+        {"position": {"minX": box["min_x"], "maxX": box["max_x"], "minY": box["min_y"], "maxY": box["max_y"]},
+         "domain": "pixel" if box["pixel"] else None, "class_id": box["class_id"],
+         "box_caption": box["caption"] or None, "scores": {s["name"]: s["value"] for s in _listed(box["scores"])}}
+        for box in _listed(group["boxes"])]} for group in _listed(cell.get("boxes"))}
+    return {"masks": masks or None, "boxes": boxes or None}
+
+
+def _listed(values: Any) -> list[Any]:
+    """A list cell as pandas gives it (a numpy array, a list or None) as a list."""
+    return [] if values is None else list(values)
 
 
 def run_table_artifacts(recorded: Any, project: str) -> list[RunTableArtifact]:

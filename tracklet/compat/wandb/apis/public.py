@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Iterator, Sequence
 
 from tracklet.compat.wandb._messages import not_supported, warn_once
+from tracklet.compat.wandb.apis import _artifact_lists
 from tracklet.compat.wandb.apis.filters import to_filter, to_order
 from tracklet.compat.wandb.errors import CommError, UsageError
 
@@ -589,7 +590,8 @@ class Api:
         ``name:alias`` (in the default project); ``run-<run id>-<key>:latest`` (or ``:v<n>``) is a
         table the run logged under ``key`` (``_run_tables.py``), as W&B names it."""
         from tracklet.compat.wandb.data_types import Artifact
-        from tracklet.errors import ArtifactError
+        from tracklet.compat.wandb.errors import ArtifactNotFoundCommError
+        from tracklet.errors import ArtifactError, ArtifactNotFound
 
         parts = name.split("/")
         if len(parts) == 1 and self._default_project:
@@ -600,7 +602,49 @@ class Api:
             table = self._run_table(name)  # a run's logged table, named as W&B names it
             if table is not None:
                 return table
-            raise CommError(str(error)) from None
+            raise (ArtifactNotFoundCommError if isinstance(error, ArtifactNotFound) else CommError)(str(error)) from None
+
+    def artifacts(self, type_name: str, name: str, per_page: int = 50, tags: Any = None) -> list[Any]:
+        """Every version of the collection ``entity/project/name`` (or ``project/name``), newest
+        first; ``CommError`` if it has none or is not of ``type_name``."""
+        project, collection = _artifact_lists._project_and_name(name, self._default_project, "artifacts()")
+        return _artifact_lists.versions(self._api, project, collection, type_name)
+
+    def artifact_exists(self, name: str, type: str | None = None) -> bool:
+        """Whether ``entity/project/name:alias`` names a version (of ``type``, if given)."""
+        project, reference = _artifact_lists._project_and_name(name, self._default_project, "artifact_exists()")
+        return _artifact_lists.exists(self._api, f"{project}/{reference}", type)
+
+    def artifact_collection_exists(self, name: str, type: str) -> bool:
+        """Whether the collection ``entity/project/name`` has a version of ``type``."""
+        project, collection = _artifact_lists._project_and_name(name, self._default_project,
+                                                                "artifact_collection_exists()")
+        return any(found.name == collection for found in _artifact_lists.collections(self._api, project, type,
+                                                                                     self._entity))
+
+    def artifact_collections(self, project_name: str, type_name: str, per_page: int = 50) -> list[Any]:
+        """The project's collections of ``type_name`` (``ArtifactCollection``: ``name``, ``type``,
+        ``aliases``, ``artifacts()``), by name."""
+        project = _artifact_lists._project(project_name, self._default_project, "artifact_collections()")
+        return _artifact_lists.collections(self._api, project, type_name, self._entity)
+
+    def artifact_collection(self, type_name: str, name: str) -> Any:
+        """The collection ``entity/project/name`` of ``type_name`` (``CommError`` if none)."""
+        project, collection = _artifact_lists._project_and_name(name, self._default_project, "artifact_collection()")
+        return _artifact_lists.ArtifactType(self._api, project, type_name, self._entity).collection(collection)
+
+    def artifact_types(self, project: str | None = None) -> list[Any]:
+        """The artifact types of the project's collections (``ArtifactType``: ``name``,
+        ``collections()``), by name."""
+        name = _artifact_lists._project(project, self._default_project, "artifact_types()")
+        return _artifact_lists.types(self._api, name, self._entity)
+
+    def artifact_type(self, type_name: str, project: str | None = None) -> Any:
+        """One artifact type of the project (``CommError`` if no collection has it)."""
+        for found in self.artifact_types(project):
+            if found.name == type_name:
+                return found
+        raise CommError(f"no artifact of type {type_name!r} in project {project or self._default_project!r}")
 
     def _run_table(self, name: str) -> Any:
         from tracklet.compat.wandb.apis._run_tables import run_table_artifact

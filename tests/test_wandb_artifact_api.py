@@ -1,0 +1,241 @@
+"""W&B's artifact calls as W&B's docs and examples write them, through ``tracklet.compat.wandb``:
+moving a logged version's aliases (``artifact.aliases.append(...)``, ``artifact.save()``), listing
+versions, collections and types through ``wandb.Api()``, and fetching one file or a prefix of an
+artifact (``get_entry(name).download()``, ``download(path_prefix=)``). Each of these failed, or
+silently did something else, before.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from tracklet.cli.main import main
+
+
+
+def _log_dataset_versions(wandb, tmp_path) -> None:
+    """``mnist`` v0 (``train``) and v1 (``latest``), and a ``cnn`` model, in project ``arts``."""
+    data = tmp_path / "src"  # not "data": the data root (conftest) is there
+    (data / "images").mkdir(parents=True)
+    for number in range(2):
+        (data / "images" / "a.bin").write_bytes(f"image {number}".encode())
+        (data / "labels.csv").write_text(f"label,{number}\n")
+        run = wandb.init(project="arts", job_type="dataset", settings=wandb.Settings(x_disable_stats=True))
+        dataset = wandb.Artifact("mnist", type="dataset")
+        dataset.add_dir(str(data))
+        run.log_artifact(dataset, aliases=["train"] if number == 0 else [])
+        if number == 0:
+            (tmp_path / "model.pt").write_bytes(b"weights")
+            model = wandb.Artifact("cnn", type="model")
+            model.add_file(str(tmp_path / "model.pt"))
+            run.log_artifact(model)
+        run.finish()
+
+
+def test_aliases_of_a_logged_version_move_with_append_and_save(root, tmp_path, monkeypatch):
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import ArtifactError
+
+    monkeypatch.chdir(tmp_path)
+    _log_dataset_versions(wandb, tmp_path)
+    api = wandb.Api()
+    artifact = api.artifact("entity/arts/mnist:v1")
+    artifact.aliases.append("best")
+    artifact.aliases.append("train")  # moves from v0
+    artifact.save()
+    assert api.artifact("arts/mnist:best").version == "v1"
+    assert api.artifact("arts/mnist:train").version == "v1"
+    assert api.artifact("arts/mnist:v0").aliases == []
+
+    # Inside a run, as W&B's examples do it after use_artifact: save() saves the edit, it doesn't
+    # try to log the version again.
+    run = wandb.init(project="arts", job_type="promote")
+    used = run.use_artifact("mnist:v0")
+    used.aliases.append("golden")
+    used.save()
+    run.finish()
+    assert api.artifact("arts/mnist:golden").version == "v0"
+
+    used.aliases.remove("golden")
+    used.description = "changed"
+    with pytest.raises(ArtifactError, match="description and metadata can't change.*new_draft"):
+        used.save()
+    assert api.artifact("arts/mnist:golden").version == "v0"  # nothing of a refused save is applied
+
+
+def test_wandb_api_lists_versions_collections_and_types(root, tmp_path, monkeypatch):
+    import tracklet.compat.wandb as wandb
+    from tracklet.compat.wandb.errors import CommError
+
+    monkeypatch.chdir(tmp_path)
+    _log_dataset_versions(wandb, tmp_path)
+    api = wandb.Api()
+    versions = api.artifacts("dataset", "entity/arts/mnist")
+    assert [(v.name, v.version, v.type) for v in versions] == [("mnist", "v1", "dataset"), ("mnist", "v0", "dataset")]
+    assert versions[1].aliases == ["train"]
+    assert [v.version for v in api.artifacts("dataset", "arts/mnist:latest")] == ["v1", "v0"]
+    with pytest.raises(CommError, match="has type 'dataset', not 'model'"):
+        api.artifacts("model", "arts/mnist")
+    with pytest.raises(CommError, match="no artifact arts/nope"):
+        api.artifacts("dataset", "arts/nope")
+
+    assert api.artifact_exists("arts/mnist:train") and api.artifact_exists("entity/arts/mnist:v1")
+    assert not api.artifact_exists("arts/mnist:v7")
+    assert not api.artifact_exists("arts/nope:latest")
+    assert not api.artifact_exists("arts/mnist:latest", type="model")
+    assert api.artifact_collection_exists("arts/cnn", type="model")
+    assert not api.artifact_collection_exists("arts/cnn", type="dataset")
+
+    (collection,) = api.artifact_collections("entity/arts", "dataset")
+    assert (collection.name, collection.type, collection.aliases) == ("mnist", "dataset", ["train"])
+    assert [v.version for v in collection.artifacts()] == ["v1", "v0"]
+    assert api.artifact_collection("model", "arts/cnn").name == "cnn"
+    with pytest.raises(CommError, match="no artifact collection arts/mnist of type 'model'"):
+        api.artifact_collection("model", "arts/mnist")
+    assert [t.name for t in api.artifact_types("arts")] == ["dataset", "model"]
+    assert [c.name for c in api.artifact_type("model", "arts").collections()] == ["cnn"]
+    with pytest.raises(CommError, match="no artifact of type 'code'"):
+        api.artifact_type("code", "arts")
+
+
+def test_one_file_or_a_prefix_is_downloaded_alone(root, tmp_path, monkeypatch):
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    _log_dataset_versions(wandb, tmp_path)
+    artifact = wandb.Api().artifact("arts/mnist:latest")
+    assert [(f.name, f.size) for f in artifact.files()] == [("images/a.bin", 7), ("labels.csv", 8)]
+    assert [f.name for f in artifact.files(names=["labels.csv"])] == ["labels.csv"]
+
+    entry = artifact.get_entry("labels.csv")
+    path = entry.download(tmp_path / "one")
+    assert path == str(tmp_path / "one" / "labels.csv")
+    assert open(path).read() == "label,1\n"
+    assert sorted(os.listdir(tmp_path / "one")) == ["labels.csv"]
+    assert artifact.get_path("images/a.bin").download() == os.path.join("artifacts", "mnist:v1", "images", "a.bin")
+    with pytest.raises(ValueError, match="not a reference"):
+        entry.ref_target()
+    with pytest.raises(KeyError, match="no file 'nope.txt'"):
+        artifact.get_entry("nope.txt")
+
+    directory = artifact.download(str(tmp_path / "images-only"), path_prefix="images/")
+    assert sorted(os.listdir(directory)) == ["images"]
+    assert (tmp_path / "images-only" / "images" / "a.bin").read_bytes() == b"image 1"
+
+
+def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_refused_clearly(
+        root, tmp_path, monkeypatch, servers):
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import ArtifactError
+
+    monkeypatch.chdir(tmp_path)
+    _log_dataset_versions(wandb, tmp_path)
+    with wandb.init(project="arts", job_type="eval") as reader:
+        reader.use_artifact("mnist:v0")
+        reader_id = reader.id
+    server = servers(tmp_path / "server")
+    synced = CliRunner().invoke(main, ["--dir", str(root), "sync", "--all", "--url", server.url, "--quiet"])
+    assert synced.exit_code == 0, synced.output
+    monkeypatch.setenv("TRACKLET_DIR", str(tmp_path / "elsewhere"))  # another machine: nothing local
+    api = wandb.Api(overrides={"base_url": server.url})
+    assert [v.version for v in api.artifacts("dataset", "arts/mnist")] == ["v1", "v0"]
+    assert api.artifact_exists("arts/mnist:train") and not api.artifact_exists("arts/mnist:v5")
+    first = api.artifact("arts/mnist:v0")
+    writer = first.logged_by()  # the server's lineage (it was None: this machine's store was asked)
+    assert writer is not None and writer.job_type == "dataset" and writer.project == "arts"
+    assert [run.id for run in first.used_by()] == [reader_id]
+    assert api.artifact("arts/mnist:v1").used_by() == []
+    remote = api.artifact("arts/mnist:latest")
+    remote.aliases.append("best")
+    with pytest.raises(ArtifactError, match="read from a server: its aliases can't be moved"):
+        remote.save()
+
+
+def test_w_and_b_cleanup_script_deletes_versions_without_aliases(root, tmp_path, monkeypatch):
+    """W&B's documented clean-up: delete every version of a collection that has no alias
+    (``artifact.delete()``, which was missing); one with aliases needs ``delete_aliases=True``,
+    and a registered one is refused, as ``tracklet artifact rm`` refuses it."""
+    import tracklet
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import ArtifactError, ArtifactNotFound
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="clean", settings=wandb.Settings(x_disable_stats=True)) as run:
+        for number in range(4):
+            (tmp_path / "model.pt").write_bytes(f"weights {number}".encode())
+            model = wandb.Artifact("model", type="model")
+            model.add_file(str(tmp_path / "model.pt"))
+            run.log_artifact(model, aliases=["best"] if number == 1 else []).wait()
+        run.link_artifact(model, "wandb-registry-model/prod-models")  # v3, registered
+    api = wandb.Api()
+    for version in api.artifacts("model", "clean/model"):
+        if len(version.aliases) == 0:  # W&B's snippet: v0 and v2 ("latest" is v3's)
+            version.delete()
+    assert [v.version for v in api.artifacts("model", "clean/model")] == ["v3", "v1"]
+    with pytest.raises(ArtifactError, match="has alias\\(es\\) best"):
+        api.artifact("clean/model:v1").delete()
+    api.artifact("clean/model:v1").delete(delete_aliases=True)
+    with pytest.raises(ArtifactNotFound):
+        tracklet.Api(root).artifact("clean/model:best")
+    with pytest.raises(ArtifactError, match="is registered as model/prod-models:v0"):
+        api.artifact("clean/model:v3").delete()
+    with pytest.raises(ArtifactError, match="a registry collection's version"):
+        api.artifact("wandb-registry-model/prod-models:v0").delete()
+    assert [v.version for v in api.artifacts("model", "clean/model")] == ["v3"]
+
+
+def test_w_and_b_artifact_attributes_scripts_read(root, tmp_path, monkeypatch):
+    """Attributes W&B scripts print or key on: ``id``, ``entity``, ``created_at`` (an ISO 8601
+    string, as W&B and the run tables' ``created_at`` give it: it was epoch seconds),
+    ``updated_at``, ``file_count``, ``ttl``, ``is_draft()``, and ``logged_by()`` as W&B's Run."""
+    import datetime
+
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    _log_dataset_versions(wandb, tmp_path)
+    draft = wandb.Artifact("fresh", type="dataset")
+    assert draft.is_draft() and draft.id is None
+    version = wandb.Api().artifact("arts/mnist:v1")
+    assert not version.is_draft() and version.id == "arts/mnist:v1" and version.entity is None
+    assert version.file_count == 2 and version.ttl is None
+    stored = datetime.datetime.fromisoformat(version.created_at.replace("Z", "+00:00"))
+    assert abs(stored.timestamp() - tracklet_created_at(root, "arts/mnist:v1")) < 1
+    assert version.updated_at == version.created_at
+    writer = version.logged_by()  # W&B's public Run (it was tracklet's RecordedRun: path a str, history not pandas)
+    assert isinstance(writer, wandb.apis.public.Run) and writer.path[-2] == "arts" and writer.job_type == "dataset"
+    assert writer.history().__class__.__name__ == "DataFrame" and version.used_by() == []
+
+
+def tracklet_created_at(root, reference: str) -> float:
+    import tracklet
+
+    return tracklet.Api(root).artifact(reference).created_at
+
+
+def test_a_missing_artifact_is_a_comm_error_as_w_and_b_raises_it(root, tmp_path, monkeypatch):
+    """W&B scripts try ``use_artifact("ckpt:latest")`` and catch ``wandb.errors.CommError`` on the
+    first run; tracklet raised its own ``ArtifactNotFound``, which that ``except`` let through."""
+    import tracklet.compat.wandb as wandb
+    from tracklet.errors import ArtifactNotFound
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="resume", settings=wandb.Settings(x_disable_stats=True)) as run:
+        try:
+            checkpoint = run.use_artifact("ckpt:latest")
+        except wandb.errors.CommError as error:
+            checkpoint = None
+            assert "no artifact resume/ckpt" in str(error)
+        assert checkpoint is None
+        with pytest.raises(wandb.errors.CommError):
+            wandb.use_artifact("resume/ckpt:v3", type="model")
+        with pytest.raises(wandb.errors.CommError):
+            run.use_model("ckpt:latest")
+        with pytest.raises(ArtifactNotFound):  # tracklet's own class still catches it
+            run.use_artifact("ckpt:latest")
+    with pytest.raises(wandb.errors.CommError) as raised:
+        wandb.Api().artifact("resume/ckpt:latest")
+    assert isinstance(raised.value, ArtifactNotFound)

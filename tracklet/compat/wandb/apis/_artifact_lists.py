@@ -1,0 +1,133 @@
+"""``wandb.Api()``'s artifact listings over ``tracklet.Api``: ``artifacts(type_name, name)`` (a
+collection's versions), ``artifact_collections``, ``artifact_collection``, ``artifact_types``,
+``artifact_type``, ``artifact_exists`` and ``artifact_collection_exists``, with W&B's names and
+shapes (``ArtifactCollection``, ``ArtifactType``). Paths may carry W&B's entity
+(``entity/project/name``); tracklet has none, so it is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracklet.compat.wandb.errors import CommError
+
+
+def _project_and_name(path: str, default_project: str | None, what: str) -> tuple[str, str]:
+    """``(project, name)`` of ``entity/project/name``, ``project/name`` or ``name`` (in the
+    default project); the ``:alias`` part, if any, is kept on the name."""
+    parts = [part for part in str(path).split("/") if part]
+    if len(parts) >= 2:
+        return parts[-2], parts[-1]
+    if len(parts) == 1 and default_project:
+        return default_project, parts[0]
+    raise CommError(f"{what} needs 'project/name' (or 'entity/project/name'); got {path!r}")
+
+
+def _project(path: str | None, default_project: str | None, what: str) -> str:
+    parts = [part for part in str(path or "").split("/") if part]
+    if parts:
+        return parts[-1]
+    if default_project:
+        return default_project
+    raise CommError(f"{what} needs a project: 'project' or 'entity/project'")
+
+
+def _wrap(artifact: Any) -> Any:
+    from tracklet.compat.wandb.data_types import Artifact
+
+    return Artifact._wrap(artifact)
+
+
+def versions(api: Any, project: str, name: str, type_name: str | None) -> list[Any]:
+    """The collection's versions as ``wandb.Artifact``s, newest first (``CommError`` if it has
+    none, or they are of another type)."""
+    from tracklet.errors import ArtifactError
+
+    try:
+        found = api.artifact_versions(f"{project}/{name.partition(':')[0]}")
+    except ArtifactError as error:
+        raise CommError(str(error)) from None
+    if not found:
+        raise CommError(f"no artifact {project}/{name} (no version of it has been logged)")
+    if type_name is not None and found[-1].type != type_name:
+        raise CommError(f"artifact {project}/{name} has type {found[-1].type!r}, not {type_name!r}")
+    return [_wrap(artifact) for artifact in reversed(found)]
+
+
+class ArtifactCollection:
+    """W&B's ``ArtifactCollection``: a named collection of versions of one type in a project."""
+
+    def __init__(self, api: Any, project: str, name: str, type: str, entity: str | None = None) -> None:
+        self._api = api
+        self.project = project
+        self.name = name
+        self.type = type
+        self.entity = entity
+
+    def artifacts(self, per_page: int = 50) -> list[Any]:
+        """The collection's versions, newest first."""
+        return versions(self._api, self.project, self.name, self.type)
+
+    versions = artifacts
+
+    @property
+    def aliases(self) -> list[str]:
+        """The custom aliases of its versions (``latest`` and ``vN`` left out, as W&B lists them)."""
+        names: list[str] = []
+        for artifact in self.artifacts():
+            names.extend(alias for alias in artifact.aliases if alias != "latest" and alias not in names)
+        return sorted(names)
+
+    def is_sequence(self) -> bool:
+        return True  # every tracklet collection is versioned; portfolios are registry collections
+
+    def __repr__(self) -> str:
+        return f"<ArtifactCollection {self.project}/{self.name} ({self.type})>"
+
+
+class ArtifactType:
+    """W&B's ``ArtifactType``: the collections of one type in a project."""
+
+    def __init__(self, api: Any, project: str, name: str, entity: str | None = None) -> None:
+        self._api = api
+        self.project = project
+        self.name = name
+        self.entity = entity
+
+    def collections(self, per_page: int = 50) -> list[ArtifactCollection]:
+        return collections(self._api, self.project, self.name, self.entity)
+
+    def collection(self, name: str) -> ArtifactCollection:
+        for found in self.collections():
+            if found.name == name:
+                return found
+        raise CommError(f"no artifact collection {self.project}/{name} of type {self.name!r}")
+
+    def __repr__(self) -> str:
+        return f"<ArtifactType {self.name} in {self.project}>"
+
+
+def collections(api: Any, project: str, type_name: str | None, entity: str | None) -> list[ArtifactCollection]:
+    """The project's collections (of ``type_name`` only, if given), by name."""
+    return [ArtifactCollection(api, project, row["name"], row["type"], entity)
+            for row in api.artifact_collections(project, type=type_name)]
+
+
+def types(api: Any, project: str, entity: str | None) -> list[ArtifactType]:
+    """The artifact types the project's collections have, by name."""
+    names = sorted({row["type"] for row in api.artifact_collections(project)})
+    return [ArtifactType(api, project, name, entity) for name in names]
+
+
+def exists(api: Any, name: str, type_name: str | None) -> bool:
+    """Whether ``project/name:alias`` names a version (of ``type_name``, if given)."""
+    from tracklet.errors import ArtifactError
+
+    try:
+        api.artifact(name, type=type_name)
+    except ArtifactError:  # ArtifactNotFound, a bad name, a project-less reference
+        return False
+    return True
+
+
+__all__ = ["ArtifactCollection", "ArtifactType", "collections", "exists", "types", "versions"]

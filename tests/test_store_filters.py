@@ -287,7 +287,8 @@ RUNS = [
          summary={"val/loss": -0.1}),
     _run("r16", "bool-true", "finished", created=_t(11, 8), exit_code=0, config={"flag": True}),
     _run("r17", "nested-deep", "finished", created=_t(11, 9), exit_code=0,
-         config={"model": {"layers": 6, "act": "gelu", "opt": {"beta": 0.99}}}, summary={"val/loss": 0.2}),
+         config={"model": {"layers": 6, "act": "gelu", "opt": {"beta": 0.99}}, "model.layers": 99},
+         summary={"val/loss": 0.2}),
     _run("r18", "int-vs-float", "finished", created=_t(11, 10), exit_code=0, config={"epochs": 10, "lr": 0.1},
          summary={"acc": 1}),
     _run("r19", "crashed-tagged", "crashed", tags=["v1", "v2"], host="gpu1", created=_t(11, 11),
@@ -436,6 +437,14 @@ CASES = [
     ("summary.val/loss exists", S(1, 2, 3, 4, 6, 9, 10, 12, 14, 15, 17)),
     ("summary.val/loss = null", S(5, 7, 8, 11, 13, 16, 18, 19, 20)),
     ('summary."eval.acc" > 0.5', S(7)),
+    # a bare dotted path finds the nested value, else the one key it spells (as the dashboard's columns show it)
+    ("summary.eval.acc > 0.5", S(7)),
+    ("summary.eval.acc exists", S(7)),
+    ("config.a.b = 1", S(7)),
+    ("config.a.b in [1, 2]", S(7)),
+    ("config.a.b != 1", EXCEPT(7)),
+    ("config.model.layers = 99", []),
+    ('config."model.layers" = 99', S(17)),
     ("summary.acc >= 0.85", S(2, 4, 9, 18)),
     ("summary.acc = 1", S(18)),
     # boolean structure
@@ -505,6 +514,7 @@ SORTS = [
     ("config.optimizer", [3, 1, 4, 9, 14, 19, 2, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18, 20]),
     ("-config.lr", [10, 1, 14, 18, 9, 2, 3, 5, 15, 4, 6, 7, 8, 11, 12, 13, 16, 17, 19, 20]),
     ("-last_step", [14, 10, 2, 1, 9, 4, 6, 7, 3, 12, 8, 5, 11, 13, 15, 16, 17, 18, 19, 20]),
+    ("-summary.eval.acc", [7, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]),
 ]
 
 

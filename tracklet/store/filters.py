@@ -45,7 +45,9 @@ FIELDs
   indexes). A bare key is letters, digits and ``_ / -`` (``summary.val/loss``,
   ``summary.train-acc``); any other key is quoted with ``"..."``, ``'...'`` or backticks:
   ``config."batch size"``, ``config.model."n.layers"``, or summary.`eval.acc` (backticks take
-  the text as is). Any key can be addressed, as written (``config."a\\"b"``, a key with a
+  the text as is). Where no object nests at a path of several keys, the one key they spell
+  joined by dots is taken: ``summary.eval.acc`` finds ``{"eval": {"acc": ...}}`` or else
+  ``{"eval.acc": ...}`` (the dashboard's column for either). Any key can be addressed, as written (``config."a\\"b"``, a key with a
   newline or non-ASCII letters), on both databases; NUL in a key or a string matches the U+FFFD
   the store holds in its place (``tracklet/store/text.py``).
   A comparison only matches values of the literal's JSON type: numbers compare numerically with
@@ -737,6 +739,18 @@ class _Json(ColumnElement):
         return self.column._from_objects
 
 
+def _json_at(column, path: tuple[str, ...], kind: str) -> sa.ColumnElement[Any]:
+    """The value at ``path`` (``number``/``string``/``boolean``, or ``present``), or where no object
+    nests there, at the one key the path's keys joined by dots name: ``summary.exact.correct``
+    finds ``{"exact": {"correct": 1}}`` and also ``{"exact.correct": 1}`` (an evaluation's
+    summary, ``wandb.config["optimizer.lr"]``), as the dashboard shows such a key as a column."""
+    nested = _Json(column, path, kind)
+    if len(path) < 2:
+        return nested
+    flat = _Json(column, (".".join(path),), kind)
+    return sa.or_(nested, flat) if kind == "present" else sa.func.coalesce(nested, flat, type_=nested.type)
+
+
 _SQLITE_TYPES = {"number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false")}
 _PG_TYPES = {"number": "number", "string": "string", "boolean": "boolean"}
 
@@ -864,7 +878,7 @@ class _Compiler:
         if kind in ("int", "time"):
             return col.is_not(None)
         if kind == "json":
-            return _Json(col, field.path, "present")
+            return _json_at(col, field.path, "present")
         return _Json(col, (), "nonempty")
 
     def _literal(self, field: Field, v: Value) -> Any:
@@ -883,7 +897,7 @@ class _Compiler:
 
     def _json_value(self, field: Field, v: Value):
         kind = "boolean" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
-        return _Json(self.t.c[field.column], field.path, kind)
+        return _json_at(self.t.c[field.column], field.path, kind)
 
     def compare(self, field: Field, op: str, v: Value):
         if v is None:
@@ -919,7 +933,7 @@ class _Compiler:
                 kind = "boolean" if isinstance(v, bool) else "string" if isinstance(v, str) else "number"
                 groups.setdefault(kind, []).append(float(v) if kind == "number" else v)
             for kind, vals in groups.items():
-                x = _Json(self.t.c[field.column], field.path, kind)
+                x = _json_at(self.t.c[field.column], field.path, kind)
                 parts.append(sa.func.coalesce(x.in_(vals), sa.false()))
         elif present:
             col = self.t.c[field.column]
@@ -955,7 +969,7 @@ def compile_sort(keys: list[tuple[Field, bool]] | str, runs_table: sa.Table) -> 
         col = runs_table.c[field.column]
         if field.kind == "tags":
             raise ValueError("cannot sort by tags")
-        exprs = [_Json(col, field.path, "number"), _Json(col, field.path, "string")] if field.kind == "json" \
+        exprs = [_json_at(col, field.path, "number"), _json_at(col, field.path, "string")] if field.kind == "json" \
             else [col]
         for x in exprs:
             clauses.append((x.desc() if descending else x.asc()).nulls_last())

@@ -343,3 +343,26 @@ def test_the_python_version_is_recorded_and_the_plan_names_another_one_here(root
     monkeypatch.setattr(platform, "python_version", lambda: "3.1.0")
     other = make_plan(run, root, directory=tmp_path / "a")
     assert f"Python {run.metadata['python']} recorded, 3.1.0 here (a different minor version)" in other.differences
+
+
+def test_a_plan_says_why_the_runs_packages_were_not_recorded(root, tmp_path, monkeypatch):
+    """A run that ended before its package list was captured (a sub-second script, the first in its
+    environment: finish() waits capture_wait for it) gets a plan naming that reason and the setting
+    that gives the capture longer, not only that the packages are missing."""
+    import tracklet.reproduce.plan as planning
+
+    record(_committed_repo(tmp_path), env={"TRACKLET_CAPTURE_WAIT": "60"})
+    (run,) = tracklet.Api(root).runs("repro")
+    recorded = planning._plan_environment
+
+    def cut_short(plan, run, start, environment, files):
+        del environment.packages[:]
+        environment.incomplete.append("packages")
+        environment.incomplete_reasons["packages"] = "not captured within the 0.1 s finish() waited for it (capture_wait)"
+        recorded(plan, run, start, environment, files)
+
+    monkeypatch.setattr(planning, "_plan_environment", cut_short)
+    (said,) = [text for text in planning.make_plan(run, root, directory=tmp_path / "a").differences
+               if "packages were not recorded" in text]
+    assert "(not captured within the 0.1 s finish() waited for it (capture_wait))" in said
+    assert "TRACKLET_CAPTURE_WAIT=5" in said

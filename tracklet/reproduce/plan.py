@@ -356,6 +356,11 @@ def _gpu_list(names: list[str]) -> str:
     return ", ".join(name if count == 1 else f"{count} × {name}" for name, count in counts.items())
 
 
+_CAPTURE_WAIT_HINT = ("; a run that ends within moments of its start may end before its packages are listed "
+                      "(the first run in an environment; later ones read a cache): TRACKLET_CAPTURE_WAIT=5 gives "
+                      "the capture up to 5 s at finish()")
+
+
 def _plan_environment(plan: Plan, run: Any, start: Any, environment: Any, files: Path) -> None:
     here = platform.python_version()
     if start.python_version and start.python_version != here:
@@ -375,7 +380,9 @@ def _plan_environment(plan: Plan, run: Any, start: Any, environment: Any, files:
         plan.differences.append(f"PYTHONPATH holds the original repository {plan.repository}: the program may "
                                 "import its current files instead of the checked-out ones")
     if "packages" in environment.incomplete or not environment.packages:
-        plan.differences.append("the run's packages were not recorded: the environment can't be checked")
+        reason = environment.incomplete_reasons.get("packages", "")
+        plan.differences.append(f"the run's packages were not recorded{f' ({reason})' if reason else ''}: the "
+                                "environment can't be checked" + (_CAPTURE_WAIT_HINT if "capture_wait" in reason else ""))
         return
     if plan.env == "current":
         _compare_packages(plan, environment)

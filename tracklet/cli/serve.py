@@ -137,7 +137,8 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
     from tracklet.cli.ui import bind_loopback
 
     try:  # bound before it is announced: a taken port is one clear error
-        sock = bind_loopback(host, port, other="another `tracklet server` or `tracklet ui`")
+        sock = bind_loopback(host, port, other="another `tracklet server` or `tracklet ui`",
+                             backlog=2048)
     except ValueError as error:
         raise CliError(str(error)) from None
     except OSError as error:  # an address this machine doesn't have, a privileged port

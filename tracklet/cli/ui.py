@@ -28,9 +28,10 @@ from urllib.parse import quote
 SWEEP_INTERVAL = 1.0  # seconds between index passes: the dashboard polls every 2 s
 
 
-def bind_loopback(host: str, port: int, *, other: str = "another `tracklet ui`") -> socket.socket:
+def bind_loopback(host: str, port: int, *, other: str = "another `tracklet ui`", backlog: int = 128) -> socket.socket:
     """A listening socket on ``host:port`` (0: any free port); a clear error when it's taken
-    (``other``: what is likely holding it). ``tracklet server`` binds its address with it too."""
+    (``other``: what is likely holding it). ``tracklet server`` binds its address with it too, with
+    uvicorn's own backlog (2048: a team's clients connecting at once are queued, not refused)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -40,7 +41,7 @@ def bind_loopback(host: str, port: int, *, other: str = "another `tracklet ui`")
         if error.errno == errno.EADDRINUSE:
             raise ValueError(f"port {port} on {host} is in use ({other}?); pick another with --port") from None
         raise
-    sock.listen(128)
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 

@@ -385,3 +385,46 @@ def test_an_online_run_round_trips_through_a_server(root, servers, tmp_path):
     assert capped == {"generated": {"steps": [0, 1], "values": [["a cat", "a dog"]] * 2, "truncated": True}}
     assert httpx.get(url, params={"keys": ","}).status_code == 400
     assert httpx.get(f"{server.url}/api/v1/runs/p/nosuchrun/values", params={"keys": "a"}).status_code == 404
+
+
+def test_a_servers_history_of_a_key_with_more_values_than_it_answers_warns_and_keeps_every_step(root, servers,
+                                                                                                   tmp_path):
+    """The values route answers at most 10,000 values a key: the Api's history says which key it
+    got the first values of only, and still has a row for every step (None past the cut)."""
+    server = servers(tmp_path / "srv")
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    for step in range(10_005):
+        run.log({"phase": f"p{step}"} if step % 2 else {"phase": f"p{step}", "loss": float(step)})
+    run.finish()
+    remote = tracklet.Api(base_url=server.url).run(run.path)
+    with pytest.warns(tracklet.TrackletWarning, match=r"first values only of phase in the history of p/"):
+        history = remote.history(["phase", "loss"])
+    assert history["_step"] == list(range(10_005))  # steps holding only a string too
+    assert history["phase"][:10_000] == [f"p{step}" for step in range(10_000)] and history["phase"][10_000:] == [None] * 5
+    assert history["loss"][:4] == [0.0, None, 2.0, None]
+
+
+def test_the_values_routes_kept_and_answered_values_are_bounded_by_count_and_bytes(monkeypatch):
+    """What the values route keeps of a log and puts in an answer is bounded in bytes counting
+    each entry's own cost, so empty strings are not free: a log of a million of them keeps a
+    bounded number, marked truncated, and an answer holds what its budget allows."""
+    import tracklet.server.routes_values as values
+
+    monkeypatch.setattr(values, "KEPT_BYTES", 1000 * values.ENTRY_BYTES + 10)
+    texts = values._Texts()
+    record = pb.Record()
+    record.history.new_keys.add(id=0, name="empty")
+    record.history.steps.extend(range(5000))
+    record.history.columns.add(key=0).strings.extend([""] * 5000)
+    texts.apply(record)
+    kept = texts.kept["empty"]
+    assert len(kept.steps) == 1000 and kept.truncated and kept.steps == list(range(1000))
+    monkeypatch.setattr(values, "MAX_BYTES", 10 * values.ENTRY_BYTES)
+    answer = values._answer(texts, {"empty", "absent"}, limit=100)
+    assert list(answer.keys) == ["empty"]
+    assert answer.keys["empty"].steps == list(range(10)) and answer.keys["empty"].truncated
+    again = pb.Record()  # a row at a step already kept replaces its value, at no extra cost
+    again.history.steps.append(999)
+    again.history.columns.add(key=0).strings.append("last")
+    texts.apply(again)
+    assert kept.values[-1] == "last" and len(kept.steps) == 1000

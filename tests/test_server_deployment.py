@@ -139,6 +139,30 @@ run.finish()
         assert not (api.root / "projects").exists()
 
 
+def test_routes_that_read_a_runs_log_answer_from_segments_in_shared_storage(deployment, root):
+    """With ``--logs`` in shared storage no process keeps a log file of its own: the routes the
+    store doesn't answer (histograms, tables, history strings and structured values) read the
+    run's segments, through any process (they answered 404 "no run", and the Api's history failed)."""
+    apis, key, _ = deployment
+    run = tracklet.init(project="team", id="texts", dir=str(root), settings=QUIET)
+    for step in range(40):
+        run.log({"loss": float(step), "phase": f"p{step % 3}", "top": [["a", step]],
+                 "weights": tracklet.Histogram([0.0, 1.0, float(step)])})
+    run.log({"table": tracklet.Table(columns=["x"], data=[[1], [2]])})
+    run.finish()
+    assert _sync(apis[0].url, root, key, "team/texts").returncode == 0
+    remote = tracklet.Api(base_url=apis[2].url, api_key=key).run("team/texts")
+    history = remote.history(["loss", "phase", "top"])
+    assert history["phase"][:40] == [f"p{step % 3}" for step in range(40)]
+    assert history["top"][:40] == [[["a", step]] for step in range(40)] and history["loss"][:3] == [0.0, 1.0, 2.0]
+    headers = {"Authorization": f"Bearer {key}"}
+    for api in apis[1:]:
+        histograms = httpx.get(f"{api.url}/api/v1/runs/team/texts/histograms/weights", headers=headers, timeout=30)
+        assert histograms.status_code == 200 and len(histograms.json()["steps"]) == 40, histograms.text
+        tables = httpx.get(f"{api.url}/api/v1/runs/team/texts/tables", headers=headers, timeout=30)
+        assert tables.status_code == 200 and "table" in tables.text, tables.text
+
+
 def _define(key_id: int) -> bytes:
     """A frame defining key ``key_id`` with one value, built with the real proto classes."""
     from tracklet.core.recordlog import frame

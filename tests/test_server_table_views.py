@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import tracklet
+from tracklet.core.layout import RunPaths
+from tracklet.store.logsource import LocalLogs
 
 pytest.importorskip("duckdb")
 
@@ -159,8 +161,7 @@ def test_histograms_over_steps_come_back_as_logged(start, client):
 
 
 def test_histograms_of_a_growing_log_are_read_on_from_where_the_last_request_stopped(start, client, monkeypatch):
-    from tracklet.core import recordlog
-    from tracklet.server import routes_histograms
+    from tracklet.server import log_fold, routes_histograms
 
     run = start(project="proj", id="live")
     edges = [0.0, 1.0, 2.0]
@@ -168,9 +169,15 @@ def test_histograms_of_a_growing_log_are_read_on_from_where_the_last_request_sto
         run.log({"w": tracklet.Histogram(np_histogram=([step, 1], edges))})
     run.flush()
     offsets: list[int] = []
-    real = recordlog.read_log_from
-    monkeypatch.setattr(recordlog, "read_log_from", lambda path, offset, **kw: offsets.append(offset) or real(
-        path, offset, **kw))
+    real = LocalLogs.read_from
+    monkeypatch.setattr(log_fold, "WINDOW_BYTES", 7_654_321)  # told apart from the app's indexer's reads
+
+    def read_from(self, paths, offset, limit=None):
+        if limit == log_fold.WINDOW_BYTES:
+            offsets.append(offset)
+        return real(self, paths, offset, limit)
+
+    monkeypatch.setattr(LocalLogs, "read_from", read_from)
     with client() as http:
         first = http.get("/api/v1/runs/proj/live/histograms/w", params={"bins": 2}).json()
         assert first["steps"] == [0, 1, 2] and first["counts"][2] == [2.0, 1.0]
@@ -211,20 +218,54 @@ def test_a_log_fold_starts_again_when_the_log_shrinks_or_is_replaced(start, tmp_
     long_log, short_log = run_with("long", ["a", "b", "c"]), run_with("short", ["z"])
     folds = LogFolds(list, lambda state, record: state.append(record.table_logged.key)
                      if record.WhichOneof("kind") == "table_logged" else None)
-    served = tmp_path / "served.tlog"
+    source = LocalLogs(tmp_path / "served-root")
+    paths = RunPaths(tmp_path / "served-root", "proj", "served")
+    paths.log_file.parent.mkdir(parents=True)
+    served = paths.log_file
     shutil.copyfile(long_log, served)
     # (sorted: tables of different keys are stored by parallel workers, their records in any order)
-    assert sorted(folds.get(served, list)) == ["a", "b", "c"]
-    assert sorted(folds.get(served, list)) == ["a", "b", "c"]  # nothing new: nothing folded twice
+    assert sorted(folds.get(source, paths, list)) == ["a", "b", "c"]
+    assert sorted(folds.get(source, paths, list)) == ["a", "b", "c"]  # nothing new: nothing folded twice
     with open(served, "r+b") as file:  # cut in place (as resume cuts an unreadable tail): shorter, same file
         file.truncate(short_log.stat().st_size)
         file.seek(0)
         file.write(short_log.read_bytes())
-    assert folds.get(served, list) == ["z"]
+    assert folds.get(source, paths, list) == ["z"]
     replaced = tmp_path / "new.tlog"
     shutil.copyfile(long_log, replaced)
     replaced.replace(served)  # another file under the name, longer than what was read
-    assert sorted(folds.get(served, list)) == ["a", "b", "c"]
+    assert sorted(folds.get(source, paths, list)) == ["a", "b", "c"]
+
+
+def test_a_log_fold_reads_a_log_a_window_at_a_time_and_folds_every_record_once(start, root, monkeypatch):
+    """A log many times the read window is folded window by window (a request never holds the
+    whole log in memory): every record once, in order, also across a live log that grew."""
+    import tracklet.server.log_fold as log_fold
+
+    run = start(project="proj", id="windows")
+    for step in range(300):
+        run.log({"text": f"row {step} " + "x" * 200})
+    run.flush()
+    paths = RunPaths(root, "proj", "windows")
+    reads: list[int] = []
+    source = LocalLogs(paths.root)
+    real_read = source.read_from
+
+    def read_from(paths, offset, limit=None):
+        reads.append(limit)
+        return real_read(paths, offset, limit)
+
+    source.read_from = read_from  # type: ignore[method-assign]
+    monkeypatch.setattr(log_fold, "WINDOW_BYTES", 4096)
+    folds = log_fold.LogFolds(list, lambda state, record: state.extend(record.history.steps)
+                              if record.WhichOneof("kind") == "history" else None)
+    first = folds.get(source, paths, list)
+    for step in range(300, 320):
+        run.log({"text": f"row {step}"})
+    run.finish()
+    steps = folds.get(source, paths, list)
+    assert steps[:len(first)] == first and steps == list(range(320))
+    assert len(reads) > 3 and set(reads) == {4096}
 
 
 def test_an_unsorted_page_reads_rows_by_place_and_matches_the_whole_table(start):

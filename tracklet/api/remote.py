@@ -24,7 +24,7 @@ from tracklet.api import Api
 from tracklet.core.jsonsafe import float_from_json
 from tracklet.core.reader import STEP, Alert, ConsoleLine, History
 from tracklet.core.settings import check_name
-from tracklet.errors import RemoteError, RunNotFound
+from tracklet.errors import RemoteError, RunNotFound, TrackletWarning
 
 if TYPE_CHECKING:
     from tracklet.client.http import HttpClient, RetryPolicy
@@ -120,8 +120,8 @@ class RemoteRun:
         wanted = ["_timestamp", *names]
         data = self._http.get_json(f"/api/v1/runs/{self.path}/history", keys=",".join(wanted), buckets=0)
         series = {item["key"]: item for item in data["series"]}
-        steps = sorted({step for item in series.values() for step in item["steps"]})
         texts = self._texts(names)
+        steps = sorted({step for item in (*series.values(), *texts.values()) for step in item["steps"]})
         history = History()
         history[STEP] = steps
         for name in wanted:
@@ -135,17 +135,27 @@ class RemoteRun:
 
     def _texts(self, names: Sequence[str]) -> dict[str, Any]:
         """The strings and structured values of ``names`` (the server's ``values`` route), a
-        hundred keys a request; none from a server older than that route."""
+        hundred keys a request. The numbers were read already: a server older than the route
+        (404), or one that fails to answer it, gives them alone, with a warning for a failure;
+        a key the server gave only its first values of is named in a warning."""
+        import warnings
+
         found: dict[str, Any] = {}
         for start in range(0, len(names), 100):
             try:
                 data = self._http.get_json(f"/api/v1/runs/{self.path}/values", missing=RunNotFound,
                                            keys=",".join(names[start:start + 100]))
-            except RunNotFound as error:
-                if "no run" in str(error):
-                    raise
-                return found  # a server without the route: its 404 names no run
+            except RunNotFound:
+                return found  # a server without the route (or the run gone since): numbers only
+            except RemoteError as error:
+                warnings.warn(f"tracklet: the history of {self.path} holds its numbers only: its strings and "
+                              f"structured values could not be read ({error})", TrackletWarning, stacklevel=3)
+                return found
             found.update(data["keys"])
+        cut = sorted(name for name, values in found.items() if values.get("truncated"))
+        if cut:
+            warnings.warn(f"tracklet: the server gave the first values only of {', '.join(cut)} in the history of "
+                          f"{self.path} (None after them)", TrackletWarning, stacklevel=3)
         return found
 
     def console(self, *, after: int = 0, limit: int = 1000, search: str | None = None,

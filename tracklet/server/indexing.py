@@ -52,6 +52,11 @@ class StoreIndexer:
         # Called with (project, run_id) of each run a pass found crashed (it was running before).
         self.on_crashed: Callable[[str, str], None] | None = None
 
+    @property
+    def source(self) -> LogSource:
+        """Where the record logs are read from (files under the root, or ``--logs`` segments)."""
+        return self._indexer.source
+
     def index_all(self) -> None:
         """Ingest everything new under the data root, and mark runs whose clients went quiet
         crashed (at startup, then periodically), telling ``on_crashed`` of each."""

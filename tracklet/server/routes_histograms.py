@@ -21,8 +21,7 @@ from typing import Any, Callable
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from tracklet.server.log_fold import LogFolds
-from tracklet.server.logs import run_paths
+from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.models import errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
@@ -128,11 +127,7 @@ _FOLDS: LogFolds[_Histograms] = LogFolds(_Histograms, _Histograms.apply, size=8)
 
 
 def _view(request: Request, project: str, run_id: str, view: Callable[[_Histograms], Any]) -> Any:
-    app = request.app.state.tracklet
-    paths = run_paths(app.root, project, run_id)
-    if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
-        raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    return _FOLDS.get(paths.log_file, view)
+    return _FOLDS.get(*run_log(request, project, run_id), view)
 
 
 def rebin(histograms: list[tuple[Any, Any, int, int]], bins: int) -> tuple[list[float], list[list[float]]]:

@@ -19,8 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from tracklet.core.jsonsafe import json_safe
 from tracklet.errors import TableError, TableNotFound
-from tracklet.server.log_fold import LogFolds
-from tracklet.server.logs import run_paths
+from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.media_blobs import media_blobs
 from tracklet.server.models import TableChart, TableColumn, TableKeysResponse, TableRowsResponse, errors
 
@@ -41,11 +40,7 @@ _FOLDS: LogFolds[list[Any]] = LogFolds(list, _fold_tables, size=64)
 def _records(request: Request, project: str, run_id: str) -> list[Any]:
     """The run's table records; 404 unless the server knows the run (its store has it: a file
     under the root alone is not enough, so access follows the project's members)."""
-    app = request.app.state.tracklet
-    paths = run_paths(app.root, project, run_id)
-    if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
-        raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    return _FOLDS.get(paths.log_file, list)  # a copy: the fold goes on as the log grows
+    return _FOLDS.get(*run_log(request, project, run_id), list)  # a copy: the fold goes on as the log grows
 
 
 def fragment_source(request: Request, project: str) -> dict[str, Any]:

@@ -3,11 +3,12 @@
 over steps. ``tracklet.Api(base_url=...).run(path).history()`` (and W&B's ``run.history()``
 against a server) joins them to the numbers the store answers.
 
-Read from the run's record log at each request, through ``RecordDecoder`` (the limits every
-reader applies: a structured value is at most ``MAX_STRUCTURED_BYTES``), converting only the
-asked keys' string and structured columns. Each answer is bounded: at most ``limit`` values per
-key and ``MAX_BYTES`` of values in all, the first ones in step order; ``truncated`` says a key
-had more. Rows logged at one step are merged as every reader merges them (the last value wins).
+Read out of the run's record log through ``log_fold.LogFolds`` (the log source's windows, the
+limits every reader applies: a structured value is at most ``MAX_STRUCTURED_BYTES``), kept per log
+with the offset reached, so a request reads only what the log gained since the last one. What is
+kept of a log is bounded (``KEPT_BYTES``: the first values in log order; a key past it is
+``truncated``), and so is each answer: at most ``limit`` values per key and ``MAX_BYTES`` in all.
+Rows logged at one step are merged as every reader merges them (the last value wins).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from tracklet.server.logs import run_paths
+from tracklet.server.log_fold import LogFolds, run_log
 from tracklet.server.models import errors
 
 router = APIRouter(prefix="/api/v1/runs", tags=["read"])
 
 MAX_KEYS = 100
-MAX_BYTES = 16 << 20  # of values (strings' characters, structured values' encoded bytes) per answer
+MAX_BYTES = 16 << 20  # per answer: values' characters or encoded bytes, plus ENTRY_BYTES each
+KEPT_BYTES = 32 << 20  # per log kept (LogFolds keeps 8): the same measure
+ENTRY_BYTES = 64  # what one kept (step, value) costs beside its text: an int, a str, list slots
 
 
 class KeyValues(BaseModel):
@@ -41,15 +44,26 @@ class ValuesResponse(BaseModel):
     keys: dict[str, KeyValues]
 
 
-class _Collect:
-    """The fold: key names by id, and the asked keys' (step, value) pairs in log order."""
+class _Kept:
+    """One key's (step, value, size) in step order as logged, rows at one step merged."""
 
-    def __init__(self, names: set[str], limit: int) -> None:
-        self.wanted = names
-        self.limit = limit
+    __slots__ = ("steps", "values", "sizes", "truncated")
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.values: list[Any] = []
+        self.sizes: list[int] = []
+        self.truncated = False
+
+
+class _Texts:
+    """The fold of a log: key names by id, and every key's strings and structured values, at most
+    ``KEPT_BYTES`` of them."""
+
+    def __init__(self) -> None:
         self.ids: dict[int, str] = {}
-        self.found: dict[str, KeyValues] = {}
-        self.budget = MAX_BYTES
+        self.kept: dict[str, _Kept] = {}
+        self.budget = KEPT_BYTES
 
     def apply(self, record: Any) -> None:
         from tracklet.core.jsonsafe import json_safe
@@ -59,8 +73,7 @@ class _Collect:
             return
         batch = record.history
         for definition in batch.new_keys:
-            if definition.name in self.wanted:
-                self.ids[definition.id] = definition.name
+            self.ids[definition.id] = definition.name
         steps = batch.steps
         pairs: dict[str, list[tuple[int, Any, int]]] = {}
         for column in batch.columns:
@@ -69,26 +82,52 @@ class _Collect:
                 continue
             rows = list(column.rows) if len(column.rows) else range(len(column.strings) or len(column.values))
             if len(column.strings):
-                items = [(row, text, len(text)) for row, text in zip(rows, column.strings)]
+                items = [(row, text, len(text) + ENTRY_BYTES) for row, text in zip(rows, column.strings)]
             else:
-                items = [(row, value, value.ByteSize()) for row, value in zip(rows, column.values)]
+                items = [(row, value, value.ByteSize() + ENTRY_BYTES) for row, value in zip(rows, column.values)]
             pairs.setdefault(name, []).extend(items)
         for name, items in pairs.items():
-            found = self.found.get(name)
-            if found is None:
-                found = self.found[name] = KeyValues(steps=[], values=[], truncated=False)
+            kept = self.kept.get(name)
+            if kept is None:
+                kept = self.kept[name] = _Kept()
             for row, value, size in sorted(items, key=lambda item: item[0]):
                 step = int(steps[row])
-                if found.truncated or (len(found.steps) >= self.limit and found.steps[-1] != step) or size > self.budget:
-                    found.truncated = True
+                merged = bool(kept.steps) and kept.steps[-1] == step  # rows at one step: the last value wins
+                if size - (kept.sizes[-1] if merged else 0) > self.budget or (kept.truncated and not merged):
+                    kept.truncated = True
                     continue
-                self.budget -= size
                 plain = value if isinstance(value, str) else json_safe(from_value_message(value))
-                if found.steps and found.steps[-1] == step:  # rows at one step merge: the last value wins
-                    found.values[-1] = plain
+                if merged:
+                    self.budget += kept.sizes[-1] - size
+                    kept.values[-1], kept.sizes[-1] = plain, size
                 else:
-                    found.steps.append(step)
-                    found.values.append(plain)
+                    self.budget -= size
+                    kept.steps.append(step)
+                    kept.values.append(plain)
+                    kept.sizes.append(size)
+
+
+_FOLDS: LogFolds[_Texts] = LogFolds(_Texts, _Texts.apply, size=8)
+
+
+def _answer(texts: _Texts, names: set[str], limit: int) -> ValuesResponse:
+    """The asked keys' first values, at most ``limit`` each and ``MAX_BYTES`` in all (copies: the
+    fold goes on as the log grows)."""
+    budget = MAX_BYTES
+    found: dict[str, KeyValues] = {}
+    for name in sorted(names):
+        kept = texts.kept.get(name)
+        if kept is None:
+            continue
+        count = 0
+        for size in kept.sizes[:limit]:
+            if size > budget:
+                break
+            budget -= size
+            count += 1
+        found[name] = KeyValues(steps=kept.steps[:count], values=kept.values[:count],
+                                truncated=kept.truncated or count < len(kept.steps))
+    return ValuesResponse(keys=found)
 
 
 @router.get("/{project}/{run_id}/values", response_model=ValuesResponse, responses=errors(400, 404),
@@ -101,17 +140,8 @@ def get_values(
     limit: int = Query(10_000, ge=1, le=100_000, description="Values per key at most (the first ones)"),
 ) -> ValuesResponse:
     """The strings and structured values logged under `keys` (numbers: the `history` route), at
-    most `limit` per key and 16 MiB in all, in step order."""
-    from tracklet.core.decode import RecordDecoder
-    from tracklet.core.recordlog import read_log_from
-
-    app = request.app.state.tracklet
-    paths = run_paths(app.root, project, run_id)
+    most `limit` per key and 16 MiB in all, in step order; `truncated`: the key has more."""
     names = {key for key in (part.strip() for part in keys.split(",")) if key}
     if not names or len(names) > MAX_KEYS:
         raise HTTPException(status_code=400, detail=f"keys must name 1 to {MAX_KEYS} history keys, e.g. keys=generated")
-    if app.store.run(project, run_id, fields=("run_id",)) is None or not paths.log_file.is_file():
-        raise HTTPException(status_code=404, detail=f"no run {project}/{run_id} on this server")
-    collect = _Collect(names, limit)
-    RecordDecoder().fold(read_log_from(paths.log_file, 0, resync=True).payloads, collect.apply)
-    return ValuesResponse(keys=collect.found)
+    return _FOLDS.get(*run_log(request, project, run_id), lambda texts: _answer(texts, names, limit))

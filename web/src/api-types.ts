@@ -1233,7 +1233,7 @@ export interface paths {
         /**
          * History keys' strings and structured values over steps
          * @description The strings and structured values logged under `keys` (numbers: the `history` route), at
-         *     most `limit` per key and 16 MiB in all, in step order.
+         *     most `limit` per key and 16 MiB in all, in step order; `truncated`: the key has more.
          */
         get: operations["get_values_api_v1_runs__project___run_id__values_get"];
         put?: never;

@@ -228,6 +228,33 @@ def test_packs_that_arrive_ahead_are_hashed_from_memory_and_each_buffer_is_given
     assert _read(artifacts, "p", digest) == b"".join(pieces)
 
 
+def test_runs_of_chunks_are_hashed_in_file_order_whatever_their_place_in_the_packs(artifacts):
+    """The stream hashes a run of chunks that follow one another both in the file and in one pack
+    with one update: only such runs. Chunks in a pack in the reverse of file order, a chunk that
+    continues the file in another pack at the very offset where the run ended (the first pack's
+    bytes there are its index), and a repeat of an earlier chunk: the digest is the file's all the
+    same, hashed from memory (nothing read back)."""
+    pieces = [os.urandom(CHUNK) for _ in range(24)]
+    pieces.append(pieces[3])  # a repeat: its bytes lie in the first pack, not after the run before it
+    ids = [blake3.blake3(piece).digest() for piece in pieces]
+    chunk = list(zip(ids, pieces))
+    first = chunk[0:8]  # file order
+    second = chunk[16:24] + [chunk[8]]  # chunk 8 at offset 8 * CHUNK, where the first pack's run ends
+    third = list(reversed(chunk[9:16]))  # adjacent in the pack, backwards in the file
+    stream = uuid.uuid4().hex
+    artifacts.missing_chunks("p", [cid.hex() for cid in ids], stream=stream, segment=0)
+    released: list[str] = []
+    for pack in (second, third, first):  # the first last: the others are held until the hash reaches them
+        _store_lent(artifacts, "p", pack, released)
+    data = b"".join(pieces)
+    recipe = _recipe(artifacts, "p", ids, pieces)
+
+    assert artifacts.register_file("p", _b3(data), len(data), recipe, stream=stream)
+    assert artifacts.streams.reads_avoided == 1 and artifacts.streams.bytes_read_back == 0
+    assert sorted(released) == sorted(build_pack(pack)[0] for pack in (first, second, third))
+    assert _read(artifacts, "p", _b3(data)) == data
+
+
 @pytest.mark.parametrize("case", ["no room to hold packs", "the stream is dropped", "a pack is refused"])
 def test_packs_not_held_are_read_back_and_every_lent_buffer_comes_back(artifacts, case, monkeypatch):
     """Past ``MAX_HELD_BYTES`` a pack that arrived ahead is not kept: its chunks are read back when

@@ -460,7 +460,7 @@ class ServerArtifacts:
                 release()
             raise
         view = memoryview(data)  # checked, and the bytes just written: hashed from here, not read back
-        chunks = {cid: view[offset:offset + length] for cid, offset, length in entries}
+        chunks = {cid: (view, offset, length) for cid, offset, length in entries}
         try:
             self.streams.received(project, chunks, len(data), release)  # calls release, now or later
         finally:
@@ -510,10 +510,9 @@ class ServerArtifacts:
         """Put a checked pack's bytes in place under its id, whole or not at all (a temporary
         renamed on a directory, one PUT on an object store); nothing if it is there already."""
         final = self.packs.pack_path(pack_id)
-        self.fs.invalidate_cache(final)
-        if self.fs.exists(final):
-            return
-        if self.blobs.local:
+        if self.blobs.local:  # the OS's calls: fsspec's exists (path parsing, an info dict) ran twice per pack
+            if os.path.exists(final):
+                return
             temporary = f"{self.packs.tmp_dir}/{uuid.uuid4().hex}.partial"
             os.makedirs(os.path.dirname(temporary), exist_ok=True)
             with open(temporary, "wb") as handle:
@@ -523,7 +522,9 @@ class ServerArtifacts:
             os.replace(temporary, final)
             self.blobs.directory_syncs.add(os.path.dirname(final))
         else:
-            self.fs.pipe_file(final, bytes(data))
+            self.fs.invalidate_cache(final)
+            if not self.fs.exists(final):
+                self.fs.pipe_file(final, bytes(data))
 
     def keep_pack(self, pack_id: str, data: bytes | memoryview) -> None:
         """Once rows name pack ``pack_id`` (chunks, placements): put it back if it is gone. A pack

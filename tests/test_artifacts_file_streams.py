@@ -150,7 +150,7 @@ def test_an_online_commits_streamed_file_is_registered_from_its_stream(tmp_path)
         path = tmp_path / "model.bin"
         path.write_bytes(data)
         client = ArtifactClient(HttpClient(f"http://127.0.0.1:{port}"), tmp_path / "state")
-        with ServerChunks(client, "p", pack_bytes=1 << 20) as target:  # 4 MiB segments: several
+        with ServerChunks(client, "p", pack_bytes=1 << 20) as target:  # 2 MiB segments: several
             recipe = target.write_file(path)
             text = recipe.to_json().encode()
             target.register([(recipe.digest, recipe.size, _sha(text), text)])

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import time
 import uuid
 
 import blake3
 import pytest
+import sqlalchemy as sa
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.packs import build_pack
@@ -317,3 +320,34 @@ def test_a_stream_gone_quiet_gives_its_packs_back_and_still_verifies(artifacts, 
                                    stream=stream)
     assert artifacts.streams.reads_avoided == 1 and artifacts.streams.bytes_read_back > 0
     assert _read(artifacts, "p", digest) == b"".join(pieces)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_chunk_query_of_any_length_names_exactly_the_chunks_lacking_and_marks_the_held_used(tmp_path, request,
+                                                                                            database):
+    """The held chunks' ``UPDATE ... RETURNING`` is built per padded length (a power of two, the
+    ids repeated to fill it): whatever a query's length, one id or 1,000, across the padding's
+    boundaries and with repeats of its own, the answer is exactly the ids the project lacks, in the
+    order asked, once each, and every held chunk asked about is marked used now."""
+    from tracklet.server.schema import artifact_chunks
+    from tracklet.store import Store
+
+    root = tmp_path / "server"
+    root.mkdir()
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{root / 'store.sqlite'}"
+    artifacts = ServerArtifacts(root, engine=Store(url, root=root).engine)
+    pieces = [os.urandom(64) for _ in range(600)]
+    held = [blake3.blake3(piece).digest() for piece in pieces]
+    pack_id, data = build_pack(list(zip(held, pieces)))
+    artifacts.store_pack("p", pack_id, data)
+    lacking = [os.urandom(32).hex() for _ in range(600)]
+    rng = random.Random(7)
+    for length in (1, 2, 3, 4, 5, 63, 64, 65, 511, 512, 513, 1000):
+        asked = [rng.choice((rng.choice(held).hex(), rng.choice(lacking))) for _ in range(length)]
+        before = time.time()
+        answer = artifacts.missing_chunks("p", asked)
+        assert answer == list(dict.fromkeys(cid for cid in asked if cid in set(lacking))), length
+        with artifacts.engine.connect() as connection:
+            used = dict(connection.execute(sa.select(artifact_chunks.c.chunk_id, artifact_chunks.c.created_at)
+                                           .where(artifact_chunks.c.project == "p")).all())
+        assert all(used[cid] >= before for cid in asked if cid not in answer), length

@@ -388,7 +388,7 @@ def test_chunks_streamed_a_block_at_a_time_go_in_the_same_packs_as_one_at_a_time
         wire = Wire()
         # 256 KiB packs, 4 per batch: a batch buffer fills in the middle of a 2 MiB block's run.
         streamer = remote.ChunkStreamer(ArtifactClient(HttpClient(server.url, transport=wire)), project,
-                                        pack_bytes=256 * 1024)
+                                        pack_bytes=256 * 1024, query_packs=4)
         stream = streamer.start_file()
         chunker = FileChunker(tmp_path / "model.ckpt", DEFAULT_PARAMS)
         for batch in chunker:

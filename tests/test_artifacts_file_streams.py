@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import time
 import uuid
 
 import blake3
 import pytest
+import sqlalchemy as sa
 
 from tracklet.artifacts.chunking import FileRecipe
 from tracklet.artifacts.packs import build_pack
@@ -150,7 +153,7 @@ def test_an_online_commits_streamed_file_is_registered_from_its_stream(tmp_path)
         path = tmp_path / "model.bin"
         path.write_bytes(data)
         client = ArtifactClient(HttpClient(f"http://127.0.0.1:{port}"), tmp_path / "state")
-        with ServerChunks(client, "p", pack_bytes=1 << 20) as target:  # 4 MiB segments: several
+        with ServerChunks(client, "p", pack_bytes=1 << 20) as target:  # 2 MiB segments: several
             recipe = target.write_file(path)
             text = recipe.to_json().encode()
             target.register([(recipe.digest, recipe.size, _sha(text), text)])
@@ -228,6 +231,33 @@ def test_packs_that_arrive_ahead_are_hashed_from_memory_and_each_buffer_is_given
     assert _read(artifacts, "p", digest) == b"".join(pieces)
 
 
+def test_runs_of_chunks_are_hashed_in_file_order_whatever_their_place_in_the_packs(artifacts):
+    """The stream hashes a run of chunks that follow one another both in the file and in one pack
+    with one update: only such runs. Chunks in a pack in the reverse of file order, a chunk that
+    continues the file in another pack at the very offset where the run ended (the first pack's
+    bytes there are its index), and a repeat of an earlier chunk: the digest is the file's all the
+    same, hashed from memory (nothing read back)."""
+    pieces = [os.urandom(CHUNK) for _ in range(24)]
+    pieces.append(pieces[3])  # a repeat: its bytes lie in the first pack, not after the run before it
+    ids = [blake3.blake3(piece).digest() for piece in pieces]
+    chunk = list(zip(ids, pieces))
+    first = chunk[0:8]  # file order
+    second = chunk[16:24] + [chunk[8]]  # chunk 8 at offset 8 * CHUNK, where the first pack's run ends
+    third = list(reversed(chunk[9:16]))  # adjacent in the pack, backwards in the file
+    stream = uuid.uuid4().hex
+    artifacts.missing_chunks("p", [cid.hex() for cid in ids], stream=stream, segment=0)
+    released: list[str] = []
+    for pack in (second, third, first):  # the first last: the others are held until the hash reaches them
+        _store_lent(artifacts, "p", pack, released)
+    data = b"".join(pieces)
+    recipe = _recipe(artifacts, "p", ids, pieces)
+
+    assert artifacts.register_file("p", _b3(data), len(data), recipe, stream=stream)
+    assert artifacts.streams.reads_avoided == 1 and artifacts.streams.bytes_read_back == 0
+    assert sorted(released) == sorted(build_pack(pack)[0] for pack in (first, second, third))
+    assert _read(artifacts, "p", _b3(data)) == data
+
+
 @pytest.mark.parametrize("case", ["no room to hold packs", "the stream is dropped", "a pack is refused"])
 def test_packs_not_held_are_read_back_and_every_lent_buffer_comes_back(artifacts, case, monkeypatch):
     """Past ``MAX_HELD_BYTES`` a pack that arrived ahead is not kept: its chunks are read back when
@@ -290,3 +320,34 @@ def test_a_stream_gone_quiet_gives_its_packs_back_and_still_verifies(artifacts, 
                                    stream=stream)
     assert artifacts.streams.reads_avoided == 1 and artifacts.streams.bytes_read_back > 0
     assert _read(artifacts, "p", digest) == b"".join(pieces)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_chunk_query_of_any_length_names_exactly_the_chunks_lacking_and_marks_the_held_used(tmp_path, request,
+                                                                                            database):
+    """The held chunks' ``UPDATE ... RETURNING`` is built per padded length (a power of two, the
+    ids repeated to fill it): whatever a query's length, one id or 1,000, across the padding's
+    boundaries and with repeats of its own, the answer is exactly the ids the project lacks, in the
+    order asked, once each, and every held chunk asked about is marked used now."""
+    from tracklet.server.schema import artifact_chunks
+    from tracklet.store import Store
+
+    root = tmp_path / "server"
+    root.mkdir()
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else f"sqlite:///{root / 'store.sqlite'}"
+    artifacts = ServerArtifacts(root, engine=Store(url, root=root).engine)
+    pieces = [os.urandom(64) for _ in range(600)]
+    held = [blake3.blake3(piece).digest() for piece in pieces]
+    pack_id, data = build_pack(list(zip(held, pieces)))
+    artifacts.store_pack("p", pack_id, data)
+    lacking = [os.urandom(32).hex() for _ in range(600)]
+    rng = random.Random(7)
+    for length in (1, 2, 3, 4, 5, 63, 64, 65, 511, 512, 513, 1000):
+        asked = [rng.choice((rng.choice(held).hex(), rng.choice(lacking))) for _ in range(length)]
+        before = time.time()
+        answer = artifacts.missing_chunks("p", asked)
+        assert answer == list(dict.fromkeys(cid for cid in asked if cid in set(lacking))), length
+        with artifacts.engine.connect() as connection:
+            used = dict(connection.execute(sa.select(artifact_chunks.c.chunk_id, artifact_chunks.c.created_at)
+                                           .where(artifact_chunks.c.project == "p")).all())
+        assert all(used[cid] >= before for cid in asked if cid not in answer), length

@@ -133,7 +133,7 @@ def server(ctx: click.Context, host: str, port: int, server_dir: Path | None, st
                      files_url=files_url, files_options=_files_options(files_options), logs_url=logs_url,
                      artifacts_url=artifacts_url, heartbeat_lapse=heartbeat_lapse, sweep_interval=sweep_interval,
                      auth=not dev, delivery=DeliveryPolicy(timeout=webhook_timeout, retry_base=webhook_retry_base),
-                     delivery_process=webhook_delivery == "process")
+                     delivery_process=webhook_delivery == "process", freeze_heap=True)
     from tracklet.cli.ui import bind_loopback
 
     try:  # bound before it is announced: a taken port is one clear error

@@ -38,7 +38,7 @@ from tracklet.server.logs import BadRequest, KeyCounts, LogCopies
 from tracklet.server.media_blobs import set_media_blobs
 from tracklet.server.models import ErrorResponse, HealthResponse, errors
 from tracklet.server.segments import SegmentCopies
-from tracklet.server import dispatch, one_hop, write_gate
+from tracklet.server import dispatch, heap, one_hop, write_gate
 from tracklet.server.wal_checkpoint import Checkpointer, wanted
 from tracklet.store import Store
 
@@ -101,7 +101,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
                liveness: Callable[[Path], bool | None] | None = None, shared_root: bool = False,
                logs_url: str | None = None, artifacts_url: str | None = None,
                delivery: DeliveryPolicy | None = None, automation_interval: float = 1.0,
-               delivery_process: bool = False) -> FastAPI:
+               delivery_process: bool = False, freeze_heap: bool = False) -> FastAPI:
     """The server over data root ``root`` (created if missing); ``store_url`` picks the store
     (default: SQLite at ``<root>/store.sqlite``; ``postgresql://...`` for PostgreSQL). Request
     bodies over ``max_body_bytes`` (on the wire or decompressed) get 413. Every ``sweep_interval``
@@ -119,7 +119,9 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     event (``audit.py``); automations deliver events (``automations.py``: ``delivery`` sets the
     timeout and retries, ``automation_interval`` the worker's polling period; not for a
     ``shared_root``): in a thread of this process, or with ``delivery_process`` (``tracklet
-    server``) in a process of its own, so that no request waits for a delivery."""
+    server``) in a process of its own, so that no request waits for a delivery. With
+    ``freeze_heap`` (``tracklet server``'s own process) the start-up's objects are moved out of the
+    garbage collector's full collections once the warm-ups are done (``heap.py``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
                                  routes_compare, routes_files, routes_histograms, routes_ingest, routes_media, routes_read, routes_registry,
                                  routes_reports, routes_reproduce,
@@ -196,7 +198,17 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         query_warm.start()
         # A restarted server's GP sweeps: their GP's imports begin now, not at an agent's first call.
         app.state.sweeps_warm = sweeps_warm.start(store.engine, root) if not shared_root else None
-        routes_ready = asyncio.get_running_loop().call_later(query_warm.DELAY, dispatch.prepare, app)
+        prepared = threading.Event()
+
+        def prepare() -> None:
+            try:
+                dispatch.prepare(app)
+            finally:
+                prepared.set()
+
+        routes_ready = asyncio.get_running_loop().call_later(query_warm.DELAY, prepare)
+        if freeze_heap:
+            heap.freeze_when_ready([query_warm.WARM_UP.done, prepared])
         yield
         routes_ready.cancel()
         stop.set()

@@ -124,6 +124,38 @@ class Session:
 _CHUNK_ROW = ("project", "chunk_id", "pack_id", "pack_offset", "length", "created_at")
 
 
+@functools.lru_cache(maxsize=32)
+def _held_chunks_update(dialect: sa.Dialect, count: int) -> tuple[str, bool]:
+    """``UPDATE ... RETURNING`` marking used now those of ``count`` chunk ids a project holds, as
+    the driver's SQL (built once per dialect and count: ``_mark_held`` pads the ids to a power of
+    two, so there are 11 counts; compiling one costs more than expanding the list once) and whether its
+    parameters are positional (``used_at``, ``project``, then the ids) or named (``c0``, ``c1``...).
+    SQLAlchemy expanding an ``IN`` list anew for each query cost ~1 ms of Python per 1,000 ids
+    (measured on SQLite), ~16k ids per GiB uploaded, twice (the chunk queries, the registration)."""
+    names = [f"c{index}" for index in range(count)]
+    statement = (artifact_chunks.update()
+                 .where(artifact_chunks.c.project == sa.bindparam("project"),
+                        artifact_chunks.c.chunk_id.in_([sa.bindparam(name) for name in names]))
+                 .values(created_at=sa.bindparam("used_at")).returning(artifact_chunks.c.chunk_id))
+    compiled = statement.compile(dialect=dialect)
+    if compiled.positional and tuple(compiled.positiontup or ()) != ("used_at", "project", *names):
+        raise RuntimeError(f"held chunks' parameters came out as {tuple(compiled.positiontup or ())[:4]}...")
+    return str(compiled), bool(compiled.positional)
+
+
+def _mark_held(connection: sa.Connection, project: str, chunk_ids: list[str], now: float) -> set[str]:
+    """Of ``chunk_ids`` (hex, at most ``MAX_DIGESTS_PER_QUERY``), those ``project`` holds, marked
+    used at ``now`` in the same statement that finds them."""
+    if not chunk_ids:
+        return set()
+    padded = 1 << (len(chunk_ids) - 1).bit_length()
+    chunk_ids = chunk_ids + chunk_ids[:1] * (padded - len(chunk_ids))  # a repeated id matches its row once
+    sql, positional = _held_chunks_update(connection.dialect, padded)
+    parameters: Any = ((now, project, *chunk_ids) if positional else
+                       {"used_at": now, "project": project, **{f"c{i}": cid for i, cid in enumerate(chunk_ids)}})
+    return {row[0] for row in connection.exec_driver_sql(sql, parameters)}
+
+
 class ServerArtifacts:
     """The server's artifacts (see the module): ``root`` is the server's data root; ``url``
     (with fsspec ``options``) puts the blobs elsewhere, e.g. ``s3://bucket/prefix``."""
@@ -417,13 +449,11 @@ class ServerArtifacts:
             raise BadRequest(f"{len(chunk_ids)} chunk ids in one query; at most {MAX_CHUNK_IDS_PER_QUERY} may be "
                              "asked about at once (split the list)")
         unique = list(dict.fromkeys(check_chunk_id(c) for c in chunk_ids))
-        held_rows = (artifact_chunks.c.project == project) & artifact_chunks.c.chunk_id.in_(unique)
         with self.engine.begin() as connection:
             # Held chunks are marked used now, in the same statement that finds them (UPDATE ...
             # RETURNING, one round trip, not an UPDATE then a SELECT): the client will not send
             # them, so a garbage collection in flight keeps them (its DELETE re-checks the age).
-            held = set(connection.execute(artifact_chunks.update().where(held_rows).values(created_at=time.time())
-                                          .returning(artifact_chunks.c.chunk_id)).scalars())
+            held = _mark_held(connection, project, unique, time.time())
         if stream is not None:
             if not is_stream_id(stream) or segment is None or not 0 <= segment < 1 << 31:
                 raise BadRequest(f"stream {str(stream)[:40]!r} segment {segment!r}: a stream is 32 lowercase hex "
@@ -460,7 +490,7 @@ class ServerArtifacts:
                 release()
             raise
         view = memoryview(data)  # checked, and the bytes just written: hashed from here, not read back
-        chunks = {cid: view[offset:offset + length] for cid, offset, length in entries}
+        chunks = {cid: (view, offset, length) for cid, offset, length in entries}
         try:
             self.streams.received(project, chunks, len(data), release)  # calls release, now or later
         finally:
@@ -510,10 +540,9 @@ class ServerArtifacts:
         """Put a checked pack's bytes in place under its id, whole or not at all (a temporary
         renamed on a directory, one PUT on an object store); nothing if it is there already."""
         final = self.packs.pack_path(pack_id)
-        self.fs.invalidate_cache(final)
-        if self.fs.exists(final):
-            return
-        if self.blobs.local:
+        if self.blobs.local:  # the OS's calls: fsspec's exists (path parsing, an info dict) ran twice per pack
+            if os.path.exists(final):
+                return
             temporary = f"{self.packs.tmp_dir}/{uuid.uuid4().hex}.partial"
             os.makedirs(os.path.dirname(temporary), exist_ok=True)
             with open(temporary, "wb") as handle:
@@ -523,7 +552,9 @@ class ServerArtifacts:
             os.replace(temporary, final)
             self.blobs.directory_syncs.add(os.path.dirname(final))
         else:
-            self.fs.pipe_file(final, bytes(data))
+            self.fs.invalidate_cache(final)
+            if not self.fs.exists(final):
+                self.fs.pipe_file(final, bytes(data))
 
     def keep_pack(self, pack_id: str, data: bytes | memoryview) -> None:
         """Once rows name pack ``pack_id`` (chunks, placements): put it back if it is gone. A pack
@@ -602,10 +633,7 @@ class ServerArtifacts:
         # (RETURNING); where they are is asked only if the file is read back.
         with self.engine.begin() as connection:
             for start in range(0, len(unique_hex), MAX_DIGESTS_PER_QUERY):
-                held.update(connection.execute(artifact_chunks.update().where(
-                    artifact_chunks.c.project == project,
-                    artifact_chunks.c.chunk_id.in_(unique_hex[start:start + MAX_DIGESTS_PER_QUERY]))
-                    .values(created_at=now).returning(artifact_chunks.c.chunk_id)).scalars())
+                held.update(_mark_held(connection, project, unique_hex[start:start + MAX_DIGESTS_PER_QUERY], now))
         absent = [cid for cid in unique_hex if cid not in held]
         if absent:
             raise BadRequest(f"file {digest}: project {project} lacks {len(absent)} of its {len(unique_hex)} chunks "

@@ -22,7 +22,7 @@ from tracklet.artifacts.packs import ENTRY, FOOTER, ChunkLocator, PackReader, Pa
 from tracklet.errors import ChunkStoreError, PackCorrupt
 from tracklet.server.logs import BadRequest
 
-#: The largest pack one request may carry (a client's upload packs are about 8 MiB of chunks).
+#: The largest pack one request may carry (a client's upload packs are about 8 or 16 MiB of chunks).
 MAX_UPLOAD_PACK_BYTES = 32 << 20
 #: Chunk ids per "which chunks does the project lack?" request.
 MAX_CHUNK_IDS_PER_QUERY = 1000
@@ -37,11 +37,12 @@ class BufferPool:
     before, not into fresh pages. A fresh 8 MiB allocation is mapped anew and zeroed by the kernel
     page by page (``clear_page``: 63% of a server's CPU while it took packs, measured with perf),
     more than receiving, checking and writing the bytes. At most ``keep`` buffers are kept
-    (``MAX_UPLOAD_PACK_BYTES`` each at most; a client's are 9 MiB: ~108 MiB held once a large
-    upload ran: the packs in flight and those a file's hash keeps, ``artifact_streams.MAX_HELD_BYTES``);
-    more packs at once get fresh ones."""
+    (``MAX_UPLOAD_PACK_BYTES`` each at most; a client's are 17 MiB: ~170 MiB held once a large
+    upload ran: a streamed upload's 3 packs in flight and the ~5 a file's hash keeps,
+    ``artifact_streams.MAX_HELD_BYTES``, or a sync's 8 smaller packs in flight); more packs at once
+    get fresh ones."""
 
-    def __init__(self, keep: int = 12) -> None:
+    def __init__(self, keep: int = 10) -> None:
         self.keep = keep
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
@@ -52,7 +53,7 @@ class BufferPool:
             for index, buffer in enumerate(self._free):
                 if len(buffer) >= size:
                     return self._free.pop(index)
-        return bytearray(max(size, 9 << 20))  # a client's pack: 8 MiB of chunks, one more chunk, the index
+        return bytearray(max(size, 17 << 20))  # a client's pack: 16 MiB of chunks, one more chunk, the index
 
     def give(self, buffer: bytearray) -> None:
         with self._lock:

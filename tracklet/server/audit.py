@@ -183,9 +183,9 @@ class AuditLog:
         ``record_in``/the unit of work, which delete it) or ``recover`` turns it into one."""
         body = {name: event.get(name) for name in _COLUMNS if name not in ("id", "status", "outcome")}
         with self.engine.begin() as connection:
-            key = connection.execute(audit_intents.insert().values(
-                time=body.get("time") or time.time(), owner=process_owner(),
-                event=json.dumps(body, default=str, separators=(",", ":")))).inserted_primary_key
+            key = connection.execute(_INSERT_INTENT, {
+                "time": body.get("time") or time.time(), "owner": process_owner(),
+                "event": json.dumps(body, default=str, separators=(",", ":"))}).inserted_primary_key
         assert key is not None
         return int(key[0])
 
@@ -339,7 +339,7 @@ def owner_alive(owner: str) -> bool | None:
 
 
 def _forget(connection: sa.Connection, intent: int) -> None:
-    connection.execute(audit_intents.delete().where(audit_intents.c.id == intent))
+    connection.execute(_FORGET_INTENT, {"intent_id": intent})
 
 
 def _kill_point(action: Any) -> None:
@@ -359,8 +359,10 @@ def _claimed_key_id(headers: Mapping[str, str]) -> str | None:
 
 
 # Built once: executed with the row as its parameters, it hits SQLAlchemy's compiled cache without
-# building an expression or a cache key per event.
+# building an expression or a cache key per event or intent.
 _INSERT_EVENT = audit_events.insert()
+_INSERT_INTENT = audit_intents.insert()
+_FORGET_INTENT = audit_intents.delete().where(audit_intents.c.id == sa.bindparam("intent_id"))
 _ANY_OF = sa.select(audit_events.c.id).where(audit_events.c.id.in_(sa.bindparam("ids", expanding=True))).limit(1)
 
 

@@ -87,6 +87,11 @@ class Unsupported(TrackletError, TypeError):
     """A value tracklet cannot record."""
 
 
+class Unrecordable(TrackletError, ValueError):
+    """A value of a supported kind that can't be recorded as it is (too large, nested too deep,
+    containing itself); the message says why and where."""
+
+
 class InvalidName(TrackletError, ValueError):
     """A project name or run id that cannot become a directory name (``..``, a ``/``, a NUL, empty,
     too long...): the message names the problem."""

@@ -32,7 +32,7 @@ from pathlib import PurePath
 from typing import Any, Callable, Iterable, Mapping
 
 from tracklet.core.logged import logged_items
-from tracklet.errors import Unsupported  # noqa: F401  (defined there; imported from here too)
+from tracklet.errors import Unrecordable, Unsupported  # noqa: F401  (defined there; imported from here too)
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -50,11 +50,6 @@ _SEQUENCE_TYPES = (list, tuple, set, frozenset)
 
 # ``report(where, why)``: where a nested value was cut (``a/b/c``) and why.
 CutReport = Callable[[str, str], None]
-
-
-class Unrecordable(ValueError):
-    """A value of a supported kind that can't be recorded as it is (too large, nested too deep,
-    containing itself); the message says why and where."""
 
 
 class Histogram:

@@ -68,6 +68,7 @@ __all__ = [
     "TrackletWarning",
     "TrainingIncomplete",
     "Unsupported",
+    "Unrecordable",
     "UnsupportedReference",
 ]
 

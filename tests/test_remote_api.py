@@ -73,6 +73,9 @@ def test_remote_runs_match_the_local_ones(synced, root, monkeypatch):
     assert remote_history["_step"] == ours["_step"]
     assert remote_history["loss"] == ours["loss"] and remote_history["eval/score"] == ours["eval/score"]
     assert remote_history["_timestamp"] == pytest.approx(ours["_timestamp"], abs=1e-6)
+    # _runtime too, as the local history (and W&B's run.history()) has it: seconds since the start
+    assert list(remote_history) == list(ours) == ["_step", "_timestamp", "_runtime", "loss", "eval/score"]
+    assert remote_history["_runtime"] == pytest.approx(ours["_runtime"], abs=1e-6)
     spiky = theirs.history(["spiky"])["spiky"]
     assert math.isnan(spiky[7]) and spiky[8] == 0.5  # NaN travels as "NaN" (strict JSON) and reads back as NaN
 

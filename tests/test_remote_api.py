@@ -143,5 +143,18 @@ run.finish()
     series = run.system_metrics(buckets=0)
     names = {item.key for item in series}
     assert {"cpu.percent", "memory.percent"} <= names and {item.stat for item in series} == {"mean", "max"}
+    # The local system_metrics() columns (W&B's history(stream="system") and run.system_metrics read them)
+    local = tracklet.Api(root).run("live/page").system_metrics()
+    for stat in ("mean", "max"):
+        mine, theirs = tracklet.Api(root).run("live/page").system_metrics(stat), run.system_history(stat)
+        assert list(theirs) == list(mine) and theirs.num_rows == mine.num_rows > 0
+        for name in mine:
+            assert theirs[name] == pytest.approx(mine[name], abs=2e-3), (stat, name)  # window ends: whole ms
+    from tracklet.compat.wandb.apis.public import Api as WandbApi
+
+    wandb_run = WandbApi(overrides={"base_url": server.url}).run("live/page")
+    system = wandb_run.history(stream="system", pandas=False)
+    assert [row["cpu.percent"] for row in system] == pytest.approx(local["cpu.percent"])
+    assert wandb_run.system_metrics["cpu.percent"] == pytest.approx(local["cpu.percent"][-1])
     assert "requirements.txt" in run.files()
     assert run.metadata["command"][-1] == "-c"

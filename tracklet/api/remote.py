@@ -187,6 +187,27 @@ class RemoteRun:
                               buckets=buckets, x=x)
         return [series_from_json(item) for item in data["series"]]
 
+    def system_history(self, stat: str = "mean") -> History:
+        """The system metrics as the local ``RecordedRun.system_metrics(stat)`` gives them: one
+        row per stats window, ``_timestamp`` (the window's end, to the millisecond the server
+        keeps), ``_runtime`` and one column per metric holding the window's mean (or max with
+        ``stat="max"``), ``None`` where a window lacks it. ``wandb.Api``'s
+        ``run.history(stream="system")`` and ``run.system_metrics`` read it from a server."""
+        if stat not in ("mean", "max"):
+            raise ValueError(f"stat must be 'mean' or 'max', not {stat!r}")
+        by_name: dict[str, dict[float, float]] = {}
+        for series in self.system_metrics(buckets=0):
+            if series.stat == stat:
+                by_name[series.key] = dict(zip(series.x.tolist(), series.values.tolist()))
+        times = sorted({when for points in by_name.values() for when in points})
+        history = History()
+        history[TIMESTAMP] = times
+        history[RUNTIME] = _runtimes(list(times), self.created_at)
+        for name in sorted(by_name):
+            points = by_name[name]
+            history[name] = [points.get(when) for when in times]
+        return history
+
     @property
     def used_artifacts(self) -> list[dict[str, Any]]:
         """The artifact versions this run used, in order, each once; the keys of the local

@@ -5,6 +5,7 @@ and a run uploaded after the database is back arrives whole."""
 from __future__ import annotations
 
 import http.client
+import socket
 import json
 
 import pytest
@@ -101,3 +102,23 @@ def test_sqlite_query_defects_are_not_outages(tmp_path):
         holder.rollback()
         holder.close()
         engine.dispose()
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_naming_it(postgres_url, tmp_path):
+    """`tracklet server|admin|index --store URL` with nothing listening there, or a database that
+    doesn't exist, or a password: one line naming the store (password hidden) and the reason, exit 2."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    nothing = f"postgresql://tracklet:s3cret@127.0.0.1:{port}/tracklet"
+    missing = f"{postgres_url}/no_such_database"
+    for url, reason in ((nothing, "Connection refused"), (missing, 'database "no_such_database" does not exist')):
+        for args in (("admin", "--dir", str(tmp_path / "srv"), "--store", url, "users"),
+                     ("server", "--dir", str(tmp_path / "srv"), "--store", url, "--port", "0"),
+                     ("--dir", str(tmp_path / "data"), "index", "--store", url)):
+            done = cli(*args)
+            assert done.returncode == 2, (args, done.stderr)
+            assert "Traceback" not in done.stderr and "s3cret" not in done.stderr, done.stderr
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith("tracklet: error: cannot open the store at postgresql"), line
+            assert reason in line, line

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tracklet.store.engine import driver_reason
+
 RETRY_AFTER_S = 5
 """What the answer's ``Retry-After`` asks clients to wait, in seconds."""
 
@@ -43,13 +45,6 @@ def is_unavailable(error: BaseException) -> bool:
         text = str(origin).lower()
         return any(word in text for word in _SQLITE_TRANSIENT)
     return True
-
-
-def reason_of(error: BaseException) -> str:
-    """The driver's first line for ``error`` (not SQLAlchemy's statement and background link)."""
-    origin = getattr(error, "orig", None) or error
-    lines = str(origin).strip().splitlines()
-    return (lines[0] if lines else type(origin).__name__)[:300]
 
 
 class _Reporter:
@@ -79,7 +74,7 @@ def install(app: FastAPI) -> None:
     async def unavailable(request: Request, error: Exception) -> JSONResponse:
         if not is_unavailable(error):
             raise error  # a defect: Starlette's error middleware answers 500 and logs the traceback
-        reason = reason_of(error)
+        reason = driver_reason(error)
         reporter.report(reason)
         return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)},
                             content={"detail": f"the server's database is unavailable ({reason}); try again "

@@ -168,3 +168,17 @@ def test_import_without_its_extra_is_one_line_naming_it(source: str, tmp_path: P
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'tracklet[import]'" in lines[0], done.stderr
+
+
+def test_dropped_images_and_audio_are_named_by_kind(tmp_path: Path) -> None:
+    """add_image/add_audio write Summary.Value's image and audio fields: the warning says so (it
+    said "empty summaries", as if nothing had been logged), and the scalars beside them import."""
+    writer = torch_tb.SummaryWriter(str(tmp_path / "logs" / "media"))
+    writer.add_scalar("loss", 0.5, 0)
+    writer.add_image("sample", np.zeros((3, 4, 4)), 0)
+    writer.add_audio("clip", np.zeros(800), 0, sample_rate=8000)
+    writer.close()
+    (result,) = import_tensorboard(tmp_path / "logs", root=tmp_path / "root")
+    assert "sample: image summaries are not imported" in result.warnings
+    assert "clip: audio summaries are not imported" in result.warnings
+    assert tracklet.Api(tmp_path / "root").run(result.path).summary == {"loss": 0.5}

@@ -73,6 +73,9 @@ def test_remote_runs_match_the_local_ones(synced, root, monkeypatch):
     assert remote_history["_step"] == ours["_step"]
     assert remote_history["loss"] == ours["loss"] and remote_history["eval/score"] == ours["eval/score"]
     assert remote_history["_timestamp"] == pytest.approx(ours["_timestamp"], abs=1e-6)
+    # _runtime too, as the local history (and W&B's run.history()) has it: seconds since the start
+    assert list(remote_history) == list(ours) == ["_step", "_timestamp", "_runtime", "loss", "eval/score"]
+    assert remote_history["_runtime"] == pytest.approx(ours["_runtime"], abs=1e-6)
     spiky = theirs.history(["spiky"])["spiky"]
     assert math.isnan(spiky[7]) and spiky[8] == 0.5  # NaN travels as "NaN" (strict JSON) and reads back as NaN
 
@@ -140,5 +143,18 @@ run.finish()
     series = run.system_metrics(buckets=0)
     names = {item.key for item in series}
     assert {"cpu.percent", "memory.percent"} <= names and {item.stat for item in series} == {"mean", "max"}
+    # The local system_metrics() columns (W&B's history(stream="system") and run.system_metrics read them)
+    local = tracklet.Api(root).run("live/page").system_metrics()
+    for stat in ("mean", "max"):
+        mine, theirs = tracklet.Api(root).run("live/page").system_metrics(stat), run.system_history(stat)
+        assert list(theirs) == list(mine) and theirs.num_rows == mine.num_rows > 0
+        for name in mine:
+            assert theirs[name] == pytest.approx(mine[name], abs=2e-3), (stat, name)  # window ends: whole ms
+    from tracklet.compat.wandb.apis.public import Api as WandbApi
+
+    wandb_run = WandbApi(overrides={"base_url": server.url}).run("live/page")
+    system = wandb_run.history(stream="system", pandas=False)
+    assert [row["cpu.percent"] for row in system] == pytest.approx(local["cpu.percent"])
+    assert wandb_run.system_metrics["cpu.percent"] == pytest.approx(local["cpu.percent"][-1])
     assert "requirements.txt" in run.files()
     assert run.metadata["command"][-1] == "-c"

@@ -121,6 +121,11 @@ class MissingDriver(TrackletError, ImportError):
     """The database driver a store URL needs is not installed."""
 
 
+class StoreUnavailable(TrackletError, RuntimeError):
+    """The store's database can't be opened: nothing listens at its URL, the database doesn't
+    exist, the login is refused, or a SQLite file can't be opened."""
+
+
 class IndexerBusy(TrackletError, RuntimeError):
     """Another process is indexing this data root."""
 

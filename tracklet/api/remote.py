@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracklet.api import Api
 from tracklet.core.jsonsafe import float_from_json
-from tracklet.core.reader import STEP, Alert, ConsoleLine, History
+from tracklet.core.reader import RUNTIME, STEP, TIMESTAMP, Alert, ConsoleLine, History
 from tracklet.core.settings import check_name
 from tracklet.errors import RemoteError, RunNotFound, TrackletWarning
 
@@ -64,6 +64,14 @@ def read_retry() -> RetryPolicy:
     from tracklet.client.http import RetryPolicy
 
     return RetryPolicy(base=0.25, cap=2.0, give_up_after=10.0, attempts=3)
+
+
+def _runtimes(times: list[Any], start: float | None) -> list[Any]:
+    """``_runtime`` beside ``_timestamp``: seconds since ``start`` (the run's start; else its first
+    row's time), as ``core.history`` computes it for a run read from its record log."""
+    if start is None:
+        start = next((t for t in times if t is not None), 0.0)
+    return [None if t is None else t - start for t in times]
 
 
 class RemoteRun:
@@ -112,7 +120,8 @@ class RemoteRun:
 
     def history(self, keys: Sequence[str] | None = None) -> History:
         """Every value of ``keys`` (default: all), as columns aligned on ``_step`` like the local
-        ``RecordedRun.history``, with ``_timestamp``; ``None`` where a step has no value for a key.
+        ``RecordedRun.history``, with ``_timestamp`` and ``_runtime`` (seconds since the run's start);
+        ``None`` where a step has no value for a key.
         Numbers come from the server's store, strings and structured values (logged lists) from its
         copy of the record log (at most 10,000 per key; NaN inside a list reads as ``"NaN"``: the
         JSON policy); histograms are not included (``histograms`` on the server's API)."""
@@ -125,12 +134,16 @@ class RemoteRun:
         history = History()
         history[STEP] = steps
         for name in wanted:
+            if name == "_runtime":  # not a series of the server's: the local reader's rule
+                continue
             by_step = ({step: value if not isinstance(value, str) else float_from_json(value)
                         for step, value in zip(series[name]["steps"], series[name]["values"])}
                        if name in series else {})
             if name in texts:
                 by_step.update(zip(texts[name]["steps"], texts[name]["values"]))
             history[name] = [by_step.get(step) for step in steps]
+            if name == TIMESTAMP:
+                history[RUNTIME] = _runtimes(history[TIMESTAMP], self.created_at)
         return history
 
     def _texts(self, names: Sequence[str]) -> dict[str, Any]:
@@ -183,6 +196,27 @@ class RemoteRun:
         data = self._http.get_json(f"/api/v1/runs/{self.path}/system", names=",".join(names) if names else None,
                               buckets=buckets, x=x)
         return [series_from_json(item) for item in data["series"]]
+
+    def system_history(self, stat: str = "mean") -> History:
+        """The system metrics as the local ``RecordedRun.system_metrics(stat)`` gives them: one
+        row per stats window, ``_timestamp`` (the window's end, to the millisecond the server
+        keeps), ``_runtime`` and one column per metric holding the window's mean (or max with
+        ``stat="max"``), ``None`` where a window lacks it. ``wandb.Api``'s
+        ``run.history(stream="system")`` and ``run.system_metrics`` read it from a server."""
+        if stat not in ("mean", "max"):
+            raise ValueError(f"stat must be 'mean' or 'max', not {stat!r}")
+        by_name: dict[str, dict[float, float]] = {}
+        for series in self.system_metrics(buckets=0):
+            if series.stat == stat:
+                by_name[series.key] = dict(zip(series.x.tolist(), series.values.tolist()))
+        times = sorted({when for points in by_name.values() for when in points})
+        history = History()
+        history[TIMESTAMP] = times
+        history[RUNTIME] = _runtimes(list(times), self.created_at)
+        for name in sorted(by_name):
+            points = by_name[name]
+            history[name] = [points.get(when) for when in times]
+        return history
 
     @property
     def used_artifacts(self) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tracklet/proto/tensorboard_import.proto\x12\x1btracklet.tensorboard_import\"\x81\x01\n\x05\x45vent\x12\x11\n\twall_time\x18\x01 \x01(\x01\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x16\n\x0c\x66ile_version\x18\x03 \x01(\tH\x00\x12\x37\n\x07summary\x18\x05 \x01(\x0b\x32$.tracklet.tensorboard_import.SummaryH\x00\x42\x06\n\x04what\"\xb6\x02\n\x07Summary\x12\x39\n\x05value\x18\x01 \x03(\x0b\x32*.tracklet.tensorboard_import.Summary.Value\x1a\xef\x01\n\x05Value\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12>\n\x08metadata\x18\t \x01(\x0b\x32,.tracklet.tensorboard_import.SummaryMetadata\x12\x16\n\x0csimple_value\x18\x02 \x01(\x02H\x00\x12<\n\x05histo\x18\x05 \x01(\x0b\x32+.tracklet.tensorboard_import.HistogramProtoH\x00\x12:\n\x06tensor\x18\x08 \x01(\x0b\x32(.tracklet.tensorboard_import.TensorProtoH\x00\x42\x07\n\x05value\"\xa9\x01\n\x0fSummaryMetadata\x12L\n\x0bplugin_data\x18\x01 \x01(\x0b\x32\x37.tracklet.tensorboard_import.SummaryMetadata.PluginData\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x1a\x32\n\nPluginData\x12\x13\n\x0bplugin_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\x87\x01\n\x0eHistogramProto\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\x12\x0b\n\x03num\x18\x03 \x01(\x01\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x12\x13\n\x0bsum_squares\x18\x05 \x01(\x01\x12\x18\n\x0c\x62ucket_limit\x18\x06 \x03(\x01\x42\x02\x10\x01\x12\x12\n\x06\x62ucket\x18\x07 \x03(\x01\x42\x02\x10\x01\"\x94\x02\n\x0bTensorProto\x12\r\n\x05\x64type\x18\x01 \x01(\x05\x12\x43\n\x0ctensor_shape\x18\x02 \x01(\x0b\x32-.tracklet.tensorboard_import.TensorShapeProto\x12\x16\n\x0etensor_content\x18\x04 \x01(\x0c\x12\x14\n\x08half_val\x18\r \x03(\x05\x42\x02\x10\x01\x12\x15\n\tfloat_val\x18\x05 \x03(\x02\x42\x02\x10\x01\x12\x16\n\ndouble_val\x18\x06 \x03(\x01\x42\x02\x10\x01\x12\x13\n\x07int_val\x18\x07 \x03(\x05\x42\x02\x10\x01\x12\x12\n\nstring_val\x18\x08 \x03(\x0c\x12\x15\n\tint64_val\x18\n \x03(\x03\x42\x02\x10\x01\x12\x14\n\x08\x62ool_val\x18\x0b \x03(\x08\x42\x02\x10\x01\"g\n\x10TensorShapeProto\x12>\n\x03\x64im\x18\x02 \x03(\x0b\x32\x31.tracklet.tensorboard_import.TensorShapeProto.Dim\x1a\x13\n\x03\x44im\x12\x0c\n\x04size\x18\x01 \x01(\x03\"\xd8\x01\n\x11HParamsPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x14\n\nexperiment\x18\x02 \x01(\x0cH\x00\x12K\n\x12session_start_info\x18\x03 \x01(\x0b\x32-.tracklet.tensorboard_import.SessionStartInfoH\x00\x12G\n\x10session_end_info\x18\x04 \x01(\x0b\x32+.tracklet.tensorboard_import.SessionEndInfoH\x00\x42\x06\n\x04\x64\x61ta\"\xf9\x01\n\x10SessionStartInfo\x12K\n\x07hparams\x18\x01 \x03(\x0b\x32:.tracklet.tensorboard_import.SessionStartInfo.HparamsEntry\x12\x11\n\tmodel_uri\x18\x02 \x01(\t\x12\x12\n\ngroup_name\x18\x04 \x01(\t\x12\x17\n\x0fstart_time_secs\x18\x05 \x01(\x01\x1aX\n\x0cHparamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x37\n\x05value\x18\x02 \x01(\x0b\x32(.tracklet.tensorboard_import.HParamValue:\x02\x38\x01\"7\n\x0eSessionEndInfo\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x15\n\rend_time_secs\x18\x02 \x01(\x01\"q\n\x0bHParamValue\x12\x14\n\nnull_value\x18\x01 \x01(\x05H\x00\x12\x16\n\x0cnumber_value\x18\x02 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kindb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tracklet/proto/tensorboard_import.proto\x12\x1btracklet.tensorboard_import\"\x81\x01\n\x05\x45vent\x12\x11\n\twall_time\x18\x01 \x01(\x01\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x16\n\x0c\x66ile_version\x18\x03 \x01(\tH\x00\x12\x37\n\x07summary\x18\x05 \x01(\x0b\x32$.tracklet.tensorboard_import.SummaryH\x00\x42\x06\n\x04what\"\x80\x03\n\x07Summary\x12\x39\n\x05value\x18\x01 \x03(\x0b\x32*.tracklet.tensorboard_import.Summary.Value\x1a\xb9\x02\n\x05Value\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12>\n\x08metadata\x18\t \x01(\x0b\x32,.tracklet.tensorboard_import.SummaryMetadata\x12\x16\n\x0csimple_value\x18\x02 \x01(\x02H\x00\x12&\n\x1cobsolete_old_style_histogram\x18\x03 \x01(\x0cH\x00\x12\x0f\n\x05image\x18\x04 \x01(\x0cH\x00\x12<\n\x05histo\x18\x05 \x01(\x0b\x32+.tracklet.tensorboard_import.HistogramProtoH\x00\x12\x0f\n\x05\x61udio\x18\x06 \x01(\x0cH\x00\x12:\n\x06tensor\x18\x08 \x01(\x0b\x32(.tracklet.tensorboard_import.TensorProtoH\x00\x42\x07\n\x05value\"\xa9\x01\n\x0fSummaryMetadata\x12L\n\x0bplugin_data\x18\x01 \x01(\x0b\x32\x37.tracklet.tensorboard_import.SummaryMetadata.PluginData\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x1a\x32\n\nPluginData\x12\x13\n\x0bplugin_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\x87\x01\n\x0eHistogramProto\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\x12\x0b\n\x03num\x18\x03 \x01(\x01\x12\x0b\n\x03sum\x18\x04 \x01(\x01\x12\x13\n\x0bsum_squares\x18\x05 \x01(\x01\x12\x18\n\x0c\x62ucket_limit\x18\x06 \x03(\x01\x42\x02\x10\x01\x12\x12\n\x06\x62ucket\x18\x07 \x03(\x01\x42\x02\x10\x01\"\x94\x02\n\x0bTensorProto\x12\r\n\x05\x64type\x18\x01 \x01(\x05\x12\x43\n\x0ctensor_shape\x18\x02 \x01(\x0b\x32-.tracklet.tensorboard_import.TensorShapeProto\x12\x16\n\x0etensor_content\x18\x04 \x01(\x0c\x12\x14\n\x08half_val\x18\r \x03(\x05\x42\x02\x10\x01\x12\x15\n\tfloat_val\x18\x05 \x03(\x02\x42\x02\x10\x01\x12\x16\n\ndouble_val\x18\x06 \x03(\x01\x42\x02\x10\x01\x12\x13\n\x07int_val\x18\x07 \x03(\x05\x42\x02\x10\x01\x12\x12\n\nstring_val\x18\x08 \x03(\x0c\x12\x15\n\tint64_val\x18\n \x03(\x03\x42\x02\x10\x01\x12\x14\n\x08\x62ool_val\x18\x0b \x03(\x08\x42\x02\x10\x01\"g\n\x10TensorShapeProto\x12>\n\x03\x64im\x18\x02 \x03(\x0b\x32\x31.tracklet.tensorboard_import.TensorShapeProto.Dim\x1a\x13\n\x03\x44im\x12\x0c\n\x04size\x18\x01 \x01(\x03\"\xd8\x01\n\x11HParamsPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x14\n\nexperiment\x18\x02 \x01(\x0cH\x00\x12K\n\x12session_start_info\x18\x03 \x01(\x0b\x32-.tracklet.tensorboard_import.SessionStartInfoH\x00\x12G\n\x10session_end_info\x18\x04 \x01(\x0b\x32+.tracklet.tensorboard_import.SessionEndInfoH\x00\x42\x06\n\x04\x64\x61ta\"\xf9\x01\n\x10SessionStartInfo\x12K\n\x07hparams\x18\x01 \x03(\x0b\x32:.tracklet.tensorboard_import.SessionStartInfo.HparamsEntry\x12\x11\n\tmodel_uri\x18\x02 \x01(\t\x12\x12\n\ngroup_name\x18\x04 \x01(\t\x12\x17\n\x0fstart_time_secs\x18\x05 \x01(\x01\x1aX\n\x0cHparamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x37\n\x05value\x18\x02 \x01(\x0b\x32(.tracklet.tensorboard_import.HParamValue:\x02\x38\x01\"7\n\x0eSessionEndInfo\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\x15\n\rend_time_secs\x18\x02 \x01(\x01\"q\n\x0bHParamValue\x12\x14\n\nnull_value\x18\x01 \x01(\x05H\x00\x12\x16\n\x0cnumber_value\x18\x02 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kindb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,29 +52,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT']._serialized_start=73
   _globals['_EVENT']._serialized_end=202
   _globals['_SUMMARY']._serialized_start=205
-  _globals['_SUMMARY']._serialized_end=515
+  _globals['_SUMMARY']._serialized_end=589
   _globals['_SUMMARY_VALUE']._serialized_start=276
-  _globals['_SUMMARY_VALUE']._serialized_end=515
-  _globals['_SUMMARYMETADATA']._serialized_start=518
-  _globals['_SUMMARYMETADATA']._serialized_end=687
-  _globals['_SUMMARYMETADATA_PLUGINDATA']._serialized_start=637
-  _globals['_SUMMARYMETADATA_PLUGINDATA']._serialized_end=687
-  _globals['_HISTOGRAMPROTO']._serialized_start=690
-  _globals['_HISTOGRAMPROTO']._serialized_end=825
-  _globals['_TENSORPROTO']._serialized_start=828
-  _globals['_TENSORPROTO']._serialized_end=1104
-  _globals['_TENSORSHAPEPROTO']._serialized_start=1106
-  _globals['_TENSORSHAPEPROTO']._serialized_end=1209
-  _globals['_TENSORSHAPEPROTO_DIM']._serialized_start=1190
-  _globals['_TENSORSHAPEPROTO_DIM']._serialized_end=1209
-  _globals['_HPARAMSPLUGINDATA']._serialized_start=1212
-  _globals['_HPARAMSPLUGINDATA']._serialized_end=1428
-  _globals['_SESSIONSTARTINFO']._serialized_start=1431
-  _globals['_SESSIONSTARTINFO']._serialized_end=1680
-  _globals['_SESSIONSTARTINFO_HPARAMSENTRY']._serialized_start=1592
-  _globals['_SESSIONSTARTINFO_HPARAMSENTRY']._serialized_end=1680
-  _globals['_SESSIONENDINFO']._serialized_start=1682
-  _globals['_SESSIONENDINFO']._serialized_end=1737
-  _globals['_HPARAMVALUE']._serialized_start=1739
-  _globals['_HPARAMVALUE']._serialized_end=1852
+  _globals['_SUMMARY_VALUE']._serialized_end=589
+  _globals['_SUMMARYMETADATA']._serialized_start=592
+  _globals['_SUMMARYMETADATA']._serialized_end=761
+  _globals['_SUMMARYMETADATA_PLUGINDATA']._serialized_start=711
+  _globals['_SUMMARYMETADATA_PLUGINDATA']._serialized_end=761
+  _globals['_HISTOGRAMPROTO']._serialized_start=764
+  _globals['_HISTOGRAMPROTO']._serialized_end=899
+  _globals['_TENSORPROTO']._serialized_start=902
+  _globals['_TENSORPROTO']._serialized_end=1178
+  _globals['_TENSORSHAPEPROTO']._serialized_start=1180
+  _globals['_TENSORSHAPEPROTO']._serialized_end=1283
+  _globals['_TENSORSHAPEPROTO_DIM']._serialized_start=1264
+  _globals['_TENSORSHAPEPROTO_DIM']._serialized_end=1283
+  _globals['_HPARAMSPLUGINDATA']._serialized_start=1286
+  _globals['_HPARAMSPLUGINDATA']._serialized_end=1502
+  _globals['_SESSIONSTARTINFO']._serialized_start=1505
+  _globals['_SESSIONSTARTINFO']._serialized_end=1754
+  _globals['_SESSIONSTARTINFO_HPARAMSENTRY']._serialized_start=1666
+  _globals['_SESSIONSTARTINFO_HPARAMSENTRY']._serialized_end=1754
+  _globals['_SESSIONENDINFO']._serialized_start=1756
+  _globals['_SESSIONENDINFO']._serialized_end=1811
+  _globals['_HPARAMVALUE']._serialized_start=1813
+  _globals['_HPARAMVALUE']._serialized_end=1926
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tracklet import __version__
-from tracklet.server import query_warm, sweeps_warm
+from tracklet.server import db_unavailable, query_warm, sweeps_warm
 from tracklet.server.artifact_blobs import ServerArtifacts
 from tracklet.server.artifact_source import LocalArtifactSource, set_artifact_source
 from tracklet.server.audit import AuditLog, AuditMiddleware, in_route, install_unit_of_work
@@ -257,6 +257,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
         return HealthResponse(status="ok", version=__version__)
 
     routes_registry.install_error_handlers(app)  # the registry's refusals: 400, 404, 409, 503
+    db_unavailable.install(app)  # the database unreachable: 503 + Retry-After, one line, no traceback
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, error: BadRequest) -> JSONResponse:

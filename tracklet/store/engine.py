@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from tracklet.errors import MissingDriver  # noqa: F401  (defined there; imported from here too)
+from tracklet.errors import MissingDriver, StoreUnavailable  # noqa: F401  (defined there; imported from here too)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILE = "store.sqlite"
@@ -57,9 +59,31 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with _opened(engine) as connection:
         if connection.dialect.name == "postgresql":
             # Server processes of one deployment may start at once: one migrates, the others wait.
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def driver_reason(error: BaseException) -> str:
+    """The database driver's first line for a SQLAlchemy error (not its statement and link)."""
+    origin = getattr(error, "orig", None) or error
+    lines = str(origin).strip().splitlines()
+    return (lines[0] if lines else type(origin).__name__)[:300]
+
+
+@contextlib.contextmanager
+def _opened(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """``engine.begin()``, its first connection failing as :class:`StoreUnavailable` naming the
+    store (password hidden) and the driver's reason: every command and the server open a store
+    this way first, so a wrong ``--store`` or a database that is down is one line, not a traceback."""
+    try:
+        connection = engine.connect()
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        where = engine.url.render_as_string(hide_password=True).replace("+psycopg", "")
+        raise StoreUnavailable(f"cannot open the store at {where}: {driver_reason(error)} (is the database "
+                               "running, and does the URL name it?)") from None
+    with connection, connection.begin():
+        yield connection

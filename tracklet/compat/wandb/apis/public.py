@@ -196,14 +196,20 @@ class Run:
     @property
     def system_metrics(self) -> dict[str, Any]:
         """The last system metrics window (W&B's last values of ``system/*``)."""
-        history = self._recorded.system_metrics()
+        history = self._system_columns()
         return {k: v[-1] for k, v in history.items() if v and not k.startswith("_")}
+
+    def _system_columns(self) -> Any:
+        """The system metrics' ``History`` (window means), from the record log or from a server
+        (whose ``RemoteRun.system_metrics`` gives series: ``system_history`` gives the columns)."""
+        remote = getattr(self._recorded, "system_history", None)
+        return remote() if remote is not None else self._recorded.system_metrics()
 
     # history
     def _rows(self, keys: Sequence[str] | None, x_axis: str = "_step", min_step: int | None = None,
               max_step: int | None = None, stream: str = "default") -> list[dict[str, Any]]:
         if stream == "system" or stream == "events":
-            columns = self._recorded.system_metrics()
+            columns = self._system_columns()
         else:
             wanted = None if keys is None else [k for k in dict.fromkeys([*keys, x_axis]) if k not in _INTERNAL]
             columns = self._recorded.history(wanted)

@@ -1,0 +1,84 @@
+"""The server's database unreachable: a 503 with ``Retry-After``, not a 500 with a traceback.
+
+PostgreSQL restarted, failed over or out of connections, a SQLite file locked past its timeout:
+every route that touches the store or the server's tables then raises one of SQLAlchemy's
+operational errors. Those are transient, so the answer is **503** with ``Retry-After`` and a
+detail naming the database, which clients retry (``client/http.py``: an online run's uploader
+keeps trying, ``tracklet sync`` until ``--give-up-after``), and the server prints one line per
+reason and interval instead of a traceback per request. SQLite reports programming errors
+("no such column") as ``OperationalError`` too: only its busy, locked, I/O, full and open
+failures count as unavailable there, so a defect still surfaces as a 500.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tracklet.store.engine import driver_reason
+
+RETRY_AFTER_S = 5
+"""What the answer's ``Retry-After`` asks clients to wait, in seconds."""
+
+REPORT_EVERY_S = 30.0
+"""One stderr line per distinct reason at most this often: an outage under load is many requests."""
+
+_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "database or disk is full", "unable to open")
+
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+"""SQLAlchemy's errors for a database that can't be reached or used right now."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database is unavailable (rather than that a query is wrong)."""
+    if not isinstance(error, UNAVAILABLE_ERRORS):
+        return False
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    origin = getattr(error, "orig", None)
+    if origin is not None and type(origin).__module__.startswith("sqlite3"):
+        text = str(origin).lower()
+        return any(word in text for word in _SQLITE_TRANSIENT)
+    return True
+
+
+class _Reporter:
+    """Prints one line per reason per ``REPORT_EVERY_S``, with how many answers it stood for."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def report(self, reason: str) -> None:
+        now = time.monotonic()
+        last, count = self._last.get(reason, (float("-inf"), 0))
+        if now - last < REPORT_EVERY_S:
+            self._last[reason] = (last, count + 1)
+            return
+        more = f" ({count} more such answer(s) since the last report)" if count else ""
+        print(f"tracklet server: the server's database is unavailable, answering 503: {reason}{more}",
+              file=sys.stderr, flush=True)
+        if len(self._last) > 100:  # bounded: reasons carry no request data, but stay few anyway
+            self._last.clear()
+        self._last[reason] = (now, 0)
+
+
+def install(app: FastAPI) -> None:
+    """Answer the database's unavailability with 503 + ``Retry-After`` on every route of ``app``."""
+    reporter = _Reporter()
+
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        if not is_unavailable(error):
+            raise error  # a defect: Starlette's error middleware answers 500 and logs the traceback
+        reason = driver_reason(error)
+        reporter.report(reason)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)},
+                            content={"detail": f"the server's database is unavailable ({reason}); try again "
+                                               f"in {RETRY_AFTER_S} s"})
+
+    for kind in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(kind, unavailable)

@@ -61,6 +61,7 @@ __all__ = [
     "SweepError",
     "SweepNotFound",
     "SweepSpecError",
+    "StoreUnavailable",
     "SyncError",
     "TableError",
     "TableNotFound",

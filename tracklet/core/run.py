@@ -501,6 +501,8 @@ class Run:
                 type_name = values.type_name
                 if not isinstance(key, str):
                     what = f"key {key!r} is a {type_name(key)}, not a str"
+                elif type(value) is values.Oversized:  # a container too large to copy (snapshot_containers)
+                    what = f"key {key!r}: {value.why}"
                 elif isinstance(value, (list, tuple, set, frozenset)):
                     what = f"key {key!r} has a {type_name(value)} that can't be recorded ({values.structured_problem(value)})"
                 else:

@@ -203,9 +203,19 @@ def test_strict_mode_accepts_exactly_what_is_recorded(start):
         run.log({"ok": 1.0, "bad": looped})
     with pytest.raises(TypeError, match="'big'.*KiB"):
         run.log({"ok": 1.0, "big": ["x" * 1000] * (MAX_STRUCTURED_BYTES // 1000 + 10)})
+    with pytest.raises(TypeError, match="'emb'.*KiB"):
+        run.log({"ok": 1.0, "emb": [[0.5] * 1000] * 1000})
+    for dropped in (np.array([1j, 2j]), np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[D]")):
+        with pytest.raises(TypeError, match="'arr'"):  # recorded as nothing for more than one element
+            run.log({"ok": 1.0, "arr": dropped})
+    run.log({"one": np.array([1j]), "day": np.array(["2024-01-01"], dtype="datetime64[D]"),
+             "words": np.array(["a", "b"])})
     run.finish()
     history = read(run).history()
-    assert history["generated"] == [["a", "b"]] and history["z"] == ["1j"] and history["td"] == ["PT2S"]
+    assert history["generated"] == [["a", "b"], None] and history["z"] == ["1j", None]
+    assert history["td"] == ["PT2S", None]
+    assert history["one"] == [None, "1j"] and history["day"] == [None, "2024-01-01"]
+    assert history["words"] == [None, ["a", "b"]]
     assert "ok" not in history
 
 

@@ -420,12 +420,10 @@ def is_supported_type(value: Any) -> bool:
     if isinstance(value, Mapping):
         return all(is_supported_type(v) for v in value.values())
     root = _module_root(value)
-    if root == "numpy":
-        return getattr(getattr(value, "dtype", None), "kind", "O") in "biufUSMc"
+    if root == "numpy" or (root in ("jax", "jaxlib") and hasattr(value, "shape")):
+        return _array_recorded(value)
     if root == "torch":
-        return hasattr(value, "detach") and not value.is_complex()
-    if root in ("jax", "jaxlib"):
-        return hasattr(value, "shape")
+        return hasattr(value, "detach") and (value.numel() == 1 or not value.is_complex())
     if isinstance(value, enum.Enum):
         return isinstance(value.value, (int, float, str)) and not isinstance(value.value, enum.Enum)
     if isinstance(value, (int, float, str)):
@@ -437,6 +435,23 @@ def is_supported_type(value: Any) -> bool:
     if isinstance(value, _SEQUENCE_TYPES):
         return structured_problem(value) is None
     return False
+
+
+def _array_recorded(value: Any) -> bool:
+    """Whether a numpy or jax value is one :func:`to_scalar` records: a scalar or one-element array
+    of a real, bool, string, datetime64 or complex dtype; a larger array of numbers (a histogram)
+    or of strings (a structured value, within its limits). Complex and datetime64 arrays of more
+    than one element are not recorded, so strict mode refuses them too."""
+    kind = getattr(getattr(value, "dtype", None), "kind", "O")
+    if getattr(value, "size", 1) == 1:
+        return kind in "biufUSMc"
+    if kind in "US":
+        if value.size > MAX_STRUCTURED_ITEMS:
+            return False
+        import numpy as np
+
+        return structured_problem(np.asarray(value).tolist()) is None
+    return kind in "biuf"
 
 
 _CONTAINER_TYPES = frozenset((list, tuple, set, frozenset, dict))

@@ -1,17 +1,23 @@
 """A structured history value too large to record costs a bounded walk, on the caller and on the
 worker, before it is dropped alone with one warning naming its key; nothing else of the run is
-lost. A list logged under a key set first seen with plain scalars is copied like any other."""
+lost. A list logged under a key set first seen with plain scalars is copied like any other; a
+numpy ``NaT`` is "no value"; a crashed run's summary of a structured key is its last value."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tracklet
+from tracklet.core.layout import RunPaths
+from tracklet.core.recordlog import read_log
+from tracklet.core.summary_fold import SummaryFold
 from tracklet.core import values
 from tracklet.core.values import MAX_STRUCTURED_BYTES, Unrecordable, snapshot_containers, structured
+from tracklet.proto import records_pb2 as pb
 
 from conftest import read
 
@@ -103,3 +109,37 @@ def test_a_list_under_a_key_set_first_seen_with_scalars_is_copied_at_log(start):
     holder.append("changed")
     run.finish()
     assert read(run).history()["gen"] == ["first", ["a"], ["x", [1]]]
+
+
+def test_a_nat_is_no_value_for_its_row_without_a_warning(start):
+    run = start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.log({"t": np.datetime64("NaT"), "loss": 1.0})
+        run.log({"t": np.datetime64("2024-01-01"), "loss": 2.0})
+        run.finish()
+    assert not _tracklet_warnings(caught)
+    history = read(run).history()
+    assert history["t"] == [None, "2024-01-01"] and history["loss"] == [1.0, 2.0]
+
+
+def test_a_crashed_runs_summary_of_a_structured_key_is_its_last_value(start):
+    # One batch holds the key as a list, a float, then a list again (a column of each type): the
+    # summary a reader folds from history alone (no summary written: the run crashed) is the last
+    run = start()
+    for value in (["a"], 1.0, ["b"]):
+        run.log({"x": value, "loss": 0.5})
+    run.finish()
+    records = []
+    for _, payload in read_log(RunPaths(Path(run.dir).parents[3], run.project, run.id).log_file).payloads:
+        record = pb.Record()
+        record.ParseFromString(payload)
+        records.append(record)
+    ids = {d.name: d.id for r in records if r.HasField("history") for d in r.history.new_keys}
+    columns = [len([c for c in r.history.columns if c.key == ids["x"]]) for r in records if r.HasField("history")]
+    assert 2 in columns  # the list and the float in one batch
+    fold = SummaryFold()
+    for record in records:
+        if record.WhichOneof("kind") != "summary":
+            fold.apply(record)
+    assert fold.values["x"] == ["b"] and fold.values["loss"] == 0.5

@@ -47,11 +47,14 @@ MAX_NESTING = 30
 # 100,000 bytes and keeps it). Readers drop larger ones from a record log too (core/decode.py).
 MAX_STRUCTURED_BYTES = 256 << 10
 # The most items a walk of one structured value visits (a sub-list shared by several parents once
-# per visit, as its encoding repeats it): every item takes two bytes or more encoded, so a value
-# with more can't fit in MAX_STRUCTURED_BYTES. Both the caller's copy (``snapshot_containers``)
+# per visit, as its encoding repeats it): every item takes four bytes or more encoded (its tag and
+# length in the list, and a field of its own), so a value with more can't fit in MAX_STRUCTURED_BYTES. Both the caller's copy (``snapshot_containers``)
 # and the worker's conversion (``structured``) stop there, so a huge nested list (an embedding
 # matrix's ``tolist()``) or a DAG of shared lists costs a bounded walk before it is dropped.
-MAX_STRUCTURED_ITEMS = MAX_STRUCTURED_BYTES // 2
+MAX_STRUCTURED_ITEMS = MAX_STRUCTURED_BYTES // 4
+# The fewest bytes an item of a structured value takes encoded, by its type (default 4): a float
+# is a fixed 64-bit field; a string's length is added.
+_MIN_ITEM_BYTES = {float: 11}
 _SEQUENCE_TYPES = (list, tuple, set, frozenset)
 
 # ``report(where, why)``: where a nested value was cut (``a/b/c``) and why.
@@ -75,13 +78,15 @@ class Oversized:
 
 class _Budget:
     """The encoded bytes a structured value may still take, as the worker's conversion
-    (:func:`structured`) counts them: a lower bound per item (two bytes, plus a string's length),
-    so it never drops a value that would fit, and stops the walk as soon as one can't."""
+    (:func:`structured`) counts them: a lower bound per item (``_MIN_ITEM_BYTES``, a string's
+    length, two more per dict entry), so it never drops a value that would fit, and stops the walk
+    as soon as one can't. The top-level value is charged as an item, though it has no tag and
+    length in a list: the budget starts two bytes over the limit."""
 
     __slots__ = ("left",)
 
     def __init__(self, limit: int) -> None:
-        self.left = limit
+        self.left = limit + 2
 
     def spend(self, size: int, where: str) -> None:
         self.left -= size
@@ -90,7 +95,7 @@ class _Budget:
 
     def need(self, items: int, where: str) -> None:
         """Check (without spending) that ``items`` more items could still fit."""
-        if 2 * items > self.left:
+        if 4 * items > self.left:
             self.over(where)
 
     @staticmethod
@@ -602,7 +607,7 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
     budget is spent), else of a config or summary value."""
     kind = type(value)
     if budget is not None:
-        budget.spend(len(value) + 2 if kind is str else 2, path)
+        budget.spend(_MIN_ITEM_BYTES.get(kind, 4) + (len(value) if kind is str else 0), path)
     if value is None or kind in (bool, int, float, str):
         return value
     if budget is not None and (kind is bytes or kind is complex or _is_timedelta(value)):
@@ -637,12 +642,16 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
         return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1, budget)
 
     if isinstance(value, Mapping):
+        if budget is not None:
+            budget.spend(2 * len(value), path)  # each entry's tag and length
         return {str(k): child(v, k) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: child(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
     if type(value).__name__ == "Namespace" and hasattr(value, "__dict__"):
         return {str(k): child(v, k) for k, v in vars(value).items()}
     if isinstance(value, enum.Enum):
+        if budget is not None:
+            budget.left += 4  # the same item, charged again as its value
         return _plain(value.value, report, path, active, depth, budget)
     if isinstance(value, (list, tuple, set, frozenset)):
         if budget is not None:
@@ -662,6 +671,8 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
                 value = np.asarray(value)
             if getattr(value, "ndim", 0) == 0:
                 return _numpy_scalar(value)
+            if budget is not None:
+                budget.left += 4  # the same item, charged again as its list
             return _plain(value.tolist(), report, path, active, depth, budget)
         except Unrecordable:
             raise

@@ -481,33 +481,29 @@ def snapshot_containers(row: dict[str, Any]) -> None:
         if type(value) in _CONTAINER_TYPES:
             try:
                 row[key] = _snapshot(value, 0, None, [MAX_STRUCTURED_ITEMS])
-            except _OverBudget:
+            except Unrecordable:  # the item budget is spent
                 row[key] = Oversized(f"a {type_name(value)} holding more than {MAX_STRUCTURED_ITEMS} items "
                                      f"(nested ones included) is larger than the {MAX_STRUCTURED_BYTES // 1024} KiB "
                                      "a history value may take")
 
 
-class _OverBudget(Exception):
-    """A snapshot's walk passed :data:`MAX_STRUCTURED_ITEMS` items."""
-
-
 def _snapshot(value: Any, depth: int, active: set[int] | None, budget: list[int]) -> Any:
     """A copy of ``value`` (list, tuple, set or dict) and of the containers inside it. ``budget``:
-    the items the walk may still visit; raises :class:`_OverBudget` past them. A top-level
+    the items the walk may still visit; raises :class:`Unrecordable` past them. A top-level
     container holding no containers is copied without counting (a list of numbers is a histogram,
     of any length)."""
     kind = type(value)
     if depth:
         budget[0] -= len(value)
         if budget[0] < 0:
-            raise _OverBudget
+            raise Unrecordable("over the item budget")
     items: Any = value.copy() if kind is list or kind is dict else list(value)
     if depth >= MAX_NESTING or _CONTAINER_TYPES.isdisjoint(map(type, items.values() if kind is dict else items)):
         return items if kind is list or kind is dict else kind(items)
     if not depth:
         budget[0] -= len(items)
         if budget[0] < 0:
-            raise _OverBudget
+            raise Unrecordable("over the item budget")
     active = active or set()
     if id(value) in active:
         return value

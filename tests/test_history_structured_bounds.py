@@ -65,9 +65,11 @@ def test_a_dag_of_shared_lists_is_bounded_by_the_item_budget(start):
     messages = [m for m in _tracklet_warnings(caught) if "'dag'" in m]
     assert len(messages) == 1 and "dropped" in messages[0]
     assert read(run).history()["i"] == [1, 2]
-    row = {"dag": _dag(20), "small": [["a"], ["b"]]}
+    row = {"dag": _dag(20), "small": [["a"], ["b"]], "tags": set(range(MAX_STRUCTURED_BYTES)),
+           "numbers": [0.5] * MAX_STRUCTURED_BYTES}  # a histogram, of any length
     snapshot_containers(row)
-    assert type(row["dag"]) is values.Oversized and row["small"] == [["a"], ["b"]]
+    assert type(row["dag"]) is values.Oversized and type(row["tags"]) is values.Oversized
+    assert row["small"] == [["a"], ["b"]] and row["numbers"] == [0.5] * MAX_STRUCTURED_BYTES
 
 
 class _Counted(list):

@@ -478,7 +478,12 @@ def snapshot_containers(row: dict[str, Any]) -> None:
     shared sub-list counted per visit) stops there: the value could never be recorded, and is
     replaced by an :class:`Oversized` marker the worker drops with a warning naming its key."""
     for key, value in row.items():
-        if type(value) in _CONTAINER_TYPES:
+        kind = type(value)
+        if (kind is set or kind is frozenset) and len(value) > MAX_STRUCTURED_ITEMS:
+            # never a histogram (a list or tuple of numbers may be): not copied item by item
+            row[key] = Oversized(f"a {type_name(value)} of {len(value)} items is larger than the "
+                                 f"{MAX_STRUCTURED_BYTES // 1024} KiB a history value may take")
+        elif kind in _CONTAINER_TYPES:
             try:
                 row[key] = _snapshot(value, 0, None, [MAX_STRUCTURED_ITEMS])
             except Unrecordable:  # the item budget is spent

@@ -21,7 +21,7 @@ from tracklet.cli.main import main
 from tracklet.core.decode import RecordDecoder
 from tracklet.core.layout import RunPaths
 from tracklet.core.recordlog import frame, read_log
-from tracklet.core.validate import RecordRejected, check_record
+from tracklet.core.validate import check_record
 from tracklet.core.values import MAX_NESTING, MAX_STRUCTURED_BYTES, iso_duration, to_value_message
 from tracklet.proto import records_pb2 as pb
 
@@ -203,9 +203,19 @@ def test_strict_mode_accepts_exactly_what_is_recorded(start):
         run.log({"ok": 1.0, "bad": looped})
     with pytest.raises(TypeError, match="'big'.*KiB"):
         run.log({"ok": 1.0, "big": ["x" * 1000] * (MAX_STRUCTURED_BYTES // 1000 + 10)})
+    with pytest.raises(TypeError, match="'emb'.*KiB"):
+        run.log({"ok": 1.0, "emb": [[0.5] * 1000] * 1000})
+    for dropped in (np.array([1j, 2j]), np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[D]")):
+        with pytest.raises(TypeError, match="'arr'"):  # recorded as nothing for more than one element
+            run.log({"ok": 1.0, "arr": dropped})
+    run.log({"one": np.array([1j]), "day": np.array(["2024-01-01"], dtype="datetime64[D]"),
+             "words": np.array(["a", "b"])})
     run.finish()
     history = read(run).history()
-    assert history["generated"] == [["a", "b"]] and history["z"] == ["1j"] and history["td"] == ["PT2S"]
+    assert history["generated"] == [["a", "b"], None] and history["z"] == ["1j", None]
+    assert history["td"] == ["PT2S", None]
+    assert history["one"] == [None, "1j"] and history["day"] == [None, "2024-01-01"]
+    assert history["words"] == [None, ["a", "b"]]
     assert "ok" not in history
 
 
@@ -250,7 +260,7 @@ def _log_with_bad_values(root) -> RunPaths:
             for definition in r.history.new_keys}
     batch.columns.add(key=keys["loss"]).floats.extend([1.0, 2.0, 3.0])
     gen = batch.columns.add(key=keys["gen"])
-    gen.values.extend([_value(["ok"]), _value(["x" * (MAX_STRUCTURED_BYTES + 1)]), _value(_deep(MAX_NESTING + 2))])
+    gen.values.extend([_value(["ok"]), _value(["x" * (MAX_STRUCTURED_BYTES + 1)]), _value(_deep(MAX_NESTING + 1))])
     with open(paths.log_file, "ab") as handle:
         handle.write(frame(record.SerializeToString()))
     return paths
@@ -279,18 +289,29 @@ def test_a_reader_drops_a_too_large_or_too_deep_value_from_disk_and_keeps_the_re
     assert "bytes" in decoder.invalid[0].reason and "and 1 more" in decoder.invalid[0].reason
 
 
-def test_a_server_refuses_a_record_holding_a_value_no_writer_writes():
-    for bad in (["x" * (MAX_STRUCTURED_BYTES + 1)], _deep(MAX_NESTING + 2)):
+def test_a_server_accepts_an_upload_holding_a_value_no_writer_writes_and_drops_that_value_alone(
+        root, servers, tmp_path):
+    # A value over the limits (a writer with another cap, an importer) used to make the server
+    # refuse the whole frame: ``tracklet sync`` resent it forever and the run's later data never
+    # arrived. Readers drop such a value alone, so the server accepts it and keeps the rest.
+    from tracklet.client.sync import SyncClient
+
+    paths = _log_with_bad_values(root)
+    for bad in (["x" * (MAX_STRUCTURED_BYTES + 1)], _deep(MAX_NESTING + 1)):
         record = pb.Record()
         record.history.new_keys.add(id=0, name="gen")
         record.history.steps.append(0)
         record.history.times.append(1.0)
         record.history.columns.add(key=0).values.append(_value(bad))
-        with pytest.raises(RecordRejected, match="key id 0.*structured value 0"):
-            check_record(record, 0)
-        del record.history.columns[0].values[:]
-        record.history.columns[0].values.append(_value(_deep(MAX_NESTING)))  # what a writer may write
         assert check_record(record, 0) == 1
+    server = servers(tmp_path / "srv")
+    with SyncClient(server.url) as client:
+        client.sync_run(paths)
+    with pytest.warns(tracklet.TrackletWarning, match="dropped a structured value of 'gen'"):
+        copy = tracklet.Api(tmp_path / "srv").run("p/r").history()
+    assert copy["loss"] == [0.0, 1.0, 2.0, 3.0] and copy["gen"] == [["first"], ["ok"], None, None]
+    remote = tracklet.Api(base_url=server.url).run("p/r").history(keys=["loss"])
+    assert remote["loss"] == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_a_log_written_before_structured_values_still_reads(start):

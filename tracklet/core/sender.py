@@ -252,6 +252,11 @@ class _Rows:
         return rows  # type: ignore[return-value]
 
 
+def _row_count(items: list[Any]) -> int:
+    """How many history rows ``items`` (queued entries) hold: one per row tuple or key-set marker."""
+    return sum(1 for item in items if type(item) is tuple or type(item) is RowKeys)
+
+
 class _Flush:
     __slots__ = ("done", "fsync")
 
@@ -299,6 +304,7 @@ class BatchSender:
         self._bound: Any = None  # an object whose ``_queue`` is kept on the open chunk (see ``bind``)
         self._carry: list[Any] = []  # entries of a row a slice cut, for the next drain (never in practice)
         self._pending: list[list[Any]] = []  # the chunks of the worker's drain (each [] once taken)
+        self._in_hand: list[Any] = []  # the slice of the drain the worker is encoding and writing
         self._tick = flush_interval / 2
         max_entries = max_queue * ROW_ENTRIES  # in queue entries, as len(queue) counts
         batch_entries = batch_size * ROW_ENTRIES
@@ -451,10 +457,13 @@ class BatchSender:
         self._worker.join(timeout)
         if self._worker.is_alive():
             queued = [item for chunk in [*self._pending, *self._chunks, self.queue] for item in chunk]
-            pending = sum(1 for item in queued if type(item) is tuple or type(item) is RowKeys)
+            pending = _row_count(queued)
+            # The worker's slice: some of its rows may be written by now, so "up to".
+            in_hand = _row_count([*self._in_hand, *self._carry])
+            more = f", and up to {in_hand} more the worker was encoding or writing may not be" if in_hand else ""
             print(
                 f"tracklet: the background sender did not finish within {timeout}s; "
-                f"{pending} queued history rows were not recorded",
+                f"{pending} queued history rows were not recorded{more}",
                 file=sys.stderr,
             )
             return False
@@ -578,12 +587,14 @@ class BatchSender:
                     items = chunks[taken]
                 chunks[taken] = []  # the chunk's own list is freed here; its items live on in ``items``
                 taken += 1
+            self._in_hand = items
             plan, used = self._plan(items)
             carry = items[used:]
             del items[used:]
             stop = self._execute(items, plan) or stop
             while len(items) > DRAIN_SLICE:  # each C call frees at most a slice's rows
                 del items[-DRAIN_SLICE:]
+            self._in_hand = []
             del items, plan  # this slice's rows are freed now, not a whole drain's at once
             items = carry  # a row the slice cut (chunks hold whole rows: not in practice)
             if taken < count and not self._finishing:

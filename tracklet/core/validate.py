@@ -17,8 +17,6 @@ again. So ``check_record`` refuses everything ``RecordDecoder`` would skip or dr
 - a column's key is a defined id, at most one of its value fields is filled, its row indices are
   within the batch, and it has one value per row (per listed row when ``rows`` is set);
 - a batch has one time per step;
-- a structured value (``Column.values``) is at most ``MAX_STRUCTURED_BYTES`` and nests at most
-  ``MAX_NESTING`` lists and maps (``decode.stored_value_problem``; the encoder drops larger ones);
 - a ``RunStart``'s schema version is one this version knows.
 
 ``check_record(record, known_keys)`` is a pure function: ``known_keys`` is how many key ids the
@@ -26,13 +24,21 @@ run defined before this record (``0 .. known_keys - 1``); it returns the count a
 raises ``RecordRejected`` naming the problem. tracklet's own encoder (``core/encoder.py``)
 always writes records that pass. Sizes that only grow with the payload (strings, histograms,
 steps) are bounded by the frame's length, which the server's body limit bounds.
+
+A per-value policy limit that every reader enforces by dropping that value alone is not a reason
+to refuse a frame: a structured value (``Column.values``) over ``MAX_STRUCTURED_BYTES`` or nested
+deeper than ``MAX_NESTING`` (``decode.stored_value_problem``: a writer with another cap, an
+importer) is accepted, and readers drop it with a warning, keeping the rest of its batch.
+Refusing it made ``tracklet sync`` and the online uploader resend the same chunk forever, so none
+of the run's later data arrived. (A value nested past protobuf's own depth limit doesn't parse,
+and ``decode_record`` refuses it.)
 """
 
 from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
-from tracklet.core.decode import COLUMN_VALUE_FIELDS, MAX_KEY_ID, stored_value_problem
+from tracklet.core.decode import COLUMN_VALUE_FIELDS, MAX_KEY_ID
 from tracklet.proto import records_pb2 as pb
 from tracklet.errors import RecordRejected  # noqa: F401  (defined there; imported from here too)
 
@@ -98,8 +104,4 @@ def _check_history(batch: pb.HistoryBatch, known_keys: int) -> int:
         elif values and values != steps:
             raise RecordRejected(f"column {position} (key id {column.key}) has {values} value(s) for a batch of "
                                  f"{steps} row(s)")
-        for index, value in enumerate(column.values):
-            problem = stored_value_problem(value)
-            if problem is not None:
-                raise RecordRejected(f"column {position} (key id {column.key}): structured value {index} is {problem}")
     return defined

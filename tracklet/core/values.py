@@ -46,10 +46,62 @@ MAX_NESTING = 30
 # serialized ``Value``; a larger one is dropped with a warning naming its key (W&B warns past
 # 100,000 bytes and keeps it). Readers drop larger ones from a record log too (core/decode.py).
 MAX_STRUCTURED_BYTES = 256 << 10
+# The most items a walk of one structured value visits (a sub-list shared by several parents once
+# per visit, as its encoding repeats it): every item takes four bytes or more encoded (its tag and
+# length in the list, and a field of its own), so a value with more can't fit in MAX_STRUCTURED_BYTES. Both the caller's copy (``snapshot_containers``)
+# and the worker's conversion (``structured``) stop there, so a huge nested list (an embedding
+# matrix's ``tolist()``) or a DAG of shared lists costs a bounded walk before it is dropped.
+MAX_STRUCTURED_ITEMS = MAX_STRUCTURED_BYTES // 4
+# The fewest bytes an item of a structured value takes encoded, by its type (default 4): a float
+# is a fixed 64-bit field; a string's length is added.
+_MIN_ITEM_BYTES = {float: 11}
 _SEQUENCE_TYPES = (list, tuple, set, frozenset)
 
 # ``report(where, why)``: where a nested value was cut (``a/b/c``) and why.
 CutReport = Callable[[str, str], None]
+
+
+class Oversized:
+    """What ``log()`` queues in place of a list, tuple or set found, while copying it on the
+    caller, to hold more than :data:`MAX_STRUCTURED_ITEMS` items: the worker drops it at once
+    (:func:`to_scalar` raises :class:`Unrecordable` with ``why``) with the warning naming its
+    key. It keeps no reference to the value, so the value's memory is not held for the worker."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"Oversized({self.why!r})"
+
+
+class _Budget:
+    """The encoded bytes a structured value may still take, as the worker's conversion
+    (:func:`structured`) counts them: a lower bound per item (``_MIN_ITEM_BYTES``, a string's
+    length, two more per dict entry), so it never drops a value that would fit, and stops the walk
+    as soon as one can't. The top-level value is charged as an item, though it has no tag and
+    length in a list: the budget starts two bytes over the limit."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit + 2
+
+    def spend(self, size: int, where: str) -> None:
+        self.left -= size
+        if self.left < 0:
+            self.over(where)
+
+    def need(self, items: int, where: str) -> None:
+        """Check (without spending) that ``items`` more items could still fit."""
+        if 4 * items > self.left:
+            self.over(where)
+
+    @staticmethod
+    def over(where: str) -> None:
+        raise Unrecordable(f"a value larger than the {MAX_STRUCTURED_BYTES // 1024} KiB a history value may take "
+                           f"(passed at {where or 'its top level'!r})")
 
 
 class Histogram:
@@ -161,6 +213,9 @@ def _from_array(array: Any) -> Any:
     if array.size == 1:
         return _numpy_scalar(array)
     if array.dtype.kind in "US":  # strings: the list W&B records (numbers: a histogram)
+        if array.size > MAX_STRUCTURED_ITEMS:  # dropped before ``tolist()`` builds it
+            raise Unrecordable(f"an array of {array.size} strings is larger than the "
+                               f"{MAX_STRUCTURED_BYTES // 1024} KiB a history value may take")
         return structured(array.tolist())
     if array.dtype.kind not in "biuf":
         raise Unsupported(f"array of dtype {array.dtype}")
@@ -185,6 +240,8 @@ def to_scalar(value: Any) -> Any:
         return value
     if isinstance(value, Histogram):
         return value
+    if kind is Oversized:
+        raise Unrecordable(value.why)
     root = _module_root(value)
     if root == "numpy":
         import numpy as np
@@ -219,13 +276,15 @@ def structured(value: Any) -> list[Any]:
     and sets become lists, sets sorted by ``repr``, ``None`` and NaN kept, numpy and tensors their
     values), and as W&B's JSON encoder does for ``bytes`` (their UTF-8 text), a ``timedelta`` (its
     ISO 8601 duration) and a complex number. Raises :class:`Unrecordable` for one that contains
-    itself or nests deeper than :data:`MAX_NESTING` levels, and for one with more items than could
-    fit in :data:`MAX_STRUCTURED_BYTES` (its encoded size is checked where it is encoded)."""
-    if len(value) > MAX_STRUCTURED_BYTES // 2:  # every item takes two bytes or more
+    itself or nests deeper than :data:`MAX_NESTING` levels, and as soon as the walk finds it would
+    take more than :data:`MAX_STRUCTURED_BYTES` (a lower bound counted per item visited, a shared
+    sub-list per visit: the value is never built whole only to be dropped; its exact encoded size
+    is checked where it is encoded)."""
+    if len(value) > MAX_STRUCTURED_ITEMS:  # every item takes two bytes or more
         raise Unrecordable(f"a {type_name(value)} of {len(value)} items is larger than the "
                            f"{MAX_STRUCTURED_BYTES // 1024} KiB a history value may take")
     cuts: list[tuple[str, str]] = []
-    plain = _plain(value, lambda where, why: cuts.append((where, why)), "", set(), 0, True)
+    plain = _plain(value, lambda where, why: cuts.append((where, why)), "", set(), 0, _Budget(MAX_STRUCTURED_BYTES))
     if cuts:
         where, why = cuts[0]
         raise Unrecordable(f"{why.partition(';')[0]} (at {where!r})")
@@ -246,6 +305,8 @@ def structured_problem(value: Any) -> str | None:
     """Why a list, tuple or set would not be recorded (strict mode asks on the caller), or None."""
     from tracklet.core import wire
 
+    if type(value) is Oversized:
+        return value.why
     if isinstance(value, (list, tuple)) and value and all(type(v) in (int, float) for v in value):
         return None  # a histogram
     try:
@@ -364,12 +425,10 @@ def is_supported_type(value: Any) -> bool:
     if isinstance(value, Mapping):
         return all(is_supported_type(v) for v in value.values())
     root = _module_root(value)
-    if root == "numpy":
-        return getattr(getattr(value, "dtype", None), "kind", "O") in "biufUSMc"
+    if root == "numpy" or (root in ("jax", "jaxlib") and hasattr(value, "shape")):
+        return _array_recorded(value)
     if root == "torch":
-        return hasattr(value, "detach") and not value.is_complex()
-    if root in ("jax", "jaxlib"):
-        return hasattr(value, "shape")
+        return hasattr(value, "detach") and (value.numel() == 1 or not value.is_complex())
     if isinstance(value, enum.Enum):
         return isinstance(value.value, (int, float, str)) and not isinstance(value.value, enum.Enum)
     if isinstance(value, (int, float, str)):
@@ -381,6 +440,23 @@ def is_supported_type(value: Any) -> bool:
     if isinstance(value, _SEQUENCE_TYPES):
         return structured_problem(value) is None
     return False
+
+
+def _array_recorded(value: Any) -> bool:
+    """Whether a numpy or jax value is one :func:`to_scalar` records: a scalar or one-element array
+    of a real, bool, string, datetime64 or complex dtype; a larger array of numbers (a histogram)
+    or of strings (a structured value, within its limits). Complex and datetime64 arrays of more
+    than one element are not recorded, so strict mode refuses them too."""
+    kind = getattr(getattr(value, "dtype", None), "kind", "O")
+    if getattr(value, "size", 1) == 1:
+        return kind in "biufUSMc"
+    if kind in "US":
+        if value.size > MAX_STRUCTURED_ITEMS:
+            return False
+        import numpy as np
+
+        return structured_problem(np.asarray(value).tolist()) is None
+    return kind in "biuf"
 
 
 _CONTAINER_TYPES = frozenset((list, tuple, set, frozenset, dict))
@@ -398,17 +474,41 @@ def snapshot_containers(row: dict[str, Any]) -> None:
     (``list.copy()``), and only those holding containers are walked (one C-level pass over their
     items' types): a list of numbers or strings costs one copy and one pass. Past
     :data:`MAX_NESTING` levels, and where a value contains itself, the rest is kept by reference,
-    for the worker to cut and report."""
+    for the worker to cut and report. A walk that passes :data:`MAX_STRUCTURED_ITEMS` items (a
+    shared sub-list counted per visit) stops there: the value could never be recorded, and is
+    replaced by an :class:`Oversized` marker the worker drops with a warning naming its key."""
     for key, value in row.items():
-        if type(value) in _CONTAINER_TYPES:
-            row[key] = _snapshot(value, 0, None)
+        kind = type(value)
+        if (kind is set or kind is frozenset) and len(value) > MAX_STRUCTURED_ITEMS:
+            # never a histogram (a list or tuple of numbers may be): not copied item by item
+            row[key] = Oversized(f"a {type_name(value)} of {len(value)} items is larger than the "
+                                 f"{MAX_STRUCTURED_BYTES // 1024} KiB a history value may take")
+        elif kind in _CONTAINER_TYPES:
+            try:
+                row[key] = _snapshot(value, 0, None, [MAX_STRUCTURED_ITEMS])
+            except Unrecordable:  # the item budget is spent
+                row[key] = Oversized(f"a {type_name(value)} holding more than {MAX_STRUCTURED_ITEMS} items "
+                                     f"(nested ones included) is larger than the {MAX_STRUCTURED_BYTES // 1024} KiB "
+                                     "a history value may take")
 
 
-def _snapshot(value: Any, depth: int, active: set[int] | None) -> Any:
+def _snapshot(value: Any, depth: int, active: set[int] | None, budget: list[int]) -> Any:
+    """A copy of ``value`` (list, tuple, set or dict) and of the containers inside it. ``budget``:
+    the items the walk may still visit; raises :class:`Unrecordable` past them. A top-level
+    container holding no containers is copied without counting (a list of numbers is a histogram,
+    of any length)."""
     kind = type(value)
+    if depth:
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            raise Unrecordable("over the item budget")
     items: Any = value.copy() if kind is list or kind is dict else list(value)
     if depth >= MAX_NESTING or _CONTAINER_TYPES.isdisjoint(map(type, items.values() if kind is dict else items)):
         return items if kind is list or kind is dict else kind(items)
+    if not depth:
+        budget[0] -= len(items)
+        if budget[0] < 0:
+            raise Unrecordable("over the item budget")
     active = active or set()
     if id(value) in active:
         return value
@@ -416,9 +516,10 @@ def _snapshot(value: Any, depth: int, active: set[int] | None) -> Any:
     if kind is dict:
         for key, item in items.items():
             if type(item) in _CONTAINER_TYPES:
-                items[key] = _snapshot(item, depth + 1, active)
+                items[key] = _snapshot(item, depth + 1, active, budget)
     else:
-        items = [_snapshot(item, depth + 1, active) if type(item) in _CONTAINER_TYPES else item for item in items]
+        items = [_snapshot(item, depth + 1, active, budget) if type(item) in _CONTAINER_TYPES else item
+                 for item in items]
     active.discard(id(value))
     return items if kind is list or kind is dict else kind(items)
 
@@ -501,14 +602,19 @@ def to_plain(value: Any, report: CutReport | None = None) -> Any:
 
 
 def _plain(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
-           history: bool = False) -> Any:
-    """``history``: an item of a :func:`structured` history value (bytes, a timedelta and a complex
-    number as the text W&B's history keeps), else of a config or summary value."""
+           budget: _Budget | None = None) -> Any:
+    """With a ``budget``: an item of a :func:`structured` history value (bytes, a timedelta and a
+    complex number as the text W&B's history keeps; :class:`Unrecordable` raised as soon as the
+    budget is spent), else of a config or summary value."""
     kind = type(value)
+    if budget is not None:
+        budget.spend(_MIN_ITEM_BYTES.get(kind, 4) + (len(value) if kind is str else 0), path)
     if value is None or kind in (bool, int, float, str):
         return value
-    if history and (kind is bytes or kind is complex or _is_timedelta(value)):
-        return _text_or_number(value)
+    if budget is not None and (kind is bytes or kind is complex or _is_timedelta(value)):
+        text = _text_or_number(value)
+        budget.spend(len(text) if type(text) is str else 0, path)
+        return text
     if isinstance(value, (Histogram, bytes)):
         return value
     if isinstance(value, PurePath):
@@ -521,7 +627,9 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
         return None
     active.add(id(value))
     try:
-        return _plain_container(value, report, path, active, depth, history)
+        return _plain_container(value, report, path, active, depth, budget)
+    except Unrecordable:  # over the budget: the whole value is dropped, not cut here
+        raise
     except Exception as error:  # a broken __iter__, __str__, dataclass field, tensor...
         _cut(report, path or "(the value)", f"converting a {type_name(value)} failed ({error!r}); recorded as null")
         return None
@@ -530,24 +638,32 @@ def _plain(value: Any, report: CutReport | None, path: str, active: set[int], de
 
 
 def _plain_container(value: Any, report: CutReport | None, path: str, active: set[int], depth: int,
-                     history: bool = False) -> Any:
+                     budget: _Budget | None = None) -> Any:
     def child(item: Any, name: Any) -> Any:
-        return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1, history)
+        return _plain(item, report, f"{path}/{name}" if path else str(name), active, depth + 1, budget)
 
     if isinstance(value, Mapping):
+        if budget is not None:
+            budget.spend(2 * len(value), path)  # each entry's tag and length
         return {str(k): child(v, k) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: child(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
     if type(value).__name__ == "Namespace" and hasattr(value, "__dict__"):
         return {str(k): child(v, k) for k, v in vars(value).items()}
     if isinstance(value, enum.Enum):
-        return _plain(value.value, report, path, active, depth, history)
+        if budget is not None:
+            budget.left += 4  # the same item, charged again as its value
+        return _plain(value.value, report, path, active, depth, budget)
     if isinstance(value, (list, tuple, set, frozenset)):
+        if budget is not None:
+            budget.need(len(value), path)  # before a set is sorted
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
         return [child(v, i) for i, v in enumerate(items)]
     root = _module_root(value)
     if root == "numpy" or (root in ("torch", "jax", "jaxlib") and hasattr(value, "shape")):
         try:
+            if budget is not None:  # before the array is copied or turned into a list
+                budget.need(value.numel() if root == "torch" else getattr(value, "size", 1), path)
             if root == "torch":
                 value = value.detach().cpu().numpy()
             elif root != "numpy":
@@ -556,7 +672,11 @@ def _plain_container(value: Any, report: CutReport | None, path: str, active: se
                 value = np.asarray(value)
             if getattr(value, "ndim", 0) == 0:
                 return _numpy_scalar(value)
-            return _plain(value.tolist(), report, path, active, depth, history)
+            if budget is not None:
+                budget.left += 4  # the same item, charged again as its list
+            return _plain(value.tolist(), report, path, active, depth, budget)
+        except Unrecordable:
+            raise
         except (Unsupported, TypeError, ValueError, RuntimeError):
             return str(value)
     if isinstance(value, (int, float, str)):

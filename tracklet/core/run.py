@@ -38,8 +38,7 @@ if TYPE_CHECKING:
 
 INT64_MAX = 2**63 - 1  # the largest step a record can hold (tracklet.core.values.INT64_MAX)
 _PLAIN_TYPES = frozenset({float, int, bool, str})
-# What log() copies (values.snapshot_containers); the bound method spares the hot path a lookup.
-_no_container = frozenset({list, tuple, set, frozenset, dict}).isdisjoint
+_CONTAINER_TYPES = frozenset({list, tuple, set, frozenset, dict})  # what log() copies (values.snapshot_containers)
 # Key sets remembered as plain or not; a run logging ever-new key sets just starts over.
 _MAX_KEYSETS = 4096
 _LOGGED_LOCK = threading.Lock()
@@ -429,7 +428,7 @@ class Run:
         # Each branch builds what it queues before it loads the open chunk, and calls nothing between
         # that load and the append: the sender may seal the chunk at any switch point (sender.put).
         plain = known[0]
-        if plain and not _no_container(map(type, values)):
+        if plain and not _CONTAINER_TYPES.isdisjoint(map(type, values)):
             # A key set first seen plain holds a list, tuple, set or dict this time (one C-level
             # pass over the values' types, whatever their size): the general path copies it
             # (values.snapshot_containers), so a change after log() is not recorded.

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 INT64_MAX = 2**63 - 1  # the largest step a record can hold (tracklet.core.values.INT64_MAX)
 _PLAIN_TYPES = frozenset({float, int, bool, str})
-_CONTAINER_TYPES = frozenset({list, tuple, set, frozenset, dict})  # what log() copies (values.snapshot_containers)
 # Key sets remembered as plain or not; a run logging ever-new key sets just starts over.
 _MAX_KEYSETS = 4096
 _LOGGED_LOCK = threading.Lock()
@@ -427,20 +426,14 @@ class Run:
             known = self._classify(keys, values)
         # Each branch builds what it queues before it loads the open chunk, and calls nothing between
         # that load and the append: the sender may seal the chunk at any switch point (sender.put).
-        plain = known[0]
-        if plain and not _CONTAINER_TYPES.isdisjoint(map(type, values)):
-            # A key set first seen plain holds a list, tuple, set or dict this time (one C-level
-            # pass over the values' types, whatever their size): the general path copies it
-            # (values.snapshot_containers), so a change after log() is not recorded.
-            plain = False
-        if plain:
+        if known[0]:
             # One entry per value, after the key set's marker, step and time, in one atomic extend:
             # nothing queued is a GC-tracked object (see sender.RowKeys), so log() triggers no
             # collections. The temporary tuples are freed before this returns.
             entries = (known[2], step, _time()) + values
             queue = self._queue
             queue.extend(entries)
-        elif plain is None and self._logged is not None and self._logged.submit_row(step, keys, values):
+        elif known[0] is None and self._logged is not None and self._logged.submit_row(step, keys, values):
             # Logged objects only (``log({"img": Image(x)})``): the worker took them, the history
             # row is empty. None of the general path's per-call dicts and scans (see _classify).
             entry = (step, _time(), (), ())

@@ -194,10 +194,16 @@ def test_a_query_naming_something_that_is_not_a_chunk_id_is_refused(artifacts, b
 
 def _store_lent(artifacts: ServerArtifacts, project: str, pack: list[tuple[bytes, bytes]], released: list[str]) -> None:
     """Store ``pack`` from a lent buffer, as the pack route does; ``released`` gets its id each
-    time the server gives the buffer back."""
+    time the server gives the buffer back, and the buffer is overwritten then, as the pool's next
+    borrower would (a stream still reading it after release hashes the wrong bytes)."""
     pack_id, data = build_pack(pack)
     buffer = bytearray(data)
-    artifacts.store_pack(project, pack_id, memoryview(buffer), release=lambda: released.append(pack_id))
+
+    def release() -> None:
+        released.append(pack_id)
+        buffer[:] = bytes(len(buffer))
+
+    artifacts.store_pack(project, pack_id, memoryview(buffer), release=release)
 
 
 def _three_segments(artifacts: ServerArtifacts) -> tuple[list[bytes], list[bytes], str, list[list[tuple[bytes, bytes]]]]:

@@ -53,7 +53,9 @@ class BufferPool:
             for index, buffer in enumerate(self._free):
                 if len(buffer) >= size:
                     return self._free.pop(index)
-        return bytearray(max(size, 17 << 20))  # a client's pack: 16 MiB of chunks, one more chunk, the index
+        # A client's streamed pack (16 MiB of chunks, one more chunk, the index) gets room for any
+        # other, so the buffer serves them all once given back; a smaller pack only its own size.
+        return bytearray(size if size < 8 << 20 else max(size, 17 << 20))
 
     def give(self, buffer: bytearray) -> None:
         with self._lock:

@@ -20,7 +20,8 @@ QUIET = {"console": "off", "capture_environment": False, "system_metrics": False
 
 
 def _online(root: Path, url: str, **kwargs) -> tracklet.Run:
-    return tracklet.init(project="p", dir=str(root), mode="online", settings={**QUIET, "base_url": url}, **kwargs)
+    settings = {**QUIET, "base_url": url, **kwargs.pop("settings", {})}
+    return tracklet.init(project="p", dir=str(root), mode="online", settings=settings, **kwargs)
 
 
 def _first_session(root: Path, url: str, run_id: str = "runabc") -> int:
@@ -64,7 +65,7 @@ def test_resume_must_of_a_run_the_server_lacks_raises_naming_the_server(servers,
     server = servers(tmp_path / "srv")
     with pytest.raises(ValueError, match=f"resume='must'.*nor on the server {server.url}"):
         _online(tmp_path / "b", server.url, id="nosuch", resume="must")
-    assert not (tmp_path / "b" / "projects" / "p" / "runs" / "nosuch").exists()
+    assert not (tmp_path / "b" / "projects").exists()  # not even an empty project
     # "allow" starts it new, as a local resume of an unknown run does
     run = _online(tmp_path / "b", server.url, id="nosuch", resume="allow")
     run.log({"loss": 1.0})
@@ -99,7 +100,7 @@ def test_a_damaged_server_copy_leaves_no_local_run_and_says_where(servers, tmp_p
 
     with pytest.raises(ResumeError, match=r"no intact frame starts at byte \d+ of the stored log of p/runabc"):
         _online(tmp_path / "b", server.url, id="runabc", resume="allow")
-    assert not (tmp_path / "b" / "projects" / "p" / "runs" / "runabc").exists()
+    assert not (tmp_path / "b" / "projects").exists()
 
 
 def test_a_stored_frame_that_is_no_record_is_refused_by_the_download(servers, tmp_path):
@@ -121,7 +122,11 @@ def test_an_unreachable_server_is_named_and_no_log_is_started(tmp_path, monkeypa
     monkeypatch.setattr(log_download, "REACH_TIMEOUT", 0.5)
     with pytest.raises(ResumeError, match=r"cannot .*127\.0\.0\.1:9.*not resumed"):
         _online(tmp_path / "b", "http://127.0.0.1:9", id="runabc", resume="allow")
-    assert not (tmp_path / "b" / "projects" / "p" / "runs" / "runabc").exists()
+    assert not (tmp_path / "b" / "projects").exists()
+    # no id: a new run whatever the server holds, so the server isn't asked (the uploader retries later)
+    run = _online(tmp_path / "b", "http://127.0.0.1:9", resume="allow", settings={"upload_timeout": 0})
+    run.log({"loss": 1.0})
+    run.finish()
 
 
 def test_the_log_route_answers_whole_frames_in_bounded_pieces(servers, tmp_path):

@@ -53,7 +53,7 @@ def download_log(http: HttpClient, paths: RunPaths, *, piece_bytes: int = PIECE_
     behind) when the server can't be reached, refuses, or answers anything but intact frames."""
     if paths.log_file.exists():
         raise ResumeError(f"{paths.log_file} already exists: not downloading over it")
-    created = not paths.run_dir.exists()
+    created = _missing_dirs(paths.run_dir)
     partial = paths.run_dir / (LOG_FILE_NAME + PARTIAL_SUFFIX)
     where = f"{http.base_url}'s log of {paths.project}/{paths.run_id}"
     try:
@@ -76,9 +76,9 @@ def download_log(http: HttpClient, paths: RunPaths, *, piece_bytes: int = PIECE_
                 _fsync_dir(paths.run_dir)
                 return True
     except BaseException:
-        _remove(partial, paths.run_dir if created else None)
+        _remove(partial, created)
         raise
-    _remove(partial, paths.run_dir if created else None)
+    _remove(partial, created)
     return False
 
 
@@ -94,7 +94,7 @@ def _piece(http: HttpClient, paths: RunPaths, checker: FrameChecker, piece_bytes
             with http.stream("GET", url, params={"offset": checker.offset, "limit": piece_bytes}) as response:
                 if response.status_code == 404 and checker.offset == 0:
                     return None
-                if response.status_code < 500 or response.status_code == 501:
+                if response.status_code < 500 and response.status_code != 429:
                     if response.status_code != 200:
                         response.read()
                         raise ResumeError(f"{http.base_url} refused the download of {paths.project}/{paths.run_id}'s "
@@ -193,14 +193,24 @@ class FrameChecker:
         self._keys_at_offset = self._known_keys
 
 
-def _remove(partial: Path, run_dir: Path | None) -> None:
-    """Leave nothing of a failed download: the partial file, and the run directory if it was made for it."""
+def _missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and its ancestors that don't exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove(partial: Path, created: list[Path]) -> None:
+    """Leave nothing of a failed download: the partial file, and the directories made for it
+    (a project directory left behind would list an empty project)."""
     partial.unlink(missing_ok=True)
-    if run_dir is not None:
+    for directory in created:
         try:
-            run_dir.rmdir()
-        except OSError:
-            pass
+            directory.rmdir()
+        except OSError:  # something else was put there meanwhile: keep it
+            return
 
 
 __all__ = ["FrameChecker", "download_log", "fetch_for_resume"]

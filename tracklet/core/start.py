@@ -111,7 +111,7 @@ def init(
         from tracklet.core.reader import replay
 
         state = replay(paths.log_file)
-    elif resume in (True, "allow", "must") and resolved.mode == "online" and fetcher is not None:
+    elif resume in (True, "allow", "must") and id is not None and resolved.mode == "online" and fetcher is not None:
         if fetcher(paths, resolved):  # the run lives on the server: resume from its log
             from tracklet.core.reader import replay
 

@@ -29,6 +29,7 @@ from tracklet.errors import ResumeError
 
 PIECE_BYTES = 4 << 20  # asked per request (the server answers at most 16 MiB)
 REACH_TIMEOUT = 30.0  # seconds init() keeps trying an unreachable server before saying so
+PIECE_TIMEOUT = 300.0  # seconds one answer may take in all (httpx's timeout bounds each read only)
 PARTIAL_SUFFIX = ".download"
 SIZE_HEADER = "X-Tracklet-Log-Size"
 
@@ -71,8 +72,7 @@ def download_log(http: HttpClient, paths: RunPaths, *, piece_bytes: int = PIECE_
             else:
                 out.flush()
                 os.fsync(out.fileno())
-                os.link(partial, paths.log_file)  # never over a log that appeared meanwhile
-                partial.unlink()
+                _place(partial, paths.log_file)
                 _fsync_dir(paths.run_dir)
                 return True
     except BaseException:
@@ -118,8 +118,12 @@ def _take(response: httpx.Response, checker: FrameChecker) -> int:
     except (KeyError, ValueError):
         raise ResumeError(f"{checker.where}: the answer has no valid {SIZE_HEADER} header") from None
     checker.begin()
+    deadline = time.monotonic() + PIECE_TIMEOUT
     for chunk in response.iter_bytes():
         checker.feed(chunk)
+        if time.monotonic() > deadline:  # a server trickling bytes: never stall init() without end
+            raise ResumeError(f"{checker.where}: an answer took more than {PIECE_TIMEOUT:.0f}s (at byte "
+                              f"{checker.offset + checker.piece_pending()})")
     checker.end()
     if checker.offset > size:
         raise ResumeError(f"{checker.where}: the server answered {checker.offset} bytes of a {size}-byte log")
@@ -178,6 +182,10 @@ class FrameChecker:
                                   f"{error}") from None
             self._accept(end)
 
+    def piece_pending(self) -> int:
+        """Bytes of the current piece checked so far."""
+        return self._position - self.offset
+
     def _accept(self, count: int) -> None:
         self.out.write(self._pending[:count])
         del self._pending[:count]
@@ -191,6 +199,21 @@ class FrameChecker:
         self.piece_bytes = self._position - self.offset
         self.offset = self._position
         self._keys_at_offset = self._known_keys
+
+
+def _place(partial: Path, log_file: Path) -> None:
+    """Move the complete download into place, never over a log that appeared meanwhile (a hard
+    link fails on an existing name; where links aren't supported, a check then a rename)."""
+    try:
+        os.link(partial, log_file)
+    except FileExistsError:
+        raise ResumeError(f"{log_file} appeared while downloading it: not replacing it") from None
+    except OSError:
+        if log_file.exists():
+            raise ResumeError(f"{log_file} appeared while downloading it: not replacing it") from None
+        os.replace(partial, log_file)
+        return
+    partial.unlink()
 
 
 def _missing_dirs(directory: Path) -> list[Path]:

@@ -240,3 +240,24 @@ def test_the_checker_refuses_a_cut_or_corrupted_answer(tmp_path, damage):
         data[0] ^= 0xFF
     with pytest.raises(ResumeError, match=expected):
         _checked(bytes(data), [5])
+
+
+def test_a_window_at_an_offset_that_is_no_frame_boundary_reads_at_most_its_bound():
+    """The log route reads at an offset the client chose: one that isn't a frame boundary must not
+    make the server read the rest of the log (the indexer's fallback past long damage)."""
+    from tracklet.store.logsource import read_window
+
+    log = MAGIC + b"".join(frame(b"\x08" + bytes([step % 100]) * 1000) for step in range(1_000))
+    asked: list[int] = []
+
+    def read(start: int, end: int) -> bytes:
+        asked.append(min(end, len(log)) - start)
+        return log[start:end]
+
+    for resync in (False, True):
+        asked.clear()
+        result = read_window(read, len(MAGIC) + 3, len(MAGIC) + 3 + 4096, len(log), resync=resync, bound=8192)
+        assert sum(asked) <= 8192 + 4096
+        assert not result.payloads or result.payloads[0][0] != len(MAGIC) + 3
+    whole = read_window(read, len(MAGIC), len(MAGIC) + 4096, len(log), bound=8192)
+    assert whole.payloads and whole.payloads[0][0] == len(MAGIC)

@@ -54,7 +54,9 @@ def get_log(
     body = bytearray(MAGIC if offset == 0 else b"")
     position = max(offset, len(MAGIC))
     if position < size:
-        result = source.read_from(paths, offset, limit)
+        # A client's offset may be no frame boundary: never read more than one answer's worth for it
+        # (a frame bigger than ``limit`` is at most a request body: ``max_body_bytes``).
+        result = source.read_from(paths, offset, limit, bound=max(limit, app.max_body_bytes) + FRAME_HEADER.size)
         for at, payload in result.payloads:
             if at != position:  # frames after a damaged region: their offsets would not match the copy's
                 break

@@ -60,7 +60,7 @@ _LAZY = {
 def init(*args: Any, **kwargs: Any) -> "Run":
     from tracklet.core.start import init as _init
 
-    return _init(*args, uploader=_online_uploader, **kwargs)
+    return _init(*args, uploader=_online_uploader, fetcher=_fetch_run, **kwargs)
 
 
 def _online_uploader(paths: Any, settings: Any, report: Any) -> Any:
@@ -70,6 +70,18 @@ def _online_uploader(paths: Any, settings: Any, report: Any) -> Any:
     from tracklet.client.uploader import online_uploader
 
     return online_uploader(paths, settings, report, blob_dir=artifact_dir(paths.root))
+
+
+def _fetch_run(paths: Any, settings: Any) -> bool:
+    """An online run resumed where its log isn't: the server's copy, downloaded and checked."""
+    from tracklet.errors import ResumeError
+
+    try:
+        from tracklet.client.log_download import fetch_for_resume
+    except ImportError as error:
+        raise ResumeError(f"resuming {paths.project}/{paths.run_id} from {settings.base_url} needs httpx "
+                          f"(pip install 'tracklet[server]'): {error}") from None
+    return fetch_for_resume(paths, settings)
 
 
 init.__doc__ = "Start a run; see :func:`tracklet.core.start.init`."

@@ -63,6 +63,7 @@ __all__ = [
     "SweepSpecError",
     "StoreUnavailable",
     "SyncError",
+    "ResumeError",
     "TableError",
     "TableNotFound",
     "TrackletError",
@@ -165,6 +166,11 @@ class RemoteError(TrackletError, RuntimeError):
 
 class SyncError(RemoteError):
     """A run could not be uploaded (server unreachable for too long, or a refusal)."""
+
+
+class ResumeError(RemoteError):
+    """An online run to resume could not be fetched from its server: the server was unreachable,
+    refused, or answered bytes that are not an intact record log. Nothing was written locally."""
 
 
 class AuthError(TrackletError, LookupError):

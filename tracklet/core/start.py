@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tracklet.core import lifecycle
 from tracklet.core.layout import RunPaths, check_name
@@ -11,6 +11,13 @@ from tracklet.core.settings import Settings, data_root, resolve_settings
 
 DEFAULT_PROJECT = "default"
 _RESUME_VALUES = (None, False, True, "allow", "must", "never")
+
+# Fetches an online run's record log from its server into ``paths.log_file`` so that it can be
+# resumed on a machine that lacks it: True when fetched, False when the server has no such run;
+# raises ``ResumeError`` (leaving nothing behind) when the server can't be asked or its answer is
+# not an intact log. The layer above injects it (``tracklet.init`` passes
+# ``tracklet.client.log_download.fetch_for_resume``), so the core imports no HTTP client.
+RunFetcher = Callable[[RunPaths, Settings], bool]
 
 
 def init(
@@ -28,6 +35,7 @@ def init(
     settings: Settings | dict[str, Any] | None = None,
     *,
     uploader: UploaderFactory | None = None,
+    fetcher: RunFetcher | None = None,
 ) -> Run:
     """Start a run and make it the current one (``tracklet.run``).
 
@@ -38,6 +46,11 @@ def init(
 
     ``uploader`` makes an online run's uploader; ``tracklet.init`` passes the client package's
     (``tracklet.client.uploader.online_uploader``), so the core imports no HTTP client.
+    ``fetcher``: how an online run resumed (``resume`` "allow", True or "must") on a machine
+    without its log gets it from the server first (``RunFetcher``; ``tracklet.init`` passes the
+    client package's). A server that doesn't know the run: "allow" starts it new, "must" raises; a
+    server that can't be asked raises ``ResumeError`` for both, since a new local log would fork
+    the run's on the server.
     """
     resolved = resolve_settings(settings, mode=mode, dir=dir, project=project)
     sweep = None
@@ -98,6 +111,14 @@ def init(
         from tracklet.core.reader import replay
 
         state = replay(paths.log_file)
+    elif resume in (True, "allow", "must") and id is not None and resolved.mode == "online" and fetcher is not None:
+        if fetcher(paths, resolved):  # the run lives on the server: resume from its log
+            from tracklet.core.reader import replay
+
+            state = replay(paths.log_file)
+        elif resume == "must":
+            raise ValueError(f"resume='must' but there is no run {project_name}/{run_id} in {paths.root} nor "
+                             f"on the server {resolved.base_url}")
     elif resume == "must":
         raise ValueError(f"resume='must' but there is no run {project_name}/{run_id} in {paths.root}")
 
@@ -160,8 +181,8 @@ def init_arguments(owner: str, kwargs: dict[str, Any], *, own: Sequence[str] = (
     import inspect
     import os
 
-    # the user's arguments: ``uploader`` is how tracklet.init plugs in the client package
-    accepted = [name for name in inspect.signature(init).parameters if name != "uploader"]
+    # the user's arguments: ``uploader`` and ``fetcher`` are how tracklet.init plugs in the client package
+    accepted = [name for name in inspect.signature(init).parameters if name not in ("uploader", "fetcher")]
     unknown = [name for name in kwargs if name not in accepted]
     if unknown:
         takes = ", ".join([*own, *accepted])

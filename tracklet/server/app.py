@@ -123,7 +123,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     ``freeze_heap`` (``tracklet server``'s own process) the start-up's objects are moved out of the
     garbage collector's full collections once the warm-ups are done (``heap.py``)."""
     from tracklet.server import (routes_artifacts_read, routes_artifacts_write, routes_audit, routes_auth,
-                                 routes_compare, routes_files, routes_histograms, routes_ingest, routes_media, routes_read, routes_registry,
+                                 routes_compare, routes_files, routes_histograms, routes_ingest, routes_log_read, routes_media, routes_read, routes_registry,
                                  routes_reports, routes_reproduce,
                                  routes_run_data, routes_sweeps, routes_sweeps_write,
                                  routes_table_views, routes_tables, routes_traces, routes_values)
@@ -237,7 +237,7 @@ def create_app(root: Path, *, store_url: str | None = None, max_body_bytes: int 
     guarded = [Depends(require_access), Depends(in_route)]
     # What the guard can answer on every guarded route: a bad project name, no valid key, no role.
     guard_errors = errors(400, 401, 403)
-    for module in (routes_ingest, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
+    for module in (routes_ingest, routes_log_read, routes_read, routes_compare, routes_run_data, routes_auth, routes_files,
                    routes_artifacts_read, routes_artifacts_write, routes_sweeps, routes_sweeps_write, routes_tables, routes_table_views, routes_media, routes_histograms,
                    routes_values, routes_registry, routes_traces, routes_audit, routes_reproduce):
         # Nothing but these two guards may run before a sync route: they defer their blocking

@@ -133,13 +133,15 @@ class SegmentCopies:
     def size(self, paths: RunPaths) -> int:
         return self.offset(paths.project, paths.run_id)
 
-    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None) -> ScanResult:
+    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None, *,
+                  bound: int | None = None) -> ScanResult:
         with self.engine.connect() as connection:
             size = connection.execute(
                 sa.select(log_heads.c.size).where(self._head(paths.project, paths.run_id))).scalar() or 0
             if limit is not None:
                 return read_window(lambda start, end: self._read(connection, paths.project, paths.run_id,
-                                                                 start, min(end, size)), offset, offset + limit, size)
+                                                                 start, min(end, size)), offset, offset + limit, size,
+                                   bound=bound)
             data = self._read(connection, paths.project, paths.run_id, offset, size)
         return scan(data) if offset <= 0 else scan_frames(data, 0, base=offset)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from tracklet.core.layout import RunPaths, iter_runs
-from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, MAX_RECORD_BYTES, ScanResult, read_log_from,
-                                     scan, scan_frames, writer_alive)
+from tracklet.core.recordlog import (FRAME_HEADER, MAGIC, MAX_RECORD_BYTES, Damage, ScanResult,
+                                     read_log_from, scan, scan_frames, writer_alive)
 
 
 class LogSource(Protocol):
@@ -26,11 +26,12 @@ class LogSource(Protocol):
     def size(self, paths: RunPaths) -> int:
         """The log's size in bytes (0 when it has none)."""
 
-    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None) -> ScanResult:
+    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None, *,
+                  bound: int | None = None) -> ScanResult:
         """The intact frames after ``offset`` (a frame boundary, or 0 for the whole log); a
         source may skip damaged regions to the next intact frame (``ScanResult.damages``). With
         ``limit``, only the frames within ``limit`` bytes of ``offset``, or more when no intact
-        frame fits in that (``read_window``)."""
+        frame fits in that (``read_window``), but never more than ``bound`` bytes in all."""
 
     def alive(self, paths: RunPaths) -> bool | None:
         """Whether the run's writer is alive; None when that can't be known."""
@@ -40,12 +41,17 @@ class LogSource(Protocol):
 
 
 def read_window(read: Callable[[int, int], bytes], start: int, end: int, size: int, *,
-                resync: bool = False) -> ScanResult:
+                resync: bool = False, bound: int | None = None) -> ScanResult:
     """The intact frames of a log of ``size`` bytes in [start, end) (``start``: 0 or a frame
     boundary), read through ``read(start, end)``; with ``resync``, past damaged regions as
     ``scan_frames`` does. A frame cut by the window's end is left for the next window. When no
     intact frame lies within the window: the first frame alone if it is bigger than the window,
-    else (damage longer than the window) everything to the log's end, as an unbounded read."""
+    else (damage longer than the window) everything to the log's end, as an unbounded read.
+    ``bound``: read at most that many bytes from ``start`` (for offsets a client chose, which may
+    be no frame boundary): past it, no frames and a damage at ``start``."""
+
+    def within(stop: int) -> bool:
+        return bound is None or stop - start <= bound
 
     def frames(data: bytes) -> ScanResult:
         return scan(data, resync=resync) if start <= 0 else scan_frames(data, 0, base=start, resync=resync)
@@ -60,10 +66,13 @@ def read_window(read: Callable[[int, int], bytes], start: int, end: int, size: i
     head = read(at, at + FRAME_HEADER.size)
     if len(head) == FRAME_HEADER.size:
         length = FRAME_HEADER.unpack(head)[0]
-        if 0 < length <= MAX_RECORD_BYTES and at + FRAME_HEADER.size + length > end:
+        if 0 < length <= MAX_RECORD_BYTES and at + FRAME_HEADER.size + length > end \
+                and within(at + FRAME_HEADER.size + length):
             whole = frames(read(start, at + FRAME_HEADER.size + length))
             if whole.payloads:
                 return whole
+    if not within(size):
+        return ScanResult([], start, Damage(start, size, f"no intact frame within {bound} bytes"))
     return frames(read(start, size))
 
 
@@ -85,7 +94,8 @@ class LocalLogs:
         except FileNotFoundError:
             return 0
 
-    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None) -> ScanResult:
+    def read_from(self, paths: RunPaths, offset: int, limit: int | None = None, *,
+                  bound: int | None = None) -> ScanResult:
         if limit is None:
             return read_log_from(paths.log_file, offset, resync=True)  # every intact frame, past damage
         with open(paths.log_file, "rb") as handle:
@@ -95,7 +105,7 @@ class LocalLogs:
                 handle.seek(start)
                 return handle.read(max(0, min(end, size) - start))
 
-            return read_window(read, offset, offset + limit, size, resync=True)
+            return read_window(read, offset, offset + limit, size, resync=True, bound=bound)
 
     def alive(self, paths: RunPaths) -> bool | None:
         return self._liveness(paths.log_file)

@@ -14,7 +14,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Read a run's stored record log from an offset
+         * @description The stored log's intact frames from `offset`, within about `limit` bytes; empty at its end.
+         *     404 when the server has no log of the run; 400 when `offset` is past the end or no intact
+         *     frame starts there (not a frame boundary, or the stored copy is damaged there).
+         */
+        get: operations["get_log_api_v1_runs__project___run_id__log_get"];
         /**
          * Append record log bytes at an offset
          * @description Append if `offset` is the stored size; accept a resend (offset below it) idempotently when
@@ -4801,6 +4807,79 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    get_log_api_v1_runs__project___run_id__log_get: {
+        parameters: {
+            query?: {
+                /** @description 0 (from the header) or a frame boundary of the stored log */
+                offset?: number;
+                /** @description About how many bytes to answer */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                project: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whole frames from `offset`; `X-Tracklet-Log-Size`: the stored log's size */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Bad request: an invalid name, filter, sort, parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, malformed, wrong or revoked API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's user lacks the role this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such project, run, file, user or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     put_log_api_v1_runs__project___run_id__log_put: {
         parameters: {
             query: {

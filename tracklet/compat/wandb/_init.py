@@ -22,6 +22,7 @@ from tracklet.compat.wandb._config import parse_config
 from tracklet.compat.wandb._messages import not_supported, warn_once
 from tracklet.compat.wandb.errors import UsageError
 from tracklet.compat.wandb.wandb_run import Run, RunDisabled
+from tracklet.errors import ResumeError
 
 _MODES = {
     "online": None, "run": None, "shared": None, "offline": "offline", "dryrun": "offline", "disabled": "disabled",
@@ -207,6 +208,8 @@ def init(
         if "resume" in str(error) or "already exists" in str(error):
             raise UsageError(str(error)) from None
         started = _fall_back(arguments, config_items, error)
+    except ResumeError:  # the run's log on the server can't be fetched: a new one would fork it
+        raise
     except Exception as error:  # e.g. the data root is not writable: training must still run
         started = _fall_back(arguments, config_items, error)
     _current = wrap(started, entity=pick(entity, "entity", "WANDB_ENTITY"), allow_val_change=allow,

@@ -587,22 +587,37 @@ class Artifact:
         self.wait()
         return load("registry").link_artifact(self, target_path, aliases=list(aliases or []))
 
-    def delete(self, delete_aliases: bool = False) -> None:
+    def delete(self, delete_aliases: bool = False, *, break_registry_links: bool = False) -> None:
         """Delete this version from the data root (W&B's ``delete``; ``tracklet artifact rm``): its
         number is never given again and its files stay stored until ``tracklet artifact gc``. A
-        version holding custom aliases, or registered in the model registry, raises
-        ``ArtifactError`` naming them unless ``delete_aliases`` (its aliases go with it)."""
+        version holding custom aliases raises ``ArtifactError`` naming them unless
+        ``delete_aliases`` (its aliases go with it, as W&B's flag says). A version linked into
+        the model registry always raises naming its registry versions: W&B's flag is about aliases
+        only, and deleting the version would leave those registry versions (and their protected
+        aliases) without files. ``break_registry_links=True`` (``tracklet artifact rm --force``)
+        deletes it anyway, with a warning naming them. A registry version (a link) itself can't be
+        deleted: the registry keeps its versions and their alias history (W&B unlinks it)."""
         from tracklet.artifacts.lookup import delete_version
 
         info = self._committed_info("version to delete")
         if self._link is not None:
-            raise ArtifactError(f"{self._link.path} is a registry collection's version (a link): delete its source "
-                                f"{info.qualified_name} instead")
+            raise ArtifactError(f"{self._link.path} is a registry collection's version: tracklet's registry keeps "
+                                "its versions and their alias history, so it can't be deleted or unlinked (W&B's "
+                                f"delete() unlinks it); move its aliases away instead (`tracklet registry alias`)")
         if not hasattr(getattr(self._store, "registry", None), "delete_version"):
             raise ArtifactError(f"artifact {info.qualified_name} was read from a server: it can't be deleted from "
                                 "this client")
         assert self._store is not None
-        delete_version(self._store.data_root, info, force=delete_aliases)
+        _, links = delete_version(self._store.data_root, info, drop_aliases=delete_aliases,
+                                  break_links=break_registry_links)
+        if links:
+            import warnings
+
+            from tracklet.core.stack import user_stacklevel
+            from tracklet.errors import TrackletWarning
+
+            warnings.warn(f"tracklet: deleted {info.qualified_name}, which {', '.join(links)} linked: those registry "
+                          "versions have no files now", TrackletWarning, stacklevel=user_stacklevel())
 
     def logged_by(self) -> Any:
         """The run that logged this version (a ``tracklet.RecordedRun``; for a version read from a

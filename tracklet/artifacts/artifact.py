@@ -503,19 +503,16 @@ class Artifact:
 
     def _save_link_aliases(self, added: list[str], removed: list[str]) -> None:
         """Move the aliases of a registry collection's version in the registry it was read from
-        (local or a server's), with its rules: every move is in the alias history, and a
-        protected alias raises ``PromotionRequired`` naming the request it opened."""
+        (local or a server's), with its rules, in one transaction: every move is in the alias
+        history; a protected alias raises ``PromotionRequired`` naming the request it opened and
+        nothing moves; an alias removed that someone else has moved since stays where it is."""
         from tracklet.registry.service import default_actor
 
         link, backend = self._link, self._registry
         if backend is None:
             raise ArtifactError(f"artifact {link.path}: move its aliases with `tracklet registry alias`")
-        actor = default_actor()
-        for alias in removed:
-            backend.remove_alias(link.registry, link.collection, alias, actor=actor, reason="artifact.save()")
-        for alias in added:
-            backend.set_alias(link.registry, link.collection, alias, f"v{link.version}", actor=actor,
-                              reason="artifact.save()")
+        backend.save_aliases(link.registry, link.collection, link.version, added, removed, actor=default_actor(),
+                             reason="artifact.save()")
         fixed = [alias for alias in link.aliases if alias in ("latest", f"v{link.version}")]
         custom = sorted({*self._stored_aliases(), *added} - {*removed, *fixed})
         self._link = dataclasses.replace(link, aliases=[*fixed, *custom])

@@ -226,3 +226,26 @@ def test_w_and_b_segmentation_example_with_classes_and_a_joined_table(root, monk
     assert got.masks["prediction"].class_labels == {0: "background", 1: "car"}
     assert np.array_equal(got.masks["prediction"].to_numpy(), mask)
     assert recorded.summary["loss"] == 0.5 and "joined" not in recorded.summary
+
+
+def test_a_table_cell_naming_a_path_instead_of_a_digest_reads_no_file(root, tmp_path):
+    """A damaged or hostile table file's media cell whose digest is a path (``../../secret``) is
+    None with a warning: it read any file the path named, through the blob store's own path."""
+    import pandas as pd
+
+    from tracklet.artifacts.blobs import FsspecBlobStore
+    from tracklet.compat.wandb.apis._run_tables import media_objects
+    from tracklet.errors import ArtifactError
+
+    store_dir = tmp_path / "store"
+    (store_dir / "blobs" / "sha256" / "..").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "secret.html").write_text("<p>not yours</p>")
+    hostile = "../../secret.html"  # blobs/sha256/<hostile[:2]>/<hostile> is tmp_path/secret.html
+    assert (store_dir / "blobs" / "sha256" / hostile[:2] / hostile).resolve() == (tmp_path / "secret.html").resolve()
+    blobs = FsspecBlobStore(store_dir)
+    with pytest.raises(ArtifactError, match="is not a blob's digest"):
+        blobs.local_path(hostile)
+    frame = pd.DataFrame({"id": [0], "page": [{"kind": "html", "digest": hostile, "caption": None}]})
+    with pytest.warns(Warning, match="column 'page' is None"):
+        got = media_objects(frame, blobs)
+    assert got["page"].tolist() == [None] and got["id"].tolist() == [0]

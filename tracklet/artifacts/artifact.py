@@ -57,6 +57,7 @@ class Artifact:
         self.type = type
         self.description = description or ""
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self._metadata_read: str | None = None  # the stored version's metadata as read (save() tells an edit)
         self._pending: dict[str, Pending] = {}
         self._dirs: set[str] | None = None
         self._dirs_for: dict[str, Pending] | None = None
@@ -147,7 +148,7 @@ class Artifact:
             return self._alias_edit
         if self._state == DRAFT:
             return self._requested_aliases
-        return list(self._requested_aliases)  # being stored with these: a copy (edit once committed)
+        return _StoringAliases(self._requested_aliases, self._name)  # being stored with these: edits raise
 
     @aliases.setter
     def aliases(self, value: list[str]) -> None:
@@ -422,6 +423,7 @@ class Artifact:
         finally:
             self._drop_staging()
         self._store, self._info, self._manifest = store, result.info, result.manifest
+        self._metadata_read = _as_stored(result.info.metadata or {})
         self.reused, self.bytes_written = result.reused, result.bytes_written
         self._state = COMMITTED
         if after is not None:
@@ -451,7 +453,11 @@ class Artifact:
         ``ArtifactError`` (log the change as a new version: ``new_draft()``)."""
         from tracklet.artifacts.storage import open_store
 
+        if self._state == PENDING:
+            raise ArtifactError(f"artifact {self._name!r} is still being stored: call wait() first, then edit its "
+                                "aliases and save()")
         if self._state == COMMITTED:
+            self._done.wait()  # an online run's upload first: whether the server has a copy is known then
             if aliases:
                 self.aliases.extend(alias for alias in aliases if alias not in self.aliases)
             self._save_aliases()
@@ -464,7 +470,8 @@ class Artifact:
         """Apply the alias edits of a committed version (``save``), checking everything first, so
         a refused save changes nothing."""
         info = self._info
-        if self.description != (info.description or "") or _as_stored(self.metadata) != _as_stored(info.metadata or {}):
+        read = self._metadata_read if self._metadata_read is not None else _as_stored(info.metadata or {})
+        if self.description != (info.description or "") or _as_stored(self.metadata) != read:
             raise ArtifactError(f"artifact {info.qualified_name}: a stored version's description and metadata can't "
                                 "change; log the change as a new version (artifact.new_draft())")
         if self._alias_edit is None:
@@ -534,8 +541,12 @@ class Artifact:
 
     @classmethod
     def _from_version(cls, store: VersionStore, info: Any) -> Artifact:
-        artifact = cls(info.name, info.type, info.description, info.metadata)
+        import copy
+
+        # A deep copy: a nested edit (metadata["cfg"]["lr"] = ...) must not reach the version read.
+        artifact = cls(info.name, info.type, info.description, copy.deepcopy(info.metadata))
         artifact._store, artifact._info, artifact._state = store, info, COMMITTED
+        artifact._metadata_read = _as_stored(info.metadata or {})
         artifact.project = info.project
         artifact._done.set()
         return artifact
@@ -638,6 +649,23 @@ class Artifact:
         if hasattr(self._store, "lineage"):
             return list(self._store.lineage(self._info, "used"))
         return used_by(self._store.data_root, self._info)
+
+
+class _StoringAliases(list):
+    """The aliases of a version being stored (``Artifact.aliases`` while pending): the worker
+    commits with them, so an edit now could only be lost. Every edit raises ``ArtifactError``
+    saying to ``wait()`` first (then edit and ``save()``)."""
+
+    def __init__(self, aliases: list[str], name: str) -> None:
+        super().__init__(aliases)
+        self._name = name
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise ArtifactError(f"artifact {self._name!r} is still being stored with aliases {list(self)}: call wait() "
+                            "first, then edit its aliases and save()")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
 
 
 def _as_stored(metadata: Any) -> str:

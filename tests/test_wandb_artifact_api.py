@@ -148,6 +148,9 @@ def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_
     assert writer is not None and writer.job_type == "dataset" and writer.project == "arts"
     assert [run.id for run in first.used_by()] == [reader_id]
     assert api.artifact("arts/mnist:v1").used_by() == []
+    # Lineage walked on from a run found there (it raised: the run had no Api to resolve with).
+    assert ("mnist", "v0") in [(artifact.name, artifact.version) for artifact in writer.logged_artifacts()]
+    assert [(a.name, a.version) for a in first.used_by()[0].used_artifacts()] == [("mnist", "v0")]
     remote = api.artifact("arts/mnist:latest")
     remote.aliases.append("best")
     with pytest.raises(ArtifactError, match="read from a server: its aliases can't be moved"):

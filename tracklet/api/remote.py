@@ -478,6 +478,15 @@ class RemoteApi(Api):
         self.base_url = self._http.base_url
         self._remote_artifacts: Any = None
 
+    @classmethod
+    def over(cls, http: Any) -> RemoteApi:
+        """An Api over ``http``, the client of the server something was read from (a run of an
+        artifact's lineage: its ``logged_artifacts()`` resolve on that server). It shares the
+        client: closing it is the owner's."""
+        api = object.__new__(cls)
+        api._http, api.base_url, api._remote_artifacts = http, http.base_url, None
+        return api
+
     def close(self) -> None:
         self._http.close()
 

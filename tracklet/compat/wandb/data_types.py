@@ -391,11 +391,15 @@ class Artifact(_TrackletArtifact, WBValue):
         return [self._public_run(found) for found in super().used_by()]
 
     def _public_run(self, recorded: Any) -> Any:
+        """``recorded`` as W&B's public Run, bound to an Api of where it was read (its data root,
+        or the server this version was read from: its ``logged_artifacts()`` resolve there)."""
         import tracklet
+        from tracklet.api.remote import RemoteApi
         from tracklet.compat.wandb.apis.public import Run
 
-        local = hasattr(recorded, "_paths")  # else a run on the server this version was read from
-        return Run(recorded, None, tracklet.Api(recorded._paths.root) if local else None)
+        if hasattr(recorded, "_paths"):
+            return Run(recorded, None, tracklet.Api(recorded._paths.root))
+        return Run(recorded, None, RemoteApi.over(recorded._http))
 
     def get_entry(self, name: str) -> Any:
         """W&B's ``get_entry``: the file's entry, whose ``download(root)`` fetches that file alone."""

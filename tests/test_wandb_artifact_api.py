@@ -242,3 +242,30 @@ def test_a_missing_artifact_is_a_comm_error_as_w_and_b_raises_it(root, tmp_path,
     with pytest.raises(wandb.errors.CommError) as raised:
         wandb.Api().artifact("resume/ckpt:latest")
     assert isinstance(raised.value, ArtifactNotFound)
+
+
+def test_a_runs_artifacts_leave_out_a_deleted_version_with_a_warning(root, tmp_path, monkeypatch):
+    """After ``artifact.delete()``, ``run.logged_artifacts()``/``used_artifacts()`` of every run
+    that touched the version raised ArtifactNotFound: the deleted one is left out, with a warning.
+    A run that used two versions of one collection lists both."""
+    import tracklet.compat.wandb as wandb
+
+    monkeypatch.chdir(tmp_path)
+    with wandb.init(project="p", settings=wandb.Settings(x_disable_stats=True)) as run:
+        for number in range(3):
+            (tmp_path / "d.bin").write_bytes(f"data{number}".encode())
+            dataset = wandb.Artifact("ds", type="dataset")
+            dataset.add_file(str(tmp_path / "d.bin"))
+            run.log_artifact(dataset).wait()
+        writer = run.id
+    with wandb.init(project="p", settings=wandb.Settings(x_disable_stats=True)) as user:
+        user.use_artifact("ds:v0")
+        user.use_artifact("ds:v1")
+        reader = user.id
+    api = wandb.Api()
+    assert [a.version for a in api.run(f"p/{reader}").used_artifacts()] == ["v0", "v1"]
+    api.artifact("p/ds:v0").delete()
+    with pytest.warns(Warning, match="deleted since, left out: p/ds:v0"):
+        assert [a.version for a in api.run(f"p/{writer}").logged_artifacts()] == ["v1", "v2"]
+    with pytest.warns(Warning, match="deleted since, left out: p/ds:v0"):
+        assert [a.version for a in api.run(f"p/{reader}").used_artifacts()] == ["v1"]

@@ -269,3 +269,20 @@ def test_a_runs_artifacts_leave_out_a_deleted_version_with_a_warning(root, tmp_p
         assert [a.version for a in api.run(f"p/{writer}").logged_artifacts()] == ["v1", "v2"]
     with pytest.warns(Warning, match="deleted since, left out: p/ds:v0"):
         assert [a.version for a in api.run(f"p/{reader}").used_artifacts()] == ["v1"]
+
+
+def test_a_servers_lineage_rows_are_checked_and_their_runs_fetched_only_when_read():
+    """A malformed lineage row (no run id, a project that is a path) raised a bare KeyError
+    losing the whole list, or went unescaped into the run's URL; every run was fetched up front
+    (one request each). A bad row is left out with one warning; the runs read lazily."""
+    from tracklet.artifacts.remote import lineage_runs
+    from tracklet.client.http import HttpClient
+    from tracklet.errors import TrackletWarning
+
+    rows = [{"project": "arts", "run_id": "abc123", "name": "eval", "state": "finished"},
+            {"project": "../admin", "run_id": "x"}, {"project": "arts"}, "not a row",
+            {"project": "arts", "run_id": "a/b"}]
+    with HttpClient("http://127.0.0.1:9") as nowhere:  # nothing listens: no request may be made
+        with pytest.warns(TrackletWarning, match="4 run\\(s\\) of v0's lineage from the server were malformed"):
+            runs = lineage_runs(nowhere, rows, "v0's lineage")
+        assert [(run.path, run.name, run.state) for run in runs] == [("arts/abc123", "eval", "finished")]

@@ -124,6 +124,8 @@ def test_one_file_or_a_prefix_is_downloaded_alone(root, tmp_path, monkeypatch):
     directory = artifact.download(str(tmp_path / "images-only"), path_prefix="images/")
     assert sorted(os.listdir(directory)) == ["images"]
     assert (tmp_path / "images-only" / "images" / "a.bin").read_bytes() == b"image 1"
+    artifact.download(str(tmp_path / "starts-with"), path_prefix="a.bin")  # a prefix, not a substring
+    assert not (tmp_path / "starts-with" / "images").exists()
 
 
 def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_refused_clearly(
@@ -154,6 +156,11 @@ def test_from_a_server_versions_list_lineage_is_the_servers_and_alias_moves_are_
     remote = api.artifact("arts/mnist:latest")
     remote.aliases.append("best")
     with pytest.raises(ArtifactError, match="read from a server: its aliases can't be moved"):
+        remote.save()
+    from tracklet.errors import ArtifactNameError
+
+    remote.aliases.append("v7")  # a bad alias is named as such first, wherever the version is
+    with pytest.raises(ArtifactNameError):
         remote.save()
 
 
@@ -205,6 +212,7 @@ def test_w_and_b_artifact_attributes_scripts_read(root, tmp_path, monkeypatch):
     version = wandb.Api().artifact("arts/mnist:v1")
     assert not version.is_draft() and version.id == "arts/mnist:v1" and version.entity is None
     assert version.file_count == 2 and version.ttl is None
+    assert version.created_at.endswith("Z")  # UTC, as W&B writes it
     stored = datetime.datetime.fromisoformat(version.created_at.replace("Z", "+00:00"))
     assert abs(stored.timestamp() - tracklet_created_at(root, "arts/mnist:v1")) < 1
     assert version.updated_at == version.created_at

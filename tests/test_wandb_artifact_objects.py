@@ -249,3 +249,26 @@ def test_a_table_cell_naming_a_path_instead_of_a_digest_reads_no_file(root, tmp_
     with pytest.warns(Warning, match="column 'page' is None"):
         got = media_objects(frame, blobs)
     assert got["page"].tolist() == [None] and got["id"].tolist() == [0]
+
+
+def test_html_plotly_and_pixel_box_cells_read_back_as_logged(root, monkeypatch):
+    """A logged table's html and plotly cells read back through W&B's ``get`` as ``wandb.Html``
+    and ``wandb.Plotly``, and a box given in pixels keeps its ``"pixel"`` domain."""
+    monkeypatch.setenv("TRACKLET_DIR", str(root))
+    box = {"position": {"minX": 1, "maxX": 4, "minY": 2, "maxY": 5}, "domain": "pixel", "class_id": 0}
+    with wandb.init(project="cells") as run:
+        table = wandb.Table(columns=["page", "chart", "image"])
+        table.add_data(wandb.Html("<p>hello</p>"), wandb.Plotly({"data": [{"type": "bar", "x": ["a"], "y": [2]}]}),
+                       wandb.Image(np.zeros((8, 8, 3), dtype=np.uint8),
+                                   boxes={"pred": {"box_data": [box], "class_labels": {0: "cat"}}}))
+        run.log({"cells": table})
+        run_id = run.id
+    got = wandb.Api().artifact(f"cells/run-{run_id}-cells:latest").get("cells")
+    (page,), (chart,), (image,) = got.get_column("page"), got.get_column("chart"), got.get_column("image")
+    assert isinstance(page, wandb.Html) and b"<p>hello</p>" in page._data
+    assert isinstance(chart, wandb.Plotly) and chart.figure["data"][0]["y"] == [2]
+    with wandb.init(project="cells") as again:
+        again.log({"boxed": image})
+        logged = again._run
+    (kept,) = read(logged).images("boxed")[0].boxes["pred"].boxes
+    assert (kept.min_x, kept.max_x, kept.min_y, kept.max_y, kept.pixel) == (1, 4, 2, 5, True)

@@ -35,6 +35,18 @@ def _log_dataset_versions(wandb, tmp_path) -> None:
         run.finish()
 
 
+def _log_versions(wandb, run, tmp_path, name: str, type: str, count: int,
+                  aliases: dict[int, list[str]] | None = None):
+    """Log ``count`` versions of ``name`` (each a different file) in ``run``; version N gets
+    ``aliases[N]``. Returns the last, stored."""
+    for number in range(count):
+        (tmp_path / "file.bin").write_bytes(f"{name} {number}".encode())
+        artifact = wandb.Artifact(name, type=type)
+        artifact.add_file(str(tmp_path / "file.bin"))
+        run.log_artifact(artifact, aliases=(aliases or {}).get(number, [])).wait()
+    return artifact
+
+
 def test_aliases_of_a_logged_version_move_with_append_and_save(root, tmp_path, monkeypatch):
     import tracklet.compat.wandb as wandb
     from tracklet.errors import ArtifactError
@@ -174,11 +186,7 @@ def test_w_and_b_cleanup_script_deletes_versions_without_aliases(root, tmp_path,
 
     monkeypatch.chdir(tmp_path)
     with wandb.init(project="clean", settings=wandb.Settings(x_disable_stats=True)) as run:
-        for number in range(4):
-            (tmp_path / "model.pt").write_bytes(f"weights {number}".encode())
-            model = wandb.Artifact("model", type="model")
-            model.add_file(str(tmp_path / "model.pt"))
-            run.log_artifact(model, aliases=["best"] if number == 1 else []).wait()
+        model = _log_versions(wandb, run, tmp_path, "model", "model", 4, {1: ["best"]})
         run.link_artifact(model, "wandb-registry-model/prod-models")  # v3, registered
     api = wandb.Api()
     for version in api.artifacts("model", "clean/model"):
@@ -260,11 +268,7 @@ def test_a_runs_artifacts_leave_out_a_deleted_version_with_a_warning(root, tmp_p
 
     monkeypatch.chdir(tmp_path)
     with wandb.init(project="p", settings=wandb.Settings(x_disable_stats=True)) as run:
-        for number in range(3):
-            (tmp_path / "d.bin").write_bytes(f"data{number}".encode())
-            dataset = wandb.Artifact("ds", type="dataset")
-            dataset.add_file(str(tmp_path / "d.bin"))
-            run.log_artifact(dataset).wait()
+        _log_versions(wandb, run, tmp_path, "ds", "dataset", 3)
         writer = run.id
     with wandb.init(project="p", settings=wandb.Settings(x_disable_stats=True)) as user:
         user.use_artifact("ds:v0")

@@ -310,7 +310,6 @@ class _RemoteBlobs:
         """The file's bytes, streamed and capped: at ``size`` when its record gives it, else at
         ``MAX_MEDIA_READ_BYTES`` (a server's answer is never read whole into memory unbounded);
         checked against ``digest``, which must be a sha256 in hex."""
-        import hashlib
 
         from tracklet.core.digests import is_sha256
         from tracklet.errors import ArtifactError

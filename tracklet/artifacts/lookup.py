@@ -86,7 +86,7 @@ def delete_version(root: str | os.PathLike, info: Any, *, drop_aliases: bool = F
     links = [link.path for link in registry.links_to(info.project, info.name, info.version)] if registry else []
     if links and not break_links:
         raise ArtifactError(f"{info.qualified_name} is registered as {', '.join(links)}: deleting it would leave "
-                            "those registry versions without files (`tracklet artifact rm --force` deletes it anyway; "
+                            "those registry versions without files (`tracklet artifact rm` with --force deletes it anyway; "
                             "from Python: delete(break_registry_links=True))")
     dropped = open_store(Path(root)).registry.delete_version(info.project, info.name, info.version,
                                                              drop_aliases=drop_aliases)

@@ -218,6 +218,11 @@ def _actor(actor: str | None) -> str:
     return (str(actor or "unknown")[:300]).replace("\0", "\ufffd")
 
 
+#: A kind ``on_write`` may get without any event: a move that named the promotion request its
+#: actor had already opened for it (the server's audit answers it 409, as the first).
+REQUEST_PENDING = "promotion.pending"
+
+
 class ModelRegistry:
     """The registry in the database at ``engine`` (its tables must exist: ``local.open_registry``
     creates them for a data root, the server's migration for a server)."""
@@ -486,6 +491,9 @@ class ModelRegistry:
                 registry_requests.c.to_version == version, registry_requests.c.requester == actor,
                 registry_requests.c.state == "pending").order_by(registry_requests.c.id).limit(1)).scalar()
             if pending is not None:  # the same promotion asked again (a retry): its request, not a second one
+                kinds = getattr(self._emitted, "kinds", None)
+                if kinds is not None:  # no event (nothing changed), but on_write is told the move was refused
+                    kinds.append(REQUEST_PENDING)
                 return int(pending)
             request_id = connection.execute(registry_requests.insert().values(
                 registry=registry, collection=collection, alias=alias, to_version=version, from_version=current,

@@ -27,7 +27,8 @@ from tracklet.artifacts.names import check_artifact_name, version_number
 from tracklet.errors import (ArtifactNameError, ArtifactNotFound, PromotionCheckRequired, PromotionRequired,
                              PromotionReviewRefused, RegistryError, RegistryUnavailable)
 from tracklet.registry.refs import check_registry_name, check_selector
-from tracklet.registry.sql import DEFAULT_APPROVER_ROLE, Link, ModelRegistry, Protection, role_at_least
+from tracklet.registry.sql import (DEFAULT_APPROVER_ROLE, REQUEST_PENDING, Link, ModelRegistry, Protection,
+                                   role_at_least)
 from tracklet.server.auth import DEV_PRINCIPAL, Principal
 from tracklet.server.models import INT64_MAX, ArtifactVersion, ErrorResponse, LineageResponse, RowId, errors
 from tracklet.server import audit
@@ -225,7 +226,8 @@ def _audit_in_transaction(connection: Any, kinds: list[str]) -> None:
     if request is None:
         return
     route = request.scope.get("route")
-    opened = getattr(route, "name", None) in ("set_alias", "save_aliases") and "promotion.requested" in kinds
+    opened = getattr(route, "name", None) in ("set_alias", "save_aliases") and (
+        "promotion.requested" in kinds or REQUEST_PENDING in kinds)
     audit.record_in(connection, request, status=409 if opened else 200)
 
 

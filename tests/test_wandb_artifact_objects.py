@@ -190,6 +190,21 @@ def test_image_cells_of_a_table_on_a_server_are_images_too(root, monkeypatch, tm
     monkeypatch.setenv("TRACKLET_ARTIFACT_CACHE_DIR", str(tmp_path / "cache"))
     _check_cells_are_images(wandb.Api(overrides={"base_url": server.url}), run_id, pixels, mask)
 
+    # A cell's file is read from the server streamed, capped at the size expected, by its digest only.
+    import tracklet
+    from tracklet.errors import ArtifactError
+
+    with tracklet.Api(base_url=server.url) as api:
+        remote = api.run(f"seg/{run_id}")
+        digest = remote.table("preds").to_arrow().column("image")[0].as_py()["digest"]
+        blobs = remote._table_blobs("preds")
+        whole = blobs.read_bytes(digest)
+        assert blobs.read_bytes(digest, size=len(whole)) == whole
+        with pytest.raises(ArtifactError, match=f"more than the {len(whole) - 1} bytes expected"):
+            blobs.read_bytes(digest, size=len(whole) - 1)
+        with pytest.raises(ArtifactError, match="is not a media file's digest"):
+            blobs.read_bytes("../../../etc/passwd")
+
 
 def test_a_cell_whose_file_is_gone_is_none_and_costs_only_itself(root, monkeypatch):
     run_id, pixels, _ = _log_segmented_table(monkeypatch, root)

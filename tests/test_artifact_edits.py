@@ -77,3 +77,41 @@ def test_aliases_of_a_version_being_stored_refuse_edits_until_wait(root, start, 
     artifact.save()
     run.finish()
     assert sorted(tracklet.Api(root).artifact("p/ds:v0").aliases) == ["best", "latest", "train"]
+
+
+def test_save_during_an_online_runs_upload_waits_for_it_and_warns(root, tmp_path, servers, monkeypatch):
+    """The version is committed locally before the upload sets the server's version number:
+    a save() in between skipped the warning that the server's copy keeps its aliases."""
+    import tracklet
+    from conftest import QUIET
+    from tracklet.artifacts.worker import ArtifactWorker
+    from tracklet.errors import TrackletWarning
+
+    release = threading.Event()
+    upload = ArtifactWorker._upload
+
+    def held_upload(self, *args, **kwargs):  # the real upload, once the test has called save()
+        release.wait(60)
+        return upload(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArtifactWorker, "_upload", held_upload)
+    server = servers(tmp_path / "server")
+    run = tracklet.init(project="p", dir=str(root), mode="online", settings={**QUIET, "base_url": server.url})
+    (tmp_path / "d.bin").write_bytes(b"data")
+    artifact = tracklet.Artifact("ds", "dataset")
+    artifact.add_file(str(tmp_path / "d.bin"))
+    run.log_artifact(artifact)
+    try:
+        for _ in range(6000):  # committed locally, its upload held
+            if artifact.state == "committed":
+                break
+            threading.Event().wait(0.01)
+        assert artifact.state == "committed"
+        artifact.aliases.append("best")
+        threading.Timer(0.2, release.set).start()  # save() must wait for the upload to see its outcome
+        with pytest.warns(TrackletWarning, match="server's copy \\(v0\\) keeps its aliases"):
+            artifact.save()
+    finally:
+        release.set()
+        run.finish()
+    assert sorted(tracklet.Api(root).artifact("p/ds:v0").aliases) == ["best", "latest"]
